@@ -1,0 +1,175 @@
+"""encpipe: streaming authenticated encryption for backups.
+
+Usage:
+  encpipe seal [-o FILE] [--chunk-size SIZE] [--work-factor N] [--threads N] [--progress]
+               [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--recipient PUBKEY]... [--recipient-file FILE]...
+               [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
+               [-p]
+  encpipe open [--verify-first] [--threads N] [--progress] [--legacy]
+               [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
+               [-p] [FILE]
+  encpipe inspect [--json] [--verify] [--threads N] [--progress] [--legacy]
+               [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
+               [-p] [FILE]
+  encpipe rewrap [--in-place FILE] [--replace] [--remove KEYID]... [--work-factor N] [--progress]
+               [--add-key-file FILE]... [--add-recipient PUBKEY]... [--add-passphrase-file FILE]...
+               [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
+               [-p]
+  encpipe keygen [--x25519] [-o FILE]
+  encpipe pubkey FILE
+  encpipe keyid [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+  encpipe (-h | --help)
+  encpipe --version
+
+Commands:
+  seal      Encrypt standard input to standard output (or -o FILE).
+  open      Decrypt FILE (default: standard input) to standard output. Each
+            chunk is written only after it authenticated.
+  inspect   Show a sealed file's header without any key. With --verify and a
+            key, authenticate every chunk and report the plaintext size.
+  rewrap    Copy a sealed stream from standard input to standard output with a
+            new set of key slots; the payload is copied, not re-encrypted.
+  keygen    Print a new random 256-bit key (64 hex digits), or with --x25519
+            write a secret identity to FILE and print its public key.
+  pubkey    Print the public key of the identity in FILE.
+  keyid     Print the key id of each given key, as inspect shows it.
+
+Keys (never on the command line; options may be repeated):
+  --key-file FILE            A file of keys, one per line: 64 hex digits, or an
+                             x25519 identity. # starts a comment.
+  --key-command CMD          Run CMD with sh -c; its output is such a key list.
+  --identity FILE            Same as --key-file (for x25519 identities).
+  --recipient PUBKEY         Seal to this public key (encpipe1...).
+  --recipient-file FILE      Seal to each public key listed in FILE.
+  --passphrase-file FILE     Read a passphrase from FILE (trailing newline dropped).
+  --passphrase-fd N          Read a passphrase from file descriptor N.
+  --passphrase-command CMD   Run CMD with sh -c; its output is the passphrase.
+  -p, --passphrase           Prompt for a passphrase on the terminal.
+  Without any of these, ENCPIPE_KEY (64 hex digits) and ENCPIPE_PASSPHRASE
+  are used.
+
+Options:
+  -o FILE, --output FILE     Write to FILE (created on first write, mode 0600).
+  --chunk-size SIZE          Plaintext chunk size, a power of two from 16K to
+                             16M [default: 1M].
+  --work-factor N            scrypt cost log2(N) for new passphrase slots,
+                             10 to 20 [default: 18].
+  --threads N                Worker threads [default: auto].
+  --progress                 Report progress on standard error.
+  --verify-first             Authenticate all of FILE before writing anything.
+  --legacy                   Read the previous backup tool's format.
+  --json                     Print the result as JSON.
+  --verify                   Authenticate every chunk (needs a key).
+  --in-place FILE            Rewrap FILE itself, replacing it atomically.
+  --replace                  Drop every existing slot before adding.
+  --remove KEYID             Drop the slot with this key id.
+  --add-key-file FILE        Add a slot for each key in FILE.
+  --add-recipient PUBKEY     Add a slot for this public key.
+  --add-passphrase-file FILE Add a slot for the passphrase in FILE.
+  -h, --help                 Show this text.
+  --version                  Show the version.
+
+Exit status:
+  0 success; 64 usage error or malformed key; 65 input is not a valid encpipe
+  stream (corrupt, tampered, truncated, trailing data, unsupported version);
+  66 cannot open an input or key file; 70 internal error; 74 cannot read or
+  write data; 77 no supplied key opens the file; 78 no key configured.
+"""
+
+import json
+import os
+import sys
+
+from docopt import DocoptExit, docopt
+
+from . import __version__
+from .errors import EncpipeError, UsageError
+
+EXIT_OK = 0
+EXIT_USAGE = 64
+EXIT_INTERNAL = 70
+
+
+def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
+    """Run one command; returns the exit status. Streams and env are injectable for tests."""
+    io = _Io(
+        stdin or sys.stdin.buffer,
+        stdout or sys.stdout.buffer,
+        stderr or sys.stderr,
+        os.environ if env is None else env,
+    )
+    try:
+        args = docopt(__doc__, argv=argv, version=__version__, default_help=True)
+    except DocoptExit as e:
+        io.error(str(e).strip().splitlines()[0] if str(e).strip() else "bad usage", hint="see encpipe --help")
+        return EXIT_USAGE
+    except SystemExit as e:  # --help and --version
+        return e.code or EXIT_OK
+    try:
+        from . import commands
+
+        return commands.dispatch(args, io)
+    except EncpipeError as e:
+        io.error(str(e), hint=e.hint)
+        return e.exit_code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except MemoryError:
+        io.error("out of memory")
+        return EXIT_INTERNAL
+
+
+class _Io:
+    """The process's streams and environment, passed to commands explicitly."""
+
+    def __init__(self, stdin, stdout, stderr, env):
+        self.stdin, self.stdout, self.stderr, self.env = stdin, stdout, stderr, env
+
+    def _say(self, kind, message, hint=None):
+        self.stderr.write(f"encpipe: {kind}: {message}\n")
+        if hint:
+            self.stderr.write(f"encpipe: hint: {hint}\n")
+        self.stderr.flush()
+
+    def error(self, message, hint=None):
+        self._say("error", message, hint)
+
+    def warn(self, message, hint=None):
+        self._say("warning", message, hint)
+
+    def print(self, text):
+        self.stdout.write(text.encode("utf-8") + b"\n")
+        self.stdout.flush()
+
+    def print_json(self, value):
+        self.print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _quiet_broken_pipe():
+    """The reader of stdout went away (`| head`): leave quietly, as cat does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def usage_error(message):
+    return UsageError(message, hint="see encpipe --help")
+
+
+def run():
+    """Console entry point: default signal behaviour, then main()."""
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        status = 128 + signal.SIGINT
+    raise SystemExit(status)

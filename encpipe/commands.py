@@ -1,0 +1,357 @@
+"""One function per subcommand: turn docopt's dictionary into real values, call the core."""
+
+import os
+import re
+import tempfile
+
+from . import envelope
+from . import format as fmt
+from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
+from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
+from .progress import ProgressReporter
+from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
+
+MAX_THREADS = 64
+_SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
+
+
+def dispatch(args, io):
+    for name, command in COMMANDS.items():
+        if args[name]:
+            return command(args, io)
+    raise AssertionError("docopt accepted an unknown command")
+
+
+# --- argument conversion ---------------------------------------------------
+
+
+def key_sources(args):
+    return KeySources(
+        key_files=args["--key-file"],
+        key_commands=args["--key-command"],
+        identity_files=args["--identity"],
+        recipients=args.get("--recipient") or [],
+        recipient_files=args.get("--recipient-file") or [],
+        passphrase_files=args.get("--passphrase-file") or [],
+        passphrase_fds=[_int_option(fd, "--passphrase-fd", 0, 1 << 20) for fd in args.get("--passphrase-fd") or []],
+        passphrase_commands=args.get("--passphrase-command") or [],
+        prompt=bool(args.get("--passphrase")),
+    )
+
+
+def _int_option(text, name, low, high):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a whole number, not {text!r}") from None
+    if not low <= value <= high:
+        raise UsageError(f"{name} must be from {low} to {high}, not {value}")
+    return value
+
+
+def threads(args):
+    if args.get("--threads") in (None, "auto"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return _int_option(args["--threads"], "--threads", 1, MAX_THREADS)
+
+
+def chunk_log2(text):
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise UsageError(f"--chunk-size: cannot read {text!r}; use e.g. 64K or 1M")
+    size = int(match.group(1)) << {"": 0, "k": 10, "m": 20}[match.group(2).lower()]
+    log2 = size.bit_length() - 1
+    if size != 1 << log2 or not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2:
+        raise UsageError("--chunk-size must be a power of two from 16K to 16M")
+    return log2
+
+
+def loader(args, io):
+    work_factor = args.get("--work-factor") or "18"
+    return KeyLoader(
+        env=io.env,
+        warn=io.warn,
+        work_factor=_int_option(work_factor, "--work-factor", MIN_SCRYPT_LOG2_N, MAX_SCRYPT_LOG2_N),
+    )
+
+
+def progress(args, io, label):
+    return ProgressReporter(io.stderr, label) if args.get("--progress") else None
+
+
+def _finish(reporter):
+    if reporter:
+        reporter.finish()
+
+
+# --- streams ---------------------------------------------------------------
+
+
+def open_input(path, io):
+    if path in (None, "-"):
+        return io.stdin
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise InputUnavailable(f"cannot open {path}: {e.strerror or e}") from None
+
+
+def _refuse_stdin_secrets(sources, data_from_stdin):
+    if data_from_stdin and sources.reads_stdin():
+        raise UsageError(
+            "standard input cannot carry both the data and a key or passphrase",
+            hint="give the data as a FILE argument, or the secret another way",
+        )
+
+
+class LazyOutput:
+    """A file created, mode 0600, on the first write: a failure before it leaves no file."""
+
+    def __init__(self, path):
+        self.path, self._file = path, None
+
+    def write(self, data):
+        if self._file is None:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.fchmod(fd, 0o600)
+            except OSError as e:
+                raise IOFailure(f"cannot create {self.path}: {e.strerror or e}") from None
+            self._file = os.fdopen(fd, "wb", buffering=0)
+        return self._file.write(data)
+
+    def flush(self):
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+
+
+def ciphertext_output(path, io):
+    if path:
+        return LazyOutput(path)
+    if io.stdout.isatty():
+        raise UsageError(
+            "refusing to write encrypted data to a terminal",
+            hint="redirect standard output to a file or a pipe, or use -o FILE",
+        )
+    return io.stdout
+
+
+# --- commands --------------------------------------------------------------
+
+
+def cmd_seal(args, io):
+    chunk = chunk_log2(args["--chunk-size"])
+    workers = threads(args)
+    sources = key_sources(args)
+    _refuse_stdin_secrets(sources, data_from_stdin=True)
+    out = ciphertext_output(args["--output"], io)
+    recipients = loader(args, io).load(sources, sealing=True)
+    reporter = progress(args, io, "seal")
+    try:
+        envelope.seal(io.stdin, out, recipients, chunk_log2=chunk, threads=workers, on_progress=reporter)
+    finally:
+        if out is not io.stdout:
+            out.close()
+    _finish(reporter)
+    return 0
+
+
+def _identities(args, io, data_from_stdin):
+    sources = key_sources(args)
+    _refuse_stdin_secrets(sources, data_from_stdin)
+    return loader(args, io).load(sources, sealing=False)
+
+
+def cmd_open(args, io):
+    workers = threads(args)
+    src = open_input(args["FILE"], io)
+    from_stdin = src is io.stdin
+    if args["--legacy"]:
+        from .legacy import open_legacy
+
+        identities = _identities(args, io, from_stdin)
+        open_legacy(src, io.stdout, identities, env=io.env)
+        return 0
+    sealed = envelope.read_header(src)
+    identities = _identities(args, io, from_stdin)
+    reporter = progress(args, io, "open")
+    envelope.open_sealed(
+        sealed,
+        src,
+        io.stdout,
+        identities,
+        threads=workers,
+        verify_first=args["--verify-first"],
+        on_progress=reporter,
+    )
+    _finish(reporter)
+    return 0
+
+
+def cmd_inspect(args, io):
+    workers = threads(args)
+    src = open_input(args["FILE"], io)
+    if args["--legacy"]:
+        from .legacy import inspect_legacy
+
+        report = inspect_legacy(src, _identities(args, io, src is io.stdin), env=io.env, verify=args["--verify"])
+        _print_report(io, args, report)
+        return 0
+    sealed = envelope.read_header(src)
+    report = header_report(sealed)
+    if args["--verify"]:
+        identities = _identities(args, io, src is io.stdin)
+        reporter = progress(args, io, "verify")
+        info = envelope.open_sealed(sealed, src, None, identities, threads=workers, on_progress=reporter)
+        _finish(reporter)
+        report.update(verified=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
+        report["payload_bytes"] = info.chunks * fmt.TAG_LEN + info.plaintext_bytes
+        _print_report(io, args, report)
+        return 0
+    report["payload_bytes"] = envelope.count_remaining(src)
+    shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
+    if shape:
+        report.update(plaintext_bytes=shape[0], chunks=shape[1])
+    _print_report(io, args, report)
+    if not shape:
+        raise InvalidStream(f"payload of {report['payload_bytes']} bytes cannot be a complete stream (truncated?)")
+    return 0
+
+
+def header_report(sealed):
+    header = sealed.header
+    return {
+        "format": "encpipe",
+        "version": header.version,
+        "suite": fmt.SUITE_NAMES[header.suite],
+        "chunk_size": header.chunk_size,
+        "header_bytes": sealed.size,
+        "payload_bytes": None,
+        "plaintext_bytes": None,
+        "chunks": None,
+        "verified": False,
+        "slots": [slot.describe() for slot in sealed.slots],
+    }
+
+
+def _print_report(io, args, report):
+    if args["--json"]:
+        io.print_json(report)
+        return
+    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in report.items() if k != "slots" and v is not None]
+    lines += [f"slot {i}: {envelope.slot_label(d)}" for i, d in enumerate(report.get("slots", []), 1)]
+    io.print("\n".join(lines))
+
+
+def cmd_rewrap(args, io):
+    path = args["--in-place"]
+    src = open_input(path, io)
+    identities = _identities(args, io, data_from_stdin=path is None)
+    add_sources = KeySources(
+        key_files=args["--add-key-file"],
+        recipients=args["--add-recipient"],
+        passphrase_files=args["--add-passphrase-file"],
+    )
+    additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
+    rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"])
+    if path is None:
+        envelope.rewrap(src, ciphertext_output(None, io), identities, **rewrap)
+        return 0
+    with src:
+        _replace_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap))
+    return 0
+
+
+def _replace_atomically(path, write):
+    """Write a temp file beside `path`, fsync it, and rename it over `path`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".encpipe-", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise IOFailure(f"cannot create a temporary file in {directory}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def cmd_keygen(args, io):
+    if args["--x25519"]:
+        from .x25519 import X25519Identity
+
+        identity = X25519Identity.generate()
+        recipient = str(identity.recipient())
+        secret = f"# public key: {recipient}\n{identity}\n"
+    else:
+        secret = os.urandom(32).hex() + "\n"
+        recipient = None
+    if args["--output"]:
+        _write_new_secret_file(args["--output"], secret)
+        if recipient:
+            io.print(recipient)
+    else:
+        io.stdout.write(secret.encode("ascii"))
+        io.stdout.flush()
+    return 0
+
+
+def _write_new_secret_file(path, text):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; refusing to overwrite a key") from None
+    except OSError as e:
+        raise IOFailure(f"cannot create {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def cmd_pubkey(args, io):
+    path = args["FILE"]
+    keys = parse_keyring(read_secret_file(path, io.warn).decode("utf-8", "replace"), path)
+    publics = [str(k.recipient()) for k in keys if hasattr(k, "recipient")]
+    if not publics:
+        raise UsageError(f"{path}: no x25519 identity found")
+    io.print("\n".join(publics))
+    return 0
+
+
+def cmd_keyid(args, io):
+    keys = loader(args, io).load(key_sources(args), sealing=False)
+    ids = [k.key_id.hex() for k in keys if not isinstance(k, Passphrase)]
+    if not ids:
+        raise UsageError("passphrases have no key id")
+    io.print("\n".join(ids))
+    return 0
+
+
+COMMANDS = {
+    "seal": cmd_seal,
+    "open": cmd_open,
+    "inspect": cmd_inspect,
+    "rewrap": cmd_rewrap,
+    "keygen": cmd_keygen,
+    "pubkey": cmd_pubkey,
+    "keyid": cmd_keyid,
+}

@@ -1,0 +1,51 @@
+"""One exception hierarchy; each class maps to one documented exit code.
+
+The exit codes follow BSD sysexits.h, so shell scripts can tell a damaged file
+(65) from a missing key (78) or a full disk (74).
+"""
+
+
+class EncpipeError(Exception):
+    """Base class. `exit_code` is what the CLI exits with; `hint` is optional advice."""
+
+    exit_code = 70
+
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.hint = hint
+
+
+class UsageError(EncpipeError):
+    """The command line, or a key or passphrase given on it, is malformed."""
+
+    exit_code = 64
+
+
+class InvalidStream(EncpipeError):
+    """The input is not a valid encpipe stream: corrupt, tampered, truncated, too large."""
+
+    exit_code = 65
+
+
+class InputUnavailable(EncpipeError):
+    """An input or key file cannot be opened or read."""
+
+    exit_code = 66
+
+
+class IOFailure(EncpipeError):
+    """Reading the data or writing the output failed (disk full, read-only target, I/O error)."""
+
+    exit_code = 74
+
+
+class NoMatchingKey(EncpipeError):
+    """None of the supplied keys, passphrases or identities opens this file."""
+
+    exit_code = 77
+
+
+class NoKeyConfigured(EncpipeError):
+    """No key source was given at all."""
+
+    exit_code = 78

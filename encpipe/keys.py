@@ -1,0 +1,221 @@
+"""Where secrets come from: environment, files, file descriptors, commands, the terminal.
+
+Never argv. Every source is read here and nowhere else; the CLI only says
+which sources the user named. Explicit options win: the environment variables
+are read only when no key option was given.
+"""
+
+import os
+import stat
+import subprocess
+from dataclasses import dataclass, field
+
+from .errors import InputUnavailable, NoKeyConfigured, UsageError
+from .slots import DEFAULT_SCRYPT_LOG2_N, Passphrase, RawKey
+
+ENV_KEY = "ENCPIPE_KEY"
+ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
+ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
+DEFAULT_COMMAND_TIMEOUT = 60.0
+HEX_KEY_LEN = 64
+_STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
+
+IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
+
+
+@dataclass
+class KeySources:
+    """The key sources named on the command line (paths, fds and commands; never secrets)."""
+
+    key_files: list = field(default_factory=list)
+    key_commands: list = field(default_factory=list)
+    identity_files: list = field(default_factory=list)
+    recipients: list = field(default_factory=list)
+    recipient_files: list = field(default_factory=list)
+    passphrase_files: list = field(default_factory=list)
+    passphrase_fds: list = field(default_factory=list)
+    passphrase_commands: list = field(default_factory=list)
+    prompt: bool = False
+
+    def any_given(self):
+        return any(bool(v) for v in vars(self).values())
+
+    def reads_stdin(self):
+        """True when a secret would come from standard input."""
+        if 0 in self.passphrase_fds:
+            return True
+        paths = self.key_files + self.identity_files + self.passphrase_files + self.recipient_files
+        return any(_is_stdin(p) for p in paths)
+
+
+def _is_stdin(path):
+    if path in _STDIN_PATHS:
+        return True
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(0))
+    except OSError:
+        return False
+
+
+def parse_hex_key(text, source):
+    text = text.strip()
+    if len(text) != HEX_KEY_LEN:
+        raise UsageError(f"{source}: a key must be {HEX_KEY_LEN} hex characters, not {len(text)}")
+    try:
+        return RawKey(bytes.fromhex(text))
+    except ValueError:
+        raise UsageError(f"{source}: a key must be hex characters (0-9, a-f)") from None
+
+
+def parse_keyring(text, source):
+    """Keys, one per line: 64-hex raw keys or identities; blank lines and # comments ignored."""
+    keys = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{source}, line {number}"
+        if line.upper().startswith(IDENTITY_PREFIX):
+            from .x25519 import parse_identity
+
+            keys.append(parse_identity(line, where))
+        else:
+            keys.append(parse_hex_key(line, where))
+    if not keys:
+        raise UsageError(f"{source}: no key found")
+    return keys
+
+
+def read_secret_file(path, warn):
+    """The bytes of a key or passphrase file, warning when others can read it."""
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = f.read()
+    except OSError as e:
+        raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISREG(mode) and mode & 0o077:
+        warn(f"{path} is readable by group or others", hint=f"chmod 600 {path}")
+    return data
+
+
+def read_fd(fd):
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError as e:
+        raise InputUnavailable(f"cannot read passphrase from file descriptor {fd}: {e.strerror or e}") from None
+
+
+def run_secret_command(command, env):
+    """Run `command` with sh -c and return its standard output; bounded in time."""
+    timeout = _command_timeout(env)
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
+    except OSError as e:
+        raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
+    if done.returncode != 0:
+        raise InputUnavailable(f"key command failed with status {done.returncode}: {command}")
+    return done.stdout
+
+
+def _command_timeout(env):
+    raw = env.get(ENV_COMMAND_TIMEOUT)
+    if raw is None:
+        return DEFAULT_COMMAND_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UsageError(f"{ENV_COMMAND_TIMEOUT} must be a positive number of seconds")
+    return value
+
+
+def _decode(data, source):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{source}: not UTF-8 text") from None
+
+
+def _passphrase_bytes(data):
+    """A passphrase from a file, fd or command: its content without trailing newlines."""
+    return data.rstrip(b"\r\n")
+
+
+def prompt_passphrase(confirm):
+    import getpass  # only when prompting: keeps start-up lean
+
+    try:
+        with open("/dev/tty", "r+b", buffering=0):
+            pass
+    except OSError:
+        raise NoKeyConfigured("cannot prompt for a passphrase: no terminal") from None
+    first = getpass.getpass("encpipe: passphrase: ")
+    if confirm and getpass.getpass("encpipe: passphrase again: ") != first:
+        raise UsageError("the passphrases do not match")
+    return first.encode("utf-8")
+
+
+@dataclass
+class KeyLoader:
+    """Turns KeySources into recipients (sealing) or identities (opening)."""
+
+    env: dict
+    warn: object
+    work_factor: int = DEFAULT_SCRYPT_LOG2_N
+    prompt: object = prompt_passphrase
+
+    def load(self, sources, sealing, use_env=True):
+        keys = []
+        for path in sources.key_files + sources.identity_files:
+            keys += parse_keyring(_decode(read_secret_file(path, self.warn), path), path)
+        for command in sources.key_commands:
+            keys += parse_keyring(_decode(run_secret_command(command, self.env), "key command"), "key command")
+        keys += self._public_keys(sources, sealing)
+        passphrases = [_passphrase_bytes(read_secret_file(p, self.warn)) for p in sources.passphrase_files]
+        passphrases += [_passphrase_bytes(read_fd(fd)) for fd in sources.passphrase_fds]
+        passphrases += [_passphrase_bytes(run_secret_command(c, self.env)) for c in sources.passphrase_commands]
+        if sources.prompt:
+            passphrases.append(self.prompt(confirm=sealing))
+        if use_env and not sources.any_given():
+            keys, passphrases = self._from_environment()
+        keys += [Passphrase(p, log2_n=self.work_factor) for p in passphrases]
+        if not keys:
+            raise NoKeyConfigured(
+                "no key configured",
+                hint=f"set {ENV_KEY} or {ENV_PASSPHRASE}, or use --key-file, --passphrase-file, "
+                "--key-command, --passphrase or --recipient",
+            )
+        if sealing:
+            return [k.recipient() if hasattr(k, "recipient") else k for k in keys]
+        return keys
+
+    def _public_keys(self, sources, sealing):
+        if not (sources.recipients or sources.recipient_files):
+            return []
+        if not sealing:
+            raise UsageError("--recipient is for sealing; open with --identity")
+        from .x25519 import parse_recipient, read_recipient_file
+
+        keys = [parse_recipient(text, "--recipient") for text in sources.recipients]
+        for path in sources.recipient_files:
+            keys += read_recipient_file(_decode(read_secret_file(path, lambda *a, **k: None), path), path)
+        return keys
+
+    def _from_environment(self):
+        keys, passphrases = [], []
+        if self.env.get(ENV_KEY) is not None:
+            keys.append(parse_hex_key(self.env[ENV_KEY], ENV_KEY))
+        if self.env.get(ENV_PASSPHRASE) is not None:
+            passphrases.append(os.fsencode(self.env[ENV_PASSPHRASE]))
+        return keys, passphrases

@@ -1,0 +1,221 @@
+"""Key slots: each wraps the file key for one way of opening a file.
+
+A *recipient* makes a slot (`wrap`); an *identity* opens one (`unwrap`).
+`RawKey` and `Passphrase` are both. Public-key slots live in x25519.py.
+Slot bodies are parsed once, by `decode_slot`, into the dataclasses below.
+"""
+
+import hmac
+import struct
+import unicodedata
+from dataclasses import dataclass
+
+from Crypto.Cipher import AES
+from Crypto.Protocol.KDF import scrypt
+from Crypto.Random import get_random_bytes
+
+from .errors import InvalidStream, UsageError
+from .format import SlotRecord
+from .primitives import FILE_KEY_LEN, hkdf
+
+SLOT_RAW_KEY = 1
+SLOT_SCRYPT = 2
+SLOT_X25519 = 3
+
+KEY_ID_LEN = 8
+WRAPPED_LEN = FILE_KEY_LEN + 8  # AES key wrap (RFC 3394) adds 8 bytes
+
+INFO_KEY_ID = b"encpipe v1 key id"
+INFO_RAW_WRAP = b"encpipe v1 raw-key wrap"
+SCRYPT_SALT_LABEL = b"encpipe v1 scrypt"
+
+SCRYPT_SALT_LEN = 16
+DEFAULT_SCRYPT_LOG2_N = 18  # about 0.7 s and 256 MiB on the reference machine
+MIN_SCRYPT_LOG2_N = 10
+MAX_SCRYPT_LOG2_N = 20
+MAX_SCRYPT_R = 32
+MAX_SCRYPT_P = 16
+MAX_SCRYPT_MEMORY = 1 << 30  # 128 * N * r bytes
+MAX_SCRYPT_WORK = 1 << 24  # N * r * p: 16x the default
+
+
+def wrap_file_key(kek, file_key):
+    return AES.new(kek, AES.MODE_KW).seal(file_key)
+
+
+def unwrap_file_key(kek, wrapped):
+    """The file key, or None when `kek` is not the key that wrapped it."""
+    try:
+        return AES.new(kek, AES.MODE_KW).unseal(wrapped)
+    except ValueError:
+        return None
+
+
+def _split(body, *lengths, kind_name):
+    if len(body) != sum(lengths):
+        raise InvalidStream(f"malformed {kind_name} slot: {len(body)} bytes")
+    parts, pos = [], 0
+    for length in lengths:
+        parts.append(body[pos : pos + length])
+        pos += length
+    return parts
+
+
+@dataclass(frozen=True)
+class RawKeySlot:
+    key_id: bytes
+    wrapped: bytes
+    kind = SLOT_RAW_KEY
+
+    @classmethod
+    def decode(cls, body):
+        return cls(*_split(body, KEY_ID_LEN, WRAPPED_LEN, kind_name="raw-key"))
+
+    def encode(self):
+        return SlotRecord(self.kind, self.key_id + self.wrapped)
+
+    def describe(self):
+        return {"type": "raw-key", "key_id": self.key_id.hex()}
+
+
+_SCRYPT_PARAMS = struct.Struct(">BBB")
+
+
+@dataclass(frozen=True)
+class ScryptSlot:
+    salt: bytes
+    log2_n: int
+    r: int
+    p: int
+    wrapped: bytes
+    kind = SLOT_SCRYPT
+
+    @classmethod
+    def decode(cls, body):
+        salt, params, wrapped = _split(
+            body, SCRYPT_SALT_LEN, _SCRYPT_PARAMS.size, WRAPPED_LEN, kind_name="passphrase"
+        )
+        return cls(salt, *_SCRYPT_PARAMS.unpack(params), wrapped)
+
+    def encode(self):
+        params = _SCRYPT_PARAMS.pack(self.log2_n, self.r, self.p)
+        return SlotRecord(self.kind, self.salt + params + self.wrapped)
+
+    def describe(self):
+        return {"type": "passphrase", "kdf": "scrypt", "log2_n": self.log2_n, "r": self.r, "p": self.p}
+
+    def check_cost(self):
+        """Refuse parameters a crafted header could use to make us spin or swap."""
+        n = 1 << self.log2_n
+        if not (
+            MIN_SCRYPT_LOG2_N <= self.log2_n <= MAX_SCRYPT_LOG2_N
+            and 1 <= self.r <= MAX_SCRYPT_R
+            and 1 <= self.p <= MAX_SCRYPT_P
+            and 128 * n * self.r <= MAX_SCRYPT_MEMORY
+            and n * self.r * self.p <= MAX_SCRYPT_WORK
+        ):
+            raise InvalidStream(
+                f"scrypt parameters log2(N)={self.log2_n} r={self.r} p={self.p} exceed the limit "
+                f"(log2(N) {MIN_SCRYPT_LOG2_N}..{MAX_SCRYPT_LOG2_N}, 128*N*r <= 1 GiB, N*r*p <= 2^24)"
+            )
+
+
+@dataclass(frozen=True)
+class UnknownSlot:
+    kind: int
+    body: bytes
+
+    def describe(self):
+        return {"type": "unknown", "kind": self.kind}
+
+
+def _decode_x25519(body):
+    from .x25519 import X25519Slot  # its heavier imports only when such a slot exists
+
+    return X25519Slot.decode(body)
+
+
+_DECODERS = {SLOT_RAW_KEY: RawKeySlot.decode, SLOT_SCRYPT: ScryptSlot.decode, SLOT_X25519: _decode_x25519}
+
+
+def decode_slot(record):
+    decode = _DECODERS.get(record.kind)
+    return decode(record.body) if decode else UnknownSlot(record.kind, record.body)
+
+
+def key_id(key):
+    """The public fingerprint of a raw key: 8 bytes, shown as 16 hex digits."""
+    return hkdf(key, b"", INFO_KEY_ID, KEY_ID_LEN)
+
+
+class RawKey:
+    """A 256-bit symmetric key: recipient and identity."""
+
+    cost = 0
+
+    def __init__(self, key):
+        if len(key) != FILE_KEY_LEN:
+            raise UsageError(f"a key must be {FILE_KEY_LEN} bytes, not {len(key)}")
+        self._key = bytes(key)
+        self.key_id = key_id(self._key)
+        self._kek = hkdf(self._key, b"", INFO_RAW_WRAP)
+
+    def __repr__(self):
+        return f"RawKey(id={self.key_id.hex()})"
+
+    @property
+    def secret(self):
+        """The key itself: only the legacy decoder needs it."""
+        return self._key
+
+    def wrap(self, file_key):
+        return RawKeySlot(self.key_id, wrap_file_key(self._kek, file_key))
+
+    def can_try(self, slot):
+        return isinstance(slot, RawKeySlot) and hmac.compare_digest(slot.key_id, self.key_id)
+
+    def unwrap(self, slot):
+        return unwrap_file_key(self._kek, slot.wrapped)
+
+
+def _normalize_passphrase(passphrase):
+    if isinstance(passphrase, str):
+        passphrase = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    if not passphrase:
+        raise UsageError("the passphrase is empty")
+    return passphrase
+
+
+def scrypt_kek(passphrase, salt, log2_n, r, p):
+    return scrypt(passphrase, SCRYPT_SALT_LABEL + salt, 32, N=1 << log2_n, r=r, p=p)
+
+
+class Passphrase:
+    """A passphrase stretched with scrypt: recipient and identity."""
+
+    cost = 1
+
+    def __init__(self, passphrase, log2_n=DEFAULT_SCRYPT_LOG2_N, r=8, p=1):
+        self._passphrase = _normalize_passphrase(passphrase)
+        self.log2_n, self.r, self.p = log2_n, r, p
+
+    def __repr__(self):
+        return "Passphrase(***)"
+
+    @property
+    def secret(self):
+        """The passphrase bytes: only the legacy decoder needs them."""
+        return self._passphrase
+
+    def wrap(self, file_key):
+        salt = get_random_bytes(SCRYPT_SALT_LEN)
+        kek = scrypt_kek(self._passphrase, salt, self.log2_n, self.r, self.p)
+        return ScryptSlot(salt, self.log2_n, self.r, self.p, wrap_file_key(kek, file_key))
+
+    def can_try(self, slot):
+        return isinstance(slot, ScryptSlot)
+
+    def unwrap(self, slot):
+        slot.check_cost()
+        kek = scrypt_kek(self._passphrase, slot.salt, slot.log2_n, slot.r, slot.p)
+        return unwrap_file_key(kek, slot.wrapped)

@@ -1,0 +1,76 @@
+"""Sanity checks for the throwaway PostgreSQL harness."""
+
+import os
+import subprocess
+import time
+
+from pgcluster import MARKERS, PgCluster, seed_awkward_database
+
+
+def test_select_1(pg):
+    assert pg.psql("select 1") == "1\n"
+    assert pg.psql("select current_user").strip() == pg.user
+    assert pg.psql("select rolsuper from pg_roles where rolname = current_user") == "t\n"
+    assert pg.psql("show listen_addresses") == "\n"
+    assert pg.psql("show server_version_num").startswith("15")
+
+
+def test_env_points_clients_at_cluster(pg):
+    env = pg.env
+    assert env["PGHOST"] == pg.socket_dir
+    assert env["PGPORT"] == str(pg.port)
+    assert env["PGUSER"] == pg.user
+    assert env["PGDATABASE"] == "postgres"
+    assert os.path.exists(os.path.join(pg.socket_dir, ".s.PGSQL.%d" % pg.port))
+    out = subprocess.run(
+        ["psql", "-XAtc", "select 40 + 2"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out == "42\n"
+
+
+def test_seed_awkward_database(pg):
+    seed_awkward_database(pg, "seed_check")
+    try:
+        q = pg.psql
+        db = "seed_check"
+        assert q("select count(*) from pg_namespace where nspname in "
+                 "('app', 'Weird Schema', 'archive')", db=db) == "3\n"
+        assert q("select to_regclass('app.ticket_seq') is not null", db=db) == "t\n"
+        assert q("select to_regclass('app.notes_title_idx') is not null", db=db) == "t\n"
+        assert q("select to_regclass('app.note_summary') is not null", db=db) == "t\n"
+        assert q("select app.shout('ab')", db=db) == "AB!\n\n"
+        assert q("select count(*) from app.note_summary", db=db).strip().isdigit()
+        assert q("select max(length(big)) > 1000000 from archive.blobs", db=db) == "t\n"
+        assert q("select max(length(blob)) >= 1000000 from archive.blobs", db=db) == "t\n"
+        assert q("select count(*) > 0 from app.notes where body is null", db=db) == "t\n"
+        assert q("select body from app.notes where title = 'unicode'", db=db).startswith(
+            "Straße, 日本語, emoji 🐘")
+        assert q("select body = E'line one\\nline two\\r\\nline three\\n' "
+                 "from app.notes where title = 'newlines'", db=db) == "t\n"
+    finally:
+        pg.dropdb("seed_check")
+
+
+def test_pg_dump_of_seeded_db_contains_markers(pg):
+    seed_awkward_database(pg, "seed_dump")
+    try:
+        dump = subprocess.run(
+            ["pg_dump", "-d", "seed_dump"], env=pg.env, capture_output=True, check=True
+        ).stdout
+        assert len(dump) > 3_000_000
+        for marker in MARKERS:
+            assert marker.encode() in dump, marker
+        assert "日本".encode() in dump
+    finally:
+        pg.dropdb("seed_dump")
+
+
+def test_second_cluster_starts_and_cleans_up(pg):
+    t0 = time.monotonic()
+    with PgCluster() as other:
+        assert other.socket_dir != pg.socket_dir
+        assert other.psql("select 2") == "2\n"
+        base = other.base_dir
+    assert not os.path.exists(base)
+    assert time.monotonic() - t0 < 30
+    assert pg.psql("select 1") == "1\n"
