@@ -171,5 +171,8 @@ def run():
     try:
         status = main()
     except KeyboardInterrupt:
+        # Die of the signal itself, so the parent sees the conventional status.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
         status = 128 + signal.SIGINT
     raise SystemExit(status)
