@@ -87,7 +87,9 @@ def parse_keyring(text, source):
 
 
 def read_secret_file(path, warn):
-    """The bytes of a key or passphrase file, warning when others can read it."""
+    """The bytes of a key or passphrase file ("-": standard input), warning when others can read it."""
+    if path == "-":
+        return read_fd(0)
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -104,7 +106,7 @@ def read_fd(fd):
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     except OSError as e:
-        raise InputUnavailable(f"cannot read passphrase from file descriptor {fd}: {e.strerror or e}") from None
+        raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None
 
 
 def run_secret_command(command, env):

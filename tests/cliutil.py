@@ -1,0 +1,58 @@
+"""Drive encpipe in-process (fast) or as a real process (signals, pipes, RSS)."""
+
+import io
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from encpipe.cli import main
+
+KEY_A = "a" * 64
+KEY_B = "0123456789abcdef" * 4
+FAST_SCRYPT = ["--work-factor", "10"]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: bytes
+    stderr: str
+
+
+def run(args, stdin=b"", env=None):
+    """encpipe in this process: exit code, stdout bytes, stderr text."""
+    out, err = io.BytesIO(), io.StringIO()
+    code = main(list(args), stdin=io.BytesIO(stdin), stdout=out, stderr=err, env=dict(env or {}))
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def key_env(key=KEY_A):
+    return {"ENCPIPE_KEY": key}
+
+
+def seal(data, env=None, args=()):
+    result = run(["seal", *args], data, env if env is not None else key_env())
+    assert result.code == 0, result.stderr
+    return result.stdout
+
+
+def spawn(args, **kwargs):
+    """encpipe as a child process (python -m, to skip any launcher shim)."""
+    kwargs.setdefault("env", {**os.environ})
+    return subprocess.Popen([sys.executable, "-m", "encpipe", *args], **kwargs)
+
+
+def run_process(args, stdin=b"", env=None, **kwargs):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "encpipe", *args], input=stdin, capture_output=True, env=full_env, **kwargs
+    )
+
+
+def assert_one_line_error(stderr):
+    lines = stderr.strip().splitlines()
+    assert lines and lines[0].startswith("encpipe: error: "), stderr
+    assert all(line.startswith("encpipe: hint: ") for line in lines[1:]), stderr
+    assert len(lines) <= 2 and "Traceback" not in stderr, stderr

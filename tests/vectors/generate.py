@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Write the encpipe v1 test vectors into this directory (or the one given).
+
+Each vector is a small text header, a blank line, then the raw file bytes:
+
+    expect: success | header failure | payload failure | no match
+    key: <64 hex digits>          (any number of key:, passphrase:, identity: lines)
+    passphrase: <text>
+    identity: ENCPIPE-SECRET-KEY-1...
+    plaintext sha256: <hex>       (success only)
+    plaintext length: <n>         (success only)
+    comment: <free text>
+
+All randomness comes from a DRBG seeded by the vector's name, so running this
+again reproduces every byte; tests/test_vectors.py checks that.
+"""
+
+import hashlib
+import io
+import os
+import struct
+import sys
+import zlib
+from contextlib import contextmanager
+from unittest import mock
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from Crypto.Cipher import AES  # noqa: E402
+
+import encpipe.envelope  # noqa: E402
+import encpipe.slots  # noqa: E402
+import encpipe.x25519  # noqa: E402
+from encpipe import format as fmt  # noqa: E402
+from encpipe.envelope import build_header, read_header, seal  # noqa: E402
+from encpipe.primitives import header_mac, payload_key  # noqa: E402
+from encpipe.slots import Passphrase, RawKey, ScryptSlot  # noqa: E402
+from encpipe.stream import chunk_nonce  # noqa: E402
+from encpipe.x25519 import X25519Identity  # noqa: E402
+
+KEY_1 = bytes(range(32))
+KEY_2 = bytes(range(32, 64))
+PASSPHRASE = "vector passphrase"
+CHUNK_LOG2 = 14
+CHUNK = 1 << CHUNK_LOG2
+IDENTITY_SECRET = hashlib.sha256(b"encpipe test identity").digest()
+
+
+class Drbg:
+    """SHA-256 in counter mode: deterministic bytes for reproducible vectors."""
+
+    def __init__(self, seed):
+        self._seed, self._counter = seed.encode(), 0
+
+    def __call__(self, n):
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(self._seed + self._counter.to_bytes(8, "big")).digest()
+            self._counter += 1
+        return out[:n]
+
+
+@contextmanager
+def deterministic(name):
+    drbg = Drbg(name)
+    with mock.patch.object(encpipe.envelope, "get_random_bytes", drbg), mock.patch.object(
+        encpipe.slots, "get_random_bytes", drbg
+    ), mock.patch.object(encpipe.x25519, "get_random_bytes", drbg):
+        yield drbg
+
+
+def plaintext(name, size):
+    return Drbg("plaintext " + name)(size)
+
+
+def sealed(name, data, recipients, chunk_log2=CHUNK_LOG2):
+    with deterministic(name):
+        out = io.BytesIO()
+        seal(io.BytesIO(data), out, recipients, chunk_log2=chunk_log2)
+        return out.getvalue()
+
+
+def file_key_of(data, identity):
+    return identity.unwrap(read_header(io.BytesIO(data)).slots[0])
+
+
+def recrc(header_bytes):
+    body = header_bytes[:-4]
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def reheader(data, header):
+    """Replace the header of `data` with `header` (a fmt.Header with a MAC set)."""
+    old = len(read_header(io.BytesIO(data)).header)
+    return header.encode() + data[old:]
+
+
+def chunk_records(data, chunk_size=CHUNK):
+    old = len(read_header(io.BytesIO(data)).header)
+    payload, record = data[old:], chunk_size + 16
+    return data[:old], [payload[i : i + record] for i in range(0, len(payload), record)]
+
+
+def seal_chunk(key, counter, last, body):
+    cipher = AES.new(key, AES.MODE_GCM, nonce=chunk_nonce(counter, last))
+    return cipher.encrypt(body) + cipher.digest()
+
+
+VECTORS = {}
+
+
+def vector(name, expect, comment, keys=(), passphrases=(), identities=()):
+    def register(make):
+        VECTORS[name] = (expect, comment, keys, passphrases, identities, make)
+        return make
+
+    return register
+
+
+RAW = [KEY_1.hex()]
+
+
+@vector("raw_key_empty", "success", "empty plaintext: one empty final chunk", keys=RAW)
+def _():
+    return sealed("raw_key_empty", b"", [RawKey(KEY_1)]), b""
+
+
+@vector("raw_key_one_byte", "success", "a single byte", keys=RAW)
+def _():
+    data = plaintext("one", 1)
+    return sealed("raw_key_one_byte", data, [RawKey(KEY_1)]), data
+
+
+@vector("raw_key_exact_chunk", "success", "exactly one chunk: the final chunk is full", keys=RAW)
+def _():
+    data = plaintext("exact", CHUNK)
+    return sealed("raw_key_exact_chunk", data, [RawKey(KEY_1)]), data
+
+
+@vector("raw_key_three_chunks", "success", "two full chunks and a short final one", keys=RAW)
+def _():
+    data = plaintext("three", 2 * CHUNK + 100)
+    return sealed("raw_key_three_chunks", data, [RawKey(KEY_1)]), data
+
+
+@vector("raw_key_1mib_chunks", "success", "default chunk size 2^20", keys=RAW)
+def _():
+    data = plaintext("big", 5000)
+    return sealed("raw_key_1mib_chunks", data, [RawKey(KEY_1)], chunk_log2=20), data
+
+
+@vector("passphrase", "success", "scrypt slot, log2(N)=10 r=8 p=1", passphrases=[PASSPHRASE])
+def _():
+    data = plaintext("pass", 1000)
+    return sealed("passphrase", data, [Passphrase(PASSPHRASE, log2_n=10)]), data
+
+
+@vector("two_slots_second_key", "success", "raw-key slots for two keys; opened by the second", keys=[KEY_2.hex()])
+def _():
+    data = plaintext("two", CHUNK + 1)
+    return sealed("two_slots_second_key", data, [RawKey(KEY_1), RawKey(KEY_2)]), data
+
+
+@vector("x25519", "success", "X25519 slot", identities=["IDENTITY"])
+def _():
+    data = plaintext("x", 777)
+    return sealed("x25519", data, [X25519Identity(IDENTITY_SECRET).recipient()]), data
+
+
+@vector("unknown_slot_skipped", "success", "an unknown slot type (200) before a raw-key slot is skipped", keys=RAW)
+def _():
+    data = plaintext("unknown", 300)
+    base = sealed("unknown_slot_skipped", data, [RawKey(KEY_1)])
+    sealed_header = read_header(io.BytesIO(base))
+    file_key = file_key_of(base, RawKey(KEY_1))
+    slots = (fmt.SlotRecord(200, b"future slot body"),) + sealed_header.header.slots
+    header = build_header(file_key, slots, CHUNK_LOG2, sealed_header.header.payload_salt)
+    return reheader(base, header), data
+
+
+@vector("wrong_key", "no match", "sealed for KEY_1, opened with KEY_2", keys=[KEY_2.hex()])
+def _():
+    return sealed("wrong_key", b"secret", [RawKey(KEY_1)]), None
+
+
+@vector("wrong_passphrase", "no match", "sealed with another passphrase", passphrases=["not it"])
+def _():
+    return sealed("wrong_passphrase", b"secret", [Passphrase(PASSPHRASE, log2_n=10)]), None
+
+
+@vector("bad_magic", "header failure", "magic changed", keys=RAW)
+def _():
+    data = sealed("bad_magic", b"secret", [RawKey(KEY_1)])
+    return b"ENCPIPF" + data[7:], None
+
+
+@vector("version_2", "header failure", "unsupported format version", keys=RAW)
+def _():
+    data = sealed("version_2", b"secret", [RawKey(KEY_1)])
+    return data[:7] + b"\x02" + data[8:], None
+
+
+@vector("header_crc_mismatch", "header failure", "one salt bit flipped, CRC left alone", keys=RAW)
+def _():
+    data = bytearray(sealed("header_crc_mismatch", b"secret", [RawKey(KEY_1)]))
+    data[20] ^= 1
+    return bytes(data), None
+
+
+@vector("header_mac_mismatch", "header failure", "salt bit flipped and CRC recomputed: the MAC catches it", keys=RAW)
+def _():
+    data = sealed("header_mac_mismatch", b"secret", [RawKey(KEY_1)])
+    size = len(read_header(io.BytesIO(data)).header)
+    header = bytearray(data[:size])
+    header[20] ^= 1
+    return recrc(bytes(header)) + data[size:], None
+
+
+@vector("chunk_size_too_small", "header failure", "chunk_log2 = 13, CRC recomputed", keys=RAW)
+def _():
+    data = sealed("chunk_size_too_small", b"secret", [RawKey(KEY_1)])
+    size = len(read_header(io.BytesIO(data)).header)
+    header = bytearray(data[:size])
+    header[11] = 13
+    return recrc(bytes(header)) + data[size:], None
+
+
+@vector("scrypt_over_limit", "header failure", "passphrase slot with log2(N)=21, above the ceiling", passphrases=[PASSPHRASE])
+def _():
+    data = plaintext("limit", 10)
+    base = sealed("scrypt_over_limit", data, [Passphrase(PASSPHRASE, log2_n=10)])
+    slot = read_header(io.BytesIO(base)).slots[0]
+    crafted = ScryptSlot(slot.salt, 21, slot.r, slot.p, slot.wrapped)
+    header = fmt.Header(CHUNK_LOG2, read_header(io.BytesIO(base)).header.payload_salt, (crafted.encode(),))
+    file_key = Passphrase(PASSPHRASE, log2_n=10).unwrap(slot)
+    header = fmt.Header(header.chunk_log2, header.payload_salt, header.slots, mac=header_mac(file_key, header))
+    return reheader(base, header), None
+
+
+@vector("truncated_at_chunk_boundary", "payload failure", "the final chunk is missing", keys=RAW)
+def _():
+    data = sealed("truncated_at_chunk_boundary", plaintext("t", 2 * CHUNK + 5), [RawKey(KEY_1)])
+    head, records = chunk_records(data)
+    return head + b"".join(records[:2]), None
+
+
+@vector("truncated_mid_chunk", "payload failure", "cut inside the final chunk", keys=RAW)
+def _():
+    data = sealed("truncated_mid_chunk", plaintext("m", CHUNK + 50), [RawKey(KEY_1)])
+    return data[:-10], None
+
+
+@vector("header_only", "payload failure", "a valid header and no payload", keys=RAW)
+def _():
+    data = sealed("header_only", b"x", [RawKey(KEY_1)])
+    return data[: len(read_header(io.BytesIO(data)).header)], None
+
+
+@vector("trailing_byte", "payload failure", "one byte after the final chunk", keys=RAW)
+def _():
+    return sealed("trailing_byte", plaintext("tb", 100), [RawKey(KEY_1)]) + b"\x00", None
+
+
+@vector("chunks_swapped", "payload failure", "chunks 0 and 1 swapped", keys=RAW)
+def _():
+    data = sealed("chunks_swapped", plaintext("s", 2 * CHUNK + 5), [RawKey(KEY_1)])
+    head, r = chunk_records(data)
+    return head + r[1] + r[0] + r[2], None
+
+
+@vector("payload_bit_flip", "payload failure", "one bit flipped in chunk 1", keys=RAW)
+def _():
+    data = bytearray(sealed("payload_bit_flip", plaintext("f", 2 * CHUNK + 5), [RawKey(KEY_1)]))
+    data[-100] ^= 0x10
+    return bytes(data), None
+
+
+@vector("final_flag_missing", "payload failure", "the last chunk sealed with last = 0", keys=RAW)
+def _():
+    data = sealed("final_flag_missing", b"", [RawKey(KEY_1)])
+    head, _ = chunk_records(data)
+    key = payload_key(file_key_of(data, RawKey(KEY_1)), read_header(io.BytesIO(data)).header)
+    return head + seal_chunk(key, 0, False, b"abc"), None
+
+
+@vector("empty_final_chunk_after_full", "payload failure", "a full chunk then an empty final chunk", keys=RAW)
+def _():
+    data = sealed("empty_final_chunk_after_full", b"", [RawKey(KEY_1)])
+    head, _ = chunk_records(data)
+    key = payload_key(file_key_of(data, RawKey(KEY_1)), read_header(io.BytesIO(data)).header)
+    return head + seal_chunk(key, 0, False, plaintext("e", CHUNK)) + seal_chunk(key, 1, True, b""), None
+
+
+def render(name):
+    expect, comment, keys, passphrases, identities, make = VECTORS[name]
+    data, clear = make()
+    lines = [f"expect: {expect}"]
+    lines += [f"key: {k}" for k in keys]
+    lines += [f"passphrase: {p}" for p in passphrases]
+    lines += [f"identity: {X25519Identity(IDENTITY_SECRET)}" for _ in identities]
+    if clear is not None:
+        lines += [f"plaintext sha256: {hashlib.sha256(clear).hexdigest()}", f"plaintext length: {len(clear)}"]
+    lines.append(f"comment: {comment}")
+    return ("\n".join(lines) + "\n\n").encode() + data
+
+
+def main(directory=HERE):
+    for name in VECTORS:
+        with open(os.path.join(directory, name + ".vec"), "wb") as out:
+            out.write(render(name))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
