@@ -1,4 +1,4 @@
-"""encpipe: streaming authenticated encryption for backups.
+USAGE = """encpipe: streaming authenticated encryption for backups.
 
 Usage:
   encpipe seal [-o FILE] [--chunk-size SIZE] [--work-factor N] [--threads N] [--progress]
@@ -79,6 +79,7 @@ Exit status:
   66 cannot open an input or key file; 70 internal error; 74 cannot read or
   write data; 77 no supplied key opens the file; 78 no key configured.
 """
+__doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
 import json
 import os
@@ -103,7 +104,7 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
         os.environ if env is None else env,
     )
     try:
-        args = docopt(__doc__, argv=argv, version=__version__, default_help=True)
+        args = docopt(USAGE, argv=argv, version=__version__, default_help=True)
     except DocoptExit as e:
         io.error(str(e).strip().splitlines()[0] if str(e).strip() else "bad usage", hint="see encpipe --help")
         return EXIT_USAGE

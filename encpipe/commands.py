@@ -258,12 +258,14 @@ def cmd_rewrap(args, io):
         passphrase_files=args["--add-passphrase-file"],
     )
     additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
-    rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"])
+    reporter = progress(args, io, "rewrap")
+    rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"], on_progress=reporter)
     if path is None:
         envelope.rewrap(src, ciphertext_output(None, io), identities, **rewrap)
-        return 0
-    with src:
-        _replace_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap))
+    else:
+        with src:
+            _replace_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap))
+    _finish(reporter)
     return 0
 
 

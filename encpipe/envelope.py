@@ -156,7 +156,7 @@ def count_remaining(src):
     return copy_stream(src, None)
 
 
-def rewrap(src, dst, identities, *, add=(), remove_ids=(), replace_all=False):
+def rewrap(src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None):
     """Copy a sealed stream with a new set of slots; the payload is copied, never decrypted.
 
     Returns the old and the new SealedHeader."""
@@ -175,6 +175,6 @@ def rewrap(src, dst, identities, *, add=(), remove_ids=(), replace_all=False):
         file_key, kept + [r.wrap(file_key) for r in add], sealed.header.chunk_log2, sealed.header.payload_salt
     )
     write_all(dst, memoryview(header.encode()))
-    copy_stream(src, dst)
+    copy_stream(src, dst, on_progress)
     flush(dst)
     return sealed, SealedHeader.of(header)

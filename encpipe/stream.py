@@ -64,13 +64,15 @@ def flush(dst):
         raise IOFailure(f"cannot write output: {e.strerror or e}") from None
 
 
-def copy_stream(src, dst, buffer_size=1 << 20):
+def copy_stream(src, dst, on_progress=None, buffer_size=1 << 20):
     """Copy the rest of `src` to `dst` (None: just count); returns the byte count."""
     view, total = memoryview(bytearray(buffer_size)), 0
     while n := _readinto_full(src, view):
         if dst is not None:
             write_all(dst, view[:n])
         total += n
+        if on_progress:
+            on_progress(total)
     return total
 
 

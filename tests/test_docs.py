@@ -10,7 +10,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 def test_readme_shows_the_exact_usage_text():
-    assert "```\n" + encpipe.cli.__doc__.strip() + "\n```" in README
+    assert "```\n" + encpipe.cli.USAGE.strip() + "\n```" in README
 
 
 def test_every_exit_code_is_documented():
