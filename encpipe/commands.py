@@ -172,10 +172,11 @@ def cmd_open(args, io):
     src = open_input(args["FILE"], io)
     from_stdin = src is io.stdin
     if args["--legacy"]:
-        from .legacy import open_legacy
+        from . import legacy
 
-        identities = _identities(args, io, from_stdin)
-        open_legacy(src, io.stdout, identities, env=io.env)
+        sources = key_sources(args)
+        _refuse_stdin_secrets(sources, from_stdin)
+        legacy.open_legacy(src, io.stdout, legacy.load_keys(loader(args, io), sources, io.env))
         return 0
     sealed = envelope.read_header(src)
     identities = _identities(args, io, from_stdin)
@@ -197,12 +198,22 @@ def cmd_inspect(args, io):
     workers = threads(args)
     src = open_input(args["FILE"], io)
     if args["--legacy"]:
-        from .legacy import inspect_legacy
+        from . import legacy
 
-        report = inspect_legacy(src, _identities(args, io, src is io.stdin), env=io.env, verify=args["--verify"])
-        _print_report(io, args, report)
+        keys, sources = None, key_sources(args)
+        if args["--verify"]:
+            _refuse_stdin_secrets(sources, src is io.stdin)
+            keys = legacy.load_keys(loader(args, io), sources, io.env)
+        _print_report(io, args, legacy.inspect_legacy(src, keys))
         return 0
-    sealed = envelope.read_header(src)
+    try:
+        sealed = envelope.read_header(src)
+    except InvalidStream as e:
+        if str(e) != "not an encpipe file":
+            raise
+        from .legacy import legacy_hint
+
+        raise InvalidStream(str(e), hint=legacy_hint(src)) from None
     report = header_report(sealed)
     if args["--verify"]:
         identities = _identities(args, io, src is io.stdin)

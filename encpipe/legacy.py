@@ -1,0 +1,316 @@
+"""Files from the previous backup tool: the Node.js `.sql.enc` format.
+
+    salt (32 bytes, random, unused) | IV (16) | GCM tag (16) | ciphertext
+
+AES-256-GCM with the 16-byte IV, no associated data, one tag over the whole
+dump. The key is the old `BACKUP_ENCRYPTION_KEY` setting: exactly 64 hex
+characters is the key itself, anything else a passphrase stretched with
+PBKDF2-HMAC-SHA256, 100,000 iterations, salt SHA-256("ediscovery-backup-salt").
+
+The tag sits in front but covers the whole file, so nothing may be written
+before every byte has authenticated. A seekable input is read twice (first
+authenticate, writing nothing; then decrypt); a pipe is first copied, as
+ciphertext, to an unlinked temporary file, authenticated on the way, and then
+decrypted from there. Memory use does not depend on the file size.
+
+GCM cannot tell a wrong key from a damaged file. The rule here: a file shorter
+than the 64-byte header, or one starting with the encpipe magic, is an
+InvalidStream (65); a file that no candidate key authenticates is NoMatchingKey
+(77), whose hint says it may also be damaged or truncated.
+"""
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+
+from Crypto.Cipher import AES
+from Crypto.Random import get_random_bytes
+
+from .errors import EncpipeError, InvalidStream, IOFailure, NoKeyConfigured, NoMatchingKey
+from .format import MAGIC, read_exactly
+from .keys import ENV_KEY, ENV_PASSPHRASE
+from .slots import Passphrase, RawKey
+from .stream import flush, write_all
+
+ENV_LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"
+SALT_LEN = 32
+IV_LEN = 16
+TAG_LEN = 16
+HEADER_LEN = SALT_LEN + IV_LEN + TAG_LEN
+KEY_LEN = 32
+PBKDF2_SALT = hashlib.sha256(b"ediscovery-backup-salt").digest()
+PBKDF2_ITERATIONS = 100_000
+SUITE = "AES-256-GCM, 16-byte IV, one tag over the whole file"
+BUFFER_SIZE = 1 << 20
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+# What envelope.read_header reads before it can say "not an encpipe file":
+# magic, version and header length.
+_ENCPIPE_PREFIX_LEN = len(MAGIC) + 3
+
+
+@dataclass(frozen=True)
+class LegacyKey:
+    """One candidate AES-256 key, with a label that names its source (never the secret)."""
+
+    key: bytes = field(repr=False)
+    label: str
+
+
+@dataclass(frozen=True)
+class LegacyInfo:
+    plaintext_bytes: int
+    key_label: str
+    spooled: bool
+
+
+# --- keys ------------------------------------------------------------------
+
+
+def passphrase_key(passphrase):
+    """The previous tool's key for a passphrase (bytes; a str is taken as UTF-8, as Node does)."""
+    if isinstance(passphrase, str):
+        passphrase = passphrase.encode("utf-8")
+    return hashlib.pbkdf2_hmac("sha256", passphrase, PBKDF2_SALT, PBKDF2_ITERATIONS, KEY_LEN)
+
+
+def key_from_setting(value, source=ENV_LEGACY_KEY):
+    """The old rule for a BACKUP_ENCRYPTION_KEY value: exactly 64 hex characters is the
+    key, anything else a passphrase. An empty value means "not configured": None."""
+    if not value:
+        return None
+    if _HEX_KEY.fullmatch(value):
+        return LegacyKey(bytes.fromhex(value), f"{source} (hex key)")
+    return LegacyKey(passphrase_key(os.fsencode(value)), f"{source} (passphrase)")
+
+
+def keys_from_identities(identities):
+    """Raw keys are used as the AES key; passphrases go through the old PBKDF2.
+    Other identities (x25519) mean nothing to the old format and are left out."""
+    keys = []
+    for identity in identities:
+        if isinstance(identity, RawKey):
+            keys.append(LegacyKey(identity.secret, f"key {identity.key_id.hex()}"))
+        elif isinstance(identity, Passphrase):
+            keys.append(LegacyKey(passphrase_key(identity.secret), "passphrase"))
+    return keys
+
+
+def load_keys(loader, sources, env):
+    """Candidate keys from the key options; without any, from ENCPIPE_KEY,
+    ENCPIPE_PASSPHRASE and BACKUP_ENCRYPTION_KEY (the old rule), that one first."""
+    setting = None if sources.any_given() else env.get(ENV_LEGACY_KEY)
+    try:
+        identities = loader.load(sources, sealing=False)
+    except NoKeyConfigured as e:
+        if sources.any_given() or not setting:
+            raise NoKeyConfigured(
+                str(e),
+                hint=f"set {ENV_LEGACY_KEY} (as the previous tool had it), {ENV_KEY} or {ENV_PASSPHRASE}, "
+                "or use --key-file or --passphrase-file",
+            ) from None
+        identities = []
+    keys = [key_from_setting(setting)] if setting else []
+    unique = {}
+    for key in keys + keys_from_identities(identities):
+        unique.setdefault(key.key, key)
+    if not unique:
+        raise NoKeyConfigured("no raw key or passphrase given: x25519 identities cannot open legacy files")
+    return list(unique.values())
+
+
+# --- reading ---------------------------------------------------------------
+
+
+def _seekable(src):
+    try:
+        return src.seekable()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _read_header(src):
+    header = read_exactly(src, HEADER_LEN)
+    if header.startswith(MAGIC):
+        raise InvalidStream("this is an encpipe file, not one from the previous tool", hint="open it without --legacy")
+    if len(header) < HEADER_LEN:
+        what = "empty input" if not header else f"{len(header)} bytes"
+        raise InvalidStream(f"not a legacy file: {what}, less than its {HEADER_LEN}-byte header")
+    return header[SALT_LEN : SALT_LEN + IV_LEN], header[SALT_LEN + IV_LEN :]
+
+
+def _blocks(src, buf):
+    """Yield views of `buf` filled from `src` (full blocks, then the short last one)."""
+    view = memoryview(buf)
+    while True:
+        filled = 0
+        try:
+            while filled < len(view):
+                n = src.readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+        except OSError as e:
+            raise IOFailure(f"cannot read input: {e.strerror or e}") from None
+        if filled:
+            yield view[:filled]
+        if filled < len(view):
+            return
+
+
+def _ciphers(keys, iv):
+    return [(key, AES.new(key.key, AES.MODE_GCM, nonce=iv)) for key in keys]
+
+
+def _authenticate(src, keys, iv, tag, spool=None):
+    """The key whose GCM tag over all of `src` matches, writing nothing but `spool`."""
+    candidates = _ciphers(keys, iv)
+    buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
+    total = 0
+    for block in _blocks(src, buf):
+        for _, cipher in candidates:
+            cipher.decrypt(block, output=memoryview(scratch)[: len(block)])
+        if spool is not None:
+            _spool_write(spool, block)
+        total += len(block)
+    for key, cipher in candidates:
+        try:
+            cipher.verify(tag)
+        except ValueError:
+            continue
+        return key, total
+    tried = ", ".join(key.label for key in keys)
+    raise NoMatchingKey(
+        "no supplied key authenticates this legacy file",
+        hint=f"the key is wrong, or the file is damaged or truncated (the old format cannot tell which); tried: {tried}",
+    )
+
+
+def _spool_write(spool, block):
+    try:
+        spool.write(block)
+    except OSError as e:
+        raise IOFailure(f"cannot spool the input to a temporary file: {e.strerror or e}") from None
+
+
+def _decrypt(src, dst, key, iv, tag, expected):
+    cipher = AES.new(key.key, AES.MODE_GCM, nonce=iv)
+    buf, out = bytearray(BUFFER_SIZE), memoryview(bytearray(BUFFER_SIZE))
+    total = 0
+    for block in _blocks(src, buf):
+        cipher.decrypt(block, output=out[: len(block)])
+        write_all(dst, out[: len(block)])
+        total += len(block)
+    flush(dst)
+    try:
+        if total != expected:
+            raise ValueError
+        cipher.verify(tag)
+    except ValueError:
+        raise InvalidStream("the input changed between the two passes: do not trust the output") from None
+    return total
+
+
+def open_legacy(src, dst, keys, *, tmpdir=None):
+    """Decrypt a legacy file from `src` to `dst` (None: only authenticate); a LegacyInfo.
+
+    Nothing reaches `dst` before all of `src` has authenticated under one of
+    `keys` (LegacyKey). A seekable `src` is read twice; any other is spooled,
+    as ciphertext, to an unlinked temporary file in `tmpdir` (default: TMPDIR).
+    Memory use is constant."""
+    if not keys:
+        raise NoKeyConfigured("no key to open a legacy file with")
+    iv, tag = _read_header(src)
+    return _open_payload(src, dst, keys, iv, tag, tmpdir)
+
+
+def _open_payload(src, dst, keys, iv, tag, tmpdir):
+    if dst is None:
+        key, total = _authenticate(src, keys, iv, tag)
+        return LegacyInfo(total, key.label, spooled=False)
+    if _seekable(src):
+        start = src.tell()
+        key, total = _authenticate(src, keys, iv, tag)
+        src.seek(start)
+        _decrypt(src, dst, key, iv, tag, total)
+        return LegacyInfo(total, key.label, spooled=False)
+    try:
+        spool = tempfile.TemporaryFile(dir=tmpdir)  # O_TMPFILE, or unlinked at once: never named
+    except OSError as e:
+        raise IOFailure(f"cannot create a temporary file to spool the input: {e.strerror or e}") from None
+    with spool:
+        key, total = _authenticate(src, keys, iv, tag, spool=spool)
+        try:
+            spool.flush()
+            spool.seek(0)
+        except OSError as e:
+            raise IOFailure(f"cannot spool the input to a temporary file: {e.strerror or e}") from None
+        _decrypt(spool, dst, key, iv, tag, total)
+    return LegacyInfo(total, key.label, spooled=True)
+
+
+def inspect_legacy(src, keys=None):
+    """A report on a legacy file; with `keys` (LegacyKey), after authenticating all of it."""
+    iv, tag = _read_header(src)
+    report = {"format": "legacy", "suite": SUITE, "header_bytes": HEADER_LEN}
+    if keys is None:
+        payload = _count_rest(src)
+        return {**report, "payload_bytes": payload, "plaintext_bytes": payload, "verified": False}
+    if not keys:
+        raise NoKeyConfigured("no key to verify a legacy file with")
+    info = _open_payload(src, None, keys, iv, tag, None)
+    size = info.plaintext_bytes
+    return {**report, "payload_bytes": size, "plaintext_bytes": size, "verified": True, "key": info.key_label}
+
+
+def _count_rest(src):
+    if _seekable(src):
+        here = src.tell()
+        end = src.seek(0, os.SEEK_END)
+        src.seek(here)
+        return end - here
+    total, buf = 0, bytearray(BUFFER_SIZE)
+    for block in _blocks(src, buf):
+        total += len(block)
+    return total
+
+
+def legacy_hint(src):
+    """For `inspect` on a file without the encpipe magic (read_header has read its
+    first bytes): a hint at --legacy when its size fits the old format, else None."""
+    try:
+        if _seekable(src):
+            size = src.seek(0, os.SEEK_END)
+        else:
+            rest = _count_rest(src)
+            size = _ENCPIPE_PREFIX_LEN + rest if rest else 0
+    except (OSError, EncpipeError):
+        return None
+    if size < HEADER_LEN:
+        return None
+    return f"if it is a backup from the previous tool ({size} bytes), try: encpipe inspect --legacy --verify"
+
+
+# --- writing (tests and benchmarks only) -----------------------------------
+
+
+def seal_legacy(src, dst, key, *, iv=None, salt=None):
+    """Write the previous tool's format, for tests and benchmarks only: never for new
+    backups. `dst` must be seekable (the tag goes in front). Returns the plaintext size."""
+    if len(key) != KEY_LEN:
+        raise ValueError(f"a legacy key is {KEY_LEN} bytes")
+    iv = iv or get_random_bytes(IV_LEN)
+    salt = salt or get_random_bytes(SALT_LEN)
+    start = dst.tell()
+    dst.write(salt + iv + bytes(TAG_LEN))
+    cipher = AES.new(key, AES.MODE_GCM, nonce=iv)
+    total = 0
+    for block in _blocks(src, bytearray(BUFFER_SIZE)):
+        dst.write(cipher.encrypt(block))
+        total += len(block)
+    end = dst.tell()
+    dst.seek(start + SALT_LEN + IV_LEN)
+    dst.write(cipher.digest())
+    dst.seek(end)
+    return total
