@@ -1,0 +1,482 @@
+"""encpipe-list, encpipe-prune and encpipe-verify over a directory of backups.
+
+A directory holds valid backups, a payload with one flipped byte, truncated
+files, foreign files (random bytes, text), a temp file of a backup in progress,
+and a file of the previous tool; the JSON reports and exit codes are checked.
+Most cases call encpipe.backups.main in-process; the wrappers in scripts/ are
+run for real, and checked with ShellCheck.
+"""
+
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from encpipe import RawKey, seal
+from encpipe.backups import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = [os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify")]
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(100, 132))
+CHUNK_LOG2 = 14  # 16 KiB chunks: small multi-chunk files
+PLAINTEXT = 40000  # 3 chunks: 16384 + 16384 + 7232
+ENV = {"ENCPIPE_KEY": KEY.hex()}
+
+
+def _legacy_available():
+    try:
+        import encpipe.legacy  # noqa: F401  (another part of encpipe; may be absent)
+    except ImportError:
+        return False
+    return True
+
+
+LEGACY_AVAILABLE = _legacy_available()
+
+
+def key_id(key):
+    return RawKey(key).key_id.hex()
+
+
+def sealed_bytes(plaintext=PLAINTEXT, key=KEY):
+    src, dst = io.BytesIO(random.Random(plaintext).randbytes(plaintext)), io.BytesIO()
+    info = seal(src, dst, [RawKey(key)], chunk_log2=CHUNK_LOG2)
+    return dst.getvalue(), info.header_bytes
+
+
+def write(directory, name, data):
+    path = directory / name
+    path.write_bytes(data)
+    return path
+
+
+def make_valid(directory, name, key=KEY):
+    return write(directory, name, sealed_bytes(key=key)[0])
+
+
+def make_corrupt(directory, name):
+    data, header = sealed_bytes()
+    data = bytearray(data)
+    data[header + 20000] ^= 0x01  # inside chunk 1's ciphertext
+    return write(directory, name, bytes(data))
+
+
+def make_truncated(directory, name):
+    """Cut inside the last record, leaving it shorter than a tag: no stream has this size."""
+    data, header = sealed_bytes()
+    return write(directory, name, data[: header + 2 * (16384 + 16) + 5])
+
+
+def run(*argv, env=ENV):
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err, env=dict(env))
+    return code, (json.loads(out.getvalue()) if out.getvalue() else None), err.getvalue()
+
+
+def by_name(listing):
+    return {entry["filename"]: entry for entry in listing}
+
+
+def stamp(moment):
+    return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    d = tmp_path / "backups"
+    d.mkdir()
+    make_valid(d, "shop_20240101T000000Z.sql.enc")
+    make_corrupt(d, "shop_20240102T000000Z.sql.enc")
+    make_truncated(d, "shop_20240103T000000Z.dump.enc")
+    write(d, "shop_20240104T000000Z.sql.enc", sealed_bytes()[0][:30])
+    make_valid(d, "my_app_db_20240105T010203Z.dump.enc")
+    write(d, "noise.bin", random.Random(1).randbytes(1000))
+    write(d, "README.txt", b"these are the shop backups\n")
+    write(d, ".encpipe-tmp.x", sealed_bytes()[0][:100])
+    (d / "subdir").mkdir()
+    return d
+
+
+# --- list --------------------------------------------------------------------
+
+
+def test_list_describes_every_file(mixed):
+    code, listing, err = run("list", str(mixed))
+    assert code == 0 and err == ""
+    files = by_name(listing)
+    assert sorted(files) == [
+        ".encpipe-tmp.x", "README.txt", "my_app_db_20240105T010203Z.dump.enc", "noise.bin",
+        "shop_20240101T000000Z.sql.enc", "shop_20240102T000000Z.sql.enc",
+        "shop_20240103T000000Z.dump.enc", "shop_20240104T000000Z.sql.enc",
+    ]  # the subdirectory is not listed
+    assert [e["filename"] for e in listing] == sorted(files)
+    valid = files["shop_20240101T000000Z.sql.enc"]
+    assert valid == {
+        "filename": "shop_20240101T000000Z.sql.enc",
+        "status": "sealed",
+        "bytes": (mixed / "shop_20240101T000000Z.sql.enc").stat().st_size,
+        "sealed": True,
+        "version": 1,
+        "database": "shop",
+        "dump_format": "plain",
+        "created": "2024-01-01T00:00:00Z",
+        "key_ids": [key_id(KEY)],
+        "slots": ["raw-key"],
+        "plaintext_bytes": PLAINTEXT,
+        "chunks": 3,
+        "error": None,
+    }
+    underscored = files["my_app_db_20240105T010203Z.dump.enc"]
+    assert (underscored["database"], underscored["dump_format"], underscored["created"]) == (
+        "my_app_db", "custom", "2024-01-05T01:02:03Z")
+    # Without a key a flipped payload byte cannot be seen: the header is fine.
+    assert files["shop_20240102T000000Z.sql.enc"]["status"] == "sealed"
+    truncated = files["shop_20240103T000000Z.dump.enc"]
+    assert truncated["status"] == "damaged" and truncated["sealed"] is False
+    assert "cannot be a complete stream" in truncated["error"]
+    assert truncated["key_ids"] == [key_id(KEY)] and truncated["database"] == "shop"
+    short = files["shop_20240104T000000Z.sql.enc"]
+    assert (short["status"], short["error"], short["version"]) == ("damaged", "truncated header", None)
+    for name in ("noise.bin", "README.txt"):
+        assert files[name]["status"] == "foreign"
+        assert files[name]["error"] == "not an encpipe file"
+        assert files[name]["database"] is None and files[name]["sealed"] is False
+    assert files[".encpipe-tmp.x"]["status"] == "partial"
+    assert files[".encpipe-tmp.x"]["bytes"] == 100
+
+
+def test_list_stats(mixed):
+    code, report, _ = run("list", "--stats", "--dir", str(mixed))
+    assert code == 0
+    assert set(report) == {"backups", "stats"}
+    assert len(report["backups"]) == 8
+    stats = report["stats"]
+    sizes = {p.name: p.stat().st_size for p in mixed.iterdir() if p.is_file()}
+    usable = ["shop_20240101T000000Z.sql.enc", "shop_20240102T000000Z.sql.enc",
+              "my_app_db_20240105T010203Z.dump.enc"]
+    assert stats["count"] == 8
+    assert stats["bytes"] == sum(sizes.values())
+    assert stats["backups"] == 3
+    assert stats["backup_bytes"] == sum(sizes[n] for n in usable)
+    assert stats["oldest"] == {"filename": "shop_20240101T000000Z.sql.enc", "created": "2024-01-01T00:00:00Z"}
+    assert stats["newest"] == {"filename": "my_app_db_20240105T010203Z.dump.enc",
+                               "created": "2024-01-05T01:02:03Z"}
+    assert stats["by_status"] == {"damaged": 2, "foreign": 2, "partial": 1, "sealed": 3}
+    assert stats["databases"]["shop"] == {
+        "backups": 2,
+        "bytes": sizes[usable[0]] + sizes[usable[1]],
+        "oldest": {"filename": usable[0], "created": "2024-01-01T00:00:00Z"},
+        "newest": {"filename": usable[1], "created": "2024-01-02T00:00:00Z"},
+    }
+    assert set(stats["databases"]) == {"shop", "my_app_db"}
+
+
+def test_list_empty_directory_and_default_directory(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("list", "--stats", env={"ENCPIPE_BACKUP_DIR": str(empty)})[:2] == (0, {
+        "backups": [],
+        "stats": {"count": 0, "bytes": 0, "backups": 0, "backup_bytes": 0, "oldest": None,
+                  "newest": None, "by_status": {}, "databases": {}},
+    })
+    code, report, err = run("list", str(tmp_path / "missing"))
+    assert (code, report) == (66, None)
+    assert err.startswith("encpipe-list: error: cannot read backup directory")
+
+
+def test_list_unreadable_and_special_files(tmp_path):
+    os.symlink(tmp_path / "gone", tmp_path / "db_20240101T000000Z.sql.enc")
+    os.mkfifo(tmp_path / "pipe")  # must not block the listing
+    code, listing, _ = run("list", str(tmp_path))
+    files = by_name(listing)
+    assert code == 0
+    dangling = files["db_20240101T000000Z.sql.enc"]
+    assert dangling["status"] == "unreadable" and "No such file" in dangling["error"]
+    assert (files["pipe"]["status"], files["pipe"]["error"]) == ("foreign", "not a regular file")
+
+
+def test_list_legacy_and_plaintext_files_of_the_previous_tool(tmp_path):
+    write(tmp_path, "crm_backup_2025-11-17_06-25-03-303Z.sql.enc", random.Random(2).randbytes(300))
+    write(tmp_path, "crm_backup_2025-11-16_06-25-03-303Z.sql", b"CREATE TABLE t (id int);\n")
+    write(tmp_path, "random.enc", random.Random(3).randbytes(300))
+    write(tmp_path, "tiny.enc", random.Random(4).randbytes(63))  # shorter than salt|iv|tag
+    files = by_name(run("list", str(tmp_path))[1])
+    legacy = files["crm_backup_2025-11-17_06-25-03-303Z.sql.enc"]
+    assert (legacy["status"], legacy["database"], legacy["created"], legacy["dump_format"]) == (
+        "legacy", "crm", "2025-11-17T06:25:03.303Z", "plain")
+    assert files["crm_backup_2025-11-16_06-25-03-303Z.sql"]["status"] == "plaintext"
+    assert files["random.enc"]["status"] == "legacy"  # without a key it cannot be told apart
+    assert files["tiny.enc"]["status"] == "foreign"
+
+
+def test_list_rejects_bad_usage(tmp_path):
+    code, _, err = run("list", "--dir", str(tmp_path), str(tmp_path))
+    assert code == 64 and err.startswith("encpipe-list: error:")
+    assert run("list", "--bogus")[0] == 64
+
+
+# --- verify ------------------------------------------------------------------
+
+
+def test_verify_directory_reports_each_file(mixed):
+    code, report, _ = run("verify", str(mixed))
+    results = by_name(report["results"])
+    assert code == 65  # the first failure, in file name order: the flipped byte
+    assert (report["ok"], report["files"], report["verified"], report["failed"], report["not_verified"]) == (
+        False, 8, 2, 3, 3)
+    assert results["shop_20240101T000000Z.sql.enc"] == {
+        "filename": "shop_20240101T000000Z.sql.enc",
+        "path": str(mixed / "shop_20240101T000000Z.sql.enc"),
+        "status": "sealed",
+        "ok": True,
+        "plaintext_bytes": PLAINTEXT,
+        "chunks": 3,
+        "error": None,
+        "exit_code": None,
+        "error_class": None,
+        "note": None,
+    }
+    assert results["my_app_db_20240105T010203Z.dump.enc"]["ok"] is True
+    for name in ("shop_20240102T000000Z.sql.enc", "shop_20240103T000000Z.dump.enc",
+                 "shop_20240104T000000Z.sql.enc"):
+        assert (results[name]["ok"], results[name]["exit_code"], results[name]["error_class"]) == (
+            False, 65, "invalid_stream")
+        assert results[name]["plaintext_bytes"] is None
+    assert results["shop_20240104T000000Z.sql.enc"]["error"] == "truncated header"
+    for name in ("noise.bin", "README.txt", ".encpipe-tmp.x"):
+        assert results[name]["ok"] is None and results[name]["exit_code"] is None
+        assert results[name]["note"].startswith(("foreign:", "partial:"))
+
+
+def test_verify_all_good_exits_zero_with_key_file(tmp_path):
+    make_valid(tmp_path, "a_20240101T000000Z.sql.enc")
+    make_valid(tmp_path, "a_20240102T000000Z.sql.enc", key=OTHER_KEY)
+    keys = tmp_path.parent / "keys"
+    keys.write_text(f"# two keys\n{KEY.hex()}\n{OTHER_KEY.hex()}\n")
+    keys.chmod(0o600)
+    code, report, err = run("verify", "--threads", "2", "--key-file", str(keys), "--dir", str(tmp_path), env={})
+    assert (code, err) == (0, "")
+    assert (report["ok"], report["verified"], report["failed"]) == (True, 2, 0)
+    assert all(r["plaintext_bytes"] == PLAINTEXT for r in report["results"])
+
+
+def test_verify_exit_code_is_the_first_failure(tmp_path):
+    make_valid(tmp_path, "a_20240101T000000Z.sql.enc", key=OTHER_KEY)  # no supplied key opens it
+    make_corrupt(tmp_path, "b_20240101T000000Z.sql.enc")
+    code, report, _ = run("verify", str(tmp_path))
+    assert code == 77
+    assert [(r["exit_code"], r["error_class"]) for r in report["results"]] == [
+        (77, "no_matching_key"), (65, "invalid_stream")]
+    assert report["results"][0]["error"] == "no supplied key opens this file"
+
+
+def test_verify_named_files(mixed, tmp_path):
+    corrupt = str(mixed / "shop_20240102T000000Z.sql.enc")
+    valid = str(mixed / "shop_20240101T000000Z.sql.enc")
+    assert run("verify", valid)[0] == 0
+    code, report, _ = run("verify", valid, corrupt)
+    assert code == 65 and [r["ok"] for r in report["results"]] == [True, False]
+    assert report["results"][1]["path"] == corrupt
+    # A foreign file named explicitly is a failure, not a note.
+    code, report, _ = run("verify", str(mixed / "noise.bin"))
+    assert code == 65 and report["results"][0]["error"] == "not an encpipe file"
+    code, report, _ = run("verify", str(tmp_path / "missing.sql.enc"))
+    assert code == 66 and report["results"][0]["error_class"] == "input_unavailable"
+
+
+def test_verify_needs_a_key(mixed):
+    code, report, err = run("verify", str(mixed), env={})
+    assert (code, report) == (78, None)
+    assert "no key configured" in err
+
+
+def test_verify_writes_no_plaintext(tmp_path):
+    make_valid(tmp_path, "a_20240101T000000Z.sql.enc")
+    before = sorted(os.listdir(tmp_path))
+    code, _, _ = run("verify", str(tmp_path))
+    assert code == 0 and sorted(os.listdir(tmp_path)) == before
+
+
+def test_verify_legacy_file(tmp_path):
+    write(tmp_path, "crm_backup_2025-11-17_06-25-03-303Z.sql.enc", random.Random(2).randbytes(300))
+    code, report, _ = run("verify", str(tmp_path))
+    result = report["results"][0]
+    if LEGACY_AVAILABLE:  # random bytes never authenticate; a real legacy file does
+        assert (code, result["ok"], result["error_class"]) == (77, False, "no_matching_key")
+        from encpipe.legacy import seal_legacy
+
+        with open(tmp_path / "crm_backup_2025-11-18_06-25-03-303Z.sql.enc", "wb") as dst:
+            seal_legacy(io.BytesIO(b"CREATE TABLE t (id int);\n" * 100), dst, KEY)
+        results = by_name(run("verify", str(tmp_path))[1]["results"])
+        good = results["crm_backup_2025-11-18_06-25-03-303Z.sql.enc"]
+        assert (good["status"], good["ok"], good["plaintext_bytes"]) == ("legacy", True, 2500)
+        # Without a key option, the previous tool's own setting is used as well.
+        code, report, _ = run("verify", str(tmp_path / "crm_backup_2025-11-18_06-25-03-303Z.sql.enc"),
+                              env={"BACKUP_ENCRYPTION_KEY": KEY.hex()})
+        assert (code, report["verified"]) == (0, 1)
+    else:
+        assert code == 0 and result["ok"] is None
+        assert result["note"].startswith("legacy: not verified")
+        assert report["not_verified"] == 1
+
+
+# --- prune -------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(tmp_path):
+    """app: five valid daily backups in 2020; other: one; and files prune must not touch."""
+    d = tmp_path / "backups"
+    d.mkdir()
+    for day in range(1, 6):
+        make_valid(d, f"app_2020010{day}T000000Z.sql.enc")
+    make_valid(d, "other_db_20200101T000000Z.dump.enc")
+    untouchable = [
+        "notes.txt", "app_20200101T000000Z.sql.enc.bak", "app_20201301T000000Z.sql.enc",
+        "app_20200101T000000Z.sql", ".encpipe-tmp.app", "app_backup_2019-01-01_00-00-00-000Z.sql.enc",
+    ]
+    for name in untouchable:
+        make_valid(d, name)
+    return d, untouchable
+
+
+def names(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_prune_keeps_the_newest_per_database(history):
+    d, untouchable = history
+    code, report, err = run("prune", str(d), "--keep", "2")
+    assert (code, err) == (0, "")
+    removed = ["app_20200101T000000Z.sql.enc", "app_20200102T000000Z.sql.enc", "app_20200103T000000Z.sql.enc"]
+    assert [r["filename"] for r in report["removed"]] == removed
+    assert report["removed"][0] == {
+        "filename": "app_20200101T000000Z.sql.enc",
+        "database": "app",
+        "created": "2020-01-01T00:00:00Z",
+        "bytes": len(sealed_bytes()[0]),
+        "status": "sealed",
+        "reasons": ["keep"],
+    }
+    assert report["kept"] == [
+        "app_20200104T000000Z.sql.enc", "app_20200105T000000Z.sql.enc", "other_db_20200101T000000Z.dump.enc"]
+    assert (report["dry_run"], report["keep"], report["max_age_days"], report["errors"]) == (False, 2, None, [])
+    assert not set(removed) & set(names(d))
+    assert set(untouchable) <= set(names(d))
+
+
+def test_prune_dry_run_removes_nothing(history):
+    d, _ = history
+    before = names(d)
+    code, report, _ = run("prune", "--dry-run", "--keep", "0", "--dir", str(d))
+    assert code == 0 and names(d) == before
+    assert report["dry_run"] is True
+    assert len(report["removed"]) == 4
+    # The real run removes exactly what the dry run announced.
+    code, real, _ = run("prune", "--keep", "0", "--dir", str(d))
+    assert [r["filename"] for r in real["removed"]] == [r["filename"] for r in report["removed"]]
+    assert set(before) - set(names(d)) == {r["filename"] for r in report["removed"]}
+
+
+def test_prune_never_removes_the_newest_valid_backup(history):
+    d, untouchable = history
+    write(d, "app_20200106T000000Z.sql.enc", b"ENCPIPE\x01")  # newer, damaged
+    make_truncated(d, "app_20200107T000000Z.sql.enc")  # newer, damaged
+    code, report, _ = run("prune", str(d), "--keep", "0", "--max-age", "0")
+    assert code == 0
+    assert report["kept"] == ["app_20200105T000000Z.sql.enc", "other_db_20200101T000000Z.dump.enc"]
+    gone = {r["filename"]: r["reasons"] for r in report["removed"]}
+    assert gone["app_20200107T000000Z.sql.enc"] == ["keep", "max-age"]
+    assert len(gone) == 6
+    assert sorted(set(names(d)) - set(untouchable)) == report["kept"]
+    # Pruning again removes nothing more.
+    assert run("prune", str(d), "--keep", "0", "--max-age", "0")[1]["removed"] == []
+
+
+def test_prune_max_age(history):
+    d, _ = history
+    recent = f"app_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc"
+    make_valid(d, recent)
+    code, report, _ = run("prune", str(d), "--keep", "10", "--max-age", "30")
+    assert code == 0
+    assert {r["filename"] for r in report["removed"]} == {f"app_2020010{i}T000000Z.sql.enc" for i in range(1, 6)}
+    assert all(r["reasons"] == ["max-age"] for r in report["removed"])
+    # other_db's only backup is older than 30 days, but it is that database's newest valid one.
+    assert report["kept"] == [recent, "other_db_20200101T000000Z.dump.enc"]
+    assert report["max_age_days"] == 30
+
+
+def test_prune_leaves_a_database_without_any_valid_backup_alone(tmp_path):
+    make_truncated(tmp_path, "db_20200101T000000Z.sql.enc")
+    write(tmp_path, "db_20200102T000000Z.sql.enc", b"not encrypted at all")
+    code, report, err = run("prune", str(tmp_path), "--keep", "0")
+    assert code == 0 and report["removed"] == []
+    assert report["unprotected_databases"] == ["db"]
+    assert "database db has no valid backup" in err
+    assert len(names(tmp_path)) == 2
+
+
+def test_prune_never_follows_or_removes_symlinks(tmp_path):
+    target = make_valid(tmp_path, "x_20200101T000000Z.sql.enc")
+    make_valid(tmp_path, "x_20200102T000000Z.sql.enc")
+    os.symlink(target, tmp_path / "x_20190101T000000Z.sql.enc")
+    code, report, _ = run("prune", str(tmp_path), "--keep", "0")
+    assert [r["filename"] for r in report["removed"]] == ["x_20200101T000000Z.sql.enc"]
+    assert os.path.islink(tmp_path / "x_20190101T000000Z.sql.enc")
+
+
+@pytest.mark.parametrize("argv", [
+    ["prune"], ["prune", "--keep", "x"], ["prune", "--keep", "-1"], ["prune", "--keep", "1", "--max-age", "-3"],
+    ["prune", "--keep", "1", "--max-age", "soon"],
+])
+def test_prune_usage_errors(argv, tmp_path):
+    code, report, err = run(*argv, env={"ENCPIPE_BACKUP_DIR": str(tmp_path)})
+    assert (code, report) == (64, None) and "error" in err
+
+
+def test_prune_missing_directory(tmp_path):
+    assert run("prune", str(tmp_path / "missing"), "--keep", "1")[0] == 66
+
+
+# --- the shell wrappers ------------------------------------------------------
+
+
+def script(name, *argv, env=None):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}
+    full["ENCPIPE_PYTHON"] = sys.executable
+    full.update(env or {})
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", name), *argv], env=full,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+
+
+def test_wrappers(mixed, tmp_path):
+    done = script("encpipe-list", "--stats", env={"ENCPIPE_BACKUP_DIR": str(mixed)})
+    assert done.returncode == 0 and json.loads(done.stdout)["stats"]["count"] == 8
+    done = script("encpipe-verify", str(mixed / "shop_20240101T000000Z.sql.enc"), env=ENV)
+    assert done.returncode == 0 and json.loads(done.stdout)["verified"] == 1
+    done = script("encpipe-verify", "--dir", str(mixed), env=ENV)
+    assert done.returncode == 65 and json.loads(done.stdout)["failed"] == 3
+    assert script("encpipe-verify", str(mixed)).returncode == 78
+    done = script("encpipe-prune", str(mixed), "--keep", "0")
+    assert done.returncode == 0
+    # Prune reads headers only: the flipped payload byte of 0102 goes unnoticed, so 0102
+    # is shop's newest valid backup and is kept (documented; encpipe-verify finds it).
+    assert [r["filename"] for r in json.loads(done.stdout)["removed"]] == [
+        "shop_20240101T000000Z.sql.enc", "shop_20240103T000000Z.dump.enc", "shop_20240104T000000Z.sql.enc"]
+    done = script("encpipe-list", "--help")
+    assert done.returncode == 0 and "Usage:" in done.stdout
+    done = script("encpipe-list", env={"ENCPIPE_PYTHON": str(tmp_path / "no-python")})
+    assert done.returncode == 70 and done.stderr.startswith("encpipe-list: error: cannot run")
+
+
+def test_wrappers_are_shellcheck_clean():
+    done = subprocess.run(["shellcheck", *SCRIPTS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    for path in SCRIPTS:
+        assert os.access(path, os.X_OK)
