@@ -1,0 +1,327 @@
+"""scripts/encpipe-backup and scripts/encpipe-restore against a real PostgreSQL 15.
+
+Also holds the helpers the other backup test modules import: how to run the
+scripts (with `encpipe` on PATH as this Python's `-m encpipe`), keys, dumps.
+"""
+
+import json
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pgcluster import MARKERS, seed_awkward_database
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+BACKUP = str(SCRIPTS / "encpipe-backup")
+RESTORE = str(SCRIPTS / "encpipe-restore")
+AWKWARD_DB = "bk_awkward"
+BACKUP_NAME = re.compile(r"^(?P<db>.+)_[0-9]{8}T[0-9]{6}Z\.(?P<ext>sql|dump)\.enc$")
+TEMP_DB_PATTERN = "encpipe_restore_%"
+
+
+# --- helpers shared with test_backup_faults.py and test_scripts_hygiene.py ---
+
+
+@pytest.fixture(scope="session")
+def tools(tmp_path_factory):
+    """A directory with an `encpipe` that runs this Python's encpipe package."""
+    bindir = tmp_path_factory.mktemp("bin")
+    wrapper = bindir / "encpipe"
+    wrapper.write_text("#!/bin/sh\nexec %s -m encpipe \"$@\"\n" % shlex.quote(sys.executable))
+    wrapper.chmod(0o755)
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory):
+    return make_key(tmp_path_factory.mktemp("keys") / "backup.key")
+
+
+def make_key(path):
+    subprocess.run([sys.executable, "-m", "encpipe", "keygen", "-o", str(path)], check=True, env=python_env())
+    return str(path)
+
+
+def read_key(path):
+    return Path(path).read_text().strip()
+
+
+def python_env():
+    env = dict(os.environ)
+    for name in [n for n in env if n.startswith("ENCPIPE")]:
+        del env[name]
+    env.update(PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def script_env(pg, tools, **extra):
+    """The environment the scripts run in: the cluster's libpq variables, no key."""
+    env = pg.env
+    env.update(python_env())
+    for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
+        env[name] = pg.env[name]
+    env["PATH"] = os.pathsep.join([str(tools), pg.bindir, os.path.dirname(sys.executable), env["PATH"]])
+    env["ENCPIPE_PYTHON"] = sys.executable
+    env.update(extra)
+    return env
+
+
+def run(argv, env, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("timeout", 300)
+    return subprocess.run([str(a) for a in argv], env=env, **kw)
+
+
+def encpipe(argv, **kw):
+    return run([sys.executable, "-m", "encpipe", *argv], python_env(), **kw)
+
+
+def backup(pg, tools, directory, db, *options, env_extra=None, check=True):
+    """Run encpipe-backup; on success return (path, parsed JSON line)."""
+    proc = run([BACKUP, "--dir", directory, *options, db], script_env(pg, tools, **(env_extra or {})))
+    if not check:
+        return proc
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 1, lines
+    report = json.loads(lines[0])
+    return os.path.join(directory, report["filename"]), report
+
+
+def restore(pg, tools, path, db, *options, env_extra=None):
+    return run([RESTORE, *options, path, db], script_env(pg, tools, **(env_extra or {})))
+
+
+def dump(pg, db, *options):
+    """pg_dump output, less the random per-dump \\restrict key lines."""
+    proc = subprocess.run([pg.bin("pg_dump"), *options, db], env=pg.env, capture_output=True, check=True)
+    return b"".join(line for line in proc.stdout.splitlines(keepends=True)
+                    if not line.startswith((b"\\restrict ", b"\\unrestrict ")))
+
+
+def databases(pg):
+    return set(pg.psql("SELECT datname FROM pg_database").split())
+
+
+def leftover_databases(pg):
+    """Temporary or pre-restore databases a restore left behind."""
+    return {d for d in databases(pg) if d.startswith("encpipe_restore_") or "_pre_restore_" in d}
+
+
+def drop_matching(pg, predicate):
+    for name in databases(pg):
+        if predicate(name):
+            pg.dropdb(name)
+
+
+def ensure_awkward(pg):
+    if AWKWARD_DB not in databases(pg):
+        seed_awkward_database(pg, AWKWARD_DB)
+    return AWKWARD_DB
+
+
+def ensure_small(pg, name, rows=50):
+    """A tiny database: one table, with MARKERS[0] in its rows."""
+    if name not in databases(pg):
+        pg.createdb(name)
+        pg.psql("CREATE TABLE t (id int PRIMARY KEY, v text);"
+                "INSERT INTO t SELECT g, '%s ' || g FROM generate_series(1, %d) AS g;" % (MARKERS[0], rows),
+                db=name)
+    return name
+
+
+def dir_entries(directory):
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+@pytest.fixture
+def awkward(pg):
+    return ensure_awkward(pg)
+
+
+# --- backup then restore ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt, ext, magic", [("plain", "sql", b"--"), ("custom", "dump", b"PGDMP")])
+def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkward, tmp_path, fmt, ext, magic):
+    directory = str(tmp_path / "backups")
+    path, report = backup(pg, tools, directory, awkward, "--format", fmt, "--key-file", key_file)
+    assert BACKUP_NAME.match(report["filename"]).group("db", "ext") == (awkward, ext)
+    assert dir_entries(directory) == [report["filename"]]
+    plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
+    assert plaintext.startswith(magic)
+
+    target = "bk_restored_" + fmt
+    pg.dropdb(target)
+    proc = restore(pg, tools, path, target, "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b""
+    assert dump(pg, target) == dump(pg, awkward)
+    assert leftover_databases(pg) == set()
+    pg.dropdb(target)
+
+
+def test_backup_file_is_sealed_private_and_holds_no_plaintext(pg, tools, key_file, awkward, tmp_path):
+    directory = str(tmp_path / "new" / "backups")
+    path, report = backup(pg, tools, directory, awkward, "--key-file", key_file)
+    data = Path(path).read_bytes()
+    assert all(m.encode() in dump(pg, awkward) for m in MARKERS)  # the canaries are in the dump...
+    assert not [m for m in MARKERS if m.encode() in data]  # ...and none is in the backup
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+
+    header = json.loads(encpipe(["inspect", "--json", path], check=True).stdout)
+    assert header["format"] == "encpipe" and header["plaintext_bytes"] > 5_000_000
+    key_id = encpipe(["keyid", "--key-file", key_file], check=True).stdout.decode().split()
+    assert report["key_ids"] == key_id == [s["key_id"] for s in header["slots"]]
+    assert report["bytes"] == len(data)
+    assert report["database"] == awkward and report["format"] == "plain"
+    assert report["path"] == path and report["duration_seconds"] >= 0
+    verified = json.loads(encpipe(["inspect", "--json", "--verify", "--key-file", key_file, path], check=True).stdout)
+    assert verified["verified"] is True
+
+
+def test_passphrase_from_the_environment_only(pg, tools, tmp_path):
+    db = ensure_small(pg, "bk_small")
+    directory = str(tmp_path / "b")
+    secret = {"ENCPIPE_PASSPHRASE": "correct horse battery staple"}
+    path, report = backup(pg, tools, directory, db, "--work-factor", "10", env_extra=secret)
+    assert report["key_ids"] == [] and report["slots"] == ["passphrase"]
+    pg.dropdb("bk_small_copy")
+    proc = restore(pg, tools, path, "bk_small_copy", env_extra=secret)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "bk_small_copy") == dump(pg, db)
+    pg.dropdb("bk_small_copy")
+
+
+def test_no_key_fails_before_pg_dump_runs(pg, tools, tmp_path):
+    db = ensure_small(pg, "bk_small")
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    called = tmp_path / "pg_dump-was-called"
+    (fake / "pg_dump").write_text("#!/bin/sh\ntouch %s\nexit 0\n" % shlex.quote(str(called)))
+    (fake / "pg_dump").chmod(0o755)
+    env = script_env(pg, tools)
+    env["PATH"] = "%s:%s" % (fake, env["PATH"])
+    directory = tmp_path / "b"
+    proc = run([BACKUP, "--dir", directory, db], env)
+    assert proc.returncode == 78
+    assert proc.stdout == b""
+    assert b"no key configured" in proc.stderr
+    assert not called.exists()
+    assert dir_entries(directory) == []
+
+
+def test_usage_errors(pg, tools, key_file, tmp_path):
+    env = script_env(pg, tools)
+    for argv in ([], ["--format", "tar", "db"], ["--keep"], ["--bogus", "db"], ["a", "b"], ["../etc"]):
+        proc = run([BACKUP, "--dir", tmp_path, "--key-file", key_file, *argv], env)
+        assert proc.returncode == 64, (argv, proc.stderr)
+        assert proc.stdout == b""
+    proc = run([RESTORE, "--key-file", key_file, "only-one-argument"], env)
+    assert (proc.returncode, proc.stdout) == (64, b"")
+    proc = run([RESTORE, "--key-file", key_file, tmp_path / "missing.sql.enc", "db"], env)
+    assert (proc.returncode, proc.stdout) == (66, b"")
+    assert run([BACKUP, "--help"], env).stdout.startswith(b"encpipe-backup:")
+
+
+def test_keep_and_max_age_prune_after_a_backup(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "bk_small")
+    directory = str(tmp_path / "b")
+    first, _ = backup(pg, tools, directory, db, "--key-file", key_file)
+    old = os.path.join(directory, db + "_20000101T000000Z.sql.enc")
+    os.link(first, old)
+    foreign = os.path.join(directory, "notes.txt")
+    Path(foreign).write_text("not a backup\n")
+    _, report = backup(pg, tools, directory, db, "--key-file", key_file, "--max-age", "30")
+    assert report["pruned"] == [os.path.basename(old)]
+    assert os.path.basename(first) in dir_entries(directory)
+    backup(pg, tools, directory, db, "--key-file", key_file)
+    newest, report = backup(pg, tools, directory, db, "--key-file", key_file, "--keep", "2")
+    assert len(report["pruned"]) == 2
+    names = [n for n in dir_entries(directory) if BACKUP_NAME.match(n)]
+    assert len(names) == 2 and os.path.basename(newest) == max(names)
+    assert "notes.txt" in dir_entries(directory)
+
+
+# --- restore over an existing database --------------------------------------------
+
+
+@pytest.fixture
+def small_backup(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "bk_source", rows=200)
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    return path, db
+
+
+def make_target(pg, name):
+    pg.dropdb(name)
+    pg.createdb(name)
+    pg.psql("CREATE TABLE old_stuff (x int); INSERT INTO old_stuff VALUES (1), (2);", db=name)
+
+
+def test_restore_over_existing_keeps_the_old_one(pg, tools, key_file, small_backup):
+    path, source = small_backup
+    make_target(pg, "bk_target")
+    before = dump(pg, "bk_target")
+    proc = restore(pg, tools, path, "bk_target", "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "bk_target") == dump(pg, source)
+    kept = [d for d in databases(pg) if d.startswith("bk_target_pre_restore_")]
+    assert len(kept) == 1 and re.fullmatch(r"bk_target_pre_restore_[0-9]{8}T[0-9]{6}Z", kept[0])
+    assert kept[0].encode() in proc.stderr
+    assert dump(pg, kept[0]) == before
+    assert not [d for d in databases(pg) if d.startswith("encpipe_restore_")]
+    drop_matching(pg, lambda d: d.startswith("bk_target"))
+
+
+def test_restore_with_drop_old(pg, tools, key_file, small_backup):
+    path, source = small_backup
+    make_target(pg, "bk_target")
+    proc = restore(pg, tools, path, "bk_target", "--drop-old", "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "bk_target") == dump(pg, source)
+    assert leftover_databases(pg) == set()
+    pg.dropdb("bk_target")
+
+
+def _connect_and_hold(pg, db):
+    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", db], env=pg.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'" % db).strip() == "0":
+        assert time.monotonic() < deadline and holder.poll() is None
+        time.sleep(0.05)
+    return holder
+
+
+def test_restore_refuses_a_database_in_use_unless_told(pg, tools, key_file, small_backup):
+    path, source = small_backup
+    make_target(pg, "bk_target")
+    before = dump(pg, "bk_target")
+    holder = _connect_and_hold(pg, "bk_target")
+    try:
+        proc = restore(pg, tools, path, "bk_target", "--key-file", key_file)
+        assert proc.returncode == 75
+        assert proc.stdout == b""
+        assert b"active connection" in proc.stderr and b"--terminate-connections" in proc.stderr
+        assert dump(pg, "bk_target") == before
+        assert leftover_databases(pg) == set()
+
+        proc = restore(pg, tools, path, "bk_target", "--terminate-connections", "--drop-old",
+                       "--key-file", key_file)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert dump(pg, "bk_target") == dump(pg, source)
+        assert leftover_databases(pg) == set()
+    finally:
+        holder.kill()
+        holder.wait()
+        pg.dropdb("bk_target")
