@@ -1,0 +1,243 @@
+"""What encpipe-backup and encpipe-restore never do, observed from outside.
+
+- No plaintext file: every file opened for writing (under strace) is the sealed
+  output or its temporary name, or /dev/null or /dev/tty.
+- No secret in any process's argv, nor in the environment (or open file
+  descriptors) of pg_dump, psql or pg_restore: /proc is sampled while they run.
+- The systemd units are hardened and deliver the key as a credential file.
+"""
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_backup_restore import (
+    BACKUP,
+    REPO,
+    RESTORE,
+    dump,
+    ensure_awkward,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    leftover_databases,
+    read_key,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+PG_CLIENTS = {"pg_dump", "psql", "pg_restore"}
+TRACED = "open,openat,openat2,creat,rename,renameat,renameat2,link,linkat,symlink,symlinkat,mknod,mknodat,truncate"
+WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"}
+HARMLESS = {"/dev/null", "/dev/tty"}
+SYSTEMD = REPO / "scripts" / "systemd"
+
+
+# --- strace: files opened for writing ---------------------------------------------
+
+
+def _traced(argv, env, tmp_path):
+    assert shutil.which("strace"), "strace is needed (.ci/run installs it)"
+    prefix = tmp_path / "trace"
+    proc = subprocess.run(["strace", "-f", "-ff", "-qq", "-s", "4096", "-e", "trace=" + TRACED, "-o", str(prefix),
+                           "--", *map(str, argv)], env=env, capture_output=True, timeout=300)
+    writes, renames, others = set(), [], []
+    for trace in tmp_path.glob("trace.*"):
+        for line in trace.read_text(errors="replace").splitlines():
+            call = re.match(r"^(\w+)\((.*)\)\s+=\s+(-?\w+)", line)
+            if not call:
+                continue
+            name, args = call.group(1), call.group(2)
+            paths = [p.encode().decode("unicode_escape") for p in re.findall(r'"((?:[^"\\]|\\.)*)"', args)]
+            if name.startswith("open") or name == "creat":
+                if name == "creat" or WRITE_FLAGS & set(re.findall(r"\bO_[A-Z]+\b", args)):
+                    writes.add(paths[0])
+            elif name.startswith("rename"):
+                renames.append(tuple(paths))
+            else:
+                others.append(line)
+    return proc, writes, renames, others
+
+
+def test_backup_and_restore_write_no_plaintext_file(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "bk_traced", rows=3000)
+    directory = tmp_path / "b"
+    env = script_env(pg, tools)
+    proc, writes, renames, others = _traced([BACKUP, "--dir", directory, "--key-file", key_file, db], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    (final,) = [str(directory / n) for n in os.listdir(directory)]
+    temps = {p for p in writes if re.fullmatch(re.escape(str(directory)) + r"/\.encpipe-tmp\.\w+", p)}
+    assert len(temps) == 1
+    assert writes - HARMLESS == temps  # the final name comes only from the rename
+    assert renames == [(temps.pop(), final)]
+    assert others == []
+
+    restored = "bk_traced_copy"
+    pg.dropdb(restored)
+    trace_dir = tmp_path / "restore"
+    trace_dir.mkdir()
+    proc, writes, renames, others = _traced([RESTORE, "--key-file", key_file, final, restored], env, trace_dir)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert writes - HARMLESS == set()
+    assert renames == [] and others == []
+    assert dump(pg, restored) == dump(pg, db)
+    pg.dropdb(restored)
+
+
+# --- /proc sampling: argv, environment, descriptors ---------------------------------
+
+
+def _children_map():
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def _descendants(root):
+    children, found, todo = _children_map(), [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _fd_targets(pid):
+    targets = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                targets.add(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return targets
+
+
+def _watch(argv, env, secret, pass_fds=(), secret_pipe=None):
+    """Run argv, sampling its process tree until it exits; return (proc, stderr, pg clients seen)."""
+    proc = subprocess.Popen([str(a) for a in argv], env=env, pass_fds=pass_fds,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for fd in pass_fds:
+        os.close(fd)
+    seen = set()
+    while proc.poll() is None:
+        for pid in _descendants(proc.pid):
+            comm = (_read("/proc/%d/comm" % pid) or b"").strip().decode()
+            cmdline = _read("/proc/%d/cmdline" % pid)
+            assert cmdline is None or secret not in cmdline, (comm, cmdline)
+            if comm not in PG_CLIENTS:
+                continue
+            environ = _read("/proc/%d/environ" % pid)
+            if environ is None:
+                continue
+            seen.add(comm)
+            assert secret not in environ, comm
+            assert b"ENCPIPE_KEY=" not in environ and b"ENCPIPE_PASSPHRASE=" not in environ, comm
+            assert secret_pipe is None or secret_pipe not in _fd_targets(pid), comm
+        time.sleep(0.002)
+    errors = proc.stderr.read()
+    proc.stderr.close()
+    return proc, errors, seen
+
+
+@pytest.mark.parametrize("fmt, source", [("plain", "key"), ("custom", "passphrase"), ("plain", "passphrase-fd")])
+def test_secrets_never_reach_argv_or_pg_clients(pg, tools, key_file, tmp_path, fmt, source):
+    db = ensure_awkward(pg)
+    env = script_env(pg, tools)
+    options = ["--work-factor", "10"]
+    if source == "key":
+        secret = read_key(key_file).encode()
+        env["ENCPIPE_KEY"] = secret.decode()
+        options = []
+    else:
+        secret = b"secret passphrase for the hygiene test"
+        env["ENCPIPE_PASSPHRASE"] = secret.decode()
+
+    def fd_options():
+        if source != "passphrase-fd":
+            return [], (), None
+        read_end, write_end = os.pipe()
+        os.write(write_end, secret + b"\n")
+        os.close(write_end)
+        os.set_inheritable(read_end, True)
+        return ["--passphrase-fd", str(read_end)], (read_end,), ("pipe:[%d]" % os.fstat(read_end).st_ino)
+
+    directory = tmp_path / "b"
+    extra, fds, pipe = fd_options()
+    proc, errors, seen = _watch([BACKUP, "--dir", directory, "--format", fmt, *options, *extra, db],
+                                env, secret, fds, pipe)
+    assert proc.returncode == 0, errors.decode()
+    assert "pg_dump" in seen
+    (final,) = [directory / n for n in os.listdir(directory)]
+
+    restored = "bk_hygiene_copy"
+    pg.dropdb(restored)
+    extra, fds, pipe = fd_options()
+    proc, errors, seen = _watch([RESTORE, *extra, final, restored], env, secret, fds, pipe)
+    assert proc.returncode == 0, errors.decode()
+    assert ("pg_restore" if fmt == "custom" else "psql") in seen
+    assert leftover_databases(pg) == set()
+    pg.dropdb(restored)
+
+
+# --- systemd units -----------------------------------------------------------------
+
+
+def _unit(name):
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str
+    parser.read_string((SYSTEMD / name).read_text().replace("\\\n", " "))
+    return parser
+
+
+def test_systemd_units_are_hardened_and_use_a_credential():
+    service, timer = _unit("encpipe-backup@.service")["Service"], _unit("encpipe-backup@.timer")["Timer"]
+    for key, value in {"NoNewPrivileges": "yes", "PrivateTmp": "yes", "ProtectSystem": "strict",
+                       "Type": "oneshot", "UMask": "0077"}.items():
+        assert service.get(key) == value, key
+    credential, _, source = service["LoadCredential"].partition(":")
+    assert source.startswith("/")
+    command = service["ExecStart"].split()
+    assert "${CREDENTIALS_DIRECTORY}/%s" % credential == command[command.index("--key-file") + 1]
+    assert command[command.index("--dir") + 1] in service["ReadWritePaths"].split()
+    assert command[0].endswith("/encpipe-backup") and command[-1] == "%I"
+    assert "ENCPIPE_KEY" not in (SYSTEMD / "encpipe-backup@.service").read_text()
+    assert timer.get("OnCalendar") == "*-*-* 02:00:00"
+    assert timer.get("Persistent") == "true"
+    assert _unit("encpipe-backup@.timer")["Install"]["WantedBy"] == "timers.target"
+
+
+def test_systemd_units_verify(tmp_path):
+    assert shutil.which("systemd-analyze"), "systemd-analyze is needed"
+    service = (SYSTEMD / "encpipe-backup@.service").read_text()
+    service = re.sub(r"^ExecStart=\S+", "ExecStart=" + BACKUP, service, flags=re.M)
+    (tmp_path / "encpipe-backup@shop.service").write_text(service)
+    shutil.copy(SYSTEMD / "encpipe-backup@.timer", tmp_path / "encpipe-backup@shop.timer")
+    proc = subprocess.run(["systemd-analyze", "verify", "./encpipe-backup@shop.service", "./encpipe-backup@shop.timer"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "encpipe-backup" not in proc.stderr, proc.stderr  # no warning about our units
