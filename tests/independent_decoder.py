@@ -80,7 +80,7 @@ def decode(data, keys=(), passphrases=(), identities=()):
     if len(data) < 10 or data[7] != 1:
         raise Rejected("version")
     (header_len,) = struct.unpack(">H", data[8:10])
-    if not 81 <= header_len <= 16384 or len(data) < header_len:
+    if not 84 <= header_len <= 16384 or len(data) < header_len:
         raise Rejected("header length")
     header = data[:header_len]
     if zlib.crc32(header[:-4]) != struct.unpack(">I", header[-4:])[0]:
