@@ -8,9 +8,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -325,3 +327,34 @@ def test_restore_refuses_a_database_in_use_unless_told(pg, tools, key_file, smal
         holder.kill()
         holder.wait()
         pg.dropdb("bk_target")
+
+
+# --- the demo -------------------------------------------------------------------
+
+
+def test_demo_runs_and_cleans_up(pg, tools):
+    workdir = tempfile.mkdtemp(prefix="encpipe-demo-test-")
+    os.chmod(workdir, 0o711)  # the demo's server may run as another user
+    try:
+        env = script_env(pg, tools, TMPDIR=workdir, PG_BINDIR=pg.bindir)
+        for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
+            del env[name]
+        proc = run([SCRIPTS / "encpipe-demo"], env)
+        out = proc.stdout.decode()
+        assert proc.returncode == 0, out + proc.stderr.decode()
+        assert "\nidentical\n" in out
+        assert re.search(r"shop_[0-9TZ]+\.sql\.enc: 0 lines", out)
+        assert "pg_dump shop: 2000 lines" in out
+        assert os.listdir(workdir) == []
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_readme_quick_start_begins_with_the_demo():
+    readme = (REPO / "README.md").read_text()
+    quick_start = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    commands = [line.strip() for line in quick_start.splitlines() if line.startswith("    ")]
+    assert commands[0] == "scripts/encpipe-demo"
+    section = readme.split("\n## Backups with PostgreSQL\n", 1)[1].split("\n## ", 1)[0]
+    assert "encpipe-backup@shop.timer" in section
+    assert re.search(r"^    0 2 \* \* \* \S+ \S*encpipe-backup .*--key-file ", section, re.M)  # the cron line
