@@ -104,7 +104,9 @@ def load_keys(loader, sources, env):
     try:
         identities = loader.load(sources, sealing=False)
     except NoKeyConfigured as e:
-        if sources.any_given() or not setting:
+        if sources.any_given():
+            raise
+        if not setting:
             raise NoKeyConfigured(
                 str(e),
                 hint=f"set {ENV_LEGACY_KEY} (as the previous tool had it), {ENV_KEY} or {ENV_PASSPHRASE}, "
