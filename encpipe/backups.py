@@ -160,10 +160,6 @@ def _utc(text, pattern):
         return None
 
 
-def is_backup_name(name):
-    return parse_name(name)[0] == "encpipe"
-
-
 def examine(directory, name, path=None):
     """An Entry for directory/name (found at `path`, if given); None for a directory.
     Never raises for a bad file: what is wrong goes into the entry."""
