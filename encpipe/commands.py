@@ -10,6 +10,7 @@ from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
+from .stream import seekable
 
 MAX_THREADS = 64
 _SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
@@ -144,6 +145,19 @@ def ciphertext_output(path, io):
 # --- commands --------------------------------------------------------------
 
 
+def read_sealed_header(src, count_pipe=True):
+    """The header of `src`, with a hint at --legacy for files of the previous tool
+    (which, on a pipe, means reading the input to its end: only when `count_pipe`)."""
+    try:
+        return envelope.read_header(src)
+    except InvalidStream as e:
+        if str(e) != "not an encpipe file" or not (count_pipe or seekable(src)):
+            raise
+        from .legacy import legacy_hint
+
+        raise InvalidStream(str(e), hint=legacy_hint(src)) from None
+
+
 def cmd_seal(args, io):
     chunk = chunk_log2(args["--chunk-size"])
     workers = threads(args)
@@ -178,7 +192,7 @@ def cmd_open(args, io):
         _refuse_stdin_secrets(sources, from_stdin)
         legacy.open_legacy(src, io.stdout, legacy.load_keys(loader(args, io), sources, io.env))
         return 0
-    sealed = envelope.read_header(src)
+    sealed = read_sealed_header(src, count_pipe=False)
     identities = _identities(args, io, from_stdin)
     reporter = progress(args, io, "open")
     envelope.open_sealed(
@@ -206,14 +220,7 @@ def cmd_inspect(args, io):
             keys = legacy.load_keys(loader(args, io), sources, io.env)
         _print_report(io, args, legacy.inspect_legacy(src, keys))
         return 0
-    try:
-        sealed = envelope.read_header(src)
-    except InvalidStream as e:
-        if str(e) != "not an encpipe file":
-            raise
-        from .legacy import legacy_hint
-
-        raise InvalidStream(str(e), hint=legacy_hint(src)) from None
+    sealed = read_sealed_header(src)
     report = header_report(sealed)
     if args["--verify"]:
         identities = _identities(args, io, src is io.stdin)

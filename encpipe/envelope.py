@@ -12,7 +12,7 @@ from . import format as fmt
 from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
 from .slots import decode_slot
-from .stream import copy_stream, flush, open_payload, seal_payload, write_all
+from .stream import copy_stream, flush, open_payload, seal_payload, seekable, write_all
 
 @dataclass(frozen=True)
 class StreamInfo:
@@ -111,7 +111,7 @@ def open_sealed(sealed, src, dst, identities, *, threads=1, verify_first=False, 
     """Decrypt the payload that follows `sealed` in `src` to `dst` (None: authenticate
     only). Each chunk reaches `dst` only after it authenticated; with `verify_first`,
     nothing does until all of `src` has (which needs a seekable `src`)."""
-    if verify_first and not _seekable(src):
+    if verify_first and not seekable(src):
         raise UsageError("--verify-first needs a seekable input (a file, not a pipe)")
     file_key = unlock(sealed, identities)
     key = payload_key(file_key, sealed.header)
@@ -129,13 +129,6 @@ def open_sealed(sealed, src, dst, identities, *, threads=1, verify_first=False, 
     return StreamInfo(sealed.size, plaintext, chunks)
 
 
-def _seekable(src):
-    try:
-        return src.seekable()
-    except (AttributeError, ValueError):
-        return False
-
-
 def payload_shape(payload_bytes, chunk_size):
     """(plaintext bytes, chunks) implied by a payload size, or None if no valid stream has it."""
     record = chunk_size + fmt.TAG_LEN
@@ -148,7 +141,7 @@ def payload_shape(payload_bytes, chunk_size):
 
 def count_remaining(src):
     """Bytes left in `src`, by seeking where possible, else by reading them."""
-    if _seekable(src):
+    if seekable(src):
         here = src.tell()
         end = src.seek(0, 2)
         src.seek(here)

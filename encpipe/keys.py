@@ -6,6 +6,7 @@ are read only when no key option was given.
 """
 
 import os
+import signal
 import stat
 import subprocess
 from dataclasses import dataclass, field
@@ -113,20 +114,44 @@ def run_secret_command(command, env):
     """Run `command` with sh -c and return its standard output; bounded in time."""
     timeout = _command_timeout(env)
     try:
-        done = subprocess.run(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
+        child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     except OSError as e:
         raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
-    if done.returncode != 0:
-        raise InputUnavailable(f"key command failed with status {done.returncode}: {command}")
-    return done.stdout
+    try:
+        output, _ = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Kill what the shell started too: a grandchild holding the pipe would
+        # otherwise keep us waiting. The command stays in our process group so
+        # that it can still prompt on the terminal (pass, gpg's pinentry).
+        _kill_tree(child.pid)
+        child.stdout.close()
+        child.wait()
+        raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
+    if child.returncode != 0:
+        raise InputUnavailable(f"key command failed with status {child.returncode}: {command}")
+    return output
+
+
+def _kill_tree(pid):
+    for task in _listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = f.read().split()
+        except OSError:
+            children = []
+        for child in children:
+            _kill_tree(int(child))
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _command_timeout(env):

@@ -32,7 +32,7 @@ from .errors import EncpipeError, InvalidStream, IOFailure, NoKeyConfigured, NoM
 from .format import MAGIC, read_exactly
 from .keys import ENV_KEY, ENV_PASSPHRASE
 from .slots import Passphrase, RawKey
-from .stream import flush, write_all
+from .stream import blocks, flush, seekable, write_all
 
 ENV_LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"
 SALT_LEN = 32
@@ -125,13 +125,6 @@ def load_keys(loader, sources, env):
 # --- reading ---------------------------------------------------------------
 
 
-def _seekable(src):
-    try:
-        return src.seekable()
-    except (AttributeError, ValueError):
-        return False
-
-
 def _read_header(src):
     header = read_exactly(src, HEADER_LEN)
     if header.startswith(MAGIC):
@@ -140,25 +133,6 @@ def _read_header(src):
         what = "empty input" if not header else f"{len(header)} bytes"
         raise InvalidStream(f"not a legacy file: {what}, less than its {HEADER_LEN}-byte header")
     return header[SALT_LEN : SALT_LEN + IV_LEN], header[SALT_LEN + IV_LEN :]
-
-
-def _blocks(src, buf):
-    """Yield views of `buf` filled from `src` (full blocks, then the short last one)."""
-    view = memoryview(buf)
-    while True:
-        filled = 0
-        try:
-            while filled < len(view):
-                n = src.readinto(view[filled:])
-                if not n:
-                    break
-                filled += n
-        except OSError as e:
-            raise IOFailure(f"cannot read input: {e.strerror or e}") from None
-        if filled:
-            yield view[:filled]
-        if filled < len(view):
-            return
 
 
 def _ciphers(keys, iv):
@@ -170,7 +144,7 @@ def _authenticate(src, keys, iv, tag, spool=None):
     candidates = _ciphers(keys, iv)
     buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
     total = 0
-    for block in _blocks(src, buf):
+    for block in blocks(src, buf):
         for _, cipher in candidates:
             cipher.decrypt(block, output=memoryview(scratch)[: len(block)])
         if spool is not None:
@@ -200,7 +174,7 @@ def _decrypt(src, dst, key, iv, tag, expected):
     cipher = AES.new(key.key, AES.MODE_GCM, nonce=iv)
     buf, out = bytearray(BUFFER_SIZE), memoryview(bytearray(BUFFER_SIZE))
     total = 0
-    for block in _blocks(src, buf):
+    for block in blocks(src, buf):
         cipher.decrypt(block, output=out[: len(block)])
         write_all(dst, out[: len(block)])
         total += len(block)
@@ -231,7 +205,7 @@ def _open_payload(src, dst, keys, iv, tag, tmpdir):
     if dst is None:
         key, total = _authenticate(src, keys, iv, tag)
         return LegacyInfo(total, key.label, spooled=False)
-    if _seekable(src):
+    if seekable(src):
         start = src.tell()
         key, total = _authenticate(src, keys, iv, tag)
         src.seek(start)
@@ -267,13 +241,13 @@ def inspect_legacy(src, keys=None):
 
 
 def _count_rest(src):
-    if _seekable(src):
+    if seekable(src):
         here = src.tell()
         end = src.seek(0, os.SEEK_END)
         src.seek(here)
         return end - here
     total, buf = 0, bytearray(BUFFER_SIZE)
-    for block in _blocks(src, buf):
+    for block in blocks(src, buf):
         total += len(block)
     return total
 
@@ -282,7 +256,7 @@ def legacy_hint(src):
     """For `inspect` on a file without the encpipe magic (read_header has read its
     first bytes): a hint at --legacy when its size fits the old format, else None."""
     try:
-        if _seekable(src):
+        if seekable(src):
             size = src.seek(0, os.SEEK_END)
         else:
             rest = _count_rest(src)
@@ -308,7 +282,7 @@ def seal_legacy(src, dst, key, *, iv=None, salt=None):
     dst.write(salt + iv + bytes(TAG_LEN))
     cipher = AES.new(key, AES.MODE_GCM, nonce=iv)
     total = 0
-    for block in _blocks(src, bytearray(BUFFER_SIZE)):
+    for block in blocks(src, bytearray(BUFFER_SIZE)):
         dst.write(cipher.encrypt(block))
         total += len(block)
     end = dst.tell()

@@ -30,7 +30,8 @@ def chunk_nonce(counter, last):
     return counter.to_bytes(_COUNTER_LEN, "big") + (_LAST if last else _NOT_LAST)
 
 
-def _readinto_full(src, view):
+def readinto_full(src, view):
+    """Fill `view` from `src`; fewer bytes only at end of input."""
     filled = 0
     try:
         while filled < len(view):
@@ -64,13 +65,31 @@ def flush(dst):
         raise IOFailure(f"cannot write output: {e.strerror or e}") from None
 
 
+def blocks(src, buffer):
+    """Yield views of `buffer` refilled from `src`: full ones, then the short last one."""
+    view = memoryview(buffer)
+    while True:
+        n = readinto_full(src, view)
+        if n:
+            yield view[:n]
+        if n < len(view):
+            return
+
+
+def seekable(src):
+    try:
+        return src.seekable()
+    except (AttributeError, ValueError):
+        return False
+
+
 def copy_stream(src, dst, on_progress=None, buffer_size=1 << 20):
     """Copy the rest of `src` to `dst` (None: just count); returns the byte count."""
-    view, total = memoryview(bytearray(buffer_size)), 0
-    while n := _readinto_full(src, view):
+    total = 0
+    for block in blocks(src, bytearray(buffer_size)):
         if dst is not None:
-            write_all(dst, view[:n])
-        total += n
+            write_all(dst, block)
+        total += len(block)
         if on_progress:
             on_progress(total)
     return total
@@ -100,11 +119,11 @@ class _RecordReader:
     def fill(self, chunk):
         head = len(self._lookahead)
         chunk.buf[:head] = self._lookahead
-        n = head + _readinto_full(self._src, chunk.buf[head : self._size])
+        n = head + readinto_full(self._src, chunk.buf[head : self._size])
         self._lookahead = b""
         if n == self._size:
             probe = bytearray(1)
-            if _readinto_full(self._src, memoryview(probe)):
+            if readinto_full(self._src, memoryview(probe)):
                 self._lookahead = bytes(probe)
         chunk.length, chunk.counter, chunk.last = n, self._counter, not self._lookahead
         self._counter += 1
