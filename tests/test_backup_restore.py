@@ -58,7 +58,7 @@ def read_key(path):
 
 def python_env():
     env = dict(os.environ)
-    for name in [n for n in env if n.startswith("ENCPIPE")]:
+    for name in [n for n in env if n.startswith("ENCPIPE") or n == "BACKUP_ENCRYPTION_KEY"]:
         del env[name]
     env.update(PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     return env
@@ -138,6 +138,16 @@ def ensure_small(pg, name, rows=50):
                 "INSERT INTO t SELECT g, '%s ' || g FROM generate_series(1, %d) AS g;" % (MARKERS[0], rows),
                 db=name)
     return name
+
+
+def make_legacy_file(path, key_hex, plaintext):
+    """A file of the previous tool: salt (32) | IV (16) | GCM tag (16) | ciphertext."""
+    from Crypto.Cipher import AES
+
+    iv = os.urandom(16)
+    ciphertext, tag = AES.new(bytes.fromhex(key_hex), AES.MODE_GCM, nonce=iv).encrypt_and_digest(plaintext)
+    Path(path).write_bytes(os.urandom(32) + iv + tag + ciphertext)
+    return str(path)
 
 
 def dir_entries(directory):
@@ -252,6 +262,26 @@ def test_keep_and_max_age_prune_after_a_backup(pg, tools, key_file, tmp_path):
     names = [n for n in dir_entries(directory) if BACKUP_NAME.match(n)]
     assert len(names) == 2 and os.path.basename(newest) == max(names)
     assert "notes.txt" in dir_entries(directory)
+
+
+def test_restore_of_a_file_of_the_previous_tool(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "bk_small")
+    plain = dump(pg, db)
+    path = make_legacy_file(tmp_path / "bk_small_backup_2024-01-02_03-04-05-678Z.sql.enc", read_key(key_file), plain)
+    pg.dropdb("bk_legacy_copy")
+    proc = restore(pg, tools, path, "bk_legacy_copy", "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "bk_legacy_copy") == plain
+
+    damaged = bytearray(Path(path).read_bytes())
+    damaged[-10] ^= 0x40
+    Path(path).write_bytes(bytes(damaged))
+    proc = restore(pg, tools, path, "bk_legacy_copy", "--key-file", key_file)
+    assert proc.returncode == 77  # GCM cannot tell damage from a wrong key
+    assert proc.stdout == b""
+    assert dump(pg, "bk_legacy_copy") == plain
+    assert leftover_databases(pg) == set()
+    pg.dropdb("bk_legacy_copy")
 
 
 # --- restore over an existing database --------------------------------------------

@@ -26,6 +26,7 @@ from test_backup_restore import (
     ensure_small,
     key_file,  # noqa: F401 (fixture)
     leftover_databases,
+    make_legacy_file,
     read_key,
     script_env,
     tools,  # noqa: F401 (fixture)
@@ -156,7 +157,8 @@ def _watch(argv, env, secret, pass_fds=(), secret_pipe=None):
                 continue
             seen.add(comm)
             assert secret not in environ, comm
-            assert b"ENCPIPE_KEY=" not in environ and b"ENCPIPE_PASSPHRASE=" not in environ, comm
+            for name in (b"ENCPIPE_KEY=", b"ENCPIPE_PASSPHRASE=", b"BACKUP_ENCRYPTION_KEY="):
+                assert name not in environ, (comm, name)
             assert secret_pipe is None or secret_pipe not in _fd_targets(pid), comm
         time.sleep(0.002)
     errors = proc.stderr.read()
@@ -202,6 +204,19 @@ def test_secrets_never_reach_argv_or_pg_clients(pg, tools, key_file, tmp_path, f
     assert ("pg_restore" if fmt == "custom" else "psql") in seen
     assert leftover_databases(pg) == set()
     pg.dropdb(restored)
+
+
+def test_legacy_key_from_the_environment_never_reaches_psql(pg, tools, key_file, tmp_path):
+    db = ensure_awkward(pg)
+    secret = read_key(key_file)
+    path = make_legacy_file(tmp_path / "legacy.sql.enc", secret, dump(pg, db))
+    env = script_env(pg, tools, BACKUP_ENCRYPTION_KEY=secret)
+    pg.dropdb("bk_hygiene_legacy")
+    proc, errors, seen = _watch([RESTORE, path, "bk_hygiene_legacy"], env, secret.encode())
+    assert proc.returncode == 0, errors.decode()
+    assert "psql" in seen
+    assert dump(pg, "bk_hygiene_legacy") == dump(pg, db)
+    pg.dropdb("bk_hygiene_legacy")
 
 
 # --- systemd units -----------------------------------------------------------------
