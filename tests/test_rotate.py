@@ -123,7 +123,7 @@ class World:
     def small(self):
         """Two files under the old keys, one already rotated, one foreign."""
         self.add("a-old.enc", "--key-file", self.old_a, size=2 * CHUNK + 1)
-        self.add("b-old.enc", "--key-file", self.old_b, "--recipient", self.escrow_pub)
+        self.add("b-old.enc", "--key-file", self.old_b, "--recipient", self.escrow_pub, size=CHUNK + 7)
         self.add("c-new.enc", "--key-file", self.new, "--recipient", self.escrow_pub)
         self.add_foreign("notes.txt", b"not encrypted\n")
 
@@ -380,7 +380,7 @@ def test_sigkill_at_a_random_moment_then_rerun(tmp_path, seed):
 
 def test_sigterm_cleans_up_its_temporary_file(world):
     world.small()
-    wrapper = _wrapper(world.tmp, '  if [ "$n" = 1 ]; then head -c 10; kill -TERM "$PPID"; sleep 30; fi')
+    wrapper = _wrapper(world.tmp, '  if [ "$n" = 1 ]; then head -c 10; kill -TERM "$PPID"; exec sleep 30; fi')
     done = rotate(world.args(), env=rotate_env(ENCPIPE=wrapper), timeout=60)
     assert done.returncode == -signal.SIGTERM
     assert world.temps() == []
