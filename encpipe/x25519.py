@@ -50,6 +50,8 @@ def _decode(text, prefix, label, what, source):
         raise UsageError(f"{source}: malformed {what}: not base32") from None
     if len(raw) != KEY_LEN + _CHECK_LEN:
         raise UsageError(f"{source}: malformed {what}: wrong length")
+    if base64.b32encode(raw).decode("ascii").rstrip("=") != body:
+        raise UsageError(f"{source}: malformed {what}: not in canonical form (mistyped last character?)")
     key, check = raw[:KEY_LEN], raw[KEY_LEN:]
     if not hmac.compare_digest(check, _checksum(label, key)):
         raise UsageError(f"{source}: malformed {what}: checksum mismatch (mistyped?)")
