@@ -22,6 +22,7 @@ Usage:
   encpipe keygen [--x25519] [-o FILE]
   encpipe pubkey FILE
   encpipe keyid [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--recipient PUBKEY]... [--recipient-file FILE]...
   encpipe (-h | --help)
   encpipe --version
 
@@ -36,7 +37,8 @@ Commands:
   keygen    Print a new random 256-bit key (64 hex digits), or with --x25519
             write a secret identity to FILE and print its public key.
   pubkey    Print the public key of the identity in FILE.
-  keyid     Print the key id of each given key, as inspect shows it.
+  keyid     Print the key id of each given key or public key, as inspect
+            shows it.
 
 Keys (never on the command line; options may be repeated):
   --key-file FILE            A file of keys, one per line: 64 hex digits, or an

@@ -358,7 +358,7 @@ def cmd_pubkey(args, io):
 
 
 def cmd_keyid(args, io):
-    keys = loader(args, io).load(key_sources(args), sealing=False)
+    keys = loader(args, io).load(key_sources(args), sealing=True)  # identities as their public keys
     ids = [k.key_id.hex() for k in keys if not isinstance(k, Passphrase)]
     if not ids:
         raise UsageError("passphrases have no key id")

@@ -363,3 +363,13 @@ def test_help_and_version():
 def test_python_dash_m_works(sealed):
     done = run_process(["open"], stdin=sealed, env=key_env())
     assert (done.returncode, done.stdout, done.stderr) == (0, DATA, b"")
+
+
+def test_keyid_of_a_public_key_matches_its_identity(tmp_path):
+    identity = tmp_path / "id"
+    public = run(["keygen", "--x25519", "-o", str(identity)]).stdout.decode().strip()
+    by_public = run(["keyid", "--recipient", public]).stdout
+    by_identity = run(["keyid", "--identity", str(identity)]).stdout
+    sealed = seal(b"x", {}, ["--recipient", public])
+    assert by_public == by_identity
+    assert json.loads(run(["inspect", "--json"], sealed).stdout)["slots"][0]["key_id"] == by_public.decode().strip()
