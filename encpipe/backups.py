@@ -384,7 +384,7 @@ def cmd_prune(args, io):
 
 
 def _keep(text):
-    if not re.fullmatch(r"[0-9]{1,9}", text.strip()):
+    if not re.fullmatch(r"[0-9]{1,18}", text.strip()):
         raise UsageError(f"--keep must be a whole number from 0, not {text!r}")
     return int(text)
 
