@@ -1,0 +1,1 @@
+"""Fuzzing harness and hostile-input helpers (see fuzz_encpipe.py and run)."""

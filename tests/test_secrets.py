@@ -1,0 +1,223 @@
+"""Secrets hygiene of encpipe itself: argv, file modes, warnings, error messages.
+
+- No key or passphrase ever appears in the argv of encpipe or of anything it
+  starts (sampled from /proc/PID/cmdline while a seal of a slow input runs,
+  for every non-interactive key source).
+- Files written by `keygen -o` (and `seal -o`) are mode 0600 whatever the umask.
+- A key, identity or passphrase file readable by group or others draws one
+  warning (and a chmod hint) on stderr, and still works.
+- Error messages name key ids and sources, never the secret.
+"""
+
+import os
+import stat
+import subprocess
+import time
+
+import pytest
+
+from fuzz.craft import clean_env, command
+
+KEY = "c0ffee15" * 8
+PASSPHRASE = "correct horse battery staple 7d1e"
+IDENTITY_SECRET_HEX = "4f" * 32
+WAIT = 30
+
+
+def secret_file(path, text, mode=0o600):
+    path.write_text(text)
+    path.chmod(mode)
+    return str(path)
+
+
+def _identity():
+    from encpipe.x25519 import X25519Identity
+
+    return str(X25519Identity(bytes.fromhex(IDENTITY_SECRET_HEX)))
+
+
+def _descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _cmdlines(pid):
+    lines = []
+    for p in _descendants(pid):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                lines.append(f.read())
+        except OSError:
+            pass
+    return lines
+
+
+def _sources(tmp_path):
+    """name -> (argv options, environment, extra Popen arguments, the secrets in play)."""
+    key_file = secret_file(tmp_path / "keys", f"# backup key\n{KEY}\n")
+    pass_file = secret_file(tmp_path / "pass", PASSPHRASE + "\n")
+    identity = _identity()
+    id_file = secret_file(tmp_path / "identity", identity + "\n")
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, PASSPHRASE.encode())
+    os.close(write_fd)
+    slow_key = f"sleep 0.3; cat {key_file}"  # still running when argv is first sampled
+    slow_pass = f"sleep 0.3; cat {pass_file}"
+    return {
+        "ENCPIPE_KEY": ([], {"ENCPIPE_KEY": KEY}, {}, [KEY]),
+        "ENCPIPE_PASSPHRASE": ([], {"ENCPIPE_PASSPHRASE": PASSPHRASE}, {}, [PASSPHRASE]),
+        "--key-file": (["--key-file", key_file], {}, {}, [KEY]),
+        "--key-command": (["--key-command", slow_key], {}, {}, [KEY]),
+        "--identity": (["--identity", id_file], {}, {}, [identity, IDENTITY_SECRET_HEX]),
+        "--passphrase-file": (["--passphrase-file", pass_file], {}, {}, [PASSPHRASE]),
+        "--passphrase-fd": (["--passphrase-fd", str(read_fd)], {}, {"pass_fds": (read_fd,)}, [PASSPHRASE]),
+        "--passphrase-command": (["--passphrase-command", slow_pass], {}, {}, [PASSPHRASE]),
+    }
+
+
+SOURCES = [
+    "ENCPIPE_KEY",
+    "ENCPIPE_PASSPHRASE",
+    "--key-file",
+    "--key-command",
+    "--identity",
+    "--passphrase-file",
+    "--passphrase-fd",
+    "--passphrase-command",
+]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_secrets_never_in_argv(tmp_path, source):
+    options, env, extra, secrets = _sources(tmp_path)[source]
+    out = tmp_path / "out.enc"
+    child = subprocess.Popen(
+        command("seal", "--work-factor", "10", "--chunk-size", "16K", "-o", str(out), *options),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(env),
+        **extra,
+    )
+    samples = []
+    try:
+        deadline = time.monotonic() + WAIT
+        while not (out.exists() and out.stat().st_size > 0):  # sample through key loading to the header
+            samples += _cmdlines(child.pid)
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        child.stdin.write(os.urandom(40000))  # and while the payload streams
+        child.stdin.flush()
+        for _ in range(5):
+            samples += _cmdlines(child.pid)
+            time.sleep(0.02)
+        child.stdin.close()
+        assert child.wait(timeout=WAIT) == 0, child.stderr.read()
+    finally:
+        child.kill()
+        child.wait()
+        for fd in extra.get("pass_fds", ()):
+            os.close(fd)
+    assert samples and any(b"encpipe" in s for s in samples)
+    if source.endswith("-command"):
+        assert any(b"sleep 0.3" in s for s in samples), "the command's own argv was never seen"
+    for secret in secrets:
+        for sample in samples:
+            assert secret.encode() not in sample and secret.upper().encode() not in sample, sample
+
+
+@pytest.mark.parametrize("args", [["keygen"], ["keygen", "--x25519"]])
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_keygen_output_file_is_0600_whatever_the_umask(tmp_path, args, umask):
+    path = tmp_path / "new.key"
+    done = subprocess.run(
+        command(*args, "-o", str(path)),
+        capture_output=True,
+        env=clean_env(),
+        timeout=WAIT,
+        preexec_fn=lambda: os.umask(umask),
+    )
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert KEY not in done.stdout.decode()
+    secret = path.read_text()
+    assert secret.strip().split("\n")[-1] not in done.stdout.decode()  # the secret is only in the file
+
+
+def test_keygen_refuses_to_overwrite_a_key(tmp_path):
+    path = tmp_path / "old.key"
+    secret_file(path, KEY + "\n")
+    done = subprocess.run(command("keygen", "-o", str(path)), capture_output=True, env=clean_env(), timeout=WAIT)
+    assert done.returncode == 64 and path.read_text() == KEY + "\n"
+
+
+def test_seal_output_file_is_0600_whatever_the_umask(tmp_path):
+    path = tmp_path / "out.enc"
+    done = subprocess.run(
+        command("seal", "-o", str(path)),
+        input=b"data",
+        capture_output=True,
+        env=clean_env({"ENCPIPE_KEY": KEY}),
+        timeout=WAIT,
+        preexec_fn=lambda: os.umask(0),
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o666], ids=oct)
+@pytest.mark.parametrize("option", ["--key-file", "--identity", "--passphrase-file"])
+def test_group_or_world_readable_secret_file_warns_but_works(tmp_path, option, mode):
+    text = {"--key-file": KEY, "--identity": _identity(), "--passphrase-file": PASSPHRASE}[option]
+    path = secret_file(tmp_path / "secret", text + "\n", mode)
+    seal_args = ["seal", "--work-factor", "10", option, path]
+    done = subprocess.run(command(*seal_args), input=b"payload", capture_output=True, env=clean_env(), timeout=WAIT)
+    assert done.returncode == 0
+    assert done.stderr.decode().splitlines() == [
+        f"encpipe: warning: {path} is readable by group or others",
+        f"encpipe: hint: chmod 600 {path}",
+    ]
+    opened = subprocess.run(
+        command("open", option, path), input=done.stdout, capture_output=True, env=clean_env(), timeout=WAIT
+    )
+    assert (opened.returncode, opened.stdout) == (0, b"payload")
+    assert "is readable by group or others" in opened.stderr.decode()
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400], ids=oct)
+def test_private_secret_file_draws_no_warning(tmp_path, mode):
+    path = secret_file(tmp_path / "keys", KEY + "\n", mode)
+    done = subprocess.run(command("seal", "--key-file", path), input=b"x", capture_output=True, env=clean_env(),
+                          timeout=WAIT)
+    assert (done.returncode, done.stderr) == (0, b"")
+
+
+def _run_in_process(argv, data=b"", env=None):
+    from fuzz.craft import run_in_process
+
+    return run_in_process(argv, data, env)
+
+
+def test_error_messages_never_echo_the_secret(tmp_path):
+    sealed = _run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1]
+    other = "0f" * 32
+    cases = [
+        (["open"], sealed, {"ENCPIPE_KEY": other}, other, 77),
+        (["open"], sealed, {"ENCPIPE_KEY": KEY[:-1]}, KEY[:-1], 64),
+        (["open"], sealed, {"ENCPIPE_KEY": KEY[:-1] + "g"}, KEY[:-1] + "g", 64),
+        (["open"], sealed, {"ENCPIPE_PASSPHRASE": PASSPHRASE}, PASSPHRASE, 77),
+        (["open", "--key-file", secret_file(tmp_path / "bad", KEY + "0\n")], sealed, {}, KEY + "0", 64),
+    ]
+    for argv, data, env, secret, status in cases:
+        code, out, err = _run_in_process(argv, data, env)
+        assert (code, out) == (status, b""), err
+        assert secret not in err and secret.upper() not in err, err
