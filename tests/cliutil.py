@@ -56,3 +56,24 @@ def assert_one_line_error(stderr):
     assert lines and lines[0].startswith("encpipe: error: "), stderr
     assert all(line.startswith("encpipe: hint: ") for line in lines[1:]), stderr
     assert len(lines) <= 2 and "Traceback" not in stderr, stderr
+
+
+_MEASURE = """
+import os, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
+def measure_peak_rss(argv, report_path, **popen_kwargs):
+    """Run `argv`, return (exit code, peak RSS in KiB). The child is forked from a
+    small interpreter, not from pytest: Linux counts the pages a child inherits
+    at fork in its peak RSS, and pytest itself grows large during a session."""
+    subprocess.run([sys.executable, "-c", _MEASURE, str(report_path), *argv], check=True, **popen_kwargs)
+    code, rss = open(report_path).read().split()
+    return int(code), int(rss)

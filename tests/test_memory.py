@@ -1,5 +1,5 @@
 """Acceptance 8: memory stays constant whatever the input size (the benchmark
-reports the 1 GiB and 4 GiB figures; here a smaller input in a subprocess)."""
+reports the 1 GiB and 4 GiB figures; here smaller inputs in a subprocess)."""
 
 import os
 import subprocess
@@ -7,49 +7,42 @@ import sys
 
 import pytest
 
-from cliutil import KEY_A
+from cliutil import KEY_A, measure_peak_rss
 
 MIB = 1024 * 1024
 LIMIT_KIB = 64 * 1024
+ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}, "ENCPIPE_KEY": KEY_A}
+ENCPIPE = [sys.executable, "-m", "encpipe"]
 
 
-def peak_rss_kib(args, feed_bytes):
-    """Run encpipe with `feed_bytes` of zeros piped in by `head`; its peak RSS in KiB."""
-    feeder = subprocess.Popen(["head", "-c", str(feed_bytes), "/dev/zero"], stdout=subprocess.PIPE)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "encpipe", *args],
-        stdin=feeder.stdout,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "ENCPIPE_KEY": KEY_A},
+def seal_zeros_rss(tmp_path, size, threads):
+    """Peak RSS of `encpipe seal` fed `size` zero bytes through a pipe."""
+    feeder = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+    code, rss = measure_peak_rss(
+        [*ENCPIPE, "seal", "--threads", threads], tmp_path / "rss", stdin=feeder.stdout,
+        stdout=subprocess.DEVNULL, env=ENV,
     )
     feeder.stdout.close()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
     feeder.wait()
-    assert child.returncode == 0
-    return usage.ru_maxrss
+    assert code == 0
+    return rss
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
-def test_seal_from_a_pipe_stays_under_64_mib(threads):
-    small = peak_rss_kib(["seal", "--threads", threads], 8 * MIB)
-    large = peak_rss_kib(["seal", "--threads", threads], 512 * MIB)
+def test_seal_from_a_pipe_stays_under_64_mib(tmp_path, threads):
+    small = seal_zeros_rss(tmp_path, 8 * MIB, threads)
+    large = seal_zeros_rss(tmp_path, 512 * MIB, threads)
     assert large < LIMIT_KIB
     assert large - small < 8 * 1024  # no growth with input size beyond noise
 
 
-def test_open_from_a_pipe_stays_under_64_mib(tmp_path):
+def test_open_stays_under_64_mib(tmp_path):
     sealed = tmp_path / "zeros.enc"
     with open(sealed, "wb") as out:
-        subprocess.run(
-            f"head -c {256 * MIB} /dev/zero | {sys.executable} -m encpipe seal",
-            shell=True, check=True, stdout=out, env={**os.environ, "ENCPIPE_KEY": KEY_A},
-        )
+        subprocess.run(f"head -c {256 * MIB} /dev/zero | {sys.executable} -m encpipe seal",
+                       shell=True, check=True, stdout=out, env=ENV)
     with open(sealed, "rb") as src:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "encpipe", "open"], stdin=src, stdout=subprocess.DEVNULL,
-            env={**os.environ, "ENCPIPE_KEY": KEY_A},
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert usage.ru_maxrss < LIMIT_KIB
+        code, rss = measure_peak_rss([*ENCPIPE, "open"], tmp_path / "rss", stdin=src,
+                                     stdout=subprocess.DEVNULL, env=ENV)
+    assert code == 0
+    assert rss < LIMIT_KIB
