@@ -12,6 +12,7 @@ makes `open` and `inspect --verify` fail. The inputs that crashed the long
 fuzzer (tests/fuzz/regressions/) are replayed here.
 """
 
+import io
 import os
 import struct
 import subprocess
@@ -224,6 +225,30 @@ def test_valid_files_open():
     for data, plaintext in VALID:
         statuses = check_everything(data, plaintext, changed=False)
         assert statuses == {"open": 0, "inspect": 0, "verify": 0}
+
+
+def test_a_slot_wrapping_another_file_key_fails_the_header_mac():
+    """GCM does not commit to its key; the header MAC does. A header whose second slot wraps a
+    different file key cannot make that slot's key open the file to another plaintext."""
+    from encpipe import envelope
+    from encpipe.format import SlotRecord
+    from encpipe.slots import RawKey
+
+    other = RawKey(bytes.fromhex("71" * 32))
+    good, plaintext = VALID[0]
+    sealed = envelope.read_header(io.BytesIO(good))
+    rogue = other.wrap(os.urandom(32)).encode()
+    slots = list(sealed.header.slots) + [rogue]
+    header = craft.raw_header(
+        [(s.kind, s.body) for s in slots], chunk_log2=sealed.header.chunk_log2,
+        salt=sealed.header.payload_salt, mac=sealed.header.mac,
+    )
+    forged = header + good[craft.header_len(good) :]
+    status, out, err = run_in_process(["open"], forged, {"ENCPIPE_KEY": "71" * 32})
+    assert (status, out) == (65, b"")
+    craft.assert_error_lines(err, "header authentication failed")
+    status, out, err = run_in_process(["open"], forged, KEY_ENV)  # the MAC covers the added slot too
+    assert (status, out) == (65, b""), err
 
 
 # --- real processes -----------------------------------------------------------------------

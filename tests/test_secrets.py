@@ -7,6 +7,10 @@
 - A key, identity or passphrase file readable by group or others draws one
   warning (and a chmod hint) on stderr, and still works.
 - Error messages name key ids and sources, never the secret.
+- What encpipe does not hide or prevent (README "Security model"): the exact
+  plaintext length and the key ids are visible without a key, a whole file
+  swapped for another one sealed to the same key opens, and rewrap does not
+  revoke an old key's access to older copies or to the unchanged payload.
 """
 
 import os
@@ -221,3 +225,51 @@ def test_error_messages_never_echo_the_secret(tmp_path):
         code, out, err = _run_in_process(argv, data, env)
         assert (code, out) == (status, b""), err
         assert secret not in err and secret.upper() not in err, err
+
+
+# --- what encpipe does not protect against (README "Security model") ----------------------------
+
+
+@pytest.mark.parametrize("length", [0, 1, 16383, 16384, 16385, 3 * 16384 + 5])
+def test_plaintext_length_is_visible_without_a_key(length):
+    import json
+
+    from fuzz.craft import run_in_process
+
+    sealed = run_in_process(["seal", "--chunk-size", "16K"], os.urandom(length), {"ENCPIPE_KEY": KEY})[1]
+    status, out, err = run_in_process(["inspect", "--json"], sealed, {})
+    report = json.loads(out)
+    assert status == 0 and report["plaintext_bytes"] == length and report["verified"] is False
+    assert report["slots"] == [{"type": "raw-key", "key_id": _key_id(KEY)}]
+
+
+def _key_id(key_hex):
+    from encpipe.slots import key_id
+
+    return key_id(bytes.fromhex(key_hex)).hex()
+
+
+def test_a_whole_file_swapped_for_another_sealed_to_the_same_key_opens():
+    """No rollback or substitution protection: a file authenticates itself, not its name or date."""
+    from fuzz.craft import run_in_process
+
+    monday = run_in_process(["seal"], b"monday", {"ENCPIPE_KEY": KEY})[1]
+    status, out, _ = run_in_process(["open"], monday, {"ENCPIPE_KEY": KEY})  # read as "tuesday.enc"
+    assert (status, out) == (0, b"monday")
+
+
+def test_rewrap_does_not_revoke_the_old_key_from_older_copies_or_the_payload(tmp_path):
+    from fuzz.craft import header_len, run_in_process
+
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    secret_file(old, KEY + "\n")
+    secret_file(new, "5e" * 32 + "\n")
+    original = run_in_process(["seal", "--key-file", str(old)], b"payload", {})[1]
+    status, rewrapped, err = run_in_process(
+        ["rewrap", "--key-file", str(old), "--replace", "--add-key-file", str(new)], original, {}
+    )
+    assert status == 0, err
+    assert run_in_process(["open", "--key-file", str(old)], rewrapped, {})[0] == 77  # this copy: revoked
+    assert run_in_process(["open", "--key-file", str(old)], original, {})[1] == b"payload"  # an older copy: not
+    spliced = original[: header_len(original)] + rewrapped[header_len(rewrapped) :]
+    assert run_in_process(["open", "--key-file", str(old)], spliced, {})[1] == b"payload"  # same payload key

@@ -15,7 +15,7 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+    sys.path.append(ROOT)  # an installed (or PYTHONPATH) encpipe comes first
 
 MAGIC = b"ENCPIPE"
 PREFIX_LEN = 10  # magic, version, header_len
