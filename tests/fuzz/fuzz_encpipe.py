@@ -414,6 +414,23 @@ def regression_files():
     return found
 
 
+def _memoize_docopt():
+    """Parse each (fixed) command line once: docopt's parse takes longer than most inputs."""
+    import copy
+
+    from encpipe import cli
+
+    parse, parsed = cli.docopt, {}
+
+    def cached(doc, argv=None, **kwargs):
+        key = tuple(argv or ())
+        if key not in parsed:
+            parsed[key] = parse(doc, argv=argv, **kwargs)
+        return copy.deepcopy(parsed[key])
+
+    cli.docopt = cached
+
+
 def _fuzz(target, libfuzzer_args):
     import atheris
 
@@ -427,6 +444,7 @@ def _fuzz(target, libfuzzer_args):
 
         if legacy_available():
             import encpipe.legacy  # noqa: F401
+    _memoize_docopt()
     strict = os.environ.get("ENCPIPE_FUZZ_STRICT") == "1"
     check = TARGETS[target]
 
