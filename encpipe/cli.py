@@ -90,7 +90,7 @@ import sys
 from docopt import DocoptExit, docopt
 
 from . import __version__
-from .errors import EncpipeError, UsageError
+from .errors import EncpipeError, IOFailure
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -106,13 +106,14 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
         os.environ if env is None else env,
     )
     try:
-        args = docopt(USAGE, argv=argv, version=__version__, default_help=True)
+        args = docopt(USAGE, argv=argv, default_help=False)
     except DocoptExit as e:
         io.error(str(e).strip().splitlines()[0] if str(e).strip() else "bad usage", hint="see encpipe --help")
         return EXIT_USAGE
-    except SystemExit as e:  # --help and --version
-        return e.code or EXIT_OK
     try:
+        if args["--help"] or args["--version"]:
+            io.print(USAGE.strip() if args["--help"] else __version__)
+            return EXIT_OK
         from . import commands
 
         return commands.dispatch(args, io)
@@ -120,7 +121,10 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
         io.error(str(e), hint=e.hint)
         return e.exit_code
     except BrokenPipeError:
-        return _quiet_broken_pipe()
+        return _discard_stdout(141)
+    except OSError as e:  # writing a report or a key to standard output
+        io.error(f"cannot write output: {e.strerror or e}")
+        return _discard_stdout(IOFailure.exit_code)
     except MemoryError:
         io.error("out of memory")
         return EXIT_INTERNAL
@@ -152,18 +156,15 @@ class _Io:
         self.print(json.dumps(value, indent=2, sort_keys=False))
 
 
-def _quiet_broken_pipe():
-    """The reader of stdout went away (`| head`): leave quietly, as cat does."""
+def _discard_stdout(status):
+    """Standard output failed (its reader went away, or the disk is full): point
+    it at /dev/null so that nothing tries to flush it again at exit."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    return 141
-
-
-def usage_error(message):
-    return UsageError(message, hint="see encpipe --help")
+    return status
 
 
 def run():

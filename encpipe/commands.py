@@ -145,13 +145,13 @@ def ciphertext_output(path, io):
 # --- commands --------------------------------------------------------------
 
 
-def read_sealed_header(src, count_pipe=True):
+def read_sealed_header(src):
     """The header of `src`, with a hint at --legacy for files of the previous tool
-    (which, on a pipe, means reading the input to its end: only when `count_pipe`)."""
+    (only for files: on a pipe that would mean reading the input to its end)."""
     try:
         return envelope.read_header(src)
     except InvalidStream as e:
-        if str(e) != "not an encpipe file" or not (count_pipe or seekable(src)):
+        if str(e) != "not an encpipe file" or not seekable(src):
             raise
         from .legacy import legacy_hint
 
@@ -192,7 +192,7 @@ def cmd_open(args, io):
         _refuse_stdin_secrets(sources, from_stdin)
         legacy.open_legacy(src, io.stdout, legacy.load_keys(loader(args, io), sources, io.env))
         return 0
-    sealed = read_sealed_header(src, count_pipe=False)
+    sealed = read_sealed_header(src)
     identities = _identities(args, io, from_stdin)
     reporter = progress(args, io, "open")
     envelope.open_sealed(
@@ -233,11 +233,10 @@ def cmd_inspect(args, io):
         return 0
     report["payload_bytes"] = envelope.count_remaining(src)
     shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
-    if shape:
-        report.update(plaintext_bytes=shape[0], chunks=shape[1])
-    _print_report(io, args, report)
     if not shape:
         raise InvalidStream(f"payload of {report['payload_bytes']} bytes cannot be a complete stream (truncated?)")
+    report.update(plaintext_bytes=shape[0], chunks=shape[1])
+    _print_report(io, args, report)
     return 0
 
 

@@ -106,17 +106,18 @@ class ScryptSlot:
 
     def check_cost(self):
         """Refuse parameters a crafted header could use to make us spin or swap."""
-        n = 1 << self.log2_n
-        if not (
-            MIN_SCRYPT_LOG2_N <= self.log2_n <= MAX_SCRYPT_LOG2_N
-            and 1 <= self.r <= MAX_SCRYPT_R
-            and 1 <= self.p <= MAX_SCRYPT_P
-            and 128 * n * self.r <= MAX_SCRYPT_MEMORY
-            and n * self.r * self.p <= MAX_SCRYPT_WORK
-        ):
+        n = 1 << min(self.log2_n, 64)
+        limits = (
+            (MIN_SCRYPT_LOG2_N <= self.log2_n <= MAX_SCRYPT_LOG2_N, f"log2(N) must be {MIN_SCRYPT_LOG2_N}..{MAX_SCRYPT_LOG2_N}"),
+            (1 <= self.r <= MAX_SCRYPT_R, f"r must be 1..{MAX_SCRYPT_R}"),
+            (1 <= self.p <= MAX_SCRYPT_P, f"p must be 1..{MAX_SCRYPT_P}"),
+            (128 * n * self.r <= MAX_SCRYPT_MEMORY, "its memory, 128*N*r bytes, must be at most 1 GiB"),
+            (n * self.r * self.p <= MAX_SCRYPT_WORK, "its work, N*r*p, must be at most 2^24"),
+        )
+        broken = next((rule for ok, rule in limits if not ok), None)
+        if broken:
             raise InvalidStream(
-                f"scrypt parameters log2(N)={self.log2_n} r={self.r} p={self.p} exceed the limit "
-                f"(log2(N) {MIN_SCRYPT_LOG2_N}..{MAX_SCRYPT_LOG2_N}, 128*N*r <= 1 GiB, N*r*p <= 2^24)"
+                f"passphrase slot over a resource limit: scrypt log2(N)={self.log2_n} r={self.r} p={self.p}; {broken}"
             )
 
 
