@@ -46,7 +46,6 @@ Exit status:
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
-import json
 import os
 import re
 import stat
@@ -58,6 +57,7 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from . import commands, envelope
+from .cli import Io
 from . import format as fmt
 from .errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured, UsageError
 
@@ -562,29 +562,6 @@ def backup_dir(args, io):
     return args["--dir"] or args.get("DIR") or io.env.get(ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR
 
 
-class Io:
-    """Standard output for JSON, standard error for messages, the environment."""
-
-    def __init__(self, prog, stdout, stderr, env):
-        self.prog, self.stdout, self.stderr, self.env = prog, stdout, stderr, env
-
-    def _say(self, kind, message, hint=None):
-        self.stderr.write(f"{self.prog}: {kind}: {message}\n")
-        if hint:
-            self.stderr.write(f"{self.prog}: hint: {hint}\n")
-        self.stderr.flush()
-
-    def error(self, message, hint=None):
-        self._say("error", message, hint)
-
-    def warn(self, message, hint=None):
-        self._say("warning", message, hint)
-
-    def print_json(self, value):
-        self.stdout.write(json.dumps(value, indent=2) + "\n")
-        self.stdout.flush()
-
-
 COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify}
 
 
@@ -592,7 +569,8 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     """Run one command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     name = argv[0] if argv and argv[0] in COMMANDS else "backups"
-    io = Io(f"encpipe-{name}", stdout or sys.stdout, stderr or sys.stderr, os.environ if env is None else env)
+    io = Io(None, stdout or sys.stdout.buffer, stderr or sys.stderr, os.environ if env is None else env,
+            prog=f"encpipe-{name}")
     try:
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:

@@ -99,7 +99,7 @@ EXIT_INTERNAL = 70
 
 def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
     """Run one command; returns the exit status. Streams and env are injectable for tests."""
-    io = _Io(
+    io = Io(
         stdin or sys.stdin.buffer,
         stdout or sys.stdout.buffer,
         stderr or sys.stderr,
@@ -130,16 +130,17 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
         return EXIT_INTERNAL
 
 
-class _Io:
-    """The process's streams and environment, passed to commands explicitly."""
+class Io:
+    """A process's streams (binary stdin and stdout, text stderr) and environment,
+    passed to commands explicitly; messages are prefixed with the program's name."""
 
-    def __init__(self, stdin, stdout, stderr, env):
-        self.stdin, self.stdout, self.stderr, self.env = stdin, stdout, stderr, env
+    def __init__(self, stdin, stdout, stderr, env, prog="encpipe"):
+        self.stdin, self.stdout, self.stderr, self.env, self.prog = stdin, stdout, stderr, env, prog
 
     def _say(self, kind, message, hint=None):
-        self.stderr.write(f"encpipe: {kind}: {message}\n")
+        self.stderr.write(f"{self.prog}: {kind}: {message}\n")
         if hint:
-            self.stderr.write(f"encpipe: hint: {hint}\n")
+            self.stderr.write(f"{self.prog}: hint: {hint}\n")
         self.stderr.flush()
 
     def error(self, message, hint=None):

@@ -74,7 +74,7 @@ def make_truncated(directory, name):
 
 
 def run(*argv, env=ENV):
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.BytesIO(), io.StringIO()
     code = main(list(argv), stdout=out, stderr=err, env=dict(env))
     return code, (json.loads(out.getvalue()) if out.getvalue() else None), err.getvalue()
 
