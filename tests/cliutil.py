@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from encpipe.cli import main
 
@@ -51,11 +52,28 @@ def run_process(args, stdin=b"", env=None, **kwargs):
     )
 
 
-def assert_one_line_error(stderr):
-    lines = stderr.strip().splitlines()
-    assert lines and lines[0].startswith("encpipe: error: "), stderr
-    assert all(line.startswith("encpipe: hint: ") for line in lines[1:]), stderr
-    assert len(lines) <= 2 and "Traceback" not in stderr, stderr
+def assert_one_line_error(stderr, prog="encpipe"):
+    """One `PROG: error:` line, at most one `PROG: hint:` line, never a traceback."""
+    text = stderr.decode() if isinstance(stderr, bytes) else stderr
+    lines = text.strip().splitlines()
+    assert lines and lines[0].startswith(f"{prog}: error: "), text
+    assert all(line.startswith(f"{prog}: hint: ") for line in lines[1:]), text
+    assert len(lines) <= 2 and "Traceback" not in text, text
+
+
+def write_secret(path, content, mode=0o600):
+    """Write a key or passphrase file (str or bytes) readable by its owner only."""
+    path = Path(path)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    path.chmod(mode)
+    return str(path)
+
+
+def secret_file(directory, name, content, mode=0o600):
+    return write_secret(Path(directory) / name, content, mode)
 
 
 _MEASURE = """

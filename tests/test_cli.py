@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cliutil import KEY_A, KEY_B, assert_one_line_error, key_env, run, run_process, seal
+from cliutil import KEY_A, KEY_B, assert_one_line_error, key_env, run, run_process, seal, secret_file
 
 CHUNK = 16 * 1024
 DATA = os.urandom(3 * CHUNK + 17)
@@ -25,13 +25,6 @@ def sealed():
 def sealed_file(tmp_path, sealed):
     path = tmp_path / "f.enc"
     path.write_bytes(sealed)
-    return str(path)
-
-
-def secret_file(tmp_path, name, text, mode=0o600):
-    path = tmp_path / name
-    path.write_text(text)
-    path.chmod(mode)
     return str(path)
 
 

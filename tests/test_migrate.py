@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from cliutil import secret_file
+
 import encpipe
 from encpipe import legacy
 
@@ -80,19 +82,12 @@ def open_new(path, key=None):
     return out.getvalue()
 
 
-def secret(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text)
-    path.chmod(0o600)
-    return str(path)
-
-
 @pytest.fixture
 def keys(tmp_path):
     return {
-        "old_key": secret(tmp_path, "old.key", HEX_KEY + "\n"),
-        "old_pass": secret(tmp_path, "old.pass", PASSPHRASE + "\n"),
-        "new_key": secret(tmp_path, "new.key", NEW_KEY + "\n"),
+        "old_key": secret_file(tmp_path, "old.key", HEX_KEY + "\n"),
+        "old_pass": secret_file(tmp_path, "old.pass", PASSPHRASE + "\n"),
+        "new_key": secret_file(tmp_path, "new.key", NEW_KEY + "\n"),
     }
 
 
@@ -249,7 +244,7 @@ def test_keep_originals(tmp_path, keys):
     directory = tmp_path / "backups"
     expected = make_backups(directory, FEW, python_made=False)
     before = snapshot(directory)
-    passfile = secret(tmp_path, "new.pass", "new passphrase\n")
+    passfile = secret_file(tmp_path, "new.pass", "new passphrase\n")
     argv = ["--keep-originals", "--legacy-key-file", keys["old_key"], "--legacy-passphrase-file", keys["old_pass"],
             "--passphrase-file", passfile, "--work-factor", "10"]
     # An earlier run was interrupted between keeping one original and replacing it.

@@ -12,6 +12,8 @@ import zlib
 
 import pytest
 
+from cliutil import assert_one_line_error, write_secret
+
 from encpipe import envelope
 from encpipe import format as fmt
 from encpipe.cli import main
@@ -39,19 +41,6 @@ def ok(result):
     code, out, err = result
     assert code == 0, err
     return out
-
-
-def assert_one_line_error(stderr):
-    lines = stderr.strip().splitlines()
-    assert lines and lines[0].startswith("encpipe: error: "), stderr
-    assert all(line.startswith("encpipe: hint: ") for line in lines[1:]), stderr
-    assert len(lines) <= 2 and "Traceback" not in stderr, stderr
-
-
-def write_secret(path, text):
-    path.write_text(text)
-    path.chmod(0o600)
-    return str(path)
 
 
 class Keys:

@@ -16,6 +16,9 @@ import time
 
 import pytest
 
+import cliutil
+from cliutil import write_secret
+
 from encpipe.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,17 +63,7 @@ def lines(done):
 
 
 def assert_one_line_error(stderr, prog="encpipe-rotate"):
-    text = stderr.decode() if isinstance(stderr, bytes) else stderr
-    got = text.strip().splitlines()
-    assert got and got[0].startswith(f"{prog}: error: "), text
-    assert all(line.startswith(f"{prog}: hint: ") for line in got[1:]), text
-    assert len(got) <= 2 and "Traceback" not in text, text
-
-
-def secret(path, text):
-    path.write_text(text)
-    path.chmod(0o600)
-    return str(path)
+    cliutil.assert_one_line_error(stderr, prog)
 
 
 class World:
@@ -81,10 +74,10 @@ class World:
         keys = tmp_path / "keys"
         keys.mkdir()
         self.old_hex, self.other_old_hex, self.new_hex = (os.urandom(32).hex() for _ in range(3))
-        self.old = secret(keys / "old.key", f"# retiring\n{self.old_hex}\n{self.other_old_hex}\n")
-        self.old_a = secret(keys / "old-a.key", self.old_hex + "\n")
-        self.old_b = secret(keys / "old-b.key", self.other_old_hex + "\n")
-        self.new = secret(keys / "new.key", self.new_hex + "\n")
+        self.old = write_secret(keys / "old.key", f"# retiring\n{self.old_hex}\n{self.other_old_hex}\n")
+        self.old_a = write_secret(keys / "old-a.key", self.old_hex + "\n")
+        self.old_b = write_secret(keys / "old-b.key", self.other_old_hex + "\n")
+        self.new = write_secret(keys / "new.key", self.new_hex + "\n")
         self.escrow_id = str(keys / "escrow.id")
         self.escrow_pub = ok(run(["keygen", "--x25519", "-o", self.escrow_id])).decode().strip()
         self.dir = tmp_path / "backups"
@@ -253,7 +246,7 @@ def test_hidden_files_and_symbolic_links_are_left_alone(world):
 
 def test_a_file_no_given_key_opens_is_reported_and_left_alone(world):
     world.add("a.enc", "--key-file", world.old_a)
-    stranger = secret(world.tmp / "stranger.key", os.urandom(32).hex())
+    stranger = write_secret(world.tmp / "stranger.key", os.urandom(32).hex())
     world.add("b-stranger.enc", "--key-file", stranger)
     done = rotate(world.args())
     assert done.returncode == 1

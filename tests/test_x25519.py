@@ -13,6 +13,8 @@ from dataclasses import replace
 
 import pytest
 
+from cliutil import assert_one_line_error, secret_file
+
 from encpipe import format as fmt
 from encpipe.cli import main
 
@@ -55,26 +57,12 @@ def run_process(args, stdin=b"", env=None):
     )
 
 
-def assert_one_line_error(stderr):
-    lines = stderr.strip().splitlines()
-    assert lines and lines[0].startswith("encpipe: error: "), stderr
-    assert all(line.startswith("encpipe: hint: ") for line in lines[1:]), stderr
-    assert len(lines) <= 2 and "Traceback" not in stderr, stderr
-
-
 def new_identity(tmp_path, name="id"):
     """(identity file path, public key text), made by the real CLI."""
     path = tmp_path / name
     code, out, err = run(["keygen", "--x25519", "-o", str(path)])
     assert code == 0, err
     return str(path), out.decode().strip()
-
-
-def key_file(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text)
-    path.chmod(0o600)
-    return str(path)
 
 
 def slots(sealed):
@@ -123,12 +111,12 @@ def test_pubkey_prints_the_key_keygen_printed(tmp_path):
     assert ok(run(["pubkey", path])) == (public + "\n").encode()
     # A keyring with a raw key, comments and two identities: one line per identity.
     _, public2 = new_identity(tmp_path, "id2")
-    ring = key_file(tmp_path, "ring", f"# ring\n{KEY_HEX}\n\n{open(path).read()}{open(tmp_path / 'id2').read()}")
+    ring = secret_file(tmp_path, "ring", f"# ring\n{KEY_HEX}\n\n{open(path).read()}{open(tmp_path / 'id2').read()}")
     assert ok(run(["pubkey", ring])).decode().splitlines() == [public, public2]
 
 
 def test_pubkey_of_a_file_without_identity_is_64(tmp_path):
-    code, out, err = run(["pubkey", key_file(tmp_path, "k", KEY_HEX + "\n")])
+    code, out, err = run(["pubkey", secret_file(tmp_path, "k", KEY_HEX + "\n")])
     assert (code, out) == (64, b"")
     assert_one_line_error(err)
 
@@ -141,7 +129,7 @@ def test_keygen_x25519_makes_distinct_identities(tmp_path):
 def test_keyid_matches_inspect_for_raw_keys_and_identities(tmp_path):
     identity, public = new_identity(tmp_path)
     raw2 = os.urandom(32).hex()
-    ring = key_file(tmp_path, "ring", f"{KEY_HEX}\n# comment\n{open(identity).read()}\n{raw2}\n")
+    ring = secret_file(tmp_path, "ring", f"{KEY_HEX}\n# comment\n{open(identity).read()}\n{raw2}\n")
     ids = ok(run(["keyid", "--key-file", ring])).decode().split()
     assert len(ids) == 3 and all(len(i) == 16 for i in ids)
     sealed = ok(run(["seal", "--key-file", ring, "--chunk-size", "16K"], b"x"))
@@ -178,7 +166,7 @@ def test_seal_with_recipient_only_and_open_with_identity(tmp_path):
 def test_recipient_file_seals_to_each_listed_key(tmp_path):
     id1, pub1 = new_identity(tmp_path, "id1")
     id2, pub2 = new_identity(tmp_path, "id2")
-    listing = key_file(tmp_path, "recipients", f"# escrow and ops\n{pub1}\n\n  {pub2}  \n")
+    listing = secret_file(tmp_path, "recipients", f"# escrow and ops\n{pub1}\n\n  {pub2}  \n")
     sealed = ok(run(["seal", "--recipient-file", listing], DATA))
     assert [s["type"] for s in slots(sealed)] == ["x25519", "x25519"]
     for identity in (id1, id2):
@@ -204,8 +192,8 @@ def test_empty_input_round_trip_with_public_key(tmp_path):
 
 def test_three_slot_types_each_open_alone(tmp_path):
     identity, public = new_identity(tmp_path)
-    keys = key_file(tmp_path, "k", KEY_HEX + "\n")
-    passphrase = key_file(tmp_path, "pw", "correct horse battery staple\n")
+    keys = secret_file(tmp_path, "k", KEY_HEX + "\n")
+    passphrase = secret_file(tmp_path, "pw", "correct horse battery staple\n")
     sealed = ok(run(
         ["seal", "--chunk-size", "16K", "--work-factor", "10", "--key-file", keys,
          "--passphrase-file", passphrase, "--recipient", public],
@@ -220,7 +208,7 @@ def test_three_slot_types_each_open_alone(tmp_path):
         (["--identity", identity], {}),
     ):
         assert ok(run(["open", *opener], sealed, env)) == DATA, opener
-    wrong_pw = key_file(tmp_path, "pw2", "correct horse battery stapler\n")
+    wrong_pw = secret_file(tmp_path, "pw2", "correct horse battery stapler\n")
     for opener in (["--passphrase-file", wrong_pw], ["--identity", new_identity(tmp_path, "x")[0]]):
         code, out, _ = run(["open", *opener], sealed)
         assert (code, out) == (77, b"")
@@ -282,11 +270,11 @@ def test_the_reference_text_form_is_accepted():
 def test_malformed_public_key_is_a_one_line_usage_error(name, tmp_path):
     bad = MALFORMED[name]
     sealed = ok(run(["seal"], b"data", {"ENCPIPE_KEY": KEY_HEX}))
-    listing = key_file(tmp_path, "recipients", bad + "\n" if bad else "# nothing\n")
+    listing = secret_file(tmp_path, "recipients", bad + "\n" if bad else "# nothing\n")
     for argv, stdin, env in (
         (["seal", "--recipient", bad], b"data", {}),
         (["seal", "--recipient-file", listing], b"data", {}),
-        (["seal", "--key-file", key_file(tmp_path, "k", KEY_HEX), "--recipient", bad], b"data", {}),
+        (["seal", "--key-file", secret_file(tmp_path, "k", KEY_HEX), "--recipient", bad], b"data", {}),
         (["rewrap", "--add-recipient", bad], sealed, {"ENCPIPE_KEY": KEY_HEX}),
     ):
         code, out, err = run(argv, stdin, env)
@@ -347,7 +335,7 @@ def test_malformed_identity_in_a_keyring_is_64(line, tmp_path):
     identity, public = new_identity(tmp_path)
     sealed = ok(run(["seal", "--recipient", public], DATA))
     good = [ln for ln in open(identity).read().splitlines() if not ln.startswith("#")][0]
-    ring = key_file(tmp_path, "ring", f"{good}\n{line}\n")
+    ring = secret_file(tmp_path, "ring", f"{good}\n{line}\n")
     code, out, err = run(["open", "--identity", ring], sealed)
     assert (code, out) == (64, b"")
     assert_one_line_error(err)
@@ -409,6 +397,6 @@ def test_core_bug_text_forms_are_canonical(tmp_path):
             code, out, err = run(["seal", "--recipient", public[:-1] + char], b"")
             assert (code, out) == (64, b""), f"{public[:-1] + char} accepted for {public}"
         if char.upper() != secret[-1]:
-            ring = key_file(tmp_path, "ring", secret[:-1] + char.upper() + "\n")
+            ring = secret_file(tmp_path, "ring", secret[:-1] + char.upper() + "\n")
             code, out, err = run(["open", "--identity", ring], sealed)
             assert (code, out) == (64, b""), f"identity with last character {char.upper()} accepted"
