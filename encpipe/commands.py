@@ -18,7 +18,7 @@ _SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
 
 def dispatch(args, io):
     for name, command in COMMANDS.items():
-        if args[name]:
+        if args.get(name):
             return command(args, io)
     raise AssertionError("docopt accepted an unknown command")
 

@@ -2,9 +2,6 @@
 
 import hmac
 
-from Crypto.Hash import HMAC, SHA256
-from Crypto.Protocol.KDF import HKDF
-
 from .errors import InvalidStream
 
 FILE_KEY_LEN = 32
@@ -14,8 +11,15 @@ INFO_PAYLOAD = b"encpipe v1 payload"
 
 
 def hkdf(ikm, salt, info, length=32):
-    """HKDF-SHA256 (RFC 5869)."""
-    return HKDF(ikm, length, salt, SHA256, context=info)
+    """HKDF-SHA256 (RFC 5869), on the standard library's HMAC: it is C code, and
+    importing it costs nothing at start-up. An empty salt is HashLen zero bytes."""
+    prk = hmac.digest(salt, ikm, "sha256")
+    okm, block, counter = b"", b"", 1
+    while len(okm) < length:
+        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
+        okm += block
+        counter += 1
+    return okm[:length]
 
 
 def payload_key(file_key, header):
@@ -24,7 +28,7 @@ def payload_key(file_key, header):
 
 def header_mac(file_key, header):
     key = hkdf(file_key, header.payload_salt, INFO_HEADER)
-    return HMAC.new(key, header.authenticated_bytes(), SHA256).digest()
+    return hmac.digest(key, header.authenticated_bytes(), "sha256")
 
 
 def verify_header_mac(file_key, header):

@@ -7,11 +7,9 @@ Slot bodies are parsed once, by `decode_slot`, into the dataclasses below.
 
 import hmac
 import struct
-import unicodedata
 from dataclasses import dataclass
 
 from Crypto.Cipher import AES
-from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
 
 from .errors import InvalidStream, UsageError
@@ -179,15 +177,17 @@ class RawKey:
         return unwrap_file_key(self._kek, slot.wrapped)
 
 
-def _normalize_passphrase(passphrase):
+def _passphrase_bytes(passphrase):
     if isinstance(passphrase, str):
-        passphrase = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+        passphrase = passphrase.encode("utf-8")
     if not passphrase:
         raise UsageError("the passphrase is empty")
     return passphrase
 
 
 def scrypt_kek(passphrase, salt, log2_n, r, p):
+    from Crypto.Protocol.KDF import scrypt  # only passphrase slots pay for this import
+
     return scrypt(passphrase, SCRYPT_SALT_LABEL + salt, 32, N=1 << log2_n, r=r, p=p)
 
 
@@ -197,7 +197,7 @@ class Passphrase:
     cost = 1
 
     def __init__(self, passphrase, log2_n=DEFAULT_SCRYPT_LOG2_N, r=8, p=1):
-        self._passphrase = _normalize_passphrase(passphrase)
+        self._passphrase = _passphrase_bytes(passphrase)
         self.log2_n, self.r, self.p = log2_n, r, p
 
     def __repr__(self):

@@ -12,7 +12,6 @@ in flight, each in a buffer that is reused, so memory does not grow with input.
 """
 
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 from Crypto.Cipher import AES
 
@@ -132,16 +131,19 @@ class _RecordReader:
 
 def _run(reader, buffer_size, transform, consume, threads):
     """Read, transform on workers, consume in order, until the last record."""
-    if threads <= 1:
-        chunk = _Chunk(buffer_size)
+    chunk = reader.fill(_Chunk(buffer_size))
+    if threads <= 1 or chunk.last:
         while True:
-            consume(transform(reader.fill(chunk)))
+            consume(transform(chunk))
             if chunk.last:
                 return
+            chunk = reader.fill(chunk)
+    from concurrent.futures import ThreadPoolExecutor  # only streams of several chunks pay for threads
+
     window = 2 * threads
-    free = [_Chunk(buffer_size) for _ in range(window)]
-    pending = deque()
+    free = [_Chunk(buffer_size) for _ in range(window - 1)]
     with ThreadPoolExecutor(threads, thread_name_prefix="encpipe") as pool:
+        pending = deque([pool.submit(transform, chunk)])
         try:
             last = False
             while not last or pending:
