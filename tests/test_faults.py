@@ -405,3 +405,34 @@ def test_secret_commands_that_work(sealed):
     assert sealed_pw.returncode == 0
     opened = run(["open", "--passphrase-command", "printf 'a passphrase\\r\\n'"], sealed_pw.stdout)
     assert (opened.returncode, opened.stdout) == (0, b"data")
+
+
+# --- output errors outside the payload ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inspect", "FILE"],
+        ["inspect", "--json", "FILE"],
+        ["inspect", "--verify", "FILE"],
+        ["keygen"],
+        ["keygen", "--x25519", "-o", "DIR/id"],
+        ["keyid"],
+        ["pubkey", "IDENTITY"],
+        ["--help"],
+        ["--version"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_every_command_reports_a_full_disk_as_74(tmp_path, sealed, args):
+    path, identity = tmp_path / "f.enc", tmp_path / "identity"
+    path.write_bytes(sealed)
+    assert run(["keygen", "--x25519", "-o", str(identity)]).returncode == 0
+    args = [a.replace("FILE", str(path)).replace("DIR", str(tmp_path)).replace("IDENTITY", str(identity)) for a in args]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            command(*args), stdout=full, stderr=subprocess.PIPE, env=clean_env(KEY_ENV), timeout=WAIT
+        )
+    assert done.returncode == 74, done.stderr
+    assert_error_lines(done.stderr.decode(), "No space left on device")

@@ -59,7 +59,7 @@ def check_inspect(data, argv, changed=False, env=None):
     status, out, err = run_in_process(argv, data, env or {})
     harness.check_status(status)
     harness.check_stderr(status, err)
-    harness.check_inspect_output(status, out, err, "--json" in argv, strict=False)
+    harness.check_inspect_output(status, out, "--json" in argv)
     if changed and "--verify" in argv:
         assert status != 0, "inspect --verify accepted a modified file"
     return status
@@ -314,7 +314,7 @@ def test_harness_seeds_pass_every_target(tmp_path):
         directory = tmp_path / target
         assert harness.write_seeds(target, str(directory)) > 0
         for name in sorted(os.listdir(directory)):
-            harness.check_input(target, (directory / name).read_bytes(), strict=False)
+            harness.check_input(target, (directory / name).read_bytes())
 
 
 def test_harness_seeds_open_to_their_plaintexts():
@@ -342,3 +342,20 @@ def test_the_contract_checks_catch_violations(status, out, err):
         harness.check_status(status)
         harness.check_stderr(status, err)
         harness.check_open_output(status, out, [b"plaintext"])
+
+
+# --- inspect ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["inspect"], ["inspect", "--json"]])
+@pytest.mark.parametrize("payload", [5, 2 * (CHUNK + 16) + 10, 2 * (CHUNK + 16) + 16])
+def test_failing_inspect_writes_nothing_on_stdout(tmp_path, argv, payload):
+    """A payload no complete stream has: inspect fails (65) without printing a report first."""
+    data = VALID[1][0][: craft.header_len(VALID[1][0]) + payload]
+    path = tmp_path / "cut.enc"
+    path.write_bytes(data)
+    status, out, err = run_in_process(argv, data)
+    assert (status, out) == (65, b""), out
+    craft.assert_error_lines(err, "cannot be a complete stream")
+    done = subprocess.run(command(*argv, str(path)), capture_output=True, env=clean_env(), timeout=60)
+    assert (done.returncode, done.stdout) == (65, b"")

@@ -207,3 +207,51 @@ def test_passphrase_slot_at_the_limits_opens(log2_n, r, p):
 
     data = craft.seal_with(PLAINTEXT, [Passphrase(PASSPHRASE, log2_n=log2_n, r=r, p=p)])
     opens(data, PASS_ENV)
+
+
+# --- messages and reading no further than needed ---------------------------------------------
+
+# The one limit each message must name; the others must not be blamed.
+LIMIT_WORDS = {"log2": "10..20", "r": "1..32", "p": "1..16", "memory": "1 GiB", "work": "2^24"}
+SCRYPT_BLAME = {
+    (21, 1, 1): "log2",
+    (9, 8, 1): "log2",
+    (10, 33, 1): "r",
+    (10, 0, 1): "r",
+    (10, 1, 17): "p",
+    (10, 1, 0): "p",
+    (20, 9, 1): "memory",
+    (20, 8, 3): "work",
+    (255, 255, 255): "log2",
+}
+
+
+@pytest.mark.parametrize("params", sorted(SCRYPT_BLAME), ids=lambda p: "log2_n=%d r=%d p=%d" % p)
+def test_scrypt_limit_message_names_the_limit(params):
+    err = rejected(scrypt_file(*params), PASS_ENV, "scrypt")
+    blamed = SCRYPT_BLAME[params]
+    assert LIMIT_WORDS[blamed] in err, err
+    assert not [w for k, w in LIMIT_WORDS.items() if k != blamed and w in err], err
+
+
+@pytest.mark.parametrize("argv", [["open"], ["inspect"], ["inspect", "--json"]])
+def test_endless_garbage_is_rejected_without_reading_it_all(argv):
+    """No header check needs more than the header: a non-encpipe stream that never ends
+    is refused at once, hint or not."""
+    child = subprocess.Popen(
+        command(*argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()
+    )
+    started = time.monotonic()
+    try:
+        while child.poll() is None and time.monotonic() - started < 10:
+            try:
+                child.stdin.write(b"\x00" * 65536)
+            except BrokenPipeError:
+                break
+        status = child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert time.monotonic() - started < 10, "still reading"
+    assert status == 65 and child.stdout.read() == b""
+    assert_error_lines(child.stderr.read().decode(), "not an encpipe file")
