@@ -133,6 +133,12 @@ def run_secret_command(command, env):
 
 
 def _kill_tree(pid):
+    """SIGKILL `pid` and its descendants; each is stopped first, so that it can
+    neither start new children nor report the deaths of the old ones."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except OSError:
+        return
     for task in _listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/children") as f:
