@@ -4,6 +4,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +96,41 @@ def measure_peak_rss(argv, report_path, **popen_kwargs):
     subprocess.run([sys.executable, "-c", _MEASURE, str(report_path), *argv], check=True, **popen_kwargs)
     code, rss = open(report_path).read().split()
     return int(code), int(rss)
+
+
+def descendants(root):
+    """`root` and every process below it, from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = read_proc(int(entry), "stat")
+            if stat:
+                ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def read_proc(pid, name):
+    """/proc/PID/NAME as bytes, or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def argvs_while_running(child, interval=0.002):
+    """The command lines of `child` and all its descendants, sampled until it exits."""
+    seen = set()
+    while child.poll() is None:
+        for pid in descendants(child.pid):
+            cmdline = read_proc(pid, "cmdline")
+            if cmdline:
+                seen.add(cmdline)
+        time.sleep(interval)
+    return seen

@@ -357,7 +357,7 @@ def test_sigkill_at_a_random_moment_then_rerun(tmp_path, seed):
                              stderr=subprocess.PIPE, env=rotate_env(), start_new_session=True)
     started = set()
     while child.poll() is None and len(started) < target:
-        started |= {pid for pid in _descendants(child.pid) if pid != child.pid}
+        started |= {pid for pid in cliutil.descendants(child.pid) if pid != child.pid}
         time.sleep(0.002)
     time.sleep(delay)
     try:
@@ -383,25 +383,6 @@ def test_sigterm_cleans_up_its_temporary_file(world):
 # --- secrets and usage ----------------------------------------------------------
 
 
-def _descendants(root):
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
 def test_no_secret_appears_on_any_argv(world):
     world.small()
     identity = [line for line in open(world.escrow_id).read().splitlines() if not line.startswith("#")][0]
@@ -409,15 +390,7 @@ def test_no_secret_appears_on_any_argv(world):
     secrets = [s.encode() for s in secrets] + [s.upper().encode() for s in secrets]
     child = subprocess.Popen([sys.executable, SCRIPT, "--new-key-file", world.escrow_id, *world.args()],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=rotate_env())
-    seen = set()
-    while child.poll() is None:
-        for pid in _descendants(child.pid):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    seen.add(f.read())
-            except OSError:
-                pass
-        time.sleep(0.002)
+    seen = cliutil.argvs_while_running(child)
     out, err = child.communicate()
     assert child.returncode == 0, err
     assert any(b"\0rewrap\0" in argv for argv in seen), seen

@@ -13,9 +13,10 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
+
+from cliutil import descendants, read_proc
 
 from test_backup_restore import (
     BACKUP,
@@ -93,38 +94,6 @@ def test_backup_and_restore_write_no_plaintext_file(pg, tools, key_file, tmp_pat
 # --- /proc sampling: argv, environment, descriptors ---------------------------------
 
 
-def _children_map():
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry, "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def _descendants(root):
-    children, found, todo = _children_map(), [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _fd_targets(pid):
     targets = set()
     try:
@@ -146,13 +115,13 @@ def _watch(argv, env, secret, pass_fds=(), secret_pipe=None):
         os.close(fd)
     seen = set()
     while proc.poll() is None:
-        for pid in _descendants(proc.pid):
-            comm = (_read("/proc/%d/comm" % pid) or b"").strip().decode()
-            cmdline = _read("/proc/%d/cmdline" % pid)
+        for pid in descendants(proc.pid):
+            comm = (read_proc(pid, "comm") or b"").strip().decode()
+            cmdline = read_proc(pid, "cmdline")
             assert cmdline is None or secret not in cmdline, (comm, cmdline)
             if comm not in PG_CLIENTS:
                 continue
-            environ = _read("/proc/%d/environ" % pid)
+            environ = read_proc(pid, "environ")
             if environ is None:
                 continue
             seen.add(comm)

@@ -1,0 +1,30 @@
+"""Issue 7, secrets hygiene for encpipe-migrate: no old or new key, and no old
+passphrase, ever appears on the command line of anything it runs."""
+
+import os
+import subprocess
+import sys
+
+from cliutil import argvs_while_running
+from test_migrate import ENCPIPE, FEW, HEX_KEY, MIGRATE, NEW_KEY, PASSPHRASE, keys, make_backups  # noqa: F401
+
+
+def test_no_secret_on_any_argv(tmp_path, keys):  # noqa: F811
+    directory = tmp_path / "backups"
+    make_backups(directory, FEW)
+    child = subprocess.Popen(
+        [sys.executable, MIGRATE, "--legacy-key-file", keys["old_key"], "--legacy-passphrase-file",
+         keys["old_pass"], "--key-file", keys["new_key"], str(directory)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={"PATH": os.environ["PATH"], "ENCPIPE": ENCPIPE},
+    )
+    seen = argvs_while_running(child)
+    out, err = child.communicate()
+    assert child.returncode == 0, err
+    assert any(b"--legacy" in argv for argv in seen) and any(b"seal" in argv for argv in seen), seen
+    secrets = [s.encode() for s in (HEX_KEY, HEX_KEY.upper(), NEW_KEY, PASSPHRASE)]
+    for argv in seen:
+        for secret in secrets:
+            assert secret not in argv, argv
+    for secret in secrets:
+        assert secret not in out and secret not in err
