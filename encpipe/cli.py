@@ -200,6 +200,20 @@ def _discard_stdout(status):
     return status
 
 
+def _widen_pipes(size=1 << 20):
+    """Let a pipe on stdin or stdout hold a whole chunk: fewer wake-ups per chunk
+    (pg_dump writes 4 KiB at a time)."""
+    import fcntl
+    import stat
+
+    for fd in (0, 1):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+        except (OSError, AttributeError):
+            pass
+
+
 def run():
     """Console entry point: default signal behaviour, then main()."""
     import signal
@@ -207,6 +221,7 @@ def run():
     # pycryptodome prefers cffi, whose import parses C declarations on every
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
     sys.modules.setdefault("cffi", None)
+    _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         status = main()
