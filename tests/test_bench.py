@@ -69,6 +69,7 @@ def test_quick_run_prints_every_row(quick_run):
         "Peak memory",
         "1 MiB",
         "8 MiB",
+        "encpipe open --legacy FILE",
         "PostgreSQL",
         "pg_dump db > f",
         "pg_dump db | encpipe seal > f",
