@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from encpipe.cli import main
 
@@ -15,8 +15,7 @@ KEY_B = "0123456789abcdef" * 4
 FAST_SCRYPT = ["--work-factor", "10"]
 
 
-@dataclass
-class Result:
+class Result(NamedTuple):
     code: int
     stdout: bytes
     stderr: str
@@ -27,6 +26,12 @@ def run(args, stdin=b"", env=None):
     out, err = io.BytesIO(), io.StringIO()
     code = main(list(args), stdin=io.BytesIO(stdin), stdout=out, stderr=err, env=dict(env or {}))
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def ok(result):
+    """The standard output of a run that must have succeeded."""
+    assert result.code == 0, result.stderr
+    return result.stdout
 
 
 def key_env(key=KEY_A):

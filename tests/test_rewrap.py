@@ -12,11 +12,10 @@ import zlib
 
 import pytest
 
-from cliutil import assert_one_line_error, write_secret
+from cliutil import assert_one_line_error, ok, run, write_secret
 
 from encpipe import envelope
 from encpipe import format as fmt
-from encpipe.cli import main
 from encpipe.errors import EncpipeError
 from encpipe.keys import KeyLoader, KeySources
 from encpipe.slots import RawKey
@@ -28,19 +27,6 @@ MIB = 1024 * 1024
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def run(args, stdin=b"", env=None):
-    """encpipe in this process: (exit code, stdout bytes, stderr text)."""
-    out, err = io.BytesIO(), io.StringIO()
-    code = main(list(args), stdin=io.BytesIO(stdin), stdout=out, stderr=err, env=dict(env or {}))
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(result):
-    code, out, err = result
-    assert code == 0, err
-    return out
 
 
 class Keys:

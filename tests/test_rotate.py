@@ -3,7 +3,6 @@ the old key to the new key by header rewrites, verified before each rename,
 safe to kill and re-run, foreign files left alone, and no secret on any argv."""
 
 import fcntl
-import io
 import json
 import os
 import random
@@ -17,9 +16,8 @@ import time
 import pytest
 
 import cliutil
-from cliutil import write_secret
+from cliutil import ok, run, write_secret
 
-from encpipe.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "encpipe-rotate")
@@ -29,18 +27,6 @@ TEMP = re.compile(r"^\.encpipe-rotate\..+\.tmp$")
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def run(args, stdin=b"", env=None):
-    out, err = io.BytesIO(), io.StringIO()
-    code = main(list(args), stdin=io.BytesIO(stdin), stdout=out, stderr=err, env=dict(env or {}))
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(result):
-    code, out, err = result
-    assert code == 0, err
-    return out
 
 
 def rotate_env(**extra):

@@ -13,10 +13,9 @@ from dataclasses import replace
 
 import pytest
 
-from cliutil import assert_one_line_error, secret_file
+from cliutil import assert_one_line_error, ok, run, secret_file
 
 from encpipe import format as fmt
-from encpipe.cli import main
 
 CHUNK = 16 * 1024
 DATA = os.urandom(3 * CHUNK + 123)
@@ -34,13 +33,6 @@ LOW_ORDER_POINTS = [  # the X25519 points of small order (RFC 7748 section 7 and
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def run(args, stdin=b"", env=None):
-    """encpipe in this process: (exit code, stdout bytes, stderr text)."""
-    out, err = io.BytesIO(), io.StringIO()
-    code = main(list(args), stdin=io.BytesIO(stdin), stdout=out, stderr=err, env=dict(env or {}))
-    return code, out.getvalue(), err.getvalue()
 
 
 def clean_env(**extra):
@@ -69,12 +61,6 @@ def slots(sealed):
     code, out, err = run(["inspect", "--json"], sealed)
     assert code == 0, err
     return json.loads(out)["slots"]
-
-
-def ok(result):
-    code, out, err = result
-    assert code == 0, err
-    return out
 
 
 # --- keygen, pubkey, keyid ----------------------------------------------------
