@@ -70,6 +70,22 @@ def assert_no_traceback(stderr):
 # --- signals ------------------------------------------------------------------------------
 
 
+def interrupt(child, data, output, size, sig):
+    """Feed `data` to `child` without closing its input, send `sig` once `output`
+    holds `size` bytes; (exit status, stderr)."""
+    try:
+        child.stdin.write(data)
+        child.stdin.flush()
+        wait_for_size(output, size)
+        child.send_signal(sig)
+        status = child.wait(timeout=WAIT)
+        return status, child.stderr.read()
+    finally:
+        child.kill()
+        child.stdin.close()
+        child.wait()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("output", ["stdout", "-o"])
@@ -83,18 +99,8 @@ def test_signal_during_seal(tmp_path, sig, threads, output):
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL if output == "-o" else sink,
         )
-        try:
-            # The input stays open, so seal waits for more; up to 2 * threads chunks are in flight.
-            child.stdin.write(PLAINTEXT[: 8 * CHUNK + 100])
-            child.stdin.flush()
-            wait_for_size(out, 2 * RECORD)
-            child.send_signal(sig)
-            status = child.wait(timeout=WAIT)
-            stderr = child.stderr.read()
-        finally:
-            child.kill()
-            child.stdin.close()
-            child.wait()
+        # The input stays open, so seal waits for more; up to 2 * threads chunks are in flight.
+        status, stderr = interrupt(child, PLAINTEXT[: 8 * CHUNK + 100], out, 2 * RECORD, sig)
     assert status == -sig, stderr
     assert stderr == b""
     partial = out.read_bytes()
@@ -112,17 +118,7 @@ def test_signal_during_open(tmp_path, sealed, sig, threads):
     out = tmp_path / "plain"
     with open(out, "wb") as sink:
         child = spawn(["open", "--threads", threads], KEY_ENV, stdin=subprocess.PIPE, stdout=sink)
-        try:
-            child.stdin.write(sealed[: header_size(sealed) + 8 * RECORD])
-            child.stdin.flush()
-            wait_for_size(out, 2 * CHUNK)
-            child.send_signal(sig)
-            status = child.wait(timeout=WAIT)
-            stderr = child.stderr.read()
-        finally:
-            child.kill()
-            child.stdin.close()
-            child.wait()
+        status, stderr = interrupt(child, sealed[: header_size(sealed) + 8 * RECORD], out, 2 * CHUNK, sig)
     assert status == -sig, stderr
     assert stderr == b""
     written = out.read_bytes()
