@@ -14,6 +14,7 @@ from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
 from .slots import decode_slot
 from .stream import copy_stream, flush, open_payload, seal_payload, seekable, write_all
 
+
 @dataclass(frozen=True)
 class StreamInfo:
     header_bytes: int

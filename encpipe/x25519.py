@@ -80,7 +80,6 @@ class X25519Slot:
         return {"type": "x25519", "key_id": self.key_id.hex()}
 
 
-
 def _kek(shared, ephemeral, public):
     return hkdf(shared, ephemeral + public, INFO_WRAP)
 
@@ -160,4 +159,3 @@ def read_recipient_file(text, source):
     if not keys:
         raise UsageError(f"{source}: no public key found")
     return keys
-
