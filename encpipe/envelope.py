@@ -4,7 +4,7 @@ Everything here works on file-like objects (binary, with read/readinto and
 write) and knows nothing of paths, terminals or exit codes.
 """
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from Crypto.Random import get_random_bytes
 
@@ -15,15 +15,13 @@ from .slots import decode_slot
 from .stream import copy_stream, flush, open_payload, seal_payload, seekable, write_all
 
 
-@dataclass(frozen=True)
-class StreamInfo:
+class StreamInfo(NamedTuple):
     header_bytes: int
     plaintext_bytes: int
     chunks: int
 
 
-@dataclass(frozen=True)
-class SealedHeader:
+class SealedHeader(NamedTuple):
     """A parsed header with its slots decoded (unknown slot types kept as such)."""
 
     header: fmt.Header
@@ -35,7 +33,7 @@ class SealedHeader:
 
     @property
     def size(self):
-        return len(self.header)
+        return self.header.size
 
 
 def read_header(src):
@@ -51,7 +49,7 @@ def build_header(file_key, slots, chunk_log2, payload_salt=None):
         raise UsageError(f"a file holds at most {fmt.MAX_SLOTS} key slots")
     salt = payload_salt or get_random_bytes(fmt.SALT_LEN)
     header = fmt.Header(chunk_log2, salt, records)
-    return replace(header, mac=header_mac(file_key, header))
+    return header._replace(mac=header_mac(file_key, header))
 
 
 def unlock(sealed, identities):

@@ -14,7 +14,7 @@ reported as such before any key is tried.
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import InvalidStream
 
@@ -40,16 +40,14 @@ _TRAILER_LEN = MAC_LEN + _CRC.size
 MIN_HEADER_LEN = _PREFIX.size + _FIXED.size + _SLOT_HEAD.size + _TRAILER_LEN
 
 
-@dataclass(frozen=True)
-class SlotRecord:
+class SlotRecord(NamedTuple):
     """One key slot as stored: a type byte and an opaque body."""
 
     kind: int
     body: bytes
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     chunk_log2: int
     payload_salt: bytes
     slots: tuple
@@ -80,7 +78,9 @@ class Header:
             raise ValueError(f"header would exceed {MAX_HEADER_LEN} bytes")
         return encoded
 
-    def __len__(self):
+    @property
+    def size(self):
+        """The encoded header's length in bytes."""
         return len(self.authenticated_bytes()) + _TRAILER_LEN
 
 

@@ -9,7 +9,6 @@ import os
 import signal
 import stat
 import subprocess
-from dataclasses import dataclass, field
 
 from .errors import InputUnavailable, NoKeyConfigured, UsageError
 from .slots import DEFAULT_SCRYPT_LOG2_N, Passphrase, RawKey
@@ -24,19 +23,20 @@ _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
 
 
-@dataclass
 class KeySources:
     """The key sources named on the command line (paths, fds and commands; never secrets)."""
 
-    key_files: list = field(default_factory=list)
-    key_commands: list = field(default_factory=list)
-    identity_files: list = field(default_factory=list)
-    recipients: list = field(default_factory=list)
-    recipient_files: list = field(default_factory=list)
-    passphrase_files: list = field(default_factory=list)
-    passphrase_fds: list = field(default_factory=list)
-    passphrase_commands: list = field(default_factory=list)
-    prompt: bool = False
+    def __init__(self, key_files=(), key_commands=(), identity_files=(), recipients=(), recipient_files=(),
+                 passphrase_files=(), passphrase_fds=(), passphrase_commands=(), prompt=False):
+        self.key_files = list(key_files)
+        self.key_commands = list(key_commands)
+        self.identity_files = list(identity_files)
+        self.recipients = list(recipients)
+        self.recipient_files = list(recipient_files)
+        self.passphrase_files = list(passphrase_files)
+        self.passphrase_fds = list(passphrase_fds)
+        self.passphrase_commands = list(passphrase_commands)
+        self.prompt = prompt
 
     def any_given(self):
         return any(bool(v) for v in vars(self).values())
@@ -199,14 +199,11 @@ def prompt_passphrase(confirm):
     return first.encode("utf-8")
 
 
-@dataclass
 class KeyLoader:
     """Turns KeySources into recipients (sealing) or identities (opening)."""
 
-    env: dict
-    warn: object
-    work_factor: int = DEFAULT_SCRYPT_LOG2_N
-    prompt: object = prompt_passphrase
+    def __init__(self, env, warn, work_factor=DEFAULT_SCRYPT_LOG2_N, prompt=prompt_passphrase):
+        self.env, self.warn, self.work_factor, self.prompt = env, warn, work_factor, prompt
 
     def load(self, sources, sealing, use_env=True):
         keys = []

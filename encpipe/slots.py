@@ -2,12 +2,12 @@
 
 A *recipient* makes a slot (`wrap`); an *identity* opens one (`unwrap`).
 `RawKey` and `Passphrase` are both. Public-key slots live in x25519.py.
-Slot bodies are parsed once, by `decode_slot`, into the dataclasses below.
+Slot bodies are parsed once, by `decode_slot`, into the named tuples below.
 """
 
 import hmac
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from Crypto.Cipher import AES
 from Crypto.Random import get_random_bytes
@@ -59,8 +59,7 @@ def _split(body, *lengths, kind_name):
     return parts
 
 
-@dataclass(frozen=True)
-class RawKeySlot:
+class RawKeySlot(NamedTuple):
     key_id: bytes
     wrapped: bytes
     kind = SLOT_RAW_KEY
@@ -79,8 +78,7 @@ class RawKeySlot:
 _SCRYPT_PARAMS = struct.Struct(">BBB")
 
 
-@dataclass(frozen=True)
-class ScryptSlot:
+class ScryptSlot(NamedTuple):
     salt: bytes
     log2_n: int
     r: int
@@ -119,8 +117,7 @@ class ScryptSlot:
             )
 
 
-@dataclass(frozen=True)
-class UnknownSlot:
+class UnknownSlot(NamedTuple):
     kind: int
     body: bytes
 

@@ -8,7 +8,7 @@ where check = SHA-256(label || key)[:4].
 
 import base64
 import hmac
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from Crypto.Hash import SHA256
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
@@ -62,8 +62,7 @@ def public_key_id(public):
     return hkdf(public, b"", INFO_KEY_ID, KEY_ID_LEN)
 
 
-@dataclass(frozen=True)
-class X25519Slot:
+class X25519Slot(NamedTuple):
     key_id: bytes
     ephemeral: bytes
     wrapped: bytes

@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 
@@ -334,11 +333,11 @@ def test_malformed_identity_in_a_keyring_is_64(line, tmp_path):
 def _with_ephemeral(sealed, ephemeral):
     """`sealed` with its x25519 slot's ephemeral key replaced (CRC fixed, MAC unchanged)."""
     header = fmt.read_header(io.BytesIO(sealed))
-    size = len(header)
+    size = header.size
     (record,) = header.slots
     assert record.kind == 3 and len(record.body) == 80
     body = record.body[:8] + ephemeral + record.body[40:]
-    forged = replace(header, slots=(fmt.SlotRecord(3, body),))
+    forged = header._replace(slots=(fmt.SlotRecord(3, body),))
     return forged.encode() + sealed[size:]
 
 

@@ -290,7 +290,7 @@ def target_header(data):
     except errors.InvalidStream:
         header = None
     if header is not None:
-        raw = data[: len(header)]
+        raw = data[: header.size]
         if header.encode() != raw:
             raise ContractViolation("a header that parsed does not re-encode to the same bytes")
     try:

@@ -92,12 +92,12 @@ def recrc(header_bytes):
 
 def reheader(data, header):
     """Replace the header of `data` with `header` (a fmt.Header with a MAC set)."""
-    old = len(read_header(io.BytesIO(data)).header)
+    old = read_header(io.BytesIO(data)).size
     return header.encode() + data[old:]
 
 
 def chunk_records(data, chunk_size=CHUNK):
-    old = len(read_header(io.BytesIO(data)).header)
+    old = read_header(io.BytesIO(data)).size
     payload, record = data[old:], chunk_size + 16
     return data[:old], [payload[i : i + record] for i in range(0, len(payload), record)]
 
@@ -211,7 +211,7 @@ def _():
 @vector("header_mac_mismatch", "header failure", "salt bit flipped and CRC recomputed: the MAC catches it", keys=RAW)
 def _():
     data = sealed("header_mac_mismatch", b"secret", [RawKey(KEY_1)])
-    size = len(read_header(io.BytesIO(data)).header)
+    size = read_header(io.BytesIO(data)).size
     header = bytearray(data[:size])
     header[20] ^= 1
     return recrc(bytes(header)) + data[size:], None
@@ -220,7 +220,7 @@ def _():
 @vector("chunk_size_too_small", "header failure", "chunk_log2 = 13, CRC recomputed", keys=RAW)
 def _():
     data = sealed("chunk_size_too_small", b"secret", [RawKey(KEY_1)])
-    size = len(read_header(io.BytesIO(data)).header)
+    size = read_header(io.BytesIO(data)).size
     header = bytearray(data[:size])
     header[11] = 13
     return recrc(bytes(header)) + data[size:], None
@@ -234,7 +234,7 @@ def _():
     crafted = ScryptSlot(slot.salt, 21, slot.r, slot.p, slot.wrapped)
     header = fmt.Header(CHUNK_LOG2, read_header(io.BytesIO(base)).header.payload_salt, (crafted.encode(),))
     file_key = Passphrase(PASSPHRASE, log2_n=10).unwrap(slot)
-    header = fmt.Header(header.chunk_log2, header.payload_salt, header.slots, mac=header_mac(file_key, header))
+    header = header._replace(mac=header_mac(file_key, header))
     return reheader(base, header), None
 
 
@@ -254,7 +254,7 @@ def _():
 @vector("header_only", "payload failure", "a valid header and no payload", keys=RAW)
 def _():
     data = sealed("header_only", b"x", [RawKey(KEY_1)])
-    return data[: len(read_header(io.BytesIO(data)).header)], None
+    return data[: read_header(io.BytesIO(data)).size], None
 
 
 @vector("trailing_byte", "payload failure", "one byte after the final chunk", keys=RAW)
