@@ -367,7 +367,7 @@ def cmd_prune(args, io):
             "reasons": reasons,
         })
     if removed and not args["--dry-run"]:
-        _fsync_directory(directory)
+        commands.fsync_directory(directory)
     io.print_json({
         "directory": directory,
         "dry_run": args["--dry-run"],
@@ -399,20 +399,6 @@ def _days(text):
     if not 0 <= value <= 1e6:
         raise UsageError(f"--max-age must be a number of days from 0, not {text!r}")
     return int(value) if value.is_integer() else value
-
-
-def _fsync_directory(directory):
-    """Make the removals durable; best effort (some file systems refuse)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove(entry):

@@ -302,13 +302,20 @@ def _replace_atomically(path, write):
     except BaseException:
         os.unlink(temp)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
-def _fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_directory(directory):
+    """Make a rename or removal in `directory` durable; best effort (some file
+    systems refuse), since the change itself has already happened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 

@@ -12,6 +12,7 @@ in flight, each in a buffer that is reused, so memory does not grow with input.
 """
 
 from collections import deque
+from contextlib import contextmanager
 
 from Crypto.Cipher import AES
 
@@ -43,25 +44,29 @@ def readinto_full(src, view):
     return filled
 
 
-def write_all(dst, view):
-    """Write every byte of `view`. BrokenPipeError passes through: the CLI exits quietly on it."""
+@contextmanager
+def _writing():
+    """OSError from the output as IOFailure; BrokenPipeError passes through (the CLI
+    exits quietly on it)."""
     try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise IOFailure(f"cannot write output: {e.strerror or e}") from None
+
+
+def write_all(dst, view):
+    """Write every byte of `view`."""
+    with _writing():
         while view:
             n = dst.write(view)
             view = view[n if n is not None else len(view) :]
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise IOFailure(f"cannot write output: {e.strerror or e}") from None
 
 
 def flush(dst):
-    try:
+    with _writing():
         dst.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise IOFailure(f"cannot write output: {e.strerror or e}") from None
 
 
 def blocks(src, buffer):
