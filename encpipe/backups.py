@@ -57,7 +57,7 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from . import commands, envelope
-from .cli import Io
+from .cli import Io, report_errors
 from . import format as fmt
 from .errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured, UsageError
 
@@ -565,13 +565,7 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         return 64
     except SystemExit as e:  # --help
         return e.code or 0
-    try:
-        return COMMANDS[name](args, io)
-    except EncpipeError as e:
-        io.error(str(e), hint=e.hint)
-        return e.exit_code
-    except BrokenPipeError:
-        return 141
+    return report_errors(io, lambda: COMMANDS[name](args, io))
 
 
 if __name__ == "__main__":

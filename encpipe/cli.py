@@ -107,24 +107,34 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
         os.environ if env is None else env,
     )
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        return report_errors(io, lambda: _print(io, USAGE.strip()))
     try:
-        if "-h" in argv or "--help" in argv:
-            io.print(USAGE.strip())
-            return EXIT_OK
         args = docopt(usage_for(argv), argv=argv, default_help=False)
-    except OSError as e:
-        io.error(f"cannot write output: {e.strerror or e}")
-        return _discard_stdout(IOFailure.exit_code)
     except DocoptExit as e:
         io.error(_usage_message(argv, str(e)), hint="see encpipe --help")
         return EXIT_USAGE
-    try:
-        if args.get("--version"):
-            io.print(__version__)
-            return EXIT_OK
-        from . import commands
+    return report_errors(io, lambda: _dispatch(args, io))
 
-        return commands.dispatch(args, io)
+
+def _print(io, text):
+    io.print(text)
+    return EXIT_OK
+
+
+def _dispatch(args, io):
+    if args.get("--version"):
+        return _print(io, __version__)
+    from . import commands
+
+    return commands.dispatch(args, io)
+
+
+def report_errors(io, action):
+    """Run `action()` and return its status; encpipe's errors become one line on
+    stderr and their exit code, a failing stdout 74 (or 141 when its reader left)."""
+    try:
+        return action()
     except EncpipeError as e:
         io.error(str(e), hint=e.hint)
         return e.exit_code
