@@ -101,7 +101,7 @@ EXIT_INTERNAL = 70
 def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
     """Run one command; returns the exit status. Streams and env are injectable for tests."""
     io = Io(
-        stdin or sys.stdin.buffer,
+        stdin or _standard_input(),
         stdout or sys.stdout.buffer,
         stderr or sys.stderr,
         os.environ if env is None else env,
@@ -208,6 +208,12 @@ def _discard_stdout(status):
     except (OSError, ValueError):
         pass
     return status
+
+
+def _standard_input():
+    # Unbuffered: a worker thread still blocked reading a stalled pipe when a
+    # command fails must not hold a buffer lock that interpreter exit needs.
+    return sys.stdin.buffer.raw
 
 
 def _widen_pipes(size=1 << 20):

@@ -6,12 +6,12 @@ and its 16-byte tag follows it. Only the final chunk may be short, and it may
 be empty only when it is the only chunk. The reader tells the final chunk by
 reading one byte ahead, so a stream is never accepted without its final chunk.
 
-Crypto runs on worker threads (pycryptodome releases the GIL); reading and
-writing stay on the calling thread, in order. At most `2 * threads` chunks are
-in flight, each in a buffer that is reused, so memory does not grow with input.
+With several threads, each one reads a chunk, seals or opens it (pycryptodome
+releases the GIL) and writes it in turn, so chunks leave in order. Each thread
+owns one reused buffer: memory does not grow with the input.
 """
 
-from collections import deque
+import threading
 from contextlib import contextmanager
 
 from Crypto.Cipher import AES
@@ -121,6 +121,8 @@ class _RecordReader:
         self._counter = 0
 
     def fill(self, chunk):
+        chunk.counter, chunk.length, chunk.last = self._counter, 0, False
+        self._counter += 1
         head = len(self._lookahead)
         chunk.buf[:head] = self._lookahead
         n = head + readinto_full(self._src, chunk.buf[head : self._size])
@@ -129,13 +131,12 @@ class _RecordReader:
             probe = bytearray(1)
             if readinto_full(self._src, memoryview(probe)):
                 self._lookahead = bytes(probe)
-        chunk.length, chunk.counter, chunk.last = n, self._counter, not self._lookahead
-        self._counter += 1
+        chunk.length, chunk.last = n, not self._lookahead
         return chunk
 
 
 def _run(reader, buffer_size, transform, consume, threads):
-    """Read, transform on workers, consume in order, until the last record."""
+    """Read, transform and consume every record, in order, until the last one."""
     chunk = reader.fill(_Chunk(buffer_size))
     if threads <= 1 or chunk.last:
         while True:
@@ -143,26 +144,103 @@ def _run(reader, buffer_size, transform, consume, threads):
             if chunk.last:
                 return
             chunk = reader.fill(chunk)
-    from concurrent.futures import ThreadPoolExecutor  # only streams of several chunks pay for threads
+    _Relay(reader, transform, consume).run(chunk, threads, buffer_size)
 
-    window = 2 * threads
-    free = [_Chunk(buffer_size) for _ in range(window - 1)]
-    with ThreadPoolExecutor(threads, thread_name_prefix="encpipe") as pool:
-        pending = deque([pool.submit(transform, chunk)])
+
+class _Relay:
+    """Worker threads, each with its own buffer, take turns: read the next record
+    (one reader at a time), transform it (in parallel; the crypto releases the GIL),
+    then wait until every earlier record was consumed and consume it. One thread per
+    core, each doing all three steps, switches less than a reader feeding a pool.
+
+    A failure belongs to its record: records before it are still consumed, none after
+    it is, and it is raised once its turn comes. The calling thread only waits, so it
+    can raise at once even while a worker is blocked reading a stalled pipe.
+    """
+
+    def __init__(self, reader, transform, consume):
+        self._reader, self._transform, self._consume = reader, transform, consume
+        self._read_lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._finished = threading.Event()
+        self._next_to_consume = 0
+        self._reading_done = False
+        self._error = None
+
+    def run(self, first, threads, buffer_size):
+        chunks = [first] + [_Chunk(buffer_size) for _ in range(threads - 1)]
+        workers = [
+            threading.Thread(target=self._work, args=(chunk, chunk is first), name="encpipe", daemon=True)
+            for chunk in chunks
+        ]
+        for worker in workers:
+            worker.start()
         try:
-            last = False
-            while not last or pending:
-                if not last and len(pending) < window:
-                    chunk = reader.fill(free.pop())
-                    last = chunk.last
-                    pending.append(pool.submit(transform, chunk))
-                    continue
-                done = pending.popleft().result()
-                consume(done)
-                free.append(done)
-        finally:
-            for future in pending:
-                future.cancel()
+            self._finished.wait()
+        except BaseException as e:  # KeyboardInterrupt: the workers stop at their next step
+            self._finish(e)
+            raise
+        if self._error is not None:
+            # Not joined: one may be blocked reading a pipe that will never deliver.
+            # They are daemons, and consume nothing more.
+            raise self._error
+        for worker in workers:
+            worker.join()
+
+    def _work(self, chunk, filled):
+        try:
+            while self._step(chunk, filled) and not chunk.last:
+                filled = False
+        except BaseException as e:
+            self._finish(e)
+
+    def _step(self, chunk, filled):
+        """Read, transform and consume one record; False when there is nothing more to do."""
+        failure = None
+        if not filled:
+            with self._read_lock:
+                if self._reading_done:
+                    return False
+                try:
+                    self._reader.fill(chunk)
+                except Exception as e:
+                    failure = e
+                self._reading_done = failure is not None or chunk.last
+        if failure is None:
+            try:
+                self._transform(chunk)
+            except Exception as e:
+                failure = e
+        return self._take_turn(chunk, failure)
+
+    def _take_turn(self, chunk, failure):
+        """Consume `chunk` once every earlier record was; False when the run has failed."""
+        with self._turn:
+            while self._next_to_consume != chunk.counter and self._error is None:
+                self._turn.wait()
+            if self._error is not None:
+                return False
+            if failure is None:
+                try:
+                    self._consume(chunk)
+                except Exception as e:
+                    failure = e
+            if failure is not None:
+                self._finish(failure)
+                return False
+            self._next_to_consume += 1
+            self._turn.notify_all()
+            if chunk.last:
+                self._finished.set()
+            return True
+
+    def _finish(self, error):
+        with self._turn:
+            if self._error is None:
+                self._error = error
+            self._reading_done = True
+            self._turn.notify_all()
+            self._finished.set()
 
 
 class _Progress:
