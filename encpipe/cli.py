@@ -57,10 +57,12 @@ Keys (never on the command line; options may be repeated):
 Options:
   -o FILE, --output FILE     Write to FILE (created on first write, mode 0600).
   --chunk-size SIZE          Plaintext chunk size, a power of two from 16K to
-                             16M [default: 1M].
+                             16M, or auto: 4M when standard input is a file,
+                             512K otherwise [default: auto].
   --work-factor N            scrypt cost log2(N) for new passphrase slots,
                              10 to 20 [default: 18].
-  --threads N                Worker threads [default: auto].
+  --threads N                Worker threads; auto: the usable cores, at most
+                             4 [default: auto].
   --progress                 Report progress on standard error.
   --verify-first             Authenticate all of FILE before writing anything.
   --legacy                   Read the previous backup tool's format.

@@ -13,6 +13,7 @@ from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
 
 MAX_THREADS = 64
+AUTO_THREADS_MAX = 4
 _SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
 
 
@@ -52,11 +53,14 @@ def _int_option(text, name, low, high):
 
 def threads(args):
     if args.get("--threads") in (None, "auto"):
-        return max(1, len(os.sched_getaffinity(0)))
+        # Each thread holds a chunk; past 4, copying the input, not the crypto, limits.
+        return max(1, min(AUTO_THREADS_MAX, len(os.sched_getaffinity(0))))
     return _int_option(args["--threads"], "--threads", 1, MAX_THREADS)
 
 
 def chunk_log2(text):
+    if text == "auto":
+        return None
     match = _SIZE.match(text.strip())
     if not match:
         raise UsageError(f"--chunk-size: cannot read {text!r}; use e.g. 64K or 1M")

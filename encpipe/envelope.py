@@ -86,10 +86,13 @@ def slot_label(description):
     return f"{kind} {description['key_id']}"
 
 
-def seal(src, dst, recipients, *, chunk_log2=fmt.DEFAULT_CHUNK_LOG2, threads=1, on_progress=None):
-    """Encrypt `src` to `dst` for every recipient; returns a StreamInfo."""
+def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None):
+    """Encrypt `src` to `dst` for every recipient; returns a StreamInfo. Without
+    `chunk_log2`, the chunk size is the file or the pipe default (by `src.seekable()`)."""
     if not recipients:
         raise NoKeyConfigured("no key, passphrase or recipient to seal with")
+    if chunk_log2 is None:
+        chunk_log2 = fmt.FILE_CHUNK_LOG2 if seekable(src) else fmt.PIPE_CHUNK_LOG2
     file_key = get_random_bytes(FILE_KEY_LEN)
     header = build_header(file_key, [r.wrap(file_key) for r in recipients], chunk_log2)
     encoded = header.encode()

@@ -1,12 +1,15 @@
 """Acceptance 1: byte-exact round trips for every edge size and key kind."""
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cliutil import FAST_SCRYPT, KEY_A, KEY_B, key_env, run, seal
+from cliutil import FAST_SCRYPT, KEY_A, KEY_B, key_env, ok, run, run_process, seal
 
 CHUNK = 16 * 1024
 SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17]
@@ -75,11 +78,32 @@ def _key_file(tmp_path):
     return str(path)
 
 
+def _chunk_size_of(sealed):
+    return json.loads(ok(run(["inspect", "--json"], sealed)))["chunk_size"]
+
+
 def test_multi_mib_round_trip_default_chunk():
-    data = data_of(5 * 1024 * 1024 + 123)
-    sealed = seal(data)
+    data = data_of(9 * 1024 * 1024 + 123)
+    sealed = seal(data)  # from a seekable input: 4 MiB chunks
     assert run(["open"], sealed, key_env()).stdout == data
-    assert len(sealed) - len(data) == 132 + 6 * 16  # one raw-key slot, six tags
+    assert len(sealed) - len(data) == 132 + 3 * 16  # one raw-key slot, three tags
+    assert _chunk_size_of(sealed) == 4 << 20
+
+
+def test_default_chunk_size_is_4m_from_a_file_and_512k_from_a_pipe(tmp_path):
+    data = data_of(3 * 1024 * 1024 + 5)
+    plain = tmp_path / "plain"
+    plain.write_bytes(data)
+    with open(plain, "rb") as stdin:
+        from_file = subprocess.run(
+            [sys.executable, "-m", "encpipe", "seal"], stdin=stdin, capture_output=True,
+            env={**os.environ, **key_env()}, check=True,
+        ).stdout
+    from_pipe = run_process(["seal"], data, key_env(), check=True).stdout
+    assert _chunk_size_of(from_file) == 4 << 20
+    assert _chunk_size_of(from_pipe) == 512 << 10
+    assert len(from_pipe) - len(data) == 132 + 7 * 16
+    assert ok(run(["open"], from_pipe, key_env())) == ok(run(["open"], from_file, key_env())) == data
 
 
 def test_sealing_twice_gives_different_files():

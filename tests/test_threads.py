@@ -124,3 +124,11 @@ def test_seal_ignores_thread_count_and_read_sizes(size, threads, step):
         trickled = _seal(monkeypatch, data, threads, stdin=_Trickle(data, step))
         assert trickled == reference
         assert _open(trickled, threads) == data
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 1), (2, 2), (4, 4), (64, 4)])
+def test_auto_threads_are_the_usable_cores_at_most_four(monkeypatch, cores, expected):
+    from encpipe import commands
+
+    monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert commands.threads({"--threads": "auto"}) == expected
