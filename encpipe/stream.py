@@ -205,7 +205,8 @@ class _Relay:
                     self._reader.fill(chunk)
                 except Exception as e:
                     failure = e
-                self._reading_done = failure is not None or chunk.last
+                if failure is not None or chunk.last:
+                    self._reading_done = True
         if failure is None:
             try:
                 self._transform(chunk)
