@@ -62,7 +62,8 @@ Options:
   --work-factor N            scrypt cost log2(N) for new passphrase slots,
                              10 to 20 [default: 18].
   --threads N                Worker threads; auto: the usable cores, at most
-                             4 [default: auto].
+                             4, but 1 when open writes to a pipe
+                             [default: auto].
   --progress                 Report progress on standard error.
   --verify-first             Authenticate all of FILE before writing anything.
   --legacy                   Read the previous backup tool's format.

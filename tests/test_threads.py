@@ -9,6 +9,7 @@ multiples, and more chunks than the pipeline window (2 x threads).
 
 import hashlib
 import io
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -132,3 +133,56 @@ def test_auto_threads_are_the_usable_cores_at_most_four(monkeypatch, cores, expe
 
     monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert commands.threads({"--threads": "auto"}) == expected
+
+
+def test_auto_is_one_thread_when_open_feeds_a_pipe(monkeypatch):
+    from encpipe import commands
+
+    monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert commands.threads({"--threads": "auto"}, feeds_a_pipe=True) == 1
+    assert commands.threads({"--threads": "3"}, feeds_a_pipe=True) == 3
+
+
+def test_pipes_are_told_from_files_and_memory(tmp_path):
+    from encpipe.commands import is_pipe
+
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb") as r, open(write_end, "wb") as w, open(tmp_path / "f", "wb") as f:
+        assert is_pipe(r) and is_pipe(w)
+        assert not is_pipe(f)
+    assert not is_pipe(io.BytesIO())
+
+
+def _wchan(pid, task):
+    with open(f"/proc/{pid}/task/{task}/wchan") as f:
+        return f.read()
+
+
+def _threads_while_blocked_on_a_full_pipe(sealed_path, *args):
+    """Run open into a pipe nobody reads yet, and count the process's threads once it blocks."""
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "ENCPIPE_KEY": KEY}
+    with open(sealed_path, "rb") as src:
+        child = subprocess.Popen([sys.executable, "-m", "encpipe", "open", *args], stdin=src,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            tasks = os.listdir(f"/proc/{child.pid}/task")
+            if any(_wchan(child.pid, task).endswith("pipe_write") for task in tasks):  # anon_pipe_write on 6.x
+                return len(tasks)
+        raise AssertionError("open never blocked on its output pipe")
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_open_into_a_pipe_runs_one_thread_unless_told(tmp_path):
+    sealed_path = tmp_path / "sealed"
+    sealed_path.write_bytes(_run(["seal", "--chunk-size", "64K"], io.BytesIO(_plaintext(4 << 20))))
+    assert _threads_while_blocked_on_a_full_pipe(sealed_path) == 1
+    assert _threads_while_blocked_on_a_full_pipe(sealed_path, "--threads", "2") == 3  # two workers + the waiting caller
