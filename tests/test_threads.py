@@ -4,7 +4,7 @@ With the random sources made deterministic, `seal` must produce the same
 bytes whatever the worker count, and `open` must give back the same
 plaintext whatever the worker count. The chunk grid is 16 KiB so that a few
 hundred KiB cover: empty input, one byte, a chunk minus/plus one, exact
-multiples, and more chunks than the pipeline window (2 x threads).
+multiples, and many more chunks than threads.
 """
 
 import hashlib
