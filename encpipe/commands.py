@@ -11,7 +11,7 @@ from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
-from .stream import seekable
+from .stream import count_remaining, seekable
 
 MAX_THREADS = 64
 AUTO_THREADS_MAX = 4
@@ -247,7 +247,7 @@ def cmd_inspect(args, io):
         report["payload_bytes"] = info.chunks * fmt.TAG_LEN + info.plaintext_bytes
         _print_report(io, args, report)
         return 0
-    report["payload_bytes"] = envelope.count_remaining(src)
+    report["payload_bytes"] = count_remaining(src)
     shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
     if not shape:
         raise InvalidStream(f"payload of {report['payload_bytes']} bytes cannot be a complete stream (truncated?)")

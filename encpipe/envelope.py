@@ -141,16 +141,6 @@ def payload_shape(payload_bytes, chunk_size):
     return plaintext, chunks
 
 
-def count_remaining(src):
-    """Bytes left in `src`, by seeking where possible, else by reading them."""
-    if seekable(src):
-        here = src.tell()
-        end = src.seek(0, 2)
-        src.seek(here)
-        return end - here
-    return copy_stream(src, None)
-
-
 def rewrap(src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None):
     """Copy a sealed stream with a new set of slots; the payload is copied, never decrypted.
 

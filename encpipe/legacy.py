@@ -32,7 +32,7 @@ from .errors import EncpipeError, InvalidStream, IOFailure, NoKeyConfigured, NoM
 from .format import MAGIC, read_exactly
 from .keys import ENV_KEY, ENV_PASSPHRASE
 from .slots import Passphrase, RawKey
-from .stream import blocks, flush, seekable, write_all
+from .stream import blocks, count_remaining, flush, seekable, write_all
 
 ENV_LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"
 SALT_LEN = 32
@@ -231,25 +231,13 @@ def inspect_legacy(src, keys=None):
     iv, tag = _read_header(src)
     report = {"format": "legacy", "suite": SUITE, "header_bytes": HEADER_LEN}
     if keys is None:
-        payload = _count_rest(src)
+        payload = count_remaining(src)
         return {**report, "payload_bytes": payload, "plaintext_bytes": payload, "verified": False}
     if not keys:
         raise NoKeyConfigured("no key to verify a legacy file with")
     info = _open_payload(src, None, keys, iv, tag, None)
     size = info.plaintext_bytes
     return {**report, "payload_bytes": size, "plaintext_bytes": size, "verified": True, "key": info.key_label}
-
-
-def _count_rest(src):
-    if seekable(src):
-        here = src.tell()
-        end = src.seek(0, os.SEEK_END)
-        src.seek(here)
-        return end - here
-    total, buf = 0, bytearray(BUFFER_SIZE)
-    for block in blocks(src, buf):
-        total += len(block)
-    return total
 
 
 def legacy_hint(src):
@@ -259,7 +247,7 @@ def legacy_hint(src):
         if seekable(src):
             size = src.seek(0, os.SEEK_END)
         else:
-            rest = _count_rest(src)
+            rest = count_remaining(src)
             size = _ENCPIPE_PREFIX_LEN + rest if rest else 0
     except (OSError, EncpipeError):
         return None

@@ -99,6 +99,16 @@ def copy_stream(src, dst, on_progress=None, buffer_size=1 << 20):
     return total
 
 
+def count_remaining(src):
+    """Bytes left in `src`, by seeking where possible, else by reading them."""
+    if seekable(src):
+        here = src.tell()
+        end = src.seek(0, 2)
+        src.seek(here)
+        return end - here
+    return copy_stream(src, None)
+
+
 class _Chunk:
     __slots__ = ("buf", "length", "counter", "last")
 
