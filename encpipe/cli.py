@@ -89,6 +89,7 @@ __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 import json
 import os
 import re
+import stat
 import sys
 
 from docopt import DocoptExit, docopt
@@ -219,18 +220,24 @@ def _standard_input():
     return sys.stdin.buffer.raw
 
 
+def is_pipe(stream):
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _widen_pipes(size=1 << 20):
     """Let a pipe on stdin or stdout hold a whole chunk: fewer wake-ups per chunk
     (pg_dump writes 4 KiB at a time)."""
     import fcntl
-    import stat
 
-    for fd in (0, 1):
-        try:
-            if stat.S_ISFIFO(os.fstat(fd).st_mode):
-                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
-        except (OSError, AttributeError):
-            pass
+    for stream in (sys.stdin, sys.stdout):
+        if is_pipe(stream):
+            try:
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, size)
+            except (OSError, AttributeError):
+                pass
 
 
 def run():

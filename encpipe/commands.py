@@ -2,10 +2,10 @@
 
 import os
 import re
-import stat
 import tempfile
 
 from . import envelope
+from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
@@ -61,13 +61,6 @@ def threads(args, feeds_a_pipe=False):
         return 1
     # Each thread holds a chunk; past 4, copying the input, not the crypto, limits.
     return max(1, min(AUTO_THREADS_MAX, len(os.sched_getaffinity(0))))
-
-
-def is_pipe(stream):
-    try:
-        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 def chunk_log2(text):
