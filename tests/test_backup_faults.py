@@ -8,11 +8,9 @@ temporary file, which the next run removes.
 
 import os
 import random
-import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 
 import pytest

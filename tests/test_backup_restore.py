@@ -26,7 +26,6 @@ BACKUP = str(SCRIPTS / "encpipe-backup")
 RESTORE = str(SCRIPTS / "encpipe-restore")
 AWKWARD_DB = "bk_awkward"
 BACKUP_NAME = re.compile(r"^(?P<db>.+)_[0-9]{8}T[0-9]{6}Z\.(?P<ext>sql|dump)\.enc$")
-TEMP_DB_PATTERN = "encpipe_restore_%"
 
 
 # --- helpers shared with test_backup_faults.py and test_scripts_hygiene.py ---

@@ -62,11 +62,6 @@ def wait_for_size(path, size):
         time.sleep(0.02)
 
 
-def assert_no_traceback(stderr):
-    text = stderr.decode(errors="replace")
-    assert "Traceback" not in text and "Exception ignored" not in text, text
-
-
 # --- signals ------------------------------------------------------------------------------
 
 

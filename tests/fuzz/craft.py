@@ -88,8 +88,6 @@ def seal_with(plaintext, recipients, *, extra=(), chunk_log2=14):
 
 # --- running encpipe -----------------------------------------------------------------
 
-DOCUMENTED_EXITS = {0, 64, 65, 66, 74, 77, 78}
-
 
 def clean_env(extra=None):
     """This process's environment without ENCPIPE_* settings, plus `extra`."""

@@ -202,11 +202,6 @@ def check_status(rc):
         raise ContractViolation(f"exit status {rc} is not a documented one")
 
 
-def is_known_plaintext_prefix(out, plaintexts=None):
-    candidates = PLAINTEXTS.values() if plaintexts is None else plaintexts
-    return any(p.startswith(out) for p in candidates)
-
-
 def check_open_output(rc, out, plaintexts=None):
     """What `open` printed must be (a prefix of, on failure) a plaintext we sealed."""
     candidates = list(PLAINTEXTS.values() if plaintexts is None else plaintexts)
