@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from cliutil import secret_file
+from fuzz.fuzz_encpipe import Pipe
 
 from encpipe import cli, legacy
 from encpipe.errors import InvalidStream, NoKeyConfigured, NoMatchingKey
@@ -42,19 +43,6 @@ def vector_path(v):
 def vector_bytes(v):
     with open(vector_path(v), "rb") as f:
         return f.read()
-
-
-class Pipe(io.RawIOBase):
-    """A non-seekable input, as standard input is when it is a pipe."""
-
-    def __init__(self, data):
-        self._data = io.BytesIO(data)
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        return self._data.readinto(b)
 
 
 def run(argv, stdin=b"", env=None):
