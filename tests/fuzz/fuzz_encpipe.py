@@ -270,12 +270,12 @@ def _cheap_passphrase_slots_only(data):
         sealed = envelope.read_header(io.BytesIO(data))
     except errors.EncpipeError:
         return True
-    for slot in sealed.slots:
-        if isinstance(slot, slots.ScryptSlot):
-            n = 1 << min(slot.log2_n, 64)
-            if 128 * n * slot.r > CHEAP_SCRYPT_MEMORY or n * slot.r * slot.p > CHEAP_SCRYPT_WORK:
-                return False
-    return True
+    return not any(isinstance(slot, slots.ScryptSlot) and _too_costly_to_fuzz(slot) for slot in sealed.slots)
+
+
+def _too_costly_to_fuzz(slot):
+    n = 1 << min(slot.log2_n, 64)
+    return 128 * n * slot.r > CHEAP_SCRYPT_MEMORY or n * slot.r * slot.p > CHEAP_SCRYPT_WORK
 
 
 def target_header(data):
@@ -321,8 +321,7 @@ def target_slot(data):
             result = ident.unwrap(slot)
         elif isinstance(slot, slots.ScryptSlot):
             slot.check_cost()
-            n = 1 << slot.log2_n
-            if 128 * n * slot.r > CHEAP_SCRYPT_MEMORY or n * slot.r * slot.p > CHEAP_SCRYPT_WORK:
+            if _too_costly_to_fuzz(slot):
                 return
             result = passphrase.unwrap(slot)
         else:
