@@ -1,0 +1,132 @@
+"""--progress: bytes done, rate and elapsed time on standard error.
+
+On a terminal the line is redrawn in place every 0.25 s; otherwise one plain
+line every 5 s, and a final one. The commands that stream (seal, open, rewrap,
+inspect --verify) report the exact byte count at the end and give the same
+output as without it; encpipe-backup and encpipe-restore pass it through.
+"""
+
+import io
+import json
+import re
+
+import pytest
+
+from cliutil import key_env, ok, run, seal, secret_file
+from encpipe.progress import ProgressReporter
+from test_backup_restore import BACKUP, ensure_small, key_file, restore, script_env, tools  # noqa: F401 (fixtures)
+from test_backup_restore import run as run_script
+
+LINE = re.compile(r"^encpipe: (?P<label>[a-z]+): (?P<done>[0-9.]+ [KMGT]?i?B) in [0-9]+\.[0-9] s \([0-9.]+ [KMGT]?i?B/s\)$")
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _feed(reporter, clock, seconds, step):
+    """Report one more MiB every `step` seconds for `seconds` seconds."""
+    for i in range(1, int(seconds / step) + 1):
+        clock.now += step
+        reporter(i << 20)
+
+
+def test_a_log_gets_one_plain_line_every_five_seconds_and_a_final_one():
+    clock, log = _Clock(), io.StringIO()
+    reporter = ProgressReporter(log, "seal", clock)
+    _feed(reporter, clock, 12, 0.5)
+    reporter.finish()
+    lines = log.getvalue().splitlines()
+    assert lines == [
+        "encpipe: seal: 10.0 MiB in 5.0 s (2.0 MiB/s)",
+        "encpipe: seal: 20.0 MiB in 10.0 s (2.0 MiB/s)",
+        "encpipe: seal: 24.0 MiB in 12.0 s (2.0 MiB/s)",
+    ]
+    assert "\r" not in log.getvalue()
+
+
+def test_a_terminal_line_is_redrawn_in_place():
+    clock, tty = _Clock(), _Terminal()
+    reporter = ProgressReporter(tty, "open", clock)
+    _feed(reporter, clock, 1, 0.125)
+    reporter.finish()
+    text = tty.getvalue()
+    redraws = text.split("\r\033[K")[1:]
+    assert len(redraws) == 5  # every 0.25 s over 1 s, and the final one
+    assert all(not r.endswith("\n") for r in redraws[:-1]) and redraws[-1].endswith("\n")
+    assert redraws[-1] == "encpipe: open: 8.0 MiB in 1.0 s (8.0 MiB/s)\n"
+
+
+DATA = bytes(range(256)) * 4096 * 3  # 3 MiB
+
+
+@pytest.fixture(scope="module")
+def sealed():
+    return seal(DATA, args=["--chunk-size", "64K"])
+
+
+def _final_line(stderr, label):
+    lines = stderr.splitlines()
+    assert lines, "no progress line"
+    match = LINE.match(lines[-1])
+    assert match and match["label"] == label, lines
+    assert all(LINE.match(line) for line in lines), lines
+    return match["done"]
+
+
+def test_seal_reports_progress_and_seals_the_same_plaintext():
+    result = run(["seal", "--progress", "--chunk-size", "64K"], DATA, key_env())
+    assert result.code == 0
+    assert _final_line(result.stderr, "seal") == "3.0 MiB"
+    assert ok(run(["open"], result.stdout, key_env())) == DATA
+
+
+def test_open_reports_progress_and_writes_the_same_plaintext(sealed):
+    result = run(["open", "--progress"], sealed, key_env())
+    assert (result.code, result.stdout) == (0, DATA)
+    assert _final_line(result.stderr, "open") == "3.0 MiB"
+
+
+def test_inspect_verify_reports_progress(sealed):
+    result = run(["inspect", "--verify", "--progress"], sealed, key_env())
+    assert result.code == 0
+    assert _final_line(result.stderr, "verify") == "3.0 MiB"
+
+
+def test_rewrap_reports_progress_and_copies_the_payload(sealed, tmp_path):
+    other = str(secret_file(tmp_path, "b.key", "5e" * 32))
+    result = run(["rewrap", "--progress", "--add-key-file", other], sealed, key_env())
+    assert result.code == 0
+    assert result.stdout.endswith(sealed[-(len(DATA) + 48 * 16):])  # the same payload records
+    assert _final_line(result.stderr, "rewrap").endswith("MiB")
+    assert ok(run(["open", "--key-file", other], result.stdout)) == DATA
+
+
+def test_no_progress_without_the_option(sealed):
+    result = run(["open"], sealed, key_env())
+    assert (result.code, result.stderr) == (0, "")
+
+
+def _has_progress_line(stderr, label):
+    return any(LINE.match(line) and f": {label}: " in line for line in stderr.decode().splitlines())
+
+
+def test_backup_and_restore_pass_progress_through(pg, tools, key_file, tmp_path):  # noqa: F811
+    db = ensure_small(pg, "bk_progress")
+    made = run_script([BACKUP, "--dir", tmp_path / "b", "--progress", "--key-file", key_file, db], script_env(pg, tools))
+    assert made.returncode == 0, made.stderr.decode()
+    assert _has_progress_line(made.stderr, "seal")
+    path = json.loads(made.stdout)["path"]
+    done = restore(pg, tools, path, "bk_progress_restored", "--progress", "--key-file", key_file)
+    assert done.returncode == 0, done.stderr.decode()
+    assert _has_progress_line(done.stderr, "open")
+    pg.dropdb("bk_progress_restored")
