@@ -3,8 +3,8 @@
 A directory holds valid backups, a payload with one flipped byte, truncated
 files, foreign files (random bytes, text), a temp file of a backup in progress,
 and a file of the previous tool; the JSON reports and exit codes are checked.
-Most cases call encpipe.backups.main in-process; the wrappers in scripts/ are
-run for real, and checked with ShellCheck.
+Most cases call encpipe.backup.cli.main in-process; the commands in scripts/
+are run for real.
 """
 
 import io
@@ -18,10 +18,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from encpipe import RawKey, seal
-from encpipe.backups import main
+from encpipe.backup.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = [os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify")]
+SCRIPTS = [os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")]
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(100, 132))
 CHUNK_LOG2 = 14  # 16 KiB chunks: small multi-chunk files
@@ -359,14 +359,16 @@ def test_prune_keeps_the_newest_per_database(history):
     assert report["removed"][0] == {
         "filename": "app_20200101T000000Z.sql.enc",
         "database": "app",
+        "series": "plain",
         "created": "2020-01-01T00:00:00Z",
         "bytes": len(sealed_bytes()[0]),
-        "status": "sealed",
-        "reasons": ["keep"],
+        "reasons": ["not kept by the policy"],
     }
-    assert report["kept"] == [
-        "app_20200104T000000Z.sql.enc", "app_20200105T000000Z.sql.enc", "other_db_20200101T000000Z.dump.enc"]
-    assert (report["dry_run"], report["keep"], report["max_age_days"], report["errors"]) == (False, 2, None, [])
+    assert [(k["filename"], k["reasons"]) for k in report["kept"]] == [
+        ("app_20200104T000000Z.sql.enc", ["last"]), ("app_20200105T000000Z.sql.enc", ["last"]),
+        ("other_db_20200101T000000Z.dump.enc", ["last"])]
+    assert (report["dry_run"], report["policy"], report["errors"], report["left"]) == (
+        False, {"keep_last": 2}, [], [])
     assert not set(removed) & set(names(d))
     assert set(untouchable) <= set(names(d))
 
@@ -374,29 +376,33 @@ def test_prune_keeps_the_newest_per_database(history):
 def test_prune_dry_run_removes_nothing(history):
     d, _ = history
     before = names(d)
-    code, report, _ = run("prune", "--dry-run", "--keep", "0", "--dir", str(d))
+    code, report, _ = run("prune", "--dry-run", "--keep-last", "0", "--dir", str(d))
     assert code == 0 and names(d) == before
     assert report["dry_run"] is True
-    assert len(report["removed"]) == 4
+    assert len(report["removed"]) == 4  # app's newest authenticated backup is always kept
     # The real run removes exactly what the dry run announced.
-    code, real, _ = run("prune", "--keep", "0", "--dir", str(d))
+    code, real, _ = run("prune", "--keep-last", "0", "--dir", str(d))
     assert [r["filename"] for r in real["removed"]] == [r["filename"] for r in report["removed"]]
     assert set(before) - set(names(d)) == {r["filename"] for r in report["removed"]}
 
 
-def test_prune_never_removes_the_newest_valid_backup(history):
+def test_prune_never_counts_or_removes_a_file_that_fails_verification(history):
     d, untouchable = history
     write(d, "app_20200106T000000Z.sql.enc", b"ENCPIPE\x01")  # newer, damaged
     make_truncated(d, "app_20200107T000000Z.sql.enc")  # newer, damaged
-    code, report, _ = run("prune", str(d), "--keep", "0", "--max-age", "0")
-    assert code == 0
-    assert report["kept"] == ["app_20200105T000000Z.sql.enc", "other_db_20200101T000000Z.dump.enc"]
-    gone = {r["filename"]: r["reasons"] for r in report["removed"]}
-    assert gone["app_20200107T000000Z.sql.enc"] == ["keep", "max-age"]
-    assert len(gone) == 6
-    assert sorted(set(names(d)) - set(untouchable)) == report["kept"]
+    make_corrupt(d, "app_20200108T000000Z.sql.enc")  # newer, header fine, payload flipped
+    code, report, err = run("prune", str(d), "--keep-last", "1", "--max-age", "0")
+    assert code == 65
+    assert [(k["filename"], k["reasons"]) for k in report["kept"]] == [
+        ("app_20200105T000000Z.sql.enc", ["newest authenticated"]),
+        ("other_db_20200101T000000Z.dump.enc", ["newest authenticated"])]
+    assert [r["filename"] for r in report["removed"]] == [f"app_2020010{i}T000000Z.sql.enc" for i in range(1, 5)]
+    left = {r["filename"]: r["reasons"][0] for r in report["left"]}
+    assert sorted(left) == [f"app_2020010{i}T000000Z.sql.enc" for i in (6, 7, 8)]
+    assert all(reason.startswith("failed verification: ") for reason in left.values())
+    assert "left app_20200108T000000Z.sql.enc: failed verification" in err
     # Pruning again removes nothing more.
-    assert run("prune", str(d), "--keep", "0", "--max-age", "0")[1]["removed"] == []
+    assert run("prune", str(d), "--keep-last", "1", "--max-age", "0")[1]["removed"] == []
 
 
 def test_prune_max_age(history):
@@ -407,18 +413,18 @@ def test_prune_max_age(history):
     assert code == 0
     assert {r["filename"] for r in report["removed"]} == {f"app_2020010{i}T000000Z.sql.enc" for i in range(1, 6)}
     assert all(r["reasons"] == ["max-age"] for r in report["removed"])
-    # other_db's only backup is older than 30 days, but it is that database's newest valid one.
-    assert report["kept"] == [recent, "other_db_20200101T000000Z.dump.enc"]
-    assert report["max_age_days"] == 30
+    # other_db's only backup is older than 30 days, but it is that database's newest authenticated one.
+    assert [k["filename"] for k in report["kept"]] == [recent, "other_db_20200101T000000Z.dump.enc"]
+    assert report["policy"] == {"keep_last": 10, "max_age_days": 30}
 
 
 def test_prune_leaves_a_database_without_any_valid_backup_alone(tmp_path):
     make_truncated(tmp_path, "db_20200101T000000Z.sql.enc")
     write(tmp_path, "db_20200102T000000Z.sql.enc", b"not encrypted at all")
     code, report, err = run("prune", str(tmp_path), "--keep", "0")
-    assert code == 0 and report["removed"] == []
-    assert report["unprotected_databases"] == ["db"]
-    assert "database db has no valid backup" in err
+    assert code == 65 and report["removed"] == [] and len(report["left"]) == 2
+    assert report["unprotected"] == ["db (plain)"]
+    assert "db (plain) has no authenticated backup" in err
     assert len(names(tmp_path)) == 2
 
 
@@ -433,10 +439,11 @@ def test_prune_never_follows_or_removes_symlinks(tmp_path):
 
 @pytest.mark.parametrize("argv", [
     ["prune"], ["prune", "--keep", "x"], ["prune", "--keep", "-1"], ["prune", "--keep", "1", "--max-age", "-3"],
-    ["prune", "--keep", "1", "--max-age", "soon"],
+    ["prune", "--keep", "1", "--max-age", "soon"], ["prune", "--keep", "1", "--keep-last", "2"],
+    ["prune", "--keep-daily", "1.5"],
 ])
 def test_prune_usage_errors(argv, tmp_path):
-    code, report, err = run(*argv, env={"ENCPIPE_BACKUP_DIR": str(tmp_path)})
+    code, report, err = run(*argv, env={"ENCPIPE_BACKUP_DIR": str(tmp_path), **ENV})
     assert (code, report) == (64, None) and "error" in err
 
 
@@ -444,14 +451,13 @@ def test_prune_missing_directory(tmp_path):
     assert run("prune", str(tmp_path / "missing"), "--keep", "1")[0] == 66
 
 
-# --- the shell wrappers ------------------------------------------------------
+# --- the commands in scripts/ ------------------------------------------------
 
 
 def script(name, *argv, env=None):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}
-    full["ENCPIPE_PYTHON"] = sys.executable
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_") and k != "PYTHONPATH"}
     full.update(env or {})
-    return subprocess.run(["bash", os.path.join(ROOT, "scripts", name), *argv], env=full,
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *argv], env=full,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
 
 
@@ -464,19 +470,16 @@ def test_wrappers(mixed, tmp_path):
     assert done.returncode == 65 and json.loads(done.stdout)["failed"] == 3
     assert script("encpipe-verify", str(mixed)).returncode == 78
     done = script("encpipe-prune", str(mixed), "--keep", "0")
-    assert done.returncode == 0
-    # Prune reads headers only: the flipped payload byte of 0102 goes unnoticed, so 0102
-    # is shop's newest valid backup and is kept (documented; encpipe-verify finds it).
-    assert [r["filename"] for r in json.loads(done.stdout)["removed"]] == [
-        "shop_20240101T000000Z.sql.enc", "shop_20240103T000000Z.dump.enc", "shop_20240104T000000Z.sql.enc"]
+    assert (done.returncode, done.stdout) == (78, "")
+    assert done.stderr.startswith("encpipe-prune: error: no key configured: prune removes nothing")
+    done = script("encpipe-prune", str(mixed), "--keep", "0", env=ENV)
+    assert done.returncode == 65  # the damaged files are left, and reported
+    assert [r["filename"] for r in json.loads(done.stdout)["removed"]] == []
     done = script("encpipe-list", "--help")
     assert done.returncode == 0 and "Usage:" in done.stdout
-    done = script("encpipe-list", env={"ENCPIPE_PYTHON": str(tmp_path / "no-python")})
-    assert done.returncode == 70 and done.stderr.startswith("encpipe-list: error: cannot run")
 
 
-def test_wrappers_are_shellcheck_clean():
-    done = subprocess.run(["shellcheck", *SCRIPTS], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout
+def test_wrappers_are_small_and_executable():
     for path in SCRIPTS:
         assert os.access(path, os.X_OK)
+        assert len(open(path).read().splitlines()) < 20

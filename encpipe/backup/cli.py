@@ -1,0 +1,224 @@
+USAGE = """encpipe-backups: list, prune, verify and check stored encrypted backups.
+
+Usage:
+  encpipe-backups list [--stats] [--dir DIR | DIR]
+  encpipe-backups prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
+               [--keep-monthly N] [--keep N] [--max-age DAYS] [--database DB]...
+               [--dry-run] [--threads N]
+               [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
+               [--dir DIR | DIR]
+  encpipe-backups verify [--threads N]
+               [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
+               [--dir DIR | PATH...]
+  encpipe-backups check --max-age HOURS [--warn-age HOURS] [--database DB]...
+               [--metrics-file FILE] [--dir DIR | DIR]
+  encpipe-backups (-h | --help)
+
+Run as `python3 -m encpipe.backup`, or as encpipe-list, encpipe-prune,
+encpipe-verify and encpipe-check. DIR may be a directory or an rclone
+REMOTE:PATH; PATH a file in either. Every command but check prints JSON.
+
+Commands:
+  list      Describe every file, from its name and its header; no key needed.
+  prune     Remove the backups the policy does not keep (restic forget's rules,
+            per database, plain and custom dumps and globals apart). Every file
+            is authenticated first: one that fails, or is dated in the future,
+            is never counted as kept and never removed. Needs a key.
+  verify    Authenticate every chunk of each backup; no plaintext is written.
+  check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database.
+
+Options:
+  --dir DIR                  The backups; without it and without DIR,
+                             $ENCPIPE_BACKUP_DIR, else ./backups.
+  --stats                    Add counts, sizes, oldest and newest backup.
+  --keep-last N              Keep the N newest backups.
+  --keep-daily N             Keep the newest backup of each of the last N days that have one.
+  --keep-weekly N            Likewise for ISO weeks.
+  --keep-monthly N           Likewise for months.
+  --keep N                   The same as --keep-last N.
+  --max-age DAYS             Also remove kept backups older than DAYS days (prune);
+                             critical when the newest is older than HOURS (check).
+  --warn-age HOURS           Warning when the newest backup is older than HOURS.
+  --database DB              Only this database's backups (prune); expect it (check).
+  --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
+                             when a database's last attempt failed.
+  --dry-run                  Say what would be removed and why; remove nothing.
+  --threads N                Worker threads [default: auto].
+  --key-file FILE            As for encpipe: keys, one per line.
+  --key-command CMD          As for encpipe.
+  --identity FILE            As for encpipe.
+  --passphrase-file FILE     As for encpipe.
+  --passphrase-fd N          As for encpipe.
+  --passphrase-command CMD   As for encpipe.
+  -p, --passphrase           Prompt for a passphrase on the terminal.
+  -h, --help                 Show this text.
+  Without a key option, ENCPIPE_KEY and ENCPIPE_PASSPHRASE are used.
+
+Exit status:
+  0 success; 64 usage error; 66 the location cannot be read; 78 no key
+  configured (verify, prune: nothing is removed). prune: 74 a file could not
+  be removed, 65 a backup failed verification or is future-dated (left in
+  place, reported under "left"). verify exits with the encpipe status of the
+  first file that failed (65 invalid, 66 unreadable, 74 I/O error, 77 no
+  supplied key opens it).
+"""
+__doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
+
+import os
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+
+from docopt import DocoptExit, docopt
+
+from .. import commands
+from ..cli import Io, report_errors
+from ..errors import NoKeyConfigured, UsageError
+from . import metrics
+from .listing import examine, scan, stats
+from .prune import prune
+from .retention import Policy
+from .names import parse_name
+from .storage import is_remote, open_location, split_file
+from .verify import KeyRing, verify_entry
+
+ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
+DEFAULT_BACKUP_DIR = "./backups"
+
+
+def location(args, io):
+    return args["--dir"] or args.get("DIR") or io.env.get(ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR
+
+
+def cmd_list(args, io):
+    entries = scan(open_location(location(args, io), io.env))
+    listing = [e.to_json() for e in entries]
+    io.print_json({"backups": listing, "stats": stats(entries)} if args["--stats"] else listing)
+    return 0
+
+
+def policy_from(args):
+    def count(option):
+        text = args[option]
+        if text is None:
+            return None
+        if not re.fullmatch(r"[0-9]{1,18}", text.strip()):
+            raise UsageError(f"{option} must be a whole number from 0, not {text!r}")
+        return int(text)
+
+    last, alias = count("--keep-last"), count("--keep")
+    if last is not None and alias is not None:
+        raise UsageError("--keep is --keep-last: give one of them")
+    policy = Policy(last if alias is None else alias, count("--keep-daily"), count("--keep-weekly"),
+                    count("--keep-monthly"), _days(args["--max-age"], "--max-age"))
+    if policy.empty():
+        raise UsageError("prune needs a policy: --keep-last, --keep-daily, --keep-weekly, --keep-monthly"
+                         " or --max-age")
+    return policy
+
+
+def _days(text, option):
+    if text is None:
+        return None
+    hours = _number(text, option)
+    return timedelta(days=hours)
+
+
+def _number(text, option):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 1e6:
+        raise UsageError(f"{option} must be a number from 0, not {text!r}")
+    return value
+
+
+def cmd_prune(args, io):
+    policy = policy_from(args)
+    store = open_location(location(args, io), io.env)
+    try:
+        keys = KeyRing.from_args(args, io)
+    except NoKeyConfigured:
+        raise NoKeyConfigured("no key configured: prune removes nothing it has not authenticated",
+                              hint="give the key options encpipe-verify takes, or set ENCPIPE_KEY") from None
+    report, status = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
+                           databases=args["--database"], dry_run=args["--dry-run"])
+    io.print_json(report)
+    for series in report["unprotected"]:
+        io.warn(f"{series} has no authenticated backup; none of its files were removed")
+    for line in report["left"]:
+        io.warn(f"left {line['filename']}: {line['reasons'][0]}")
+    for error in report["errors"]:
+        io.error(error["error"])
+    return status
+
+
+def cmd_verify(args, io):
+    paths = args["PATH"] or [location(args, io)]
+    workers = commands.threads(args)
+    keys = KeyRing.from_args(args, io)
+    results = []
+    for path in paths:
+        if _is_location(path, io):
+            store = open_location(path, io.env)
+            results += [verify_entry(store, e, keys, workers) for e in scan(store)]
+        else:
+            where, name = split_file(path)
+            store = open_location(where, io.env)
+            results.append(verify_entry(store, examine(store, store.stat(name)), keys, workers, named=True))
+    failed = [r for r in results if r["ok"] is False]
+    io.print_json({
+        "ok": not failed,
+        "files": len(results),
+        "verified": sum(r["ok"] is True for r in results),
+        "failed": len(failed),
+        "not_verified": sum(r["ok"] is None for r in results),
+        "results": results,
+    })
+    for result in failed:
+        io.error(f"{result['path']}: {result['error']}")
+    return failed[0]["exit_code"] if failed else 0
+
+
+def _is_location(path, io):
+    if is_remote(path):
+        return not parse_name(path.rpartition("/")[2].rpartition(":")[2]).naming
+    return os.path.isdir(path)
+
+
+def cmd_check(args, io):
+    max_age = _number(args["--max-age"], "--max-age")
+    warn = None if args["--warn-age"] is None else _number(args["--warn-age"], "--warn-age")
+    samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
+    try:
+        entries = scan(open_location(location(args, io), io.env))
+    except Exception as e:  # an unreadable target is itself critical
+        io.print(f"CRITICAL: cannot list {location(args, io)}: {e}")
+        return 2
+    status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn)
+    for line in lines:
+        io.print(line)
+    return status
+
+
+COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify, "check": cmd_check}
+
+
+def main(argv=None, *, stdout=None, stderr=None, env=None):
+    """Run one command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = argv[0] if argv and argv[0] in COMMANDS else "backups"
+    io = Io(None, stdout or sys.stdout.buffer, stderr or sys.stderr, os.environ if env is None else env,
+            prog=f"encpipe-{name}")
+    try:
+        args = docopt(USAGE, argv=argv, default_help=True)
+    except DocoptExit as e:
+        message = str(e).strip().splitlines()
+        io.error(message[0] if message else "bad usage", hint="see --help")
+        return 64
+    except SystemExit as e:  # --help
+        return e.code or 0
+    return report_errors(io, lambda: COMMANDS[name](args, io))

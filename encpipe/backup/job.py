@@ -1,0 +1,178 @@
+USAGE = """encpipe-backup's steps after the dump, and encpipe-restore's fetch.
+
+Usage:
+  job upload [--dir DIR] [--to REMOTE] TEMP
+  job commit [--dir DIR] [--to REMOTE] --database DB --kind KIND --started TIME
+             [--metrics-file FILE] [--keep-last N] [--keep-daily N] [--keep-weekly N]
+             [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
+             [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+             [--passphrase-file FILE]... [--passphrase-command CMD]... TEMP NAME
+  job abort [--dir DIR] [--to REMOTE] --database DB --started TIME [--metrics-file FILE] TEMP
+  job fetch FILE
+  job systemd-unit SCRIPT [ARG...]
+
+Run as `python3 -m encpipe.backup COMMAND`. upload copies standard input into a
+new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to NAME in each,
+prunes DB's series there (when given a policy), records the run in the metrics
+file and prints the backup's JSON line; abort removes TEMP and records a failed
+run; fetch writes a stored file (a path or REMOTE:PATH/NAME) to standard
+output; systemd-unit prints a service unit running SCRIPT with ARGs.
+
+Options:
+  --dir DIR                 A backup directory.
+  --to REMOTE               An rclone REMOTE:PATH.
+  --database DB             The database backed up.
+  --kind KIND               sql, sql.zst, sql.gz, dump or globals.sql.
+  --started TIME            Unix time the run started.
+  --metrics-file FILE       A node_exporter textfile to update.
+  --keep-last N             As for encpipe-prune.
+  --keep-daily N            As for encpipe-prune.
+  --keep-weekly N           As for encpipe-prune.
+  --keep-monthly N          As for encpipe-prune.
+  --keep N                  As for encpipe-prune.
+  --max-age DAYS            As for encpipe-prune.
+  --threads N               Worker threads [default: auto].
+  --key-file FILE           As for encpipe.
+  --key-command CMD         As for encpipe.
+  --identity FILE           As for encpipe.
+  --passphrase-file FILE    As for encpipe.
+  --passphrase-command CMD  As for encpipe.
+"""
+
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+from docopt import DocoptExit, docopt
+
+from .. import commands
+from ..cli import Io, report_errors
+from ..errors import InputUnavailable, IOFailure, UsageError
+from . import metrics, unit
+from .cli import policy_from
+from .listing import examine
+from .names import KINDS
+from .prune import prune
+from .storage import CHUNK, Local, open_location, split_file, upload
+from .verify import KeyRing
+
+_POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep", "--max-age")
+
+
+def stores(args, io):
+    found = ([Local(args["--dir"])] if args["--dir"] else []) + (
+        [open_location(args["--to"], io.env)] if args["--to"] else [])
+    if not found:
+        raise UsageError("give --dir DIR, --to REMOTE:PATH or both")
+    return found
+
+
+def cmd_upload(args, io):
+    upload(stores(args, io), args["TEMP"], io.stdin)
+    return 0
+
+
+def cmd_commit(args, io):
+    targets, temp, final, db = stores(args, io), args["TEMP"], args["NAME"], args["--database"]
+    if args["--kind"] not in KINDS:
+        raise UsageError(f"unknown kind {args['--kind']}")
+    for store in reversed(targets):  # the local file last: it is what the run leaves
+        store.rename(temp, final)
+    head = examine(targets[0], targets[0].stat(final))
+    line = {
+        "filename": final,
+        "path": targets[0].where(final),
+        "database": db,
+        "format": KINDS[args["--kind"]],
+        "bytes": head.bytes,
+        "key_ids": head.key_ids,
+        "slots": head.slots,
+        "duration_seconds": round(time.time() - float(args["--started"]), 3),
+    }
+    if args["--to"]:
+        line["remote"] = targets[-1].where(final)
+    status = 0
+    if any(args[o] is not None for o in _POLICY):
+        status = _prune_after(args, io, targets, db, line)
+    if args["--metrics-file"]:
+        metrics.record(args["--metrics-file"], db, ok=True, started=float(args["--started"]),
+                       finished=time.time(), size=head.bytes)
+    io.print(json.dumps(line))
+    return status
+
+
+def _prune_after(args, io, targets, db, line):
+    policy = policy_from(args)
+    line["pruned"], status = [], 0
+    try:
+        keys = KeyRing.from_args(args, io)
+    except Exception as e:
+        io.error(f"backup written, but not pruned: {e}")
+        return 1
+    for store in targets:
+        report, code = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
+                             databases=[db])
+        line["pruned"] += [r["filename"] for r in report["removed"]]
+        for left in report["left"]:
+            io.warn(f"left {left['filename']}: {left['reasons'][0]}")
+        if code:
+            io.error(f"backup written, but pruning {store.where('')} found problems (status {code})")
+            status = 1
+    return status
+
+
+def cmd_abort(args, io):
+    for store in stores(args, io):
+        store.discard(args["TEMP"])
+    if args["--metrics-file"]:
+        metrics.record(args["--metrics-file"], args["--database"], ok=False, started=float(args["--started"]),
+                       finished=time.time())
+    return 0
+
+
+def cmd_fetch(args, io):
+    where, name = split_file(args["FILE"])
+    store = open_location(where, io.env)
+    item = store.stat(name)
+    if item.error:
+        raise InputUnavailable(item.error)
+    try:
+        src = store.open(item)
+    except OSError as e:
+        raise InputUnavailable(f"cannot read {args['FILE']}: {e.strerror or e}") from None
+    with src:
+        while True:
+            try:
+                block = src.read(CHUNK)
+            except OSError as e:
+                raise IOFailure(f"cannot read {args['FILE']}: {e.strerror or e}") from None
+            if not block:
+                break
+            io.stdout.write(block)
+    io.stdout.flush()
+    return 0
+
+
+def cmd_unit(args, io):
+    io.print(unit.render(os.path.abspath(args["SCRIPT"]), args["ARG"]))
+    return 0
+
+
+COMMANDS = {"upload": cmd_upload, "commit": cmd_commit, "abort": cmd_abort, "fetch": cmd_fetch,
+            "systemd-unit": cmd_unit}
+
+
+def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    io = Io(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, stderr or sys.stderr,
+            os.environ if env is None else env, prog="encpipe-backup")
+    if argv[:1] == ["systemd-unit"] and len(argv) > 1:  # ARGs are another command's options
+        return report_errors(io, lambda: cmd_unit({"SCRIPT": argv[1], "ARG": argv[2:]}, io))
+    try:
+        args = docopt(USAGE, argv=argv, default_help=True)
+    except DocoptExit as e:
+        io.error((str(e).strip().splitlines() or ["bad usage"])[0], hint="see --help")
+        return 64
+    return report_errors(io, lambda: COMMANDS[argv[0]](args, io))

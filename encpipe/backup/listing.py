@@ -1,0 +1,199 @@
+"""What each stored file is, from its name and its header; never its payload."""
+
+import io
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .. import envelope
+from .. import format as fmt
+from ..errors import InvalidStream
+from .names import is_partial, iso, parse_name
+
+LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
+_SNIFF_BYTES = 4096
+
+
+@dataclass
+class Entry:
+    """What the name and the header (never the payload) say about one file."""
+
+    filename: str
+    path: str
+    item: object = None  # the storage.Item it was listed as
+    status: str = "foreign"
+    bytes: int = None
+    version: int = None
+    database: str = None
+    dump_format: str = None
+    kind: str = None
+    created: datetime = None
+    naming: str = None  # "encpipe", "legacy" or None
+    key_ids: list = field(default_factory=list)
+    slots: list = field(default_factory=list)
+    plaintext_bytes: int = None
+    chunks: int = None
+    error: str = None
+
+    @property
+    def series(self):
+        return (self.database, self.dump_format)
+
+    def to_json(self):
+        return {
+            "filename": self.filename,
+            "status": self.status,
+            "bytes": self.bytes,
+            "sealed": self.status == "sealed",
+            "version": self.version,
+            "database": self.database,
+            "dump_format": self.dump_format,
+            "created": iso(self.created),
+            "key_ids": self.key_ids,
+            "slots": self.slots,
+            "plaintext_bytes": self.plaintext_bytes,
+            "chunks": self.chunks,
+            "error": self.error,
+        }
+
+
+def examine(store, item):
+    """An Entry for one listed item. Never raises for a bad file: what is wrong
+    goes into the entry."""
+    name = parse_name(item.name)
+    entry = Entry(item.name, store.where(item.name), item, naming=name.naming, database=name.database,
+                  dump_format=name.series, kind=name.kind, created=name.created, bytes=item.size)
+    if item.unreadable:
+        entry.status, entry.error = "unreadable", item.error
+        return entry
+    if item.error:
+        entry.error = item.error
+        return entry
+    if is_partial(item.name):
+        entry.status = "partial"
+        return entry
+    try:
+        with store.open(item) as src:
+            _examine_content(entry, src)
+    except OSError as e:
+        entry.status, entry.error = "unreadable", f"cannot read {item.name}: {e.strerror or e}"
+    return entry
+
+
+def _examine_content(entry, src):
+    head = _read_exactly(src, _SNIFF_BYTES)
+    if head and fmt.MAGIC.startswith(head[: len(fmt.MAGIC)]):
+        _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)))
+    elif entry.naming == "legacy" and not entry.filename.endswith(".enc"):
+        entry.status = "plaintext"
+        entry.error = "an unencrypted backup from the previous tool"
+    elif looks_legacy(entry.filename, entry.bytes, head):
+        entry.status = "legacy"
+    else:
+        entry.error = "empty file" if not head else "not an encpipe file"
+
+
+def _read_exactly(src, size):
+    parts, left = [], size
+    while left:
+        block = src.read(left)
+        if not block:
+            break
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
+
+
+class _Rejoined(io.RawIOBase):
+    """The bytes already read, then the rest of the stream."""
+
+    def __init__(self, head, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        block = self.rest.read(len(buffer))
+        buffer[: len(block)] = block
+        return len(block)
+
+
+def _examine_sealed(entry, src):
+    try:
+        sealed = envelope.read_header(src)
+    except InvalidStream as e:
+        entry.status, entry.error = "damaged", str(e)
+        return
+    entry.version = sealed.header.version
+    described = [slot.describe() for slot in sealed.slots]
+    entry.slots = [d["type"] for d in described]
+    entry.key_ids = [d["key_id"] for d in described if d.get("key_id")]
+    payload = entry.bytes - sealed.size
+    shape = envelope.payload_shape(payload, sealed.header.chunk_size)
+    if not shape:
+        entry.status = "damaged"
+        entry.error = f"payload of {payload} bytes cannot be a complete stream (truncated?)"
+        return
+    entry.status = "sealed"
+    entry.plaintext_bytes, entry.chunks = shape
+
+
+def looks_legacy(name, size, sample):
+    """A file of the previous tool (salt|iv|tag|ciphertext) has no magic, so this is a
+    guess: a binary `.enc` file of at least 64 bytes. Only a key can tell for sure."""
+    return name.endswith(".enc") and size >= LEGACY_MIN_BYTES and not _is_text(sample)
+
+
+def _is_text(sample):
+    if b"\0" in sample:
+        return False
+    for cut in range(4):  # the sample may end inside a multi-byte character
+        try:
+            sample[: len(sample) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
+
+
+def scan(store):
+    """Entries for every file in the store (subdirectories are not listed), by name."""
+    return [examine(store, item) for item in store.list()]
+
+
+def stats(entries):
+    usable = [e for e in entries if e.created and e.status in ("sealed", "legacy")]
+    per_db = defaultdict(list)
+    for e in usable:
+        per_db[e.database].append(e)
+    return {
+        "count": len(entries),
+        "bytes": sum(e.bytes or 0 for e in entries),
+        "backups": len(usable),
+        "backup_bytes": sum(e.bytes for e in usable),
+        "oldest": _moment(min(usable, key=_age_key, default=None)),
+        "newest": _moment(max(usable, key=_age_key, default=None)),
+        "by_status": dict(sorted(Counter(e.status for e in entries).items())),
+        "databases": {
+            db: {
+                "backups": len(group),
+                "bytes": sum(e.bytes for e in group),
+                "oldest": _moment(min(group, key=_age_key)),
+                "newest": _moment(max(group, key=_age_key)),
+            }
+            for db, group in sorted(per_db.items())
+        },
+    }
+
+
+def _age_key(entry):
+    return entry.created, entry.filename
+
+
+def _moment(entry):
+    return None if entry is None else {"filename": entry.filename, "created": iso(entry.created)}

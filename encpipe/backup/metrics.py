@@ -1,0 +1,106 @@
+"""A node_exporter textfile (Prometheus text format) of backup runs, per database.
+
+One file may be shared by the backups of several databases: each run rewrites
+its own database's samples and keeps the others', under a lock, and replaces the
+file atomically (node_exporter never reads half a file).
+"""
+
+import fcntl
+import os
+import re
+
+from ..safefile import write_atomically
+
+METRICS = {
+    "encpipe_backup_last_success_timestamp_seconds": "Unix time the last successful backup finished.",
+    "encpipe_backup_last_attempt_timestamp_seconds": "Unix time the last backup attempt finished.",
+    "encpipe_backup_last_attempt_success": "1 if the last backup attempt succeeded, else 0.",
+    "encpipe_backup_last_duration_seconds": "How long the last backup attempt took.",
+    "encpipe_backup_last_size_bytes": "Size of the last successful backup, sealed.",
+}
+_SAMPLE = re.compile(r'^(?P<metric>[a-z_]+)\{database="(?P<db>(?:[^"\\]|\\.)*)"\} (?P<value>\S+)$')
+
+
+def _escape(text):
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _unescape(text):
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], text)
+
+
+def read(path):
+    """{database: {metric: value}} from a file this module wrote; {} if none."""
+    samples = {}
+    try:
+        with open(path, encoding="utf-8") as src:
+            lines = src.read().splitlines()
+    except FileNotFoundError:
+        return samples
+    for line in lines:
+        match = _SAMPLE.match(line)
+        if match and match["metric"] in METRICS:
+            samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = float(match["value"])
+    return samples
+
+
+def render(samples):
+    out = []
+    for metric, help_text in METRICS.items():
+        out += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+        for database in sorted(samples):
+            if metric in samples[database]:
+                out.append(f'{metric}{{database="{_escape(database)}"}} {samples[database][metric]:.17g}')
+    return "\n".join(out) + "\n"
+
+
+def record(path, database, *, ok, started, finished, size=None):
+    """Write one attempt of `database` into the textfile at `path`."""
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        samples = read(path)
+        mine = samples.setdefault(database, {})
+        mine["encpipe_backup_last_attempt_timestamp_seconds"] = round(finished, 3)
+        mine["encpipe_backup_last_attempt_success"] = 1 if ok else 0
+        mine["encpipe_backup_last_duration_seconds"] = round(finished - started, 3)
+        if ok:
+            mine["encpipe_backup_last_success_timestamp_seconds"] = round(finished, 3)
+            mine["encpipe_backup_last_size_bytes"] = size
+        text = render(samples).encode("utf-8")
+        write_atomically(path, lambda dst: dst.write(text), mode=0o644)
+    return samples
+
+
+def check(entries, required, metrics, now, max_age, warn_age):
+    """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database.
+
+    Critical: no authentic-looking backup (sealed, dated in the past) younger than
+    max_age. Warning: the newest is older than warn_age, the newest file under a
+    backup name is not a sealed file, or the last attempt (metrics) failed."""
+    databases = sorted({e.database for e in entries if e.naming == "encpipe"} | set(required) | set(metrics))
+    worst, lines = 0, []
+    for database in databases:
+        mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
+                and e.created <= now]
+        sealed = [e for e in mine if e.status == "sealed"]
+        newest = max(sealed, key=lambda e: e.created, default=None)
+        age = None if newest is None else (now - newest.created).total_seconds() / 3600
+        status, notes = 0, []
+        if newest is None or age > max_age:
+            status = 2
+        elif warn_age is not None and age > warn_age:
+            status = 1
+        latest = max(mine, key=lambda e: (e.created, e.filename), default=None)
+        if latest is not None and latest.status != "sealed":
+            status = max(status, 1)
+            notes.append(f"newest file {latest.filename} is {latest.status}")
+        if metrics.get(database, {}).get("encpipe_backup_last_attempt_success") == 0:
+            status = max(status, 1)
+            notes.append("the last backup attempt failed")
+        said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old"
+        lines.append(f"{('OK', 'WARNING', 'CRITICAL')[status]}: {database}: {said}"
+                     + "".join(f"; {note}" for note in notes))
+        worst = max(worst, status)
+    if not databases:
+        worst, lines = 2, ["CRITICAL: no backups found"]
+    return worst, lines

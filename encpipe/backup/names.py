@@ -1,0 +1,80 @@
+"""Backup file names: <db>_<YYYYmmddTHHMMSSZ>.<kind>.enc, and the names of the previous tool.
+
+A retention series is (database, series): every plain kind (sql, sql.zst, sql.gz)
+is one series, the custom format (dump) another, the cluster globals a third.
+"""
+
+import re
+from datetime import datetime, timezone
+
+KINDS = {"sql": "plain", "sql.zst": "plain", "sql.gz": "plain", "dump": "custom", "globals.sql": "globals"}
+STAMP = "%Y%m%dT%H%M%SZ"
+
+_BACKUP_NAME = re.compile(
+    r"^(?P<db>.+)_(?P<ts>[0-9]{8}T[0-9]{6}Z)\.(?P<kind>sql|sql\.zst|sql\.gz|dump|globals\.sql)\.enc$")
+# The previous tool: <db>_backup_YYYY-mm-dd_HH-MM-SS-mmmZ.sql[.enc].
+_LEGACY_NAME = re.compile(
+    r"^(?P<db>.+)_backup_(?P<ts>[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{3})Z"
+    r"\.sql(?P<enc>\.enc)?$"
+)
+# Temp files: encpipe-backup's, and those of `encpipe rewrap --in-place`.
+_PARTIAL_NAME = re.compile(r"^\.encpipe-(tmp\..*|.*\.tmp)$")
+TEMP_PREFIX = ".encpipe-tmp."
+
+
+class Name:
+    """What a file name says: naming ("encpipe", "legacy" or None), database, kind,
+    series ("plain", "custom", "globals") and creation time (UTC)."""
+
+    __slots__ = ("naming", "database", "kind", "series", "created")
+
+    def __init__(self, naming=None, database=None, kind=None, series=None, created=None):
+        self.naming, self.database, self.kind, self.series, self.created = (
+            naming, database, kind, series, created)
+
+    @property
+    def dump_format(self):
+        return self.series
+
+
+def parse_name(name):
+    """A Name for a file name; all None when it is not a backup's name."""
+    match = _BACKUP_NAME.match(name)
+    if match:
+        created = _utc(match["ts"], STAMP)
+        if created:
+            kind = match["kind"]
+            return Name("encpipe", match["db"], kind, KINDS[kind], created)
+    match = _LEGACY_NAME.match(name)
+    if match:
+        created = _utc(match["ts"] + "000", "%Y-%m-%d_%H-%M-%S-%f")
+        if created:
+            return Name("legacy", match["db"], "sql", "plain", created)
+    return Name()
+
+
+def backup_name(database, created, kind):
+    """The name encpipe-backup gives a new backup."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown backup kind {kind!r}")
+    return f"{database}_{created.strftime(STAMP)}.{kind}.enc"
+
+
+def is_partial(name):
+    return bool(_PARTIAL_NAME.match(name))
+
+
+def iso(moment):
+    if moment is None:
+        return None
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond // 1000:03d}"
+    return text + "Z"
+
+
+def _utc(text, pattern):
+    try:
+        return datetime.strptime(text, pattern).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None

