@@ -1,0 +1,168 @@
+"""Retention that fails safe: the attacks of a directory an attacker can write
+to, restic forget's tiers over 400 synthetic days, and verify's verdict on
+emptied and overwritten backups."""
+
+import os
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from encpipe.backup.retention import FAILED, KEEP, LEAVE, OK, REMOVE, Policy, Record, plan
+from test_backup_dir import make_valid, names, run, sealed_bytes, stamp, write
+
+START = datetime(2023, 1, 1, tzinfo=timezone.utc)
+
+
+def backups(directory, db, moments, ext="sql"):
+    made = []
+    for moment in moments:
+        made.append(f"{db}_{stamp(moment)}.{ext}.enc")
+        make_valid(directory, made[-1])
+    return made
+
+
+# --- the attacks -------------------------------------------------------------
+
+
+def test_a_truncated_newest_copy_never_lets_prune_remove_the_good_ones(tmp_path):
+    good = backups(tmp_path, "shop", [START + timedelta(days=i) for i in range(11)])
+    data, header = sealed_bytes()
+    # Cut at a chunk boundary: two whole chunks, a length a complete stream can
+    # have, so the header check passes; only authentication sees the missing end.
+    write(tmp_path, f"shop_{stamp(START + timedelta(days=20))}.sql.enc", data[: header + 2 * (16384 + 16)])
+    code, report, err = run("prune", str(tmp_path), "--keep", "1")
+    assert code == 65
+    assert [k["filename"] for k in report["kept"]] == [good[-1]]
+    assert [r["filename"] for r in report["removed"]] == good[:-1]
+    assert report["left"][0]["reasons"][0].startswith("failed verification:")
+    assert sorted(names(tmp_path)) == sorted([good[-1], report["left"][0]["filename"]])
+    assert "encpipe-prune: warning: left shop_20230121T000000Z.sql.enc: failed verification" in err
+
+
+def test_future_dated_fakes_sealed_with_other_keys_never_count(tmp_path):
+    good = backups(tmp_path, "shop", [START + timedelta(days=i) for i in range(5)])
+    fakes = [f"shop_2999010{i}T000000Z.sql.enc" for i in (1, 2, 3)]
+    for name in fakes:
+        make_valid(tmp_path, name, key=os.urandom(32))
+    before = names(tmp_path)
+    code, report, err = run("prune", str(tmp_path), "--keep", "3")
+    assert code == 65
+    assert [k["filename"] for k in report["kept"]] == good[2:]
+    assert [r["filename"] for r in report["removed"]] == good[:2]
+    assert [r["filename"] for r in report["left"]] == fakes
+    assert all(r["reasons"] == ["future-dated: never counted, never removed"] for r in report["left"])
+    assert set(names(tmp_path)) == set(before) - set(good[:2])
+    # Fakes dated in the past, sealed with another key, fail verification: also left.
+    past_fake = f"shop_{stamp(START + timedelta(days=30))}.sql.enc"
+    make_valid(tmp_path, past_fake, key=os.urandom(32))
+    code, report, _ = run("prune", str(tmp_path), "--keep", "1")
+    assert [k["filename"] for k in report["kept"]] == [good[-1]]
+    assert {r["filename"]: r["reasons"][0] for r in report["left"]}[past_fake] == (
+        "failed verification: no supplied key opens this file")
+
+
+def test_prune_without_a_key_removes_nothing_and_says_why(tmp_path):
+    backups(tmp_path, "shop", [START + timedelta(days=i) for i in range(5)])
+    before = names(tmp_path)
+    code, report, err = run("prune", str(tmp_path), "--keep", "1", env={})
+    assert (code, report) == (78, None)
+    assert err.startswith("encpipe-prune: error: no key configured: prune removes nothing it has not authenticated")
+    assert names(tmp_path) == before
+
+
+def test_two_databases_and_three_series_are_pruned_apart(tmp_path):
+    days = [START + timedelta(days=i) for i in range(4)]
+    shop = backups(tmp_path, "shop", days)
+    shop_custom = backups(tmp_path, "shop", days, ext="dump")
+    shop_globals = backups(tmp_path, "shop", days, ext="globals.sql")
+    shop_zst = backups(tmp_path, "shop", [START + timedelta(days=5)], ext="sql.zst")
+    crm = backups(tmp_path, "crm", days)
+    code, report, _ = run("prune", str(tmp_path), "--keep-last", "2", "--database", "shop")
+    assert code == 0
+    kept = sorted(k["filename"] for k in report["kept"])
+    # sql and sql.zst are one (plain) series; dump and globals.sql each their own.
+    assert kept == sorted([shop[-1], *shop_zst, *shop_custom[-2:], *shop_globals[-2:]])
+    assert set(crm) <= set(names(tmp_path))
+    assert {(k["database"], k["series"]) for k in report["kept"]} == {
+        ("shop", "plain"), ("shop", "custom"), ("shop", "globals")}
+
+
+# --- restic forget's tiers ---------------------------------------------------
+
+
+def synthetic_history(seed=13, days=400):
+    """Backups at random times: some days none, some several."""
+    rng, moments = random.Random(seed), []
+    for day in range(days):
+        for _ in range(rng.choice([0, 1, 1, 1, 2, 3])):
+            moments.append(START + timedelta(days=day, seconds=rng.randrange(86400)))
+    return sorted(set(moments))
+
+
+def restic_expected(moments, last, daily, weekly, monthly):
+    """restic's rule, stated as it is documented: for each tier, the newest
+    snapshot in each of the N most recent periods that have one."""
+    newest = sorted(moments, reverse=True)
+    keep = set(newest[:last])
+    for count, period in ((daily, lambda t: t.date()), (weekly, lambda t: t.isocalendar()[:2]),
+                          (monthly, lambda t: (t.year, t.month))):
+        periods = []
+        for moment in newest:
+            if period(moment) not in periods:
+                periods.append(period(moment))
+        chosen = set(periods[:count])
+        keep |= {max(m for m in moments if period(m) == p) for p in chosen}
+    return keep
+
+
+@pytest.mark.parametrize("policy", [(3, 7, 5, 12), (0, 30, 0, 0), (1, 0, 10, 0), (0, 0, 0, 24), (50, 3, 3, 3)])
+def test_tiers_match_restic_forget_on_400_days(policy):
+    moments = synthetic_history()
+    records = [Record(f"db_{stamp(m)}.sql.enc", ("db", "plain"), m) for m in moments]
+    last, daily, weekly, monthly = policy
+    decisions = plan(records, Policy(last, daily, weekly, monthly), START + timedelta(days=401))
+    kept = {d.record.created for d in decisions if d.action == KEEP}
+    assert kept == restic_expected(moments, *policy)
+    assert all(d.action == REMOVE for d in decisions if d.record.created not in kept)
+
+
+def test_tiers_on_a_directory_of_400_days(tmp_path):
+    moments = synthetic_history(seed=7)
+    made = backups(tmp_path, "app", moments)
+    code, report, _ = run("prune", str(tmp_path), "--keep-last", "3", "--keep-daily", "7",
+                          "--keep-weekly", "5", "--keep-monthly", "12", "--threads", "1")
+    assert code == 0
+    expected = {f"app_{stamp(m)}.sql.enc" for m in restic_expected(moments, 3, 7, 5, 12)}
+    assert {k["filename"] for k in report["kept"]} == expected == set(names(tmp_path))
+    assert {r["filename"] for r in report["removed"]} == set(made) - expected
+    newest = max(report["kept"], key=lambda k: k["created"])
+    assert newest["reasons"] == ["last", "daily", "weekly", "monthly"]
+
+
+def test_plan_leaves_what_is_not_authenticated_and_keeps_the_newest_authenticated():
+    now = START + timedelta(days=10)
+    records = [Record(f"r{i}", ("db", "plain"), START + timedelta(days=i)) for i in range(5)]
+    records += [Record("bad", ("db", "plain"), START + timedelta(days=6), FAILED, "truncated"),
+                Record("unknown", ("db", "plain"), START + timedelta(days=7), "unverified"),
+                Record("future", ("db", "plain"), now + timedelta(hours=1), OK)]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(records, Policy(max_age=timedelta(0)), now)}
+    assert decisions["r4"] == (KEEP, ["newest authenticated"])
+    assert decisions["bad"] == (LEAVE, ["failed verification: truncated"])
+    assert decisions["unknown"][0] == decisions["future"][0] == LEAVE
+    assert all(decisions[f"r{i}"] == (REMOVE, ["max-age"]) for i in range(4))
+
+
+# --- verify ------------------------------------------------------------------
+
+
+def test_verify_fails_naming_an_emptied_and_an_overwritten_backup(tmp_path):
+    good = backups(tmp_path, "shop", [START + timedelta(days=i) for i in range(3)])
+    (tmp_path / good[0]).write_bytes(b"")
+    (tmp_path / good[1]).write_text("overwritten with some text\n")
+    code, report, err = run("verify", str(tmp_path))
+    assert code == 65 and report["failed"] == 2 and report["verified"] == 1
+    failed = {r["filename"]: r["error"] for r in report["results"] if r["ok"] is False}
+    assert failed == {good[0]: "empty file", good[1]: "not an encpipe file"}
+    assert err.splitlines() == [f"encpipe-verify: error: {tmp_path / good[0]}: empty file",
+                                f"encpipe-verify: error: {tmp_path / good[1]}: not an encpipe file"]
