@@ -1,0 +1,148 @@
+"""Backups in object storage through real rclone: `rclone serve s3` on 127.0.0.1.
+
+Backup --to, list, verify, prune and restore against the S3 server give the same
+results as against a local directory; no plaintext reaches the objects; a backup
+killed mid-upload leaves no object under a final name. Also: encpipe-backup
+--keep prunes only its own database.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pgcluster import MARKERS
+from s3server import S3Server
+from test_backup_faults import _fake_pg_dump, _with_path_first
+from test_backup_restore import (
+    BACKUP,
+    BACKUP_NAME,
+    REPO,
+    backup,
+    dir_entries,
+    dump,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    restore,
+    run,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = S3Server(str(tmp_path_factory.mktemp("s3")))
+    yield server
+    server.stop()
+
+
+def tool(name, *argv, env):
+    return run([sys.executable, REPO / "scripts" / name, *argv], env)
+
+
+def without_paths(report):
+    """A JSON report with the location-specific fields taken out."""
+    if isinstance(report, dict):
+        return {k: without_paths(v) for k, v in report.items() if k not in ("path", "location")}
+    if isinstance(report, list):
+        return [without_paths(v) for v in report]
+    return report
+
+
+def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path):
+    db = ensure_small(pg, "bk_remote")
+    local, remote = str(tmp_path / "b"), f"{s3.location}/same"
+    env = script_env(pg, tools, **s3.env)
+    made = []
+    for fmt in ("plain", "custom", "plain"):
+        _, report = backup(pg, tools, local, db, "--to", remote, "--format", fmt, "--key-file", key_file,
+                           env_extra=s3.env)
+        assert report["remote"] == f"{remote}/{report['filename']}"
+        made.append(report["filename"])
+        time.sleep(1.1)  # a new second, a new name
+    assert s3.objects("same") == dir_entries(local) == sorted(made)
+    for name in made:  # the stored objects are byte for byte the local files, and sealed
+        data = open(os.path.join(s3.bucket_dir, "same", name), "rb").read()
+        assert data == open(os.path.join(local, name), "rb").read()
+        assert data.startswith(b"ENCPIPE") and not any(m.encode() in data for m in MARKERS)
+
+    listings = [tool("encpipe-list", "--stats", where, env=env) for where in (local, remote)]
+    assert [p.returncode for p in listings] == [0, 0]
+    assert without_paths(json.loads(listings[0].stdout)) == without_paths(json.loads(listings[1].stdout))
+
+    verified = [tool("encpipe-verify", "--key-file", key_file, where, env=env) for where in (local, remote)]
+    assert [p.returncode for p in verified] == [0, 0]
+    assert without_paths(json.loads(verified[0].stdout)) == without_paths(json.loads(verified[1].stdout))
+    one = tool("encpipe-verify", "--key-file", key_file, f"{remote}/{made[0]}", env=env)
+    assert one.returncode == 0 and json.loads(one.stdout)["verified"] == 1
+
+    pruned = [tool("encpipe-prune", "--keep-last", "1", "--key-file", key_file, where, env=env)
+              for where in (local, remote)]
+    assert [p.returncode for p in pruned] == [0, 0]
+    assert without_paths(json.loads(pruned[0].stdout)) == without_paths(json.loads(pruned[1].stdout))
+    assert [r["filename"] for r in json.loads(pruned[1].stdout)["removed"]] == [made[0]]
+    assert s3.objects("same") == dir_entries(local) == sorted(made[1:])
+
+    for where in (os.path.join(local, made[2]), f"{remote}/{made[2]}"):
+        pg.dropdb("bk_remote_copy")
+        proc = restore(pg, tools, where, "bk_remote_copy", "--key-file", key_file, env_extra=s3.env)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert dump(pg, "bk_remote_copy") == dump(pg, db)
+    pg.dropdb("bk_remote_copy")
+    proc = restore(pg, tools, f"{remote}/{db}_20000101T000000Z.sql.enc", "bk_remote_copy", "--key-file", key_file,
+                   env_extra=s3.env)
+    assert (proc.returncode, proc.stdout) == (66, b"")
+
+
+def test_a_remote_only_backup_and_a_damaged_object(pg, tools, key_file, s3):
+    db = ensure_small(pg, "bk_remote")
+    remote = f"{s3.location}/only"
+    env = script_env(pg, tools, **s3.env)
+    proc = run([BACKUP, "--to", remote, "--key-file", key_file, db], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    name = json.loads(proc.stdout)["filename"]
+    assert s3.objects("only") == [name]
+    path = os.path.join(s3.bucket_dir, "only", name)
+    data = bytearray(open(path, "rb").read())
+    data[-40] ^= 1
+    open(path, "wb").write(bytes(data))
+    proc = tool("encpipe-verify", "--key-file", key_file, remote, env=env)
+    assert proc.returncode == 65 and f"{remote}/{name}" in proc.stderr.decode()
+
+
+@pytest.mark.parametrize("after", [0.3, 0.8, 1.5, 2.5])
+def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3, tmp_path, after):
+    body = "for i in $(seq 1 40); do head -c 30000 /dev/urandom | base64; sleep 0.1; done\n"
+    env = _with_path_first(script_env(pg, tools, **s3.env), _fake_pg_dump(tmp_path, body))
+    prefix = f"kill{int(after * 10)}"
+    proc = subprocess.Popen([BACKUP, "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # let the server notice the dropped connection
+    assert not [n for n in s3.objects(prefix) if BACKUP_NAME.match(n)]
+    later = run([BACKUP, "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env)
+    assert later.returncode == 0, later.stderr.decode()
+    assert json.loads(later.stdout)["filename"] in s3.objects(prefix)
+
+
+def test_backup_keep_prunes_only_its_own_database_and_series(pg, tools, key_file, tmp_path):
+    a, b = ensure_small(pg, "bk_keep_a"), ensure_small(pg, "bk_keep_b")
+    directory = str(tmp_path / "b")
+    first_b, _ = backup(pg, tools, directory, b, "--key-file", key_file)
+    olds = [os.path.join(directory, f"{b}_2000010{d}T000000Z.sql.enc") for d in (1, 2)]
+    for old in olds:
+        os.link(first_b, old)
+    custom, _ = backup(pg, tools, directory, a, "--format", "custom", "--key-file", key_file)
+    for _ in range(3):
+        newest, report = backup(pg, tools, directory, a, "--keep-last", "1", "--key-file", key_file)
+        time.sleep(1.1)
+    assert sorted(dir_entries(directory)) == sorted(
+        os.path.basename(p) for p in [first_b, *olds, custom, newest])
+    assert len(report["pruned"]) == 1
