@@ -67,7 +67,12 @@ def record(path, database, *, ok, started, finished, size=None):
             mine["encpipe_backup_last_success_timestamp_seconds"] = round(finished, 3)
             mine["encpipe_backup_last_size_bytes"] = size
         text = render(samples).encode("utf-8")
-        write_atomically(path, lambda dst: dst.write(text), mode=0o644)
+
+        def write(dst):
+            os.fchmod(dst.fileno(), 0o644)  # node_exporter's user reads it; the umask may be 077
+            dst.write(text)
+
+        write_atomically(path, write, mode=0o644)
     return samples
 
 

@@ -1,0 +1,99 @@
+"""encpipe-backup --metrics-file (a node_exporter textfile) and encpipe-check."""
+
+import io
+import os
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from encpipe.backup import metrics
+from encpipe.backup.cli import main
+from test_backup_dir import make_truncated, make_valid, stamp
+from test_backup_faults import _fake_pg_dump, _with_path_first
+from test_backup_restore import (
+    BACKUP,
+    REPO,
+    backup,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+from test_backup_restore import run as run_process
+
+
+def samples(path):
+    """{(metric, database): value}, parsed by Prometheus' own text parser."""
+    with open(path) as f:
+        families = list(text_string_to_metric_families(f.read()))
+    assert {f.name for f in families} == set(metrics.METRICS)
+    assert all(f.type == "gauge" and f.documentation for f in families)
+    return {(s.name, s.labels["database"]): s.value for f in families for s in f.samples}
+
+
+def test_metrics_file_records_success_and_failure_per_database(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "bk_metrics")
+    prom = str(tmp_path / "textfile" / "encpipe.prom")
+    os.makedirs(os.path.dirname(prom))
+    before = time.time()
+    path, report = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--metrics-file", prom)
+    after = time.time()
+    got = samples(prom)
+    assert before <= got[("encpipe_backup_last_success_timestamp_seconds", db)] <= after
+    assert got[("encpipe_backup_last_attempt_timestamp_seconds", db)] == \
+        got[("encpipe_backup_last_success_timestamp_seconds", db)]
+    assert got[("encpipe_backup_last_attempt_success", db)] == 1
+    assert 0 < got[("encpipe_backup_last_duration_seconds", db)] <= after - before
+    assert got[("encpipe_backup_last_size_bytes", db)] == os.path.getsize(path) == report["bytes"]
+    assert oct(os.stat(prom).st_mode & 0o777) == "0o644"
+    assert [n for n in os.listdir(os.path.dirname(prom)) if not n.endswith(".lock")] == ["encpipe.prom"]
+
+    # A failing run of another database: its own samples, db's kept.
+    fake = _fake_pg_dump(tmp_path, "echo 'CREATE TABLE t (x int);'\nexit 1\n")
+    env = _with_path_first(script_env(pg, tools), fake)
+    proc = run_process([BACKUP, "--dir", tmp_path / "b", "--key-file", key_file, "--metrics-file", prom,
+                        'other "db"\\x'], env)
+    assert proc.returncode == 1
+    failed = samples(prom)
+    assert failed[("encpipe_backup_last_attempt_success", 'other "db"\\x')] == 0
+    assert ("encpipe_backup_last_success_timestamp_seconds", 'other "db"\\x') not in failed
+    assert {k: v for k, v in failed.items() if k[1] == db} == {k: v for k, v in got.items() if k[1] == db}
+
+    # encpipe-check: db's backup is fresh, but the metrics say other's last attempt failed.
+    check = run_process([sys.executable, REPO / "scripts" / "encpipe-check", "--max-age", "24",
+                         "--metrics-file", prom, "--database", db, tmp_path / "b"], script_env(pg, tools))
+    lines = check.stdout.decode().splitlines()
+    assert check.returncode == 2  # other "db"\x has no backup at all
+    assert lines[0].startswith(f"OK: {db}: newest backup {os.path.basename(path)} is 0.0 h old")
+    assert lines[1] == 'CRITICAL: other "db"\\x: no backup; the last backup attempt failed'
+
+
+def test_check_ok_warning_critical(tmp_path):
+    now = datetime.now(timezone.utc)
+    make_valid(tmp_path, f"shop_{stamp(now - timedelta(hours=30))}.sql.enc")
+    make_valid(tmp_path, f"shop_{stamp(now - timedelta(hours=2))}.sql.enc")
+    make_valid(tmp_path, f"crm_{stamp(now - timedelta(hours=5))}.dump.enc")
+    make_valid(tmp_path, "crm_29990101T000000Z.dump.enc")  # the future proves nothing
+    code, out = _check("--max-age", "24", str(tmp_path))
+    assert code == 0
+    assert out == ["OK: crm: newest backup crm_%s.dump.enc is 5.0 h old" % stamp(now - timedelta(hours=5)),
+                   "OK: shop: newest backup shop_%s.sql.enc is 2.0 h old" % stamp(now - timedelta(hours=2))]
+    code, out = _check("--max-age", "24", "--warn-age", "4", str(tmp_path))
+    assert code == 1 and [line.split(":")[0] for line in out] == ["WARNING", "OK"]
+    code, out = _check("--max-age", "3", "--database", "new", str(tmp_path))
+    assert code == 2 and [line.split(":")[0] for line in out] == ["CRITICAL", "CRITICAL", "OK"]
+    assert out[1] == "CRITICAL: new: no backup"
+    # A newer file under a backup's name that is not a whole sealed file: warning.
+    make_truncated(tmp_path, f"shop_{stamp(now - timedelta(hours=1))}.sql.enc")
+    code, out = _check("--max-age", "24", str(tmp_path))
+    assert code == 1 and out[1].startswith("WARNING: shop: newest backup shop_") and out[1].endswith("is damaged")
+    code, out = _check("--max-age", "24", str(tmp_path / "missing"))
+    assert code == 2 and out[0].startswith("CRITICAL: cannot list")
+
+
+def _check(*argv):
+    out, err = io.BytesIO(), io.StringIO()
+    code = main(["check", *argv], stdout=out, stderr=err, env={})
+    return code, out.getvalue().decode().splitlines()
