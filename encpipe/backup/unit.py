@@ -7,10 +7,19 @@ DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", "${CREDENTIALS_DIRECTORY}/en
 
 TEMPLATE = """\
 # Encrypted backup of one PostgreSQL database; the instance name is the
-# database, escaped: systemctl start "encpipe-backup@$(systemd-escape DB).service".
-# Made by `encpipe-backup --systemd-unit` for the encpipe-backup at
-# {script}; install as /etc/systemd/system/encpipe-backup@.service
-# with scripts/systemd/encpipe-backup@.timer and encpipe-backup-failure@.service.
+# database, escaped: encpipe-backup@$(systemd-escape DB).service, started
+# daily by the timer of the same instance.
+#
+# Printed by `encpipe-backup --systemd-unit [backup options]` for the
+# encpipe-backup at {script}. Install it with
+# scripts/systemd/encpipe-backup@.timer and encpipe-backup-failure@.service
+# (the OnFailure= hook) in /etc/systemd/system/, then
+#   install -d -m 700 /etc/encpipe && encpipe keygen -o /etc/encpipe/backup.key
+#   install -d -m 700 -o postgres -g postgres /var/backups/encpipe
+#   systemctl daemon-reload && systemctl enable --now encpipe-backup@shop.timer
+# Adjust with `systemctl edit encpipe-backup@.service` (a drop-in): User=,
+# PGHOST/PGPORT... in Environment=, TimeoutStartSec= (a hung pg_dump or upload
+# then fails the run instead of blocking the next ones).
 [Unit]
 Description=Encrypted PostgreSQL backup of database %I
 After=network-online.target postgresql.service
@@ -22,11 +31,14 @@ Type=oneshot
 User=postgres
 Group=postgres
 LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key
+# The key is copied into a private, read-only directory for this run only;
+# it is never in the environment or on a command line.
 ExecStart={exec_start} %I
 TimeoutStartSec={timeout}
 UMask=0077
 Nice=10
 IOSchedulingClass=idle
+# Hardening: the service can write to the backup directory and nowhere else.
 NoNewPrivileges=yes
 PrivateTmp=yes
 PrivateDevices=yes

@@ -1,0 +1,108 @@
+"""The schedule works as installed: from a virtual environment, the unit's
+ExecStart and README's cron line back up and prune under `env -i` (PATH
+/usr/bin:/bin, plus the libpq variables a unit's Environment= would set), and
+the generated unit passes `systemd-analyze verify`."""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import venv
+
+import pytest
+
+from test_backup_restore import REPO, dir_entries, ensure_small, key_file  # noqa: F401 (fixture)
+
+SYSTEMD = REPO / "scripts" / "systemd"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """encpipe installed (not editable) into a venv; its dependencies from this Python."""
+    root = tmp_path_factory.mktemp("venv")
+    source = root / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build"))
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "env")
+    python = root / "env" / "bin" / "python3"
+    # pip itself comes from the system site packages, and installs into the venv.
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           str(source)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    shutil.rmtree(source)  # nothing may come from the checkout
+    return root / "env" / "bin"
+
+
+def bare_env(pg):
+    env = {"PATH": "/usr/bin:/bin"}
+    env.update({k: pg.env[k] for k in ("PGHOST", "PGPORT", "PGUSER")})
+    return env
+
+
+def run_bare(argv, pg):
+    return subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in bare_env(pg).items()], *argv],
+                          capture_output=True, timeout=300, cwd="/")
+
+
+def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):  # noqa: F811
+    db = ensure_small(pg, "bk_installed")
+    directory = tmp_path / "backups"
+    unit = run_bare([installed / "encpipe-backup", "--systemd-unit", "--dir", directory, "--keep-last", "1",
+                     "--key-file", "${CREDENTIALS_DIRECTORY}/encpipe-backup.key"], pg)
+    assert unit.returncode == 0, unit.stderr
+    text = unit.stdout.decode()
+    (exec_start,) = re.findall(r"^ExecStart=(.*)$", text, flags=re.M)
+    assert re.search(r"^TimeoutStartSec=\S+$", text, flags=re.M)
+    assert "OnFailure=encpipe-backup-failure@%n.service" in text
+    assert f"ReadWritePaths={directory}" in text
+    argv = shlex.split(exec_start.replace("${CREDENTIALS_DIRECTORY}", str(tmp_path / "creds")))
+    assert argv[0] == str(installed / "encpipe-backup") and argv[-1] == "%I"
+    os.makedirs(tmp_path / "creds")
+    shutil.copy(key_file, tmp_path / "creds" / "encpipe-backup.key")
+    argv[-1] = db
+    reports = []
+    for _ in range(2):
+        done = run_bare(argv, pg)
+        assert done.returncode == 0, done.stderr.decode()
+        reports.append(json.loads(done.stdout))
+    assert reports[1]["pruned"] == [reports[0]["filename"]]
+    assert dir_entries(directory) == [reports[1]["filename"]]
+
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "encpipe-backup@bk_installed.service").write_text(text)
+    shutil.copy(SYSTEMD / "encpipe-backup@.timer", units / "encpipe-backup@bk_installed.timer")
+    shutil.copy(SYSTEMD / "encpipe-backup-failure@.service",
+                units / "encpipe-backup-failure@encpipe-backup@bk_installed.service.service")
+    proc = subprocess.run(["systemd-analyze", "verify", *sorted(p.name for p in units.iterdir())], cwd=units,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "encpipe-backup" not in proc.stderr, proc.stderr
+
+
+def test_readme_cron_line_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):  # noqa: F811
+    db = ensure_small(pg, "bk_installed")
+    readme = (REPO / "README.md").read_text()
+    (line,) = [m for m in re.findall(r"^    (0 2 \* \* \* .*)$", readme, flags=re.M)]
+    fields = line.split()
+    assert fields[5] == "postgres" and fields[6] == "/usr/local/bin/encpipe-backup"
+    command = " ".join(fields[6:])
+    command = command.replace("/usr/local/bin/", f"{installed}/").replace(
+        "/var/backups/encpipe", str(tmp_path / "backups")).replace("/etc/encpipe/backup.key", key_file)
+    argv = shlex.split(command)
+    assert argv[-1] == "shop"
+    argv[-1] = db
+    reports = []
+    for _ in range(2):
+        done = run_bare(argv, pg)
+        assert done.returncode == 0, done.stderr.decode()
+        reports.append(json.loads(done.stdout))
+    # --keep-daily 14: of two backups on one day, the newer stays.
+    assert reports[1]["pruned"] == [reports[0]["filename"]]
+    assert dir_entries(tmp_path / "backups") == [reports[1]["filename"]]
+    prune = run_bare([installed / "encpipe-prune", "--keep-last", "1", "--key-file", key_file,
+                      tmp_path / "backups"], pg)
+    assert prune.returncode == 0, prune.stderr.decode()
+    assert json.loads(prune.stdout)["removed"] == []
