@@ -9,7 +9,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import venv
 
 import pytest
@@ -46,6 +45,16 @@ def run_bare(argv, pg):
                           capture_output=True, timeout=300, cwd="/")
 
 
+def backs_up_twice_and_prunes(argv, pg, directory):
+    reports = []
+    for _ in range(2):
+        done = run_bare(argv, pg)
+        assert done.returncode == 0, done.stderr.decode()
+        reports.append(json.loads(done.stdout))
+    assert reports[1]["pruned"] == [reports[0]["filename"]]
+    assert dir_entries(directory) == [reports[1]["filename"]]
+
+
 def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):  # noqa: F811
     db = ensure_small(pg, "bk_installed")
     directory = tmp_path / "backups"
@@ -62,13 +71,7 @@ def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file
     os.makedirs(tmp_path / "creds")
     shutil.copy(key_file, tmp_path / "creds" / "encpipe-backup.key")
     argv[-1] = db
-    reports = []
-    for _ in range(2):
-        done = run_bare(argv, pg)
-        assert done.returncode == 0, done.stderr.decode()
-        reports.append(json.loads(done.stdout))
-    assert reports[1]["pruned"] == [reports[0]["filename"]]
-    assert dir_entries(directory) == [reports[1]["filename"]]
+    backs_up_twice_and_prunes(argv, pg, directory)
 
     units = tmp_path / "units"
     units.mkdir()
@@ -94,14 +97,7 @@ def test_readme_cron_line_backs_up_and_prunes_from_a_venv(pg, installed, key_fil
     argv = shlex.split(command)
     assert argv[-1] == "shop"
     argv[-1] = db
-    reports = []
-    for _ in range(2):
-        done = run_bare(argv, pg)
-        assert done.returncode == 0, done.stderr.decode()
-        reports.append(json.loads(done.stdout))
-    # --keep-daily 14: of two backups on one day, the newer stays.
-    assert reports[1]["pruned"] == [reports[0]["filename"]]
-    assert dir_entries(tmp_path / "backups") == [reports[1]["filename"]]
+    backs_up_twice_and_prunes(argv, pg, tmp_path / "backups")  # --keep-daily 14: today's newest stays
     prune = run_bare([installed / "encpipe-prune", "--keep-last", "1", "--key-file", key_file,
                       tmp_path / "backups"], pg)
     assert prune.returncode == 0, prune.stderr.decode()

@@ -162,10 +162,12 @@ def cmd_verify(args, io):
     keys = KeyRing.from_args(args, io)
     results = []
     for path in paths:
-        if _is_location(path, io):
-            store = open_location(path, io.env)
-            results += [verify_entry(store, e, keys, workers) for e in scan(store)]
-        else:
+        folder = _is_location(path, io)
+        store = open_location(path, io.env) if folder else None
+        entries = scan(store) if folder else []
+        if entries or folder and not _looks_like_a_file(path):
+            results += [verify_entry(store, e, keys, workers) for e in entries]
+        else:  # a file, or a remote path that names an object rather than a folder
             where, name = split_file(path)
             store = open_location(where, io.env)
             results.append(verify_entry(store, examine(store, store.stat(name)), keys, workers, named=True))
@@ -181,6 +183,10 @@ def cmd_verify(args, io):
     for result in failed:
         io.error(f"{result['path']}: {result['error']}")
     return failed[0]["exit_code"] if failed else 0
+
+
+def _looks_like_a_file(path):
+    return is_remote(path) and "." in path.rpartition("/")[2].rpartition(":")[2]
 
 
 def _is_location(path, io):

@@ -81,7 +81,7 @@ def examine(store, item):
 
 
 def _examine_content(entry, src):
-    head = _read_exactly(src, _SNIFF_BYTES)
+    head = fmt.read_exactly(src, _SNIFF_BYTES)
     if head and fmt.MAGIC.startswith(head[: len(fmt.MAGIC)]):
         _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)))
     elif entry.naming == "legacy" and not entry.filename.endswith(".enc"):
@@ -91,17 +91,6 @@ def _examine_content(entry, src):
         entry.status = "legacy"
     else:
         entry.error = "empty file" if not head else "not an encpipe file"
-
-
-def _read_exactly(src, size):
-    parts, left = [], size
-    while left:
-        block = src.read(left)
-        if not block:
-            break
-        parts.append(block)
-        left -= len(block)
-    return b"".join(parts)
 
 
 class _Rejoined(io.RawIOBase):

@@ -215,6 +215,8 @@ class Rclone:
         return _Upload(proc, self.where(name))
 
     def rename(self, name, final):
+        if not self.stat(final).unreadable:  # moveto would replace it
+            raise IOFailure(f"{self.where(final)} already exists")
         self._run("moveto", self.where(name), self.where(final))
 
     def remove(self, item):
