@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -78,6 +79,8 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
     verified = [tool("encpipe-verify", "--key-file", key_file, where, env=env) for where in (local, remote)]
     assert [p.returncode for p in verified] == [0, 0]
     assert without_paths(json.loads(verified[0].stdout)) == without_paths(json.loads(verified[1].stdout))
+    checked = [tool("encpipe-check", "--max-age", "1", where, env=env) for where in (local, remote)]
+    assert [p.returncode for p in checked] == [0, 0] and checked[0].stdout == checked[1].stdout
     one = tool("encpipe-verify", "--key-file", key_file, f"{remote}/{made[0]}", env=env)
     assert one.returncode == 0 and json.loads(one.stdout)["verified"] == 1
 
@@ -127,9 +130,15 @@ def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3
     proc.wait()
     time.sleep(0.5)  # let the server notice the dropped connection
     assert not [n for n in s3.objects(prefix) if BACKUP_NAME.match(n)]
+    # A temporary object of a run killed two days ago goes with the next backup; today's stay.
+    recent = [n for n in s3.objects(prefix) if n.startswith(".encpipe-tmp.")]
+    os.makedirs(os.path.join(s3.bucket_dir, prefix), exist_ok=True)
+    stale = f".encpipe-tmp.{(datetime.now(timezone.utc) - timedelta(days=2)).strftime('%Y%m%dT%H%M%SZ')}_1_2"
+    open(os.path.join(s3.bucket_dir, prefix, stale), "wb").write(b"ENCPIPE partial")
     later = run([BACKUP, "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env)
     assert later.returncode == 0, later.stderr.decode()
     assert json.loads(later.stdout)["filename"] in s3.objects(prefix)
+    assert stale not in s3.objects(prefix) and set(recent) <= set(s3.objects(prefix))
 
 
 def test_backup_keep_prunes_only_its_own_database_and_series(pg, tools, key_file, tmp_path):

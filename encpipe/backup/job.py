@@ -43,7 +43,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from docopt import DocoptExit, docopt
 
@@ -53,11 +53,12 @@ from ..errors import InputUnavailable, IOFailure, UsageError
 from . import metrics, unit
 from .cli import policy_from
 from .listing import examine
-from .names import KINDS
+from .names import KINDS, temp_started
 from .prune import prune
 from .storage import CHUNK, Local, open_location, split_file, upload
 from .verify import KeyRing
 
+STALE = timedelta(days=1)
 _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep", "--max-age")
 
 
@@ -93,6 +94,7 @@ def cmd_commit(args, io):
     }
     if args["--to"]:
         line["remote"] = targets[-1].where(final)
+        _remove_stale_temps(targets[-1])
     status = 0
     if any(args[o] is not None for o in _POLICY):
         status = _prune_after(args, io, targets, db, line)
@@ -101,6 +103,16 @@ def cmd_commit(args, io):
                        finished=time.time(), size=head.bytes)
     io.print(json.dumps(line))
     return status
+
+
+def _remove_stale_temps(store, now=None):
+    """Temporary objects of runs killed more than STALE ago (a remote has no
+    lock to tell a running upload from a dead one; no run lasts that long)."""
+    cutoff = (now or datetime.now(timezone.utc)) - STALE
+    for item in store.list():
+        started = temp_started(item.name)
+        if started and started < cutoff:
+            store.discard(item.name)
 
 
 def _prune_after(args, io, targets, db, line):

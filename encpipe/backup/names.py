@@ -20,6 +20,8 @@ _LEGACY_NAME = re.compile(
 # Temp files: encpipe-backup's, and those of `encpipe rewrap --in-place`.
 _PARTIAL_NAME = re.compile(r"^\.encpipe-(tmp\..*|.*\.tmp)$")
 TEMP_PREFIX = ".encpipe-tmp."
+# encpipe-backup's temporary names: .encpipe-tmp.<YYYYmmddTHHMMSSZ>_<pid>_<random>
+_TEMP_NAME = re.compile(r"^\.encpipe-tmp\.(?P<ts>[0-9]{8}T[0-9]{6}Z)_")
 
 
 class Name:
@@ -62,6 +64,12 @@ def backup_name(database, created, kind):
 
 def is_partial(name):
     return bool(_PARTIAL_NAME.match(name))
+
+
+def temp_started(name):
+    """When the run that made a temporary name started; None for other names."""
+    match = _TEMP_NAME.match(name)
+    return _utc(match["ts"], STAMP) if match else None
 
 
 def iso(moment):
