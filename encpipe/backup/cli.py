@@ -120,10 +120,7 @@ def policy_from(args):
 
 
 def _days(text, option):
-    if text is None:
-        return None
-    hours = _number(text, option)
-    return timedelta(days=hours)
+    return None if text is None else timedelta(days=_number(text, option))
 
 
 def _number(text, option):
@@ -162,7 +159,7 @@ def cmd_verify(args, io):
     keys = KeyRing.from_args(args, io)
     results = []
     for path in paths:
-        folder = _is_location(path, io)
+        folder = _is_location(path)
         store = open_location(path, io.env) if folder else None
         entries = scan(store) if folder else []
         if entries or folder and not _looks_like_a_file(path):
@@ -189,7 +186,7 @@ def _looks_like_a_file(path):
     return is_remote(path) and "." in path.rpartition("/")[2].rpartition(":")[2]
 
 
-def _is_location(path, io):
+def _is_location(path):
     if is_remote(path):
         return not parse_name(path.rpartition("/")[2].rpartition(":")[2]).naming
     return os.path.isdir(path)
