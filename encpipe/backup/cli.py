@@ -207,6 +207,16 @@ def cmd_check(args, io):
     return status
 
 
+def usage_message(argv, error, commands):
+    """docopt's first line when it says something specific, else which command."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    if first and not first.startswith(("Usage:", "Warning:")):
+        return first
+    if not argv:
+        return "no command given"
+    return f"invalid arguments for {argv[0]}" if argv[0] in commands else f"unknown command {argv[0]!r}"
+
+
 COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify, "check": cmd_check}
 
 
@@ -219,8 +229,7 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     try:
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:
-        message = str(e).strip().splitlines()
-        io.error(message[0] if message else "bad usage", hint="see --help")
+        io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
     except SystemExit as e:  # --help
         return e.code or 0

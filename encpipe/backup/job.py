@@ -51,7 +51,7 @@ from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, IOFailure, UsageError
 from . import metrics, unit
-from .cli import policy_from
+from .cli import policy_from, usage_message
 from .listing import examine
 from .names import KINDS, temp_started
 from .prune import prune
@@ -185,6 +185,6 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
     try:
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:
-        io.error((str(e).strip().splitlines() or ["bad usage"])[0], hint="see --help")
+        io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
     return report_errors(io, lambda: COMMANDS[argv[0]](args, io))
