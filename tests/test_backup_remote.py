@@ -155,3 +155,21 @@ def test_backup_keep_prunes_only_its_own_database_and_series(pg, tools, key_file
     assert sorted(dir_entries(directory)) == sorted(
         os.path.basename(p) for p in [first_b, *olds, custom, newest])
     assert len(report["pruned"]) == 1
+
+
+def test_a_host_that_seals_to_a_public_key_only_backs_up_but_does_not_prune(pg, tools, tmp_path):
+    db = ensure_small(pg, "bk_keep_a")
+    identity = tmp_path / "identity"
+    run([sys.executable, "-m", "encpipe", "keygen", "--x25519", "-o", identity], script_env(pg, tools), check=True)
+    pubkey = run([sys.executable, "-m", "encpipe", "pubkey", identity], script_env(pg, tools)).stdout.decode().strip()
+    directory = str(tmp_path / "b")
+    first, _ = backup(pg, tools, directory, db, "--recipient", pubkey)
+    time.sleep(1.1)
+    proc = backup(pg, tools, directory, db, "--recipient", pubkey, "--keep-last", "1", check=False)
+    assert proc.returncode == 1
+    assert b"backup written, but not pruned: no key configured" in proc.stderr
+    assert len(dir_entries(directory)) == 2 and json.loads(proc.stdout)["filename"] in dir_entries(directory)
+    pruned = tool("encpipe-prune", "--keep-last", "1", "--identity", identity, directory,
+                  env=script_env(pg, tools))
+    assert pruned.returncode == 0 and dir_entries(directory) == [json.loads(proc.stdout)["filename"]]
+    assert os.path.basename(first) not in dir_entries(directory)
