@@ -74,9 +74,11 @@ def upload(stores, name, src):
             total += len(block)
         for writer in writers:
             writer.close()
-    except BaseException:
-        for store in stores:
+    except BaseException as e:
+        for store in stores[: len(writers)]:  # only the files this upload created
             store.discard(name)
+        if isinstance(e, OSError):
+            raise IOFailure(f"cannot store {name}: {e.strerror or e}") from None
         raise
     return total
 
