@@ -5,24 +5,26 @@ Usage:
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--recipient PUBKEY]... [--recipient-file FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
-               [-p]
+               [-p] [--sign-key FILE]... [--sign-key-command CMD]...
   encpipe open [--verify-first] [--threads N] [--progress] [--legacy]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
-               [-p] [FILE]
+               [-p] [--signer PUBKEY]... [--signer-file FILE]... [FILE]
   encpipe inspect [--json] [--verify] [--threads N] [--progress] [--legacy]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
-               [-p] [FILE]
+               [-p] [--signer PUBKEY]... [--signer-file FILE]... [FILE]
   encpipe rewrap [--in-place FILE] [--replace] [--remove KEYID]... [--work-factor N] [--progress]
                [--add-key-file FILE]... [--add-recipient PUBKEY]... [--add-passphrase-file FILE]...
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
-               [-p]
-  encpipe keygen [--x25519] [-o FILE]
+               [-p] [--sign-key FILE]... [--sign-key-command CMD]...
+               [--signer PUBKEY]... [--signer-file FILE]...
+  encpipe keygen [--x25519 | --sign] [-o FILE]
   encpipe pubkey FILE
   encpipe keyid [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--recipient PUBKEY]... [--recipient-file FILE]...
+               [--sign-key FILE]... [--signer PUBKEY]... [--signer-file FILE]...
   encpipe (-h | --help)
   encpipe --version
 
@@ -35,8 +37,10 @@ Commands:
   rewrap    Copy a sealed stream from standard input to standard output with a
             new set of key slots; the payload is copied, not re-encrypted.
   keygen    Print a new random 256-bit key (64 hex digits), or with --x25519
-            write a secret identity to FILE and print its public key.
-  pubkey    Print the public key of the identity in FILE.
+            write a secret identity to FILE and print its public key, or
+            with --sign write a signing key to FILE and print its verify key.
+  pubkey    Print the public key of the identity (or the verify key of the
+            signing key) in FILE.
   keyid     Print the key id of each given key or public key, as inspect
             shows it.
 
@@ -53,6 +57,16 @@ Keys (never on the command line; options may be repeated):
   -p, --passphrase           Prompt for a passphrase on the terminal.
   Without any of these, ENCPIPE_KEY (64 hex digits) and ENCPIPE_PASSPHRASE
   are used.
+
+Signatures (format v2):
+  --sign-key FILE            Sign with the signing key in FILE (/dev/fd/N works).
+  --sign-key-command CMD     Run CMD with sh -c; its output is a signing key.
+  --signer PUBKEY            Refuse a file not signed by this verify key
+                             (encpipesign1...); nothing is written before the
+                             whole file and its signature verified.
+  --signer-file FILE         As --signer, for each verify key in FILE.
+  Without --signer or --signer-file, ENCPIPE_SIGNER (verify keys separated
+  by white space) is used.
 
 Options:
   -o FILE, --output FILE     Write to FILE (created on first write, mode 0600).
@@ -81,8 +95,9 @@ Options:
 Exit status:
   0 success; 64 usage error or malformed key; 65 input is not a valid encpipe
   stream (corrupt, tampered, truncated, trailing data, unsupported version);
-  66 cannot open an input or key file; 70 internal error; 74 cannot read or
-  write data; 77 no supplied key opens the file; 78 no key configured.
+  66 cannot open an input or key file; 67 not signed by a trusted signer;
+  70 internal error; 74 cannot read or write data; 77 no supplied key opens
+  the file; 78 no key configured.
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 

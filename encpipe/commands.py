@@ -167,6 +167,27 @@ def read_sealed_header(src):
         raise InvalidStream(str(e), hint=legacy_hint(src)) from None
 
 
+def signing_keys(args, io, data_from_stdin=False):
+    files, commands = args.get("--sign-key") or [], args.get("--sign-key-command") or []
+    _refuse_stdin_secrets(KeySources(key_files=files), data_from_stdin)
+    return loader(args, io).signing_keys(files, commands) if files or commands else []
+
+
+def signers(args, io):
+    """The verify keys of --signer and --signer-file, else of ENCPIPE_SIGNER."""
+    from .signing import ENV_SIGNER, parse_verify_key, parse_verify_keys
+
+    texts, files = args.get("--signer") or [], args.get("--signer-file") or []
+    if not texts and not files:
+        return parse_verify_keys(io.env.get(ENV_SIGNER) or "", ENV_SIGNER)
+    keys = [parse_verify_key(text, "--signer") for text in texts]
+    for path in files:
+        keys += parse_verify_keys(read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace"), path)
+    if not keys:
+        raise UsageError(f"{files[0]}: no verify key found")
+    return keys
+
+
 def cmd_seal(args, io):
     chunk = chunk_log2(args["--chunk-size"])
     workers = threads(args)
@@ -174,9 +195,12 @@ def cmd_seal(args, io):
     _refuse_stdin_secrets(sources, data_from_stdin=True)
     out = ciphertext_output(args["--output"], io)
     recipients = loader(args, io).load(sources, sealing=True)
+    signed_by = signing_keys(args, io, data_from_stdin=True)
     reporter = progress(args, io, "seal")
     try:
-        envelope.seal(io.stdin, out, recipients, chunk_log2=chunk, threads=workers, on_progress=reporter)
+        envelope.seal(
+            io.stdin, out, recipients, chunk_log2=chunk, threads=workers, on_progress=reporter, signing_keys=signed_by
+        )
     finally:
         if out is not io.stdout:
             out.close()
@@ -203,18 +227,29 @@ def cmd_open(args, io):
         return 0
     sealed = read_sealed_header(src)
     identities = _identities(args, io, from_stdin)
+    trusted = signers(args, io)
     reporter = progress(args, io, "open")
-    envelope.open_sealed(
+    info = envelope.open_sealed(
         sealed,
         src,
         io.stdout,
         identities,
         threads=workers,
         verify_first=args["--verify-first"],
+        signers=trusted,
         on_progress=reporter,
     )
     _finish(reporter)
+    _warn_forgeable(io, sealed, info)
     return 0
+
+
+def _warn_forgeable(io, sealed, info):
+    if sealed.header.version >= 2 and not info.provenance.sender_authenticated:
+        io.warn(
+            "opened with an x25519 identity: anyone with its public key can make such a file",
+            hint="check who made it with --signer",
+        )
 
 
 def cmd_inspect(args, io):
@@ -233,14 +268,21 @@ def cmd_inspect(args, io):
     report = header_report(sealed)
     if args["--verify"]:
         identities = _identities(args, io, src is io.stdin)
+        trusted = signers(args, io)
         reporter = progress(args, io, "verify")
-        info = envelope.open_sealed(sealed, src, None, identities, threads=workers, on_progress=reporter)
+        info = envelope.open_sealed(
+            sealed, src, None, identities, threads=workers, signers=trusted, on_progress=reporter
+        )
         _finish(reporter)
         report.update(verified=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
         report["payload_bytes"] = info.chunks * fmt.TAG_LEN + info.plaintext_bytes
+        report.update(info.provenance.report() if sealed.header.version >= 2 else {})
         _print_report(io, args, report)
         return 0
-    report["payload_bytes"] = count_remaining(src)
+    remaining, tail = envelope.read_to_trailer(src, sealed)
+    report["payload_bytes"] = remaining - len(tail)
+    if sealed.header.version >= 2:
+        report["signers"] = envelope.trailer_signers(sealed, tail)
     shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
     if not shape:
         raise InvalidStream(f"payload of {report['payload_bytes']} bytes cannot be a complete stream (truncated?)")
@@ -261,6 +303,7 @@ def header_report(sealed):
         "plaintext_bytes": None,
         "chunks": None,
         "verified": False,
+        "sender_authenticated": False if header.version < 2 else None,
         "slots": [slot.describe() for slot in sealed.slots],
     }
 
@@ -269,7 +312,8 @@ def _print_report(io, args, report):
     if args["--json"]:
         io.print_json(report)
         return
-    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in report.items() if k != "slots" and v is not None]
+    shown = {k: ", ".join(v) if isinstance(v, list) else v for k, v in report.items() if k != "slots"}
+    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items() if v not in (None, "")]
     lines += [f"slot {i}: {envelope.slot_label(d)}" for i, d in enumerate(report.get("slots", []), 1)]
     io.print("\n".join(lines))
 
@@ -278,6 +322,7 @@ def cmd_rewrap(args, io):
     path = args["--in-place"]
     src = open_input(path, io)
     identities = _identities(args, io, data_from_stdin=path is None)
+    signed_by, trusted = signing_keys(args, io, data_from_stdin=path is None), signers(args, io)
     add_sources = KeySources(
         key_files=args["--add-key-file"],
         recipients=args["--add-recipient"],
@@ -285,7 +330,14 @@ def cmd_rewrap(args, io):
     )
     additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
     reporter = progress(args, io, "rewrap")
-    rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"], on_progress=reporter)
+    rewrap = dict(
+        add=additions,
+        remove_ids=args["--remove"],
+        replace_all=args["--replace"],
+        on_progress=reporter,
+        signing_keys=signed_by,
+        signers=trusted,
+    )
     if path is None:
         envelope.rewrap(src, ciphertext_output(None, io), identities, **rewrap)
     else:
@@ -330,7 +382,15 @@ def fsync_directory(directory):
 
 
 def cmd_keygen(args, io):
-    if args["--x25519"]:
+    if args["--sign"]:
+        if not args["--output"]:
+            raise UsageError("keygen --sign needs -o FILE for the signing key")
+        from .signing import SigningKey
+
+        key = SigningKey.generate()
+        recipient = str(key.verify_key)
+        secret = f"# verify key: {recipient}\n{key}\n"
+    elif args["--x25519"]:
         from .x25519 import X25519Identity
 
         identity = X25519Identity.generate()
@@ -365,15 +425,25 @@ def _write_new_secret_file(path, text):
 def cmd_pubkey(args, io):
     path = args["FILE"]
     keys = parse_keyring(read_secret_file(path, io.warn).decode("utf-8", "replace"), path)
-    publics = [str(k.recipient()) for k in keys if hasattr(k, "recipient")]
+    publics = [str(k.recipient()) if hasattr(k, "recipient") else str(k.verify_key) for k in keys if _has_public(k)]
     if not publics:
-        raise UsageError(f"{path}: no x25519 identity found")
+        raise UsageError(f"{path}: no x25519 identity or signing key found")
     io.print("\n".join(publics))
     return 0
 
 
+def _has_public(key):
+    return hasattr(key, "recipient") or hasattr(key, "verify_key")
+
+
 def cmd_keyid(args, io):
-    keys = loader(args, io).load(key_sources(args), sealing=True)  # identities as their public keys
+    sources = key_sources(args)
+    keys = loader(args, io).load(sources, sealing=True) if sources.any_given() else []  # identities as public keys
+    keys += [k.verify_key for k in signing_keys(args, io)]
+    if args["--signer"] or args["--signer-file"]:
+        keys += signers(args, io)
+    if not keys:
+        keys = loader(args, io).load(sources, sealing=True)  # the environment, or "no key configured"
     ids = [k.key_id.hex() for k in keys if not isinstance(k, Passphrase)]
     if not ids:
         raise UsageError("passphrases have no key id")

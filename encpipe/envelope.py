@@ -9,16 +9,31 @@ from typing import NamedTuple
 from Crypto.Random import get_random_bytes
 
 from . import format as fmt
-from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, UsageError
+from . import provenance as prov
+from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, NotSigned, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
 from .slots import decode_slot
-from .stream import copy_stream, flush, open_payload, seal_payload, seekable, write_all
+from .stream import (
+    Tee,
+    copy_stream,
+    flush,
+    hash_records,
+    open_payload,
+    private_spool,
+    rewind,
+    seal_payload,
+    seekable,
+    write_all,
+)
+
+NOT_SENDER_AUTHENTICATED = prov.Provenance(False)
 
 
 class StreamInfo(NamedTuple):
     header_bytes: int
     plaintext_bytes: int
     chunks: int
+    provenance: prov.Provenance = NOT_SENDER_AUTHENTICATED
 
 
 class SealedHeader(NamedTuple):
@@ -35,12 +50,16 @@ class SealedHeader(NamedTuple):
     def size(self):
         return self.header.size
 
+    @property
+    def trailer_len(self):
+        return prov.trailer_len(self.header)
+
 
 def read_header(src):
     return SealedHeader.of(fmt.read_header(src))
 
 
-def build_header(file_key, slots, chunk_log2, payload_salt=None):
+def build_header(file_key, slots, chunk_log2, payload_salt=None, *, version=fmt.VERSION, sig_count=0):
     """A header holding `slots` (decoded slots or raw records), authenticated under `file_key`."""
     records = tuple(s if isinstance(s, fmt.SlotRecord) else s.encode() for s in slots)
     if not records:
@@ -48,15 +67,19 @@ def build_header(file_key, slots, chunk_log2, payload_salt=None):
     if len(records) > fmt.MAX_SLOTS:
         raise UsageError(f"a file holds at most {fmt.MAX_SLOTS} key slots")
     salt = payload_salt or get_random_bytes(fmt.SALT_LEN)
-    header = fmt.Header(chunk_log2, salt, records)
+    if sig_count > fmt.MAX_SIGNATURES:
+        raise UsageError(f"a file holds at most {fmt.MAX_SIGNATURES} signatures")
+    header = fmt.Header(chunk_log2, salt, records, version=version, sig_count=sig_count)
     return header._replace(mac=header_mac(file_key, header))
 
 
 def unlock(sealed, identities):
-    """The file key, from the first identity that opens a slot; cheap identities first."""
+    """(file key, (slot index, slot, identity)), from the first identity that opens a
+    slot: raw keys, then x25519 identities, then passphrases (by `cost`), each in the
+    order given, each tried on the slots in header order."""
     limit_error = None
     for identity in sorted(identities, key=lambda i: i.cost):
-        for slot in sealed.slots:
+        for index, slot in enumerate(sealed.slots):
             if not identity.can_try(slot):
                 continue
             try:
@@ -66,7 +89,7 @@ def unlock(sealed, identities):
                 continue
             if file_key is not None:
                 verify_header_mac(file_key, sealed.header)
-                return file_key
+                return file_key, (index, slot, identity)
     if limit_error:
         raise limit_error
     raise NoMatchingKey("no supplied key opens this file", hint=needed_keys_hint(sealed.slots))
@@ -86,22 +109,33 @@ def slot_label(description):
     return f"{kind} {description['key_id']}"
 
 
-def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None):
-    """Encrypt `src` to `dst` for every recipient; returns a StreamInfo. Without
-    `chunk_log2`, the chunk size is the file or the pipe default (by `src.seekable()`)."""
+def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None, signing_keys=()):
+    """Encrypt `src` to `dst` for every recipient, signed by every signing key; returns
+    a StreamInfo. Without `chunk_log2`, the chunk size is the file or the pipe default
+    (by `src.seekable()`)."""
     if not recipients:
         raise NoKeyConfigured("no key, passphrase or recipient to seal with")
     if chunk_log2 is None:
         chunk_log2 = fmt.FILE_CHUNK_LOG2 if seekable(src) else fmt.PIPE_CHUNK_LOG2
     file_key = get_random_bytes(FILE_KEY_LEN)
-    header = build_header(file_key, [r.wrap(file_key) for r in recipients], chunk_log2)
+    slots = [r.wrap(file_key) for r in recipients]
+    header = build_header(file_key, slots, chunk_log2, sig_count=len(signing_keys))
     encoded = header.encode()
     write_all(dst, memoryview(encoded))
+    ledger = prov.Ledger(header, file_key)
     plaintext, chunks = seal_payload(
-        src, dst, payload_key(file_key, header), header.chunk_size, threads, on_progress
+        src, dst, payload_key(file_key, header), header.chunk_size, threads, on_progress, ledger
     )
+    commitment = ledger.commitment()
+    authenticators = [
+        prov.authenticator(r.authenticator_key(slot), commitment)
+        for r, slot in zip(recipients, slots)
+        if slot.kind in prov.AUTHENTICATED_KINDS
+    ]
+    trailer = prov.Trailer(tuple(authenticators), prov.sign(signing_keys, commitment))
+    write_all(dst, memoryview(trailer.encode(file_key, header, commitment)))
     flush(dst)
-    return StreamInfo(len(encoded), plaintext, chunks)
+    return StreamInfo(len(encoded), plaintext, chunks, prov.Provenance(True, signed_by=()))
 
 
 def unseal(src, dst, identities, **options):
@@ -109,26 +143,90 @@ def unseal(src, dst, identities, **options):
     return open_sealed(read_header(src), src, dst, identities, **options)
 
 
-def open_sealed(sealed, src, dst, identities, *, threads=1, verify_first=False, on_progress=None):
+def open_sealed(
+    sealed, src, dst, identities, *, threads=1, verify_first=False, signers=(), on_progress=None, tmpdir=None
+):
     """Decrypt the payload that follows `sealed` in `src` to `dst` (None: authenticate
-    only). Each chunk reaches `dst` only after it authenticated; with `verify_first`,
-    nothing does until all of `src` has (which needs a seekable `src`)."""
-    if verify_first and not seekable(src):
-        raise UsageError("--verify-first needs a seekable input (a file, not a pipe)")
-    file_key = unlock(sealed, identities)
-    key = payload_key(file_key, sealed.header)
+    only); returns a StreamInfo. Each chunk reaches `dst` only after it authenticated.
 
-    def payload(out, report=None):
-        return open_payload(src, out, key, sealed.header.chunk_size, threads, report)
+    Nothing reaches `dst` before all of `src`, its trailer and signatures included,
+    has verified when `verify_first` or `signers` (a seekable `src` is read twice,
+    anything else spooled as ciphertext to an unlinked file in `tmpdir`); nor, for a
+    v2 file opened by a raw key or passphrase from a seekable `src`, before a first
+    pass has checked the trailer (hashing only). From a pipe, that file's trailer is
+    checked at the end. `signers`: VerifyKeys, one of which must have signed it."""
+    file_key, opened = unlock(sealed, identities)
+    header, signers = sealed.header, frozenset(signers)
+    if header.version < 2 and signers:
+        raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
+    key = payload_key(file_key, header)
 
-    if verify_first and dst is not None:
-        start = src.tell()
-        payload(None)
-        src.seek(start)
-    plaintext, chunks = payload(dst, on_progress)
+    def payload(source, out, report=None, check_only=False):
+        if header.version < 2:
+            return open_payload(source, out, key, header.chunk_size, threads, report) + (NOT_SENDER_AUTHENTICATED, None)
+        ledger = prov.Ledger(header, file_key)
+        if check_only:
+            hash_records(source, None, header.chunk_size, ledger, threads)
+            counts = (None, None)
+        else:
+            counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
+        return counts + (prov.check(file_key, header, ledger, opened, signers), ledger.commitment())
+
+    strict = verify_first or bool(signers)
+    first = None
+    if dst is not None and (strict or (seekable(src) and _authenticates(header, opened))):
+        if seekable(src):
+            start = src.tell()
+            first = payload(src, None, check_only=not strict)
+            src.seek(start)
+        else:
+            spool = private_spool(tmpdir)
+            with spool:
+                first = payload(Tee(src, spool), None)
+                rewind(spool)
+                return _second_pass(sealed, payload(spool, dst, on_progress), first, dst)
+    return _second_pass(sealed, payload(src, dst, on_progress), first, dst)
+
+
+def _authenticates(header, opened):
+    """True when the slot that opened a v2 file has an authenticator to check."""
+    return header.version >= 2 and opened[1].kind in prov.AUTHENTICATED_KINDS
+
+
+def _second_pass(sealed, result, first, dst):
+    plaintext, chunks, provenance, commitment = result
     if dst is not None:
         flush(dst)
-    return StreamInfo(sealed.size, plaintext, chunks)
+    if first is not None and first[3] != commitment:
+        raise InvalidStream("the input changed between the two passes: do not trust the output")
+    return StreamInfo(sealed.size, plaintext, chunks, provenance)
+
+
+def read_to_trailer(src, sealed):
+    """(bytes left in `src`, its trailer: the last trailer_len of them), reading to the
+    end (by seeking, when `src` can)."""
+    size = sealed.trailer_len
+    if seekable(src):
+        here = src.tell()
+        end = src.seek(0, 2)
+        src.seek(max(here, end - size))
+        tail = src.read(size)
+        src.seek(here)
+        return end - here, tail
+    total, tail = 0, b""
+    while True:
+        block = src.read(1 << 20)
+        if not block:
+            return total, tail
+        total += len(block)
+        tail = (tail + block)[-size:] if size else b""
+
+
+def trailer_signers(sealed, tail):
+    """The key ids of the signatures in a v2 trailer, unverified (no key needed)."""
+    if len(tail) < sealed.trailer_len:
+        return []
+    return [key.key_id.hex() for key, _ in prov.Trailer.parse(tail, sealed.header).signatures]
 
 
 def payload_shape(payload_bytes, chunk_size):
@@ -141,25 +239,56 @@ def payload_shape(payload_bytes, chunk_size):
     return plaintext, chunks
 
 
-def rewrap(src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None):
+def rewrap(
+    src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None, signing_keys=(), signers=()
+):
     """Copy a sealed stream with a new set of slots; the payload is copied, never decrypted.
 
-    Returns the old and the new SealedHeader."""
+    For a v2 file, kept slots keep their authenticators, added raw-key and passphrase
+    slots get new ones, signatures are kept (the commitment does not cover the slots)
+    and `signing_keys` add more; the old trailer is checked (as by open) once the
+    payload has been copied. Returns the old SealedHeader, the new one and the
+    old file's Provenance."""
     sealed = read_header(src)
-    file_key = unlock(sealed, identities)
+    file_key, opened = unlock(sealed, identities)
+    old = sealed.header
+    if old.version < 2 and (signing_keys or signers):
+        raise NotSigned("a version 1 file carries no signature and cannot be signed", hint="re-seal it: open | seal")
     remove_ids = {k.lower() for k in remove_ids}
     unknown = remove_ids - {slot.describe().get("key_id") for slot in sealed.slots}
     if unknown:
         raise UsageError(f"no slot has key id {', '.join(sorted(unknown))}")
     kept = [
-        record
-        for record, slot in zip(sealed.header.slots, sealed.slots)
+        index
+        for index, slot in enumerate(sealed.slots)
         if not replace_all and slot.describe().get("key_id") not in remove_ids
     ]
+    added = [r.wrap(file_key) for r in add]
     header = build_header(
-        file_key, kept + [r.wrap(file_key) for r in add], sealed.header.chunk_log2, sealed.header.payload_salt
+        file_key,
+        [old.slots[i] for i in kept] + added,
+        old.chunk_log2,
+        old.payload_salt,
+        version=old.version,
+        sig_count=old.sig_count + len(signing_keys),
     )
     write_all(dst, memoryview(header.encode()))
-    copy_stream(src, dst, on_progress)
+    if old.version < 2:
+        copy_stream(src, dst, on_progress)
+        flush(dst)
+        return sealed, SealedHeader.of(header), NOT_SENDER_AUTHENTICATED
+    ledger = prov.Ledger(old, file_key)
+    hash_records(src, dst, old.chunk_size, ledger, on_progress=on_progress)
+    provenance = prov.check(file_key, old, ledger, opened, frozenset(signers))
+    commitment, trailer = ledger.commitment(), prov.Trailer.parse(ledger.trailer, old)
+    positions = prov.authenticated_slots(old)
+    authenticators = [trailer.authenticators[positions.index(i)] for i in kept if i in positions]
+    authenticators += [
+        prov.authenticator(r.authenticator_key(slot), commitment)
+        for r, slot in zip(add, added)
+        if slot.kind in prov.AUTHENTICATED_KINDS
+    ]
+    new = prov.Trailer(tuple(authenticators), trailer.signatures + prov.sign(signing_keys, commitment))
+    write_all(dst, memoryview(new.encode(file_key, header, commitment)))
     flush(dst)
-    return sealed, SealedHeader.of(header)
+    return sealed, SealedHeader.of(header), provenance

@@ -27,6 +27,12 @@ class InvalidStream(EncpipeError):
     exit_code = 65
 
 
+class NotSigned(EncpipeError):
+    """Signers were required (--signer, ENCPIPE_SIGNER) and none of them signed the file."""
+
+    exit_code = 67
+
+
 class InputUnavailable(EncpipeError):
     """An input or key file cannot be opened or read."""
 

@@ -1,9 +1,9 @@
-"""The v1 header: bytes in, `Header` out, and back. No cryptography here.
+"""The header: bytes in, `Header` out, and back. No cryptography here.
 
 Layout (all integers big-endian; README "File format" is the normative text):
 
     magic "ENCPIPE" | version u8 | header_len u16 | suite u8 | chunk_log2 u8
-    | payload_salt 32 | slot_count u8 | slot* | mac 32 | crc32 u32
+    | payload_salt 32 | slot_count u8 | [sig_count u8, v2 only] | slot* | mac 32 | crc32 u32
 
     slot = kind u8 | body_len u16 | body
 
@@ -19,7 +19,9 @@ from typing import NamedTuple
 from .errors import InvalidStream
 
 MAGIC = b"ENCPIPE"
-VERSION = 1
+VERSION_1 = 1
+VERSION = 2  # what seal writes; README "Format v2"
+VERSIONS = (VERSION_1, VERSION)
 SUITE_AES256GCM_HKDF_SHA256 = 1
 SUITE_NAMES = {SUITE_AES256GCM_HKDF_SHA256: "AES-256-GCM, HKDF-SHA256, HMAC-SHA256"}
 
@@ -35,13 +37,19 @@ FILE_CHUNK_LOG2 = 22  # 4 MiB
 PIPE_CHUNK_LOG2 = 19  # 512 KiB
 MAX_HEADER_LEN = 16384
 MAX_SLOTS = 64
+MAX_SIGNATURES = 16
 
 _PREFIX = struct.Struct(">7sBH")  # magic, version, header_len
 _FIXED = struct.Struct(">BB32sB")  # suite, chunk_log2, payload_salt, slot_count
+_SIG_COUNT = struct.Struct(">B")  # v2: signatures in the trailer
 _SLOT_HEAD = struct.Struct(">BH")  # kind, body_len
 _CRC = struct.Struct(">I")
 _TRAILER_LEN = MAC_LEN + _CRC.size
 MIN_HEADER_LEN = _PREFIX.size + _FIXED.size + _SLOT_HEAD.size + _TRAILER_LEN
+
+
+def _fixed_len(version):
+    return _FIXED.size + (_SIG_COUNT.size if version >= 2 else 0)
 
 
 class SlotRecord(NamedTuple):
@@ -58,6 +66,7 @@ class Header(NamedTuple):
     mac: bytes = b""
     suite: int = SUITE_AES256GCM_HKDF_SHA256
     version: int = VERSION
+    sig_count: int = 0
 
     @property
     def chunk_size(self):
@@ -66,6 +75,8 @@ class Header(NamedTuple):
     def authenticated_bytes(self):
         """Every header byte the MAC covers: all of it up to the MAC itself."""
         fixed = _FIXED.pack(self.suite, self.chunk_log2, self.payload_salt, len(self.slots))
+        if self.version >= 2:
+            fixed += _SIG_COUNT.pack(self.sig_count)
         slots = b"".join(_SLOT_HEAD.pack(s.kind, len(s.body)) + s.body for s in self.slots)
         length = _PREFIX.size + len(fixed) + len(slots) + _TRAILER_LEN
         return _PREFIX.pack(MAGIC, self.version, length) + fixed + slots
@@ -76,6 +87,8 @@ class Header(NamedTuple):
             raise ValueError("header MAC not set")
         if not 1 <= len(self.slots) <= MAX_SLOTS:
             raise ValueError(f"a file needs 1 to {MAX_SLOTS} key slots")
+        if not 0 <= self.sig_count <= (MAX_SIGNATURES if self.version >= 2 else 0):
+            raise ValueError(f"a file holds at most {MAX_SIGNATURES} signatures")
         body = self.authenticated_bytes() + self.mac
         encoded = body + _CRC.pack(zlib.crc32(body))
         if len(encoded) > MAX_HEADER_LEN:
@@ -103,7 +116,7 @@ def read_exactly(src, n):
 def read_header(src):
     """Read and check one header from `src`; returns a `Header`.
 
-    Raises InvalidStream for anything that is not a well-formed v1 header;
+    Raises InvalidStream for anything that is not a well-formed v1 or v2 header;
     the MAC is not checked here (that needs the file key).
     """
     prefix = read_exactly(src, _PREFIX.size)
@@ -116,14 +129,14 @@ def read_header(src):
     if len(prefix) == len(MAGIC):
         raise InvalidStream("truncated header")
     version = prefix[len(MAGIC)]
-    if version != VERSION:
+    if version not in VERSIONS:
         raise InvalidStream(f"unsupported format version {version}")
     if len(prefix) < _PREFIX.size:
         raise InvalidStream("truncated header")
     _, _, length = _PREFIX.unpack(prefix)
     if length > MAX_HEADER_LEN:
         raise InvalidStream(f"header length {length} exceeds the limit of {MAX_HEADER_LEN} bytes")
-    if length < MIN_HEADER_LEN:
+    if length < MIN_HEADER_LEN + _fixed_len(version) - _FIXED.size:
         raise InvalidStream(f"header length {length} is too short")
     rest = read_exactly(src, length - _PREFIX.size)
     if len(rest) < length - _PREFIX.size:
@@ -136,7 +149,9 @@ def parse_header(raw):
     (crc,) = _CRC.unpack_from(raw, len(raw) - _CRC.size)
     if zlib.crc32(raw[: -_CRC.size]) != crc:
         raise InvalidStream("header checksum mismatch: the file is corrupt")
+    version = raw[len(MAGIC)]
     suite, chunk_log2, salt, count = _FIXED.unpack_from(raw, _PREFIX.size)
+    sig_count = raw[_PREFIX.size + _FIXED.size] if version >= 2 else 0
     if suite not in SUITE_NAMES:
         raise InvalidStream(f"unsupported cipher suite {suite}")
     if not MIN_CHUNK_LOG2 <= chunk_log2 <= MAX_CHUNK_LOG2:
@@ -145,7 +160,9 @@ def parse_header(raw):
         )
     if not 1 <= count <= MAX_SLOTS:
         raise InvalidStream(f"slot count {count} is outside the allowed 1..{MAX_SLOTS}")
-    slots, pos, end = [], _PREFIX.size + _FIXED.size, len(raw) - _TRAILER_LEN
+    if sig_count > MAX_SIGNATURES:
+        raise InvalidStream(f"signature count {sig_count} is outside the allowed 0..{MAX_SIGNATURES}")
+    slots, pos, end = [], _PREFIX.size + _fixed_len(version), len(raw) - _TRAILER_LEN
     for _ in range(count):
         if pos + _SLOT_HEAD.size > end:
             raise InvalidStream("malformed header: slot runs past the header")
@@ -157,4 +174,5 @@ def parse_header(raw):
         pos += body_len
     if pos != end:
         raise InvalidStream("malformed header: unexpected bytes after the slots")
-    return Header(chunk_log2, salt, tuple(slots), mac=bytes(raw[end : end + MAC_LEN]), suite=suite)
+    mac = bytes(raw[end : end + MAC_LEN])
+    return Header(chunk_log2, salt, tuple(slots), mac=mac, suite=suite, version=version, sig_count=sig_count)

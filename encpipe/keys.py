@@ -21,6 +21,7 @@ HEX_KEY_LEN = 64
 _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
 IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
+SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
 
 
 class KeySources:
@@ -69,7 +70,8 @@ def parse_hex_key(text, source):
 
 
 def parse_keyring(text, source):
-    """Keys, one per line: 64-hex raw keys or identities; blank lines and # comments ignored."""
+    """Keys, one per line: 64-hex raw keys, identities or signing keys; blank lines
+    and lines starting with # ignored (a # after a key is not a comment)."""
     keys = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -80,6 +82,10 @@ def parse_keyring(text, source):
             from .x25519 import parse_identity
 
             keys.append(parse_identity(line, where))
+        elif line.upper().startswith(SIGNING_PREFIX):
+            from .signing import parse_signing_key
+
+            keys.append(parse_signing_key(line, where))
         else:
             keys.append(parse_hex_key(line, where))
     if not keys:
@@ -205,12 +211,26 @@ class KeyLoader:
     def __init__(self, env, warn, work_factor=DEFAULT_SCRYPT_LOG2_N, prompt=prompt_passphrase):
         self.env, self.warn, self.work_factor, self.prompt = env, warn, work_factor, prompt
 
-    def load(self, sources, sealing, use_env=True):
+    def keyrings(self, paths, commands):
+        """Every key in the keyring files `paths` and in the output of `commands`."""
         keys = []
-        for path in sources.key_files + sources.identity_files:
+        for path in paths:
             keys += parse_keyring(_decode(read_secret_file(path, self.warn), path), path)
-        for command in sources.key_commands:
+        for command in commands:
             keys += parse_keyring(_decode(run_secret_command(command, self.env), "key command"), "key command")
+        return keys
+
+    def signing_keys(self, paths, commands):
+        """The Ed25519 signing keys in `paths` and in the output of `commands` (only those)."""
+        keys = self.keyrings(paths, commands)
+        if any(not hasattr(k, "sign") for k in keys):
+            raise UsageError("a --sign-key source holds a key that is not a signing key (ENCPIPE-SIGNING-KEY-1...)")
+        return keys
+
+    def load(self, sources, sealing, use_env=True):
+        keys = self.keyrings(sources.key_files + sources.identity_files, sources.key_commands)
+        if any(hasattr(k, "sign") for k in keys):
+            raise UsageError("a signing key is not an encryption key", hint="give it with --sign-key")
         keys += self._public_keys(sources, sealing)
         passphrases = [_passphrase_bytes(read_secret_file(p, self.warn)) for p in sources.passphrase_files]
         passphrases += [_passphrase_bytes(read_fd(fd)) for fd in sources.passphrase_fds]

@@ -25,6 +25,8 @@ WRAPPED_LEN = FILE_KEY_LEN + 8  # AES key wrap (RFC 3394) adds 8 bytes
 
 INFO_KEY_ID = b"encpipe v1 key id"
 INFO_RAW_WRAP = b"encpipe v1 raw-key wrap"
+INFO_RAW_AUTH = b"encpipe v2 raw-key authenticator"
+INFO_SCRYPT_AUTH = b"encpipe v2 passphrase authenticator"
 SCRYPT_SALT_LABEL = b"encpipe v1 scrypt"
 
 SCRYPT_SALT_LEN = 16
@@ -155,6 +157,7 @@ class RawKey:
         self._key = bytes(key)
         self.key_id = key_id(self._key)
         self._kek = hkdf(self._key, b"", INFO_RAW_WRAP)
+        self.label = f"raw key {self.key_id.hex()}"
 
     def __repr__(self):
         return f"RawKey(id={self.key_id.hex()})"
@@ -172,6 +175,10 @@ class RawKey:
 
     def unwrap(self, slot):
         return unwrap_file_key(self._kek, slot.wrapped)
+
+    def authenticator_key(self, slot):
+        """The v2 slot authenticator key: from this key, not from the file key."""
+        return hkdf(self._key, b"", INFO_RAW_AUTH)
 
 
 def _passphrase_bytes(passphrase):
@@ -192,10 +199,12 @@ class Passphrase:
     """A passphrase stretched with scrypt: recipient and identity."""
 
     cost = 1
+    label = "passphrase"
 
     def __init__(self, passphrase, log2_n=DEFAULT_SCRYPT_LOG2_N, r=8, p=1):
         self._passphrase = _passphrase_bytes(passphrase)
         self.log2_n, self.r, self.p = log2_n, r, p
+        self._keks = {}  # scrypt outputs by slot salt: the authenticator key needs them again
 
     def __repr__(self):
         return "Passphrase(***)"
@@ -207,13 +216,23 @@ class Passphrase:
 
     def wrap(self, file_key):
         salt = get_random_bytes(SCRYPT_SALT_LEN)
-        kek = scrypt_kek(self._passphrase, salt, self.log2_n, self.r, self.p)
+        kek = self._kek(salt, self.log2_n, self.r, self.p)
         return ScryptSlot(salt, self.log2_n, self.r, self.p, wrap_file_key(kek, file_key))
+
+    def _kek(self, salt, log2_n, r, p):
+        key = (salt, log2_n, r, p)
+        if key not in self._keks:
+            self._keks[key] = scrypt_kek(self._passphrase, salt, log2_n, r, p)
+        return self._keks[key]
 
     def can_try(self, slot):
         return isinstance(slot, ScryptSlot)
 
     def unwrap(self, slot):
         slot.check_cost()
-        kek = scrypt_kek(self._passphrase, slot.salt, slot.log2_n, slot.r, slot.p)
-        return unwrap_file_key(kek, slot.wrapped)
+        return unwrap_file_key(self._kek(slot.salt, slot.log2_n, slot.r, slot.p), slot.wrapped)
+
+    def authenticator_key(self, slot):
+        """The v2 slot authenticator key: from this slot's scrypt output, not from the file key."""
+        slot.check_cost()
+        return hkdf(self._kek(slot.salt, slot.log2_n, slot.r, slot.p), b"", INFO_SCRYPT_AUTH)

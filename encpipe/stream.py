@@ -9,8 +9,14 @@ reading one byte ahead, so a stream is never accepted without its final chunk.
 With several threads, each one reads a chunk, seals or opens it (pycryptodome
 releases the GIL) and writes it in turn, so chunks leave in order. Each thread
 owns one reused buffer: memory does not grow with the input.
+
+A `ledger` (format v2, see provenance.py) receives the SHA-256 of every
+record (ciphertext || tag, as stored), hashed by the worker that sealed or
+opened it, in order; `ledger.holdback` bytes at the end of the input are not
+payload but the trailer, given to `ledger.end(trailer)`.
 """
 
+import hashlib
 import threading
 from contextlib import contextmanager
 
@@ -110,12 +116,13 @@ def count_remaining(src):
 
 
 class _Chunk:
-    __slots__ = ("buf", "length", "counter", "last")
+    __slots__ = ("buf", "length", "counter", "last", "digest")
 
     def __init__(self, size):
         self.buf = memoryview(bytearray(size))
         self.length = self.counter = 0
         self.last = False
+        self.digest = None
 
     @property
     def data(self):
@@ -123,25 +130,31 @@ class _Chunk:
 
 
 class _RecordReader:
-    """Reads records of `size` bytes; the one followed by EOF is the last."""
+    """Reads records of `size` bytes; the one followed by EOF (or, with `holdback`,
+    by only the last `holdback` bytes of the input, kept as `trailer`) is the last.
+    Chunk buffers need room for `size + holdback + 1` bytes: it reads that far ahead."""
 
-    def __init__(self, src, size):
-        self._src, self._size = src, size
+    def __init__(self, src, size, holdback=0):
+        self._src, self._size, self._holdback = src, size, holdback
         self._lookahead = b""
         self._counter = 0
+        self.trailer = None
 
     def fill(self, chunk):
         chunk.counter, chunk.length, chunk.last = self._counter, 0, False
         self._counter += 1
-        head = len(self._lookahead)
+        head, want = len(self._lookahead), self._size + self._holdback + 1
         chunk.buf[:head] = self._lookahead
-        n = head + readinto_full(self._src, chunk.buf[head : self._size])
+        n = head + readinto_full(self._src, chunk.buf[head:want])
+        if n == want:
+            self._lookahead = bytes(chunk.buf[self._size : n])
+            chunk.length = self._size
+            return chunk
+        if n < self._holdback:
+            raise InvalidStream("truncated stream: it ends before its trailer")
         self._lookahead = b""
-        if n == self._size:
-            probe = bytearray(1)
-            if readinto_full(self._src, memoryview(probe)):
-                self._lookahead = bytes(probe)
-        chunk.length, chunk.last = n, not self._lookahead
+        self.trailer = bytes(chunk.buf[n - self._holdback : n])
+        chunk.length, chunk.last = n - self._holdback, True
         return chunk
 
 
@@ -268,7 +281,11 @@ class _Progress:
             self._on_progress(self.plaintext_bytes)
 
 
-def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None):
+def _hash_record(chunk, length):
+    chunk.digest = hashlib.sha256(chunk.buf[:length]).digest()
+
+
+def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None):
     """Encrypt all of `src` into `dst`; returns (plaintext bytes, chunks)."""
     progress = _Progress(on_progress)
 
@@ -277,10 +294,14 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None):
         cipher = AES.new(key, AES.MODE_GCM, nonce=chunk_nonce(chunk.counter, chunk.last))
         cipher.encrypt(chunk.buf[:n], output=chunk.buf[:n])
         chunk.buf[n : n + TAG_LEN] = cipher.digest()
+        if ledger is not None:
+            _hash_record(chunk, n + TAG_LEN)
         return chunk
 
     def write_chunk(chunk):
         write_all(dst, chunk.buf[: chunk.length + TAG_LEN])
+        if ledger is not None:
+            ledger.add(chunk.digest)
         progress.add(chunk.length)
 
     _run(_RecordReader(src, chunk_size), chunk_size + TAG_LEN, seal_chunk, write_chunk, threads)
@@ -317,19 +338,85 @@ def _open_chunk(key, chunk):
     raise InvalidStream(f"chunk {chunk.counter} failed authentication: the file is corrupt or was tampered with")
 
 
-def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None):
+def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None):
     """Authenticate and decrypt `src`; write each chunk to `dst` (or nowhere, when
     `dst` is None) only after its tag verified. Returns (plaintext bytes, chunks)."""
     progress = _Progress(on_progress)
 
     def open_chunk(chunk):
+        if ledger is not None:
+            _hash_record(chunk, chunk.length)
         return _open_chunk(key, chunk)
 
     def write_chunk(chunk):
         if dst is not None:
             write_all(dst, chunk.data)
+        if ledger is not None:
+            ledger.add(chunk.digest)
+        progress.add(chunk.length)
+
+    record, holdback = chunk_size + TAG_LEN, ledger.holdback if ledger is not None else 0
+    reader = _RecordReader(src, record, holdback)
+    _run(reader, record + holdback + 1, open_chunk, write_chunk, threads)
+    if ledger is not None:
+        ledger.end(reader.trailer)
+    return progress.plaintext_bytes, progress.chunks
+
+
+def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None):
+    """Hash every record of a v2 payload into `ledger`, copying it unchanged to `dst`
+    (None: nowhere); nothing is decrypted. Returns the payload's byte count."""
+    progress = _Progress(on_progress)
+
+    def hash_chunk(chunk):
+        _hash_record(chunk, chunk.length)
+        return chunk
+
+    def copy_chunk(chunk):
+        if dst is not None:
+            write_all(dst, chunk.data)
+        ledger.add(chunk.digest)
         progress.add(chunk.length)
 
     record = chunk_size + TAG_LEN
-    _run(_RecordReader(src, record), record, open_chunk, write_chunk, threads)
-    return progress.plaintext_bytes, progress.chunks
+    reader = _RecordReader(src, record, ledger.holdback)
+    _run(reader, record + ledger.holdback + 1, hash_chunk, copy_chunk, threads)
+    ledger.end(reader.trailer)
+    return progress.plaintext_bytes
+
+
+class Tee:
+    """A reader that copies what it reads from `src` to `spool`."""
+
+    def __init__(self, src, spool):
+        self._src, self._spool = src, spool
+
+    def readinto(self, view):
+        n = self._src.readinto(view)
+        if n:
+            try:
+                self._spool.write(view[:n])
+            except OSError as e:
+                raise IOFailure(f"cannot spool the input to a temporary file: {e.strerror or e}") from None
+        return n
+
+    def seekable(self):
+        return False
+
+
+def private_spool(tmpdir=None):
+    """An unlinked temporary file (O_TMPFILE, or unlinked at once: never named)."""
+    import tempfile
+
+    try:
+        return tempfile.TemporaryFile(dir=tmpdir)
+    except OSError as e:
+        raise IOFailure(f"cannot create a temporary file to spool the input: {e.strerror or e}") from None
+
+
+def rewind(spool):
+    try:
+        spool.flush()
+        spool.seek(0)
+    except OSError as e:
+        raise IOFailure(f"cannot spool the input to a temporary file: {e.strerror or e}") from None

@@ -6,11 +6,9 @@ Text forms (checksummed, so a mistyped key is caught):
 where check = SHA-256(label || key)[:4].
 """
 
-import base64
 import hmac
 from typing import NamedTuple
 
-from Crypto.Hash import SHA256
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 from Crypto.Random import get_random_bytes
 
@@ -18,6 +16,7 @@ from .errors import InvalidStream, UsageError
 from .format import SlotRecord
 from .keys import IDENTITY_PREFIX
 from .primitives import hkdf
+from .textform import KEY_LEN, decode as _decode, encode as _encode
 from .slots import KEY_ID_LEN, SLOT_X25519, WRAPPED_LEN, _split, unwrap_file_key, wrap_file_key
 
 PUBLIC_PREFIX = "encpipe1"
@@ -26,36 +25,6 @@ _PUBLIC_LABEL = b"encpipe v1 x25519 public key"
 _SECRET_LABEL = b"encpipe v1 x25519 secret key"
 INFO_KEY_ID = b"encpipe v1 x25519 key id"
 INFO_WRAP = b"encpipe v1 x25519 wrap"
-KEY_LEN = 32
-_CHECK_LEN = 4
-
-
-def _checksum(label, key):
-    return SHA256.new(label + key).digest()[:_CHECK_LEN]
-
-
-def _encode(prefix, label, key, upper):
-    text = base64.b32encode(key + _checksum(label, key)).decode("ascii").rstrip("=")
-    return prefix + (text.upper() if upper else text.lower())
-
-
-def _decode(text, prefix, label, what, source):
-    text = text.strip()
-    if not text.startswith(prefix):
-        raise UsageError(f"{source}: not an encpipe {what} (it must start with {prefix})")
-    body = text[len(prefix) :].upper()
-    try:
-        raw = base64.b32decode(body + "=" * (-len(body) % 8))
-    except ValueError:
-        raise UsageError(f"{source}: malformed {what}: not base32") from None
-    if len(raw) != KEY_LEN + _CHECK_LEN:
-        raise UsageError(f"{source}: malformed {what}: wrong length")
-    if base64.b32encode(raw).decode("ascii").rstrip("=") != body:
-        raise UsageError(f"{source}: malformed {what}: not in canonical form (mistyped last character?)")
-    key, check = raw[:KEY_LEN], raw[KEY_LEN:]
-    if not hmac.compare_digest(check, _checksum(label, key)):
-        raise UsageError(f"{source}: malformed {what}: checksum mismatch (mistyped?)")
-    return key
 
 
 def public_key_id(public):
@@ -111,7 +80,7 @@ class X25519Recipient:
 
 
 class X25519Identity:
-    cost = 0
+    cost = 0.5  # after raw keys: a raw key also proves who made a v2 file
 
     def __init__(self, secret):
         self._private = import_x25519_private_key(secret)

@@ -1,0 +1,97 @@
+"""Ed25519 signing keys (RFC 8032, pycryptodome): who made a file.
+
+Text forms (encpipe/textform.py: checksummed base32, no padding):
+    verify key   "encpipesign1" + base32(public || check), lower case
+    signing key  "ENCPIPE-SIGNING-KEY-1" + base32(seed || check), upper case
+with labels distinct from the x25519 ones, so that neither is taken for the
+other. A key id is HKDF(public, "", "encpipe v2 ed25519 key id", 8).
+"""
+
+import hmac
+
+from .errors import UsageError
+from .primitives import hkdf
+from .textform import KEY_LEN, decode, encode
+
+SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
+SECRET_PREFIX = SIGNING_PREFIX + "1"
+PUBLIC_PREFIX = "encpipesign1"
+_PUBLIC_LABEL = b"encpipe v2 ed25519 public key"
+_SECRET_LABEL = b"encpipe v2 ed25519 secret key"
+INFO_KEY_ID = b"encpipe v2 ed25519 key id"
+KEY_ID_LEN = 8
+SIGNATURE_LEN = 64
+ENV_SIGNER = "ENCPIPE_SIGNER"
+
+
+def _eddsa():
+    from Crypto.Signature import eddsa  # only files that are signed or checked pay for it
+
+    return eddsa
+
+
+class VerifyKey:
+    """An Ed25519 public key: checks signatures."""
+
+    def __init__(self, public):
+        self.public = bytes(public)
+        self.key_id = hkdf(self.public, b"", INFO_KEY_ID, KEY_ID_LEN)
+
+    def __str__(self):
+        return encode(PUBLIC_PREFIX, _PUBLIC_LABEL, self.public, upper=False)
+
+    def __eq__(self, other):
+        return isinstance(other, VerifyKey) and hmac.compare_digest(self.public, other.public)
+
+    def __hash__(self):
+        return hash(self.public)
+
+    def verify(self, message, signature):
+        """True when `signature` is this key's signature of `message`."""
+        eddsa = _eddsa()
+        try:
+            eddsa.new(eddsa.import_public_key(self.public), "rfc8032").verify(message, signature)
+        except ValueError:
+            return False
+        return True
+
+
+class SigningKey:
+    """An Ed25519 secret key (its 32-byte seed)."""
+
+    def __init__(self, seed):
+        if len(seed) != KEY_LEN:
+            raise UsageError(f"a signing key must be {KEY_LEN} bytes, not {len(seed)}")
+        self._seed = bytes(seed)
+        self._key = _eddsa().import_private_key(self._seed)
+        self.verify_key = VerifyKey(self._key.public_key().export_key(format="raw"))
+        self.key_id = self.verify_key.key_id
+
+    @classmethod
+    def generate(cls):
+        from Crypto.Random import get_random_bytes
+
+        return cls(get_random_bytes(KEY_LEN))
+
+    def __str__(self):
+        return encode(SECRET_PREFIX, _SECRET_LABEL, self._seed, upper=True)
+
+    def __repr__(self):
+        return f"SigningKey(id={self.key_id.hex()})"
+
+    def sign(self, message):
+        return _eddsa().new(self._key, "rfc8032").sign(message)
+
+
+def parse_signing_key(text, source):
+    return SigningKey(decode(text, SECRET_PREFIX, _SECRET_LABEL, "signing key", source))
+
+
+def parse_verify_key(text, source):
+    return VerifyKey(decode(text, PUBLIC_PREFIX, _PUBLIC_LABEL, "verify key", source))
+
+
+def parse_verify_keys(text, source):
+    """Verify keys, whitespace-separated or one per line; # starts a comment line."""
+    words = [w for line in text.splitlines() if not line.strip().startswith("#") for w in line.split()]
+    return [parse_verify_key(word, source) for word in words]

@@ -1,0 +1,43 @@
+"""Checksummed text forms of 32-byte keys: a prefix, then base32 (RFC 4648, no
+padding) of key || SHA-256(label || key)[:4]. Public forms are lower case,
+secret forms upper case; the characters after the prefix may be in either
+case, the prefix must be exact, and padding or non-zero unused bits are refused.
+"""
+
+import base64
+import hashlib
+import hmac
+
+from .errors import UsageError
+
+KEY_LEN = 32
+_CHECK_LEN = 4
+
+
+def checksum(label, key):
+    return hashlib.sha256(label + key).digest()[:_CHECK_LEN]
+
+
+def encode(prefix, label, key, upper):
+    text = base64.b32encode(key + checksum(label, key)).decode("ascii").rstrip("=")
+    return prefix + (text.upper() if upper else text.lower())
+
+
+def decode(text, prefix, label, what, source):
+    """The key in `text`, or UsageError naming what is wrong with it."""
+    text = text.strip()
+    if not text.startswith(prefix):
+        raise UsageError(f"{source}: not an encpipe {what} (it must start with {prefix})")
+    body = text[len(prefix) :].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except ValueError:
+        raise UsageError(f"{source}: malformed {what}: not base32") from None
+    if len(raw) != KEY_LEN + _CHECK_LEN:
+        raise UsageError(f"{source}: malformed {what}: wrong length")
+    if base64.b32encode(raw).decode("ascii").rstrip("=") != body:
+        raise UsageError(f"{source}: malformed {what}: not in canonical form (mistyped last character?)")
+    key, check = raw[:KEY_LEN], raw[KEY_LEN:]
+    if not hmac.compare_digest(check, checksum(label, key)):
+        raise UsageError(f"{source}: malformed {what}: checksum mismatch (mistyped?)")
+    return key
