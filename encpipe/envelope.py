@@ -109,23 +109,28 @@ def slot_label(description):
     return f"{kind} {description['key_id']}"
 
 
-def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None, signing_keys=()):
+def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None, signing_keys=(), version=fmt.VERSION):
     """Encrypt `src` to `dst` for every recipient, signed by every signing key; returns
     a StreamInfo. Without `chunk_log2`, the chunk size is the file or the pipe default
-    (by `src.seekable()`)."""
+    (by `src.seekable()`). `version=1` writes the old format (for tests and vectors)."""
     if not recipients:
         raise NoKeyConfigured("no key, passphrase or recipient to seal with")
     if chunk_log2 is None:
         chunk_log2 = fmt.FILE_CHUNK_LOG2 if seekable(src) else fmt.PIPE_CHUNK_LOG2
     file_key = get_random_bytes(FILE_KEY_LEN)
     slots = [r.wrap(file_key) for r in recipients]
-    header = build_header(file_key, slots, chunk_log2, sig_count=len(signing_keys))
+    if version < 2 and signing_keys:
+        raise UsageError("a version 1 file cannot be signed")
+    header = build_header(file_key, slots, chunk_log2, sig_count=len(signing_keys), version=version)
     encoded = header.encode()
     write_all(dst, memoryview(encoded))
+    key = payload_key(file_key, header)
+    if version < 2:
+        plaintext, chunks = seal_payload(src, dst, key, header.chunk_size, threads, on_progress)
+        flush(dst)
+        return StreamInfo(len(encoded), plaintext, chunks)
     ledger = prov.Ledger(header, file_key)
-    plaintext, chunks = seal_payload(
-        src, dst, payload_key(file_key, header), header.chunk_size, threads, on_progress, ledger
-    )
+    plaintext, chunks = seal_payload(src, dst, key, header.chunk_size, threads, on_progress, ledger)
     commitment = ledger.commitment()
     authenticators = [
         prov.authenticator(r.authenticator_key(slot), commitment)

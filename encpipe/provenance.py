@@ -127,7 +127,7 @@ def check(file_key, header, ledger, opened, signers):
     raw = ledger.trailer
     expected = trailer_mac(file_key, header, commitment, raw[:-MAC_LEN])
     if not hmac.compare_digest(expected, raw[-MAC_LEN:]):
-        raise InvalidStream("trailer authentication failed: the file was tampered with")
+        raise InvalidStream("trailer authentication failed: the file is truncated, corrupt or was tampered with")
     trailer = Trailer.parse(raw, header)
     authenticated_by = None
     if slot_index in authenticated_slots(header) and hasattr(opener, "authenticator_key"):

@@ -335,7 +335,8 @@ def _open_chunk(key, chunk):
         if chunk.last:
             raise InvalidStream("truncated stream: it ends before its final chunk")
         raise InvalidStream("trailing data after the end of the stream")
-    raise InvalidStream(f"chunk {chunk.counter} failed authentication: the file is corrupt or was tampered with")
+    damage = "truncated, corrupt" if chunk.last else "corrupt"
+    raise InvalidStream(f"chunk {chunk.counter} failed authentication: the file is {damage} or was tampered with")
 
 
 def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None):

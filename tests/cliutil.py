@@ -44,6 +44,17 @@ def seal(data, env=None, args=()):
     return result.stdout
 
 
+def seal_v1(data, key=KEY_A, chunk_log2=14):
+    """A version 1 file (what encpipe sealed before format v2): for the tests of the
+    STREAM layer, whose v1 behaviour (a prefix of good chunks, then the error) stays."""
+    from encpipe.envelope import seal as seal_stream
+    from encpipe.slots import RawKey
+
+    out = io.BytesIO()
+    seal_stream(io.BytesIO(data), out, [RawKey(bytes.fromhex(key))], chunk_log2=chunk_log2, version=1)
+    return out.getvalue()
+
+
 def spawn(args, **kwargs):
     """encpipe as a child process (python -m, to skip any launcher shim)."""
     kwargs.setdefault("env", {**os.environ})

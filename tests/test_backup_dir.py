@@ -122,7 +122,7 @@ def test_list_describes_every_file(mixed):
         "status": "sealed",
         "bytes": (mixed / "shop_20240101T000000Z.sql.enc").stat().st_size,
         "sealed": True,
-        "version": 1,
+        "version": 2,
         "database": "shop",
         "dump_format": "plain",
         "created": "2024-01-01T00:00:00Z",

@@ -265,22 +265,24 @@ def test_seal_to_dev_full_is_74():
 def test_verify_first_writes_nothing_when_the_last_chunk_is_corrupt(tmp_path, sealed):
     path = tmp_path / "bad.enc"
     bad = bytearray(sealed)
-    bad[-1] ^= 1
+    bad[-65] ^= 1  # the last byte of the last chunk, before the 64-byte trailer
     path.write_bytes(bad)
-    plain = run(["open", str(path)], env=key_env())
-    assert plain.code == 65 and plain.stdout == DATA[: 3 * CHUNK]
-    result = run(["open", "--verify-first", str(path)], env=key_env())
-    assert (result.code, result.stdout) == (65, b"")
+    piped = run_process(["open"], stdin=bytes(bad), env=key_env())
+    assert piped.returncode == 65 and piped.stdout == DATA[: 3 * CHUNK]  # a pipe streams
+    for args in (["open", str(path)], ["open", "--verify-first", str(path)]):
+        result = run(args, env=key_env())
+        assert (result.code, result.stdout) == (65, b""), args
+    spooled = run_process(["open", "--verify-first"], stdin=bytes(bad), env=key_env())
+    assert (spooled.returncode, spooled.stdout) == (65, b"")
 
 
 def test_verify_first_on_a_good_file(sealed_file):
     assert run(["open", "--verify-first", sealed_file], env=key_env()).stdout == DATA
 
 
-def test_verify_first_refuses_a_pipe(sealed):
+def test_verify_first_spools_a_pipe(sealed):
     result = run_process(["open", "--verify-first"], stdin=sealed, env=key_env())
-    assert (result.returncode, result.stdout) == (64, b"")
-    assert b"seekable" in result.stderr
+    assert (result.returncode, result.stdout) == (0, DATA), result.stderr
 
 
 # --- inspect -----------------------------------------------------------------
@@ -296,9 +298,10 @@ def test_inspect_json_needs_no_key(tmp_path):
         {"type": "raw-key", "key_id": key_id},
         {"type": "passphrase", "kdf": "scrypt", "log2_n": 10, "r": 8, "p": 1},
     ]
-    assert report["version"] == 1 and report["chunk_size"] == CHUNK
+    assert report["version"] == 2 and report["chunk_size"] == CHUNK
     assert report["plaintext_bytes"] == len(DATA) and report["chunks"] == 4
-    assert report["verified"] is False
+    assert report["verified"] is False and report["sender_authenticated"] is None
+    assert report["signers"] == []
 
 
 def test_inspect_verify_reports_plaintext_size(sealed):
@@ -310,7 +313,7 @@ def test_inspect_verify_reports_plaintext_size(sealed):
 
 def test_inspect_text_output(sealed):
     text = run(["inspect"], sealed).stdout.decode()
-    assert "version: 1" in text and "slot 1: raw-key " in text and f"plaintext bytes: {len(DATA)}" in text
+    assert "version: 2" in text and "slot 1: raw-key " in text and f"plaintext bytes: {len(DATA)}" in text
 
 
 @pytest.mark.parametrize(

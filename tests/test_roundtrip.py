@@ -86,7 +86,7 @@ def test_multi_mib_round_trip_default_chunk():
     data = data_of(9 * 1024 * 1024 + 123)
     sealed = seal(data)  # from a seekable input: 4 MiB chunks
     assert run(["open"], sealed, key_env()).stdout == data
-    assert len(sealed) - len(data) == 132 + 3 * 16  # one raw-key slot, three tags
+    assert len(sealed) - len(data) == 133 + 3 * 16 + 64  # one raw-key slot, three tags, the trailer
     assert _chunk_size_of(sealed) == 4 << 20
 
 
@@ -102,7 +102,7 @@ def test_default_chunk_size_is_4m_from_a_file_and_512k_from_a_pipe(tmp_path):
     from_pipe = run_process(["seal"], data, key_env(), check=True).stdout
     assert _chunk_size_of(from_file) == 4 << 20
     assert _chunk_size_of(from_pipe) == 512 << 10
-    assert len(from_pipe) - len(data) == 132 + 7 * 16
+    assert len(from_pipe) - len(data) == 133 + 7 * 16 + 64
     assert ok(run(["open"], from_pipe, key_env())) == ok(run(["open"], from_file, key_env())) == data
 
 
@@ -115,5 +115,5 @@ def test_sealing_twice_gives_different_files():
 @given(data=st.binary(max_size=5 * CHUNK), threads=st.sampled_from(["1", "2", "3"]))
 def test_round_trip_property(data, threads):
     sealed = seal(data, args=["--chunk-size", "16K", "--threads", threads])
-    assert len(sealed) == 132 + len(data) + 16 * max(1, -(-len(data) // CHUNK))
+    assert len(sealed) == 133 + 64 + len(data) + 16 * max(1, -(-len(data) // CHUNK))
     assert run(["open", "--threads", threads], sealed, key_env()).stdout == data

@@ -1,12 +1,16 @@
 """Acceptance 2 and 3: any change to a sealed stream is exit 65, and no plaintext
-from the altered chunk or after it is ever written."""
+from the altered chunk or after it is ever written.
+
+These run on version 1 files, whose reader streams chunk by chunk; a v2 file
+read from a file writes nothing at all before its trailer verified
+(tests/test_provenance.py)."""
 
 import os
 import random
 
 import pytest
 
-from cliutil import assert_one_line_error, key_env, run, seal
+from cliutil import assert_one_line_error, key_env, run, seal_v1
 
 CHUNK = 16 * 1024
 RECORD = CHUNK + 16
@@ -16,7 +20,7 @@ DATA = os.urandom(5 * CHUNK + 100)  # six chunks, the last one short
 
 @pytest.fixture(scope="module")
 def sealed():
-    return seal(DATA, args=["--chunk-size", "16K"])
+    return seal_v1(DATA)
 
 
 def open_(data, *args):
@@ -126,14 +130,14 @@ def test_final_chunk_moved_earlier(sealed):
 
 
 def test_chunk_spliced_from_another_file_with_the_same_key(sealed):
-    other = seal(os.urandom(len(DATA)), args=["--chunk-size", "16K"])
+    other = seal_v1(os.urandom(len(DATA)))
     spliced = sealed[: chunk_start(2)] + other[chunk_start(2) : chunk_start(3)] + sealed[chunk_start(3) :]
     result = open_(spliced)
     assert (result.code, result.stdout) == (65, DATA[: 2 * CHUNK])
 
 
 def test_header_from_another_file_with_the_same_key(sealed):
-    other = seal(os.urandom(len(DATA)), args=["--chunk-size", "16K"])
+    other = seal_v1(os.urandom(len(DATA)))
     result = open_(other[:HEADER] + sealed[HEADER:])
     assert (result.code, result.stdout) == (65, b"")
 
@@ -155,7 +159,7 @@ def test_lone_empty_final_chunk_after_others_is_rejected():
     import io
 
     data = os.urandom(CHUNK)
-    sealed = seal(data, args=["--chunk-size", "16K"])
+    sealed = seal_v1(data)
     header = read_header(io.BytesIO(sealed))
     key = payload_key(parse_hex_key(key_env()["ENCPIPE_KEY"], "k").unwrap(header.slots[0]), header.header)
     first = AES.new(key, AES.MODE_GCM, nonce=chunk_nonce(0, False))

@@ -122,7 +122,7 @@ def _examine_sealed(entry, src):
     described = [slot.describe() for slot in sealed.slots]
     entry.slots = [d["type"] for d in described]
     entry.key_ids = [d["key_id"] for d in described if d.get("key_id")]
-    payload = entry.bytes - sealed.size
+    payload = entry.bytes - sealed.size - sealed.trailer_len
     shape = envelope.payload_shape(payload, sealed.header.chunk_size)
     if not shape:
         entry.status = "damaged"

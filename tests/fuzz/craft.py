@@ -79,7 +79,7 @@ def seal_with(plaintext, recipients, *, extra=(), chunk_log2=14):
 
     file_key = os.urandom(32)
     records = [r.wrap(file_key) for r in recipients] + [SlotRecord(k, b) for k, b in extra]
-    header = envelope.build_header(file_key, records, chunk_log2)
+    header = envelope.build_header(file_key, records, chunk_log2, version=1)
     out = io.BytesIO()
     out.write(header.encode())
     seal_payload(io.BytesIO(plaintext), out, payload_key(file_key, header), header.chunk_size)

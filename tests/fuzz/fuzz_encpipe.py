@@ -113,7 +113,7 @@ def seal_bytes(plaintext, chunk_log2, kinds):
             recipients.append(makers[kind]())
     out = io.BytesIO()
     file_key = os.urandom(32)
-    header = envelope.build_header(file_key, [r.wrap(file_key) for r in recipients] + unknown, chunk_log2)
+    header = envelope.build_header(file_key, [r.wrap(file_key) for r in recipients] + unknown, chunk_log2, version=1)
     out.write(header.encode())
     from encpipe.primitives import payload_key
     from encpipe.stream import seal_payload

@@ -74,10 +74,10 @@ def plaintext(name, size):
     return Drbg("plaintext " + name)(size)
 
 
-def sealed(name, data, recipients, chunk_log2=CHUNK_LOG2):
+def sealed(name, data, recipients, chunk_log2=CHUNK_LOG2, version=1, **options):
     with deterministic(name):
         out = io.BytesIO()
-        seal(io.BytesIO(data), out, recipients, chunk_log2=chunk_log2)
+        seal(io.BytesIO(data), out, recipients, chunk_log2=chunk_log2, version=version, **options)
         return out.getvalue()
 
 
@@ -175,7 +175,7 @@ def _():
     sealed_header = read_header(io.BytesIO(base))
     file_key = file_key_of(base, RawKey(KEY_1))
     slots = (fmt.SlotRecord(200, b"future slot body"),) + sealed_header.header.slots
-    header = build_header(file_key, slots, CHUNK_LOG2, sealed_header.header.payload_salt)
+    header = build_header(file_key, slots, CHUNK_LOG2, sealed_header.header.payload_salt, version=1)
     return reheader(base, header), data
 
 
@@ -232,7 +232,7 @@ def _():
     base = sealed("scrypt_over_limit", data, [Passphrase(PASSPHRASE, log2_n=10)])
     slot = read_header(io.BytesIO(base)).slots[0]
     crafted = ScryptSlot(slot.salt, 21, slot.r, slot.p, slot.wrapped)
-    header = fmt.Header(CHUNK_LOG2, read_header(io.BytesIO(base)).header.payload_salt, (crafted.encode(),))
+    header = fmt.Header(CHUNK_LOG2, read_header(io.BytesIO(base)).header.payload_salt, (crafted.encode(),), version=1)
     file_key = Passphrase(PASSPHRASE, log2_n=10).unwrap(slot)
     header = header._replace(mac=header_mac(file_key, header))
     return reheader(base, header), None
