@@ -68,9 +68,10 @@ def make_corrupt(directory, name):
 
 
 def make_truncated(directory, name):
-    """Cut inside the last record, leaving it shorter than a tag: no stream has this size."""
+    """Cut so that, before the 64-byte v2 trailer, the last record is shorter than a
+    tag: no stream has this size."""
     data, header = sealed_bytes()
-    return write(directory, name, data[: header + 2 * (16384 + 16) + 5])
+    return write(directory, name, data[: header + 2 * (16384 + 16) + 5 + 64])
 
 
 def run(*argv, env=ENV):
