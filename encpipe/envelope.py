@@ -157,9 +157,9 @@ def open_sealed(
     Nothing reaches `dst` before all of `src`, its trailer and signatures included,
     has verified when `verify_first` or `signers` (a seekable `src` is read twice,
     anything else spooled as ciphertext to an unlinked file in `tmpdir`); nor, for a
-    v2 file opened by a raw key or passphrase from a seekable `src`, before a first
-    pass has checked the trailer (hashing only). From a pipe, that file's trailer is
-    checked at the end. `signers`: VerifyKeys, one of which must have signed it."""
+    v2 file opened by a raw key or passphrase or carrying signatures, from a seekable
+    `src`, before a first pass has checked the trailer (hashing only). From a pipe,
+    the trailer is checked at the end. `signers`: VerifyKeys, one of which must have signed it."""
     file_key, opened = unlock(sealed, identities)
     header, signers = sealed.header, frozenset(signers)
     if header.version < 2 and signers:
@@ -194,8 +194,9 @@ def open_sealed(
 
 
 def _authenticates(header, opened):
-    """True when the slot that opened a v2 file has an authenticator to check."""
-    return header.version >= 2 and opened[1].kind in prov.AUTHENTICATED_KINDS
+    """True when a v2 file has something to say about who made it: an authenticator
+    for the slot that opened it, or signatures."""
+    return header.version >= 2 and (opened[1].kind in prov.AUTHENTICATED_KINDS or header.sig_count > 0)
 
 
 def _second_pass(sealed, result, first, dst):
