@@ -1,6 +1,6 @@
-"""A second decoder for the v1 format, written from README's "File format" section
-alone and sharing no code with the encpipe package: the vectors must open the
-same way in both, which keeps the specification honest."""
+"""A second decoder for the v1 and v2 formats, written from README's "File format"
+section alone and sharing no code with the encpipe package: the vectors must open
+the same way in both, which keeps the specification honest."""
 
 import base64
 import hashlib
@@ -12,6 +12,7 @@ from Crypto.Cipher import AES
 from Crypto.Hash import SHA256
 from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 from Crypto.Protocol.KDF import HKDF, scrypt
+from Crypto.Signature import eddsa
 
 
 class Rejected(Exception):
@@ -20,6 +21,10 @@ class Rejected(Exception):
 
 class NoMatch(Rejected):
     pass
+
+
+class NotSigned(Exception):
+    """Signers were required and none of them signed (exit 67 in encpipe)."""
 
 
 def hkdf(ikm, salt, info, length=32):
@@ -33,12 +38,21 @@ def unwrap(kek, wrapped):
         return None
 
 
-def identity_secret(text):
-    body = text[len("ENCPIPE-SECRET-KEY-1") :]
+def _text_key(text, prefix, label):
+    body = text[len(prefix) :].upper()
+    assert text.startswith(prefix) and "=" not in body
     raw = base64.b32decode(body + "=" * (-len(body) % 8))
-    secret, check = raw[:32], raw[32:]
-    assert hashlib.sha256(b"encpipe v1 x25519 secret key" + secret).digest()[:4] == check
-    return secret
+    key, check = raw[:32], raw[32:]
+    assert hashlib.sha256(label + key).digest()[:4] == check
+    return key
+
+
+def identity_secret(text):
+    return _text_key(text, "ENCPIPE-SECRET-KEY-1", b"encpipe v1 x25519 secret key")
+
+
+def verify_key(text):
+    return _text_key(text, "encpipesign1", b"encpipe v2 ed25519 public key")
 
 
 def scrypt_within_limits(log2_n, r, p):
@@ -47,10 +61,13 @@ def scrypt_within_limits(log2_n, r, p):
 
 
 def try_slot(kind, body, keys, passphrases, identities):
+    """(file_key, authenticator key or None) for this slot, or None."""
     if kind == 1 and len(body) == 48:
         for key in keys:
             if hkdf(key, b"", b"encpipe v1 key id", 8) == body[:8]:
-                return unwrap(hkdf(key, b"", b"encpipe v1 raw-key wrap"), body[8:])
+                found = unwrap(hkdf(key, b"", b"encpipe v1 raw-key wrap"), body[8:])
+                if found:
+                    return found, hkdf(key, b"", b"encpipe v2 raw-key authenticator")
     if kind == 2 and len(body) == 59 and passphrases:
         salt, (log2_n, r, p), wrapped = body[:16], body[16:19], body[19:]
         if not scrypt_within_limits(log2_n, r, p):
@@ -59,7 +76,7 @@ def try_slot(kind, body, keys, passphrases, identities):
             kek = scrypt(passphrase, b"encpipe v1 scrypt" + salt, 32, N=1 << log2_n, r=r, p=p)
             found = unwrap(kek, wrapped)
             if found:
-                return found
+                return found, hkdf(kek, b"", b"encpipe v2 passphrase authenticator")
     if kind == 3 and len(body) == 80:
         for secret in identities:
             private = import_x25519_private_key(secret)
@@ -69,42 +86,58 @@ def try_slot(kind, body, keys, passphrases, identities):
             ephemeral = body[8:40]
             peer = import_x25519_public_key(ephemeral)
             shared = key_agreement(static_priv=private, eph_pub=peer, kdf=lambda s: s)
-            return unwrap(hkdf(shared, ephemeral + public, b"encpipe v1 x25519 wrap"), body[40:])
+            found = unwrap(hkdf(shared, ephemeral + public, b"encpipe v1 x25519 wrap"), body[40:])
+            if found:
+                return found, None
     return None
 
 
-def decode(data, keys=(), passphrases=(), identities=()):
-    """The plaintext of `data`; raises Rejected (or NoMatch) otherwise."""
+def decode(data, keys=(), passphrases=(), identities=(), signers=()):
+    """The plaintext of `data`; raises Rejected, NoMatch or NotSigned otherwise."""
     if data[:7] != b"ENCPIPE":
         raise Rejected("magic")
-    if len(data) < 10 or data[7] != 1:
+    if len(data) < 10 or data[7] not in (1, 2):
         raise Rejected("version")
+    version = data[7]
     (header_len,) = struct.unpack(">H", data[8:10])
-    if not 84 <= header_len <= 16384 or len(data) < header_len:
+    if not 84 + (version - 1) <= header_len <= 16384 or len(data) < header_len:
         raise Rejected("header length")
     header = data[:header_len]
     if zlib.crc32(header[:-4]) != struct.unpack(">I", header[-4:])[0]:
         raise Rejected("crc")
     suite, chunk_log2, salt, count = header[10], header[11], header[12:44], header[44]
-    if suite != 1 or not 14 <= chunk_log2 <= 24 or not 1 <= count <= 64:
+    sig_count = header[45] if version == 2 else 0
+    if suite != 1 or not 14 <= chunk_log2 <= 24 or not 1 <= count <= 64 or sig_count > 16:
         raise Rejected("fixed fields")
-    pos, file_key = 45, None
+    slots, pos = [], 45 + (version - 1)
     for _ in range(count):
         kind, body_len = struct.unpack(">BH", header[pos : pos + 3])
-        body = header[pos + 3 : pos + 3 + body_len]
+        slots.append((kind, header[pos + 3 : pos + 3 + body_len]))
         pos += 3 + body_len
         if pos > header_len - 36:
             raise Rejected("slot framing")
-        file_key = file_key or try_slot(kind, body, keys, passphrases, identities)
     if pos != header_len - 36:
         raise Rejected("slot framing")
-    if file_key is None:
+    if signers and version == 1:
+        raise NotSigned("v1")
+    # README "Edge rules": raw keys, then identities, then passphrases; slots in header order
+    opened = None
+    for secrets in ((keys, (), ()), ((), (), identities), ((), passphrases, ())):
+        for index, (kind, body) in enumerate(slots):
+            opened = opened or (lambda found: found and (index, found))(try_slot(kind, body, *secrets))
+    if opened is None:
         raise NoMatch("no slot opens")
+    index, (file_key, auth_key) = opened
     mac = hmac.new(hkdf(file_key, salt, b"encpipe v1 header"), header[:-36], hashlib.sha256).digest()
     if not hmac.compare_digest(mac, header[-36:-4]):
         raise Rejected("header mac")
+    authenticated = [i for i, (kind, _) in enumerate(slots) if kind in (1, 2)]
+    trailer_len = 32 * len(authenticated) + 96 * sig_count + 32 if version == 2 else 0
+    if len(data) < header_len + trailer_len:
+        raise Rejected("too short for the trailer")
+    payload, trailer = data[header_len : len(data) - trailer_len], data[len(data) - trailer_len :]
     key = hkdf(file_key, salt, b"encpipe v1 payload")
-    payload, record = data[header_len:], (1 << chunk_log2) + 16
+    record = (1 << chunk_log2) + 16
     records = [payload[i : i + record] for i in range(0, len(payload), record)] or [b""]
     out = []
     for i, chunk in enumerate(records):
@@ -116,4 +149,35 @@ def decode(data, keys=(), passphrases=(), identities=()):
             out.append(cipher.decrypt_and_verify(chunk[:-16], chunk[-16:]))
         except ValueError:
             raise Rejected(f"chunk {i}") from None
+    if version == 2:
+        check_trailer(file_key, suite, chunk_log2, salt, records, trailer, authenticated, index, auth_key,
+                      sig_count, signers)
     return b"".join(out)
+
+
+def check_trailer(file_key, suite, chunk_log2, salt, records, trailer, authenticated, index, auth_key,
+                  sig_count, signers):
+    commit = hashlib.sha256(b"encpipe v2 commitment" + bytes([suite, chunk_log2]) + salt
+                            + hkdf(file_key, salt, b"encpipe v2 key commitment"))
+    for chunk in records:
+        commit.update(hashlib.sha256(chunk).digest())
+    commit.update(len(records).to_bytes(8, "big"))
+    c = commit.digest()
+    trailer_key = hkdf(file_key, salt, b"encpipe v2 trailer")
+    if not hmac.compare_digest(hmac.new(trailer_key, c + trailer[:-32], hashlib.sha256).digest(), trailer[-32:]):
+        raise Rejected("trailer mac")
+    if auth_key is not None:
+        j = authenticated.index(index)
+        if not hmac.compare_digest(hmac.new(auth_key, c, hashlib.sha256).digest(), trailer[32 * j : 32 * j + 32]):
+            raise Rejected("slot authenticator")
+    signed_by = []
+    entries = trailer[32 * len(authenticated) : -32]
+    for k in range(sig_count):
+        public, signature = entries[96 * k : 96 * k + 32], entries[96 * k + 32 : 96 * k + 96]
+        try:
+            eddsa.new(eddsa.import_public_key(public), "rfc8032").verify(b"encpipe v2 signature" + c, signature)
+        except ValueError:
+            raise Rejected("signature") from None
+        signed_by.append(public)
+    if signers and not set(signers) & set(signed_by):
+        raise NotSigned("no required signer signed it")

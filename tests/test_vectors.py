@@ -13,7 +13,7 @@ import independent_decoder
 from cliutil import assert_one_line_error, run
 
 VECTORS = Path(__file__).parent / "vectors"
-EXIT_CODES = {"success": 0, "header failure": 65, "payload failure": 65, "no match": 77}
+EXIT_CODES = {"success": 0, "header failure": 65, "payload failure": 65, "no match": 77, "not signed": 67}
 
 
 def load(path):
@@ -34,6 +34,8 @@ def key_args(tmp_path, fields):
     ring.write_text("\n".join(fields.get("key", []) + fields.get("identity", [])) + "\n")
     ring.chmod(0o600)
     args = ["--key-file", str(ring)] if ring.read_text().strip() else []
+    for signer in fields.get("signer", []):
+        args += ["--signer", signer]
     for i, phrase in enumerate(fields.get("passphrase", [])):
         path = tmp_path / f"pass{i}"
         path.write_text(phrase)
@@ -44,7 +46,8 @@ def key_args(tmp_path, fields):
 
 def test_there_are_vectors_of_every_kind():
     kinds = {load(path)[0]["expect"][0] for path in ALL}
-    assert kinds == set(EXIT_CODES) and len(ALL) >= 20
+    assert kinds == set(EXIT_CODES) and len(ALL) >= 45
+    assert sum(1 for path in ALL if path.name.startswith("v2_")) >= 20
 
 
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
@@ -72,12 +75,16 @@ def test_independent_decoder_agrees(path):
         keys=[bytes.fromhex(k) for k in fields.get("key", [])],
         passphrases=[p.encode() for p in fields.get("passphrase", [])],
         identities=[independent_decoder.identity_secret(i) for i in fields.get("identity", [])],
+        signers=[independent_decoder.verify_key(s) for s in fields.get("signer", [])],
     )
     if expect == "success":
         clear = independent_decoder.decode(data, **secrets)
         assert hashlib.sha256(clear).hexdigest() == fields["plaintext sha256"][0]
     else:
-        expected_error = independent_decoder.NoMatch if expect == "no match" else independent_decoder.Rejected
+        expected_error = {
+            "no match": independent_decoder.NoMatch,
+            "not signed": independent_decoder.NotSigned,
+        }.get(expect, independent_decoder.Rejected)
         with pytest.raises(expected_error):
             independent_decoder.decode(data, **secrets)
 

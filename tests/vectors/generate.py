@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Write the encpipe v1 test vectors into this directory (or the one given).
+"""Write the encpipe test vectors (format v1, and v2 in v2_*.vec) into this
+directory (or the one given).
 
 Each vector is a small text header, a blank line, then the raw file bytes:
 
-    expect: success | header failure | payload failure | no match
+    expect: success | header failure | payload failure | no match | not signed
     key: <64 hex digits>          (any number of key:, passphrase:, identity: lines)
     passphrase: <text>
     identity: ENCPIPE-SECRET-KEY-1...
+    signer: encpipesign1...       (the file must be signed by one of these)
     plaintext sha256: <hex>       (success only)
     plaintext length: <n>         (success only)
     comment: <free text>
@@ -30,11 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 from Crypto.Cipher import AES  # noqa: E402
 
 import encpipe.envelope  # noqa: E402
+from encpipe import provenance  # noqa: E402
 import encpipe.slots  # noqa: E402
 import encpipe.x25519  # noqa: E402
 from encpipe import format as fmt  # noqa: E402
 from encpipe.envelope import build_header, read_header, seal  # noqa: E402
 from encpipe.primitives import header_mac, payload_key  # noqa: E402
+from encpipe.signing import SigningKey  # noqa: E402
 from encpipe.slots import Passphrase, RawKey, ScryptSlot  # noqa: E402
 from encpipe.stream import chunk_nonce  # noqa: E402
 from encpipe.x25519 import X25519Identity  # noqa: E402
@@ -45,6 +49,8 @@ PASSPHRASE = "vector passphrase"
 CHUNK_LOG2 = 14
 CHUNK = 1 << CHUNK_LOG2
 IDENTITY_SECRET = hashlib.sha256(b"encpipe test identity").digest()
+SIGNER_1 = SigningKey(hashlib.sha256(b"encpipe test signing key 1").digest())
+SIGNER_2 = SigningKey(hashlib.sha256(b"encpipe test signing key 2").digest())
 
 
 class Drbg:
@@ -110,9 +116,9 @@ def seal_chunk(key, counter, last, body):
 VECTORS = {}
 
 
-def vector(name, expect, comment, keys=(), passphrases=(), identities=()):
+def vector(name, expect, comment, keys=(), passphrases=(), identities=(), signers=()):
     def register(make):
-        VECTORS[name] = (expect, comment, keys, passphrases, identities, make)
+        VECTORS[name] = (expect, comment, keys, passphrases, identities, signers, make)
         return make
 
     return register
@@ -195,7 +201,7 @@ def _():
     return b"ENCPIPF" + data[7:], None
 
 
-@vector("version_2", "header failure", "unsupported format version", keys=RAW)
+@vector("version_2", "header failure", "a v1 file with its version byte set to 2: the v2 layout does not fit", keys=RAW)
 def _():
     data = sealed("version_2", b"secret", [RawKey(KEY_1)])
     return data[:7] + b"\x02" + data[8:], None
@@ -292,13 +298,198 @@ def _():
     return head + seal_chunk(key, 0, False, plaintext("e", CHUNK)) + seal_chunk(key, 1, True, b""), None
 
 
+# --- format v2 ---------------------------------------------------------------------------
+
+ESCROW = X25519Identity(IDENTITY_SECRET)
+IDENT = ["IDENTITY"]
+
+
+def v2(name, data, recipients, **options):
+    return sealed(name, data, recipients, version=2, **options)
+
+
+def parts(data):
+    """(header bytes, payload bytes, trailer bytes) of a v2 file."""
+    parsed = read_header(io.BytesIO(data))
+    end = len(data) - parsed.trailer_len
+    return data[: parsed.size], data[parsed.size : end], data[end:]
+
+
+def forged(data, opener, payload, keep_signatures=False):
+    """A holder of one slot keeps the header, writes a new payload and a trailer with a
+    valid MAC; the other slots' authenticators are copied (it cannot make them)."""
+    parsed = read_header(io.BytesIO(data))
+    file_key = encpipe.envelope.unlock(parsed, [opener])[0]
+    header, head, _, tail = parsed.header, *parts(data)
+    out = io.BytesIO()
+    ledger = provenance.Ledger(header, file_key)
+    encpipe.envelope.seal_payload(io.BytesIO(payload), out, payload_key(file_key, header), header.chunk_size,
+                                  ledger=ledger)
+    old = provenance.Trailer.parse(tail, header)
+    trailer = provenance.Trailer(old.authenticators, old.signatures if keep_signatures else ())
+    return head + out.getvalue() + trailer.encode(file_key, header, ledger.commitment())
+
+
+def flip(data, offset):
+    out = bytearray(data)
+    out[offset] ^= 0x01
+    return bytes(out)
+
+
+@vector("v2_raw_key_three_chunks", "success", "v2: two full chunks, a short one, the raw key's authenticator", keys=RAW)
+def _():
+    data = plaintext("v2 three", 2 * CHUNK + 100)
+    return v2("v2_raw_key_three_chunks", data, [RawKey(KEY_1)]), data
+
+
+@vector("v2_raw_key_empty", "success", "v2: empty plaintext", keys=RAW)
+def _():
+    return v2("v2_raw_key_empty", b"", [RawKey(KEY_1)]), b""
+
+
+@vector("v2_passphrase", "success", "v2: a passphrase slot and its authenticator", passphrases=[PASSPHRASE])
+def _():
+    data = plaintext("v2 pass", 1000)
+    return v2("v2_passphrase", data, [Passphrase(PASSPHRASE, log2_n=10)]), data
+
+
+@vector("v2_x25519_unsigned", "success", "v2: x25519 only; opens, not sender-authenticated", identities=IDENT)
+def _():
+    data = plaintext("v2 x", 777)
+    return v2("v2_x25519_unsigned", data, [ESCROW.recipient()]), data
+
+
+@vector("v2_signed", "success", "v2: raw key and x25519, signed by signer 1 and 2; signer 2 required",
+        keys=RAW, signers=[SIGNER_2])
+def _():
+    data = plaintext("v2 signed", CHUNK + 5)
+    return v2("v2_signed", data, [RawKey(KEY_1), ESCROW.recipient()], signing_keys=[SIGNER_1, SIGNER_2]), data
+
+
+@vector("v2_signed_x25519", "success", "v2: x25519 only, signed; the signer authenticates it",
+        identities=IDENT, signers=[SIGNER_1])
+def _():
+    data = plaintext("v2 signed x", 3000)
+    return v2("v2_signed_x25519", data, [ESCROW.recipient()], signing_keys=[SIGNER_1]), data
+
+
+@vector("v2_unknown_slot_skipped", "success", "v2: an unknown slot (200) has no authenticator", keys=RAW)
+def _():
+    data = plaintext("v2 unknown", 300)
+    base = v2("v2_unknown_slot_skipped", data, [RawKey(KEY_1)])
+    parsed = read_header(io.BytesIO(base))
+    file_key = file_key_of(base, RawKey(KEY_1))
+    slots = (fmt.SlotRecord(200, b"future slot body"),) + parsed.header.slots
+    header = build_header(file_key, slots, CHUNK_LOG2, parsed.header.payload_salt)
+    return header.encode() + base[parsed.size :], data
+
+
+@vector("v2_wrong_signer", "not signed", "v2: signed by signer 1, signer 2 required", keys=RAW, signers=[SIGNER_2])
+def _():
+    return v2("v2_wrong_signer", b"secret", [RawKey(KEY_1)], signing_keys=[SIGNER_1]), None
+
+
+@vector("v2_unsigned_signer_required", "not signed", "v2: unsigned, a signer required", keys=RAW, signers=[SIGNER_1])
+def _():
+    return v2("v2_unsigned_signer_required", b"secret", [RawKey(KEY_1)]), None
+
+
+@vector("v1_signer_required", "not signed", "a v1 file carries no signature", keys=RAW, signers=[SIGNER_1])
+def _():
+    return sealed("v1_signer_required", b"secret", [RawKey(KEY_1)]), None
+
+
+@vector("v2_forged_by_escrow", "payload failure", "the x25519 holder rewrote the payload of a raw key + escrow file",
+        keys=RAW)
+def _():
+    data = v2("v2_forged_by_escrow", plaintext("f", CHUNK + 9), [RawKey(KEY_1), ESCROW.recipient()])
+    return forged(data, ESCROW, b"\\! id\n"), None
+
+
+@vector("v2_forged_by_passphrase", "payload failure", "the passphrase holder rewrote the payload of a raw key + passphrase file",
+        keys=RAW)
+def _():
+    pw = Passphrase(PASSPHRASE, log2_n=10)
+    data = v2("v2_forged_by_passphrase", plaintext("fp", 900), [RawKey(KEY_1), pw])
+    return forged(data, pw, b"DROP TABLE important;\n"), None
+
+
+@vector("v2_forged_opens_for_its_forger", "success", "the forgery above opens for the escrow holder: it made it",
+        identities=IDENT)
+def _():
+    data = v2("v2_forged_by_escrow", plaintext("f", CHUNK + 9), [RawKey(KEY_1), ESCROW.recipient()])
+    return forged(data, ESCROW, b"\\! id\n"), b"\\! id\n"
+
+
+@vector("v2_forged_signatures_kept", "payload failure", "the escrow holder rewrote a signed file, keeping its signatures",
+        identities=IDENT)
+def _():
+    data = v2("v2_forged_signatures_kept", plaintext("fs", 500), [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    return forged(data, ESCROW, b"other", keep_signatures=True), None
+
+
+@vector("v2_trailer_removed", "payload failure", "v2: the trailer cut off", keys=RAW)
+def _():
+    head, payload, _ = parts(v2("v2_trailer_removed", plaintext("tr", 2 * CHUNK + 1), [RawKey(KEY_1)]))
+    return head + payload, None
+
+
+@vector("v2_trailer_truncated", "payload failure", "v2: the last trailer byte cut off", keys=RAW)
+def _():
+    return v2("v2_trailer_truncated", plaintext("tt", 100), [RawKey(KEY_1)])[:-1], None
+
+
+@vector("v2_trailer_mac_flipped", "payload failure", "v2: one bit of trailer_mac flipped", keys=RAW)
+def _():
+    return flip(v2("v2_trailer_mac_flipped", plaintext("tm", 100), [RawKey(KEY_1)]), -1), None
+
+
+@vector("v2_authenticator_flipped", "payload failure", "v2: one bit of the raw key's authenticator flipped", keys=RAW)
+def _():
+    data = v2("v2_authenticator_flipped", plaintext("ta", 100), [RawKey(KEY_1)])
+    return flip(data, len(data) - 64), None
+
+
+@vector("v2_signature_flipped", "payload failure", "v2: one bit of a signature flipped", keys=RAW)
+def _():
+    data = v2("v2_signature_flipped", plaintext("ts", 100), [RawKey(KEY_1)], signing_keys=[SIGNER_1])
+    return flip(data, len(data) - 40), None
+
+
+@vector("v2_cut_at_chunk_boundary", "payload failure", "v2: the final chunk removed, the trailer kept", keys=RAW)
+def _():
+    head, payload, tail = parts(v2("v2_cut_at_chunk_boundary", plaintext("cb", 2 * CHUNK + 7), [RawKey(KEY_1)]))
+    return head + payload[: 2 * (CHUNK + 16)] + tail, None
+
+
+@vector("v2_trailing_byte", "payload failure", "v2: one byte after the trailer", keys=RAW)
+def _():
+    return v2("v2_trailing_byte", plaintext("tb2", 100), [RawKey(KEY_1)]) + b"\x00", None
+
+
+@vector("v2_sig_count_over_limit", "header failure", "v2: sig_count = 17, CRC recomputed", keys=RAW)
+def _():
+    data = v2("v2_sig_count_over_limit", b"secret", [RawKey(KEY_1)])
+    size = read_header(io.BytesIO(data)).size
+    header = bytearray(data[:size])
+    header[45] = 17
+    return recrc(bytes(header)) + data[size:], None
+
+
+@vector("version_3", "header failure", "unsupported format version 3", keys=RAW)
+def _():
+    data = v2("version_3", b"secret", [RawKey(KEY_1)])
+    return data[:7] + b"\x03" + data[8:], None
+
+
 def render(name):
-    expect, comment, keys, passphrases, identities, make = VECTORS[name]
+    expect, comment, keys, passphrases, identities, signers, make = VECTORS[name]
     data, clear = make()
     lines = [f"expect: {expect}"]
     lines += [f"key: {k}" for k in keys]
     lines += [f"passphrase: {p}" for p in passphrases]
     lines += [f"identity: {X25519Identity(IDENTITY_SECRET)}" for _ in identities]
+    lines += [f"signer: {s.verify_key}" for s in signers]
     if clear is not None:
         lines += [f"plaintext sha256: {hashlib.sha256(clear).hexdigest()}", f"plaintext length: {len(clear)}"]
     lines.append(f"comment: {comment}")
