@@ -1,0 +1,30 @@
+"""Issue 14, acceptance 1 with a real PostgreSQL 15: a dump forged by the escrow
+holder (who can open the backup, so knows its file key) is refused by
+encpipe-restore --key-file K, and the live database is left exactly as it was."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from test_backup_restore import key_file, tools  # noqa: F401 (fixtures)
+from test_backup_restore import backup, dump, ensure_small, leftover_databases, python_env, restore
+from test_provenance import forge, identity
+
+
+def test_restore_refuses_a_dump_forged_by_the_escrow_holder(pg, tools, key_file, tmp_path):
+    escrow = tmp_path / "escrow.id"
+    public = subprocess.run([sys.executable, "-m", "encpipe", "keygen", "--x25519", "-o", str(escrow)],
+                            check=True, capture_output=True, env=python_env()).stdout.decode().strip()
+    db = ensure_small(pg, "prov_live")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--recipient", public)
+    before = dump(pg, db)
+    marker = tmp_path / "pwned"
+    evil = f"\\! touch {marker}\nDROP SCHEMA public CASCADE;\nCREATE TABLE forged (x int);\n".encode()
+    Path(path).write_bytes(forge(Path(path).read_bytes(), identity(str(escrow)), payload=evil))
+    # the escrow identity opens its forgery (it made it); the operations key refuses it
+    proc = restore(pg, tools, path, db, "--key-file", key_file)
+    assert proc.returncode == 65, proc.stderr.decode()
+    assert b"slot authenticator failed" in proc.stderr and proc.stdout == b""
+    assert not marker.exists()
+    assert dump(pg, db) == before
+    assert leftover_databases(pg) == set()
