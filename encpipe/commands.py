@@ -9,9 +9,10 @@ from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
+from .inspection import print_report, report_header
 from .progress import ProgressReporter
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
-from .stream import count_remaining, seekable
+from .stream import seekable
 
 MAX_THREADS = 64
 AUTO_THREADS_MAX = 4
@@ -175,17 +176,9 @@ def signing_keys(args, io, data_from_stdin=False):
 
 def signers(args, io):
     """The verify keys of --signer and --signer-file, else of ENCPIPE_SIGNER."""
-    from .signing import ENV_SIGNER, parse_verify_key, parse_verify_keys
+    from .signing import load_signers
 
-    texts, files = args.get("--signer") or [], args.get("--signer-file") or []
-    if not texts and not files:
-        return parse_verify_keys(io.env.get(ENV_SIGNER) or "", ENV_SIGNER)
-    keys = [parse_verify_key(text, "--signer") for text in texts]
-    for path in files:
-        keys += parse_verify_keys(read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace"), path)
-    if not keys:
-        raise UsageError(f"{files[0]}: no verify key found")
-    return keys
+    return load_signers(args.get("--signer") or [], args.get("--signer-file") or [], io.env)
 
 
 def cmd_seal(args, io):
@@ -262,10 +255,10 @@ def cmd_inspect(args, io):
         if args["--verify"]:
             _refuse_stdin_secrets(sources, src is io.stdin)
             keys = legacy.load_keys(loader(args, io), sources, io.env)
-        _print_report(io, args, legacy.inspect_legacy(src, keys))
+        print_report(io, args["--json"], legacy.inspect_legacy(src, keys))
         return 0
     sealed = read_sealed_header(src)
-    report = header_report(sealed)
+    report = report_header(sealed)
     if args["--verify"]:
         identities = _identities(args, io, src is io.stdin)
         trusted = signers(args, io)
@@ -277,7 +270,7 @@ def cmd_inspect(args, io):
         report.update(verified=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
         report["payload_bytes"] = info.chunks * fmt.TAG_LEN + info.plaintext_bytes
         report.update(info.provenance.report() if sealed.header.version >= 2 else {})
-        _print_report(io, args, report)
+        print_report(io, args["--json"], report)
         return 0
     remaining, tail = envelope.read_to_trailer(src, sealed)
     report["payload_bytes"] = remaining - len(tail)
@@ -287,35 +280,8 @@ def cmd_inspect(args, io):
     if not shape:
         raise InvalidStream(f"payload of {report['payload_bytes']} bytes cannot be a complete stream (truncated?)")
     report.update(plaintext_bytes=shape[0], chunks=shape[1])
-    _print_report(io, args, report)
+    print_report(io, args["--json"], report)
     return 0
-
-
-def header_report(sealed):
-    header = sealed.header
-    return {
-        "format": "encpipe",
-        "version": header.version,
-        "suite": fmt.SUITE_NAMES[header.suite],
-        "chunk_size": header.chunk_size,
-        "header_bytes": sealed.size,
-        "payload_bytes": None,
-        "plaintext_bytes": None,
-        "chunks": None,
-        "verified": False,
-        "sender_authenticated": False if header.version < 2 else None,
-        "slots": [slot.describe() for slot in sealed.slots],
-    }
-
-
-def _print_report(io, args, report):
-    if args["--json"]:
-        io.print_json(report)
-        return
-    shown = {k: ", ".join(v) if isinstance(v, list) else v for k, v in report.items() if k != "slots"}
-    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items() if v not in (None, "")]
-    lines += [f"slot {i}: {envelope.slot_label(d)}" for i, d in enumerate(report.get("slots", []), 1)]
-    io.print("\n".join(lines))
 
 
 def cmd_rewrap(args, io):
@@ -383,13 +349,9 @@ def fsync_directory(directory):
 
 def cmd_keygen(args, io):
     if args["--sign"]:
-        if not args["--output"]:
-            raise UsageError("keygen --sign needs -o FILE for the signing key")
-        from .signing import SigningKey
+        from .signing import new_key_file
 
-        key = SigningKey.generate()
-        recipient = str(key.verify_key)
-        secret = f"# verify key: {recipient}\n{key}\n"
+        recipient, secret = new_key_file(args["--output"])
     elif args["--x25519"]:
         from .x25519 import X25519Identity
 
@@ -425,25 +387,20 @@ def _write_new_secret_file(path, text):
 def cmd_pubkey(args, io):
     path = args["FILE"]
     keys = parse_keyring(read_secret_file(path, io.warn).decode("utf-8", "replace"), path)
-    publics = [str(k.recipient()) if hasattr(k, "recipient") else str(k.verify_key) for k in keys if _has_public(k)]
+    publics = [str(k.recipient() if hasattr(k, "recipient") else k.verify_key)
+               for k in keys if hasattr(k, "recipient") or hasattr(k, "verify_key")]
     if not publics:
         raise UsageError(f"{path}: no x25519 identity or signing key found")
     io.print("\n".join(publics))
     return 0
 
 
-def _has_public(key):
-    return hasattr(key, "recipient") or hasattr(key, "verify_key")
-
-
 def cmd_keyid(args, io):
     sources = key_sources(args)
-    keys = loader(args, io).load(sources, sealing=True) if sources.any_given() else []  # identities as public keys
-    keys += [k.verify_key for k in signing_keys(args, io)]
-    if args["--signer"] or args["--signer-file"]:
-        keys += signers(args, io)
-    if not keys:
-        keys = loader(args, io).load(sources, sealing=True)  # the environment, or "no key configured"
+    keys = [k.verify_key for k in signing_keys(args, io)]
+    keys += signers(args, io) if args["--signer"] or args["--signer-file"] else []
+    if sources.any_given() or not keys:  # identities as their public keys; else the environment
+        keys += loader(args, io).load(sources, sealing=True)
     ids = [k.key_id.hex() for k in keys if not isinstance(k, Passphrase)]
     if not ids:
         raise UsageError("passphrases have no key id")

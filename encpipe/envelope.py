@@ -13,18 +13,8 @@ from . import provenance as prov
 from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, NotSigned, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
 from .slots import decode_slot
-from .stream import (
-    Tee,
-    copy_stream,
-    flush,
-    hash_records,
-    open_payload,
-    private_spool,
-    rewind,
-    seal_payload,
-    seekable,
-    write_all,
-)
+from .spool import Tee, private_spool, rewind
+from .stream import copy_stream, flush, hash_records, open_payload, seal_payload, seekable, write_all
 
 NOT_SENDER_AUTHENTICATED = prov.Provenance(False)
 

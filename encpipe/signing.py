@@ -91,6 +91,28 @@ def parse_verify_key(text, source):
     return VerifyKey(decode(text, PUBLIC_PREFIX, _PUBLIC_LABEL, "verify key", source))
 
 
+def new_key_file(path):
+    """(verify key text, key file text) for a new signing key; it goes to a file only."""
+    if not path:
+        raise UsageError("keygen --sign needs -o FILE for the signing key")
+    key = SigningKey.generate()
+    return str(key.verify_key), f"# verify key: {key.verify_key}\n{key}\n"
+
+
+def load_signers(texts, files, env):
+    """Verify keys from --signer texts and --signer-file paths, else from ENCPIPE_SIGNER."""
+    if not texts and not files:
+        return parse_verify_keys(env.get(ENV_SIGNER) or "", ENV_SIGNER)
+    from .keys import read_secret_file
+
+    keys = [parse_verify_key(text, "--signer") for text in texts]
+    for path in files:
+        keys += parse_verify_keys(read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace"), path)
+    if not keys:
+        raise UsageError(f"{files[0]}: no verify key found")
+    return keys
+
+
 def parse_verify_keys(text, source):
     """Verify keys, whitespace-separated or one per line; # starts a comment line."""
     words = [w for line in text.splitlines() if not line.strip().startswith("#") for w in line.split()]
