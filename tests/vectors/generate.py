@@ -174,15 +174,19 @@ def _():
     return sealed("x25519", data, [X25519Identity(IDENTITY_SECRET).recipient()]), data
 
 
+def with_unknown_slot(name, data, version):
+    """A file whose first slot is of an unknown type (200): readers skip it."""
+    base = sealed(name, data, [RawKey(KEY_1)], version=version)
+    parsed = read_header(io.BytesIO(base))
+    slots = (fmt.SlotRecord(200, b"future slot body"),) + parsed.header.slots
+    header = build_header(file_key_of(base, RawKey(KEY_1)), slots, CHUNK_LOG2, parsed.header.payload_salt,
+                          version=version)
+    return reheader(base, header), data
+
+
 @vector("unknown_slot_skipped", "success", "an unknown slot type (200) before a raw-key slot is skipped", keys=RAW)
 def _():
-    data = plaintext("unknown", 300)
-    base = sealed("unknown_slot_skipped", data, [RawKey(KEY_1)])
-    sealed_header = read_header(io.BytesIO(base))
-    file_key = file_key_of(base, RawKey(KEY_1))
-    slots = (fmt.SlotRecord(200, b"future slot body"),) + sealed_header.header.slots
-    header = build_header(file_key, slots, CHUNK_LOG2, sealed_header.header.payload_salt, version=1)
-    return reheader(base, header), data
+    return with_unknown_slot("unknown_slot_skipped", plaintext("unknown", 300), version=1)
 
 
 @vector("wrong_key", "no match", "sealed for KEY_1, opened with KEY_2", keys=[KEY_2.hex()])
@@ -375,13 +379,7 @@ def _():
 
 @vector("v2_unknown_slot_skipped", "success", "v2: an unknown slot (200) has no authenticator", keys=RAW)
 def _():
-    data = plaintext("v2 unknown", 300)
-    base = v2("v2_unknown_slot_skipped", data, [RawKey(KEY_1)])
-    parsed = read_header(io.BytesIO(base))
-    file_key = file_key_of(base, RawKey(KEY_1))
-    slots = (fmt.SlotRecord(200, b"future slot body"),) + parsed.header.slots
-    header = build_header(file_key, slots, CHUNK_LOG2, parsed.header.payload_salt)
-    return header.encode() + base[parsed.size :], data
+    return with_unknown_slot("v2_unknown_slot_skipped", plaintext("v2 unknown", 300), version=2)
 
 
 @vector("v2_wrong_signer", "not signed", "v2: signed by signer 1, signer 2 required", keys=RAW, signers=[SIGNER_2])
