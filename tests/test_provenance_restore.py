@@ -28,3 +28,23 @@ def test_restore_refuses_a_dump_forged_by_the_escrow_holder(pg, tools, key_file,
     assert not marker.exists()
     assert dump(pg, db) == before
     assert leftover_databases(pg) == set()
+
+
+def test_restore_with_encpipe_signer_refuses_an_unsigned_backup(pg, tools, key_file, tmp_path):
+    signing = tmp_path / "s.key"
+    verify = subprocess.run([sys.executable, "-m", "encpipe", "keygen", "--sign", "-o", str(signing)],
+                            check=True, capture_output=True, env=python_env()).stdout.decode().strip()
+    db = ensure_small(pg, "prov_signed")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    before = dump(pg, db)
+    proc = restore(pg, tools, path, db, "--key-file", key_file, env_extra={"ENCPIPE_SIGNER": verify})
+    assert proc.returncode == 67 and proc.stdout == b"", proc.stderr.decode()
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
+    # the same file signed (as rewrap --sign-key does) restores
+    signed = subprocess.run([sys.executable, "-m", "encpipe", "rewrap", "--key-file", key_file, "--sign-key",
+                             str(signing)], input=Path(path).read_bytes(), check=True, capture_output=True,
+                            env=python_env()).stdout
+    Path(path).write_bytes(signed)
+    proc = restore(pg, tools, path, db, "--key-file", key_file, env_extra={"ENCPIPE_SIGNER": verify})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, db) == before
