@@ -293,3 +293,19 @@ def test_signing_a_file_costs_no_memory_growth_and_seals_through_the_cli_process
                            world.S1], input=DATA, capture_output=True, env={**os.environ})
     assert done.returncode == 0, done.stderr
     assert ok(run(["open", "--key-file", world.K, "--signer", world.V1], done.stdout)) == DATA
+
+
+def test_verify_with_encpipe_signer_fails_unsigned_backups(world, tmp_path):
+    from encpipe.backup.cli import main
+
+    (tmp_path / "db_20240101T000000Z.sql.enc").write_bytes(world.seal(DATA, "--key-file", world.K))
+    (tmp_path / "db_20240102T000000Z.sql.enc").write_bytes(
+        world.seal(DATA, "--key-file", world.K, "--sign-key", world.S1))
+    for signer, code, ok_flags in ((world.V1, 67, [False, True]), (None, 0, [True, True])):
+        out = io.BytesIO()
+        env = {"ENCPIPE_SIGNER": signer} if signer else {}
+        status = main(["verify", "--key-file", world.K, str(tmp_path)], stdout=out, stderr=io.StringIO(), env=env)
+        report = json.loads(out.getvalue())
+        assert status == code and [r["ok"] for r in report["results"]] == ok_flags, report
+        if signer:
+            assert report["results"][0]["error_class"] == "not_signed"

@@ -7,6 +7,7 @@ ERROR_CLASSES = {
     64: "usage",
     65: "invalid_stream",
     66: "input_unavailable",
+    67: "not_signed",
     70: "internal",
     74: "io_failure",
     77: "no_matching_key",
@@ -33,7 +34,7 @@ def verify_entry(store, entry, keys, workers, named=False):
         if entry.status == "sealed":
             with store.open(entry.item) as src:
                 sealed = envelope.read_header(src)
-                info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers)
+                info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers())
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
         elif entry.status == "legacy":
             _verify_legacy(store, entry, keys, result)
@@ -88,6 +89,12 @@ class KeyRing:
             if ring.legacy() is None:  # no key at all: fail before reading any file
                 raise
         return ring
+
+    def signers(self):
+        """The verify keys in ENCPIPE_SIGNER: when set, files must be signed by one (67)."""
+        from ..signing import load_signers
+
+        return load_signers([], [], self.env)
 
     def encpipe(self):
         if self.missing:
