@@ -309,3 +309,26 @@ def test_verify_with_encpipe_signer_fails_unsigned_backups(world, tmp_path):
         assert status == code and [r["ok"] for r in report["results"]] == ok_flags, report
         if signer:
             assert report["results"][0]["error_class"] == "not_signed"
+
+
+def test_a_signing_key_from_a_descriptor_and_never_from_the_data_stream(world):
+    fd = os.open(world.S1, os.O_RDONLY)
+    try:
+        done = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", world.K, "--sign-key",
+                               f"/dev/fd/{fd}"], input=DATA, capture_output=True, pass_fds=(fd,), env={**os.environ})
+    finally:
+        os.close(fd)
+    assert done.returncode == 0, done.stderr
+    assert ok(run(["open", "--key-file", world.K, "--signer", world.V1], done.stdout)) == DATA
+    refused = run(["seal", "--key-file", world.K, "--sign-key", "-"], DATA)
+    assert (refused.code, refused.stdout) == (64, b"") and "standard input" in refused.stderr
+
+
+def test_key_files_take_no_comment_after_a_key(world, tmp_path):
+    ring = secret_file(tmp_path, "ring", KEY_A + " # ops key\n")
+    result = run(["seal", "--key-file", ring], b"x")
+    assert (result.code, result.stdout) == (64, b"")
+    trimmed = secret_file(tmp_path, "pw", "correct horse\r\n\n")
+    sealed = world.seal(b"x", "--passphrase-file", trimmed)
+    assert ok(run(["open", "--passphrase-file", world.P], sealed)) == b"x"  # CR and LF trimmed alike
+    assert run(["seal", "--passphrase-file", secret_file(tmp_path, "empty", "\n")], b"x")[0] == 64
