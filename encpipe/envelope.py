@@ -146,7 +146,8 @@ def open_sealed(
 
     Nothing reaches `dst` before all of `src`, its trailer and signatures included,
     has verified when `verify_first` or `signers` (a seekable `src` is read twice,
-    anything else spooled as ciphertext to an unlinked file in `tmpdir`); nor, for a
+    anything else spooled as ciphertext to an unlinked file in `tmpdir`; the first
+    pass checks every chunk's tag too with `verify_first`, else only hashes); nor, for a
     v2 file opened by a raw key or passphrase or carrying signatures, from a seekable
     `src`, before a first pass has checked the trailer (hashing only). From a pipe,
     the trailer is checked at the end. `signers`: VerifyKeys, one of which must have signed it."""
@@ -172,12 +173,12 @@ def open_sealed(
     if dst is not None and (strict or (seekable(src) and _authenticates(header, opened))):
         if seekable(src):
             start = src.tell()
-            first = payload(src, None, check_only=not strict)
+            first = payload(src, None, check_only=not verify_first)
             src.seek(start)
         else:
             spool = private_spool(tmpdir)
             with spool:
-                first = payload(Tee(src, spool), None)
+                first = payload(Tee(src, spool), None, check_only=not verify_first)
                 rewind(spool)
                 return _second_pass(sealed, payload(spool, dst, on_progress), first, dst)
     return _second_pass(sealed, payload(src, dst, on_progress), first, dst)
