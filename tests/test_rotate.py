@@ -176,10 +176,10 @@ def test_rotates_a_mixed_directory_and_a_rerun_changes_nothing(world):
     report = lines(done)["a-old.enc"]
     assert report["plaintext_bytes"] == 3 * CHUNK + 5
     assert report["removed"] == world.ids(world.old_a)
-    # Only the header changed: the payload bytes are the original ones.
+    # Only the header and the v2 trailer changed: the payload bytes are the original ones.
     new = (world.dir / "a-old.enc").read_bytes()
     old = world.originals["a-old.enc"]
-    assert new[int.from_bytes(new[8:10], "big"):] == old[int.from_bytes(old[8:10], "big"):]
+    assert _payload(new) == _payload(old)
 
     snapshot = {n: (world.dir / n).read_bytes() for n in world.names()}
     again = rotate(world.args())
@@ -243,9 +243,15 @@ def test_a_file_no_given_key_opens_is_reported_and_left_alone(world):
     assert world.temps() == []
 
 
+def _payload(sealed):
+    """The payload records: after the header, before the v2 trailer."""
+    report = json.loads(ok(run(["inspect", "--json"], sealed)))
+    return sealed[report["header_bytes"] : report["header_bytes"] + report["payload_bytes"]]
+
+
 def test_a_damaged_payload_fails_verification_and_is_left_alone(world):
-    """Cut at a chunk boundary, the header and sizes look fine and rewrap copies
-    it; only `inspect --verify` of the result finds the missing final chunk."""
+    """Cut at a chunk boundary, the header and sizes look fine; rewrap itself finds
+    that the payload no longer matches the v2 trailer's commitment."""
     world.add("a.enc", "--key-file", world.old_a, size=3 * CHUNK)
     good = world.originals["a.enc"]
     cut = good[:len(good) - (CHUNK + 16)]
@@ -254,7 +260,7 @@ def test_a_damaged_payload_fails_verification_and_is_left_alone(world):
     done = rotate(world.args())
     assert done.returncode == 1
     record = lines(done)["a.enc"]
-    assert (record["status"], record["step"], record["exit"]) == ("error", "verify", 65)
+    assert (record["status"], record["step"], record["exit"]) == ("error", "rewrap", 65)
     assert (world.dir / "a.enc").read_bytes() == cut
     assert world.temps() == []
 
