@@ -7,7 +7,7 @@ import tempfile
 from . import envelope
 from .cli import is_pipe
 from . import format as fmt
-from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
+from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .inspection import print_report, report_header
 from .progress import ProgressReporter
@@ -214,6 +214,7 @@ def cmd_open(args, io):
     if args["--legacy"]:
         from . import legacy
 
+        _refuse_signers(args, io)
         sources = key_sources(args)
         _refuse_stdin_secrets(sources, from_stdin)
         legacy.open_legacy(src, io.stdout, legacy.load_keys(loader(args, io), sources, io.env))
@@ -237,6 +238,11 @@ def cmd_open(args, io):
     return 0
 
 
+def _refuse_signers(args, io):
+    if signers(args, io):
+        raise NotSigned("not signed by a trusted signer: files of the previous tool carry no signature")
+
+
 def _warn_forgeable(io, sealed, info):
     if sealed.header.version >= 2 and not info.provenance.sender_authenticated:
         io.warn(
@@ -251,6 +257,7 @@ def cmd_inspect(args, io):
     if args["--legacy"]:
         from . import legacy
 
+        _refuse_signers(args, io)
         keys, sources = None, key_sources(args)
         if args["--verify"]:
             _refuse_stdin_secrets(sources, src is io.stdin)

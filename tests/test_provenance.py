@@ -332,3 +332,13 @@ def test_key_files_take_no_comment_after_a_key(world, tmp_path):
     sealed = world.seal(b"x", "--passphrase-file", trimmed)
     assert ok(run(["open", "--passphrase-file", world.P], sealed)) == b"x"  # CR and LF trimmed alike
     assert run(["seal", "--passphrase-file", secret_file(tmp_path, "empty", "\n")], b"x")[0] == 64
+
+
+def test_legacy_files_are_never_signed(world, tmp_path):
+    from encpipe.legacy import seal_legacy
+
+    out = io.BytesIO()
+    seal_legacy(io.BytesIO(DATA), out, bytes.fromhex(KEY_A))
+    for argv in (["open", "--legacy"], ["inspect", "--legacy", "--verify"]):
+        result = run([*argv, "--key-file", world.K, "--signer", world.V1], out.getvalue())
+        assert (result.code, result.stdout) == (NOT_SIGNED, b""), argv
