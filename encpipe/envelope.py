@@ -130,7 +130,7 @@ def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None, 
     trailer = prov.Trailer(tuple(authenticators), prov.sign(signing_keys, commitment))
     write_all(dst, memoryview(trailer.encode(file_key, header, commitment)))
     flush(dst)
-    return StreamInfo(len(encoded), plaintext, chunks, prov.Provenance(True, signed_by=()))
+    return StreamInfo(len(encoded), plaintext, chunks)
 
 
 def unseal(src, dst, identities, **options):
