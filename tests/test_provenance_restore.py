@@ -45,6 +45,6 @@ def test_restore_with_encpipe_signer_refuses_an_unsigned_backup(pg, tools, key_f
                              str(signing)], input=Path(path).read_bytes(), check=True, capture_output=True,
                             env=python_env()).stdout
     Path(path).write_bytes(signed)
-    proc = restore(pg, tools, path, db, "--key-file", key_file, env_extra={"ENCPIPE_SIGNER": verify})
+    proc = restore(pg, tools, path, db, "--drop-old", "--key-file", key_file, env_extra={"ENCPIPE_SIGNER": verify})
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, db) == before
