@@ -16,6 +16,8 @@ from .slots import DEFAULT_SCRYPT_LOG2_N, Passphrase, RawKey
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
 ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
+# Secrets a key command must not inherit (the last is the previous tool's key).
+_SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
 DEFAULT_COMMAND_TIMEOUT = 60.0
 HEX_KEY_LEN = 64
 _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
@@ -111,10 +113,13 @@ def read_fd(fd):
 
 
 def run_secret_command(command, env):
-    """Run `command` with sh -c and return its standard output; bounded in time."""
+    """Run `command` with sh -c and return its standard output; bounded in time.
+    It inherits our environment except the secrets in it."""
     timeout = _command_timeout(env)
+    child_env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
     try:
-        child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 env=child_env)
     except OSError as e:
         raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
     try:
