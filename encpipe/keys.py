@@ -11,7 +11,7 @@ import stat
 import subprocess
 
 from .errors import InputUnavailable, NoKeyConfigured, UsageError
-from .slots import DEFAULT_SCRYPT_LOG2_N, Passphrase, RawKey
+from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, parse_budget
 
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
@@ -224,7 +224,8 @@ class KeyLoader:
             passphrases.append(self.prompt(confirm=sealing))
         if use_env and not sources.any_given():
             keys, passphrases = self._from_environment()
-        keys += [Passphrase(p, log2_n=self.work_factor) for p in passphrases]
+        budget = parse_budget(self.env[ENV_SCRYPT_BUDGET]) if self.env.get(ENV_SCRYPT_BUDGET) else DEFAULT_SCRYPT_BUDGET
+        keys += [Passphrase(p, log2_n=self.work_factor, budget=budget) for p in passphrases]
         if not keys:
             raise NoKeyConfigured(
                 "no key configured",
