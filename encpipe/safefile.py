@@ -167,13 +167,14 @@ def write_output(path, write, *, allow_shared=False):
 
 
 def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None, owner=None, times_ns=None,
-                     replaces=None, prefix=TEMP_PREFIX, suffix=""):
+                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix=""):
     """Create `path` (or replace it) with what `write(file)` writes; returns what write returned.
 
     `verify(fd)` may check the written file through its descriptor; `owner` (uid,
     gid) and `times_ns` (atime, mtime) are set through it; `replaces`, the stat of
     the file the caller read, makes the rename happen only while `path` is still
-    that file. On any failure the hidden file is removed and `path` is as it was."""
+    that file; `before_rename()` runs just before the last checks. On any failure
+    the hidden file is removed and `path` is as it was."""
     directory, name = os.path.split(os.path.abspath(path))
     if not name or name in (".", ".."):
         raise IOFailure(f"{path} is not a file name")
@@ -181,12 +182,14 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
         raise IOFailure(f"cannot create {path}: No such file or directory")
     dir_fd = open_directory(directory or "/", allow_shared)
     try:
-        return _write_in(dir_fd, directory, name, write, mode, verify, owner, times_ns, replaces, prefix + "%s" + suffix)
+        steps = (write, verify, before_rename)
+        return _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, prefix + "%s" + suffix)
     finally:
         os.close(dir_fd)
 
 
-def _write_in(dir_fd, directory, name, write, mode, verify, owner, times_ns, replaces, pattern):
+def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, pattern):
+    write, verify, before_rename = steps
     temp = pattern % secrets.token_hex(8)
     try:
         fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
@@ -210,6 +213,8 @@ def _write_in(dir_fd, directory, name, write, mode, verify, owner, times_ns, rep
                 pass
         if times_ns is not None:
             _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
+        if before_rename is not None:
+            before_rename()
         hook("renaming", directory, temp, name)
         mine = os.fstat(fd)
         _expect(dir_fd, temp, mine, f"{os.path.join(directory, temp)} was replaced while it was written")
