@@ -145,6 +145,9 @@ def write_output(path, write, *, allow_shared=False):
     """`seal -o`: write_atomically, except that a device or a FIFO is written
     into (it cannot be replaced, and writing it changes no file) and that a
     symbolic link is refused (renaming over it would hide where it points)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(directory):
+        check_directory(directory, allow_shared)
     try:
         info = os.lstat(path)
     except FileNotFoundError:

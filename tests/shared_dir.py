@@ -41,7 +41,8 @@ class Victim:
             return f.read(), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, info.st_mtime_ns
 
     def assert_untouched(self):
-        assert self.state() == self.before
+        now = self.state()
+        assert now == self.before, f"{self.path} changed: (content, mode, uid, gid, mtime) {self.before[1:]} -> {now[1:]}"
 
 
 def shared_directory(path, mode=0o777):
