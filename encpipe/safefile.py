@@ -58,13 +58,18 @@ def check_directory(path, allow_shared=False):
             where = path if current == real else f"{current} (above {path})"
             raise UnsafeDirectory(
                 f"{where} can be written by {writer}; refusing to write in it",
-                hint=f"make it owned by {_user_name(os.geteuid())} or root and not writable by others "
+                hint=f"run this as its owner, or make it owned by {_owners()} and not writable by others "
                 f"(chmod go-w), or pass {ALLOW_FLAG}",
             )
         parent = os.path.dirname(current)
         if parent == current:
             return
         current = parent
+
+
+def _owners():
+    me = os.geteuid()
+    return "root" if me == 0 else f"{_user_name(me)} or root"
 
 
 def other_writer(info):
