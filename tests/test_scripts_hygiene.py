@@ -73,10 +73,13 @@ def test_backup_and_restore_write_no_plaintext_file(pg, tools, key_file, tmp_pat
     proc, writes, renames, others = _traced([BACKUP, "--dir", directory, "--key-file", key_file, db], env, tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     (final,) = [str(directory / n) for n in os.listdir(directory)]
-    temps = {p for p in writes if re.fullmatch(re.escape(str(directory)) + r"/\.encpipe-tmp\.\w+", p)}
-    assert len(temps) == 1
-    assert writes - HARMLESS == temps  # the final name comes only from the rename
-    assert renames == [(temps.pop(), final)]
+    temps = {p for p in writes if re.fullmatch("(" + re.escape(str(directory)) + r"/)?\.encpipe-tmp\.\w+", p)}
+    assert writes - HARMLESS == temps  # the final name comes only from the renames
+    # mktemp's name, and the new file seal -o creates beside it (relative to the
+    # directory's descriptor) and renames over it once complete.
+    (made,) = [p for p in temps if p.startswith("/")]
+    (sealed,) = [p for p in temps if not p.startswith("/")]
+    assert sorted(renames) == sorted([(sealed, os.path.basename(made)), (made, final)])
     assert others == []
 
     restored = "bk_traced_copy"
