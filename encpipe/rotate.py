@@ -232,8 +232,13 @@ def remove_quietly(path):
 
 def walk(top, rotation, dry_run):
     """Every file under `top` in a stable order, hidden names and symbolic links excepted."""
+    top_real = os.path.realpath(top)
     for directory, subdirs, names in os.walk(top):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        if os.path.realpath(directory) != os.path.normpath(os.path.join(top_real, os.path.relpath(directory, top))):
+            subdirs[:] = []  # replaced by a link to elsewhere since it was listed
+            report(directory, "ignored", reason="not a directory under DIR any more")
+            continue
         for name in sorted(names):
             path = os.path.join(directory, name)
             if _STALE_TEMP.match(name):

@@ -227,3 +227,22 @@ def key_file(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "encpipe", "keygen", "-o", str(path)], check=True)
     return str(path)
 
+
+
+def test_rotate_a_subdirectory_swapped_for_a_link_during_the_walk(tmp_path):
+    """Once the walk has listed sub/, it becomes a link to a directory outside: the
+    encpipe file there (rotatable, root-only) is not touched."""
+    world = World(tmp_path)
+    world.mixed()
+    hand_to_postgres(world.dir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = SealedVictim(outside / "b-old-other.enc", (world.dir / "sub" / "b-old-other.enc").read_bytes())
+    sub = world.dir / "sub"
+    hook = (f'[ "$1" = created ] && [ ! -L {sub} ] && mv {sub} {world.dir}/.moved && ln -s {outside} {sub}; '
+            "exit 0")
+    done = rotate(["--allow-shared-dir", *world.args()], env=rotate_env(ENCPIPE_TEST_HOOK=hook))
+    assert sub.is_symlink()
+    victim.assert_untouched()
+    records = {r["file"]: r for r in map(json.loads, done.stdout.decode().splitlines())}
+    assert records and not any(name.startswith(str(sub) + "/") for name in records)
