@@ -158,8 +158,11 @@ class Migration:
             info = os.lstat(path)
             if not stat.S_ISREG(info.st_mode):
                 return {**line, "status": "skipped", "reason": "not a regular file"}
-            with open(path, "rb") as f:
-                head = f.read(len(MAGIC))
+            src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
+            with src:
+                head = src.read(len(MAGIC))
+        except EncpipeError as e:
+            return {**line, "status": "failed", "reason": str(e), "exit_code": 66}
         except OSError as e:
             return {**line, "status": "failed", "reason": f"cannot read it: {e.strerror}", "exit_code": 66}
         if head == MAGIC:

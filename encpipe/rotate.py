@@ -147,8 +147,11 @@ class Rotation:
 
     def file(self, path):
         try:
-            with open(path, "rb") as f:
-                magic = f.read(len(MAGIC))
+            src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
+            with src:
+                magic = src.read(len(MAGIC))
+        except EncpipeError as e:
+            return self.fail(path, "read", Failure(str(e), 66))
         except OSError as e:
             return self.fail(path, "read", Failure(e.strerror or str(e), 66))
         if magic != MAGIC:

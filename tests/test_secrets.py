@@ -114,7 +114,9 @@ def test_secrets_never_in_argv(tmp_path, source):
     samples = []
     try:
         deadline = time.monotonic() + WAIT
-        while not (out.exists() and out.stat().st_size > 0):  # sample through key loading to the header
+        # Sample through key loading to the header (seal -o writes it to a new
+        # hidden file, renamed to out.enc once complete).
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".encpipe-tmp.*")):
             samples += _cmdlines(child.pid)
             assert child.poll() is None, child.stderr.read()
             assert time.monotonic() < deadline
