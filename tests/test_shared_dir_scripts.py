@@ -246,3 +246,31 @@ def test_rotate_a_subdirectory_swapped_for_a_link_during_the_walk(tmp_path):
     victim.assert_untouched()
     records = {r["file"]: r for r in map(json.loads, done.stdout.decode().splitlines())}
     assert records and not any(name.startswith(str(sub) + "/") for name in records)
+
+
+@pytest.fixture(scope="module")
+def steps_db(pg):
+    pg.createdb("shared_steps")
+    return "shared_steps"
+
+
+@pytest.mark.parametrize("what", ["temp", "final"])
+@pytest.mark.parametrize("step", STEPS)
+def test_backup_swap_at_each_step(pg, steps_db, tools, key_file, tmp_path, step, what):  # noqa: F811
+    db = steps_db
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    hand_to_postgres(directory)
+    victim = Victim(tmp_path / "victim")
+    marker, env = swap_env(tmp_path, victim, step, what)
+    done = backup(pg, tools, str(directory), db, "--key-file", key_file, "--allow-shared-dir", env_extra=env,
+                  check=False)
+    assert marker.exists(), "the swap did not happen"
+    victim.assert_untouched()
+    finals = [n for n in os.listdir(directory) if not n.startswith(".")]
+    if done.returncode == 0:
+        (final,) = finals
+        assert not os.path.islink(directory / final)
+        assert ok(run(["inspect", "--verify", "--key-file", key_file], (directory / final).read_bytes()))
+    else:
+        assert finals == [], done.stderr
