@@ -11,7 +11,7 @@ from Crypto.Random import get_random_bytes
 from . import format as fmt
 from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
-from .slots import decode_slot
+from .slots import DEFAULT_SCRYPT_BUDGET, ScryptBudget, ScryptBudgetExceeded, ScryptSlot, decode_slot
 from .stream import copy_stream, flush, open_payload, seal_payload, seekable, write_all
 
 
@@ -53,20 +53,27 @@ def build_header(file_key, slots, chunk_log2, payload_salt=None):
 
 
 def unlock(sealed, identities):
-    """The file key, from the first identity that opens a slot; cheap identities first."""
+    """The file key, from the first identity that opens a slot: cheap identities
+    (and key-id matches) first, then passphrases on the cheapest slots first, all
+    of them together within one scrypt budget."""
+    attempts = [(i, s) for i in identities for s in sealed.slots if i.can_try(s)]
+    attempts.sort(key=lambda attempt: (attempt[0].cost, getattr(attempt[1], "work", 0)))
+    limits = [i.budget for i in identities if getattr(i, "budget", None)]
+    budget = ScryptBudget(max(limits, default=DEFAULT_SCRYPT_BUDGET))
     limit_error = None
-    for identity in sorted(identities, key=lambda i: i.cost):
-        for slot in sealed.slots:
-            if not identity.can_try(slot):
-                continue
-            try:
-                file_key = identity.unwrap(slot)
-            except InvalidStream as e:  # a slot beyond a resource limit; another may still open
-                limit_error = limit_error or e
-                continue
-            if file_key is not None:
-                verify_header_mac(file_key, sealed.header)
-                return file_key
+    for identity, slot in attempts:
+        try:
+            if isinstance(slot, ScryptSlot):
+                budget.charge(slot)
+            file_key = identity.unwrap(slot)
+        except ScryptBudgetExceeded:
+            raise
+        except InvalidStream as e:  # a slot beyond a resource limit; another may still open
+            limit_error = limit_error or e
+            continue
+        if file_key is not None:
+            verify_header_mac(file_key, sealed.header)
+            return file_key
     if limit_error:
         raise limit_error
     raise NoMatchingKey("no supplied key opens this file", hint=needed_keys_hint(sealed.slots))
