@@ -1,7 +1,8 @@
 USAGE = """encpipe: streaming authenticated encryption for backups.
 
 Usage:
-  encpipe seal [-o FILE] [--chunk-size SIZE] [--work-factor N] [--threads N] [--progress]
+  encpipe seal [-o FILE] [--allow-shared-dir] [--chunk-size SIZE] [--work-factor N] [--threads N]
+               [--progress]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--recipient PUBKEY]... [--recipient-file FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
@@ -14,7 +15,7 @@ Usage:
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
                [-p] [--signer PUBKEY]... [--signer-file FILE]... [FILE]
-  encpipe rewrap [--in-place FILE] [--replace] [--remove KEYID]... [--work-factor N] [--progress]
+  encpipe rewrap [--in-place FILE] [--allow-shared-dir] [--replace] [--remove KEYID]... [--work-factor N] [--progress]
                [--add-key-file FILE]... [--add-recipient PUBKEY]... [--add-passphrase-file FILE]...
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
@@ -69,7 +70,10 @@ Signatures (format v2):
   by white space) is used.
 
 Options:
-  -o FILE, --output FILE     Write to FILE (created on first write, mode 0600).
+  -o FILE, --output FILE     Write to FILE (mode 0600; it appears, or replaces
+                             an existing FILE, only once complete).
+  --allow-shared-dir         Write in a directory other users can write (-o,
+                             --in-place); refused by default (exit 73).
   --chunk-size SIZE          Plaintext chunk size, a power of two from 16K to
                              16M, or auto: 4M when standard input is a file,
                              512K otherwise [default: auto].
@@ -95,9 +99,11 @@ Options:
 Exit status:
   0 success; 64 usage error or malformed key; 65 input is not a valid encpipe
   stream (corrupt, tampered, truncated, trailing data, unsupported version);
-  66 cannot open an input or key file; 67 not signed by a trusted signer;
-  70 internal error; 74 cannot read or write data; 77 no supplied key opens
-  the file; 78 no key configured.
+  66 cannot open an input or key file; 67 not signed by a trusted
+  signer; 70 internal error; 73 the output
+  directory can be written by another user; 74 cannot read or write data;
+  75 the output file was changed by someone else meanwhile; 77 no supplied
+  key opens the file; 78 no key configured.
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 

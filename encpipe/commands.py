@@ -2,9 +2,8 @@
 
 import os
 import re
-import tempfile
 
-from . import envelope
+from . import envelope, safefile
 from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
@@ -115,35 +114,7 @@ def _refuse_stdin_secrets(sources, data_from_stdin):
         )
 
 
-class LazyOutput:
-    """A file created, mode 0600, on the first write: a failure before it leaves no file."""
-
-    def __init__(self, path):
-        self.path, self._file = path, None
-
-    def write(self, data):
-        if self._file is None:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.fchmod(fd, 0o600)
-            except OSError as e:
-                raise IOFailure(f"cannot create {self.path}: {e.strerror or e}") from None
-            self._file = os.fdopen(fd, "wb", buffering=0)
-        return self._file.write(data)
-
-    def flush(self):
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-
-    def close(self):
-        if self._file is not None:
-            self._file.close()
-
-
-def ciphertext_output(path, io):
-    if path:
-        return LazyOutput(path)
+def ciphertext_output(io):
     if io.stdout.isatty():
         raise UsageError(
             "refusing to write encrypted data to a terminal",
@@ -186,17 +157,22 @@ def cmd_seal(args, io):
     workers = threads(args)
     sources = key_sources(args)
     _refuse_stdin_secrets(sources, data_from_stdin=True)
-    out = ciphertext_output(args["--output"], io)
+    path = args["--output"]
+    if not path:
+        ciphertext_output(io)
     recipients = loader(args, io).load(sources, sealing=True)
     signed_by = signing_keys(args, io, data_from_stdin=True)
     reporter = progress(args, io, "seal")
-    try:
+
+    def write(out):
         envelope.seal(
             io.stdin, out, recipients, chunk_log2=chunk, threads=workers, on_progress=reporter, signing_keys=signed_by
         )
-    finally:
-        if out is not io.stdout:
-            out.close()
+
+    if path:
+        safefile.write_output(path, write, allow_shared=args["--allow-shared-dir"])
+    else:
+        write(io.stdout)
     _finish(reporter)
     return 0
 
@@ -293,7 +269,7 @@ def cmd_inspect(args, io):
 
 def cmd_rewrap(args, io):
     path = args["--in-place"]
-    src = open_input(path, io)
+    src, before = safefile.open_source(path) if path else (io.stdin, None)
     identities = _identities(args, io, data_from_stdin=path is None)
     signed_by, trusted = signing_keys(args, io, data_from_stdin=path is None), signers(args, io)
     add_sources = KeySources(
@@ -312,31 +288,13 @@ def cmd_rewrap(args, io):
         signers=trusted,
     )
     if path is None:
-        envelope.rewrap(src, ciphertext_output(None, io), identities, **rewrap)
+        envelope.rewrap(src, ciphertext_output(io), identities, **rewrap)
     else:
         with src:
-            _replace_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap))
+            safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),
+                                      replaces=before, allow_shared=args["--allow-shared-dir"])
     _finish(reporter)
     return 0
-
-
-def _replace_atomically(path, write):
-    """Write a temp file beside `path`, fsync it, and rename it over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, temp = tempfile.mkstemp(prefix=".encpipe-", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise IOFailure(f"cannot create a temporary file in {directory}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    fsync_directory(directory)
 
 
 def fsync_directory(directory):

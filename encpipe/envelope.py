@@ -12,7 +12,7 @@ from . import format as fmt
 from . import provenance as prov
 from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, NotSigned, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
-from .slots import decode_slot
+from .slots import DEFAULT_SCRYPT_BUDGET, ScryptBudget, ScryptBudgetExceeded, ScryptSlot, decode_slot
 from .spool import Tee, private_spool, rewind
 from .stream import copy_stream, flush, hash_records, open_payload, seal_payload, seekable, write_all
 
@@ -65,21 +65,26 @@ def build_header(file_key, slots, chunk_log2, payload_salt=None, *, version=fmt.
 
 def unlock(sealed, identities):
     """(file key, (slot index, slot, identity)), from the first identity that opens a
-    slot: raw keys, then x25519 identities, then passphrases (by `cost`), each in the
-    order given, each tried on the slots in header order."""
+    slot: raw keys, then x25519 identities (by `cost`; key-id matches only), then
+    passphrases on the cheapest slots first, all of them within one scrypt budget."""
+    attempts = [(i, n, s) for i in identities for n, s in enumerate(sealed.slots) if i.can_try(s)]
+    attempts.sort(key=lambda attempt: (attempt[0].cost, getattr(attempt[2], "work", 0)))
+    limits = [i.budget for i in identities if getattr(i, "budget", None)]
+    budget = ScryptBudget(max(limits, default=DEFAULT_SCRYPT_BUDGET))
     limit_error = None
-    for identity in sorted(identities, key=lambda i: i.cost):
-        for index, slot in enumerate(sealed.slots):
-            if not identity.can_try(slot):
-                continue
-            try:
-                file_key = identity.unwrap(slot)
-            except InvalidStream as e:  # a slot beyond a resource limit; another may still open
-                limit_error = limit_error or e
-                continue
-            if file_key is not None:
-                verify_header_mac(file_key, sealed.header)
-                return file_key, (index, slot, identity)
+    for identity, index, slot in attempts:
+        try:
+            if isinstance(slot, ScryptSlot):
+                budget.charge(slot)
+            file_key = identity.unwrap(slot)
+        except ScryptBudgetExceeded:
+            raise
+        except InvalidStream as e:  # a slot beyond a resource limit; another may still open
+            limit_error = limit_error or e
+            continue
+        if file_key is not None:
+            verify_header_mac(file_key, sealed.header)
+            return file_key, (index, slot, identity)
     if limit_error:
         raise limit_error
     raise NoMatchingKey("no supplied key opens this file", hint=needed_keys_hint(sealed.slots))

@@ -39,6 +39,19 @@ class InputUnavailable(EncpipeError):
     exit_code = 66
 
 
+class UnsafeDirectory(EncpipeError):
+    """A directory to write in can be changed by another user (see safefile.py)."""
+
+    exit_code = 73
+
+
+class Changed(EncpipeError):
+    """A file being replaced, or the one replacing it, was changed by someone else
+    meanwhile; nothing was replaced (or the swap is reported). Try again."""
+
+    exit_code = 75
+
+
 class IOFailure(EncpipeError):
     """Reading the data or writing the output failed (disk full, read-only target, I/O error)."""
 

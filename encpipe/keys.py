@@ -11,11 +11,13 @@ import stat
 import subprocess
 
 from .errors import InputUnavailable, NoKeyConfigured, UsageError
-from .slots import DEFAULT_SCRYPT_LOG2_N, Passphrase, RawKey
+from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, parse_budget
 
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
 ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
+# Secrets a key command must not inherit (the last is the previous tool's key).
+_SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
 DEFAULT_COMMAND_TIMEOUT = 60.0
 HEX_KEY_LEN = 64
 _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
@@ -117,10 +119,13 @@ def read_fd(fd):
 
 
 def run_secret_command(command, env):
-    """Run `command` with sh -c and return its standard output; bounded in time."""
+    """Run `command` with sh -c and return its standard output; bounded in time.
+    It inherits our environment except the secrets in it."""
     timeout = _command_timeout(env)
+    child_env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
     try:
-        child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 env=child_env)
     except OSError as e:
         raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
     try:
@@ -239,7 +244,8 @@ class KeyLoader:
             passphrases.append(self.prompt(confirm=sealing))
         if use_env and not sources.any_given():
             keys, passphrases = self._from_environment()
-        keys += [Passphrase(p, log2_n=self.work_factor) for p in passphrases]
+        budget = parse_budget(self.env[ENV_SCRYPT_BUDGET]) if self.env.get(ENV_SCRYPT_BUDGET) else DEFAULT_SCRYPT_BUDGET
+        keys += [Passphrase(p, log2_n=self.work_factor, budget=budget) for p in passphrases]
         if not keys:
             raise NoKeyConfigured(
                 "no key configured",

@@ -8,10 +8,11 @@ characters is the key itself, anything else a passphrase stretched with
 PBKDF2-HMAC-SHA256, 100,000 iterations, salt SHA-256("ediscovery-backup-salt").
 
 The tag sits in front but covers the whole file, so nothing may be written
-before every byte has authenticated. A seekable input is read twice (first
-authenticate, writing nothing; then decrypt); a pipe is first copied, as
-ciphertext, to an unlinked temporary file, authenticated on the way, and then
-decrypted from there. Memory use does not depend on the file size.
+before every byte has authenticated. The input (file or pipe) is copied, as
+ciphertext, to a private unlinked temporary file while it is authenticated,
+and then decrypted from that copy: the bytes decrypted are exactly the bytes
+that authenticated, even if someone rewrites the file meanwhile. Plaintext
+never touches the disk; memory use does not depend on the file size.
 
 GCM cannot tell a wrong key from a damaged file. The rule here: a file shorter
 than the 64-byte header, or one starting with the encpipe magic, is an
@@ -184,7 +185,7 @@ def _decrypt(src, dst, key, iv, tag, expected):
             raise ValueError
         cipher.verify(tag)
     except ValueError:
-        raise InvalidStream("the input changed between the two passes: do not trust the output") from None
+        raise InvalidStream("the spooled copy changed after it authenticated: do not trust the output") from None
     return total
 
 
@@ -192,9 +193,9 @@ def open_legacy(src, dst, keys, *, tmpdir=None):
     """Decrypt a legacy file from `src` to `dst` (None: only authenticate); a LegacyInfo.
 
     Nothing reaches `dst` before all of `src` has authenticated under one of
-    `keys` (LegacyKey). A seekable `src` is read twice; any other is spooled,
-    as ciphertext, to an unlinked temporary file in `tmpdir` (default: TMPDIR).
-    Memory use is constant."""
+    `keys` (LegacyKey). `src` is read once, spooled as ciphertext to an unlinked
+    temporary file in `tmpdir` (default: TMPDIR) on the way, and the output is
+    decrypted from that copy. Memory use is constant."""
     if not keys:
         raise NoKeyConfigured("no key to open a legacy file with")
     iv, tag = _read_header(src)
@@ -205,12 +206,7 @@ def _open_payload(src, dst, keys, iv, tag, tmpdir):
     if dst is None:
         key, total = _authenticate(src, keys, iv, tag)
         return LegacyInfo(total, key.label, spooled=False)
-    if seekable(src):
-        start = src.tell()
-        key, total = _authenticate(src, keys, iv, tag)
-        src.seek(start)
-        _decrypt(src, dst, key, iv, tag, total)
-        return LegacyInfo(total, key.label, spooled=False)
+    # A file too: reading it a second time would decrypt whatever it holds by then.
     try:
         spool = tempfile.TemporaryFile(dir=tmpdir)  # O_TMPFILE, or unlinked at once: never named
     except OSError as e:

@@ -1,34 +1,271 @@
-"""Atomic file writes: a file is either as it was or completely replaced."""
+"""Writing files into directories that other users may be able to change.
 
+`write_atomically` never writes, truncates, chmods or chowns a file through a
+path that another user could have swapped. The directory is opened once; every
+later step is relative to that descriptor. The new file is created under a fresh
+hidden name with O_CREAT|O_EXCL|O_NOFOLLOW, written, fsync'd, verified, and given
+its mode, owner and times through its own descriptor. It is renamed to its final
+name only while the hidden name is still the file behind the descriptor (and,
+when it replaces a file, while the final name is still that file); the check is
+repeated after the rename. A symbolic link or another file put in the way makes
+the write fail; it never makes encpipe change a file outside the directory.
+
+`check_directory` is ssh's StrictModes for directories we write in: refuse one
+that a user other than the caller (or root) can write, unless it is sticky.
+"""
+
+import grp
 import os
+import pwd
 import secrets
+import stat
+
+from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory
+
+TEST_HOOK = "ENCPIPE_TEST_HOOK"
+ALLOW_FLAG = "--allow-shared-dir"
+TEMP_PREFIX = ".encpipe-tmp."
 
 
-def write_atomically(path, write, *, mode=0o600):
-    """Call write(binary file) on a hidden temp beside `path`, fsync it, rename it
-    over `path` and fsync the directory; on any failure `path` is as it was."""
-    directory = os.path.dirname(path) or "."
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            write(dst)
-            dst.flush()
-            os.fsync(dst.fileno())
-            now, there = os.fstat(dst.fileno()), os.lstat(temp)
-            if (now.st_dev, now.st_ino) != (there.st_dev, there.st_ino):
-                raise OSError(f"{temp} was replaced while being written")
-        os.rename(temp, path)
-    except BaseException:
+def hook(step, *details):
+    """For tests only: run $ENCPIPE_TEST_HOOK with `step` and `details` as its
+    arguments, so that a test can swap files at exactly this step."""
+    command = os.environ.get(TEST_HOOK)
+    if command:
+        import subprocess
+
+        subprocess.run(["/bin/sh", "-c", command, "hook", step, *map(str, details)], stdin=subprocess.DEVNULL,
+                       check=False)
+
+
+# --- who can write a directory ----------------------------------------------
+
+
+def check_directory(path, allow_shared=False):
+    """Raise UnsafeDirectory when a user other than the caller or root can write
+    `path` or one of its ancestors (a sticky one excepted); nothing with `allow_shared`."""
+    if allow_shared:
+        return
+    real = os.path.realpath(path)
+    current = real
+    while True:
         try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
+            info = os.stat(current)
+        except OSError as e:
+            raise IOFailure(f"cannot examine {current}: {e.strerror or e}") from None
+        writer = other_writer(info)
+        if writer:
+            where = path if current == real else f"{current} (above {path})"
+            raise UnsafeDirectory(
+                f"{where} can be written by {writer}; refusing to write in it",
+                hint=f"run this as its owner, or make it owned by {_owners()} and not writable by others "
+                f"(chmod go-w), or pass {ALLOW_FLAG}",
+            )
+        parent = os.path.dirname(current)
+        if parent == current:
+            return
+        current = parent
+
+
+def _owners():
+    me = os.geteuid()
+    return "root" if me == 0 else f"{_user_name(me)} or root"
+
+
+def other_writer(info):
+    """Who, besides the caller and root, can write the directory `info` describes:
+    a phrase such as "user postgres (its owner)", or None."""
+    me = os.geteuid()
+    if info.st_uid not in (me, 0):  # the owner can always chmod, sticky or not
+        return f"user {_user_name(info.st_uid)} (its owner)"
+    if info.st_mode & stat.S_ISVTX:
+        return None
+    if info.st_mode & stat.S_IWOTH:
+        return "every user (mode o+w, not sticky)"
+    if info.st_mode & stat.S_IWGRP and not _group_is_only(info.st_gid, me):
+        return f"group {_group_name(info.st_gid)} (mode g+w, not sticky)"
+    return None
+
+
+def _group_is_only(gid, uid):
+    """True when `uid` is the only user in group `gid`."""
     try:
-        os.fsync(dfd)
+        group, name = grp.getgrgid(gid), pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return False
+    if any(member != name for member in group.gr_mem):
+        return False
+    return all(entry.pw_uid == uid for entry in pwd.getpwall() if entry.pw_gid == gid)
+
+
+def _user_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+# --- writing -------------------------------------------------------------------
+
+
+def same_file(a, b):
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def unchanged(a, b):
+    return same_file(a, b) and (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
+
+
+def open_directory(path, allow_shared=False):
+    """A descriptor of directory `path`, after check_directory."""
+    check_directory(path, allow_shared)
+    try:
+        return os.open(os.path.realpath(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise IOFailure(f"cannot open directory {path}: {e.strerror or e}") from None
+
+
+def open_source(path):
+    """`path` opened for reading, never through a symbolic link, with its fstat."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        info = os.fstat(fd)
+    except OSError as e:
+        raise InputUnavailable(f"cannot open {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise InputUnavailable(f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), info
+
+
+def write_output(path, write, *, allow_shared=False):
+    """`seal -o`: write_atomically, except that a device or a FIFO is written
+    into (it cannot be replaced, and writing it changes no file) and that a
+    symbolic link is refused (renaming over it would hide where it points)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(directory):
+        check_directory(directory, allow_shared)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as e:
+        raise IOFailure(f"cannot examine {path}: {e.strerror or e}") from None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        raise IOFailure(f"{path} is a symbolic link; refusing to write through it",
+                        hint="give the path of the file itself")
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise IOFailure(f"cannot create {path}: Is a directory")
+    if info is None or stat.S_ISREG(info.st_mode):
+        return write_atomically(path, write, allow_shared=allow_shared)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise IOFailure(f"cannot open {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "wb", buffering=0) as out:
+        return write(out)
+
+
+def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None, owner=None, times_ns=None,
+                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix=""):
+    """Create `path` (or replace it) with what `write(file)` writes; returns what write returned.
+
+    `verify(fd)` may check the written file through its descriptor; `owner` (uid,
+    gid) and `times_ns` (atime, mtime) are set through it; `replaces`, the stat of
+    the file the caller read, makes the rename happen only while `path` is still
+    that file; `before_rename()` runs just before the last checks. On any failure
+    the hidden file is removed and `path` is as it was."""
+    directory, name = os.path.split(os.path.abspath(path))
+    if not name or name in (".", ".."):
+        raise IOFailure(f"{path} is not a file name")
+    if not os.path.isdir(directory):
+        raise IOFailure(f"cannot create {path}: No such file or directory")
+    dir_fd = open_directory(directory or "/", allow_shared)
+    try:
+        steps = (write, verify, before_rename)
+        return _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, prefix + "%s" + suffix)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, pattern):
+    write, verify, before_rename = steps
+    temp = pattern % secrets.token_hex(8)
+    try:
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    except OSError as e:
+        raise IOFailure(f"cannot create a temporary file in {directory}: {e.strerror or e}") from None
+    done = False
+    try:
+        hook("created", directory, temp, name)
+        with os.fdopen(fd, "w+b", buffering=0, closefd=False) as out:
+            result = write(out)
+        _io(os.fsync, fd, what=f"cannot write {name}")
+        hook("written", directory, temp, name)
+        if verify is not None:
+            verify(fd)
+        hook("verified", directory, temp, name)
+        _io(os.fchmod, fd, mode, what=f"cannot set the mode of {name}")
+        if owner is not None:
+            try:
+                os.fchown(fd, *owner)
+            except PermissionError:
+                pass
+        if times_ns is not None:
+            _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
+        if before_rename is not None:
+            before_rename()
+        hook("renaming", directory, temp, name)
+        mine = os.fstat(fd)
+        _expect(dir_fd, temp, mine, f"{os.path.join(directory, temp)} was replaced while it was written")
+        if replaces is not None:
+            _expect(dir_fd, name, replaces, f"{os.path.join(directory, name)} changed while it was being rewritten; "
+                    "left alone", compare=unchanged)
+        _io(os.rename, temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, what=f"cannot rename to {name}")
+        done = True
+        hook("renamed", directory, temp, name)
+        _expect(dir_fd, name, mine, f"{os.path.join(directory, name)} was replaced just after it was written")
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass  # some file systems refuse; the rename itself has happened
+        return result
+    except BaseException:
+        if not done:
+            _remove_if(dir_fd, temp, fd)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _io(function, *args, what, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except OSError as e:
+        raise IOFailure(f"{what}: {e.strerror or e}") from None
+
+
+def _expect(dir_fd, name, wanted, message, compare=same_file):
+    try:
+        found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise Changed(message) from None
+    if not compare(found, wanted):
+        raise Changed(message)
+
+
+def _remove_if(dir_fd, name, fd):
+    """Remove `name` if it is still the file behind `fd` (and leave anything else)."""
+    try:
+        if same_file(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
+            os.unlink(name, dir_fd=dir_fd)
     except OSError:
         pass
-    finally:
-        os.close(dfd)

@@ -36,7 +36,11 @@ MAX_SCRYPT_LOG2_N = 20
 MAX_SCRYPT_R = 32
 MAX_SCRYPT_P = 16
 MAX_SCRYPT_MEMORY = 1 << 30  # 128 * N * r bytes
-MAX_SCRYPT_WORK = 1 << 24  # N * r * p: 16x the default
+MAX_SCRYPT_WORK = 1 << 24  # N * r * p: 8x the default (N = 2^18, r = 8, p = 1)
+# All passphrase attempts on one file together: N * r * p summed. One attempt at
+# the largest cost a slot may have (so every genuine file opens), 8 at the default.
+DEFAULT_SCRYPT_BUDGET = MAX_SCRYPT_WORK
+ENV_SCRYPT_BUDGET = "ENCPIPE_SCRYPT_BUDGET"
 
 
 def wrap_file_key(kek, file_key):
@@ -102,6 +106,10 @@ class ScryptSlot(NamedTuple):
     def describe(self):
         return {"type": "passphrase", "kdf": "scrypt", "log2_n": self.log2_n, "r": self.r, "p": self.p}
 
+    @property
+    def work(self):
+        return (1 << min(self.log2_n, 64)) * self.r * self.p
+
     def check_cost(self):
         """Refuse parameters a crafted header could use to make us spin or swap."""
         n = 1 << min(self.log2_n, 64)
@@ -117,6 +125,40 @@ class ScryptSlot(NamedTuple):
             raise InvalidStream(
                 f"passphrase slot over a resource limit: scrypt log2(N)={self.log2_n} r={self.r} p={self.p}; {broken}"
             )
+
+
+class ScryptBudgetExceeded(InvalidStream):
+    """The next passphrase attempt would take the file past its scrypt budget."""
+
+
+class ScryptBudget:
+    """The scrypt work (N * r * p) all passphrase attempts on one file may spend."""
+
+    def __init__(self, limit=DEFAULT_SCRYPT_BUDGET):
+        self.limit, self.spent = limit, 0
+
+    def charge(self, slot):
+        """Account for one attempt on `slot` (after its own limits), or refuse it."""
+        slot.check_cost()
+        if self.spent + slot.work > self.limit:
+            raise ScryptBudgetExceeded(
+                f"the passphrase attempts on this file would pass its scrypt budget of {self.limit} "
+                f"(N*r*p summed over all attempts; {self.spent} spent, the next slot needs {slot.work})",
+                hint=f"for a file you trust, raise the budget: {ENV_SCRYPT_BUDGET}={self.limit * 4}",
+            )
+        self.spent += slot.work
+
+
+def parse_budget(text):
+    """An ENCPIPE_SCRYPT_BUDGET value: a whole number, at least one default-cost attempt."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 << (DEFAULT_SCRYPT_LOG2_N + 3):
+        raise UsageError(f"{ENV_SCRYPT_BUDGET} must be a whole number of at least {1 << (DEFAULT_SCRYPT_LOG2_N + 3)} "
+                         f"(N*r*p of one attempt at the default cost), not {text!r}")
+    return value
 
 
 class UnknownSlot(NamedTuple):
@@ -201,9 +243,10 @@ class Passphrase:
     cost = 1
     label = "passphrase"
 
-    def __init__(self, passphrase, log2_n=DEFAULT_SCRYPT_LOG2_N, r=8, p=1):
+    def __init__(self, passphrase, log2_n=DEFAULT_SCRYPT_LOG2_N, r=8, p=1, budget=DEFAULT_SCRYPT_BUDGET):
         self._passphrase = _passphrase_bytes(passphrase)
         self.log2_n, self.r, self.p = log2_n, r, p
+        self.budget = budget  # for opening: see ScryptBudget
         self._keks = {}  # scrypt outputs by slot salt: the authenticator key needs them again
 
     def __repr__(self):

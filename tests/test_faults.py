@@ -81,23 +81,42 @@ def interrupt(child, data, output, size, sig):
         child.wait()
 
 
+def hidden_temp(directory):
+    """The hidden file seal -o writes before it renames it, once it exists."""
+    deadline = time.monotonic() + WAIT
+    while not (found := sorted(directory.glob(".encpipe-tmp.*"))):
+        assert time.monotonic() < deadline, "seal -o created no temporary file"
+        time.sleep(0.02)
+    return found[0]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("output", ["stdout", "-o"])
 def test_signal_during_seal(tmp_path, sig, threads, output):
+    """On stdout, what was written is a truncated stream; with -o FILE, FILE never
+    appears (SIGINT also removes the hidden file, SIGTERM leaves a truncated one)."""
     out = tmp_path / "partial.enc"
     args = ["seal", "--chunk-size", "16K", "--threads", threads]
-    with open(out, "wb") as sink:
+    with open(out if output == "stdout" else os.devnull, "wb") as sink:
         child = spawn(
             args + (["-o", str(out)] if output == "-o" else []),
             KEY_ENV,
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL if output == "-o" else sink,
+            stdout=sink,
         )
+        child.stdin.write(b"")  # the child may not have created its file yet
+        written = out if output == "stdout" else hidden_temp(tmp_path)
         # The input stays open, so seal waits for more; up to 2 * threads chunks are in flight.
-        status, stderr = interrupt(child, PLAINTEXT[: 8 * CHUNK + 100], out, 2 * RECORD, sig)
+        status, stderr = interrupt(child, PLAINTEXT[: 8 * CHUNK + 100], written, 2 * RECORD, sig)
     assert status == -sig, stderr
     assert stderr == b""
+    if output == "-o":
+        assert not out.exists()
+        if sig == signal.SIGINT or not written.exists():
+            assert not written.exists()
+            return
+        out = written
     partial = out.read_bytes()
     verify = run(["inspect", "--verify", str(out)], env=KEY_ENV)
     assert (verify.returncode, verify.stdout) == (65, b""), verify.stderr
@@ -224,7 +243,7 @@ def test_seal_into_a_read_only_file_system_is_74(tmp_path):
 @pytest.mark.parametrize(
     "target, words",
     [
-        ("/proc/version", ["cannot write output"]),
+        ("/proc/version", ["cannot create a temporary file in /proc"]),
         ("DIR", ["cannot create DIR", "Is a directory"]),
         ("DIR/missing/out.enc", ["cannot create DIR/missing/out.enc", "No such file"]),
     ],

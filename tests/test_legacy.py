@@ -313,29 +313,64 @@ def test_round_trip_across_buffer_boundaries(length):
     sealed = io.BytesIO()
     assert legacy.seal_legacy(io.BytesIO(plaintext), sealed, key.key) == length
     assert len(sealed.getvalue()) == 64 + length
-    for src, spooled in ((io.BytesIO(sealed.getvalue()), False), (Pipe(sealed.getvalue()), True)):
+    for src in (io.BytesIO(sealed.getvalue()), Pipe(sealed.getvalue())):
         out = io.BytesIO()
         info = legacy.open_legacy(src, out, [legacy.key_from_setting("wrong"), key])
         assert out.getvalue() == plaintext
-        assert info == legacy.LegacyInfo(length, "BACKUP_ENCRYPTION_KEY (passphrase)", spooled)
+        assert info == legacy.LegacyInfo(length, "BACKUP_ENCRYPTION_KEY (passphrase)", spooled=True)
 
 
-def test_input_changed_between_passes_is_detected():
-    """Seekable input is read twice; if it changes in between, the end is an error."""
+DUMP = b"--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n" + b"-- filler\n" * 200_000
+EVIL = b"\\! id > /tmp/pwned\n"
+
+
+class RewrittenAfterFirstRead(io.FileIO):
+    """A legacy file that an attacker rewrites as soon as encpipe has read past its
+    first bytes: GCM is malleable, so XOR-ing known plaintext turns the dump's
+    start into a shell command."""
+
+    def __init__(self, path):
+        super().__init__(path, "rb")
+        self.path, self.flipped = path, False
+
+    def readinto(self, buffer):
+        n = super().readinto(buffer)
+        if not self.flipped and self.tell() > 64 + len(EVIL):
+            flip = bytes(a ^ b for a, b in zip(DUMP, EVIL))
+            with open(self.path, "r+b") as f:
+                f.seek(64)
+                old = f.read(len(flip))
+                f.seek(64)
+                f.write(bytes(a ^ b for a, b in zip(old, flip)))
+            self.flipped = True
+        return n
+
+
+@pytest.mark.parametrize("mode", ["stdin", "library"])
+def test_a_file_rewritten_while_it_is_read_never_yields_the_rewritten_bytes(tmp_path, mode):
+    """The file changes once the authenticating pass has read past the block: the
+    output is the genuine dump (decrypted from the copy that authenticated), never
+    the flipped bytes, and the file itself no longer authenticates."""
     key = legacy.key_from_setting("k")
-    sealed = io.BytesIO()
-    legacy.seal_legacy(io.BytesIO(b"a" * 5000), sealed, key.key)
-
-    class Changing(io.BytesIO):
-        def seek(self, pos, whence=0):
-            if pos == 64 and whence == 0:  # the second pass begins
-                view = self.getbuffer()
-                view[100] ^= 1
-                del view
-            return super().seek(pos, whence)
-
-    with pytest.raises(InvalidStream, match="changed between the two passes"):
-        legacy.open_legacy(Changing(sealed.getvalue()), io.BytesIO(), [key])
+    path = tmp_path / "shop.sql.enc"
+    with open(path, "wb") as f:
+        legacy.seal_legacy(io.BytesIO(DUMP), f, key.key)
+    src = RewrittenAfterFirstRead(str(path))
+    if mode == "stdin":
+        out, err = io.BytesIO(), io.StringIO()
+        status = cli.main(["open", "--legacy"], stdin=src, stdout=out, stderr=err,
+                          env={"BACKUP_ENCRYPTION_KEY": "k"})
+        output = out.getvalue()
+    else:
+        out = io.BytesIO()
+        legacy.open_legacy(src, out, [key])
+        status, output = 0, out.getvalue()
+    assert src.flipped
+    assert EVIL not in output
+    assert output in (b"", DUMP)
+    assert status == 0 and output == DUMP
+    rerun, _, _ = run(["open", "--legacy", str(path)], env={"BACKUP_ENCRYPTION_KEY": "k"})
+    assert rerun == 77
 
 
 def test_spool_goes_to_tmpdir_and_leaves_nothing(tmp_path):

@@ -101,7 +101,8 @@ def migrate(directory, *argv, keys=None, encpipe=ENCPIPE, env=None):
         [sys.executable, MIGRATE, *key_args, *argv, str(directory)],
         capture_output=True,
         text=True,
-        env={"PATH": os.environ["PATH"], "ENCPIPE": encpipe, "REAL_ENCPIPE": ENCPIPE, **(env or {})},
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": os.path.dirname(HERE), "ENCPIPE": encpipe,
+             "REAL_ENCPIPE": ENCPIPE, **(env or {})},
         timeout=120,
     )
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr
@@ -224,7 +225,7 @@ def test_sigkill_at_a_real_moment_loses_nothing(tmp_path, keys):
     process = subprocess.Popen(
         [sys.executable, MIGRATE, *key_args, str(directory)],
         stdout=subprocess.PIPE,
-        env={"PATH": os.environ["PATH"], "ENCPIPE": ENCPIPE},
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": os.path.dirname(HERE), "ENCPIPE": ENCPIPE},
     )
     first = json.loads(process.stdout.readline())
     process.kill()

@@ -16,7 +16,7 @@ def test_no_secret_on_any_argv(tmp_path, keys):  # noqa: F811
         [sys.executable, MIGRATE, "--legacy-key-file", keys["old_key"], "--legacy-passphrase-file",
          keys["old_pass"], "--key-file", keys["new_key"], str(directory)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={"PATH": os.environ["PATH"], "ENCPIPE": ENCPIPE},
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": os.path.dirname(os.path.dirname(MIGRATE)), "ENCPIPE": ENCPIPE},
     )
     seen = argvs_while_running(child)
     out, err = child.communicate()

@@ -114,7 +114,9 @@ def test_secrets_never_in_argv(tmp_path, source):
     samples = []
     try:
         deadline = time.monotonic() + WAIT
-        while not (out.exists() and out.stat().st_size > 0):  # sample through key loading to the header
+        # Sample through key loading to the header (seal -o writes it to a new
+        # hidden file, renamed to out.enc once complete).
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".encpipe-tmp.*")):
             samples += _cmdlines(child.pid)
             assert child.poll() is None, child.stderr.read()
             assert time.monotonic() < deadline
@@ -274,3 +276,19 @@ def test_rewrap_does_not_revoke_the_old_key_from_older_copies_or_the_payload(tmp
     # the same payload records under the same payload key: the old header and trailer fit them
     spliced = original[: header_len(original)] + rewrapped[header_len(rewrapped) : -64] + original[-64:]
     assert run_in_process(["open", "--key-file", str(old)], spliced, {})[1] == b"payload"
+
+
+@pytest.mark.parametrize("option", ["--key-command", "--passphrase-command"])
+def test_key_commands_inherit_no_secret_variable(tmp_path, option):
+    """A key command that runs `env` sees neither ENCPIPE_KEY nor ENCPIPE_PASSPHRASE
+    (nor the previous tool's BACKUP_ENCRYPTION_KEY), but the rest of the environment."""
+    seen = tmp_path / "env"
+    secret = "a" * 64 if option == "--key-command" else "a passphrase"
+    env = {"ENCPIPE_KEY": "b" * 64, "ENCPIPE_PASSPHRASE": "env passphrase", "BACKUP_ENCRYPTION_KEY": "old",
+           "UNRELATED_SETTING": "kept"}
+    args = ["seal", option, f"env > {seen}; echo '{secret}'", "--work-factor", "10"]
+    done = subprocess.run(command(*args), input=b"data", capture_output=True, env=clean_env(env), timeout=60)
+    assert done.returncode == 0, done.stderr
+    names = {line.split("=", 1)[0] for line in seen.read_text().splitlines()}
+    assert "UNRELATED_SETTING" in names
+    assert not names & {"ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY"}

@@ -1,13 +1,13 @@
 USAGE = """encpipe-backup's steps after the dump, and encpipe-restore's fetch.
 
 Usage:
-  job upload [--dir DIR] [--to REMOTE] TEMP
-  job commit [--dir DIR] [--to REMOTE] --database DB --kind KIND --started TIME
+  job upload [--dir DIR] [--to REMOTE] [--allow-shared-dir] TEMP [NAME]
+  job commit [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --kind KIND --started TIME
              [--metrics-file FILE] [--keep-last N] [--keep-daily N] [--keep-weekly N]
              [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
              [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
              [--passphrase-file FILE]... [--passphrase-command CMD]... TEMP NAME
-  job abort [--dir DIR] [--to REMOTE] --database DB --started TIME [--metrics-file FILE] TEMP
+  job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE] TEMP
   job fetch FILE
   job systemd-unit SCRIPT [ARG...]
 
@@ -21,6 +21,7 @@ output; systemd-unit prints a service unit running SCRIPT with ARGs.
 Options:
   --dir DIR                 A backup directory.
   --to REMOTE               An rclone REMOTE:PATH.
+  --allow-shared-dir        Write in DIR even when another user can write it.
   --database DB             The database backed up.
   --kind KIND               sql, sql.zst, sql.gz, dump or globals.sql.
   --started TIME            Unix time the run started.
@@ -50,6 +51,7 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, IOFailure, UsageError
+from ..safefile import check_directory
 from . import metrics, unit
 from .cli import policy_from, usage_message
 from .listing import examine
@@ -63,6 +65,8 @@ _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--
 
 
 def stores(args, io):
+    if args["--dir"]:
+        check_directory(args["--dir"], args["--allow-shared-dir"])
     found = ([Local(args["--dir"])] if args["--dir"] else []) + (
         [open_location(args["--to"], io.env)] if args["--to"] else [])
     if not found:
@@ -71,7 +75,7 @@ def stores(args, io):
 
 
 def cmd_upload(args, io):
-    upload(stores(args, io), args["TEMP"], io.stdin)
+    upload(stores(args, io), args["TEMP"], io.stdin, args["NAME"])
     return 0
 
 

@@ -21,8 +21,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .. import commands
-from ..errors import InputUnavailable, IOFailure
+from .. import commands, safefile
+from ..errors import Changed, InputUnavailable, IOFailure
 
 CHUNK = 1 << 20
 # A secret the encpipe children need is never given to rclone.
@@ -59,12 +59,12 @@ def split_file(path):
     return os.path.dirname(path) or ".", os.path.basename(path)
 
 
-def upload(stores, name, src):
-    """Copy src into a new file `name` in every store at once; the byte count."""
+def upload(stores, name, src, final=None):
+    """Copy src into a new file `name` (to become `final`) in every store at once; the byte count."""
     writers, total = [], 0
     try:
         for store in stores:
-            writers.append(store.writer(name))
+            writers.append(store.writer(name, final or name))
         while True:
             block = src.read(CHUNK)
             if not block:
@@ -121,15 +121,29 @@ class Local:
             raise OSError(f"{item.name} is not a regular file")
         return src
 
-    def writer(self, name):
+    def writer(self, name, final):
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return _LocalWriter(os.fdopen(os.open(self.where(name), flags, 0o600), "wb"))
+        dst = os.fdopen(os.open(self.where(name), flags, 0o600), "wb")
+        safefile.hook("created", self.directory, name, final)
+        return _LocalWriter(dst, lambda: [safefile.hook(step, self.directory, name, final)
+                                          for step in ("written", "verified")])
 
     def rename(self, name, final):
+        """Rename only the file this user's upload made: a regular file it owns with
+        one link, still there under `final` after the rename (else undone, 75)."""
         if os.path.lexists(self.where(final)):
             raise IOFailure(f"{self.where(final)} already exists")
+        safefile.hook("renaming", self.directory, name, final)
+        mine = os.lstat(self.where(name))
+        if not stat.S_ISREG(mine.st_mode) or mine.st_uid != os.geteuid() or mine.st_nlink != 1:
+            raise Changed(f"{self.where(name)} was replaced while it was written; not stored")
         os.rename(self.where(name), self.where(final))
+        safefile.hook("renamed", self.directory, name, final)
+        now = os.lstat(self.where(final))
+        if not (stat.S_ISREG(now.st_mode) and safefile.unchanged(now, mine)):
+            os.unlink(self.where(final))
+            raise Changed(f"{self.where(final)} was replaced while it was renamed; not stored")
         commands.fsync_directory(self.directory)
 
     def remove(self, item):
@@ -151,8 +165,8 @@ class Local:
 
 
 class _LocalWriter:
-    def __init__(self, dst):
-        self.dst = dst
+    def __init__(self, dst, written):
+        self.dst, self.written = dst, written
 
     def write(self, block):
         self.dst.write(block)
@@ -161,6 +175,7 @@ class _LocalWriter:
         self.dst.flush()
         os.fsync(self.dst.fileno())
         self.dst.close()
+        self.written()
 
 
 def rclone_binary(env):
@@ -211,7 +226,7 @@ class Rclone:
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         return _Download(proc, self.where(item.name))
 
-    def writer(self, name):
+    def writer(self, name, final=None):
         proc = subprocess.Popen([self.binary, "rcat", self.where(name)], env=self.env,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return _Upload(proc, self.where(name))

@@ -362,7 +362,7 @@ def target_legacy(data):
     The old format has one tag over the whole file, so `open --legacy` must write
     nothing at all unless the whole input authenticated."""
     env = {"ENCPIPE_KEY": KEY_HEX}
-    pipe = bool(data) and data[-1] & 1 == 1  # a seekable input is read twice, a pipe spooled
+    pipe = bool(data) and data[-1] & 1 == 1  # a file or a pipe: both are spooled
     for argv in (["open", "--legacy"], ["inspect", "--legacy", "--json"], ["inspect", "--legacy", "--verify"]):
         rc, out, err = run_main(argv, data, env, pipe=pipe)
         check_status(rc)

@@ -1,0 +1,276 @@
+"""Convert the previous backup tool's *.sql.enc files in DIR into encpipe files.
+
+Usage:
+  encpipe-migrate [options] [NEW-KEY-OPTIONS] DIR
+
+Each legacy file NAME.sql.enc (opened without following a symbolic link) is
+converted with `encpipe open --legacy | encpipe seal` into a new hidden file
+in DIR (O_EXCL|O_NOFOLLOW), which is then checked through its own descriptor
+with `encpipe inspect --verify` (it must authenticate and hold exactly the old
+file's size less 64 plaintext bytes), given the old file's modification time
+through that descriptor, and renamed over NAME.sql.enc only while both names
+are still the files migrate opened. A
+converted file keeps its name; it is an encpipe file from then on, so a later
+run skips it: each legacy file is converted exactly once. Interrupted at any
+point, DIR holds every file either in the old format or converted and
+verified; a run removes the temporary files an interrupted one left behind.
+
+Old key (reading): without --legacy-* options, BACKUP_ENCRYPTION_KEY (the
+previous tool's setting: 64 hex digits are the key, anything else a
+passphrase), ENCPIPE_KEY and ENCPIPE_PASSPHRASE.
+  --legacy-key-file FILE          keys in FILE, as encpipe --key-file
+  --legacy-passphrase-file FILE   the old passphrase in FILE
+New key (sealing): encpipe's own options, passed to `encpipe seal`; without
+any, ENCPIPE_KEY and ENCPIPE_PASSPHRASE. The new files are verified with the
+options among them that can open a file (not --recipient*: add --identity).
+  --key-file FILE  --key-command CMD  --identity FILE  --recipient PUBKEY
+  --recipient-file FILE  --passphrase-file FILE  --passphrase-command CMD
+  --work-factor N  --chunk-size SIZE
+Other options:
+  --allow-shared-dir  work in a DIR that a user other than the caller or root
+                      can write (refused by default, exit 73)
+  --keep-originals   keep each old file as NAME.sql.enc.legacy (a hard link)
+  -n, --dry-run      only report which files would be converted
+
+Prints one JSON line per *.sql.enc file: {"file", "status": migrated, skipped,
+failed or would-migrate, ...}. Files with other names are never touched.
+Exit status: 0 when no file failed; else the encpipe status of the first
+failure (65 damaged, 77 wrong key, ...); 64 usage; 66 DIR unreadable; 73
+another user can write DIR; 75 another encpipe-migrate is working in DIR;
+78 no key.
+Environment: ENCPIPE, the encpipe command (default: encpipe).
+"""
+
+import argparse
+import fcntl
+import json
+import os
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+
+from . import safefile
+from .errors import EncpipeError
+
+MAGIC = b"ENCPIPE"
+LEGACY_HEADER = 64
+SUFFIX = ".sql.enc"
+KEPT_SUFFIX = ".legacy"
+TEMP_SUFFIX = ".migrate-tmp"
+OPENING_OPTIONS = ("key_file", "key_command", "identity", "passphrase_file", "passphrase_command")
+SEALING_OPTIONS = OPENING_OPTIONS + ("recipient", "recipient_file")
+
+
+class Failure(Exception):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+def err(message, hint=None):
+    print(f"encpipe-migrate: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"encpipe-migrate: hint: {hint}", file=sys.stderr)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        err(message, hint="see encpipe-migrate --help")
+        sys.exit(64)
+
+
+def parse(argv):
+    parser = Parser(prog="encpipe-migrate", usage="%(prog)s [options] DIR", add_help=False)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--keep-originals", action="store_true")
+    parser.add_argument("--allow-shared-dir", action="store_true")
+    parser.add_argument("-n", "--dry-run", action="store_true")
+    for name in ("--legacy-key-file", "--legacy-passphrase-file", *(f"--{o.replace('_', '-')}" for o in SEALING_OPTIONS)):
+        parser.add_argument(name, action="append", default=[])
+    parser.add_argument("--work-factor")
+    parser.add_argument("--chunk-size")
+    parser.add_argument("dir", nargs="?")
+    args = parser.parse_args(argv)
+    if args.help:
+        print(__doc__.strip())
+        sys.exit(0)
+    if not args.dir:
+        parser.error("DIR is missing")
+    return args
+
+
+def options(args, names):
+    return [word for name in names for value in getattr(args, name) for word in (f"--{name.replace('_', '-')}", value)]
+
+
+class Migration:
+    def __init__(self, args, env):
+        self.args, self.directory = args, args.dir
+        self.encpipe = shlex.split(env.get("ENCPIPE") or "encpipe")
+        self.open_args = [w for f in args.legacy_key_file for w in ("--key-file", f)]
+        self.open_args += [w for f in args.legacy_passphrase_file for w in ("--passphrase-file", f)]
+        self.seal_args = options(args, SEALING_OPTIONS)
+        self.seal_args += [w for o in ("work_factor", "chunk_size") if getattr(args, o) for w in
+                           (f"--{o.replace('_', '-')}", getattr(args, o))]
+        self.verify_args = options(args, OPENING_OPTIONS)
+        env_keys = any(env.get(v) for v in ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE"))
+        if not options(args, SEALING_OPTIONS) and not env_keys:
+            raise Failure("no key for the new files: give --key-file, --passphrase-file, --identity... "
+                          "or set ENCPIPE_KEY or ENCPIPE_PASSPHRASE", 78)
+        if options(args, SEALING_OPTIONS) and not self.verify_args:
+            raise Failure("the new files could not be verified: --recipient cannot open them; "
+                          "add --identity FILE (or --key-file) for a key that can", 64)
+        if not self.open_args and not env_keys and not env.get("BACKUP_ENCRYPTION_KEY"):
+            raise Failure("no key for the old files: set BACKUP_ENCRYPTION_KEY or use --legacy-key-file", 78)
+
+    def run(self):
+        first_failure = 0
+        for name in self.candidates():
+            line = self.one(name)
+            print(json.dumps(line), flush=True)
+            if line["status"] == "failed" and not first_failure:
+                first_failure = line["exit_code"]
+        return first_failure
+
+    def candidates(self):
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError as e:
+            raise Failure(f"cannot read {self.directory}: {e.strerror}", 66) from None
+        for name in names:
+            if name.endswith(TEMP_SUFFIX) and name.startswith(".") and not self.args.dry_run:
+                self.remove_leftover(name)
+        return [n for n in names if n.endswith(SUFFIX) and not n.startswith(".")]
+
+    def remove_leftover(self, name):
+        try:
+            os.unlink(os.path.join(self.directory, name))
+        except FileNotFoundError:
+            return
+        print(f"encpipe-migrate: warning: removed {name}, left by an interrupted run", file=sys.stderr)
+
+    def one(self, name):
+        path = os.path.join(self.directory, name)
+        line = {"file": name}
+        try:
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode):
+                return {**line, "status": "skipped", "reason": "not a regular file"}
+            src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
+            with src:
+                head = src.read(len(MAGIC))
+        except EncpipeError as e:
+            return {**line, "status": "failed", "reason": str(e), "exit_code": 66}
+        except OSError as e:
+            return {**line, "status": "failed", "reason": f"cannot read it: {e.strerror}", "exit_code": 66}
+        if head == MAGIC:
+            return {**line, "status": "skipped", "reason": "already an encpipe file"}
+        plaintext = info.st_size - LEGACY_HEADER
+        if plaintext < 0:
+            return {**line, "status": "failed", "reason": "too short for a legacy file", "exit_code": 65}
+        if self.args.dry_run:
+            return {**line, "status": "would-migrate", "plaintext_bytes": plaintext}
+        try:
+            kept = self.convert(path, name, info, plaintext)
+        except Failure as e:
+            return {**line, "status": "failed", "reason": str(e), "exit_code": e.code}
+        return {**line, "status": "migrated", "plaintext_bytes": plaintext, "kept": kept}
+
+    def convert(self, path, name, info, plaintext):
+        try:
+            src, opened = safefile.open_source(path)
+            kept = []
+            with src:
+                if not safefile.unchanged(opened, info):
+                    raise Failure("the file changed while it was being converted; run again", 75)
+                safefile.write_atomically(
+                    path, lambda out: self.seal(src, out.fileno()), verify=lambda fd: self.verify(fd, plaintext),
+                    times_ns=(info.st_atime_ns, info.st_mtime_ns), replaces=info,
+                    before_rename=lambda: kept.append(self.keep(path, name) if self.args.keep_originals else None),
+                    allow_shared=self.args.allow_shared_dir, prefix=f".{name}.", suffix=TEMP_SUFFIX)
+            return kept[0]
+        except EncpipeError as e:
+            raise Failure(str(e), e.exit_code) from None
+        except OSError as e:
+            raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
+
+    def seal(self, src, out_fd):
+        opener = subprocess.Popen([*self.encpipe, "open", "--legacy", *self.open_args, "-"],
+                                  stdin=src, stdout=subprocess.PIPE)
+        try:
+            sealer = subprocess.Popen([*self.encpipe, "seal", *self.seal_args], stdin=opener.stdout, stdout=out_fd)
+        finally:
+            opener.stdout.close()
+        sealed, opened = exit_status(sealer.wait()), exit_status(opener.wait())
+        if opened and not (sealed and opened == 128 + signal.SIGPIPE):  # not just seal going first
+            raise Failure(f"encpipe open --legacy failed with status {opened}", opened)
+        if sealed:
+            raise Failure(f"encpipe seal failed with status {sealed}", sealed)
+
+    def verify(self, fd, plaintext):
+        """inspect --verify of the new file through its descriptor, never its name."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        done = subprocess.run([*self.encpipe, "inspect", "--verify", "--json", *self.verify_args],
+                              stdin=fd, stdout=subprocess.PIPE)
+        if done.returncode:
+            status = exit_status(done.returncode)
+            raise Failure(f"encpipe inspect --verify of the new file failed with status {status}", status)
+        try:
+            report = json.loads(done.stdout)
+        except ValueError:
+            raise Failure("encpipe inspect --verify printed no JSON", 70) from None
+        if not report.get("verified") or report.get("plaintext_bytes") != plaintext:
+            raise Failure(f"the new file holds {report.get('plaintext_bytes')} bytes, not {plaintext}", 70)
+
+    def keep(self, path, name):
+        kept = name + KEPT_SUFFIX
+        target = os.path.join(self.directory, kept)
+        try:
+            os.link(path, target, follow_symlinks=False)
+        except FileExistsError:
+            if not os.path.samefile(path, target):  # an interrupted run may have linked it already
+                raise Failure(f"{kept} already exists and is another file", 73) from None
+        return kept
+
+
+def exit_status(returncode):
+    """As a shell shows it: 128 + N for a process killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def lock(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise Failure(f"cannot open {directory}: {e.strerror}", 66) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise Failure(f"another encpipe-migrate is working in {directory}", 75) from None
+    return fd
+
+
+def main(argv):
+    os.umask(0o077)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary file, then go
+    args = parse(argv)
+    try:
+        if os.path.isdir(args.dir):
+            safefile.check_directory(args.dir, args.allow_shared_dir)
+        migration = Migration(args, os.environ)
+        held = lock(args.dir)
+        try:
+            return migration.run()
+        finally:
+            os.close(held)
+    except Failure as e:
+        err(str(e))
+        return e.code
+    except EncpipeError as e:
+        err(str(e), e.hint)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+

@@ -1,0 +1,313 @@
+"""encpipe-rotate: move every sealed file under a backup directory from the old
+key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
+
+  encpipe-rotate --old-key-file FILE... --new-key-file FILE...
+                 [--escrow-recipient PUBKEY]... [--dry-run] [--allow-shared-dir] DIR
+
+For each regular file under DIR (hidden files, hidden directories and symbolic
+links are left alone):
+  - not an encpipe file: left alone, reported as "foreign";
+  - already holds a slot for every new key and escrow recipient and none for an
+    old key (key ids from `encpipe inspect --json`): "skipped";
+  - otherwise `encpipe rewrap` (opened with the old or new keys; old-key slots
+    removed; new keys and missing escrow recipients added; other slots kept)
+    into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
+    --verify` of what was written, read through the file's own descriptor,
+    with the new keys only; then the original's mode, owner and times are set
+    through that descriptor and it is renamed over the original, only while
+    both names are still the files rotate opened: "rotated".
+DIR (and every directory above it) must not be writable by a user other than
+the one running rotate or root, unless sticky; --allow-shared-dir overrides.
+One JSON line per file on standard output. Safe to interrupt and re-run: a
+file only ever changes by rename, after verification; temporary files left by
+a killed run are removed by the next one. Keys are passed as file paths only.
+
+Environment: ENCPIPE, the encpipe command (default "encpipe"; split into words
+like a shell, e.g. "python3 -m encpipe").
+Exit status: 0 every encpipe file is under the new keys; 1 some file could not
+be rotated (see its line); 64 usage error; 66 DIR or a key file is unusable;
+73 another user can write DIR; 75 another encpipe-rotate is working on DIR.
+"""
+
+import argparse
+import fcntl
+import json
+import os
+import re
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+
+from . import safefile
+from .errors import EncpipeError
+
+PROG = "encpipe-rotate"
+MAGIC = b"ENCPIPE"
+TEMP_PREFIX = ".encpipe-rotate."
+TEMP_SUFFIX = ".tmp"
+_STALE_TEMP = re.compile(r"^\.encpipe-rotate\..+\.tmp$")
+
+
+class Failure(Exception):
+    """A step failed: `status` is the exit status of the script (or of encpipe, for a file)."""
+
+    def __init__(self, message, status=1, step="rotate"):
+        super().__init__(message)
+        self.status, self.step = status, step
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def err(message):
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+
+
+def report(path, status, **fields):
+    sys.stdout.write(json.dumps({"file": path, "status": status, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        err(message)
+        sys.stderr.write(f"{PROG}: hint: see {PROG} --help\n")
+        raise SystemExit(64)
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog=PROG, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--old-key-file", action="append", required=True, metavar="FILE",
+                        help="keyring holding the key(s) or identities to rotate away from")
+    parser.add_argument("--new-key-file", action="append", required=True, metavar="FILE",
+                        help="keyring holding the new key(s) or identities (identities get public-key slots)")
+    parser.add_argument("--escrow-recipient", action="append", default=[], metavar="PUBKEY",
+                        help="public key (encpipe1...) that every file must also be sealed to")
+    parser.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
+    parser.add_argument("--allow-shared-dir", action="store_true",
+                        help="work in a directory other users can write (refused by default)")
+    parser.add_argument("dir", metavar="DIR")
+    return parser.parse_args(argv)
+
+
+class Encpipe:
+    """Runs the encpipe command; secrets only ever travel as file paths."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True):
+        """encpipe's standard output; its error line becomes a Failure, its warnings
+        are passed on unless `quiet`."""
+        done = subprocess.run(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False)
+        text = done.stderr.decode("utf-8", "replace")
+        if done.returncode != 0:
+            errors = [line.split(": error: ", 1)[1] for line in text.splitlines() if ": error: " in line]
+            raise Failure(errors[0] if errors else f"encpipe {args[0]} failed", done.returncode)
+        if not quiet:
+            sys.stderr.write(text)
+        return done.stdout
+
+    def key_ids(self, key_files):
+        args = ["keyid"] + [a for f in key_files for a in ("--key-file", f)]
+        return self.run(args, quiet=False).decode("ascii").split()
+
+    def recipient_id(self, public_key):
+        try:
+            return self.run(["keyid", "--recipient", public_key]).decode("ascii").strip()
+        except Failure as e:
+            raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status) from None
+
+    def inspect(self, path, key_files=()):
+        args = ["inspect", "--json"] + ["--verify"] * bool(key_files)
+        args += [a for f in key_files for a in ("--key-file", f)]
+        return json.loads(self.run(args + [path]))
+
+    def verify_fd(self, fd, key_files):
+        """inspect --verify of the file open as `fd`, from its start (never by path)."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        args = ["inspect", "--json", "--verify"] + [a for f in key_files for a in ("--key-file", f)]
+        return json.loads(self.run(args, stdin=fd))
+
+
+class Rotation:
+    def __init__(self, options, encpipe):
+        self.options, self.encpipe = options, encpipe
+        self.old_ids = set(encpipe.key_ids(options.old_key_file))
+        self.new_ids = set(encpipe.key_ids(options.new_key_file))
+        self.escrow = {pub: encpipe.recipient_id(pub) for pub in options.escrow_recipient}
+        if self.old_ids & (self.new_ids | set(self.escrow.values())):
+            raise Failure("a key is both old and new (or escrow)", 64)
+        self.errors = 0
+
+    def file(self, path):
+        try:
+            src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
+            with src:
+                magic = src.read(len(MAGIC))
+        except EncpipeError as e:
+            return self.fail(path, "read", Failure(str(e), 66))
+        except OSError as e:
+            return self.fail(path, "read", Failure(e.strerror or str(e), 66))
+        if magic != MAGIC:
+            return report(path, "foreign", reason="not an encpipe file; left alone")
+        try:
+            before = self.encpipe.inspect(path)
+        except Failure as e:
+            return self.fail(path, "inspect", e)
+        present = {slot.get("key_id") for slot in before["slots"]} - {None}
+        stale = self.old_ids & present
+        missing = [pub for pub, key_id in self.escrow.items() if key_id not in present]
+        if not (stale or missing or self.new_ids - present):
+            return report(path, "skipped", reason="already under the new key")
+        if not present & (self.old_ids | self.new_ids):
+            return self.fail(path, "inspect", Failure("no slot for an old or new key", 77))
+        if self.options.dry_run:
+            added = self.new_ids | {self.escrow[pub] for pub in missing}
+            return report(path, "would-rotate", remove=sorted(stale), add=sorted(added))
+        try:
+            after = self.rewrap(path, stale | (self.new_ids & present), missing)
+        except Failure as e:
+            return self.fail(path, e.step, e)
+        except OSError as e:
+            return self.fail(path, "rewrap", Failure(e.strerror or str(e), 74))
+        slots = [slot.get("key_id") for slot in after["slots"]]
+        return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"])
+
+    def rewrap(self, path, remove, add_recipients):
+        opts = self.options
+        args = ["rewrap"] + [a for f in opts.old_key_file + opts.new_key_file for a in ("--key-file", f)]
+        args += [a for f in opts.new_key_file for a in ("--add-key-file", f)]
+        args += [a for pub in add_recipients for a in ("--add-recipient", pub)]
+        args += [a for key_id in sorted(remove) for a in ("--remove", key_id)]
+        src, original = step(safefile.open_source, "rewrap", path)
+        checked = {}
+
+        def verify(fd):
+            checked["after"] = step(self.encpipe.verify_fd, "verify", fd, opts.new_key_file)
+            check_result(checked["after"], self.new_ids | set(self.escrow.values()), self.old_ids)
+
+        with src:
+            try:
+                safefile.write_atomically(
+                    path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out),
+                    verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
+                    times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=original,
+                    allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+            except EncpipeError as e:
+                raise Failure(str(e), e.exit_code, "rename") from None
+        return checked["after"]
+
+    def fail(self, path, where, failure):
+        self.errors += 1
+        report(path, "error", step=where, exit=failure.status, error=str(failure))
+
+
+def step(function, name, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except Failure as e:
+        e.step = name
+        raise
+    except OSError as e:
+        raise Failure(f"{e.strerror or e}", 74, name) from None
+    except EncpipeError as e:
+        raise Failure(str(e), e.exit_code, name) from None
+
+
+def check_result(result, wanted, unwanted):
+    ids = {slot.get("key_id") for slot in result["slots"]}
+    if not result.get("verified") or not wanted <= ids or ids & unwanted:
+        raise Failure("the rewrapped file does not hold the expected slots", 70, "verify")
+
+
+def remove_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def walk(top, rotation, dry_run):
+    """Every file under `top` in a stable order, hidden names and symbolic links excepted."""
+    top_real = os.path.realpath(top)
+    for directory, subdirs, names in os.walk(top):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        if os.path.realpath(directory) != os.path.normpath(os.path.join(top_real, os.path.relpath(directory, top))):
+            subdirs[:] = []  # replaced by a link to elsewhere since it was listed
+            report(directory, "ignored", reason="not a directory under DIR any more")
+            continue
+        for name in sorted(names):
+            path = os.path.join(directory, name)
+            if _STALE_TEMP.match(name):
+                if not dry_run:
+                    remove_quietly(path)
+                report(path, "removed" if not dry_run else "stale", reason="temporary file of an interrupted run")
+            elif name.startswith("."):
+                report(path, "ignored", reason="hidden file")
+            elif not is_regular(path):
+                report(path, "ignored", reason="not a regular file")
+            else:
+                rotation.file(path)
+
+
+def is_regular(path):
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def lock(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise Failure(f"another {PROG} is working on {directory}", 75) from None
+    return fd
+
+
+def on_signal(signum, _frame):
+    raise Interrupted(signum)
+
+
+def main(argv):
+    os.umask(0o077)
+    options = parse_args(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    try:
+        if not os.path.isdir(options.dir):
+            raise Failure(f"{options.dir} is not a directory", 66)
+        safefile.check_directory(options.dir, options.allow_shared_dir)
+        encpipe = Encpipe(shlex.split(os.environ.get("ENCPIPE", "encpipe")))
+        held = lock(options.dir)
+        rotation = Rotation(options, encpipe)
+        walk(options.dir, rotation, options.dry_run)
+        os.close(held)
+    except Failure as e:
+        err(str(e))
+        return 66 if e.status in (65, 77, 78) else e.status
+    except EncpipeError as e:
+        err(str(e))
+        if e.hint:
+            sys.stderr.write(f"{PROG}: hint: {e.hint}\n")
+        return e.exit_code
+    except FileNotFoundError as e:
+        err(f"cannot run encpipe: {e.filename}")
+        return 66
+    except Interrupted as e:
+        signum = e.args[0]
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return 128 + signum
+    if rotation.errors:
+        err(f"{rotation.errors} file(s) could not be rotated")
+        return 1
+    return 0
+
