@@ -262,9 +262,11 @@ class Passphrase:
         kek = self._kek(salt, self.log2_n, self.r, self.p)
         return ScryptSlot(salt, self.log2_n, self.r, self.p, wrap_file_key(kek, file_key))
 
-    def _kek(self, salt, log2_n, r, p):
+    def _kek(self, salt, log2_n, r, p, again=True):
+        """scrypt for a slot; kept, so that its v2 authenticator key needs no second run
+        (`again=False`). Every unwrap runs it: the scrypt budget counts each one."""
         key = (salt, log2_n, r, p)
-        if key not in self._keks:
+        if again or key not in self._keks:
             self._keks[key] = scrypt_kek(self._passphrase, salt, log2_n, r, p)
         return self._keks[key]
 
@@ -278,4 +280,4 @@ class Passphrase:
     def authenticator_key(self, slot):
         """The v2 slot authenticator key: from this slot's scrypt output, not from the file key."""
         slot.check_cost()
-        return hkdf(self._kek(slot.salt, slot.log2_n, slot.r, slot.p), b"", INFO_SCRYPT_AUTH)
+        return hkdf(self._kek(slot.salt, slot.log2_n, slot.r, slot.p, again=False), b"", INFO_SCRYPT_AUTH)

@@ -52,7 +52,7 @@ def _sealed_with_decoys_first(recipient, decoy_records):
 
     file_key = os.urandom(32)
     records = [SlotRecord(kind, body) for kind, body in decoy_records] + [recipient.wrap(file_key)]
-    header = envelope.build_header(file_key, records, 14)
+    header = envelope.build_header(file_key, records, 14, version=1)  # no v2 trailer written here
     out = io.BytesIO(header.encode())
     out.seek(0, 2)
     seal_payload(io.BytesIO(PLAINTEXT), out, payload_key(file_key, header), header.chunk_size)
