@@ -48,7 +48,7 @@ def parse_line(line):
 
 
 def roles_needed(props, no_owner=False, no_acl=False):
-    """Role names the properties refer to (owner, ACL entries, per-role settings)."""
+    """Role names the owner and the ACL refer to: without them access would change."""
     roles = set()
     if props.get("owner") and not no_owner:
         roles.add(props["owner"])
@@ -56,7 +56,6 @@ def roles_needed(props, no_owner=False, no_acl=False):
         grantee, _, grantor = item.rpartition("/")
         grantee = grantee.rpartition("=")[0]
         roles.update(_unquote(r) for r in (grantee, grantor) if r)
-    roles.update(s["role"] for s in props.get("settings") or [] if s.get("role"))
     return roles
 
 
@@ -102,13 +101,13 @@ def finish_sql(name, props):
     if not props:
         return ""
     sql = []
-    for setting in props.get("settings") or []:
+    for setting in props.get("settings") or []:  # a role the server lacks: its setting is left out
         role = "0"
         if setting.get("role"):
             role = "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s)" % literal(setting["role"])
-        sql.append("INSERT INTO pg_catalog.pg_db_role_setting VALUES "
-                   "((SELECT oid FROM pg_catalog.pg_database WHERE datname = %s), %s, %s::text[]);"
-                   % (literal(name), role, literal(_array(setting["config"]))))
+        sql.append("INSERT INTO pg_catalog.pg_db_role_setting SELECT d.oid, %s, %s::text[] FROM "
+                   "pg_catalog.pg_database d WHERE d.datname = %s AND %s IS NOT NULL;"
+                   % (role, literal(_array(setting["config"])), literal(name), role))
     if props.get("comment") is not None:
         sql.append("COMMENT ON DATABASE %s IS %s;" % (ident(name), literal(props["comment"])))
     return "\n".join(sql)

@@ -147,6 +147,8 @@ class Run:
         if len(self.old.encode()) > NAME_MAX_BYTES:
             raise Failure("database name %s is too long to keep the old one as %s" % (self.db, self.old), 64)
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
+        if self.file.endswith(".globals.sql.enc"):
+            raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
         if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
             raise Failure("cannot read %s: not a readable regular file" % self.file, 66)
         self.restrict = self.check_psql()
