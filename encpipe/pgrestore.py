@@ -203,7 +203,7 @@ class Run:
     def load_globals(self):
         """(statements, properties) of the run's globals file; ([], None) when there is none."""
         path = self.o.get("globals")
-        if path is None and not self.o.get("no_globals"):
+        if path is None:
             match = _RUN_NAME.match(os.path.basename(self.file))
             candidate = match and os.path.join(os.path.dirname(self.file), match["run"] + ".globals.sql.enc")
             path = candidate if candidate and os.path.exists(candidate) else None
