@@ -1,0 +1,161 @@
+"""encpipe-restore runs no shell command a dump asks for, and nothing from an unauthenticated file.
+
+- Plain dumps go to psql in restricted mode (\\restrict with a fresh key): a
+  dump's `\\!` or `\\copy ... to program` stops the restore, runs nothing, and
+  the live database stays as it was. A psql too old for \\restrict is refused
+  unless --allow-unrestricted-psql.
+- `--role ROLE` restores connected as ROLE: superuser-only SQL in a dump fails.
+- A legacy file is authenticated before anything: a tampered one runs no
+  psql or pg_restore and creates no database.
+"""
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from test_backup_restore import (
+    RESTORE,
+    databases,
+    dump,
+    encpipe,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    leftover_databases,
+    make_legacy_file,
+    read_key,
+    restore,
+    run,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+TARGET = "hard_target"
+
+
+def _seal(tmp_path, key, plaintext, name):
+    path = tmp_path / name
+    encpipe(["seal", "--key-file", key, "-o", str(path)], input=plaintext, check=True)
+    return str(path)
+
+
+def _fresh_target(pg):
+    pg.dropdb(TARGET)
+    pg.createdb(TARGET)
+    pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db=TARGET)
+    return dump(pg, TARGET)
+
+
+def _fake_psql(tmp_path, pg, version="15.13"):
+    """A psql that reports an old version and logs every other call before running the real one."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    for tool in ("psql", "pg_restore"):
+        body = 'printf "%%s\\n" "$*" >>%s\n' % shlex.quote(str(log))
+        if tool == "psql" and version:
+            body = 'if [ "$1" = --version ]; then echo "psql (PostgreSQL) %s"; exit 0; fi\n' % version + body
+        (fake / tool).write_text("#!/bin/sh\n%sexec %s \"$@\"\n" % (body, shlex.quote(pg.bin(tool))))
+        (fake / tool).chmod(0o755)
+    return fake, log
+
+
+def _env_with(pg, tools, directory):
+    env = script_env(pg, tools)
+    env["PATH"] = "%s:%s" % (directory, env["PATH"])
+    return env
+
+
+@pytest.mark.parametrize("attack", [
+    b"\\! touch {marker}\n",
+    b"\\copy (SELECT 1) TO PROGRAM 'touch {marker}'\n",
+    b"\\unrestrict guessed\n\\! touch {marker}\n",
+    b"\\connect postgres\n\\! touch {marker}\n",
+])
+def test_a_dump_cannot_run_shell_commands(pg, tools, key_file, tmp_path, attack):
+    db = ensure_small(pg, "hard_source")
+    marker = tmp_path / "MARKER"
+    genuine = dump(pg, db)
+    head, tail = genuine.split(b"\nCREATE TABLE", 1)
+    evil = head + b"\n" + attack.replace(b"{marker}", str(marker).encode()) + b"CREATE TABLE" + tail
+    path = _seal(tmp_path, key_file, evil, "evil.sql.enc")
+    before = _fresh_target(pg)
+    proc = restore(pg, tools, path, TARGET, "--key-file", key_file)
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert proc.stdout == b""
+    assert not marker.exists()
+    assert dump(pg, TARGET) == before
+    assert leftover_databases(pg) == set()
+
+
+def test_the_dumps_own_restrict_lines_are_dropped(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "hard_source")
+    genuine = dump(pg, db)
+    path = _seal(tmp_path, key_file, b"\\restrict k1\n" + genuine + b"\\unrestrict k1\n", "ok.sql.enc")
+    pg.dropdb("hard_copy")
+    proc = restore(pg, tools, path, "hard_copy", "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "hard_copy") == genuine
+    pg.dropdb("hard_copy")
+
+
+def test_an_old_psql_is_refused_unless_allowed(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "hard_source")
+    genuine = dump(pg, db)
+    path = _seal(tmp_path, key_file, genuine, "ok.sql.enc")
+    fake, log = _fake_psql(tmp_path, pg)
+    env = _env_with(pg, tools, fake)
+    before = _fresh_target(pg)
+    proc = run([RESTORE, "--key-file", key_file, path, TARGET], env)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert b"psql 15.13 cannot restrict" in proc.stderr and b"--allow-unrestricted-psql" in proc.stderr
+    assert not log.exists()  # nothing but psql --version ran
+    assert dump(pg, TARGET) == before
+
+    proc = run([RESTORE, "--allow-unrestricted-psql", "--drop-old", "--key-file", key_file, path, TARGET], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"warning: psql 15.13 has no \\restrict" in proc.stderr
+    assert dump(pg, TARGET) == genuine
+    pg.dropdb(TARGET)
+
+
+def test_role_restores_with_that_roles_rights_only(pg, tools, key_file, tmp_path):
+    pg.psql("DROP ROLE IF EXISTS restorer; CREATE ROLE restorer LOGIN CREATEDB")
+    db = ensure_small(pg, "hard_source")
+    genuine = dump(pg, db, "--no-owner")
+    marker = tmp_path / "server-side"
+    evil = genuine + b"COPY (SELECT 1) TO PROGRAM 'touch %s';\n" % str(marker).encode()
+    path = _seal(tmp_path, key_file, evil, "evil.sql.enc")
+    before = _fresh_target(pg)
+    proc = restore(pg, tools, path, TARGET, "--role", "restorer", "--key-file", key_file)
+    assert proc.returncode == 1
+    assert b"pg_execute_server_program" in proc.stderr
+    assert not marker.exists()
+    assert dump(pg, TARGET) == before
+
+    path = _seal(tmp_path, key_file, genuine, "ok.sql.enc")
+    pg.dropdb("hard_as_role")
+    proc = restore(pg, tools, path, "hard_as_role", "--role", "restorer", "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert pg.psql("SELECT tableowner FROM pg_tables WHERE tablename = 't'", db="hard_as_role") == "restorer\n"
+    assert dump(pg, "hard_as_role", "--no-owner") == genuine
+    pg.dropdb("hard_as_role")
+    assert leftover_databases(pg) == set()
+
+
+def test_a_tampered_legacy_file_runs_nothing(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "hard_source")
+    path = make_legacy_file(tmp_path / "old_backup_2024-01-02_03-04-05-678Z.sql.enc", read_key(key_file),
+                            b"\\! touch " + str(tmp_path / "MARKER").encode() + b"\n" + dump(pg, db))
+    data = bytearray(Path(path).read_bytes())
+    data[64 + 3] ^= 0x01
+    Path(path).write_bytes(bytes(data))
+    fake, log = _fake_psql(tmp_path, pg, version=None)
+    before, existing = _fresh_target(pg), databases(pg)
+    proc = run([RESTORE, "--key-file", key_file, path, TARGET], _env_with(pg, tools, fake))
+    assert (proc.returncode, proc.stdout) == (77, b"")
+    assert b"was not touched" in proc.stderr
+    assert [line for line in log.read_text().splitlines() if line != "--version"] == []
+    assert databases(pg) == existing and dump(pg, TARGET) == before
+    assert not os.path.exists(tmp_path / "MARKER")
