@@ -85,10 +85,12 @@ def pre_restore_copies(maintenance_db, db=None, now=None):
 
 
 def drop_pre_restore(maintenance_db, days, db=None):
-    """Drops the copies older than `days`; returns (dropped names, [(name, error)])."""
+    """Drops the copies at least `days` old (0: all); returns (dropped names, [(name, error)])."""
     dropped, failed = [], []
-    for copy in pre_restore_copies(maintenance_db, db):
-        if copy["age_days"] > days:
+    now = datetime.now(timezone.utc)
+    for copy in pre_restore_copies(maintenance_db, db, now):
+        created = datetime.strptime(copy["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        if (now - created).total_seconds() >= days * 86400:
             try:
                 run_sql(maintenance_db, "DROP DATABASE %s;" % ident(copy["name"]))
                 dropped.append(copy["name"])

@@ -9,17 +9,24 @@
   psql or pg_restore and creates no database.
 """
 
+import json
 import os
+import random
 import shlex
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from test_backup_restore import (
     RESTORE,
+    backup,
     databases,
     dump,
     encpipe,
+    ensure_awkward,
     ensure_small,
     key_file,  # noqa: F401 (fixture)
     leftover_databases,
@@ -159,3 +166,94 @@ def test_a_tampered_legacy_file_runs_nothing(pg, tools, key_file, tmp_path):
     assert [line for line in log.read_text().splitlines() if line != "--version"] == []
     assert databases(pg) == existing and dump(pg, TARGET) == before
     assert not os.path.exists(tmp_path / "MARKER")
+
+
+# --- leftovers of killed restores, and the copies restores keep ---------------------
+
+
+def _wait_until_unused(pg, prefix, timeout=120):
+    """Orphans of a restore killed alone finish on their own; wait for them."""
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE '%s%%' "
+           "AND backend_type = 'client backend'" % prefix)
+    deadline = time.monotonic() + timeout
+    while pg.psql(sql).strip() != "0":
+        assert time.monotonic() < deadline, "orphaned restores still running"
+        time.sleep(0.2)
+
+
+def test_restore_killed_at_random_points_then_one_more_cleans_up(pg, tools, key_file, tmp_path):
+    source = ensure_awkward(pg)
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file)
+    target = "kill_target"
+    for name in databases(pg):
+        if name.startswith(target):
+            pg.dropdb(name)
+    started = time.monotonic()
+    proc = restore(pg, tools, path, target, "--key-file", key_file)
+    full_run = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr.decode()
+    expected = dump(pg, target)
+    rng = random.Random(20261202)
+    env = script_env(pg, tools)
+    for i in range(13):
+        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, target], env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if i < 12:
+            time.sleep(rng.uniform(0.1, 1.1) * full_run)
+        else:  # the last one surely while it restores: each run drops the leftovers before it
+            while not [d for d in databases(pg) if d.startswith("encpipe_restore_")]:
+                time.sleep(0.02)
+        if i % 3:
+            os.killpg(proc.pid, signal.SIGKILL)  # the restore and everything it started
+        else:
+            proc.kill()  # the restore alone: its children run on as orphans
+        proc.wait()
+        assert target in databases(pg)
+        assert dump(pg, target) == expected
+    _wait_until_unused(pg, "encpipe_restore_")
+    left = {d for d in databases(pg) if d.startswith("encpipe_restore_")}
+    assert left, "no kill hit a restore in progress"
+
+    listing = json.loads(run([RESTORE, "--list-pre-restore"], env).stdout)
+    copies = [c for c in listing if c["database"] == target]
+    assert {c["name"] for c in copies} == {d for d in databases(pg) if d.startswith(target + "_pre_restore_")}
+    assert all(c["bytes"] > 0 and c["age_days"] >= 0 for c in copies)
+
+    proc = restore(pg, tools, path, target, "--key-file", key_file, "--drop-old",
+                   "--drop-pre-restore-older-than", "0")
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = proc.stderr.decode()
+    assert all(name in report for name in left), report
+    assert leftover_databases(pg) == set()
+    assert dump(pg, target) == expected
+    pg.dropdb(target)
+
+
+def test_scratch_database_of_a_live_restore_is_left_alone(pg, tools, key_file, tmp_path):
+    """A scratch database whose lock is held (a restore still running) is not dropped."""
+    from encpipe.pgleftovers import LOCK_CLASS
+
+    db = ensure_small(pg, "hard_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    busy = "encpipe_restore_20000101T000000Z_1"
+    dead = "encpipe_restore_20000101T000000Z_2"
+    for name in (busy, dead):
+        pg.dropdb(name)
+        pg.createdb(name)
+    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=pg.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        holder.stdin.write(b"SELECT pg_advisory_lock(%d, hashtext('%s'));\n" % (LOCK_CLASS, busy.encode()))
+        holder.stdin.flush()
+        while pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").strip() == "0":
+            time.sleep(0.05)
+        pg.dropdb("hard_copy")
+        proc = restore(pg, tools, path, "hard_copy", "--key-file", key_file)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert dead.encode() in proc.stderr and busy.encode() not in proc.stderr
+        assert busy in databases(pg) and dead not in databases(pg)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+        pg.dropdb(busy)
+        pg.dropdb("hard_copy")
