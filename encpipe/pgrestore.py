@@ -277,6 +277,9 @@ class Run:
                                       no_acl=bool(tool & {"-x", "--no-acl", "--no-privileges"}))
         existing = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
         missing = sorted(needed - existing)
+        lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing)
+        if lost:
+            say("settings for role(s) this server lacks are left out: %s" % ", ".join(lost), "warning")
         if missing:
             raise Failure("database %s needs role(s) this server lacks: %s; nothing was changed"
                           % (self.db, ", ".join(missing)), 1,
