@@ -72,12 +72,12 @@ def parse(argv):
             if not eq and not args:
                 raise Failure("%s needs a value" % name, 64)
             val = inline if eq else args.pop(0)
-            if name in _KEY_VALUE:
+            if name == "--passphrase-fd":
+                if not val.isdigit():
+                    raise Failure("--passphrase-fd must be a number, not %s" % val, 64)
+                opts["fds"].append(int(val))
+            elif name in _KEY_VALUE:
                 opts["key"] += [name, val]
-                if name == "--passphrase-fd":
-                    if not val.isdigit():
-                        raise Failure("--passphrase-fd must be a number, not %s" % val, 64)
-                    opts["fds"].append(int(val))
             elif name == "--threads":
                 opts["open"] += [name, val]
             elif name == "--signer":
@@ -100,6 +100,17 @@ def parse(argv):
     return opts
 
 
+def _read_fd(fd):
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        os.close(fd)
+    except OSError as e:
+        raise Failure("cannot read file descriptor %d: %s" % (fd, e.strerror), 66) from None
+    return b"".join(chunks)
+
+
 def _read_signers(path):
     try:
         with open(path) as f:
@@ -118,9 +129,26 @@ class Run:
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"] + [self.env.get("ENCPIPE_SIGNER", "")]).strip()
         self.temp = self.lock = None
         self.created_roles = []
+        self.secrets = [_read_fd(fd) for fd in opts["fds"]]
+
+    def key_args(self):
+        """The key options, each --passphrase-fd secret on a fresh pipe: it is read once, used thrice."""
+        args, fds = list(self.o["key"]), []
+        for secret in self.secrets:
+            read_end, write_end = os.pipe()
+            os.write(write_end, secret)
+            os.close(write_end)
+            args += ["--passphrase-fd", str(read_end)]
+            fds.append(read_end)
+        return args, fds
 
     def encpipe_run(self, args, **kw):
-        return subprocess.run(self.encpipe + args, env=self.env, pass_fds=self.o["fds"], **kw)
+        keys, fds = self.key_args()
+        try:
+            return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env, pass_fds=fds, **kw)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def main(self):
         o = self.o
@@ -193,7 +221,7 @@ class Run:
         with open(self.file, "rb") as f:
             if f.read(7) == b"ENCPIPE":
                 return False
-        proc = self.encpipe_run(["inspect", "--legacy", "--verify", *self.o["key"], self.file],
+        proc = self.encpipe_run(["inspect", "--legacy", "--verify", self.file],
                                 stdout=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise Failure("cannot authenticate %s (status %d); database %s was not touched"
@@ -209,7 +237,7 @@ class Run:
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None
-        proc = self.encpipe_run(["open", "--verify-first", *self.o["key"], path], stdout=subprocess.PIPE)
+        proc = self.encpipe_run(["open", "--verify-first", path], stdout=subprocess.PIPE)
         if proc.returncode != 0:
             raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
                           % (path, proc.returncode, self.db), proc.returncode)
@@ -296,13 +324,17 @@ class Run:
         return self.temp
 
     def restore_stream(self, props, exists):
+        keys, fds = self.key_args()
         open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *self.o["open"],
-                                   *self.o["key"], self.file]
-        self.stream = Restore(open_cmd, self.env, self.o["fds"], self.o["tool"], self.o.get("role"), self.restrict)
+                                   *keys, self.file]
+        self.stream = Restore(open_cmd, self.env, fds, self.o["tool"], self.o.get("role"), self.restrict)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:
             raise Failure("%s holds no data; database %s was not touched" % (self.file, self.db), 65) from None
+        finally:
+            for fd in fds:
+                os.close(fd)
         if opened not in (0, -13, 141):
             raise Failure("cannot decrypt %s (status %d); database %s was not touched"
                           % (self.file, opened if opened > 0 else 128 - opened, self.db),
