@@ -207,3 +207,15 @@ def test_pass_through_options(cluster_a, cluster_b, tools, key_file, tmp_path):
         proc = restore_with(cluster_b, tools, ["--key-file", key_file], path, "other", *argv[1:])
         assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
         assert named in proc.stderr and b"not allowed" in proc.stderr
+
+
+def test_a_failed_restore_drops_the_roles_it_created(cluster_a, cluster_b, tools, key_file, tmp_path):
+    path, _ = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--key-file", key_file)
+    roles_before, databases_before = cluster_b.psql(ROLE_SQL), cluster_b.psql("SELECT datname FROM pg_database")
+    # The dump is restored connected as a role that cannot log in: the restore fails after the roles exist.
+    proc = restore(cluster_b, tools, path, DR_DB, "--key-file", key_file, "--role", "app_writer")
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert b"created roles: " in proc.stderr and b"dropped the roles this restore had created" in proc.stderr
+    assert cluster_b.psql(ROLE_SQL) == roles_before == ""
+    assert cluster_b.psql("SELECT datname FROM pg_database") == databases_before
