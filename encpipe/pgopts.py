@@ -4,11 +4,7 @@
 DB -- OPTIONS` to pg_restore (custom archives) or psql (plain dumps). An option
 that would break the pipeline (write elsewhere, read a directory, connect
 elsewhere, run in parallel from a pipe) is refused, exit 64, naming it.
-
-    python3 -m encpipe.pgopts pg_dump|pg_dump-plain|pg_restore|psql -- OPTIONS...
 """
-
-import sys
 
 # Short options that take a value, per tool (bundles like -vf stop at them).
 _WITH_VALUE = {
@@ -99,21 +95,3 @@ def _refuse(tool, arg, names, why):
 def restore_tool(filename):
     """The client a backup file's name says it needs: pg_restore for .dump.enc, else psql."""
     return "pg_restore" if filename.endswith(".dump.enc") else "psql"
-
-
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    kind, args = argv[0], argv[2:] if argv[1:2] == ["--"] else argv[1:]
-    try:
-        if kind in ("pg_restore", "psql"):
-            check(kind, args)
-        else:
-            check("pg_dump", args, plain_dump=kind == "pg_dump-plain")
-    except RefusedOption as e:
-        print("encpipe-%s: error: %s" % ("restore" if kind == "restore" else "backup", e), file=sys.stderr)
-        return 64
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -77,7 +77,7 @@ def test_backup_and_restore_write_no_plaintext_file(pg, tools, key_file, tmp_pat
     temps = {p for p in writes if re.fullmatch(re.escape(str(directory)) + r"/\.encpipe-tmp\.\w+", p)}
     assert len(temps) == 2
     assert writes - HARMLESS == temps  # the final names come only from the renames
-    assert [new for _, new in renames] == [gfinal, final] and {old for old, _ in renames} == temps
+    assert sorted(new for _, new in renames) == [gfinal, final] and {old for old, _ in renames} == temps
     assert others == []
 
     restored = "bk_traced_copy"
