@@ -61,9 +61,13 @@ def check(tool, args, plain_dump=False):
     """Raises RefusedOption naming the first option of `args` that `tool` may not get."""
     refused = _REFUSED[tool]
     by_long = {long: (short, why) for short, (long, why) in refused.items()}
-    for arg in args:
+    for i, arg in enumerate(args):
+        if i and _takes_value(tool, args[i - 1]):
+            continue  # the value of the option before
         if arg.startswith("--"):
-            name, _, value = arg[2:].partition("=")
+            name, eq, value = arg[2:].partition("=")
+            if not eq and i + 1 < len(args):
+                value = args[i + 1]
             if name in by_long:
                 _refuse(tool, arg, "-%s, --%s" % (by_long[name][0], name), by_long[name][1])
             if tool == "pg_dump" and plain_dump and name == "compress":
@@ -73,17 +77,28 @@ def check(tool, args, plain_dump=False):
                 if why or value.upper().startswith("ON_ERROR_STOP"):
                     _refuse(tool, arg, "--" + name, why or "the restore must stop at the first error")
         elif arg.startswith("-") and len(arg) > 1:
-            _check_short(tool, arg, refused, plain_dump)
+            _check_short(tool, arg, args[i + 1] if i + 1 < len(args) else "", refused, plain_dump)
 
 
-def _check_short(tool, arg, refused, plain_dump):
+def _takes_value(tool, arg):
+    """Is the argument after `arg` its value (`-f FILE`, `--file FILE`)?"""
+    if arg.startswith("--"):
+        return "=" not in arg and arg[2:] in {long for long, _ in _REFUSED[tool].values()} | {"set", "variable"}
+    for i, letter in enumerate(arg[1:], 1) if arg.startswith("-") else ():
+        if letter in _WITH_VALUE[tool]:
+            return i == len(arg) - 1
+    return False
+
+
+def _check_short(tool, arg, following, refused, plain_dump):
     for i, letter in enumerate(arg[1:], 1):
         if letter in refused:
             _refuse(tool, arg, "-%s, --%s" % (letter, refused[letter][0]), refused[letter][1])
         if tool == "pg_dump" and plain_dump and letter == "Z":
             _refuse(tool, arg, "-Z, --compress", "use encpipe-backup --compress for plain dumps")
         if letter in _WITH_VALUE[tool]:
-            if tool == "psql" and letter == "v" and arg[i + 1:].upper().startswith("ON_ERROR_STOP"):
+            value = arg[i + 1:] or following
+            if tool == "psql" and letter == "v" and value.upper().startswith("ON_ERROR_STOP"):
                 _refuse(tool, arg, "-v ON_ERROR_STOP", "the restore must stop at the first error")
             return
 
