@@ -33,90 +33,17 @@ import sys
 import time
 
 from . import pgglobals, pgleftovers, pgopts, pgprops
+from .pgcli import Failure, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql, value
 from .pgstream import EmptyStream, Restore
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
-_KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
-              "--passphrase-command"}
-_VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads", "--signer",
-          "--signer-file"} | _KEY_VALUE
-_FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
-          "--progress", "-p", "--passphrase", "-h", "--help"}
 _RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
-
-
-class Failure(Exception):
-    def __init__(self, message, status=1, hint=None):
-        super().__init__(message)
-        self.status, self.hint = status, hint
 
 
 def say(text, kind=None):
     print("%s: %s%s" % (PROG, kind + ": " if kind else "", text), file=sys.stderr)
-
-
-def parse(argv):
-    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "fds": []}
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if arg == "--":
-            while args and len(opts["positional"]) < 2 and args[0] != "--":
-                opts["positional"].append(args.pop(0))
-            opts["tool"] = args[1:] if args[:1] == ["--"] else args
-            break
-        if name in _VALUE:
-            if not eq and not args:
-                raise Failure("%s needs a value" % name, 64)
-            val = inline if eq else args.pop(0)
-            if name == "--passphrase-fd":
-                if not val.isdigit():
-                    raise Failure("--passphrase-fd must be a number, not %s" % val, 64)
-                opts["fds"].append(int(val))
-            elif name in _KEY_VALUE:
-                opts["key"] += [name, val]
-            elif name == "--threads":
-                opts["open"] += [name, val]
-            elif name == "--signer":
-                opts["signers"].append(val)
-            elif name == "--signer-file":
-                opts["signers"].append(_read_signers(val))
-            else:
-                opts[name[2:].replace("-", "_")] = val
-        elif name in _FLAGS and not eq:
-            if name in ("-p", "--passphrase"):
-                opts["key"].append("--passphrase")
-            elif name == "--progress":
-                opts["open"].append(name)
-            else:
-                opts[name.lstrip("-").replace("-", "_")] = True
-        elif arg.startswith("-") and arg != "-":
-            raise Failure("unknown option %s" % arg, 64)
-        else:
-            opts["positional"].append(arg)
-    return opts
-
-
-def _read_fd(fd):
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        os.close(fd)
-    except OSError as e:
-        raise Failure("cannot read file descriptor %d: %s" % (fd, e.strerror), 66) from None
-    return b"".join(chunks)
-
-
-def _read_signers(path):
-    try:
-        with open(path) as f:
-            return " ".join(f.read().split())
-    except OSError as e:
-        raise Failure("cannot read signer file %s: %s" % (path, e.strerror), 66) from None
 
 
 class Run:
@@ -129,7 +56,7 @@ class Run:
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"] + [self.env.get("ENCPIPE_SIGNER", "")]).strip()
         self.temp = self.lock = None
         self.created_roles = []
-        self.secrets = [_read_fd(fd) for fd in opts["fds"]]
+        self.secrets = [read_fd(fd) for fd in opts["fds"]]
 
     def key_args(self):
         """The key options, each --passphrase-fd secret on a fresh pipe: it is read once, used thrice."""
@@ -259,7 +186,6 @@ class Run:
                       "close them, or use --terminate-connections")
 
     def restore(self, exists, globals_stmts, backup_props):
-        o = self.o
         dropped, busy = self.lock.clean(self.maint)
         if dropped:
             say("dropped scratch database(s) left by killed restores: %s" % ", ".join(dropped))
