@@ -88,10 +88,11 @@ def _pump(head, src, dst):
     except (BrokenPipeError, ValueError):
         pass
     finally:
-        try:
-            dst.close()
-        except OSError:
-            pass
+        for stream in (dst, src):  # src too: a writer blocked on a reader gone would hang
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 class Restore:
@@ -119,6 +120,8 @@ class Restore:
                 break
         if not head:
             status = opener.wait()
+            if any(p.wait() for p in self.procs[1:]):
+                return status, 1  # the decompressor failed
             if status == 0:
                 raise EmptyStream()
             return status, 0
@@ -142,6 +145,8 @@ class Restore:
             src.close()
         status = client.wait()
         opened = opener.wait()
+        for unpack in self.procs[1:-1]:  # a decompressor that failed cut the stream short
+            status = status or (unpack.wait() and 1)
         return (0 if opened == -13 and status != 0 else opened), status
 
     def _feed(self, head, src, dst, restrict_filter):

@@ -257,3 +257,15 @@ def test_scratch_database_of_a_live_restore_is_left_alone(pg, tools, key_file, t
         holder.wait()
         pg.dropdb(busy)
         pg.dropdb("hard_copy")
+
+
+def test_a_compressed_stream_cut_short_fails_the_restore(pg, tools, key_file, tmp_path):
+    """zstd reports the damage after it wrote what it could: the restore must not count that as done."""
+    plain = dump(pg, ensure_awkward(pg))
+    packed = subprocess.run(["zstd", "-q", "-c"], input=plain, capture_output=True, check=True).stdout
+    path = _seal(tmp_path, key_file, packed[: len(packed) * 2 // 3], "cut.sql.zst.enc")
+    before = _fresh_target(pg)
+    proc = restore(pg, tools, path, TARGET, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
+    assert dump(pg, TARGET) == before
+    assert leftover_databases(pg) == set()
