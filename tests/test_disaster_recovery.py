@@ -41,7 +41,8 @@ CREATE ROLE no_connect LOGIN PASSWORD 'no connect';
 CREATE ROLE fn_runner NOLOGIN;
 ALTER ROLE app_reader SET work_mem = '12MB';
 COMMENT ON ROLE app_owner IS 'owns the app, it''s said';
-CREATE DATABASE "Ärger db" OWNER app_owner;
+CREATE DATABASE "Ärger db" OWNER app_owner TEMPLATE template0 LC_COLLATE 'C.utf8' LC_CTYPE 'C.utf8'
+    CONNECTION LIMIT 50;
 REVOKE CONNECT ON DATABASE "Ärger db" FROM PUBLIC;
 GRANT CONNECT ON DATABASE "Ärger db" TO app_reader;
 ALTER DATABASE "Ärger db" SET search_path = app, public;
@@ -130,7 +131,8 @@ def cluster_b():
 def test_restore_on_a_fresh_server_brings_roles_and_properties(cluster_a, cluster_b, tools, key_file, tmp_path,
                                                                 fmt):
     before = snapshot(cluster_a)
-    assert before["database"].startswith("app_owner|{=T/app_owner,app_owner=CTc/app_owner,app_reader=c/app_owner}")
+    assert before["database"].startswith("app_owner|{=T/app_owner,app_owner=CTc/app_owner,app_reader=c/app_owner}"
+                                          "|UTF8|C.utf8|C.utf8|50|")
     path, report = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--format", fmt, "--key-file", key_file)
     assert report["globals"]
 
