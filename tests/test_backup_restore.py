@@ -168,6 +168,8 @@ def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkwar
                                                      magic):
     directory = str(tmp_path / "backups")
     options = ("--compress", compress) if fmt == "plain" else ()
+    if compress == "zstd":
+        options += ("--compress-level", "5", "--compress-threads", "2")
     path, report = backup(pg, tools, directory, awkward, "--format", fmt, *options, "--key-file", key_file)
     match = BACKUP_NAME.match(report["filename"])
     assert match.group("db", "ext") == (awkward, ext)
@@ -176,6 +178,12 @@ def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkwar
     assert dir_entries(directory) == sorted([report["filename"], globals_name])
     plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
     assert plaintext.startswith(magic)
+    env = script_env(pg, tools)
+    listed = json.loads(run([SCRIPTS / "encpipe-list", directory], env).stdout)
+    assert {e["filename"]: (e["status"], e["dump_format"]) for e in listed} == {
+        globals_name: ("sealed", "globals"), report["filename"]: ("sealed", fmt)}
+    verified = json.loads(run([SCRIPTS / "encpipe-verify", "--key-file", key_file, directory], env).stdout)
+    assert verified["ok"] and verified["verified"] == 2
 
     target = "bk_restored_" + ext.replace(".", "_")
     pg.dropdb(target)
