@@ -91,8 +91,11 @@ def owner_acl_sql(name, props, no_owner=False, no_acl=False, owner=None):
 
 
 def open_sql(name, props, no_owner=False, no_acl=False, owner=None):
-    """One transaction: the owner and ACL, then connections allowed."""
+    """One transaction: the owner and ACL, then connections allowed. A restoring
+    `owner` (--role) also gets every privilege until the swap sets the ACL again."""
     sql = owner_acl_sql(name, props, no_owner, no_acl, owner)
+    if owner:
+        sql.append("GRANT ALL ON DATABASE %s TO %s;" % (ident(name), ident(owner)))
     return "\n".join(sql + ["ALTER DATABASE %s ALLOW_CONNECTIONS true;" % ident(name)])
 
 
