@@ -221,3 +221,21 @@ def test_a_failed_restore_drops_the_roles_it_created(cluster_a, cluster_b, tools
     assert b"created roles: " in proc.stderr and b"dropped the roles this restore had created" in proc.stderr
     assert cluster_b.psql(ROLE_SQL) == roles_before == ""
     assert cluster_b.psql("SELECT datname FROM pg_database") == databases_before
+
+
+def test_no_globals_and_an_explicit_globals_file(cluster_a, cluster_b, tools, key_file, tmp_path):
+    path, report = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--key-file", key_file)
+    databases_before = cluster_b.psql("SELECT datname FROM pg_database")
+    proc = restore(cluster_b, tools, path, DR_DB, "--key-file", key_file, "--no-globals")
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert b"needs role(s) this server lacks: app_owner, app_reader" in proc.stderr
+    assert cluster_b.psql(ROLE_SQL) == "" and cluster_b.psql("SELECT datname FROM pg_database") == databases_before
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    moved = str(elsewhere / "copy.sql.zst.enc")
+    os.rename(path, moved)
+    globals_file = os.path.join(str(tmp_path / "b"), report["globals"])
+    proc = restore(cluster_b, tools, moved, DR_DB, "--key-file", key_file, "--globals", globals_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert snapshot(cluster_b) == snapshot(cluster_a)
