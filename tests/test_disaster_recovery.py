@@ -239,3 +239,16 @@ def test_no_globals_and_an_explicit_globals_file(cluster_a, cluster_b, tools, ke
     proc = restore(cluster_b, tools, moved, DR_DB, "--key-file", key_file, "--globals", globals_file)
     assert proc.returncode == 0, proc.stderr.decode()
     assert snapshot(cluster_b) == snapshot(cluster_a)
+
+
+def test_a_backup_without_superuser_needs_no_globals(cluster_a, tools, key_file, tmp_path):
+    directory = str(tmp_path / "b")
+    proc = run([BACKUP, "--dir", directory, "--key-file", key_file, DR_DB],
+               script_env(cluster_a, tools, PGUSER="app_owner"))
+    assert proc.returncode != 0 and proc.stdout == b""
+    assert b"pg_authid" in proc.stderr and b"--no-globals" in proc.stderr
+    assert os.listdir(directory) == []
+    proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "--no-globals", DR_DB],
+               script_env(cluster_a, tools, PGUSER="app_owner"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout)["globals"] is None and len(os.listdir(directory)) == 1
