@@ -15,6 +15,7 @@ import random
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -269,3 +270,25 @@ def test_a_compressed_stream_cut_short_fails_the_restore(pg, tools, key_file, tm
     assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
     assert dump(pg, TARGET) == before
     assert leftover_databases(pg) == set()
+
+
+def test_signers_reach_every_encpipe_and_no_pg_client(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "hard_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    log = tmp_path / "signers.log"
+    wrapper = tmp_path / "encpipe-logging"
+    wrapper.write_text('#!/bin/sh\nprintf "%%s\\n" "$ENCPIPE_SIGNER" >>%s\nexec %s -m encpipe "$@"\n'
+                       % (shlex.quote(str(log)), shlex.quote(sys.executable)))
+    wrapper.chmod(0o755)
+    (tmp_path / "signers").write_text("second-key\nthird-key\n")
+    fake, calls = _fake_psql(tmp_path, pg, version=None)
+    (fake / "psql").write_text((fake / "psql").read_text().replace('"$*"', '"$* ${ENCPIPE_SIGNER-unset}"'))
+    env = _env_with(pg, tools, fake)
+    env["ENCPIPE"] = str(wrapper)
+    pg.dropdb("hard_signed")
+    proc = run([RESTORE, "--key-file", key_file, "--signer", "first-key", "--signer-file", tmp_path / "signers",
+                path, "hard_signed"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert set(log.read_text().splitlines()) == {"first-key second-key third-key"}  # globals and dump alike
+    assert all(line.endswith(" unset") for line in calls.read_text().splitlines())
+    pg.dropdb("hard_signed")
