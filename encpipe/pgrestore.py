@@ -30,6 +30,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from . import pgglobals, pgleftovers, pgopts, pgprops
@@ -40,6 +41,15 @@ from .pgstream import EmptyStream, Restore
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
 _RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
+
+
+_REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]*:")
+
+
+def _globals_name(path):
+    """The globals file of the run that made backup `path`, or None."""
+    match = _RUN_NAME.match(os.path.basename(path))
+    return match and path[: len(path) - len(os.path.basename(path))] + match["run"] + ".globals.sql.enc"
 
 
 def say(text, kind=None):
@@ -104,6 +114,8 @@ class Run:
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
         if self.file.endswith(".globals.sql.enc"):
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
+        if not os.path.exists(self.file) and _REMOTE.match(self.file):
+            self.fetch_remote()
         if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
             raise Failure("cannot read %s: not a readable regular file" % self.file, 66)
         self.restrict = self.check_psql()
@@ -115,6 +127,25 @@ class Run:
             return self.restore(exists, globals_stmts, backup_props)
         finally:
             self.lock.close()
+
+    def fetch_remote(self):
+        """REMOTE:PATH/NAME (rclone): the sealed bytes, and its run's globals file, into
+        private temporary files (--verify-first reads a file twice); removed at exit."""
+        self.fetched = []
+        for name, needed in ((self.file, True), (_globals_name(self.file), False)):
+            if not name or (not needed and self.o.get("globals")):
+                continue
+            fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
+            self.fetched.append(path)
+            with os.fdopen(fd, "wb") as out:
+                status = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
+                                        stderr=None if needed else subprocess.DEVNULL).returncode
+            if status and needed:
+                raise Failure("cannot fetch %s (status %d); nothing was changed" % (name, status), status)
+            if needed:
+                self.file = path
+            elif not status:
+                self.o["globals"] = path
 
     def days(self):
         text = self.o.get("drop_pre_restore_older_than")
@@ -159,8 +190,7 @@ class Run:
         """(statements, properties) of the run's globals file; ([], None) when there is none."""
         path = self.o.get("globals")
         if path is None:
-            match = _RUN_NAME.match(os.path.basename(self.file))
-            candidate = match and os.path.join(os.path.dirname(self.file), match["run"] + ".globals.sql.enc")
+            candidate = _globals_name(self.file)
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None
@@ -332,7 +362,12 @@ def main(argv=None):
         if opts.get("help") or opts.get("h"):
             print(__doc__.strip())
             return 0
-        return Run(opts).main()
+        run = Run(opts)
+        try:
+            return run.main()
+        finally:
+            for path in getattr(run, "fetched", []):
+                os.unlink(path)
     except Failure as e:
         say(str(e), "error")
         if e.hint or e.status == 64:

@@ -109,6 +109,11 @@ def can_connect(cluster, role, db=DR_DB):
     return proc.returncode == 0, proc.stderr
 
 
+def globals_of(path):
+    """The globals file of the run that wrote backup `path`."""
+    return re.sub(r"\.(sql\.zst|sql\.gz|sql|dump)\.enc$", ".globals.sql.enc", path)
+
+
 def restore_with(cluster, tools, options, path, db, *tool_options):
     """encpipe-restore [options] FILE DBNAME -- tool options."""
     return run([RESTORE, *options, path, db, "--", *tool_options], script_env(cluster, tools))
@@ -134,7 +139,7 @@ def test_restore_on_a_fresh_server_brings_roles_and_properties(cluster_a, cluste
     assert before["database"].startswith("app_owner|{=T/app_owner,app_owner=CTc/app_owner,app_reader=c/app_owner}"
                                           "|UTF8|C.utf8|C.utf8|50|")
     path, report = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--format", fmt, "--key-file", key_file)
-    assert report["globals"]
+    assert os.path.exists(globals_of(path))
 
     proc = restore(cluster_b, tools, path, DR_DB, "--key-file", key_file)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -235,7 +240,7 @@ def test_no_globals_and_an_explicit_globals_file(cluster_a, cluster_b, tools, ke
     elsewhere.mkdir()
     moved = str(elsewhere / "copy.sql.zst.enc")
     os.rename(path, moved)
-    globals_file = os.path.join(str(tmp_path / "b"), report["globals"])
+    globals_file = globals_of(path)
     proc = restore(cluster_b, tools, moved, DR_DB, "--key-file", key_file, "--globals", globals_file)
     assert proc.returncode == 0, proc.stderr.decode()
     assert snapshot(cluster_b) == snapshot(cluster_a)
@@ -251,4 +256,4 @@ def test_a_backup_without_superuser_needs_no_globals(cluster_a, tools, key_file,
     proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "--no-globals", DR_DB],
                script_env(cluster_a, tools, PGUSER="app_owner"))
     assert proc.returncode == 0, proc.stderr.decode()
-    assert json.loads(proc.stdout)["globals"] is None and len(os.listdir(directory)) == 1
+    assert [json.loads(proc.stdout)["filename"]] == os.listdir(directory)

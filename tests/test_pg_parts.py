@@ -1,9 +1,9 @@
 """The pure parts of the restore tools: refused pass-through options, the globals
-filter, the database properties' SQL, the command lines of encpipe-backup."""
+filter, the database properties' SQL."""
 
 import pytest
 
-from encpipe import pgbackup, pgglobals, pgopts, pgprops
+from encpipe import pgglobals, pgopts, pgprops
 
 GLOBALS = r'''--
 -- PostgreSQL database cluster dump
@@ -101,18 +101,3 @@ def test_allowed_options_pass(tool, args):
 def test_plain_dumps_take_compress_not_z():
     with pytest.raises(pgopts.RefusedOption, match="--compress"):
         pgopts.check("pg_dump", ["-Z", "5"], plain_dump=True)
-
-
-def test_backup_command_line(monkeypatch):
-    monkeypatch.setenv("ENCPIPE_KEY", "x")
-    monkeypatch.delenv("ENCPIPE_BACKUP_DIR", raising=False)
-    o = pgbackup.parse(["--key-file=k", "--compress", "gzip", "--compress-level", "9", "shop", "--", "-n", "app"])
-    assert (o["db"], o["ext"], o["dump_opts"], o["seal_opts"]) == ("shop", "sql.gz", ["-n", "app"], ["--key-file", "k"])
-    assert pgbackup.parse(["--format", "custom", "-p", "shop"])["ext"] == "dump"
-    for bad in (["--format", "custom", "--compress", "zstd", "shop"], ["--compress-threads", "2", "--compress",
-                "gzip", "shop"], ["shop", "--", "-f", "x"], ["a", "b"], ["--dir"], []):
-        with pytest.raises(pgbackup.Usage):
-            pgbackup.parse(bad)
-    monkeypatch.delenv("ENCPIPE_KEY")
-    with pytest.raises(pgbackup.NoKey):
-        pgbackup.parse(["shop"])
