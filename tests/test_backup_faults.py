@@ -205,13 +205,16 @@ def test_restore_of_an_empty_backup_changes_nothing(pg, tools, key_file, tmp_pat
 
 
 def _check_directory(directory, db, key, verified):
-    """Only complete, verifying backups, plus at most two temporary files (the
-    script's, and the new file seal -o writes beside it to rename over it)."""
+    """Only complete, verifying backups, each with its run's globals file, plus at most
+    the temporary files of one run: for the dump and for the globals, the script's
+    and the new file written beside it to rename over it."""
     names = dir_entries(directory)
     temps = [n for n in names if n.startswith(".encpipe-tmp.")]
     finals = [n for n in names if BACKUP_NAME.match(n) and n.startswith(db + "_")]
     assert sorted(temps + finals) == names, names
-    assert len(temps) <= 2, temps
+    assert len(temps) <= 4, temps
+    for name in finals:
+        assert BACKUP_NAME.match(name)["db"] + "_" + BACKUP_NAME.match(name)["ts"] + ".globals.sql.enc" in finals
     for name in finals:
         if name not in verified:
             proc = encpipe(["inspect", "--verify", "--key-file", key, os.path.join(directory, name)])

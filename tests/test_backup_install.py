@@ -51,8 +51,13 @@ def backs_up_twice_and_prunes(argv, pg, directory):
         done = run_bare(argv, pg)
         assert done.returncode == 0, done.stderr.decode()
         reports.append(json.loads(done.stdout))
-    assert reports[1]["pruned"] == [reports[0]["filename"]]
-    assert dir_entries(directory) == [reports[1]["filename"]]
+    first, second = (r["filename"] for r in reports)
+    assert sorted(reports[1]["pruned"]) == sorted([first, globals_of(first)])  # each run: a dump and its globals
+    assert dir_entries(directory) == sorted([second, globals_of(second)])
+
+
+def globals_of(name):
+    return re.sub(r"\.(sql\.zst|sql\.gz|sql|dump)\.enc$", ".globals.sql.enc", name)
 
 
 def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):  # noqa: F811

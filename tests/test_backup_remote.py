@@ -3,7 +3,9 @@
 Backup --to, list, verify, prune and restore against the S3 server give the same
 results as against a local directory; no plaintext reaches the objects; a backup
 killed mid-upload leaves no object under a final name. Also: encpipe-backup
---keep prunes only its own database.
+--keep prunes only its own database. The backups here are made with
+--no-globals: these tests are about storage (tests/test_disaster_recovery.py
+covers the globals files).
 """
 
 import json
@@ -61,7 +63,7 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
     env = script_env(pg, tools, **s3.env)
     made = []
     for fmt in ("plain", "custom", "plain"):
-        _, report = backup(pg, tools, local, db, "--to", remote, "--format", fmt, "--key-file", key_file,
+        _, report = backup(pg, tools, local, db, "--no-globals", "--to", remote, "--format", fmt, "--key-file", key_file,
                            env_extra=s3.env)
         assert report["remote"] == f"{remote}/{report['filename']}"
         made.append(report["filename"])
@@ -106,7 +108,7 @@ def test_a_remote_only_backup_and_a_damaged_object(pg, tools, key_file, s3):
     db = ensure_small(pg, "bk_remote")
     remote = f"{s3.location}/only"
     env = script_env(pg, tools, **s3.env)
-    proc = run([BACKUP, "--to", remote, "--key-file", key_file, db], env)
+    proc = run([BACKUP, "--no-globals", "--to", remote, "--key-file", key_file, db], env)
     assert proc.returncode == 0, proc.stderr.decode()
     name = json.loads(proc.stdout)["filename"]
     assert s3.objects("only") == [name]
@@ -123,7 +125,7 @@ def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3
     body = "for i in $(seq 1 40); do head -c 30000 /dev/urandom | base64; sleep 0.1; done\n"
     env = _with_path_first(script_env(pg, tools, **s3.env), _fake_pg_dump(tmp_path, body))
     prefix = f"kill{int(after * 10)}"
-    proc = subprocess.Popen([BACKUP, "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env=env,
+    proc = subprocess.Popen([BACKUP, "--no-globals", "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(after)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -135,7 +137,7 @@ def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3
     os.makedirs(os.path.join(s3.bucket_dir, prefix), exist_ok=True)
     stale = f".encpipe-tmp.{(datetime.now(timezone.utc) - timedelta(days=2)).strftime('%Y%m%dT%H%M%SZ')}_1_2"
     open(os.path.join(s3.bucket_dir, prefix, stale), "wb").write(b"ENCPIPE partial")
-    later = run([BACKUP, "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env)
+    later = run([BACKUP, "--no-globals", "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env)
     assert later.returncode == 0, later.stderr.decode()
     assert json.loads(later.stdout)["filename"] in s3.objects(prefix)
     assert stale not in s3.objects(prefix) and set(recent) <= set(s3.objects(prefix))
@@ -144,13 +146,13 @@ def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3
 def test_backup_keep_prunes_only_its_own_database_and_series(pg, tools, key_file, tmp_path):
     a, b = ensure_small(pg, "bk_keep_a"), ensure_small(pg, "bk_keep_b")
     directory = str(tmp_path / "b")
-    first_b, _ = backup(pg, tools, directory, b, "--key-file", key_file)
+    first_b, _ = backup(pg, tools, directory, b, "--no-globals", "--key-file", key_file)
     olds = [os.path.join(directory, f"{b}_2000010{d}T000000Z.sql.enc") for d in (1, 2)]
     for old in olds:
         os.link(first_b, old)
-    custom, _ = backup(pg, tools, directory, a, "--format", "custom", "--key-file", key_file)
+    custom, _ = backup(pg, tools, directory, a, "--no-globals", "--format", "custom", "--key-file", key_file)
     for _ in range(3):
-        newest, report = backup(pg, tools, directory, a, "--keep-last", "1", "--key-file", key_file)
+        newest, report = backup(pg, tools, directory, a, "--no-globals", "--keep-last", "1", "--key-file", key_file)
         time.sleep(1.1)
     assert sorted(dir_entries(directory)) == sorted(
         os.path.basename(p) for p in [first_b, *olds, custom, newest])
@@ -163,9 +165,9 @@ def test_a_host_that_seals_to_a_public_key_only_backs_up_but_does_not_prune(pg, 
     run([sys.executable, "-m", "encpipe", "keygen", "--x25519", "-o", identity], script_env(pg, tools), check=True)
     pubkey = run([sys.executable, "-m", "encpipe", "pubkey", identity], script_env(pg, tools)).stdout.decode().strip()
     directory = str(tmp_path / "b")
-    first, _ = backup(pg, tools, directory, db, "--recipient", pubkey)
+    first, _ = backup(pg, tools, directory, db, "--no-globals", "--recipient", pubkey)
     time.sleep(1.1)
-    proc = backup(pg, tools, directory, db, "--recipient", pubkey, "--keep-last", "1", check=False)
+    proc = backup(pg, tools, directory, db, "--no-globals", "--recipient", pubkey, "--keep-last", "1", check=False)
     assert proc.returncode == 1
     assert b"backup written, but not pruned: no key configured" in proc.stderr
     assert len(dir_entries(directory)) == 2 and json.loads(proc.stdout)["filename"] in dir_entries(directory)

@@ -25,7 +25,7 @@ SCRIPTS = REPO / "scripts"
 BACKUP = str(SCRIPTS / "encpipe-backup")
 RESTORE = str(SCRIPTS / "encpipe-restore")
 AWKWARD_DB = "bk_awkward"
-BACKUP_NAME = re.compile(r"^(?P<db>.+)_[0-9]{8}T[0-9]{6}Z\.(?P<ext>sql|dump)\.enc$")
+BACKUP_NAME = re.compile(r"^(?P<db>.+)_(?P<ts>[0-9]{8}T[0-9]{6}Z)\.(?P<ext>sql|sql\.zst|sql\.gz|dump|globals\.sql)\.enc$")
 
 
 # --- helpers shared with test_backup_faults.py and test_scripts_hygiene.py ---
@@ -161,16 +161,30 @@ def awkward(pg):
 # --- backup then restore ------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt, ext, magic", [("plain", "sql", b"--"), ("custom", "dump", b"PGDMP")])
-def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkward, tmp_path, fmt, ext, magic):
+@pytest.mark.parametrize("fmt, compress, ext, magic", [
+    ("plain", "zstd", "sql.zst", b"\x28\xb5\x2f\xfd"), ("plain", "gzip", "sql.gz", b"\x1f\x8b"),
+    ("plain", "none", "sql", b"--"), ("custom", "none", "dump", b"PGDMP")])
+def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkward, tmp_path, fmt, compress, ext,
+                                                     magic):
     directory = str(tmp_path / "backups")
-    path, report = backup(pg, tools, directory, awkward, "--format", fmt, "--key-file", key_file)
-    assert BACKUP_NAME.match(report["filename"]).group("db", "ext") == (awkward, ext)
-    assert dir_entries(directory) == [report["filename"]]
+    options = ("--compress", compress) if fmt == "plain" else ()
+    if compress == "zstd":
+        options += ("--compress-level", "5", "--compress-threads", "2")
+    path, report = backup(pg, tools, directory, awkward, "--format", fmt, *options, "--key-file", key_file)
+    match = BACKUP_NAME.match(report["filename"])
+    assert match.group("db", "ext") == (awkward, ext)
+    globals_name = "%s_%s.globals.sql.enc" % (awkward, match["ts"])
+    assert dir_entries(directory) == sorted([report["filename"], globals_name])
     plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
     assert plaintext.startswith(magic)
+    env = script_env(pg, tools)
+    listed = json.loads(run([SCRIPTS / "encpipe-list", directory], env).stdout)
+    assert {e["filename"]: (e["status"], e["dump_format"]) for e in listed} == {
+        globals_name: ("sealed", "globals"), report["filename"]: ("sealed", fmt)}
+    verified = json.loads(run([SCRIPTS / "encpipe-verify", "--key-file", key_file, directory], env).stdout)
+    assert verified["ok"] and verified["verified"] == 2
 
-    target = "bk_restored_" + fmt
+    target = "bk_restored_" + ext.replace(".", "_")
     pg.dropdb(target)
     proc = restore(pg, tools, path, target, "--key-file", key_file)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -182,7 +196,7 @@ def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkwar
 
 def test_backup_file_is_sealed_private_and_holds_no_plaintext(pg, tools, key_file, awkward, tmp_path):
     directory = str(tmp_path / "new" / "backups")
-    path, report = backup(pg, tools, directory, awkward, "--key-file", key_file)
+    path, report = backup(pg, tools, directory, awkward, "--compress", "none", "--key-file", key_file)
     data = Path(path).read_bytes()
     assert all(m.encode() in dump(pg, awkward) for m in MARKERS)  # the canaries are in the dump...
     assert not [m for m in MARKERS if m.encode() in data]  # ...and none is in the backup
@@ -247,19 +261,21 @@ def test_usage_errors(pg, tools, key_file, tmp_path):
 def test_keep_and_max_age_prune_after_a_backup(pg, tools, key_file, tmp_path):
     db = ensure_small(pg, "bk_small")
     directory = str(tmp_path / "b")
-    first, _ = backup(pg, tools, directory, db, "--key-file", key_file)
-    old = os.path.join(directory, db + "_20000101T000000Z.sql.enc")
+    first, report = backup(pg, tools, directory, db, "--key-file", key_file)
+    old = os.path.join(directory, db + "_20000101T000000Z.sql.zst.enc")
     os.link(first, old)
+    globals_name = BACKUP_NAME.match(report["filename"])["ts"].join([db + "_", ".globals.sql.enc"])
+    os.link(os.path.join(directory, globals_name), os.path.join(directory, db + "_20000101T000000Z.globals.sql.enc"))
     foreign = os.path.join(directory, "notes.txt")
     Path(foreign).write_text("not a backup\n")
     _, report = backup(pg, tools, directory, db, "--key-file", key_file, "--max-age", "30")
-    assert report["pruned"] == [os.path.basename(old)]
+    assert sorted(report["pruned"]) == [db + "_20000101T000000Z.globals.sql.enc", os.path.basename(old)]
     assert os.path.basename(first) in dir_entries(directory)
     backup(pg, tools, directory, db, "--key-file", key_file)
     newest, report = backup(pg, tools, directory, db, "--key-file", key_file, "--keep", "2")
-    assert len(report["pruned"]) == 2
+    assert len(report["pruned"]) == 4  # two dumps, two globals files
     names = [n for n in dir_entries(directory) if BACKUP_NAME.match(n)]
-    assert len(names) == 2 and os.path.basename(newest) == max(names)
+    assert len(names) == 4 and os.path.basename(newest) == max(n for n in names if "globals" not in n)
     assert "notes.txt" in dir_entries(directory)
 
 
@@ -372,7 +388,7 @@ def test_demo_runs_and_cleans_up(pg, tools):
         out = proc.stdout.decode()
         assert proc.returncode == 0, out + proc.stderr.decode()
         assert "\nidentical\n" in out
-        assert re.search(r"shop_[0-9TZ]+\.sql\.enc: 0 lines", out)
+        assert re.search(r"shop_[0-9TZ]+\.sql(\.zst)?\.enc: 0 lines", out)
         assert "pg_dump shop: 2000 lines" in out
         assert os.listdir(workdir) == []
     finally:

@@ -1,0 +1,78 @@
+"""encpipe-restore's command line: options into a dict, secrets read once."""
+
+import os
+
+_KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
+              "--passphrase-command"}
+_VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads", "--signer",
+          "--signer-file"} | _KEY_VALUE
+_FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
+          "--progress", "-p", "--passphrase", "-h", "--help"}
+
+
+class Failure(Exception):
+    def __init__(self, message, status=1, hint=None):
+        super().__init__(message)
+        self.status, self.hint = status, hint
+
+
+def parse(argv):
+    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "fds": []}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if arg == "--":
+            while args and len(opts["positional"]) < 2 and args[0] != "--":
+                opts["positional"].append(args.pop(0))
+            opts["tool"] = args[1:] if args[:1] == ["--"] else args
+            break
+        if name in _VALUE:
+            if not eq and not args:
+                raise Failure("%s needs a value" % name, 64)
+            val = inline if eq else args.pop(0)
+            if name == "--passphrase-fd":
+                if not val.isdigit():
+                    raise Failure("--passphrase-fd must be a number, not %s" % val, 64)
+                opts["fds"].append(int(val))
+            elif name in _KEY_VALUE:
+                opts["key"] += [name, val]
+            elif name == "--threads":
+                opts["open"] += [name, val]
+            elif name == "--signer":
+                opts["signers"].append(val)
+            elif name == "--signer-file":
+                opts["signers"].append(_read_signers(val))
+            else:
+                opts[name[2:].replace("-", "_")] = val
+        elif name in _FLAGS and not eq:
+            if name in ("-p", "--passphrase"):
+                opts["key"].append("--passphrase")
+            elif name == "--progress":
+                opts["open"].append(name)
+            else:
+                opts[name.lstrip("-").replace("-", "_")] = True
+        elif arg.startswith("-") and arg != "-":
+            raise Failure("unknown option %s" % arg, 64)
+        else:
+            opts["positional"].append(arg)
+    return opts
+
+
+def read_fd(fd):
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        os.close(fd)
+    except OSError as e:
+        raise Failure("cannot read file descriptor %d: %s" % (fd, e.strerror), 66) from None
+    return b"".join(chunks)
+
+
+def _read_signers(path):
+    try:
+        with open(path) as f:
+            return " ".join(f.read().split())
+    except OSError as e:
+        raise Failure("cannot read signer file %s: %s" % (path, e.strerror), 66) from None

@@ -1,0 +1,115 @@
+"""Talking to PostgreSQL through its own clients (psql), for the restore tools.
+
+No driver: every statement goes through `psql -X`, whose environment holds
+none of encpipe's secrets. Values are quoted here (`ident`, `literal`) for a
+session with standard_conforming_strings on, which `run_sql` sets first.
+"""
+
+import os
+import re
+import secrets
+import subprocess
+
+SECRET_VARIABLES = ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY")
+_FIELD, _RECORD = "\x1f", "\x00"
+# psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
+RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
+
+
+class PgError(Exception):
+    """A client failed; the message is for the user, `status` its exit status."""
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+def client_env(user=None):
+    """os.environ without encpipe's secrets, for psql, pg_dump and pg_restore."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    if user:
+        env["PGUSER"] = user
+    return env
+
+
+def ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text):
+    if "\0" in text:
+        raise PgError("a value holds a NUL byte")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def restrict_key():
+    """A fresh key for psql's \\restrict: only `\\unrestrict KEY` lifts it."""
+    return secrets.token_hex(24)
+
+
+def psql_args(db, *extra):
+    return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *extra]
+
+
+def run_sql(db, sql, user=None, single_transaction=False, restrict=False):
+    """Runs SQL in `db` (in restricted mode when `restrict`); returns the rows as lists of strings."""
+    extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
+    if single_transaction:
+        extra.insert(0, "--single-transaction")
+    text = "SET standard_conforming_strings = on;\nSET client_min_messages = warning;\n%s\n" % sql
+    if restrict:
+        text = "\\restrict %s\n%s" % (restrict_key(), text)
+    proc = subprocess.run(psql_args(db, *extra), input=text.encode(), capture_output=True, env=client_env(user))
+    if proc.returncode != 0:
+        lines = proc.stderr.decode(errors="replace").strip().splitlines() or ["psql exited %d" % proc.returncode]
+        raise PgError(re.sub(r"^psql:<stdin>:[0-9]+: ", "", lines[-1]).strip())
+    out = proc.stdout.decode()
+    return [record.split(_FIELD) for record in out.split(_RECORD) if record.strip("\n")]
+
+
+def value(db, sql):
+    rows = run_sql(db, sql)
+    return rows[0][0] if rows else None
+
+
+def psql_version():
+    """(major, minor) of the psql on PATH."""
+    try:
+        out = subprocess.run(["psql", "--version"], capture_output=True, text=True, env=client_env()).stdout
+    except OSError as e:
+        raise PgError("cannot run psql: %s" % e) from None
+    match = re.search(r"\b(\d+)(?:\.(\d+))?", out)
+    if not match:
+        raise PgError("cannot tell the version of psql from %r" % out.strip())
+    return int(match[1]), int(match[2] or 0)
+
+
+def psql_can_restrict(version):
+    major, minor = version
+    return major >= 18 or (major in RESTRICT_SINCE and minor >= RESTRICT_SINCE[major])
+
+
+class Session:
+    """A psql session held open (for an advisory lock); closed with the object."""
+
+    def __init__(self, db):
+        self.proc = subprocess.Popen(psql_args(db, "-A", "-t"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=client_env())
+
+    def ask(self, sql):
+        """One statement returning one value; None when the session died."""
+        try:
+            self.proc.stdin.write(sql.encode() + b"\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError:
+            return None
+        return line.decode().strip() or None
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            self.proc.wait()

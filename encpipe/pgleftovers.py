@@ -1,0 +1,99 @@
+"""Databases restores leave behind: scratch databases of killed runs, old copies.
+
+Each restore holds a session-level advisory lock named after its scratch
+database (`encpipe_restore_<UTC time>_<pid>`) from before it creates it until
+it ends; the lock goes when its session does, however the run died. A later
+restore drops a scratch database only when it can take that lock itself (no
+run owns it), its name is older than its own, and no session is connected to
+it (DROP DATABASE without FORCE refuses otherwise).
+
+`<db>_pre_restore_<UTC time>` copies are listed with their age and size, and
+dropped past an age on request.
+"""
+
+import re
+from datetime import datetime, timezone
+
+from .pgclient import PgError, Session, ident, literal, run_sql
+
+LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
+TEMP_PREFIX = "encpipe_restore_"
+_TEMP_NAME = re.compile(r"^encpipe_restore_([0-9]{8}T[0-9]{6}Z)_[0-9]+$")
+_PRE_RESTORE = re.compile(r"^(?P<db>.+)_pre_restore_(?P<ts>[0-9]{8}T[0-9]{6}Z)$")
+STAMP = "%Y%m%dT%H%M%SZ"
+
+
+def stamp(moment=None):
+    return (moment or datetime.now(timezone.utc)).strftime(STAMP)
+
+
+def _lock_sql(function, name):
+    """A query printing one word: 't' or 'f' (or 'locked' for the waiting lock)."""
+    call = "%s(%d, hashtext(%s))" % (function, LOCK_CLASS, literal(name))
+    return "SELECT 'locked' FROM %s;" % call if function == "pg_advisory_lock" else "SELECT %s;" % call
+
+
+class RunLock:
+    """The advisory lock of one restore's scratch database, in its own session."""
+
+    def __init__(self, maintenance_db, temp_name):
+        self.session = Session(maintenance_db)
+        if self.session.ask(_lock_sql("pg_advisory_lock", temp_name)) != "locked":
+            self.session.close()
+            raise PgError("cannot take an advisory lock in database %s" % maintenance_db)
+        self.temp_name = temp_name
+
+    def clean(self, maintenance_db):
+        """Drops the scratch databases of dead runs; returns (dropped, kept because in use)."""
+        dropped, busy = [], []
+        rows = run_sql(maintenance_db, "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s;"
+                       % literal(TEMP_PREFIX.replace("_", "\\_") + "%"))
+        mine = _TEMP_NAME.match(self.temp_name)[1]
+        for (name,) in rows:
+            match = _TEMP_NAME.match(name)
+            if not match or name == self.temp_name or match[1] > mine:
+                continue
+            if self.session.ask(_lock_sql("pg_try_advisory_lock", name)) != "t":
+                continue  # a live run owns it
+            try:
+                run_sql(maintenance_db, "DROP DATABASE IF EXISTS %s;" % ident(name))
+                dropped.append(name)
+            except PgError:
+                busy.append(name)
+            finally:
+                self.session.ask(_lock_sql("pg_advisory_unlock", name))
+        return dropped, busy
+
+    def close(self):
+        self.session.close()
+
+
+def pre_restore_copies(maintenance_db, db=None, now=None):
+    """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases."""
+    now = now or datetime.now(timezone.utc)
+    rows = run_sql(maintenance_db, "SELECT datname, pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database "
+                   "WHERE datname ~ '_pre_restore_[0-9]{8}T[0-9]{6}Z$' ORDER BY datname;")
+    copies = []
+    for name, size in rows:
+        match = _PRE_RESTORE.match(name)
+        if not match or (db is not None and match["db"] != db):
+            continue
+        created = datetime.strptime(match["ts"], STAMP).replace(tzinfo=timezone.utc)
+        copies.append({"name": name, "database": match["db"], "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "age_days": round((now - created).total_seconds() / 86400, 3), "bytes": int(size)})
+    return copies
+
+
+def drop_pre_restore(maintenance_db, days, db=None):
+    """Drops the copies at least `days` old (0: all); returns (dropped names, [(name, error)])."""
+    dropped, failed = [], []
+    now = datetime.now(timezone.utc)
+    for copy in pre_restore_copies(maintenance_db, db, now):
+        created = datetime.strptime(copy["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        if (now - created).total_seconds() >= days * 86400:
+            try:
+                run_sql(maintenance_db, "DROP DATABASE %s;" % ident(copy["name"]))
+                dropped.append(copy["name"])
+            except PgError as e:
+                failed.append((copy["name"], str(e)))
+    return dropped, failed

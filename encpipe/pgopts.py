@@ -1,0 +1,129 @@
+"""Options passed through to pg_dump, pg_restore and psql, and those refused.
+
+`encpipe-backup DB -- OPTIONS` hands OPTIONS to pg_dump; `encpipe-restore FILE
+DB -- OPTIONS` to pg_restore (custom archives) or psql (plain dumps). An option
+that would break the pipeline (write elsewhere, read a directory, connect
+elsewhere, run in parallel from a pipe) is refused, exit 64, naming it.
+"""
+
+# Short options that take a value, per tool (bundles like -vf stop at them).
+_WITH_VALUE = {
+    "pg_dump": set("deEfFhjnNpStTUZ"),
+    "pg_restore": set("dfFhIjLnNpPStTU"),
+    "psql": set("cdfFhLopPRTUv"),
+}
+_CONNECT = {
+    "h": ("host", "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"),
+    "p": ("port", "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"),
+    "U": ("username", "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"),
+    "V": ("version", "it prints a version instead of working"),
+    "?": ("help", "it prints help instead of working"),
+}
+_REFUSED = {
+    "pg_dump": {
+        "f": ("file", "the dump goes to encpipe seal"),
+        "F": ("format", "use encpipe-backup --format plain|custom"),
+        "j": ("jobs", "parallel dumps need the directory format, which cannot go through a pipe"),
+        "d": ("dbname", "name the database as DBNAME"),
+        "C": ("create", "the restore creates the database and records its properties itself"),
+        **_CONNECT,
+    },
+    "pg_restore": {
+        "f": ("file", "the archive is restored into a database, not written to a file"),
+        "d": ("dbname", "the restore chooses the database itself"),
+        "F": ("format", "the archive arrives on a pipe, in the custom format"),
+        "j": ("jobs", "parallel restores need a seekable archive, not a pipe"),
+        "C": ("create", "the restore creates the database itself"),
+        "l": ("list", "it lists the archive instead of restoring it"),
+        **_CONNECT,
+    },
+    "psql": {
+        "f": ("file", "the dump arrives on standard input"),
+        "d": ("dbname", "the restore chooses the database itself"),
+        "c": ("command", "only the dump is run"),
+        "l": ("list", "it lists databases instead of restoring"),
+        "o": ("output", "query output is not kept"),
+        "s": ("single-step", "the restore runs unattended"),
+        **_CONNECT,
+    },
+}
+_LONG_ONLY_REFUSED = {
+    "pg_restore": {"role": "use encpipe-restore --role ROLE, which connects as that role"},
+    "psql": {"set": None, "variable": None},
+}
+
+
+class RefusedOption(ValueError):
+    pass
+
+
+def check(tool, args, plain_dump=False):
+    """Raises RefusedOption naming the first option of `args` that `tool` may not get."""
+    refused = _REFUSED[tool]
+    by_long = {long: (short, why) for short, (long, why) in refused.items()}
+    for i, arg in enumerate(args):
+        if i and _takes_value(tool, args[i - 1]):
+            continue  # the value of the option before
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            if not eq and i + 1 < len(args):
+                value = args[i + 1]
+            if name in by_long:
+                _refuse(tool, arg, "-%s, --%s" % (by_long[name][0], name), by_long[name][1])
+            if tool == "pg_dump" and plain_dump and name == "compress":
+                _refuse(tool, arg, "-Z, --compress", "use encpipe-backup --compress for plain dumps")
+            if name in _LONG_ONLY_REFUSED.get(tool, {}):
+                why = _LONG_ONLY_REFUSED[tool][name]
+                if why or value.upper().startswith("ON_ERROR_STOP"):
+                    _refuse(tool, arg, "--" + name, why or "the restore must stop at the first error")
+        elif arg.startswith("-") and len(arg) > 1:
+            _check_short(tool, arg, args[i + 1] if i + 1 < len(args) else "", refused, plain_dump)
+
+
+def _takes_value(tool, arg):
+    """Is the argument after `arg` its value (`-f FILE`, `--file FILE`)?"""
+    if arg.startswith("--"):
+        return "=" not in arg and arg[2:] in {long for long, _ in _REFUSED[tool].values()} | {"set", "variable"}
+    for i, letter in enumerate(arg[1:], 1) if arg.startswith("-") else ():
+        if letter in _WITH_VALUE[tool]:
+            return i == len(arg) - 1
+    return False
+
+
+def _check_short(tool, arg, following, refused, plain_dump):
+    for i, letter in enumerate(arg[1:], 1):
+        if letter in refused:
+            _refuse(tool, arg, "-%s, --%s" % (letter, refused[letter][0]), refused[letter][1])
+        if tool == "pg_dump" and plain_dump and letter == "Z":
+            _refuse(tool, arg, "-Z, --compress", "use encpipe-backup --compress for plain dumps")
+        if letter in _WITH_VALUE[tool]:
+            value = arg[i + 1:] or following
+            if tool == "psql" and letter == "v" and value.upper().startswith("ON_ERROR_STOP"):
+                _refuse(tool, arg, "-v ON_ERROR_STOP", "the restore must stop at the first error")
+            return
+
+
+def _refuse(tool, arg, names, why):
+    raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, arg, names, why))
+
+
+def restore_tool(filename):
+    """The client a backup file's name says it needs: pg_restore for .dump.enc, else psql."""
+    return "pg_restore" if filename.endswith(".dump.enc") else "psql"
+
+
+def main(argv=None):
+    """`python3 -m encpipe.pgopts pg_dump-plain|pg_dump-custom OPTIONS...`, for encpipe-backup."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        check("pg_dump", argv[1:], plain_dump=argv[0] == "pg_dump-plain")
+    except RefusedOption as e:
+        print("encpipe-backup: error: %s" % e, file=sys.stderr)
+        return 64
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""A database's own properties, which pg_dump without --create leaves out.
+
+Owner, ACL, connection limit, encoding and locale, `ALTER DATABASE ... SET`,
+`ALTER ROLE ... IN DATABASE ... SET` and the comment are read from the catalog
+as one JSON object. encpipe-backup appends it to the run's globals file as one
+SQL comment line (`-- encpipe-database-properties: {...}`); encpipe-restore
+gives them to the database it creates: owner and ACL at once (before anyone
+but a superuser can connect), settings and comment in the swap transaction.
+
+    python3 -m encpipe.pgprops DBNAME     # the comment line, for encpipe-backup
+"""
+
+import json
+import sys
+
+from .pgclient import PgError, ident, literal, value
+
+LINE_PREFIX = "-- encpipe-database-properties: "
+
+_QUERY = """
+SELECT json_build_object(
+  'name', d.datname, 'owner', pg_get_userbyid(d.datdba), 'encoding', pg_encoding_to_char(d.encoding),
+  'collate', d.datcollate, 'ctype', d.datctype, 'row', to_jsonb(d) - 'datacl',
+  'connlimit', d.datconnlimit, 'acl', d.datacl::text[], 'comment', shobj_description(d.oid, 'pg_database'),
+  'settings', (SELECT coalesce(json_agg(json_build_object(
+                 'role', CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END,
+                 'config', s.setconfig) ORDER BY s.setrole), '[]')
+               FROM pg_db_role_setting s WHERE s.setdatabase = d.oid))
+FROM pg_database d WHERE d.datname = %s
+"""
+
+
+def read(maintenance_db, name):
+    """The properties of database `name`, or None when it does not exist."""
+    text = value(maintenance_db, _QUERY % literal(name))
+    return json.loads(text) if text else None
+
+
+def parse_line(line):
+    """The properties from a globals file's comment line, or None."""
+    if not line.startswith(LINE_PREFIX):
+        return None
+    try:
+        props = json.loads(line[len(LINE_PREFIX):])
+    except ValueError:
+        return None
+    return props if isinstance(props, dict) else None
+
+
+def roles_needed(props, no_owner=False, no_acl=False):
+    """Role names the owner and the ACL refer to: without them access would change."""
+    roles = set()
+    if props.get("owner") and not no_owner:
+        roles.add(props["owner"])
+    for item in (props.get("acl") or []) if not no_acl else []:
+        grantee, _, grantor = item.rpartition("/")
+        grantee = grantee.rpartition("=")[0]
+        roles.update(_unquote(r) for r in (grantee, grantor) if r)
+    return roles
+
+
+def _unquote(name):
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def create_sql(name, props):
+    """CREATE DATABASE for the scratch database: template0, the properties' encoding
+    and locale, and no connections at all until `open_sql` ran."""
+    sql = "CREATE DATABASE %s TEMPLATE template0 ALLOW_CONNECTIONS false" % ident(name)
+    if props:
+        sql += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
+            literal(props["encoding"]), literal(props["collate"]), literal(props["ctype"]))
+        row = props.get("row") or {}
+        if row.get("datlocprovider") == "i" and row.get("daticulocale"):
+            sql += " LOCALE_PROVIDER icu ICU_LOCALE %s" % literal(row["daticulocale"])
+        if props.get("connlimit", -1) != -1:
+            sql += " CONNECTION LIMIT %d" % int(props["connlimit"])
+    return sql + ";"
+
+
+def owner_acl_sql(name, props, no_owner=False, no_acl=False, owner=None):
+    """The owner (`owner`, else the properties' one) and the properties' ACL."""
+    sql = []
+    owner = owner or (props or {}).get("owner")
+    if owner and not no_owner:
+        sql.append("ALTER DATABASE %s OWNER TO %s;" % (ident(name), ident(owner)))
+    if props and props.get("acl") is not None and not no_acl:
+        sql.append("UPDATE pg_catalog.pg_database SET datacl = %s::aclitem[] WHERE datname = %s;" % (
+            literal(_array(props["acl"])), literal(name)))
+    return sql
+
+
+def open_sql(name, props, no_owner=False, no_acl=False, owner=None):
+    """One transaction: the owner and ACL, then connections allowed. A restoring
+    `owner` (--role) also gets every privilege until the swap sets the ACL again."""
+    sql = owner_acl_sql(name, props, no_owner, no_acl, owner)
+    if owner:
+        sql.append("GRANT ALL ON DATABASE %s TO %s;" % (ident(name), ident(owner)))
+    return "\n".join(sql + ["ALTER DATABASE %s ALLOW_CONNECTIONS true;" % ident(name)])
+
+
+def finish_sql(name, props):
+    """Settings and comment, for the swap transaction."""
+    if not props:
+        return ""
+    sql = []
+    for setting in props.get("settings") or []:  # a role the server lacks: its setting is left out
+        role = "0"
+        if setting.get("role"):
+            role = "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s)" % literal(setting["role"])
+        sql.append("INSERT INTO pg_catalog.pg_db_role_setting SELECT d.oid, %s, %s::text[] FROM "
+                   "pg_catalog.pg_database d WHERE d.datname = %s AND %s IS NOT NULL;"
+                   % (role, literal(_array(setting["config"])), literal(name), role))
+    if props.get("comment") is not None:
+        sql.append("COMMENT ON DATABASE %s IS %s;" % (ident(name), literal(props["comment"])))
+    return "\n".join(sql)
+
+
+def _array(items):
+    """A text[] literal."""
+    return "{" + ",".join('"%s"' % i.replace("\\", "\\\\").replace('"', '\\"') for i in items) + "}"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python3 -m encpipe.pgprops DBNAME", file=sys.stderr)
+        return 64
+    try:
+        props = read(argv[0], argv[0])
+    except PgError as e:
+        print("encpipe-backup: error: cannot read the properties of %s: %s" % (argv[0], e), file=sys.stderr)
+        return 1
+    print(LINE_PREFIX + json.dumps(props, ensure_ascii=True, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

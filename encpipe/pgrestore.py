@@ -1,0 +1,384 @@
+"""encpipe-restore: restore an encrypted backup into a PostgreSQL database, all or nothing.
+
+Usage:
+  encpipe-restore [options] FILE DBNAME [-- pg_restore or psql options]
+  encpipe-restore --list-pre-restore [--maintenance-db DB]
+  encpipe-restore --drop-pre-restore-older-than DAYS [--maintenance-db DB] [DBNAME]
+
+Options:
+  --drop-old                 drop the previous DBNAME after the swap
+  --terminate-connections    end the sessions on DBNAME at the swap (else 75 when in use)
+  --maintenance-db DB        where the administrative statements run [default: postgres]
+  --globals FILE             the globals file to take missing roles and properties from
+                             [default: the one of FILE's backup run, beside it]
+  --no-globals               create no roles
+  --role ROLE                restore the dump connected as ROLE, not as the connecting user
+  --allow-unrestricted-psql  accept a psql without \\restrict (older than 15.14, 16.10, 17.6)
+  --drop-pre-restore-older-than DAYS  drop DBNAME_pre_restore_* copies older than DAYS
+  --list-pre-restore         print the *_pre_restore_* databases as JSON
+  --progress, --threads N    passed to encpipe open
+  --signer KEY, --signer-file FILE  trusted signers, for encpipe (ENCPIPE_SIGNER)
+  key options                --key-file, --key-command, --identity, --passphrase-file,
+                             --passphrase-fd, --passphrase-command, -p: for encpipe open
+See README, "Restoring: encpipe-restore".
+"""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import pgglobals, pgleftovers, pgopts, pgprops
+from .pgcli import Failure, parse, read_fd
+from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql, value
+from .pgstream import EmptyStream, Restore
+
+PROG = "encpipe-restore"
+NAME_MAX_BYTES = 63
+_RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
+
+
+_REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]*:")
+
+
+def _globals_name(path):
+    """The globals file of the run that made backup `path`, or None."""
+    match = _RUN_NAME.match(os.path.basename(path))
+    return match and path[: len(path) - len(os.path.basename(path))] + match["run"] + ".globals.sql.enc"
+
+
+def say(text, kind=None):
+    print("%s: %s%s" % (PROG, kind + ": " if kind else "", text), file=sys.stderr)
+
+
+class Run:
+    def __init__(self, opts):
+        self.o = opts
+        self.maint = opts.get("maintenance_db") or "postgres"
+        self.encpipe = shlex.split(os.environ.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+        self.env = dict(os.environ)
+        if opts["signers"]:
+            self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"] + [self.env.get("ENCPIPE_SIGNER", "")]).strip()
+        self.temp = self.lock = None
+        self.created_roles = []
+        self.secrets = [read_fd(fd) for fd in opts["fds"]]
+
+    def key_args(self):
+        """The key options, each --passphrase-fd secret on a fresh pipe: it is read once, used thrice."""
+        args, fds = list(self.o["key"]), []
+        for secret in self.secrets:
+            read_end, write_end = os.pipe()
+            os.write(write_end, secret)
+            os.close(write_end)
+            args += ["--passphrase-fd", str(read_end)]
+            fds.append(read_end)
+        return args, fds
+
+    def encpipe_run(self, args, **kw):
+        keys, fds = self.key_args()
+        try:
+            return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env, pass_fds=fds, **kw)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def main(self):
+        o = self.o
+        if o.get("list_pre_restore"):
+            print(json.dumps(pgleftovers.pre_restore_copies(self.maint), indent=2))
+            return 0
+        if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
+            return self.drop_pre_restore(o["positional"][0])
+        if not o["positional"] and o.get("drop_pre_restore_older_than"):
+            return self.drop_pre_restore(None)
+        if len(o["positional"]) != 2:
+            raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
+                          "too many arguments: %s" % o["positional"][2], 64)
+        self.file, self.db = o["positional"]
+        self.days()
+        try:
+            pgopts.check(pgopts.restore_tool(self.file), o["tool"])
+        except pgopts.RefusedOption as e:
+            raise Failure(str(e), 64) from None
+        if self.maint == self.db:
+            raise Failure("--maintenance-db must not be %s" % self.db, 64)
+        stamp = pgleftovers.stamp()
+        self.old = "%s_pre_restore_%s" % (self.db, stamp)
+        if len(self.old.encode()) > NAME_MAX_BYTES:
+            raise Failure("database name %s is too long to keep the old one as %s" % (self.db, self.old), 64)
+        self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
+        if self.file.endswith(".globals.sql.enc"):
+            raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
+        if not os.path.exists(self.file) and _REMOTE.match(self.file):
+            self.fetch_remote()
+        if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
+            raise Failure("cannot read %s: not a readable regular file" % self.file, 66)
+        self.restrict = self.check_psql()
+        self.legacy = self.authenticate_legacy()
+        globals_stmts, backup_props = self.load_globals()
+        exists = self.wait_until_free()
+        self.lock = pgleftovers.RunLock(self.maint, self.temp_name)
+        try:
+            return self.restore(exists, globals_stmts, backup_props)
+        finally:
+            self.lock.close()
+
+    def fetch_remote(self):
+        """REMOTE:PATH/NAME (rclone): the sealed bytes, and its run's globals file, into
+        private temporary files (--verify-first reads a file twice); removed at exit."""
+        self.fetched = []
+        for name, needed in ((self.file, True), (_globals_name(self.file), False)):
+            if not name or (not needed and self.o.get("globals")):
+                continue
+            fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
+            self.fetched.append(path)
+            with os.fdopen(fd, "wb") as out:
+                status = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
+                                        stderr=None if needed else subprocess.DEVNULL).returncode
+            if status and needed:
+                raise Failure("cannot fetch %s (status %d); nothing was changed" % (name, status), status)
+            if needed:
+                self.file = path
+            elif not status:
+                self.o["globals"] = path
+
+    def days(self):
+        text = self.o.get("drop_pre_restore_older_than")
+        try:
+            self.keep_days = None if text is None else float(text)
+        except ValueError:
+            raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64) from None
+
+    def drop_pre_restore(self, db):
+        self.days()
+        dropped, failed = pgleftovers.drop_pre_restore(self.maint, self.keep_days, db)
+        if dropped:
+            say("dropped previous copies: %s" % ", ".join(dropped))
+        for name, error in failed:
+            say("could not drop %s: %s" % (name, error), "error")
+        return 1 if failed else 0
+
+    def check_psql(self):
+        version = psql_version()
+        if psql_can_restrict(version):
+            return True
+        if not self.o.get("allow_unrestricted_psql"):
+            raise Failure("psql %d.%d cannot restrict a dump's meta-commands (\\! and \\copy ... program "
+                          "would run on this host); nothing was changed" % version, 1,
+                          "install psql 15.14, 16.10, 17.6 or later, or accept the risk "
+                          "with --allow-unrestricted-psql")
+        say("psql %d.%d has no \\restrict: the dump's meta-commands will run on this host" % version, "warning")
+        return False
+
+    def authenticate_legacy(self):
+        with open(self.file, "rb") as f:
+            if f.read(7) == b"ENCPIPE":
+                return False
+        proc = self.encpipe_run(["inspect", "--legacy", "--verify", self.file],
+                                stdout=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise Failure("cannot authenticate %s (status %d); database %s was not touched"
+                          % (self.file, proc.returncode, self.db), proc.returncode)
+        return True
+
+    def load_globals(self):
+        """(statements, properties) of the run's globals file; ([], None) when there is none."""
+        path = self.o.get("globals")
+        if path is None:
+            candidate = _globals_name(self.file)
+            path = candidate if candidate and os.path.exists(candidate) else None
+        if path is None:
+            return [], None
+        proc = self.encpipe_run(["open", "--verify-first", path], stdout=subprocess.PIPE)
+        if proc.returncode != 0:
+            raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
+                          % (path, proc.returncode, self.db), proc.returncode)
+        self.globals_path = path
+        statements, props = pgglobals.statements(proc.stdout.decode("utf-8", "replace"))
+        return ([] if self.o.get("no_globals") else statements), props
+
+    def wait_until_free(self):
+        busy_sql = ("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s "
+                    "AND backend_type = 'client backend';" % literal(self.db))
+        for attempt in range(10):
+            exists = value(self.maint, "SELECT count(*) FROM pg_catalog.pg_database WHERE datname = %s;"
+                           % literal(self.db)) != "0"
+            busy = int(value(self.maint, busy_sql))
+            if not busy or self.o.get("terminate_connections"):
+                return exists
+            time.sleep(0.3)
+        raise Failure("database %s has %d active connection(s); nothing was changed" % (self.db, busy), 75,
+                      "close them, or use --terminate-connections")
+
+    def restore(self, exists, globals_stmts, backup_props):
+        dropped, busy = self.lock.clean(self.maint)
+        if dropped:
+            say("dropped scratch database(s) left by killed restores: %s" % ", ".join(dropped))
+        if busy:
+            say("scratch database(s) still in use, left alone: %s" % ", ".join(busy), "warning")
+        try:
+            self.apply_globals(globals_stmts)
+            props = pgprops.read(self.maint, self.db) if exists else backup_props
+            if props is None and not exists:
+                say("no database properties (no globals file): %s will belong to the restoring role, "
+                    "with default privileges" % self.db, "warning")
+            self.check_roles(props, exists)
+            self.restore_stream(props, exists)
+            self.swap(props, exists)
+        except BaseException:
+            self.undo()
+            raise
+        return self.report(exists)
+
+    def apply_globals(self, statements):
+        if not statements:
+            return
+        existing = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
+        keep, created, skipped = pgglobals.plan(statements, existing)
+        spaces = pgglobals.tablespaces(skipped)
+        if spaces:
+            say("tablespaces are not created: %s" % ", ".join(spaces), "warning")
+        if not created:
+            return
+        try:
+            run_sql(self.maint, "\n".join(keep), single_transaction=True, restrict=self.restrict)
+        except PgError as e:
+            raise Failure("cannot create the missing roles from %s: %s; nothing was changed"
+                          % (self.globals_path, e)) from None
+        self.created_roles = created
+        say("created roles: %s" % ", ".join(created))
+
+    def check_roles(self, props, exists):
+        if not props or exists:
+            return
+        tool = set(self.o["tool"])
+        needed = pgprops.roles_needed(props, no_owner=bool(tool & {"-O", "--no-owner"}),
+                                      no_acl=bool(tool & {"-x", "--no-acl", "--no-privileges"}))
+        existing = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
+        missing = sorted(needed - existing)
+        lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing)
+        if lost:
+            say("settings for role(s) this server lacks are left out: %s" % ", ".join(lost), "warning")
+        if missing:
+            raise Failure("database %s needs role(s) this server lacks: %s; nothing was changed"
+                          % (self.db, ", ".join(missing)), 1,
+                          "restore them from the backup's globals file (--globals FILE), or create them")
+
+    def create(self, props, exists, kind):
+        tool = set(self.o["tool"])
+        run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
+        self.temp = self.temp_name
+        no_owner = not exists and bool(tool & {"-O", "--no-owner"})
+        no_acl = not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"})
+        run_sql(self.maint, pgprops.open_sql(self.temp, props, no_owner, no_acl, owner=self.o.get("role")),
+                single_transaction=True)
+        return self.temp
+
+    def restore_stream(self, props, exists):
+        keys, fds = self.key_args()
+        open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *self.o["open"],
+                                   *keys, self.file]
+        self.stream = Restore(open_cmd, self.env, fds, self.o["tool"], self.o.get("role"), self.restrict)
+        try:
+            opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
+        except EmptyStream:
+            raise Failure("%s holds no data; database %s was not touched" % (self.file, self.db), 65) from None
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if opened not in (0, -13, 141):
+            raise Failure("cannot decrypt %s (status %d); database %s was not touched"
+                          % (self.file, opened if opened > 0 else 128 - opened, self.db),
+                          opened if opened > 0 else 128 - opened)
+        if restored != 0:
+            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db))
+
+    def swap(self, props, exists):
+        tool = set(self.o["tool"])
+        sql = [pgprops.finish_sql(self.temp, props)]
+        if self.o.get("role"):
+            sql += pgprops.owner_acl_sql(self.temp, props, not exists and bool(tool & {"-O", "--no-owner"}),
+                                         not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"}))
+        if exists:
+            if self.o.get("terminate_connections"):
+                sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
+                           "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(self.db))
+            sql.append("ALTER DATABASE %s RENAME TO %s;" % tuple(map(ident, (self.db, self.old))))
+        sql.append("ALTER DATABASE %s RENAME TO %s;" % tuple(map(ident, (self.temp, self.db))))
+        try:
+            run_sql(self.maint, "\n".join(sql), single_transaction=True)
+        except PgError as e:
+            raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
+                          % (self.temp, e, self.db), 1,
+                          None if self.o.get("terminate_connections") else
+                          "is %s in use? close its connections, or use --terminate-connections" % self.db) from None
+        self.temp = None
+
+    def undo(self):
+        if getattr(self, "stream", None):
+            self.stream.kill()
+        if self.temp:
+            try:
+                run_sql(self.maint, "DROP DATABASE IF EXISTS %s WITH (FORCE);" % ident(self.temp))
+            except PgError as e:
+                say("could not drop temporary database %s: %s" % (self.temp, e), "error")
+        if self.created_roles:
+            try:
+                run_sql(self.maint, "\n".join("DROP ROLE IF EXISTS %s;" % ident(r)
+                                              for r in reversed(self.created_roles)), single_transaction=True)
+                say("dropped the roles this restore had created again")
+            except PgError as e:
+                say("could not drop the roles this restore created (%s): %s" % (", ".join(self.created_roles), e),
+                    "error")
+
+    def report(self, exists):
+        status = 0
+        if not exists:
+            say("restored %s into new database %s" % (self.file, self.db))
+        elif self.o.get("drop_old"):
+            try:
+                run_sql(self.maint, "DROP DATABASE %s WITH (FORCE);" % ident(self.old))
+                say("restored %s into %s; previous database dropped" % (self.file, self.db))
+            except PgError:
+                say("restored %s into %s, but could not drop the previous database %s"
+                    % (self.file, self.db, self.old), "error")
+                status = 1
+        else:
+            say("restored %s into %s; previous database kept as %s" % (self.file, self.db, self.old))
+        if self.keep_days is not None:
+            status = self.drop_pre_restore(self.db) or status
+        return status
+
+
+def main(argv=None):
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        opts = parse(sys.argv[1:] if argv is None else argv)
+        if opts.get("help") or opts.get("h"):
+            print(__doc__.strip())
+            return 0
+        run = Run(opts)
+        try:
+            return run.main()
+        finally:
+            for path in getattr(run, "fetched", []):
+                os.unlink(path)
+    except Failure as e:
+        say(str(e), "error")
+        if e.hint or e.status == 64:
+            say(e.hint or "see %s --help" % PROG, "hint")
+        return e.status
+    except PgError as e:
+        say(str(e), "error")
+        return e.status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

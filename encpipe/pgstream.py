@@ -1,0 +1,169 @@
+"""The decrypted dump, from `encpipe open` to psql or pg_restore, through pipes only.
+
+The first bytes say what the stream is: zstd or gzip (decompressed by the
+`zstd`/`gzip` tools, whatever the file is called), then a custom archive
+(`PGDMP`, to pg_restore) or plain SQL (to psql). Plain SQL goes to psql in
+restricted mode: `\\restrict KEY` with a fresh random key comes first, and the
+dump's own `\\restrict`/`\\unrestrict` lines are dropped on the way, so every
+other meta-command of the dump (`\\!`, `\\copy ... program`, `\\connect`...)
+is an error that stops the restore. Memory stays constant.
+"""
+
+import re
+import subprocess
+import threading
+
+from .pgclient import client_env, psql_args, restrict_key
+
+BLOCK = 1 << 20
+_DECOMPRESSORS = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"))
+_RESTRICT_LINE = re.compile(rb"\\(?:un)?restrict(?:[ \t\r\n]|$)")
+_DECIDE = len(b"\\unrestrict ")
+
+
+class EmptyStream(Exception):
+    pass
+
+
+class RestrictFilter:
+    """Drops the lines that start with \\restrict or \\unrestrict; passes the rest."""
+
+    def __init__(self):
+        self.carry = b""  # the start of a line too short yet to tell
+        self.dropping = False  # inside a line being dropped
+        self.line_start = True
+
+    def feed(self, chunk):
+        data, self.carry = self.carry + chunk, b""
+        out, pos = [], 0
+        if self.dropping:
+            end = data.find(b"\n")
+            if end < 0:
+                return b""
+            self.dropping, pos = False, end + 1
+        starts = [pos] if (pos > 0 or self.line_start) else []
+        candidate = data.find(b"\n\\", pos)
+        while candidate >= 0:
+            starts.append(candidate + 1)
+            candidate = data.find(b"\n\\", candidate + 1)
+        kept_from = pos
+        for start in starts:
+            if start >= len(data) or data[start:start + 1] != b"\\" or start < kept_from:
+                continue
+            end = data.find(b"\n", start)
+            if end < 0 and len(data) - start < _DECIDE:
+                out.append(data[kept_from:start])
+                self.carry, kept_from = data[start:], len(data)
+                break
+            if _RESTRICT_LINE.match(data, start):
+                out.append(data[kept_from:start])
+                if end < 0:
+                    self.dropping, kept_from = True, len(data)
+                    break
+                kept_from = end + 1
+        out.append(data[kept_from:])
+        self.line_start = bool(self.carry) or (data.endswith(b"\n") if data else self.line_start)
+        return b"".join(out)
+
+    def finish(self):
+        rest, self.carry = self.carry, b""
+        return b"" if _RESTRICT_LINE.match(rest) else rest
+
+
+def _read_head(src, size):
+    head = b""
+    while len(head) < size:
+        more = src.read1(size - len(head)) if hasattr(src, "read1") else src.read(size - len(head))
+        if not more:
+            break
+        head += more
+    return head
+
+
+def _pump(head, src, dst):
+    try:
+        dst.write(head)
+        while block := src.read1(BLOCK):
+            dst.write(block)
+    except (BrokenPipeError, ValueError):
+        pass
+    finally:
+        for stream in (dst, src):  # src too: a writer blocked on a reader gone would hang
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class Restore:
+    """Runs `open_cmd | [decompressor] | psql or pg_restore` into the database that
+    `create(kind)` makes once the first bytes arrived (after authentication)."""
+
+    def __init__(self, open_cmd, open_env, pass_fds, tool_args, user, restrict):
+        self.open_cmd, self.open_env, self.pass_fds = open_cmd, open_env, pass_fds
+        self.tool_args, self.user, self.restrict = tool_args, user, restrict
+        self.procs = []
+
+    def run(self, create):
+        """Returns (status of encpipe open, status of the restore client); raises EmptyStream."""
+        opener = subprocess.Popen(self.open_cmd, stdout=subprocess.PIPE, env=self.open_env, pass_fds=self.pass_fds)
+        self.procs.append(opener)
+        src = opener.stdout
+        head = _read_head(src, 8)
+        for magic, tool in _DECOMPRESSORS:
+            if head.startswith(magic):
+                unpack = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          env=client_env())
+                self.procs.append(unpack)
+                threading.Thread(target=_pump, args=(head, src, unpack.stdin), daemon=True).start()
+                src, head = unpack.stdout, _read_head(unpack.stdout, 8)
+                break
+        if not head:
+            status = opener.wait()
+            if any(p.wait() for p in self.procs[1:]):
+                return status, 1  # the decompressor failed
+            if status == 0:
+                raise EmptyStream()
+            return status, 0
+        custom = head.startswith(b"PGDMP")
+        db = create("custom" if custom else "plain")
+        if custom:
+            argv = ["pg_restore", "--exit-on-error", "--single-transaction", "-d", db, *self.tool_args]
+        else:
+            argv = psql_args(db, "--single-transaction", *self.tool_args, "-f", "-")
+        client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
+        self.procs.append(client)
+        try:
+            self._feed(head, src, client.stdin, None if custom else RestrictFilter())
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                client.stdin.close()
+            except OSError:
+                pass
+            src.close()
+        status = client.wait()
+        opened = opener.wait()
+        for unpack in self.procs[1:-1]:  # a decompressor that failed cut the stream short
+            status = status or (unpack.wait() and 1)
+        return (0 if opened == -13 and status != 0 else opened), status
+
+    def _feed(self, head, src, dst, restrict_filter):
+        if restrict_filter is None:
+            dst.write(head)
+            while block := src.read1(BLOCK):
+                dst.write(block)
+            return
+        if self.restrict:
+            dst.write(b"\\restrict " + restrict_key().encode() + b"\n")
+        dst.write(restrict_filter.feed(head))
+        while block := src.read1(BLOCK):
+            dst.write(restrict_filter.feed(block))
+        dst.write(restrict_filter.finish())
+
+    def kill(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

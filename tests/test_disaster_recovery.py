@@ -1,0 +1,259 @@
+"""A backup restores on an empty server with its roles, ownership, grants and settings.
+
+Cluster A holds a database that uses what pg_dump alone leaves out: an owner
+role, REVOKE CONNECT FROM PUBLIC, ALTER DATABASE ... SET, a per-role setting in
+the database, a comment, pgcrypto and hstore, large objects with grants, row
+level security policies, default privileges, a function whose EXECUTE moved.
+It is backed up with encpipe-backup and restored with encpipe-restore on a
+freshly initdb'd cluster B, and in place on A.
+"""
+
+import json
+import os
+import re
+import subprocess
+import threading
+
+import pytest
+
+from pgcluster import PgCluster
+from test_backup_restore import (
+    BACKUP,
+    backup,
+    dump,
+    key_file,  # noqa: F401 (fixture)
+    leftover_databases,
+    RESTORE,
+    restore,
+    run,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+DR_DB = "Ärger db"
+ROLES = ("app_owner", "app_reader", "app_writer", "no_connect", "fn_runner")
+
+_ROLES_SQL = """
+CREATE ROLE app_owner LOGIN PASSWORD 'owner secret';
+CREATE ROLE app_writer NOLOGIN;
+CREATE ROLE app_reader LOGIN PASSWORD 'reader secret' CONNECTION LIMIT 7 IN ROLE app_writer;
+CREATE ROLE no_connect LOGIN PASSWORD 'no connect';
+CREATE ROLE fn_runner NOLOGIN;
+ALTER ROLE app_reader SET work_mem = '12MB';
+COMMENT ON ROLE app_owner IS 'owns the app, it''s said';
+CREATE DATABASE "Ärger db" OWNER app_owner TEMPLATE template0 LC_COLLATE 'C.utf8' LC_CTYPE 'C.utf8'
+    CONNECTION LIMIT 50;
+REVOKE CONNECT ON DATABASE "Ärger db" FROM PUBLIC;
+GRANT CONNECT ON DATABASE "Ärger db" TO app_reader;
+ALTER DATABASE "Ärger db" SET search_path = app, public;
+ALTER ROLE app_reader IN DATABASE "Ärger db" SET statement_timeout = '5s';
+COMMENT ON DATABASE "Ärger db" IS 'Ärger: a database with a comment';
+"""
+
+_CONTENT_SQL = """
+CREATE EXTENSION pgcrypto;
+CREATE EXTENSION hstore;
+SET ROLE app_owner;
+CREATE SCHEMA app;
+ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO app_reader;
+CREATE TABLE app.accounts (id int PRIMARY KEY, owner_name text, secret bytea, attrs hstore);
+INSERT INTO app.accounts SELECT g, CASE WHEN g % 2 = 0 THEN 'app_reader' ELSE 'someone' END,
+       public.digest('secret ' || g, 'sha256'), public.hstore('k', g::text) FROM generate_series(1, 200) g;
+ALTER TABLE app.accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY reader_sees_own ON app.accounts FOR SELECT TO app_reader USING (owner_name = current_user);
+GRANT USAGE ON SCHEMA app TO app_reader;
+CREATE TABLE app.big (id int, filler text);
+INSERT INTO app.big SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g;
+CREATE FUNCTION app.answer() RETURNS int LANGUAGE sql AS 'SELECT 42';
+REVOKE EXECUTE ON FUNCTION app.answer() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.answer() TO fn_runner;
+SELECT lo_from_bytea(424242, convert_to('a large object, ß', 'UTF8'));
+GRANT SELECT ON LARGE OBJECT 424242 TO app_reader;
+"""
+
+ROLE_SQL = ("SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolconnlimit, "
+            "rolpassword, (SELECT setconfig FROM pg_db_role_setting WHERE setrole = a.oid AND setdatabase = 0), "
+            "shobj_description(oid, 'pg_authid') FROM pg_authid a "
+            "WHERE rolname IN (%s) ORDER BY 1" % ", ".join("'%s'" % r for r in ROLES))
+MEMBER_SQL = ("SELECT r.rolname, m.rolname, g.rolname, a.admin_option FROM pg_auth_members a "
+              "JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member "
+              "JOIN pg_roles g ON g.oid = a.grantor ORDER BY 1, 2")
+DB_SQL = ("SELECT pg_get_userbyid(datdba), datacl, pg_encoding_to_char(encoding), datcollate, datctype, "
+          "datconnlimit, datallowconn, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '%s'")
+SETTINGS_SQL = ("SELECT coalesce(r.rolname, '-'), s.setconfig FROM pg_db_role_setting s "
+                "JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole "
+                "WHERE d.datname = '%s' ORDER BY 1")
+
+
+def make_awkward_dr_database(cluster):
+    cluster.psql(_ROLES_SQL)
+    cluster.psql(_CONTENT_SQL, db=DR_DB)
+
+
+def snapshot(cluster, db=DR_DB):
+    """Everything acceptance 1 compares: the dump, the roles, the database's properties."""
+    return {
+        "dump": dump(cluster, db),
+        "roles": cluster.psql(ROLE_SQL),
+        "members": cluster.psql(MEMBER_SQL),
+        "database": cluster.psql(DB_SQL % db),
+        "settings": cluster.psql(SETTINGS_SQL % db),
+    }
+
+
+def can_connect(cluster, role, db=DR_DB):
+    env = cluster.env
+    env["PGUSER"] = role
+    proc = subprocess.run([cluster.bin("psql"), "-X", "-A", "-t", "-d", db, "-c", "SELECT 1"], env=env,
+                          capture_output=True)
+    return proc.returncode == 0, proc.stderr
+
+
+def globals_of(path):
+    """The globals file of the run that wrote backup `path`."""
+    return re.sub(r"\.(sql\.zst|sql\.gz|sql|dump)\.enc$", ".globals.sql.enc", path)
+
+
+def restore_with(cluster, tools, options, path, db, *tool_options):
+    """encpipe-restore [options] FILE DBNAME -- tool options."""
+    return run([RESTORE, *options, path, db, "--", *tool_options], script_env(cluster, tools))
+
+
+@pytest.fixture(scope="module")
+def cluster_a():
+    with PgCluster() as cluster:
+        make_awkward_dr_database(cluster)
+        yield cluster
+
+
+@pytest.fixture
+def cluster_b():
+    with PgCluster() as cluster:
+        yield cluster
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_restore_on_a_fresh_server_brings_roles_and_properties(cluster_a, cluster_b, tools, key_file, tmp_path,
+                                                                fmt):
+    before = snapshot(cluster_a)
+    assert before["database"].startswith("app_owner|{=T/app_owner,app_owner=CTc/app_owner,app_reader=c/app_owner}"
+                                          "|UTF8|C.utf8|C.utf8|50|")
+    path, report = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--format", fmt, "--key-file", key_file)
+    assert os.path.exists(globals_of(path))
+
+    proc = restore(cluster_b, tools, path, DR_DB, "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b""
+    created = re.search(r"created roles: (.*)", proc.stderr.decode())[1].split(", ")
+    assert sorted(created) == sorted(ROLES)
+    assert snapshot(cluster_b) == before
+    assert not can_connect(cluster_b, "no_connect")[0]
+    assert b"permission denied" in can_connect(cluster_b, "no_connect")[1]
+    assert can_connect(cluster_b, "app_reader")[0]
+    assert leftover_databases(cluster_b) == set()
+
+    # Again onto the same server: every role exists now, none is touched or reported.
+    cluster_b.psql("ALTER ROLE app_reader SET work_mem = '1MB'")
+    proc = restore(cluster_b, tools, path, "second copy", "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"created roles" not in proc.stderr
+    assert "work_mem=1MB" in cluster_b.psql(ROLE_SQL)
+
+
+def test_in_place_restore_never_lets_the_no_connect_role_in(cluster_a, tools, key_file, tmp_path):
+    before = snapshot(cluster_a)
+    path, _ = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--key-file", key_file)
+    connected, stop = [], threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            names = [DR_DB] + [d for d in cluster_a.psql("SELECT datname FROM pg_database").split("\n")
+                               if d.startswith("encpipe_restore_")]
+            for name in names:
+                if can_connect(cluster_a, "no_connect", name)[0]:
+                    connected.append(name)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        proc = restore(cluster_a, tools, path, DR_DB, "--key-file", key_file, "--drop-old")
+    finally:
+        stop.set()
+        poller.join()
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert connected == []
+    assert snapshot(cluster_a) == before
+    assert b"created roles" not in proc.stderr
+    assert leftover_databases(cluster_a) == set()
+
+
+def test_pass_through_options(cluster_a, cluster_b, tools, key_file, tmp_path):
+    directory = str(tmp_path / "b")
+    proc = run([BACKUP, "--dir", directory, "--format", "custom", "--key-file", key_file, DR_DB,
+                "--", "--exclude-table-data=app.big", "-Z", "9"], script_env(cluster_a, tools))
+    assert proc.returncode == 0, proc.stderr.decode()
+    path = os.path.join(directory, json.loads(proc.stdout)["filename"])
+    proc = restore_with(cluster_b, tools, ["--key-file", key_file], path, "plain copy", "--no-owner", "--no-acl")
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = cluster_b.psql("SELECT count(*) FROM app.big; SELECT count(*) FROM app.accounts;"
+                          "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'app';"
+                          "SELECT count(*) FROM pg_class WHERE relacl IS NOT NULL AND relnamespace = 'app'::regnamespace;",
+                          db="plain copy")
+    assert rows.split() == ["0", "200", cluster_b.user, "0"]
+    # The database itself: no owner, no ACL from the backup either; its settings and comment stay.
+    assert cluster_b.psql(DB_SQL % "plain copy").startswith("%s||UTF8" % cluster_b.user)
+    assert "search_path=app, public" in cluster_b.psql(SETTINGS_SQL % "plain copy")
+
+    env = script_env(cluster_a, tools)
+    for argv, named in (([DR_DB, "--", "-f", "out.sql"], b"-f"), ([DR_DB, "--", "-Fd"], b"-Fd"),
+                        ([DR_DB, "--", "--jobs=2"], b"--jobs=2"), ([DR_DB, "--", "-d", "other"], b"-d")):
+        proc = run([BACKUP, "--dir", directory, "--key-file", key_file, *argv], env)
+        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
+        assert named in proc.stderr and b"not allowed" in proc.stderr
+    for argv, named in ((["--", "-j", "4"], b"-j"), (["--", "--file=x"], b"--file"), (["--", "-d", "x"], b"-d")):
+        proc = restore_with(cluster_b, tools, ["--key-file", key_file], path, "other", *argv[1:])
+        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
+        assert named in proc.stderr and b"not allowed" in proc.stderr
+
+
+def test_a_failed_restore_drops_the_roles_it_created(cluster_a, cluster_b, tools, key_file, tmp_path):
+    path, _ = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--key-file", key_file)
+    roles_before, databases_before = cluster_b.psql(ROLE_SQL), cluster_b.psql("SELECT datname FROM pg_database")
+    # The dump is restored connected as a role that cannot log in: the restore fails after the roles exist.
+    proc = restore(cluster_b, tools, path, DR_DB, "--key-file", key_file, "--role", "app_writer")
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert b"created roles: " in proc.stderr and b"dropped the roles this restore had created" in proc.stderr
+    assert cluster_b.psql(ROLE_SQL) == roles_before == ""
+    assert cluster_b.psql("SELECT datname FROM pg_database") == databases_before
+
+
+def test_no_globals_and_an_explicit_globals_file(cluster_a, cluster_b, tools, key_file, tmp_path):
+    path, report = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--key-file", key_file)
+    databases_before = cluster_b.psql("SELECT datname FROM pg_database")
+    proc = restore(cluster_b, tools, path, DR_DB, "--key-file", key_file, "--no-globals")
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert b"needs role(s) this server lacks: app_owner, app_reader" in proc.stderr
+    assert cluster_b.psql(ROLE_SQL) == "" and cluster_b.psql("SELECT datname FROM pg_database") == databases_before
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    moved = str(elsewhere / "copy.sql.zst.enc")
+    os.rename(path, moved)
+    globals_file = globals_of(path)
+    proc = restore(cluster_b, tools, moved, DR_DB, "--key-file", key_file, "--globals", globals_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert snapshot(cluster_b) == snapshot(cluster_a)
+
+
+def test_a_backup_without_superuser_needs_no_globals(cluster_a, tools, key_file, tmp_path):
+    directory = str(tmp_path / "b")
+    proc = run([BACKUP, "--dir", directory, "--key-file", key_file, DR_DB],
+               script_env(cluster_a, tools, PGUSER="app_owner"))
+    assert proc.returncode != 0 and proc.stdout == b""
+    assert b"pg_authid" in proc.stderr and b"--no-globals" in proc.stderr
+    assert os.listdir(directory) == []
+    proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "--no-globals", DR_DB],
+               script_env(cluster_a, tools, PGUSER="app_owner"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [json.loads(proc.stdout)["filename"]] == os.listdir(directory)

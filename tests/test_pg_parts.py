@@ -1,0 +1,103 @@
+"""The pure parts of the restore tools: refused pass-through options, the globals
+filter, the database properties' SQL."""
+
+import pytest
+
+from encpipe import pgglobals, pgopts, pgprops
+
+GLOBALS = r'''--
+-- PostgreSQL database cluster dump
+--
+
+\restrict abcdef
+
+SET default_transaction_read_only = off;
+SET standard_conforming_strings = on;
+
+CREATE ROLE app_owner;
+ALTER ROLE app_owner WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:x=';
+COMMENT ON ROLE app_owner IS 'it''s; not the end
+of the statement';
+CREATE ROLE "Weird ""Role""";
+ALTER ROLE "Weird ""Role""" WITH NOLOGIN;
+CREATE ROLE postgres;
+ALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN REPLICATION BYPASSRLS PASSWORD 'changed';
+ALTER ROLE postgres SET work_mem TO '1GB';
+GRANT app_owner TO "Weird ""Role""" GRANTED BY postgres;
+GRANT pg_read_all_data TO postgres GRANTED BY postgres;
+CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';
+DROP ROLE victim;
+
+\unrestrict abcdef
+-- encpipe-database-properties: {"name": "shop", "owner": "app_owner", "acl": ["=T/app_owner", "app_owner=CTc/app_owner", "\"Weird \"\"Role\"\"\"=c/app_owner"], "settings": [{"role": null, "config": ["search_path=\"$user\", app"]}], "comment": "it's", "encoding": "UTF8", "collate": "C", "ctype": "C", "connlimit": -1}
+'''
+
+
+def test_globals_keep_only_what_concerns_missing_roles():
+    statements, props = pgglobals.statements(GLOBALS)
+    assert props["owner"] == "app_owner"
+    keep, created, skipped = pgglobals.plan(statements, {"postgres"})
+    assert created == ["app_owner", 'Weird "Role"']
+    assert keep == [
+        "SET default_transaction_read_only = off;",
+        "SET standard_conforming_strings = on;",
+        "CREATE ROLE app_owner;",
+        "ALTER ROLE app_owner WITH NOSUPERUSER INHERIT LOGIN PASSWORD 'SCRAM-SHA-256$4096:x=';",
+        "COMMENT ON ROLE app_owner IS 'it''s; not the end\nof the statement';",
+        'CREATE ROLE "Weird ""Role""";',
+        'ALTER ROLE "Weird ""Role""" WITH NOLOGIN;',
+        'GRANT app_owner TO "Weird ""Role""" GRANTED BY postgres;',
+    ]
+    assert not [s for s in keep if "postgres WITH" in s or "DROP" in s or "TABLESPACE" in s]
+    assert "DROP ROLE victim;" in skipped
+    assert pgglobals.tablespaces(skipped) == ["fast"]
+
+
+def test_globals_with_every_role_present_change_nothing():
+    statements, _ = pgglobals.statements(GLOBALS)
+    keep, created, _ = pgglobals.plan(statements, {"postgres", "app_owner", 'Weird "Role"'})
+    assert created == [] and all(s.startswith("SET ") for s in keep)
+
+
+def test_properties_sql():
+    _, props = pgglobals.statements(GLOBALS)
+    assert pgprops.roles_needed(props) == {"app_owner", 'Weird "Role"'}
+    assert pgprops.roles_needed(props, no_owner=True, no_acl=True) == set()
+    create = pgprops.create_sql("tmp", props)
+    assert create == ("CREATE DATABASE \"tmp\" TEMPLATE template0 ALLOW_CONNECTIONS false "
+                      "ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';")
+    opened = pgprops.open_sql("tmp", props)
+    assert opened.splitlines()[0] == 'ALTER DATABASE "tmp" OWNER TO "app_owner";'
+    assert opened.splitlines()[-1] == 'ALTER DATABASE "tmp" ALLOW_CONNECTIONS true;'
+    assert "'{\"=T/app_owner\",\"app_owner=CTc/app_owner\",\"\\\"Weird \\\"\\\"Role\\\"\\\"\\\"=c/app_owner\"}'" in opened
+    finish = pgprops.finish_sql("tmp", props)
+    assert "'{\"search_path=\\\"$user\\\", app\"}'::text[]" in finish
+    assert finish.endswith("COMMENT ON DATABASE \"tmp\" IS 'it''s';")
+
+
+@pytest.mark.parametrize("tool, args, named", [
+    ("pg_dump", ["-f", "x"], "-f"), ("pg_dump", ["-vfx"], "-vfx"), ("pg_dump", ["--file=x"], "--file=x"),
+    ("pg_dump", ["-F", "d"], "-F"), ("pg_dump", ["--jobs", "3"], "--jobs"), ("pg_dump", ["-C"], "-C"),
+    ("pg_dump", ["-h", "elsewhere"], "-h"), ("pg_restore", ["-j4"], "-j4"), ("pg_restore", ["--dbname=x"], "--dbname=x"),
+    ("pg_restore", ["-l"], "-l"), ("pg_restore", ["--role=x"], "--role=x"), ("psql", ["-c", "select"], "-c"),
+    ("psql", ["-v", "ON_ERROR_STOP=0"], "-v ON_ERROR_STOP"), ("psql", ["--set=ON_ERROR_STOP=0"], "--set"),
+    ("psql", ["--set", "ON_ERROR_STOP=0"], "--set"),
+])
+def test_refused_options_are_named(tool, args, named):
+    with pytest.raises(pgopts.RefusedOption, match="option %s" % named.split()[0]):
+        pgopts.check(tool, args)
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("pg_dump", ["--exclude-table-data=big", "-n", "public", "-T", "x", "-v", "-Z", "9"]),
+    ("pg_dump", ["-t", "-f"]),  # -f is the value of -t here
+    ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public"]),
+    ("psql", ["-v", "x=1", "-a", "-e"]),
+])
+def test_allowed_options_pass(tool, args):
+    pgopts.check(tool, args)
+
+
+def test_plain_dumps_take_compress_not_z():
+    with pytest.raises(pgopts.RefusedOption, match="--compress"):
+        pgopts.check("pg_dump", ["-Z", "5"], plain_dump=True)
