@@ -40,11 +40,12 @@ def test_restore_with_encpipe_signer_refuses_an_unsigned_backup(pg, tools, key_f
     proc = restore(pg, tools, path, db, "--key-file", key_file, env_extra={"ENCPIPE_SIGNER": verify})
     assert proc.returncode == 67 and proc.stdout == b"", proc.stderr.decode()
     assert dump(pg, db) == before and leftover_databases(pg) == set()
-    # the same file signed (as rewrap --sign-key does) restores
-    signed = subprocess.run([sys.executable, "-m", "encpipe", "rewrap", "--key-file", key_file, "--sign-key",
-                             str(signing)], input=Path(path).read_bytes(), check=True, capture_output=True,
-                            env=python_env()).stdout
-    Path(path).write_bytes(signed)
+    # the same run's files signed (as rewrap --sign-key does: the dump and its globals) restore
+    for sealed in Path(path).parent.iterdir():
+        signed = subprocess.run([sys.executable, "-m", "encpipe", "rewrap", "--key-file", key_file, "--sign-key",
+                                 str(signing)], input=sealed.read_bytes(), check=True, capture_output=True,
+                                env=python_env()).stdout
+        sealed.write_bytes(signed)
     proc = restore(pg, tools, path, db, "--drop-old", "--key-file", key_file, env_extra={"ENCPIPE_SIGNER": verify})
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, db) == before
