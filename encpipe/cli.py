@@ -134,7 +134,9 @@ def _print(io, text):
 
 def _dispatch(args, io):
     if args.get("--version"):
-        return _print(io, __version__)
+        from . import aead
+
+        return _print(io, f"{__version__} (cipher: {aead.name()})")
     from . import commands
 
     return commands.dispatch(args, io)

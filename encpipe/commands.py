@@ -3,7 +3,7 @@
 import os
 import re
 
-from . import envelope, safefile
+from . import aead, envelope, safefile
 from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
@@ -143,6 +143,7 @@ def cmd_seal(args, io):
     workers = threads(args)
     sources = key_sources(args)
     _refuse_stdin_secrets(sources, data_from_stdin=True)
+    aead.library()
     path = args["--output"]
     if not path:
         ciphertext_output(io)
@@ -178,6 +179,7 @@ def cmd_open(args, io):
         legacy.open_legacy(src, io.stdout, legacy.load_keys(loader(args, io), sources, io.env))
         return 0
     sealed = read_sealed_header(src)
+    aead.library()
     identities = _identities(args, io, from_stdin)
     reporter = progress(args, io, "open")
     envelope.open_sealed(
@@ -208,6 +210,7 @@ def cmd_inspect(args, io):
     sealed = read_sealed_header(src)
     report = header_report(sealed)
     if args["--verify"]:
+        aead.library()
         identities = _identities(args, io, src is io.stdin)
         reporter = progress(args, io, "verify")
         info = envelope.open_sealed(sealed, src, None, identities, threads=workers, on_progress=reporter)
