@@ -93,6 +93,18 @@ def test_seal_is_byte_identical_whatever_the_thread_count(monkeypatch, size):
         assert sealed == reference, f"--threads {threads} differs from --threads 1 at size {size}"
 
 
+@pytest.mark.parametrize("size", (0, CHUNK + 1, 17 * CHUNK))
+def test_seal_is_byte_identical_whatever_the_cipher_library_and_thread_count(monkeypatch, size):
+    data = _plaintext(size)
+    outputs = {}
+    for library in ("cryptography", "pycryptodome"):
+        monkeypatch.setenv("ENCPIPE_CIPHER", library)
+        for threads in THREADS:
+            outputs[library, threads] = _seal(monkeypatch, data, threads)
+            assert _open(outputs[library, threads], threads) == data
+    assert len(set(outputs.values())) == 1, sorted(k for k, v in outputs.items() if v != outputs["pycryptodome", 1])
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_open_gives_the_same_plaintext_whatever_the_thread_count(monkeypatch, size):
     data = _plaintext(size)
