@@ -14,6 +14,8 @@ from .stream import count_remaining, seekable
 
 MAX_THREADS = 64
 AUTO_THREADS_MAX = 4
+AUTO_MIN_CHUNK = 1 << 20
+AUTO_BUFFERS = 16 << 20  # keeps peak RSS within 48 MiB at every chunk size
 _SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
 
 
@@ -51,15 +53,28 @@ def _int_option(text, name, low, high):
     return value
 
 
-def threads(args, feeds_a_pipe=False):
-    if args.get("--threads") not in (None, "auto"):
-        return _int_option(args["--threads"], "--threads", 1, MAX_THREADS)
-    if feeds_a_pipe:
-        # The program reading the plaintext (psql) needs the cores more than we
-        # do: restores ran about 4 % faster with one thread (README "Performance").
+def thread_option(args):
+    """--threads as a number, or None for auto."""
+    text = args.get("--threads")
+    return None if text in (None, "auto") else _int_option(text, "--threads", 1, MAX_THREADS)
+
+
+def threads(args, chunk_size=None, pipe_end=False):
+    """--threads N, or for auto one thread wherever a second does not pay (measured
+    in README "Performance"): a second thread runs only with pycryptodome, which
+    releases the GIL (`cryptography` holds it: threads only contend), for chunks
+    of 1 MiB or more (`chunk_size`, default the file default), when neither end
+    of the stream is a pipe whose other program needs the cores (`pipe_end`),
+    on cores the load average leaves free, and with at most 16 MiB of chunk
+    buffers in all."""
+    explicit = thread_option(args)
+    if explicit:
+        return explicit
+    chunk_size = chunk_size or 1 << fmt.FILE_CHUNK_LOG2
+    if pipe_end or chunk_size < AUTO_MIN_CHUNK or aead.library() != aead.PYCRYPTODOME:
         return 1
-    # Each thread holds a chunk; past 4, copying the input, not the crypto, limits.
-    return max(1, min(AUTO_THREADS_MAX, len(os.sched_getaffinity(0))))
+    free = len(os.sched_getaffinity(0)) - int(os.getloadavg()[0])
+    return max(1, min(AUTO_THREADS_MAX, free, AUTO_BUFFERS // chunk_size))
 
 
 def chunk_log2(text):
@@ -140,10 +155,13 @@ def read_sealed_header(src):
 
 def cmd_seal(args, io):
     chunk = chunk_log2(args["--chunk-size"])
-    workers = threads(args)
+    from_pipe = not seekable(io.stdin)
+    if chunk is None:
+        chunk = fmt.PIPE_CHUNK_LOG2 if from_pipe else fmt.FILE_CHUNK_LOG2
     sources = key_sources(args)
     _refuse_stdin_secrets(sources, data_from_stdin=True)
     aead.library()
+    workers = threads(args, 1 << chunk, pipe_end=from_pipe)
     path = args["--output"]
     if not path:
         ciphertext_output(io)
@@ -168,7 +186,7 @@ def _identities(args, io, data_from_stdin):
 
 
 def cmd_open(args, io):
-    workers = threads(args, feeds_a_pipe=is_pipe(io.stdout))
+    thread_option(args)  # a malformed --threads is a usage error before anything is read
     src = open_input(args["FILE"], io)
     from_stdin = src is io.stdin
     if args["--legacy"]:
@@ -180,6 +198,7 @@ def cmd_open(args, io):
         return 0
     sealed = read_sealed_header(src)
     aead.library()
+    workers = threads(args, sealed.header.chunk_size, pipe_end=is_pipe(io.stdout))
     identities = _identities(args, io, from_stdin)
     reporter = progress(args, io, "open")
     envelope.open_sealed(
@@ -196,7 +215,7 @@ def cmd_open(args, io):
 
 
 def cmd_inspect(args, io):
-    workers = threads(args)
+    thread_option(args)  # a malformed --threads is a usage error before anything is read
     src = open_input(args["FILE"], io)
     if args["--legacy"]:
         from . import legacy
@@ -211,6 +230,7 @@ def cmd_inspect(args, io):
     report = header_report(sealed)
     if args["--verify"]:
         aead.library()
+        workers = threads(args, sealed.header.chunk_size)
         identities = _identities(args, io, src is io.stdin)
         reporter = progress(args, io, "verify")
         info = envelope.open_sealed(sealed, src, None, identities, threads=workers, on_progress=reporter)

@@ -139,20 +139,50 @@ def test_seal_ignores_thread_count_and_read_sizes(size, threads, step):
         assert _open(trickled, threads) == data
 
 
+MiB = 1 << 20
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend to have `cores` usable cores and a 1-minute load average of `load`."""
+    from encpipe import commands
+
+    def pretend(cores, load=0.0, library="pycryptodome"):
+        monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(cores)))
+        monkeypatch.setattr(commands.os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setenv("ENCPIPE_CIPHER", library)
+        return commands.threads
+
+    return pretend
+
+
 @pytest.mark.parametrize("cores, expected", [(1, 1), (2, 2), (4, 4), (64, 4)])
-def test_auto_threads_are_the_usable_cores_at_most_four(monkeypatch, cores, expected):
-    from encpipe import commands
-
-    monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(cores)))
-    assert commands.threads({"--threads": "auto"}) == expected
+def test_auto_threads_are_the_free_cores_at_most_four_for_large_chunks(machine, cores, expected):
+    assert machine(cores)({"--threads": "auto"}, 4 * MiB) == expected
+    assert machine(cores)({"--threads": "auto"}) == expected  # the file default, 4 MiB
 
 
-def test_auto_is_one_thread_when_open_feeds_a_pipe(monkeypatch):
-    from encpipe import commands
+@pytest.mark.parametrize("load, expected", [(0.4, 4), (1.2, 3), (2.9, 2), (3.5, 1), (9.0, 1)])
+def test_auto_threads_leave_the_loaded_cores_alone(machine, load, expected):
+    assert machine(4, load)({"--threads": "auto"}, 4 * MiB) == expected
 
-    monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(8)))
-    assert commands.threads({"--threads": "auto"}, feeds_a_pipe=True) == 1
-    assert commands.threads({"--threads": "3"}, feeds_a_pipe=True) == 3
+
+@pytest.mark.parametrize("chunk, expected", [(16 << 10, 1), (64 << 10, 1), (512 << 10, 1), (MiB, 4), (2 * MiB, 4),
+                                             (4 * MiB, 4), (8 * MiB, 2), (16 * MiB, 1)])
+def test_auto_threads_by_chunk_size_small_chunks_one_thread_and_at_most_16_mib_of_buffers(machine, chunk, expected):
+    assert machine(8)({"--threads": "auto"}, chunk) == expected
+
+
+def test_auto_is_one_thread_with_cryptography_which_holds_the_gil(machine):
+    for chunk in (16 << 10, MiB, 4 * MiB, 16 * MiB):
+        assert machine(8, library="cryptography")({"--threads": "auto"}, chunk) == 1
+
+
+def test_auto_is_one_thread_beside_a_pipe(machine):
+    threads = machine(8)
+    assert threads({"--threads": "auto"}, 4 * MiB, pipe_end=True) == 1
+    assert threads({"--threads": "3"}, 4 * MiB, pipe_end=True) == 3
+    assert threads({"--threads": "3"}, 16 << 10) == 3
 
 
 def test_pipes_are_told_from_files_and_memory(tmp_path):
