@@ -65,16 +65,27 @@ def threads(args, chunk_size=None, pipe_end=False):
     releases the GIL (`cryptography` holds it: threads only contend), for chunks
     of 1 MiB or more (`chunk_size`, default the file default), when neither end
     of the stream is a pipe whose other program needs the cores (`pipe_end`),
-    on cores the load average leaves free, and with at most 16 MiB of chunk
-    buffers in all."""
+    on cores that other runnable processes leave free, and with at most 16 MiB
+    of chunk buffers in all."""
     explicit = thread_option(args)
     if explicit:
         return explicit
     chunk_size = chunk_size or 1 << fmt.FILE_CHUNK_LOG2
     if pipe_end or chunk_size < AUTO_MIN_CHUNK or aead.library() != aead.PYCRYPTODOME:
         return 1
-    free = len(os.sched_getaffinity(0)) - int(os.getloadavg()[0])
+    free = len(os.sched_getaffinity(0)) - busy_cores()
     return max(1, min(AUTO_THREADS_MAX, free, AUTO_BUFFERS // chunk_size))
+
+
+def busy_cores():
+    """Processes runnable right now besides this one (the 4th field of /proc/loadavg
+    counts this one too): the load average itself lags by a minute, and would
+    count the previous command of a script."""
+    try:
+        with open("/proc/loadavg") as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return int(os.getloadavg()[0])
 
 
 def chunk_log2(text):

@@ -144,12 +144,12 @@ MiB = 1 << 20
 
 @pytest.fixture
 def machine(monkeypatch):
-    """Pretend to have `cores` usable cores and a 1-minute load average of `load`."""
+    """Pretend to have `cores` usable cores and `busy` other runnable processes."""
     from encpipe import commands
 
-    def pretend(cores, load=0.0, library="pycryptodome"):
+    def pretend(cores, busy=0, library="pycryptodome"):
         monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(cores)))
-        monkeypatch.setattr(commands.os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setattr(commands, "busy_cores", lambda: busy)
         monkeypatch.setenv("ENCPIPE_CIPHER", library)
         return commands.threads
 
@@ -162,9 +162,26 @@ def test_auto_threads_are_the_free_cores_at_most_four_for_large_chunks(machine, 
     assert machine(cores)({"--threads": "auto"}) == expected  # the file default, 4 MiB
 
 
-@pytest.mark.parametrize("load, expected", [(0.4, 4), (1.2, 3), (2.9, 2), (3.5, 1), (9.0, 1)])
-def test_auto_threads_leave_the_loaded_cores_alone(machine, load, expected):
-    assert machine(4, load)({"--threads": "auto"}, 4 * MiB) == expected
+@pytest.mark.parametrize("busy, expected", [(0, 4), (1, 3), (2, 2), (3, 1), (9, 1)])
+def test_auto_threads_leave_the_busy_cores_alone(machine, busy, expected):
+    assert machine(4, busy)({"--threads": "auto"}, 4 * MiB) == expected
+
+
+def test_busy_cores_count_other_runnable_processes():
+    import subprocess
+    import sys
+    import time
+
+    from encpipe import commands
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        assert max(commands.busy_cores() for _ in range(20)) >= 2
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 @pytest.mark.parametrize("chunk, expected", [(16 << 10, 1), (64 << 10, 1), (512 << 10, 1), (MiB, 4), (2 * MiB, 4),
