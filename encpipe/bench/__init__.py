@@ -24,9 +24,10 @@ Rows:
   memory      generator | encpipe seal | encpipe open > /dev/null at each
               --rss-sizes size and --rss-chunks chunk size: the input never
               touches the disk; and open --legacy of the previous format
-  postgresql  pg_dump > f  vs  pg_dump | encpipe seal > f, and
-              psql < dump.sql  vs  encpipe open < dump.enc | psql (a fresh
-              database each time); a database generated with generate_series
+  postgresql  pg_dump | cat > f  vs  pg_dump | encpipe seal > f, and
+              cat dump.sql | psql  vs  encpipe open < dump.enc | psql (a fresh
+              database each time), paired round by round; a database
+              generated with generate_series, or pgbench's (--pgbench-scale),
               in a throwaway cluster (tests/pgcluster.py)
 
 The modules: measure (running and timing), context (environment, inputs,

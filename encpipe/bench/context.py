@@ -56,6 +56,7 @@ class Context:
         self.opts, self.work, self.repo = opts, work, repo
         self.started = time.perf_counter()
         self.notes, self.sections = [], []
+        self.rows, self.startup_rows, self.rss_rows, self.legacy_rows, self.pg_rows = [], [], [], [], None
         self.python = os.path.realpath(sys.executable)
         self.base_env = self._base_env()
         self.encpipe, self.encpipe_how = self._encpipe_command()  # adds PYTHONPATH to base_env

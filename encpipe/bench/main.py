@@ -10,6 +10,7 @@ from . import pg, report, rows
 from .context import CIPHERS, Context
 from .measure import BenchError, parse_size, parse_sizes
 
+SECTIONS = ("throughput", "startup", "memory", "pg")
 FULL = dict(size="1G", rounds=5, rss_sizes="64M,4G", pg_size="256M", startup_reps=10)
 QUICK = dict(size="4M", rounds=1, rss_sizes="1M,8M", pg_size="2M", startup_reps=3)
 
@@ -27,6 +28,10 @@ def parse_args(argv):
     parser.add_argument("--rss-chunks", type=_list, default=["16K", "auto", "16M"],
                         help="chunk sizes for the peak RSS rows [16K,auto,16M]")
     parser.add_argument("--pg-size", type=parse_size, help=f"approximate size of the dump [{FULL['pg_size']}]")
+    parser.add_argument("--pgbench-scale", type=int, default=0,
+                        help="dump a pgbench database of this scale instead of generated rows [0: generated]")
+    parser.add_argument("--only", type=_list, default=list(SECTIONS),
+                        help=f"run only these sections [{','.join(SECTIONS)}]")
     parser.add_argument("--startup-reps", type=int, help=f"start-up runs per round [{FULL['startup_reps']}]")
     parser.add_argument("--chunk-sizes", type=_list, default=["64K", "auto", "16M"],
                         help="encpipe --chunk-size values for the throughput rows [64K,auto,16M]")
@@ -52,6 +57,8 @@ def parse_args(argv):
         parser.error("--rounds, --startup-reps, --size and --rss-sizes must be positive")
     if "auto" not in opts.chunk_sizes:
         opts.chunk_sizes.insert(0, "auto")
+    if set(opts.only) - set(SECTIONS):
+        parser.error(f"--only: choose from {', '.join(SECTIONS)}")
     unknown = set(opts.ciphers) - set(CIPHERS)
     if unknown:
         parser.error(f"--ciphers: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CIPHERS)}")
@@ -65,11 +72,12 @@ def main(argv=None, repo=None):
     try:
         ctx = Context(opts, work, repo)
         ctx.prepare_inputs()
-        rows.throughput(ctx)
-        rows.startup(ctx)
-        rows.memory(ctx)
+        for section in ("throughput", "startup", "memory"):
+            if section in opts.only:
+                getattr(rows, section)(ctx)
         try:
-            pg.postgresql(ctx)
+            if "pg" in opts.only:
+                pg.postgresql(ctx)
         except BenchError as e:  # keep the other results
             ctx.pg_rows = None
             ctx.sections.append(("PostgreSQL", [f"FAILED: {e}"]))

@@ -1,4 +1,4 @@
-"""PostgreSQL pipelines: pg_dump and psql with and without encpipe, in a throwaway cluster."""
+"""PostgreSQL pipelines: pg_dump and psql through encpipe and through cat, in a throwaway cluster."""
 
 import os
 import sys
@@ -55,6 +55,12 @@ def postgresql(ctx):
 
 
 def _generate(ctx, pg):
+    """The database to dump: pgbench's at --pgbench-scale, else generated rows."""
+    if ctx.opts.pgbench_scale:
+        ctx.say(f"PostgreSQL: pgbench -i -s {ctx.opts.pgbench_scale}")
+        pg.createdb("bench")
+        run([([pg.bin("pgbench"), "-i", "-q", "-s", str(ctx.opts.pgbench_scale), "bench"], pg.env)], rss=False)
+        return "pgbench_accounts", f"pgbench scale {ctx.opts.pgbench_scale}"
     rows_wanted = max(1000, ctx.opts.pg_size // PG_EVENT_ROW_BYTES)
     ctx.say(f"PostgreSQL: generating ~{human(ctx.opts.pg_size)} of dump ({rows_wanted} rows)")
     pg.createdb("bench")
@@ -63,17 +69,19 @@ def _generate(ctx, pg):
         last = min(rows_wanted, first + PG_EVENTS_PER_INSERT - 1)
         pg.psql(PG_EVENTS.format(first=first, last=last), db="bench")
     pg.psql("VACUUM ANALYZE", db="bench")
+    return "events", f"generated database ({rows_wanted} + 100000 rows)"
 
 
 def _postgresql(ctx, pg):
     env = pg.env
-    _generate(ctx, pg)
+    table, what = _generate(ctx, pg)
+    ctx.pg_what = what
     pg_dump = ([pg.bin("pg_dump"), "-d", "bench"], env)
     plain, sealed = ctx.path("dump.sql"), ctx.path("dump.sql.enc")
     run([pg_dump], None, plain)
     run([ctx.enc("seal")], plain, sealed)
     dump_size = os.path.getsize(plain)
-    expected = pg.psql("SELECT count(*) FROM events", db="bench").strip()
+    expected = pg.psql(f"SELECT count(*) FROM {table}", db="bench").strip()
 
     def restore_stage(db):
         return ([pg.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db], env)
@@ -84,7 +92,7 @@ def _postgresql(ctx, pg):
 
         def after():
             if not row.checked:
-                got = pg.psql("SELECT count(*) FROM events", db=db).strip()
+                got = pg.psql(f"SELECT count(*) FROM {table}", db=db).strip()
                 if got != expected:
                     raise BenchError(f"{row.label}: restored {got} rows, expected {expected}")
                 row.checked = True
@@ -94,19 +102,20 @@ def _postgresql(ctx, pg):
         return row
 
     cipher = ctx.ciphers[0]
+    cat = (["cat"], ctx.base_env)
     rows = [
-        Row("pg", "pg_dump db > f", [pg_dump], None, ctx.path("out.sql"), size=dump_size, tool="pg_dump"),
+        Row("pg", "pg_dump db | cat > f", [pg_dump, cat], None, ctx.path("out.sql"), size=dump_size, tool="pg_dump"),
         Row("pg", "pg_dump db | encpipe seal > f", [pg_dump, ctx.enc("seal", cipher=cipher)], None,
             ctx.path("out.enc"), size=dump_size, stage=1, cipher=cipher),
-        fresh(Row("pg", "psql < dump.sql", [restore_stage("restore_plain")], plain, size=dump_size, tool="psql"),
-              "restore_plain"),
+        fresh(Row("pg", "cat < dump.sql | psql", [cat, restore_stage("restore_plain")], plain, size=dump_size,
+                  tool="psql"), "restore_plain"),
         fresh(Row("pg", "encpipe open < dump.enc | psql", [ctx.enc("open", cipher=cipher),
                   restore_stage("restore_enc")], sealed, size=dump_size, stage=0, cipher=cipher), "restore_enc"),
     ]
     ctx.say(f"PostgreSQL: dump {human(dump_size)}, {len(rows)} commands x {ctx.opts.rounds} rounds")
     measure_rounds(rows, ctx.opts.rounds)
     ctx.pg_rows = rows
-    lines = [f"generated database, plain dump of {human(dump_size)} ({expected} + 100000 rows); "
+    lines = [f"{what}, plain dump of {human(dump_size)}; "
              f"median of {ctx.opts.rounds} round(s); restores go into a fresh database",
              f"{'command':44} {'cipher':12} {'median s':>9} {'MiB/s':>8} {'encpipe RSS':>11}  {'x plain':>8}  "
              f"{'spread x plain':>15}"]
