@@ -145,13 +145,13 @@ MiB = 1 << 20
 @pytest.fixture
 def machine(monkeypatch):
     """Pretend to have `cores` usable cores and `busy` other runnable processes."""
-    from encpipe import commands
+    from encpipe import workers
 
     def pretend(cores, busy=0, library="pycryptodome"):
-        monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(cores)))
-        monkeypatch.setattr(commands, "busy_cores", lambda: busy)
+        monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: set(range(cores)))
+        monkeypatch.setattr(workers, "busy_cores", lambda: busy)
         monkeypatch.setenv("ENCPIPE_CIPHER", library)
-        return commands.threads
+        return workers.threads
 
     return pretend
 
@@ -172,12 +172,12 @@ def test_busy_cores_count_other_runnable_processes():
     import sys
     import time
 
-    from encpipe import commands
+    from encpipe import workers
 
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
     try:
         time.sleep(0.3)
-        assert max(commands.busy_cores() for _ in range(20)) >= 2
+        assert max(workers.busy_cores() for _ in range(20)) >= 2
     finally:
         for spinner in spinners:
             spinner.kill()
