@@ -144,7 +144,7 @@ def memory(ctx):
                 _, seal_rss, open_rss = row.results[0].rss
                 lines.append(f"{human(size):>10} {chunk:>7} {cipher:12} {row.median:7.2f} {seal_rss / MiB:12.1f} "
                              f"{open_rss / MiB:12.1f}")
-    lines += ["", "encpipe open --legacy FILE > /dev/null (the previous tool's format, read twice)",
+    lines += ["", "encpipe open --legacy FILE > /dev/null (the previous tool's format)",
               f"{'input':>10} {'wall s':>7} {'peak RSS MiB':>12}"]
     ctx.legacy_rows = []
     legacy_env = dict(ctx.base_env, BACKUP_ENCRYPTION_KEY=ctx.key)
