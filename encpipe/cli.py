@@ -79,8 +79,8 @@ Options:
                              512K otherwise [default: auto].
   --work-factor N            scrypt cost log2(N) for new passphrase slots,
                              10 to 20 [default: 18].
-  --threads N                Worker threads; auto: the usable cores, at most
-                             4, but 1 when open writes to a pipe
+  --threads N                Worker threads; auto: one wherever a second
+                             does not pay (see README "Performance")
                              [default: auto].
   --progress                 Report progress on standard error.
   --verify-first             Authenticate all of FILE before writing anything.
@@ -149,7 +149,9 @@ def _print(io, text):
 
 def _dispatch(args, io):
     if args.get("--version"):
-        return _print(io, __version__)
+        from . import aead
+
+        return _print(io, f"{__version__} (cipher: {aead.name()})")
     from . import commands
 
     return commands.dispatch(args, io)

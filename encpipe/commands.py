@@ -1,9 +1,8 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
 import os
-import re
 
-from . import envelope, safefile
+from . import aead, envelope, safefile
 from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
@@ -12,10 +11,7 @@ from .inspection import print_report, report_header
 from .progress import ProgressReporter
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
-
-MAX_THREADS = 64
-AUTO_THREADS_MAX = 4
-_SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
+from .workers import chunk_log2, int_option, thread_option, threads
 
 
 def dispatch(args, io):
@@ -36,44 +32,10 @@ def key_sources(args):
         recipients=args.get("--recipient") or [],
         recipient_files=args.get("--recipient-file") or [],
         passphrase_files=args.get("--passphrase-file") or [],
-        passphrase_fds=[_int_option(fd, "--passphrase-fd", 0, 1 << 20) for fd in args.get("--passphrase-fd") or []],
+        passphrase_fds=[int_option(fd, "--passphrase-fd", 0, 1 << 20) for fd in args.get("--passphrase-fd") or []],
         passphrase_commands=args.get("--passphrase-command") or [],
         prompt=bool(args.get("--passphrase")),
     )
-
-
-def _int_option(text, name, low, high):
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a whole number, not {text!r}") from None
-    if not low <= value <= high:
-        raise UsageError(f"{name} must be from {low} to {high}, not {value}")
-    return value
-
-
-def threads(args, feeds_a_pipe=False):
-    if args.get("--threads") not in (None, "auto"):
-        return _int_option(args["--threads"], "--threads", 1, MAX_THREADS)
-    if feeds_a_pipe:
-        # The program reading the plaintext (psql) needs the cores more than we
-        # do: restores ran about 4 % faster with one thread (README "Performance").
-        return 1
-    # Each thread holds a chunk; past 4, copying the input, not the crypto, limits.
-    return max(1, min(AUTO_THREADS_MAX, len(os.sched_getaffinity(0))))
-
-
-def chunk_log2(text):
-    if text == "auto":
-        return None
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise UsageError(f"--chunk-size: cannot read {text!r}; use e.g. 64K or 1M")
-    size = int(match.group(1)) << {"": 0, "k": 10, "m": 20}[match.group(2).lower()]
-    log2 = size.bit_length() - 1
-    if size != 1 << log2 or not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2:
-        raise UsageError("--chunk-size must be a power of two from 16K to 16M")
-    return log2
 
 
 def loader(args, io):
@@ -81,7 +43,7 @@ def loader(args, io):
     return KeyLoader(
         env=io.env,
         warn=io.warn,
-        work_factor=_int_option(work_factor, "--work-factor", MIN_SCRYPT_LOG2_N, MAX_SCRYPT_LOG2_N),
+        work_factor=int_option(work_factor, "--work-factor", MIN_SCRYPT_LOG2_N, MAX_SCRYPT_LOG2_N),
     )
 
 
@@ -154,9 +116,13 @@ def signers(args, io):
 
 def cmd_seal(args, io):
     chunk = chunk_log2(args["--chunk-size"])
-    workers = threads(args)
+    from_pipe = not seekable(io.stdin)
+    if chunk is None:
+        chunk = fmt.PIPE_CHUNK_LOG2 if from_pipe else fmt.FILE_CHUNK_LOG2
     sources = key_sources(args)
     _refuse_stdin_secrets(sources, data_from_stdin=True)
+    aead.library()
+    workers = threads(args, 1 << chunk, pipe_end=from_pipe)
     path = args["--output"]
     if not path:
         ciphertext_output(io)
@@ -184,7 +150,7 @@ def _identities(args, io, data_from_stdin):
 
 
 def cmd_open(args, io):
-    workers = threads(args, feeds_a_pipe=is_pipe(io.stdout))
+    thread_option(args)  # a malformed --threads is a usage error before anything is read
     src = open_input(args["FILE"], io)
     from_stdin = src is io.stdin
     if args["--legacy"]:
@@ -196,6 +162,8 @@ def cmd_open(args, io):
         legacy.open_legacy(src, io.stdout, legacy.load_keys(loader(args, io), sources, io.env))
         return 0
     sealed = read_sealed_header(src)
+    aead.library()
+    workers = threads(args, sealed.header.chunk_size, pipe_end=is_pipe(io.stdout))
     identities = _identities(args, io, from_stdin)
     trusted = signers(args, io)
     reporter = progress(args, io, "open")
@@ -228,7 +196,7 @@ def _warn_forgeable(io, sealed, info):
 
 
 def cmd_inspect(args, io):
-    workers = threads(args)
+    thread_option(args)  # a malformed --threads is a usage error before anything is read
     src = open_input(args["FILE"], io)
     if args["--legacy"]:
         from . import legacy
@@ -243,6 +211,8 @@ def cmd_inspect(args, io):
     sealed = read_sealed_header(src)
     report = report_header(sealed)
     if args["--verify"]:
+        aead.library()
+        workers = threads(args, sealed.header.chunk_size)
         identities = _identities(args, io, src is io.stdin)
         trusted = signers(args, io)
         reporter = progress(args, io, "verify")

@@ -9,9 +9,9 @@ import hmac
 import struct
 from typing import NamedTuple
 
-from Crypto.Cipher import AES
 from Crypto.Random import get_random_bytes
 
+from . import aead
 from .errors import InvalidStream, UsageError
 from .format import SlotRecord
 from .primitives import FILE_KEY_LEN, hkdf
@@ -44,15 +44,12 @@ ENV_SCRYPT_BUDGET = "ENCPIPE_SCRYPT_BUDGET"
 
 
 def wrap_file_key(kek, file_key):
-    return AES.new(kek, AES.MODE_KW).seal(file_key)
+    return aead.wrap_key(kek, file_key)
 
 
 def unwrap_file_key(kek, wrapped):
     """The file key, or None when `kek` is not the key that wrapped it."""
-    try:
-        return AES.new(kek, AES.MODE_KW).unseal(wrapped)
-    except ValueError:
-        return None
+    return aead.unwrap_key(kek, wrapped)
 
 
 def _split(body, *lengths, kind_name):

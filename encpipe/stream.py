@@ -7,7 +7,8 @@ be empty only when it is the only chunk. The reader tells the final chunk by
 reading one byte ahead, so a stream is never accepted without its final chunk.
 
 With several threads, each one reads a chunk, seals or opens it (pycryptodome
-releases the GIL) and writes it in turn, so chunks leave in order. Each thread
+releases the GIL; `cryptography` does not, but reading does) and writes it in
+turn, so chunks leave in order. The cipher comes from aead.py. Each thread
 owns one reused buffer: memory does not grow with the input.
 
 A `ledger` (format v2, see provenance.py) receives the SHA-256 of every
@@ -20,8 +21,7 @@ import hashlib
 import threading
 from contextlib import contextmanager
 
-from Crypto.Cipher import AES
-
+from . import aead
 from .errors import InvalidStream, IOFailure
 from .format import TAG_LEN
 
@@ -288,14 +288,12 @@ def _hash_record(chunk, length):
 def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None):
     """Encrypt all of `src` into `dst`; returns (plaintext bytes, chunks)."""
     progress = _Progress(on_progress)
+    cipher = aead.gcm(key)
 
     def seal_chunk(chunk):
-        n = chunk.length
-        cipher = AES.new(key, AES.MODE_GCM, nonce=chunk_nonce(chunk.counter, chunk.last))
-        cipher.encrypt(chunk.buf[:n], output=chunk.buf[:n])
-        chunk.buf[n : n + TAG_LEN] = cipher.digest()
+        cipher.seal(chunk_nonce(chunk.counter, chunk.last), chunk.buf, chunk.length)
         if ledger is not None:
-            _hash_record(chunk, n + TAG_LEN)
+            _hash_record(chunk, chunk.length + TAG_LEN)
         return chunk
 
     def write_chunk(chunk):
@@ -308,30 +306,21 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
     return progress.plaintext_bytes, progress.chunks
 
 
-def _try_open(key, chunk, last):
-    """Decrypt `chunk` in place; True when its tag verified under the `last` flag."""
-    body = chunk.buf[: chunk.length - TAG_LEN]
-    cipher = AES.new(key, AES.MODE_GCM, nonce=chunk_nonce(chunk.counter, last))
-    cipher.decrypt(body, output=body)
-    try:
-        cipher.verify(chunk.buf[chunk.length - TAG_LEN : chunk.length])
-        return True
-    except ValueError:
-        # GCM's keystream is its own inverse: restore the ciphertext so the
-        # caller can try the other flag to name the failure precisely.
-        AES.new(key, AES.MODE_GCM, nonce=chunk_nonce(chunk.counter, last)).encrypt(body, output=body)
-        return False
+def _try_open(cipher, chunk, last):
+    """Decrypt `chunk` in place; True when its tag verified under the `last` flag
+    (else the chunk is left as it was, so the other flag can be tried)."""
+    return cipher.open(chunk_nonce(chunk.counter, last), chunk.buf, chunk.length)
 
 
-def _open_chunk(key, chunk):
+def _open_chunk(cipher, chunk):
     if chunk.length < TAG_LEN:
         raise InvalidStream(f"truncated stream: chunk {chunk.counter} is incomplete")
-    if _try_open(key, chunk, chunk.last):
+    if _try_open(cipher, chunk, chunk.last):
         if chunk.last and chunk.counter > 0 and chunk.length == TAG_LEN:
             raise InvalidStream("empty final chunk after other chunks")
         chunk.length -= TAG_LEN
         return chunk
-    if _try_open(key, chunk, not chunk.last):
+    if _try_open(cipher, chunk, not chunk.last):
         if chunk.last:
             raise InvalidStream("truncated stream: it ends before its final chunk")
         raise InvalidStream("trailing data after the end of the stream")
@@ -343,11 +332,12 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
     """Authenticate and decrypt `src`; write each chunk to `dst` (or nowhere, when
     `dst` is None) only after its tag verified. Returns (plaintext bytes, chunks)."""
     progress = _Progress(on_progress)
+    cipher = aead.gcm(key)
 
     def open_chunk(chunk):
         if ledger is not None:
             _hash_record(chunk, chunk.length)
-        return _open_chunk(key, chunk)
+        return _open_chunk(cipher, chunk)
 
     def write_chunk(chunk):
         if dst is not None:

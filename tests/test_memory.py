@@ -46,3 +46,22 @@ def test_open_stays_under_64_mib(tmp_path):
                                      stdout=subprocess.DEVNULL, env=ENV)
     assert code == 0
     assert rss < LIMIT_KIB
+
+
+GOAL_KIB = 48 * 1024
+
+
+@pytest.mark.parametrize("library", ["cryptography", "pycryptodome"])
+@pytest.mark.parametrize("chunk", ["16K", "auto", "16M"])
+def test_every_chunk_size_stays_within_48_mib_at_the_default_thread_count(tmp_path, library, chunk):
+    plain, sealed = tmp_path / "plain", tmp_path / "sealed"
+    with open(plain, "wb") as f:
+        f.write(os.urandom(1 << 20) * 48)  # a file: seal's and open's auto threads are at their most
+    env = {**ENV, "ENCPIPE_CIPHER": library}
+    rss = {}
+    for command, src, dst in ((["seal", "--chunk-size", chunk], plain, sealed), (["open"], sealed, os.devnull)):
+        with open(src, "rb") as stdin, open(dst, "wb") as stdout:
+            code, rss[command[0]] = measure_peak_rss([*ENCPIPE, *command], tmp_path / "rss", stdin=stdin,
+                                                     stdout=stdout, env=env)
+        assert code == 0
+    assert max(rss.values()) <= GOAL_KIB, rss

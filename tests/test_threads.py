@@ -93,6 +93,18 @@ def test_seal_is_byte_identical_whatever_the_thread_count(monkeypatch, size):
         assert sealed == reference, f"--threads {threads} differs from --threads 1 at size {size}"
 
 
+@pytest.mark.parametrize("size", (0, CHUNK + 1, 17 * CHUNK))
+def test_seal_is_byte_identical_whatever_the_cipher_library_and_thread_count(monkeypatch, size):
+    data = _plaintext(size)
+    outputs = {}
+    for library in ("cryptography", "pycryptodome"):
+        monkeypatch.setenv("ENCPIPE_CIPHER", library)
+        for threads in THREADS:
+            outputs[library, threads] = _seal(monkeypatch, data, threads)
+            assert _open(outputs[library, threads], threads) == data
+    assert len(set(outputs.values())) == 1, sorted(k for k, v in outputs.items() if v != outputs["pycryptodome", 1])
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_open_gives_the_same_plaintext_whatever_the_thread_count(monkeypatch, size):
     data = _plaintext(size)
@@ -127,20 +139,67 @@ def test_seal_ignores_thread_count_and_read_sizes(size, threads, step):
         assert _open(trickled, threads) == data
 
 
+MiB = 1 << 20
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend to have `cores` usable cores and `busy` other runnable processes."""
+    from encpipe import workers
+
+    def pretend(cores, busy=0, library="pycryptodome"):
+        monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: set(range(cores)))
+        monkeypatch.setattr(workers, "busy_cores", lambda: busy)
+        monkeypatch.setenv("ENCPIPE_CIPHER", library)
+        return workers.threads
+
+    return pretend
+
+
 @pytest.mark.parametrize("cores, expected", [(1, 1), (2, 2), (4, 4), (64, 4)])
-def test_auto_threads_are_the_usable_cores_at_most_four(monkeypatch, cores, expected):
-    from encpipe import commands
-
-    monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(cores)))
-    assert commands.threads({"--threads": "auto"}) == expected
+def test_auto_threads_are_the_free_cores_at_most_four_for_large_chunks(machine, cores, expected):
+    assert machine(cores)({"--threads": "auto"}, 4 * MiB) == expected
+    assert machine(cores)({"--threads": "auto"}) == expected  # the file default, 4 MiB
 
 
-def test_auto_is_one_thread_when_open_feeds_a_pipe(monkeypatch):
-    from encpipe import commands
+@pytest.mark.parametrize("busy, expected", [(0, 4), (1, 3), (2, 2), (3, 1), (9, 1)])
+def test_auto_threads_leave_the_busy_cores_alone(machine, busy, expected):
+    assert machine(4, busy)({"--threads": "auto"}, 4 * MiB) == expected
 
-    monkeypatch.setattr(commands.os, "sched_getaffinity", lambda pid: set(range(8)))
-    assert commands.threads({"--threads": "auto"}, feeds_a_pipe=True) == 1
-    assert commands.threads({"--threads": "3"}, feeds_a_pipe=True) == 3
+
+def test_busy_cores_count_other_runnable_processes():
+    import subprocess
+    import sys
+    import time
+
+    from encpipe import workers
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        assert max(workers.busy_cores() for _ in range(20)) >= 2
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+@pytest.mark.parametrize("chunk, expected", [(16 << 10, 1), (64 << 10, 1), (512 << 10, 1), (MiB, 4), (2 * MiB, 4),
+                                             (4 * MiB, 4), (8 * MiB, 2), (16 * MiB, 1)])
+def test_auto_threads_by_chunk_size_small_chunks_one_thread_and_at_most_16_mib_of_buffers(machine, chunk, expected):
+    assert machine(8)({"--threads": "auto"}, chunk) == expected
+
+
+def test_auto_is_one_thread_with_cryptography_which_holds_the_gil(machine):
+    for chunk in (16 << 10, MiB, 4 * MiB, 16 * MiB):
+        assert machine(8, library="cryptography")({"--threads": "auto"}, chunk) == 1
+
+
+def test_auto_is_one_thread_beside_a_pipe(machine):
+    threads = machine(8)
+    assert threads({"--threads": "auto"}, 4 * MiB, pipe_end=True) == 1
+    assert threads({"--threads": "3"}, 4 * MiB, pipe_end=True) == 3
+    assert threads({"--threads": "3"}, 16 << 10) == 3
 
 
 def test_pipes_are_told_from_files_and_memory(tmp_path):

@@ -1,0 +1,175 @@
+"""AES-256-GCM for the payload chunks, from one of two libraries.
+
+`cryptography` (OpenSSL's fused AES-GCM; `pip install encpipe[fast]`) when it
+is installed, else pycryptodome, which is always installed and is the
+reference. GCM is deterministic for a given key and nonce, so both write the
+same bytes. ENCPIPE_CIPHER=cryptography or ENCPIPE_CIPHER=pycryptodome forces
+one; a forced library that cannot be imported is an error, not a fallback.
+
+Nothing is imported until a stream asks for a cipher: `name()` only looks the
+package up. Both ciphers work in place on a chunk buffer, allocating nothing
+per chunk on the way that succeeds.
+"""
+
+import os
+from importlib.util import find_spec
+
+from .errors import UsageError
+
+ENV_CIPHER = "ENCPIPE_CIPHER"
+CRYPTOGRAPHY = "cryptography"
+PYCRYPTODOME = "pycryptodome"
+NAMES = (CRYPTOGRAPHY, PYCRYPTODOME)
+TAG_LEN = 16
+
+_installed = {}
+
+
+def _is_installed(name):
+    if name not in _installed:
+        _installed[name] = find_spec(name) is not None
+    return _installed[name]
+
+
+def name(env=None):
+    """The library seal and open will use, without importing it."""
+    env = os.environ if env is None else env
+    forced = env.get(ENV_CIPHER, "").strip()
+    if forced:
+        if forced not in NAMES:
+            raise UsageError(f"{ENV_CIPHER} must be {' or '.join(NAMES)}, not {forced!r}")
+        return forced
+    return CRYPTOGRAPHY if _is_installed(CRYPTOGRAPHY) else PYCRYPTODOME
+
+
+_usable = {}
+
+
+def library():
+    """The library in use, imported once: the chosen one, or pycryptodome when
+    `cryptography` is installed but cannot be used. UsageError when a library
+    that ENCPIPE_CIPHER forces (or pycryptodome itself) cannot be imported.
+    Call it before any output."""
+    chosen = name()
+    if chosen not in _usable:
+        try:
+            _CIPHERS[chosen].load()
+            _usable[chosen] = chosen
+        except ImportError as e:
+            if chosen == PYCRYPTODOME or os.environ.get(ENV_CIPHER, "").strip():
+                raise UsageError(
+                    f"{ENV_CIPHER}={chosen}, but it cannot be imported: {e}",
+                    hint=f"pip install 'encpipe[fast]' for cryptography, or unset {ENV_CIPHER}",
+                ) from None
+            _Pycryptodome.load()
+            _usable[chosen] = PYCRYPTODOME
+    return _usable[chosen]
+
+
+def gcm(key):
+    """An AES-256-GCM cipher under `key`, with `seal(nonce, buf, n)` and `open(nonce, buf, n)`."""
+    return _CIPHERS[library()](key)
+
+
+def wrap_key(kek, key):
+    """AES key wrap (RFC 3394) of `key` under `kek`."""
+    return _CIPHERS[library()].wrap_key(kek, key)
+
+
+def unwrap_key(kek, wrapped):
+    """The key wrapped in `wrapped`, or None when `kek` is not the key that wrapped it."""
+    return _CIPHERS[library()].unwrap_key(kek, wrapped)
+
+
+class _Cryptography:
+    """OpenSSL through `cryptography`: encrypt_into and decrypt_into, in place."""
+
+    @classmethod
+    def load(cls):
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives import keywrap
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not hasattr(AESGCM, "encrypt_into"):
+            raise ImportError("cryptography 47 or later is needed (AESGCM.encrypt_into)")
+        cls._AESGCM, cls._InvalidTag, cls._keywrap = AESGCM, InvalidTag, keywrap
+
+    @classmethod
+    def wrap_key(cls, kek, key):
+        return cls._keywrap.aes_key_wrap(kek, key)
+
+    @classmethod
+    def unwrap_key(cls, kek, wrapped):
+        try:
+            return cls._keywrap.aes_key_unwrap(kek, wrapped)
+        except cls._keywrap.InvalidUnwrap:
+            return None
+
+    def __init__(self, key):
+        self._aead = self._AESGCM(key)
+
+    def seal(self, nonce, buf, n):
+        """Encrypt buf[:n] in place and put its tag at buf[n:n + TAG_LEN]."""
+        self._aead.encrypt_into(nonce, buf[:n], None, buf[: n + TAG_LEN])
+
+    def open(self, nonce, buf, n):
+        """Decrypt buf[:n] (ciphertext then tag) in place; False, with buf[:n] as it
+        was, when the tag does not verify."""
+        body = n - TAG_LEN
+        try:
+            self._aead.decrypt_into(nonce, buf[:n], None, buf[:body])
+            return True
+        except self._InvalidTag:
+            # OpenSSL decrypted before it checked: encrypting again under the same
+            # nonce restores the ciphertext, and the tag is put back.
+            tag = bytes(buf[body:n])
+            self._aead.encrypt_into(nonce, buf[:body], None, buf[:n])
+            buf[body:n] = tag
+            return False
+
+
+class _Pycryptodome:
+    """pycryptodome: one cipher object per chunk, output written in place."""
+
+    @classmethod
+    def load(cls):
+        from Crypto.Cipher import AES
+
+        cls._AES = AES
+
+    @classmethod
+    def wrap_key(cls, kek, key):
+        return cls._AES.new(kek, cls._AES.MODE_KW).seal(key)
+
+    @classmethod
+    def unwrap_key(cls, kek, wrapped):
+        try:
+            return cls._AES.new(kek, cls._AES.MODE_KW).unseal(wrapped)
+        except ValueError:
+            return None
+
+    def __init__(self, key):
+        self._key = bytes(key)
+
+    def _new(self, nonce):
+        return self._AES.new(self._key, self._AES.MODE_GCM, nonce=nonce)
+
+    def seal(self, nonce, buf, n):
+        cipher = self._new(nonce)
+        cipher.encrypt(buf[:n], output=buf[:n])
+        buf[n : n + TAG_LEN] = cipher.digest()
+
+    def open(self, nonce, buf, n):
+        body = buf[: n - TAG_LEN]
+        cipher = self._new(nonce)
+        cipher.decrypt(body, output=body)
+        try:
+            cipher.verify(buf[n - TAG_LEN : n])
+            return True
+        except ValueError:
+            # GCM's keystream is its own inverse: restore the ciphertext.
+            self._new(nonce).encrypt(body, output=body)
+            return False
+
+
+_CIPHERS = {CRYPTOGRAPHY: _Cryptography, PYCRYPTODOME: _Pycryptodome}

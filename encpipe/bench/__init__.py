@@ -1,0 +1,36 @@
+"""Measure encpipe's speed, memory and start-up against age, openssl and gpg.
+
+    scripts/bench                          # 1 GiB, 5 rounds, PostgreSQL rows if installed
+    scripts/bench --size 256M --rounds 7   # smaller input, more rounds
+    scripts/bench --quick                  # smoke run: tiny sizes, one round
+    scripts/bench --json results.json      # also write every sample as JSON
+
+Every command is a child process, timed with time.perf_counter around it;
+its CPU time (user + system of it and every process below it) from os.wait4,
+its peak RSS from GNU time (`/usr/bin/time -f %M`) when installed. Before
+each timed run the files it reads are read through once, so they come from
+the page cache. The rows run alternately, a round at a time, and the tables
+show medians. Peers that are not installed are left out.
+
+Rows:
+  throughput  encpipe seal and open, with each cipher library (cryptography
+              and pycryptodome), at auto and one thread, at 64K, the default
+              and 16M chunks; age, openssl enc (AES-256-CTR and -CBC), gpg
+              --symmetric, a plain Python loop over each library's GCM, cat
+              (the I/O floor); rewrap, inspect; and through a pipe (cat FILE |)
+              encpipe seal and open at their defaults, age and openssl ctr
+  start-up    --version, inspect, keyid, and seal and open of an empty input
+              with each library, against `python3 -I -c pass`
+  memory      generator | encpipe seal | encpipe open > /dev/null at each
+              --rss-sizes size and --rss-chunks chunk size: the input never
+              touches the disk; and open --legacy of the previous format
+  postgresql  pg_dump | cat > f  vs  pg_dump | encpipe seal > f, and
+              cat dump.sql | psql  vs  encpipe open < dump.enc | psql (a fresh
+              database each time), paired round by round; a database
+              generated with generate_series, or pgbench's (--pgbench-scale),
+              in a throwaway cluster (tests/pgcluster.py)
+
+The modules: measure (running and timing), context (environment, inputs,
+peers), rows (throughput, start-up, memory), pg, report (goals and output),
+main (options).
+"""

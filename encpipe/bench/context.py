@@ -1,0 +1,226 @@
+"""What every measurement needs: the environment, the encpipe command, the
+machine's facts, the generated inputs and the peers that are installed."""
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+from .measure import GNU_TIME, BenchError, command_output, file_digest, human, output_digest, run, write_random
+
+CIPHERS = ("cryptography", "pycryptodome")
+
+# Single-threaded references: a plain loop over each library's GCM, 1 MiB chunks.
+GCM_LOOPS = {
+    "pycryptodome": """
+from Crypto.Cipher import AES
+key, buf, i = bytes(32), memoryview(bytearray(1 << 20)), 0
+src, dst = open(0, "rb", buffering=0), open(1, "wb", buffering=0)
+while n := src.readinto(buf):
+    c = AES.new(key, AES.MODE_GCM, nonce=i.to_bytes(12, "big"))
+    c.encrypt(buf[:n], output=buf[:n])
+    dst.write(buf[:n]); dst.write(c.digest()); i += 1
+""",
+    "cryptography": """
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+g, buf, i = AESGCM(bytes(32)), memoryview(bytearray((1 << 20) + 16)), 0
+src, dst = open(0, "rb", buffering=0), open(1, "wb", buffering=0)
+while n := src.readinto(buf[: 1 << 20]):
+    g.encrypt_into(i.to_bytes(12, "big"), buf[:n], None, buf[: n + 16])
+    dst.write(buf[: n + 16]); i += 1
+""",
+}
+
+# Writes N bytes to stdout, so a large input never exists as a file.
+GENERATOR = """
+import os, sys
+left, block = int(sys.argv[1]), bytes(range(256)) * 4096
+while left > 0:
+    left -= os.write(1, block[: min(left, len(block))])
+"""
+
+# Runs encpipe from a given directory even when another tree is installed editable.
+BOOTSTRAP = """
+import runpy, sys
+sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")]
+sys.path.insert(0, sys.argv.pop(1))
+sys.argv[0] = "encpipe"
+runpy.run_module("encpipe", run_name="__main__", alter_sys=True)
+"""
+
+
+class Context:
+    def __init__(self, opts, work, repo):
+        self.opts, self.work, self.repo = opts, work, repo
+        self.started = time.perf_counter()
+        self.notes, self.sections = [], []
+        self.rows, self.startup_rows, self.rss_rows, self.legacy_rows, self.pg_rows = [], [], [], [], None
+        self.python = os.path.realpath(sys.executable)
+        self.base_env = self._base_env()
+        self.encpipe, self.encpipe_how = self._encpipe_command()  # adds PYTHONPATH to base_env
+        self.key = os.urandom(32).hex()
+        self.ciphers = [c for c in CIPHERS if c in opts.ciphers]
+        if "cryptography" in self.ciphers and command_output([self.python, "-c", "import cryptography"]) != "":
+            self.notes.append("cryptography is not installed: pycryptodome rows only")
+            self.ciphers.remove("cryptography")
+        if not self.ciphers:
+            raise BenchError("no cipher library to measure")
+        self.cores = len(os.sched_getaffinity(0))
+        if not GNU_TIME:
+            self.notes.append("no GNU /usr/bin/time: peak RSS is an upper bound (os.wait4 counts this script)")
+        self.facts = self._facts()
+
+    def say(self, message):
+        elapsed = time.perf_counter() - self.started
+        print(f"bench: [{elapsed:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    def _base_env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}
+        if env.pop("PYTHONUNBUFFERED", None) is not None:
+            self.notes.append("PYTHONUNBUFFERED was set: unset for the children, as users run encpipe")
+        if env.pop("PYTHONDONTWRITEBYTECODE", None) is not None or sys.dont_write_bytecode:
+            env["PYTHONPYCACHEPREFIX"] = self.path("pycache")
+            self.notes.append(
+                "PYTHONDONTWRITEBYTECODE was set: Python children cache bytecode in the temporary "
+                "directory (PYTHONPYCACHEPREFIX), so start-up is measured as for an installed package"
+            )
+        return env
+
+    def _encpipe_command(self):
+        package_dir = os.path.abspath(self.opts.package_dir or self.repo)
+        wanted = os.path.join(package_dir, "encpipe", "__init__.py")
+        if not os.path.exists(wanted):
+            raise BenchError(f"no encpipe package in {package_dir}")
+        env = dict(self.base_env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_dir, env.get("PYTHONPATH")]))
+        self.base_env = env
+        plain = [self.python, "-m", "encpipe"]
+        probe = "import encpipe, os; print(os.path.realpath(encpipe.__file__))"
+        found = command_output([self.python, "-c", probe], env)
+        if found == os.path.realpath(wanted):
+            return plain, f"{self.python} -m encpipe  (package {os.path.dirname(found)})"
+        command = [self.python, "-c", BOOTSTRAP, package_dir]
+        self.notes.append(f"another encpipe ({found}) shadows {package_dir}: children run it via runpy")
+        return command, f"{self.python} -c <runpy bootstrap> {package_dir}  (runpy adds start-up)"
+
+    def _facts(self):
+        cpu = "unknown"
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+        except OSError:
+            pass
+        probe = ("import platform, Crypto\ntry:\n    import cryptography as c; v = c.__version__\n"
+                 "except ImportError:\n    v = '-'\nprint(platform.python_version(), Crypto.__version__, v)")
+        found = command_output([self.python, "-c", probe], self.base_env).split()
+        python, pycryptodome, cryptography = (found[-3:] if len(found) >= 3 else ["?"] * 3)
+        return {
+            "cpus": os.cpu_count(),
+            "cpus_usable": self.cores,
+            "cpu_model": cpu,
+            "kernel": platform.release(),
+            "python": python,
+            "python_executable": self.python,
+            "pycryptodome": pycryptodome,
+            "cryptography": cryptography,
+            "openssl": command_output(["openssl", "version"]) if shutil.which("openssl") else "-",
+            "encpipe_command": self.encpipe_how,
+            "load_average_start": os.getloadavg(),
+        }
+
+    def enc(self, *args, cipher=None, env=None):
+        env = dict(env or self.base_env, ENCPIPE_KEY=self.key)
+        if cipher:
+            env["ENCPIPE_CIPHER"] = cipher
+        return (self.encpipe + list(args), env)
+
+    # --- inputs ---
+
+    def prepare_inputs(self):
+        size = self.opts.size
+        self.say(f"writing {human(size)} of random data")
+        self.data = self.path("data.bin")
+        write_random(self.data, size)
+        self.digest = file_digest(self.data)
+        for name, key in (("key", self.key), ("key2", os.urandom(32).hex())):
+            with os.fdopen(os.open(self.path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(key + "\n")
+        self.peers = find_peers(self)
+        self.say("encrypting the input with each tool, and checking that it decrypts")
+        self.sealed = {}
+        for chunk in self.opts.chunk_sizes:
+            name = self.path(f"data.{chunk}.enc")
+            run([self.enc("seal", "--chunk-size", chunk)], self.data, name)
+            self.sealed[chunk] = name
+        for peer in self.peers:
+            if peer.get("encrypt"):
+                run([peer["encrypt"]], self.data, peer["file"])
+        self.empty_sealed = self.path("empty.enc")
+        run([self.enc("seal")], None, self.empty_sealed)
+        for chunk, name in self.sealed.items():
+            for cipher in self.ciphers:
+                self._check(f"encpipe open ({chunk} chunks, {cipher})", [self.enc("open", cipher=cipher)], name)
+        for peer in self.peers:
+            if peer.get("decrypt"):
+                self._check(peer["name"], [peer["decrypt"]], peer["file"])
+
+    def _check(self, what, stages, stdin):
+        if output_digest(stages, stdin) != self.digest:
+            raise BenchError(f"{what} did not give back the input: refusing to report numbers")
+
+    def cleanup(self):
+        for peer in getattr(self, "peers", []):
+            if peer.get("gnupghome"):
+                subprocess.run(["gpgconf", "--kill", "all"], env=dict(self.base_env, GNUPGHOME=peer["gnupghome"]),
+                               capture_output=True)
+
+
+def find_peers(ctx):
+    """The installed peers, each with its encrypt and decrypt stage and a file it encrypted."""
+    peers, env = [], ctx.base_env
+    if shutil.which("age") and shutil.which("age-keygen"):
+        identity = ctx.path("age.key")
+        subprocess.run(["age-keygen", "-o", identity], env=env, check=True, capture_output=True)
+        recipient = command_output(["age-keygen", "-y", identity], env)
+        peers.append(dict(
+            name=f"age {command_output(['age', '--version'], env)}", tool="age", file=ctx.path("data.age"),
+            encrypt=(["age", "-r", recipient], env), decrypt=(["age", "-d", "-i", identity], env),
+            seal_label="age -r RECIPIENT", open_label="age -d -i IDENTITY",
+        ))
+    if shutil.which("openssl"):
+        key, iv = os.urandom(32).hex(), os.urandom(16).hex()
+        version = " ".join(command_output(["openssl", "version"], env).split()[:2])
+        for mode in ("ctr", "cbc"):
+            base = ["openssl", "enc", f"-aes-256-{mode}", "-K", key, "-iv", iv]
+            peers.append(dict(
+                name=f"{version} aes-256-{mode}", tool=f"openssl-{mode}", file=ctx.path(f"data.{mode}"),
+                encrypt=(base, env), decrypt=(base + ["-d"], env),
+                seal_label=f"openssl enc -aes-256-{mode}", open_label=f"openssl enc -d -aes-256-{mode}",
+            ))
+    if shutil.which("gpg"):
+        home = ctx.path("gnupg")
+        os.mkdir(home, 0o700)
+        passfile = ctx.path("gpg.pass")
+        with open(passfile, "w") as f:
+            f.write(os.urandom(16).hex() + "\n")
+        gpg_env = dict(env, GNUPGHOME=home)
+        base = ["gpg", "--batch", "--quiet", "--yes", "--no-tty", "--pinentry-mode", "loopback",
+                "--passphrase-file", passfile]
+        peers.append(dict(
+            name=command_output(["gpg", "--version"], gpg_env).splitlines()[0], tool="gpg", file=ctx.path("data.gpg"),
+            gnupghome=home, decrypt=(base + ["--decrypt", "-o", "-"], gpg_env),
+            encrypt=(base + ["--symmetric", "--cipher-algo", "AES256", "--compress-algo", "none", "-o", "-"], gpg_env),
+            seal_label="gpg --symmetric --compress-algo none", open_label="gpg --decrypt",
+        ))
+    for cipher in ctx.ciphers:
+        peers.append(dict(
+            name=f"python GCM loop ({cipher})", tool=f"python-{cipher}", file=None,
+            encrypt=([ctx.python, "-c", GCM_LOOPS[cipher]], env), decrypt=None,
+            seal_label=f"python loop, {cipher} GCM 1 MiB, 1 thread", open_label=None,
+        ))
+    return peers

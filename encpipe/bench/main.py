@@ -1,0 +1,94 @@
+"""Options, and the order of the measurements."""
+
+import argparse
+import shutil
+import sys
+import tempfile
+
+from . import __doc__ as DOC
+from . import pg, report, rows
+from .context import CIPHERS, Context
+from .measure import BenchError, parse_size, parse_sizes
+
+SECTIONS = ("throughput", "startup", "memory", "pg")
+FULL = dict(size="1G", rounds=5, rss_sizes="64M,4G", pg_size="256M", startup_reps=10)
+QUICK = dict(size="4M", rounds=1, rss_sizes="1M,8M", pg_size="2M", startup_reps=3)
+
+
+def _list(text):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=DOC.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=parse_size, help=f"random input for throughput rows [{FULL['size']}]")
+    parser.add_argument("--rounds", type=int, help=f"rounds; medians are reported [{FULL['rounds']}]")
+    parser.add_argument("--rss-sizes", type=parse_sizes, help=f"inputs streamed for peak RSS [{FULL['rss_sizes']}]")
+    parser.add_argument("--rss-chunks", type=_list, default=["16K", "auto", "16M"],
+                        help="chunk sizes for the peak RSS rows [16K,auto,16M]")
+    parser.add_argument("--pg-size", type=parse_size, help=f"approximate size of the dump [{FULL['pg_size']}]")
+    parser.add_argument("--pgbench-scale", type=int, default=0,
+                        help="dump a pgbench database of this scale instead of generated rows [0: generated]")
+    parser.add_argument("--only", type=_list, default=list(SECTIONS),
+                        help=f"run only these sections [{','.join(SECTIONS)}]")
+    parser.add_argument("--startup-reps", type=int, help=f"start-up runs per round [{FULL['startup_reps']}]")
+    parser.add_argument("--chunk-sizes", type=_list, default=["64K", "auto", "16M"],
+                        help="encpipe --chunk-size values for the throughput rows [64K,auto,16M]")
+    parser.add_argument("--ciphers", type=_list, default=list(CIPHERS),
+                        help=f"cipher libraries to measure [{','.join(CIPHERS)}]")
+    parser.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL rows")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {QUICK['size']} input, 1 round, small PostgreSQL dump")
+    parser.add_argument("--json", metavar="FILE", help="also write all samples as JSON (- for stdout)")
+    parser.add_argument("--package-dir", metavar="DIR", help="benchmark the encpipe package in DIR [this tree]")
+    parser.add_argument("--workdir", metavar="DIR", help="where to make the temporary directory [$TMPDIR]")
+    opts = parser.parse_args(argv)
+    profile = QUICK if opts.quick else FULL
+    for name, default in profile.items():
+        if getattr(opts, name) is None:
+            value = default
+            if name in ("size", "pg_size"):
+                value = parse_size(value)
+            elif name == "rss_sizes":
+                value = parse_sizes(value)
+            setattr(opts, name, value)
+    if opts.rounds < 1 or opts.startup_reps < 1 or not opts.rss_sizes or opts.size < 1:
+        parser.error("--rounds, --startup-reps, --size and --rss-sizes must be positive")
+    if "auto" not in opts.chunk_sizes:
+        opts.chunk_sizes.insert(0, "auto")
+    if set(opts.only) - set(SECTIONS):
+        parser.error(f"--only: choose from {', '.join(SECTIONS)}")
+    unknown = set(opts.ciphers) - set(CIPHERS)
+    if unknown:
+        parser.error(f"--ciphers: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CIPHERS)}")
+    return opts
+
+
+def main(argv=None, repo=None):
+    opts = parse_args(argv)
+    work = tempfile.mkdtemp(prefix="encpipe-bench-", dir=opts.workdir)
+    ctx, status = None, 0
+    try:
+        ctx = Context(opts, work, repo)
+        ctx.prepare_inputs()
+        for section in ("throughput", "startup", "memory"):
+            if section in opts.only:
+                getattr(rows, section)(ctx)
+        try:
+            if "pg" in opts.only:
+                pg.postgresql(ctx)
+        except BenchError as e:  # keep the other results
+            ctx.pg_rows = None
+            ctx.sections.append(("PostgreSQL", [f"FAILED: {e}"]))
+            status = 1
+        report.goals(ctx)
+        report.report(ctx)
+        return status
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if ctx:
+            ctx.cleanup()
+        shutil.rmtree(work, ignore_errors=True)

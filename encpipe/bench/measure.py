@@ -1,0 +1,254 @@
+"""Running and timing child pipelines: wall time, CPU time, peak RSS."""
+
+import hashlib
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+
+MiB, GiB = 1 << 20, 1 << 30
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- units -------------------------------------------------------------------
+
+
+def parse_size(text):
+    match = re.fullmatch(r"\s*([0-9]+)\s*([KMGT]?)(I?B)?\s*", text.upper())
+    if not match:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"cannot read size {text!r}; use e.g. 64M, 1G")
+    return int(match.group(1)) << (10 * " KMGT".index(match.group(2) or " "))
+
+
+def parse_sizes(text):
+    return [parse_size(part) for part in text.split(",") if part.strip()]
+
+
+def human(n):
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            value = n / (1 << shift)
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+# --- one run -------------------------------------------------------------------
+
+
+def _gnu_time():
+    """/usr/bin/time if it is GNU time (it reports its child's own peak RSS)."""
+    path = "/usr/bin/time"
+    try:
+        ok = subprocess.run([path, "-f", "%M", "-o", os.devnull, "true"], capture_output=True).returncode == 0
+    except OSError:
+        ok = False
+    return path if ok else None
+
+
+GNU_TIME = _gnu_time()
+
+
+class Result:
+    """One run: wall seconds, and per stage peak RSS (bytes) and CPU seconds."""
+
+    def __init__(self, wall, rss, cpu):
+        self.wall, self.rss, self.cpu = wall, rss, cpu
+
+
+_WARM_BUFFER = bytearray(8 * MiB)
+
+
+def warm(path):
+    """Read `path` through, so a timed run finds it in the page cache."""
+    if not path or not os.path.isfile(path):
+        return
+    view = memoryview(_WARM_BUFFER)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(view):
+            pass
+
+
+def run(stages, stdin=None, stdout=None, rss=True):
+    """Run a pipeline of (argv, env) stages, stdin/stdout being paths; time it.
+
+    Wall time is perf_counter from before the first fork to the last exit.
+    CPU time is user + system from os.wait4 on each stage: the stage and every
+    process below it that it waited for (GNU time, a shell, helpers).
+    Peak RSS: a child started by this (large) Python process inherits its RSS
+    high-water mark across exec, so ru_maxrss is at least this process's own
+    peak; GNU time forks from a small process and reports the command's own,
+    so stages run under `/usr/bin/time -f %M` when it exists (about a
+    millisecond per run, the same for every command)."""
+    errors = [tempfile.TemporaryFile() for _ in stages]
+    rss_files = [tempfile.NamedTemporaryFile(prefix="rss-") for _ in stages] if rss and GNU_TIME else []
+    procs = []
+    source = open(stdin or os.devnull, "rb")
+    sink = open(stdout or os.devnull, "wb")
+    try:
+        start = time.perf_counter()
+        upstream = source.fileno()
+        for i, (argv, env) in enumerate(stages):
+            if rss_files:
+                argv = [GNU_TIME, "-f", "%M", "-o", rss_files[i].name] + list(argv)
+            last = i == len(stages) - 1
+            if last:
+                out = sink.fileno()
+            else:
+                read_end, out = os.pipe()
+            try:
+                procs.append(subprocess.Popen(argv, stdin=upstream, stdout=out, stderr=errors[i], env=env))
+            finally:
+                if upstream != source.fileno():
+                    os.close(upstream)
+                if not last:
+                    os.close(out)
+                    upstream = read_end
+        statuses = []
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            statuses.append((proc, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime))
+        wall = time.perf_counter() - start
+    finally:
+        source.close()
+        sink.close()
+    for (proc, _, _), err in zip(statuses, errors):
+        if proc.returncode != 0:
+            err.seek(0)
+            message = err.read().decode("utf-8", "replace").strip()
+            raise BenchError(f"{' '.join(map(str, proc.args))} exited {proc.returncode}: {message}")
+        err.close()
+    peaks = [rss for _, rss, _ in statuses]
+    for i, f in enumerate(rss_files):
+        lines = f.read().decode("ascii", "replace").split()
+        peaks[i] = int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else None
+        f.close()
+    return Result(wall, peaks, [cpu for _, _, cpu in statuses])
+
+
+def output_digest(stages, stdin):
+    """SHA-256 of a pipeline's output, streamed (for correctness checks, untimed)."""
+    procs, upstream = [], open(stdin, "rb")
+    for argv, env in stages:
+        proc = subprocess.Popen(argv, stdin=upstream, stdout=subprocess.PIPE, env=env)
+        upstream.close()
+        upstream = proc.stdout
+        procs.append(proc)
+    digest = hashlib.sha256()
+    while block := upstream.read(MiB):
+        digest.update(block)
+    upstream.close()
+    for proc in procs:
+        if proc.wait() != 0:
+            raise BenchError(f"{' '.join(proc.args)} exited {proc.returncode}")
+    return digest.hexdigest()
+
+
+def file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_random(path, size):
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            left -= f.write(os.urandom(min(left, 4 * MiB)))
+
+
+def command_output(argv, env=None):
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    except OSError:
+        return ""
+    return (proc.stdout or proc.stderr).strip()
+
+
+# --- rows ----------------------------------------------------------------------
+
+
+class Row:
+    """A measured command: a list of Results, one per round. `stage` is the
+    stage whose CPU time and peak RSS the row reports (the last by default)."""
+
+    def __init__(self, group, label, stages, stdin=None, stdout=None, op=None, size=None, stage=-1, rss=True,
+                 cipher=None, tool="encpipe", threads=None, chunk=None):
+        self.group, self.label, self.stages, self.rss = group, label, stages, rss
+        self.stdin, self.stdout, self.op, self.size, self.stage = stdin, stdout, op, size, stage
+        self.cipher, self.tool, self.threads, self.chunk = cipher, tool, threads, chunk
+        self.results = []
+        self.before = self.after = None  # untimed set-up and clean-up, per run
+
+    def measure(self):
+        if self.before:
+            self.before()
+        # Warm every file the pipeline reads: the first stage's stdin, or the
+        # file a `cat FILE` or `inspect FILE` stage names.
+        warm(self.stdin)
+        for argv, _ in self.stages:
+            if len(argv) > 1 and os.path.isfile(str(argv[-1])):
+                warm(argv[-1])
+        try:
+            self.results.append(run(self.stages, self.stdin, self.stdout, self.rss))
+        finally:
+            if self.after:
+                self.after()
+
+    @property
+    def key(self):
+        return f"{self.label} [{self.cipher}]" if self.cipher else self.label
+
+    @property
+    def median(self):
+        return statistics.median(r.wall for r in self.results)
+
+    @property
+    def cpu_median(self):
+        """CPU seconds (user + system) of the reported stage."""
+        return statistics.median(r.cpu[self.stage] for r in self.results)
+
+    def per_gib(self, seconds):
+        return seconds * GiB / self.size if self.size else None
+
+    @property
+    def peak_rss(self):
+        return max((r.rss[self.stage] or 0 for r in self.results), default=0) if self.rss else None
+
+    def as_json(self):
+        return {
+            "group": self.group,
+            "label": self.label,
+            "cipher": self.cipher,
+            "tool": self.tool,
+            "op": self.op,
+            "threads": self.threads,
+            "chunk": self.chunk,
+            "bytes": self.size,
+            "median_s": self.median,
+            "cpu_median_s": self.cpu_median,
+            "walls_s": [r.wall for r in self.results],
+            "cpu_s": [r.cpu for r in self.results],
+            "peak_rss_bytes": self.peak_rss,
+            "command": [" ".join(map(str, argv)) for argv, _ in self.stages],
+        }
+
+
+def measure_rounds(rows, rounds, reps=1, progress=None):
+    """Every row once per repetition, round after round, rotating the order."""
+    for r in range(rounds):
+        if progress:
+            progress(f"round {r + 1}/{rounds}")
+        for rep in range(reps):
+            shift = (r * reps + rep) % len(rows)
+            for row in rows[shift:] + rows[:shift]:
+                row.measure()

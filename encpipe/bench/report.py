@@ -1,0 +1,129 @@
+"""The goals of README "Performance", checked against the rows, and the report."""
+
+import json
+import os
+import sys
+
+from .measure import GiB, MiB
+
+FAST = "cryptography"
+GOAL_CPU_X_AGE = 0.7
+GOAL_CPU_X_CTR = 1.0
+GOAL_WALL_X_AGE = 0.6
+GOAL_GIB_S = 3.0
+PYCRYPTODOME_BEFORE = {"seal": 0.53, "open": 0.47}  # s/GiB at auto, the release before the fast cipher
+GOAL_AUTO_WALL = 1.05  # "never slower" than --threads 1, within this much noise
+GOAL_AUTO_CPU = 1.1
+GOAL_RSS_MIB = 48
+GOAL_STARTUP = {"inspect": 2.0, "keyid": 2.0, "seal": 3.0, "open": 3.0}
+GOAL_PIPELINE = 1.05
+
+
+def _find(rows, **want):
+    return next((r for r in rows if all(getattr(r, k) == v for k, v in want.items())), None)
+
+
+def goals(ctx):
+    results = []
+
+    def goal(number, ok, text):
+        results.append({"goal": number, "met": ok, "text": text})
+
+    rows = ctx.rows
+    pairs = [("seal", "seal", dict(threads="auto", chunk="auto")), ("seal", "seal", dict(threads="1", chunk="auto")),
+             ("open", "open", dict(threads="auto", chunk="auto")), ("open", "open", dict(threads="1", chunk="auto")),
+             ("pipe-seal", "pipe-seal", {}), ("pipe-open", "pipe-open", {})]
+    if not rows:
+        goal(1, None, "throughput rows not run: goals 1-4 not measured")
+    elif FAST in ctx.ciphers:
+        for op, peer_op, where in pairs:
+            mine = _find(rows, op=op, tool="encpipe", cipher=FAST, **where)
+            age, ctr = _find(rows, op=peer_op, tool="age"), _find(rows, op=peer_op, tool="openssl-ctr")
+            name = f"{mine.label} [{FAST}]"
+            if age:
+                cpu, wall = mine.cpu_median / age.cpu_median, mine.median / age.median
+                goal(1, cpu <= GOAL_CPU_X_AGE, f"{name}: CPU {cpu:.2f} x age (<= {GOAL_CPU_X_AGE})")
+                goal(2, wall <= GOAL_WALL_X_AGE, f"{name}: wall {wall:.2f} x age (<= {GOAL_WALL_X_AGE})")
+            if ctr:
+                cpu = mine.cpu_median / ctr.cpu_median
+                goal(1, cpu <= GOAL_CPU_X_CTR, f"{name}: CPU {cpu:.2f} x openssl ctr (<= {GOAL_CPU_X_CTR})")
+        for op in ("seal", "open"):
+            mine = _find(rows, op=op, tool="encpipe", cipher=FAST, threads="auto", chunk="auto")
+            rate = ctx.opts.size / GiB / mine.median
+            goal(3, rate >= GOAL_GIB_S, f"{mine.label} [{FAST}]: {rate:.2f} GiB/s (>= {GOAL_GIB_S})")
+    else:
+        goal(1, None, "cryptography not installed: goals 1-3 not measured")
+    if rows and "pycryptodome" in ctx.ciphers:
+        for op, before in PYCRYPTODOME_BEFORE.items():
+            mine = _find(rows, op=op, tool="encpipe", cipher="pycryptodome", threads="auto", chunk="auto")
+            per_gib = mine.per_gib(mine.median)
+            goal(3, per_gib <= before * GOAL_AUTO_WALL,
+                 f"{mine.label} [pycryptodome]: {per_gib:.3f} s/GiB (before: {before}, no regression)")
+    for auto in (r for r in rows if r.tool == "encpipe" and r.threads == "auto" and r.group in ("seal", "open")):
+        one = _find(rows, op=auto.op, tool="encpipe", cipher=auto.cipher, threads="1", chunk=auto.chunk)
+        if one and auto.label.find("--progress") < 0:
+            wall, cpu = auto.median / one.median, auto.cpu_median / one.cpu_median
+            goal(4, wall <= GOAL_AUTO_WALL and cpu <= GOAL_AUTO_CPU,
+                 f"{auto.op} {auto.chunk} chunks [{auto.cipher}]: auto / --threads 1 wall {wall:.2f} "
+                 f"(<= {GOAL_AUTO_WALL}), CPU {cpu:.2f} (<= {GOAL_AUTO_CPU})")
+    peaks = [(r.results[0].rss[1:], r) for r in ctx.rss_rows]
+    peaks += [([r.peak_rss], r) for r in rows if r.tool == "encpipe" and r.threads == "auto" and r.peak_rss]
+    if peaks:
+        worst, row = max(((max(p), r) for p, r in peaks), key=lambda x: x[0])
+        goal(5, worst <= GOAL_RSS_MIB * MiB, f"peak RSS of every encpipe run at default threads: "
+                                              f"{worst / MiB:.1f} MiB ({row.label} [{row.cipher}]) (<= {GOAL_RSS_MIB})")
+    else:
+        goal(5, None, "no memory or throughput rows run")
+    if not ctx.startup_rows:
+        goal(6, None, "start-up rows not run")
+    for row in ctx.startup_rows:
+        base = ctx.startup_rows[0].median
+        limit = GOAL_STARTUP.get(row.op)
+        if limit:
+            ratio = row.median / base
+            goal(6, ratio <= limit, f"{row.label}{f' [{row.cipher}]' if row.cipher else ''}: {ratio:.2f} x "
+                                    f"python3 -I -c pass (<= {limit})")
+    if ctx.pg_rows:
+        for mine, plain in ((ctx.pg_rows[1], ctx.pg_rows[0]), (ctx.pg_rows[3], ctx.pg_rows[2])):
+            ratios = sorted(a.wall / b.wall for a, b in zip(mine.results, plain.results))
+            ratio = mine.median / plain.median
+            goal(7, ratio <= GOAL_PIPELINE, f"{mine.label}: {ratio:.3f} x {plain.label} (<= {GOAL_PIPELINE}; "
+                                            f"paired rounds {ratios[0]:.3f}..{ratios[-1]:.3f}); {ctx.pg_what}")
+    else:
+        goal(7, None, "PostgreSQL rows not run")
+    ctx.goal_results = results
+    lines = [f"{g['goal']}. [{ {True: 'met', False: 'NOT met', None: '-'}[g['met']]:7}] {g['text']}" for g in results]
+    if ctx.opts.quick:
+        lines.append("(--quick: sizes too small for the timings to mean anything)")
+    ctx.sections.append(("Goals", lines))
+
+
+def report(ctx):
+    facts = ctx.facts
+    facts["load_average_end"] = os.getloadavg()
+    out = ["encpipe benchmark",
+           f"  command:  {' '.join(sys.argv)}",
+           f"  encpipe:  {ctx.encpipe_how}",
+           f"  machine:  {facts['cpus']} CPUs ({facts['cpus_usable']} usable), {facts['cpu_model']}, "
+           f"Linux {facts['kernel']}",
+           f"  python:   {facts['python']}, pycryptodome {facts['pycryptodome']}, cryptography "
+           f"{facts['cryptography']}, {facts['openssl']}",
+           "  load:     %.2f %.2f %.2f at start, %.2f %.2f %.2f at end (1, 5, 15 min)"
+           % (*facts["load_average_start"], *facts["load_average_end"])]
+    out += [f"  peers:    {p['name']}" for p in ctx.peers]
+    out += [f"  note:     {n}" for n in ctx.notes]
+    for title, lines in ctx.sections:
+        out += ["", f"{title}"] + [f"  {line}" for line in lines]
+    print("\n".join(out), flush=True)
+    if ctx.opts.json:
+        rows = ctx.rows + ctx.startup_rows + ctx.rss_rows + ctx.legacy_rows + (ctx.pg_rows or [])
+        document = {"facts": facts, "notes": ctx.notes, "rows": [r.as_json() for r in rows],
+                    "rss": [{"bytes": r.size, "chunk": r.chunk, "cipher": r.cipher, "seal_rss_bytes": r.results[0].rss[1],
+                             "open_rss_bytes": r.results[0].rss[2]} for r in ctx.rss_rows],
+                    "goals": ctx.goal_results}
+        if ctx.opts.json == "-":
+            json.dump(document, sys.stdout, indent=2)
+            print()
+        else:
+            with open(ctx.opts.json, "w") as f:
+                json.dump(document, f, indent=2)

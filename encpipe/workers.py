@@ -1,0 +1,73 @@
+"""How many worker threads, and what --chunk-size means: the measured defaults
+(README "Performance")."""
+
+import os
+import re
+
+from . import aead
+from . import format as fmt
+from .errors import UsageError
+
+MAX_THREADS = 64
+AUTO_THREADS_MAX = 4
+AUTO_MIN_CHUNK = 1 << 20
+AUTO_BUFFERS = 16 << 20  # keeps peak RSS within 48 MiB at every chunk size
+_SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
+
+
+def int_option(text, name, low, high):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a whole number, not {text!r}") from None
+    if not low <= value <= high:
+        raise UsageError(f"{name} must be from {low} to {high}, not {value}")
+    return value
+
+
+def thread_option(args):
+    """--threads as a number, or None for auto."""
+    text = args.get("--threads")
+    return None if text in (None, "auto") else int_option(text, "--threads", 1, MAX_THREADS)
+
+
+def threads(args, chunk_size=None, pipe_end=False):
+    """--threads N, or for auto one thread wherever a second does not pay (measured
+    in README "Performance"): a second thread runs only with pycryptodome, which
+    releases the GIL (`cryptography` holds it: threads only contend), for chunks
+    of 1 MiB or more (`chunk_size`, default the file default), when neither end
+    of the stream is a pipe whose other program needs the cores (`pipe_end`),
+    on cores that other runnable processes leave free, and with at most 16 MiB
+    of chunk buffers in all."""
+    explicit = thread_option(args)
+    if explicit:
+        return explicit
+    chunk_size = chunk_size or 1 << fmt.FILE_CHUNK_LOG2
+    if pipe_end or chunk_size < AUTO_MIN_CHUNK or aead.library() != aead.PYCRYPTODOME:
+        return 1
+    free = len(os.sched_getaffinity(0)) - busy_cores()
+    return max(1, min(AUTO_THREADS_MAX, free, AUTO_BUFFERS // chunk_size))
+
+
+def busy_cores():
+    """Processes runnable right now besides this one (the 4th field of /proc/loadavg
+    counts this one too): the load average itself lags by a minute, and would
+    count the previous command of a script."""
+    try:
+        with open("/proc/loadavg") as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return int(os.getloadavg()[0])
+
+
+def chunk_log2(text):
+    if text == "auto":
+        return None
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise UsageError(f"--chunk-size: cannot read {text!r}; use e.g. 64K or 1M")
+    size = int(match.group(1)) << {"": 0, "k": 10, "m": 20}[match.group(2).lower()]
+    log2 = size.bit_length() - 1
+    if size != 1 << log2 or not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2:
+        raise UsageError("--chunk-size must be a power of two from 16K to 16M")
+    return log2
