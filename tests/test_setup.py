@@ -1,0 +1,80 @@
+"""Acceptance 1 and 2: a fresh clone sets itself up with README's two commands.
+
+The clone gets a private .venv/ (pip reuses its usual wheel cache); the Python
+on PATH is a fresh virtual environment without pycryptodome or docopt, and the
+system site-packages must not change.
+"""
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _tree(directories):
+    """Every entry under the site-packages directories, with its mtime."""
+    found = {}
+    for directory in directories:
+        for root, dirs, files in os.walk(directory):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                found[path] = os.lstat(path).st_mtime_ns
+    return found
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A clone of this repository, with the working tree's uncommitted files on top."""
+    assert shutil.which("git"), "git is needed (scripts/test installs it)"
+    base = tmp_path_factory.mktemp("setup")
+    target = base / "encpipe"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(target)], check=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in listed)):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    bare = base / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    return target, bare
+
+
+def fresh_env(bare, **extra):
+    """PATH led by a Python that cannot import the project's dependencies."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE", "PYTHON", "VIRTUAL_ENV", "PG"))}
+    path = [p for p in env.get("PATH", "").split(":") if ".venv" not in p and ".pyenv" not in p]
+    env["PATH"] = ":".join([str(bare / "bin"), *path])
+    env.update(extra)
+    return env
+
+
+def test_the_bare_python_lacks_the_dependencies(clone):
+    _, bare = clone
+    done = subprocess.run(["python3", "-c", "import Crypto"], env=fresh_env(bare), capture_output=True)
+    assert done.returncode == 1 and b"No module named 'Crypto'" in done.stderr
+
+
+def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
+    target, bare = clone
+    system = _tree(site.getsitepackages())
+    args = [str(target / "scripts" / "test"), "tests/test_docs.py"]
+    first = subprocess.run(args, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "installing encpipe[test,fast]" in first.stderr and "4 passed" in first.stdout
+    stamp = (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns
+    again = subprocess.run(args, cwd="/", env=fresh_env(bare), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "installing" not in again.stderr and "4 passed" in again.stdout
+    assert (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns == stamp
+    assert _tree(site.getsitepackages()) == system
+    nothing = subprocess.run([*args, "-k", "no_test_has_this_name"], env=fresh_env(bare), capture_output=True)
+    assert nothing.returncode == 5  # pytest's "no tests collected" stays a failure
+    ignored = subprocess.run(["git", "-C", str(target), "check-ignore", ".venv/bin/python"], capture_output=True)
+    assert ignored.returncode == 0  # the private environment is git-ignored
