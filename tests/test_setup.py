@@ -62,6 +62,43 @@ def test_the_bare_python_lacks_the_dependencies(clone):
     assert done.returncode == 1 and b"No module named 'Crypto'" in done.stderr
 
 
+def test_demo_in_a_fresh_clone_installs_once_and_leaves_the_system_alone(clone, tmp_path):
+    target, bare = clone
+    system = _tree(site.getsitepackages())
+    demo = [str(target / "scripts" / "encpipe-demo")]
+    first = subprocess.run(demo, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "installing encpipe and its dependencies" in first.stderr
+    assert "==> Comparing pg_dump of shop and shop_restored\nidentical\n" in first.stdout
+    assert first.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    stamp = (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns
+    again = subprocess.run(demo, cwd="/", env=fresh_env(bare), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "installing" not in again.stderr and again.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    assert (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns == stamp
+    assert _tree(site.getsitepackages()) == system
+
+
+def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone, tmp_path):
+    target, bare = clone
+    demo = str(target / "scripts" / "encpipe-demo")
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        # Hide every PostgreSQL installation, whatever finds it.
+        argv = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /usr/lib/postgresql && exec "$0"', demo]
+        env = fresh_env(bare)
+    else:
+        argv, env = [demo], fresh_env(bare, PG_BINDIR=str(tmp_path))
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in ("| encpipe seal", "$ encpipe inspect shop.sql.enc", "$ encpipe open --key-file demo.key",
+                 "$ encpipe rewrap --in-place", "$ encpipe inspect --verify"):
+        assert step in done.stdout
+    assert "bytes written: 0" in done.stdout and "shop.sql.enc: 0 times" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    hint = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]
+    assert hint == [line for line in hint if "install the PostgreSQL server" in line] and len(hint) == 1
+
+
 def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
     target, bare = clone
     system = _tree(site.getsitepackages())
