@@ -6,7 +6,7 @@ import re
 from . import envelope, safefile
 from .cli import is_pipe
 from . import format as fmt
-from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
+from .errors import InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, UsageError
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
@@ -84,6 +84,26 @@ def loader(args, io):
     )
 
 
+def load_keys(args, io, sources, sealing):
+    """The keys `sources` name; without any, a hint that lists the key options
+    this command takes (its docopt dictionary holds exactly those)."""
+    try:
+        return loader(args, io).load(sources, sealing=sealing)
+    except NoKeyConfigured as e:
+        if e.hint is None:
+            raise
+        raise NoKeyConfigured(str(e), hint=no_key_hint(args)) from None
+
+
+_KEY_OPTIONS = ("--key-file", "--identity", "--passphrase-file", "--key-command", "-p", "--recipient")
+
+
+def no_key_hint(args):
+    options = [o for o in _KEY_OPTIONS if o in args or (o == "-p" and "--passphrase" in args)]
+    variables = "ENCPIPE_KEY or ENCPIPE_PASSPHRASE" if "--passphrase" in args else "ENCPIPE_KEY"
+    return f"set {variables}, or use {', '.join(options[:-1])} or {options[-1]}"
+
+
 def progress(args, io, label):
     return ProgressReporter(io.stderr, label) if args.get("--progress") else None
 
@@ -105,19 +125,17 @@ def open_input(path, io):
         raise InputUnavailable(f"cannot open {path}: {e.strerror or e}") from None
 
 
-def _refuse_stdin_secrets(sources, data_from_stdin):
+def _refuse_stdin_secrets(sources, data_from_stdin,
+                          hint="give the data as a FILE argument, or the secret another way"):
     if data_from_stdin and sources.reads_stdin():
-        raise UsageError(
-            "standard input cannot carry both the data and a key or passphrase",
-            hint="give the data as a FILE argument, or the secret another way",
-        )
+        raise UsageError("standard input cannot carry both the data and a key or passphrase", hint=hint)
 
 
-def ciphertext_output(io):
+def ciphertext_output(io, to_file="-o FILE"):
     if io.stdout.isatty():
         raise UsageError(
             "refusing to write encrypted data to a terminal",
-            hint="redirect standard output to a file or a pipe, or use -o FILE",
+            hint=f"redirect standard output to a file or a pipe, or use {to_file}",
         )
     return io.stdout
 
@@ -142,11 +160,11 @@ def cmd_seal(args, io):
     chunk = chunk_log2(args["--chunk-size"])
     workers = threads(args)
     sources = key_sources(args)
-    _refuse_stdin_secrets(sources, data_from_stdin=True)
+    _refuse_stdin_secrets(sources, True, hint="seal reads the data from standard input: give the secret from a file")
     path = args["--output"]
     if not path:
         ciphertext_output(io)
-    recipients = loader(args, io).load(sources, sealing=True)
+    recipients = load_keys(args, io, sources, sealing=True)
     reporter = progress(args, io, "seal")
 
     def write(out):
@@ -160,10 +178,10 @@ def cmd_seal(args, io):
     return 0
 
 
-def _identities(args, io, data_from_stdin):
+def _identities(args, io, data_from_stdin, **hint):
     sources = key_sources(args)
-    _refuse_stdin_secrets(sources, data_from_stdin)
-    return loader(args, io).load(sources, sealing=False)
+    _refuse_stdin_secrets(sources, data_from_stdin, **hint)
+    return load_keys(args, io, sources, sealing=False)
 
 
 def cmd_open(args, io):
@@ -253,7 +271,8 @@ def _print_report(io, args, report):
 def cmd_rewrap(args, io):
     path = args["--in-place"]
     src, before = safefile.open_source(path) if path else (io.stdin, None)
-    identities = _identities(args, io, data_from_stdin=path is None)
+    hint = "rewrap a file with --in-place FILE, or give the secret from a file"
+    identities = _identities(args, io, path is None, hint=hint)
     add_sources = KeySources(
         key_files=args["--add-key-file"],
         recipients=args["--add-recipient"],
@@ -263,7 +282,7 @@ def cmd_rewrap(args, io):
     reporter = progress(args, io, "rewrap")
     rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"], on_progress=reporter)
     if path is None:
-        envelope.rewrap(src, ciphertext_output(io), identities, **rewrap)
+        envelope.rewrap(src, ciphertext_output(io, to_file="--in-place FILE"), identities, **rewrap)
     else:
         with src:
             safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),
@@ -331,7 +350,7 @@ def cmd_pubkey(args, io):
 
 
 def cmd_keyid(args, io):
-    keys = loader(args, io).load(key_sources(args), sealing=True)  # identities as their public keys
+    keys = load_keys(args, io, key_sources(args), sealing=True)  # identities as their public keys
     ids = [k.key_id.hex() for k in keys if not isinstance(k, Passphrase)]
     if not ids:
         raise UsageError("passphrases have no key id")

@@ -1,0 +1,92 @@
+"""Acceptance 4: every hint names only options that the command it advises takes.
+
+One row per way to get each hint; the options a hint names are checked against
+the usage text of the command that printed it (or of the `encpipe OTHER`
+command the hint suggests).
+"""
+
+import io
+import re
+
+import pytest
+
+from cliutil import KEY_A, key_env, run, seal
+from encpipe import usage
+from encpipe.cli import main
+from encpipe.legacy import seal_legacy
+
+SEALED = seal(b"hello " * 100)
+
+
+class _Terminal(io.BytesIO):
+    def isatty(self):
+        return True
+
+
+def _to_terminal(argv, stdin, env):
+    err = io.StringIO()
+    code = main(argv, stdin=io.BytesIO(stdin), stdout=_Terminal(), stderr=err, env=env)
+    return code, err.getvalue()
+
+
+def _legacy_file():
+    out = io.BytesIO()
+    seal_legacy(io.BytesIO(b"old data " * 50), out, bytes.fromhex(KEY_A))
+    return out.getvalue()
+
+
+CASES = [
+    # (argv, stdin, env, in a terminal?)
+    (["seal"], b"x", {}, False),
+    (["open"], SEALED, {}, False),
+    (["inspect", "--verify"], SEALED, {}, False),
+    (["rewrap"], SEALED, {}, False),
+    (["keyid"], b"", {}, False),
+    (["seal", "--key-file", "-"], b"x", {}, False),
+    (["open", "--key-file", "-"], SEALED, {}, False),
+    (["inspect", "--verify", "--passphrase-fd", "0"], SEALED, {}, False),
+    (["rewrap", "--key-file", "/dev/stdin"], SEALED, {}, False),
+    (["seal"], b"x", key_env(), True),
+    (["rewrap"], SEALED, key_env(), True),
+    (["open"], _legacy_file(), key_env(), False),
+    (["inspect"], _legacy_file(), key_env(), False),
+    (["open", "--legacy"], SEALED, key_env(), False),
+    (["open", "--legacy"], _legacy_file(), {}, False),
+    (["inspect", "--legacy", "--verify"], _legacy_file(), {}, False),
+    (["open", "--keyfile", "x"], b"", {}, False),
+    (["seal", "extra"], b"", {}, False),
+    (["open", "--key-file", "/nonexistent"], SEALED, {}, False),
+]
+
+
+def _hint(result_stderr):
+    lines = [line for line in result_stderr.splitlines() if line.startswith("encpipe: hint: ")]
+    return lines[0][len("encpipe: hint: "):] if lines else None
+
+
+@pytest.mark.parametrize("argv, stdin, env, terminal", CASES, ids=lambda v: None)
+def test_a_hint_names_only_options_its_command_takes(argv, stdin, env, terminal, tmp_path):
+    if terminal:
+        code, stderr = _to_terminal(argv, stdin, env)
+    else:
+        result = run(argv, stdin, env)
+        code, stderr = result.code, result.stderr
+    assert code != 0
+    hint = _hint(stderr)
+    if hint is None:
+        return
+    suggested = re.search(r"\bencpipe (\w+)", hint)
+    command = suggested.group(1) if suggested and suggested.group(1) in usage.COMMANDS else argv[0]
+    named = set(re.findall(r"(?<![\w-])--?[a-z][\w-]*", hint))
+    assert named <= usage.options_of(command), (argv, hint)
+
+
+def test_the_no_key_hint_of_open_names_identity_not_recipient():
+    hint = _hint(run(["open"], SEALED, {}).stderr)
+    assert "--identity" in hint and "--recipient" not in hint
+    assert "--recipient" in _hint(run(["seal"], b"x", {}).stderr)
+
+
+def test_rewrap_to_a_terminal_suggests_in_place_not_o():
+    _, stderr = _to_terminal(["rewrap"], SEALED, key_env())
+    assert "--in-place FILE" in stderr and "-o" not in stderr
