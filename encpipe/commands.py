@@ -29,16 +29,35 @@ def dispatch(args, io):
 
 def key_sources(args):
     return KeySources(
-        key_files=args["--key-file"],
+        key_files=secret_paths(args, "--key-file"),
         key_commands=args["--key-command"],
-        identity_files=args["--identity"],
+        identity_files=secret_paths(args, "--identity"),
         recipients=args.get("--recipient") or [],
         recipient_files=args.get("--recipient-file") or [],
-        passphrase_files=args.get("--passphrase-file") or [],
+        passphrase_files=secret_paths(args, "--passphrase-file"),
         passphrase_fds=[_int_option(fd, "--passphrase-fd", 0, 1 << 20) for fd in args.get("--passphrase-fd") or []],
         passphrase_commands=args.get("--passphrase-command") or [],
         prompt=bool(args.get("--passphrase")),
     )
+
+
+_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
+
+
+def secret_paths(args, option):
+    """The paths given to `option`. A value naming no file that looks like a key or
+    passphrase typed in place of its path (hex digits, an identity, spaces, or a
+    bare word) is refused without being shown: no error message echoes a secret."""
+    paths = args.get(option) or []
+    for path in paths:
+        if path in ("-", "") or os.path.lexists(path):
+            continue
+        if _SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path):
+            raise UsageError(
+                f"{option}: no such file, and the value (not shown) may be a key or passphrase instead of a path",
+                hint=f"{option} takes the path of a file that holds the secret",
+            )
+    return paths
 
 
 def _int_option(text, name, low, high):
@@ -274,9 +293,9 @@ def cmd_rewrap(args, io):
     hint = "rewrap a file with --in-place FILE, or give the secret from a file"
     identities = _identities(args, io, path is None, hint=hint)
     add_sources = KeySources(
-        key_files=args["--add-key-file"],
+        key_files=secret_paths(args, "--add-key-file"),
         recipients=args["--add-recipient"],
-        passphrase_files=args["--add-passphrase-file"],
+        passphrase_files=secret_paths(args, "--add-passphrase-file"),
     )
     additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
     reporter = progress(args, io, "rewrap")

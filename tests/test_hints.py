@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from cliutil import KEY_A, key_env, run, seal
+from cliutil import KEY_A, key_env, run, seal, secret_file
 from encpipe import usage
 from encpipe.cli import main
 from encpipe.legacy import seal_legacy
@@ -90,3 +90,27 @@ def test_the_no_key_hint_of_open_names_identity_not_recipient():
 def test_rewrap_to_a_terminal_suggests_in_place_not_o():
     _, stderr = _to_terminal(["rewrap"], SEALED, key_env())
     assert "--in-place FILE" in stderr and "-o" not in stderr
+
+
+# --- acceptance 6: a secret given in place of a path is never echoed -------------------
+
+SECRETS = [KEY_A, "0123456789abcdef" * 2, "ENCPIPE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+           "correct horse battery staple", "hunter2"]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("argv", [["open", "--key-file"], ["open", "--identity"], ["seal", "--passphrase-file"],
+                                  ["inspect", "--verify", "--key-file"], ["keyid", "--key-file"],
+                                  ["rewrap", "--key-file", "KEY", "--add-key-file"],
+                                  ["rewrap", "--key-file", "KEY", "--add-passphrase-file"]])
+def test_a_key_given_instead_of_a_path_is_refused_unseen(argv, secret, tmp_path):
+    argv = [secret_file(tmp_path, "key", KEY_A) if a == "KEY" else a for a in argv]
+    result = run([*argv, secret], SEALED, {})
+    assert (result.code, result.stdout) == (64, b"")
+    assert secret not in result.stderr and secret[:8] not in result.stderr
+    assert "may be a key or passphrase instead of a path" in result.stderr
+
+
+def test_a_missing_file_with_a_path_is_still_named():
+    result = run(["open", "--key-file", "/etc/encpipe/missing.key"], SEALED, {})
+    assert result.code == 66 and "/etc/encpipe/missing.key" in result.stderr
