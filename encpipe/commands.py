@@ -135,8 +135,14 @@ def _finish(reporter):
 # --- streams ---------------------------------------------------------------
 
 
-def open_input(path, io):
+def open_input(path, io, command="open"):
     if path in (None, "-"):
+        if io.stdin.isatty():
+            to_file = "--in-place FILE" if command == "rewrap" else "a FILE argument"
+            raise UsageError(
+                "refusing to read encrypted data from a terminal",
+                hint=f"redirect standard input from a file or a pipe, or use {to_file}",
+            )
         return io.stdin
     try:
         return open(path, "rb")
@@ -232,7 +238,7 @@ def cmd_open(args, io):
 
 def cmd_inspect(args, io):
     workers = threads(args)
-    src = open_input(args["FILE"], io)
+    src = open_input(args["FILE"], io, "inspect")
     if args["--legacy"]:
         from . import legacy
 
@@ -289,7 +295,7 @@ def _print_report(io, args, report):
 
 def cmd_rewrap(args, io):
     path = args["--in-place"]
-    src, before = safefile.open_source(path) if path else (io.stdin, None)
+    src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)
     hint = "rewrap a file with --in-place FILE, or give the secret from a file"
     identities = _identities(args, io, path is None, hint=hint)
     add_sources = KeySources(

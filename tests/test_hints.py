@@ -114,3 +114,36 @@ def test_a_key_given_instead_of_a_path_is_refused_unseen(argv, secret, tmp_path)
 def test_a_missing_file_with_a_path_is_still_named():
     result = run(["open", "--key-file", "/etc/encpipe/missing.key"], SEALED, {})
     assert result.code == 66 and "/etc/encpipe/missing.key" in result.stderr
+
+
+# --- acceptance 5: a terminal is not input --------------------------------------------
+
+
+def _elapsed(argv, stdin):
+    import subprocess
+    import sys
+    import time
+
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "encpipe", *argv], stdin=stdin, capture_output=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "ENCPIPE_KEY": KEY_A, "PYTHONPATH": ":".join(sys.path)})
+    return done, time.monotonic() - start
+
+
+@pytest.mark.parametrize("argv", [["open"], ["inspect"], ["inspect", "--verify"], ["rewrap"], ["open", "-"]])
+def test_a_terminal_on_stdin_is_refused_at_once(argv):
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        _, baseline = _elapsed(["--version"], follower)
+        done, elapsed = _elapsed(argv, follower)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert (done.returncode, done.stdout) == (64, b"")
+    stderr = done.stderr.decode()
+    assert "encpipe: error: refusing to read encrypted data from a terminal" in stderr
+    assert "redirect standard input" in stderr
+    assert elapsed < baseline + 1.0
