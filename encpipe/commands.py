@@ -262,7 +262,11 @@ def cmd_inspect(args, io):
     report["payload_bytes"] = count_remaining(src)
     shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
     if not shape:
-        raise InvalidStream(f"payload of {report['payload_bytes']} bytes cannot be a complete stream (truncated?)")
+        raise InvalidStream(
+            f"truncated or corrupt: a payload of {report['payload_bytes']} bytes cannot be a complete stream"
+            f" of {sealed.header.chunk_size}-byte chunks",
+            hint="nothing was authenticated (not verified); inspect --verify with a key finds the first bad chunk",
+        )
     report.update(plaintext_bytes=shape[0], chunks=shape[1])
     _print_report(io, args, report)
     return 0
@@ -284,11 +288,17 @@ def header_report(sealed):
     }
 
 
+NOT_VERIFIED = "header and length only: not verified (use --verify with a key to authenticate every chunk)"
+
+
 def _print_report(io, args, report):
+    """The report as JSON or as lines; either says what was checked."""
+    report["checked"] = "every chunk: verified" if report.get("verified") else NOT_VERIFIED
     if args["--json"]:
         io.print_json(report)
         return
-    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in report.items() if k != "slots" and v is not None]
+    shown = {k: v for k, v in report.items() if k not in ("slots", "verified") and v is not None}
+    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()]
     lines += [f"slot {i}: {envelope.slot_label(d)}" for i, d in enumerate(report.get("slots", []), 1)]
     io.print("\n".join(lines))
 
