@@ -8,7 +8,7 @@ from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, UsageError
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
-from .progress import ProgressReporter
+from .progress import ProgressReporter, input_size
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import count_remaining, seekable
 
@@ -123,8 +123,15 @@ def no_key_hint(args):
     return f"set {variables}, or use {', '.join(options[:-1])} or {options[-1]}"
 
 
-def progress(args, io, label):
-    return ProgressReporter(io.stderr, label) if args.get("--progress") else None
+def progress(args, io, label, total=None):
+    return ProgressReporter(io.stderr, label, total=total) if args.get("--progress") else None
+
+
+def plaintext_total(sealed, src):
+    """The plaintext size a sealed regular file implies (its header already read), else None."""
+    remaining = input_size(src)
+    shape = envelope.payload_shape(remaining, sealed.header.chunk_size) if remaining is not None else None
+    return shape[0] if shape else None
 
 
 def _finish(reporter):
@@ -190,7 +197,9 @@ def cmd_seal(args, io):
     if not path:
         ciphertext_output(io)
     recipients = load_keys(args, io, sources, sealing=True)
-    reporter = progress(args, io, "seal")
+    size = args.get("--size")
+    total = _int_option(size, "--size", 0, 1 << 62) if size is not None else input_size(io.stdin)
+    reporter = progress(args, io, "seal", total)
 
     def write(out):
         envelope.seal(io.stdin, out, recipients, chunk_log2=chunk, threads=workers, on_progress=reporter)
@@ -222,7 +231,7 @@ def cmd_open(args, io):
         return 0
     sealed = read_sealed_header(src)
     identities = _identities(args, io, from_stdin)
-    reporter = progress(args, io, "open")
+    reporter = progress(args, io, "open", plaintext_total(sealed, src))
     envelope.open_sealed(
         sealed,
         src,
@@ -252,7 +261,7 @@ def cmd_inspect(args, io):
     report = header_report(sealed)
     if args["--verify"]:
         identities = _identities(args, io, src is io.stdin)
-        reporter = progress(args, io, "verify")
+        reporter = progress(args, io, "verify", plaintext_total(sealed, src))
         info = envelope.open_sealed(sealed, src, None, identities, threads=workers, on_progress=reporter)
         _finish(reporter)
         report.update(verified=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
@@ -314,8 +323,15 @@ def cmd_rewrap(args, io):
         passphrase_files=secret_paths(args, "--add-passphrase-file"),
     )
     additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
-    reporter = progress(args, io, "rewrap")
-    rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"], on_progress=reporter)
+    total = input_size(src)
+    reporter = progress(args, io, "rewrap", total)
+    on_progress = reporter
+    if reporter and total is not None:  # count the header too, to reach the file's size
+        start = src.tell()
+
+        def on_progress(_payload_bytes):
+            reporter(src.tell() - start)
+    rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"], on_progress=on_progress)
     if path is None:
         envelope.rewrap(src, ciphertext_output(io, to_file="--in-place FILE"), identities, **rewrap)
     else:

@@ -16,7 +16,7 @@ USAGE = """encpipe: streaming authenticated encryption for backups.
 
 Usage:
   encpipe seal [-o FILE] [--allow-shared-dir] [--chunk-size SIZE] [--work-factor N] [--threads N]
-               [--progress]
+               [--progress] [--size N]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--recipient PUBKEY]... [--recipient-file FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
@@ -64,7 +64,8 @@ Options:
   --chunk-size SIZE          Plaintext chunk size, a power of two from 16K to 16M [default: auto].
   --work-factor N            scrypt cost log2(N) of new passphrase slots, 10 to 20 [default: 18].
   --threads N                Worker threads (auto: usable cores, at most 4) [default: auto].
-  --progress                 Report progress on standard error.
+  --progress                 Report progress on standard error (with a known size: %, ETA).
+  --size N                   The input's size in bytes, for --progress from a pipe.
   --verify-first             Authenticate all of FILE before writing anything.
   --legacy                   Read the previous backup tool's format.
   --json                     Print the result as JSON.
