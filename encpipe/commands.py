@@ -6,9 +6,11 @@ import re
 from . import envelope, safefile
 from .cli import is_pipe
 from . import format as fmt
-from .errors import InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, UsageError
+from .errors import InputUnavailable, InvalidStream, IOFailure, UsageError
+from .keyargs import load_keys, secret_paths
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter, input_size
+from .report import header_report, print_report
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import count_remaining, seekable
 
@@ -39,25 +41,6 @@ def key_sources(args):
         passphrase_commands=args.get("--passphrase-command") or [],
         prompt=bool(args.get("--passphrase")),
     )
-
-
-_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
-
-
-def secret_paths(args, option):
-    """The paths given to `option`. A value naming no file that looks like a key or
-    passphrase typed in place of its path (hex digits, an identity, spaces, or a
-    bare word) is refused without being shown: no error message echoes a secret."""
-    paths = args.get(option) or []
-    for path in paths:
-        if path in ("-", "") or os.path.lexists(path):
-            continue
-        if _SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path):
-            raise UsageError(
-                f"{option}: no such file, and the value (not shown) may be a key or passphrase instead of a path",
-                hint=f"{option} takes the path of a file that holds the secret",
-            )
-    return paths
 
 
 def _int_option(text, name, low, high):
@@ -101,26 +84,6 @@ def loader(args, io):
         warn=io.warn,
         work_factor=_int_option(work_factor, "--work-factor", MIN_SCRYPT_LOG2_N, MAX_SCRYPT_LOG2_N),
     )
-
-
-def load_keys(args, io, sources, sealing):
-    """The keys `sources` name; without any, a hint that lists the key options
-    this command takes (its docopt dictionary holds exactly those)."""
-    try:
-        return loader(args, io).load(sources, sealing=sealing)
-    except NoKeyConfigured as e:
-        if e.hint is None:
-            raise
-        raise NoKeyConfigured(str(e), hint=no_key_hint(args)) from None
-
-
-_KEY_OPTIONS = ("--key-file", "--identity", "--passphrase-file", "--key-command", "-p", "--recipient")
-
-
-def no_key_hint(args):
-    options = [o for o in _KEY_OPTIONS if o in args or (o == "-p" and "--passphrase" in args)]
-    variables = "ENCPIPE_KEY or ENCPIPE_PASSPHRASE" if "--passphrase" in args else "ENCPIPE_KEY"
-    return f"set {variables}, or use {', '.join(options[:-1])} or {options[-1]}"
 
 
 def progress(args, io, label, total=None):
@@ -196,7 +159,7 @@ def cmd_seal(args, io):
     path = args["--output"]
     if not path:
         ciphertext_output(io)
-    recipients = load_keys(args, io, sources, sealing=True)
+    recipients = load_keys(loader(args, io), args, sources, sealing=True)
     size = args.get("--size")
     total = _int_option(size, "--size", 0, 1 << 62) if size is not None else input_size(io.stdin)
     reporter = progress(args, io, "seal", total)
@@ -215,7 +178,7 @@ def cmd_seal(args, io):
 def _identities(args, io, data_from_stdin, **hint):
     sources = key_sources(args)
     _refuse_stdin_secrets(sources, data_from_stdin, **hint)
-    return load_keys(args, io, sources, sealing=False)
+    return load_keys(loader(args, io), args, sources, sealing=False)
 
 
 def cmd_open(args, io):
@@ -255,7 +218,7 @@ def cmd_inspect(args, io):
         if args["--verify"]:
             _refuse_stdin_secrets(sources, src is io.stdin)
             keys = legacy.load_keys(loader(args, io), sources, io.env)
-        _print_report(io, args, legacy.inspect_legacy(src, keys))
+        print_report(io, args["--json"], legacy.inspect_legacy(src, keys))
         return 0
     sealed = read_sealed_header(src)
     report = header_report(sealed)
@@ -266,7 +229,7 @@ def cmd_inspect(args, io):
         _finish(reporter)
         report.update(verified=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
         report["payload_bytes"] = info.chunks * fmt.TAG_LEN + info.plaintext_bytes
-        _print_report(io, args, report)
+        print_report(io, args["--json"], report)
         return 0
     report["payload_bytes"] = count_remaining(src)
     shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
@@ -277,39 +240,8 @@ def cmd_inspect(args, io):
             hint="nothing was authenticated (not verified); inspect --verify with a key finds the first bad chunk",
         )
     report.update(plaintext_bytes=shape[0], chunks=shape[1])
-    _print_report(io, args, report)
+    print_report(io, args["--json"], report)
     return 0
-
-
-def header_report(sealed):
-    header = sealed.header
-    return {
-        "format": "encpipe",
-        "version": header.version,
-        "suite": fmt.SUITE_NAMES[header.suite],
-        "chunk_size": header.chunk_size,
-        "header_bytes": sealed.size,
-        "payload_bytes": None,
-        "plaintext_bytes": None,
-        "chunks": None,
-        "verified": False,
-        "slots": [slot.describe() for slot in sealed.slots],
-    }
-
-
-NOT_VERIFIED = "header and length only: not verified (use --verify with a key to authenticate every chunk)"
-
-
-def _print_report(io, args, report):
-    """The report as JSON or as lines; either says what was checked."""
-    report["checked"] = "every chunk: verified" if report.get("verified") else NOT_VERIFIED
-    if args["--json"]:
-        io.print_json(report)
-        return
-    shown = {k: v for k, v in report.items() if k not in ("slots", "verified") and v is not None}
-    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()]
-    lines += [f"slot {i}: {envelope.slot_label(d)}" for i, d in enumerate(report.get("slots", []), 1)]
-    io.print("\n".join(lines))
 
 
 def cmd_rewrap(args, io):
@@ -325,12 +257,7 @@ def cmd_rewrap(args, io):
     additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
     total = input_size(src)
     reporter = progress(args, io, "rewrap", total)
-    on_progress = reporter
-    if reporter and total is not None:  # count the header too, to reach the file's size
-        start = src.tell()
-
-        def on_progress(_payload_bytes):
-            reporter(src.tell() - start)
+    on_progress = _whole_file(reporter, src) if reporter and total is not None else reporter
     rewrap = dict(add=additions, remove_ids=args["--remove"], replace_all=args["--replace"], on_progress=on_progress)
     if path is None:
         envelope.rewrap(src, ciphertext_output(io, to_file="--in-place FILE"), identities, **rewrap)
@@ -340,6 +267,13 @@ def cmd_rewrap(args, io):
                                       replaces=before, allow_shared=args["--allow-shared-dir"])
     _finish(reporter)
     return 0
+
+
+def _whole_file(reporter, src):
+    """rewrap reports payload bytes; count from the file's start instead, header
+    included, so that the total (the file's size) is reached."""
+    start = src.tell()
+    return lambda _payload_bytes: reporter(src.tell() - start)
 
 
 def fsync_directory(directory):
@@ -401,7 +335,7 @@ def cmd_pubkey(args, io):
 
 
 def cmd_keyid(args, io):
-    keys = load_keys(args, io, key_sources(args), sealing=True)  # identities as their public keys
+    keys = load_keys(loader(args, io), args, key_sources(args), sealing=True)  # identities as their public keys
     ids = [k.key_id.hex() for k in keys if not isinstance(k, Passphrase)]
     if not ids:
         raise UsageError("passphrases have no key id")

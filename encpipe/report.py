@@ -1,0 +1,35 @@
+"""inspect's report: what the header says, what was counted, and what was checked."""
+
+from . import envelope
+from . import format as fmt
+
+
+def header_report(sealed):
+    header = sealed.header
+    return {
+        "format": "encpipe",
+        "version": header.version,
+        "suite": fmt.SUITE_NAMES[header.suite],
+        "chunk_size": header.chunk_size,
+        "header_bytes": sealed.size,
+        "payload_bytes": None,
+        "plaintext_bytes": None,
+        "chunks": None,
+        "verified": False,
+        "slots": [slot.describe() for slot in sealed.slots],
+    }
+
+
+NOT_VERIFIED = "header and length only: not verified (use --verify with a key to authenticate every chunk)"
+
+
+def print_report(io, as_json, report):
+    """The report as JSON or as lines; either says what was checked."""
+    report["checked"] = "every chunk: verified" if report.get("verified") else NOT_VERIFIED
+    if as_json:
+        io.print_json(report)
+        return
+    shown = {k: v for k, v in report.items() if k not in ("slots", "verified") and v is not None}
+    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()]
+    lines += [f"slot {i}: {envelope.slot_label(d)}" for i, d in enumerate(report.get("slots", []), 1)]
+    io.print("\n".join(lines))
