@@ -17,14 +17,24 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def system_site_packages():
+    """The site-packages of the Python under any virtual environment, and of /usr/bin/python3."""
+    directories = set(site.getsitepackages([sys.base_prefix]))
+    if os.path.exists("/usr/bin/python3"):
+        listed = subprocess.run(["/usr/bin/python3", "-c", "import site; print(*site.getsitepackages(), sep=chr(10))"],
+                                capture_output=True, text=True).stdout
+        directories |= set(listed.split())
+    return sorted(d for d in directories if os.path.isdir(d))
+
+
 def _tree(directories):
-    """Every entry under the site-packages directories, with its mtime."""
+    """The entries of the site-packages directories (an install adds or replaces
+    top-level packages and .dist-info directories), with their mtimes."""
     found = {}
     for directory in directories:
-        for root, dirs, files in os.walk(directory):
-            for name in dirs + files:
-                path = os.path.join(root, name)
-                found[path] = os.lstat(path).st_mtime_ns
+        found[directory] = os.stat(directory).st_mtime_ns
+        for entry in os.scandir(directory):
+            found[entry.path] = entry.stat(follow_symlinks=False).st_mtime_ns
     return found
 
 
@@ -64,7 +74,7 @@ def test_the_bare_python_lacks_the_dependencies(clone):
 
 def test_demo_in_a_fresh_clone_installs_once_and_leaves_the_system_alone(clone, tmp_path):
     target, bare = clone
-    system = _tree(site.getsitepackages())
+    system = _tree(system_site_packages())
     demo = [str(target / "scripts" / "encpipe-demo")]
     first = subprocess.run(demo, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -76,7 +86,7 @@ def test_demo_in_a_fresh_clone_installs_once_and_leaves_the_system_alone(clone, 
     assert again.returncode == 0, again.stderr
     assert "installing" not in again.stderr and again.stdout.splitlines()[-1].startswith("==> Done; removing ")
     assert (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns == stamp
-    assert _tree(site.getsitepackages()) == system
+    assert _tree(system_site_packages()) == system
 
 
 def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone, tmp_path):
@@ -101,7 +111,7 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
 
 def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
     target, bare = clone
-    system = _tree(site.getsitepackages())
+    system = _tree(system_site_packages())
     args = [str(target / "scripts" / "test"), "tests/test_docs.py"]
     first = subprocess.run(args, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -110,7 +120,7 @@ def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
     again = subprocess.run(args, cwd="/", env=fresh_env(bare), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "installing" not in again.stderr and "4 passed" in again.stdout
     assert (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns == stamp
-    assert _tree(site.getsitepackages()) == system
+    assert _tree(system_site_packages()) == system
     nothing = subprocess.run([*args, "-k", "no_test_has_this_name"], env=fresh_env(bare), capture_output=True)
     assert nothing.returncode == 5  # pytest's "no tests collected" stays a failure
     ignored = subprocess.run(["git", "-C", str(target), "check-ignore", ".venv/bin/python"], capture_output=True)
