@@ -207,8 +207,10 @@ def _postgres_steps(tools):
     step(f"Looking for {MARKER} in the plain dump and in the backup")
     plain = subprocess.run(["pg_dump", "shop"], capture_output=True, check=True).stdout
     with open(sealed, "rb") as f:
-        found = f.read().count(MARKER.encode())
-    print(f"pg_dump shop: {plain.count(MARKER.encode())} times; {os.path.basename(sealed)}: {found} times")
+        found = sum(MARKER.encode() in line for line in f)
+    plain_lines = sum(MARKER.encode() in line for line in plain.splitlines())
+    print(f"pg_dump shop: {plain_lines} lines")
+    print(f"{os.path.basename(sealed)}: {found} lines")
     if found:
         raise DemoFailed("the backup contains readable data")
 

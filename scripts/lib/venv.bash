@@ -17,7 +17,7 @@ checkout_venv() {
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
     "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
-  if [[ ! -x "${venv}/bin/python" ]] && ! python3 -m venv -- "${venv}" >&2; then
+  if [[ ! -x "${venv}/bin/python" ]] && ! python3 -m venv --clear -- "${venv}" >&2; then
     rm -rf -- "${venv}"
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
     printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
