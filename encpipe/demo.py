@@ -162,7 +162,8 @@ def _comparable_dump(db):
 
 def postgres(base, bindir):
     """The backup, list, verify and restore tour against a throwaway cluster."""
-    tools = {name: shutil.which(name) for name in ("encpipe-backup", "encpipe-restore", "encpipe-list", "encpipe-verify")}
+    names = ("encpipe-backup", "encpipe-restore", "encpipe-list", "encpipe-verify")
+    tools = {name: shutil.which(name) for name in names}
     if not (tools["encpipe-backup"] and tools["encpipe-restore"]):
         raise DemoFailed("encpipe-backup and encpipe-restore not found")
     os.chdir(base)

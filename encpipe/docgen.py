@@ -86,7 +86,8 @@ def completion():
     commands = [c for c in COMMANDS]
     every = sorted({o for c in commands for o in options_of(c)})
     valued = [o for o in every if takes_argument(o)]
-    files = [o for o in valued if any(o in names and re.search(r" (FILE|DIR)\b", line) for names, line in option_lines())]
+    files = [o for o in valued
+             if any(o in names and re.search(r" (FILE|DIR)\b", line) for names, line in option_lines())]
     cases = "".join(
         f"    {c}) options=\"{' '.join(sorted(options_of(c)))}\" ;;\n" for c in commands if c != "help")
     return f"""# bash completion for encpipe; generated from its usage text by python3 -m encpipe.docgen

@@ -3,9 +3,11 @@ completion, generated from the usage texts, installed with the package, and
 working: `man -l` renders each installed page, bash completes commands and options."""
 
 import configparser
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -34,12 +36,21 @@ def test_setup_cfg_installs_a_page_per_command_and_the_completion():
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """The package installed from this checkout into a fresh prefix."""
-    prefix = tmp_path_factory.mktemp("prefix")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-warn-script-location",
-                    "--prefix", str(prefix), str(REPO)], check=True, capture_output=True, timeout=600,
-                   env={"PATH": "/usr/bin:/bin", "HOME": str(prefix), "PIP_BREAK_SYSTEM_PACKAGES": "1",
-                        "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    """The data files of the wheel built from this checkout, where an install puts
+    them under its prefix (no environment is touched: pip would replace the
+    running one's encpipe)."""
+    base = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base), str(REPO)],
+                   check=True, capture_output=True, timeout=600,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(base), "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    (wheel,) = base.glob("encpipe-*.whl")
+    prefix = base / "prefix"
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            data = re.match(r"^encpipe-[^/]+\.data/data/(.+)$", name)
+            if data:
+                (prefix / data.group(1)).parent.mkdir(parents=True, exist_ok=True)
+                (prefix / data.group(1)).write_bytes(archive.read(name))
     return prefix
 
 

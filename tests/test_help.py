@@ -102,7 +102,8 @@ def test_a_command_guess_for_close_and_common_names():
 # --- acceptance 9: a missing dependency is one line ----------------------------------
 
 MISSING = 'raise ModuleNotFoundError("No module named {0!r}", name={0!r})\n'
-OLD_DOCOPT = '__version__ = "0.6.2"\n\ndef docopt(doc, argv=None, help=True, version=None, options_first=False):\n    pass\n'
+OLD_DOCOPT = ('__version__ = "0.6.2"\n\n'
+              "def docopt(doc, argv=None, help=True, version=None, options_first=False):\n    pass\n")
 
 
 def _shimmed(tmp_path, files, argv):

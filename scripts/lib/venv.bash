@@ -4,15 +4,17 @@
 
 # checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing and installs
 # the checkout into it (editable) with EXTRAS ("" or e.g. "test,fast"), unless
-# its stamp says this setup.cfg was already installed so. The stamp keeps one
-# line per set of extras, keyed on the hash of setup.cfg and pyproject.toml.
+# its stamp says this setup.cfg was already installed so (and encpipe imports).
+# The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
+# pyproject.toml.
 checkout_venv() {
   local root="$1" extras="$2"
   local venv="${root}/.venv"
   local stamp="${venv}/.encpipe-installed" want
   want="$(cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | sha256sum)"
   want="${want%% *} [${extras}]"
-  if [[ -x "${venv}/bin/python" ]] && grep -qxF -- "${want}" "${stamp}" 2>/dev/null; then
+  if [[ -x "${venv}/bin/python" ]] && grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
+    && "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null; then
     return 0
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
