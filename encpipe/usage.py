@@ -172,11 +172,14 @@ def summary(command):
 
 def command_help(command):
     """`encpipe COMMAND --help`: its summary, its usage, and only its options."""
+    import textwrap
+
     patterns = _patterns()[command]
-    lines = [f"encpipe {command}: {summary(command)}", "", "Usage:", *patterns,
+    lines = [textwrap.fill(f"encpipe {command}: {summary(command)}", 80), "", "Usage:", *patterns,
              f"  encpipe {command} (-h | --help)", "", "Options:"]
     accepted = options_of(command)
-    lines += [line for names, line in option_lines() if set(names) & accepted]
+    lines += [line for names, line in option_lines() if set(names) & accepted and "--help" not in names]
+    lines.append("  -h, --help                 Show this text.")
     if "--key-file" in accepted:
         lines.append("  Without a key option, ENCPIPE_KEY (64 hex digits) and ENCPIPE_PASSPHRASE are used.")
     return "\n".join(lines) + "\n"
