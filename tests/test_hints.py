@@ -23,9 +23,11 @@ class _Terminal(io.BytesIO):
         return True
 
 
-def _to_terminal(argv, stdin, env):
+def _to_terminal(argv, stdin, env, which="stdout"):
     err = io.StringIO()
-    code = main(argv, stdin=io.BytesIO(stdin), stdout=_Terminal(), stderr=err, env=env)
+    streams = {"stdin": _Terminal(stdin) if which == "stdin" else io.BytesIO(stdin),
+               "stdout": _Terminal() if which == "stdout" else io.BytesIO()}
+    code = main(argv, **streams, stderr=err, env=env)
     return code, err.getvalue()
 
 
@@ -36,7 +38,7 @@ def _legacy_file():
 
 
 CASES = [
-    # (argv, stdin, env, in a terminal?)
+    # (argv, stdin, env, a terminal: False, True (stdout) or "stdin")
     (["seal"], b"x", {}, False),
     (["open"], SEALED, {}, False),
     (["inspect", "--verify"], SEALED, {}, False),
@@ -56,6 +58,9 @@ CASES = [
     (["open", "--keyfile", "x"], b"", {}, False),
     (["seal", "extra"], b"", {}, False),
     (["open", "--key-file", "/nonexistent"], SEALED, {}, False),
+    (["open"], SEALED, key_env(), "stdin"),
+    (["inspect"], SEALED, key_env(), "stdin"),
+    (["rewrap"], SEALED, key_env(), "stdin"),
 ]
 
 
@@ -67,7 +72,7 @@ def _hint(result_stderr):
 @pytest.mark.parametrize("argv, stdin, env, terminal", CASES, ids=lambda v: None)
 def test_a_hint_names_only_options_its_command_takes(argv, stdin, env, terminal, tmp_path):
     if terminal:
-        code, stderr = _to_terminal(argv, stdin, env)
+        code, stderr = _to_terminal(argv, stdin, env, "stdin" if terminal == "stdin" else "stdout")
     else:
         result = run(argv, stdin, env)
         code, stderr = result.code, result.stderr
