@@ -6,9 +6,10 @@ from . import aead, envelope, safefile
 from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
+from .keyargs import load_keys, secret_paths
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
-from .inspection import print_report, report_header
-from .progress import ProgressReporter
+from .progress import ProgressReporter, input_size
+from .report import header_report, print_report
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
 from .workers import chunk_log2, int_option, thread_option, threads
@@ -26,12 +27,12 @@ def dispatch(args, io):
 
 def key_sources(args):
     return KeySources(
-        key_files=args["--key-file"],
+        key_files=secret_paths(args, "--key-file"),
         key_commands=args["--key-command"],
-        identity_files=args["--identity"],
+        identity_files=secret_paths(args, "--identity"),
         recipients=args.get("--recipient") or [],
         recipient_files=args.get("--recipient-file") or [],
-        passphrase_files=args.get("--passphrase-file") or [],
+        passphrase_files=secret_paths(args, "--passphrase-file"),
         passphrase_fds=[int_option(fd, "--passphrase-fd", 0, 1 << 20) for fd in args.get("--passphrase-fd") or []],
         passphrase_commands=args.get("--passphrase-command") or [],
         prompt=bool(args.get("--passphrase")),
@@ -47,8 +48,15 @@ def loader(args, io):
     )
 
 
-def progress(args, io, label):
-    return ProgressReporter(io.stderr, label) if args.get("--progress") else None
+def progress(args, io, label, total=None):
+    return ProgressReporter(io.stderr, label, total=total) if args.get("--progress") else None
+
+
+def plaintext_total(sealed, src):
+    """The plaintext size a sealed regular file implies (its header already read), else None."""
+    remaining = input_size(src)
+    shape = envelope.payload_shape(remaining, sealed.header.chunk_size) if remaining is not None else None
+    return shape[0] if shape else None
 
 
 def _finish(reporter):
@@ -59,8 +67,14 @@ def _finish(reporter):
 # --- streams ---------------------------------------------------------------
 
 
-def open_input(path, io):
+def open_input(path, io, command="open"):
     if path in (None, "-"):
+        if io.stdin.isatty():
+            to_file = "--in-place FILE" if command == "rewrap" else "a FILE argument"
+            raise UsageError(
+                "refusing to read encrypted data from a terminal",
+                hint=f"redirect standard input from a file or a pipe, or use {to_file}",
+            )
         return io.stdin
     try:
         return open(path, "rb")
@@ -68,19 +82,17 @@ def open_input(path, io):
         raise InputUnavailable(f"cannot open {path}: {e.strerror or e}") from None
 
 
-def _refuse_stdin_secrets(sources, data_from_stdin):
+def _refuse_stdin_secrets(sources, data_from_stdin,
+                          hint="give the data as a FILE argument, or the secret another way"):
     if data_from_stdin and sources.reads_stdin():
-        raise UsageError(
-            "standard input cannot carry both the data and a key or passphrase",
-            hint="give the data as a FILE argument, or the secret another way",
-        )
+        raise UsageError("standard input cannot carry both the data and a key or passphrase", hint=hint)
 
 
-def ciphertext_output(io):
+def ciphertext_output(io, to_file="-o FILE"):
     if io.stdout.isatty():
         raise UsageError(
             "refusing to write encrypted data to a terminal",
-            hint="redirect standard output to a file or a pipe, or use -o FILE",
+            hint=f"redirect standard output to a file or a pipe, or use {to_file}",
         )
     return io.stdout
 
@@ -120,15 +132,17 @@ def cmd_seal(args, io):
     if chunk is None:
         chunk = fmt.PIPE_CHUNK_LOG2 if from_pipe else fmt.FILE_CHUNK_LOG2
     sources = key_sources(args)
-    _refuse_stdin_secrets(sources, data_from_stdin=True)
+    _refuse_stdin_secrets(sources, True, hint="seal reads the data from standard input: give the secret from a file")
     aead.library()
     workers = threads(args, 1 << chunk, pipe_end=from_pipe)
     path = args["--output"]
     if not path:
         ciphertext_output(io)
-    recipients = loader(args, io).load(sources, sealing=True)
+    recipients = load_keys(loader(args, io), args, sources, sealing=True)
     signed_by = signing_keys(args, io, data_from_stdin=True)
-    reporter = progress(args, io, "seal")
+    size = args.get("--size")
+    total = int_option(size, "--size", 0, 1 << 62) if size is not None else input_size(io.stdin)
+    reporter = progress(args, io, "seal", total)
 
     def write(out):
         envelope.seal(
@@ -143,10 +157,10 @@ def cmd_seal(args, io):
     return 0
 
 
-def _identities(args, io, data_from_stdin):
+def _identities(args, io, data_from_stdin, **hint):
     sources = key_sources(args)
-    _refuse_stdin_secrets(sources, data_from_stdin)
-    return loader(args, io).load(sources, sealing=False)
+    _refuse_stdin_secrets(sources, data_from_stdin, **hint)
+    return load_keys(loader(args, io), args, sources, sealing=False)
 
 
 def cmd_open(args, io):
@@ -166,7 +180,7 @@ def cmd_open(args, io):
     workers = threads(args, sealed.header.chunk_size, pipe_end=is_pipe(io.stdout))
     identities = _identities(args, io, from_stdin)
     trusted = signers(args, io)
-    reporter = progress(args, io, "open")
+    reporter = progress(args, io, "open", plaintext_total(sealed, src))
     info = envelope.open_sealed(
         sealed,
         src,
@@ -197,7 +211,7 @@ def _warn_forgeable(io, sealed, info):
 
 def cmd_inspect(args, io):
     thread_option(args)  # a malformed --threads is a usage error before anything is read
-    src = open_input(args["FILE"], io)
+    src = open_input(args["FILE"], io, "inspect")
     if args["--legacy"]:
         from . import legacy
 
@@ -209,13 +223,13 @@ def cmd_inspect(args, io):
         print_report(io, args["--json"], legacy.inspect_legacy(src, keys))
         return 0
     sealed = read_sealed_header(src)
-    report = report_header(sealed)
+    report = header_report(sealed)
     if args["--verify"]:
         aead.library()
         workers = threads(args, sealed.header.chunk_size)
         identities = _identities(args, io, src is io.stdin)
         trusted = signers(args, io)
-        reporter = progress(args, io, "verify")
+        reporter = progress(args, io, "verify", plaintext_total(sealed, src))
         info = envelope.open_sealed(
             sealed, src, None, identities, threads=workers, signers=trusted, on_progress=reporter
         )
@@ -231,7 +245,11 @@ def cmd_inspect(args, io):
         report["signers"] = envelope.trailer_signers(sealed, tail)
     shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
     if not shape:
-        raise InvalidStream(f"payload of {report['payload_bytes']} bytes cannot be a complete stream (truncated?)")
+        raise InvalidStream(
+            f"truncated or corrupt: a payload of {report['payload_bytes']} bytes cannot be a complete stream"
+            f" of {sealed.header.chunk_size}-byte chunks",
+            hint="nothing was authenticated (not verified); inspect --verify with a key finds the first bad chunk",
+        )
     report.update(plaintext_bytes=shape[0], chunks=shape[1])
     print_report(io, args["--json"], report)
     return 0
@@ -239,32 +257,42 @@ def cmd_inspect(args, io):
 
 def cmd_rewrap(args, io):
     path = args["--in-place"]
-    src, before = safefile.open_source(path) if path else (io.stdin, None)
-    identities = _identities(args, io, data_from_stdin=path is None)
+    src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)
+    hint = "rewrap a file with --in-place FILE, or give the secret from a file"
+    identities = _identities(args, io, path is None, hint=hint)
     signed_by, trusted = signing_keys(args, io, data_from_stdin=path is None), signers(args, io)
     add_sources = KeySources(
-        key_files=args["--add-key-file"],
+        key_files=secret_paths(args, "--add-key-file"),
         recipients=args["--add-recipient"],
-        passphrase_files=args["--add-passphrase-file"],
+        passphrase_files=secret_paths(args, "--add-passphrase-file"),
     )
     additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
-    reporter = progress(args, io, "rewrap")
+    total = input_size(src)
+    reporter = progress(args, io, "rewrap", total)
+    on_progress = _whole_file(reporter, src) if reporter and total is not None else reporter
     rewrap = dict(
         add=additions,
         remove_ids=args["--remove"],
         replace_all=args["--replace"],
-        on_progress=reporter,
+        on_progress=on_progress,
         signing_keys=signed_by,
         signers=trusted,
     )
     if path is None:
-        envelope.rewrap(src, ciphertext_output(io), identities, **rewrap)
+        envelope.rewrap(src, ciphertext_output(io, to_file="--in-place FILE"), identities, **rewrap)
     else:
         with src:
             safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),
                                       replaces=before, allow_shared=args["--allow-shared-dir"])
     _finish(reporter)
     return 0
+
+
+def _whole_file(reporter, src):
+    """rewrap reports payload bytes; count from the file's start instead, header
+    included, so that the total (the file's size) is reached."""
+    start = src.tell()
+    return lambda _payload_bytes: reporter(src.tell() - start)
 
 
 def fsync_directory(directory):
@@ -335,7 +363,7 @@ def cmd_keyid(args, io):
     keys = [k.verify_key for k in signing_keys(args, io)]
     keys += signers(args, io) if args["--signer"] or args["--signer-file"] else []
     if sources.any_given() or not keys:  # identities as their public keys; else the environment
-        keys += loader(args, io).load(sources, sealing=True)
+        keys += load_keys(loader(args, io), args, sources, sealing=True)
     ids = [k.key_id.hex() for k in keys if not isinstance(k, Passphrase)]
     if not ids:
         raise UsageError("passphrases have no key id")

@@ -52,6 +52,12 @@ class Changed(EncpipeError):
     exit_code = 75
 
 
+class MissingDependency(EncpipeError):
+    """A Python package encpipe needs (pycryptodome, docopt-ng) cannot be imported."""
+
+    exit_code = 69
+
+
 class IOFailure(EncpipeError):
     """Reading the data or writing the output failed (disk full, read-only target, I/O error)."""
 

@@ -1,4 +1,5 @@
-"""--progress: bytes done, rate and elapsed time on standard error.
+"""--progress: bytes done, rate and elapsed time on standard error, and with a
+known total (a regular file, or seal --size N), the percentage and the ETA.
 
 On a terminal the line is redrawn in place; otherwise one plain line is
 written every few seconds, as log files and `pv -n` users expect.
@@ -20,11 +21,33 @@ def human_bytes(n):
     raise AssertionError("unreachable")
 
 
+def clock_time(seconds):
+    """1:05 or 2:03:04."""
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def input_size(stream):
+    """The bytes left in `stream` when it is a regular file, else None."""
+    import os
+    import stat
+
+    try:
+        fd = stream.fileno()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return max(0, info.st_size - stream.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class ProgressReporter:
     """Called with the running byte count after each chunk; cheap between reports."""
 
-    def __init__(self, stream, label, clock=time.monotonic):
-        self._stream, self._label, self._clock = stream, label, clock
+    def __init__(self, stream, label, clock=time.monotonic, total=None):
+        self._stream, self._label, self._clock, self.total = stream, label, clock, total
         self._tty = stream.isatty()
         self._interval = TTY_INTERVAL if self._tty else LOG_INTERVAL
         self._start = clock()
@@ -43,10 +66,14 @@ class ProgressReporter:
 
     def _emit(self, now, final):
         elapsed = max(now - self._start, 1e-9)
-        line = (
-            f"encpipe: {self._label}: {human_bytes(self._done)} in {elapsed:.1f} s"
-            f" ({human_bytes(self._done / elapsed)}/s)"
-        )
+        rate = self._done / elapsed
+        done = human_bytes(self._done)
+        if self.total:
+            percent = min(100, self._done * 100 // self.total)
+            done = f"{percent}% {done} of {human_bytes(self.total)}"
+        line = f"encpipe: {self._label}: {done} in {elapsed:.1f} s ({human_bytes(rate)}/s)"
+        if self.total and not final and rate > 0 and self._done < self.total:
+            line += f", ETA {clock_time((self.total - self._done) / rate)}"
         if self._tty:
             self._stream.write("\r\033[K" + line + ("\n" if final else ""))
         else:

@@ -398,7 +398,7 @@ def test_demo_runs_and_cleans_up(pg, tools):
 def test_readme_quick_start_begins_with_the_demo():
     readme = (REPO / "README.md").read_text()
     quick_start = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
-    commands = [line.strip() for line in quick_start.splitlines() if line.startswith("    ")]
+    commands = re.findall(r"^```[a-z]*\n(.*?)\n```$", quick_start, re.M | re.S)
     assert commands[0] == "scripts/encpipe-demo"
     section = readme.split("\n## Backups with PostgreSQL\n", 1)[1].split("\n## ", 1)[0]
     assert "encpipe-backup@shop.timer" in section

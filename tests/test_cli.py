@@ -369,3 +369,40 @@ def test_keyid_of_a_public_key_matches_its_identity(tmp_path):
     sealed = seal(b"x", {}, ["--recipient", public])
     assert by_public == by_identity
     assert json.loads(run(["inspect", "--json"], sealed).stdout)["slots"][0]["key_id"] == by_public.decode().strip()
+
+
+# --- inspect says what it checked (acceptance 7) -------------------------------
+
+
+def test_inspect_without_verify_says_not_verified(sealed):
+    text = run(["inspect"], sealed).stdout.decode()
+    assert "checked: header and length only: not verified" in text and "verified: False" not in text
+    report = json.loads(run(["inspect", "--json"], sealed).stdout)
+    assert report["verified"] is False and "not verified" in report["checked"]
+    verified = run(["inspect", "--verify"], sealed, key_env()).stdout.decode()
+    assert "checked: every chunk: verified" in verified and "not verified" not in verified
+
+
+def test_inspect_of_a_cut_at_a_chunk_boundary_is_not_verified(sealed):
+    header = len(sealed) - (len(DATA) + 4 * 16)
+    cut = sealed[: header + 2 * (CHUNK + 16)]  # two whole chunks: a plausible, shorter stream
+    result = run(["inspect"], cut)
+    assert result.code == 0 and "not verified" in result.stdout.decode()
+    assert "plaintext bytes: 32768" in result.stdout.decode()
+    assert run(["inspect", "--verify"], cut, key_env()).code == 65
+
+
+def test_inspect_of_a_cut_inside_a_chunk_with_a_possible_length_is_not_verified(sealed):
+    result = run(["inspect"], sealed[:-100])
+    assert result.code == 0 and "not verified" in result.stdout.decode()
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_inspect_of_a_cut_inside_a_chunk_is_truncated_or_corrupt(sealed, json_flag):
+    header = len(sealed) - (len(DATA) + 4 * 16)
+    # Ten bytes into the third chunk: too short to hold even a tag, so no stream has this length.
+    result = run(["inspect", *json_flag], sealed[: header + 2 * (CHUNK + 16) + 10])
+    assert (result.code, result.stdout) == (65, b"")
+    assert_one_line_error(result.stderr)
+    assert "truncated or corrupt: a payload of" in result.stderr and "cannot be a complete stream" in result.stderr
+    assert "not verified" in result.stderr

@@ -397,6 +397,7 @@ def test_inspect_legacy_without_key_reports_sizes():
             "payload_bytes": 100000,
             "plaintext_bytes": 100000,
             "verified": False,
+            "checked": "header and length only: not verified (use --verify with a key to authenticate every chunk)",
         }
 
 

@@ -9,6 +9,8 @@ output as without it; encpipe-backup and encpipe-restore pass it through.
 import io
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -17,7 +19,10 @@ from encpipe.progress import ProgressReporter
 from test_backup_restore import BACKUP, ensure_small, key_file, restore, script_env, tools  # noqa: F401 (fixtures)
 from test_backup_restore import run as run_script
 
-LINE = re.compile(r"^encpipe: (?P<label>[a-z]+): (?P<done>[0-9.]+ [KMGT]?i?B) in [0-9]+\.[0-9] s \([0-9.]+ [KMGT]?i?B/s\)$")
+LINE = re.compile(
+    r"^encpipe: (?P<label>[a-z]+): (?:(?P<percent>[0-9]+)% )?(?P<done>[0-9.]+ [KMGT]?i?B)(?: of [0-9.]+ [KMGT]?i?B)?"
+    r" in [0-9]+\.[0-9] s \([0-9.]+ [KMGT]?i?B/s\)(?:, ETA [0-9:]+)?$"
+)
 
 
 class _Clock:
@@ -131,3 +136,51 @@ def test_backup_and_restore_pass_progress_through(pg, tools, key_file, tmp_path)
     assert done.returncode == 0, done.stderr.decode()
     assert _has_progress_line(done.stderr, "open")
     pg.dropdb("bk_progress_restored")
+
+
+# --- a known total: percentage and ETA (acceptance 8) -----------------------------
+
+
+def test_with_a_total_the_log_shows_percentage_and_eta():
+    clock, log = _Clock(), io.StringIO()
+    reporter = ProgressReporter(log, "seal", clock, total=20 << 20)
+    _feed(reporter, clock, 12, 0.5)
+    reporter.finish()
+    assert log.getvalue().splitlines() == [
+        "encpipe: seal: 50% 10.0 MiB of 20.0 MiB in 5.0 s (2.0 MiB/s), ETA 0:05",
+        "encpipe: seal: 100% 20.0 MiB of 20.0 MiB in 10.0 s (2.0 MiB/s)",
+        "encpipe: seal: 100% 24.0 MiB of 20.0 MiB in 12.0 s (2.0 MiB/s)",
+    ]
+
+
+def test_seal_size_gives_a_pipe_a_total():
+    result = run(["seal", "--progress", "--size", str(len(DATA))], DATA, key_env())
+    assert result.code == 0 and result.stderr.splitlines()[-1].startswith("encpipe: seal: 100% 3.0 MiB of 3.0 MiB in ")
+    assert run(["seal", "--size", "lots", "--progress"], DATA, key_env()).code == 64
+
+
+def _process(argv, stdin_path, tmp_path):
+    with open(stdin_path, "rb") as stdin:
+        done = subprocess.run([sys.executable, "-m", "encpipe", *argv], stdin=stdin, capture_output=True,
+                              env={"ENCPIPE_KEY": "a" * 64, "PYTHONPATH": ":".join(sys.path), "PATH": "/usr/bin:/bin"},
+                              cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.decode().splitlines()
+    assert lines and all(LINE.match(line) for line in lines), lines
+    return lines[-1]
+
+
+def test_progress_on_regular_files_reaches_100_percent(tmp_path, sealed):
+    plain, enc = tmp_path / "plain", tmp_path / "f.enc"
+    plain.write_bytes(DATA)
+    enc.write_bytes(sealed)
+    assert _process(["seal", "--progress", "-o", "out.enc"], plain, tmp_path).startswith(
+        "encpipe: seal: 100% 3.0 MiB of 3.0 MiB in ")
+    assert _process(["open", "--progress", str(enc)], "/dev/null", tmp_path).startswith(
+        "encpipe: open: 100% 3.0 MiB of 3.0 MiB in ")
+    assert _process(["open", "--progress"], enc, tmp_path).startswith("encpipe: open: 100% 3.0 MiB of 3.0 MiB")
+    assert _process(["inspect", "--verify", "--progress", str(enc)], "/dev/null", tmp_path).startswith(
+        "encpipe: verify: 100% 3.0 MiB of 3.0 MiB in ")
+    size = len(sealed) / 2**20
+    assert _process(["rewrap", "--progress", "--in-place", str(enc)], "/dev/null", tmp_path).startswith(
+        f"encpipe: rewrap: 100% {size:.1f} MiB of {size:.1f} MiB in ")

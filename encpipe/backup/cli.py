@@ -220,12 +220,24 @@ def usage_message(argv, error, commands):
 COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify, "check": cmd_check}
 
 
+def script_help(name):
+    """USAGE as encpipe-NAME's own help: its usage lines, under its name."""
+    head, rest = USAGE.split("Usage:\n", 1)
+    patterns, tail = rest.split("\n\n", 1)
+    mine = [p for p in re.split(r"\n(?=  encpipe-backups )", patterns) if p.startswith(f"  encpipe-backups {name} ")]
+    text = "Usage:\n" + "\n".join(mine) + f"\n  encpipe-backups {name} (-h | --help)\n\n" + tail
+    return f"encpipe-{name}: {head.split(': ', 1)[1].strip()}\n\n" + text.replace("encpipe-backups ", "encpipe-")
+
+
 def main(argv=None, *, stdout=None, stderr=None, env=None):
     """Run one command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     name = argv[0] if argv and argv[0] in COMMANDS else "backups"
     io = Io(None, stdout or sys.stdout.buffer, stderr or sys.stderr, os.environ if env is None else env,
             prog=f"encpipe-{name}")
+    if name in COMMANDS and {"-h", "--help"} & set(argv):
+        io.print(script_help(name))
+        return 0
     try:
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:

@@ -1,10 +1,10 @@
-"""What `encpipe inspect` reports: a header's fields, and how they print."""
+"""inspect's report: what the header says, what was counted, and what was checked."""
 
 from . import envelope
 from . import format as fmt
 
 
-def report_header(sealed):
+def header_report(sealed):
     header = sealed.header
     return {
         "format": "encpipe",
@@ -21,11 +21,18 @@ def report_header(sealed):
     }
 
 
+NOT_VERIFIED = "header and length only: not verified (use --verify with a key to authenticate every chunk)"
+
+
 def print_report(io, as_json, report):
+    """The report as JSON or as lines; either says what was checked."""
+    report["checked"] = "every chunk: verified" if report.get("verified") else NOT_VERIFIED
     if as_json:
         io.print_json(report)
         return
-    shown = {k: ", ".join(v) if isinstance(v, list) else v for k, v in report.items() if k != "slots"}
-    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items() if v not in (None, "")]
+    shown = {k: ", ".join(v) if isinstance(v, list) else v
+             for k, v in report.items() if k not in ("slots", "verified")}
+    shown = {k: v for k, v in shown.items() if v not in (None, "")}
+    lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()]
     lines += [f"slot {i}: {envelope.slot_label(d)}" for i, d in enumerate(report.get("slots", []), 1)]
     io.print("\n".join(lines))

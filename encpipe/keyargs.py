@@ -1,0 +1,48 @@
+"""Key options as the command line gives them: paths checked before they are read,
+and a hint, when no key is configured, that names the command's own key options.
+
+No message here shows an option's value: it may be a secret typed in the wrong place.
+"""
+
+import os
+import re
+
+from .errors import NoKeyConfigured, UsageError
+
+_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
+
+
+def secret_paths(args, option):
+    """The paths given to `option`. A value naming no file that looks like a key or
+    passphrase typed in place of its path (hex digits, an identity, spaces, or a
+    bare word) is refused without being shown: no error message echoes a secret."""
+    paths = args.get(option) or []
+    for path in paths:
+        if path in ("-", "") or os.path.lexists(path):
+            continue
+        if _SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path):
+            raise UsageError(
+                f"{option}: no such file, and the value (not shown) may be a key or passphrase instead of a path",
+                hint=f"{option} takes the path of a file that holds the secret",
+            )
+    return paths
+
+
+def load_keys(loader, args, sources, sealing):
+    """The keys `sources` name; without any, a hint that lists the key options
+    this command takes (its docopt dictionary holds exactly those)."""
+    try:
+        return loader.load(sources, sealing=sealing)
+    except NoKeyConfigured as e:
+        if e.hint is None:
+            raise
+        raise NoKeyConfigured(str(e), hint=no_key_hint(args)) from None
+
+
+_KEY_OPTIONS = ("--key-file", "--identity", "--passphrase-file", "--key-command", "-p", "--recipient")
+
+
+def no_key_hint(args):
+    options = [o for o in _KEY_OPTIONS if o in args or (o == "-p" and "--passphrase" in args)]
+    variables = "ENCPIPE_KEY or ENCPIPE_PASSPHRASE" if "--passphrase" in args else "ENCPIPE_KEY"
+    return f"set {variables}, or use {', '.join(options[:-1])} or {options[-1]}"

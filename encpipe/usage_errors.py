@@ -1,0 +1,129 @@
+"""Usage mistakes, named: which option is unknown to which command, what was
+probably meant, and why a refused option is refused. Never echoes a value:
+an argument may be a secret typed in the wrong place."""
+
+import difflib
+import re
+
+from .errors import UsageError
+from .usage import COMMANDS, _patterns, commands_taking, options_of, takes_argument
+
+# Words people try first.
+ALIASES = {"encrypt": "seal", "decrypt": "open", "unseal": "open", "verify": "inspect", "info": "inspect",
+           "genkey": "keygen", "generate": "keygen", "rekey": "rewrap", "pub": "pubkey"}
+_PUBLIC_KEY = "a public key cannot open a file; open with --identity (the secret key) instead"
+# (command, option): why that command refuses it, and what to use.
+REFUSED = {
+    ("open", "--recipient"): _PUBLIC_KEY,
+    ("open", "--recipient-file"): _PUBLIC_KEY,
+    ("inspect", "--recipient"): _PUBLIC_KEY,
+    ("inspect", "--recipient-file"): _PUBLIC_KEY,
+    ("rewrap", "--recipient"): "to add a public key use --add-recipient; to open, --identity",
+    ("rewrap", "--recipient-file"): "to add public keys use --add-recipient; to open, --identity",
+    ("open", "-o"): "open writes to standard output: encpipe open FILE > OUTPUT",
+    ("open", "--output"): "open writes to standard output: encpipe open FILE > OUTPUT",
+    ("rewrap", "-o"): "rewrap writes to standard output (encpipe rewrap < IN > OUT), or use --in-place FILE",
+    ("rewrap", "--output"): "rewrap writes to standard output (encpipe rewrap < IN > OUT), or use --in-place FILE",
+    ("keyid", "--passphrase-file"): "a passphrase has no key id",
+    ("keyid", "-p"): "a passphrase has no key id",
+}
+# Why a command takes no FILE argument.
+NO_FILE = {
+    "seal": "seal reads standard input: encpipe seal < FILE",
+    "rewrap": "rewrap reads standard input; to rewrap a file use --in-place FILE",
+}
+
+
+def unknown_command(command):
+    if command is None:
+        return UsageError("no command given", hint="see encpipe --help")
+    if command.startswith("-"):
+        return UsageError(f"unknown option {command} before a command", hint="see encpipe --help")
+    guess = ALIASES.get(command) or next(iter(difflib.get_close_matches(command, COMMANDS, n=1)), None)
+    hint = f"did you mean encpipe {guess}?" if guess else f"the commands are {', '.join(COMMANDS)}"
+    return UsageError(f"unknown command {_shown(command)}", hint=hint)
+
+
+def _shown(word):
+    """A word safe to echo: short and without key material, else a placeholder."""
+    if len(word) > 32 or re.search(r"[0-9a-fA-F]{32}|SECRET", word):
+        return "(a long argument, not shown)"
+    return repr(word)
+
+
+def explain(command, argv, docopt_text=""):
+    """The UsageError for an `argv` that `command`'s usage does not match."""
+    accepted = options_of(command)
+    seen, positionals = [], []
+    args = argv[1:]
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            positionals += args[i + 1 :]
+            break
+        names = _option_names(token)
+        for name in names:
+            if name not in accepted:
+                return _refused(command, name, accepted)
+        seen += names
+        if names and takes_argument(names[-1]) and not _value_attached(token):
+            i += 1
+        if not names:
+            positionals.append(token)
+        i += 1
+    for name in set(seen):
+        if seen.count(name) > 1 and name not in _repeatable(command):
+            return UsageError(f"{name} given more than once", hint=f"see encpipe {command} --help")
+    values = re.sub(r"--?[\w-]+[ =][A-Z][A-Z0-9_-]*", "", _pattern_words(command))
+    wanted = len(re.findall(r"\b[A-Z][A-Z0-9_-]*\b", values))
+    required = re.findall(r"\b[A-Z][A-Z0-9_-]*\b", re.sub(r"\[[^\]]*\]", "", values))
+    if len(positionals) < len(required):
+        return UsageError(f"{command} needs {' '.join(required)}", hint=f"see encpipe {command} --help")
+    if len(positionals) > wanted:
+        count = f"at most {wanted} argument{'s' if wanted > 1 else ''}" if wanted else "no argument"
+        why = NO_FILE.get(command, f"{command} takes {count} besides options")
+        return UsageError(f"unexpected argument for {command}: {why}", hint=f"see encpipe {command} --help")
+    first = (docopt_text.strip().splitlines() or [""])[0]
+    if first and not first.startswith(("Usage:", "Warning:", "encpipe")):
+        return UsageError(first, hint=f"see encpipe {command} --help")
+    return UsageError(f"invalid arguments for {command}", hint=f"see encpipe {command} --help")
+
+
+def _option_names(token):
+    """The options a token names: `--key-file=x` -> [--key-file]; `-po` -> [-p, -o]."""
+    if token.startswith("--"):
+        return [token.split("=", 1)[0]]
+    if token.startswith("-") and token != "-":
+        names = []
+        for char in token[1:]:
+            names.append("-" + char)
+            if takes_argument(names[-1]):
+                break
+        return names
+    return []
+
+
+def _value_attached(token):
+    return "=" in token if token.startswith("--") else len(token) > 2 and takes_argument(token[:2])
+
+
+def _pattern_words(command):
+    return " ".join(_patterns()[command])
+
+
+def _repeatable(command):
+    return set(re.findall(r"\[(--?[\w-]+)[^\]]*\]\.\.\.", _pattern_words(command)))
+
+
+def _refused(command, name, accepted):
+    why = REFUSED.get((command, name))
+    if why:
+        return UsageError(f"{command} does not take {name}: {why}")
+    others = commands_taking(name)
+    if others:
+        return UsageError(f"{command} does not take {name} (that is an option of {', '.join(others)})",
+                          hint=f"see encpipe {command} --help")
+    guess = difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6)
+    message = f"unknown option {name} for {command}" + (f"; did you mean {guess[0]}?" if guess else "")
+    return UsageError(message, hint=f"see encpipe {command} --help")

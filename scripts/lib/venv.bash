@@ -1,0 +1,34 @@
+# Sourced by scripts/test and scripts/encpipe-demo: the checkout's private
+# virtual environment, .venv/ (git-ignored), made and filled once. Never
+# touches the system Python. Uses PROG for its messages.
+
+# checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing and installs
+# the checkout into it (editable) with EXTRAS ("" or e.g. "test,fast"), unless
+# its stamp says this setup.cfg was already installed so (and encpipe imports).
+# The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
+# pyproject.toml.
+checkout_venv() {
+  local root="$1" extras="$2"
+  local venv="${root}/.venv"
+  local stamp="${venv}/.encpipe-installed" want
+  want="$(cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | sha256sum)"
+  want="${want%% *} [${extras}]"
+  if [[ -x "${venv}/bin/python" ]] && grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
+    && "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null; then
+    return 0
+  fi
+  printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
+    "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
+  if [[ ! -x "${venv}/bin/python" ]] && ! python3 -m venv --clear -- "${venv}" >&2; then
+    rm -rf -- "${venv}"
+    printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
+    printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
+    return 1
+  fi
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "${venv}/bin/python" -m pip install -q \
+    -e "${root}${extras:+[${extras}]}" >&2; then
+    printf '%s: error: pip could not install encpipe into %s\n' "${PROG}" "${venv}" >&2
+    return 1
+  fi
+  printf '%s\n' "${want}" >>"${stamp}"
+}

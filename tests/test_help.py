@@ -1,0 +1,151 @@
+"""Acceptance 3 and 9: per-command help, mistakes named, missing packages named.
+
+`encpipe CMD --help` and `encpipe help CMD` print CMD's usage and only its
+options, each on one line; the parser of CMD is built from that same text.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cliutil import assert_one_line_error, key_env, run
+from encpipe import usage
+from encpipe.cli import parse
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = [c for c in usage.COMMANDS if c != "help"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help_shows_its_usage_and_only_its_options(command):
+    result = run([command, "--help"])
+    assert (result.code, result.stderr) == (0, "")
+    text = result.stdout.decode()
+    assert run(["help", command]).stdout.decode() == text
+    assert set(re.findall(r"^  encpipe (\w+)", text, re.M)) == {command}
+    assert text.startswith(f"encpipe {command}: ")
+    options = text.split("\nOptions:\n", 1)[1].splitlines()
+    described = [line for line in options if line.startswith("  -")]
+    for line in described:  # one line each: name, two spaces, a sentence
+        assert re.match(r"^  -\S.*?\S  +\S", line), line
+    named = {name for line in described for name in re.findall(r"(?<![\w-])--?[\w-]+", line.split("  ")[1])}
+    assert named == usage.options_of(command)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_in_a_command_help_is_parsed(command):
+    required = {"pubkey": ["FILE"]}.get(command, [])
+    for option in sorted(usage.options_of(command) - {"-h", "--help"}):
+        argv = [command, option, *(["x"] if usage.takes_argument(option) else []), *required]
+        args = parse(command, argv)
+        long_name = next(n for names, _ in usage.option_lines() if option in names for n in names if n[:2] == "--")
+        assert args[long_name] not in (None, False, []), (argv, args)
+
+
+def test_overview_is_the_usage_text():
+    for argv in (["--help"], ["-h"], ["help"]):
+        assert run(argv).stdout.decode() == usage.USAGE.strip() + "\n"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unknown_option_is_named_with_exit_64(command):
+    result = run([command, "--frobnicate"], env=key_env())
+    assert (result.code, result.stdout) == (64, b"")
+    assert "unknown option --frobnicate for " + command in result.stderr
+    assert_one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["open", "--keyfile", "k"], "unknown option --keyfile for open; did you mean --key-file?"),
+        (["seal", "--recipients", "k"], "unknown option --recipients for seal; did you mean --recipient?"),
+        (["open", "--recipient", "encpipe1x"], "open does not take --recipient: a public key cannot open a file; "
+                                                "open with --identity"),
+        (["inspect", "--recipient-file", "f"], "inspect does not take --recipient-file: a public key cannot open"),
+        (["open", "-o", "out"], "open does not take -o: open writes to standard output"),
+        (["rewrap", "--output", "out"], "rewrap does not take --output: rewrap writes to standard output"),
+        (["seal", "--verify"], "seal does not take --verify (that is an option of inspect)"),
+        (["seal", "dump.sql"], "unexpected argument for seal: seal reads standard input"),
+        (["rewrap", "f.enc"], "use --in-place FILE"),
+        (["open", "a", "b"], "open takes at most 1 argument besides options"),
+        (["pubkey"], "pubkey needs FILE"),
+        (["seal", "-o", "a", "-o", "b"], "-o given more than once"),
+        (["seal", "--key-file"], "--key-file requires argument"),
+        (["decrypt"], "unknown command 'decrypt'"),
+        (["help", "nope"], "help takes one command"),
+        ([], "no command given"),
+    ],
+)
+def test_mistakes_are_named(argv, message):
+    result = run(argv, env=key_env())
+    assert (result.code, result.stdout) == (64, b"")
+    assert message in result.stderr
+    assert_one_line_error(result.stderr)
+
+
+def test_a_misplaced_key_is_not_echoed():
+    key = "9bc2" * 16
+    for argv in (["seal", key], ["open", key, key], [key], ["seal", f"--key={key}"]):
+        result = run(argv, env=key_env())
+        assert result.code == 64 and key not in result.stderr and key[:16] not in result.stderr
+
+
+def test_a_command_guess_for_close_and_common_names():
+    assert "did you mean encpipe open?" in run(["decrypt"]).stderr
+    assert "did you mean encpipe inspect?" in run(["inspcet"]).stderr
+
+
+# --- acceptance 9: a missing dependency is one line ----------------------------------
+
+MISSING = 'raise ModuleNotFoundError("No module named {0!r}", name={0!r})\n'
+OLD_DOCOPT = ('__version__ = "0.6.2"\n\n'
+              "def docopt(doc, argv=None, help=True, version=None, options_first=False):\n    pass\n")
+
+
+def _shimmed(tmp_path, files, argv):
+    """python -m encpipe with a sys.path entry in front that hides or replaces modules."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "ENCPIPE_KEY": "a" * 64, "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "encpipe", *argv], input=b"data", capture_output=True, env=env)
+
+
+@pytest.mark.parametrize(
+    "files, package",
+    [
+        ({"Crypto/__init__.py": MISSING.format("Crypto")}, "pycryptodome"),
+        ({"docopt/__init__.py": MISSING.format("docopt")}, "docopt-ng"),
+        ({"docopt/__init__.py": MISSING.format("docopt"), "Crypto/__init__.py": MISSING.format("Crypto")},
+         "pycryptodome docopt-ng"),
+    ],
+)
+def test_a_missing_package_is_named_in_one_line_with_exit_69(tmp_path, files, package):
+    done = _shimmed(tmp_path, files, ["seal"])
+    assert (done.returncode, done.stdout) == (69, b"")
+    stderr = done.stderr.decode()
+    assert_one_line_error(stderr)
+    assert f"pip install {package}" in stderr
+    if " " in package:
+        assert "install the packages pycryptodome, docopt-ng" in stderr
+    else:
+        assert f"install the package {package}" in stderr
+    if "docopt-ng" in package:
+        assert "not docopt: 0.6 is another, older package" in stderr
+
+
+def test_the_old_docopt_is_named_as_the_wrong_package(tmp_path):
+    done = _shimmed(tmp_path, {"docopt.py": OLD_DOCOPT}, ["seal"])
+    assert (done.returncode, done.stdout) == (69, b"")
+    assert_one_line_error(done.stderr.decode())
+    assert "docopt 0.6.2 is the old package; encpipe needs docopt-ng" in done.stderr.decode()
+
+
+def test_help_and_version_need_no_cryptography(tmp_path):
+    hidden = {"Crypto/__init__.py": MISSING.format("Crypto")}
+    assert _shimmed(tmp_path, hidden, ["--version"]).returncode == 0
+    assert _shimmed(tmp_path, hidden, ["seal", "--help"]).returncode == 0

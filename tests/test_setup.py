@@ -1,0 +1,127 @@
+"""Acceptance 1 and 2: a fresh clone sets itself up with README's two commands.
+
+The clone gets a private .venv/ (pip reuses its usual wheel cache); the Python
+on PATH is a fresh virtual environment without pycryptodome or docopt, and the
+system site-packages must not change.
+"""
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def system_site_packages():
+    """The site-packages of the Python under any virtual environment, and of /usr/bin/python3."""
+    directories = set(site.getsitepackages([sys.base_prefix]))
+    if os.path.exists("/usr/bin/python3"):
+        listed = subprocess.run(["/usr/bin/python3", "-c", "import site; print(*site.getsitepackages(), sep=chr(10))"],
+                                capture_output=True, text=True).stdout
+        directories |= set(listed.split())
+    return sorted(d for d in directories if os.path.isdir(d))
+
+
+def _tree(directories):
+    """The entries of the site-packages directories (an install adds or replaces
+    top-level packages and .dist-info directories), with their mtimes."""
+    found = {}
+    for directory in directories:
+        found[directory] = os.stat(directory).st_mtime_ns
+        for entry in os.scandir(directory):
+            found[entry.path] = entry.stat(follow_symlinks=False).st_mtime_ns
+    return found
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A clone of this repository, with the working tree's uncommitted files on top."""
+    assert shutil.which("git"), "git is needed (scripts/test installs it)"
+    base = tmp_path_factory.mktemp("setup")
+    target = base / "encpipe"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(target)], check=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in listed)):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    bare = base / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    return target, bare
+
+
+def fresh_env(bare, **extra):
+    """PATH led by a Python that cannot import the project's dependencies."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE", "PYTHON", "VIRTUAL_ENV", "PG"))}
+    path = [p for p in env.get("PATH", "").split(":") if ".venv" not in p and ".pyenv" not in p]
+    env["PATH"] = ":".join([str(bare / "bin"), *path])
+    env.update(extra)
+    return env
+
+
+def test_the_bare_python_lacks_the_dependencies(clone):
+    _, bare = clone
+    done = subprocess.run(["python3", "-c", "import Crypto"], env=fresh_env(bare), capture_output=True)
+    assert done.returncode == 1 and b"No module named 'Crypto'" in done.stderr
+
+
+def test_demo_in_a_fresh_clone_installs_once_and_leaves_the_system_alone(clone, tmp_path):
+    target, bare = clone
+    system = _tree(system_site_packages())
+    demo = [str(target / "scripts" / "encpipe-demo")]
+    first = subprocess.run(demo, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "installing encpipe and its dependencies" in first.stderr
+    assert "==> Comparing pg_dump of shop and shop_restored\nidentical\n" in first.stdout
+    assert first.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    stamp = (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns
+    again = subprocess.run(demo, cwd="/", env=fresh_env(bare), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "installing" not in again.stderr and again.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    assert (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns == stamp
+    assert _tree(system_site_packages()) == system
+
+
+def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone, tmp_path):
+    target, bare = clone
+    demo = str(target / "scripts" / "encpipe-demo")
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        # Hide every PostgreSQL installation, whatever finds it.
+        argv = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /usr/lib/postgresql && exec "$0"', demo]
+        env = fresh_env(bare)
+    else:
+        argv, env = [demo], fresh_env(bare, PG_BINDIR=str(tmp_path))
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in ("| encpipe seal", "$ encpipe inspect shop.sql.enc", "$ encpipe open --key-file demo.key",
+                 "$ encpipe rewrap --in-place", "$ encpipe inspect --verify"):
+        assert step in done.stdout
+    assert "bytes written: 0" in done.stdout and "shop.sql.enc: 0 times" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    hint = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]
+    assert hint == [line for line in hint if "install the PostgreSQL server" in line] and len(hint) == 1
+
+
+def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
+    target, bare = clone
+    system = _tree(system_site_packages())
+    args = [str(target / "scripts" / "test"), "tests/test_docs.py"]
+    first = subprocess.run(args, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "installing encpipe[test,fast]" in first.stderr and "4 passed" in first.stdout
+    stamp = (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns
+    again = subprocess.run(args, cwd="/", env=fresh_env(bare), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "installing" not in again.stderr and "4 passed" in again.stdout
+    assert (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns == stamp
+    assert _tree(system_site_packages()) == system
+    nothing = subprocess.run([*args, "-k", "no_test_has_this_name"], env=fresh_env(bare), capture_output=True)
+    assert nothing.returncode == 5  # pytest's "no tests collected" stays a failure
+    ignored = subprocess.run(["git", "-C", str(target), "check-ignore", ".venv/bin/python"], capture_output=True)
+    assert ignored.returncode == 0  # the private environment is git-ignored
