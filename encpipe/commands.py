@@ -55,6 +55,8 @@ def progress(args, io, label, total=None):
 def plaintext_total(sealed, src):
     """The plaintext size a sealed regular file implies (its header already read), else None."""
     remaining = input_size(src)
+    if remaining is not None:
+        remaining -= sealed.trailer_len  # the v2 trailer is not payload
     shape = envelope.payload_shape(remaining, sealed.header.chunk_size) if remaining is not None else None
     return shape[0] if shape else None
 
