@@ -32,6 +32,7 @@ from test_backup_restore import (
     key_file,  # noqa: F401 (fixture)
     leftover_databases,
     make_legacy_file,
+    python_env,
     read_key,
     restore,
     run,
@@ -274,21 +275,26 @@ def test_a_compressed_stream_cut_short_fails_the_restore(pg, tools, key_file, tm
 
 def test_signers_reach_every_encpipe_and_no_pg_client(pg, tools, key_file, tmp_path):
     db = ensure_small(pg, "hard_source")
-    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    verify = []
+    for n in range(3):  # three signing keys; the backup is signed by the first (encpipe-backup --sign-key)
+        made = subprocess.run([sys.executable, "-m", "encpipe", "keygen", "--sign", "-o", str(tmp_path / f"s{n}.key")],
+                              check=True, capture_output=True, env=python_env())
+        verify.append(made.stdout.decode().strip())
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--sign-key", str(tmp_path / "s0.key"))
     log = tmp_path / "signers.log"
     wrapper = tmp_path / "encpipe-logging"
     wrapper.write_text('#!/bin/sh\nprintf "%%s\\n" "$ENCPIPE_SIGNER" >>%s\nexec %s -m encpipe "$@"\n'
                        % (shlex.quote(str(log)), shlex.quote(sys.executable)))
     wrapper.chmod(0o755)
-    (tmp_path / "signers").write_text("second-key\nthird-key\n")
+    (tmp_path / "signers").write_text(f"{verify[1]}\n{verify[2]}\n")
     fake, calls = _fake_psql(tmp_path, pg, version=None)
     (fake / "psql").write_text((fake / "psql").read_text().replace('"$*"', '"$* ${ENCPIPE_SIGNER-unset}"'))
     env = _env_with(pg, tools, fake)
     env["ENCPIPE"] = str(wrapper)
     pg.dropdb("hard_signed")
-    proc = run([RESTORE, "--key-file", key_file, "--signer", "first-key", "--signer-file", tmp_path / "signers",
+    proc = run([RESTORE, "--key-file", key_file, "--signer", verify[0], "--signer-file", tmp_path / "signers",
                 path, "hard_signed"], env)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert set(log.read_text().splitlines()) == {"first-key second-key third-key"}  # globals and dump alike
+    assert set(log.read_text().splitlines()) == {" ".join(verify)}  # globals and dump alike
     assert all(line.endswith(" unset") for line in calls.read_text().splitlines())
     pg.dropdb("hard_signed")
