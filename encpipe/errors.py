@@ -21,6 +21,10 @@ class UsageError(EncpipeError):
     exit_code = 64
 
 
+class SigningKeyGiven(UsageError):
+    """A signing key was given where an encryption key belongs; the hint depends on the command."""
+
+
 class InvalidStream(EncpipeError):
     """The input is not a valid encpipe stream: corrupt, tampered, truncated, too large."""
 

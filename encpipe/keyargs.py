@@ -7,7 +7,7 @@ No message here shows an option's value: it may be a secret typed in the wrong p
 import os
 import re
 
-from .errors import NoKeyConfigured, UsageError
+from .errors import NoKeyConfigured, SigningKeyGiven, UsageError
 
 _SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
 
@@ -29,14 +29,21 @@ def secret_paths(args, option):
 
 
 def load_keys(loader, args, sources, sealing):
-    """The keys `sources` name; without any, a hint that lists the key options
-    this command takes (its docopt dictionary holds exactly those)."""
+    """The keys `sources` name; a hint that names only options this command takes
+    (its docopt dictionary holds exactly those) when there are none, or when a
+    signing key stands where an encryption key belongs."""
     try:
         return loader.load(sources, sealing=sealing)
     except NoKeyConfigured as e:
-        if e.hint is None:
-            raise
         raise NoKeyConfigured(str(e), hint=no_key_hint(args)) from None
+    except SigningKeyGiven as e:
+        if "--sign-key" in args:
+            hint = "give it with --sign-key"
+        elif "--signer" in args:
+            hint = "to require its signature, give its verify key with --signer"
+        else:
+            hint = None
+        raise SigningKeyGiven(str(e), hint=hint) from None
 
 
 _KEY_OPTIONS = ("--key-file", "--identity", "--passphrase-file", "--key-command", "-p", "--recipient")

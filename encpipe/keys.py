@@ -10,7 +10,7 @@ import signal
 import stat
 import subprocess
 
-from .errors import InputUnavailable, NoKeyConfigured, UsageError
+from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
 from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, parse_budget
 
 ENV_KEY = "ENCPIPE_KEY"
@@ -235,7 +235,7 @@ class KeyLoader:
     def load(self, sources, sealing, use_env=True):
         keys = self.keyrings(sources.key_files + sources.identity_files, sources.key_commands)
         if any(hasattr(k, "sign") for k in keys):
-            raise UsageError("a signing key is not an encryption key", hint="give it with --sign-key")
+            raise SigningKeyGiven("a signing key is not an encryption key")
         keys += self._public_keys(sources, sealing)
         passphrases = [_passphrase_bytes(read_secret_file(p, self.warn)) for p in sources.passphrase_files]
         passphrases += [_passphrase_bytes(read_fd(fd)) for fd in sources.passphrase_fds]

@@ -14,8 +14,10 @@ from cliutil import KEY_A, key_env, run, seal, secret_file
 from encpipe import usage
 from encpipe.cli import main
 from encpipe.legacy import seal_legacy
+from encpipe.signing import SigningKey
 
 SEALED = seal(b"hello " * 100)
+SIGNING_KEY = str(SigningKey.generate())
 
 
 class _Terminal(io.BytesIO):
@@ -57,7 +59,11 @@ CASES = [
     (["inspect", "--legacy", "--verify"], _legacy_file(), {}, False),
     (["open", "--keyfile", "x"], b"", {}, False),
     (["seal", "extra"], b"", {}, False),
-    (["open", "--key-file", "/nonexistent"], SEALED, {}, False),
+    (["open", "--key-file", "/nonexistent"], SEALED, {}, False),  # no hint: the path is named
+    (["seal", "--key-file", "SIGNING"], b"x", {}, False),  # a signing key where a key belongs
+    (["open", "--key-file", "SIGNING"], SEALED, {}, False),
+    (["inspect", "--verify", "--key-file", "SIGNING"], SEALED, {}, False),
+    (["rewrap", "--key-file", "SIGNING"], SEALED, {}, False),
     (["open"], SEALED, key_env(), "stdin"),
     (["inspect"], SEALED, key_env(), "stdin"),
     (["rewrap"], SEALED, key_env(), "stdin"),
@@ -71,6 +77,8 @@ def _hint(result_stderr):
 
 @pytest.mark.parametrize("argv, stdin, env, terminal", CASES, ids=lambda v: None)
 def test_a_hint_names_only_options_its_command_takes(argv, stdin, env, terminal, tmp_path):
+    if "SIGNING" in argv:
+        argv = [secret_file(tmp_path, "sign.key", SIGNING_KEY + "\n") if a == "SIGNING" else a for a in argv]
     if terminal:
         code, stderr = _to_terminal(argv, stdin, env, "stdin" if terminal == "stdin" else "stdout")
     else:
@@ -78,8 +86,10 @@ def test_a_hint_names_only_options_its_command_takes(argv, stdin, env, terminal,
         code, stderr = result.code, result.stderr
     assert code != 0
     hint = _hint(stderr)
-    if hint is None:
+    if argv[-1] == "/nonexistent":
+        assert hint is None
         return
+    assert hint is not None, (argv, stderr)
     suggested = re.search(r"\bencpipe (\w+)", hint)
     command = suggested.group(1) if suggested and suggested.group(1) in usage.COMMANDS else argv[0]
     named = set(re.findall(r"(?<![\w-])--?[a-z][\w-]*", hint))
