@@ -108,6 +108,22 @@ def _fd_targets(pid):
     return targets
 
 
+def _extra_pipes(pid):
+    """The pipes process `pid` holds open beyond standard input, output and error."""
+    found = []
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if int(fd) > 2 and target.startswith("pipe:"):
+                found.append((int(fd), target))
+    except OSError:
+        pass
+    return found
+
+
 def _watch(argv, env, secret, pass_fds=(), secret_pipe=None):
     """Run argv, sampling its process tree until it exits; return (proc, stderr, pg clients seen)."""
     proc = subprocess.Popen([str(a) for a in argv], env=env, pass_fds=pass_fds,
@@ -120,6 +136,9 @@ def _watch(argv, env, secret, pass_fds=(), secret_pipe=None):
             comm = (read_proc(pid, "comm") or b"").strip().decode()
             cmdline = read_proc(pid, "cmdline")
             assert cmdline is None or secret not in cmdline, (comm, cmdline)
+            if secret_pipe is not None and cmdline and b"encpipe.backup\0upload" in cmdline:
+                # the upload reads ciphertext on standard input: no passphrase pipe beyond it
+                assert _extra_pipes(pid) == [], cmdline
             if comm not in PG_CLIENTS:
                 continue
             environ = read_proc(pid, "environ")
