@@ -107,3 +107,12 @@ def test_readme_cron_line_backs_up_and_prunes_from_a_venv(pg, installed, key_fil
                       tmp_path / "backups"], pg)
     assert prune.returncode == 0, prune.stderr.decode()
     assert json.loads(prune.stdout)["removed"] == []
+
+
+def test_the_shipped_unit_is_the_generated_one_for_usr_local_bin():
+    from encpipe.backup import unit
+
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "systemd",
+                           "encpipe-backup@.service")
+    with open(shipped) as f:
+        assert f.read() == unit.render("/usr/local/bin/encpipe-backup", []) + "\n"  # as --systemd-unit prints it

@@ -143,6 +143,16 @@ def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3
     assert stale not in s3.objects(prefix) and set(recent) <= set(s3.objects(prefix))
 
 
+def test_a_dump_that_fails_mid_stream_leaves_no_final_object(pg, tools, key_file, s3, tmp_path):
+    """pg_dump fails after 300 KB: encpipe seal ends its stream, rclone completes
+    an upload, and that object must still never get a backup's name."""
+    body = "head -c 300000 /dev/urandom | base64; exit 1\n"
+    env = _with_path_first(script_env(pg, tools, **s3.env), _fake_pg_dump(tmp_path, body))
+    done = run([BACKUP, "--no-globals", "--to", f"{s3.location}/failed", "--key-file", key_file, "anydb"], env)
+    assert done.returncode != 0 and done.stdout == b""
+    assert not [n for n in s3.objects("failed") if BACKUP_NAME.match(n)]
+
+
 def test_backup_keep_prunes_only_its_own_database_and_series(pg, tools, key_file, tmp_path):
     a, b = ensure_small(pg, "bk_keep_a"), ensure_small(pg, "bk_keep_b")
     directory = str(tmp_path / "b")
