@@ -28,11 +28,11 @@ class Victim:
 
     CONTENT = b"root-only secret\n"
 
-    def __init__(self, path):
+    def __init__(self, path, mode=0o600):
         self.path = str(path)
         with open(self.path, "wb") as f:
             f.write(self.CONTENT)
-        os.chmod(self.path, 0o600)
+        os.chmod(self.path, mode)
         self.before = self.state()
 
     def state(self):

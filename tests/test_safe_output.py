@@ -93,7 +93,7 @@ def test_swap_at_each_step(tmp_path, command, step, what):
     """Either the command fails (74/75, one error line) or the swap had no effect:
     the file is the complete new one. The victim never changes."""
     directory = shared_directory(tmp_path / "shared")
-    victim = Victim(tmp_path / "victim")
+    victim = Victim(tmp_path / "victim", mode=0o640)  # not the 0600 a new file gets: a chmod through a link shows
     path = os.path.join(directory, "b.enc")
     if command == "seal -o":
         args, stdin, key = ["seal", "--allow-shared-dir", "-o", path], DATA, KEY_A
