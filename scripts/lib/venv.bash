@@ -2,9 +2,18 @@
 # virtual environment, .venv/ (git-ignored), made and filled once. Never
 # touches the system Python. Uses PROG for its messages.
 
+# deps_importable PYTHON: whether PYTHON can import pycryptodome and docopt-ng
+# (not docopt 0.6, which has the same module name).
+deps_importable() {
+  "$1" -c 'import Crypto.Cipher.AES
+from docopt import docopt
+docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
+}
+
 # checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing and installs
 # the checkout into it (editable) with EXTRAS ("" or e.g. "test,fast"), unless
-# its stamp says this setup.cfg was already installed so (and encpipe imports).
+# its stamp says this setup.cfg was already installed so (and encpipe and its
+# dependencies import).
 # The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
 # pyproject.toml.
 checkout_venv() {
@@ -14,7 +23,7 @@ checkout_venv() {
   want="$(cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | sha256sum)"
   want="${want%% *} [${extras}]"
   if [[ -x "${venv}/bin/python" ]] && grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
-    && "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null; then
+    && "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
     return 0
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
