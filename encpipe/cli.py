@@ -179,6 +179,14 @@ def _standard_input():
     return sys.stdin.buffer.raw
 
 
+def child_command(env):
+    """How a script runs encpipe: $ENCPIPE split like a shell, else this very
+    Python's `-m encpipe` (never whatever `encpipe` PATH finds first)."""
+    import shlex
+
+    return shlex.split(env.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+
+
 def is_pipe(stream):
     try:
         return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)

@@ -38,20 +38,20 @@ Exit status: 0 when no file failed; else the encpipe status of the first
 failure (65 damaged, 77 wrong key, ...); 64 usage; 66 DIR unreadable; 73
 another user can write DIR; 75 another encpipe-migrate is working in DIR;
 78 no key.
-Environment: ENCPIPE, the encpipe command (default: encpipe).
+Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
 """
 
 import argparse
 import fcntl
 import json
 import os
-import shlex
 import signal
 import stat
 import subprocess
 import sys
 
 from . import safefile
+from .cli import child_command
 from .errors import EncpipeError
 
 MAGIC = b"ENCPIPE"
@@ -108,7 +108,7 @@ def options(args, names):
 class Migration:
     def __init__(self, args, env):
         self.args, self.directory = args, args.dir
-        self.encpipe = shlex.split(env.get("ENCPIPE") or "encpipe")
+        self.encpipe = child_command(env)
         self.open_args = [w for f in args.legacy_key_file for w in ("--key-file", f)]
         self.open_args += [w for f in args.legacy_passphrase_file for w in ("--passphrase-file", f)]
         self.seal_args = options(args, SEALING_OPTIONS)

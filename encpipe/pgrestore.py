@@ -26,7 +26,6 @@ See README, "Restoring: encpipe-restore".
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import tempfile
 import time
 
 from . import pgglobals, pgleftovers, pgopts, pgprops
+from .cli import child_command
 from .pgcli import Failure, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql, value
 from .pgstream import EmptyStream, Restore
@@ -60,7 +60,7 @@ class Run:
     def __init__(self, opts):
         self.o = opts
         self.maint = opts.get("maintenance_db") or "postgres"
-        self.encpipe = shlex.split(os.environ.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+        self.encpipe = child_command(os.environ)
         self.env = dict(os.environ)
         if opts["signers"]:
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"] + [self.env.get("ENCPIPE_SIGNER", "")]).strip()

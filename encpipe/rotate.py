@@ -22,7 +22,7 @@ One JSON line per file on standard output. Safe to interrupt and re-run: a
 file only ever changes by rename, after verification; temporary files left by
 a killed run are removed by the next one. Keys are passed as file paths only.
 
-Environment: ENCPIPE, the encpipe command (default "encpipe"; split into words
+Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
 be rotated (see its line); 64 usage error; 66 DIR or a key file is unusable;
@@ -34,13 +34,13 @@ import fcntl
 import json
 import os
 import re
-import shlex
 import signal
 import stat
 import subprocess
 import sys
 
 from . import safefile
+from .cli import child_command
 from .errors import EncpipeError
 
 PROG = "encpipe-rotate"
@@ -285,7 +285,7 @@ def main(argv):
         if not os.path.isdir(options.dir):
             raise Failure(f"{options.dir} is not a directory", 66)
         safefile.check_directory(options.dir, options.allow_shared_dir)
-        encpipe = Encpipe(shlex.split(os.environ.get("ENCPIPE", "encpipe")))
+        encpipe = Encpipe(child_command(os.environ))
         held = lock(options.dir)
         rotation = Rotation(options, encpipe)
         walk(options.dir, rotation, options.dry_run)

@@ -203,6 +203,16 @@ def test_new_key_may_be_an_identity_and_old_keys_separate_files(world):
         assert ok(run(["open", "--identity", world.escrow_id], sealed)) == data
 
 
+def test_without_encpipe_on_path_rotate_runs_its_own_python(world):
+    """As from cron or systemd with a venv install: no ENCPIPE, no encpipe on PATH."""
+    world.small()
+    env = rotate_env(PATH="/usr/bin:/bin", PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(SCRIPT))))
+    del env["ENCPIPE"]
+    done = rotate(world.args(), env=env)
+    assert done.returncode == 0, done.stderr
+    world.assert_all_rotated()
+
+
 def test_dry_run_changes_nothing(world):
     world.small()
     done = rotate(["--dry-run", *world.args()])
