@@ -23,16 +23,16 @@ InvalidStream (65); a file that no candidate key authenticates is NoMatchingKey
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 
 from Crypto.Cipher import AES
 from Crypto.Random import get_random_bytes
 
-from .errors import EncpipeError, InvalidStream, IOFailure, NoKeyConfigured, NoMatchingKey
+from .errors import EncpipeError, InvalidStream, NoKeyConfigured, NoMatchingKey
 from .format import MAGIC, read_exactly
 from .keys import ENV_KEY, ENV_PASSPHRASE
 from .slots import Passphrase, RawKey
+from .spool import Tee, private_spool, rewind
 from .stream import blocks, count_remaining, flush, seekable, write_all
 
 ENV_LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"
@@ -140,16 +140,14 @@ def _ciphers(keys, iv):
     return [(key, AES.new(key.key, AES.MODE_GCM, nonce=iv)) for key in keys]
 
 
-def _authenticate(src, keys, iv, tag, spool=None):
-    """The key whose GCM tag over all of `src` matches, writing nothing but `spool`."""
+def _authenticate(src, keys, iv, tag):
+    """The key whose GCM tag over all of `src` matches; writes nothing."""
     candidates = _ciphers(keys, iv)
     buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
     total = 0
     for block in blocks(src, buf):
         for _, cipher in candidates:
             cipher.decrypt(block, output=memoryview(scratch)[: len(block)])
-        if spool is not None:
-            _spool_write(spool, block)
         total += len(block)
     for key, cipher in candidates:
         try:
@@ -162,13 +160,6 @@ def _authenticate(src, keys, iv, tag, spool=None):
         "no supplied key authenticates this legacy file",
         hint=f"the key is wrong, or the file is damaged or truncated (the old format cannot tell which); tried: {tried}",
     )
-
-
-def _spool_write(spool, block):
-    try:
-        spool.write(block)
-    except OSError as e:
-        raise IOFailure(f"cannot spool the input to a temporary file: {e.strerror or e}") from None
 
 
 def _decrypt(src, dst, key, iv, tag, expected):
@@ -207,17 +198,9 @@ def _open_payload(src, dst, keys, iv, tag, tmpdir):
         key, total = _authenticate(src, keys, iv, tag)
         return LegacyInfo(total, key.label, spooled=False)
     # A file too: reading it a second time would decrypt whatever it holds by then.
-    try:
-        spool = tempfile.TemporaryFile(dir=tmpdir)  # O_TMPFILE, or unlinked at once: never named
-    except OSError as e:
-        raise IOFailure(f"cannot create a temporary file to spool the input: {e.strerror or e}") from None
-    with spool:
-        key, total = _authenticate(src, keys, iv, tag, spool=spool)
-        try:
-            spool.flush()
-            spool.seek(0)
-        except OSError as e:
-            raise IOFailure(f"cannot spool the input to a temporary file: {e.strerror or e}") from None
+    with private_spool(tmpdir) as spool:
+        key, total = _authenticate(Tee(src, spool), keys, iv, tag)
+        rewind(spool)
         _decrypt(spool, dst, key, iv, tag, total)
     return LegacyInfo(total, key.label, spooled=True)
 
