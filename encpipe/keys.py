@@ -16,8 +16,8 @@ from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDG
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
 ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
-# Secrets a key command must not inherit (the last is the previous tool's key).
-_SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
+# Secrets no child inherits unless it needs them (the last is the previous tool's key).
+SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
 DEFAULT_COMMAND_TIMEOUT = 60.0
 HEX_KEY_LEN = 64
 _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
@@ -118,11 +118,17 @@ def read_fd(fd):
         raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None
 
 
+def without_secrets(env):
+    """`env` less the variables that carry encpipe's secrets: for a key command,
+    a PostgreSQL client, rclone."""
+    return {k: v for k, v in env.items() if k not in SECRET_VARIABLES}
+
+
 def run_secret_command(command, env):
     """Run `command` with sh -c and return its standard output; bounded in time.
     It inherits our environment except the secrets in it."""
     timeout = _command_timeout(env)
-    child_env = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
+    child_env = without_secrets(os.environ)
     try:
         child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  env=child_env)

@@ -10,7 +10,8 @@ import re
 import secrets
 import subprocess
 
-SECRET_VARIABLES = ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY")
+from .keys import without_secrets
+
 _FIELD, _RECORD = "\x1f", "\x00"
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
@@ -26,7 +27,7 @@ class PgError(Exception):
 
 def client_env(user=None):
     """os.environ without encpipe's secrets, for psql, pg_dump and pg_restore."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    env = without_secrets(os.environ)
     if user:
         env["PGUSER"] = user
     return env

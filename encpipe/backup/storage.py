@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
+from ..keys import without_secrets
 
 CHUNK = 1 << 20
-# A secret the encpipe children need is never given to rclone.
-_SECRETS = ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY")
 _REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
 
 
@@ -193,7 +192,7 @@ class Rclone:
 
     def __init__(self, location, env=None):
         self.location = location.rstrip("/") if not location.endswith(":") else location
-        self.env = {k: v for k, v in (os.environ if env is None else env).items() if k not in _SECRETS}
+        self.env = without_secrets(os.environ if env is None else env)  # rclone gets no encpipe secret
         self.binary = rclone_binary(self.env)
 
     def where(self, name):
