@@ -7,7 +7,7 @@ kept and is never removed; it is reported instead.
 
 from .listing import scan
 from .names import iso
-from .retention import FAILED, KEEP, LEAVE, OK, REMOVE, Record, plan
+from .retention import CLOCK_SKEW, FAILED, KEEP, LEAVE, OK, REMOVE, UNVERIFIED, Record, plan
 from .verify import verify_entry
 
 
@@ -19,8 +19,11 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False):
         entries = [e for e in entries if e.database in databases]
     by_name, records = {e.filename: e for e in entries}, []
     for entry in entries:
-        result = verify_entry(store, entry, keys, workers)
-        state, detail = (OK, None) if result["ok"] else (FAILED, result["error"])
+        if entry.created > now + CLOCK_SKEW:  # left alone whatever it holds: not worth reading
+            state, detail = UNVERIFIED, None
+        else:
+            result = verify_entry(store, entry, keys, workers)
+            state, detail = (OK, None) if result["ok"] else (FAILED, result["error"])
         records.append(Record(entry.filename, entry.series, entry.created, state, detail))
     decisions = plan(records, policy, now)
     report = {"location": getattr(store, "directory", None) or store.location, "dry_run": dry_run,
