@@ -9,10 +9,7 @@ from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError
 from .usage import COMMANDS, USAGE, command_help
 
-__doc__ = USAGE  # docopt's convention; a plain constant too, so that python -OO keeps it
-
 EXIT_OK = 0
-EXIT_USAGE = 64
 EXIT_INTERNAL = 70
 # The distribution that provides each imported top-level module.
 DISTRIBUTIONS = {"Crypto": "pycryptodome", "docopt": "docopt-ng", "cryptography": "cryptography"}

@@ -77,9 +77,7 @@ def plan(all_statements, existing_roles):
             (keep if name in new else skipped).append(statement)
         elif grant and new & {unquote(grant[1]), unquote(grant[2])}:
             keep.append(statement)
-        elif _TABLESPACE.match(statement):
-            skipped.append(statement)
-        else:
+        else:  # tablespaces among them: tablespaces() names them
             skipped.append(statement)
     return keep, created, skipped
 

@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from . import pgglobals, pgleftovers, pgopts, pgprops
+from .backup.storage import is_remote
 from .cli import child_command
 from .pgcli import Failure, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql, value
@@ -43,7 +44,6 @@ NAME_MAX_BYTES = 63
 _RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
 
 
-_REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]*:")
 
 
 def _globals_name(path):
@@ -114,7 +114,7 @@ class Run:
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
         if self.file.endswith(".globals.sql.enc"):
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
-        if not os.path.exists(self.file) and _REMOTE.match(self.file):
+        if is_remote(self.file):
             self.fetch_remote()
         if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
             raise Failure("cannot read %s: not a readable regular file" % self.file, 66)

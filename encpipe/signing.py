@@ -10,10 +10,10 @@ other. A key id is HKDF(public, "", "encpipe v2 ed25519 key id", 8).
 import hmac
 
 from .errors import UsageError
+from .keys import SIGNING_PREFIX
 from .primitives import hkdf
 from .textform import KEY_LEN, decode, encode
 
-SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
 SECRET_PREFIX = SIGNING_PREFIX + "1"
 PUBLIC_PREFIX = "encpipesign1"
 _PUBLIC_LABEL = b"encpipe v2 ed25519 public key"

@@ -6,7 +6,6 @@ file atomically (node_exporter never reads half a file).
 """
 
 import fcntl
-import os
 import re
 
 from ..safefile import write_atomically
@@ -67,12 +66,8 @@ def record(path, database, *, ok, started, finished, size=None):
             mine["encpipe_backup_last_success_timestamp_seconds"] = round(finished, 3)
             mine["encpipe_backup_last_size_bytes"] = size
         text = render(samples).encode("utf-8")
-
-        def write(dst):
-            os.fchmod(dst.fileno(), 0o644)  # node_exporter's user reads it; the umask may be 077
-            dst.write(text)
-
-        write_atomically(path, write, mode=0o644)
+        # node_exporter's user reads it; write_atomically sets the mode whatever the umask
+        write_atomically(path, lambda dst: dst.write(text), mode=0o644)
     return samples
 
 

@@ -19,7 +19,6 @@ _LEGACY_NAME = re.compile(
 )
 # Temp files: encpipe-backup's, and those of `encpipe rewrap --in-place`.
 _PARTIAL_NAME = re.compile(r"^\.encpipe-(tmp\..*|.*\.tmp)$")
-TEMP_PREFIX = ".encpipe-tmp."
 # encpipe-backup's temporary names: .encpipe-tmp.<YYYYmmddTHHMMSSZ>_<pid>_<random>
 _TEMP_NAME = re.compile(r"^\.encpipe-tmp\.(?P<ts>[0-9]{8}T[0-9]{6}Z)_")
 
@@ -53,13 +52,6 @@ def parse_name(name):
         if created:
             return Name("legacy", match["db"], "sql", "plain", created)
     return Name()
-
-
-def backup_name(database, created, kind):
-    """The name encpipe-backup gives a new backup."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown backup kind {kind!r}")
-    return f"{database}_{created.strftime(STAMP)}.{kind}.enc"
 
 
 def is_partial(name):
