@@ -71,6 +71,12 @@ def gcm(key):
     return _CIPHERS[library()](key)
 
 
+def gmac(key):
+    """GMAC under `key`: a function of (nonce, data) giving the 16-byte GCM tag of an
+    empty plaintext with `data` as associated data (format v2's record MACs)."""
+    return _CIPHERS[library()].gmac(key)
+
+
 def wrap_key(kek, key):
     """AES key wrap (RFC 3394) of `key` under `kek`."""
     return _CIPHERS[library()].wrap_key(kek, key)
@@ -104,6 +110,11 @@ class _Cryptography:
             return cls._keywrap.aes_key_unwrap(kek, wrapped)
         except cls._keywrap.InvalidUnwrap:
             return None
+
+    @classmethod
+    def gmac(cls, key):
+        encrypt = cls._AESGCM(key).encrypt
+        return lambda nonce, data: encrypt(nonce, b"", data)
 
     def __init__(self, key):
         self._aead = self._AESGCM(key)
@@ -147,6 +158,11 @@ class _Pycryptodome:
             return cls._AES.new(kek, cls._AES.MODE_KW).unseal(wrapped)
         except ValueError:
             return None
+
+    @classmethod
+    def gmac(cls, key):
+        key, new, mode = bytes(key), cls._AES.new, cls._AES.MODE_GCM
+        return lambda nonce, data: new(key, mode, nonce=nonce).update(data).digest()
 
     def __init__(self, key):
         self._key = bytes(key)

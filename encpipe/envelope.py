@@ -124,16 +124,11 @@ def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None, 
         plaintext, chunks = seal_payload(src, dst, key, header.chunk_size, threads, on_progress)
         flush(dst)
         return StreamInfo(len(encoded), plaintext, chunks)
-    ledger = prov.Ledger(header, file_key)
+    auth_keys = [r.authenticator_key(slot) for r, slot in zip(recipients, slots) if slot.kind in prov.AUTHENTICATED_KINDS]
+    ledger = prov.Ledger(header, file_key, auth_keys, sign=bool(signing_keys))
     plaintext, chunks = seal_payload(src, dst, key, header.chunk_size, threads, on_progress, ledger)
-    commitment = ledger.commitment()
-    authenticators = [
-        prov.authenticator(r.authenticator_key(slot), commitment)
-        for r, slot in zip(recipients, slots)
-        if slot.kind in prov.AUTHENTICATED_KINDS
-    ]
-    trailer = prov.Trailer(tuple(authenticators), prov.sign(signing_keys, commitment))
-    write_all(dst, memoryview(trailer.encode(file_key, header, commitment)))
+    trailer = prov.Trailer(ledger.authenticators(), prov.sign(signing_keys, ledger.commitment()))
+    write_all(dst, memoryview(trailer.encode(file_key, header, ledger.tag_commitment())))
     flush(dst)
     return StreamInfo(len(encoded), plaintext, chunks)
 
@@ -165,13 +160,13 @@ def open_sealed(
     def payload(source, out, report=None, check_only=False):
         if header.version < 2:
             return open_payload(source, out, key, header.chunk_size, threads, report) + (NOT_SENDER_AUTHENTICATED, None)
-        ledger = prov.Ledger(header, file_key)
+        ledger = prov.opening_ledger(header, file_key, opened)
         if check_only:
             hash_records(source, None, header.chunk_size, ledger, threads)
             counts = (None, None)
         else:
             counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
-        return counts + (prov.check(file_key, header, ledger, opened, signers), ledger.commitment())
+        return counts + (prov.check(file_key, header, ledger, opened, signers), ledger.fingerprint())
 
     strict = verify_first or bool(signers)
     first = None
@@ -196,10 +191,10 @@ def _authenticates(header, opened):
 
 
 def _second_pass(sealed, result, first, dst):
-    plaintext, chunks, provenance, commitment = result
+    plaintext, chunks, provenance, fingerprint = result
     if dst is not None:
         flush(dst)
-    if first is not None and first[3] != commitment:
+    if first is not None and first[3] != fingerprint:
         raise InvalidStream("the input changed between the two passes: do not trust the output")
     return StreamInfo(sealed.size, plaintext, chunks, provenance)
 
@@ -244,10 +239,11 @@ def payload_shape(payload_bytes, chunk_size):
 def rewrap(
     src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None, signing_keys=(), signers=()
 ):
-    """Copy a sealed stream with a new set of slots; the payload is copied, never decrypted.
+    """Copy a sealed stream with a new set of slots; the payload is copied unchanged
+    (a v2 payload's chunks are checked in memory on the way, nothing else is written).
 
     For a v2 file, kept slots keep their authenticators, added raw-key and passphrase
-    slots get new ones, signatures are kept (the commitment does not cover the slots)
+    slots get new ones, signatures are kept (C does not cover the slots)
     and `signing_keys` add more; the old trailer is checked (as by open) once the
     payload has been copied. Returns the old SealedHeader, the new one and the
     old file's Provenance."""
@@ -279,18 +275,15 @@ def rewrap(
         copy_stream(src, dst, on_progress)
         flush(dst)
         return sealed, SealedHeader.of(header), NOT_SENDER_AUTHENTICATED
-    ledger = prov.Ledger(old, file_key)
-    hash_records(src, dst, old.chunk_size, ledger, on_progress=on_progress)
+    new_keys = [r.authenticator_key(slot) for r, slot in zip(add, added) if slot.kind in prov.AUTHENTICATED_KINDS]
+    ledger = prov.opening_ledger(old, file_key, opened, new_keys, sign=bool(signing_keys))
+    hash_records(src, dst, old.chunk_size, ledger, on_progress=on_progress, key=payload_key(file_key, old))
     provenance = prov.check(file_key, old, ledger, opened, frozenset(signers))
-    commitment, trailer = ledger.commitment(), prov.Trailer.parse(ledger.trailer, old)
+    trailer = prov.Trailer.parse(ledger.trailer, old)
     positions = prov.authenticated_slots(old)
     authenticators = [trailer.authenticators[positions.index(i)] for i in kept if i in positions]
-    authenticators += [
-        prov.authenticator(r.authenticator_key(slot), commitment)
-        for r, slot in zip(add, added)
-        if slot.kind in prov.AUTHENTICATED_KINDS
-    ]
-    new = prov.Trailer(tuple(authenticators), trailer.signatures + prov.sign(signing_keys, commitment))
-    write_all(dst, memoryview(new.encode(file_key, header, commitment)))
+    authenticators += ledger.new_authenticators()
+    new = prov.Trailer(tuple(authenticators), trailer.signatures + prov.sign(signing_keys, ledger.commitment()))
+    write_all(dst, memoryview(new.encode(file_key, header, ledger.tag_commitment())))
     flush(dst)
     return sealed, SealedHeader.of(header), provenance

@@ -1,13 +1,21 @@
-"""Format v2's trailer: a commitment to the whole ciphertext, one authenticator
-per raw-key and passphrase slot, and Ed25519 signatures (README "Format v2").
+"""Format v2's trailer: one authenticator per raw-key and passphrase slot, Ed25519
+signatures, and a MAC over it (README "Format v2").
 
-    C = SHA-256("encpipe v2 commitment" || suite || chunk_log2 || payload_salt
-                || key_commit || SHA-256(record_0) || ... || SHA-256(record_n-1) || n u64)
-    trailer = authenticator* (32 each) || (verify key 32 || signature 64)* || trailer_mac 32
+Every record (ciphertext || tag, as stored) is measured by the thread that seals
+or opens it, then added to a Ledger in order:
 
-An authenticator is HMAC-SHA256 over C under a key derived from its slot's own
-secret (the raw key, or the passphrase's scrypt output), never from the file
-key: holding another slot lets one read a file, not make one that passes.
+    L = SHA-256("encpipe v2 tags" || fixed || tag_0 || ... || tag_n-1 || n u64)
+    auth_j = HMAC-SHA256(auth_key_j, "encpipe v2 authenticator" || fixed
+                         || GMAC_j(nonce_0, record_0) || ... || GMAC_j(nonce_n-1, record_n-1) || n u64)
+    C = SHA-256("encpipe v2 commitment" || fixed || SHA-256(record_0) || ... || n u64)  (signed files only)
+    fixed = suite || chunk_log2 || payload_salt || key_commit
+    trailer = auth_j* (32 each) || (verify key 32 || signature over C 64)* || HMAC(file key, L || ...) 32
+
+auth_key_j comes from its slot's own secret (the raw key, or the passphrase's
+scrypt output), never from the file key, and GMAC_j is keyed by it per file:
+holding another slot lets one read a file, not make one that passes. GMAC runs
+at the speed of GHASH, so an unsigned file costs little more than v1; only a
+signature, which anyone may check, needs the collision-resistant C.
 """
 
 import hashlib
@@ -15,6 +23,7 @@ import hmac
 import struct
 from typing import NamedTuple
 
+from . import aead
 from .errors import InvalidStream, NotSigned
 from .primitives import hkdf
 from .signing import SIGNATURE_LEN, VerifyKey
@@ -23,11 +32,15 @@ from .slots import SLOT_RAW_KEY, SLOT_SCRYPT
 AUTH_LEN = 32
 MAC_LEN = 32
 PUBLIC_LEN = 32
+TAG_LEN = 16
 ENTRY_LEN = PUBLIC_LEN + SIGNATURE_LEN
 AUTHENTICATED_KINDS = (SLOT_RAW_KEY, SLOT_SCRYPT)
+TAGS_LABEL = b"encpipe v2 tags"
+AUTHENTICATOR_LABEL = b"encpipe v2 authenticator"
 COMMITMENT_LABEL = b"encpipe v2 commitment"
 SIGNATURE_LABEL = b"encpipe v2 signature"
 INFO_KEY_COMMIT = b"encpipe v2 key commitment"
+INFO_RECORD_MAC = b"encpipe v2 record mac"
 INFO_TRAILER = b"encpipe v2 trailer"
 
 
@@ -43,31 +56,74 @@ def trailer_len(header):
 
 
 class Ledger:
-    """Builds C from the record hashes, in order (stream.py calls add and end)."""
+    """L, the authenticators under `keys` (slot authenticator keys, in that order)
+    and, when `sign`, C, built record by record: stream.py calls measure(record,
+    nonce) in the worker that holds the record (before it is decrypted), add() with
+    the result in record order, and end(trailer)."""
 
-    def __init__(self, header, file_key):
+    def __init__(self, header, file_key, keys=(), sign=False):
         self.holdback = trailer_len(header)
         self.trailer = None
+        self.checks_opener = False
         self._count = 0
         key_commit = hkdf(file_key, header.payload_salt, INFO_KEY_COMMIT)
-        fixed = struct.pack(">BB32s", header.suite, header.chunk_log2, header.payload_salt)
-        self._hash = hashlib.sha256(COMMITMENT_LABEL + fixed + key_commit)
+        fixed = struct.pack(">BB32s", header.suite, header.chunk_log2, header.payload_salt) + key_commit
+        self._tags = hashlib.sha256(TAGS_LABEL + fixed)
+        self._macs = [aead.gmac(hkdf(key, header.payload_salt, INFO_RECORD_MAC)) for key in keys]
+        self._auths = [hmac.new(key, AUTHENTICATOR_LABEL + fixed, "sha256") for key in keys]
+        self._full = hashlib.sha256(COMMITMENT_LABEL + fixed) if sign else None
 
-    def add(self, digest):
-        self._hash.update(digest)
+    def measure(self, record, nonce):
+        """What add() needs of one record; thread-safe, called in parallel."""
+        full = hashlib.sha256(record).digest() if self._full is not None else None
+        return bytes(record[-TAG_LEN:]), [mac(nonce, record) for mac in self._macs], full
+
+    def add(self, measured):
+        tag, macs, full = measured
+        self._tags.update(tag)
+        for auth, mac in zip(self._auths, macs):
+            auth.update(mac)
+        if full is not None:
+            self._full.update(full)
         self._count += 1
 
     def end(self, trailer):
         self.trailer = trailer
 
-    def commitment(self):
-        final = self._hash.copy()
+    def _final(self, running):
+        final = running.copy()
         final.update(self._count.to_bytes(8, "big"))
         return final.digest()
 
+    def tag_commitment(self):
+        return self._final(self._tags)
 
-def authenticator(key, commitment):
-    return hmac.digest(key, commitment, "sha256")
+    def commitment(self):
+        """C, for signatures (None unless built with `sign`)."""
+        return self._final(self._full) if self._full is not None else None
+
+    def authenticators(self):
+        return tuple(self._final(auth) for auth in self._auths)
+
+    def new_authenticators(self):
+        """The authenticators of the keys after the opener's (rewrap's added slots)."""
+        return self.authenticators()[1:] if self.checks_opener else self.authenticators()
+
+    def fingerprint(self):
+        """Everything computed, to tell whether two passes read the same bytes."""
+        return self.tag_commitment(), self.commitment(), self.authenticators()
+
+
+def opening_ledger(header, file_key, opened, new_keys=(), sign=False):
+    """A Ledger that checks the authenticator of the slot that opened the file (when
+    it has one), computes C when the file is signed or `sign`, and authenticators
+    under `new_keys` after it. `opened` is (slot index, decoded slot, identity)."""
+    slot_index, slot, opener = opened
+    mine = slot_index in authenticated_slots(header) and hasattr(opener, "authenticator_key")
+    keys = ([opener.authenticator_key(slot)] if mine else []) + list(new_keys)
+    ledger = Ledger(header, file_key, keys, sign=sign or header.sig_count > 0)
+    ledger.checks_opener = mine
+    return ledger
 
 
 class Trailer(NamedTuple):
@@ -87,13 +143,13 @@ class Trailer(NamedTuple):
     def body(self):
         return b"".join(self.authenticators) + b"".join(k.public + s for k, s in self.signatures)
 
-    def encode(self, file_key, header, commitment):
-        return self.body() + trailer_mac(file_key, header, commitment, self.body())
+    def encode(self, file_key, header, tag_commitment):
+        return self.body() + trailer_mac(file_key, header, tag_commitment, self.body())
 
 
-def trailer_mac(file_key, header, commitment, body):
+def trailer_mac(file_key, header, tag_commitment, body):
     key = hkdf(file_key, header.payload_salt, INFO_TRAILER)
-    return hmac.digest(key, commitment + body, "sha256")
+    return hmac.digest(key, tag_commitment + body, "sha256")
 
 
 def sign(signing_keys, commitment):
@@ -121,25 +177,24 @@ def check(file_key, header, ledger, opened, signers):
     """Check the trailer in `ledger` against C; a Provenance, or InvalidStream (65)
     for a bad trailer or authenticator, NotSigned (67) when `signers` (a set of
     VerifyKey; empty: no requirement) has no valid signature on it. `opened` is the
-    (slot index, decoded slot, identity) that gave the file key."""
-    slot_index, slot, opener = opened
-    commitment = ledger.commitment()
+    (slot index, decoded slot, identity) that gave the file key; `ledger` is from
+    opening_ledger."""
+    slot_index, _, opener = opened
     raw = ledger.trailer
-    expected = trailer_mac(file_key, header, commitment, raw[:-MAC_LEN])
+    expected = trailer_mac(file_key, header, ledger.tag_commitment(), raw[:-MAC_LEN])
     if not hmac.compare_digest(expected, raw[-MAC_LEN:]):
         raise InvalidStream("trailer authentication failed: the file is truncated, corrupt or was tampered with")
     trailer = Trailer.parse(raw, header)
     authenticated_by = None
-    if slot_index in authenticated_slots(header) and hasattr(opener, "authenticator_key"):
+    if ledger.checks_opener:
         position = authenticated_slots(header).index(slot_index)
-        key = opener.authenticator_key(slot)
-        if not hmac.compare_digest(authenticator(key, commitment), trailer.authenticators[position]):
+        if not hmac.compare_digest(ledger.authenticators()[0], trailer.authenticators[position]):
             raise InvalidStream(
                 f"slot authenticator failed: this file was not made by a holder of the {opener.label} that opened it",
                 hint="someone who holds another slot's key (an escrow identity, a passphrase) may have forged it",
             )
         authenticated_by = opener.label
-    signed_by = []
+    signed_by, commitment = [], ledger.commitment()
     for verify_key, signature in trailer.signatures:
         if not verify_key.verify(SIGNATURE_LABEL + commitment, signature):
             raise InvalidStream(f"signature by {verify_key.key_id.hex()} does not verify: the file was tampered with")

@@ -11,13 +11,12 @@ releases the GIL; `cryptography` does not, but reading does) and writes it in
 turn, so chunks leave in order. The cipher comes from aead.py. Each thread
 owns one reused buffer: memory does not grow with the input.
 
-A `ledger` (format v2, see provenance.py) receives the SHA-256 of every
-record (ciphertext || tag, as stored), hashed by the worker that sealed or
-opened it, in order; `ledger.holdback` bytes at the end of the input are not
-payload but the trailer, given to `ledger.end(trailer)`.
+A `ledger` (format v2, see provenance.py) measures every record (ciphertext
+|| tag, as stored) in the worker that sealed or opened it, before it is
+decrypted, and adds the measures in order; `ledger.holdback` bytes at the end
+of the input are not payload but the trailer, given to `ledger.end(trailer)`.
 """
 
-import hashlib
 import threading
 from contextlib import contextmanager
 
@@ -281,8 +280,8 @@ class _Progress:
             self._on_progress(self.plaintext_bytes)
 
 
-def _hash_record(chunk, length):
-    chunk.digest = hashlib.sha256(chunk.buf[:length]).digest()
+def _measure(ledger, chunk, length):
+    chunk.digest = ledger.measure(chunk.buf[:length], chunk_nonce(chunk.counter, chunk.last))
 
 
 def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None):
@@ -293,7 +292,7 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
     def seal_chunk(chunk):
         cipher.seal(chunk_nonce(chunk.counter, chunk.last), chunk.buf, chunk.length)
         if ledger is not None:
-            _hash_record(chunk, chunk.length + TAG_LEN)
+            _measure(ledger, chunk, chunk.length + TAG_LEN)
         return chunk
 
     def write_chunk(chunk):
@@ -336,7 +335,7 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
 
     def open_chunk(chunk):
         if ledger is not None:
-            _hash_record(chunk, chunk.length)
+            _measure(ledger, chunk, chunk.length)
         return _open_chunk(cipher, chunk)
 
     def write_chunk(chunk):
@@ -354,13 +353,20 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
     return progress.plaintext_bytes, progress.chunks
 
 
-def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None):
-    """Hash every record of a v2 payload into `ledger`, copying it unchanged to `dst`
-    (None: nowhere); nothing is decrypted. Returns the payload's byte count."""
+def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None, key=None):
+    """Measure every record of a v2 payload into `ledger`, copying it unchanged to
+    `dst` (None: nowhere). With `key`, every chunk's tag is checked too (decrypted
+    in its buffer and sealed again, which gives back the same bytes). Returns the
+    payload's byte count."""
     progress = _Progress(on_progress)
+    cipher = aead.gcm(key) if key is not None else None
 
     def hash_chunk(chunk):
-        _hash_record(chunk, chunk.length)
+        _measure(ledger, chunk, chunk.length)
+        if cipher is not None:
+            _open_chunk(cipher, chunk)
+            cipher.seal(chunk_nonce(chunk.counter, chunk.last), chunk.buf, chunk.length)
+            chunk.length += TAG_LEN
         return chunk
 
     def copy_chunk(chunk):

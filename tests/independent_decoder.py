@@ -157,19 +157,26 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=()):
 
 def check_trailer(file_key, suite, chunk_log2, salt, records, trailer, authenticated, index, auth_key,
                   sig_count, signers):
-    commit = hashlib.sha256(b"encpipe v2 commitment" + bytes([suite, chunk_log2]) + salt
-                            + hkdf(file_key, salt, b"encpipe v2 key commitment"))
-    for chunk in records:
-        commit.update(hashlib.sha256(chunk).digest())
-    commit.update(len(records).to_bytes(8, "big"))
-    c = commit.digest()
+    fixed = bytes([suite, chunk_log2]) + salt + hkdf(file_key, salt, b"encpipe v2 key commitment")
+    n = len(records).to_bytes(8, "big")
+    tags = b"".join(record[-16:] for record in records)
+    tag_commitment = hashlib.sha256(b"encpipe v2 tags" + fixed + tags + n).digest()
     trailer_key = hkdf(file_key, salt, b"encpipe v2 trailer")
-    if not hmac.compare_digest(hmac.new(trailer_key, c + trailer[:-32], hashlib.sha256).digest(), trailer[-32:]):
+    if not hmac.compare_digest(hmac.new(trailer_key, tag_commitment + trailer[:-32], hashlib.sha256).digest(),
+                               trailer[-32:]):
         raise Rejected("trailer mac")
     if auth_key is not None:
+        record_key = hkdf(auth_key, salt, b"encpipe v2 record mac")
+        macs = b""
+        for i, record in enumerate(records):
+            nonce = i.to_bytes(11, "big") + bytes([i == len(records) - 1])
+            macs += AES.new(record_key, AES.MODE_GCM, nonce=nonce).update(record).digest()
+        expected = hmac.new(auth_key, b"encpipe v2 authenticator" + fixed + macs + n, hashlib.sha256).digest()
         j = authenticated.index(index)
-        if not hmac.compare_digest(hmac.new(auth_key, c, hashlib.sha256).digest(), trailer[32 * j : 32 * j + 32]):
+        if not hmac.compare_digest(expected, trailer[32 * j : 32 * j + 32]):
             raise Rejected("slot authenticator")
+    c = hashlib.sha256(b"encpipe v2 commitment" + fixed
+                       + b"".join(hashlib.sha256(record).digest() for record in records) + n).digest()
     signed_by = []
     entries = trailer[32 * len(authenticated) : -32]
     for k in range(sig_count):

@@ -54,21 +54,20 @@ def forge(sealed, opener, payload=EVIL, keep_signatures=False):
     header = parsed.header
     out = io.BytesIO()
     out.write(sealed[: parsed.size])
-    ledger = provenance.Ledger(header, file_key)
-    seal_payload(io.BytesIO(payload), out, payload_key(file_key, header), header.chunk_size, ledger=ledger)
-    commitment = ledger.commitment()
     old = provenance.Trailer.parse(sealed[-parsed.trailer_len :], header)
-    authenticators = []
-    for index in provenance.authenticated_slots(header):
-        slot = parsed.slots[index]
-        mine = hasattr(opener, "authenticator_key") and opener.can_try(slot)
-        authenticators.append(provenance.authenticator(opener.authenticator_key(slot), commitment) if mine
-                              else old.authenticators[len(authenticators)])
+    # The forger's own authenticator (when its slot has one) it can make; the others it copies.
+    positions = provenance.authenticated_slots(header)
+    mine = [i for i in positions if hasattr(opener, "authenticator_key") and opener.can_try(parsed.slots[i])]
+    keys = [opener.authenticator_key(parsed.slots[i]) for i in mine]
+    ledger = provenance.Ledger(header, file_key, keys, sign=header.sig_count > 0)
+    seal_payload(io.BytesIO(payload), out, payload_key(file_key, header), header.chunk_size, ledger=ledger)
+    made = dict(zip(mine, ledger.authenticators()))
+    authenticators = [made.get(i, old.authenticators[n]) for n, i in enumerate(positions)]
     trailer = provenance.Trailer(tuple(authenticators), old.signatures if keep_signatures else ())
     if not keep_signatures:
         header_sigs = header.sig_count
         assert header_sigs == 0, "a forger cannot drop signatures without changing the header"
-    out.write(trailer.encode(file_key, header, commitment))
+    out.write(trailer.encode(file_key, header, ledger.tag_commitment()))
     return out.getvalue()
 
 

@@ -316,11 +316,14 @@ def test_rewrap_refuses_a_tampered_header_instead_of_re_signing_it(rewrapped_pai
 def test_rewrap_cannot_launder_a_tampered_payload(keys):
     original = seal(DATA, "--key-file", keys.A)
     size = info(original)["header_bytes"]
-    for position in (size, size + CHUNK + 3, len(original) - 65, len(original) - 1):
+    expected = {size: "chunk 0 failed authentication", size + CHUNK + 3: "chunk 0 failed authentication",
+                len(original) - 65: "chunk 5 failed authentication", len(original) - 33: "trailer authentication failed",
+                len(original) - 1: "trailer authentication failed"}
+    for position, message in expected.items():
         forged = _flip(original, position, 0x01, fix_crc=False)
-        # v2: rewrap checks the old trailer (over every payload byte) and refuses
+        # v2: rewrap checks every chunk's tag and the old trailer, and refuses
         code, _, err = run(["rewrap", "--key-file", keys.A, "--replace", "--add-key-file", keys.B], forged)
-        assert code == 65 and "trailer authentication failed" in err, err
+        assert code == 65 and message in err, (position, err)
 
 
 def test_a_header_from_before_the_rewrap_does_not_fit_the_payload_of_another_file(keys):

@@ -326,12 +326,12 @@ def forged(data, opener, payload, keep_signatures=False):
     file_key = encpipe.envelope.unlock(parsed, [opener])[0]
     header, head, _, tail = parsed.header, *parts(data)
     out = io.BytesIO()
-    ledger = provenance.Ledger(header, file_key)
+    ledger = provenance.Ledger(header, file_key, sign=header.sig_count > 0)
     encpipe.envelope.seal_payload(io.BytesIO(payload), out, payload_key(file_key, header), header.chunk_size,
                                   ledger=ledger)
     old = provenance.Trailer.parse(tail, header)
     trailer = provenance.Trailer(old.authenticators, old.signatures if keep_signatures else ())
-    return head + out.getvalue() + trailer.encode(file_key, header, ledger.commitment())
+    return head + out.getvalue() + trailer.encode(file_key, header, ledger.tag_commitment())
 
 
 def flip(data, offset):

@@ -1,0 +1,83 @@
+"""Format v2 against the forgery GCM allows a holder of the file key: change a chunk
+and keep its tag. GHASH is linear in the ciphertext, so with H = AES(payload key, 0)
+known, adding D to ciphertext block a and D*H^(b-a) to block b leaves the tag as it
+was. The chunk still authenticates, and so does the trailer MAC (its L covers the
+tags only); the raw key's authenticator (GMAC under a key from the raw key) and a
+signature (over C, a SHA-256 of every byte) must not."""
+
+import io
+
+from Crypto.Cipher import AES
+
+from cliutil import KEY_A, assert_one_line_error, ok, run, secret_file
+
+from encpipe import envelope
+from encpipe.primitives import payload_key
+
+CHUNK = 16 * 1024
+DATA = bytes(range(256)) * (2 * CHUNK // 256) + b"tail"
+
+
+def gf_mult(x, y):
+    """Multiplication in GCM's GF(2^128) (NIST SP 800-38D, 6.3), blocks as big-endian ints."""
+    z, v = 0, y
+    for i in range(128):
+        if (x >> (127 - i)) & 1:
+            z ^= v
+        v = (v >> 1) ^ (0xE1 << 120) if v & 1 else v >> 1
+    return z
+
+
+def keep_the_tag(sealed, identity, a=0, b=5, delta=0x42 << 64):
+    """The file with two blocks of chunk 0's ciphertext changed and every tag kept."""
+    parsed = envelope.read_header(io.BytesIO(sealed))
+    file_key, _ = envelope.unlock(parsed, [identity])
+    h = int.from_bytes(AES.new(payload_key(file_key, parsed.header), AES.MODE_ECB).encrypt(bytes(16)), "big")
+    other = delta
+    for _ in range(b - a):
+        other = gf_mult(other, h)
+    out = bytearray(sealed)
+    for block, change in ((a, delta), (b, other)):
+        start = parsed.size + 16 * block
+        value = int.from_bytes(out[start : start + 16], "big") ^ change
+        out[start : start + 16] = value.to_bytes(16, "big")
+    return bytes(out)
+
+
+def escrow(tmp_path):
+    path = str(tmp_path / "x.id")
+    public = ok(run(["keygen", "--x25519", "-o", path])).decode().strip()
+    from encpipe.keys import parse_keyring
+
+    return path, public, parse_keyring(open(path).read(), path)[0]
+
+
+def test_the_forgery_is_real_for_its_maker_and_refused_by_the_raw_key(tmp_path):
+    k = secret_file(tmp_path, "k.key", KEY_A + "\n")
+    x_path, x_public, x = escrow(tmp_path)
+    sealed = ok(run(["seal", "--chunk-size", "16K", "--key-file", k, "--recipient", x_public], DATA))
+    forged = keep_the_tag(sealed, x)
+    opened = ok(run(["open", "--identity", x_path], forged))  # every chunk tag still verifies
+    assert opened != DATA and opened[16:80] == DATA[16:80] and opened[CHUNK:] == DATA[CHUNK:]
+    for argv in (["open", "--key-file", k], ["open", "--key-file", k, "--verify-first"],
+                 ["inspect", "--verify", "--key-file", k]):
+        code, out, err = run(argv, forged)
+        assert (code, out) == (65, b""), (argv, err)
+        assert "slot authenticator failed" in err
+        assert_one_line_error(err)
+    path = tmp_path / "forged.enc"
+    path.write_bytes(forged)
+    code, out, err = run(["open", "--key-file", k, str(path)])  # from a file: checked before any output
+    assert (code, out) == (65, b"") and "slot authenticator failed" in err
+
+
+def test_a_signature_does_not_survive_it(tmp_path):
+    x_path, x_public, x = escrow(tmp_path)
+    s = str(tmp_path / "s.key")
+    verify = ok(run(["keygen", "--sign", "-o", s])).decode().strip()
+    sealed = ok(run(["seal", "--chunk-size", "16K", "--recipient", x_public, "--sign-key", s], DATA))
+    assert ok(run(["open", "--identity", x_path, "--signer", verify], sealed)) == DATA
+    forged = keep_the_tag(sealed, x)
+    code, out, err = run(["open", "--identity", x_path, "--signer", verify], forged)
+    assert (code, out) == (65, b"") and "does not verify" in err
+    assert_one_line_error(err)
