@@ -175,6 +175,7 @@ def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkwar
     assert match.group("db", "ext") == (awkward, ext)
     globals_name = "%s_%s.globals.sql.enc" % (awkward, match["ts"])
     assert dir_entries(directory) == sorted([report["filename"], globals_name])
+    assert report["globals"] == globals_name
     plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
     assert plaintext.startswith(magic)
     env = script_env(pg, tools)

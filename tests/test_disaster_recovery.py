@@ -257,3 +257,4 @@ def test_a_backup_without_superuser_needs_no_globals(cluster_a, tools, key_file,
                script_env(cluster_a, tools, PGUSER="app_owner"))
     assert proc.returncode == 0, proc.stderr.decode()
     assert [json.loads(proc.stdout)["filename"]] == os.listdir(directory)
+    assert json.loads(proc.stdout)["globals"] is None

@@ -6,7 +6,8 @@ Usage:
              [--metrics-file FILE] [--keep-last N] [--keep-daily N] [--keep-weekly N]
              [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
              [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
-             [--passphrase-file FILE]... [--passphrase-command CMD]... TEMP NAME
+             [--passphrase-file FILE]... [--passphrase-command CMD]...
+             [--globals-temp GTEMP --globals-name GNAME] TEMP NAME
   job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE] TEMP
   job fetch FILE
   job systemd-unit SCRIPT [ARG...]
@@ -14,7 +15,8 @@ Usage:
 Run as `python3 -m encpipe.backup COMMAND`. upload copies standard input into a
 new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to NAME in each,
 prunes DB's series there (when given a policy), records the run in the metrics
-file and prints the backup's JSON line; abort removes TEMP and records a failed
+file and prints the backup's JSON line (with --globals-temp, GTEMP is renamed to
+GNAME first, so a dump is never stored without its globals); abort removes TEMP and records a failed
 run; fetch writes a stored file (a path or REMOTE:PATH/NAME) to standard
 output; systemd-unit prints a service unit running SCRIPT with ARGs.
 
@@ -38,6 +40,8 @@ Options:
   --identity FILE           As for encpipe.
   --passphrase-file FILE    As for encpipe.
   --passphrase-command CMD  As for encpipe.
+  --globals-temp GTEMP      The run's globals file, uploaded as GTEMP...
+  --globals-name GNAME      ...to be stored as GNAME.
 """
 
 import json
@@ -83,8 +87,12 @@ def cmd_commit(args, io):
     targets, temp, final, db = stores(args, io), args["TEMP"], args["NAME"], args["--database"]
     if args["--kind"] not in KINDS:
         raise UsageError(f"unknown kind {args['--kind']}")
-    for store in reversed(targets):  # the local file last: it is what the run leaves
-        store.rename(temp, final)
+    renames = [(temp, final)]
+    if args["--globals-temp"]:
+        renames.insert(0, (args["--globals-temp"], args["--globals-name"]))
+    for old, new in renames:
+        for store in reversed(targets):  # the local file last: it is what the run leaves
+            store.rename(old, new)
     head = examine(targets[0], targets[0].stat(final))
     line = {
         "filename": final,
@@ -95,6 +103,7 @@ def cmd_commit(args, io):
         "key_ids": head.key_ids,
         "slots": head.slots,
         "duration_seconds": round(time.time() - float(args["--started"]), 3),
+        "globals": args["--globals-name"],
     }
     if args["--to"]:
         line["remote"] = targets[-1].where(final)
