@@ -105,6 +105,22 @@ def report_errors(io, action):
         return EXIT_INTERNAL
 
 
+def run_script(prog, module, argv):
+    """main(argv) of `module`, for the script `prog`: a dependency that cannot be
+    imported is one line and exit 69, as for encpipe itself, not a traceback."""
+    from importlib import import_module
+
+    try:
+        entry = import_module(module).main
+    except ImportError as e:
+        error = missing_dependency(e)
+        if error is None:
+            raise
+        Io(None, None, sys.stderr, os.environ, prog=prog).error(str(error), hint=error.hint)
+        return error.exit_code
+    return entry(argv)
+
+
 def missing_dependency(error):
     """A MissingDependency naming the packages to install, when `error` is the
     import of one of encpipe's dependencies failing; else None."""

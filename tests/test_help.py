@@ -149,3 +149,18 @@ def test_help_and_version_need_no_cryptography(tmp_path):
     hidden = {"Crypto/__init__.py": MISSING.format("Crypto")}
     assert _shimmed(tmp_path, hidden, ["--version"]).returncode == 0
     assert _shimmed(tmp_path, hidden, ["seal", "--help"]).returncode == 0
+
+
+@pytest.mark.parametrize("script", ["encpipe-list", "encpipe-prune", "encpipe-verify", "encpipe-check"])
+def test_the_python_scripts_name_a_missing_package_in_one_line_too(tmp_path, script):
+    """(encpipe-rotate and encpipe-migrate parse with argparse and leave the cryptography to
+    their encpipe children, which say the same themselves.)"""
+    (tmp_path / "docopt").mkdir()
+    (tmp_path / "docopt" / "__init__.py").write_text(MISSING.format("docopt"))
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / script), str(tmp_path)], capture_output=True, env=env)
+    assert (done.returncode, done.stdout) == (69, b""), done.stderr.decode()
+    stderr = done.stderr.decode()
+    assert_one_line_error(stderr, prog=script)
+    assert stderr.startswith(f"{script}: error: cannot import the Python module docopt")
+    assert "pip install docopt-ng" in stderr
