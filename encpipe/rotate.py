@@ -2,20 +2,27 @@
 key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
 
   encpipe-rotate --old-key-file FILE... --new-key-file FILE...
-                 [--escrow-recipient PUBKEY]... [--dry-run] [--allow-shared-dir] DIR
+                 [--escrow-recipient PUBKEY]... [--sign-key FILE]...
+                 [--signer KEY]... [--signer-file FILE]... [--dry-run] [--allow-shared-dir] DIR
 
 For each regular file under DIR (hidden files, hidden directories and symbolic
 links are left alone):
   - not an encpipe file: left alone, reported as "foreign";
-  - already holds a slot for every new key and escrow recipient and none for an
-    old key (key ids from `encpipe inspect --json`): "skipped";
+  - with trusted signers (--signer, --signer-file, else ENCPIPE_SIGNER): a file
+    whose trailer names none of them is an "error" (exit 67), left alone;
+  - already holds a slot for every new key and escrow recipient, none for an
+    old key, and a signature by every --sign-key (key ids from `encpipe
+    inspect --json`): "skipped";
   - otherwise `encpipe rewrap` (opened with the old or new keys; old-key slots
     removed; new keys and missing escrow recipients added; other slots kept)
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
-    with the new keys only; then the original's mode, owner and times are set
-    through that descriptor and it is renamed over the original, only while
-    both names are still the files rotate opened: "rotated".
+    with the new keys only (and the trusted signers); then the original's
+    mode, owner and times are set through that descriptor and it is renamed
+    over the original, only while both names are still the files rotate
+    opened: "rotated". --sign-key adds a signature (once per key); rewrap
+    keeps the others, and one that is not in the new file is named in a
+    warning and in "dropped_signatures".
 DIR (and every directory above it) must not be writable by a user other than
 the one running rotate or root, unless sticky; --allow-shared-dir overrides.
 One JSON line per file on standard output. Safe to interrupt and re-run: a
@@ -25,7 +32,7 @@ a killed run are removed by the next one. Keys are passed as file paths only.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
-be rotated (see its line); 64 usage error; 66 DIR or a key file is unusable;
+be rotated or was refused (see its line); 64 usage error; 66 DIR or a key file is unusable;
 73 another user can write DIR; 75 another encpipe-rotate is working on DIR.
 """
 
@@ -42,6 +49,7 @@ import sys
 from . import safefile
 from .cli import child_command
 from .errors import EncpipeError
+from .signing import load_signers
 
 PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"
@@ -67,6 +75,11 @@ def err(message):
     sys.stderr.flush()
 
 
+def warn(message):
+    sys.stderr.write(f"{PROG}: warning: {message}\n")
+    sys.stderr.flush()
+
+
 def report(path, status, **fields):
     sys.stdout.write(json.dumps({"file": path, "status": status, **fields}) + "\n")
     sys.stdout.flush()
@@ -88,6 +101,12 @@ def parse_args(argv):
                         help="keyring holding the new key(s) or identities (identities get public-key slots)")
     parser.add_argument("--escrow-recipient", action="append", default=[], metavar="PUBKEY",
                         help="public key (encpipe1...) that every file must also be sealed to")
+    parser.add_argument("--sign-key", action="append", default=[], metavar="FILE",
+                        help="sign every rotated file with the signing key in FILE (a regular file)")
+    parser.add_argument("--signer", action="append", default=[], metavar="KEY",
+                        help="refuse a file not signed by this verify key (encpipesign1...); else ENCPIPE_SIGNER")
+    parser.add_argument("--signer-file", action="append", default=[], metavar="FILE",
+                        help="as --signer, for each verify key in FILE")
     parser.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
     parser.add_argument("--allow-shared-dir", action="store_true",
                         help="work in a directory other users can write (refused by default)")
@@ -113,9 +132,9 @@ class Encpipe:
             sys.stderr.write(text)
         return done.stdout
 
-    def key_ids(self, key_files):
-        args = ["keyid"] + [a for f in key_files for a in ("--key-file", f)]
-        return self.run(args, quiet=False).decode("ascii").split()
+    def key_ids(self, key_files, option="--key-file"):
+        args = ["keyid"] + [a for f in key_files for a in (option, f)]
+        return self.run(args, quiet=False).decode("ascii").split() if key_files else []
 
     def recipient_id(self, public_key):
         try:
@@ -123,16 +142,14 @@ class Encpipe:
         except Failure as e:
             raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status) from None
 
-    def inspect(self, path, key_files=()):
-        args = ["inspect", "--json"] + ["--verify"] * bool(key_files)
-        args += [a for f in key_files for a in ("--key-file", f)]
-        return json.loads(self.run(args + [path]))
+    def inspect(self, path):
+        return json.loads(self.run(["inspect", "--json", path]))
 
-    def verify_fd(self, fd, key_files):
+    def verify_fd(self, fd, key_files, signer_args=()):
         """inspect --verify of the file open as `fd`, from its start (never by path)."""
         os.lseek(fd, 0, os.SEEK_SET)
         args = ["inspect", "--json", "--verify"] + [a for f in key_files for a in ("--key-file", f)]
-        return json.loads(self.run(args, stdin=fd))
+        return json.loads(self.run(args + list(signer_args), stdin=fd))
 
 
 class Rotation:
@@ -143,6 +160,10 @@ class Rotation:
         self.escrow = {pub: encpipe.recipient_id(pub) for pub in options.escrow_recipient}
         if self.old_ids & (self.new_ids | set(self.escrow.values())):
             raise Failure("a key is both old and new (or escrow)", 64)
+        self.sign_ids = encpipe.key_ids(options.sign_key, "--sign-key")
+        trusted = load_signers(options.signer, options.signer_file, os.environ)
+        self.trusted = {key.key_id.hex() for key in trusted}
+        self.signer_args = [a for key in trusted for a in ("--signer", str(key))]
         self.errors = 0
 
     def file(self, path):
@@ -161,36 +182,48 @@ class Rotation:
         except Failure as e:
             return self.fail(path, "inspect", e)
         present = {slot.get("key_id") for slot in before["slots"]} - {None}
+        signed = before.get("signers") or []
+        if self.trusted and not self.trusted & set(signed):
+            by = f" (signed by {', '.join(signed)})" if signed else ""
+            return self.fail(path, "signer", Failure(f"not signed by a trusted signer{by}; left alone", 67))
         stale = self.old_ids & present
         missing = [pub for pub, key_id in self.escrow.items() if key_id not in present]
-        if not (stale or missing or self.new_ids - present):
+        sign = [(f, i) for f, i in zip(self.options.sign_key, self.sign_ids) if i not in signed]
+        if not (stale or missing or sign or self.new_ids - present):
             return report(path, "skipped", reason="already under the new key")
         if not present & (self.old_ids | self.new_ids):
             return self.fail(path, "inspect", Failure("no slot for an old or new key", 77))
         if self.options.dry_run:
             added = self.new_ids | {self.escrow[pub] for pub in missing}
-            return report(path, "would-rotate", remove=sorted(stale), add=sorted(added))
+            return report(path, "would-rotate", remove=sorted(stale), add=sorted(added), sign=[i for _, i in sign])
         try:
-            after = self.rewrap(path, stale | (self.new_ids & present), missing)
+            after = self.rewrap(path, stale | (self.new_ids & present), missing, [f for f, _ in sign])
         except Failure as e:
             return self.fail(path, e.step, e)
         except OSError as e:
             return self.fail(path, "rewrap", Failure(e.strerror or str(e), 74))
         slots = [slot.get("key_id") for slot in after["slots"]]
-        return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"])
+        extra = {"signed_by": after["signed_by"]} if "signed_by" in after else {}
+        dropped = sorted(set(signed) - set(after.get("signed_by") or []))
+        if dropped:
+            warn(f"{path}: the signature by {', '.join(dropped)} was dropped")
+            extra["dropped_signatures"] = dropped
+        return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
+                      **extra)
 
-    def rewrap(self, path, remove, add_recipients):
+    def rewrap(self, path, remove, add_recipients, sign_keys):
         opts = self.options
         args = ["rewrap"] + [a for f in opts.old_key_file + opts.new_key_file for a in ("--key-file", f)]
         args += [a for f in opts.new_key_file for a in ("--add-key-file", f)]
         args += [a for pub in add_recipients for a in ("--add-recipient", pub)]
         args += [a for key_id in sorted(remove) for a in ("--remove", key_id)]
+        args += [a for f in sign_keys for a in ("--sign-key", f)] + self.signer_args
         src, original = step(safefile.open_source, "rewrap", path)
         checked = {}
 
         def verify(fd):
-            checked["after"] = step(self.encpipe.verify_fd, "verify", fd, opts.new_key_file)
-            check_result(checked["after"], self.new_ids | set(self.escrow.values()), self.old_ids)
+            checked["after"] = step(self.encpipe.verify_fd, "verify", fd, opts.new_key_file, self.signer_args)
+            check_result(checked["after"], self.new_ids | set(self.escrow.values()), self.old_ids, self.sign_ids)
 
         with src:
             try:
@@ -220,10 +253,12 @@ def step(function, name, *args, **kwargs):
         raise Failure(str(e), e.exit_code, name) from None
 
 
-def check_result(result, wanted, unwanted):
+def check_result(result, wanted, unwanted, sign_ids):
     ids = {slot.get("key_id") for slot in result["slots"]}
     if not result.get("verified") or not wanted <= ids or ids & unwanted:
         raise Failure("the rewrapped file does not hold the expected slots", 70, "verify")
+    if not set(sign_ids) <= set(result.get("signed_by") or []):
+        raise Failure("the rewrapped file is not signed by every --sign-key", 70, "verify")
 
 
 def remove_quietly(path):
