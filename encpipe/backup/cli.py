@@ -7,11 +7,11 @@ Usage:
                [--dry-run] [--threads N]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
-               [--dir DIR | DIR]
+               [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
   encpipe-backups verify [--threads N]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
-               [--dir DIR | PATH...]
+               [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
   encpipe-backups check --max-age HOURS [--warn-age HOURS] [--database DB]...
                [--metrics-file FILE] [--dir DIR | DIR]
   encpipe-backups (-h | --help)
@@ -53,16 +53,20 @@ Options:
   --passphrase-fd N          As for encpipe.
   --passphrase-command CMD   As for encpipe.
   -p, --passphrase           Prompt for a passphrase on the terminal.
+  --signer KEY               Count a file as good only when signed by this verify
+                             key (encpipesign1...); else 67 (verify), left (prune).
+  --signer-file FILE         As --signer, for each verify key in FILE.
   -h, --help                 Show this text.
-  Without a key option, ENCPIPE_KEY and ENCPIPE_PASSPHRASE are used.
+  Without a key option, ENCPIPE_KEY and ENCPIPE_PASSPHRASE are used; without a
+  signer option, the verify keys in ENCPIPE_SIGNER.
 
 Exit status:
   0 success; 64 usage error; 66 the location cannot be read; 78 no key
   configured (verify, prune: nothing is removed). prune: 74 a file could not
   be removed, 65 a backup failed verification or is future-dated (left in
   place, reported under "left"). verify exits with the encpipe status of the
-  first file that failed (65 invalid, 66 unreadable, 74 I/O error, 77 no
-  supplied key opens it).
+  first file that failed (65 invalid, 66 unreadable, 67 not signed by a
+  trusted signer, 74 I/O error, 77 no supplied key opens it).
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 

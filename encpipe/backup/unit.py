@@ -3,7 +3,9 @@
 import shlex
 
 DEFAULT_DIR = "/var/backups/encpipe"
-DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", "${CREDENTIALS_DIRECTORY}/encpipe-backup.key"]
+CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
+KEY_CREDENTIAL = "encpipe-backup.key"
+DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + KEY_CREDENTIAL]
 
 TEMPLATE = """\
 # Encrypted backup of one PostgreSQL database; the instance name is the
@@ -30,7 +32,7 @@ OnFailure=encpipe-backup-failure@%n.service
 Type=oneshot
 User=postgres
 Group=postgres
-LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key
+LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key{credentials}
 # The key is copied into a private, read-only directory for this run only;
 # it is never in the environment or on a command line.
 ExecStart={exec_start} %I
@@ -74,8 +76,17 @@ def render(script, args, timeout="6h"):
         args = ["--dir", DEFAULT_DIR, *args]
         writable.append(DEFAULT_DIR)
     exec_start = " ".join(_quote(a) for a in [script, *args])
-    return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout,
+    return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
                            writable=" ".join(writable) or DEFAULT_DIR).rstrip("\n")
+
+
+def _credentials(args):
+    """A LoadCredential= line for each other ${CREDENTIALS_DIRECTORY}/NAME the options
+    name (e.g. --sign-key .../encpipe-backup.sign): from /etc/encpipe/NAME, less
+    its "encpipe-" prefix."""
+    names = [a[len(CREDENTIALS):] for a in args if a.startswith(CREDENTIALS) and "/" not in a[len(CREDENTIALS):]]
+    return "".join(f"\nLoadCredential={name}:/etc/encpipe/{name.removeprefix('encpipe-')}"
+                   for name in dict.fromkeys(names) if name != KEY_CREDENTIAL)
 
 
 def _quote(arg):

@@ -1,7 +1,7 @@
 """Authenticating stored backups: every chunk, no plaintext written anywhere."""
 
 from .. import commands, envelope
-from ..errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured
+from ..errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured, NotSigned
 
 ERROR_CLASSES = {
     64: "usage",
@@ -60,6 +60,8 @@ def fail(result, code, message):
 
 
 def _verify_legacy(store, entry, keys, result):
+    if keys.signers():
+        raise NotSigned("not signed by a trusted signer: files of the previous tool carry no signature")
     legacy_keys = keys.legacy()
     if legacy_keys is None:
         result["note"] = "legacy: not verified (this encpipe cannot read the previous format)"
@@ -75,26 +77,27 @@ class KeyRing:
     """The keys verify opens files with, read once from the encpipe key options (and,
     for files of the previous tool, its BACKUP_ENCRYPTION_KEY setting too)."""
 
-    def __init__(self, sources, identities, missing, env):
+    def __init__(self, sources, identities, missing, env, signers=()):
         self.sources, self.identities, self.missing, self.env = sources, identities, missing, env
+        self._signers = list(signers)
         self._legacy = self._legacy_error = None
 
     @classmethod
     def from_args(cls, args, io):
         sources = commands.key_sources(args)
+        trusted = commands.signers(args, io)  # a bad --signer fails before any file is read
         try:
-            ring = cls(sources, commands.loader(args, io).load(sources, sealing=False), None, io.env)
+            ring = cls(sources, commands.loader(args, io).load(sources, sealing=False), None, io.env, trusted)
         except NoKeyConfigured as e:
-            ring = cls(sources, [], e, io.env)
+            ring = cls(sources, [], e, io.env, trusted)
             if ring.legacy() is None:  # no key at all: fail before reading any file
                 raise
         return ring
 
     def signers(self):
-        """The verify keys in ENCPIPE_SIGNER: when set, files must be signed by one (67)."""
-        from ..signing import load_signers
-
-        return load_signers([], [], self.env)
+        """The verify keys of --signer and --signer-file, else of ENCPIPE_SIGNER: when
+        there are any, files must be signed by one of them (67)."""
+        return self._signers
 
     def encpipe(self):
         if self.missing:
