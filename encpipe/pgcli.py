@@ -40,6 +40,8 @@ def parse(argv):
             elif name == "--threads":
                 opts["open"] += [name, val]
             elif name == "--signer":
+                if not val.strip():
+                    raise Failure("--signer needs a verify key (encpipesign1...)", 64)
                 opts["signers"].append(val)
             elif name == "--signer-file":
                 opts["signers"].append(_read_signers(val))
@@ -71,8 +73,12 @@ def read_fd(fd):
 
 
 def _read_signers(path):
+    """The verify keys in a --signer-file, as one line (# comment lines left out)."""
     try:
         with open(path) as f:
-            return " ".join(f.read().split())
+            keys = " ".join(w for line in f if not line.strip().startswith("#") for w in line.split())
     except OSError as e:
         raise Failure("cannot read signer file %s: %s" % (path, e.strerror), 66) from None
+    if not keys:  # trusting nobody must not mean checking nothing
+        raise Failure("%s: no verify key found" % path, 64)
+    return keys

@@ -62,8 +62,8 @@ class Run:
         self.maint = opts.get("maintenance_db") or "postgres"
         self.encpipe = child_command(os.environ)
         self.env = dict(os.environ)
-        if opts["signers"]:
-            self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"] + [self.env.get("ENCPIPE_SIGNER", "")]).strip()
+        if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
+            self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
         self.temp = self.lock = None
         self.created_roles = []
         self.secrets = [read_fd(fd) for fd in opts["fds"]]

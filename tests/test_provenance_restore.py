@@ -49,3 +49,45 @@ def test_restore_with_encpipe_signer_refuses_an_unsigned_backup(pg, tools, key_f
     proc = restore(pg, tools, path, db, "--drop-old", "--key-file", key_file, env_extra={"ENCPIPE_SIGNER": verify})
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, db) == before
+
+
+def _signing_key(path):
+    return subprocess.run([sys.executable, "-m", "encpipe", "keygen", "--sign", "-o", str(path)],
+                          check=True, capture_output=True, env=python_env()).stdout.decode().strip()
+
+
+def test_backup_sign_key_then_restore_signer_options(pg, tools, key_file, tmp_path):
+    """encpipe-backup --sign-key signs the dump and its globals file; encpipe-restore
+    --signer / --signer-file (which replace ENCPIPE_SIGNER, as for encpipe) restores
+    them, and refuses them (67, before any database is touched) for another signer."""
+    pub1, pub2 = _signing_key(tmp_path / "s1.sign"), _signing_key(tmp_path / "s2.sign")
+    db = ensure_small(pg, "prov_signopt")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--sign-key", tmp_path / "s1.sign")
+    key_id = subprocess.run([sys.executable, "-m", "encpipe", "keyid", "--signer", pub1], check=True,
+                            capture_output=True, env=python_env()).stdout.decode().strip()
+    for sealed in sorted(Path(path).parent.iterdir()):  # the dump and the globals file
+        report = subprocess.run([sys.executable, "-m", "encpipe", "inspect", "--json", str(sealed)], check=True,
+                                capture_output=True, env=python_env()).stdout.decode()
+        assert f'"signers": [\n    "{key_id}"\n  ]' in report, sealed
+    before = dump(pg, db)
+    pg.psql("INSERT INTO t VALUES (100000, 'after the backup')", db=db)
+    changed = dump(pg, db)
+    signers = tmp_path / "signers"
+    signers.write_text(f"# the backup host\n{pub2}\n")
+    empty = tmp_path / "empty"
+    empty.write_text("# nobody\n")
+    for options, env, code in [
+        (["--signer", pub2], {}, 67),
+        (["--signer-file", signers], {}, 67),
+        (["--signer", pub2], {"ENCPIPE_SIGNER": pub1}, 67),  # the option, not the environment
+        (["--signer-file", empty], {}, 64),
+        (["--signer", ""], {}, 64),
+    ]:
+        proc = restore(pg, tools, path, db, "--key-file", key_file, *options, env_extra=env)
+        assert (proc.returncode, proc.stdout) == (code, b""), (options, proc.stderr.decode())
+        assert dump(pg, db) == changed and leftover_databases(pg) == set()
+    signers.write_text(f"# the backup host\n{pub1}\n")
+    proc = restore(pg, tools, path, db, "--drop-old", "--key-file", key_file, "--signer-file", signers,
+                   env_extra={"ENCPIPE_SIGNER": pub2})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
