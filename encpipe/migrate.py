@@ -26,6 +26,12 @@ options among them that can open a file (not --recipient*: add --identity).
   --key-file FILE  --key-command CMD  --identity FILE  --recipient PUBKEY
   --recipient-file FILE  --passphrase-file FILE  --passphrase-command CMD
   --work-factor N  --chunk-size SIZE
+Signing (README, "Signing keys"): files of the previous tool carry no
+signature, so no signer is asked of them; the signer check is of the new files.
+  --sign-key FILE     sign each new file with the signing key in FILE (repeatable)
+  --signer KEY, --signer-file FILE  (repeatable; else ENCPIPE_SIGNER) trusted
+                      signers: each new file must verify as signed by one of
+                      them, so one --sign-key must be one of them (else 64)
 Other options:
   --allow-shared-dir  work in a DIR that a user other than the caller or root
                       can write (refused by default, exit 73)
@@ -35,7 +41,8 @@ Other options:
 Prints one JSON line per *.sql.enc file: {"file", "status": migrated, skipped,
 failed or would-migrate, ...}. Files with other names are never touched.
 Exit status: 0 when no file failed; else the encpipe status of the first
-failure (65 damaged, 77 wrong key, ...); 64 usage; 66 DIR unreadable; 73
+failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
+64 usage (or trusted signers without a --sign-key among them); 66 DIR unreadable; 73
 another user can write DIR; 75 another encpipe-migrate is working in DIR;
 78 no key.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
@@ -53,6 +60,7 @@ import sys
 from . import safefile
 from .cli import child_command
 from .errors import EncpipeError
+from .signing import ENV_SIGNER, load_signers
 
 MAGIC = b"ENCPIPE"
 LEGACY_HEADER = 64
@@ -87,7 +95,8 @@ def parse(argv):
     parser.add_argument("--keep-originals", action="store_true")
     parser.add_argument("--allow-shared-dir", action="store_true")
     parser.add_argument("-n", "--dry-run", action="store_true")
-    for name in ("--legacy-key-file", "--legacy-passphrase-file", *(f"--{o.replace('_', '-')}" for o in SEALING_OPTIONS)):
+    for name in ("--legacy-key-file", "--legacy-passphrase-file", "--sign-key", "--signer", "--signer-file",
+                 *(f"--{o.replace('_', '-')}" for o in SEALING_OPTIONS)):
         parser.add_argument(name, action="append", default=[])
     parser.add_argument("--work-factor")
     parser.add_argument("--chunk-size")
@@ -124,6 +133,24 @@ class Migration:
                           "add --identity FILE (or --key-file) for a key that can", 64)
         if not self.open_args and not env_keys and not env.get("BACKUP_ENCRYPTION_KEY"):
             raise Failure("no key for the old files: set BACKUP_ENCRYPTION_KEY or use --legacy-key-file", 78)
+        self.sign(args, env)
+
+    def sign(self, args, env):
+        """--sign-key for seal; the trusted signers (--signer..., else ENCPIPE_SIGNER) for the
+        check of the new files only: the legacy reader gets none (its files have no signature)."""
+        trusted = load_signers(args.signer, args.signer_file, env)
+        self.sign_ids = []
+        if args.sign_key:
+            self.seal_args += options(args, ("sign_key",))
+            done = subprocess.run([*self.encpipe, "keyid", *options(args, ("sign_key",))], stdout=subprocess.PIPE)
+            if done.returncode:
+                raise Failure("cannot read the --sign-key file(s)", exit_status(done.returncode))
+            self.sign_ids = done.stdout.decode("ascii").split()
+        if trusted and not {k.key_id.hex() for k in trusted} & set(self.sign_ids):
+            raise Failure("trusted signers are set (--signer, --signer-file or ENCPIPE_SIGNER), so the new files must "
+                          "be signed by one of them: give its signing key with --sign-key", 64)
+        self.verify_args += [w for key in trusted for w in ("--signer", str(key))]
+        self.open_env = {k: v for k, v in env.items() if k != ENV_SIGNER}
 
     def run(self):
         first_failure = 0
@@ -198,7 +225,7 @@ class Migration:
 
     def seal(self, src, out_fd):
         opener = subprocess.Popen([*self.encpipe, "open", "--legacy", *self.open_args, "-"],
-                                  stdin=src, stdout=subprocess.PIPE)
+                                  stdin=src, stdout=subprocess.PIPE, env=self.open_env)
         try:
             sealer = subprocess.Popen([*self.encpipe, "seal", *self.seal_args], stdin=opener.stdout, stdout=out_fd)
         finally:
@@ -223,6 +250,8 @@ class Migration:
             raise Failure("encpipe inspect --verify printed no JSON", 70) from None
         if not report.get("verified") or report.get("plaintext_bytes") != plaintext:
             raise Failure(f"the new file holds {report.get('plaintext_bytes')} bytes, not {plaintext}", 70)
+        if not set(self.sign_ids) <= set(report.get("signed_by") or []):
+            raise Failure("the new file is not signed by every --sign-key", 70)
 
     def keep(self, path, name):
         kept = name + KEPT_SUFFIX
