@@ -1,10 +1,12 @@
 """The tours of scripts/encpipe-demo, run once encpipe can be imported.
 
 `offline`: an embedded sample dump through seal, inspect, open, rewrap,
-inspect --verify and a tampered copy, in a temporary directory; the sample
-goes through pipes, never to disk. `postgres`: a throwaway PostgreSQL cluster,
-a sample database backed up with encpipe-backup, listed, verified, restored
-with encpipe-restore and compared. Every step prints the command it runs.
+inspect --verify, a tampered copy, and a signed file next to a forgery sealed
+to the same public key, in a temporary directory; the sample goes through
+pipes, never to disk. `postgres`: a throwaway PostgreSQL cluster, a sample
+database backed up (signed) with encpipe-backup, listed, verified, restored with
+encpipe-restore --signer-file and compared, and a forged backup refused. Every
+step prints the command it runs.
 """
 
 import glob
@@ -21,6 +23,9 @@ ENCPIPE = [sys.executable, "-m", "encpipe"]
 MARKER = "DEMO-SECRET-CARD"
 PG_HINT = (f"{PROG}: hint: for the backup, list, verify and restore tour, install the PostgreSQL server "
            "(apt-get install postgresql) or set PG_BINDIR to its bin directory")
+
+
+FORGED = b"DROP TABLE customers;\n"
 
 
 class DemoFailed(Exception):
@@ -87,6 +92,41 @@ def offline(base):
     print(f"sample: {dump.count(MARKER.encode())} times; shop.sql.enc: {data.count(MARKER.encode())} times")
     if MARKER.encode() in open(sealed, "rb").read():
         raise DemoFailed("the sealed file contains readable data")
+    signed_and_forged(dump)
+
+
+def make_signing_key():
+    """demo.sign (secret) and demo.verify (its verify key, for --signer-file)."""
+    step("Making a signing key: a backup can then show who made it")
+    verify = run([*ENCPIPE, "keygen", "--sign", "-o", "demo.sign"], capture=True,
+                 show="encpipe keygen --sign -o demo.sign > demo.verify")
+    with open("demo.verify", "wb") as f:
+        f.write(verify)
+    print(verify.decode().strip(), flush=True)
+
+
+def signed_and_forged(dump):
+    """A file sealed to a public key and signed opens with --signer; one that anybody
+    with the public key made (same recipient, no signature) is refused with 67."""
+    step("Sealing to a public key (a backup host holding no secret)")
+    public = run([*ENCPIPE, "keygen", "--x25519", "-o", "demo.id"], capture=True,
+                 show="encpipe keygen --x25519 -o demo.id > demo.pub")
+    with open("demo.pub", "wb") as f:
+        f.write(public)
+    make_signing_key()
+    run([*ENCPIPE, "seal", "--recipient-file", "demo.pub", "--sign-key", "demo.sign", "-o", "signed.enc"],
+        stdin=dump, show="sample-dump | encpipe seal --recipient-file demo.pub --sign-key demo.sign -o signed.enc")
+    opened = run([*ENCPIPE, "open", "--identity", "demo.id", "--signer-file", "demo.verify", "signed.enc"],
+                 capture=True)
+    if opened != dump:
+        raise DemoFailed("the signed file does not open to the sample")
+    print(f"signed by demo.sign, identical to the sample: {len(opened)} bytes")
+    step("A forgery: anybody with demo.pub seals another dump to it; --signer refuses it (67), writes nothing")
+    run([*ENCPIPE, "seal", "--recipient-file", "demo.pub", "-o", "forged.enc"], stdin=FORGED,
+        show="echo 'DROP TABLE customers;' | encpipe seal --recipient-file demo.pub -o forged.enc")
+    out = run([*ENCPIPE, "open", "--identity", "demo.id", "--signer-file", "demo.verify", "forged.enc"], expect=67,
+              capture=True)
+    print(f"bytes written: {len(out)}")
 
 
 def find_bindir():
@@ -187,20 +227,25 @@ def _postgres_steps(tools):
           FROM generate_series(1, 5000) AS g;"""], show="psql -d shop -c 'CREATE TABLE customers ...; INSERT ...'")
     step("Making a key")
     run([*ENCPIPE, "keygen", "-o", "demo.key"])
-    step("Backing up, as plain SQL and in pg_dump's custom format")
-    run([tools["encpipe-backup"], "--dir", "backups", "--key-file", "demo.key", "shop"])
-    run([tools["encpipe-backup"], "--dir", "backups", "--key-file", "demo.key", "--format", "custom", "shop"])
+    make_signing_key()
+    step("Backing up, signed, as plain SQL and in pg_dump's custom format")
+    backup = [tools["encpipe-backup"], "--dir", "backups", "--key-file", "demo.key", "--sign-key", "demo.sign"]
+    run([*backup, "shop"])
+    run([*backup, "--format", "custom", "shop"])
     sealed = sorted(glob.glob("backups/shop_*Z.sql*.enc"))[0]
     if tools["encpipe-list"]:
         step("Listing the backups (names and headers only, no key)")
         run([tools["encpipe-list"], "--dir", "backups"])
     if tools["encpipe-verify"]:
-        step("Verifying every backup with the key")
-        run([tools["encpipe-verify"], "--key-file", "demo.key", "--dir", "backups"])
+        step("Verifying every backup and its signature")
+        run([tools["encpipe-verify"], "--key-file", "demo.key", "--signer-file", "demo.verify", "--dir", "backups"],
+            capture=True)
+        print("ok", flush=True)
     step("Inspecting one header (no key needed)")
     run([*ENCPIPE, "inspect", sealed])
-    step("Restoring into a new database, all or nothing")
-    run([tools["encpipe-restore"], "--key-file", "demo.key", sealed, "shop_restored"])
+    step("Restoring into a new database, all or nothing, if demo.sign signed it")
+    restore = [tools["encpipe-restore"], "--key-file", "demo.key", "--signer-file", "demo.verify"]
+    run([*restore, sealed, "shop_restored"])
     step("Comparing pg_dump of shop and shop_restored")
     if _comparable_dump("shop") != _comparable_dump("shop_restored"):
         raise DemoFailed("the restored database differs from the original")
@@ -214,6 +259,10 @@ def _postgres_steps(tools):
     print(f"{os.path.basename(sealed)}: {found} lines")
     if found:
         raise DemoFailed("the backup contains readable data")
+    step("A forgery: a dump sealed with demo.key by someone without demo.sign is refused (67), shop untouched")
+    run([*ENCPIPE, "seal", "--key-file", "demo.key", "-o", "forged.sql.enc"], stdin=FORGED,
+        show="echo 'DROP TABLE customers;' | encpipe seal --key-file demo.key -o forged.sql.enc")
+    run([*restore, "forged.sql.enc", "shop"], expect=67)
 
 
 def main(argv=None):

@@ -391,6 +391,12 @@ def test_demo_runs_and_cleans_up(pg, tools):
         assert "\nidentical\n" in out
         assert re.search(r"shop_[0-9TZ]+\.sql(\.zst)?\.enc: 0 lines", out)
         assert "pg_dump shop: 2000 lines" in out
+        # signed backups restore with --signer-file; a forged one is refused before shop is touched
+        assert re.search(r"\$ encpipe-backup --dir backups --key-file demo.key --sign-key demo.sign shop\n", out)
+        assert re.search(r"\$ encpipe-restore --key-file demo.key --signer-file demo.verify backups/shop_\S+ "
+                         r"shop_restored\n", out)
+        assert out.endswith("$ encpipe-restore --key-file demo.key --signer-file demo.verify forged.sql.enc shop\n"
+                            "(exit status 67, as expected)\n\n==> Done; removing " + out.rsplit(" ", 1)[1])
         assert os.listdir(workdir) == []
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

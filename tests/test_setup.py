@@ -104,6 +104,11 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
                  "$ encpipe rewrap --in-place", "$ encpipe inspect --verify"):
         assert step in done.stdout
     assert "bytes written: 0" in done.stdout and "shop.sql.enc: 0 times" in done.stdout
+    # a signed file opens with --signer; a forgery sealed to the same public key is refused
+    assert "--sign-key demo.sign -o signed.enc\n$ encpipe open --identity demo.id --signer-file demo.verify " \
+           "signed.enc\nsigned by demo.sign, identical to the sample" in done.stdout
+    assert "$ encpipe open --identity demo.id --signer-file demo.verify forged.enc\n" \
+           "(exit status 67, as expected)\nbytes written: 0\n" in done.stdout
     assert done.stdout.splitlines()[-1].startswith("==> Done; removing ")
     hint = [line for line in done.stderr.splitlines()  # the once-only install line may come first
             if line.startswith("encpipe-demo:") and not line.startswith("encpipe-demo: installing ")]
