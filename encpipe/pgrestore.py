@@ -17,7 +17,8 @@ Options:
   --drop-pre-restore-older-than DAYS  drop DBNAME_pre_restore_* copies older than DAYS
   --list-pre-restore         print the *_pre_restore_* databases as JSON
   --progress, --threads N    passed to encpipe open
-  --signer KEY, --signer-file FILE  trusted signers, for encpipe (ENCPIPE_SIGNER)
+  --signer KEY, --signer-file FILE  trusted signers (repeatable; instead of ENCPIPE_SIGNER):
+                             a backup none of them signed is refused (67)
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
 See README, "Restoring: encpipe-restore".

@@ -190,3 +190,15 @@ def test_bad_signer_options_are_refused_before_touching_any_file(world, argv, co
     assert text.startswith("encpipe-rotate: error: ") and "Traceback" not in text, text
     assert (world.dir / "a.enc").read_bytes() == world.originals["a.enc"]
     assert os.listdir(world.dir) == ["a.enc"]
+
+
+def test_rewrap_keeps_every_signature_and_says_nothing(world):
+    """What rotate relies on: `encpipe rewrap` of a signed file keeps its signatures (no
+    warning: none is dropped), and the new key's authenticator checks."""
+    world.add("a.enc", "--key-file", world.old_a, "--sign-key", world.sign1, "--sign-key", world.sign2)
+    done = run(["rewrap", "--key-file", world.old_a, "--remove", world.ids(world.old_a)[0], "--add-key-file",
+                world.new], world.originals["a.enc"])
+    assert (done.code, done.stderr) == (0, "")
+    (world.dir / "a.enc").write_bytes(done.stdout)
+    for pub, key_id in ((world.pub1, world.id1), (world.pub2, world.id2)):
+        assert_opens_signed(world, "a.enc", pub, key_id)
