@@ -206,7 +206,8 @@ class Rotation:
         extra = {"signed_by": after["signed_by"]} if "signed_by" in after else {}
         dropped = sorted(set(signed) - set(after.get("signed_by") or []))
         if dropped:
-            warn(f"{path}: the signature by {', '.join(dropped)} was dropped")
+            many = len(dropped) > 1
+            warn(f"{path}: the signature{'s' * many} by {', '.join(dropped)} {'were' if many else 'was'} dropped")
             extra["dropped_signatures"] = dropped
         return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
                       **extra)

@@ -12,7 +12,7 @@ import pytest
 from encpipe import RawKey, seal
 from encpipe.backup import unit
 from encpipe.signing import SigningKey
-from test_backup_dir import CHUNK_LOG2, KEY, LEGACY_AVAILABLE, by_name, names, run, stamp, write
+from test_backup_dir import CHUNK_LOG2, KEY, by_name, names, run, stamp, write
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
 S1, S2 = SigningKey.generate(), SigningKey.generate()
@@ -73,7 +73,6 @@ def test_verify_without_a_signer_accepts_them_all_and_the_option_overrides_the_e
     assert [by_name(report["results"])[day(i)]["ok"] for i in (1, 2, 3, 4)] == [False, False, True, True]
 
 
-@pytest.mark.skipif(not LEGACY_AVAILABLE, reason="encpipe.legacy is part of this checkout")
 def test_verify_with_a_signer_refuses_a_file_of_the_previous_tool(tmp_path):
     from encpipe.legacy import seal_legacy
 
