@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from test_backup_restore import key_file, tools  # noqa: F401 (fixtures)
-from test_backup_restore import backup, dump, ensure_small, leftover_databases, python_env, restore
+from test_backup_restore import (backup, databases, dump, ensure_small, leftover_databases, make_legacy_file,
+                                 python_env, read_key, restore)
 from test_provenance import forge, identity
 
 
@@ -91,3 +92,17 @@ def test_backup_sign_key_then_restore_signer_options(pg, tools, key_file, tmp_pa
                    env_extra={"ENCPIPE_SIGNER": pub2})
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, db) == before and leftover_databases(pg) == set()
+
+
+def test_restore_with_a_signer_refuses_a_file_of_the_previous_tool(pg, tools, key_file, tmp_path):
+    """Such a file carries no signature: with --signer it is refused (67) before any
+    database is created, though the key authenticates it."""
+    pub = _signing_key(tmp_path / "s.sign")
+    db = ensure_small(pg, "prov_legacy")
+    path = make_legacy_file(tmp_path / "prov_legacy_backup_2024-01-02_03-04-05-678Z.sql.enc", read_key(key_file),
+                            dump(pg, db))
+    before = databases(pg)
+    proc = restore(pg, tools, path, "prov_legacy_copy", "--key-file", key_file, "--signer", pub)
+    assert (proc.returncode, proc.stdout) == (67, b""), proc.stderr.decode()
+    assert b"not signed by a trusted signer" in proc.stderr
+    assert databases(pg) == before and leftover_databases(pg) == set()
