@@ -41,11 +41,13 @@ class RestrictFilter:
             if end < 0:
                 return b""
             self.dropping, pos = False, end + 1
-        starts = [pos] if (pos > 0 or self.line_start) else []
-        candidate = data.find(b"\n\\", pos)
+        # Backslashes are rare in a dump (newlines are not): find them, keep those at a line start.
+        starts = []
+        candidate = data.find(b"\\", pos)
         while candidate >= 0:
-            starts.append(candidate + 1)
-            candidate = data.find(b"\n\\", candidate + 1)
+            if data[candidate - 1] == 0x0A if candidate > 0 else self.line_start:
+                starts.append(candidate)
+            candidate = data.find(b"\\", candidate + 1)
         kept_from = pos
         for start in starts:
             if start >= len(data) or data[start:start + 1] != b"\\" or start < kept_from:
