@@ -42,6 +42,36 @@ def test_script_is_executable_with_a_python_shebang():
         assert f.readline() == "#!/usr/bin/env python3\n"
 
 
+FORMAT_ROWS = [
+    "seal v1, raw key (the CLI's code, envelope.seal(version=1))",
+    "seal v2, raw key",
+    "seal v2, raw key, --sign-key",
+    "seal v2, X25519 --recipient only",
+] + [f"{how}{what}" for how in ("", "cat FILE | ") for what in (
+    "open v1 file, raw key",
+    "open v2 file, raw key",
+    "open v2 signed file, raw key",
+    "open --signer v2 signed file, raw key",
+    "open v2 X25519 file, --identity",
+)]
+PG_ROWS = [
+    "pg_dump db | cat > f",
+    "encpipe-backup --no-globals --compress none",
+    "pg_dump db | zstd -3 -T1 | cat > f",
+    "encpipe-backup --no-globals (plain, default zstd -3 -T1)",
+    "pg_dump -Fc db | cat > f",
+    "encpipe-backup --no-globals --format custom",
+    "pg_dump db | encpipe seal > f",
+    "cat dump.sql | (createdb && psql -1)",
+    "encpipe-restore FILE db (plain file)",
+    "cat dump.zst | zstd -d | (createdb && psql -1)",
+    "encpipe-restore FILE db (plain zstd file)",
+    "cat dump | (createdb && pg_restore -1)",
+    "encpipe-restore FILE db (custom file)",
+    "encpipe open < dump.enc | (createdb && psql -1)",
+]
+
+
 def test_quick_run_exits_zero(quick_run):
     proc, _, _ = quick_run
     assert proc.returncode == 0, proc.stderr
@@ -83,11 +113,9 @@ def test_quick_run_prints_every_row(quick_run):
         "PostgreSQL",
         "pg_dump db | cat > f",
         "pg_dump db | encpipe seal > f",
-        "cat < dump.sql | psql",
-        "encpipe open < dump.enc | psql",
         "Goals",
         "load:",
-    ] + [f"{n}. [" for n in range(1, 8)]
+    ] + [f"#16 goal {n} [" for n in range(1, 8)] + FORMAT_ROWS + PG_ROWS
     if shutil.which("age") and shutil.which("age-keygen"):
         expected += ["age -r RECIPIENT", "age -d -i IDENTITY", "cat FILE | age -r RECIPIENT", "wall x age"]
     if shutil.which("openssl"):
@@ -116,7 +144,77 @@ def test_quick_run_writes_json_with_positive_numbers(quick_run):
         (size, chunk, cipher) for size in (1 << 20, 8 << 20) for chunk in ("16K", "auto", "16M")
         for cipher in ("cryptography", "pycryptodome")}
     assert all(r["seal_rss_bytes"] > 0 and r["open_rss_bytes"] > 0 for r in document["rss"])
-    assert {g["goal"] for g in document["goals"]} == {1, 2, 3, 4, 5, 6, 7}
+    assert {(g["issue"], g["goal"]) for g in document["goals"]} == {(16, n) for n in range(1, 8)} | {(14, 6), (12, 4)}
+
+
+def _goals(document, issue, number):
+    return [g for g in document["goals"] if (g["issue"], g["goal"]) == (issue, number)]
+
+
+def test_quick_run_compares_every_v2_row_with_v1(quick_run):
+    """Issue 14 acceptance 6: every v2 row is measured, and has a goal line against its v1 row."""
+    _, report, _ = quick_run
+    document = json.loads(report.read_text())
+    rows = {row["label"]: row for row in document["rows"] if row["group"] == "formats"}
+    assert sorted(rows) == sorted(FORMAT_ROWS)
+    for row in rows.values():
+        assert row["median_s"] > 0 and row["cpu_median_s"] > 0 and row["peak_rss_bytes"] > 0, row
+    assert "--signer" in rows["open --signer v2 signed file, raw key"]["command"][-1]
+    assert rows["cat FILE | open v1 file, raw key"]["command"][0].startswith("cat")
+    goals = _goals(document, 14, 6)
+    v2_rows = [label for label in FORMAT_ROWS if "v2" in label]
+    assert len(goals) == len(v2_rows) and all(g["met"] in (True, False) for g in goals)
+    for label, g in zip(v2_rows, goals):
+        assert g["text"].startswith(f"{label} [") and "x v1 (v2 at most 1.1x v1 wall and CPU, memory flat)" in g["text"]
+
+
+def test_quick_run_measures_the_backup_scripts_against_cat(quick_run):
+    """Issue 12 acceptance 4 and issue 16 goal 7: encpipe-backup and encpipe-restore of a
+    pgbench database, each paired with the same pipeline through cat; never skipped."""
+    proc, report, _ = quick_run
+    document = json.loads(report.read_text())
+    rows = {row["label"]: row for row in document["rows"] if row["group"] == "pg"}
+    assert sorted(rows) == sorted(PG_ROWS), proc.stdout
+    assert "pgbench scale 1, plain dump of" in proc.stdout
+    for label, row in rows.items():
+        assert row["median_s"] > 0 and row["file_bytes"] > 0, row
+        if label.startswith("encpipe"):
+            assert row["paired_with"] in rows and len(row["paired_ratios"]) == len(row["walls_s"]) == 1
+    sizes = {v: rows[f"encpipe-backup --no-globals {v}"]["file_bytes"] for v in
+             ("--compress none", "(plain, default zstd -3 -T1)", "--format custom")}
+    assert sizes["--compress none"] > 10 * sizes["(plain, default zstd -3 -T1)"]
+    assert sizes["--compress none"] > sizes["--format custom"]
+    assert rows["encpipe-backup --no-globals --compress none"]["file_bytes"] > rows["pg_dump db | cat > f"]["file_bytes"]
+    [zstd_goal] = _goals(document, 12, 4)
+    assert zstd_goal["met"] in (True, False) and "x smaller" in zstd_goal["text"]
+    pipeline = _goals(document, 16, 7)
+    assert [g["text"].split(":")[0] for g in pipeline] == [label for label in PG_ROWS
+                                                         if label.startswith(("encpipe-backup", "encpipe-restore"))]
+    assert all(g["met"] in (True, False) and "paired rounds" in g["text"] for g in pipeline)
+
+
+def test_v1_rows_are_written_by_the_cli_code_in_format_v1(tmp_path):
+    """The v1 stub seals through the CLI (same key loading) and writes a v1 file that opens."""
+    from encpipe.bench.formats import V1_SEAL
+
+    repo = os.path.dirname(os.path.dirname(BENCH))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE")}
+    env["ENCPIPE_KEY"] = "11" * 32
+    data = os.urandom(100_000)
+    sealed = tmp_path / "v1.enc"
+    with open(sealed, "wb") as out:
+        proc = subprocess.run([sys.executable, "-c", V1_SEAL, repo, "seal"], input=data, stdout=out, env=env,
+                              stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    inspect = subprocess.run([sys.executable, "-m", "encpipe", "inspect", "--json", str(sealed)], env=env,
+                             capture_output=True, timeout=60)
+    assert json.loads(inspect.stdout)["version"] == 1
+    opened = subprocess.run([sys.executable, "-m", "encpipe", "open", str(sealed)], env=env, capture_output=True,
+                            timeout=60)
+    assert opened.returncode == 0 and opened.stdout == data
+    refused = subprocess.run([sys.executable, "-c", V1_SEAL, repo, "seal", "--sign-key", str(tmp_path / "none")],
+                             input=b"", capture_output=True, env=env, timeout=60)
+    assert refused.returncode != 0 and refused.stdout == b"" and b"Traceback" not in refused.stderr
 
 
 def test_quick_run_leaves_no_files_behind(quick_run):
@@ -136,7 +234,8 @@ def test_sizes_accept_binary_suffixes():
         bench.parse_size("lots")
 
 
-def test_bad_option_is_a_usage_error():
-    proc = subprocess.run([sys.executable, BENCH, "--rounds", "0"], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("option", ["--rounds", "--pg-rounds"])
+def test_bad_option_is_a_usage_error(option):
+    proc = subprocess.run([sys.executable, BENCH, option, "0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "must be positive" in proc.stderr

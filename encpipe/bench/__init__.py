@@ -24,13 +24,21 @@ Rows:
   memory      generator | encpipe seal | encpipe open > /dev/null at each
               --rss-sizes size and --rss-chunks chunk size: the input never
               touches the disk; and open --legacy of the previous format
-  postgresql  pg_dump | cat > f  vs  pg_dump | encpipe seal > f, and
-              cat dump.sql | psql  vs  encpipe open < dump.enc | psql (a fresh
-              database each time), paired round by round; a database
-              generated with generate_series, or pgbench's (--pgbench-scale),
-              in a throwaway cluster (tests/pgcluster.py)
+  formats     seal and open (a file on stdin, and through a pipe) in format v1
+              next to v2: raw key, raw key with --sign-key (and open --signer),
+              an X25519 recipient only; v1 is written by the CLI's own code
+              with envelope.seal(version=1) (the CLI writes only v2)
+  postgresql  in a throwaway cluster (tests/pgcluster.py), a pgbench database
+              (--pgbench-scale; 0: rows made with generate_series), paired
+              round by round (--pg-rounds) with the same pipeline through cat:
+              scripts/encpipe-backup --no-globals with --compress none, zstd
+              (the default) and --format custom against pg_dump [| zstd] | cat
+              > f; scripts/encpipe-restore of each file into a new database
+              against cat FILE [| zstd -d] | (createdb && psql -1 or
+              pg_restore -1); pg_dump | encpipe seal > f and encpipe open <
+              dump.enc | psql -1
 
 The modules: measure (running and timing), context (environment, inputs,
-peers), rows (throughput, start-up, memory), pg, report (goals and output),
-main (options).
+peers), rows (throughput, start-up, memory), formats, pg and pgreport,
+report (goals and output), main (options).
 """

@@ -57,6 +57,7 @@ class Context:
         self.started = time.perf_counter()
         self.notes, self.sections = [], []
         self.rows, self.startup_rows, self.rss_rows, self.legacy_rows, self.pg_rows = [], [], [], [], None
+        self.format_rows = []
         self.python = os.path.realpath(sys.executable)
         self.base_env = self._base_env()
         self.encpipe, self.encpipe_how = self._encpipe_command()  # adds PYTHONPATH to base_env
@@ -92,7 +93,7 @@ class Context:
         return env
 
     def _encpipe_command(self):
-        package_dir = os.path.abspath(self.opts.package_dir or self.repo)
+        package_dir = self.package_dir = os.path.abspath(self.opts.package_dir or self.repo)
         wanted = os.path.join(package_dir, "encpipe", "__init__.py")
         if not os.path.exists(wanted):
             raise BenchError(f"no encpipe package in {package_dir}")
@@ -164,12 +165,12 @@ class Context:
         run([self.enc("seal")], None, self.empty_sealed)
         for chunk, name in self.sealed.items():
             for cipher in self.ciphers:
-                self._check(f"encpipe open ({chunk} chunks, {cipher})", [self.enc("open", cipher=cipher)], name)
+                self.check(f"encpipe open ({chunk} chunks, {cipher})", [self.enc("open", cipher=cipher)], name)
         for peer in self.peers:
             if peer.get("decrypt"):
-                self._check(peer["name"], [peer["decrypt"]], peer["file"])
+                self.check(peer["name"], [peer["decrypt"]], peer["file"])
 
-    def _check(self, what, stages, stdin):
+    def check(self, what, stages, stdin):
         if output_digest(stages, stdin) != self.digest:
             raise BenchError(f"{what} did not give back the input: refusing to report numbers")
 

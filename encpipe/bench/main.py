@@ -6,13 +6,13 @@ import sys
 import tempfile
 
 from . import __doc__ as DOC
-from . import pg, report, rows
+from . import formats, pg, report, rows
 from .context import CIPHERS, Context
 from .measure import BenchError, parse_size, parse_sizes
 
-SECTIONS = ("throughput", "startup", "memory", "pg")
-FULL = dict(size="1G", rounds=5, rss_sizes="64M,4G", pg_size="256M", startup_reps=10)
-QUICK = dict(size="4M", rounds=1, rss_sizes="1M,8M", pg_size="2M", startup_reps=3)
+SECTIONS = ("throughput", "formats", "startup", "memory", "pg")
+FULL = dict(size="1G", rounds=5, rss_sizes="64M,4G", pg_size="256M", pgbench_scale=30, pg_rounds=3, startup_reps=10)
+QUICK = dict(size="4M", rounds=1, rss_sizes="1M,8M", pg_size="2M", pgbench_scale=1, pg_rounds=1, startup_reps=3)
 
 
 def _list(text):
@@ -27,9 +27,12 @@ def parse_args(argv):
     parser.add_argument("--rss-sizes", type=parse_sizes, help=f"inputs streamed for peak RSS [{FULL['rss_sizes']}]")
     parser.add_argument("--rss-chunks", type=_list, default=["16K", "auto", "16M"],
                         help="chunk sizes for the peak RSS rows [16K,auto,16M]")
-    parser.add_argument("--pg-size", type=parse_size, help=f"approximate size of the dump [{FULL['pg_size']}]")
-    parser.add_argument("--pgbench-scale", type=int, default=0,
-                        help="dump a pgbench database of this scale instead of generated rows [0: generated]")
+    parser.add_argument("--pg-size", type=parse_size,
+                        help=f"approximate size of the generated dump, with --pgbench-scale 0 [{FULL['pg_size']}]")
+    parser.add_argument("--pgbench-scale", type=int,
+                        help=f"scale of the pgbench database dumped [{FULL['pgbench_scale']}; --quick: "
+                             f"{QUICK['pgbench_scale']}]; 0: rows generated to about --pg-size")
+    parser.add_argument("--pg-rounds", type=int, help=f"rounds of the PostgreSQL rows [{FULL['pg_rounds']}]")
     parser.add_argument("--only", type=_list, default=list(SECTIONS),
                         help=f"run only these sections [{','.join(SECTIONS)}]")
     parser.add_argument("--startup-reps", type=int, help=f"start-up runs per round [{FULL['startup_reps']}]")
@@ -39,7 +42,7 @@ def parse_args(argv):
                         help=f"cipher libraries to measure [{','.join(CIPHERS)}]")
     parser.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL rows")
     parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: {QUICK['size']} input, 1 round, small PostgreSQL dump")
+                        help=f"smoke run: {QUICK['size']} input, 1 round, pgbench scale {QUICK['pgbench_scale']}")
     parser.add_argument("--json", metavar="FILE", help="also write all samples as JSON (- for stdout)")
     parser.add_argument("--package-dir", metavar="DIR", help="benchmark the encpipe package in DIR [this tree]")
     parser.add_argument("--workdir", metavar="DIR", help="where to make the temporary directory [$TMPDIR]")
@@ -53,8 +56,10 @@ def parse_args(argv):
             elif name == "rss_sizes":
                 value = parse_sizes(value)
             setattr(opts, name, value)
-    if opts.rounds < 1 or opts.startup_reps < 1 or not opts.rss_sizes or opts.size < 1:
-        parser.error("--rounds, --startup-reps, --size and --rss-sizes must be positive")
+    if opts.rounds < 1 or opts.pg_rounds < 1 or opts.startup_reps < 1 or not opts.rss_sizes or opts.size < 1:
+        parser.error("--rounds, --pg-rounds, --startup-reps, --size and --rss-sizes must be positive")
+    if opts.pgbench_scale < 0:
+        parser.error("--pgbench-scale must be 0 or more")
     if "auto" not in opts.chunk_sizes:
         opts.chunk_sizes.insert(0, "auto")
     if set(opts.only) - set(SECTIONS):
@@ -72,9 +77,9 @@ def main(argv=None, repo=None):
     try:
         ctx = Context(opts, work, repo)
         ctx.prepare_inputs()
-        for section in ("throughput", "startup", "memory"):
+        for section in ("throughput", "formats", "startup", "memory"):
             if section in opts.only:
-                getattr(rows, section)(ctx)
+                getattr(formats if section == "formats" else rows, section)(ctx)
         try:
             if "pg" in opts.only:
                 pg.postgresql(ctx)

@@ -1,9 +1,13 @@
-"""PostgreSQL pipelines: pg_dump and psql through encpipe and through cat, in a throwaway cluster."""
+"""PostgreSQL: scripts/encpipe-backup and encpipe-restore against the same pipelines
+through cat, and pg_dump | encpipe seal, encpipe open | psql, in a throwaway cluster."""
 
+import json
 import os
+import subprocess
 import sys
 
-from .measure import BenchError, MiB, Row, human, measure_rounds, run
+from . import pgreport
+from .measure import BenchError, Row, human, measure_rounds, run, warm
 
 PG_SCHEMA = """
 CREATE TABLE accounts (id integer PRIMARY KEY, name text NOT NULL, opened date NOT NULL);
@@ -28,6 +32,30 @@ INSERT INTO events
 """
 PG_EVENT_ROW_BYTES = 120  # about, in a plain dump
 PG_EVENTS_PER_INSERT = 500_000
+DB = "bench"
+ZSTD = ["zstd", "-q", "-c", "-3", "-T1"]  # what encpipe-backup runs by default
+# (variant, encpipe-backup options, label)
+BACKUPS = (
+    ("none", ["--compress", "none"], "--compress none"),
+    ("zstd", [], "(plain, default zstd -3 -T1)"),
+    ("custom", ["--format", "custom"], "--format custom"),
+)
+
+
+class PgRow(Row):
+    """A row of this section: `base` is the row through cat it is paired with; `kind`
+    is backup or restore; `out_size` the size of the file it writes (or reads)."""
+
+    def __init__(self, label, stages, stdin=None, stdout=None, base=None, kind=None, variant=None, **kw):
+        super().__init__("pg", label, stages, stdin, stdout, **kw)
+        self.base, self.kind, self.variant, self.out_size = base, kind, variant, None
+
+    def as_json(self):
+        document = super().as_json()
+        document.update(file_bytes=self.out_size, paired_with=self.base.label if self.base else None,
+                        paired_ratios=[a.wall / b.wall for a, b in zip(self.results, self.base.results)]
+                        if self.base else None)
+        return document
 
 
 def postgresql(ctx):
@@ -56,72 +84,166 @@ def postgresql(ctx):
 
 def _generate(ctx, pg):
     """The database to dump: pgbench's at --pgbench-scale, else generated rows."""
+    pg.createdb(DB)
     if ctx.opts.pgbench_scale:
         ctx.say(f"PostgreSQL: pgbench -i -s {ctx.opts.pgbench_scale}")
-        pg.createdb("bench")
-        run([([pg.bin("pgbench"), "-i", "-q", "-s", str(ctx.opts.pgbench_scale), "bench"], pg.env)], rss=False)
+        run([([pg.bin("pgbench"), "-i", "-q", "-s", str(ctx.opts.pgbench_scale), DB], pg.env)], rss=False)
         return "pgbench_accounts", f"pgbench scale {ctx.opts.pgbench_scale}"
     rows_wanted = max(1000, ctx.opts.pg_size // PG_EVENT_ROW_BYTES)
     ctx.say(f"PostgreSQL: generating ~{human(ctx.opts.pg_size)} of dump ({rows_wanted} rows)")
-    pg.createdb("bench")
-    pg.psql(PG_SCHEMA, db="bench")
+    pg.psql(PG_SCHEMA, db=DB)
     for first in range(1, rows_wanted + 1, PG_EVENTS_PER_INSERT):
         last = min(rows_wanted, first + PG_EVENTS_PER_INSERT - 1)
-        pg.psql(PG_EVENTS.format(first=first, last=last), db="bench")
-    pg.psql("VACUUM ANALYZE", db="bench")
+        pg.psql(PG_EVENTS.format(first=first, last=last), db=DB)
+    pg.psql("VACUUM ANALYZE", db=DB)
     return "events", f"generated database ({rows_wanted} + 100000 rows)"
 
 
+def _script_env(ctx, pg, cipher):
+    """The scripts' environment: the cluster's libpq variables, its binaries first on
+    PATH (the same pg_dump, psql and pg_restore as the rows through cat), this
+    interpreter and package, the raw key in ENCPIPE_KEY."""
+    env = dict(ctx.base_env)
+    for name in ("PGSERVICE", "PGSERVICEFILE", "PGPASSWORD", "PGPASSFILE", "PGHOSTADDR", "PGOPTIONS", "PGCLUSTER"):
+        env.pop(name, None)
+    env.update({k: pg.env[k] for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE")})
+    env.update(PATH=os.pathsep.join([pg.bindir, env.get("PATH", "/usr/bin:/bin")]), ENCPIPE_PYTHON=ctx.python,
+               ENCPIPE_KEY=ctx.key, ENCPIPE_CIPHER=cipher)
+    return env
+
+
+def _backup_files(ctx, env, script):
+    """One backup of each variant (untimed): the files the restore rows read."""
+    directory, files = ctx.path("pg-backups"), {}
+    os.mkdir(directory, 0o700)
+    for variant, options, _ in BACKUPS:
+        proc = subprocess.run([script, "--dir", directory, "--no-globals", *options, DB], env=env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BenchError(f"encpipe-backup {' '.join(options)} exited {proc.returncode}: {proc.stderr.strip()}")
+        files[variant] = os.path.join(directory, json.loads(proc.stdout.splitlines()[-1])["filename"])
+    return files
+
+
+def _dump_files(ctx, pg):
+    """The same dumps unsealed (untimed), for the restores through cat; and sealed by encpipe."""
+    files = {v: ctx.path(f"dump.{v}") for v in ("none", "zstd", "custom")}
+    run([([pg.bin("pg_dump"), "-d", DB], pg.env)], None, files["none"], rss=False)
+    run([(ZSTD, ctx.base_env)], files["none"], files["zstd"], rss=False)
+    run([([pg.bin("pg_dump"), "-Fc", "-d", DB], pg.env)], None, files["custom"], rss=False)
+    files["sealed"] = ctx.path("dump.sql.enc")
+    run([ctx.enc("seal")], files["none"], files["sealed"], rss=False)
+    return files
+
+
+def _sized(row, path=None, directory=None):
+    """Record the size of the file the row wrote, then remove it (sealed backups pile up)."""
+    def after():
+        target = path
+        if directory:
+            found = [os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".enc")]
+            target = found[0] if len(found) == 1 else None
+            if not target:
+                raise BenchError(f"{row.label}: {len(found)} files in {directory}, expected 1")
+        row.out_size = os.path.getsize(target)
+        os.unlink(target)
+
+    row.after = after
+    return row
+
+
+def _restored(ctx, pg, row, db, table, expected, warm_file=None):
+    """Restores go into database `db`, which must not exist before; checked once, then dropped."""
+    def before():
+        pg.dropdb(db)
+        warm(warm_file)
+
+    def after():
+        if not row.checked:
+            got = pg.psql(f"SELECT count(*) FROM {table}", db=db).strip()
+            if got != expected:
+                raise BenchError(f"{row.label}: restored {got} rows, expected {expected}")
+            row.checked = True
+        pg.dropdb(db)
+
+    row.before, row.after, row.checked = before, after, False
+    return row
+
+
+def _backup_rows(ctx, pg, env, script, cipher):
+    pg_dump = ([pg.bin("pg_dump"), "-d", DB], pg.env)
+    cat = (["cat"], ctx.base_env)
+    rows = []
+    for variant, options, label in BACKUPS:
+        dump = ([pg.bin("pg_dump"), "-Fc", "-d", DB], pg.env) if variant == "custom" else pg_dump
+        stages = [dump, (ZSTD, ctx.base_env), cat] if variant == "zstd" else [dump, cat]
+        out = ctx.path(f"out.{variant}")
+        shown = {"none": "pg_dump db | cat > f", "zstd": "pg_dump db | zstd -3 -T1 | cat > f",
+                 "custom": "pg_dump -Fc db | cat > f"}[variant]
+        base = _sized(PgRow(shown, stages, None, out, kind="backup", variant=variant, size=None, tool="cat"), out)
+        directory = ctx.path(f"backups-{variant}")
+        os.mkdir(directory, 0o700)
+        argv = [script, "--dir", directory, "--no-globals", *options, DB]
+        mine = PgRow(f"encpipe-backup --no-globals {label}", [(argv, env)], base=base, kind="backup",
+                     variant=variant, cipher=cipher)
+        rows += [base, _sized(mine, directory=directory)]
+    sealed = ctx.path("out.sealed")
+    rows.append(_sized(PgRow("pg_dump db | encpipe seal > f", [pg_dump, ctx.enc("seal", cipher=cipher)], None, sealed,
+                             base=rows[0], kind="backup", variant="seal", cipher=cipher), sealed))
+    return rows
+
+
+def _restore_rows(ctx, pg, env, script, cipher, backups, dumps, table, expected):
+    rows, client_env = [], {k: v for k, v in env.items() if not k.startswith("ENCPIPE")}
+
+    def client(db, custom=False):
+        """createdb, then psql -1 or pg_restore -1 from standard input, as encpipe-restore runs them."""
+        tool = (f"exec pg_restore --exit-on-error --single-transaction -d {db}" if custom else
+                f"exec psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} -f -")
+        return (["sh", "-c", f"createdb {db} && {tool}"], client_env)
+
+    cat = (["cat"], ctx.base_env)
+    for variant, _, _ in BACKUPS:
+        db = f"restore_{variant}"
+        if variant == "custom":
+            stages, shown = [cat, client(db, custom=True)], "cat dump | (createdb && pg_restore -1)"
+        elif variant == "zstd":
+            stages, shown = [cat, (["zstd", "-d", "-c", "-q"], client_env), client(db)], \
+                "cat dump.zst | zstd -d | (createdb && psql -1)"
+        else:
+            stages, shown = [cat, client(db)], "cat dump.sql | (createdb && psql -1)"
+        base = _restored(ctx, pg, PgRow(shown, stages, dumps[variant], kind="restore", variant=variant, tool="cat"),
+                         db, table, expected)
+        base.out_size = os.path.getsize(dumps[variant])
+        kind = {"none": "plain", "zstd": "plain zstd", "custom": "custom"}[variant]
+        mine = PgRow(f"encpipe-restore FILE db ({kind} file)", [([script, backups[variant], f"{db}_enc"], env)],
+                     base=base, kind="restore", variant=variant, cipher=cipher)
+        mine.out_size = os.path.getsize(backups[variant])
+        rows += [base, _restored(ctx, pg, mine, f"{db}_enc", table, expected, warm_file=backups[variant])]
+    opener = PgRow("encpipe open < dump.enc | (createdb && psql -1)", [ctx.enc("open", cipher=cipher),
+                   client("restore_open")], dumps["sealed"], base=rows[0], kind="restore", variant="open",
+                   cipher=cipher)
+    opener.out_size = os.path.getsize(dumps["sealed"])
+    rows.append(_restored(ctx, pg, opener, "restore_open", table, expected))
+    return rows
+
+
 def _postgresql(ctx, pg):
-    env = pg.env
     table, what = _generate(ctx, pg)
     ctx.pg_what = what
-    pg_dump = ([pg.bin("pg_dump"), "-d", "bench"], env)
-    plain, sealed = ctx.path("dump.sql"), ctx.path("dump.sql.enc")
-    run([pg_dump], None, plain)
-    run([ctx.enc("seal")], plain, sealed)
-    dump_size = os.path.getsize(plain)
-    expected = pg.psql(f"SELECT count(*) FROM {table}", db="bench").strip()
-
-    def restore_stage(db):
-        return ([pg.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db], env)
-
-    def fresh(row, db):
-        def before():
-            pg.createdb(db)
-
-        def after():
-            if not row.checked:
-                got = pg.psql(f"SELECT count(*) FROM {table}", db=db).strip()
-                if got != expected:
-                    raise BenchError(f"{row.label}: restored {got} rows, expected {expected}")
-                row.checked = True
-            pg.dropdb(db)
-
-        row.before, row.after, row.checked = before, after, False
-        return row
-
     cipher = ctx.ciphers[0]
-    cat = (["cat"], ctx.base_env)
-    rows = [
-        Row("pg", "pg_dump db | cat > f", [pg_dump, cat], None, ctx.path("out.sql"), size=dump_size, tool="pg_dump"),
-        Row("pg", "pg_dump db | encpipe seal > f", [pg_dump, ctx.enc("seal", cipher=cipher)], None,
-            ctx.path("out.enc"), size=dump_size, stage=1, cipher=cipher),
-        fresh(Row("pg", "cat < dump.sql | psql", [cat, restore_stage("restore_plain")], plain, size=dump_size,
-                  tool="psql"), "restore_plain"),
-        fresh(Row("pg", "encpipe open < dump.enc | psql", [ctx.enc("open", cipher=cipher),
-                  restore_stage("restore_enc")], sealed, size=dump_size, stage=0, cipher=cipher), "restore_enc"),
-    ]
-    ctx.say(f"PostgreSQL: dump {human(dump_size)}, {len(rows)} commands x {ctx.opts.rounds} rounds")
-    measure_rounds(rows, ctx.opts.rounds)
+    env = _script_env(ctx, pg, cipher)
+    scripts = os.path.join(ctx.package_dir, "scripts")
+    expected = pg.psql(f"SELECT count(*) FROM {table}", db=DB).strip()
+    ctx.say("PostgreSQL: one untimed backup of each kind, and the same dumps unsealed")
+    backups = _backup_files(ctx, env, os.path.join(scripts, "encpipe-backup"))
+    dumps = _dump_files(ctx, pg)
+    rows = _backup_rows(ctx, pg, env, os.path.join(scripts, "encpipe-backup"), cipher)
+    rows += _restore_rows(ctx, pg, env, os.path.join(scripts, "encpipe-restore"), cipher, backups, dumps, table,
+                          expected)
+    rounds = ctx.opts.pg_rounds
+    ctx.say(f"PostgreSQL: plain dump {human(os.path.getsize(dumps['none']))}, {len(rows)} commands x {rounds} rounds")
+    measure_rounds(rows, rounds, progress=ctx.say)
     ctx.pg_rows = rows
-    lines = [f"{what}, plain dump of {human(dump_size)}; "
-             f"median of {ctx.opts.rounds} round(s); restores go into a fresh database",
-             f"{'command':44} {'cipher':12} {'median s':>9} {'MiB/s':>8} {'encpipe RSS':>11}  {'x plain':>8}  "
-             f"{'spread x plain':>15}"]
-    for row, base in ((rows[0], rows[0]), (rows[1], rows[0]), (rows[2], rows[2]), (rows[3], rows[2])):
-        rss = f"{row.peak_rss / MiB:7.1f} MiB" if row in (rows[1], rows[3]) else f"{'':11}"
-        ratios = sorted(a.wall / b.wall for a, b in zip(row.results, base.results))
-        lines.append(f"{row.label:44} {row.cipher or '':12} {row.median:9.3f} {dump_size / MiB / row.median:8.0f} "
-                     f"{rss}  {row.median / base.median:8.3f}  {ratios[0]:6.3f}..{ratios[-1]:6.3f}")
-    ctx.sections.append(("PostgreSQL", lines))
+    ctx.pg_dump_size = os.path.getsize(dumps["none"])
+    pgreport.table(ctx)

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+from . import formats, pgreport
 from .measure import GiB, MiB
 
 FAST = "cryptography"
@@ -16,7 +17,6 @@ GOAL_AUTO_WALL = 1.05  # "never slower" than --threads 1, within this much noise
 GOAL_AUTO_CPU = 1.1
 GOAL_RSS_MIB = 48
 GOAL_STARTUP = {"inspect": 2.0, "keyid": 2.0, "seal": 3.0, "open": 3.0}
-GOAL_PIPELINE = 1.05
 
 
 def _find(rows, **want):
@@ -26,8 +26,8 @@ def _find(rows, **want):
 def goals(ctx):
     results = []
 
-    def goal(number, ok, text):
-        results.append({"goal": number, "met": ok, "text": text})
+    def goal(number, ok, text, issue=16):
+        results.append({"issue": issue, "goal": number, "met": ok, "text": text})
 
     rows = ctx.rows
     pairs = [("seal", "seal", dict(threads="auto", chunk="auto")), ("seal", "seal", dict(threads="1", chunk="auto")),
@@ -83,16 +83,11 @@ def goals(ctx):
             ratio = row.median / base
             goal(6, ratio <= limit, f"{row.label}{f' [{row.cipher}]' if row.cipher else ''}: {ratio:.2f} x "
                                     f"python3 -I -c pass (<= {limit})")
-    if ctx.pg_rows:
-        for mine, plain in ((ctx.pg_rows[1], ctx.pg_rows[0]), (ctx.pg_rows[3], ctx.pg_rows[2])):
-            ratios = sorted(a.wall / b.wall for a, b in zip(mine.results, plain.results))
-            ratio = mine.median / plain.median
-            goal(7, ratio <= GOAL_PIPELINE, f"{mine.label}: {ratio:.3f} x {plain.label} (<= {GOAL_PIPELINE}; "
-                                            f"paired rounds {ratios[0]:.3f}..{ratios[-1]:.3f}); {ctx.pg_what}")
-    else:
-        goal(7, None, "PostgreSQL rows not run")
+    formats.goals(ctx, goal)
+    pgreport.goals(ctx, goal)
     ctx.goal_results = results
-    lines = [f"{g['goal']}. [{ {True: 'met', False: 'NOT met', None: '-'}[g['met']]:7}] {g['text']}" for g in results]
+    shown = {True: "met", False: "NOT met", None: "-"}
+    lines = [f"#{g['issue']} goal {g['goal']} [{shown[g['met']]:7}] {g['text']}" for g in results]
     if ctx.opts.quick:
         lines.append("(--quick: sizes too small for the timings to mean anything)")
     ctx.sections.append(("Goals", lines))
@@ -116,7 +111,8 @@ def report(ctx):
         out += ["", f"{title}"] + [f"  {line}" for line in lines]
     print("\n".join(out), flush=True)
     if ctx.opts.json:
-        rows = ctx.rows + ctx.startup_rows + ctx.rss_rows + ctx.legacy_rows + (ctx.pg_rows or [])
+        rows = (ctx.rows + ctx.format_rows + ctx.startup_rows + ctx.rss_rows + ctx.legacy_rows
+                + (ctx.pg_rows or []))
         document = {"facts": facts, "notes": ctx.notes, "rows": [r.as_json() for r in rows],
                     "rss": [{"bytes": r.size, "chunk": r.chunk, "cipher": r.cipher, "seal_rss_bytes": r.results[0].rss[1],
                              "open_rss_bytes": r.results[0].rss[2]} for r in ctx.rss_rows],

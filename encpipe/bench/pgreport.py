@@ -1,0 +1,67 @@
+"""The PostgreSQL section's table, and its goals (issue 12 acceptance 4, issue 16 goal 7)."""
+
+import statistics
+
+from .measure import MiB
+
+GOAL_ZSTD_WALL = 1.2  # plain/zstd at most this x the wall time of plain/none...
+GOAL_ZSTD_SMALLER = 10  # ...and at least this many times smaller
+GOAL_PIPELINE = 1.05  # encpipe-backup / encpipe-restore against the same pipeline through cat
+
+
+def cpu_total(row):
+    """Median CPU seconds of every stage of the pipeline (the clients; the server's is not counted)."""
+    return statistics.median(sum(r.cpu) for r in row.results)
+
+
+def peak_rss(row):
+    return max((rss or 0 for r in row.results for rss in r.rss), default=0)
+
+
+def paired(row):
+    """(median ratio, lowest and highest ratio of the rounds) of row against its base, wall time."""
+    ratios = sorted(a.wall / b.wall for a, b in zip(row.results, row.base.results))
+    return row.median / row.base.median, ratios[0], ratios[-1]
+
+
+def table(ctx):
+    rows = ctx.pg_rows
+    lines = [f"{ctx.pg_what}, plain dump of {ctx.pg_dump_size / MiB:.1f} MiB; median of {ctx.opts.pg_rounds} "
+             f"round(s), each row paired round by round with the same pipeline through cat above it; backups "
+             f"write into a directory, restores go into a new database; the file column is the file written "
+             f"(backup) or read (restore); CPU: user + system of every client process (pg_dump, psql, "
+             f"pg_restore, zstd, encpipe, the scripts), not the server's; RSS: the largest process",
+             f"{'command':64} {'file MiB':>9} {'median s':>9} {'CPU s':>7} {'RSS MiB':>7} {'x cat':>6}  "
+             f"{'paired rounds':>13}"]
+    for row in rows:
+        size = f"{row.out_size / MiB:9.2f}" if row.out_size is not None else f"{'':9}"
+        spread = ""
+        if row.base:
+            ratio, low, high = paired(row)
+            spread = f"{ratio:6.3f}  {low:.3f}..{high:.3f}"
+        lines.append(f"{row.label:64} {size} {row.median:9.3f} {cpu_total(row):7.2f} {peak_rss(row) / MiB:7.1f} "
+                     f"{spread}")
+    ctx.sections.append(("PostgreSQL", lines))
+
+
+def _mine(rows, kind, variant):
+    return next((r for r in rows if r.kind == kind and r.variant == variant and r.base), None)
+
+
+def goals(ctx, goal):
+    rows = ctx.pg_rows
+    if not rows:
+        goal(4, None, "PostgreSQL rows not run", issue=12)
+        goal(7, None, "PostgreSQL rows not run")
+        return
+    none, zstd = _mine(rows, "backup", "none"), _mine(rows, "backup", "zstd")
+    wall, smaller = zstd.median / none.median, none.out_size / zstd.out_size
+    goal(4, wall <= GOAL_ZSTD_WALL and smaller >= GOAL_ZSTD_SMALLER,
+         f"encpipe-backup plain/zstd: {wall:.3f} x the wall time of plain/none (<= {GOAL_ZSTD_WALL}), "
+         f"{smaller:.1f} x smaller ({none.out_size / MiB:.2f} -> {zstd.out_size / MiB:.2f} MiB; >= "
+         f"{GOAL_ZSTD_SMALLER}); {ctx.pg_what}", issue=12)
+    for row in rows:
+        if row.base and row.label.startswith("encpipe-"):
+            ratio, low, high = paired(row)
+            goal(7, ratio <= GOAL_PIPELINE, f"{row.label}: {ratio:.3f} x {row.base.label} (<= {GOAL_PIPELINE}; "
+                                            f"paired rounds {low:.3f}..{high:.3f}); {ctx.pg_what}")
