@@ -136,8 +136,9 @@ def run(stages, stdin=None, stdout=None, rss=True):
 def output_digest(stages, stdin):
     """SHA-256 of a pipeline's output, streamed (for correctness checks, untimed)."""
     procs, upstream = [], open(stdin, "rb")
+    errors = tempfile.TemporaryFile()  # warnings are expected (an X25519 file is forgeable), not shown
     for argv, env in stages:
-        proc = subprocess.Popen(argv, stdin=upstream, stdout=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(argv, stdin=upstream, stdout=subprocess.PIPE, stderr=errors, env=env)
         upstream.close()
         upstream = proc.stdout
         procs.append(proc)
@@ -145,9 +146,12 @@ def output_digest(stages, stdin):
     while block := upstream.read(MiB):
         digest.update(block)
     upstream.close()
-    for proc in procs:
-        if proc.wait() != 0:
-            raise BenchError(f"{' '.join(proc.args)} exited {proc.returncode}")
+    with errors:
+        for proc in procs:
+            if proc.wait() != 0:
+                errors.seek(0)
+                message = errors.read().decode("utf-8", "replace").strip()
+                raise BenchError(f"{' '.join(proc.args)} exited {proc.returncode}: {message}")
     return digest.hexdigest()
 
 
