@@ -77,16 +77,18 @@ def main(argv=None, repo=None):
     try:
         ctx = Context(opts, work, repo)
         ctx.prepare_inputs()
-        for section in ("throughput", "formats", "startup", "memory"):
+        for section in ("throughput", "startup", "memory"):
             if section in opts.only:
-                getattr(formats if section == "formats" else rows, section)(ctx)
-        try:
-            if "pg" in opts.only:
-                pg.postgresql(ctx)
-        except BenchError as e:  # keep the other results
-            ctx.pg_rows = None
-            ctx.sections.append(("PostgreSQL", [f"FAILED: {e}"]))
-            status = 1
+                getattr(rows, section)(ctx)
+        for section, title, run, attribute in (("formats", "Format v1 and v2", formats.formats, "format_rows"),
+                                               ("pg", "PostgreSQL", pg.postgresql, "pg_rows")):
+            try:
+                if section in opts.only:
+                    run(ctx)
+            except BenchError as e:  # keep the other results
+                setattr(ctx, attribute, None)
+                ctx.sections.append((title, [f"FAILED: {e}"]))
+                status = 1
         report.goals(ctx)
         report.report(ctx)
         return status

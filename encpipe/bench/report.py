@@ -111,7 +111,7 @@ def report(ctx):
         out += ["", f"{title}"] + [f"  {line}" for line in lines]
     print("\n".join(out), flush=True)
     if ctx.opts.json:
-        rows = (ctx.rows + ctx.format_rows + ctx.startup_rows + ctx.rss_rows + ctx.legacy_rows
+        rows = (ctx.rows + (ctx.format_rows or []) + ctx.startup_rows + ctx.rss_rows + ctx.legacy_rows
                 + (ctx.pg_rows or []))
         document = {"facts": facts, "notes": ctx.notes, "rows": [r.as_json() for r in rows],
                     "rss": [{"bytes": r.size, "chunk": r.chunk, "cipher": r.cipher, "seal_rss_bytes": r.results[0].rss[1],
