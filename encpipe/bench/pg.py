@@ -136,20 +136,30 @@ def _dump_files(ctx, pg):
     return files
 
 
+def _hooks(row, before, after):
+    """Set the row's untimed set-up and clean-up; after(ok) learns whether the run succeeded
+    (after a failure, only clean up: the run's own error is the one to report)."""
+    def run_before():
+        row.started = len(row.results)
+        before()
+
+    row.before, row.after = run_before, lambda: after(len(row.results) > row.started)
+    return row
+
+
 def _sized(row, path=None, directory=None):
     """Record the size of the file the row wrote, then remove it (sealed backups pile up)."""
-    def after():
-        target = path
-        if directory:
-            found = [os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".enc")]
-            target = found[0] if len(found) == 1 else None
-            if not target:
-                raise BenchError(f"{row.label}: {len(found)} files in {directory}, expected 1")
-        row.out_size = os.path.getsize(target)
-        os.unlink(target)
+    def after(ok):
+        found = [path] if path else [os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".enc")]
+        found = [f for f in found if os.path.exists(f)]
+        if ok and len(found) != 1:
+            raise BenchError(f"{row.label}: {len(found)} files written, expected 1")
+        if ok:
+            row.out_size = os.path.getsize(found[0])
+        for name in found:
+            os.unlink(name)
 
-    row.after = after
-    return row
+    return _hooks(row, lambda: None, after)
 
 
 def _restored(ctx, pg, row, db, table, expected, warm_file=None):
@@ -158,16 +168,16 @@ def _restored(ctx, pg, row, db, table, expected, warm_file=None):
         pg.dropdb(db)
         warm(warm_file)
 
-    def after():
-        if not row.checked:
+    def after(ok):
+        if ok and not row.checked:
             got = pg.psql(f"SELECT count(*) FROM {table}", db=db).strip()
             if got != expected:
                 raise BenchError(f"{row.label}: restored {got} rows, expected {expected}")
             row.checked = True
         pg.dropdb(db)
 
-    row.before, row.after, row.checked = before, after, False
-    return row
+    row.checked = False
+    return _hooks(row, before, after)
 
 
 def _backup_rows(ctx, pg, env, script, cipher):
