@@ -101,7 +101,11 @@ def formats(ctx):
                 rows.append(Row("formats", how + shown, stages, sealed[name], op=op, size=size,
                                 cipher=cipher, threads="auto", chunk="auto", tool=name))
     ctx.say(f"formats: {len(rows)} commands x {ctx.opts.rounds} rounds on {human(size)}")
-    measure_rounds(rows, ctx.opts.rounds, progress=ctx.say)
+    try:
+        measure_rounds(rows, ctx.opts.rounds, progress=ctx.say)
+    finally:
+        for path in sealed.values():  # four more copies of the input: not kept for the later sections
+            os.unlink(path)
     ctx.format_rows = rows
     lines = [f"{human(size)} of random data; encpipe at its defaults with {cipher}; open reads the file on "
              f"standard input, or through a pipe (cat FILE |); median of {ctx.opts.rounds} round(s); "
