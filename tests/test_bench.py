@@ -239,3 +239,28 @@ def test_bad_option_is_a_usage_error(option):
     proc = subprocess.run([sys.executable, BENCH, option, "0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "must be positive" in proc.stderr
+
+
+def test_a_v1_row_that_is_not_v1_fails_the_formats_section_only(tmp_path_factory):
+    """If envelope.seal stopped honouring version=1, the v1 rows would measure v2: the bench
+    refuses to report them, keeps the other sections and exits 1."""
+    tmp_path = tmp_path_factory.mktemp("v1")  # short: gpg's socket path must fit
+    repo = os.path.dirname(os.path.dirname(BENCH))
+    shutil.copytree(os.path.join(repo, "encpipe"), tmp_path / "encpipe",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    envelope = tmp_path / "encpipe" / "envelope.py"
+    text = envelope.read_text()
+    start = text.index("\ndef seal(")
+    body = text.index("):\n", start) + 3
+    envelope.write_text(text[:body] + "    version = fmt.VERSION  # ignores the argument\n" + text[body:])
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run([sys.executable, BENCH, "--quick", "--only", "throughput,formats", "--no-pg",
+                           "--size", "1M", "--chunk-sizes", "auto", "--package-dir", str(tmp_path),
+                           "--workdir", str(work)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "Format v1 and v2\n  FAILED: seal v1, raw key (the CLI's code, envelope.seal(version=1)): the file is " \
+           "format v2, not v1" in proc.stdout
+    assert "encpipe seal (auto threads, default chunks)" in proc.stdout
+    assert "#14 goal 6 [-      ] format v1/v2 rows not run" in proc.stdout
+    assert list(work.iterdir()) == []
