@@ -260,7 +260,7 @@ def test_a_v1_row_that_is_not_v1_fails_the_formats_section_only(tmp_path_factory
                            "--workdir", str(work)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr
     assert "Format v1 and v2\n  FAILED: seal v1, raw key (the CLI's code, envelope.seal(version=1)): the file is " \
-           "format v2, not v1" in proc.stdout
+           "format v2 with slots ['raw-key'] and 0 signature(s), not v1 with ['raw-key'] and 0" in proc.stdout
     assert "encpipe seal (auto threads, default chunks)" in proc.stdout
     assert "#14 goal 6 [-      ] format v1/v2 rows not run" in proc.stdout
     assert list(work.iterdir()) == []

@@ -65,11 +65,14 @@ def _prepare(ctx, keys, cipher):
         run([_stage(ctx, name, seal, cipher)], ctx.data, path, rss=False)
         argv, env = _stage(ctx, name, ["inspect", "--json", path], cipher)
         try:
-            version = json.loads(command_output(argv, env))["version"]
-        except (ValueError, KeyError):
-            raise BenchError(f"encpipe inspect --json {label}: no version") from None
-        if version != int(name[1]):
-            raise BenchError(f"{label}: the file is format v{version}, not {name[:2]}")
+            found = json.loads(command_output(argv, env))
+            shape = (found["version"], [slot["type"] for slot in found["slots"]], len(found.get("signers") or []))
+        except (ValueError, KeyError, TypeError):
+            raise BenchError(f"encpipe inspect --json {label}: no version, slots or signers") from None
+        wanted = (int(name[1]), ["x25519" if name == "v2-x25519" else "raw-key"], int(name == "v2-signed"))
+        if shape != wanted:
+            raise BenchError(f"{label}: the file is format v{shape[0]} with slots {shape[1]} and {shape[2]} "
+                             f"signature(s), not v{wanted[0]} with {wanted[1]} and {wanted[2]}")
         opener = ["open"] + [keys.get(a, a) for a in open_opts]
         ctx.check(f"encpipe open ({label})", [_stage(ctx, name, opener, cipher)], path)
         sealed[name] = path
