@@ -120,8 +120,13 @@ def formats(ctx):
         lines.append(f"{row.label:64} {row.median:7.3f} {size / GiB / row.median:6.2f} "
                      f"{row.per_gib(row.cpu_median):9.3f} {row.peak_rss / MiB:7.1f} "
                      f"{row.median / base.median:9.2f} {row.cpu_median / base.cpu_median:8.2f} "
-                     f"{row.peak_rss / base.peak_rss:8.2f}")
+                     f"{_rss_ratio(row, base):8.2f}")
     ctx.sections.append(("Format v1 and v2", lines))
+
+
+def _rss_ratio(row, base):
+    """Peak RSS of row over base's; NaN (never "met") when a peak could not be read."""
+    return row.peak_rss / base.peak_rss if row.peak_rss and base.peak_rss else float("nan")
 
 
 def v1_row(rows, row):
@@ -142,7 +147,7 @@ def goals(ctx, goal):
             continue
         base = v1_row(ctx.format_rows, row)
         wall, cpu = row.median / base.median, row.cpu_median / base.cpu_median
-        rss = row.peak_rss / base.peak_rss
+        rss = _rss_ratio(row, base)
         goal(6, max(wall, cpu, rss) <= GOAL_X_V1,
              f"{row.label} [{row.cipher}]: wall {wall:.2f}, CPU {cpu:.2f}, peak RSS {rss:.2f} x v1 (v2 at most "
              f"{GOAL_X_V1}x v1 wall and CPU, memory flat)", issue=14)
