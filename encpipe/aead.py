@@ -21,6 +21,7 @@ CRYPTOGRAPHY = "cryptography"
 PYCRYPTODOME = "pycryptodome"
 NAMES = (CRYPTOGRAPHY, PYCRYPTODOME)
 TAG_LEN = 16
+GIL_FREE_CRYPTOGRAPHY = 50  # the first release that detaches from the GIL in AEAD calls
 
 _installed = {}
 
@@ -64,6 +65,23 @@ def library():
             _Pycryptodome.load()
             _usable[chosen] = PYCRYPTODOME
     return _usable[chosen]
+
+
+def releases_gil():
+    """True when the library in use lets other threads run while it seals or opens
+    a chunk: pycryptodome does, and `cryptography` from version 50 on."""
+    if library() == PYCRYPTODOME:
+        return True
+    from cryptography import __version__
+
+    return _major(__version__) >= GIL_FREE_CRYPTOGRAPHY
+
+
+def _major(version):
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return 0
 
 
 def gcm(key):

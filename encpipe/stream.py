@@ -7,8 +7,8 @@ be empty only when it is the only chunk. The reader tells the final chunk by
 reading one byte ahead, so a stream is never accepted without its final chunk.
 
 With several threads, each one reads a chunk, seals or opens it (pycryptodome
-releases the GIL; `cryptography` does not, but reading does) and writes it in
-turn, so chunks leave in order. The cipher comes from aead.py. Each thread
+and `cryptography` 50 or later release the GIL; an older `cryptography` does
+not, but reading does) and writes it in turn, so chunks leave in order. The cipher comes from aead.py. Each thread
 owns one reused buffer: memory does not grow with the input.
 
 A `ledger` (format v2, see provenance.py) measures every record (ciphertext

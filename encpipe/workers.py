@@ -33,8 +33,9 @@ def thread_option(args):
 
 def threads(args, chunk_size=None, pipe_end=False):
     """--threads N, or for auto one thread wherever a second does not pay (measured
-    in README "Performance"): a second thread runs only with pycryptodome, which
-    releases the GIL (`cryptography` holds it: threads only contend), for chunks
+    in README "Performance"): a second thread runs only with a cipher library that
+    releases the GIL (pycryptodome, `cryptography` 50 or later; with an older
+    `cryptography` threads only contend), for chunks
     of 1 MiB or more (`chunk_size`, default the file default), when neither end
     of the stream is a pipe whose other program needs the cores (`pipe_end`),
     on cores that other runnable processes leave free, and with at most 16 MiB
@@ -43,7 +44,7 @@ def threads(args, chunk_size=None, pipe_end=False):
     if explicit:
         return explicit
     chunk_size = chunk_size or 1 << fmt.FILE_CHUNK_LOG2
-    if pipe_end or chunk_size < AUTO_MIN_CHUNK or aead.library() != aead.PYCRYPTODOME:
+    if pipe_end or chunk_size < AUTO_MIN_CHUNK or not aead.releases_gil():
         return 1
     free = len(os.sched_getaffinity(0)) - busy_cores()
     return max(1, min(AUTO_THREADS_MAX, free, AUTO_BUFFERS // chunk_size))

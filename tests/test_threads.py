@@ -190,9 +190,14 @@ def test_auto_threads_by_chunk_size_small_chunks_one_thread_and_at_most_16_mib_o
     assert machine(8)({"--threads": "auto"}, chunk) == expected
 
 
-def test_auto_is_one_thread_with_cryptography_which_holds_the_gil(machine):
-    for chunk in (16 << 10, MiB, 4 * MiB, 16 * MiB):
-        assert machine(8, library="cryptography")({"--threads": "auto"}, chunk) == 1
+@pytest.mark.parametrize("version, expected", [("48.0.0", 1), ("49.0.0", 1), ("50.0.0", 4), ("51.1.0", 4)])
+def test_auto_threads_with_cryptography_only_from_50_which_releases_the_gil(machine, monkeypatch, version, expected):
+    import cryptography
+
+    monkeypatch.setattr(cryptography, "__version__", version)
+    threads = machine(8, library="cryptography")
+    assert [threads({"--threads": "auto"}, chunk) for chunk in (16 << 10, MiB, 4 * MiB, 16 * MiB)] == [
+        1, expected, expected, 1]
 
 
 def test_auto_is_one_thread_beside_a_pipe(machine):
