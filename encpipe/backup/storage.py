@@ -163,12 +163,31 @@ class Local:
         commands.fsync_directory(self.directory)
 
 
+WRITEBACK = 32 << 20
+
+
 class _LocalWriter:
+    """Writes a backup file. Every WRITEBACK bytes it asks the kernel to start
+    writing the last ones out and to drop from the page cache what is already on
+    disk (POSIX_FADV_DONTNEED does both on Linux): the fsync at the end then has
+    little left to wait for, and a backup does not push the database's own pages
+    out of the cache."""
+
     def __init__(self, dst, written):
         self.dst, self.written = dst, written
+        self.size = self.marked = 0
 
     def write(self, block):
         self.dst.write(block)
+        self.size += len(block)
+        if self.size - self.marked >= WRITEBACK:
+            self.dst.flush()
+            start = max(0, self.marked - WRITEBACK)
+            try:
+                os.posix_fadvise(self.dst.fileno(), start, self.size - start, os.POSIX_FADV_DONTNEED)
+            except (AttributeError, OSError):
+                pass
+            self.marked = self.size
 
     def close(self):
         self.dst.flush()
