@@ -12,10 +12,11 @@ _WITH_VALUE = {
     "pg_restore": set("dfFhIjLnNpPStTU"),
     "psql": set("cdfFhLopPRTUv"),
 }
+_USE_ENVIRONMENT = "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"
 _CONNECT = {
-    "h": ("host", "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"),
-    "p": ("port", "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"),
-    "U": ("username", "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"),
+    "h": ("host", _USE_ENVIRONMENT),
+    "p": ("port", _USE_ENVIRONMENT),
+    "U": ("username", _USE_ENVIRONMENT),
     "V": ("version", "it prints a version instead of working"),
     "?": ("help", "it prints help instead of working"),
 }

@@ -59,12 +59,13 @@ class Ledger:
     """L, the authenticators under `keys` (slot authenticator keys, in that order)
     and, when `sign`, C, built record by record: stream.py calls measure(record,
     nonce) in the worker that holds the record (before it is decrypted), add() with
-    the result in record order, and end(trailer)."""
+    the result in record order, and end(trailer). With `checks_opener`, keys[0] is
+    the key of the slot that opened the file, whose authenticator check() checks."""
 
-    def __init__(self, header, file_key, keys=(), sign=False):
+    def __init__(self, header, file_key, keys=(), sign=False, checks_opener=False):
         self.holdback = trailer_len(header)
         self.trailer = None
-        self.checks_opener = False
+        self.checks_opener = checks_opener
         self._count = 0
         key_commit = hkdf(file_key, header.payload_salt, INFO_KEY_COMMIT)
         fixed = struct.pack(">BB32s", header.suite, header.chunk_log2, header.payload_salt) + key_commit
@@ -121,9 +122,7 @@ def opening_ledger(header, file_key, opened, new_keys=(), sign=False):
     slot_index, slot, opener = opened
     mine = slot_index in authenticated_slots(header) and hasattr(opener, "authenticator_key")
     keys = ([opener.authenticator_key(slot)] if mine else []) + list(new_keys)
-    ledger = Ledger(header, file_key, keys, sign=sign or header.sig_count > 0)
-    ledger.checks_opener = mine
-    return ledger
+    return Ledger(header, file_key, keys, sign=sign or header.sig_count > 0, checks_opener=mine)
 
 
 class Trailer(NamedTuple):
