@@ -21,6 +21,7 @@ from test_backup_restore import (
     BACKUP,
     backup,
     dump,
+    encpipe,
     key_file,  # noqa: F401 (fixture)
     leftover_databases,
     RESTORE,
@@ -160,30 +161,72 @@ def test_restore_on_a_fresh_server_brings_roles_and_properties(cluster_a, cluste
     assert "work_mem=1MB" in cluster_b.psql(ROLE_SQL)
 
 
+SCRATCH_SQL = ("SELECT datname, datallowconn, datacl FROM pg_database "
+               "WHERE datname LIKE 'encpipe\\_restore\\_%' ORDER BY 1")
+
+
+def _acl(text):
+    return sorted(text.strip("{}").split(",")) if text else None
+
+
 def test_in_place_restore_never_lets_the_no_connect_role_in(cluster_a, tools, key_file, tmp_path):
     before = snapshot(cluster_a)
+    live_acl = _acl(cluster_a.psql("SELECT datacl FROM pg_database WHERE datname = '%s'" % DR_DB).strip())
     path, _ = backup(cluster_a, tools, str(tmp_path / "b"), DR_DB, "--key-file", key_file)
-    connected, stop = [], threading.Event()
+    connected, seen, errors, stop = [], [], [], threading.Event()
 
-    def poll():
-        while not stop.is_set():
-            names = [DR_DB] + [d for d in cluster_a.psql("SELECT datname FROM pg_database").split("\n")
-                               if d.startswith("encpipe_restore_")]
-            for name in names:
-                if can_connect(cluster_a, "no_connect", name)[0]:
-                    connected.append(name)
+    def poll(step):
+        try:
+            while not stop.is_set():
+                step()
+        except Exception as e:  # the test fails on it, not the thread alone
+            errors.append(e)
 
-    poller = threading.Thread(target=poll)
-    poller.start()
+    def try_to_connect():
+        names = [DR_DB] + [d for d in cluster_a.psql("SELECT datname FROM pg_database").split("\n")
+                           if d.startswith("encpipe_restore_")]
+        for name in names:
+            if can_connect(cluster_a, "no_connect", name)[0]:
+                connected.append(name)
+
+    def read_the_catalog():
+        # Not a matter of timing: whenever a scratch database is seen, it is closed to
+        # connections, or it already carries the live database's ACL.
+        for line in cluster_a.psql(SCRATCH_SQL).splitlines():
+            name, allow, acl = line.split("|")
+            seen.append((name, allow, _acl(acl)))
+
+    pollers = [threading.Thread(target=poll, args=(step,)) for step in (try_to_connect, read_the_catalog)]
+    for poller in pollers:
+        poller.start()
     try:
         proc = restore(cluster_a, tools, path, DR_DB, "--key-file", key_file, "--drop-old")
     finally:
         stop.set()
-        poller.join()
+        for poller in pollers:
+            poller.join()
+    assert errors == []
     assert proc.returncode == 0, proc.stderr.decode()
     assert connected == []
+    assert seen, "the catalog poller never saw the scratch database"
+    assert [s for s in seen if s[1] == "t" and s[2] != live_acl] == []
     assert snapshot(cluster_a) == before
     assert b"created roles" not in proc.stderr
+    assert leftover_databases(cluster_a) == set()
+
+
+def test_an_in_place_restore_that_fails_leaves_the_database_and_its_properties(cluster_a, tools, key_file,
+                                                                               tmp_path):
+    """A dump that fails half way through psql: the live database keeps its content, owner,
+    ACL, settings and comment, and the roles stay as they were."""
+    before = snapshot(cluster_a)
+    broken = tmp_path / "broken.sql.enc"
+    broken.write_bytes(encpipe(["seal", "--key-file", key_file], input=dump(cluster_a, DR_DB) + b"\nSELECT 1/0;\n",
+                               check=True).stdout)
+    proc = restore(cluster_a, tools, str(broken), DR_DB, "--key-file", key_file, "--no-globals", "--drop-old")
+    assert proc.returncode != 0 and proc.stdout == b""
+    assert b"division by zero" in proc.stderr
+    assert snapshot(cluster_a) == before
     assert leftover_databases(cluster_a) == set()
 
 
