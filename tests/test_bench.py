@@ -1,7 +1,5 @@
 """scripts/bench runs end to end (--quick) and prints every row; no timing is checked."""
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -11,14 +9,6 @@ import sys
 import pytest
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "bench")
-
-
-def _load_bench_module():
-    loader = importlib.machinery.SourceFileLoader("encpipe_bench", BENCH)
-    spec = importlib.util.spec_from_loader("encpipe_bench", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +213,8 @@ def test_quick_run_leaves_no_files_behind(quick_run):
 
 
 def test_sizes_accept_binary_suffixes():
-    bench = _load_bench_module()
+    from encpipe.bench import measure as bench
+
     assert bench.parse_size("1G") == 1 << 30
     assert bench.parse_size("64M") == 64 << 20
     assert bench.parse_size("16k") == 16 << 10

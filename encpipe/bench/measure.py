@@ -209,10 +209,6 @@ class Row:
                 self.after()
 
     @property
-    def key(self):
-        return f"{self.label} [{self.cipher}]" if self.cipher else self.label
-
-    @property
     def median(self):
         return statistics.median(r.wall for r in self.results)
 

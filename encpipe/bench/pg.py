@@ -162,7 +162,7 @@ def _sized(row, path=None, directory=None):
     return _hooks(row, lambda: None, after)
 
 
-def _restored(ctx, pg, row, db, table, expected, warm_file=None):
+def _restored(pg, row, db, table, expected, warm_file=None):
     """Restores go into database `db`, which must not exist before; checked once, then dropped."""
     def before():
         pg.dropdb(db)
@@ -190,7 +190,7 @@ def _backup_rows(ctx, pg, env, script, cipher):
         out = ctx.path(f"out.{variant}")
         shown = {"none": "pg_dump db | cat > f", "zstd": "pg_dump db | zstd -3 -T1 | cat > f",
                  "custom": "pg_dump -Fc db | cat > f"}[variant]
-        base = _sized(PgRow(shown, stages, None, out, kind="backup", variant=variant, size=None, tool="cat"), out)
+        base = _sized(PgRow(shown, stages, None, out, kind="backup", variant=variant, tool="cat"), out)
         directory = ctx.path(f"backups-{variant}")
         os.mkdir(directory, 0o700)
         argv = [script, "--dir", directory, "--no-globals", *options, DB]
@@ -222,19 +222,19 @@ def _restore_rows(ctx, pg, env, script, cipher, backups, dumps, table, expected)
                 "cat dump.zst | zstd -d | (createdb && psql -1)"
         else:
             stages, shown = [cat, client(db)], "cat dump.sql | (createdb && psql -1)"
-        base = _restored(ctx, pg, PgRow(shown, stages, dumps[variant], kind="restore", variant=variant, tool="cat"),
+        base = _restored(pg, PgRow(shown, stages, dumps[variant], kind="restore", variant=variant, tool="cat"),
                          db, table, expected)
         base.out_size = os.path.getsize(dumps[variant])
         kind = {"none": "plain", "zstd": "plain zstd", "custom": "custom"}[variant]
         mine = PgRow(f"encpipe-restore FILE db ({kind} file)", [([script, backups[variant], f"{db}_enc"], env)],
                      base=base, kind="restore", variant=variant, cipher=cipher)
         mine.out_size = os.path.getsize(backups[variant])
-        rows += [base, _restored(ctx, pg, mine, f"{db}_enc", table, expected, warm_file=backups[variant])]
+        rows += [base, _restored(pg, mine, f"{db}_enc", table, expected, warm_file=backups[variant])]
     opener = PgRow("encpipe open < dump.enc | (createdb && psql -1)", [ctx.enc("open", cipher=cipher),
                    client("restore_open")], dumps["sealed"], base=rows[0], kind="restore", variant="open",
                    cipher=cipher)
     opener.out_size = os.path.getsize(dumps["sealed"])
-    rows.append(_restored(ctx, pg, opener, "restore_open", table, expected))
+    rows.append(_restored(pg, opener, "restore_open", table, expected))
     return rows
 
 

@@ -61,7 +61,7 @@ def goals(ctx):
                  f"{mine.label} [pycryptodome]: {per_gib:.3f} s/GiB (before: {before}, no regression)")
     for auto in (r for r in rows if r.tool == "encpipe" and r.threads == "auto" and r.group in ("seal", "open")):
         one = _find(rows, op=auto.op, tool="encpipe", cipher=auto.cipher, threads="1", chunk=auto.chunk)
-        if one and auto.label.find("--progress") < 0:
+        if one and "--progress" not in auto.label:
             wall, cpu = auto.median / one.median, auto.cpu_median / one.cpu_median
             goal(4, wall <= GOAL_AUTO_WALL and cpu <= GOAL_AUTO_CPU,
                  f"{auto.op} {auto.chunk} chunks [{auto.cipher}]: auto / --threads 1 wall {wall:.2f} "
@@ -76,8 +76,8 @@ def goals(ctx):
         goal(5, None, "no memory or throughput rows run")
     if not ctx.startup_rows:
         goal(6, None, "start-up rows not run")
+    base = ctx.startup_rows[0].median if ctx.startup_rows else None
     for row in ctx.startup_rows:
-        base = ctx.startup_rows[0].median
         limit = GOAL_STARTUP.get(row.op)
         if limit:
             ratio = row.median / base
