@@ -12,7 +12,7 @@ dropped past an age on request.
 """
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from .pgclient import PgError, Session, ident, literal, run_sql
 
@@ -82,6 +82,16 @@ def pre_restore_copies(maintenance_db, db=None, now=None):
         copies.append({"name": name, "database": match["db"], "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
                        "age_days": round((now - created).total_seconds() / 86400, 3), "bytes": int(size)})
     return copies
+
+
+def pre_restore_name(maintenance_db, db, now=None):
+    """A free `<db>_pre_restore_<UTC time>` name: now, or the first later second
+    that no copy has taken (two restores of `db` within one second)."""
+    taken = {copy["name"] for copy in pre_restore_copies(maintenance_db, db)}
+    moment = now or datetime.now(timezone.utc)
+    while (name := "%s_pre_restore_%s" % (db, stamp(moment))) in taken:
+        moment += timedelta(seconds=1)
+    return name
 
 
 def drop_pre_restore(maintenance_db, days, db=None):

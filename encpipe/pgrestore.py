@@ -309,6 +309,7 @@ class Run:
             if self.o.get("terminate_connections"):
                 sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
                            "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(self.db))
+            self.old = pgleftovers.pre_restore_name(self.maint, self.db)
             sql.append("ALTER DATABASE %s RENAME TO %s;" % tuple(map(ident, (self.db, self.old))))
         sql.append("ALTER DATABASE %s RENAME TO %s;" % tuple(map(ident, (self.temp, self.db))))
         try:

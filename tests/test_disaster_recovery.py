@@ -240,9 +240,11 @@ def test_pass_through_options(cluster_a, cluster_b, tools, key_file, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     rows = cluster_b.psql("SELECT count(*) FROM app.big; SELECT count(*) FROM app.accounts;"
                           "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'app';"
-                          "SELECT count(*) FROM pg_class WHERE relacl IS NOT NULL AND relnamespace = 'app'::regnamespace;",
+                          "SELECT count(*) FROM pg_class WHERE relacl IS NOT NULL AND relnamespace = 'app'::regnamespace;"
+                          "SELECT count(*) FROM pg_proc WHERE proacl IS NOT NULL AND pronamespace = 'app'::regnamespace;"
+                          "SELECT count(*) FROM pg_largeobject_metadata WHERE lomacl IS NOT NULL;",
                           db="plain copy")
-    assert rows.split() == ["0", "200", cluster_b.user, "0"]
+    assert rows.split() == ["0", "200", cluster_b.user, "0", "0", "0"]
     # The database itself: no owner, no ACL from the backup either; its settings and comment stay.
     assert cluster_b.psql(DB_SQL % "plain copy").startswith("%s||UTF8" % cluster_b.user)
     assert "search_path=app, public" in cluster_b.psql(SETTINGS_SQL % "plain copy")

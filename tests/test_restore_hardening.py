@@ -228,6 +228,18 @@ def test_restore_killed_at_random_points_then_one_more_cleans_up(pg, tools, key_
     assert all(name in report for name in left), report
     assert leftover_databases(pg) == set()
     assert dump(pg, target) == expected
+
+    # DAYS counts: a copy younger than a day stays with --drop-pre-restore-older-than 1.
+    proc = restore(pg, tools, path, target, "--key-file", key_file)  # keeps the old one as a copy
+    assert proc.returncode == 0, proc.stderr.decode()
+    fresh = {d for d in databases(pg) if d.startswith(target + "_pre_restore_")}
+    assert len(fresh) == 1
+    proc = restore(pg, tools, path, target, "--key-file", key_file, "--drop-old",
+                   "--drop-pre-restore-older-than", "1")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert {d for d in databases(pg) if d.startswith(target + "_pre_restore_")} == fresh
+    for name in fresh:
+        pg.dropdb(name)
     pg.dropdb(target)
 
 
@@ -298,3 +310,21 @@ def test_signers_reach_every_encpipe_and_no_pg_client(pg, tools, key_file, tmp_p
     assert set(log.read_text().splitlines()) == {" ".join(verify)}  # globals and dump alike
     assert all(line.endswith(" unset") for line in calls.read_text().splitlines())
     pg.dropdb("hard_signed")
+
+
+def test_two_restores_within_one_second_keep_both_pre_restore_copies(pg, monkeypatch):
+    """The old database is renamed to the first free `<db>_pre_restore_<second>`."""
+    from datetime import datetime, timezone
+
+    from encpipe import pgleftovers
+
+    for name, value in pg.env.items():
+        monkeypatch.setenv(name, value)
+    now = datetime(2026, 12, 3, 1, 2, 3, tzinfo=timezone.utc)
+    pg.createdb("same_second_pre_restore_20261203T010203Z")
+    try:
+        assert pgleftovers.pre_restore_name("postgres", "same_second", now) == \
+            "same_second_pre_restore_20261203T010204Z"
+        assert pgleftovers.pre_restore_name("postgres", "other", now) == "other_pre_restore_20261203T010203Z"
+    finally:
+        pg.dropdb("same_second_pre_restore_20261203T010203Z")
