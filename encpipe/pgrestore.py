@@ -37,14 +37,12 @@ from . import pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command
 from .pgcli import Failure, parse, read_fd
-from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql, value
+from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
 from .pgstream import EmptyStream, Restore
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
 _RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
-
-
 
 
 def _globals_name(path):
@@ -67,6 +65,7 @@ class Run:
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
         self.temp = self.lock = None
         self.created_roles = []
+        self._roles = None
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
 
     def key_args(self):
@@ -204,12 +203,12 @@ class Run:
         return ([] if self.o.get("no_globals") else statements), props
 
     def wait_until_free(self):
-        busy_sql = ("SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s "
-                    "AND backend_type = 'client backend';" % literal(self.db))
+        sql = ("SELECT count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s "
+               "AND backend_type = 'client backend') FROM pg_catalog.pg_database WHERE datname = %s;"
+               % (literal(self.db), literal(self.db)))
         for attempt in range(10):
-            exists = value(self.maint, "SELECT count(*) FROM pg_catalog.pg_database WHERE datname = %s;"
-                           % literal(self.db)) != "0"
-            busy = int(value(self.maint, busy_sql))
+            count, busy = run_sql(self.maint, sql)[0]
+            exists, busy = count != "0", int(busy)
             if not busy or self.o.get("terminate_connections"):
                 return exists
             time.sleep(0.3)
@@ -236,11 +235,22 @@ class Run:
             raise
         return self.report(exists)
 
+    def skips(self, exists):
+        """(no owner, no ACL): what the restore tool's options leave out of a new database."""
+        tool = set(self.o["tool"])
+        return (not exists and bool(tool & {"-O", "--no-owner"}),
+                not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"}))
+
+    def roles(self):
+        """The cluster's roles, read once (apply_globals adds those it creates)."""
+        if self._roles is None:
+            self._roles = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
+        return self._roles
+
     def apply_globals(self, statements):
         if not statements:
             return
-        existing = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
-        keep, created, skipped = pgglobals.plan(statements, existing)
+        keep, created, skipped = pgglobals.plan(statements, self.roles())
         spaces = pgglobals.tablespaces(skipped)
         if spaces:
             say("tablespaces are not created: %s" % ", ".join(spaces), "warning")
@@ -252,15 +262,15 @@ class Run:
             raise Failure("cannot create the missing roles from %s: %s; nothing was changed"
                           % (self.globals_path, e)) from None
         self.created_roles = created
+        self._roles |= set(created)
         say("created roles: %s" % ", ".join(created))
 
     def check_roles(self, props, exists):
         if not props or exists:
             return
-        tool = set(self.o["tool"])
-        needed = pgprops.roles_needed(props, no_owner=bool(tool & {"-O", "--no-owner"}),
-                                      no_acl=bool(tool & {"-x", "--no-acl", "--no-privileges"}))
-        existing = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
+        no_owner, no_acl = self.skips(exists)
+        needed = pgprops.roles_needed(props, no_owner=no_owner, no_acl=no_acl)
+        existing = self.roles()
         missing = sorted(needed - existing)
         lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing)
         if lost:
@@ -271,11 +281,9 @@ class Run:
                           "restore them from the backup's globals file (--globals FILE), or create them")
 
     def create(self, props, exists, kind):
-        tool = set(self.o["tool"])
         run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
         self.temp = self.temp_name
-        no_owner = not exists and bool(tool & {"-O", "--no-owner"})
-        no_acl = not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"})
+        no_owner, no_acl = self.skips(exists)
         run_sql(self.maint, pgprops.open_sql(self.temp, props, no_owner, no_acl, owner=self.o.get("role")),
                 single_transaction=True)
         return self.temp
@@ -300,11 +308,9 @@ class Run:
             raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db))
 
     def swap(self, props, exists):
-        tool = set(self.o["tool"])
         sql = [pgprops.finish_sql(self.temp, props)]
         if self.o.get("role"):
-            sql += pgprops.owner_acl_sql(self.temp, props, not exists and bool(tool & {"-O", "--no-owner"}),
-                                         not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"}))
+            sql += pgprops.owner_acl_sql(self.temp, props, *self.skips(exists))
         if exists:
             if self.o.get("terminate_connections"):
                 sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
