@@ -15,12 +15,12 @@ import os
 from importlib.util import find_spec
 
 from .errors import UsageError
+from .format import TAG_LEN
 
 ENV_CIPHER = "ENCPIPE_CIPHER"
 CRYPTOGRAPHY = "cryptography"
 PYCRYPTODOME = "pycryptodome"
 NAMES = (CRYPTOGRAPHY, PYCRYPTODOME)
-TAG_LEN = 16
 GIL_FREE_CRYPTOGRAPHY = 50  # the first release that detaches from the GIL in AEAD calls
 
 _installed = {}

@@ -87,11 +87,7 @@ def report_errors(io, action):
     try:
         return action()
     except ImportError as e:
-        error = missing_dependency(e)
-        if error is None:
-            raise
-        io.error(str(error), hint=error.hint)
-        return error.exit_code
+        return _report_missing(io, e)
     except EncpipeError as e:
         io.error(str(e), hint=e.hint)
         return e.exit_code
@@ -113,12 +109,18 @@ def run_script(prog, module, argv):
     try:
         entry = import_module(module).main
     except ImportError as e:
-        error = missing_dependency(e)
-        if error is None:
-            raise
-        Io(None, None, sys.stderr, os.environ, prog=prog).error(str(error), hint=error.hint)
-        return error.exit_code
+        return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
     return entry(argv)
+
+
+def _report_missing(io, e):
+    """One line naming the package to install, and its exit status; an ImportError
+    that is not one of encpipe's dependencies is raised again."""
+    error = missing_dependency(e)
+    if error is None:
+        raise e
+    io.error(str(error), hint=error.hint)
+    return error.exit_code
 
 
 def missing_dependency(error):

@@ -124,8 +124,7 @@ def seal(src, dst, recipients, *, chunk_log2=None, threads=1, on_progress=None, 
         plaintext, chunks = seal_payload(src, dst, key, header.chunk_size, threads, on_progress)
         flush(dst)
         return StreamInfo(len(encoded), plaintext, chunks)
-    auth_keys = [r.authenticator_key(slot) for r, slot in zip(recipients, slots) if slot.kind in prov.AUTHENTICATED_KINDS]
-    ledger = prov.Ledger(header, file_key, auth_keys, sign=bool(signing_keys))
+    ledger = prov.Ledger(header, file_key, prov.authenticator_keys(recipients, slots), sign=bool(signing_keys))
     plaintext, chunks = seal_payload(src, dst, key, header.chunk_size, threads, on_progress, ledger)
     trailer = prov.Trailer(ledger.authenticators(), prov.sign(signing_keys, ledger.commitment()))
     write_all(dst, memoryview(trailer.encode(file_key, header, ledger.tag_commitment())))
@@ -275,8 +274,7 @@ def rewrap(
         copy_stream(src, dst, on_progress)
         flush(dst)
         return sealed, SealedHeader.of(header), NOT_SENDER_AUTHENTICATED
-    new_keys = [r.authenticator_key(slot) for r, slot in zip(add, added) if slot.kind in prov.AUTHENTICATED_KINDS]
-    ledger = prov.opening_ledger(old, file_key, opened, new_keys, sign=bool(signing_keys))
+    ledger = prov.opening_ledger(old, file_key, opened, prov.authenticator_keys(add, added), sign=bool(signing_keys))
     hash_records(src, dst, old.chunk_size, ledger, on_progress=on_progress, key=payload_key(file_key, old))
     provenance = prov.check(file_key, old, ledger, opened, frozenset(signers))
     trailer = prov.Trailer.parse(ledger.trailer, old)

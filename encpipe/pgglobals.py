@@ -18,6 +18,7 @@ psql, so a file that would ALTER an existing role never gets to.
 import re
 
 from . import pgprops
+from .pgprops import unquote
 
 _IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLE_STATEMENT = re.compile(
@@ -26,10 +27,6 @@ _ROLE_STATEMENT = re.compile(
 _GRANT_ROLE = re.compile(r"^GRANT (%s) TO (%s)(?: .*?)?(?: GRANTED BY (%s))?;$" % ((_IDENT,) * 3), re.S)
 _CREATE_ROLE = re.compile(r"^CREATE ROLE (%s);$" % _IDENT)
 _TABLESPACE = re.compile(r"^(?:CREATE|ALTER|COMMENT ON|GRANT .*? ON) TABLESPACE (%s)" % _IDENT, re.S)
-
-
-def unquote(name):
-    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def statements(text):

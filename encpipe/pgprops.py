@@ -55,11 +55,12 @@ def roles_needed(props, no_owner=False, no_acl=False):
     for item in (props.get("acl") or []) if not no_acl else []:
         grantee, _, grantor = item.rpartition("/")
         grantee = grantee.rpartition("=")[0]
-        roles.update(_unquote(r) for r in (grantee, grantor) if r)
+        roles.update(unquote(r) for r in (grantee, grantor) if r)
     return roles
 
 
-def _unquote(name):
+def unquote(name):
+    """An identifier as PostgreSQL prints it (quoted when it must be), as its name."""
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from . import aead
 from .errors import InvalidStream, NotSigned
+from .format import TAG_LEN
 from .primitives import hkdf
 from .signing import SIGNATURE_LEN, VerifyKey
 from .slots import SLOT_RAW_KEY, SLOT_SCRYPT
@@ -32,7 +33,6 @@ from .slots import SLOT_RAW_KEY, SLOT_SCRYPT
 AUTH_LEN = 32
 MAC_LEN = 32
 PUBLIC_LEN = 32
-TAG_LEN = 16
 ENTRY_LEN = PUBLIC_LEN + SIGNATURE_LEN
 AUTHENTICATED_KINDS = (SLOT_RAW_KEY, SLOT_SCRYPT)
 TAGS_LABEL = b"encpipe v2 tags"
@@ -113,6 +113,12 @@ class Ledger:
     def fingerprint(self):
         """Everything computed, to tell whether two passes read the same bytes."""
         return self.tag_commitment(), self.commitment(), self.authenticators()
+
+
+def authenticator_keys(recipients, slots):
+    """The authenticator keys of the raw-key and passphrase slots among `slots`, each
+    from the recipient that made it."""
+    return [r.authenticator_key(slot) for r, slot in zip(recipients, slots) if slot.kind in AUTHENTICATED_KINDS]
 
 
 def opening_ledger(header, file_key, opened, new_keys=(), sign=False):

@@ -115,13 +115,13 @@ def count_remaining(src):
 
 
 class _Chunk:
-    __slots__ = ("buf", "length", "counter", "last", "digest")
+    __slots__ = ("buf", "length", "counter", "last", "measured")
 
     def __init__(self, size):
         self.buf = memoryview(bytearray(size))
         self.length = self.counter = 0
         self.last = False
-        self.digest = None
+        self.measured = None
 
     @property
     def data(self):
@@ -281,7 +281,7 @@ class _Progress:
 
 
 def _measure(ledger, chunk, length):
-    chunk.digest = ledger.measure(chunk.buf[:length], chunk_nonce(chunk.counter, chunk.last))
+    chunk.measured = ledger.measure(chunk.buf[:length], chunk_nonce(chunk.counter, chunk.last))
 
 
 def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None):
@@ -298,7 +298,7 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
     def write_chunk(chunk):
         write_all(dst, chunk.buf[: chunk.length + TAG_LEN])
         if ledger is not None:
-            ledger.add(chunk.digest)
+            ledger.add(chunk.measured)
         progress.add(chunk.length)
 
     _run(_RecordReader(src, chunk_size), chunk_size + TAG_LEN, seal_chunk, write_chunk, threads)
@@ -342,7 +342,7 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
         if dst is not None:
             write_all(dst, chunk.data)
         if ledger is not None:
-            ledger.add(chunk.digest)
+            ledger.add(chunk.measured)
         progress.add(chunk.length)
 
     record, holdback = chunk_size + TAG_LEN, ledger.holdback if ledger is not None else 0
@@ -372,7 +372,7 @@ def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None, key=
     def copy_chunk(chunk):
         if dst is not None:
             write_all(dst, chunk.data)
-        ledger.add(chunk.digest)
+        ledger.add(chunk.measured)
         progress.add(chunk.length)
 
     record = chunk_size + TAG_LEN
