@@ -82,15 +82,17 @@ def offline(base):
     step("Verifying every chunk with the new key")
     run([*ENCPIPE, "inspect", "--verify", "--key-file", "new.key", "shop.sql.enc"])
     step("Flipping one bit of a copy: nothing comes out, exit status 65")
-    data = bytearray(open(sealed, "rb").read())
+    with open(sealed, "rb") as f:
+        original = f.read()
+    data = bytearray(original)
     data[len(data) // 2] ^= 1
     with open(f"{base}/tampered.enc", "wb") as f:
         f.write(data)
     out = run([*ENCPIPE, "open", "--key-file", "new.key", "--verify-first", "tampered.enc"], expect=65, capture=True)
     print(f"bytes written: {len(out)}")
     step(f"Looking for {MARKER} in the sample and in the sealed file")
-    print(f"sample: {dump.count(MARKER.encode())} times; shop.sql.enc: {data.count(MARKER.encode())} times")
-    if MARKER.encode() in open(sealed, "rb").read():
+    print(f"sample: {dump.count(MARKER.encode())} times; shop.sql.enc: {original.count(MARKER.encode())} times")
+    if MARKER.encode() in original:
         raise DemoFailed("the sealed file contains readable data")
     signed_and_forged(dump)
 
