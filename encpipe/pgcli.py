@@ -2,6 +2,9 @@
 
 import os
 
+from . import keys
+from .errors import InputUnavailable
+
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
 _VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads", "--signer",
@@ -62,14 +65,13 @@ def parse(argv):
 
 
 def read_fd(fd):
-    chunks = []
+    """keys.read_fd, then the descriptor closed; a failure is exit 66."""
     try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        os.close(fd)
-    except OSError as e:
-        raise Failure("cannot read file descriptor %d: %s" % (fd, e.strerror), 66) from None
-    return b"".join(chunks)
+        data = keys.read_fd(fd)
+    except InputUnavailable as e:
+        raise Failure(str(e), 66) from None
+    os.close(fd)
+    return data
 
 
 def _read_signers(path):
