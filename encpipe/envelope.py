@@ -156,16 +156,21 @@ def open_sealed(
         raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
     key = payload_key(file_key, header)
 
-    def payload(source, out, report=None, check_only=False):
+    # A signed file read twice is compared through a witness (see Ledger.fingerprint),
+    # so that the second pass need not compute C again.
+    witness = get_random_bytes(32) if header.version >= 2 and header.sig_count else None
+
+    def payload(source, out, report=None, check_only=False, first=None):
         if header.version < 2:
             return open_payload(source, out, key, header.chunk_size, threads, report) + (NOT_SENDER_AUTHENTICATED, None)
-        ledger = prov.opening_ledger(header, file_key, opened)
+        ledger = prov.opening_ledger(header, file_key, opened, witness_key=witness, again=first is not None)
         if check_only:
             hash_records(source, None, header.chunk_size, ledger, threads)
             counts = (None, None)
         else:
             counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
-        return counts + (prov.check(file_key, header, ledger, opened, signers), ledger.fingerprint())
+        provenance = first[2] if first is not None else prov.check(file_key, header, ledger, opened, signers)
+        return counts + (provenance, ledger.fingerprint())
 
     strict = verify_first or bool(signers)
     first = None
@@ -179,8 +184,8 @@ def open_sealed(
             with spool:
                 first = payload(Tee(src, spool), None, check_only=not verify_first)
                 rewind(spool)
-                return _second_pass(sealed, payload(spool, dst, on_progress), first, dst)
-    return _second_pass(sealed, payload(src, dst, on_progress), first, dst)
+                return _second_pass(sealed, payload(spool, dst, on_progress, first=first), first, dst)
+    return _second_pass(sealed, payload(src, dst, on_progress, first=first), first, dst)
 
 
 def _authenticates(header, opened):

@@ -62,7 +62,7 @@ class Ledger:
     the result in record order, and end(trailer). With `checks_opener`, keys[0] is
     the key of the slot that opened the file, whose authenticator check() checks."""
 
-    def __init__(self, header, file_key, keys=(), sign=False, checks_opener=False):
+    def __init__(self, header, file_key, keys=(), sign=False, checks_opener=False, witness_key=None):
         self.holdback = trailer_len(header)
         self.trailer = None
         self.checks_opener = checks_opener
@@ -73,19 +73,24 @@ class Ledger:
         self._macs = [aead.gmac(hkdf(key, header.payload_salt, INFO_RECORD_MAC)) for key in keys]
         self._auths = [hmac.new(key, AUTHENTICATOR_LABEL + fixed, "sha256") for key in keys]
         self._full = hashlib.sha256(COMMITMENT_LABEL + fixed) if sign else None
+        self._witness_mac = aead.gmac(witness_key) if witness_key is not None else None
+        self._witness = hashlib.sha256() if witness_key is not None else None
 
     def measure(self, record, nonce):
         """What add() needs of one record; thread-safe, called in parallel."""
         full = hashlib.sha256(record).digest() if self._full is not None else None
-        return bytes(record[-TAG_LEN:]), [mac(nonce, record) for mac in self._macs], full
+        seen = self._witness_mac(nonce, record) if self._witness_mac is not None else None
+        return bytes(record[-TAG_LEN:]), [mac(nonce, record) for mac in self._macs], full, seen
 
     def add(self, measured):
-        tag, macs, full = measured
+        tag, macs, full, seen = measured
         self._tags.update(tag)
         for auth, mac in zip(self._auths, macs):
             auth.update(mac)
         if full is not None:
             self._full.update(full)
+        if seen is not None:
+            self._witness.update(seen)
         self._count += 1
 
     def end(self, trailer):
@@ -111,8 +116,12 @@ class Ledger:
         return self.authenticators()[1:] if self.checks_opener else self.authenticators()
 
     def fingerprint(self):
-        """Everything computed, to tell whether two passes read the same bytes."""
-        return self.tag_commitment(), self.commitment(), self.authenticators()
+        """What tells whether two passes read the same bytes: L, the authenticators,
+        the witness and the trailer. C is left out: a second pass need not hash
+        again; a file that is signed is compared through the witness, a GMAC under
+        a key of this process alone, which no one can make two records agree on."""
+        witness = self._witness.digest() if self._witness is not None else None
+        return self.tag_commitment(), self.authenticators(), witness, self.trailer
 
 
 def authenticator_keys(recipients, slots):
@@ -121,14 +130,17 @@ def authenticator_keys(recipients, slots):
     return [r.authenticator_key(slot) for r, slot in zip(recipients, slots) if slot.kind in AUTHENTICATED_KINDS]
 
 
-def opening_ledger(header, file_key, opened, new_keys=(), sign=False):
+def opening_ledger(header, file_key, opened, new_keys=(), sign=False, witness_key=None, again=False):
     """A Ledger that checks the authenticator of the slot that opened the file (when
     it has one), computes C when the file is signed or `sign`, and authenticators
-    under `new_keys` after it. `opened` is (slot index, decoded slot, identity)."""
+    under `new_keys` after it. `opened` is (slot index, decoded slot, identity).
+    `witness_key`: see Ledger.fingerprint. `again`: for a second pass over bytes a
+    first one checked, whose fingerprint it is compared with: no C."""
     slot_index, slot, opener = opened
     mine = slot_index in authenticated_slots(header) and hasattr(opener, "authenticator_key")
     keys = ([opener.authenticator_key(slot)] if mine else []) + list(new_keys)
-    return Ledger(header, file_key, keys, sign=sign or header.sig_count > 0, checks_opener=mine)
+    sign = (sign or header.sig_count > 0) and not again
+    return Ledger(header, file_key, keys, sign=sign, checks_opener=mine, witness_key=witness_key)
 
 
 class Trailer(NamedTuple):

@@ -81,3 +81,54 @@ def test_a_signature_does_not_survive_it(tmp_path):
     code, out, err = run(["open", "--identity", x_path, "--signer", verify], forged)
     assert (code, out) == (65, b"") and "does not verify" in err
     assert_one_line_error(err)
+
+
+class _Swapped(io.BytesIO):
+    """A seekable input that a writer of the file changes once the first pass has
+    read it: every read after the first seek back to the start returns `later`."""
+
+    def __init__(self, first, later):
+        super().__init__(first)
+        self._later = later
+
+    def seek(self, pos, whence=0):
+        if self._later is not None and whence == 0 and pos < self.tell():
+            self.__init__(self._later, None)
+        return super().seek(pos, whence)
+
+
+def _open_twice(sealed, later, identity, **options):
+    src = _Swapped(sealed, later)
+    parsed = envelope.read_header(src)
+    out = io.BytesIO()
+    try:
+        envelope.open_sealed(parsed, src, out, [identity], **options)
+    except Exception as e:
+        return type(e).__name__, str(e), out.getvalue()
+    return None, None, out.getvalue()
+
+
+def test_a_file_swapped_between_the_two_passes_is_refused(tmp_path):
+    """The bytes a first pass checked (a signature, or the raw key's authenticator)
+    and those a second pass decrypts are compared: a holder of the escrow identity
+    who can write the file swaps in a forgery that keeps every tag and the trailer,
+    after the check. The second pass's output is then not to be trusted: the run
+    fails. A signed file is compared through a witness GMAC under a key of that run
+    (the second pass does not hash it again), so this holds for it too."""
+    from encpipe.keys import parse_keyring
+    from encpipe.signing import parse_verify_key
+
+    x_path, x_public, x = escrow(tmp_path)
+    k = secret_file(tmp_path, "k.key", KEY_A + "\n")
+    s = str(tmp_path / "s.key")
+    verify = parse_verify_key(ok(run(["keygen", "--sign", "-o", s])).decode().strip(), "test")
+    signed = ok(run(["seal", "--chunk-size", "16K", "--recipient", x_public, "--sign-key", s], DATA))
+    for options in ({"signers": [verify]}, {"signers": [verify], "verify_first": True}, {}):
+        assert _open_twice(signed, signed, x, **options) == (None, None, DATA)
+        error, message, _ = _open_twice(signed, keep_the_tag(signed, x), x, **options)
+        assert (error, message) == ("InvalidStream", "the input changed between the two passes: do not trust the output")
+    raw = ok(run(["seal", "--chunk-size", "16K", "--key-file", k, "--recipient", x_public], DATA))
+    key = parse_keyring(open(k).read(), k)[0]
+    assert _open_twice(raw, raw, key) == (None, None, DATA)
+    error, message, _ = _open_twice(raw, keep_the_tag(raw, x), key)
+    assert (error, message) == ("InvalidStream", "the input changed between the two passes: do not trust the output")
