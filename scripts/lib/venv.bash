@@ -24,6 +24,7 @@ checkout_venv() {
   want="${want%% *} [${extras}]"
   if [[ -x "${venv}/bin/python" ]] && grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
     && "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
+    compile_checkout "${root}"
     return 0
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
@@ -40,4 +41,14 @@ checkout_venv() {
     return 1
   fi
   printf '%s\n' "${want}" >>"${stamp}"
+  compile_checkout "${root}"
+}
+
+# compile_checkout ROOT: the bytecode of ROOT/encpipe, as pip install writes it
+# for a regular install (an editable one does not, and PYTHONDONTWRITEBYTECODE
+# keeps runs from writing it): each encpipe process then starts without
+# compiling its modules again. Up-to-date files are skipped; a stale one is
+# never used (Python checks the source's time stamp).
+compile_checkout() {
+  "$1/.venv/bin/python" -m compileall -q "$1/encpipe" >/dev/null 2>&1 || true
 }
