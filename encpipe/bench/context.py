@@ -100,9 +100,6 @@ class Context:
         env = dict(self.base_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_dir, env.get("PYTHONPATH")]))
         self.base_env = env
-        # As pip install does: every run then loads bytecode, whether or not
-        # PYTHONDONTWRITEBYTECODE would keep a run from writing it.
-        command_output([self.python, "-m", "compileall", "-q", os.path.join(package_dir, "encpipe")], env)
         plain = [self.python, "-m", "encpipe"]
         probe = "import encpipe, os; print(os.path.realpath(encpipe.__file__))"
         found = command_output([self.python, "-c", probe], env)
