@@ -44,6 +44,7 @@ _REFUSED = {
         "c": ("command", "only the dump is run"),
         "l": ("list", "it lists databases instead of restoring"),
         "o": ("output", "query output is not kept"),
+        "L": ("log-file", "it would write the dump's statements, plaintext, to that file"),
         "s": ("single-step", "the restore runs unattended"),
         **_CONNECT,
     },

@@ -81,7 +81,7 @@ def test_properties_sql():
     ("pg_dump", ["-h", "elsewhere"], "-h"), ("pg_restore", ["-j4"], "-j4"), ("pg_restore", ["--dbname=x"], "--dbname=x"),
     ("pg_restore", ["-l"], "-l"), ("pg_restore", ["--role=x"], "--role=x"), ("psql", ["-c", "select"], "-c"),
     ("psql", ["-v", "ON_ERROR_STOP=0"], "-v ON_ERROR_STOP"), ("psql", ["--set=ON_ERROR_STOP=0"], "--set"),
-    ("psql", ["--set", "ON_ERROR_STOP=0"], "--set"),
+    ("psql", ["--set", "ON_ERROR_STOP=0"], "--set"), ("psql", ["-L", "log"], "-L"), ("psql", ["-aLlog"], "-aLlog"),
 ])
 def test_refused_options_are_named(tool, args, named):
     with pytest.raises(pgopts.RefusedOption, match="option %s" % named.split()[0]):
@@ -91,7 +91,7 @@ def test_refused_options_are_named(tool, args, named):
 @pytest.mark.parametrize("tool, args", [
     ("pg_dump", ["--exclude-table-data=big", "-n", "public", "-T", "x", "-v", "-Z", "9"]),
     ("pg_dump", ["-t", "-f"]),  # -f is the value of -t here
-    ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public"]),
+    ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public", "-L", "list"]),
     ("psql", ["-v", "x=1", "-a", "-e"]),
 ])
 def test_allowed_options_pass(tool, args):
