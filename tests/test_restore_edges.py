@@ -6,7 +6,14 @@ a DBNAME in use, a swap that fails.
 - A refused option (`-L FILE`: psql would log the dump's statements, plaintext,
   to FILE; `-v ON_ERROR_STOP=0`) is exit 64 with nothing on stdout, no file
   written, the database untouched.
+- A session connected to DBNAME: the restore waits about 3 seconds for it to
+  end, then exits 75 with one error line and a hint, and leaves the session,
+  the database and the server as they were; once the session ended a restore
+  goes through, and one that ends while the restore waits does not stop it.
 """
+
+import subprocess
+import time
 
 import pytest
 
@@ -22,6 +29,8 @@ from test_backup_restore import (
     tools,  # noqa: F401 (fixture)
 )
 from test_disaster_recovery import restore_with
+
+PREFIX = b"encpipe-restore: "
 
 TARGET = "edge_target"
 
@@ -89,5 +98,81 @@ def test_a_refused_psql_option_changes_nothing(pg, tools, key_file, tmp_path, op
     assert lines[1:] == ["encpipe-restore: hint: see encpipe-restore --help"]
     assert not log.exists()
     assert dump(pg, TARGET) == before
+    assert leftover_databases(pg) == set()
+    pg.dropdb(TARGET)
+
+
+def _hold(pg, db, seconds=None):
+    """A psql session connected to `db`, once the server sees it: for `seconds`, or
+    (None) until its standard input is closed."""
+    argv = [pg.bin("psql"), "-X", "-q", "-d", db] + (["-c", "SELECT pg_sleep(%s)" % seconds] if seconds else [])
+    holder = subprocess.Popen(argv, env=pg.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while _sessions(pg, db) == 0:
+        assert time.monotonic() < deadline and holder.poll() is None
+        time.sleep(0.05)
+    return holder
+
+
+def _end(holder):
+    holder.stdin.close()
+    try:
+        holder.wait(timeout=30)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _sessions(pg, db):
+    return int(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'" % db).strip())
+
+
+@pytest.fixture
+def small_backup(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "edge_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    return path, db
+
+
+def test_a_database_in_use_is_refused_until_its_session_ends(pg, tools, key_file, small_backup):
+    path, source = small_backup
+    before = _fresh_target(pg)
+    holder = _hold(pg, TARGET)
+    try:
+        started = time.monotonic()
+        proc = restore(pg, tools, path, TARGET, "--key-file", key_file)
+        waited = time.monotonic() - started
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert proc.stderr == (PREFIX + b"error: database %s has 1 active connection(s); nothing was changed\n"
+                               % TARGET.encode() + PREFIX + b"hint: close them, or use --terminate-connections\n")
+        assert waited >= 2.5  # it waited for the session to end
+        assert holder.poll() is None and _sessions(pg, TARGET) == 1  # the session was left alone
+        assert dump(pg, TARGET) == before
+        assert leftover_databases(pg) == set()
+    finally:
+        _end(holder)
+    deadline = time.monotonic() + 30
+    while _sessions(pg, TARGET):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc = restore(pg, tools, path, TARGET, "--drop-old", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert dump(pg, TARGET) == dump(pg, source)
+    assert leftover_databases(pg) == set()
+    pg.dropdb(TARGET)
+
+
+def test_a_session_that_ends_while_the_restore_waits_does_not_stop_it(pg, tools, key_file, small_backup):
+    path, source = small_backup
+    _fresh_target(pg)
+    holder = _hold(pg, TARGET, 2)
+    try:
+        proc = restore(pg, tools, path, TARGET, "--drop-old", "--key-file", key_file)
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert holder.wait() == 0  # it ended by itself, not terminated
+    finally:
+        _end(holder)
+    assert dump(pg, TARGET) == dump(pg, source)
     assert leftover_databases(pg) == set()
     pg.dropdb(TARGET)
