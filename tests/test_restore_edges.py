@@ -10,14 +10,19 @@ a DBNAME in use, a swap that fails.
   end, then exits 75 with one error line and a hint, and leaves the session,
   the database and the server as they were; once the session ended a restore
   goes through, and one that ends while the restore waits does not stop it.
+- A session that connects to DBNAME while the dump is being restored makes
+  the swap fail: exit 1, one error line and a hint, DBNAME with its data,
+  the scratch database dropped; with --terminate-connections it is ended.
 """
 
+import re
 import subprocess
 import time
 
 import pytest
 
 from test_backup_restore import (
+    RESTORE,
     backup,
     databases,
     dump,
@@ -26,6 +31,7 @@ from test_backup_restore import (
     key_file,  # noqa: F401 (fixture)
     leftover_databases,
     restore,
+    script_env,
     tools,  # noqa: F401 (fixture)
 )
 from test_disaster_recovery import restore_with
@@ -174,5 +180,54 @@ def test_a_session_that_ends_while_the_restore_waits_does_not_stop_it(pg, tools,
     finally:
         _end(holder)
     assert dump(pg, TARGET) == dump(pg, source)
+    assert leftover_databases(pg) == set()
+    pg.dropdb(TARGET)
+
+
+def _slow_dump_held_at_swap(pg, tools, key_file, tmp_path, *options):
+    """Restores a dump that sleeps 3 seconds; connects to TARGET once the scratch database
+    exists (after the in-use check, before the swap). Returns (process, holder)."""
+    db = ensure_small(pg, "edge_source")
+    path = _seal(tmp_path, key_file, b"SELECT pg_sleep(3);\n" + dump(pg, db), "slow.sql.enc")
+    proc = subprocess.Popen([RESTORE, *options, "--key-file", key_file, path, TARGET],
+                            env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not [d for d in databases(pg) if d.startswith("encpipe_restore_")]:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    holder = _hold(pg, TARGET)
+    return proc, holder
+
+
+def test_a_session_arriving_during_the_restore_makes_the_swap_fail(pg, tools, key_file, tmp_path):
+    before = _fresh_target(pg)
+    proc, holder = _slow_dump_held_at_swap(pg, tools, key_file, tmp_path)
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out) == (1, b""), err.decode()
+        assert holder.poll() is None  # the session is left alone
+    finally:
+        _end(holder)
+    lines = err.decode().splitlines()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r'encpipe-restore: error: restored into encpipe_restore_[0-9]{8}T[0-9]{6}Z_[0-9]+ but could '
+                        r'not swap it in \(ERROR:  database "%s" is being accessed by other users\); '
+                        r'database %s is unchanged' % (TARGET, TARGET), lines[0]), lines[0]
+    assert lines[1] == ("encpipe-restore: hint: is %s in use? close its connections, or use --terminate-connections"
+                        % TARGET)
+    assert dump(pg, TARGET) == before
+    assert leftover_databases(pg) == set()  # the scratch database dropped, no _pre_restore_ copy
+    pg.dropdb(TARGET)
+
+
+def test_terminate_connections_ends_a_session_arriving_during_the_restore(pg, tools, key_file, tmp_path):
+    _fresh_target(pg)
+    proc, holder = _slow_dump_held_at_swap(pg, tools, key_file, tmp_path, "--terminate-connections", "--drop-old")
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out) == (0, b""), err.decode()
+    finally:
+        _end(holder)
+    assert dump(pg, TARGET) == dump(pg, "edge_source")
     assert leftover_databases(pg) == set()
     pg.dropdb(TARGET)
