@@ -5,7 +5,8 @@ a DBNAME in use, a swap that fails.
   SQL); an allowed pg_restore option reaches pg_restore (`-t TABLE`).
 - A refused option (`-L FILE`: psql would log the dump's statements, plaintext,
   to FILE; `-v ON_ERROR_STOP=0`) is exit 64 with nothing on stdout, no file
-  written, the database untouched.
+  written, the database untouched. So is an argument that is not an option:
+  pg_restore would restore that file, never authenticated, into DBNAME.
 - A session connected to DBNAME: the restore waits about 3 seconds for it to
   end, then exits 75 with one error line and a hint, and leaves the session,
   the database and the server as they were; once the session ended a restore
@@ -229,5 +230,27 @@ def test_terminate_connections_ends_a_session_arriving_during_the_restore(pg, to
     finally:
         _end(holder)
     assert dump(pg, TARGET) == dump(pg, "edge_source")
+    assert leftover_databases(pg) == set()
+    pg.dropdb(TARGET)
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-owner"], ["--schema", "public"]])
+def test_a_file_named_after_the_dash_dash_is_refused_it_would_be_restored_unauthenticated(
+        pg, tools, key_file, tmp_path, extra):
+    db = ensure_small(pg, "edge_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--format", "custom", "--key-file", key_file)
+    other = "edge_other"
+    if other not in databases(pg):
+        pg.createdb(other)
+        pg.psql("CREATE TABLE planted (v text); INSERT INTO planted VALUES ('not from the backup');", db=other)
+    unsealed = tmp_path / "unsealed.dump"
+    subprocess.run([pg.bin("pg_dump"), "-Fc", "-f", str(unsealed), other], env=pg.env, check=True)
+    before = _fresh_target(pg)
+    proc = restore_with(pg, tools, ["--key-file", key_file], path, TARGET, *extra, str(unsealed))
+    assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [
+        "encpipe-restore: error: pg_restore argument %s is not an option: the backup is the only input" % unsealed,
+        "encpipe-restore: hint: see encpipe-restore --help"]
+    assert dump(pg, TARGET) == before
     assert leftover_databases(pg) == set()
     pg.dropdb(TARGET)
