@@ -254,3 +254,23 @@ def test_a_file_named_after_the_dash_dash_is_refused_it_would_be_restored_unauth
     assert dump(pg, TARGET) == before
     assert leftover_databases(pg) == set()
     pg.dropdb(TARGET)
+
+
+def test_options_are_checked_against_the_tool_the_stream_needs_not_only_the_name(pg, tools, key_file, tmp_path):
+    """A plain dump in a file named .dump.enc goes to psql: pg_restore's -L (read a list) is
+    psql's -L (write a log of the dump's statements); it is refused once the stream shows it."""
+    db = ensure_small(pg, "edge_source")
+    path = _seal(tmp_path, key_file, dump(pg, db), "misnamed_20250101T000000Z.dump.enc")
+    before = _fresh_target(pg)
+    log = tmp_path / "list"
+    proc = restore_with(pg, tools, ["--key-file", key_file], path, TARGET, "-L", str(log))
+    assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [
+        "encpipe-restore: error: psql option -L (-L, --log-file) is not allowed: it would write the dump's "
+        "statements, plaintext, to that file",
+        "encpipe-restore: hint: %s holds a plain dump, restored with psql, whatever its name says; "
+        "see encpipe-restore --help" % path]
+    assert not log.exists()
+    assert dump(pg, TARGET) == before
+    assert leftover_databases(pg) == set()
+    pg.dropdb(TARGET)
