@@ -27,7 +27,6 @@ from test_backup_restore import (
     backup,
     databases,
     dump,
-    encpipe,
     ensure_small,
     key_file,  # noqa: F401 (fixture)
     leftover_databases,
@@ -36,23 +35,9 @@ from test_backup_restore import (
     tools,  # noqa: F401 (fixture)
 )
 from test_disaster_recovery import restore_with
+from test_restore_hardening import TARGET, _fresh_target, _seal
 
 PREFIX = b"encpipe-restore: "
-
-TARGET = "edge_target"
-
-
-def _seal(tmp_path, key, plaintext, name):
-    path = tmp_path / name
-    encpipe(["seal", "--key-file", key, "-o", str(path)], input=plaintext, check=True)
-    return str(path)
-
-
-def _fresh_target(pg):
-    pg.dropdb(TARGET)
-    pg.createdb(TARGET)
-    pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db=TARGET)
-    return dump(pg, TARGET)
 
 
 def test_an_allowed_psql_option_reaches_psql(pg, tools, key_file, tmp_path):
