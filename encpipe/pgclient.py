@@ -62,10 +62,19 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False):
         text = "\\restrict %s\n%s" % (restrict_key(), text)
     proc = subprocess.run(psql_args(db, *extra), input=text.encode(), capture_output=True, env=client_env(user))
     if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines() or ["psql exited %d" % proc.returncode]
-        raise PgError(re.sub(r"^psql:<stdin>:[0-9]+: ", "", lines[-1]).strip())
+        raise PgError(_error_line(proc.stderr.decode(errors="replace"), proc.returncode))
     out = proc.stdout.decode()
     return [record.split(_FIELD) for record in out.split(_RECORD) if record.strip("\n")]
+
+
+def _error_line(stderr, status):
+    """The line of psql's standard error that says what failed (ERROR, FATAL, `psql: error:`),
+    not the DETAIL, HINT or CONTEXT lines after it; else the last line."""
+    lines = [re.sub(r"^psql:<stdin>:[0-9]+: ", "", line).strip() for line in stderr.strip().splitlines()]
+    errors = [line for line in lines if line.startswith(("ERROR:", "FATAL:", "psql: error:"))]
+    if errors:
+        return errors[0]
+    return lines[-1] if lines else "psql exited %d" % status
 
 
 def value(db, sql):

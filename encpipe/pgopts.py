@@ -3,7 +3,10 @@
 `encpipe-backup DB -- OPTIONS` hands OPTIONS to pg_dump; `encpipe-restore FILE
 DB -- OPTIONS` to pg_restore (custom archives) or psql (plain dumps). An option
 that would break the pipeline (write elsewhere, read a directory, connect
-elsewhere, run in parallel from a pipe) is refused, exit 64, naming it.
+elsewhere, run in parallel from a pipe) is refused, exit 64, naming it; so is,
+for a restore, an argument that is not an option (pg_restore would restore
+that file instead of the authenticated backup, psql take it for the database
+or the user).
 """
 
 # Short options that take a value, per tool (bundles like -vf stop at them).
@@ -44,9 +47,22 @@ _REFUSED = {
         "c": ("command", "only the dump is run"),
         "l": ("list", "it lists databases instead of restoring"),
         "o": ("output", "query output is not kept"),
+        "L": ("log-file", "it would write the dump's statements, plaintext, to that file"),
         "s": ("single-step", "the restore runs unattended"),
         **_CONNECT,
     },
+}
+# Long options that take a value (`--schema NAME` as well as `--schema=NAME`), besides the refused ones.
+_LONG_WITH_VALUE = {
+    "pg_dump": set(),
+    "pg_restore": {"index", "use-list", "schema", "exclude-schema", "function", "superuser", "table", "trigger",
+                   "section", "role", "restrict-key", "filter", "transaction-size"},
+    "psql": {"set", "variable", "field-separator", "pset", "record-separator", "table-attr"},
+}
+# What a non-option argument would be to the restore tools: never the backup.
+_NOT_AN_OPTION = {
+    "pg_restore": "the backup is the only input",
+    "psql": "the backup is the only input, and the restore chooses the database and the user",
 }
 _LONG_ONLY_REFUSED = {
     "pg_restore": {"role": "use encpipe-restore --role ROLE, which connects as that role"},
@@ -65,6 +81,8 @@ def check(tool, args, plain_dump=False):
     for i, arg in enumerate(args):
         if i and _takes_value(tool, args[i - 1]):
             continue  # the value of the option before
+        if tool in _NOT_AN_OPTION and (not arg.startswith("-") or arg == "-"):
+            raise RefusedOption("%s argument %s is not an option: %s" % (tool, arg, _NOT_AN_OPTION[tool]))
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
             if not eq and i + 1 < len(args):
@@ -84,7 +102,7 @@ def check(tool, args, plain_dump=False):
 def _takes_value(tool, arg):
     """Is the argument after `arg` its value (`-f FILE`, `--file FILE`)?"""
     if arg.startswith("--"):
-        return "=" not in arg and arg[2:] in {long for long, _ in _REFUSED[tool].values()} | {"set", "variable"}
+        return "=" not in arg and arg[2:] in {long for long, _ in _REFUSED[tool].values()} | _LONG_WITH_VALUE[tool]
     for i, letter in enumerate(arg[1:], 1) if arg.startswith("-") else ():
         if letter in _WITH_VALUE[tool]:
             return i == len(arg) - 1

@@ -281,6 +281,12 @@ class Run:
                           "restore them from the backup's globals file (--globals FILE), or create them")
 
     def create(self, props, exists, kind):
+        tool = "pg_restore" if kind == "custom" else "psql"
+        try:  # the stream, not the name, says which tool restores it
+            pgopts.check(tool, self.o["tool"])
+        except pgopts.RefusedOption as e:
+            raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
+                          % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
         run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
         self.temp = self.temp_name
         no_owner, no_acl = self.skips(exists)

@@ -129,6 +129,7 @@ def test_list_describes_every_file(mixed):
         "created": "2024-01-01T00:00:00Z",
         "key_ids": [key_id(KEY)],
         "slots": ["raw-key"],
+        "signers": [],
         "plaintext_bytes": PLAINTEXT,
         "chunks": 3,
         "error": None,

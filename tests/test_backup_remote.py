@@ -62,9 +62,12 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
     local, remote = str(tmp_path / "b"), f"{s3.location}/same"
     env = script_env(pg, tools, **s3.env)
     made = []
-    for fmt in ("plain", "custom", "plain"):
+    sign_key = str(tmp_path / "backup.sign")
+    verify_key = subprocess.run([sys.executable, "-m", "encpipe", "keygen", "--sign", "-o", sign_key], check=True,
+                                capture_output=True, env=env).stdout.decode().strip()
+    for fmt, signing in (("plain", ()), ("custom", ("--sign-key", sign_key)), ("plain", ())):
         _, report = backup(pg, tools, local, db, "--no-globals", "--to", remote, "--format", fmt, "--key-file", key_file,
-                           env_extra=s3.env)
+                           *signing, env_extra=s3.env)
         assert report["remote"] == f"{remote}/{report['filename']}"
         made.append(report["filename"])
         time.sleep(1.1)  # a new second, a new name
@@ -77,6 +80,9 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
     listings = [tool("encpipe-list", "--stats", where, env=env) for where in (local, remote)]
     assert [p.returncode for p in listings] == [0, 0]
     assert without_paths(json.loads(listings[0].stdout)) == without_paths(json.loads(listings[1].stdout))
+    signer = subprocess.run([sys.executable, "-m", "encpipe", "keyid", "--signer", verify_key], check=True,
+                            capture_output=True, env=env).stdout.decode().split()
+    assert [e["signers"] for e in json.loads(listings[1].stdout)["backups"]] == [[], signer, []]
 
     verified = [tool("encpipe-verify", "--key-file", key_file, where, env=env) for where in (local, remote)]
     assert [p.returncode for p in verified] == [0, 0]

@@ -4,7 +4,10 @@ only signed files as good; prune never removes a backup on the strength of a fil
 that fails the signer check. The systemd unit loads a signing key as a credential."""
 
 import io
+import json
 import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from encpipe import RawKey, seal
 from encpipe.backup import unit
 from encpipe.signing import SigningKey
-from test_backup_dir import CHUNK_LOG2, KEY, by_name, names, run, stamp, write
+from test_backup_dir import CHUNK_LOG2, KEY, ROOT, by_name, names, run, stamp, write
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
 S1, S2 = SigningKey.generate(), SigningKey.generate()
@@ -147,3 +150,30 @@ def test_the_systemd_unit_loads_a_signing_key_as_a_credential():
             ) in lines
     # without --sign-key, no signing credential (the shipped unit stays as it is)
     assert not any(".sign" in line for line in unit.render("/usr/local/bin/encpipe-backup", []).splitlines())
+
+
+def _cli(*argv):
+    proc = subprocess.run([sys.executable, "-m", "encpipe", *argv], capture_output=True, check=True,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    return proc.stdout.decode()
+
+
+def test_list_names_who_signed_each_file_as_keyid_and_inspect_do(mixed):
+    v1 = io.BytesIO()
+    seal(io.BytesIO(b"x" * 100), v1, [RawKey(KEY)], chunk_log2=CHUNK_LOG2, version=1)
+    write(mixed, day(5), v1.getvalue())
+    write(mixed, day(6), os.urandom(200))  # a file of the previous tool: no magic
+    write(mixed, day(7), sealed(S1)[:-3627])  # damaged: its second record is shorter than a tag
+    lister = os.path.join(ROOT, "scripts", "encpipe-list")
+    proc = subprocess.run([lister, str(mixed)], capture_output=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    files = by_name(json.loads(proc.stdout))
+    id1, id2 = (_cli("keyid", "--signer", pub).strip() for pub in (PUB1, PUB2))
+    assert id1 == S1.verify_key.key_id.hex() and id2 != id1
+    expected = {day(1): [id1], day(2): [], day(3): [id2], day(4): [id2, id1]}
+    assert {name: files[name]["signers"] for name in expected} == expected
+    for name in expected:  # as `encpipe inspect --json` names them
+        assert json.loads(_cli("inspect", "--json", str(mixed / name)))["signers"] == expected[name]
+    # A v1 file, a file of the previous tool and a damaged one cannot name signers: null.
+    assert [(files[day(i)]["status"], files[day(i)]["signers"]) for i in (5, 6, 7)] == [
+        ("sealed", None), ("legacy", None), ("damaged", None)]

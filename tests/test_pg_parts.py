@@ -81,7 +81,7 @@ def test_properties_sql():
     ("pg_dump", ["-h", "elsewhere"], "-h"), ("pg_restore", ["-j4"], "-j4"), ("pg_restore", ["--dbname=x"], "--dbname=x"),
     ("pg_restore", ["-l"], "-l"), ("pg_restore", ["--role=x"], "--role=x"), ("psql", ["-c", "select"], "-c"),
     ("psql", ["-v", "ON_ERROR_STOP=0"], "-v ON_ERROR_STOP"), ("psql", ["--set=ON_ERROR_STOP=0"], "--set"),
-    ("psql", ["--set", "ON_ERROR_STOP=0"], "--set"),
+    ("psql", ["--set", "ON_ERROR_STOP=0"], "--set"), ("psql", ["-L", "log"], "-L"), ("psql", ["-aLlog"], "-aLlog"),
 ])
 def test_refused_options_are_named(tool, args, named):
     with pytest.raises(pgopts.RefusedOption, match="option %s" % named.split()[0]):
@@ -91,11 +91,25 @@ def test_refused_options_are_named(tool, args, named):
 @pytest.mark.parametrize("tool, args", [
     ("pg_dump", ["--exclude-table-data=big", "-n", "public", "-T", "x", "-v", "-Z", "9"]),
     ("pg_dump", ["-t", "-f"]),  # -f is the value of -t here
-    ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public"]),
+    ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public", "-L", "list"]),
     ("psql", ["-v", "x=1", "-a", "-e"]),
+    ("pg_restore", ["--schema", "public", "--section", "data", "--use-list", "list", "-t", "x"]),
+    ("psql", ["--set", "x=1", "-P", "pager=off", "--pset", "format=aligned", "-1"]),
+    ("pg_dump", ["-n", "public"]),  # the backup's pg_dump: a stray database name makes pg_dump itself fail
 ])
 def test_allowed_options_pass(tool, args):
     pgopts.check(tool, args)
+
+
+@pytest.mark.parametrize("tool, args, named", [
+    ("pg_restore", ["other.dump"], "other.dump"), ("pg_restore", ["--no-owner", "-"], "-"),
+    ("pg_restore", ["--schema", "public", "x"], "x"), ("pg_restore", ["--", "x"], "x"),
+    ("psql", ["someone"], "someone"), ("psql", ["-1", "otherdb", "someone"], "otherdb"),
+])
+def test_arguments_that_are_not_options_are_refused(tool, args, named):
+    with pytest.raises(pgopts.RefusedOption, match="^%s argument %s is not an option: the backup is the only input"
+                       % (tool, named)):
+        pgopts.check(tool, args)
 
 
 def test_plain_dumps_take_compress_not_z():

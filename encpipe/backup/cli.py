@@ -21,7 +21,8 @@ encpipe-verify and encpipe-check. DIR may be a directory or an rclone
 REMOTE:PATH; PATH a file in either. Every command but check prints JSON.
 
 Commands:
-  list      Describe every file, from its name and its header; no key needed.
+  list      Describe every file, from its name and its header (and who signed a
+            v2 file, from its trailer, not verified); no key needed.
   prune     Remove the backups the policy does not keep (restic forget's rules,
             per database, plain and custom dumps and globals apart). Every file
             is authenticated first: one that fails, or is dated in the future,
@@ -97,7 +98,7 @@ def location(args, io):
 
 
 def cmd_list(args, io):
-    entries = scan(open_location(location(args, io), io.env))
+    entries = scan(open_location(location(args, io), io.env), signers=True)
     listing = [e.to_json() for e in entries]
     io.print_json({"backups": listing, "stats": stats(entries)} if args["--stats"] else listing)
     return 0

@@ -1,4 +1,4 @@
-"""What each stored file is, from its name and its header; never its payload."""
+"""What each stored file is, from its name, its header and (v2) its trailer; never its payload."""
 
 import io
 from collections import Counter, defaultdict
@@ -31,6 +31,7 @@ class Entry:
     naming: str = None  # "encpipe", "legacy" or None
     key_ids: list = field(default_factory=list)
     slots: list = field(default_factory=list)
+    signers: list = None  # a v2 file's signature key ids, unverified; None when it cannot have any
     plaintext_bytes: int = None
     chunks: int = None
     error: str = None
@@ -51,15 +52,16 @@ class Entry:
             "created": iso(self.created),
             "key_ids": self.key_ids,
             "slots": self.slots,
+            "signers": self.signers,
             "plaintext_bytes": self.plaintext_bytes,
             "chunks": self.chunks,
             "error": self.error,
         }
 
 
-def examine(store, item):
-    """An Entry for one listed item. Never raises for a bad file: what is wrong
-    goes into the entry."""
+def examine(store, item, signers=False):
+    """An Entry for one listed item (with `signers`, a v2 file's trailer read too). Never
+    raises for a bad file: what is wrong goes into the entry."""
     name = parse_name(item.name)
     entry = Entry(item.name, store.where(item.name), item, naming=name.naming, database=name.database,
                   dump_format=name.series, kind=name.kind, created=name.created, bytes=item.size)
@@ -74,16 +76,16 @@ def examine(store, item):
         return entry
     try:
         with store.open(item) as src:
-            _examine_content(entry, src)
+            _examine_content(entry, src, (lambda size: store.tail(item, size)) if signers else None)
     except OSError as e:
         entry.status, entry.error = "unreadable", f"cannot read {item.name}: {e.strerror or e}"
     return entry
 
 
-def _examine_content(entry, src):
+def _examine_content(entry, src, tail):
     head = fmt.read_exactly(src, _SNIFF_BYTES)
     if head and fmt.MAGIC.startswith(head[: len(fmt.MAGIC)]):
-        _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)))
+        _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)), tail)
     elif entry.naming == "legacy" and not entry.filename.endswith(".enc"):
         entry.status = "plaintext"
         entry.error = "an unencrypted backup from the previous tool"
@@ -112,7 +114,7 @@ class _Rejoined(io.RawIOBase):
         return len(block)
 
 
-def _examine_sealed(entry, src):
+def _examine_sealed(entry, src, tail):
     try:
         sealed = envelope.read_header(src)
     except InvalidStream as e:
@@ -130,6 +132,8 @@ def _examine_sealed(entry, src):
         return
     entry.status = "sealed"
     entry.plaintext_bytes, entry.chunks = shape
+    if tail and sealed.header.version >= 2:  # who signed it, as `encpipe inspect` says: read, not verified
+        entry.signers = envelope.trailer_signers(sealed, tail(sealed.trailer_len))
 
 
 def looks_legacy(name, size, sample):
@@ -150,9 +154,9 @@ def _is_text(sample):
     return False
 
 
-def scan(store):
+def scan(store, signers=False):
     """Entries for every file in the store (subdirectories are not listed), by name."""
-    return [examine(store, item) for item in store.list()]
+    return [examine(store, item, signers) for item in store.list()]
 
 
 def stats(entries):

@@ -3,6 +3,7 @@
     list() -> [Item]          every file directly in the location, by name
     stat(name) -> Item        one file (unreadable when missing)
     open(item) -> reader      a binary stream of the stored bytes
+    tail(item, size) -> bytes its last `size` bytes (a v2 trailer), the rest not read
     writer(name) -> w         w.write(bytes)..., w.close(): a new file `name`
     rename(name, final)       give a complete upload its final name
     remove(item)              delete one file
@@ -119,6 +120,12 @@ class Local:
             src.close()
             raise OSError(f"{item.name} is not a regular file")
         return src
+
+    def tail(self, item, size):
+        """The last `size` bytes of a file (a v2 trailer), the rest unread."""
+        with self.open(item) as src:
+            src.seek(-size, os.SEEK_END)
+            return src.read(size)
 
     def writer(self, name, final):
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -243,6 +250,13 @@ class Rclone:
         proc = subprocess.Popen([self.binary, "cat", self.where(item.name)], env=self.env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         return _Download(proc, self.where(item.name))
+
+    def tail(self, item, size):
+        """The last `size` bytes of an object (a v2 trailer), the rest not fetched."""
+        try:
+            return self._run("cat", "--tail", str(size), self.where(item.name))
+        except IOFailure as e:
+            raise OSError(str(e)) from None
 
     def writer(self, name, final=None):
         proc = subprocess.Popen([self.binary, "rcat", self.where(name)], env=self.env,
