@@ -174,18 +174,18 @@ class Backup:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, self._interrupt)
             status = self.dump()
+            self.pending = 0  # from here on a signal waits until the run's end
         except Interrupted as e:
+            self.pending = status = e.status
             if self.globals:  # its temporary file is removed once it can no longer appear
                 self.globals.stop()
                 self.globals.join(60)
-            self.abort()
-            return e.status
         if status:
-            self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
+            if status != self.pending:
+                self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
             self.abort()
-            return status
-        self.pending = 0  # a signal now waits until the commit is done
-        status = self.commit()
+            return self.pending or status
+        status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
         return self.pending or status
 
     def prepare(self):
@@ -255,9 +255,9 @@ class Backup:
         signed_by = commands.signing_keys(args, self.io)
         self.progress = commands.progress(args, self.io, "seal")
 
-        def seal(src, out, progress=None):
-            from . import envelope
+        from . import envelope
 
+        def seal(src, out, progress=None):
             envelope.seal(src, out, recipients, chunk_log2=chunk, threads=workers, on_progress=progress,
                           signing_keys=signed_by)
 
@@ -276,7 +276,7 @@ class Backup:
         pg_dump = ["pg_dump", f"--format={self.o['format']}", *self.o["dump"]]
         status = dump(self.io, self.db, pg_dump, self.o["squeeze"],
                       lambda src, out: seal(src, out, self.progress), self.stores, self.temp, self.final)
-        if self.progress:
+        if self.progress and not status:
             self.progress.finish()
         if self.globals:
             self.globals.join()
@@ -287,14 +287,14 @@ class Backup:
         return status
 
     def abort(self):
-        quiet = open(os.devnull, "w")
-        if self.gtemp:
-            job.main(["abort", *self.store_opts, *self.job_opts, self.gtemp], stdout=quiet.buffer, stderr=quiet)
-        job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer)
-        quiet.close()
+        """Remove the temporary files, record a failed run."""
+        with open(os.devnull, "w") as quiet:
+            if self.gtemp:
+                job.main(["abort", *self.store_opts, *self.job_opts, self.gtemp], stdout=quiet.buffer, stderr=quiet)
+            job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer)
 
     def commit(self):
-        """One step renames the globals, then the dump: a dump always has its globals beside it."""
+        """One step renames the globals, then the dump, prunes, records the run, prints the JSON line."""
         globals_opts = ["--globals-temp", self.gtemp, "--globals-name", self.gname] if self.gtemp else []
         return job.main(["commit", *self.store_opts, *self.job_opts, "--kind", self.o["ext"], *self.o["policy"],
                          *self.o["open"], *_pairs(self.o["signers"]), *globals_opts, self.temp, self.final])
@@ -332,7 +332,10 @@ def main(argv=None):
     except EncpipeError as e:
         io.error(str(e), hint=e.hint)
         return e.exit_code
-    return report_errors(io, Backup(o, passphrases, io).run)
+    try:
+        return report_errors(io, Backup(o, passphrases, io).run)
+    except KeyboardInterrupt:  # before the run began (waiting for the lock): nothing to remove
+        return 130
 
 
 def _pairs(options):

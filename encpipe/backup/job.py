@@ -1,6 +1,7 @@
 USAGE = """encpipe-backup's steps after the dump, and encpipe-restore's fetch.
 
 Usage:
+  job upload [--dir DIR] [--to REMOTE] [--allow-shared-dir] TEMP [NAME]
   job commit [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --kind KIND --started TIME
              [--metrics-file FILE] [--keep-last N] [--keep-daily N] [--keep-weekly N]
              [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
@@ -12,9 +13,9 @@ Usage:
   job fetch FILE
   job systemd-unit SCRIPT [ARG...]
 
-Run as `python3 -m encpipe.backup COMMAND`; encpipe.pgbackup calls main() for
-commit, abort and systemd-unit, after sealing into TEMP in DIR and/or REMOTE
-itself. commit renames TEMP to NAME in each,
+Run as `python3 -m encpipe.backup COMMAND` (encpipe-backup, which seals into TEMP
+itself, calls main() for commit, abort and systemd-unit). upload copies standard
+input into a new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to NAME in each,
 prunes DB's series there (when given a policy), records the run in the metrics
 file and prints the backup's JSON line (with --globals-temp, GTEMP is renamed to
 GNAME first, so a dump is never stored without its globals); abort removes TEMP and records a failed
@@ -43,7 +44,7 @@ Options:
   --passphrase-command CMD  As for encpipe.
   --signer KEY              As for encpipe-prune.
   --signer-file FILE        As for encpipe-prune.
-  --globals-temp GTEMP      The run's globals file, written as GTEMP...
+  --globals-temp GTEMP      The run's globals file, uploaded as GTEMP...
   --globals-name GNAME      ...to be stored as GNAME.
 """
 
@@ -64,7 +65,7 @@ from .cli import policy_from, usage_message
 from .listing import examine
 from .names import KINDS, temp_started
 from .prune import prune
-from .storage import CHUNK, Local, open_location, split_file
+from .storage import CHUNK, Local, open_location, split_file, upload
 from .verify import KeyRing
 
 STALE = timedelta(days=1)
@@ -79,6 +80,11 @@ def stores(args, io):
     if not found:
         raise UsageError("give --dir DIR, --to REMOTE:PATH or both")
     return found
+
+
+def cmd_upload(args, io):
+    upload(stores(args, io), args["TEMP"], io.stdin, args["NAME"])
+    return 0
 
 
 def cmd_commit(args, io):
@@ -183,7 +189,7 @@ def cmd_unit(args, io):
     return 0
 
 
-COMMANDS = {"commit": cmd_commit, "abort": cmd_abort, "fetch": cmd_fetch,
+COMMANDS = {"upload": cmd_upload, "commit": cmd_commit, "abort": cmd_abort, "fetch": cmd_fetch,
             "systemd-unit": cmd_unit}
 
 
