@@ -129,20 +129,3 @@ def _refuse(tool, arg, names, why):
 def restore_tool(filename):
     """The client a backup file's name says it needs: pg_restore for .dump.enc, else psql."""
     return "pg_restore" if filename.endswith(".dump.enc") else "psql"
-
-
-def main(argv=None):
-    """`python3 -m encpipe.pgopts pg_dump-plain|pg_dump-custom OPTIONS...`, for encpipe-backup."""
-    import sys
-
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        check("pg_dump", argv[1:], plain_dump=argv[0] == "pg_dump-plain")
-    except RefusedOption as e:
-        print("encpipe-backup: error: %s" % e, file=sys.stderr)
-        return 64
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,12 +6,9 @@ as one JSON object. encpipe-backup appends it to the run's globals file as one
 SQL comment line (`-- encpipe-database-properties: {...}`); encpipe-restore
 gives them to the database it creates: owner and ACL at once (before anyone
 but a superuser can connect), settings and comment in the swap transaction.
-
-    python3 -m encpipe.pgprops DBNAME     # the comment line, for encpipe-backup
 """
 
 import json
-import sys
 
 from .pgclient import PgError, ident, literal, value
 
@@ -34,6 +31,16 @@ def read(maintenance_db, name):
     """The properties of database `name`, or None when it does not exist."""
     text = value(maintenance_db, _QUERY % literal(name))
     return json.loads(text) if text else None
+
+
+def comment_line(db):
+    """The comment line for `db`'s globals file (read connected to `db` itself);
+    PgError when the properties cannot be read."""
+    try:
+        props = read(db, db)
+    except PgError as e:
+        raise PgError("cannot read the properties of %s: %s" % (db, e)) from None
+    return LINE_PREFIX + json.dumps(props, ensure_ascii=True, sort_keys=True)
 
 
 def parse_line(line):
@@ -120,21 +127,3 @@ def finish_sql(name, props):
 def _array(items):
     """A text[] literal."""
     return "{" + ",".join('"%s"' % i.replace("\\", "\\\\").replace('"', '\\"') for i in items) + "}"
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python3 -m encpipe.pgprops DBNAME", file=sys.stderr)
-        return 64
-    try:
-        props = read(argv[0], argv[0])
-    except PgError as e:
-        print("encpipe-backup: error: cannot read the properties of %s: %s" % (argv[0], e), file=sys.stderr)
-        return 1
-    print(LINE_PREFIX + json.dumps(props, ensure_ascii=True, sort_keys=True))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

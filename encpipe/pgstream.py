@@ -71,7 +71,7 @@ class RestrictFilter:
         return b"" if _RESTRICT_LINE.match(rest) else rest
 
 
-def _widen(*pipes):
+def widen_pipes(*pipes):
     """1 MiB pipe buffers (Linux; 64 KiB by default): a sixteenth of the reads,
     writes and wake-ups on the way through. Best effort."""
     for pipe in pipes:
@@ -120,14 +120,14 @@ class Restore:
         opener = subprocess.Popen(self.open_cmd, stdout=subprocess.PIPE, env=self.open_env, pass_fds=self.pass_fds)
         self.procs.append(opener)
         src = opener.stdout
-        _widen(src)
+        widen_pipes(src)
         head = _read_head(src, 8)
         for magic, tool in _DECOMPRESSORS:
             if head.startswith(magic):
                 unpack = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           env=client_env())
                 self.procs.append(unpack)
-                _widen(unpack.stdin, unpack.stdout)
+                widen_pipes(unpack.stdin, unpack.stdout)
                 threading.Thread(target=_pump, args=(head, src, unpack.stdin), daemon=True).start()
                 src, head = unpack.stdout, _read_head(unpack.stdout, 8)
                 break
@@ -146,7 +146,7 @@ class Restore:
             argv = psql_args(db, "--single-transaction", *self.tool_args, "-f", "-")
         client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
         self.procs.append(client)
-        _widen(client.stdin)
+        widen_pipes(client.stdin)
         try:
             self._feed(head, src, client.stdin, None if custom else RestrictFilter())
         except BrokenPipeError:

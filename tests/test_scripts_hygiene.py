@@ -34,6 +34,8 @@ from test_backup_restore import (
 )
 
 PG_CLIENTS = {"pg_dump", "psql", "pg_restore"}
+PIPE_ONLY = {"pg_dump", "zstd", "gzip"}
+TOOLS = PG_CLIENTS | PIPE_ONLY | {"pg_dumpall", "rclone"}
 TRACED = "open,openat,openat2,creat,rename,renameat,renameat2,link,linkat,symlink,symlinkat,mknod,mknodat,truncate"
 WRITE_FLAGS = {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"}
 HARMLESS = {"/dev/null", "/dev/tty"}
@@ -136,9 +138,11 @@ def _watch(argv, env, secret, pass_fds=(), secret_pipe=None):
             comm = (read_proc(pid, "comm") or b"").strip().decode()
             cmdline = read_proc(pid, "cmdline")
             assert cmdline is None or secret not in cmdline, (comm, cmdline)
-            if secret_pipe is not None and cmdline and b"encpipe.backup\0upload" in cmdline:
-                # the upload reads ciphertext on standard input: no passphrase pipe beyond it
-                assert _extra_pipes(pid) == [], cmdline
+            if secret_pipe is not None and comm in TOOLS:
+                # no tool holds the passphrase pipe; the backup's pipeline
+                # children hold their pipeline's pipes and no other
+                assert secret_pipe not in _fd_targets(pid), cmdline
+                assert comm not in PIPE_ONLY or _extra_pipes(pid) == [], cmdline
             if comm not in PG_CLIENTS:
                 continue
             environ = read_proc(pid, "environ")

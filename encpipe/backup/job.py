@@ -7,13 +7,15 @@ Usage:
              [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
              [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
              [--passphrase-file FILE]... [--passphrase-command CMD]...
+             [--signer KEY]... [--signer-file FILE]...
              [--globals-temp GTEMP --globals-name GNAME] TEMP NAME
   job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE] TEMP
   job fetch FILE
   job systemd-unit SCRIPT [ARG...]
 
-Run as `python3 -m encpipe.backup COMMAND`. upload copies standard input into a
-new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to NAME in each,
+Run as `python3 -m encpipe.backup COMMAND` (encpipe-backup, which seals into TEMP
+itself, calls main() for commit, abort and systemd-unit). upload copies standard
+input into a new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to NAME in each,
 prunes DB's series there (when given a policy), records the run in the metrics
 file and prints the backup's JSON line (with --globals-temp, GTEMP is renamed to
 GNAME first, so a dump is never stored without its globals); abort removes TEMP and records a failed
@@ -40,6 +42,8 @@ Options:
   --identity FILE           As for encpipe.
   --passphrase-file FILE    As for encpipe.
   --passphrase-command CMD  As for encpipe.
+  --signer KEY              As for encpipe-prune.
+  --signer-file FILE        As for encpipe-prune.
   --globals-temp GTEMP      The run's globals file, uploaded as GTEMP...
   --globals-name GNAME      ...to be stored as GNAME.
 """

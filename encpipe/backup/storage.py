@@ -61,17 +61,30 @@ def split_file(path):
 
 def upload(stores, name, src, final=None):
     """Copy src into a new file `name` (to become `final`) in every store at once; the byte count."""
-    writers, total = [], 0
-    try:
-        for store in stores:
-            writers.append(store.writer(name, final or name))
+    total = 0
+
+    def copy(out):
+        nonlocal total
         while True:
             block = src.read(CHUNK)
             if not block:
-                break
-            for writer in writers:
-                writer.write(block)
+                return
+            out.write(block)
             total += len(block)
+
+    write_new(stores, name, copy, final)
+    return total
+
+
+def write_new(stores, name, write, final=None):
+    """Call write(out): what it writes to `out` goes into a new file `name` (to
+    become `final`) in every store at once. On any failure the files this made
+    are removed again."""
+    writers = []
+    try:
+        for store in stores:
+            writers.append(store.writer(name, final or name))
+        write(_Fanout(writers))
         for writer in writers:
             writer.close()
     except BaseException as e:
@@ -80,7 +93,21 @@ def upload(stores, name, src, final=None):
         if isinstance(e, OSError):
             raise IOFailure(f"cannot store {name}: {e.strerror or e}") from None
         raise
-    return total
+
+
+class _Fanout:
+    """One writer for several: every block goes to each (a stream for envelope.seal)."""
+
+    def __init__(self, writers):
+        self.writers = writers
+
+    def write(self, block):
+        for writer in self.writers:
+            writer.write(block)
+        return len(block)
+
+    def flush(self):
+        pass
 
 
 class Local:

@@ -1,0 +1,348 @@
+"""encpipe-backup: one PostgreSQL database, dumped and sealed into a backup
+directory and/or an rclone remote, in one process.
+
+    python3 -m encpipe.pgbackup SCRIPT [encpipe-backup's arguments]
+
+SCRIPT is the path of scripts/encpipe-backup, whose header is the usage text
+(--help) and which --systemd-unit's ExecStart runs. The options, the steps and
+the exit statuses are described there and in README, "Backing up".
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import sys
+import time
+
+from . import aead, commands, pgopts
+from . import format as fmt
+from .backup import job
+from .backup.names import STAMP
+from .cli import Io, report_errors
+from .errors import EncpipeError
+from .keyargs import load_keys
+from .pgcli import Failure, read_fd
+from .pgdump import Globals, dump
+from .workers import chunk_log2, threads
+
+PROG = "encpipe-backup"
+TEMP_PREFIX = ".encpipe-tmp."
+_OPEN = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-command")
+_KEYS = _OPEN + ("--recipient", "--recipient-file")
+_POLICY = ("--keep", "--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--max-age")
+_VALUE = {"--dir", "--to", "--format", "--metrics-file", "--compress", "--compress-level", "--compress-threads",
+          "--sign-key", "--passphrase-fd", "--chunk-size", "--work-factor", "--threads", "--signer",
+          "--signer-file", *_KEYS, *_POLICY}
+HELP = object()
+
+
+def usage_error(message):
+    return Failure(message, 64, hint=f"see {PROG} --help")
+
+
+def parse(argv):
+    """The options of `argv` (HELP for -h or --help); Failure (64) on a mistake."""
+    seal = {o: [] for o in _KEYS + ("--sign-key", "--passphrase-fd")}
+    seal.update({"--chunk-size": None, "--work-factor": None, "--threads": None, "--passphrase": False,
+                 "--progress": False, "--sign-key-command": []})
+    o = {"dir": "", "to": "", "format": "plain", "compress": "", "level": "", "threads": "", "globals": True,
+         "db": "", "seal": seal, "policy": [], "open": [], "signers": {"--signer": [], "--signer-file": []},
+         "metrics": [], "shared": [],
+         "have_key": False}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--") and "=" in arg:
+            args[:0] = arg.split("=", 1)
+            continue
+        if arg in ("-h", "--help"):
+            return HELP
+        if arg in _VALUE:
+            if not args:
+                raise usage_error(f"{arg} needs a value")
+            _option(o, arg, args.pop(0))
+        elif arg in ("-p", "--passphrase"):
+            seal["--passphrase"], o["have_key"] = True, True
+        elif arg == "--progress":
+            seal["--progress"] = True
+        elif arg == "--allow-shared-dir":
+            o["shared"] = [arg]
+        elif arg == "--no-globals":
+            o["globals"] = False
+        elif arg == "--":
+            break
+        elif arg.startswith("-"):
+            raise usage_error(f"unknown option {arg}")
+        elif o["db"]:
+            raise usage_error(f"only one DBNAME, not also {arg}")
+        else:
+            o["db"] = arg
+    if not o["db"] and args:
+        o["db"] = args.pop(0)
+    o["dump"] = args
+    return o
+
+
+def _option(o, name, value):
+    seal = o["seal"]
+    if name in ("--dir", "--to", "--format", "--compress"):
+        o[name[2:]] = value
+    elif name in ("--compress-level", "--compress-threads"):
+        o[name[11:]] = value
+    elif name in _POLICY:
+        o["policy"] += [name, value]
+    elif name == "--metrics-file":
+        o["metrics"] = [name, value]
+    elif name in ("--signer", "--signer-file"):
+        o["signers"][name].append(value)
+    elif name in ("--chunk-size", "--work-factor", "--threads"):
+        seal[name] = value
+    elif name == "--passphrase-fd":
+        if not re.fullmatch(r"[0-9]+", value):
+            raise usage_error(f"--passphrase-fd must be a number, not {value}")
+        seal[name].append(int(value))
+        o["have_key"] = True
+    else:
+        seal[name].append(value)
+        o["have_key"] = o["have_key"] or name in _KEYS
+        if name in _OPEN:
+            o["open"] += [name, value]
+
+
+def validate(o, env):
+    """Checks before anything runs; fills in the compressor, the kind and the directory."""
+    db = o["db"]
+    if not db:
+        raise usage_error("no DBNAME given")
+    if "/" in db or db.startswith("."):
+        raise usage_error(f"cannot name a file after database {db}")
+    if o["format"] not in ("plain", "custom"):
+        raise usage_error(f"--format must be plain or custom, not {o['format']}")
+    if not o["compress"]:
+        o["compress"] = "zstd" if o["format"] == "plain" and shutil.which("zstd") else "none"
+    if o["compress"] not in ("zstd", "gzip", "none"):
+        raise usage_error(f"--compress must be zstd, gzip or none, not {o['compress']}")
+    if o["format"] != "plain" and o["compress"] != "none":
+        raise usage_error(f"--compress {o['compress']} is for plain dumps; custom dumps take pg_dump's -Z (after --)")
+    if not re.fullmatch(r"[0-9]*", o["level"] + o["threads"]):
+        raise usage_error("--compress-level and --compress-threads must be whole numbers")
+    if o["threads"] and o["compress"] != "zstd":
+        raise usage_error("--compress-threads is for zstd")
+    try:
+        pgopts.check("pg_dump", o["dump"], plain_dump=o["format"] == "plain")
+    except pgopts.RefusedOption as e:
+        raise Failure(str(e), 64) from None
+    if not o["have_key"] and "ENCPIPE_KEY" not in env and "ENCPIPE_PASSPHRASE" not in env:
+        raise Failure("no key configured: refusing to dump without encryption", 78,
+                      hint="use --key-file FILE, --recipient PUBKEY, --passphrase-file FILE..., or set ENCPIPE_KEY")
+    o["squeeze"] = {"zstd": ["zstd", "-q", "-c", f"-{o['level'] or 3}", f"-T{o['threads'] or 1}"],
+                    "gzip": ["gzip", "-c", f"-{o['level'] or 6}"]}.get(o["compress"])
+    o["ext"] = {"zstd": "sql.zst", "gzip": "sql.gz"}.get(o["compress"], "sql" if o["format"] == "plain" else "dump")
+    if not o["to"] and not o["dir"]:
+        o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"
+    if o["dir"].startswith("-"):
+        o["dir"] = "./" + o["dir"]
+
+
+class Interrupted(BaseException):
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+class Backup:
+    def __init__(self, o, passphrases, io):
+        self.o, self.passphrases, self.io = o, passphrases, io
+        self.db, self.temp, self.gtemp, self.globals, self.pending = o["db"], None, None, None, None
+        self.store_opts = (["--dir", o["dir"]] if o["dir"] else []) + (["--to", o["to"]] if o["to"] else [])
+        self.store_opts += o["shared"]
+        self.job_opts = o["metrics"] + ["--database", self.db, "--started", repr(time.time())]
+
+    def run(self):
+        try:
+            self.prepare()
+        except (EncpipeError, OSError) as e:
+            status = getattr(e, "exit_code", 1)
+            message = str(e) if status != 1 else f"cannot use {self.o['dir']}: {e.strerror or e}"
+            self.io.error(message, hint=getattr(e, "hint", None))
+            self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
+            return status
+        self.temp = self._temp_name()
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self._interrupt)
+            status = self.dump()
+            self.pending = 0  # from here on a signal waits until the run's end
+        except Interrupted as e:
+            self.pending = status = e.status
+            if self.globals:  # its temporary file is removed once it can no longer appear
+                self.globals.stop()
+                self.globals.join(60)
+        if status:
+            if status != self.pending:
+                self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
+            self.abort()
+            return self.pending or status
+        status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
+        return self.pending or status
+
+    def prepare(self):
+        if self.o["dir"]:
+            os.makedirs(self.o["dir"], exist_ok=True)
+        self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
+                                  "--allow-shared-dir": bool(self.o["shared"])}, self.io)
+        self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())
+        self.final = f"{self.db}_{self.stamp}.{self.o['ext']}.enc"
+        self.gname = f"{self.db}_{self.stamp}.globals.sql.enc"
+
+    def _interrupt(self, signum, frame):
+        if self.pending is None:
+            raise Interrupted(128 + signum)
+        self.pending = 128 + signum
+
+    def _temp_name(self):
+        return f"{TEMP_PREFIX}{self.stamp}_{os.getpid()}_{secrets.randbelow(1 << 30)}"
+
+    def lock(self):
+        """Take turns in DIR (flock), remove the temporary files of killed runs, and
+        wait until this second's names are free; the time stamp."""
+        import fcntl
+
+        directory = self.o["dir"]
+        self.lock_fd = os.open(directory, os.O_RDONLY)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.io.stderr.write(f"{PROG}: waiting for another backup into {directory}\n")
+            self.io.stderr.flush()
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        for name in os.listdir(directory):  # holding the lock, no other backup writes here
+            if name.startswith(TEMP_PREFIX):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
+        while True:
+            stamp = time.strftime(STAMP, time.gmtime())
+            names = (f"{self.db}_{stamp}.{self.o['ext']}.enc", f"{self.db}_{stamp}.globals.sql.enc")
+            if not any(os.path.lexists(os.path.join(directory, n)) for n in names):
+                return stamp
+            time.sleep(0.2)
+
+    def sealer(self):
+        """seal(src, out): the keys loaded once, for both files."""
+        args = dict(self.o["seal"])
+        chunk = chunk_log2(args["--chunk-size"]) if args["--chunk-size"] else None
+        chunk = fmt.PIPE_CHUNK_LOG2 if chunk is None else chunk
+        aead.library()
+        workers = threads(args, 1 << chunk, pipe_end=True)
+        pipes = [os.pipe() for _ in self.passphrases]  # each --passphrase-fd secret, read once, on a pipe again
+        try:
+            for (_, w), secret in zip(pipes, self.passphrases):
+                os.write(w, secret)
+                os.close(w)
+            args["--passphrase-fd"] = [str(r) for r, _ in pipes]
+            recipients = load_keys(commands.loader(args, self.io), args, commands.key_sources(args), sealing=True)
+        finally:
+            for r, w in pipes:
+                for fd in (r, w):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        signed_by = commands.signing_keys(args, self.io)
+        self.progress = commands.progress(args, self.io, "seal")
+
+        from . import envelope
+
+        def seal(src, out, progress=None):
+            envelope.seal(src, out, recipients, chunk_log2=chunk, threads=workers, on_progress=progress,
+                          signing_keys=signed_by)
+
+        return seal
+
+    def dump(self):
+        try:
+            seal = self.sealer()
+        except EncpipeError as e:
+            self.io.error(str(e), hint=e.hint)
+            return e.exit_code
+        if self.o["globals"]:  # beside the dump, at the same time: it is mostly waiting
+            self.gtemp = self._temp_name()
+            self.globals = Globals(self.io, self.db, seal, self.stores, self.gtemp, self.gname)
+            self.globals.start()
+        pg_dump = ["pg_dump", f"--format={self.o['format']}", *self.o["dump"]]
+        status = dump(self.io, self.db, pg_dump, self.o["squeeze"],
+                      lambda src, out: seal(src, out, self.progress), self.stores, self.temp, self.final)
+        if self.progress and not status:
+            self.progress.finish()
+        if self.globals:
+            self.globals.join()
+            if self.globals.status:
+                self.io.stderr.write(f"{PROG}: hint: pg_dumpall reads pg_authid as a superuser; "
+                                     "--no-globals skips the globals\n")
+                status = status or self.globals.status
+        return status
+
+    def abort(self):
+        """Remove the temporary files, record a failed run."""
+        with open(os.devnull, "w") as quiet:
+            if self.gtemp:
+                job.main(["abort", *self.store_opts, *self.job_opts, self.gtemp], stdout=quiet.buffer, stderr=quiet)
+            job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer)
+
+    def commit(self):
+        """One step renames the globals, then the dump, prunes, records the run, prints the JSON line."""
+        globals_opts = ["--globals-temp", self.gtemp, "--globals-name", self.gname] if self.gtemp else []
+        return job.main(["commit", *self.store_opts, *self.job_opts, "--kind", self.o["ext"], *self.o["policy"],
+                         *self.o["open"], *_pairs(self.o["signers"]), *globals_opts, self.temp, self.final])
+
+
+def usage(script):
+    """The script's header comment, from its second line to `set -euo pipefail`."""
+    lines = []
+    with open(script) as f:
+        for line in list(f)[1:]:
+            if line.startswith("set -euo"):
+                break
+            lines.append(re.sub(r"^# ?", "", line.rstrip("\n")))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    script, argv = argv[0], argv[1:]
+    os.umask(0o077)
+    io = Io(sys.stdin.buffer, sys.stdout.buffer, sys.stderr, os.environ, prog=PROG)
+    if "--systemd-unit" in argv:
+        return job.main(["systemd-unit", script, *[a for a in argv if a != "--systemd-unit"]])
+    try:
+        o = parse(argv)
+        if o is HELP:
+            return io.print(usage(script)) or 0
+        validate(o, io.env)
+        if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
+            commands.signers(o["signers"], io)
+        passphrases = [read_fd(fd) for fd in o["seal"]["--passphrase-fd"]]
+    except Failure as e:
+        io.error(str(e), hint=e.hint)
+        return e.status
+    except EncpipeError as e:
+        io.error(str(e), hint=e.hint)
+        return e.exit_code
+    try:
+        return report_errors(io, Backup(o, passphrases, io).run)
+    except KeyboardInterrupt:  # before the run began (waiting for the lock): nothing to remove
+        return 130
+
+
+def _pairs(options):
+    return [word for name, values in options.items() for value in values for word in (name, value)]
+
+
+if __name__ == "__main__":
+    # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
+    sys.modules.setdefault("cffi", None)
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""encpipe-backup's two pipelines, sealed in this process straight into the stores.
+
+The dump: `pg_dump --format=F [options]`, through `zstd` or `gzip` when
+compressing. The globals: `pg_dumpall --globals-only`, then (when it succeeded)
+the database's properties as one comment line (encpipe.pgprops), sealed in a
+thread of its own beside the dump. Every child gets the environment without
+encpipe's secrets (pgclient.client_env) and no descriptor but its pipes.
+
+Each returns a status as a shell pipeline with pipefail would: that of the last
+step that failed (the seal and the upload last), 128+N for a child killed by
+signal N, 0 when all succeeded.
+"""
+
+import subprocess
+import threading
+
+from .backup.storage import write_new
+from .errors import EncpipeError
+from .pgclient import PgError, client_env
+from .pgprops import comment_line
+from .pgstream import widen_pipes
+
+
+def shell_status(code):
+    return 128 - code if code < 0 else code
+
+
+class Children:
+    """The child processes of one pipeline, each reading the one before."""
+
+    def __init__(self, io):
+        self.io, self.procs, self.failed = io, [], 0
+
+    def start(self, argv, env):
+        stdin = self.procs[-1].stdout if self.procs else subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
+        except OSError as e:
+            self.io.error(f"cannot run {argv[0]}: {e.strerror or e}")
+            self.failed = 127
+            return None
+        finally:
+            if self.procs:
+                self.procs[-1].stdout.close()  # the next one reads it now
+        self.procs.append(proc)
+        widen_pipes(proc.stdout)
+        return proc.stdout
+
+    def stop(self):
+        """Kill them (an interrupted run)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+
+    def wait(self):
+        """Close the last output (a child still writing gets SIGPIPE); the statuses."""
+        if self.procs:
+            self.procs[-1].stdout.close()
+        return [shell_status(proc.wait()) for proc in self.procs] + [self.failed]
+
+
+def last_failure(statuses):
+    return next((s for s in reversed(statuses) if s), 0)
+
+
+def sealed_into(io, stores, temp, final, seal, src):
+    """seal(src, out) into a new file `temp` (for `final`) in every store; 0, or the
+    error's status (reported)."""
+    try:
+        write_new(stores, temp, lambda out: seal(src, out), final)
+    except EncpipeError as e:
+        io.error(str(e), hint=e.hint)
+        return e.exit_code
+    return 0
+
+
+def dump(io, db, dump_argv, squeeze, seal, stores, temp, final):
+    """pg_dump (and `squeeze`, a compressor's argv, when given), sealed into `temp`."""
+    children = Children(io)
+    env = client_env()
+    env["PGDATABASE"] = db
+    status = 0
+    try:
+        src = children.start(dump_argv, env)
+        if src and squeeze:
+            src = children.start(squeeze, client_env())
+        if src:
+            status = sealed_into(io, stores, temp, final, seal, src)
+    except BaseException:
+        children.stop()
+        raise
+    finally:
+        statuses = children.wait()
+    return last_failure(statuses + [status])
+
+
+class Globals(threading.Thread):
+    """pg_dumpall --globals-only and the properties of `db`, sealed into `temp`
+    in a thread; `status` once joined."""
+
+    def __init__(self, io, db, seal, stores, temp, final):
+        super().__init__(name="globals", daemon=True)
+        self.io, self.db, self.seal, self.stores, self.temp, self.final = io, db, seal, stores, temp, final
+        self.children, self.status, self.stopped = Children(io), 1, False
+        self.source, self.tail = None, None
+
+    def run(self):
+        try:
+            self.source = self.children.start(["pg_dumpall", "--globals-only"], client_env())
+            status = sealed_into(self.io, self.stores, self.temp, self.final, self.seal, self) if self.source else 0
+        except Exception as e:  # a thread's failure is a status, not a traceback
+            self.io.error(f"cannot seal the globals: {e}")
+            status = 70
+        finally:
+            statuses = self.children.wait()
+        self.status = last_failure(statuses + [status])
+
+    def stop(self):
+        self.stopped = True
+        self.children.stop()
+
+    def readinto(self, view):
+        """pg_dumpall's output, then (when it succeeded) the properties line."""
+        if self.tail is None:
+            n = self.source.readinto(view)
+            if n:
+                return n
+            self.tail = self._properties()
+        n = min(len(view), len(self.tail))
+        view[:n] = self.tail[:n]
+        self.tail = self.tail[n:]
+        return n
+
+    def _properties(self):
+        if self.children.procs[0].wait() != 0 or self.stopped:
+            return b""
+        try:
+            return (comment_line(self.db) + "\n").encode()
+        except PgError as e:
+            self.io.error(str(e))
+            self.children.failed = 1
+            return b""

@@ -1,0 +1,40 @@
+"""encpipe-backup interrupted: SIGINT exits 130, SIGTERM 143, after stopping its
+children, removing its temporary files and recording the failed run."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from test_backup_faults import _fake_pg_dump, _with_path_first
+from test_backup_monitoring import samples
+from test_backup_restore import (
+    BACKUP,
+    dir_entries,
+    key_file,  # noqa: F401 (fixture)
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_backup_and_leaves_nothing(pg, tools, key_file, tmp_path, signum, status):
+    started = tmp_path / "pg_dump-started"
+    body = f"echo 'CREATE TABLE t (x int);'\ntouch {started}\nexec sleep 60\n"
+    env = _with_path_first(script_env(pg, tools), _fake_pg_dump(tmp_path, body))
+    directory, prom = tmp_path / "b", tmp_path / "encpipe.prom"
+    proc = subprocess.Popen([BACKUP, "--dir", directory, "--key-file", key_file, "--metrics-file", prom, "anydb"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (started.exists() and len(dir_entries(directory)) == 2):  # the dump's and the globals' temps
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    begun = time.monotonic()
+    proc.send_signal(signum)  # the backup alone, as `kill` would
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - begun < 10  # pg_dump's sleep did not hold it up
+    assert (proc.returncode, out) == (status, b""), err
+    assert dir_entries(directory) == []
+    assert samples(prom)[("encpipe_backup_last_attempt_success", "anydb")] == 0
