@@ -3,10 +3,10 @@
 `encpipe-backup DB -- OPTIONS` hands OPTIONS to pg_dump; `encpipe-restore FILE
 DB -- OPTIONS` to pg_restore (custom archives) or psql (plain dumps). An option
 that would break the pipeline (write elsewhere, read a directory, connect
-elsewhere, run in parallel from a pipe) is refused, exit 64, naming it; so is,
-for a restore, an argument that is not an option (pg_restore would restore
-that file instead of the authenticated backup, psql take it for the database
-or the user).
+elsewhere, run in parallel from a pipe) is refused, exit 64, naming it; so is
+an argument that is not an option (pg_dump would dump that database under
+DBNAME's name, pg_restore restore that file instead of the authenticated
+backup, psql take it for the database or the user).
 """
 
 # Short options that take a value, per tool (bundles like -vf stop at them).
@@ -54,13 +54,17 @@ _REFUSED = {
 }
 # Long options that take a value (`--schema NAME` as well as `--schema=NAME`), besides the refused ones.
 _LONG_WITH_VALUE = {
-    "pg_dump": set(),
+    "pg_dump": {"schema", "exclude-schema", "table", "exclude-table", "exclude-table-data", "encoding", "superuser",
+                "section", "snapshot", "compress", "lock-wait-timeout", "extra-float-digits", "rows-per-insert",
+                "include-foreign-data", "extension", "exclude-extension", "filter", "role", "sync-method"},
     "pg_restore": {"index", "use-list", "schema", "exclude-schema", "function", "superuser", "table", "trigger",
                    "section", "role", "restrict-key", "filter", "transaction-size"},
     "psql": {"set", "variable", "field-separator", "pset", "record-separator", "table-attr"},
 }
-# What a non-option argument would be to the restore tools: never the backup.
+# What a non-option argument would be: never the backup (a restore), never another
+# database than DBNAME (pg_dump takes it for the database to dump).
 _NOT_AN_OPTION = {
+    "pg_dump": "pg_dump would dump that database instead, under DBNAME's name; name the database as DBNAME",
     "pg_restore": "the backup is the only input",
     "psql": "the backup is the only input, and the restore chooses the database and the user",
 }

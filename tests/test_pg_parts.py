@@ -95,7 +95,8 @@ def test_refused_options_are_named(tool, args, named):
     ("psql", ["-v", "x=1", "-a", "-e"]),
     ("pg_restore", ["--schema", "public", "--section", "data", "--use-list", "list", "-t", "x"]),
     ("psql", ["--set", "x=1", "-P", "pager=off", "--pset", "format=aligned", "-1"]),
-    ("pg_dump", ["-n", "public"]),  # the backup's pg_dump: a stray database name makes pg_dump itself fail
+    ("pg_dump", ["-n", "public"]),
+    ("pg_dump", ["--table", "a", "--exclude-table-data", "b", "--schema", "s", "--lock-wait-timeout", "5s"]),
 ])
 def test_allowed_options_pass(tool, args):
     pgopts.check(tool, args)
@@ -110,6 +111,16 @@ def test_arguments_that_are_not_options_are_refused(tool, args, named):
     with pytest.raises(pgopts.RefusedOption, match="^%s argument %s is not an option: the backup is the only input"
                        % (tool, named)):
         pgopts.check(tool, args)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["otherdb"], "otherdb"), (["-n", "public", "otherdb"], "otherdb"), (["--table", "t", "otherdb"], "otherdb"),
+    (["--", "otherdb"], "otherdb"),
+])
+def test_pg_dump_takes_no_database_name_but_dbname(args, named):
+    with pytest.raises(pgopts.RefusedOption, match="^pg_dump argument %s is not an option: pg_dump would dump "
+                       "that database instead" % named):
+        pgopts.check("pg_dump", args)
 
 
 def test_plain_dumps_take_compress_not_z():
