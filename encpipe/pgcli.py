@@ -64,13 +64,21 @@ def parse(argv):
     return opts
 
 
+# The scripts hand a --passphrase-fd secret on to encpipe through a pipe of their
+# own, written whole before encpipe reads it: it must fit a pipe's buffer.
+MAX_SECRET = 65536
+
+
 def read_fd(fd):
-    """keys.read_fd, then the descriptor closed; a failure is exit 66."""
+    """keys.read_fd, then the descriptor closed; a failure is exit 66, a secret over
+    MAX_SECRET bytes (no passphrase is) exit 64."""
     try:
         data = keys.read_fd(fd)
     except InputUnavailable as e:
         raise Failure(str(e), 66) from None
     os.close(fd)
+    if len(data) > MAX_SECRET:
+        raise Failure("the passphrase on file descriptor %d is over %d bytes" % (fd, MAX_SECRET), 64)
     return data
 
 

@@ -415,3 +415,25 @@ def test_readme_quick_start_begins_with_the_demo():
     section = readme.split("\n## Backups with PostgreSQL\n", 1)[1].split("\n## ", 1)[0]
     assert "encpipe-backup@shop.timer" in section
     assert re.search(r"^    0 2 \* \* \* \S+ \S*encpipe-backup .*--key-file ", section, re.M)  # the cron line
+
+
+def test_a_passphrase_descriptor_over_64_kib_is_refused_not_a_hang(pg, tools, tmp_path):
+    """The scripts read a --passphrase-fd secret once and hand it on through a pipe of
+    their own, written whole first: a secret that would not fit is refused (64) before
+    anything runs, instead of blocking for ever."""
+    env = script_env(pg, tools)
+    secret = tmp_path / "secret"
+    for size, status in ((65536, None), (65537, 64)):
+        secret.write_bytes(b"x" * size)
+        for argv in ([BACKUP, "--dir", tmp_path / "d", "--no-globals", "--passphrase-fd", "{fd}", "nosuchdb"],
+                     [RESTORE, "--passphrase-fd", "{fd}", tmp_path / "missing_20260101T000000Z.sql.enc", "db"]):
+            with open(secret, "rb") as f:
+                fd = f.fileno()
+                argv = [str(a).replace("{fd}", str(fd)) for a in argv]
+                proc = run(argv, env, pass_fds=(fd,), timeout=60)
+            if status is None:  # fits: the run goes on, and fails later for its own reason
+                assert b"is over 65536 bytes" not in proc.stderr
+                continue
+            assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
+            assert b"error: the passphrase on file descriptor %d is over 65536 bytes" % fd in proc.stderr
+            assert b"x" * 8 not in proc.stderr
