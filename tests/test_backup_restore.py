@@ -437,3 +437,33 @@ def test_a_passphrase_descriptor_over_64_kib_is_refused_not_a_hang(pg, tools, tm
             assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
             assert b"error: the passphrase on file descriptor %d is over 65536 bytes" % fd in proc.stderr
             assert b"x" * 8 not in proc.stderr
+
+
+def test_backups_into_one_directory_take_turns(pg, tools, key_file, tmp_path):
+    """A backup that finds DIR locked says so, waits, and runs once the lock is gone;
+    the stale temporary file a killed run left is removed only then."""
+    import fcntl
+
+    db = ensure_small(pg, "bk_turns")
+    directory = tmp_path / "turns"
+    directory.mkdir(mode=0o700)
+    stale = directory / ".encpipe-tmp.20260101T000000Z_1_1"
+    stale.write_bytes(b"left by a killed run")
+    fd = os.open(directory, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    proc = subprocess.Popen([BACKUP, "--dir", str(directory), "--key-file", key_file, "--no-globals", db],
+                            env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(2)
+        assert proc.poll() is None  # waiting
+        assert stale.exists()
+        assert [p.name for p in directory.iterdir()] == [stale.name]
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err.decode() == "encpipe-backup: waiting for another backup into %s\n" % directory
+    assert not stale.exists()
+    assert [BACKUP_NAME.match(p.name)["db"] for p in directory.iterdir()] == [db]
+    assert json.loads(out)["database"] == db
