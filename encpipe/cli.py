@@ -2,12 +2,12 @@
 
 import json
 import os
-import stat
 import sys
 
 from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError
 from .usage import COMMANDS, USAGE, command_help
+from .workers import is_pipe
 
 EXIT_OK = 0
 EXIT_INTERNAL = 70
@@ -200,13 +200,6 @@ def child_command(env):
     import shlex
 
     return shlex.split(env.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
-
-
-def is_pipe(stream):
-    try:
-        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 def _widen_pipes(size=1 << 20):

@@ -3,16 +3,15 @@
 import os
 
 from . import aead, envelope, safefile
-from .cli import is_pipe
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
-from .keyargs import load_keys, secret_paths
+from .keyargs import load_keys, load_signers, secret_paths
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter, input_size
 from .report import header_report, print_report
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
-from .workers import chunk_log2, int_option, thread_option, threads
+from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 
 
 def dispatch(args, io):
@@ -123,8 +122,6 @@ def signing_keys(args, io, data_from_stdin=False):
 
 def signers(args, io):
     """The verify keys of --signer and --signer-file, else of ENCPIPE_SIGNER."""
-    from .signing import load_signers
-
     return load_signers(args.get("--signer") or [], args.get("--signer-file") or [], io.env)
 
 

@@ -12,11 +12,42 @@ from . import format as fmt
 from . import provenance as prov
 from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, NotSigned, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
-from .slots import DEFAULT_SCRYPT_BUDGET, ScryptBudget, ScryptBudgetExceeded, ScryptSlot, decode_slot
+from .slots import (
+    DEFAULT_SCRYPT_BUDGET,
+    SLOT_RAW_KEY,
+    SLOT_SCRYPT,
+    SLOT_X25519,
+    RawKeySlot,
+    ScryptBudget,
+    ScryptBudgetExceeded,
+    ScryptSlot,
+)
 from .spool import Tee, private_spool, rewind
 from .stream import copy_stream, flush, hash_records, open_payload, seal_payload, seekable, write_all
 
 NOT_SENDER_AUTHENTICATED = prov.Provenance(False)
+
+
+class UnknownSlot(NamedTuple):
+    kind: int
+    body: bytes
+
+    def describe(self):
+        return {"type": "unknown", "kind": self.kind}
+
+
+def _decode_x25519(body):
+    from .x25519 import X25519Slot  # its heavier imports only when such a slot exists
+
+    return X25519Slot.decode(body)
+
+
+_DECODERS = {SLOT_RAW_KEY: RawKeySlot.decode, SLOT_SCRYPT: ScryptSlot.decode, SLOT_X25519: _decode_x25519}
+
+
+def decode_slot(record):
+    decode = _DECODERS.get(record.kind)
+    return decode(record.body) if decode else UnknownSlot(record.kind, record.body)
 
 
 class StreamInfo(NamedTuple):

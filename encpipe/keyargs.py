@@ -53,3 +53,18 @@ def no_key_hint(args):
     options = [o for o in _KEY_OPTIONS if o in args or (o == "-p" and "--passphrase" in args)]
     variables = "ENCPIPE_KEY or ENCPIPE_PASSPHRASE" if "--passphrase" in args else "ENCPIPE_KEY"
     return f"set {variables}, or use {', '.join(options[:-1])} or {options[-1]}"
+
+
+def load_signers(texts, files, env):
+    """Verify keys from --signer texts and --signer-file paths, else from ENCPIPE_SIGNER."""
+    from .keys import read_secret_file
+    from .signing import ENV_SIGNER, parse_verify_key, parse_verify_keys
+
+    if not texts and not files:
+        return parse_verify_keys(env.get(ENV_SIGNER) or "", ENV_SIGNER)
+    keys = [parse_verify_key(text, "--signer") for text in texts]
+    for path in files:
+        keys += parse_verify_keys(read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace"), path)
+    if not keys:
+        raise UsageError(f"{files[0]}: no verify key found")
+    return keys

@@ -12,6 +12,7 @@ import subprocess
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
 from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, parse_budget
+from .textform import IDENTITY_PREFIX, SIGNING_PREFIX
 
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
@@ -22,8 +23,6 @@ DEFAULT_COMMAND_TIMEOUT = 60.0
 HEX_KEY_LEN = 64
 _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
-IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
-SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
 
 
 class KeySources:

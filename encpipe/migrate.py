@@ -60,7 +60,8 @@ import sys
 from . import safefile
 from .cli import child_command
 from .errors import EncpipeError
-from .signing import ENV_SIGNER, load_signers
+from .keyargs import load_signers
+from .signing import ENV_SIGNER
 
 MAGIC = b"ENCPIPE"
 LEGACY_HEADER = 64

@@ -49,7 +49,7 @@ import sys
 from . import safefile
 from .cli import child_command
 from .errors import EncpipeError
-from .signing import load_signers
+from .keyargs import load_signers
 
 PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"

@@ -10,9 +10,8 @@ other. A key id is HKDF(public, "", "encpipe v2 ed25519 key id", 8).
 import hmac
 
 from .errors import UsageError
-from .keys import SIGNING_PREFIX
 from .primitives import hkdf
-from .textform import KEY_LEN, decode, encode
+from .textform import KEY_LEN, SIGNING_PREFIX, decode, encode
 
 SECRET_PREFIX = SIGNING_PREFIX + "1"
 PUBLIC_PREFIX = "encpipesign1"
@@ -97,20 +96,6 @@ def new_key_file(path):
         raise UsageError("keygen --sign needs -o FILE for the signing key")
     key = SigningKey.generate()
     return str(key.verify_key), f"# verify key: {key.verify_key}\n{key}\n"
-
-
-def load_signers(texts, files, env):
-    """Verify keys from --signer texts and --signer-file paths, else from ENCPIPE_SIGNER."""
-    if not texts and not files:
-        return parse_verify_keys(env.get(ENV_SIGNER) or "", ENV_SIGNER)
-    from .keys import read_secret_file
-
-    keys = [parse_verify_key(text, "--signer") for text in texts]
-    for path in files:
-        keys += parse_verify_keys(read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace"), path)
-    if not keys:
-        raise UsageError(f"{files[0]}: no verify key found")
-    return keys
 
 
 def parse_verify_keys(text, source):

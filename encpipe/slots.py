@@ -158,26 +158,6 @@ def parse_budget(text):
     return value
 
 
-class UnknownSlot(NamedTuple):
-    kind: int
-    body: bytes
-
-    def describe(self):
-        return {"type": "unknown", "kind": self.kind}
-
-
-def _decode_x25519(body):
-    from .x25519 import X25519Slot  # its heavier imports only when such a slot exists
-
-    return X25519Slot.decode(body)
-
-
-_DECODERS = {SLOT_RAW_KEY: RawKeySlot.decode, SLOT_SCRYPT: ScryptSlot.decode, SLOT_X25519: _decode_x25519}
-
-
-def decode_slot(record):
-    decode = _DECODERS.get(record.kind)
-    return decode(record.body) if decode else UnknownSlot(record.kind, record.body)
 
 
 def key_id(key):

@@ -12,6 +12,9 @@ from .errors import UsageError
 
 KEY_LEN = 32
 _CHECK_LEN = 4
+# The secret forms' prefixes (key files hold them among raw keys: keys.py tells them apart).
+IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
+SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
 
 
 def checksum(label, key):

@@ -3,6 +3,7 @@
 
 import os
 import re
+import stat
 
 from . import aead
 from . import format as fmt
@@ -72,3 +73,11 @@ def chunk_log2(text):
     if size != 1 << log2 or not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2:
         raise UsageError("--chunk-size must be a power of two from 16K to 16M")
     return log2
+
+
+def is_pipe(stream):
+    """Whether `stream` is a pipe (a FIFO), as standard input or output often is."""
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -14,9 +14,8 @@ from Crypto.Random import get_random_bytes
 
 from .errors import InvalidStream, UsageError
 from .format import SlotRecord
-from .keys import IDENTITY_PREFIX
 from .primitives import hkdf
-from .textform import KEY_LEN, decode as _decode, encode as _encode
+from .textform import IDENTITY_PREFIX, KEY_LEN, decode as _decode, encode as _encode
 from .slots import KEY_ID_LEN, SLOT_X25519, WRAPPED_LEN, _split, unwrap_file_key, wrap_file_key
 
 PUBLIC_PREFIX = "encpipe1"

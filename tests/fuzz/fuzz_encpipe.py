@@ -305,11 +305,11 @@ def target_slot(data):
     _, _, envelope, errors, fmt, slots, _, x25519 = _lazy()
     record = fmt.SlotRecord(data[0], bytes(data[1:]))
     try:
-        slot = slots.decode_slot(record)
+        slot = envelope.decode_slot(record)
     except errors.InvalidStream:
         return
     envelope.slot_label(slot.describe())
-    if not isinstance(slot, slots.UnknownSlot) and slot.encode() != record:
+    if not isinstance(slot, envelope.UnknownSlot) and slot.encode() != record:
         raise ContractViolation("a decoded slot does not re-encode to the same record")
     raw, ident, passphrase = identities()
     for identity in (raw, ident, passphrase):

@@ -1,0 +1,72 @@
+"""No import circle among encpipe's modules, counting the imports made inside
+functions (kept there for start-up time) as well as those at the top."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "encpipe"
+
+
+def _modules():
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(name, path, modules):
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            module = (base + "." + node.module if node.module else base) if node.level else node.module or ""
+            for alias in node.names:
+                target = module + "." + alias.name
+                yield target if target in modules else module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def import_graph():
+    modules = _modules()
+    return {name: {t for t in _imports(name, path, modules) if t in modules and t != name}
+            for name, path in modules.items()}
+
+
+def find_cycle(graph):
+    """One cycle of `graph` as a list of names (first == last), or None."""
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [nxt])
+                if found:
+                    return found
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+def test_the_checker_finds_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_of_encpipe_imports_itself_in_a_circle():
+    graph = import_graph()
+    assert {"encpipe.cli", "encpipe.commands", "encpipe.envelope", "encpipe.backup.job"} <= set(graph)
+    assert "encpipe.keyargs" in graph["encpipe.commands"]
+    assert find_cycle(graph) is None
