@@ -125,15 +125,19 @@ def signers(args, io):
     return load_signers(args.get("--signer") or [], args.get("--signer-file") or [], io.env)
 
 
-def cmd_seal(args, io):
+def seal_chunking(args, from_pipe):
+    """(chunk_log2, worker threads) of a seal: --chunk-size, else the pipe's or the file's default."""
     chunk = chunk_log2(args["--chunk-size"])
-    from_pipe = not seekable(io.stdin)
     if chunk is None:
         chunk = fmt.PIPE_CHUNK_LOG2 if from_pipe else fmt.FILE_CHUNK_LOG2
+    aead.library()
+    return chunk, threads(args, 1 << chunk, pipe_end=from_pipe)
+
+
+def cmd_seal(args, io):
     sources = key_sources(args)
     _refuse_stdin_secrets(sources, True, hint="seal reads the data from standard input: give the secret from a file")
-    aead.library()
-    workers = threads(args, 1 << chunk, pipe_end=from_pipe)
+    chunk, workers = seal_chunking(args, from_pipe=not seekable(io.stdin))
     path = args["--output"]
     if not path:
         ciphertext_output(io)

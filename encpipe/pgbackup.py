@@ -16,8 +16,7 @@ import signal
 import sys
 import time
 
-from . import aead, commands, pgopts
-from . import format as fmt
+from . import commands, pgopts
 from .backup import job
 from .backup.names import STAMP
 from .cli import Io, report_errors
@@ -25,7 +24,6 @@ from .errors import EncpipeError
 from .keyargs import load_keys
 from .pgcli import Failure, read_fd
 from .pgdump import Globals, dump
-from .workers import chunk_log2, threads
 
 PROG = "encpipe-backup"
 TEMP_PREFIX = ".encpipe-tmp."
@@ -234,10 +232,7 @@ class Backup:
     def sealer(self):
         """seal(src, out): the keys loaded once, for both files."""
         args = dict(self.o["seal"])
-        chunk = chunk_log2(args["--chunk-size"]) if args["--chunk-size"] else None
-        chunk = fmt.PIPE_CHUNK_LOG2 if chunk is None else chunk
-        aead.library()
-        workers = threads(args, 1 << chunk, pipe_end=True)
+        chunk, workers = commands.seal_chunking(args, from_pipe=True)
         pipes = [os.pipe() for _ in self.passphrases]  # each --passphrase-fd secret, read once, on a pipe again
         try:
             for (_, w), secret in zip(pipes, self.passphrases):

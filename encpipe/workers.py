@@ -63,7 +63,8 @@ def busy_cores():
 
 
 def chunk_log2(text):
-    if text == "auto":
+    """log2 of a --chunk-size, or None for the default (auto, or not given)."""
+    if text is None or text == "auto":
         return None
     match = _SIZE.match(text.strip())
     if not match:
