@@ -1,0 +1,95 @@
+"""The backup-directory tools against a user who can write the backup directory:
+files swapped or grown after they were listed, and names that carry control
+characters or bytes that are not UTF-8. Each test names the hole it closes; the
+real scripts run where a hang is the failure.
+"""
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from encpipe.backup.storage import Local
+from test_backup_dir import ENV, ROOT, make_valid, stamp
+
+SCRIPT = {c: os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")}
+NOW = datetime.now(timezone.utc)
+
+
+def script(command, *argv, env=None, timeout=30):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}
+    full.update(env or {})
+    return subprocess.run([sys.executable, SCRIPT[command], *map(os.fsencode, argv)], capture_output=True,
+                          env=full, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_line_error(stderr, prog):
+    lines = stderr.decode().splitlines()
+    assert len(lines) in (1, 2) and lines[0].startswith(f"{prog}: error: "), stderr
+    assert "Traceback" not in stderr.decode()
+    return lines[0]
+
+
+def hours_ago(hours):
+    return stamp(NOW - timedelta(hours=hours))
+
+
+# --- a file swapped after it was listed ------------------------------------------------
+
+
+def test_a_name_swapped_for_a_link_to_a_good_backup_never_counts_for_prune(tmp_path):
+    """Before: prune listed a regular file, then opened it again by name, following
+    links; a writer who swapped a junk file for a link to the newest genuine backup
+    (no read access needed, only its size) made it count as the newest, and --keep-last 1 removed
+    every genuine backup. Now a file is opened without following links and must be
+    the very file listed."""
+    d = tmp_path / "b"
+    d.mkdir()
+    good = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    for name in good:
+        make_valid(d, name)
+    planted = f"shop_{hours_ago(1)}.sql.enc"
+    (d / planted).write_bytes(bytes(os.path.getsize(d / good[-1])))  # its size shows, its bytes need not
+    hook = (f'[ "$1" = opening ] && [ "$3" = {planted} ] && ln -sfn {d / good[-1]} {d}/.swap '
+            f'&& mv -T {d}/.swap {d / planted}; true')
+    done = script("prune", "--keep-last", "1", d, env={**ENV, "ENCPIPE_TEST_HOOK": hook})
+    assert done.returncode == 65, done.stderr
+    assert sorted(os.listdir(d)) == sorted([good[-1], planted])
+    assert os.path.islink(d / planted)
+    assert f"left {planted}: failed verification: " in done.stderr.decode()
+
+
+def test_verify_fails_a_file_swapped_after_it_was_listed(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    make_valid(d, "shop_20240101T000000Z.sql.enc")
+    (d / "shop_20240102T000000Z.sql.enc").write_bytes(bytes(os.path.getsize(d / "shop_20240101T000000Z.sql.enc")))
+    hook = (f'[ "$1" = opening ] && [ "$3" = shop_20240102T000000Z.sql.enc ] && '
+            f'cp {d}/shop_20240101T000000Z.sql.enc {d}/.swap && mv -T {d}/.swap {d}/$3; true')
+    done = script("verify", d, env={**ENV, "ENCPIPE_TEST_HOOK": hook})
+    assert done.returncode == 66, done.stderr
+    assert b"shop_20240102T000000Z.sql.enc changed since it was listed" in done.stderr
+
+
+def test_a_file_that_grows_while_it_is_read_is_an_error_not_an_endless_read(tmp_path):
+    """Before: a file was read to its end, however long it kept growing: the holder
+    of a slot appending chunks to a file of its own could keep verify and prune
+    reading for ever. Now reading stops at the size listed, and a file that has
+    grown past it fails."""
+    path = make_valid(tmp_path, "shop_20240101T000000Z.sql.enc")
+    store = Local(str(tmp_path))
+    [item] = store.list()
+    with store.open(item) as src:
+        assert len(src.read(100)) == 100
+        with open(path, "ab") as more:
+            more.write(bytes(1 << 20))
+        with pytest.raises(OSError, match="shop_20240101T000000Z.sql.enc changed while it was read"):
+            src.read()
+    with open(path, "ab") as more:
+        more.write(b"x")
+    with pytest.raises(OSError, match="changed since it was listed"):
+        store.open(item)
+
+
