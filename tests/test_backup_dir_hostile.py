@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from encpipe.backup.storage import Local
-from test_backup_dir import ENV, ROOT, make_valid, stamp
+from encpipe.backup.names import parse_name
+from test_backup_dir import ENV, ROOT, make_corrupt, make_valid, stamp
 
 SCRIPT = {c: os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")}
 NOW = datetime.now(timezone.utc)
@@ -93,3 +94,44 @@ def test_a_file_that_grows_while_it_is_read_is_an_error_not_an_endless_read(tmp_
         store.open(item)
 
 
+# --- names ----------------------------------------------------------------------------
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_backup_name():
+    assert parse_name("shop_20240101T000000Z.sql.enc").database == "shop"
+    assert parse_name("shop_20240101T000000Z.sql.enc\n").naming is None
+    assert parse_name("shop_backup_2024-01-01_00-00-00-000Z.sql.enc\n").naming is None
+
+
+def test_check_escapes_control_characters_and_bytes_that_are_not_utf8(tmp_path):
+    """Before: a database name with ESC or CR went raw into Nagios' output and the
+    terminal, and one with a byte that is not UTF-8 was a traceback."""
+    d = tmp_path / "b"
+    d.mkdir()
+    make_valid(d, f"sh\x1b[2Jop_{hours_ago(2)}.sql.enc")
+    make_valid(d, f"cr\rOK: fake_{hours_ago(2)}.sql.enc")
+    os.rename(make_valid(d, "x"), os.path.join(os.fsencode(d), b"b\xffd_" + hours_ago(2).encode() + b".sql.enc"))
+    done = script("check", "--max-age", "24", d)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert done.stdout.decode("ascii").splitlines() == [
+        f"OK: b\\xffd: newest backup b\\xffd_{hours_ago(2)}.sql.enc is 2.0 h old",
+        f"OK: cr\\rOK: fake: newest backup cr\\rOK: fake_{hours_ago(2)}.sql.enc is 2.0 h old",
+        f"OK: sh\\x1b[2Jop: newest backup sh\\x1b[2Jop_{hours_ago(2)}.sql.enc is 2.0 h old",
+    ]
+
+
+def test_messages_about_files_are_one_line_whatever_their_names(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    make_valid(d, "shop_20240101T000000Z.sql.enc")
+    make_corrupt(d, "x\rencpipe-prune: error: y_20240102T000000Z.sql.enc")
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert done.returncode == 65
+    assert done.stderr.decode().splitlines() == [
+        "encpipe-prune: warning: x\\rencpipe-prune: error: y (plain) has no authenticated backup; none of its "
+        "files were removed",
+        "encpipe-prune: warning: left x\\rencpipe-prune: error: y_20240102T000000Z.sql.enc: "
+        "failed verification: chunk 1 failed authentication: the file is corrupt or was tampered with"]
+    done = script("verify", d, env=ENV)
+    assert done.returncode == 65
+    assert done.stderr.decode().count("\n") == 1 and "\r" not in done.stderr.decode()

@@ -79,7 +79,7 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from .. import commands
-from ..cli import Io, report_errors
+from ..cli import Io, printable, report_errors
 from ..errors import NoKeyConfigured, UsageError
 from . import metrics
 from .listing import examine, scan, stats
@@ -204,11 +204,11 @@ def cmd_check(args, io):
     try:
         entries = scan(open_location(location(args, io), io.env))
     except Exception as e:  # an unreadable target is itself critical
-        io.print(f"CRITICAL: cannot list {location(args, io)}: {e}")
+        io.print(printable(f"CRITICAL: cannot list {location(args, io)}: {e}"))
         return 2
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn)
     for line in lines:
-        io.print(line)
+        io.print(printable(line))
     return status
 
 
