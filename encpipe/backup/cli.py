@@ -44,7 +44,8 @@ Options:
   --warn-age HOURS           Warning when the newest backup is older than HOURS.
   --database DB              Only this database's backups (prune); expect it (check).
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
-                             when a database's last attempt failed.
+                             when a database's last attempt failed; critical
+                             when FILE is not a regular file or does not parse.
   --dry-run                  Say what would be removed and why; remove nothing.
   --threads N                Worker threads [default: auto].
   --key-file FILE            As for encpipe: keys, one per line.
@@ -80,7 +81,7 @@ from docopt import DocoptExit, docopt
 
 from .. import commands
 from ..cli import Io, printable, report_errors
-from ..errors import NoKeyConfigured, UsageError
+from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from . import metrics
 from .listing import examine, scan, stats
 from .prune import prune
@@ -200,7 +201,11 @@ def _is_location(path):
 def cmd_check(args, io):
     max_age = _number(args["--max-age"], "--max-age")
     warn = None if args["--warn-age"] is None else _number(args["--warn-age"], "--warn-age")
-    samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
+    try:
+        samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
+    except EncpipeError as e:  # a monitor that cannot read what it watches says so
+        io.print(printable(f"CRITICAL: cannot read the metrics file: {e}"))
+        return 2
     try:
         entries = scan(open_location(location(args, io), io.env))
     except Exception as e:  # an unreadable target is itself critical

@@ -6,9 +6,15 @@ file atomically (node_exporter never reads half a file).
 """
 
 import fcntl
+import os
 import re
+import stat
+from contextlib import contextmanager
 
-from ..safefile import write_atomically
+from ..errors import InvalidStream, IOFailure
+from ..safefile import check_directory, open_source, write_atomically
+
+MAX_BYTES = 4 << 20  # about 8000 databases' samples
 
 METRICS = {
     "encpipe_backup_last_success_timestamp_seconds": "Unix time the last successful backup finished.",
@@ -28,18 +34,35 @@ def _unescape(text):
     return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], text)
 
 
-def read(path):
-    """{database: {metric: value}} from a file this module wrote; {} if none."""
-    samples = {}
+def read(path, lenient=False):
+    """{database: {metric: value}} from a file this module wrote; {} if there is none.
+    A file that is not a regular file (a FIFO, a link), over MAX_BYTES, not UTF-8
+    or with a sample that is not a number is an error (66, 65); `lenient`, for a
+    run about to rewrite the file, drops what does not parse instead."""
+    if not os.path.lexists(path):
+        return {}
+    src, _ = open_source(path)
+    with src:
+        data = src.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        if not lenient:
+            raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup")
+        data = b""
     try:
-        with open(path, encoding="utf-8") as src:
-            lines = src.read().splitlines()
-    except FileNotFoundError:
-        return samples
-    for line in lines:
+        text = data.decode("utf-8", "replace" if lenient else "strict")
+    except UnicodeDecodeError:
+        raise InvalidStream(f"{path} is not UTF-8 text") from None
+    samples = {}
+    for number, line in enumerate(text.splitlines(), 1):
         match = _SAMPLE.match(line)
         if match and match["metric"] in METRICS:
-            samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = float(match["value"])
+            try:
+                value = float(match["value"])
+            except ValueError:
+                if lenient:
+                    continue
+                raise InvalidStream(f"{path}, line {number}: not a number: {match['value']!r}") from None
+            samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = value
     return samples
 
 
@@ -55,9 +78,9 @@ def render(samples):
 
 def record(path, database, *, ok, started, finished, size=None):
     """Write one attempt of `database` into the textfile at `path`."""
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        samples = read(path)
+    check_directory(os.path.dirname(os.path.abspath(path)))  # before making the lock in it
+    with _locked(f"{path}.lock"):
+        samples = read(path, lenient=True)
         mine = samples.setdefault(database, {})
         mine["encpipe_backup_last_attempt_timestamp_seconds"] = round(finished, 3)
         mine["encpipe_backup_last_attempt_success"] = 1 if ok else 0
@@ -69,6 +92,23 @@ def record(path, database, *, ok, started, finished, size=None):
         # node_exporter's user reads it; write_atomically sets the mode whatever the umask
         write_atomically(path, lambda dst: dst.write(text), mode=0o644)
     return samples
+
+
+@contextmanager
+def _locked(path):
+    """An exclusive flock on the lock file `path`, made if need be; never through a
+    link, never a FIFO (opening one would block)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise IOFailure(f"cannot open {path}: {e.strerror or e}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IOFailure(f"{path} is not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check(entries, required, metrics, now, max_age, warn_age):
