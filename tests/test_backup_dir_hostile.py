@@ -4,7 +4,9 @@ characters or bytes that are not UTF-8. Each test names the hole it closes; the
 real scripts run where a hang is the failure.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -92,6 +94,32 @@ def test_a_file_that_grows_while_it_is_read_is_an_error_not_an_endless_read(tmp_
         more.write(b"x")
     with pytest.raises(OSError, match="changed since it was listed"):
         store.open(item)
+
+
+@pytest.mark.parametrize("source", ["crm", "shop"])
+def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, source):
+    """Before: a copy of another database's backup (or of an older one of the same
+    database) under a newer name authenticated, counted as the newest, and
+    --keep-last 1 removed every genuine backup of the series: the operator was left
+    with crm's dump under shop's name. Now files that share a file key (payload
+    salt) are copies: none of them counts or is removed."""
+    d = tmp_path / "b"
+    d.mkdir()
+    shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    for name in shop + [f"crm_{hours_ago(96)}.sql.enc"]:
+        make_valid(d, name)
+    original = f"crm_{hours_ago(96)}.sql.enc" if source == "crm" else shop[0]
+    planted = f"shop_{hours_ago(1)}.sql.enc"
+    shutil.copy(d / original, d / planted)
+    done = script("prune", "--keep-last", "1", "--database", "shop", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    report = json.loads(done.stdout)
+    assert [k["filename"] for k in report["kept"]] == [shop[-1]]
+    assert sorted(r["filename"] for r in report["removed"]) == sorted(set(shop[:2]) - {original})
+    assert {left["filename"]: left["reasons"] for left in report["left"]} == {
+        planted: [f"the same file as {original}: a copy, never counted"],
+        **({original: [f"the same file as {planted}: a copy, never counted"]} if source == "shop" else {})}
+    assert os.path.exists(d / original) and os.path.exists(d / planted) and os.path.exists(d / shop[-1])
 
 
 # --- names ----------------------------------------------------------------------------

@@ -25,8 +25,9 @@ Commands:
             v2 file, from its trailer, not verified); no key needed.
   prune     Remove the backups the policy does not keep (restic forget's rules,
             per database, plain and custom dumps and globals apart). Every file
-            is authenticated first: one that fails, or is dated in the future,
-            is never counted as kept and never removed. Needs a key.
+            is authenticated first: one that fails, is dated in the future or
+            is a copy of another file there, is never counted as kept and never
+            removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database.
 

@@ -35,6 +35,7 @@ class Entry:
     plaintext_bytes: int = None
     chunks: int = None
     error: str = None
+    payload_salt: bytes = None  # a sealed file's: a copy of it has the same one
 
     @property
     def series(self):
@@ -120,7 +121,7 @@ def _examine_sealed(entry, src, tail):
     except InvalidStream as e:
         entry.status, entry.error = "damaged", str(e)
         return
-    entry.version = sealed.header.version
+    entry.version, entry.payload_salt = sealed.header.version, sealed.header.payload_salt
     described = [slot.describe() for slot in sealed.slots]
     entry.slots = [d["type"] for d in described]
     entry.key_ids = [d["key_id"] for d in described if d.get("key_id")]
