@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from encpipe.backup import metrics
 from encpipe.backup.job import main as job_main
@@ -118,3 +119,26 @@ def test_a_run_replaces_a_garbled_metrics_file_with_its_own_samples(tmp_path):
         "shop": {"encpipe_backup_last_attempt_timestamp_seconds": pytest.approx(NOW.timestamp(), abs=600),
                  "encpipe_backup_last_attempt_success": 0.0,
                  "encpipe_backup_last_duration_seconds": pytest.approx(NOW.timestamp(), abs=600)}}
+
+
+def test_a_database_name_that_is_not_utf8_gets_a_label_that_is(tmp_path):
+    """Before: a run for a database whose name (from argv) is not UTF-8 ended in a
+    traceback writing the metrics file. Now its label is UTF-8 (\\xff as text),
+    the same at every run, and encpipe-check finds its samples."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    name = os.fsdecode(b"b\xffd")
+    for _ in range(2):
+        out, err = io.BytesIO(), io.StringIO()
+        code = job_main(["abort", "--dir", str(tmp_path / "b"), "--database", name, "--started", "1",
+                         "--metrics-file", str(prom), ".encpipe-tmp.x"], stdout=out, stderr=err, env={})
+        assert (code, out.getvalue(), err.getvalue()) == (0, b"", "")
+    text = prom.read_bytes().decode("utf-8")
+    assert text.count('encpipe_backup_last_attempt_success{database="b\\\\xffd"} 0\n') == 1
+    parsed = {s.labels["database"] for f in text_string_to_metric_families(text) for s in f.samples}
+    assert parsed == {"b\\xffd"}  # Prometheus' own parser takes it
+    make_valid(tmp_path / "b", os.fsdecode(b"b\xffd_" + hours_ago(2).encode() + b".sql.enc"))
+    done = script("check", "--max-age", "24", "--metrics-file", prom, tmp_path / "b")
+    assert done.returncode == 1 and done.stderr == b""
+    assert done.stdout.decode() == (f"WARNING: b\\xffd: newest backup b\\xffd_{hours_ago(2)}.sql.enc is 2.0 h old; "
+                                    "the last backup attempt failed\n")

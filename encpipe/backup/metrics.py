@@ -26,6 +26,13 @@ METRICS = {
 _SAMPLE = re.compile(r'^(?P<metric>[a-z_]+)\{database="(?P<db>(?:[^"\\]|\\.)*)"\} (?P<value>\S+)$')
 
 
+def label(database):
+    """A database name as its label value: UTF-8 always (a name with bytes that are
+    not, as os.fsdecode gives them, has them as the text \\xNN), so that the file
+    stays one that node_exporter accepts, and the same name the same label."""
+    return database.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _escape(text):
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -81,7 +88,7 @@ def record(path, database, *, ok, started, finished, size=None):
     check_directory(os.path.dirname(os.path.abspath(path)))  # before making the lock in it
     with _locked(f"{path}.lock"):
         samples = read(path, lenient=True)
-        mine = samples.setdefault(database, {})
+        mine = samples.setdefault(label(database), {})
         mine["encpipe_backup_last_attempt_timestamp_seconds"] = round(finished, 3)
         mine["encpipe_backup_last_attempt_success"] = 1 if ok else 0
         mine["encpipe_backup_last_duration_seconds"] = round(finished - started, 3)
@@ -117,7 +124,8 @@ def check(entries, required, metrics, now, max_age, warn_age):
     Critical: no authentic-looking backup (sealed, dated in the past) younger than
     max_age. Warning: the newest is older than warn_age, the newest file under a
     backup name is not a sealed file, or the last attempt (metrics) failed."""
-    databases = sorted({e.database for e in entries if e.naming == "encpipe"} | set(required) | set(metrics))
+    names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
+    databases = sorted(names | (set(metrics) - {label(name) for name in names}))
     worst, lines = 0, []
     for database in databases:
         mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
@@ -134,7 +142,7 @@ def check(entries, required, metrics, now, max_age, warn_age):
         if latest is not None and latest.status != "sealed":
             status = max(status, 1)
             notes.append(f"newest file {latest.filename} is {latest.status}")
-        if metrics.get(database, {}).get("encpipe_backup_last_attempt_success") == 0:
+        if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
         said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old"
