@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
 from test_backup_dir import ENV, ROOT, make_corrupt, make_valid, stamp
+from test_backup_restore import BACKUP, python_env
 
 SCRIPT = {c: os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")}
 NOW = datetime.now(timezone.utc)
@@ -120,6 +122,36 @@ def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, sourc
         planted: [f"the same file as {original}: a copy, never counted"],
         **({original: [f"the same file as {planted}: a copy, never counted"]} if source == "shop" else {})}
     assert os.path.exists(d / original) and os.path.exists(d / planted) and os.path.exists(d / shop[-1])
+
+
+def test_a_backup_does_not_wait_for_ever_for_names_planted_for_every_second(tmp_path):
+    """Before: encpipe-backup waited, for as long as they lasted, until this second's
+    name was free; a user who can write the directory (a sticky one passes the
+    check) planted names for the hours to come and the run hung. Now it gives up
+    after 10 s: 74, nothing stored, the planted files untouched."""
+    d = tmp_path / "b"
+    d.mkdir()
+    d.chmod(0o1777)
+    key = tmp_path / "k.key"
+    key.write_text(bytes(range(32)).hex() + "\n")
+    key.chmod(0o600)
+    now = datetime.now(timezone.utc)
+    planted = {f"shop_{stamp(now + timedelta(seconds=s))}.{kind}.enc"
+               for s in range(-5, 120) for kind in ("sql", "sql.zst", "sql.gz", "dump")}
+    for name in planted:
+        (d / name).write_bytes(b"")
+    env = {**python_env(), "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
+           "ENCPIPE_PYTHON": sys.executable}
+    started = time.monotonic()
+    done = subprocess.run([BACKUP, "--dir", d, "--key-file", key, "shop"], capture_output=True, env=env, timeout=60)
+    assert 10 <= time.monotonic() - started < 30
+    assert done.returncode == 74 and done.stdout == b""
+    err = done.stderr.decode().splitlines()
+    assert len(err) == 3 and err[0].startswith(f"encpipe-backup: error: {d}/shop_") and err[0].endswith(
+        " already exists, as did this backup's names for each second of the last 10 s; not overwritten")
+    assert err[1:] == ["encpipe-backup: hint: files dated in the future were put there: see encpipe-list",
+                       "encpipe-backup: error: backup of shop failed (status 74); nothing was stored"]
+    assert set(os.listdir(d)) == planted
 
 
 # --- names ----------------------------------------------------------------------------
