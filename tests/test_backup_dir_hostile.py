@@ -124,6 +124,26 @@ def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, sourc
     assert os.path.exists(d / original) and os.path.exists(d / planted) and os.path.exists(d / shop[-1])
 
 
+def test_check_counts_neither_a_copy_nor_a_link_as_a_fresh_backup(tmp_path):
+    """Before: a copy of last month's backup, or a link to it, under today's name
+    made encpipe-check say OK while no backup had run for a month."""
+    d = tmp_path / "b"
+    d.mkdir()
+    old = f"shop_{hours_ago(24 * 30)}.sql.enc"
+    make_valid(d, old)
+    shutil.copy(d / old, d / f"shop_{hours_ago(2)}.sql.enc")
+    os.symlink(d / old, d / f"shop_{hours_ago(1)}.sql.enc")
+    done = script("check", "--max-age", "24", d)
+    assert done.returncode == 2 and done.stderr == b""
+    assert done.stdout.decode() == (f"CRITICAL: shop: no backup; newest file shop_{hours_ago(1)}.sql.enc "
+                                    "is a symbolic link\n")
+    os.unlink(d / f"shop_{hours_ago(1)}.sql.enc")
+    done = script("check", "--max-age", "24", d)
+    assert done.returncode == 2
+    assert done.stdout.decode() == (f"CRITICAL: shop: no backup; newest file shop_{hours_ago(2)}.sql.enc "
+                                    f"is the same file as {old}\n")
+
+
 def test_a_backup_does_not_wait_for_ever_for_names_planted_for_every_second(tmp_path):
     """Before: encpipe-backup waited, for as long as they lasted, until this second's
     name was free; a user who can write the directory (a sticky one passes the

@@ -185,6 +185,18 @@ def stats(entries):
     }
 
 
+def copies(entries):
+    """{name: another name} for the files that share their payload salt, so their
+    file key, with another: copies (a file authenticates its content, not its name),
+    none of which may count for a series, whatever the name says."""
+    by_salt = defaultdict(list)
+    for entry in entries:
+        if entry.payload_salt is not None:
+            by_salt[entry.payload_salt].append(entry.filename)
+    return {name: next(other for other in names if other != name)
+            for names in by_salt.values() if len(names) > 1 for name in names}
+
+
 def _age_key(entry):
     return entry.created, entry.filename
 

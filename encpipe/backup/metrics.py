@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from ..errors import InvalidStream, IOFailure
 from ..safefile import check_directory, open_source, write_atomically
+from .listing import copies
 
 MAX_BYTES = 4 << 20  # about 8000 databases' samples
 
@@ -121,16 +122,18 @@ def _locked(path):
 def check(entries, required, metrics, now, max_age, warn_age):
     """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database.
 
-    Critical: no authentic-looking backup (sealed, dated in the past) younger than
-    max_age. Warning: the newest is older than warn_age, the newest file under a
-    backup name is not a sealed file, or the last attempt (metrics) failed."""
+    Critical: no authentic-looking backup (sealed, dated in the past, neither a
+    link nor a copy of another file there) younger than max_age. Warning: the
+    newest is older than warn_age, the newest file under a backup name is not
+    such a file, or the last attempt (metrics) failed."""
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
+    copied = copies([e for e in entries if e.naming == "encpipe" and not e.item.link])
     worst, lines = 0, []
     for database in databases:
         mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
                 and e.created <= now]
-        sealed = [e for e in mine if e.status == "sealed"]
+        sealed = [e for e in mine if _what(e, copied) == "sealed"]
         newest = max(sealed, key=lambda e: e.created, default=None)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600
         status, notes = 0, []
@@ -139,9 +142,9 @@ def check(entries, required, metrics, now, max_age, warn_age):
         elif warn_age is not None and age > warn_age:
             status = 1
         latest = max(mine, key=lambda e: (e.created, e.filename), default=None)
-        if latest is not None and latest.status != "sealed":
+        if latest is not None and _what(latest, copied) != "sealed":
             status = max(status, 1)
-            notes.append(f"newest file {latest.filename} is {latest.status}")
+            notes.append(f"newest file {latest.filename} is {_what(latest, copied)}")
         if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
@@ -152,3 +155,12 @@ def check(entries, required, metrics, now, max_age, warn_age):
     if not databases:
         worst, lines = 2, ["CRITICAL: no backups found"]
     return worst, lines
+
+
+def _what(entry, copied):
+    """"sealed" for a file that may count as a backup; else what it is."""
+    if entry.status != "sealed":
+        return entry.status
+    if entry.item.link:
+        return "a symbolic link"
+    return f"the same file as {copied[entry.filename]}" if entry.filename in copied else "sealed"

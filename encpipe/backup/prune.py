@@ -6,9 +6,7 @@ in the location, never counts towards what is kept and is never removed; it is
 reported instead.
 """
 
-from collections import defaultdict
-
-from .listing import scan
+from .listing import copies, scan
 from .names import iso
 from .retention import CLOCK_SKEW, COPY, FAILED, KEEP, LEAVE, OK, REMOVE, UNVERIFIED, Record, plan
 from .verify import verify_entry
@@ -18,14 +16,14 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False):
     """(report, exit status). Status 0; 74 a file could not be removed; 65 some
     backup-named file failed verification or is future-dated (left in place)."""
     everything = [e for e in scan(store) if e.naming == "encpipe" and not e.item.link]
-    copies = _copies(everything)
+    copied = copies(everything)
     entries = [e for e in everything if e.database in databases] if databases else everything
     by_name, records = {e.filename: e for e in entries}, []
     for entry in entries:
         if entry.created > now + CLOCK_SKEW:  # left alone whatever it holds: not worth reading
             state, detail = UNVERIFIED, None
-        elif entry.filename in copies:
-            state, detail = COPY, copies[entry.filename]
+        elif entry.filename in copied:
+            state, detail = COPY, copied[entry.filename]
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = (OK, None) if result["ok"] else (FAILED, result["error"])
@@ -54,18 +52,6 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False):
         report[key].sort(key=lambda line: line["filename"])
     status = 74 if report["errors"] else 65 if report["left"] else 0
     return report, status
-
-
-def _copies(entries):
-    """{name: another name} for the files that share their payload salt, so their
-    file key, with another: copies (a file authenticates its content, not its name),
-    none of which may count for a series, whatever the name says."""
-    by_salt = defaultdict(list)
-    for entry in entries:
-        if entry.payload_salt is not None:
-            by_salt[entry.payload_salt].append(entry.filename)
-    return {name: next(other for other in names if other != name)
-            for names in by_salt.values() if len(names) > 1 for name in names}
 
 
 def _describe(policy):
