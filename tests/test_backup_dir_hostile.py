@@ -215,3 +215,23 @@ def test_messages_about_files_are_one_line_whatever_their_names(tmp_path):
     done = script("verify", d, env=ENV)
     assert done.returncode == 65
     assert done.stderr.decode().count("\n") == 1 and "\r" not in done.stderr.decode()
+
+
+def test_json_reports_stay_ascii_json_whatever_the_names(tmp_path):
+    """Already safe (a test of it): list, verify and prune print JSON with every
+    name escaped, newlines, escape characters and bytes that are not UTF-8 included."""
+    d = tmp_path / "b"
+    d.mkdir()
+    make_valid(d, "shop_20240101T000000Z.sql.enc")
+    make_valid(d, "sh\x1bop_20240101T000000Z.sql.enc")
+    (d / "two\nlines.enc").write_bytes(b"x")
+    os.rename(make_valid(d, "x"), os.path.join(os.fsencode(d), b"b\xffd_20240101T000000Z.sql.enc"))
+    names = {"shop_20240101T000000Z.sql.enc", "sh\x1bop_20240101T000000Z.sql.enc", "two\nlines.enc",
+             "b\udcffd_20240101T000000Z.sql.enc"}
+    for command, argv in (("list", []), ("verify", []), ("prune", ["--keep-last", "1"])):
+        done = script(command, *argv, d, env=ENV)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout.isascii() and done.stderr == b""
+        report = json.loads(done.stdout)
+        found = report if command == "list" else report["results"] if command == "verify" else report["kept"]
+        assert {f["filename"] for f in found} == (names if command != "prune" else names - {"two\nlines.enc"})
