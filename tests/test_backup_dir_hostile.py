@@ -7,6 +7,7 @@ real scripts run where a hang is the failure.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,6 @@ from test_backup_dir import ENV, ROOT, make_corrupt, make_valid, stamp
 from test_backup_restore import BACKUP, python_env
 
 SCRIPT = {c: os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")}
-NOW = datetime.now(timezone.utc)
 
 
 def script(command, *argv, env=None, timeout=30):
@@ -37,8 +37,9 @@ def one_line_error(stderr, prog):
     return lines[0]
 
 
-def hours_ago(hours):
-    return stamp(NOW - timedelta(hours=hours))
+def hours_ago(hours, now=None):
+    """The name stamp of `hours` before `now` (by default this moment: the suite runs for minutes)."""
+    return stamp((now or datetime.now(timezone.utc)) - timedelta(hours=hours))
 
 
 # --- a file swapped after it was listed ------------------------------------------------
@@ -108,9 +109,10 @@ def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, sourc
     d = tmp_path / "b"
     d.mkdir()
     shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
-    for name in shop + [f"crm_{hours_ago(96)}.sql.enc"]:
+    crm = f"crm_{hours_ago(96)}.sql.enc"
+    for name in shop + [crm]:
         make_valid(d, name)
-    original = f"crm_{hours_ago(96)}.sql.enc" if source == "crm" else shop[0]
+    original = crm if source == "crm" else shop[0]
     planted = f"shop_{hours_ago(1)}.sql.enc"
     shutil.copy(d / original, d / planted)
     done = script("prune", "--keep-last", "1", "--database", "shop", d, env=ENV)
@@ -129,18 +131,17 @@ def test_check_counts_neither_a_copy_nor_a_link_as_a_fresh_backup(tmp_path):
     made encpipe-check say OK while no backup had run for a month."""
     d = tmp_path / "b"
     d.mkdir()
-    old = f"shop_{hours_ago(24 * 30)}.sql.enc"
+    old, copy, link = (f"shop_{hours_ago(h)}.sql.enc" for h in (24 * 30, 2, 1))
     make_valid(d, old)
-    shutil.copy(d / old, d / f"shop_{hours_ago(2)}.sql.enc")
-    os.symlink(d / old, d / f"shop_{hours_ago(1)}.sql.enc")
+    shutil.copy(d / old, d / copy)
+    os.symlink(d / old, d / link)
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 2 and done.stderr == b""
-    assert done.stdout.decode() == (f"CRITICAL: shop: no backup; newest file shop_{hours_ago(1)}.sql.enc "
-                                    "is a symbolic link\n")
-    os.unlink(d / f"shop_{hours_ago(1)}.sql.enc")
+    assert done.stdout.decode() == f"CRITICAL: shop: no backup; newest file {link} is a symbolic link\n"
+    os.unlink(d / link)
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 2
-    assert done.stdout.decode() == (f"CRITICAL: shop: no backup; newest file shop_{hours_ago(2)}.sql.enc "
+    assert done.stdout.decode() == (f"CRITICAL: shop: no backup; newest file {copy} "
                                     f"is the same file as {old}\n")
 
 
@@ -174,6 +175,34 @@ def test_a_backup_does_not_wait_for_ever_for_names_planted_for_every_second(tmp_
     assert set(os.listdir(d)) == planted
 
 
+def test_special_files_under_backup_names_hang_nothing_and_are_never_removed(tmp_path):
+    """Already safe (a test of it, with the real scripts): a FIFO, a socket, a link
+    to /dev/zero and a directory under backup names; each tool opens none of them
+    to read, prune leaves them and removes only what the policy drops."""
+    d = tmp_path / "b"
+    d.mkdir()
+    good = [f"shop_{hours_ago(h)}.sql.enc" for h in (48, 24)]
+    for name in good:
+        make_valid(d, name)
+    special = [f"shop_{hours_ago(h)}.sql.enc" for h in (4, 3, 2, 1)]
+    os.mkfifo(d / special[0])
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(d / special[1]))
+    os.symlink("/dev/zero", d / special[2])
+    (d / special[3]).mkdir()
+    try:
+        for command, argv, code in (("list", [], 0), ("verify", [], 65), ("check", ["--max-age", "30"], 1),
+                                    ("prune", ["--keep-last", "1"], 65)):
+            done = script(command, *argv, d, env=ENV, timeout=30)
+            assert done.returncode == code, (command, done.stderr)
+    finally:
+        sock.close()
+    assert sorted(os.listdir(d)) == sorted([good[-1], *special])
+    report = json.loads(script("list", d).stdout)
+    assert {f["filename"]: (f["status"], f["error"]) for f in report if f["filename"] in special} == {
+        name: ("foreign", "not a regular file") for name in special[:3]}
+
+
 # --- names ----------------------------------------------------------------------------
 
 
@@ -188,15 +217,16 @@ def test_check_escapes_control_characters_and_bytes_that_are_not_utf8(tmp_path):
     terminal, and one with a byte that is not UTF-8 was a traceback."""
     d = tmp_path / "b"
     d.mkdir()
-    make_valid(d, f"sh\x1b[2Jop_{hours_ago(2)}.sql.enc")
-    make_valid(d, f"cr\rOK: fake_{hours_ago(2)}.sql.enc")
-    os.rename(make_valid(d, "x"), os.path.join(os.fsencode(d), b"b\xffd_" + hours_ago(2).encode() + b".sql.enc"))
+    when = hours_ago(2)
+    make_valid(d, f"sh\x1b[2Jop_{when}.sql.enc")
+    make_valid(d, f"cr\rOK: fake_{when}.sql.enc")
+    os.rename(make_valid(d, "x"), os.path.join(os.fsencode(d), b"b\xffd_" + when.encode() + b".sql.enc"))
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 0 and done.stderr == b"", done.stderr
     assert done.stdout.decode("ascii").splitlines() == [
-        f"OK: b\\xffd: newest backup b\\xffd_{hours_ago(2)}.sql.enc is 2.0 h old",
-        f"OK: cr\\rOK: fake: newest backup cr\\rOK: fake_{hours_ago(2)}.sql.enc is 2.0 h old",
-        f"OK: sh\\x1b[2Jop: newest backup sh\\x1b[2Jop_{hours_ago(2)}.sql.enc is 2.0 h old",
+        f"OK: b\\xffd: newest backup b\\xffd_{when}.sql.enc is 2.0 h old",
+        f"OK: cr\\rOK: fake: newest backup cr\\rOK: fake_{when}.sql.enc is 2.0 h old",
+        f"OK: sh\\x1b[2Jop: newest backup sh\\x1b[2Jop_{when}.sql.enc is 2.0 h old",
     ]
 
 
