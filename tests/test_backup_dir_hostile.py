@@ -19,6 +19,8 @@ from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
 from test_backup_dir import ENV, ROOT, make_corrupt, make_valid, stamp
 from test_backup_restore import BACKUP, python_env
+from test_migrate import keys as migrate_keys  # noqa: F401  (fixture)
+from test_migrate import migrate
 
 SCRIPT = {c: os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")}
 
@@ -201,6 +203,23 @@ def test_special_files_under_backup_names_hang_nothing_and_are_never_removed(tmp
     report = json.loads(script("list", d).stdout)
     assert {f["filename"]: (f["status"], f["error"]) for f in report if f["filename"] in special} == {
         name: ("foreign", "not a regular file") for name in special[:3]}
+
+
+def test_migrate_leaves_a_directory_named_like_its_temporary_file(tmp_path, migrate_keys):
+    """Before: a directory named like migrate's temporary file (.NAME.migrate-tmp),
+    which it removes as left by an interrupted run, made it end in a traceback.
+    Now only a regular file is removed; anything else is left, with a warning."""
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / ".x.migrate-tmp").mkdir()
+    (d / ".y.migrate-tmp").write_bytes(b"ciphertext")
+    status, lines, err = migrate(d, keys=migrate_keys)
+    assert (status, lines) == (0, [])
+    assert err.splitlines() == [
+        "encpipe-migrate: warning: left .x.migrate-tmp: named like a temporary file of this tool, but not a "
+        "regular file",
+        "encpipe-migrate: warning: removed .y.migrate-tmp, left by an interrupted run"]
+    assert os.listdir(d) == [".x.migrate-tmp"]
 
 
 # --- names ----------------------------------------------------------------------------
