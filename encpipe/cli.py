@@ -158,9 +158,9 @@ class Io:
         self.stdin, self.stdout, self.stderr, self.env, self.prog = stdin, stdout, stderr, env, prog
 
     def _say(self, kind, message, hint=None):
-        self.stderr.write(f"{self.prog}: {kind}: {message}\n")
+        self.stderr.write(f"{self.prog}: {kind}: {printable(message)}\n")
         if hint:
-            self.stderr.write(f"{self.prog}: hint: {hint}\n")
+            self.stderr.write(f"{self.prog}: hint: {printable(hint)}\n")
         self.stderr.flush()
 
     def error(self, message, hint=None):
@@ -175,6 +175,17 @@ class Io:
 
     def print_json(self, value):
         self.print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def printable(text):
+    """`text` on one line, as a terminal or a log shows it: control characters (a
+    file name's newline, CR or ESC) and bytes that are not UTF-8 (as os.listdir
+    gives them, surrogates) escaped, so that no name can forge a line or move the cursor."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1] for c in text)
 
 
 def _discard_stdout(status):

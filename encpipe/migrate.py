@@ -58,7 +58,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command
+from .cli import child_command, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .signing import ENV_SIGNER
@@ -79,9 +79,13 @@ class Failure(Exception):
 
 
 def err(message, hint=None):
-    print(f"encpipe-migrate: error: {message}", file=sys.stderr)
+    print(f"encpipe-migrate: error: {printable(message)}", file=sys.stderr)
     if hint:
-        print(f"encpipe-migrate: hint: {hint}", file=sys.stderr)
+        print(f"encpipe-migrate: hint: {printable(hint)}", file=sys.stderr)
+
+
+def warn(message):
+    print(f"encpipe-migrate: warning: {printable(message)}", file=sys.stderr)
 
 
 class Parser(argparse.ArgumentParser):
@@ -173,11 +177,17 @@ class Migration:
         return [n for n in names if n.endswith(SUFFIX) and not n.startswith(".")]
 
     def remove_leftover(self, name):
+        """A regular file only: a directory or anything else under such a name is not ours."""
+        path = os.path.join(self.directory, name)
         try:
-            os.unlink(os.path.join(self.directory, name))
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return warn(f"left {name}: named like a temporary file of this tool, but not a regular file")
+            os.unlink(path)
         except FileNotFoundError:
             return
-        print(f"encpipe-migrate: warning: removed {name}, left by an interrupted run", file=sys.stderr)
+        except OSError as e:
+            return warn(f"cannot remove {name}, left by an interrupted run: {e.strerror or e}")
+        warn(f"removed {name}, left by an interrupted run")
 
     def one(self, name):
         path = os.path.join(self.directory, name)

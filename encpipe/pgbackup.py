@@ -20,13 +20,14 @@ from . import commands, pgopts
 from .backup import job
 from .backup.names import STAMP
 from .cli import Io, report_errors
-from .errors import EncpipeError
+from .errors import EncpipeError, IOFailure
 from .keyargs import load_keys
 from .pgcli import Failure, read_fd
 from .pgdump import Globals, dump
 
 PROG = "encpipe-backup"
 TEMP_PREFIX = ".encpipe-tmp."
+NAME_WAIT = 10  # seconds: a name is taken for a second at most by a run of this database
 _OPEN = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-command")
 _KEYS = _OPEN + ("--recipient", "--recipient-file")
 _POLICY = ("--keep", "--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--max-age")
@@ -222,11 +223,17 @@ class Backup:
                     os.unlink(os.path.join(directory, name))
                 except OSError:
                     pass
+        deadline = time.monotonic() + NAME_WAIT  # names planted for every second to come never free up
         while True:
             stamp = time.strftime(STAMP, time.gmtime())
             names = (f"{self.db}_{stamp}.{self.o['ext']}.enc", f"{self.db}_{stamp}.globals.sql.enc")
-            if not any(os.path.lexists(os.path.join(directory, n)) for n in names):
+            taken = [n for n in names if os.path.lexists(os.path.join(directory, n))]
+            if not taken:
                 return stamp
+            if time.monotonic() > deadline:
+                raise IOFailure(f"{os.path.join(directory, taken[0])} already exists, as did this backup's names "
+                                f"for each second of the last {NAME_WAIT} s; not overwritten",
+                                hint="files dated in the future were put there: see encpipe-list")
             time.sleep(0.2)
 
     def sealer(self):

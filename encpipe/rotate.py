@@ -47,7 +47,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command
+from .cli import child_command, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
 
@@ -71,12 +71,12 @@ class Interrupted(BaseException):
 
 
 def err(message):
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.write(f"{PROG}: error: {printable(message)}\n")
     sys.stderr.flush()
 
 
 def warn(message):
-    sys.stderr.write(f"{PROG}: warning: {message}\n")
+    sys.stderr.write(f"{PROG}: warning: {printable(message)}\n")
     sys.stderr.flush()
 
 

@@ -15,6 +15,7 @@ that a user other than the caller (or root) can write, unless it is sticky.
 """
 
 import grp
+import io
 import os
 import pwd
 import secrets
@@ -144,6 +145,44 @@ def open_source(path):
         raise InputUnavailable(f"{path} is not a regular file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb"), info
+
+
+class AsListed(io.RawIOBase):
+    """A regular file opened unbuffered (`raw`) read as it was listed: its first
+    `size` bytes, then an error, not more bytes, if it has grown since (a writer
+    cannot make a read endless)."""
+
+    def __init__(self, raw, name, size):
+        self.raw, self.name, self.size = raw, name, size
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def fileno(self):
+        return self.raw.fileno()
+
+    def tell(self):
+        return self.raw.tell()
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        if whence == os.SEEK_END:
+            offset, whence = self.size + offset, os.SEEK_SET
+        return self.raw.seek(offset, whence)
+
+    def readinto(self, buffer):
+        left = self.size - self.raw.tell()
+        if left > 0:
+            return self.raw.readinto(memoryview(buffer)[:left])
+        if os.fstat(self.raw.fileno()).st_size > self.size:
+            raise OSError(f"{self.name} changed while it was read")
+        return 0
+
+    def close(self):
+        self.raw.close()
+        super().close()
 
 
 def write_output(path, write, *, allow_shared=False):

@@ -25,8 +25,9 @@ Commands:
             v2 file, from its trailer, not verified); no key needed.
   prune     Remove the backups the policy does not keep (restic forget's rules,
             per database, plain and custom dumps and globals apart). Every file
-            is authenticated first: one that fails, or is dated in the future,
-            is never counted as kept and never removed. Needs a key.
+            is authenticated first: one that fails, is dated in the future or
+            is a copy of another file there, is never counted as kept and never
+            removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database.
 
@@ -44,7 +45,8 @@ Options:
   --warn-age HOURS           Warning when the newest backup is older than HOURS.
   --database DB              Only this database's backups (prune); expect it (check).
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
-                             when a database's last attempt failed.
+                             when a database's last attempt failed; critical
+                             when FILE is not a regular file or does not parse.
   --dry-run                  Say what would be removed and why; remove nothing.
   --threads N                Worker threads [default: auto].
   --key-file FILE            As for encpipe: keys, one per line.
@@ -79,8 +81,8 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from .. import commands
-from ..cli import Io, report_errors
-from ..errors import NoKeyConfigured, UsageError
+from ..cli import Io, printable, report_errors
+from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from . import metrics
 from .listing import examine, scan, stats
 from .prune import prune
@@ -200,15 +202,19 @@ def _is_location(path):
 def cmd_check(args, io):
     max_age = _number(args["--max-age"], "--max-age")
     warn = None if args["--warn-age"] is None else _number(args["--warn-age"], "--warn-age")
-    samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
+    try:
+        samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
+    except EncpipeError as e:  # a monitor that cannot read what it watches says so
+        io.print(printable(f"CRITICAL: cannot read the metrics file: {e}"))
+        return 2
     try:
         entries = scan(open_location(location(args, io), io.env))
     except Exception as e:  # an unreadable target is itself critical
-        io.print(f"CRITICAL: cannot list {location(args, io)}: {e}")
+        io.print(printable(f"CRITICAL: cannot list {location(args, io)}: {e}"))
         return 2
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn)
     for line in lines:
-        io.print(line)
+        io.print(printable(line))
     return status
 
 

@@ -35,6 +35,7 @@ class Entry:
     plaintext_bytes: int = None
     chunks: int = None
     error: str = None
+    payload_salt: bytes = None  # a sealed file's: a copy of it has the same one
 
     @property
     def series(self):
@@ -120,7 +121,7 @@ def _examine_sealed(entry, src, tail):
     except InvalidStream as e:
         entry.status, entry.error = "damaged", str(e)
         return
-    entry.version = sealed.header.version
+    entry.version, entry.payload_salt = sealed.header.version, sealed.header.payload_salt
     described = [slot.describe() for slot in sealed.slots]
     entry.slots = [d["type"] for d in described]
     entry.key_ids = [d["key_id"] for d in described if d.get("key_id")]
@@ -182,6 +183,18 @@ def stats(entries):
             for db, group in sorted(per_db.items())
         },
     }
+
+
+def copies(entries):
+    """{name: another name} for the files that share their payload salt, so their
+    file key, with another: copies (a file authenticates its content, not its name),
+    none of which may count for a series, whatever the name says."""
+    by_salt = defaultdict(list)
+    for entry in entries:
+        if entry.payload_salt is not None:
+            by_salt[entry.payload_salt].append(entry.filename)
+    return {name: next(other for other in names if other != name)
+            for names in by_salt.values() if len(names) > 1 for name in names}
 
 
 def _age_key(entry):

@@ -6,9 +6,16 @@ file atomically (node_exporter never reads half a file).
 """
 
 import fcntl
+import os
 import re
+import stat
+from contextlib import contextmanager
 
-from ..safefile import write_atomically
+from ..errors import InvalidStream, IOFailure
+from ..safefile import check_directory, open_source, write_atomically
+from .listing import copies
+
+MAX_BYTES = 4 << 20  # about 8000 databases' samples
 
 METRICS = {
     "encpipe_backup_last_success_timestamp_seconds": "Unix time the last successful backup finished.",
@@ -20,6 +27,13 @@ METRICS = {
 _SAMPLE = re.compile(r'^(?P<metric>[a-z_]+)\{database="(?P<db>(?:[^"\\]|\\.)*)"\} (?P<value>\S+)$')
 
 
+def label(database):
+    """A database name as its label value: UTF-8 always (a name with bytes that are
+    not, as os.fsdecode gives them, has them as the text \\xNN), so that the file
+    stays one that node_exporter accepts, and the same name the same label."""
+    return database.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _escape(text):
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -28,18 +42,35 @@ def _unescape(text):
     return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], text)
 
 
-def read(path):
-    """{database: {metric: value}} from a file this module wrote; {} if none."""
-    samples = {}
+def read(path, lenient=False):
+    """{database: {metric: value}} from a file this module wrote; {} if there is none.
+    A file that is not a regular file (a FIFO, a link), over MAX_BYTES, not UTF-8
+    or with a sample that is not a number is an error (66, 65); `lenient`, for a
+    run about to rewrite the file, drops what does not parse instead."""
+    if not os.path.lexists(path):
+        return {}
+    src, _ = open_source(path)
+    with src:
+        data = src.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        if not lenient:
+            raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup")
+        data = b""
     try:
-        with open(path, encoding="utf-8") as src:
-            lines = src.read().splitlines()
-    except FileNotFoundError:
-        return samples
-    for line in lines:
+        text = data.decode("utf-8", "replace" if lenient else "strict")
+    except UnicodeDecodeError:
+        raise InvalidStream(f"{path} is not UTF-8 text") from None
+    samples = {}
+    for number, line in enumerate(text.splitlines(), 1):
         match = _SAMPLE.match(line)
         if match and match["metric"] in METRICS:
-            samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = float(match["value"])
+            try:
+                value = float(match["value"])
+            except ValueError:
+                if lenient:
+                    continue
+                raise InvalidStream(f"{path}, line {number}: not a number: {match['value']!r}") from None
+            samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = value
     return samples
 
 
@@ -55,10 +86,10 @@ def render(samples):
 
 def record(path, database, *, ok, started, finished, size=None):
     """Write one attempt of `database` into the textfile at `path`."""
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        samples = read(path)
-        mine = samples.setdefault(database, {})
+    check_directory(os.path.dirname(os.path.abspath(path)))  # before making the lock in it
+    with _locked(f"{path}.lock"):
+        samples = read(path, lenient=True)
+        mine = samples.setdefault(label(database), {})
         mine["encpipe_backup_last_attempt_timestamp_seconds"] = round(finished, 3)
         mine["encpipe_backup_last_attempt_success"] = 1 if ok else 0
         mine["encpipe_backup_last_duration_seconds"] = round(finished - started, 3)
@@ -71,18 +102,38 @@ def record(path, database, *, ok, started, finished, size=None):
     return samples
 
 
+@contextmanager
+def _locked(path):
+    """An exclusive flock on the lock file `path`, made if need be; never through a
+    link, never a FIFO (opening one would block)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise IOFailure(f"cannot open {path}: {e.strerror or e}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IOFailure(f"{path} is not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def check(entries, required, metrics, now, max_age, warn_age):
     """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database.
 
-    Critical: no authentic-looking backup (sealed, dated in the past) younger than
-    max_age. Warning: the newest is older than warn_age, the newest file under a
-    backup name is not a sealed file, or the last attempt (metrics) failed."""
-    databases = sorted({e.database for e in entries if e.naming == "encpipe"} | set(required) | set(metrics))
+    Critical: no authentic-looking backup (sealed, dated in the past, neither a
+    link nor a copy of another file there) younger than max_age. Warning: the
+    newest is older than warn_age, the newest file under a backup name is not
+    such a file, or the last attempt (metrics) failed."""
+    names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
+    databases = sorted(names | (set(metrics) - {label(name) for name in names}))
+    copied = copies([e for e in entries if e.naming == "encpipe" and not e.item.link])
     worst, lines = 0, []
     for database in databases:
         mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
                 and e.created <= now]
-        sealed = [e for e in mine if e.status == "sealed"]
+        sealed = [e for e in mine if _what(e, copied) == "sealed"]
         newest = max(sealed, key=lambda e: e.created, default=None)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600
         status, notes = 0, []
@@ -91,10 +142,10 @@ def check(entries, required, metrics, now, max_age, warn_age):
         elif warn_age is not None and age > warn_age:
             status = 1
         latest = max(mine, key=lambda e: (e.created, e.filename), default=None)
-        if latest is not None and latest.status != "sealed":
+        if latest is not None and _what(latest, copied) != "sealed":
             status = max(status, 1)
-            notes.append(f"newest file {latest.filename} is {latest.status}")
-        if metrics.get(database, {}).get("encpipe_backup_last_attempt_success") == 0:
+            notes.append(f"newest file {latest.filename} is {_what(latest, copied)}")
+        if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
         said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old"
@@ -104,3 +155,12 @@ def check(entries, required, metrics, now, max_age, warn_age):
     if not databases:
         worst, lines = 2, ["CRITICAL: no backups found"]
     return worst, lines
+
+
+def _what(entry, copied):
+    """"sealed" for a file that may count as a backup; else what it is."""
+    if entry.status != "sealed":
+        return entry.status
+    if entry.item.link:
+        return "a symbolic link"
+    return f"the same file as {copied[entry.filename]}" if entry.filename in copied else "sealed"

@@ -40,13 +40,13 @@ class Name:
 
 def parse_name(name):
     """A Name for a file name; all None when it is not a backup's name."""
-    match = _BACKUP_NAME.match(name)
+    match = _BACKUP_NAME.fullmatch(name)  # fullmatch: `$` alone lets a final newline through
     if match:
         created = _utc(match["ts"], STAMP)
         if created:
             kind = match["kind"]
             return Name("encpipe", match["db"], kind, KINDS[kind], created)
-    match = _LEGACY_NAME.match(name)
+    match = _LEGACY_NAME.fullmatch(name)
     if match:
         created = _utc(match["ts"] + "000", "%Y-%m-%d_%H-%M-%S-%f")
         if created:

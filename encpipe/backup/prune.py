@@ -1,26 +1,29 @@
 """Pruning a backup location: authenticate, decide (retention.plan), remove.
 
 Every backup-named file of the series concerned is authenticated first: a file
-that fails, or whose name is dated in the future, never counts towards what is
-kept and is never removed; it is reported instead.
+that fails, whose name is dated in the future, or that is a copy of another file
+in the location, never counts towards what is kept and is never removed; it is
+reported instead.
 """
 
-from .listing import scan
+from .listing import copies, scan
 from .names import iso
-from .retention import CLOCK_SKEW, FAILED, KEEP, LEAVE, OK, REMOVE, UNVERIFIED, Record, plan
+from .retention import CLOCK_SKEW, COPY, FAILED, KEEP, LEAVE, OK, REMOVE, UNVERIFIED, Record, plan
 from .verify import verify_entry
 
 
 def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False):
     """(report, exit status). Status 0; 74 a file could not be removed; 65 some
     backup-named file failed verification or is future-dated (left in place)."""
-    entries = [e for e in scan(store) if e.naming == "encpipe" and not e.item.link]
-    if databases:
-        entries = [e for e in entries if e.database in databases]
+    everything = [e for e in scan(store) if e.naming == "encpipe" and not e.item.link]
+    copied = copies(everything)
+    entries = [e for e in everything if e.database in databases] if databases else everything
     by_name, records = {e.filename: e for e in entries}, []
     for entry in entries:
         if entry.created > now + CLOCK_SKEW:  # left alone whatever it holds: not worth reading
             state, detail = UNVERIFIED, None
+        elif entry.filename in copied:
+            state, detail = COPY, copied[entry.filename]
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = (OK, None) if result["ok"] else (FAILED, result["error"])

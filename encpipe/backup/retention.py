@@ -5,7 +5,7 @@ The tiers follow restic's `forget`: going from the newest backup to the oldest,
 the N most recent days that have one, likewise `weekly` (ISO weeks) and
 `monthly`; a backup kept by any rule is kept, with every rule that kept it as
 a reason. Dates are UTC. Only authenticated backups take part: a record that is
-future-dated, failed verification or was not verified is left alone (neither
+future-dated, a copy of another file, failed verification or was not verified is left alone (neither
 kept nor removed) and reported. `max_age` then removes kept backups older than
 that; the newest authenticated backup of a series is always kept.
 """
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Optional
 
 CLOCK_SKEW = timedelta(minutes=5)
-OK, FAILED, UNVERIFIED = "ok", "failed", "unverified"
+OK, FAILED, UNVERIFIED, COPY = "ok", "failed", "unverified", "copy"
 KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
 
 
@@ -42,8 +42,8 @@ class Record:
     name: str
     series: tuple  # (database, "plain" | "custom" | "globals")
     created: datetime
-    state: str = OK  # OK, FAILED or UNVERIFIED
-    detail: str = None  # why it failed
+    state: str = OK  # OK, FAILED, UNVERIFIED or COPY
+    detail: str = None  # why it failed; for a COPY, the other file
 
 
 @dataclass
@@ -77,6 +77,8 @@ def _plan_series(group, policy, now):
     for record in group:
         if record.created > now + CLOCK_SKEW:
             decisions.append(Decision(record, LEAVE, ["future-dated: never counted, never removed"]))
+        elif record.state == COPY:
+            decisions.append(Decision(record, LEAVE, [f"the same file as {record.detail}: a copy, never counted"]))
         elif record.state == FAILED:
             decisions.append(Decision(record, LEAVE, [f"failed verification: {record.detail}"]))
         elif record.state != OK:

@@ -13,6 +13,8 @@ Uploads always go to a temporary name first and are renamed only when complete,
 so no file or object exists under a backup's final name until it is whole.
 """
 
+import errno
+import io
 import json
 import os
 import re
@@ -141,16 +143,35 @@ class Local:
         return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode))
 
     def open(self, item):
-        fd = os.open(self.where(item.name), os.O_RDONLY | os.O_NONBLOCK)  # never block on a FIFO
-        src = os.fdopen(fd, "rb")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        """The very file listed as `item`, its first item.size bytes: never through a
+        link not listed as one, never a file put in its place since, and an error
+        rather than more bytes when it grows (a writer cannot make a read endless)."""
+        return io.BufferedReader(safefile.AsListed(self._open(item), item.name, item.size), CHUNK)
+
+    def _open(self, item):
+        safefile.hook("opening", self.directory, item.name)
+        changed = OSError(f"{item.name} changed since it was listed")
+        try:  # O_NONBLOCK: never block on a FIFO
+            fd = os.open(self.where(item.name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                         | (0 if item.link else os.O_NOFOLLOW))
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise changed from None
+            raise
+        src = os.fdopen(fd, "rb", buffering=0)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             src.close()
             raise OSError(f"{item.name} is not a regular file")
+        if item.identity and not item.link and ((info.st_dev, info.st_ino) != item.identity
+                                                or info.st_size != item.size):
+            src.close()
+            raise changed
         return src
 
     def tail(self, item, size):
         """The last `size` bytes of a file (a v2 trailer), the rest unread."""
-        with self.open(item) as src:
+        with self._open(item) as src:
             src.seek(-size, os.SEEK_END)
             return src.read(size)
 

@@ -1,0 +1,147 @@
+"""The metrics file and its lock against a user who can write their directory:
+FIFOs, links, directories, garbage and huge files, for encpipe-check (which
+reads the file) and encpipe-backup (which rewrites it under the lock). A hang
+or a traceback is the failure.
+"""
+
+import io
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from encpipe.backup import metrics
+from encpipe.backup.job import main as job_main
+from test_backup_dir import ROOT, make_valid
+from test_backup_dir_hostile import hours_ago, script
+
+
+# --- the metrics file and its lock -----------------------------------------------------
+
+
+def test_check_does_not_hang_on_a_fifo_for_the_metrics_file(tmp_path):
+    make_valid(tmp_path, f"shop_{hours_ago(2)}.sql.enc")
+    os.mkfifo(tmp_path / "encpipe.prom")
+    done = script("check", "--max-age", "24", "--metrics-file", tmp_path / "encpipe.prom", tmp_path, timeout=20)
+    assert done.returncode == 2 and done.stderr == b""
+    assert done.stdout.decode() == f"CRITICAL: cannot read the metrics file: {tmp_path}/encpipe.prom is not a regular file\n"
+
+
+def _bad_metrics(tmp_path, kind):
+    path = tmp_path / "encpipe.prom"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "link":
+        (tmp_path / "elsewhere.prom").write_text("")
+        path.symlink_to(tmp_path / "elsewhere.prom")
+    elif kind == "not utf-8":
+        path.write_bytes(b'encpipe_backup_last_attempt_success{database="\xff"} 1\n')
+    elif kind == "not a number":
+        path.write_text('encpipe_backup_last_attempt_success{database="shop"} one\n')
+    elif kind == "huge":
+        with open(path, "wb") as f:
+            f.truncate(metrics.MAX_BYTES + 1)
+    return path
+
+
+BAD_METRICS = {
+    "directory": "is not a regular file",
+    "link": "cannot open {path}: Too many levels of symbolic links",
+    "not utf-8": "{path} is not UTF-8 text",
+    "not a number": "{path}, line 1: not a number: 'one'",
+    "huge": "{path} is over 4 MiB",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_METRICS)
+def test_check_fails_closed_on_a_metrics_file_it_cannot_read(tmp_path, kind):
+    make_valid(tmp_path, f"shop_{hours_ago(2)}.sql.enc")
+    path = _bad_metrics(tmp_path, kind)
+    done = script("check", "--max-age", "24", "--metrics-file", path, tmp_path)
+    assert done.returncode == 2 and done.stderr == b"", done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("CRITICAL: cannot read the metrics file: "), lines
+    assert BAD_METRICS[kind].format(path=path) in lines[0]
+
+
+def _abort(tmp_path, prom):
+    out, err = io.BytesIO(), io.StringIO()
+    code = job_main(["abort", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1",
+                     "--metrics-file", str(prom), ".encpipe-tmp.x"], stdout=out, stderr=err, env={})
+    assert out.getvalue() == b""
+    return code, err.getvalue()
+
+
+def test_a_run_never_creates_a_file_through_a_lock_link(tmp_path):
+    """Before: FILE.lock was opened by name with O_CREAT, following links, before the
+    directory was checked: a link planted there made encpipe-backup create the
+    file it points to (say /etc/nologin)."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "encpipe.prom.lock").symlink_to(tmp_path / "nologin")
+    code, err = _abort(tmp_path, tmp_path / "m" / "encpipe.prom")
+    assert code == 74 and not os.path.lexists(tmp_path / "nologin")
+    assert err == f"encpipe-backup: error: cannot open {tmp_path}/m/encpipe.prom.lock: Too many levels of " \
+        "symbolic links\n"
+
+
+def test_a_run_does_not_hang_on_a_fifo_for_the_lock(tmp_path):
+    (tmp_path / "b").mkdir()
+    os.mkfifo(tmp_path / "encpipe.prom.lock")
+    done = subprocess.run(
+        [sys.executable, "-m", "encpipe.backup", "abort", "--dir", tmp_path / "b", "--database", "shop",
+         "--started", "1", "--metrics-file", tmp_path / "encpipe.prom", ".encpipe-tmp.x"],
+        capture_output=True, timeout=20, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 74 and done.stdout == b""
+    assert done.stderr.decode() == f"encpipe-backup: error: {tmp_path}/encpipe.prom.lock is not a regular file\n"
+
+
+def test_a_run_refuses_a_metrics_directory_others_can_write_before_making_its_lock(tmp_path):
+    (tmp_path / "b").mkdir()
+    shared = tmp_path / "m"
+    shared.mkdir()
+    shared.chmod(0o777)
+    code, err = _abort(tmp_path, shared / "encpipe.prom")
+    assert code == 73 and os.listdir(shared) == []
+    assert err.startswith(f"encpipe-backup: error: {shared} can be written by every user")
+
+
+def test_a_run_replaces_a_garbled_metrics_file_with_its_own_samples(tmp_path):
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    prom.write_bytes(b'encpipe_backup_last_attempt_success{database="\xff"} one\n'
+                     b'encpipe_backup_last_attempt_success{database="crm"} 1\n')
+    assert _abort(tmp_path, prom) == (0, "")
+    now = time.time()
+    assert metrics.read(str(prom)) == {
+        "crm": {"encpipe_backup_last_attempt_success": 1.0},
+        "shop": {"encpipe_backup_last_attempt_timestamp_seconds": pytest.approx(now, abs=60),
+                 "encpipe_backup_last_attempt_success": 0.0,
+                 "encpipe_backup_last_duration_seconds": pytest.approx(now, abs=60)}}
+
+
+def test_a_database_name_that_is_not_utf8_gets_a_label_that_is(tmp_path):
+    """Before: a run for a database whose name (from argv) is not UTF-8 ended in a
+    traceback writing the metrics file. Now its label is UTF-8 (\\xff as text),
+    the same at every run, and encpipe-check finds its samples."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    name = os.fsdecode(b"b\xffd")
+    for _ in range(2):
+        out, err = io.BytesIO(), io.StringIO()
+        code = job_main(["abort", "--dir", str(tmp_path / "b"), "--database", name, "--started", "1",
+                         "--metrics-file", str(prom), ".encpipe-tmp.x"], stdout=out, stderr=err, env={})
+        assert (code, out.getvalue(), err.getvalue()) == (0, b"", "")
+    text = prom.read_bytes().decode("utf-8")
+    assert text.count('encpipe_backup_last_attempt_success{database="b\\\\xffd"} 0\n') == 1
+    parsed = {s.labels["database"] for f in text_string_to_metric_families(text) for s in f.samples}
+    assert parsed == {"b\\xffd"}  # Prometheus' own parser takes it
+    when = hours_ago(2)
+    make_valid(tmp_path / "b", os.fsdecode(b"b\xffd_" + when.encode() + b".sql.enc"))
+    done = script("check", "--max-age", "24", "--metrics-file", prom, tmp_path / "b")
+    assert done.returncode == 1 and done.stderr == b""
+    assert done.stdout.decode() == (f"WARNING: b\\xffd: newest backup b\\xffd_{when}.sql.enc is 2.0 h old; "
+                                    "the last backup attempt failed\n")
