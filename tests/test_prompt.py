@@ -12,12 +12,12 @@ import time
 from cliutil import run
 
 
-def run_on_terminal(command, answers, timeout=20.0):
+def run_on_terminal(command, answers, timeout=20.0, env=None):
     """Run `command` (a shell string) with a pseudo-terminal as its controlling
     terminal, typing one answer at each passphrase prompt; (status, screen)."""
     pid, leader = pty.fork()
     if pid == 0:
-        os.execvp("/bin/sh", ["/bin/sh", "-c", command])
+        os.execvpe("/bin/sh", ["/bin/sh", "-c", command], os.environ if env is None else env)
     screen, answered, deadline = b"", 0, time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([leader], [], [], 0.2)
