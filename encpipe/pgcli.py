@@ -3,7 +3,7 @@
 import os
 
 from . import keys
-from .errors import InputUnavailable
+from .errors import InputUnavailable, UsageError
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
@@ -73,22 +73,22 @@ def read_fd(fd):
     """keys.read_fd, then the descriptor closed; a failure is exit 66, a secret over
     MAX_SECRET bytes (no passphrase is) exit 64."""
     try:
-        data = keys.read_fd(fd)
+        data = keys.read_fd(fd, limit=MAX_SECRET)
     except InputUnavailable as e:
         raise Failure(str(e), 66) from None
+    except UsageError:
+        raise Failure("the passphrase on file descriptor %d is over %d bytes" % (fd, MAX_SECRET), 64) from None
     os.close(fd)
-    if len(data) > MAX_SECRET:
-        raise Failure("the passphrase on file descriptor %d is over %d bytes" % (fd, MAX_SECRET), 64)
     return data
 
 
 def _read_signers(path):
     """The verify keys in a --signer-file, as one line (# comment lines left out)."""
     try:
-        with open(path) as f:
-            keys = " ".join(w for line in f if not line.strip().startswith("#") for w in line.split())
-    except OSError as e:
-        raise Failure("cannot read signer file %s: %s" % (path, e.strerror), 66) from None
-    if not keys:  # trusting nobody must not mean checking nothing
+        text = keys.read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace")
+    except (InputUnavailable, UsageError) as e:
+        raise Failure("signer file %s" % e, 66 if isinstance(e, InputUnavailable) else 64) from None
+    found = " ".join(w for line in text.splitlines() if not line.strip().startswith("#") for w in line.split())
+    if not found:  # trusting nobody must not mean checking nothing
         raise Failure("%s: no verify key found" % path, 64)
-    return keys
+    return found
