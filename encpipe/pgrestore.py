@@ -37,7 +37,7 @@ from . import pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command
 from .pgcli import Failure, parse, read_fd
-from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
+from .pgclient import PgError, client_env, ident, literal, psql_can_restrict, psql_version, run_sql
 from .pgstream import EmptyStream, Restore
 
 PROG = "encpipe-restore"
@@ -139,7 +139,7 @@ class Run:
             self.fetched.append(path)
             with os.fdopen(fd, "wb") as out:
                 status = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
-                                        stderr=None if needed else subprocess.DEVNULL).returncode
+                                        stderr=None if needed else subprocess.DEVNULL, env=client_env()).returncode
             if status and needed:
                 raise Failure("cannot fetch %s (status %d); nothing was changed" % (name, status), status)
             if needed:
