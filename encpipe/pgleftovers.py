@@ -20,7 +20,7 @@ from .pgclient import PgError, Session, ident, literal, run_sql
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
 TEMP_PREFIX = "encpipe_restore_"
 _TEMP_NAME = re.compile(r"^encpipe_restore_([0-9]{8}T[0-9]{6}Z)_[0-9]+$")
-_PRE_RESTORE = re.compile(r"^(?P<db>.+)_pre_restore_(?P<ts>[0-9]{8}T[0-9]{6}Z)$")
+_PRE_RESTORE = re.compile(r"^(?P<db>.+)_pre_restore_(?P<ts>[0-9]{8}T[0-9]{6}Z)\Z", re.S)  # a name may hold a newline
 
 
 def stamp(moment=None):
