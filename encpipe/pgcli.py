@@ -13,6 +13,16 @@ _FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unre
           "--progress", "-p", "--passphrase", "-h", "--help"}
 
 
+# Messages that never show an option's value: it may be a secret typed in the wrong place.
+FD_NOT_A_NUMBER = "--passphrase-fd must be a number (the value, not shown, may be a passphrase)"
+
+
+def unknown_option(arg):
+    """The message for an unknown option `arg`, less a value it carries (--name=VALUE, -xVALUE)."""
+    shown = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
+    return "unknown option %s" % (shown if shown == arg else shown + "... (the rest not shown)")
+
+
 class Failure(Exception):
     def __init__(self, message, status=1, hint=None):
         super().__init__(message)
@@ -36,7 +46,7 @@ def parse(argv):
             val = inline if eq else args.pop(0)
             if name == "--passphrase-fd":
                 if not val.isdigit():
-                    raise Failure("--passphrase-fd must be a number, not %s" % val, 64)
+                    raise Failure(FD_NOT_A_NUMBER, 64)
                 opts["fds"].append(int(val))
             elif name in _KEY_VALUE:
                 opts["key"] += [name, val]
@@ -58,7 +68,7 @@ def parse(argv):
             else:
                 opts[name.lstrip("-").replace("-", "_")] = True
         elif arg.startswith("-") and arg != "-":
-            raise Failure("unknown option %s" % arg, 64)
+            raise Failure(unknown_option(arg), 64)
         else:
             opts["positional"].append(arg)
     return opts
