@@ -1,6 +1,6 @@
 """Where encpipe-restore's sealed files are: FILE and, beside it, the globals file
 of its run; from an rclone remote, both are first fetched (sealed, never
-plaintext) into private temporary files, since --verify-first reads a file twice."""
+plaintext) into private temporary files, since a file is read more than once."""
 
 import os
 import re
