@@ -91,6 +91,8 @@ class Run:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
                           "too many arguments: %s" % o["positional"][2], 64)
         self.file, self.db = o["positional"]
+        if pgleftovers.is_scratch_name(self.db):  # a later restore would drop it as a leftover
+            raise Failure("%s is named like a scratch database of a restore; choose another name" % self.db, 64)
         self.days()
         try:
             pgopts.check(pgopts.restore_tool(self.file), o["tool"])

@@ -4,6 +4,7 @@ another role. The restore either works on exactly the named database or fails
 leaving every database as it was; nothing lands in a database someone else made.
 """
 
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -93,3 +94,22 @@ def test_a_scratch_name_taken_beforehand_makes_the_restore_fail_and_captures_not
         for trap in traps:
             pg.dropdb(trap)
         pg.dropdb("names_target")
+
+
+def test_a_dbname_of_the_scratch_form_is_refused(tools, key_file, tmp_path):
+    """A later restore drops `encpipe_restore_<time>_<pid>` databases whose run is gone:
+    restoring into such a name would hand the restored database to that cleanup."""
+    path = tmp_path / "f.sql.enc"
+    path.write_bytes(b"ENCPIPE")
+    env = script_env_without_cluster(tools)
+    for name in ("encpipe_restore_20200101T000000Z_1", "encpipe_restore_20261203T010203Z_424242"):
+        proc = subprocess.run([str(REPO / "scripts" / "encpipe-restore"), "--key-file", key_file, str(path), name],
+                              env=env, capture_output=True, timeout=60)
+        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
+        assert proc.stderr.decode().startswith("encpipe-restore: error: %s is named like a scratch" % name)
+
+
+def script_env_without_cluster(tools):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE", "PG"))}
+    env.update(PYTHONPATH=str(REPO), PATH="%s:%s" % (tools, env["PATH"]), PGHOST="/nonexistent")
+    return env
