@@ -5,7 +5,7 @@ import os
 from . import aead, envelope, safefile
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
-from .keyargs import load_keys, load_signers, secret_paths
+from .keyargs import load_keys, load_signers, secret_paths, shown_name
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter, input_size
 from .report import header_report, print_report
@@ -32,7 +32,8 @@ def key_sources(args):
         recipients=args.get("--recipient") or [],
         recipient_files=args.get("--recipient-file") or [],
         passphrase_files=secret_paths(args, "--passphrase-file"),
-        passphrase_fds=[int_option(fd, "--passphrase-fd", 0, 1 << 20) for fd in args.get("--passphrase-fd") or []],
+        passphrase_fds=[int_option(fd, "--passphrase-fd", 0, 1 << 20, shown=False)
+                        for fd in args.get("--passphrase-fd") or []],
         passphrase_commands=args.get("--passphrase-command") or [],
         prompt=bool(args.get("--passphrase")),
     )
@@ -68,7 +69,7 @@ def _finish(reporter):
 # --- streams ---------------------------------------------------------------
 
 
-def open_input(path, io, command="open"):
+def open_input(path, io, command="open", prompt=False):
     if path in (None, "-"):
         if io.stdin.isatty():
             to_file = "--in-place FILE" if command == "rewrap" else "a FILE argument"
@@ -80,7 +81,7 @@ def open_input(path, io, command="open"):
     try:
         return open(path, "rb")
     except OSError as e:
-        raise InputUnavailable(f"cannot open {path}: {e.strerror or e}") from None
+        raise InputUnavailable(f"cannot open {shown_name(path, prompt)}: {e.strerror or e}") from None
 
 
 def _refuse_stdin_secrets(sources, data_from_stdin,
@@ -168,7 +169,7 @@ def _identities(args, io, data_from_stdin, **hint):
 
 def cmd_open(args, io):
     thread_option(args)  # a malformed --threads is a usage error before anything is read
-    src = open_input(args["FILE"], io)
+    src = open_input(args["FILE"], io, prompt=args["--passphrase"])
     from_stdin = src is io.stdin
     if args["--legacy"]:
         from . import legacy
@@ -214,7 +215,7 @@ def _warn_forgeable(io, sealed, info):
 
 def cmd_inspect(args, io):
     thread_option(args)  # a malformed --threads is a usage error before anything is read
-    src = open_input(args["FILE"], io, "inspect")
+    src = open_input(args["FILE"], io, "inspect", prompt=args["--passphrase"])
     if args["--legacy"]:
         from . import legacy
 

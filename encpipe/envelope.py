@@ -175,12 +175,13 @@ def open_sealed(
     only); returns a StreamInfo. Each chunk reaches `dst` only after it authenticated.
 
     Nothing reaches `dst` before all of `src`, its trailer and signatures included,
-    has verified when `verify_first` or `signers` (a seekable `src` is read twice,
-    anything else spooled as ciphertext to an unlinked file in `tmpdir`; the first
-    pass checks every chunk's tag too with `verify_first`, else only hashes); nor, for a
-    v2 file opened by a raw key or passphrase or carrying signatures, from a seekable
-    `src`, before a first pass has checked the trailer (hashing only). From a pipe,
-    the trailer is checked at the end. `signers`: VerifyKeys, one of which must have signed it."""
+    has verified when `verify_first` or `signers` (`src` is spooled as ciphertext to
+    an unlinked file in `tmpdir` while it is checked, then decrypted from that copy;
+    the first pass checks every chunk's tag too with `verify_first`, else only
+    hashes); nor, for a v2 file opened by a raw key or passphrase or carrying
+    signatures, from a seekable `src`, before a first pass has checked the trailer
+    (hashing only; the second pass reads `src` again and must see the same bytes,
+    else InvalidStream at its end). From a pipe, the trailer is checked at the end. `signers`: VerifyKeys, one of which must have signed it."""
     file_key, opened = unlock(sealed, identities)
     header, signers = sealed.header, frozenset(signers)
     if header.version < 2 and signers:
@@ -206,9 +207,11 @@ def open_sealed(
     strict = verify_first or bool(signers)
     first = None
     if dst is not None and (strict or (seekable(src) and _authenticates(header, opened))):
-        if seekable(src):
+        # Strict: decrypt a private copy of what was checked, never the file a second
+        # time (a holder of the file key who can write it could change it in between).
+        if seekable(src) and not strict:
             start = src.tell()
-            first = payload(src, None, check_only=not verify_first)
+            first = payload(src, None, check_only=True)
             src.seek(start)
         else:
             spool = private_spool(tmpdir)

@@ -28,6 +28,14 @@ def secret_paths(args, option):
     return paths
 
 
+def shown_name(path, prompt=False):
+    """`path` for a message, unless it names no file and may be a secret typed in
+    its place: it looks like one, or -p (which takes no value) was given too."""
+    if os.path.lexists(path) or not (prompt or _SECRET_LIKE.fullmatch(path)):
+        return path
+    return "FILE (its name not shown: it names no file and may be a key or passphrase)"
+
+
 def load_keys(loader, args, sources, sealing):
     """The keys `sources` name; a hint that names only options this command takes
     (its docopt dictionary holds exactly those) when there are none, or when a

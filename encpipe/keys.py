@@ -21,6 +21,9 @@ ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
 SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
 DEFAULT_COMMAND_TIMEOUT = 60.0
 HEX_KEY_LEN = 64
+# The most a key file, a passphrase source or a key command's output may hold:
+# /dev/zero or an endless command given by mistake must not fill memory.
+MAX_SECRET_BYTES = 1 << 20
 _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
 
@@ -101,7 +104,7 @@ def read_secret_file(path, warn):
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
-            data = f.read()
+            data = _read_bounded(f, path)
     except OSError as e:
         raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
     if stat.S_ISREG(mode) and mode & 0o077:
@@ -109,12 +112,20 @@ def read_secret_file(path, warn):
     return data
 
 
-def read_fd(fd):
+def read_fd(fd, limit=MAX_SECRET_BYTES):
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
+            return _read_bounded(f, f"file descriptor {fd}", limit)
     except OSError as e:
         raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None
+
+
+def _read_bounded(f, source, limit=MAX_SECRET_BYTES):
+    """All of `f`, refused (64) past `limit` bytes without reading further."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"{source}: more than {limit} bytes; not a key or passphrase source")
+    return data
 
 
 def without_secrets(env):
@@ -134,18 +145,47 @@ def run_secret_command(command, env):
     except OSError as e:
         raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
     try:
-        output, _ = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        output = _bounded_output(child, timeout)
+    except (subprocess.TimeoutExpired, UsageError) as e:
         # Kill what the shell started too: a grandchild holding the pipe would
         # otherwise keep us waiting. The command stays in our process group so
         # that it can still prompt on the terminal (pass, gpg's pinentry).
         _kill_tree(child.pid)
         child.stdout.close()
         child.wait()
+        if isinstance(e, UsageError):
+            raise UsageError(f"key command printed {e}: {command}") from None
         raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
     if child.returncode != 0:
         raise InputUnavailable(f"key command failed with status {child.returncode}: {command}")
     return output
+
+
+def _bounded_output(child, timeout, limit=MAX_SECRET_BYTES):
+    """The child's standard output to its end, and its exit, within `timeout`
+    seconds (else TimeoutExpired); UsageError past `limit` bytes."""
+    import selectors
+    import time
+
+    deadline = time.monotonic() + timeout
+    fd, blocks, size = child.stdout.fileno(), [], 0
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(child.args, timeout)
+            if not selector.select(left):
+                continue
+            block = os.read(fd, 1 << 16)
+            if not block:
+                break
+            size += len(block)
+            if size > limit:
+                raise UsageError(f"more than {limit} bytes")
+            blocks.append(block)
+    child.wait(timeout=max(deadline - time.monotonic(), 0.001))
+    return b"".join(blocks)
 
 
 def _kill_tree(pid):

@@ -22,7 +22,7 @@ from .backup.names import STAMP
 from .cli import Io, report_errors
 from .errors import EncpipeError, IOFailure
 from .keyargs import load_keys
-from .pgcli import Failure, read_fd
+from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
 from .pgdump import Globals, dump
 
 PROG = "encpipe-backup"
@@ -73,7 +73,7 @@ def parse(argv):
         elif arg == "--":
             break
         elif arg.startswith("-"):
-            raise usage_error(f"unknown option {arg}")
+            raise usage_error(unknown_option(arg))
         elif o["db"]:
             raise usage_error(f"only one DBNAME, not also {arg}")
         else:
@@ -100,7 +100,7 @@ def _option(o, name, value):
         seal[name] = value
     elif name == "--passphrase-fd":
         if not re.fullmatch(r"[0-9]+", value):
-            raise usage_error(f"--passphrase-fd must be a number, not {value}")
+            raise usage_error(FD_NOT_A_NUMBER)
         seal[name].append(int(value))
         o["have_key"] = True
     else:

@@ -3,7 +3,7 @@
 import os
 
 from . import keys
-from .errors import InputUnavailable
+from .errors import InputUnavailable, UsageError
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
@@ -11,6 +11,16 @@ _VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-t
           "--signer-file"} | _KEY_VALUE
 _FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
           "--progress", "-p", "--passphrase", "-h", "--help"}
+
+
+# Messages that never show an option's value: it may be a secret typed in the wrong place.
+FD_NOT_A_NUMBER = "--passphrase-fd must be a number (the value, not shown, may be a passphrase)"
+
+
+def unknown_option(arg):
+    """The message for an unknown option `arg`, less a value it carries (--name=VALUE, -xVALUE)."""
+    shown = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
+    return "unknown option %s" % (shown if shown == arg else shown + "... (the rest not shown)")
 
 
 class Failure(Exception):
@@ -36,7 +46,7 @@ def parse(argv):
             val = inline if eq else args.pop(0)
             if name == "--passphrase-fd":
                 if not val.isdigit():
-                    raise Failure("--passphrase-fd must be a number, not %s" % val, 64)
+                    raise Failure(FD_NOT_A_NUMBER, 64)
                 opts["fds"].append(int(val))
             elif name in _KEY_VALUE:
                 opts["key"] += [name, val]
@@ -58,7 +68,7 @@ def parse(argv):
             else:
                 opts[name.lstrip("-").replace("-", "_")] = True
         elif arg.startswith("-") and arg != "-":
-            raise Failure("unknown option %s" % arg, 64)
+            raise Failure(unknown_option(arg), 64)
         else:
             opts["positional"].append(arg)
     return opts
@@ -73,22 +83,22 @@ def read_fd(fd):
     """keys.read_fd, then the descriptor closed; a failure is exit 66, a secret over
     MAX_SECRET bytes (no passphrase is) exit 64."""
     try:
-        data = keys.read_fd(fd)
+        data = keys.read_fd(fd, limit=MAX_SECRET)
     except InputUnavailable as e:
         raise Failure(str(e), 66) from None
+    except UsageError:
+        raise Failure("the passphrase on file descriptor %d is over %d bytes" % (fd, MAX_SECRET), 64) from None
     os.close(fd)
-    if len(data) > MAX_SECRET:
-        raise Failure("the passphrase on file descriptor %d is over %d bytes" % (fd, MAX_SECRET), 64)
     return data
 
 
 def _read_signers(path):
     """The verify keys in a --signer-file, as one line (# comment lines left out)."""
     try:
-        with open(path) as f:
-            keys = " ".join(w for line in f if not line.strip().startswith("#") for w in line.split())
-    except OSError as e:
-        raise Failure("cannot read signer file %s: %s" % (path, e.strerror), 66) from None
-    if not keys:  # trusting nobody must not mean checking nothing
+        text = keys.read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace")
+    except (InputUnavailable, UsageError) as e:
+        raise Failure("signer file %s" % e, 66 if isinstance(e, InputUnavailable) else 64) from None
+    found = " ".join(w for line in text.splitlines() if not line.strip().startswith("#") for w in line.split())
+    if not found:  # trusting nobody must not mean checking nothing
         raise Failure("%s: no verify key found" % path, 64)
-    return keys
+    return found

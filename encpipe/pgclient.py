@@ -26,7 +26,7 @@ class PgError(Exception):
 
 
 def client_env(user=None):
-    """os.environ without encpipe's secrets, for psql, pg_dump and pg_restore."""
+    """os.environ without encpipe's secrets, for psql, pg_dump, pg_restore and the fetch helper (rclone)."""
     env = without_secrets(os.environ)
     if user:
         env["PGUSER"] = user

@@ -19,8 +19,8 @@ from .pgclient import PgError, Session, ident, literal, run_sql
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
 TEMP_PREFIX = "encpipe_restore_"
-_TEMP_NAME = re.compile(r"^encpipe_restore_([0-9]{8}T[0-9]{6}Z)_[0-9]+$")
-_PRE_RESTORE = re.compile(r"^(?P<db>.+)_pre_restore_(?P<ts>[0-9]{8}T[0-9]{6}Z)$")
+_TEMP_NAME = re.compile(r"^encpipe_restore_([0-9]{8}T[0-9]{6}Z)_[0-9]+\Z")
+_PRE_RESTORE = re.compile(r"^(?P<db>.+)_pre_restore_(?P<ts>[0-9]{8}T[0-9]{6}Z)\Z", re.S)  # a name may hold a newline
 
 
 def stamp(moment=None):
@@ -31,6 +31,11 @@ def _lock_sql(function, name):
     """A query printing one word: 't' or 'f' (or 'locked' for the waiting lock)."""
     call = "%s(%d, hashtext(%s))" % (function, LOCK_CLASS, literal(name))
     return "SELECT 'locked' FROM %s;" % call if function == "pg_advisory_lock" else "SELECT %s;" % call
+
+
+def is_scratch_name(name):
+    """True for a name of the form restores give their scratch databases."""
+    return bool(_TEMP_NAME.match(name))
 
 
 class RunLock:

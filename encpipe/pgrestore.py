@@ -26,31 +26,21 @@ See README, "Restoring: encpipe-restore".
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-from . import pgglobals, pgleftovers, pgopts, pgprops
+from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command
+from .keyargs import shown_name
 from .pgcli import Failure, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
 from .pgstream import EmptyStream, Restore
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
-_RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
-
-
-def _globals_name(path):
-    """The globals file of the run that made backup `path`, or None."""
-    match = _RUN_NAME.match(os.path.basename(path))
-    return match and path[: len(path) - len(os.path.basename(path))] + match["run"] + ".globals.sql.enc"
-
-
 def say(text, kind=None):
     print("%s: %s%s" % (PROG, kind + ": " if kind else "", text), file=sys.stderr)
 
@@ -64,6 +54,7 @@ class Run:
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
         self.temp = self.lock = None
+        self.fetched = []
         self.created_roles = []
         self._roles = None
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
@@ -100,6 +91,8 @@ class Run:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
                           "too many arguments: %s" % o["positional"][2], 64)
         self.file, self.db = o["positional"]
+        if pgleftovers.is_scratch_name(self.db):  # a later restore would drop it as a leftover
+            raise Failure("%s is named like a scratch database of a restore; choose another name" % self.db, 64)
         self.days()
         try:
             pgopts.check(pgopts.restore_tool(self.file), o["tool"])
@@ -115,9 +108,11 @@ class Run:
         if self.file.endswith(".globals.sql.enc"):
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
         if is_remote(self.file):
-            self.fetch_remote()
+            self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
+            self.o["globals"] = self.o.get("globals") or fetched
         if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
-            raise Failure("cannot read %s: not a readable regular file" % self.file, 66)
+            shown = shown_name(self.file, "--passphrase" in o["key"])
+            raise Failure("cannot read %s: not a readable regular file" % shown, 66)
         self.restrict = self.check_psql()
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = self.load_globals()
@@ -127,25 +122,6 @@ class Run:
             return self.restore(exists, globals_stmts, backup_props)
         finally:
             self.lock.close()
-
-    def fetch_remote(self):
-        """REMOTE:PATH/NAME (rclone): the sealed bytes, and its run's globals file, into
-        private temporary files (--verify-first reads a file twice); removed at exit."""
-        self.fetched = []
-        for name, needed in ((self.file, True), (_globals_name(self.file), False)):
-            if not name or (not needed and self.o.get("globals")):
-                continue
-            fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
-            self.fetched.append(path)
-            with os.fdopen(fd, "wb") as out:
-                status = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
-                                        stderr=None if needed else subprocess.DEVNULL).returncode
-            if status and needed:
-                raise Failure("cannot fetch %s (status %d); nothing was changed" % (name, status), status)
-            if needed:
-                self.file = path
-            elif not status:
-                self.o["globals"] = path
 
     def days(self):
         text = self.o.get("drop_pre_restore_older_than")
@@ -190,7 +166,7 @@ class Run:
         """(statements, properties) of the run's globals file; ([], None) when there is none."""
         path = self.o.get("globals")
         if path is None:
-            candidate = _globals_name(self.file)
+            candidate = pgfetch.globals_name(self.file)
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None

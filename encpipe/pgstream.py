@@ -4,7 +4,7 @@ The first bytes say what the stream is: zstd or gzip (decompressed by the
 `zstd`/`gzip` tools, whatever the file is called), then a custom archive
 (`PGDMP`, to pg_restore) or plain SQL (to psql). Plain SQL goes to psql in
 restricted mode: `\\restrict KEY` with a fresh random key comes first, and the
-dump's own `\\restrict`/`\\unrestrict` lines are dropped on the way, so every
+dump's own `\\restrict KEY`/`\\unrestrict KEY` lines are dropped on the way, so every
 other meta-command of the dump (`\\!`, `\\copy ... program`, `\\connect`...)
 is an error that stops the restore. Memory stays constant.
 """
@@ -18,49 +18,50 @@ from .pgclient import client_env, psql_args, restrict_key
 
 BLOCK = 1 << 20
 _DECOMPRESSORS = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"))
-_RESTRICT_LINE = re.compile(rb"\\(?:un)?restrict(?:[ \t\r\n]|$)")
+# pg_dump's own lines: `\\restrict KEY` and `\\unrestrict KEY`, KEY alphanumeric (as
+# pg_dump makes and psql accepts them). Only such whole lines are dropped: a line
+# that merely starts with \\restrict may be inside a quoted string (a comment, a
+# function body), and dropping it with its closing quote would make psql read the
+# following text, which a table's owner may have written, as SQL.
+_MAX_KEY = 256
+_OWN_LINE = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{1,%d}\r?\n?" % _MAX_KEY)
+_OWN_START = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
 _LINE_START_BACKSLASH = re.compile(rb"\n\\")
-_DECIDE = len(b"\\unrestrict ")
 
 
 class EmptyStream(Exception):
     pass
 
 
+def _may_be_own(partial):
+    """True when `partial`, a line's start, may still become one of pg_dump's own lines."""
+    return b"\\restrict ".startswith(partial) or b"\\unrestrict ".startswith(partial) or \
+        bool(_OWN_START.fullmatch(partial))
+
+
 class RestrictFilter:
-    """Drops the lines that start with \\restrict or \\unrestrict; passes the rest."""
+    """Drops the lines that are exactly `\\restrict KEY` or `\\unrestrict KEY`; passes the rest."""
 
     def __init__(self):
-        self.carry = b""  # the start of a line too short yet to tell
-        self.dropping = False  # inside a line being dropped
+        self.carry = b""  # the start of a line too short yet to tell (at most a key's length)
         self.line_start = True
 
     def feed(self, chunk):
         data, self.carry = self.carry + chunk, b""
-        out, pos = [], 0
-        if self.dropping:
-            end = data.find(b"\n")
-            if end < 0:
-                return b""
-            self.dropping, pos = False, end + 1
-        # Only a backslash at a line start can begin a meta-command line (COPY data has
-        # \\N in every NULL, so backslashes are not rare; a regex finds "\n\\" fastest).
-        starts = [pos] if data[pos:pos + 1] == b"\\" and (pos > 0 or self.line_start) else []
-        starts += [match.start() + 1 for match in _LINE_START_BACKSLASH.finditer(data, pos)]
-        kept_from = pos
+        out, kept_from = [], 0
+        # Only a backslash at a line start can begin such a line (COPY data has \\N
+        # in every NULL, so backslashes are not rare; a regex finds "\n\\" fastest).
+        starts = [0] if data[:1] == b"\\" and self.line_start else []
+        starts += [match.start() + 1 for match in _LINE_START_BACKSLASH.finditer(data)]
         for start in starts:
-            if start < kept_from:
-                continue
             end = data.find(b"\n", start)
-            if end < 0 and len(data) - start < _DECIDE:
-                out.append(data[kept_from:start])
-                self.carry, kept_from = data[start:], len(data)
+            if end < 0:
+                if _may_be_own(data[start:]):
+                    out.append(data[kept_from:start])
+                    self.carry, kept_from = data[start:], len(data)
                 break
-            if _RESTRICT_LINE.match(data, start):
+            if _OWN_LINE.fullmatch(data, start, end + 1):
                 out.append(data[kept_from:start])
-                if end < 0:
-                    self.dropping, kept_from = True, len(data)
-                    break
                 kept_from = end + 1
         out.append(data[kept_from:])
         self.line_start = bool(self.carry) or (data.endswith(b"\n") if data else self.line_start)
@@ -68,7 +69,7 @@ class RestrictFilter:
 
     def finish(self):
         rest, self.carry = self.carry, b""
-        return b"" if _RESTRICT_LINE.match(rest) else rest
+        return b"" if _OWN_LINE.fullmatch(rest) else rest
 
 
 def widen_pipes(*pipes):

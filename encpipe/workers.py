@@ -16,13 +16,16 @@ AUTO_BUFFERS = 16 << 20  # keeps peak RSS within 48 MiB at every chunk size
 _SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
 
 
-def int_option(text, name, low, high):
+def int_option(text, name, low, high, shown=True):
+    """`text` as a whole number from `low` to `high`; a message shows it only when
+    `shown` (not a --passphrase-fd value: it may be a passphrase typed in its place)."""
+    value_text = f", not {text!r}" if shown else " (the value, not shown, may be a passphrase)"
     try:
         value = int(text)
     except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a whole number, not {text!r}") from None
+        raise UsageError(f"{name} must be a whole number{value_text}") from None
     if not low <= value <= high:
-        raise UsageError(f"{name} must be from {low} to {high}, not {value}")
+        raise UsageError(f"{name} must be from {low} to {high}" + (f", not {value}" if shown else value_text))
     return value
 
 

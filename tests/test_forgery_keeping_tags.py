@@ -6,7 +6,12 @@ tags only); the raw key's authenticator (GMAC under a key from the raw key) and 
 signature (over C, a SHA-256 of every byte) must not."""
 
 import io
+import os
+import subprocess
+import sys
+import time
 
+import pytest
 from Crypto.Cipher import AES
 
 from cliutil import KEY_A, assert_one_line_error, ok, run, secret_file
@@ -14,6 +19,7 @@ from cliutil import KEY_A, assert_one_line_error, ok, run, secret_file
 from encpipe import envelope
 from encpipe.primitives import payload_key
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK = 16 * 1024
 DATA = bytes(range(256)) * (2 * CHUNK // 256) + b"tail"
 
@@ -114,7 +120,9 @@ def test_a_file_swapped_between_the_two_passes_is_refused(tmp_path):
     who can write the file swaps in a forgery that keeps every tag and the trailer,
     after the check. The second pass's output is then not to be trusted: the run
     fails. A signed file is compared through a witness GMAC under a key of that run
-    (the second pass does not hash it again), so this holds for it too."""
+    (the second pass does not hash it again), so this holds for it too. With
+    --signer or --verify-first there is no second reading of the file: what is
+    decrypted is the private copy of what was checked, the swap has no effect."""
     from encpipe.keys import parse_keyring
     from encpipe.signing import parse_verify_key
 
@@ -125,10 +133,62 @@ def test_a_file_swapped_between_the_two_passes_is_refused(tmp_path):
     signed = ok(run(["seal", "--chunk-size", "16K", "--recipient", x_public, "--sign-key", s], DATA))
     for options in ({"signers": [verify]}, {"signers": [verify], "verify_first": True}, {}):
         assert _open_twice(signed, signed, x, **options) == (None, None, DATA)
-        error, message, _ = _open_twice(signed, keep_the_tag(signed, x), x, **options)
-        assert (error, message) == ("InvalidStream", "the input changed between the two passes: do not trust the output")
+        swapped = _open_twice(signed, keep_the_tag(signed, x), x, **options)
+        if options:
+            assert swapped == (None, None, DATA)
+        else:
+            assert swapped[:2] == ("InvalidStream", "the input changed between the two passes: do not trust the output")
     raw = ok(run(["seal", "--chunk-size", "16K", "--key-file", k, "--recipient", x_public], DATA))
     key = parse_keyring(open(k).read(), k)[0]
     assert _open_twice(raw, raw, key) == (None, None, DATA)
     error, message, _ = _open_twice(raw, keep_the_tag(raw, x), key)
     assert (error, message) == ("InvalidStream", "the input changed between the two passes: do not trust the output")
+
+
+def _fd_position(pid, path):
+    """How far process `pid` has read `path` (its descriptor's offset), or -1."""
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    return int(info.readline().split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+@pytest.mark.parametrize("how", ["verify-first", "signer"])
+def test_a_file_rewritten_in_place_after_its_check_yields_only_what_was_checked(tmp_path, how):
+    """A holder of the escrow identity who can write the backup file rewrites chunk 0
+    in place (same inode: the open descriptor sees it) once `open` has read past it.
+    With --verify-first or --signer, nothing may leave before all of the file has
+    authenticated, so the forged chunk must never reach stdout: the output is the
+    genuine plaintext, from the private copy of what was checked."""
+    x_path, x_public, x = escrow(tmp_path)
+    k = secret_file(tmp_path, "k.key", KEY_A + "\n")
+    s = str(tmp_path / "s.key")
+    verify = ok(run(["keygen", "--sign", "-o", s])).decode().strip()
+    big = os.urandom(1 << 20) * 96
+    path = str(tmp_path / "big.enc")
+    sealed = ok(run(["seal", "--chunk-size", "1M", "--key-file", k, "--recipient", x_public, "--sign-key", s], big))
+    with open(path, "wb") as f:
+        f.write(sealed)
+    forged = keep_the_tag(sealed, x)
+    changed = [i for i in range(len(sealed)) if sealed[i] != forged[i]]
+    first, last = changed[0], changed[-1] + 1
+    options = ["--verify-first", "--key-file", k] if how == "verify-first" else ["--identity", x_path, "--signer", verify]
+    proc = subprocess.Popen([sys.executable, "-m", "encpipe", "open", *options, path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT})
+    deadline = time.monotonic() + 60
+    while _fd_position(proc.pid, path) < 4 << 20 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, forged[first:last], first)
+    finally:
+        os.close(fd)
+    out, err = proc.communicate(timeout=120)
+    assert forged[first:last] != sealed[first:last]
+    assert b"Traceback" not in err
+    assert out in (big, b""), (proc.returncode, len(out), err)  # never a forged byte
+    assert (proc.returncode, out) == (0, big), err

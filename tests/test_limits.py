@@ -121,6 +121,46 @@ def test_sixty_four_slots_open():
     opens(data, KEY_ENV)
 
 
+# --- sig_count <= 16 (v2) -----------------------------------------------------------------
+
+
+def _signed(tmp_path, count):
+    """A v2 file sealed with `count` signing keys; (data, their verify keys, the
+    --sign-key options of `count + 1` keys: the last one did not sign)."""
+    keys, verify = [], []
+    for n in range(count + 1):
+        path = str(tmp_path / f"sign{n}")
+        made = subprocess.run(command("keygen", "--sign", "-o", path), capture_output=True, env=clean_env(),
+                              check=True)
+        keys += ["--sign-key", path]
+        verify.append(made.stdout.decode().strip())
+    done = subprocess.run(command("seal", *keys[:-2]), input=PLAINTEXT, capture_output=True,
+                          env=clean_env(KEY_ENV), timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, verify, keys
+
+
+def test_sixteen_signatures_open_and_a_seventeenth_is_refused(tmp_path):
+    data, verify, options = _signed(tmp_path, 16)
+    assert data[craft.OFF_SLOTS] == 16  # v2: sig_count follows slot_count
+    done = subprocess.run(command("open", "--signer", verify[15]), input=data, capture_output=True,
+                          env=clean_env(KEY_ENV), timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, PLAINTEXT, b"")
+    for argv in (["seal", *options], ["rewrap", *options[-2:]]):
+        done = subprocess.run(command(*argv), input=PLAINTEXT if argv[0] == "seal" else data, capture_output=True,
+                              env=clean_env(KEY_ENV), timeout=60)
+        assert (done.returncode, done.stdout) == (64, b""), done.stderr
+        assert_error_lines(done.stderr.decode(), "at most 16 signatures")
+
+
+@pytest.mark.parametrize("count", [17, 255])
+def test_signature_count_over_the_limit(tmp_path, count):
+    data, _, _ = _signed(tmp_path, 1)
+    data = bytearray(data)
+    data[craft.OFF_SLOTS] = count
+    rejected(craft.fix_crc(bytes(data)), KEY_ENV, f"signature count {count}", "16")
+
+
 # --- 14 <= chunk_log2 <= 24 ---------------------------------------------------------------
 
 

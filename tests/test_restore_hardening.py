@@ -81,6 +81,13 @@ def _env_with(pg, tools, directory):
     b"\\copy (SELECT 1) TO PROGRAM 'touch {marker}'\n",
     b"\\unrestrict guessed\n\\! touch {marker}\n",
     b"\\connect postgres\n\\! touch {marker}\n",
+    b"\\o {marker}\nSELECT 1;\n",
+    b"\\copy (SELECT 1) TO '{marker}'\n",
+    b"SELECT 1 \\w {marker}\n",
+    b"SELECT 1; \\! touch {marker}\n",
+    b"   \\! touch {marker}\n",
+    b"SELECT 1 \\restrict x\n\\! touch {marker}\n",
+    b"\\setenv PAGER 'touch {marker}'\n\\! true\n",
 ])
 def test_a_dump_cannot_run_shell_commands(pg, tools, key_file, tmp_path, attack):
     db = ensure_small(pg, "hard_source")

@@ -229,6 +229,39 @@ def test_error_messages_never_echo_the_secret(tmp_path):
         assert secret not in err and secret.upper() not in err, err
 
 
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+TYPED = "hunter2-typed-in-place"  # a passphrase given where an option's value or FILE belongs
+DIGITS = "73918264"  # a passphrase of digits, out of --passphrase-fd's range
+
+
+@pytest.mark.parametrize("argv, status", [
+    (["open", "--passphrase-fd", TYPED, "FILE"], 64),
+    (["open", "--passphrase-fd", DIGITS, "FILE"], 64),
+    (["inspect", "--verify", "--passphrase-fd", TYPED, "FILE"], 64),
+    (["open", "-p", TYPED], 66),  # -p takes no value: the passphrase became FILE
+    (["inspect", "--verify", "-p", TYPED], 66),
+    (["open", "--key-file", "KEY", TYPED * 2 + " with spaces"], 66),
+    ([os.path.join(SCRIPTS, "encpipe-restore"), "--passphrase-fd", TYPED, "FILE", "db"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-restore"), "--passphrase=" + TYPED, "FILE", "db"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-restore"), "-p" + TYPED, "FILE", "db"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-restore"), "-p", TYPED, "db"], 66),
+    ([os.path.join(SCRIPTS, "encpipe-backup"), "--passphrase-fd", TYPED, "db"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-backup"), "-p" + TYPED, "db"], 64),
+])
+def test_a_passphrase_typed_where_a_value_or_file_belongs_is_not_echoed(tmp_path, argv, status):
+    sealed = tmp_path / "f.enc"
+    sealed.write_bytes(_run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    key = secret_file(tmp_path / "k", KEY + "\n")
+    argv = [str(sealed) if a == "FILE" else key if a == "KEY" else a for a in argv]
+    argv = argv if argv[0].startswith("/") else command(*argv)
+    env = clean_env({"PYTHONPATH": os.path.dirname(SCRIPTS)})
+    done = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (status, b""), err
+    assert err.count("error: ") == 1 and "Traceback" not in err, err
+    assert TYPED not in err and DIGITS not in err, err
+
+
 # --- what encpipe does not protect against (README "Security model") ----------------------------
 
 

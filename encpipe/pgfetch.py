@@ -1,0 +1,40 @@
+"""Where encpipe-restore's sealed files are: FILE and, beside it, the globals file
+of its run; from an rclone remote, both are first fetched (sealed, never
+plaintext) into private temporary files, since a file is read more than once."""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+from .pgcli import Failure
+from .pgclient import client_env
+
+_RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
+
+
+def globals_name(path):
+    """The globals file of the run that made backup `path`, or None."""
+    match = _RUN_NAME.match(os.path.basename(path))
+    return match and path[: len(path) - len(os.path.basename(path))] + match["run"] + ".globals.sql.enc"
+
+
+def fetch_remote(remote, with_globals, fetched):
+    """(local copy of REMOTE:PATH/NAME, local copy of its run's globals file or None);
+    each temporary path goes into `fetched` as soon as it exists (the caller removes
+    them at exit). The fetch helper runs rclone and gets none of encpipe's secrets."""
+    found = {}
+    for name, needed in ((remote, True), (globals_name(remote) if with_globals else None, False)):
+        if not name:
+            continue
+        fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
+        fetched.append(path)
+        with os.fdopen(fd, "wb") as out:
+            status = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
+                                    stderr=None if needed else subprocess.DEVNULL, env=client_env()).returncode
+        if status and needed:
+            raise Failure("cannot fetch %s (status %d); nothing was changed" % (name, status), status)
+        if not status:
+            found[needed] = path
+    return found[True], found.get(False)

@@ -1,0 +1,134 @@
+"""What the children of encpipe-restore inherit, read from /proc by the real children.
+
+psql, pg_restore, zstd and rclone (and the fetch helper that runs rclone) need no
+key: each is wrapped by a spy that records its environment, its open file
+descriptors and, for rclone, its parent's environment, then runs the real tool.
+None may hold ENCPIPE_KEY, ENCPIPE_PASSPHRASE, BACKUP_ENCRYPTION_KEY or their
+values, nor any descriptor beyond standard input, output and error (a
+--passphrase-fd secret is a pipe: it must reach `encpipe open` only).
+"""
+
+import json
+import os
+import shutil
+import stat
+import sys
+
+import pytest
+
+from s3server import S3Server, rclone_binary
+from test_backup_restore import (
+    BACKUP,
+    RESTORE,
+    backup,
+    dump,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    read_key,
+    run,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+PASSPHRASE = "restore-children passphrase 7f3a"
+LEGACY_KEY = "legacy-key-9c1e-never-shown"
+SECRET_NAMES = ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY")
+
+SPY = '''#!%(python)s -S
+import json, os, sys
+def environ(pid):
+    with open("/proc/%%s/environ" %% pid, "rb") as f:
+        return [v.decode("utf-8", "replace") for v in f.read().split(b"\\0") if v]
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink("/proc/self/fd/" + fd)
+    except OSError:
+        pass  # the directory being listed, closed again
+fds = {fd: target for fd, target in fds.items() if not target.startswith("/proc/")}
+record = {"tool": %(tool)r, "argv": sys.argv[1:], "env": environ("self"), "fds": fds}
+if %(tool)r == "rclone":
+    record["parent_env"] = environ(os.getppid())
+with open(%(log)r, "a") as log:
+    log.write(json.dumps(record) + "\\n")
+os.execv(%(real)r, [%(real)r] + sys.argv[1:])
+'''
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = S3Server(str(tmp_path_factory.mktemp("s3")))
+    yield server
+    server.stop()
+
+
+def _spies(tmp_path, pg):
+    spies, log = tmp_path / "spies", tmp_path / "children.log"
+    spies.mkdir()
+    reals = {"psql": pg.bin("psql"), "pg_restore": pg.bin("pg_restore"), "zstd": shutil.which("zstd"),
+             "rclone": rclone_binary()}
+    for tool, real in reals.items():
+        path = spies / tool
+        path.write_text(SPY % {"python": sys.executable, "tool": tool, "log": str(log), "real": real})
+        path.chmod(stat.S_IRWXU)
+    return spies, log
+
+
+def _records(log):
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _assert_clean(records, secrets, tools):
+    assert {r["tool"] for r in records} == set(tools), [r["tool"] for r in records]
+    for record in records:
+        for env in (record["env"], record.get("parent_env", [])):
+            names = {entry.partition("=")[0] for entry in env}
+            assert not names & set(SECRET_NAMES), (record["tool"], record["argv"], names & set(SECRET_NAMES))
+            assert not any(secret in entry for entry in env for secret in secrets), (record["tool"], record["argv"])
+        assert set(record["fds"]) <= {"0", "1", "2"}, (record["tool"], record["argv"], record["fds"])
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_no_child_of_a_restore_holds_a_secret_variable_or_descriptor(pg, tools, key_file, tmp_path, fmt):
+    """The key in ENCPIPE_KEY (with the other secret variables set too), a plain
+    zstd dump through psql or a custom archive through pg_restore."""
+    db = ensure_small(pg, "children_source")
+    options = ("--compress", "zstd") if fmt == "plain" else ("--format", "custom")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file, *options)
+    spies, log = _spies(tmp_path, pg)
+    key = read_key(key_file)
+    env = script_env(pg, tools, ENCPIPE_KEY=key, ENCPIPE_PASSPHRASE=PASSPHRASE, BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
+    env["PATH"] = "%s:%s" % (spies, env["PATH"])
+    pg.dropdb("children_copy")
+    proc = run([RESTORE, path, "children_copy"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "children_copy") == dump(pg, db)
+    pg.dropdb("children_copy")
+    _assert_clean(_records(log), (key, PASSPHRASE, LEGACY_KEY),
+                  {"psql", "zstd"} if fmt == "plain" else {"psql", "pg_restore"})
+
+
+def test_a_passphrase_fd_reaches_no_child_but_encpipe(pg, tools, tmp_path, s3):
+    """A --passphrase-fd secret, a remote backup (rclone, through the fetch helper)."""
+    db = ensure_small(pg, "children_source")
+    secret = tmp_path / "pass"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    remote = f"{s3.location}/children"
+    env = script_env(pg, tools, **s3.env)
+    with open(secret, "rb") as f:
+        proc = run([BACKUP, "--no-globals", "--to", remote, "--compress", "zstd", "--work-factor", "10",
+                    "--passphrase-fd", str(f.fileno()), db], env, pass_fds=(f.fileno(),))
+    assert proc.returncode == 0, proc.stderr.decode()
+    name = json.loads(proc.stdout)["filename"]
+    spies, log = _spies(tmp_path, pg)
+    env["PATH"] = "%s:%s" % (spies, env["PATH"])
+    env.update(RCLONE=str(spies / "rclone"), BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
+    pg.dropdb("children_copy")
+    with open(secret, "rb") as f:
+        proc = run([RESTORE, "--passphrase-fd", str(f.fileno()), f"{remote}/{name}", "children_copy"], env,
+                   pass_fds=(f.fileno(),))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "children_copy") == dump(pg, db)
+    pg.dropdb("children_copy")
+    _assert_clean(_records(log), (PASSPHRASE, LEGACY_KEY), {"psql", "zstd", "rclone"})

@@ -1,0 +1,47 @@
+"""The filter that drops a plain dump's own \\restrict and \\unrestrict lines must not
+change how psql reads the rest. A role that may only create tables and comment on
+them writes a comment whose second line starts with `\\restrict k';`: a filter that
+drops every line starting with \\restrict also drops that line's closing quote, the
+string then runs on into the next comment, and the text of that comment, which its
+author chose, runs as SQL as the restoring superuser: here `COPY ... TO PROGRAM`, a
+shell command on the database server, which no rollback undoes. Only lines that are
+exactly pg_dump's own (`\\restrict KEY`, KEY alphanumeric) may go.
+"""
+
+import secrets
+from pathlib import Path
+
+from test_backup_restore import (
+    backup,
+    dump,
+    key_file,  # noqa: F401 (fixture)
+    restore,
+    tools,  # noqa: F401 (fixture)
+)
+
+SOURCE, COPY = "inject_source", "inject_copy"
+
+
+def test_a_comment_cannot_inject_sql_into_a_restore(pg, tools, key_file, tmp_path):
+    marker = Path("/tmp") / ("encpipe-inject-" + secrets.token_hex(8))  # the server's user can write there
+    pg.dropdb(SOURCE)
+    pg.dropdb(COPY)
+    pg.psql("DROP ROLE IF EXISTS mallory; CREATE ROLE mallory LOGIN")
+    pg.createdb(SOURCE)
+    pg.psql("ALTER DATABASE %s OWNER TO mallory" % SOURCE)
+    pg.psql("SET ROLE mallory; "
+            "CREATE TABLE public.t1 (id integer); CREATE TABLE public.t2 (id integer); "
+            "COMMENT ON TABLE public.t1 IS E'x\\n\\\\restrict k'; "
+            "COMMENT ON TABLE public.t2 IS '; COPY (SELECT 1) TO PROGRAM $q$touch %s$q$; --';" % marker, db=SOURCE)
+    path, _ = backup(pg, tools, str(tmp_path / "b"), SOURCE, "--no-globals", "--compress", "none",
+                     "--key-file", key_file)
+    proc = restore(pg, tools, path, COPY, "--key-file", key_file)
+    try:
+        assert not marker.exists(), proc.stderr.decode()
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert dump(pg, COPY) == dump(pg, SOURCE)
+    finally:
+        if marker.exists():
+            marker.unlink()
+        pg.dropdb(COPY)
+        pg.dropdb(SOURCE)

@@ -1,0 +1,115 @@
+"""encpipe-restore with hostile names: a DBNAME made of quotes, a backslash, a
+newline and a semicolon; a scratch database name taken before the restore by
+another role. The restore either works on exactly the named database or fails
+leaving every database as it was; nothing lands in a database someone else made.
+"""
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+from test_backup_restore import (
+    REPO,
+    backup,
+    databases,
+    dump,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    restore,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+AWKWARD = "q\"u'o\\te\nnl; --x"
+FIXED_PID = 424242
+
+
+def _precious(pg, name):
+    pg.dropdb(name)
+    pg.createdb(name)
+    pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db=name)
+    return dump(pg, name)
+
+
+def test_a_database_name_with_quotes_a_backslash_and_a_newline(pg, tools, key_file, tmp_path):
+    source = ensure_small(pg, "names_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--no-globals", "--key-file", key_file)
+    wanted = dump(pg, source)
+    pg.dropdb(AWKWARD)
+    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file)  # a new database
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert dump(pg, AWKWARD) == wanted
+    before = _precious(pg, AWKWARD)
+    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file)  # in place: the old one kept
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert dump(pg, AWKWARD) == wanted
+    kept = [c for c in databases_named(pg) if c.startswith(AWKWARD + "_pre_restore_")]
+    assert len(kept) == 1, kept
+    assert dump(pg, kept[0]) == before
+    # the copy is found by name, newline and all: dropped on request (it was not, before)
+    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file, "--drop-old", "--drop-pre-restore-older-than", "0")
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert not [c for c in databases_named(pg) if "_pre_restore_" in c]
+    pg.dropdb(AWKWARD)
+
+
+def databases_named(pg):
+    """Every database name, newlines included (psql's own output would split them)."""
+    out = pg.psql("SELECT string_agg(encode(convert_to(datname, 'UTF8'), 'hex'), ',') FROM pg_database").strip()
+    return [bytes.fromhex(h).decode() for h in out.split(",")]
+
+
+def test_a_scratch_name_taken_beforehand_makes_the_restore_fail_and_captures_nothing(pg, tools, key_file,
+                                                                                      tmp_path):
+    """Another role (CREATEDB) guesses the scratch name `encpipe_restore_<time>_<pid>`
+    and creates it first: the restore must not restore into it nor swap it in."""
+    source = ensure_small(pg, "names_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--no-globals", "--key-file", key_file)
+    before = _precious(pg, "names_target")
+    pg.psql("DROP ROLE IF EXISTS squatter; CREATE ROLE squatter LOGIN CREATEDB")
+    now = datetime.now(timezone.utc)
+    traps = ["encpipe_restore_%s_%d" % ((now + timedelta(seconds=s)).strftime("%Y%m%dT%H%M%SZ"), FIXED_PID)
+             for s in range(0, 20)]
+    for trap in traps:
+        pg.dropdb(trap)
+        pg.psql('CREATE DATABASE "%s" OWNER squatter' % trap)
+    try:
+        driver = ("import os, sys; os.getpid = lambda: %d; from encpipe.pgrestore import main; "
+                  "sys.exit(main(sys.argv[1:]))" % FIXED_PID)
+        env = script_env(pg, tools, PYTHONPATH=str(REPO))
+        proc = subprocess.run([sys.executable, "-c", driver, "--key-file", key_file, path, "names_target"],
+                              env=env, capture_output=True, timeout=300)
+        assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
+        assert b"Traceback" not in proc.stderr
+        assert dump(pg, "names_target") == before
+        present = databases(pg)
+        for trap in traps:  # any left is as the squatter made it: empty
+            if trap in present:
+                tables = pg.psql("SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = "
+                                 "'public'::regnamespace", db=trap).strip()
+                assert tables == "0", trap
+        assert not [d for d in present if d.startswith("names_target_pre_restore_")]
+    finally:
+        for trap in traps:
+            pg.dropdb(trap)
+        pg.dropdb("names_target")
+
+
+def test_a_dbname_of_the_scratch_form_is_refused(tools, key_file, tmp_path):
+    """A later restore drops `encpipe_restore_<time>_<pid>` databases whose run is gone:
+    restoring into such a name would hand the restored database to that cleanup."""
+    path = tmp_path / "f.sql.enc"
+    path.write_bytes(b"ENCPIPE")
+    env = script_env_without_cluster(tools)
+    for name in ("encpipe_restore_20200101T000000Z_1", "encpipe_restore_20261203T010203Z_424242"):
+        proc = subprocess.run([str(REPO / "scripts" / "encpipe-restore"), "--key-file", key_file, str(path), name],
+                              env=env, capture_output=True, timeout=60)
+        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
+        assert proc.stderr.decode().startswith("encpipe-restore: error: %s is named like a scratch" % name)
+
+
+def script_env_without_cluster(tools):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE", "PG"))}
+    env.update(PYTHONPATH=str(REPO), PATH="%s:%s" % (tools, env["PATH"]), PGHOST="/nonexistent")
+    return env
