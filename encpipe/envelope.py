@@ -175,27 +175,27 @@ def open_sealed(
     only); returns a StreamInfo. Each chunk reaches `dst` only after it authenticated.
 
     Nothing reaches `dst` before all of `src`, its trailer and signatures included,
-    has verified when `verify_first` or `signers` (`src` is spooled as ciphertext to
-    an unlinked file in `tmpdir` while it is checked, then decrypted from that copy;
-    the first pass checks every chunk's tag too with `verify_first`, else only
-    hashes); nor, for a v2 file opened by a raw key or passphrase or carrying
-    signatures, from a seekable `src`, before a first pass has checked the trailer
-    (hashing only; the second pass reads `src` again and must see the same bytes,
-    else InvalidStream at its end). From a pipe, the trailer is checked at the end. `signers`: VerifyKeys, one of which must have signed it."""
+    has verified when `verify_first` or `signers` (a first pass checks it, every
+    chunk's tag too with `verify_first`, else only its trailer; a pipe is spooled as
+    ciphertext meanwhile to an unlinked file in `tmpdir`); nor, for a v2 file opened
+    by a raw key or passphrase or carrying signatures, from a seekable `src`, before
+    such a first pass has checked the trailer. The second pass decrypts and lets out
+    each record only once it matched its witness from the first (prov.Witnesses): a
+    file changed in between yields no byte of the change, and InvalidStream. From a
+    pipe, otherwise, the trailer is checked at the end. `signers`: VerifyKeys, one
+    of which must have signed it."""
     file_key, opened = unlock(sealed, identities)
     header, signers = sealed.header, frozenset(signers)
     if header.version < 2 and signers:
         raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
     key = payload_key(file_key, header)
 
-    # A signed file read twice is compared through a witness (see Ledger.fingerprint),
-    # so that the second pass need not compute C again.
-    witness = get_random_bytes(32) if header.version >= 2 and header.sig_count else None
-
-    def payload(source, out, report=None, check_only=False, first=None):
+    def payload(source, out, report=None, check_only=False, first=None, witnesses=None):
         if header.version < 2:
-            return open_payload(source, out, key, header.chunk_size, threads, report) + (NOT_SENDER_AUTHENTICATED, None)
-        ledger = prov.opening_ledger(header, file_key, opened, witness_key=witness, again=first is not None)
+            ledger = prov.Ledger(header, file_key, witness_key=witnesses.key, witnesses=witnesses) if witnesses else None
+            counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
+            return counts + (NOT_SENDER_AUTHENTICATED, None)
+        ledger = prov.opening_ledger(header, file_key, opened, witnesses=witnesses, again=first is not None)
         if check_only:
             hash_records(source, None, header.chunk_size, ledger, threads)
             counts = (None, None)
@@ -205,21 +205,21 @@ def open_sealed(
         return counts + (provenance, ledger.fingerprint())
 
     strict = verify_first or bool(signers)
-    first = None
-    if dst is not None and (strict or (seekable(src) and _authenticates(header, opened))):
-        # Strict: decrypt a private copy of what was checked, never the file a second
-        # time (a holder of the file key who can write it could change it in between).
-        if seekable(src) and not strict:
+    if dst is None or not (strict or (seekable(src) and _authenticates(header, opened))):
+        return _second_pass(sealed, payload(src, dst, on_progress), None, dst)
+    # Two passes: the first checks and writes nothing; the second decrypts, and lets
+    # out no record before it matched its witness from the first (see Witnesses).
+    with private_spool(tmpdir) as store:
+        witnesses = prov.Witnesses(store)
+        if seekable(src):
             start = src.tell()
-            first = payload(src, None, check_only=True)
+            first = payload(src, None, check_only=not verify_first, witnesses=witnesses)
             src.seek(start)
-        else:
-            spool = private_spool(tmpdir)
-            with spool:
-                first = payload(Tee(src, spool), None, check_only=not verify_first)
-                rewind(spool)
-                return _second_pass(sealed, payload(spool, dst, on_progress, first=first), first, dst)
-    return _second_pass(sealed, payload(src, dst, on_progress, first=first), first, dst)
+            return _second_pass(sealed, payload(src, dst, on_progress, first=first, witnesses=witnesses), first, dst)
+        with private_spool(tmpdir) as spool:  # a pipe: its ciphertext, kept while it is checked
+            first = payload(Tee(src, spool), None, check_only=not verify_first, witnesses=witnesses)
+            rewind(spool)
+            return _second_pass(sealed, payload(spool, dst, on_progress, first=first, witnesses=witnesses), first, dst)
 
 
 def _authenticates(header, opened):
@@ -233,7 +233,7 @@ def _second_pass(sealed, result, first, dst):
     if dst is not None:
         flush(dst)
     if first is not None and first[3] != fingerprint:
-        raise InvalidStream("the input changed between the two passes: do not trust the output")
+        raise InvalidStream(f"{prov.CHANGED}: its trailer differs")
     return StreamInfo(sealed.size, plaintext, chunks, provenance)
 
 

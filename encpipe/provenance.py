@@ -20,15 +20,17 @@ signature, which anyone may check, needs the collision-resistant C.
 
 import hashlib
 import hmac
+import os
 import struct
 from typing import NamedTuple
 
 from . import aead
-from .errors import InvalidStream, NotSigned
+from .errors import InvalidStream, IOFailure, NotSigned
 from .format import TAG_LEN
 from .primitives import hkdf
 from .signing import SIGNATURE_LEN, VerifyKey
 from .slots import SLOT_RAW_KEY, SLOT_SCRYPT
+from .spool import rewind
 
 AUTH_LEN = 32
 MAC_LEN = 32
@@ -42,6 +44,8 @@ SIGNATURE_LABEL = b"encpipe v2 signature"
 INFO_KEY_COMMIT = b"encpipe v2 key commitment"
 INFO_RECORD_MAC = b"encpipe v2 record mac"
 INFO_TRAILER = b"encpipe v2 trailer"
+WITNESS_LEN = 16
+CHANGED = "the input changed between the two passes"
 
 
 def authenticated_slots(header):
@@ -62,8 +66,10 @@ class Ledger:
     the result in record order, and end(trailer). With `checks_opener`, keys[0] is
     the key of the slot that opened the file, whose authenticator check() checks."""
 
-    def __init__(self, header, file_key, keys=(), sign=False, checks_opener=False, witness_key=None):
+    def __init__(self, header, file_key, keys=(), sign=False, checks_opener=False, witness_key=None,
+                 witnesses=None):
         self.holdback = trailer_len(header)
+        self._witnesses = witnesses
         self.trailer = None
         self.checks_opener = checks_opener
         self._count = 0
@@ -91,10 +97,14 @@ class Ledger:
             self._full.update(full)
         if seen is not None:
             self._witness.update(seen)
+        if self._witnesses is not None:
+            self._witnesses.add(seen if seen is not None else macs[0])
         self._count += 1
 
     def end(self, trailer):
         self.trailer = trailer
+        if self._witnesses is not None:
+            self._witnesses.end()
 
     def _final(self, running):
         final = running.copy()
@@ -130,17 +140,58 @@ def authenticator_keys(recipients, slots):
     return [r.authenticator_key(slot) for r, slot in zip(recipients, slots) if slot.kind in AUTHENTICATED_KINDS]
 
 
-def opening_ledger(header, file_key, opened, new_keys=(), sign=False, witness_key=None, again=False):
+def opening_ledger(header, file_key, opened, new_keys=(), sign=False, witnesses=None, again=False):
     """A Ledger that checks the authenticator of the slot that opened the file (when
     it has one), computes C when the file is signed or `sign`, and authenticators
     under `new_keys` after it. `opened` is (slot index, decoded slot, identity).
-    `witness_key`: see Ledger.fingerprint. `again`: for a second pass over bytes a
-    first one checked, whose fingerprint it is compared with: no C."""
+    `witnesses`: a Witnesses that a first pass fills and a second checks, record by
+    record. `again`: for that second pass over bytes a first one checked: no C."""
     slot_index, slot, opener = opened
     mine = slot_index in authenticated_slots(header) and hasattr(opener, "authenticator_key")
     keys = ([opener.authenticator_key(slot)] if mine else []) + list(new_keys)
     sign = (sign or header.sig_count > 0) and not again
-    return Ledger(header, file_key, keys, sign=sign, checks_opener=mine, witness_key=witness_key)
+    witness_key = witnesses.key if witnesses is not None and not mine else None
+    return Ledger(header, file_key, keys, sign=sign, checks_opener=mine, witness_key=witness_key,
+                  witnesses=witnesses)
+
+
+class Witnesses:
+    """What tells a second pass over a file, record by record, that a record is the
+    one the first pass checked, before its plaintext leaves: a MAC of each record
+    under a key no one else has, the opening slot's record MAC (under a key from
+    its own secret) or, when the file was opened by another slot, a GMAC under a
+    random key of this run, never written anywhere. A holder of the file key who can
+    write the file may change a chunk between the passes and keep its tag, not
+    this MAC. The first pass writes one per record to `store` (an unlinked private
+    file: 16 bytes a record, so memory stays flat), the second compares."""
+
+    def __init__(self, store):
+        self.key = os.urandom(32)
+        self._store = store
+        self._checking = False
+        self._count = 0
+
+    def add(self, witness):
+        try:
+            if not self._checking:
+                self._store.write(witness)
+                self._count += 1
+                return
+            expected = self._store.read(WITNESS_LEN) if self._count else b""
+        except OSError as e:
+            raise IOFailure(f"cannot use a temporary file: {e.strerror or e}") from None
+        if not hmac.compare_digest(expected, witness):
+            raise InvalidStream(f"{CHANGED}: the output stops before the first record that changed")
+        self._count -= 1
+
+    def end(self):
+        """The first pass has ended: the second compares from the start; or the
+        second has ended, and must have met every record."""
+        if not self._checking:
+            rewind(self._store)
+            self._checking = True
+        elif self._count:
+            raise InvalidStream(f"{CHANGED}: it is shorter now")
 
 
 class Trailer(NamedTuple):

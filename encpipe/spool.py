@@ -24,13 +24,14 @@ class Tee:
 
 
 def private_spool(tmpdir=None):
-    """An unlinked temporary file (O_TMPFILE, or unlinked at once: never named)."""
+    """An unlinked temporary file (O_TMPFILE, or unlinked at once: never named), for
+    a spooled pipe or the witnesses of a first pass."""
     import tempfile
 
     try:
         return tempfile.TemporaryFile(dir=tmpdir)
     except OSError as e:
-        raise IOFailure(f"cannot create a temporary file to spool the input: {e.strerror or e}") from None
+        raise IOFailure(f"cannot create a temporary file (TMPDIR): {e.strerror or e}") from None
 
 
 def rewind(spool):

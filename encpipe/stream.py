@@ -339,10 +339,10 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
         return _open_chunk(cipher, chunk)
 
     def write_chunk(chunk):
+        if ledger is not None:  # first: a second pass's ledger may refuse the record
+            ledger.add(chunk.measured)
         if dst is not None:
             write_all(dst, chunk.data)
-        if ledger is not None:
-            ledger.add(chunk.measured)
         progress.add(chunk.length)
 
     record, holdback = chunk_size + TAG_LEN, ledger.holdback if ledger is not None else 0

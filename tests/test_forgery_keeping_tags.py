@@ -114,35 +114,48 @@ def _open_twice(sealed, later, identity, **options):
     return None, None, out.getvalue()
 
 
+CHANGED = "the input changed between the two passes: the output stops before the first record that changed"
+
+
+def _in_chunk(index, chunk=CHUNK):
+    """keep_the_tag's arguments for two blocks of chunk `index`."""
+    first = index * (chunk + 16) // 16
+    return {"a": first, "b": first + 5}
+
+
 def test_a_file_swapped_between_the_two_passes_is_refused(tmp_path):
-    """The bytes a first pass checked (a signature, or the raw key's authenticator)
-    and those a second pass decrypts are compared: a holder of the escrow identity
-    who can write the file swaps in a forgery that keeps every tag and the trailer,
-    after the check. The second pass's output is then not to be trusted: the run
-    fails. A signed file is compared through a witness GMAC under a key of that run
-    (the second pass does not hash it again), so this holds for it too. With
-    --signer or --verify-first there is no second reading of the file: what is
-    decrypted is the private copy of what was checked, the swap has no effect."""
+    """The bytes a first pass checked (a signature, the raw key's authenticator, or
+    every chunk with --verify-first) are those a second pass decrypts: a holder of
+    the escrow identity who can write the file swaps in a forgery that keeps every
+    tag and the trailer, after the check. The second pass lets out no record before
+    it matched its witness from the first (a MAC under a key the forger lacks: the
+    raw key's record MAC, or a GMAC under a key of that run): the output stops
+    before the changed chunk, and the run fails. v1 files with --verify-first too."""
     from encpipe.keys import parse_keyring
     from encpipe.signing import parse_verify_key
+
+    from cliutil import seal_v1
 
     x_path, x_public, x = escrow(tmp_path)
     k = secret_file(tmp_path, "k.key", KEY_A + "\n")
     s = str(tmp_path / "s.key")
     verify = parse_verify_key(ok(run(["keygen", "--sign", "-o", s])).decode().strip(), "test")
-    signed = ok(run(["seal", "--chunk-size", "16K", "--recipient", x_public, "--sign-key", s], DATA))
-    for options in ({"signers": [verify]}, {"signers": [verify], "verify_first": True}, {}):
-        assert _open_twice(signed, signed, x, **options) == (None, None, DATA)
-        swapped = _open_twice(signed, keep_the_tag(signed, x), x, **options)
-        if options:
-            assert swapped == (None, None, DATA)
-        else:
-            assert swapped[:2] == ("InvalidStream", "the input changed between the two passes: do not trust the output")
-    raw = ok(run(["seal", "--chunk-size", "16K", "--key-file", k, "--recipient", x_public], DATA))
     key = parse_keyring(open(k).read(), k)[0]
-    assert _open_twice(raw, raw, key) == (None, None, DATA)
-    error, message, _ = _open_twice(raw, keep_the_tag(raw, x), key)
-    assert (error, message) == ("InvalidStream", "the input changed between the two passes: do not trust the output")
+    signed = ok(run(["seal", "--chunk-size", "16K", "--recipient", x_public, "--sign-key", s], DATA))
+    raw = ok(run(["seal", "--chunk-size", "16K", "--key-file", k, "--recipient", x_public], DATA))
+    unsigned = ok(run(["seal", "--chunk-size", "16K", "--recipient", x_public], DATA))
+    v1 = seal_v1(DATA)
+    cases = [(signed, x, {"signers": [verify]}), (signed, x, {"signers": [verify], "verify_first": True}),
+             (signed, x, {}), (raw, key, {}), (raw, key, {"verify_first": True}),
+             (unsigned, x, {"verify_first": True}), (v1, key, {"verify_first": True})]
+    for sealed, opener, options in cases:
+        assert _open_twice(sealed, sealed, opener, **options) == (None, None, DATA)
+        for chunk, before in ((0, b""), (1, DATA[:CHUNK])):
+            forged = keep_the_tag(sealed, key if sealed is v1 else x, **_in_chunk(chunk))
+            assert _open_twice(sealed, forged, opener, **options) == ("InvalidStream", CHANGED, before), options
+    trailer = raw[:-1] + bytes([raw[-1] ^ 1])
+    assert _open_twice(raw, trailer, key) == (
+        "InvalidStream", "the input changed between the two passes: its trailer differs", DATA)
 
 
 def _fd_position(pid, path):
@@ -159,11 +172,11 @@ def _fd_position(pid, path):
 
 @pytest.mark.parametrize("how", ["verify-first", "signer"])
 def test_a_file_rewritten_in_place_after_its_check_yields_only_what_was_checked(tmp_path, how):
-    """A holder of the escrow identity who can write the backup file rewrites chunk 0
+    """A holder of the escrow identity who can write the backup file rewrites chunk 1
     in place (same inode: the open descriptor sees it) once `open` has read past it.
     With --verify-first or --signer, nothing may leave before all of the file has
-    authenticated, so the forged chunk must never reach stdout: the output is the
-    genuine plaintext, from the private copy of what was checked."""
+    authenticated, so the forged chunk must never reach stdout: the output is chunk
+    0, checked and unchanged, then the run fails (65)."""
     x_path, x_public, x = escrow(tmp_path)
     k = secret_file(tmp_path, "k.key", KEY_A + "\n")
     s = str(tmp_path / "s.key")
@@ -173,7 +186,7 @@ def test_a_file_rewritten_in_place_after_its_check_yields_only_what_was_checked(
     sealed = ok(run(["seal", "--chunk-size", "1M", "--key-file", k, "--recipient", x_public, "--sign-key", s], big))
     with open(path, "wb") as f:
         f.write(sealed)
-    forged = keep_the_tag(sealed, x)
+    forged = keep_the_tag(sealed, x, **_in_chunk(1, 1 << 20))
     changed = [i for i in range(len(sealed)) if sealed[i] != forged[i]]
     first, last = changed[0], changed[-1] + 1
     options = ["--verify-first", "--key-file", k] if how == "verify-first" else ["--identity", x_path, "--signer", verify]
@@ -190,5 +203,5 @@ def test_a_file_rewritten_in_place_after_its_check_yields_only_what_was_checked(
     out, err = proc.communicate(timeout=120)
     assert forged[first:last] != sealed[first:last]
     assert b"Traceback" not in err
-    assert out in (big, b""), (proc.returncode, len(out), err)  # never a forged byte
-    assert (proc.returncode, out) == (0, big), err
+    assert (proc.returncode, out) == (65, big[: 1 << 20]), (proc.returncode, len(out), err)  # never a forged byte
+    assert err.decode() == f"encpipe: error: {CHANGED}\n"
