@@ -90,9 +90,9 @@ def test_backup_and_restore_write_no_plaintext_file(pg, tools, key_file, tmp_pat
     env["TMPDIR"] = str(spool)
     proc, writes, renames, others = _traced([RESTORE, "--key-file", key_file, final, restored], env, trace_dir)
     assert proc.returncode == 0, proc.stderr.decode()
-    # `open --verify-first` spools the sealed file, ciphertext only, to an unnamed file
-    # (O_TMPFILE in TMPDIR; Python's tempfile first probes the directory with a file of
-    # its own): nothing else is written, and nothing is left there.
+    # `open --verify-first` keeps the first pass's witnesses (a MAC per record, no
+    # plaintext) in an unnamed file (O_TMPFILE in TMPDIR; Python's tempfile first probes
+    # the directory with a file of its own): nothing else is written, nothing is left.
     assert str(spool) in writes and all(os.path.dirname(p) == str(spool) for p in writes - HARMLESS - {str(spool)})
     assert os.listdir(spool) == []
     assert renames == [] and others == []
