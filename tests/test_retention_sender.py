@@ -19,7 +19,7 @@ import pytest
 
 from cliutil import seal_v1
 from encpipe.backup.cli import main as backups_main
-from test_backup_dir import KEY, by_name, make_valid, stamp
+from test_backup_dir import KEY, LEGACY_AVAILABLE, by_name, make_valid, stamp
 from test_backup_dir import run as backups
 from test_backup_restore import (
     REPO,
@@ -233,3 +233,17 @@ def test_encpipe_check_does_not_count_a_v1_file(tmp_path):
     assert f"; newest file {_day(9)} is not counted: its maker cannot be authenticated" in out
     code, out = check("--max-age", "48", "--count-unauthenticated", str(tmp_path))
     assert code == 0 and out.startswith(f"OK: shop: newest backup {_day(9)} is ")
+
+
+@pytest.mark.skipif(not LEGACY_AVAILABLE, reason="the legacy reader is not available")
+def test_a_file_of_the_previous_tool_counts_as_made_by_its_key(tmp_path):
+    from encpipe.legacy import seal_legacy
+
+    _day = days()
+    make_valid(tmp_path, _day(1))
+    with open(tmp_path / _day(2), "wb") as dst:  # one secret only: whoever made it holds the key
+        seal_legacy(io.BytesIO(b"SELECT 1;\n" * 100), dst, KEY)
+    code, report, _ = backups("verify", str(tmp_path))
+    assert code == 0 and by_name(report["results"])[_day(2)]["sender_authenticated"] is True
+    code, report, err = backups("prune", "--keep-last", "1", str(tmp_path))
+    assert (code, err) == (0, "") and os.listdir(tmp_path) == [_day(2)]
