@@ -48,7 +48,7 @@ def parse(argv):
                  "--progress": False, "--sign-key-command": []})
     o = {"dir": "", "to": "", "format": "plain", "compress": "", "level": "", "threads": "", "globals": True,
          "db": "", "seal": seal, "policy": [], "open": [], "signers": {"--signer": [], "--signer-file": []},
-         "metrics": [], "shared": [],
+         "metrics": [], "shared": [], "unauthenticated": [],
          "have_key": False}
     args = list(argv)
     while args:
@@ -68,6 +68,8 @@ def parse(argv):
             seal["--progress"] = True
         elif arg == "--allow-shared-dir":
             o["shared"] = [arg]
+        elif arg == "--count-unauthenticated":
+            o["unauthenticated"] = [arg]
         elif arg == "--no-globals":
             o["globals"] = False
         elif arg == "--":
@@ -299,7 +301,8 @@ class Backup:
         """One step renames the globals, then the dump, prunes, records the run, prints the JSON line."""
         globals_opts = ["--globals-temp", self.gtemp, "--globals-name", self.gname] if self.gtemp else []
         return job.main(["commit", *self.store_opts, *self.job_opts, "--kind", self.o["ext"], *self.o["policy"],
-                         *self.o["open"], *_pairs(self.o["signers"]), *globals_opts, self.temp, self.final])
+                         *self.o["open"], *_pairs(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
+                         self.temp, self.final])
 
 
 def usage(script):

@@ -243,13 +243,14 @@ def test_verify_directory_reports_each_file(mixed):
         "exit_code": None,
         "error_class": None,
         "note": None,
+        "sender_authenticated": True,  # opened by a raw key whose slot authenticator checked
     }
     assert results["my_app_db_20240105T010203Z.dump.enc"]["ok"] is True
     for name in ("shop_20240102T000000Z.sql.enc", "shop_20240103T000000Z.dump.enc",
                  "shop_20240104T000000Z.sql.enc"):
         assert (results[name]["ok"], results[name]["exit_code"], results[name]["error_class"]) == (
             False, 65, "invalid_stream")
-        assert results[name]["plaintext_bytes"] is None
+        assert results[name]["plaintext_bytes"] is None and results[name]["sender_authenticated"] is None
     assert results["shop_20240104T000000Z.sql.enc"]["error"] == "truncated header"
     for name in ("noise.bin", "README.txt", ".encpipe-tmp.x"):
         assert results[name]["ok"] is None and results[name]["exit_code"] is None

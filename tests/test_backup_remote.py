@@ -187,7 +187,14 @@ def test_a_host_that_seals_to_a_public_key_only_backs_up_but_does_not_prune(pg, 
     assert proc.returncode == 1
     assert b"backup written, but not pruned: no key configured" in proc.stderr
     assert len(dir_entries(directory)) == 2 and json.loads(proc.stdout)["filename"] in dir_entries(directory)
+    # unsigned files sealed to a public key: anyone with it could have made them, so
+    # prune elsewhere with the identity alone counts none of them and removes nothing
     pruned = tool("encpipe-prune", "--keep-last", "1", "--identity", identity, directory,
+                  env=script_env(pg, tools))
+    assert pruned.returncode == 65 and len(dir_entries(directory)) == 2
+    assert pruned.stderr.count(b"maker not authenticated") == 2
+    # the operator who accepts that risk says so, and prunes as before
+    pruned = tool("encpipe-prune", "--keep-last", "1", "--identity", identity, "--count-unauthenticated", directory,
                   env=script_env(pg, tools))
     assert pruned.returncode == 0 and dir_entries(directory) == [json.loads(proc.stdout)["filename"]]
     assert os.path.basename(first) not in dir_entries(directory)

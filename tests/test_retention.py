@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from encpipe.backup.retention import FAILED, KEEP, LEAVE, OK, REMOVE, Policy, Record, plan
+from encpipe.backup.retention import (FAILED, KEEP, LEAVE, OK, REMOVE, UNAUTHENTICATED, UNAUTHENTICATED_REASON,
+                                      Policy, Record, plan)
 from test_backup_dir import make_valid, names, run, sealed_bytes, stamp, write
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
@@ -145,10 +146,12 @@ def test_plan_leaves_what_is_not_authenticated_and_keeps_the_newest_authenticate
     records = [Record(f"r{i}", ("db", "plain"), START + timedelta(days=i)) for i in range(5)]
     records += [Record("bad", ("db", "plain"), START + timedelta(days=6), FAILED, "truncated"),
                 Record("unknown", ("db", "plain"), START + timedelta(days=7), "unverified"),
-                Record("future", ("db", "plain"), now + timedelta(hours=1), OK)]
+                Record("future", ("db", "plain"), now + timedelta(hours=1), OK),
+                Record("planted", ("db", "plain"), START + timedelta(days=8), UNAUTHENTICATED)]
     decisions = {d.record.name: (d.action, d.reasons) for d in plan(records, Policy(max_age=timedelta(0)), now)}
     assert decisions["r4"] == (KEEP, ["newest authenticated"])
     assert decisions["bad"] == (LEAVE, ["failed verification: truncated"])
+    assert decisions["planted"] == (LEAVE, [UNAUTHENTICATED_REASON])
     assert decisions["unknown"][0] == decisions["future"][0] == LEAVE
     assert all(decisions[f"r{i}"] == (REMOVE, ["max-age"]) for i in range(4))
 

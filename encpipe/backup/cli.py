@@ -4,7 +4,7 @@ Usage:
   encpipe-backups list [--stats] [--dir DIR | DIR]
   encpipe-backups prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
                [--keep-monthly N] [--keep N] [--max-age DAYS] [--database DB]...
-               [--dry-run] [--threads N]
+               [--dry-run] [--count-unauthenticated] [--threads N]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
@@ -13,7 +13,7 @@ Usage:
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
   encpipe-backups check --max-age HOURS [--warn-age HOURS] [--database DB]...
-               [--metrics-file FILE] [--dir DIR | DIR]
+               [--metrics-file FILE] [--count-unauthenticated] [--dir DIR | DIR]
   encpipe-backups (-h | --help)
 
 Run as `python3 -m encpipe.backup`, or as encpipe-list, encpipe-prune,
@@ -25,11 +25,13 @@ Commands:
             v2 file, from its trailer, not verified); no key needed.
   prune     Remove the backups the policy does not keep (restic forget's rules,
             per database, plain and custom dumps and globals apart). Every file
-            is authenticated first: one that fails, is dated in the future or
-            is a copy of another file there, is never counted as kept and never
+            is authenticated first: one that fails, is dated in the future, is
+            a copy of another file there, or whose maker is not authenticated
+            (see --count-unauthenticated), is never counted as kept and never
             removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
-  check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database.
+  check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
+            from names and headers (no key: encpipe-verify authenticates).
 
 Options:
   --dir DIR                  The backups; without it and without DIR,
@@ -59,6 +61,16 @@ Options:
   --signer KEY               Count a file as good only when signed by this verify
                              key (encpipesign1...); else 67 (verify), left (prune).
   --signer-file FILE         As --signer, for each verify key in FILE.
+  --count-unauthenticated    Weaker: also count files whose maker is not
+                             authenticated (v2 opened only by an x25519
+                             identity and signed by no --signer; v1 files;
+                             check: sealed to x25519 keys only, unsigned, or
+                             v1), which anyone with the public key (or any slot
+                             holder of a v1 file) can make: a writer of the
+                             backups can then plant newer files that make
+                             prune remove the genuine ones. Without it, prune
+                             leaves such files (neither kept nor removed, 65)
+                             and check does not count them.
   -h, --help                 Show this text.
   Without a key option, ENCPIPE_KEY and ENCPIPE_PASSPHRASE are used; without a
   signer option, the verify keys in ENCPIPE_SIGNER.
@@ -66,10 +78,12 @@ Options:
 Exit status:
   0 success; 64 usage error; 66 the location cannot be read; 78 no key
   configured (verify, prune: nothing is removed). prune: 74 a file could not
-  be removed, 65 a backup failed verification or is future-dated (left in
-  place, reported under "left"). verify exits with the encpipe status of the
-  first file that failed (65 invalid, 66 unreadable, 67 not signed by a
-  trusted signer, 74 I/O error, 77 no supplied key opens it).
+  be removed, 65 a backup failed verification, is future-dated, is a copy or
+  its maker is not authenticated (left in place, reported under "left").
+  verify exits with the encpipe status of the first file that failed (65
+  invalid, 66 unreadable, 67 not signed by a trusted signer, 74 I/O error, 77
+  no supplied key opens it); a file that verifies but whose maker is not
+  authenticated is not a failure ("sender_authenticated": false).
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
@@ -149,7 +163,8 @@ def cmd_prune(args, io):
         raise NoKeyConfigured("no key configured: prune removes nothing it has not authenticated",
                               hint="give the key options encpipe-verify takes, or set ENCPIPE_KEY") from None
     report, status = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
-                           databases=args["--database"], dry_run=args["--dry-run"])
+                           databases=args["--database"], dry_run=args["--dry-run"],
+                           count_unauthenticated=args["--count-unauthenticated"])
     io.print_json(report)
     for series in report["unprotected"]:
         io.warn(f"{series} has no authenticated backup; none of its files were removed")
@@ -212,7 +227,8 @@ def cmd_check(args, io):
     except Exception as e:  # an unreadable target is itself critical
         io.print(printable(f"CRITICAL: cannot list {location(args, io)}: {e}"))
         return 2
-    status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn)
+    status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
+                                  count_unauthenticated=args["--count-unauthenticated"])
     for line in lines:
         io.print(printable(line))
     return status

@@ -7,7 +7,7 @@ Usage:
              [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
              [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
              [--passphrase-file FILE]... [--passphrase-command CMD]...
-             [--signer KEY]... [--signer-file FILE]...
+             [--signer KEY]... [--signer-file FILE]... [--count-unauthenticated]
              [--globals-temp GTEMP --globals-name GNAME] TEMP NAME
   job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE] TEMP
   job fetch FILE
@@ -44,6 +44,7 @@ Options:
   --passphrase-command CMD  As for encpipe.
   --signer KEY              As for encpipe-prune.
   --signer-file FILE        As for encpipe-prune.
+  --count-unauthenticated   As for encpipe-prune (weaker).
   --globals-temp GTEMP      The run's globals file, uploaded as GTEMP...
   --globals-name GNAME      ...to be stored as GNAME.
 """
@@ -142,7 +143,7 @@ def _prune_after(args, io, targets, db, line):
         return 1
     for store in targets:
         report, code = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
-                             databases=[db])
+                             databases=[db], count_unauthenticated=args["--count-unauthenticated"])
         line["pruned"] += [r["filename"] for r in report["removed"]]
         for left in report["left"]:
             io.warn(f"left {left['filename']}: {left['reasons'][0]}")

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from .. import envelope
 from .. import format as fmt
+from .. import provenance
 from ..errors import InvalidStream
 from .names import is_partial, iso, parse_name
 
@@ -36,6 +37,9 @@ class Entry:
     chunks: int = None
     error: str = None
     payload_salt: bytes = None  # a sealed file's: a copy of it has the same one
+    # a sealed file's header has what can authenticate its maker (format v2, with a raw-key or
+    # passphrase slot or a signature); False: anyone with the public key, or a v1 slot, can make one
+    maker_checkable: bool = None
 
     @property
     def series(self):
@@ -122,6 +126,8 @@ def _examine_sealed(entry, src, tail):
         entry.status, entry.error = "damaged", str(e)
         return
     entry.version, entry.payload_salt = sealed.header.version, sealed.header.payload_salt
+    entry.maker_checkable = sealed.header.version >= 2 and bool(
+        sealed.header.sig_count or provenance.authenticated_slots(sealed.header))
     described = [slot.describe() for slot in sealed.slots]
     entry.slots = [d["type"] for d in described]
     entry.key_ids = [d["key_id"] for d in described if d.get("key_id")]

@@ -119,13 +119,15 @@ def _locked(path):
         os.close(fd)
 
 
-def check(entries, required, metrics, now, max_age, warn_age):
+def check(entries, required, metrics, now, max_age, warn_age, count_unauthenticated=False):
     """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database.
 
     Critical: no authentic-looking backup (sealed, dated in the past, neither a
-    link nor a copy of another file there) younger than max_age. Warning: the
-    newest is older than warn_age, the newest file under a backup name is not
-    such a file, or the last attempt (metrics) failed."""
+    link nor a copy of another file there, and, unless `count_unauthenticated`,
+    with a header that can authenticate its maker: not v1, not only x25519 slots
+    unsigned) younger than max_age. Warning: the newest is older than warn_age,
+    the newest file under a backup name is not such a file, or the last attempt
+    (metrics) failed. Headers only: what they claim takes encpipe-verify to check."""
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
     copied = copies([e for e in entries if e.naming == "encpipe" and not e.item.link])
@@ -133,7 +135,7 @@ def check(entries, required, metrics, now, max_age, warn_age):
     for database in databases:
         mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
                 and e.created <= now]
-        sealed = [e for e in mine if _what(e, copied) == "sealed"]
+        sealed = [e for e in mine if _what(e, copied, count_unauthenticated) == "sealed"]
         newest = max(sealed, key=lambda e: e.created, default=None)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600
         status, notes = 0, []
@@ -142,9 +144,9 @@ def check(entries, required, metrics, now, max_age, warn_age):
         elif warn_age is not None and age > warn_age:
             status = 1
         latest = max(mine, key=lambda e: (e.created, e.filename), default=None)
-        if latest is not None and _what(latest, copied) != "sealed":
+        if latest is not None and _what(latest, copied, count_unauthenticated) != "sealed":
             status = max(status, 1)
-            notes.append(f"newest file {latest.filename} is {_what(latest, copied)}")
+            notes.append(f"newest file {latest.filename} is {_what(latest, copied, count_unauthenticated)}")
         if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
@@ -157,10 +159,18 @@ def check(entries, required, metrics, now, max_age, warn_age):
     return worst, lines
 
 
-def _what(entry, copied):
+def _what(entry, copied, count_unauthenticated=False):
     """"sealed" for a file that may count as a backup; else what it is."""
     if entry.status != "sealed":
         return entry.status
     if entry.item.link:
         return "a symbolic link"
-    return f"the same file as {copied[entry.filename]}" if entry.filename in copied else "sealed"
+    if entry.filename in copied:
+        return f"the same file as {copied[entry.filename]}"
+    if not (entry.maker_checkable or count_unauthenticated):
+        return UNCHECKABLE
+    return "sealed"
+
+
+UNCHECKABLE = ("not counted: its maker cannot be authenticated (anyone with the public key, or for a v1 file"
+               " any slot holder, could have made it; seal with --sign-key, or --count-unauthenticated)")

@@ -3,18 +3,23 @@
 Every backup-named file of the series concerned is authenticated first: a file
 that fails, whose name is dated in the future, or that is a copy of another file
 in the location, never counts towards what is kept and is never removed; it is
-reported instead.
+reported instead. So is a file that verifies but whose maker is not
+authenticated (anyone with an x25519 public key, or any slot holder of a v1
+file, could have made it), unless `count_unauthenticated`: the operator's
+choice to count such files, which lets a writer of the location plant files
+that make genuine backups go.
 """
 
 from .listing import copies, scan
 from .names import iso
-from .retention import CLOCK_SKEW, COPY, FAILED, KEEP, LEAVE, OK, REMOVE, UNVERIFIED, Record, plan
+from .retention import CLOCK_SKEW, COPY, FAILED, KEEP, LEAVE, OK, REMOVE, UNAUTHENTICATED, UNVERIFIED, Record, plan
 from .verify import verify_entry
 
 
-def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False):
+def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, count_unauthenticated=False):
     """(report, exit status). Status 0; 74 a file could not be removed; 65 some
-    backup-named file failed verification or is future-dated (left in place)."""
+    backup-named file was left in place (failed verification, future-dated, a
+    copy, or its maker not authenticated)."""
     everything = [e for e in scan(store) if e.naming == "encpipe" and not e.item.link]
     copied = copies(everything)
     entries = [e for e in everything if e.database in databases] if databases else everything
@@ -27,11 +32,13 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False):
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = (OK, None) if result["ok"] else (FAILED, result["error"])
+            if result["ok"] and not (result["sender_authenticated"] or count_unauthenticated):
+                state = UNAUTHENTICATED
         records.append(Record(entry.filename, entry.series, entry.created, state, detail))
     decisions = plan(records, policy, now)
     report = {"location": getattr(store, "directory", None) or store.location, "dry_run": dry_run,
               "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],
-              "errors": []}
+              "count_unauthenticated": count_unauthenticated, "errors": []}
     for decision in decisions:
         entry = by_name[decision.record.name]
         line = {"filename": entry.filename, "database": entry.database, "series": entry.dump_format,

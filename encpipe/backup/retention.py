@@ -5,8 +5,10 @@ The tiers follow restic's `forget`: going from the newest backup to the oldest,
 the N most recent days that have one, likewise `weekly` (ISO weeks) and
 `monthly`; a backup kept by any rule is kept, with every rule that kept it as
 a reason. Dates are UTC. Only authenticated backups take part: a record that is
-future-dated, a copy of another file, failed verification or was not verified is left alone (neither
-kept nor removed) and reported. `max_age` then removes kept backups older than
+future-dated, a copy of another file, failed verification, was not verified, or
+verified but whose maker is not authenticated (UNAUTHENTICATED: a file anyone
+with the public key could have made), is left alone (neither kept nor removed)
+and reported. `max_age` then removes kept backups older than
 that; the newest authenticated backup of a series is always kept.
 """
 
@@ -17,6 +19,9 @@ from typing import Optional
 
 CLOCK_SKEW = timedelta(minutes=5)
 OK, FAILED, UNVERIFIED, COPY = "ok", "failed", "unverified", "copy"
+UNAUTHENTICATED = "unauthenticated"  # verified, but anyone with the public key (or a v1 slot) could have made it
+UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (or, for a v1 file, any slot holder)"
+                          " could have made it; use --signer, or --count-unauthenticated")
 KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
 
 
@@ -42,7 +47,7 @@ class Record:
     name: str
     series: tuple  # (database, "plain" | "custom" | "globals")
     created: datetime
-    state: str = OK  # OK, FAILED, UNVERIFIED or COPY
+    state: str = OK  # OK, FAILED, UNVERIFIED, UNAUTHENTICATED or COPY
     detail: str = None  # why it failed; for a COPY, the other file
 
 
@@ -81,6 +86,8 @@ def _plan_series(group, policy, now):
             decisions.append(Decision(record, LEAVE, [f"the same file as {record.detail}: a copy, never counted"]))
         elif record.state == FAILED:
             decisions.append(Decision(record, LEAVE, [f"failed verification: {record.detail}"]))
+        elif record.state == UNAUTHENTICATED:
+            decisions.append(Decision(record, LEAVE, [UNAUTHENTICATED_REASON]))
         elif record.state != OK:
             decisions.append(Decision(record, LEAVE, ["not verified"]))
         else:

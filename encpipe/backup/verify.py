@@ -16,7 +16,12 @@ ERROR_CLASSES = {
 
 
 def verify_entry(store, entry, keys, workers, named=False):
-    """A result dict for one listed entry; `ok` is True, False, or None (not checked)."""
+    """A result dict for one listed entry; `ok` is True, False, or None (not checked).
+    `sender_authenticated`, for a file that verified: whether its maker is known (a v2
+    file opened by a raw key or passphrase whose slot authenticator checked, or signed
+    by a required --signer; a file of the previous tool, which has one secret only),
+    False when anyone with the public key, or for a v1 file any slot holder, could
+    have made it."""
     result = {
         "filename": entry.filename,
         "path": entry.path,
@@ -28,6 +33,7 @@ def verify_entry(store, entry, keys, workers, named=False):
         "exit_code": None,
         "error_class": None,
         "note": None,
+        "sender_authenticated": None,
     }
     backup_named = entry.naming == "encpipe"
     try:
@@ -35,7 +41,8 @@ def verify_entry(store, entry, keys, workers, named=False):
             with store.open(entry.item) as src:
                 sealed = envelope.read_header(src)
                 info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers())
-            result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks)
+            result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
+                          sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
             _verify_legacy(store, entry, keys, result)
         elif entry.status == "partial":
@@ -70,7 +77,8 @@ def _verify_legacy(store, entry, keys, result):
 
     with store.open(entry.item) as src:
         info = open_legacy(src, None, legacy_keys)
-    result.update(ok=True, plaintext_bytes=info.plaintext_bytes, note=f"legacy: authenticated with {info.key_label}")
+    result.update(ok=True, plaintext_bytes=info.plaintext_bytes, note=f"legacy: authenticated with {info.key_label}",
+                  sender_authenticated=True)  # one secret only: whoever made it holds the key
 
 
 class KeyRing:
