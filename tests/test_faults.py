@@ -11,6 +11,7 @@
 """
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -357,17 +358,20 @@ def _processes_running(*argv):
     return found
 
 
-@pytest.mark.parametrize("script", ["sleep 7.31; echo x", "sleep 7.32 & sleep 7.33; wait; echo x"])
+@pytest.mark.parametrize("script", ["sleep {0}; echo x", "sleep {1} & sleep {2}; wait; echo x"])
 def test_timed_out_command_leaves_nothing_behind(script):
     """A caller that reads encpipe's stderr to the end (a pipeline, $(...), a log collector)
     is not kept waiting by what the command started, and nothing is left running."""
+    # Durations no other process runs `sleep` with (another run of this test, in a
+    # parallel worker or another checkout, must not pass for a leftover of this one).
+    durations = [f"7.{os.getpid()}{random.randrange(10**6):06d}{n}" for n in range(3)]
     started = time.monotonic()
-    done = run(["seal", "--key-command", script], b"x", {"ENCPIPE_COMMAND_TIMEOUT": "1"})
+    done = run(["seal", "--key-command", script.format(*durations)], b"x", {"ENCPIPE_COMMAND_TIMEOUT": "1"})
     elapsed = time.monotonic() - started
     assert (done.returncode, done.stdout) == (66, b""), done.stderr
     assert_error_lines(encpipe_lines(done.stderr), "timed out")
     assert elapsed < 6
-    assert not [p for seconds in ("7.31", "7.32", "7.33") for p in _processes_running("sleep", seconds)]
+    assert not [p for seconds in durations for p in _processes_running("sleep", seconds)]
 
 
 @pytest.mark.parametrize("option", ["--key-command", "--passphrase-command"])
