@@ -202,7 +202,7 @@ def open_sealed(
         else:
             counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
         provenance = first[2] if first is not None else prov.check(file_key, header, ledger, opened, signers)
-        return counts + (provenance, ledger.fingerprint())
+        return counts + (provenance, ledger.trailer)
 
     strict = verify_first or bool(signers)
     if dst is None or not (strict or (seekable(src) and _authenticates(header, opened))):
@@ -229,10 +229,11 @@ def _authenticates(header, opened):
 
 
 def _second_pass(sealed, result, first, dst):
-    plaintext, chunks, provenance, fingerprint = result
+    plaintext, chunks, provenance, trailer = result
     if dst is not None:
         flush(dst)
-    if first is not None and first[3] != fingerprint:
+    # Each record was compared with its witness on the way; what is left is the trailer.
+    if first is not None and first[3] != trailer:
         raise InvalidStream(f"{prov.CHANGED}: its trailer differs")
     return StreamInfo(sealed.size, plaintext, chunks, provenance)
 

@@ -80,7 +80,6 @@ class Ledger:
         self._auths = [hmac.new(key, AUTHENTICATOR_LABEL + fixed, "sha256") for key in keys]
         self._full = hashlib.sha256(COMMITMENT_LABEL + fixed) if sign else None
         self._witness_mac = aead.gmac(witness_key) if witness_key is not None else None
-        self._witness = hashlib.sha256() if witness_key is not None else None
 
     def measure(self, record, nonce):
         """What add() needs of one record; thread-safe, called in parallel."""
@@ -95,8 +94,6 @@ class Ledger:
             auth.update(mac)
         if full is not None:
             self._full.update(full)
-        if seen is not None:
-            self._witness.update(seen)
         if self._witnesses is not None:
             self._witnesses.add(seen if seen is not None else macs[0])
         self._count += 1
@@ -124,14 +121,6 @@ class Ledger:
     def new_authenticators(self):
         """The authenticators of the keys after the opener's (rewrap's added slots)."""
         return self.authenticators()[1:] if self.checks_opener else self.authenticators()
-
-    def fingerprint(self):
-        """What tells whether two passes read the same bytes: L, the authenticators,
-        the witness and the trailer. C is left out: a second pass need not hash
-        again; a file that is signed is compared through the witness, a GMAC under
-        a key of this process alone, which no one can make two records agree on."""
-        witness = self._witness.digest() if self._witness is not None else None
-        return self.tag_commitment(), self.authenticators(), witness, self.trailer
 
 
 def authenticator_keys(recipients, slots):
@@ -169,20 +158,12 @@ class Witnesses:
         self.key = os.urandom(32)
         self._store = store
         self._checking = False
-        self._count = 0
 
     def add(self, witness):
-        try:
-            if not self._checking:
-                self._store.write(witness)
-                self._count += 1
-                return
-            expected = self._store.read(WITNESS_LEN) if self._count else b""
-        except OSError as e:
-            raise IOFailure(f"cannot use a temporary file: {e.strerror or e}") from None
-        if not hmac.compare_digest(expected, witness):
+        if not self._checking:
+            self._io(self._store.write, witness)
+        elif not hmac.compare_digest(self._io(self._store.read, WITNESS_LEN), witness):
             raise InvalidStream(f"{CHANGED}: the output stops before the first record that changed")
-        self._count -= 1
 
     def end(self):
         """The first pass has ended: the second compares from the start; or the
@@ -190,8 +171,15 @@ class Witnesses:
         if not self._checking:
             rewind(self._store)
             self._checking = True
-        elif self._count:
+        elif self._io(self._store.read, 1):
             raise InvalidStream(f"{CHANGED}: it is shorter now")
+
+    @staticmethod
+    def _io(operation, argument):
+        try:
+            return operation(argument)
+        except OSError as e:
+            raise IOFailure(f"cannot use a temporary file: {e.strerror or e}") from None
 
 
 class Trailer(NamedTuple):

@@ -144,9 +144,10 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
         elif warn_age is not None and age > warn_age:
             status = 1
         latest = max(mine, key=lambda e: (e.created, e.filename), default=None)
-        if latest is not None and _what(latest, copied, count_unauthenticated) != "sealed":
+        what = None if latest is None else _what(latest, copied, count_unauthenticated)
+        if what not in (None, "sealed"):
             status = max(status, 1)
-            notes.append(f"newest file {latest.filename} is {_what(latest, copied, count_unauthenticated)}")
+            notes.append(f"newest file {latest.filename} is {what}")
         if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
