@@ -4,14 +4,21 @@ Text forms (checksummed, so a mistyped key is caught):
     public key  "encpipe1" + base32(public || check), lower case, no padding
     identity    "ENCPIPE-SECRET-KEY-1" + base32(secret || check), upper case
 where check = SHA-256(label || key)[:4].
+
+The curve arithmetic comes from the library the cipher comes from (aead.py):
+OpenSSL through `cryptography` when that is the cipher, else pycryptodome. It
+is looked up without importing the cipher, so `keyid` and `pubkey` stay light;
+an unusable `cryptography` falls back to pycryptodome. Both clamp the secret
+(RFC 7748) and refuse a peer key of small order, whose shared secret would be
+all zeros; tests/test_x25519_libraries.py checks that they agree.
 """
 
 import hmac
 from typing import NamedTuple
 
-from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 from Crypto.Random import get_random_bytes
 
+from . import aead
 from .errors import InvalidStream, UsageError
 from .format import SlotRecord
 from .primitives import hkdf
@@ -51,9 +58,61 @@ def _kek(shared, ephemeral, public):
     return hkdf(shared, ephemeral + public, INFO_WRAP)
 
 
-def _agree(private, public_bytes):
-    public = import_x25519_public_key(public_bytes)  # rejects low-order points
-    return key_agreement(static_priv=private, eph_pub=public, kdf=lambda secret: secret)
+class _Pycryptodome:
+    @staticmethod
+    def public(secret):
+        from Crypto.Protocol.DH import import_x25519_private_key
+
+        return import_x25519_private_key(secret).public_key().export_key(format="raw")
+
+    @staticmethod
+    def agree(secret, public):
+        """The shared secret; ValueError when `public` has small order."""
+        from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
+
+        peer = import_x25519_public_key(public)  # refuses points of small order
+        return key_agreement(static_priv=import_x25519_private_key(secret), eph_pub=peer, kdf=lambda s: s)
+
+
+class _Cryptography:
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+        self._private, self._public = X25519PrivateKey.from_private_bytes, X25519PublicKey.from_public_bytes
+
+    def public(self, secret):
+        return self._private(secret).public_key().public_bytes_raw()
+
+    def agree(self, secret, public):
+        """The shared secret; ValueError when `public` has small order (OpenSSL's
+        result is then all zeros, which `cryptography` refuses)."""
+        return self._private(secret).exchange(self._public(public))
+
+
+_libraries = {}
+
+
+def _library(name=None):
+    """X25519 from the named library (default: the cipher's), made once."""
+    name = name or aead.name()
+    if name not in _libraries:
+        try:
+            _libraries[name] = _Cryptography() if name == aead.CRYPTOGRAPHY else _Pycryptodome()
+        except ImportError:
+            _libraries[name] = _library(aead.PYCRYPTODOME)
+    return _libraries[name]
+
+
+_PROBE = bytes(range(1, KEY_LEN + 1))  # any secret: a small-order peer gives zeros with every one
+
+
+def check_public(public):
+    """ValueError unless `public` is a usable X25519 public key (32 bytes, not of small order)."""
+    _library().agree(_PROBE, public)
+
+
+def _agree(secret, public):
+    return _library().agree(secret, public)
 
 
 class X25519Recipient:
@@ -61,7 +120,7 @@ class X25519Recipient:
 
     def __init__(self, public):
         try:
-            import_x25519_public_key(public)
+            check_public(public)
         except ValueError:
             raise UsageError("not a valid X25519 public key") from None
         self.public = bytes(public)
@@ -71,8 +130,8 @@ class X25519Recipient:
         return _encode(PUBLIC_PREFIX, _PUBLIC_LABEL, self.public, upper=False)
 
     def wrap(self, file_key):
-        ephemeral = import_x25519_private_key(get_random_bytes(KEY_LEN))
-        ephemeral_public = ephemeral.public_key().export_key(format="raw")
+        ephemeral = get_random_bytes(KEY_LEN)
+        ephemeral_public = _library().public(ephemeral)
         shared = _agree(ephemeral, self.public)
         kek = _kek(shared, ephemeral_public, self.public)
         return X25519Slot(self.key_id, ephemeral_public, wrap_file_key(kek, file_key))
@@ -82,9 +141,8 @@ class X25519Identity:
     cost = 0.5  # after raw keys: a raw key also proves who made a v2 file
 
     def __init__(self, secret):
-        self._private = import_x25519_private_key(secret)
         self._secret = bytes(secret)
-        self._public = self._private.public_key().export_key(format="raw")
+        self._public = _library().public(self._secret)
         self.key_id = public_key_id(self._public)
 
     @classmethod
@@ -105,7 +163,7 @@ class X25519Identity:
 
     def unwrap(self, slot):
         try:
-            shared = _agree(self._private, slot.ephemeral)
+            shared = _agree(self._secret, slot.ephemeral)
         except ValueError:
             raise InvalidStream("x25519 slot holds an invalid ephemeral key") from None
         return unwrap_file_key(_kek(shared, slot.ephemeral, self._public), slot.wrapped)

@@ -4,7 +4,7 @@ import os
 import subprocess
 
 from .context import GENERATOR
-from .measure import GiB, MiB, Row, human, measure_rounds
+from .measure import GiB, MiB, Row, human, measure_rounds, run
 
 # Writes a file in the previous backup tool's format (salt, IV, tag, ciphertext)
 # from standard input, with the key in BENCH_LEGACY_KEY, for `open --legacy`.
@@ -111,6 +111,11 @@ def startup(ctx):
                      op="seal", cipher=cipher),
                  Row("startup", "encpipe open < empty sealed file", [ctx.enc("open", cipher=cipher)],
                      ctx.empty_sealed, rss=False, op="open", cipher=cipher)]
+    identity, sealed = _x25519_empty(ctx)
+    for cipher in ctx.ciphers:
+        argv, env = ctx.enc("open", "--identity", identity, cipher=cipher)
+        rows.append(Row("startup", "encpipe open --identity < empty X25519 file", [(argv, _no_key(env))], sealed,
+                        rss=False, op="open-x25519", cipher=cipher))
     for row in rows:  # warm the bytecode cache and the page cache
         row.measure()
         row.results.clear()
@@ -124,6 +129,20 @@ def startup(ctx):
     for row in rows:
         lines.append(f"{row.label:44} {row.cipher or '':12} {row.median * 1000:9.1f}  {row.median / base:8.2f}")
     ctx.sections.append(("Start-up", lines))
+
+
+def _no_key(env):
+    return {k: v for k, v in env.items() if k != "ENCPIPE_KEY"}
+
+
+def _x25519_empty(ctx):
+    """An identity file, and an empty input sealed to its public key only."""
+    identity, sealed = ctx.path("startup-identity.key"), ctx.path("empty-x25519.enc")
+    argv, env = ctx.enc("keygen", "--x25519", "-o", identity)
+    recipient = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.split()[0]
+    argv, env = ctx.enc("seal", "--recipient", recipient)
+    run([(argv, _no_key(env))], None, sealed)
+    return identity, sealed
 
 
 def memory(ctx):
