@@ -262,11 +262,15 @@ def check_result(result, wanted, unwanted, sign_ids):
         raise Failure("the rewrapped file is not signed by every --sign-key", 70, "verify")
 
 
-def remove_quietly(path):
+def remove_stale(path, rotation):
+    """Remove a temporary file of an interrupted run; a failure is that file's error."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as e:
+        return rotation.fail(path, "remove", Failure(f"cannot remove it: {e.strerror or e}", 74))
+    report(path, "removed", reason="temporary file of an interrupted run")
 
 
 def walk(top, rotation, dry_run):
@@ -281,9 +285,10 @@ def walk(top, rotation, dry_run):
         for name in sorted(names):
             path = os.path.join(directory, name)
             if _STALE_TEMP.match(name):
-                if not dry_run:
-                    remove_quietly(path)
-                report(path, "removed" if not dry_run else "stale", reason="temporary file of an interrupted run")
+                if dry_run:
+                    report(path, "stale", reason="temporary file of an interrupted run")
+                else:
+                    remove_stale(path, rotation)
             elif name.startswith("."):
                 report(path, "ignored", reason="hidden file")
             elif not is_regular(path):

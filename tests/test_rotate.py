@@ -447,3 +447,34 @@ def test_a_second_run_on_the_same_directory_is_refused(world):
     assert (done.returncode, done.stdout) == (75, b"")
     assert_one_line_error(done.stderr)
     assert (world.dir / "a.enc").read_bytes() == world.originals["a.enc"]
+
+
+def test_a_stale_temporary_file_that_cannot_be_removed_is_that_files_error(world, monkeypatch, capsys):
+    """Removing a killed run's temporary file can fail (a read-only or immutable
+    file system, a directory the user may not write): one JSON error line for it,
+    the other files rotated, exit 1, not a traceback."""
+    from encpipe import rotate as rotate_module
+
+    world.small()
+    stale = world.dir / ".encpipe-rotate.a-old.enc.x1y2.tmp"
+    stale.write_bytes(b"half written")
+    unlink = os.unlink
+
+    def refusing_unlink(path, *args, **kwargs):
+        if os.path.basename(path) == stale.name:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing_unlink)
+    monkeypatch.setenv("ENCPIPE", ENCPIPE)
+    for name in [n for n in os.environ if n.startswith("ENCPIPE_")]:
+        monkeypatch.delenv(name)
+    code = rotate_module.main(world.args())
+    out, err = capsys.readouterr()
+    records = {os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())}
+    assert code == 1
+    assert records[stale.name] == {"file": str(stale), "status": "error", "step": "remove", "exit": 74,
+                                   "error": "cannot remove it: Operation not permitted"}
+    assert stale.read_bytes() == b"half written"
+    assert records["a-old.enc"]["status"] == "rotated" and records["b-old.enc"]["status"] == "rotated"
+    assert err == "encpipe-rotate: error: 1 file(s) could not be rotated\n"
