@@ -205,7 +205,10 @@ def _comparable_dump(db):
 def postgres(base, bindir):
     """The backup, list, verify and restore tour against a throwaway cluster."""
     names = ("encpipe-backup", "encpipe-restore", "encpipe-list", "encpipe-verify")
-    tools = {name: shutil.which(name) for name in names}
+    # The scripts beside encpipe-demo (ENCPIPE_DEMO_SCRIPTS) first: a Python run
+    # through a shim (pyenv) may have put an installed copy first on PATH.
+    search = os.pathsep.join(filter(None, (os.environ.get("ENCPIPE_DEMO_SCRIPTS"), os.environ.get("PATH"))))
+    tools = {name: shutil.which(name, path=search) for name in names}
     if not (tools["encpipe-backup"] and tools["encpipe-restore"]):
         raise DemoFailed("encpipe-backup and encpipe-restore not found")
     os.chdir(base)

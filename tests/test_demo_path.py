@@ -1,0 +1,39 @@
+"""The demo runs the scripts beside it, even when the Python it runs is reached
+through a shim that puts another directory first on PATH (as pyenv's does), where
+an older installed encpipe-backup may be."""
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+
+from test_backup_restore import SCRIPTS, run, script_env, tools  # noqa: F401 (the fixture)
+
+
+def _executable(path, text):
+    path.write_text(text)
+    path.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+
+
+def test_the_demo_uses_its_own_scripts_whatever_the_python_shim_puts_first(pg, tools, tmp_path):
+    decoy, shim = tmp_path / "decoy", tmp_path / "shim"
+    decoy.mkdir()
+    shim.mkdir()
+    for name in ("encpipe-backup", "encpipe-restore", "encpipe-list", "encpipe-verify"):
+        _executable(decoy / name, f"#!/bin/sh\necho 'an older {name}' >&2\nexit 99\n")
+    _executable(shim / "python3", f'#!/bin/sh\nPATH="{decoy}:$PATH"\nexport PATH\nexec "{sys.executable}" "$@"\n')
+    workdir = tempfile.mkdtemp(prefix="encpipe-demo-test-")
+    os.chmod(workdir, 0o711)  # the demo's server may run as another user
+    try:
+        env = script_env(pg, tools, TMPDIR=workdir, PG_BINDIR=pg.bindir)
+        for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "ENCPIPE_PYTHON"):
+            env.pop(name, None)
+        env["PATH"] = os.pathsep.join([str(shim), env["PATH"]])
+        proc = run([SCRIPTS / "encpipe-demo"], env)
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        assert proc.returncode == 0, out[-3000:] + err
+        assert "an older" not in out + err
+        assert "(exit status 67, as expected)" in out
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
