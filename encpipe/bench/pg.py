@@ -34,6 +34,7 @@ PG_EVENT_ROW_BYTES = 120  # about, in a plain dump
 PG_EVENTS_PER_INSERT = 500_000
 DB = "bench"
 ZSTD = ["zstd", "-q", "-c", "-3", "-T1"]  # what encpipe-backup runs by default
+SYNCED = 'cat > "$1" && sync "$1"'  # fsync, as encpipe-backup does before it renames its file
 # (variant, encpipe-backup options, label)
 BACKUPS = (
     ("none", ["--compress", "none"], "--compress none"),
@@ -49,12 +50,16 @@ class PgRow(Row):
     def __init__(self, label, stages, stdin=None, stdout=None, base=None, kind=None, variant=None, **kw):
         super().__init__("pg", label, stages, stdin, stdout, **kw)
         self.base, self.kind, self.variant, self.out_size = base, kind, variant, None
+        self.durable = None  # for a backup: the pipeline through cat that also syncs its file, as the backup does
 
     def as_json(self):
         document = super().as_json()
         document.update(file_bytes=self.out_size, paired_with=self.base.label if self.base else None,
                         paired_ratios=[a.wall / b.wall for a, b in zip(self.results, self.base.results)]
                         if self.base else None)
+        if self.durable:
+            document.update(synced_with=self.durable.label,
+                            synced_ratios=[a.wall / b.wall for a, b in zip(self.results, self.durable.results)])
         return document
 
 
@@ -191,12 +196,17 @@ def _backup_rows(ctx, pg, env, script, cipher):
         shown = {"none": "pg_dump db | cat > f", "zstd": "pg_dump db | zstd -3 -T1 | cat > f",
                  "custom": "pg_dump -Fc db | cat > f"}[variant]
         base = _sized(PgRow(shown, stages, None, out, kind="backup", variant=variant, tool="cat"), out)
+        synced = ctx.path(f"out.{variant}.synced")  # the backup's durability: its file on disk before it exits
+        durable = _sized(PgRow(f"{shown} && sync f", stages[:-1] + [(["sh", "-c", SYNCED, "sh", synced],
+                                                                     ctx.base_env)], kind="backup-synced",
+                               variant=variant, tool="cat"), synced)
         directory = ctx.path(f"backups-{variant}")
         os.mkdir(directory, 0o700)
         argv = [script, "--dir", directory, "--no-globals", *options, DB]
         mine = PgRow(f"encpipe-backup --no-globals {label}", [(argv, env)], base=base, kind="backup",
                      variant=variant, cipher=cipher)
-        rows += [base, _sized(mine, directory=directory)]
+        mine.durable = durable
+        rows += [base, durable, _sized(mine, directory=directory)]
     sealed = ctx.path("out.sealed")
     rows.append(_sized(PgRow("pg_dump db | encpipe seal > f", [pg_dump, ctx.enc("seal", cipher=cipher)], None, sealed,
                              base=rows[0], kind="backup", variant="seal", cipher=cipher), sealed))

@@ -18,10 +18,11 @@ def peak_rss(row):
     return max((rss or 0 for r in row.results for rss in r.rss), default=0)
 
 
-def paired(row):
+def paired(row, base=None):
     """(median ratio, lowest and highest ratio of the rounds) of row against its base, wall time."""
-    ratios = sorted(a.wall / b.wall for a, b in zip(row.results, row.base.results))
-    return row.median / row.base.median, ratios[0], ratios[-1]
+    base = base or row.base
+    ratios = sorted(a.wall / b.wall for a, b in zip(row.results, base.results))
+    return row.median / base.median, ratios[0], ratios[-1]
 
 
 def table(ctx):
@@ -30,15 +31,19 @@ def table(ctx):
              f"round(s), each row paired round by round with the same pipeline through cat above it; backups "
              f"write into a directory, restores go into a new database; the file column is the file written "
              f"(backup) or read (restore); CPU: user + system of every client process (pg_dump, psql, "
-             f"pg_restore, zstd, encpipe, the scripts), not the server's; RSS: the largest process",
+             f"pg_restore, zstd, encpipe, the scripts), not the server's; RSS: the largest process; x synced: "
+             f"a backup against the same pipeline through cat that then syncs its file (fsync), as the backup "
+             f"does before it renames it",
              f"{'command':64} {'file MiB':>9} {'median s':>9} {'CPU s':>7} {'RSS MiB':>7} {'x cat':>6}  "
-             f"{'paired rounds':>13}"]
+             f"{'paired rounds':>13}  {'x synced':>8}"]
     for row in rows:
         size = f"{row.out_size / MiB:9.2f}" if row.out_size is not None else f"{'':9}"
         spread = ""
         if row.base:
             ratio, low, high = paired(row)
             spread = f"{ratio:6.3f}  {low:.3f}..{high:.3f}"
+        if getattr(row, "durable", None):
+            spread += f"  {paired(row, row.durable)[0]:8.3f}"
         lines.append(f"{row.label:64} {size} {row.median:9.3f} {cpu_total(row):7.2f} {peak_rss(row) / MiB:7.1f} "
                      f"{spread}")
     ctx.sections.append(("PostgreSQL", lines))
@@ -63,5 +68,6 @@ def goals(ctx, goal):
     for row in rows:
         if row.base and row.label.startswith("encpipe-"):
             ratio, low, high = paired(row)
+            synced = f"; {paired(row, row.durable)[0]:.3f} x the same synced" if getattr(row, "durable", None) else ""
             goal(7, ratio <= GOAL_PIPELINE, f"{row.label}: {ratio:.3f} x {row.base.label} (<= {GOAL_PIPELINE}; "
-                                            f"paired rounds {low:.3f}..{high:.3f}); {ctx.pg_what}")
+                                            f"paired rounds {low:.3f}..{high:.3f}{synced}); {ctx.pg_what}")
