@@ -46,10 +46,13 @@ FORMAT_ROWS = [
 )]
 PG_ROWS = [
     "pg_dump db | cat > f",
+    "pg_dump db | cat > f && sync f",
     "encpipe-backup --no-globals --compress none",
     "pg_dump db | zstd -3 -T1 | cat > f",
+    "pg_dump db | zstd -3 -T1 | cat > f && sync f",
     "encpipe-backup --no-globals (plain, default zstd -3 -T1)",
     "pg_dump -Fc db | cat > f",
+    "pg_dump -Fc db | cat > f && sync f",
     "encpipe-backup --no-globals --format custom",
     "pg_dump db | encpipe seal > f",
     "cat dump.sql | (createdb && psql -1)",
@@ -170,6 +173,8 @@ def test_quick_run_measures_the_backup_scripts_against_cat(quick_run):
         assert row["median_s"] > 0 and row["file_bytes"] > 0, row
         if label.startswith("encpipe"):
             assert row["paired_with"] in rows and len(row["paired_ratios"]) == len(row["walls_s"]) == 1
+        if label.startswith("encpipe-backup"):  # also against a pipeline that syncs its file, as the backup does
+            assert row["synced_with"] == row["paired_with"] + " && sync f" and len(row["synced_ratios"]) == 1
     sizes = {v: rows[f"encpipe-backup --no-globals {v}"]["file_bytes"] for v in
              ("--compress none", "(plain, default zstd -3 -T1)", "--format custom")}
     assert sizes["--compress none"] > 10 * sizes["(plain, default zstd -3 -T1)"]
