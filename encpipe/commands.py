@@ -194,6 +194,7 @@ def cmd_open(args, io):
         verify_first=args["--verify-first"],
         signers=trusted,
         on_progress=reporter,
+        require_maker=args["--refuse-unauthenticated"],
     )
     _finish(reporter)
     _warn_forgeable(io, sealed, info)

@@ -10,7 +10,7 @@ from Crypto.Random import get_random_bytes
 
 from . import format as fmt
 from . import provenance as prov
-from .errors import InvalidStream, NoKeyConfigured, NoMatchingKey, NotSigned, UsageError
+from .errors import InvalidStream, MakerNotAuthenticated, NoKeyConfigured, NoMatchingKey, NotSigned, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
 from .slots import (
     DEFAULT_SCRYPT_BUDGET,
@@ -169,7 +169,8 @@ def unseal(src, dst, identities, **options):
 
 
 def open_sealed(
-    sealed, src, dst, identities, *, threads=1, verify_first=False, signers=(), on_progress=None, tmpdir=None
+    sealed, src, dst, identities, *, threads=1, verify_first=False, signers=(), on_progress=None, tmpdir=None,
+    require_maker=False
 ):
     """Decrypt the payload that follows `sealed` in `src` to `dst` (None: authenticate
     only); returns a StreamInfo. Each chunk reaches `dst` only after it authenticated.
@@ -183,11 +184,18 @@ def open_sealed(
     each record only once it matched its witness from the first (prov.Witnesses): a
     file changed in between yields no byte of the change, and InvalidStream. From a
     pipe, otherwise, the trailer is checked at the end. `signers`: VerifyKeys, one
-    of which must have signed it."""
-    file_key, opened = unlock(sealed, identities)
+    of which must have signed it. `require_maker`: refuse (MakerNotAuthenticated, 67)
+    before any output a file whose maker is not authenticated (a v1 file; a v2 file
+    opened by an x25519 identity without `signers`), and check the trailer of any
+    other before any output, as with `signers`."""
     header, signers = sealed.header, frozenset(signers)
+    if require_maker and header.version < 2:
+        _refuse_unauthenticated("a version 1 file can be made by the holder of any of its keys")
+    file_key, opened = unlock(sealed, identities)
     if header.version < 2 and signers:
         raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
+    if require_maker and not signers and opened[1].kind not in prov.AUTHENTICATED_KINDS:
+        _refuse_unauthenticated("opened with an x25519 identity, and anyone with its public key can make such a file")
     key = payload_key(file_key, header)
 
     def payload(source, out, report=None, check_only=False, first=None, witnesses=None):
@@ -204,7 +212,7 @@ def open_sealed(
         provenance = first[2] if first is not None else prov.check(file_key, header, ledger, opened, signers)
         return counts + (provenance, ledger.trailer)
 
-    strict = verify_first or bool(signers)
+    strict = verify_first or bool(signers) or require_maker
     if dst is None or not (strict or (seekable(src) and _authenticates(header, opened))):
         return _second_pass(sealed, payload(src, dst, on_progress), None, dst)
     # Two passes: the first checks and writes nothing; the second decrypts, and lets
@@ -220,6 +228,13 @@ def open_sealed(
             first = payload(Tee(src, spool), None, check_only=not verify_first, witnesses=witnesses)
             rewind(spool)
             return _second_pass(sealed, payload(spool, dst, on_progress, first=first, witnesses=witnesses), first, dst)
+
+
+def _refuse_unauthenticated(why):
+    raise MakerNotAuthenticated(
+        f"its maker is not authenticated: {why}",
+        hint="open a signed file with --signer (ENCPIPE_SIGNER) naming its signer, or, trusting whoever could"
+        " write the file, without --refuse-unauthenticated")
 
 
 def _authenticates(header, opened):

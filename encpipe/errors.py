@@ -37,6 +37,11 @@ class NotSigned(EncpipeError):
     exit_code = 67
 
 
+class MakerNotAuthenticated(NotSigned):
+    """open --refuse-unauthenticated: anyone with a public key (an x25519-only file,
+    no trusted signer), or any slot holder (a v1 file), could have made the file."""
+
+
 class InputUnavailable(EncpipeError):
     """An input or key file cannot be opened or read."""
 

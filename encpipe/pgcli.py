@@ -10,7 +10,7 @@ _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", 
 _VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads", "--signer",
           "--signer-file"} | _KEY_VALUE
 _FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
-          "--progress", "-p", "--passphrase", "-h", "--help"}
+          "--progress", "-p", "--passphrase", "-h", "--help", "--allow-unauthenticated"}
 
 
 # Messages that never show an option's value: it may be a secret typed in the wrong place.
@@ -72,6 +72,21 @@ def parse(argv):
         else:
             opts["positional"].append(arg)
     return opts
+
+
+def maker_check(opts):
+    """What every `encpipe open` of a restore (the dump, the globals file) is given:
+    refuse a file whose maker is not authenticated, unless --allow-unauthenticated."""
+    return [] if opts.get("allow_unauthenticated") else ["--refuse-unauthenticated"]
+
+
+def open_failure_hint(status, opts, env):
+    """The hint for `encpipe open` failing with `status`: for 67 without a signer, the
+    ways to restore a backup whose maker encpipe could not authenticate."""
+    if status != 67 or opts.get("allow_unauthenticated") or env.get("ENCPIPE_SIGNER", "").strip():
+        return None
+    return ("restore a signed backup with --signer or --signer-file, or one sealed to a raw key or passphrase with"
+            " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
 
 
 # The scripts hand a --passphrase-fd secret on to encpipe through a pipe of their

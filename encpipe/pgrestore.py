@@ -19,6 +19,8 @@ Options:
   --progress, --threads N    passed to encpipe open
   --signer KEY, --signer-file FILE  trusted signers (repeatable; instead of ENCPIPE_SIGNER):
                              a backup none of them signed is refused (67)
+  --allow-unauthenticated    also restore a backup whose maker is not authenticated (else 67):
+                             opened only by an --identity and signed by no signer, or format v1
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
 See README, "Restoring: encpipe-restore".
@@ -35,7 +37,7 @@ from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command
 from .keyargs import shown_name
-from .pgcli import Failure, parse, read_fd
+from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
 from .pgstream import EmptyStream, Restore
 
@@ -170,10 +172,11 @@ class Run:
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None
-        proc = self.encpipe_run(["open", "--verify-first", path], stdout=subprocess.PIPE)
+        proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), path], stdout=subprocess.PIPE)
         if proc.returncode != 0:
             raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
-                          % (path, proc.returncode, self.db), proc.returncode)
+                          % (path, proc.returncode, self.db), proc.returncode,
+                          open_failure_hint(proc.returncode, self.o, self.env))
         self.globals_path = path
         statements, props = pgglobals.statements(proc.stdout.decode("utf-8", "replace"))
         return ([] if self.o.get("no_globals") else statements), props
@@ -272,8 +275,8 @@ class Run:
 
     def restore_stream(self, props, exists):
         keys, fds = self.key_args()
-        open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *self.o["open"],
-                                   *keys, self.file]
+        open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
+                                   *self.o["open"], *keys, self.file]
         self.stream = Restore(open_cmd, self.env, fds, self.o["tool"], self.o.get("role"), self.restrict)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
@@ -283,9 +286,9 @@ class Run:
             for fd in fds:
                 os.close(fd)
         if opened not in (0, -13, 141):
-            raise Failure("cannot decrypt %s (status %d); database %s was not touched"
-                          % (self.file, opened if opened > 0 else 128 - opened, self.db),
-                          opened if opened > 0 else 128 - opened)
+            status = opened if opened > 0 else 128 - opened
+            raise Failure("cannot decrypt %s (status %d); database %s was not touched" % (self.file, status, self.db),
+                          status, open_failure_hint(status, self.o, self.env))
         if restored != 0:
             raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db))
 

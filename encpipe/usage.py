@@ -21,7 +21,7 @@ Usage:
                [--recipient PUBKEY]... [--recipient-file FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
                [-p] [--sign-key FILE]... [--sign-key-command CMD]...
-  encpipe open [--verify-first] [--threads N] [--progress] [--legacy]
+  encpipe open [--verify-first] [--refuse-unauthenticated] [--threads N] [--progress] [--legacy]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
                [-p] [--signer PUBKEY]... [--signer-file FILE]... [FILE]
@@ -71,6 +71,7 @@ Options:
   --progress                 Report progress on standard error (with a known size: %, ETA).
   --size N                   The input's size in bytes, for --progress from a pipe.
   --verify-first             Authenticate all of FILE before writing anything.
+  --refuse-unauthenticated   Refuse (67) a file whose maker is unauthenticated (v1; x25519, no --signer).
   --legacy                   Read the previous backup tool's format.
   --json                     Print the result as JSON.
   --verify                   Authenticate every chunk (needs a key).
@@ -104,7 +105,8 @@ Key options (never a secret on the command line; each may be repeated):
 Exit status:
   0 success; 64 usage error or malformed key; 65 input is not a valid encpipe
   stream (corrupt, tampered, truncated, trailing data, unsupported version);
-  66 cannot open an input or key file; 67 not signed by a trusted signer;
+  66 cannot open an input or key file; 67 not signed by a trusted signer, or
+  (--refuse-unauthenticated) its maker is not authenticated;
   69 a required Python package is missing; 70 internal error; 73 the output directory can be written by another user;
   74 cannot read or write data; 75 the output file was changed by someone else
   meanwhile; 77 no supplied key opens the file; 78 no key configured.
