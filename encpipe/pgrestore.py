@@ -58,6 +58,7 @@ class Run:
         self.temp = self.lock = None
         self.fetched = []
         self.created_roles = []
+        self.globals_stmts = []
         self._roles = None
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
 
@@ -201,7 +202,7 @@ class Run:
         if busy:
             say("scratch database(s) still in use, left alone: %s" % ", ".join(busy), "warning")
         try:
-            self.apply_globals(globals_stmts)
+            self.globals_stmts = globals_stmts  # applied in create(), once the dump has authenticated
             props = pgprops.read(self.maint, self.db) if exists else backup_props
             if props is None and not exists:
                 say("no database properties (no globals file): %s will belong to the restoring role, "
@@ -250,7 +251,8 @@ class Run:
         no_owner, no_acl = self.skips(exists)
         needed = pgprops.roles_needed(props, no_owner=no_owner, no_acl=no_acl)
         existing = self.roles()
-        missing = sorted(needed - existing)
+        coming = set(pgglobals.plan(self.globals_stmts, existing)[1]) if self.globals_stmts else set()
+        missing = sorted(needed - existing - coming)
         lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing)
         if lost:
             say("settings for role(s) this server lacks are left out: %s" % ", ".join(lost), "warning")
@@ -266,6 +268,7 @@ class Run:
         except pgopts.RefusedOption as e:
             raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
                           % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
+        self.apply_globals(self.globals_stmts)
         run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
         self.temp = self.temp_name
         no_owner, no_acl = self.skips(exists)

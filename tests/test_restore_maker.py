@@ -255,3 +255,29 @@ def test_restore_refuses_a_globals_file_only_the_escrow_identity_opens(pg, tools
         assert b"cannot decrypt the globals file" in proc.stderr
     finally:
         pg.psql(f"DROP ROLE IF EXISTS {ROLE}")
+
+
+def test_a_dump_that_fails_to_authenticate_creates_no_role_not_even_for_a_moment(pg, tools, key_file, tmp_path):
+    """The globals file authenticates, the dump does not (damaged): its roles are created only
+    once the dump has authenticated, so none is created (and dropped again) here."""
+    db = ensure_small(pg, "maker_late_roles")
+    pg.psql(f"DROP ROLE IF EXISTS {ROLE}; CREATE ROLE {ROLE} NOLOGIN")
+    try:
+        path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+        pg.psql(f"DROP ROLE {ROLE}")
+        sealed = bytearray(Path(path).read_bytes())
+        sealed[len(sealed) // 2] ^= 1
+        Path(path).write_bytes(bytes(sealed))
+        live, roles = _changed_after_backup(pg, db), _roles(pg)
+        proc = restore(pg, tools, path, db, "--key-file", key_file)
+        assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+        assert b"created roles" not in proc.stderr and b"dropped the roles" not in proc.stderr
+        assert dump(pg, db) == live and leftover_databases(pg) == set() and _roles(pg) == roles
+        # the same backup undamaged still brings the role the database needs
+        Path(path).write_bytes(bytes(sealed[: len(sealed) // 2]) + bytes([sealed[len(sealed) // 2] ^ 1])
+                               + bytes(sealed[len(sealed) // 2 + 1:]))
+        proc = restore(pg, tools, path, db, "--drop-old", "--key-file", key_file)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert b"created roles: " in proc.stderr and ROLE in _roles(pg)
+    finally:
+        pg.psql(f"DROP ROLE IF EXISTS {ROLE}")
