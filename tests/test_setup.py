@@ -78,7 +78,10 @@ def test_demo_in_a_fresh_clone_installs_once_and_leaves_the_system_alone(clone, 
     demo = [str(target / "scripts" / "encpipe-demo")]
     first = subprocess.run(demo, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "installing encpipe and its dependencies" in first.stderr
+    assert "installing encpipe[fast] and its dependencies" in first.stderr  # the fast cipher too
+    version = subprocess.run([str(target / ".venv" / "bin" / "python"), "-m", "encpipe", "--version"],
+                             env=fresh_env(bare), capture_output=True, text=True)
+    assert version.stdout.endswith("(cipher: cryptography)\n"), version.stdout + version.stderr
     assert "==> Comparing pg_dump of shop and shop_restored\nidentical\n" in first.stdout
     assert first.stdout.splitlines()[-1].startswith("==> Done; removing ")
     stamp = (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns

@@ -16,6 +16,12 @@ docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 # dependencies import).
 # The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
 # pyproject.toml.
+# The `fast` extra: cryptography with AESGCM.encrypt_into (aead.py needs 47 or later).
+fast_importable() {
+  "$1" -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+AESGCM.encrypt_into' >/dev/null 2>&1
+}
+
 checkout_venv() {
   local root="$1" extras="$2"
   local venv="${root}/.venv"
