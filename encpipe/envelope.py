@@ -200,7 +200,7 @@ def open_sealed(
 
     def payload(source, out, report=None, check_only=False, first=None, witnesses=None):
         if header.version < 2:
-            ledger = prov.Ledger(header, file_key, witness_key=witnesses.key, witnesses=witnesses) if witnesses else None
+            ledger = prov.Ledger(header, file_key, witnesses=witnesses) if witnesses else None
             counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
             return counts + (NOT_SENDER_AUTHENTICATED, None)
         ledger = prov.opening_ledger(header, file_key, opened, witnesses=witnesses, again=first is not None)

@@ -66,8 +66,7 @@ class Ledger:
     the result in record order, and end(trailer). With `checks_opener`, keys[0] is
     the key of the slot that opened the file, whose authenticator check() checks."""
 
-    def __init__(self, header, file_key, keys=(), sign=False, checks_opener=False, witness_key=None,
-                 witnesses=None):
+    def __init__(self, header, file_key, keys=(), sign=False, checks_opener=False, witnesses=None):
         self.holdback = trailer_len(header)
         self._witnesses = witnesses
         self.trailer = None
@@ -79,7 +78,8 @@ class Ledger:
         self._macs = [aead.gmac(hkdf(key, header.payload_salt, INFO_RECORD_MAC)) for key in keys]
         self._auths = [hmac.new(key, AUTHENTICATOR_LABEL + fixed, "sha256") for key in keys]
         self._full = hashlib.sha256(COMMITMENT_LABEL + fixed) if sign else None
-        self._witness_mac = aead.gmac(witness_key) if witness_key is not None else None
+        # A record's witness (see Witnesses): the opener's record MAC, else a GMAC under the run's key.
+        self._witness_mac = aead.gmac(witnesses.key) if witnesses is not None and not checks_opener else None
 
     def measure(self, record, nonce):
         """What add() needs of one record; thread-safe, called in parallel."""
@@ -139,9 +139,7 @@ def opening_ledger(header, file_key, opened, new_keys=(), sign=False, witnesses=
     mine = slot_index in authenticated_slots(header) and hasattr(opener, "authenticator_key")
     keys = ([opener.authenticator_key(slot)] if mine else []) + list(new_keys)
     sign = (sign or header.sig_count > 0) and not again
-    witness_key = witnesses.key if witnesses is not None and not mine else None
-    return Ledger(header, file_key, keys, sign=sign, checks_opener=mine, witness_key=witness_key,
-                  witnesses=witnesses)
+    return Ledger(header, file_key, keys, sign=sign, checks_opener=mine, witnesses=witnesses)
 
 
 class Witnesses:
