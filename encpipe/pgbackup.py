@@ -157,6 +157,7 @@ class Backup:
     def __init__(self, o, passphrases, io):
         self.o, self.passphrases, self.io = o, passphrases, io
         self.db, self.temp, self.gtemp, self.globals, self.pending = o["db"], None, None, None, None
+        self.hint = None  # for the final error line
         self.store_opts = (["--dir", o["dir"]] if o["dir"] else []) + (["--to", o["to"]] if o["to"] else [])
         self.store_opts += o["shared"]
         self.job_opts = o["metrics"] + ["--database", self.db, "--started", repr(time.time())]
@@ -183,7 +184,7 @@ class Backup:
                 self.globals.join(60)
         if status:
             if status != self.pending:
-                self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
+                self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored", hint=self.hint)
             self.abort()
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
@@ -284,10 +285,9 @@ class Backup:
             self.progress.finish()
         if self.globals:
             self.globals.join()
-            if self.globals.status:
-                self.io.stderr.write(f"{PROG}: hint: pg_dumpall reads pg_authid as a superuser; "
-                                     "--no-globals skips the globals\n")
-                status = status or self.globals.status
+            if self.globals.status and not status:  # pg_dump could, pg_dumpall could not: most likely privilege
+                self.hint = "pg_dumpall reads pg_authid as a superuser; --no-globals skips the globals"
+            status = status or self.globals.status
         return status
 
     def abort(self):

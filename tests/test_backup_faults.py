@@ -66,6 +66,19 @@ def test_pg_dump_failing_part_way_leaves_no_file(pg, tools, key_file, tmp_path):
     assert dir_entries(directory) == []
 
 
+def test_no_server_is_one_error_and_no_hint_about_superusers(pg, tools, key_file, tmp_path):
+    """pg_dump and pg_dumpall both fail to connect: the hint about pg_dumpall's privilege
+    (for a dump that worked beside globals that did not) would mislead."""
+    env = script_env(pg, tools)
+    env["PGHOST"] = str(tmp_path / "no-server-here")
+    directory = tmp_path / "b"
+    proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "anydb"], env)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    ours = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-backup:")]
+    assert ours == ["encpipe-backup: error: backup of anydb failed (status 1); nothing was stored"]
+    assert dir_entries(directory) == []
+
+
 def test_pg_dump_killed_by_a_signal_leaves_no_file(pg, tools, key_file, tmp_path):
     fake = _fake_pg_dump(tmp_path, "printf 'CREATE TABLE t (x int);\\n'\nkill -9 $$\n")
     directory = tmp_path / "b"
