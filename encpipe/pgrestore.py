@@ -35,7 +35,7 @@ import time
 
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
-from .cli import child_command
+from .cli import child_command, printable
 from .keyargs import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
@@ -44,7 +44,7 @@ from .pgstream import EmptyStream, Restore
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
 def say(text, kind=None):
-    print("%s: %s%s" % (PROG, kind + ": " if kind else "", text), file=sys.stderr)
+    print("%s: %s%s" % (PROG, kind + ": " if kind else "", printable(text)), file=sys.stderr)
 
 
 class Run:

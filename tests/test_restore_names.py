@@ -166,3 +166,34 @@ def test_a_long_name_restores_where_it_does_not_exist_and_in_place_is_refused(pg
     assert dump(pg, name) == before
     assert not [d for d in databases(pg) if d.startswith(("encpipe_restore_", name[:20] + "_pre"))]
     pg.dropdb(name)
+
+
+def test_a_name_with_a_newline_and_quotes_restores_with_its_globals_file_in_one_line_messages(pg, tools, key_file,
+                                                                                              tmp_path):
+    """The globals file beside a backup of such a database was not found (a regular
+    expression without re.S), so it restored without owner, ACL or comment; and the
+    restore's messages printed the newline as is, making two lines of one."""
+    pg.dropdb(AWKWARD)
+    pg.createdb(AWKWARD)
+    pg.psql("CREATE ROLE names_owner; ALTER DATABASE %s OWNER TO names_owner; COMMENT ON DATABASE %s IS 'kept';"
+            % ((ident(AWKWARD),) * 2))
+    path, report = backup(pg, tools, str(tmp_path / "b"), AWKWARD, "--key-file", key_file)
+    assert report["globals"] and os.path.exists(os.path.join(tmp_path, "b", report["globals"]))
+    pg.dropdb(AWKWARD)
+    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    lines = proc.stderr.decode().splitlines()
+    assert lines == ["encpipe-restore: restored %s into new database %s"
+                     % (path.replace("\n", "\\n"), AWKWARD.replace("\n", "\\n"))], lines
+    assert pg.psql("SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database "
+                   "WHERE datname = %s" % literal(AWKWARD)) == "names_owner|kept\n"
+    pg.dropdb(AWKWARD)
+    pg.psql("DROP ROLE names_owner")
+
+
+def ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def literal(text):
+    return "'%s'" % text.replace("'", "''")
