@@ -23,6 +23,7 @@ Options:
                              opened only by an --identity and signed by no signer, or format v1
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
+A FILE or DBNAME that starts with - goes after --: encpipe-restore [options] -- FILE -DB.
 See README, "Restoring: encpipe-restore".
 """
 
