@@ -139,7 +139,8 @@ def _tablespace(cluster, name):
     """A tablespace in a directory of the cluster's own, owned by the server's user."""
     location = os.path.join(cluster.base_dir, name)
     os.mkdir(location, 0o700)
-    os.chown(location, cluster._server_uid, cluster._server_gid)
+    server = os.stat(cluster.datadir)
+    os.chown(location, server.st_uid, server.st_gid)
     cluster.psql("CREATE TABLESPACE %s LOCATION '%s'" % (name, location))
 
 
