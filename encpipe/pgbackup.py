@@ -302,7 +302,7 @@ class Backup:
         globals_opts = ["--globals-temp", self.gtemp, "--globals-name", self.gname] if self.gtemp else []
         return job.main(["commit", *self.store_opts, *self.job_opts, "--kind", self.o["ext"], *self.o["policy"],
                          *self.o["open"], *_pairs(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
-                         self.temp, self.final])
+                         "--", self.temp, self.final])  # NAME starts as DBNAME does: maybe with a dash
 
 
 def usage(script):

@@ -43,6 +43,12 @@ def literal(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+def conninfo(db):
+    """A connection string naming database `db` and nothing else: given as is, psql and
+    libpq take a name holding `=` (or starting postgresql://) for a connection string."""
+    return "dbname='%s'" % db.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def restrict_key():
     """A fresh key for psql's \\restrict: only `\\unrestrict KEY` lifts it."""
     return secrets.token_hex(24)

@@ -11,7 +11,8 @@ import tempfile
 from .pgcli import Failure
 from .pgclient import client_env
 
-_RUN_NAME = re.compile(r"^(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc$")
+# A database's name, and so a file's, may hold a newline.
+_RUN_NAME = re.compile(r"\A(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc\Z", re.S)
 
 
 def globals_name(path):

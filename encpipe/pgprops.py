@@ -10,7 +10,7 @@ but a superuser can connect), settings and comment in the swap transaction.
 
 import json
 
-from .pgclient import PgError, ident, literal, value
+from .pgclient import PgError, conninfo, ident, literal, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
 
@@ -37,7 +37,7 @@ def comment_line(db):
     """The comment line for `db`'s globals file (read connected to `db` itself);
     PgError when the properties cannot be read."""
     try:
-        props = read(db, db)
+        props = read(conninfo(db), db)
     except PgError as e:
         raise PgError("cannot read the properties of %s: %s" % (db, e)) from None
     return LINE_PREFIX + json.dumps(props, ensure_ascii=True, sort_keys=True)

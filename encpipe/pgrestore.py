@@ -23,6 +23,7 @@ Options:
                              opened only by an --identity and signed by no signer, or format v1
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
+A FILE or DBNAME that starts with - goes after --: encpipe-restore [options] -- FILE -DB.
 See README, "Restoring: encpipe-restore".
 """
 
@@ -35,7 +36,7 @@ import time
 
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
-from .cli import child_command
+from .cli import child_command, printable
 from .keyargs import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
@@ -44,7 +45,7 @@ from .pgstream import EmptyStream, Restore
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
 def say(text, kind=None):
-    print("%s: %s%s" % (PROG, kind + ": " if kind else "", text), file=sys.stderr)
+    print("%s: %s%s" % (PROG, kind + ": " if kind else "", printable(text)), file=sys.stderr)
 
 
 class Run:
@@ -105,14 +106,13 @@ class Run:
             raise Failure("--maintenance-db must not be %s" % self.db, 64)
         stamp = pgleftovers.stamp()
         self.old = "%s_pre_restore_%s" % (self.db, stamp)
-        if len(self.old.encode()) > NAME_MAX_BYTES:
-            raise Failure("database name %s is too long to keep the old one as %s" % (self.db, self.old), 64)
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
         if self.file.endswith(".globals.sql.enc"):
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
         if is_remote(self.file):
             self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
+        self.file = not_an_option(self.file)
         if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
             shown = shown_name(self.file, "--passphrase" in o["key"])
             raise Failure("cannot read %s: not a readable regular file" % shown, 66)
@@ -120,6 +120,9 @@ class Run:
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = self.load_globals()
         exists = self.wait_until_free()
+        if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it, any name restores
+            raise Failure("database name %s is too long to keep the old one as %s; nothing was changed"
+                          % (self.db, self.old), 64, "restore it under a shorter name, or rename %s first" % self.db)
         self.lock = pgleftovers.RunLock(self.maint, self.temp_name)
         try:
             return self.restore(exists, globals_stmts, backup_props)
@@ -173,6 +176,7 @@ class Run:
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None
+        path = not_an_option(path)
         proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), path], stdout=subprocess.PIPE)
         if proc.returncode != 0:
             raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
@@ -232,8 +236,10 @@ class Run:
             return
         keep, created, skipped = pgglobals.plan(statements, self.roles())
         spaces = pgglobals.tablespaces(skipped)
+        have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;")} if spaces else ()
+        spaces = [name for name in spaces if name not in have]
         if spaces:
-            say("tablespaces are not created: %s" % ", ".join(spaces), "warning")
+            say("tablespaces this server lacks are not created: %s" % ", ".join(spaces), "warning")
         if not created:
             return
         try:
@@ -253,7 +259,7 @@ class Run:
         existing = self.roles()
         coming = set(pgglobals.plan(self.globals_stmts, existing)[1]) if self.globals_stmts else set()
         missing = sorted(needed - existing - coming)
-        lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing)
+        lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing - coming)
         if lost:
             say("settings for role(s) this server lacks are left out: %s" % ", ".join(lost), "warning")
         if missing:
@@ -269,11 +275,15 @@ class Run:
             raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
                           % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
         self.apply_globals(self.globals_stmts)
-        run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
-        self.temp = self.temp_name
         no_owner, no_acl = self.skips(exists)
-        run_sql(self.maint, pgprops.open_sql(self.temp, props, no_owner, no_acl, owner=self.o.get("role")),
-                single_transaction=True)
+        try:
+            run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
+            self.temp = self.temp_name
+            run_sql(self.maint, pgprops.open_sql(self.temp, props, no_owner, no_acl, owner=self.o.get("role")),
+                    single_transaction=True)
+        except PgError as e:  # undo() drops it when it was created
+            raise Failure("cannot create the scratch database %s (%s); database %s is unchanged"
+                          % (self.temp_name, e, self.db)) from None
         return self.temp
 
     def restore_stream(self, props, exists):
@@ -349,6 +359,11 @@ class Run:
         if self.keep_days is not None:
             status = self.drop_pre_restore(self.db) or status
         return status
+
+
+def not_an_option(path):
+    """`path` as encpipe cannot take it for an option."""
+    return "./" + path if path.startswith("-") else path
 
 
 def main(argv=None):

@@ -4,6 +4,7 @@ another role. The restore either works on exactly the named database or fails
 leaving every database as it was; nothing lands in a database someone else made.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,86 @@ def script_env_without_cluster(tools):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE", "PG"))}
     env.update(PYTHONPATH=str(REPO), PATH="%s:%s" % (tools, env["PATH"]), PGHOST="/nonexistent")
     return env
+
+
+def test_names_with_an_equals_sign_or_a_leading_dash_back_up_and_restore_with_their_globals(pg, tools, key_file,
+                                                                                           tmp_path):
+    """psql -d takes a name with `=` for a connection string, and a name starting with `-`
+    reached the commit step (and encpipe open) as an option: both failed after the dump."""
+    from test_backup_restore import BACKUP, RESTORE, run
+
+    for name in ("a=b c", "-leading dash"):
+        pg.dropdb(name)
+        pg.createdb(name)
+        conninfo = "dbname='%s'" % name  # as the test's own psql and pg_dump must name it
+        pg.psql("CREATE TABLE t (x text); INSERT INTO t VALUES ('%s');" % name, db=conninfo)
+        pg.psql('COMMENT ON DATABASE "%s" IS \'of %s\'' % (name, name))
+        wanted = dump(pg, conninfo)
+        directory = tmp_path / name
+        proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "--", name], script_env(pg, tools))
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stderr == b""
+        stamp = json.loads(proc.stdout)["filename"][len(name) + 1:].split(".")[0]
+        assert sorted(os.listdir(directory)) == ["%s_%s.globals.sql.enc" % (name, stamp),
+                                                 "%s_%s.sql.zst.enc" % (name, stamp)]
+        pg.dropdb(name)
+        # FILE relative to the working directory, as the operator types it beside the backups
+        proc = run([RESTORE, "--key-file", key_file, "--", "%s_%s.sql.zst.enc" % (name, stamp), name],
+                   script_env(pg, tools), cwd=directory)
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert dump(pg, conninfo) == wanted
+        assert pg.psql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '%s'"
+                       % name) == "of %s\n" % name
+        pg.dropdb(name)
+
+
+def test_a_long_name_restores_where_it_does_not_exist_and_in_place_is_refused(pg, tools, key_file, tmp_path):
+    """`<name>_pre_restore_<time>` must fit PostgreSQL's 63 bytes only when there is a
+    database to keep: onto a server without it (disaster recovery) any name restores."""
+    name = "a_database_name_of_sixty_three_bytes_" + "x" * 26
+    assert len(name) == 63
+    pg.dropdb(name)
+    source = ensure_small(pg, "names_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file)
+    proc = restore(pg, tools, path, name, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert dump(pg, name) == dump(pg, source)
+    before = _precious(pg, name)
+    proc = restore(pg, tools, path, name, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (64, b"")
+    assert proc.stderr.decode().startswith("encpipe-restore: error: database name %s is too long to keep the old "
+                                           "one as %s_pre_restore_" % (name, name))
+    assert dump(pg, name) == before
+    assert not [d for d in databases(pg) if d.startswith(("encpipe_restore_", name[:20] + "_pre"))]
+    pg.dropdb(name)
+
+
+def test_a_name_with_a_newline_and_quotes_restores_with_its_globals_file_in_one_line_messages(pg, tools, key_file,
+                                                                                              tmp_path):
+    """The globals file beside a backup of such a database was not found (a regular
+    expression without re.S), so it restored without owner, ACL or comment; and the
+    restore's messages printed the newline as is, making two lines of one."""
+    pg.dropdb(AWKWARD)
+    pg.createdb(AWKWARD)
+    pg.psql("CREATE ROLE names_owner; ALTER DATABASE %s OWNER TO names_owner; COMMENT ON DATABASE %s IS 'kept';"
+            % ((ident(AWKWARD),) * 2))
+    path, report = backup(pg, tools, str(tmp_path / "b"), AWKWARD, "--key-file", key_file)
+    assert report["globals"] and os.path.exists(os.path.join(tmp_path, "b", report["globals"]))
+    pg.dropdb(AWKWARD)
+    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    lines = proc.stderr.decode().splitlines()
+    assert lines == ["encpipe-restore: restored %s into new database %s"
+                     % (path.replace("\n", "\\n"), AWKWARD.replace("\n", "\\n"))], lines
+    assert pg.psql("SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database "
+                   "WHERE datname = %s" % literal(AWKWARD)) == "names_owner|kept\n"
+    pg.dropdb(AWKWARD)
+    pg.psql("DROP ROLE names_owner")
+
+
+def ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def literal(text):
+    return "'%s'" % text.replace("'", "''")

@@ -8,7 +8,7 @@ Usage:
              [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
              [--passphrase-file FILE]... [--passphrase-command CMD]...
              [--signer KEY]... [--signer-file FILE]... [--count-unauthenticated]
-             [--globals-temp GTEMP --globals-name GNAME] TEMP NAME
+             [--globals-temp GTEMP --globals-name GNAME] [--] TEMP NAME
   job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE] TEMP
   job fetch FILE
   job systemd-unit SCRIPT [ARG...]
