@@ -130,7 +130,7 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     (metrics) failed. Headers only: what they claim takes encpipe-verify to check."""
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
-    copied = copies([e for e in entries if e.naming == "encpipe" and not e.item.link])
+    copied = copies(entries)
     worst, lines = 0, []
     for database in databases:
         mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
