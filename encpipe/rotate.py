@@ -142,8 +142,10 @@ class Encpipe:
         except Failure as e:
             raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status) from None
 
-    def inspect(self, path):
-        return json.loads(self.run(["inspect", "--json", path]))
+    def inspect(self, fd):
+        """inspect of the file open as `fd` (never by path: a FIFO swapped in would block it)."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(self.run(["inspect", "--json"], stdin=fd))
 
     def verify_fd(self, fd, key_files, signer_args=()):
         """inspect --verify of the file open as `fd`, from its start (never by path)."""
@@ -171,16 +173,15 @@ class Rotation:
             src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
             with src:
                 magic = src.read(len(MAGIC))
+                before = self.encpipe.inspect(src.fileno()) if magic == MAGIC else None
+        except Failure as e:
+            return self.fail(path, "inspect", e)
         except EncpipeError as e:
             return self.fail(path, "read", Failure(str(e), 66))
         except OSError as e:
             return self.fail(path, "read", Failure(e.strerror or str(e), 66))
         if magic != MAGIC:
             return report(path, "foreign", reason="not an encpipe file; left alone")
-        try:
-            before = self.encpipe.inspect(path)
-        except Failure as e:
-            return self.fail(path, "inspect", e)
         present = {slot.get("key_id") for slot in before["slots"]} - {None}
         signed = before.get("signers") or []
         if self.trusted and not self.trusted & set(signed):
