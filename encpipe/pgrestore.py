@@ -61,6 +61,7 @@ class Run:
         self.globals_stmts = []
         self._roles = None
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
+        self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 
     def key_args(self):
         """The key options, each --passphrase-fd secret on a fresh pipe: it is read once, used thrice."""
@@ -76,7 +77,8 @@ class Run:
     def encpipe_run(self, args, **kw):
         keys, fds = self.key_args()
         try:
-            return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env, pass_fds=fds, **kw)
+            return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env, pass_fds=fds + self.fds,
+                                  **kw)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -113,9 +115,9 @@ class Run:
         if is_remote(self.file):
             self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
-        if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
-            shown = shown_name(self.file, "--passphrase" in o["key"])
-            raise Failure("cannot read %s: not a readable regular file" % shown, 66)
+        self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in o["key"]),
+                                         "nothing was changed")]
+        self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
         self.restrict = self.check_psql()
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = self.load_globals()
@@ -155,10 +157,9 @@ class Run:
         return False
 
     def authenticate_legacy(self):
-        with open(self.file, "rb") as f:
-            if f.read(7) == b"ENCPIPE":
-                return False
-        proc = self.encpipe_run(["inspect", "--legacy", "--verify", self.file],
+        if os.pread(self.fds[0], 7, 0) == b"ENCPIPE":
+            return False
+        proc = self.encpipe_run(["inspect", "--legacy", "--verify", self.source],
                                 stdout=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise Failure("cannot authenticate %s (status %d); database %s was not touched"
@@ -173,7 +174,10 @@ class Run:
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None
-        proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), path], stdout=subprocess.PIPE)
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path, "database %s was not touched" % self.db,
+                                             "remove it, or name the globals file of the backup with --globals FILE"))
+        proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]],
+                                stdout=subprocess.PIPE)
         if proc.returncode != 0:
             raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
                           % (path, proc.returncode, self.db), proc.returncode,
@@ -279,8 +283,8 @@ class Run:
     def restore_stream(self, props, exists):
         keys, fds = self.key_args()
         open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
-                                   *self.o["open"], *keys, self.file]
-        self.stream = Restore(open_cmd, self.env, fds, self.o["tool"], self.o.get("role"), self.restrict)
+                                   *self.o["open"], *keys, self.source]
+        self.stream = Restore(open_cmd, self.env, fds + self.fds, self.o["tool"], self.o.get("role"), self.restrict)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:
