@@ -31,6 +31,12 @@ def open_regular(path, what, where, hint=None):
     return fd
 
 
+def run_database(path):
+    """The database named by backup `path`'s name (that of its run), or None."""
+    match = _RUN_NAME.match(os.path.basename(path))
+    return match and match["run"].rsplit("_", 1)[0]
+
+
 def globals_name(path):
     """The globals file of the run that made backup `path`, or None."""
     match = _RUN_NAME.match(os.path.basename(path))

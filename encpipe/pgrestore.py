@@ -10,7 +10,8 @@ Options:
   --terminate-connections    end the sessions on DBNAME at the swap (else 75 when in use)
   --maintenance-db DB        where the administrative statements run [default: postgres]
   --globals FILE             the globals file to take missing roles and properties from
-                             [default: the one of FILE's backup run, beside it]
+                             [default: the one of FILE's backup run, beside it, which
+                             must hold the properties of FILE's database]
   --no-globals               create no roles
   --role ROLE                restore the dump connected as ROLE, not as the connecting user
   --allow-unrestricted-psql  accept a psql without \\restrict (older than 15.14, 16.10, 17.6)
@@ -112,6 +113,8 @@ class Run:
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
         if self.file.endswith(".globals.sql.enc"):
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
+        # the database whose properties a globals file found beside FILE must hold
+        self.source_db = None if self.o.get("globals") else pgfetch.run_database(self.file)
         if is_remote(self.file):
             self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
@@ -174,7 +177,8 @@ class Run:
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path, "database %s was not touched" % self.db,
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
+                                             "database %s was not touched" % self.db,
                                              "remove it, or name the globals file of the backup with --globals FILE"))
         proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]],
                                 stdout=subprocess.PIPE)
@@ -184,6 +188,10 @@ class Run:
                           open_failure_hint(proc.returncode, self.o, self.env))
         self.globals_path = path
         statements, props = pgglobals.statements(proc.stdout.decode("utf-8", "replace"))
+        if self.source_db and props and props.get("name") != self.source_db:  # a copy planted there?
+            raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
+                          "was not touched" % (path, props.get("name"), self.source_db, self.db), 65,
+                          "a copy of another database's globals file? give the right one with --globals FILE")
         return ([] if self.o.get("no_globals") else statements), props
 
     def wait_until_free(self):

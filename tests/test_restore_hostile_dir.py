@@ -82,3 +82,31 @@ def test_file_swapped_after_restore_checked_it_is_still_the_file_restored(pg, to
         os.unlink(path)
         os.rename(path + ".moved", path)
     pg.dropdb(TARGET)
+
+
+def test_another_databases_globals_file_planted_beside_file_is_refused(pg, tools, key_file, tmp_path):
+    """Before: the globals file beside FILE was taken whatever database it was made
+    for. A writer of the directory copied another database's globals file (sealed
+    with the same key, so it authenticates) over FILE's run's: the genuine payroll
+    data was restored with crm's owner and ACL (CONNECT for every role that could
+    connect to crm). Now the properties in a globals file found beside FILE must
+    be those of the database FILE's name gives, else 65 before anything is touched."""
+    payroll, crm = ensure_small(pg, "hostile_dir_payroll"), ensure_small(pg, "hostile_dir_crm")
+    pg.psql("REVOKE CONNECT ON DATABASE hostile_dir_payroll FROM PUBLIC")
+    directory = str(tmp_path / "b")
+    try:
+        path, line = backup(pg, tools, directory, payroll, "--key-file", key_file)
+    finally:
+        pg.psql("GRANT CONNECT ON DATABASE hostile_dir_payroll TO PUBLIC")
+    _, crm_line = backup(pg, tools, directory, crm, "--key-file", key_file)
+    planted = os.path.join(directory, line["globals"])
+    os.unlink(planted)
+    os.link(os.path.join(directory, crm_line["globals"]), planted)
+    pg.dropdb(TARGET)
+    proc = restore(pg, tools, path, TARGET, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [
+        f"encpipe-restore: error: the globals file {planted} holds the properties of database hostile_dir_crm, "
+        f"not of hostile_dir_payroll (FILE's); database {TARGET} was not touched",
+        "encpipe-restore: hint: a copy of another database's globals file? give the right one with --globals FILE"]
+    assert TARGET not in pg.psql("SELECT datname FROM pg_database").split()
