@@ -276,13 +276,11 @@ def remove_stale(path, rotation):
 
 def walk(top, rotation, dry_run):
     """Every file under `top` in a stable order, hidden names and symbolic links excepted."""
-    top_real = os.path.realpath(top)
-    for directory, subdirs, names in os.walk(top):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        if os.path.realpath(directory) != os.path.normpath(os.path.join(top_real, os.path.relpath(directory, top))):
-            subdirs[:] = []  # replaced by a link to elsewhere since it was listed
+    for directory, subdirs, names in _walk(top):
+        if subdirs is None:
             report(directory, "ignored", reason="not a directory under DIR any more")
             continue
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in sorted(names):
             path = os.path.join(directory, name)
             if _STALE_TEMP.match(name):
@@ -298,10 +296,47 @@ def walk(top, rotation, dry_run):
                 rotation.file(path)
 
 
+def _walk(top):
+    """os.walk(top), top-down, links to directories listed but not followed, with a
+    stack of its own (Python 3.11's recursed once a level: a writer of DIR could nest
+    directories past the recursion limit, a traceback); `subdirs` None for a
+    directory that is not the one listed any more (replaced by a link to elsewhere)."""
+    stack = [(top, None)]
+    while stack:
+        directory, listed = stack.pop()
+        try:
+            if listed is not None and _identity(os.stat(directory)) != listed:
+                yield directory, None, None
+                continue
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # as os.walk: a directory that cannot be listed is passed over
+        found = {e.name: e for e in entries if _is_dir(e)}
+        subdirs = list(found)
+        yield directory, subdirs, [e.name for e in entries if e.name not in found]
+        for name in reversed(subdirs):
+            try:
+                if not found[name].is_symlink():
+                    stack.append((found[name].path, _identity(found[name].stat(follow_symlinks=False))))
+            except OSError:
+                pass
+
+
+def _identity(info):
+    return info.st_dev, info.st_ino
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def is_regular(path):
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
+    except OSError:  # gone, or a path too long to name
         return False
 
 

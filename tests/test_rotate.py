@@ -265,6 +265,33 @@ def test_a_file_swapped_for_a_fifo_after_its_magic_was_read_hangs_nothing(world)
     assert world.temps() == []
 
 
+def test_a_tree_nested_deeper_than_pythons_recursion_limit_is_rotated_not_a_traceback(world):
+    """Before: os.walk recursed once a level (Python 3.11), so a writer of DIR who
+    nested 1100 directories made encpipe-rotate end in a RecursionError traceback,
+    rotating nothing past it. Now the walk keeps its own stack."""
+    world.add("a.enc", "--key-file", world.old_a)
+    deep = str(world.dir)
+    try:
+        for _ in range(1100):
+            deep = os.path.join(deep, "d")
+            os.mkdir(deep)
+        with open(os.path.join(deep, "deep.enc"), "wb") as f:
+            f.write(world.originals["a.enc"])
+        done = rotate(world.args(), timeout=120)
+        assert done.returncode == 0, done.stderr[-500:]
+        assert done.stderr == b""
+        got = lines(done)
+        assert got["a.enc"]["status"] == got["deep.enc"]["status"] == "rotated"
+    finally:  # bottom up, whatever is left there: shutil.rmtree (pytest's clean-up) recurses too
+        while deep != str(world.dir):
+            for name in os.listdir(deep) if os.path.isdir(deep) else []:
+                if not os.path.isdir(os.path.join(deep, name)):
+                    os.unlink(os.path.join(deep, name))
+            if os.path.isdir(deep):
+                os.rmdir(deep)
+            deep = os.path.dirname(deep)
+
+
 # --- failures: the file stays as it was ----------------------------------------
 
 
