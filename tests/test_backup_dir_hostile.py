@@ -340,3 +340,21 @@ def test_a_copy_under_a_name_that_is_not_a_backups_still_is_a_copy(tmp_path):
     assert [k["filename"] for k in report["kept"]] == [shop[-1]]
     assert {left["filename"]: left["reasons"] for left in report["left"]} == {
         planted: ["the same file as shop-golden.enc: a copy, never counted"]}
+
+
+def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_message(tmp_path):
+    """Before: a directory put under the backup's final name just before the rename
+    failed the commit as `cannot write output: Is a directory` (74), as if standard
+    output had failed. Now the message says which rename failed; the sealed
+    temporary file is left for the next run to remove."""
+    d = tmp_path / "b"
+    d.mkdir()
+    temp, final = ".encpipe-tmp.20240101T000000Z_1_2", "shop_20240101T000000Z.sql.enc"
+    make_valid(d, temp)
+    hook = f'[ "$1" = renaming ] && mkdir "$2/$4"; true'
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", "--dir", d, "--database", "shop",
+                           "--kind", "sql", "--started", "1", temp, final], capture_output=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": ROOT, "ENCPIPE_TEST_HOOK": hook})
+    assert (done.returncode, done.stdout) == (74, b"")
+    assert done.stderr.decode() == f"encpipe-backup: error: cannot rename {d}/{temp} to {final}: Is a directory\n"
+    assert os.path.isdir(d / final) and os.path.isfile(d / temp)
