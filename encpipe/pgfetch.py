@@ -4,6 +4,7 @@ plaintext) into private temporary files, since a file is read more than once."""
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,28 @@ from .pgclient import client_env
 
 # A database's name, and so a file's, may hold a newline.
 _RUN_NAME = re.compile(r"\A(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc\Z", re.S)
+
+
+def open_regular(path, what, where, hint=None):
+    """`path` opened to read (a link followed), never blocking on a FIFO that a writer of
+    its directory put there: a regular file's descriptor, which each `encpipe` of the
+    restore reads as /dev/fd/N, so that the file read is the one checked, whatever
+    the name holds meanwhile. Else 66, naming `what`, and `where` nothing was changed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise Failure("cannot read %s: %s; %s" % (what, e.strerror, where), 66, hint) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Failure("cannot read %s: not a regular file; %s" % (what, where), 66, hint)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def run_database(path):
+    """The database named by backup `path`'s name (that of its run), or None."""
+    match = _RUN_NAME.match(os.path.basename(path))
+    return match and match["run"].rsplit("_", 1)[0]
 
 
 def globals_name(path):

@@ -10,7 +10,8 @@ Options:
   --terminate-connections    end the sessions on DBNAME at the swap (else 75 when in use)
   --maintenance-db DB        where the administrative statements run [default: postgres]
   --globals FILE             the globals file to take missing roles and properties from
-                             [default: the one of FILE's backup run, beside it]
+                             [default: the one of FILE's backup run, beside it, which
+                             must hold the properties of FILE's database]
   --no-globals               create no roles
   --role ROLE                restore the dump connected as ROLE, not as the connecting user
   --allow-unrestricted-psql  accept a psql without \\restrict (older than 15.14, 16.10, 17.6)
@@ -62,6 +63,7 @@ class Run:
         self.globals_stmts = []
         self._roles = None
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
+        self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 
     def key_args(self):
         """The key options, each --passphrase-fd secret on a fresh pipe: it is read once, used thrice."""
@@ -77,7 +79,8 @@ class Run:
     def encpipe_run(self, args, **kw):
         keys, fds = self.key_args()
         try:
-            return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env, pass_fds=fds, **kw)
+            return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env, pass_fds=fds + self.fds,
+                                  **kw)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -109,13 +112,14 @@ class Run:
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
         if self.file.endswith(".globals.sql.enc"):
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
+        # the database whose properties a globals file found beside FILE must hold
+        self.source_db = None if self.o.get("globals") else pgfetch.run_database(self.file)
         if is_remote(self.file):
             self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
-        self.file = not_an_option(self.file)
-        if not os.path.isfile(self.file) or not os.access(self.file, os.R_OK):
-            shown = shown_name(self.file, "--passphrase" in o["key"])
-            raise Failure("cannot read %s: not a readable regular file" % shown, 66)
+        self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in o["key"]),
+                                         "nothing was changed")]
+        self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
         self.restrict = self.check_psql()
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = self.load_globals()
@@ -158,10 +162,9 @@ class Run:
         return False
 
     def authenticate_legacy(self):
-        with open(self.file, "rb") as f:
-            if f.read(7) == b"ENCPIPE":
-                return False
-        proc = self.encpipe_run(["inspect", "--legacy", "--verify", self.file],
+        if os.pread(self.fds[0], 7, 0) == b"ENCPIPE":
+            return False
+        proc = self.encpipe_run(["inspect", "--legacy", "--verify", self.source],
                                 stdout=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise Failure("cannot authenticate %s (status %d); database %s was not touched"
@@ -176,14 +179,21 @@ class Run:
             path = candidate if candidate and os.path.exists(candidate) else None
         if path is None:
             return [], None
-        path = not_an_option(path)
-        proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), path], stdout=subprocess.PIPE)
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
+                                             "database %s was not touched" % self.db,
+                                             "remove it, or name the globals file of the backup with --globals FILE"))
+        proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]],
+                                stdout=subprocess.PIPE)
         if proc.returncode != 0:
             raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
                           % (path, proc.returncode, self.db), proc.returncode,
                           open_failure_hint(proc.returncode, self.o, self.env))
         self.globals_path = path
         statements, props = pgglobals.statements(proc.stdout.decode("utf-8", "replace"))
+        if self.source_db and props and props.get("name") != self.source_db:  # a copy planted there?
+            raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
+                          "was not touched" % (path, props.get("name"), self.source_db, self.db), 65,
+                          "a copy of another database's globals file? give the right one with --globals FILE")
         return ([] if self.o.get("no_globals") else statements), props
 
     def wait_until_free(self):
@@ -289,8 +299,8 @@ class Run:
     def restore_stream(self, props, exists):
         keys, fds = self.key_args()
         open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
-                                   *self.o["open"], *keys, self.file]
-        self.stream = Restore(open_cmd, self.env, fds, self.o["tool"], self.o.get("role"), self.restrict)
+                                   *self.o["open"], *keys, self.source]
+        self.stream = Restore(open_cmd, self.env, fds + self.fds, self.o["tool"], self.o.get("role"), self.restrict)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:
@@ -359,11 +369,6 @@ class Run:
         if self.keep_days is not None:
             status = self.drop_pre_restore(self.db) or status
         return status
-
-
-def not_an_option(path):
-    """`path` as encpipe cannot take it for an option."""
-    return "./" + path if path.startswith("-") else path
 
 
 def main(argv=None):

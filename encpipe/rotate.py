@@ -142,8 +142,10 @@ class Encpipe:
         except Failure as e:
             raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status) from None
 
-    def inspect(self, path):
-        return json.loads(self.run(["inspect", "--json", path]))
+    def inspect(self, fd):
+        """inspect of the file open as `fd` (never by path: a FIFO swapped in would block it)."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(self.run(["inspect", "--json"], stdin=fd))
 
     def verify_fd(self, fd, key_files, signer_args=()):
         """inspect --verify of the file open as `fd`, from its start (never by path)."""
@@ -171,16 +173,15 @@ class Rotation:
             src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
             with src:
                 magic = src.read(len(MAGIC))
+                before = self.encpipe.inspect(src.fileno()) if magic == MAGIC else None
+        except Failure as e:
+            return self.fail(path, "inspect", e)
         except EncpipeError as e:
             return self.fail(path, "read", Failure(str(e), 66))
         except OSError as e:
             return self.fail(path, "read", Failure(e.strerror or str(e), 66))
         if magic != MAGIC:
             return report(path, "foreign", reason="not an encpipe file; left alone")
-        try:
-            before = self.encpipe.inspect(path)
-        except Failure as e:
-            return self.fail(path, "inspect", e)
         present = {slot.get("key_id") for slot in before["slots"]} - {None}
         signed = before.get("signers") or []
         if self.trusted and not self.trusted & set(signed):
@@ -275,13 +276,11 @@ def remove_stale(path, rotation):
 
 def walk(top, rotation, dry_run):
     """Every file under `top` in a stable order, hidden names and symbolic links excepted."""
-    top_real = os.path.realpath(top)
-    for directory, subdirs, names in os.walk(top):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        if os.path.realpath(directory) != os.path.normpath(os.path.join(top_real, os.path.relpath(directory, top))):
-            subdirs[:] = []  # replaced by a link to elsewhere since it was listed
+    for directory, subdirs, names in _walk(top):
+        if subdirs is None:
             report(directory, "ignored", reason="not a directory under DIR any more")
             continue
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in sorted(names):
             path = os.path.join(directory, name)
             if _STALE_TEMP.match(name):
@@ -297,10 +296,47 @@ def walk(top, rotation, dry_run):
                 rotation.file(path)
 
 
+def _walk(top):
+    """os.walk(top), top-down, links to directories listed but not followed, with a
+    stack of its own (Python 3.11's recursed once a level: a writer of DIR could nest
+    directories past the recursion limit, a traceback); `subdirs` None for a
+    directory that is not the one listed any more (replaced by a link to elsewhere)."""
+    stack = [(top, None)]
+    while stack:
+        directory, listed = stack.pop()
+        try:
+            if listed is not None and _identity(os.stat(directory)) != listed:
+                yield directory, None, None
+                continue
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # as os.walk: a directory that cannot be listed is passed over
+        found = {e.name: e for e in entries if _is_dir(e)}
+        subdirs = list(found)
+        yield directory, subdirs, [e.name for e in entries if e.name not in found]
+        for name in reversed(subdirs):
+            try:
+                if not found[name].is_symlink():
+                    stack.append((found[name].path, _identity(found[name].stat(follow_symlinks=False))))
+            except OSError:
+                pass
+
+
+def _identity(info):
+    return info.st_dev, info.st_ino
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def is_regular(path):
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
+    except OSError:  # gone, or a path too long to name
         return False
 
 

@@ -4,6 +4,7 @@ characters or bytes that are not UTF-8. Each test names the hole it closes; the
 real scripts run where a hang is the failure.
 """
 
+import io
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import pytest
 
 from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
-from test_backup_dir import ENV, ROOT, make_corrupt, make_valid, stamp
+from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_corrupt, make_valid, stamp
 from test_backup_restore import BACKUP, python_env
 from test_migrate import keys as migrate_keys  # noqa: F401  (fixture)
 from test_migrate import migrate
@@ -284,3 +285,76 @@ def test_json_reports_stay_ascii_json_whatever_the_names(tmp_path):
         report = json.loads(done.stdout)
         found = report if command == "list" else report["results"] if command == "verify" else report["kept"]
         assert {f["filename"] for f in found} == (names if command != "prune" else names - {"two\nlines.enc"})
+
+
+# --- copies of files of the previous tool --------------------------------------------
+
+
+@pytest.mark.skipif(not LEGACY_AVAILABLE, reason="the legacy reader is not available")
+@pytest.mark.parametrize("original", ["crm_backup_2020-01-01_00-00-00-000Z.sql.enc",
+                                      "shop_backup_2020-01-01_00-00-00-000Z.sql.enc.legacy"])
+def test_a_copy_of_a_file_of_the_previous_tool_under_a_backup_name_never_counts(tmp_path, original):
+    """Before: copies were told by a sealed file's payload salt only, among files under
+    backup names. A file of the previous tool has none, and counts as made by its key:
+    a copy of the old tool's crm backup (or of a .legacy original kept by encpipe-migrate) planted
+    under a newer shop name authenticated with the legacy key, counted as shop's
+    newest, and --keep-last 1 removed every genuine shop backup. Now a legacy file's
+    IV tells a copy (it is authenticated: a copy cannot change it), and copies are
+    looked for among every file of the location."""
+    from encpipe.legacy import seal_legacy
+
+    d = tmp_path / "b"
+    d.mkdir()
+    shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    for name in shop:
+        make_valid(d, name)
+    with open(d / original, "wb") as dst:
+        seal_legacy(io.BytesIO(b"DROP TABLE orders;\n" * 100), dst, KEY)
+    planted = f"shop_{hours_ago(1)}.sql.enc"
+    shutil.copy(d / original, d / planted)
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    report = json.loads(done.stdout)
+    assert [k["filename"] for k in report["kept"]] == [shop[-1]]
+    assert [r["filename"] for r in report["removed"]] == shop[:2]
+    assert {left["filename"]: left["reasons"] for left in report["left"]} == {
+        planted: [f"the same file as {original}: a copy, never counted"]}
+    assert sorted(os.listdir(d)) == sorted([original, planted, shop[-1]])
+
+
+def test_a_copy_under_a_name_that_is_not_a_backups_still_is_a_copy(tmp_path):
+    """A copy of the newest genuine backup kept under another name (not a backup's)
+    makes neither count: the file authenticates its content, not its name."""
+    d = tmp_path / "b"
+    d.mkdir()
+    shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    for name in shop:
+        make_valid(d, name)
+    planted = f"shop_{hours_ago(1)}.sql.enc"
+    shutil.copy(d / shop[0], d / "shop-golden.enc")
+    shutil.copy(d / shop[0], d / planted)
+    os.unlink(d / shop[0])  # the original is gone, but a copy of it is still there under another name
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    report = json.loads(done.stdout)
+    assert [k["filename"] for k in report["kept"]] == [shop[-1]]
+    assert {left["filename"]: left["reasons"] for left in report["left"]} == {
+        planted: ["the same file as shop-golden.enc: a copy, never counted"]}
+
+
+def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_message(tmp_path):
+    """Before: a directory put under the backup's final name just before the rename
+    failed the commit as `cannot write output: Is a directory` (74), as if standard
+    output had failed. Now the message says which rename failed; the sealed
+    temporary file is left for the next run to remove."""
+    d = tmp_path / "b"
+    d.mkdir()
+    temp, final = ".encpipe-tmp.20240101T000000Z_1_2", "shop_20240101T000000Z.sql.enc"
+    make_valid(d, temp)
+    hook = f'[ "$1" = renaming ] && mkdir "$2/$4"; true'
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", "--dir", d, "--database", "shop",
+                           "--kind", "sql", "--started", "1", temp, final], capture_output=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": ROOT, "ENCPIPE_TEST_HOOK": hook})
+    assert (done.returncode, done.stdout) == (74, b"")
+    assert done.stderr.decode() == f"encpipe-backup: error: cannot rename {d}/{temp} to {final}: Is a directory\n"
+    assert os.path.isdir(d / final) and os.path.isfile(d / temp)

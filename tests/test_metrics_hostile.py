@@ -6,8 +6,11 @@ or a traceback is the failure.
 
 import io
 import os
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -97,6 +100,31 @@ def test_a_run_does_not_hang_on_a_fifo_for_the_lock(tmp_path):
         capture_output=True, timeout=20, env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 74 and done.stdout == b""
     assert done.stderr.decode() == f"encpipe-backup: error: {tmp_path}/encpipe.prom.lock is not a regular file\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("flock"), reason="needs root (to run flock as nobody)")
+def test_another_user_cannot_hold_the_lock_and_hang_every_run(tmp_path):
+    """Before: FILE.lock was made mode 0644 (node_exporter's directory is readable by
+    all): any local user could open it read-only and hold flock on it, and every
+    encpipe-backup then waited for ever to record its run, holding its directory's
+    lock. Now the lock is its owner's only, 0600 (one an earlier run made 0644 too)."""
+    (tmp_path / "b").mkdir()
+    shared = tempfile.mkdtemp()  # under the sticky /tmp: every user can reach it, none but root write it
+    try:
+        os.chmod(shared, 0o755)
+        prom, lock = os.path.join(shared, "encpipe.prom"), os.path.join(shared, "encpipe.prom.lock")
+        with open(lock, "wb"):
+            os.chmod(lock, 0o644)  # as an earlier run made it
+        assert _abort(tmp_path, prom) == (0, "")
+        assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
+        holder = subprocess.run(["flock", "--nonblock", "--exclusive", lock, "true"], user=65534,
+                                capture_output=True, timeout=20)  # it would hold it for as long as it liked
+        assert holder.returncode != 0 and b"Permission denied" in holder.stderr, holder
+        os.unlink(lock)
+        assert _abort(tmp_path, prom) == (0, "")
+        assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_a_run_refuses_a_metrics_directory_others_can_write_before_making_its_lock(tmp_path):

@@ -237,6 +237,61 @@ def test_hidden_files_and_symbolic_links_are_left_alone(world):
     assert os.readlink(world.dir / "link.enc") == "a.enc"
 
 
+def test_a_file_swapped_for_a_fifo_after_its_magic_was_read_hangs_nothing(world):
+    """Before: rotate read a file's magic (not through a link, never blocking), then
+    ran `encpipe inspect` on its name; a writer of the directory who swapped it for a
+    FIFO in between made rotate wait for ever, holding the directory's lock (so
+    every encpipe-backup into it waited too). Now inspect reads the descriptor
+    whose magic was read; the swapped name is then refused: an error line, 66."""
+    world.add("a.enc", "--key-file", world.old_a)
+    world.add("b.enc", "--key-file", world.old_a)
+    wrapper = world.tmp / "encpipe-swapping"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "inspect --json" ] && [ "$SWAP_DONE" ] && [ ! -e "$SWAP_DONE" ]; then\n'
+        '    : >"$SWAP_DONE"; mv "$SWAP_NAME" "$SWAP_NAME.moved"; mkfifo "$SWAP_NAME"\n'
+        "fi\n"
+        f'exec {ENCPIPE} "$@"\n')
+    wrapper.chmod(0o755)
+    done = rotate(world.args(), env=rotate_env(ENCPIPE=str(wrapper), SWAP_NAME=str(world.dir / "a.enc"),
+                                               SWAP_DONE=str(world.tmp / "swapped")), timeout=60)
+    assert (world.tmp / "swapped").exists()
+    assert done.returncode == 1, done.stderr
+    got = lines(done)
+    assert (got["a.enc"]["status"], got["a.enc"]["step"], got["a.enc"]["exit"]) == ("error", "rewrap", 66)
+    assert got["b.enc"]["status"] == "rotated"
+    assert stat.S_ISFIFO(os.lstat(world.dir / "a.enc").st_mode)
+    assert (world.dir / "a.enc.moved").read_bytes() == world.originals["a.enc"]
+    assert world.temps() == []
+
+
+def test_a_tree_nested_deeper_than_pythons_recursion_limit_is_rotated_not_a_traceback(world):
+    """Before: os.walk recursed once a level (Python 3.11), so a writer of DIR who
+    nested 1100 directories made encpipe-rotate end in a RecursionError traceback,
+    rotating nothing past it. Now the walk keeps its own stack."""
+    world.add("a.enc", "--key-file", world.old_a)
+    deep = str(world.dir)
+    try:
+        for _ in range(1100):
+            deep = os.path.join(deep, "d")
+            os.mkdir(deep)
+        with open(os.path.join(deep, "deep.enc"), "wb") as f:
+            f.write(world.originals["a.enc"])
+        done = rotate(world.args(), timeout=120)
+        assert done.returncode == 0, done.stderr[-500:]
+        assert done.stderr == b""
+        got = lines(done)
+        assert got["a.enc"]["status"] == got["deep.enc"]["status"] == "rotated"
+    finally:  # bottom up, whatever is left there: shutil.rmtree (pytest's clean-up) recurses too
+        while deep != str(world.dir):
+            for name in os.listdir(deep) if os.path.isdir(deep) else []:
+                if not os.path.isdir(os.path.join(deep, name)):
+                    os.unlink(os.path.join(deep, name))
+            if os.path.isdir(deep):
+                os.rmdir(deep)
+            deep = os.path.dirname(deep)
+
+
 # --- failures: the file stays as it was ----------------------------------------
 
 

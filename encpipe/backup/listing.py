@@ -12,6 +12,7 @@ from ..errors import InvalidStream
 from .names import is_partial, iso, parse_name
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
+_LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
 
@@ -36,7 +37,9 @@ class Entry:
     plaintext_bytes: int = None
     chunks: int = None
     error: str = None
-    payload_salt: bytes = None  # a sealed file's: a copy of it has the same one
+    # what a copy of it shares: a sealed file's payload salt (its file key), the IV of a file
+    # that may be the previous tool's (authenticated by its tag); None for a file too short
+    fingerprint: tuple = None
     # a sealed file's header has what can authenticate its maker (format v2, with a raw-key or
     # passphrase slot or a signature); False: anyone with the public key, or a v1 slot, can make one
     maker_checkable: bool = None
@@ -91,7 +94,10 @@ def _examine_content(entry, src, tail):
     head = fmt.read_exactly(src, _SNIFF_BYTES)
     if head and fmt.MAGIC.startswith(head[: len(fmt.MAGIC)]):
         _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)), tail)
-    elif entry.naming == "legacy" and not entry.filename.endswith(".enc"):
+        return
+    if len(head) >= LEGACY_MIN_BYTES:  # whatever its name: a copy of the old tool's file may have any
+        entry.fingerprint = ("legacy", head[_LEGACY_IV])
+    if entry.naming == "legacy" and not entry.filename.endswith(".enc"):
         entry.status = "plaintext"
         entry.error = "an unencrypted backup from the previous tool"
     elif looks_legacy(entry.filename, entry.bytes, head):
@@ -125,7 +131,7 @@ def _examine_sealed(entry, src, tail):
     except InvalidStream as e:
         entry.status, entry.error = "damaged", str(e)
         return
-    entry.version, entry.payload_salt = sealed.header.version, sealed.header.payload_salt
+    entry.version, entry.fingerprint = sealed.header.version, ("sealed", sealed.header.payload_salt)
     entry.maker_checkable = sealed.header.version >= 2 and bool(
         sealed.header.sig_count or provenance.authenticated_slots(sealed.header))
     described = [slot.describe() for slot in sealed.slots]
@@ -192,15 +198,16 @@ def stats(entries):
 
 
 def copies(entries):
-    """{name: another name} for the files that share their payload salt, so their
-    file key, with another: copies (a file authenticates its content, not its name),
-    none of which may count for a series, whatever the name says."""
-    by_salt = defaultdict(list)
+    """{name: another name} for the files, among `entries` but symbolic links, that
+    share their fingerprint with another (a sealed file's payload salt, so its file
+    key; a legacy file's IV): copies (a file authenticates its content, not its
+    name), none of which may count for a series, whatever the name says."""
+    by_print = defaultdict(list)
     for entry in entries:
-        if entry.payload_salt is not None:
-            by_salt[entry.payload_salt].append(entry.filename)
+        if entry.fingerprint is not None and not (entry.item and entry.item.link):
+            by_print[entry.fingerprint].append(entry.filename)
     return {name: next(other for other in names if other != name)
-            for names in by_salt.values() if len(names) > 1 for name in names}
+            for names in by_print.values() if len(names) > 1 for name in names}
 
 
 def _age_key(entry):

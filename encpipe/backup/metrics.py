@@ -105,14 +105,18 @@ def record(path, database, *, ok, started, finished, size=None):
 @contextmanager
 def _locked(path):
     """An exclusive flock on the lock file `path`, made if need be; never through a
-    link, never a FIFO (opening one would block)."""
+    link, never a FIFO (opening one would block). Its owner's only (0600): flock
+    needs no write access, so any user who could open it could hold it for ever."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise IOFailure(f"cannot open {path}: {e.strerror or e}") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise IOFailure(f"{path} is not a regular file")
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:  # made by an earlier version
+            os.fchmod(fd, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -130,7 +134,7 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     (metrics) failed. Headers only: what they claim takes encpipe-verify to check."""
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
-    copied = copies([e for e in entries if e.naming == "encpipe" and not e.item.link])
+    copied = copies(entries)
     worst, lines = 0, []
     for database in databases:
         mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"

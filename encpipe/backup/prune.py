@@ -20,8 +20,9 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
     """(report, exit status). Status 0; 74 a file could not be removed; 65 some
     backup-named file was left in place (failed verification, future-dated, a
     copy, or its maker not authenticated)."""
-    everything = [e for e in scan(store) if e.naming == "encpipe" and not e.item.link]
-    copied = copies(everything)
+    scanned = scan(store)
+    copied = copies(scanned)  # whatever the other file's name: a copy counts as what its name says
+    everything = [e for e in scanned if e.naming == "encpipe" and not e.item.link]
     entries = [e for e in everything if e.database in databases] if databases else everything
     by_name, records = {e.filename: e for e in entries}, []
     for entry in entries:

@@ -192,7 +192,10 @@ class Local:
         mine = os.lstat(self.where(name))
         if not stat.S_ISREG(mine.st_mode) or mine.st_uid != os.geteuid() or mine.st_nlink != 1:
             raise Changed(f"{self.where(name)} was replaced while it was written; not stored")
-        os.rename(self.where(name), self.where(final))
+        try:
+            os.rename(self.where(name), self.where(final))
+        except OSError as e:  # a directory put there meanwhile, say
+            raise IOFailure(f"cannot rename {self.where(name)} to {final}: {e.strerror or e}") from None
         safefile.hook("renamed", self.directory, name, final)
         now = os.lstat(self.where(final))
         if not (stat.S_ISREG(now.st_mode) and safefile.unchanged(now, mine)):

@@ -1,0 +1,112 @@
+"""encpipe-restore against a user who can write the backup directory: a FIFO
+planted as the globals file of FILE's run, FILE itself swapped for a FIFO or a
+link between restore's check and encpipe's read. A restore never hangs, and
+reads only the very files it checked. Real scripts, a real cluster.
+"""
+
+import os
+import shlex
+import sys
+
+from test_backup_restore import (
+    MARKERS,
+    RESTORE,
+    backup,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    run,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+TARGET = "hostile_dir_target"
+
+
+def restore(pg, tools, path, db, *options, env_extra=None):
+    """encpipe-restore, given a minute: a hang is the failure."""
+    return run([RESTORE, *options, path, db], script_env(pg, tools, **(env_extra or {})), timeout=60)
+
+
+def test_a_fifo_planted_as_the_globals_file_fails_the_restore_it_does_not_hang_it(pg, tools, key_file, tmp_path):
+    """Before: the globals file beside FILE was found with os.path.exists and given
+    to `encpipe open` by name; a FIFO planted under that name (no writer ever
+    comes) made the restore wait for ever, before any database was touched. Now it
+    is opened without blocking and must be a regular file: 66, one line."""
+    db = ensure_small(pg, "hostile_dir_source")
+    path, line = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    globals_path = os.path.join(os.path.dirname(path), line["globals"])
+    os.unlink(globals_path)
+    os.mkfifo(globals_path)
+    pg.dropdb(TARGET)
+    proc = restore(pg, tools, path, TARGET, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [
+        f"encpipe-restore: error: cannot read the globals file {globals_path}: not a regular file; "
+        f"database {TARGET} was not touched",
+        "encpipe-restore: hint: remove it, or name the globals file of the backup with --globals FILE"]
+    assert TARGET not in pg.psql("SELECT datname FROM pg_database").split()
+
+
+SWAPPER = """#!/bin/sh
+# encpipe, after swapping $SWAP_NAME for a FIFO (or a link) the first time it runs
+if [ ! -e "$SWAP_DONE" ]; then
+    : >"$SWAP_DONE"
+    mv "$SWAP_NAME" "$SWAP_NAME.moved"
+    if [ "$SWAP_WITH" = fifo ]; then mkfifo "$SWAP_NAME"; else ln -s "$SWAP_WITH" "$SWAP_NAME"; fi
+fi
+exec %s -m encpipe "$@"
+"""
+
+
+def test_file_swapped_after_restore_checked_it_is_still_the_file_restored(pg, tools, key_file, tmp_path):
+    """Before: FILE was checked by name (a regular file), then every `encpipe` of the
+    restore opened it by name again: swapped for a FIFO meanwhile, the restore hung
+    for ever; for a link to another backup, that one was restored. Now FILE is
+    opened once, and each `encpipe` reads that descriptor: the restore goes on
+    with the file checked."""
+    db = ensure_small(pg, "hostile_dir_source")
+    directory = tmp_path / "b"
+    path, _ = backup(pg, tools, str(directory), db, "--key-file", key_file)
+    wrapper = tmp_path / "encpipe-swapping"
+    wrapper.write_text(SWAPPER % shlex.quote(sys.executable))
+    wrapper.chmod(0o755)
+    for swap_with in ("fifo", "/dev/zero"):
+        done = tmp_path / f"swapped-{os.path.basename(swap_with)}"
+        pg.dropdb(TARGET)
+        proc = restore(pg, tools, path, TARGET, "--key-file", key_file,
+                       env_extra={"ENCPIPE": str(wrapper), "SWAP_NAME": path, "SWAP_WITH": swap_with,
+                                  "SWAP_DONE": str(done)})
+        assert done.exists()
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert MARKERS[0] in pg.psql("SELECT v FROM t WHERE id = 1", db=TARGET)
+        os.unlink(path)
+        os.rename(path + ".moved", path)
+    pg.dropdb(TARGET)
+
+
+def test_another_databases_globals_file_planted_beside_file_is_refused(pg, tools, key_file, tmp_path):
+    """Before: the globals file beside FILE was taken whatever database it was made
+    for. A writer of the directory copied another database's globals file (sealed
+    with the same key, so it authenticates) over FILE's run's: the genuine payroll
+    data was restored with crm's owner and ACL (CONNECT for every role that could
+    connect to crm). Now the properties in a globals file found beside FILE must
+    be those of the database FILE's name gives, else 65 before anything is touched."""
+    payroll, crm = ensure_small(pg, "hostile_dir_payroll"), ensure_small(pg, "hostile_dir_crm")
+    pg.psql("REVOKE CONNECT ON DATABASE hostile_dir_payroll FROM PUBLIC")
+    directory = str(tmp_path / "b")
+    try:
+        path, line = backup(pg, tools, directory, payroll, "--key-file", key_file)
+    finally:
+        pg.psql("GRANT CONNECT ON DATABASE hostile_dir_payroll TO PUBLIC")
+    _, crm_line = backup(pg, tools, directory, crm, "--key-file", key_file)
+    planted = os.path.join(directory, line["globals"])
+    os.unlink(planted)
+    os.link(os.path.join(directory, crm_line["globals"]), planted)
+    pg.dropdb(TARGET)
+    proc = restore(pg, tools, path, TARGET, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [
+        f"encpipe-restore: error: the globals file {planted} holds the properties of database hostile_dir_crm, "
+        f"not of hostile_dir_payroll (FILE's); database {TARGET} was not touched",
+        "encpipe-restore: hint: a copy of another database's globals file? give the right one with --globals FILE"]
+    assert TARGET not in pg.psql("SELECT datname FROM pg_database").split()
