@@ -81,6 +81,13 @@ def _print(io, text):
     return EXIT_OK
 
 
+def print_help(prog, text):
+    """A script's --help on standard output: 0, else (a full disk, a closed
+    stdout) one error line and 74, or 141 when its reader went away."""
+    io = Io(None, sys.stdout.buffer, sys.stderr, os.environ, prog=prog)
+    return report_errors(io, lambda: _print(io, text))
+
+
 def report_errors(io, action):
     """Run `action()` and return its status; encpipe's errors become one line on
     stderr and their exit code, a failing stdout 74 (or 141 when its reader left)."""
@@ -103,14 +110,19 @@ def report_errors(io, action):
 
 def run_script(prog, module, argv):
     """main(argv) of `module`, for the script `prog`: a dependency that cannot be
-    imported is one line and exit 69, as for encpipe itself, not a traceback."""
+    imported is one line and exit 69, as for encpipe itself, not a traceback;
+    closed standard streams and SIGINT as for encpipe (see run)."""
     from importlib import import_module
 
+    guard_standard_fds()
     try:
-        entry = import_module(module).main
-    except ImportError as e:
-        return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
-    return entry(argv)
+        try:
+            entry = import_module(module).main
+        except ImportError as e:
+            return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
+        return entry(argv)
+    except KeyboardInterrupt:
+        return die_of_sigint()
 
 
 def _report_missing(io, e):
@@ -199,6 +211,42 @@ def _discard_stdout(status):
     return status
 
 
+def guard_standard_fds():
+    """Give a standard descriptor the caller closed (`<&-`, `>&-`, `2>&-`) /dev/null
+    in its place, so that no file opened later takes its number (to be written as
+    standard output, or inherited so by a child). Standard input and output get
+    it the wrong way round (write-only, read-only): reading or writing them is then
+    an error (EBADF, one line and exit 74), not a traceback nor an empty input.
+    Messages to a closed standard error are discarded; the exit status still tells."""
+    for fd, flags, name, mode in ((0, os.O_WRONLY, "stdin", "r"), (1, os.O_RDONLY, "stdout", "w"),
+                                  (2, os.O_WRONLY, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, flags)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else "strict"))
+        if fd == 1:  # what could not be written is dropped at exit, not flushed again (exit 120)
+            import atexit
+
+            atexit.register(_discard_stdout, 0)
+
+
+def die_of_sigint():
+    """Die of SIGINT itself (quietly, no traceback), so that the parent sees the
+    conventional status; 130 if the signal is somehow ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    return 128 + signal.SIGINT
+
+
 def _standard_input():
     # Unbuffered: a worker thread still blocked reading a stalled pipe when a
     # command fails must not hold a buffer lock that interpreter exit needs.
@@ -233,13 +281,11 @@ def run():
     # pycryptodome prefers cffi, whose import parses C declarations on every
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
     sys.modules.setdefault("cffi", None)
+    guard_standard_fds()
     _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         status = main()
     except KeyboardInterrupt:
-        # Die of the signal itself, so the parent sees the conventional status.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        status = 128 + signal.SIGINT
+        status = die_of_sigint()
     raise SystemExit(status)

@@ -299,4 +299,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from .cli import guard_standard_fds
+
+    guard_standard_fds()
     raise SystemExit(main())

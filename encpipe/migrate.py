@@ -58,7 +58,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, printable
+from .cli import child_command, print_help, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .signing import ENV_SIGNER
@@ -108,8 +108,7 @@ def parse(argv):
     parser.add_argument("dir", nargs="?")
     args = parser.parse_args(argv)
     if args.help:
-        print(__doc__.strip())
-        sys.exit(0)
+        sys.exit(print_help("encpipe-migrate", __doc__.strip()))
     if not args.dir:
         parser.error("DIR is missing")
     return args

@@ -19,7 +19,7 @@ import time
 from . import commands, pgopts
 from .backup import job
 from .backup.names import STAMP
-from .cli import Io, report_errors
+from .cli import Io, guard_standard_fds, report_errors
 from .errors import EncpipeError, IOFailure
 from .keyargs import load_keys
 from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
@@ -326,7 +326,7 @@ def main(argv=None):
     try:
         o = parse(argv)
         if o is HELP:
-            return io.print(usage(script)) or 0
+            return report_errors(io, lambda: io.print(usage(script)) or 0)
         validate(o, io.env)
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
@@ -350,4 +350,5 @@ def _pairs(options):
 if __name__ == "__main__":
     # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
     sys.modules.setdefault("cffi", None)
+    guard_standard_fds()
     raise SystemExit(main())

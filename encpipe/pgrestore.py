@@ -35,7 +35,7 @@ import time
 
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
-from .cli import child_command
+from .cli import child_command, guard_standard_fds, print_help
 from .keyargs import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
@@ -356,8 +356,7 @@ def main(argv=None):
     try:
         opts = parse(sys.argv[1:] if argv is None else argv)
         if opts.get("help") or opts.get("h"):
-            print(__doc__.strip())
-            return 0
+            return print_help(PROG, __doc__.strip())
         run = Run(opts)
         try:
             return run.main()
@@ -377,4 +376,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    guard_standard_fds()
     raise SystemExit(main())

@@ -47,7 +47,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, printable
+from .cli import child_command, print_help, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
 
@@ -86,6 +86,11 @@ def report(path, status, **fields):
 
 
 class ArgumentParser(argparse.ArgumentParser):
+    def print_help(self, file=None):  # argparse would ignore a failed write and exit 0
+        status = print_help(PROG, self.format_help().rstrip("\n"))
+        if status:
+            raise SystemExit(status)
+
     def error(self, message):
         err(message)
         sys.stderr.write(f"{PROG}: hint: see {PROG} --help\n")
