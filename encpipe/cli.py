@@ -54,13 +54,17 @@ def _run(argv, io):
 def parse(command, argv):
     """docopt's dictionary for `argv`, parsed with the command's own help text;
     a mistake becomes a UsageError that names it."""
+    from .usage_errors import explain, first_empty
+
     docopt, docopt_exit = _docopt()
     try:
-        return docopt(command_help(command), argv=argv, default_help=False)
+        args = docopt(command_help(command), argv=argv, default_help=False)
     except docopt_exit as e:
-        from .usage_errors import explain
-
         raise explain(command, argv, str(e)) from None
+    empty = first_empty(args)
+    if empty:
+        raise empty
+    return args
 
 
 def _docopt():
@@ -81,8 +85,8 @@ def _print(io, text):
     return EXIT_OK
 
 
-def print_help(prog, text):
-    """A script's --help on standard output: 0, else (a full disk, a closed
+def print_text(prog, text):
+    """A script's --help (or report) on standard output: 0, else (a full disk, a closed
     stdout) one error line and 74, or 141 when its reader went away."""
     io = Io(None, sys.stdout.buffer, sys.stderr, os.environ, prog=prog)
     return report_errors(io, lambda: _print(io, text))

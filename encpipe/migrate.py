@@ -58,9 +58,10 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_help, printable
+from .cli import child_command, print_text, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
+from .usage_errors import first_empty_parsed
 from .signing import ENV_SIGNER
 
 MAGIC = b"ENCPIPE"
@@ -108,9 +109,12 @@ def parse(argv):
     parser.add_argument("dir", nargs="?")
     args = parser.parse_args(argv)
     if args.help:
-        sys.exit(print_help("encpipe-migrate", __doc__.strip()))
-    if not args.dir:
+        sys.exit(print_text("encpipe-migrate", __doc__.strip()))
+    if args.dir is None:
         parser.error("DIR is missing")
+    empty = first_empty_parsed(args)
+    if empty:
+        parser.error(str(empty))
     return args
 
 

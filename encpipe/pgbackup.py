@@ -24,6 +24,7 @@ from .errors import EncpipeError, IOFailure
 from .keyargs import load_keys
 from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
 from .pgdump import Globals, dump
+from .usage_errors import empty_value
 
 PROG = "encpipe-backup"
 TEMP_PREFIX = ".encpipe-tmp."
@@ -61,6 +62,8 @@ def parse(argv):
         if arg in _VALUE:
             if not args:
                 raise usage_error(f"{arg} needs a value")
+            if not args[0]:
+                raise Failure(str(empty_value(arg)), 64, hint=empty_value(arg).hint)
             _option(o, arg, args.pop(0))
         elif arg in ("-p", "--passphrase"):
             seal["--passphrase"], o["have_key"] = True, True

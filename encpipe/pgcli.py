@@ -4,6 +4,7 @@ import os
 
 from . import keys
 from .errors import InputUnavailable, UsageError
+from .usage_errors import empty_value
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
@@ -44,6 +45,8 @@ def parse(argv):
             if not eq and not args:
                 raise Failure("%s needs a value" % name, 64)
             val = inline if eq else args.pop(0)
+            if not val:
+                raise Failure(str(empty_value(name)), 64, hint=empty_value(name).hint)
             if name == "--passphrase-fd":
                 if not val.isdigit():
                     raise Failure(FD_NOT_A_NUMBER, 64)
@@ -71,6 +74,8 @@ def parse(argv):
             raise Failure(unknown_option(arg), 64)
         else:
             opts["positional"].append(arg)
+    if "" in opts["positional"]:
+        raise Failure("FILE or DBNAME is empty", 64, hint=empty_value("FILE").hint)
     return opts
 
 

@@ -35,7 +35,7 @@ import time
 
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
-from .cli import child_command, guard_standard_fds, print_help
+from .cli import child_command, guard_standard_fds, print_text
 from .keyargs import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
@@ -84,8 +84,7 @@ class Run:
     def main(self):
         o = self.o
         if o.get("list_pre_restore"):
-            print(json.dumps(pgleftovers.pre_restore_copies(self.maint), indent=2))
-            return 0
+            return print_text(PROG, json.dumps(pgleftovers.pre_restore_copies(self.maint), indent=2))
         if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
             return self.drop_pre_restore(o["positional"][0])
         if not o["positional"] and o.get("drop_pre_restore_older_than"):
@@ -356,7 +355,7 @@ def main(argv=None):
     try:
         opts = parse(sys.argv[1:] if argv is None else argv)
         if opts.get("help") or opts.get("h"):
-            return print_help(PROG, __doc__.strip())
+            return print_text(PROG, __doc__.strip())
         run = Run(opts)
         try:
             return run.main()

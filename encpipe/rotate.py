@@ -47,9 +47,10 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_help, printable
+from .cli import child_command, print_text, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
+from .usage_errors import first_empty_parsed
 
 PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"
@@ -87,7 +88,7 @@ def report(path, status, **fields):
 
 class ArgumentParser(argparse.ArgumentParser):
     def print_help(self, file=None):  # argparse would ignore a failed write and exit 0
-        status = print_help(PROG, self.format_help().rstrip("\n"))
+        status = print_text(PROG, self.format_help().rstrip("\n"))
         if status:
             raise SystemExit(status)
 
@@ -116,7 +117,11 @@ def parse_args(argv):
     parser.add_argument("--allow-shared-dir", action="store_true",
                         help="work in a directory other users can write (refused by default)")
     parser.add_argument("dir", metavar="DIR")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    empty = first_empty_parsed(args)
+    if empty:
+        parser.error(str(empty))
+    return args
 
 
 class Encpipe:

@@ -34,6 +34,27 @@ NO_FILE = {
 }
 
 
+def empty_value(name):
+    """An option or argument given an empty value (`-o ""`, `--dir=`, an unset shell
+    variable) is a mistake, never the same as leaving it out: `-o ""` would mean
+    standard output, `--dir ""` the default directory."""
+    what = f"{name} needs a value, not an empty one" if name.startswith("-") else f"{name} is empty"
+    return UsageError(what, hint="an unset shell variable?")
+
+
+def first_empty(args):
+    """The UsageError for the first empty option value or argument in docopt's `args`, else None."""
+    for name, value in args.items():
+        if (name.startswith("-") or name.isupper()) and "" in (value if isinstance(value, list) else [value]):
+            return empty_value(name)
+    return None
+
+
+def first_empty_parsed(namespace):
+    """first_empty for an argparse namespace (its `dir` is DIR, `old_key_file` --old-key-file)."""
+    return first_empty({k.upper() if k == "dir" else "--" + k.replace("_", "-"): v for k, v in vars(namespace).items()})
+
+
 def unknown_command(command):
     if command is None:
         return UsageError("no command given", hint="see encpipe --help")
