@@ -262,7 +262,10 @@ def child_command(env):
     Python's `-m encpipe` (never whatever `encpipe` PATH finds first)."""
     import shlex
 
-    return shlex.split(env.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+    try:
+        return shlex.split(env.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+    except ValueError as e:  # an unbalanced quote
+        raise UsageError(f"ENCPIPE: cannot split it into a command: {e}") from None
 
 
 def _widen_pipes(size=1 << 20):

@@ -36,6 +36,7 @@ import time
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command, guard_standard_fds, print_text
+from .errors import UsageError
 from .keyargs import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
@@ -370,6 +371,9 @@ def main(argv=None):
     except PgError as e:
         say(str(e), "error")
         return e.status
+    except UsageError as e:  # ENCPIPE that is not a command
+        say(str(e), "error")
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
 
