@@ -10,6 +10,7 @@ _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", 
               "--passphrase-command"}
 _VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads", "--signer",
           "--signer-file"} | _KEY_VALUE
+_SINGLE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads"}
 _FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
           "--progress", "-p", "--passphrase", "-h", "--help", "--allow-unauthenticated"}
 
@@ -32,7 +33,7 @@ class Failure(Exception):
 
 def parse(argv):
     opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "fds": []}
-    args = list(argv)
+    args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
@@ -47,6 +48,9 @@ def parse(argv):
             val = inline if eq else args.pop(0)
             if not val:
                 raise Failure(str(empty_value(name)), 64, hint=empty_value(name).hint)
+            if name in _SINGLE and name in seen:
+                raise Failure("%s given more than once" % name, 64, hint="see encpipe-restore --help")
+            seen.add(name)
             if name == "--passphrase-fd":
                 if not val.isdigit():
                     raise Failure(FD_NOT_A_NUMBER, 64)

@@ -1,7 +1,8 @@
 """encpipe-backup's command line fails closed before anything runs: a flag
 given a value (`--no-globals=1`), an option given twice (`--dir A --dir B`,
 `--keep-last 1 --keep-last 2`) and a malformed retention policy are usage
-errors (64) before pg_dump starts, and nothing is stored."""
+errors (64) before pg_dump starts, and nothing is stored. encpipe-restore
+refuses an option given twice too."""
 
 import pytest
 
@@ -37,3 +38,21 @@ def test_a_mistake_is_64_before_the_dump(pg, tools, key_file, tmp_path, args, me
     assert lines[0] == f"encpipe-backup: error: {message}", lines
     assert len(lines) <= 2 and all(line.startswith("encpipe-backup: hint: ") for line in lines[1:]), lines
     assert not directory.exists() and not other.exists()
+
+
+@pytest.mark.parametrize("option, values", [
+    ("--role", ["a", "b"]),
+    ("--maintenance-db", ["postgres", "template1"]),
+    ("--globals", ["a.enc", "b.enc"]),
+    ("--drop-pre-restore-older-than", ["1", "2"]),
+])
+def test_restore_refuses_an_option_given_twice(tmp_path, option, values):
+    from fuzz.craft import clean_env
+    from test_backup_restore import RESTORE, python_env
+
+    env = {**clean_env(python_env()), "PGHOST": str(tmp_path)}
+    proc = run([RESTORE, "--key-file", tmp_path / "key", option, values[0], f"{option}={values[1]}",
+                tmp_path / "f.enc", "db"], env)
+    assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
+    assert proc.stderr.decode().splitlines() == [f"encpipe-restore: error: {option} given more than once",
+                                                 "encpipe-restore: hint: see encpipe-restore --help"]
