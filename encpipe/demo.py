@@ -274,7 +274,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     offline_only = argv == ["--offline"]
     if argv and not offline_only:
-        print(f"{PROG}: error: unknown argument {argv[0]}\n{PROG}: hint: see {PROG} --help", file=sys.stderr)
+        from .usage_errors import shown_argument
+
+        print(f"{PROG}: error: unknown argument {shown_argument(argv[0])}\n{PROG}: hint: see {PROG} --help",
+              file=sys.stderr)
         return 64
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bindir = None if offline_only else find_bindir()

@@ -61,7 +61,7 @@ from . import safefile
 from .cli import child_command, print_text, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
-from .usage_errors import first_empty_parsed
+from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
 
 MAGIC = b"ENCPIPE"
@@ -91,7 +91,7 @@ def warn(message):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        err(message, hint="see encpipe-migrate --help")
+        err(argparse_message(message), hint="see encpipe-migrate --help")
         sys.exit(64)
 
 
@@ -107,7 +107,7 @@ def parse(argv):
     parser.add_argument("--work-factor")
     parser.add_argument("--chunk-size")
     parser.add_argument("dir", nargs="?")
-    args = parser.parse_args(argv)
+    args = parse_quietly(parser, argv)
     if args.help:
         sys.exit(print_text("encpipe-migrate", __doc__.strip()))
     if args.dir is None:

@@ -4,7 +4,7 @@ import os
 
 from . import keys
 from .errors import InputUnavailable, UsageError
-from .usage_errors import empty_value
+from .usage_errors import empty_value, shown_argument
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
@@ -21,8 +21,7 @@ FD_NOT_A_NUMBER = "--passphrase-fd must be a number (the value, not shown, may b
 
 def unknown_option(arg):
     """The message for an unknown option `arg`, less a value it carries (--name=VALUE, -xVALUE)."""
-    shown = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
-    return "unknown option %s" % (shown if shown == arg else shown + "... (the rest not shown)")
+    return "unknown option %s" % shown_argument(arg)
 
 
 class Failure(Exception):

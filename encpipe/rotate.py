@@ -50,7 +50,7 @@ from . import safefile
 from .cli import child_command, print_text, printable
 from .errors import EncpipeError
 from .keyargs import load_signers
-from .usage_errors import first_empty_parsed
+from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"
@@ -93,7 +93,7 @@ class ArgumentParser(argparse.ArgumentParser):
             raise SystemExit(status)
 
     def error(self, message):
-        err(message)
+        err(argparse_message(message))
         sys.stderr.write(f"{PROG}: hint: see {PROG} --help\n")
         raise SystemExit(64)
 
@@ -117,7 +117,7 @@ def parse_args(argv):
     parser.add_argument("--allow-shared-dir", action="store_true",
                         help="work in a directory other users can write (refused by default)")
     parser.add_argument("dir", metavar="DIR")
-    args = parser.parse_args(argv)
+    args = parse_quietly(parser, argv)
     empty = first_empty_parsed(args)
     if empty:
         parser.error(str(empty))

@@ -55,11 +55,34 @@ def first_empty_parsed(namespace):
     return first_empty({k.upper() if k == "dir" else "--" + k.replace("_", "-"): v for k, v in vars(namespace).items()})
 
 
+def shown_argument(arg):
+    """An argument as a message may show it: an option less the value it carries
+    (--name=VALUE, -xVALUE), any other word as _shown shows it."""
+    if not arg.startswith("-") or arg == "-":
+        return _shown(arg)
+    shown = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
+    return shown if shown == arg else shown + "... (the rest not shown)"
+
+
+def parse_quietly(parser, argv):
+    """argparse's parse_args, except that an unknown option or an extra argument
+    is named by shown_argument, not echoed: it may be a secret."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error("unrecognized arguments: " + " ".join(shown_argument(arg) for arg in extra))
+    return args
+
+
+def argparse_message(message):
+    """An error of argparse less the `=VALUE` it echoes for a flag given one."""
+    return re.sub(r": ignored explicit argument .*", ": takes no value", message, flags=re.S)
+
+
 def unknown_command(command):
     if command is None:
         return UsageError("no command given", hint="see encpipe --help")
     if command.startswith("-"):
-        return UsageError(f"unknown option {command} before a command", hint="see encpipe --help")
+        return UsageError(f"unknown option {shown_argument(command)} before a command", hint="see encpipe --help")
     guess = ALIASES.get(command) or next(iter(difflib.get_close_matches(command, COMMANDS, n=1)), None)
     hint = f"did you mean encpipe {guess}?" if guess else f"the commands are {', '.join(COMMANDS)}"
     return UsageError(f"unknown command {_shown(command)}", hint=hint)
@@ -67,7 +90,7 @@ def unknown_command(command):
 
 def _shown(word):
     """A word safe to echo: short and without key material, else a placeholder."""
-    if len(word) > 32 or re.search(r"[0-9a-fA-F]{32}|SECRET", word):
+    if len(word) > 32 or re.search(r"[0-9a-fA-F]{32}|SECRET|\s", word):
         return "(a long argument, not shown)"
     return repr(word)
 
