@@ -115,16 +115,16 @@ def report_errors(io, action):
 def run_script(prog, module, argv):
     """main(argv) of `module`, for the script `prog`: a dependency that cannot be
     imported is one line and exit 69, as for encpipe itself, not a traceback;
-    closed standard streams and SIGINT as for encpipe (see run)."""
+    closed standard streams and SIGINT as for encpipe (see run). The shell
+    scripts come here through `python -m encpipe.launch PROG MODULE ARG...`."""
     from importlib import import_module
 
     guard_standard_fds()
     try:
         try:
-            entry = import_module(module).main
-        except ImportError as e:
+            return import_module(module).main(argv)
+        except ImportError as e:  # of the module, or one it imports when it needs it
             return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
-        return entry(argv)
     except KeyboardInterrupt:
         return die_of_sigint()
 

@@ -87,7 +87,7 @@ def test_scripts_refuse_an_empty_value(tmp_path, script, args, name):
     names = {"DIRECTORY": str(folder), "KEY": str(key), "FILE": str(sealed)}
     env = clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY_A, "PGHOST": str(tmp_path / "no-server")})
     done = subprocess.run([str(SCRIPTS / script), *[names.get(a, a) for a in args]], capture_output=True,
-                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+                          env=env, timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
     lines = done.stderr.decode().splitlines()
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert lines and lines[0] in (f"{script}: error: {name} needs a value, not an empty one",
