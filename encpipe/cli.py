@@ -85,6 +85,21 @@ def _print(io, text):
     return EXIT_OK
 
 
+def write_line(text):
+    """One line of a script's report on standard output. A failure is IOFailure
+    (74; a full disk, a closed stdout) or BrokenPipeError (its reader went away),
+    with stdout pointed at /dev/null so that nothing flushes it again at exit."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout(0)
+        raise
+    except OSError as e:
+        _discard_stdout(0)
+        raise IOFailure(f"cannot write output: {e.strerror or e}") from None
+
+
 def print_text(prog, text):
     """A script's --help (or report) on standard output: 0, else (a full disk, a closed
     stdout) one error line and 74, or 141 when its reader went away."""

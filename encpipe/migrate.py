@@ -43,8 +43,8 @@ failed or would-migrate, ...}. Files with other names are never touched.
 Exit status: 0 when no file failed; else the encpipe status of the first
 failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
 64 usage (or trusted signers without a --sign-key among them); 66 DIR unreadable; 73
-another user can write DIR; 75 another encpipe-migrate is working in DIR;
-78 no key.
+another user can write DIR; 74 the report cannot be written (141 when its
+reader went away); 75 another encpipe-migrate is working in DIR; 78 no key.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
 """
 
@@ -58,7 +58,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_text, printable
+from .cli import child_command, print_text, printable, write_line
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -164,7 +164,7 @@ class Migration:
         first_failure = 0
         for name in self.candidates():
             line = self.one(name)
-            print(json.dumps(line), flush=True)
+            write_line(json.dumps(line))
             if line["status"] == "failed" and not first_failure:
                 first_failure = line["exit_code"]
         return first_failure
@@ -316,4 +316,6 @@ def main(argv):
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader of the report went away: quietly, as encpipe
+        return 141
 

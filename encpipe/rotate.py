@@ -33,7 +33,9 @@ Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; sp
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
 be rotated or was refused (see its line); 64 usage error; 66 DIR or a key file is unusable;
-73 another user can write DIR; 75 another encpipe-rotate is working on DIR.
+73 another user can write DIR; 74 the report cannot be written (141 when its
+reader went away: the files done so far are rotated, the others not yet);
+75 another encpipe-rotate is working on DIR.
 """
 
 import argparse
@@ -47,7 +49,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_text, printable
+from .cli import child_command, print_text, printable, write_line
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -82,8 +84,7 @@ def warn(message):
 
 
 def report(path, status, **fields):
-    sys.stdout.write(json.dumps({"file": path, "status": status, **fields}) + "\n")
-    sys.stdout.flush()
+    write_line(json.dumps({"file": path, "status": status, **fields}))
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -352,6 +353,8 @@ def main(argv):
     except FileNotFoundError as e:
         err(f"cannot run encpipe: {e.filename}")
         return 66
+    except BrokenPipeError:  # the reader of the report went away: quietly, as encpipe
+        return 141
     except Interrupted as e:
         signum = e.args[0]
         signal.signal(signum, signal.SIG_DFL)

@@ -141,3 +141,64 @@ def test_scripts_die_of_sigint_quietly(backups, script):
     done = _run([str(SCRIPTS / script), *args, "--key-command", "kill -INT $PPID; sleep 1", str(folder)],
                 stdout=subprocess.PIPE)
     assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
+
+
+def _rotation(tmp_path):
+    """A backup directory of three files under KEY, the key files, and encpipe-rotate's argv."""
+    folder = tmp_path / "rot"
+    folder.mkdir(mode=0o700)
+    for day in (1, 2, 3):
+        done = subprocess.run(command("seal"), input=b"SELECT 1;\n", capture_output=True,
+                              env=clean_env({"ENCPIPE_KEY": KEY}))
+        (folder / f"db_2026010{day}T000000Z.sql.enc").write_bytes(done.stdout)
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_text(KEY + "\n")
+    new.write_text("5e" * 32 + "\n")
+    old.chmod(0o600)
+    new.chmod(0o600)
+    return folder, [str(SCRIPTS / "encpipe-rotate"), "--old-key-file", str(old), "--new-key-file", str(new),
+                    str(folder)]
+
+
+def _migration(tmp_path):
+    import io
+
+    from encpipe import legacy
+
+    folder = tmp_path / "mig"
+    folder.mkdir(mode=0o700)
+    with open(folder / "a_backup.sql.enc", "wb") as f:
+        legacy.seal_legacy(io.BytesIO(b"SELECT 1;\n"), f, bytes.fromhex(KEY))
+    old = tmp_path / "old.key"
+    old.write_text(KEY + "\n")
+    old.chmod(0o600)
+    return folder, [str(SCRIPTS / "encpipe-migrate"), "--legacy-key-file", str(old), "--key-file", str(old),
+                    str(folder)]
+
+
+@pytest.mark.parametrize("make", [_rotation, _migration], ids=["encpipe-rotate", "encpipe-migrate"])
+@pytest.mark.parametrize("fault", ["stdout closed", "disk full"])
+def test_a_report_that_cannot_be_written_is_74(tmp_path, make, fault):
+    folder, argv = make(tmp_path)
+    script = Path(argv[0]).name
+    if fault == "disk full":
+        with open("/dev/full", "wb") as full:
+            done = _run(argv, stdout=full)
+    else:
+        done = _run(argv, close=[1])
+    assert done.returncode == 74, done.stderr
+    _assert_one_error(done.stderr, script, "cannot write output")
+    again = _run(argv, stdout=subprocess.PIPE)  # and a second run finishes the work
+    assert again.returncode == 0, again.stderr
+    assert not [p for p in os.listdir(folder) if p.startswith(".")]
+
+
+@pytest.mark.parametrize("make", [_rotation, _migration], ids=["encpipe-rotate", "encpipe-migrate"])
+def test_a_report_whose_reader_left_is_a_quiet_141(tmp_path, make):
+    _, argv = make(tmp_path)
+    env = clean_env({"PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                             stdin=subprocess.DEVNULL)
+    child.stdout.close()
+    assert child.wait(timeout=WAIT) == 141
+    assert child.stderr.read() == b""
