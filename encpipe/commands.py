@@ -15,6 +15,7 @@ from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 
 
 def dispatch(args, io):
+    passphrase_fds_open(args)
     for name, command in COMMANDS.items():
         if args.get(name):
             return command(args, io)
@@ -22,6 +23,18 @@ def dispatch(args, io):
 
 
 # --- argument conversion ---------------------------------------------------
+
+
+def passphrase_fds_open(args):
+    """Each --passphrase-fd must be open when the command starts: a closed one
+    could later be the number of a file encpipe opens itself (FILE, a
+    directory), read as the passphrase."""
+    for text in args.get("--passphrase-fd") or []:
+        fd = int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False)
+        try:
+            os.fstat(fd)
+        except OSError as e:
+            raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None
 
 
 def key_sources(args):

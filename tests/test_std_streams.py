@@ -202,3 +202,21 @@ def test_a_report_whose_reader_left_is_a_quiet_141(tmp_path, make):
     child.stdout.close()
     assert child.wait(timeout=WAIT) == 141
     assert child.stderr.read() == b""
+
+
+@pytest.mark.parametrize("argv", [
+    ["open", "--passphrase-fd", "3", "FILE"],
+    ["inspect", "--verify", "--passphrase-fd", "3", "FILE"],
+    ["SCRIPTS/encpipe-verify", "--passphrase-fd", "3", "FILE"],
+    ["SCRIPTS/encpipe-prune", "--keep-last", "1", "--passphrase-fd", "3", "DIR"],
+], ids=lambda a: " ".join(a))
+def test_a_closed_passphrase_fd_is_never_a_file_opened_since(backups, argv):
+    """--passphrase-fd 3 with descriptor 3 closed: FILE (or the directory),
+    opened first, took number 3 and was read as the passphrase."""
+    folder, path = backups
+    argv = [str(path) if a == "FILE" else str(folder) if a == "DIR" else a for a in argv]
+    argv = [str(SCRIPTS / argv[0][8:]), *argv[1:]] if argv[0].startswith("SCRIPTS/") else command(*argv)
+    done = _run(argv, stdout=subprocess.PIPE)
+    prog = Path(argv[0]).name if argv[0].startswith(str(SCRIPTS)) else "encpipe"
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    _assert_one_error(done.stderr, prog, "cannot read file descriptor 3: Bad file descriptor")

@@ -277,4 +277,4 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     if empty:
         io.error(str(empty), hint=empty.hint)
         return empty.exit_code
-    return report_errors(io, lambda: COMMANDS[name](args, io))
+    return report_errors(io, lambda: commands.passphrase_fds_open(args) or COMMANDS[name](args, io))
