@@ -1,6 +1,7 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
 import os
+import re
 
 from . import aead, envelope, safefile
 from . import format as fmt
@@ -25,12 +26,19 @@ def dispatch(args, io):
 # --- argument conversion ---------------------------------------------------
 
 
+_FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+_SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
+                 "--add-key-file", "--add-passphrase-file")
+
+
 def passphrase_fds_open(args):
-    """Each --passphrase-fd must be open when the command starts: a closed one
-    could later be the number of a file encpipe opens itself (FILE, a
-    directory), read as the passphrase."""
-    for text in args.get("--passphrase-fd") or []:
-        fd = int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False)
+    """Each --passphrase-fd, and each secret file given as /dev/fd/N, must be open
+    when the command starts: a closed one could later be the number of a file
+    encpipe opens itself (FILE, a directory), read as the secret."""
+    fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
+    for option in _SECRET_FILES:
+        fds += [int(m.group(1)) for m in map(_FD_PATH.fullmatch, args.get(option) or []) if m]
+    for fd in fds:
         try:
             os.fstat(fd)
         except OSError as e:

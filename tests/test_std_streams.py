@@ -206,13 +206,15 @@ def test_a_report_whose_reader_left_is_a_quiet_141(tmp_path, make):
 
 @pytest.mark.parametrize("argv", [
     ["open", "--passphrase-fd", "3", "FILE"],
+    ["open", "--key-file", "/dev/fd/3", "FILE"],
+    ["open", "--identity", "/proc/self/fd/3", "FILE"],
     ["inspect", "--verify", "--passphrase-fd", "3", "FILE"],
     ["SCRIPTS/encpipe-verify", "--passphrase-fd", "3", "FILE"],
     ["SCRIPTS/encpipe-prune", "--keep-last", "1", "--passphrase-fd", "3", "DIR"],
 ], ids=lambda a: " ".join(a))
 def test_a_closed_passphrase_fd_is_never_a_file_opened_since(backups, argv):
-    """--passphrase-fd 3 with descriptor 3 closed: FILE (or the directory),
-    opened first, took number 3 and was read as the passphrase."""
+    """--passphrase-fd 3 (or --key-file /dev/fd/3) with descriptor 3 closed:
+    FILE, opened first, took number 3 and was read as the secret."""
     folder, path = backups
     argv = [str(path) if a == "FILE" else str(folder) if a == "DIR" else a for a in argv]
     argv = [str(SCRIPTS / argv[0][8:]), *argv[1:]] if argv[0].startswith("SCRIPTS/") else command(*argv)
