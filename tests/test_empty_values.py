@@ -1,7 +1,8 @@
 """An empty option value or argument (`-o ""`, `--dir=`, an unset shell variable)
 is a usage error (64) for encpipe and every script, never the same as leaving
 it out: `keygen -o ""` printed the key on standard output, `seal -o ""` wrote
-there, `encpipe-prune --dir ""` pruned $ENCPIPE_BACKUP_DIR or ./backups."""
+there, `encpipe-prune --dir ""` pruned $ENCPIPE_BACKUP_DIR or ./backups. And an
+ENCPIPE the scripts cannot split into a command is 64 too, not a traceback."""
 
 import subprocess
 from pathlib import Path
@@ -77,6 +78,31 @@ def test_backup_commands_refuse_an_empty_value_and_touch_nothing(tmp_path, args,
     ("encpipe-migrate", [""], "DIR"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
 def test_scripts_refuse_an_empty_value(tmp_path, script, args, name):
+    done, folder, sealed = _run_script(tmp_path, script, args, {"ENCPIPE_KEY": KEY_A})
+    lines = done.stderr.decode().splitlines()
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert lines and lines[0] in (f"{script}: error: {name} needs a value, not an empty one",
+                                  f"{script}: error: {name} is empty"), done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [sealed.name]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("encpipe-rotate", ["--old-key-file", "KEY", "--new-key-file", "KEY", "DIRECTORY"]),
+    ("encpipe-migrate", ["--key-file", "KEY", "DIRECTORY"]),
+    ("encpipe-restore", ["--key-file", "KEY", "FILE", "db"]),
+])
+def test_an_encpipe_command_with_an_unbalanced_quote_is_64(tmp_path, script, args):
+    """ENCPIPE, the encpipe command the scripts run, that shlex cannot split."""
+    done, folder, sealed = _run_script(tmp_path, script, args, {"ENCPIPE": 'python3 -m "encpipe'})
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert done.stderr.decode().splitlines() == [f"{script}: error: ENCPIPE: cannot split it into a command: "
+                                                 "No closing quotation"]
+    assert sorted(p.name for p in folder.iterdir()) == [sealed.name]
+
+
+def _run_script(tmp_path, script, args, env):
+    """`script` run on a backup directory of one sealed file (DIRECTORY, FILE) with
+    a key file (KEY): (its CompletedProcess, the directory, the file)."""
     folder = tmp_path / "backups"
     folder.mkdir(mode=0o700)
     key = tmp_path / "key"
@@ -85,11 +111,7 @@ def test_scripts_refuse_an_empty_value(tmp_path, script, args, name):
     sealed = folder / "db_20200101T000000Z.sql.enc"
     sealed.write_bytes(seal(b"SELECT 1;\n"))
     names = {"DIRECTORY": str(folder), "KEY": str(key), "FILE": str(sealed)}
-    env = clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY_A, "PGHOST": str(tmp_path / "no-server")})
+    env = clean_env({"PYTHONPATH": str(REPO), "PGHOST": str(tmp_path / "no-server"), **env})
     done = subprocess.run([str(SCRIPTS / script), *[names.get(a, a) for a in args]], capture_output=True,
                           env=env, timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    lines = done.stderr.decode().splitlines()
-    assert (done.returncode, done.stdout) == (64, b""), done.stderr
-    assert lines and lines[0] in (f"{script}: error: {name} needs a value, not an empty one",
-                                  f"{script}: error: {name} is empty"), done.stderr
-    assert sorted(p.name for p in folder.iterdir()) == [sealed.name]
+    return done, folder, sealed
