@@ -1,12 +1,11 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
 import os
-import re
 
 from . import aead, envelope, safefile
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
-from .keyargs import load_keys, load_signers, secret_paths, shown_name
+from .keyargs import load_keys, load_signers, secret_fds_open, secret_paths, shown_name
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter, input_size
 from .report import header_report, print_report
@@ -16,7 +15,7 @@ from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 
 
 def dispatch(args, io):
-    passphrase_fds_open(args)
+    secret_fds_open(args)
     for name, command in COMMANDS.items():
         if args.get(name):
             return command(args, io)
@@ -24,25 +23,6 @@ def dispatch(args, io):
 
 
 # --- argument conversion ---------------------------------------------------
-
-
-_FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
-_SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
-                 "--add-key-file", "--add-passphrase-file")
-
-
-def passphrase_fds_open(args):
-    """Each --passphrase-fd, and each secret file given as /dev/fd/N, must be open
-    when the command starts: a closed one could later be the number of a file
-    encpipe opens itself (FILE, a directory), read as the secret."""
-    fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
-    for option in _SECRET_FILES:
-        fds += [int(m.group(1)) for m in map(_FD_PATH.fullmatch, args.get(option) or []) if m]
-    for fd in fds:
-        try:
-            os.fstat(fd)
-        except OSError as e:
-            raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None
 
 
 def key_sources(args):

@@ -97,6 +97,7 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, printable, report_errors
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
+from ..keyargs import secret_fds_open
 from ..usage_errors import first_empty
 from . import metrics
 from .listing import examine, scan, stats
@@ -277,4 +278,4 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     if empty:
         io.error(str(empty), hint=empty.hint)
         return empty.exit_code
-    return report_errors(io, lambda: commands.passphrase_fds_open(args) or COMMANDS[name](args, io))
+    return report_errors(io, lambda: secret_fds_open(args) or COMMANDS[name](args, io))
