@@ -189,10 +189,8 @@ class Io:
         self.stdin, self.stdout, self.stderr, self.env, self.prog = stdin, stdout, stderr, env, prog
 
     def _say(self, kind, message, hint=None):
-        self.stderr.write(f"{self.prog}: {kind}: {printable(message)}\n")
-        if hint:
-            self.stderr.write(f"{self.prog}: hint: {printable(hint)}\n")
-        self.stderr.flush()
+        hint = f"{self.prog}: hint: {printable(hint)}\n" if hint else ""
+        write_quietly(self.stderr, f"{self.prog}: {kind}: {printable(message)}\n{hint}")
 
     def error(self, message, hint=None):
         self._say("error", message, hint)
@@ -219,13 +217,27 @@ def printable(text):
                    f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1] for c in text)
 
 
-def _discard_stdout(status):
+def write_quietly(stream, text):
+    """Write a message or a progress line to standard error; when that fails (a
+    full disk), the message is lost but not the exit status, and nothing tries
+    to write it again at exit."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError:
+        _discard_stdout(0, stream)
+
+
+def _discard_stdout(status, stream=None):
     """Standard output failed (its reader went away, or the disk is full): point
     it at /dev/null so that nothing tries to flush it again at exit."""
     try:
+        fd = (stream or sys.stdout).fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
         pass
     return status
 

@@ -58,7 +58,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_text, printable, write_line
+from .cli import child_command, print_text, printable, write_line, write_quietly
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -80,13 +80,12 @@ class Failure(Exception):
 
 
 def err(message, hint=None):
-    print(f"encpipe-migrate: error: {printable(message)}", file=sys.stderr)
-    if hint:
-        print(f"encpipe-migrate: hint: {printable(hint)}", file=sys.stderr)
+    hint = f"encpipe-migrate: hint: {printable(hint)}\n" if hint else ""
+    write_quietly(sys.stderr, f"encpipe-migrate: error: {printable(message)}\n{hint}")
 
 
 def warn(message):
-    print(f"encpipe-migrate: warning: {printable(message)}", file=sys.stderr)
+    write_quietly(sys.stderr, f"encpipe-migrate: warning: {printable(message)}\n")
 
 
 class Parser(argparse.ArgumentParser):

@@ -20,7 +20,7 @@ from . import commands, pgopts
 from .backup import job
 from .backup.cli import policy_from
 from .backup.names import STAMP
-from .cli import Io, guard_standard_fds, report_errors
+from .cli import Io, guard_standard_fds, report_errors, write_quietly
 from .errors import EncpipeError, IOFailure
 from .keyargs import load_keys
 from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
@@ -302,8 +302,8 @@ class Backup:
         if self.globals:
             self.globals.join()
             if self.globals.status:
-                self.io.stderr.write(f"{PROG}: hint: pg_dumpall reads pg_authid as a superuser; "
-                                     "--no-globals skips the globals\n")
+                write_quietly(self.io.stderr, f"{PROG}: hint: pg_dumpall reads pg_authid as a superuser; "
+                              "--no-globals skips the globals\n")
                 status = status or self.globals.status
         return status
 

@@ -35,7 +35,7 @@ import time
 
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
-from .cli import child_command, guard_standard_fds, print_text
+from .cli import child_command, guard_standard_fds, print_text, write_quietly
 from .errors import UsageError
 from .keyargs import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
@@ -45,7 +45,7 @@ from .pgstream import EmptyStream, Restore
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
 def say(text, kind=None):
-    print("%s: %s%s" % (PROG, kind + ": " if kind else "", text), file=sys.stderr)
+    write_quietly(sys.stderr, "%s: %s%s\n" % (PROG, kind + ": " if kind else "", text))
 
 
 class Run:

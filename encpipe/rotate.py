@@ -49,7 +49,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_text, printable, write_line
+from .cli import child_command, print_text, printable, write_line, write_quietly
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -73,14 +73,12 @@ class Interrupted(BaseException):
     pass
 
 
-def err(message):
-    sys.stderr.write(f"{PROG}: error: {printable(message)}\n")
-    sys.stderr.flush()
+def err(message, hint=None):
+    write_quietly(sys.stderr, f"{PROG}: error: {printable(message)}\n" + (f"{PROG}: hint: {hint}\n" if hint else ""))
 
 
 def warn(message):
-    sys.stderr.write(f"{PROG}: warning: {printable(message)}\n")
-    sys.stderr.flush()
+    write_quietly(sys.stderr, f"{PROG}: warning: {printable(message)}\n")
 
 
 def report(path, status, **fields):
@@ -94,8 +92,7 @@ class ArgumentParser(argparse.ArgumentParser):
             raise SystemExit(status)
 
     def error(self, message):
-        err(argparse_message(message))
-        sys.stderr.write(f"{PROG}: hint: see {PROG} --help\n")
+        err(argparse_message(message), hint=f"see {PROG} --help")
         raise SystemExit(64)
 
 
@@ -140,7 +137,7 @@ class Encpipe:
             errors = [line.split(": error: ", 1)[1] for line in text.splitlines() if ": error: " in line]
             raise Failure(errors[0] if errors else f"encpipe {args[0]} failed", done.returncode)
         if not quiet:
-            sys.stderr.write(text)
+            write_quietly(sys.stderr, text)
         return done.stdout
 
     def key_ids(self, key_files, option="--key-file"):
@@ -346,9 +343,7 @@ def main(argv):
         err(str(e))
         return 66 if e.status in (65, 77, 78) else e.status
     except EncpipeError as e:
-        err(str(e))
-        if e.hint:
-            sys.stderr.write(f"{PROG}: hint: {e.hint}\n")
+        err(str(e), e.hint)
         return e.exit_code
     except FileNotFoundError as e:
         err(f"cannot run encpipe: {e.filename}")

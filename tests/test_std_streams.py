@@ -222,3 +222,33 @@ def test_a_closed_passphrase_fd_is_never_a_file_opened_since(backups, argv):
     prog = Path(argv[0]).name if argv[0].startswith(str(SCRIPTS)) else "encpipe"
     assert (done.returncode, done.stdout) == (66, b""), done.stderr
     _assert_one_error(done.stderr, prog, "cannot read file descriptor 3: Bad file descriptor")
+
+
+@pytest.mark.parametrize("argv, status", [
+    (["open", "--key-file", "/nonexistent/key", "FILE"], 66),
+    (["SCRIPTS/encpipe-list", "/nonexistent"], 66),
+    (["SCRIPTS/encpipe-backup", "--typo"], 64),
+    (["SCRIPTS/encpipe-restore", "--typo"], 64),
+    (["SCRIPTS/encpipe-rotate", "--typo"], 64),
+    (["SCRIPTS/encpipe-migrate", "--typo"], 64),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else str(a))
+def test_a_full_stderr_loses_the_message_not_the_status(backups, argv, status):
+    _, path = backups
+    argv = [str(path) if a == "FILE" else a for a in argv]
+    argv = [str(SCRIPTS / argv[0][8:]), *argv[1:]] if argv[0].startswith("SCRIPTS/") else command(*argv)
+    env = clean_env({"PYTHONPATH": str(REPO)})
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=full, env=env,
+                              timeout=WAIT)
+    assert (done.returncode, done.stdout) == (status, b"")
+
+
+def test_progress_to_a_full_stderr_does_not_stop_the_seal(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(3 << 20))
+    with open(plain, "rb") as src, open("/dev/full", "wb") as full:
+        done = subprocess.run(command("seal", "--progress"), stdin=src, stdout=subprocess.PIPE, stderr=full,
+                              env=clean_env({"ENCPIPE_KEY": KEY}), timeout=WAIT)
+    assert done.returncode == 0
+    opened = subprocess.run(command("open"), input=done.stdout, capture_output=True, env=clean_env({"ENCPIPE_KEY": KEY}))
+    assert opened.stdout == plain.read_bytes()
