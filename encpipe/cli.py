@@ -6,6 +6,7 @@ import sys
 
 from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError
+from .stdio import discard, write_quietly
 from .usage import COMMANDS, USAGE, command_help
 from .workers import is_pipe
 
@@ -93,10 +94,10 @@ def write_line(text):
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
-        _discard_stdout(0)
+        discard(0)
         raise
     except OSError as e:
-        _discard_stdout(0)
+        discard(0)
         raise IOFailure(f"cannot write output: {e.strerror or e}") from None
 
 
@@ -118,10 +119,10 @@ def report_errors(io, action):
         io.error(str(e), hint=e.hint)
         return e.exit_code
     except BrokenPipeError:
-        return _discard_stdout(141)
+        return discard(141)
     except OSError as e:  # writing a report or a key to standard output
         io.error(f"cannot write output: {e.strerror or e}")
-        return _discard_stdout(IOFailure.exit_code)
+        return discard(IOFailure.exit_code)
     except MemoryError:
         io.error("out of memory")
         return EXIT_INTERNAL
@@ -217,31 +218,6 @@ def printable(text):
                    f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1] for c in text)
 
 
-def write_quietly(stream, text):
-    """Write a message or a progress line to standard error; when that fails (a
-    full disk), the message is lost but not the exit status, and nothing tries
-    to write it again at exit."""
-    try:
-        stream.write(text)
-        stream.flush()
-    except OSError:
-        _discard_stdout(0, stream)
-
-
-def _discard_stdout(status, stream=None):
-    """Standard output failed (its reader went away, or the disk is full): point
-    it at /dev/null so that nothing tries to flush it again at exit."""
-    try:
-        fd = (stream or sys.stdout).fileno()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        if devnull != fd:
-            os.dup2(devnull, fd)
-            os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-    return status
-
-
 def guard_standard_fds():
     """Give a standard descriptor the caller closed (`<&-`, `>&-`, `2>&-`) /dev/null
     in its place, so that no file opened later takes its number (to be written as
@@ -265,7 +241,7 @@ def guard_standard_fds():
         if fd == 1:  # what could not be written is dropped at exit, not flushed again (exit 120)
             import atexit
 
-            atexit.register(_discard_stdout, 0)
+            atexit.register(discard, 0)
 
 
 def die_of_sigint():

@@ -294,14 +294,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # encpipe-demo | head: quietly, as encpipe
-        from .cli import _discard_stdout
+        from .stdio import discard
 
-        return _discard_stdout(141)
+        return discard(141)
     except OSError as e:  # the tour's own lines: a full disk, a closed stdout
-        from .cli import _discard_stdout
+        from .stdio import discard
 
         print(f"{PROG}: error: cannot write output: {e.strerror or e}", file=sys.stderr)
-        return _discard_stdout(74)
+        return discard(74)
     finally:
         os.chdir("/")
         shutil.rmtree(base, ignore_errors=True)
