@@ -6,6 +6,7 @@ import sys
 
 from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError
+from .stdio import discard, write_quietly
 from .usage import COMMANDS, USAGE, command_help
 from .workers import is_pipe
 
@@ -54,13 +55,17 @@ def _run(argv, io):
 def parse(command, argv):
     """docopt's dictionary for `argv`, parsed with the command's own help text;
     a mistake becomes a UsageError that names it."""
+    from .usage_errors import explain, first_empty
+
     docopt, docopt_exit = _docopt()
     try:
-        return docopt(command_help(command), argv=argv, default_help=False)
+        args = docopt(command_help(command), argv=argv, default_help=False)
     except docopt_exit as e:
-        from .usage_errors import explain
-
         raise explain(command, argv, str(e)) from None
+    empty = first_empty(args)
+    if empty:
+        raise empty
+    return args
 
 
 def _docopt():
@@ -81,6 +86,28 @@ def _print(io, text):
     return EXIT_OK
 
 
+def write_line(text):
+    """One line of a script's report on standard output. A failure is IOFailure
+    (74; a full disk, a closed stdout) or BrokenPipeError (its reader went away),
+    with stdout pointed at /dev/null so that nothing flushes it again at exit."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard(0)
+        raise
+    except OSError as e:
+        discard(0)
+        raise IOFailure(f"cannot write output: {e.strerror or e}") from None
+
+
+def print_text(prog, text):
+    """A script's --help (or report) on standard output: 0, else (a full disk, a closed
+    stdout) one error line and 74, or 141 when its reader went away."""
+    io = Io(None, sys.stdout.buffer, sys.stderr, os.environ, prog=prog)
+    return report_errors(io, lambda: _print(io, text))
+
+
 def report_errors(io, action):
     """Run `action()` and return its status; encpipe's errors become one line on
     stderr and their exit code, a failing stdout 74 (or 141 when its reader left)."""
@@ -92,10 +119,10 @@ def report_errors(io, action):
         io.error(str(e), hint=e.hint)
         return e.exit_code
     except BrokenPipeError:
-        return _discard_stdout(141)
+        return discard(141)
     except OSError as e:  # writing a report or a key to standard output
         io.error(f"cannot write output: {e.strerror or e}")
-        return _discard_stdout(IOFailure.exit_code)
+        return discard(IOFailure.exit_code)
     except MemoryError:
         io.error("out of memory")
         return EXIT_INTERNAL
@@ -103,14 +130,19 @@ def report_errors(io, action):
 
 def run_script(prog, module, argv):
     """main(argv) of `module`, for the script `prog`: a dependency that cannot be
-    imported is one line and exit 69, as for encpipe itself, not a traceback."""
+    imported is one line and exit 69, as for encpipe itself, not a traceback;
+    closed standard streams and SIGINT as for encpipe (see run). The shell
+    scripts come here through `python -m encpipe.launch PROG MODULE ARG...`."""
     from importlib import import_module
 
+    guard_standard_fds()
     try:
-        entry = import_module(module).main
-    except ImportError as e:
-        return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
-    return entry(argv)
+        try:
+            return import_module(module).main(argv)
+        except ImportError as e:  # of the module, or one it imports when it needs it
+            return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
+    except KeyboardInterrupt:
+        return die_of_sigint()
 
 
 def _report_missing(io, e):
@@ -158,10 +190,8 @@ class Io:
         self.stdin, self.stdout, self.stderr, self.env, self.prog = stdin, stdout, stderr, env, prog
 
     def _say(self, kind, message, hint=None):
-        self.stderr.write(f"{self.prog}: {kind}: {printable(message)}\n")
-        if hint:
-            self.stderr.write(f"{self.prog}: hint: {printable(hint)}\n")
-        self.stderr.flush()
+        hint = f"{self.prog}: hint: {printable(hint)}\n" if hint else ""
+        write_quietly(self.stderr, f"{self.prog}: {kind}: {printable(message)}\n{hint}")
 
     def error(self, message, hint=None):
         self._say("error", message, hint)
@@ -188,15 +218,40 @@ def printable(text):
                    f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1] for c in text)
 
 
-def _discard_stdout(status):
-    """Standard output failed (its reader went away, or the disk is full): point
-    it at /dev/null so that nothing tries to flush it again at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return status
+def guard_standard_fds():
+    """Give a standard descriptor the caller closed (`<&-`, `>&-`, `2>&-`) /dev/null
+    in its place, so that no file opened later takes its number (to be written as
+    standard output, or inherited so by a child). Standard input and output get
+    it the wrong way round (write-only, read-only): reading or writing them is then
+    an error (EBADF, one line and exit 74), not a traceback nor an empty input.
+    Messages to a closed standard error are discarded; the exit status still tells."""
+    for fd, flags, name, mode in ((0, os.O_WRONLY, "stdin", "r"), (1, os.O_RDONLY, "stdout", "w"),
+                                  (2, os.O_WRONLY, "stderr", "w")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, flags)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace" if fd == 2 else "strict"))
+        if fd == 1:  # what could not be written is dropped at exit, not flushed again (exit 120)
+            import atexit
+
+            atexit.register(discard, 0)
+
+
+def die_of_sigint():
+    """Die of SIGINT itself (quietly, no traceback), so that the parent sees the
+    conventional status; 130 if the signal is somehow ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    return 128 + signal.SIGINT
 
 
 def _standard_input():
@@ -210,7 +265,10 @@ def child_command(env):
     Python's `-m encpipe` (never whatever `encpipe` PATH finds first)."""
     import shlex
 
-    return shlex.split(env.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+    try:
+        return shlex.split(env.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+    except ValueError as e:  # an unbalanced quote
+        raise UsageError(f"ENCPIPE: cannot split it into a command: {e}") from None
 
 
 def _widen_pipes(size=1 << 20):
@@ -233,13 +291,11 @@ def run():
     # pycryptodome prefers cffi, whose import parses C declarations on every
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
     sys.modules.setdefault("cffi", None)
+    guard_standard_fds()
     _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         status = main()
     except KeyboardInterrupt:
-        # Die of the signal itself, so the parent sees the conventional status.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        status = 128 + signal.SIGINT
+        status = die_of_sigint()
     raise SystemExit(status)

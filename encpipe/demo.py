@@ -274,7 +274,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     offline_only = argv == ["--offline"]
     if argv and not offline_only:
-        print(f"{PROG}: error: unknown argument {argv[0]}\n{PROG}: hint: see {PROG} --help", file=sys.stderr)
+        from .usage_errors import shown_argument
+
+        print(f"{PROG}: error: unknown argument {shown_argument(argv[0])}\n{PROG}: hint: see {PROG} --help",
+              file=sys.stderr)
         return 64
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bindir = None if offline_only else find_bindir()
@@ -290,6 +293,15 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # encpipe-demo | head: quietly, as encpipe
+        from .stdio import discard
+
+        return discard(141)
+    except OSError as e:  # the tour's own lines: a full disk, a closed stdout
+        from .stdio import discard
+
+        print(f"{PROG}: error: cannot write output: {e.strerror or e}", file=sys.stderr)
+        return discard(74)
     finally:
         os.chdir("/")
         shutil.rmtree(base, ignore_errors=True)
@@ -299,4 +311,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from .cli import guard_standard_fds
+
+    guard_standard_fds()
     raise SystemExit(main())

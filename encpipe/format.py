@@ -16,7 +16,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from .errors import InvalidStream
+from .errors import InvalidStream, IOFailure
 
 MAGIC = b"ENCPIPE"
 VERSION_1 = 1
@@ -105,7 +105,10 @@ def read_exactly(src, n):
     """Read n bytes, fewer only at end of input."""
     parts, remaining = [], n
     while remaining:
-        part = src.read(remaining)
+        try:
+            part = src.read(remaining)
+        except OSError as e:  # not "cannot write output", as report_errors would take it
+            raise IOFailure(f"cannot read input: {e.strerror or e}") from None
         if not part:
             break
         parts.append(part)

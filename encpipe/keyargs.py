@@ -7,7 +7,7 @@ No message here shows an option's value: it may be a secret typed in the wrong p
 import os
 import re
 
-from .errors import NoKeyConfigured, SigningKeyGiven, UsageError
+from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
 
 _SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
 
@@ -76,3 +76,24 @@ def load_signers(texts, files, env):
     if not keys:
         raise UsageError(f"{files[0]}: no verify key found")
     return keys
+
+
+_FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+_SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
+                 "--add-key-file", "--add-passphrase-file")
+
+
+def secret_fds_open(args):
+    """Each --passphrase-fd, and each secret file given as /dev/fd/N, must be open
+    when the command starts: a closed one could later be the number of a file
+    encpipe opens itself (FILE, a directory), read as the secret."""
+    from .workers import int_option
+
+    fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
+    for option in _SECRET_FILES:
+        fds += [int(m.group(1)) for m in map(_FD_PATH.fullmatch, args.get(option) or []) if m]
+    for fd in fds:
+        try:
+            os.fstat(fd)
+        except OSError as e:
+            raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None

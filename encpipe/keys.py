@@ -20,6 +20,7 @@ ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
 # Secrets no child inherits unless it needs them (the last is the previous tool's key).
 SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
 DEFAULT_COMMAND_TIMEOUT = 60.0
+MAX_COMMAND_TIMEOUT = 86400.0
 HEX_KEY_LEN = 64
 # The most a key file, a passphrase source or a key command's output may hold:
 # /dev/zero or an endless command given by mistake must not fill memory.
@@ -224,8 +225,8 @@ def _command_timeout(env):
         value = float(raw)
     except ValueError:
         value = 0
-    if value <= 0:
-        raise UsageError(f"{ENV_COMMAND_TIMEOUT} must be a positive number of seconds")
+    if not 0 < value <= MAX_COMMAND_TIMEOUT:  # nan and inf too: select() cannot wait for them
+        raise UsageError(f"{ENV_COMMAND_TIMEOUT} must be a positive number of seconds, at most {MAX_COMMAND_TIMEOUT:g}")
     return value
 
 

@@ -43,8 +43,8 @@ failed or would-migrate, ...}. Files with other names are never touched.
 Exit status: 0 when no file failed; else the encpipe status of the first
 failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
 64 usage (or trusted signers without a --sign-key among them); 66 DIR unreadable; 73
-another user can write DIR; 75 another encpipe-migrate is working in DIR;
-78 no key.
+another user can write DIR; 74 the report cannot be written (141 when its
+reader went away); 75 another encpipe-migrate is working in DIR; 78 no key.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
 """
 
@@ -58,9 +58,10 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, printable
+from .cli import child_command, print_text, printable, write_line, write_quietly
 from .errors import EncpipeError
 from .keyargs import load_signers
+from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
 
 MAGIC = b"ENCPIPE"
@@ -79,18 +80,17 @@ class Failure(Exception):
 
 
 def err(message, hint=None):
-    print(f"encpipe-migrate: error: {printable(message)}", file=sys.stderr)
-    if hint:
-        print(f"encpipe-migrate: hint: {printable(hint)}", file=sys.stderr)
+    hint = f"encpipe-migrate: hint: {printable(hint)}\n" if hint else ""
+    write_quietly(sys.stderr, f"encpipe-migrate: error: {printable(message)}\n{hint}")
 
 
 def warn(message):
-    print(f"encpipe-migrate: warning: {printable(message)}", file=sys.stderr)
+    write_quietly(sys.stderr, f"encpipe-migrate: warning: {printable(message)}\n")
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        err(message, hint="see encpipe-migrate --help")
+        err(argparse_message(message), hint="see encpipe-migrate --help")
         sys.exit(64)
 
 
@@ -106,12 +106,14 @@ def parse(argv):
     parser.add_argument("--work-factor")
     parser.add_argument("--chunk-size")
     parser.add_argument("dir", nargs="?")
-    args = parser.parse_args(argv)
+    args = parse_quietly(parser, argv)
     if args.help:
-        print(__doc__.strip())
-        sys.exit(0)
-    if not args.dir:
+        sys.exit(print_text("encpipe-migrate", __doc__.strip()))
+    if args.dir is None:
         parser.error("DIR is missing")
+    empty = first_empty_parsed(args)
+    if empty:
+        parser.error(str(empty))
     return args
 
 
@@ -161,7 +163,7 @@ class Migration:
         first_failure = 0
         for name in self.candidates():
             line = self.one(name)
-            print(json.dumps(line), flush=True)
+            write_line(json.dumps(line))
             if line["status"] == "failed" and not first_failure:
                 first_failure = line["exit_code"]
         return first_failure
@@ -313,4 +315,6 @@ def main(argv):
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader of the report went away: quietly, as encpipe
+        return 141
 

@@ -18,12 +18,14 @@ import time
 
 from . import commands, pgopts
 from .backup import job
+from .backup.cli import policy_from
 from .backup.names import STAMP
-from .cli import Io, report_errors
+from .cli import Io, guard_standard_fds, report_errors
 from .errors import EncpipeError, IOFailure
 from .keyargs import load_keys
 from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
 from .pgdump import Globals, dump
+from .usage_errors import empty_value
 
 PROG = "encpipe-backup"
 TEMP_PREFIX = ".encpipe-tmp."
@@ -34,6 +36,8 @@ _POLICY = ("--keep", "--keep-last", "--keep-daily", "--keep-weekly", "--keep-mon
 _VALUE = {"--dir", "--to", "--format", "--metrics-file", "--compress", "--compress-level", "--compress-threads",
           "--sign-key", "--passphrase-fd", "--chunk-size", "--work-factor", "--threads", "--signer",
           "--signer-file", *_KEYS, *_POLICY}
+_REPEATABLE = {*_KEYS, "--sign-key", "--passphrase-fd", "--signer", "--signer-file"}
+_FLAGS = {"-p", "--passphrase", "--progress", "--allow-shared-dir", "--count-unauthenticated", "--no-globals"}
 HELP = object()
 
 
@@ -50,17 +54,26 @@ def parse(argv):
          "db": "", "seal": seal, "policy": [], "open": [], "signers": {"--signer": [], "--signer-file": []},
          "metrics": [], "shared": [], "unauthenticated": [],
          "have_key": False}
-    args = list(argv)
+    args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
         if arg.startswith("--") and "=" in arg:
-            args[:0] = arg.split("=", 1)
-            continue
+            name = arg.split("=", 1)[0]
+            if name in _FLAGS:
+                raise usage_error(f"{name} takes no value")
+            if name in _VALUE:
+                args[:0] = arg.split("=", 1)
+                continue
         if arg in ("-h", "--help"):
             return HELP
         if arg in _VALUE:
             if not args:
                 raise usage_error(f"{arg} needs a value")
+            if not args[0]:
+                raise Failure(str(empty_value(arg)), 64, hint=empty_value(arg).hint)
+            if arg in seen and arg not in _REPEATABLE:
+                raise usage_error(f"{arg} given more than once")
+            seen.add(arg)
             _option(o, arg, args.pop(0))
         elif arg in ("-p", "--passphrase"):
             seal["--passphrase"], o["have_key"] = True, True
@@ -135,6 +148,10 @@ def validate(o, env):
         pgopts.check("pg_dump", o["dump"], plain_dump=o["format"] == "plain")
     except pgopts.RefusedOption as e:
         raise Failure(str(e), 64) from None
+    if o["policy"]:  # a malformed policy is a mistake now, not after the dump
+        policy = dict.fromkeys(_POLICY)
+        policy.update(zip(o["policy"][::2], o["policy"][1::2]))
+        policy_from(policy)
     if not o["have_key"] and "ENCPIPE_KEY" not in env and "ENCPIPE_PASSPHRASE" not in env:
         raise Failure("no key configured: refusing to dump without encryption", 78,
                       hint="use --key-file FILE, --recipient PUBKEY, --passphrase-file FILE..., or set ENCPIPE_KEY")
@@ -326,7 +343,7 @@ def main(argv=None):
     try:
         o = parse(argv)
         if o is HELP:
-            return io.print(usage(script)) or 0
+            return report_errors(io, lambda: io.print(usage(script)) or 0)
         validate(o, io.env)
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
@@ -350,4 +367,5 @@ def _pairs(options):
 if __name__ == "__main__":
     # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
     sys.modules.setdefault("cffi", None)
+    guard_standard_fds()
     raise SystemExit(main())

@@ -4,11 +4,13 @@ import os
 
 from . import keys
 from .errors import InputUnavailable, UsageError
+from .usage_errors import empty_value, shown_argument
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
 _VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads", "--signer",
           "--signer-file"} | _KEY_VALUE
+_SINGLE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads"}
 _FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
           "--progress", "-p", "--passphrase", "-h", "--help", "--allow-unauthenticated"}
 
@@ -19,8 +21,7 @@ FD_NOT_A_NUMBER = "--passphrase-fd must be a number (the value, not shown, may b
 
 def unknown_option(arg):
     """The message for an unknown option `arg`, less a value it carries (--name=VALUE, -xVALUE)."""
-    shown = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
-    return "unknown option %s" % (shown if shown == arg else shown + "... (the rest not shown)")
+    return "unknown option %s" % shown_argument(arg)
 
 
 class Failure(Exception):
@@ -31,7 +32,7 @@ class Failure(Exception):
 
 def parse(argv):
     opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "fds": []}
-    args = list(argv)
+    args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
@@ -44,6 +45,11 @@ def parse(argv):
             if not eq and not args:
                 raise Failure("%s needs a value" % name, 64)
             val = inline if eq else args.pop(0)
+            if not val:
+                raise Failure(str(empty_value(name)), 64, hint=empty_value(name).hint)
+            if name in _SINGLE and name in seen:
+                raise Failure("%s given more than once" % name, 64, hint="see encpipe-restore --help")
+            seen.add(name)
             if name == "--passphrase-fd":
                 if not val.isdigit():
                     raise Failure(FD_NOT_A_NUMBER, 64)
@@ -71,6 +77,8 @@ def parse(argv):
             raise Failure(unknown_option(arg), 64)
         else:
             opts["positional"].append(arg)
+    if "" in opts["positional"]:
+        raise Failure("FILE or DBNAME is empty", 64, hint=empty_value("FILE").hint)
     return opts
 
 

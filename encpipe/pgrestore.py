@@ -37,7 +37,8 @@ import time
 
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
-from .cli import child_command, printable
+from .cli import child_command, guard_standard_fds, print_text, printable, write_quietly
+from .errors import UsageError
 from .keyargs import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
@@ -45,8 +46,10 @@ from .pgstream import EmptyStream, Restore
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
+
+
 def say(text, kind=None):
-    print("%s: %s%s" % (PROG, kind + ": " if kind else "", printable(text)), file=sys.stderr)
+    write_quietly(sys.stderr, "%s: %s%s\n" % (PROG, kind + ": " if kind else "", printable(text)))
 
 
 class Run:
@@ -88,8 +91,7 @@ class Run:
     def main(self):
         o = self.o
         if o.get("list_pre_restore"):
-            print(json.dumps(pgleftovers.pre_restore_copies(self.maint), indent=2))
-            return 0
+            return print_text(PROG, json.dumps(pgleftovers.pre_restore_copies(self.maint), indent=2))
         if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
             return self.drop_pre_restore(o["positional"][0])
         if not o["positional"] and o.get("drop_pre_restore_older_than"):
@@ -376,8 +378,7 @@ def main(argv=None):
     try:
         opts = parse(sys.argv[1:] if argv is None else argv)
         if opts.get("help") or opts.get("h"):
-            print(__doc__.strip())
-            return 0
+            return print_text(PROG, __doc__.strip())
         run = Run(opts)
         try:
             return run.main()
@@ -392,9 +393,13 @@ def main(argv=None):
     except PgError as e:
         say(str(e), "error")
         return e.status
+    except UsageError as e:  # ENCPIPE that is not a command
+        say(str(e), "error")
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":
+    guard_standard_fds()
     raise SystemExit(main())

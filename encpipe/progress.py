@@ -74,8 +74,6 @@ class ProgressReporter:
         line = f"encpipe: {self._label}: {done} in {elapsed:.1f} s ({human_bytes(rate)}/s)"
         if self.total and not final and rate > 0 and self._done < self.total:
             line += f", ETA {clock_time((self.total - self._done) / rate)}"
-        if self._tty:
-            self._stream.write("\r\033[K" + line + ("\n" if final else ""))
-        else:
-            self._stream.write(line + "\n")
-        self._stream.flush()
+        from .stdio import write_quietly
+
+        write_quietly(self._stream, "\r\033[K" + line + ("\n" if final else "") if self._tty else line + "\n")

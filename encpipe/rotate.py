@@ -33,7 +33,9 @@ Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; sp
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
 be rotated or was refused (see its line); 64 usage error; 66 DIR or a key file is unusable;
-73 another user can write DIR; 75 another encpipe-rotate is working on DIR.
+73 another user can write DIR; 74 the report cannot be written (141 when its
+reader went away: the files done so far are rotated, the others not yet);
+75 another encpipe-rotate is working on DIR.
 """
 
 import argparse
@@ -47,9 +49,10 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, printable
+from .cli import child_command, print_text, printable, write_line, write_quietly
 from .errors import EncpipeError
 from .keyargs import load_signers
+from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"
@@ -70,25 +73,26 @@ class Interrupted(BaseException):
     pass
 
 
-def err(message):
-    sys.stderr.write(f"{PROG}: error: {printable(message)}\n")
-    sys.stderr.flush()
+def err(message, hint=None):
+    write_quietly(sys.stderr, f"{PROG}: error: {printable(message)}\n" + (f"{PROG}: hint: {hint}\n" if hint else ""))
 
 
 def warn(message):
-    sys.stderr.write(f"{PROG}: warning: {printable(message)}\n")
-    sys.stderr.flush()
+    write_quietly(sys.stderr, f"{PROG}: warning: {printable(message)}\n")
 
 
 def report(path, status, **fields):
-    sys.stdout.write(json.dumps({"file": path, "status": status, **fields}) + "\n")
-    sys.stdout.flush()
+    write_line(json.dumps({"file": path, "status": status, **fields}))
 
 
 class ArgumentParser(argparse.ArgumentParser):
+    def print_help(self, file=None):  # argparse would ignore a failed write and exit 0
+        status = print_text(PROG, self.format_help().rstrip("\n"))
+        if status:
+            raise SystemExit(status)
+
     def error(self, message):
-        err(message)
-        sys.stderr.write(f"{PROG}: hint: see {PROG} --help\n")
+        err(argparse_message(message), hint=f"see {PROG} --help")
         raise SystemExit(64)
 
 
@@ -111,7 +115,11 @@ def parse_args(argv):
     parser.add_argument("--allow-shared-dir", action="store_true",
                         help="work in a directory other users can write (refused by default)")
     parser.add_argument("dir", metavar="DIR")
-    return parser.parse_args(argv)
+    args = parse_quietly(parser, argv)
+    empty = first_empty_parsed(args)
+    if empty:
+        parser.error(str(empty))
+    return args
 
 
 class Encpipe:
@@ -129,7 +137,7 @@ class Encpipe:
             errors = [line.split(": error: ", 1)[1] for line in text.splitlines() if ": error: " in line]
             raise Failure(errors[0] if errors else f"encpipe {args[0]} failed", done.returncode)
         if not quiet:
-            sys.stderr.write(text)
+            write_quietly(sys.stderr, text)
         return done.stdout
 
     def key_ids(self, key_files, option="--key-file"):
@@ -371,13 +379,13 @@ def main(argv):
         err(str(e))
         return 66 if e.status in (65, 77, 78) else e.status
     except EncpipeError as e:
-        err(str(e))
-        if e.hint:
-            sys.stderr.write(f"{PROG}: hint: {e.hint}\n")
+        err(str(e), e.hint)
         return e.exit_code
     except FileNotFoundError as e:
         err(f"cannot run encpipe: {e.filename}")
         return 66
+    except BrokenPipeError:  # the reader of the report went away: quietly, as encpipe
+        return 141
     except Interrupted as e:
         signum = e.args[0]
         signal.signal(signum, signal.SIG_DFL)

@@ -34,11 +34,55 @@ NO_FILE = {
 }
 
 
+def empty_value(name):
+    """An option or argument given an empty value (`-o ""`, `--dir=`, an unset shell
+    variable) is a mistake, never the same as leaving it out: `-o ""` would mean
+    standard output, `--dir ""` the default directory."""
+    what = f"{name} needs a value, not an empty one" if name.startswith("-") else f"{name} is empty"
+    return UsageError(what, hint="an unset shell variable?")
+
+
+def first_empty(args):
+    """The UsageError for the first empty option value or argument in docopt's `args`, else None."""
+    for name, value in args.items():
+        if (name.startswith("-") or name.isupper()) and "" in (value if isinstance(value, list) else [value]):
+            return empty_value(name)
+    return None
+
+
+def first_empty_parsed(namespace):
+    """first_empty for an argparse namespace (its `dir` is DIR, `old_key_file` --old-key-file)."""
+    return first_empty({k.upper() if k == "dir" else "--" + k.replace("_", "-"): v for k, v in vars(namespace).items()})
+
+
+def shown_argument(arg):
+    """An argument as a message may show it: an option less the value it carries
+    (--name=VALUE, -xVALUE), any other word as _shown shows it."""
+    if not arg.startswith("-") or arg == "-":
+        return _shown(arg)
+    shown = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
+    return shown if shown == arg else shown + "... (the rest not shown)"
+
+
+def parse_quietly(parser, argv):
+    """argparse's parse_args, except that an unknown option or an extra argument
+    is named by shown_argument, not echoed: it may be a secret."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error("unrecognized arguments: " + " ".join(shown_argument(arg) for arg in extra))
+    return args
+
+
+def argparse_message(message):
+    """An error of argparse less the `=VALUE` it echoes for a flag given one."""
+    return re.sub(r": ignored explicit argument .*", ": takes no value", message, flags=re.S)
+
+
 def unknown_command(command):
     if command is None:
         return UsageError("no command given", hint="see encpipe --help")
     if command.startswith("-"):
-        return UsageError(f"unknown option {command} before a command", hint="see encpipe --help")
+        return UsageError(f"unknown option {shown_argument(command)} before a command", hint="see encpipe --help")
     guess = ALIASES.get(command) or next(iter(difflib.get_close_matches(command, COMMANDS, n=1)), None)
     hint = f"did you mean encpipe {guess}?" if guess else f"the commands are {', '.join(COMMANDS)}"
     return UsageError(f"unknown command {_shown(command)}", hint=hint)
@@ -46,7 +90,7 @@ def unknown_command(command):
 
 def _shown(word):
     """A word safe to echo: short and without key material, else a placeholder."""
-    if len(word) > 32 or re.search(r"[0-9a-fA-F]{32}|SECRET", word):
+    if len(word) > 32 or re.search(r"[0-9a-fA-F]{32}|SECRET|\s", word):
         return "(a long argument, not shown)"
     return repr(word)
 

@@ -406,7 +406,7 @@ def test_passphrase_command_printing_nothing_is_64():
     assert_error_lines(done.stderr.decode(), "empty")
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "soon", ""])
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "", "nan", "inf", "1e308", "86401"])
 def test_invalid_command_timeout_is_64(value):
     done = run([*SEAL_ARGS, "--key-command", f"echo {KEY}"], b"x", {"ENCPIPE_COMMAND_TIMEOUT": value})
     assert (done.returncode, done.stdout) == (64, b""), done.stderr

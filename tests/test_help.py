@@ -153,8 +153,8 @@ def test_help_and_version_need_no_cryptography(tmp_path):
 
 @pytest.mark.parametrize("script", ["encpipe-list", "encpipe-prune", "encpipe-verify", "encpipe-check"])
 def test_the_python_scripts_name_a_missing_package_in_one_line_too(tmp_path, script):
-    """(encpipe-rotate and encpipe-migrate parse with argparse and leave the cryptography to
-    their encpipe children, which say the same themselves.)"""
+    """(encpipe-rotate parses with argparse and leaves the cryptography to its encpipe
+    children, which say the same themselves; the others: below.)"""
     (tmp_path / "docopt").mkdir()
     (tmp_path / "docopt" / "__init__.py").write_text(MISSING.format("docopt"))
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -164,3 +164,28 @@ def test_the_python_scripts_name_a_missing_package_in_one_line_too(tmp_path, scr
     assert_one_line_error(stderr, prog=script)
     assert stderr.startswith(f"{script}: error: cannot import the Python module docopt")
     assert "pip install docopt-ng" in stderr
+
+
+@pytest.mark.parametrize("script, args", [
+    ("encpipe-backup", ["--dir", "DIR", "db"]),
+    ("encpipe-backup", ["--help"]),
+    ("encpipe-restore", ["FILE", "db"]),
+    ("encpipe-migrate", ["--legacy-key-file", "KEY", "DIR"]),
+])
+def test_the_other_scripts_name_a_missing_cryptography_in_one_line(tmp_path, script, args):
+    """encpipe-backup and -restore (bash, through python -m encpipe.launch) and
+    encpipe-migrate (which imports the cryptography when it needs it) too."""
+    shim = tmp_path / "shim"
+    (shim / "Crypto").mkdir(parents=True)
+    (shim / "Crypto" / "__init__.py").write_text(MISSING.format("Crypto"))
+    key = tmp_path / "key"
+    key.write_text("a" * 64 + "\n")
+    key.chmod(0o600)
+    names = {"DIR": str(tmp_path), "KEY": str(key), "FILE": str(key)}
+    env = {"PYTHONPATH": str(shim), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "ENCPIPE_KEY": "a" * 64}
+    done = subprocess.run([str(REPO / "scripts" / script), *[names.get(a, a) for a in args]], capture_output=True,
+                          env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout) == (69, b""), done.stderr.decode()
+    stderr = done.stderr.decode()
+    assert_one_line_error(stderr, prog=script)
+    assert stderr.startswith(f"{script}: error: cannot import the Python module") and "pycryptodome" in stderr

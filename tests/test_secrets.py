@@ -247,12 +247,24 @@ DIGITS = "73918264"  # a passphrase of digits, out of --passphrase-fd's range
     ([os.path.join(SCRIPTS, "encpipe-restore"), "-p", TYPED, "db"], 66),
     ([os.path.join(SCRIPTS, "encpipe-backup"), "--passphrase-fd", TYPED, "db"], 64),
     ([os.path.join(SCRIPTS, "encpipe-backup"), "-p" + TYPED, "db"], 64),
+    (["-x" + TYPED], 64),
+    (["--typo=" + TYPED, "open"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-rotate"), "--old-key-file", "KEY", "--new-key-file", "KEY", "--typo=" + TYPED,
+      "DIR"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-rotate"), "--old-key-file", "KEY", "--new-key-file", "KEY", "-x" + TYPED,
+      "DIR"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-rotate"), "--old-key-file", "KEY", "--new-key-file", "KEY", "--dry-run=" + TYPED,
+      "DIR"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-migrate"), "--key-file", "KEY", "--typo=" + TYPED, "DIR"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-migrate"), "--key-file", "KEY", "-n" + TYPED, "DIR"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-migrate"), "--key-file", "KEY", "--keep-originals=" + TYPED, "DIR"], 64),
+    ([os.path.join(SCRIPTS, "encpipe-demo"), "--typo=" + TYPED], 64),
 ])
 def test_a_passphrase_typed_where_a_value_or_file_belongs_is_not_echoed(tmp_path, argv, status):
     sealed = tmp_path / "f.enc"
     sealed.write_bytes(_run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
     key = secret_file(tmp_path / "k", KEY + "\n")
-    argv = [str(sealed) if a == "FILE" else key if a == "KEY" else a for a in argv]
+    argv = [str(sealed) if a == "FILE" else key if a == "KEY" else str(tmp_path) if a == "DIR" else a for a in argv]
     argv = argv if argv[0].startswith("/") else command(*argv)
     env = clean_env({"PYTHONPATH": os.path.dirname(SCRIPTS)})
     done = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)

@@ -97,6 +97,8 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, printable, report_errors
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
+from ..keyargs import secret_fds_open
+from ..usage_errors import first_empty
 from . import metrics
 from .listing import examine, scan, stats
 from .prune import prune
@@ -272,4 +274,8 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         return 64
     except SystemExit as e:  # --help
         return e.code or 0
-    return report_errors(io, lambda: COMMANDS[name](args, io))
+    empty = first_empty(args)
+    if empty:
+        io.error(str(empty), hint=empty.hint)
+        return empty.exit_code
+    return report_errors(io, lambda: secret_fds_open(args) or COMMANDS[name](args, io))

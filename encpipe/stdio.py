@@ -1,0 +1,30 @@
+"""Standard streams that fail: what the command line and --progress do then."""
+
+import os
+import sys
+
+
+def write_quietly(stream, text):
+    """Write a message or a progress line to standard error; when that fails (a
+    full disk), the message is lost but not the exit status, and nothing tries
+    to write it again at exit."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError:
+        discard(0, stream)
+
+
+def discard(status, stream=None):
+    """Standard output (or `stream`) failed (its reader went away, or the disk is
+    full): point it at /dev/null so that nothing tries to flush it again at exit;
+    returns `status`."""
+    try:
+        fd = (stream or sys.stdout).fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return status
