@@ -230,11 +230,9 @@ def open_sealed(
             return _second_pass(sealed, payload(spool, dst, on_progress, first=first, witnesses=witnesses), first, dst)
 
 
-def _refuse_unauthenticated(why):
-    raise MakerNotAuthenticated(
-        f"its maker is not authenticated: {why}",
-        hint="open a signed file with --signer (ENCPIPE_SIGNER) naming its signer, or, trusting whoever could"
-        " write the file, without --refuse-unauthenticated")
+def _refuse_unauthenticated(why, hint="open a signed file with --signer (ENCPIPE_SIGNER) naming its signer, or,"
+                            " trusting whoever could write the file, without --refuse-unauthenticated"):
+    raise MakerNotAuthenticated(f"its maker is not authenticated: {why}", hint=hint)
 
 
 def _authenticates(header, opened):
@@ -299,7 +297,9 @@ def rewrap(
     For a v2 file, kept slots keep their authenticators, added raw-key and passphrase
     slots get new ones, signatures are kept (C does not cover the slots)
     and `signing_keys` add more; the old trailer is checked (as by open) once the
-    payload has been copied. Returns the old SealedHeader, the new one and the
+    payload has been copied. A file opened by an x25519 identity gets neither a new
+    authenticator nor a signature unless `signers` vouch for it (MakerNotAuthenticated,
+    before anything is written): anyone with the public key can make one. Returns the old SealedHeader, the new one and the
     old file's Provenance."""
     sealed = read_header(src)
     file_key, opened = unlock(sealed, identities)
@@ -316,6 +316,12 @@ def rewrap(
         if not replace_all and slot.describe().get("key_id") not in remove_ids
     ]
     added = [r.wrap(file_key) for r in add]
+    vouches = signing_keys or any(slot.kind in prov.AUTHENTICATED_KINDS for slot in added)
+    if vouches and not signers and old.version >= 2 and opened[1].kind not in prov.AUTHENTICATED_KINDS:
+        _refuse_unauthenticated(
+            "opened with an x25519 identity, and anyone with its public key can make such a file: a new raw-key"
+            " or passphrase slot or a signature would vouch for it",
+            hint="give --signer naming its signer, or open it with one of its raw keys or passphrases")
     header = build_header(
         file_key,
         [old.slots[i] for i in kept] + added,

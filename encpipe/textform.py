@@ -1,7 +1,8 @@
 """Checksummed text forms of 32-byte keys: a prefix, then base32 (RFC 4648, no
 padding) of key || SHA-256(label || key)[:4]. Public forms are lower case,
 secret forms upper case; the characters after the prefix may be in either
-case, the prefix must be exact, and padding or non-zero unused bits are refused.
+case (ASCII only), the prefix must be exact, and padding or non-zero unused bits are
+refused; surrounding ASCII white space is ignored.
 """
 
 import base64
@@ -12,6 +13,7 @@ from .errors import UsageError
 
 KEY_LEN = 32
 _CHECK_LEN = 4
+ASCII_SPACE = " \t\r\n\v\f"  # the white space around a text form that is ignored
 # The secret forms' prefixes (key files hold them among raw keys: keys.py tells them apart).
 IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
 SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
@@ -28,10 +30,13 @@ def encode(prefix, label, key, upper):
 
 def decode(text, prefix, label, what, source):
     """The key in `text`, or UsageError naming what is wrong with it."""
-    text = text.strip()
+    text = text.strip(ASCII_SPACE)
     if not text.startswith(prefix):
         raise UsageError(f"{source}: not an encpipe {what} (it must start with {prefix})")
-    body = text[len(prefix) :].upper()
+    body = text[len(prefix) :]
+    if not body.isascii():  # Unicode upper-casing would spell I and S more ways than one
+        raise UsageError(f"{source}: malformed {what}: not base32 (a character that is not ASCII)")
+    body = body.upper()
     try:
         raw = base64.b32decode(body + "=" * (-len(body) % 8))
     except ValueError:
