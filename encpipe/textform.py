@@ -8,6 +8,7 @@ refused; surrounding ASCII white space is ignored.
 import base64
 import hashlib
 import hmac
+import re
 
 from .errors import UsageError
 
@@ -17,6 +18,25 @@ ASCII_SPACE = " \t\r\n\v\f"  # the white space around a text form that is ignore
 # The secret forms' prefixes (key files hold them among raw keys: keys.py tells them apart).
 IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
 SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_SPACES = re.compile(f"[{ASCII_SPACE}]+")
+
+
+def lines(text):
+    """(line number, line) of each line of a key, recipient or signer file that is
+    neither blank nor a comment (# its first character that is not white space).
+    Lines end at LF, CR LF or CR; white space is ASCII_SPACE, and is stripped."""
+    for number, line in enumerate(_LINE_END.split(text), 1):
+        line = line.strip(ASCII_SPACE)
+        if line and not line.startswith("#"):
+            yield number, line
+
+
+def words(line):
+    """A line cut at ASCII white space (signer files list several keys on a line)."""
+    return _SPACES.split(line.strip(ASCII_SPACE))
 
 
 def checksum(label, key):

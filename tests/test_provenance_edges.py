@@ -115,3 +115,25 @@ def test_text_forms_are_ascii_only(world, tmp_path):
         assert run(["keyid", "--signer", signer])[:2] == (64, b"")
     assert run(["seal", "--recipient", "\u3000" + pub], b"x")[:2] == (64, b"")  # not ASCII white space
     assert run(["seal", "--recipient", " \t" + pub + "\r\n"], b"x")[0] == 0
+
+
+def test_key_signer_and_recipient_files_have_ascii_lines(world, tmp_path):
+    """Before: a line ended at any Unicode line break (form feed, U+0085, U+2028) and a
+    signer file's keys were split at any Unicode space, so "one item per line" held
+    only for an implementer who guessed the same. Now lines end at LF, CR LF or CR,
+    white space is ASCII, and anything else is part of the (then malformed) item."""
+    sealed = world.seal(DATA, "--key-file", world.K, "--sign-key", world.S1)
+    for separator in ("\n", "\r\n", "\r"):
+        ring = secret_file(tmp_path, "ring", f"# keys{separator}{'5e' * 32}{separator}{'aa' * 32}{separator}")
+        assert ok(run(["open", "--key-file", ring], sealed)) == DATA, repr(separator)
+    for separator in ("\x0c", "\x85", "\u2028", "\u2029", "\x1c"):
+        ring = secret_file(tmp_path, "ring", f"{'5e' * 32}{separator}{'aa' * 32}\n")
+        assert run(["open", "--key-file", ring], sealed)[:2] == (64, b""), repr(separator)
+    for separator in (" ", "\t", "\n"):
+        signers = secret_file(tmp_path, "signers", f"{world.V2}{separator}{world.V1}\n")
+        assert ok(run(["open", "--key-file", world.K, "--signer-file", signers], sealed)) == DATA
+    for separator in ("\xa0", "\u2003", "\x1f"):
+        signers = secret_file(tmp_path, "signers", f"{world.V2}{separator}{world.V1}\n")
+        assert run(["open", "--key-file", world.K, "--signer-file", signers], sealed)[:2] == (64, b"")
+    recipients = secret_file(tmp_path, "recipients", f"{world.X_pub}\u2028{world.X_pub}\n")
+    assert run(["seal", "--recipient-file", recipients], b"x")[:2] == (64, b"")
