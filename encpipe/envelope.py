@@ -189,11 +189,11 @@ def open_sealed(
     opened by an x25519 identity without `signers`), and check the trailer of any
     other before any output, as with `signers`."""
     header, signers = sealed.header, frozenset(signers)
+    if header.version < 2 and signers:  # known from the header, before any key is tried
+        raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
     if require_maker and header.version < 2:
         _refuse_unauthenticated("a version 1 file can be made by the holder of any of its keys")
     file_key, opened = unlock(sealed, identities)
-    if header.version < 2 and signers:
-        raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
     if require_maker and not signers and opened[1].kind not in prov.AUTHENTICATED_KINDS:
         _refuse_unauthenticated("opened with an x25519 identity, and anyone with its public key can make such a file")
     key = payload_key(file_key, header)
@@ -302,10 +302,10 @@ def rewrap(
     before anything is written): anyone with the public key can make one. Returns the old SealedHeader, the new one and the
     old file's Provenance."""
     sealed = read_header(src)
-    file_key, opened = unlock(sealed, identities)
     old = sealed.header
     if old.version < 2 and (signing_keys or signers):
         raise NotSigned("a version 1 file carries no signature and cannot be signed", hint="re-seal it: open | seal")
+    file_key, opened = unlock(sealed, identities)
     remove_ids = {k.lower() for k in remove_ids}
     unknown = remove_ids - {slot.describe().get("key_id") for slot in sealed.slots}
     if unknown:

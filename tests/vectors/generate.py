@@ -398,6 +398,13 @@ def _():
     return sealed("v1_signer_required", b"secret", [RawKey(KEY_1)]), None
 
 
+@vector("v1_signer_required_no_key", "not signed",
+        "a v1 file with a signer required is refused from its header, before any key is tried: 67, not 77",
+        keys=[KEY_2.hex()], signers=[SIGNER_1])
+def _():
+    return sealed("v1_signer_required_no_key", b"secret", [RawKey(KEY_1)]), None
+
+
 @vector("v2_forged_by_escrow", "payload failure", "the x25519 holder rewrote the payload of a raw key + escrow file",
         keys=RAW)
 def _():
