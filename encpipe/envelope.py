@@ -96,8 +96,9 @@ def build_header(file_key, slots, chunk_log2, payload_salt=None, *, version=fmt.
 
 def unlock(sealed, identities):
     """(file key, (slot index, slot, identity)), from the first identity that opens a
-    slot: raw keys, then x25519 identities (by `cost`; key-id matches only), then
-    passphrases on the cheapest slots first, all of them within one scrypt budget."""
+    slot, by `cost`: raw keys (key-id matches only), then passphrases on the cheapest
+    slots first, all of them within one scrypt budget, then x25519 identities (key-id
+    matches only): a slot with an authenticator, when one opens, is the one checked."""
     attempts = [(i, n, s) for i in identities for n, s in enumerate(sealed.slots) if i.can_try(s)]
     attempts.sort(key=lambda attempt: (attempt[0].cost, getattr(attempt[2], "work", 0)))
     limits = [i.budget for i in identities if getattr(i, "budget", None)]

@@ -138,7 +138,7 @@ class X25519Recipient:
 
 
 class X25519Identity:
-    cost = 0.5  # after raw keys: a raw key also proves who made a v2 file
+    cost = 2  # after raw keys and passphrases: they also prove who made a v2 file
 
     def __init__(self, secret):
         self._secret = bytes(secret)

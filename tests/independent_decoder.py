@@ -97,19 +97,20 @@ def passphrase_attempt(passphrase, body):
 
 def open_slot(slots, keys, passphrases, identities):
     """(slot index, file key, authenticator key or None), by README "Edge rules": each
-    raw key, then each identity, in the order given, on the slots of its kind in header
-    order; then the passphrases on the passphrase slots, the cheapest (N * r * p)
-    first, each passphrase in the order given on the slots of one cost in header
-    order. A slot that does not unwrap is skipped; the first that does decides."""
+    raw key in the order given on the slots of its kind in header order; then the
+    passphrases on the passphrase slots, the cheapest (N * r * p) first, each
+    passphrase in the order given on the slots of one cost in header order; then each
+    identity as each raw key. A slot that does not unwrap is skipped; the first that
+    does decides."""
     def kind(wanted, length):
         return [(i, body) for i, (k, body) in enumerate(slots) if k == wanted and len(body) == length]
 
     attempts = [(raw_key_attempt, key, i, body) for key in keys for i, body in kind(1, 48)]
-    attempts += [(identity_attempt, secret, i, body) for secret in identities for i, body in kind(3, 80)]
     scrypt_slots = kind(2, 59)
     costs = sorted({(1 << body[16]) * body[17] * body[18] for _, body in scrypt_slots})
     attempts += [(passphrase_attempt, phrase, i, body) for cost in costs for phrase in passphrases
                  for i, body in scrypt_slots if (1 << body[16]) * body[17] * body[18] == cost]
+    attempts += [(identity_attempt, secret, i, body) for secret in identities for i, body in kind(3, 80)]
     skipped = None
     for attempt, secret, index, body in attempts:
         try:

@@ -137,3 +137,18 @@ def test_key_signer_and_recipient_files_have_ascii_lines(world, tmp_path):
         assert run(["open", "--key-file", world.K, "--signer-file", signers], sealed)[:2] == (64, b"")
     recipients = secret_file(tmp_path, "recipients", f"{world.X_pub}\u2028{world.X_pub}\n")
     assert run(["seal", "--recipient-file", recipients], b"x")[:2] == (64, b"")
+
+
+def test_a_passphrase_is_tried_before_an_identity_so_its_authenticator_decides(world):
+    """Before: identities came before passphrases, so a file sealed with a passphrase
+    and the escrow public key, opened with both, was opened by the identity: not
+    sender-authenticated, refused by --refuse-unauthenticated (and encpipe-restore)
+    and not counted by retention, though the passphrase authenticates it."""
+    sealed = world.seal(DATA, "--recipient", world.X_pub, "--passphrase-file", world.P)
+    both = ["--identity", world.X, "--passphrase-file", world.P]
+    assert ok(run(["open", "--refuse-unauthenticated", *both], sealed)) == DATA
+    report = json.loads(ok(run(["inspect", "--json", "--verify", *both], sealed)))
+    assert (report["sender_authenticated"], report["authenticated_by"]) == (True, "passphrase")
+    # and a forgery by the escrow holder is refused, as for the passphrase alone
+    forged = forge(sealed, identity(world.X))
+    assert run(["open", *both], forged)[:2] == (65, b"")

@@ -553,6 +553,20 @@ def _():
                      lambda slots: [slots[0]._replace(log2_n=9), slots[1]]), data
 
 
+@vector("v2_passphrase_before_identity", "success",
+        "v2: an x25519 slot (first) wrapping another file key, a passphrase slot this one's; opened with both:"
+        " the passphrase is tried before the identity", passphrases=[PASSPHRASE], identities=IDENT)
+def _():
+    data = plaintext("before", 200)
+    pw = Passphrase(PASSPHRASE, log2_n=10)
+
+    def change(slots):
+        with deterministic("v2_passphrase_before_identity: another file"):
+            return [ESCROW.recipient().wrap(OTHER_FILE_KEY), slots[1]]
+
+    return reslotted("v2_passphrase_before_identity", data, [ESCROW.recipient(), pw], pw, change), data
+
+
 LOW_ORDER = bytes(32)  # u = 0: a point of small order (RFC 7748, section 7)
 
 
