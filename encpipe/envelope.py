@@ -103,22 +103,25 @@ def unlock(sealed, identities):
     attempts.sort(key=lambda attempt: (attempt[0].cost, getattr(attempt[2], "work", 0)))
     limits = [i.budget for i in identities if getattr(i, "budget", None)]
     budget = ScryptBudget(max(limits, default=DEFAULT_SCRYPT_BUDGET))
-    limit_error = None
+    limit_error = budget_error = None
     for identity, index, slot in attempts:
+        if budget_error and isinstance(slot, ScryptSlot):
+            continue  # no passphrase attempt past the budget; an identity may still open
         try:
             if isinstance(slot, ScryptSlot):
                 budget.charge(slot)
             file_key = identity.unwrap(slot)
-        except ScryptBudgetExceeded:
-            raise
+        except ScryptBudgetExceeded as e:
+            budget_error = e
+            continue
         except InvalidStream as e:  # a slot beyond a resource limit; another may still open
             limit_error = limit_error or e
             continue
         if file_key is not None:
             verify_header_mac(file_key, sealed.header)
             return file_key, (index, slot, identity)
-    if limit_error:
-        raise limit_error
+    if budget_error or limit_error:
+        raise budget_error or limit_error
     raise NoMatchingKey("no supplied key opens this file", hint=needed_keys_hint(sealed.slots))
 
 

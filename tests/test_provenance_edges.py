@@ -152,3 +152,25 @@ def test_a_passphrase_is_tried_before_an_identity_so_its_authenticator_decides(w
     # and a forgery by the escrow holder is refused, as for the passphrase alone
     forged = forge(sealed, identity(world.X))
     assert run(["open", *both], forged)[:2] == (65, b"")
+
+
+def test_a_passphrase_past_the_scrypt_budget_still_lets_the_identity_open(world, tmp_path, monkeypatch):
+    """With passphrases tried before identities, the budget must not end the search:
+    wrong passphrases that spend it are skipped, the identity still opens the file
+    (as it did when identities came first), and only if nothing opens is it 65."""
+    import hashlib
+
+    from encpipe import slots
+    from encpipe.x25519 import X25519Recipient
+
+    monkeypatch.setattr(slots, "scrypt_kek", lambda pw, salt, *params: hashlib.sha256(pw + salt).digest())
+    public = identity(world.X).recipient().public
+    costly = slots.Passphrase(b"the right one", log2_n=17, r=32, p=4)  # N*r*p = 2^24: the whole budget
+    out = io.BytesIO()
+    envelope.seal(io.BytesIO(DATA), out, [costly, X25519Recipient(public)], chunk_log2=14)
+    wrong = [secret_file(tmp_path, f"pw{n}", f"wrong {n}\n") for n in range(2)]
+    args = [a for path in wrong for a in ("--passphrase-file", path)]
+    result = run(["open", *args, "--identity", world.X], out.getvalue())
+    assert (result.code, result.stdout) == (0, DATA), result.stderr
+    refused = run(["open", *args], out.getvalue())
+    assert (refused.code, refused.stdout) == (65, b"") and "scrypt budget" in refused.stderr
