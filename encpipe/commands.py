@@ -208,7 +208,10 @@ def _refuse_signers(args, io):
 
 
 def _warn_forgeable(io, sealed, info):
-    if sealed.header.version >= 2 and not info.provenance.sender_authenticated:
+    if sealed.header.version < 2:
+        io.warn("a version 1 file: the holder of any of its keys can make such a file",
+                hint="re-seal a file you trust (open | seal): a version 2 file says who made it")
+    elif not info.provenance.sender_authenticated:
         io.warn(
             "opened with an x25519 identity: anyone with its public key can make such a file",
             hint="check who made it with --signer",

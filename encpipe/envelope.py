@@ -96,28 +96,32 @@ def build_header(file_key, slots, chunk_log2, payload_salt=None, *, version=fmt.
 
 def unlock(sealed, identities):
     """(file key, (slot index, slot, identity)), from the first identity that opens a
-    slot: raw keys, then x25519 identities (by `cost`; key-id matches only), then
-    passphrases on the cheapest slots first, all of them within one scrypt budget."""
+    slot, by `cost`: raw keys (key-id matches only), then passphrases on the cheapest
+    slots first, all of them within one scrypt budget, then x25519 identities (key-id
+    matches only): a slot with an authenticator, when one opens, is the one checked."""
     attempts = [(i, n, s) for i in identities for n, s in enumerate(sealed.slots) if i.can_try(s)]
     attempts.sort(key=lambda attempt: (attempt[0].cost, getattr(attempt[2], "work", 0)))
     limits = [i.budget for i in identities if getattr(i, "budget", None)]
     budget = ScryptBudget(max(limits, default=DEFAULT_SCRYPT_BUDGET))
-    limit_error = None
+    limit_error = budget_error = None
     for identity, index, slot in attempts:
+        if budget_error and isinstance(slot, ScryptSlot):
+            continue  # no passphrase attempt past the budget; an identity may still open
         try:
             if isinstance(slot, ScryptSlot):
                 budget.charge(slot)
             file_key = identity.unwrap(slot)
-        except ScryptBudgetExceeded:
-            raise
+        except ScryptBudgetExceeded as e:
+            budget_error = e
+            continue
         except InvalidStream as e:  # a slot beyond a resource limit; another may still open
             limit_error = limit_error or e
             continue
         if file_key is not None:
             verify_header_mac(file_key, sealed.header)
             return file_key, (index, slot, identity)
-    if limit_error:
-        raise limit_error
+    if budget_error or limit_error:
+        raise budget_error or limit_error
     raise NoMatchingKey("no supplied key opens this file", hint=needed_keys_hint(sealed.slots))
 
 
@@ -189,11 +193,11 @@ def open_sealed(
     opened by an x25519 identity without `signers`), and check the trailer of any
     other before any output, as with `signers`."""
     header, signers = sealed.header, frozenset(signers)
+    if header.version < 2 and signers:  # known from the header, before any key is tried
+        raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
     if require_maker and header.version < 2:
         _refuse_unauthenticated("a version 1 file can be made by the holder of any of its keys")
     file_key, opened = unlock(sealed, identities)
-    if header.version < 2 and signers:
-        raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
     if require_maker and not signers and opened[1].kind not in prov.AUTHENTICATED_KINDS:
         _refuse_unauthenticated("opened with an x25519 identity, and anyone with its public key can make such a file")
     key = payload_key(file_key, header)
@@ -230,11 +234,9 @@ def open_sealed(
             return _second_pass(sealed, payload(spool, dst, on_progress, first=first, witnesses=witnesses), first, dst)
 
 
-def _refuse_unauthenticated(why):
-    raise MakerNotAuthenticated(
-        f"its maker is not authenticated: {why}",
-        hint="open a signed file with --signer (ENCPIPE_SIGNER) naming its signer, or, trusting whoever could"
-        " write the file, without --refuse-unauthenticated")
+def _refuse_unauthenticated(why, hint="open a signed file with --signer (ENCPIPE_SIGNER) naming its signer, or,"
+                            " trusting whoever could write the file, without --refuse-unauthenticated"):
+    raise MakerNotAuthenticated(f"its maker is not authenticated: {why}", hint=hint)
 
 
 def _authenticates(header, opened):
@@ -299,13 +301,15 @@ def rewrap(
     For a v2 file, kept slots keep their authenticators, added raw-key and passphrase
     slots get new ones, signatures are kept (C does not cover the slots)
     and `signing_keys` add more; the old trailer is checked (as by open) once the
-    payload has been copied. Returns the old SealedHeader, the new one and the
+    payload has been copied. A file opened by an x25519 identity gets neither a new
+    authenticator nor a signature unless `signers` vouch for it (MakerNotAuthenticated,
+    before anything is written): anyone with the public key can make one. Returns the old SealedHeader, the new one and the
     old file's Provenance."""
     sealed = read_header(src)
-    file_key, opened = unlock(sealed, identities)
     old = sealed.header
     if old.version < 2 and (signing_keys or signers):
         raise NotSigned("a version 1 file carries no signature and cannot be signed", hint="re-seal it: open | seal")
+    file_key, opened = unlock(sealed, identities)
     remove_ids = {k.lower() for k in remove_ids}
     unknown = remove_ids - {slot.describe().get("key_id") for slot in sealed.slots}
     if unknown:
@@ -316,6 +320,12 @@ def rewrap(
         if not replace_all and slot.describe().get("key_id") not in remove_ids
     ]
     added = [r.wrap(file_key) for r in add]
+    vouches = signing_keys or any(slot.kind in prov.AUTHENTICATED_KINDS for slot in added)
+    if vouches and not signers and old.version >= 2 and opened[1].kind not in prov.AUTHENTICATED_KINDS:
+        _refuse_unauthenticated(
+            "opened with an x25519 identity, and anyone with its public key can make such a file: a new raw-key"
+            " or passphrase slot or a signature would vouch for it",
+            hint="give --signer naming its signer, or open it with one of its raw keys or passphrases")
     header = build_header(
         file_key,
         [old.slots[i] for i in kept] + added,

@@ -12,7 +12,7 @@ import subprocess
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
 from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, parse_budget
-from .textform import IDENTITY_PREFIX, SIGNING_PREFIX
+from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
 
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
@@ -65,7 +65,7 @@ def _is_stdin(path):
 
 
 def parse_hex_key(text, source):
-    text = text.strip()
+    text = text.strip(ASCII_SPACE)
     if len(text) != HEX_KEY_LEN:
         raise UsageError(f"{source}: a key must be {HEX_KEY_LEN} hex characters, not {len(text)}")
     try:
@@ -78,10 +78,7 @@ def parse_keyring(text, source):
     """Keys, one per line: 64-hex raw keys, identities or signing keys; blank lines
     and lines starting with # ignored (a # after a key is not a comment)."""
     keys = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in lines(text):
         where = f"{source}, line {number}"
         if line.upper().startswith(IDENTITY_PREFIX):
             from .x25519 import parse_identity

@@ -11,7 +11,7 @@ import hmac
 
 from .errors import UsageError
 from .primitives import hkdf
-from .textform import KEY_LEN, SIGNING_PREFIX, decode, encode
+from .textform import KEY_LEN, SIGNING_PREFIX, decode, encode, lines, words
 
 SECRET_PREFIX = SIGNING_PREFIX + "1"
 PUBLIC_PREFIX = "encpipesign1"
@@ -100,5 +100,4 @@ def new_key_file(path):
 
 def parse_verify_keys(text, source):
     """Verify keys, whitespace-separated or one per line; # starts a comment line."""
-    words = [w for line in text.splitlines() if not line.strip().startswith("#") for w in line.split()]
-    return [parse_verify_key(word, source) for word in words]
+    return [parse_verify_key(word, source) for _, line in lines(text) for word in words(line)]

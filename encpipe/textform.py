@@ -1,20 +1,42 @@
 """Checksummed text forms of 32-byte keys: a prefix, then base32 (RFC 4648, no
 padding) of key || SHA-256(label || key)[:4]. Public forms are lower case,
 secret forms upper case; the characters after the prefix may be in either
-case, the prefix must be exact, and padding or non-zero unused bits are refused.
+case (ASCII only), the prefix must be exact, and padding or non-zero unused bits are
+refused; surrounding ASCII white space is ignored.
 """
 
 import base64
 import hashlib
 import hmac
+import re
 
 from .errors import UsageError
 
 KEY_LEN = 32
 _CHECK_LEN = 4
+ASCII_SPACE = " \t\r\n\v\f"  # the white space around a text form that is ignored
 # The secret forms' prefixes (key files hold them among raw keys: keys.py tells them apart).
 IDENTITY_PREFIX = "ENCPIPE-SECRET-KEY-"
 SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_SPACES = re.compile(f"[{ASCII_SPACE}]+")
+
+
+def lines(text):
+    """(line number, line) of each line of a key, recipient or signer file that is
+    neither blank nor a comment (# its first character that is not white space).
+    Lines end at LF, CR LF or CR; white space is ASCII_SPACE, and is stripped."""
+    for number, line in enumerate(_LINE_END.split(text), 1):
+        line = line.strip(ASCII_SPACE)
+        if line and not line.startswith("#"):
+            yield number, line
+
+
+def words(line):
+    """A line cut at ASCII white space (signer files list several keys on a line)."""
+    return _SPACES.split(line.strip(ASCII_SPACE))
 
 
 def checksum(label, key):
@@ -28,10 +50,13 @@ def encode(prefix, label, key, upper):
 
 def decode(text, prefix, label, what, source):
     """The key in `text`, or UsageError naming what is wrong with it."""
-    text = text.strip()
+    text = text.strip(ASCII_SPACE)
     if not text.startswith(prefix):
         raise UsageError(f"{source}: not an encpipe {what} (it must start with {prefix})")
-    body = text[len(prefix) :].upper()
+    body = text[len(prefix) :]
+    if not body.isascii():  # Unicode upper-casing would spell I and S more ways than one
+        raise UsageError(f"{source}: malformed {what}: not base32 (a character that is not ASCII)")
+    body = body.upper()
     try:
         raw = base64.b32decode(body + "=" * (-len(body) % 8))
     except ValueError:

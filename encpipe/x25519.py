@@ -22,7 +22,7 @@ from . import aead
 from .errors import InvalidStream, UsageError
 from .format import SlotRecord
 from .primitives import hkdf
-from .textform import IDENTITY_PREFIX, KEY_LEN, decode as _decode, encode as _encode
+from .textform import IDENTITY_PREFIX, KEY_LEN, decode as _decode, encode as _encode, lines
 from .slots import KEY_ID_LEN, SLOT_X25519, WRAPPED_LEN, _split, unwrap_file_key, wrap_file_key
 
 PUBLIC_PREFIX = "encpipe1"
@@ -138,7 +138,7 @@ class X25519Recipient:
 
 
 class X25519Identity:
-    cost = 0.5  # after raw keys: a raw key also proves who made a v2 file
+    cost = 2  # after raw keys and passphrases: they also prove who made a v2 file
 
     def __init__(self, secret):
         self._secret = bytes(secret)
@@ -179,8 +179,7 @@ def parse_identity(text, source):
 
 def read_recipient_file(text, source):
     """Public keys, one per line; blank lines and # comments ignored."""
-    lines = [line.strip() for line in text.splitlines()]
-    keys = [parse_recipient(line, source) for line in lines if line and not line.startswith("#")]
+    keys = [parse_recipient(line, source) for _, line in lines(text)]
     if not keys:
         raise UsageError(f"{source}: no public key found")
     return keys

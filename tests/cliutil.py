@@ -13,6 +13,9 @@ from encpipe.cli import main
 KEY_A = "a" * 64
 KEY_B = "0123456789abcdef" * 4
 FAST_SCRYPT = ["--work-factor", "10"]
+# What `open` says, with status 0, of every version 1 file (README "Format v2").
+V1_WARNING = ("encpipe: warning: a version 1 file: the holder of any of its keys can make such a file\n"
+              "encpipe: hint: re-seal a file you trust (open | seal): a version 2 file says who made it\n")
 
 
 class Result(NamedTuple):

@@ -60,36 +60,69 @@ def scrypt_within_limits(log2_n, r, p):
     return 10 <= log2_n <= 20 and 1 <= r <= 32 and 1 <= p <= 16 and 128 * n * r <= 1 << 30 and n * r * p <= 1 << 24
 
 
-def try_slot(kind, body, keys, passphrases, identities):
-    """(file_key, authenticator key or None) for this slot, or None."""
-    if kind == 1 and len(body) == 48:
-        for key in keys:
-            if hkdf(key, b"", b"encpipe v1 key id", 8) == body[:8]:
-                found = unwrap(hkdf(key, b"", b"encpipe v1 raw-key wrap"), body[8:])
-                if found:
-                    return found, hkdf(key, b"", b"encpipe v2 raw-key authenticator")
-    if kind == 2 and len(body) == 59 and passphrases:
-        salt, (log2_n, r, p), wrapped = body[:16], body[16:19], body[19:]
-        if not scrypt_within_limits(log2_n, r, p):
-            raise Rejected("scrypt parameters over the limit")
-        for passphrase in passphrases:
-            kek = scrypt(passphrase, b"encpipe v1 scrypt" + salt, 32, N=1 << log2_n, r=r, p=p)
-            found = unwrap(kek, wrapped)
-            if found:
-                return found, hkdf(kek, b"", b"encpipe v2 passphrase authenticator")
-    if kind == 3 and len(body) == 80:
-        for secret in identities:
-            private = import_x25519_private_key(secret)
-            public = private.public_key().export_key(format="raw")
-            if hkdf(public, b"", b"encpipe v1 x25519 key id", 8) != body[:8]:
-                continue
-            ephemeral = body[8:40]
-            peer = import_x25519_public_key(ephemeral)
-            shared = key_agreement(static_priv=private, eph_pub=peer, kdf=lambda s: s)
-            found = unwrap(hkdf(shared, ephemeral + public, b"encpipe v1 x25519 wrap"), body[40:])
-            if found:
-                return found, None
-    return None
+class SkippedSlot(Exception):
+    """A slot over a resource limit, or with an x25519 point of small order."""
+
+
+def raw_key_attempt(key, body):
+    if hkdf(key, b"", b"encpipe v1 key id", 8) != body[:8]:
+        return None
+    found = unwrap(hkdf(key, b"", b"encpipe v1 raw-key wrap"), body[8:])
+    return found and (found, hkdf(key, b"", b"encpipe v2 raw-key authenticator"))
+
+
+def identity_attempt(secret, body):
+    private = import_x25519_private_key(secret)
+    public = private.public_key().export_key(format="raw")
+    if hkdf(public, b"", b"encpipe v1 x25519 key id", 8) != body[:8]:
+        return None
+    ephemeral = body[8:40]
+    try:
+        peer = import_x25519_public_key(ephemeral)
+    except ValueError:
+        raise SkippedSlot("x25519 point of small order") from None
+    shared = key_agreement(static_priv=private, eph_pub=peer, kdf=lambda s: s)
+    found = unwrap(hkdf(shared, ephemeral + public, b"encpipe v1 x25519 wrap"), body[40:])
+    return found and (found, None)
+
+
+def passphrase_attempt(passphrase, body):
+    salt, (log2_n, r, p), wrapped = body[:16], body[16:19], body[19:]
+    if not scrypt_within_limits(log2_n, r, p):
+        raise SkippedSlot("scrypt parameters over the limit")
+    kek = scrypt(passphrase, b"encpipe v1 scrypt" + salt, 32, N=1 << log2_n, r=r, p=p)
+    found = unwrap(kek, wrapped)
+    return found and (found, hkdf(kek, b"", b"encpipe v2 passphrase authenticator"))
+
+
+def open_slot(slots, keys, passphrases, identities):
+    """(slot index, file key, authenticator key or None), by README "Edge rules": each
+    raw key in the order given on the slots of its kind in header order; then the
+    passphrases on the passphrase slots, the cheapest (N * r * p) first, each
+    passphrase in the order given on the slots of one cost in header order; then each
+    identity as each raw key. A slot that does not unwrap is skipped; the first that
+    does decides."""
+    def kind(wanted, length):
+        return [(i, body) for i, (k, body) in enumerate(slots) if k == wanted and len(body) == length]
+
+    attempts = [(raw_key_attempt, key, i, body) for key in keys for i, body in kind(1, 48)]
+    scrypt_slots = kind(2, 59)
+    costs = sorted({(1 << body[16]) * body[17] * body[18] for _, body in scrypt_slots})
+    attempts += [(passphrase_attempt, phrase, i, body) for cost in costs for phrase in passphrases
+                 for i, body in scrypt_slots if (1 << body[16]) * body[17] * body[18] == cost]
+    attempts += [(identity_attempt, secret, i, body) for secret in identities for i, body in kind(3, 80)]
+    skipped = None
+    for attempt, secret, index, body in attempts:
+        try:
+            found = attempt(secret, body)
+        except SkippedSlot as e:
+            skipped = skipped or e
+            continue
+        if found:
+            return index, found
+    if skipped:
+        raise Rejected(str(skipped))
+    raise NoMatch("no slot opens")
 
 
 def decode(data, keys=(), passphrases=(), identities=(), signers=()):
@@ -118,16 +151,11 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=()):
             raise Rejected("slot framing")
     if pos != header_len - 36:
         raise Rejected("slot framing")
+    if any(len(body) != {1: 48, 2: 59, 3: 80}.get(kind, len(body)) for kind, body in slots):
+        raise Rejected("a known slot kind with the wrong body_len")
     if signers and version == 1:
         raise NotSigned("v1")
-    # README "Edge rules": raw keys, then identities, then passphrases; slots in header order
-    opened = None
-    for secrets in ((keys, (), ()), ((), (), identities), ((), passphrases, ())):
-        for index, (kind, body) in enumerate(slots):
-            opened = opened or (lambda found: found and (index, found))(try_slot(kind, body, *secrets))
-    if opened is None:
-        raise NoMatch("no slot opens")
-    index, (file_key, auth_key) = opened
+    index, (file_key, auth_key) = open_slot(slots, keys, passphrases, identities)
     mac = hmac.new(hkdf(file_key, salt, b"encpipe v1 header"), header[:-36], hashlib.sha256).digest()
     if not hmac.compare_digest(mac, header[-36:-4]):
         raise Rejected("header mac")

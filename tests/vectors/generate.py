@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 from Crypto.Cipher import AES  # noqa: E402
 
 import encpipe.envelope  # noqa: E402
+import encpipe.primitives  # noqa: E402
 from encpipe import provenance  # noqa: E402
 import encpipe.slots  # noqa: E402
 import encpipe.x25519  # noqa: E402
@@ -397,6 +398,13 @@ def _():
     return sealed("v1_signer_required", b"secret", [RawKey(KEY_1)]), None
 
 
+@vector("v1_signer_required_no_key", "not signed",
+        "a v1 file with a signer required is refused from its header, before any key is tried: 67, not 77",
+        keys=[KEY_2.hex()], signers=[SIGNER_1])
+def _():
+    return sealed("v1_signer_required_no_key", b"secret", [RawKey(KEY_1)]), None
+
+
 @vector("v2_forged_by_escrow", "payload failure", "the x25519 holder rewrote the payload of a raw key + escrow file",
         keys=RAW)
 def _():
@@ -478,6 +486,104 @@ def _():
 def _():
     data = v2("version_3", b"secret", [RawKey(KEY_1)])
     return data[:7] + b"\x03" + data[8:], None
+
+
+# --- which slot opens (README "Edge rules"): the key order, not the slot order, decides ----------
+
+OTHER_FILE_KEY = hashlib.sha256(b"encpipe test: a file key of another file").digest()
+
+
+def reslotted(name, data, recipients, opener, change):
+    """A v2 file for `recipients` whose slots `change` rewrites (a list of decoded slots
+    in, one out), its header MAC'd again under the file key `opener` unwraps."""
+    base = v2(name, data, recipients)
+    parsed = read_header(io.BytesIO(base))
+    file_key = encpipe.envelope.unlock(parsed, [opener])[0]
+    header = build_header(file_key, change(list(parsed.slots)), CHUNK_LOG2, parsed.header.payload_salt, version=2)
+    return reheader(base, header)
+
+
+def wrapping_another_key(slot, kek):
+    return slot._replace(wrapped=encpipe.slots.wrap_file_key(kek, OTHER_FILE_KEY))
+
+
+def raw_key_order(name):
+    """KEY_2's slot first, wrapping another file key; KEY_1's slot, wrapping this one's, second."""
+    data = plaintext("order", 600)
+    kek_2 = encpipe.primitives.hkdf(KEY_2, b"", encpipe.slots.INFO_RAW_WRAP)
+    return reslotted(name, data, [RawKey(KEY_2), RawKey(KEY_1)], RawKey(KEY_1),
+                     lambda slots: [wrapping_another_key(slots[0], kek_2), slots[1]]), data
+
+
+@vector("v2_key_order_first_key_decides", "success",
+        "v2: KEY_2's slot (first) wraps another file key, KEY_1's (second) this one; keys given KEY_1, KEY_2:"
+        " KEY_1 is tried first, on its own slot", keys=[KEY_1.hex(), KEY_2.hex()])
+def _():
+    return raw_key_order("v2_key_order_first_key_decides")
+
+
+@vector("v2_key_order_second_key_listed_first", "header failure",
+        "v2: the file above, keys given KEY_2, KEY_1: KEY_2's slot unwraps first, the header MAC fails,"
+        " no other slot is tried", keys=[KEY_2.hex(), KEY_1.hex()])
+def _():
+    return raw_key_order("v2_key_order_first_key_decides")[0], None
+
+
+@vector("v2_passphrase_cheapest_slot_first", "success",
+        "v2: two slots of one passphrase; the first (log2(N)=11) wraps another file key, the second"
+        " (log2(N)=10) this one: the cheaper slot is tried first", passphrases=[PASSPHRASE])
+def _():
+    data = plaintext("cheap", 500)
+    dear, cheap = Passphrase(PASSPHRASE, log2_n=11), Passphrase(PASSPHRASE, log2_n=10)
+
+    def change(slots):
+        kek = encpipe.slots.scrypt_kek(PASSPHRASE.encode(), slots[0].salt, 11, 8, 1)
+        return [wrapping_another_key(slots[0], kek), slots[1]]
+
+    return reslotted("v2_passphrase_cheapest_slot_first", data, [dear, cheap], cheap, change), data
+
+
+@vector("v2_passphrase_slot_over_limit_skipped", "success",
+        "v2: two slots of one passphrase; the first has log2(N)=9, under the floor: it is skipped"
+        " without running scrypt and the second opens", passphrases=[PASSPHRASE])
+def _():
+    data = plaintext("floor", 400)
+    pw = Passphrase(PASSPHRASE, log2_n=10)
+    return reslotted("v2_passphrase_slot_over_limit_skipped", data, [pw, pw], pw,
+                     lambda slots: [slots[0]._replace(log2_n=9), slots[1]]), data
+
+
+@vector("v2_passphrase_before_identity", "success",
+        "v2: an x25519 slot (first) wrapping another file key, a passphrase slot this one's; opened with both:"
+        " the passphrase is tried before the identity", passphrases=[PASSPHRASE], identities=IDENT)
+def _():
+    data = plaintext("before", 200)
+    pw = Passphrase(PASSPHRASE, log2_n=10)
+
+    def change(slots):
+        with deterministic("v2_passphrase_before_identity: another file"):
+            return [ESCROW.recipient().wrap(OTHER_FILE_KEY), slots[1]]
+
+    return reslotted("v2_passphrase_before_identity", data, [ESCROW.recipient(), pw], pw, change), data
+
+
+LOW_ORDER = bytes(32)  # u = 0: a point of small order (RFC 7748, section 7)
+
+
+@vector("v2_x25519_low_order_slot_skipped", "success",
+        "v2: two x25519 slots for the identity; the first's ephemeral key is 0 (small order): it is"
+        " skipped and the second opens", identities=IDENT)
+def _():
+    data = plaintext("low", 300)
+    return reslotted("v2_x25519_low_order_slot_skipped", data, [ESCROW.recipient(), ESCROW.recipient()], ESCROW,
+                     lambda slots: [slots[0]._replace(ephemeral=LOW_ORDER), slots[1]]), data
+
+
+@vector("v2_x25519_low_order_only", "header failure",
+        "v2: the identity's only slot has an ephemeral key of small order: 65, not 77", identities=IDENT)
+def _():
+    return reslotted("v2_x25519_low_order_only", b"secret", [ESCROW.recipient()], ESCROW,
+                     lambda slots: [slots[0]._replace(ephemeral=LOW_ORDER)]), None
 
 
 def render(name):
