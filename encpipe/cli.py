@@ -31,7 +31,8 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
 
 def _run(argv, io):
     command = argv[0] if argv else None
-    if command in ("-h", "--help", "help") and argv[1:2] in ([c] for c in COMMANDS):
+    one_command = argv[1:2] in ([c] for c in COMMANDS) and (command != "help" or len(argv) == 2)
+    if command in ("-h", "--help", "help") and one_command:
         return _print(io, command_help(argv[1]).strip())
     if command in ("-h", "--help") or argv == ["help"]:
         return _print(io, USAGE.strip())

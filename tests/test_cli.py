@@ -345,7 +345,7 @@ def test_inspect_verify_exit_codes_match_open(sealed, mutate, env):
 @pytest.mark.parametrize(
     "argv",
     [["frobnicate"], ["seal", "--chunk-size", "1000"], ["seal", "--chunk-size", "32M"], ["seal", "--threads", "0"],
-     ["seal", "--work-factor", "30"], ["seal", "--key", "abc"], []],
+     ["seal", "--work-factor", "30"], ["seal", "--key", "abc"], [], ["help", "seal", "open"], ["help", "nosuch"]],
 )
 def test_usage_errors_are_64(argv):
     result = run(argv, b"", key_env())
