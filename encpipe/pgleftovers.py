@@ -38,6 +38,11 @@ def is_scratch_name(name):
     return bool(_TEMP_NAME.match(name))
 
 
+def is_pre_restore_name(name):
+    """True for a name of the form restores give the database they replaced."""
+    return bool(_PRE_RESTORE.match(name))
+
+
 class RunLock:
     """The advisory lock of one restore's scratch database, in its own session."""
 

@@ -102,6 +102,9 @@ class Run:
         self.file, self.db = o["positional"]
         if pgleftovers.is_scratch_name(self.db):  # a later restore would drop it as a leftover
             raise Failure("%s is named like a scratch database of a restore; choose another name" % self.db, 64)
+        if pgleftovers.is_pre_restore_name(self.db):  # --drop-pre-restore-older-than would drop it
+            raise Failure("%s is named like a copy a restore keeps of the database it replaced; "
+                          "choose another name" % self.db, 64)
         self.days()
         try:
             pgopts.check(pgopts.restore_tool(self.file), o["tool"])

@@ -110,6 +110,21 @@ def test_a_dbname_of_the_scratch_form_is_refused(tools, key_file, tmp_path):
         assert proc.stderr.decode().startswith("encpipe-restore: error: %s is named like a scratch" % name)
 
 
+def test_a_dbname_of_the_pre_restore_form_is_refused(tools, key_file, tmp_path):
+    """--drop-pre-restore-older-than drops `NAME_pre_restore_<time>` databases: restoring
+    into such a name would hand the restored database to that clean-up."""
+    path = tmp_path / "f.sql.enc"
+    path.write_bytes(b"ENCPIPE")
+    env = script_env_without_cluster(tools)
+    for name in ("shop_pre_restore_20200101T000000Z", "a b_pre_restore_20261203T010203Z"):
+        proc = subprocess.run([str(REPO / "scripts" / "encpipe-restore"), "--key-file", key_file, str(path), name],
+                              env=env, capture_output=True, timeout=60)
+        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
+        assert proc.stderr.decode() == ("encpipe-restore: error: %s is named like a copy a restore keeps of the "
+                                        "database it replaced; choose another name\n"
+                                        "encpipe-restore: hint: see encpipe-restore --help\n" % name)
+
+
 def script_env_without_cluster(tools):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE", "PG"))}
     env.update(PYTHONPATH=str(REPO), PATH="%s:%s" % (tools, env["PATH"]), PGHOST="/nonexistent")
