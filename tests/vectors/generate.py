@@ -39,7 +39,7 @@ import encpipe.x25519  # noqa: E402
 from encpipe import format as fmt  # noqa: E402
 from encpipe.envelope import build_header, read_header, seal  # noqa: E402
 from encpipe.primitives import header_mac, payload_key  # noqa: E402
-from encpipe.signing import SigningKey  # noqa: E402
+from encpipe.signing import SigningKey, VerifyKey  # noqa: E402
 from encpipe.slots import Passphrase, RawKey, ScryptSlot  # noqa: E402
 from encpipe.stream import chunk_nonce  # noqa: E402
 from encpipe.x25519 import X25519Identity  # noqa: E402
@@ -320,9 +320,10 @@ def parts(data):
     return data[: parsed.size], data[parsed.size : end], data[end:]
 
 
-def forged(data, opener, payload, keep_signatures=False):
+def forged(data, opener, payload, keep_signatures=False, signatures=None):
     """A holder of one slot keeps the header, writes a new payload and a trailer with a
-    valid MAC; the other slots' authenticators are copied (it cannot make them)."""
+    valid MAC; the other slots' authenticators are copied (it cannot make them).
+    `signatures`: (VerifyKey, signature) entries in place of the old ones."""
     parsed = read_header(io.BytesIO(data))
     file_key = encpipe.envelope.unlock(parsed, [opener])[0]
     header, head, _, tail = parsed.header, *parts(data)
@@ -331,7 +332,9 @@ def forged(data, opener, payload, keep_signatures=False):
     encpipe.envelope.seal_payload(io.BytesIO(payload), out, payload_key(file_key, header), header.chunk_size,
                                   ledger=ledger)
     old = provenance.Trailer.parse(tail, header)
-    trailer = provenance.Trailer(old.authenticators, old.signatures if keep_signatures else ())
+    if signatures is None:
+        signatures = old.signatures if keep_signatures else ()
+    trailer = provenance.Trailer(old.authenticators, tuple(signatures))
     return head + out.getvalue() + trailer.encode(file_key, header, ledger.tag_commitment())
 
 
@@ -432,6 +435,19 @@ def _():
 def _():
     data = v2("v2_forged_signatures_kept", plaintext("fs", 500), [ESCROW.recipient()], signing_keys=[SIGNER_1])
     return forged(data, ESCROW, b"other", keep_signatures=True), None
+
+
+NEUTRAL = (1).to_bytes(32, "little")  # the neutral element of edwards25519: a point of small order
+
+
+@vector("v2_signed_by_small_order_key", "payload failure",
+        "v2: x25519 only; the trailer's one signature is R = the neutral element, S = 0, beside the verify key"
+        " 01 00..00 (the neutral element): RFC 8032's check passes for any message, and a key of small order is"
+        " refused, so the file is rejected like one whose signature does not verify", identities=IDENT)
+def _():
+    data = plaintext("small order", 400)
+    base = v2("v2_signed_by_small_order_key", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    return forged(base, ESCROW, data, signatures=[(VerifyKey(NEUTRAL), NEUTRAL + bytes(32))]), None
 
 
 @vector("v2_trailer_removed", "payload failure", "v2: the trailer cut off", keys=RAW)
