@@ -251,7 +251,9 @@ def check(file_key, header, ledger, opened, signers):
     signed_by, commitment = [], ledger.commitment()
     for verify_key, signature in trailer.signatures:
         if not verify_key.verify(SIGNATURE_LABEL + commitment, signature):
-            raise InvalidStream(f"signature by {verify_key.key_id.hex()} does not verify: the file was tampered with")
+            why = verify_key.refusal()
+            raise InvalidStream(f"signature by {verify_key.key_id.hex()} does not verify: "
+                                + (f"its verify key is {why}: the file is forged" if why else "the file was tampered with"))
         signed_by.append(verify_key)
     trusted = next((k for k in signed_by if k in signers), None)
     if signers and trusted is None:

@@ -5,6 +5,11 @@ Text forms (encpipe/textform.py: checksummed base32, no padding):
     signing key  "ENCPIPE-SIGNING-KEY-1" + base32(seed || check), upper case
 with labels distinct from the x25519 ones, so that neither is taken for the
 other. A key id is HKDF(public, "", "encpipe v2 ed25519 key id", 8).
+
+A verify key that proves nothing is refused (README "Edge rules"): under a point
+of small order, R = the neutral element and S = 0 satisfy RFC 8032's check for
+every message; and an encoding with y >= p, which some libraries take, is a
+second spelling of a point.
 """
 
 import hmac
@@ -21,12 +26,30 @@ INFO_KEY_ID = b"encpipe v2 ed25519 key id"
 KEY_ID_LEN = 8
 SIGNATURE_LEN = 64
 ENV_SIGNER = "ENCPIPE_SIGNER"
+P = 2**255 - 19
+_Y_ORDER_8 = int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
+# The y of the eight points of small order: order 1 (y = 1), 2 (y = -1), 4 (y = 0), 8 (the last two).
+SMALL_ORDER_Y = frozenset({0, 1, P - 1, _Y_ORDER_8, P - _Y_ORDER_8})
 
 
 def _eddsa():
     from Crypto.Signature import eddsa  # only files that are signed or checked pay for it
 
     return eddsa
+
+
+def refusal(public):
+    """Why the 32 bytes `public` are refused as a verify key, or None when they are not."""
+    y = int.from_bytes(public, "little") & ((1 << 255) - 1)  # bit 255 is the sign of x
+    if y >= P:
+        return "not in canonical form (y >= 2^255 - 19)"
+    if y in SMALL_ORDER_Y:
+        return "of small order: a signature by it would verify for any file"
+    try:
+        _eddsa().import_public_key(public)
+    except ValueError:
+        return "not a point of edwards25519"
+    return None
 
 
 class VerifyKey:
@@ -45,8 +68,13 @@ class VerifyKey:
     def __hash__(self):
         return hash(self.public)
 
+    def refusal(self):
+        return refusal(self.public)
+
     def verify(self, message, signature):
-        """True when `signature` is this key's signature of `message`."""
+        """True when `signature` is this key's signature of `message` (never for a key refused)."""
+        if self.refusal():
+            return False
         eddsa = _eddsa()
         try:
             eddsa.new(eddsa.import_public_key(self.public), "rfc8032").verify(message, signature)
@@ -87,7 +115,11 @@ def parse_signing_key(text, source):
 
 
 def parse_verify_key(text, source):
-    return VerifyKey(decode(text, PUBLIC_PREFIX, _PUBLIC_LABEL, "verify key", source))
+    key = VerifyKey(decode(text, PUBLIC_PREFIX, _PUBLIC_LABEL, "verify key", source))
+    why = key.refusal()
+    if why:
+        raise UsageError(f"{source}: refused verify key {key.key_id.hex()}: {why}")
+    return key
 
 
 def new_key_file(path):

@@ -52,7 +52,39 @@ def identity_secret(text):
 
 
 def verify_key(text):
-    return _text_key(text, "encpipesign1", b"encpipe v2 ed25519 public key")
+    key = _text_key(text, "encpipesign1", b"encpipe v2 ed25519 public key")
+    if refused_verify_key(key):
+        raise ValueError("a refused verify key (exit 64 in encpipe)")
+    return key
+
+
+P = 2**255 - 19
+D = -121665 * pow(121666, P - 2, P) % P
+
+
+def _add(a, b):
+    """Affine addition on edwards25519 (-x^2 + y^2 = 1 + d x^2 y^2; complete)."""
+    (x1, y1), (x2, y2) = a, b
+    t = D * x1 * x2 * y1 * y2 % P
+    return ((x1 * y2 + y1 * x2) * pow(1 + t, P - 2, P) % P, (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P)
+
+
+def refused_verify_key(public):
+    """README "Edge rules": y (bit 255 cleared) >= p; or no point (RFC 8032, 5.1.3,
+    with x = 0 and the sign bit set refused); or [8]A is the neutral element."""
+    y, sign = int.from_bytes(public, "little") & ((1 << 255) - 1), public[31] >> 7
+    if y >= P:
+        return True
+    u, v = (y * y - 1) % P, (D * y * y + 1) % P
+    x = u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P) % P
+    if v * x * x % P == -u % P:
+        x = x * pow(2, (P - 1) // 4, P) % P
+    if v * x * x % P != u or (x == 0 and sign):
+        return True
+    point = (x, y)
+    for _ in range(3):
+        point = _add(point, point)
+    return point == (0, 1)
 
 
 def scrypt_within_limits(log2_n, r, p):
@@ -209,6 +241,8 @@ def check_trailer(file_key, suite, chunk_log2, salt, records, trailer, authentic
     entries = trailer[32 * len(authenticated) : -32]
     for k in range(sig_count):
         public, signature = entries[96 * k : 96 * k + 32], entries[96 * k + 32 : 96 * k + 96]
+        if refused_verify_key(public):
+            raise Rejected("signature by a refused verify key")
         try:
             eddsa.new(eddsa.import_public_key(public), "rfc8032").verify(b"encpipe v2 signature" + c, signature)
         except ValueError:

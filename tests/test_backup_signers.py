@@ -14,12 +14,13 @@ import pytest
 
 from encpipe import RawKey, seal
 from encpipe.backup import unit
-from encpipe.signing import SigningKey
+from encpipe.signing import SigningKey, VerifyKey
 from test_backup_dir import CHUNK_LOG2, KEY, ROOT, by_name, names, run, stamp, write
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
 S1, S2 = SigningKey.generate(), SigningKey.generate()
 PUB1, PUB2 = str(S1.verify_key), str(S2.verify_key)
+NEUTRAL = str(VerifyKey((1).to_bytes(32, "little")))  # of small order: README "Edge rules"
 
 
 def sealed(*signing_keys, key=KEY):
@@ -124,13 +125,16 @@ def test_prune_with_a_signer_and_no_signed_backup_removes_nothing(tmp_path):
     (["--signer", "encpipesign1abc"], 64),
     (["--signer", "encpipe1hv3r5k"], 64),
     (["--signer-file", "MISSING"], 66),
+    (["--signer", NEUTRAL], 64),
+    (["--signer-file", "NEUTRAL"], 64),
 ])
 def test_a_bad_signer_is_refused_before_any_file_is_read_or_removed(tmp_path, command, argv, code):
     d = tmp_path / "b"
     d.mkdir()
     for i in (1, 2):
         write(d, day(i), sealed(S1))
-    argv = [str(tmp_path / "missing") if a == "MISSING" else a for a in argv]
+    (tmp_path / "neutral").write_text(f"{PUB1}\n{NEUTRAL}\n")
+    argv = [str(tmp_path / a.lower()) if a in ("MISSING", "NEUTRAL") else a for a in argv]
     policy = ["--keep", "1"] if command == "prune" else []
     got, report, err = run(command, *argv, *policy, str(d))
     assert (got, report) == (code, None), err

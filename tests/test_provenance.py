@@ -45,10 +45,11 @@ def world(tmp_path_factory):
     return World(tmp_path_factory.mktemp("provenance"))
 
 
-def forge(sealed, opener, payload=EVIL, keep_signatures=False):
+def forge(sealed, opener, payload=EVIL, keep_signatures=False, signatures=None):
     """What a holder of one slot (`opener`) can do: keep the header byte for byte (so
     every other slot still unwraps the same file key), write a new payload under that
-    file key, and a trailer with a valid trailer MAC, but authenticators it cannot make."""
+    file key, and a trailer with a valid trailer MAC, but authenticators it cannot make.
+    `signatures`: (VerifyKey, signature) entries of its making, in place of the old ones."""
     parsed = envelope.read_header(io.BytesIO(sealed))
     file_key, _ = envelope.unlock(parsed, [opener])
     header = parsed.header
@@ -63,10 +64,10 @@ def forge(sealed, opener, payload=EVIL, keep_signatures=False):
     seal_payload(io.BytesIO(payload), out, payload_key(file_key, header), header.chunk_size, ledger=ledger)
     made = dict(zip(mine, ledger.authenticators()))
     authenticators = [made.get(i, old.authenticators[n]) for n, i in enumerate(positions)]
-    trailer = provenance.Trailer(tuple(authenticators), old.signatures if keep_signatures else ())
-    if not keep_signatures:
-        header_sigs = header.sig_count
-        assert header_sigs == 0, "a forger cannot drop signatures without changing the header"
+    if signatures is None:
+        signatures = old.signatures if keep_signatures else ()
+    trailer = provenance.Trailer(tuple(authenticators), tuple(signatures))
+    assert len(signatures) == header.sig_count, "a forger cannot drop signatures without changing the header"
     out.write(trailer.encode(file_key, header, ledger.tag_commitment()))
     return out.getvalue()
 

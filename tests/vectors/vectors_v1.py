@@ -1,0 +1,194 @@
+"""Format v1 vectors: sizes and chunking, slot kinds, wrong keys, and every way a
+header or a payload is refused."""
+
+import io
+
+from vectorkit import (  # first: it puts the repository on sys.path
+    CHUNK,
+    CHUNK_LOG2,
+    IDENTITY_SECRET,
+    KEY_1,
+    KEY_2,
+    PASSPHRASE,
+    RAW,
+    chunk_records,
+    file_key_of,
+    plaintext,
+    recrc,
+    reheader,
+    seal_chunk,
+    sealed,
+    vector,
+    with_unknown_slot,
+)
+
+from encpipe import format as fmt
+from encpipe.envelope import read_header
+from encpipe.primitives import header_mac, payload_key
+from encpipe.slots import Passphrase, RawKey, ScryptSlot
+from encpipe.x25519 import X25519Identity
+
+
+@vector("raw_key_empty", "success", "empty plaintext: one empty final chunk", keys=RAW)
+def _():
+    return sealed("raw_key_empty", b"", [RawKey(KEY_1)]), b""
+
+
+@vector("raw_key_one_byte", "success", "a single byte", keys=RAW)
+def _():
+    data = plaintext("one", 1)
+    return sealed("raw_key_one_byte", data, [RawKey(KEY_1)]), data
+
+
+@vector("raw_key_exact_chunk", "success", "exactly one chunk: the final chunk is full", keys=RAW)
+def _():
+    data = plaintext("exact", CHUNK)
+    return sealed("raw_key_exact_chunk", data, [RawKey(KEY_1)]), data
+
+
+@vector("raw_key_three_chunks", "success", "two full chunks and a short final one", keys=RAW)
+def _():
+    data = plaintext("three", 2 * CHUNK + 100)
+    return sealed("raw_key_three_chunks", data, [RawKey(KEY_1)]), data
+
+
+@vector("raw_key_1mib_chunks", "success", "default chunk size 2^20", keys=RAW)
+def _():
+    data = plaintext("big", 5000)
+    return sealed("raw_key_1mib_chunks", data, [RawKey(KEY_1)], chunk_log2=20), data
+
+
+@vector("passphrase", "success", "scrypt slot, log2(N)=10 r=8 p=1", passphrases=[PASSPHRASE])
+def _():
+    data = plaintext("pass", 1000)
+    return sealed("passphrase", data, [Passphrase(PASSPHRASE, log2_n=10)]), data
+
+
+@vector("two_slots_second_key", "success", "raw-key slots for two keys; opened by the second", keys=[KEY_2.hex()])
+def _():
+    data = plaintext("two", CHUNK + 1)
+    return sealed("two_slots_second_key", data, [RawKey(KEY_1), RawKey(KEY_2)]), data
+
+
+@vector("x25519", "success", "X25519 slot", identities=["IDENTITY"])
+def _():
+    data = plaintext("x", 777)
+    return sealed("x25519", data, [X25519Identity(IDENTITY_SECRET).recipient()]), data
+
+
+@vector("unknown_slot_skipped", "success", "an unknown slot type (200) before a raw-key slot is skipped", keys=RAW)
+def _():
+    return with_unknown_slot("unknown_slot_skipped", plaintext("unknown", 300), version=1)
+
+
+@vector("wrong_key", "no match", "sealed for KEY_1, opened with KEY_2", keys=[KEY_2.hex()])
+def _():
+    return sealed("wrong_key", b"secret", [RawKey(KEY_1)]), None
+
+
+@vector("wrong_passphrase", "no match", "sealed with another passphrase", passphrases=["not it"])
+def _():
+    return sealed("wrong_passphrase", b"secret", [Passphrase(PASSPHRASE, log2_n=10)]), None
+
+
+@vector("bad_magic", "header failure", "magic changed", keys=RAW)
+def _():
+    data = sealed("bad_magic", b"secret", [RawKey(KEY_1)])
+    return b"ENCPIPF" + data[7:], None
+
+
+@vector("version_2", "header failure", "a v1 file with its version byte set to 2: the v2 layout does not fit", keys=RAW)
+def _():
+    data = sealed("version_2", b"secret", [RawKey(KEY_1)])
+    return data[:7] + b"\x02" + data[8:], None
+
+
+@vector("header_crc_mismatch", "header failure", "one salt bit flipped, CRC left alone", keys=RAW)
+def _():
+    data = bytearray(sealed("header_crc_mismatch", b"secret", [RawKey(KEY_1)]))
+    data[20] ^= 1
+    return bytes(data), None
+
+
+@vector("header_mac_mismatch", "header failure", "salt bit flipped and CRC recomputed: the MAC catches it", keys=RAW)
+def _():
+    data = sealed("header_mac_mismatch", b"secret", [RawKey(KEY_1)])
+    size = read_header(io.BytesIO(data)).size
+    header = bytearray(data[:size])
+    header[20] ^= 1
+    return recrc(bytes(header)) + data[size:], None
+
+
+@vector("chunk_size_too_small", "header failure", "chunk_log2 = 13, CRC recomputed", keys=RAW)
+def _():
+    data = sealed("chunk_size_too_small", b"secret", [RawKey(KEY_1)])
+    size = read_header(io.BytesIO(data)).size
+    header = bytearray(data[:size])
+    header[11] = 13
+    return recrc(bytes(header)) + data[size:], None
+
+
+@vector("scrypt_over_limit", "header failure", "passphrase slot with log2(N)=21, above the ceiling", passphrases=[PASSPHRASE])
+def _():
+    data = plaintext("limit", 10)
+    base = sealed("scrypt_over_limit", data, [Passphrase(PASSPHRASE, log2_n=10)])
+    slot = read_header(io.BytesIO(base)).slots[0]
+    crafted = ScryptSlot(slot.salt, 21, slot.r, slot.p, slot.wrapped)
+    header = fmt.Header(CHUNK_LOG2, read_header(io.BytesIO(base)).header.payload_salt, (crafted.encode(),), version=1)
+    file_key = Passphrase(PASSPHRASE, log2_n=10).unwrap(slot)
+    header = header._replace(mac=header_mac(file_key, header))
+    return reheader(base, header), None
+
+
+@vector("truncated_at_chunk_boundary", "payload failure", "the final chunk is missing", keys=RAW)
+def _():
+    data = sealed("truncated_at_chunk_boundary", plaintext("t", 2 * CHUNK + 5), [RawKey(KEY_1)])
+    head, records = chunk_records(data)
+    return head + b"".join(records[:2]), None
+
+
+@vector("truncated_mid_chunk", "payload failure", "cut inside the final chunk", keys=RAW)
+def _():
+    data = sealed("truncated_mid_chunk", plaintext("m", CHUNK + 50), [RawKey(KEY_1)])
+    return data[:-10], None
+
+
+@vector("header_only", "payload failure", "a valid header and no payload", keys=RAW)
+def _():
+    data = sealed("header_only", b"x", [RawKey(KEY_1)])
+    return data[: read_header(io.BytesIO(data)).size], None
+
+
+@vector("trailing_byte", "payload failure", "one byte after the final chunk", keys=RAW)
+def _():
+    return sealed("trailing_byte", plaintext("tb", 100), [RawKey(KEY_1)]) + b"\x00", None
+
+
+@vector("chunks_swapped", "payload failure", "chunks 0 and 1 swapped", keys=RAW)
+def _():
+    data = sealed("chunks_swapped", plaintext("s", 2 * CHUNK + 5), [RawKey(KEY_1)])
+    head, r = chunk_records(data)
+    return head + r[1] + r[0] + r[2], None
+
+
+@vector("payload_bit_flip", "payload failure", "one bit flipped in chunk 1", keys=RAW)
+def _():
+    data = bytearray(sealed("payload_bit_flip", plaintext("f", 2 * CHUNK + 5), [RawKey(KEY_1)]))
+    data[-100] ^= 0x10
+    return bytes(data), None
+
+
+@vector("final_flag_missing", "payload failure", "the last chunk sealed with last = 0", keys=RAW)
+def _():
+    data = sealed("final_flag_missing", b"", [RawKey(KEY_1)])
+    head, _ = chunk_records(data)
+    key = payload_key(file_key_of(data, RawKey(KEY_1)), read_header(io.BytesIO(data)).header)
+    return head + seal_chunk(key, 0, False, b"abc"), None
+
+
+@vector("empty_final_chunk_after_full", "payload failure", "a full chunk then an empty final chunk", keys=RAW)
+def _():
+    data = sealed("empty_final_chunk_after_full", b"", [RawKey(KEY_1)])
+    head, _ = chunk_records(data)
+    key = payload_key(file_key_of(data, RawKey(KEY_1)), read_header(io.BytesIO(data)).header)
+    return head + seal_chunk(key, 0, False, plaintext("e", CHUNK)) + seal_chunk(key, 1, True, b""), None
