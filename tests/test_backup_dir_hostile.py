@@ -345,8 +345,9 @@ def test_a_copy_under_a_name_that_is_not_a_backups_still_is_a_copy(tmp_path):
 def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_message(tmp_path):
     """Before: a directory put under the backup's final name just before the rename
     failed the commit as `cannot write output: Is a directory` (74), as if standard
-    output had failed. Now the message says which rename failed; the sealed
-    temporary file is left for the next run to remove."""
+    output had failed. Now the message says which rename failed, and the run ends
+    as a failed one does: the temporary file removed, the directory left alone
+    (tests/test_backup_commit_failure.py: the globals, the remote, the metrics)."""
     d = tmp_path / "b"
     d.mkdir()
     temp, final = ".encpipe-tmp.20240101T000000Z_1_2", "shop_20240101T000000Z.sql.enc"
@@ -356,5 +357,6 @@ def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_
                            "--kind", "sql", "--started", "1", temp, final], capture_output=True, timeout=30,
                           env={**os.environ, "PYTHONPATH": ROOT, "ENCPIPE_TEST_HOOK": hook})
     assert (done.returncode, done.stdout) == (74, b"")
-    assert done.stderr.decode() == f"encpipe-backup: error: cannot rename {d}/{temp} to {final}: Is a directory\n"
-    assert os.path.isdir(d / final) and os.path.isfile(d / temp)
+    assert done.stderr.decode() == (f"encpipe-backup: error: cannot rename {d}/{temp} to {final}: Is a directory\n"
+                                    "encpipe-backup: error: backup of shop failed (status 74); nothing was stored\n")
+    assert os.listdir(d) == [final] and os.path.isdir(d / final)

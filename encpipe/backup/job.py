@@ -18,8 +18,9 @@ itself, calls main() for commit, abort and systemd-unit). upload copies standard
 input into a new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to NAME in each,
 prunes DB's series there (when given a policy), records the run in the metrics
 file and prints the backup's JSON line (with --globals-temp, GTEMP is renamed to
-GNAME first, so a dump is never stored without its globals); abort removes TEMP and records a failed
-run; fetch writes a stored file (a path or REMOTE:PATH/NAME) to standard
+GNAME first, so a dump is never stored without its globals; a failed rename ends
+it as abort does, with the files it renamed removed again); abort removes TEMP and
+records a failed run; fetch writes a stored file (a path or REMOTE:PATH/NAME) to standard
 output; systemd-unit prints a service unit running SCRIPT with ARGs.
 
 Options:
@@ -59,7 +60,7 @@ from docopt import DocoptExit, docopt
 
 from .. import commands
 from ..cli import Io, report_errors
-from ..errors import InputUnavailable, IOFailure, UsageError
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
 from ..safefile import check_directory
 from . import metrics, unit
 from .cli import policy_from, usage_message
@@ -95,9 +96,17 @@ def cmd_commit(args, io):
     renames = [(temp, final)]
     if args["--globals-temp"]:
         renames.insert(0, (args["--globals-temp"], args["--globals-name"]))
-    for old, new in renames:
-        for store in reversed(targets):  # the local file last: it is what the run leaves
-            store.rename(old, new)
+    renamed = []
+    try:
+        for old, new in renames:
+            for store in reversed(targets):  # the local file last: it is what the run leaves
+                step = (store, old, new)
+                renamed.append((store, new, store.rename(old, new)))
+    except (EncpipeError, OSError) as e:
+        if isinstance(e, OSError):
+            store, old, new = step
+            e = IOFailure(f"cannot rename {store.where(old)} to {new}: {e.strerror or e}")
+        return _undo(args, io, targets, renames, renamed, e)
     head = examine(targets[0], targets[0].stat(final))
     line = {
         "filename": final,
@@ -153,13 +162,33 @@ def _prune_after(args, io, targets, db, line):
     return status
 
 
+def _undo(args, io, targets, renames, renamed, error):
+    """A rename failed: leave what a failed run leaves (cmd_abort), in every store:
+    the files this run renamed removed again (only if still the very files), the
+    temporary files removed, the failed run recorded; its status."""
+    io.error(str(error), hint=error.hint)
+    for store, name, mine in reversed(renamed):
+        try:
+            store.take_back(name, mine)
+        except (EncpipeError, OSError) as e:
+            io.warn(f"{store.where(name)} left in place: {getattr(e, 'strerror', None) or e}")
+    _abort(args, targets, [old for old, _ in renames])
+    io.error(f"backup of {args['--database']} failed (status {error.exit_code}); nothing was stored")
+    return error.exit_code
+
+
 def cmd_abort(args, io):
-    for store in stores(args, io):
-        store.discard(args["TEMP"])
+    _abort(args, stores(args, io), [args["TEMP"]])
+    return 0
+
+
+def _abort(args, targets, temps):
+    for store in targets:
+        for temp in temps:
+            store.discard(temp)
     if args["--metrics-file"]:
         metrics.record(args["--metrics-file"], args["--database"], ok=False, started=float(args["--started"]),
                        finished=time.time())
-    return 0
 
 
 def cmd_fetch(args, io):

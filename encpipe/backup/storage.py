@@ -5,7 +5,8 @@
     open(item) -> reader      a binary stream of the stored bytes
     tail(item, size) -> bytes its last `size` bytes (a v2 trailer), the rest not read
     writer(name) -> w         w.write(bytes)..., w.close(): a new file `name`
-    rename(name, final)       give a complete upload its final name
+    rename(name, final) -> r  give a complete upload its final name
+    take_back(final, r)       undo a rename: remove `final` if it is still that file
     remove(item)              delete one file
     where(name) -> str        how to name it in messages
 
@@ -202,6 +203,17 @@ class Local:
             os.unlink(self.where(final))
             raise Changed(f"{self.where(final)} was replaced while it was renamed; not stored")
         commands.fsync_directory(self.directory)
+        return now
+
+    def take_back(self, final, renamed):
+        """Remove `final` again if it is still the very file renamed (its owner's, same inode, size, time)."""
+        try:
+            now = os.lstat(self.where(final))
+            if stat.S_ISREG(now.st_mode) and now.st_uid == os.geteuid() and safefile.unchanged(now, renamed):
+                os.unlink(self.where(final))
+                commands.fsync_directory(self.directory)
+        except FileNotFoundError:
+            pass
 
     def remove(self, item):
         """Unlink the very file listed (not a link, not a file put there since)."""
@@ -315,9 +327,16 @@ class Rclone:
         return _Upload(proc, self.where(name))
 
     def rename(self, name, final):
-        if not self.stat(final).unreadable:  # moveto would replace it
+        listed = {item.name: item for item in self.list()}
+        if final in listed:  # moveto would replace it
             raise IOFailure(f"{self.where(final)} already exists")
         self._run("moveto", self.where(name), self.where(final))
+        return listed.get(name)
+
+    def take_back(self, final, renamed):
+        """Best effort: remove `final` if it has the size of the object renamed (no inode to check)."""
+        if renamed and self.stat(final).size == renamed.size:
+            self._run("deletefile", self.where(final))
 
     def remove(self, item):
         self._run("deletefile", self.where(item.name))
