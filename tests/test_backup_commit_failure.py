@@ -8,6 +8,7 @@ Real PostgreSQL, real rclone against `rclone serve s3`; the failures are made
 by the test hook ($ENCPIPE_TEST_HOOK) at the step `renaming` of the local store.
 """
 
+import json
 import os
 import re
 import sys
@@ -111,3 +112,55 @@ def test_an_object_under_the_dump_name_on_the_remote_fails_the_commit_and_stays(
     assert cause == f"encpipe-backup: error: {remote}/{objects[0]} already exists"
     assert open(os.path.join(s3.bucket_dir, "taken", objects[0]), "rb").read() == b"planted"
     assert dir_entries(d) == []
+
+
+# --- after the renames: the backup is stored, whatever fails next ---------------------
+
+# rclone, except that `lsjson` fails once the run has done STEP (a file STEP.done marks it)
+RCLONE_FAILING_AFTER = """#!/bin/sh
+case "$1" in
+  lsjson) [ -e "{mark}" ] && {{ echo "lsjson: connection reset" >&2; exit 1; }} ;;
+  {step}) "{real}" "$@"; status=$?; touch "{mark}"; exit $status ;;
+esac
+exec "{real}" "$@"
+"""
+
+
+def _stored_although(pg, tools, key_file, s3, tmp_path, step, *options):
+    """A remote-only backup whose listings of the remote fail once `step` ran."""
+    ensure_small(pg, DB)
+    wrapper, prom = tmp_path / "rclone", str(tmp_path / "encpipe.prom")
+    wrapper.write_text(RCLONE_FAILING_AFTER.format(mark=tmp_path / "step.done", step=step, real=rclone_binary()))
+    wrapper.chmod(0o755)
+    remote = f"{s3.location}/{step}"
+    proc = run([BACKUP, "--to", remote, "--no-globals", "--key-file", key_file, "--metrics-file", prom, *options, DB],
+               script_env(pg, tools, **s3.env, RCLONE=str(wrapper)))
+    assert proc.stdout, proc.stderr.decode()
+    line = json.loads(proc.stdout)
+    assert line["filename"] in s3.objects(step) and line["remote"] == f"{remote}/{line['filename']}"
+    recorded = samples(prom)
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 1
+    assert recorded[("encpipe_backup_last_success_timestamp_seconds", DB)] > 0
+    return proc, line
+
+
+def test_a_remote_that_cannot_be_listed_after_the_upload_still_gives_the_line_and_the_record(
+        pg, tools, key_file, s3, tmp_path):
+    """Before: a listing that failed while looking for stale temporary objects, after
+    the backup was stored, was 66 with no JSON line and no record of the run."""
+    proc, line = _stored_although(pg, tools, key_file, s3, tmp_path, "cat")
+    assert proc.returncode == 0 and line["bytes"] > 0
+    assert proc.stderr.decode() == ("encpipe-backup: warning: stale temporary objects not looked for: cannot list "
+                                    f"{s3.location}/cat: rclone lsjson --files-only: lsjson: connection reset\n")
+
+
+def test_a_stored_backup_that_cannot_be_read_back_or_pruned_says_so_and_is_recorded(
+        pg, tools, key_file, s3, tmp_path):
+    proc, line = _stored_although(pg, tools, key_file, s3, tmp_path, "moveto", "--keep-last", "3")
+    assert proc.returncode == 1 and line["bytes"] is None and line["pruned"] == []
+    errors = [text for text in proc.stderr.decode().splitlines() if ": error: " in text]
+    assert errors == [
+        f"encpipe-backup: error: backup written, but cannot read it back: cannot list {s3.location}/moveto: "
+        "rclone lsjson --files-only: lsjson: connection reset",
+        f"encpipe-backup: error: backup written, but {s3.location}/moveto/ not pruned: cannot list "
+        f"{s3.location}/moveto: rclone lsjson --files-only: lsjson: connection reset"]

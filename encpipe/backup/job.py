@@ -107,27 +107,34 @@ def cmd_commit(args, io):
             store, old, new = step
             e = IOFailure(f"cannot rename {store.where(old)} to {new}: {e.strerror or e}")
         return _undo(args, io, targets, renames, renamed, e)
-    head = examine(targets[0], targets[0].stat(final))
+    status, head = 0, None  # from here on the backup is stored: what fails is said, the run still recorded
+    try:
+        head = examine(targets[0], targets[0].stat(final))
+    except (EncpipeError, OSError) as e:
+        io.error(f"backup written, but cannot read it back: {e}")
+        status = 1
     line = {
         "filename": final,
         "path": targets[0].where(final),
         "database": db,
         "format": KINDS[args["--kind"]],
-        "bytes": head.bytes,
-        "key_ids": head.key_ids,
-        "slots": head.slots,
+        "bytes": head and head.bytes,
+        "key_ids": head and head.key_ids,
+        "slots": head and head.slots,
         "duration_seconds": round(time.time() - float(args["--started"]), 3),
         "globals": args["--globals-name"],
     }
     if args["--to"]:
         line["remote"] = targets[-1].where(final)
-        _remove_stale_temps(targets[-1])
-    status = 0
+        try:
+            _remove_stale_temps(targets[-1])
+        except (EncpipeError, OSError) as e:  # the next run tries again
+            io.warn(f"stale temporary objects not looked for: {e}")
     if any(args[o] is not None for o in _POLICY):
-        status = _prune_after(args, io, targets, db, line)
+        status = _prune_after(args, io, targets, db, line) or status
     if args["--metrics-file"]:
         metrics.record(args["--metrics-file"], db, ok=True, started=float(args["--started"]),
-                       finished=time.time(), size=head.bytes)
+                       finished=time.time(), size=line["bytes"])
     io.print(json.dumps(line))
     return status
 
@@ -151,8 +158,13 @@ def _prune_after(args, io, targets, db, line):
         io.error(f"backup written, but not pruned: {e}")
         return 1
     for store in targets:
-        report, code = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
-                             databases=[db], count_unauthenticated=args["--count-unauthenticated"])
+        try:
+            report, code = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
+                                 databases=[db], count_unauthenticated=args["--count-unauthenticated"])
+        except (EncpipeError, OSError) as e:
+            io.error(f"backup written, but {store.where('')} not pruned: {e}")
+            status = 1
+            continue
         line["pruned"] += [r["filename"] for r in report["removed"]]
         for left in report["left"]:
             io.warn(f"left {left['filename']}: {left['reasons'][0]}")

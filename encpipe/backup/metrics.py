@@ -95,7 +95,10 @@ def record(path, database, *, ok, started, finished, size=None):
         mine["encpipe_backup_last_duration_seconds"] = round(finished - started, 3)
         if ok:
             mine["encpipe_backup_last_success_timestamp_seconds"] = round(finished, 3)
-            mine["encpipe_backup_last_size_bytes"] = size
+            if size is None:  # stored, but it could not be read back: no size rather than an old one
+                mine.pop("encpipe_backup_last_size_bytes", None)
+            else:
+                mine["encpipe_backup_last_size_bytes"] = size
         text = render(samples).encode("utf-8")
         # node_exporter's user reads it; write_atomically sets the mode whatever the umask
         write_atomically(path, lambda dst: dst.write(text), mode=0o644)
