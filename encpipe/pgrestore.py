@@ -38,8 +38,8 @@ import time
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command, guard_standard_fds, print_text, printable, write_quietly
-from .errors import UsageError
-from .keyargs import shown_name
+from .errors import EncpipeError
+from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
 from .pgstream import EmptyStream, Restore
@@ -65,6 +65,7 @@ class Run:
         self.created_roles = []
         self.globals_stmts = []
         self._roles = None
+        secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 
@@ -396,7 +397,7 @@ def main(argv=None):
     except PgError as e:
         say(str(e), "error")
         return e.status
-    except UsageError as e:  # ENCPIPE that is not a command
+    except EncpipeError as e:  # ENCPIPE that is not a command, a secret's descriptor closed
         say(str(e), "error")
         return e.exit_code
     except KeyboardInterrupt:
