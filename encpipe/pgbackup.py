@@ -22,7 +22,7 @@ from .backup.cli import policy_from
 from .backup.names import STAMP
 from .cli import Io, guard_standard_fds, report_errors
 from .errors import EncpipeError, IOFailure
-from .keyargs import load_keys
+from .keyargs import load_keys, secret_fds_open
 from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
 from .pgdump import Globals, dump
 from .usage_errors import empty_value
@@ -345,6 +345,8 @@ def main(argv=None):
         if o is HELP:
             return report_errors(io, lambda: io.print(usage(script)) or 0)
         validate(o, io.env)
+        # a secret on a closed descriptor: 66 now, before DIR's lock takes its number
+        secret_fds_open({**o["seal"], **o["signers"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))})
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
         passphrases = [read_fd(fd) for fd in o["seal"]["--passphrase-fd"]]

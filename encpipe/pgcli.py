@@ -31,7 +31,8 @@ class Failure(Exception):
 
 
 def parse(argv):
-    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "fds": []}
+    # "given": every value of each option, for keyargs.secret_fds_open
+    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "fds": [], "given": {}}
     args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
@@ -50,6 +51,7 @@ def parse(argv):
             if name in _SINGLE and name in seen:
                 raise Failure("%s given more than once" % name, 64, hint="see encpipe-restore --help")
             seen.add(name)
+            opts["given"].setdefault(name, []).append(val)
             if name == "--passphrase-fd":
                 if not val.isdigit():
                     raise Failure(FD_NOT_A_NUMBER, 64)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 
+from .backup.storage import split_file
 from .pgcli import Failure
 from .pgclient import client_env
 
@@ -33,8 +34,9 @@ def open_regular(path, what, where, hint=None):
 
 
 def run_database(path):
-    """The database named by backup `path`'s name (that of its run), or None."""
-    match = _RUN_NAME.match(os.path.basename(path))
+    """The database named by backup `path`'s name (that of its run), or None; `path`
+    may be REMOTE:NAME, whose name is not all after the last `/`."""
+    match = _RUN_NAME.match(split_file(path)[1])
     return match and match["run"].rsplit("_", 1)[0]
 
 

@@ -38,11 +38,11 @@ import time
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command, guard_standard_fds, print_text, printable, write_quietly
-from .errors import UsageError
-from .keyargs import shown_name
+from .errors import EncpipeError
+from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
-from .pgclient import PgError, ident, literal, psql_can_restrict, psql_version, run_sql
-from .pgstream import EmptyStream, Restore
+from .pgclient import PgError, ident, literal, run_sql
+from .pgstream import EmptyStream, Restore, restricted_psql
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
@@ -65,6 +65,7 @@ class Run:
         self.created_roles = []
         self.globals_stmts = []
         self._roles = None
+        secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 
@@ -125,7 +126,7 @@ class Run:
         self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in o["key"]),
                                          "nothing was changed")]
         self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
-        self.restrict = self.check_psql()
+        self.restrict = restricted_psql(o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = self.load_globals()
         exists = self.wait_until_free()
@@ -153,18 +154,6 @@ class Run:
         for name, error in failed:
             say("could not drop %s: %s" % (name, error), "error")
         return 1 if failed else 0
-
-    def check_psql(self):
-        version = psql_version()
-        if psql_can_restrict(version):
-            return True
-        if not self.o.get("allow_unrestricted_psql"):
-            raise Failure("psql %d.%d cannot restrict a dump's meta-commands (\\! and \\copy ... program "
-                          "would run on this host); nothing was changed" % version, 1,
-                          "install psql 15.14, 16.10, 17.6 or later, or accept the risk "
-                          "with --allow-unrestricted-psql")
-        say("psql %d.%d has no \\restrict: the dump's meta-commands will run on this host" % version, "warning")
-        return False
 
     def authenticate_legacy(self):
         if os.pread(self.fds[0], 7, 0) == b"ENCPIPE":
@@ -396,7 +385,7 @@ def main(argv=None):
     except PgError as e:
         say(str(e), "error")
         return e.status
-    except UsageError as e:  # ENCPIPE that is not a command
+    except EncpipeError as e:  # ENCPIPE that is not a command, a secret's descriptor closed
         say(str(e), "error")
         return e.exit_code
     except KeyboardInterrupt:

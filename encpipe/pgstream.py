@@ -14,7 +14,8 @@ import re
 import subprocess
 import threading
 
-from .pgclient import client_env, psql_args, restrict_key
+from .pgcli import Failure
+from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
 
 BLOCK = 1 << 20
 _DECOMPRESSORS = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"))
@@ -27,6 +28,21 @@ _MAX_KEY = 256
 _OWN_LINE = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{1,%d}\r?\n?" % _MAX_KEY)
 _OWN_START = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
 _LINE_START_BACKSLASH = re.compile(rb"\n\\")
+
+
+def restricted_psql(allow_unrestricted, warn):
+    """True: psql can restrict a plain dump's meta-commands. An older psql is
+    Failure (1), or, when the user accepts the risk, False after `warn(text)`."""
+    version = psql_version()
+    if psql_can_restrict(version):
+        return True
+    if not allow_unrestricted:
+        raise Failure("psql %d.%d cannot restrict a dump's meta-commands (\\! and \\copy ... program "
+                      "would run on this host); nothing was changed" % version, 1,
+                      "install psql 15.14, 16.10, 17.6 or later, or accept the risk "
+                      "with --allow-unrestricted-psql")
+    warn("psql %d.%d has no \\restrict: the dump's meta-commands will run on this host" % version)
+    return False
 
 
 class EmptyStream(Exception):

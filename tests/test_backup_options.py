@@ -56,3 +56,18 @@ def test_restore_refuses_an_option_given_twice(tmp_path, option, values):
     assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
     assert proc.stderr.decode().splitlines() == [f"encpipe-restore: error: {option} given more than once",
                                                  "encpipe-restore: hint: see encpipe-restore --help"]
+
+
+@pytest.mark.parametrize("option", ["--key-file", "--passphrase-file", "--passphrase-fd"])
+def test_backup_a_secret_on_a_closed_descriptor_is_66_before_anything(pg, tools, tmp_path, option):
+    """Descriptor 3 closed (run() leaves it so): before, encpipe-backup opened DIR
+    for its lock under that number and read the directory as the key (`cannot read
+    /dev/fd/3: Is a directory`); now 66, as for encpipe, before DIR is made."""
+    db = ensure_small(pg, "bk_small")
+    directory = tmp_path / "b"
+    value = "3" if option == "--passphrase-fd" else "/dev/fd/3"
+    proc = run([BACKUP, "--dir", directory, option, value, db], script_env(pg, tools))
+    assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr
+    assert proc.stderr.decode().splitlines() == [
+        "encpipe-backup: error: cannot read file descriptor 3: Bad file descriptor"]
+    assert not directory.exists()

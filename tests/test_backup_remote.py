@@ -198,3 +198,30 @@ def test_a_host_that_seals_to_a_public_key_only_backs_up_but_does_not_prune(pg, 
                   env=script_env(pg, tools))
     assert pruned.returncode == 0 and dir_entries(directory) == [json.loads(proc.stdout)["filename"]]
     assert os.path.basename(first) not in dir_entries(directory)
+
+
+def test_an_object_rclone_cannot_read_is_listed_unreadable_the_listing_goes_on(key_file, tmp_path):
+    """`rclone cat` failing for one object: it is listed as unreadable, with rclone's
+    failure, and the others are listed too. Before, the read error became encpipe's
+    `cannot read input` (74) on its way out of the header reader, past the listing's
+    handler for a file that cannot be read: the whole listing was that one line."""
+    from s3server import rclone_binary
+    from test_backup_restore import python_env
+
+    directory = tmp_path / "d"
+    directory.mkdir()
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", key_file], input=b"x",
+                            capture_output=True, check=True, env=python_env()).stdout
+    (directory / "shop_20260101T000000Z.sql.enc").write_bytes(sealed)
+    failing = tmp_path / "rclone"
+    failing.write_text(f'#!/bin/sh\n[ "$1" = cat ] && exit 1\nexec {rclone_binary()} "$@"\n')
+    failing.chmod(0o755)
+    (tmp_path / "rclone.conf").write_text("")
+    env = {**python_env(), "RCLONE": str(failing), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+           "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(directory)}
+    proc = tool("encpipe-list", "here:", env=env)
+    assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr
+    [entry] = json.loads(proc.stdout)
+    assert (entry["filename"], entry["status"], entry["error"]) == (
+        "shop_20260101T000000Z.sql.enc", "unreadable",
+        "cannot read shop_20260101T000000Z.sql.enc: rclone cannot read here:shop_20260101T000000Z.sql.enc")

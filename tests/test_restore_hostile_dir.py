@@ -110,3 +110,41 @@ def test_another_databases_globals_file_planted_beside_file_is_refused(pg, tools
         f"not of hostile_dir_payroll (FILE's); database {TARGET} was not touched",
         "encpipe-restore: hint: a copy of another database's globals file? give the right one with --globals FILE"]
     assert TARGET not in pg.psql("SELECT datname FROM pg_database").split()
+
+
+def test_a_key_file_on_a_closed_descriptor_is_66_not_the_file_restore_opens_under_that_number(pg, tools, key_file,
+                                                                                                tmp_path):
+    """`--passphrase-file /dev/fd/3` (or --key-file) with descriptor 3 closed: the
+    restore opens FILE itself, gets that number, and passes it to every `encpipe`
+    it runs; before, FILE's ciphertext was then read as the passphrase (a wrong
+    key, 77). Now a secret on a closed descriptor is 66 before anything is opened,
+    as for encpipe."""
+    db = ensure_small(pg, "hostile_dir_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    pg.dropdb(TARGET)
+    for option in ("--passphrase-file", "--key-file"):
+        proc = restore(pg, tools, path, TARGET, option, "/dev/fd/3")  # run() leaves 3 closed
+        assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr.decode()
+        assert proc.stderr.decode().splitlines() == [
+            "encpipe-restore: error: cannot read file descriptor 3: Bad file descriptor"], proc.stderr.decode()
+    assert TARGET not in pg.psql("SELECT datname FROM pg_database").split()
+
+
+def test_a_backup_at_a_remotes_root_restores_with_its_globals(pg, tools, key_file, tmp_path):
+    """REMOTE:NAME (no `/`: a remote, here an rclone alias, whose root holds the
+    backups): before, the database FILE's name gives was taken from `REMOTE:NAME`
+    whole (`here:hostile_dir_source`), so the run's own globals file was refused
+    as another database's (65)."""
+    db = ensure_small(pg, "hostile_dir_source")
+    directory = tmp_path / "b"
+    path, _ = backup(pg, tools, str(directory), db, "--key-file", key_file)
+    config = tmp_path / "rclone.conf"
+    config.write_text("")
+    alias = {"RCLONE_CONFIG": str(config), "RCLONE_CONFIG_HERE_TYPE": "alias",
+             "RCLONE_CONFIG_HERE_REMOTE": str(directory)}
+    pg.dropdb(TARGET)
+    proc = restore(pg, tools, "here:" + os.path.basename(path), TARGET, "--key-file", key_file, env_extra=alias)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert "warning" not in proc.stderr.decode(), proc.stderr.decode()  # the globals file was found and applied
+    assert TARGET in pg.psql("SELECT datname FROM pg_database").split()
+    pg.dropdb(TARGET)

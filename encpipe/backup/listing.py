@@ -8,7 +8,7 @@ from datetime import datetime
 from .. import envelope
 from .. import format as fmt
 from .. import provenance
-from ..errors import InvalidStream
+from ..errors import InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
@@ -85,8 +85,10 @@ def examine(store, item, signers=False):
     try:
         with store.open(item) as src:
             _examine_content(entry, src, (lambda size: store.tail(item, size)) if signers else None)
-    except OSError as e:
-        entry.status, entry.error = "unreadable", f"cannot read {item.name}: {e.strerror or e}"
+    except (OSError, IOFailure) as e:  # IOFailure: fmt.read_exactly's for a read that failed, whose cause says why
+        cause = e.__context__ if isinstance(e, IOFailure) and isinstance(e.__context__, OSError) else e
+        why = getattr(cause, "strerror", None) or cause
+        entry.status, entry.error = "unreadable", f"cannot read {item.name}: {why}"
     return entry
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
 from ..keys import without_secrets
+from .rclonepipe import Download, Upload
 
 CHUNK = 1 << 20
 _REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
@@ -312,7 +313,7 @@ class Rclone:
     def open(self, item):
         proc = subprocess.Popen([self.binary, "cat", self.where(item.name)], env=self.env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        return _Download(proc, self.where(item.name))
+        return Download(proc, self.where(item.name))
 
     def tail(self, item, size):
         """The last `size` bytes of an object (a v2 trailer), the rest not fetched."""
@@ -324,7 +325,7 @@ class Rclone:
     def writer(self, name, final=None):
         proc = subprocess.Popen([self.binary, "rcat", self.where(name)], env=self.env,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return _Upload(proc, self.where(name))
+        return Upload(proc, self.where(name))
 
     def rename(self, name, final):
         listed = {item.name: item for item in self.list()}
@@ -349,57 +350,3 @@ class Rclone:
 
     def done(self):
         pass
-
-
-class _Download:
-    """rclone cat's output; a failure of rclone is an error, not a short file."""
-
-    def __init__(self, proc, where):
-        self.proc, self.where = proc, where
-
-    def read(self, size=-1):
-        block = self.proc.stdout.read(size)
-        if not block and (size is None or size != 0) and self.proc.wait() != 0:
-            raise OSError(f"rclone cannot read {self.where}")
-        return block
-
-    def readinto(self, buffer):
-        block = self.read(len(buffer))
-        buffer[: len(block)] = block
-        return len(block)
-
-    def seekable(self):
-        return False
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.stdout.close()
-        self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class _Upload:
-    def __init__(self, proc, where):
-        self.proc, self.where = proc, where
-
-    def write(self, block):
-        try:
-            self.proc.stdin.write(block)
-        except BrokenPipeError:
-            self.close()
-
-    def close(self):
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        err = self.proc.stderr.read()
-        if self.proc.wait() != 0:
-            detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
-            raise IOFailure(f"cannot upload {self.where}: {detail}")
