@@ -10,6 +10,8 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from test_backup_restore import (
     REPO,
     backup,
@@ -97,32 +99,23 @@ def test_a_scratch_name_taken_beforehand_makes_the_restore_fail_and_captures_not
         pg.dropdb("names_target")
 
 
-def test_a_dbname_of_the_scratch_form_is_refused(tools, key_file, tmp_path):
-    """A later restore drops `encpipe_restore_<time>_<pid>` databases whose run is gone:
-    restoring into such a name would hand the restored database to that cleanup."""
+# A later restore drops `encpipe_restore_<time>_<pid>` databases whose run is gone, and
+# --drop-pre-restore-older-than drops `NAME_pre_restore_<time>` ones: restoring into such a
+# name would hand the restored database to that clean-up.
+@pytest.mark.parametrize("name, why", [
+    ("encpipe_restore_20200101T000000Z_1", "a scratch database of a restore"),
+    ("encpipe_restore_20261203T010203Z_424242", "a scratch database of a restore"),
+    ("shop_pre_restore_20200101T000000Z", "a copy a restore keeps of the database it replaced"),
+    ("a b_pre_restore_20261203T010203Z", "a copy a restore keeps of the database it replaced"),
+])
+def test_a_dbname_of_a_form_restores_drop_is_refused(tools, key_file, tmp_path, name, why):
     path = tmp_path / "f.sql.enc"
     path.write_bytes(b"ENCPIPE")
-    env = script_env_without_cluster(tools)
-    for name in ("encpipe_restore_20200101T000000Z_1", "encpipe_restore_20261203T010203Z_424242"):
-        proc = subprocess.run([str(REPO / "scripts" / "encpipe-restore"), "--key-file", key_file, str(path), name],
-                              env=env, capture_output=True, timeout=60)
-        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
-        assert proc.stderr.decode().startswith("encpipe-restore: error: %s is named like a scratch" % name)
-
-
-def test_a_dbname_of_the_pre_restore_form_is_refused(tools, key_file, tmp_path):
-    """--drop-pre-restore-older-than drops `NAME_pre_restore_<time>` databases: restoring
-    into such a name would hand the restored database to that clean-up."""
-    path = tmp_path / "f.sql.enc"
-    path.write_bytes(b"ENCPIPE")
-    env = script_env_without_cluster(tools)
-    for name in ("shop_pre_restore_20200101T000000Z", "a b_pre_restore_20261203T010203Z"):
-        proc = subprocess.run([str(REPO / "scripts" / "encpipe-restore"), "--key-file", key_file, str(path), name],
-                              env=env, capture_output=True, timeout=60)
-        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
-        assert proc.stderr.decode() == ("encpipe-restore: error: %s is named like a copy a restore keeps of the "
-                                        "database it replaced; choose another name\n"
-                                        "encpipe-restore: hint: see encpipe-restore --help\n" % name)
+    proc = subprocess.run([str(REPO / "scripts" / "encpipe-restore"), "--key-file", key_file, str(path), name],
+                          env=script_env_without_cluster(tools), capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
+    assert proc.stderr.decode() == (f"encpipe-restore: error: {name} is named like {why}; choose another name\n"
+                                    "encpipe-restore: hint: see encpipe-restore --help\n")
 
 
 def script_env_without_cluster(tools):
