@@ -8,9 +8,8 @@ from .usage_errors import empty_value, shown_argument
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
-_VALUE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads", "--signer",
-          "--signer-file"} | _KEY_VALUE
 _SINGLE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads"}
+_VALUE = _SINGLE | {"--signer", "--signer-file"} | _KEY_VALUE
 _FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
           "--progress", "-p", "--passphrase", "-h", "--help", "--allow-unauthenticated"}
 

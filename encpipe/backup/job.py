@@ -100,12 +100,8 @@ def cmd_commit(args, io):
     try:
         for old, new in renames:
             for store in reversed(targets):  # the local file last: it is what the run leaves
-                step = (store, old, new)
                 renamed.append((store, new, store.rename(old, new)))
-    except (EncpipeError, OSError) as e:
-        if isinstance(e, OSError):
-            store, old, new = step
-            e = IOFailure(f"cannot rename {store.where(old)} to {new}: {e.strerror or e}")
+    except EncpipeError as e:  # a store's rename says which one failed
         return _undo(args, io, targets, renames, renamed, e)
     status, head = 0, None  # from here on the backup is stored: what fails is said, the run still recorded
     try:

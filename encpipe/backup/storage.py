@@ -188,16 +188,19 @@ class Local:
     def rename(self, name, final):
         """Rename only the file this user's upload made: a regular file it owns with
         one link, still there under `final` after the rename (else undone, 75)."""
+        try:
+            return self._rename(name, final)
+        except OSError as e:  # the temporary file gone, a directory put there meanwhile...
+            raise IOFailure(f"cannot rename {self.where(name)} to {final}: {e.strerror or e}") from None
+
+    def _rename(self, name, final):
         if os.path.lexists(self.where(final)):
             raise IOFailure(f"{self.where(final)} already exists")
         safefile.hook("renaming", self.directory, name, final)
         mine = os.lstat(self.where(name))
         if not stat.S_ISREG(mine.st_mode) or mine.st_uid != os.geteuid() or mine.st_nlink != 1:
             raise Changed(f"{self.where(name)} was replaced while it was written; not stored")
-        try:
-            os.rename(self.where(name), self.where(final))
-        except OSError as e:  # a directory put there meanwhile, say
-            raise IOFailure(f"cannot rename {self.where(name)} to {final}: {e.strerror or e}") from None
+        os.rename(self.where(name), self.where(final))
         safefile.hook("renamed", self.directory, name, final)
         now = os.lstat(self.where(final))
         if not (stat.S_ISREG(now.st_mode) and safefile.unchanged(now, mine)):
