@@ -7,6 +7,8 @@ written every few seconds, as log files and `pv -n` users expect.
 
 import time
 
+from .stdio import write_quietly
+
 LOG_INTERVAL = 5.0
 TTY_INTERVAL = 0.25
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -74,6 +76,4 @@ class ProgressReporter:
         line = f"encpipe: {self._label}: {done} in {elapsed:.1f} s ({human_bytes(rate)}/s)"
         if self.total and not final and rate > 0 and self._done < self.total:
             line += f", ETA {clock_time((self.total - self._done) / rate)}"
-        from .stdio import write_quietly
-
         write_quietly(self._stream, "\r\033[K" + line + ("\n" if final else "") if self._tty else line + "\n")
