@@ -182,9 +182,9 @@ def open_sealed(
     Nothing reaches `dst` before all of `src`, its trailer and signatures included,
     has verified when `verify_first` or `signers` (a first pass checks it, every
     chunk's tag too with `verify_first`, else only its trailer; a pipe is spooled as
-    ciphertext meanwhile to an unlinked file in `tmpdir`); nor, for a v2 file opened
-    by a raw key or passphrase or carrying signatures, from a seekable `src`, before
-    such a first pass has checked the trailer. The second pass decrypts and lets out
+    ciphertext meanwhile to an unlinked file in `tmpdir`); nor, from a seekable
+    `src`, for a v2 file whose chunk tags cannot tell its maker (see
+    _chunk_tags_cannot_tell_maker), before such a first pass has checked the trailer. The second pass decrypts and lets out
     each record only once it matched its witness from the first (prov.Witnesses): a
     file changed in between yields no byte of the change, and InvalidStream. From a
     pipe, otherwise, the trailer is checked at the end. `signers`: VerifyKeys, one
@@ -217,7 +217,7 @@ def open_sealed(
         return counts + (provenance, ledger.trailer)
 
     strict = verify_first or bool(signers) or require_maker
-    if dst is None or not (strict or (seekable(src) and _authenticates(header, opened))):
+    if dst is None or not (strict or (seekable(src) and _chunk_tags_cannot_tell_maker(header, opened))):
         return _second_pass(sealed, payload(src, dst, on_progress), None, dst)
     # Two passes: the first checks and writes nothing; the second decrypts, and lets
     # out no record before it matched its witness from the first (see Witnesses).
@@ -239,10 +239,19 @@ def _refuse_unauthenticated(why, hint="open a signed file with --signer (ENCPIPE
     raise MakerNotAuthenticated(f"its maker is not authenticated: {why}", hint=hint)
 
 
-def _authenticates(header, opened):
-    """True when a v2 file has something to say about who made it: an authenticator
-    for the slot that opened it, or signatures."""
-    return header.version >= 2 and (opened[1].kind in prov.AUTHENTICATED_KINDS or header.sig_count > 0)
+def _chunk_tags_cannot_tell_maker(header, opened):
+    """True when a v2 file has something to say about who made it that its chunk
+    tags cannot tell: signatures (checked before any output, from a seekable
+    input, even without `signers`), or an authenticator for the raw-key or
+    passphrase slot that opened it while another slot gives its holder the file
+    key. An unsigned file whose only slot is the one that opened it has one
+    possible maker, a holder of that secret, the only way to its file key: its
+    chunk tags tell that maker chunk by chunk, so it is read once."""
+    if header.version < 2:
+        return False
+    if header.sig_count > 0:
+        return True
+    return opened[1].kind in prov.AUTHENTICATED_KINDS and len(header.slots) > 1
 
 
 def _second_pass(sealed, result, first, dst):

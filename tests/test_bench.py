@@ -37,12 +37,14 @@ FORMAT_ROWS = [
     "seal v2, raw key",
     "seal v2, raw key, --sign-key",
     "seal v2, X25519 --recipient only",
+    "seal v2, raw key and an X25519 escrow recipient",
 ] + [f"{how}{what}" for how in ("", "cat FILE | ") for what in (
     "open v1 file, raw key",
     "open v2 file, raw key",
     "open v2 signed file, raw key",
     "open --signer v2 signed file, raw key",
     "open v2 X25519 file, --identity",
+    "open v2 raw key + escrow file, raw key",
 )]
 PG_ROWS = [
     "pg_dump db | cat > f",

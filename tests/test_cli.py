@@ -271,11 +271,29 @@ def test_verify_first_writes_nothing_when_the_last_chunk_is_corrupt(tmp_path, se
     path.write_bytes(bad)
     piped = run_process(["open"], stdin=bytes(bad), env=key_env())
     assert piped.returncode == 65 and piped.stdout == DATA[: 3 * CHUNK]  # a pipe streams
-    for args in (["open", str(path)], ["open", "--verify-first", str(path)]):
-        result = run(args, env=key_env())
-        assert (result.code, result.stdout) == (65, b""), args
+    # Its only slot is the raw key's: no one else has the file key, so the chunk
+    # tags tell its maker and a file is read once, streaming as a pipe does.
+    streamed = run(["open", str(path)], env=key_env())
+    assert (streamed.code, streamed.stdout) == (65, DATA[: 3 * CHUNK])
+    result = run(["open", "--verify-first", str(path)], env=key_env())
+    assert (result.code, result.stdout) == (65, b"")
     spooled = run_process(["open", "--verify-first"], stdin=bytes(bad), env=key_env())
     assert (spooled.returncode, spooled.stdout) == (65, b"")
+
+
+def test_a_file_with_another_slot_writes_nothing_when_its_last_chunk_is_corrupt(tmp_path):
+    """Another slot's holder has the file key, so the chunk tags cannot tell who made
+    the file: it is checked whole (the raw key's authenticator) before any output."""
+    a, b = (secret_file(tmp_path, name, key + "\n") for name, key in (("a.key", KEY_A), ("b.key", KEY_B)))
+    sealed = seal(DATA, args=["--chunk-size", "16K", "--key-file", a, "--key-file", b])
+    path = tmp_path / "bad.enc"
+    bad = bytearray(sealed)
+    bad[-97] ^= 1  # the last byte of the last chunk, before the two authenticators and the MAC
+    path.write_bytes(bad)
+    for env in (key_env(KEY_A), key_env(KEY_B)):
+        assert run(["open"], sealed, env=env).stdout == DATA
+        result = run(["open", str(path)], env=env)
+        assert (result.code, result.stdout) == (65, b"")
 
 
 def test_verify_first_on_a_good_file(sealed_file):

@@ -29,27 +29,32 @@ VARIANTS = (
     ("v2-signed", "seal v2, raw key, --sign-key", "open v2 signed file, raw key", ["--sign-key", "SIGN"], []),
     ("v2-x25519", "seal v2, X25519 --recipient only", "open v2 X25519 file, --identity", ["--recipient", "RECIPIENT"],
      ["--identity", "IDENTITY"]),
+    # Another slot gives its holder the file key: a seekable file is read twice.
+    ("v2-escrow", "seal v2, raw key and an X25519 escrow recipient", "open v2 raw key + escrow file, raw key",
+     ["--key-file", "RAWKEY", "--recipient", "RECIPIENT"], ["--key-file", "RAWKEY"]),
 )
+SLOTS = {"v2-x25519": ["x25519"], "v2-escrow": ["raw-key", "x25519"]}
 
 
 def _keys(ctx):
     """The signing key and X25519 identity files, and their public keys."""
     found = {}
-    for name, flag in (("SIGN", "--sign"), ("IDENTITY", "--x25519")):
+    for name, flag in (("SIGN", "--sign"), ("IDENTITY", "--x25519"), ("RAWKEY", None)):
         path = ctx.path(f"formats-{name.lower()}.key")
-        argv, env = ctx.enc("keygen", flag, "-o", path)
+        argv, env = ctx.enc("keygen", *[flag] if flag else [], "-o", path)
         public = command_output(argv, env).splitlines()
-        if not os.path.exists(path) or not public:
-            raise BenchError(f"encpipe keygen {flag} failed: {' '.join(public)}")
+        if not os.path.exists(path) or (flag and not public):
+            raise BenchError(f"encpipe keygen {flag or ''} failed: {' '.join(public)}")
         found[name] = path
-        found["RECIPIENT" if name == "IDENTITY" else "SIGNER"] = public[0].strip()
+        if flag:
+            found["RECIPIENT" if name == "IDENTITY" else "SIGNER"] = public[0].strip()
     return found
 
 
 def _stage(ctx, name, args, cipher):
     """An encpipe stage: the CLI, or for v1 the stub; a raw key only where the row uses one."""
     argv, env = ctx.enc(*args, cipher=cipher)
-    if "--recipient" in args or "--identity" in args:
+    if {"--recipient", "--identity", "--key-file"} & set(args):
         env = {k: v for k, v in env.items() if k != "ENCPIPE_KEY"}
     if name == "v1" and args[0] == "seal":
         argv = [ctx.python, "-c", V1_SEAL, ctx.package_dir] + list(args)
@@ -69,7 +74,7 @@ def _prepare(ctx, keys, cipher):
             shape = (found["version"], [slot["type"] for slot in found["slots"]], len(found.get("signers") or []))
         except (ValueError, KeyError, TypeError):
             raise BenchError(f"encpipe inspect --json {label}: no version, slots or signers") from None
-        wanted = (int(name[1]), ["x25519" if name == "v2-x25519" else "raw-key"], int(name == "v2-signed"))
+        wanted = (int(name[1]), SLOTS.get(name, ["raw-key"]), int(name == "v2-signed"))
         if shape != wanted:
             raise BenchError(f"{label}: the file is format v{shape[0]} with slots {shape[1]} and {shape[2]} "
                              f"signature(s), not v{wanted[0]} with {wanted[1]} and {wanted[2]}")
@@ -107,7 +112,7 @@ def formats(ctx):
     try:
         measure_rounds(rows, ctx.opts.rounds, progress=ctx.say)
     finally:
-        for path in sealed.values():  # four more copies of the input: not kept for the later sections
+        for path in sealed.values():  # more copies of the input: not kept for the later sections
             os.unlink(path)
     ctx.format_rows = rows
     lines = [f"{human(size)} of random data; encpipe at its defaults with {cipher}; open reads the file on "

@@ -1,0 +1,70 @@
+"""How many times `open` reads a seekable file: once when the chunk tags already
+tell who made it, twice (a first pass that checks the trailer and writes
+nothing) when they cannot. Counted in bytes read, through the library."""
+
+import io
+import os
+
+import pytest
+
+from encpipe import envelope
+from encpipe.signing import SigningKey
+from encpipe.slots import RawKey
+from encpipe.x25519 import X25519Identity, X25519Recipient
+
+DATA = os.urandom(5 * 16384 + 99)
+K, OTHER = RawKey(b"\x11" * 32), RawKey(b"\x22" * 32)
+ESCROW = X25519Identity(b"\x33" * 32)
+SIGNER = SigningKey(b"\x44" * 32)
+
+
+class CountingFile(io.BytesIO):
+    """A seekable input that counts the bytes read from it."""
+
+    read_bytes = 0
+
+    def read(self, n=-1):
+        data = super().read(n)
+        self.read_bytes += len(data)
+        return data
+
+    def readinto(self, buffer):
+        n = super().readinto(buffer)
+        self.read_bytes += n
+        return n
+
+
+def sealed(recipients, signing_keys=(), version=2):
+    out = io.BytesIO()
+    envelope.seal(io.BytesIO(DATA), out, recipients, chunk_log2=14, signing_keys=signing_keys, version=version)
+    return out.getvalue()
+
+
+CASES = {
+    # name: (recipients, signing keys, version, the identity that opens, passes)
+    "v1, raw key": ([K, OTHER], (), 1, K, 1),
+    "v2, its only slot a raw key": ([K], (), 2, K, 1),
+    "v2, X25519 only, unsigned": ([X25519Recipient(ESCROW.recipient().public)], (), 2, ESCROW, 1),
+    "v2, raw key and another raw key": ([K, OTHER], (), 2, K, 2),
+    "v2, raw key and an escrow recipient": ([K, X25519Recipient(ESCROW.recipient().public)], (), 2, K, 2),
+    "v2, raw key and an escrow recipient, opened by escrow": (
+        [K, X25519Recipient(ESCROW.recipient().public)], (), 2, ESCROW, 1),
+    "v2, its only slot a raw key, signed": ([K], [SIGNER], 2, K, 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_open_reads_a_seekable_file_once_only_when_the_chunk_tags_tell_its_maker(case):
+    recipients, signing_keys, version, opener, passes = CASES[case]
+    data = sealed(recipients, signing_keys, version)
+    src, out = CountingFile(data), io.BytesIO()
+    envelope.unseal(src, out, [opener])
+    assert out.getvalue() == DATA
+    assert round(src.read_bytes / len(data)) == passes, (src.read_bytes, len(data))
+
+
+def test_verify_first_reads_even_a_single_slot_file_twice():
+    data = sealed([K])
+    src, out = CountingFile(data), io.BytesIO()
+    envelope.unseal(src, out, [K], verify_first=True)
+    assert out.getvalue() == DATA and round(src.read_bytes / len(data)) == 2
