@@ -13,9 +13,7 @@ from cliutil import KEY_A, assert_one_line_error, ok, run, run_process, seal_v1,
 
 from encpipe import envelope, provenance
 from encpipe.primitives import payload_key
-from encpipe.slots import RawKey
 from encpipe.stream import seal_payload
-from encpipe.x25519 import X25519Identity
 
 CHUNK = 16 * 1024
 DATA = os.urandom(3 * CHUNK + 777)
