@@ -26,7 +26,8 @@ Rows:
               touches the disk; and open --legacy of the previous format
   formats     seal and open (a file on stdin, and through a pipe) in format v1
               next to v2: raw key, raw key with --sign-key (and open --signer),
-              an X25519 recipient only; v1 is written by the CLI's own code
+              an X25519 recipient only, a raw key and an X25519 escrow
+              recipient (read twice from a file); v1 is written by the CLI's own code
               with envelope.seal(version=1) (the CLI writes only v2)
   postgresql  in a throwaway cluster (tests/pgcluster.py), a pgbench database
               (--pgbench-scale; 0: rows made with generate_series), paired
