@@ -174,3 +174,17 @@ def test_a_passphrase_past_the_scrypt_budget_still_lets_the_identity_open(world,
     assert (result.code, result.stdout) == (0, DATA), result.stderr
     refused = run(["open", *args], out.getvalue())
     assert (refused.code, refused.stdout) == (65, b"") and "scrypt budget" in refused.stderr
+
+
+def test_a_signature_by_an_untrusted_key_does_not_authenticate_the_maker(world):
+    """Pins check(): only a --signer's signature (or the opening slot's authenticator)
+    makes a file sender-authenticated. Anyone with the escrow public key can seal a
+    file and sign it with a key of their own; verified without --signer, it reports
+    its signer but is not sender-authenticated (retention would count it otherwise)."""
+    planted = world.seal(DATA, "--recipient", world.X_pub, "--sign-key", world.S2)
+    report = json.loads(ok(run(["inspect", "--json", "--verify", "--identity", world.X], planted)))
+    signer = ok(run(["keyid", "--signer", world.V2])).decode().split()
+    assert (report["sender_authenticated"], report["authenticated_by"], report["signed_by"],
+            report["trusted_signer"]) == (False, None, signer, None)
+    opened = envelope.unseal(io.BytesIO(planted), io.BytesIO(), [identity(world.X)])
+    assert opened.provenance == (False, None, tuple(signer), None)
