@@ -68,3 +68,27 @@ def test_verify_first_reads_even_a_single_slot_file_twice():
     src, out = CountingFile(data), io.BytesIO()
     envelope.unseal(src, out, [K], verify_first=True)
     assert out.getvalue() == DATA and round(src.read_bytes / len(data)) == 2
+
+
+class Pipe(io.BytesIO):
+    """An input that cannot seek, as a pipe."""
+
+    def seekable(self):
+        return False
+
+
+@pytest.mark.parametrize("kind", [CountingFile, Pipe])
+def test_verify_first_checks_every_chunk_tag_before_any_output(kind):
+    """Pins verify_first's first pass: it checks each chunk's tag, not only the
+    trailer (whose MAC covers the tags, not the ciphertext). A changed byte of the
+    last chunk's ciphertext, its tag kept, lets out nothing; read once, the chunks
+    before it stream."""
+    bad = bytearray(sealed([K]))
+    bad[-(64 + 16 + 1)] ^= 1  # the last ciphertext byte, before its tag, one authenticator and the MAC
+    out = io.BytesIO()
+    with pytest.raises(envelope.InvalidStream, match="^chunk 5 failed authentication"):
+        envelope.unseal(kind(bytes(bad)), out, [K], verify_first=True)
+    assert out.getvalue() == b""
+    with pytest.raises(envelope.InvalidStream, match="^chunk 5 failed authentication"):
+        envelope.unseal(kind(bytes(bad)), out, [K])
+    assert out.getvalue() == DATA[: 5 * 16384]
