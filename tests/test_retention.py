@@ -156,6 +156,18 @@ def test_plan_leaves_what_is_not_authenticated_and_keeps_the_newest_authenticate
     assert all(decisions[f"r{i}"] == (REMOVE, ["max-age"]) for i in range(4))
 
 
+def test_plan_counts_a_backup_up_to_five_minutes_ahead_and_none_later():
+    """Pins the clock-skew bound (retention.CLOCK_SKEW, 5 minutes): a backup dated up
+    to it ahead of now counts; one a millisecond past it is left, never counted, so a
+    file dated in the future cannot push the genuine newest one out."""
+    now = START + timedelta(days=10)
+    records = [Record("old", ("db", "plain"), START), Record("skewed", ("db", "plain"), now + timedelta(minutes=5)),
+               Record("ahead", ("db", "plain"), now + timedelta(minutes=5, milliseconds=1))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(records, Policy(last=1), now)}
+    assert decisions == {"ahead": (LEAVE, ["future-dated: never counted, never removed"]),
+                         "skewed": (KEEP, ["last"]), "old": (REMOVE, ["not kept by the policy"])}
+
+
 # --- verify ------------------------------------------------------------------
 
 
