@@ -1,0 +1,56 @@
+"""Text forms of keys (README "Edge rules", textform.decode): the characters after
+the prefix may be in either case, the prefix itself is exact, and padding is
+refused; each refusal a usage error (64) with nothing on stdout."""
+
+import pytest
+
+from cliutil import assert_one_line_error, ok, run, secret_file
+
+DATA = b"a line of data\n" * 100
+
+
+def _secret_line(path):
+    return next(line for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def forms(tmp_path_factory):
+    """(dir, public key, identity line, verify key, a file sealed to the public key and signed)."""
+    d = tmp_path_factory.mktemp("forms")
+    public = ok(run(["keygen", "--x25519", "-o", str(d / "x.id")])).decode().strip()
+    verify = ok(run(["keygen", "--sign", "-o", str(d / "s.key")])).decode().strip()
+    sealed = ok(run(["seal", "--recipient", public, "--sign-key", str(d / "s.key")], DATA))
+    return d, public, _secret_line(d / "x.id"), verify, sealed
+
+
+def _refused(result, *phrases):
+    assert (result.code, result.stdout) == (64, b""), result.stderr
+    assert_one_line_error(result.stderr)
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
+def test_the_prefix_is_exact_though_the_body_may_change_case(forms):
+    """Pins textform.decode's exact prefix: ENCPIPE1..., encpipe-secret-key-1...
+    and ENCPIPESIGN1... are refused; the same keys with the body's case swapped open."""
+    d, public, secret, verify, sealed = forms
+    assert ok(run(["seal", "--recipient", "encpipe1" + public[8:].upper()], b""))
+    _refused(run(["seal", "--recipient", "ENCPIPE1" + public[8:]], b""), "must start with encpipe1")
+    swapped = secret_file(d, "swapped.id", "ENCPIPE-SECRET-KEY-1" + secret[20:].lower() + "\n")
+    verify_upper = "encpipesign1" + verify[12:].upper()
+    assert ok(run(["open", "--identity", swapped, "--signer", verify_upper], sealed)) == DATA
+    lower = secret_file(d, "lower.id", "encpipe-secret-key-1" + secret[20:] + "\n")
+    _refused(run(["open", "--identity", lower], sealed), "line 1", "must start with ENCPIPE-SECRET-KEY-1")
+    _refused(run(["open", "--identity", str(d / "x.id"), "--signer", "ENCPIPESIGN1" + verify[12:]], sealed),
+             "must start with encpipesign1")
+
+
+@pytest.mark.parametrize("padding", ["=", "======", "========"])
+def test_base32_padding_is_refused(forms, padding):
+    """Pins textform.decode's refusal of padding (the canonical form has none), for
+    a recipient, an identity line and a verify key alike."""
+    d, public, secret, verify, sealed = forms
+    _refused(run(["seal", "--recipient", public + padding], b""), "malformed")
+    padded = secret_file(d, "padded.id", secret + padding + "\n")
+    _refused(run(["open", "--identity", padded], sealed), "line 1", "malformed")
+    _refused(run(["open", "--identity", str(d / "x.id"), "--signer", verify + padding], sealed), "malformed")
