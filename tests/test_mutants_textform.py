@@ -1,10 +1,12 @@
-"""Text forms of keys (README "Edge rules", textform.decode): the characters after
-the prefix may be in either case, the prefix itself is exact, and padding is
-refused; each refusal a usage error (64) with nothing on stdout."""
+"""How keys and passphrases are read (README "Edge rules", textform.decode,
+keys.py): a text form's characters after the prefix may be in either case, the
+prefix itself is exact, and padding is refused; a raw key is exactly 64 hex
+characters; a passphrase file loses its trailing line ends only. Each refusal is
+a usage error (64) with nothing on stdout."""
 
 import pytest
 
-from cliutil import assert_one_line_error, ok, run, secret_file
+from cliutil import KEY_A, assert_one_line_error, ok, run, secret_file
 
 DATA = b"a line of data\n" * 100
 
@@ -54,3 +56,27 @@ def test_base32_padding_is_refused(forms, padding):
     padded = secret_file(d, "padded.id", secret + padding + "\n")
     _refused(run(["open", "--identity", padded], sealed), "line 1", "malformed")
     _refused(run(["open", "--identity", str(d / "x.id"), "--signer", verify + padding], sealed), "malformed")
+
+
+@pytest.mark.parametrize("length", [62, 66, 128])
+def test_a_raw_key_is_exactly_64_hex_characters(tmp_path, length):
+    """Pins keys.parse_hex_key's length check: a longer key is not cut to 32 bytes
+    nor read as more; surrounding ASCII white space does not count, other white space does."""
+    assert ok(run(["seal", "--key-file", secret_file(tmp_path, "k", f" {KEY_A}\r\n")], b""))
+    key = secret_file(tmp_path, "bad", (KEY_A * 2)[:length] + "\n")
+    _refused(run(["seal", "--key-file", key], b""), f"a key must be 64 hex characters, not {length}")
+    no_break = secret_file(tmp_path, "nbsp", "\u00a0" + KEY_A + "\n")  # white space, but not ASCII: part of the key
+    _refused(run(["seal", "--key-file", no_break], b""), "a key must be 64 hex characters, not 65")
+
+
+def test_a_passphrase_file_loses_only_its_trailing_line_ends(tmp_path):
+    """Pins keys._passphrase_bytes: trailing spaces and tabs are part of a
+    passphrase; only CR and LF at its end are not."""
+    sealed = ok(run(["seal", "--work-factor", "10", "--passphrase-file",
+                     secret_file(tmp_path, "p", "pass word \t\n")], DATA))
+    crlf = secret_file(tmp_path, "crlf", "pass word \t\r\n")
+    assert ok(run(["open", "--passphrase-file", crlf], sealed)) == DATA
+    trimmed = run(["open", "--passphrase-file", secret_file(tmp_path, "trimmed", "pass word\n")], sealed)
+    assert (trimmed.code, trimmed.stdout) == (77, b""), trimmed.stderr
+    assert_one_line_error(trimmed.stderr)
+    assert trimmed.stderr.startswith("encpipe: error: no supplied key opens this file\n")
