@@ -92,3 +92,17 @@ def test_verify_first_checks_every_chunk_tag_before_any_output(kind):
     with pytest.raises(envelope.InvalidStream, match="^chunk 5 failed authentication"):
         envelope.unseal(kind(bytes(bad)), out, [K])
     assert out.getvalue() == DATA[: 5 * 16384]
+
+
+@pytest.mark.parametrize("recipients", [[K], [K, OTHER]], ids=["one pass", "two passes"])
+@pytest.mark.parametrize("kind", [CountingFile, Pipe])
+def test_a_file_cut_before_its_trailer_is_named_so(kind, recipients):
+    """Pins _RecordReader's holdback check: input that ends before a whole trailer
+    (here 10 bytes after the header, trailer_len 64 or 96) is a truncated stream,
+    said so, in either pass, with nothing written."""
+    data = sealed(recipients)
+    cut = data[: envelope.read_header(io.BytesIO(data)).size + 10]
+    out = io.BytesIO()
+    with pytest.raises(envelope.InvalidStream, match="^truncated stream: it ends before its trailer$"):
+        envelope.unseal(kind(cut), out, [K])
+    assert out.getvalue() == b""
