@@ -80,3 +80,13 @@ def test_a_passphrase_file_loses_only_its_trailing_line_ends(tmp_path):
     assert (trimmed.code, trimmed.stdout) == (77, b""), trimmed.stderr
     assert_one_line_error(trimmed.stderr)
     assert trimmed.stderr.startswith("encpipe: error: no supplied key opens this file\n")
+
+
+def test_a_key_file_with_no_key_is_refused_even_beside_another(tmp_path):
+    """Pins keys.parse_keyring's "no key found": a key file of comments and blank
+    lines is a mistake (the wrong file?), refused even when another key is given."""
+    empty = secret_file(tmp_path, "empty", "# the key goes here\n\n \t\r\n")
+    good = secret_file(tmp_path, "good", KEY_A + "\n")
+    for argv in (["--key-file", empty], ["--key-file", good, "--key-file", empty]):
+        result = run(["seal", *argv], DATA)
+        assert (result.code, result.stdout, result.stderr) == (64, b"", f"encpipe: error: {empty}: no key found\n")
