@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cliutil import assert_one_line_error, ok, run, secret_file
+from cliutil import assert_one_line_error, ok, run, seal_v1, secret_file
 from test_provenance import DATA, EVIL, NOT_SIGNED, forge, identity, world  # noqa: F401 (fixture)
 from test_rotate import World as RotateWorld, lines, rotate
 
@@ -188,3 +188,14 @@ def test_a_signature_by_an_untrusted_key_does_not_authenticate_the_maker(world):
             report["trusted_signer"]) == (False, None, signer, None)
     opened = envelope.unseal(io.BytesIO(planted), io.BytesIO(), [identity(world.X)])
     assert opened.provenance == (False, None, tuple(signer), None)
+
+
+def test_rewrap_with_a_signer_refuses_a_version_1_file(world):
+    """Pins rewrap's refusal, before any key is tried, of a v1 file under --signer
+    alone (no --sign-key): it carries no signature, so none can be trusted (67)."""
+    old = seal_v1(DATA)
+    for extra in ([], ["--add-passphrase-file", world.P, "--work-factor", "10"]):
+        result = run(["rewrap", "--key-file", world.K, "--signer", world.V1, *extra], old)
+        assert (result.code, result.stdout, result.stderr) == (
+            67, b"", "encpipe: error: a version 1 file carries no signature and cannot be signed\n"
+                     "encpipe: hint: re-seal it: open | seal\n")
