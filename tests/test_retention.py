@@ -168,6 +168,17 @@ def test_plan_counts_a_backup_up_to_five_minutes_ahead_and_none_later():
                          "skewed": (KEEP, ["last"]), "old": (REMOVE, ["not kept by the policy"])}
 
 
+def test_max_age_removes_only_backups_older_than_it():
+    """Pins max-age's bound: a backup exactly DAYS old is not older than DAYS and
+    stays; one a millisecond older goes, with max-age as its reason."""
+    now = START + timedelta(days=10)
+    records = [Record("newest", ("db", "plain"), now - timedelta(days=1)),
+               Record("exact", ("db", "plain"), now - timedelta(days=3)),
+               Record("older", ("db", "plain"), now - timedelta(days=3, milliseconds=1))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(records, Policy(last=3, max_age=timedelta(days=3)), now)}
+    assert decisions == {"newest": (KEEP, ["last"]), "exact": (KEEP, ["last"]), "older": (REMOVE, ["max-age"])}
+
+
 # --- verify ------------------------------------------------------------------
 
 
