@@ -1,8 +1,8 @@
 """How keys and passphrases are read (README "Edge rules", textform.decode,
 keys.py): a text form's characters after the prefix may be in either case, the
 prefix itself is exact, and padding is refused; a raw key is exactly 64 hex
-characters; a passphrase file loses its trailing line ends only. Each refusal is
-a usage error (64) with nothing on stdout."""
+characters; a passphrase file loses its trailing line ends only; a file has at
+most 64 key slots. Each refusal is a usage error (64) with nothing on stdout."""
 
 import pytest
 
@@ -90,3 +90,12 @@ def test_a_key_file_with_no_key_is_refused_even_beside_another(tmp_path):
     for argv in (["--key-file", empty], ["--key-file", good, "--key-file", empty]):
         result = run(["seal", *argv], DATA)
         assert (result.code, result.stdout, result.stderr) == (64, b"", f"encpipe: error: {empty}: no key found\n")
+
+
+def test_a_file_holds_at_most_64_key_slots(tmp_path):
+    """Pins envelope.build_header's slot limit: 64 slots seal; a 65th is a usage
+    error (64) naming the limit, before anything is written."""
+    key = secret_file(tmp_path, "k", KEY_A + "\n")
+    assert ok(run(["seal", *["--key-file", key] * 64], DATA))
+    result = run(["seal", *["--key-file", key] * 65], DATA)
+    assert (result.code, result.stdout, result.stderr) == (64, b"", "encpipe: error: a file holds at most 64 key slots\n")
