@@ -199,3 +199,30 @@ def test_rewrap_with_a_signer_refuses_a_version_1_file(world):
         assert (result.code, result.stdout, result.stderr) == (
             67, b"", "encpipe: error: a version 1 file carries no signature and cannot be signed\n"
                      "encpipe: hint: re-seal it: open | seal\n")
+
+
+class Trickle(io.RawIOBase):
+    """A pipe that delivers at most `step` bytes a read, as a pipe may."""
+
+    def __init__(self, data, step):
+        self._data, self._step = io.BytesIO(data), step
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        return self._data.read(min(self._step, n if n >= 0 else self._step))
+
+
+@pytest.mark.parametrize("step", [1, 50, 159, 1 << 20])
+def test_the_trailer_of_a_pipe_is_found_however_its_reads_are_cut(world, step):
+    """Pins read_to_trailer over a pipe: the trailer (160 bytes here) is the last
+    bytes of the input, even when the last read holds only part of it; so inspect
+    names the signer of a piped file without a key."""
+    signed = world.seal(DATA, "--key-file", world.K, "--sign-key", world.S1)
+    src = Trickle(signed, step)
+    sealed = envelope.read_header(src)
+    remaining, tail = envelope.read_to_trailer(src, sealed)
+    assert (remaining, tail) == (len(signed) - sealed.size, signed[-160:])
+    signer = ok(run(["keyid", "--signer", world.V1])).decode().split()
+    assert envelope.trailer_signers(sealed, tail) == signer
