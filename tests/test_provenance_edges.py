@@ -226,3 +226,18 @@ def test_the_trailer_of_a_pipe_is_found_however_its_reads_are_cut(world, step):
     assert (remaining, tail) == (len(signed) - sealed.size, signed[-160:])
     signer = ok(run(["keyid", "--signer", world.V1])).decode().split()
     assert envelope.trailer_signers(sealed, tail) == signer
+
+
+def test_the_opener_authenticator_is_checked_before_the_signatures(world):
+    """Pins the order of check(): trailer MAC, then the opening slot's authenticator,
+    then signatures, then the required signer. The escrow holder's forgery of a
+    signed file, its old signatures kept, fails on the raw key's authenticator,
+    named as such, with or without --signer (65, nothing written)."""
+    signed = world.seal(DATA, "--key-file", world.K, "--recipient", world.X_pub, "--sign-key", world.S1)
+    forged = forge(signed, identity(world.X), keep_signatures=True)
+    key_id = ok(run(["keyid", "--key-file", world.K])).decode().strip()
+    expected = (f"encpipe: error: slot authenticator failed: this file was not made by a holder of the raw key {key_id}"
+                " that opened it\nencpipe: hint: someone who holds another slot's key (an escrow identity, a"
+                " passphrase) may have forged it\n")
+    for extra in ([], ["--signer", world.V1], ["--signer", world.V2]):
+        assert run(["open", "--key-file", world.K, *extra], forged) == (65, b"", expected), extra
