@@ -2,7 +2,8 @@
 keys.py): a text form's characters after the prefix may be in either case, the
 prefix itself is exact, and padding is refused; a raw key is exactly 64 hex
 characters; a passphrase file loses its trailing line ends only; a file has at
-most 64 key slots. Each refusal is a usage error (64) with nothing on stdout."""
+most 64 key slots and 16 signatures. Each refusal is a usage error (64) with
+nothing on stdout."""
 
 import pytest
 
@@ -99,3 +100,16 @@ def test_a_file_holds_at_most_64_key_slots(tmp_path):
     assert ok(run(["seal", *["--key-file", key] * 64], DATA))
     result = run(["seal", *["--key-file", key] * 65], DATA)
     assert (result.code, result.stdout, result.stderr) == (64, b"", "encpipe: error: a file holds at most 64 key slots\n")
+
+
+def test_a_file_holds_at_most_16_signatures(tmp_path):
+    """Pins envelope.build_header's signature limit: 16 signing keys seal; a 17th is
+    a usage error (64) naming the limit, before anything is written."""
+    key = secret_file(tmp_path, "k", KEY_A + "\n")
+    signing = []
+    for n in range(17):
+        ok(run(["keygen", "--sign", "-o", str(tmp_path / f"s{n}")]))
+        signing += ["--sign-key", str(tmp_path / f"s{n}")]
+    assert ok(run(["seal", "--key-file", key, *signing[:32]], DATA))
+    result = run(["seal", "--key-file", key, *signing], DATA)
+    assert (result.code, result.stdout, result.stderr) == (64, b"", "encpipe: error: a file holds at most 16 signatures\n")
