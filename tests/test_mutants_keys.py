@@ -1,9 +1,9 @@
-"""How keys and passphrases are read, and the header's limits (README "Edge rules",
-textform.decode, keys.py, envelope.build_header): a text form's characters after the prefix may be in either case, the
-prefix itself is exact, and padding is refused; a raw key is exactly 64 hex
-characters; a passphrase file loses its trailing line ends only; a file has at
-most 64 key slots and 16 signatures. Each refusal is a usage error (64) with
-nothing on stdout."""
+"""How keys and passphrases are read, and the header's limits (README "Edge
+rules"; textform.decode, keys.py, envelope.build_header): a text form's
+characters after the prefix may be in either case, the prefix itself is exact,
+and padding is refused; a raw key is exactly 64 hex characters; a passphrase
+file loses its trailing line ends only; a file has at most 64 key slots and 16
+signatures. Each refusal is a usage error (64) with nothing on stdout."""
 
 import pytest
 
