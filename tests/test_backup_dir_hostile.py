@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cliutil import run, secret_file
 from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_corrupt, make_valid, stamp
@@ -127,6 +128,29 @@ def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, sourc
         planted: [f"the same file as {original}: a copy, never counted"],
         **({original: [f"the same file as {planted}: a copy, never counted"]} if source == "shop" else {})}
     assert os.path.exists(d / original) and os.path.exists(d / planted) and os.path.exists(d / shop[-1])
+
+
+def test_a_rewrapped_copy_of_a_backup_is_still_a_copy(tmp_path):
+    """Pins copies() by payload salt (the file key), not by header: a backup rewrapped
+    with another key added has a new header but the same payload, and under a
+    newer name it is the same file as the original: neither counts nor is removed."""
+    d = tmp_path / "b"
+    d.mkdir()
+    shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    for name in shop:
+        make_valid(d, name)
+    planted = f"shop_{hours_ago(1)}.sql.enc"
+    other = secret_file(tmp_path, "other.key", "5e" * 32 + "\n")
+    rewrapped = run(["rewrap", "--add-key-file", other], (d / shop[0]).read_bytes(), ENV)
+    assert rewrapped.code == 0, rewrapped.stderr
+    (d / planted).write_bytes(rewrapped.stdout)
+    done = script("prune", "--keep-last", "1", "--database", "shop", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    report = json.loads(done.stdout)
+    assert ([k["filename"] for k in report["kept"]], [r["filename"] for r in report["removed"]]) == ([shop[2]], [shop[1]])
+    assert {left["filename"]: left["reasons"] for left in report["left"]} == {
+        planted: [f"the same file as {shop[0]}: a copy, never counted"],
+        shop[0]: [f"the same file as {planted}: a copy, never counted"]}
 
 
 def test_check_counts_neither_a_copy_nor_a_link_as_a_fresh_backup(tmp_path):
