@@ -179,6 +179,23 @@ def test_max_age_removes_only_backups_older_than_it():
     assert decisions == {"newest": (KEEP, ["last"]), "exact": (KEEP, ["last"]), "older": (REMOVE, ["max-age"])}
 
 
+def test_weeks_are_iso_weeks_and_months_carry_their_year():
+    """Pins the buckets: weekly goes by ISO week, whose year is not the calendar's
+    (2024-12-30 and 2025-01-02 are both 2025-W01: one week); monthly by year and
+    month (March 2023 and March 2024, with nothing between, are two months)."""
+    def at(*date):
+        return datetime(*date, 12, tzinfo=timezone.utc)
+
+    weekly = [Record(name, ("db", "plain"), at(*date))
+              for name, date in (("thu", (2025, 1, 2)), ("mon", (2024, 12, 30)), ("fri", (2024, 12, 27)))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(weekly, Policy(weekly=2), at(2025, 1, 3))}
+    assert decisions == {"thu": (KEEP, ["weekly"]), "mon": (REMOVE, ["not kept by the policy"]),
+                         "fri": (KEEP, ["weekly"])}
+    monthly = [Record("2024", ("db", "plain"), at(2024, 3, 10)), Record("2023", ("db", "plain"), at(2023, 3, 15))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(monthly, Policy(monthly=2), at(2024, 3, 11))}
+    assert decisions == {"2024": (KEEP, ["monthly"]), "2023": (KEEP, ["monthly"])}
+
+
 # --- verify ------------------------------------------------------------------
 
 
