@@ -5,6 +5,9 @@ and padding is refused; a raw key is exactly 64 hex characters; a passphrase
 file loses its trailing line ends only; a file has at most 64 key slots and 16
 signatures. Each refusal is a usage error (64) with nothing on stdout."""
 
+import base64
+import hashlib
+
 import pytest
 
 from cliutil import KEY_A, assert_one_line_error, ok, run, secret_file
@@ -113,3 +116,13 @@ def test_a_file_holds_at_most_16_signatures(tmp_path):
     assert ok(run(["seal", "--key-file", key, *signing[:32]], DATA))
     result = run(["seal", "--key-file", key, *signing], DATA)
     assert (result.code, result.stdout, result.stderr) == (64, b"", "encpipe: error: a file holds at most 16 signatures\n")
+
+
+def test_a_text_form_of_the_wrong_length_is_named_so(tmp_path):
+    """Pins textform.decode's length check: a well-formed base32 body with a 33-byte
+    key and its checksum is refused for its length, not as a checksum mismatch."""
+    raw = bytes(range(33))
+    body = base64.b32encode(raw + hashlib.sha256(b"encpipe v1 x25519 public key" + raw).digest()[:4]).decode()
+    result = run(["seal", "--recipient", "encpipe1" + body.rstrip("=").lower()], b"")
+    assert (result.code, result.stdout, result.stderr) == (
+        64, b"", "encpipe: error: --recipient: malformed public key: wrong length\n")
