@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cliutil import ok, run, secret_file
 from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_corrupt, make_valid, stamp
@@ -102,13 +103,14 @@ def test_a_file_that_grows_while_it_is_read_is_an_error_not_an_endless_read(tmp_
         store.open(item)
 
 
-@pytest.mark.parametrize("source", ["crm", "shop"])
+@pytest.mark.parametrize("source", ["crm", "shop", "shop rewrapped"])
 def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, source):
     """Before: a copy of another database's backup (or of an older one of the same
     database) under a newer name authenticated, counted as the newest, and
     --keep-last 1 removed every genuine backup of the series: the operator was left
     with crm's dump under shop's name. Now files that share a file key (payload
-    salt) are copies: none of them counts or is removed."""
+    salt) are copies: none of them counts or is removed; a copy rewrapped with
+    another key added (a new header, the same payload) is one too."""
     d = tmp_path / "b"
     d.mkdir()
     shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
@@ -118,6 +120,9 @@ def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, sourc
     original = crm if source == "crm" else shop[0]
     planted = f"shop_{hours_ago(1)}.sql.enc"
     shutil.copy(d / original, d / planted)
+    if source == "shop rewrapped":
+        other = secret_file(tmp_path, "other.key", "5e" * 32 + "\n")
+        (d / planted).write_bytes(ok(run(["rewrap", "--add-key-file", other], (d / original).read_bytes(), ENV)))
     done = script("prune", "--keep-last", "1", "--database", "shop", d, env=ENV)
     assert done.returncode == 65, done.stderr
     report = json.loads(done.stdout)
@@ -125,7 +130,7 @@ def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, sourc
     assert sorted(r["filename"] for r in report["removed"]) == sorted(set(shop[:2]) - {original})
     assert {left["filename"]: left["reasons"] for left in report["left"]} == {
         planted: [f"the same file as {original}: a copy, never counted"],
-        **({original: [f"the same file as {planted}: a copy, never counted"]} if source == "shop" else {})}
+        **({original: [f"the same file as {planted}: a copy, never counted"]} if source != "crm" else {})}
     assert os.path.exists(d / original) and os.path.exists(d / planted) and os.path.exists(d / shop[-1])
 
 

@@ -205,3 +205,13 @@ def test_a_file_rewritten_in_place_after_its_check_yields_only_what_was_checked(
     assert b"Traceback" not in err
     assert (proc.returncode, out) == (65, big[: 1 << 20]), (proc.returncode, len(out), err)  # never a forged byte
     assert err.decode() == f"encpipe: error: {CHANGED}\n"
+
+
+def test_each_run_keys_its_witnesses_afresh():
+    """Pins Witnesses' key: 32 random bytes of each run, never a fixed one. A holder
+    of the file key who knew it could change a chunk between the passes, seal it
+    again under the file key and compute its witness too."""
+    from encpipe.provenance import Witnesses
+
+    keys = {Witnesses(io.BytesIO()).key for _ in range(8)}
+    assert len(keys) == 8 and all(len(key) == 32 for key in keys) and bytes(32) not in keys

@@ -296,3 +296,16 @@ def test_endless_garbage_is_rejected_without_reading_it_all(argv):
     assert time.monotonic() - started < 10, "still reading"
     assert status == 65 and child.stdout.read() == b""
     assert_error_lines(child.stderr.read().decode(), "not an encpipe file")
+
+
+def test_the_chunk_counter_stops_at_eleven_bytes():
+    """Pins stream.chunk_nonce: the last counter an 11-byte nonce field holds is
+    used as is; the next one is a typed error (65), never a wrapped nonce."""
+    from encpipe.errors import InvalidStream
+    from encpipe.stream import chunk_nonce
+
+    top = (1 << 88) - 1
+    assert chunk_nonce(top, True) == b"\xff" * 11 + b"\x01"
+    assert chunk_nonce(0, False) == bytes(12)
+    with pytest.raises(InvalidStream, match="^stream too long: the chunk counter would overflow$"):
+        chunk_nonce(top + 1, False)

@@ -68,3 +68,41 @@ def test_verify_first_reads_even_a_single_slot_file_twice():
     src, out = CountingFile(data), io.BytesIO()
     envelope.unseal(src, out, [K], verify_first=True)
     assert out.getvalue() == DATA and round(src.read_bytes / len(data)) == 2
+
+
+class Pipe(io.BytesIO):
+    """An input that cannot seek, as a pipe."""
+
+    def seekable(self):
+        return False
+
+
+@pytest.mark.parametrize("kind", [CountingFile, Pipe])
+def test_verify_first_checks_every_chunk_tag_before_any_output(kind):
+    """Pins verify_first's first pass: it checks each chunk's tag, not only the
+    trailer (whose MAC covers the tags, not the ciphertext). A changed byte of the
+    last chunk's ciphertext, its tag kept, lets out nothing; read once, the chunks
+    before it stream."""
+    bad = bytearray(sealed([K]))
+    bad[-(64 + 16 + 1)] ^= 1  # the last ciphertext byte, before its tag, one authenticator and the MAC
+    out = io.BytesIO()
+    with pytest.raises(envelope.InvalidStream, match="^chunk 5 failed authentication"):
+        envelope.unseal(kind(bytes(bad)), out, [K], verify_first=True)
+    assert out.getvalue() == b""
+    with pytest.raises(envelope.InvalidStream, match="^chunk 5 failed authentication"):
+        envelope.unseal(kind(bytes(bad)), out, [K])
+    assert out.getvalue() == DATA[: 5 * 16384]
+
+
+@pytest.mark.parametrize("recipients", [[K], [K, OTHER]], ids=["one pass", "two passes"])
+@pytest.mark.parametrize("kind", [CountingFile, Pipe])
+def test_a_file_cut_before_its_trailer_is_named_so(kind, recipients):
+    """Pins _RecordReader's holdback check: input that ends before a whole trailer
+    (here 10 bytes after the header, trailer_len 64 or 96) is a truncated stream,
+    said so, in either pass, with nothing written."""
+    data = sealed(recipients)
+    cut = data[: envelope.read_header(io.BytesIO(data)).size + 10]
+    out = io.BytesIO()
+    with pytest.raises(envelope.InvalidStream, match="^truncated stream: it ends before its trailer$"):
+        envelope.unseal(kind(cut), out, [K])
+    assert out.getvalue() == b""

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cliutil import assert_one_line_error, ok, run, secret_file
+from cliutil import assert_one_line_error, ok, run, seal_v1, secret_file
 from test_provenance import DATA, EVIL, NOT_SIGNED, forge, identity, world  # noqa: F401 (fixture)
 from test_rotate import World as RotateWorld, lines, rotate
 
@@ -174,3 +174,70 @@ def test_a_passphrase_past_the_scrypt_budget_still_lets_the_identity_open(world,
     assert (result.code, result.stdout) == (0, DATA), result.stderr
     refused = run(["open", *args], out.getvalue())
     assert (refused.code, refused.stdout) == (65, b"") and "scrypt budget" in refused.stderr
+
+
+def test_a_signature_by_an_untrusted_key_does_not_authenticate_the_maker(world):
+    """Pins check(): only a --signer's signature (or the opening slot's authenticator)
+    makes a file sender-authenticated. Anyone with the escrow public key can seal a
+    file and sign it with a key of their own; verified without --signer, it reports
+    its signer but is not sender-authenticated (retention would count it otherwise)."""
+    planted = world.seal(DATA, "--recipient", world.X_pub, "--sign-key", world.S2)
+    report = json.loads(ok(run(["inspect", "--json", "--verify", "--identity", world.X], planted)))
+    signer = ok(run(["keyid", "--signer", world.V2])).decode().split()
+    assert (report["sender_authenticated"], report["authenticated_by"], report["signed_by"],
+            report["trusted_signer"]) == (False, None, signer, None)
+    opened = envelope.unseal(io.BytesIO(planted), io.BytesIO(), [identity(world.X)])
+    assert opened.provenance == (False, None, tuple(signer), None)
+
+
+def test_rewrap_with_a_signer_refuses_a_version_1_file(world):
+    """Pins rewrap's refusal, before any key is tried, of a v1 file under --signer
+    alone (no --sign-key): it carries no signature, so none can be trusted (67)."""
+    old = seal_v1(DATA)
+    for extra in ([], ["--add-passphrase-file", world.P, "--work-factor", "10"]):
+        result = run(["rewrap", "--key-file", world.K, "--signer", world.V1, *extra], old)
+        assert (result.code, result.stdout, result.stderr) == (
+            67, b"", "encpipe: error: a version 1 file carries no signature and cannot be signed\n"
+                     "encpipe: hint: re-seal it: open | seal\n")
+
+
+class Trickle(io.RawIOBase):
+    """A pipe that delivers at most `step` bytes a read, as a pipe may."""
+
+    def __init__(self, data, step):
+        self._data, self._step = io.BytesIO(data), step
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        return self._data.read(min(self._step, n if n >= 0 else self._step))
+
+
+@pytest.mark.parametrize("step", [1, 50, 159, 1 << 20])
+def test_the_trailer_of_a_pipe_is_found_however_its_reads_are_cut(world, step):
+    """Pins read_to_trailer over a pipe: the trailer (160 bytes here) is the last
+    bytes of the input, even when the last read holds only part of it; so inspect
+    names the signer of a piped file without a key."""
+    signed = world.seal(DATA, "--key-file", world.K, "--sign-key", world.S1)
+    src = Trickle(signed, step)
+    sealed = envelope.read_header(src)
+    remaining, tail = envelope.read_to_trailer(src, sealed)
+    assert (remaining, tail) == (len(signed) - sealed.size, signed[-160:])
+    signer = ok(run(["keyid", "--signer", world.V1])).decode().split()
+    assert envelope.trailer_signers(sealed, tail) == signer
+
+
+def test_the_opener_authenticator_is_checked_before_the_signatures(world):
+    """Pins the order of check(): trailer MAC, then the opening slot's authenticator,
+    then signatures, then the required signer. The escrow holder's forgery of a
+    signed file, its old signatures kept, fails on the raw key's authenticator,
+    named as such, with or without --signer (65, nothing written)."""
+    signed = world.seal(DATA, "--key-file", world.K, "--recipient", world.X_pub, "--sign-key", world.S1)
+    forged = forge(signed, identity(world.X), keep_signatures=True)
+    key_id = ok(run(["keyid", "--key-file", world.K])).decode().strip()
+    expected = (f"encpipe: error: slot authenticator failed: this file was not made by a holder of the raw key {key_id}"
+                " that opened it\nencpipe: hint: someone who holds another slot's key (an escrow identity, a"
+                " passphrase) may have forged it\n")
+    for extra in ([], ["--signer", world.V1], ["--signer", world.V2]):
+        assert run(["open", "--key-file", world.K, *extra], forged) == (65, b"", expected), extra

@@ -156,6 +156,46 @@ def test_plan_leaves_what_is_not_authenticated_and_keeps_the_newest_authenticate
     assert all(decisions[f"r{i}"] == (REMOVE, ["max-age"]) for i in range(4))
 
 
+def test_plan_counts_a_backup_up_to_five_minutes_ahead_and_none_later():
+    """Pins the clock-skew bound (retention.CLOCK_SKEW, 5 minutes): a backup dated up
+    to it ahead of now counts; one a millisecond past it is left, never counted, so a
+    file dated in the future cannot push the genuine newest one out."""
+    now = START + timedelta(days=10)
+    records = [Record("old", ("db", "plain"), START), Record("skewed", ("db", "plain"), now + timedelta(minutes=5)),
+               Record("ahead", ("db", "plain"), now + timedelta(minutes=5, milliseconds=1))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(records, Policy(last=1), now)}
+    assert decisions == {"ahead": (LEAVE, ["future-dated: never counted, never removed"]),
+                         "skewed": (KEEP, ["last"]), "old": (REMOVE, ["not kept by the policy"])}
+
+
+def test_max_age_removes_only_backups_older_than_it():
+    """Pins max-age's bound: a backup exactly DAYS old is not older than DAYS and
+    stays; one a millisecond older goes, with max-age as its reason."""
+    now = START + timedelta(days=10)
+    records = [Record("newest", ("db", "plain"), now - timedelta(days=1)),
+               Record("exact", ("db", "plain"), now - timedelta(days=3)),
+               Record("older", ("db", "plain"), now - timedelta(days=3, milliseconds=1))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(records, Policy(last=3, max_age=timedelta(days=3)), now)}
+    assert decisions == {"newest": (KEEP, ["last"]), "exact": (KEEP, ["last"]), "older": (REMOVE, ["max-age"])}
+
+
+def test_weeks_are_iso_weeks_and_months_carry_their_year():
+    """Pins the buckets: weekly goes by ISO week, whose year is not the calendar's
+    (2024-12-30 and 2025-01-02 are both 2025-W01: one week); monthly by year and
+    month (March 2023 and March 2024, with nothing between, are two months)."""
+    def at(*date):
+        return datetime(*date, 12, tzinfo=timezone.utc)
+
+    weekly = [Record(name, ("db", "plain"), at(*date))
+              for name, date in (("thu", (2025, 1, 2)), ("mon", (2024, 12, 30)), ("fri", (2024, 12, 27)))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(weekly, Policy(weekly=2), at(2025, 1, 3))}
+    assert decisions == {"thu": (KEEP, ["weekly"]), "mon": (REMOVE, ["not kept by the policy"]),
+                         "fri": (KEEP, ["weekly"])}
+    monthly = [Record("2024", ("db", "plain"), at(2024, 3, 10)), Record("2023", ("db", "plain"), at(2023, 3, 15))]
+    decisions = {d.record.name: (d.action, d.reasons) for d in plan(monthly, Policy(monthly=2), at(2024, 3, 11))}
+    assert decisions == {"2024": (KEEP, ["monthly"]), "2023": (KEEP, ["monthly"])}
+
+
 # --- verify ------------------------------------------------------------------
 
 

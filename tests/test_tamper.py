@@ -169,3 +169,22 @@ def test_lone_empty_final_chunk_after_others_is_rejected():
     result = open_(crafted)
     assert result.code == 65
     assert "empty final chunk" in result.stderr
+
+
+def test_each_damage_is_named_exactly(sealed):
+    """Pins _open_chunk's diagnosis: a stream cut at a chunk boundary ends before its
+    final chunk; bytes after a full final chunk are trailing data; a cut inside a
+    chunk leaves it incomplete; a bad tag is corruption, or truncation too when it
+    is the input's last record. Exit 65, the good chunks before it, one line."""
+    whole = seal_v1(DATA[: 4 * CHUNK])  # its final chunk is full, so a byte after it is read as more
+    cases = [
+        (sealed[: chunk_start(3)], 2, "truncated stream: it ends before its final chunk"),
+        (whole + b"x", 3, "trailing data after the end of the stream"),
+        (sealed[: chunk_start(5) + 3], 5, "truncated stream: chunk 5 is incomplete"),
+        (flipped(sealed, chunk_start(3) + 5), 3, "chunk 3 failed authentication: the file is corrupt or was tampered with"),
+        (flipped(sealed, len(sealed) - 1), 5,
+         "chunk 5 failed authentication: the file is truncated, corrupt or was tampered with"),
+    ]
+    for data, good, message in cases:
+        result = open_(data)
+        assert (result.code, result.stdout, result.stderr) == (65, DATA[: good * CHUNK], f"encpipe: error: {message}\n")
