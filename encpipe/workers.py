@@ -4,6 +4,7 @@
 import os
 import re
 import stat
+import time
 
 from . import aead
 from . import format as fmt
@@ -42,7 +43,7 @@ def threads(args, chunk_size=None, pipe_end=False):
     `cryptography` threads only contend), for chunks
     of 1 MiB or more (`chunk_size`, default the file default), when neither end
     of the stream is a pipe whose other program needs the cores (`pipe_end`),
-    on cores that other runnable processes leave free, and with at most 16 MiB
+    on cores that no other process keeps busy (busy_cores), and with at most 16 MiB
     of chunk buffers in all."""
     explicit = thread_option(args)
     if explicit:
@@ -54,10 +55,32 @@ def threads(args, chunk_size=None, pipe_end=False):
     return max(1, min(AUTO_THREADS_MAX, free, AUTO_BUFFERS // chunk_size))
 
 
+BUSY_SAMPLES = 3
+BUSY_SAMPLE_GAP = 0.001  # seconds
+
+
 def busy_cores():
-    """Processes runnable right now besides this one (the 4th field of /proc/loadavg
-    counts this one too): the load average itself lags by a minute, and would
+    """Other processes that stay runnable: the fewest seen in up to BUSY_SAMPLES
+    looks at the runnable count, 1 ms apart, stopping at the first that sees none.
+    One look alone catches a momentary process (a kernel thread, the last moments
+    of a script's previous command) about one run in twelve on an idle machine
+    here, and would cost that run its second thread; a process that keeps a core
+    busy is runnable in every look. The load average lags by a minute, and would
     count the previous command of a script."""
+    fewest = None
+    for sample in range(BUSY_SAMPLES):
+        if sample:
+            time.sleep(BUSY_SAMPLE_GAP)
+        now = runnable_others()
+        fewest = now if fewest is None else min(fewest, now)
+        if fewest == 0:
+            break
+    return fewest
+
+
+def runnable_others():
+    """Processes runnable right now besides this one (the 4th field of /proc/loadavg
+    counts this one too)."""
     try:
         with open("/proc/loadavg") as f:
             return max(0, int(f.read().split()[3].split("/")[0]) - 1)

@@ -250,3 +250,19 @@ def test_open_into_a_pipe_runs_one_thread_unless_told(tmp_path):
     sealed_path.write_bytes(_run(["seal", "--chunk-size", "64K"], io.BytesIO(_plaintext(4 << 20))))
     assert _threads_while_blocked_on_a_full_pipe(sealed_path) == 1
     assert _threads_while_blocked_on_a_full_pipe(sealed_path, "--threads", "2") == 3  # two workers + the waiting caller
+
+
+@pytest.mark.parametrize("looks, busy, seen", [
+    ([0], 0, 1),  # an idle machine: one look, no wait
+    ([1, 0], 0, 2),  # a momentary process (a kernel thread) is not a busy core
+    ([2, 1, 3], 1, 3),  # the fewest of three looks
+    ([1, 1, 1, 0], 1, 3),  # runnable in every look: busy; never more than three looks
+])
+def test_busy_cores_count_only_processes_runnable_in_every_look(monkeypatch, looks, busy, seen):
+    from encpipe import workers
+
+    left = list(looks)
+    monkeypatch.setattr(workers, "runnable_others", lambda: left.pop(0))
+    monkeypatch.setattr(workers.time, "sleep", lambda seconds: None)
+    assert workers.busy_cores() == busy
+    assert len(looks) - len(left) == seen
