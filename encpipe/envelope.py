@@ -184,8 +184,9 @@ def open_sealed(
     chunk's tag too with `verify_first`, else only its trailer; a pipe is spooled as
     ciphertext meanwhile to an unlinked file in `tmpdir`); nor, from a seekable
     `src`, for a v2 file whose chunk tags cannot tell its maker (see
-    _chunk_tags_cannot_tell_maker), before such a first pass has checked the trailer. The second pass decrypts and lets out
-    each record only once it matched its witness from the first (prov.Witnesses): a
+    _chunk_tags_cannot_tell_maker), before such a first pass has checked the
+    trailer. The second pass decrypts and lets out each record only once it
+    matched its witness from the first (prov.Witnesses): a
     file changed in between yields no byte of the change, and InvalidStream. From a
     pipe, otherwise, the trailer is checked at the end. `signers`: VerifyKeys, one
     of which must have signed it. `require_maker`: refuse (MakerNotAuthenticated, 67)
