@@ -63,8 +63,8 @@ def busy_cores():
     """Other processes that stay runnable: the fewest seen in up to BUSY_SAMPLES
     looks at the runnable count, 1 ms apart, stopping at the first that sees none.
     One look alone catches a momentary process (a kernel thread, the last moments
-    of a script's previous command) about one run in twelve on an idle machine
-    here, and would cost that run its second thread; a process that keeps a core
+    of a script's previous command) in one run of twelve here with no other work
+    running, and would cost that run its second thread; a process that keeps a core
     busy is runnable in every look. The load average lags by a minute, and would
     count the previous command of a script."""
     fewest = None
