@@ -8,6 +8,7 @@ import os
 import re
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
+from .workers import int_option
 
 _SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
 
@@ -87,8 +88,6 @@ def secret_fds_open(args):
     """Each --passphrase-fd, and each secret file given as /dev/fd/N, must be open
     when the command starts: a closed one could later be the number of a file
     encpipe opens itself (FILE, a directory), read as the secret."""
-    from .workers import int_option
-
     fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
     for option in _SECRET_FILES:
         fds += [int(m.group(1)) for m in map(_FD_PATH.fullmatch, args.get(option) or []) if m]

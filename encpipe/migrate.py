@@ -58,7 +58,7 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_text, printable, write_line, write_quietly
+from .cli import Io, child_command, print_text, write_line
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -80,12 +80,11 @@ class Failure(Exception):
 
 
 def err(message, hint=None):
-    hint = f"encpipe-migrate: hint: {printable(hint)}\n" if hint else ""
-    write_quietly(sys.stderr, f"encpipe-migrate: error: {printable(message)}\n{hint}")
+    Io(None, None, sys.stderr, None, prog="encpipe-migrate").error(message, hint)
 
 
 def warn(message):
-    write_quietly(sys.stderr, f"encpipe-migrate: warning: {printable(message)}\n")
+    Io(None, None, sys.stderr, None, prog="encpipe-migrate").warn(message)
 
 
 class Parser(argparse.ArgumentParser):

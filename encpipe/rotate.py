@@ -49,7 +49,8 @@ import subprocess
 import sys
 
 from . import safefile
-from .cli import child_command, print_text, printable, write_line, write_quietly
+from .cli import Io, child_command, print_text, write_line
+from .stdio import write_quietly
 from .errors import EncpipeError
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -74,11 +75,11 @@ class Interrupted(BaseException):
 
 
 def err(message, hint=None):
-    write_quietly(sys.stderr, f"{PROG}: error: {printable(message)}\n" + (f"{PROG}: hint: {hint}\n" if hint else ""))
+    Io(None, None, sys.stderr, None, prog=PROG).error(message, hint)
 
 
 def warn(message):
-    write_quietly(sys.stderr, f"{PROG}: warning: {printable(message)}\n")
+    Io(None, None, sys.stderr, None, prog=PROG).warn(message)
 
 
 def report(path, status, **fields):
