@@ -182,12 +182,12 @@ def open_sealed(
     Nothing reaches `dst` before all of `src`, its trailer and signatures included,
     has verified when `verify_first` or `signers` (a first pass checks it, every
     chunk's tag too with `verify_first`, else only its trailer; a pipe is spooled as
-    ciphertext meanwhile to an unlinked file in `tmpdir`); nor, from a seekable
-    `src`, for a v2 file whose chunk tags cannot tell its maker (see
-    _chunk_tags_cannot_tell_maker), before such a first pass has checked the
-    trailer. The second pass decrypts and lets out each record only once it
-    matched its witness from the first (prov.Witnesses): a
-    file changed in between yields no byte of the change, and InvalidStream. From a
+    ciphertext meanwhile to an unlinked file in `tmpdir`); nor, for a v2 file opened
+    by a raw key or passphrase or carrying signatures, from a seekable `src`, before
+    such a first pass has checked the trailer (see _authenticates). The second pass
+    decrypts and lets out each record only once it matched its witness from the
+    first (prov.Witnesses): a file changed in between yields no byte of the
+    change, and InvalidStream. From a
     pipe, otherwise, the trailer is checked at the end. `signers`: VerifyKeys, one
     of which must have signed it. `require_maker`: refuse (MakerNotAuthenticated, 67)
     before any output a file whose maker is not authenticated (a v1 file; a v2 file
@@ -218,7 +218,7 @@ def open_sealed(
         return counts + (provenance, ledger.trailer)
 
     strict = verify_first or bool(signers) or require_maker
-    if dst is None or not (strict or (seekable(src) and _chunk_tags_cannot_tell_maker(header, opened))):
+    if dst is None or not (strict or (seekable(src) and _authenticates(header, opened))):
         return _second_pass(sealed, payload(src, dst, on_progress), None, dst)
     # Two passes: the first checks and writes nothing; the second decrypts, and lets
     # out no record before it matched its witness from the first (see Witnesses).
@@ -240,19 +240,15 @@ def _refuse_unauthenticated(why, hint="open a signed file with --signer (ENCPIPE
     raise MakerNotAuthenticated(f"its maker is not authenticated: {why}", hint=hint)
 
 
-def _chunk_tags_cannot_tell_maker(header, opened):
+def _authenticates(header, opened):
     """True when a v2 file has something to say about who made it that its chunk
-    tags cannot tell: signatures (checked before any output, from a seekable
-    input, even without `signers`), or an authenticator for the raw-key or
-    passphrase slot that opened it while another slot gives its holder the file
-    key. An unsigned file whose only slot is the one that opened it has one
-    possible maker, a holder of that secret, the only way to its file key: its
-    chunk tags tell that maker chunk by chunk, so it is read once."""
-    if header.version < 2:
-        return False
-    if header.sig_count > 0:
-        return True
-    return opened[1].kind in prov.AUTHENTICATED_KINDS and len(header.slots) > 1
+    tags cannot tell: an authenticator for the raw-key or passphrase slot that
+    opened it, or signatures. However many slots the header lists: a header is
+    the maker's to write, so a file whose only slot is the opener's may still
+    have a file key that others hold (the slot copied from a file that had an
+    escrow slot, or left by a rewrap that removed one), and such a holder can
+    make chunks whose tags pass. Only the trailer tells, so it is checked first."""
+    return header.version >= 2 and (opened[1].kind in prov.AUTHENTICATED_KINDS or header.sig_count > 0)
 
 
 def _second_pass(sealed, result, first, dst):

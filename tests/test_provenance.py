@@ -110,6 +110,68 @@ def test_a_holder_of_another_slot_cannot_forge_a_file_the_raw_key_opens(world, o
     assert report["sender_authenticated"] is True and report["authenticated_by"].startswith("raw key ")
 
 
+def forge_keeping_only(sealed, file_key, keep, payload=EVIL):
+    """What a holder of the file key can do besides: write a header of its own (its
+    MAC is keyed by the file key) that lists only the slots at `keep`, copied byte
+    for byte, here the raw key's, so the file seems to have no other holder; a new
+    payload; a trailer with a valid MAC and the kept slots' old authenticators."""
+    parsed = envelope.read_header(io.BytesIO(sealed))
+    old_header = parsed.header
+    old = provenance.Trailer.parse(sealed[-parsed.trailer_len :], old_header)
+    positions = provenance.authenticated_slots(old_header)
+    header = envelope.build_header(file_key, [old_header.slots[i] for i in keep], old_header.chunk_log2,
+                                   payload_salt=old_header.payload_salt)
+    out = io.BytesIO()
+    out.write(header.encode())
+    ledger = provenance.Ledger(header, file_key, [], sign=False)
+    seal_payload(io.BytesIO(payload), out, payload_key(file_key, header), header.chunk_size, ledger=ledger)
+    kept = tuple(old.authenticators[positions.index(i)] for i in keep if i in positions)
+    out.write(provenance.Trailer(kept, ()).encode(file_key, header, ledger.tag_commitment()))
+    return out.getvalue()
+
+
+def _refused_with_nothing_written(world, forged, tmp_path):
+    assert len(envelope.read_header(io.BytesIO(forged)).slots) == 1
+    path = tmp_path / "forged.enc"
+    path.write_bytes(forged)
+    for argv in (["open", "--key-file", world.K, str(path)],
+                 ["inspect", "--verify", "--key-file", world.K, str(path)]):
+        result = run(argv)
+        assert (result.code, result.stdout) == (65, b""), (argv, result.stderr)
+        assert "slot authenticator failed" in result.stderr
+        assert_one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize("other", ["escrow", "passphrase"])
+def test_a_holder_of_another_slot_cannot_forge_by_dropping_it_either(world, other, tmp_path):
+    """The forger drops its own slot too: the forgery lists one slot, the raw key's,
+    copied. One slot listed is not one holder of the file key, so a file is still
+    checked whole (the raw key's authenticator) before anything is written."""
+    if other == "escrow":
+        sealed = world.seal(DATA, "--key-file", world.K, "--recipient", world.X_pub)
+        opener = identity(world.X)
+    else:
+        sealed = world.seal(DATA, "--key-file", world.K, "--passphrase-file", world.P)
+        from encpipe.slots import Passphrase
+
+        opener = Passphrase(b"correct horse", log2_n=10)
+    parsed = envelope.read_header(io.BytesIO(sealed))
+    file_key, (opened, _, _) = envelope.unlock(parsed, [opener])
+    forged = forge_keeping_only(sealed, file_key, [1 - opened])
+    _refused_with_nothing_written(world, forged, tmp_path)
+
+
+def test_a_former_escrow_holder_cannot_forge_a_file_rewrapped_without_its_slot(world, tmp_path):
+    """rewrap changes the header only: a file rewrapped to drop the escrow slot keeps
+    its file key, which the escrow identity's holder learnt from the original."""
+    sealed = world.seal(DATA, "--key-file", world.K, "--recipient", world.X_pub)
+    escrow_id = ok(run(["keyid", "--recipient", world.X_pub])).decode().strip()
+    rewrapped = ok(run(["rewrap", "--key-file", world.K, "--remove", escrow_id], sealed))
+    assert ok(run(["open", "--key-file", world.K], rewrapped)) == DATA
+    file_key, _ = envelope.unlock(envelope.read_header(io.BytesIO(sealed)), [identity(world.X)])
+    _refused_with_nothing_written(world, forge_keeping_only(rewrapped, file_key, [0]), tmp_path)
+
+
 def test_a_second_raw_key_holder_cannot_forge_for_the_first(world, tmp_path):
     other = secret_file(tmp_path, "b.key", "5e" * 32 + "\n")
     sealed = world.seal(DATA, "--key-file", world.K, "--key-file", other)

@@ -29,7 +29,7 @@ VARIANTS = (
     ("v2-signed", "seal v2, raw key, --sign-key", "open v2 signed file, raw key", ["--sign-key", "SIGN"], []),
     ("v2-x25519", "seal v2, X25519 --recipient only", "open v2 X25519 file, --identity", ["--recipient", "RECIPIENT"],
      ["--identity", "IDENTITY"]),
-    # Another slot gives its holder the file key: a seekable file is read twice.
+    # The common escrow setup: a raw key for the operators and an X25519 recipient.
     ("v2-escrow", "seal v2, raw key and an X25519 escrow recipient", "open v2 raw key + escrow file, raw key",
      ["--key-file", "RAWKEY", "--recipient", "RECIPIENT"], ["--key-file", "RAWKEY"]),
 )
