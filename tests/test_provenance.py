@@ -79,28 +79,41 @@ def identity(path):
 # --- acceptance 1: a slot holder cannot forge a file another key opens ---------------------
 
 
-@pytest.mark.parametrize("other", ["escrow", "passphrase"])
-def test_a_holder_of_another_slot_cannot_forge_a_file_the_raw_key_opens(world, other, tmp_path):
+def sealed_with_another_slot(world, other):
+    """A file sealed to K and to an escrow recipient or a passphrase; the other
+    slot's holder as the library's opener and as CLI options."""
     if other == "escrow":
-        sealed = world.seal(DATA, "--key-file", world.K, "--recipient", world.X_pub)
-        opener, as_cli = identity(world.X), ["--identity", world.X]
-    else:
-        sealed = world.seal(DATA, "--key-file", world.K, "--passphrase-file", world.P)
-        from encpipe.slots import Passphrase
+        return (world.seal(DATA, "--key-file", world.K, "--recipient", world.X_pub), identity(world.X),
+                ["--identity", world.X])
+    from encpipe.slots import Passphrase
 
-        opener, as_cli = Passphrase(b"correct horse", log2_n=10), ["--passphrase-file", world.P]
-    forged = forge(sealed, opener)
-    # the forger's own key opens the forgery: it holds the file key
-    assert ok(run(["open", *as_cli], forged)) == EVIL
+    return (world.seal(DATA, "--key-file", world.K, "--passphrase-file", world.P),
+            Passphrase(b"correct horse", log2_n=10), ["--passphrase-file", world.P])
+
+
+def assert_refused_from_a_file(world, forged, tmp_path):
+    """open (plain, --verify-first, --refuse-unauthenticated) and inspect --verify of
+    `forged` as a file, with the raw key K: 65 for K's authenticator, nothing
+    written, one line."""
     path = tmp_path / "forged.enc"
     path.write_bytes(forged)
     for argv in (["open", "--key-file", world.K, str(path)],
                  ["open", "--key-file", world.K, "--verify-first", str(path)],
+                 ["open", "--key-file", world.K, "--refuse-unauthenticated", str(path)],
                  ["inspect", "--verify", "--key-file", world.K, str(path)]):
         result = run(argv)
         assert (result.code, result.stdout) == (65, b""), (argv, result.stderr)
         assert "slot authenticator failed" in result.stderr
         assert_one_line_error(result.stderr)
+
+
+@pytest.mark.parametrize("other", ["escrow", "passphrase"])
+def test_a_holder_of_another_slot_cannot_forge_a_file_the_raw_key_opens(world, other, tmp_path):
+    sealed, opener, as_cli = sealed_with_another_slot(world, other)
+    forged = forge(sealed, opener)
+    # the forger's own key opens the forgery: it holds the file key
+    assert ok(run(["open", *as_cli], forged)) == EVIL
+    assert_refused_from_a_file(world, forged, tmp_path)
     piped = run_process(["open", "--key-file", world.K, "--verify-first"], stdin=forged)
     assert (piped.returncode, piped.stdout) == (65, b"")
     streamed = run_process(["open", "--key-file", world.K], stdin=forged)  # a pipe, without --verify-first
@@ -130,35 +143,17 @@ def forge_keeping_only(sealed, file_key, keep, payload=EVIL):
     return out.getvalue()
 
 
-def _refused_with_nothing_written(world, forged, tmp_path):
-    assert len(envelope.read_header(io.BytesIO(forged)).slots) == 1
-    path = tmp_path / "forged.enc"
-    path.write_bytes(forged)
-    for argv in (["open", "--key-file", world.K, str(path)],
-                 ["inspect", "--verify", "--key-file", world.K, str(path)]):
-        result = run(argv)
-        assert (result.code, result.stdout) == (65, b""), (argv, result.stderr)
-        assert "slot authenticator failed" in result.stderr
-        assert_one_line_error(result.stderr)
-
-
 @pytest.mark.parametrize("other", ["escrow", "passphrase"])
 def test_a_holder_of_another_slot_cannot_forge_by_dropping_it_either(world, other, tmp_path):
     """The forger drops its own slot too: the forgery lists one slot, the raw key's,
     copied. One slot listed is not one holder of the file key, so a file is still
     checked whole (the raw key's authenticator) before anything is written."""
-    if other == "escrow":
-        sealed = world.seal(DATA, "--key-file", world.K, "--recipient", world.X_pub)
-        opener = identity(world.X)
-    else:
-        sealed = world.seal(DATA, "--key-file", world.K, "--passphrase-file", world.P)
-        from encpipe.slots import Passphrase
-
-        opener = Passphrase(b"correct horse", log2_n=10)
+    sealed, opener, _ = sealed_with_another_slot(world, other)
     parsed = envelope.read_header(io.BytesIO(sealed))
     file_key, (opened, _, _) = envelope.unlock(parsed, [opener])
     forged = forge_keeping_only(sealed, file_key, [1 - opened])
-    _refused_with_nothing_written(world, forged, tmp_path)
+    assert len(envelope.read_header(io.BytesIO(forged)).slots) == 1
+    assert_refused_from_a_file(world, forged, tmp_path)
 
 
 def test_a_former_escrow_holder_cannot_forge_a_file_rewrapped_without_its_slot(world, tmp_path):
@@ -169,7 +164,9 @@ def test_a_former_escrow_holder_cannot_forge_a_file_rewrapped_without_its_slot(w
     rewrapped = ok(run(["rewrap", "--key-file", world.K, "--remove", escrow_id], sealed))
     assert ok(run(["open", "--key-file", world.K], rewrapped)) == DATA
     file_key, _ = envelope.unlock(envelope.read_header(io.BytesIO(sealed)), [identity(world.X)])
-    _refused_with_nothing_written(world, forge_keeping_only(rewrapped, file_key, [0]), tmp_path)
+    forged = forge_keeping_only(rewrapped, file_key, [0])
+    assert len(envelope.read_header(io.BytesIO(forged)).slots) == 1
+    assert_refused_from_a_file(world, forged, tmp_path)
 
 
 def test_a_second_raw_key_holder_cannot_forge_for_the_first(world, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from cliutil import KEY_A, assert_one_line_error, ok, run, secret_file
 from test_backup_dir import run as backups, stamp
-from test_provenance import CHUNK, DATA, EVIL, NOT_SIGNED, World, identity
+from test_provenance import CHUNK, DATA, EVIL, NOT_SIGNED, World, assert_refused_from_a_file, identity
 
 from encpipe import envelope, provenance
 from encpipe import format as fmt
@@ -125,15 +125,7 @@ def test_the_slot_that_opens_is_the_one_checked_wherever_it_stands(world, tmp_pa
     else:
         forged = build(file_key(one, world), [broken(k1), k1, x1], p1.header.payload_salt, plaintext=EVIL,
                        auths=t1.authenticators * 2)
-    path = tmp_path / "forged.enc"
-    path.write_bytes(forged)
-    for argv in (["open", "--key-file", world.K, str(path)],
-                 ["open", "--key-file", world.K, "--refuse-unauthenticated", str(path)],
-                 ["inspect", "--verify", "--key-file", world.K, str(path)]):
-        result = run(argv)
-        assert (result.code, result.stdout) == (65, b""), (argv, result.stderr)
-        assert AUTHENTICATOR_FAILED in result.stderr
-        assert_one_line_error(result.stderr)
+    assert_refused_from_a_file(world, forged, tmp_path)
 
 
 @pytest.mark.parametrize("how", ["slot broken", "slot of an unknown kind"])
