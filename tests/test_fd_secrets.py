@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+import encpipe
 from encpipe.errors import InputUnavailable, UsageError
 from encpipe.fdsecrets import MAX_SECRET, FdSecrets
 from test_backup_restore import (
@@ -134,8 +135,6 @@ def test_migrate_reads_the_legacy_and_new_key_files_on_pipes_once(tmp_path, same
     assert done.returncode == 0, done.stderr
     report = {r["file"]: r["status"] for r in map(json.loads, done.stdout.splitlines())}
     assert {n: report[n] for n in expected} == dict.fromkeys(expected, "migrated")
-    import encpipe
-
     key = encpipe.RawKey(bytes.fromhex(HEX_KEY if same else NEW_KEY))
     for name, digest in expected.items():
         assert sha(open_new(str(directory / name), key)) == digest, name
@@ -227,3 +226,34 @@ def test_the_limit_and_an_unreadable_descriptor_name_the_option_never_the_conten
     with pytest.raises(InputUnavailable) as e:
         FdSecrets({"new_key_file": ["/dev/fd/%d" % fd]}, ("new_key_file",))
     assert str(e.value).startswith("--new-key-file: cannot read file descriptor %d: " % fd)
+
+
+READ_TWICE = "import sys; print(open(sys.argv[1]).read() + '|' + open(sys.argv[1]).read(), end='')"
+
+
+def test_a_child_may_open_the_lent_copy_twice_and_cannot_change_it():
+    """encpipe-rotate's rewrap names the new key file to --key-file and --add-key-file."""
+    with pipes(b"the key\n") as (fd,):
+        secrets = FdSecrets({"key_file": ["/dev/fd/%d" % fd]}, ("key_file",))
+        path = "/dev/fd/%d" % fd
+        with secrets.lend([path]) as lent:
+            out = subprocess.run([sys.executable, "-c", READ_TWICE, path], capture_output=True, pass_fds=lent,
+                                 text=True)
+            assert (out.returncode, out.stdout) == (0, "the key\n|the key\n"), out.stderr
+            assert os.stat(path).st_mode & 0o777 == 0o400
+            with pytest.raises(OSError):
+                os.write(fd, b"x")  # sealed: what the next child reads is the secret as read
+        assert os.readlink("/proc/self/fd/%d" % fd) == "/dev/null"
+
+
+def test_without_memfd_the_copy_is_a_pipe(monkeypatch):
+    monkeypatch.delattr(os, "memfd_create")
+    with pipes(b"the key\n") as (fd,):
+        secrets = FdSecrets({"key_file": ["/dev/fd/%d" % fd]}, ("key_file",))
+        path = "/dev/fd/%d" % fd
+        for _ in range(2):
+            with secrets.lend([path]) as lent:
+                assert os.readlink("/proc/self/fd/%d" % fd).startswith("pipe:")
+                out = subprocess.run([sys.executable, "-c", "import sys; print(open(sys.argv[1]).read(), end='')",
+                                      path], capture_output=True, pass_fds=lent, text=True)
+            assert (out.returncode, out.stdout) == (0, "the key\n"), out.stderr
