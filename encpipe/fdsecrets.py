@@ -26,8 +26,9 @@ import os
 from .errors import InputUnavailable, UsageError
 from .keyargs import FD_PATH
 
-# A secret goes to encpipe through a pipe written whole before encpipe reads it:
-# it must fit a pipe's buffer (no key or passphrase is this long).
+# A secret handed on to encpipe is written whole before encpipe reads it: on a
+# pipe (a --passphrase-fd of encpipe-restore), it must fit the pipe's buffer.
+# No key or passphrase is this long.
 MAX_SECRET = 65536
 
 
