@@ -79,7 +79,7 @@ def load_signers(texts, files, env):
     return keys
 
 
-_FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
 _SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
                  "--add-key-file", "--add-passphrase-file")
 
@@ -90,7 +90,7 @@ def secret_fds_open(args):
     encpipe opens itself (FILE, a directory), read as the secret."""
     fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
     for option in _SECRET_FILES:
-        fds += [int(m.group(1)) for m in map(_FD_PATH.fullmatch, args.get(option) or []) if m]
+        fds += [int(m.group(1)) for m in map(FD_PATH.fullmatch, args.get(option) or []) if m]
     for fd in fds:
         try:
             os.fstat(fd)

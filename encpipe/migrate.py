@@ -32,6 +32,9 @@ signature, so no signer is asked of them; the signer check is of the new files.
   --signer KEY, --signer-file FILE  (repeatable; else ENCPIPE_SIGNER) trusted
                       signers: each new file must verify as signed by one of
                       them, so one --sign-key must be one of them (else 64)
+A secret file given as /dev/fd/N (--legacy-*, --key-file, --identity,
+--passphrase-file, --recipient-file, --sign-key) is read once, at the start,
+and lent to each encpipe that names it on a pipe of its own at N.
 Other options:
   --allow-shared-dir  work in a DIR that a user other than the caller or root
                       can write (refused by default, exit 73)
@@ -60,6 +63,7 @@ import sys
 from . import safefile
 from .cli import Io, child_command, print_text, write_line
 from .errors import EncpipeError
+from .fdsecrets import FdSecrets
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
@@ -71,6 +75,8 @@ KEPT_SUFFIX = ".legacy"
 TEMP_SUFFIX = ".migrate-tmp"
 OPENING_OPTIONS = ("key_file", "key_command", "identity", "passphrase_file", "passphrase_command")
 SEALING_OPTIONS = OPENING_OPTIONS + ("recipient", "recipient_file")
+SECRET_FILES = ("legacy_key_file", "legacy_passphrase_file", "key_file", "identity", "passphrase_file",
+                "recipient_file", "sign_key")
 
 
 class Failure(Exception):
@@ -123,6 +129,7 @@ def options(args, names):
 class Migration:
     def __init__(self, args, env):
         self.args, self.directory = args, args.dir
+        self.secrets = FdSecrets(vars(args), SECRET_FILES)
         self.encpipe = child_command(env)
         self.open_args = [w for f in args.legacy_key_file for w in ("--key-file", f)]
         self.open_args += [w for f in args.legacy_passphrase_file for w in ("--passphrase-file", f)]
@@ -148,7 +155,7 @@ class Migration:
         self.sign_ids = []
         if args.sign_key:
             self.seal_args += options(args, ("sign_key",))
-            done = subprocess.run([*self.encpipe, "keyid", *options(args, ("sign_key",))], stdout=subprocess.PIPE)
+            done = self.child([*self.encpipe, "keyid", *options(args, ("sign_key",))], stdout=subprocess.PIPE)
             if done.returncode:
                 raise Failure("cannot read the --sign-key file(s)", exit_status(done.returncode))
             self.sign_ids = done.stdout.decode("ascii").split()
@@ -236,10 +243,11 @@ class Migration:
             raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
 
     def seal(self, src, out_fd):
-        opener = subprocess.Popen([*self.encpipe, "open", "--legacy", *self.open_args, "-"],
-                                  stdin=src, stdout=subprocess.PIPE, env=self.open_env)
+        opener = self.child([*self.encpipe, "open", "--legacy", *self.open_args, "-"],
+                            stdin=src, stdout=subprocess.PIPE, env=self.open_env, start=subprocess.Popen)
         try:
-            sealer = subprocess.Popen([*self.encpipe, "seal", *self.seal_args], stdin=opener.stdout, stdout=out_fd)
+            sealer = self.child([*self.encpipe, "seal", *self.seal_args], stdin=opener.stdout, stdout=out_fd,
+                                start=subprocess.Popen)
         finally:
             opener.stdout.close()
         sealed, opened = exit_status(sealer.wait()), exit_status(opener.wait())
@@ -251,8 +259,8 @@ class Migration:
     def verify(self, fd, plaintext):
         """inspect --verify of the new file through its descriptor, never its name."""
         os.lseek(fd, 0, os.SEEK_SET)
-        done = subprocess.run([*self.encpipe, "inspect", "--verify", "--json", *self.verify_args],
-                              stdin=fd, stdout=subprocess.PIPE)
+        done = self.child([*self.encpipe, "inspect", "--verify", "--json", *self.verify_args],
+                          stdin=fd, stdout=subprocess.PIPE)
         if done.returncode:
             status = exit_status(done.returncode)
             raise Failure(f"encpipe inspect --verify of the new file failed with status {status}", status)
@@ -264,6 +272,11 @@ class Migration:
             raise Failure(f"the new file holds {report.get('plaintext_bytes')} bytes, not {plaintext}", 70)
         if not set(self.sign_ids) <= set(report.get("signed_by") or []):
             raise Failure("the new file is not signed by every --sign-key", 70)
+
+    def child(self, argv, start=subprocess.run, **kwargs):
+        """`start(argv)` (subprocess.run or Popen), given the /dev/fd/N secrets `argv` names."""
+        with self.secrets.lend(argv) as fds:
+            return start(argv, pass_fds=fds, **kwargs)
 
     def keep(self, path, name):
         kept = name + KEPT_SUFFIX

@@ -4,6 +4,7 @@ import os
 
 from . import keys
 from .errors import InputUnavailable, UsageError
+from .fdsecrets import MAX_SECRET
 from .usage_errors import empty_value, shown_argument
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
@@ -99,8 +100,7 @@ def open_failure_hint(status, opts, env):
 
 
 # The scripts hand a --passphrase-fd secret on to encpipe through a pipe of their
-# own, written whole before encpipe reads it: it must fit a pipe's buffer.
-MAX_SECRET = 65536
+# own, written whole before encpipe reads it: it must fit a pipe's buffer (MAX_SECRET).
 
 
 def read_fd(fd):

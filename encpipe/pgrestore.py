@@ -24,6 +24,7 @@ Options:
                              opened only by an --identity and signed by no signer, or format v1
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
+                             (a file given as /dev/fd/N is read once, lent to each encpipe)
 A FILE or DBNAME that starts with - goes after --: encpipe-restore [options] -- FILE -DB.
 See README, "Restoring: encpipe-restore".
 """
@@ -39,6 +40,7 @@ from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command, guard_standard_fds, print_text, printable, write_quietly
 from .errors import EncpipeError
+from .fdsecrets import FdSecrets, pipe_holding
 from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
 from .pgclient import PgError, ident, literal, run_sql
@@ -66,6 +68,7 @@ class Run:
         self.globals_stmts = []
         self._roles = None
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
+        self.secret_files = FdSecrets(opts["given"], ("--key-file", "--identity", "--passphrase-file"))
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 
@@ -73,18 +76,16 @@ class Run:
         """The key options, each --passphrase-fd secret on a fresh pipe: it is read once, used thrice."""
         args, fds = list(self.o["key"]), []
         for secret in self.secrets:
-            read_end, write_end = os.pipe()
-            os.write(write_end, secret)
-            os.close(write_end)
-            args += ["--passphrase-fd", str(read_end)]
-            fds.append(read_end)
+            fds.append(pipe_holding(secret, "--passphrase-fd"))
+            args += ["--passphrase-fd", str(fds[-1])]
         return args, fds
 
     def encpipe_run(self, args, **kw):
         keys, fds = self.key_args()
         try:
-            return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env, pass_fds=fds + self.fds,
-                                  **kw)
+            with self.secret_files.lend(keys) as lent:
+                return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env,
+                                      pass_fds=fds + lent + self.fds, **kw)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -294,7 +295,8 @@ class Run:
         keys, fds = self.key_args()
         open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
                                    *self.o["open"], *keys, self.source]
-        self.stream = Restore(open_cmd, self.env, fds + self.fds, self.o["tool"], self.o.get("role"), self.restrict)
+        self.stream = Restore(open_cmd, self.env, fds + self.fds, self.o["tool"], self.o.get("role"), self.restrict,
+                              lambda: self.secret_files.lend(keys))
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:

@@ -27,7 +27,8 @@ DIR (and every directory above it) must not be writable by a user other than
 the one running rotate or root, unless sticky; --allow-shared-dir overrides.
 One JSON line per file on standard output. Safe to interrupt and re-run: a
 file only ever changes by rename, after verification; temporary files left by
-a killed run are removed by the next one. Keys are passed as file paths only.
+a killed run are removed by the next one. Keys are passed as file paths only;
+one given as /dev/fd/N is read once and lent to each encpipe at N.
 
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").
@@ -52,6 +53,7 @@ from . import safefile
 from .cli import Io, child_command, print_text, write_line
 from .stdio import write_quietly
 from .errors import EncpipeError
+from .fdsecrets import FdSecrets
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
@@ -126,13 +128,14 @@ def parse_args(argv):
 class Encpipe:
     """Runs the encpipe command; secrets only ever travel as file paths."""
 
-    def __init__(self, command):
-        self.command = command
+    def __init__(self, command, secrets):
+        self.command, self.secrets = command, secrets
 
     def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True):
         """encpipe's standard output; its error line becomes a Failure, its warnings
         are passed on unless `quiet`."""
-        done = subprocess.run(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False)
+        with self.secrets.lend(args) as fds:
+            done = subprocess.run(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, pass_fds=fds)
         text = done.stderr.decode("utf-8", "replace")
         if done.returncode != 0:
             errors = [line.split(": error: ", 1)[1] for line in text.splitlines() if ": error: " in line]
@@ -368,10 +371,11 @@ def main(argv):
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
     try:
+        secrets = FdSecrets(vars(options), ("old_key_file", "new_key_file", "sign_key"))  # before DIR takes an fd
         if not os.path.isdir(options.dir):
             raise Failure(f"{options.dir} is not a directory", 66)
         safefile.check_directory(options.dir, options.allow_shared_dir)
-        encpipe = Encpipe(child_command(os.environ))
+        encpipe = Encpipe(child_command(os.environ), secrets)
         held = lock(options.dir)
         rotation = Rotation(options, encpipe)
         walk(options.dir, rotation, options.dry_run)

@@ -1,0 +1,259 @@
+"""Secret files given as /dev/fd/N to the scripts that run encpipe more than once
+(encpipe-restore, encpipe-rotate, encpipe-migrate): read once, the number kept
+reserved, and lent to each encpipe child (and no other child) on a fresh pipe at N.
+
+Each secret here comes on the read end of a pipe whose write end is closed, as
+from `--key-file /dev/fd/3 3< <(vault read ...)`: it can be read only once.
+"""
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import encpipe
+from encpipe.errors import InputUnavailable, UsageError
+from encpipe.fdsecrets import MAX_SECRET, FdSecrets
+from test_backup_restore import (
+    RESTORE,
+    backup,
+    dump,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    python_env,
+    read_key,
+    run,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups, open_new, sha
+from test_restore_children import _assert_clean, _records, _spies
+from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
+from cliutil import ok, run as encpipe_run
+
+PASSPHRASE = "fd-secrets passphrase 41c9"
+
+
+def pipe_holding(data):
+    """The read end of a pipe that holds `data`, its write end closed."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, data)
+    os.close(write_end)
+    return read_end
+
+
+@contextlib.contextmanager
+def pipes(*contents):
+    fds = [pipe_holding(data) for data in contents]
+    try:
+        yield fds
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# --- encpipe-restore ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["key", "passphrase"])
+def test_restore_reads_a_secret_file_on_a_pipe_once_for_the_dump_and_its_globals_file(pg, tools, key_file, tmp_path,
+                                                                                      kind):
+    db = ensure_small(pg, "fdsecret_source")
+    if kind == "key":
+        option, secret = "--key-file", read_key(key_file).encode() + b"\n"
+        made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    else:
+        option, secret = "--passphrase-file", PASSPHRASE.encode() + b"\n"
+        made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--work-factor", "10",
+                         env_extra={"ENCPIPE_PASSPHRASE": PASSPHRASE})
+    assert any(n.endswith(".globals.sql.enc") for n in os.listdir(tmp_path / "b"))  # opened too, or 66
+    pg.dropdb("fdsecret_copy")
+    with pipes(secret) as (fd,):
+        proc = run([RESTORE, option, "/dev/fd/%d" % fd, made, "fdsecret_copy"], script_env(pg, tools),
+                   pass_fds=(fd,))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "fdsecret_copy") == dump(pg, db)
+    assert b"globals" not in proc.stderr
+    pg.dropdb("fdsecret_copy")
+
+
+def test_no_child_of_a_restore_but_encpipe_gets_the_descriptor(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "fdsecret_source")
+    made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--compress", "zstd")
+    spies, log = _spies(tmp_path, pg)
+    env = script_env(pg, tools)
+    env["PATH"] = "%s:%s" % (spies, env["PATH"])
+    pg.dropdb("fdsecret_copy")
+    key = read_key(key_file)
+    with pipes(key.encode()) as (fd,):
+        proc = run([RESTORE, "--key-file", "/dev/fd/%d" % fd, made, "fdsecret_copy"], env, pass_fds=(fd,))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "fdsecret_copy") == dump(pg, db)
+    pg.dropdb("fdsecret_copy")
+    _assert_clean(_records(log), (key,), {"psql", "zstd"})
+
+
+# --- encpipe-rotate -------------------------------------------------------------------------------
+
+
+def test_rotate_reads_old_and_new_key_files_on_pipes_once_for_every_file(tmp_path):
+    world = World(tmp_path)
+    for name in ("a.enc", "b.enc", "c.enc"):
+        world.add(name, "--key-file", world.old_a)
+    old, new = (open(path, "rb").read() for path in (world.old_a, world.new))
+    with pipes(old, new) as (old_fd, new_fd):
+        done = subprocess.run([sys.executable, ROTATE, "--old-key-file", "/dev/fd/%d" % old_fd,
+                               "--new-key-file", "/dev/fd/%d" % new_fd, str(world.dir)],
+                              capture_output=True, env=rotate_env(), pass_fds=(old_fd, new_fd), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert {n: r["status"] for n, r in lines(done).items()} == dict.fromkeys(world.plain, "rotated")
+    for name, data in world.plain.items():
+        sealed = (world.dir / name).read_bytes()
+        assert ok(encpipe_run(["open", "--key-file", world.new], sealed)) == data, name
+        assert encpipe_run(["open", "--key-file", world.old_a], sealed)[:2] == (77, b""), name
+
+
+# --- encpipe-migrate ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_migrate_reads_the_legacy_and_new_key_files_on_pipes_once(tmp_path, same):
+    """The same descriptor given to two options is read once and lent to both."""
+    directory = tmp_path / "d"
+    expected = make_backups(directory, {"a_backup.sql.enc": "hex-key.sql.enc", "b_backup.sql.enc": "hex-key.sql.enc"})
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": python_env()["PYTHONPATH"],
+           "ENCPIPE": f"{sys.executable} -m encpipe"}
+    with pipes(HEX_KEY.encode() + b"\n", NEW_KEY.encode() + b"\n") as (old_fd, new_fd):
+        new_fd = old_fd if same else new_fd
+        done = subprocess.run([sys.executable, MIGRATE, "--legacy-key-file", "/dev/fd/%d" % old_fd,
+                               "--key-file", "/dev/fd/%d" % new_fd, str(directory)],
+                              capture_output=True, env=env, pass_fds=(old_fd, new_fd), timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = {r["file"]: r["status"] for r in map(json.loads, done.stdout.splitlines())}
+    assert {n: report[n] for n in expected} == dict.fromkeys(expected, "migrated")
+    key = encpipe.RawKey(bytes.fromhex(HEX_KEY if same else NEW_KEY))
+    for name, digest in expected.items():
+        assert sha(open_new(str(directory / name), key)) == digest, name
+
+
+# --- the limit, and the descriptor kept ---------------------------------------------------------
+
+
+def _feed(fd, data):
+    with contextlib.suppress(BrokenPipeError), os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("script", ["restore", "rotate", "migrate"])
+def test_a_secret_over_64_kib_on_a_descriptor_is_64_and_never_shown(tmp_path, script):
+    secret = b"S3cr3t-" * (MAX_SECRET // 7 + 10)
+    (tmp_path / "d").mkdir()
+    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=_feed, args=(write_end, secret))
+    writer.start()
+    path = "/dev/fd/%d" % read_end
+    argv = {"restore": [RESTORE, "--key-file", path, tmp_path / "x_20260101T000000Z.sql.enc", "db"],
+            "rotate": [sys.executable, ROTATE, "--old-key-file", path, "--new-key-file", path, tmp_path / "d"],
+            "migrate": [sys.executable, MIGRATE, "--key-file", path, tmp_path / "d"]}[script]
+    try:
+        proc = run(argv, env, pass_fds=(read_end,), timeout=60)
+    finally:
+        os.close(read_end)
+        writer.join()
+    assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr
+    assert b"--key-file: file descriptor %d holds more than 65536 bytes" % read_end in proc.stderr \
+        or b"--old-key-file: file descriptor %d holds more than 65536 bytes" % read_end in proc.stderr, proc.stderr
+    assert b"S3cr3t" not in proc.stderr and len(proc.stderr.splitlines()) <= 2
+
+
+def test_a_closed_descriptor_is_66(tmp_path):
+    (tmp_path / "d").mkdir()
+    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe"}
+    proc = run([sys.executable, ROTATE, "--old-key-file", "/dev/fd/57", "--new-key-file", "/dev/fd/57",
+                tmp_path / "d"], env, timeout=60)
+    assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr
+    assert b"encpipe-rotate: error: --old-key-file: cannot read file descriptor 57" in proc.stderr
+
+
+def test_the_descriptor_is_read_once_kept_reserved_and_lent_only_to_a_child_that_names_it(tmp_path):
+    with pipes(b"key one\n", b"key two\n") as (one, two):
+        given = {"--key-file": ["/dev/fd/%d" % one, "/proc/self/fd/%d" % one], "--identity": ["/dev/fd/%d" % two],
+                 "--signer-file": ["/dev/fd/%d" % two], "--other": ["/dev/fd/%d" % two]}
+        secrets = FdSecrets(given, ("--key-file", "--identity"))
+        for fd in (one, two):  # /dev/null now: read, the secret is gone from it
+            assert os.readlink("/proc/self/fd/%d" % fd) == "/dev/null"
+            assert os.read(fd, 100) == b""
+        opened = [os.open(tmp_path, os.O_RDONLY) for _ in range(8)]  # later files take other numbers
+        assert not {one, two} & set(opened)
+        for fd in opened:
+            os.close(fd)
+        child = [sys.executable, "-c", "import sys; print(open(sys.argv[1]).read(), end='')"]
+        for argv, fd, content in ((["/dev/fd/%d" % one], one, "key one\n"),
+                                  (["/proc/self/fd/%d" % one], one, "key one\n"),
+                                  (["/dev/fd/%d" % two], two, "key two\n")):
+            for _ in range(2):  # lent afresh each time
+                with secrets.lend(["--key-file", *argv]) as lent:
+                    assert lent == [fd]
+                    out = subprocess.run(child + argv, capture_output=True, pass_fds=lent, text=True)
+                assert (out.returncode, out.stdout) == (0, content), out.stderr
+                assert os.readlink("/proc/self/fd/%d" % fd) == "/dev/null"
+        with secrets.lend(["open", "/dev/fd/99"]) as lent:
+            assert lent == []
+            assert os.readlink("/proc/self/fd/%d" % one) == "/dev/null"
+
+
+def test_the_limit_and_an_unreadable_descriptor_name_the_option_never_the_content(tmp_path):
+    secret = b"k" * (MAX_SECRET + 1)
+    path = tmp_path / "big"
+    path.write_bytes(secret)
+    with open(path, "rb") as f:
+        with pytest.raises(UsageError) as e:
+            FdSecrets({"--sign-key": ["/dev/fd/%d" % f.fileno()]}, ("--sign-key",))
+        assert str(e.value) == "--sign-key: file descriptor %d holds more than 65536 bytes; not a key or passphrase" \
+            % f.fileno()
+    path.write_bytes(secret[:-1])
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        secrets = FdSecrets({"new_key_file": ["/dev/fd/%d" % fd]}, ("new_key_file",))
+        assert secrets.secrets == {fd: secret[:-1]}  # exactly the limit: taken, and lent whole
+        with secrets.lend(["/dev/fd/%d" % fd]):
+            assert os.read(fd, MAX_SECRET + 1) == secret[:-1]
+    with pytest.raises(InputUnavailable) as e:
+        FdSecrets({"new_key_file": ["/dev/fd/%d" % fd]}, ("new_key_file",))
+    assert str(e.value).startswith("--new-key-file: cannot read file descriptor %d: " % fd)
+
+
+READ_TWICE = "import sys; print(open(sys.argv[1]).read() + '|' + open(sys.argv[1]).read(), end='')"
+
+
+def test_a_child_may_open_the_lent_copy_twice_and_cannot_change_it():
+    """encpipe-rotate's rewrap names the new key file to --key-file and --add-key-file."""
+    with pipes(b"the key\n") as (fd,):
+        secrets = FdSecrets({"key_file": ["/dev/fd/%d" % fd]}, ("key_file",))
+        path = "/dev/fd/%d" % fd
+        with secrets.lend([path]) as lent:
+            out = subprocess.run([sys.executable, "-c", READ_TWICE, path], capture_output=True, pass_fds=lent,
+                                 text=True)
+            assert (out.returncode, out.stdout) == (0, "the key\n|the key\n"), out.stderr
+            assert os.stat(path).st_mode & 0o777 == 0o400
+            with pytest.raises(OSError):
+                os.write(fd, b"x")  # sealed: what the next child reads is the secret as read
+        assert os.readlink("/proc/self/fd/%d" % fd) == "/dev/null"
+
+
+def test_without_memfd_the_copy_is_a_pipe(monkeypatch):
+    monkeypatch.delattr(os, "memfd_create")
+    with pipes(b"the key\n") as (fd,):
+        secrets = FdSecrets({"key_file": ["/dev/fd/%d" % fd]}, ("key_file",))
+        path = "/dev/fd/%d" % fd
+        for _ in range(2):
+            with secrets.lend([path]) as lent:
+                assert os.readlink("/proc/self/fd/%d" % fd).startswith("pipe:")
+                out = subprocess.run([sys.executable, "-c", "import sys; print(open(sys.argv[1]).read(), end='')",
+                                      path], capture_output=True, pass_fds=lent, text=True)
+            assert (out.returncode, out.stdout) == (0, "the key\n"), out.stderr
