@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from cliutil import assert_one_line_error, secret_file
-from s3server import S3Server
 from test_backup_dir import ENV, KEY, OTHER_KEY, make_corrupt, make_valid, stamp
+from test_backup_remote import s3  # noqa: F401 (fixture)
 
 from encpipe.backup.cli import main
 
@@ -86,7 +86,8 @@ def test_without_a_key_verify_is_critical_and_says_why(tmp_path, env):
 def test_a_key_that_cannot_be_read_is_critical(tmp_path):
     code, out, err = check("--max-age", "24", "--verify", "--key-file", str(tmp_path / "none"), str(tmp_path), env={})
     assert (code, err) == (2, "")
-    assert out == f"CRITICAL: cannot load the keys for --verify: cannot read {tmp_path / 'none'}: No such file or directory\n"
+    missing = tmp_path / "none"
+    assert out == f"CRITICAL: cannot load the keys for --verify: cannot read {missing}: No such file or directory\n"
 
 
 @pytest.mark.parametrize("option", [["--key-file", "k.key"], ["--signer", "encpipesign1x"], ["-p"]])
@@ -112,14 +113,7 @@ def test_the_script_says_verify_and_prints_no_secret(tmp_path):
     assert usage.returncode == 0 and b"[--verify]" in usage.stdout and b"--verify " in usage.stdout
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(str(tmp_path_factory.mktemp("s3")))
-    yield server
-    server.stop()
-
-
-def test_verify_reads_a_remote_location_as_a_local_one(tmp_path, s3):
+def test_verify_reads_a_remote_location_as_a_local_one(tmp_path, s3):  # noqa: F811 (the fixture)
     older, newest = f"shop_{ago(5)}.sql.enc", f"shop_{ago(1)}.sql.enc"
     remote = Path(s3.bucket_dir) / "checked"
     os.mkdir(remote)

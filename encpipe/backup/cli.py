@@ -37,8 +37,8 @@ Commands:
             from names and headers, no key. Anyone who can write the location
             can make a header claim a raw key or signing key of their own, or
             made-up key ids: only --verify (or verify, prune) tells a planted
-            file from a backup. Use it where a user other than the backups'
-            writer can write there.
+            file from a backup. Use --verify where a user other than the
+            backups' writer can write there.
 
 Options:
   --dir DIR                  The backups; without it and without DIR,
@@ -72,7 +72,8 @@ Options:
   --passphrase-command CMD   As for encpipe.
   -p, --passphrase           Prompt for a passphrase on the terminal.
   --signer KEY               Count a file as good only when signed by this verify
-                             key (encpipesign1...); else 67 (verify), left (prune).
+                             key (encpipesign1...); else 67 (verify), left (prune),
+                             not counted (check --verify).
   --signer-file FILE         As --signer, for each verify key in FILE.
   --count-unauthenticated    Weaker: also count files whose maker is not
                              authenticated (v2 opened only by an x25519
@@ -97,6 +98,8 @@ Exit status:
   invalid, 66 unreadable, 67 not signed by a trusted signer, 74 I/O error, 77
   no supplied key opens it); a file that verifies but whose maker is not
   authenticated is not a failure ("sender_authenticated": false).
+  check exits 0, 1 or 2 as above (2 also when the location, the metrics file
+  or, with --verify, the keys cannot be read, or no key is configured).
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
