@@ -289,3 +289,19 @@ def test_check_verify_does_not_count_a_file_planted_with_the_planters_own_key(wo
                    f" {why}\n")
     with_s1 = check("--max-age", "72", "--verify", "--identity", world.X, str(d), env=env)
     assert with_s1 == (1, out.replace("CRITICAL", "WARNING"), "")  # the genuine one counts when young enough
+
+
+def test_check_verify_without_a_signer_counts_an_x25519_file_only_with_count_unauthenticated(world, tmp_path):
+    """A file sealed to the public key and signed, opened by the escrow identity with
+    no --signer required: its maker is not authenticated (any signature proves
+    nothing until a signer is required), so --verify does not count it, as prune
+    does not; --count-unauthenticated counts it, as prune does."""
+    d = tmp_path / "b"
+    d.mkdir()
+    name = f"shop_{ago(1)}.sql.enc"
+    (d / name).write_bytes(world.seal(DATA, "--recipient", world.X_pub, "--sign-key", world.S1))
+    argv = ["--max-age", "24", "--verify", "--identity", world.X, str(d)]
+    said = f"CRITICAL: shop: no backup; newest file {name} failed authentication: {UNAUTHENTICATED}\n"
+    assert check(*argv) == (2, said, "")
+    assert check(*argv, "--count-unauthenticated") == (0, f"OK: shop: newest backup {name} is 1.0 h old\n", "")
+    assert check(*argv, "--signer", world.V1) == (0, f"OK: shop: newest backup {name} is 1.0 h old\n", "")
