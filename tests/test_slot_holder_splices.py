@@ -217,7 +217,7 @@ def test_forgeries_by_the_escrow_holder_never_count_for_prune_with_both_keys(wor
         assert reason == UNAUTHENTICATED
 
 
-# --- FLAW: encpipe-check counts a file planted by anyone, sealed with their own key -----------
+# --- encpipe-check: a header is its maker's to write; --verify reads the file ----------------
 
 
 def check(*argv, env=None):
@@ -228,23 +228,72 @@ def check(*argv, env=None):
     return code, out.getvalue().decode(), err.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="FLAW: encpipe-check counts any header with a raw-key slot or a signature, "
-                   "so a file sealed to the public key with the planter's own key or signing key counts")
-@pytest.mark.parametrize("own", ["raw key", "signing key"])
-def test_check_with_a_trusted_signer_does_not_count_a_file_planted_with_the_planters_own_key(world, tmp_path, own):
+def planted_with(world, tmp_path, own, genuine):
+    """A file sealed to the public key X_pub, as anyone can make one, that claims a
+    maker check could count: a slot of the planter's own raw key, a signature by
+    its own signing key, or a signature entry naming S1's verify key (key ids are
+    not secret) over bytes of its choosing."""
+    if own == "raw key":
+        return world.seal(EVIL, "--recipient", world.X_pub, "--key-file",
+                          secret_file(tmp_path, "own.key", "5e" * 32 + "\n"))
+    if own == "signing key":
+        return world.seal(EVIL, "--recipient", world.X_pub, "--sign-key", world.S2)
+    theirs = world.seal(EVIL, "--recipient", world.X_pub)  # the planter knows its own file's key
+    parsed, _, _ = parts(theirs)
+    s1, _ = parts(genuine)[2].signatures[0]
+    return build(file_key(theirs, world), list(parsed.header.slots), parsed.header.payload_salt, plaintext=EVIL,
+                 sigs=[(s1, os.urandom(64))])
+
+
+def signer(data):
+    """The key id of a v2 file's first signature entry, as its trailer names it."""
+    return parts(data)[2].signatures[0][0].key_id.hex()
+
+
+@pytest.mark.parametrize("own", ["raw key", "signing key", "a made-up signature naming S1"])
+def test_check_verify_does_not_count_a_file_planted_with_the_planters_own_key(world, tmp_path, own):
     """The write-only setup: backups sealed to the public key and signed by S1;
     the last one two days old. A local user who can write the directory plants a
     fresh file sealed to the same public key, as before the fix of "Files planted
-    under backup names" (README), but adds a slot for a raw key of its own, or a
-    signature by a signing key of its own: no secret of anyone else needed. check
-    (headers only) counts it and says OK. With ENCPIPE_SIGNER naming S1 (as prune
-    and verify honour it), check should count only files whose trailer names S1,
-    and say CRITICAL here."""
+    under backup names" (README), but adds a slot for a raw key of its own, a
+    signature by a signing key of its own, or a signature entry naming S1: no
+    secret of anyone else needed. check, from headers only, counts it and says OK,
+    as README says it does; check --verify (the escrow identity, ENCPIPE_SIGNER
+    naming S1, as prune and verify take them) authenticates it, does not count
+    it, and says CRITICAL, naming it and why."""
     d = tmp_path / "b"
     d.mkdir()
-    (d / f"shop_{ago(48)}.sql.enc").write_bytes(world.seal(DATA, "--recipient", world.X_pub, "--sign-key", world.S1))
-    mine = (["--key-file", secret_file(tmp_path, "own.key", "5e" * 32 + "\n")] if own == "raw key"
-            else ["--sign-key", world.S2])
-    (d / f"shop_{ago(1)}.sql.enc").write_bytes(world.seal(EVIL, "--recipient", world.X_pub, *mine))
-    code, out, err = check("--max-age", "24", str(d), env={"ENCPIPE_SIGNER": world.V1})
-    assert code == 2 and out.startswith("CRITICAL: shop: newest backup shop_"), (out, err)
+    genuine = world.seal(DATA, "--recipient", world.X_pub, "--sign-key", world.S1)
+    old, planted = f"shop_{ago(48)}.sql.enc", f"shop_{ago(1)}.sql.enc"
+    (d / old).write_bytes(genuine)
+    (d / planted).write_bytes(planted_with(world, tmp_path, own, genuine))
+    if own == "raw key":
+        why = "not signed by a trusted signer (unsigned)"
+    elif own == "signing key":
+        why = f"not signed by a trusted signer (signed by {signer((d / planted).read_bytes())})"
+    else:
+        why = f"signature by {signer(genuine)} does not verify: the file was tampered with"
+    env = {"ENCPIPE_SIGNER": world.V1}
+    assert check("--max-age", "24", str(d), env=env) == (0, f"OK: shop: newest backup {planted} is 1.0 h old\n", "")
+    code, out, err = check("--max-age", "24", "--verify", "--identity", world.X, str(d), env=env)
+    assert (code, err) == (2, "")
+    assert out == (f"CRITICAL: shop: newest backup {old} is 48.0 h old; newest file {planted} failed authentication:"
+                   f" {why}\n")
+    with_s1 = check("--max-age", "72", "--verify", "--identity", world.X, str(d), env=env)
+    assert with_s1 == (1, out.replace("CRITICAL", "WARNING"), "")  # the genuine one counts when young enough
+
+
+def test_check_verify_without_a_signer_counts_an_x25519_file_only_with_count_unauthenticated(world, tmp_path):
+    """A file sealed to the public key and signed, opened by the escrow identity with
+    no --signer required: its maker is not authenticated (any signature proves
+    nothing until a signer is required), so --verify does not count it, as prune
+    does not; --count-unauthenticated counts it, as prune does."""
+    d = tmp_path / "b"
+    d.mkdir()
+    name = f"shop_{ago(1)}.sql.enc"
+    (d / name).write_bytes(world.seal(DATA, "--recipient", world.X_pub, "--sign-key", world.S1))
+    argv = ["--max-age", "24", "--verify", "--identity", world.X, str(d)]
+    said = f"CRITICAL: shop: no backup; newest file {name} failed authentication: {UNAUTHENTICATED}\n"
+    assert check(*argv) == (2, said, "")
+    assert check(*argv, "--count-unauthenticated") == (0, f"OK: shop: newest backup {name} is 1.0 h old\n", "")
+    assert check(*argv, "--signer", world.V1) == (0, f"OK: shop: newest backup {name} is 1.0 h old\n", "")

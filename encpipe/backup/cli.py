@@ -13,7 +13,10 @@ Usage:
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
   encpipe-backups check --max-age HOURS [--warn-age HOURS] [--database DB]...
-               [--metrics-file FILE] [--count-unauthenticated] [--dir DIR | DIR]
+               [--metrics-file FILE] [--count-unauthenticated] [--verify]
+               [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+               [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
+               [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
   encpipe-backups (-h | --help)
 
 Run as `python3 -m encpipe.backup`, or as encpipe-list, encpipe-prune,
@@ -31,7 +34,11 @@ Commands:
             removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
-            from names and headers (no key: encpipe-verify authenticates).
+            from names and headers, no key. Anyone who can write the location
+            can make a header claim a raw key or signing key of their own, or
+            made-up key ids: only --verify (or verify, prune) tells a planted
+            file from a backup. Use --verify where a user other than the
+            backups' writer can write there.
 
 Options:
   --dir DIR                  The backups; without it and without DIR,
@@ -50,6 +57,12 @@ Options:
                              when a database's last attempt failed; critical
                              when FILE is not a regular file or does not parse.
   --dry-run                  Say what would be removed and why; remove nothing.
+  --verify                   check: authenticate each database's newest backup,
+                             as prune counts one (every chunk; its maker, see
+                             --count-unauthenticated; a --signer): the newest
+                             that does is the newest backup, each newer one is
+                             a warning. One read of a backup per database; needs
+                             a key (else critical). Key options need --verify.
   --threads N                Worker threads [default: auto].
   --key-file FILE            As for encpipe: keys, one per line.
   --key-command CMD          As for encpipe.
@@ -59,7 +72,8 @@ Options:
   --passphrase-command CMD   As for encpipe.
   -p, --passphrase           Prompt for a passphrase on the terminal.
   --signer KEY               Count a file as good only when signed by this verify
-                             key (encpipesign1...); else 67 (verify), left (prune).
+                             key (encpipesign1...); else 67 (verify), left (prune),
+                             not counted (check --verify).
   --signer-file FILE         As --signer, for each verify key in FILE.
   --count-unauthenticated    Weaker: also count files whose maker is not
                              authenticated (v2 opened only by an x25519
@@ -84,6 +98,8 @@ Exit status:
   invalid, 66 unreadable, 67 not signed by a trusted signer, 74 I/O error, 77
   no supplied key opens it); a file that verifies but whose maker is not
   authenticated is not a failure ("sender_authenticated": false).
+  check exits 0, 1 or 2 as above (2 also when the location, the metrics file
+  or, with --verify, the keys cannot be read, or no key is configured).
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
@@ -102,10 +118,10 @@ from ..usage_errors import first_empty
 from . import metrics
 from .listing import examine, scan, stats
 from .prune import prune
-from .retention import Policy
+from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON, Policy
 from .names import parse_name
 from .storage import is_remote, open_location, split_file
-from .verify import KeyRing, verify_entry
+from .verify import KeyRing, standing, verify_entry
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
 DEFAULT_BACKUP_DIR = "./backups"
@@ -216,24 +232,61 @@ def _is_location(path):
     return os.path.isdir(path)
 
 
+_CHECK_KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
+                      "--passphrase-command", "--passphrase", "--signer", "--signer-file")
+
+
 def cmd_check(args, io):
     max_age = _number(args["--max-age"], "--max-age")
     warn = None if args["--warn-age"] is None else _number(args["--warn-age"], "--warn-age")
+    given = [option for option in _CHECK_KEY_OPTIONS if args[option]]
+    if given and not args["--verify"]:
+        raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
+    try:
+        keys = _check_keys(args, io) if args["--verify"] else None
+    except NoKeyConfigured:
+        io.print("CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY")
+        return 2
+    except UsageError:
+        raise
+    except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
+        io.print(printable(f"CRITICAL: cannot load the keys for --verify: {e}"))
+        return 2
     try:
         samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
     except EncpipeError as e:  # a monitor that cannot read what it watches says so
         io.print(printable(f"CRITICAL: cannot read the metrics file: {e}"))
         return 2
     try:
-        entries = scan(open_location(location(args, io), io.env))
+        store = open_location(location(args, io), io.env)
+        entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
         io.print(printable(f"CRITICAL: cannot list {location(args, io)}: {e}"))
         return 2
+    count_unauthenticated = args["--count-unauthenticated"]
+    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
-                                  count_unauthenticated=args["--count-unauthenticated"])
+                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate)
     for line in lines:
         io.print(printable(line))
     return status
+
+
+def _check_keys(args, io):
+    keys = KeyRing.from_args(args, io)
+    keys.encpipe()  # check counts sealed files only: the previous tool's key alone is no key here
+    return keys
+
+
+def _authenticator(store, keys, workers, count_unauthenticated):
+    """entry -> None when it counts as a good backup by prune's rule, else why not."""
+    def authenticate(entry):
+        result = verify_entry(store, entry, keys, workers)
+        state = standing(result, count_unauthenticated)
+        if state == OK:
+            return None
+        return UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"
+    return authenticate
 
 
 def usage_message(argv, error, commands):

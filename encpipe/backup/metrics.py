@@ -126,7 +126,7 @@ def _locked(path):
         os.close(fd)
 
 
-def check(entries, required, metrics, now, max_age, warn_age, count_unauthenticated=False):
+def check(entries, required, metrics, now, max_age, warn_age, count_unauthenticated=False, authenticate=None):
     """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database.
 
     Critical: no authentic-looking backup (sealed, dated in the past, neither a
@@ -134,7 +134,11 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     with a header that can authenticate its maker: not v1, not only x25519 slots
     unsigned) younger than max_age. Warning: the newest is older than warn_age,
     the newest file under a backup name is not such a file, or the last attempt
-    (metrics) failed. Headers only: what they claim takes encpipe-verify to check."""
+    (metrics) failed. Headers only, which anyone who can write the location can
+    make claim a raw-key slot or a signature of their own; with `authenticate`
+    (entry -> None when it authenticates, else why not), a database's newest
+    backup is the newest such file that authenticates, and each newer one that
+    does not is a warning, never counted."""
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
     copied = copies(entries)
@@ -143,7 +147,7 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
         mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
                 and e.created <= now]
         sealed = [e for e in mine if _what(e, copied, count_unauthenticated) == "sealed"]
-        newest = max(sealed, key=lambda e: e.created, default=None)
+        newest, failed = _newest(sealed, authenticate)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600
         status, notes = 0, []
         if newest is None or age > max_age:
@@ -155,6 +159,10 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
         if what not in (None, "sealed"):
             status = max(status, 1)
             notes.append(f"newest file {latest.filename} is {what}")
+        for entry, why in failed:
+            status = max(status, 1)
+            which = "newest file" if entry is latest else "file"
+            notes.append(f"{which} {entry.filename} failed authentication: {why}")
         if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
@@ -165,6 +173,19 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     if not databases:
         worst, lines = 2, ["CRITICAL: no backups found"]
     return worst, lines
+
+
+def _newest(candidates, authenticate):
+    """(the newest candidate that authenticates, or None; [(entry, why)] for each newer
+    one that does not), newest first: reading stops at the first that authenticates.
+    Without `authenticate`, the newest candidate (the first listed of equal dates)."""
+    failed = []
+    for entry in sorted(candidates, key=lambda e: e.created, reverse=True):  # stable: ties stay in listed order
+        why = authenticate(entry) if authenticate else None
+        if why is None:
+            return entry, failed
+        failed.append((entry, why))
+    return None, failed
 
 
 def _what(entry, copied, count_unauthenticated=False):

@@ -12,8 +12,8 @@ that make genuine backups go.
 
 from .listing import copies, scan
 from .names import iso
-from .retention import CLOCK_SKEW, COPY, FAILED, KEEP, LEAVE, OK, REMOVE, UNAUTHENTICATED, UNVERIFIED, Record, plan
-from .verify import verify_entry
+from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, REMOVE, UNVERIFIED, Record, plan
+from .verify import standing, verify_entry
 
 
 def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, count_unauthenticated=False):
@@ -32,9 +32,7 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
             state, detail = COPY, copied[entry.filename]
         else:
             result = verify_entry(store, entry, keys, workers)
-            state, detail = (OK, None) if result["ok"] else (FAILED, result["error"])
-            if result["ok"] and not (result["sender_authenticated"] or count_unauthenticated):
-                state = UNAUTHENTICATED
+            state, detail = standing(result, count_unauthenticated), result["error"]
         records.append(Record(entry.filename, entry.series, entry.created, state, detail))
     decisions = plan(records, policy, now)
     report = {"location": getattr(store, "directory", None) or store.location, "dry_run": dry_run,

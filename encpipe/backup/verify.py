@@ -2,6 +2,7 @@
 
 from .. import commands, envelope
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured, NotSigned
+from .retention import FAILED, OK, UNAUTHENTICATED
 
 ERROR_CLASSES = {
     64: "usage",
@@ -60,6 +61,16 @@ def verify_entry(store, entry, keys, workers, named=False):
     except Exception as e:  # a bug; report it for this file and go on with the others
         fail(result, 70, f"internal error: {e!r}")
     return result
+
+
+def standing(result, count_unauthenticated=False):
+    """What a verify_entry result counts as for retention and `check --verify`: OK (it
+    verified and its maker is authenticated, or `count_unauthenticated`),
+    UNAUTHENTICATED (it verified, but anyone with the public key, or for a v1 file
+    any slot holder, could have made it) or FAILED (`error` says why)."""
+    if not result["ok"]:
+        return FAILED
+    return OK if result["sender_authenticated"] or count_unauthenticated else UNAUTHENTICATED
 
 
 def fail(result, code, message):
