@@ -2,6 +2,7 @@
 
 import io
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,6 +13,11 @@ from ..errors import InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
+# How many remote files are examined at once: each is an `rclone cat` (two with a
+# v2 trailer) that mostly waits for a process to start and a round trip. 8 is
+# rclone's own default for such small requests (--checkers), a load a backend is
+# made to take; each one holds a process (some tens of MB) and a header, no more.
+REMOTE_AT_ONCE = 8
 _LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
@@ -170,8 +176,22 @@ def _is_text(sample):
 
 
 def scan(store, signers=False):
-    """Entries for every file in the store (subdirectories are not listed), by name."""
-    return [examine(store, item, signers) for item in store.list()]
+    """Entries for every file in the store (subdirectories are not listed), by name.
+    A remote store's files are examined REMOTE_AT_ONCE at a time, a local one's in turn."""
+    items = store.list()
+    if not getattr(store, "remote", False) or len(items) < 2:
+        return [examine(store, item, signers) for item in items]
+    pool = ThreadPoolExecutor(min(REMOTE_AT_ONCE, len(items)), thread_name_prefix="examine")
+    try:
+        futures = [pool.submit(examine, store, item, signers) for item in items]
+        return [future.result() for future in futures]
+    except BaseException:  # interrupted, or a bug: no examine goes on, no rclone is left
+        pool.shutdown(wait=False, cancel_futures=True)
+        store.children.stop()
+        raise
+    finally:
+        pool.shutdown()
+        store.children.resume()
 
 
 def stats(entries):
