@@ -2,7 +2,7 @@
 
 import io
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -90,7 +90,10 @@ def examine(store, item, signers=False):
         return entry
     try:
         with store.open(item) as src:
-            _examine_content(entry, src, (lambda size: store.tail(item, size)) if signers else None)
+            sealed = _examine_content(entry, src)
+        if signers and sealed:  # who signed it, as `encpipe inspect` says: read, not verified. Read once
+            # the header's download is closed: one rclone at a time per file (a large file's may still run)
+            entry.signers = envelope.trailer_signers(sealed, store.tail(item, sealed.trailer_len))
     except (OSError, IOFailure) as e:  # IOFailure: fmt.read_exactly's for a read that failed, whose cause says why
         cause = e.__context__ if isinstance(e, IOFailure) and isinstance(e.__context__, OSError) else e
         why = getattr(cause, "strerror", None) or cause
@@ -98,11 +101,11 @@ def examine(store, item, signers=False):
     return entry
 
 
-def _examine_content(entry, src, tail):
+def _examine_content(entry, src):
+    """Fills in what the content says; a sealed v2 file's header (its trailer to read), else None."""
     head = fmt.read_exactly(src, _SNIFF_BYTES)
     if head and fmt.MAGIC.startswith(head[: len(fmt.MAGIC)]):
-        _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)), tail)
-        return
+        return _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)))
     if len(head) >= LEGACY_MIN_BYTES:  # whatever its name: a copy of the old tool's file may have any
         entry.fingerprint = ("legacy", head[_LEGACY_IV])
     if entry.naming == "legacy" and not entry.filename.endswith(".enc"):
@@ -133,7 +136,7 @@ class _Rejoined(io.RawIOBase):
         return len(block)
 
 
-def _examine_sealed(entry, src, tail):
+def _examine_sealed(entry, src):
     try:
         sealed = envelope.read_header(src)
     except InvalidStream as e:
@@ -153,8 +156,7 @@ def _examine_sealed(entry, src, tail):
         return
     entry.status = "sealed"
     entry.plaintext_bytes, entry.chunks = shape
-    if tail and sealed.header.version >= 2:  # who signed it, as `encpipe inspect` says: read, not verified
-        entry.signers = envelope.trailer_signers(sealed, tail(sealed.trailer_len))
+    return sealed if sealed.header.version >= 2 else None
 
 
 def looks_legacy(name, size, sample):
@@ -184,6 +186,10 @@ def scan(store, signers=False):
     pool = ThreadPoolExecutor(min(REMOTE_AT_ONCE, len(items)), thread_name_prefix="examine")
     try:
         futures = [pool.submit(examine, store, item, signers) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)  # all done, or one raised: then now, not after the others
+        for future in futures:
+            if future.done() and future.exception():
+                raise future.exception()
         return [future.result() for future in futures]
     except BaseException:  # interrupted, or a bug: no examine goes on, no rclone is left
         pool.shutdown(wait=False, cancel_futures=True)
