@@ -193,9 +193,10 @@ def test_an_examine_that_raises_stops_the_others_and_their_rclone(s3, sealed, tm
             return super().open(item)
 
     store = Buggy(f"{s3.location}/buggy", {**python_env(), **s3.env, "RCLONE": rclone})
-    before = threading.active_count()
+    before, start = threading.active_count(), time.monotonic()
     with pytest.raises(RuntimeError, match="a bug"):
         listing.scan(store)
+    assert time.monotonic() - start < 60  # not once the hanging ones end by themselves (120 s)
     hung = [int(pid) for pid in pids.read_text().split()]
     assert 3 <= len(hung) <= listing.REMOTE_AT_ONCE and [pid for pid in hung if alive(pid)] == []
     assert not store.children.running and threading.active_count() == before
