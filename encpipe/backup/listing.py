@@ -13,10 +13,11 @@ from ..errors import InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
-# How many remote files are examined at once: each is an `rclone cat` (two with a
-# v2 trailer) that mostly waits for a process to start and a round trip. 8 is
-# rclone's own default for such small requests (--checkers), a load a backend is
-# made to take; each one holds a process (some tens of MB) and a header, no more.
+# How many remote files are examined at once: each is an `rclone cat` (then a
+# second for a v2 trailer, never both at once) that mostly waits for a process to
+# start and a round trip. 8 is rclone's own default for such small requests
+# (--checkers), a load a backend is made to take; each one holds a process (some
+# tens of MB) and a header, no more.
 REMOTE_AT_ONCE = 8
 _LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
