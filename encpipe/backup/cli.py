@@ -21,7 +21,8 @@ Usage:
 
 Run as `python3 -m encpipe.backup`, or as encpipe-list, encpipe-prune,
 encpipe-verify and encpipe-check. DIR may be a directory or an rclone
-REMOTE:PATH; PATH a file in either. Every command but check prints JSON.
+REMOTE:PATH (whose objects' headers are read up to 8 at once); PATH a file
+in either. Every command but check prints JSON.
 
 Commands:
   list      Describe every file, from its name and its header (and who signed a

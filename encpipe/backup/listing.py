@@ -2,6 +2,7 @@
 
 import io
 from collections import Counter, defaultdict
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,6 +13,12 @@ from ..errors import InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
+# How many remote files are examined at once: each is an `rclone cat` (then a
+# second for a v2 trailer, never both at once) that mostly waits for a process to
+# start and a round trip. 8 is rclone's own default for such small requests
+# (--checkers), a load a backend is made to take; each one holds a process (some
+# tens of MB) and a header, no more.
+REMOTE_AT_ONCE = 8
 _LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
@@ -84,7 +91,10 @@ def examine(store, item, signers=False):
         return entry
     try:
         with store.open(item) as src:
-            _examine_content(entry, src, (lambda size: store.tail(item, size)) if signers else None)
+            sealed = _examine_content(entry, src)
+        if signers and sealed:  # who signed it, as `encpipe inspect` says: read, not verified. Read once
+            # the header's download is closed: one rclone at a time per file (a large file's may still run)
+            entry.signers = envelope.trailer_signers(sealed, store.tail(item, sealed.trailer_len))
     except (OSError, IOFailure) as e:  # IOFailure: fmt.read_exactly's for a read that failed, whose cause says why
         cause = e.__context__ if isinstance(e, IOFailure) and isinstance(e.__context__, OSError) else e
         why = getattr(cause, "strerror", None) or cause
@@ -92,11 +102,11 @@ def examine(store, item, signers=False):
     return entry
 
 
-def _examine_content(entry, src, tail):
+def _examine_content(entry, src):
+    """Fills in what the content says; a sealed v2 file's header (its trailer to read), else None."""
     head = fmt.read_exactly(src, _SNIFF_BYTES)
     if head and fmt.MAGIC.startswith(head[: len(fmt.MAGIC)]):
-        _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)), tail)
-        return
+        return _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)))
     if len(head) >= LEGACY_MIN_BYTES:  # whatever its name: a copy of the old tool's file may have any
         entry.fingerprint = ("legacy", head[_LEGACY_IV])
     if entry.naming == "legacy" and not entry.filename.endswith(".enc"):
@@ -127,7 +137,7 @@ class _Rejoined(io.RawIOBase):
         return len(block)
 
 
-def _examine_sealed(entry, src, tail):
+def _examine_sealed(entry, src):
     try:
         sealed = envelope.read_header(src)
     except InvalidStream as e:
@@ -147,8 +157,7 @@ def _examine_sealed(entry, src, tail):
         return
     entry.status = "sealed"
     entry.plaintext_bytes, entry.chunks = shape
-    if tail and sealed.header.version >= 2:  # who signed it, as `encpipe inspect` says: read, not verified
-        entry.signers = envelope.trailer_signers(sealed, tail(sealed.trailer_len))
+    return sealed if sealed.header.version >= 2 else None
 
 
 def looks_legacy(name, size, sample):
@@ -170,8 +179,26 @@ def _is_text(sample):
 
 
 def scan(store, signers=False):
-    """Entries for every file in the store (subdirectories are not listed), by name."""
-    return [examine(store, item, signers) for item in store.list()]
+    """Entries for every file in the store (subdirectories are not listed), by name.
+    A remote store's files are examined REMOTE_AT_ONCE at a time, a local one's in turn."""
+    items = store.list()
+    if not getattr(store, "remote", False) or len(items) < 2:
+        return [examine(store, item, signers) for item in items]
+    pool = ThreadPoolExecutor(min(REMOTE_AT_ONCE, len(items)), thread_name_prefix="examine")
+    try:
+        futures = [pool.submit(examine, store, item, signers) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)  # all done, or one raised: then now, not after the others
+        for future in futures:
+            if future.done() and future.exception():
+                raise future.exception()
+        return [future.result() for future in futures]
+    except BaseException:  # interrupted, or a bug: no examine goes on, no rclone is left
+        pool.shutdown(wait=False, cancel_futures=True)
+        store.children.stop()
+        raise
+    finally:
+        pool.shutdown()
+        store.children.resume()
 
 
 def stats(entries):

@@ -1,14 +1,71 @@
 """rclone's processes as streams: `rclone cat` as a reader, `rclone rcat` as a
-writer (for storage.Rclone). A failure of rclone is an error, never a short file."""
+writer (for storage.Rclone). A failure of rclone is an error, never a short file.
+Children keeps the ones a store has running, so that a listing that stops early
+(interrupted, failed) can end those its other threads started."""
+
+import subprocess
+import threading
 
 from ..errors import IOFailure
+
+
+class Children:
+    """The rclone processes a store has running. stop() kills them all, and every
+    one started until resume() (a thread of a listing that is stopping, just
+    starting its next read) is killed at once: its read fails, as a read fails
+    when rclone dies."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = set()
+        self.stopped = False
+
+    def start(self, argv, **options):
+        with self.lock:  # so that stop() cannot miss a child being started
+            proc = subprocess.Popen(argv, **options)
+            self.running.add(proc)
+            if self.stopped:
+                proc.kill()
+        return proc
+
+    def done(self, proc):
+        """Kill `proc` if it still runs, reap it, forget it."""
+        try:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        finally:
+            with self.lock:
+                self.running.discard(proc)
+
+    def stop(self):
+        with self.lock:
+            self.stopped = True
+            for proc in self.running:
+                if proc.poll() is None:
+                    proc.kill()
+
+    def resume(self):
+        with self.lock:
+            self.stopped = False
+
+
+def run(children, argv, **options):
+    """subprocess.run(argv, capture_output=True) with the child kept in `children`
+    while it runs, and killed and reaped whatever happens."""
+    proc = children.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+    try:
+        out, err = proc.communicate()
+    finally:
+        children.done(proc)
+    return proc.returncode, out, err
 
 
 class Download:
     """rclone cat's output; a failure of rclone is an error, not a short file."""
 
-    def __init__(self, proc, where):
-        self.proc, self.where = proc, where
+    def __init__(self, proc, where, children):
+        self.proc, self.where, self.children = proc, where, children
 
     def read(self, size=-1):
         block = self.proc.stdout.read(size)
@@ -25,10 +82,10 @@ class Download:
         return False
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.stdout.close()
-        self.proc.wait()
+        try:
+            self.children.done(self.proc)  # killed if still running, reaped
+        finally:
+            self.proc.stdout.close()
 
     def __enter__(self):
         return self

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
 from ..keys import without_secrets
-from .rclonepipe import Download, Upload
+from .rclonepipe import Children, Download, Upload, run
 
 CHUNK = 1 << 20
 _REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
@@ -281,23 +281,28 @@ def rclone_binary(env):
 
 
 class Rclone:
-    """A remote of rclone's (its own configuration or RCLONE_CONFIG_* variables)."""
+    """A remote of rclone's (its own configuration or RCLONE_CONFIG_* variables).
+    Its reads may run in several threads at once (listing.scan does): every rclone
+    it starts is kept in self.children until reaped."""
+
+    remote = True
 
     def __init__(self, location, env=None):
         self.location = location.rstrip("/") if not location.endswith(":") else location
         self.env = without_secrets(os.environ if env is None else env)  # rclone gets no encpipe secret
         self.binary = rclone_binary(self.env)
+        self.children = Children()
 
     def where(self, name):
         sep = "" if self.location.endswith(":") else "/"
         return f"{self.location}{sep}{name}"
 
     def _run(self, *argv):
-        done = subprocess.run([self.binary, *argv], env=self.env, capture_output=True, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            detail = (done.stderr.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
+        status, out, err = run(self.children, [self.binary, *argv], env=self.env)
+        if status != 0:
+            detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
             raise IOFailure(f"rclone {argv[0]} {argv[1]}: {detail}")
-        return done.stdout
+        return out
 
     def list(self):
         try:
@@ -314,9 +319,9 @@ class Rclone:
         return found[0] if found else Item(name, error=f"cannot read {name}: no such object", unreadable=True)
 
     def open(self, item):
-        proc = subprocess.Popen([self.binary, "cat", self.where(item.name)], env=self.env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        return Download(proc, self.where(item.name))
+        proc = self.children.start([self.binary, "cat", self.where(item.name)], env=self.env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return Download(proc, self.where(item.name), self.children)
 
     def tail(self, item, size):
         """The last `size` bytes of an object (a v2 trailer), the rest not fetched."""
