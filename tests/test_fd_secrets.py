@@ -20,6 +20,7 @@ import encpipe
 from encpipe.errors import InputUnavailable, UsageError
 from encpipe.fdsecrets import MAX_SECRET, FdSecrets
 from test_backup_restore import (
+    BACKUP,
     RESTORE,
     backup,
     dump,
@@ -32,7 +33,7 @@ from test_backup_restore import (
     tools,  # noqa: F401 (fixture)
 )
 from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups, open_new, sha
-from test_restore_children import _assert_clean, _records, _spies
+from test_restore_children import _assert_clean, _records, _spies, s3  # noqa: F401 (s3: fixture)
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
 from cliutil import ok, run as encpipe_run
 
@@ -96,6 +97,40 @@ def test_no_child_of_a_restore_but_encpipe_gets_the_descriptor(pg, tools, key_fi
     assert dump(pg, "fdsecret_copy") == dump(pg, db)
     pg.dropdb("fdsecret_copy")
     _assert_clean(_records(log), (key,), {"psql", "zstd"})
+
+
+def test_no_child_of_a_remote_custom_restore_but_encpipe_gets_the_descriptor(pg, tools, key_file, tmp_path, s3):
+    """A custom archive (pg_restore) and its globals file fetched from a remote (rclone
+    and its parent), the key on a pipe: psql, pg_restore and rclone get no descriptor
+    but 0, 1 and 2, nor the key."""
+    db = ensure_small(pg, "fdsecret_source")
+    remote = f"{s3.location}/fdsecrets"
+    env = script_env(pg, tools, **s3.env)
+    proc = run([BACKUP, "--to", remote, "--format", "custom", "--key-file", key_file, db], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    name = json.loads(proc.stdout)["filename"]
+    spies, log = _spies(tmp_path, pg)
+    env["PATH"] = "%s:%s" % (spies, env["PATH"])
+    env["RCLONE"] = str(spies / "rclone")
+    pg.dropdb("fdsecret_copy")
+    key = read_key(key_file)
+    with pipes(key.encode() + b"\n") as (fd,):
+        proc = run([RESTORE, "--key-file", "/dev/fd/%d" % fd, f"{remote}/{name}", "fdsecret_copy"], env,
+                   pass_fds=(fd,))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "fdsecret_copy") == dump(pg, db)
+    pg.dropdb("fdsecret_copy")
+    _assert_clean(_records(log), (key,), {"psql", "pg_restore", "rclone"})
+
+
+def test_a_file_to_restore_named_by_the_secret_s_descriptor_is_66_and_nothing_is_read(tmp_path):
+    """FILE given as the /dev/fd/N of --key-file: N holds /dev/null by then (the
+    secret read once), never the key, so FILE is not a regular file."""
+    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
+    with pipes(b"0" * 64 + b"\n") as (fd,):
+        proc = run([RESTORE, "--key-file", "/dev/fd/%d" % fd, "/dev/fd/%d" % fd, "db"], env, pass_fds=(fd,), timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        66, b"", b"encpipe-restore: error: cannot read /dev/fd/%d: not a regular file; nothing was changed\n" % fd)
 
 
 # --- encpipe-rotate -------------------------------------------------------------------------------
