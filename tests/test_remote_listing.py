@@ -6,6 +6,7 @@ rclone left running when the listing is interrupted or an examination fails.
 The wrappers here stand in for rclone's `cat` (recording how many run at once, or
 hanging as a stalled remote would); everything else goes to the real rclone."""
 
+import contextlib
 import json
 import os
 import signal
@@ -158,24 +159,37 @@ def started(pids, count):
     raise AssertionError(f"{count} rclone cat did not start")
 
 
-def test_an_interrupted_remote_listing_leaves_no_rclone_behind(s3, sealed, tmp_path):
-    upload(s3, tmp_path, "stalled",
+def signalled_listing(s3, sealed, tmp_path, folder, signum):
+    """encpipe-list of a remote whose every `cat` hangs, sent `signum` once REMOTE_AT_ONCE
+    of them run: (its status, its output, those rclone, every rclone it started).
+    Any rclone it left is killed afterwards."""
+    upload(s3, tmp_path, folder,
            {f"shop_202601{i + 1:02d}T000000Z.sql.enc": sealed[0] for i in range(listing.REMOTE_AT_ONCE + 4)})
     rclone, pids = hanging_rclone(tmp_path)
-    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "encpipe-list"), f"{s3.location}/stalled"],
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "encpipe-list"), f"{s3.location}/{folder}"],
                             env={**python_env(), **s3.env, "RCLONE": rclone}, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         hung = started(pids, listing.REMOTE_AT_ONCE)
         time.sleep(0.3)  # room for one more to start, were the bound not kept
-        os.kill(proc.pid, signal.SIGINT)  # encpipe-list alone, not its process group
+        os.kill(proc.pid, signum)  # encpipe-list alone, not its process group
         out, _ = proc.communicate(timeout=30)
+        time.sleep(0.3)  # an rclone killed at exit is reaped by init meanwhile
+        alive_then = [pid for pid in hung if alive(pid)]
     finally:
         proc.kill()
         proc.wait()
-    assert (proc.returncode, out) == (-signal.SIGINT, b"")
-    assert len(hung) == len(pids.read_text().split()) == listing.REMOTE_AT_ONCE
-    assert [pid for pid in hung if alive(pid)] == []
+        for pid in [int(p) for p in pids.read_text().split()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return proc.returncode, out, alive_then, [int(pid) for pid in pids.read_text().split()], hung
+
+
+def test_an_interrupted_remote_listing_leaves_no_rclone_behind(s3, sealed, tmp_path):
+    status, out, left, every, hung = signalled_listing(s3, sealed, tmp_path, "stalled", signal.SIGINT)
+    assert (status, out) == (-signal.SIGINT, b"")
+    assert len(hung) == len(every) == listing.REMOTE_AT_ONCE
+    assert left == []
 
 
 def test_an_examine_that_raises_stops_the_others_and_their_rclone(s3, sealed, tmp_path):
@@ -201,3 +215,27 @@ def test_an_examine_that_raises_stops_the_others_and_their_rclone(s3, sealed, tm
     assert 3 <= len(hung) <= listing.REMOTE_AT_ONCE and [pid for pid in hung if alive(pid)] == []
     assert not store.children.running and threading.active_count() == before
     assert not store.children.stopped  # the store reads again
+
+
+def test_object_names_that_look_like_options_are_read_as_names(s3, sealed, tmp_path):
+    """Each object goes to rclone as REMOTE:PATH/NAME, never as an argument of its
+    own: names starting with dashes (an rclone option's shape), very long or not
+    ASCII list as the same entries as the same files in a directory."""
+    plain, signed, _ = sealed
+    files = {"-shop_20260101T000000Z.sql.enc": plain, "--help": b"not a backup\n", "--config=x": signed,
+             "--tail=64": plain, "a b_20260101T000000Z.sql.enc": plain,
+             "\u00e9t\u00e9_20260101T000000Z.sql.enc": signed, "x" * 200 + "_20260101T000000Z.sql.enc": plain}
+    local = upload(s3, tmp_path, "dashes", files)
+    env = {**python_env(), **s3.env}
+    listings = [encpipe_list(where, env) for where in (local, f"{s3.location}/dashes")]
+    assert [(p.returncode, p.stderr) for p in listings] == [(0, b""), (0, b"")]
+    assert listings[0].stdout == listings[1].stdout
+    got = {e["filename"]: e["status"] for e in json.loads(listings[1].stdout)}
+    assert got == {**dict.fromkeys(files, "sealed"), "--help": "foreign"}
+
+
+@pytest.mark.xfail(strict=True, reason="FLAW: encpipe-list (and check, prune, verify) die of SIGTERM at once, "
+                   "leaving the up to REMOTE_AT_ONCE rclone it runs to their own timeouts")
+def test_a_listing_ended_by_sigterm_leaves_no_rclone_behind(s3, sealed, tmp_path):
+    status, out, left, _, _ = signalled_listing(s3, sealed, tmp_path, "terminated", signal.SIGTERM)
+    assert (out, left) == (b"", [])
