@@ -132,11 +132,16 @@ def report_errors(io, action):
 def run_script(prog, module, argv):
     """main(argv) of `module`, for the script `prog`: a dependency that cannot be
     imported is one line and exit 69, as for encpipe itself, not a traceback;
-    closed standard streams and SIGINT as for encpipe (see run). The shell
-    scripts come here through `python -m encpipe.launch PROG MODULE ARG...`."""
+    closed standard streams and SIGINT as for encpipe (see run); SIGTERM and
+    SIGHUP, unless main sets its own, raise Terminated, so that clean-up runs,
+    then the script dies of the signal. The shell scripts come here through
+    `python -m encpipe.launch PROG MODULE ARG...`."""
+    import signal
     from importlib import import_module
 
     guard_standard_fds()
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
+        signal.signal(signum, _raise_terminated)
     try:
         try:
             return import_module(module).main(argv)
@@ -144,6 +149,18 @@ def run_script(prog, module, argv):
             return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
     except KeyboardInterrupt:
         return die_of_sigint()
+    except Terminated as e:
+        return die_of_sigint(e.args[0])
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in a script's main thread (see run_script) so that
+    its clean-up runs (a remote listing kills and reaps its rclone processes);
+    then the script dies of the signal."""
+
+
+def _raise_terminated(signum, _frame):
+    raise Terminated(signum)
 
 
 def _report_missing(io, e):
@@ -245,14 +262,14 @@ def guard_standard_fds():
             atexit.register(discard, 0)
 
 
-def die_of_sigint():
-    """Die of SIGINT itself (quietly, no traceback), so that the parent sees the
-    conventional status; 130 if the signal is somehow ignored."""
+def die_of_sigint(signum=2):
+    """Die of SIGINT (or `signum`) itself (quietly, no traceback), so that the parent
+    sees the conventional status; 128 + signum if the signal is somehow ignored."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
-    return 128 + signal.SIGINT
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return 128 + signum
 
 
 def _standard_input():

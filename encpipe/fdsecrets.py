@@ -10,8 +10,9 @@ puts a fresh copy of the secret on N, for the children whose argv names it
 only: the child sees exactly the argument the user gave, and names it in its
 messages. Any other child (psql, pg_restore, rclone, zstd) never gets N.
 
-The copy is an in-memory file (memfd: no file system, sealed, readable by its
-owner only), which each open of /dev/fd/N reads from its start: one child may
+The copy is an in-memory file (memfd: no file system, sealed; its owner's, with
+the group and other bits of the file the secret came from, so that encpipe
+warns of one others can read), which each open of /dev/fd/N reads from its start: one child may
 read it twice (rotate's `rewrap` names the new key file to --key-file and
 --add-key-file). Without memfd (not Linux), a pipe: read once per child.
 
@@ -22,6 +23,7 @@ Standard input, output and error (N < 3) are left as they are.
 import contextlib
 import fcntl
 import os
+import stat
 
 from .errors import InputUnavailable, UsageError
 from .keyargs import FD_PATH
@@ -33,11 +35,13 @@ MAX_SECRET = 65536
 
 
 class FdSecrets:
-    def __init__(self, given, options):
+    def __init__(self, given, options, taken=()):
         """The /dev/fd/N values of `options` in `given` ({option: [value...]}: a
         docopt-style dictionary, or vars() of an argparse namespace, whose keys
         have no dashes), each descriptor read once. Over MAX_SECRET bytes is
-        UsageError (64), unreadable InputUnavailable (66); neither shows the secret."""
+        UsageError (64), unreadable InputUnavailable (66); neither shows the secret.
+        `taken`: descriptors the script reads and closes itself (--passphrase-fd):
+        one given as a secret file too is UsageError, as N would not stay reserved."""
         self.secrets, self.paths = {}, {}
         for option in options:
             name = option if option.startswith("-") else "--" + option.replace("_", "-")
@@ -46,6 +50,9 @@ class FdSecrets:
                 if not match or int(match.group(1)) < 3:
                     continue
                 fd = int(match.group(1))
+                if fd in taken:
+                    raise UsageError(f"file descriptor {fd} is given to --passphrase-fd and to {name}: "
+                                     "give each secret its own")
                 self.paths.setdefault(fd, set()).add(path)
                 if fd not in self.secrets:
                     self.secrets[fd] = _read(fd, name, path)
@@ -70,15 +77,25 @@ class FdSecrets:
                 os.dup2(self.null, fd, inheritable=False)
 
 
+class Secret(bytes):
+    """A secret's bytes, and the group and other permission bits of the regular file
+    it was read from (0 for a pipe): its copy gets them too, so that encpipe warns
+    of a key file others can read through /dev/fd/N as through its path."""
+
+    others = 0
+
+
 def _read(fd, option, path):
     try:
         with open(path, "rb") as f:  # as encpipe reads it: a file given as 3<FILE from its start
-            data = f.read(MAX_SECRET + 1)
+            mode = os.fstat(f.fileno()).st_mode
+            data = Secret(f.read(MAX_SECRET + 1))
     except OSError as e:
         raise InputUnavailable(f"{option}: cannot read file descriptor {fd}: {e.strerror or e}") from None
     if len(data) > MAX_SECRET:
         raise UsageError(f"{option}: file descriptor {fd} holds more than {MAX_SECRET} bytes; "
                          "not a key or passphrase")
+    data.others = stat.S_IMODE(mode) & 0o077 if stat.S_ISREG(mode) else 0
     return data
 
 
@@ -89,7 +106,7 @@ def _holding(data, source):
         return pipe_holding(data, source)
     fd = os.memfd_create("encpipe-secret", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
-        os.fchmod(fd, 0o400)  # as a key file should be: encpipe warns of one others can read
+        os.fchmod(fd, 0o400 | getattr(data, "others", 0))  # encpipe warns of group or other bits, as of the file's
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

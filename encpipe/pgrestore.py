@@ -68,7 +68,7 @@ class Run:
         self.globals_stmts = []
         self._roles = None
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
-        self.secret_files = FdSecrets(opts["given"], ("--key-file", "--identity", "--passphrase-file"))
+        self.secret_files = FdSecrets(opts["given"], ("--key-file", "--identity", "--passphrase-file"), opts["fds"])
         self.secrets = [read_fd(fd) for fd in opts["fds"]]
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 

@@ -148,9 +148,6 @@ def test_a_fifo_or_a_huge_sparse_file_under_a_backup_name_is_not_read_for_ever(t
     assert time.monotonic() - start < 20
 
 
-@pytest.mark.xfail(strict=True, reason="FLAW: a closed --passphrase-fd or /dev/fd/N key of check --verify is exit 66 "
-                   "on stderr (keyargs.secret_fds_open), not the CRITICAL (2) check --help documents for keys that "
-                   "cannot be read")
 @pytest.mark.parametrize("option", [["--passphrase-fd", "57"], ["--key-file", "/dev/fd/57"]])
 def test_a_closed_key_descriptor_is_critical(tmp_path, option):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-check"), "--max-age", "24",

@@ -342,8 +342,6 @@ def test_a_pipe_whose_writer_never_closes_waits_as_encpipe_would_and_sigterm_end
     assert (world.dir / "a.enc").read_bytes() == world.originals["a.enc"]
 
 
-@pytest.mark.xfail(strict=True, reason="FLAW: the lent copy is a memfd of mode 0400, so a key file others can read, "
-                   "given as /dev/fd/N, loses encpipe's 'readable by group or others' warning")
 def test_a_key_file_others_can_read_is_warned_about_through_a_descriptor_as_by_its_path(tmp_path):
     world = World(tmp_path)
     world.add("a.enc", "--key-file", world.old_a)
@@ -359,23 +357,19 @@ def test_a_key_file_others_can_read_is_warned_about_through_a_descriptor_as_by_i
     assert b"/dev/fd/%d is readable by group or others" % fd in done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="FLAW: encpipe-restore's --passphrase-fd N closes N after FdSecrets "
-                   "reserved it for --key-file /dev/fd/N; FILE or the globals file then takes N and each lend "
-                   "replaces it with the key's copy (encpipe reads the key as the backup: 65)")
-def test_a_descriptor_given_to_passphrase_fd_and_as_a_key_file_stays_reserved():
-    from encpipe.pgcli import Failure, parse
-    from encpipe.pgrestore import Run
+def test_a_descriptor_given_to_passphrase_fd_and_as_a_key_file_is_refused(capsys):
+    """encpipe-restore reads a --passphrase-fd and closes it, so the same N given as a
+    secret file would not stay reserved (FILE could take N and be lent the key):
+    the pair is refused before anything is read or opened, 64, one line."""
+    from encpipe.pgrestore import main
 
     fd = pipe_holding(b"0" * 64 + b"\n")
     try:
-        opts = parse(["--passphrase-fd", str(fd), "--key-file", "/dev/fd/%d" % fd, "x_20260101T000000Z.sql.enc",
-                      "db"])
-        try:
-            Run(opts)
-        except Failure as e:  # refusing the pair is a fix too
-            assert e.status == 64
-        else:
-            assert os.readlink("/proc/self/fd/%d" % fd) == "/dev/null"  # never free for FILE to take
+        status = main(["--passphrase-fd", str(fd), "--key-file", "/dev/fd/%d" % fd, "x_20260101T000000Z.sql.enc", "db"])
+        out, err = capsys.readouterr()
+        assert (status, out) == (64, "")
+        assert err == ("encpipe-restore: error: file descriptor %d is given to --passphrase-fd and to --key-file: "
+                       "give each secret its own\n" % fd)
+        assert os.read(fd, 100) == b"0" * 64 + b"\n"  # not read
     finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        os.close(fd)

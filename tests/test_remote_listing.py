@@ -234,8 +234,6 @@ def test_object_names_that_look_like_options_are_read_as_names(s3, sealed, tmp_p
     assert got == {**dict.fromkeys(files, "sealed"), "--help": "foreign"}
 
 
-@pytest.mark.xfail(strict=True, reason="FLAW: encpipe-list (and check, prune, verify) die of SIGTERM at once, "
-                   "leaving the up to REMOTE_AT_ONCE rclone it runs to their own timeouts")
 def test_a_listing_ended_by_sigterm_leaves_no_rclone_behind(s3, sealed, tmp_path):
     status, out, left, _, _ = signalled_listing(s3, sealed, tmp_path, "terminated", signal.SIGTERM)
     assert (out, left) == (b"", [])

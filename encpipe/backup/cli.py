@@ -274,6 +274,7 @@ def cmd_check(args, io):
 
 
 def _check_keys(args, io):
+    secret_fds_open(args)  # before any file is opened, as for the other commands
     keys = KeyRing.from_args(args, io)
     keys.encpipe()  # check counts sealed files only: the previous tool's key alone is no key here
     return keys
@@ -332,4 +333,9 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     if empty:
         io.error(str(empty), hint=empty.hint)
         return empty.exit_code
-    return report_errors(io, lambda: secret_fds_open(args) or COMMANDS[name](args, io))
+    def start():
+        if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
+            secret_fds_open(args)
+        return COMMANDS[name](args, io)
+
+    return report_errors(io, start)
