@@ -44,7 +44,6 @@ import fcntl
 import json
 import os
 import re
-import signal
 import stat
 import subprocess
 import sys
@@ -70,10 +69,6 @@ class Failure(Exception):
     def __init__(self, message, status=1, step="rotate"):
         super().__init__(message)
         self.status, self.step = status, step
-
-
-class Interrupted(BaseException):
-    pass
 
 
 def err(message, hint=None):
@@ -361,15 +356,9 @@ def lock(directory):
     return fd
 
 
-def on_signal(signum, _frame):
-    raise Interrupted(signum)
-
-
 def main(argv):
     os.umask(0o077)
-    options = parse_args(argv)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+    options = parse_args(argv)  # SIGINT, SIGTERM, SIGHUP: an exception, then death by it (cli.run_script)
     try:
         secrets = FdSecrets(vars(options), ("old_key_file", "new_key_file", "sign_key"))  # before DIR takes an fd
         if not os.path.isdir(options.dir):
@@ -391,11 +380,6 @@ def main(argv):
         return 66
     except BrokenPipeError:  # the reader of the report went away: quietly, as encpipe
         return 141
-    except Interrupted as e:
-        signum = e.args[0]
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return 128 + signum
     if rotation.errors:
         err(f"{rotation.errors} file(s) could not be rotated")
         return 1
