@@ -148,9 +148,9 @@ def run_script(prog, module, argv):
         except ImportError as e:  # of the module, or one it imports when it needs it
             return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
     except KeyboardInterrupt:
-        return die_of_sigint()
+        return die_of()
     except Terminated as e:
-        return die_of_sigint(e.args[0])
+        return die_of(e.args[0])
 
 
 class Terminated(BaseException):
@@ -262,9 +262,9 @@ def guard_standard_fds():
             atexit.register(discard, 0)
 
 
-def die_of_sigint(signum=2):
-    """Die of SIGINT (or `signum`) itself (quietly, no traceback), so that the parent
-    sees the conventional status; 128 + signum if the signal is somehow ignored."""
+def die_of(signum=2):
+    """Die of `signum` (SIGINT unless said) itself (quietly, no traceback), so that the
+    parent sees the conventional status; 128 + signum if the signal is somehow ignored."""
     import signal
 
     signal.signal(signum, signal.SIG_DFL)
@@ -315,5 +315,5 @@ def run():
     try:
         status = main()
     except KeyboardInterrupt:
-        status = die_of_sigint()
+        status = die_of()
     raise SystemExit(status)

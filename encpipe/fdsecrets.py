@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import stat
+import subprocess
 
 from .errors import InputUnavailable, UsageError
 from .keyargs import FD_PATH
@@ -75,6 +76,12 @@ class FdSecrets:
         finally:
             for fd in fds:
                 os.dup2(self.null, fd, inheritable=False)
+
+    def spawn(self, argv, start=subprocess.run, pass_fds=(), **kwargs):
+        """`start(argv, ...)` (subprocess.run or Popen) with the secrets `argv` names
+        lent, beside `pass_fds`."""
+        with self.lend(argv) as lent:
+            return start(argv, pass_fds=[*pass_fds, *lent], **kwargs)
 
 
 class Secret(bytes):

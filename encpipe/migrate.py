@@ -155,7 +155,7 @@ class Migration:
         self.sign_ids = []
         if args.sign_key:
             self.seal_args += options(args, ("sign_key",))
-            done = self.child([*self.encpipe, "keyid", *options(args, ("sign_key",))], stdout=subprocess.PIPE)
+            done = self.secrets.spawn([*self.encpipe, "keyid", *options(args, ("sign_key",))], stdout=subprocess.PIPE)
             if done.returncode:
                 raise Failure("cannot read the --sign-key file(s)", exit_status(done.returncode))
             self.sign_ids = done.stdout.decode("ascii").split()
@@ -243,10 +243,10 @@ class Migration:
             raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
 
     def seal(self, src, out_fd):
-        opener = self.child([*self.encpipe, "open", "--legacy", *self.open_args, "-"],
+        opener = self.secrets.spawn([*self.encpipe, "open", "--legacy", *self.open_args, "-"],
                             stdin=src, stdout=subprocess.PIPE, env=self.open_env, start=subprocess.Popen)
         try:
-            sealer = self.child([*self.encpipe, "seal", *self.seal_args], stdin=opener.stdout, stdout=out_fd,
+            sealer = self.secrets.spawn([*self.encpipe, "seal", *self.seal_args], stdin=opener.stdout, stdout=out_fd,
                                 start=subprocess.Popen)
         finally:
             opener.stdout.close()
@@ -259,7 +259,7 @@ class Migration:
     def verify(self, fd, plaintext):
         """inspect --verify of the new file through its descriptor, never its name."""
         os.lseek(fd, 0, os.SEEK_SET)
-        done = self.child([*self.encpipe, "inspect", "--verify", "--json", *self.verify_args],
+        done = self.secrets.spawn([*self.encpipe, "inspect", "--verify", "--json", *self.verify_args],
                           stdin=fd, stdout=subprocess.PIPE)
         if done.returncode:
             status = exit_status(done.returncode)
@@ -272,11 +272,6 @@ class Migration:
             raise Failure(f"the new file holds {report.get('plaintext_bytes')} bytes, not {plaintext}", 70)
         if not set(self.sign_ids) <= set(report.get("signed_by") or []):
             raise Failure("the new file is not signed by every --sign-key", 70)
-
-    def child(self, argv, start=subprocess.run, **kwargs):
-        """`start(argv)` (subprocess.run or Popen), given the /dev/fd/N secrets `argv` names."""
-        with self.secrets.lend(argv) as fds:
-            return start(argv, pass_fds=fds, **kwargs)
 
     def keep(self, path, name):
         kept = name + KEPT_SUFFIX

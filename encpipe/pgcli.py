@@ -99,10 +99,6 @@ def open_failure_hint(status, opts, env):
             " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
 
 
-# The scripts hand a --passphrase-fd secret on to encpipe through a pipe of their
-# own, written whole before encpipe reads it: it must fit a pipe's buffer (MAX_SECRET).
-
-
 def read_fd(fd):
     """keys.read_fd, then the descriptor closed; a failure is exit 66, a secret over
     MAX_SECRET bytes (no passphrase is) exit 64."""

@@ -83,9 +83,8 @@ class Run:
     def encpipe_run(self, args, **kw):
         keys, fds = self.key_args()
         try:
-            with self.secret_files.lend(keys) as lent:
-                return subprocess.run(self.encpipe + args[:1] + keys + args[1:], env=self.env,
-                                      pass_fds=fds + lent + self.fds, **kw)
+            return self.secret_files.spawn(self.encpipe + args[:1] + keys + args[1:], env=self.env,
+                                           pass_fds=fds + self.fds, **kw)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -296,7 +295,7 @@ class Run:
         open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
                                    *self.o["open"], *keys, self.source]
         self.stream = Restore(open_cmd, self.env, fds + self.fds, self.o["tool"], self.o.get("role"), self.restrict,
-                              lambda: self.secret_files.lend(keys))
+                              self.secret_files.spawn)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:

@@ -127,18 +127,17 @@ class Restore:
     """Runs `open_cmd | [decompressor] | psql or pg_restore` into the database that
     `create(kind)` makes once the first bytes arrived (after authentication)."""
 
-    def __init__(self, open_cmd, open_env, pass_fds, tool_args, user, restrict, lend):
-        """`lend()`: a context that yields more descriptors for `encpipe open` only
-        (fdsecrets.FdSecrets.lend), spawned within it."""
-        self.open_cmd, self.open_env, self.pass_fds, self.lend = open_cmd, open_env, pass_fds, lend
+    def __init__(self, open_cmd, open_env, pass_fds, tool_args, user, restrict, spawn):
+        """`spawn`: fdsecrets.FdSecrets.spawn, which starts `encpipe open` only with the
+        secrets it names lent."""
+        self.open_cmd, self.open_env, self.pass_fds, self.spawn = open_cmd, open_env, pass_fds, spawn
         self.tool_args, self.user, self.restrict = tool_args, user, restrict
         self.procs = []
 
     def run(self, create):
         """Returns (status of encpipe open, status of the restore client); raises EmptyStream."""
-        with self.lend() as lent:
-            opener = subprocess.Popen(self.open_cmd, stdout=subprocess.PIPE, env=self.open_env,
-                                      pass_fds=self.pass_fds + lent)
+        opener = self.spawn(self.open_cmd, start=subprocess.Popen, stdout=subprocess.PIPE, env=self.open_env,
+                            pass_fds=self.pass_fds)
         self.procs.append(opener)
         src = opener.stdout
         widen_pipes(src)

@@ -129,8 +129,7 @@ class Encpipe:
     def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True):
         """encpipe's standard output; its error line becomes a Failure, its warnings
         are passed on unless `quiet`."""
-        with self.secrets.lend(args) as fds:
-            done = subprocess.run(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, pass_fds=fds)
+        done = self.secrets.spawn(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
         text = done.stderr.decode("utf-8", "replace")
         if done.returncode != 0:
             errors = [line.split(": error: ", 1)[1] for line in text.splitlines() if ": error: " in line]
