@@ -288,7 +288,8 @@ def cmd_rewrap(args, io):
         signers=trusted,
     )
     if path is None:
-        envelope.rewrap(src, ciphertext_output(io, to_file="--in-place FILE"), identities, **rewrap)
+        out = ciphertext_output(io, to_file="--in-place FILE")
+        envelope.rewrap(src, out, identities, check_first=True, **rewrap)  # nothing out before all is checked
     else:
         with src:
             safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),

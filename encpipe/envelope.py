@@ -4,6 +4,7 @@ Everything here works on file-like objects (binary, with read/readinto and
 write) and knows nothing of paths, terminals or exit codes.
 """
 
+from contextlib import ExitStack, contextmanager
 from typing import NamedTuple
 
 from Crypto.Random import get_random_bytes
@@ -222,17 +223,24 @@ def open_sealed(
         return _second_pass(sealed, payload(src, dst, on_progress), None, dst)
     # Two passes: the first checks and writes nothing; the second decrypts, and lets
     # out no record before it matched its witness from the first (see Witnesses).
-    with private_spool(tmpdir) as store:
-        witnesses = prov.Witnesses(store)
+    with _two_passes(src, tmpdir) as (witnesses, first_source, replay):
+        first = payload(first_source, None, check_only=not verify_first, witnesses=witnesses)
+        return _second_pass(sealed, payload(replay(), dst, on_progress, first=first, witnesses=witnesses), first, dst)
+
+
+@contextmanager
+def _two_passes(src, tmpdir):
+    """(Witnesses, the source of a first pass, replay()): replay() gives the same
+    bytes again for a second pass: `src` sought back, or, from a pipe, the spool
+    (an unlinked file in `tmpdir`) that the first pass's reads were copied to."""
+    with ExitStack() as stack:
+        witnesses = prov.Witnesses(stack.enter_context(private_spool(tmpdir)))
         if seekable(src):
             start = src.tell()
-            first = payload(src, None, check_only=not verify_first, witnesses=witnesses)
-            src.seek(start)
-            return _second_pass(sealed, payload(src, dst, on_progress, first=first, witnesses=witnesses), first, dst)
-        with private_spool(tmpdir) as spool:  # a pipe: its ciphertext, kept while it is checked
-            first = payload(Tee(src, spool), None, check_only=not verify_first, witnesses=witnesses)
-            rewind(spool)
-            return _second_pass(sealed, payload(spool, dst, on_progress, first=first, witnesses=witnesses), first, dst)
+            yield witnesses, src, lambda: (src.seek(start), src)[1]
+            return
+        spool = stack.enter_context(private_spool(tmpdir))
+        yield witnesses, Tee(src, spool), lambda: (rewind(spool), spool)[1]
 
 
 def _refuse_unauthenticated(why, hint="open a signed file with --signer (ENCPIPE_SIGNER) naming its signer, or,"
@@ -299,10 +307,15 @@ def payload_shape(payload_bytes, chunk_size):
 
 
 def rewrap(
-    src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None, signing_keys=(), signers=()
+    src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None, signing_keys=(), signers=(),
+    check_first=False, tmpdir=None
 ):
     """Copy a sealed stream with a new set of slots; the payload is copied unchanged
     (a v2 payload's chunks are checked in memory on the way, nothing else is written).
+    With `check_first`, nothing of a v2 file reaches `dst` before all of it checked:
+    a first pass checks every chunk's tag and the old trailer (a pipe is spooled as
+    ciphertext to an unlinked file in `tmpdir` meanwhile), and the second copies
+    each record once it matched its witness from the first (prov.Witnesses).
 
     For a v2 file, kept slots keep their authenticators, added raw-key and passphrase
     slots get new ones, signatures are kept (C does not cover the slots)
@@ -340,14 +353,30 @@ def rewrap(
         version=old.version,
         sig_count=old.sig_count + len(signing_keys),
     )
-    write_all(dst, memoryview(header.encode()))
     if old.version < 2:
+        write_all(dst, memoryview(header.encode()))
         copy_stream(src, dst, on_progress)
         flush(dst)
         return sealed, SealedHeader.of(header), NOT_SENDER_AUTHENTICATED
-    ledger = prov.opening_ledger(old, file_key, opened, prov.authenticator_keys(add, added), sign=bool(signing_keys))
-    hash_records(src, dst, old.chunk_size, ledger, on_progress=on_progress, key=payload_key(file_key, old))
-    provenance = prov.check(file_key, old, ledger, opened, frozenset(signers))
+
+    def checked(source, out, progress=None, witnesses=None):
+        """Copy the payload, checking every chunk's tag; then the old trailer."""
+        ledger = prov.opening_ledger(old, file_key, opened, prov.authenticator_keys(add, added),
+                                     sign=bool(signing_keys), witnesses=witnesses)
+        hash_records(source, out, old.chunk_size, ledger, on_progress=progress, key=payload_key(file_key, old))
+        return ledger, prov.check(file_key, old, ledger, opened, frozenset(signers))
+
+    if not check_first:
+        write_all(dst, memoryview(header.encode()))
+        ledger, provenance = checked(src, dst, on_progress)
+    else:
+        with _two_passes(src, tmpdir) as (witnesses, first_source, replay):
+            ledger, provenance = checked(first_source, None, witnesses=witnesses)
+            write_all(dst, memoryview(header.encode()))
+            again = prov.opening_ledger(old, file_key, opened, witnesses=witnesses, again=True)
+            hash_records(replay(), dst, old.chunk_size, again, on_progress=on_progress)
+            if again.trailer != ledger.trailer:
+                raise InvalidStream(f"{prov.CHANGED}: its trailer differs")
     trailer = prov.Trailer.parse(ledger.trailer, old)
     positions = prov.authenticated_slots(old)
     authenticators = [trailer.authenticators[positions.index(i)] for i in kept if i in positions]

@@ -370,9 +370,9 @@ def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None, key=
         return chunk
 
     def copy_chunk(chunk):
+        ledger.add(chunk.measured)  # first: a second pass's ledger may refuse the record
         if dst is not None:
             write_all(dst, chunk.data)
-        ledger.add(chunk.measured)
         progress.add(chunk.length)
 
     record = chunk_size + TAG_LEN

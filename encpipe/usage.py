@@ -52,7 +52,8 @@ Commands:
   inspect   Show a sealed file's header without any key; with --verify and a
             key, authenticate every chunk and report the plaintext size.
   rewrap    Copy a sealed stream from standard input to standard output with a
-            new set of key slots; the payload is copied, not re-encrypted.
+            new set of key slots; the payload is copied, not re-encrypted,
+            and nothing is written before all of it has been checked.
   keygen    Print a new random 256-bit key (64 hex digits), or with --x25519
             write a secret identity to FILE and print its public key, or
             with --sign write a signing key to FILE and print its verify key.
