@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import venv
 
 import pytest
@@ -26,9 +27,15 @@ def installed(tmp_path_factory):
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build"))
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "env")
     python = root / "env" / "bin" / "python3"
-    # pip itself comes from the system site packages, and installs into the venv.
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                           str(source)], capture_output=True, text=True, timeout=600)
+    # The wheel is built by this Python (the test extra has setuptools' `wheel`; the
+    # base interpreter the venv sees may not), then installed into the venv by pip
+    # from the system site packages.
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(root / "dist"), str(source)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (root / "dist").glob("encpipe-*.whl")
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     shutil.rmtree(source)  # nothing may come from the checkout
     return root / "env" / "bin"
