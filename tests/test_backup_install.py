@@ -10,7 +10,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
+from pathlib import Path
 
 import pytest
 
@@ -25,11 +27,15 @@ def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("venv")
     source = root / "src"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build"))
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "env")
+    venv.EnvBuilder(with_pip=False).create(root / "env")
     python = root / "env" / "bin" / "python3"
-    # The wheel is built by this Python (the test extra has setuptools' `wheel`; the
-    # base interpreter the venv sees may not), then installed into the venv by pip
-    # from the system site packages.
+    # Its dependencies, and pip, are this Python's (a venv made from a venv sees only
+    # the base interpreter's packages, which may lack them): a path file names them.
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "suite-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # The wheel is built by this Python (the test extra has setuptools' `wheel`),
+    # then installed into the venv.
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                             "-w", str(root / "dist"), str(source)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
