@@ -1,23 +1,30 @@
-"""Secret files given as /dev/fd/N to a script that runs encpipe more than once
-(encpipe-restore, encpipe-rotate, encpipe-migrate).
+"""Secrets on descriptors given to a script that runs encpipe more than once
+(encpipe-restore, encpipe-rotate, encpipe-migrate): secret files given as
+/dev/fd/N, and descriptor options (encpipe-restore's `--passphrase-fd N`).
 
 A child does not inherit N (subprocess closes every descriptor not passed), and
 a pipe (`--key-file /dev/fd/3 3< <(vault read ...)`) can be read only once. So
-the script reads each such secret once, at its start, and keeps N occupied by
-/dev/null for its whole life: nothing it opens later (FILE, DIR, a lock, a
-temporary file) can take that number. For each encpipe it runs, `lend(argv)`
-puts a fresh copy of the secret on N, for the children whose argv names it
-only: the child sees exactly the argument the user gave, and names it in its
-messages. Any other child (psql, pg_restore, rclone, zstd) never gets N.
+the script reads each such secret once, at its start, as encpipe would read it
+(a secret file through its path, from its start; a descriptor option from
+where it stands, as keys.read_fd), and keeps N occupied by /dev/null for its
+whole life: nothing it opens later (FILE, DIR, a lock, a temporary file) can
+take that number. For each encpipe it runs, `lend(argv)` puts a fresh copy of
+the secret on N, for the children whose argv names it only (the path, or the
+option and N): the child sees exactly the arguments the user gave, and names
+them in its messages. Any other child (psql, pg_restore, rclone, zstd) never
+gets N.
 
 The copy is an in-memory file (memfd: no file system, sealed; its owner's, with
 the group and other bits of the file the secret came from, so that encpipe
-warns of one others can read), which each open of /dev/fd/N reads from its start: one child may
-read it twice (rotate's `rewrap` names the new key file to --key-file and
---add-key-file). Without memfd (not Linux), a pipe: read once per child.
+warns of one others can read), which each open of /dev/fd/N reads from its
+start: one child may read it twice (rotate's `rewrap` names the new key file to
+--key-file and --add-key-file). Without memfd (not Linux), a pipe: read once
+per child.
 
 Named FIFOs (mkfifo paths) are not handled: they are passed on as any path.
-Standard input, output and error (N < 3) are left as they are.
+A secret file on standard input, output or error (/dev/fd/0 to 2) is left as it
+is. A descriptor option may be 0 (standard input, then /dev/null), not 1 or 2:
+a child's output and error are its own, so the secret could not be lent there.
 """
 
 import contextlib
@@ -26,56 +33,61 @@ import os
 import stat
 import subprocess
 
+from . import keys
 from .errors import InputUnavailable, UsageError
 from .keyargs import FD_PATH
 
 # A secret handed on to encpipe is written whole before encpipe reads it: on a
-# pipe (a --passphrase-fd of encpipe-restore), it must fit the pipe's buffer.
-# No key or passphrase is this long.
+# pipe (without memfd), it must fit the pipe's buffer. No key or passphrase is this long.
 MAX_SECRET = 65536
 
 
 class FdSecrets:
-    def __init__(self, given, options, taken=()):
-        """The /dev/fd/N values of `options` in `given` ({option: [value...]}: a
-        docopt-style dictionary, or vars() of an argparse namespace, whose keys
-        have no dashes), each descriptor read once. Over MAX_SECRET bytes is
-        UsageError (64), unreadable InputUnavailable (66); neither shows the secret.
-        `taken`: descriptors the script reads and closes itself (--passphrase-fd):
-        one given as a secret file too is UsageError, as N would not stay reserved."""
-        self.secrets, self.paths = {}, {}
-        for option in options:
-            name = option if option.startswith("-") else "--" + option.replace("_", "-")
-            for path in given.get(option) or []:
-                match = FD_PATH.fullmatch(path)
-                if not match or int(match.group(1)) < 3:
-                    continue
-                fd = int(match.group(1))
-                if fd in taken:
-                    raise UsageError(f"file descriptor {fd} is given to --passphrase-fd and to {name}: "
-                                     "give each secret its own")
-                self.paths.setdefault(fd, set()).add(path)
-                if fd not in self.secrets:
-                    self.secrets[fd] = _read(fd, name, path)
+    def __init__(self, given, files, descriptors=()):
+        """The secrets that `given` ({option: [value...]}: a docopt-style dictionary,
+        or vars() of an argparse namespace, whose keys have no dashes) gives on a
+        descriptor: the /dev/fd/N values of the `files` options, and the N of the
+        `descriptors` options (--passphrase-fd; numbers that keyargs.secret_fds_open
+        checked), each descriptor read once. Over
+        MAX_SECRET bytes is UsageError (64), unreadable InputUnavailable (66);
+        neither shows the secret. One N given to a descriptor option and as a
+        secret file is UsageError before anything is read: read once, it would be
+        one secret for both, which encpipe would read by two rules."""
+        self.secrets, self.names, self.options = {}, {}, {_dashed(o) for o in descriptors}
+        sources = {}  # N: (option, path) of its first mention; path None for a descriptor option
+        for name, fd, path, word in _mentions(given, files, descriptors):
+            first = sources.setdefault(fd, (name, path))
+            if (first[1] is None) != (path is None):
+                raise UsageError(f"file descriptor {fd} is given to {first[0]} and to {name}: give each secret its own")
+            if path is None and fd in (1, 2):
+                raise UsageError(f"{name} {fd} is standard {('output', 'error')[fd - 1]}: "
+                                 "give the secret on another descriptor")
+            if path is None or fd >= 3:  # a secret file on 0 to 2 is left as it is
+                self.names.setdefault(fd, set()).add(word)
+        for fd in self.names:
+            name, path = sources[fd]
+            self.secrets[fd] = read_fd(fd) if path is None else _read(fd, name, path)
         self.null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # now: a closed N was refused (66)
         for fd in self.secrets:
-            os.dup2(self.null, fd, inheritable=False)  # reserved: never another file's number
+            os.dup2(self.null, fd, inheritable=fd == 0)  # reserved: never another file's number (0: stdin, inherited)
 
     @contextlib.contextmanager
     def lend(self, argv):
-        """The descriptors `argv` names, each a fresh copy of its secret while
+        """The descriptors `argv` names (a secret file's path, or a descriptor
+        option and N, as one word or two), each a fresh copy of its secret while
         the block runs (spawn the child in it, with pass_fds=the list it yields);
         /dev/null again afterwards."""
-        fds = [fd for fd, paths in self.paths.items() if paths & set(argv)]
+        words = {*argv, *(f"{a}={b}" for a, b in zip(argv, argv[1:]) if a in self.options)}
+        fds = [fd for fd, names in self.names.items() if names & words]
         try:
             for fd in fds:
                 copy = _holding(self.secrets[fd], f"file descriptor {fd}")
-                os.dup2(copy, fd, inheritable=False)  # pass_fds makes it inheritable in the child only
+                os.dup2(copy, fd, inheritable=fd == 0)  # pass_fds makes it inheritable in the child (0 is stdin)
                 os.close(copy)
             yield fds
         finally:
             for fd in fds:
-                os.dup2(self.null, fd, inheritable=False)
+                os.dup2(self.null, fd, inheritable=fd == 0)
 
     def spawn(self, argv, start=subprocess.run, pass_fds=(), **kwargs):
         """`start(argv, ...)` (subprocess.run or Popen) with the secrets `argv` names
@@ -90,6 +102,32 @@ class Secret(bytes):
     of a key file others can read through /dev/fd/N as through its path."""
 
     others = 0
+
+
+def _mentions(given, files, descriptors):
+    """(option, N, path, the word of a child's argv that names it) for each value
+    of the descriptor options (path None), then each secret file given as /dev/fd/N."""
+    for option in descriptors:
+        for value in given.get(option) or []:
+            yield _dashed(option), int(value), None, f"{_dashed(option)}={value}"
+    for option in files:
+        for match in map(FD_PATH.fullmatch, given.get(option) or []):
+            if match:
+                yield _dashed(option), int(match.group(1)), match.group(0), match.group(0)
+
+
+def _dashed(option):
+    """--key-file for a docopt key, and for the argparse key key_file."""
+    return option if option.startswith("-") else "--" + option.replace("_", "-")
+
+
+def read_fd(fd):
+    """The secret of descriptor option N, read as encpipe reads a --passphrase-fd
+    (keys.read_fd: from where it stands, to its end), up to MAX_SECRET bytes."""
+    try:
+        return keys.read_fd(fd, limit=MAX_SECRET)
+    except UsageError:
+        raise UsageError(f"the passphrase on file descriptor {fd} is over {MAX_SECRET} bytes") from None
 
 
 def _read(fd, option, path):
@@ -110,7 +148,7 @@ def _holding(data, source):
     """A new descriptor holding `data`, the secret of `source`: a sealed memfd
     at offset 0, else (no memfd) a pipe."""
     if not hasattr(os, "memfd_create"):
-        return pipe_holding(data, source)
+        return _pipe_holding(data, source)
     fd = os.memfd_create("encpipe-secret", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         os.fchmod(fd, 0o400 | getattr(data, "others", 0))  # encpipe warns of group or other bits, as of the file's
@@ -126,7 +164,7 @@ def _holding(data, source):
     return fd
 
 
-def pipe_holding(data, source):
+def _pipe_holding(data, source):
     """The read end of a new pipe that holds all of `data` (the secret of `source`),
     its write end closed."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)

@@ -22,8 +22,9 @@ from .backup.cli import policy_from
 from .backup.names import STAMP
 from .cli import Io, guard_standard_fds, report_errors
 from .errors import EncpipeError, IOFailure
+from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
-from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
+from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option
 from .pgdump import Globals, dump
 from .usage_errors import empty_value
 
@@ -349,7 +350,10 @@ def main(argv=None):
         secret_fds_open({**o["seal"], **o["signers"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))})
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
-        passphrases = [read_fd(fd) for fd in o["seal"]["--passphrase-fd"]]
+        passphrases = []
+        for fd in o["seal"]["--passphrase-fd"]:  # read once, then closed: the keys are loaded in this process
+            passphrases.append(read_fd(fd))
+            os.close(fd)
     except Failure as e:
         io.error(str(e), hint=e.hint)
         return e.status

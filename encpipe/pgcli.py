@@ -1,10 +1,6 @@
-"""encpipe-restore's command line: options into a dict, secrets read once."""
+"""encpipe-restore's command line: options into a dict."""
 
-import os
-
-from . import keys
 from .errors import InputUnavailable, UsageError
-from .fdsecrets import MAX_SECRET
 from .usage_errors import empty_value, shown_argument
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
@@ -31,8 +27,8 @@ class Failure(Exception):
 
 
 def parse(argv):
-    # "given": every value of each option, for keyargs.secret_fds_open
-    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "fds": [], "given": {}}
+    # "given": every value of each option, for keyargs.secret_fds_open and FdSecrets
+    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "given": {}}
     args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
@@ -52,11 +48,9 @@ def parse(argv):
                 raise Failure("%s given more than once" % name, 64, hint="see encpipe-restore --help")
             seen.add(name)
             opts["given"].setdefault(name, []).append(val)
-            if name == "--passphrase-fd":
-                if not val.isdigit():
-                    raise Failure(FD_NOT_A_NUMBER, 64)
-                opts["fds"].append(int(val))
-            elif name in _KEY_VALUE:
+            if name == "--passphrase-fd" and not val.isdigit():
+                raise Failure(FD_NOT_A_NUMBER, 64)
+            if name in _KEY_VALUE:
                 opts["key"] += [name, val]
             elif name == "--threads":
                 opts["open"] += [name, val]
@@ -97,19 +91,6 @@ def open_failure_hint(status, opts, env):
         return None
     return ("restore a signed backup with --signer or --signer-file, or one sealed to a raw key or passphrase with"
             " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
-
-
-def read_fd(fd):
-    """keys.read_fd, then the descriptor closed; a failure is exit 66, a secret over
-    MAX_SECRET bytes (no passphrase is) exit 64."""
-    try:
-        data = keys.read_fd(fd, limit=MAX_SECRET)
-    except InputUnavailable as e:
-        raise Failure(str(e), 66) from None
-    except UsageError:
-        raise Failure("the passphrase on file descriptor %d is over %d bytes" % (fd, MAX_SECRET), 64) from None
-    os.close(fd)
-    return data
 
 
 def _read_signers(path):

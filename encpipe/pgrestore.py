@@ -24,7 +24,8 @@ Options:
                              opened only by an --identity and signed by no signer, or format v1
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
-                             (a file given as /dev/fd/N is read once, lent to each encpipe)
+                             (--passphrase-fd N and a file given as /dev/fd/N: read once,
+                             lent to each encpipe at N)
 A FILE or DBNAME that starts with - goes after --: encpipe-restore [options] -- FILE -DB.
 See README, "Restoring: encpipe-restore".
 """
@@ -40,9 +41,9 @@ from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command, guard_standard_fds, print_text, printable, write_quietly
 from .errors import EncpipeError
-from .fdsecrets import FdSecrets, pipe_holding
+from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
-from .pgcli import Failure, maker_check, open_failure_hint, parse, read_fd
+from .pgcli import Failure, maker_check, open_failure_hint, parse
 from .pgclient import PgError, ident, literal, run_sql
 from .pgstream import EmptyStream, Restore, restricted_psql
 
@@ -68,26 +69,12 @@ class Run:
         self.globals_stmts = []
         self._roles = None
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
-        self.secret_files = FdSecrets(opts["given"], ("--key-file", "--identity", "--passphrase-file"), opts["fds"])
-        self.secrets = [read_fd(fd) for fd in opts["fds"]]
+        self.secrets = FdSecrets(opts["given"], ("--key-file", "--identity", "--passphrase-file"), ("--passphrase-fd",))
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 
-    def key_args(self):
-        """The key options, each --passphrase-fd secret on a fresh pipe: it is read once, used thrice."""
-        args, fds = list(self.o["key"]), []
-        for secret in self.secrets:
-            fds.append(pipe_holding(secret, "--passphrase-fd"))
-            args += ["--passphrase-fd", str(fds[-1])]
-        return args, fds
-
     def encpipe_run(self, args, **kw):
-        keys, fds = self.key_args()
-        try:
-            return self.secret_files.spawn(self.encpipe + args[:1] + keys + args[1:], env=self.env,
-                                           pass_fds=fds + self.fds, **kw)
-        finally:
-            for fd in fds:
-                os.close(fd)
+        return self.secrets.spawn(self.encpipe + args[:1] + self.o["key"] + args[1:], env=self.env, pass_fds=self.fds,
+                                  **kw)
 
     def main(self):
         o = self.o
@@ -291,18 +278,14 @@ class Run:
         return self.temp
 
     def restore_stream(self, props, exists):
-        keys, fds = self.key_args()
         open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
-                                   *self.o["open"], *keys, self.source]
-        self.stream = Restore(open_cmd, self.env, fds + self.fds, self.o["tool"], self.o.get("role"), self.restrict,
-                              self.secret_files.spawn)
+                                   *self.o["open"], *self.o["key"], self.source]
+        self.stream = Restore(open_cmd, self.env, self.fds, self.o["tool"], self.o.get("role"), self.restrict,
+                              self.secrets.spawn)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:
             raise Failure("%s holds no data; database %s was not touched" % (self.file, self.db), 65) from None
-        finally:
-            for fd in fds:
-                os.close(fd)
         if opened not in (0, -13, 141):
             status = opened if opened > 0 else 128 - opened
             raise Failure("cannot decrypt %s (status %d); database %s was not touched" % (self.file, status, self.db),

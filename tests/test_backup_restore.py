@@ -419,9 +419,10 @@ def test_readme_quick_start_begins_with_the_demo():
 
 
 def test_a_passphrase_descriptor_over_64_kib_is_refused_not_a_hang(pg, tools, tmp_path):
-    """The scripts read a --passphrase-fd secret once and hand it on through a pipe of
-    their own, written whole first: a secret that would not fit is refused (64) before
-    anything runs, instead of blocking for ever."""
+    """The scripts read a --passphrase-fd secret once and hand it on, written whole
+    first (encpipe-backup through a pipe of its own, encpipe-restore as a copy lent at
+    N, a pipe where there is no memfd): a secret that would not fit is refused (64)
+    before anything runs, instead of blocking for ever."""
     env = script_env(pg, tools)
     secret = tmp_path / "secret"
     for size, status in ((65536, None), (65537, 64)):

@@ -1,6 +1,7 @@
 """Secret files given as /dev/fd/N to the scripts that run encpipe more than once
-(encpipe-restore, encpipe-rotate, encpipe-migrate): read once, the number kept
-reserved, and lent to each encpipe child (and no other child) on a fresh pipe at N.
+(encpipe-restore, encpipe-rotate, encpipe-migrate), and encpipe-restore's
+--passphrase-fd N: read once, the number kept reserved, and lent to each encpipe
+child (and no other child) as a fresh copy at N.
 
 Each secret here comes on the read end of a pipe whose write end is closed, as
 from `--key-file /dev/fd/3 3< <(vault read ...)`: it can be read only once.
@@ -61,42 +62,88 @@ def pipes(*contents):
 # --- encpipe-restore ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["key", "passphrase"])
-def test_restore_reads_a_secret_file_on_a_pipe_once_for_the_dump_and_its_globals_file(pg, tools, key_file, tmp_path,
-                                                                                      kind):
+def _passphrase_backup(pg, tools, directory, db, *options):
+    return backup(pg, tools, directory, db, "--work-factor", "10", *options,
+                  env_extra={"ENCPIPE_PASSPHRASE": PASSPHRASE})
+
+
+@pytest.mark.parametrize("kind", ["key", "passphrase", "passphrase-fd", "passphrase-fd 0"])
+def test_restore_reads_a_secret_on_a_pipe_once_for_the_dump_and_its_globals_file(pg, tools, key_file, tmp_path, kind):
+    """A secret file given as /dev/fd/N, a --passphrase-fd N, a --passphrase-fd 0
+    (standard input): each `encpipe open` (the globals file, the dump) gets it."""
     db = ensure_small(pg, "fdsecret_source")
     if kind == "key":
         option, secret = "--key-file", read_key(key_file).encode() + b"\n"
         made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
     else:
-        option, secret = "--passphrase-file", PASSPHRASE.encode() + b"\n"
-        made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--work-factor", "10",
-                         env_extra={"ENCPIPE_PASSPHRASE": PASSPHRASE})
+        option, secret = "--passphrase-file" if kind == "passphrase" else "--passphrase-fd", PASSPHRASE.encode() + b"\n"
+        made, _ = _passphrase_backup(pg, tools, str(tmp_path / "b"), db)
     assert any(n.endswith(".globals.sql.enc") for n in os.listdir(tmp_path / "b"))  # opened too, or 66
     pg.dropdb("fdsecret_copy")
     with pipes(secret) as (fd,):
-        proc = run([RESTORE, option, "/dev/fd/%d" % fd, made, "fdsecret_copy"], script_env(pg, tools),
-                   pass_fds=(fd,))
+        value = "0" if kind == "passphrase-fd 0" else str(fd) if option == "--passphrase-fd" else "/dev/fd/%d" % fd
+        proc = run([RESTORE, option, value, made, "fdsecret_copy"], script_env(pg, tools), pass_fds=(fd,),
+                   stdin=fd if value == "0" else None)
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "fdsecret_copy") == dump(pg, db)
     assert b"globals" not in proc.stderr
     pg.dropdb("fdsecret_copy")
 
 
-def test_no_child_of_a_restore_but_encpipe_gets_the_descriptor(pg, tools, key_file, tmp_path):
+ENCPIPE_SPY = '''#!%(python)s -S
+import json, os, sys
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink("/proc/self/fd/" + fd)
+    except OSError:
+        pass  # the directory being listed, closed again
+with open(%(log)r, "a") as log:
+    log.write(json.dumps({"argv": sys.argv[1:], "fds": fds}) + "\\n")
+os.execv(%(python)r, [%(python)r, "-m", "encpipe"] + sys.argv[1:])
+'''
+
+
+def _encpipe_spy(tmp_path):
+    """(the command for ENCPIPE, its log): each encpipe a script runs records its
+    arguments and its descriptors, then runs."""
+    spy, log = tmp_path / "encpipe-spy", tmp_path / "encpipe.log"
+    spy.write_text(ENCPIPE_SPY % {"python": sys.executable, "log": str(log)})
+    spy.chmod(0o700)
+    return str(spy), log
+
+
+@pytest.mark.parametrize("option", ["--key-file", "--passphrase-fd"])
+def test_no_child_of_a_restore_but_encpipe_gets_the_descriptor(pg, tools, key_file, tmp_path, option):
+    """psql and zstd get no descriptor but 0, 1 and 2; each `encpipe open` (the
+    globals file, the dump) gets the very argument given, naming N, and a sealed
+    copy of the secret at N, never the same N as a file it reads."""
     db = ensure_small(pg, "fdsecret_source")
-    made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--compress", "zstd")
+    if option == "--key-file":
+        secret = read_key(key_file)
+        made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--compress", "zstd")
+    else:
+        secret = PASSPHRASE
+        made, _ = _passphrase_backup(pg, tools, str(tmp_path / "b"), db, "--compress", "zstd")
     spies, log = _spies(tmp_path, pg)
     env = script_env(pg, tools)
     env["PATH"] = "%s:%s" % (spies, env["PATH"])
+    env["ENCPIPE"], encpipe_log = _encpipe_spy(tmp_path)
     pg.dropdb("fdsecret_copy")
-    key = read_key(key_file)
-    with pipes(key.encode()) as (fd,):
-        proc = run([RESTORE, "--key-file", "/dev/fd/%d" % fd, made, "fdsecret_copy"], env, pass_fds=(fd,))
+    with pipes(secret.encode() + b"\n") as (fd,):
+        given = [option, str(fd) if option == "--passphrase-fd" else "/dev/fd/%d" % fd]
+        proc = run([RESTORE, *given, made, "fdsecret_copy"], env, pass_fds=(fd,))
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "fdsecret_copy") == dump(pg, db)
     pg.dropdb("fdsecret_copy")
-    _assert_clean(_records(log), (key,), {"psql", "zstd"})
+    _assert_clean(_records(log), (secret,), {"psql", "zstd"})
+    opened = _records(encpipe_log)
+    assert [r["argv"][0] for r in opened] == ["open", "open"]
+    for record in opened:
+        argv = record["argv"]
+        assert [argv[i:i + 2] for i in range(len(argv)) if argv[i] == option] == [given], argv
+        assert record["fds"][str(fd)] == "/memfd:encpipe-secret (deleted)", record["fds"]
+        assert argv[-1].startswith("/dev/fd/") and argv[-1] != "/dev/fd/%d" % fd, argv  # FILE, at another number
 
 
 def test_no_child_of_a_remote_custom_restore_but_encpipe_gets_the_descriptor(pg, tools, key_file, tmp_path, s3):
@@ -123,12 +170,15 @@ def test_no_child_of_a_remote_custom_restore_but_encpipe_gets_the_descriptor(pg,
     _assert_clean(_records(log), (key,), {"psql", "pg_restore", "rclone"})
 
 
-def test_a_file_to_restore_named_by_the_secret_s_descriptor_is_66_and_nothing_is_read(tmp_path):
-    """FILE given as the /dev/fd/N of --key-file: N holds /dev/null by then (the
-    secret read once), never the key, so FILE is not a regular file."""
+@pytest.mark.parametrize("option", ["--key-file", "--passphrase-fd"])
+def test_a_file_to_restore_named_by_the_secret_s_descriptor_is_66_and_nothing_is_read(tmp_path, option):
+    """FILE given as the /dev/fd/N of --key-file or as the N of --passphrase-fd: N
+    holds /dev/null by then (the secret read once), never the secret, so FILE is
+    not a regular file."""
     env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
     with pipes(b"0" * 64 + b"\n") as (fd,):
-        proc = run([RESTORE, "--key-file", "/dev/fd/%d" % fd, "/dev/fd/%d" % fd, "db"], env, pass_fds=(fd,), timeout=60)
+        value = str(fd) if option == "--passphrase-fd" else "/dev/fd/%d" % fd
+        proc = run([RESTORE, option, value, "/dev/fd/%d" % fd, "db"], env, pass_fds=(fd,), timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         66, b"", b"encpipe-restore: error: cannot read /dev/fd/%d: not a regular file; nothing was changed\n" % fd)
 
@@ -241,6 +291,46 @@ def test_the_descriptor_is_read_once_kept_reserved_and_lent_only_to_a_child_that
         with secrets.lend(["open", "/dev/fd/99"]) as lent:
             assert lent == []
             assert os.readlink("/proc/self/fd/%d" % one) == "/dev/null"
+
+
+READ_THE_DESCRIPTOR = "import os, sys; print(os.read(int(sys.argv[-1].rpartition('=')[2]), 100).decode(), end='')"
+
+
+def test_a_descriptor_option_is_read_from_where_it_stands_and_lent_to_a_child_that_names_it(tmp_path):
+    """--passphrase-fd N is read as encpipe reads it (keys.read_fd: from where the
+    descriptor stands, not reopened from the file's start), N kept reserved, and
+    lent to a child whose argv gives the option N (two words or one) only."""
+    path = tmp_path / "pass"
+    path.write_bytes(b"skipped\nthe passphrase\n")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, len(b"skipped\n"), os.SEEK_SET)
+        secrets = FdSecrets({"--passphrase-fd": [str(fd)]}, ("--key-file",), ("--passphrase-fd",))
+        assert secrets.secrets == {fd: b"the passphrase\n"}
+        assert os.readlink("/proc/self/fd/%d" % fd) == "/dev/null"
+        for argv in (["--passphrase-fd", str(fd)], ["--passphrase-fd=%d" % fd]):
+            for _ in range(2):  # lent afresh each time
+                with secrets.lend(["open", *argv]) as lent:
+                    assert lent == [fd]
+                    out = subprocess.run([sys.executable, "-c", READ_THE_DESCRIPTOR, *argv], capture_output=True,
+                                         pass_fds=lent, text=True)
+                assert (out.returncode, out.stdout) == (0, "the passphrase\n"), out.stderr
+                assert os.readlink("/proc/self/fd/%d" % fd) == "/dev/null"
+        for argv in (["/dev/fd/%d" % fd], ["--key-file", str(fd)], [str(fd)], ["--passphrase-fd"]):
+            with secrets.lend(argv) as lent:
+                assert lent == [], argv
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("fd, name", [(1, "output"), (2, "error")])
+def test_a_passphrase_fd_on_standard_output_or_error_is_64_before_anything_is_read(fd, name):
+    """encpipe-restore could not lend N there: an encpipe child's output and error are its own."""
+    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
+    proc = run([RESTORE, "--passphrase-fd", str(fd), "x_20260101T000000Z.sql.enc", "db"], env, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (64, b"", b"encpipe-restore: error: --passphrase-fd %d is "
+                                                            b"standard %s: give the secret on another descriptor\n"
+                                                            % (fd, name.encode()))
 
 
 def test_the_limit_and_an_unreadable_descriptor_name_the_option_never_the_content(tmp_path):
@@ -358,8 +448,8 @@ def test_a_key_file_others_can_read_is_warned_about_through_a_descriptor_as_by_i
 
 
 def test_a_descriptor_given_to_passphrase_fd_and_as_a_key_file_is_refused(capsys):
-    """encpipe-restore reads a --passphrase-fd and closes it, so the same N given as a
-    secret file would not stay reserved (FILE could take N and be lent the key):
+    """Read once, N would be one secret for both, read by two rules (a descriptor from
+    where it stands, a file from its start), a passphrase and a key file at once:
     the pair is refused before anything is read or opened, 64, one line."""
     from encpipe.pgrestore import main
 

@@ -5,7 +5,7 @@ key: each is wrapped by a spy that records its environment, its open file
 descriptors and, for rclone, its parent's environment, then runs the real tool.
 None may hold ENCPIPE_KEY, ENCPIPE_PASSPHRASE, BACKUP_ENCRYPTION_KEY or their
 values, nor any descriptor beyond standard input, output and error (a
---passphrase-fd secret is a pipe: it must reach `encpipe open` only).
+--passphrase-fd secret is lent at its N to `encpipe open` only).
 """
 
 import json
