@@ -10,6 +10,7 @@ one. Real scripts.
 import io
 import json
 import os
+import shlex
 import shutil
 import struct
 import sys
@@ -19,6 +20,14 @@ import pytest
 
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, make_valid
 from test_backup_dir_hostile import hours_ago, script
+from test_backup_restore import (
+    backup,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    leftover_databases,
+    restore,
+    tools,  # noqa: F401 (fixture)
+)
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -127,3 +136,67 @@ def test_check_verify_never_counts_a_copy_rewritten_in_after_its_header_was_read
     said, note = done.stdout.decode().split("; ")
     assert said.startswith(f"CRITICAL: shop: newest backup {old} is 72") and said.endswith(" h old")
     assert note == f"newest file {planted} failed authentication: {CHANGED % (planted, planted)}\n"
+
+
+# --- restore: the SQL it runs is the bytes that authenticated --------------------------------
+
+SECOND_PASS_RACER = """
+import os, sys
+from encpipe import envelope
+
+def _race_target():
+    for arg in sys.argv[1:]:
+        if arg.startswith("/dev/fd/"):
+            try:
+                if os.path.realpath("/proc/self/fd/" + arg[len("/dev/fd/"):]) == os.environ["RACE_FILE"]:
+                    return True
+            except OSError:
+                pass
+    return False
+
+if sys.argv[1:2] == ["open"] and _race_target():
+    real = envelope.open_payload
+
+    def racing(source, out, *args, **kwargs):
+        if out is not None and not os.path.exists(os.environ["RACE_DONE"]):
+            open(os.environ["RACE_DONE"], "w").close()
+            with open(os.environ["RACE_FILE"], "r+b") as f:  # the same inode, rewritten
+                f.write(open(os.environ["RACE_WITH"], "rb").read())
+                f.truncate()
+        return real(source, out, *args, **kwargs)
+
+    envelope.open_payload = racing
+from encpipe.cli import run
+run()
+"""
+
+
+def test_restore_runs_none_of_a_backup_rewritten_in_place_between_its_two_passes(pg, tools, key_file, tmp_path):
+    """encpipe-restore opens FILE once; its `encpipe open --verify-first` reads it
+    twice, through /dev/fd/N (the same inode): a first pass that checks all of it,
+    then a second that decrypts. A user who can write the backup file (no key) rewrites
+    it in place between the two with another genuine backup of the same database, an
+    older state it wants back: had the second pass read a header again, and let out
+    what authenticated then, that backup would have been restored, not the file
+    checked. The second pass keeps the first's key and witnesses: nothing of the
+    other backup reaches psql, the restore fails (65) and the live database is as it
+    was, with no scratch or pre-restore copy left."""
+    db = ensure_small(pg, "race_restore")
+    pg.psql("UPDATE t SET v = 'state A';", db=db)
+    checked, _ = backup(pg, tools, str(tmp_path / "a"), db, "--compress", "none", "--key-file", key_file)
+    pg.psql("UPDATE t SET v = 'state B';", db=db)
+    other, _ = backup(pg, tools, str(tmp_path / "b"), db, "--compress", "none", "--key-file", key_file)
+    pg.psql("UPDATE t SET v = 'state now';", db=db)
+    racer = tmp_path / "racer.py"
+    racer.write_text(SECOND_PASS_RACER)
+    done = tmp_path / "raced"
+    env = {"ENCPIPE": f"{shlex.quote(sys.executable)} {shlex.quote(str(racer))}", "RACE_FILE": os.path.realpath(checked),
+           "RACE_WITH": other, "RACE_DONE": str(done)}
+    before = leftover_databases(pg)
+    proc = restore(pg, tools, checked, db, "--key-file", key_file, "--terminate-connections", env_extra=env)
+    assert done.exists(), proc.stderr.decode()  # the race was run
+    assert open(checked, "rb").read() == open(other, "rb").read()
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+    assert f"cannot decrypt {checked} (status 65); database {db} was not touched" in proc.stderr.decode()
+    assert pg.psql("SELECT DISTINCT v FROM t", db=db) == "state now\n"
+    assert leftover_databases(pg) == before
