@@ -15,11 +15,14 @@ import shutil
 import struct
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, make_valid
+from s3server import rclone_binary
 from test_backup_dir_hostile import hours_ago, script
+from test_backup_remote import s3  # noqa: F401 (fixture)
 from test_backup_restore import (
     backup,
     ensure_small,
@@ -200,3 +203,47 @@ def test_restore_runs_none_of_a_backup_rewritten_in_place_between_its_two_passes
     assert f"cannot decrypt {checked} (status 65); database {db} was not touched" in proc.stderr.decode()
     assert pg.psql("SELECT DISTINCT v FROM t", db=db) == "state now\n"
     assert leftover_databases(pg) == before
+
+
+RCLONE_RACER = """#!/bin/sh
+# rclone, after replacing the object $RACE_OBJECT (its file in the server's bucket
+# directory) with the bytes of $RACE_WITH as it is read for the $RACE_AT-th time
+if [ "$1" = cat ] && [ "$2" = "$RACE_OBJECT" ]; then
+    seen=$(( $(cat "$RACE_COUNT" 2>/dev/null || echo 0) + 1 ))
+    echo "$seen" >"$RACE_COUNT"
+    if [ "$seen" = "$RACE_AT" ]; then cp "$RACE_WITH" "$RACE_BACKING.swap" && mv "$RACE_BACKING.swap" "$RACE_BACKING"; fi
+fi
+exec "$RACE_REAL" "$@"
+"""
+
+
+def test_prune_of_a_remote_never_counts_a_copy_put_in_after_its_header_was_read(tmp_path, s3):  # noqa: F811
+    """The same race on an rclone remote, where a writer of the bucket replaces an
+    object whole (an object has no inode to compare): the copy put in place of the
+    disguised object between the two reads authenticated, counted, and --keep-last 1
+    removed every genuine backup. Now it fails as on a local directory."""
+    remote = os.path.join(s3.bucket_dir, "raced")
+    os.mkdir(remote)
+    good = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    for name in good:
+        make_valid(Path(remote), name)
+    planted = f"shop_{hours_ago(1)}.sql.enc"
+    Path(remote, planted).write_bytes(with_other_salt(Path(remote, good[-1]).read_bytes()))
+    saved = tmp_path / "race-source"
+    shutil.copy(os.path.join(remote, good[-1]), saved)
+    racer = tmp_path / "rclone"
+    racer.write_text(RCLONE_RACER)
+    racer.chmod(0o755)
+    env = {**s3.env, **ENV, "RCLONE": str(racer), "RACE_REAL": rclone_binary(), "RACE_AT": "2",
+           "RACE_OBJECT": f"{s3.location}/raced/{planted}", "RACE_COUNT": str(tmp_path / "race-count"),
+           "RACE_WITH": str(saved), "RACE_BACKING": os.path.join(remote, planted)}
+    done = script("prune", "--keep-last", "1", f"{s3.location}/raced", env=env, timeout=120)
+    assert open(tmp_path / "race-count").read() == "2\n"  # the race was run
+    assert Path(remote, planted).read_bytes() == saved.read_bytes()
+    report = json.loads(done.stdout)
+    assert done.returncode == 65, done.stderr
+    assert [k["filename"] for k in report["kept"]] == [good[-1]]
+    assert sorted(r["filename"] for r in report["removed"]) == good[:2]
+    assert [line["filename"] for line in report["left"]] == [planted]
+    assert report["left"][0]["reasons"][0].endswith(f"{planted} changed since it was listed")
+    assert sorted(os.listdir(remote)) == sorted([good[-1], planted])
