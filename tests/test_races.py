@@ -247,3 +247,35 @@ def test_prune_of_a_remote_never_counts_a_copy_put_in_after_its_header_was_read(
     assert [line["filename"] for line in report["left"]] == [planted]
     assert report["left"][0]["reasons"][0].endswith(f"{planted} changed since it was listed")
     assert sorted(os.listdir(remote)) == sorted([good[-1], planted])
+
+
+# --- rotate: a subdirectory swapped for a link once the walk has checked it ------------------
+
+
+ROTATE_FLAW = ("rotate opens and rewrites the files of a subdirectory by paths through it, after the walk checked "
+               "it: a subdirectory swapped for a link meanwhile makes it rewrap and replace files outside DIR")
+
+
+@pytest.mark.xfail(strict=True, reason=ROTATE_FLAW)
+def test_rotate_changes_no_file_outside_when_a_subdirectory_becomes_a_link_inside_its_walk(tmp_path):
+    """rotate checks that a subdirectory is still the one listed when the walk enters
+    it (test_shared_dir_scripts), then opens and rewrites each of its files by a path
+    through it. The writer of DIR swaps sub/ for a link to a directory outside while
+    rotate rewrites sub's first file: the next file of sub/ is opened, rewrapped and
+    renamed over through the link, in the directory outside (a root-only encpipe file
+    there that the old key opens loses its old-key slot)."""
+    from test_rotate import World, rotate, rotate_env
+    from test_shared_dir_scripts import SealedVictim
+
+    world = World(tmp_path)
+    world.mixed()
+    world.add("sub/c-old.enc", "--key-file", world.old_a, size=100)
+    sub = world.dir / "sub"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = SealedVictim(outside / "c-old.enc", (sub / "c-old.enc").read_bytes())
+    hook = (f'[ "$1" = created ] && [ "$2" = {sub} ] && [ "$4" = b-old-other.enc ] && '
+            f'mv {sub} {world.dir}/.moved && ln -s {outside} {sub}; exit 0')
+    done = rotate(["--allow-shared-dir", *world.args()], env=rotate_env(ENCPIPE_TEST_HOOK=hook))
+    assert sub.is_symlink(), done.stderr  # the race was run
+    victim.assert_untouched()
