@@ -252,11 +252,6 @@ def test_prune_of_a_remote_never_counts_a_copy_put_in_after_its_header_was_read(
 # --- rotate: a subdirectory swapped for a link once the walk has checked it ------------------
 
 
-ROTATE_FLAW = ("rotate opens and rewrites the files of a subdirectory by paths through it, after the walk checked "
-               "it: a subdirectory swapped for a link meanwhile makes it rewrap and replace files outside DIR")
-
-
-@pytest.mark.xfail(strict=True, reason=ROTATE_FLAW)
 def test_rotate_changes_no_file_outside_when_a_subdirectory_becomes_a_link_inside_its_walk(tmp_path):
     """rotate checks that a subdirectory is still the one listed when the walk enters
     it (test_shared_dir_scripts), then opens and rewrites each of its files by a path
@@ -279,3 +274,7 @@ def test_rotate_changes_no_file_outside_when_a_subdirectory_becomes_a_link_insid
     done = rotate(["--allow-shared-dir", *world.args()], env=rotate_env(ENCPIPE_TEST_HOOK=hook))
     assert sub.is_symlink(), done.stderr  # the race was run
     victim.assert_untouched()
+    assert done.returncode == 1
+    [record] = [json.loads(line) for line in done.stdout.decode().splitlines() if f"{sub}/c-old.enc" in line]
+    assert record == {"file": f"{sub}/c-old.enc", "status": "error", "step": "rename", "exit": 75,
+                      "error": f"{sub} is not the directory listed any more; c-old.enc left alone"}
