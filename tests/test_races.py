@@ -23,6 +23,7 @@ from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, make_valid
 from s3server import rclone_binary
 from test_backup_dir_hostile import hours_ago, script
 from test_backup_remote import s3  # noqa: F401 (fixture)
+from test_migrate import keys as migrate_keys  # noqa: F401 (fixture)
 from test_backup_restore import (
     backup,
     ensure_small,
@@ -193,8 +194,8 @@ def test_restore_runs_none_of_a_backup_rewritten_in_place_between_its_two_passes
     racer = tmp_path / "racer.py"
     racer.write_text(SECOND_PASS_RACER)
     done = tmp_path / "raced"
-    env = {"ENCPIPE": f"{shlex.quote(sys.executable)} {shlex.quote(str(racer))}", "RACE_FILE": os.path.realpath(checked),
-           "RACE_WITH": other, "RACE_DONE": str(done)}
+    env = {"ENCPIPE": f"{shlex.quote(sys.executable)} {shlex.quote(str(racer))}",
+           "RACE_FILE": os.path.realpath(checked), "RACE_WITH": other, "RACE_DONE": str(done)}
     before = leftover_databases(pg)
     proc = restore(pg, tools, checked, db, "--key-file", key_file, "--terminate-connections", env_extra=env)
     assert done.exists(), proc.stderr.decode()  # the race was run
@@ -211,7 +212,9 @@ RCLONE_RACER = """#!/bin/sh
 if [ "$1" = cat ] && [ "$2" = "$RACE_OBJECT" ]; then
     seen=$(( $(cat "$RACE_COUNT" 2>/dev/null || echo 0) + 1 ))
     echo "$seen" >"$RACE_COUNT"
-    if [ "$seen" = "$RACE_AT" ]; then cp "$RACE_WITH" "$RACE_BACKING.swap" && mv "$RACE_BACKING.swap" "$RACE_BACKING"; fi
+    if [ "$seen" = "$RACE_AT" ]; then
+        cp "$RACE_WITH" "$RACE_BACKING.swap" && mv "$RACE_BACKING.swap" "$RACE_BACKING"
+    fi
 fi
 exec "$RACE_REAL" "$@"
 """
@@ -278,3 +281,32 @@ def test_rotate_changes_no_file_outside_when_a_subdirectory_becomes_a_link_insid
     [record] = [json.loads(line) for line in done.stdout.decode().splitlines() if f"{sub}/c-old.enc" in line]
     assert record == {"file": f"{sub}/c-old.enc", "status": "error", "step": "rename", "exit": 75,
                       "error": f"{sub} is not the directory listed any more; c-old.enc left alone"}
+
+
+MIGRATE_FLAW = ("migrate lists DIR, then opens and replaces each file by a path through DIR: DIR swapped for a link "
+                "meanwhile (its parent writable, --allow-shared-dir) makes it convert and replace files outside")
+
+
+@pytest.mark.xfail(strict=True, reason=MIGRATE_FLAW)
+def test_migrate_changes_no_file_outside_when_its_directory_becomes_a_link(tmp_path, migrate_keys):  # noqa: F811
+    """The writer of DIR's parent (--allow-shared-dir) swaps DIR for a link to a
+    directory outside while migrate converts DIR's first file: the next legacy file
+    of that name outside (root-only, the old key opens it) was converted and
+    replaced there."""
+    from test_migrate import FEW, make_backups, migrate
+    from test_shared_dir_scripts import SealedVictim
+
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    directory = parent / "backups"
+    make_backups(directory, FEW, python_made=False)
+    first, second = sorted(FEW)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = SealedVictim(outside / second, (directory / second).read_bytes())
+    hook = (f'[ "$1" = created ] && [ "$4" = {first} ] && [ ! -L {directory} ] && '
+            f'mv {directory} {parent}/.moved && ln -s {outside} {directory}; exit 0')
+    status, lines, err = migrate(directory, "--allow-shared-dir", keys=migrate_keys,
+                                 env={"ENCPIPE_TEST_HOOK": hook})
+    assert directory.is_symlink(), err  # the race was run
+    victim.assert_untouched()
