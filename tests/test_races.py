@@ -310,3 +310,31 @@ def test_migrate_changes_no_file_outside_when_its_directory_becomes_a_link(tmp_p
                                  env={"ENCPIPE_TEST_HOOK": hook})
     assert directory.is_symlink(), err  # the race was run
     victim.assert_untouched()
+
+
+@pytest.mark.xfail(strict=True, reason="migrate --keep-originals links NAME.legacy by path, through DIR swapped for a "
+                   "link after the conversion was written: a new name in the directory outside")
+def test_migrate_keeps_the_original_in_its_own_directory_whatever_the_name_leads_to(tmp_path, migrate_keys):  # noqa
+    """--keep-originals links NAME.legacy to NAME just before the rename. Made by
+    path, once DIR had become a link to a directory outside (after the conversion
+    was written), the link went there: a new name for a file outside. Now it is
+    made through the directory's descriptor, beside the converted file."""
+    from test_migrate import FEW, make_backups, migrate
+
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    directory = parent / "backups"
+    make_backups(directory, FEW, python_made=False)
+    first = sorted(FEW)[0]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(directory / first, outside / first)
+    hook = (f'[ "$1" = verified ] && [ "$4" = {first} ] && [ ! -L {directory} ] && '
+            f'mv {directory} {parent}/.moved && ln -s {outside} {directory}; exit 0')
+    status, lines, err = migrate(directory, "--allow-shared-dir", "--keep-originals", keys=migrate_keys,
+                                 env={"ENCPIPE_TEST_HOOK": hook})
+    assert directory.is_symlink(), err  # the race was run
+    assert os.listdir(outside) == [first]
+    assert {line["file"]: line for line in lines}[first]["kept"] == first + ".legacy"
+    moved = parent / ".moved"
+    assert (moved / (first + ".legacy")).read_bytes() == (outside / first).read_bytes()  # the original, kept
