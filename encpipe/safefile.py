@@ -222,8 +222,8 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
     the file the caller read, makes the rename happen only while `path` is still
     that file; `directory_was`, the stat of the directory the caller listed, makes
     it happen only in that very directory (not one a link put in its place);
-    `before_rename()` runs just before the last checks. On any failure the hidden
-    file is removed and `path` is as it was."""
+    `before_rename(dir_fd)` runs just before the last checks, given the directory's
+    descriptor. On any failure the hidden file is removed and `path` is as it was."""
     directory, name = os.path.split(os.path.abspath(path))
     if not name or name in (".", ".."):
         raise IOFailure(f"{path} is not a file name")
@@ -265,7 +265,7 @@ def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, p
         if times_ns is not None:
             _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
         if before_rename is not None:
-            before_rename()
+            before_rename(dir_fd)
         hook("renaming", directory, temp, name)
         mine = os.fstat(fd)
         _expect(dir_fd, temp, mine, f"{os.path.join(directory, temp)} was replaced while it was written")

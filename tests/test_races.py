@@ -283,11 +283,6 @@ def test_rotate_changes_no_file_outside_when_a_subdirectory_becomes_a_link_insid
                       "error": f"{sub} is not the directory listed any more; c-old.enc left alone"}
 
 
-MIGRATE_FLAW = ("migrate lists DIR, then opens and replaces each file by a path through DIR: DIR swapped for a link "
-                "meanwhile (its parent writable, --allow-shared-dir) makes it convert and replace files outside")
-
-
-@pytest.mark.xfail(strict=True, reason=MIGRATE_FLAW)
 def test_migrate_changes_no_file_outside_when_its_directory_becomes_a_link(tmp_path, migrate_keys):  # noqa: F811
     """The writer of DIR's parent (--allow-shared-dir) swaps DIR for a link to a
     directory outside while migrate converts DIR's first file: the next legacy file
@@ -310,10 +305,12 @@ def test_migrate_changes_no_file_outside_when_its_directory_becomes_a_link(tmp_p
                                  env={"ENCPIPE_TEST_HOOK": hook})
     assert directory.is_symlink(), err  # the race was run
     victim.assert_untouched()
+    records = {line["file"]: line for line in lines}
+    assert status != 0 and records[first]["status"] == "migrated"
+    assert records[second] == {"file": second, "status": "failed", "exit_code": 75,
+                               "reason": f"{directory} is not the directory listed any more; {second} left alone"}
 
 
-@pytest.mark.xfail(strict=True, reason="migrate --keep-originals links NAME.legacy by path, through DIR swapped for a "
-                   "link after the conversion was written: a new name in the directory outside")
 def test_migrate_keeps_the_original_in_its_own_directory_whatever_the_name_leads_to(tmp_path, migrate_keys):  # noqa
     """--keep-originals links NAME.legacy to NAME just before the rename. Made by
     path, once DIR had become a link to a directory outside (after the conversion
