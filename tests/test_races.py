@@ -13,13 +13,14 @@ import os
 import shlex
 import shutil
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
-from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, make_valid
+from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_valid
 from s3server import rclone_binary
 from test_backup_dir_hostile import hours_ago, script
 from test_backup_remote import s3  # noqa: F401 (fixture)
@@ -335,3 +336,35 @@ def test_migrate_keeps_the_original_in_its_own_directory_whatever_the_name_leads
     assert {line["file"]: line for line in lines}[first]["kept"] == first + ".legacy"
     moved = parent / ".moved"
     assert (moved / (first + ".legacy")).read_bytes() == (outside / first).read_bytes()  # the original, kept
+
+
+# --- encpipe-backup: its retention pass in the directory it wrote in -------------------------
+
+BACKUP_FLAW = ("encpipe-backup's retention pass lists and removes by paths through DIR: DIR swapped for a link "
+               "after the commit (its parent writable, --allow-shared-dir) makes it prune a directory outside")
+
+
+@pytest.mark.xfail(strict=True, reason=BACKUP_FLAW)
+def test_the_retention_pass_of_a_backup_prunes_no_directory_outside(tmp_path):
+    """The writer of DIR's parent (--allow-shared-dir) swaps DIR for a link to a
+    directory outside (root's archive of the same backups, kept longer) once the new
+    backup is stored (as it is read back): the retention pass that follows
+    (--keep-last 1) listed the archive and removed all but its newest backup there,
+    exit 0, nothing said on standard error."""
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    d, archive = parent / "b", tmp_path / "archive"
+    d.mkdir()
+    archive.mkdir()
+    kept = [f"shop_{hours_ago(h)}.sql.enc" for h in (24 * 60, 24 * 30)]
+    for name in kept:
+        make_valid(archive, name)
+    temp, final = ".encpipe-tmp.20240101T000000Z_1_2", f"shop_{hours_ago(0)}.sql.enc"
+    make_valid(d, temp)
+    hook = (f'[ "$1" = opening ] && [ ! -L {d} ] && mv {d} {parent}/.moved && ln -s {archive} {d}; true')
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", "--dir", d, "--allow-shared-dir",
+                           "--database", "shop", "--kind", "sql", "--started", "1", "--keep-last", "1", temp, final],
+                          capture_output=True, timeout=30,
+                          env={**os.environ, **ENV, "PYTHONPATH": ROOT, "ENCPIPE_TEST_HOOK": hook})
+    assert d.is_symlink(), done.stderr  # the race was run
+    assert sorted(os.listdir(archive)) == sorted(kept), done.stderr
