@@ -366,3 +366,25 @@ def test_the_retention_pass_of_a_backup_prunes_no_directory_outside(tmp_path):
     assert sorted(os.listdir(archive)) == sorted(kept), done.stderr
     assert (done.returncode, done.stderr) == (0, b"")
     assert json.loads(done.stdout)["pruned"] == [] and os.listdir(parent / ".moved") == [final]
+
+
+def test_prune_removes_only_the_file_it_examined_not_one_renamed_in_since(tmp_path):
+    """prune authenticates every file, then removes those the policy does not keep,
+    by name. Once it has authenticated them all, a writer of the directory renames a
+    kept backup over the name of one to go: unlinked by that name, the kept backup
+    would go in its place. The name must still be the very file examined (its inode),
+    else it is left and said (74): the kept backup's bytes survive."""
+    d = tmp_path / "b"
+    d.mkdir()
+    old, kept, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24))
+    for name in (old, kept, newest):
+        make_valid(d, name)
+    saved = (d / kept).read_bytes()
+    count = tmp_path / "count"
+    hook = (f'[ "$1" = opening ] && [ "$3" = {newest} ] && echo >>{count} && '
+            f'[ "$(wc -l <{count})" = 2 ] && mv {d / kept} {d / old}; true')
+    done = script("prune", "--keep-last", "2", d, env={**ENV, "ENCPIPE_TEST_HOOK": hook})
+    assert not (d / kept).exists()  # the race was run
+    assert done.returncode == 74, done.stderr
+    assert done.stderr.decode() == f"encpipe-prune: error: {old} changed while pruning; left in place\n"
+    assert (d / old).read_bytes() == saved and sorted(os.listdir(d)) == sorted([old, newest])
