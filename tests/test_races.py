@@ -1,10 +1,10 @@
 """The backup tools against a user who can write the backup directory (or a
-backup-named file of its own) but holds no key, racing them: a file rewritten,
-swapped or renamed between the moment a tool examines or authenticates it and
-the moment it acts on it. Each race is won deterministically, through the
-tools' $ENCPIPE_TEST_HOOK (a shell command run as a file is opened, see
-encpipe.safefile.hook) or by a child on PATH that acts and then execs the real
-one. Real scripts.
+backup-named file of its own, or the directory above) but holds no key, racing
+them: a file rewritten, swapped or renamed, or a directory swapped for a link,
+between the moment a tool examines or authenticates it and the moment it acts
+on it. Each race is won deterministically, through the tools' $ENCPIPE_TEST_HOOK
+(a shell command run at named steps, see encpipe.safefile.hook) or by a child
+($ENCPIPE, $RCLONE) that acts and then runs the real one. Real scripts.
 """
 
 import io
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_valid
 from s3server import rclone_binary
+from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_valid
 from test_backup_dir_hostile import hours_ago, script
 from test_backup_remote import s3  # noqa: F401 (fixture)
 from test_migrate import keys as migrate_keys  # noqa: F401 (fixture)
