@@ -165,8 +165,9 @@ class Migration:
         self.verify_args += [w for key in trusted for w in ("--signer", str(key))]
         self.open_env = {k: v for k, v in env.items() if k != ENV_SIGNER}
 
-    def run(self):
-        first_failure = 0
+    def run(self, directory_was):
+        """`directory_was`: DIR's stat; a file is replaced only in that very directory."""
+        self.directory_was, first_failure = directory_was, 0
         for name in self.candidates():
             line = self.one(name)
             write_line(json.dumps(line))
@@ -234,8 +235,10 @@ class Migration:
                 safefile.write_atomically(
                     path, lambda out: self.seal(src, out.fileno()), verify=lambda fd: self.verify(fd, plaintext),
                     times_ns=(info.st_atime_ns, info.st_mtime_ns), replaces=info,
-                    before_rename=lambda: kept.append(self.keep(path, name) if self.args.keep_originals else None),
-                    allow_shared=self.args.allow_shared_dir, prefix=f".{name}.", suffix=TEMP_SUFFIX)
+                    before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name) if self.args.keep_originals
+                                                             else None),
+                    allow_shared=self.args.allow_shared_dir, prefix=f".{name}.", suffix=TEMP_SUFFIX,
+                    directory_was=self.directory_was)
             return kept[0]
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code) from None
@@ -273,13 +276,14 @@ class Migration:
         if not set(self.sign_ids) <= set(report.get("signed_by") or []):
             raise Failure("the new file is not signed by every --sign-key", 70)
 
-    def keep(self, path, name):
+    def keep(self, dir_fd, name):
+        """NAME.legacy, a link to NAME, made in the directory opened for the conversion."""
         kept = name + KEPT_SUFFIX
-        target = os.path.join(self.directory, kept)
         try:
-            os.link(path, target, follow_symlinks=False)
+            os.link(name, kept, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileExistsError:
-            if not os.path.samefile(path, target):  # an interrupted run may have linked it already
+            both = (os.stat(n, dir_fd=dir_fd, follow_symlinks=False) for n in (name, kept))
+            if not safefile.same_file(*both):  # an interrupted run may have linked it already
                 raise Failure(f"{kept} already exists and is another file", 73) from None
         return kept
 
@@ -311,7 +315,7 @@ def main(argv):
         migration = Migration(args, os.environ)
         held = lock(args.dir)
         try:
-            return migration.run()
+            return migration.run(os.fstat(held))
         finally:
             os.close(held)
     except Failure as e:

@@ -174,7 +174,7 @@ class Rotation:
         self.signer_args = [a for key in trusted for a in ("--signer", str(key))]
         self.errors = 0
 
-    def file(self, path):
+    def file(self, path, directory_was=None):
         try:
             src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
             with src:
@@ -204,7 +204,7 @@ class Rotation:
             added = self.new_ids | {self.escrow[pub] for pub in missing}
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added), sign=[i for _, i in sign])
         try:
-            after = self.rewrap(path, stale | (self.new_ids & present), missing, [f for f, _ in sign])
+            after = self.rewrap(path, stale | (self.new_ids & present), missing, [f for f, _ in sign], directory_was)
         except Failure as e:
             return self.fail(path, e.step, e)
         except OSError as e:
@@ -219,7 +219,7 @@ class Rotation:
         return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
                       **extra)
 
-    def rewrap(self, path, remove, add_recipients, sign_keys):
+    def rewrap(self, path, remove, add_recipients, sign_keys, directory_was):
         opts = self.options
         args = ["rewrap"] + [a for f in opts.old_key_file + opts.new_key_file for a in ("--key-file", f)]
         args += [a for f in opts.new_key_file for a in ("--add-key-file", f)]
@@ -239,7 +239,8 @@ class Rotation:
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
                     times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=original,
-                    allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+                    allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
+                    directory_was=directory_was)
             except EncpipeError as e:
                 raise Failure(str(e), e.exit_code, "rename") from None
         return checked["after"]
@@ -282,7 +283,7 @@ def remove_stale(path, rotation):
 
 def walk(top, rotation, dry_run):
     """Every file under `top` in a stable order, hidden names and symbolic links excepted."""
-    for directory, subdirs, names in _walk(top):
+    for directory, listed, subdirs, names in _walk(top):
         if subdirs is None:
             report(directory, "ignored", reason="not a directory under DIR any more")
             continue
@@ -298,38 +299,36 @@ def walk(top, rotation, dry_run):
                 report(path, "ignored", reason="hidden file")
             elif not is_regular(path):
                 report(path, "ignored", reason="not a regular file")
-            else:
-                rotation.file(path)
+            else:  # replaced only in the directory listed: never through a link put in its place since
+                rotation.file(path, listed)
 
 
 def _walk(top):
-    """os.walk(top), top-down, links to directories listed but not followed, with a
-    stack of its own (Python 3.11's recursed once a level: a writer of DIR could nest
-    directories past the recursion limit, a traceback); `subdirs` None for a
-    directory that is not the one listed any more (replaced by a link to elsewhere)."""
+    """(directory, its stat as listed, subdirs, names) as os.walk(top), top-down, links
+    to directories listed but not followed, with a stack of its own (Python 3.11's
+    recursed once a level: a writer of DIR could nest directories past the recursion
+    limit, a traceback); `subdirs` None for a directory that is not the one listed any
+    more (replaced by a link to elsewhere)."""
     stack = [(top, None)]
     while stack:
         directory, listed = stack.pop()
         try:
-            if listed is not None and _identity(os.stat(directory)) != listed:
-                yield directory, None, None
+            now = os.stat(directory)
+            if listed is not None and not safefile.same_file(now, listed):
+                yield directory, None, None, None
                 continue
             entries = list(os.scandir(directory))
         except OSError:
             continue  # as os.walk: a directory that cannot be listed is passed over
         found = {e.name: e for e in entries if _is_dir(e)}
         subdirs = list(found)
-        yield directory, subdirs, [e.name for e in entries if e.name not in found]
+        yield directory, listed or now, subdirs, [e.name for e in entries if e.name not in found]
         for name in reversed(subdirs):
             try:
                 if not found[name].is_symlink():
-                    stack.append((found[name].path, _identity(found[name].stat(follow_symlinks=False))))
+                    stack.append((found[name].path, found[name].stat(follow_symlinks=False)))
             except OSError:
                 pass
-
-
-def _identity(info):
-    return info.st_dev, info.st_ino
 
 
 def _is_dir(entry):

@@ -214,14 +214,16 @@ def write_output(path, write, *, allow_shared=False):
 
 
 def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None, owner=None, times_ns=None,
-                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix=""):
+                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix="", directory_was=None):
     """Create `path` (or replace it) with what `write(file)` writes; returns what write returned.
 
     `verify(fd)` may check the written file through its descriptor; `owner` (uid,
     gid) and `times_ns` (atime, mtime) are set through it; `replaces`, the stat of
     the file the caller read, makes the rename happen only while `path` is still
-    that file; `before_rename()` runs just before the last checks. On any failure
-    the hidden file is removed and `path` is as it was."""
+    that file; `directory_was`, the stat of the directory the caller listed, makes
+    it happen only in that very directory (not one a link put in its place);
+    `before_rename(dir_fd)` runs just before the last checks, given the directory's
+    descriptor. On any failure the hidden file is removed and `path` is as it was."""
     directory, name = os.path.split(os.path.abspath(path))
     if not name or name in (".", ".."):
         raise IOFailure(f"{path} is not a file name")
@@ -229,6 +231,8 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
         raise IOFailure(f"cannot create {path}: No such file or directory")
     dir_fd = open_directory(directory or "/", allow_shared)
     try:
+        if directory_was is not None and not same_file(os.fstat(dir_fd), directory_was):
+            raise Changed(f"{directory} is not the directory listed any more; {name} left alone")
         steps = (write, verify, before_rename)
         return _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, prefix + "%s" + suffix)
     finally:
@@ -261,7 +265,7 @@ def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, p
         if times_ns is not None:
             _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
         if before_rename is not None:
-            before_rename()
+            before_rename(dir_fd)
         hook("renaming", directory, temp, name)
         mine = os.fstat(fd)
         _expect(dir_fd, temp, mine, f"{os.path.join(directory, temp)} was replaced while it was written")

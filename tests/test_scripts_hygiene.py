@@ -45,11 +45,21 @@ SYSTEMD = REPO / "scripts" / "systemd"
 # --- strace: files opened for writing ---------------------------------------------
 
 
+def _paths(args):
+    """The paths a traced call names, a name relative to a directory's descriptor
+    (shown by strace -y as N</its/path>) joined to that directory's path."""
+    found = []
+    for m in re.finditer(r'(?:(?:\d+<(?P<dir>[^>]*)>|AT_FDCWD),\s*)?"(?P<path>(?:[^"\\]|\\.)*)"', args):
+        path = m["path"].encode().decode("unicode_escape")
+        found.append(os.path.join(m["dir"], path) if m["dir"] else path)
+    return found
+
+
 def _traced(argv, env, tmp_path):
     assert shutil.which("strace"), "strace is needed (.ci/run installs it)"
     prefix = tmp_path / "trace"
-    proc = subprocess.run(["strace", "-f", "-ff", "-qq", "-s", "4096", "-e", "trace=" + TRACED, "-o", str(prefix),
-                           "--", *map(str, argv)], env=env, capture_output=True, timeout=300)
+    proc = subprocess.run(["strace", "-f", "-ff", "-qq", "-y", "-s", "4096", "-e", "trace=" + TRACED,
+                           "-o", str(prefix), "--", *map(str, argv)], env=env, capture_output=True, timeout=300)
     writes, renames, others = set(), [], []
     for trace in tmp_path.glob("trace.*"):
         for line in trace.read_text(errors="replace").splitlines():
@@ -57,7 +67,7 @@ def _traced(argv, env, tmp_path):
             if not call:
                 continue
             name, args = call.group(1), call.group(2)
-            paths = [p.encode().decode("unicode_escape") for p in re.findall(r'"((?:[^"\\]|\\.)*)"', args)]
+            paths = _paths(args)
             if name.startswith("open") or name == "creat":
                 if name == "creat" or WRITE_FLAGS & set(re.findall(r"\bO_[A-Z]+\b", args)):
                     writes.add(paths[0])

@@ -19,7 +19,7 @@ LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
 # (--checkers), a load a backend is made to take; each one holds a process (some
 # tens of MB) and a header, no more.
 REMOTE_AT_ONCE = 8
-_LEGACY_IV = slice(32, 48)
+LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
 
@@ -106,9 +106,9 @@ def _examine_content(entry, src):
     """Fills in what the content says; a sealed v2 file's header (its trailer to read), else None."""
     head = fmt.read_exactly(src, _SNIFF_BYTES)
     if head and fmt.MAGIC.startswith(head[: len(fmt.MAGIC)]):
-        return _examine_sealed(entry, io.BufferedReader(_Rejoined(head, src)))
+        return _examine_sealed(entry, io.BufferedReader(Rejoined(head, src)))
     if len(head) >= LEGACY_MIN_BYTES:  # whatever its name: a copy of the old tool's file may have any
-        entry.fingerprint = ("legacy", head[_LEGACY_IV])
+        entry.fingerprint = ("legacy", head[LEGACY_IV])
     if entry.naming == "legacy" and not entry.filename.endswith(".enc"):
         entry.status = "plaintext"
         entry.error = "an unencrypted backup from the previous tool"
@@ -118,7 +118,7 @@ def _examine_content(entry, src):
         entry.error = "empty file" if not head else "not an encpipe file"
 
 
-class _Rejoined(io.RawIOBase):
+class Rejoined(io.RawIOBase):
     """The bytes already read, then the rest of the stream."""
 
     def __init__(self, head, rest):

@@ -25,12 +25,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .. import commands, safefile
+from .. import safefile
 from ..errors import Changed, InputUnavailable, IOFailure
 from ..keys import without_secrets
 from .rclonepipe import Children, Download, Upload, run
 
 CHUNK = 1 << 20
+_PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)  # a directory's descriptor for the *at() calls only
 _REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
 
 
@@ -115,15 +116,38 @@ class _Fanout:
 
 
 class Local:
+    """A directory opened once (at the start if it exists): every step is relative to it,
+    so a link put in its place since (by a writer of a directory above) changes nothing."""
+
     def __init__(self, directory):
-        self.directory = directory
+        self.directory, self._fd = directory, None
+        try:
+            self._dir()
+        except OSError:  # not there yet (writer makes it), or an error the first step says
+            pass
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def _dir(self):  # O_PATH: a directory one may search but not list still serves
+        if self._fd is None:
+            self._fd = os.open(self.directory, _PATH_ONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._fd
+
+    def _reopened(self):  # the directory itself, to read (list, fsync), through its descriptor
+        return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._dir())
 
     def where(self, name):
         return os.path.join(self.directory, name)
 
     def list(self):
         try:
-            names = sorted(os.listdir(self.directory))
+            fd = self._reopened()
+            try:
+                names = sorted(os.listdir(fd))
+            finally:
+                os.close(fd)
         except OSError as e:
             raise InputUnavailable(f"cannot read backup directory {self.directory}: {e.strerror or e}") from None
         items = (self._item(name) for name in names)
@@ -133,9 +157,8 @@ class Local:
         return self._item(name) or Item(name, error="not a regular file")
 
     def _item(self, name):
-        path = self.where(name)
         try:
-            link, info = os.lstat(path), os.stat(path)
+            link, info = os.lstat(name, dir_fd=self._dir()), os.stat(name, dir_fd=self._dir())
         except OSError as e:
             return Item(name, error=f"cannot read {name}: {e.strerror or e}", unreadable=True)
         if stat.S_ISDIR(info.st_mode):
@@ -154,8 +177,8 @@ class Local:
         safefile.hook("opening", self.directory, item.name)
         changed = OSError(f"{item.name} changed since it was listed")
         try:  # O_NONBLOCK: never block on a FIFO
-            fd = os.open(self.where(item.name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
-                         | (0 if item.link else os.O_NOFOLLOW))
+            fd = os.open(item.name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                         | (0 if item.link else os.O_NOFOLLOW), dir_fd=self._dir())
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise changed from None
@@ -180,7 +203,7 @@ class Local:
     def writer(self, name, final):
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        dst = os.fdopen(os.open(self.where(name), flags, 0o600), "wb")
+        dst = os.fdopen(os.open(name, flags, 0o600, dir_fd=self._dir()), "wb")
         safefile.hook("created", self.directory, name, final)
         return _LocalWriter(dst, lambda: [safefile.hook(step, self.directory, name, final)
                                           for step in ("written", "verified")])
@@ -194,47 +217,63 @@ class Local:
             raise IOFailure(f"cannot rename {self.where(name)} to {final}: {e.strerror or e}") from None
 
     def _rename(self, name, final):
-        if os.path.lexists(self.where(final)):
+        d = self._dir()
+        if self._lexists(final):
             raise IOFailure(f"{self.where(final)} already exists")
         safefile.hook("renaming", self.directory, name, final)
-        mine = os.lstat(self.where(name))
+        mine = os.lstat(name, dir_fd=d)
         if not stat.S_ISREG(mine.st_mode) or mine.st_uid != os.geteuid() or mine.st_nlink != 1:
             raise Changed(f"{self.where(name)} was replaced while it was written; not stored")
-        os.rename(self.where(name), self.where(final))
+        os.rename(name, final, src_dir_fd=d, dst_dir_fd=d)
         safefile.hook("renamed", self.directory, name, final)
-        now = os.lstat(self.where(final))
+        now = os.lstat(final, dir_fd=d)
         if not (stat.S_ISREG(now.st_mode) and safefile.unchanged(now, mine)):
-            os.unlink(self.where(final))
+            os.unlink(final, dir_fd=d)
             raise Changed(f"{self.where(final)} was replaced while it was renamed; not stored")
-        commands.fsync_directory(self.directory)
+        self.done()
         return now
+
+    def _lexists(self, name):
+        try:
+            os.lstat(name, dir_fd=self._dir())
+        except FileNotFoundError:
+            return False
+        return True
 
     def take_back(self, final, renamed):
         """Remove `final` again if it is still the very file renamed (its owner's, same inode, size, time)."""
         try:
-            now = os.lstat(self.where(final))
+            now = os.lstat(final, dir_fd=self._dir())
             if stat.S_ISREG(now.st_mode) and now.st_uid == os.geteuid() and safefile.unchanged(now, renamed):
-                os.unlink(self.where(final))
-                commands.fsync_directory(self.directory)
+                os.unlink(final, dir_fd=self._dir())
+                self.done()
         except FileNotFoundError:
             pass
 
     def remove(self, item):
         """Unlink the very file listed (not a link, not a file put there since)."""
-        path = self.where(item.name)
-        now = os.lstat(path)
+        now = os.lstat(item.name, dir_fd=self._dir())
         if (now.st_dev, now.st_ino) != item.identity:
             raise OSError(f"{item.name} changed while pruning; left in place")
-        os.unlink(path)
+        os.unlink(item.name, dir_fd=self._dir())
 
     def discard(self, name):
         try:
-            os.unlink(self.where(name))
+            os.unlink(name, dir_fd=self._dir())
         except FileNotFoundError:
             pass
 
-    def done(self):
-        commands.fsync_directory(self.directory)
+    def done(self):  # a rename or removal made durable; best effort (some file systems refuse)
+        try:
+            fd = self._reopened()
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 WRITEBACK = 32 << 20

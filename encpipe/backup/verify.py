@@ -1,7 +1,11 @@
 """Authenticating stored backups: every chunk, no plaintext written anywhere."""
 
+import io
+
 from .. import commands, envelope
+from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured, NotSigned
+from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined
 from .retention import FAILED, OK, UNAUTHENTICATED
 
 ERROR_CLASSES = {
@@ -41,6 +45,7 @@ def verify_entry(store, entry, keys, workers, named=False):
         if entry.status == "sealed":
             with store.open(entry.item) as src:
                 sealed = envelope.read_header(src)
+                as_examined(entry, ("sealed", sealed.header.payload_salt))
                 info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers())
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
@@ -61,6 +66,14 @@ def verify_entry(store, entry, keys, workers, named=False):
     except Exception as e:  # a bug; report it for this file and go on with the others
         fail(result, 70, f"internal error: {e!r}")
     return result
+
+
+def as_examined(entry, fingerprint):
+    """Refuse a file whose fingerprint (payload salt, legacy IV) is not the one read
+    when it was examined: rewritten in place since (same inode, same size), what
+    authenticates would be a file never compared with the others (listing.copies)."""
+    if fingerprint != entry.fingerprint:
+        raise OSError(f"{entry.filename} changed since it was listed")
 
 
 def standing(result, count_unauthenticated=False):
@@ -87,7 +100,9 @@ def _verify_legacy(store, entry, keys, result):
     from ..legacy import open_legacy
 
     with store.open(entry.item) as src:
-        info = open_legacy(src, None, legacy_keys)
+        head = read_exactly(src, LEGACY_MIN_BYTES)
+        as_examined(entry, ("legacy", head[LEGACY_IV]) if len(head) == LEGACY_MIN_BYTES else None)
+        info = open_legacy(io.BufferedReader(Rejoined(head, src)), None, legacy_keys)
     result.update(ok=True, plaintext_bytes=info.plaintext_bytes, note=f"legacy: authenticated with {info.key_label}",
                   sender_authenticated=True)  # one secret only: whoever made it holds the key
 
