@@ -305,11 +305,12 @@ def _whole_file(reporter, src):
     return lambda _payload_bytes: reporter(src.tell() - start)
 
 
-def fsync_directory(directory):
-    """Make a rename or removal in `directory` durable; best effort (some file
-    systems refuse), since the change itself has already happened."""
+def fsync_directory(directory, dir_fd=None):
+    """Make a rename or removal in `directory` (relative to `dir_fd`, when given)
+    durable; best effort (some file systems refuse), since the change itself has
+    already happened."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return
     try:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .. import safefile
+from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
 from ..keys import without_secrets
 from .rclonepipe import Children, Download, Upload, run
@@ -263,17 +263,11 @@ class Local:
         except FileNotFoundError:
             pass
 
-    def done(self):  # a rename or removal made durable; best effort (some file systems refuse)
+    def done(self):  # a rename or removal made durable, through the directory's descriptor
         try:
-            fd = self._reopened()
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
+            commands.fsync_directory(".", dir_fd=self._dir())
+        except OSError:  # best effort: the change itself has happened
             pass
-        finally:
-            os.close(fd)
 
 
 WRITEBACK = 32 << 20
