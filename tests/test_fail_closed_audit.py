@@ -1,0 +1,91 @@
+"""Fail closed where nothing else looked: on any failure, one `PROG: error:` line
+(and at most one hint), a documented exit status, nothing on standard output,
+no traceback, and nothing left behind (a key file that was never handed out,
+a half-written one)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cliutil import assert_one_line_error
+from fuzz.craft import clean_env, command
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+KEY = "3e" * 32
+WAIT = 60
+NOT_UTF8 = os.fsdecode(b"sh\xffp")  # as Python hands over argv bytes that are not UTF-8
+
+# A 4 KiB tmpfs, filled, in a private mount namespace: the command runs on a full
+# disk; what is left in the directory is listed beside it, in DIR.after.
+FULL_DISK = ('mount -t tmpfs -o size=4k encpipe-test "$1" && { head -c 8192 /dev/zero > "$1/fill" 2>/dev/null; '
+             'dir=$1; shift; "$@"; status=$?; ls -A "$dir" > "$dir.after"; exit $status; }')
+
+
+def _can_mount_tmpfs(tmp_path):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        done = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=4k encpipe-test "$1"', "sh",
+                               str(probe)], capture_output=True, timeout=WAIT)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("needs a private mount namespace (unshare -m, as root)")
+    mount = tmp_path / "full"
+    mount.mkdir()
+
+    def run(*args):
+        argv = ["unshare", "-m", "sh", "-c", FULL_DISK, "sh", str(mount), *command(*args)]
+        done = subprocess.run(argv, capture_output=True, env=clean_env({"PYTHONPATH": str(REPO)}), timeout=WAIT)
+        return done, sorted((tmp_path / "full.after").read_text().split())
+
+    return mount, run
+
+
+@pytest.mark.parametrize("kind", [[], ["--x25519"], ["--sign"]], ids=["raw", "x25519", "sign"])
+def test_keygen_on_a_full_disk_leaves_no_key_file(full_disk, kind):
+    """The key file is created (O_EXCL) before its bytes are written: a write that
+    fails removes it, or an empty `key` would stay, and the next `keygen -o key`
+    would refuse to overwrite it."""
+    mount, run = full_disk
+    done, left = run("keygen", *kind, "-o", str(mount / "key"))
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert_one_line_error(done.stderr)
+    assert "No space left on device" in done.stderr.decode()
+    assert left == ["fill"]
+
+
+@pytest.mark.parametrize("kind", ["--x25519", "--sign"])
+@pytest.mark.parametrize("fault", ["disk full", "stdout closed", "reader gone"])
+def test_keygen_whose_public_key_cannot_be_printed_keeps_no_secret_key(tmp_path, kind, fault):
+    """`keygen --x25519 -o id > id.pub`: when the public key cannot be written, the
+    identity it belongs to is removed again; a status other than 0 leaves nothing."""
+    target = tmp_path / "id"
+    argv = command("keygen", kind, "-o", str(target))
+    env = clean_env({"PYTHONPATH": str(REPO)})
+    if fault == "disk full":
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, env=env, timeout=WAIT)
+        assert done.returncode == 74, done.stderr
+        assert_one_line_error(done.stderr)
+    elif fault == "stdout closed":
+        done = subprocess.run(argv, stderr=subprocess.PIPE, env=env, timeout=WAIT, preexec_fn=lambda: os.close(1))
+        assert done.returncode == 74, done.stderr
+        assert_one_line_error(done.stderr)
+    else:
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, env=env, timeout=WAIT)
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (-13, b"")
+    assert os.listdir(tmp_path) == []
