@@ -23,7 +23,7 @@ from .backup.names import STAMP
 from .cli import Io, guard_standard_fds, report_errors
 from .errors import EncpipeError, IOFailure
 from .keyargs import load_keys, secret_fds_open
-from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option
+from .pgcli import FD_NOT_A_NUMBER, Failure, read_fd, unknown_option, utf8_name
 from .pgdump import Globals, dump
 from .usage_errors import empty_value
 
@@ -132,6 +132,7 @@ def validate(o, env):
         raise usage_error("no DBNAME given")
     if "/" in db or db.startswith("."):
         raise usage_error(f"cannot name a file after database {db}")
+    utf8_name(db)  # 64: it goes into SQL
     if o["format"] not in ("plain", "custom"):
         raise usage_error(f"--format must be plain or custom, not {o['format']}")
     if not o["compress"]:

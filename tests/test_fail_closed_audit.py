@@ -89,3 +89,52 @@ def test_keygen_whose_public_key_cannot_be_printed_keeps_no_secret_key(tmp_path,
             os.close(write)
         assert (done.returncode, done.stderr) == (-13, b"")
     assert os.listdir(tmp_path) == []
+
+
+def _script(name, *args, env=None):
+    """A script run with no server to reach: what is refused must be refused before."""
+    full = clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY, "PGHOST": "/nonexistent", **(env or {})})
+    return subprocess.run([str(SCRIPTS / name), *args], capture_output=True, env=full, timeout=WAIT)
+
+
+@pytest.fixture()
+def backup_file(tmp_path):
+    path = tmp_path / "shop_20260101T000000Z.sql.enc"
+    done = subprocess.run(command("seal", "-o", str(path)), input=b"SELECT 1;\n", capture_output=True,
+                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}))
+    assert done.returncode == 0, done.stderr
+    return str(path)
+
+
+@pytest.mark.parametrize("args", [
+    ["FILE", NOT_UTF8],
+    ["--maintenance-db", NOT_UTF8, "FILE", "shop"],
+    ["--drop-pre-restore-older-than", "1", NOT_UTF8],
+    ["--list-pre-restore", "--maintenance-db", NOT_UTF8],
+], ids=["DBNAME", "maintenance-db", "drop DBNAME", "list maintenance-db"])
+def test_restore_refuses_a_database_name_that_is_not_utf8(backup_file, args):
+    """The names go into SQL, sent as UTF-8: bytes that are not UTF-8 were a
+    traceback (UnicodeEncodeError) once the first statement was built."""
+    done = _script("encpipe-restore", *[backup_file if a == "FILE" else a for a in args])
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert b"not UTF-8" in done.stderr and b"sh\\xffp" in done.stderr
+
+
+def test_backup_refuses_a_database_name_that_is_not_utf8(tmp_path):
+    """Refused before pg_dump runs, as any other unusable DBNAME, not an encoding
+    error in the middle of sealing the globals after pg_dump started."""
+    done = _script("encpipe-backup", "--dir", str(tmp_path / "b"), NOT_UTF8)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-backup")
+    assert b"not UTF-8" in done.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "-1", "1e400"])
+def test_restore_drop_pre_restore_older_than_needs_a_number_of_days(days):
+    """`nan` or `inf` days silently dropped nothing, `-1` as much as `0`: all of them."""
+    done = _script("encpipe-restore", "--drop-pre-restore-older-than", days)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert f"--drop-pre-restore-older-than must be a number of days".encode() in done.stderr
