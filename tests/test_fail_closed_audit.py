@@ -138,3 +138,28 @@ def test_restore_drop_pre_restore_older_than_needs_a_number_of_days(days):
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert_one_line_error(done.stderr, "encpipe-restore")
     assert f"--drop-pre-restore-older-than must be a number of days".encode() in done.stderr
+
+
+@pytest.mark.parametrize("fault", ["disk full", "stdout closed"])
+def test_sh_setup_run_with_an_output_it_cannot_write_is_74(tmp_path, fault):
+    """`encpipe-sh-setup`, run rather than sourced, prints its header: an output
+    that cannot be written was sed's message and status 0."""
+    argv = [str(SCRIPTS / "encpipe-sh-setup")]
+    if fault == "disk full":
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, timeout=WAIT)
+    else:
+        done = subprocess.run(argv, stderr=subprocess.PIPE, timeout=WAIT, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 74, done.stderr
+    assert_one_line_error(done.stderr, "encpipe-sh-setup")
+    assert b"cannot write output" in done.stderr
+
+
+def test_sh_setup_whose_reader_left_dies_quietly_of_sigpipe():
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([str(SCRIPTS / "encpipe-sh-setup")], stdout=write, stderr=subprocess.PIPE, timeout=WAIT)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) in ((141, b""), (-13, b""))
