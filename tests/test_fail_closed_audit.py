@@ -163,3 +163,17 @@ def test_sh_setup_whose_reader_left_dies_quietly_of_sigpipe():
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) in ((141, b""), (-13, b""))
+
+
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
+@pytest.mark.parametrize("python", ["/nonexistent/python3", "/", "python3 -I", "NOT EXECUTABLE"])
+def test_an_encpipe_python_that_cannot_run_is_a_usage_error(tmp_path, script, python):
+    """ENCPIPE_PYTHON names the Python the shell scripts run: one that cannot be run
+    was bash's own message (one or two lines) and status 126 or 127."""
+    if python == "NOT EXECUTABLE":
+        python = str(tmp_path / "python3")
+        Path(python).write_text("#!/bin/sh\n")
+    done = _script(script, "--help", env={"ENCPIPE_PYTHON": python})
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert b"ENCPIPE_PYTHON" in done.stderr
