@@ -5,6 +5,7 @@ a half-written one)."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,35 @@ def test_an_encpipe_python_that_cannot_run_is_a_usage_error(tmp_path, script, py
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert_one_line_error(done.stderr, script)
     assert b"ENCPIPE_PYTHON" in done.stderr
+
+
+@pytest.mark.parametrize("encpipe", ["DIRECTORY", "NOT EXECUTABLE", "/nonexistent/encpipe"])
+def test_rotate_with_an_encpipe_that_cannot_run_is_66(tmp_path, backup_file, encpipe):
+    """ENCPIPE names the command rotate runs: a directory or a file that cannot be
+    executed was a traceback (PermissionError), only a missing one was 66."""
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_text(KEY + "\n")
+    new.write_text("4f" * 32 + "\n")
+    if encpipe == "DIRECTORY":
+        encpipe = str(tmp_path)
+    elif encpipe == "NOT EXECUTABLE":
+        encpipe = str(old)
+    done = _script("encpipe-rotate", "--old-key-file", str(old), "--new-key-file", str(new),
+                   os.path.dirname(backup_file), env={"ENCPIPE": encpipe})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-rotate")
+    assert f"cannot run encpipe: {encpipe}".encode() in done.stderr
+
+
+def test_rotate_with_an_encpipe_that_prints_no_report_fails_that_file(tmp_path, backup_file):
+    """An ENCPIPE that runs but is not encpipe (it prints nothing): the file is an
+    error (exit 1), not a JSONDecodeError traceback."""
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_text(KEY + "\n")
+    new.write_text("4f" * 32 + "\n")
+    before = Path(backup_file).read_bytes()
+    done = _script("encpipe-rotate", "--old-key-file", str(old), "--new-key-file", str(new),
+                   os.path.dirname(backup_file), env={"ENCPIPE": f"{sys.executable} -c pass"})
+    assert done.returncode == 1, done.stderr
+    assert b"Traceback" not in done.stderr and b"no JSON report" in done.stderr + done.stdout
+    assert Path(backup_file).read_bytes() == before
