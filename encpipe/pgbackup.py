@@ -145,6 +145,9 @@ def validate(o, env):
         raise usage_error("--compress-level and --compress-threads must be whole numbers")
     if o["threads"] and o["compress"] != "zstd":
         raise usage_error("--compress-threads is for zstd")
+    low, high = {"zstd": (0, 22), "gzip": (1, 9)}.get(o["compress"], (0, float("inf")))  # now, not once pg_dump runs
+    if not low <= int(o["level"] or low) <= high or int(o["threads"] or 0) > 200:
+        raise usage_error("--compress-level is 0 to 22 for zstd, 1 to 9 for gzip; --compress-threads 0 to 200")
     try:
         pgopts.check("pg_dump", o["dump"], plain_dump=o["format"] == "plain")
     except pgopts.RefusedOption as e:

@@ -4,6 +4,7 @@ no traceback, and nothing left behind (a key file that was never handed out,
 a half-written one)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,7 @@ def test_restore_drop_pre_restore_older_than_needs_a_number_of_days(days):
     done = _script("encpipe-restore", "--drop-pre-restore-older-than", days)
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert_one_line_error(done.stderr, "encpipe-restore")
-    assert f"--drop-pre-restore-older-than must be a number of days".encode() in done.stderr
+    assert "--drop-pre-restore-older-than must be a number of days".encode() in done.stderr
 
 
 @pytest.mark.parametrize("fault", ["disk full", "stdout closed"])
@@ -210,3 +211,23 @@ def test_rotate_with_an_encpipe_that_prints_no_report_fails_that_file(tmp_path, 
     assert done.returncode == 1, done.stderr
     assert b"Traceback" not in done.stderr and b"no JSON report" in done.stderr + done.stdout
     assert Path(backup_file).read_bytes() == before
+
+
+@pytest.mark.parametrize("args", [
+    ["--compress", "gzip", "--compress-level", "0"],
+    ["--compress", "gzip", "--compress-level", "10"],
+    ["--compress", "zstd", "--compress-level", "23"],
+    ["--compress", "zstd", "--compress-level", "99999999999999999999"],
+    ["--compress", "zstd", "--compress-threads", "201"],
+    ["--compress", "zstd", "--compress-threads", "99999999999999999999"],
+], ids=lambda a: " ".join(a[1:]))
+def test_backup_refuses_a_compression_setting_its_compressor_refuses(tmp_path, args):
+    """Refused (64, one line) before anything runs: gzip -10 or zstd -T2^64 failed only
+    once pg_dump ran, with the compressor's own two lines and a failed backup."""
+    if "zstd" in args and not shutil.which("zstd"):
+        pytest.skip("zstd is not installed")
+    done = _script("encpipe-backup", "--dir", str(tmp_path / "b"), *args, "shop")
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-backup")
+    assert b"--compress-level is 0 to 22 for zstd, 1 to 9 for gzip" in done.stderr
+    assert not (tmp_path / "b").exists()
