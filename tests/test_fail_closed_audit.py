@@ -231,3 +231,16 @@ def test_backup_refuses_a_compression_setting_its_compressor_refuses(tmp_path, a
     assert_one_line_error(done.stderr, "encpipe-backup")
     assert b"--compress-level is 0 to 22 for zstd, 1 to 9 for gzip" in done.stderr
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(not shutil.which("rclone"), reason="needs rclone")
+def test_restore_of_a_remote_that_cannot_be_fetched_is_one_line(tmp_path):
+    """The fetch helper's own error line (which named itself encpipe-backup) is folded
+    into restore's one line, as the other scripts report a remote they cannot list."""
+    done = _script("encpipe-restore", "nosuchremote:dir/shop_20260101T000000Z.sql.enc", "shop",
+                   env={"RCLONE_CONFIG": str(tmp_path / "none.conf"), "TMPDIR": str(tmp_path)})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert b"cannot fetch nosuchremote:dir/shop_20260101T000000Z.sql.enc: cannot list" in done.stderr
+    assert b"nothing was changed" in done.stderr
+    assert os.listdir(tmp_path) == []
