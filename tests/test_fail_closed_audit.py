@@ -244,3 +244,19 @@ def test_restore_of_a_remote_that_cannot_be_fetched_is_one_line(tmp_path):
     assert b"cannot fetch nosuchremote:dir/shop_20260101T000000Z.sql.enc: cannot list" in done.stderr
     assert b"nothing was changed" in done.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["open"], ["seal", "-o", "OUT"], ["inspect"], ["rewrap"]], ids=lambda a: a[0])
+def test_stdin_a_directory_fails_before_encpipe_runs_and_writes_nothing(tmp_path, args):
+    """Python itself refuses to start with a directory as standard input (its own
+    message, status 1: README "Exit status"); encpipe never runs, so nothing is written."""
+    out = tmp_path / "out"
+    directory = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        done = subprocess.run(command(*[str(out) if a == "OUT" else a for a in args]), stdin=directory,
+                              capture_output=True, env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}),
+                              timeout=WAIT)
+    finally:
+        os.close(directory)
+    assert (done.returncode, done.stdout) == (1, b""), done.stderr
+    assert b"is a directory" in done.stderr and os.listdir(tmp_path) == []
