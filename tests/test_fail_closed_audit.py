@@ -260,3 +260,21 @@ def test_stdin_a_directory_fails_before_encpipe_runs_and_writes_nothing(tmp_path
         os.close(directory)
     assert (done.returncode, done.stdout) == (1, b""), done.stderr
     assert b"is a directory" in done.stderr and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["--work-factor", "2"], ["--work-factor", "x"], ["--chunk-size", "3"],
+                                  ["--chunk-size", "99G"]], ids=lambda a: " ".join(a))
+def test_migrate_refuses_a_bad_sealing_option_before_any_file(tmp_path, args):
+    """A --work-factor or --chunk-size that `encpipe seal` refuses was found once per
+    file, each decrypted first, each a "failed" line; now 64 before any file is read."""
+    from test_backup_restore import make_legacy_file
+
+    folder = tmp_path / "backups"
+    folder.mkdir(mode=0o700)
+    legacy = make_legacy_file(folder / "shop_20250101T000000Z.sql.enc", "ab" * 32, b"SELECT 1;\n")
+    before = Path(legacy).read_bytes()
+    done = _script("encpipe-migrate", *args, str(folder), env={"BACKUP_ENCRYPTION_KEY": "ab" * 32})
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-migrate")
+    assert args[0].encode() in done.stderr
+    assert Path(legacy).read_bytes() == before and os.listdir(folder) == [os.path.basename(legacy)]
