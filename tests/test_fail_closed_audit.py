@@ -169,14 +169,14 @@ def test_sh_setup_whose_reader_left_dies_quietly_of_sigpipe():
 
 @pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
 @pytest.mark.parametrize("python", ["/nonexistent/python3", "/", "python3 -I", "NOT EXECUTABLE"])
-def test_an_encpipe_python_that_cannot_run_is_a_usage_error(tmp_path, script, python):
+def test_an_encpipe_python_that_cannot_run_is_66(tmp_path, script, python):
     """ENCPIPE_PYTHON names the Python the shell scripts run: one that cannot be run
     was bash's own message (one or two lines) and status 126 or 127."""
     if python == "NOT EXECUTABLE":
         python = str(tmp_path / "python3")
         Path(python).write_text("#!/bin/sh\n")
     done = _script(script, "--help", env={"ENCPIPE_PYTHON": python})
-    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
     assert_one_line_error(done.stderr, script)
     assert b"ENCPIPE_PYTHON" in done.stderr
 
@@ -278,3 +278,21 @@ def test_migrate_refuses_a_bad_sealing_option_before_any_file(tmp_path, args):
     assert_one_line_error(done.stderr, "encpipe-migrate")
     assert args[0].encode() in done.stderr
     assert Path(legacy).read_bytes() == before and os.listdir(folder) == [os.path.basename(legacy)]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("encpipe-list", ["REMOTE"]), ("encpipe-prune", ["--keep-last", "1", "REMOTE"]),
+    ("encpipe-verify", ["REMOTE/shop_20260101T000000Z.sql.enc"]),
+    ("encpipe-restore", ["REMOTE/shop_20260101T000000Z.sql.enc", "shop"]),
+])
+@pytest.mark.parametrize("rclone", ["/nonexistent/rclone", "DIRECTORY", "rclone --verbose"])
+def test_an_rclone_that_cannot_run_is_66_and_named(tmp_path, script, args, rclone):
+    """RCLONE names the rclone to run: one that cannot be run was reported as
+    `cannot write output` (an OSError taken for standard output's) and 74."""
+    rclone = str(tmp_path) if rclone == "DIRECTORY" else rclone
+    done = _script(script, *[a.replace("REMOTE", "offsite:b") for a in args],
+                   env={"RCLONE": rclone, "TMPDIR": str(tmp_path)})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert b"cannot write output" not in done.stderr and f"RCLONE={rclone}".encode() in done.stderr
+    assert os.listdir(tmp_path) == []
