@@ -2,9 +2,9 @@
 
 import os
 
-from . import aead, envelope, safefile
+from . import aead, envelope, keygen, safefile
 from . import format as fmt
-from .errors import InputUnavailable, InvalidStream, IOFailure, NotSigned, UsageError
+from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
 from .keyargs import load_keys, load_signers, secret_fds_open, secret_paths, shown_name
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter, input_size
@@ -321,43 +321,6 @@ def fsync_directory(directory, dir_fd=None):
         os.close(fd)
 
 
-def cmd_keygen(args, io):
-    if args["--sign"]:
-        from .signing import new_key_file
-
-        recipient, secret = new_key_file(args["--output"])
-    elif args["--x25519"]:
-        from .x25519 import X25519Identity
-
-        identity = X25519Identity.generate()
-        recipient = str(identity.recipient())
-        secret = f"# public key: {recipient}\n{identity}\n"
-    else:
-        secret = os.urandom(32).hex() + "\n"
-        recipient = None
-    if args["--output"]:
-        _write_new_secret_file(args["--output"], secret)
-        if recipient:
-            io.print(recipient)
-    else:
-        io.stdout.write(secret.encode("ascii"))
-        io.stdout.flush()
-    return 0
-
-
-def _write_new_secret_file(path, text):
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise UsageError(f"{path} already exists; refusing to overwrite a key") from None
-    except OSError as e:
-        raise IOFailure(f"cannot create {path}: {e.strerror or e}") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def cmd_pubkey(args, io):
     path = args["FILE"]
     keys = parse_keyring(read_secret_file(path, io.warn).decode("utf-8", "replace"), path)
@@ -387,7 +350,7 @@ COMMANDS = {
     "open": cmd_open,
     "inspect": cmd_inspect,
     "rewrap": cmd_rewrap,
-    "keygen": cmd_keygen,
+    "keygen": keygen.cmd_keygen,
     "pubkey": cmd_pubkey,
     "keyid": cmd_keyid,
 }

@@ -136,6 +136,12 @@ class Migration:
         self.seal_args = options(args, SEALING_OPTIONS)
         self.seal_args += [w for o in ("work_factor", "chunk_size") if getattr(args, o) for w in
                            (f"--{o.replace('_', '-')}", getattr(args, o))]
+        from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
+        from .workers import chunk_log2, int_option
+
+        if args.work_factor:  # 64 now, as encpipe seal would say it for every file
+            int_option(args.work_factor, "--work-factor", MIN_SCRYPT_LOG2_N, MAX_SCRYPT_LOG2_N)
+        chunk_log2(args.chunk_size)
         self.verify_args = options(args, OPENING_OPTIONS)
         env_keys = any(env.get(v) for v in ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE"))
         if not options(args, SEALING_OPTIONS) and not env_keys:

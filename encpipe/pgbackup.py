@@ -24,7 +24,7 @@ from .cli import Io, guard_standard_fds, report_errors
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
-from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option
+from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .pgdump import Globals, dump
 from .usage_errors import empty_value
 
@@ -133,6 +133,7 @@ def validate(o, env):
         raise usage_error("no DBNAME given")
     if "/" in db or db.startswith("."):
         raise usage_error(f"cannot name a file after database {db}")
+    utf8_name(db)  # 64: it goes into SQL
     if o["format"] not in ("plain", "custom"):
         raise usage_error(f"--format must be plain or custom, not {o['format']}")
     if not o["compress"]:
@@ -145,6 +146,9 @@ def validate(o, env):
         raise usage_error("--compress-level and --compress-threads must be whole numbers")
     if o["threads"] and o["compress"] != "zstd":
         raise usage_error("--compress-threads is for zstd")
+    low, high = {"zstd": (0, 22), "gzip": (1, 9)}.get(o["compress"], (0, float("inf")))  # now, not once pg_dump runs
+    if not low <= int(o["level"] or low) <= high or int(o["threads"] or 0) > 200:
+        raise usage_error("--compress-level is 0 to 22 for zstd, 1 to 9 for gzip; --compress-threads 0 to 200")
     try:
         pgopts.check("pg_dump", o["dump"], plain_dump=o["format"] == "plain")
     except pgopts.RefusedOption as e:

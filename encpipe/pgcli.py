@@ -78,6 +78,16 @@ def parse(argv):
     return opts
 
 
+def utf8_name(name, what="DBNAME"):
+    """`name`, a database's, if it is UTF-8 text; else 64: it goes into SQL, sent as UTF-8
+    (argv bytes that are not UTF-8 arrive as surrogates, which no encoding takes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Failure("%s %s is not UTF-8 text" % (what, name), 64) from None
+    return name
+
+
 def maker_check(opts):
     """What every `encpipe open` of a restore (the dump, the globals file) is given:
     refuse a file whose maker is not authenticated, unless --allow-unauthenticated."""

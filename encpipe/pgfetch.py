@@ -10,6 +10,7 @@ import sys
 import tempfile
 
 from .backup.storage import split_file
+from .stdio import write_quietly
 from .pgcli import Failure
 from .pgclient import client_env
 
@@ -57,10 +58,14 @@ def fetch_remote(remote, with_globals, fetched):
         fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
         fetched.append(path)
         with os.fdopen(fd, "wb") as out:
-            status = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
-                                    stderr=None if needed else subprocess.DEVNULL, env=client_env()).returncode
-        if status and needed:
-            raise Failure("cannot fetch %s (status %d); nothing was changed" % (name, status), status)
+            done = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
+                                  stderr=subprocess.PIPE if needed else subprocess.DEVNULL, env=client_env())
+        status, said = done.returncode, (done.stderr or b"").decode("utf-8", "replace")
+        if status and needed:  # the helper's error line (it names itself encpipe-backup) in restore's one line
+            why = [line.split(": error: ", 1)[1] for line in said.splitlines() if ": error: " in line]
+            raise Failure("cannot fetch %s: %s; nothing was changed" % (name, why[0] if why else "status %d" % status),
+                          status)
+        write_quietly(sys.stderr, said)  # its warnings, if any
         if not status:
             found[needed] = path
     return found[True], found.get(False)

@@ -43,7 +43,7 @@ from .cli import child_command, guard_standard_fds, print_text, printable, write
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
-from .pgcli import Failure, maker_check, open_failure_hint, parse
+from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgstream import EmptyStream, Restore, restricted_psql
 
@@ -58,7 +58,7 @@ def say(text, kind=None):
 class Run:
     def __init__(self, opts):
         self.o = opts
-        self.maint = opts.get("maintenance_db") or "postgres"
+        self.maint = utf8_name(opts.get("maintenance_db") or "postgres", "--maintenance-db")
         self.encpipe = child_command(os.environ)
         self.env = dict(os.environ)
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
@@ -81,13 +81,13 @@ class Run:
         if o.get("list_pre_restore"):
             return print_text(PROG, json.dumps(pgleftovers.pre_restore_copies(self.maint), indent=2))
         if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
-            return self.drop_pre_restore(o["positional"][0])
+            return self.drop_pre_restore(utf8_name(o["positional"][0]))
         if not o["positional"] and o.get("drop_pre_restore_older_than"):
             return self.drop_pre_restore(None)
         if len(o["positional"]) != 2:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
                           "too many arguments: %s" % o["positional"][2], 64)
-        self.file, self.db = o["positional"]
+        self.file, self.db = o["positional"][0], utf8_name(o["positional"][1])
         if pgleftovers.is_scratch_name(self.db):  # a later restore would drop it as a leftover
             raise Failure("%s is named like a scratch database of a restore; choose another name" % self.db, 64)
         if pgleftovers.is_pre_restore_name(self.db):  # --drop-pre-restore-older-than would drop it
@@ -130,6 +130,8 @@ class Run:
         text = self.o.get("drop_pre_restore_older_than")
         try:
             self.keep_days = None if text is None else float(text)
+            if text is not None and not 0 <= self.keep_days <= 1e6:  # not nan, inf nor negative
+                raise ValueError
         except ValueError:
             raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64) from None
 

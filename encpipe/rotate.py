@@ -33,7 +33,7 @@ one given as /dev/fd/N is read once and lent to each encpipe at N.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
-be rotated or was refused (see its line); 64 usage error; 66 DIR or a key file is unusable;
+be rotated or was refused (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
 73 another user can write DIR; 74 the report cannot be written (141 when its
 reader went away: the files done so far are rotated, the others not yet);
 75 another encpipe-rotate is working on DIR.
@@ -129,7 +129,10 @@ class Encpipe:
     def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True):
         """encpipe's standard output; its error line becomes a Failure, its warnings
         are passed on unless `quiet`."""
-        done = self.secrets.spawn(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+        try:
+            done = self.secrets.spawn(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+        except OSError as e:  # ENCPIPE missing, a directory, not executable
+            raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
         text = done.stderr.decode("utf-8", "replace")
         if done.returncode != 0:
             errors = [line.split(": error: ", 1)[1] for line in text.splitlines() if ": error: " in line]
@@ -151,13 +154,20 @@ class Encpipe:
     def inspect(self, fd):
         """inspect of the file open as `fd` (never by path: a FIFO swapped in would block it)."""
         os.lseek(fd, 0, os.SEEK_SET)
-        return json.loads(self.run(["inspect", "--json"], stdin=fd))
+        return _report(self.run(["inspect", "--json"], stdin=fd))
 
     def verify_fd(self, fd, key_files, signer_args=()):
         """inspect --verify of the file open as `fd`, from its start (never by path)."""
         os.lseek(fd, 0, os.SEEK_SET)
         args = ["inspect", "--json", "--verify"] + [a for f in key_files for a in ("--key-file", f)]
-        return json.loads(self.run(args + list(signer_args), stdin=fd))
+        return _report(self.run(args + list(signer_args), stdin=fd))
+
+
+def _report(output):
+    try:
+        return json.loads(output)
+    except ValueError:  # an ENCPIPE that is not encpipe
+        raise Failure("encpipe inspect printed no JSON report", 66) from None
 
 
 class Rotation:
@@ -373,11 +383,11 @@ def main(argv):
     except EncpipeError as e:
         err(str(e), e.hint)
         return e.exit_code
-    except FileNotFoundError as e:
-        err(f"cannot run encpipe: {e.filename}")
-        return 66
     except BrokenPipeError:  # the reader of the report went away: quietly, as encpipe
         return 141
+    except OSError as e:  # DIR gone or changed meanwhile
+        err(f"cannot use {e.filename}: {e.strerror or e}")
+        return 66
     if rotation.errors:
         err(f"{rotation.errors} file(s) could not be rotated")
         return 1

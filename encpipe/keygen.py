@@ -1,0 +1,86 @@
+"""encpipe keygen: a new raw key on standard output, or a new x25519 identity or
+signing key in a file (-o) with its public half on standard output. A run that
+fails leaves no key file behind: not one half-written (a full disk), nor one
+whose public half could not be printed."""
+
+import os
+import signal
+
+from .errors import IOFailure, UsageError
+
+
+def cmd_keygen(args, io):
+    if args["--sign"]:
+        from .signing import new_key_file
+
+        recipient, secret = new_key_file(args["--output"])
+    elif args["--x25519"]:
+        from .x25519 import X25519Identity
+
+        identity = X25519Identity.generate()
+        recipient = str(identity.recipient())
+        secret = f"# public key: {recipient}\n{identity}\n"
+    else:
+        secret = os.urandom(32).hex() + "\n"
+        recipient = None
+    if args["--output"]:
+        made = _write_new_secret_file(args["--output"], secret)
+        if recipient:
+            _print_or_remove(io, recipient, args["--output"], made)
+    else:
+        io.stdout.write(secret.encode("ascii"))
+        io.stdout.flush()
+    return 0
+
+
+def _print_or_remove(io, text, path, made):
+    """Print the public key; when that fails (a full disk, a closed standard output,
+    a reader gone, a signal) the key file is removed first. SIGPIPE is held off
+    while printing so that the removal runs, then encpipe dies of it as usual."""
+    try:
+        previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    except ValueError:  # not the main thread (an embedding program): its own SIGPIPE setting stays
+        previous = None
+    try:
+        io.print(text)
+    except BaseException as e:
+        _remove_own(path, made)
+        if isinstance(e, BrokenPipeError) and previous == signal.SIG_DFL:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGPIPE, previous)
+
+
+def _write_new_secret_file(path, text):
+    """Create `path` (0600, never over an existing file) holding `text`, and return
+    its stat; a write that fails (a full disk) removes it again, and is 74."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; refusing to overwrite a key") from None
+    except OSError as e:
+        raise IOFailure(f"cannot create {path}: {e.strerror or e}") from None
+    made = os.fstat(fd)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        _remove_own(path, made)
+        if isinstance(e, OSError):
+            raise IOFailure(f"cannot write {path}: {e.strerror or e}") from None
+        raise
+    return made
+
+
+def _remove_own(path, made):
+    """Remove `path` if it is still the file this run made (`made`, its stat)."""
+    try:
+        if os.path.samestat(os.lstat(path), made):
+            os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,298 @@
+"""Fail closed where nothing else looked: on any failure, one `PROG: error:` line
+(and at most one hint), a documented exit status, nothing on standard output,
+no traceback, and nothing left behind (a key file that was never handed out,
+a half-written one)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cliutil import assert_one_line_error
+from fuzz.craft import clean_env, command
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+KEY = "3e" * 32
+WAIT = 60
+NOT_UTF8 = os.fsdecode(b"sh\xffp")  # as Python hands over argv bytes that are not UTF-8
+
+# A 4 KiB tmpfs, filled, in a private mount namespace: the command runs on a full
+# disk; what is left in the directory is listed beside it, in DIR.after.
+FULL_DISK = ('mount -t tmpfs -o size=4k encpipe-test "$1" && { head -c 8192 /dev/zero > "$1/fill" 2>/dev/null; '
+             'dir=$1; shift; "$@"; status=$?; ls -A "$dir" > "$dir.after"; exit $status; }')
+
+
+def _can_mount_tmpfs(tmp_path):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        done = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=4k encpipe-test "$1"', "sh",
+                               str(probe)], capture_output=True, timeout=WAIT)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    if not _can_mount_tmpfs(tmp_path):
+        pytest.skip("needs a private mount namespace (unshare -m, as root)")
+    mount = tmp_path / "full"
+    mount.mkdir()
+
+    def run(*args):
+        argv = ["unshare", "-m", "sh", "-c", FULL_DISK, "sh", str(mount), *command(*args)]
+        done = subprocess.run(argv, capture_output=True, env=clean_env({"PYTHONPATH": str(REPO)}), timeout=WAIT)
+        return done, sorted((tmp_path / "full.after").read_text().split())
+
+    return mount, run
+
+
+@pytest.mark.parametrize("kind", [[], ["--x25519"], ["--sign"]], ids=["raw", "x25519", "sign"])
+def test_keygen_on_a_full_disk_leaves_no_key_file(full_disk, kind):
+    """The key file is created (O_EXCL) before its bytes are written: a write that
+    fails removes it, or an empty `key` would stay, and the next `keygen -o key`
+    would refuse to overwrite it."""
+    mount, run = full_disk
+    done, left = run("keygen", *kind, "-o", str(mount / "key"))
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert_one_line_error(done.stderr)
+    assert "No space left on device" in done.stderr.decode()
+    assert left == ["fill"]
+
+
+@pytest.mark.parametrize("kind", ["--x25519", "--sign"])
+@pytest.mark.parametrize("fault", ["disk full", "stdout closed", "reader gone"])
+def test_keygen_whose_public_key_cannot_be_printed_keeps_no_secret_key(tmp_path, kind, fault):
+    """`keygen --x25519 -o id > id.pub`: when the public key cannot be written, the
+    identity it belongs to is removed again; a status other than 0 leaves nothing."""
+    target = tmp_path / "id"
+    argv = command("keygen", kind, "-o", str(target))
+    env = clean_env({"PYTHONPATH": str(REPO)})
+    if fault == "disk full":
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, env=env, timeout=WAIT)
+        assert done.returncode == 74, done.stderr
+        assert_one_line_error(done.stderr)
+    elif fault == "stdout closed":
+        done = subprocess.run(argv, stderr=subprocess.PIPE, env=env, timeout=WAIT, preexec_fn=lambda: os.close(1))
+        assert done.returncode == 74, done.stderr
+        assert_one_line_error(done.stderr)
+    else:
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, env=env, timeout=WAIT)
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (-13, b"")
+    assert os.listdir(tmp_path) == []
+
+
+def _script(name, *args, env=None):
+    """A script run with no server to reach: what is refused must be refused before."""
+    full = clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY, "PGHOST": "/nonexistent", **(env or {})})
+    return subprocess.run([str(SCRIPTS / name), *args], capture_output=True, env=full, timeout=WAIT)
+
+
+@pytest.fixture()
+def backup_file(tmp_path):
+    path = tmp_path / "shop_20260101T000000Z.sql.enc"
+    done = subprocess.run(command("seal", "-o", str(path)), input=b"SELECT 1;\n", capture_output=True,
+                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}))
+    assert done.returncode == 0, done.stderr
+    return str(path)
+
+
+@pytest.mark.parametrize("args", [
+    ["FILE", NOT_UTF8],
+    ["--maintenance-db", NOT_UTF8, "FILE", "shop"],
+    ["--drop-pre-restore-older-than", "1", NOT_UTF8],
+    ["--list-pre-restore", "--maintenance-db", NOT_UTF8],
+], ids=["DBNAME", "maintenance-db", "drop DBNAME", "list maintenance-db"])
+def test_restore_refuses_a_database_name_that_is_not_utf8(backup_file, args):
+    """The names go into SQL, sent as UTF-8: bytes that are not UTF-8 were a
+    traceback (UnicodeEncodeError) once the first statement was built."""
+    done = _script("encpipe-restore", *[backup_file if a == "FILE" else a for a in args])
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert b"not UTF-8" in done.stderr and b"sh\\xffp" in done.stderr
+
+
+def test_backup_refuses_a_database_name_that_is_not_utf8(tmp_path):
+    """Refused before pg_dump runs, as any other unusable DBNAME, not an encoding
+    error in the middle of sealing the globals after pg_dump started."""
+    done = _script("encpipe-backup", "--dir", str(tmp_path / "b"), NOT_UTF8)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-backup")
+    assert b"not UTF-8" in done.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "-1", "1e400"])
+def test_restore_drop_pre_restore_older_than_needs_a_number_of_days(days):
+    """`nan` or `inf` days silently dropped nothing, `-1` as much as `0`: all of them."""
+    done = _script("encpipe-restore", "--drop-pre-restore-older-than", days)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert "--drop-pre-restore-older-than must be a number of days".encode() in done.stderr
+
+
+@pytest.mark.parametrize("fault", ["disk full", "stdout closed"])
+def test_sh_setup_run_with_an_output_it_cannot_write_is_74(tmp_path, fault):
+    """`encpipe-sh-setup`, run rather than sourced, prints its header: an output
+    that cannot be written was sed's message and status 0."""
+    argv = [str(SCRIPTS / "encpipe-sh-setup")]
+    if fault == "disk full":
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, timeout=WAIT)
+    else:
+        done = subprocess.run(argv, stderr=subprocess.PIPE, timeout=WAIT, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 74, done.stderr
+    assert_one_line_error(done.stderr, "encpipe-sh-setup")
+    assert b"cannot write output" in done.stderr
+
+
+def test_sh_setup_whose_reader_left_dies_quietly_of_sigpipe():
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([str(SCRIPTS / "encpipe-sh-setup")], stdout=write, stderr=subprocess.PIPE, timeout=WAIT)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) in ((141, b""), (-13, b""))
+
+
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
+@pytest.mark.parametrize("python", ["/nonexistent/python3", "/", "python3 -I", "NOT EXECUTABLE"])
+def test_an_encpipe_python_that_cannot_run_is_66(tmp_path, script, python):
+    """ENCPIPE_PYTHON names the Python the shell scripts run: one that cannot be run
+    was bash's own message (one or two lines) and status 126 or 127."""
+    if python == "NOT EXECUTABLE":
+        python = str(tmp_path / "python3")
+        Path(python).write_text("#!/bin/sh\n")
+    done = _script(script, "--help", env={"ENCPIPE_PYTHON": python})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert b"ENCPIPE_PYTHON" in done.stderr
+
+
+@pytest.mark.parametrize("encpipe", ["DIRECTORY", "NOT EXECUTABLE", "/nonexistent/encpipe"])
+def test_rotate_with_an_encpipe_that_cannot_run_is_66(tmp_path, backup_file, encpipe):
+    """ENCPIPE names the command rotate runs: a directory or a file that cannot be
+    executed was a traceback (PermissionError), only a missing one was 66."""
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_text(KEY + "\n")
+    new.write_text("4f" * 32 + "\n")
+    if encpipe == "DIRECTORY":
+        encpipe = str(tmp_path)
+    elif encpipe == "NOT EXECUTABLE":
+        encpipe = str(old)
+    done = _script("encpipe-rotate", "--old-key-file", str(old), "--new-key-file", str(new),
+                   os.path.dirname(backup_file), env={"ENCPIPE": encpipe})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-rotate")
+    assert f"cannot run encpipe: {encpipe}".encode() in done.stderr
+
+
+def test_rotate_with_an_encpipe_that_prints_no_report_fails_that_file(tmp_path, backup_file):
+    """An ENCPIPE that runs but is not encpipe (it prints nothing): the file is an
+    error (exit 1), not a JSONDecodeError traceback."""
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_text(KEY + "\n")
+    new.write_text("4f" * 32 + "\n")
+    before = Path(backup_file).read_bytes()
+    done = _script("encpipe-rotate", "--old-key-file", str(old), "--new-key-file", str(new),
+                   os.path.dirname(backup_file), env={"ENCPIPE": f"{sys.executable} -c pass"})
+    assert done.returncode == 1, done.stderr
+    assert b"Traceback" not in done.stderr and b"no JSON report" in done.stderr + done.stdout
+    assert Path(backup_file).read_bytes() == before
+
+
+@pytest.mark.parametrize("args", [
+    ["--compress", "gzip", "--compress-level", "0"],
+    ["--compress", "gzip", "--compress-level", "10"],
+    ["--compress", "zstd", "--compress-level", "23"],
+    ["--compress", "zstd", "--compress-level", "99999999999999999999"],
+    ["--compress", "zstd", "--compress-threads", "201"],
+    ["--compress", "zstd", "--compress-threads", "99999999999999999999"],
+], ids=lambda a: " ".join(a[1:]))
+def test_backup_refuses_a_compression_setting_its_compressor_refuses(tmp_path, args):
+    """Refused (64, one line) before anything runs: gzip -10 or zstd -T2^64 failed only
+    once pg_dump ran, with the compressor's own two lines and a failed backup."""
+    if "zstd" in args and not shutil.which("zstd"):
+        pytest.skip("zstd is not installed")
+    done = _script("encpipe-backup", "--dir", str(tmp_path / "b"), *args, "shop")
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-backup")
+    assert b"--compress-level is 0 to 22 for zstd, 1 to 9 for gzip" in done.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(not shutil.which("rclone"), reason="needs rclone")
+def test_restore_of_a_remote_that_cannot_be_fetched_is_one_line(tmp_path):
+    """The fetch helper's own error line (which named itself encpipe-backup) is folded
+    into restore's one line, as the other scripts report a remote they cannot list."""
+    done = _script("encpipe-restore", "nosuchremote:dir/shop_20260101T000000Z.sql.enc", "shop",
+                   env={"RCLONE_CONFIG": str(tmp_path / "none.conf"), "TMPDIR": str(tmp_path)})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert b"cannot fetch nosuchremote:dir/shop_20260101T000000Z.sql.enc: cannot list" in done.stderr
+    assert b"nothing was changed" in done.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["open"], ["seal", "-o", "OUT"], ["inspect"], ["rewrap"]], ids=lambda a: a[0])
+def test_stdin_a_directory_fails_before_encpipe_runs_and_writes_nothing(tmp_path, args):
+    """Python itself refuses to start with a directory as standard input (its own
+    message, status 1: README "Exit status"); encpipe never runs, so nothing is written."""
+    out = tmp_path / "out"
+    directory = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        done = subprocess.run(command(*[str(out) if a == "OUT" else a for a in args]), stdin=directory,
+                              capture_output=True, env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}),
+                              timeout=WAIT)
+    finally:
+        os.close(directory)
+    assert (done.returncode, done.stdout) == (1, b""), done.stderr
+    assert b"is a directory" in done.stderr and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [["--work-factor", "2"], ["--work-factor", "x"], ["--chunk-size", "3"],
+                                  ["--chunk-size", "99G"]], ids=lambda a: " ".join(a))
+def test_migrate_refuses_a_bad_sealing_option_before_any_file(tmp_path, args):
+    """A --work-factor or --chunk-size that `encpipe seal` refuses was found once per
+    file, each decrypted first, each a "failed" line; now 64 before any file is read."""
+    from test_backup_restore import make_legacy_file
+
+    folder = tmp_path / "backups"
+    folder.mkdir(mode=0o700)
+    legacy = make_legacy_file(folder / "shop_20250101T000000Z.sql.enc", "ab" * 32, b"SELECT 1;\n")
+    before = Path(legacy).read_bytes()
+    done = _script("encpipe-migrate", *args, str(folder), env={"BACKUP_ENCRYPTION_KEY": "ab" * 32})
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-migrate")
+    assert args[0].encode() in done.stderr
+    assert Path(legacy).read_bytes() == before and os.listdir(folder) == [os.path.basename(legacy)]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("encpipe-list", ["REMOTE"]), ("encpipe-prune", ["--keep-last", "1", "REMOTE"]),
+    ("encpipe-verify", ["REMOTE/shop_20260101T000000Z.sql.enc"]),
+    ("encpipe-restore", ["REMOTE/shop_20260101T000000Z.sql.enc", "shop"]),
+])
+@pytest.mark.parametrize("rclone", ["/nonexistent/rclone", "DIRECTORY", "rclone --verbose"])
+def test_an_rclone_that_cannot_run_is_66_and_named(tmp_path, script, args, rclone):
+    """RCLONE names the rclone to run: one that cannot be run was reported as
+    `cannot write output` (an OSError taken for standard output's) and 74."""
+    rclone = str(tmp_path) if rclone == "DIRECTORY" else rclone
+    done = _script(script, *[a.replace("REMOTE", "offsite:b") for a in args],
+                   env={"RCLONE": rclone, "TMPDIR": str(tmp_path)})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert b"cannot write output" not in done.stderr and f"RCLONE={rclone}".encode() in done.stderr
+    assert os.listdir(tmp_path) == []
