@@ -82,8 +82,6 @@ def _leaks(who, env, needs, rclone_secrets):
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="every child got the whole environment: rclone and the fetch helper got "
-                   "PGPASSWORD, the libpq clients rclone's credentials, zstd both")
 def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_needs(pg, tools, key_file, tmp_path,
                                                                                        s3):
     db = ensure_small(pg, "leaks_source")
