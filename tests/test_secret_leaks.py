@@ -9,15 +9,24 @@ rclone's and not PGPASSWORD; a compressor needs neither. Each real tool is
 wrapped by a spy that records the environment it was given, then runs it.
 (encpipe's own secrets, ENCPIPE_KEY and the like, are tests/test_restore_children.py's
 and tests/test_scripts_hygiene.py's.)
+
+No core dump: a process that holds keys and plaintext (encpipe, and the Python
+scripts) writes no core file when it dies of a signal that dumps one, whatever
+the core size limit it was given (plaintext never goes to disk).
 """
 
 import json
+import os
+import resource
 import shutil
+import signal
 import stat
+import subprocess
 import sys
 
 import pytest
 
+from fuzz.craft import clean_env, command
 from s3server import S3Server, rclone_binary
 from test_backup_restore import (
     BACKUP,
@@ -25,6 +34,7 @@ from test_backup_restore import (
     dump,
     ensure_small,
     key_file,  # noqa: F401 (fixture)
+    SCRIPTS,
     run,
     script_env,
     tools,  # noqa: F401 (fixture)
@@ -119,3 +129,37 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
     for record in helpers:  # the fetch helper that runs rclone
         leaks += _leaks("the fetch helper", record["parent_env"], {"rclone"}, rclone_secrets)
     assert sorted(set(leaks)) == [], sorted(set(leaks))
+
+
+def _core_pattern():
+    with open("/proc/sys/kernel/core_pattern") as f:
+        return f.read().strip()
+
+
+KEY = "c0ffee15" * 8
+
+
+@pytest.mark.skipif("/" in _core_pattern() or _core_pattern().startswith("|"),
+                    reason="the kernel writes core files elsewhere than the working directory")
+@pytest.mark.parametrize("program", ["encpipe", "encpipe-verify"])
+@pytest.mark.xfail(strict=True, reason="a core file holding the key was written in the working directory")
+def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
+    """The key command kills its parent with SIGQUIT, whose default action is a
+    core dump; the parent's core size limit is raised as far as it goes, and its
+    environment holds ENCPIPE_KEY. No file appears in its working directory."""
+    cwd, backups = tmp_path / "cwd", tmp_path / "backups"
+    cwd.mkdir()
+    backups.mkdir()
+    kill = "kill -QUIT $PPID; sleep 1"
+    argv = {"encpipe": command("open", "--key-command", kill, "-o", str(tmp_path / "out")),
+            "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)]}[program]
+
+    def unlimited_core():
+        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=cwd,
+                          preexec_fn=unlimited_core, timeout=60)
+    assert done.returncode == -signal.SIGQUIT, done.stderr
+    assert os.listdir(cwd) == []
