@@ -26,7 +26,7 @@ import sys
 
 import pytest
 
-from fuzz.craft import clean_env, command
+from fuzz.craft import clean_env, command, run_in_process
 from s3server import S3Server, rclone_binary
 from test_backup_restore import (
     BACKUP,
@@ -151,7 +151,9 @@ def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     cwd.mkdir()
     backups.mkdir()
     kill = "kill -QUIT $PPID; sleep 1"
-    argv = {"encpipe": command("open", "--key-command", kill, "-o", str(tmp_path / "out")),
+    sealed = tmp_path / "sealed"
+    sealed.write_bytes(run_in_process(["seal"], b"plaintext", {"ENCPIPE_KEY": KEY})[1])
+    argv = {"encpipe": command("open", "--key-command", kill, str(sealed)),
             "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)]}[program]
 
     def unlimited_core():
@@ -161,5 +163,5 @@ def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=cwd,
                           preexec_fn=unlimited_core, timeout=60)
-    assert done.returncode == -signal.SIGQUIT, done.stderr
+    assert (done.returncode, done.stdout) == (-signal.SIGQUIT, b""), done.stderr
     assert os.listdir(cwd) == []
