@@ -165,3 +165,43 @@ def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     assert (done.returncode, done.stdout) == (-signal.SIGQUIT, b""), done.stderr
     assert os.listdir(cwd) == []
 
+
+LISTER = '''#!%(python)s -S
+import os
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink("/proc/self/fd/" + fd)
+    except OSError:
+        pass  # the directory being listed, closed again
+with open(%(seen)r, "w") as f:
+    f.write("".join("%%s %%s\\n" %% item for item in fds.items() if not item[1].startswith("/proc/")))
+print(%(secret)r)
+'''
+
+
+@pytest.mark.parametrize("option", ["--key-command", "--passphrase-command"])
+def test_a_key_command_gets_no_descriptor_but_its_standard_ones(tmp_path, option):
+    """A key command of a seal that also reads a --passphrase-fd and writes -o FILE:
+    standard input /dev/null, output the pipe encpipe reads, error encpipe's; neither
+    the passphrase's descriptor nor any other."""
+    seen = tmp_path / "fds"
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"the passphrase on a descriptor\n")
+    os.close(write_end)
+    secret = KEY if option == "--key-command" else "a second passphrase"
+    lister = tmp_path / "lister"
+    lister.write_text(LISTER % {"python": sys.executable, "seen": str(seen), "secret": secret})
+    lister.chmod(stat.S_IRWXU)
+    listing = f"exec {lister}"  # the shell's descriptors, as the command was given them
+    try:
+        done = subprocess.run(command("seal", "--work-factor", "10", "--passphrase-fd", str(read_end), option, listing,
+                                      "-o", str(tmp_path / "out.enc")),
+                              stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(), pass_fds=(read_end,),
+                              timeout=60)
+    finally:
+        os.close(read_end)
+    assert done.returncode == 0, done.stderr
+    fds = dict(line.split(" ", 1) for line in seen.read_text().splitlines())
+    assert sorted(fds) == ["0", "1", "2"], fds
+    assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:"), fds
