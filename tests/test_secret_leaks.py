@@ -13,6 +13,13 @@ and tests/test_scripts_hygiene.py's.)
 No core dump: a process that holds keys and plaintext (encpipe, and the Python
 scripts) writes no core file when it dies of a signal that dumps one, whatever
 the core size limit it was given (plaintext never goes to disk).
+
+A key or passphrase command gets no descriptor but its standard ones (a
+--passphrase-fd secret stays with encpipe).
+
+A libpq connection string refused after `--` (encpipe-backup, encpipe-restore)
+is named in the error line, which goes to the journal or cron's mail, with its
+password masked.
 """
 
 import json
