@@ -20,6 +20,9 @@ A key or passphrase command gets no descriptor but its standard ones (a
 A libpq connection string refused after `--` (encpipe-backup, encpipe-restore)
 is named in the error line, which goes to the journal or cron's mail, with its
 password masked.
+
+Not fixed (xfail): psql's error for a failed restore names the failing
+statement's values, plaintext of the dump, on standard error.
 """
 
 import json
@@ -247,3 +250,22 @@ def test_a_connection_string_refused_as_a_pg_option_is_shown_without_its_passwor
     assert (done.returncode, done.stdout) == (64, b""), err
     assert err.count("error: ") == 1 and shown in err.splitlines()[0], err  # the argument is still named
     assert LIBPQ_PASSWORD not in err, err
+
+
+@pytest.mark.xfail(strict=True, reason="psql's error names the failing statement's values, the dump's plaintext, "
+                   "on standard error (cron's mail, the journal); not fixed: psql's message is the diagnosis, and "
+                   "even VERBOSITY terse keeps a value in its primary text")
+def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tmp_path):
+    """A dump whose statement fails on one of its values: the restore fails (1,
+    nothing changed), and its error lines, which go to the journal or cron's
+    mail, hold nothing of the dump's rows."""
+    value = "plaintext-row-value-3e8a"
+    sql = b"CREATE TABLE t (x integer);\nINSERT INTO t VALUES ('%s');\n" % value.encode()
+    path = tmp_path / "leaks_20250101T000000Z.sql.enc"
+    path.write_bytes(run_in_process(["seal", "--key-file", key_file], sql, {})[1])
+    pg.dropdb("leaks_failed")
+    proc = run([RESTORE, "--key-file", key_file, path, "leaks_failed"], script_env(pg, tools))
+    err = proc.stderr.decode()
+    assert (proc.returncode, proc.stdout) == (1, b""), err
+    assert "leaks_failed is unchanged" in err, err
+    assert value not in err, err
