@@ -140,6 +140,7 @@ def run_script(prog, module, argv):
     from importlib import import_module
 
     guard_standard_fds()
+    no_core_dumps()
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
         signal.signal(signum, _raise_terminated)
     try:
@@ -236,6 +237,27 @@ def printable(text):
                    f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1] for c in text)
 
 
+def no_core_dumps():
+    """A process that holds keys and plaintext writes no core file (plaintext never
+    goes to disk, nor a key): its core size limit is 0 (children inherit it, and may
+    raise it), and it is not dumpable (prctl PR_SET_DUMPABLE, which also covers a
+    core_pattern pipe, which ignores the limit; execve resets it in a child). Not
+    dumpable, its /proc files are root's: another process of the same user can no
+    longer read its memory or trace it."""
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (OSError, ValueError):
+        pass
+    try:
+        import ctypes  # already imported by pycryptodome's backend
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
 def guard_standard_fds():
     """Give a standard descriptor the caller closed (`<&-`, `>&-`, `2>&-`) /dev/null
     in its place, so that no file opened later takes its number (to be written as
@@ -310,6 +332,7 @@ def run():
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
     sys.modules.setdefault("cffi", None)
     guard_standard_fds()
+    no_core_dumps()
     _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:

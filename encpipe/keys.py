@@ -132,6 +132,15 @@ def without_secrets(env):
     return {k: v for k, v in env.items() if k not in SECRET_VARIABLES}
 
 
+def child_env(env, needs=()):
+    """without_secrets(`env`), less the other tools' secrets but those of the tools in
+    `needs`: libpq's PGPASSWORD ("libpq": pg_dump, psql...), and every RCLONE_ variable,
+    rclone's configuration password and remotes' credentials ("rclone"). A compressor
+    needs neither."""
+    return {k: v for k, v in without_secrets(env).items()
+            if (k != "PGPASSWORD" or "libpq" in needs) and (not k.startswith("RCLONE_") or "rclone" in needs)}
+
+
 def run_secret_command(command, env):
     """Run `command` with sh -c and return its standard output; bounded in time.
     It inherits our environment except the secrets in it."""

@@ -20,7 +20,7 @@ from . import commands, pgopts
 from .backup import job
 from .backup.cli import policy_from
 from .backup.names import STAMP
-from .cli import Io, guard_standard_fds, report_errors
+from .cli import Io, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
@@ -378,4 +378,5 @@ if __name__ == "__main__":
     # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
     sys.modules.setdefault("cffi", None)
     guard_standard_fds()
+    no_core_dumps()
     raise SystemExit(main())

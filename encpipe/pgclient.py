@@ -10,7 +10,7 @@ import re
 import secrets
 import subprocess
 
-from .keys import without_secrets
+from .keys import child_env
 
 _FIELD, _RECORD = "\x1f", "\x00"
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
@@ -26,8 +26,8 @@ class PgError(Exception):
 
 
 def client_env(user=None):
-    """os.environ without encpipe's secrets, for psql, pg_dump, pg_restore and the fetch helper (rclone)."""
-    env = without_secrets(os.environ)
+    """os.environ without encpipe's secrets nor rclone's, for psql, pg_dump, pg_dumpall, pg_restore."""
+    env = child_env(os.environ, needs=("libpq",))
     if user:
         env["PGUSER"] = user
     return env

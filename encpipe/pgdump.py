@@ -11,11 +11,13 @@ step that failed (the seal and the upload last), 128+N for a child killed by
 signal N, 0 when all succeeded.
 """
 
+import os
 import subprocess
 import threading
 
 from .backup.storage import write_new
 from .errors import EncpipeError
+from .keys import child_env
 from .pgclient import PgError, client_env
 from .pgprops import comment_line
 from .pgstream import widen_pipes
@@ -83,7 +85,7 @@ def dump(io, db, dump_argv, squeeze, seal, stores, temp, final):
     try:
         src = children.start(dump_argv, env)
         if src and squeeze:
-            src = children.start(squeeze, client_env())
+            src = children.start(squeeze, child_env(os.environ))
         if src:
             status = sealed_into(io, stores, temp, final, seal, src)
     except BaseException:

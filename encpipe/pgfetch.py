@@ -12,7 +12,7 @@ import tempfile
 from .backup.storage import split_file
 from .stdio import write_quietly
 from .pgcli import Failure
-from .pgclient import client_env
+from .keys import child_env
 
 # A database's name, and so a file's, may hold a newline.
 _RUN_NAME = re.compile(r"\A(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc\Z", re.S)
@@ -50,7 +50,7 @@ def globals_name(path):
 def fetch_remote(remote, with_globals, fetched):
     """(local copy of REMOTE:PATH/NAME, local copy of its run's globals file or None);
     each temporary path goes into `fetched` as soon as it exists (the caller removes
-    them at exit). The fetch helper runs rclone and gets none of encpipe's secrets."""
+    them at exit). The fetch helper runs rclone: it gets none of encpipe's secrets, nor PGPASSWORD."""
     found = {}
     for name, needed in ((remote, True), (globals_name(remote) if with_globals else None, False)):
         if not name:
@@ -59,7 +59,8 @@ def fetch_remote(remote, with_globals, fetched):
         fetched.append(path)
         with os.fdopen(fd, "wb") as out:
             done = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
-                                  stderr=subprocess.PIPE if needed else subprocess.DEVNULL, env=client_env())
+                                  stderr=subprocess.PIPE if needed else subprocess.DEVNULL,
+                                  env=child_env(os.environ, needs=("rclone",)))
         status, said = done.returncode, (done.stderr or b"").decode("utf-8", "replace")
         if status and needed:  # the helper's error line (it names itself encpipe-backup) in restore's one line
             why = [line.split(": error: ", 1)[1] for line in said.splitlines() if ": error: " in line]

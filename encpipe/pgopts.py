@@ -7,7 +7,18 @@ elsewhere, run in parallel from a pipe) is refused, exit 64, naming it; so is
 an argument that is not an option (pg_dump would dump that database under
 DBNAME's name, pg_restore restore that file instead of the authenticated
 backup, psql take it for the database or the user).
+
+A refused argument is named with the password of a libpq connection string in
+it masked (`postgresql://user:***@host`, `password=***`): the line goes to
+the journal or cron's mail.
 """
+
+import re
+
+# The password of a connection string: a URI's `user:PASSWORD@`, a `password=` keyword
+# (quoted or not) of a key/value string or a URI's query.
+_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@?#]*:)[^/?#]*(?=@)"
+                       r"|(?P<keyword>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.I)
 
 # Short options that take a value, per tool (bundles like -vf stop at them).
 _WITH_VALUE = {
@@ -86,7 +97,7 @@ def check(tool, args, plain_dump=False):
         if i and _takes_value(tool, args[i - 1]):
             continue  # the value of the option before
         if tool in _NOT_AN_OPTION and (not arg.startswith("-") or arg == "-"):
-            raise RefusedOption("%s argument %s is not an option: %s" % (tool, arg, _NOT_AN_OPTION[tool]))
+            raise RefusedOption("%s argument %s is not an option: %s" % (tool, shown(arg), _NOT_AN_OPTION[tool]))
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
             if not eq and i + 1 < len(args):
@@ -127,7 +138,12 @@ def _check_short(tool, arg, following, refused, plain_dump):
 
 
 def _refuse(tool, arg, names, why):
-    raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, arg, names, why))
+    raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, shown(arg), names, why))
+
+
+def shown(arg):
+    """`arg` as a message may show it: a connection string's password masked."""
+    return _PASSWORD.sub(lambda m: (m["uri"] or m["keyword"]) + "***", arg)
 
 
 def restore_tool(filename):

@@ -39,7 +39,7 @@ import time
 
 from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
-from .cli import child_command, guard_standard_fds, print_text, printable, write_quietly
+from .cli import child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
@@ -380,4 +380,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     guard_standard_fds()
+    no_core_dumps()
     raise SystemExit(main())

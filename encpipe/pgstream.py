@@ -10,10 +10,12 @@ is an error that stops the restore. Memory stays constant.
 """
 
 import fcntl
+import os
 import re
 import subprocess
 import threading
 
+from .keys import child_env
 from .pgcli import Failure
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
 
@@ -145,7 +147,7 @@ class Restore:
         for magic, tool in _DECOMPRESSORS:
             if head.startswith(magic):
                 unpack = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          env=client_env())
+                                          env=child_env(os.environ))
                 self.procs.append(unpack)
                 widen_pipes(unpack.stdin, unpack.stdout)
                 threading.Thread(target=_pump, args=(head, src, unpack.stdin), daemon=True).start()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
-from ..keys import without_secrets
+from ..keys import child_env
 from .rclonepipe import Children, Download, Upload, run
 
 CHUNK = 1 << 20
@@ -325,7 +325,7 @@ class Rclone:
 
     def __init__(self, location, env=None):
         self.location = location.rstrip("/") if not location.endswith(":") else location
-        self.env = without_secrets(os.environ if env is None else env)  # rclone gets no encpipe secret
+        self.env = child_env(os.environ if env is None else env, needs=("rclone",))  # nor PGPASSWORD
         self.binary = rclone_binary(self.env)
         self.children = Children()
 

@@ -1,0 +1,271 @@
+"""Secrets of the other tools: each child gets only the ones it needs.
+
+encpipe-backup and encpipe-restore run libpq clients (pg_dump, pg_dumpall, psql,
+pg_restore), compressors (zstd, gzip) and rclone (in a restore, through a fetch
+helper) in one environment that may hold libpq's PGPASSWORD and rclone's
+credentials (RCLONE_CONFIG_<REMOTE>_SECRET_ACCESS_KEY, RCLONE_CONFIG_PASS...).
+A libpq client needs the first and none of rclone's; rclone and its helper need
+rclone's and not PGPASSWORD; a compressor needs neither. Each real tool is
+wrapped by a spy that records the environment it was given, then runs it.
+(encpipe's own secrets, ENCPIPE_KEY and the like, are tests/test_restore_children.py's
+and tests/test_scripts_hygiene.py's.)
+
+No core dump: a process that holds keys and plaintext (encpipe, and the Python
+scripts) writes no core file when it dies of a signal that dumps one, whatever
+the core size limit it was given (plaintext never goes to disk).
+
+A key or passphrase command gets no descriptor but its standard ones (a
+--passphrase-fd secret stays with encpipe).
+
+A libpq connection string refused after `--` (encpipe-backup, encpipe-restore)
+is named in the error line, which goes to the journal or cron's mail, with its
+password masked.
+
+Not fixed (xfail): psql's error for a failed restore names the failing
+statement's values, plaintext of the dump, on standard error.
+"""
+
+import json
+import os
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from fuzz.craft import clean_env, command, run_in_process
+from s3server import S3Server, rclone_binary
+from test_backup_restore import (
+    BACKUP,
+    RESTORE,
+    dump,
+    ensure_small,
+    key_file,  # noqa: F401 (fixture)
+    SCRIPTS,
+    run,
+    script_env,
+    tools,  # noqa: F401 (fixture)
+)
+
+PGPASSWORD = "libpq-password-5b2e-for-pg-clients-only"
+CONFIG_PASS = "rclone-config-pass-91d4-for-rclone-only"
+LIBPQ_CLIENTS = {"pg_dump", "pg_dumpall", "psql", "pg_restore"}
+
+SPY = '''#!%(python)s -S
+import json, os, sys
+def read(pid, name):
+    with open("/proc/%%s/%%s" %% (pid, name), "rb") as f:
+        return [v.decode("utf-8", "replace") for v in f.read().split(b"\\0") if v]
+record = {"tool": %(tool)r, "argv": sys.argv[1:], "env": read("self", "environ"),
+          "parent": read(os.getppid(), "cmdline"), "parent_env": read(os.getppid(), "environ")}
+with open(%(log)r, "a") as log:
+    log.write(json.dumps(record) + "\\n")
+os.execv(%(real)r, [%(real)r] + sys.argv[1:])
+'''
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = S3Server(str(tmp_path_factory.mktemp("s3")))
+    yield server
+    server.stop()
+
+
+def _spies(tmp_path, pg):
+    spies, log = tmp_path / "spies", tmp_path / "children.log"
+    spies.mkdir()
+    reals = {tool: pg.bin(tool) for tool in LIBPQ_CLIENTS}
+    reals.update(zstd=shutil.which("zstd"), rclone=rclone_binary())
+    for tool, real in reals.items():
+        path = spies / tool
+        path.write_text(SPY % {"python": sys.executable, "tool": tool, "log": str(log), "real": real})
+        path.chmod(stat.S_IRWXU)
+    return spies, log
+
+
+def _names(env):
+    return {entry.partition("=")[0] for entry in env}
+
+
+def _leaks(who, env, needs, rclone_secrets):
+    """What `env` holds that `who` does not need: PGPASSWORD unless it needs libpq's
+    secret, an RCLONE_ variable or rclone's secret values unless it needs rclone's."""
+    names, found = _names(env), []
+    if "libpq" not in needs and ("PGPASSWORD" in names or any(PGPASSWORD in e for e in env)):
+        found.append((who, "PGPASSWORD"))
+    if "rclone" not in needs:
+        found += [(who, n) for n in sorted(names) if n.startswith("RCLONE_")]
+        found += [(who, "an rclone secret's value") for e in env for s in rclone_secrets if s in e][:1]
+    return found
+
+
+def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_needs(pg, tools, key_file, tmp_path,
+                                                                                       s3):
+    db = ensure_small(pg, "leaks_source")
+    spies, log = _spies(tmp_path, pg)
+    env = script_env(pg, tools, PGPASSWORD=PGPASSWORD, RCLONE_CONFIG_PASS=CONFIG_PASS, **s3.env)
+    env.update(PATH="%s:%s" % (spies, env["PATH"]), RCLONE=str(spies / "rclone"))
+    rclone_secrets = [v for k, v in s3.env.items() if k.endswith(("_SECRET_ACCESS_KEY", "_ACCESS_KEY_ID"))]
+    rclone_secrets.append(CONFIG_PASS)
+    remote = f"{s3.location}/leaks"
+    proc = run([BACKUP, "--dir", tmp_path / "b", "--to", remote, "--compress", "zstd", "--key-file", key_file, db],
+               env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    name = json.loads(proc.stdout)["filename"]
+    backup_records = [json.loads(line) for line in log.read_text().splitlines()]
+    pg.dropdb("leaks_copy")
+    proc = run([RESTORE, "--key-file", key_file, f"{remote}/{name}", "leaks_copy"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "leaks_copy") == dump(pg, db)
+    pg.dropdb("leaks_copy")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    restore_records = records[len(backup_records):]
+
+    assert {r["tool"] for r in backup_records} == {"pg_dump", "pg_dumpall", "psql", "zstd", "rclone"}
+    assert {r["tool"] for r in restore_records} == {"psql", "zstd", "rclone"}
+    leaks = []
+    for record in records:
+        tool = record["tool"]
+        needs = {"libpq"} if tool in LIBPQ_CLIENTS else {"rclone"} if tool == "rclone" else set()
+        # each is seen to get the secret it needs: the spy reads what was given
+        assert "libpq" not in needs or "PGPASSWORD" in _names(record["env"]), tool
+        assert "rclone" not in needs or set(rclone_secrets) <= {e.partition("=")[2] for e in record["env"]}, tool
+        leaks += _leaks(tool, record["env"], needs, rclone_secrets)
+    helpers = [r for r in restore_records if r["tool"] == "rclone"]
+    assert helpers and all("fetch" in r["parent"] for r in helpers), [r["parent"] for r in helpers]
+    for record in helpers:  # the fetch helper that runs rclone
+        leaks += _leaks("the fetch helper", record["parent_env"], {"rclone"}, rclone_secrets)
+    assert sorted(set(leaks)) == [], sorted(set(leaks))
+
+
+def _core_pattern():
+    with open("/proc/sys/kernel/core_pattern") as f:
+        return f.read().strip()
+
+
+KEY = "c0ffee15" * 8
+
+
+@pytest.mark.skipif("/" in _core_pattern() or _core_pattern().startswith("|"),
+                    reason="the kernel writes core files elsewhere than the working directory")
+@pytest.mark.parametrize("program", ["encpipe", "encpipe-verify"])
+def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
+    """The key command kills its parent with SIGQUIT, whose default action is a
+    core dump; the parent's core size limit is raised as far as it goes, and its
+    environment holds ENCPIPE_KEY. No file appears in its working directory."""
+    cwd, backups = tmp_path / "cwd", tmp_path / "backups"
+    cwd.mkdir()
+    backups.mkdir()
+    kill = "kill -QUIT $PPID; sleep 1"
+    sealed = tmp_path / "sealed"
+    sealed.write_bytes(run_in_process(["seal"], b"plaintext", {"ENCPIPE_KEY": KEY})[1])
+    argv = {"encpipe": command("open", "--key-command", kill, str(sealed)),
+            "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)]}[program]
+
+    def unlimited_core():
+        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=cwd,
+                          preexec_fn=unlimited_core, timeout=60)
+    assert (done.returncode, done.stdout) == (-signal.SIGQUIT, b""), done.stderr
+    assert os.listdir(cwd) == []
+
+
+LISTER = '''#!%(python)s -S
+import os
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink("/proc/self/fd/" + fd)
+    except OSError:
+        pass  # the directory being listed, closed again
+with open(%(seen)r, "w") as f:
+    f.write("".join("%%s %%s\\n" %% item for item in fds.items() if not item[1].startswith("/proc/")))
+print(%(secret)r)
+'''
+
+
+@pytest.mark.parametrize("option", ["--key-command", "--passphrase-command"])
+def test_a_key_command_gets_no_descriptor_but_its_standard_ones(tmp_path, option):
+    """A key command of a seal that also reads a --passphrase-fd and writes -o FILE:
+    standard input /dev/null, output the pipe encpipe reads, error encpipe's; neither
+    the passphrase's descriptor nor any other."""
+    seen = tmp_path / "fds"
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"the passphrase on a descriptor\n")
+    os.close(write_end)
+    secret = KEY if option == "--key-command" else "a second passphrase"
+    lister = tmp_path / "lister"
+    lister.write_text(LISTER % {"python": sys.executable, "seen": str(seen), "secret": secret})
+    lister.chmod(stat.S_IRWXU)
+    listing = f"exec {lister}"  # the shell's descriptors, as the command was given them
+    try:
+        done = subprocess.run(command("seal", "--work-factor", "10", "--passphrase-fd", str(read_end), option, listing,
+                                      "-o", str(tmp_path / "out.enc")),
+                              stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(), pass_fds=(read_end,),
+                              timeout=60)
+    finally:
+        os.close(read_end)
+    assert done.returncode == 0, done.stderr
+    fds = dict(line.split(" ", 1) for line in seen.read_text().splitlines())
+    assert sorted(fds) == ["0", "1", "2"], fds
+    assert fds["0"] == "/dev/null" and fds["1"].startswith("pipe:"), fds
+
+
+LIBPQ_PASSWORD = "hunter2-in-a-connection-string"
+CONNECTION_STRINGS = [  # (script, arguments, how the error line shows the argument)
+    ("backup", ["--", "--dbname=postgresql://backup:%s@db.example/shop" % LIBPQ_PASSWORD],
+     "option --dbname=postgresql://backup:***@db.example/shop (-d, --dbname)"),
+    ("backup", ["--", "-d", "host=db.example password=%s dbname=shop" % LIBPQ_PASSWORD], "option -d (-d, --dbname)"),
+    ("backup", ["--", "postgres://backup:%s@db.example/shop" % LIBPQ_PASSWORD],
+     "argument postgres://backup:***@db.example/shop is not"),
+    ("backup", ["--", "--host=db.example?password=%s" % LIBPQ_PASSWORD],
+     "option --host=db.example?password=*** (-h, --host)"),
+    ("restore.sql.enc", ["--", "-dhost=db.example password='%s'" % LIBPQ_PASSWORD],
+     "option -dhost=db.example password=*** (-d, --dbname)"),
+    ("restore.dump.enc", ["--", "postgresql://restore:%s@db.example/shop" % LIBPQ_PASSWORD],
+     "argument postgresql://restore:***@db.example/shop is not"),
+]
+
+
+@pytest.mark.parametrize("script, extra, shown", CONNECTION_STRINGS)
+def test_a_connection_string_refused_as_a_pg_option_is_shown_without_its_password(tmp_path, script, extra, shown):
+    """A libpq connection string with a password, given after `--` (refused: the
+    scripts connect with PGHOST, PGUSER...), is named in the one error line with
+    its password masked: the line goes to the journal or cron's mail."""
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    if script == "backup":
+        argv = [BACKUP, "--dir", str(tmp_path / "b"), "shop", *extra]
+    else:
+        sealed = tmp_path / ("shop_20250101T000000Z." + script.partition(".")[2])
+        sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+        argv = [RESTORE, str(sealed), "shop_copy", *extra]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and shown in err.splitlines()[0], err  # the argument is still named
+    assert LIBPQ_PASSWORD not in err, err
+
+
+@pytest.mark.xfail(strict=True, reason="psql's error names the failing statement's values, the dump's plaintext, "
+                   "on standard error (cron's mail, the journal); not fixed: psql's message is the diagnosis, and "
+                   "even VERBOSITY terse keeps a value in its primary text")
+def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tmp_path):
+    """A dump whose statement fails on one of its values: the restore fails (1,
+    nothing changed), and its error lines, which go to the journal or cron's
+    mail, hold nothing of the dump's rows."""
+    value = "plaintext-row-value-3e8a"
+    sql = b"CREATE TABLE t (x integer);\nINSERT INTO t VALUES ('%s');\n" % value.encode()
+    path = tmp_path / "leaks_20250101T000000Z.sql.enc"
+    path.write_bytes(run_in_process(["seal", "--key-file", key_file], sql, {})[1])
+    pg.dropdb("leaks_failed")
+    proc = run([RESTORE, "--key-file", key_file, path, "leaks_failed"], script_env(pg, tools))
+    err = proc.stderr.decode()
+    assert (proc.returncode, proc.stdout) == (1, b""), err
+    assert "leaks_failed is unchanged" in err, err
+    assert value not in err, err
