@@ -32,6 +32,9 @@ _OWN_START = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
 _LINE_START_BACKSLASH = re.compile(rb"\n\\")
 
 
+QUIET_ERRORS = ("-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never")
+
+
 def restricted_psql(allow_unrestricted, warn):
     """True: psql can restrict a plain dump's meta-commands. An older psql is
     Failure (1), or, when the user accepts the risk, False after `warn(text)`."""
@@ -165,7 +168,9 @@ class Restore:
         if custom:
             argv = ["pg_restore", "--exit-on-error", "--single-transaction", "-d", db, *self.tool_args]
         else:
-            argv = psql_args(db, "--single-transaction", *self.tool_args, "-f", "-")
+            # psql's errors name the SQLSTATE and line, not the statement or its values (the
+            # dump's plaintext, bound for a journal or cron's mail); `-- -v VERBOSITY=default` shows all.
+            argv = psql_args(db, "--single-transaction", *QUIET_ERRORS, *self.tool_args, "-f", "-")
         client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
         self.procs.append(client)
         widen_pipes(client.stdin)

@@ -249,13 +249,11 @@ def test_a_connection_string_refused_as_a_pg_option_is_shown_without_its_passwor
     assert LIBPQ_PASSWORD not in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="psql's error names the failing statement's values, the dump's plaintext, "
-                   "on standard error (cron's mail, the journal); not fixed: psql's message is the diagnosis, and "
-                   "even VERBOSITY terse keeps a value in its primary text")
 def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tmp_path):
     """A dump whose statement fails on one of its values: the restore fails (1,
     nothing changed), and its error lines, which go to the journal or cron's
-    mail, hold nothing of the dump's rows."""
+    mail, hold nothing of the dump's rows: psql names the SQLSTATE and the line.
+    `-- -v VERBOSITY=default` asks for psql's whole message, values and all."""
     value = "plaintext-row-value-3e8a"
     sql = b"CREATE TABLE t (x integer);\nINSERT INTO t VALUES ('%s');\n" % value.encode()
     path = tmp_path / "leaks_20250101T000000Z.sql.enc"
@@ -266,3 +264,9 @@ def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tm
     assert (proc.returncode, proc.stdout) == (1, b""), err
     assert "leaks_failed is unchanged" in err, err
     assert value not in err, err
+    # invalid_text_representation, on line 3 of what psql read: the \restrict line, then the dump's
+    assert "psql:<stdin>:3: ERROR:  22P02\n" in err, err
+    pg.dropdb("leaks_failed")
+    shown = run([RESTORE, "--key-file", key_file, path, "leaks_failed", "--", "-v", "VERBOSITY=default"],
+                script_env(pg, tools))
+    assert shown.returncode == 1 and value in shown.stderr.decode(), shown.stderr
