@@ -149,3 +149,9 @@ def shown(arg):
 def restore_tool(filename):
     """The client a backup file's name says it needs: pg_restore for .dump.enc, else psql."""
     return "pg_restore" if filename.endswith(".dump.enc") else "psql"
+
+
+def verbose(args):
+    """Whether psql options `args` set VERBOSITY (-v, --set or --variable) to other than sqlstate."""
+    values = [a.rpartition("VERBOSITY=")[2] for a in args if "VERBOSITY=" in a]
+    return bool(values) and values[-1] != "sqlstate"

@@ -47,6 +47,9 @@ from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgstream import EmptyStream, Restore, restricted_psql
 
+QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
+              " data; to see them, add -- -v VERBOSITY=default")
+
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
 
@@ -261,7 +264,7 @@ class Run:
                           "restore them from the backup's globals file (--globals FILE), or create them")
 
     def create(self, props, exists, kind):
-        tool = "pg_restore" if kind == "custom" else "psql"
+        self.tool = tool = "pg_restore" if kind == "custom" else "psql"
         try:  # the stream, not the name, says which tool restores it
             pgopts.check(tool, self.o["tool"])
         except pgopts.RefusedOption as e:
@@ -293,7 +296,8 @@ class Run:
             raise Failure("cannot decrypt %s (status %d); database %s was not touched" % (self.file, status, self.db),
                           status, open_failure_hint(status, self.o, self.env))
         if restored != 0:
-            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db))
+            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db), hint=QUIET_PSQL
+                          if getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"]) else None)
 
     def swap(self, props, exists):
         sql = [pgprops.finish_sql(self.temp, props)]

@@ -144,7 +144,9 @@ def test_role_restores_with_that_roles_rights_only(pg, tools, key_file, tmp_path
     evil = genuine + b"COPY (SELECT 1) TO PROGRAM 'touch %s';\n" % str(marker).encode()
     path = _seal(tmp_path, key_file, evil, "evil.sql.enc")
     before = _fresh_target(pg)
-    proc = restore(pg, tools, path, TARGET, "--role", "restorer", "--key-file", key_file)
+    # psql's whole message (-v VERBOSITY=default), which names the right the role lacks
+    proc = run([RESTORE, "--role", "restorer", "--key-file", key_file, path, TARGET, "--", "-v", "VERBOSITY=default"],
+               script_env(pg, tools))
     assert proc.returncode == 1
     assert b"pg_execute_server_program" in proc.stderr
     assert not marker.exists()

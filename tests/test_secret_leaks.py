@@ -36,6 +36,8 @@ import sys
 
 import pytest
 
+from encpipe.pgrestore import QUIET_PSQL
+
 from fuzz.craft import clean_env, command, run_in_process
 from s3server import S3Server, rclone_binary
 from test_backup_restore import (
@@ -266,7 +268,9 @@ def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tm
     assert value not in err, err
     # invalid_text_representation, on line 3 of what psql read: the \restrict line, then the dump's
     assert "psql:<stdin>:3: ERROR:  22P02\n" in err, err
+    assert err.endswith("encpipe-restore: hint: " + QUIET_PSQL + "\n"), err
     pg.dropdb("leaks_failed")
     shown = run([RESTORE, "--key-file", key_file, path, "leaks_failed", "--", "-v", "VERBOSITY=default"],
                 script_env(pg, tools))
     assert shown.returncode == 1 and value in shown.stderr.decode(), shown.stderr
+    assert "hint" not in shown.stderr.decode(), shown.stderr
