@@ -188,8 +188,10 @@ class Backup:
         try:
             self.prepare()
         except (EncpipeError, OSError) as e:
-            status = getattr(e, "exit_code", 1)
-            message = str(e) if status != 1 else f"cannot use {self.o['dir']}: {e.strerror or e}"
+            if isinstance(e, OSError):  # DIR cannot be made, opened or locked: the output cannot be written
+                status, message = 74, f"cannot use {self.o['dir']}: {e.strerror or e}"
+            else:
+                status, message = e.exit_code, str(e)
             self.io.error(message, hint=getattr(e, "hint", None))
             self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
             return status

@@ -296,3 +296,19 @@ def test_an_rclone_that_cannot_run_is_66_and_named(tmp_path, script, args, rclon
     assert_one_line_error(done.stderr, script)
     assert b"cannot write output" not in done.stderr and f"RCLONE={rclone}".encode() in done.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("where, why", [("FILE", "File exists"), ("FILE/sub", "Not a directory")],
+                         ids=["a file", "under a file"])
+def test_backup_into_a_dir_that_cannot_be_made_is_74(tmp_path, where, why):
+    """--dir naming a regular file (or a path under one): the backup's output cannot be
+    written, 74 as for a directory that cannot be examined, not an undocumented 1."""
+    plain = tmp_path / "FILE"
+    plain.write_bytes(b"kept\n")
+    target = str(tmp_path / where)
+    done = _script("encpipe-backup", "--dir", target, "shop")
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode().splitlines() == [f"encpipe-backup: error: cannot use {target}: {why}",
+                                                 "encpipe-backup: error: backup of shop failed (status 74); "
+                                                 "nothing was stored"]
+    assert plain.read_bytes() == b"kept\n" and os.listdir(tmp_path) == ["FILE"]
