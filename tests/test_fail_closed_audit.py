@@ -312,3 +312,55 @@ def test_backup_into_a_dir_that_cannot_be_made_is_74(tmp_path, where, why):
                                                  "encpipe-backup: error: backup of shop failed (status 74); "
                                                  "nothing was stored"]
     assert plain.read_bytes() == b"kept\n" and os.listdir(tmp_path) == ["FILE"]
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["--legacy-key-file", "MISSING"], 66, "--legacy-key-file: cannot read MISSING: No such file or directory"),
+    (["--legacy-key-file", "/dev/zero"], 64, "--legacy-key-file: /dev/zero: more than 1048576 bytes"),
+    (["--legacy-key-file", "nosuchkey"], 64, "--legacy-key-file: no such file, and the value (not shown)"),
+    (["--legacy-passphrase-file", "MISSING"], 66, "--legacy-passphrase-file: cannot read MISSING: No such file"),
+    (["--legacy-passphrase-file", "DIR"], 66, "--legacy-passphrase-file: cannot read DIR: Is a directory"),
+    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 1048576 bytes"),
+    (["--identity", "MISSING"], 66, "--identity: cannot read MISSING: No such file or directory"),
+    (["--passphrase-file", "MISSING"], 66, "--passphrase-file: cannot read MISSING: No such file or directory"),
+    (["--sign-key", "MISSING"], 66, "--sign-key: cannot read MISSING: No such file or directory"),
+], ids=["legacy-key-file missing", "legacy-key-file /dev/zero", "legacy-key-file a bare word",
+        "legacy-passphrase-file missing", "legacy-passphrase-file a directory", "key-file /dev/zero",
+        "identity missing", "passphrase-file missing", "sign-key missing"])
+@pytest.mark.parametrize("legacy_file", [True, False], ids=["a legacy file", "no legacy file"])
+def test_migrate_refuses_a_key_source_it_cannot_use_before_any_file(tmp_path, args, status, message, legacy_file):
+    """The key sources are checked (keyrings read by `encpipe keyid`) before any file:
+    a missing --legacy-key-file was a failed line per file, each encpipe's own error
+    naming --key-file; --key-file /dev/zero passed when no file needed converting; a
+    bad --sign-key was two error lines, encpipe's and migrate's."""
+    from test_backup_restore import make_legacy_file
+
+    folder = tmp_path / "backups"
+    folder.mkdir(mode=0o700)
+    if legacy_file:
+        make_legacy_file(folder / "shop_20250101T000000Z.sql.enc", "ab" * 32, b"SELECT 1;\n")
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    names = {"MISSING": str(tmp_path / "missing"), "DIR": str(tmp_path)}
+    done = _script("encpipe-migrate", *[names.get(a, a) for a in args], str(folder),
+                   env={"BACKUP_ENCRYPTION_KEY": "ab" * 32})
+    assert (done.returncode, done.stdout) == (status, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-migrate")
+    for word, value in names.items():
+        message = message.replace(word, value)
+    assert done.stderr.decode().startswith(f"encpipe-migrate: error: {message}"), done.stderr
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+
+
+@pytest.mark.parametrize("args", [["--sign-key", "KEY"], ["--key-file", "KEY"]], ids=["sign-key", "key-file"])
+def test_migrate_with_an_encpipe_that_cannot_run_is_66_before_any_file(tmp_path, args):
+    """The first encpipe migrate runs checks the key files: an ENCPIPE that cannot be run
+    is one line and 66 there (with --sign-key it was a FileNotFoundError traceback)."""
+    key = tmp_path / "new.key"
+    key.write_text("4f" * 32 + "\n")
+    folder = tmp_path / "backups"
+    folder.mkdir(mode=0o700)
+    done = _script("encpipe-migrate", *[str(key) if a == "KEY" else a for a in args], str(folder),
+                   env={"BACKUP_ENCRYPTION_KEY": "ab" * 32, "ENCPIPE": "/nonexistent/encpipe"})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-migrate")
+    assert b"cannot run encpipe: /nonexistent/encpipe" in done.stderr
