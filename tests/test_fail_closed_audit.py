@@ -364,3 +364,29 @@ def test_migrate_with_an_encpipe_that_cannot_run_is_66_before_any_file(tmp_path,
     assert (done.returncode, done.stdout) == (66, b""), done.stderr
     assert_one_line_error(done.stderr, "encpipe-migrate")
     assert b"cannot run encpipe: /nonexistent/encpipe" in done.stderr
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["--key-file", "MISSING"], 66, "--key-file: cannot read MISSING: No such file or directory"),
+    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 1048576 bytes"),
+    (["--key-file", "nosuchkey"], 64, "--key-file: no such file, and the value (not shown)"),
+    (["--identity", "BAD"], 64, "--identity: BAD, line 1: a key must be 64 hex characters, not 2"),
+    (["--passphrase-file", "MISSING"], 66, "--passphrase-file: cannot read MISSING: No such file or directory"),
+    (["--passphrase-file", "DIR"], 66, "--passphrase-file: cannot read DIR: Is a directory"),
+], ids=["key-file missing", "key-file /dev/zero", "key-file a bare word", "identity malformed",
+        "passphrase-file missing", "passphrase-file a directory"])
+def test_restore_refuses_a_key_source_it_cannot_use_before_reaching_the_server(tmp_path, backup_file, args, status,
+                                                                               message):
+    """The key sources each encpipe of the restore gets are checked first (keyrings by
+    `encpipe keyid`, passphrase files opened): a missing key file was psql's connection
+    error, or a failed restore once the server was reached (PGHOST names no server here)."""
+    bad = tmp_path / "bad.key"
+    bad.write_text("zz\n")
+    names = {"MISSING": str(tmp_path / "missing"), "DIR": str(tmp_path), "BAD": str(bad)}
+    done = _script("encpipe-restore", *[names.get(a, a) for a in args], backup_file, "shop")
+    assert (done.returncode, done.stdout) == (status, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    for word, value in names.items():
+        message = message.replace(word, value)
+    assert done.stderr.decode().startswith(f"encpipe-restore: error: {message}"), done.stderr
+
