@@ -390,3 +390,44 @@ def test_restore_refuses_a_key_source_it_cannot_use_before_reaching_the_server(t
         message = message.replace(word, value)
     assert done.stderr.decode().startswith(f"encpipe-restore: error: {message}"), done.stderr
 
+
+NOT_ASCII_DIGITS = ["\u0661\u0662", " 2", "2 ", "2\n", "1_0", "+2"]
+
+
+@pytest.mark.parametrize("value", NOT_ASCII_DIGITS, ids=repr)
+@pytest.mark.parametrize("args", [["seal", "--threads"], ["open", "--threads"], ["inspect", "--verify", "--threads"],
+                                  ["seal", "--work-factor"]], ids=" ".join)
+def test_encpipe_takes_a_number_in_ascii_digits_only(args, value):
+    """int() reads Arabic-Indic digits, spaces around, '_' and '+': --threads '١٢' was 12."""
+    done = subprocess.run(command(*args, value), input=b"", capture_output=True,
+                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}), timeout=WAIT)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr)
+    assert f"{args[-1]} must be a whole number, not {value!r}".encode() in done.stderr
+
+
+@pytest.mark.parametrize("value", ["\u0661\u0666K", " 64K", "64K ", "64K\n", "\t1M"], ids=repr)
+def test_encpipe_chunk_size_takes_ascii_digits_and_its_suffixes_only(value):
+    done = subprocess.run(command("seal", "--chunk-size", value), input=b"", capture_output=True,
+                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}), timeout=WAIT)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr)
+    assert f"--chunk-size: cannot read {value!r}".encode() in done.stderr
+
+
+@pytest.mark.parametrize("script, option, value", [
+    *((script, "--threads", value) for script in ("encpipe-backup", "encpipe-restore", "encpipe-verify")
+      for value in NOT_ASCII_DIGITS[:4]),
+    *((script, "--chunk-size", value) for script in ("encpipe-backup", "encpipe-migrate") for value in ("64K\n", " 64K")),
+], ids=lambda v: repr(v) if " " in v or "\n" in v or not v.isascii() else v)
+def test_scripts_take_threads_and_chunk_size_in_ascii_digits_only(tmp_path, backup_file, script, option, value):
+    """Refused (64, one line) before anything runs: encpipe-backup refused them only once
+    DIR was made and locked (two lines), encpipe-restore only once the server was reached."""
+    where = str(tmp_path / "b")
+    args = {"encpipe-backup": ["--dir", where, "shop"], "encpipe-restore": [backup_file, "shop"],
+            "encpipe-verify": [backup_file], "encpipe-migrate": [os.path.dirname(backup_file)]}[script]
+    done = _script(script, option, value, *args, env={"BACKUP_ENCRYPTION_KEY": "ab" * 32})
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert repr(value).encode() in done.stderr and option.encode() in done.stderr
+    assert not os.path.exists(where)
