@@ -4,6 +4,7 @@ no traceback, and nothing left behind (a key file that was never handed out,
 a half-written one)."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -431,3 +432,18 @@ def test_scripts_take_threads_and_chunk_size_in_ascii_digits_only(tmp_path, back
     assert_one_line_error(done.stderr, script)
     assert repr(value).encode() in done.stderr and option.encode() in done.stderr
     assert not os.path.exists(where)
+
+
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
+@pytest.mark.parametrize("python", ["WITHOUT ENCPIPE", "true"], ids=["a Python without encpipe", "not a Python"])
+def test_an_encpipe_python_that_cannot_import_encpipe_is_66(tmp_path, script, python):
+    """A Python that runs but has no encpipe was its own `No module named encpipe` and
+    status 1; a command that is not Python (true) ran and said nothing (0)."""
+    if python == "WITHOUT ENCPIPE":  # no site packages, no PYTHONPATH: not even a venv's editable install
+        python = str(tmp_path / "python3")
+        Path(python).write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -I -S \"$@\"\n")
+        Path(python).chmod(0o755)
+    done = _script(script, "--help", env={"ENCPIPE_PYTHON": python})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert f"ENCPIPE_PYTHON='{python}' is not a Python that can import encpipe".encode() in done.stderr
