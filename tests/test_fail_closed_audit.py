@@ -3,6 +3,7 @@
 no traceback, and nothing left behind (a key file that was never handed out,
 a half-written one)."""
 
+import json
 import os
 import shlex
 import shutil
@@ -447,3 +448,38 @@ def test_an_encpipe_python_that_cannot_import_encpipe_is_66(tmp_path, script, py
     assert (done.returncode, done.stdout) == (66, b""), done.stderr
     assert_one_line_error(done.stderr, script)
     assert f"ENCPIPE_PYTHON='{python}' is not a Python that can import encpipe".encode() in done.stderr
+
+
+@pytest.mark.skipif(not shutil.which("rclone"), reason="needs rclone")
+@pytest.mark.parametrize("kind", ["sealed", "legacy"])
+def test_verify_of_a_file_whose_header_cannot_be_read_is_66_unreadable(tmp_path, kind):
+    """The listing read the file; verify's own read of its header fails (rclone cat, the
+    second time): that file is unreadable, 66, as the listing says of such a file, not
+    encpipe's `cannot read input` and 74 (README: verify's 66 unreadable, 74 an I/O
+    error while its chunks are read)."""
+    from s3server import rclone_binary
+    from test_backup_restore import make_legacy_file
+
+    directory = tmp_path / "d"
+    directory.mkdir()
+    name = "shop_20260101T000000Z.sql.enc"
+    if kind == "sealed":
+        sealed = subprocess.run(command("seal"), input=b"SELECT 1;\n", capture_output=True, check=True,
+                                env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY})).stdout
+        (directory / name).write_bytes(sealed)
+    else:
+        make_legacy_file(directory / name, KEY, b"SELECT 1;\n")
+    failing = tmp_path / "rclone"  # the real rclone, whose second `cat` of a whole object fails
+    failing.write_text(f'#!/bin/sh\nif [ "$1" = cat ] && [ "$2" != --tail ]; then\n'
+                       f'  [ -e "{tmp_path}/seen" ] && exit 1\n  : > "{tmp_path}/seen"\nfi\n'
+                       f'exec {shlex.quote(rclone_binary())} "$@"\n')
+    failing.chmod(0o755)
+    (tmp_path / "rclone.conf").write_text("")
+    done = _script("encpipe-verify", "here:", env={
+        "RCLONE": str(failing), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"), "BACKUP_ENCRYPTION_KEY": KEY,
+        "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(directory)})
+    assert done.returncode == 66, done.stderr
+    assert done.stderr.decode() == f"encpipe-verify: error: here:{name}: cannot read {name}: rclone cannot read here:{name}\n"
+    [result] = json.loads(done.stdout)["results"]
+    assert (result["ok"], result["exit_code"], result["error_class"], result["error"]) == (
+        False, 66, "input_unavailable", f"cannot read {name}: rclone cannot read here:{name}")

@@ -96,7 +96,8 @@ Exit status:
   be removed, 65 a backup failed verification, is future-dated, is a copy or
   its maker is not authenticated (left in place, reported under "left").
   verify exits with the encpipe status of the first file that failed (65
-  invalid, 66 unreadable, 67 not signed by a trusted signer, 74 I/O error, 77
+  invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
+  a trusted signer, 74 an I/O error once its chunks are read, 77
   no supplied key opens it); a file that verifies but whose maker is not
   authenticated is not a failure ("sender_authenticated": false).
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
