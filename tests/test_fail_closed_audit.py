@@ -483,3 +483,17 @@ def test_verify_of_a_file_whose_header_cannot_be_read_is_66_unreadable(tmp_path,
     [result] = json.loads(done.stdout)["results"]
     assert (result["ok"], result["exit_code"], result["error_class"], result["error"]) == (
         False, 66, "input_unavailable", f"cannot read {name}: rclone cannot read here:{name}")
+
+
+@pytest.mark.parametrize("script, args", [
+    ("encpipe-prune", ["--max-age", "VALUE", "DIR"]), ("encpipe-backup", ["--max-age", "VALUE", "--dir", "DIR", "shop"]),
+    ("encpipe-check", ["--max-age", "VALUE", "DIR"]), ("encpipe-check", ["--max-age", "1", "--warn-age", "VALUE", "DIR"]),
+], ids=["prune", "backup", "check --max-age", "check --warn-age"])
+@pytest.mark.parametrize("value", ["1000001", "-1", "nan"])
+def test_an_age_out_of_range_is_refused_with_its_range(tmp_path, script, args, value):
+    """The message said "from 0" and hid the upper bound (1000000) a value over it is refused for."""
+    option = args[args.index("VALUE") - 1]
+    done = _script(script, *[{"VALUE": value, "DIR": str(tmp_path)}.get(a, a) for a in args])
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert f"{option} must be a number from 0 to 1000000, not {value!r}".encode() in done.stderr

@@ -160,6 +160,9 @@ def policy_from(args):
     return policy
 
 
+MAX_AGE = 1000000  # days or hours: --max-age, --warn-age
+
+
 def _days(text, option):
     return None if text is None else timedelta(days=_number(text, option))
 
@@ -169,8 +172,8 @@ def _number(text, option):
         value = float(text)
     except ValueError:
         value = -1
-    if not 0 <= value <= 1e6:
-        raise UsageError(f"{option} must be a number from 0, not {text!r}")
+    if not 0 <= value <= MAX_AGE:  # not nan, inf nor negative
+        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not {text!r}")
     return value
 
 
