@@ -5,13 +5,14 @@ not once per file, nor once a database server was reached.
 
 Keyrings (--key-file, --identity, --recipient-file, --recipient) are read by
 `encpipe keyid` in a child, exactly as every later encpipe reads them: the
-script itself never holds a key. A passphrase file is only opened, not read
-(any bytes are a passphrase; the encpipe that uses it reads it): one that does
-not exist, is a directory, cannot be opened or is a regular file over the size
-encpipe reads is refused now. A secret given as /dev/fd/N was read at the start
-by FdSecrets, and is checked by keyid like any keyring. Commands
-(--key-command, --passphrase-command) are not run ahead of time: each run may
-prompt, or cost.
+script itself never holds a key. One on standard input, a FIFO or a socket is
+not read ahead: a first reader would take its content. A passphrase file is
+only opened, not read (any bytes are a passphrase; the encpipe that uses it
+reads it): one that does not exist, is a directory, cannot be opened or is a
+regular file over the size encpipe reads is refused now. A secret given as
+/dev/fd/N was read at the start by FdSecrets, and is checked by keyid like any
+keyring. Commands (--key-command, --passphrase-command) are not run ahead of
+time: each run may prompt, or cost.
 """
 
 import os
@@ -46,8 +47,12 @@ def check(sources, encpipe, spawn):
         if theirs == "--passphrase-file":
             for path in values:
                 _openable(path, option)
-        elif theirs in KEYRINGS:
+        elif theirs == "--recipient":
             keyid(encpipe, spawn, [w for value in values for w in (theirs, value)], option)
+        else:
+            ahead = [value for value in values if _read_ahead(value)]
+            if ahead:
+                keyid(encpipe, spawn, [w for value in ahead for w in (theirs, value)], option)
 
 
 def keyid(encpipe, spawn, args, option=None):
@@ -73,8 +78,24 @@ def keyid(encpipe, spawn, args, option=None):
     raise ChildRefused(message, status, hint)
 
 
+def _read_ahead(path):
+    """Whether a keyring may be read now and again later: not standard input (nor a
+    descriptor 0 to 2, which FdSecrets leaves as they are), nor a FIFO or a socket,
+    whose content a first reader takes. (/dev/fd/N above 2: FdSecrets's copy.)"""
+    match = FD_PATH.fullmatch(path)
+    if path in ("-", "/dev/stdin") or (match and int(match.group(1)) <= 2):
+        return False
+    if match:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return True  # keyid says why it cannot be read
+    return not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+
+
 def _openable(path, option):
-    if path == "-" or FD_PATH.fullmatch(path):  # standard input; a descriptor FdSecrets read
+    if path in ("-", "/dev/stdin") or FD_PATH.fullmatch(path):  # standard input; a descriptor (FdSecrets's)
         return
     try:
         info = os.stat(path)

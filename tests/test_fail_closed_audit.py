@@ -497,3 +497,14 @@ def test_an_age_out_of_range_is_refused_with_its_range(tmp_path, script, args, v
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert_one_line_error(done.stderr, script)
     assert f"{option} must be a number from 0 to 1000000, not {value!r}".encode() in done.stderr
+
+
+def test_restore_does_not_read_a_fifo_key_file_ahead(tmp_path, backup_file):
+    """A keyring on a FIFO (or standard input) is left to the encpipe that needs it: the
+    check before the server is reached would take its content, or wait for a writer."""
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    done = _script("encpipe-restore", "--key-file", str(fifo), backup_file, "shop")
+    assert (done.returncode, done.stdout) == (1, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert b"psql: error: connection to server" in done.stderr  # PGHOST names no server: the next step
