@@ -21,7 +21,7 @@ import subprocess
 
 from .errors import EncpipeError, InputUnavailable, UsageError
 from .keyargs import FD_PATH, secret_paths
-from .keys import MAX_SECRET_BYTES
+from .keys import MAX_SECRET_BYTES, child_env
 
 KEYRINGS = ("--key-file", "--identity", "--recipient", "--recipient-file")
 
@@ -60,7 +60,8 @@ def keyid(encpipe, spawn, args, option=None):
     ChildRefused (encpipe's option renamed to `option`, the one the user gave)."""
     argv = [*encpipe, "keyid", *args]
     try:
-        done = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        done = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     env=child_env(os.environ))  # the key options name every key it reads: no secret variable
     except OSError as e:  # ENCPIPE missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
     if done.returncode == 0:

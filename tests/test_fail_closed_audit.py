@@ -508,3 +508,35 @@ def test_restore_does_not_read_a_fifo_key_file_ahead(tmp_path, backup_file):
     assert (done.returncode, done.stdout) == (1, b""), done.stderr
     assert_one_line_error(done.stderr, "encpipe-restore")
     assert b"psql: error: connection to server" in done.stderr  # PGHOST names no server: the next step
+
+
+def test_the_checks_before_a_restore_get_no_secret(tmp_path, backup_file):
+    """The Python ENCPIPE_PYTHON names, asked whether it can import encpipe, and the
+    `encpipe keyid` that reads the key files get no secret variable (encpipe's, libpq's,
+    rclone's) and no descriptor but 0 to 2 (a key on 3 stays with the restore)."""
+    log = tmp_path / "log"
+    spy = ("#!/bin/sh\n{ printf '%s ' \"$1\"; env | grep -E '^(ENCPIPE_KEY|PGPASSWORD|RCLONE_)' | cut -d= -f1 | "
+           "tr '\\n' ' '; ls /proc/$$/fd | tr '\\n' ' '; echo; } >> " + shlex.quote(str(log)) + "\nexec {python} \"$@\"\n")
+    python, encpipe = tmp_path / "python3", tmp_path / "encpipe"
+    python.write_text(spy.replace("{python}", shlex.quote(sys.executable)))
+    encpipe.write_text(spy.replace("{python}", f"{shlex.quote(sys.executable)} -m encpipe"))
+    for path in (python, encpipe):
+        path.chmod(0o755)
+    key = tmp_path / "key"
+    key.write_text(KEY + "\n")
+    key.chmod(0o600)
+    with open(key) as held:
+        os.set_inheritable(held.fileno(), True)
+        given = str(held.fileno())
+        done = subprocess.run([str(SCRIPTS / "encpipe-restore"), "--key-file", str(key), backup_file, "shop"],
+                              capture_output=True, timeout=WAIT, close_fds=False, env=clean_env({
+                                  "PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY, "PGHOST": "/nonexistent",
+                                  "PGPASSWORD": "pw", "RCLONE_CONFIG_X_TYPE": "local", "ENCPIPE_PYTHON": str(python),
+                                  "ENCPIPE": str(encpipe)}))
+    assert done.returncode == 1 and b"psql: error" in done.stderr, done.stderr  # PGHOST names no server
+    checks = [line.split() for line in log.read_text().splitlines() if line.split()[0] in ("-c", "keyid")]
+    assert [words[0] for words in checks] == ["-c", "keyid"], log.read_text()
+    for words in checks:  # names of secret variables, then descriptors (the spy's shell keeps some of its own)
+        assert not {"ENCPIPE_KEY", "PGPASSWORD", "RCLONE_CONFIG_X_TYPE", given} & set(words), words
+    [restore] = [line.split() for line in log.read_text().splitlines() if line.startswith("-m ")]
+    assert {"ENCPIPE_KEY", given} <= set(restore), restore  # the restore itself still has both
