@@ -45,7 +45,9 @@ Prints one JSON line per *.sql.enc file: {"file", "status": migrated, skipped,
 failed or would-migrate, ...}. Files with other names are never touched.
 Exit status: 0 when no file failed; else the encpipe status of the first
 failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
-64 usage (or trusted signers without a --sign-key among them); 66 DIR unreadable; 73
+64 usage (or trusted signers without a --sign-key among them); 66 DIR unreadable,
+or (before any file) a key file, identity, passphrase file or --sign-key that
+cannot be read (64 one that holds no key or is over 1 MiB); 73
 another user can write DIR; 74 the report cannot be written (141 when its
 reader went away); 75 another encpipe-migrate is working in DIR; 78 no key.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
@@ -60,7 +62,7 @@ import stat
 import subprocess
 import sys
 
-from . import safefile
+from . import keycheck, safefile
 from .cli import Io, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
@@ -152,6 +154,10 @@ class Migration:
                           "add --identity FILE (or --key-file) for a key that can", 64)
         if not self.open_args and not env_keys and not env.get("BACKUP_ENCRYPTION_KEY"):
             raise Failure("no key for the old files: set BACKUP_ENCRYPTION_KEY or use --legacy-key-file", 78)
+        keycheck.check([("--legacy-key-file", "--key-file", args.legacy_key_file),  # now, before any file
+                        ("--legacy-passphrase-file", "--passphrase-file", args.legacy_passphrase_file),
+                        *((f"--{o.replace('_', '-')}",) * 2 + (getattr(args, o),) for o in SEALING_OPTIONS)],
+                       self.encpipe, self.secrets.spawn)
         self.sign(args, env)
 
     def sign(self, args, env):
@@ -161,10 +167,7 @@ class Migration:
         self.sign_ids = []
         if args.sign_key:
             self.seal_args += options(args, ("sign_key",))
-            done = self.secrets.spawn([*self.encpipe, "keyid", *options(args, ("sign_key",))], stdout=subprocess.PIPE)
-            if done.returncode:
-                raise Failure("cannot read the --sign-key file(s)", exit_status(done.returncode))
-            self.sign_ids = done.stdout.decode("ascii").split()
+            self.sign_ids = keycheck.keyid(self.encpipe, self.secrets.spawn, options(args, ("sign_key",)), "--sign-key")
         if trusted and not {k.key_id.hex() for k in trusted} & set(self.sign_ids):
             raise Failure("trusted signers are set (--signer, --signer-file or ENCPIPE_SIGNER), so the new files must "
                           "be signed by one of them: give its signing key with --sign-key", 64)

@@ -26,7 +26,9 @@ from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .pgdump import Globals, dump
+from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
 from .usage_errors import empty_value
+from .workers import chunk_log2, int_option, thread_option
 
 PROG = "encpipe-backup"
 TEMP_PREFIX = ".encpipe-tmp."
@@ -149,6 +151,10 @@ def validate(o, env):
     low, high = {"zstd": (0, 22), "gzip": (1, 9)}.get(o["compress"], (0, float("inf")))  # now, not once pg_dump runs
     if not low <= int(o["level"] or low) <= high or int(o["threads"] or 0) > 200:
         raise usage_error("--compress-level is 0 to 22 for zstd, 1 to 9 for gzip; --compress-threads 0 to 200")
+    chunk_log2(o["seal"]["--chunk-size"])  # as seal would refuse them (64), but before DIR is made
+    thread_option(o["seal"])
+    if o["seal"]["--work-factor"] is not None:
+        int_option(o["seal"]["--work-factor"], "--work-factor", MIN_SCRYPT_LOG2_N, MAX_SCRYPT_LOG2_N)
     try:
         pgopts.check("pg_dump", o["dump"], plain_dump=o["format"] == "plain")
     except pgopts.RefusedOption as e:
@@ -188,8 +194,10 @@ class Backup:
         try:
             self.prepare()
         except (EncpipeError, OSError) as e:
-            status = getattr(e, "exit_code", 1)
-            message = str(e) if status != 1 else f"cannot use {self.o['dir']}: {e.strerror or e}"
+            if isinstance(e, OSError):  # DIR cannot be made, opened or locked: the output cannot be written
+                status, message = 74, f"cannot use {self.o['dir']}: {e.strerror or e}"
+            else:
+                status, message = e.exit_code, str(e)
             self.io.error(message, hint=getattr(e, "hint", None))
             self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
             return status

@@ -53,6 +53,7 @@ def parse(argv):
             if name in _KEY_VALUE:
                 opts["key"] += [name, val]
             elif name == "--threads":
+                _threads(val)
                 opts["open"] += [name, val]
             elif name == "--signer":
                 if not val.strip():
@@ -113,3 +114,13 @@ def _read_signers(path):
     except (InputUnavailable, UsageError) as e:
         raise Failure("signer file %s" % e, 66 if isinstance(e, InputUnavailable) else 64) from None
     return " ".join(str(key) for key in found)
+
+
+def _threads(text):
+    """--threads as encpipe open reads it (64 now, not once the server was reached)."""
+    from .workers import thread_option
+
+    try:
+        thread_option({"--threads": text})
+    except UsageError as e:
+        raise Failure(str(e), 64) from None

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-from . import pgfetch, pgglobals, pgleftovers, pgopts, pgprops
+from . import keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.storage import is_remote
 from .cli import child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
 from .errors import EncpipeError
@@ -103,6 +103,11 @@ class Run:
             raise Failure(str(e), 64) from None
         if self.maint == self.db:
             raise Failure("--maintenance-db must not be %s" % self.db, 64)
+        try:  # now, not once a server was reached: each encpipe gets these key sources
+            keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
+                           self.encpipe, self.secrets.spawn)
+        except EncpipeError as e:
+            raise Failure(str(e), e.exit_code, e.hint) from None
         stamp = pgleftovers.stamp()
         self.old = "%s_pre_restore_%s" % (self.db, stamp)
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())

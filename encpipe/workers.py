@@ -14,17 +14,17 @@ MAX_THREADS = 64
 AUTO_THREADS_MAX = 4
 AUTO_MIN_CHUNK = 1 << 20
 AUTO_BUFFERS = 16 << 20  # keeps peak RSS within 48 MiB at every chunk size
-_SIZE = re.compile(r"^([0-9]+)([KkMm]?)(i?[Bb])?$")
+_SIZE = re.compile(r"([0-9]+)([KkMm]?)(i?[Bb])?")  # ASCII digits, whole: no space, newline or sign
+_WHOLE = re.compile(r"-?[0-9]+")  # not int()'s other digits ('١٢'), spaces, '_' or '+'
 
 
 def int_option(text, name, low, high, shown=True):
-    """`text` as a whole number from `low` to `high`; a message shows it only when
-    `shown` (not a --passphrase-fd value: it may be a passphrase typed in its place)."""
+    """`text` (ASCII digits) as a whole number from `low` to `high`; a message shows it
+    only when `shown` (not a --passphrase-fd value: it may be a passphrase typed in its place)."""
     value_text = f", not {text!r}" if shown else " (the value, not shown, may be a passphrase)"
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a whole number{value_text}") from None
+    if not isinstance(text, str) or not _WHOLE.fullmatch(text):
+        raise UsageError(f"{name} must be a whole number{value_text}")
+    value = int(text)
     if not low <= value <= high:
         raise UsageError(f"{name} must be from {low} to {high}" + (f", not {value}" if shown else value_text))
     return value
@@ -92,7 +92,7 @@ def chunk_log2(text):
     """log2 of a --chunk-size, or None for the default (auto, or not given)."""
     if text is None or text == "auto":
         return None
-    match = _SIZE.match(text.strip())
+    match = _SIZE.fullmatch(text)
     if not match:
         raise UsageError(f"--chunk-size: cannot read {text!r}; use e.g. 64K or 1M")
     size = int(match.group(1)) << {"": 0, "k": 10, "m": 20}[match.group(2).lower()]

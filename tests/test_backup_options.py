@@ -26,7 +26,7 @@ from test_backup_restore import (
     (["--keep-last", "1", "--keep-last", "2"], "--keep-last given more than once"),
     (["--keep-last", "abc"], "--keep-last must be a whole number from 0, not 'abc'"),
     (["--keep", "1", "--keep-last", "2"], "--keep is --keep-last: give one of them"),
-    (["--max-age", "soon"], "--max-age must be a number from 0, not 'soon'"),
+    (["--max-age", "soon"], "--max-age must be a number from 0 to 1000000, not 'soon'"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else None)
 def test_a_mistake_is_64_before_the_dump(pg, tools, key_file, tmp_path, args, message):
     db = ensure_small(pg, "bk_small")

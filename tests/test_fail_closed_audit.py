@@ -3,7 +3,9 @@
 no traceback, and nothing left behind (a key file that was never handed out,
 a half-written one)."""
 
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -296,3 +298,245 @@ def test_an_rclone_that_cannot_run_is_66_and_named(tmp_path, script, args, rclon
     assert_one_line_error(done.stderr, script)
     assert b"cannot write output" not in done.stderr and f"RCLONE={rclone}".encode() in done.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("where, why", [("FILE", "File exists"), ("FILE/sub", "Not a directory")],
+                         ids=["a file", "under a file"])
+def test_backup_into_a_dir_that_cannot_be_made_is_74(tmp_path, where, why):
+    """--dir naming a regular file (or a path under one): the backup's output cannot be
+    written, 74 as for a directory that cannot be examined, not an undocumented 1."""
+    plain = tmp_path / "FILE"
+    plain.write_bytes(b"kept\n")
+    target = str(tmp_path / where)
+    done = _script("encpipe-backup", "--dir", target, "shop")
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode().splitlines() == [f"encpipe-backup: error: cannot use {target}: {why}",
+                                                 "encpipe-backup: error: backup of shop failed (status 74); "
+                                                 "nothing was stored"]
+    assert plain.read_bytes() == b"kept\n" and os.listdir(tmp_path) == ["FILE"]
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["--legacy-key-file", "MISSING"], 66, "--legacy-key-file: cannot read MISSING: No such file or directory"),
+    (["--legacy-key-file", "/dev/zero"], 64, "--legacy-key-file: /dev/zero: more than 1048576 bytes"),
+    (["--legacy-key-file", "nosuchkey"], 64, "--legacy-key-file: no such file, and the value (not shown)"),
+    (["--legacy-passphrase-file", "MISSING"], 66, "--legacy-passphrase-file: cannot read MISSING: No such file"),
+    (["--legacy-passphrase-file", "DIR"], 66, "--legacy-passphrase-file: cannot read DIR: Is a directory"),
+    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 1048576 bytes"),
+    (["--identity", "MISSING"], 66, "--identity: cannot read MISSING: No such file or directory"),
+    (["--passphrase-file", "MISSING"], 66, "--passphrase-file: cannot read MISSING: No such file or directory"),
+    (["--sign-key", "MISSING"], 66, "--sign-key: cannot read MISSING: No such file or directory"),
+], ids=["legacy-key-file missing", "legacy-key-file /dev/zero", "legacy-key-file a bare word",
+        "legacy-passphrase-file missing", "legacy-passphrase-file a directory", "key-file /dev/zero",
+        "identity missing", "passphrase-file missing", "sign-key missing"])
+@pytest.mark.parametrize("legacy_file", [True, False], ids=["a legacy file", "no legacy file"])
+def test_migrate_refuses_a_key_source_it_cannot_use_before_any_file(tmp_path, args, status, message, legacy_file):
+    """The key sources are checked (keyrings read by `encpipe keyid`) before any file:
+    a missing --legacy-key-file was a failed line per file, each encpipe's own error
+    naming --key-file; --key-file /dev/zero passed when no file needed converting; a
+    bad --sign-key was two error lines, encpipe's and migrate's."""
+    from test_backup_restore import make_legacy_file
+
+    folder = tmp_path / "backups"
+    folder.mkdir(mode=0o700)
+    if legacy_file:
+        make_legacy_file(folder / "shop_20250101T000000Z.sql.enc", "ab" * 32, b"SELECT 1;\n")
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    names = {"MISSING": str(tmp_path / "missing"), "DIR": str(tmp_path)}
+    done = _script("encpipe-migrate", *[names.get(a, a) for a in args], str(folder),
+                   env={"BACKUP_ENCRYPTION_KEY": "ab" * 32})
+    assert (done.returncode, done.stdout) == (status, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-migrate")
+    for word, value in names.items():
+        message = message.replace(word, value)
+    assert done.stderr.decode().startswith(f"encpipe-migrate: error: {message}"), done.stderr
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+
+
+@pytest.mark.parametrize("args", [["--sign-key", "KEY"], ["--key-file", "KEY"]], ids=["sign-key", "key-file"])
+def test_migrate_with_an_encpipe_that_cannot_run_is_66_before_any_file(tmp_path, args):
+    """The first encpipe migrate runs checks the key files: an ENCPIPE that cannot be run
+    is one line and 66 there (with --sign-key it was a FileNotFoundError traceback)."""
+    key = tmp_path / "new.key"
+    key.write_text("4f" * 32 + "\n")
+    folder = tmp_path / "backups"
+    folder.mkdir(mode=0o700)
+    done = _script("encpipe-migrate", *[str(key) if a == "KEY" else a for a in args], str(folder),
+                   env={"BACKUP_ENCRYPTION_KEY": "ab" * 32, "ENCPIPE": "/nonexistent/encpipe"})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-migrate")
+    assert b"cannot run encpipe: /nonexistent/encpipe" in done.stderr
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["--key-file", "MISSING"], 66, "--key-file: cannot read MISSING: No such file or directory"),
+    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 1048576 bytes"),
+    (["--key-file", "nosuchkey"], 64, "--key-file: no such file, and the value (not shown)"),
+    (["--identity", "BAD"], 64, "--identity: BAD, line 1: a key must be 64 hex characters, not 2"),
+    (["--passphrase-file", "MISSING"], 66, "--passphrase-file: cannot read MISSING: No such file or directory"),
+    (["--passphrase-file", "DIR"], 66, "--passphrase-file: cannot read DIR: Is a directory"),
+], ids=["key-file missing", "key-file /dev/zero", "key-file a bare word", "identity malformed",
+        "passphrase-file missing", "passphrase-file a directory"])
+def test_restore_refuses_a_key_source_it_cannot_use_before_reaching_the_server(tmp_path, backup_file, args, status,
+                                                                               message):
+    """The key sources each encpipe of the restore gets are checked first (keyrings by
+    `encpipe keyid`, passphrase files opened): a missing key file was psql's connection
+    error, or a failed restore once the server was reached (PGHOST names no server here)."""
+    bad = tmp_path / "bad.key"
+    bad.write_text("zz\n")
+    names = {"MISSING": str(tmp_path / "missing"), "DIR": str(tmp_path), "BAD": str(bad)}
+    done = _script("encpipe-restore", *[names.get(a, a) for a in args], backup_file, "shop")
+    assert (done.returncode, done.stdout) == (status, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    for word, value in names.items():
+        message = message.replace(word, value)
+    assert done.stderr.decode().startswith(f"encpipe-restore: error: {message}"), done.stderr
+
+
+NOT_ASCII_DIGITS = ["\u0661\u0662", " 2", "2 ", "2\n", "1_0", "+2"]
+
+
+@pytest.mark.parametrize("value", NOT_ASCII_DIGITS, ids=repr)
+@pytest.mark.parametrize("args", [["seal", "--threads"], ["open", "--threads"], ["inspect", "--verify", "--threads"],
+                                  ["seal", "--work-factor"]], ids=" ".join)
+def test_encpipe_takes_a_number_in_ascii_digits_only(args, value):
+    """int() reads Arabic-Indic digits, spaces around, '_' and '+': --threads '١٢' was 12."""
+    done = subprocess.run(command(*args, value), input=b"", capture_output=True,
+                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}), timeout=WAIT)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr)
+    assert f"{args[-1]} must be a whole number, not {value!r}".encode() in done.stderr
+
+
+@pytest.mark.parametrize("value", ["\u0661\u0666K", " 64K", "64K ", "64K\n", "\t1M"], ids=repr)
+def test_encpipe_chunk_size_takes_ascii_digits_and_its_suffixes_only(value):
+    done = subprocess.run(command("seal", "--chunk-size", value), input=b"", capture_output=True,
+                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}), timeout=WAIT)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr)
+    assert f"--chunk-size: cannot read {value!r}".encode() in done.stderr
+
+
+@pytest.mark.parametrize("script, option, value", [
+    *((script, "--threads", value) for script in ("encpipe-backup", "encpipe-restore", "encpipe-verify")
+      for value in NOT_ASCII_DIGITS[:4]),
+    *((script, "--chunk-size", value) for script in ("encpipe-backup", "encpipe-migrate") for value in ("64K\n", " 64K")),
+], ids=lambda v: repr(v) if " " in v or "\n" in v or not v.isascii() else v)
+def test_scripts_take_threads_and_chunk_size_in_ascii_digits_only(tmp_path, backup_file, script, option, value):
+    """Refused (64, one line) before anything runs: encpipe-backup refused them only once
+    DIR was made and locked (two lines), encpipe-restore only once the server was reached."""
+    where = str(tmp_path / "b")
+    args = {"encpipe-backup": ["--dir", where, "shop"], "encpipe-restore": [backup_file, "shop"],
+            "encpipe-verify": [backup_file], "encpipe-migrate": [os.path.dirname(backup_file)]}[script]
+    done = _script(script, option, value, *args, env={"BACKUP_ENCRYPTION_KEY": "ab" * 32})
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert repr(value).encode() in done.stderr and option.encode() in done.stderr
+    assert not os.path.exists(where)
+
+
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
+@pytest.mark.parametrize("python", ["WITHOUT ENCPIPE", "true"], ids=["a Python without encpipe", "not a Python"])
+def test_an_encpipe_python_that_cannot_import_encpipe_is_66(tmp_path, script, python):
+    """A Python that runs but has no encpipe was its own `No module named encpipe` and
+    status 1; a command that is not Python (true) ran and said nothing (0)."""
+    if python == "WITHOUT ENCPIPE":  # no site packages, no PYTHONPATH: not even a venv's editable install
+        python = str(tmp_path / "python3")
+        Path(python).write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -I -S \"$@\"\n")
+        Path(python).chmod(0o755)
+    done = _script(script, "--help", env={"ENCPIPE_PYTHON": python})
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert f"ENCPIPE_PYTHON='{python}' is not a Python that can import encpipe".encode() in done.stderr
+
+
+@pytest.mark.skipif(not shutil.which("rclone"), reason="needs rclone")
+@pytest.mark.parametrize("kind", ["sealed", "legacy"])
+def test_verify_of_a_file_whose_header_cannot_be_read_is_66_unreadable(tmp_path, kind):
+    """The listing read the file; verify's own read of its header fails (rclone cat, the
+    second time): that file is unreadable, 66, as the listing says of such a file, not
+    encpipe's `cannot read input` and 74 (README: verify's 66 unreadable, 74 an I/O
+    error while its chunks are read)."""
+    from s3server import rclone_binary
+    from test_backup_restore import make_legacy_file
+
+    directory = tmp_path / "d"
+    directory.mkdir()
+    name = "shop_20260101T000000Z.sql.enc"
+    if kind == "sealed":
+        sealed = subprocess.run(command("seal"), input=b"SELECT 1;\n", capture_output=True, check=True,
+                                env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY})).stdout
+        (directory / name).write_bytes(sealed)
+    else:
+        make_legacy_file(directory / name, KEY, b"SELECT 1;\n")
+    failing = tmp_path / "rclone"  # the real rclone, whose second `cat` of a whole object fails
+    failing.write_text(f'#!/bin/sh\nif [ "$1" = cat ] && [ "$2" != --tail ]; then\n'
+                       f'  [ -e "{tmp_path}/seen" ] && exit 1\n  : > "{tmp_path}/seen"\nfi\n'
+                       f'exec {shlex.quote(rclone_binary())} "$@"\n')
+    failing.chmod(0o755)
+    (tmp_path / "rclone.conf").write_text("")
+    done = _script("encpipe-verify", "here:", env={
+        "RCLONE": str(failing), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"), "BACKUP_ENCRYPTION_KEY": KEY,
+        "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(directory)})
+    assert done.returncode == 66, done.stderr
+    assert done.stderr.decode() == f"encpipe-verify: error: here:{name}: cannot read {name}: rclone cannot read here:{name}\n"
+    [result] = json.loads(done.stdout)["results"]
+    assert (result["ok"], result["exit_code"], result["error_class"], result["error"]) == (
+        False, 66, "input_unavailable", f"cannot read {name}: rclone cannot read here:{name}")
+
+
+@pytest.mark.parametrize("script, args", [
+    ("encpipe-prune", ["--max-age", "VALUE", "DIR"]), ("encpipe-backup", ["--max-age", "VALUE", "--dir", "DIR", "shop"]),
+    ("encpipe-check", ["--max-age", "VALUE", "DIR"]), ("encpipe-check", ["--max-age", "1", "--warn-age", "VALUE", "DIR"]),
+], ids=["prune", "backup", "check --max-age", "check --warn-age"])
+@pytest.mark.parametrize("value", ["1000001", "-1", "nan"])
+def test_an_age_out_of_range_is_refused_with_its_range(tmp_path, script, args, value):
+    """The message said "from 0" and hid the upper bound (1000000) a value over it is refused for."""
+    option = args[args.index("VALUE") - 1]
+    done = _script(script, *[{"VALUE": value, "DIR": str(tmp_path)}.get(a, a) for a in args])
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, script)
+    assert f"{option} must be a number from 0 to 1000000, not {value!r}".encode() in done.stderr
+
+
+def test_restore_does_not_read_a_fifo_key_file_ahead(tmp_path, backup_file):
+    """A keyring on a FIFO (or standard input) is left to the encpipe that needs it: the
+    check before the server is reached would take its content, or wait for a writer."""
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    done = _script("encpipe-restore", "--key-file", str(fifo), backup_file, "shop")
+    assert (done.returncode, done.stdout) == (1, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-restore")
+    assert b"psql: error: connection to server" in done.stderr  # PGHOST names no server: the next step
+
+
+def test_the_checks_before_a_restore_get_no_secret(tmp_path, backup_file):
+    """The Python ENCPIPE_PYTHON names, asked whether it can import encpipe, and the
+    `encpipe keyid` that reads the key files get no secret variable (encpipe's, libpq's,
+    rclone's) and no descriptor but 0 to 2 (a key on 3 stays with the restore)."""
+    log = tmp_path / "log"
+    spy = ("#!/bin/sh\n{ printf '%s ' \"$1\"; env | grep -E '^(ENCPIPE_KEY|PGPASSWORD|RCLONE_)' | cut -d= -f1 | "
+           "tr '\\n' ' '; ls /proc/$$/fd | tr '\\n' ' '; echo; } >> " + shlex.quote(str(log)) + "\nexec {python} \"$@\"\n")
+    python, encpipe = tmp_path / "python3", tmp_path / "encpipe"
+    python.write_text(spy.replace("{python}", shlex.quote(sys.executable)))
+    encpipe.write_text(spy.replace("{python}", f"{shlex.quote(sys.executable)} -m encpipe"))
+    for path in (python, encpipe):
+        path.chmod(0o755)
+    key = tmp_path / "key"
+    key.write_text(KEY + "\n")
+    key.chmod(0o600)
+    with open(key) as held:
+        os.set_inheritable(held.fileno(), True)
+        given = str(held.fileno())
+        done = subprocess.run([str(SCRIPTS / "encpipe-restore"), "--key-file", str(key), backup_file, "shop"],
+                              capture_output=True, timeout=WAIT, close_fds=False, env=clean_env({
+                                  "PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY, "PGHOST": "/nonexistent",
+                                  "PGPASSWORD": "pw", "RCLONE_CONFIG_X_TYPE": "local", "ENCPIPE_PYTHON": str(python),
+                                  "ENCPIPE": str(encpipe)}))
+    assert done.returncode == 1 and b"psql: error" in done.stderr, done.stderr  # PGHOST names no server
+    checks = [line.split() for line in log.read_text().splitlines() if line.split()[0] in ("-c", "keyid")]
+    assert [words[0] for words in checks] == ["-c", "keyid"], log.read_text()
+    for words in checks:  # names of secret variables, then descriptors (the spy's shell keeps some of its own)
+        assert not {"ENCPIPE_KEY", "PGPASSWORD", "RCLONE_CONFIG_X_TYPE", given} & set(words), words
+    [restore] = [line.split() for line in log.read_text().splitlines() if line.startswith("-m ")]
+    assert {"ENCPIPE_KEY", given} <= set(restore), restore  # the restore itself still has both

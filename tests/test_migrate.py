@@ -50,6 +50,16 @@ fi
 exec $REAL_ENCPIPE "$@"
 """
 
+# An encpipe whose `seal` fails as on a full disk.
+FAILING_SEAL = """#!/bin/sh
+if [ "$1" = seal ]; then
+  cat > /dev/null
+  echo "encpipe: error: cannot write output: No space left on device" >&2
+  exit 74
+fi
+exec $REAL_ENCPIPE "$@"
+"""
+
 
 def sha(data):
     return hashlib.sha256(data).hexdigest()
@@ -295,12 +305,15 @@ def test_verification_mismatch_keeps_the_original(tmp_path, keys):
 
 
 def test_failing_seal_keeps_the_original(tmp_path, keys):
+    """(A missing key file no longer makes seal fail: it is refused before any file.)"""
     directory = tmp_path / "backups"
     make_backups(directory, FEW, python_made=False)
     before = snapshot(directory)
-    keys = {**keys, "new_key": str(tmp_path / "missing.key")}
-    status, lines, err = migrate(directory, keys=keys)
-    assert status == 66
+    failing = tmp_path / "failing"
+    failing.write_text(FAILING_SEAL)
+    failing.chmod(0o700)
+    status, lines, err = migrate(directory, keys=keys, encpipe=str(failing))
+    assert status == 74
     assert {line["status"] for line in lines if line["file"] in FEW} == {"failed"}
     assert snapshot(directory) == before
     assert "Traceback" not in err

@@ -96,7 +96,8 @@ Exit status:
   be removed, 65 a backup failed verification, is future-dated, is a copy or
   its maker is not authenticated (left in place, reported under "left").
   verify exits with the encpipe status of the first file that failed (65
-  invalid, 66 unreadable, 67 not signed by a trusted signer, 74 I/O error, 77
+  invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
+  a trusted signer, 74 an I/O error once its chunks are read, 77
   no supplied key opens it); a file that verifies but whose maker is not
   authenticated is not a failure ("sender_authenticated": false).
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
@@ -159,6 +160,9 @@ def policy_from(args):
     return policy
 
 
+MAX_AGE = 1000000  # days or hours: --max-age, --warn-age
+
+
 def _days(text, option):
     return None if text is None else timedelta(days=_number(text, option))
 
@@ -168,8 +172,8 @@ def _number(text, option):
         value = float(text)
     except ValueError:
         value = -1
-    if not 0 <= value <= 1e6:
-        raise UsageError(f"{option} must be a number from 0, not {text!r}")
+    if not 0 <= value <= MAX_AGE:  # not nan, inf nor negative
+        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not {text!r}")
     return value
 
 

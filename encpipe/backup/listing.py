@@ -95,11 +95,16 @@ def examine(store, item, signers=False):
         if signers and sealed:  # who signed it, as `encpipe inspect` says: read, not verified. Read once
             # the header's download is closed: one rclone at a time per file (a large file's may still run)
             entry.signers = envelope.trailer_signers(sealed, store.tail(item, sealed.trailer_len))
-    except (OSError, IOFailure) as e:  # IOFailure: fmt.read_exactly's for a read that failed, whose cause says why
-        cause = e.__context__ if isinstance(e, IOFailure) and isinstance(e.__context__, OSError) else e
-        why = getattr(cause, "strerror", None) or cause
-        entry.status, entry.error = "unreadable", f"cannot read {item.name}: {why}"
+    except (OSError, IOFailure) as e:
+        entry.status, entry.error = "unreadable", cannot_read(item.name, e)
     return entry
+
+
+def cannot_read(name, e):
+    """What is said of a file whose read failed: `e` an OSError, or fmt.read_exactly's
+    IOFailure ("cannot read input"), whose cause says why."""
+    cause = e.__context__ if isinstance(e, IOFailure) and isinstance(e.__context__, OSError) else e
+    return f"cannot read {name}: {getattr(cause, 'strerror', None) or cause}"
 
 
 def _examine_content(entry, src):

@@ -4,8 +4,8 @@ import io
 
 from .. import commands, envelope
 from ..format import read_exactly
-from ..errors import EncpipeError, InputUnavailable, InvalidStream, NoKeyConfigured, NotSigned
-from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined
+from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
+from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, OK, UNAUTHENTICATED
 
 ERROR_CLASSES = {
@@ -44,7 +44,7 @@ def verify_entry(store, entry, keys, workers, named=False):
     try:
         if entry.status == "sealed":
             with store.open(entry.item) as src:
-                sealed = envelope.read_header(src)
+                sealed = read_head(entry, envelope.read_header, src)
                 as_examined(entry, ("sealed", sealed.header.payload_salt))
                 info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers())
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
@@ -66,6 +66,15 @@ def verify_entry(store, entry, keys, workers, named=False):
     except Exception as e:  # a bug; report it for this file and go on with the others
         fail(result, 70, f"internal error: {e!r}")
     return result
+
+
+def read_head(entry, read, src):
+    """read(src), the file's header: a read that fails is the file unreadable (66), as
+    the listing says of it, not encpipe's `cannot read input` (74)."""
+    try:
+        return read(src)
+    except IOFailure as e:
+        raise InputUnavailable(cannot_read(entry.filename, e)) from None
 
 
 def as_examined(entry, fingerprint):
@@ -100,7 +109,7 @@ def _verify_legacy(store, entry, keys, result):
     from ..legacy import open_legacy
 
     with store.open(entry.item) as src:
-        head = read_exactly(src, LEGACY_MIN_BYTES)
+        head = read_head(entry, lambda f: read_exactly(f, LEGACY_MIN_BYTES), src)
         as_examined(entry, ("legacy", head[LEGACY_IV]) if len(head) == LEGACY_MIN_BYTES else None)
         info = open_legacy(io.BufferedReader(Rejoined(head, src)), None, legacy_keys)
     result.update(ok=True, plaintext_bytes=info.plaintext_bytes, note=f"legacy: authenticated with {info.key_label}",

@@ -1,0 +1,110 @@
+"""The key sources a script hands to each encpipe it runs (encpipe-migrate,
+encpipe-restore), checked before the first one: a key file that cannot be read
+or holds no key is refused at the start, under the script's own option name,
+not once per file, nor once a database server was reached.
+
+Keyrings (--key-file, --identity, --recipient-file, --recipient) are read by
+`encpipe keyid` in a child, exactly as every later encpipe reads them: the
+script itself never holds a key. One on standard input, a FIFO or a socket is
+not read ahead: a first reader would take its content. A passphrase file is
+only opened, not read (any bytes are a passphrase; the encpipe that uses it
+reads it): one that does not exist, is a directory, cannot be opened or is a
+regular file over the size encpipe reads is refused now. A secret given as
+/dev/fd/N was read at the start by FdSecrets, and is checked by keyid like any
+keyring. Commands (--key-command, --passphrase-command) are not run ahead of
+time: each run may prompt, or cost.
+"""
+
+import os
+import stat
+import subprocess
+
+from .errors import EncpipeError, InputUnavailable, UsageError
+from .keyargs import FD_PATH, secret_paths
+from .keys import MAX_SECRET_BYTES, child_env
+
+KEYRINGS = ("--key-file", "--identity", "--recipient", "--recipient-file")
+
+
+class ChildRefused(EncpipeError):
+    """What an encpipe child refused, with its exit status."""
+
+    def __init__(self, message, exit_code, hint=None):
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+def check(sources, encpipe, spawn):
+    """`sources`: (the option as the script takes it, encpipe's name for it, [values]).
+    `encpipe`: the command (a list); `spawn(argv, **kwargs)`: runs it with the
+    secrets argv names lent (FdSecrets.spawn). Raises the error the first bad
+    source gives, naming the script's option."""
+    for option, theirs, values in sources:
+        if not values or theirs not in (*KEYRINGS, "--passphrase-file"):
+            continue
+        if theirs != "--recipient":
+            secret_paths({option: values}, option)  # 64, the value not shown: a secret in a path's place
+        if theirs == "--passphrase-file":
+            for path in values:
+                _openable(path, option)
+        elif theirs == "--recipient":
+            keyid(encpipe, spawn, [w for value in values for w in (theirs, value)], option)
+        else:
+            ahead = [value for value in values if _read_ahead(value)]
+            if ahead:
+                keyid(encpipe, spawn, [w for value in ahead for w in (theirs, value)], option)
+
+
+def keyid(encpipe, spawn, args, option=None):
+    """The key ids `encpipe keyid ARGS` prints; its error, when it fails, as
+    ChildRefused (encpipe's option renamed to `option`, the one the user gave)."""
+    argv = [*encpipe, "keyid", *args]
+    try:
+        done = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     env=child_env(os.environ))  # the key options name every key it reads: no secret variable
+    except OSError as e:  # ENCPIPE missing, a directory, not executable
+        raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
+    if done.returncode == 0:
+        return done.stdout.decode("ascii", "replace").split()
+    status = 128 - done.returncode if done.returncode < 0 else done.returncode
+    lines = done.stderr.decode("utf-8", "replace").splitlines()
+    message = next((line.split(": error: ", 1)[1] for line in lines if ": error: " in line),
+                   f"encpipe keyid failed with status {status}")
+    hint = next((line.split(": hint: ", 1)[1] for line in lines if ": hint: " in line), None)
+    if option:  # encpipe's name for the option (the first word of ARGS) is the script's
+        message, hint = (option + text[len(args[0]):] if text and text.startswith(args[0]) else text
+                         for text in (message, hint))
+        if not message.startswith(option):
+            message = f"{option}: {message}"
+    raise ChildRefused(message, status, hint)
+
+
+def _read_ahead(path):
+    """Whether a keyring may be read now and again later: not standard input (nor a
+    descriptor 0 to 2, which FdSecrets leaves as they are), nor a FIFO or a socket,
+    whose content a first reader takes. (/dev/fd/N above 2: FdSecrets's copy.)"""
+    match = FD_PATH.fullmatch(path)
+    if path in ("-", "/dev/stdin") or (match and int(match.group(1)) <= 2):
+        return False
+    if match:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return True  # keyid says why it cannot be read
+    return not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+
+
+def _openable(path, option):
+    if path in ("-", "/dev/stdin") or FD_PATH.fullmatch(path):  # standard input; a descriptor (FdSecrets's)
+        return
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, os.strerror(21))
+        if stat.S_ISREG(info.st_mode):  # not a FIFO or device: opening one may take or block what it holds
+            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY))
+    except OSError as e:
+        raise InputUnavailable(f"{option}: cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISREG(info.st_mode) and info.st_size > MAX_SECRET_BYTES:
+        raise UsageError(f"{option}: {path}: more than {MAX_SECRET_BYTES} bytes; not a key or passphrase source")
