@@ -34,7 +34,8 @@ from test_backup_restore import (
     tools,  # noqa: F401 (fixture)
 )
 from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups, open_new, sha
-from test_restore_children import _assert_clean, _records, _spies, s3  # noqa: F401 (s3: fixture)
+from spies import records, write
+from test_restore_children import _assert_clean, _spies, s3  # noqa: F401 (s3: fixture)
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
 from cliutil import ok, run as encpipe_run
 
@@ -90,26 +91,11 @@ def test_restore_reads_a_secret_on_a_pipe_once_for_the_dump_and_its_globals_file
     pg.dropdb("fdsecret_copy")
 
 
-ENCPIPE_SPY = '''#!%(python)s -S
-import json, os, sys
-fds = {}
-for fd in os.listdir("/proc/self/fd"):
-    try:
-        fds[fd] = os.readlink("/proc/self/fd/" + fd)
-    except OSError:
-        pass  # the directory being listed, closed again
-with open(%(log)r, "a") as log:
-    log.write(json.dumps({"argv": sys.argv[1:], "fds": fds}) + "\\n")
-os.execv(%(python)r, [%(python)r, "-m", "encpipe"] + sys.argv[1:])
-'''
-
-
 def _encpipe_spy(tmp_path):
     """(the command for ENCPIPE, its log): each encpipe a script runs records its
     arguments and its descriptors, then runs."""
     spy, log = tmp_path / "encpipe-spy", tmp_path / "encpipe.log"
-    spy.write_text(ENCPIPE_SPY % {"python": sys.executable, "log": str(log)})
-    spy.chmod(0o700)
+    write(spy, "encpipe", [sys.executable, "-m", "encpipe"], log)
     return str(spy), log
 
 
@@ -136,8 +122,8 @@ def test_no_child_of_a_restore_but_encpipe_gets_the_descriptor(pg, tools, key_fi
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "fdsecret_copy") == dump(pg, db)
     pg.dropdb("fdsecret_copy")
-    _assert_clean(_records(log), (secret,), {"psql", "zstd"})
-    opened = _records(encpipe_log)
+    _assert_clean(records(log), (secret,), {"psql", "zstd"})
+    opened = records(encpipe_log)
     # a key file is read by `encpipe keyid` first, before any server is reached
     assert [r["argv"][0] for r in opened] == ["keyid", "open", "open"][option == "--passphrase-fd":]
     for record in opened:
@@ -169,7 +155,7 @@ def test_no_child_of_a_remote_custom_restore_but_encpipe_gets_the_descriptor(pg,
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "fdsecret_copy") == dump(pg, db)
     pg.dropdb("fdsecret_copy")
-    _assert_clean(_records(log), (key,), {"psql", "pg_restore", "rclone"})
+    _assert_clean(records(log), (key,), {"psql", "pg_restore", "rclone"})
 
 
 @pytest.mark.parametrize("option", ["--key-file", "--passphrase-fd"])

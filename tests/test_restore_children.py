@@ -9,14 +9,12 @@ values, nor any descriptor beyond standard input, output and error (a
 """
 
 import json
-import os
 import shutil
-import stat
-import sys
 
 import pytest
 
 from s3server import S3Server, rclone_binary
+from spies import install, records
 from test_backup_restore import (
     BACKUP,
     RESTORE,
@@ -34,27 +32,6 @@ PASSPHRASE = "restore-children passphrase 7f3a"
 LEGACY_KEY = "legacy-key-9c1e-never-shown"
 SECRET_NAMES = ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY")
 
-SPY = '''#!%(python)s -S
-import json, os, sys
-def environ(pid):
-    with open("/proc/%%s/environ" %% pid, "rb") as f:
-        return [v.decode("utf-8", "replace") for v in f.read().split(b"\\0") if v]
-fds = {}
-for fd in os.listdir("/proc/self/fd"):
-    try:
-        fds[fd] = os.readlink("/proc/self/fd/" + fd)
-    except OSError:
-        pass  # the directory being listed, closed again
-fds = {fd: target for fd, target in fds.items() if not target.startswith("/proc/")}
-record = {"tool": %(tool)r, "argv": sys.argv[1:], "env": environ("self"), "fds": fds}
-if %(tool)r == "rclone":
-    record["parent_env"] = environ(os.getppid())
-with open(%(log)r, "a") as log:
-    log.write(json.dumps(record) + "\\n")
-os.execv(%(real)r, [%(real)r] + sys.argv[1:])
-'''
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     server = S3Server(str(tmp_path_factory.mktemp("s3")))
@@ -64,18 +41,10 @@ def s3(tmp_path_factory):
 
 def _spies(tmp_path, pg):
     spies, log = tmp_path / "spies", tmp_path / "children.log"
-    spies.mkdir()
     reals = {"psql": pg.bin("psql"), "pg_restore": pg.bin("pg_restore"), "zstd": shutil.which("zstd"),
              "rclone": rclone_binary()}
-    for tool, real in reals.items():
-        path = spies / tool
-        path.write_text(SPY % {"python": sys.executable, "tool": tool, "log": str(log), "real": real})
-        path.chmod(stat.S_IRWXU)
+    install(spies, reals, log, parents={"rclone"})
     return spies, log
-
-
-def _records(log):
-    return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def _assert_clean(records, secrets, tools):
@@ -104,7 +73,7 @@ def test_no_child_of_a_restore_holds_a_secret_variable_or_descriptor(pg, tools, 
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "children_copy") == dump(pg, db)
     pg.dropdb("children_copy")
-    _assert_clean(_records(log), (key, PASSPHRASE, LEGACY_KEY),
+    _assert_clean(records(log), (key, PASSPHRASE, LEGACY_KEY),
                   {"psql", "zstd"} if fmt == "plain" else {"psql", "pg_restore"})
 
 
@@ -131,4 +100,4 @@ def test_a_passphrase_fd_reaches_no_child_but_encpipe(pg, tools, tmp_path, s3):
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "children_copy") == dump(pg, db)
     pg.dropdb("children_copy")
-    _assert_clean(_records(log), (PASSPHRASE, LEGACY_KEY), {"psql", "zstd", "rclone"})
+    _assert_clean(records(log), (PASSPHRASE, LEGACY_KEY), {"psql", "zstd", "rclone"})

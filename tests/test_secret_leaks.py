@@ -39,7 +39,9 @@ import pytest
 from encpipe.pgrestore import QUIET_PSQL
 
 from fuzz.craft import clean_env, command, run_in_process
-from s3server import S3Server, rclone_binary
+from s3server import rclone_binary
+from spies import install
+from test_restore_children import s3  # noqa: F401 (fixture)
 from test_backup_restore import (
     BACKUP,
     RESTORE,
@@ -56,35 +58,11 @@ PGPASSWORD = "libpq-password-5b2e-for-pg-clients-only"
 CONFIG_PASS = "rclone-config-pass-91d4-for-rclone-only"
 LIBPQ_CLIENTS = {"pg_dump", "pg_dumpall", "psql", "pg_restore"}
 
-SPY = '''#!%(python)s -S
-import json, os, sys
-def read(pid, name):
-    with open("/proc/%%s/%%s" %% (pid, name), "rb") as f:
-        return [v.decode("utf-8", "replace") for v in f.read().split(b"\\0") if v]
-record = {"tool": %(tool)r, "argv": sys.argv[1:], "env": read("self", "environ"),
-          "parent": read(os.getppid(), "cmdline"), "parent_env": read(os.getppid(), "environ")}
-with open(%(log)r, "a") as log:
-    log.write(json.dumps(record) + "\\n")
-os.execv(%(real)r, [%(real)r] + sys.argv[1:])
-'''
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(str(tmp_path_factory.mktemp("s3")))
-    yield server
-    server.stop()
-
-
 def _spies(tmp_path, pg):
     spies, log = tmp_path / "spies", tmp_path / "children.log"
-    spies.mkdir()
     reals = {tool: pg.bin(tool) for tool in LIBPQ_CLIENTS}
     reals.update(zstd=shutil.which("zstd"), rclone=rclone_binary())
-    for tool, real in reals.items():
-        path = spies / tool
-        path.write_text(SPY % {"python": sys.executable, "tool": tool, "log": str(log), "real": real})
-        path.chmod(stat.S_IRWXU)
+    install(spies, reals, log, parents=set(reals))
     return spies, log
 
 
