@@ -46,6 +46,7 @@ from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgstream import EmptyStream, Restore, restricted_psql
+from .workers import decimal_number
 
 QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
               " data; to see them, add -- -v VERBOSITY=default")
@@ -136,12 +137,9 @@ class Run:
 
     def days(self):
         text = self.o.get("drop_pre_restore_older_than")
-        try:
-            self.keep_days = None if text is None else float(text)
-            if text is not None and not 0 <= self.keep_days <= 1e6:  # not nan, inf nor negative
-                raise ValueError
-        except ValueError:
-            raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64) from None
+        self.keep_days = None if text is None else decimal_number(text)
+        if text is not None and (self.keep_days is None or self.keep_days > 1e6):
+            raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64)
 
     def drop_pre_restore(self, db):
         self.days()

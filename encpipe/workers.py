@@ -15,7 +15,14 @@ AUTO_THREADS_MAX = 4
 AUTO_MIN_CHUNK = 1 << 20
 AUTO_BUFFERS = 16 << 20  # keeps peak RSS within 48 MiB at every chunk size
 _SIZE = re.compile(r"([0-9]+)([KkMm]?)(i?[Bb])?")  # ASCII digits, whole: no space, newline or sign
-_WHOLE = re.compile(r"-?[0-9]+")  # not int()'s other digits ('١٢'), spaces, '_' or '+'
+_WHOLE = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # not int()'s other digits ('١٢'), spaces, '_' or '+'
+
+
+def decimal_number(text):
+    """`text`, ASCII digits with an optional fraction, as a float; else None (not
+    float()'s nan, inf, exponents, signs, spaces, '_' or other scripts' digits)."""
+    return float(text) if isinstance(text, str) and _DECIMAL.fullmatch(text) else None
 
 
 def int_option(text, name, low, high, shown=True):

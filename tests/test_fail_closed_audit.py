@@ -135,7 +135,7 @@ def test_backup_refuses_a_database_name_that_is_not_utf8(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize("days", ["nan", "inf", "-1", "1e400"])
+@pytest.mark.parametrize("days", ["nan", "inf", "-1", "1e400", "\u0661", "1_0", " 1", "+1", "1e1"])
 def test_restore_drop_pre_restore_older_than_needs_a_number_of_days(days):
     """`nan` or `inf` days silently dropped nothing, `-1` as much as `0`: all of them."""
     done = _script("encpipe-restore", "--drop-pre-restore-older-than", days)
@@ -489,7 +489,7 @@ def test_verify_of_a_file_whose_header_cannot_be_read_is_66_unreadable(tmp_path,
     ("encpipe-prune", ["--max-age", "VALUE", "DIR"]), ("encpipe-backup", ["--max-age", "VALUE", "--dir", "DIR", "shop"]),
     ("encpipe-check", ["--max-age", "VALUE", "DIR"]), ("encpipe-check", ["--max-age", "1", "--warn-age", "VALUE", "DIR"]),
 ], ids=["prune", "backup", "check --max-age", "check --warn-age"])
-@pytest.mark.parametrize("value", ["1000001", "-1", "nan"])
+@pytest.mark.parametrize("value", ["1000001", "-1", "nan", "\u0661\u0662", "1_0", " 1", "1e1"])
 def test_an_age_out_of_range_is_refused_with_its_range(tmp_path, script, args, value):
     """The message said "from 0" and hid the upper bound (1000000) a value over it is refused for."""
     option = args[args.index("VALUE") - 1]
@@ -540,3 +540,12 @@ def test_the_checks_before_a_restore_get_no_secret(tmp_path, backup_file):
         assert not {"ENCPIPE_KEY", "PGPASSWORD", "RCLONE_CONFIG_X_TYPE", given} & set(words), words
     [restore] = [line.split() for line in log.read_text().splitlines() if line.startswith("-m ")]
     assert {"ENCPIPE_KEY", given} <= set(restore), restore  # the restore itself still has both
+
+
+@pytest.mark.parametrize("value", [" 1", "1 ", "1\n", "\u0661", "+1"])
+def test_a_keep_count_is_ascii_digits_only(tmp_path, value):
+    """--keep-last took surrounding spaces and a newline (text.strip()); the others refused."""
+    done = _script("encpipe-prune", "--keep-last", value, str(tmp_path))
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-prune")
+    assert f"--keep-last must be a whole number from 0, not {value!r}".encode() in done.stderr

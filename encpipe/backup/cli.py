@@ -117,6 +117,7 @@ from ..cli import Io, printable, report_errors
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import secret_fds_open
 from ..usage_errors import first_empty
+from ..workers import decimal_number
 from . import metrics
 from .listing import examine, scan, stats
 from .prune import prune
@@ -145,7 +146,7 @@ def policy_from(args):
         text = args[option]
         if text is None:
             return None
-        if not re.fullmatch(r"[0-9]{1,18}", text.strip()):
+        if not re.fullmatch(r"[0-9]{1,18}", text):
             raise UsageError(f"{option} must be a whole number from 0, not {text!r}")
         return int(text)
 
@@ -168,11 +169,8 @@ def _days(text, option):
 
 
 def _number(text, option):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_AGE:  # not nan, inf nor negative
+    value = decimal_number(text)
+    if value is None or value > MAX_AGE:
         raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not {text!r}")
     return value
 
