@@ -304,8 +304,9 @@ def test_signers_reach_every_encpipe_and_no_pg_client(pg, tools, key_file, tmp_p
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--sign-key", str(tmp_path / "s0.key"))
     log = tmp_path / "signers.log"
     wrapper = tmp_path / "encpipe-logging"
-    wrapper.write_text('#!/bin/sh\nprintf "%%s\\n" "$ENCPIPE_SIGNER" >>%s\nexec %s -m encpipe "$@"\n'
-                       % (shlex.quote(str(log)), shlex.quote(sys.executable)))
+    # every `encpipe open` (the key-source check before, `encpipe keyid`, needs no signer)
+    wrapper.write_text('#!/bin/sh\n[ "$1" != open ] || printf "%%s\\n" "$ENCPIPE_SIGNER" >>%s\n'
+                       'exec %s -m encpipe "$@"\n' % (shlex.quote(str(log)), shlex.quote(sys.executable)))
     wrapper.chmod(0o755)
     (tmp_path / "signers").write_text(f"{verify[1]}\n{verify[2]}\n")
     fake, calls = _fake_psql(tmp_path, pg, version=None)
