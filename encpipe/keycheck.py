@@ -22,6 +22,7 @@ import subprocess
 from .errors import EncpipeError, InputUnavailable, UsageError
 from .keyargs import FD_PATH, secret_paths
 from .keys import MAX_SECRET_BYTES, child_env
+from .stdio import said
 
 KEYRINGS = ("--key-file", "--identity", "--recipient", "--recipient-file")
 
@@ -67,10 +68,8 @@ def keyid(encpipe, spawn, args, option=None):
     if done.returncode == 0:
         return done.stdout.decode("ascii", "replace").split()
     status = 128 - done.returncode if done.returncode < 0 else done.returncode
-    lines = done.stderr.decode("utf-8", "replace").splitlines()
-    message = next((line.split(": error: ", 1)[1] for line in lines if ": error: " in line),
-                   f"encpipe keyid failed with status {status}")
-    hint = next((line.split(": hint: ", 1)[1] for line in lines if ": hint: " in line), None)
+    text = done.stderr.decode("utf-8", "replace")
+    message, hint = said(text) or f"encpipe keyid failed with status {status}", said(text, "hint")
     if option:  # encpipe's name for the option (the first word of ARGS) is the script's
         message, hint = (option + text[len(args[0]):] if text and text.startswith(args[0]) else text
                          for text in (message, hint))

@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 from .backup.storage import split_file
-from .stdio import write_quietly
+from .stdio import said, write_quietly
 from .pgcli import Failure
 from .keys import child_env
 
@@ -61,12 +61,11 @@ def fetch_remote(remote, with_globals, fetched):
             done = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
                                   stderr=subprocess.PIPE if needed else subprocess.DEVNULL,
                                   env=child_env(os.environ, needs=("rclone",)))
-        status, said = done.returncode, (done.stderr or b"").decode("utf-8", "replace")
+        status, text = done.returncode, (done.stderr or b"").decode("utf-8", "replace")
         if status and needed:  # the helper's error line (it names itself encpipe-backup) in restore's one line
-            why = [line.split(": error: ", 1)[1] for line in said.splitlines() if ": error: " in line]
-            raise Failure("cannot fetch %s: %s; nothing was changed" % (name, why[0] if why else "status %d" % status),
+            raise Failure("cannot fetch %s: %s; nothing was changed" % (name, said(text) or "status %d" % status),
                           status)
-        write_quietly(sys.stderr, said)  # its warnings, if any
+        write_quietly(sys.stderr, text)  # its warnings, if any
         if not status:
             found[needed] = path
     return found[True], found.get(False)

@@ -50,7 +50,7 @@ import sys
 
 from . import safefile
 from .cli import Io, child_command, print_text, write_line
-from .stdio import write_quietly
+from .stdio import said, write_quietly
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keyargs import load_signers
@@ -135,8 +135,7 @@ class Encpipe:
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
         text = done.stderr.decode("utf-8", "replace")
         if done.returncode != 0:
-            errors = [line.split(": error: ", 1)[1] for line in text.splitlines() if ": error: " in line]
-            raise Failure(errors[0] if errors else f"encpipe {args[0]} failed", done.returncode)
+            raise Failure(said(text) or f"encpipe {args[0]} failed", done.returncode)
         if not quiet:
             write_quietly(sys.stderr, text)
         return done.stdout

@@ -15,6 +15,13 @@ def write_quietly(stream, text):
         discard(0, stream)
 
 
+def said(text, kind="error"):
+    """What a child encpipe's first `PROG: error: ...` (or `hint`) line of `text`
+    (its standard error) says, without the prefix; None if it said none."""
+    marker = f": {kind}: "
+    return next((line.split(marker, 1)[1] for line in text.splitlines() if marker in line), None)
+
+
 def discard(status, stream=None):
     """Standard output (or `stream`) failed (its reader went away, or the disk is
     full): point it at /dev/null so that nothing tries to flush it again at exit;
