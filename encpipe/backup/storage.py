@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
-from ..keys import child_env
+from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, run
 
 CHUNK = 1 << 20
@@ -325,7 +325,7 @@ class Rclone:
 
     def __init__(self, location, env=None):
         self.location = location.rstrip("/") if not location.endswith(":") else location
-        self.env = child_env(os.environ if env is None else env, needs=("rclone",))  # nor PGPASSWORD
+        self.env = child_env(os.environ if env is None else env, needs=RCLONE_NEEDS)  # nor PGPASSWORD
         self.binary = rclone_binary(self.env)
         self.children = Children()
 
