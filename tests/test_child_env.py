@@ -15,6 +15,7 @@ is refused (64) by every script option that takes a remote, before anything runs
 the error names the parameter, never its value, and rclone never runs.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 from encpipe.backup.remotes import parameters
 from encpipe.backup.storage import is_remote, split_file
 from fuzz.craft import clean_env, command
+from s3server import rclone_binary
 from spies import install, records, write
 from test_rotate import World, rotate, rotate_env
 
@@ -132,9 +134,17 @@ def test_a_remote_with_a_credential_in_its_connection_string_is_refused(tmp_path
     assert os.listdir(tmp_path) == ["rclone"]  # nothing made (no DIR, no directory named like the remote)
 
 
-def test_a_connection_string_without_a_credential_is_a_remote():
+def test_a_connection_string_without_a_credential_is_a_remote(tmp_path):
     """Not refused: a backend made on the fly, parameters that are no secret (a
-    quoted value may hold , and :)."""
+    quoted value may hold , and :); listed through rclone (before: a local directory
+    of that name, which did not exist)."""
+    (tmp_path / "db_20250101T000000Z.sql.enc").write_bytes(
+        subprocess.run(command("seal"), input=b"x", capture_output=True, env=clean_env({"ENCPIPE_KEY": KEY})).stdout)
+    env = clean_env({"PYTHONPATH": ROOT, "RCLONE": rclone_binary()})
+    done = subprocess.run([os.path.join(SCRIPTS, "encpipe-list"), f":alias,remote='{tmp_path}':"], capture_output=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [e["filename"] for e in json.loads(done.stdout)] == ["db_20250101T000000Z.sql.enc"]
     remote = ":s3,provider=AWS,env_auth=true,endpoint='https://s3.example:9000/a,b':bucket/dir"
     assert parameters(remote) == ["provider", "env_auth", "endpoint"]
     assert is_remote(remote) and is_remote(":s3:bucket") and is_remote("offsite,region=eu:x")
