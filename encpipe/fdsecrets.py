@@ -89,11 +89,13 @@ class FdSecrets:
             for fd in fds:
                 os.dup2(self.null, fd, inheritable=fd == 0)
 
-    def spawn(self, argv, start=subprocess.run, pass_fds=(), **kwargs):
-        """`start(argv, ...)` (subprocess.run or Popen) with the secrets `argv` names
-        lent, beside `pass_fds`."""
+    def spawn(self, argv, start=subprocess.run, pass_fds=(), env=None, **kwargs):
+        """`start(argv, ...)` (subprocess.run or Popen) of an encpipe, with the secrets
+        `argv` names lent, beside `pass_fds`; in `env` (default: ours) less the secrets
+        encpipe does not need (keys.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable)."""
+        env = keys.child_env(os.environ if env is None else env, needs=keys.ENCPIPE_NEEDS)
         with self.lend(argv) as lent:
-            return start(argv, pass_fds=[*pass_fds, *lent], **kwargs)
+            return start(argv, pass_fds=[*pass_fds, *lent], env=env, **kwargs)
 
 
 class Secret(bytes):

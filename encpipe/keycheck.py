@@ -21,7 +21,7 @@ import subprocess
 
 from .errors import EncpipeError, InputUnavailable, UsageError
 from .keyargs import FD_PATH, secret_paths
-from .keys import MAX_SECRET_BYTES, child_env
+from .keys import KEY_COMMAND_NEEDS, MAX_SECRET_BYTES, child_env
 from .stdio import said
 
 KEYRINGS = ("--key-file", "--identity", "--recipient", "--recipient-file")
@@ -61,8 +61,9 @@ def keyid(encpipe, spawn, args, option=None):
     ChildRefused (encpipe's option renamed to `option`, the one the user gave)."""
     argv = [*encpipe, "keyid", *args]
     try:
+        # the key options name every key it reads (no secret variable); it runs the key commands
         done = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                     env=child_env(os.environ))  # the key options name every key it reads: no secret variable
+                     env=child_env(os.environ, needs=KEY_COMMAND_NEEDS))
     except OSError as e:  # ENCPIPE missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
     if done.returncode == 0:

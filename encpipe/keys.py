@@ -17,8 +17,29 @@ from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
 ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
-# Secrets no child inherits unless it needs them (the last is the previous tool's key).
+# Secrets no child inherits unless it needs them, by need (child_env's `needs`):
+# "encpipe": encpipe's own (the last is the previous tool's key); "libpq": pg_dump's,
+# psql's...; "rclone": every RCLONE_ variable (its configuration password, remotes'
+# credentials); "cloud": the cloud providers' credentials, which rclone's env_auth
+# reads, and a key command may (aws kms, gcloud secrets, az keyvault).
 SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
+LIBPQ_VARIABLES = ("PGPASSWORD",)
+RCLONE_PREFIX = "RCLONE_"
+CLOUD_VARIABLES = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN",
+    "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD",
+    "OS_PASSWORD", "OS_AUTH_TOKEN", "OS_APPLICATION_CREDENTIAL_SECRET",  # OpenStack Swift
+)
+# What each kind of child needs: a key command (it may fetch the key from a
+# cloud's secret store); an encpipe a script runs (it reads the keys of our
+# environment, and runs the key commands); rclone. A libpq client needs
+# ("libpq",), a compressor nothing.
+KEY_COMMAND_NEEDS = ("cloud",)
+ENCPIPE_NEEDS = ("encpipe", "cloud")
+RCLONE_NEEDS = ("rclone", "cloud")
 DEFAULT_COMMAND_TIMEOUT = 60.0
 MAX_COMMAND_TIMEOUT = 86400.0
 HEX_KEY_LEN = 64
@@ -126,29 +147,32 @@ def _read_bounded(f, source, limit=MAX_SECRET_BYTES):
     return data
 
 
-def without_secrets(env):
-    """`env` less the variables that carry encpipe's secrets: for a key command,
-    a PostgreSQL client, rclone."""
-    return {k: v for k, v in env.items() if k not in SECRET_VARIABLES}
-
-
 def child_env(env, needs=()):
-    """without_secrets(`env`), less the other tools' secrets but those of the tools in
-    `needs`: libpq's PGPASSWORD ("libpq": pg_dump, psql...), and every RCLONE_ variable,
-    rclone's configuration password and remotes' credentials ("rclone"). A compressor
-    needs neither."""
-    return {k: v for k, v in without_secrets(env).items()
-            if (k != "PGPASSWORD" or "libpq" in needs) and (not k.startswith("RCLONE_") or "rclone" in needs)}
+    """`env` less every secret variable but those of the needs in `needs`:
+    "encpipe" (SECRET_VARIABLES), "libpq" (PGPASSWORD), "rclone" (every RCLONE_
+    variable), "cloud" (CLOUD_VARIABLES). A compressor needs none."""
+    def needed(name):
+        if name in SECRET_VARIABLES:
+            return "encpipe" in needs
+        if name in LIBPQ_VARIABLES:
+            return "libpq" in needs
+        if name.startswith(RCLONE_PREFIX):
+            return "rclone" in needs
+        if name in CLOUD_VARIABLES:
+            return "cloud" in needs
+        return True
+
+    return {k: v for k, v in env.items() if needed(k)}
 
 
 def run_secret_command(command, env):
     """Run `command` with sh -c and return its standard output; bounded in time.
-    It inherits our environment except the secrets in it."""
+    It inherits our environment less every secret in it but the cloud's
+    (KEY_COMMAND_NEEDS)."""
     timeout = _command_timeout(env)
-    child_env = without_secrets(os.environ)
     try:
         child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 env=child_env)
+                                 env=child_env(os.environ, needs=KEY_COMMAND_NEEDS))
     except OSError as e:
         raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
     try:

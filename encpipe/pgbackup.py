@@ -20,6 +20,7 @@ from . import commands, pgopts
 from .backup import job
 from .backup.cli import policy_from
 from .backup.names import STAMP
+from .backup.remotes import refuse_credentials
 from .cli import Io, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
@@ -169,6 +170,7 @@ def validate(o, env):
     o["squeeze"] = {"zstd": ["zstd", "-q", "-c", f"-{o['level'] or 3}", f"-T{o['threads'] or 1}"],
                     "gzip": ["gzip", "-c", f"-{o['level'] or 6}"]}.get(o["compress"])
     o["ext"] = {"zstd": "sql.zst", "gzip": "sql.gz"}.get(o["compress"], "sql" if o["format"] == "plain" else "dump")
+    refuse_credentials(o["to"], "--to")  # 64: a credential would be on argv, in the JSON line and the metrics
     if not o["to"] and not o["dir"]:
         o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"
     if o["dir"].startswith("-"):

@@ -26,7 +26,7 @@ class PgError(Exception):
 
 
 def client_env(user=None):
-    """os.environ without encpipe's secrets nor rclone's, for psql, pg_dump, pg_dumpall, pg_restore."""
+    """os.environ less every secret but PGPASSWORD (keys.child_env), for psql, pg_dump, pg_dumpall, pg_restore."""
     env = child_env(os.environ, needs=("libpq",))
     if user:
         env["PGUSER"] = user

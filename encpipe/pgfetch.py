@@ -12,7 +12,7 @@ import tempfile
 from .backup.storage import split_file
 from .stdio import said, write_quietly
 from .pgcli import Failure
-from .keys import child_env
+from .keys import RCLONE_NEEDS, child_env
 
 # A database's name, and so a file's, may hold a newline.
 _RUN_NAME = re.compile(r"\A(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc\Z", re.S)
@@ -60,7 +60,7 @@ def fetch_remote(remote, with_globals, fetched):
         with os.fdopen(fd, "wb") as out:
             done = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
                                   stderr=subprocess.PIPE if needed else subprocess.DEVNULL,
-                                  env=child_env(os.environ, needs=("rclone",)))
+                                  env=child_env(os.environ, needs=RCLONE_NEEDS))
         status, text = done.returncode, (done.stderr or b"").decode("utf-8", "replace")
         if status and needed:  # the helper's error line (it names itself encpipe-backup) in restore's one line
             raise Failure("cannot fetch %s: %s; nothing was changed" % (name, said(text) or "status %d" % status),

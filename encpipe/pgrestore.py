@@ -38,9 +38,10 @@ import sys
 import time
 
 from . import keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
+from .backup.remotes import refuse_credentials
 from .backup.storage import is_remote
 from .cli import child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
-from .errors import EncpipeError
+from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
@@ -92,6 +93,10 @@ class Run:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
                           "too many arguments: %s" % o["positional"][2], 64)
         self.file, self.db = o["positional"][0], utf8_name(o["positional"][1])
+        try:  # before its name is printed or given to rclone
+            refuse_credentials(self.file, "FILE")
+        except UsageError as e:
+            raise Failure(str(e), 64, e.hint) from None
         if pgleftovers.is_scratch_name(self.db):  # a later restore would drop it as a leftover
             raise Failure("%s is named like a scratch database of a restore; choose another name" % self.db, 64)
         if pgleftovers.is_pre_restore_name(self.db):  # --drop-pre-restore-older-than would drop it

@@ -4,9 +4,13 @@ encpipe-backup and encpipe-restore run libpq clients (pg_dump, pg_dumpall, psql,
 pg_restore), compressors (zstd, gzip) and rclone (in a restore, through a fetch
 helper) in one environment that may hold libpq's PGPASSWORD and rclone's
 credentials (RCLONE_CONFIG_<REMOTE>_SECRET_ACCESS_KEY, RCLONE_CONFIG_PASS...).
-A libpq client needs the first and none of rclone's; rclone and its helper need
-rclone's and not PGPASSWORD; a compressor needs neither. Each real tool is
-wrapped by a spy that records the environment it was given, then runs it.
+The environment may hold the cloud providers' credentials too (AWS_SECRET_ACCESS_KEY,
+GOOGLE_APPLICATION_CREDENTIALS..., which rclone's env_auth reads).
+A libpq client needs the first and none of rclone's nor the cloud's; rclone and
+its helper need rclone's and the cloud's, not PGPASSWORD; a compressor needs
+none; the `encpipe open` of a restore the cloud's (for its key commands), not
+PGPASSWORD nor rclone's. Each real tool is wrapped by a spy that records the
+environment it was given, then runs it.
 (encpipe's own secrets, ENCPIPE_KEY and the like, are tests/test_restore_children.py's
 and tests/test_scripts_hygiene.py's.)
 
@@ -40,7 +44,7 @@ from encpipe.pgrestore import QUIET_PSQL
 
 from fuzz.craft import clean_env, command, run_in_process
 from s3server import rclone_binary
-from spies import install
+from spies import install, write
 from test_restore_children import s3  # noqa: F401 (fixture)
 from test_backup_restore import (
     BACKUP,
@@ -57,12 +61,16 @@ from test_backup_restore import (
 PGPASSWORD = "libpq-password-5b2e-for-pg-clients-only"
 CONFIG_PASS = "rclone-config-pass-91d4-for-rclone-only"
 LIBPQ_CLIENTS = {"pg_dump", "pg_dumpall", "psql", "pg_restore"}
+CLOUD = {"AWS_SECRET_ACCESS_KEY": "aws-secret-7e21-for-rclone-and-key-commands",
+         "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/gcs-creds-5b90.json"}
+NEEDS = {"zstd": set(), "rclone": {"rclone", "cloud"}, "encpipe": {"cloud"}}
 
 def _spies(tmp_path, pg):
     spies, log = tmp_path / "spies", tmp_path / "children.log"
     reals = {tool: pg.bin(tool) for tool in LIBPQ_CLIENTS}
     reals.update(zstd=shutil.which("zstd"), rclone=rclone_binary())
     install(spies, reals, log, parents=set(reals))
+    write(spies / "encpipe", "encpipe", [sys.executable, "-m", "encpipe"], log)  # as ENCPIPE names it
     return spies, log
 
 
@@ -72,8 +80,12 @@ def _names(env):
 
 def _leaks(who, env, needs, rclone_secrets):
     """What `env` holds that `who` does not need: PGPASSWORD unless it needs libpq's
-    secret, an RCLONE_ variable or rclone's secret values unless it needs rclone's."""
+    secret, an RCLONE_ variable or rclone's secret values unless it needs rclone's,
+    the cloud's credentials unless it needs them."""
     names, found = _names(env), []
+    if "cloud" not in needs:
+        found += [(who, n) for n in sorted(names & set(CLOUD))]
+        found += [(who, "a cloud credential's value") for e in env for s in CLOUD.values() if s in e][:1]
     if "libpq" not in needs and ("PGPASSWORD" in names or any(PGPASSWORD in e for e in env)):
         found.append((who, "PGPASSWORD"))
     if "rclone" not in needs:
@@ -86,8 +98,8 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
                                                                                        s3):
     db = ensure_small(pg, "leaks_source")
     spies, log = _spies(tmp_path, pg)
-    env = script_env(pg, tools, PGPASSWORD=PGPASSWORD, RCLONE_CONFIG_PASS=CONFIG_PASS, **s3.env)
-    env.update(PATH="%s:%s" % (spies, env["PATH"]), RCLONE=str(spies / "rclone"))
+    env = script_env(pg, tools, PGPASSWORD=PGPASSWORD, RCLONE_CONFIG_PASS=CONFIG_PASS, **s3.env, **CLOUD)
+    env.update(PATH="%s:%s" % (spies, env["PATH"]), RCLONE=str(spies / "rclone"), ENCPIPE=str(spies / "encpipe"))
     rclone_secrets = [v for k, v in s3.env.items() if k.endswith(("_SECRET_ACCESS_KEY", "_ACCESS_KEY_ID"))]
     rclone_secrets.append(CONFIG_PASS)
     remote = f"{s3.location}/leaks"
@@ -105,19 +117,20 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
     restore_records = records[len(backup_records):]
 
     assert {r["tool"] for r in backup_records} == {"pg_dump", "pg_dumpall", "psql", "zstd", "rclone"}
-    assert {r["tool"] for r in restore_records} == {"psql", "zstd", "rclone"}
+    assert {r["tool"] for r in restore_records} == {"psql", "zstd", "rclone", "encpipe"}
     leaks = []
     for record in records:
         tool = record["tool"]
-        needs = {"libpq"} if tool in LIBPQ_CLIENTS else {"rclone"} if tool == "rclone" else set()
+        needs = {"libpq"} if tool in LIBPQ_CLIENTS else NEEDS[tool]
         # each is seen to get the secret it needs: the spy reads what was given
         assert "libpq" not in needs or "PGPASSWORD" in _names(record["env"]), tool
         assert "rclone" not in needs or set(rclone_secrets) <= {e.partition("=")[2] for e in record["env"]}, tool
+        assert "cloud" not in needs or set(CLOUD) <= _names(record["env"]), tool
         leaks += _leaks(tool, record["env"], needs, rclone_secrets)
     helpers = [r for r in restore_records if r["tool"] == "rclone"]
     assert helpers and all("fetch" in r["parent"] for r in helpers), [r["parent"] for r in helpers]
     for record in helpers:  # the fetch helper that runs rclone
-        leaks += _leaks("the fetch helper", record["parent_env"], {"rclone"}, rclone_secrets)
+        leaks += _leaks("the fetch helper", record["parent_env"], NEEDS["rclone"], rclone_secrets)
     assert sorted(set(leaks)) == [], sorted(set(leaks))
 
 

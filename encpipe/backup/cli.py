@@ -123,6 +123,7 @@ from .listing import examine, scan, stats
 from .prune import prune
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON, Policy
 from .names import parse_name
+from .remotes import refuse_credentials
 from .storage import is_remote, open_location, split_file
 from .verify import KeyRing, standing, verify_entry
 
@@ -336,6 +337,10 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         io.error(str(empty), hint=empty.hint)
         return empty.exit_code
     def start():
+        for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
+            for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
+                refuse_credentials(value, option)
+        refuse_credentials(location(args, io), ENV_BACKUP_DIR)
         if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
             secret_fds_open(args)
         return COMMANDS[name](args, io)

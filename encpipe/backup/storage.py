@@ -18,7 +18,6 @@ import errno
 import io
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -27,12 +26,12 @@ from dataclasses import dataclass
 
 from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
-from ..keys import child_env
+from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, run
+from .remotes import prefix_end, refuse_credentials
 
 CHUNK = 1 << 20
 _PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)  # a directory's descriptor for the *at() calls only
-_REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*:")
 
 
 @dataclass
@@ -46,20 +45,21 @@ class Item:
 
 
 def is_remote(location):
-    return bool(_REMOTE.match(location)) and not os.path.exists(location)
+    return prefix_end(location) is not None and not os.path.exists(location)  # REMOTE:PATH, or with parameters
 
 
-def open_location(location, env=None):
+def open_location(location, env=None, option="the remote"):
+    refuse_credentials(location, option)  # the scripts refuse it first, naming their option
     return Rclone(location, env) if is_remote(location) else Local(location)
 
 
 def split_file(path):
     """(location, name) for a file given as a path or REMOTE:PATH/NAME."""
     if is_remote(path):
+        end = prefix_end(path)
         head, _, name = path.rpartition("/")
-        if not head:
-            head, _, name = path.partition(":")
-            head += ":"
+        if "/" not in path[end:]:  # REMOTE:NAME (a / in a parameter's value is not a folder)
+            head, name = path[:end], path[end:]
         return head, name
     return os.path.dirname(path) or ".", os.path.basename(path)
 
@@ -325,7 +325,7 @@ class Rclone:
 
     def __init__(self, location, env=None):
         self.location = location.rstrip("/") if not location.endswith(":") else location
-        self.env = child_env(os.environ if env is None else env, needs=("rclone",))  # nor PGPASSWORD
+        self.env = child_env(os.environ if env is None else env, needs=RCLONE_NEEDS)  # nor PGPASSWORD
         self.binary = rclone_binary(self.env)
         self.children = Children()
 

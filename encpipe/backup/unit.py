@@ -2,6 +2,8 @@
 
 import shlex
 
+from .remotes import refuse_credentials
+
 DEFAULT_DIR = "/var/backups/encpipe"
 CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
 KEY_CREDENTIAL = "encpipe-backup.key"
@@ -67,6 +69,9 @@ def render(script, args, timeout="6h"):
     """The unit: ExecStart runs `script` with `args` (the backup options; a
     default directory, retention and credential key when none are given)."""
     args = list(args) or [*DEFAULT_ARGS]
+    for before, arg in zip(["", *args], args[:args.index("--") if "--" in args else None]):
+        if before == "--to" or arg.startswith("--to="):  # 64, before the credential is in a unit file
+            refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
     writable = []
     for option in ("--dir", "--metrics-file"):
         if option in args[:-1]:

@@ -1,0 +1,93 @@
+"""rclone remotes as the scripts take them: REMOTE:PATH, and rclone's connection
+strings, a remote with parameters (`remote,param=value:path`) or a backend made
+on the fly (`:s3,provider=AWS,env_auth=true:bucket`).
+
+A connection string that gives a credential (`:s3,secret_access_key=...:bucket`)
+is refused before anything runs: the remote is on rclone's command line (which
+`ps` shows to every user), in the JSON line, the metrics file and the systemd
+unit. The error names the parameter, never its value.
+"""
+
+import os
+import re
+
+from ..errors import UsageError
+
+_NAME = re.compile(r":?[A-Za-z0-9_][A-Za-z0-9_.\- ]*")  # a configured remote's name, or :backend
+# The parameters whose value is a secret: every option rclone's backends mark as a
+# password or as sensitive that is a credential (`rclone config providers`: IsPassword,
+# Sensitive), by name or by the end of it; "public_key" and the like too (harmless).
+SECRET_SUFFIXES = ("pass", "password", "password2", "passphrase", "secret", "token", "key", "keys", "key_id",
+                   "key_pem", "key_base64", "key_md5", "credentials", "cookies", "mnemonic", "sas_url",
+                   "connection_string", "access_grant", "authorization", "session_id")
+SECRET_NAMES = ("account",)  # b2's account id, azure's account name: half of a credential
+HINT = ("give the credential in rclone's config file (rclone config), or in the environment as "
+        "RCLONE_CONFIG_<NAME>_<PARAM> (or RCLONE_<BACKEND>_<PARAM> for a :backend remote)")
+
+
+def prefix_end(location):
+    """Where the path of remote `location` starts (just after the colon that ends
+    its name and parameters); None when it does not name an rclone remote."""
+    match = _NAME.match(location)
+    if not match:
+        return None
+    i = match.end()
+    while location[i:i + 1] == ",":
+        i += 1
+        while i < len(location) and location[i] not in ",=:":
+            i += 1
+        if location[i:i + 1] == "=":
+            i = _value_end(location, i + 1)
+    return i + 1 if location[i:i + 1] == ":" else None
+
+
+def _value_end(text, i):
+    """The end of a parameter's value starting at `i`: quoted with " or ' (the quote
+    doubled inside), else up to the next , or :."""
+    quote = text[i:i + 1]
+    if quote not in ("'", '"'):
+        while i < len(text) and text[i] not in ",:":
+            i += 1
+        return i
+    i += 1
+    while i < len(text):
+        if text[i] == quote:
+            if text[i + 1:i + 2] != quote:
+                return i + 1
+            i += 1
+        i += 1
+    return i
+
+
+def parameters(location):
+    """The names of the parameters a connection string gives, in order ([] for a plain REMOTE:PATH)."""
+    end = prefix_end(location)
+    if end is None:
+        return []
+    head = location[_NAME.match(location).end():end - 1]
+    names, i = [], 0
+    while head[i:i + 1] == ",":
+        start = i = i + 1
+        while i < len(head) and head[i] not in ",=":
+            i += 1
+        names.append(head[start:i])
+        if head[i:i + 1] == "=":
+            i = _value_end(head, i + 1)
+    return names
+
+
+def is_secret(name):
+    name = name.strip().lower().replace("-", "_").lstrip("_")
+    return name in SECRET_NAMES or any(name == s or name.endswith("_" + s) for s in SECRET_SUFFIXES)
+
+
+def refuse_credentials(location, option):
+    """UsageError (64) when `location`, given to `option`, is a connection string
+    with a credential in it (an existing local path is a path)."""
+    if not location or os.path.exists(location):
+        return
+    for name in parameters(location):
+        if is_secret(name):
+            shown = name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
+            raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
+                             "rclone's command line, where other users can read it", hint=HINT)

@@ -1,0 +1,154 @@
+"""Each child gets the secrets of our environment it needs, and no other (keys.child_env):
+
+- a key or passphrase command: the cloud's credentials (AWS_..., GOOGLE_..., AZURE_...:
+  it may fetch the key from a cloud's secret store), not PGPASSWORD nor any RCLONE_
+  variable, nor encpipe's own;
+- an encpipe a script runs (encpipe-rotate's here): encpipe's and the cloud's (it
+  runs the key commands), not PGPASSWORD nor any RCLONE_ variable;
+- the helpers of the shell scripts (readlink, dirname): an empty environment.
+
+(The libpq clients, the compressors, rclone and restore's `encpipe open` are
+tests/test_secret_leaks.py's, with a PostgreSQL cluster.)
+
+An rclone connection string that gives a credential (`:s3,secret_access_key=...:b`)
+is refused (64) by every script option that takes a remote, before anything runs:
+the error names the parameter, never its value, and rclone never runs.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from encpipe.backup.remotes import parameters
+from encpipe.backup.storage import is_remote, split_file
+from fuzz.craft import clean_env, command
+from s3server import rclone_binary
+from spies import install, records, write
+from test_rotate import World, rotate, rotate_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "scripts")
+KEY = "5eed" * 16
+CLOUD = {"AWS_SECRET_ACCESS_KEY": "aws-secret-0b1f", "AWS_SESSION_TOKEN": "aws-token-77c2",
+         "GOOGLE_APPLICATION_CREDENTIALS": "/etc/gcs-creds-4d.json", "AZURE_STORAGE_KEY": "azure-key-e35a"}
+OTHERS = {"PGPASSWORD": "libpq-pw-91aa", "RCLONE_CONFIG_PASS": "rclone-pass-2c4e",
+          "RCLONE_CONFIG_OFFSITE_SECRET_ACCESS_KEY": "rclone-remote-secret-8d0f"}
+ENCPIPE_OWN = {"ENCPIPE_PASSPHRASE": "encpipe-passphrase-6a13", "BACKUP_ENCRYPTION_KEY": "legacy-key-f00d"}
+EVERY = {**CLOUD, **OTHERS, **ENCPIPE_OWN}
+
+
+def _held(env):
+    """The secrets of EVERY that `env` (a spy's record: NAME=VALUE strings) holds, by
+    name or by value under another name."""
+    values = {v: k for k, v in EVERY.items()}
+    return {entry.partition("=")[0] for entry in env if entry.partition("=")[0] in EVERY} | {
+        values[v] for entry in env for v in values if v in entry.partition("=")[2]}
+
+
+@pytest.mark.parametrize("option, output", [("--key-command", KEY), ("--passphrase-command", "a passphrase")])
+def test_a_key_command_gets_the_clouds_credentials_and_no_other_secret(tmp_path, option, output):
+    log, spy = tmp_path / "log", tmp_path / "key-command"
+    write(spy, "key-command", ["/bin/echo", output], log)
+    done = subprocess.run(command("seal", "--work-factor", "10", option, str(spy), "-o", str(tmp_path / "out.enc")),
+                          input=b"data", capture_output=True, env=clean_env(EVERY), timeout=60)
+    assert done.returncode == 0, done.stderr
+    [record] = records(log)
+    assert _held(record["env"]) == set(CLOUD), sorted(_held(record["env"]))
+
+
+def test_the_encpipe_children_of_a_script_get_neither_libpqs_nor_rclones_secrets(tmp_path):
+    """encpipe-rotate's encpipe (keyid, rewrap, inspect...), as ENCPIPE names it: a spy."""
+    world = World(tmp_path)
+    world.small()
+    log, spy = tmp_path / "log", tmp_path / "encpipe-spy"
+    write(spy, "encpipe", [sys.executable, "-m", "encpipe"], log)
+    env = rotate_env(ENCPIPE=str(spy), PYTHONPATH=ROOT, **EVERY)
+    done = rotate(world.args(), env=env)
+    assert done.returncode == 0, done.stderr
+    world.assert_all_rotated()
+    seen = records(log)
+    assert {r["argv"][0] for r in seen} >= {"rewrap", "inspect"}, [r["argv"][:1] for r in seen]
+    for record in seen:
+        assert _held(record["env"]) == set(CLOUD) | set(ENCPIPE_OWN), (record["argv"][:1], _held(record["env"]))
+
+
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
+def test_the_helpers_of_the_shell_scripts_get_an_empty_environment(tmp_path, script):
+    log, spies = tmp_path / "log", tmp_path / "spies"
+    reals = {tool: f"/usr/bin/{tool}" if os.path.exists(f"/usr/bin/{tool}") else f"/bin/{tool}"
+             for tool in ("readlink", "dirname")}
+    install(spies, reals, log)
+    env = clean_env({**EVERY, "ENCPIPE_KEY": KEY, "PATH": f"{spies}:{os.environ['PATH']}", "PYTHONPATH": ROOT})
+    done = subprocess.run([os.path.join(SCRIPTS, script), "--help"], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = records(log)
+    assert {r["tool"] for r in seen} == {"readlink", "dirname"}
+    assert [r["env"] for r in seen] == [[]] * len(seen), [(r["tool"], sorted(_held(r["env"]))) for r in seen]
+
+
+SECRET = "s3cr3t-v4lue-never-shown"
+REMOTES = [  # (a remote with a credential, the parameter the error names)
+    (f":s3,provider=AWS,access_key_id=AKIA,secret_access_key={SECRET}:bucket", "access_key_id"),
+    (f"offsite,password={SECRET}:backups", "password"),
+    (f":webdav,url='https://dav.example/a,b:c',bearer_token=\"{SECRET}\":dir", "bearer_token"),
+    (f":sftp,host=h,key-file-pass={SECRET}:dir", "key-file-pass"),
+    (f":azureblob,account=acct,key={SECRET}:box", "account"),
+    (f"b2,Client_Secret={SECRET}:x", "Client_Secret"),
+]
+COMMANDS = [  # how each script is given a remote (FILE: a backup's name appended)
+    ("encpipe-backup", ["--to", "REMOTE", "shop"]),
+    ("encpipe-backup", ["--dir", "DIR", "--to=REMOTE", "shop"]),
+    ("encpipe-backup", ["--systemd-unit", "--to", "REMOTE", "shop"]),
+    ("encpipe-list", ["REMOTE"]),
+    ("encpipe-list", ["--dir", "REMOTE"]),
+    ("encpipe-prune", ["--keep-last", "1", "REMOTE"]),
+    ("encpipe-verify", ["REMOTE"]),
+    ("encpipe-verify", ["FILE"]),
+    ("encpipe-check", ["--max-age", "30", "--dir", "REMOTE"]),
+    ("encpipe-restore", ["FILE", "shop"]),
+    ("encpipe-list", []),  # ENCPIPE_BACKUP_DIR
+]
+
+
+@pytest.mark.parametrize("script, args, remote, parameter",
+                         [(*c, *REMOTES[i % len(REMOTES)]) for i, c in enumerate(COMMANDS)])
+def test_a_remote_with_a_credential_in_its_connection_string_is_refused(tmp_path, script, args, remote, parameter):
+    log = tmp_path / "log"
+    write(tmp_path / "rclone", "rclone", ["/bin/false"], log)
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": ROOT, "RCLONE": str(tmp_path / "rclone"),
+                     "ENCPIPE_BACKUP_DIR": remote})
+    argv = [{"FILE": remote + "/shop_20250101T000000Z.sql.enc", "DIR": str(tmp_path / "b")}.get(a, a)
+            .replace("REMOTE", remote) for a in args]
+    done = subprocess.run([os.path.join(SCRIPTS, script), *argv], stdin=subprocess.DEVNULL, capture_output=True,
+                          env=env, cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    first = err.splitlines()[0]
+    assert err.count("error: ") == 1 and f"gives {parameter}:" in first, err
+    assert "RCLONE_CONFIG_<NAME>_<PARAM>" in err, err
+    assert SECRET not in err, err
+    assert not log.exists()  # rclone never ran
+    assert os.listdir(tmp_path) == ["rclone"]  # nothing made (no DIR, no directory named like the remote)
+
+
+def test_a_connection_string_without_a_credential_is_a_remote(tmp_path):
+    """Not refused: a backend made on the fly, parameters that are no secret (a
+    quoted value may hold , and :); listed through rclone (before: a local directory
+    of that name, which did not exist)."""
+    (tmp_path / "db_20250101T000000Z.sql.enc").write_bytes(
+        subprocess.run(command("seal"), input=b"x", capture_output=True, env=clean_env({"ENCPIPE_KEY": KEY})).stdout)
+    env = clean_env({"PYTHONPATH": ROOT, "RCLONE": rclone_binary()})
+    done = subprocess.run([os.path.join(SCRIPTS, "encpipe-list"), f":alias,remote='{tmp_path}':"], capture_output=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [e["filename"] for e in json.loads(done.stdout)] == ["db_20250101T000000Z.sql.enc"]
+    remote = ":s3,provider=AWS,env_auth=true,endpoint='https://s3.example:9000/a,b':bucket/dir"
+    assert parameters(remote) == ["provider", "env_auth", "endpoint"]
+    assert is_remote(remote) and is_remote(":s3:bucket") and is_remote("offsite,region=eu:x")
+    assert split_file(remote + "/db_20250101T000000Z.sql.enc") == (remote, "db_20250101T000000Z.sql.enc")
+    assert split_file(":s3,region=eu:name.enc") == (":s3,region=eu:", "name.enc")
+    assert split_file("offsite,x='a/b':name.enc") == ("offsite,x='a/b':", "name.enc")
+    assert not is_remote("a,b") and not is_remote("/tmp/x:y") and parameters("remote:path,x=y") == []
