@@ -20,13 +20,13 @@ from . import commands, pgopts
 from .backup import job
 from .backup.cli import policy_from
 from .backup.names import STAMP
-from .safefile import make_directories, remove_made, still_at
 from .cli import Io, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
 from .pgcli import FD_NOT_A_NUMBER, Failure, script_usage, unknown_option, utf8_name
 from .pgdump import Globals, dump
+from .safefile import make_directories, remove_made, still_at
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
 from .usage_errors import empty_value
 from .workers import chunk_log2, int_option, thread_option
@@ -232,11 +232,13 @@ class Backup:
         return self.pending or status
 
     def prepare(self):
-        if self.o["dir"]:
-            self.made += make_directories(self.o["dir"])
-        self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
-                                  "--allow-shared-dir": bool(self.o["shared"])}, self.io)
-        self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())
+        self.stamp = None
+        while not self.stamp:  # again when DIR was removed while this run waited for its lock
+            if self.o["dir"]:
+                self.made += make_directories(self.o["dir"])
+            self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
+                                      "--allow-shared-dir": bool(self.o["shared"])}, self.io)
+            self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())
         self.final = f"{self.db}_{self.stamp}.{self.o['ext']}.enc"
         self.gname = f"{self.db}_{self.stamp}.globals.sql.enc"
 
@@ -250,7 +252,7 @@ class Backup:
 
     def lock(self):
         """Take turns in DIR (flock), remove the temporary files of killed runs, and
-        wait until this second's names are free; the time stamp."""
+        wait until this second's names are free; the time stamp (None: DIR is gone)."""
         import fcntl
 
         directory = self.o["dir"]
@@ -263,8 +265,7 @@ class Backup:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
             if not still_at(self.lock_fd, directory):  # removed by a failed run that made it
                 os.close(self.lock_fd)
-                self.made += make_directories(directory)
-                return self.lock()
+                return None
         for name in os.listdir(directory):  # holding the lock, no other backup writes here
             if name.startswith(TEMP_PREFIX):
                 try:

@@ -87,3 +87,37 @@ def test_an_interrupted_run_removes_the_directory_it_made(tmp_path, key, sig):
         child.wait()
     assert (status, child.stdout.read()) == (128 + sig, b"")
     assert not directory.exists()
+
+
+def test_a_run_waiting_for_the_lock_of_a_directory_removed_meanwhile_makes_it_again(tmp_path, key):
+    """Run A made DIR and holds its lock; run B waits for it; A is interrupted and
+    removes DIR. B, given the lock of a directory no longer there, makes DIR again
+    and goes on (to pg_dump, which finds no server: 1), then removes it in turn;
+    it is not `cannot use DIR` (74)."""
+    directory = tmp_path / "made"
+    marker = tmp_path / "asked"
+    first = subprocess.Popen([BACKUP, "--dir", str(directory), "--key-command", f": > {marker}; exec sleep {WAIT}",
+                              "db"], env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = None
+    try:
+        deadline = time.monotonic() + WAIT
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the key command never ran"
+            time.sleep(0.02)
+        second = subprocess.Popen([BACKUP, "--dir", str(directory), "--key-file", key, "db"], env=env(tmp_path),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = second.stderr.readline()
+        assert line == f"encpipe-backup: waiting for another backup into {directory}\n".encode()
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=WAIT) == 128 + signal.SIGTERM
+        status = second.wait(timeout=WAIT)
+        rest = second.stderr.read().decode()
+    finally:
+        for child in (first, second):
+            if child is not None:
+                child.kill()
+                child.wait()
+    assert (status, second.stdout.read()) == (1, b""), rest
+    assert "cannot use" not in rest and rest.splitlines()[-1] == \
+        "encpipe-backup: error: backup of db failed (status 1); nothing was stored"
+    assert not directory.exists()
