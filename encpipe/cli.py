@@ -156,8 +156,8 @@ def run_script(prog, module, argv):
 
 class Terminated(BaseException):
     """SIGTERM or SIGHUP, raised in the main thread (see run_script and run) so that
-    its clean-up runs (a remote listing kills and reaps its rclone processes);
-    then the script dies of the signal."""
+    its clean-up runs (a remote listing kills and reaps its rclone processes;
+    `seal -o` removes its hidden file); then the process dies of the signal."""
 
 
 def _raise_terminated(signum, _frame):
