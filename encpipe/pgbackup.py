@@ -364,7 +364,9 @@ def main(argv=None):
             return report_errors(io, lambda: io.print(script_usage(script)) or 0)
         validate(o, io.env)
         # a secret on a closed descriptor: 66 now, before DIR's lock takes its number
-        secret_fds_open({**o["seal"], **o["signers"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))})
+        given = {**o["seal"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))}
+        secret_fds_open({**given, **o["signers"]})
+        commands.key_sources(given).refuse_shared_stdin()  # --passphrase-fd 0 and --key-file /dev/stdin: 64
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
         passphrases = []

@@ -1,7 +1,7 @@
 """Two secrets cannot both come from standard input: `--passphrase-fd 0` beside a
 key file given as `-`, /dev/stdin, /dev/fd/0 or /proc/self/fd/0 (or two such
 files) is refused with 64, one line, nothing on stdout, before anything is read;
-by encpipe and by encpipe-restore (README "Where keys come from")."""
+by encpipe, encpipe-restore and encpipe-backup (README "Where keys come from")."""
 
 import os
 import subprocess
@@ -13,7 +13,9 @@ from fuzz.craft import clean_env, command
 KEY = "3e" * 32
 WAIT = 30
 STDIN_PATHS = ["-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"]
-RESTORE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "encpipe-restore")
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+RESTORE = os.path.join(SCRIPTS, "encpipe-restore")
+BACKUP = os.path.join(SCRIPTS, "encpipe-backup")
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +77,17 @@ def test_restore_refuses_passphrase_fd_0_and_a_key_file_on_stdin(tmp_path, path)
     assert (done.returncode, done.stdout) == (64, b"")
     assert done.stderr == (b"encpipe-restore: error: file descriptor 0 is given to --passphrase-fd and to "
                            b"--key-file: give each secret its own\n")
+
+
+@pytest.mark.parametrize("path", ["-", "/dev/stdin", "/dev/fd/0"])
+def test_backup_refuses_passphrase_fd_0_and_a_key_file_on_stdin(tmp_path, path):
+    """Before the passphrase is read or DIR made (once read, descriptor 0 was closed,
+    and the key file read the backup directory that took its number)."""
+    directory = tmp_path / "b"
+    done = subprocess.run([BACKUP, "--dir", str(directory), "--passphrase-fd", "0", "--key-file", path, "db"],
+                          input=KEY.encode() + b"\n", capture_output=True, timeout=WAIT,
+                          env=clean_env({"PGHOST": str(tmp_path / "no-server")}))
+    assert (done.returncode, done.stdout) == (64, b"")
+    assert done.stderr == (b"encpipe-backup: error: standard input is given to --passphrase-fd 0 and to "
+                           b"--key-file: give each secret its own\n")
+    assert not directory.exists()
