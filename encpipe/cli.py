@@ -155,9 +155,9 @@ def run_script(prog, module, argv):
 
 
 class Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised in a script's main thread (see run_script) so that
-    its clean-up runs (a remote listing kills and reaps its rclone processes);
-    then the script dies of the signal."""
+    """SIGTERM or SIGHUP, raised in the main thread (see run_script and run) so that
+    its clean-up runs (a remote listing kills and reaps its rclone processes;
+    `seal -o` removes its hidden file); then the process dies of the signal."""
 
 
 def _raise_terminated(signum, _frame):
@@ -325,7 +325,10 @@ def _widen_pipes(size=1 << 20):
 
 
 def run():
-    """Console entry point: default signal behaviour, then main()."""
+    """Console entry point: default signal behaviour, then main(). SIGTERM and
+    SIGHUP (unless ignored when encpipe started) raise Terminated, as SIGINT raises
+    KeyboardInterrupt, so that `seal -o` and `rewrap --in-place` remove their
+    hidden file; then encpipe dies of the signal."""
     import signal
 
     # pycryptodome prefers cffi, whose import parses C declarations on every
@@ -335,8 +338,13 @@ def run():
     no_core_dumps()
     _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(signum, _raise_terminated)
     try:
         status = main()
     except KeyboardInterrupt:
         status = die_of()
+    except Terminated as e:  # after clean-up: seal -o's hidden file is removed
+        status = die_of(e.args[0])
     raise SystemExit(status)

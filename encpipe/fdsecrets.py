@@ -113,9 +113,12 @@ def _mentions(given, files, descriptors):
         for value in given.get(option) or []:
             yield _dashed(option), int(value), None, f"{_dashed(option)}={value}"
     for option in files:
-        for match in map(FD_PATH.fullmatch, given.get(option) or []):
+        for path in given.get(option) or []:
+            match = FD_PATH.fullmatch(path)
             if match:
-                yield _dashed(option), int(match.group(1)), match.group(0), match.group(0)
+                yield _dashed(option), int(match.group(1)), path, path
+            elif path in ("-", "/dev/stdin"):  # descriptor 0 too: a --passphrase-fd 0 beside it is refused
+                yield _dashed(option), 0, path, path
 
 
 def _dashed(option):

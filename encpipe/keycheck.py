@@ -12,16 +12,23 @@ reads it): one that does not exist, is a directory, cannot be opened or is a
 regular file over the size encpipe reads is refused now. A secret given as
 /dev/fd/N was read at the start by FdSecrets, and is checked by keyid like any
 keyring. Commands (--key-command, --passphrase-command) are not run ahead of
-time: each run may prompt, or cost.
+time: each run may prompt, or cost, and every encpipe the script starts runs
+them again anyway; only the command that runs them (ENCPIPE) is checked.
+
+What the children take from the environment is checked too (check_environment):
+ENCPIPE must name a command that can be run, and ENCPIPE_KEY, when no key option
+is given for them (they then read it), is read by `encpipe keyid` as they will
+read it.
 """
 
 import os
+import shutil
 import stat
 import subprocess
 
 from .errors import EncpipeError, InputUnavailable, UsageError
 from .keyargs import FD_PATH, secret_paths
-from .keys import KEY_COMMAND_NEEDS, MAX_SECRET_BYTES, child_env
+from .keys import ENV_KEY, KEY_COMMAND_NEEDS, MAX_SECRET_BYTES, child_env
 from .stdio import said
 
 KEYRINGS = ("--key-file", "--identity", "--recipient", "--recipient-file")
@@ -56,14 +63,27 @@ def check(sources, encpipe, spawn):
                 keyid(encpipe, spawn, [w for value in ahead for w in (theirs, value)], option)
 
 
-def keyid(encpipe, spawn, args, option=None):
+def check_environment(encpipe, spawn, env, key_read):
+    """ENCPIPE (`encpipe`, the command) can be run: else 66 now, once, not once per
+    file nor once a server was reached. With `key_read` (no key option given to
+    the children: each reads ENCPIPE_KEY), ENCPIPE_KEY is read by `encpipe keyid`
+    as they will read it: a malformed one is 64 now, named. ENCPIPE_PASSPHRASE
+    needs no check (any bytes are a passphrase)."""
+    if shutil.which(encpipe[0]) is None:  # missing, a directory, not executable
+        raise InputUnavailable(f"cannot run encpipe: {encpipe[0]}")
+    if key_read and env.get(ENV_KEY):
+        keyid(encpipe, spawn, [], env={**child_env(env), ENV_KEY: env[ENV_KEY]})
+
+
+def keyid(encpipe, spawn, args, option=None, env=None):
     """The key ids `encpipe keyid ARGS` prints; its error, when it fails, as
-    ChildRefused (encpipe's option renamed to `option`, the one the user gave)."""
+    ChildRefused (encpipe's option renamed to `option`, the one the user gave).
+    `env`: the child's environment, else this one's without secret variables."""
     argv = [*encpipe, "keyid", *args]
     try:
         # the key options name every key it reads (no secret variable); it runs the key commands
         done = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                     env=child_env(os.environ, needs=KEY_COMMAND_NEEDS))
+                     env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
     except OSError as e:  # ENCPIPE missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
     if done.returncode == 0:

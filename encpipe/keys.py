@@ -70,10 +70,25 @@ class KeySources:
 
     def reads_stdin(self):
         """True when a secret would come from standard input."""
-        if 0 in self.passphrase_fds:
-            return True
-        paths = self.key_files + self.identity_files + self.passphrase_files + self.recipient_files
-        return any(_is_stdin(p) for p in paths)
+        return bool(self.stdin_readers())
+
+    def stdin_readers(self):
+        """The options (one entry per value) that would read standard input: a
+        --passphrase-fd 0, a path that is `-` or names our descriptor 0."""
+        readers = ["--passphrase-fd 0"] * self.passphrase_fds.count(0)
+        for option, paths in (("--key-file", self.key_files), ("--identity", self.identity_files),
+                              ("--passphrase-file", self.passphrase_files), ("--recipient-file", self.recipient_files)):
+            readers += [option for p in paths if _is_stdin(p)]
+        return readers
+
+    def refuse_shared_stdin(self):
+        """Two secrets cannot both come from standard input: the first would take what
+        it holds (a pipe), or each would read it by its own rule (a file given as
+        `< FILE` is read from where it stands by --passphrase-fd 0, from its start
+        through /dev/stdin). UsageError before anything is read."""
+        readers = self.stdin_readers()
+        if len(readers) > 1:
+            raise UsageError(f"standard input is given to {readers[0]} and to {readers[1]}: give each secret its own")
 
 
 def _is_stdin(path):
@@ -309,6 +324,7 @@ class KeyLoader:
         return keys
 
     def load(self, sources, sealing, use_env=True):
+        sources.refuse_shared_stdin()
         keys = self.keyrings(sources.key_files + sources.identity_files, sources.key_commands)
         if any(hasattr(k, "sign") for k in keys):
             raise SigningKeyGiven("a signing key is not an encryption key")

@@ -47,7 +47,8 @@ Exit status: 0 when no file failed; else the encpipe status of the first
 failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
 64 usage (or trusted signers without a --sign-key among them); 66 DIR unreadable,
 or (before any file) a key file, identity, passphrase file or --sign-key that
-cannot be read (64 one that holds no key or is over 1 MiB); 73
+cannot be read, or an ENCPIPE that cannot be run (64 one that holds no key or
+is over 1 MiB, or a malformed ENCPIPE_KEY the children would read); 73
 another user can write DIR; 74 the report cannot be written (141 when its
 reader went away); 75 another encpipe-migrate is working in DIR; 78 no key.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
@@ -158,6 +159,8 @@ class Migration:
                         ("--legacy-passphrase-file", "--passphrase-file", args.legacy_passphrase_file),
                         *((f"--{o.replace('_', '-')}",) * 2 + (getattr(args, o),) for o in SEALING_OPTIONS)],
                        self.encpipe, self.secrets.spawn)
+        keycheck.check_environment(self.encpipe, self.secrets.spawn, env,
+                                   key_read=not self.open_args or not options(args, SEALING_OPTIONS))
         self.sign(args, env)
 
     def sign(self, args, env):

@@ -25,8 +25,9 @@ from .cli import Io, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
-from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
+from .pgcli import FD_NOT_A_NUMBER, Failure, script_usage, unknown_option, utf8_name
 from .pgdump import Globals, dump
+from .safefile import make_directories, remove_made, still_at
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
 from .usage_errors import empty_value
 from .workers import chunk_log2, int_option, thread_option
@@ -193,6 +194,16 @@ class Backup:
         self.job_opts = o["metrics"] + ["--database", self.db, "--started", repr(time.time())]
 
     def run(self):
+        """The run's status; a failed one also removes the --dir it made, if still empty."""
+        self.made, status = [], None
+        try:
+            status = self._run()
+            return status
+        finally:
+            if status != 0:
+                remove_made(self.made)
+
+    def _run(self):
         try:
             self.prepare()
         except (EncpipeError, OSError) as e:
@@ -223,11 +234,13 @@ class Backup:
         return self.pending or status
 
     def prepare(self):
-        if self.o["dir"]:
-            os.makedirs(self.o["dir"], exist_ok=True)
-        self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
-                                  "--allow-shared-dir": bool(self.o["shared"])}, self.io)
-        self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())
+        self.stamp = None
+        while not self.stamp:  # again when DIR was removed while this run waited for its lock
+            if self.o["dir"]:
+                self.made += make_directories(self.o["dir"])
+            self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
+                                      "--allow-shared-dir": bool(self.o["shared"])}, self.io)
+            self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())
         self.final = f"{self.db}_{self.stamp}.{self.o['ext']}.enc"
         self.gname = f"{self.db}_{self.stamp}.globals.sql.enc"
 
@@ -241,7 +254,7 @@ class Backup:
 
     def lock(self):
         """Take turns in DIR (flock), remove the temporary files of killed runs, and
-        wait until this second's names are free; the time stamp."""
+        wait until this second's names are free; the time stamp (None: DIR is gone)."""
         import fcntl
 
         directory = self.o["dir"]
@@ -252,6 +265,9 @@ class Backup:
             self.io.stderr.write(f"{PROG}: waiting for another backup into {directory}\n")
             self.io.stderr.flush()
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+            if not still_at(self.lock_fd, directory):  # removed by a failed run that made it
+                os.close(self.lock_fd)
+                return None
         for name in os.listdir(directory):  # holding the lock, no other backup writes here
             if name.startswith(TEMP_PREFIX):
                 try:
@@ -337,17 +353,6 @@ class Backup:
                          "--", self.temp, self.final])  # NAME starts as DBNAME does: maybe with a dash
 
 
-def usage(script):
-    """The script's header comment, from its second line to `set -euo pipefail`."""
-    lines = []
-    with open(script) as f:
-        for line in list(f)[1:]:
-            if line.startswith("set -euo"):
-                break
-            lines.append(re.sub(r"^# ?", "", line.rstrip("\n")))
-    return "\n".join(lines)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     script, argv = argv[0], argv[1:]
@@ -358,10 +363,12 @@ def main(argv=None):
     try:
         o = parse(argv)
         if o is HELP:
-            return report_errors(io, lambda: io.print(usage(script)) or 0)
+            return report_errors(io, lambda: io.print(script_usage(script)) or 0)
         validate(o, io.env)
         # a secret on a closed descriptor: 66 now, before DIR's lock takes its number
-        secret_fds_open({**o["seal"], **o["signers"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))})
+        given = {**o["seal"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))}
+        secret_fds_open({**given, **o["signers"]})
+        commands.key_sources(given).refuse_shared_stdin()  # --passphrase-fd 0 and --key-file /dev/stdin: 64
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
         passphrases = []
@@ -376,7 +383,7 @@ def main(argv=None):
         return e.exit_code
     try:
         return report_errors(io, Backup(o, passphrases, io).run)
-    except KeyboardInterrupt:  # before the run began (waiting for the lock): nothing to remove
+    except KeyboardInterrupt:  # before the run began (waiting for the lock): Backup.run removed what it made
         return 130
 
 

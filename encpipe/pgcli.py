@@ -124,3 +124,16 @@ def _threads(text):
         thread_option({"--threads": text})
     except UsageError as e:
         raise Failure(str(e), 64) from None
+
+
+def script_usage(script):
+    """A script's header comment, from its second line to `set -euo pipefail`: its --help."""
+    import re
+
+    lines = []
+    with open(script) as f:
+        for line in list(f)[1:]:
+            if line.startswith("set -euo"):
+                break
+            lines.append(re.sub(r"^# ?", "", line.rstrip("\n")))
+    return "\n".join(lines)

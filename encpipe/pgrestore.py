@@ -112,6 +112,7 @@ class Run:
         try:  # now, not once a server was reached: each encpipe gets these key sources
             keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
                            self.encpipe, self.secrets.spawn)
+            keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env, key_read=not self.o["key"])
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code, e.hint) from None
         stamp = pgleftovers.stamp()
