@@ -18,6 +18,11 @@ GCM cannot tell a wrong key from a damaged file. The rule here: a file shorter
 than the 64-byte header, or one starting with the encpipe magic, is an
 InvalidStream (65); a file that no candidate key authenticates is NoMatchingKey
 (77), whose hint says it may also be damaged or truncated.
+
+The one tag means a file is read to its end before anything can be said of it;
+a sparse file (holes cost no disk) would make that a terabyte of zeros. No
+ciphertext holds ZERO_RUN zero bytes in a row (a chance of 2^-256 at each
+offset), and every hole does: the first one seen is an InvalidStream (65).
 """
 
 import hashlib
@@ -45,6 +50,8 @@ PBKDF2_SALT = hashlib.sha256(b"ediscovery-backup-salt").digest()
 PBKDF2_ITERATIONS = 100_000
 SUITE = "AES-256-GCM, 16-byte IV, one tag over the whole file"
 BUFFER_SIZE = 1 << 20
+ZERO_RUN = 32
+_ZEROS = bytes(ZERO_RUN)
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 # What envelope.read_header reads before it can say "not an encpipe file":
 # magic, version and header length.
@@ -146,6 +153,7 @@ def _authenticate(src, keys, iv, tag):
     buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
     total = 0
     for block in blocks(src, buf):
+        _no_zero_run(buf, len(block), total)
         for _, cipher in candidates:
             cipher.decrypt(block, output=memoryview(scratch)[: len(block)])
         total += len(block)
@@ -160,6 +168,16 @@ def _authenticate(src, keys, iv, tag):
         "no supplied key authenticates this legacy file",
         hint=f"the key is wrong, or the file is damaged or truncated (the old format cannot tell which); tried: {tried}",
     )
+
+
+def _no_zero_run(buf, length, offset):
+    """Refuse ZERO_RUN zero bytes in a row in buf[:length] (ciphertext from `offset`):
+    a hole of a sparse file, or zeros written as one, never a ciphertext. A run cut
+    by the end of a block is not seen; a hole is a whole file-system block of them."""
+    at = buf.find(_ZEROS, 0, length)
+    if at >= 0:
+        raise InvalidStream(f"not a file of the previous tool: {ZERO_RUN} zero bytes in a row at byte "
+                            f"{HEADER_LEN + offset + at} (a hole?), which no ciphertext holds")
 
 
 def _decrypt(src, dst, key, iv, tag, expected):
