@@ -140,3 +140,40 @@ def test_migrate_of_a_terabyte_of_holes_ends_and_keeps_it(tmp_path):
     assert "zero bytes" in err
     assert sorted(os.listdir(tmp_path / "d")) == [LEGACY_NAME] and path.stat().st_size == TIB
     assert os.listdir(tmp_path / "t") == []
+
+
+# --- a globals file of hundreds of megabytes ----------------------------------------
+
+GLOBALS_MAX_BYTES = 64 << 20
+
+
+@pytest.mark.xfail(strict=True, reason="restore reads a whole globals file into memory")
+def test_restore_reads_no_more_of_a_globals_file_than_its_limit(tmp_path):
+    """A holder of the backup key (or a user who can seal to it and sign) can make a
+    globals file that authenticates. Before: restore read all of its plaintext into
+    memory, and decoded and split it there: three times its size (160 MiB: 500 MiB).
+    Now one over GLOBALS_MAX_BYTES (64 MiB) is refused, 65, before the server is reached."""
+    from cliutil import measure_peak_rss
+
+    d = tmp_path / "b"
+    d.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "PG"))}
+    env.update(PYTHONPATH=ROOT, ENCPIPE_KEY=KEY, PGHOST=str(tmp_path / "no-server"))
+    seal = [sys.executable, "-m", "encpipe", "seal", "--output"]
+    subprocess.run([*seal, str(d / "shop_20240101T000000Z.sql.enc")], input=b"SELECT 1;\n", env=env, check=True)
+    line = b"-- " + b"x" * 1020 + b"\n"
+    feeder = subprocess.Popen([sys.executable, "-c", "import sys\nfor _ in range(160 * 1024): "
+                               f"sys.stdout.buffer.write({line!r})"], stdout=subprocess.PIPE)
+    subprocess.run([*seal, str(d / "shop_20240101T000000Z.globals.sql.enc")], stdin=feeder.stdout, env=env,
+                   check=True)
+    feeder.stdout.close()
+    assert feeder.wait() == 0 and 160 << 20 > 2 * GLOBALS_MAX_BYTES
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        code, rss = measure_peak_rss([os.path.join(ROOT, "scripts", "encpipe-restore"),
+                                      str(d / "shop_20240101T000000Z.sql.enc"), "shopcopy"],
+                                     tmp_path / "rss", stdout=stdout, stderr=stderr, env=env, timeout=30,
+                                     stdin=subprocess.DEVNULL)
+    assert (code, out.read_bytes()) == (65, b""), err.read_text()
+    assert "over" in one_error(err.read_text(), "encpipe-restore")
+    assert rss < 2 * (GLOBALS_MAX_BYTES >> 10) + 64 * 1024
