@@ -206,10 +206,6 @@ def key_files(tmp_path):
     return paths
 
 
-V1_XFAIL = pytest.mark.xfail(strict=True, reason="rewrap copies a v1 payload unchecked")
-
-
-@V1_XFAIL
 def test_rewrap_in_place_of_a_v1_terabyte_of_holes_writes_no_copy_of_it(tmp_path):
     """Before: a v1 payload was copied unchecked, so --in-place wrote a terabyte of
     zeros beside the file (here the file-size limit stops it: 74) and filled the disk."""
@@ -221,7 +217,6 @@ def test_rewrap_in_place_of_a_v1_terabyte_of_holes_writes_no_copy_of_it(tmp_path
     assert os.listdir(tmp_path / "d") == [path.name] and path.stat().st_size == TIB
 
 
-@V1_XFAIL
 def test_rewrap_to_standard_output_of_a_damaged_v1_file_writes_nothing(tmp_path):
     """A v1 file is checked whole before its first byte goes out, as a v2 file is."""
     path = sparse_v1(tmp_path / "d", size=(1 << 20))
@@ -232,7 +227,6 @@ def test_rewrap_to_standard_output_of_a_damaged_v1_file_writes_nothing(tmp_path)
     assert "chunk 0" in one_error(err)
 
 
-@V1_XFAIL
 def test_rotate_of_a_v1_terabyte_of_holes_ends_and_keeps_it(tmp_path):
     path = sparse_v1(tmp_path / "d")
     old, new = key_files(tmp_path)
