@@ -116,6 +116,28 @@ def test_verify_of_a_directory_with_a_terabyte_of_holes_ends(tmp_path):
     assert result["ok"] is False and "zero bytes" in result["error"]
 
 
+def test_verify_and_prune_of_a_remote_object_of_holes_end_at_the_first(tmp_path):
+    """The same object in a bucket (S3, through rclone), read as a stream, not a file (smaller:
+    `rclone serve s3` reads all of a file to list it). Before: 77, once all of it was read."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from s3server import S3Server
+
+    server = S3Server(str(tmp_path / "s3"))
+    try:
+        name = "shop_20240101T000000Z.sql.enc"
+        sparse_legacy(tmp_path / "s3" / "s3root" / "backups" / "d", size=256 << 20, name=name)
+        env = {**server.env, "ENCPIPE_KEY": KEY}
+        code, out, err = script("verify", f"{server.location}/d", env=env)
+        assert code == 65, err
+        (result,) = json.loads(out)["results"]
+        assert result["ok"] is False and "zero bytes" in result["error"]
+        code, out, err = script("prune", "--keep-last", "1", f"{server.location}/d", env=env)
+        assert code == 65, err
+        assert "zero bytes" in " ".join(json.loads(out)["left"][0]["reasons"])
+    finally:
+        server.stop()
+
+
 def test_prune_with_a_terabyte_of_holes_under_a_backup_name_ends_and_leaves_it(tmp_path):
     """A file without the magic under an encpipe backup's name is authenticated as
     the previous tool's (a raw key is its AES key): before, prune read the terabyte."""
