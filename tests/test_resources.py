@@ -7,6 +7,7 @@ commands and scripts run as processes, each under a timeout, where a hang, a
 read without end or a file that grows the memory is the failure.
 """
 
+import io
 import json
 import os
 import resource
@@ -163,6 +164,44 @@ def test_migrate_of_a_terabyte_of_holes_ends_and_keeps_it(tmp_path):
     assert "zero bytes" in err
     assert sorted(os.listdir(tmp_path / "d")) == [LEGACY_NAME] and path.stat().st_size == TIB
     assert os.listdir(tmp_path / "t") == []
+
+
+class Growing(io.BufferedReader):
+    """A legacy file that its writer extends by a block for every block read (and
+    could punch holes behind the reader, so that its disk use stays the same): a read
+    to its end would never end. Fails the test after `most` reads."""
+
+    def __init__(self, path, most=64):
+        super().__init__(io.FileIO(path, "rb"))
+        self.path, self.reads, self.most = path, 0, most
+
+    def readinto(self, buffer):
+        self.reads += 1
+        assert self.reads <= self.most, "the read does not end"
+        with open(self.path, "ab") as f:
+            f.write(os.urandom(len(buffer)))
+        return super().readinto(buffer)
+
+
+@pytest.mark.xfail(strict=True, reason="a legacy file is read for as long as it grows")
+@pytest.mark.parametrize("output", [False, True])
+def test_a_legacy_file_that_grows_as_it_is_read_is_read_to_its_size_when_opened(tmp_path, output):
+    """Before: read to the end, which a writer (any user who can write the directory
+    plants files encpipe-migrate converts) could keep moving, while the spool filled
+    TMPDIR. Now a regular file is read no further than its size when the read began:
+    the bytes there are what the tag authenticates."""
+    from encpipe import legacy
+
+    data = os.urandom(3 << 20)
+    path = tmp_path / LEGACY_NAME
+    with open(path, "wb") as f:
+        legacy.seal_legacy(io.BytesIO(data), f, bytes.fromhex(KEY))
+    out = io.BytesIO() if output else None
+    with Growing(path) as src:
+        info = legacy.open_legacy(src, out, [legacy.key_from_setting(KEY)], tmpdir=str(tmp_path))
+    assert info.plaintext_bytes == len(data)
+    if output:
+        assert out.getvalue() == data
 
 
 # --- a globals file of hundreds of megabytes ----------------------------------------
