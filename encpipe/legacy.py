@@ -28,6 +28,7 @@ offset), and every hole does: the first one seen is an InvalidStream (65).
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 from Crypto.Cipher import AES
@@ -211,7 +212,36 @@ def open_legacy(src, dst, keys, *, tmpdir=None):
     return _open_payload(src, dst, keys, iv, tag, tmpdir)
 
 
+class _AsFound:
+    """The first `left` bytes of a reader, then its end."""
+
+    def __init__(self, src, left):
+        self._src, self._left = src, left
+
+    def readinto(self, view):
+        if self._left <= 0:
+            return 0
+        n = self._src.readinto(memoryview(view)[: self._left])
+        self._left -= n or 0
+        return n
+
+    def seekable(self):
+        return False
+
+
+def _as_found(src):
+    """`src`, read no further than its size now when it is a regular file: a writer
+    that extends it as it is read (punching holes behind the reader, its disk use
+    stays the same) cannot make the read endless. The tag covers what was there."""
+    try:
+        info, here = os.fstat(src.fileno()), src.tell()
+    except (AttributeError, OSError, ValueError):  # a pipe, or a reader without a descriptor
+        return src
+    return _AsFound(src, info.st_size - here) if stat.S_ISREG(info.st_mode) else src
+
+
 def _open_payload(src, dst, keys, iv, tag, tmpdir):
+    src = _as_found(src)
     if dst is None:
         key, total = _authenticate(src, keys, iv, tag)
         return LegacyInfo(total, key.label, spooled=False)

@@ -183,7 +183,6 @@ class Growing(io.BufferedReader):
         return super().readinto(buffer)
 
 
-@pytest.mark.xfail(strict=True, reason="a legacy file is read for as long as it grows")
 @pytest.mark.parametrize("output", [False, True])
 def test_a_legacy_file_that_grows_as_it_is_read_is_read_to_its_size_when_opened(tmp_path, output):
     """Before: read to the end, which a writer (any user who can write the directory
