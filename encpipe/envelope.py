@@ -24,7 +24,7 @@ from .slots import (
     ScryptSlot,
 )
 from .spool import Tee, private_spool, rewind
-from .stream import copy_stream, flush, hash_records, open_payload, seal_payload, seekable, write_all
+from .stream import flush, hash_records, open_payload, seal_payload, seekable, write_all
 
 NOT_SENDER_AUTHENTICATED = prov.Provenance(False)
 
@@ -311,8 +311,8 @@ def rewrap(
     check_first=False, tmpdir=None
 ):
     """Copy a sealed stream with a new set of slots; the payload is copied unchanged
-    (a v2 payload's chunks are checked in memory on the way, nothing else is written).
-    With `check_first`, nothing of a v2 file reaches `dst` before all of it checked:
+    (its chunks are checked in memory on the way, nothing else is written).
+    With `check_first`, nothing of a file reaches `dst` before all of it checked:
     a first pass checks every chunk's tag and the old trailer (a pipe is spooled as
     ciphertext to an unlinked file in `tmpdir` meanwhile), and the second copies
     each record once it matched its witness from the first (prov.Witnesses).
@@ -353,9 +353,16 @@ def rewrap(
         version=old.version,
         sig_count=old.sig_count + len(signing_keys),
     )
-    if old.version < 2:
-        write_all(dst, memoryview(header.encode()))
-        copy_stream(src, dst, on_progress)
+    if old.version < 2:  # every chunk's tag checked, so that no endless or damaged payload is copied
+        key = payload_key(file_key, old)
+        if check_first:
+            with _two_passes(src, tmpdir) as (_, first_source, replay):
+                hash_records(first_source, None, old.chunk_size, None, key=key)
+                write_all(dst, memoryview(header.encode()))
+                hash_records(replay(), dst, old.chunk_size, None, on_progress=on_progress, key=key)
+        else:
+            write_all(dst, memoryview(header.encode()))
+            hash_records(src, dst, old.chunk_size, None, on_progress=on_progress, key=key)
         flush(dst)
         return sealed, SealedHeader.of(header), NOT_SENDER_AUTHENTICATED
 

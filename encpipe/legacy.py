@@ -18,11 +18,17 @@ GCM cannot tell a wrong key from a damaged file. The rule here: a file shorter
 than the 64-byte header, or one starting with the encpipe magic, is an
 InvalidStream (65); a file that no candidate key authenticates is NoMatchingKey
 (77), whose hint says it may also be damaged or truncated.
+
+The one tag means a file is read to its end before anything can be said of it;
+a sparse file (holes cost no disk) would make that a terabyte of zeros. No
+ciphertext holds ZERO_RUN zero bytes in a row (a chance of 2^-256 at each
+offset), and every hole does: the first one seen is an InvalidStream (65).
 """
 
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 from Crypto.Cipher import AES
@@ -45,6 +51,8 @@ PBKDF2_SALT = hashlib.sha256(b"ediscovery-backup-salt").digest()
 PBKDF2_ITERATIONS = 100_000
 SUITE = "AES-256-GCM, 16-byte IV, one tag over the whole file"
 BUFFER_SIZE = 1 << 20
+ZERO_RUN = 32
+_ZEROS = bytes(ZERO_RUN)
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 # What envelope.read_header reads before it can say "not an encpipe file":
 # magic, version and header length.
@@ -146,6 +154,7 @@ def _authenticate(src, keys, iv, tag):
     buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
     total = 0
     for block in blocks(src, buf):
+        _no_zero_run(buf, len(block), total)
         for _, cipher in candidates:
             cipher.decrypt(block, output=memoryview(scratch)[: len(block)])
         total += len(block)
@@ -160,6 +169,16 @@ def _authenticate(src, keys, iv, tag):
         "no supplied key authenticates this legacy file",
         hint=f"the key is wrong, or the file is damaged or truncated (the old format cannot tell which); tried: {tried}",
     )
+
+
+def _no_zero_run(buf, length, offset):
+    """Refuse ZERO_RUN zero bytes in a row in buf[:length] (ciphertext from `offset`):
+    a hole of a sparse file, or zeros written as one, never a ciphertext. A run cut
+    by the end of a block is not seen; a hole is a whole file-system block of them."""
+    at = buf.find(_ZEROS, 0, length)
+    if at >= 0:
+        raise InvalidStream(f"not a file of the previous tool: {ZERO_RUN} zero bytes in a row at byte "
+                            f"{HEADER_LEN + offset + at} (a hole?), which no ciphertext holds")
 
 
 def _decrypt(src, dst, key, iv, tag, expected):
@@ -193,7 +212,36 @@ def open_legacy(src, dst, keys, *, tmpdir=None):
     return _open_payload(src, dst, keys, iv, tag, tmpdir)
 
 
+class _AsFound:
+    """The first `left` bytes of a reader, then its end."""
+
+    def __init__(self, src, left):
+        self._src, self._left = src, left
+
+    def readinto(self, view):
+        if self._left <= 0:
+            return 0
+        n = self._src.readinto(memoryview(view)[: self._left])
+        self._left -= n or 0
+        return n
+
+    def seekable(self):
+        return False
+
+
+def _as_found(src):
+    """`src`, read no further than its size now when it is a regular file: a writer
+    that extends it as it is read (punching holes behind the reader, its disk use
+    stays the same) cannot make the read endless. The tag covers what was there."""
+    try:
+        info, here = os.fstat(src.fileno()), src.tell()
+    except (AttributeError, OSError, ValueError):  # a pipe, or a reader without a descriptor
+        return src
+    return _AsFound(src, info.st_size - here) if stat.S_ISREG(info.st_mode) else src
+
+
 def _open_payload(src, dst, keys, iv, tag, tmpdir):
+    src = _as_found(src)
     if dst is None:
         key, total = _authenticate(src, keys, iv, tag)
         return LegacyInfo(total, key.label, spooled=False)

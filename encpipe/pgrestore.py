@@ -54,6 +54,8 @@ QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
+# A globals file's SQL is read into memory (its plan needs all of it): some 200,000 roles at most.
+GLOBALS_MAX_BYTES = 64 << 20
 
 
 def say(text, kind=None):
@@ -178,13 +180,21 @@ class Run:
                                              "database %s was not touched" % self.db,
                                              "remove it, or name the globals file of the backup with --globals FILE"))
         proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]],
-                                stdout=subprocess.PIPE)
+                                start=subprocess.Popen, stdout=subprocess.PIPE)
+        with proc:  # no more than the limit read, whatever the file holds
+            text = proc.stdout.read(GLOBALS_MAX_BYTES + 1)
+            if len(text) > GLOBALS_MAX_BYTES:
+                proc.kill()
+        if len(text) > GLOBALS_MAX_BYTES:
+            raise Failure("the globals file %s holds over %d MiB of SQL, more than a restore reads; database %s "
+                          "was not touched" % (path, GLOBALS_MAX_BYTES >> 20, self.db), 65,
+                          "if it is genuine, move it aside (the restore goes on without it) and create its roles yourself")
         if proc.returncode != 0:
             raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
                           % (path, proc.returncode, self.db), proc.returncode,
                           open_failure_hint(proc.returncode, self.o, self.env))
         self.globals_path = path
-        statements, props = pgglobals.statements(proc.stdout.decode("utf-8", "replace"))
+        statements, props = pgglobals.statements(text.decode("utf-8", "replace"))
         if self.source_db and props and props.get("name") != self.source_db:  # a copy planted there?
             raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
                           "was not touched" % (path, props.get("name"), self.source_db, self.db), 65,
