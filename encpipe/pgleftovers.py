@@ -29,7 +29,7 @@ def stamp(moment=None):
 
 def _lock_sql(function, name):
     """A query printing one word: 't' or 'f' (or 'locked' for the waiting lock)."""
-    call = "%s(%d, hashtext(%s))" % (function, LOCK_CLASS, literal(name))
+    call = "pg_catalog.%s(%d, pg_catalog.hashtext(%s))" % (function, LOCK_CLASS, literal(name))
     return "SELECT 'locked' FROM %s;" % call if function == "pg_advisory_lock" else "SELECT %s;" % call
 
 

@@ -83,7 +83,6 @@ def recorded_properties(globals_path, key):
     return json.loads(lines[0][len(prefix):])
 
 
-@pytest.mark.xfail(strict=True, reason="the properties query resolves names by the database's search_path")
 @pytest.mark.parametrize("trick", ["public overload", "search_path ahead of pg_catalog"])
 def test_the_database_owner_gains_nothing_from_the_backups_properties_query(pg, tools, key_file, tmp_path,
                                                                              mallory, trick):
@@ -101,7 +100,6 @@ def test_the_database_owner_gains_nothing_from_the_backups_properties_query(pg, 
     assert (props["name"], props["owner"], props["comment"]) == ("mal_shop", ATTACKER, None)
 
 
-@pytest.mark.xfail(strict=True, reason="administrative statements resolve names by the search_path")
 def test_a_role_that_may_create_in_the_maintenance_database_gains_nothing_from_a_restore(pg, tools, key_file,
                                                                                           tmp_path, mallory):
     source = ensure_small(pg, "mal_source")
