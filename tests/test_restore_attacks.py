@@ -13,8 +13,10 @@ holds, not what her functions say.
 """
 
 import json
+import os
 
 import pytest
+from pgcluster import BOOTSTRAP_ROLE as BOOTSTRAP, PgCluster
 
 from encpipe.pgfetch import globals_name
 from test_backup_restore import (
@@ -29,6 +31,7 @@ from test_backup_restore import (
 )
 
 ATTACKER = "mallory"
+ADMIN = "dr_admin"
 
 # Run by a superuser, it makes mallory one and leaves a row saying who ran it.
 TRAP = """
@@ -117,3 +120,30 @@ def test_a_role_that_may_create_in_the_maintenance_database_gains_nothing_from_a
     assert pg.psql("SELECT pg_catalog.shobj_description(oid, 'pg_database'), pg_get_userbyid(datdba) "
                    "FROM pg_database WHERE datname = 'mal_target'").strip() == "live|mallory"
     assert not leftover_databases(pg)
+
+
+@pytest.mark.xfail(strict=True, reason="a cluster dump is restored as if it were a database's dump")
+def test_a_globals_file_renamed_to_a_dumps_name_is_refused_on_a_fresh_server(pg, tools, key_file, tmp_path, mallory):
+    """A writer of the backup directory, without any key, renames a run's globals file to its
+    dump's name: it authenticates (same key, same maker). Restored on a server that lacks the
+    roles (disaster recovery), psql ran pg_dumpall's CREATE ROLE and ALTER ROLE statements as
+    the superuser and the restore reported success with an empty database. pg_dumpall writes a
+    CREATE ROLE for every role, its own too, so this needs a server whose superuser has a name
+    no role of the backed-up cluster has (initdb -U admin), as here."""
+    pg.psql("ALTER ROLE mallory SUPERUSER PASSWORD 'mallory secret';")  # a role of the backed-up cluster
+    source = ensure_small(pg, "mal_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--format", "plain",
+                     "--compress", "none")
+    os.rename(globals_name(path), path)
+    with PgCluster() as fresh:
+        fresh.psql("ALTER ROLE %s RENAME TO dr_admin;" % BOOTSTRAP)  # its only role, named unlike any of pg's
+        fresh.psql('DROP ROLE "%s";' % fresh.user, user=ADMIN)
+        roles = fresh.psql("SELECT rolname, rolpassword FROM pg_authid ORDER BY 1", user=ADMIN)
+        proc = restore(fresh, tools, path, "mal_shop", "--key-file", key_file, env_extra={"PGUSER": ADMIN})
+        assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+        assert proc.stderr.decode().splitlines()[-1] == (
+            "encpipe-restore: error: the file holds pg_dumpall's dump of a cluster (a globals file under a dump's "
+            "name?), not a database's dump; nothing was changed")
+        assert fresh.psql("SELECT rolname, rolpassword FROM pg_authid ORDER BY 1", user=ADMIN) == roles
+        assert fresh.psql("SELECT datname FROM pg_database ORDER BY 1", user=ADMIN).split() == [
+            "postgres", "template0", "template1"]
