@@ -14,24 +14,33 @@ holds, not what her functions say.
 
 import json
 import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pgcluster import BOOTSTRAP_ROLE as BOOTSTRAP, PgCluster
 
 from encpipe.pgfetch import globals_name
+from encpipe.pgleftovers import LOCK_CLASS
 from test_backup_restore import (
     backup,
     dump,
     encpipe,
     ensure_small,
     key_file,  # noqa: F401 (fixture)
+    REPO,
     leftover_databases,
     restore,
+    script_env,
     tools,  # noqa: F401 (fixture)
 )
 
 ATTACKER = "mallory"
 ADMIN = "dr_admin"
+FIXED_PID = 434343
 
 # Run by a superuser, it makes mallory one and leaves a row saying who ran it.
 TRAP = """
@@ -122,7 +131,6 @@ def test_a_role_that_may_create_in_the_maintenance_database_gains_nothing_from_a
     assert not leftover_databases(pg)
 
 
-@pytest.mark.xfail(strict=True, reason="a cluster dump is restored as if it were a database's dump")
 def test_a_globals_file_renamed_to_a_dumps_name_is_refused_on_a_fresh_server(pg, tools, key_file, tmp_path, mallory):
     """A writer of the backup directory, without any key, renames a run's globals file to its
     dump's name: it authenticates (same key, same maker). Restored on a server that lacks the
@@ -147,3 +155,41 @@ def test_a_globals_file_renamed_to_a_dumps_name_is_refused_on_a_fresh_server(pg,
         assert fresh.psql("SELECT rolname, rolpassword FROM pg_authid ORDER BY 1", user=ADMIN) == roles
         assert fresh.psql("SELECT datname FROM pg_database ORDER BY 1", user=ADMIN).split() == [
             "postgres", "template0", "template1"]
+
+
+@pytest.mark.xfail(strict=True, reason="the run's advisory lock is waited for without end")
+def test_a_role_holding_the_next_runs_advisory_lock_cannot_make_it_wait_for_ever(pg, tools, key_file, tmp_path,
+                                                                                  mallory):
+    """Any role that may connect to the maintenance database may take any advisory lock. One
+    that takes those of the scratch names a restore may use (its time and a pid that `ps`
+    shows) made it wait for ever, after it had checked the key and decrypted the globals."""
+    source = ensure_small(pg, "mal_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file)
+    before = dump(pg, source)
+    now = datetime.now(timezone.utc)
+    names = ["encpipe_restore_%s_%d" % ((now + timedelta(seconds=s)).strftime("%Y%m%dT%H%M%SZ"), FIXED_PID)
+             for s in range(0, 30)]
+    env = pg.env
+    env["PGUSER"] = ATTACKER
+    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder.stdin.write(b"".join(b"SELECT pg_advisory_lock(%d, hashtext('%s'));\n" % (LOCK_CLASS, n.encode())
+                                for n in names))
+    holder.stdin.flush()
+    try:
+        while pg.psql("SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+                      "WHERE locktype = 'advisory' AND usename = 'mallory'").strip() != str(len(names)):
+            assert holder.poll() is None
+            time.sleep(0.05)
+        driver = ("import os, sys; os.getpid = lambda: %d; from encpipe.pgrestore import main; "
+                  "sys.exit(main(sys.argv[1:]))" % FIXED_PID)
+        proc = subprocess.run([sys.executable, "-c", driver, "--key-file", key_file, path, source],
+                              env=script_env(pg, tools, PYTHONPATH=str(REPO)), capture_output=True, timeout=20)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+    assert re.fullmatch(rb"encpipe-restore: error: another session holds the lock of this run's scratch database "
+                        rb"encpipe_restore_[0-9]{8}T[0-9]{6}Z_%d; nothing was changed\n" % FIXED_PID, proc.stderr)
+    assert dump(pg, source) == before
+    assert not leftover_databases(pg)
