@@ -157,7 +157,6 @@ def test_a_globals_file_renamed_to_a_dumps_name_is_refused_on_a_fresh_server(pg,
             "postgres", "template0", "template1"]
 
 
-@pytest.mark.xfail(strict=True, reason="the run's advisory lock is waited for without end")
 def test_a_role_holding_the_next_runs_advisory_lock_cannot_make_it_wait_for_ever(pg, tools, key_file, tmp_path,
                                                                                   mallory):
     """Any role that may connect to the maintenance database may take any advisory lock. One
