@@ -3,7 +3,7 @@
 No driver: every statement goes through `psql -X`, whose environment holds
 none of encpipe's secrets. Values are quoted here (`ident`, `literal`) for a
 session with standard_conforming_strings on, which `run_sql` sets first, with
-a search_path of pg_catalog only.
+a search_path of pg_catalog only and a lock_timeout.
 """
 
 import os
@@ -18,8 +18,12 @@ _FIELD, _RECORD = "\x1f", "\x00"
 # may create in public): only pg_catalog resolves a name, so that no function of theirs
 # stands in for one the statements call (a public.shobj_description(oid, text) is a
 # better match for a quoted literal than pg_catalog's (oid, name)).
+# And no lock is waited for without end: the owner of a database may keep its row
+# locked in an open transaction, and the swap, holding the live database renamed in its
+# own, waited for ever (now it fails, and rolls back).
+LOCK_TIMEOUT = "10s"
 SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
-                 "SET client_min_messages = warning;")
+                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';" % LOCK_TIMEOUT)
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
 

@@ -201,7 +201,6 @@ def _scratch(pg):
     return rows[0] if rows else None
 
 
-@pytest.mark.xfail(strict=True, reason="the swap waits for a lock without end")
 def test_the_owner_holding_the_scratch_databases_row_cannot_make_the_swap_wait_for_ever(pg, tools, key_file,
                                                                                          tmp_path, mallory):
     """Restored in place, the scratch database belongs to the live one's owner from its
@@ -244,3 +243,4 @@ def test_the_owner_holding_the_scratch_databases_row_cannot_make_the_swap_wait_f
                         err.decode().splitlines()[-2]), err.decode()
     assert dump(pg, "mal_target") == before
     assert leftover_databases(pg) <= {scratch}
+
