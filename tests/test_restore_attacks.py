@@ -244,3 +244,45 @@ def test_the_owner_holding_the_scratch_databases_row_cannot_make_the_swap_wait_f
     assert dump(pg, "mal_target") == before
     assert leftover_databases(pg) <= {scratch}
 
+
+def test_a_session_on_the_scratch_database_fails_the_swap_and_leaves_the_live_database(pg, tools, key_file, tmp_path,
+                                                                                       mallory):
+    """Any role that may connect to the live database may connect to its scratch copy while the
+    dump runs, which --terminate-connections does not end (it ends DBNAME's sessions). The
+    swap cannot rename the scratch database then: it fails in one transaction, so the live
+    database is never left renamed away with nothing in its place."""
+    source = ensure_small(pg, "mal_source")
+    path = str(tmp_path / "slow.sql.enc")
+    encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
+            check=True)
+    pg.psql("CREATE DATABASE mal_target; ALTER DATABASE mal_target OWNER TO mallory;")
+    pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db="mal_target")
+    before = dump(pg, "mal_target")
+    proc = subprocess.Popen([RESTORE, "--terminate-connections", "--drop-old", "--key-file", key_file, path,
+                             "mal_target"], env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = pg.env
+    env["PGUSER"] = ATTACKER
+    holder = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (scratch := _scratch(pg)) or pg.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND usename = 'mallory'" % scratch
+        ).strip() == "0":
+            assert time.monotonic() < deadline and proc.poll() is None
+            if scratch and (holder is None or holder.poll() is not None):  # allowed once it has its owner, ACL
+                holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", scratch], env=env,
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+        if holder:
+            holder.stdin.close()
+            holder.wait()
+    assert (proc.returncode, out) == (1, b""), err.decode()
+    assert re.fullmatch(r'encpipe-restore: error: restored into (encpipe_restore_\S+) but could not swap it in '
+                        r'\(ERROR:  database "\1" is being accessed by other users\); database mal_target is unchanged',
+                        err.decode().splitlines()[-1]), err.decode()
+    assert dump(pg, "mal_target") == before
+    assert not leftover_databases(pg)
