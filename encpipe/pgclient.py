@@ -2,7 +2,8 @@
 
 No driver: every statement goes through `psql -X`, whose environment holds
 none of encpipe's secrets. Values are quoted here (`ident`, `literal`) for a
-session with standard_conforming_strings on, which `run_sql` sets first.
+session with standard_conforming_strings on, which `run_sql` sets first, with
+a search_path of pg_catalog only and a lock_timeout.
 """
 
 import os
@@ -13,6 +14,16 @@ import subprocess
 from .keys import child_env
 
 _FIELD, _RECORD = "\x1f", "\x00"
+# Run as a superuser, in a database whose owner may set its search_path (or where others
+# may create in public): only pg_catalog resolves a name, so that no function of theirs
+# stands in for one the statements call (a public.shobj_description(oid, text) is a
+# better match for a quoted literal than pg_catalog's (oid, name)).
+# And no lock is waited for without end: the owner of a database may keep its row
+# locked in an open transaction, and the swap, holding the live database renamed in its
+# own, waited for ever (now it fails, and rolls back).
+LOCK_TIMEOUT = "10s"
+SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
+                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';" % LOCK_TIMEOUT)
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
 
@@ -63,7 +74,7 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False):
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
     if single_transaction:
         extra.insert(0, "--single-transaction")
-    text = "SET standard_conforming_strings = on;\nSET client_min_messages = warning;\n%s\n" % sql
+    text = "%s\n%s\n" % (SESSION_SETUP, sql)
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
     proc = subprocess.run(psql_args(db, *extra), input=text.encode(), capture_output=True, env=client_env(user))

@@ -28,9 +28,8 @@ def stamp(moment=None):
 
 
 def _lock_sql(function, name):
-    """A query printing one word: 't' or 'f' (or 'locked' for the waiting lock)."""
-    call = "%s(%d, hashtext(%s))" % (function, LOCK_CLASS, literal(name))
-    return "SELECT 'locked' FROM %s;" % call if function == "pg_advisory_lock" else "SELECT %s;" % call
+    """A query printing one word: 't' or 'f'."""
+    return "SELECT pg_catalog.%s(%d, pg_catalog.hashtext(%s));" % (function, LOCK_CLASS, literal(name))
 
 
 def is_scratch_name(name):
@@ -48,8 +47,14 @@ class RunLock:
 
     def __init__(self, maintenance_db, temp_name):
         self.session = Session(maintenance_db)
-        if self.session.ask(_lock_sql("pg_advisory_lock", temp_name)) != "locked":
+        # not waited for: the name is this run's own, and any role may take any advisory
+        # lock, so one that took it (a time and a pid guessed) would make the run wait for ever
+        got = self.session.ask(_lock_sql("pg_try_advisory_lock", temp_name))
+        if got != "t":
             self.session.close()
+            if got == "f":
+                raise PgError("another session holds the lock of this run's scratch database %s; nothing was "
+                              "changed" % temp_name, 75)
             raise PgError("cannot take an advisory lock in database %s" % maintenance_db)
         self.temp_name = temp_name
 

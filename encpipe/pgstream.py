@@ -32,6 +32,10 @@ _OWN_START = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
 _LINE_START_BACKSLASH = re.compile(rb"\n\\")
 
 
+# How pg_dumpall's output starts (pg_dump's says "database dump"): restored into a
+# database, its CREATE ROLE and ALTER ROLE statements would run as the superuser.
+_CLUSTER_DUMP = b"--\n-- PostgreSQL database cluster dump\n"
+
 QUIET_ERRORS = ("-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never")
 
 
@@ -164,6 +168,11 @@ class Restore:
                 raise EmptyStream()
             return status, 0
         custom = head.startswith(b"PGDMP")
+        if not custom:  # pg_dumpall's first lines: a globals file renamed to a dump's name authenticates too
+            head += _read_head(src, len(_CLUSTER_DUMP) - len(head))
+            if head.startswith(_CLUSTER_DUMP):
+                raise Failure("the file holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
+                              "not a database's dump; nothing was changed", 65)
         db = create("custom" if custom else "plain")
         if custom:
             argv = ["pg_restore", "--exit-on-error", "--single-transaction", "-d", db, *self.tool_args]
