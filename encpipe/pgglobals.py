@@ -18,7 +18,27 @@ psql, so a file that would ALTER an existing role never gets to.
 import re
 
 from . import pgprops
+from .pgcli import Failure
 from .pgprops import unquote
+
+# A globals file's SQL is read into memory (its plan needs all of it): some 200,000 roles at most.
+GLOBALS_MAX_BYTES = 64 << 20
+
+
+def read_sql(proc, path, db):
+    """The standard output of `proc` (encpipe open of the globals file at `path`),
+    no more than GLOBALS_MAX_BYTES of it read whatever the file holds: Failure (65)
+    past that, before any server is reached for database `db`."""
+    with proc:
+        text = proc.stdout.read(GLOBALS_MAX_BYTES + 1)
+        if len(text) > GLOBALS_MAX_BYTES:
+            proc.kill()
+    if len(text) > GLOBALS_MAX_BYTES:
+        raise Failure("the globals file %s holds over %d MiB of SQL, more than a restore reads; database %s "
+                      "was not touched" % (path, GLOBALS_MAX_BYTES >> 20, db), 65,
+                      "if it is genuine, move it aside (the restore goes on without it) and create its roles yourself")
+    return text
+
 
 _IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLE_STATEMENT = re.compile(

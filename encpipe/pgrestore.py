@@ -54,8 +54,6 @@ QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
-# A globals file's SQL is read into memory (its plan needs all of it): some 200,000 roles at most.
-GLOBALS_MAX_BYTES = 64 << 20
 
 
 def say(text, kind=None):
@@ -181,14 +179,7 @@ class Run:
                                              "remove it, or name the globals file of the backup with --globals FILE"))
         proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]],
                                 start=subprocess.Popen, stdout=subprocess.PIPE)
-        with proc:  # no more than the limit read, whatever the file holds
-            text = proc.stdout.read(GLOBALS_MAX_BYTES + 1)
-            if len(text) > GLOBALS_MAX_BYTES:
-                proc.kill()
-        if len(text) > GLOBALS_MAX_BYTES:
-            raise Failure("the globals file %s holds over %d MiB of SQL, more than a restore reads; database %s "
-                          "was not touched" % (path, GLOBALS_MAX_BYTES >> 20, self.db), 65,
-                          "if it is genuine, move it aside (the restore goes on without it) and create its roles yourself")
+        text = pgglobals.read_sql(proc, path, self.db)
         if proc.returncode != 0:
             raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
                           % (path, proc.returncode, self.db), proc.returncode,
