@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cliutil import assert_one_line_error
-from fuzz.craft import clean_env, command
+from fuzz.craft import clean_env
+from test_fail_closed_audit import backup_file  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
@@ -28,15 +29,6 @@ MISSING = "/nonexistent/encpipe"
 def _script(name, *args, env):
     full = clean_env({"PYTHONPATH": str(REPO), "PGHOST": "/nonexistent", **env})
     return subprocess.run([str(SCRIPTS / name), *args], capture_output=True, env=full, timeout=WAIT)
-
-
-@pytest.fixture()
-def backup_file(tmp_path):
-    path = tmp_path / "shop_20260101T000000Z.sql.enc"
-    done = subprocess.run(command("seal", "-o", str(path)), input=b"SELECT 1;\n", capture_output=True,
-                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}))
-    assert done.returncode == 0, done.stderr
-    return str(path)
 
 
 @pytest.fixture()

@@ -232,17 +232,22 @@ def test_the_owner_holding_the_scratch_databases_row_cannot_make_the_swap_wait_f
         holder.stdin.flush()
         out, err = proc.communicate(timeout=40)
     finally:
-        proc.kill()
-        proc.communicate()
-        if holder:
-            holder.stdin.close()
-            holder.wait()
+        _stop(proc, holder)
     assert (proc.returncode, out) == (1, b""), err.decode()
     assert re.fullmatch(r"encpipe-restore: error: restored into encpipe_restore_\S+ but could not swap it in "
                         r"\(ERROR:  canceling statement due to lock timeout\); database mal_target is unchanged",
                         err.decode().splitlines()[-2]), err.decode()
     assert dump(pg, "mal_target") == before
     assert leftover_databases(pg) <= {scratch}
+
+
+def _stop(proc, holder):
+    """The restore killed if still running, and the attacker's session ended."""
+    proc.kill()
+    proc.communicate()
+    if holder:
+        holder.stdin.close()
+        holder.wait()
 
 
 def test_a_session_on_the_scratch_database_fails_the_swap_and_leaves_the_live_database(pg, tools, key_file, tmp_path,
@@ -275,11 +280,7 @@ def test_a_session_on_the_scratch_database_fails_the_swap_and_leaves_the_live_da
             time.sleep(0.05)
         out, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
-        proc.communicate()
-        if holder:
-            holder.stdin.close()
-            holder.wait()
+        _stop(proc, holder)
     assert (proc.returncode, out) == (1, b""), err.decode()
     assert re.fullmatch(r'encpipe-restore: error: restored into (encpipe_restore_\S+) but could not swap it in '
                         r'\(ERROR:  database "\1" is being accessed by other users\); database mal_target is unchanged',
