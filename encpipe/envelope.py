@@ -353,25 +353,24 @@ def rewrap(
         version=old.version,
         sig_count=old.sig_count + len(signing_keys),
     )
-    if old.version < 2:  # every chunk's tag checked, so that no endless or damaged payload is copied
-        key = payload_key(file_key, old)
-        if check_first:
-            with _two_passes(src, tmpdir) as (_, first_source, replay):
-                hash_records(first_source, None, old.chunk_size, None, key=key)
-                write_all(dst, memoryview(header.encode()))
-                hash_records(replay(), dst, old.chunk_size, None, on_progress=on_progress, key=key)
-        else:
-            write_all(dst, memoryview(header.encode()))
-            hash_records(src, dst, old.chunk_size, None, on_progress=on_progress, key=key)
-        flush(dst)
-        return sealed, SealedHeader.of(header), NOT_SENDER_AUTHENTICATED
+    key = payload_key(file_key, old)
+
+    def new_ledger(witnesses=None, again=False):
+        if old.version < 2:  # no trailer: a ledger for the witnesses of two passes only
+            return prov.Ledger(old, file_key, witnesses=witnesses)
+        if again:
+            return prov.opening_ledger(old, file_key, opened, witnesses=witnesses, again=True)
+        return prov.opening_ledger(old, file_key, opened, prov.authenticator_keys(add, added),
+                                   sign=bool(signing_keys), witnesses=witnesses)
 
     def checked(source, out, progress=None, witnesses=None):
-        """Copy the payload, checking every chunk's tag; then the old trailer."""
-        ledger = prov.opening_ledger(old, file_key, opened, prov.authenticator_keys(add, added),
-                                     sign=bool(signing_keys), witnesses=witnesses)
-        hash_records(source, out, old.chunk_size, ledger, on_progress=progress, key=payload_key(file_key, old))
-        return ledger, prov.check(file_key, old, ledger, opened, frozenset(signers))
+        """Copy the payload, checking every chunk's tag (so that no endless or damaged
+        one is copied); then the old trailer."""
+        checking = new_ledger(witnesses)
+        hash_records(source, out, old.chunk_size, checking, on_progress=progress, key=key)
+        if old.version < 2:
+            return checking, NOT_SENDER_AUTHENTICATED
+        return checking, prov.check(file_key, old, checking, opened, frozenset(signers))
 
     if not check_first:
         write_all(dst, memoryview(header.encode()))
@@ -380,10 +379,13 @@ def rewrap(
         with _two_passes(src, tmpdir) as (witnesses, first_source, replay):
             ledger, provenance = checked(first_source, None, witnesses=witnesses)
             write_all(dst, memoryview(header.encode()))
-            again = prov.opening_ledger(old, file_key, opened, witnesses=witnesses, again=True)
+            again = new_ledger(witnesses, again=True)
             hash_records(replay(), dst, old.chunk_size, again, on_progress=on_progress)
             if again.trailer != ledger.trailer:
                 raise InvalidStream(f"{prov.CHANGED}: its trailer differs")
+    if old.version < 2:
+        flush(dst)
+        return sealed, SealedHeader.of(header), provenance
     trailer = prov.Trailer.parse(ledger.trailer, old)
     positions = prov.authenticated_slots(old)
     authenticators = [trailer.authenticators[positions.index(i)] for i in kept if i in positions]

@@ -354,16 +354,15 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
 
 
 def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None, key=None):
-    """Measure every record of a v2 payload into `ledger` (None: a v1 payload, none),
-    copying it unchanged to `dst` (None: nowhere). With `key`, every chunk's tag is
-    checked too (decrypted in its buffer and sealed again, which gives back the same
-    bytes). Returns the payload's byte count."""
+    """Measure every record of a payload into `ledger` (v1: a ledger with no
+    trailer), copying it unchanged to `dst` (None: nowhere). With `key`, every
+    chunk's tag is checked too (decrypted in its buffer and sealed again, which
+    gives back the same bytes). Returns the payload's byte count."""
     progress = _Progress(on_progress)
     cipher = aead.gcm(key) if key is not None else None
 
     def hash_chunk(chunk):
-        if ledger is not None:
-            _measure(ledger, chunk, chunk.length)
+        _measure(ledger, chunk, chunk.length)
         if cipher is not None:
             _open_chunk(cipher, chunk)
             cipher.seal(chunk_nonce(chunk.counter, chunk.last), chunk.buf, chunk.length)
@@ -371,15 +370,13 @@ def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None, key=
         return chunk
 
     def copy_chunk(chunk):
-        if ledger is not None:
-            ledger.add(chunk.measured)  # first: a second pass's ledger may refuse the record
+        ledger.add(chunk.measured)  # first: a second pass's ledger may refuse the record
         if dst is not None:
             write_all(dst, chunk.data)
         progress.add(chunk.length)
 
-    record, holdback = chunk_size + TAG_LEN, ledger.holdback if ledger is not None else 0
-    reader = _RecordReader(src, record, holdback)
-    _run(reader, record + holdback + 1, hash_chunk, copy_chunk, threads)
-    if ledger is not None:
-        ledger.end(reader.trailer)
+    record = chunk_size + TAG_LEN
+    reader = _RecordReader(src, record, ledger.holdback)
+    _run(reader, record + ledger.holdback + 1, hash_chunk, copy_chunk, threads)
+    ledger.end(reader.trailer)
     return progress.plaintext_bytes
