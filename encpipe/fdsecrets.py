@@ -117,7 +117,7 @@ def _mentions(given, files, descriptors):
             match = FD_PATH.fullmatch(path)
             if match:
                 yield _dashed(option), int(match.group(1)), path, path
-            elif path in ("-", "/dev/stdin"):  # descriptor 0 too: a --passphrase-fd 0 beside it is refused
+            elif path in keys.STDIN_PATHS:  # descriptor 0 too: a --passphrase-fd 0 beside it is refused
                 yield _dashed(option), 0, path, path
 
 

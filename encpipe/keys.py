@@ -46,7 +46,7 @@ HEX_KEY_LEN = 64
 # The most a key file, a passphrase source or a key command's output may hold:
 # /dev/zero or an endless command given by mistake must not fill memory.
 MAX_SECRET_BYTES = 1 << 20
-_STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
+STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
 
 
@@ -92,7 +92,7 @@ class KeySources:
 
 
 def _is_stdin(path):
-    if path in _STDIN_PATHS:
+    if path in STDIN_PATHS:
         return True
     try:
         return os.path.samestat(os.stat(path), os.fstat(0))
