@@ -255,6 +255,7 @@ class Local:
         now = os.lstat(item.name, dir_fd=self._dir())
         if (now.st_dev, now.st_ino) != item.identity:
             raise OSError(f"{item.name} changed while pruning; left in place")
+        safefile.hook("removing", self.directory, item.name)
         os.unlink(item.name, dir_fd=self._dir())
 
     def discard(self, name):
