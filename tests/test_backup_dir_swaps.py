@@ -6,13 +6,10 @@ Real scripts."""
 
 import os
 
-import pytest
-
 from test_backup_dir import ENV, make_valid
 from test_backup_dir_hostile import hours_ago, script
 
 
-@pytest.mark.xfail(strict=True, reason="prune unlinks by name after its check")
 def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(tmp_path):
     """prune checked that the name to remove was still the file it authenticated
     (its inode), then unlinked it by name: a writer of the directory who renamed

@@ -29,6 +29,7 @@ from ..errors import Changed, InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, run
 from .remotes import prefix_end, refuse_credentials
+from .removal import remove_listed
 
 CHUNK = 1 << 20
 _PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)  # a directory's descriptor for the *at() calls only
@@ -251,12 +252,9 @@ class Local:
             pass
 
     def remove(self, item):
-        """Unlink the very file listed (not a link, not a file put there since)."""
-        now = os.lstat(item.name, dir_fd=self._dir())
-        if (now.st_dev, now.st_ino) != item.identity:
-            raise OSError(f"{item.name} changed while pruning; left in place")
-        safefile.hook("removing", self.directory, item.name)
-        os.unlink(item.name, dir_fd=self._dir())
+        """Unlink the very file listed (not a link, not a file put there since, nor one
+        renamed over its name while it is removed: see removal.py)."""
+        remove_listed(self._dir(), self.directory, item.name, item.identity)
 
     def discard(self, name):
         try:
