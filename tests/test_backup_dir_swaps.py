@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -152,3 +153,44 @@ def test_a_malformed_lock_wait_is_a_usage_error(tmp_path):
     assert done.stderr.decode().splitlines()[0] == (
         "encpipe-backup: error: ENCPIPE_LOCK_WAIT must be a number of seconds from 0 to 1000000, not '1e9'")
     assert not (tmp_path / "b").exists()
+
+
+# --- an old backup renamed to a newer name ----------------------------------------------
+
+
+def _dated(directory, hours):
+    """A genuine backup made `hours` ago: its name and its modification time say so."""
+    name = f"shop_{hours_ago(hours)}.sql.enc"
+    make_valid(directory, name)
+    moment = time.time() - hours * 3600 + 60  # written a minute after the run started
+    os.utime(directory / name, (moment, moment))
+    return name
+
+
+@pytest.mark.xfail(strict=True, reason="a renamed old backup counts as the newest")
+def test_an_old_backup_renamed_to_a_newer_name_never_counts_as_the_newest(tmp_path):
+    """A writer of the directory (no key, no write access to the files) renamed a
+    month-old backup to this hour's name: it authenticates (a file authenticates its
+    content, not its name), so it counted as the newest backup: prune --keep-last 1
+    removed the real newest one, leaving only the month-old content, and check
+    --verify said OK while no backup had run for a month. Its modification time, which
+    only its owner can set, still says when it was written: a file last written
+    before the time its name says is left (prune, 65) and not counted (check)."""
+    d = tmp_path / "b"
+    d.mkdir()
+    month, newest = _dated(d, 24 * 30), _dated(d, 24)
+    renamed = f"shop_{hours_ago(0.1)}.sql.enc"
+    os.rename(d / month, d / renamed)
+    seen = script("check", "--verify", "--max-age", "36", "--warn-age", "12", d, env=ENV)
+    assert (seen.returncode, seen.stdout.decode()) == (1, (
+        f"WARNING: shop: newest backup {newest} is 24.0 h old; newest file {renamed} is older than its name"
+        f" says (last written {_written(d / renamed)})\n")), seen.stderr
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert sorted(os.listdir(d)) == sorted([newest, renamed]), done.stderr
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.decode() == (f"encpipe-prune: warning: left {renamed}: older than its name says (last written"
+                                    f" {_written(d / renamed)}): never counted\n")
+
+
+def _written(path):
+    return datetime.fromtimestamp(int(path.stat().st_mtime), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
