@@ -167,7 +167,6 @@ def _dated(directory, hours):
     return name
 
 
-@pytest.mark.xfail(strict=True, reason="a renamed old backup counts as the newest")
 def test_an_old_backup_renamed_to_a_newer_name_never_counts_as_the_newest(tmp_path):
     """A writer of the directory (no key, no write access to the files) renamed a
     month-old backup to this hour's name: it authenticates (a file authenticates its

@@ -4,13 +4,14 @@ import io
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .. import envelope
 from .. import format as fmt
 from .. import provenance
 from ..errors import InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
+from .retention import CLOCK_SKEW
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
 # How many remote files are examined at once: each is an `rclone cat` (then a
@@ -242,6 +243,20 @@ def copies(entries):
             by_print[entry.fingerprint].append(entry.filename)
     return {name: next(other for other in names if other != name)
             for names in by_print.values() if len(names) > 1 for name in names}
+
+
+def older_than_its_name(entry):
+    """Why a local file cannot be the backup its name says, from its modification
+    time: last written before the time its name says (more than CLOCK_SKEW), it is
+    an older file renamed (which a writer of the directory can do to a file it
+    cannot change: only the owner can set a file's time back); else None."""
+    mtime = getattr(entry.item, "mtime", None)
+    if mtime is None or entry.created is None:
+        return None
+    written = datetime.fromtimestamp(int(mtime), timezone.utc)
+    if written >= entry.created - CLOCK_SKEW:
+        return None
+    return f"older than its name says (last written {iso(written)})"
 
 
 def _age_key(entry):

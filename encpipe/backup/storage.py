@@ -43,6 +43,7 @@ class Item:
     unreadable: bool = False
     identity: tuple = None  # (st_dev, st_ino) of a local regular file
     link: bool = False  # a symbolic link to a file: listed, never removed
+    mtime: float = None  # a local file's modification time (only its owner can set it back)
 
 
 def is_remote(location):
@@ -166,7 +167,8 @@ class Local:
             return None
         if not stat.S_ISREG(info.st_mode):
             return Item(name, error="not a regular file")
-        return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode))
+        return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode),
+                    mtime=info.st_mtime)
 
     def open(self, item):
         """The very file listed as `item`, its first item.size bytes: never through a
