@@ -5,6 +5,7 @@ race is won deterministically through $ENCPIPE_TEST_HOOK (encpipe.safefile.hook)
 Real scripts."""
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -193,3 +194,16 @@ def test_an_old_backup_renamed_to_a_newer_name_never_counts_as_the_newest(tmp_pa
 
 def _written(path):
     return datetime.fromtimestamp(int(path.stat().st_mtime), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_backup_whose_time_is_a_little_behind_its_name_still_counts(tmp_path):
+    """A file server's clock (NFS sets the time) may be behind the backup host's:
+    a file last written up to an hour before the time its name says still counts."""
+    d = tmp_path / "b"
+    d.mkdir()
+    older, newest = _dated(d, 48), _dated(d, 2)
+    moment = time.time() - 2 * 3600 - 50 * 60  # 50 minutes before its name's time
+    os.utime(d / newest, (moment, moment))
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert (done.returncode, done.stderr, os.listdir(d)) == (0, b"", [newest])
+    assert json.loads(done.stdout)["removed"][0]["filename"] == older
