@@ -1,8 +1,9 @@
 """The backup tools against a local user who can write the backup directory (or
 only read it) but holds no key: a name swapped at the very moment prune removes
-it, the directory's lock held for ever, a file that grows while it is read. Each
-race is won deterministically through $ENCPIPE_TEST_HOOK (encpipe.safefile.hook).
-Real scripts."""
+it, the directory's lock held for ever, a file that grows while it is read, an
+old backup or a run's globals file renamed to the newest dump's name. Races are
+won deterministically ($ENCPIPE_TEST_HOOK, see encpipe.safefile.hook, or by
+waiting for the reader's first read). Real scripts."""
 
 import fcntl
 import io
