@@ -78,11 +78,16 @@ def open_input(path, io, command="open", prompt=False):
                 "refusing to read encrypted data from a terminal",
                 hint=f"redirect standard input from a file or a pipe, or use {to_file}",
             )
-        return io.stdin
+        return safefile.as_found(io.stdin, "standard input")
     try:
-        return open(path, "rb")
+        src = open(path, "rb")
     except OSError as e:
         raise InputUnavailable(f"cannot open {shown_name(path, prompt)}: {e.strerror or e}") from None
+    return safefile.as_found(src, shown_name(path, prompt))
+
+
+def reads_stdin(path):
+    return path in (None, "-")
 
 
 def _refuse_stdin_secrets(sources, data_from_stdin,
@@ -171,7 +176,7 @@ def _identities(args, io, data_from_stdin, **hint):
 def cmd_open(args, io):
     thread_option(args)  # a malformed --threads is a usage error before anything is read
     src = open_input(args["FILE"], io, prompt=args["--passphrase"])
-    from_stdin = src is io.stdin
+    from_stdin = reads_stdin(args["FILE"])
     if args["--legacy"]:
         from . import legacy
 
@@ -227,7 +232,7 @@ def cmd_inspect(args, io):
         _refuse_signers(args, io)
         keys, sources = None, key_sources(args)
         if args["--verify"]:
-            _refuse_stdin_secrets(sources, src is io.stdin)
+            _refuse_stdin_secrets(sources, reads_stdin(args["FILE"]))
             keys = legacy.load_keys(loader(args, io), sources, io.env)
         print_report(io, args["--json"], legacy.inspect_legacy(src, keys))
         return 0
@@ -236,7 +241,7 @@ def cmd_inspect(args, io):
     if args["--verify"]:
         aead.library()
         workers = threads(args, sealed.header.chunk_size)
-        identities = _identities(args, io, src is io.stdin)
+        identities = _identities(args, io, reads_stdin(args["FILE"]))
         trusted = signers(args, io)
         reporter = progress(args, io, "verify", plaintext_total(sealed, src))
         info = envelope.open_sealed(
@@ -267,6 +272,7 @@ def cmd_inspect(args, io):
 def cmd_rewrap(args, io):
     path = args["--in-place"]
     src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)
+    src = safefile.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
     hint = "rewrap a file with --in-place FILE, or give the secret from a file"
     identities = _identities(args, io, path is None, hint=hint)
     signed_by, trusted = signing_keys(args, io, data_from_stdin=path is None), signers(args, io)

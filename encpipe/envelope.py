@@ -175,7 +175,7 @@ def unseal(src, dst, identities, **options):
 
 def open_sealed(
     sealed, src, dst, identities, *, threads=1, verify_first=False, signers=(), on_progress=None, tmpdir=None,
-    require_maker=False
+    require_maker=False, peek=None
 ):
     """Decrypt the payload that follows `sealed` in `src` to `dst` (None: authenticate
     only); returns a StreamInfo. Each chunk reaches `dst` only after it authenticated.
@@ -193,7 +193,8 @@ def open_sealed(
     of which must have signed it. `require_maker`: refuse (MakerNotAuthenticated, 67)
     before any output a file whose maker is not authenticated (a v1 file; a v2 file
     opened by an x25519 identity without `signers`), and check the trailer of any
-    other before any output, as with `signers`."""
+    other before any output, as with `signers`. `peek(bytes)`: the start of the
+    first chunk, once it authenticated (memory only: what a file holds, not its name)."""
     header, signers = sealed.header, frozenset(signers)
     if header.version < 2 and signers:  # known from the header, before any key is tried
         raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
@@ -207,14 +208,14 @@ def open_sealed(
     def payload(source, out, report=None, check_only=False, first=None, witnesses=None):
         if header.version < 2:
             ledger = prov.Ledger(header, file_key, witnesses=witnesses) if witnesses else None
-            counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
+            counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger, peek)
             return counts + (NOT_SENDER_AUTHENTICATED, None)
         ledger = prov.opening_ledger(header, file_key, opened, witnesses=witnesses, again=first is not None)
         if check_only:
             hash_records(source, None, header.chunk_size, ledger, threads)
             counts = (None, None)
         else:
-            counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger)
+            counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger, peek)
         provenance = first[2] if first is not None else prov.check(file_key, header, ledger, opened, signers)
         return counts + (provenance, ledger.trailer)
 

@@ -22,7 +22,8 @@ from .backup.cli import policy_from
 from .backup.names import STAMP
 from .backup.remotes import refuse_credentials
 from .cli import Io, guard_standard_fds, no_core_dumps, report_errors
-from .errors import EncpipeError, IOFailure
+from .dirlock import lock_wait, wait_for_lock
+from .errors import Changed, EncpipeError, IOFailure
 from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
 from .pgcli import FD_NOT_A_NUMBER, Failure, script_usage, unknown_option, utf8_name
@@ -176,6 +177,7 @@ def validate(o, env):
         o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"
     if o["dir"].startswith("-"):
         o["dir"] = "./" + o["dir"]
+    o["lock_wait"] = lock_wait(env)
 
 
 class Interrupted(BaseException):
@@ -264,7 +266,11 @@ class Backup:
         except BlockingIOError:
             self.io.stderr.write(f"{PROG}: waiting for another backup into {directory}\n")
             self.io.stderr.flush()
-            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+            try:
+                wait_for_lock(self.lock_fd, directory, self.o["lock_wait"])
+            except Changed:
+                os.close(self.lock_fd)
+                raise
             if not still_at(self.lock_fd, directory):  # removed by a failed run that made it
                 os.close(self.lock_fd)
                 return None

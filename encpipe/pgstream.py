@@ -15,6 +15,7 @@ import re
 import subprocess
 import threading
 
+from .backup.names import CLUSTER_DUMP
 from .keys import child_env
 from .pgcli import Failure
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
@@ -32,9 +33,9 @@ _OWN_START = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
 _LINE_START_BACKSLASH = re.compile(rb"\n\\")
 
 
-# How pg_dumpall's output starts (pg_dump's says "database dump"): restored into a
-# database, its CREATE ROLE and ALTER ROLE statements would run as the superuser.
-_CLUSTER_DUMP = b"--\n-- PostgreSQL database cluster dump\n"
+# How pg_dumpall's output starts: restored into a database, its CREATE ROLE and
+# ALTER ROLE statements would run as the superuser.
+_CLUSTER_DUMP = CLUSTER_DUMP
 
 QUIET_ERRORS = ("-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never")
 

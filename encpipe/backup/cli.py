@@ -30,9 +30,10 @@ Commands:
   prune     Remove the backups the policy does not keep (restic forget's rules,
             per database, plain and custom dumps and globals apart). Every file
             is authenticated first: one that fails, is dated in the future, is
-            a copy of another file there, or whose maker is not authenticated
-            (see --count-unauthenticated), is never counted as kept and never
-            removed. Needs a key.
+            a copy of another file there, was last written before the time its
+            name says (an older file renamed), or whose maker is not
+            authenticated (see --count-unauthenticated), is never counted as
+            kept and never removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
             from names and headers, no key. Anyone who can write the location
@@ -93,8 +94,9 @@ Options:
 Exit status:
   0 success; 64 usage error; 66 the location cannot be read; 78 no key
   configured (verify, prune: nothing is removed). prune: 74 a file could not
-  be removed, 65 a backup failed verification, is future-dated, is a copy or
-  its maker is not authenticated (left in place, reported under "left").
+  be removed, 65 a backup failed verification, is future-dated, is a copy, is
+  older than its name says or its maker is not authenticated (left in place,
+  reported under "left").
   verify exits with the encpipe status of the first file that failed (65
   invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
   a trusted signer, 74 an I/O error once its chunks are read, 77

@@ -4,7 +4,7 @@ import io
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from .. import envelope
 from .. import format as fmt
@@ -19,6 +19,10 @@ LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
 # (--checkers), a load a backend is made to take; each one holds a process (some
 # tens of MB) and a header, no more.
 REMOTE_AT_ONCE = 8
+# How much earlier than the time its name says a file may have been last written: a
+# backup is written after its run started, so never earlier on one clock; this much
+# for a file server's clock behind the backup host's (NFS sets the time).
+WRITTEN_SLACK = timedelta(hours=1)
 LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
@@ -242,6 +246,20 @@ def copies(entries):
             by_print[entry.fingerprint].append(entry.filename)
     return {name: next(other for other in names if other != name)
             for names in by_print.values() if len(names) > 1 for name in names}
+
+
+def older_than_its_name(entry):
+    """Why a local file cannot be the backup its name says, from its modification
+    time: last written before the time its name says (more than WRITTEN_SLACK), it is
+    an older file renamed (which a writer of the directory can do to a file it
+    cannot change: only the owner can set a file's time back); else None."""
+    mtime = getattr(entry.item, "mtime", None)
+    if mtime is None or entry.created is None:
+        return None
+    written = datetime.fromtimestamp(int(mtime), timezone.utc)
+    if written >= entry.created - WRITTEN_SLACK:
+        return None
+    return f"older than its name says (last written {iso(written)})"
 
 
 def _age_key(entry):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from ..errors import InvalidStream, IOFailure
 from ..safefile import check_directory, open_source, write_atomically
-from .listing import copies
+from .listing import copies, older_than_its_name
 
 MAX_BYTES = 4 << 20  # about 8000 databases' samples
 
@@ -196,6 +196,8 @@ def _what(entry, copied, count_unauthenticated=False):
         return "a symbolic link"
     if entry.filename in copied:
         return f"the same file as {copied[entry.filename]}"
+    if older_than_its_name(entry):
+        return older_than_its_name(entry)
     if not (entry.maker_checkable or count_unauthenticated):
         return UNCHECKABLE
     return "sealed"

@@ -23,6 +23,11 @@ _PARTIAL_NAME = re.compile(r"^\.encpipe-(tmp\..*|.*\.tmp)$")
 _TEMP_NAME = re.compile(r"^\.encpipe-tmp\.(?P<ts>[0-9]{8}T[0-9]{6}Z)_")
 
 
+# How pg_dumpall's output starts (pg_dump's says "database dump"): a run's globals file.
+# Under a dump's name it authenticates as well (same key, same maker), but holds no database.
+CLUSTER_DUMP = b"--\n-- PostgreSQL database cluster dump\n"
+
+
 class Name:
     """What a file name says: naming ("encpipe", "legacy" or None), database, kind,
     series ("plain", "custom", "globals") and creation time (UTC)."""

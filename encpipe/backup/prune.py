@@ -10,9 +10,9 @@ choice to count such files, which lets a writer of the location plant files
 that make genuine backups go.
 """
 
-from .listing import copies, scan
+from .listing import copies, older_than_its_name, scan
 from .names import iso
-from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, REMOVE, UNVERIFIED, Record, plan
+from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, REMOVE, RENAMED, UNVERIFIED, Record, plan
 from .verify import standing, verify_entry
 
 
@@ -30,6 +30,8 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
             state, detail = UNVERIFIED, None
         elif entry.filename in copied:
             state, detail = COPY, copied[entry.filename]
+        elif older_than_its_name(entry):  # an old backup renamed: it authenticates, but is not what its name says
+            state, detail = RENAMED, older_than_its_name(entry)
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = standing(result, count_unauthenticated), result["error"]

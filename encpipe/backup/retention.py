@@ -19,6 +19,7 @@ from typing import Optional
 
 CLOCK_SKEW = timedelta(minutes=5)
 OK, FAILED, UNVERIFIED, COPY = "ok", "failed", "unverified", "copy"
+RENAMED = "renamed"  # last written before the time its name says: an older file under a newer name
 UNAUTHENTICATED = "unauthenticated"  # verified, but anyone with the public key (or a v1 slot) could have made it
 UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (or, for a v1 file, any slot holder)"
                           " could have made it; use --signer, or --count-unauthenticated")
@@ -47,8 +48,8 @@ class Record:
     name: str
     series: tuple  # (database, "plain" | "custom" | "globals")
     created: datetime
-    state: str = OK  # OK, FAILED, UNVERIFIED, UNAUTHENTICATED or COPY
-    detail: str = None  # why it failed; for a COPY, the other file
+    state: str = OK  # OK, FAILED, UNVERIFIED, UNAUTHENTICATED, COPY or RENAMED
+    detail: str = None  # why it failed; for a COPY, the other file; for RENAMED, when it was written
 
 
 @dataclass
@@ -84,6 +85,8 @@ def _plan_series(group, policy, now):
             decisions.append(Decision(record, LEAVE, ["future-dated: never counted, never removed"]))
         elif record.state == COPY:
             decisions.append(Decision(record, LEAVE, [f"the same file as {record.detail}: a copy, never counted"]))
+        elif record.state == RENAMED:
+            decisions.append(Decision(record, LEAVE, [f"{record.detail}: never counted"]))
         elif record.state == FAILED:
             decisions.append(Decision(record, LEAVE, [f"failed verification: {record.detail}"]))
         elif record.state == UNAUTHENTICATED:

@@ -29,6 +29,7 @@ from ..errors import Changed, InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, run
 from .remotes import prefix_end, refuse_credentials
+from .removal import remove_listed
 
 CHUNK = 1 << 20
 _PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)  # a directory's descriptor for the *at() calls only
@@ -42,6 +43,7 @@ class Item:
     unreadable: bool = False
     identity: tuple = None  # (st_dev, st_ino) of a local regular file
     link: bool = False  # a symbolic link to a file: listed, never removed
+    mtime: float = None  # a local file's modification time (only its owner can set it back)
 
 
 def is_remote(location):
@@ -165,7 +167,8 @@ class Local:
             return None
         if not stat.S_ISREG(info.st_mode):
             return Item(name, error="not a regular file")
-        return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode))
+        return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode),
+                    mtime=info.st_mtime)
 
     def open(self, item):
         """The very file listed as `item`, its first item.size bytes: never through a
@@ -251,11 +254,9 @@ class Local:
             pass
 
     def remove(self, item):
-        """Unlink the very file listed (not a link, not a file put there since)."""
-        now = os.lstat(item.name, dir_fd=self._dir())
-        if (now.st_dev, now.st_ino) != item.identity:
-            raise OSError(f"{item.name} changed while pruning; left in place")
-        os.unlink(item.name, dir_fd=self._dir())
+        """Unlink the very file listed (not a link, not a file put there since, nor one
+        renamed over its name while it is removed: see removal.py)."""
+        remove_listed(self._dir(), self.directory, item.name, item.identity)
 
     def discard(self, name):
         try:

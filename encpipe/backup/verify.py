@@ -5,6 +5,7 @@ import io
 from .. import commands, envelope
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
+from .names import CLUSTER_DUMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, OK, UNAUTHENTICATED
 
@@ -43,10 +44,15 @@ def verify_entry(store, entry, keys, workers, named=False):
     backup_named = entry.naming == "encpipe"
     try:
         if entry.status == "sealed":
+            head = []
             with store.open(entry.item) as src:
                 sealed = read_head(entry, envelope.read_header, src)
                 as_examined(entry, ("sealed", sealed.header.payload_salt))
-                info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers())
+                info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers(),
+                                            peek=head.append)
+            if backup_named and entry.dump_format in ("plain", "custom") and head[0].startswith(CLUSTER_DUMP):
+                raise InvalidStream("holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
+                                    "not a database's dump")
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":

@@ -1,0 +1,78 @@
+"""Removing one listed file from a directory another user may write: never a file
+renamed over its name in the meantime.
+
+A check of the name (its inode) followed by an unlink by name leaves a gap in
+which a writer of the directory can rename another file (the newest backup) over
+that name, and the unlink removes that one instead. So the name is first moved
+into a directory of this process's own (made for it, mode 0700: no one else can
+add, rename or remove anything in it), the file is compared there, and only then
+unlinked. A file found there that is not the one listed goes back under its name
+(by a hard link, which never replaces what may have been put there since; else
+by a rename when the name is still free), or, failing that, stays where it is
+and the error says where.
+"""
+
+import os
+import secrets
+import stat
+
+from .. import safefile
+
+_PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)
+HOLD_PREFIX = ".encpipe-removing."
+
+
+def remove_listed(dir_fd, directory, name, identity):
+    """Unlink `name` in the directory `dir_fd` only if it is the file (st_dev, st_ino)
+    `identity`; OSError when it is not (or cannot be removed), nothing removed."""
+    changed = OSError(f"{name} changed while pruning; left in place")
+    now = os.lstat(name, dir_fd=dir_fd)
+    if (now.st_dev, now.st_ino) != identity:
+        raise changed
+    safefile.hook("removing", directory, name)
+    hold = HOLD_PREFIX + secrets.token_hex(8)
+    os.mkdir(hold, 0o700, dir_fd=dir_fd)
+    held, kept = None, False
+    try:
+        held = os.open(hold, _PATH_ONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        mine = os.fstat(held)
+        if mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077:
+            raise OSError(f"{os.path.join(directory, hold)} was replaced; {name} left in place")
+        os.rename(name, name, src_dir_fd=dir_fd, dst_dir_fd=held)
+        moved = os.lstat(name, dir_fd=held)
+        if (moved.st_dev, moved.st_ino) == identity:
+            os.unlink(name, dir_fd=held)
+            return
+        kept = not _put_back(held, dir_fd, name)
+        if kept:
+            raise OSError(f"{name} changed while pruning; the file found under its name is now "
+                          f"{os.path.join(directory, hold, name)}")
+        raise changed
+    finally:
+        if held is not None:
+            os.close(held)
+        if not kept:
+            try:
+                os.rmdir(hold, dir_fd=dir_fd)
+            except OSError:
+                pass
+
+
+def _put_back(held, dir_fd, name):
+    """Give the file moved into `held` its name again, never over another file; whether it was."""
+    try:
+        os.link(name, name, src_dir_fd=held, dst_dir_fd=dir_fd, follow_symlinks=False)
+        os.unlink(name, dir_fd=held)
+        return True
+    except OSError:  # a directory, a file another user owns (protected_hardlinks), the name taken again
+        pass
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+        return False
+    except FileNotFoundError:
+        pass
+    try:
+        os.rename(name, name, src_dir_fd=held, dst_dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,40 @@
+"""The lock backups into one directory take turns by: flock on the directory.
+
+flock needs no more than read access, so any user who can open the directory can
+hold it. A run therefore waits for it a bounded time only (ENCPIPE_LOCK_WAIT
+seconds, default 5 h: under the unit's TimeoutStartSec=6h, said before systemd
+kills the run), then fails with 75, naming the lock.
+"""
+
+import fcntl
+import time
+
+from .errors import Changed, UsageError
+from .workers import decimal_number
+
+ENV_LOCK_WAIT, LOCK_WAIT, MAX_WAIT = "ENCPIPE_LOCK_WAIT", 5 * 3600, 1000000
+
+
+def lock_wait(env):
+    """ENCPIPE_LOCK_WAIT in seconds, else the default; 64 when malformed."""
+    text = env.get(ENV_LOCK_WAIT, str(LOCK_WAIT))
+    seconds = decimal_number(text)
+    if seconds is None or seconds > MAX_WAIT:
+        raise UsageError(f"{ENV_LOCK_WAIT} must be a number of seconds from 0 to {MAX_WAIT}, not {text!r}")
+    return seconds
+
+
+def wait_for_lock(fd, directory, seconds):
+    """An exclusive flock on `fd` (the directory `directory`) within `seconds`, else Changed (75)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Changed(f"{directory}: its lock (flock on the directory) is still held after {seconds:g} s;"
+                              " not waiting longer", hint="another backup into it, or any user who can open it,"
+                              f" holds it; {ENV_LOCK_WAIT} sets the wait in seconds") from None
+            time.sleep(min(0.5, left))

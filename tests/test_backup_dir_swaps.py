@@ -1,0 +1,247 @@
+"""The backup tools against a local user who can write the backup directory (or
+only read it) but holds no key: a name swapped at the very moment prune removes
+it, the directory's lock held for ever, a file that grows while it is read, an
+old backup or a run's globals file renamed to the newest dump's name. Races are
+won deterministically ($ENCPIPE_TEST_HOOK, see encpipe.safefile.hook, or by
+waiting for the reader's first read). Real scripts."""
+
+import fcntl
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from test_backup_dir import ENV, KEY, ROOT, make_valid, sealed_bytes
+from test_backup_dir_hostile import hours_ago, script
+from test_backup_made_dir import env as made_dir_env
+from test_backup_restore import BACKUP, make_key
+
+from encpipe import RawKey, seal
+
+
+def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(tmp_path):
+    """prune checked that the name to remove was still the file it authenticated
+    (its inode), then unlinked it by name: a writer of the directory who renamed
+    the kept backup over that name between the check and the unlink made prune
+    delete the kept backup instead, exit 0. Now the file is first moved, by name,
+    into a directory of prune's own that no one else can write, compared there
+    (its inode), and only then unlinked; another file found there goes back."""
+    d = tmp_path / "b"
+    d.mkdir()
+    old, kept, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24))
+    for name in (old, kept, newest):
+        make_valid(d, name)
+    saved = (d / kept).read_bytes()
+    hook = f'[ "$1" = removing ] && [ "$3" = {old} ] && mv {d / kept} {d / old}; true'
+    done = script("prune", "--keep-last", "2", d, env={**ENV, "ENCPIPE_TEST_HOOK": hook})
+    assert not (d / kept).exists()  # the race was run
+    assert (d / old).read_bytes() == saved and sorted(os.listdir(d)) == sorted([old, newest]), done.stderr
+    assert done.returncode == 74, done.stderr
+    assert done.stderr.decode() == f"encpipe-prune: error: {old} changed while pruning; left in place\n"
+
+
+# --- a sealed file that grows while it is read ------------------------------------------
+
+GREW = "encpipe: error: %s grew while it was read\n"
+
+
+def _grow_once_read(pid, path, stop):
+    """Once process `pid` has `path` open and has read from it, extend it by 64 MiB
+    (a hole: no disk used) every millisecond, faster than any reader, until `stop`."""
+    path = os.path.realpath(path)
+    deadline = time.monotonic() + 30
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            fds = [fd for fd in os.listdir(f"/proc/{pid}/fd") if os.readlink(f"/proc/{pid}/fd/{fd}") == path]
+            if any(int(open(f"/proc/{pid}/fdinfo/{fd}").read().split()[1]) > 0 for fd in fds):
+                break
+        except OSError:
+            pass
+        time.sleep(0.001)
+    while not stop.is_set() and time.monotonic() < deadline:
+        os.truncate(path, os.path.getsize(path) + (64 << 20))
+        time.sleep(0.001)
+
+
+def _run_while_growing(path, argv, stdin=subprocess.DEVNULL):
+    proc = subprocess.Popen([sys.executable, "-m", "encpipe", *argv], stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT, **ENV})
+    stop = threading.Event()
+    grower = threading.Thread(target=_grow_once_read, args=(proc.pid, path, stop))
+    grower.start()
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"encpipe {argv[0]} read a growing file for ever")
+    finally:
+        stop.set()
+        grower.join()
+    assert os.path.getsize(path) > 64 << 20  # the race was run
+    return proc.returncode, out, err.decode()
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_open_refuses_a_file_that_grows_while_it_is_read(tmp_path, how):
+    """A writer of a backup extended it (by holes, costing no disk) faster than
+    `encpipe open` read it: a v2 file's first pass (its trailer, before any output)
+    read to its end, never reached. Now a regular file is read to its size when
+    reading started, and one that has grown by then is refused (65), nothing out."""
+    path = tmp_path / "shop.sql.enc"
+    path.write_bytes(sealed_bytes()[0])
+    if how == "file":
+        done = _run_while_growing(path, ["open", str(path)])
+        name = str(path)
+    else:
+        with open(path, "rb") as src:
+            done = _run_while_growing(path, ["open"], stdin=src)
+        name = "standard input"
+    assert done == (65, b"", GREW % name)
+
+
+def test_rewrap_refuses_standard_input_that_grows_while_it_is_read(tmp_path):
+    path = tmp_path / "shop.sql.enc"
+    path.write_bytes(sealed_bytes()[0])
+    new_key = tmp_path / "new.key"
+    new_key.write_text(bytes(range(100, 132)).hex() + "\n")
+    new_key.chmod(0o600)
+    with open(path, "rb") as src:
+        done = _run_while_growing(path, ["rewrap", "--add-key-file", str(new_key)], stdin=src)
+    assert done == (65, b"", GREW % "standard input")
+
+
+# --- the directory's lock, held by a reader of the directory ------------------------------
+
+
+def test_a_backup_waits_for_the_directory_lock_a_bounded_time_then_fails_75(tmp_path):
+    """flock needs only read access: a user who can open the backup directory held
+    its lock and every encpipe-backup into it waited for ever, saying nothing more
+    than that it waits (no failure for a monitor to see). Now it waits
+    ENCPIPE_LOCK_WAIT seconds (default 5 h), then fails with 75, naming the lock;
+    nothing stored. No server is needed: the lock comes before pg_dump."""
+    key = make_key(tmp_path / "backup.key")
+    directory = tmp_path / "backups"
+    directory.mkdir(mode=0o700)
+    fd = os.open(directory, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        done = subprocess.run([BACKUP, "--dir", str(directory), "--key-file", key, "db"],
+                              env={**made_dir_env(tmp_path), "ENCPIPE_LOCK_WAIT": "1.5"}, capture_output=True,
+                              timeout=60)
+        waited = time.monotonic() - started
+    finally:
+        os.close(fd)
+    assert (done.returncode, done.stdout) == (75, b""), done.stderr
+    assert done.stderr.decode() == (
+        f"encpipe-backup: waiting for another backup into {directory}\n"
+        f"encpipe-backup: error: {directory}: its lock (flock on the directory) is still held after 1.5 s;"
+        " not waiting longer\n"
+        "encpipe-backup: hint: another backup into it, or any user who can open it, holds it;"
+        " ENCPIPE_LOCK_WAIT sets the wait in seconds\n"
+        "encpipe-backup: error: backup of db failed (status 75); nothing was stored\n")
+    assert 1.5 <= waited < 30 and os.listdir(directory) == []
+
+
+def test_a_malformed_lock_wait_is_a_usage_error(tmp_path):
+    key = make_key(tmp_path / "backup.key")
+    done = subprocess.run([BACKUP, "--dir", str(tmp_path / "b"), "--key-file", key, "db"],
+                          env={**made_dir_env(tmp_path), "ENCPIPE_LOCK_WAIT": "1e9"}, capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout) == (64, b"")
+    assert done.stderr.decode().splitlines()[0] == (
+        "encpipe-backup: error: ENCPIPE_LOCK_WAIT must be a number of seconds from 0 to 1000000, not '1e9'")
+    assert not (tmp_path / "b").exists()
+
+
+# --- an old backup renamed to a newer name ----------------------------------------------
+
+
+def _dated(directory, hours):
+    """A genuine backup made `hours` ago: its name and its modification time say so."""
+    name = f"shop_{hours_ago(hours)}.sql.enc"
+    make_valid(directory, name)
+    moment = time.time() - hours * 3600 + 60  # written a minute after the run started
+    os.utime(directory / name, (moment, moment))
+    return name
+
+
+def test_an_old_backup_renamed_to_a_newer_name_never_counts_as_the_newest(tmp_path):
+    """A writer of the directory (no key, no write access to the files) renamed a
+    month-old backup to this hour's name: it authenticates (a file authenticates its
+    content, not its name), so it counted as the newest backup: prune --keep-last 1
+    removed the real newest one, leaving only the month-old content, and check
+    --verify said OK while no backup had run for a month. Its modification time, which
+    only its owner can set, still says when it was written: a file last written
+    before the time its name says is left (prune, 65) and not counted (check)."""
+    d = tmp_path / "b"
+    d.mkdir()
+    month, newest = _dated(d, 24 * 30), _dated(d, 24)
+    renamed = f"shop_{hours_ago(0.1)}.sql.enc"
+    os.rename(d / month, d / renamed)
+    seen = script("check", "--verify", "--max-age", "36", "--warn-age", "12", d, env=ENV)
+    assert (seen.returncode, seen.stdout.decode()) == (1, (
+        f"WARNING: shop: newest backup {newest} is 24.0 h old; newest file {renamed} is older than its name"
+        f" says (last written {_written(d / renamed)})\n")), seen.stderr
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert sorted(os.listdir(d)) == sorted([newest, renamed]), done.stderr
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.decode() == (f"encpipe-prune: warning: left {renamed}: older than its name says (last written"
+                                    f" {_written(d / renamed)}): never counted\n")
+
+
+def _written(path):
+    return datetime.fromtimestamp(int(path.stat().st_mtime), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_backup_whose_time_is_a_little_behind_its_name_still_counts(tmp_path):
+    """A file server's clock (NFS sets the time) may be behind the backup host's:
+    a file last written up to an hour before the time its name says still counts."""
+    d = tmp_path / "b"
+    d.mkdir()
+    older, newest = _dated(d, 48), _dated(d, 2)
+    moment = time.time() - 2 * 3600 - 50 * 60  # 50 minutes before its name's time
+    os.utime(d / newest, (moment, moment))
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert (done.returncode, done.stderr, os.listdir(d)) == (0, b"", [newest])
+    assert json.loads(done.stdout)["removed"][0]["filename"] == older
+
+
+# --- a run's globals file renamed to a dump's name -------------------------------------
+
+GLOBALS = b"--\n-- PostgreSQL database cluster dump\n--\n\nCREATE ROLE app;\n" + b"-- filler\n" * 5000
+
+
+def test_a_globals_file_renamed_to_a_dump_name_never_counts_as_the_newest_dump(tmp_path):
+    """A writer of the directory (no key) renamed the last run's globals file to a
+    dump's name a second later: it
+    authenticates (same key, same maker) and its time is its name's, so it counted
+    as the newest plain dump; prune --keep-last 1 removed every real dump, leaving a
+    file with no database in it, and check --verify said OK. encpipe-restore already
+    refuses such a file; now prune and check --verify do not count a file under a
+    dump's name whose content starts as pg_dumpall's (65, left)."""
+    d = tmp_path / "b"
+    d.mkdir()
+    _dated(d, 48)
+    newest = _dated(d, 24)
+    stamp = hours_ago(24 - 1 / 3600)  # a second after the run's own: the newest name
+    out = io.BytesIO()
+    seal(io.BytesIO(GLOBALS), out, [RawKey(KEY)], chunk_log2=14)
+    planted = d / f"shop_{stamp}.sql.gz.enc"  # was the run's globals file
+    planted.write_bytes(out.getvalue())
+    os.utime(planted, ((d / newest).stat().st_mtime,) * 2)
+    why = "holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), not a database's dump"
+    seen = script("check", "--verify", "--max-age", "36", d, env=ENV)
+    assert (seen.returncode, seen.stdout.decode()) == (1, (
+        f"WARNING: shop: newest backup {newest} is 24.0 h old; newest file {planted.name} failed authentication:"
+        f" {why}\n")), seen.stderr
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert sorted(os.listdir(d)) == sorted([newest, planted.name]), done.stderr
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.decode() == f"encpipe-prune: warning: left {planted.name}: failed verification: {why}\n"
