@@ -64,7 +64,7 @@ import subprocess
 import sys
 
 from . import keycheck, safefile
-from .cli import Io, child_command, print_text, write_line
+from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keyargs import load_signers
@@ -319,7 +319,7 @@ def lock(directory):
 
 def main(argv):
     os.umask(0o077)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary file, then go
+    catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary file, then go
     args = parse(argv)
     try:
         if os.path.isdir(args.dir):

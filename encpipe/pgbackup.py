@@ -21,7 +21,7 @@ from .backup import job
 from .backup.cli import policy_from
 from .backup.names import STAMP
 from .backup.remotes import refuse_credentials
-from .cli import Io, guard_standard_fds, no_core_dumps, report_errors
+from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
 from .keyargs import load_keys, secret_fds_open
@@ -217,7 +217,7 @@ class Backup:
         self.temp = self._temp_name()
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, self._interrupt)
+                catch_signal(signum, self._interrupt)  # ignored at start (nohup, &): stays so
             status = self.dump()
             self.pending = 0  # from here on a signal waits until the run's end
         except Interrupted as e:
