@@ -115,7 +115,7 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, printable, report_errors
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
-from ..keyargs import secret_fds_open
+from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..usage_errors import first_empty
 from ..workers import decimal_number
 from . import metrics
@@ -278,6 +278,7 @@ def cmd_check(args, io):
 
 def _check_keys(args, io):
     secret_fds_open(args)  # before any file is opened, as for the other commands
+    refuse_shared_stdin(args)
     keys = KeyRing.from_args(args, io)
     keys.encpipe()  # check counts sealed files only: the previous tool's key alone is no key here
     return keys
@@ -343,6 +344,7 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         refuse_credentials(location(args, io), ENV_BACKUP_DIR)
         if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
             secret_fds_open(args)
+            refuse_shared_stdin(args)  # two secrets on standard input: 64 before either is read
         return COMMANDS[name](args, io)
 
     return report_errors(io, start)
