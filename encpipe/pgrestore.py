@@ -25,7 +25,7 @@ Options:
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
                              (--passphrase-fd N and a file given as /dev/fd/N: read once,
-                             lent to each encpipe at N)
+                             lent to each encpipe at N; a file on standard input: 64)
 A FILE or DBNAME that starts with - goes after --: encpipe-restore [options] -- FILE -DB.
 See README, "Restoring: encpipe-restore".
 """
@@ -387,6 +387,8 @@ def main(argv=None):
         return e.status
     except EncpipeError as e:  # ENCPIPE that is not a command, a secret's descriptor closed
         say(str(e), "error")
+        if e.hint:
+            say(e.hint, "hint")
         return e.exit_code
     except KeyboardInterrupt:
         return 130

@@ -165,3 +165,41 @@ def test_backup_refuses_a_key_and_a_signing_key_both_on_stdin(tmp_path):
     assert done.stderr == (b"encpipe-backup: error: standard input is given to --key-file and to --sign-key: "
                            b"give each secret its own\n")
     assert not directory.exists()
+
+
+# --- scripts that run encpipe once per file: no secret file on standard input ---------------------
+
+MIGRATE = os.path.join(SCRIPTS, "encpipe-migrate")
+ROTATE = os.path.join(SCRIPTS, "encpipe-rotate")
+ONCE_PER_FILE = [  # (script, its argv before the secret's option, the option)
+    ("encpipe-migrate", [MIGRATE, "--legacy-key-file", "LEGACY"], "--key-file"),
+    ("encpipe-migrate", [MIGRATE, "--key-file", "NEW"], "--legacy-key-file"),
+    ("encpipe-rotate", [ROTATE, "--old-key-file", "LEGACY"], "--new-key-file"),
+    ("encpipe-rotate", [ROTATE, "--new-key-file", "NEW"], "--old-key-file"),
+    ("encpipe-restore", [RESTORE], "--key-file"),
+    ("encpipe-restore", [RESTORE], "--passphrase-file"),
+]
+
+
+@pytest.mark.parametrize("path", STDIN_PATHS)
+@pytest.mark.parametrize("prog, before, option", ONCE_PER_FILE)
+def test_a_script_that_runs_encpipe_per_file_refuses_a_secret_file_on_stdin_at_once(tmp_path, sealed, prog,
+                                                                                      before, option, path):
+    """Each encpipe it runs would read standard input again (a pipe: empty after the
+    first; migrate's seal: the plaintext): 64 and a hint at /dev/fd/N, before
+    anything is read, any file touched or any server reached."""
+    directory = tmp_path / "d"
+    directory.mkdir(mode=0o700)
+    (directory / "db_20260101T000000Z.sql.enc").write_bytes(open(sealed, "rb").read())
+    for name in ("LEGACY", "NEW"):
+        (tmp_path / name).write_text(KEY + "\n")
+    listing = sorted(os.listdir(directory))
+    argv = [str(tmp_path / a) if a in ("LEGACY", "NEW") else a for a in before] + [option, path]
+    restore = prog == "encpipe-restore"
+    argv += [str(directory / "db_20260101T000000Z.sql.enc"), "db"] if restore else [str(directory)]
+    done, left = _run_keeping_stdin(argv, env=clean_env({"PGHOST": str(tmp_path / "no-server")}))
+    assert (done.returncode, done.stdout, left) == (64, b"", KEY.encode() + b"\n")
+    assert done.stderr == (f"{prog}: error: {option} {path}: a secret on standard input cannot be lent to each "
+                           f"encpipe this runs\n{prog}: hint: give the secret on another descriptor, read once and "
+                           f"lent to each: {option} /dev/fd/3 3<FILE\n").encode()
+    assert sorted(os.listdir(directory)) == listing
