@@ -1,7 +1,9 @@
 """A script started with SIGHUP, SIGINT or SIGTERM ignored (as `nohup` ignores
 SIGHUP, and a shell a background job's SIGINT) keeps it ignored, in itself and
 in every child it starts: a hangup of the whole process group while the work
-runs changes nothing (README "Exit status")."""
+runs changes nothing (README "Exit status"): encpipe-backup (and pg_dump),
+encpipe-restore, encpipe-rotate and encpipe-migrate (and the encpipe each runs),
+encpipe-verify and encpipe-prune."""
 
 import errno
 import os
@@ -14,18 +16,26 @@ import time
 import pytest
 
 from test_backup_faults import _fake_pg_dump, _with_path_first
+from test_backup_dir import make_valid
 from test_backup_restore import (
     BACKUP,
+    RESTORE,
+    backup,
     dir_entries,
+    dump,
     ensure_small,
     key_file,  # noqa: F401 (fixture)
+    python_env,
+    read_key,
     script_env,
     tools,  # noqa: F401 (fixture)
 )
+from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
 from cliutil import ok, run as encpipe_run
 
 WAIT = 60
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 IGNORABLE = [signal.SIGHUP, signal.SIGTERM, signal.SIGINT]
 IDS = ["SIGHUP", "SIGTERM", "SIGINT"]
 
@@ -75,11 +85,21 @@ def test_rotate_and_its_encpipe_children_keep_an_ignored_signal_ignored(tmp_path
     world = World(tmp_path)
     world.add("a.enc", "--key-file", world.old_a)
     fifo = tmp_path / "new.fifo"
+    status, out, err = run_through_a_hangup(
+        [sys.executable, ROTATE, "--old-key-file", world.old_a, "--new-key-file", str(fifo), str(world.dir)],
+        fifo, (world.new_hex + "\n").encode(), signum, env=rotate_env())
+    assert status == 0, err
+    assert {n: r["status"] for n, r in lines(subprocess.CompletedProcess([], 0, out)).items()} == {"a.enc": "rotated"}
+    assert ok(encpipe_run(["open", "--key-file", world.new], (world.dir / "a.enc").read_bytes())) == world.plain["a.enc"]
+
+
+def run_through_a_hangup(argv, fifo, secret, signum, **kwargs):
+    """`argv` started with `signum` ignored, in a session of its own, its key on
+    the FIFO `fifo`; `signum` sent to the whole session once a reader opened it."""
     os.mkfifo(fifo, 0o600)
-    proc = subprocess.Popen([sys.executable, ROTATE, "--old-key-file", world.old_a, "--new-key-file", str(fifo),
-                             str(world.dir)], env=rotate_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=ignoring(signum), start_new_session=True)
-    writer = FifoWriter(fifo, (world.new_hex + "\n").encode(), signum, proc.pid)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=ignoring(signum),
+                            start_new_session=True, **kwargs)
+    writer = FifoWriter(fifo, secret, signum, proc.pid)
     writer.start()
     try:
         out, err = proc.communicate(timeout=WAIT)
@@ -88,9 +108,51 @@ def test_rotate_and_its_encpipe_children_keep_an_ignored_signal_ignored(tmp_path
         proc.kill()
         proc.wait()
     assert writer.signalled
-    assert proc.returncode == 0, err
-    assert {n: r["status"] for n, r in lines(subprocess.CompletedProcess([], 0, out)).items()} == {"a.enc": "rotated"}
-    assert ok(encpipe_run(["open", "--key-file", world.new], (world.dir / "a.enc").read_bytes())) == world.plain["a.enc"]
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("signum", IGNORABLE, ids=IDS)
+@pytest.mark.parametrize("script", ["encpipe-verify", "encpipe-prune"])
+def test_verify_and_prune_keep_an_ignored_signal_ignored(tmp_path, script, signum):
+    """They load the key themselves, in the script's process."""
+    directory = tmp_path / "b"
+    directory.mkdir()
+    make_valid(directory, "shop_20240101T000000Z.sql.enc")
+    key = bytes(range(32)).hex()  # test_backup_dir's KEY
+    argv = [os.path.join(SCRIPTS, script), *(["--keep-last", "1"] if script == "encpipe-prune" else []),
+            "--key-file", str(tmp_path / "key.fifo"), str(directory)]
+    status, out, err = run_through_a_hangup(argv, tmp_path / "key.fifo", key.encode() + b"\n", signum,
+                                            env={k: v for k, v in python_env().items() if k != "ENCPIPE_KEY"})
+    assert status == 0, err
+    assert out.startswith(b"{") and os.listdir(directory) == ["shop_20240101T000000Z.sql.enc"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_migrate_and_its_encpipe_children_keep_an_ignored_signal_ignored(tmp_path, signum):
+    directory = tmp_path / "d"
+    expected = make_backups(directory, {"a_backup.sql.enc": "hex-key.sql.enc"}, python_made=False)
+    legacy_key = tmp_path / "legacy.key"
+    legacy_key.write_text(HEX_KEY + "\n")
+    legacy_key.chmod(0o600)
+    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe"}
+    status, out, err = run_through_a_hangup(
+        [sys.executable, MIGRATE, "--legacy-key-file", str(legacy_key), "--key-file", str(tmp_path / "new.fifo"),
+         str(directory)], tmp_path / "new.fifo", NEW_KEY.encode() + b"\n", signum, env=env)
+    assert status == 0, err
+    assert b'"migrated"' in out and set(expected) <= set(os.listdir(directory))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_restore_and_its_children_keep_an_ignored_signal_ignored(pg, tools, key_file, tmp_path, signum):
+    db = ensure_small(pg, "nohup_source")
+    made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    pg.dropdb("nohup_copy")
+    status, out, err = run_through_a_hangup([RESTORE, "--key-file", str(tmp_path / "key.fifo"), made, "nohup_copy"],
+                                            tmp_path / "key.fifo", read_key(key_file).encode() + b"\n", signum,
+                                            env=script_env(pg, tools))
+    assert status == 0, err
+    assert dump(pg, "nohup_copy") == dump(pg, db)
+    pg.dropdb("nohup_copy")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
