@@ -89,8 +89,10 @@ def test_rotate_and_its_encpipe_children_keep_an_ignored_signal_ignored(tmp_path
         [sys.executable, ROTATE, "--old-key-file", world.old_a, "--new-key-file", str(fifo), str(world.dir)],
         fifo, (world.new_hex + "\n").encode(), signum, env=rotate_env())
     assert status == 0, err
-    assert {n: r["status"] for n, r in lines(subprocess.CompletedProcess([], 0, out)).items()} == {"a.enc": "rotated"}
-    assert ok(encpipe_run(["open", "--key-file", world.new], (world.dir / "a.enc").read_bytes())) == world.plain["a.enc"]
+    report = lines(subprocess.CompletedProcess([], 0, out))
+    assert {n: r["status"] for n, r in report.items()} == {"a.enc": "rotated"}
+    rotated = (world.dir / "a.enc").read_bytes()
+    assert ok(encpipe_run(["open", "--key-file", world.new], rotated)) == world.plain["a.enc"]
 
 
 def run_through_a_hangup(argv, fifo, secret, signum, **kwargs):
