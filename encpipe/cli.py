@@ -142,7 +142,7 @@ def run_script(prog, module, argv):
     guard_standard_fds()
     no_core_dumps()
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
-        signal.signal(signum, _raise_terminated)
+        catch_signal(signum, _raise_terminated)
     try:
         try:
             return import_module(module).main(argv)
@@ -152,6 +152,17 @@ def run_script(prog, module, argv):
         return die_of()
     except Terminated as e:
         return die_of(e.args[0])
+
+
+def catch_signal(signum, handler):
+    """Handle `signum` with `handler`, unless it is ignored: a signal ignored when
+    the process started (nohup's SIGHUP, a background job's SIGINT) stays ignored,
+    here and in every child (an ignored signal stays ignored across exec; a
+    handled one is the default again). Scripts and encpipe set handlers only so."""
+    import signal
+
+    if signal.getsignal(signum) != signal.SIG_IGN:
+        signal.signal(signum, handler)
 
 
 class Terminated(BaseException):
@@ -339,8 +350,7 @@ def run():
     _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's SIGHUP stays ignored
-            signal.signal(signum, _raise_terminated)
+        catch_signal(signum, _raise_terminated)  # nohup's SIGHUP stays ignored
     try:
         status = main()
     except KeyboardInterrupt:

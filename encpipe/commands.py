@@ -5,7 +5,7 @@ import os
 from . import aead, envelope, keygen, safefile
 from . import format as fmt
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
-from .keyargs import load_keys, load_signers, secret_fds_open, secret_paths, shown_name
+from .keyargs import load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths, shown_name
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
 from .progress import ProgressReporter, input_size
 from .report import header_report, print_report
@@ -16,6 +16,7 @@ from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 
 def dispatch(args, io):
     secret_fds_open(args)
+    refuse_shared_stdin(args)  # --key-file - --add-key-file /dev/stdin: 64 before either is read
     for name, command in COMMANDS.items():
         if args.get(name):
             return command(args, io)

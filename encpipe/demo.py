@@ -279,7 +279,9 @@ def main(argv=None):
         print(f"{PROG}: error: unknown argument {shown_argument(argv[0])}\n{PROG}: hint: see {PROG} --help",
               file=sys.stderr)
         return 64
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from .cli import catch_signal
+
+    catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bindir = None if offline_only else find_bindir()
     base = tempfile.mkdtemp(prefix="encpipe-demo.")
     try:

@@ -22,7 +22,8 @@ start: one child may read it twice (rotate's `rewrap` names the new key file to
 per child.
 
 Named FIFOs (mkfifo paths) are not handled: they are passed on as any path.
-A secret file on standard input, output or error (/dev/fd/0 to 2) is left as it
+A secret file on standard input (-, /dev/stdin, /dev/fd/0) is refused
+(stdin_refused); on standard output or error (/dev/fd/1, 2) it is left as it
 is. A descriptor option may be 0 (standard input, then /dev/null), not 1 or 2:
 a child's output and error are its own, so the secret could not be lent there.
 """
@@ -62,6 +63,8 @@ class FdSecrets:
             if path is None and fd in (1, 2):
                 raise UsageError(f"{name} {fd} is standard {('output', 'error')[fd - 1]}: "
                                  "give the secret on another descriptor")
+            if path is not None and fd == 0:
+                raise stdin_refused(name, path)
             if path is None or fd >= 3:  # a secret file on 0 to 2 is left as it is
                 self.names.setdefault(fd, set()).add(word)
         for fd in self.names:
@@ -119,6 +122,16 @@ def _mentions(given, files, descriptors):
                 yield _dashed(option), int(match.group(1)), path, path
             elif path in keys.STDIN_PATHS:  # descriptor 0 too: a --passphrase-fd 0 beside it is refused
                 yield _dashed(option), 0, path, path
+
+
+def stdin_refused(option, path):
+    """A secret file on standard input, given to a script that runs encpipe more than
+    once: each would read standard input again (a pipe is empty after the first;
+    migrate's seal reads the plaintext there), and a child that needs its standard
+    input cannot be lent the secret there. Refused at the start, as a mistake."""
+    return UsageError(f"{option} {path}: a secret on standard input cannot be lent to each encpipe this runs",
+                      hint="give the secret on another descriptor, read once and lent to each: "
+                           f"{option} /dev/fd/3 3<FILE")
 
 
 def _dashed(option):

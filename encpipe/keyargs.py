@@ -84,6 +84,17 @@ _SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-f
                  "--add-key-file", "--add-passphrase-file")
 
 
+def refuse_shared_stdin(args):
+    """At most one of a command's files of secrets (keys, passphrases, signing keys,
+    rewrap's added keys) and verify keys (--signer-file), and --passphrase-fd, may
+    be standard input (keys.KeySources.refuse_shared_stdin): UsageError (64)
+    naming two of them, before anything is read. `args`: docopt-style, by option."""
+    from .keys import KeySources
+
+    fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
+    KeySources(passphrase_fds=fds).refuse_shared_stdin(more=[(o, args.get(o) or []) for o in _SECRET_FILES])
+
+
 def secret_fds_open(args):
     """Each --passphrase-fd, and each secret file given as /dev/fd/N, must be open
     when the command starts: a closed one could later be the number of a file

@@ -72,21 +72,24 @@ class KeySources:
         """True when a secret would come from standard input."""
         return bool(self.stdin_readers())
 
-    def stdin_readers(self):
+    def stdin_readers(self, more=()):
         """The options (one entry per value) that would read standard input: a
-        --passphrase-fd 0, a path that is `-` or names our descriptor 0."""
+        --passphrase-fd 0, a path that is `-` or names our descriptor 0; `more`:
+        (option, paths) of the command's other files (--sign-key, --add-key-file...)."""
         readers = ["--passphrase-fd 0"] * self.passphrase_fds.count(0)
         for option, paths in (("--key-file", self.key_files), ("--identity", self.identity_files),
-                              ("--passphrase-file", self.passphrase_files), ("--recipient-file", self.recipient_files)):
+                              ("--passphrase-file", self.passphrase_files), ("--recipient-file", self.recipient_files),
+                              *more):
             readers += [option for p in paths if _is_stdin(p)]
         return readers
 
-    def refuse_shared_stdin(self):
+    def refuse_shared_stdin(self, more=()):
         """Two secrets cannot both come from standard input: the first would take what
         it holds (a pipe), or each would read it by its own rule (a file given as
         `< FILE` is read from where it stands by --passphrase-fd 0, from its start
-        through /dev/stdin). UsageError before anything is read."""
-        readers = self.stdin_readers()
+        through /dev/stdin). `more`: as for stdin_readers. UsageError before
+        anything is read."""
+        readers = self.stdin_readers(more)
         if len(readers) > 1:
             raise UsageError(f"standard input is given to {readers[0]} and to {readers[1]}: give each secret its own")
 

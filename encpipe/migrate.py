@@ -34,7 +34,8 @@ signature, so no signer is asked of them; the signer check is of the new files.
                       them, so one --sign-key must be one of them (else 64)
 A secret file given as /dev/fd/N (--legacy-*, --key-file, --identity,
 --passphrase-file, --recipient-file, --sign-key) is read once, at the start,
-and lent to each encpipe that names it, as a fresh copy at N.
+and lent to each encpipe that names it, as a fresh copy at N; one given as
+standard input (-, /dev/stdin, /dev/fd/0) is refused (64).
 Other options:
   --allow-shared-dir  work in a DIR that a user other than the caller or root
                       can write (refused by default, exit 73)
@@ -64,7 +65,7 @@ import subprocess
 import sys
 
 from . import keycheck, safefile
-from .cli import Io, child_command, print_text, write_line
+from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keyargs import load_signers
@@ -319,7 +320,7 @@ def lock(directory):
 
 def main(argv):
     os.umask(0o077)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary file, then go
+    catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary file, then go
     args = parse(argv)
     try:
         if os.path.isdir(args.dir):

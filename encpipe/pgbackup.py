@@ -21,11 +21,11 @@ from .backup import job
 from .backup.cli import policy_from
 from .backup.names import STAMP
 from .backup.remotes import refuse_credentials
-from .cli import Io, guard_standard_fds, no_core_dumps, report_errors
+from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
 from .dirlock import lock_wait, wait_for_lock
 from .errors import Changed, EncpipeError, IOFailure
 from .fdsecrets import read_fd
-from .keyargs import load_keys, secret_fds_open
+from .keyargs import load_keys, refuse_shared_stdin, secret_fds_open
 from .pgcli import FD_NOT_A_NUMBER, Failure, script_usage, unknown_option, utf8_name
 from .pgdump import Globals, dump
 from .safefile import make_directories, remove_made, still_at
@@ -219,7 +219,7 @@ class Backup:
         self.temp = self._temp_name()
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, self._interrupt)
+                catch_signal(signum, self._interrupt)  # ignored at start (nohup, &): stays so
             status = self.dump()
             self.pending = 0  # from here on a signal waits until the run's end
         except Interrupted as e:
@@ -374,7 +374,7 @@ def main(argv=None):
         # a secret on a closed descriptor: 66 now, before DIR's lock takes its number
         given = {**o["seal"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))}
         secret_fds_open({**given, **o["signers"]})
-        commands.key_sources(given).refuse_shared_stdin()  # --passphrase-fd 0 and --key-file /dev/stdin: 64
+        refuse_shared_stdin({**given, **o["signers"]})  # --passphrase-fd 0 and --key-file /dev/stdin: 64
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
         passphrases = []

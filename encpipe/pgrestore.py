@@ -25,7 +25,7 @@ Options:
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
                              (--passphrase-fd N and a file given as /dev/fd/N: read once,
-                             lent to each encpipe at N)
+                             lent to each encpipe at N; a file on standard input: 64)
 A FILE or DBNAME that starts with - goes after --: encpipe-restore [options] -- FILE -DB.
 See README, "Restoring: encpipe-restore".
 """
@@ -40,7 +40,7 @@ import time
 from . import keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.remotes import refuse_credentials
 from .backup.storage import is_remote
-from .cli import child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
+from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
@@ -366,7 +366,7 @@ class Run:
 
 
 def main(argv=None):
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         opts = parse(sys.argv[1:] if argv is None else argv)
         if opts.get("help") or opts.get("h"):
@@ -387,6 +387,8 @@ def main(argv=None):
         return e.status
     except EncpipeError as e:  # ENCPIPE that is not a command, a secret's descriptor closed
         say(str(e), "error")
+        if e.hint:
+            say(e.hint, "hint")
         return e.exit_code
     except KeyboardInterrupt:
         return 130

@@ -28,7 +28,8 @@ the one running rotate or root, unless sticky; --allow-shared-dir overrides.
 One JSON line per file on standard output. Safe to interrupt and re-run: a
 file only ever changes by rename, after verification; temporary files left by
 a killed run are removed by the next one. Keys are passed as file paths only;
-one given as /dev/fd/N is read once and lent to each encpipe at N.
+one given as /dev/fd/N is read once and lent to each encpipe at N; one given
+as standard input (-, /dev/stdin, /dev/fd/0) is refused (64).
 
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").

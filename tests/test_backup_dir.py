@@ -486,3 +486,45 @@ def test_wrappers_are_small_and_executable():
     for path in SCRIPTS:
         assert os.access(path, os.X_OK)
         assert len(open(path).read().splitlines()) < 20
+
+
+# --- verify of a location with no backup ----------------------------------------
+
+
+@pytest.mark.parametrize("content", ["empty", "foreign only"])
+def test_verify_of_a_location_with_no_backup_fails_with_66(tmp_path, content):
+    """A monitoring job must tell "all good" from "nothing there": one line, 66,
+    nothing on standard output."""
+    if content != "empty":
+        write(tmp_path, "README.txt", b"notes\n")
+        write(tmp_path, ".encpipe-tmp.x", sealed_bytes()[0][:100])
+        (tmp_path / "subdir").mkdir()
+    for argv in (["verify", str(tmp_path)], ["verify", "--dir", str(tmp_path)]):
+        assert run(*argv) == (66, None, f"encpipe-verify: error: {tmp_path}: no backup to verify "
+                                        "(--allow-empty accepts that)\n")
+    assert run("verify", env={**ENV, "ENCPIPE_BACKUP_DIR": str(tmp_path)})[:2] == (66, None)
+
+
+def test_verify_of_an_empty_location_beside_a_good_one_fails(tmp_path):
+    good, empty = tmp_path / "good", tmp_path / "empty"
+    good.mkdir()
+    empty.mkdir()
+    make_valid(good, "a_20240101T000000Z.sql.enc")
+    assert run("verify", str(good))[0] == 0
+    assert run("verify", str(good), str(empty)) == (66, None, f"encpipe-verify: error: {empty}: no backup to "
+                                                             "verify (--allow-empty accepts that)\n")
+
+
+def test_verify_allow_empty_accepts_a_location_with_no_backup(tmp_path):
+    code, report, err = run("verify", "--allow-empty", str(tmp_path))
+    assert (code, err) == (0, "")
+    assert (report["ok"], report["files"], report["results"]) == (True, 0, [])
+    make_corrupt(tmp_path, "a_20240101T000000Z.sql.enc")  # a failure still fails
+    assert run("verify", "--allow-empty", str(tmp_path))[0] == 65
+
+
+def test_verify_script_of_an_empty_directory_exits_66(tmp_path):
+    done = subprocess.run([SCRIPTS[2], str(tmp_path)], capture_output=True, env={**os.environ, **ENV}, timeout=60)
+    assert (done.returncode, done.stdout) == (66, b"")
+    assert done.stderr == (f"encpipe-verify: error: {tmp_path}: no backup to verify "
+                           "(--allow-empty accepts that)\n").encode()

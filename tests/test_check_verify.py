@@ -154,3 +154,20 @@ def test_a_closed_key_descriptor_is_critical(tmp_path, option):
                            "--verify", *option, str(tmp_path)], capture_output=True, env={**os.environ, **ENV},
                           timeout=60)
     assert done.returncode == 2 and done.stdout.startswith(b"CRITICAL: cannot load the keys for --verify: ")
+
+
+def test_encpipe_verify_of_a_remote_location_with_no_backup_fails_with_66(tmp_path, s3):  # noqa: F811
+    remote = Path(s3.bucket_dir) / "nothing-here"
+    os.mkdir(remote)
+    (remote / "README.txt").write_bytes(b"notes\n")
+    env = {**s3.env, **ENV, "PATH": os.environ["PATH"]}
+    for folder in ("nothing-here", "no-such-folder"):
+        out, err = io.BytesIO(), io.StringIO()
+        code = main(["verify", f"{s3.location}/{folder}"], stdout=out, stderr=err, env=env)
+        assert (code, out.getvalue(), err.getvalue()) == (
+            66, b"", f"encpipe-verify: error: {s3.location}/{folder}: no backup to verify "
+                     "(--allow-empty accepts that)\n")
+    out = io.BytesIO()
+    assert main(["verify", "--allow-empty", f"{s3.location}/nothing-here"], stdout=out, stderr=io.StringIO(),
+                env=env) == 0
+    assert b'"verified": 0' in out.getvalue()

@@ -1,8 +1,10 @@
 """A signal while `seal -o FILE` or `rewrap --in-place FILE` writes: the hidden
 `.encpipe-tmp.*` file is removed, FILE is as it was (or still absent), nothing
 goes to stdout or stderr, and encpipe dies of the signal (README "Exit status").
-With SIGHUP ignored when encpipe starts (nohup), SIGHUP changes nothing."""
+With SIGHUP ignored when encpipe starts (nohup), SIGHUP changes nothing. A signal
+while `keygen -o FILE` prints the public key removes FILE."""
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -127,3 +129,53 @@ def test_sighup_ignored_by_nohup_is_still_ignored(tmp_path):
     assert (status, child.stdout.read(), child.stderr.read()) == (0, b"", b"")
     opened = subprocess.run(command("open", str(out)), env=clean_env(KEY_ENV), capture_output=True, timeout=WAIT)
     assert (opened.returncode, opened.stdout) == (0, b"x" * (2 * CHUNK) + b"y" * CHUNK)
+
+
+@pytest.mark.parametrize("kind", ["--x25519", "--sign"])
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_signal_while_keygen_prints_the_public_key_removes_the_key_file(tmp_path, kind, sig):
+    """keygen -o writes the secret key file, then prints its public half: a signal
+    while that print waits (its reader does not read: a full pipe) leaves no key
+    file whose public half nobody saw, and keygen dies of the signal (143 for SIGTERM)."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 1 << 20)  # as large as encpipe makes its stdout pipe
+    os.set_blocking(write_end, False)
+    for size in (65536, 1):
+        try:
+            while True:
+                os.write(write_end, b"\0" * size)
+        except BlockingIOError:  # full: keygen's print will wait
+            pass
+    os.set_blocking(write_end, True)
+    key_file = tmp_path / "new.key"
+    try:
+        child = subprocess.Popen(command("keygen", kind, "-o", str(key_file)), env=clean_env(),
+                                 preexec_fn=_dispositions(), stdout=write_end, stderr=subprocess.PIPE)
+        os.close(write_end)
+        write_end = None
+        wait_until(lambda: key_file.exists() and key_file.stat().st_size > 0, "no key file written")
+        wait_until(lambda: _waits_writing(child.pid), "keygen does not wait on its output")
+        child.send_signal(sig)
+        status = child.wait(timeout=WAIT)
+        stderr = child.stderr.read()
+    finally:
+        child.kill()
+        child.wait()
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+    assert (status, stderr) == (-sig, b"")
+    assert not key_file.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def _waits_writing(pid):
+    """Whether `pid` sleeps in a write to a pipe (/proc/PID/wchan; 'S' where it is not shown)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state == "S" and ("pipe_write" in wchan or wchan in ("0", ""))

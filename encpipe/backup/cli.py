@@ -8,7 +8,7 @@ Usage:
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
-  encpipe-backups verify [--threads N]
+  encpipe-backups verify [--threads N] [--allow-empty]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
@@ -65,6 +65,7 @@ Options:
                              that does is the newest backup, each newer one is
                              a warning. One read of a backup per database; needs
                              a key (else critical). Key options need --verify.
+  --allow-empty              verify: a location that holds no backup is fine (else 66).
   --threads N                Worker threads [default: auto].
   --key-file FILE            As for encpipe: keys, one per line.
   --key-command CMD          As for encpipe.
@@ -101,7 +102,9 @@ Exit status:
   invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
   a trusted signer, 74 an I/O error once its chunks are read, 77
   no supplied key opens it); a file that verifies but whose maker is not
-  authenticated is not a failure ("sender_authenticated": false).
+  authenticated is not a failure ("sender_authenticated": false). With no
+  failure, a location that holds no backup (nothing, or only files that are
+  not backups) is 66, nothing printed, unless --allow-empty.
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
   or, with --verify, the keys cannot be read, or no key is configured).
 """
@@ -116,8 +119,8 @@ from docopt import DocoptExit, docopt
 
 from .. import commands
 from ..cli import Io, printable, report_errors
-from ..errors import EncpipeError, NoKeyConfigured, UsageError
-from ..keyargs import secret_fds_open
+from ..errors import EncpipeError, InputUnavailable, NoKeyConfigured, UsageError
+from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..usage_errors import first_empty
 from ..workers import decimal_number
 from . import metrics
@@ -203,18 +206,24 @@ def cmd_verify(args, io):
     paths = args["PATH"] or [location(args, io)]
     workers = commands.threads(args)
     keys = KeyRing.from_args(args, io)
-    results = []
+    results, empty = [], None
     for path in paths:
         folder = _is_location(path)
         store = open_location(path, io.env) if folder else None
         entries = scan(store) if folder else []
         if entries or folder and not _looks_like_a_file(path):
-            results += [verify_entry(store, e, keys, workers) for e in entries]
+            found = [verify_entry(store, e, keys, workers) for e in entries]
+            if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
+                empty = empty or path
+            results += found
         else:  # a file, or a remote path that names an object rather than a folder
             where, name = split_file(path)
             store = open_location(where, io.env)
             results.append(verify_entry(store, examine(store, store.stat(name)), keys, workers, named=True))
     failed = [r for r in results if r["ok"] is False]
+    empty = None if args["--allow-empty"] else empty
+    if empty and not failed:  # "nothing there" is not "all good": 66, nothing on stdout
+        raise InputUnavailable(f"{empty}: no backup to verify (--allow-empty accepts that)")
     io.print_json({
         "ok": not failed,
         "files": len(results),
@@ -225,6 +234,8 @@ def cmd_verify(args, io):
     })
     for result in failed:
         io.error(f"{result['path']}: {result['error']}")
+    if empty:
+        io.error(f"{empty}: no backup to verify (--allow-empty accepts that)")
     return failed[0]["exit_code"] if failed else 0
 
 
@@ -280,6 +291,7 @@ def cmd_check(args, io):
 
 def _check_keys(args, io):
     secret_fds_open(args)  # before any file is opened, as for the other commands
+    refuse_shared_stdin(args)
     keys = KeyRing.from_args(args, io)
     keys.encpipe()  # check counts sealed files only: the previous tool's key alone is no key here
     return keys
@@ -345,6 +357,7 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         refuse_credentials(location(args, io), ENV_BACKUP_DIR)
         if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
             secret_fds_open(args)
+            refuse_shared_stdin(args)  # two secrets on standard input: 64 before either is read
         return COMMANDS[name](args, io)
 
     return report_errors(io, start)
