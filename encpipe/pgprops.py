@@ -3,9 +3,10 @@
 Owner, ACL, connection limit, encoding and locale, `ALTER DATABASE ... SET`,
 `ALTER ROLE ... IN DATABASE ... SET` and the comment are read from the catalog
 as one JSON object. encpipe-backup appends it to the run's globals file as one
-SQL comment line (`-- encpipe-database-properties: {...}`); encpipe-restore
-gives them to the database it creates: owner and ACL at once (before anyone
-but a superuser can connect), settings and comment in the swap transaction.
+SQL comment line (`-- encpipe-database-properties: {...}`). encpipe-restore
+creates its scratch database with the encoding and locale, private while the
+dump runs (the restoring role's, no privilege for anyone else, no setting), and
+gives it every other property in the swap transaction, as it becomes DBNAME.
 """
 
 import json
@@ -73,7 +74,7 @@ def unquote(name):
 
 def create_sql(name, props):
     """CREATE DATABASE for the scratch database: template0, the properties' encoding
-    and locale, and no connections at all until `open_sql` ran."""
+    and locale, and no connections at all until `private_sql` ran."""
     sql = "CREATE DATABASE %s TEMPLATE template0 ALLOW_CONNECTIONS false" % ident(name)
     if props:
         sql += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
@@ -81,37 +82,44 @@ def create_sql(name, props):
         row = props.get("row") or {}
         if row.get("datlocprovider") == "i" and row.get("daticulocale"):
             sql += " LOCALE_PROVIDER icu ICU_LOCALE %s" % literal(row["daticulocale"])
-        if props.get("connlimit", -1) != -1:
-            sql += " CONNECTION LIMIT %d" % int(props["connlimit"])
     return sql + ";"
 
 
-def owner_acl_sql(name, props, no_owner=False, no_acl=False, owner=None):
-    """The owner (`owner`, else the properties' one) and the properties' ACL."""
-    sql = []
-    owner = owner or (props or {}).get("owner")
-    if owner and not no_owner:
-        sql.append("ALTER DATABASE %s OWNER TO %s;" % (ident(name), ident(owner)))
-    if props and props.get("acl") is not None and not no_acl:
-        sql.append("UPDATE pg_catalog.pg_database SET datacl = %s::aclitem[] WHERE datname = %s;" % (
-            literal(_array(props["acl"])), literal(name)))
-    return sql
-
-
-def open_sql(name, props, no_owner=False, no_acl=False, owner=None):
-    """One transaction: the owner and ACL, then connections allowed. A restoring
-    `owner` (--role) also gets every privilege until the swap sets the ACL again."""
-    sql = owner_acl_sql(name, props, no_owner, no_acl, owner)
+def private_sql(name, props, no_owner=False, owner=None):
+    """One transaction, run by the connecting role, which created the database: no privilege
+    for PUBLIC (nor anyone: a new database has no other grant), `owner` (--role) its owner
+    if given, then connections allowed. While the dump runs only that owner and superusers
+    may connect; a role that owned the live database, or could connect to it, could put
+    objects in the way of the dump's statements (which run as a superuser) or hold the
+    database. The recorded owner is given and taken back at once: a connecting role that may
+    not give it fails here, before the dump, not at the swap."""
+    sql = ["REVOKE ALL ON DATABASE %s FROM PUBLIC;" % ident(name)]
+    recorded = (props or {}).get("owner")
+    if recorded and not no_owner:
+        sql += ["ALTER DATABASE %s OWNER TO %s;" % (ident(name), ident(recorded)),
+                "ALTER DATABASE %s OWNER TO CURRENT_USER;" % ident(name)]
     if owner:
-        sql.append("GRANT ALL ON DATABASE %s TO %s;" % (ident(name), ident(owner)))
+        sql.append("ALTER DATABASE %s OWNER TO %s;" % (ident(name), ident(owner)))
     return "\n".join(sql + ["ALTER DATABASE %s ALLOW_CONNECTIONS true;" % ident(name)])
 
 
-def finish_sql(name, props):
-    """Settings and comment, for the swap transaction."""
-    if not props:
-        return ""
+def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
+    """For the swap transaction: the recorded owner (else the restoring role stays it), the
+    recorded ACL (else the default one: NULL, which only a `superuser` may write in the
+    catalog; else PUBLIC's CONNECT and TEMPORARY granted again, the same rights), connection
+    limit, settings and comment."""
+    props = props or {}
+    acl = props.get("acl") if not no_acl else None
     sql = []
+    if acl is None and not superuser:  # while the connecting role (or --role) still owns it
+        sql.append("GRANT CONNECT, TEMPORARY ON DATABASE %s TO PUBLIC;" % ident(name))
+    if props.get("owner") and not no_owner:
+        sql.append("ALTER DATABASE %s OWNER TO %s;" % (ident(name), ident(props["owner"])))
+    if acl is not None or superuser:
+        sql.append("UPDATE pg_catalog.pg_database SET datacl = %s WHERE datname = %s;" % (
+            "NULL" if acl is None else literal(_array(acl)) + "::aclitem[]", literal(name)))
+    if props.get("connlimit", -1) != -1:
+        sql.append("ALTER DATABASE %s CONNECTION LIMIT %d;" % (ident(name), int(props["connlimit"])))
     for setting in props.get("settings") or []:  # a role the server lacks: its setting is left out
         role = "0"
         if setting.get("role"):

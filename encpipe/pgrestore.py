@@ -281,11 +281,10 @@ class Run:
             raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
                           % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
         self.apply_globals(self.globals_stmts)
-        no_owner, no_acl = self.skips(exists)
         try:
             run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
             self.temp = self.temp_name
-            run_sql(self.maint, pgprops.open_sql(self.temp, props, no_owner, no_acl, owner=self.o.get("role")),
+            run_sql(self.maint, pgprops.private_sql(self.temp, props, self.skips(exists)[0], owner=self.o.get("role")),
                     single_transaction=True)
         except PgError as e:  # undo() drops it when it was created
             raise Failure("cannot create the scratch database %s (%s); database %s is unchanged"
@@ -310,9 +309,9 @@ class Run:
                           if getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"]) else None)
 
     def swap(self, props, exists):
-        sql = [pgprops.finish_sql(self.temp, props)]
-        if self.o.get("role"):
-            sql += pgprops.owner_acl_sql(self.temp, props, *self.skips(exists))
+        superuser = run_sql(self.maint, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;")
+        # private until now (see pgprops.private_sql): its properties come with the swap
+        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=superuser == [["t"]])]
         if exists:
             if self.o.get("terminate_connections"):
                 sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "

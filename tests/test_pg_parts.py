@@ -66,11 +66,24 @@ def test_properties_sql():
     create = pgprops.create_sql("tmp", props)
     assert create == ("CREATE DATABASE \"tmp\" TEMPLATE template0 ALLOW_CONNECTIONS false "
                       "ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';")
-    opened = pgprops.open_sql("tmp", props)
-    assert opened.splitlines()[0] == 'ALTER DATABASE "tmp" OWNER TO "app_owner";'
-    assert opened.splitlines()[-1] == 'ALTER DATABASE "tmp" ALLOW_CONNECTIONS true;'
-    assert "'{\"=T/app_owner\",\"app_owner=CTc/app_owner\",\"\\\"Weird \\\"\\\"Role\\\"\\\"\\\"=c/app_owner\"}'" in opened
-    finish = pgprops.finish_sql("tmp", props)
+    assert pgprops.create_sql("tmp", dict(props, connlimit=3)) == create  # set at the swap
+    assert pgprops.private_sql("tmp", props).splitlines() == [
+        'REVOKE ALL ON DATABASE "tmp" FROM PUBLIC;', 'ALTER DATABASE "tmp" OWNER TO "app_owner";',
+        'ALTER DATABASE "tmp" OWNER TO CURRENT_USER;', 'ALTER DATABASE "tmp" ALLOW_CONNECTIONS true;']
+    assert pgprops.private_sql("tmp", props, no_owner=True, owner="dba").splitlines() == [
+        'REVOKE ALL ON DATABASE "tmp" FROM PUBLIC;', 'ALTER DATABASE "tmp" OWNER TO "dba";',
+        'ALTER DATABASE "tmp" ALLOW_CONNECTIONS true;']
+    finish = pgprops.finish_sql("tmp", dict(props, connlimit=3))
+    assert finish.splitlines()[:3] == [
+        'ALTER DATABASE "tmp" OWNER TO "app_owner";',
+        "UPDATE pg_catalog.pg_database SET datacl = '{\"=T/app_owner\",\"app_owner=CTc/app_owner\","
+        "\"\\\"Weird \\\"\\\"Role\\\"\\\"\\\"=c/app_owner\"}'::aclitem[] WHERE datname = 'tmp';",
+        'ALTER DATABASE "tmp" CONNECTION LIMIT 3;']
+    assert pgprops.finish_sql("tmp", props, no_owner=True, no_acl=True).splitlines()[0] == (
+        "UPDATE pg_catalog.pg_database SET datacl = NULL WHERE datname = 'tmp';")
+    assert pgprops.finish_sql("tmp", None) == "UPDATE pg_catalog.pg_database SET datacl = NULL WHERE datname = 'tmp';"
+    assert pgprops.finish_sql("tmp", props, no_acl=True, superuser=False).splitlines()[:2] == [
+        'GRANT CONNECT, TEMPORARY ON DATABASE "tmp" TO PUBLIC;', 'ALTER DATABASE "tmp" OWNER TO "app_owner";']
     assert "'{\"search_path=\\\"$user\\\", app\"}'::text[]" in finish
     assert finish.endswith("COMMENT ON DATABASE \"tmp\" IS 'it''s';")
 

@@ -201,14 +201,14 @@ def _scratch(pg):
     return rows[0] if rows else None
 
 
-def test_the_owner_holding_the_scratch_databases_row_cannot_make_the_swap_wait_for_ever(pg, tools, key_file,
-                                                                                         tmp_path, mallory):
-    """Restored in place, the scratch database belongs to the live one's owner from its
-    creation. She alters it in a transaction she keeps open: the swap, having renamed the
-    live database away in its own transaction, waited for her lock for ever (and, killed,
-    its psql still swapped once she let go). Now it gives up after lock_timeout, with the
-    live database as it was; the scratch database, which she still holds, is left for a
-    later restore to drop."""
+def test_the_owner_holding_the_live_databases_row_cannot_make_the_swap_wait_for_ever(pg, tools, key_file,
+                                                                                      tmp_path, mallory):
+    """The owner of the live database alters it in a transaction she keeps open. Before, with
+    the scratch database hers too, she did that to it, and the swap, having renamed the live
+    database away in its own transaction, waited for her lock for ever (and, killed, its psql
+    still swapped once she let go); the scratch database is no longer hers (see
+    tests/test_restore_scratch.py), but the live one is. The swap gives up after lock_timeout,
+    with the live database as it was, and the scratch database dropped."""
     source = ensure_small(pg, "mal_source")
     path = str(tmp_path / "slow.sql.enc")
     encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
@@ -223,12 +223,12 @@ def test_the_owner_holding_the_scratch_databases_row_cannot_make_the_swap_wait_f
     holder = None
     try:
         deadline = time.monotonic() + 60
-        while not (scratch := _scratch(pg)):
+        while not _scratch(pg):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=env, stdin=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        holder.stdin.write(b'BEGIN;\nALTER DATABASE "%s" CONNECTION LIMIT 7;\n' % scratch.encode())
+        holder.stdin.write(b'BEGIN;\nALTER DATABASE mal_target CONNECTION LIMIT 7;\n')
         holder.stdin.flush()
         out, err = proc.communicate(timeout=40)
     finally:
@@ -238,7 +238,8 @@ def test_the_owner_holding_the_scratch_databases_row_cannot_make_the_swap_wait_f
                         r"\(ERROR:  canceling statement due to lock timeout\); database mal_target is unchanged",
                         err.decode().splitlines()[-2]), err.decode()
     assert dump(pg, "mal_target") == before
-    assert leftover_databases(pg) <= {scratch}
+    assert pg.psql("SELECT datconnlimit FROM pg_database WHERE datname = 'mal_target'").strip() == "-1"
+    assert not leftover_databases(pg)
 
 
 def _stop(proc, holder):
@@ -252,10 +253,10 @@ def _stop(proc, holder):
 
 def test_a_session_on_the_scratch_database_fails_the_swap_and_leaves_the_live_database(pg, tools, key_file, tmp_path,
                                                                                        mallory):
-    """Any role that may connect to the live database may connect to its scratch copy while the
-    dump runs, which --terminate-connections does not end (it ends DBNAME's sessions). The
-    swap cannot rename the scratch database then: it fails in one transaction, so the live
-    database is never left renamed away with nothing in its place."""
+    """A superuser (no other role may: tests/test_restore_scratch.py) connected to the scratch
+    database while the dump runs, which --terminate-connections does not end (it ends DBNAME's
+    sessions). The swap cannot rename the scratch database then: it fails in one transaction,
+    so the live database is never left renamed away with nothing in its place."""
     source = ensure_small(pg, "mal_source")
     path = str(tmp_path / "slow.sql.enc")
     encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
@@ -266,15 +267,15 @@ def test_a_session_on_the_scratch_database_fails_the_swap_and_leaves_the_live_da
     proc = subprocess.Popen([RESTORE, "--terminate-connections", "--drop-old", "--key-file", key_file, path,
                              "mal_target"], env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     env = pg.env
-    env["PGUSER"] = ATTACKER
+    env["PGUSER"] = BOOTSTRAP
     holder = None
     try:
         deadline = time.monotonic() + 60
         while not (scratch := _scratch(pg)) or pg.psql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND usename = 'mallory'" % scratch
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND usename = '%s'" % (scratch, BOOTSTRAP)
         ).strip() == "0":
             assert time.monotonic() < deadline and proc.poll() is None
-            if scratch and (holder is None or holder.poll() is not None):  # allowed once it has its owner, ACL
+            if scratch and (holder is None or holder.poll() is not None):  # allowed once connections are
                 holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", scratch], env=env,
                                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.05)
