@@ -51,6 +51,8 @@ from .workers import decimal_number
 
 QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
               " data; to see them, add -- -v VERBOSITY=default")
+QUIET_ARCHIVE = ("psql's errors above are SQLSTATE codes and lines of the archive's SQL (pg_restore -f -): its"
+                 " messages may quote the dump's data; README, \"A failed restore's messages\", says how to see them")
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
@@ -306,8 +308,10 @@ class Run:
             raise Failure("cannot decrypt %s (status %d); database %s was not touched" % (self.file, status, self.db),
                           status, open_failure_hint(status, self.o, self.env))
         if restored != 0:
-            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db), hint=QUIET_PSQL
-                          if getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"]) else None)
+            quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
+            archive = getattr(self, "tool", None) == "pg_restore" and self.stream.quiet and self.stream.client_status
+            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db),
+                          hint=QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None)
 
     def swap(self, props, exists):
         sql = [pgprops.finish_sql(self.temp, props)]
