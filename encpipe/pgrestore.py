@@ -309,7 +309,7 @@ class Run:
                           status, open_failure_hint(status, self.o, self.env))
         if restored != 0:
             quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
-            archive = getattr(self, "tool", None) == "pg_restore" and self.stream.quiet and self.stream.client_status
+            archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed
             raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db),
                           hint=QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None)
 

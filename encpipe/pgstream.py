@@ -144,7 +144,7 @@ class Restore:
         self.open_cmd, self.open_env, self.pass_fds, self.spawn = open_cmd, open_env, pass_fds, spawn
         self.tool_args, self.user, self.restrict = tool_args, user, restrict
         self.procs = []
-        self.quiet, self.client_status = True, None
+        self.quiet = self.psql_failed = False
 
     def run(self, create):
         """Returns (status of encpipe open, status of the restore client); raises EmptyStream."""
@@ -200,7 +200,8 @@ class Restore:
             except OSError:
                 pass
             src.close()
-        status = self.client_status = client.wait()
+        status = client.wait()
+        self.psql_failed = self.quiet and status > 0  # it named errors (a signal ends it silently)
         middle = self.procs[1:-1]  # a decompressor, pg_restore -f -: one that failed cut the stream short
         if status:  # pg_restore may read on for long without writing (the data of tables -t left out)
             for proc in middle:
