@@ -46,13 +46,8 @@ from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
-from .pgstream import EmptyStream, Restore, restricted_psql
+from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 from .workers import decimal_number
-
-QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
-              " data; to see them, add -- -v VERBOSITY=default")
-QUIET_ARCHIVE = ("psql's errors above are SQLSTATE codes and lines of the archive's SQL (pg_restore -f -): its"
-                 " messages may quote the dump's data; README, \"A failed restore's messages\", says how to see them")
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63

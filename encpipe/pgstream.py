@@ -39,6 +39,11 @@ _LINE_START_BACKSLASH = re.compile(rb"\n\\")
 _CLUSTER_DUMP = b"--\n-- PostgreSQL database cluster dump\n"
 
 QUIET_ERRORS = ("-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never")
+# encpipe-restore's hints after a failure psql named by its SQLSTATE
+QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
+              " data; to see them, add -- -v VERBOSITY=default")
+QUIET_ARCHIVE = ("psql's errors above are SQLSTATE codes and lines of the archive's SQL (pg_restore -f -): its"
+                 " messages may quote the dump's data; README, \"A failed restore's messages\", says how to see them")
 
 
 def restricted_psql(allow_unrestricted, warn):
