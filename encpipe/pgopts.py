@@ -1,7 +1,8 @@
 """Options passed through to pg_dump, pg_restore and psql, and those refused.
 
 `encpipe-backup DB -- OPTIONS` hands OPTIONS to pg_dump; `encpipe-restore FILE
-DB -- OPTIONS` to pg_restore (custom archives) or psql (plain dumps). An option
+DB -- OPTIONS` to pg_restore (custom archives, `pg_restore -f -`, whose SQL psql
+runs) or psql (plain dumps). An option
 that would break the pipeline (write elsewhere, read a directory, connect
 elsewhere, run in parallel from a pipe) is refused, exit 64, naming it; so is
 an argument that is not an option (pg_dump would dump that database under
@@ -34,6 +35,9 @@ _CONNECT = {
     "V": ("version", "it prints a version instead of working"),
     "?": ("help", "it prints help instead of working"),
 }
+# pg_restore writes the archive's SQL (-f -) and psql runs it: pg_restore reaches no server.
+_SCRIPT = ("pg_restore only writes the archive's SQL, and psql runs it, connecting as every step does "
+           "(give the password with PGPASSWORD or ~/.pgpass)")
 _REFUSED = {
     "pg_dump": {
         "f": ("file", "the dump goes to encpipe seal"),
@@ -44,12 +48,14 @@ _REFUSED = {
         **_CONNECT,
     },
     "pg_restore": {
-        "f": ("file", "the archive is restored into a database, not written to a file"),
+        "f": ("file", "the archive's SQL goes to psql, into the database the restore chooses"),
         "d": ("dbname", "the restore chooses the database itself"),
         "F": ("format", "the archive arrives on a pipe, in the custom format"),
         "j": ("jobs", "parallel restores need a seekable archive, not a pipe"),
         "C": ("create", "the restore creates the database itself"),
         "l": ("list", "it lists the archive instead of restoring it"),
+        "w": ("no-password", _SCRIPT),
+        "W": ("password", _SCRIPT),
         **_CONNECT,
     },
     "psql": {
@@ -80,7 +86,9 @@ _NOT_AN_OPTION = {
     "psql": "the backup is the only input, and the restore chooses the database and the user",
 }
 _LONG_ONLY_REFUSED = {
-    "pg_restore": {"role": "use encpipe-restore --role ROLE, which connects as that role"},
+    "pg_restore": {"role": "use encpipe-restore --role ROLE, which connects as that role",
+                   "restrict-key": "the restore gives psql a \\restrict key of its own",
+                   "transaction-size": "the archive is restored in one transaction"},
     "psql": {"set": None, "variable": None},
 }
 

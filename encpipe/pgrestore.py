@@ -46,11 +46,8 @@ from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
-from .pgstream import EmptyStream, Restore, restricted_psql
+from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 from .workers import decimal_number
-
-QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
-              " data; to see them, add -- -v VERBOSITY=default")
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
@@ -305,8 +302,10 @@ class Run:
             raise Failure("cannot decrypt %s (status %d); database %s was not touched" % (self.file, status, self.db),
                           status, open_failure_hint(status, self.o, self.env))
         if restored != 0:
-            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db), hint=QUIET_PSQL
-                          if getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"]) else None)
+            quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
+            archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed
+            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db),
+                          hint=QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None)
 
     def swap(self, props, exists):
         superuser = run_sql(self.maint, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;")

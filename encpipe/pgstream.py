@@ -2,11 +2,13 @@
 
 The first bytes say what the stream is: zstd or gzip (decompressed by the
 `zstd`/`gzip` tools, whatever the file is called), then a custom archive
-(`PGDMP`, to pg_restore) or plain SQL (to psql). Plain SQL goes to psql in
-restricted mode: `\\restrict KEY` with a fresh random key comes first, and the
-dump's own `\\restrict KEY`/`\\unrestrict KEY` lines are dropped on the way, so every
+(`PGDMP`) or plain SQL. A custom archive goes to `pg_restore -f -`, which writes
+its SQL; that SQL, or the plain dump's, goes to psql in restricted mode:
+`\\restrict KEY` with a fresh random key comes first, and the dump's own
+`\\restrict KEY`/`\\unrestrict KEY` lines are dropped on the way, so every
 other meta-command of the dump (`\\!`, `\\copy ... program`, `\\connect`...)
-is an error that stops the restore. Memory stays constant.
+is an error that stops the restore. psql's errors name the SQLSTATE and the
+line, never the dump's values (QUIET_ERRORS). Memory stays constant.
 """
 
 import fcntl
@@ -38,6 +40,11 @@ _LINE_START_BACKSLASH = re.compile(rb"\n\\")
 _CLUSTER_DUMP = CLUSTER_DUMP
 
 QUIET_ERRORS = ("-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never")
+# encpipe-restore's hints after a failure psql named by its SQLSTATE
+QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
+              " data; to see them, add -- -v VERBOSITY=default")
+QUIET_ARCHIVE = ("psql's errors above are SQLSTATE codes and lines of the archive's SQL (pg_restore -f -): its"
+                 " messages may quote the dump's data; README, \"A failed restore's messages\", says how to see them")
 
 
 def restricted_psql(allow_unrestricted, warn):
@@ -143,6 +150,7 @@ class Restore:
         self.open_cmd, self.open_env, self.pass_fds, self.spawn = open_cmd, open_env, pass_fds, spawn
         self.tool_args, self.user, self.restrict = tool_args, user, restrict
         self.procs = []
+        self.quiet = self.psql_failed = False
 
     def run(self, create):
         """Returns (status of encpipe open, status of the restore client); raises EmptyStream."""
@@ -175,17 +183,21 @@ class Restore:
                 raise Failure("the file holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
                               "not a database's dump; nothing was changed", 65)
         db = create("custom" if custom else "plain")
-        if custom:
+        # psql's errors name the SQLSTATE and line, not the statement or its values (the dump's
+        # plaintext, bound for a journal or cron's mail); for a plain dump `-- -v VERBOSITY=default` shows all.
+        self.quiet = not custom or self.restrict  # psql runs the SQL (else pg_restore -d, whose errors are whole)
+        if custom and not self.restrict:  # no psql to keep the archive's meta-commands from running
             argv = ["pg_restore", "--exit-on-error", "--single-transaction", "-d", db, *self.tool_args]
+        elif custom:  # its SQL, BEGIN first and COMMIT last, to the same psql as a plain dump's
+            src, head = self._script(head, src), b""
+            argv = psql_args(db, *QUIET_ERRORS, "-f", "-")
         else:
-            # psql's errors name the SQLSTATE and line, not the statement or its values (the
-            # dump's plaintext, bound for a journal or cron's mail); `-- -v VERBOSITY=default` shows all.
             argv = psql_args(db, "--single-transaction", *QUIET_ERRORS, *self.tool_args, "-f", "-")
         client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
         self.procs.append(client)
         widen_pipes(client.stdin)
         try:
-            self._feed(head, src, client.stdin, None if custom else RestrictFilter())
+            self._feed(head, src, client.stdin, RestrictFilter() if self.quiet else None)
         except BrokenPipeError:
             pass
         finally:
@@ -195,10 +207,29 @@ class Restore:
                 pass
             src.close()
         status = client.wait()
+        self.psql_failed = self.quiet and status > 0  # it named errors (a signal ends it silently)
+        middle = self.procs[1:-1]  # a decompressor, pg_restore -f -: one that failed cut the stream short
+        if status:  # pg_restore may read on for long without writing (the data of tables -t left out)
+            for proc in middle:
+                if proc.poll() is None:
+                    proc.kill()
+        for proc in middle:
+            status = status or (proc.wait() and 1)
         opened = opener.wait()
-        for unpack in self.procs[1:-1]:  # a decompressor that failed cut the stream short
-            status = status or (unpack.wait() and 1)
         return (0 if opened == -13 and status != 0 else opened), status
+
+    def _script(self, head, src):
+        """Starts `pg_restore -f -` on the archive (`head`, then `src`); returns its SQL's pipe.
+        It reaches no server: libpq's secrets stay out of its environment. With
+        --single-transaction it writes BEGIN and COMMIT around the rest (large objects
+        too), and a stream cut short lacks the COMMIT: psql, given no -1 of its own, rolls back."""
+        script = subprocess.Popen(["pg_restore", "--exit-on-error", "--single-transaction", "-f", "-",
+                                   *self.tool_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  env=child_env(os.environ))
+        self.procs.append(script)
+        widen_pipes(script.stdin, script.stdout)
+        threading.Thread(target=_pump, args=(head, src, script.stdin), daemon=True).start()
+        return script.stdout
 
     def _feed(self, head, src, dst, restrict_filter):
         if restrict_filter is None:

@@ -18,6 +18,7 @@ import pytest
 from test_backup_restore import (
     BACKUP,
     BACKUP_NAME,
+    RESTORE,
     backup,
     databases,
     dir_entries,
@@ -177,6 +178,7 @@ def _assert_restore_fails_cleanly(pg, tools, path, key, expected_status):
     assert dump(pg, "bk_fault_target") == before
     assert leftover_databases(pg) == set()
     assert "bk_fault_target" in databases(pg)
+    return proc.stderr.decode()
 
 
 @pytest.mark.parametrize("how", ["truncated", "tampered", "extended"])
@@ -204,7 +206,36 @@ def test_restore_of_a_broken_custom_archive_changes_nothing(pg, tools, key_file,
     path = _seal(tmp_path, key_file, archive[: len(archive) // 2], "cut.dump.enc")
     pg.dropdb("bk_fault_target")
     pg.createdb("bk_fault_target")
-    _assert_restore_fails_cleanly(pg, tools, path, key_file, 1)
+    err = _assert_restore_fails_cleanly(pg, tools, path, key_file, 1)
+    # pg_restore -f - says what is wrong with the archive; psql, which ran what it wrote, did not fail
+    assert err.startswith("pg_restore: error: ") and err.count("\n") == 2, err
+    assert "hint" not in err, err
+
+
+@pytest.mark.parametrize("ending", [
+    "\nexit 1\n",  # all of its SQL written, COMMIT too, then a failure
+    " | head -c 3000\nexit 1\n",  # cut short: BEGIN, no COMMIT
+    " | head -c 3000\nkill -9 $$\n",
+])
+def test_restore_whose_pg_restore_fails_changes_nothing(pg, tools, key_file, tmp_path, ending):
+    """psql runs the SQL that pg_restore -f - writes: a pg_restore that fails fails the
+    restore (1), whatever psql made of what it got, and nothing is swapped in."""
+    db = ensure_small(pg, "bk_small")
+    archive = subprocess.run([pg.bin("pg_dump"), "-Fc", db], env=pg.env, capture_output=True, check=True).stdout
+    path = _seal(tmp_path, key_file, archive, "whole.dump.enc")
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "pg_restore").write_text("#!/bin/sh\n%s \"$@\"%s" % (shlex.quote(pg.bin("pg_restore")), ending))
+    (fake / "pg_restore").chmod(0o755)
+    pg.dropdb("bk_fault_target")
+    pg.createdb("bk_fault_target")
+    pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db="bk_fault_target")
+    before = dump(pg, "bk_fault_target")
+    proc = run([RESTORE, "--key-file", key_file, path, "bk_fault_target"], _with_path_first(script_env(pg, tools), fake))
+    assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
+    assert proc.stderr.decode().endswith("database bk_fault_target is unchanged\n"), proc.stderr.decode()
+    assert dump(pg, "bk_fault_target") == before
+    assert leftover_databases(pg) == set()
 
 
 def test_restore_of_an_empty_backup_changes_nothing(pg, tools, key_file, tmp_path):

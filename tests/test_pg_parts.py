@@ -95,6 +95,11 @@ def test_properties_sql():
     ("pg_restore", ["-l"], "-l"), ("pg_restore", ["--role=x"], "--role=x"), ("psql", ["-c", "select"], "-c"),
     ("psql", ["-v", "ON_ERROR_STOP=0"], "-v ON_ERROR_STOP"), ("psql", ["--set=ON_ERROR_STOP=0"], "--set"),
     ("psql", ["--set", "ON_ERROR_STOP=0"], "--set"), ("psql", ["-L", "log"], "-L"), ("psql", ["-aLlog"], "-aLlog"),
+    # pg_restore writes SQL for psql: no password of its own, no \restrict key, no transactions but one
+    ("pg_restore", ["-w"], "-w"), ("pg_restore", ["-OW"], "-OW"), ("pg_restore", ["--no-password"], "--no-password"),
+    ("pg_restore", ["--password"], "--password"), ("pg_restore", ["--restrict-key=k"], "--restrict-key=k"),
+    ("pg_restore", ["--restrict-key", "k"], "--restrict-key"), ("pg_restore", ["--transaction-size=9"],
+                                                                 "--transaction-size=9"),
 ])
 def test_refused_options_are_named(tool, args, named):
     with pytest.raises(pgopts.RefusedOption, match="option %s" % named.split()[0]):
@@ -105,7 +110,8 @@ def test_refused_options_are_named(tool, args, named):
     ("pg_dump", ["--exclude-table-data=big", "-n", "public", "-T", "x", "-v", "-Z", "9"]),
     ("pg_dump", ["-t", "-f"]),  # -f is the value of -t here
     ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public", "-L", "list"]),
-    ("psql", ["-v", "x=1", "-a", "-e"]),
+    ("psql", ["-v", "x=1", "-a", "-e", "-w"]),
+    ("pg_restore", ["-e", "--single-transaction", "--no-data-for-failed-tables", "-c", "--if-exists", "-v"]),
     ("pg_restore", ["--schema", "public", "--section", "data", "--use-list", "list", "-t", "x"]),
     ("psql", ["--set", "x=1", "-P", "pager=off", "--pset", "format=aligned", "-1"]),
     ("pg_dump", ["-n", "public"]),

@@ -4,6 +4,9 @@
   dump's `\\!` or `\\copy ... to program` stops the restore, runs nothing, and
   the live database stays as it was. A psql too old for \\restrict is refused
   unless --allow-unrestricted-psql.
+- A custom archive's SQL (pg_restore -f -) goes to the same restricted psql: a
+  crafted archive's `\\!` runs nothing either; with an old psql allowed, the
+  archive goes to pg_restore -d.
 - `--role ROLE` restores connected as ROLE: superuser-only SQL in a dump fails.
 - A legacy file is authenticated before anything: a tampered one runs no
   psql or pg_restore and creates no database.
@@ -134,6 +137,34 @@ def test_an_old_psql_is_refused_unless_allowed(pg, tools, key_file, tmp_path):
     assert b"warning: psql 15.13 has no \\restrict" in proc.stderr
     assert dump(pg, TARGET) == genuine
     pg.dropdb(TARGET)
+
+
+@pytest.mark.parametrize("psql", ["restricting", "old, allowed"])
+def test_a_custom_archive_cannot_run_shell_commands(pg, tools, key_file, tmp_path, psql):
+    """pg_restore -f - writes an archive's statements as they are: one crafted into
+    `\\! touch M` reaches psql as a meta-command, which restricted mode refuses. With
+    an old psql (--allow-unrestricted-psql), the archive goes to pg_restore -d, which
+    sends it to the server as SQL. Either way the restore fails and runs nothing."""
+    db = ensure_small(pg, "hard_source")
+    archive = subprocess.run([pg.bin("pg_dump"), "-Fc", db], env=pg.env, capture_output=True, check=True).stdout
+    start = archive.index(b"CREATE TABLE public.t (")
+    end = archive.index(b");\n", start) + 3
+    attack = b"\\! touch M\n"
+    evil = archive[:start] + attack + b"-" * (end - start - len(attack) - 1) + b"\n" + archive[end:]
+    path = _seal(tmp_path, key_file, evil, "evil.dump.enc")
+    env, options = script_env(pg, tools), []
+    if psql != "restricting":
+        fake, log = _fake_psql(tmp_path, pg)
+        env, options = _env_with(pg, tools, fake), ["--allow-unrestricted-psql"]
+    before = _fresh_target(pg)
+    proc = run([RESTORE, *options, "--key-file", key_file, path, TARGET], env, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
+    assert not (tmp_path / "M").exists()
+    assert dump(pg, TARGET) == before
+    assert leftover_databases(pg) == set()
+    if psql != "restricting":
+        calls = log.read_text().splitlines()  # pg_restore's and psql's arguments
+        assert any(c.startswith("--exit-on-error --single-transaction -d encpipe_restore_") for c in calls), calls
 
 
 def test_role_restores_with_that_roles_rights_only(pg, tools, key_file, tmp_path):

@@ -25,8 +25,10 @@ A libpq connection string refused after `--` (encpipe-backup, encpipe-restore)
 is named in the error line, which goes to the journal or cron's mail, with its
 password masked.
 
-Not fixed (xfail): psql's error for a failed restore names the failing
-statement's values, plaintext of the dump, on standard error.
+A failed restore's errors, on standard error, name the SQLSTATE and the line,
+not the failing statement's values (plaintext of the dump): psql runs a plain
+dump's SQL, and a custom archive's as `pg_restore -f -` writes it, with
+VERBOSITY=sqlstate.
 """
 
 import json
@@ -40,7 +42,7 @@ import sys
 
 import pytest
 
-from encpipe.pgrestore import QUIET_PSQL
+from encpipe.pgrestore import QUIET_ARCHIVE, QUIET_PSQL
 
 from fuzz.craft import clean_env, command, run_in_process
 from s3server import rclone_binary
@@ -52,6 +54,7 @@ from test_backup_restore import (
     dump,
     ensure_small,
     key_file,  # noqa: F401 (fixture)
+    leftover_databases,
     SCRIPTS,
     run,
     script_env,
@@ -265,3 +268,36 @@ def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tm
                 script_env(pg, tools))
     assert shown.returncode == 1 and value in shown.stderr.decode(), shown.stderr
     assert "hint" not in shown.stderr.decode(), shown.stderr
+
+
+def test_a_failed_restore_of_a_custom_archive_shows_no_plaintext_of_the_dump(pg, tools, key_file, tmp_path):
+    """The same for a custom archive: its SQL, written by `pg_restore -f -`, runs in
+    the same quiet psql. The table's CHECK holds where it was dumped and fails in the
+    restore's scratch database, on the row's COPY, whose whole message quotes the row
+    (`Failing row contains (...)`, `CONTEXT: COPY t, line 1: "..."`). The restore fails
+    (1), the database it was to replace keeps its contents, and no error line holds the
+    value."""
+    value = "plaintext-archived-value-91c4"
+    pg.dropdb("leaks_archived")
+    pg.createdb("leaks_archived")
+    pg.psql("CREATE TABLE t (x text CHECK (current_database() NOT LIKE 'encpipe\\_restore\\_%%'));"
+            "INSERT INTO t VALUES ('%s');" % value, db="leaks_archived")
+    archive = subprocess.run([pg.bin("pg_dump"), "-Fc", "leaks_archived"], env=pg.env, capture_output=True,
+                             check=True).stdout
+    path = tmp_path / "leaks_20250101T000000Z.dump.enc"
+    path.write_bytes(run_in_process(["seal", "--key-file", key_file], archive, {})[1])
+    pg.dropdb("leaks_failed")
+    pg.createdb("leaks_failed")
+    pg.psql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('kept');", db="leaks_failed")
+    before = dump(pg, "leaks_failed")
+    proc = run([RESTORE, "--key-file", key_file, "--no-globals", path, "leaks_failed"], script_env(pg, tools))
+    err = proc.stderr.decode()
+    assert (proc.returncode, proc.stdout) == (1, b""), err
+    assert "leaks_failed is unchanged" in err, err
+    assert value not in err, err
+    assert "ERROR:  23514\n" in err, err  # check_violation, by its SQLSTATE alone
+    assert err.endswith("encpipe-restore: hint: " + QUIET_ARCHIVE + "\n"), err
+    assert dump(pg, "leaks_failed") == before
+    assert not leftover_databases(pg)
+    pg.dropdb("leaks_failed")
+    pg.dropdb("leaks_archived")
