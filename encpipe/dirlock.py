@@ -7,9 +7,11 @@ kills the run), then fails with 75, naming the lock.
 """
 
 import fcntl
+import os
 import time
 
 from .errors import Changed, UsageError
+from .safefile import still_at
 from .workers import decimal_number
 
 ENV_LOCK_WAIT, LOCK_WAIT, MAX_WAIT = "ENCPIPE_LOCK_WAIT", 5 * 3600, 1000000
@@ -22,6 +24,27 @@ def lock_wait(env):
     if seconds is None or seconds > MAX_WAIT:
         raise UsageError(f"{ENV_LOCK_WAIT} must be a number of seconds from 0 to {MAX_WAIT}, not {text!r}")
     return seconds
+
+
+def take(directory, seconds, on_wait):
+    """A descriptor of `directory` holding its exclusive flock: at once, or after
+    `on_wait()` within `seconds` (else Changed, 75); None when the directory was
+    removed while this waited (by a failed run that had made it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        on_wait()
+    try:
+        wait_for_lock(fd, directory, seconds)
+    except Changed:
+        os.close(fd)
+        raise
+    if still_at(fd, directory):
+        return fd
+    os.close(fd)
+    return None
 
 
 def wait_for_lock(fd, directory, seconds):

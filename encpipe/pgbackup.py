@@ -16,19 +16,18 @@ import signal
 import sys
 import time
 
-from . import commands, pgopts
+from . import commands, dirlock, pgopts
 from .backup import job
 from .backup.cli import policy_from
 from .backup.names import STAMP
 from .backup.remotes import refuse_credentials
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
-from .dirlock import lock_wait, wait_for_lock
-from .errors import Changed, EncpipeError, IOFailure
+from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
 from .keyargs import load_keys, refuse_shared_stdin, secret_fds_open
 from .pgcli import FD_NOT_A_NUMBER, Failure, script_usage, unknown_option, utf8_name
 from .pgdump import Globals, dump
-from .safefile import make_directories, remove_made, still_at
+from .safefile import make_directories, remove_made
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
 from .usage_errors import empty_value
 from .workers import chunk_log2, int_option, thread_option
@@ -177,7 +176,7 @@ def validate(o, env):
         o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"
     if o["dir"].startswith("-"):
         o["dir"] = "./" + o["dir"]
-    o["lock_wait"] = lock_wait(env)
+    o["lock_wait"] = dirlock.lock_wait(env)
 
 
 class Interrupted(BaseException):
@@ -254,26 +253,17 @@ class Backup:
     def _temp_name(self):
         return f"{TEMP_PREFIX}{self.stamp}_{os.getpid()}_{secrets.randbelow(1 << 30)}"
 
+    def _say_waiting(self):
+        self.io.stderr.write(f"{PROG}: waiting for another backup into {self.o['dir']}\n")
+        self.io.stderr.flush()
+
     def lock(self):
         """Take turns in DIR (flock), remove the temporary files of killed runs, and
         wait until this second's names are free; the time stamp (None: DIR is gone)."""
-        import fcntl
-
         directory = self.o["dir"]
-        self.lock_fd = os.open(directory, os.O_RDONLY)
-        try:
-            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.io.stderr.write(f"{PROG}: waiting for another backup into {directory}\n")
-            self.io.stderr.flush()
-            try:
-                wait_for_lock(self.lock_fd, directory, self.o["lock_wait"])
-            except Changed:
-                os.close(self.lock_fd)
-                raise
-            if not still_at(self.lock_fd, directory):  # removed by a failed run that made it
-                os.close(self.lock_fd)
-                return None
+        self.lock_fd = dirlock.take(directory, self.o["lock_wait"], self._say_waiting)
+        if self.lock_fd is None:
+            return None
         for name in os.listdir(directory):  # holding the lock, no other backup writes here
             if name.startswith(TEMP_PREFIX):
                 try:
