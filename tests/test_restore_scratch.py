@@ -46,6 +46,17 @@ def _citext_source(pg):
     return "mal_citext"
 
 
+def _restore_slowly(pg, tools, key_file, tmp_path, source):
+    """encpipe-restore, started, of a dump of `source` that sleeps 2 seconds first, in
+    place of mal_target (made, mallory's)."""
+    path = str(tmp_path / "slow.sql.enc")
+    encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
+            check=True)
+    pg.psql("CREATE DATABASE mal_target OWNER mallory;")
+    return subprocess.Popen([RESTORE, "--key-file", key_file, "--drop-old", path, "mal_target"],
+                            env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def _attempts(pg, proc, sql, db=None):
     """mallory running `sql` (its {scratch} the scratch database's name) in `db` (else the scratch
     database itself) as soon as the scratch database exists, again until it ran or the restore
@@ -73,12 +84,7 @@ def test_the_live_databases_owner_cannot_reach_the_scratch_database_while_the_du
     now the scratch database belongs to the restoring role, with no privilege for anyone
     else, until the swap gives it mal_target's owner and ACL."""
     source = _citext_source(pg)
-    path = str(tmp_path / "slow.sql.enc")
-    encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
-            check=True)
-    pg.psql("CREATE DATABASE mal_target OWNER mallory;")
-    proc = subprocess.Popen([RESTORE, "--key-file", key_file, "--drop-old", path, "mal_target"],
-                            env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _restore_slowly(pg, tools, key_file, tmp_path, source)
     try:
         refused, ran = _attempts(pg, proc, SQUAT)
         out, err = proc.communicate(timeout=60)
@@ -105,12 +111,7 @@ def test_the_live_databases_owner_cannot_alter_the_scratch_database(pg, tools, k
     gave it settings that every later session, the dump's too when she was quick, and the
     restored database, would have. Now she is refused, and the restore goes on."""
     source = ensure_small(pg, "mal_source")
-    path = str(tmp_path / "slow.sql.enc")
-    encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
-            check=True)
-    pg.psql("CREATE DATABASE mal_target OWNER mallory;")
-    proc = subprocess.Popen([RESTORE, "--key-file", key_file, "--drop-old", path, "mal_target"],
-                            env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _restore_slowly(pg, tools, key_file, tmp_path, source)
     try:
         refused, ran = _attempts(pg, proc, statement, db="postgres")
         out, err = proc.communicate(timeout=60)
