@@ -61,7 +61,7 @@ PG_ROWS = [
     "encpipe-restore FILE db (plain file)",
     "cat dump.zst | zstd -d | (createdb && psql -1)",
     "encpipe-restore FILE db (plain zstd file)",
-    "cat dump | (createdb && pg_restore -1)",
+    "cat dump | pg_restore -1 -f - | (createdb && psql)",
     "encpipe-restore FILE db (custom file)",
     "encpipe open < dump.enc | (createdb && psql -1)",
 ]
