@@ -200,3 +200,24 @@ def test_the_demos_children_get_no_secret(tmp_path):
         assert "PGUSER=postgres" in record["env"]  # the rest of the demo's environment is there
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_keys_py_names(tmp_path):
+    """scripts/encpipe-sh-setup asks ENCPIPE_PYTHON whether it can import encpipe without
+    starting Python to learn what is secret: it unsets its own list of names and prefixes.
+    Every secret variable keys.py names (a new cloud prefix too) must be one it unsets."""
+    from encpipe import keys
+
+    log, spy = tmp_path / "log", tmp_path / "python3"
+    write(spy, "probe", [sys.executable], log)
+    named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
+        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS"))}
+    env = clean_env({**named, "ENCPIPE_PYTHON": str(spy), "PYTHONPATH": ROOT})
+    done = subprocess.run(["bash", "-c", '. "$1"; encpipe_locate "$1"; printf "%s\\n" "${PYTHON_CMD[@]}"', "probe",
+                           os.path.join(SCRIPTS, "encpipe-sh-setup")], capture_output=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{spy}\n".encode(), b"")
+    [record] = records(log)
+    assert record["argv"][0] == "-c"
+    seen = {entry.partition("=")[0] for entry in record["env"]}
+    assert sorted(seen & set(named)) == [], "keys.py names secrets that encpipe-sh-setup's probe does not unset"
+    assert not any(value in entry for entry in record["env"] for value in named.values())
