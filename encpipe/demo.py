@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+from .keys import child_env
+
 PROG = "encpipe-demo"
 ENCPIPE = [sys.executable, "-m", "encpipe"]
 MARKER = "DEMO-SECRET-CARD"
@@ -30,6 +32,14 @@ FORGED = b"DROP TABLE customers;\n"
 
 class DemoFailed(Exception):
     pass
+
+
+def tool_env():
+    """The environment of every child of the tour: ours less every secret
+    (keys.child_env). None needs one: encpipe and the scripts are given the
+    demo's key files, the throwaway server trusts its socket's clients, and
+    nothing runs a key command or rclone."""
+    return child_env(os.environ)
 
 
 def sample_dump(rows=2000):
@@ -49,7 +59,7 @@ def run(argv, *, stdin=None, expect=0, show=None, capture=False):
     """Run `argv` (printed first as `show` or itself); its status must be `expect`."""
     shown = ["encpipe", *argv[len(ENCPIPE):]] if argv[: len(ENCPIPE)] == ENCPIPE else argv
     print("$ " + (show or shlex.join([os.path.basename(shown[0]), *shown[1:]])), flush=True)
-    done = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE if capture else None)
+    done = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE if capture else None, env=tool_env())
     if done.returncode != expect:
         raise DemoFailed(f"{shlex.join(shown)} exited {done.returncode}, expected {expect}")
     if expect:
@@ -138,7 +148,7 @@ def find_bindir():
         candidates.append(os.environ["PG_BINDIR"])
     else:
         if shutil.which("pg_config"):
-            done = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+            done = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, env=tool_env())
             candidates.append(done.stdout.strip())
         if shutil.which("initdb"):
             candidates.append(os.path.dirname(os.path.realpath(shutil.which("initdb"))))
@@ -165,7 +175,8 @@ class Cluster:
 
     def server(self, *argv):
         prefix = ["runuser", "-u", self.user, "--"] if self.user else []
-        subprocess.run([*prefix, os.path.join(self.bindir, argv[0]), *argv[1:]], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*prefix, os.path.join(self.bindir, argv[0]), *argv[1:]], check=True, stdout=subprocess.DEVNULL,
+                       env=tool_env())
 
     def start(self):
         self.server("initdb", "-D", f"{self.dir}/data", "--username=postgres", "--auth=trust", "--encoding=UTF8",
@@ -198,7 +209,7 @@ def _has_user(name):
 
 def _comparable_dump(db):
     """pg_dump of `db` without psql's per-dump random \\restrict key lines."""
-    text = subprocess.run(["pg_dump", db], capture_output=True, check=True).stdout
+    text = subprocess.run(["pg_dump", db], capture_output=True, check=True, env=tool_env()).stdout
     return b"\n".join(line for line in text.split(b"\n") if not line.startswith((b"\\restrict ", b"\\unrestrict ")))
 
 
@@ -256,7 +267,7 @@ def _postgres_steps(tools):
         raise DemoFailed("the restored database differs from the original")
     print("identical")
     step(f"Looking for {MARKER} in the plain dump and in the backup")
-    plain = subprocess.run(["pg_dump", "shop"], capture_output=True, check=True).stdout
+    plain = subprocess.run(["pg_dump", "shop"], capture_output=True, check=True, env=tool_env()).stdout
     with open(sealed, "rb") as f:
         found = sum(MARKER.encode() in line for line in f)
     plain_lines = sum(MARKER.encode() in line for line in plain.splitlines())

@@ -22,6 +22,8 @@ ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
 # psql's...; "rclone": every RCLONE_ variable (its configuration password, remotes'
 # credentials); "cloud": the cloud providers' credentials, which rclone's env_auth
 # reads, and a key command may (aws kms, gcloud secrets, az keyvault).
+# scripts/encpipe-sh-setup unsets them by name and prefix (AWS_, GOOGLE_, AZURE_,
+# OS_) with no Python: tests/test_child_env.py checks it knows every name here.
 SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
 LIBPQ_VARIABLES = ("PGPASSWORD",)
 RCLONE_PREFIX = "RCLONE_"

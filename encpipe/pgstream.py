@@ -40,11 +40,22 @@ _LINE_START_BACKSLASH = re.compile(rb"\n\\")
 _CLUSTER_DUMP = CLUSTER_DUMP
 
 QUIET_ERRORS = ("-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never")
+# A custom archive's SQL, BEGIN first and COMMIT last (encpipe/bench/pg.py runs the same through cat)
+ARCHIVE_TO_SQL = ("pg_restore", "--exit-on-error", "--single-transaction", "-f", "-")
 # encpipe-restore's hints after a failure psql named by its SQLSTATE
 QUIET_PSQL = ("psql's errors above are SQLSTATE codes and lines of the dump: its messages may quote the dump's"
               " data; to see them, add -- -v VERBOSITY=default")
 QUIET_ARCHIVE = ("psql's errors above are SQLSTATE codes and lines of the archive's SQL (pg_restore -f -): its"
                  " messages may quote the dump's data; README, \"A failed restore's messages\", says how to see them")
+
+
+def psql_restore_args(db, custom, tool_args=()):
+    """psql reading a dump's SQL on standard input, its errors quiet: a plain dump's
+    in one transaction with the user's options, an archive's (ARCHIVE_TO_SQL's
+    output, which holds its BEGIN and COMMIT, and took the options) as it is."""
+    if custom:
+        return psql_args(db, *QUIET_ERRORS, "-f", "-")
+    return psql_args(db, "--single-transaction", *QUIET_ERRORS, *tool_args, "-f", "-")
 
 
 def restricted_psql(allow_unrestricted, warn):
@@ -188,11 +199,10 @@ class Restore:
         self.quiet = not custom or self.restrict  # psql runs the SQL (else pg_restore -d, whose errors are whole)
         if custom and not self.restrict:  # no psql to keep the archive's meta-commands from running
             argv = ["pg_restore", "--exit-on-error", "--single-transaction", "-d", db, *self.tool_args]
-        elif custom:  # its SQL, BEGIN first and COMMIT last, to the same psql as a plain dump's
-            src, head = self._script(head, src), b""
-            argv = psql_args(db, *QUIET_ERRORS, "-f", "-")
-        else:
-            argv = psql_args(db, "--single-transaction", *QUIET_ERRORS, *self.tool_args, "-f", "-")
+        else:  # an archive's SQL, BEGIN first and COMMIT last, to the same psql as a plain dump's
+            if custom:
+                src, head = self._script(head, src), b""
+            argv = psql_restore_args(db, custom, self.tool_args)
         client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
         self.procs.append(client)
         widen_pipes(client.stdin)
@@ -223,8 +233,7 @@ class Restore:
         It reaches no server: libpq's secrets stay out of its environment. With
         --single-transaction it writes BEGIN and COMMIT around the rest (large objects
         too), and a stream cut short lacks the COMMIT: psql, given no -1 of its own, rolls back."""
-        script = subprocess.Popen(["pg_restore", "--exit-on-error", "--single-transaction", "-f", "-",
-                                   *self.tool_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        script = subprocess.Popen([*ARCHIVE_TO_SQL, *self.tool_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   env=child_env(os.environ))
         self.procs.append(script)
         widen_pipes(script.stdin, script.stdout)

@@ -61,7 +61,7 @@ PG_ROWS = [
     "encpipe-restore FILE db (plain file)",
     "cat dump.zst | zstd -d | (createdb && psql -1)",
     "encpipe-restore FILE db (plain zstd file)",
-    "cat dump | (createdb && pg_restore -1)",
+    "cat dump | pg_restore -1 -f - | (createdb && psql)",
     "encpipe-restore FILE db (custom file)",
     "encpipe open < dump.enc | (createdb && psql -1)",
 ]
@@ -262,3 +262,35 @@ def test_a_v1_row_that_is_not_v1_fails_the_formats_section_only(tmp_path_factory
     assert "encpipe seal (auto threads, default chunks)" in proc.stdout
     assert "#14 goal 6 [-      ] format v1/v2 rows not run" in proc.stdout
     assert list(work.iterdir()) == []
+
+
+def test_no_child_gets_a_secret_of_the_benchs_environment(tmp_path_factory):
+    """The bench needs none of its caller's secrets (encpipe gets its own key, the cluster
+    trusts its clients): a peer (openssl, a spy first on PATH) gets none, and the report
+    names, never shows, what it left out."""
+    real = shutil.which("openssl")
+    if not real:
+        pytest.skip("no openssl")
+    from spies import records, write
+
+    tmp_path = tmp_path_factory.mktemp("env")  # short: gpg's socket path must fit
+    spies, log, work = tmp_path / "spies", tmp_path / "log", tmp_path / "work"
+    spies.mkdir()
+    work.mkdir()
+    write(spies / "openssl", "openssl", [real], log)
+    secrets = {"AWS_SECRET_ACCESS_KEY": "aws-secret-5c1d", "PGPASSWORD": "libpq-pw-0e72",
+               "RCLONE_CONFIG_PASS": "rclone-pass-93ab", "ENCPIPE_PASSPHRASE": "passphrase-d4e8",
+               "BACKUP_ENCRYPTION_KEY": "legacy-key-61f0"}
+    env = {**os.environ, **secrets, "PATH": os.pathsep.join([str(spies), os.environ["PATH"]])}
+    proc = subprocess.run([sys.executable, BENCH, "--quick", "--only", "startup", "--no-pg", "--startup-reps", "1",
+                           "--ciphers", "pycryptodome", "--workdir", str(work)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    seen = records(log)
+    assert {r["argv"][0] for r in seen} >= {"version", "enc"}, [r["argv"][:1] for r in seen]
+    for record in seen:
+        held = [e for e in record["env"] if e.partition("=")[0] in secrets or
+                any(v in e for v in secrets.values())]
+        assert held == [], (record["argv"][:2], held)
+    assert f"not given to any child: {', '.join(sorted(secrets))} (secrets; the bench needs none)" in proc.stdout
+    assert not any(v in proc.stdout + proc.stderr for v in secrets.values())

@@ -6,6 +6,8 @@
 - an encpipe a script runs (encpipe-rotate's here): encpipe's and the cloud's (it
   runs the key commands), not PGPASSWORD nor any RCLONE_ variable;
 - the helpers of the shell scripts (readlink, dirname): an empty environment.
+- the test hook ($ENCPIPE_TEST_HOOK) and encpipe-demo's children (given key
+  files and a server that trusts them): no secret.
 
 (The libpq clients, the compressors, rclone and restore's `encpipe open` are
 tests/test_secret_leaks.py's, with a PostgreSQL cluster.)
@@ -17,8 +19,11 @@ the error names the parameter, never its value, and rclone never runs.
 
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -152,3 +157,67 @@ def test_a_connection_string_without_a_credential_is_a_remote(tmp_path):
     assert split_file(":s3,region=eu:name.enc") == (":s3,region=eu:", "name.enc")
     assert split_file("offsite,x='a/b':name.enc") == ("offsite,x='a/b':", "name.enc")
     assert not is_remote("a,b") and not is_remote("/tmp/x:y") and parameters("remote:path,x=y") == []
+
+
+def test_the_test_hook_gets_no_secret(tmp_path):
+    """$ENCPIPE_TEST_HOOK (safefile.hook) swaps files for the tests: encpipe gives it no
+    secret of its environment, not even the key of the seal it runs in."""
+    log, spy = tmp_path / "log", tmp_path / "hook"
+    write(spy, "hook", ["/bin/true"], log)
+    env = clean_env({**EVERY, "ENCPIPE_KEY": KEY, "ENCPIPE_TEST_HOOK": f'exec {spy} "$@"'})
+    done = subprocess.run(command("seal", "-o", str(tmp_path / "out.enc")), input=b"data", capture_output=True,
+                          env=env, timeout=60)
+    assert (done.returncode, done.stdout) == (0, b""), done.stderr
+    seen = records(log)
+    assert [r["argv"][0] for r in seen] == ["created", "written", "verified", "renaming", "renamed"]
+    for record in seen:
+        assert _held(record["env"]) == set(), (record["argv"][0], _held(record["env"]))
+        assert not any(entry.startswith("ENCPIPE_KEY=") or KEY in entry for entry in record["env"])
+        assert "ENCPIPE_TEST_HOOK=" + f'exec {spy} "$@"' in record["env"]  # the rest of it is there
+
+
+def test_the_demos_children_get_no_secret(tmp_path):
+    """encpipe-demo gives its tools key files and a server that trusts its socket: a
+    child (here psql, a spy first on PATH, in the server's bin directory) gets none of
+    the secrets of the demo's environment. The spy fails, and the tour with it (1)."""
+    shared = tempfile.mkdtemp(prefix="encpipe-demo-test-")  # the fake server runs as another user when root
+    try:
+        os.chmod(shared, 0o711)
+        bindir, log = os.path.join(shared, "bin"), tmp_path / "log"
+        os.mkdir(bindir, 0o755)
+        for name, text in (("initdb", '#!/bin/sh\nmkdir -p "$2"\n'), ("pg_ctl", "#!/bin/sh\nexit 0\n")):
+            with open(os.path.join(bindir, name), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(bindir, name), 0o755)
+        write(pathlib.Path(bindir, "psql"), "psql", ["/bin/false"], log)
+        env = clean_env({**EVERY, "ENCPIPE_KEY": KEY, "PG_BINDIR": bindir, "TMPDIR": shared})
+        done = subprocess.run([os.path.join(SCRIPTS, "encpipe-demo")], capture_output=True, env=env, timeout=120)
+        assert done.returncode == 1, done.stdout.decode()[-2000:] + done.stderr.decode()
+        assert "psql -X -q -c 'CREATE DATABASE shop' exited 1, expected 0" in done.stderr.decode()
+        [record] = records(log)
+        assert _held(record["env"]) == set(), sorted(_held(record["env"]))
+        assert not any(entry.startswith("ENCPIPE_KEY=") or KEY in entry for entry in record["env"])
+        assert "PGUSER=postgres" in record["env"]  # the rest of the demo's environment is there
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_keys_py_names(tmp_path):
+    """scripts/encpipe-sh-setup asks ENCPIPE_PYTHON whether it can import encpipe without
+    starting Python to learn what is secret: it unsets its own list of names and prefixes.
+    Every secret variable keys.py names (a new cloud prefix too) must be one it unsets."""
+    from encpipe import keys
+
+    log, spy = tmp_path / "log", tmp_path / "python3"
+    write(spy, "probe", [sys.executable], log)
+    named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
+        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS"))}
+    env = clean_env({**named, "ENCPIPE_PYTHON": str(spy), "PYTHONPATH": ROOT})
+    done = subprocess.run(["bash", "-c", '. "$1"; encpipe_locate "$1"; printf "%s\\n" "${PYTHON_CMD[@]}"', "probe",
+                           os.path.join(SCRIPTS, "encpipe-sh-setup")], capture_output=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{spy}\n".encode(), b"")
+    [record] = records(log)
+    assert record["argv"][0] == "-c"
+    seen = {entry.partition("=")[0] for entry in record["env"]}
+    assert sorted(seen & set(named)) == [], "keys.py names secrets that encpipe-sh-setup's probe does not unset"
+    assert not any(value in entry for entry in record["env"] for value in named.values())

@@ -35,9 +35,10 @@ Rows:
               scripts/encpipe-backup --no-globals with --compress none, zstd
               (the default) and --format custom against pg_dump [| zstd] | cat
               > f; scripts/encpipe-restore of each file into a new database
-              against cat FILE [| zstd -d] | (createdb && psql -1 or
-              pg_restore -1); pg_dump | encpipe seal > f and encpipe open <
-              dump.enc | psql -1
+              against cat FILE [| zstd -d] | (createdb && psql -1), or cat
+              FILE | pg_restore -1 -f - | (createdb && psql) for a custom
+              archive (pgstream's commands and options); pg_dump | encpipe
+              seal > f and encpipe open < dump.enc | psql -1
 
 The modules: measure (running and timing), context (environment, inputs,
 peers), rows (throughput, start-up, memory), formats, pg and pgreport,

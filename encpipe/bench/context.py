@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from ..keys import child_env
 from .measure import GNU_TIME, BenchError, command_output, file_digest, human, output_digest, run, write_random
 
 CIPHERS = ("cryptography", "pycryptodome")
@@ -59,6 +60,7 @@ class Context:
         self.rows, self.startup_rows, self.rss_rows, self.legacy_rows, self.pg_rows = [], [], [], [], None
         self.format_rows = []
         self.python = os.path.realpath(sys.executable)
+        self._drop_secrets()
         self.base_env = self._base_env()
         self.encpipe, self.encpipe_how = self._encpipe_command()  # adds PYTHONPATH to base_env
         self.key = os.urandom(32).hex()
@@ -79,6 +81,21 @@ class Context:
 
     def path(self, name):
         return os.path.join(self.work, name)
+
+    def _drop_secrets(self):
+        """The bench needs no secret of whoever runs it: encpipe gets the bench's own
+        key (enc), the libpq clients a throwaway cluster that trusts its socket, the
+        peers (age, openssl, gpg) keys of their own. Every secret variable
+        (keys.child_env: encpipe's, PGPASSWORD, RCLONE_..., the cloud's credentials)
+        leaves our environment first, so that no child has it, the cluster's server
+        and clients (tests/pgcluster.py) included. The rest stays: encpipe runs as
+        its users run it."""
+        kept = child_env(os.environ)
+        dropped = sorted(name for name in os.environ if name not in kept)
+        for name in dropped:
+            del os.environ[name]
+        if dropped:
+            self.notes.append(f"not given to any child: {', '.join(dropped)} (secrets; the bench needs none)")
 
     def _base_env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}

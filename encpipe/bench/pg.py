@@ -3,9 +3,11 @@ through cat, and pg_dump | encpipe seal, encpipe open | psql, in a throwaway clu
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
+from .. import pgstream
 from . import pgreport
 from .measure import BenchError, Row, human, measure_rounds, run, warm
 
@@ -217,16 +219,20 @@ def _restore_rows(ctx, pg, env, script, cipher, backups, dumps, table, expected)
     rows, client_env = [], {k: v for k, v in env.items() if not k.startswith("ENCPIPE")}
 
     def client(db, custom=False):
-        """createdb, then psql -1 or pg_restore -1 from standard input, as encpipe-restore runs them."""
-        tool = (f"exec pg_restore --exit-on-error --single-transaction -d {db}" if custom else
-                f"exec psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d {db} -f -")
+        """createdb, then psql from standard input as encpipe-restore runs it (pgstream): errors
+        quiet, ON_ERROR_STOP, a plain dump in one transaction (-1), an archive's SQL (BEGIN and
+        COMMIT its own) as it is. It runs restricted by the dump's own \\restrict line, where
+        encpipe-restore gives it one of its own and drops the dump's (the filter is its cost)."""
+        tool = shlex.join(["exec", *pgstream.psql_restore_args(db, custom)])
         return (["sh", "-c", f"createdb {db} && {tool}"], client_env)
 
+    archive_to_sql = (list(pgstream.ARCHIVE_TO_SQL), client_env)  # the cluster's pg_restore, first on PATH
     cat = (["cat"], ctx.base_env)
     for variant, _, _ in BACKUPS:
         db = f"restore_{variant}"
         if variant == "custom":
-            stages, shown = [cat, client(db, custom=True)], "cat dump | (createdb && pg_restore -1)"
+            stages, shown = [cat, archive_to_sql, client(db, custom=True)], \
+                "cat dump | pg_restore -1 -f - | (createdb && psql)"
         elif variant == "zstd":
             stages, shown = [cat, (["zstd", "-d", "-c", "-q"], client_env), client(db)], \
                 "cat dump.zst | zstd -d | (createdb && psql -1)"

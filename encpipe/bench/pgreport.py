@@ -29,7 +29,9 @@ def table(ctx):
     rows = ctx.pg_rows
     lines = [f"{ctx.pg_what}, plain dump of {ctx.pg_dump_size / MiB:.1f} MiB; median of {ctx.opts.pg_rounds} "
              f"round(s), each row paired round by round with the same pipeline through cat above it; backups "
-             f"write into a directory, restores go into a new database; the file column is the file written "
+             f"write into a directory, restores go into a new database (the pipelines through cat run "
+             f"encpipe-restore's clients and options: a custom archive through pg_restore -f - into psql); "
+             f"the file column is the file written "
              f"(backup) or read (restore); CPU: user + system of every client process (pg_dump, psql, "
              f"pg_restore, zstd, encpipe, the scripts), not the server's; RSS: the largest process; x synced: "
              f"a backup against the same pipeline through cat that then syncs its file (fsync), as the backup "
