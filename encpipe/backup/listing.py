@@ -3,7 +3,7 @@
 import io
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .. import envelope
@@ -11,6 +11,7 @@ from .. import format as fmt
 from .. import provenance
 from ..errors import InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
+from .records import slotted
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
 # How many remote files are examined at once: each is an `rclone cat` (then a
@@ -27,6 +28,7 @@ LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
 
+@slotted
 @dataclass
 class Entry:
     """What the name and the header (never the payload) say about one file."""
@@ -42,8 +44,8 @@ class Entry:
     kind: str = None
     created: datetime = None
     naming: str = None  # "encpipe", "legacy" or None
-    key_ids: list = field(default_factory=list)
-    slots: list = field(default_factory=list)
+    key_ids: tuple = ()  # as lists in JSON
+    slots: tuple = ()
     signers: list = None  # a v2 file's signature key ids, unverified; None when it cannot have any
     plaintext_bytes: int = None
     chunks: int = None
@@ -156,8 +158,8 @@ def _examine_sealed(entry, src):
     entry.maker_checkable = sealed.header.version >= 2 and bool(
         sealed.header.sig_count or provenance.authenticated_slots(sealed.header))
     described = [slot.describe() for slot in sealed.slots]
-    entry.slots = [d["type"] for d in described]
-    entry.key_ids = [d["key_id"] for d in described if d.get("key_id")]
+    entry.slots = tuple(d["type"] for d in described)
+    entry.key_ids = tuple(d["key_id"] for d in described if d.get("key_id"))
     payload = entry.bytes - sealed.size - sealed.trailer_len
     shape = envelope.payload_shape(payload, sealed.header.chunk_size)
     if not shape:
