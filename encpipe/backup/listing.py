@@ -1,8 +1,8 @@
 """What each stored file is, from its name, its header and (v2) its trailer; never its payload."""
 
 import io
-from collections import Counter, defaultdict
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections import Counter, defaultdict, deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -196,13 +196,15 @@ def scan(store, signers=False):
     if not getattr(store, "remote", False) or len(items) < 2:
         return [examine(store, item, signers) for item in items]
     pool = ThreadPoolExecutor(min(REMOTE_AT_ONCE, len(items)), thread_name_prefix="examine")
-    try:
-        futures = [pool.submit(examine, store, item, signers) for item in items]
-        wait(futures, return_when=FIRST_EXCEPTION)  # all done, or one raised: then now, not after the others
-        for future in futures:
-            if future.done() and future.exception():
-                raise future.exception()
-        return [future.result() for future in futures]
+    try:  # a window of futures, not one per object (each holds a lock and a condition)
+        entries, window = [], deque()
+        for item in items:
+            window.append(pool.submit(examine, store, item, signers))
+            while len(window) >= 2 * REMOTE_AT_ONCE:
+                _settle(window, entries)
+        while window:
+            _settle(window, entries)
+        return entries
     except BaseException:  # interrupted, or a bug: no examine goes on, no rclone is left
         pool.shutdown(wait=False, cancel_futures=True)
         store.children.stop()
@@ -210,6 +212,17 @@ def scan(store, signers=False):
     finally:
         pool.shutdown()
         store.children.resume()
+
+
+def _settle(window, entries):
+    """Wait for one more examine of `window` to end; one that raised, now, not after the
+    others; those done at its head go to `entries`, in order."""
+    wait([f for f in window if not f.done()], return_when=FIRST_COMPLETED)
+    for future in window:
+        if future.done() and future.exception():
+            raise future.exception()
+    while window and window[0].done():
+        entries.append(window.popleft().result())
 
 
 def stats(entries):
