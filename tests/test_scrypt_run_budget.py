@@ -95,3 +95,21 @@ def test_a_raised_budget_raises_what_the_run_spends_first(tmp_path, evaluations)
                 env={"ENCPIPE_SCRYPT_BUDGET": str(1 << 25)})
     assert code == 77
     assert len(evaluations) == 8 + 8 + 2  # two files in full, then an eighth of the budget (2^22: two attempts)
+
+
+def test_prune_holds_planted_files_to_the_same_rule(tmp_path, evaluations):
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in range(1, 6):
+        (directory / name(day)).write_bytes(planted(day))
+    (directory / name(6)).write_bytes(craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)]))
+    evaluations.clear()
+    out, err = io.BytesIO(), io.StringIO()
+    path = write_secret(tmp_path / "passphrase", b"right")
+    code = main(["prune", "--keep-last", "1", "--count-unauthenticated", "--passphrase-file", str(path),
+                 str(directory)], stdout=out, stderr=err, env={})
+    report = json.loads(out.getvalue())
+    assert code == 65  # the planted files are left, never counted, never removed
+    assert len(evaluations) == 8 + 4 + 1
+    assert [k["filename"] for k in report["kept"]] == [name(6)]
+    assert sorted(k["filename"] for k in report["left"]) == [name(day) for day in range(1, 6)]
