@@ -212,6 +212,9 @@ def _importable(module):
     return True
 
 
+JSON_BLOCK = 1 << 16  # characters of JSON gathered per write
+
+
 class Io:
     """A process's streams (binary stdin and stdout, text stderr) and environment,
     passed to commands explicitly; messages are prefixed with the program's name."""
@@ -233,8 +236,20 @@ class Io:
         self.stdout.write(text.encode("utf-8") + b"\n")
         self.stdout.flush()
 
-    def print_json(self, value):
-        self.print(json.dumps(value, indent=2, sort_keys=False))
+    def print_json(self, value, default=None):
+        """`value` as indented JSON, the bytes json.dumps(value, indent=2) gives, written
+        as it is encoded: no string of the whole document (a listing of many files);
+        `default` turns an object (a listing's entry) into its JSON value when reached."""
+        out, pending, size = self.stdout, [], 0
+        for chunk in json.JSONEncoder(indent=2, default=default).iterencode(value):
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= JSON_BLOCK:
+                out.write("".join(pending).encode("utf-8"))
+                pending, size = [], 0
+        pending.append("\n")
+        out.write("".join(pending).encode("utf-8"))
+        out.flush()
 
 
 def printable(text):

@@ -14,7 +14,6 @@ from . import provenance as prov
 from .errors import InvalidStream, MakerNotAuthenticated, NoKeyConfigured, NoMatchingKey, NotSigned, UsageError
 from .primitives import FILE_KEY_LEN, header_mac, payload_key, verify_header_mac
 from .slots import (
-    DEFAULT_SCRYPT_BUDGET,
     SLOT_RAW_KEY,
     SLOT_SCRYPT,
     SLOT_X25519,
@@ -102,11 +101,14 @@ def unlock(sealed, identities):
     matches only): a slot with an authenticator, when one opens, is the one checked."""
     attempts = [(i, n, s) for i in identities for n, s in enumerate(sealed.slots) if i.can_try(s)]
     attempts.sort(key=lambda attempt: (attempt[0].cost, getattr(attempt[2], "work", 0)))
-    limits = [i.budget for i in identities if getattr(i, "budget", None)]
-    budget = ScryptBudget(max(limits, default=DEFAULT_SCRYPT_BUDGET))
+    with ScryptBudget.for_file(identities) as budget:  # in a run over many files, also the run's (ScryptRun)
+        return _unlock(sealed, attempts, budget)
+
+
+def _unlock(sealed, attempts, budget):
     limit_error = budget_error = None
     for identity, index, slot in attempts:
-        if budget_error and isinstance(slot, ScryptSlot):
+        if budget_error and isinstance(slot, ScryptSlot) or budget.tried_before(identity, slot):
             continue  # no passphrase attempt past the budget; an identity may still open
         try:
             if isinstance(slot, ScryptSlot):
@@ -118,6 +120,7 @@ def unlock(sealed, identities):
         except InvalidStream as e:  # a slot beyond a resource limit; another may still open
             limit_error = limit_error or e
             continue
+        budget.result(identity, slot, file_key)
         if file_key is not None:
             verify_header_mac(file_key, sealed.header)
             return file_key, (index, slot, identity)

@@ -11,7 +11,8 @@ import stat
 import subprocess
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
-from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, parse_budget
+from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
+                    parse_budget)
 from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
 
 ENV_KEY = "ENCPIPE_KEY"
@@ -342,7 +343,8 @@ class KeyLoader:
         if use_env and not sources.any_given():
             keys, passphrases = self._from_environment()
         budget = parse_budget(self.env[ENV_SCRYPT_BUDGET]) if self.env.get(ENV_SCRYPT_BUDGET) else DEFAULT_SCRYPT_BUDGET
-        keys += [Passphrase(p, log2_n=self.work_factor, budget=budget) for p in passphrases]
+        run = ScryptRun(budget, len(passphrases))  # one for the files these keys open (a run's many)
+        keys += [Passphrase(p, log2_n=self.work_factor, budget=budget, run=run) for p in passphrases]
         if not keys:
             raise NoKeyConfigured(
                 "no key configured",

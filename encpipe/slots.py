@@ -129,21 +129,94 @@ class ScryptBudgetExceeded(InvalidStream):
 
 
 class ScryptBudget:
-    """The scrypt work (N * r * p) all passphrase attempts on one file may spend."""
+    """The scrypt work (N * r * p) all passphrase attempts on one file may spend; with
+    `run` (a ScryptRun), one file among the many a run opens with the same passphrases."""
 
-    def __init__(self, limit=DEFAULT_SCRYPT_BUDGET):
-        self.limit, self.spent = limit, 0
+    def __init__(self, limit=DEFAULT_SCRYPT_BUDGET, run=None):
+        self.run, self.spent, self.opened = run, 0, False
+        self.limit = limit if run is None else run.file_limit(limit)
+        self.pending = set()  # the (passphrase, slot) attempts that failed here
+
+    @classmethod
+    def for_file(cls, identities):
+        passphrases = [i for i in identities if getattr(i, "budget", None)]
+        run = next((i.run for i in passphrases if getattr(i, "run", None)), None)
+        return cls(max((i.budget for i in passphrases), default=DEFAULT_SCRYPT_BUDGET), run)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """The file is opened, or refused: what its passphrase attempts spent goes to the run."""
+        if self.run is not None:
+            self.run.close(self)
 
     def charge(self, slot):
         """Account for one attempt on `slot` (after its own limits), or refuse it."""
         slot.check_cost()
         if self.spent + slot.work > self.limit:
+            held = self.run is not None and self.run.spent()  # the run's rule, not the file's budget
             raise ScryptBudgetExceeded(
                 f"the passphrase attempts on this file would pass its scrypt budget of {self.limit} "
-                f"(N*r*p summed over all attempts; {self.spent} spent, the next slot needs {slot.work})",
-                hint=f"for a file you trust, raise the budget: {ENV_SCRYPT_BUDGET}={self.limit * 4}",
+                f"(N*r*p summed over all attempts; {self.spent} spent, the next slot needs {slot.work})"
+                + (self.run.why() if held else ""),
+                hint=(f"check this file on its own (encpipe inspect --verify FILE), or raise {ENV_SCRYPT_BUDGET}"
+                      " (what a run spends on files no passphrase opens; an eighth of it per attempt)" if held else
+                      f"for a file you trust, raise the budget: {ENV_SCRYPT_BUDGET}={self.limit * 4}"),
             )
         self.spent += slot.work
+
+    def tried_before(self, identity, slot):
+        """Whether `identity` (a passphrase) failed to open this very slot in an earlier
+        file of the run (a copy of a file, or slots copied from one): not tried again."""
+        return self.run is not None and isinstance(slot, ScryptSlot) and (id(identity), slot) in self.run.failed
+
+    def result(self, identity, slot, file_key):
+        if isinstance(slot, ScryptSlot) and self.run is not None:
+            if file_key is None:
+                self.pending.add((id(identity), slot))
+            else:
+                self.opened = True
+                self.run.opened_work = max(self.run.opened_work, slot.work)
+
+
+DEFAULT_SCRYPT_WORK = (1 << DEFAULT_SCRYPT_LOG2_N) * 8  # N * r * p of a slot at the default cost
+RUN_MEMORY = 4096  # failed (passphrase, slot) attempts a run remembers
+
+
+class ScryptRun:
+    """The passphrase attempts of one run that opens many files with the same keys
+    (encpipe-verify, -prune, -check --verify), which a writer of the location could
+    fill with files of costly passphrase slots. The scrypt work spent on files no
+    passphrase opened is summed over the run; once it reaches one file's budget,
+    each later file may spend only what a genuine one needs: one attempt per
+    passphrase given at the cost of the costliest slot a passphrase opened in the
+    run, at least the default cost and an eighth of the budget. A slot a
+    passphrase failed to open in an earlier file is not tried again. A single
+    file's limits are unchanged."""
+
+    def __init__(self, limit, passphrases):
+        self.limit, self.passphrases = limit, max(1, passphrases)
+        self.wasted = self.opened_work = 0
+        self.failed = set()
+
+    def spent(self):
+        return self.wasted >= self.limit
+
+    def file_limit(self, limit):
+        floor = max(self.opened_work, DEFAULT_SCRYPT_WORK, self.limit // 8)  # an eighth of the budget: see README
+        return min(limit, self.passphrases * floor) if self.spent() else limit
+
+    def why(self):
+        return (f"; this run already spent {self.wasted} on files no passphrase opened, so a file now gets what a "
+                f"genuine one needs: {self.passphrases} attempt(s) at the cost of the costliest slot opened so far")
+
+    def close(self, budget):
+        if not budget.opened:
+            self.wasted += budget.spent
+        for attempt in budget.pending:
+            if len(self.failed) < RUN_MEMORY:
+                self.failed.add(attempt)
 
 
 def parse_budget(text):
@@ -220,10 +293,10 @@ class Passphrase:
     cost = 1
     label = "passphrase"
 
-    def __init__(self, passphrase, log2_n=DEFAULT_SCRYPT_LOG2_N, r=8, p=1, budget=DEFAULT_SCRYPT_BUDGET):
+    def __init__(self, passphrase, log2_n=DEFAULT_SCRYPT_LOG2_N, r=8, p=1, budget=DEFAULT_SCRYPT_BUDGET, run=None):
         self._passphrase = _passphrase_bytes(passphrase)
         self.log2_n, self.r, self.p = log2_n, r, p
-        self.budget = budget  # for opening: see ScryptBudget
+        self.budget, self.run = budget, run  # for opening: see ScryptBudget, ScryptRun
         self._keks = {}  # scrypt outputs by slot salt: the authenticator key needs them again
 
     def __repr__(self):

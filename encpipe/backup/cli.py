@@ -124,13 +124,13 @@ from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..usage_errors import first_empty
 from ..workers import decimal_number
 from . import metrics
-from .listing import examine, scan, stats
+from .listing import Entry, examine, scan, stats
 from .prune import prune
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON, Policy
 from .names import parse_name
 from .remotes import refuse_credentials
 from .storage import is_remote, open_location, split_file
-from .verify import KeyRing, standing, verify_entry
+from .verify import KeyRing, Kept, standing, verify_entry
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
 DEFAULT_BACKUP_DIR = "./backups"
@@ -142,8 +142,8 @@ def location(args, io):
 
 def cmd_list(args, io):
     entries = scan(open_location(location(args, io), io.env), signers=True)
-    listing = [e.to_json() for e in entries]
-    io.print_json({"backups": listing, "stats": stats(entries)} if args["--stats"] else listing)
+    # each entry's JSON object is made as it is written, never all of them at once
+    io.print_json({"backups": entries, "stats": stats(entries)} if args["--stats"] else entries, default=Entry.to_json)
     return 0
 
 
@@ -212,14 +212,14 @@ def cmd_verify(args, io):
         store = open_location(path, io.env) if folder else None
         entries = scan(store) if folder else []
         if entries or folder and not _looks_like_a_file(path):
-            found = [verify_entry(store, e, keys, workers) for e in entries]
+            found = [Kept(verify_entry(store, e, keys, workers)) for e in entries]
             if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
                 empty = empty or path
             results += found
         else:  # a file, or a remote path that names an object rather than a folder
             where, name = split_file(path)
             store = open_location(where, io.env)
-            results.append(verify_entry(store, examine(store, store.stat(name)), keys, workers, named=True))
+            results.append(Kept(verify_entry(store, examine(store, store.stat(name)), keys, workers, named=True)))
     failed = [r for r in results if r["ok"] is False]
     empty = None if args["--allow-empty"] else empty
     if empty and not failed:  # "nothing there" is not "all good": 66, nothing on stdout
@@ -231,7 +231,7 @@ def cmd_verify(args, io):
         "failed": len(failed),
         "not_verified": sum(r["ok"] is None for r in results),
         "results": results,
-    })
+    }, default=Kept.to_json)
     for result in failed:
         io.error(f"{result['path']}: {result['error']}")
     if empty:

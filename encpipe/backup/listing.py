@@ -1,9 +1,9 @@
 """What each stored file is, from its name, its header and (v2) its trailer; never its payload."""
 
 import io
-from collections import Counter, defaultdict
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict, deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .. import envelope
@@ -11,6 +11,7 @@ from .. import format as fmt
 from .. import provenance
 from ..errors import InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
+from .records import slotted
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
 # How many remote files are examined at once: each is an `rclone cat` (then a
@@ -27,6 +28,7 @@ LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
 
+@slotted
 @dataclass
 class Entry:
     """What the name and the header (never the payload) say about one file."""
@@ -42,8 +44,8 @@ class Entry:
     kind: str = None
     created: datetime = None
     naming: str = None  # "encpipe", "legacy" or None
-    key_ids: list = field(default_factory=list)
-    slots: list = field(default_factory=list)
+    key_ids: tuple = ()  # as lists in JSON
+    slots: tuple = ()
     signers: list = None  # a v2 file's signature key ids, unverified; None when it cannot have any
     plaintext_bytes: int = None
     chunks: int = None
@@ -156,8 +158,8 @@ def _examine_sealed(entry, src):
     entry.maker_checkable = sealed.header.version >= 2 and bool(
         sealed.header.sig_count or provenance.authenticated_slots(sealed.header))
     described = [slot.describe() for slot in sealed.slots]
-    entry.slots = [d["type"] for d in described]
-    entry.key_ids = [d["key_id"] for d in described if d.get("key_id")]
+    entry.slots = tuple(d["type"] for d in described)
+    entry.key_ids = tuple(d["key_id"] for d in described if d.get("key_id"))
     payload = entry.bytes - sealed.size - sealed.trailer_len
     shape = envelope.payload_shape(payload, sealed.header.chunk_size)
     if not shape:
@@ -194,13 +196,15 @@ def scan(store, signers=False):
     if not getattr(store, "remote", False) or len(items) < 2:
         return [examine(store, item, signers) for item in items]
     pool = ThreadPoolExecutor(min(REMOTE_AT_ONCE, len(items)), thread_name_prefix="examine")
-    try:
-        futures = [pool.submit(examine, store, item, signers) for item in items]
-        wait(futures, return_when=FIRST_EXCEPTION)  # all done, or one raised: then now, not after the others
-        for future in futures:
-            if future.done() and future.exception():
-                raise future.exception()
-        return [future.result() for future in futures]
+    try:  # a window of futures, not one per object (each holds a lock and a condition)
+        entries, window = [], deque()
+        for item in items:
+            window.append(pool.submit(examine, store, item, signers))
+            while len(window) >= 2 * REMOTE_AT_ONCE:
+                _settle(window, entries)
+        while window:
+            _settle(window, entries)
+        return entries
     except BaseException:  # interrupted, or a bug: no examine goes on, no rclone is left
         pool.shutdown(wait=False, cancel_futures=True)
         store.children.stop()
@@ -208,6 +212,17 @@ def scan(store, signers=False):
     finally:
         pool.shutdown()
         store.children.resume()
+
+
+def _settle(window, entries):
+    """Wait for one more examine of `window` to end; one that raised, now, not after the
+    others; those done at its head go to `entries`, in order."""
+    wait([f for f in window if not f.done()], return_when=FIRST_COMPLETED)
+    for future in window:
+        if future.done() and future.exception():
+            raise future.exception()
+    while window and window[0].done():
+        entries.append(window.popleft().result())
 
 
 def stats(entries):

@@ -28,6 +28,7 @@ from .. import commands, safefile
 from ..errors import Changed, InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, run
+from .records import slotted
 from .remotes import prefix_end, refuse_credentials
 from .removal import remove_listed
 
@@ -35,6 +36,7 @@ CHUNK = 1 << 20
 _PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)  # a directory's descriptor for the *at() calls only
 
 
+@slotted
 @dataclass
 class Item:
     name: str

@@ -74,6 +74,26 @@ def verify_entry(store, entry, keys, workers, named=False):
     return result
 
 
+class Kept:
+    """A verify_entry result as a run keeps it until its report is printed: the values
+    alone (a dict per file is most of a run's memory over many files); r[key] reads
+    one, to_json() makes the dict again, its keys in their order."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self, result):
+        self.keys, self.values = _KEYS.setdefault(tuple(result), tuple(result)), tuple(result.values())
+
+    def __getitem__(self, key):
+        return self.values[self.keys.index(key)]
+
+    def to_json(self):
+        return dict(zip(self.keys, self.values))
+
+
+_KEYS = {}  # each order of keys once, shared by every Kept result
+
+
 def read_head(entry, read, src):
     """read(src), the file's header: a read that fails is the file unreadable (66), as
     the listing says of it, not encpipe's `cannot read input` (74)."""

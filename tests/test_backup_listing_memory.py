@@ -1,0 +1,55 @@
+"""A listing's memory per file: encpipe-list and encpipe-verify over a directory of
+many files keep each file's record compact and write their JSON as it is encoded,
+never one string of the whole document (README, "Listing, pruning and verifying
+backups")."""
+
+import json
+import os
+from io import BytesIO, StringIO
+
+import pytest
+
+from cliutil import measure_peak_rss
+from encpipe.backup.cli import main
+from test_backup_dir import ROOT, make_valid, run
+
+MANY = 20000
+# Peak RSS growth allowed from 10 files to MANY: about 1.2 KiB a file. A listing
+# that builds a dict per file and the whole indented document at once takes ~3.4.
+GROWTH_KIB = 24 * 1024
+
+
+@pytest.fixture(scope="module")
+def directories(tmp_path_factory):
+    made = {}
+    for count in (10, MANY):
+        directory = tmp_path_factory.mktemp(f"files{count}")
+        for n in range(count):  # empty files, not backup-named: each is listed, none is read past its start
+            open(os.path.join(directory, f"f{n:05d}"), "w").close()
+        made[count] = directory
+    return made
+
+
+@pytest.mark.parametrize("script, extra", [("list", []), ("verify", ["--allow-empty"])])
+def test_peak_memory_per_listed_file_stays_small(directories, tmp_path, script, extra):
+    env = dict(os.environ, ENCPIPE_KEY="00" * 32, PYTHONPATH=ROOT)
+    peaks = {}
+    for count, directory in directories.items():
+        argv = [os.path.join(ROOT, "scripts", f"encpipe-{script}"), *extra, str(directory)]
+        code, peaks[count] = measure_peak_rss(argv, tmp_path / f"rss{count}", env=env,
+                                              stdout=open(tmp_path / f"out{count}", "wb"))
+        assert code == 0
+    listing = json.loads((tmp_path / f"out{MANY}").read_bytes())
+    assert len(listing if script == "list" else listing["results"]) == MANY
+    assert peaks[MANY] - peaks[10] < GROWTH_KIB, peaks
+
+
+def test_json_is_the_indented_document_byte_for_byte(tmp_path):
+    make_valid(tmp_path, "db_20240101T000000Z.dump.enc")
+    (tmp_path / "notes.txt").write_text("not a backup\n")
+    (tmp_path / "empty").write_bytes(b"")
+    for argv in (["list", str(tmp_path)], ["list", "--stats", str(tmp_path)], ["verify", str(tmp_path)]):
+        out = BytesIO()
+        assert main(argv, stdout=out, stderr=StringIO(), env={"ENCPIPE_KEY": bytes(range(32)).hex()}) == 0
+        assert out.getvalue() == (json.dumps(json.loads(out.getvalue()), indent=2) + "\n").encode()
+    assert run("list", str(tmp_path))[1][0]["slots"] == ["raw-key"]

@@ -1,0 +1,115 @@
+"""A run over many files (encpipe-verify, -prune, -check --verify) and the scrypt
+work of their passphrase slots (README, "Resource limits").
+
+Each file alone may cost one scrypt budget (default 2^24: eight attempts at the
+default cost); a writer of a backup location could plant many files of costly
+passphrase slots and make one run take hours. So a run remembers the slots a
+passphrase failed to open (a copy costs nothing more), and once it has spent one
+budget on files no passphrase opened, each later file gets what a genuine one
+needs. The tests count scrypt evaluations, not time."""
+
+import io
+import json
+import struct
+
+import pytest
+
+import fuzz.craft as craft
+from cliutil import write_secret
+from encpipe import slots
+from encpipe.backup.cli import main
+from encpipe.slots import Passphrase
+
+PLAINTEXT = b"a small dump\n" * 100
+DEFAULT_COST = (18, 8, 1)
+DECOY = b"\x11" * 12  # the salts of the planted slots start so: they never open, so need no real scrypt
+
+
+@pytest.fixture
+def evaluations(monkeypatch):
+    calls = []
+    real = slots.scrypt_kek
+
+    def counting(passphrase, salt, log2_n, r, p):
+        calls.append(salt)
+        return b"\x00" * 32 if salt.startswith(DECOY) else real(passphrase, salt, log2_n, r, p)
+
+    monkeypatch.setattr(slots, "scrypt_kek", counting)
+    return calls
+
+
+def planted(number, count=8):
+    """A file of `count` default-cost passphrase slots no passphrase opens, each its own salt."""
+    extra = [(craft.SLOT_SCRYPT, craft.scrypt_body(*DEFAULT_COST, salt=DECOY + struct.pack(">HH", number, n)))
+             for n in range(count)]
+    return craft.seal_with(PLAINTEXT, [], extra=extra)
+
+
+def name(day):
+    return f"db_202401{day:02d}T000000Z.dump.enc"
+
+
+def verify(tmp_path, directory, passphrase):
+    out, err = io.BytesIO(), io.StringIO()
+    path = write_secret(tmp_path / "passphrase", passphrase)
+    code = main(["verify", "--passphrase-file", str(path), str(directory)], stdout=out, stderr=err, env={})
+    return code, json.loads(out.getvalue()), err.getvalue()
+
+
+def test_copies_of_a_planted_file_cost_one_files_attempts(tmp_path, evaluations):
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    data = planted(0)
+    for day in range(1, 7):
+        (directory / name(day)).write_bytes(data)
+    code, report, _ = verify(tmp_path, directory, b"wrong")
+    assert code == 77
+    assert [r["exit_code"] for r in report["results"]] == [77] * 6
+    assert len(evaluations) == 8  # the first copy's eight slots, once: not 6 * 8
+
+
+def test_planted_files_cost_what_a_genuine_one_does_once_a_budget_is_spent(tmp_path, evaluations):
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in range(1, 6):
+        (directory / name(day)).write_bytes(planted(day))
+    (directory / name(6)).write_bytes(craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)]))
+    evaluations.clear()
+    code, report, err = verify(tmp_path, directory, b"right")
+    results = report["results"]
+    assert len(evaluations) == 8 + 4 + 1  # not 5 * 8 + 1
+    assert [r["exit_code"] for r in results] == [77, 65, 65, 65, 65, None]
+    assert results[5]["ok"] is True  # the genuine file still verifies
+    assert "this run already spent 16777216 on files no passphrase opened" in results[1]["error"]
+    assert code == 77 and f"{name(2)}: the passphrase attempts" in err
+
+
+def test_a_raised_budget_raises_what_the_run_spends_first(tmp_path, evaluations):
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in range(1, 4):
+        (directory / name(day)).write_bytes(planted(day))
+    out, err = io.BytesIO(), io.StringIO()
+    path = write_secret(tmp_path / "passphrase", b"wrong")
+    code = main(["verify", "--passphrase-file", str(path), str(directory)], stdout=out, stderr=err,
+                env={"ENCPIPE_SCRYPT_BUDGET": str(1 << 25)})
+    assert code == 77
+    assert len(evaluations) == 8 + 8 + 2  # two files in full, then an eighth of the budget (2^22: two attempts)
+
+
+def test_prune_holds_planted_files_to_the_same_rule(tmp_path, evaluations):
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in range(1, 6):
+        (directory / name(day)).write_bytes(planted(day))
+    (directory / name(6)).write_bytes(craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)]))
+    evaluations.clear()
+    out, err = io.BytesIO(), io.StringIO()
+    path = write_secret(tmp_path / "passphrase", b"right")
+    code = main(["prune", "--keep-last", "1", "--count-unauthenticated", "--passphrase-file", str(path),
+                 str(directory)], stdout=out, stderr=err, env={})
+    report = json.loads(out.getvalue())
+    assert code == 65  # the planted files are left, never counted, never removed
+    assert len(evaluations) == 8 + 4 + 1
+    assert [k["filename"] for k in report["kept"]] == [name(6)]
+    assert sorted(k["filename"] for k in report["left"]) == [name(day) for day in range(1, 6)]
