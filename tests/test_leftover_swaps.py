@@ -168,3 +168,39 @@ def test_a_non_regular_file_named_like_a_leftover_is_left(tmp_path, tool, migrat
         assert status == 0 and "not a regular file" in err, err
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
+
+
+def test_rotate_refuses_a_dir_replaced_between_its_lock_and_its_check(tmp_path, monkeypatch, capsys):
+    """DIR (named through a link) swapped for a link to a directory outside just
+    after rotate locked it: the directory checked and walked would not be the one
+    locked. Refused (66), nothing outside changed."""
+    from encpipe import rotate as rotate_module
+
+    world = World(tmp_path)
+    world.small()
+    links = tmp_path / "links"
+    links.mkdir()
+    named = links / "backups"
+    os.symlink(world.dir, named)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = type("Sealed", (Victim,), {"CONTENT": ok(run(["seal", "--key-file", world.old_a], b"data"))})(
+        outside / "a-old.enc")
+    real_lock = rotate_module.lock
+
+    def lock_then_swap(path):
+        fd = real_lock(path)
+        os.unlink(named)
+        os.symlink(outside, named)
+        return fd
+
+    monkeypatch.setattr(rotate_module, "lock", lock_then_swap)
+    monkeypatch.setenv("ENCPIPE", ENCPIPE)
+    for name in [n for n in os.environ if n.startswith("ENCPIPE_")]:
+        monkeypatch.delenv(name)
+    code = rotate_module.main([*world.args()[:-1], str(named)])
+    out, err = capsys.readouterr()
+    victim.assert_untouched()
+    assert (code, out) == (66, "")
+    assert err == f"encpipe-rotate: error: {named} was replaced while encpipe-rotate started\n"
+    assert world.names() == sorted(world.originals) and world.temps() == []
