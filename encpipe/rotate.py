@@ -14,7 +14,8 @@ links are left alone):
     old key, and a signature by every --sign-key (key ids from `encpipe
     inspect --json`): "skipped";
   - otherwise `encpipe rewrap` (opened with the old or new keys; old-key slots
-    removed; new keys and missing escrow recipients added; other slots kept)
+    removed; new keys and escrow recipients added, a slot of theirs it had
+    made anew; other slots kept)
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
     with the new keys only (and the trusted signers); then the original's
@@ -213,10 +214,11 @@ class Rotation:
         if not present & (self.old_ids | self.new_ids):
             return self.fail(path, "inspect", Failure("no slot for an old or new key", 77))
         if self.options.dry_run:
-            added = self.new_ids | {self.escrow[pub] for pub in missing}
+            added = self.new_ids | set(self.escrow.values())
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added), sign=[i for _, i in sign])
         try:
-            after = self.rewrap(path, stale | (self.new_ids & present), missing, [f for f, _ in sign], dir_fd)
+            anew = (self.new_ids | set(self.escrow.values())) & present  # made anew: one could wrap another key
+            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd)
         except Failure as e:
             return self.fail(path, e.step, e)
         except OSError as e:
