@@ -46,10 +46,11 @@ Prints one JSON line per *.sql.enc file: {"file", "status": migrated, skipped,
 failed or would-migrate, ...}. Files with other names are never touched.
 Exit status: 0 when no file failed; else the encpipe status of the first
 failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
-64 usage (or trusted signers without a --sign-key among them); 66 DIR unreadable,
-or (before any file) a key file, identity, passphrase file or --sign-key that
-cannot be read, or an ENCPIPE that cannot be run (64 one that holds no key or
-is over 1 MiB, or a malformed ENCPIPE_KEY the children would read); 73
+64 usage (or trusted signers without a --sign-key among them); 66 DIR
+unreadable (or replaced as the run started), or (before any file) a key file,
+identity, passphrase file or --sign-key that cannot be read, or an ENCPIPE
+that cannot be run (64 one that holds no key or is over 1 MiB, or a malformed
+ENCPIPE_KEY the children would read); 73
 another user can write DIR; 74 the report cannot be written (141 when its
 reader went away); 75 another encpipe-migrate is working in DIR; 78 no key.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
@@ -178,9 +179,10 @@ class Migration:
         self.verify_args += [w for key in trusted for w in ("--signer", str(key))]
         self.open_env = {k: v for k, v in env.items() if k != ENV_SIGNER}
 
-    def run(self, directory_was):
-        """`directory_was`: DIR's stat; a file is replaced only in that very directory."""
-        self.directory_was, first_failure = directory_was, 0
+    def run(self, dir_fd):
+        """`dir_fd`: DIR, open and locked: it is listed and its leftovers removed through it, and a
+        file is replaced only in that very directory (never one a link put in its place since)."""
+        self.dir_fd, first_failure = dir_fd, 0
         for name in self.candidates():
             line = self.one(name)
             write_line(json.dumps(line))
@@ -190,7 +192,7 @@ class Migration:
 
     def candidates(self):
         try:
-            names = sorted(os.listdir(self.directory))
+            names = sorted(os.listdir(self.dir_fd))
         except OSError as e:
             raise Failure(f"cannot read {self.directory}: {e.strerror}", 66) from None
         for name in names:
@@ -200,11 +202,10 @@ class Migration:
 
     def remove_leftover(self, name):
         """A regular file only: a directory or anything else under such a name is not ours."""
-        path = os.path.join(self.directory, name)
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
+            if not stat.S_ISREG(os.lstat(name, dir_fd=self.dir_fd).st_mode):
                 return warn(f"left {name}: named like a temporary file of this tool, but not a regular file")
-            os.unlink(path)
+            os.unlink(name, dir_fd=self.dir_fd)
         except FileNotFoundError:
             return
         except OSError as e:
@@ -215,10 +216,10 @@ class Migration:
         path = os.path.join(self.directory, name)
         line = {"file": name}
         try:
-            info = os.lstat(path)
+            info = os.lstat(name, dir_fd=self.dir_fd)
             if not stat.S_ISREG(info.st_mode):
                 return {**line, "status": "skipped", "reason": "not a regular file"}
-            src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
+            src, _ = safefile.open_source(path, self.dir_fd)  # not through a link, nor a FIFO swapped in
             with src:
                 head = src.read(len(MAGIC))
         except EncpipeError as e:
@@ -240,7 +241,7 @@ class Migration:
 
     def convert(self, path, name, info, plaintext):
         try:
-            src, opened = safefile.open_source(path)
+            src, opened = safefile.open_source(path, self.dir_fd)
             kept = []
             with src:
                 if not safefile.unchanged(opened, info):
@@ -251,7 +252,7 @@ class Migration:
                     before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name) if self.args.keep_originals
                                                              else None),
                     allow_shared=self.args.allow_shared_dir, prefix=f".{name}.", suffix=TEMP_SUFFIX,
-                    directory_was=self.directory_was)
+                    dir_fd=self.dir_fd)
             return kept[0]
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code) from None
@@ -327,8 +328,11 @@ def main(argv):
             safefile.check_directory(args.dir, args.allow_shared_dir)
         migration = Migration(args, os.environ)
         held = lock(args.dir)
-        try:
-            return migration.run(os.fstat(held))
+        try:  # checked again: the directory listed is the one locked and checked
+            safefile.check_directory(args.dir, args.allow_shared_dir)
+            if not safefile.still_at(held, args.dir):
+                raise Failure(f"{args.dir} was replaced while encpipe-migrate started", 66)
+            return migration.run(held)
         finally:
             os.close(held)
     except Failure as e:

@@ -14,7 +14,8 @@ links are left alone):
     old key, and a signature by every --sign-key (key ids from `encpipe
     inspect --json`): "skipped";
   - otherwise `encpipe rewrap` (opened with the old or new keys; old-key slots
-    removed; new keys and missing escrow recipients added; other slots kept)
+    removed; new keys and escrow recipients added, a slot of theirs it had
+    made anew; other slots kept)
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
     with the new keys only (and the trusted signers); then the original's
@@ -51,6 +52,7 @@ import sys
 
 from . import safefile
 from .cli import Io, child_command, print_text, write_line
+from .dirwalk import tree
 from .stdio import said, write_quietly
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
@@ -184,9 +186,10 @@ class Rotation:
         self.signer_args = [a for key in trusted for a in ("--signer", str(key))]
         self.errors = 0
 
-    def file(self, path, directory_was=None):
+    def file(self, path, dir_fd):
+        """`path`, by its name in the directory listed (open as `dir_fd`, whatever its name leads to now)."""
         try:
-            src, _ = safefile.open_source(path)  # not through a link, nor a FIFO swapped in
+            src, _ = safefile.open_source(path, dir_fd)  # not through a link, nor a FIFO swapped in
             with src:
                 magic = src.read(len(MAGIC))
                 before = self.encpipe.inspect(src.fileno()) if magic == MAGIC else None
@@ -211,10 +214,11 @@ class Rotation:
         if not present & (self.old_ids | self.new_ids):
             return self.fail(path, "inspect", Failure("no slot for an old or new key", 77))
         if self.options.dry_run:
-            added = self.new_ids | {self.escrow[pub] for pub in missing}
+            added = self.new_ids | set(self.escrow.values())
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added), sign=[i for _, i in sign])
         try:
-            after = self.rewrap(path, stale | (self.new_ids & present), missing, [f for f, _ in sign], directory_was)
+            anew = (self.new_ids | set(self.escrow.values())) & present  # made anew: one could wrap another key
+            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd)
         except Failure as e:
             return self.fail(path, e.step, e)
         except OSError as e:
@@ -229,14 +233,14 @@ class Rotation:
         return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
                       **extra)
 
-    def rewrap(self, path, remove, add_recipients, sign_keys, directory_was):
+    def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd):
         opts = self.options
         args = ["rewrap"] + [a for f in opts.old_key_file + opts.new_key_file for a in ("--key-file", f)]
         args += [a for f in opts.new_key_file for a in ("--add-key-file", f)]
         args += [a for pub in add_recipients for a in ("--add-recipient", pub)]
         args += [a for key_id in sorted(remove) for a in ("--remove", key_id)]
         args += [a for f in sign_keys for a in ("--sign-key", f)] + self.signer_args
-        src, original = step(safefile.open_source, "rewrap", path)
+        src, original = step(safefile.open_source, "rewrap", path, dir_fd)
         checked = {}
 
         def verify(fd):
@@ -250,7 +254,7 @@ class Rotation:
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
                     times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=original,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
-                    directory_was=directory_was)
+                    dir_fd=dir_fd)
             except EncpipeError as e:
                 raise Failure(str(e), e.exit_code, "rename") from None
         return checked["after"]
@@ -280,10 +284,14 @@ def check_result(result, wanted, unwanted, sign_ids):
         raise Failure("the rewrapped file is not signed by every --sign-key", 70, "verify")
 
 
-def remove_stale(path, rotation):
-    """Remove a temporary file of an interrupted run; a failure is that file's error."""
+def remove_stale(fd, path, rotation):
+    """Remove a temporary file of an interrupted run from the directory listed (`fd`), a
+    regular file only; a failure is that file's error."""
+    name = os.path.basename(path)
     try:
-        os.unlink(path)
+        if not stat.S_ISREG(os.lstat(name, dir_fd=fd).st_mode):
+            return report(path, "ignored", reason="named like a temporary file, but not a regular file")
+        os.unlink(name, dir_fd=fd)
     except FileNotFoundError:
         pass
     except OSError as e:
@@ -291,9 +299,9 @@ def remove_stale(path, rotation):
     report(path, "removed", reason="temporary file of an interrupted run")
 
 
-def walk(top, rotation, dry_run):
-    """Every file under `top` in a stable order, hidden names and symbolic links excepted."""
-    for directory, listed, subdirs, names in _walk(top):
+def walk(top, top_fd, rotation, dry_run):
+    """Every file under `top` (open as `top_fd`) in a stable order, hidden names and symbolic links excepted."""
+    for directory, fd, _, subdirs, names in tree(top, top_fd):
         if subdirs is None:
             report(directory, "ignored", reason="not a directory under DIR any more")
             continue
@@ -304,53 +312,18 @@ def walk(top, rotation, dry_run):
                 if dry_run:
                     report(path, "stale", reason="temporary file of an interrupted run")
                 else:
-                    remove_stale(path, rotation)
+                    remove_stale(fd, path, rotation)
             elif name.startswith("."):
                 report(path, "ignored", reason="hidden file")
-            elif not is_regular(path):
+            elif not is_regular(name, fd):
                 report(path, "ignored", reason="not a regular file")
-            else:  # replaced only in the directory listed: never through a link put in its place since
-                rotation.file(path, listed)
+            else:  # in the directory listed: never through a link put in its place since
+                rotation.file(path, fd)
 
 
-def _walk(top):
-    """(directory, its stat as listed, subdirs, names) as os.walk(top), top-down, links
-    to directories listed but not followed, with a stack of its own (Python 3.11's
-    recursed once a level: a writer of DIR could nest directories past the recursion
-    limit, a traceback); `subdirs` None for a directory that is not the one listed any
-    more (replaced by a link to elsewhere)."""
-    stack = [(top, None)]
-    while stack:
-        directory, listed = stack.pop()
-        try:
-            now = os.stat(directory)
-            if listed is not None and not safefile.same_file(now, listed):
-                yield directory, None, None, None
-                continue
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue  # as os.walk: a directory that cannot be listed is passed over
-        found = {e.name: e for e in entries if _is_dir(e)}
-        subdirs = list(found)
-        yield directory, listed or now, subdirs, [e.name for e in entries if e.name not in found]
-        for name in reversed(subdirs):
-            try:
-                if not found[name].is_symlink():
-                    stack.append((found[name].path, found[name].stat(follow_symlinks=False)))
-            except OSError:
-                pass
-
-
-def _is_dir(entry):
+def is_regular(name, dir_fd):
     try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def is_regular(path):
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        return stat.S_ISREG(os.lstat(name, dir_fd=dir_fd).st_mode)
     except OSError:  # gone, or a path too long to name
         return False
 
@@ -371,11 +344,13 @@ def main(argv):
         secrets = FdSecrets(vars(options), ("old_key_file", "new_key_file", "sign_key"))  # before DIR takes an fd
         if not os.path.isdir(options.dir):
             raise Failure(f"{options.dir} is not a directory", 66)
-        safefile.check_directory(options.dir, options.allow_shared_dir)
         encpipe = Encpipe(child_command(os.environ), secrets)
-        held = lock(options.dir)
+        held = lock(options.dir)  # then checked: the directory walked is the one locked and checked
+        safefile.check_directory(options.dir, options.allow_shared_dir)
+        if not safefile.still_at(held, options.dir):
+            raise Failure(f"{options.dir} was replaced while {PROG} started", 66)
         rotation = Rotation(options, encpipe)
-        walk(options.dir, rotation, options.dry_run)
+        walk(options.dir, held, rotation, options.dry_run)
         os.close(held)
     except Failure as e:
         err(str(e))

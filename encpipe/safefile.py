@@ -177,10 +177,12 @@ def open_directory(path, allow_shared=False):
         raise IOFailure(f"cannot open directory {path}: {e.strerror or e}") from None
 
 
-def open_source(path):
-    """`path` opened for reading, never through a symbolic link, with its fstat."""
+def open_source(path, dir_fd=None):
+    """`path` opened for reading, never through a symbolic link, with its fstat; with
+    `dir_fd`, the file of that name in the directory open as `dir_fd`."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = os.open(path, flags) if dir_fd is None else os.open(os.path.basename(path), flags, dir_fd=dir_fd)
         info = os.fstat(fd)
     except OSError as e:
         raise InputUnavailable(f"cannot open {path}: {e.strerror or e}") from None
@@ -296,29 +298,37 @@ def write_output(path, write, *, allow_shared=False):
 
 
 def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None, owner=None, times_ns=None,
-                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix="", directory_was=None):
+                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix="", dir_fd=None):
     """Create `path` (or replace it) with what `write(file)` writes; returns what write returned.
 
     `verify(fd)` may check the written file through its descriptor; `owner` (uid,
     gid) and `times_ns` (atime, mtime) are set through it; `replaces`, the stat of
     the file the caller read, makes the rename happen only while `path` is still
-    that file; `directory_was`, the stat of the directory the caller listed, makes
-    it happen only in that very directory (not one a link put in its place);
+    that file; `dir_fd`, the directory the caller listed (and checked), open, makes
+    it all happen in that very directory, whatever its name leads to by now;
     `before_rename(dir_fd)` runs just before the last checks, given the directory's
     descriptor. On any failure the hidden file is removed and `path` is as it was."""
     directory, name = os.path.split(os.path.abspath(path))
     if not name or name in (".", ".."):
         raise IOFailure(f"{path} is not a file name")
-    if not os.path.isdir(directory):
+    if dir_fd is None and not os.path.isdir(directory):
         raise IOFailure(f"cannot create {path}: No such file or directory")
-    dir_fd = open_directory(directory or "/", allow_shared)
+    dir_fd = open_directory(directory or "/", allow_shared) if dir_fd is None else _checked(dir_fd, directory,
+                                                                                             allow_shared)
     try:
-        if directory_was is not None and not same_file(os.fstat(dir_fd), directory_was):
-            raise Changed(f"{directory} is not the directory listed any more; {name} left alone")
         steps = (write, verify, before_rename)
         return _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, prefix + "%s" + suffix)
     finally:
         os.close(dir_fd)
+
+
+def _checked(dir_fd, directory, allow_shared):
+    """A copy of `dir_fd` after check_directory of `directory` and of the directory it is."""
+    check_directory(directory, allow_shared)
+    writer = not allow_shared and other_writer(os.fstat(dir_fd))
+    if writer:
+        raise UnsafeDirectory(f"{directory} can be written by {writer}; refusing to write in it")
+    return os.dup(dir_fd)
 
 
 def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, pattern):

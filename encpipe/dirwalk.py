@@ -1,0 +1,58 @@
+"""A directory tree walked as os.walk walks it, top-down, but every directory
+listed through a descriptor of its own, checked to be the one its parent listed:
+a writer who swaps a directory for a link to elsewhere meanwhile gets it
+reported, not walked, and what is done with the descriptor a walk hands out
+(encpipe-rotate's removal of its temporary files) happens in the directory
+listed, whatever its name leads to by then."""
+
+import os
+
+from . import safefile
+
+
+def tree(top, top_fd):
+    """(directory, its descriptor, its stat, subdirs, names) as os.walk(top), top-down, each
+    directory listed through a descriptor (top's is `top_fd`, the one locked: never one a
+    link put in its place since), links to directories listed but not followed, with a
+    stack of its own (Python 3.11's recursed once a level: a writer of DIR could nest
+    directories past the recursion limit, a traceback); `subdirs` None for a directory
+    that is not the one listed any more (replaced by a link to elsewhere)."""
+    stack = [(top, None)]
+    while stack:
+        directory, listed = stack.pop()
+        try:
+            fd = top_fd if listed is None else os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue  # as os.walk: a directory that cannot be listed is passed over
+        try:
+            yield from _listed(directory, fd, listed, stack)
+        finally:
+            if fd != top_fd:
+                os.close(fd)
+
+
+def _listed(directory, fd, listed, stack):
+    try:
+        now = os.fstat(fd)
+        if listed is not None and not safefile.same_file(now, listed):
+            yield directory, None, None, None, None
+            return
+        entries = list(os.scandir(fd))  # stat()s relative to fd
+    except OSError:
+        return
+    found = {e.name: e for e in entries if _is_dir(e)}
+    subdirs = list(found)
+    yield directory, fd, now, subdirs, [e.name for e in entries if e.name not in found]
+    for name in reversed(subdirs):
+        try:
+            if not found[name].is_symlink():
+                stack.append((os.path.join(directory, name), found[name].stat(follow_symlinks=False)))
+        except OSError:
+            pass
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

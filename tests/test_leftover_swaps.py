@@ -1,0 +1,206 @@
+"""encpipe-rotate and encpipe-migrate remove the temporary files a killed run left,
+and work in DIR as they locked it: a writer of DIR (or of the directory above it)
+who swaps DIR, or a subdirectory, for a link to a directory outside, between the
+listing and the removal (or between the lock and the listing), makes them remove
+or rewrite nothing outside. Each race is won deterministically: by the tools'
+$ENCPIPE_TEST_HOOK (encpipe.safefile.hook), by an $ENCPIPE that swaps and then
+runs the real one, or, for migrate (which starts no child between its lock and its
+listing), by the lock itself, wrapped in process."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from cliutil import ok, run
+from shared_dir import Victim
+from test_migrate import FEW, ENCPIPE as MIGRATE_ENCPIPE, make_backups
+from test_migrate import keys as migrate_keys  # noqa: F401 (fixture)
+from test_rotate import ENCPIPE, World, rotate, rotate_env
+
+STALE_ROTATE = ".encpipe-rotate.0011223344556677.tmp"
+
+
+def test_rotate_removes_no_file_outside_for_a_stale_name_in_a_subdirectory_swapped_for_a_link(tmp_path):
+    """sub/ holds a killed run's temporary file, listed after sub's first file
+    ("+a.enc" sorts before "."): the writer of DIR swaps sub/ for a link to a
+    directory outside while rotate rewrites that first file. The temporary file
+    was then unlinked by a path through the link: the file of that name outside
+    (another rotate's file in flight there, say) was removed."""
+    world = World(tmp_path)
+    world.add("sub/+a.enc", "--key-file", world.old_a, size=100)
+    sub = world.dir / "sub"
+    (sub / STALE_ROTATE).write_bytes(b"half written")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = Victim(outside / STALE_ROTATE)
+    hook = (f'[ "$1" = created ] && [ "$2" = {sub} ] && [ "$4" = +a.enc ] && '
+            f'mv {sub} {world.dir}/.moved && ln -s {outside} {sub}; exit 0')
+    done = rotate(["--allow-shared-dir", *world.args()], env=rotate_env(ENCPIPE_TEST_HOOK=hook))
+    assert sub.is_symlink(), done.stderr  # the race was run
+    victim.assert_untouched()
+    records = {r["file"]: r for r in map(json.loads, done.stdout.decode().splitlines())}
+    assert records[f"{sub}/{STALE_ROTATE}"] == {"file": f"{sub}/{STALE_ROTATE}", "status": "removed",
+                                                "reason": "temporary file of an interrupted run"}
+    assert os.listdir(world.dir / ".moved") == ["+a.enc"]  # removed from the directory listed
+
+
+# An encpipe that, at its first call after rotate took its lock (keyid of the new
+# key: the old key's comes first), swaps DIR for a link to OUTSIDE, then runs.
+SWAPPING_ENCPIPE = """#!/bin/sh
+if [ "$1" = keyid ] && [ -e {state}/old-done ] && [ ! -e {state}/swapped ]; then
+  mv {dir} {dir}.moved && ln -s {outside} {dir} && touch {state}/swapped
+fi
+[ "$1" = keyid ] && touch {state}/old-done
+exec {real} "$@"
+"""
+
+
+def test_rotate_works_in_the_directory_it_locked_not_one_a_link_put_in_its_place(tmp_path):
+    """DIR (here named through a link in a directory of its own, which rotate's
+    check of DIR does not look at: it follows the link) is swapped, once rotate
+    holds its lock, for a link to a directory outside. The walk stat'ed and listed
+    DIR anew by name, so it rotated the files outside (a root-only file there lost
+    its old-key slot) and removed a temporary-named file there."""
+    world = World(tmp_path)
+    world.small()
+    links = tmp_path / "links"
+    links.mkdir()
+    named = links / "backups"
+    os.symlink(world.dir, named)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sealed = ok(run(["seal", "--key-file", world.old_a], b"root's data"))
+    victim = type("Sealed", (Victim,), {"CONTENT": sealed})(outside / "a-old.enc")
+    stale = Victim(outside / STALE_ROTATE)
+    state = tmp_path / "state"
+    state.mkdir()
+    wrapper = tmp_path / "encpipe-swapping"
+    wrapper.write_text(SWAPPING_ENCPIPE.format(state=state, dir=named, outside=outside, real=ENCPIPE))
+    wrapper.chmod(0o755)
+    env = rotate_env(ENCPIPE=str(wrapper))
+    args = world.args()
+    done = rotate([*args[:-1], str(named)], env=env)
+    assert os.readlink(named) == str(outside), done.stderr  # the race was run
+    victim.assert_untouched()
+    stale.assert_untouched()
+    assert done.returncode == 0, done.stderr
+    records = {os.path.basename(r["file"]): r["status"] for r in map(json.loads, done.stdout.decode().splitlines())}
+    assert records == {"a-old.enc": "rotated", "b-old.enc": "rotated", "c-new.enc": "skipped",
+                       "notes.txt": "foreign"}
+    world.assert_all_rotated()
+
+
+@pytest.mark.parametrize("when", ["after the lock", "after the checks"])
+def test_migrate_removes_no_leftover_outside_when_dir_becomes_a_link_once_it_is_locked(
+        tmp_path, monkeypatch, migrate_keys, capsys, when):  # noqa: F811
+    """DIR (named through a link) is swapped for a link to a directory outside just
+    after migrate took its lock (or, later, once it has checked DIR again): the
+    listing and the removal of leftovers went by name, through the link: a file
+    outside named like a leftover was removed. Now a DIR replaced before the checks
+    after the lock is refused (66), and one replaced after them is listed and
+    cleaned through the descriptor locked."""
+    from encpipe import migrate as migrate_module
+
+    directory = tmp_path / "backups"
+    make_backups(directory, FEW, python_made=False)
+    links = tmp_path / "links"
+    links.mkdir()
+    named = links / "backups"
+    os.symlink(directory, named)
+    leftover = directory / ".a_backup.sql.enc.0011.migrate-tmp"
+    leftover.write_bytes(b"half written")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = Victim(outside / leftover.name)
+
+    def swap():
+        os.unlink(named)
+        os.symlink(outside, named)
+
+    if when == "after the lock":
+        real_lock = migrate_module.lock
+        monkeypatch.setattr(migrate_module, "lock", lambda path: (real_lock(path), swap())[0])
+    else:
+        real_run = migrate_module.Migration.run
+        monkeypatch.setattr(migrate_module.Migration, "run", lambda self, fd: (swap(), real_run(self, fd))[1])
+    monkeypatch.setenv("ENCPIPE", MIGRATE_ENCPIPE)
+    for name in [n for n in os.environ if n.startswith("ENCPIPE_") or n == "BACKUP_ENCRYPTION_KEY"]:
+        monkeypatch.delenv(name)
+    code = migrate_module.main(["--legacy-key-file", migrate_keys["old_key"], "--legacy-passphrase-file",
+                                migrate_keys["old_pass"], "--key-file", migrate_keys["new_key"], str(named)])
+    out, err = capsys.readouterr()
+    assert os.readlink(named) == str(outside)  # the race was run
+    victim.assert_untouched()
+    if when == "after the lock":
+        assert (code, out) == (66, "")
+        assert err == f"encpipe-migrate: error: {named} was replaced while encpipe-migrate started\n"
+        assert leftover.read_bytes() == b"half written"
+        return
+    assert not leftover.exists()  # the leftover in DIR, the directory locked, is removed
+    records = {r["file"]: r for r in map(json.loads, out.splitlines())}
+    assert code == 0, err
+    assert {n: r["status"] for n, r in records.items()} == {
+        "a_backup.sql.enc": "migrated", "already-new.sql.enc": "skipped", "b_backup.sql.enc": "migrated",
+        "link.sql.enc": "skipped", "nested.sql.enc": "skipped"}
+
+
+@pytest.mark.parametrize("tool", ["rotate", "migrate"])
+def test_a_non_regular_file_named_like_a_leftover_is_left(tmp_path, tool, migrate_keys):  # noqa: F811
+    """A FIFO (or other non-regular file) named like a temporary file is not one of
+    ours: left where it is, as migrate leaves a directory of that name."""
+    if tool == "rotate":
+        world = World(tmp_path)
+        world.small()
+        fifo = world.dir / STALE_ROTATE
+        os.mkfifo(fifo)
+        done = rotate(world.args())
+        records = {os.path.basename(r["file"]): r for r in map(json.loads, done.stdout.decode().splitlines())}
+        assert records[STALE_ROTATE]["status"] == "ignored", records
+    else:
+        from test_migrate import migrate
+        directory = tmp_path / "backups"
+        make_backups(directory, FEW, python_made=False)
+        fifo = directory / ".a_backup.sql.enc.0011.migrate-tmp"
+        os.mkfifo(fifo)
+        status, lines, err = migrate(directory, keys=migrate_keys)
+        assert status == 0 and "not a regular file" in err, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+
+def test_rotate_refuses_a_dir_replaced_between_its_lock_and_its_check(tmp_path, monkeypatch, capsys):
+    """DIR (named through a link) swapped for a link to a directory outside just
+    after rotate locked it: the directory checked and walked would not be the one
+    locked. Refused (66), nothing outside changed."""
+    from encpipe import rotate as rotate_module
+
+    world = World(tmp_path)
+    world.small()
+    links = tmp_path / "links"
+    links.mkdir()
+    named = links / "backups"
+    os.symlink(world.dir, named)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = type("Sealed", (Victim,), {"CONTENT": ok(run(["seal", "--key-file", world.old_a], b"data"))})(
+        outside / "a-old.enc")
+    real_lock = rotate_module.lock
+
+    def lock_then_swap(path):
+        fd = real_lock(path)
+        os.unlink(named)
+        os.symlink(outside, named)
+        return fd
+
+    monkeypatch.setattr(rotate_module, "lock", lock_then_swap)
+    monkeypatch.setenv("ENCPIPE", ENCPIPE)
+    for name in [n for n in os.environ if n.startswith("ENCPIPE_")]:
+        monkeypatch.delenv(name)
+    code = rotate_module.main([*world.args()[:-1], str(named)])
+    out, err = capsys.readouterr()
+    victim.assert_untouched()
+    assert (code, out) == (66, "")
+    assert err == f"encpipe-rotate: error: {named} was replaced while encpipe-rotate started\n"
+    assert world.names() == sorted(world.originals) and world.temps() == []
