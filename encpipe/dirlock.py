@@ -1,4 +1,5 @@
-"""The lock backups into one directory take turns by: flock on the directory.
+"""The directory a run works in: the lock runs take turns by (flock on the
+directory), and the directories a run made, removed when it fails.
 
 flock needs no more than read access, so any user who can open the directory can
 hold it. A run therefore waits for it a bounded time only (ENCPIPE_LOCK_WAIT
@@ -11,7 +12,7 @@ import os
 import time
 
 from .errors import Changed, UsageError
-from .safefile import still_at
+from .safefile import same_file
 from .workers import decimal_number
 
 ENV_LOCK_WAIT, LOCK_WAIT, MAX_WAIT = "ENCPIPE_LOCK_WAIT", 5 * 3600, 1000000
@@ -61,3 +62,44 @@ def wait_for_lock(fd, directory, seconds):
                               " not waiting longer", hint="another backup into it, or any user who can open it,"
                               f" holds it; {ENV_LOCK_WAIT} sets the wait in seconds") from None
             time.sleep(min(0.5, left))
+
+
+# --- directories made by a run ------------------------------------------------
+
+
+def make_directories(path):
+    """os.makedirs(path, exist_ok=True); the (path, stat) of each directory this
+    call made, outermost first, for remove_made."""
+    missing, current = [], os.path.abspath(path)
+    while not os.path.lexists(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    os.makedirs(path, exist_ok=True)
+    made = []
+    for directory in reversed(missing):
+        try:
+            made.append((directory, os.lstat(directory)))
+        except OSError:
+            break
+    return made
+
+
+def still_at(fd, path):
+    """Whether `path` still names the directory (or file) open as `fd`."""
+    try:
+        return same_file(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def remove_made(made):
+    """Remove the directories make_directories made, innermost first, each only
+    while it is still that very directory and empty (rmdir removes no other);
+    stop at the first that stays."""
+    for directory, info in reversed(made):
+        try:
+            if not same_file(os.lstat(directory), info):
+                return
+            os.rmdir(directory)
+        except OSError:
+            return

@@ -65,7 +65,7 @@ import stat
 import subprocess
 import sys
 
-from . import keycheck, safefile
+from . import dirlock, keycheck, safefile
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
@@ -330,7 +330,7 @@ def main(argv):
         held = lock(args.dir)
         try:  # checked again: the directory listed is the one locked and checked
             safefile.check_directory(args.dir, args.allow_shared_dir)
-            if not safefile.still_at(held, args.dir):
+            if not dirlock.still_at(held, args.dir):
                 raise Failure(f"{args.dir} was replaced while encpipe-migrate started", 66)
             return migration.run(held)
         finally:

@@ -27,7 +27,6 @@ from .fdsecrets import read_fd
 from .keyargs import load_keys, refuse_shared_stdin, secret_fds_open
 from .pgcli import FD_NOT_A_NUMBER, Failure, script_usage, unknown_option, utf8_name
 from .pgdump import Globals, dump
-from .safefile import make_directories, remove_made
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
 from .usage_errors import empty_value
 from .workers import chunk_log2, int_option, thread_option
@@ -202,7 +201,7 @@ class Backup:
             return status
         finally:
             if status != 0:
-                remove_made(self.made)
+                dirlock.remove_made(self.made)
 
     def _run(self):
         try:
@@ -238,7 +237,7 @@ class Backup:
         self.stamp = None
         while not self.stamp:  # again when DIR was removed while this run waited for its lock
             if self.o["dir"]:
-                self.made += make_directories(self.o["dir"])
+                self.made += dirlock.make_directories(self.o["dir"])
             self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
                                       "--allow-shared-dir": bool(self.o["shared"])}, self.io)
             self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())

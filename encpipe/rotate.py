@@ -50,7 +50,7 @@ import stat
 import subprocess
 import sys
 
-from . import safefile
+from . import dirlock, safefile
 from .cli import Io, child_command, print_text, write_line
 from .dirwalk import tree
 from .stdio import said, write_quietly
@@ -347,7 +347,7 @@ def main(argv):
         encpipe = Encpipe(child_command(os.environ), secrets)
         held = lock(options.dir)  # then checked: the directory walked is the one locked and checked
         safefile.check_directory(options.dir, options.allow_shared_dir)
-        if not safefile.still_at(held, options.dir):
+        if not dirlock.still_at(held, options.dir):
             raise Failure(f"{options.dir} was replaced while {PROG} started", 66)
         rotation = Rotation(options, encpipe)
         walk(options.dir, held, rotation, options.dry_run)

@@ -116,47 +116,6 @@ def _group_name(gid):
         return str(gid)
 
 
-# --- directories made by a run ------------------------------------------------
-
-
-def make_directories(path):
-    """os.makedirs(path, exist_ok=True); the (path, stat) of each directory this
-    call made, outermost first, for remove_made."""
-    missing, current = [], os.path.abspath(path)
-    while not os.path.lexists(current):
-        missing.append(current)
-        current = os.path.dirname(current)
-    os.makedirs(path, exist_ok=True)
-    made = []
-    for directory in reversed(missing):
-        try:
-            made.append((directory, os.lstat(directory)))
-        except OSError:
-            break
-    return made
-
-
-def still_at(fd, path):
-    """Whether `path` still names the directory (or file) open as `fd`."""
-    try:
-        return same_file(os.fstat(fd), os.stat(path))
-    except OSError:
-        return False
-
-
-def remove_made(made):
-    """Remove the directories make_directories made, innermost first, each only
-    while it is still that very directory and empty (rmdir removes no other);
-    stop at the first that stays."""
-    for directory, info in reversed(made):
-        try:
-            if not same_file(os.lstat(directory), info):
-                return
-            os.rmdir(directory)
-        except OSError:
-            return
-
-
 # --- writing -------------------------------------------------------------------
 
 
