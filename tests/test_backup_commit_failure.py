@@ -11,6 +11,7 @@ by the test hook ($ENCPIPE_TEST_HOOK) at the step `renaming` of the local store.
 import json
 import os
 import re
+import shlex
 import sys
 
 from s3server import rclone_binary
@@ -103,8 +104,10 @@ def test_an_object_under_the_dump_name_on_the_remote_fails_the_commit_and_stays(
     not this run's and stays as it was."""
     ensure_small(pg, DB)
     d, remote = str(tmp_path / "b"), f"{s3.location}/taken"
+    # through the server (it caches); the hook gets no RCLONE_ variable of ours: its own given
+    config = " ".join(f"{name}={shlex.quote(value)}" for name, value in s3.env.items())
     plant = ('[ "$1" = renaming ] && case "$4" in *.globals.sql.enc) printf planted | '
-             f'{rclone_binary()} rcat "{remote}/${{4%%.*}}.sql.enc" ;; esac; true')  # through the server: it caches
+             f'{config} {rclone_binary()} rcat "{remote}/${{4%%.*}}.sql.enc" ;; esac; true')
     cause = failing_backup(pg, tools, {**s3.env, "ENCPIPE_TEST_HOOK": plant},
                            "--dir", d, "--to", remote, "--compress", "none", "--key-file", key_file)
     objects = s3.objects("taken")
