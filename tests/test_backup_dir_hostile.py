@@ -21,7 +21,6 @@ from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_corrupt, make_valid, stamp
 from test_backup_restore import BACKUP, python_env
-from test_migrate import keys as migrate_keys  # noqa: F401  (fixture)
 from test_migrate import migrate
 
 SCRIPT = {c: os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")}
