@@ -356,7 +356,7 @@ def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_
     d.mkdir()
     temp, final = ".encpipe-tmp.20240101T000000Z_1_2", "shop_20240101T000000Z.sql.enc"
     make_valid(d, temp)
-    hook = f'[ "$1" = renaming ] && mkdir "$2/$4"; true'
+    hook = '[ "$1" = renaming ] && mkdir "$2/$4"; true'
     done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", "--dir", d, "--database", "shop",
                            "--kind", "sql", "--started", "1", temp, final], capture_output=True, timeout=30,
                           env={**os.environ, "PYTHONPATH": ROOT, "ENCPIPE_TEST_HOOK": hook})
