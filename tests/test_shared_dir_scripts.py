@@ -216,6 +216,8 @@ def test_backup_as_root_into_a_postgres_directory_with_a_racing_swap(pg, tools, 
     if not allow:  # refused before anything is created there
         assert done.returncode == 73, done.stderr
         assert (done.stdout, os.listdir(directory)) == (b"", [])
+    else:  # the race was run: the temporary file was swapped for a link at least once
+        assert racer.swapped, done.stderr
     for name in os.listdir(directory):  # a backup made despite the swaps is a real file
         assert name.startswith(".") or not os.path.islink(directory / name)
 
