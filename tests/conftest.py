@@ -1,4 +1,11 @@
+"""Fixtures shared by more than one test file.
+
+A test file that needs its own variant of one of these defines a fixture of the
+same name, which takes precedence in that file.
+"""
 import os
+import shlex
+import subprocess
 import sys
 
 import pytest
@@ -7,7 +14,15 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+from cliutil import secret_file  # noqa: E402
+from fuzz.craft import clean_env, command  # noqa: E402
 from pgcluster import PgCluster  # noqa: E402
+from s3server import S3Server  # noqa: E402
+from test_backup_restore import make_key  # noqa: E402
+from test_fail_closed_audit import KEY as AUDIT_KEY, REPO  # noqa: E402
+from test_migrate import HEX_KEY, NEW_KEY, PASSPHRASE  # noqa: E402
+from test_provenance import World as ProvenanceWorld  # noqa: E402
+from test_restore_attacks import ATTACKER  # noqa: E402
 
 
 def pytest_configure(config):
@@ -19,3 +34,71 @@ def pg():
     """A started throwaway PostgreSQL cluster, shared by the whole session."""
     with PgCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def tools(tmp_path_factory):
+    """A directory with an `encpipe` that runs this Python's encpipe package."""
+    bindir = tmp_path_factory.mktemp("bin")
+    wrapper = bindir / "encpipe"
+    wrapper.write_text("#!/bin/sh\nexec %s -m encpipe \"$@\"\n" % shlex.quote(sys.executable))
+    wrapper.chmod(0o755)
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory):
+    return make_key(tmp_path_factory.mktemp("keys") / "backup.key")
+
+
+def _migrate_keys(tmp_path):
+    return {
+        "old_key": secret_file(tmp_path, "old.key", HEX_KEY + "\n"),
+        "old_pass": secret_file(tmp_path, "old.pass", PASSPHRASE + "\n"),
+        "new_key": secret_file(tmp_path, "new.key", NEW_KEY + "\n"),
+    }
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """The old key, old passphrase and new key files encpipe-migrate takes."""
+    return _migrate_keys(tmp_path)
+
+
+@pytest.fixture
+def migrate_keys(tmp_path):
+    """`keys` under another name, for files whose own `keys` means something else."""
+    return _migrate_keys(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return ProvenanceWorld(tmp_path_factory.mktemp("provenance"))
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = S3Server(str(tmp_path_factory.mktemp("s3")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mallory(pg):
+    pg.psql("DROP ROLE IF EXISTS mallory; CREATE ROLE mallory LOGIN;")
+    yield ATTACKER
+    pg.psql("ALTER ROLE mallory NOSUPERUSER;")
+    owned = pg.psql("SELECT datname FROM pg_database WHERE datdba = 'mallory'::regrole").split()
+    for db in set(owned) | {"mal_shop", "mal_target"}:
+        pg.dropdb(db)
+    pg.psql("DROP OWNED BY mallory; REVOKE CREATE ON SCHEMA public FROM mallory;")
+    pg.psql("DROP ROLE mallory;")
+
+
+@pytest.fixture()
+def backup_file(tmp_path):
+    path = tmp_path / "shop_20260101T000000Z.sql.enc"
+    done = subprocess.run(command("seal", "-o", str(path)), input=b"SELECT 1;\n", capture_output=True,
+                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": AUDIT_KEY}))
+    assert done.returncode == 0, done.stderr
+    return str(path)

@@ -16,17 +16,14 @@ import sys
 
 from s3server import rclone_binary
 from test_backup_monitoring import samples
-from test_backup_remote import s3  # noqa: F401 (fixture)
 from test_backup_restore import (
     BACKUP,
     REPO,
     backup,
     dir_entries,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 DB = "bk_commit"

@@ -7,6 +7,7 @@ Most cases call encpipe.backup.cli.main in-process; the commands in scripts/
 are run for real.
 """
 
+import importlib
 import io
 import json
 import os
@@ -31,7 +32,7 @@ ENV = {"ENCPIPE_KEY": KEY.hex()}
 
 def _legacy_available():
     try:
-        import encpipe.legacy  # noqa: F401  (another part of encpipe; may be absent)
+        importlib.import_module("encpipe.legacy")  # another part of encpipe; may be absent
     except ImportError:
         return False
     return True

@@ -21,7 +21,6 @@ from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_corrupt, make_valid, stamp
 from test_backup_restore import BACKUP, python_env
-from test_migrate import keys as migrate_keys  # noqa: F401  (fixture)
 from test_migrate import migrate
 
 SCRIPT = {c: os.path.join(ROOT, "scripts", f"encpipe-{c}") for c in ("list", "prune", "verify", "check")}
@@ -357,7 +356,7 @@ def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_
     d.mkdir()
     temp, final = ".encpipe-tmp.20240101T000000Z_1_2", "shop_20240101T000000Z.sql.enc"
     make_valid(d, temp)
-    hook = f'[ "$1" = renaming ] && mkdir "$2/$4"; true'
+    hook = '[ "$1" = renaming ] && mkdir "$2/$4"; true'
     done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", "--dir", d, "--database", "shop",
                            "--kind", "sql", "--started", "1", temp, final], capture_output=True, timeout=30,
                           env={**os.environ, "PYTHONPATH": ROOT, "ENCPIPE_TEST_HOOK": hook})

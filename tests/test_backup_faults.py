@@ -26,13 +26,11 @@ from test_backup_restore import (
     encpipe,
     ensure_awkward,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     make_key,
     restore,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 KILL_ITERATIONS = 50

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_backup_restore import REPO, dir_entries, ensure_small, key_file  # noqa: F401 (fixture)
+from test_backup_restore import REPO, dir_entries, ensure_small
 
 SYSTEMD = REPO / "scripts" / "systemd"
 
@@ -73,7 +73,7 @@ def globals_of(name):
     return re.sub(r"\.(sql\.zst|sql\.gz|sql|dump)\.enc$", ".globals.sql.enc", name)
 
 
-def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):  # noqa: F811
+def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):
     db = ensure_small(pg, "bk_installed")
     directory = tmp_path / "backups"
     unit = run_bare([installed / "encpipe-backup", "--systemd-unit", "--dir", directory, "--keep-last", "1",
@@ -103,7 +103,7 @@ def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file
     assert "encpipe-backup" not in proc.stderr, proc.stderr
 
 
-def test_readme_cron_line_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):  # noqa: F811
+def test_readme_cron_line_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):
     db = ensure_small(pg, "bk_installed")
     readme = (REPO / "README.md").read_text()
     (line,) = [m for m in re.findall(r"^    (0 2 \* \* \* .*)$", readme, flags=re.M)]

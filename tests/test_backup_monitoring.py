@@ -17,9 +17,7 @@ from test_backup_restore import (
     REPO,
     backup,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 from test_backup_restore import run as run_process
 

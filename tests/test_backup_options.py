@@ -9,10 +9,8 @@ import pytest
 from test_backup_restore import (
     BACKUP,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 

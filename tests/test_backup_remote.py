@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from pgcluster import MARKERS
-from s3server import S3Server
 from test_backup_faults import _fake_pg_dump, _with_path_first
 from test_backup_restore import (
     BACKUP,
@@ -29,19 +28,10 @@ from test_backup_restore import (
     dir_entries,
     dump,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     restore,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(str(tmp_path_factory.mktemp("s3")))
-    yield server
-    server.stop()
 
 
 def tool(name, *argv, env):

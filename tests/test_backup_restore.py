@@ -31,21 +31,6 @@ BACKUP_NAME = re.compile(r"^(?P<db>.+)_(?P<ts>[0-9]{8}T[0-9]{6}Z)\.(?P<ext>sql|s
 # --- helpers shared with test_backup_faults.py and test_scripts_hygiene.py ---
 
 
-@pytest.fixture(scope="session")
-def tools(tmp_path_factory):
-    """A directory with an `encpipe` that runs this Python's encpipe package."""
-    bindir = tmp_path_factory.mktemp("bin")
-    wrapper = bindir / "encpipe"
-    wrapper.write_text("#!/bin/sh\nexec %s -m encpipe \"$@\"\n" % shlex.quote(sys.executable))
-    wrapper.chmod(0o755)
-    return bindir
-
-
-@pytest.fixture(scope="session")
-def key_file(tmp_path_factory):
-    return make_key(tmp_path_factory.mktemp("keys") / "backup.key")
-
-
 def make_key(path):
     subprocess.run([sys.executable, "-m", "encpipe", "keygen", "-o", str(path)], check=True, env=python_env())
     return str(path)

@@ -1,7 +1,6 @@
 """encpipe-backup interrupted: SIGINT exits 130, SIGTERM 143, after stopping its
 children, removing its temporary files and recording the failed run."""
 
-import os
 import signal
 import subprocess
 import time
@@ -13,9 +12,7 @@ from test_backup_monitoring import samples
 from test_backup_restore import (
     BACKUP,
     dir_entries,
-    key_file,  # noqa: F401 (fixture)
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 

@@ -12,10 +12,8 @@ from test_backup_restore import (
     backup,
     dir_entries,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 

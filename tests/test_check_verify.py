@@ -17,7 +17,6 @@ import pytest
 
 from cliutil import assert_one_line_error, secret_file
 from test_backup_dir import ENV, KEY, OTHER_KEY, make_corrupt, make_valid, sealed_bytes, stamp
-from test_backup_remote import s3  # noqa: F401 (fixture)
 
 from encpipe import envelope
 from encpipe.backup.cli import main
@@ -115,7 +114,7 @@ def test_the_script_says_verify_and_prints_no_secret(tmp_path):
     assert usage.returncode == 0 and b"[--verify]" in usage.stdout and b"--verify " in usage.stdout
 
 
-def test_verify_reads_a_remote_location_as_a_local_one(tmp_path, s3):  # noqa: F811 (the fixture)
+def test_verify_reads_a_remote_location_as_a_local_one(tmp_path, s3):
     older, newest = f"shop_{ago(5)}.sql.enc", f"shop_{ago(1)}.sql.enc"
     remote = Path(s3.bucket_dir) / "checked"
     os.mkdir(remote)
@@ -156,7 +155,7 @@ def test_a_closed_key_descriptor_is_critical(tmp_path, option):
     assert done.returncode == 2 and done.stdout.startswith(b"CRITICAL: cannot load the keys for --verify: ")
 
 
-def test_encpipe_verify_of_a_remote_location_with_no_backup_fails_with_66(tmp_path, s3):  # noqa: F811
+def test_encpipe_verify_of_a_remote_location_with_no_backup_fails_with_66(tmp_path, s3):
     remote = Path(s3.bucket_dir) / "nothing-here"
     os.mkdir(remote)
     (remote / "README.txt").write_bytes(b"notes\n")

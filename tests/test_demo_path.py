@@ -8,7 +8,7 @@ import stat
 import sys
 import tempfile
 
-from test_backup_restore import SCRIPTS, run, script_env, tools  # noqa: F401 (the fixture)
+from test_backup_restore import SCRIPTS, run, script_env
 
 
 def _executable(path, text):

@@ -22,13 +22,11 @@ from test_backup_restore import (
     backup,
     dump,
     encpipe,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     RESTORE,
     restore,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 DR_DB = "Ärger db"

@@ -14,7 +14,6 @@ import pytest
 
 from cliutil import assert_one_line_error
 from fuzz.craft import clean_env
-from test_fail_closed_audit import backup_file  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"

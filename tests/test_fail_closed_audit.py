@@ -101,15 +101,6 @@ def _script(name, *args, env=None):
     return subprocess.run([str(SCRIPTS / name), *args], capture_output=True, env=full, timeout=WAIT)
 
 
-@pytest.fixture()
-def backup_file(tmp_path):
-    path = tmp_path / "shop_20260101T000000Z.sql.enc"
-    done = subprocess.run(command("seal", "-o", str(path)), input=b"SELECT 1;\n", capture_output=True,
-                          env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}))
-    assert done.returncode == 0, done.stderr
-    return str(path)
-
-
 @pytest.mark.parametrize("args", [
     ["FILE", NOT_UTF8],
     ["--maintenance-db", NOT_UTF8, "FILE", "shop"],

@@ -26,16 +26,14 @@ from test_backup_restore import (
     backup,
     dump,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     python_env,
     read_key,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups, open_new, sha
 from spies import records, write
-from test_restore_children import _assert_clean, _spies, s3  # noqa: F401 (s3: fixture)
+from test_restore_children import _assert_clean, _spies
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
 from cliutil import ok, run as encpipe_run
 

@@ -16,7 +16,6 @@ import pytest
 from cliutil import ok, run
 from shared_dir import Victim
 from test_migrate import FEW, ENCPIPE as MIGRATE_ENCPIPE, make_backups
-from test_migrate import keys as migrate_keys  # noqa: F401 (fixture)
 from test_rotate import ENCPIPE, World, rotate, rotate_env
 
 STALE_ROTATE = ".encpipe-rotate.0011223344556677.tmp"
@@ -94,7 +93,7 @@ def test_rotate_works_in_the_directory_it_locked_not_one_a_link_put_in_its_place
 
 @pytest.mark.parametrize("when", ["after the lock", "after the checks"])
 def test_migrate_removes_no_leftover_outside_when_dir_becomes_a_link_once_it_is_locked(
-        tmp_path, monkeypatch, migrate_keys, capsys, when):  # noqa: F811
+        tmp_path, monkeypatch, migrate_keys, capsys, when):
     """DIR (named through a link) is swapped for a link to a directory outside just
     after migrate took its lock (or, later, once it has checked DIR again): the
     listing and the removal of leftovers went by name, through the link: a file
@@ -147,7 +146,7 @@ def test_migrate_removes_no_leftover_outside_when_dir_becomes_a_link_once_it_is_
 
 
 @pytest.mark.parametrize("tool", ["rotate", "migrate"])
-def test_a_non_regular_file_named_like_a_leftover_is_left(tmp_path, tool, migrate_keys):  # noqa: F811
+def test_a_non_regular_file_named_like_a_leftover_is_left(tmp_path, tool, migrate_keys):
     """A FIFO (or other non-regular file) named like a temporary file is not one of
     ours: left where it is, as migrate leaves a directory of that name."""
     if tool == "rotate":

@@ -18,7 +18,7 @@ from cliutil import secret_file
 from fuzz.fuzz_encpipe import Pipe
 
 from encpipe import cli, legacy
-from encpipe.errors import InvalidStream, NoKeyConfigured, NoMatchingKey
+from encpipe.errors import NoKeyConfigured, NoMatchingKey
 from encpipe.keys import KeyLoader, KeySources
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -92,15 +92,6 @@ def open_new(path, key=None):
     return out.getvalue()
 
 
-@pytest.fixture
-def keys(tmp_path):
-    return {
-        "old_key": secret_file(tmp_path, "old.key", HEX_KEY + "\n"),
-        "old_pass": secret_file(tmp_path, "old.pass", PASSPHRASE + "\n"),
-        "new_key": secret_file(tmp_path, "new.key", NEW_KEY + "\n"),
-    }
-
-
 def migrate(directory, *argv, keys=None, encpipe=ENCPIPE, env=None):
     """Run encpipe-migrate; (status, [JSON lines], stderr)."""
     key_args = []

@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 from cliutil import argvs_while_running
-from test_migrate import ENCPIPE, FEW, HEX_KEY, MIGRATE, NEW_KEY, PASSPHRASE, keys, make_backups  # noqa: F401
+from test_migrate import ENCPIPE, FEW, HEX_KEY, MIGRATE, NEW_KEY, PASSPHRASE, make_backups
 
 
-def test_no_secret_on_any_argv(tmp_path, keys):  # noqa: F811
+def test_no_secret_on_any_argv(tmp_path, keys):
     directory = tmp_path / "backups"
     make_backups(directory, FEW)
     child = subprocess.Popen(

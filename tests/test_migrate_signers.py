@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test_migrate import FEW, keys, make_backups, migrate, open_new, sha, snapshot  # noqa: F401
+from test_migrate import FEW, make_backups, migrate, open_new, sha, snapshot
 
 VERIFY = [sys.executable, "-m", "encpipe", "inspect", "--json", "--verify"]
 
@@ -39,7 +39,7 @@ def signers(tmp_path):
 
 
 @pytest.mark.parametrize("trust", ["--signer", "--signer-file", "ENCPIPE_SIGNER", None])
-def test_migrated_files_are_signed_and_verified(tmp_path, keys, signers, trust):  # noqa: F811
+def test_migrated_files_are_signed_and_verified(tmp_path, keys, signers, trust):
     (sign1, pub1, id1), _ = signers
     directory = tmp_path / "backups"
     expected = make_backups(directory, FEW)
@@ -62,7 +62,7 @@ def test_migrated_files_are_signed_and_verified(tmp_path, keys, signers, trust):
 
 @pytest.mark.parametrize("case", ["ENCPIPE_SIGNER without --sign-key", "--sign-key not trusted", "bad --signer",
                                   "empty --signer-file"])
-def test_refused_before_any_file_is_touched(tmp_path, keys, signers, case):  # noqa: F811
+def test_refused_before_any_file_is_touched(tmp_path, keys, signers, case):
     (sign1, pub1, _), (sign2, _, _) = signers
     directory = tmp_path / "backups"
     make_backups(directory, FEW)
@@ -81,7 +81,7 @@ def test_refused_before_any_file_is_touched(tmp_path, keys, signers, case):  # n
 
 
 @pytest.mark.parametrize("trusted, code", [(True, 67), (False, 70)])
-def test_a_new_file_that_is_not_signed_is_refused_and_the_original_kept(tmp_path, keys, signers,  # noqa: F811
+def test_a_new_file_that_is_not_signed_is_refused_and_the_original_kept(tmp_path, keys, signers,
                                                                         trusted, code):
     (sign1, pub1, _), _ = signers
     directory = tmp_path / "backups"

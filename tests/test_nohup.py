@@ -24,11 +24,9 @@ from test_backup_restore import (
     dir_entries,
     dump,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     python_env,
     read_key,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env

@@ -16,7 +16,7 @@ import pytest
 
 from cliutil import key_env, ok, run, seal, secret_file
 from encpipe.progress import ProgressReporter
-from test_backup_restore import BACKUP, ensure_small, key_file, restore, script_env, tools  # noqa: F401 (fixtures)
+from test_backup_restore import BACKUP, ensure_small, restore, script_env
 from test_backup_restore import run as run_script
 
 LINE = re.compile(
@@ -126,7 +126,7 @@ def _has_progress_line(stderr, label):
     return any(LINE.match(line) and f": {label}: " in line for line in stderr.decode().splitlines())
 
 
-def test_backup_and_restore_pass_progress_through(pg, tools, key_file, tmp_path):  # noqa: F811
+def test_backup_and_restore_pass_progress_through(pg, tools, key_file, tmp_path):
     db = ensure_small(pg, "bk_progress")
     made = run_script([BACKUP, "--dir", tmp_path / "b", "--progress", "--key-file", key_file, db], script_env(pg, tools))
     assert made.returncode == 0, made.stderr.decode()

@@ -38,11 +38,6 @@ class World:
         return ok(run(["seal", "--chunk-size", "16K", "--work-factor", "10", *args], data))
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return World(tmp_path_factory.mktemp("provenance"))
-
-
 def forge(sealed, opener, payload=EVIL, keep_signatures=False, signatures=None):
     """What a holder of one slot (`opener`) can do: keep the header byte for byte (so
     every other slot still unwraps the same file key), write a new payload under that

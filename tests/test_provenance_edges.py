@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cliutil import assert_one_line_error, ok, run, seal_v1, secret_file
-from test_provenance import DATA, EVIL, NOT_SIGNED, forge, identity, world  # noqa: F401 (fixture)
+from test_provenance import DATA, EVIL, NOT_SIGNED, forge, identity
 from test_rotate import World as RotateWorld, lines, rotate
 
 from encpipe import envelope

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_backup_restore import key_file, tools  # noqa: F401 (fixtures)
 from test_backup_restore import (backup, databases, dump, ensure_small, leftover_databases, make_legacy_file,
                                  python_env, read_key, restore)
 from test_provenance import forge, identity

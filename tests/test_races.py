@@ -23,15 +23,11 @@ import pytest
 from s3server import rclone_binary
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_valid
 from test_backup_dir_hostile import hours_ago, script
-from test_backup_remote import s3  # noqa: F401 (fixture)
-from test_migrate import keys as migrate_keys  # noqa: F401 (fixture)
 from test_backup_restore import (
     backup,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     restore,
-    tools,  # noqa: F401 (fixture)
 )
 
 # --- helpers -----------------------------------------------------------------------------
@@ -221,7 +217,7 @@ exec "$RACE_REAL" "$@"
 """
 
 
-def test_prune_of_a_remote_never_counts_a_copy_put_in_after_its_header_was_read(tmp_path, s3):  # noqa: F811
+def test_prune_of_a_remote_never_counts_a_copy_put_in_after_its_header_was_read(tmp_path, s3):
     """The same race on an rclone remote, where a writer of the bucket replaces an
     object whole (an object has no inode to compare): the copy put in place of the
     disguised object between the two reads authenticated, counted, and --keep-last 1
@@ -288,7 +284,7 @@ def test_rotate_changes_no_file_outside_when_a_subdirectory_becomes_a_link_insid
     assert ok(run(["open", "--key-file", world.new], rotated)) == world.plain["sub/c-old.enc"]
 
 
-def test_migrate_changes_no_file_outside_when_its_directory_becomes_a_link(tmp_path, migrate_keys):  # noqa: F811
+def test_migrate_changes_no_file_outside_when_its_directory_becomes_a_link(tmp_path, migrate_keys):
     """The writer of DIR's parent (--allow-shared-dir) swaps DIR for a link to a
     directory outside while migrate converts DIR's first file: the next legacy file
     of that name outside (root-only, the old key opens it) was converted and
@@ -316,7 +312,7 @@ def test_migrate_changes_no_file_outside_when_its_directory_becomes_a_link(tmp_p
     assert is_encpipe(parent / ".moved" / second)  # converted in the directory listed, wherever it went
 
 
-def test_migrate_keeps_the_original_in_its_own_directory_whatever_the_name_leads_to(tmp_path, migrate_keys):  # noqa
+def test_migrate_keeps_the_original_in_its_own_directory_whatever_the_name_leads_to(tmp_path, migrate_keys):
     """--keep-originals links NAME.legacy to NAME just before the rename. Made by
     path, once DIR had become a link to a directory outside (after the conversion
     was written), the link went there: a new name for a file outside. Now it is

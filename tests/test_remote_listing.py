@@ -19,17 +19,10 @@ import pytest
 
 from encpipe.backup import listing
 from encpipe.backup.storage import Rclone
-from s3server import S3Server, rclone_binary
+from s3server import rclone_binary
 from test_backup_restore import REPO, python_env
 
 SEALED = "shop_20260101T000000Z.sql.enc"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(str(tmp_path_factory.mktemp("s3")))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,11 @@ from test_backup_restore import (
     dump,
     encpipe,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     REPO,
     RESTORE,
     leftover_databases,
     restore,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 ATTACKER = "mallory"
@@ -70,18 +68,6 @@ TERMINATE = """
 CREATE FUNCTION {schema}.pg_terminate_backend(integer, integer) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN PERFORM {schema}.trap(); RETURN pg_catalog.pg_terminate_backend($1, $2::bigint); END $$;
 """
-
-
-@pytest.fixture
-def mallory(pg):
-    pg.psql("DROP ROLE IF EXISTS mallory; CREATE ROLE mallory LOGIN;")
-    yield ATTACKER
-    pg.psql("ALTER ROLE mallory NOSUPERUSER;")
-    owned = pg.psql("SELECT datname FROM pg_database WHERE datdba = 'mallory'::regrole").split()
-    for db in set(owned) | {"mal_shop", "mal_target"}:
-        pg.dropdb(db)
-    pg.psql("DROP OWNED BY mallory; REVOKE CREATE ON SCHEMA public FROM mallory;")
-    pg.psql("DROP ROLE mallory;")
 
 
 def is_superuser(pg, role):

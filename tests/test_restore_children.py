@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from s3server import S3Server, rclone_binary
+from s3server import rclone_binary
 from spies import install, records
 from test_backup_restore import (
     BACKUP,
@@ -21,22 +21,14 @@ from test_backup_restore import (
     backup,
     dump,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     read_key,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 PASSPHRASE = "restore-children passphrase 7f3a"
 LEGACY_KEY = "legacy-key-9c1e-never-shown"
 SECRET_NAMES = ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY")
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(str(tmp_path_factory.mktemp("s3")))
-    yield server
-    server.stop()
 
 
 def _spies(tmp_path, pg):

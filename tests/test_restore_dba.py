@@ -19,13 +19,11 @@ from pgcluster import PgCluster
 from test_backup_restore import (
     backup,
     dump,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     restore,
     run,
     RESTORE,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 DB = "Shop DB"

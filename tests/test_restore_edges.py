@@ -28,11 +28,9 @@ from test_backup_restore import (
     databases,
     dump,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     restore,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 from test_disaster_recovery import restore_with
 from test_restore_hardening import TARGET, _fresh_target, _seal

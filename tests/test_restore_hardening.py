@@ -32,7 +32,6 @@ from test_backup_restore import (
     encpipe,
     ensure_awkward,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     make_legacy_file,
     python_env,
@@ -40,7 +39,6 @@ from test_backup_restore import (
     restore,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 TARGET = "hard_target"

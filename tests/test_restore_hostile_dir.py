@@ -13,10 +13,8 @@ from test_backup_restore import (
     RESTORE,
     backup,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 TARGET = "hostile_dir_target"

@@ -14,9 +14,7 @@ from pathlib import Path
 from test_backup_restore import (
     backup,
     dump,
-    key_file,  # noqa: F401 (fixture)
     restore,
-    tools,  # noqa: F401 (fixture)
 )
 
 SOURCE, COPY = "inject_source", "inject_copy"

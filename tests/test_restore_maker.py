@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from cliutil import assert_one_line_error, ok, run, run_process, secret_file
-from test_backup_restore import key_file, tools  # noqa: F401 (fixtures)
 from test_backup_restore import backup, dump, ensure_small, leftover_databases, python_env, read_key, restore
 from test_provenance import forge, identity
 from test_vectors import VECTORS, key_args, load

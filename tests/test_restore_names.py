@@ -18,10 +18,8 @@ from test_backup_restore import (
     databases,
     dump,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     restore,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 AWKWARD = "q\"u'o\\te\nnl; --x"

@@ -20,13 +20,11 @@ from test_backup_restore import (
     dump,
     encpipe,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     restore,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
-from test_restore_attacks import ATTACKER, TRAP, _scratch, _stop, is_superuser, mallory  # noqa: F401 (fixture)
+from test_restore_attacks import ATTACKER, TRAP, _scratch, _stop, is_superuser
 
 # In the scratch database, before the dump's CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA public.
 SQUAT = TRAP.format(schema="public") + """

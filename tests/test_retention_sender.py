@@ -28,7 +28,6 @@ from test_backup_restore import (
     ensure_small,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 REASON = ("maker not authenticated: anyone with the public key (or, for a v1 file, any slot holder) could have"

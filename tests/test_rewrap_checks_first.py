@@ -10,7 +10,7 @@ import json
 import pytest
 
 from cliutil import KEY_A, assert_one_line_error, ok, run, run_process
-from test_provenance import DATA, _damaged, forge, identity, world  # noqa: F401 (world: a fixture)
+from test_provenance import DATA, _damaged, forge, identity
 
 from encpipe import envelope, provenance
 from encpipe.errors import InvalidStream

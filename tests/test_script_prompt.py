@@ -14,7 +14,6 @@ from test_backup_restore import (
     ensure_small,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 from test_prompt import run_on_terminal
 

@@ -25,12 +25,10 @@ from test_backup_restore import (
     dump,
     ensure_awkward,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     make_legacy_file,
     read_key,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 PG_CLIENTS = {"pg_dump", "psql", "pg_restore"}

@@ -47,18 +47,15 @@ from encpipe.pgrestore import QUIET_ARCHIVE, QUIET_PSQL
 from fuzz.craft import clean_env, command, run_in_process
 from s3server import rclone_binary
 from spies import install, write
-from test_restore_children import s3  # noqa: F401 (fixture)
 from test_backup_restore import (
     BACKUP,
     RESTORE,
     dump,
     ensure_small,
-    key_file,  # noqa: F401 (fixture)
     leftover_databases,
     SCRIPTS,
     run,
     script_env,
-    tools,  # noqa: F401 (fixture)
 )
 
 PGPASSWORD = "libpq-password-5b2e-for-pg-clients-only"

@@ -20,9 +20,8 @@ import pytest
 
 from cliutil import ok, run
 from shared_dir import STEPS, Victim, swap_env
-from test_backup_restore import backup, tools  # noqa: F401  (fixture)
+from test_backup_restore import backup
 from test_migrate import FEW, make_backups, migrate, snapshot
-from test_migrate import keys as migrate_keys  # noqa: F401  (fixture)
 from test_rotate import World, rotate, rotate_env
 
 POSTGRES = (101, 104)
@@ -152,7 +151,7 @@ def migrate_victim(tmp_path, directory, name, new_key_file):
     return SealedVictim(tmp_path / "victim.enc", content)
 
 
-def test_migrate_refuses_a_directory_every_user_can_write(tmp_path, migrate_keys):  # noqa: F811
+def test_migrate_refuses_a_directory_every_user_can_write(tmp_path, migrate_keys):
     directory = tmp_path / "backups"
     make_backups(directory, FEW)
     os.chmod(directory, 0o777)
@@ -164,7 +163,7 @@ def test_migrate_refuses_a_directory_every_user_can_write(tmp_path, migrate_keys
 
 
 @pytest.mark.parametrize("allow", [False, True])
-def test_migrate_as_root_in_a_postgres_directory_with_a_racing_swap(tmp_path, migrate_keys, allow):  # noqa: F811
+def test_migrate_as_root_in_a_postgres_directory_with_a_racing_swap(tmp_path, migrate_keys, allow):
     directory = tmp_path / "backups"
     make_backups(directory, FEW, python_made=False)
     hand_to_postgres(directory)
@@ -183,7 +182,7 @@ def test_migrate_as_root_in_a_postgres_directory_with_a_racing_swap(tmp_path, mi
 
 @pytest.mark.parametrize("what", ["temp", "final"])
 @pytest.mark.parametrize("step", STEPS)
-def test_migrate_swap_at_each_step(tmp_path, migrate_keys, step, what):  # noqa: F811
+def test_migrate_swap_at_each_step(tmp_path, migrate_keys, step, what):
     directory = tmp_path / "backups"
     make_backups(directory, {"a.sql.enc": FEW[sorted(FEW)[0]]}, python_made=False)
     hand_to_postgres(directory)
@@ -203,7 +202,7 @@ def test_migrate_swap_at_each_step(tmp_path, migrate_keys, step, what):  # noqa:
 
 
 @pytest.mark.parametrize("allow", [False, True])
-def test_backup_as_root_into_a_postgres_directory_with_a_racing_swap(pg, tools, key_file, tmp_path, allow):  # noqa: F811
+def test_backup_as_root_into_a_postgres_directory_with_a_racing_swap(pg, tools, key_file, tmp_path, allow):
     db = f"shared_{int(allow)}"
     pg.createdb(db)
     directory = tmp_path / "backups"
@@ -217,6 +216,8 @@ def test_backup_as_root_into_a_postgres_directory_with_a_racing_swap(pg, tools, 
     if not allow:  # refused before anything is created there
         assert done.returncode == 73, done.stderr
         assert (done.stdout, os.listdir(directory)) == (b"", [])
+    else:  # the race was run: the temporary file was swapped for a link at least once
+        assert racer.swapped, done.stderr
     for name in os.listdir(directory):  # a backup made despite the swaps is a real file
         assert name.startswith(".") or not os.path.islink(directory / name)
 
@@ -256,7 +257,7 @@ def steps_db(pg):
 
 @pytest.mark.parametrize("what", ["temp", "final"])
 @pytest.mark.parametrize("step", STEPS)
-def test_backup_swap_at_each_step(pg, steps_db, tools, key_file, tmp_path, step, what):  # noqa: F811
+def test_backup_swap_at_each_step(pg, steps_db, tools, key_file, tmp_path, step, what):
     db = steps_db
     directory = tmp_path / "backups"
     directory.mkdir()

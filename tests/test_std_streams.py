@@ -7,7 +7,6 @@ never a Python traceback, never a file opened later written as standard output."
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

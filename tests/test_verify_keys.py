@@ -12,7 +12,7 @@ import pytest
 
 import independent_decoder
 from cliutil import assert_one_line_error, ok, run
-from test_provenance import EVIL, NOT_SIGNED, forge, identity, world  # noqa: F401 (fixture)
+from test_provenance import EVIL, forge, identity
 
 from encpipe import envelope, provenance
 from encpipe import signing

@@ -22,13 +22,14 @@ vectorkit.py; this script writes them out.
 """
 
 import hashlib
+import importlib
 import os
 import sys
 
 from vectorkit import ESCROW, HERE, VECTORS
 
-import vectors_v1  # noqa: F401 (registers its vectors)
-import vectors_v2  # noqa: F401 (registers its vectors)
+for _module in ("vectors_v1", "vectors_v2"):
+    importlib.import_module(_module)  # registers its vectors
 
 
 def render(name):
