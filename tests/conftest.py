@@ -29,6 +29,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running test")
 
 
+def pytest_make_parametrize_id(config, val, argname):
+    """A bytes parameter that is not short printable text (os.urandom's, a sealed
+    file's) is named by its length: its bytes would differ from one collection to
+    the next, and pytest-xdist refuses workers that collected different ids."""
+    if isinstance(val, bytes) and (len(val) > 32 or not all(32 <= b < 127 for b in val)):
+        return f"{len(val)}bytes"
+    return None
+
+
 @pytest.fixture(scope="session")
 def pg():
     """A started throwaway PostgreSQL cluster, shared by the whole session."""
