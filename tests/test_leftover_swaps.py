@@ -21,6 +21,18 @@ from test_rotate import ENCPIPE, World, rotate, rotate_env
 STALE_ROTATE = ".encpipe-rotate.0011223344556677.tmp"
 
 
+def behind_a_link(tmp_path, directory):
+    """(`directory` named through a link in a directory of its own, an empty
+    directory "outside" beside them)."""
+    links = tmp_path / "links"
+    links.mkdir()
+    named = links / "backups"
+    os.symlink(directory, named)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    return named, outside
+
+
 def test_rotate_removes_no_file_outside_for_a_stale_name_in_a_subdirectory_swapped_for_a_link(tmp_path):
     """sub/ holds a killed run's temporary file, listed after sub's first file
     ("+a.enc" sorts before "."): the writer of DIR swaps sub/ for a link to a
@@ -64,12 +76,7 @@ def test_rotate_works_in_the_directory_it_locked_not_one_a_link_put_in_its_place
     its old-key slot) and removed a temporary-named file there."""
     world = World(tmp_path)
     world.small()
-    links = tmp_path / "links"
-    links.mkdir()
-    named = links / "backups"
-    os.symlink(world.dir, named)
-    outside = tmp_path / "outside"
-    outside.mkdir()
+    named, outside = behind_a_link(tmp_path, world.dir)
     sealed = ok(run(["seal", "--key-file", world.old_a], b"root's data"))
     victim = type("Sealed", (Victim,), {"CONTENT": sealed})(outside / "a-old.enc")
     stale = Victim(outside / STALE_ROTATE)
@@ -104,14 +111,9 @@ def test_migrate_removes_no_leftover_outside_when_dir_becomes_a_link_once_it_is_
 
     directory = tmp_path / "backups"
     make_backups(directory, FEW, python_made=False)
-    links = tmp_path / "links"
-    links.mkdir()
-    named = links / "backups"
-    os.symlink(directory, named)
+    named, outside = behind_a_link(tmp_path, directory)
     leftover = directory / ".a_backup.sql.enc.0011.migrate-tmp"
     leftover.write_bytes(b"half written")
-    outside = tmp_path / "outside"
-    outside.mkdir()
     victim = Victim(outside / leftover.name)
 
     def swap():
@@ -177,12 +179,7 @@ def test_rotate_refuses_a_dir_replaced_between_its_lock_and_its_check(tmp_path, 
 
     world = World(tmp_path)
     world.small()
-    links = tmp_path / "links"
-    links.mkdir()
-    named = links / "backups"
-    os.symlink(world.dir, named)
-    outside = tmp_path / "outside"
-    outside.mkdir()
+    named, outside = behind_a_link(tmp_path, world.dir)
     victim = type("Sealed", (Victim,), {"CONTENT": ok(run(["seal", "--key-file", world.old_a], b"data"))})(
         outside / "a-old.enc")
     real_lock = rotate_module.lock

@@ -68,12 +68,18 @@ def test_copies_of_a_planted_file_cost_one_files_attempts(tmp_path, evaluations)
     assert len(evaluations) == 8  # the first copy's eight slots, once: not 6 * 8
 
 
-def test_planted_files_cost_what_a_genuine_one_does_once_a_budget_is_spent(tmp_path, evaluations):
+def five_planted_and_a_genuine(tmp_path):
+    """A directory of five planted files (days 1 to 5) and a genuine one (day 6, passphrase "right")."""
     directory = tmp_path / "backups"
     directory.mkdir()
     for day in range(1, 6):
         (directory / name(day)).write_bytes(planted(day))
     (directory / name(6)).write_bytes(craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)]))
+    return directory
+
+
+def test_planted_files_cost_what_a_genuine_one_does_once_a_budget_is_spent(tmp_path, evaluations):
+    directory = five_planted_and_a_genuine(tmp_path)
     evaluations.clear()
     code, report, err = verify(tmp_path, directory, b"right")
     results = report["results"]
@@ -98,11 +104,7 @@ def test_a_raised_budget_raises_what_the_run_spends_first(tmp_path, evaluations)
 
 
 def test_prune_holds_planted_files_to_the_same_rule(tmp_path, evaluations):
-    directory = tmp_path / "backups"
-    directory.mkdir()
-    for day in range(1, 6):
-        (directory / name(day)).write_bytes(planted(day))
-    (directory / name(6)).write_bytes(craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)]))
+    directory = five_planted_and_a_genuine(tmp_path)
     evaluations.clear()
     out, err = io.BytesIO(), io.StringIO()
     path = write_secret(tmp_path / "passphrase", b"right")
