@@ -35,9 +35,6 @@ _OWN_START = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
 _LINE_START_BACKSLASH = re.compile(rb"\n\\")
 
 
-# How pg_dumpall's output starts: restored into a database, its CREATE ROLE and
-# ALTER ROLE statements would run as the superuser.
-_CLUSTER_DUMP = CLUSTER_DUMP
 
 QUIET_ERRORS = ("-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never")
 # A custom archive's SQL, BEGIN first and COMMIT last (encpipe/bench/pg.py runs the same through cat)
@@ -189,8 +186,8 @@ class Restore:
             return status, 0
         custom = head.startswith(b"PGDMP")
         if not custom:  # pg_dumpall's first lines: a globals file renamed to a dump's name authenticates too
-            head += _read_head(src, len(_CLUSTER_DUMP) - len(head))
-            if head.startswith(_CLUSTER_DUMP):
+            head += _read_head(src, len(CLUSTER_DUMP) - len(head))
+            if head.startswith(CLUSTER_DUMP):  # restored, its CREATE ROLE statements would run as superuser
                 raise Failure("the file holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
                               "not a database's dump; nothing was changed", 65)
         db = create("custom" if custom else "plain")
