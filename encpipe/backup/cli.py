@@ -221,9 +221,10 @@ def cmd_verify(args, io):
             store = open_location(where, io.env)
             results.append(Kept(verify_entry(store, examine(store, store.stat(name)), keys, workers, named=True)))
     failed = [r for r in results if r["ok"] is False]
-    empty = None if args["--allow-empty"] else empty
-    if empty and not failed:  # "nothing there" is not "all good": 66, nothing on stdout
-        raise InputUnavailable(f"{empty}: no backup to verify (--allow-empty accepts that)")
+    nothing = f"{empty}: no backup to verify (--allow-empty accepts that)" if empty else None
+    nothing = None if args["--allow-empty"] else nothing
+    if nothing and not failed:  # "nothing there" is not "all good": 66, nothing on stdout
+        raise InputUnavailable(nothing)
     io.print_json({
         "ok": not failed,
         "files": len(results),
@@ -234,8 +235,8 @@ def cmd_verify(args, io):
     }, default=Kept.to_json)
     for result in failed:
         io.error(f"{result['path']}: {result['error']}")
-    if empty:
-        io.error(f"{empty}: no backup to verify (--allow-empty accepts that)")
+    if nothing:
+        io.error(nothing)
     return failed[0]["exit_code"] if failed else 0
 
 

@@ -196,8 +196,8 @@ def _what(entry, copied, count_unauthenticated=False):
         return "a symbolic link"
     if entry.filename in copied:
         return f"the same file as {copied[entry.filename]}"
-    if older_than_its_name(entry):
-        return older_than_its_name(entry)
+    if renamed := older_than_its_name(entry):
+        return renamed
     if not (entry.maker_checkable or count_unauthenticated):
         return UNCHECKABLE
     return "sealed"

@@ -30,8 +30,8 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
             state, detail = UNVERIFIED, None
         elif entry.filename in copied:
             state, detail = COPY, copied[entry.filename]
-        elif older_than_its_name(entry):  # an old backup renamed: it authenticates, but is not what its name says
-            state, detail = RENAMED, older_than_its_name(entry)
+        elif renamed := older_than_its_name(entry):  # an old backup renamed: it authenticates, but is not itself
+            state, detail = RENAMED, renamed
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = standing(result, count_unauthenticated), result["error"]
