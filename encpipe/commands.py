@@ -4,6 +4,7 @@ import os
 
 from . import aead, envelope, keygen, safefile
 from . import format as fmt
+from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
 from .keyargs import load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths, shown_name
 from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
@@ -59,7 +60,7 @@ def plaintext_total(sealed, src):
     remaining = input_size(src)
     if remaining is not None:
         remaining -= sealed.trailer_len  # the v2 trailer is not payload
-    shape = envelope.payload_shape(remaining, sealed.header.chunk_size) if remaining is not None else None
+    shape = fmt.payload_shape(remaining, sealed.header.chunk_size) if remaining is not None else None
     return shape[0] if shape else None
 
 
@@ -254,11 +255,11 @@ def cmd_inspect(args, io):
         report.update(info.provenance.report() if sealed.header.version >= 2 else {})
         print_report(io, args["--json"], report)
         return 0
-    remaining, tail = envelope.read_to_trailer(src, sealed)
+    remaining, tail = prov.read_to_trailer(src, sealed)
     report["payload_bytes"] = remaining - len(tail)
     if sealed.header.version >= 2:
-        report["signers"] = envelope.trailer_signers(sealed, tail)
-    shape = envelope.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
+        report["signers"] = prov.trailer_signers(sealed, tail)
+    shape = fmt.payload_shape(report["payload_bytes"], sealed.header.chunk_size)
     if not shape:
         raise InvalidStream(
             f"truncated or corrupt: a payload of {report['payload_bytes']} bytes cannot be a complete stream"

@@ -32,11 +32,9 @@ def take(directory, seconds, on_wait):
     `on_wait()` within `seconds` (else Changed, 75); None when the directory was
     removed while this waited (by a failed run that had made it)."""
     fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if locked_now(fd):
         return fd
-    except BlockingIOError:
-        on_wait()
+    on_wait()
     try:
         wait_for_lock(fd, directory, seconds)
     except Changed:
@@ -51,17 +49,34 @@ def take(directory, seconds, on_wait):
 def wait_for_lock(fd, directory, seconds):
     """An exclusive flock on `fd` (the directory `directory`) within `seconds`, else Changed (75)."""
     deadline = time.monotonic() + seconds
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Changed(f"{directory}: its lock (flock on the directory) is still held after {seconds:g} s;"
-                              " not waiting longer", hint="another backup into it, or any user who can open it,"
-                              f" holds it; {ENV_LOCK_WAIT} sets the wait in seconds") from None
-            time.sleep(min(0.5, left))
+    while not locked_now(fd):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Changed(f"{directory}: its lock (flock on the directory) is still held after {seconds:g} s;"
+                          " not waiting longer", hint="another backup into it, or any user who can open it,"
+                          f" holds it; {ENV_LOCK_WAIT} sets the wait in seconds")
+        time.sleep(min(0.5, left))
+
+
+def locked_now(fd):
+    """Whether the exclusive flock on `fd` was taken, without waiting (False: another holds it)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def hold(fd, directory, check, fail, busy, started):
+    """Lock `directory` (open as `fd`) for a run that waits for no other, then check it:
+    its exclusive flock at once, else `fail(busy, 75)` is raised; then `check()`, and
+    `directory` must still name `fd`, else `fail("<directory> was replaced while
+    <started> started", 66)`. `fail` is the caller's failure class (message, status)."""
+    if not locked_now(fd):
+        raise fail(busy, 75)
+    check()  # after the lock: the directory worked in is the one locked and checked
+    if not still_at(fd, directory):
+        raise fail(f"{directory} was replaced while {started} started", 66)
 
 
 # --- directories made by a run ------------------------------------------------

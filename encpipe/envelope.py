@@ -273,43 +273,6 @@ def _second_pass(sealed, result, first, dst):
     return StreamInfo(sealed.size, plaintext, chunks, provenance)
 
 
-def read_to_trailer(src, sealed):
-    """(bytes left in `src`, its trailer: the last trailer_len of them), reading to the
-    end (by seeking, when `src` can)."""
-    size = sealed.trailer_len
-    if seekable(src):
-        here = src.tell()
-        end = src.seek(0, 2)
-        src.seek(max(here, end - size))
-        tail = src.read(size)
-        src.seek(here)
-        return end - here, tail
-    total, tail = 0, b""
-    while True:
-        block = src.read(1 << 20)
-        if not block:
-            return total, tail
-        total += len(block)
-        tail = (tail + block)[-size:] if size else b""
-
-
-def trailer_signers(sealed, tail):
-    """The key ids of the signatures in a v2 trailer, unverified (no key needed)."""
-    if len(tail) < sealed.trailer_len:
-        return []
-    return [key.key_id.hex() for key, _ in prov.Trailer.parse(tail, sealed.header).signatures]
-
-
-def payload_shape(payload_bytes, chunk_size):
-    """(plaintext bytes, chunks) implied by a payload size, or None if no valid stream has it."""
-    record = chunk_size + fmt.TAG_LEN
-    chunks = max(1, -(-payload_bytes // record))
-    plaintext = payload_bytes - chunks * fmt.TAG_LEN
-    if plaintext < 0 or (chunks > 1 and plaintext <= (chunks - 1) * chunk_size):
-        return None
-    return plaintext, chunks
-
-
 def rewrap(
     src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None, signing_keys=(), signers=(),
     check_first=False, tmpdir=None

@@ -179,3 +179,13 @@ def parse_header(raw):
         raise InvalidStream("malformed header: unexpected bytes after the slots")
     mac = bytes(raw[end : end + MAC_LEN])
     return Header(chunk_log2, salt, tuple(slots), mac=mac, suite=suite, version=version, sig_count=sig_count)
+
+
+def payload_shape(payload_bytes, chunk_size):
+    """(plaintext bytes, chunks) implied by a payload size, or None if no valid stream has it."""
+    record = chunk_size + TAG_LEN
+    chunks = max(1, -(-payload_bytes // record))
+    plaintext = payload_bytes - chunks * TAG_LEN
+    if plaintext < 0 or (chunks > 1 and plaintext <= (chunks - 1) * chunk_size):
+        return None
+    return plaintext, chunks

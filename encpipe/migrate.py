@@ -57,7 +57,6 @@ Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
 """
 
 import argparse
-import fcntl
 import json
 import os
 import signal
@@ -307,16 +306,11 @@ def exit_status(returncode):
     return 128 - returncode if returncode < 0 else returncode
 
 
-def lock(directory):
+def open_directory(directory):
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
         raise Failure(f"cannot open {directory}: {e.strerror}", 66) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise Failure(f"another encpipe-migrate is working in {directory}", 75) from None
-    return fd
 
 
 def main(argv):
@@ -327,11 +321,10 @@ def main(argv):
         if os.path.isdir(args.dir):
             safefile.check_directory(args.dir, args.allow_shared_dir)
         migration = Migration(args, os.environ)
-        held = lock(args.dir)
-        try:  # checked again: the directory listed is the one locked and checked
-            safefile.check_directory(args.dir, args.allow_shared_dir)
-            if not dirlock.still_at(held, args.dir):
-                raise Failure(f"{args.dir} was replaced while encpipe-migrate started", 66)
+        held = open_directory(args.dir)
+        try:  # checked again, locked: the directory listed is the one locked and checked
+            dirlock.hold(held, args.dir, lambda: safefile.check_directory(args.dir, args.allow_shared_dir),
+                         Failure, f"another encpipe-migrate is working in {args.dir}", "encpipe-migrate")
             return migration.run(held)
         finally:
             os.close(held)

@@ -46,6 +46,7 @@ from .fdsecrets import FdSecrets
 from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
+from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 from .workers import decimal_number
 
@@ -67,9 +68,8 @@ class Run:
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
         self.temp = self.lock = None
         self.fetched = []
-        self.created_roles = []
-        self.globals_stmts = []
-        self._roles = None
+        self.globals_stmts, self.globals_path = [], None
+        self.roles = Roles(self.maint, say)
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
         self.secrets = FdSecrets(opts["given"], ("--key-file", "--identity", "--passphrase-file"), ("--passphrase-fd",))
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
@@ -214,7 +214,8 @@ class Run:
             if props is None and not exists:
                 say("no database properties (no globals file): %s will belong to the restoring role, "
                     "with default privileges" % self.db, "warning")
-            self.check_roles(props, exists)
+            if props and not exists:
+                self.roles.check(self.db, props, self.globals_stmts, *self.skips(exists))
             self.restore_stream(props, exists)
             self.swap(props, exists)
         except BaseException:
@@ -228,48 +229,6 @@ class Run:
         return (not exists and bool(tool & {"-O", "--no-owner"}),
                 not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"}))
 
-    def roles(self):
-        """The cluster's roles, read once (apply_globals adds those it creates)."""
-        if self._roles is None:
-            self._roles = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
-        return self._roles
-
-    def apply_globals(self, statements):
-        if not statements:
-            return
-        keep, created, skipped = pgglobals.plan(statements, self.roles())
-        spaces = pgglobals.tablespaces(skipped)
-        have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;")} if spaces else ()
-        spaces = [name for name in spaces if name not in have]
-        if spaces:
-            say("tablespaces this server lacks are not created: %s" % ", ".join(spaces), "warning")
-        if not created:
-            return
-        try:
-            run_sql(self.maint, "\n".join(keep), single_transaction=True, restrict=self.restrict)
-        except PgError as e:
-            raise Failure("cannot create the missing roles from %s: %s; nothing was changed"
-                          % (self.globals_path, e)) from None
-        self.created_roles = created
-        self._roles |= set(created)
-        say("created roles: %s" % ", ".join(created))
-
-    def check_roles(self, props, exists):
-        if not props or exists:
-            return
-        no_owner, no_acl = self.skips(exists)
-        needed = pgprops.roles_needed(props, no_owner=no_owner, no_acl=no_acl)
-        existing = self.roles()
-        coming = set(pgglobals.plan(self.globals_stmts, existing)[1]) if self.globals_stmts else set()
-        missing = sorted(needed - existing - coming)
-        lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing - coming)
-        if lost:
-            say("settings for role(s) this server lacks are left out: %s" % ", ".join(lost), "warning")
-        if missing:
-            raise Failure("database %s needs role(s) this server lacks: %s; nothing was changed"
-                          % (self.db, ", ".join(missing)), 1,
-                          "restore them from the backup's globals file (--globals FILE), or create them")
-
     def create(self, props, exists, kind):
         self.tool = tool = "pg_restore" if kind == "custom" else "psql"
         try:  # the stream, not the name, says which tool restores it
@@ -277,7 +236,7 @@ class Run:
         except pgopts.RefusedOption as e:
             raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
                           % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
-        self.apply_globals(self.globals_stmts)
+        self.roles.create_missing(self.globals_stmts, self.globals_path, self.restrict)
         try:
             run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
             self.temp = self.temp_name
@@ -335,14 +294,7 @@ class Run:
                 run_sql(self.maint, "DROP DATABASE IF EXISTS %s WITH (FORCE);" % ident(self.temp))
             except PgError as e:
                 say("could not drop temporary database %s: %s" % (self.temp, e), "error")
-        if self.created_roles:
-            try:
-                run_sql(self.maint, "\n".join("DROP ROLE IF EXISTS %s;" % ident(r)
-                                              for r in reversed(self.created_roles)), single_transaction=True)
-                say("dropped the roles this restore had created again")
-            except PgError as e:
-                say("could not drop the roles this restore created (%s): %s" % (", ".join(self.created_roles), e),
-                    "error")
+        self.roles.drop_created()
 
     def report(self, exists):
         status = 0

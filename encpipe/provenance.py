@@ -31,6 +31,7 @@ from .primitives import hkdf
 from .signing import SIGNATURE_LEN, VerifyKey
 from .slots import SLOT_RAW_KEY, SLOT_SCRYPT
 from .spool import rewind
+from .stream import seekable
 
 AUTH_LEN = 32
 MAC_LEN = 32
@@ -271,3 +272,33 @@ def check(file_key, header, ledger, opened, signers):
 
 def _ids(keys):
     return ", ".join(k.key_id.hex() for k in keys)
+
+
+# --- a trailer read without a key (inspect, listings) -------------------------
+
+
+def read_to_trailer(src, sealed):
+    """(bytes left in `src`, its trailer: the last trailer_len of them), reading to the
+    end (by seeking, when `src` can)."""
+    size = sealed.trailer_len
+    if seekable(src):
+        here = src.tell()
+        end = src.seek(0, 2)
+        src.seek(max(here, end - size))
+        tail = src.read(size)
+        src.seek(here)
+        return end - here, tail
+    total, tail = 0, b""
+    while True:
+        block = src.read(1 << 20)
+        if not block:
+            return total, tail
+        total += len(block)
+        tail = (tail + block)[-size:] if size else b""
+
+
+def trailer_signers(sealed, tail):
+    """The key ids of the signatures in a v2 trailer, unverified (no key needed)."""
+    if len(tail) < sealed.trailer_len:
+        return []
+    return [key.key_id.hex() for key, _ in Trailer.parse(tail, sealed.header).signatures]

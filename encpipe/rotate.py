@@ -42,7 +42,6 @@ reader went away: the files done so far are rotated, the others not yet);
 """
 
 import argparse
-import fcntl
 import json
 import os
 import re
@@ -328,15 +327,6 @@ def is_regular(name, dir_fd):
         return False
 
 
-def lock(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise Failure(f"another {PROG} is working on {directory}", 75) from None
-    return fd
-
-
 def main(argv):
     os.umask(0o077)
     options = parse_args(argv)  # SIGINT, SIGTERM, SIGHUP: an exception, then death by it (cli.run_script)
@@ -345,10 +335,9 @@ def main(argv):
         if not os.path.isdir(options.dir):
             raise Failure(f"{options.dir} is not a directory", 66)
         encpipe = Encpipe(child_command(os.environ), secrets)
-        held = lock(options.dir)  # then checked: the directory walked is the one locked and checked
-        safefile.check_directory(options.dir, options.allow_shared_dir)
-        if not dirlock.still_at(held, options.dir):
-            raise Failure(f"{options.dir} was replaced while {PROG} started", 66)
+        held = os.open(options.dir, os.O_RDONLY | os.O_DIRECTORY)
+        dirlock.hold(held, options.dir, lambda: safefile.check_directory(options.dir, options.allow_shared_dir),
+                     Failure, f"another {PROG} is working on {options.dir}", PROG)
         rotation = Rotation(options, encpipe)
         walk(options.dir, held, rotation, options.dry_run)
         os.close(held)

@@ -49,6 +49,17 @@ MARKERS = [
 
 _port_counter = itertools.count()
 
+# All a server and its clients get of the caller's environment, so that no secret of
+# the tests (ENCPIPE_*, PGPASSWORD, RCLONE_*, ...) reaches a test server or its psql.
+# PYTHONPATH (clients only) lets the scripts the tests run find this encpipe.
+KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+
+
+def _minimal_env(*also) -> dict:
+    env = {name: os.environ[name] for name in KEPT_ENV + also if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return env
+
 
 class PgClusterError(RuntimeError):
     """Raised when the PostgreSQL cluster cannot be set up or used."""
@@ -142,11 +153,9 @@ class PgCluster:
 
     @property
     def env(self) -> dict:
-        """A fresh copy of os.environ pointing libpq clients at this cluster."""
-        env = dict(os.environ)
-        for var in ("PGSERVICE", "PGSERVICEFILE", "PGPASSWORD", "PGPASSFILE",
-                    "PGHOSTADDR", "PGOPTIONS", "PGSSLMODE", "PGCLUSTER"):
-            env.pop(var, None)
+        """A fresh minimal environment (KEPT_ENV and PYTHONPATH of os.environ)
+        pointing libpq clients at this cluster."""
+        env = _minimal_env("PYTHONPATH")
         env.update(
             PGHOST=self.socket_dir,
             PGPORT=str(self.port),
@@ -166,8 +175,7 @@ class PgCluster:
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
         kw.setdefault("timeout", self.timeout + 30)
-        env = dict(os.environ)
-        env.pop("PGDATA", None)
+        env = _minimal_env()
         env.setdefault("LC_ALL", "C")
         if self._as_root:
             kw.update(user=self._server_uid, group=self._server_gid, extra_groups=[])

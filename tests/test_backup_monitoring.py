@@ -95,3 +95,28 @@ def _check(*argv):
     out, err = io.BytesIO(), io.StringIO()
     code = main(["check", *argv], stdout=out, stderr=err, env={})
     return code, out.getvalue().decode().splitlines()
+
+
+def test_check_reads_each_file_a_bounded_number_of_times():
+    """check groups the files by database in one pass: with one file for each of N
+    databases, the files' attributes are read O(N) times, not N x N."""
+    from encpipe.backup.listing import Entry
+    from encpipe.backup.storage import Item
+    reads = [0]
+
+    class Counted(Entry):
+        __slots__ = ()
+
+        def __getattribute__(self, name):
+            reads[0] += 1
+            return object.__getattribute__(self, name)
+
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    count = 300
+    entries = [Counted(f"db{i:03}_x.sql.enc", f"/d/db{i:03}_x.sql.enc", Item(f"db{i:03}_x.sql.enc"), "sealed", database=f"db{i:03}",
+                       dump_format="plain", created=now - timedelta(hours=1), naming="encpipe",
+                       fingerprint=(i,), maker_checkable=True) for i in range(count)]
+    status, lines = metrics.check(entries, [], {}, now, 24, None)
+    assert status == 0 and len(lines) == count
+    assert lines[7] == "OK: db007: newest backup db007_x.sql.enc is 1.0 h old"
+    assert reads[0] < 40 * count, reads[0]  # 26 a file; 325 a file when each database read them all

@@ -14,6 +14,7 @@ import stat
 import pytest
 
 from cliutil import ok, run
+from encpipe import dirlock
 from shared_dir import Victim
 from test_migrate import FEW, ENCPIPE as MIGRATE_ENCPIPE, make_backups
 from test_rotate import ENCPIPE, World, rotate, rotate_env
@@ -121,8 +122,8 @@ def test_migrate_removes_no_leftover_outside_when_dir_becomes_a_link_once_it_is_
         os.symlink(outside, named)
 
     if when == "after the lock":
-        real_lock = migrate_module.lock
-        monkeypatch.setattr(migrate_module, "lock", lambda path: (real_lock(path), swap())[0])
+        real_lock = dirlock.locked_now
+        monkeypatch.setattr(dirlock, "locked_now", lambda fd: (real_lock(fd), swap())[0])
     else:
         real_run = migrate_module.Migration.run
         monkeypatch.setattr(migrate_module.Migration, "run", lambda self, fd: (swap(), real_run(self, fd))[1])
@@ -182,15 +183,15 @@ def test_rotate_refuses_a_dir_replaced_between_its_lock_and_its_check(tmp_path, 
     named, outside = behind_a_link(tmp_path, world.dir)
     victim = type("Sealed", (Victim,), {"CONTENT": ok(run(["seal", "--key-file", world.old_a], b"data"))})(
         outside / "a-old.enc")
-    real_lock = rotate_module.lock
+    real_lock = dirlock.locked_now
 
-    def lock_then_swap(path):
-        fd = real_lock(path)
+    def lock_then_swap(fd):
+        locked = real_lock(fd)
         os.unlink(named)
         os.symlink(outside, named)
-        return fd
+        return locked
 
-    monkeypatch.setattr(rotate_module, "lock", lock_then_swap)
+    monkeypatch.setattr(dirlock, "locked_now", lock_then_swap)
     monkeypatch.setenv("ENCPIPE", ENCPIPE)
     for name in [n for n in os.environ if n.startswith("ENCPIPE_")]:
         monkeypatch.delenv(name)
@@ -200,3 +201,33 @@ def test_rotate_refuses_a_dir_replaced_between_its_lock_and_its_check(tmp_path, 
     assert (code, out) == (66, "")
     assert err == f"encpipe-rotate: error: {named} was replaced while encpipe-rotate started\n"
     assert world.names() == sorted(world.originals) and world.temps() == []
+
+
+@pytest.mark.parametrize("tool", ["rotate", "migrate"])
+def test_a_dir_locked_by_another_run_is_refused_at_once(tmp_path, tool, migrate_keys):
+    """While another run holds DIR's lock, rotate and migrate wait for none: 75,
+    one line naming DIR, nothing on stdout, nothing in DIR changed."""
+    import fcntl
+    if tool == "rotate":
+        world = World(tmp_path)
+        world.small()
+        directory = world.dir
+    else:
+        directory = tmp_path / "backups"
+        make_backups(directory, FEW, python_made=False)
+    before = sorted(os.listdir(directory))
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if tool == "rotate":
+            done = rotate(world.args())
+            status, out, err = done.returncode, done.stdout.decode(), done.stderr.decode()
+            expected = f"encpipe-rotate: error: another encpipe-rotate is working on {directory}\n"
+        else:
+            from test_migrate import migrate
+            status, out, err = migrate(directory, keys=migrate_keys)
+            expected = f"encpipe-migrate: error: another encpipe-migrate is working in {directory}\n"
+    finally:
+        os.close(fd)
+    assert (status, out, err) == (75, [] if tool == "migrate" else "", expected)
+    assert sorted(os.listdir(directory)) == before

@@ -74,3 +74,24 @@ def test_second_cluster_starts_and_cleans_up(pg):
     assert not os.path.exists(base)
     assert time.monotonic() - t0 < 30
     assert pg.psql("select 1") == "1\n"
+
+
+def test_no_secret_of_the_tests_reaches_a_server_or_its_clients(pg, monkeypatch):
+    """The server's processes and the clients' environment get a minimal
+    environment: none of the caller's secrets."""
+    secrets = {"ENCPIPE_KEY": "00" * 32, "PGPASSWORD": "pg-secret", "RCLONE_CONFIG_PASS": "rclone-secret",
+               "BACKUP_ENCRYPTION_KEY": "legacy-secret"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    with PgCluster() as other:
+        with open(os.path.join(other.datadir, "postmaster.pid")) as f:
+            pid = int(f.readline())
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            server_env = f.read()
+        client_env = other.env
+        assert other.psql("select 3") == "3\n"
+    for name, value in secrets.items():
+        assert name.encode() not in server_env and value.encode() not in server_env
+        assert name not in client_env and value not in client_env.values()
+    assert set(client_env) <= {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH",
+                                "PGHOST", "PGPORT", "PGUSER", "PGDATABASE"}

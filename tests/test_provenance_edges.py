@@ -11,7 +11,7 @@ from cliutil import assert_one_line_error, ok, run, seal_v1, secret_file
 from test_provenance import DATA, EVIL, NOT_SIGNED, forge, identity
 from test_rotate import World as RotateWorld, lines, rotate
 
-from encpipe import envelope
+from encpipe import envelope, provenance
 from encpipe.primitives import header_mac, payload_key
 from encpipe.stream import seal_payload
 
@@ -222,10 +222,10 @@ def test_the_trailer_of_a_pipe_is_found_however_its_reads_are_cut(world, step):
     signed = world.seal(DATA, "--key-file", world.K, "--sign-key", world.S1)
     src = Trickle(signed, step)
     sealed = envelope.read_header(src)
-    remaining, tail = envelope.read_to_trailer(src, sealed)
+    remaining, tail = provenance.read_to_trailer(src, sealed)
     assert (remaining, tail) == (len(signed) - sealed.size, signed[-160:])
     signer = ok(run(["keyid", "--signer", world.V1])).decode().split()
-    assert envelope.trailer_signers(sealed, tail) == signer
+    assert provenance.trailer_signers(sealed, tail) == signer
 
 
 def test_the_opener_authenticator_is_checked_before_the_signatures(world):

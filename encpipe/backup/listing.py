@@ -100,7 +100,7 @@ def examine(store, item, signers=False):
             sealed = _examine_content(entry, src)
         if signers and sealed:  # who signed it, as `encpipe inspect` says: read, not verified. Read once
             # the header's download is closed: one rclone at a time per file (a large file's may still run)
-            entry.signers = envelope.trailer_signers(sealed, store.tail(item, sealed.trailer_len))
+            entry.signers = provenance.trailer_signers(sealed, store.tail(item, sealed.trailer_len))
     except (OSError, IOFailure) as e:
         entry.status, entry.error = "unreadable", cannot_read(item.name, e)
     return entry
@@ -161,7 +161,7 @@ def _examine_sealed(entry, src):
     entry.slots = tuple(d["type"] for d in described)
     entry.key_ids = tuple(d["key_id"] for d in described if d.get("key_id"))
     payload = entry.bytes - sealed.size - sealed.trailer_len
-    shape = envelope.payload_shape(payload, sealed.header.chunk_size)
+    shape = fmt.payload_shape(payload, sealed.header.chunk_size)
     if not shape:
         entry.status = "damaged"
         entry.error = f"payload of {payload} bytes cannot be a complete stream (truncated?)"

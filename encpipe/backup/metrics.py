@@ -142,10 +142,13 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
     copied = copies(entries)
+    dumps = {}  # each database's dumps dated in the past, in listed order: one pass over the files
+    for e in entries:
+        if e.naming == "encpipe" and e.dump_format != "globals" and e.created <= now:
+            dumps.setdefault(e.database, []).append(e)
     worst, lines = 0, []
     for database in databases:
-        mine = [e for e in entries if e.database == database and e.naming == "encpipe" and e.dump_format != "globals"
-                and e.created <= now]
+        mine = dumps.get(database, [])
         sealed = [e for e in mine if _what(e, copied, count_unauthenticated) == "sealed"]
         newest, failed = _newest(sealed, authenticate)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600

@@ -1,5 +1,5 @@
 """rclone's processes as streams: `rclone cat` as a reader, `rclone rcat` as a
-writer (for storage.Rclone). A failure of rclone is an error, never a short file.
+writer (for rclonestore.Rclone). A failure of rclone is an error, never a short file.
 Children keeps the ones a store has running, so that a listing that stops early
 (interrupted, failed) can end those its other threads started."""
 

@@ -1,6 +1,6 @@
 """Compact records for what is kept per listed file (a location may hold many)."""
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 
 def slotted(cls):
@@ -13,3 +13,17 @@ def slotted(cls):
         body.pop(name, None)
     body["__slots__"] = names
     return type(cls)(cls.__name__, cls.__bases__, body)
+
+
+@slotted
+@dataclass
+class Item:
+    """A file as a location (storage.Local, rclonestore.Rclone) lists it."""
+
+    name: str
+    size: int = None
+    error: str = None  # why it cannot be read as a regular file
+    unreadable: bool = False
+    identity: tuple = None  # (st_dev, st_ino) of a local regular file
+    link: bool = False  # a symbolic link to a file: listed, never removed
+    mtime: float = None  # a local file's modification time (only its owner can set it back)

