@@ -9,6 +9,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from test_backup_made_dir import env as made_dir_env
 from test_backup_restore import BACKUP, make_key
 
 from encpipe import RawKey, seal
+from encpipe.backup import removal
 
 
 def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(tmp_path):
@@ -45,6 +47,105 @@ def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(t
     assert done.returncode == 74, done.stderr
     assert done.stderr.decode() == f"encpipe-prune: error: {old} changed while pruning; left in place\n"
 
+
+
+# --- removal.remove_listed on its own: the moves an attacker can make at each of its steps ---------
+
+
+def _listed(d, name, data=b"listed\n"):
+    (d / name).write_bytes(data)
+    info = os.lstat(d / name)
+    return info.st_dev, info.st_ino
+
+
+def _remove(d, name, identity):
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        removal.remove_listed(fd, str(d), name, identity)
+    finally:
+        os.close(fd)
+
+
+def test_remove_listed_unlinks_the_listed_file_and_leaves_no_hold_directory(tmp_path):
+    identity = _listed(tmp_path, "a.enc")
+    (tmp_path / "b.enc").write_bytes(b"b")
+    _remove(tmp_path, "a.enc", identity)
+    assert os.listdir(tmp_path) == ["b.enc"]
+
+
+@pytest.mark.parametrize("owner, mode", [(65534, 0o700), (0, 0o770), (0, 0o707)])
+def test_remove_listed_leaves_the_file_when_its_hold_directory_was_replaced(tmp_path, monkeypatch, owner, mode):
+    """A writer of the directory renames prune's fresh hold directory away and puts
+    one of its own (another owner, or one others can write) under its name: nothing
+    is moved into it; the file stays under its name, as it was."""
+    identity = _listed(tmp_path, "a.enc")
+    real_mkdir = os.mkdir
+
+    def mkdir_then_swap(path, mode_made=0o777, *, dir_fd=None):
+        real_mkdir(path, mode_made, dir_fd=dir_fd)
+        os.rename(path, "away", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        real_mkdir(path, dir_fd=dir_fd)
+        os.chown(path, owner, owner, dir_fd=dir_fd)
+        os.chmod(path, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    with pytest.raises(OSError) as raised:
+        _remove(tmp_path, "a.enc", identity)
+    monkeypatch.undo()
+    assert re.fullmatch(re.escape(f"{tmp_path}/{removal.HOLD_PREFIX}") + "[0-9a-f]{16} was replaced; a.enc left in place",
+                        str(raised.value))
+    assert (tmp_path / "a.enc").read_bytes() == b"listed\n" and os.listdir(tmp_path / "away") == []
+
+
+def test_remove_listed_never_moves_a_file_that_was_already_another_under_the_name(tmp_path, monkeypatch):
+    """The name is another file when removal starts: it is never moved (a reader of it
+    sees no gap, and no one taking the name meanwhile can leave it out of place)."""
+    identity = _listed(tmp_path, "a.enc")
+    os.rename(tmp_path / "a.enc", tmp_path / "listed.enc")
+    (tmp_path / "a.enc").write_bytes(b"newest\n")
+    moved = []
+    monkeypatch.setattr(os, "rename", lambda *args, **kwargs: moved.append(args))
+    with pytest.raises(OSError) as raised:
+        _remove(tmp_path, "a.enc", identity)
+    monkeypatch.undo()
+    assert (str(raised.value), moved) == ("a.enc changed while pruning; left in place", [])
+    assert (tmp_path / "a.enc").read_bytes() == b"newest\n" and sorted(os.listdir(tmp_path)) == ["a.enc", "listed.enc"]
+
+def test_remove_listed_puts_back_a_directory_moved_over_the_name(tmp_path):
+    """A directory put under the name cannot be linked back: it is renamed back, the name being free."""
+    identity = _listed(tmp_path, "a.enc")
+    hook = (f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && : > new/x && rm a.enc && mv new a.enc')  # a new inode
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ENCPIPE_TEST_HOOK", hook)
+        with pytest.raises(OSError) as raised:
+            _remove(tmp_path, "a.enc", identity)
+    assert str(raised.value) == "a.enc changed while pruning; left in place"
+    assert os.listdir(tmp_path) == ["a.enc"] and os.listdir(tmp_path / "a.enc") == ["x"]
+
+
+def test_remove_listed_never_puts_a_file_back_over_one_put_under_the_name_since(tmp_path, monkeypatch):
+    """Another file renamed over the name, moved into the hold directory, and the name
+    taken yet again before it goes back: neither file is replaced nor removed; the
+    one moved stays in the hold directory, which the error names."""
+    identity = _listed(tmp_path, "a.enc")
+    hook = f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && rm a.enc && mv new a.enc'
+    monkeypatch.setenv("ENCPIPE_TEST_HOOK", hook)
+    real_rename = os.rename
+
+    def rename_then_plant(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        if src_dir_fd != dst_dir_fd:
+            (tmp_path / "a.enc").write_bytes(b"planted since\n")
+
+    monkeypatch.setattr(os, "rename", rename_then_plant)
+    with pytest.raises(OSError) as raised:
+        _remove(tmp_path, "a.enc", identity)
+    monkeypatch.undo()
+    hold = next(n for n in os.listdir(tmp_path) if n.startswith(removal.HOLD_PREFIX))
+    assert str(raised.value) == (f"a.enc changed while pruning; the file found under its name is now "
+                                 f"{tmp_path / hold / 'a.enc'}")
+    assert (tmp_path / "a.enc").read_bytes() == b"planted since\n" and os.path.isdir(tmp_path / hold / "a.enc")
+    assert sorted(os.listdir(tmp_path)) == sorted(["a.enc", hold])
 
 # --- a sealed file that grows while it is read ------------------------------------------
 
