@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -24,7 +24,9 @@ from test_backup_made_dir import env as made_dir_env
 from test_backup_restore import BACKUP, make_key
 
 from encpipe import RawKey, seal
+from encpipe import safefile
 from encpipe.backup import removal
+from encpipe.errors import InvalidStream
 
 
 def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(tmp_path):
@@ -207,15 +209,44 @@ def test_open_refuses_a_file_that_grows_while_it_is_read(tmp_path, how):
     assert done == (65, b"", GREW % name)
 
 
-def test_rewrap_refuses_standard_input_that_grows_while_it_is_read(tmp_path):
+@pytest.mark.parametrize("how", ["stdin", "in-place"])
+def test_rewrap_refuses_a_file_that_grows_while_it_is_read(tmp_path, how):
     path = tmp_path / "shop.sql.enc"
     path.write_bytes(sealed_bytes()[0])
     new_key = tmp_path / "new.key"
     new_key.write_text(bytes(range(100, 132)).hex() + "\n")
     new_key.chmod(0o600)
-    with open(path, "rb") as src:
-        done = _run_while_growing(path, ["rewrap", "--add-key-file", str(new_key)], stdin=src)
-    assert done == (65, b"", GREW % "standard input")
+    if how == "stdin":
+        with open(path, "rb") as src:
+            done = _run_while_growing(path, ["rewrap", "--add-key-file", str(new_key)], stdin=src)
+        assert done == (65, b"", GREW % "standard input")
+    else:
+        done = _run_while_growing(path, ["rewrap", "--add-key-file", str(new_key), "--in-place", str(path)])
+        assert done == (65, b"", GREW % path)
+        assert sorted(os.listdir(tmp_path)) == ["new.key", "shop.sql.enc"]  # no temporary file left
+
+
+@pytest.mark.parametrize("buffered", [0, 3, 5000])
+def test_as_found_reads_a_file_from_where_its_reader_stands_to_its_size_then(tmp_path, buffered):
+    """A reader that has read `buffered` bytes (its buffer holding more): the rest, exactly,
+    and no byte appended once reading started; a pipe is read as it is."""
+    data = bytes(range(256)) * 40
+    (tmp_path / "f").write_bytes(data)
+    with open(tmp_path / "f", "rb") as src:
+        assert src.read(buffered) == data[:buffered]
+        bounded = safefile.as_found(src, "f")
+        with open(tmp_path / "f", "ab") as more:
+            more.write(b"appended")
+        assert bounded.read(7) == data[buffered:buffered + 7]
+        assert bounded.seek(-6, os.SEEK_END) == len(data) - 6 and bounded.read(6) == data[-6:]
+        bounded.seek(buffered + 7)
+        with pytest.raises(InvalidStream) as raised:
+            bounded.read()
+        assert str(raised.value) == "f grew while it was read"
+    r, w = os.pipe()
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        assert safefile.as_found(pipe, "pipe") is pipe
 
 
 # --- the directory's lock, held by a reader of the directory ------------------------------
@@ -313,6 +344,26 @@ def test_a_backup_whose_time_is_a_little_behind_its_name_still_counts(tmp_path):
     assert (done.returncode, done.stderr, os.listdir(d)) == (0, b"", [newest])
     assert json.loads(done.stdout)["removed"][0]["filename"] == older
 
+
+@pytest.mark.parametrize("behind, counted", [(3600, True), (3601, False)])
+def test_a_file_counts_until_it_was_last_written_more_than_an_hour_before_its_name_says(tmp_path, behind, counted):
+    """The slack is one hour, to the second: a file last written 3600 s before its
+    name's time counts (prune removes the older backup); 3601 s, it is left, never
+    counted (65), and the older backup stays too."""
+    d = tmp_path / "b"
+    d.mkdir()
+    older = _dated(d, 48)
+    named = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    newest = f"shop_{named.strftime('%Y%m%dT%H%M%SZ')}.sql.enc"
+    make_valid(d, newest)
+    os.utime(d / newest, (named.timestamp() - behind,) * 2)
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    if counted:
+        assert (done.returncode, done.stderr, os.listdir(d)) == (0, b"", [newest])
+    else:
+        assert (done.returncode, sorted(os.listdir(d))) == (65, sorted([older, newest]))
+        assert done.stderr.decode() == (f"encpipe-prune: warning: left {newest}: older than its name says (last written"
+                                        f" {_written(d / newest)}): never counted\n")
 
 # --- a run's globals file renamed to a dump's name -------------------------------------
 
