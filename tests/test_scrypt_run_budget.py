@@ -180,3 +180,17 @@ def test_what_files_a_passphrase_opened_spent_is_not_counted_against_the_run(tmp
     code, report, err = verify_with(tmp_path, directory, b"right")
     assert (code, err) == (0, "")
     assert [r["ok"] for r in report["results"]] == [True, True, True]
+
+
+def test_once_a_budget_is_spent_each_passphrase_still_gets_an_attempt(tmp_path, evaluations):
+    """Two passphrases: once planted files have spent the run's budget, each later file
+    gets one attempt per passphrase (2 * 2^21), not one in all."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in range(1, 4):
+        (directory / name(day)).write_bytes(planted(day))
+    code, report, _ = verify_with(tmp_path, directory, b"wrong", b"also wrong")
+    assert code == 65 and [r["exit_code"] for r in report["results"]] == [65, 65, 65]  # 16 attempts > a budget
+    assert len(evaluations) == 8 + 2 + 2
+    assert report["results"][1]["error"].startswith(
+        "the passphrase attempts on this file would pass its scrypt budget of 4194304 ")
