@@ -125,19 +125,23 @@ def test_remove_listed_puts_back_a_directory_moved_over_the_name(tmp_path):
     assert os.listdir(tmp_path) == ["a.enc"] and os.listdir(tmp_path / "a.enc") == ["x"]
 
 
-def test_remove_listed_never_puts_a_file_back_over_one_put_under_the_name_since(tmp_path, monkeypatch):
-    """Another file renamed over the name, moved into the hold directory, and the name
-    taken yet again before it goes back: neither file is replaced nor removed; the
-    one moved stays in the hold directory, which the error names."""
+@pytest.mark.parametrize("planted", ["file", "empty directory"])
+def test_remove_listed_never_puts_a_file_back_over_one_put_under_the_name_since(tmp_path, monkeypatch, planted):
+    """Another file (a directory, which cannot be linked back) renamed over the name,
+    moved into the hold directory, and the name taken yet again before it goes back
+    (by a file, or an empty directory, which a rename would replace): neither is
+    replaced nor removed; the one moved stays in the hold directory, which the error names."""
     identity = _listed(tmp_path, "a.enc")
-    hook = f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && rm a.enc && mv new a.enc'
+    hook = f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && : > new/x && rm a.enc && mv new a.enc'
     monkeypatch.setenv("ENCPIPE_TEST_HOOK", hook)
     real_rename = os.rename
 
     def rename_then_plant(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
         real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-        if src_dir_fd != dst_dir_fd:
+        if src_dir_fd != dst_dir_fd and planted == "file":
             (tmp_path / "a.enc").write_bytes(b"planted since\n")
+        elif src_dir_fd != dst_dir_fd:
+            (tmp_path / "a.enc").mkdir()
 
     monkeypatch.setattr(os, "rename", rename_then_plant)
     with pytest.raises(OSError) as raised:
@@ -146,8 +150,12 @@ def test_remove_listed_never_puts_a_file_back_over_one_put_under_the_name_since(
     hold = next(n for n in os.listdir(tmp_path) if n.startswith(removal.HOLD_PREFIX))
     assert str(raised.value) == (f"a.enc changed while pruning; the file found under its name is now "
                                  f"{tmp_path / hold / 'a.enc'}")
-    assert (tmp_path / "a.enc").read_bytes() == b"planted since\n" and os.path.isdir(tmp_path / hold / "a.enc")
-    assert sorted(os.listdir(tmp_path)) == sorted(["a.enc", hold])
+    if planted == "file":
+        assert (tmp_path / "a.enc").read_bytes() == b"planted since\n"
+    else:
+        assert os.listdir(tmp_path / "a.enc") == []
+    assert os.listdir(tmp_path / hold / "a.enc") == ["x"] and sorted(os.listdir(tmp_path)) == sorted(["a.enc", hold])
+
 
 # --- a sealed file that grows while it is read ------------------------------------------
 
