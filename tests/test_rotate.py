@@ -237,6 +237,23 @@ def test_hidden_files_and_symbolic_links_are_left_alone(world):
     assert os.readlink(world.dir / "link.enc") == "a.enc"
 
 
+@pytest.mark.parametrize("name", ["shared/x.enc", "shared/own/x.enc"])
+def test_a_file_under_a_subdirectory_every_user_can_write_is_left(world, name):
+    """DIR is checked when rotate starts; a subdirectory every user can write (or one
+    below it: its own mode is safe) is checked when a file in it is written: that
+    file's error (73), nothing written in it, the run fails (1)."""
+    (world.dir / os.path.dirname(name)).mkdir(parents=True)
+    world.add(name, "--key-file", world.old_a, size=100)
+    os.chmod(world.dir / "shared", 0o777)
+    done = rotate(world.args())
+    path, shared = world.dir / name, world.dir / "shared"
+    above = "" if path.parent == shared else f" (above {path.parent})"
+    assert (done.returncode, done.stderr) == (1, b"encpipe-rotate: error: 1 file(s) could not be rotated\n")
+    assert [json.loads(line) for line in done.stdout.decode().splitlines()] == [{
+        "file": str(path), "status": "error", "step": "rename", "exit": 73,
+        "error": f"{shared}{above} can be written by every user (mode o+w, not sticky); refusing to write in it"}]
+    assert path.read_bytes() == world.originals[name] and sorted(os.listdir(path.parent)) == ["x.enc"]
+
 def test_a_file_swapped_for_a_fifo_after_its_magic_was_read_hangs_nothing(world):
     """Before: rotate read a file's magic (not through a link, never blocking), then
     ran `encpipe inspect` on its name; a writer of the directory who swapped it for a
