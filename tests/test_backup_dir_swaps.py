@@ -94,8 +94,8 @@ def test_remove_listed_leaves_the_file_when_its_hold_directory_was_replaced(tmp_
     with pytest.raises(OSError) as raised:
         _remove(tmp_path, "a.enc", identity)
     monkeypatch.undo()
-    assert re.fullmatch(re.escape(f"{tmp_path}/{removal.HOLD_PREFIX}") + "[0-9a-f]{16} was replaced; a.enc left in place",
-                        str(raised.value))
+    hold = re.escape(f"{tmp_path}/{removal.HOLD_PREFIX}") + "[0-9a-f]{16}"
+    assert re.fullmatch(hold + " was replaced; a.enc left in place", str(raised.value))
     assert (tmp_path / "a.enc").read_bytes() == b"listed\n" and os.listdir(tmp_path / "away") == []
 
 
@@ -116,7 +116,7 @@ def test_remove_listed_never_moves_a_file_that_was_already_another_under_the_nam
 def test_remove_listed_puts_back_a_directory_moved_over_the_name(tmp_path):
     """A directory put under the name cannot be linked back: it is renamed back, the name being free."""
     identity = _listed(tmp_path, "a.enc")
-    hook = (f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && : > new/x && rm a.enc && mv new a.enc')  # a new inode
+    hook = f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && : > new/x && rm a.enc && mv new a.enc'  # new inode
     with pytest.MonkeyPatch.context() as env:
         env.setenv("ENCPIPE_TEST_HOOK", hook)
         with pytest.raises(OSError) as raised:
