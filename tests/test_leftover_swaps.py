@@ -80,8 +80,8 @@ def test_rotate_lists_no_directory_outside_for_a_subdirectory_swapped_for_a_link
     assert (done.returncode, done.stderr) == (0, b"")
     records = {r["file"]: r for r in map(json.loads, done.stdout.decode().splitlines())}
     assert records[str(sub)] == {"file": str(sub), "status": "ignored", "reason": "not a directory under DIR any more"}
-    assert sorted(records) == [str(world.dir / "a.enc"), str(sub)] and records[str(world.dir / "a.enc")]["status"] == \
-        "rotated"
+    assert sorted(records) == [str(world.dir / "a.enc"), str(sub)]  # .moved came after DIR was listed
+    assert records[str(world.dir / "a.enc")]["status"] == "rotated"
 
 # An encpipe that, at its first call after rotate took its lock (keyid of the new
 # key: the old key's comes first), swaps DIR for a link to OUTSIDE, then runs.

@@ -223,18 +223,31 @@ def test_dry_run_changes_nothing(world):
         assert (world.dir / name).read_bytes() == content
 
 
-def test_hidden_files_and_symbolic_links_are_left_alone(world):
+def test_hidden_files_and_symbolic_links_are_left_alone(world, tmp_path):
+    """Hidden files and directories, links to files and to directories: each left, and
+    reported as ignored (a hidden directory and a link to one were passed over unsaid)."""
     world.add("a.enc", "--key-file", world.old_a)
+    world.add(".hidden/b.enc", "--key-file", world.old_a)
     partial = world.dir / ".in-progress.enc"
     partial.write_bytes(world.originals["a.enc"][:50])
     os.symlink("a.enc", world.dir / "link.enc")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "c.enc").write_bytes(world.originals["a.enc"])
+    os.symlink(outside, world.dir / "linked")
     done = rotate(world.args())
     assert done.returncode == 0, done.stderr
     got = lines(done)
-    assert got[".in-progress.enc"]["status"] == "ignored"
+    assert got[".in-progress.enc"] == {"file": str(partial), "status": "ignored", "reason": "hidden file"}
     assert got["link.enc"]["status"] == "ignored"
+    assert got[".hidden"] == {"file": str(world.dir / ".hidden"), "status": "ignored", "reason": "hidden directory"}
+    assert got["linked"] == {"file": str(world.dir / "linked"), "status": "ignored",
+                             "reason": "symbolic link to a directory"}
+    assert sorted(got) == [".hidden", ".in-progress.enc", "a.enc", "link.enc", "linked"]
     assert partial.read_bytes() == world.originals["a.enc"][:50]
     assert os.readlink(world.dir / "link.enc") == "a.enc"
+    assert (world.dir / ".hidden" / "b.enc").read_bytes() == world.originals[".hidden/b.enc"]
+    assert (outside / "c.enc").read_bytes() == world.originals["a.enc"]
 
 
 @pytest.mark.parametrize("name", ["shared/x.enc", "shared/own/x.enc"])
