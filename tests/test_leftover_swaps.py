@@ -83,6 +83,24 @@ def test_rotate_lists_no_directory_outside_for_a_subdirectory_swapped_for_a_link
     assert sorted(records) == [str(world.dir / "a.enc"), str(sub)]  # .moved came after DIR was listed
     assert records[str(world.dir / "a.enc")]["status"] == "rotated"
 
+def test_rotate_passes_over_a_subdirectory_gone_before_it_is_listed(tmp_path):
+    """a/ and b/ are in DIR's listing; b/ is moved away while rotate rewrites a file in
+    a/: a directory that cannot be opened any more is passed over (at most reported as
+    ignored), never the end of the run, which succeeds."""
+    world = World(tmp_path)
+    world.add("a/x.enc", "--key-file", world.old_a, size=100)
+    world.add("b/y.enc", "--key-file", world.old_a, size=100)
+    hook = (f'[ "$1" = created ] && [ "$2" = {world.dir / "a"} ] && [ "$4" = x.enc ] && '
+            f'mv {world.dir / "b"} {tmp_path / "gone"}; exit 0')
+    done = rotate(world.args(), env=rotate_env(ENCPIPE_TEST_HOOK=hook))
+    assert (tmp_path / "gone").is_dir(), done.stderr  # the race was run
+    assert (done.returncode, done.stderr) == (0, b"")
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [(r["file"], r["status"]) for r in records][0] == (str(world.dir / "a" / "x.enc"), "rotated")
+    assert [(r["file"], r["status"]) for r in records][1:] in ([], [(str(world.dir / "b"), "ignored")])
+    assert (tmp_path / "gone" / "y.enc").read_bytes() == world.originals["b/y.enc"]
+
+
 # An encpipe that, at its first call after rotate took its lock (keyid of the new
 # key: the old key's comes first), swaps DIR for a link to OUTSIDE, then runs.
 SWAPPING_ENCPIPE = """#!/bin/sh

@@ -267,6 +267,15 @@ def test_a_file_under_a_subdirectory_every_user_can_write_is_left(world, name):
         "error": f"{shared}{above} can be written by every user (mode o+w, not sticky); refusing to write in it"}]
     assert path.read_bytes() == world.originals[name] and sorted(os.listdir(path.parent)) == ["x.enc"]
 
+def test_files_are_reported_in_name_order_each_directory_before_the_ones_below_it(world):
+    for name in ("b/x.enc", "a/z/x.enc", "a/x.enc", "c.enc", "a/y/x.enc"):
+        (world.dir / os.path.dirname(name)).mkdir(parents=True, exist_ok=True)
+        world.add(name, "--key-file", world.old_a, size=10)
+    done = rotate(world.args())
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["file"] for line in done.stdout.decode().splitlines()] == [
+        str(world.dir / name) for name in ("c.enc", "a/x.enc", "a/y/x.enc", "a/z/x.enc", "b/x.enc")]
+
 def test_a_file_swapped_for_a_fifo_after_its_magic_was_read_hangs_nothing(world):
     """Before: rotate read a file's magic (not through a link, never blocking), then
     ran `encpipe inspect` on its name; a writer of the directory who swapped it for a
