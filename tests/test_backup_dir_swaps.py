@@ -253,8 +253,8 @@ def test_as_found_reads_a_file_from_where_its_reader_stands_to_its_size_then(tmp
         assert str(raised.value) == "f grew while it was read"
     r, w = os.pipe()
     os.close(w)
-    with os.fdopen(r, "rb") as pipe:
-        assert safefile.as_found(pipe, "pipe") is pipe
+    with os.fdopen(r, "rb") as pipe, open("/dev/zero", "rb") as device:  # a device has no size to stop at
+        assert safefile.as_found(pipe, "pipe") is pipe and safefile.as_found(device, "zero") is device
 
 
 # --- the directory's lock, held by a reader of the directory ------------------------------
