@@ -304,7 +304,8 @@ def walk(top, top_fd, rotation, dry_run):
         if subdirs is None:
             report(directory, "ignored", reason="not a directory under DIR any more")
             continue
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        left = {name: _left_alone(name, fd) for name in subdirs}
+        subdirs[:] = sorted(name for name in subdirs if not left[name])
         for name in sorted(names):
             path = os.path.join(directory, name)
             if _STALE_TEMP.match(name):
@@ -318,6 +319,19 @@ def walk(top, top_fd, rotation, dry_run):
                 report(path, "ignored", reason="not a regular file")
             else:  # in the directory listed: never through a link put in its place since
                 rotation.file(path, fd)
+        for name in sorted(name for name, why in left.items() if why):
+            report(os.path.join(directory, name), "ignored", reason=left[name])
+
+
+def _left_alone(name, dir_fd):
+    """Why the walk leaves subdirectory `name` (a hidden one, a link to a directory: never
+    followed); None for one it walks."""
+    if name.startswith("."):
+        return "hidden directory"
+    try:
+        return "symbolic link to a directory" if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode) else None
+    except OSError:  # gone: the walk passes it over
+        return None
 
 
 def is_regular(name, dir_fd):

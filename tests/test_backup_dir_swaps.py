@@ -9,11 +9,12 @@ import fcntl
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -23,6 +24,9 @@ from test_backup_made_dir import env as made_dir_env
 from test_backup_restore import BACKUP, make_key
 
 from encpipe import RawKey, seal
+from encpipe import safefile
+from encpipe.backup import removal
+from encpipe.errors import InvalidStream
 
 
 def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(tmp_path):
@@ -44,6 +48,113 @@ def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(t
     assert (d / old).read_bytes() == saved and sorted(os.listdir(d)) == sorted([old, newest]), done.stderr
     assert done.returncode == 74, done.stderr
     assert done.stderr.decode() == f"encpipe-prune: error: {old} changed while pruning; left in place\n"
+
+
+
+# --- removal.remove_listed on its own: the moves an attacker can make at each of its steps ---------
+
+
+def _listed(d, name, data=b"listed\n"):
+    (d / name).write_bytes(data)
+    info = os.lstat(d / name)
+    return info.st_dev, info.st_ino
+
+
+def _remove(d, name, identity):
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        removal.remove_listed(fd, str(d), name, identity)
+    finally:
+        os.close(fd)
+
+
+def test_remove_listed_unlinks_the_listed_file_and_leaves_no_hold_directory(tmp_path):
+    identity = _listed(tmp_path, "a.enc")
+    (tmp_path / "b.enc").write_bytes(b"b")
+    _remove(tmp_path, "a.enc", identity)
+    assert os.listdir(tmp_path) == ["b.enc"]
+
+
+@pytest.mark.parametrize("owner, mode", [(65534, 0o700), (0, 0o770), (0, 0o707)])
+def test_remove_listed_leaves_the_file_when_its_hold_directory_was_replaced(tmp_path, monkeypatch, owner, mode):
+    """A writer of the directory renames prune's fresh hold directory away and puts
+    one of its own (another owner, or one others can write) under its name: nothing
+    is moved into it; the file stays under its name, as it was."""
+    identity = _listed(tmp_path, "a.enc")
+    real_mkdir = os.mkdir
+
+    def mkdir_then_swap(path, mode_made=0o777, *, dir_fd=None):
+        real_mkdir(path, mode_made, dir_fd=dir_fd)
+        os.rename(path, "away", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        real_mkdir(path, dir_fd=dir_fd)
+        os.chown(path, owner, owner, dir_fd=dir_fd)
+        os.chmod(path, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    with pytest.raises(OSError) as raised:
+        _remove(tmp_path, "a.enc", identity)
+    monkeypatch.undo()
+    hold = re.escape(f"{tmp_path}/{removal.HOLD_PREFIX}") + "[0-9a-f]{16}"
+    assert re.fullmatch(hold + " was replaced; a.enc left in place", str(raised.value))
+    assert (tmp_path / "a.enc").read_bytes() == b"listed\n" and os.listdir(tmp_path / "away") == []
+
+
+def test_remove_listed_never_moves_a_file_that_was_already_another_under_the_name(tmp_path, monkeypatch):
+    """The name is another file when removal starts: it is never moved (a reader of it
+    sees no gap, and no one taking the name meanwhile can leave it out of place)."""
+    identity = _listed(tmp_path, "a.enc")
+    os.rename(tmp_path / "a.enc", tmp_path / "listed.enc")
+    (tmp_path / "a.enc").write_bytes(b"newest\n")
+    moved = []
+    monkeypatch.setattr(os, "rename", lambda *args, **kwargs: moved.append(args))
+    with pytest.raises(OSError) as raised:
+        _remove(tmp_path, "a.enc", identity)
+    monkeypatch.undo()
+    assert (str(raised.value), moved) == ("a.enc changed while pruning; left in place", [])
+    assert (tmp_path / "a.enc").read_bytes() == b"newest\n" and sorted(os.listdir(tmp_path)) == ["a.enc", "listed.enc"]
+
+def test_remove_listed_puts_back_a_directory_moved_over_the_name(tmp_path):
+    """A directory put under the name cannot be linked back: it is renamed back, the name being free."""
+    identity = _listed(tmp_path, "a.enc")
+    hook = f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && : > new/x && rm a.enc && mv new a.enc'  # new inode
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ENCPIPE_TEST_HOOK", hook)
+        with pytest.raises(OSError) as raised:
+            _remove(tmp_path, "a.enc", identity)
+    assert str(raised.value) == "a.enc changed while pruning; left in place"
+    assert os.listdir(tmp_path) == ["a.enc"] and os.listdir(tmp_path / "a.enc") == ["x"]
+
+
+@pytest.mark.parametrize("planted", ["file", "empty directory"])
+def test_remove_listed_never_puts_a_file_back_over_one_put_under_the_name_since(tmp_path, monkeypatch, planted):
+    """Another file (a directory, which cannot be linked back) renamed over the name,
+    moved into the hold directory, and the name taken yet again before it goes back
+    (by a file, or an empty directory, which a rename would replace): neither is
+    replaced nor removed; the one moved stays in the hold directory, which the error names."""
+    identity = _listed(tmp_path, "a.enc")
+    hook = f'[ "$1" = removing ] && cd {tmp_path} && mkdir new && : > new/x && rm a.enc && mv new a.enc'
+    monkeypatch.setenv("ENCPIPE_TEST_HOOK", hook)
+    real_rename = os.rename
+
+    def rename_then_plant(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        if src_dir_fd != dst_dir_fd and planted == "file":
+            (tmp_path / "a.enc").write_bytes(b"planted since\n")
+        elif src_dir_fd != dst_dir_fd:
+            (tmp_path / "a.enc").mkdir()
+
+    monkeypatch.setattr(os, "rename", rename_then_plant)
+    with pytest.raises(OSError) as raised:
+        _remove(tmp_path, "a.enc", identity)
+    monkeypatch.undo()
+    hold = next(n for n in os.listdir(tmp_path) if n.startswith(removal.HOLD_PREFIX))
+    assert str(raised.value) == (f"a.enc changed while pruning; the file found under its name is now "
+                                 f"{tmp_path / hold / 'a.enc'}")
+    if planted == "file":
+        assert (tmp_path / "a.enc").read_bytes() == b"planted since\n"
+    else:
+        assert os.listdir(tmp_path / "a.enc") == []
+    assert os.listdir(tmp_path / hold / "a.enc") == ["x"] and sorted(os.listdir(tmp_path)) == sorted(["a.enc", hold])
 
 
 # --- a sealed file that grows while it is read ------------------------------------------
@@ -106,15 +217,44 @@ def test_open_refuses_a_file_that_grows_while_it_is_read(tmp_path, how):
     assert done == (65, b"", GREW % name)
 
 
-def test_rewrap_refuses_standard_input_that_grows_while_it_is_read(tmp_path):
+@pytest.mark.parametrize("how", ["stdin", "in-place"])
+def test_rewrap_refuses_a_file_that_grows_while_it_is_read(tmp_path, how):
     path = tmp_path / "shop.sql.enc"
     path.write_bytes(sealed_bytes()[0])
     new_key = tmp_path / "new.key"
     new_key.write_text(bytes(range(100, 132)).hex() + "\n")
     new_key.chmod(0o600)
-    with open(path, "rb") as src:
-        done = _run_while_growing(path, ["rewrap", "--add-key-file", str(new_key)], stdin=src)
-    assert done == (65, b"", GREW % "standard input")
+    if how == "stdin":
+        with open(path, "rb") as src:
+            done = _run_while_growing(path, ["rewrap", "--add-key-file", str(new_key)], stdin=src)
+        assert done == (65, b"", GREW % "standard input")
+    else:
+        done = _run_while_growing(path, ["rewrap", "--add-key-file", str(new_key), "--in-place", str(path)])
+        assert done == (65, b"", GREW % path)
+        assert sorted(os.listdir(tmp_path)) == ["new.key", "shop.sql.enc"]  # no temporary file left
+
+
+@pytest.mark.parametrize("buffered", [0, 3, 5000])
+def test_as_found_reads_a_file_from_where_its_reader_stands_to_its_size_then(tmp_path, buffered):
+    """A reader that has read `buffered` bytes (its buffer holding more): the rest, exactly,
+    and no byte appended once reading started; a pipe is read as it is."""
+    data = bytes(range(256)) * 40
+    (tmp_path / "f").write_bytes(data)
+    with open(tmp_path / "f", "rb") as src:
+        assert src.read(buffered) == data[:buffered]
+        bounded = safefile.as_found(src, "f")
+        with open(tmp_path / "f", "ab") as more:
+            more.write(b"appended")
+        assert bounded.read(7) == data[buffered:buffered + 7]
+        assert bounded.seek(-6, os.SEEK_END) == len(data) - 6 and bounded.read(6) == data[-6:]
+        bounded.seek(buffered + 7)
+        with pytest.raises(InvalidStream) as raised:
+            bounded.read(len(data) - buffered - 7 + 4)  # more than was there: an error, never b"appe"
+        assert str(raised.value) == "f grew while it was read"
+    r, w = os.pipe()
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe, open("/dev/zero", "rb") as device:  # a device has no size to stop at
+        assert safefile.as_found(pipe, "pipe") is pipe and safefile.as_found(device, "zero") is device
 
 
 # --- the directory's lock, held by a reader of the directory ------------------------------
@@ -212,6 +352,26 @@ def test_a_backup_whose_time_is_a_little_behind_its_name_still_counts(tmp_path):
     assert (done.returncode, done.stderr, os.listdir(d)) == (0, b"", [newest])
     assert json.loads(done.stdout)["removed"][0]["filename"] == older
 
+
+@pytest.mark.parametrize("behind, counted", [(3600, True), (3601, False)])
+def test_a_file_counts_until_it_was_last_written_more_than_an_hour_before_its_name_says(tmp_path, behind, counted):
+    """The slack is one hour, to the second: a file last written 3600 s before its
+    name's time counts (prune removes the older backup); 3601 s, it is left, never
+    counted (65), and the older backup stays too."""
+    d = tmp_path / "b"
+    d.mkdir()
+    older = _dated(d, 48)
+    named = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    newest = f"shop_{named.strftime('%Y%m%dT%H%M%SZ')}.sql.enc"
+    make_valid(d, newest)
+    os.utime(d / newest, (named.timestamp() - behind,) * 2)
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    if counted:
+        assert (done.returncode, done.stderr, os.listdir(d)) == (0, b"", [newest])
+    else:
+        assert (done.returncode, sorted(os.listdir(d))) == (65, sorted([older, newest]))
+        assert done.stderr.decode() == (f"encpipe-prune: warning: left {newest}: older than its name says (last written"
+                                        f" {_written(d / newest)}): never counted\n")
 
 # --- a run's globals file renamed to a dump's name -------------------------------------
 

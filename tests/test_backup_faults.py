@@ -236,6 +236,33 @@ def test_restore_whose_pg_restore_fails_changes_nothing(pg, tools, key_file, tmp
     assert leftover_databases(pg) == set()
 
 
+def test_restore_whose_psql_is_killed_changes_nothing_and_gives_no_hint_about_its_errors(pg, tools, key_file,
+                                                                                         tmp_path):
+    """The psql that runs a custom archive's SQL killed by a signal (the OOM killer, say)
+    named no error: the restore fails (1), nothing is swapped in, and no hint speaks of
+    the SQLSTATE codes psql printed (it printed none)."""
+    db = ensure_small(pg, "bk_small")
+    archive = subprocess.run([pg.bin("pg_dump"), "-Fc", db], env=pg.env, capture_output=True, check=True).stdout
+    path = _seal(tmp_path, key_file, archive, "whole.dump.enc")
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "psql").write_text('#!/bin/sh\ncase "$*" in *VERBOSITY=sqlstate*) head -c 100 >/dev/null; kill -9 $$;;'
+                               ' esac\nexec %s "$@"\n' % shlex.quote(pg.bin("psql")))
+    (fake / "psql").chmod(0o755)
+    pg.dropdb("bk_fault_target")
+    pg.createdb("bk_fault_target")
+    pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db="bk_fault_target")
+    before = dump(pg, "bk_fault_target")
+    env = _with_path_first(script_env(pg, tools), fake)
+    proc = run([RESTORE, "--key-file", key_file, path, "bk_fault_target"], env)
+    err = proc.stderr.decode()
+    assert (proc.returncode, proc.stdout) == (1, b""), err
+    assert err.splitlines()[-1] == (f"encpipe-restore: error: restoring {path} failed;"
+                                    " database bk_fault_target is unchanged")
+    assert "hint" not in err, err
+    assert dump(pg, "bk_fault_target") == before
+    assert leftover_databases(pg) == set()
+
 def test_restore_of_an_empty_backup_changes_nothing(pg, tools, key_file, tmp_path):
     path = _seal(tmp_path, key_file, b"", "empty.sql.enc")
     pg.dropdb("bk_fault_target")

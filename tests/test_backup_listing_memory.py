@@ -5,12 +5,16 @@ backups")."""
 
 import json
 import os
+from dataclasses import fields
 from io import BytesIO, StringIO
 
 import pytest
 
 from cliutil import measure_peak_rss
 from encpipe.backup.cli import main
+from encpipe.backup.listing import Entry
+from encpipe.backup.storage import Item
+from encpipe.backup.verify import Kept
 from test_backup_dir import ROOT, make_valid, run
 
 MANY = 20000
@@ -53,3 +57,21 @@ def test_json_is_the_indented_document_byte_for_byte(tmp_path):
         assert main(argv, stdout=out, stderr=StringIO(), env={"ENCPIPE_KEY": bytes(range(32)).hex()}) == 0
         assert out.getvalue() == (json.dumps(json.loads(out.getvalue()), indent=2) + "\n").encode()
     assert run("list", str(tmp_path))[1][0]["slots"] == ["raw-key"]
+
+
+def test_a_listed_files_records_hold_no_per_object_dict_and_behave_as_dataclasses():
+    """Item and Entry (records.slotted): their fields in __slots__, no __dict__ per
+    object, defaults, equality and repr as the dataclass had them; verify's Kept: the
+    values alone, the keys shared by every result of the same shape, the dict again
+    on output, its keys in their order."""
+    item = Item("a.enc", 3)
+    assert Item.__slots__ == tuple(f.name for f in fields(Item)) and not hasattr(item, "__dict__")
+    assert (item.error, item.link, item.mtime) == (None, False, None) and item == Item("a.enc", 3)
+    assert repr(item).startswith("Item(name='a.enc', size=3, error=None")
+    with pytest.raises(AttributeError):
+        item.other = 1
+    assert not hasattr(Entry.__new__(Entry), "__dict__")
+    first, second = Kept({"path": "a", "ok": True, "status": "sealed"}), Kept({"path": "b", "ok": False, "status": "x"})
+    assert first.keys is second.keys and not hasattr(first, "__dict__")
+    assert (second["path"], second["ok"], second["status"]) == ("b", False, "x")
+    assert json.dumps([first], default=Kept.to_json) == '[{"path": "a", "ok": true, "status": "sealed"}]'

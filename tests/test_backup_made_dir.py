@@ -3,15 +3,20 @@ is still empty; a directory that existed before, or that holds something, stays.
 No server is needed: pg_dump fails to connect (no socket), or the run is
 interrupted while its key command runs."""
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from test_backup_restore import BACKUP, make_key, python_env
+
+from encpipe import dirlock
+from encpipe.errors import Changed, UsageError
 
 WAIT = 60
 
@@ -121,3 +126,88 @@ def test_a_run_waiting_for_the_lock_of_a_directory_removed_meanwhile_makes_it_ag
     assert "cannot use" not in rest and rest.splitlines()[-1] == \
         "encpipe-backup: error: backup of db failed (status 1); nothing was stored"
     assert not directory.exists()
+
+
+# --- dirlock on its own ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, seconds", [(None, 5 * 3600), ("0", 0), ("1000000", 1000000), ("2.5", 2.5)])
+def test_lock_wait_takes_seconds_from_0_to_1000000(text, seconds):
+    assert dirlock.lock_wait({} if text is None else {"ENCPIPE_LOCK_WAIT": text}) == seconds
+
+
+@pytest.mark.parametrize("text", ["1000000.5", "-1", "", " 5", "5s", "inf", "nan", "1e3"])
+def test_lock_wait_refuses_anything_else(text):
+    with pytest.raises(UsageError) as raised:
+        dirlock.lock_wait({"ENCPIPE_LOCK_WAIT": text})
+    assert str(raised.value) == f"ENCPIPE_LOCK_WAIT must be a number of seconds from 0 to 1000000, not {text!r}"
+
+
+def _held(directory):
+    """The directory's lock, held through a descriptor of its own (flock is per open file)."""
+    fd = os.open(directory, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_take_gets_a_free_lock_at_once_without_saying_it_waits(tmp_path):
+    waited = []
+    fd = dirlock.take(str(tmp_path), 0, lambda: waited.append(1))
+    other = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert waited == [] and dirlock.still_at(fd, str(tmp_path))
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+        os.close(other)
+
+
+def test_take_gives_up_after_the_wait_it_was_given(tmp_path):
+    holder, waited = _held(tmp_path), []
+    try:
+        started = time.monotonic()
+        with pytest.raises(Changed) as raised:
+            dirlock.take(str(tmp_path), 1, lambda: waited.append(1))
+        took = time.monotonic() - started
+    finally:
+        os.close(holder)
+    assert waited == [1] and 1 <= took < 1.8
+    assert raised.value.exit_code == 75 and str(raised.value) == (
+        f"{tmp_path}: its lock (flock on the directory) is still held after 1 s; not waiting longer")
+
+
+def test_take_gets_the_lock_soon_after_it_is_let_go(tmp_path):
+    holder = _held(tmp_path)
+    threading.Timer(0.3, os.close, (holder,)).start()
+    started = time.monotonic()
+    fd = dirlock.take(str(tmp_path), 60, lambda: None)
+    took = time.monotonic() - started
+    os.close(fd)
+    assert 0.3 <= took < 1.5
+
+
+def test_take_gives_no_lock_of_a_directory_removed_while_it_waited(tmp_path):
+    directory = tmp_path / "made"
+    directory.mkdir()
+    holder = _held(directory)
+
+    def remove_then_let_go():
+        directory.rmdir()
+        os.close(holder)
+
+    threading.Timer(0.3, remove_then_let_go).start()
+    assert dirlock.take(str(directory), 60, lambda: None) is None
+
+
+def test_remove_made_removes_only_what_make_directories_made_and_stops_at_a_replaced_one(tmp_path):
+    (tmp_path / "there").mkdir()
+    made = dirlock.make_directories(str(tmp_path / "there" / "a" / "b"))
+    assert [path for path, _ in made] == [str(tmp_path / "there" / "a"), str(tmp_path / "there" / "a" / "b")]
+    dirlock.remove_made(made)
+    assert os.listdir(tmp_path / "there") == []
+    made = dirlock.make_directories(str(tmp_path / "there" / "a" / "b"))
+    os.rename(tmp_path / "there" / "a" / "b", tmp_path / "elsewhere")
+    (tmp_path / "there" / "a" / "b").mkdir()  # another directory under its name: stays, and so does its parent
+    dirlock.remove_made(made)
+    assert os.listdir(tmp_path / "there" / "a") == ["b"]

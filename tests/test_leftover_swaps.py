@@ -58,6 +58,50 @@ def test_rotate_removes_no_file_outside_for_a_stale_name_in_a_subdirectory_swapp
     assert os.listdir(world.dir / ".moved") == ["+a.enc"]  # removed from the directory listed
 
 
+def test_rotate_lists_no_directory_outside_for_a_subdirectory_swapped_for_a_link_before_it_is_listed(tmp_path):
+    """sub/ is listed by DIR's listing, then, while rotate rewrites a file of DIR, swapped
+    for a link to a directory outside before rotate lists it: the link was followed, the
+    files outside rotated and a temporary-named file there removed. Now a subdirectory
+    that is not the one DIR's listing found is reported and left."""
+    world = World(tmp_path)
+    world.add("a.enc", "--key-file", world.old_a, size=100)
+    world.add("sub/b.enc", "--key-file", world.old_a, size=100)
+    sub = world.dir / "sub"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sealed = ok(run(["seal", "--key-file", world.old_a], b"root's data"))
+    victim = type("Sealed", (Victim,), {"CONTENT": sealed})(outside / "a-old.enc")
+    stale = Victim(outside / STALE_ROTATE)
+    hook = (f'[ "$1" = created ] && [ "$2" = {world.dir} ] && [ "$4" = a.enc ] && '
+            f'mv {sub} {world.dir}/.moved && ln -s {outside} {sub}; exit 0')
+    done = rotate(world.args(), env=rotate_env(ENCPIPE_TEST_HOOK=hook))
+    assert sub.is_symlink(), done.stderr  # the race was run
+    victim.assert_untouched()
+    stale.assert_untouched()
+    assert (done.returncode, done.stderr) == (0, b"")
+    records = {r["file"]: r for r in map(json.loads, done.stdout.decode().splitlines())}
+    assert records[str(sub)] == {"file": str(sub), "status": "ignored", "reason": "not a directory under DIR any more"}
+    assert sorted(records) == [str(world.dir / "a.enc"), str(sub)]  # .moved came after DIR was listed
+    assert records[str(world.dir / "a.enc")]["status"] == "rotated"
+
+def test_rotate_passes_over_a_subdirectory_gone_before_it_is_listed(tmp_path):
+    """a/ and b/ are in DIR's listing; b/ is moved away while rotate rewrites a file in
+    a/: a directory that cannot be opened any more is passed over (at most reported as
+    ignored), never the end of the run, which succeeds."""
+    world = World(tmp_path)
+    world.add("a/x.enc", "--key-file", world.old_a, size=100)
+    world.add("b/y.enc", "--key-file", world.old_a, size=100)
+    hook = (f'[ "$1" = created ] && [ "$2" = {world.dir / "a"} ] && [ "$4" = x.enc ] && '
+            f'mv {world.dir / "b"} {tmp_path / "gone"}; exit 0')
+    done = rotate(world.args(), env=rotate_env(ENCPIPE_TEST_HOOK=hook))
+    assert (tmp_path / "gone").is_dir(), done.stderr  # the race was run
+    assert (done.returncode, done.stderr) == (0, b"")
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [(r["file"], r["status"]) for r in records][0] == (str(world.dir / "a" / "x.enc"), "rotated")
+    assert [(r["file"], r["status"]) for r in records][1:] in ([], [(str(world.dir / "b"), "ignored")])
+    assert (tmp_path / "gone" / "y.enc").read_bytes() == world.originals["b/y.enc"]
+
+
 # An encpipe that, at its first call after rotate took its lock (keyid of the new
 # key: the old key's comes first), swaps DIR for a link to OUTSIDE, then runs.
 SWAPPING_ENCPIPE = """#!/bin/sh

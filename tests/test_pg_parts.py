@@ -88,6 +88,25 @@ def test_properties_sql():
     assert finish.endswith("COMMENT ON DATABASE \"tmp\" IS 'it''s';")
 
 
+
+def test_properties_sql_keeps_a_zero_limit_role_settings_backslashes_and_an_icu_locale():
+    """CONNECTION LIMIT 0 is a limit (only -1 is none); a setting made for one role
+    stays that role's (and is left out where the role is missing: NULL is no role);
+    a value's backslash and quote survive the array literal; an ICU locale is kept."""
+    props = {"connlimit": 0, "settings": [{"role": "app owner", "config": ["work_mem=64MB", 'x.y=a\\b"c']}],
+             "encoding": "UTF8", "collate": "en_US.UTF-8", "ctype": "en_US.UTF-8",
+             "row": {"datlocprovider": "i", "daticulocale": "und-x-icu"}}
+    role = "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'app owner')"
+    assert pgprops.finish_sql("tmp", props, no_owner=True, no_acl=True).splitlines() == [
+        "UPDATE pg_catalog.pg_database SET datacl = NULL WHERE datname = 'tmp';",
+        'ALTER DATABASE "tmp" CONNECTION LIMIT 0;',
+        f"INSERT INTO pg_catalog.pg_db_role_setting SELECT d.oid, {role}, "
+        '\'{"work_mem=64MB","x.y=a\\\\b\\"c"}\'::text[] FROM pg_catalog.pg_database d '
+        f"WHERE d.datname = 'tmp' AND {role} IS NOT NULL;"]
+    assert pgprops.create_sql("tmp", props) == (
+        "CREATE DATABASE \"tmp\" TEMPLATE template0 ALLOW_CONNECTIONS false ENCODING 'UTF8' LC_COLLATE"
+        " 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8' LOCALE_PROVIDER icu ICU_LOCALE 'und-x-icu';")
+
 @pytest.mark.parametrize("tool, args, named", [
     ("pg_dump", ["-f", "x"], "-f"), ("pg_dump", ["-vfx"], "-vfx"), ("pg_dump", ["--file=x"], "--file=x"),
     ("pg_dump", ["-F", "d"], "-F"), ("pg_dump", ["--jobs", "3"], "--jobs"), ("pg_dump", ["-C"], "-C"),

@@ -61,12 +61,31 @@ def test_no_child_of_a_restore_holds_a_secret_variable_or_descriptor(pg, tools, 
     env = script_env(pg, tools, ENCPIPE_KEY=key, ENCPIPE_PASSPHRASE=PASSPHRASE, BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
     env["PATH"] = "%s:%s" % (spies, env["PATH"])
     pg.dropdb("children_copy")
-    proc = run([RESTORE, path, "children_copy"], env)
+    extra = ["-v", "seen=1"] if fmt == "plain" else ["--no-data-for-failed-tables"]  # the user's options
+    proc = run([RESTORE, path, "children_copy", "--", *extra], env)
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "children_copy") == dump(pg, db)
     pg.dropdb("children_copy")
     _assert_clean(records(log), (key, PASSPHRASE, LEGACY_KEY),
                   {"psql", "zstd"} if fmt == "plain" else {"psql", "pg_restore"})
+    _assert_restore_argv(records(log), fmt, extra)
+
+
+def _assert_restore_argv(found, fmt, extra):
+    """The psql that runs the dump: a plain dump's in one transaction of its own, with the
+    user's options; an archive's SQL as pg_restore -f - writes it (one transaction, BEGIN to
+    COMMIT, stopping at the first error), which took the options. Its errors quiet either way."""
+    quiet = ["-v", "VERBOSITY=sqlstate", "-v", "SHOW_CONTEXT=never"]
+    restoring = [r["argv"] for r in found if r["tool"] == "psql" and "VERBOSITY=sqlstate" in r["argv"]]
+    assert len(restoring) == 1, [r["argv"] for r in found]
+    argv = restoring[0]
+    assert argv[:5] == ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"] and argv[5].startswith("encpipe_restore_"), argv
+    if fmt == "plain":
+        assert argv[6:] == ["--single-transaction", *quiet, *extra, "-f", "-"]
+    else:
+        assert argv[6:] == [*quiet, "-f", "-"]
+        assert [r["argv"] for r in found if r["tool"] == "pg_restore"] == [
+            ["--exit-on-error", "--single-transaction", "-f", "-", *extra]]
 
 
 def test_a_passphrase_fd_reaches_no_child_but_encpipe(pg, tools, tmp_path, s3):

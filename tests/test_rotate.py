@@ -223,19 +223,58 @@ def test_dry_run_changes_nothing(world):
         assert (world.dir / name).read_bytes() == content
 
 
-def test_hidden_files_and_symbolic_links_are_left_alone(world):
+def test_hidden_files_and_symbolic_links_are_left_alone(world, tmp_path):
+    """Hidden files and directories, links to files and to directories: each left, and
+    reported as ignored (a hidden directory and a link to one were passed over unsaid)."""
     world.add("a.enc", "--key-file", world.old_a)
+    world.add(".hidden/b.enc", "--key-file", world.old_a)
     partial = world.dir / ".in-progress.enc"
     partial.write_bytes(world.originals["a.enc"][:50])
     os.symlink("a.enc", world.dir / "link.enc")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "c.enc").write_bytes(world.originals["a.enc"])
+    os.symlink(outside, world.dir / "linked")
     done = rotate(world.args())
     assert done.returncode == 0, done.stderr
     got = lines(done)
-    assert got[".in-progress.enc"]["status"] == "ignored"
+    assert got[".in-progress.enc"] == {"file": str(partial), "status": "ignored", "reason": "hidden file"}
     assert got["link.enc"]["status"] == "ignored"
+    assert got[".hidden"] == {"file": str(world.dir / ".hidden"), "status": "ignored", "reason": "hidden directory"}
+    assert got["linked"] == {"file": str(world.dir / "linked"), "status": "ignored",
+                             "reason": "symbolic link to a directory"}
+    assert sorted(got) == [".hidden", ".in-progress.enc", "a.enc", "link.enc", "linked"]
     assert partial.read_bytes() == world.originals["a.enc"][:50]
     assert os.readlink(world.dir / "link.enc") == "a.enc"
+    assert (world.dir / ".hidden" / "b.enc").read_bytes() == world.originals[".hidden/b.enc"]
+    assert (outside / "c.enc").read_bytes() == world.originals["a.enc"]
 
+
+@pytest.mark.parametrize("name", ["shared/x.enc", "shared/own/x.enc"])
+def test_a_file_under_a_subdirectory_every_user_can_write_is_left(world, name):
+    """DIR is checked when rotate starts; a subdirectory every user can write (or one
+    below it: its own mode is safe) is checked when a file in it is written: that
+    file's error (73), nothing written in it, the run fails (1)."""
+    (world.dir / os.path.dirname(name)).mkdir(parents=True)
+    world.add(name, "--key-file", world.old_a, size=100)
+    os.chmod(world.dir / "shared", 0o777)
+    done = rotate(world.args())
+    path, shared = world.dir / name, world.dir / "shared"
+    above = "" if path.parent == shared else f" (above {path.parent})"
+    assert (done.returncode, done.stderr) == (1, b"encpipe-rotate: error: 1 file(s) could not be rotated\n")
+    assert [json.loads(line) for line in done.stdout.decode().splitlines()] == [{
+        "file": str(path), "status": "error", "step": "rename", "exit": 73,
+        "error": f"{shared}{above} can be written by every user (mode o+w, not sticky); refusing to write in it"}]
+    assert path.read_bytes() == world.originals[name] and sorted(os.listdir(path.parent)) == ["x.enc"]
+
+def test_files_are_reported_in_name_order_each_directory_before_the_ones_below_it(world):
+    for name in ("b/x.enc", "a/z/x.enc", "a/x.enc", "c.enc", "a/y/x.enc"):
+        (world.dir / os.path.dirname(name)).mkdir(parents=True, exist_ok=True)
+        world.add(name, "--key-file", world.old_a, size=10)
+    done = rotate(world.args())
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["file"] for line in done.stdout.decode().splitlines()] == [
+        str(world.dir / name) for name in ("c.enc", "a/x.enc", "a/y/x.enc", "a/z/x.enc", "b/x.enc")]
 
 def test_a_file_swapped_for_a_fifo_after_its_magic_was_read_hangs_nothing(world):
     """Before: rotate read a file's magic (not through a link, never blocking), then

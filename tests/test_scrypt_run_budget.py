@@ -115,3 +115,82 @@ def test_prune_holds_planted_files_to_the_same_rule(tmp_path, evaluations):
     assert len(evaluations) == 8 + 4 + 1
     assert [k["filename"] for k in report["kept"]] == [name(6)]
     assert sorted(k["filename"] for k in report["left"]) == [name(day) for day in range(1, 6)]
+
+
+def verify_with(tmp_path, directory, *passphrases):
+    paths = [write_secret(tmp_path / f"passphrase{n}", p) for n, p in enumerate(passphrases)]
+    out, err = io.BytesIO(), io.StringIO()
+    code = main(["verify", *(a for p in paths for a in ("--passphrase-file", str(p))), str(directory)], stdout=out,
+                stderr=err, env={})
+    return code, json.loads(out.getvalue()), err.getvalue()
+
+
+def test_a_slot_one_passphrase_failed_is_still_tried_with_another(tmp_path, evaluations):
+    """The run remembers (passphrase, slot) pairs that failed: a copy of a genuine file
+    whose slot the first passphrase failed to open is still opened by the second."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    data = craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)])
+    for day in (1, 2):
+        (directory / name(day)).write_bytes(data)
+    evaluations.clear()
+    code, report, err = verify_with(tmp_path, directory, b"wrong", b"right")
+    assert (code, err) == (0, "")
+    assert [r["ok"] for r in report["results"]] == [True, True]
+    assert len(evaluations) == 2 + 1  # the first file: both passphrases; the copy: the right one only
+
+
+class _Costly:
+    """A passphrase slot of N*r*p = 2^23 (a DECOY salt: the counted scrypt gives it its
+    key at no cost): genuine, any passphrase opens it; else no passphrase does."""
+
+    def __init__(self, number, opens=True):
+        self.salt, self.opens = DECOY + struct.pack(">I", number), opens
+
+    def wrap(self, file_key):
+        return slots.ScryptSlot(self.salt, 20, 8, 1, slots.wrap_file_key(b"\x00" * 32 if self.opens else
+                                                                         b"\x01" * 32, file_key))
+
+
+def test_once_a_budget_is_spent_a_file_may_still_cost_the_costliest_slot_opened_in_the_run(tmp_path, evaluations):
+    """The costliest slot opened so far, not the last one: a costly genuine file, a cheap
+    one, a planted file that spends the run's budget, then another costly genuine file,
+    which still opens (one attempt at 2^23, more than the default 2^21)."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    (directory / name(1)).write_bytes(craft.seal_with(PLAINTEXT, [_Costly(1)]))
+    (directory / name(2)).write_bytes(craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)]))
+    (directory / name(3)).write_bytes(planted(3))
+    (directory / name(4)).write_bytes(craft.seal_with(PLAINTEXT, [_Costly(4)]))
+    code, report, err = verify_with(tmp_path, directory, b"right")
+    assert [r["exit_code"] for r in report["results"]] == [None, None, 77, None]
+    assert [r["ok"] for r in report["results"]] == [True, True, False, True]
+    assert code == 77 and err.count("\n") == 1
+
+
+def test_what_files_a_passphrase_opened_spent_is_not_counted_against_the_run(tmp_path, evaluations):
+    """Two costly genuine files spend a whole budget between them, but on files that
+    opened: a third may still spend its own budget in full (a slot that fails, then
+    the one that opens)."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in (1, 2):
+        (directory / name(day)).write_bytes(craft.seal_with(PLAINTEXT, [_Costly(day)]))
+    (directory / name(3)).write_bytes(craft.seal_with(PLAINTEXT, [_Costly(30, opens=False), _Costly(31)]))
+    code, report, err = verify_with(tmp_path, directory, b"right")
+    assert (code, err) == (0, "")
+    assert [r["ok"] for r in report["results"]] == [True, True, True]
+
+
+def test_once_a_budget_is_spent_each_passphrase_still_gets_an_attempt(tmp_path, evaluations):
+    """Two passphrases: once planted files have spent the run's budget, each later file
+    gets one attempt per passphrase (2 * 2^21), not one in all."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for day in range(1, 4):
+        (directory / name(day)).write_bytes(planted(day))
+    code, report, _ = verify_with(tmp_path, directory, b"wrong", b"also wrong")
+    assert code == 65 and [r["exit_code"] for r in report["results"]] == [65, 65, 65]  # 16 attempts > a budget
+    assert len(evaluations) == 8 + 2 + 2
+    assert report["results"][1]["error"].startswith(
+        "the passphrase attempts on this file would pass its scrypt budget of 4194304 ")

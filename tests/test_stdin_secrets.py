@@ -63,6 +63,19 @@ def test_two_key_files_on_stdin(tmp_path, sealed):
                            b"give each secret its own\n")
 
 
+def test_a_key_file_named_by_its_path_that_is_standard_input_too(tmp_path, sealed):
+    """Not only `-` and /dev/stdin: a path naming the very file standard input is
+    (`--key-file KEY < KEY`) is standard input, refused beside --passphrase-fd 0."""
+    key = tmp_path / "key"
+    key.write_text(KEY + "\n")
+    key.chmod(0o600)
+    with open(key, "rb") as stdin:
+        done = subprocess.run(command("open", sealed, "--passphrase-fd", "0", "--key-file", str(key)), stdin=stdin,
+                              capture_output=True, env=clean_env(), timeout=WAIT)
+    assert (done.returncode, done.stdout) == (64, b"")
+    assert done.stderr == (b"encpipe: error: standard input is given to --passphrase-fd 0 and to --key-file: "
+                           b"give each secret its own\n")
+
 def test_one_secret_on_stdin_still_opens(sealed):
     for args in (["--key-file", "/dev/stdin"], ["--key-file", "-"]):
         done = subprocess.run(command("open", sealed, *args), input=KEY.encode() + b"\n", capture_output=True,
