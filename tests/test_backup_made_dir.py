@@ -168,13 +168,13 @@ def test_take_gives_up_after_the_wait_it_was_given(tmp_path):
     try:
         started = time.monotonic()
         with pytest.raises(Changed) as raised:
-            dirlock.take(str(tmp_path), 1, lambda: waited.append(1))
+            dirlock.take(str(tmp_path), 2, lambda: waited.append(1))
         took = time.monotonic() - started
     finally:
         os.close(holder)
-    assert waited == [1] and 1 <= took < 1.8
+    assert waited == [1] and 2 <= took < 3.5  # not twice the wait: a loaded machine still fits
     assert raised.value.exit_code == 75 and str(raised.value) == (
-        f"{tmp_path}: its lock (flock on the directory) is still held after 1 s; not waiting longer")
+        f"{tmp_path}: its lock (flock on the directory) is still held after 2 s; not waiting longer")
 
 
 def test_take_gets_the_lock_soon_after_it_is_let_go(tmp_path):
@@ -184,7 +184,7 @@ def test_take_gets_the_lock_soon_after_it_is_let_go(tmp_path):
     fd = dirlock.take(str(tmp_path), 60, lambda: None)
     took = time.monotonic() - started
     os.close(fd)
-    assert 0.3 <= took < 1.5
+    assert 0.3 <= took < 10  # not the whole 60 s wait
 
 
 def test_take_gives_no_lock_of_a_directory_removed_while_it_waited(tmp_path):
