@@ -35,7 +35,7 @@ class Entry:
 
     filename: str
     path: str
-    item: object = None  # the storage.Item it was listed as
+    item: object = None  # the records.Item it was listed as
     status: str = "foreign"
     bytes: int = None
     version: int = None
