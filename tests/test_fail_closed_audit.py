@@ -301,9 +301,8 @@ def test_backup_into_a_dir_that_cannot_be_made_is_74(tmp_path, where, why):
     target = str(tmp_path / where)
     done = _script("encpipe-backup", "--dir", target, "shop")
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
-    assert done.stderr.decode().splitlines() == [f"encpipe-backup: error: cannot use {target}: {why}",
-                                                 "encpipe-backup: error: backup of shop failed (status 74); "
-                                                 "nothing was stored"]
+    assert done.stderr.decode().splitlines() == [f"encpipe-backup: error: backup of shop failed (status 74): "
+                                                 f"cannot use {target}: {why}; nothing was stored"]
     assert plain.read_bytes() == b"kept\n" and os.listdir(tmp_path) == ["FILE"]
 
 
