@@ -18,6 +18,7 @@ from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
 ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
+ENV_MODE_WARNED = "ENCPIPE_MODE_WARNED"  # "1": the script running this encpipe warned of its secret files' modes
 # Secrets no child inherits unless it needs them, by need (child_env's `needs`):
 # "encpipe": encpipe's own (the last is the previous tool's key); "libpq": pg_dump's,
 # psql's...; "rclone": every RCLONE_ variable (its configuration password, remotes'
@@ -147,9 +148,27 @@ def read_secret_file(path, warn):
             data = _read_bounded(f, path)
     except OSError as e:
         raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
-    if stat.S_ISREG(mode) and mode & 0o077:
-        warn(f"{path} is readable by group or others", hint=f"chmod 600 {path}")
+    _warn_mode(path, mode, warn)
     return data
+
+
+def _warn_mode(path, mode, warn):
+    """One warning line (its advice on it: no hint line), unless a script that runs
+    this encpipe already gave it (ENV_MODE_WARNED)."""
+    if stat.S_ISREG(mode) and mode & 0o077 and os.environ.get(ENV_MODE_WARNED) != "1":
+        warn(f"{path} is readable by group or others: chmod 600 {path}")
+
+
+def warn_secret_modes(paths, warn):
+    """For a script that runs encpipe on many files with the same secret files: the
+    warning of each one others can read once, here, and none in those children."""
+    for path in dict.fromkeys(paths):  # a file given twice (old and new key): once
+        try:
+            mode = os.stat(path).st_mode  # /dev/fd/N: the file open there
+        except OSError:  # said when it is read
+            continue
+        _warn_mode(path, mode, warn)
+    os.environ[ENV_MODE_WARNED] = "1"
 
 
 def read_fd(fd, limit=MAX_SECRET_BYTES):

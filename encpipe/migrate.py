@@ -68,6 +68,7 @@ from . import dirlock, keycheck, safefile
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
+from .keys import warn_secret_modes
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
@@ -133,7 +134,8 @@ def options(args, names):
 class Migration:
     def __init__(self, args, env):
         self.args, self.directory = args, args.dir
-        self.secrets = FdSecrets(vars(args), SECRET_FILES)
+        self.secrets = FdSecrets(vars(args), SECRET_FILES)  # one on standard input: 64 first
+        warn_secret_modes([p for o in SECRET_FILES for p in getattr(args, o)], warn)  # once, not once per file
         self.encpipe = child_command(env)
         self.open_args = [w for f in args.legacy_key_file for w in ("--key-file", f)]
         self.open_args += [w for f in args.legacy_passphrase_file for w in ("--passphrase-file", f)]

@@ -24,7 +24,7 @@ from .fdsecrets import read_fd
 from .keyargs import load_keys, refuse_shared_stdin, secret_fds_open
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
-from .pgdump import Globals, dump
+from .pgdump import Globals, Said, dump
 
 TEMP_PREFIX = ".encpipe-tmp."
 NAME_WAIT = 10  # seconds: a name is taken for a second at most by a run of this database
@@ -40,7 +40,7 @@ class Backup:
     def __init__(self, o, passphrases, io):
         self.o, self.passphrases, self.io = o, passphrases, io
         self.db, self.temp, self.gtemp, self.globals, self.pending = o["db"], None, None, None, None
-        self.hint = None  # for the final error line
+        self.said = Said()  # what failed, for the run's one error line
         self.store_opts = (["--dir", o["dir"]] if o["dir"] else []) + (["--to", o["to"]] if o["to"] else [])
         self.store_opts += o["shared"]
         self.job_opts = o["metrics"] + ["--database", self.db, "--started", repr(time.time())]
@@ -60,12 +60,10 @@ class Backup:
             self.prepare()
         except (EncpipeError, OSError) as e:
             if isinstance(e, OSError):  # DIR cannot be made, opened or locked: the output cannot be written
-                status, message = 74, f"cannot use {self.o['dir']}: {e.strerror or e}"
-            else:
-                status, message = e.exit_code, str(e)
-            self.io.error(message, hint=getattr(e, "hint", None))
-            self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored")
-            return status
+                self.said.error(f"cannot use {self.o['dir']}: {e.strerror or e}")
+                return self.failed(74)
+            self.said.error(str(e), e.hint)
+            return self.failed(e.exit_code)
         self.temp = self._temp_name()
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -79,7 +77,7 @@ class Backup:
                 self.globals.join(60)
         if status:
             if status != self.pending:
-                self.io.error(f"backup of {self.db} failed (status {status}); nothing was stored", hint=self.hint)
+                self.failed(status)
             self.abort()
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
@@ -95,6 +93,12 @@ class Backup:
             self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())
         self.final = f"{self.db}_{self.stamp}.{self.o['ext']}.enc"
         self.gname = f"{self.db}_{self.stamp}.globals.sql.enc"
+
+    def failed(self, status):  # the run's one error line (a child's own, pg_dump's, came before it)
+        cause = self.said.because()
+        self.io.error(f"backup of {self.db} failed (status {status}){': ' + cause if cause else ''}; "
+                      "nothing was stored", hint=self.said.hint)
+        return status
 
     def _interrupt(self, signum, frame):
         if self.pending is None:
@@ -167,21 +171,23 @@ class Backup:
         try:
             seal = self.sealer()
         except EncpipeError as e:
-            self.io.error(str(e), hint=e.hint)
+            self.said.error(str(e), e.hint)
             return e.exit_code
         if self.o["globals"]:  # beside the dump, at the same time: it is mostly waiting
             self.gtemp = self._temp_name()
-            self.globals = Globals(self.io, self.db, seal, self.stores, self.gtemp, self.gname)
+            self.globals = Globals(self.db, seal, self.stores, self.gtemp, self.gname)
             self.globals.start()
         pg_dump = ["pg_dump", f"--format={self.o['format']}", *self.o["dump"]]
-        status = dump(self.io, self.db, pg_dump, self.o["squeeze"],
+        status = dump(self.said, self.db, pg_dump, self.o["squeeze"],
                       lambda src, out: seal(src, out, self.progress), self.stores, self.temp, self.final)
         if self.progress and not status:
             self.progress.finish()
         if self.globals:
             self.globals.join()
             if self.globals.status and not status:  # pg_dump could, pg_dumpall could not: most likely privilege
-                self.hint = "pg_dumpall reads pg_authid as a superuser; --no-globals skips the globals"
+                self.said = self.globals.said
+                if not self.said.cause:
+                    self.said.hint = "pg_dumpall reads pg_authid as a superuser; --no-globals skips the globals"
             status = status or self.globals.status
         return status
 

@@ -27,18 +27,34 @@ def shell_status(code):
     return 128 - code if code < 0 else code
 
 
+class Said:
+    """What went wrong in one pipeline, kept for the run's one error line instead
+    of printed: encpipe's first error (and its hint), else the child that failed
+    last (a child's own messages are its own, on standard error already)."""
+
+    def __init__(self):
+        self.cause, self.hint, self.child = None, None, None
+
+    def error(self, message, hint=None):
+        if self.cause is None:
+            self.cause, self.hint = message, hint
+
+    def because(self):
+        return self.cause or self.child
+
+
 class Children:
     """The child processes of one pipeline, each reading the one before."""
 
-    def __init__(self, io):
-        self.io, self.procs, self.failed = io, [], 0
+    def __init__(self, said):
+        self.said, self.procs, self.failed = said, [], 0
 
     def start(self, argv, env):
         stdin = self.procs[-1].stdout if self.procs else subprocess.DEVNULL
         try:
             proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
         except OSError as e:
-            self.io.error(f"cannot run {argv[0]}: {e.strerror or e}")
+            self.said.error(f"cannot run {argv[0]}: {e.strerror or e}")
             self.failed = 127
             return None
         finally:
@@ -58,27 +74,34 @@ class Children:
         """Close the last output (a child still writing gets SIGPIPE); the statuses."""
         if self.procs:
             self.procs[-1].stdout.close()
-        return [shell_status(proc.wait()) for proc in self.procs] + [self.failed]
+        statuses = [shell_status(proc.wait()) for proc in self.procs]
+        for proc, status in zip(self.procs, statuses):
+            if status:
+                name = os.path.basename(proc.args[0])
+                self.said.child = (f"{name} killed by signal {status - 128}" if status > 128 else
+                                   f"{name} exited with status {status}")
+        return statuses + [self.failed]
 
 
 def last_failure(statuses):
     return next((s for s in reversed(statuses) if s), 0)
 
 
-def sealed_into(io, stores, temp, final, seal, src):
+def sealed_into(said, stores, temp, final, seal, src):
     """seal(src, out) into a new file `temp` (for `final`) in every store; 0, or the
-    error's status (reported)."""
+    error's status (kept in `said`)."""
     try:
         write_new(stores, temp, lambda out: seal(src, out), final)
     except EncpipeError as e:
-        io.error(str(e), hint=e.hint)
+        said.error(str(e), hint=e.hint)
         return e.exit_code
     return 0
 
 
-def dump(io, db, dump_argv, squeeze, seal, stores, temp, final):
-    """pg_dump (and `squeeze`, a compressor's argv, when given), sealed into `temp`."""
-    children = Children(io)
+def dump(said, db, dump_argv, squeeze, seal, stores, temp, final):
+    """pg_dump (and `squeeze`, a compressor's argv, when given), sealed into `temp`;
+    what failed is kept in `said` (a Said)."""
+    children = Children(said)
     env = client_env()
     env["PGDATABASE"] = db
     status = 0
@@ -87,7 +110,7 @@ def dump(io, db, dump_argv, squeeze, seal, stores, temp, final):
         if src and squeeze:
             src = children.start(squeeze, child_env(os.environ))
         if src:
-            status = sealed_into(io, stores, temp, final, seal, src)
+            status = sealed_into(said, stores, temp, final, seal, src)
     except BaseException:
         children.stop()
         raise
@@ -98,20 +121,20 @@ def dump(io, db, dump_argv, squeeze, seal, stores, temp, final):
 
 class Globals(threading.Thread):
     """pg_dumpall --globals-only and the properties of `db`, sealed into `temp`
-    in a thread; `status` once joined."""
+    in a thread; `status` once joined, what failed in `said`."""
 
-    def __init__(self, io, db, seal, stores, temp, final):
+    def __init__(self, db, seal, stores, temp, final):
         super().__init__(name="globals", daemon=True)
-        self.io, self.db, self.seal, self.stores, self.temp, self.final = io, db, seal, stores, temp, final
-        self.children, self.status, self.stopped = Children(io), 1, False
+        self.said, self.db, self.seal, self.stores, self.temp, self.final = Said(), db, seal, stores, temp, final
+        self.children, self.status, self.stopped = Children(self.said), 1, False
         self.source, self.tail = None, None
 
     def run(self):
         try:
             self.source = self.children.start(["pg_dumpall", "--globals-only"], client_env())
-            status = sealed_into(self.io, self.stores, self.temp, self.final, self.seal, self) if self.source else 0
+            status = sealed_into(self.said, self.stores, self.temp, self.final, self.seal, self) if self.source else 0
         except Exception as e:  # a thread's failure is a status, not a traceback
-            self.io.error(f"cannot seal the globals: {e}")
+            self.said.error(f"cannot seal the globals: {e}")
             status = 70
         finally:
             statuses = self.children.wait()
@@ -139,6 +162,6 @@ class Globals(threading.Thread):
         try:
             return (comment_line(self.db) + "\n").encode()
         except PgError as e:
-            self.io.error(str(e))
+            self.said.error(str(e))
             self.children.failed = 1
             return b""

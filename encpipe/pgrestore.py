@@ -43,6 +43,7 @@ from .backup.storage import is_remote
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
+from .keys import warn_secret_modes
 from .keyargs import secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
@@ -63,6 +64,10 @@ class Run:
         self.o = opts
         self.maint = utf8_name(opts.get("maintenance_db") or "postgres", "--maintenance-db")
         self.encpipe = child_command(os.environ)
+        secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
+        files = ("--key-file", "--identity", "--passphrase-file")  # one on standard input: 64 first
+        self.secrets = FdSecrets(opts["given"], files, ("--passphrase-fd",))
+        warn_secret_modes([p for o in files for p in opts["given"].get(o, [])], lambda text: say(text, "warning"))
         self.env = dict(os.environ)
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
@@ -70,8 +75,6 @@ class Run:
         self.fetched = []
         self.globals_stmts, self.globals_path = [], None
         self.roles = Roles(self.maint, say)
-        secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
-        self.secrets = FdSecrets(opts["given"], ("--key-file", "--identity", "--passphrase-file"), ("--passphrase-fd",))
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
 
     def encpipe_run(self, args, **kw):

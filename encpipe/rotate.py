@@ -55,6 +55,7 @@ from .dirwalk import tree
 from .stdio import said, write_quietly
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
+from .keys import warn_secret_modes
 from .keyargs import load_signers
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
@@ -345,7 +346,9 @@ def main(argv):
     os.umask(0o077)
     options = parse_args(argv)  # SIGINT, SIGTERM, SIGHUP: an exception, then death by it (cli.run_script)
     try:
-        secrets = FdSecrets(vars(options), ("old_key_file", "new_key_file", "sign_key"))  # before DIR takes an fd
+        files = ("old_key_file", "new_key_file", "sign_key")
+        secrets = FdSecrets(vars(options), files)  # before DIR takes an fd; one on standard input: 64 first
+        warn_secret_modes([p for o in files for p in getattr(options, o) or []], warn)  # once, not once per file
         if not os.path.isdir(options.dir):
             raise Failure(f"{options.dir} is not a directory", 66)
         encpipe = Encpipe(child_command(os.environ), secrets)

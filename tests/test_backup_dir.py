@@ -529,3 +529,47 @@ def test_verify_script_of_an_empty_directory_exits_66(tmp_path):
     assert (done.returncode, done.stdout) == (66, b"")
     assert done.stderr == (f"encpipe-verify: error: {tmp_path}: no backup to verify "
                            "(--allow-empty accepts that)\n").encode()
+
+
+# --- prune of a location with no backup: as verify, 66 unless --allow-empty --------
+
+
+@pytest.mark.parametrize("content", ["empty", "foreign only", "other databases only"])
+def test_prune_of_a_location_with_no_backup_fails_with_66(tmp_path, content):
+    """Before: 0 and a report that removed and kept nothing, so that a timer pruning
+    a location no backup reaches any more (a wrong path, a moved mount) said all
+    was well. Now one line, 66, nothing on standard output, nothing removed."""
+    select = []
+    if content == "foreign only":
+        write(tmp_path, "README.txt", b"notes\n")
+        write(tmp_path, ".encpipe-tmp.x", sealed_bytes()[0][:100])
+        (tmp_path / "subdir").mkdir()
+    elif content == "other databases only":
+        make_valid(tmp_path, "crm_20240101T000000Z.sql.enc")
+        select = ["--database", "shop"]
+    before = sorted(os.listdir(tmp_path))
+    of = " of shop" if select else ""
+    for where in ([str(tmp_path)], ["--dir", str(tmp_path)]):
+        assert run("prune", "--keep-last", "1", *select, *where) == (
+            66, None, f"encpipe-prune: error: {tmp_path}: no backup{of} to prune (--allow-empty accepts that)\n")
+    assert run("prune", "--keep-last", "1", *select, env={**ENV, "ENCPIPE_BACKUP_DIR": str(tmp_path)})[:2] == \
+        (66, None)
+    code, report, err = run("prune", "--allow-empty", "--keep-last", "1", *select, str(tmp_path))
+    assert (code, err, report["removed"], report["kept"], report["left"]) == (0, "", [], [], [])
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_prune_of_a_missing_directory_is_66_even_with_allow_empty(tmp_path):
+    """A path that is not there is a mistake (a typo, a mount that is not up), not
+    an empty location: 66 whatever --allow-empty says, as verify."""
+    missing = tmp_path / "nothing"
+    for extra in ([], ["--allow-empty"]):
+        assert run("prune", *extra, "--keep-last", "1", str(missing)) == (
+            66, None, f"encpipe-prune: error: cannot read backup directory {missing}: No such file or directory\n")
+
+
+def test_prune_script_of_an_empty_directory_exits_66(tmp_path):
+    done = subprocess.run([SCRIPTS[1], "--keep-daily", "7", str(tmp_path)], capture_output=True,
+                          env={**os.environ, **ENV}, timeout=60)
+    assert (done.returncode, done.stdout) == (66, b"")
+    assert done.stderr == f"encpipe-prune: error: {tmp_path}: no backup to prune (--allow-empty accepts that)\n".encode()

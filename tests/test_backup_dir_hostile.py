@@ -175,10 +175,10 @@ def test_a_backup_does_not_wait_for_ever_for_names_planted_for_every_second(tmp_
     assert 10 <= time.monotonic() - started < 30
     assert done.returncode == 74 and done.stdout == b""
     err = done.stderr.decode().splitlines()
-    assert len(err) == 3 and err[0].startswith(f"encpipe-backup: error: {d}/shop_") and err[0].endswith(
-        " already exists, as did this backup's names for each second of the last 10 s; not overwritten")
-    assert err[1:] == ["encpipe-backup: hint: files dated in the future were put there: see encpipe-list",
-                       "encpipe-backup: error: backup of shop failed (status 74); nothing was stored"]
+    assert len(err) == 2 and err[0].startswith(f"encpipe-backup: error: backup of shop failed (status 74): {d}/shop_")
+    assert err[0].endswith(" already exists, as did this backup's names for each second of the last 10 s; "
+                           "not overwritten; nothing was stored")
+    assert err[1] == "encpipe-backup: hint: files dated in the future were put there: see encpipe-list"
     assert set(os.listdir(d)) == planted
 
 
@@ -361,6 +361,6 @@ def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_
                            "--kind", "sql", "--started", "1", temp, final], capture_output=True, timeout=30,
                           env={**os.environ, "PYTHONPATH": ROOT, "ENCPIPE_TEST_HOOK": hook})
     assert (done.returncode, done.stdout) == (74, b"")
-    assert done.stderr.decode() == (f"encpipe-backup: error: cannot rename {d}/{temp} to {final}: Is a directory\n"
-                                    "encpipe-backup: error: backup of shop failed (status 74); nothing was stored\n")
+    assert done.stderr.decode() == (f"encpipe-backup: error: backup of shop failed (status 74): cannot rename "
+                                    f"{d}/{temp} to {final}: Is a directory; nothing was stored\n")
     assert os.listdir(d) == [final] and os.path.isdir(d / final)

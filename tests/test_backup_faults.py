@@ -74,7 +74,8 @@ def test_no_server_is_one_error_and_no_hint_about_superusers(pg, tools, key_file
     proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "anydb"], env)
     assert (proc.returncode, proc.stdout) == (1, b"")
     ours = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-backup:")]
-    assert ours == ["encpipe-backup: error: backup of anydb failed (status 1); nothing was stored"]
+    assert ours == ["encpipe-backup: error: backup of anydb failed (status 1): pg_dump exited with status 1; "
+                    "nothing was stored"]
     assert dir_entries(directory) == []
 
 

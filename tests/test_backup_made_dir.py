@@ -40,8 +40,8 @@ def test_a_failed_run_removes_the_directories_it_made(tmp_path, key):
     directory = tmp_path / "made" / "backups"
     done = backup(tmp_path, directory, "--key-file", key)
     assert (done.returncode, done.stdout) == (1, b""), done.stderr
-    assert done.stderr.decode().splitlines()[-1] == "encpipe-backup: error: backup of db failed (status 1); " \
-                                                    "nothing was stored"
+    assert done.stderr.decode().splitlines()[-1] == "encpipe-backup: error: backup of db failed (status 1): " \
+                                                    "pg_dump exited with status 1; nothing was stored"
     assert not (tmp_path / "made").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
@@ -124,7 +124,7 @@ def test_a_run_waiting_for_the_lock_of_a_directory_removed_meanwhile_makes_it_ag
                 child.wait()
     assert (status, second.stdout.read()) == (1, b""), rest
     assert "cannot use" not in rest and rest.splitlines()[-1] == \
-        "encpipe-backup: error: backup of db failed (status 1); nothing was stored"
+        "encpipe-backup: error: backup of db failed (status 1): pg_dump exited with status 1; nothing was stored"
     assert not directory.exists()
 
 

@@ -170,3 +170,22 @@ def test_encpipe_verify_of_a_remote_location_with_no_backup_fails_with_66(tmp_pa
     assert main(["verify", "--allow-empty", f"{s3.location}/nothing-here"], stdout=out, stderr=io.StringIO(),
                 env=env) == 0
     assert b'"verified": 0' in out.getvalue()
+
+
+def test_encpipe_prune_of_a_remote_location_with_no_backup_fails_with_66(tmp_path, s3):
+    """As verify: an empty remote folder, or one that is not there (an object store
+    has no folders), is 66 and one line, unless --allow-empty."""
+    remote = Path(s3.bucket_dir) / "nothing-to-prune"
+    os.mkdir(remote)
+    (remote / "README.txt").write_bytes(b"notes\n")
+    env = {**s3.env, **ENV, "PATH": os.environ["PATH"]}
+    for folder in ("nothing-to-prune", "no-such-folder"):
+        out, err = io.BytesIO(), io.StringIO()
+        code = main(["prune", "--keep-last", "1", f"{s3.location}/{folder}"], stdout=out, stderr=err, env=env)
+        assert (code, out.getvalue(), err.getvalue()) == (
+            66, b"", f"encpipe-prune: error: {s3.location}/{folder}: no backup to prune "
+                     "(--allow-empty accepts that)\n")
+    out = io.BytesIO()
+    assert main(["prune", "--allow-empty", "--keep-last", "1", f"{s3.location}/nothing-to-prune"], stdout=out,
+                stderr=io.StringIO(), env=env) == 0
+    assert b'"removed": []' in out.getvalue() and os.listdir(remote) == ["README.txt"]

@@ -181,6 +181,8 @@ def test_rotate_with_an_encpipe_that_cannot_run_is_66(tmp_path, backup_file, enc
     old, new = tmp_path / "old.key", tmp_path / "new.key"
     old.write_text(KEY + "\n")
     new.write_text("4f" * 32 + "\n")
+    for private in (old, new):  # else one warning each (README, "Where keys come from") before the error
+        private.chmod(0o600)
     if encpipe == "DIRECTORY":
         encpipe = str(tmp_path)
     elif encpipe == "NOT EXECUTABLE":
@@ -301,9 +303,8 @@ def test_backup_into_a_dir_that_cannot_be_made_is_74(tmp_path, where, why):
     target = str(tmp_path / where)
     done = _script("encpipe-backup", "--dir", target, "shop")
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
-    assert done.stderr.decode().splitlines() == [f"encpipe-backup: error: cannot use {target}: {why}",
-                                                 "encpipe-backup: error: backup of shop failed (status 74); "
-                                                 "nothing was stored"]
+    assert done.stderr.decode().splitlines() == [f"encpipe-backup: error: backup of shop failed (status 74): "
+                                                 f"cannot use {target}: {why}; nothing was stored"]
     assert plain.read_bytes() == b"kept\n" and os.listdir(tmp_path) == ["FILE"]
 
 
@@ -350,6 +351,7 @@ def test_migrate_with_an_encpipe_that_cannot_run_is_66_before_any_file(tmp_path,
     is one line and 66 there (with --sign-key it was a FileNotFoundError traceback)."""
     key = tmp_path / "new.key"
     key.write_text("4f" * 32 + "\n")
+    key.chmod(0o600)  # else a warning (README, "Where keys come from") before the error
     folder = tmp_path / "backups"
     folder.mkdir(mode=0o700)
     done = _script("encpipe-migrate", *[str(key) if a == "KEY" else a for a in args], str(folder),
@@ -375,6 +377,7 @@ def test_restore_refuses_a_key_source_it_cannot_use_before_reaching_the_server(t
     error, or a failed restore once the server was reached (PGHOST names no server here)."""
     bad = tmp_path / "bad.key"
     bad.write_text("zz\n")
+    bad.chmod(0o600)  # else a warning (README, "Where keys come from") before the error
     names = {"MISSING": str(tmp_path / "missing"), "DIR": str(tmp_path), "BAD": str(bad)}
     done = _script("encpipe-restore", *[names.get(a, a) for a in args], backup_file, "shop")
     assert (done.returncode, done.stdout) == (status, b""), done.stderr

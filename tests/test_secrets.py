@@ -188,15 +188,29 @@ def test_group_or_world_readable_secret_file_warns_but_works(tmp_path, option, m
     seal_args = ["seal", "--work-factor", "10", option, path]
     done = subprocess.run(command(*seal_args), input=b"payload", capture_output=True, env=clean_env(), timeout=WAIT)
     assert done.returncode == 0
-    assert done.stderr.decode().splitlines() == [
-        f"encpipe: warning: {path} is readable by group or others",
-        f"encpipe: hint: chmod 600 {path}",
+    assert done.stderr.decode().splitlines() == [  # before: a hint line too
+        f"encpipe: warning: {path} is readable by group or others: chmod 600 {path}",
     ]
     opened = subprocess.run(
         command("open", option, path), input=done.stdout, capture_output=True, env=clean_env(), timeout=WAIT
     )
     assert (opened.returncode, opened.stdout) == (0, b"payload")
     assert "is readable by group or others" in opened.stderr.decode()
+
+
+def test_a_command_that_fails_after_the_warning_says_one_error_besides_it(tmp_path):
+    """The warning is one line; what fails next is its own error (and its hint),
+    as without the warning: before, the warning's own hint made four lines."""
+    path = secret_file(tmp_path / "other.key", "ab" * 32 + "\n", 0o644)
+    sealed = subprocess.run(command("seal"), input=b"payload", capture_output=True,
+                            env=clean_env({"ENCPIPE_KEY": KEY}), timeout=WAIT).stdout
+    done = subprocess.run(command("open", "--key-file", path), input=sealed, capture_output=True, env=clean_env(),
+                          timeout=WAIT)
+    assert (done.returncode, done.stdout) == (77, b"")
+    lines = done.stderr.decode().splitlines()
+    assert lines[:2] == [f"encpipe: warning: {path} is readable by group or others: chmod 600 {path}",
+                         "encpipe: error: no supplied key opens this file"], lines
+    assert len(lines) == 3 and lines[2].startswith("encpipe: hint: "), lines
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o400], ids=oct)

@@ -4,7 +4,7 @@ Usage:
   encpipe-backups list [--stats] [--dir DIR | DIR]
   encpipe-backups prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
                [--keep-monthly N] [--keep N] [--max-age DAYS] [--database DB]...
-               [--dry-run] [--count-unauthenticated] [--threads N]
+               [--dry-run] [--count-unauthenticated] [--allow-empty] [--threads N]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
@@ -65,7 +65,8 @@ Options:
                              that does is the newest backup, each newer one is
                              a warning. One read of a backup per database; needs
                              a key (else critical). Key options need --verify.
-  --allow-empty              verify: a location that holds no backup is fine (else 66).
+  --allow-empty              verify, prune: a location that holds no backup
+                             (prune: of the databases given) is fine (else 66).
   --threads N                Worker threads [default: auto].
   --key-file FILE            As for encpipe: keys, one per line.
   --key-command CMD          As for encpipe.
@@ -94,10 +95,12 @@ Options:
 
 Exit status:
   0 success; 64 usage error; 66 the location cannot be read; 78 no key
-  configured (verify, prune: nothing is removed). prune: 74 a file could not
-  be removed, 65 a backup failed verification, is future-dated, is a copy, is
-  older than its name says or its maker is not authenticated (left in place,
-  reported under "left").
+  configured (verify, prune: nothing is removed). prune: 66 also when the
+  location holds no backup of the databases given (nothing printed; 0 with
+  the option --allow-empty), 74 a file could not be removed, 65 a backup
+  failed verification, is future-dated, is a copy, is older than its name
+  says or its maker is not authenticated (left in place, reported under
+  "left").
   verify exits with the encpipe status of the first file that failed (65
   invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
   a trusted signer, 74 an I/O error once its chunks are read, 77
@@ -192,6 +195,10 @@ def cmd_prune(args, io):
     report, status = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
                            databases=args["--database"], dry_run=args["--dry-run"],
                            count_unauthenticated=args["--count-unauthenticated"])
+    if not any(report[key] for key in ("removed", "kept", "left", "errors")) and not args["--allow-empty"]:
+        # "nothing there" is not "pruned": a timer pruning a location no backup reaches any more says so
+        of = f" of {', '.join(args['--database'])}" if args["--database"] else ""
+        raise InputUnavailable(f"{location(args, io)}: no backup{of} to prune (--allow-empty accepts that)")
     io.print_json(report)
     for series in report["unprotected"]:
         io.warn(f"{series} has no authenticated backup; none of its files were removed")

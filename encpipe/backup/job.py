@@ -173,15 +173,16 @@ def _prune_after(args, io, targets, db, line):
 def _undo(args, io, targets, renames, renamed, error):
     """A rename failed: leave what a failed run leaves (cmd_abort), in every store:
     the files this run renamed removed again (only if still the very files), the
-    temporary files removed, the failed run recorded; its status."""
-    io.error(str(error), hint=error.hint)
+    temporary files removed, the failed run recorded; its status, and one error
+    line that says both (a file left in place, a warning before it)."""
     for store, name, mine in reversed(renamed):
         try:
             store.take_back(name, mine)
         except (EncpipeError, OSError) as e:
             io.warn(f"{store.where(name)} left in place: {getattr(e, 'strerror', None) or e}")
     _abort(args, targets, [old for old, _ in renames])
-    io.error(f"backup of {args['--database']} failed (status {error.exit_code}); nothing was stored")
+    io.error(f"backup of {args['--database']} failed (status {error.exit_code}): {error}; nothing was stored",
+             hint=error.hint)
     return error.exit_code
 
 

@@ -8,6 +8,20 @@ import threading
 
 from ..errors import IOFailure
 
+# Every rclone encpipe starts has bounded time: a remote that accepts the connection
+# and never answers fails the call (rclone's status; encpipe's one error line) instead
+# of hanging the run. These are rclone's own settings (its --contimeout, --timeout:
+# idle time, not a transfer's length, and --low-level-retries, which multiplies
+# both), given as its environment variables when the caller has not set them: set
+# RCLONE_CONTIMEOUT, RCLONE_TIMEOUT or RCLONE_LOW_LEVEL_RETRIES to change them.
+# README, "Off-site copies".
+RCLONE_BOUNDS = {"RCLONE_CONTIMEOUT": "30s", "RCLONE_TIMEOUT": "1m", "RCLONE_LOW_LEVEL_RETRIES": "3"}
+
+
+def bounded(env):
+    """`env` (rclone's) with RCLONE_BOUNDS for each of them it does not set."""
+    return {**env, **{name: value for name, value in RCLONE_BOUNDS.items() if not env.get(name)}}
+
 
 class Children:
     """The rclone processes a store has running. stop() kills them all, and every

@@ -9,7 +9,7 @@ import sys
 
 from ..errors import InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
-from .rclonepipe import Children, Download, Upload, run
+from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
 
 
@@ -35,7 +35,7 @@ class Rclone:
 
     def __init__(self, location, env=None):
         self.location = location.rstrip("/") if not location.endswith(":") else location
-        self.env = child_env(os.environ if env is None else env, needs=RCLONE_NEEDS)  # nor PGPASSWORD
+        self.env = bounded(child_env(os.environ if env is None else env, needs=RCLONE_NEEDS))  # nor PGPASSWORD
         self.binary = rclone_binary(self.env)
         self.children = Children()
 
