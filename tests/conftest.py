@@ -5,8 +5,10 @@ same name, which takes precedence in that file.
 """
 import os
 import shlex
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -111,3 +113,27 @@ def backup_file(tmp_path):
                           env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": AUDIT_KEY}))
     assert done.returncode == 0, done.stderr
     return str(path)
+
+
+@pytest.fixture
+def silent():
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held, stopping = [], threading.Event()
+
+    def accept():
+        while not stopping.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stopping.set()
+    server.close()
+    for conn in held:
+        conn.close()

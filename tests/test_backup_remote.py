@@ -20,6 +20,7 @@ import pytest
 
 from pgcluster import MARKERS
 from test_backup_faults import _fake_pg_dump, _with_path_first
+from test_rclone_timeouts import QUICK, remote_env
 from test_backup_restore import (
     BACKUP,
     BACKUP_NAME,
@@ -215,3 +216,16 @@ def test_an_object_rclone_cannot_read_is_listed_unreadable_the_listing_goes_on(k
     assert (entry["filename"], entry["status"], entry["error"]) == (
         "shop_20260101T000000Z.sql.enc", "unreadable",
         "cannot read shop_20260101T000000Z.sql.enc: rclone cannot read here:shop_20260101T000000Z.sql.enc")
+
+
+def test_a_failed_upload_is_74_one_line_and_nothing_stored(pg, tools, key_file, tmp_path, silent):
+    """The upload's own error is the run's status (the seal and the upload are the
+    pipeline's last step), not 1: a remote that never answers, with small bounds."""
+    hung = {k: v for k, v in remote_env(silent, **QUICK).items() if k.startswith("RCLONE_")}
+    env = _with_path_first(script_env(pg, tools, **hung), _fake_pg_dump(tmp_path, "echo 'SELECT 1;'\n"))
+    done = run([BACKUP, "--no-globals", "--dir", str(tmp_path / "b"), "--to", "hung:bucket/backups",
+                "--key-file", key_file, "anydb"], env)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr.decode()
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("encpipe-backup: error: backup of anydb failed (status 74): "), lines
+    assert not (tmp_path / "b").exists()  # the DIR this run made goes with it

@@ -11,10 +11,8 @@ them only so that a hang fails the test instead of blocking it."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -24,30 +22,6 @@ from s3server import rclone_binary
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = {"RCLONE_CONTIMEOUT": "1s", "RCLONE_TIMEOUT": "1s", "RCLONE_LOW_LEVEL_RETRIES": "1"}
 HANG = 300  # seconds: far above what the bounds allow (a few seconds)
-
-
-@pytest.fixture
-def silent():
-    """A TCP server on 127.0.0.1 that accepts every connection and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held, stopping = [], threading.Event()
-
-    def accept():
-        while not stopping.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stopping.set()
-    server.close()
-    for conn in held:
-        conn.close()
 
 
 def remote_env(port, **extra):
