@@ -187,6 +187,8 @@ class Run:
             raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
                           "was not touched" % (path, props.get("name"), self.source_db, self.db), 65,
                           "a copy of another database's globals file? give the right one with --globals FILE")
+        if not self.o.get("no_globals"):
+            pgglobals.refuse_unplain(statements, path, self.db)
         return ([] if self.o.get("no_globals") else statements), props
 
     def wait_until_free(self):
