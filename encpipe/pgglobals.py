@@ -116,6 +116,28 @@ def plan(all_statements, existing_roles):
     return keep, created, skipped
 
 
+def refuse_other_run(props, run, path, db, say):
+    """For a globals file found beside FILE, whose run (<db>_<stamp>) is `run`:
+    Failure (65) when its properties are another database's (a copy planted there
+    gave the dump that database's owner and ACL), or another run's (an older globals
+    file of the same database, or another cluster's, under this run's name: roles
+    dropped since would come back). One that names no run (an older encpipe-backup
+    made it) is taken, with a warning."""
+    if not run or not props:
+        return
+    if props.get("name") != run.rsplit("_", 1)[0]:
+        raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
+                      "was not touched" % (path, props.get("name"), run.rsplit("_", 1)[0], db), 65,
+                      "a copy of another database's globals file? give the right one with --globals FILE")
+    if props.get("run") is None:
+        say("the globals file %s names no backup run (an older encpipe-backup made it): nothing ties it to FILE's"
+            % path, "warning")
+    elif props["run"] != run:
+        raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
+                      % (path, props["run"], run, db), 65,
+                      "an older globals file put under this run's name? give the right one with --globals FILE")
+
+
 def refuse_unplain(all_statements, path, db):
     """Failure (65) when a statement that plan() could keep (about a role, a
     membership, a SET) is not one statement as pg_dumpall writes them (_PLAIN): it

@@ -11,6 +11,7 @@ with --globals FILE, or one anyone with the public key made, restored with
 (65) before anything is touched.
 """
 
+import os
 import subprocess
 
 import pytest
@@ -78,3 +79,34 @@ def test_pg_dumpalls_own_statements_for_awkward_roles_pass(pg, tmp_path):
     assert {"gs_plain", "gs it's \"odd\"\n-- encpipe-database-properties: {}"} <= set(created)
     assert [s for s in keep if s.startswith("COMMENT ON ROLE gs_plain IS E'back\\\\slash; ''quote''")]
     assert len([s for s in keep if s.startswith("ALTER ROLE gs_plain SET ")]) == 3
+
+
+def test_an_older_runs_globals_file_under_this_runs_name_is_refused(pg, tools, key_file, tmp_path, mallory):
+    """Before: nothing tied a globals file to its run. A role dropped since an older backup
+    (mallory's, a superuser whose password she knows) came back when a writer of the
+    directory put that older run's globals file under the newest run's name (it
+    authenticates: same key, same maker, same database): a restore on a server without
+    her role created it, superuser, with her password. Now each globals file records its
+    run, and one found beside FILE must be FILE's run's: else 65, nothing touched."""
+    source = ensure_small(pg, "mal_source")
+    directory = str(tmp_path / "b")
+    pg.psql("CREATE ROLE gs_gone SUPERUSER LOGIN PASSWORD 'known to mallory';")
+    try:
+        old, _ = backup(pg, tools, directory, source, "--key-file", key_file, "--format", "custom")
+    finally:
+        pg.psql("DROP ROLE gs_gone;")
+    new, _ = backup(pg, tools, directory, source, "--key-file", key_file, "--format", "custom")
+    os.rename(globals_name(old), globals_name(new))
+    try:
+        proc = restore(pg, tools, new, "mal_target", "--key-file", key_file)
+        created = pg.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'gs_gone'").strip()
+    finally:
+        pg.psql("DROP ROLE IF EXISTS gs_gone;")
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [
+        f"encpipe-restore: error: the globals file {globals_name(new)} was made by run "
+        f"{os.path.basename(old)[:-len('.dump.enc')]}, not by FILE's ({os.path.basename(new)[:-len('.dump.enc')]}); "
+        "database mal_target was not touched",
+        "encpipe-restore: hint: an older globals file put under this run's name? give the right one with --globals FILE"]
+    assert created == "0"
+    assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()
