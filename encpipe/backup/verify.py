@@ -50,9 +50,13 @@ def verify_entry(store, entry, keys, workers, named=False):
                 as_examined(entry, ("sealed", sealed.header.payload_salt))
                 info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers(),
                                             peek=head.append)
-            if backup_named and entry.dump_format in ("plain", "custom") and head[0].startswith(CLUSTER_DUMP):
+            cluster = (head[0] if head else b"").startswith(CLUSTER_DUMP)
+            if backup_named and entry.dump_format in ("plain", "custom") and cluster:
                 raise InvalidStream("holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
                                     "not a database's dump")
+            if backup_named and entry.dump_format == "globals" and not cluster:  # a dump renamed: it would
+                raise InvalidStream("does not hold pg_dumpall's dump of a cluster (a database's dump under a "
+                                    "globals file's name?)")  # count as the newest globals file
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
