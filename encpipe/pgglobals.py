@@ -123,13 +123,13 @@ def refuse_other_run(props, run, path, db, say):
     file of the same database, or another cluster's, under this run's name: roles
     dropped since would come back). One that names no run (an older encpipe-backup
     made it) is taken, with a warning."""
-    if not run or not props:
+    if not run:
         return
-    if props.get("name") != run.rsplit("_", 1)[0]:
+    if props and props.get("name") != run.rsplit("_", 1)[0]:
         raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
                       "was not touched" % (path, props.get("name"), run.rsplit("_", 1)[0], db), 65,
                       "a copy of another database's globals file? give the right one with --globals FILE")
-    if props.get("run") is None:
+    if not props or props.get("run") is None:
         say("the globals file %s names no backup run (an older encpipe-backup made it): nothing ties it to FILE's"
             % path, "warning")
     elif props["run"] != run:
