@@ -110,3 +110,19 @@ def test_an_older_runs_globals_file_under_this_runs_name_is_refused(pg, tools, k
         "encpipe-restore: hint: an older globals file put under this run's name? give the right one with --globals FILE"]
     assert created == "0"
     assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()
+
+
+def test_a_globals_file_beside_file_that_holds_no_properties_is_warned_about(pg, tools, key_file, tmp_path, mallory):
+    """One with no properties line (not encpipe-backup's: a hand-made one, or one of a
+    version before the line) names no run either: the restore goes on, as without a
+    globals file, and says nothing ties it to FILE's run."""
+    source = ensure_small(pg, "mal_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--format", "custom")
+    bare = b"--\n-- PostgreSQL database cluster dump\n--\n\nSET standard_conforming_strings = on;\n"
+    with open(globals_name(path), "wb") as f:
+        f.write(encpipe(["seal", "--key-file", key_file], input=bare, check=True).stdout)
+    proc = restore(pg, tools, path, "mal_target", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines()[0] == (
+        f"encpipe-restore: warning: the globals file {globals_name(path)} names no backup run (an older "
+        "encpipe-backup made it): nothing ties it to FILE's")
