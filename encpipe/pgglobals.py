@@ -56,8 +56,11 @@ _TABLESPACE = re.compile(r"^(?:CREATE|ALTER|COMMENT ON|GRANT .*? ON) TABLESPACE 
 # there is one, as pg_dumpall writes it), a few signs; then the one `;` that ends
 # them. No second `;`, comment (-- or /*), dollar quote, psql variable (:name) or
 # backslash outside quotes: psql reads it as this module does, one statement.
-_TOKEN = r"""(?:[Ee]'(?:[^'\\]|''|\\[\s\S])*'|[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_$'"&])"""
-_TOKEN += r"""|-?[0-9]+(?:\.[0-9]+)?(?![A-Za-z0-9_$'"])|'(?:[^'\\]|'')*'|"(?:[^"]|"")*"|[=,.()]|\s+)"""
+# Each text splits into tokens one way only (a token cannot be followed by what
+# would extend it: one space at a time, no string right after a string), so a
+# statement that does not match fails in linear time, never by backtracking.
+_TOKEN = r"""(?:[Ee]'(?:[^'\\]|''|\\[\s\S])*'(?!')|[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_$'"&])"""
+_TOKEN += r"""|-?[0-9]+(?:\.[0-9]+)?(?![A-Za-z0-9_$'".])|'(?:[^'\\]|'')*'(?!')|"(?:[^"]|"")*"(?!")|[=,.()]|\s)"""
 _PLAIN = re.compile(r"(?:%s)*;" % _TOKEN)
 # The settings pg_dumpall starts a globals file with (standard strings on: a
 # backslash in a literal is a backslash, as _PLAIN reads it).

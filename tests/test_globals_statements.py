@@ -13,12 +13,13 @@ with --globals FILE, or one anyone with the public key made, restored with
 
 import os
 import subprocess
+import sys
 
 import pytest
 
 from encpipe import pgglobals
 from encpipe.pgfetch import globals_name
-from test_backup_restore import backup, encpipe, ensure_small, restore
+from test_backup_restore import REPO, backup, encpipe, ensure_small, restore
 
 SMUGGLED = {
     "same line": "ALTER ROLE smug_new SET work_mem TO '1MB'; ALTER ROLE mallory SUPERUSER;\n",
@@ -126,3 +127,17 @@ def test_a_globals_file_beside_file_that_holds_no_properties_is_warned_about(pg,
     assert proc.stderr.decode().splitlines()[0] == (
         f"encpipe-restore: warning: the globals file {globals_name(path)} names no backup run (an older "
         "encpipe-backup made it): nothing ties it to FILE's")
+
+
+@pytest.mark.parametrize("filler", [" " * 5000, "1.1." * 3000, "'a'" + "''" * 3000, "E'\\\\'" * 2000, "a " * 5000],
+                         ids=["spaces", "numbers", "quotes", "E strings", "words"])
+def test_a_statement_that_is_not_plain_is_refused_at_once(filler):
+    """Each text splits into the tokens of a plain statement one way only: a long one
+    that does not match is refused in linear time (a pattern that could split a run
+    of spaces many ways took minutes over 30 of them)."""
+    code = ("import sys\nfrom encpipe import pgglobals\nfrom encpipe.pgcli import Failure\ntry:\n"
+            "    pgglobals.refuse_unplain([sys.argv[1]], 'g', 'db')\nexcept Failure:\n    sys.exit(65)\n")
+    statement = "ALTER ROLE smug_new SET work_mem TO " + filler + "$;"
+    done = subprocess.run([sys.executable, "-c", code, statement], capture_output=True, timeout=20,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (done.returncode, done.stdout, done.stderr) == (65, b"", b"")
