@@ -274,3 +274,52 @@ def test_a_dump_renamed_to_a_globals_files_name_never_counts_as_the_newest_globa
     assert done.returncode == 65, done.stderr
     assert sorted(os.listdir(d)) == sorted([real[1], planted.name])
     assert done.stderr.decode() == f"encpipe-prune: warning: left {planted.name}: failed verification: {why}\n"
+
+
+def _globals(directory, db, hours, run=None):
+    """A run's globals file made `hours` ago: pg_dumpall's output and the properties
+    line encpipe-backup ends it with (naming the run; `run` to name another)."""
+    name = f"{db}_{hours_ago(hours)}.globals.sql.enc"
+    props = json.dumps({"name": db, "owner": "postgres", "run": run or name[: -len(".globals.sql.enc")]})
+    out = io.BytesIO()
+    seal(io.BytesIO(GLOBALS + f"-- encpipe-database-properties: {props}\n".encode()), out, [RawKey(KEY)],
+         chunk_log2=14)
+    (directory / name).write_bytes(out.getvalue())
+    os.utime(directory / name, (time.time() - hours * 3600 + 60,) * 2)
+    return name
+
+
+def test_another_databases_globals_file_renamed_into_a_series_never_counts_as_its_newest(tmp_path):
+    """A writer of the directory (no key) renamed crm's newest globals file to shop's a
+    second after shop's newest: it authenticated and counted as shop's newest globals
+    file, so prune --keep-last 1 removed every real one of shop, exit 0. Now a globals
+    file's properties line must name the database and run its name gives: else it
+    fails (65) and is left."""
+    d = tmp_path / "b"
+    d.mkdir()
+    real = [_globals(d, "shop", 48), _globals(d, "shop", 24)]
+    crm = _globals(d, "crm", 24)
+    planted = d / f"shop_{hours_ago(24 - 1 / 3600)}.globals.sql.enc"
+    os.rename(d / crm, planted)
+    why = "holds the globals of database crm, not of shop (another database's globals file under this name?)"
+    done = script("prune", "--keep-last", "1", "--database", "shop", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    assert sorted(os.listdir(d)) == sorted([real[1], planted.name])
+    assert done.stderr.decode() == f"encpipe-prune: warning: left {planted.name}: failed verification: {why}\n"
+
+
+def test_another_runs_globals_file_renamed_in_its_series_never_counts(tmp_path):
+    """The same with a globals file of shop's own, of another run: the name says one run,
+    its properties another."""
+    d = tmp_path / "b"
+    d.mkdir()
+    real = [_globals(d, "shop", 48), _globals(d, "shop", 24)]
+    run = f"shop_{hours_ago(30)}"
+    other = _globals(d, "shop", 24 - 1 / 3600, run=run)
+    why = f"was made by run {run} (another run's globals file under this name?)"
+    done = script("verify", d, env=ENV)
+    assert done.returncode == 65
+    assert done.stderr.decode() == f"encpipe-verify: error: {d / other}: {why}\n"
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    assert sorted(os.listdir(d)) == sorted([real[1], other])

@@ -20,14 +20,15 @@ DB = "shop\nx"
 
 
 def test_an_emptied_backup_of_such_a_database_fails_verify(tmp_path):
-    make_valid(tmp_path, f"{DB}_{hours_ago(3)}.sql.enc")
-    (tmp_path / f"{DB}_{hours_ago(2)}.sql.enc").write_bytes(b"")  # a writer of the directory emptied it
+    good, emptied = f"{DB}_{hours_ago(3)}.sql.enc", f"{DB}_{hours_ago(2)}.sql.enc"
+    make_valid(tmp_path, good)
+    (tmp_path / emptied).write_bytes(b"")  # a writer of the directory emptied it
     done = script("verify", tmp_path, env=ENV)
     assert done.returncode == 65, done
     assert [(r["filename"], r["ok"], r["error"]) for r in json.loads(done.stdout)["results"]] == [
-        (f"{DB}_{hours_ago(3)}.sql.enc", True, None), (f"{DB}_{hours_ago(2)}.sql.enc", False, "empty file")]
+        (good, True, None), (emptied, False, "empty file")]
     assert done.stderr.decode().splitlines() == [
-        f"encpipe-verify: error: {tmp_path}/shop\\nx_{hours_ago(2)}.sql.enc: empty file"]
+        f"encpipe-verify: error: {tmp_path}/{emptied.replace(chr(10), chr(92) + 'n')}: empty file"]
 
 
 def test_its_backups_are_pruned_and_checked_as_any_others(tmp_path):
