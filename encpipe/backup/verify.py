@@ -44,7 +44,7 @@ def verify_entry(store, entry, keys, workers, named=False):
     backup_named = entry.naming == "encpipe"
     try:
         if entry.status == "sealed":
-            ends = Ends()
+            ends = Ends(tails=entry.dump_format == "globals")
             with store.open(entry.item) as src:
                 sealed = read_head(entry, envelope.read_header, src)
                 as_examined(entry, ("sealed", sealed.header.payload_salt))
@@ -83,13 +83,14 @@ class Ends:
 
     HEAD, TAIL = 64, 64 << 10
 
-    def __init__(self):
-        self.head, self.tails = b"", (b"", b"")
+    def __init__(self, tails=True):
+        self.head, self.tails, self.keep_tails = b"", (b"", b""), tails
 
     def __call__(self, counter, data):
         if counter == 0:
             self.head = bytes(data[: self.HEAD])
-        self.tails = (self.tails[1], bytes(data[-self.TAIL:]))
+        if self.keep_tails:  # a globals file's: a dump's would be copied for nothing
+            self.tails = (self.tails[1], bytes(data[-self.TAIL:]))
 
     def last_line(self):
         """The plaintext's last line (its final newline left out), if it ends within TAIL bytes."""
