@@ -196,8 +196,8 @@ def open_sealed(
     of which must have signed it. `require_maker`: refuse (MakerNotAuthenticated, 67)
     before any output a file whose maker is not authenticated (a v1 file; a v2 file
     opened by an x25519 identity without `signers`), and check the trailer of any
-    other before any output, as with `signers`. `peek(bytes)`: the start of the
-    first chunk, once it authenticated (memory only: what a file holds, not its name)."""
+    other before any output, as with `signers`. `peek(counter, data)`: each chunk's
+    plaintext once it authenticated (memory only: what a file holds, not its name)."""
     header, signers = sealed.header, frozenset(signers)
     if header.version < 2 and signers:  # known from the header, before any key is tried
         raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")

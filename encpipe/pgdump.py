@@ -20,6 +20,8 @@ from .errors import EncpipeError
 from .keys import child_env
 from .pgclient import PgError, client_env
 from .pgprops import comment_line
+
+GLOBALS_SUFFIX = ".globals.sql.enc"
 from .pgstream import widen_pipes
 
 
@@ -160,7 +162,7 @@ class Globals(threading.Thread):
         if self.children.procs[0].wait() != 0 or self.stopped:
             return b""
         try:
-            return (comment_line(self.db) + "\n").encode()
+            return (comment_line(self.db, self.final[: -len(GLOBALS_SUFFIX)]) + "\n").encode()
         except PgError as e:
             self.said.error(str(e))
             self.children.failed = 1

@@ -34,11 +34,11 @@ def open_regular(path, what, where, hint=None):
     return fd
 
 
-def run_database(path):
-    """The database named by backup `path`'s name (that of its run), or None; `path`
+def run_name(path):
+    """The run (<db>_<stamp>) that made backup `path`, from its name, or None; `path`
     may be REMOTE:NAME, whose name is not all after the last `/`."""
     match = _RUN_NAME.match(split_file(path)[1])
-    return match and match["run"].rsplit("_", 1)[0]
+    return match and match["run"]
 
 
 def globals_name(path):

@@ -8,11 +8,14 @@ Instead it is split into statements and only these are kept:
 - CREATE ROLE of a role the target does not have, and the ALTER ROLE,
   COMMENT ON ROLE and SECURITY LABEL ... ON ROLE statements of such a role;
 - GRANT role TO role (memberships) where either side is a role created here;
-- SET statements (session settings at the top of the file).
+- the SET statements pg_dumpall writes at the top of the file.
 
 Everything else (tablespaces, existing roles, anything unrecognised) is left
 out and reported. The kept statements run in one transaction, in restricted
-psql, so a file that would ALTER an existing role never gets to.
+psql, so a file that would ALTER an existing role never gets to. A statement
+that would be kept must also be one statement of the forms pg_dumpall writes
+(plain()): one that went on with more SQL, behind a second `;`, a comment or a
+quoting form psql reads otherwise than this splitter, would run whole.
 """
 
 import re
@@ -47,6 +50,22 @@ _ROLE_STATEMENT = re.compile(
 _GRANT_ROLE = re.compile(r"^GRANT (%s) TO (%s)(?: .*?)?(?: GRANTED BY (%s))?;$" % ((_IDENT,) * 3), re.S)
 _CREATE_ROLE = re.compile(r"^CREATE ROLE (%s);$" % _IDENT)
 _TABLESPACE = re.compile(r"^(?:CREATE|ALTER|COMMENT ON|GRANT .*? ON) TABLESPACE (%s)" % _IDENT, re.S)
+# What pg_dumpall's role statements are made of: keywords and plain names (never
+# followed by a quote: U&'...'), numbers, quoted names, string literals (with no
+# backslash, which standard_conforming_strings would make ambiguous; E'...' when
+# there is one, as pg_dumpall writes it), a few signs; then the one `;` that ends
+# them. No second `;`, comment (-- or /*), dollar quote, psql variable (:name) or
+# backslash outside quotes: psql reads it as this module does, one statement.
+# Each text splits into tokens one way only (a token cannot be followed by what
+# would extend it: one space at a time, no string right after a string), so a
+# statement that does not match fails in linear time, never by backtracking.
+_TOKEN = r"""(?:[Ee]'(?:[^'\\]|''|\\[\s\S])*'(?!')|[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_$'"&])"""
+_TOKEN += r"""|-?[0-9]+(?:\.[0-9]+)?(?![A-Za-z0-9_$'".])|'(?:[^'\\]|'')*'(?!')|"(?:[^"]|"")*"(?!")|[=,.()]|\s)"""
+_PLAIN = re.compile(r"(?:%s)*;" % _TOKEN)
+# The settings pg_dumpall starts a globals file with (standard strings on: a
+# backslash in a literal is a backslash, as _PLAIN reads it).
+_SET = re.compile(r"SET (default_transaction_read_only|client_encoding|standard_conforming_strings) = "
+                  r"(on|off|'[A-Za-z0-9_]+');")
 
 
 def statements(text):
@@ -87,7 +106,8 @@ def plan(all_statements, existing_roles):
     for statement in all_statements:
         role = _ROLE_STATEMENT.match(statement)
         grant = _GRANT_ROLE.match(statement)
-        if statement.startswith("SET ") and "\n" not in statement:
+        setting = _SET.fullmatch(statement)
+        if setting and (setting[1] != "standard_conforming_strings" or setting[2] == "on"):
             keep.append(statement)
         elif role:
             name = unquote(next(g for g in role.groups() if g))
@@ -97,6 +117,41 @@ def plan(all_statements, existing_roles):
         else:  # tablespaces among them: tablespaces() names them
             skipped.append(statement)
     return keep, created, skipped
+
+
+def refuse_other_run(props, run, path, db, say):
+    """For a globals file found beside FILE, whose run (<db>_<stamp>) is `run`:
+    Failure (65) when its properties are another database's (a copy planted there
+    gave the dump that database's owner and ACL), or another run's (an older globals
+    file of the same database, or another cluster's, under this run's name: roles
+    dropped since would come back). One that names no run (an older encpipe-backup
+    made it) is taken, with a warning."""
+    if not run:
+        return
+    if props and props.get("name") != run.rsplit("_", 1)[0]:
+        raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
+                      "was not touched" % (path, props.get("name"), run.rsplit("_", 1)[0], db), 65,
+                      "a copy of another database's globals file? give the right one with --globals FILE")
+    if not props or props.get("run") is None:
+        say("the globals file %s names no backup run (an older encpipe-backup made it): nothing ties it to FILE's"
+            % path, "warning")
+    elif props["run"] != run:
+        raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
+                      % (path, props["run"], run, db), 65,
+                      "an older globals file put under this run's name? give the right one with --globals FILE")
+
+
+def refuse_unplain(all_statements, path, db):
+    """Failure (65) when a statement that plan() could keep (about a role, a
+    membership, a SET) is not one statement as pg_dumpall writes them (_PLAIN): it
+    would run whole, whatever follows its first words. Named by those words (up to
+    its role's name), never a password hash or a comment's text."""
+    for statement in all_statements:
+        match = _ROLE_STATEMENT.match(statement) or re.match(r"(?:GRANT|SET) ", statement)
+        if match and not _PLAIN.fullmatch(statement):
+            raise Failure("the globals file %s holds a statement that is not one of pg_dumpall's: %s ... (more SQL "
+                          "behind it, a comment or a quoting pg_dumpall never writes); database %s was not touched"
+                          % (path, match[0].rstrip(), db), 65)
 
 
 def tablespaces(skipped):

@@ -34,13 +34,17 @@ def read(maintenance_db, name):
     return json.loads(text) if text else None
 
 
-def comment_line(db):
-    """The comment line for `db`'s globals file (read connected to `db` itself);
+def comment_line(db, run=None):
+    """The comment line for `db`'s globals file (read connected to `db` itself), with
+    the backup run it belongs to (`run`, <db>_<stamp>, its files' names less their
+    kind): a restore takes a globals file beside FILE only when it is FILE's run's.
     PgError when the properties cannot be read."""
     try:
         props = read(conninfo(db), db)
     except PgError as e:
         raise PgError("cannot read the properties of %s: %s" % (db, e)) from None
+    if props is not None and run:
+        props["run"] = run
     return LINE_PREFIX + json.dumps(props, ensure_ascii=True, sort_keys=True)
 
 

@@ -120,8 +120,8 @@ class Run:
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
         if self.file.endswith(".globals.sql.enc"):
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
-        # the database whose properties a globals file found beside FILE must hold
-        self.source_db = None if self.o.get("globals") else pgfetch.run_database(self.file)
+        # the run (so the database) whose properties a globals file found beside FILE must hold
+        self.source_run = None if self.o.get("globals") else pgfetch.run_name(self.file)
         if is_remote(self.file):
             self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
@@ -186,10 +186,9 @@ class Run:
                           open_failure_hint(proc.returncode, self.o, self.env))
         self.globals_path = path
         statements, props = pgglobals.statements(text.decode("utf-8", "replace"))
-        if self.source_db and props and props.get("name") != self.source_db:  # a copy planted there?
-            raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
-                          "was not touched" % (path, props.get("name"), self.source_db, self.db), 65,
-                          "a copy of another database's globals file? give the right one with --globals FILE")
+        pgglobals.refuse_other_run(props, self.source_run, path, self.db, say)
+        if not self.o.get("no_globals"):
+            pgglobals.refuse_unplain(statements, path, self.db)
         return ([] if self.o.get("no_globals") else statements), props
 
     def wait_until_free(self):

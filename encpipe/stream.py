@@ -327,13 +327,11 @@ def _open_chunk(cipher, chunk):
     raise InvalidStream(f"chunk {chunk.counter} failed authentication: the file is {damage} or was tampered with")
 
 
-PEEK_BYTES = 64
-
-
 def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None, peek=None):
     """Authenticate and decrypt `src`; write each chunk to `dst` (or nowhere, when
-    `dst` is None) only after its tag verified; `peek(bytes)`, if given, gets the first
-    PEEK_BYTES of the first one then. Returns (plaintext bytes, chunks)."""
+    `dst` is None) only after its tag verified; `peek(counter, data)`, if given, sees
+    each one's plaintext then, in order (a view valid during the call only: memory,
+    never a file). Returns (plaintext bytes, chunks)."""
     progress = _Progress(on_progress)
     cipher = aead.gcm(key)
 
@@ -347,8 +345,8 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
             ledger.add(chunk.measured)
         if dst is not None:
             write_all(dst, chunk.data)
-        if peek is not None and chunk.counter == 0:
-            peek(bytes(chunk.data[:PEEK_BYTES]))
+        if peek is not None:
+            peek(chunk.counter, chunk.data)
         progress.add(chunk.length)
 
     record, holdback = chunk_size + TAG_LEN, ledger.holdback if ledger is not None else 0

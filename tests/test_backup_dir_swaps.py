@@ -404,3 +404,81 @@ def test_a_globals_file_renamed_to_a_dump_name_never_counts_as_the_newest_dump(t
     assert sorted(os.listdir(d)) == sorted([newest, planted.name]), done.stderr
     assert done.returncode == 65, done.stderr
     assert done.stderr.decode() == f"encpipe-prune: warning: left {planted.name}: failed verification: {why}\n"
+
+
+def test_a_dump_renamed_to_a_globals_files_name_never_counts_as_the_newest_globals_file(tmp_path):
+    """The other way round: a writer of the directory (no key) renamed the newest dump
+    to a globals file's name a second later. It authenticated and counted as the
+    newest globals file, so prune --keep-last 1 removed every run's real globals
+    file (a restore on an empty server then has no roles to create), exit 0, and
+    encpipe-verify passed it. Now a file under a globals file's name must start as
+    pg_dumpall's output, else it fails (65) and is left."""
+    d = tmp_path / "b"
+    d.mkdir()
+    real = []
+    for hours in (48, 24):
+        out = io.BytesIO()
+        seal(io.BytesIO(GLOBALS), out, [RawKey(KEY)], chunk_log2=14)
+        real.append(f"shop_{hours_ago(hours)}.globals.sql.enc")
+        (d / real[-1]).write_bytes(out.getvalue())
+        os.utime(d / real[-1], (time.time() - hours * 3600 + 60,) * 2)
+    dump = _dated(d, 24)
+    planted = d / f"shop_{hours_ago(24 - 1 / 3600)}.globals.sql.enc"  # was the run's dump
+    os.rename(d / dump, planted)
+    why = "does not hold pg_dumpall's dump of a cluster (a database's dump under a globals file's name?)"
+    done = script("verify", d, env=ENV)
+    assert done.returncode == 65
+    assert done.stderr.decode() == f"encpipe-verify: error: {planted}: {why}\n"
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    assert sorted(os.listdir(d)) == sorted([real[1], planted.name])
+    assert done.stderr.decode() == f"encpipe-prune: warning: left {planted.name}: failed verification: {why}\n"
+
+
+def _globals(directory, db, hours, run=None):
+    """A run's globals file made `hours` ago: pg_dumpall's output and the properties
+    line encpipe-backup ends it with (naming the run; `run` to name another)."""
+    name = f"{db}_{hours_ago(hours)}.globals.sql.enc"
+    props = json.dumps({"name": db, "owner": "postgres", "run": run or name[: -len(".globals.sql.enc")]})
+    out = io.BytesIO()
+    seal(io.BytesIO(GLOBALS + f"-- encpipe-database-properties: {props}\n".encode()), out, [RawKey(KEY)],
+         chunk_log2=14)
+    (directory / name).write_bytes(out.getvalue())
+    os.utime(directory / name, (time.time() - hours * 3600 + 60,) * 2)
+    return name
+
+
+def test_another_databases_globals_file_renamed_into_a_series_never_counts_as_its_newest(tmp_path):
+    """A writer of the directory (no key) renamed crm's newest globals file to shop's a
+    second after shop's newest: it authenticated and counted as shop's newest globals
+    file, so prune --keep-last 1 removed every real one of shop, exit 0. Now a globals
+    file's properties line must name the database and run its name gives: else it
+    fails (65) and is left."""
+    d = tmp_path / "b"
+    d.mkdir()
+    real = [_globals(d, "shop", 48), _globals(d, "shop", 24)]
+    crm = _globals(d, "crm", 24)
+    planted = d / f"shop_{hours_ago(24 - 1 / 3600)}.globals.sql.enc"
+    os.rename(d / crm, planted)
+    why = "holds the globals of database crm, not of shop (another database's globals file under this name?)"
+    done = script("prune", "--keep-last", "1", "--database", "shop", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    assert sorted(os.listdir(d)) == sorted([real[1], planted.name])
+    assert done.stderr.decode() == f"encpipe-prune: warning: left {planted.name}: failed verification: {why}\n"
+
+
+def test_another_runs_globals_file_renamed_in_its_series_never_counts(tmp_path):
+    """The same with a globals file of shop's own, of another run: the name says one run,
+    its properties another."""
+    d = tmp_path / "b"
+    d.mkdir()
+    real = [_globals(d, "shop", 48), _globals(d, "shop", 24)]
+    run = f"shop_{hours_ago(30)}"
+    other = _globals(d, "shop", 24 - 1 / 3600, run=run)
+    why = f"was made by run {run} (another run's globals file under this name?)"
+    done = script("verify", d, env=ENV)
+    assert done.returncode == 65
+    assert done.stderr.decode() == f"encpipe-verify: error: {d / other}: {why}\n"
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert done.returncode == 65, done.stderr
+    assert sorted(os.listdir(d)) == sorted([real[1], other])

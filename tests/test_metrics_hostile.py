@@ -173,3 +173,26 @@ def test_a_database_name_that_is_not_utf8_gets_a_label_that_is(tmp_path):
     assert done.returncode == 1 and done.stderr == b""
     assert done.stdout.decode() == (f"WARNING: b\\xffd: newest backup b\\xffd_{when}.sql.enc is 2.0 h old; "
                                     "the last backup attempt failed\n")
+
+
+@pytest.mark.parametrize("breaker", ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028"],
+                         ids=["CR", "VT", "FF", "FS", "NEL", "LS"])
+def test_a_failed_run_of_a_database_whose_name_holds_a_line_break_other_than_newline_is_seen(tmp_path, breaker):
+    """Before: the file was read back split at every character Python takes as a line
+    break (CR, VT, FF, FS, NEL, U+2028...), which a label holds as it is, so a run of
+    a database named with one wrote a sample no later read found: encpipe-check said
+    OK although its last backup attempt had failed (and the next run dropped it).
+    Now lines end at newlines only, as in Prometheus' text format."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    name = f"shop{breaker}x"
+    when = hours_ago(2)
+    make_valid(tmp_path / "b", f"{name}_{when}.sql.enc")
+    out, err = io.BytesIO(), io.StringIO()
+    code = job_main(["abort", "--dir", str(tmp_path / "b"), "--database", name, "--started", "1",
+                     "--metrics-file", str(prom), ".encpipe-tmp.x"], stdout=out, stderr=err, env={})
+    assert (code, out.getvalue(), err.getvalue()) == (0, b"", "")
+    assert metrics.read(str(prom))[name]["encpipe_backup_last_attempt_success"] == 0
+    done = script("check", "--max-age", "24", "--metrics-file", prom, tmp_path / "b")
+    assert (done.returncode, done.stderr) == (1, b""), done.stdout
+    assert done.stdout.decode().endswith(" is 2.0 h old; the last backup attempt failed\n")

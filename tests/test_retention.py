@@ -2,6 +2,7 @@
 to, restic forget's tiers over 400 synthetic days, and verify's verdict on
 emptied and overwritten backups."""
 
+import io
 import os
 import random
 from datetime import datetime, timedelta, timezone
@@ -10,7 +11,9 @@ import pytest
 
 from encpipe.backup.retention import (FAILED, KEEP, LEAVE, OK, REMOVE, UNAUTHENTICATED, UNAUTHENTICATED_REASON,
                                       Policy, Record, plan)
-from test_backup_dir import make_valid, names, run, sealed_bytes, stamp, write
+from encpipe import RawKey, seal
+from test_backup_dir import KEY, make_valid, names, run, sealed_bytes, stamp, write
+from test_backup_dir_swaps import GLOBALS
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
 
@@ -19,7 +22,12 @@ def backups(directory, db, moments, ext="sql"):
     made = []
     for moment in moments:
         made.append(f"{db}_{stamp(moment)}.{ext}.enc")
-        make_valid(directory, made[-1])
+        if ext == "globals.sql":  # what a globals file holds: pg_dumpall's output (verify checks it starts so)
+            out = io.BytesIO()
+            seal(io.BytesIO(GLOBALS), out, [RawKey(KEY)])
+            write(directory, made[-1], out.getvalue())
+        else:
+            make_valid(directory, made[-1])
     return made
 
 

@@ -61,7 +61,9 @@ def read(path, lenient=False):
     except UnicodeDecodeError:
         raise InvalidStream(f"{path} is not UTF-8 text") from None
     samples = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    # lines end at "\n" only, as in Prometheus' text format: a label holds CR, NEL or
+    # U+2028 as they are, and splitlines() cut a run's own sample of such a name in two
+    for number, line in enumerate(text.split("\n"), 1):
         match = _SAMPLE.match(line)
         if match and match["metric"] in METRICS:
             try:

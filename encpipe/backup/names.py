@@ -10,12 +10,15 @@ from datetime import datetime, timezone
 KINDS = {"sql": "plain", "sql.zst": "plain", "sql.gz": "plain", "dump": "custom", "globals.sql": "globals"}
 STAMP = "%Y%m%dT%H%M%SZ"
 
+# A database's name, so the <db> part, may hold a newline (re.S), as encpipe-backup
+# writes it: else such a database's backups were `foreign`, never verified, counted
+# nor pruned. A name that ends in one is no backup's (fullmatch).
 _BACKUP_NAME = re.compile(
-    r"^(?P<db>.+)_(?P<ts>[0-9]{8}T[0-9]{6}Z)\.(?P<kind>sql|sql\.zst|sql\.gz|dump|globals\.sql)\.enc$")
+    r"^(?P<db>.+)_(?P<ts>[0-9]{8}T[0-9]{6}Z)\.(?P<kind>sql|sql\.zst|sql\.gz|dump|globals\.sql)\.enc$", re.S)
 # The previous tool: <db>_backup_YYYY-mm-dd_HH-MM-SS-mmmZ.sql[.enc].
 _LEGACY_NAME = re.compile(
     r"^(?P<db>.+)_backup_(?P<ts>[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{3})Z"
-    r"\.sql(?P<enc>\.enc)?$"
+    r"\.sql(?P<enc>\.enc)?$", re.S
 )
 # Temp files: encpipe-backup's, and those of `encpipe rewrap --in-place`.
 _PARTIAL_NAME = re.compile(r"^\.encpipe-(tmp\..*|.*\.tmp)$")

@@ -2,7 +2,7 @@
 
 import io
 
-from .. import commands, envelope
+from .. import commands, envelope, pgprops
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
 from .names import CLUSTER_DUMP
@@ -44,15 +44,18 @@ def verify_entry(store, entry, keys, workers, named=False):
     backup_named = entry.naming == "encpipe"
     try:
         if entry.status == "sealed":
-            head = []
+            ends = Ends(tails=entry.dump_format == "globals")
             with store.open(entry.item) as src:
                 sealed = read_head(entry, envelope.read_header, src)
                 as_examined(entry, ("sealed", sealed.header.payload_salt))
                 info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers(),
-                                            peek=head.append)
-            if backup_named and entry.dump_format in ("plain", "custom") and head[0].startswith(CLUSTER_DUMP):
+                                            peek=ends)
+            cluster = ends.head.startswith(CLUSTER_DUMP)
+            if backup_named and entry.dump_format in ("plain", "custom") and cluster:
                 raise InvalidStream("holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
                                     "not a database's dump")
+            if backup_named and entry.dump_format == "globals":
+                _globals_of(entry, cluster, ends.last_line())
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
@@ -72,6 +75,47 @@ def verify_entry(store, entry, keys, workers, named=False):
     except Exception as e:  # a bug; report it for this file and go on with the others
         fail(result, 70, f"internal error: {e!r}")
     return result
+
+
+class Ends:
+    """A file's plaintext as verify keeps it, in memory, while its chunks authenticate
+    (envelope.open_sealed's peek): the start of the first, the end of the last two."""
+
+    HEAD, TAIL = 64, 64 << 10
+
+    def __init__(self, tails=True):
+        self.head, self.tails, self.keep_tails = b"", (b"", b""), tails
+
+    def __call__(self, counter, data):
+        if counter == 0:
+            self.head = bytes(data[: self.HEAD])
+        if self.keep_tails:  # a globals file's: a dump's would be copied for nothing
+            self.tails = (self.tails[1], bytes(data[-self.TAIL:]))
+
+    def last_line(self):
+        """The plaintext's last line (its final newline left out), if it ends within TAIL bytes."""
+        end = self.tails[1] if len(self.tails[1]) >= self.TAIL else b"".join(self.tails)
+        return end.rstrip(b"\n").rpartition(b"\n")[2].decode("utf-8", "replace")
+
+
+def _globals_of(entry, cluster, last_line):
+    """Refuse a file under a globals file's name that is not the globals file of the
+    database and run its name gives: a database's dump (it does not start as
+    pg_dumpall's output), another database's globals file, another run's (its
+    properties line, which encpipe-backup ends it with, says so; one without that
+    line, or without a run in it, made by an earlier version, is not refused). Any
+    of them, renamed a second after a series' newest, counted as its newest globals
+    file, and --keep-last 1 removed the real ones."""
+    if not cluster:
+        raise InvalidStream("does not hold pg_dumpall's dump of a cluster (a database's dump under a globals "
+                            "file's name?)")
+    props = pgprops.parse_line(last_line) or {}
+    if "name" in props and props["name"] != entry.database:
+        raise InvalidStream(f"holds the globals of database {props['name']}, not of {entry.database} (another "
+                            "database's globals file under this name?)")
+    run = entry.filename[: -len(".globals.sql.enc")]
+    if props.get("run") is not None and props["run"] != run:
+        raise InvalidStream(f"was made by run {props['run']} (another run's globals file under this name?)")
 
 
 class Kept:
