@@ -327,7 +327,7 @@ def _open_chunk(cipher, chunk):
     raise InvalidStream(f"chunk {chunk.counter} failed authentication: the file is {damage} or was tampered with")
 
 
-PEEK_BYTES = 64
+PEEK_BYTES = 512  # a dump's label (backup.label.HEAD_BYTES), or pg_dumpall's first line
 
 
 def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=None, peek=None):

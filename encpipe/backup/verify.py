@@ -5,7 +5,8 @@ import io
 from .. import commands, envelope
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
-from .names import CLUSTER_DUMP
+from .label import found, mismatch
+from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, OK, UNAUTHENTICATED
 
@@ -40,6 +41,7 @@ def verify_entry(store, entry, keys, workers, named=False):
         "error_class": None,
         "note": None,
         "sender_authenticated": None,
+        "label": None,
     }
     backup_named = entry.naming == "encpipe"
     try:
@@ -53,6 +55,8 @@ def verify_entry(store, entry, keys, workers, named=False):
             if backup_named and entry.dump_format in ("plain", "custom") and head[0].startswith(CLUSTER_DUMP):
                 raise InvalidStream("holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
                                     "not a database's dump")
+            if backup_named and entry.dump_format in ("plain", "custom"):
+                result["label"] = labelled(entry, head[0])
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
@@ -72,6 +76,17 @@ def verify_entry(store, entry, keys, workers, named=False):
     except Exception as e:  # a bug; report it for this file and go on with the others
         fail(result, 70, f"internal error: {e!r}")
     return result
+
+
+def labelled(entry, head):
+    """What a dump's plaintext, starting with `head`, says of the backup it is (README,
+    "The backup's label"): "label" or "archive" when it agrees with the file's name,
+    "unlabelled" when it says nothing; InvalidStream when it names another."""
+    said = found(head)
+    why = mismatch(said, entry.database, entry.created.strftime(STAMP))
+    if why:
+        raise InvalidStream(why + ": a copy of another backup put under this name?")
+    return said.source or "unlabelled"
 
 
 class Kept:

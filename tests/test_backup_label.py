@@ -1,0 +1,206 @@
+"""A backup's label: its database and its name's time, authenticated at the start of its plaintext.
+
+A file's name is not authenticated. A local user who can write the backup
+directory (no key) copied database B's genuine backup to a newer name in
+database A's series: it authenticates (same key, same maker), so verify and
+check counted it as A's newest backup, `encpipe-prune --keep-last 1` removed A's
+real one, and encpipe-restore of A's "newest" restored B's data. encpipe-backup
+now seals `encpipe-backup v1 db=<name> at=<time>` first (a zstd skippable frame,
+an empty gzip member's comment, an SQL comment line; a custom archive's own
+header names its database), and each of them refuses a file whose label names
+another backup than its name (65).
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from test_backup_restore import SCRIPTS, backup, databases, dump, encpipe, ensure_small, restore, run, script_env
+
+A, B = "bk_label_a", "bk_label_b"
+STAMP = "%Y%m%dT%H%M%SZ"
+
+
+def _label(db, stamp):
+    return b"encpipe-backup v1 db=" + db.encode() + b" at=" + stamp.encode()
+
+
+def _prefix(compress, db, stamp):
+    """The label's bytes as README describes them, for each form."""
+    text = _label(db, stamp)
+    return {"zstd": b"\x50\x2a\x4d\x18" + len(text).to_bytes(4, "little") + text,
+            "gzip": b"\x1f\x8b\x08\x10\x00\x00\x00\x00\x00\xff" + text + b"\x00\x03\x00" + bytes(8),
+            "none": b"-- " + text + b"\n"}[compress]
+
+
+def _stamp_of(path):
+    return os.path.basename(path).split("_")[-1].split(".")[0]
+
+
+def _newer_name(db, ext):
+    """A name in `db`'s series for this second, newer than any backup made before it."""
+    time.sleep(1.1)
+    return f"{db}_{time.strftime(STAMP, time.gmtime())}.{ext}.enc"
+
+
+@pytest.fixture
+def two(pg, tools, key_file, tmp_path):
+    """Genuine backups of A (in the directory) and B (in another, by the same job), zstd (the default)."""
+    ensure_small(pg, A, rows=10)
+    ensure_small(pg, B, rows=20)
+    directory = tmp_path / "b"
+    a, _ = backup(pg, tools, str(directory), A, "--key-file", key_file)
+    b, _ = backup(pg, tools, str(tmp_path / "other"), B, "--key-file", key_file)
+    return directory, a, b
+
+
+def _plant(source, directory, name):
+    """`source` renamed to `name` (a copy beside it would be found a copy: same payload salt)."""
+    planted = directory / name
+    os.rename(source, planted)
+    return planted
+
+
+def globals_of(*paths):
+    return [os.path.basename(p).split(".")[0] + ".globals.sql.enc" for p in paths]
+
+
+def _why_other(planted, found, named):
+    return (f"holds a backup of database {found}, not of {named} (its name's): a copy of another backup put under "
+            f"this name?")
+
+
+def test_prune_keeps_a_databases_real_backup_when_another_databases_is_copied_under_a_newer_name(
+        pg, tools, key_file, two):
+    directory, a, b = two
+    planted = _plant(b, directory, _newer_name(A, "sql.zst"))
+    env = script_env(pg, tools)
+    done = run([SCRIPTS / "encpipe-prune", "--keep-last", "1", "--key-file", key_file, directory], env)
+    assert sorted(os.listdir(directory)) == sorted([os.path.basename(a), planted.name, *globals_of(a)])
+    assert done.returncode == 65, done.stderr
+    report = json.loads(done.stdout)  # prune's report: what it kept, removed and left
+    assert (report["removed"], [k["filename"] for k in report["left"]]) == ([], [planted.name])
+    assert os.path.basename(a) in [k["filename"] for k in report["kept"]]
+    assert done.stderr.decode() == (f"encpipe-prune: warning: left {planted.name}: failed verification: "
+                                    f"{_why_other(planted, B, A)}\n")
+
+
+def test_verify_and_check_refuse_another_databases_backup_under_a_newer_name(pg, tools, key_file, two):
+    directory, a, b = two
+    planted = _plant(b, directory, _newer_name(A, "sql.zst"))
+    env = script_env(pg, tools)
+    seen = run([SCRIPTS / "encpipe-verify", "--key-file", key_file, directory], env)
+    assert seen.returncode == 65, seen.stderr
+    results = {r["filename"]: r for r in json.loads(seen.stdout)["results"]}
+    assert (results[planted.name]["ok"], results[planted.name]["exit_code"]) == (False, 65)
+    assert results[planted.name]["error"] == _why_other(planted, B, A)
+    assert results[planted.name]["label"] is None
+    assert results[os.path.basename(a)]["label"] == "label"
+    alone = run([SCRIPTS / "encpipe-verify", "--key-file", key_file, planted], env)
+    assert alone.returncode == 65
+    checked = run([SCRIPTS / "encpipe-check", "--verify", "--key-file", key_file, "--max-age", "1", directory], env)
+    lines = checked.stdout.decode().splitlines()
+    assert checked.returncode == 1, checked.stderr  # a warning: A's newest file failed; its newest backup is `a`
+    assert [line for line in lines if f": {A}:" in line or line.startswith(f"WARNING: {A}")] == [
+        f"WARNING: {A}: newest backup {os.path.basename(a)} is 0.0 h old; newest file {planted.name} failed "
+        f"authentication: {_why_other(planted, B, A)}"]
+
+
+def test_restore_refuses_another_databases_backup_under_a_databases_name(pg, tools, key_file, two):
+    directory, a, b = two
+    planted = _plant(b, directory, _newer_name(A, "sql.zst"))
+    target = "bk_label_target"
+    pg.dropdb(target)
+    proc = restore(pg, tools, planted, target, "--no-globals", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr
+    assert proc.stderr.decode().splitlines()[-1] == (
+        f"encpipe-restore: error: {planted} holds a backup of database {B}, not of {A} (its name's) (a copy of "
+        f"another backup put under this name?); nothing was changed")
+    assert proc.stderr.count(b"error:") == 1
+    assert target not in databases(pg)
+
+
+def test_a_backup_relabelled_to_a_newer_time_of_its_own_database_is_refused(pg, tools, key_file, two):
+    directory, a, b = two
+    newer, _ = backup(pg, tools, str(directory), A, "--key-file", key_file)
+    planted = _plant(a, directory, _newer_name(A, "sql.zst"))
+    why = (f"holds the backup made at {_stamp_of(a)}, not at {_stamp_of(planted.name)} (its name's time): a copy "
+           f"of another backup put under this name?")
+    env = script_env(pg, tools)
+    done = run([SCRIPTS / "encpipe-prune", "--keep-last", "1", "--key-file", key_file, directory], env)
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.decode() == f"encpipe-prune: warning: left {planted.name}: failed verification: {why}\n"
+    report = json.loads(done.stdout)
+    assert [k["filename"] for k in report["removed"]] == globals_of(a)  # the older run's globals only
+    assert [k["filename"] for k in report["left"]] == [planted.name]
+    assert os.path.exists(newer)
+    target = "bk_label_target"
+    pg.dropdb(target)
+    proc = restore(pg, tools, planted, target, "--no-globals", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr
+    assert target not in databases(pg)
+
+
+def test_a_custom_archive_of_another_database_is_refused_by_its_own_header(pg, tools, key_file, tmp_path):
+    ensure_small(pg, A, rows=10)
+    ensure_small(pg, B, rows=20)
+    directory = tmp_path / "b"
+    a, _ = backup(pg, tools, str(directory), A, "--format", "custom", "--key-file", key_file)
+    b, _ = backup(pg, tools, str(directory), B, "--format", "custom", "--key-file", key_file)
+    planted = _plant(b, directory, _newer_name(A, "dump"))
+    env = script_env(pg, tools)
+    seen = run([SCRIPTS / "encpipe-verify", "--key-file", key_file, directory], env)
+    results = {r["filename"]: r for r in json.loads(seen.stdout)["results"]}
+    assert (seen.returncode, results[planted.name]["error"]) == (65, _why_other(planted, B, A))
+    assert results[os.path.basename(a)]["label"] == "archive"
+    target = "bk_label_target"
+    pg.dropdb(target)
+    proc = restore(pg, tools, planted, target, "--no-globals", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr
+    assert target not in databases(pg)
+    proc = restore(pg, tools, a, target, "--no-globals", "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, target) == dump(pg, A)
+    pg.dropdb(target)
+
+
+@pytest.mark.parametrize("compress, ext", [("zstd", "sql.zst"), ("gzip", "sql.gz"), ("none", "sql")])
+def test_the_label_is_ignored_by_the_restore_tools_byte_for_byte(pg, tools, key_file, tmp_path, compress, ext):
+    ensure_small(pg, A, rows=10)
+    path, report = backup(pg, tools, str(tmp_path / "b"), A, "--compress", compress, "--key-file", key_file)
+    prefix = _prefix(compress, A, _stamp_of(path))
+    plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
+    assert plaintext.startswith(prefix)
+    if compress == "none":
+        assert plaintext[len(prefix):].startswith(b"--\n-- PostgreSQL database dump\n")
+    else:  # the real tool writes the same for the labelled stream as for the stream alone, and says nothing
+        whole = subprocess.run([compress, "-d", "-c"], input=plaintext, capture_output=True, check=True)
+        alone = subprocess.run([compress, "-d", "-c"], input=plaintext[len(prefix):], capture_output=True, check=True)
+        assert (whole.stdout, whole.stderr) == (alone.stdout, b"")
+        assert alone.stdout.startswith(b"--\n-- PostgreSQL database dump\n")
+
+
+def test_an_unlabelled_backup_is_still_verified_and_restored(pg, tools, key_file, tmp_path):
+    """A backup made before labels (the same dump, no label) verifies, says it is
+    unlabelled, and restores as before."""
+    ensure_small(pg, A, rows=10)
+    directory = tmp_path / "b"
+    path, _ = backup(pg, tools, str(directory), A, "--compress", "none", "--no-globals", "--key-file", key_file)
+    plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
+    older = plaintext[plaintext.index(b"\n") + 1:]  # as encpipe-backup wrote it before labels
+    assert older.startswith(b"--\n-- PostgreSQL database dump\n")
+    encpipe(["seal", "--key-file", key_file, "-o", path], input=older, check=True)
+    env = script_env(pg, tools)
+    seen = run([SCRIPTS / "encpipe-verify", "--key-file", key_file, directory], env)
+    assert seen.returncode == 0, seen.stderr
+    [result] = json.loads(seen.stdout)["results"]
+    assert (result["ok"], result["label"]) == (True, "unlabelled")
+    target = "bk_label_target"
+    pg.dropdb(target)
+    proc = restore(pg, tools, path, target, "--key-file", key_file)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, target) == dump(pg, A)
+    pg.dropdb(target)
