@@ -93,6 +93,18 @@ def dump(pg, db, *options):
                     if not line.startswith((b"\\restrict ", b"\\unrestrict ")))
 
 
+def backdate(path, target, open_keys, seal_keys):
+    """encpipe-backup's backup `path` made again as `target`, another time's name, sealed
+    with `seal_keys`: its label says that time too (a file merely renamed to another
+    time is refused by its label). `path` is removed."""
+    said = [BACKUP_NAME.match(os.path.basename(p))["ts"].encode() for p in (path, target)]
+    plaintext = encpipe(["open", *open_keys, path], check=True).stdout
+    assert b" at=" + said[0] in plaintext[:512]
+    encpipe(["seal", *seal_keys, "-o", target], input=plaintext.replace(b" at=" + said[0], b" at=" + said[1], 1),
+            check=True)
+    os.unlink(path)
+
+
 def databases(pg):
     return set(pg.psql("SELECT datname FROM pg_database").split())
 
@@ -255,13 +267,7 @@ def test_keep_and_max_age_prune_after_a_backup(pg, tools, key_file, tmp_path):
     directory = str(tmp_path / "b")
     made, report = backup(pg, tools, directory, db, "--key-file", key_file)
     old = os.path.join(directory, db + "_20000101T000000Z.sql.zst.enc")
-    # a backup of its own, made in 2000 (a second name of one file would be a copy, and a file renamed
-    # to another time is refused by its label): its label says 2000 too
-    plaintext = encpipe(["open", "--key-file", key_file, made], check=True).stdout
-    plaintext = plaintext.replace(b" at=" + BACKUP_NAME.match(report["filename"])["ts"].encode(),
-                                  b" at=20000101T000000Z", 1)
-    encpipe(["seal", "--key-file", key_file, "-o", old], input=plaintext, check=True)
-    os.unlink(made)
+    backdate(made, old, ["--key-file", key_file], ["--key-file", key_file])  # a backup of its own, made in 2000
     globals_name = BACKUP_NAME.match(report["filename"])["ts"].join([db + "_", ".globals.sql.enc"])
     os.rename(os.path.join(directory, globals_name), os.path.join(directory, db + "_20000101T000000Z.globals.sql.enc"))
     first, report = backup(pg, tools, directory, db, "--key-file", key_file)
