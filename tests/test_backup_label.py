@@ -190,8 +190,9 @@ def test_an_unlabelled_backup_is_still_verified_and_restored(pg, tools, key_file
     directory = tmp_path / "b"
     path, _ = backup(pg, tools, str(directory), A, "--compress", "none", "--no-globals", "--key-file", key_file)
     plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
-    older = plaintext[plaintext.index(b"\n") + 1:]  # as encpipe-backup wrote it before labels
-    assert older.startswith(b"--\n-- PostgreSQL database dump\n")
+    prefix = _prefix("none", A, _stamp_of(path))
+    assert plaintext.startswith(prefix + b"--\n-- PostgreSQL database dump\n")
+    older = plaintext[len(prefix):]  # as encpipe-backup wrote it before labels
     encpipe(["seal", "--key-file", key_file, "-o", path], input=older, check=True)
     env = script_env(pg, tools)
     seen = run([SCRIPTS / "encpipe-verify", "--key-file", key_file, directory], env)
