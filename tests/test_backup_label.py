@@ -205,3 +205,79 @@ def test_an_unlabelled_backup_is_still_verified_and_restored(pg, tools, key_file
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, target) == dump(pg, A)
     pg.dropdb(target)
+
+
+# --- the label's forms, read by verify from hand-sealed files (no PostgreSQL) ----------------
+
+SQL = b"--\n-- PostgreSQL database dump\n--\n\nSELECT 1;\n"
+NAME_TIME = "20240101T000000Z"
+
+
+def _archive(db, major=1, minor=14, int_size=4):
+    """A custom archive's header as pg_backup_archiver.c's WriteHead writes it (PostgreSQL 15;
+    from archive version 1.15 the compression is one byte), then some of its TOC."""
+    def write_int(value):
+        return bytes([value < 0]) + abs(value).to_bytes(int_size, "little")
+
+    def write_str(text):
+        return write_int(len(text)) + text
+
+    head = b"PGDMP" + bytes([major, minor, 0, int_size, 8, 1])
+    head += b"\x00" if (major, minor) >= (1, 15) else write_int(-1)
+    head += b"".join(write_int(v) for v in (27, 38, 9, 4, 11, 126, 0))
+    return head + write_str(db) + write_str(b"15.18") + write_str(b"15.18") + bytes(600)
+
+
+@pytest.mark.parametrize("plaintext, label", [
+    (_prefix("none", "shop", NAME_TIME) + SQL, "label"),
+    (SQL, "unlabelled"),
+    (b"\x50\x2a\x4d\x18\x05\x00\x00\x00other" + SQL, "unlabelled"),  # someone else's skippable frame
+    (b"\x1f\x8b\x08\x10\x00\x00\x00\x00\x00\xffa comment\x00\x03\x00" + bytes(8), "unlabelled"),
+    (_prefix("zstd", "shop", NAME_TIME) + SQL, "label"),
+    (_prefix("gzip", "shop", NAME_TIME) + SQL, "label"),
+    (_archive(b"shop"), "archive"),
+    (_archive(b"shop", 1, 15), "archive"),
+    (_archive(b"shop", 1, 9), "unlabelled"),  # before archive version 1.10: no database in the header
+])
+def test_verify_reads_each_form_of_the_label(tmp_path, plaintext, label):
+    from test_backup_dir import run as backups
+    name = f"shop_{NAME_TIME}.{'dump' if plaintext.startswith(b'PGDMP') else 'sql'}.enc"
+    path = _sealed(tmp_path, name, plaintext)
+    code, report, err = backups("verify", str(path))
+    assert (code, err) == (0, ""), err
+    assert [(r["ok"], r["label"]) for r in report["results"]] == [(True, label)]
+
+
+@pytest.mark.parametrize("name, plaintext, why", [
+    ("shop", _prefix("none", "shop", "20240102T000000Z") + SQL,
+     "holds the backup made at 20240102T000000Z, not at 20240101T000000Z (its name's time)"),
+    ("my shop%", _prefix("none", "my shop", NAME_TIME).replace(b"my shop", b"my%20shop") + SQL,
+     "holds a backup of database my%20shop, not of my%20shop%25 (its name's)"),
+    ("shop", _archive(b"stock"), "holds a backup of database stock, not of shop (its name's)"),
+    ("shop", b"-- encpipe-backup v1 db=shop at=2024\n" + SQL,
+     "its label (encpipe-backup's, before the dump) is malformed"),
+    ("shop", b"-- encpipe-backup v1 db=sh%6fp at=" + NAME_TIME.encode() + b"\n" + SQL,  # not as escape() writes it
+     "its label (encpipe-backup's, before the dump) is malformed"),
+])
+def test_verify_refuses_a_label_that_contradicts_the_name(tmp_path, name, plaintext, why):
+    from test_backup_dir import run as backups
+    path = _sealed(tmp_path, f"{name}_{NAME_TIME}.{'dump' if plaintext.startswith(b'PGDMP') else 'sql'}.enc",
+                   plaintext)
+    code, report, err = backups("verify", str(path))
+    if "malformed" not in why:
+        why += ": a copy of another backup put under this name?"
+    assert (code, [(r["ok"], r["error"]) for r in report["results"]]) == (65, [(False, why)])
+    assert err == f"encpipe-verify: error: {path}: {why}\n"
+
+
+def _sealed(tmp_path, name, plaintext):
+    import io
+
+    from encpipe import RawKey, seal
+    from test_backup_dir import KEY
+
+    out = io.BytesIO()
+    seal(io.BytesIO(plaintext), out, [RawKey(KEY)], chunk_log2=14)
+    path = tmp_path / name
+    path.write_bytes(out.getvalue())
+    return path
