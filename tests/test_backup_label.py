@@ -213,7 +213,7 @@ SQL = b"--\n-- PostgreSQL database dump\n--\n\nSELECT 1;\n"
 NAME_TIME = "20240101T000000Z"
 
 
-def _archive(db, major=1, minor=14, int_size=4):
+def _archive(db, major=1, minor=14, int_size=4, made=(0, 0, 0, 1, 0, 124, 0)):
     """A custom archive's header as pg_backup_archiver.c's WriteHead writes it (PostgreSQL 15;
     from archive version 1.15 the compression is one byte), then some of its TOC."""
     def write_int(value):
@@ -224,7 +224,7 @@ def _archive(db, major=1, minor=14, int_size=4):
 
     head = b"PGDMP" + bytes([major, minor, 0, int_size, 8, 1])
     head += b"\x00" if (major, minor) >= (1, 15) else write_int(-1)
-    head += b"".join(write_int(v) for v in (27, 38, 9, 4, 11, 126, 0))
+    head += b"".join(write_int(v) for v in made)  # sec, min, hour, mday, mon (0-11), year - 1900, isdst
     return head + write_str(db) + write_str(b"15.18") + write_str(b"15.18") + bytes(600)
 
 
@@ -238,6 +238,8 @@ def _archive(db, major=1, minor=14, int_size=4):
     (_archive(b"shop"), "archive"),
     (_archive(b"shop", 1, 15), "archive"),
     (_archive(b"shop", 1, 9), "unlabelled"),  # before archive version 1.10: no database in the header
+    (_archive(b"shop", made=(0, 0, 14, 1, 0, 124, 0)), "archive"),  # pg_dump's local time: UTC+14
+    (_archive(b"shop", made=(0, 0, 12, 31, 11, 123, 0)), "archive"),  # UTC-12
 ])
 def test_verify_reads_each_form_of_the_label(tmp_path, plaintext, label):
     from test_backup_dir import run as backups
@@ -254,6 +256,9 @@ def test_verify_reads_each_form_of_the_label(tmp_path, plaintext, label):
     ("my shop%", _prefix("none", "my shop", NAME_TIME).replace(b"my shop", b"my%20shop") + SQL,
      "holds a backup of database my%20shop, not of my%20shop%25 (its name's)"),
     ("shop", _archive(b"stock"), "holds a backup of database stock, not of shop (its name's)"),
+    ("shop", _archive(b"shop", made=(0, 0, 0, 2, 0, 124, 0)),
+     "holds an archive pg_dump made at 2024-01-02 00:00:00 (its local time), not near 20240101T000000Z (its name's "
+     "time)"),
     ("shop", b"-- encpipe-backup v1 db=shop at=2024\n" + SQL,
      "its label (encpipe-backup's, before the dump) is malformed"),
     ("shop", b"-- encpipe-backup v1 db=sh%6fp at=" + NAME_TIME.encode() + b"\n" + SQL,  # not as escape() writes it

@@ -22,6 +22,7 @@ file's plaintext; verification compares them with the file's name (`mismatch`).
 
 import os
 import re
+from datetime import datetime, timedelta
 
 from ..errors import InvalidStream
 
@@ -31,6 +32,9 @@ GZIP_HEAD = b"\x1f\x8b\x08\x10\x00\x00\x00\x00\x00\xff"
 GZIP_TAIL = b"\x00\x03\x00" + bytes(8)
 SQL_HEAD = b"-- "
 MAX_TEXT = 256  # a database name of 63 bytes, all escaped, is 189
+# pg_dump's local time, in any zone (UTC-12 to UTC+14, an hour more for summer time),
+# a little after the name's (the keys load first): the widest a custom archive's time may be from its name's
+ARCHIVE_EARLIEST, ARCHIVE_LATEST = timedelta(hours=-13), timedelta(hours=16)
 HEAD_BYTES = 512  # what `found` needs of the plaintext (stream.PEEK_BYTES)
 _TEXT = re.compile(rb"encpipe-backup v1 db=([\x21-\x7e]{1,%d}) at=([0-9]{8}T[0-9]{6}Z)" % (3 * 63))
 
@@ -73,7 +77,8 @@ class Labelled:
 
 class Found:
     """What a file's plaintext says of itself: `db` (escaped, bytes) and `at` (bytes),
-    `source` ("label" or "archive"); or nothing (`source` None: unlabelled)."""
+    `source` ("label" or "archive"; an archive's `at` is the naive datetime of its
+    header, pg_dump's local time); or nothing (`source` None: unlabelled)."""
 
     def __init__(self, source=None, db=None, at=None):
         self.source, self.db, self.at = source, db, at
@@ -93,8 +98,8 @@ def found(head):
         end = head.find(b"\n")
         body = head[len(SQL_HEAD):end] if end > 0 else head[len(SQL_HEAD):]
     elif head.startswith(b"PGDMP"):
-        db = archive_database(head)
-        return Found("archive", db) if db is not None else Found()
+        said = archive_header(head)
+        return Found("archive", *said) if said else Found()
     if body is None or not body.startswith(VERSION + b" "):
         return Found()  # no label: made before labels, or by hand
     match = _TEXT.fullmatch(body)
@@ -113,6 +118,11 @@ def mismatch(found_, db, stamp):
             escape(os.fsdecode(found_.db)).decode("ascii"), escape(db).decode("ascii"))
     if found_.source == "label" and found_.at != stamp.encode("ascii"):
         return "holds the backup made at %s, not at %s (its name's time)" % (found_.at.decode("ascii"), stamp)
+    if found_.source == "archive" and found_.at is not None:
+        named = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+        if not ARCHIVE_EARLIEST <= found_.at - named <= ARCHIVE_LATEST:
+            return "holds an archive pg_dump made at %s (its local time), not near %s (its name's time)" % (
+                found_.at.strftime("%Y-%m-%d %H:%M:%S"), stamp)
     return None
 
 
@@ -120,9 +130,10 @@ def _unescape(escaped):
     return re.sub(rb"%([0-9A-F]{2})", lambda m: bytes([int(m[1], 16)]), escaped)
 
 
-def archive_database(head):
-    """The database a custom archive's header names (pg_dump's PQdb), as bytes; None
-    when `head` does not hold it. PostgreSQL's pg_backup_archiver.c, WriteHead:
+def archive_header(head):
+    """(database, time) a custom archive's header says: the database pg_dump
+    connected to (PQdb), as bytes, and when it started, a naive datetime in its
+    local time (None if not a valid date); None when `head` does not hold them. PostgreSQL's pg_backup_archiver.c, WriteHead:
     "PGDMP", then bytes version major, minor, revision, intSize, offSize, format;
     the compression (an int before archive version 1.15, one byte from 1.15); the
     creation time as seven ints (sec, min, hour, mday, mon, year, isdst: pg_dump's
@@ -136,11 +147,18 @@ def archive_database(head):
         return None
     pos = 11
     pos += 1 if (major, minor) >= (1, 15) else 1 + int_size
+    fields = [int.from_bytes(head[p + 1:p + 1 + int_size], "little") * (-1 if head[p] else 1)
+              for p in range(pos, pos + 7 * (1 + int_size), 1 + int_size)]
     pos += 7 * (1 + int_size)
     if len(head) < pos + 1 + int_size:
         return None
+    sec, minute, hour, mday, mon, year = fields[:6]
+    try:
+        made = datetime(year + 1900, mon + 1, mday, hour, minute, min(sec, 59))
+    except (ValueError, OverflowError):
+        made = None
     sign, length = head[pos], int.from_bytes(head[pos + 1:pos + 1 + int_size], "little")
     pos += 1 + int_size
     if sign not in (0, 1) or sign or length > 63 or len(head) < pos + length:
         return None
-    return head[pos:pos + length]
+    return head[pos:pos + length], made
