@@ -16,7 +16,7 @@ first in a plain dump's plaintext, in a form the restore tools skip:
 <database, escaped>: the database name of the file's name, as bytes, each byte
 outside 21..7E (hexadecimal) and each `%` written %XX (two upper-case hex digits).
 A custom archive (pg_dump -Fc) carries no label: its own header names its database
-(see archive_database). `found(head)` reads either from the first bytes of a
+and its time (see archive_header). `found(head)` reads either from the first bytes of a
 file's plaintext; verification compares them with the file's name (`mismatch`).
 """
 
