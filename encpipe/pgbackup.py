@@ -16,7 +16,7 @@ import sys
 import time
 
 from . import commands, dirlock
-from .backup import job
+from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
@@ -178,8 +178,11 @@ class Backup:
             self.globals = Globals(self.db, seal, self.stores, self.gtemp, self.gname)
             self.globals.start()
         pg_dump = ["pg_dump", f"--format={self.o['format']}", *self.o["dump"]]
+        # the label first (README, "The backup's label"): what the file's name says, authenticated
+        first = label.prefix(self.o["compress"] if self.o["format"] == "plain" else None, self.db, self.stamp)
         status = dump(self.said, self.db, pg_dump, self.o["squeeze"],
-                      lambda src, out: seal(src, out, self.progress), self.stores, self.temp, self.final)
+                      lambda src, out: seal(label.Labelled(first, src), out, self.progress), self.stores, self.temp,
+                      self.final)
         if self.progress and not status:
             self.progress.finish()
         if self.globals:

@@ -41,6 +41,16 @@ def run_name(path):
     return match and match["run"]
 
 
+def backup_named(path):
+    """(path, database, time) that backup `path`'s name says, the time as in the
+    name; None when it is not named as a dump of encpipe-backup's."""
+    match = _RUN_NAME.match(split_file(path)[1])
+    if not match:
+        return None
+    db, stamp = match["run"].rsplit("_", 1)
+    return path, db, stamp
+
+
 def globals_name(path):
     """The globals file of the run that made backup `path`, or None."""
     match = _RUN_NAME.match(os.path.basename(path))

@@ -122,6 +122,7 @@ class Run:
             raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
         # the run (so the database) whose properties a globals file found beside FILE must hold
         self.source_run = None if self.o.get("globals") else pgfetch.run_name(self.file)
+        self.named = pgfetch.backup_named(self.file)  # before a remote file's fetched copy is named otherwise
         if is_remote(self.file):
             self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
@@ -253,7 +254,7 @@ class Run:
         open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
                                    *self.o["open"], *self.o["key"], self.source]
         self.stream = Restore(open_cmd, self.env, self.fds, self.o["tool"], self.o.get("role"), self.restrict,
-                              self.secrets.spawn)
+                              self.secrets.spawn, self.named)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:

@@ -17,13 +17,16 @@ import re
 import subprocess
 import threading
 
+from .backup.label import HEAD_BYTES, found, mismatch
 from .backup.names import CLUSTER_DUMP
+from .errors import InvalidStream
 from .keys import child_env
 from .pgcli import Failure
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
 
 BLOCK = 1 << 20
 _DECOMPRESSORS = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"))
+_ZSTD_SKIPPABLE = b"\x2a\x4d\x18"  # after 50..5F: a skippable frame (encpipe-backup's label), then zstd's
 # pg_dump's own lines: `\\restrict KEY` and `\\unrestrict KEY`, KEY alphanumeric (as
 # pg_dump makes and psql accepts them). Only such whole lines are dropped: a line
 # that merely starts with \\restrict may be inside a quoted string (a comment, a
@@ -152,9 +155,11 @@ class Restore:
     """Runs `open_cmd | [decompressor] | psql or pg_restore` into the database that
     `create(kind)` makes once the first bytes arrived (after authentication)."""
 
-    def __init__(self, open_cmd, open_env, pass_fds, tool_args, user, restrict, spawn):
+    def __init__(self, open_cmd, open_env, pass_fds, tool_args, user, restrict, spawn, named=None):
         """`spawn`: fdsecrets.FdSecrets.spawn, which starts `encpipe open` only with the
-        secrets it names lent."""
+        secrets it names lent. `named`: (file, database, time) its backup name says,
+        which its label must not contradict; None for a file not named as a backup."""
+        self.named = named
         self.open_cmd, self.open_env, self.pass_fds, self.spawn = open_cmd, open_env, pass_fds, spawn
         self.tool_args, self.user, self.restrict = tool_args, user, restrict
         self.procs = []
@@ -167,9 +172,12 @@ class Restore:
         self.procs.append(opener)
         src = opener.stdout
         widen_pipes(src)
-        head = _read_head(src, 8)
+        head = _read_head(src, HEAD_BYTES)
+        if self.named:
+            self._check_label(head)
         for magic, tool in _DECOMPRESSORS:
-            if head.startswith(magic):
+            if head.startswith(magic) or tool == "zstd" and head[:1] and head[0] >> 4 == 5 and \
+                    head[1:4] == _ZSTD_SKIPPABLE:
                 unpack = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           env=child_env(os.environ))
                 self.procs.append(unpack)
@@ -224,6 +232,17 @@ class Restore:
             status = status or (proc.wait() and 1)
         opened = opener.wait()
         return (0 if opened == -13 and status != 0 else opened), status
+
+    def _check_label(self, head):
+        """Refuse (65) a dump whose label, or archive header, names another backup than its name."""
+        path, db, stamp = self.named
+        try:
+            why = mismatch(found(head), db, stamp)
+        except InvalidStream as e:
+            why = str(e)
+        if why:
+            raise Failure("%s %s (a copy of another backup put under this name?); nothing was changed"
+                          % (path, why), 65)
 
     def _script(self, head, src):
         """Starts `pg_restore -f -` on the archive (`head`, then `src`); returns its SQL's pipe.

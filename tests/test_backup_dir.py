@@ -245,6 +245,7 @@ def test_verify_directory_reports_each_file(mixed):
         "error_class": None,
         "note": None,
         "sender_authenticated": True,  # opened by a raw key whose slot authenticator checked
+        "label": "unlabelled",  # made by hand, not by encpipe-backup: no label before its data
     }
     assert results["my_app_db_20240105T010203Z.dump.enc"]["ok"] is True
     for name in ("shop_20240102T000000Z.sql.enc", "shop_20240103T000000Z.dump.enc",

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from test_backup_restore import (
+    backdate,
     backup,
     dir_entries,
     ensure_small,
@@ -28,8 +29,8 @@ def signed_world(pg, tools, key_file, tmp_path):
     signed, _ = backup(pg, tools, directory, db, "--no-globals", "--key-file", key_file, "--sign-key", sign_key)
     unsigned, _ = backup(pg, tools, directory, db, "--no-globals", "--key-file", key_file)
     a, b = (os.path.join(directory, f"{db}_2000010{d}T000000Z.sql.zst.enc") for d in (1, 2))
-    os.rename(signed, a)
-    os.rename(unsigned, b)
+    backdate(signed, a, ["--key-file", key_file], ["--key-file", key_file, "--sign-key", sign_key])
+    backdate(unsigned, b, ["--key-file", key_file], ["--key-file", key_file])
     return db, directory, str(sign_key), pub, os.path.basename(a), os.path.basename(b)
 
 

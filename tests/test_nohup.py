@@ -182,5 +182,7 @@ def test_nohup_backup_and_its_pg_dump_survive_a_hangup(pg, tools, key_file, tmp_
     dumps = [n for n in dir_entries(directory) if not n.endswith(".globals.sql.enc")]
     assert len(dumps) == 1 and out.count(b"\n") == 1, (dumps, out)
     sealed = (directory / dumps[0]).read_bytes()
+    stamp = dumps[0].split("_")[-1].split(".")[0]  # the label first: README, "The backup's label"
     assert ok(encpipe_run(["open", "--key-file", key_file], sealed)) == (
+        b"-- encpipe-backup v1 db=nohup_db at=" + stamp.encode() + b"\n"
         b"CREATE TABLE t (x int);\nCREATE TABLE u (y int);\n")

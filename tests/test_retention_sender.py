@@ -23,6 +23,7 @@ from test_backup_dir import KEY, LEGACY_AVAILABLE, by_name, make_valid, stamp
 from test_backup_dir import run as backups
 from test_backup_restore import (
     REPO,
+    backdate,
     backup,
     dir_entries,
     ensure_small,
@@ -63,7 +64,8 @@ def genuine(pg, tools, w, days, *options):
     for age in days:
         path, _ = backup(pg, tools, w["dir"], w["db"], "--no-globals", "--recipient", w["pub"], *options)
         name = f"{w['db']}_{stamp(now() - timedelta(days=age))}.sql.enc"
-        os.rename(path, os.path.join(w["dir"], name))
+        backdate(path, os.path.join(w["dir"], name), ["--identity", w["identity"]],
+                 ["--recipient", w["pub"], *options])
         names.append(name)
     return names
 

@@ -39,6 +39,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -281,7 +282,8 @@ def test_a_failed_restore_of_a_custom_archive_shows_no_plaintext_of_the_dump(pg,
             "INSERT INTO t VALUES ('%s');" % value, db="leaks_archived")
     archive = subprocess.run([pg.bin("pg_dump"), "-Fc", "leaks_archived"], env=pg.env, capture_output=True,
                              check=True).stdout
-    path = tmp_path / "leaks_20250101T000000Z.dump.enc"
+    # named for its database and this time, as its header says (else refused, 65: README, "The backup's label")
+    path = tmp_path / f"leaks_archived_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.dump.enc"
     path.write_bytes(run_in_process(["seal", "--key-file", key_file], archive, {})[1])
     pg.dropdb("leaks_failed")
     pg.createdb("leaks_failed")

@@ -5,7 +5,8 @@ import io
 from .. import commands, envelope, pgprops
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
-from .names import CLUSTER_DUMP
+from .label import HEAD_BYTES, found, mismatch
+from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, OK, UNAUTHENTICATED
 
@@ -40,6 +41,7 @@ def verify_entry(store, entry, keys, workers, named=False):
         "error_class": None,
         "note": None,
         "sender_authenticated": None,
+        "label": None,
     }
     backup_named = entry.naming == "encpipe"
     try:
@@ -56,6 +58,8 @@ def verify_entry(store, entry, keys, workers, named=False):
                                     "not a database's dump")
             if backup_named and entry.dump_format == "globals":
                 _globals_of(entry, cluster, ends.last_line())
+            if backup_named and entry.dump_format in ("plain", "custom"):
+                result["label"] = labelled(entry, ends.head)
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
@@ -81,7 +85,7 @@ class Ends:
     """A file's plaintext as verify keeps it, in memory, while its chunks authenticate
     (envelope.open_sealed's peek): the start of the first, the end of the last two."""
 
-    HEAD, TAIL = 64, 64 << 10
+    HEAD, TAIL = HEAD_BYTES, 64 << 10  # a dump's label, or pg_dumpall's first line
 
     def __init__(self, tails=True):
         self.head, self.tails, self.keep_tails = b"", (b"", b""), tails
@@ -116,6 +120,17 @@ def _globals_of(entry, cluster, last_line):
     run = entry.filename[: -len(".globals.sql.enc")]
     if props.get("run") is not None and props["run"] != run:
         raise InvalidStream(f"was made by run {props['run']} (another run's globals file under this name?)")
+
+
+def labelled(entry, head):
+    """What a dump's plaintext, starting with `head`, says of the backup it is (README,
+    "The backup's label"): "label" or "archive" when it agrees with the file's name,
+    "unlabelled" when it says nothing; InvalidStream when it names another."""
+    said = found(head)
+    why = mismatch(said, entry.database, entry.created.strftime(STAMP))
+    if why:
+        raise InvalidStream(why + ": a copy of another backup put under this name?")
+    return said.source or "unlabelled"
 
 
 class Kept:
