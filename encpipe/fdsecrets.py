@@ -74,6 +74,13 @@ class FdSecrets:
         for fd in self.secrets:
             os.dup2(self.null, fd, inheritable=fd == 0)  # reserved: never another file's number (0: stdin, inherited)
 
+    def others_bits(self, path):
+        """The group and other permission bits of the regular file that secret file
+        `path` (/dev/fd/N) was read from (0: a pipe), or None when it is not one read here."""
+        match = FD_PATH.fullmatch(path)
+        secret = self.secrets.get(int(match.group(1))) if match else None
+        return None if secret is None else getattr(secret, "others", 0)
+
     @contextlib.contextmanager
     def lend(self, argv):
         """The descriptors `argv` names (a secret file's path, or a descriptor

@@ -135,7 +135,8 @@ class Migration:
     def __init__(self, args, env):
         self.args, self.directory = args, args.dir
         self.secrets = FdSecrets(vars(args), SECRET_FILES)  # one on standard input: 64 first
-        warn_secret_modes([p for o in SECRET_FILES for p in getattr(args, o)], warn)  # once, not once per file
+        # once, not once per file
+        warn_secret_modes([p for o in SECRET_FILES for p in getattr(args, o)], warn, self.secrets.others_bits)
         self.encpipe = child_command(env)
         self.open_args = [w for f in args.legacy_key_file for w in ("--key-file", f)]
         self.open_args += [w for f in args.legacy_passphrase_file for w in ("--passphrase-file", f)]

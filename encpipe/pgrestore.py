@@ -67,7 +67,8 @@ class Run:
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
         files = ("--key-file", "--identity", "--passphrase-file")  # one on standard input: 64 first
         self.secrets = FdSecrets(opts["given"], files, ("--passphrase-fd",))
-        warn_secret_modes([p for o in files for p in opts["given"].get(o, [])], lambda text: say(text, "warning"))
+        warn_secret_modes([p for o in files for p in opts["given"].get(o, [])], lambda text: say(text, "warning"),
+                          self.secrets.others_bits)
         self.env = dict(os.environ)
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])

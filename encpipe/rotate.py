@@ -348,7 +348,8 @@ def main(argv):
     try:
         files = ("old_key_file", "new_key_file", "sign_key")
         secrets = FdSecrets(vars(options), files)  # before DIR takes an fd; one on standard input: 64 first
-        warn_secret_modes([p for o in files for p in getattr(options, o) or []], warn)  # once, not once per file
+        # once, not once per file
+        warn_secret_modes([p for o in files for p in getattr(options, o) or []], warn, secrets.others_bits)
         if not os.path.isdir(options.dir):
             raise Failure(f"{options.dir} is not a directory", 66)
         encpipe = Encpipe(child_command(os.environ), secrets)

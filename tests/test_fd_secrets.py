@@ -449,3 +449,27 @@ def test_a_descriptor_given_to_passphrase_fd_and_as_a_key_file_is_refused(capsys
         assert os.read(fd, 100) == b"0" * 64 + b"\n"  # not read
     finally:
         os.close(fd)
+
+
+def test_migrate_warns_once_of_a_key_file_others_can_read_given_through_a_descriptor(tmp_path):
+    """As rotate: the warning comes from the file read at N (now /dev/null there),
+    once for the run, never from the encpipe children it lends the copy to."""
+    directory = tmp_path / "d"
+    make_backups(directory, {"a_backup.sql.enc": "hex-key.sql.enc", "b_backup.sql.enc": "hex-key.sql.enc"})
+    legacy, new = tmp_path / "legacy.key", tmp_path / "new.key"
+    legacy.write_text(HEX_KEY + "\n")
+    new.write_text(NEW_KEY + "\n")
+    legacy.chmod(0o600)
+    new.chmod(0o644)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": python_env()["PYTHONPATH"],
+           "ENCPIPE": f"{sys.executable} -m encpipe"}
+    fd = os.open(new, os.O_RDONLY)
+    try:
+        done = subprocess.run([sys.executable, MIGRATE, "--legacy-key-file", str(legacy), "--key-file",
+                               "/dev/fd/%d" % fd, str(directory)], capture_output=True, env=env, pass_fds=(fd,),
+                              timeout=120)
+    finally:
+        os.close(fd)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().splitlines() == [
+        "encpipe-migrate: warning: /dev/fd/%d is readable by group or others: chmod 600 /dev/fd/%d" % (fd, fd)]
