@@ -59,8 +59,12 @@ _TABLESPACE = re.compile(r"^(?:CREATE|ALTER|COMMENT ON|GRANT .*? ON) TABLESPACE 
 # Each text splits into tokens one way only (a token cannot be followed by what
 # would extend it: one space at a time, no string right after a string), so a
 # statement that does not match fails in linear time, never by backtracking.
+# A space is one of PostgreSQL's (not \s, any Unicode space: psql reads U+00A0
+# or U+0085 as part of a name, so `X<U+00A0>E'\'` would end its string at the
+# second quote where this read an E'' string on).
 _TOKEN = r"""(?:[Ee]'(?:[^'\\]|''|\\[\s\S])*'(?!')|[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_$'"&])"""
-_TOKEN += r"""|-?[0-9]+(?:\.[0-9]+)?(?![A-Za-z0-9_$'".])|'(?:[^'\\]|'')*'(?!')|"(?:[^"]|"")*"(?!")|[=,.()]|\s)"""
+_TOKEN += r"""|-?[0-9]+(?:\.[0-9]+)?(?![A-Za-z0-9_$'".])|'(?:[^'\\]|'')*'(?!')|"(?:[^"]|"")*"(?!")|[=,.()]"""
+_TOKEN += r"""|[ \t\n\r\f])"""
 _PLAIN = re.compile(r"(?:%s)*;" % _TOKEN)
 # The settings pg_dumpall starts a globals file with (standard strings on: a
 # backslash in a literal is a backslash, as _PLAIN reads it).

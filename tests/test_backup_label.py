@@ -238,6 +238,9 @@ def _archive(db, major=1, minor=14, int_size=4, made=(0, 0, 0, 1, 0, 124, 0)):
     (_archive(b"shop"), "archive"),
     (_archive(b"shop", 1, 15), "archive"),
     (_archive(b"shop", 1, 9), "unlabelled"),  # before archive version 1.10: no database in the header
+    (_archive(b"shop")[:11], "unlabelled"),  # too short to hold its header's database
+    (_archive(b"shop")[:20], "unlabelled"),
+    (_archive(b"shop", 1, 15)[:40], "unlabelled"),
     (_archive(b"shop", made=(0, 0, 14, 1, 0, 124, 0)), "archive"),  # pg_dump's local time: UTC+14
     (_archive(b"shop", made=(0, 0, 12, 31, 11, 123, 0)), "archive"),  # UTC-12
 ])

@@ -141,3 +141,20 @@ def test_a_statement_that_is_not_plain_is_refused_at_once(filler):
     done = subprocess.run([sys.executable, "-c", code, statement], capture_output=True, timeout=20,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert (done.returncode, done.stdout, done.stderr) == (65, b"", b"")
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u0085", "\u2028", "\u3000", "\x1c", "\v"],
+                         ids=["no-break space", "NEL", "line separator", "ideographic space", "FS", "VT"])
+def test_a_space_psql_reads_as_part_of_a_name_is_not_plain(space):
+    """Python's \\s is any Unicode space; PostgreSQL's lexer (psql's too) takes only
+    space, tab, newline, CR and form feed as space, and a byte from 0x80 up as part
+    of a name. So `X<NBSP>E'\\'` read here as a name, a space and an E'' string
+    that ran on past `;`, where psql reads the name `X<NBSP>E`, the string '\\' and
+    a `;` that ends the statement: a second statement behind it, unseen here."""
+    statement = "ALTER ROLE smug_new X%sE'\\'; ALTER ROLE mallory SUPERUSER; SELECT ';" % space
+    with pytest.raises(pgglobals.Failure) as caught:
+        pgglobals.refuse_unplain([statement], "g", "db")
+    assert caught.value.status == 65
+    assert str(caught.value) == ("the globals file g holds a statement that is not one of pg_dumpall's: ALTER ROLE "
+                                 "smug_new ... (more SQL behind it, a comment or a quoting pg_dumpall never writes); "
+                                 "database db was not touched")

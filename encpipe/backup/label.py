@@ -147,11 +147,11 @@ def archive_header(head):
         return None
     pos = 11
     pos += 1 if (major, minor) >= (1, 15) else 1 + int_size
+    if len(head) < pos + 8 * (1 + int_size):  # the seven ints of its time, the database's length
+        return None
     fields = [int.from_bytes(head[p + 1:p + 1 + int_size], "little") * (-1 if head[p] else 1)
               for p in range(pos, pos + 7 * (1 + int_size), 1 + int_size)]
     pos += 7 * (1 + int_size)
-    if len(head) < pos + 1 + int_size:
-        return None
     sec, minute, hour, mday, mon, year = fields[:6]
     try:
         made = datetime(year + 1900, mon + 1, mday, hour, minute, min(sec, 59))
