@@ -133,7 +133,7 @@ from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON, Policy
 from .names import parse_name
 from .remotes import refuse_credentials
 from .storage import is_remote, open_location, split_file
-from .verify import KeyRing, Kept, standing, verify_entry
+from .verify import KeyRing, Kept, refuse_late_unlabelled, standing, verify_entry
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
 DEFAULT_BACKUP_DIR = "./backups"
@@ -219,7 +219,7 @@ def cmd_verify(args, io):
         store = open_location(path, io.env) if folder else None
         entries = scan(store) if folder else []
         if entries or folder and not _looks_like_a_file(path):
-            found = [Kept(verify_entry(store, e, keys, workers)) for e in entries]
+            found = refuse_late_unlabelled(entries, [Kept(verify_entry(store, e, keys, workers)) for e in entries])
             if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
                 empty = empty or path
             results += found
@@ -306,13 +306,15 @@ def _check_keys(args, io):
 
 
 def _authenticator(store, keys, workers, count_unauthenticated):
-    """entry -> None when it counts as a good backup by prune's rule, else why not."""
+    """entry -> (None when it counts as a good backup by prune's rule, else why not;
+    whether it is a labelled dump: True, False, or None when not known)."""
     def authenticate(entry):
         result = verify_entry(store, entry, keys, workers)
         state = standing(result, count_unauthenticated)
+        labelled = None if result["label"] is None else result["label"] != "unlabelled"
         if state == OK:
-            return None
-        return UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"
+            return None, labelled
+        return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
     return authenticate
 
 
