@@ -14,7 +14,7 @@ that make genuine backups go.
 from .listing import copies, older_than_its_name, scan
 from .names import iso
 from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, REMOVE, RENAMED, UNVERIFIED, Record, plan
-from .verify import standing, verify_entry
+from .verify import is_labelled, standing, verify_entry
 
 
 def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, count_unauthenticated=False):
@@ -38,7 +38,7 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = standing(result, count_unauthenticated), result["error"]
-            labelled = None if result["label"] is None else result["label"] != "unlabelled"
+            labelled = is_labelled(entry, result)
         # every file of a series is authenticated before any is counted (retention.plan): an
         # unlabelled one is judged against every labelled one, wherever it was listed
         records.append(Record(entry.filename, entry.series, entry.created, state, detail, labelled))

@@ -133,6 +133,16 @@ def labelled(entry, head):
     return said.source or "unlabelled"
 
 
+def is_labelled(entry, result):
+    """For a file under a dump's name as encpipe-backup names it (plain or custom) that
+    verified: whether it carries a label (a custom archive's header counts as one);
+    False also for a file of the previous tool under such a name. None for anything
+    else (a globals file carries none; the previous tool's names are not judged)."""
+    if not result["ok"] or entry.naming != "encpipe" or entry.dump_format not in ("plain", "custom"):
+        return None
+    return result["label"] in ("label", "archive")
+
+
 def refuse_late_unlabelled(entries, results):
     """`results` (Kept verify_entry results, one per entry of `entries`), with each
     unlabelled dump that verified but is named later than a labelled one of its
@@ -145,12 +155,12 @@ def refuse_late_unlabelled(entries, results):
     verified, whatever order they were listed or read in."""
     first = {}
     for entry, result in zip(entries, results):
-        if standing(result) == OK and result["label"] in ("label", "archive"):
+        if standing(result) == OK and is_labelled(entry, result):
             first[entry.series] = min(entry.created, first.get(entry.series, entry.created))
     refused = []
     for entry, result in zip(entries, results):
         since = first.get(entry.series)
-        if result["ok"] and result["label"] == "unlabelled" and since is not None and entry.created > since:
+        if is_labelled(entry, result) is False and since is not None and entry.created > since:
             result = result.to_json()
             fail(result, 65, LATE_UNLABELLED_REASON)
             result = Kept(result)
