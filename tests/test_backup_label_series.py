@@ -187,3 +187,35 @@ def test_a_remote_location_refuses_the_copy_too(s3, tmp_path):
     assert ([k["filename"] for k in report["kept"]], sorted(r["filename"] for r in report["removed"])) == (
         [l2], sorted([u5, l3]))
     assert s3.objects("labelrule") == sorted([l2, planted])
+
+
+def test_the_plan_judges_every_record_of_a_series_whatever_their_order():
+    """retention.plan, given the records in any order (prune reads them as listed), leaves
+    the unlabelled dump named after a labelled one that counts; a labelled dump that
+    failed, or whose maker is not authenticated, or of another series, settles nothing."""
+    import random
+
+    from encpipe.backup.retention import FAILED, LEAVE, OK, UNAUTHENTICATED, Policy, Record, plan
+
+    now = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    plain, custom = (A, "plain"), (A, "custom")
+
+    def record(hours, state=OK, labelled=False, series=plain):
+        return Record(f"{A}_{stamp(now - timedelta(hours=hours))}.{'sql' if series == plain else 'dump'}.enc",
+                      series, now - timedelta(hours=hours), state, None, labelled)
+
+    records = [record(9), record(5, labelled=True), record(4), record(3.5, labelled=True), record(3, FAILED, True),
+               record(2),
+               record(1, UNAUTHENTICATED, True), record(1, labelled=True, series=custom), record(0.5, labelled=None)]
+    left = {r.name for r in (records[2], records[5])}
+    for seed in range(20):
+        shuffled = records[:]
+        random.Random(seed).shuffle(shuffled)
+        decisions = plan(shuffled, Policy(last=1), now)
+        refused = {d.record.name for d in decisions if d.reasons == [REASON]}
+        assert refused == left
+        assert all(d.action == LEAVE for d in decisions if d.record.name in left)
+    unsettled = [record(8, FAILED, True), record(7, UNAUTHENTICATED, True), record(6, labelled=True, series=custom),
+                 record(2)]
+    assert {(d.record.name, d.action) for d in plan(unsettled, Policy(last=1), now) if d.record.state == OK} == {
+        (unsettled[3].name, "keep"), (unsettled[2].name, "keep")}
