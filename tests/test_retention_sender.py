@@ -72,12 +72,16 @@ def genuine(pg, tools, w, days, *options):
 
 def plant(w, ages):
     """The attacker's files: sealed to the same public key, unsigned, under backup
-    names `ages` (timedeltas) old."""
+    names `ages` (timedeltas) old, each with the label encpipe-backup would give it
+    (anyone with the public key can seal one: an unlabelled file named after the
+    genuine labelled ones would be refused for that alone)."""
     names = []
     for age in ages:
-        name = f"{w['db']}_{stamp(now() - age)}.sql.enc"
+        when = stamp(now() - age)
+        name = f"{w['db']}_{when}.sql.enc"
+        label = f"-- encpipe-backup v1 db={w['db']} at={when}\n".encode()
         sealed = run([sys.executable, "-m", "encpipe", "seal", "--recipient", w["pub"]], w["env"],
-                     input=b"DROP TABLE IF EXISTS everything;\n")
+                     input=label + b"DROP TABLE IF EXISTS everything;\n")
         assert sealed.returncode == 0, sealed.stderr
         with open(os.path.join(w["dir"], name), "wb") as f:
             f.write(sealed.stdout)

@@ -31,10 +31,13 @@ Commands:
             per database, plain and custom dumps and globals apart). Every file
             is authenticated first: one that fails, is dated in the future, is
             a copy of another file there, was last written before the time its
-            name says (an older file renamed), or whose maker is not
-            authenticated (see --count-unauthenticated), is never counted as
-            kept and never removed. Needs a key.
+            name says (an older file renamed), is a dump with no label named
+            after a labelled one of its series (an older backup copied), or
+            whose maker is not authenticated (see --count-unauthenticated), is
+            never counted as kept and never removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
+            In a location, a dump with no label named after a labelled one of
+            its series fails (65).
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
             from names and headers, no key. Anyone who can write the location
             can make a header claim a raw key or signing key of their own, or
@@ -61,9 +64,11 @@ Options:
   --dry-run                  Say what would be removed and why; remove nothing.
   --verify                   check: authenticate each database's newest backup,
                              as prune counts one (every chunk; its maker, see
-                             --count-unauthenticated; a --signer): the newest
-                             that does is the newest backup, each newer one is
-                             a warning. One read of a backup per database; needs
+                             --count-unauthenticated; a --signer; a dump with
+                             no label only if no labelled one of its series is
+                             older): the newest that does is the newest backup,
+                             each newer one is a warning. One read of a backup
+                             per database (more past unlabelled ones); needs
                              a key (else critical). Key options need --verify.
   --allow-empty              verify, prune: a location that holds no backup
                              (prune: of the databases given) is fine (else 66).
@@ -99,8 +104,8 @@ Exit status:
   location holds no backup of the databases given (nothing printed; 0 with
   the option --allow-empty), 74 a file could not be removed, 65 a backup
   failed verification, is future-dated, is a copy, is older than its name
-  says or its maker is not authenticated (left in place, reported under
-  "left").
+  says, is unlabelled but named after a labelled backup of its series, or
+  its maker is not authenticated (left in place, reported under "left").
   verify exits with the encpipe status of the first file that failed (65
   invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
   a trusted signer, 74 an I/O error once its chunks are read, 77
@@ -133,7 +138,7 @@ from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON, Policy
 from .names import parse_name
 from .remotes import refuse_credentials
 from .storage import is_remote, open_location, split_file
-from .verify import KeyRing, Kept, standing, verify_entry
+from .verify import KeyRing, Kept, is_labelled, refuse_late_unlabelled, standing, verify_entry
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
 DEFAULT_BACKUP_DIR = "./backups"
@@ -219,7 +224,7 @@ def cmd_verify(args, io):
         store = open_location(path, io.env) if folder else None
         entries = scan(store) if folder else []
         if entries or folder and not _looks_like_a_file(path):
-            found = [Kept(verify_entry(store, e, keys, workers)) for e in entries]
+            found = refuse_late_unlabelled(entries, [Kept(verify_entry(store, e, keys, workers)) for e in entries])
             if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
                 empty = empty or path
             results += found
@@ -306,13 +311,15 @@ def _check_keys(args, io):
 
 
 def _authenticator(store, keys, workers, count_unauthenticated):
-    """entry -> None when it counts as a good backup by prune's rule, else why not."""
+    """entry -> (None when it counts as a good backup by prune's rule, else why not;
+    whether it is a labelled dump: True, False, or None when not known)."""
     def authenticate(entry):
         result = verify_entry(store, entry, keys, workers)
         state = standing(result, count_unauthenticated)
+        labelled = is_labelled(entry, result)
         if state == OK:
-            return None
-        return UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"
+            return None, labelled
+        return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
     return authenticate
 
 

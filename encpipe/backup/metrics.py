@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from ..errors import InvalidStream, IOFailure
 from ..safefile import check_directory, open_source, write_atomically
 from .listing import copies, older_than_its_name
+from .retention import LATE_UNLABELLED_REASON
 
 MAX_BYTES = 4 << 20  # about 8000 databases' samples
 
@@ -138,9 +139,10 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     the newest file under a backup name is not such a file, or the last attempt
     (metrics) failed. Headers only, which anyone who can write the location can
     make claim a raw-key slot or a signature of their own; with `authenticate`
-    (entry -> None when it authenticates, else why not), a database's newest
-    backup is the newest such file that authenticates, and each newer one that
-    does not is a warning, never counted."""
+    (entry -> (None when it authenticates, else why not; whether it is a
+    labelled dump)), a database's newest backup is the newest such file that
+    authenticates and is not an unlabelled dump named later than a labelled one
+    of its series, and each newer one is a warning, never counted."""
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
     copied = copies(entries)
@@ -181,16 +183,35 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
 
 
 def _newest(candidates, authenticate):
-    """(the newest candidate that authenticates, or None; [(entry, why)] for each newer
-    one that does not), newest first: reading stops at the first that authenticates.
-    Without `authenticate`, the newest candidate (the first listed of equal dates)."""
-    failed = []
-    for entry in sorted(candidates, key=lambda e: e.created, reverse=True):  # stable: ties stay in listed order
-        why = authenticate(entry) if authenticate else None
-        if why is None:
-            return entry, failed
-        failed.append((entry, why))
-    return None, failed
+    """(the newest candidate that counts, or None; [(entry, why)] for each newer one
+    that does not), newest first. `authenticate`: entry -> (None when it authenticates,
+    else why not; whether it is a labelled dump). Reading stops at the first labelled
+    dump that authenticates and is newer than every unlabelled one still counted: an
+    unlabelled dump named later than a labelled one of its series (read after it,
+    newest first) is not counted (retention.LATE_UNLABELLED_REASON), so one counts
+    only once every older file of its series has been read. Without `authenticate`,
+    the newest candidate (the first listed of equal dates)."""
+    if not authenticate:
+        newest = max(candidates, key=lambda e: e.created, default=None)  # max: the first of equal dates
+        return newest, []
+    failed, counted = [], []  # (walk index, entry, why); (walk index, entry, labelled), newest first
+    for index, entry in enumerate(sorted(candidates, key=lambda e: e.created, reverse=True)):  # stable
+        why, labelled = authenticate(entry)
+        if why is not None:
+            failed.append((index, entry, why))
+            continue
+        if labelled is not False:
+            late = [c for c in counted if c[2] is False and c[1].series == entry.series
+                    and c[1].created > entry.created]
+            failed += [(i, e, LATE_UNLABELLED_REASON) for i, e, _ in late]
+            counted = [c for c in counted if c not in late]
+        counted.append((index, entry, labelled))
+        if counted[0][2] is not False:  # labelled: no older file can refuse it, nor anything newer
+            break
+    if not counted:
+        return None, [(e, why) for _, e, why in sorted(failed, key=lambda f: f[0])]
+    first, newest, _ = counted[0]
+    return newest, [(e, why) for i, e, why in sorted(failed, key=lambda f: f[0]) if i < first]
 
 
 def _what(entry, copied, count_unauthenticated=False):

@@ -2,8 +2,9 @@
 
 Every backup-named file of the series concerned is authenticated first: a file
 that fails, whose name is dated in the future, or that is a copy of another file
-in the location, never counts towards what is kept and is never removed; it is
-reported instead. So is a file that verifies but whose maker is not
+in the location, or that is an unlabelled dump named later than a labelled one
+of its series (an old backup copied under a new name), never counts towards what
+is kept and is never removed; it is reported instead. So is a file that verifies but whose maker is not
 authenticated (anyone with an x25519 public key, or any slot holder of a v1
 file, could have made it), unless `count_unauthenticated`: the operator's
 choice to count such files, which lets a writer of the location plant files
@@ -13,19 +14,21 @@ that make genuine backups go.
 from .listing import copies, older_than_its_name, scan
 from .names import iso
 from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, REMOVE, RENAMED, UNVERIFIED, Record, plan
-from .verify import standing, verify_entry
+from .verify import is_labelled, standing, verify_entry
 
 
 def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, count_unauthenticated=False):
     """(report, exit status). Status 0; 74 a file could not be removed; 65 some
     backup-named file was left in place (failed verification, future-dated, a
-    copy, or its maker not authenticated)."""
+    copy, its maker not authenticated, or unlabelled but named after a labelled
+    backup of its series)."""
     scanned = scan(store)
     copied = copies(scanned)  # whatever the other file's name: a copy counts as what its name says
     everything = [e for e in scanned if e.naming == "encpipe" and not e.item.link]
     entries = [e for e in everything if e.database in databases] if databases else everything
     by_name, records = {e.filename: e for e in entries}, []
     for entry in entries:
+        labelled = None
         if entry.created > now + CLOCK_SKEW:  # left alone whatever it holds: not worth reading
             state, detail = UNVERIFIED, None
         elif entry.filename in copied:
@@ -35,7 +38,10 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = standing(result, count_unauthenticated), result["error"]
-        records.append(Record(entry.filename, entry.series, entry.created, state, detail))
+            labelled = is_labelled(entry, result)
+        # every file of a series is authenticated before any is counted (retention.plan): an
+        # unlabelled one is judged against every labelled one, wherever it was listed
+        records.append(Record(entry.filename, entry.series, entry.created, state, detail, labelled))
     decisions = plan(records, policy, now)
     report = {"location": getattr(store, "directory", None) or store.location, "dry_run": dry_run,
               "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],

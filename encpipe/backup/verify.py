@@ -8,7 +8,7 @@ from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, N
 from .label import HEAD_BYTES, found, mismatch
 from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
-from .retention import FAILED, OK, UNAUTHENTICATED
+from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED
 
 ERROR_CLASSES = {
     64: "usage",
@@ -131,6 +131,41 @@ def labelled(entry, head):
     if why:
         raise InvalidStream(why + ": a copy of another backup put under this name?")
     return said.source or "unlabelled"
+
+
+def is_labelled(entry, result):
+    """For a file under a dump's name as encpipe-backup names it (plain or custom) that
+    verified: whether it carries a label (a custom archive's header counts as one);
+    False also for a file of the previous tool under such a name. None for anything
+    else (a globals file carries none; the previous tool's names are not judged)."""
+    if not result["ok"] or entry.naming != "encpipe" or entry.dump_format not in ("plain", "custom"):
+        return None
+    return result["label"] in ("label", "archive")
+
+
+def refuse_late_unlabelled(entries, results):
+    """`results` (Kept verify_entry results, one per entry of `entries`), with each
+    unlabelled dump that verified but is named later than a labelled one of its
+    series (a custom archive's own header counts as a label) that verified with
+    its maker authenticated (as prune counts one without --count-unauthenticated:
+    a label anyone with the public key can seal proves nothing), failed (65):
+    encpipe-backup labels every dump it makes, so a genuine unlabelled
+    one is older than the first labelled one; later, it is an old backup (another
+    database's, perhaps) copied under a new name. Judged once every file has been
+    verified, whatever order they were listed or read in."""
+    first = {}
+    for entry, result in zip(entries, results):
+        if standing(result) == OK and is_labelled(entry, result):
+            first[entry.series] = min(entry.created, first.get(entry.series, entry.created))
+    refused = []
+    for entry, result in zip(entries, results):
+        since = first.get(entry.series)
+        if is_labelled(entry, result) is False and since is not None and entry.created > since:
+            result = result.to_json()
+            fail(result, 65, LATE_UNLABELLED_REASON)
+            result = Kept(result)
+        refused.append(result)
+    return refused
 
 
 class Kept:
