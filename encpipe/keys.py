@@ -162,13 +162,11 @@ def _warn_mode(path, mode, warn):
 def warn_secret_modes(paths, warn, held=lambda path: None):
     """For a script that runs encpipe on many files with the same secret files: the
     warning of each one others can read once, here, and none in those children.
-    `held(path)`: the group and other bits of the file a secret read already came
-    from (fdsecrets: /dev/fd/N, whose N now holds /dev/null), else None."""
+    `held(path)`: the group/other bits of the file /dev/fd/N was read from, else None."""
     for path in dict.fromkeys(paths):  # a file given twice (old and new key): once
-        others = held(path)
+        others = held(path)  # fdsecrets read it: N holds /dev/null now
         if others is not None:
-            if others:
-                _warn_mode(path, stat.S_IFREG | others, warn)
+            _warn_mode(path, stat.S_IFREG | others, warn)
             continue
         try:
             mode = os.stat(path).st_mode  # /dev/fd/N: the file open there
