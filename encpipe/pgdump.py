@@ -1,7 +1,8 @@
 """encpipe-backup's two pipelines, sealed in this process straight into the stores.
 
 The dump: `pg_dump --format=F [options]`, through `zstd` or `gzip` when
-compressing. The globals: `pg_dumpall --globals-only`, then (when it succeeded)
+compressing. The globals: the label (encpipe.backup.label, in its SQL comment form: the
+database, the run's time), `pg_dumpall --globals-only`, then (when it succeeded)
 the database's properties as one comment line (encpipe.pgprops), sealed in a
 thread of its own beside the dump. Every child gets the environment without
 encpipe's secrets (pgclient.client_env) and no descriptor but its pipes.
@@ -15,6 +16,7 @@ import os
 import subprocess
 import threading
 
+from .backup import label
 from .backup.storage import write_new
 from .errors import EncpipeError
 from .keys import child_env
@@ -130,6 +132,7 @@ class Globals(threading.Thread):
         self.said, self.db, self.seal, self.stores, self.temp, self.final = Said(), db, seal, stores, temp, final
         self.children, self.status, self.stopped = Children(self.said), 1, False
         self.source, self.tail = None, None
+        self.first = label.prefix("none", db, final[: -len(GLOBALS_SUFFIX)].rsplit("_", 1)[1])
 
     def run(self):
         try:
@@ -147,7 +150,11 @@ class Globals(threading.Thread):
         self.children.stop()
 
     def readinto(self, view):
-        """pg_dumpall's output, then (when it succeeded) the properties line."""
+        """The label, pg_dumpall's output, then (when it succeeded) the properties line."""
+        if self.first:
+            n = min(len(view), len(self.first))
+            view[:n], self.first = self.first[:n], self.first[n:]
+            return n
         if self.tail is None:
             n = self.source.readinto(view)
             if n:

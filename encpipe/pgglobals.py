@@ -1,6 +1,7 @@
 """The roles of a backup's globals file, applied only where the target lacks them.
 
-A globals file is `pg_dumpall --globals-only` (plus the database properties
+A globals file is `pg_dumpall --globals-only` (after encpipe-backup's label, a
+comment line naming the database and run, and before the database properties
 line of encpipe.pgprops). Run as is, it would ALTER every existing role
 (attributes, passwords) and fail on the first CREATE ROLE of a role that exists.
 Instead it is split into statements and only these are kept:
@@ -18,9 +19,13 @@ that would be kept must also be one statement of the forms pg_dumpall writes
 quoting form psql reads otherwise than this splitter, would run whole.
 """
 
+import os
 import re
 
 from . import pgprops
+from .backup.label import HEAD_BYTES, after_line, found
+from .backup.names import CLUSTER_DUMP
+from .errors import InvalidStream
 from .pgcli import Failure
 from .pgprops import unquote
 
@@ -123,22 +128,42 @@ def plan(all_statements, existing_roles):
     return keep, created, skipped
 
 
-def refuse_other_run(props, run, path, db, say):
+def labelled_run(text, path, db):
+    """The run (<db>_<stamp>) the label of a globals file's SQL `text` names; None
+    when it has none (an older encpipe-backup made it). A malformed one, or one not
+    followed by pg_dumpall's output (a labelled dump), is Failure (65)."""
+    try:
+        said = found(text[:HEAD_BYTES])
+    except InvalidStream as e:
+        raise Failure("the globals file %s: %s; database %s was not touched" % (path, e, db), 65) from None
+    if said.source is not None and not after_line(text[:HEAD_BYTES]).startswith(CLUSTER_DUMP):
+        raise Failure("the globals file %s does not hold pg_dumpall's dump of a cluster (a database's dump under a "
+                      "globals file's name?); database %s was not touched" % (path, db), 65)
+    return os.fsdecode(said.db) + "_" + said.at.decode("ascii") if said.source == "label" else None
+
+
+def refuse_other_run(props, run, path, db, say, labelled=None):
     """For a globals file found beside FILE, whose run (<db>_<stamp>) is `run`:
-    Failure (65) when its properties are another database's (a copy planted there
-    gave the dump that database's owner and ACL), or another run's (an older globals
-    file of the same database, or another cluster's, under this run's name: roles
-    dropped since would come back). One that names no run (an older encpipe-backup
-    made it) is taken, with a warning."""
+    Failure (65) when its label (`labelled`, the run it names) or its properties
+    are another database's (a copy planted there gave the dump that database's
+    owner and ACL), or another run's (an older globals file of the same database,
+    or another cluster's, under this run's name: roles dropped since would come
+    back). One that names no run (an older encpipe-backup made it) is taken, with
+    a warning."""
     if not run:
         return
+    if labelled is not None and labelled != run:
+        raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
+                      % (path, labelled, run, db), 65,
+                      "an older globals file put under this run's name? give the right one with --globals FILE")
     if props and props.get("name") != run.rsplit("_", 1)[0]:
         raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
                       "was not touched" % (path, props.get("name"), run.rsplit("_", 1)[0], db), 65,
                       "a copy of another database's globals file? give the right one with --globals FILE")
     if not props or props.get("run") is None:
-        say("the globals file %s names no backup run (an older encpipe-backup made it): nothing ties it to FILE's"
-            % path, "warning")
+        if labelled is None:
+            say("the globals file %s names no backup run (an older encpipe-backup made it): nothing ties it to FILE's"
+                % path, "warning")
     elif props["run"] != run:
         raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
                       % (path, props["run"], run, db), 65,

@@ -188,7 +188,8 @@ class Run:
                           open_failure_hint(proc.returncode, self.o, self.env))
         self.globals_path = path
         statements, props = pgglobals.statements(text.decode("utf-8", "replace"))
-        pgglobals.refuse_other_run(props, self.source_run, path, self.db, say)
+        pgglobals.refuse_other_run(props, self.source_run, path, self.db, say,
+                                   pgglobals.labelled_run(text, path, self.db))
         if not self.o.get("no_globals"):
             pgglobals.refuse_unplain(statements, path, self.db)
         return ([] if self.o.get("no_globals") else statements), props

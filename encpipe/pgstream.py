@@ -17,7 +17,7 @@ import re
 import subprocess
 import threading
 
-from .backup.label import HEAD_BYTES, found, mismatch
+from .backup.label import HEAD_BYTES, after_line, found, mismatch
 from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
 from .keys import child_env
@@ -194,8 +194,8 @@ class Restore:
             return status, 0
         custom = head.startswith(b"PGDMP")
         if not custom:  # pg_dumpall's first lines: a globals file renamed to a dump's name authenticates too
-            head += _read_head(src, len(CLUSTER_DUMP) - len(head))
-            if head.startswith(CLUSTER_DUMP):  # restored, its CREATE ROLE statements would run as superuser
+            head += _read_head(src, len(CLUSTER_DUMP) - len(after_line(head)))  # past a label, which both carry
+            if after_line(head).startswith(CLUSTER_DUMP):  # restored, its CREATE ROLE statements would run as superuser
                 raise Failure("the file holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
                               "not a database's dump; nothing was changed", 65)
         db = create("custom" if custom else "plain")

@@ -158,3 +158,25 @@ def test_a_space_psql_reads_as_part_of_a_name_is_not_plain(space):
     assert str(caught.value) == ("the globals file g holds a statement that is not one of pg_dumpall's: ALTER ROLE "
                                  "smug_new ... (more SQL behind it, a comment or a quoting pg_dumpall never writes); "
                                  "database db was not touched")
+
+
+def test_a_globals_file_beside_file_whose_label_names_another_run_is_refused(pg, tools, key_file, tmp_path, mallory):
+    """Its label, first, names its run: an older run's globals file under the newest
+    run's name is refused (65) by it alone (here with no properties line, which
+    before left it taken, with a warning only)."""
+    source = ensure_small(pg, "mal_source")
+    directory = str(tmp_path / "b")
+    old, _ = backup(pg, tools, directory, source, "--key-file", key_file, "--format", "custom")
+    new, _ = backup(pg, tools, directory, source, "--key-file", key_file, "--format", "custom")
+    text = encpipe(["open", "--key-file", key_file, globals_name(old)], check=True).stdout
+    bare = text.rstrip(b"\n").rpartition(b"\n")[0] + b"\n"  # its properties line left out
+    assert b"encpipe-database-properties" not in bare and bare.startswith(b"-- encpipe-backup v1 db=")
+    with open(globals_name(new), "wb") as f:
+        f.write(encpipe(["seal", "--key-file", key_file], input=bare, check=True).stdout)
+    proc = restore(pg, tools, new, "mal_target", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines()[0] == (
+        f"encpipe-restore: error: the globals file {globals_name(new)} was made by run "
+        f"{os.path.basename(old)[:-len('.dump.enc')]}, not by FILE's ({os.path.basename(new)[:-len('.dump.enc')]}); "
+        "database mal_target was not touched")
+    assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()

@@ -11,7 +11,8 @@ first in a plain dump's plaintext, in a form the restore tools skip:
 - gzip: an empty first member whose header holds the text as its comment (FCOMMENT):
   1F 8B 08 10, MTIME 0 (4 bytes), XFL 0, OS FF, the text, 00, an empty deflate block
   03 00, CRC32 0 and ISIZE 0 (4 bytes each); `gzip -d` writes nothing for it.
-- no compression: the SQL comment line `-- ` + text + `\\n`.
+- no compression: the SQL comment line `-- ` + text + `\\n`; a globals file's
+  (pg_dumpall --globals-only) too, whose label's time is its run's.
 
 <database, escaped>: the database name of the file's name, as bytes, each byte
 outside 21..7E (hexadecimal) and each `%` written %XX (two upper-case hex digits).
@@ -46,6 +47,15 @@ def escape(name):
 
 def text(db, stamp):
     return VERSION + b" db=" + escape(db) + b" at=" + stamp.encode("ascii")
+
+
+def after_line(head):
+    """`head` past a leading label in its SQL comment form (a plain uncompressed dump's,
+    a globals file's): what pg_dump or pg_dumpall wrote first."""
+    if head.startswith(SQL_HEAD + VERSION + b" "):
+        end = head.find(b"\n")
+        return head[end + 1:] if end >= 0 else b""
+    return head
 
 
 def prefix(compress, db, stamp):

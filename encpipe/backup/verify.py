@@ -5,7 +5,7 @@ import io
 from .. import commands, envelope, pgprops
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
-from .label import HEAD_BYTES, found, mismatch
+from .label import HEAD_BYTES, after_line, found, mismatch
 from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED
@@ -52,12 +52,12 @@ def verify_entry(store, entry, keys, workers, named=False):
                 as_examined(entry, ("sealed", sealed.header.payload_salt))
                 info = envelope.open_sealed(sealed, src, None, keys.encpipe(), threads=workers, signers=keys.signers(),
                                             peek=ends)
-            cluster = ends.head.startswith(CLUSTER_DUMP)
+            cluster = after_line(ends.head).startswith(CLUSTER_DUMP)  # past a label: a globals file's is a dump's
             if backup_named and entry.dump_format in ("plain", "custom") and cluster:
                 raise InvalidStream("holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), "
                                     "not a database's dump")
             if backup_named and entry.dump_format == "globals":
-                _globals_of(entry, cluster, ends.last_line())
+                _globals_of(entry, cluster, ends)
             if backup_named and entry.dump_format in ("plain", "custom"):
                 result["label"] = labelled(entry, ends.head)
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
@@ -102,18 +102,20 @@ class Ends:
         return end.rstrip(b"\n").rpartition(b"\n")[2].decode("utf-8", "replace")
 
 
-def _globals_of(entry, cluster, last_line):
+def _globals_of(entry, cluster, ends):
     """Refuse a file under a globals file's name that is not the globals file of the
     database and run its name gives: a database's dump (it does not start as
-    pg_dumpall's output), another database's globals file, another run's (its
-    properties line, which encpipe-backup ends it with, says so; one without that
-    line, or without a run in it, made by an earlier version, is not refused). Any
-    of them, renamed a second after a series' newest, counted as its newest globals
-    file, and --keep-last 1 removed the real ones."""
+    pg_dumpall's output, past its label), another database's globals file, another
+    run's (its label says so, as a dump's; for one without a label, made by an
+    earlier version, its properties line, which encpipe-backup ends it with, when
+    it is within Ends.TAIL; one without that line, or without a run in it, is not
+    refused). Any of them, renamed a second after a series' newest, counted as its
+    newest globals file, and --keep-last 1 removed the real ones."""
     if not cluster:
         raise InvalidStream("does not hold pg_dumpall's dump of a cluster (a database's dump under a globals "
                             "file's name?)")
-    props = pgprops.parse_line(last_line) or {}
+    labelled(entry, ends.head)
+    props = pgprops.parse_line(ends.last_line()) or {}
     if "name" in props and props["name"] != entry.database:
         raise InvalidStream(f"holds the globals of database {props['name']}, not of {entry.database} (another "
                             "database's globals file under this name?)")
