@@ -176,6 +176,16 @@ def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkwar
     assert report["globals"] == globals_name
     plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
     assert plaintext.startswith(magic)
+    # the label, as README "The backup's label" gives its bytes: the dump's (none: a comment line) and its globals file's
+    escaped = b"".join(bytes([c]) if 0x21 <= c <= 0x7E and c != 0x25 else b"%%%02X" % c for c in awkward.encode())
+    label = b"encpipe-backup v1 db=" + escaped + b" at=" + match["ts"].encode()
+    if compress == "none" and fmt == "plain":
+        assert plaintext.startswith(b"-- " + label + b"\n--\n-- PostgreSQL database dump\n")
+    if compress == "zstd":
+        assert plaintext.startswith(magic + len(label).to_bytes(4, "little") + label + b"\x28\xb5\x2f\xfd")
+    globals_plaintext = encpipe(["open", "--key-file", key_file, os.path.join(directory, globals_name)],
+                                check=True).stdout
+    assert globals_plaintext.startswith(b"-- " + label + b"\n--\n-- PostgreSQL database cluster dump\n")
     env = script_env(pg, tools)
     listed = json.loads(run([SCRIPTS / "encpipe-list", directory], env).stdout)
     assert {e["filename"]: (e["status"], e["dump_format"]) for e in listed} == {
