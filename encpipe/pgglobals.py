@@ -152,13 +152,19 @@ def refuse_other_run(props, run, path, db, say, labelled=None):
     a warning."""
     if not run:
         return
+    database = run.rsplit("_", 1)[0]
+    of = labelled.rsplit("_", 1)[0] if labelled is not None else props.get("name") if props else database
+    if of != database:  # another database's first: the label's, else the properties'
+        raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
+                      "was not touched" % (path, of, database, db), 65,
+                      "a copy of another database's globals file? give the right one with --globals FILE")
     if labelled is not None and labelled != run:
         raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
                       % (path, labelled, run, db), 65,
                       "an older globals file put under this run's name? give the right one with --globals FILE")
-    if props and props.get("name") != run.rsplit("_", 1)[0]:
+    if props and props.get("name") != database:
         raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
-                      "was not touched" % (path, props.get("name"), run.rsplit("_", 1)[0], db), 65,
+                      "was not touched" % (path, props.get("name"), database, db), 65,
                       "a copy of another database's globals file? give the right one with --globals FILE")
     if not props or props.get("run") is None:
         if labelled is None:
