@@ -132,12 +132,14 @@ class Globals(threading.Thread):
         self.said, self.db, self.seal, self.stores, self.temp, self.final = Said(), db, seal, stores, temp, final
         self.children, self.status, self.stopped = Children(self.said), 1, False
         self.source, self.tail = None, None
-        self.first = label.prefix("none", db, final[: -len(GLOBALS_SUFFIX)].rsplit("_", 1)[1])
+        self.run_name = final[: -len(GLOBALS_SUFFIX)]  # <db>_<stamp>: the label's time, the properties' run
 
     def run(self):
         try:
             self.source = self.children.start(["pg_dumpall", "--globals-only"], client_env())
-            status = sealed_into(self.said, self.stores, self.temp, self.final, self.seal, self) if self.source else 0
+            first = label.prefix("none", self.db, self.run_name.rsplit("_", 1)[1])
+            status = (sealed_into(self.said, self.stores, self.temp, self.final, self.seal, label.Labelled(first, self))
+                      if self.source else 0)
         except Exception as e:  # a thread's failure is a status, not a traceback
             self.said.error(f"cannot seal the globals: {e}")
             status = 70
@@ -150,11 +152,7 @@ class Globals(threading.Thread):
         self.children.stop()
 
     def readinto(self, view):
-        """The label, pg_dumpall's output, then (when it succeeded) the properties line."""
-        if self.first:
-            n = min(len(view), len(self.first))
-            view[:n], self.first = self.first[:n], self.first[n:]
-            return n
+        """pg_dumpall's output, then (when it succeeded) the properties line."""
         if self.tail is None:
             n = self.source.readinto(view)
             if n:
@@ -169,7 +167,7 @@ class Globals(threading.Thread):
         if self.children.procs[0].wait() != 0 or self.stopped:
             return b""
         try:
-            return (comment_line(self.db, self.final[: -len(GLOBALS_SUFFIX)]) + "\n").encode()
+            return (comment_line(self.db, self.run_name) + "\n").encode()
         except PgError as e:
             self.said.error(str(e))
             self.children.failed = 1
