@@ -219,3 +219,18 @@ def test_the_plan_judges_every_record_of_a_series_whatever_their_order():
                  record(2)]
     assert {(d.record.name, d.action) for d in plan(unsettled, Policy(last=1), now) if d.record.state == OK} == {
         (unsettled[3].name, "keep"), (unsettled[2].name, "keep")}
+
+
+def test_another_databases_labelled_dump_refuses_nothing(tmp_path):
+    """A series is a database's: another database labelled earlier (upgraded first, or
+    on another host) leaves this one's later unlabelled dumps counted, in every tool."""
+    files = [dump(3, True, database="other"), dump(2, False), dump(1, False)]
+    directory = put(tmp_path / "b", *files)
+    _, u2, u1 = [name for name, _ in files]
+    code, report, err = backups("verify", str(directory))
+    assert (code, err, report["verified"], report["failed"]) == (0, "", 3, 0)
+    code, report, err = backups("prune", "--keep-last", "1", "--database", A, str(directory))
+    assert (code, err, report["left"], [k["filename"] for k in report["kept"]]) == (0, "", [], [u1])
+    from test_check_verify import check
+    assert check("--max-age", "24", "--verify", "--database", A, str(directory))[:2] == (
+        0, f"OK: other: newest backup {files[0][0]} is 3.0 h old\nOK: {A}: newest backup {u1} is 1.0 h old\n")
