@@ -230,3 +230,29 @@ def test_object_names_that_look_like_options_are_read_as_names(s3, sealed, tmp_p
 def test_a_listing_ended_by_sigterm_leaves_no_rclone_behind(s3, sealed, tmp_path):
     status, out, left, _, _ = signalled_listing(s3, sealed, tmp_path, "terminated", signal.SIGTERM)
     assert (out, left) == (b"", [])
+
+
+def test_an_examine_that_failed_before_the_listing_waits_is_raised_at_once():
+    """The examine that fails may end before the listing starts waiting for one to end
+    (it fails fast; the others hang on a stalled remote): its error goes up then too,
+    not once one of the others ends (the 120 s the test above once took)."""
+    from concurrent.futures import Future
+    from collections import deque
+
+    failed, hanging = Future(), Future()
+    failed.set_exception(RuntimeError("a bug"))
+    window, outcome = deque([hanging, failed]), []
+
+    def settle():
+        try:
+            listing._settle(window, [])
+        except RuntimeError as e:
+            outcome.append(e)
+
+    waiter = threading.Thread(target=settle, daemon=True)
+    waiter.start()
+    waiter.join(10)
+    raised_at_once = [str(e) for e in outcome]
+    hanging.set_result(None)  # lets a waiting _settle end
+    waiter.join(10)
+    assert raised_at_once == ["a bug"]

@@ -216,13 +216,21 @@ def scan(store, signers=False):
 
 def _settle(window, entries):
     """Wait for one more examine of `window` to end; one that raised, now, not after the
-    others; those done at its head go to `entries`, in order."""
-    wait([f for f in window if not f.done()], return_when=FIRST_COMPLETED)
-    for future in window:
-        if future.done() and future.exception():
-            raise future.exception()
+    others (also one that ended before this wait began); those done at its head go to
+    `entries`, in order."""
+    pending = [f for f in window if not f.done()]
+    _raise_any(f for f in window if f not in pending)  # those ended before the wait
+    if window[0] in pending:  # any that ends from now on ends the wait
+        wait(pending, return_when=FIRST_COMPLETED)
+    _raise_any(f for f in window if f.done())
     while window and window[0].done():
         entries.append(window.popleft().result())
+
+
+def _raise_any(done):
+    for future in done:
+        if future.exception():
+            raise future.exception()
 
 
 def stats(entries):
