@@ -1,0 +1,86 @@
+"""Where a label agrees with a name in database and time but the name still lies.
+
+A local user who can write the backup directory (no key) can rename a file, or
+put in a copy of an old backup (it authenticates: same key, same maker):
+
+- A plain dump renamed to the custom archive's name of the same database and
+  time (`db_T.sql.zst.enc` to `db_T.dump.enc`), or an archive to a plain dump's
+  name: its label (an archive's header) names that database and time, so it was
+  counted in the other series, and `--keep-last` removed that series' real
+  backups. A label is a plain dump's and a header an archive's: verify, prune and
+  check --verify refuse one under the other series' name (65).
+
+Files sealed by hand (no PostgreSQL), as in tests/test_backup_label_series.py.
+"""
+
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from test_backup_dir import run as backups
+from test_backup_label_series import NOW, A, dump, put
+from test_check_verify import check
+
+COPY = ": a copy of another backup put under this name?"
+PLAIN_AS_CUSTOM = "holds a plain dump, not a custom archive (its name's kind)" + COPY
+CUSTOM_AS_PLAIN = "holds a custom archive, not a plain dump (its name's kind)" + COPY
+
+
+@pytest.fixture(autouse=True)
+def now():
+    NOW[0] = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def renamed(directory, name, kind):
+    """`name` moved to its database's and time's name of another `kind` (what the attacker does)."""
+    stem = name.split(".", 1)[0]
+    os.rename(directory / name, directory / f"{stem}.{kind}.enc")
+    return f"{stem}.{kind}.enc"
+
+
+def test_plain_dumps_renamed_as_custom_archives_do_not_make_prune_remove_the_archives(tmp_path):
+    files = [dump(30, True, "dump"), dump(20, True, "dump"), dump(3, True), dump(2, True), dump(1, True)]
+    directory = put(tmp_path / "b", *files)
+    c30, c20, p3, p2, p1 = [name for name, _ in files]
+    moved = [renamed(directory, p2, "dump"), renamed(directory, p1, "dump")]
+    code, report, err = backups("prune", "--keep-last", "2", str(directory))
+    assert code == 65, err
+    assert sorted(os.listdir(directory)) == sorted([c30, c20, p3, *moved])  # both real archives survive
+    assert sorted(k["filename"] for k in report["kept"]) == sorted([c30, c20, p3])
+    assert report["removed"] == []
+    assert [(line["filename"], line["series"], line["reasons"]) for line in report["left"]] == [
+        (name, "custom", [f"failed verification: {PLAIN_AS_CUSTOM}"]) for name in moved]
+    assert err == "".join(f"encpipe-prune: warning: left {name}: failed verification: {PLAIN_AS_CUSTOM}\n"
+                          for name in moved)
+
+
+def test_archives_renamed_as_plain_dumps_do_not_make_prune_remove_the_plain_dumps(tmp_path):
+    files = [dump(5, True), dump(4, True), dump(2, True, "dump"), dump(1, True, "dump")]
+    directory = put(tmp_path / "b", *files)
+    p5, p4, c2, c1 = [name for name, _ in files]
+    moved = [renamed(directory, c2, "sql.zst"), renamed(directory, c1, "sql.gz")]
+    code, report, err = backups("prune", "--keep-last", "2", str(directory))
+    assert code == 65, err
+    assert sorted(os.listdir(directory)) == sorted([p5, p4, *moved])
+    assert (sorted(k["filename"] for k in report["kept"]), report["removed"]) == (sorted([p5, p4]), [])
+    assert [(line["filename"], line["reasons"]) for line in report["left"]] == [
+        (name, [f"failed verification: {CUSTOM_AS_PLAIN}"]) for name in sorted(moved)]
+
+
+@pytest.mark.parametrize("kind, plaintext_kind, why", [("dump", "sql", PLAIN_AS_CUSTOM),
+                                                       ("sql", "dump", CUSTOM_AS_PLAIN)])
+def test_verify_and_check_refuse_a_dump_under_the_other_series_name(tmp_path, kind, plaintext_kind, why):
+    (name, plaintext), (real, real_plaintext) = dump(1, True, plaintext_kind), dump(3, True, kind)
+    directory = put(tmp_path / "b", (name, plaintext), (real, real_plaintext))
+    moved = renamed(directory, name, kind)
+    code, report, err = backups("verify", str(directory))
+    results = {r["filename"]: r for r in report["results"]}
+    assert code == 65
+    assert (results[moved]["ok"], results[moved]["exit_code"], results[moved]["error_class"],
+            results[moved]["error"], results[moved]["label"]) == (False, 65, "invalid_stream", why, None)
+    assert (results[real]["ok"], report["verified"], report["failed"]) == (True, 1, 1)
+    assert err == f"encpipe-verify: error: {directory / moved}: {why}\n"
+    assert check("--max-age", "24", "--verify", str(directory)) == (
+        1, f"WARNING: {A}: newest backup {real} is 3.0 h old; newest file {moved} failed authentication: {why}\n",
+        "")
