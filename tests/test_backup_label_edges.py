@@ -9,6 +9,11 @@ put in a copy of an old backup (it authenticates: same key, same maker):
   counted in the other series, and `--keep-last` removed that series' real
   backups. A label is a plain dump's and a header an archive's: verify, prune and
   check --verify refuse one under the other series' name (65).
+- An old unlabelled backup put under the name of the first labelled dump of a
+  series with another suffix (`db_T.sql.zst.enc` beside `db_T.sql.enc`): a genuine
+  unlabelled dump is older than the first labelled one, not of the same second,
+  but it was counted, sorted the newer of the two, and `--keep-last 1` removed
+  the real, labelled, backup.
 
 Files sealed by hand (no PostgreSQL), as in tests/test_backup_label_series.py.
 """
@@ -19,7 +24,7 @@ from datetime import datetime, timezone
 import pytest
 
 from test_backup_dir import run as backups
-from test_backup_label_series import NOW, A, dump, put
+from test_backup_label_series import NOW, REASON, A, dump, left_line, put
 from test_check_verify import check
 
 COPY = ": a copy of another backup put under this name?"
@@ -84,3 +89,30 @@ def test_verify_and_check_refuse_a_dump_under_the_other_series_name(tmp_path, ki
     assert check("--max-age", "24", "--verify", str(directory)) == (
         1, f"WARNING: {A}: newest backup {real} is 3.0 h old; newest file {moved} failed authentication: {why}\n",
         "")
+
+
+def test_an_unlabelled_copy_of_the_same_second_as_the_first_labelled_dump_is_not_counted(tmp_path):
+    """The first labelled dump is `.sql` (--compress none); the copy, `.sql.zst`, sorted the newer."""
+    files = [dump(5, False), dump(1, True), dump(1, False, "sql.zst")]
+    directory = put(tmp_path / "b", *files)
+    u5, l1, planted = [name for name, _ in files]
+    code, report, err = backups("prune", "--keep-last", "1", str(directory))
+    assert code == 65, err
+    assert sorted(os.listdir(directory)) == sorted([l1, planted])  # the real newest survives
+    assert ([(k["filename"], k["reasons"]) for k in report["kept"]], [r["filename"] for r in report["removed"]]) == (
+        [(l1, ["last"])], [u5])
+    assert report["left"] == [left_line(directory, planted, 1)]
+    assert err == f"encpipe-prune: warning: left {planted}: {REASON}\n"
+    code, report, err = backups("verify", str(directory))
+    assert (code, [(r["filename"], r["exit_code"], r["error"]) for r in report["results"] if not r["ok"]]) == (
+        65, [(planted, 65, REASON)])
+    assert err == f"encpipe-verify: error: {directory / planted}: {REASON}\n"
+
+
+def test_check_verify_does_not_count_an_unlabelled_copy_of_the_same_second(tmp_path):
+    """Read first (newest first, then by name), the copy was counted as the newest backup."""
+    files = [dump(5, False), dump(1, True, "sql.zst"), dump(1, False)]
+    directory = put(tmp_path / "b", *files)
+    _, l1, planted = [name for name, _ in files]
+    assert check("--max-age", "24", "--verify", str(directory)) == (
+        1, f"WARNING: {A}: newest backup {l1} is 1.0 h old; file {planted} failed authentication: {REASON}\n", "")

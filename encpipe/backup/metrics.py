@@ -187,7 +187,7 @@ def _newest(candidates, authenticate):
     that does not), newest first. `authenticate`: entry -> (None when it authenticates,
     else why not; whether it is a labelled dump). Reading stops at the first labelled
     dump that authenticates and is newer than every unlabelled one still counted: an
-    unlabelled dump named later than a labelled one of its series (read after it,
+    unlabelled dump named no earlier than a labelled one of its series (read after it,
     newest first) is not counted (retention.LATE_UNLABELLED_REASON), so one counts
     only once every older file of its series has been read. Without `authenticate`,
     the newest candidate (the first listed of equal dates)."""
@@ -202,7 +202,7 @@ def _newest(candidates, authenticate):
             continue
         if labelled is not False:
             late = [c for c in counted if c[2] is False and c[1].series == entry.series
-                    and c[1].created > entry.created]
+                    and c[1].created >= entry.created]
             failed += [(i, e, LATE_UNLABELLED_REASON) for i, e, _ in late]
             counted = [c for c in counted if c not in late]
         counted.append((index, entry, labelled))

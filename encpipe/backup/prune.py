@@ -2,7 +2,7 @@
 
 Every backup-named file of the series concerned is authenticated first: a file
 that fails, whose name is dated in the future, or that is a copy of another file
-in the location, or that is an unlabelled dump named later than a labelled one
+in the location, or that is an unlabelled dump named no earlier than a labelled one
 of its series (an old backup copied under a new name), never counts towards what
 is kept and is never removed; it is reported instead. So is a file that verifies but whose maker is not
 authenticated (anyone with an x25519 public key, or any slot holder of a v1

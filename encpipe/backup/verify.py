@@ -158,7 +158,7 @@ def is_labelled(entry, result):
 
 def refuse_late_unlabelled(entries, results):
     """`results` (Kept verify_entry results, one per entry of `entries`), with each
-    unlabelled dump that verified but is named later than a labelled one of its
+    unlabelled dump that verified but is named no earlier than a labelled one of its
     series (a custom archive's own header counts as a label) that verified with
     its maker authenticated (as prune counts one without --count-unauthenticated:
     a label anyone with the public key can seal proves nothing), failed (65):
@@ -173,7 +173,7 @@ def refuse_late_unlabelled(entries, results):
     refused = []
     for entry, result in zip(entries, results):
         since = first.get(entry.series)
-        if is_labelled(entry, result) is False and since is not None and entry.created > since:
+        if is_labelled(entry, result) is False and since is not None and entry.created >= since:
             result = result.to_json()
             fail(result, 65, LATE_UNLABELLED_REASON)
             result = Kept(result)
