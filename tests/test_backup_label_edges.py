@@ -116,3 +116,25 @@ def test_check_verify_does_not_count_an_unlabelled_copy_of_the_same_second(tmp_p
     _, l1, planted = [name for name, _ in files]
     assert check("--max-age", "24", "--verify", str(directory)) == (
         1, f"WARNING: {A}: newest backup {l1} is 1.0 h old; file {planted} failed authentication: {REASON}\n", "")
+
+
+def test_labelled_dumps_copied_elsewhere_still_settle_an_unlabelled_backup_named_later(tmp_path):
+    """Each labelled dump copied to another name (a copy is never counted) made the series
+    look unlabelled: the old unlabelled backup put under a newer name counted as its
+    newest, `--keep-last 1` removed the real unlabelled ones, and check called it the newest."""
+    files = [dump(6, False), dump(5, False), dump(3, True), dump(2, True), dump(1, False)]
+    directory = put(tmp_path / "b", *files)
+    u6, u5, l3, l2, planted = [name for name, _ in files]
+    for number, name in enumerate((l3, l2)):
+        (directory / f"copy{number}").write_bytes((directory / name).read_bytes())
+    code, report, err = backups("prune", "--keep-last", "1", str(directory))
+    assert code == 65, err
+    assert sorted(os.listdir(directory)) == sorted(["copy0", "copy1", u5, l3, l2, planted])
+    assert ([k["filename"] for k in report["kept"]], [r["filename"] for r in report["removed"]]) == ([u5], [u6])
+    assert [(line["filename"], line["reasons"]) for line in report["left"]] == [
+        (l3, ["the same file as copy0: a copy, never counted"]), (l2, ["the same file as copy1: a copy, never counted"]),
+        (planted, [REASON])]
+    assert err.splitlines()[-1] == f"encpipe-prune: warning: left {planted}: {REASON}"
+    assert check("--max-age", "24", "--verify", str(directory)) == (
+        1, f"WARNING: {A}: newest backup {u5} is 5.0 h old; newest file {planted} failed authentication: {REASON}\n",
+        "")

@@ -55,7 +55,7 @@ class Record:
     created: datetime
     state: str = OK  # OK, FAILED, UNVERIFIED, UNAUTHENTICATED, COPY or RENAMED
     detail: str = None  # why it failed; for a COPY, the other file; for RENAMED, when it was written
-    labelled: Optional[bool] = None  # for a dump that verified: whether it carries a label; None: not known
+    labelled: Optional[bool] = None  # a dump that verified (OK, or a COPY): whether it is labelled; None: not known
 
 
 @dataclass
@@ -85,9 +85,10 @@ def plan(records, policy, now):
 
 
 def first_labelled(records, now):
-    """When the oldest labelled dump that counts (OK, dated in the past) was made; None if none."""
-    return min((r.created for r in records if r.state == OK and r.labelled and r.created <= now + CLOCK_SKEW),
-               default=None)
+    """When the oldest labelled dump that authenticated (OK, or a COPY prune verified,
+    dated in the past) was made; None if none."""
+    return min((r.created for r in records
+                if r.state in (OK, COPY) and r.labelled and r.created <= now + CLOCK_SKEW), default=None)
 
 
 def _plan_series(group, policy, now):
