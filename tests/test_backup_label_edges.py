@@ -14,6 +14,9 @@ put in a copy of an old backup (it authenticates: same key, same maker):
   unlabelled dump is older than the first labelled one, not of the same second,
   but it was counted, sorted the newer of the two, and `--keep-last 1` removed
   the real, labelled, backup.
+- Each labelled dump copied to another name: a copy is never counted, so the
+  series looked unlabelled and an old unlabelled backup put under a newer name
+  counted again. A labelled copy that authenticates settles it as well.
 
 Files sealed by hand (no PostgreSQL), as in tests/test_backup_label_series.py.
 """
