@@ -154,7 +154,8 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     for database in databases:
         mine = dumps.get(database, [])
         sealed = [e for e in mine if _what(e, copied, count_unauthenticated) == "sealed"]
-        newest, failed = _newest(sealed, authenticate)
+        duplicates = [e for e in mine if e.status == "sealed" and not e.item.link and e.filename in copied]
+        newest, failed = _newest(sealed, authenticate, duplicates)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600
         status, notes = 0, []
         if newest is None or age > max_age:
@@ -182,15 +183,19 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     return worst, lines
 
 
-def _newest(candidates, authenticate):
+def _newest(candidates, authenticate, duplicates=()):
     """(the newest candidate that counts, or None; [(entry, why)] for each newer one
     that does not), newest first. `authenticate`: entry -> (None when it authenticates,
     else why not; whether it is a labelled dump). Reading stops at the first labelled
     dump that authenticates and is newer than every unlabelled one still counted: an
-    unlabelled dump named later than a labelled one of its series (read after it,
+    unlabelled dump named no earlier than a labelled one of its series (read after it,
     newest first) is not counted (retention.LATE_UNLABELLED_REASON), so one counts
-    only once every older file of its series has been read. Without `authenticate`,
-    the newest candidate (the first listed of equal dates)."""
+    only once every older file of its series has been read. `duplicates`: the database's
+    dumps that are copies of another file, never counted, but a labelled one that
+    authenticates settles an unlabelled dump as well (else copying each labelled dump
+    made a series look unlabelled); read only when an unlabelled dump is still counted
+    once every candidate was. Without `authenticate`, the newest candidate (the first
+    listed of equal dates)."""
     if not authenticate:
         newest = max(candidates, key=lambda e: e.created, default=None)  # max: the first of equal dates
         return newest, []
@@ -201,17 +206,27 @@ def _newest(candidates, authenticate):
             failed.append((index, entry, why))
             continue
         if labelled is not False:
-            late = [c for c in counted if c[2] is False and c[1].series == entry.series
-                    and c[1].created > entry.created]
-            failed += [(i, e, LATE_UNLABELLED_REASON) for i, e, _ in late]
-            counted = [c for c in counted if c not in late]
+            counted = _settled(counted, entry, failed)
         counted.append((index, entry, labelled))
         if counted[0][2] is not False:  # labelled: no older file can refuse it, nor anything newer
             break
+    for copy in sorted(duplicates, key=lambda e: e.created, reverse=True):  # only once every candidate was read
+        if any(c[2] is False and c[1].series == copy.series and c[1].created >= copy.created for c in counted):
+            why, labelled = authenticate(copy)
+            if why is None and labelled:
+                counted = _settled(counted, copy, failed)
     if not counted:
         return None, [(e, why) for _, e, why in sorted(failed, key=lambda f: f[0])]
     first, newest, _ = counted[0]
     return newest, [(e, why) for i, e, why in sorted(failed, key=lambda f: f[0]) if i < first]
+
+
+def _settled(counted, entry, failed):
+    """`counted` without the unlabelled dumps of `entry`'s series named no earlier than
+    `entry`, a labelled dump that authenticated; each one removed goes to `failed`."""
+    late = [c for c in counted if c[2] is False and c[1].series == entry.series and c[1].created >= entry.created]
+    failed += [(i, e, LATE_UNLABELLED_REASON) for i, e, _ in late]
+    return [c for c in counted if c not in late]
 
 
 def _what(entry, copied, count_unauthenticated=False):

@@ -2,7 +2,7 @@
 
 Every backup-named file of the series concerned is authenticated first: a file
 that fails, whose name is dated in the future, or that is a copy of another file
-in the location, or that is an unlabelled dump named later than a labelled one
+in the location, or that is an unlabelled dump named no earlier than a labelled one
 of its series (an old backup copied under a new name), never counts towards what
 is kept and is never removed; it is reported instead. So is a file that verifies but whose maker is not
 authenticated (anyone with an x25519 public key, or any slot holder of a v1
@@ -13,7 +13,7 @@ that make genuine backups go.
 
 from .listing import copies, older_than_its_name, scan
 from .names import iso
-from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, REMOVE, RENAMED, UNVERIFIED, Record, plan
+from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, OK, REMOVE, RENAMED, UNVERIFIED, Record, plan
 from .verify import is_labelled, standing, verify_entry
 
 
@@ -33,6 +33,7 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
             state, detail = UNVERIFIED, None
         elif entry.filename in copied:
             state, detail = COPY, copied[entry.filename]
+            labelled = _labelled_copy(store, entry, keys, workers, count_unauthenticated)
         elif renamed := older_than_its_name(entry):  # an old backup renamed: it authenticates, but is not itself
             state, detail = RENAMED, renamed
         else:
@@ -66,6 +67,18 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
         report[key].sort(key=lambda line: line["filename"])
     status = 74 if report["errors"] else 65 if report["left"] else 0
     return report, status
+
+
+def _labelled_copy(store, entry, keys, workers, count_unauthenticated):
+    """For a copy of a dump: True when it is a labelled dump that authenticates as prune
+    counts one (else None). Never counted itself, it still shows its series was labelled
+    by the time its name says (retention.first_labelled): else copying each labelled dump
+    under another name made a series look unlabelled, and an old unlabelled backup put
+    under a newer name counted as its newest (--keep-last removed the real ones)."""
+    if entry.dump_format not in ("plain", "custom"):
+        return None
+    result = verify_entry(store, entry, keys, workers)
+    return True if standing(result, count_unauthenticated) == OK and is_labelled(entry, result) else None
 
 
 def _describe(policy):

@@ -7,8 +7,8 @@ the N most recent days that have one, likewise `weekly` (ISO weeks) and
 a reason. Dates are UTC. Only authenticated backups take part: a record that is
 future-dated, a copy of another file, failed verification, was not verified, or
 verified but whose maker is not authenticated (UNAUTHENTICATED: a file anyone
-with the public key could have made), or is an unlabelled dump named later than
-a labelled one of its series (LATE_UNLABELLED_REASON), is left alone (neither
+with the public key could have made), or is an unlabelled dump named no earlier
+than a labelled one of its series (LATE_UNLABELLED_REASON), is left alone (neither
 kept nor removed) and reported. `max_age` then removes kept backups older than
 that; the newest authenticated backup of a series is always kept.
 """
@@ -25,8 +25,8 @@ UNAUTHENTICATED = "unauthenticated"  # verified, but anyone with the public key 
 UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (or, for a v1 file, any slot holder)"
                           " could have made it; use --signer, or --count-unauthenticated")
 # encpipe-backup labels every dump it makes (README, "The backup's label"): a genuine unlabelled
-# dump is older than the first labelled one of its series; one named later is an old backup
-# (another database's, perhaps) copied under a new name.
+# dump is older than the first labelled one of its series; one named later, or at the same second
+# (another suffix), is an old backup (another database's, perhaps) copied under a new name.
 LATE_UNLABELLED_REASON = "unlabelled, but named after a labelled backup of its series: a copy of an older backup?"
 KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
 
@@ -55,7 +55,7 @@ class Record:
     created: datetime
     state: str = OK  # OK, FAILED, UNVERIFIED, UNAUTHENTICATED, COPY or RENAMED
     detail: str = None  # why it failed; for a COPY, the other file; for RENAMED, when it was written
-    labelled: Optional[bool] = None  # for a dump that verified: whether it carries a label; None: not known
+    labelled: Optional[bool] = None  # a dump that verified (OK, or a COPY): whether it is labelled; None: not known
 
 
 @dataclass
@@ -85,9 +85,10 @@ def plan(records, policy, now):
 
 
 def first_labelled(records, now):
-    """When the oldest labelled dump that counts (OK, dated in the past) was made; None if none."""
-    return min((r.created for r in records if r.state == OK and r.labelled and r.created <= now + CLOCK_SKEW),
-               default=None)
+    """When the oldest labelled dump that authenticated (OK, or a COPY prune verified,
+    dated in the past) was made; None if none."""
+    return min((r.created for r in records
+                if r.state in (OK, COPY) and r.labelled and r.created <= now + CLOCK_SKEW), default=None)
 
 
 def _plan_series(group, policy, now):
@@ -106,7 +107,7 @@ def _plan_series(group, policy, now):
             decisions.append(Decision(record, LEAVE, [UNAUTHENTICATED_REASON]))
         elif record.state != OK:
             decisions.append(Decision(record, LEAVE, ["not verified"]))
-        elif record.labelled is False and labelled_since is not None and record.created > labelled_since:
+        elif record.labelled is False and labelled_since is not None and record.created >= labelled_since:
             decisions.append(Decision(record, LEAVE, [LATE_UNLABELLED_REASON]))
         else:
             usable.append(Decision(record, REMOVE))

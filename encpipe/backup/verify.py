@@ -124,12 +124,23 @@ def _globals_of(entry, cluster, ends):
         raise InvalidStream(f"was made by run {props['run']} (another run's globals file under this name?)")
 
 
+# What a label or an archive header says a dump is, and what it is not: a plain dump's label
+# under a custom archive's name, or an archive under a plain dump's, counted in the other series
+# (its database and time agree) and made --keep-last remove that series' real backups.
+_HOLDS = {"label": ("plain", "a plain dump", "a custom archive"),
+          "archive": ("custom", "a custom archive", "a plain dump")}
+
+
 def labelled(entry, head):
     """What a dump's plaintext, starting with `head`, says of the backup it is (README,
-    "The backup's label"): "label" or "archive" when it agrees with the file's name,
+    "The backup's label"): "label" or "archive" when it agrees with the file's name
+    (database, time, and series: a label is a plain dump's, a header an archive's),
     "unlabelled" when it says nothing; InvalidStream when it names another."""
     said = found(head)
     why = mismatch(said, entry.database, entry.created.strftime(STAMP))
+    series, holds, named = _HOLDS.get(said.source, (None, None, None))
+    if not why and series and entry.dump_format in ("plain", "custom") and entry.dump_format != series:
+        why = f"holds {holds}, not {named} (its name's kind)"
     if why:
         raise InvalidStream(why + ": a copy of another backup put under this name?")
     return said.source or "unlabelled"
@@ -147,7 +158,7 @@ def is_labelled(entry, result):
 
 def refuse_late_unlabelled(entries, results):
     """`results` (Kept verify_entry results, one per entry of `entries`), with each
-    unlabelled dump that verified but is named later than a labelled one of its
+    unlabelled dump that verified but is named no earlier than a labelled one of its
     series (a custom archive's own header counts as a label) that verified with
     its maker authenticated (as prune counts one without --count-unauthenticated:
     a label anyone with the public key can seal proves nothing), failed (65):
@@ -162,7 +173,7 @@ def refuse_late_unlabelled(entries, results):
     refused = []
     for entry, result in zip(entries, results):
         since = first.get(entry.series)
-        if is_labelled(entry, result) is False and since is not None and entry.created > since:
+        if is_labelled(entry, result) is False and since is not None and entry.created >= since:
             result = result.to_json()
             fail(result, 65, LATE_UNLABELLED_REASON)
             result = Kept(result)
