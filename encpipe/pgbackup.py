@@ -14,6 +14,7 @@ import secrets
 import signal
 import sys
 import time
+from io import StringIO
 
 from . import commands, dirlock
 from .backup import job, label
@@ -25,6 +26,7 @@ from .keyargs import load_keys, refuse_shared_stdin, secret_fds_open
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
 from .pgdump import Globals, Said, dump
+from .stdio import said as stdio_said
 
 TEMP_PREFIX = ".encpipe-tmp."
 NAME_WAIT = 10  # seconds: a name is taken for a second at most by a run of this database
@@ -76,9 +78,11 @@ class Backup:
                 self.globals.stop()
                 self.globals.join(60)
         if status:
+            unrecorded = self.abort()
             if status != self.pending:
-                self.failed(status)
-            self.abort()
+                self.failed(status, unrecorded)
+            elif unrecorded:  # interrupted: no line of the run's, but the metrics say nothing of it
+                self.io.error(f"backup of {self.db} interrupted; nothing was stored{unrecorded}")
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
         return self.pending or status
@@ -94,10 +98,10 @@ class Backup:
         self.final = f"{self.db}_{self.stamp}.{self.o['ext']}.enc"
         self.gname = f"{self.db}_{self.stamp}.globals.sql.enc"
 
-    def failed(self, status):  # the run's one error line (a child's own, pg_dump's, came before it)
+    def failed(self, status, unrecorded=None):  # the run's one error line (a child's own, pg_dump's, came before it)
         cause = self.said.because()
         self.io.error(f"backup of {self.db} failed (status {status}){': ' + cause if cause else ''}; "
-                      "nothing was stored", hint=self.said.hint)
+                      f"nothing was stored{unrecorded or ''}", hint=self.said.hint)
         return status
 
     def _interrupt(self, signum, frame):
@@ -195,11 +199,17 @@ class Backup:
         return status
 
     def abort(self):
-        """Remove the temporary files, record a failed run."""
+        """Remove the temporary files, record a failed run; what the run's one line ends
+        with when that failed (`job abort`'s own error, folded in), else None."""
+        said = StringIO()  # one line of this process's own making
         with open(os.devnull, "w") as quiet:
             if self.gtemp:
                 job.main(["abort", *self.store_opts, *self.job_opts, self.gtemp], stdout=quiet.buffer, stderr=quiet)
-            job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer)
+            job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer, stderr=said)
+        why = stdio_said(said.getvalue())
+        if why is None:
+            return None
+        return job.metrics_not_written(why) if self.o["metrics"] else f"; temporary files not removed: {why}"
 
     def commit(self):
         """One step renames the globals, then the dump, prunes, records the run, prints the JSON line."""

@@ -32,12 +32,13 @@ See README, "Restoring: encpipe-restore".
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
-from . import keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
+from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.remotes import refuse_credentials
 from .backup.storage import is_remote
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
@@ -77,6 +78,7 @@ class Run:
         self.globals_stmts, self.globals_path = [], None
         self.roles = Roles(self.maint, say)
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
+        self.globals_names = []  # the globals file's name, once it is open
 
     def encpipe_run(self, args, **kw):
         return self.secrets.spawn(self.encpipe + args[:1] + self.o["key"] + args[1:], env=self.env, pass_fds=self.fds,
@@ -158,14 +160,26 @@ class Run:
             say("could not drop %s: %s" % (name, error), "error")
         return 1 if failed else 0
 
+    def refused(self, what, status, said, hint=None):
+        """The restore's one line for an encpipe child that refused `what` with `status`:
+        `said`, its (error, hint), folded in (its /dev/fd/N named as the user named the
+        file); its hint is the line's hint when the restore has none of its own."""
+        error, child_hint = said
+        names = dict(zip(("/dev/fd/%d" % fd for fd in self.fds), [self.file, *self.globals_names]))
+        cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
+        return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, self.db), status,
+                       hint or child_hint)
+
     def authenticate_legacy(self):
         if os.pread(self.fds[0], 7, 0) == b"ENCPIPE":
             return False
-        proc = self.encpipe_run(["inspect", "--legacy", "--verify", self.source],
-                                stdout=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise Failure("cannot authenticate %s (status %d); database %s was not touched"
-                          % (self.file, proc.returncode, self.db), proc.returncode)
+        proc, said = childerr.started(self.encpipe_run, ["inspect", "--legacy", "--verify", self.source],
+                                      start=subprocess.Popen, stdout=subprocess.DEVNULL)
+        status = proc.wait()
+        if status != 0:
+            status = status if status > 0 else 128 - status
+            raise self.refused("cannot authenticate %s" % self.file, status, said.wait())
+        said.wait()  # its warnings come before the restore's next line
         return True
 
     def load_globals(self):
@@ -179,13 +193,16 @@ class Run:
         self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
                                              "database %s was not touched" % self.db,
                                              "remove it, or name the globals file of the backup with --globals FILE"))
-        proc = self.encpipe_run(["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]],
-                                start=subprocess.Popen, stdout=subprocess.PIPE)
+        self.globals_names = [path]
+        proc, said = childerr.started(self.encpipe_run, ["open", "--verify-first", *maker_check(self.o),
+                                                         "/dev/fd/%d" % self.fds[-1]],
+                                      start=subprocess.Popen, stdout=subprocess.PIPE)
         text = pgglobals.read_sql(proc, path, self.db)
+        said.wait()
         if proc.returncode != 0:
-            raise Failure("cannot decrypt the globals file %s (status %d); database %s was not touched"
-                          % (path, proc.returncode, self.db), proc.returncode,
-                          open_failure_hint(proc.returncode, self.o, self.env))
+            status = proc.returncode if proc.returncode > 0 else 128 - proc.returncode
+            raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
+                               open_failure_hint(status, self.o, self.env))
         self.globals_path = path
         statements, props = pgglobals.statements(text.decode("utf-8", "replace"))
         pgglobals.refuse_other_run(props, self.source_run, path, self.db, say,
@@ -263,8 +280,8 @@ class Run:
             raise Failure("%s holds no data; database %s was not touched" % (self.file, self.db), 65) from None
         if opened not in (0, -13, 141):
             status = opened if opened > 0 else 128 - opened
-            raise Failure("cannot decrypt %s (status %d); database %s was not touched" % (self.file, status, self.db),
-                          status, open_failure_hint(status, self.o, self.env))
+            raise self.refused("cannot decrypt %s" % self.file, status, self.stream.opener_said(),
+                               open_failure_hint(status, self.o, self.env))
         if restored != 0:
             quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed

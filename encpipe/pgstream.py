@@ -17,6 +17,7 @@ import re
 import subprocess
 import threading
 
+from . import childerr
 from .backup.label import HEAD_BYTES, after_line, found, mismatch
 from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
@@ -164,11 +165,17 @@ class Restore:
         self.tool_args, self.user, self.restrict = tool_args, user, restrict
         self.procs = []
         self.quiet = self.psql_failed = False
+        self.opener_stderr = None  # encpipe open's error and hint, kept for the restore's one line
+
+    def opener_said(self):
+        """(encpipe open's error, its hint), each None when it said none."""
+        return self.opener_stderr.wait() if self.opener_stderr else (None, None)
 
     def run(self, create):
         """Returns (status of encpipe open, status of the restore client); raises EmptyStream."""
-        opener = self.spawn(self.open_cmd, start=subprocess.Popen, stdout=subprocess.PIPE, env=self.open_env,
-                            pass_fds=self.pass_fds)
+        opener, self.opener_stderr = childerr.started(self.spawn, self.open_cmd, start=subprocess.Popen,
+                                                      stdout=subprocess.PIPE, env=self.open_env,
+                                                      pass_fds=self.pass_fds)
         self.procs.append(opener)
         src = opener.stdout
         widen_pipes(src)
@@ -187,6 +194,7 @@ class Restore:
                 break
         if not head:
             status = opener.wait()
+            self.opener_said()  # its warnings before the restore's own line
             if any(p.wait() for p in self.procs[1:]):
                 return status, 1  # the decompressor failed
             if status == 0:
@@ -231,6 +239,7 @@ class Restore:
         for proc in middle:
             status = status or (proc.wait() and 1)
         opened = opener.wait()
+        self.opener_said()
         return (0 if opened == -13 and status != 0 else opened), status
 
     def _check_label(self, head):
@@ -274,3 +283,4 @@ class Restore:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        self.opener_said()

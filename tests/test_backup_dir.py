@@ -291,7 +291,13 @@ def test_verify_named_files(mixed, tmp_path):
     # A foreign file named explicitly is a failure, not a note.
     code, report, _ = run("verify", str(mixed / "noise.bin"))
     assert code == 65 and report["results"][0]["error"] == "not an encpipe file"
-    code, report, _ = run("verify", str(tmp_path / "missing.sql.enc"))
+    # A file that is not there at all is the command's failure: one line, no report.
+    code, report, err = run("verify", str(tmp_path / "missing.sql.enc"))
+    assert (code, report, err) == (66, None, f"encpipe-verify: error: cannot read {tmp_path}/missing.sql.enc: "
+                                             "No such file or directory\n")
+    # One that is there but cannot be read (a link to nowhere) fails in the report.
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling.sql.enc")
+    code, report, _ = run("verify", str(tmp_path / "dangling.sql.enc"))
     assert code == 66 and report["results"][0]["error_class"] == "input_unavailable"
 
 

@@ -35,3 +35,24 @@ def test_a_signal_stops_the_backup_and_leaves_nothing(pg, tools, key_file, tmp_p
     assert (proc.returncode, out) == (status, b""), err
     assert dir_entries(directory) == []
     assert samples(prom)[("encpipe_backup_last_attempt_success", "anydb")] == 0
+
+
+def test_an_interrupted_run_whose_metrics_cannot_be_written_says_so_in_one_line(pg, tools, key_file, tmp_path):
+    """Before: `job abort`'s own error for the metrics file, a line that named no run."""
+    started = tmp_path / "pg_dump-started"
+    body = f"echo 'CREATE TABLE t (x int);'\ntouch {started}\nexec sleep 60\n"
+    env = _with_path_first(script_env(pg, tools), _fake_pg_dump(tmp_path, body))
+    directory, prom = tmp_path / "b", tmp_path / "encpipe.prom"
+    prom.mkdir()
+    proc = subprocess.Popen([BACKUP, "--dir", directory, "--no-globals", "--key-file", key_file, "--metrics-file",
+                             prom, "anydb"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (started.exists() and len(dir_entries(directory)) == 1):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (143, b""), err
+    assert err.decode() == ("encpipe-backup: error: backup of anydb interrupted; nothing was stored; metrics not "
+                            f"written: {prom} is not a regular file\n")
+    assert dir_entries(directory) == []

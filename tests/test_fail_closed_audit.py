@@ -543,3 +543,83 @@ def test_a_keep_count_is_ascii_digits_only(tmp_path, value):
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert_one_line_error(done.stderr, "encpipe-prune")
     assert f"--keep-last must be a whole number from 0, not {value!r}".encode() in done.stderr
+
+
+# --- a location that is not there at all: the command fails, nothing on stdout ------------
+
+
+def _missing(tmp_path, where):
+    return {"missing": str(tmp_path / "gone"), "under a missing directory": str(tmp_path / "gone" / "x"),
+            "under a file": str(tmp_path / "file" / "x")}[where]
+
+
+MISSING = ["missing", "under a missing directory", "under a file"]
+
+
+@pytest.mark.parametrize("where", MISSING)
+@pytest.mark.parametrize("how", ["--dir", "PATH", "ENCPIPE_BACKUP_DIR"])
+def test_verify_of_a_path_that_is_not_there_prints_no_report(tmp_path, where, how):
+    """Before: the JSON report of one `unreadable` result on stdout, and 66. A location
+    that cannot be read at all is the command's failure (one line, 66), as for
+    encpipe-prune and encpipe-list; a location where some files fail still prints
+    its report (README)."""
+    (tmp_path / "file").write_bytes(b"")
+    path = _missing(tmp_path, where)
+    why = "Not a directory" if where == "under a file" else "No such file or directory"
+    args, env = {"--dir": (["--dir", path], {}), "PATH": ([path], {}),
+                 "ENCPIPE_BACKUP_DIR": ([], {"ENCPIPE_BACKUP_DIR": path})}[how]
+    done = _script("encpipe-verify", *args, env=env)
+    assert (done.returncode, done.stdout) == (66, b""), done
+    assert done.stderr.decode() == f"encpipe-verify: error: cannot read {path}: {why}\n"
+
+
+def test_verify_of_a_missing_path_beside_a_good_one_reads_neither(tmp_path):
+    good = tmp_path / "d"
+    good.mkdir()
+    subprocess.run([*command("seal"), "-o", str(good / "shop_20260101T000000Z.sql.enc")], input=b"SELECT 1;\n",
+                   check=True, env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}))
+    done = _script("encpipe-verify", str(good), str(tmp_path / "gone"))
+    assert (done.returncode, done.stdout) == (66, b""), done
+    assert done.stderr.decode() == f"encpipe-verify: error: cannot read {tmp_path}/gone: No such file or directory\n"
+    done = _script("encpipe-verify", str(good))  # the good one alone: its report, 0
+    assert done.returncode == 0 and json.loads(done.stdout)["verified"] == 1, done
+
+
+@pytest.mark.skipif(not shutil.which("rclone"), reason="needs rclone")
+def test_verify_of_a_remote_object_that_is_not_there_prints_no_report(tmp_path):
+    from s3server import rclone_binary
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "rclone.conf").write_text("")
+    done = _script("encpipe-verify", "here:shop_20260101T000000Z.sql.enc", env={
+        "RCLONE": rclone_binary(), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+        "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(tmp_path / "d")})
+    assert (done.returncode, done.stdout) == (66, b""), done
+    assert done.stderr.decode() == "encpipe-verify: error: cannot read here:shop_20260101T000000Z.sql.enc: " \
+                                   "no such object\n"
+
+
+@pytest.mark.parametrize("where", MISSING)
+@pytest.mark.parametrize("script, args", [("encpipe-prune", ["--keep-last", "1", "--dir"]),
+                                          ("encpipe-prune", ["--keep-last", "1", "--allow-empty", "--dir"]),
+                                          ("encpipe-list", ["--dir"]), ("encpipe-list", ["--stats"])],
+                         ids=["prune", "prune --allow-empty", "list", "list --stats DIR"])
+def test_prune_and_list_of_a_path_that_is_not_there_print_nothing(tmp_path, where, script, args):
+    (tmp_path / "file").write_bytes(b"")
+    path = _missing(tmp_path, where)
+    why = "Not a directory" if where == "under a file" else "No such file or directory"
+    done = _script(script, *args, path)
+    assert (done.returncode, done.stdout) == (66, b""), done
+    assert done.stderr.decode() == f"{script}: error: cannot read backup directory {path}: {why}\n"
+
+
+@pytest.mark.parametrize("where", MISSING)
+def test_check_of_a_path_that_is_not_there_is_one_critical_line(tmp_path, where):
+    """encpipe-check is a Nagios plugin: its one line is its standard output, whatever
+    the state (README, "Monitoring"): CRITICAL and 2, nothing on standard error."""
+    (tmp_path / "file").write_bytes(b"")
+    path = _missing(tmp_path, where)
+    why = "Not a directory" if where == "under a file" else "No such file or directory"
+    done = _script("encpipe-check", "--max-age", "24", "--dir", path)
+    assert (done.returncode, done.stderr) == (2, b""), done
+    assert done.stdout.decode() == f"CRITICAL: cannot list {path}: cannot read backup directory {path}: {why}\n"

@@ -196,3 +196,50 @@ def test_a_failed_run_of_a_database_whose_name_holds_a_line_break_other_than_new
     done = script("check", "--max-age", "24", "--metrics-file", prom, tmp_path / "b")
     assert (done.returncode, done.stderr) == (1, b""), done.stdout
     assert done.stdout.decode().endswith(" is 2.0 h old; the last backup attempt failed\n")
+
+
+# --- a failed run whose metrics file cannot be written: still one line --------------------
+
+
+@pytest.mark.parametrize("kind", ["directory", "missing directory"])
+def test_a_failed_backup_whose_metrics_cannot_be_written_is_one_line(tmp_path, kind):
+    """Before: the run's line, then `job abort`'s own error line for the metrics file
+    (two errors for one run). Now the run's one line says both; its status is the run's.
+    The run fails inside, before pg_dump is run (a --sign-key that cannot be read)."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    if kind == "directory":
+        prom.mkdir()
+        why = f"{prom} is not a regular file"
+    else:
+        prom = tmp_path / "gone" / "encpipe.prom"
+        why = f"cannot examine {tmp_path}/gone: No such file or directory"
+    key = tmp_path / "k.key"
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCPIPE_")}
+    done = subprocess.run([os.path.join(ROOT, "scripts", "encpipe-backup"), "--no-globals", "--dir", tmp_path / "b",
+                           "--key-file", key, "--sign-key", tmp_path / "missing.sign", "--metrics-file", prom, "shop"],
+                          capture_output=True, timeout=60, env={**env, "PYTHONPATH": ROOT, "PGHOST": "/nonexistent"},
+                          stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of shop failed (status 66): cannot read {tmp_path}/missing.sign: No such file "
+        f"or directory; nothing was stored; metrics not written: {why}\n")
+    assert os.listdir(tmp_path / "b") == []
+
+
+def test_a_commit_that_fails_and_whose_metrics_cannot_be_written_is_one_line_with_its_status(tmp_path):
+    """Before: the metrics file's error alone, with its status (66), in place of the
+    failed rename's line and status (74)."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "encpipe.prom").mkdir()
+    out, err = io.BytesIO(), io.StringIO()
+    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1", "--kind", "sql",
+                     "--metrics-file", str(tmp_path / "encpipe.prom"), ".encpipe-tmp.x",
+                     "shop_20260101T000000Z.sql.enc"], stdout=out, stderr=err, env={})
+    assert (code, out.getvalue()) == (74, b"")
+    assert err.getvalue() == (
+        f"encpipe-backup: error: backup of shop failed (status 74): cannot rename {tmp_path}/b/.encpipe-tmp.x to "
+        f"shop_20260101T000000Z.sql.enc: No such file or directory; nothing was stored; metrics not written: "
+        f"{tmp_path}/encpipe.prom is not a regular file\n")

@@ -99,8 +99,9 @@ Options:
   signer option, the verify keys in ENCPIPE_SIGNER.
 
 Exit status:
-  0 success; 64 usage error; 66 the location cannot be read; 78 no key
-  configured (verify, prune: nothing is removed). prune: 66 also when the
+  0 success; 64 usage error; 66 the location (verify: a PATH) is not there or
+  cannot be read (nothing printed); 78 no key configured (verify, prune:
+  nothing is removed). prune: 66 also when the
   location holds no backup of the databases given (nothing printed; 0 with
   the option --allow-empty), 74 a file could not be removed, 65 a backup
   failed verification, is future-dated, is a copy, is older than its name
@@ -136,6 +137,7 @@ from .listing import Entry, examine, scan, stats
 from .prune import prune
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON, Policy
 from .names import parse_name
+from .rclonestore import NO_SUCH_OBJECT
 from .remotes import refuse_credentials
 from .storage import is_remote, open_location, split_file
 from .verify import KeyRing, Kept, is_labelled, refuse_late_unlabelled, standing, verify_entry
@@ -218,6 +220,9 @@ def cmd_verify(args, io):
     paths = args["PATH"] or [location(args, io)]
     workers = commands.threads(args)
     keys = KeyRing.from_args(args, io)
+    for path in paths:  # one that is not there at all fails the command (66, nothing on stdout) before any is read
+        if not is_remote(path):
+            _there(path)
     results, empty = [], None
     for path in paths:
         folder = _is_location(path)
@@ -231,7 +236,10 @@ def cmd_verify(args, io):
         else:  # a file, or a remote path that names an object rather than a folder
             where, name = split_file(path)
             store = open_location(where, io.env)
-            results.append(Kept(verify_entry(store, examine(store, store.stat(name)), keys, workers, named=True)))
+            item = store.stat(name)
+            if is_remote(path) and item.unreadable and item.error.endswith(f": {NO_SUCH_OBJECT}"):
+                raise InputUnavailable(f"cannot read {path}: {NO_SUCH_OBJECT}")
+            results.append(Kept(verify_entry(store, examine(store, item), keys, workers, named=True)))
     failed = [r for r in results if r["ok"] is False]
     nothing = f"{empty}: no backup to verify (--allow-empty accepts that)" if empty else None
     nothing = None if args["--allow-empty"] else nothing
@@ -250,6 +258,17 @@ def cmd_verify(args, io):
     if nothing:
         io.error(nothing)
     return failed[0]["exit_code"] if failed else 0
+
+
+def _there(path):
+    """InputUnavailable (66) when local `path` is not there at all (no such file, a
+    directory above it missing or not searchable): a location that cannot be read
+    is the command's failure, not a file of its report. A link that leads nowhere
+    is there: a file that fails (`unreadable`), as in a directory."""
+    try:
+        os.lstat(path)
+    except OSError as e:
+        raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _looks_like_a_file(path):

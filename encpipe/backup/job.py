@@ -180,24 +180,39 @@ def _undo(args, io, targets, renames, renamed, error):
             store.take_back(name, mine)
         except (EncpipeError, OSError) as e:
             io.warn(f"{store.where(name)} left in place: {getattr(e, 'strerror', None) or e}")
-    _abort(args, targets, [old for old, _ in renames])
-    io.error(f"backup of {args['--database']} failed (status {error.exit_code}): {error}; nothing was stored",
-             hint=error.hint)
+    unrecorded = _abort(args, targets, [old for old, _ in renames])
+    io.error(f"backup of {args['--database']} failed (status {error.exit_code}): {error}; nothing was stored"
+             f"{metrics_not_written(unrecorded)}", hint=error.hint)
     return error.exit_code
 
 
 def cmd_abort(args, io):
-    _abort(args, stores(args, io), [args["TEMP"]])
+    unrecorded = _abort(args, stores(args, io), [args["TEMP"]])
+    if unrecorded:  # its own status and line: the run's, if any, is its caller's (encpipe-backup folds it in)
+        raise unrecorded
     return 0
 
 
+def metrics_not_written(error):
+    """What a failed run's one line ends with when its --metrics-file could not be written."""
+    return f"; metrics not written: {error}" if error else ""
+
+
 def _abort(args, targets, temps):
+    """Remove the temporary files and record the failed run in --metrics-file; the
+    error (EncpipeError) that kept it from being recorded, else None."""
     for store in targets:
         for temp in temps:
             store.discard(temp)
     if args["--metrics-file"]:
-        metrics.record(args["--metrics-file"], args["--database"], ok=False, started=float(args["--started"]),
-                       finished=time.time())
+        try:
+            metrics.record(args["--metrics-file"], args["--database"], ok=False, started=float(args["--started"]),
+                           finished=time.time())
+        except EncpipeError as e:
+            return e
+        except OSError as e:
+            return IOFailure(f"cannot write {args['--metrics-file']}: {e.strerror or e}")
+    return None
 
 
 def cmd_fetch(args, io):

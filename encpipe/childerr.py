@@ -1,0 +1,106 @@
+"""A child encpipe's standard error, as a script that runs it shows it: its error
+and hint lines held back for the script's one line, everything else passed on.
+
+encpipe-restore runs `encpipe open` (and `inspect --legacy --verify`) on the
+backup and the globals file; when one refuses the file, its `encpipe: error:`
+line (and `hint:` line) went to standard error before restore's own, three
+lines for one failure. Now a thread reads the child's standard error from a
+pipe: a line that is an error or a hint is kept (the first of each, at most
+LINE_MAX bytes of it: memory stays bounded whatever the child writes, and
+nothing goes to disk) and the script folds it into its own line; any other line
+(a warning, such as the one for a key file others can read or for a v1 file,
+and --progress) is passed on to the script's standard error at once, as the
+child wrote it, whether the child then fails or not.
+"""
+
+import os
+import sys
+import threading
+
+from .stdio import write_quietly
+
+LINE_MAX = 4096  # bytes of a line read at once, and kept of an error or hint line
+
+
+class ChildStderr:
+    """Give `fd` as the child's stderr, call started() once it runs (or close()
+    if it could not be started), and wait() once it ended: (error, hint)."""
+
+    def __init__(self, out=None, prog="encpipe"):
+        self._out = out
+        self._markers = {kind: f"{prog}: {kind}: ".encode() for kind in ("error", "hint")}
+        self._read, self.fd = os.pipe2(os.O_CLOEXEC)
+        self._thread = None
+        self.error = self.hint = None
+
+    def started(self):
+        os.close(self.fd)
+        self.fd = None
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        """The child was not started: both ends closed."""
+        for fd in (self.fd, self._read):
+            if fd is not None:
+                os.close(fd)
+        self.fd = self._read = None
+
+    def wait(self, timeout=10):
+        """(the child's first error, its first hint), each without its prefix, or None,
+        once every line it wrote was passed on: call it once the child ended (a
+        process it left behind that holds the pipe is waited for `timeout` s at most)."""
+        if self._thread:
+            self._thread.join(timeout)
+        return self.error, self.hint
+
+    def _relay(self):
+        with open(self._read, "rb", buffering=0, closefd=True) as src:
+            self._read = None
+            reader = _Lines(src)
+            keep = None  # the rest of a line being kept: "error" or "hint"; False: one passed on
+            while piece := reader.next():
+                if keep is None:  # a line starts here
+                    keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
+                    if keep and getattr(self, keep) is None:
+                        setattr(self, keep, piece[len(self._markers[keep]):].rstrip(b"\r\n").decode("utf-8", "replace"))
+                if not keep:
+                    write_quietly(self._out or sys.stderr, piece.decode("utf-8", "replace"))
+                if piece.endswith(b"\n"):
+                    keep = None
+
+
+class _Lines:
+    """Pieces of what `src` gives: each a whole line, or LINE_MAX bytes of a longer one."""
+
+    def __init__(self, src):
+        self.src, self.buffer = src, b""
+
+    def next(self):
+        while True:
+            end = self.buffer.find(b"\n", 0, LINE_MAX) + 1 or (LINE_MAX if len(self.buffer) >= LINE_MAX else 0)
+            if end:
+                piece, self.buffer = self.buffer[:end], self.buffer[end:]
+                return piece
+            try:
+                more = self.src.read(LINE_MAX)
+            except OSError:
+                more = b""
+            if not more:
+                piece, self.buffer = self.buffer, b""
+                return piece
+            self.buffer += more
+
+
+def started(launch, *args, **kwargs):
+    """`launch(*args, stderr=..., **kwargs)`: subprocess.Popen, or a function that
+    calls it (FdSecrets.spawn), with the child's standard error read by a
+    ChildStderr; (what launch returned, the ChildStderr)."""
+    errs = ChildStderr()
+    try:
+        proc = launch(*args, stderr=errs.fd, **kwargs)
+    except BaseException:
+        errs.close()
+        raise
+    errs.started()
+    return proc, errs
