@@ -24,10 +24,12 @@ LINE_MAX = 4096  # bytes of a line read at once, and kept of an error or hint li
 
 class ChildStderr:
     """Give `fd` as the child's stderr, call started() once it runs (or close()
-    if it could not be started), and wait() once it ended: (error, hint)."""
+    if it could not be started), and wait() once it ended: (error, hint).
+    `prog`: the name the child gives itself in its lines; without `pass_on`, its
+    other lines are read and dropped (a check whose warnings the real run gives)."""
 
-    def __init__(self, out=None, prog="encpipe"):
-        self._out = out
+    def __init__(self, out=None, prog="encpipe", pass_on=True):
+        self._out, self._pass_on = out, pass_on
         self._markers = {kind: f"{prog}: {kind}: ".encode() for kind in ("error", "hint")}
         self._read, self.fd = os.pipe2(os.O_CLOEXEC)
         self._thread = None
@@ -64,7 +66,7 @@ class ChildStderr:
                     keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
                     if keep and getattr(self, keep) is None:
                         setattr(self, keep, piece[len(self._markers[keep]):].rstrip(b"\r\n").decode("utf-8", "replace"))
-                if not keep:
+                if not keep and self._pass_on:
                     write_quietly(self._out or sys.stderr, piece.decode("utf-8", "replace"))
                 if piece.endswith(b"\n"):
                     keep = None
@@ -92,11 +94,12 @@ class _Lines:
             self.buffer += more
 
 
-def started(launch, *args, **kwargs):
+def started(launch, *args, stderr_of=None, **kwargs):
     """`launch(*args, stderr=..., **kwargs)`: subprocess.Popen, or a function that
     calls it (FdSecrets.spawn), with the child's standard error read by a
-    ChildStderr; (what launch returned, the ChildStderr)."""
-    errs = ChildStderr()
+    ChildStderr (`stderr_of`, else one that passes other lines on); (what launch
+    returned, the ChildStderr)."""
+    errs = stderr_of or ChildStderr()
     try:
         proc = launch(*args, stderr=errs.fd, **kwargs)
     except BaseException:
@@ -104,3 +107,12 @@ def started(launch, *args, **kwargs):
         raise
     errs.started()
     return proc, errs
+
+
+def read_bounded(src, limit):
+    """At most `limit` bytes of what `src` (a child's pipe) gives, the rest read to its
+    end and dropped: memory stays bounded whatever the child writes."""
+    kept = src.read(limit)
+    while src.read(LINE_MAX):
+        pass
+    return kept

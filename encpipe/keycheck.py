@@ -26,11 +26,12 @@ import shutil
 import stat
 import subprocess
 
+from . import childerr
 from .errors import EncpipeError, InputUnavailable, UsageError
 from .keyargs import FD_PATH, secret_paths
 from .keys import ENV_KEY, KEY_COMMAND_NEEDS, MAX_SECRET_BYTES, child_env
-from .stdio import said
 
+KEYIDS_MAX = 1 << 20  # bytes of key ids kept of what `encpipe keyid` prints
 KEYRINGS = ("--key-file", "--identity", "--recipient", "--recipient-file")
 
 
@@ -80,17 +81,21 @@ def keyid(encpipe, spawn, args, option=None, env=None):
     ChildRefused (encpipe's option renamed to `option`, the one the user gave).
     `env`: the child's environment, else this one's without secret variables."""
     argv = [*encpipe, "keyid", *args]
+    errs = childerr.ChildStderr(pass_on=False)  # its warnings: every later encpipe gives them
     try:
         # the key options name every key it reads (no secret variable); it runs the key commands
-        done = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                     env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
+        proc, _ = childerr.started(spawn, argv, stderr_of=errs, start=subprocess.Popen, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
     except OSError as e:  # ENCPIPE missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
-    if done.returncode == 0:
-        return done.stdout.decode("ascii", "replace").split()
-    status = 128 - done.returncode if done.returncode < 0 else done.returncode
-    text = done.stderr.decode("utf-8", "replace")
-    message, hint = said(text) or f"encpipe keyid failed with status {status}", said(text, "hint")
+    with proc.stdout:
+        out = childerr.read_bounded(proc.stdout, KEYIDS_MAX)
+    returncode = proc.wait()
+    message, hint = errs.wait()
+    if returncode == 0:
+        return out.decode("ascii", "replace").split()
+    status = 128 - returncode if returncode < 0 else returncode
+    message = message or f"encpipe keyid failed with status {status}"
     if option:  # encpipe's name for the option (the first word of ARGS) is the script's
         message, hint = (option + text[len(args[0]):] if text and text.startswith(args[0]) else text
                          for text in (message, hint))

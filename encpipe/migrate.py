@@ -64,7 +64,7 @@ import stat
 import subprocess
 import sys
 
-from . import dirlock, keycheck, safefile
+from . import childerr, dirlock, keycheck, safefile
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
@@ -78,6 +78,7 @@ LEGACY_HEADER = 64
 SUFFIX = ".sql.enc"
 KEPT_SUFFIX = ".legacy"
 TEMP_SUFFIX = ".migrate-tmp"
+REPORT_MAX = 1 << 20  # bytes read of inspect's JSON report of a new file
 OPENING_OPTIONS = ("key_file", "key_command", "identity", "passphrase_file", "passphrase_command")
 SEALING_OPTIONS = OPENING_OPTIONS + ("recipient", "recipient_file")
 SECRET_FILES = ("legacy_key_file", "legacy_passphrase_file", "key_file", "identity", "passphrase_file",
@@ -85,9 +86,16 @@ SECRET_FILES = ("legacy_key_file", "legacy_passphrase_file", "key_file", "identi
 
 
 class Failure(Exception):
-    def __init__(self, message, code):
+    def __init__(self, message, code, hint=None):
         super().__init__(message)
-        self.code = code
+        self.code, self.hint = code, hint
+
+
+def child_failed(what, status, said):
+    """A Failure for encpipe child `what` that exited `status`, its error line (and
+    hint), as childerr kept them, folded in: the file's one report line says why."""
+    error, hint = said
+    return Failure(f"{what} failed with status {status}" + (f": {error}" if error else ""), status, hint)
 
 
 def err(message, hint=None):
@@ -238,7 +246,8 @@ class Migration:
         try:
             kept = self.convert(path, name, info, plaintext)
         except Failure as e:
-            return {**line, "status": "failed", "reason": str(e), "exit_code": e.code}
+            return {**line, "status": "failed", "reason": str(e), **({"hint": e.hint} if e.hint else {}),
+                    "exit_code": e.code}
         return {**line, "status": "migrated", "plaintext_bytes": plaintext, "kept": kept}
 
     def convert(self, path, name, info, plaintext):
@@ -262,29 +271,40 @@ class Migration:
             raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
 
     def seal(self, src, out_fd):
-        opener = self.secrets.spawn([*self.encpipe, "open", "--legacy", *self.open_args, "-"],
-                            stdin=src, stdout=subprocess.PIPE, env=self.open_env, start=subprocess.Popen)
+        """open --legacy | seal; their warnings pass on, an error line goes in the file's report line."""
+        opener, opened_said = childerr.started(self.secrets.spawn, [*self.encpipe, "open", "--legacy", *self.open_args,
+                                                                    "-"], stdin=src, stdout=subprocess.PIPE,
+                                               env=self.open_env, start=subprocess.Popen)
         try:
-            sealer = self.secrets.spawn([*self.encpipe, "seal", *self.seal_args], stdin=opener.stdout, stdout=out_fd,
-                                start=subprocess.Popen)
+            sealer, sealed_said = childerr.started(self.secrets.spawn, [*self.encpipe, "seal", *self.seal_args],
+                                                   stdin=opener.stdout, stdout=out_fd, start=subprocess.Popen)
+        except BaseException:
+            opener.kill()
+            opener.wait()
+            opened_said.wait()
+            raise
         finally:
             opener.stdout.close()
         sealed, opened = exit_status(sealer.wait()), exit_status(opener.wait())
+        opened_said, sealed_said = opened_said.wait(), sealed_said.wait()
         if opened and not (sealed and opened == 128 + signal.SIGPIPE):  # not just seal going first
-            raise Failure(f"encpipe open --legacy failed with status {opened}", opened)
+            raise child_failed("encpipe open --legacy", opened, opened_said)
         if sealed:
-            raise Failure(f"encpipe seal failed with status {sealed}", sealed)
+            raise child_failed("encpipe seal", sealed, sealed_said)
 
     def verify(self, fd, plaintext):
         """inspect --verify of the new file through its descriptor, never its name."""
         os.lseek(fd, 0, os.SEEK_SET)
-        done = self.secrets.spawn([*self.encpipe, "inspect", "--verify", "--json", *self.verify_args],
-                          stdin=fd, stdout=subprocess.PIPE)
-        if done.returncode:
-            status = exit_status(done.returncode)
-            raise Failure(f"encpipe inspect --verify of the new file failed with status {status}", status)
+        proc, said = childerr.started(self.secrets.spawn, [*self.encpipe, "inspect", "--verify", "--json",
+                                                           *self.verify_args],
+                                      stdin=fd, stdout=subprocess.PIPE, start=subprocess.Popen)
+        with proc.stdout:
+            out = childerr.read_bounded(proc.stdout, REPORT_MAX)
+        status, said = exit_status(proc.wait()), said.wait()
+        if status:
+            raise child_failed("encpipe inspect --verify of the new file", status, said)
         try:
-            report = json.loads(done.stdout)
+            report = json.loads(out)
         except ValueError:
             raise Failure("encpipe inspect --verify printed no JSON", 70) from None
         if not report.get("verified") or report.get("plaintext_bytes") != plaintext:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import tempfile
 
+from . import childerr
 from .backup.storage import split_file
-from .stdio import said, write_quietly
 from .pgcli import Failure
 from .keys import RCLONE_NEEDS, child_env
 
@@ -67,15 +67,22 @@ def fetch_remote(remote, with_globals, fetched):
             continue
         fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
         fetched.append(path)
+        # the helper's warnings, if any, pass on; its error line (it names itself encpipe-backup), kept
+        # (bounded: LINE_MAX bytes), goes in restore's one line
+        errs = childerr.ChildStderr(prog="encpipe-backup") if needed else None
         with os.fdopen(fd, "wb") as out:
-            done = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", name], stdout=out,
-                                  stderr=subprocess.PIPE if needed else subprocess.DEVNULL,
-                                  env=child_env(os.environ, needs=RCLONE_NEEDS))
-        status, text = done.returncode, (done.stderr or b"").decode("utf-8", "replace")
-        if status and needed:  # the helper's error line (it names itself encpipe-backup) in restore's one line
-            raise Failure("cannot fetch %s: %s; nothing was changed" % (name, said(text) or "status %d" % status),
+            argv = [sys.executable, "-m", "encpipe.backup", "fetch", name]
+            if errs:
+                proc, _ = childerr.started(subprocess.Popen, argv, stderr_of=errs, stdout=out,
+                                           env=child_env(os.environ, needs=RCLONE_NEEDS))
+            else:
+                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
+                                        env=child_env(os.environ, needs=RCLONE_NEEDS))
+        status = proc.wait()
+        error = errs and errs.wait()[0]
+        if status and needed:
+            raise Failure("cannot fetch %s: %s; nothing was changed" % (name, error or "status %d" % status),
                           status)
-        write_quietly(sys.stderr, text)  # its warnings, if any
         if not status:
             found[needed] = path
     return found[True], found.get(False)

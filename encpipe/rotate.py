@@ -49,10 +49,9 @@ import stat
 import subprocess
 import sys
 
-from . import dirlock, safefile
+from . import childerr, dirlock, safefile
 from .cli import Io, child_command, print_text, write_line
 from .dirwalk import tree
-from .stdio import said, write_quietly
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
@@ -63,6 +62,7 @@ PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"
 TEMP_PREFIX = ".encpipe-rotate."
 TEMP_SUFFIX = ".tmp"
+OUTPUT_MAX = 1 << 20  # bytes read of what an encpipe child prints (key ids, inspect's JSON report)
 _STALE_TEMP = re.compile(r"^\.encpipe-rotate\..+\.tmp$")
 
 
@@ -130,18 +130,23 @@ class Encpipe:
         self.command, self.secrets = command, secrets
 
     def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True):
-        """encpipe's standard output; its error line becomes a Failure, its warnings
-        are passed on unless `quiet`."""
+        """encpipe's standard output (at most OUTPUT_MAX bytes); its error line becomes a
+        Failure, its warnings are passed on unless `quiet` (childerr: the child's
+        standard error is never held whole, whatever it writes)."""
+        errs = childerr.ChildStderr(pass_on=not quiet)
         try:
-            done = self.secrets.spawn(self.command + args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+            proc, _ = childerr.started(self.secrets.spawn, self.command + args, stderr_of=errs,
+                                       start=subprocess.Popen, stdin=stdin, stdout=stdout)
         except OSError as e:  # ENCPIPE missing, a directory, not executable
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
-        text = done.stderr.decode("utf-8", "replace")
-        if done.returncode != 0:
-            raise Failure(said(text) or f"encpipe {args[0]} failed", done.returncode)
-        if not quiet:
-            write_quietly(sys.stderr, text)
-        return done.stdout
+        out = b""
+        if proc.stdout:
+            with proc.stdout:
+                out = childerr.read_bounded(proc.stdout, OUTPUT_MAX)
+        returncode, (error, _) = proc.wait(), errs.wait()
+        if returncode != 0:
+            raise Failure(error or f"encpipe {args[0]} failed", returncode)
+        return out
 
     def key_ids(self, key_files, option="--key-file"):
         args = ["keyid"] + [a for f in key_files for a in (option, f)]

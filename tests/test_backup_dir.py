@@ -45,8 +45,14 @@ def key_id(key):
     return RawKey(key).key_id.hex()
 
 
-def sealed_bytes(plaintext=PLAINTEXT, key=KEY):
-    src, dst = io.BytesIO(random.Random(plaintext).randbytes(plaintext)), io.BytesIO()
+# What a custom archive (pg_dump -Fc) starts with, a header too old to name its database
+# (version 1.9): what a file under a custom archive's name must hold to be counted.
+OLD_ARCHIVE = b"PGDMP" + bytes([1, 9, 0, 4, 8, 1])
+
+
+def sealed_bytes(plaintext=PLAINTEXT, key=KEY, head=b""):
+    src = io.BytesIO(head + random.Random(plaintext).randbytes(plaintext - len(head)))
+    dst = io.BytesIO()
     info = seal(src, dst, [RawKey(key)], chunk_log2=CHUNK_LOG2)
     return dst.getvalue(), info.header_bytes
 
@@ -58,7 +64,7 @@ def write(directory, name, data):
 
 
 def make_valid(directory, name, key=KEY):
-    return write(directory, name, sealed_bytes(key=key)[0])
+    return write(directory, name, sealed_bytes(key=key, head=OLD_ARCHIVE if ".dump." in name else b"")[0])
 
 
 def make_corrupt(directory, name):

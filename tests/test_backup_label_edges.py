@@ -14,6 +14,9 @@ put in a copy of an old backup (it authenticates: same key, same maker):
   unlabelled dump is older than the first labelled one, not of the same second,
   but it was counted, sorted the newer of the two, and `--keep-last 1` removed
   the real, labelled, backup.
+- A plain dump with no label sealed under a custom archive's name: it holds no
+  archive (not PGDMP first), yet counted as an unlabelled one of that series, its
+  newest. verify, prune and check --verify refuse it (65).
 - Each labelled dump copied to another name: a copy is never counted, so the
   series looked unlabelled and an old unlabelled backup put under a newer name
   counted again. A labelled copy that authenticates settles it as well.
@@ -27,6 +30,7 @@ from datetime import datetime, timezone
 import pytest
 
 from test_backup_dir import run as backups
+from test_backup_label import SQL
 from test_backup_label_series import NOW, REASON, A, dump, left_line, put
 from test_check_verify import check
 
@@ -141,3 +145,44 @@ def test_labelled_dumps_copied_elsewhere_still_settle_an_unlabelled_backup_named
     assert check("--max-age", "24", "--verify", str(directory)) == (
         1, f"WARNING: {A}: newest backup {u5} is 5.0 h old; newest file {planted} failed authentication: {REASON}\n",
         "")
+
+
+# --- a plain dump with no label under a custom archive's name ---------------------------
+
+NO_ARCHIVE = "holds no custom archive (its name's kind): it does not start with PGDMP" + COPY
+
+
+def _plain_as_custom(tmp_path):
+    """Two custom archives of a header too old to name its database (unlabelled, so a
+    series with no labelled dump: every file counts by its name), and a plain SQL dump,
+    unlabelled, sealed under the newest custom archive's name. It counted as that
+    series' newest archive, and --keep-last 1 removed both real ones."""
+    old, older = dump(20, False, "dump"), dump(30, False, "dump")
+    planted = (dump(1, False, "dump")[0], SQL)
+    return put(tmp_path / "b", older, old, planted), older[0], old[0], planted[0]
+
+
+def test_prune_leaves_a_plain_dump_under_a_custom_archives_name_and_keeps_the_archive(tmp_path):
+    directory, older, old, planted = _plain_as_custom(tmp_path)
+    code, report, err = backups("prune", "--keep-last", "1", str(directory))
+    assert code == 65, err
+    assert [k["filename"] for k in report["kept"]] == [old]
+    assert [r["filename"] for r in report["removed"]] == [older]
+    assert sorted(os.listdir(directory)) == sorted([old, planted])
+    assert [(line["filename"], line["series"], line["reasons"]) for line in report["left"]] == [
+        (planted, "custom", [f"failed verification: {NO_ARCHIVE}"])]
+    assert err == f"encpipe-prune: warning: left {planted}: failed verification: {NO_ARCHIVE}\n"
+
+
+def test_verify_and_check_refuse_a_plain_dump_under_a_custom_archives_name(tmp_path):
+    directory, older, old, planted = _plain_as_custom(tmp_path)
+    code, report, err = backups("verify", str(directory))
+    results = {r["filename"]: r for r in report["results"]}
+    assert (code, report["verified"], report["failed"]) == (65, 2, 1)
+    assert (results[planted]["ok"], results[planted]["exit_code"], results[planted]["error_class"],
+            results[planted]["error"], results[planted]["label"]) == (False, 65, "invalid_stream", NO_ARCHIVE, None)
+    assert results[old]["label"] == results[older]["label"] == "unlabelled"
+    assert err == f"encpipe-verify: error: {directory / planted}: {NO_ARCHIVE}\n"
+    assert check("--max-age", "24", "--verify", str(directory)) == (
+        1, f"WARNING: {A}: newest backup {old} is 20.0 h old; newest file {planted} failed authentication: "
+           f"{NO_ARCHIVE}\n", "")

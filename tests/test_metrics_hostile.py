@@ -5,6 +5,7 @@ or a traceback is the failure.
 """
 
 import io
+import json
 import os
 import shutil
 import stat
@@ -243,3 +244,33 @@ def test_a_commit_that_fails_and_whose_metrics_cannot_be_written_is_one_line_wit
         f"encpipe-backup: error: backup of shop failed (status 74): cannot rename {tmp_path}/b/.encpipe-tmp.x to "
         f"shop_20260101T000000Z.sql.enc: No such file or directory; nothing was stored; metrics not written: "
         f"{tmp_path}/encpipe.prom is not a regular file\n")
+
+
+@pytest.mark.parametrize("kind", ["directory", "missing directory"])
+def test_a_stored_backup_whose_metrics_cannot_be_written_says_so_prints_its_line_and_exits_1(tmp_path, kind):
+    """Before: the metrics file's error alone (66), as if nothing was stored, and no
+    JSON line for the backup that was. Now, as for the other steps after the rename
+    (README: what fails after it does not undo it): `backup written, but metrics not
+    written: <why>`, the JSON line, exit 1."""
+    (tmp_path / "b").mkdir()
+    if kind == "directory":
+        prom = tmp_path / "encpipe.prom"
+        prom.mkdir()
+        why = f"{prom} is not a regular file"
+    else:
+        prom = tmp_path / "gone" / "encpipe.prom"
+        why = f"cannot examine {tmp_path}/gone: No such file or directory"
+    key = tmp_path / "k.key"
+    key.write_text("ab" * 32 + "\n")
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key)], input=b"SELECT 1;\n",
+                            capture_output=True, check=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout
+    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(sealed)
+    out, err = io.BytesIO(), io.StringIO()
+    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1", "--kind", "sql",
+                     "--metrics-file", str(prom), ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
+                    stdout=out, stderr=err, env={})
+    assert (code, err.getvalue()) == (1, f"encpipe-backup: error: backup written, but metrics not written: {why}\n")
+    line = json.loads(out.getvalue())
+    assert (line["filename"], line["bytes"]) == ("shop_20260101T000000Z.sql.enc", len(sealed))
+    assert os.listdir(tmp_path / "b") == ["shop_20260101T000000Z.sql.enc"]
+    assert (tmp_path / "b" / "shop_20260101T000000Z.sql.enc").read_bytes() == sealed

@@ -16,11 +16,12 @@ import pytest
 
 import fuzz.craft as craft
 from cliutil import write_secret
+from test_backup_dir import OLD_ARCHIVE
 from encpipe import slots
 from encpipe.backup.cli import main
 from encpipe.slots import Passphrase
 
-PLAINTEXT = b"a small dump\n" * 100
+PLAINTEXT = OLD_ARCHIVE + b"a small dump\n" * 100  # under a custom archive's name: it starts as one
 DEFAULT_COST = (18, 8, 1)
 DECOY = b"\x11" * 12  # the salts of the planted slots start so: they never open, so need no real scrypt
 

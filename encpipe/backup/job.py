@@ -128,9 +128,10 @@ def cmd_commit(args, io):
             io.warn(f"stale temporary objects not looked for: {e}")
     if any(args[o] is not None for o in _POLICY):
         status = _prune_after(args, io, targets, db, line) or status
-    if args["--metrics-file"]:
-        metrics.record(args["--metrics-file"], db, ok=True, started=float(args["--started"]),
-                       finished=time.time(), size=line["bytes"])
+    unrecorded = _record(args, ok=True, size=line["bytes"])
+    if unrecorded:  # stored all the same: said, the JSON line printed, 1 as for the other steps after the rename
+        io.error(f"backup written, but metrics not written: {unrecorded}", hint=unrecorded.hint)
+        status = 1
     io.print(json.dumps(line))
     return status
 
@@ -204,10 +205,16 @@ def _abort(args, targets, temps):
     for store in targets:
         for temp in temps:
             store.discard(temp)
+    return _record(args, ok=False)
+
+
+def _record(args, ok, size=None):
+    """Record the run in --metrics-file, if given; the error (EncpipeError) that kept
+    it from being recorded, else None."""
     if args["--metrics-file"]:
         try:
-            metrics.record(args["--metrics-file"], args["--database"], ok=False, started=float(args["--started"]),
-                           finished=time.time())
+            metrics.record(args["--metrics-file"], args["--database"], ok=ok, started=float(args["--started"]),
+                           finished=time.time(), size=size)
         except EncpipeError as e:
             return e
         except OSError as e:

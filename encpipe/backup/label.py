@@ -32,6 +32,7 @@ ZSTD_SKIPPABLE = b"\x50\x2a\x4d\x18"
 GZIP_HEAD = b"\x1f\x8b\x08\x10\x00\x00\x00\x00\x00\xff"
 GZIP_TAIL = b"\x00\x03\x00" + bytes(8)
 SQL_HEAD = b"-- "
+ARCHIVE_MAGIC = b"PGDMP"  # what a custom archive (pg_dump -Fc) starts with
 MAX_TEXT = 256  # a database name of 63 bytes, all escaped, is 189
 # pg_dump's local time, in any zone (UTC-12 to UTC+14, an hour more for summer time),
 # a little after the name's (the keys load first): the widest a custom archive's time may be from its name's
@@ -107,7 +108,7 @@ def found(head):
     elif head.startswith(SQL_HEAD):
         end = head.find(b"\n")
         body = head[len(SQL_HEAD):end] if end > 0 else head[len(SQL_HEAD):]
-    elif head.startswith(b"PGDMP"):
+    elif head.startswith(ARCHIVE_MAGIC):
         said = archive_header(head)
         return Found("archive", *said) if said else Found()
     if body is None or not body.startswith(VERSION + b" "):

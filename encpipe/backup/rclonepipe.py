@@ -64,15 +64,39 @@ class Children:
             self.stopped = False
 
 
+ERR_TAIL = 4096  # bytes kept of the end of what rclone writes on its standard error
+
+
+def tail(src, size=ERR_TAIL):
+    """The last `size` bytes of what `src` gives, read to its end: memory stays
+    bounded whatever rclone writes there (its error is its last line)."""
+    kept = b""
+    try:
+        while block := src.read(size):
+            kept = (kept + block)[-size:]
+    except (OSError, ValueError):  # closed under it: the run is being given up
+        pass
+    return kept
+
+
 def run(children, argv, **options):
     """subprocess.run(argv, capture_output=True) with the child kept in `children`
-    while it runs, and killed and reaped whatever happens."""
+    while it runs, and killed and reaped whatever happens; of its standard error,
+    only the end (ERR_TAIL bytes) is kept."""
     proc = children.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+    err = []
+    reader = threading.Thread(target=lambda: err.append(tail(proc.stderr)), daemon=True)
+    reader.start()
     try:
-        out, err = proc.communicate()
+        out = proc.stdout.read()
+        proc.wait()
     finally:
         children.done(proc)
-    return proc.returncode, out, err
+        reader.join(10)  # a process rclone left behind may hold the pipe
+        proc.stdout.close()
+        if not reader.is_alive():
+            proc.stderr.close()
+    return proc.returncode, out, err[0] if err else b""
 
 
 class Download:
@@ -123,7 +147,7 @@ class Upload:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
-        err = self.proc.stderr.read()
+        err = tail(self.proc.stderr)
         if self.proc.wait() != 0:
             detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
             raise IOFailure(f"cannot upload {self.where}: {detail}")

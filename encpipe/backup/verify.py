@@ -5,7 +5,7 @@ import io
 from .. import commands, envelope, pgprops
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
-from .label import HEAD_BYTES, after_line, found, mismatch
+from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
 from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED
@@ -135,12 +135,16 @@ def labelled(entry, head):
     """What a dump's plaintext, starting with `head`, says of the backup it is (README,
     "The backup's label"): "label" or "archive" when it agrees with the file's name
     (database, time, and series: a label is a plain dump's, a header an archive's),
-    "unlabelled" when it says nothing; InvalidStream when it names another."""
+    "unlabelled" when it says nothing; InvalidStream when it names another, or when
+    a file under a custom archive's name holds none (not PGDMP first)."""
     said = found(head)
     why = mismatch(said, entry.database, entry.created.strftime(STAMP))
     series, holds, named = _HOLDS.get(said.source, (None, None, None))
     if not why and series and entry.dump_format in ("plain", "custom") and entry.dump_format != series:
         why = f"holds {holds}, not {named} (its name's kind)"
+    if not why and entry.dump_format == "custom" and not head.startswith(ARCHIVE_MAGIC):
+        # unlabelled, it counted as a custom archive made before labels; every one starts so, labels or not
+        why = f"holds no custom archive (its name's kind): it does not start with {ARCHIVE_MAGIC.decode()}"
     if why:
         raise InvalidStream(why + ": a copy of another backup put under this name?")
     return said.source or "unlabelled"
