@@ -154,7 +154,7 @@ def test_a_remote_that_cannot_be_listed_after_the_upload_still_gives_the_line_an
     proc, line = _stored_although(pg, tools, key_file, s3, tmp_path, "cat")
     assert proc.returncode == 0 and line["bytes"] > 0
     assert proc.stderr.decode() == ("encpipe-backup: warning: stale temporary objects not looked for: cannot list "
-                                    f"{s3.location}/cat: rclone lsjson --files-only: lsjson: connection reset\n")
+                                    f"{s3.location}/cat: rclone lsjson: lsjson: connection reset\n")
 
 
 def test_a_stored_backup_that_cannot_be_read_back_or_pruned_says_so_and_is_recorded(
@@ -164,6 +164,6 @@ def test_a_stored_backup_that_cannot_be_read_back_or_pruned_says_so_and_is_recor
     errors = [text for text in proc.stderr.decode().splitlines() if ": error: " in text]
     assert errors == [
         f"encpipe-backup: error: backup written, but cannot read it back: cannot list {s3.location}/moveto: "
-        "rclone lsjson --files-only: lsjson: connection reset",
+        "rclone lsjson: lsjson: connection reset",
         f"encpipe-backup: error: backup written, but {s3.location}/moveto/ not pruned: cannot list "
-        f"{s3.location}/moveto: rclone lsjson --files-only: lsjson: connection reset"]
+        f"{s3.location}/moveto: rclone lsjson: lsjson: connection reset"]

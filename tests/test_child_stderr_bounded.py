@@ -47,5 +47,5 @@ def test_a_fetch_whose_rclone_writes_a_huge_stderr_stays_small_and_says_one_line
     code, rss, err = _restore(tmp_path, "r:x/db_20250101T000000Z.dump.enc",
                               {"RCLONE": rclone, "RCLONE_CONFIG": "/dev/null"})
     assert (code, err) == (66, "encpipe-restore: error: cannot fetch r:x/db_20250101T000000Z.dump.enc: cannot list "
-                               "r:x: rclone lsjson --files-only: Failed to lsjson: boom; nothing was changed\n")
+                               "r:x: rclone lsjson: Failed to lsjson: boom; nothing was changed\n")
     assert rss < LIMIT_KIB

@@ -46,13 +46,13 @@ def one_line(done, status, start):
 def test_verify_of_a_remote_that_never_answers_fails_with_66(silent):
     done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-verify"), "hung:bucket/backups"],
                remote_env(silent, **QUICK))
-    one_line(done, 66, "encpipe-verify: error: cannot list hung:bucket/backups: rclone lsjson ")
+    one_line(done, 66, "encpipe-verify: error: cannot list hung:bucket/backups: rclone lsjson: ")
 
 
 def test_fetch_from_a_remote_that_never_answers_fails_with_66(silent):
     done = run([sys.executable, "-m", "encpipe.backup", "fetch", "hung:bucket/backups/db_20240101T000000Z.sql.enc"],
                remote_env(silent, **QUICK))
-    one_line(done, 66, "encpipe-backup: error: cannot list hung:bucket/backups: rclone lsjson ")
+    one_line(done, 66, "encpipe-backup: error: cannot list hung:bucket/backups: rclone lsjson: ")
 
 
 def test_an_upload_to_a_remote_that_never_answers_fails_with_74(silent):

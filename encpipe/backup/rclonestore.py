@@ -49,7 +49,9 @@ class Rclone:
         status, out, err = run(self.children, [self.binary, *argv], env=self.env)
         if status != 0:
             detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
-            raise IOFailure(f"rclone {argv[0]} {argv[1]}: {detail}")
+            # the objects, not the options (a listing's caller names the location)
+            words = [argv[0], *(a for a in argv[1:] if a.startswith(self.location) and a != self.location)]
+            raise IOFailure(f"rclone {' '.join(words)}: {detail}")
         return out
 
     def list(self):
