@@ -151,7 +151,9 @@ def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     limits = tmp_path / "limits"
     kill = f"grep '^Max core file size' /proc/$PPID/limits > {limits}; kill -QUIT $PPID; sleep 1"
     sealed = tmp_path / "sealed"
-    sealed.write_bytes(run_in_process(["seal"], b"plaintext", {"ENCPIPE_KEY": KEY})[1])
+    status, data, err = run_in_process(["seal"], b"plaintext", {"ENCPIPE_KEY": KEY})
+    assert status == 0, err  # else open would fail on the header, before its key command runs
+    sealed.write_bytes(data)
     argv = {"encpipe": command("open", "--key-command", kill, str(sealed)),
             "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)]}[program]
 
