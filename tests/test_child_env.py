@@ -184,7 +184,8 @@ def test_the_demos_children_get_no_secret(tmp_path):
     try:
         os.chmod(shared, 0o711)
         bindir, log = os.path.join(shared, "bin"), tmp_path / "log"
-        os.mkdir(bindir, 0o755)
+        os.mkdir(bindir)
+        os.chmod(bindir, 0o755)  # whatever the umask: the fake server's user runs initdb from it
         for name, text in (("initdb", '#!/bin/sh\nmkdir -p "$2"\n'), ("pg_ctl", "#!/bin/sh\nexit 0\n")):
             with open(os.path.join(bindir, name), "w") as f:
                 f.write(text)

@@ -167,7 +167,11 @@ def signalled_listing(s3, sealed, tmp_path, folder, signum):
         time.sleep(0.3)  # room for one more to start, were the bound not kept
         os.kill(proc.pid, signum)  # encpipe-list alone, not its process group
         out, _ = proc.communicate(timeout=30)
-        time.sleep(0.3)  # an rclone killed at exit is reaped by init meanwhile
+        # An rclone killed at exit may take a moment to die (a zombie counts as dead);
+        # one left running hangs for 120 s, well past this wait.
+        deadline = time.monotonic() + 30
+        while [pid for pid in hung if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.05)
         alive_then = [pid for pid in hung if alive(pid)]
     finally:
         proc.kill()

@@ -168,11 +168,21 @@ def test_a_session_that_ends_while_the_restore_waits_does_not_stop_it(pg, tools,
     pg.dropdb(TARGET)
 
 
+# The first statement of a dump that waits (a minute at most) until a session is
+# connected to TARGET: restored, it holds the restore between its in-use check and
+# its swap for as long as that session takes to come, however loaded the machine.
+# (pg_stat_activity is read once per transaction unless its snapshot is cleared.)
+UNTIL_TARGET_IS_IN_USE = ("DO $$ BEGIN FOR i IN 1..1200 LOOP PERFORM pg_stat_clear_snapshot(); "
+                          "EXIT WHEN EXISTS (SELECT FROM pg_stat_activity WHERE datname = '%s'); "
+                          "PERFORM pg_sleep(0.05); END LOOP; END $$;\n" % TARGET).encode()
+
+
 def _slow_dump_held_at_swap(pg, tools, key_file, tmp_path, *options):
-    """Restores a dump that sleeps 3 seconds; connects to TARGET once the scratch database
-    exists (after the in-use check, before the swap). Returns (process, holder)."""
+    """Restores a dump that waits for a session on TARGET; connects to TARGET once the
+    scratch database exists (after the in-use check, before the swap). Returns
+    (process, holder)."""
     db = ensure_small(pg, "edge_source")
-    path = _seal(tmp_path, key_file, b"SELECT pg_sleep(3);\n" + dump(pg, db), "slow.sql.enc")
+    path = _seal(tmp_path, key_file, UNTIL_TARGET_IS_IN_USE + dump(pg, db), "slow.sql.enc")
     proc = subprocess.Popen([RESTORE, *options, "--key-file", key_file, path, TARGET],
                             env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
