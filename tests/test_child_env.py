@@ -222,3 +222,34 @@ def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_keys_py_name
     seen = {entry.partition("=")[0] for entry in record["env"]}
     assert sorted(seen & set(named)) == [], "keys.py names secrets that encpipe-sh-setup's probe does not unset"
     assert not any(value in entry for entry in record["env"] for value in named.values())
+
+
+def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path):
+    """scripts/lib/venv.bash (the demo's and the test command's set-up) runs Python
+    probes, pip and compileall: none gets a secret of the caller's environment (keys.py's
+    names and prefixes) nor a descriptor above 2. The venv's python here is a spy that
+    succeeds without doing anything: a missing stamp makes checkout_venv install."""
+    from encpipe import keys
+
+    root, log = tmp_path / "root", tmp_path / "log"
+    (root / ".venv" / "bin").mkdir(parents=True)
+    for name in ("setup.cfg", "pyproject.toml"):
+        (root / name).write_text("")
+    spy = root / ".venv" / "bin" / "python"
+    write(spy, "python", ["/bin/true"], log)
+    named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
+        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS"))}
+    env = clean_env({**named, **EVERY, "ENCPIPE_KEY": KEY, "PROG": "t"})
+    script = ('. "$1"; exec 7</dev/null; checkout_venv "$2" ""; deps_importable "$3"; fast_importable "$3"; '
+              'echo done')
+    done = subprocess.run(["bash", "-c", script, "t", os.path.join(SCRIPTS, "lib", "venv.bash"), str(root), str(spy)],
+                          capture_output=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout) == (0, b"done\n"), done.stderr
+    calls = records(log)
+    assert [c["argv"][:2] for c in calls] == [["-m", "pip"], ["-m", "compileall"], ["-c", calls[2]["argv"][1]],
+                                               ["-c", calls[3]["argv"][1]]]
+    for call in calls:
+        names = {entry.partition("=")[0] for entry in call["env"]}
+        assert sorted(names & (set(named) | set(EVERY) | {"ENCPIPE_KEY"})) == [], call["argv"]
+        assert not any(value in entry for entry in call["env"] for value in (*named.values(), *EVERY.values(), KEY))
+        assert "7" not in call["fds"], call["fds"]  # the caller's descriptor

@@ -2,10 +2,27 @@
 # virtual environment, .venv/ (git-ignored), made and filled once. Never
 # touches the system Python. Uses PROG for its messages.
 
+# no_secrets COMMAND [ARG...]: runs COMMAND without the variables that hold
+# secrets (encpipe/keys.py's names and prefixes, as encpipe-sh-setup's probe;
+# tests/test_child_env.py fails when keys.py names one left set) nor descriptors
+# above 2: none of the set-up's children (probes, venv, pip) needs one.
+no_secrets() {
+  (
+    unset ENCPIPE_KEY ENCPIPE_PASSPHRASE BACKUP_ENCRYPTION_KEY PGPASSWORD "${!RCLONE_@}" "${!AWS_@}" \
+      "${!GOOGLE_@}" "${!AZURE_@}" "${!OS_@}"
+    local fd
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if ((fd > 2)); then eval "exec ${fd}<&-"; fi
+    done
+    exec "$@"
+  )
+}
+
 # deps_importable PYTHON: whether PYTHON can import pycryptodome and docopt-ng
 # (not docopt 0.6, which has the same module name).
 deps_importable() {
-  "$1" -c 'import Crypto.Cipher.AES
+  no_secrets "$1" -c 'import Crypto.Cipher.AES
 from docopt import docopt
 docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 }
@@ -18,7 +35,7 @@ docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 # pyproject.toml.
 # The `fast` extra: cryptography with AESGCM.encrypt_into (aead.py needs 47 or later).
 fast_importable() {
-  "$1" -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+  no_secrets "$1" -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 AESGCM.encrypt_into' >/dev/null 2>&1
 }
 
@@ -29,19 +46,19 @@ checkout_venv() {
   want="$(cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | sha256sum)"
   want="${want%% *} [${extras}]"
   if [[ -x "${venv}/bin/python" ]] && grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
-    && "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
+    && no_secrets "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
     compile_checkout "${root}"
     return 0
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
     "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
-  if [[ ! -x "${venv}/bin/python" ]] && ! python3 -m venv --clear -- "${venv}" >&2; then
+  if [[ ! -x "${venv}/bin/python" ]] && ! no_secrets python3 -m venv --clear -- "${venv}" >&2; then
     rm -rf -- "${venv}"
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
     printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
     return 1
   fi
-  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "${venv}/bin/python" -m pip install -q \
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 no_secrets "${venv}/bin/python" -m pip install -q \
     -e "${root}${extras:+[${extras}]}" >&2; then
     printf '%s: error: pip could not install encpipe into %s\n' "${PROG}" "${venv}" >&2
     return 1
@@ -56,5 +73,5 @@ checkout_venv() {
 # compiling its modules again. Up-to-date files are skipped; a stale one is
 # never used (Python checks the source's time stamp).
 compile_checkout() {
-  "$1/.venv/bin/python" -m compileall -q "$1/encpipe" >/dev/null 2>&1 || true
+  no_secrets "$1/.venv/bin/python" -m compileall -q "$1/encpipe" >/dev/null 2>&1 || true
 }
