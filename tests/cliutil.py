@@ -72,6 +72,12 @@ def run_process(args, stdin=b"", env=None, **kwargs):
     )
 
 
+def a_new_second():
+    """Sleep into the next second of the clock (at most about one second): a backup
+    started after this has a name later than one that ended before it."""
+    time.sleep(1.02 - time.time() % 1)
+
+
 def assert_one_line_error(stderr, prog="encpipe"):
     """One `PROG: error:` line, at most one `PROG: hint:` line, never a traceback."""
     text = stderr.decode() if isinstance(stderr, bytes) else stderr

@@ -421,3 +421,13 @@ def seed_awkward_database(cluster: PgCluster, dbname: str) -> None:
     """
     cluster.createdb(dbname)
     cluster.psql(_SEED_SQL, db=dbname)
+
+
+def waiting_until(condition: str, seconds: int = 60) -> bytes:
+    """SQL to put first in a dump that a test restores: it waits until `condition` (a
+    boolean SQL expression, on pg_stat_activity, say) holds, at most `seconds`, then the
+    dump goes on. A wait for what the test does meanwhile, not a fixed pg_sleep: the
+    statistics snapshot is cleared each time, since the dump may run in one transaction."""
+    return ("DO $$BEGIN WHILE NOT (%s) AND clock_timestamp() < statement_timestamp() + interval '%d s' LOOP "
+            "PERFORM pg_stat_clear_snapshot(); PERFORM pg_sleep(0.02); END LOOP; END$$;\n"
+            % (condition, seconds)).encode()

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from cliutil import a_new_second
 from test_backup_restore import SCRIPTS, backup, databases, dump, encpipe, ensure_small, restore, run, script_env
 
 A, B = "bk_label_a", "bk_label_b"
@@ -42,7 +43,7 @@ def _stamp_of(path):
 
 def _newer_name(db, ext):
     """A name in `db`'s series for this second, newer than any backup made before it."""
-    time.sleep(1.1)
+    a_new_second()
     return f"{db}_{time.strftime(STAMP, time.gmtime())}.{ext}.enc"
 
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cliutil import a_new_second
 from pgcluster import MARKERS
 from test_backup_faults import _fake_pg_dump, _with_path_first
 from test_rclone_timeouts import QUICK, remote_env
@@ -61,7 +62,7 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
                            *signing, env_extra=s3.env)
         assert report["remote"] == f"{remote}/{report['filename']}"
         made.append(report["filename"])
-        time.sleep(1.1)  # a new second, a new name
+        a_new_second()  # a new second, a new name
     assert s3.objects("same") == dir_entries(local) == sorted(made)
     for name in made:  # the stored objects are byte for byte the local files, and sealed
         data = open(os.path.join(s3.bucket_dir, "same", name), "rb").read()
@@ -134,6 +135,7 @@ def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3
     os.makedirs(os.path.join(s3.bucket_dir, prefix), exist_ok=True)
     stale = f".encpipe-tmp.{(datetime.now(timezone.utc) - timedelta(days=2)).strftime('%Y%m%dT%H%M%SZ')}_1_2"
     open(os.path.join(s3.bucket_dir, prefix, stale), "wb").write(b"ENCPIPE partial")
+    _fake_pg_dump(tmp_path, "head -c 30000 /dev/urandom | base64\n")  # the next run need not be slow
     later = run([BACKUP, "--no-globals", "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env)
     assert later.returncode == 0, later.stderr.decode()
     assert json.loads(later.stdout)["filename"] in s3.objects(prefix)
@@ -160,7 +162,7 @@ def test_backup_keep_prunes_only_its_own_database_and_series(pg, tools, key_file
     custom, _ = backup(pg, tools, directory, a, "--no-globals", "--format", "custom", "--key-file", key_file)
     for _ in range(3):
         newest, report = backup(pg, tools, directory, a, "--no-globals", "--keep-last", "1", "--key-file", key_file)
-        time.sleep(1.1)
+        a_new_second()
     assert sorted(dir_entries(directory)) == sorted(
         os.path.basename(p) for p in [first_b, *olds, custom, newest])
     assert len(report["pruned"]) == 1
@@ -173,7 +175,7 @@ def test_a_host_that_seals_to_a_public_key_only_backs_up_but_does_not_prune(pg, 
     pubkey = run([sys.executable, "-m", "encpipe", "pubkey", identity], script_env(pg, tools)).stdout.decode().strip()
     directory = str(tmp_path / "b")
     first, _ = backup(pg, tools, directory, db, "--no-globals", "--recipient", pubkey)
-    time.sleep(1.1)
+    a_new_second()
     proc = backup(pg, tools, directory, db, "--no-globals", "--recipient", pubkey, "--keep-last", "1", check=False)
     assert proc.returncode == 1
     assert b"backup written, but not pruned: no key configured" in proc.stderr

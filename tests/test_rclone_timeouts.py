@@ -20,7 +20,7 @@ import pytest
 from s3server import rclone_binary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICK = {"RCLONE_CONTIMEOUT": "1s", "RCLONE_TIMEOUT": "1s", "RCLONE_LOW_LEVEL_RETRIES": "1"}
+QUICK = {"RCLONE_CONTIMEOUT": "250ms", "RCLONE_TIMEOUT": "250ms", "RCLONE_LOW_LEVEL_RETRIES": "1", "RCLONE_RETRIES": "1"}
 HANG = 300  # seconds: far above what the bounds allow (a few seconds)
 
 

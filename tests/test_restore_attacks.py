@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from pgcluster import BOOTSTRAP_ROLE as BOOTSTRAP, PgCluster
+from pgcluster import BOOTSTRAP_ROLE as BOOTSTRAP, PgCluster, waiting_until
 
 from encpipe.pgfetch import globals_name
 from encpipe.pgleftovers import LOCK_CLASS
@@ -197,8 +197,9 @@ def test_the_owner_holding_the_live_databases_row_cannot_make_the_swap_wait_for_
     with the live database as it was, and the scratch database dropped."""
     source = ensure_small(pg, "mal_source")
     path = str(tmp_path / "slow.sql.enc")
-    encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
-            check=True)
+    held = waiting_until("EXISTS (SELECT FROM pg_stat_activity WHERE usename = '%s' AND state = 'idle in transaction' "
+                         "AND query LIKE 'ALTER DATABASE%%')" % ATTACKER)  # her lock taken
+    encpipe(["seal", "--key-file", key_file, "-o", path], input=held + dump(pg, source), check=True)
     pg.psql("CREATE DATABASE mal_target OWNER mallory;")
     pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db="mal_target")
     before = dump(pg, "mal_target")
@@ -245,8 +246,9 @@ def test_a_session_on_the_scratch_database_fails_the_swap_and_leaves_the_live_da
     so the live database is never left renamed away with nothing in its place."""
     source = ensure_small(pg, "mal_source")
     path = str(tmp_path / "slow.sql.enc")
-    encpipe(["seal", "--key-file", key_file, "-o", path], input=b"SELECT pg_sleep(2);\n" + dump(pg, source),
-            check=True)
+    held = waiting_until("EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND usename = '%s' "
+                         "AND pid <> pg_backend_pid())" % BOOTSTRAP)  # the superuser's session on it
+    encpipe(["seal", "--key-file", key_file, "-o", path], input=held + dump(pg, source), check=True)
     pg.psql("CREATE DATABASE mal_target; ALTER DATABASE mal_target OWNER TO mallory;")
     pg.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db="mal_target")
     before = dump(pg, "mal_target")
