@@ -136,6 +136,13 @@ def test_the_library_in_use_is_the_one_forced():
     # Run by the test above, in a child whose ENCPIPE_CIPHER is set.
     forced = os.environ.get(aead.ENV_CIPHER) or aead.name()
     assert aead.library() == forced
+    # and in the encpipe processes the format tests start (through these helpers)
+    import test_x25519
+    from fuzz.craft import clean_env, command
+
+    for env in (clean_env(), test_x25519.clean_env()):
+        version = subprocess.run(command("--version"), capture_output=True, env=env, timeout=60).stdout.decode()
+        assert version.endswith(f"(cipher: {forced})\n"), version
 
 
 # --- imports ---------------------------------------------------------------

@@ -90,8 +90,10 @@ def seal_with(plaintext, recipients, *, extra=(), chunk_log2=14):
 
 
 def clean_env(extra=None):
-    """This process's environment without ENCPIPE_* settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "BACKUP_ENCRYPTION_KEY"))}
+    """This process's environment without ENCPIPE_* settings but ENCPIPE_CIPHER (the
+    library the format tests run under: test_aead sets it), plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ENCPIPE_", "BACKUP_ENCRYPTION_KEY")) or k == "ENCPIPE_CIPHER"}
     env.update(extra or {})
     return env
 
