@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 
+from .keys import kill_tree
 from .stdio import write_quietly
 
 LINE_MAX = 4096  # bytes of a line read at once, and kept of an error or hint line
@@ -92,6 +93,24 @@ class _Lines:
                 piece, self.buffer = self.buffer, b""
                 return piece
             self.buffer += more
+
+
+def stop(proc):
+    """End `proc`, an encpipe child, if it still runs, with what it started (its key
+    command, which holds its standard error too), and reap it: a restore stopped
+    (SIGTERM, SIGINT) or failing leaves none of them running, nor waits for them."""
+    if proc.poll() is None:
+        kill_tree(proc.pid)
+        proc.wait()
+
+
+def waited(proc):
+    """proc.wait(); stop(proc) first when something ends the wait (SIGTERM, SIGINT)."""
+    try:
+        return proc.wait()
+    except BaseException:
+        stop(proc)
+        raise
 
 
 def started(launch, *args, stderr_of=None, **kwargs):

@@ -175,7 +175,7 @@ class Run:
             return False
         proc, said = childerr.started(self.encpipe_run, ["inspect", "--legacy", "--verify", self.source],
                                       start=subprocess.Popen, stdout=subprocess.DEVNULL)
-        status = proc.wait()
+        status = childerr.waited(proc)
         if status != 0:
             status = status if status > 0 else 128 - status
             raise self.refused("cannot authenticate %s" % self.file, status, said.wait())
