@@ -10,9 +10,12 @@ LINE_MAX bytes of it: memory stays bounded whatever the child writes, and
 nothing goes to disk) and the script folds it into its own line; any other line
 (a warning, such as the one for a key file others can read or for a v1 file,
 and --progress) is passed on to the script's standard error at once, as the
-child wrote it, whether the child then fails or not.
+child wrote it, whether the child then fails or not; so is a line not ended
+yet that cannot become an error or hint line (a key command's question, which
+waits for its answer: held back, it never showed while the command waited).
 """
 
+import codecs
 import os
 import sys
 import threading
@@ -60,28 +63,37 @@ class ChildStderr:
     def _relay(self):
         with open(self._read, "rb", buffering=0, closefd=True) as src:
             self._read = None
-            reader = _Lines(src)
+            reader, text = _Lines(src), codecs.getincrementaldecoder("utf-8")("replace")
             keep = None  # the rest of a line being kept: "error" or "hint"; False: one passed on
-            while piece := reader.next():
+            markers = self._markers.values()
+            # the start of a line, not ended yet, that is or may become an error or hint line: held for the rest
+            held = lambda start: keep is None and any(start.startswith(m) or m.startswith(start) for m in markers)
+            while piece := reader.next(held):
                 if keep is None:  # a line starts here
                     keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
                     if keep and getattr(self, keep) is None:
                         setattr(self, keep, piece[len(self._markers[keep]):].rstrip(b"\r\n").decode("utf-8", "replace"))
                 if not keep and self._pass_on:
-                    write_quietly(self._out or sys.stderr, piece.decode("utf-8", "replace"))
+                    write_quietly(self._out or sys.stderr, text.decode(piece))
                 if piece.endswith(b"\n"):
                     keep = None
+            if (rest := text.decode(b"", final=True)) and self._pass_on:
+                write_quietly(self._out or sys.stderr, rest)
 
 
 class _Lines:
-    """Pieces of what `src` gives: each a whole line, or LINE_MAX bytes of a longer one."""
+    """Pieces of what `src` gives: each a whole line, LINE_MAX bytes of a longer one,
+    or as much of a line as came so far, unless held(it) (a key command's question,
+    which ends in no newline, shows while it waits for the answer)."""
 
     def __init__(self, src):
         self.src, self.buffer = src, b""
 
-    def next(self):
+    def next(self, held=lambda start: True):
         while True:
             end = self.buffer.find(b"\n", 0, LINE_MAX) + 1 or (LINE_MAX if len(self.buffer) >= LINE_MAX else 0)
+            if not end and self.buffer and not held(self.buffer):
+                end = len(self.buffer)
             if end:
                 piece, self.buffer = self.buffer[:end], self.buffer[end:]
                 return piece

@@ -8,10 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from test_backup_restore import (backup, dump, ensure_small, leftover_databases, make_legacy_file, python_env,
-                                 restore)
+from test_backup_restore import (RESTORE, backup, dump, ensure_small, leftover_databases, make_legacy_file,
+                                 python_env, restore, script_env)
 
 from encpipe import childerr
 
@@ -147,3 +148,57 @@ def test_the_relay_closes_its_pipe_when_the_child_cannot_start():
     except OSError:
         pass
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_relay_passes_on_a_prompt_that_waits_for_its_answer(capfd, tmp_path):
+    """A key command that asks on standard error (its standard output is the key): the
+    question, which ends in no newline, shows while it waits; before, it was held
+    back until the child ended. A line that may become an error line is still held."""
+    go = tmp_path / "go"
+    proc, said = childerr.started(subprocess.Popen, [sys.executable, "-c", f"""if 1:
+        import os, sys, time
+        e = sys.stderr.buffer
+        e.write(b"key password: "); e.flush()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        e.write(b"\\nencpipe: err"); e.flush(); time.sleep(0.2)
+        e.write(b"or: e1\\ncaf\\xc3"); e.flush(); time.sleep(0.2)
+        e.write(b"\\xa9\\n"); e.flush()"""])
+    try:
+        shown, deadline = "", time.monotonic() + 20
+        while shown != "key password: " and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            shown += capfd.readouterr().err
+        assert shown == "key password: "
+    finally:
+        go.touch()
+    proc.wait()
+    assert said.wait() == ("e1", None)
+    assert capfd.readouterr().err == "\ncafé\n"  # a character split between two writes is whole
+
+
+def test_a_key_commands_prompt_shows_while_it_waits(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "oneline_prompt")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
+    go = tmp_path / "go"
+    command = f"printf 'key password: ' >&2; while [ ! -e {go} ]; do sleep 0.05; done; cat {key_file}"
+    proc = subprocess.Popen([RESTORE, "--key-command", command, path, db + "_copy"], env=script_env(pg, tools),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        os.set_blocking(proc.stderr.fileno(), False)
+        shown, deadline = b"", time.monotonic() + 30
+        while not shown.endswith(b"key password: ") and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            shown += proc.stderr.read() or b""
+        assert shown == b"encpipe-restore: warning: no database properties (no globals file): %s_copy will belong " \
+                        b"to the restoring role, with default privileges\nkey password: " % db.encode()
+    finally:
+        go.touch()
+        os.set_blocking(proc.stderr.fileno(), True)
+        out, err = proc.communicate(timeout=120)
+    try:
+        assert (proc.returncode, out) == (0, b""), err
+        assert (shown + err).decode().endswith(f"key password: encpipe-restore: restored {path} into new database "
+                                               f"{db}_copy\n")
+    finally:
+        pg.dropdb(db + "_copy")
