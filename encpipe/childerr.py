@@ -17,6 +17,7 @@ waits for its answer: held back, it never showed while the command waited).
 
 import codecs
 import os
+import select
 import sys
 import threading
 
@@ -37,6 +38,7 @@ class ChildStderr:
         self._markers = {kind: f"{prog}: {kind}: ".encode() for kind in ("error", "hint")}
         self._read, self.fd = os.pipe2(os.O_CLOEXEC)
         self._thread = None
+        self._ended = threading.Event()  # the child ended: what is in the pipe is all it wrote
         self.error = self.hint = None
 
     def started(self):
@@ -54,8 +56,11 @@ class ChildStderr:
 
     def wait(self, timeout=10):
         """(the child's first error, its first hint), each without its prefix, or None,
-        once every line it wrote was passed on: call it once the child ended (a
-        process it left behind that holds the pipe is waited for `timeout` s at most)."""
+        once every line it wrote was passed on: call it once the child ended. What
+        it wrote is in the pipe by then; a process it left behind that holds the
+        pipe (a key command's) is not waited for: the relay ends once the pipe is
+        empty (`timeout` s at most)."""
+        self._ended.set()
         if self._thread:
             self._thread.join(timeout)
         return self.error, self.hint
@@ -63,7 +68,7 @@ class ChildStderr:
     def _relay(self):
         with open(self._read, "rb", buffering=0, closefd=True) as src:
             self._read = None
-            reader, text = _Lines(src), codecs.getincrementaldecoder("utf-8")("replace")
+            reader, text = _Lines(src, self._ended), codecs.getincrementaldecoder("utf-8")("replace")
             keep = None  # the rest of a line being kept: "error" or "hint"; False: one passed on
             markers = self._markers.values()
             # the start of a line, not ended yet, that is or may become an error or hint line: held for the rest
@@ -86,8 +91,8 @@ class _Lines:
     or as much of a line as came so far, unless held(it) (a key command's question,
     which ends in no newline, shows while it waits for the answer)."""
 
-    def __init__(self, src):
-        self.src, self.buffer = src, b""
+    def __init__(self, src, ended):
+        self.src, self.buffer, self.ended = src, b"", ended
 
     def next(self, held=lambda start: True):
         while True:
@@ -98,8 +103,11 @@ class _Lines:
                 piece, self.buffer = self.buffer[:end], self.buffer[end:]
                 return piece
             try:
+                while not select.select([self.src], [], [], 0.1)[0]:
+                    if self.ended.is_set():  # nothing more to read, and the child ended
+                        raise EOFError
                 more = self.src.read(LINE_MAX)
-            except OSError:
+            except (OSError, ValueError, EOFError):
                 more = b""
             if not more:
                 piece, self.buffer = self.buffer, b""

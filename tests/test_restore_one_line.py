@@ -202,3 +202,20 @@ def test_a_key_commands_prompt_shows_while_it_waits(pg, tools, key_file, tmp_pat
                                                f"{db}_copy\n")
     finally:
         pg.dropdb(db + "_copy")
+
+
+def test_the_relay_ends_with_the_child_not_with_what_it_left_behind(capfd, tmp_path):
+    """A key command that leaves a process behind holding standard error (the
+    child's pipe): once the child ended, what it wrote is passed on and wait()
+    returns; before, each encpipe of the restore then waited 10 s for it."""
+    pid_file = tmp_path / "pid"
+    proc, said = childerr.started(subprocess.Popen, ["/bin/sh", "-c", f"sleep 30 & echo $! > {pid_file}; "
+                                                     "echo 'encpipe: warning: w' >&2; echo 'encpipe: error: e1' >&2"])
+    try:
+        proc.wait()
+        begun = time.monotonic()
+        assert said.wait() == ("e1", None)
+        assert time.monotonic() - begun < 3
+        assert capfd.readouterr().err == "encpipe: warning: w\n"
+    finally:
+        os.kill(int(pid_file.read_text()), 9)
