@@ -5,14 +5,15 @@ encpipe-restore runs `encpipe open` (and `inspect --legacy --verify`) on the
 backup and the globals file; when one refuses the file, its `encpipe: error:`
 line (and `hint:` line) went to standard error before restore's own, three
 lines for one failure. Now a thread reads the child's standard error from a
-pipe: a line that is an error or a hint is kept (the first of each, at most
-LINE_MAX bytes of it: memory stays bounded whatever the child writes, and
-nothing goes to disk) and the script folds it into its own line; any other line
-(a warning, such as the one for a key file others can read or for a v1 file,
-and --progress) is passed on to the script's standard error at once, as the
-child wrote it, whether the child then fails or not; so is a line not ended
-yet that cannot become an error or hint line (a key command's question, which
-waits for its answer: held back, it never showed while the command waited).
+pipe: a line that is an error or the hint right after it is kept (the first
+of each, at most LINE_MAX bytes of it: memory stays bounded whatever the child
+writes, and nothing goes to disk) and the script folds it into its own line;
+any other line (a warning, such as the one for a key file others can read or
+for a v1 file, with its hint; and --progress) is passed on to the script's
+standard error at once, as the child wrote it, whether the child then fails
+or not; so is a line not ended yet that cannot become an error or hint line (a
+key command's question, which waits for its answer: held back, it never showed
+while the command waited).
 """
 
 import codecs
@@ -70,18 +71,21 @@ class ChildStderr:
             self._read = None
             reader, text = _Lines(src, self._ended), codecs.getincrementaldecoder("utf-8")("replace")
             keep = None  # the rest of a line being kept: "error" or "hint"; False: one passed on
+            after_error = False  # the line before was an error line: a hint now is its hint
             markers = self._markers.values()
             # the start of a line, not ended yet, that is or may become an error or hint line: held for the rest
             held = lambda start: keep is None and any(start.startswith(m) or m.startswith(start) for m in markers)
             while piece := reader.next(held):
                 if keep is None:  # a line starts here
                     keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
+                    if keep == "hint" and not after_error:
+                        keep = False  # a warning's hint: passed on with it, never taken for the error's
                     if keep and getattr(self, keep) is None:
                         setattr(self, keep, piece[len(self._markers[keep]):].rstrip(b"\r\n").decode("utf-8", "replace"))
                 if not keep and self._pass_on:
                     write_quietly(self._out or sys.stderr, text.decode(piece))
                 if piece.endswith(b"\n"):
-                    keep = None
+                    keep, after_error = None, keep == "error"
             if (rest := text.decode(b"", final=True)) and self._pass_on:
                 write_quietly(self._out or sys.stderr, rest)
 

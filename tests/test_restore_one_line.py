@@ -111,10 +111,12 @@ def test_the_childs_warning_still_reaches_stderr_on_success(pg, tools, tmp_path)
     proc = restore(pg, tools, path, db + "_copy", "--allow-unauthenticated", "--identity", str(identity))
     try:
         assert proc.returncode == 0, proc.stderr.decode()
-        lines = proc.stderr.decode().splitlines()
-        warnings = [line for line in lines if line.startswith("encpipe: warning: ")]
-        assert warnings and all("anyone with its public key can make such a file" in w for w in warnings), lines
-        assert lines[-1] == f"encpipe-restore: restored {path} into new database {db}_copy", lines
+        assert proc.stderr.decode() == (  # the warning's hint too: before, the relay kept it as an error's
+            f"encpipe-restore: warning: no database properties (no globals file): {db}_copy will belong to the "
+            "restoring role, with default privileges\n"
+            "encpipe: warning: opened with an x25519 identity: anyone with its public key can make such a file\n"
+            "encpipe: hint: check who made it with --signer\n"
+            f"encpipe-restore: restored {path} into new database {db}_copy\n")
     finally:
         pg.dropdb(db + "_copy")
 
@@ -129,6 +131,17 @@ def test_the_relay_keeps_error_and_hint_and_passes_the_rest(capfd):
     proc.wait()
     assert said.wait() == ("e1", "h1")
     assert capfd.readouterr().err == "encpipe: warning: w1\nencpipe: seal: 1 MiB\n"
+
+
+def test_the_relay_passes_on_a_warnings_hint_and_keeps_only_the_errors(capfd):
+    """A hint line is its line before's: a warning's is passed on with it, never
+    taken for the error's (the restore's line then showed a hint about another thing)."""
+    proc, said = childerr.started(subprocess.Popen, [sys.executable, "-c", "import sys; sys.stderr.write("
+                                                     "'encpipe: warning: w1\\nencpipe: hint: wh\\n"
+                                                     "encpipe: error: e1\\n')"])
+    proc.wait()
+    assert said.wait() == ("e1", None)
+    assert capfd.readouterr().err == "encpipe: warning: w1\nencpipe: hint: wh\n"
 
 
 def test_the_relay_keeps_at_most_line_max_bytes_of_a_huge_error_line(capfd):
