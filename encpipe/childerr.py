@@ -5,18 +5,24 @@ encpipe-restore runs `encpipe open` (and `inspect --legacy --verify`) on the
 backup and the globals file; when one refuses the file, its `encpipe: error:`
 line (and `hint:` line) went to standard error before restore's own, three
 lines for one failure. Now a thread reads the child's standard error from a
-pipe: a line that is an error or a hint is kept (the first of each, at most
-LINE_MAX bytes of it: memory stays bounded whatever the child writes, and
-nothing goes to disk) and the script folds it into its own line; any other line
-(a warning, such as the one for a key file others can read or for a v1 file,
-and --progress) is passed on to the script's standard error at once, as the
-child wrote it, whether the child then fails or not.
+pipe: a line that is an error or the hint right after it is kept (the first
+of each, at most LINE_MAX bytes of it: memory stays bounded whatever the child
+writes, and nothing goes to disk) and the script folds it into its own line;
+any other line (a warning, such as the one for a key file others can read or
+for a v1 file, with its hint; and --progress) is passed on to the script's
+standard error at once, as the child wrote it, whether the child then fails
+or not; so is a line not ended yet that cannot become an error or hint line (a
+key command's question, which waits for its answer: held back, it never showed
+while the command waited).
 """
 
+import codecs
 import os
+import select
 import sys
 import threading
 
+from .keys import kill_tree
 from .stdio import write_quietly
 
 LINE_MAX = 4096  # bytes of a line read at once, and kept of an error or hint line
@@ -33,6 +39,7 @@ class ChildStderr:
         self._markers = {kind: f"{prog}: {kind}: ".encode() for kind in ("error", "hint")}
         self._read, self.fd = os.pipe2(os.O_CLOEXEC)
         self._thread = None
+        self._ended = threading.Event()  # the child ended: what is in the pipe is all it wrote
         self.error = self.hint = None
 
     def started(self):
@@ -50,8 +57,11 @@ class ChildStderr:
 
     def wait(self, timeout=10):
         """(the child's first error, its first hint), each without its prefix, or None,
-        once every line it wrote was passed on: call it once the child ended (a
-        process it left behind that holds the pipe is waited for `timeout` s at most)."""
+        once every line it wrote was passed on: call it once the child ended. What
+        it wrote is in the pipe by then; a process it left behind that holds the
+        pipe (a key command's) is not waited for: the relay ends once the pipe is
+        empty (`timeout` s at most)."""
+        self._ended.set()
         if self._thread:
             self._thread.join(timeout)
         return self.error, self.hint
@@ -59,39 +69,72 @@ class ChildStderr:
     def _relay(self):
         with open(self._read, "rb", buffering=0, closefd=True) as src:
             self._read = None
-            reader = _Lines(src)
+            reader, text = _Lines(src, self._ended), codecs.getincrementaldecoder("utf-8")("replace")
             keep = None  # the rest of a line being kept: "error" or "hint"; False: one passed on
-            while piece := reader.next():
+            after_error = False  # the line before was an error line: a hint now is its hint
+            markers = self._markers.values()
+            # the start of a line, not ended yet, that is or may become an error or hint line: held for the rest
+            held = lambda start: keep is None and any(start.startswith(m) or m.startswith(start) for m in markers)
+            while piece := reader.next(held):
                 if keep is None:  # a line starts here
                     keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
+                    if keep == "hint" and not after_error:
+                        keep = False  # a warning's hint: passed on with it, never taken for the error's
                     if keep and getattr(self, keep) is None:
                         setattr(self, keep, piece[len(self._markers[keep]):].rstrip(b"\r\n").decode("utf-8", "replace"))
                 if not keep and self._pass_on:
-                    write_quietly(self._out or sys.stderr, piece.decode("utf-8", "replace"))
+                    write_quietly(self._out or sys.stderr, text.decode(piece))
                 if piece.endswith(b"\n"):
-                    keep = None
+                    keep, after_error = None, keep == "error"
+            if (rest := text.decode(b"", final=True)) and self._pass_on:
+                write_quietly(self._out or sys.stderr, rest)
 
 
 class _Lines:
-    """Pieces of what `src` gives: each a whole line, or LINE_MAX bytes of a longer one."""
+    """Pieces of what `src` gives: each a whole line, LINE_MAX bytes of a longer one,
+    or as much of a line as came so far, unless held(it) (a key command's question,
+    which ends in no newline, shows while it waits for the answer)."""
 
-    def __init__(self, src):
-        self.src, self.buffer = src, b""
+    def __init__(self, src, ended):
+        self.src, self.buffer, self.ended = src, b"", ended
 
-    def next(self):
+    def next(self, held=lambda start: True):
         while True:
             end = self.buffer.find(b"\n", 0, LINE_MAX) + 1 or (LINE_MAX if len(self.buffer) >= LINE_MAX else 0)
+            if not end and self.buffer and not held(self.buffer):
+                end = len(self.buffer)
             if end:
                 piece, self.buffer = self.buffer[:end], self.buffer[end:]
                 return piece
             try:
+                while not select.select([self.src], [], [], 0.1)[0]:
+                    if self.ended.is_set():  # nothing more to read, and the child ended
+                        raise EOFError
                 more = self.src.read(LINE_MAX)
-            except OSError:
+            except (OSError, ValueError, EOFError):
                 more = b""
             if not more:
                 piece, self.buffer = self.buffer, b""
                 return piece
             self.buffer += more
+
+
+def stop(proc):
+    """End `proc`, an encpipe child, if it still runs, with what it started (its key
+    command, which holds its standard error too), and reap it: a restore stopped
+    (SIGTERM, SIGINT) or failing leaves none of them running, nor waits for them."""
+    if proc.poll() is None:
+        kill_tree(proc.pid)
+        proc.wait()
+
+
+def waited(proc):
+    """proc.wait(); stop(proc) first when something ends the wait (SIGTERM, SIGINT)."""
+    try:
+        return proc.wait()
+    except BaseException:
+        stop(proc)
+        raise
 
 
 def started(launch, *args, stderr_of=None, **kwargs):

@@ -226,7 +226,7 @@ def run_secret_command(command, env):
         # Kill what the shell started too: a grandchild holding the pipe would
         # otherwise keep us waiting. The command stays in our process group so
         # that it can still prompt on the terminal (pass, gpg's pinentry).
-        _kill_tree(child.pid)
+        kill_tree(child.pid)
         child.stdout.close()
         child.wait()
         if isinstance(e, UsageError):
@@ -264,7 +264,7 @@ def _bounded_output(child, timeout, limit=MAX_SECRET_BYTES):
     return b"".join(blocks)
 
 
-def _kill_tree(pid):
+def kill_tree(pid):
     """SIGKILL `pid` and its descendants; each is stopped first, so that it can
     neither start new children nor report the deaths of the old ones."""
     try:
@@ -278,7 +278,7 @@ def _kill_tree(pid):
         except OSError:
             children = []
         for child in children:
-            _kill_tree(int(child))
+            kill_tree(int(child))
     try:
         os.kill(pid, signal.SIGKILL)
     except OSError:

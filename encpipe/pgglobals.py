@@ -22,7 +22,7 @@ quoting form psql reads otherwise than this splitter, would run whole.
 import os
 import re
 
-from . import pgprops
+from . import childerr, pgprops
 from .backup.label import HEAD_BYTES, after_line, found
 from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
@@ -37,8 +37,12 @@ def read_sql(proc, path, db):
     """The standard output of `proc` (encpipe open of the globals file at `path`),
     no more than GLOBALS_MAX_BYTES of it read whatever the file holds: Failure (65)
     past that, before any server is reached for database `db`."""
-    with proc:
-        text = proc.stdout.read(GLOBALS_MAX_BYTES + 1)
+    with proc:  # which waits for the child at its end: stopped first when the read is (SIGTERM, SIGINT)
+        try:
+            text = proc.stdout.read(GLOBALS_MAX_BYTES + 1)
+        except BaseException:
+            childerr.stop(proc)
+            raise
         if len(text) > GLOBALS_MAX_BYTES:
             proc.kill()
     if len(text) > GLOBALS_MAX_BYTES:

@@ -175,7 +175,7 @@ class Run:
             return False
         proc, said = childerr.started(self.encpipe_run, ["inspect", "--legacy", "--verify", self.source],
                                       start=subprocess.Popen, stdout=subprocess.DEVNULL)
-        status = proc.wait()
+        status = childerr.waited(proc)
         if status != 0:
             status = status if status > 0 else 128 - status
             raise self.refused("cannot authenticate %s" % self.file, status, said.wait())
@@ -233,9 +233,6 @@ class Run:
         try:
             self.globals_stmts = globals_stmts  # applied in create(), once the dump has authenticated
             props = pgprops.read(self.maint, self.db) if exists else backup_props
-            if props is None and not exists:
-                say("no database properties (no globals file): %s will belong to the restoring role, "
-                    "with default privileges" % self.db, "warning")
             if props and not exists:
                 self.roles.check(self.db, props, self.globals_stmts, *self.skips(exists))
             self.restore_stream(props, exists)
@@ -258,6 +255,9 @@ class Run:
         except pgopts.RefusedOption as e:
             raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
                           % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
+        if props is None and not exists:  # said once FILE authenticated: a refused one is the restore's one line
+            say("no database properties (no globals file): %s will belong to the restoring role, "
+                "with default privileges" % self.db, "warning")
         self.roles.create_missing(self.globals_stmts, self.globals_path, self.restrict)
         try:
             run_sql(self.maint, pgprops.create_sql(self.temp_name, props))

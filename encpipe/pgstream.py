@@ -279,8 +279,6 @@ class Restore:
         dst.write(restrict_filter.finish())
 
     def kill(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        for proc in self.procs:  # encpipe open's key command too, which holds its standard error
+            childerr.stop(proc)
         self.opener_said()

@@ -8,10 +8,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from test_backup_restore import (backup, dump, ensure_small, leftover_databases, make_legacy_file, python_env,
-                                 restore)
+from test_backup_restore import (RESTORE, backup, databases, dump, ensure_small, leftover_databases, make_legacy_file,
+                                 python_env, restore, script_env)
 
 from encpipe import childerr
 
@@ -74,6 +75,23 @@ def test_a_damaged_backup_is_one_line(pg, tools, key_file, tmp_path):
                                     f"database {db} was not touched\n"), stderr), stderr
 
 
+def test_a_refused_backup_into_a_new_database_is_one_line(pg, tools, key_file, tmp_path):
+    """No globals file, a database the server lacks: before, a warning that it would
+    belong to the restoring role came first, for a database never made."""
+    db = ensure_small(pg, "oneline_new")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
+    sealed = bytearray(Path(path).read_bytes())
+    sealed[len(sealed) // 2] ^= 1
+    Path(path).write_bytes(bytes(sealed))
+    before = databases(pg)
+    proc = restore(pg, tools, path, db + "_new", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+    assert re.fullmatch(re.escape(f"encpipe-restore: error: cannot decrypt {path} (status 65): chunk ") + "[0-9]+"
+                        + re.escape(" failed authentication: the file is truncated, corrupt or was tampered with; "
+                                    f"database {db}_new was not touched\n"), proc.stderr.decode()), proc.stderr
+    assert databases(pg) == before
+
+
 def test_a_refused_globals_file_is_one_line_naming_it(pg, tools, key_file, tmp_path):
     """The child read /dev/fd/N; the line names the globals file."""
     db = ensure_small(pg, "oneline_globals")
@@ -109,11 +127,13 @@ def test_the_childs_warning_still_reaches_stderr_on_success(pg, tools, tmp_path)
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--recipient", public)
     proc = restore(pg, tools, path, db + "_copy", "--allow-unauthenticated", "--identity", str(identity))
     try:
-        assert proc.returncode == 0, proc.stderr.decode()
-        lines = proc.stderr.decode().splitlines()
-        warnings = [line for line in lines if line.startswith("encpipe: warning: ")]
-        assert warnings and all("anyone with its public key can make such a file" in w for w in warnings), lines
-        assert lines[-1] == f"encpipe-restore: restored {path} into new database {db}_copy", lines
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        child = ("encpipe: warning: opened with an x25519 identity: anyone with its public key can make such a "
+                 "file\nencpipe: hint: check who made it with --signer\n")  # its hint too: before, the relay kept it
+        own = (f"encpipe-restore: warning: no database properties (no globals file): {db}_copy will belong to the "
+               "restoring role, with default privileges\n")  # the relay passes the child's on while restore says this
+        restored = f"encpipe-restore: restored {path} into new database {db}_copy\n"
+        assert proc.stderr.decode() in (child + own + restored, own + child + restored), proc.stderr.decode()
     finally:
         pg.dropdb(db + "_copy")
 
@@ -128,6 +148,17 @@ def test_the_relay_keeps_error_and_hint_and_passes_the_rest(capfd):
     proc.wait()
     assert said.wait() == ("e1", "h1")
     assert capfd.readouterr().err == "encpipe: warning: w1\nencpipe: seal: 1 MiB\n"
+
+
+def test_the_relay_passes_on_a_warnings_hint_and_keeps_only_the_errors(capfd):
+    """A hint line is its line before's: a warning's is passed on with it, never
+    taken for the error's (the restore's line then showed a hint about another thing)."""
+    proc, said = childerr.started(subprocess.Popen, [sys.executable, "-c", "import sys; sys.stderr.write("
+                                                     "'encpipe: warning: w1\\nencpipe: hint: wh\\n"
+                                                     "encpipe: error: e1\\n')"])
+    proc.wait()
+    assert said.wait() == ("e1", None)
+    assert capfd.readouterr().err == "encpipe: warning: w1\nencpipe: hint: wh\n"
 
 
 def test_the_relay_keeps_at_most_line_max_bytes_of_a_huge_error_line(capfd):
@@ -147,3 +178,75 @@ def test_the_relay_closes_its_pipe_when_the_child_cannot_start():
     except OSError:
         pass
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_relay_passes_on_a_prompt_that_waits_for_its_answer(capfd, tmp_path):
+    """A key command that asks on standard error (its standard output is the key): the
+    question, which ends in no newline, shows while it waits; before, it was held
+    back until the child ended. A line that may become an error line is still held."""
+    go = tmp_path / "go"
+    proc, said = childerr.started(subprocess.Popen, [sys.executable, "-c", f"""if 1:
+        import os, sys, time
+        e = sys.stderr.buffer
+        e.write(b"key password: "); e.flush()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        e.write(b"\\nencpipe: err"); e.flush(); time.sleep(0.2)
+        e.write(b"or: e1\\ncaf\\xc3"); e.flush(); time.sleep(0.2)
+        e.write(b"\\xa9\\n"); e.flush()"""])
+    try:
+        shown, deadline = "", time.monotonic() + 20
+        while shown != "key password: " and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            shown += capfd.readouterr().err
+        assert shown == "key password: "
+    finally:
+        go.touch()
+    proc.wait()
+    assert said.wait() == ("e1", None)
+    assert capfd.readouterr().err == "\ncafé\n"  # a character split between two writes is whole
+
+
+def test_a_key_commands_prompt_shows_while_it_waits(pg, tools, key_file, tmp_path):
+    db = ensure_small(pg, "oneline_prompt")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
+    go = tmp_path / "go"
+    command = f"printf 'key password: ' >&2; while [ ! -e {go} ]; do sleep 0.05; done; cat {key_file}"
+    proc = subprocess.Popen([RESTORE, "--key-command", command, path, db + "_copy"], env=script_env(pg, tools),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        os.set_blocking(proc.stderr.fileno(), False)
+        shown, deadline = b"", time.monotonic() + 30
+        while not shown.endswith(b"key password: ") and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            shown += proc.stderr.read() or b""
+        assert shown == b"key password: "
+    finally:
+        go.touch()
+        os.set_blocking(proc.stderr.fileno(), True)
+        out, err = proc.communicate(timeout=120)
+    try:
+        assert (proc.returncode, out) == (0, b""), err
+        assert (shown + err).decode() == (
+            f"key password: encpipe-restore: warning: no database properties (no globals file): {db}_copy will "
+            f"belong to the restoring role, with default privileges\n"
+            f"encpipe-restore: restored {path} into new database {db}_copy\n")
+    finally:
+        pg.dropdb(db + "_copy")
+
+
+def test_the_relay_ends_with_the_child_not_with_what_it_left_behind(capfd, tmp_path):
+    """A key command that leaves a process behind holding standard error (the
+    child's pipe): once the child ended, what it wrote is passed on and wait()
+    returns; before, each encpipe of the restore then waited 10 s for it."""
+    pid_file = tmp_path / "pid"
+    proc, said = childerr.started(subprocess.Popen, ["/bin/sh", "-c", f"sleep 30 & echo $! > {pid_file}; "
+                                                     "echo 'encpipe: warning: w' >&2; echo 'encpipe: error: e1' >&2"])
+    try:
+        proc.wait()
+        begun = time.monotonic()
+        assert said.wait() == ("e1", None)
+        assert time.monotonic() - begun < 3
+        assert capfd.readouterr().err == "encpipe: warning: w\n"
+    finally:
+        os.kill(int(pid_file.read_text()), 9)

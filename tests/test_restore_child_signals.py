@@ -1,0 +1,100 @@
+"""encpipe-restore stopped by SIGTERM or SIGINT while one of its encpipe children
+runs (the legacy check, the globals file's decryption, the dump's): it exits at
+once with 143 or 130, nothing on standard output or error, the live database as
+it was, and neither the child nor the key command it runs is left behind.
+
+Before: a stop during the legacy check left `encpipe inspect --legacy --verify`
+running on (with the key), a stop during the globals file's decryption waited
+for that encpipe to end (a whole pass over a large file), and a stop during the
+dump's waited 10 s for the key command, which was left running."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_backup_restore import (RESTORE, backup, dump, ensure_small, leftover_databases, make_legacy_file,
+                                 read_key, script_env)
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _descendants(pid):
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        except OSError:
+            children = []
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _stop_while_the_child_runs(pg, tools, path, db, key_source, tmp_path, signum, *options):
+    """Restore `path` into `db` with a key command that waits; signal the restore
+    once the command runs; returns (status, stdout, stderr, seconds to exit, the
+    encpipe child and its key command's processes)."""
+    pids = tmp_path / "pids"
+    command = f"echo $$ $PPID > {pids}.tmp && mv {pids}.tmp {pids}; sleep 60; cat {key_source}"
+    proc = subprocess.Popen([RESTORE, *options, "--key-command", command, path, db], env=script_env(pg, tools),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not pids.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    shell, encpipe = map(int, pids.read_text().split())
+    children = [encpipe, shell, *_descendants(shell)]
+    begun = time.monotonic()
+    proc.send_signal(signum)  # the restore alone, as `kill` would
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - begun
+    time.sleep(0.2)  # a process killed is reaped by init
+    return proc.returncode, out, err.decode(), took, [pid for pid in children if _alive(pid)]
+
+
+@pytest.fixture
+def live(pg):
+    db = ensure_small(pg, "stopped_restore_target")
+    return db, dump(pg, db)
+
+
+def _legacy(pg, tools, key_file, tmp_path):
+    key = tmp_path / "legacy.key"
+    key.write_text("ab" * 32 + "\n")
+    return make_legacy_file(tmp_path / "stopped_restore_target_20250101T000000Z.sql.enc", "ab" * 32,
+                            b"SELECT 1;\n"), key
+
+
+def _with_globals(pg, tools, key_file, tmp_path):
+    path, _ = backup(pg, tools, str(tmp_path / "b"), "stopped_restore_target", "--key-file", key_file)
+    assert list((tmp_path / "b").glob("*.globals.sql.enc"))
+    return path, key_file
+
+
+def _dump_alone(pg, tools, key_file, tmp_path):
+    path, _ = backup(pg, tools, str(tmp_path / "b"), "stopped_restore_target", "--no-globals", "--key-file", key_file)
+    assert not list((tmp_path / "b").glob("*.globals.sql.enc"))
+    return path, key_file
+
+
+@pytest.mark.parametrize("stage", [_legacy, _with_globals, _dump_alone], ids=["legacy", "globals", "dump"])
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_a_stopped_restore_ends_its_encpipe_child_and_its_key_command(pg, tools, key_file, tmp_path, live, stage,
+                                                                      signum, status):
+    db, before = live
+    path, key = stage(pg, tools, key_file, tmp_path)
+    assert read_key(key)
+    result = _stop_while_the_child_runs(pg, tools, path, db, key, tmp_path, signum)
+    assert result[:3] == (status, b"", ""), result
+    assert result[3] < 5, result  # not held up by the child, nor by the key command holding its stderr
+    assert result[4] == [], result  # the encpipe child and its key command (and its sleep) ended
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
