@@ -80,8 +80,9 @@ class ChildStderr:
                     keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
                     if keep == "hint" and not after_error:
                         keep = False  # a warning's hint: passed on with it, never taken for the error's
-                    if keep and getattr(self, keep) is None:
-                        setattr(self, keep, piece[len(self._markers[keep]):].rstrip(b"\r\n").decode("utf-8", "replace"))
+                    if keep and getattr(self, keep) is None:  # a character cut at LINE_MAX is left out
+                        kept = piece[len(self._markers[keep]):].rstrip(b"\r\n")
+                        setattr(self, keep, codecs.getincrementaldecoder("utf-8")("replace").decode(kept))
                 if not keep and self._pass_on:
                     write_quietly(self._out or sys.stderr, text.decode(piece))
                 if piece.endswith(b"\n"):
