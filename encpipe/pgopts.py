@@ -108,6 +108,7 @@ def check(tool, args, plain_dump=False):
             raise RefusedOption("%s argument %s is not an option: %s" % (tool, shown(arg), _NOT_AN_OPTION[tool]))
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
+            name = _abbreviated(tool, name)
             if not eq and i + 1 < len(args):
                 value = args[i + 1]
             if name in by_long:
@@ -120,6 +121,19 @@ def check(tool, args, plain_dump=False):
                     _refuse(tool, arg, "--" + name, why or "the restore must stop at the first error")
         elif arg.startswith("-") and len(arg) > 1:
             _check_short(tool, arg, args[i + 1] if i + 1 < len(args) else "", refused, plain_dump)
+
+
+def _abbreviated(tool, name):
+    """The refused long option `name` stands for: the tools take any unambiguous prefix
+    of a long option for it (getopt_long), `--for=t` for `--format=t`. A prefix of
+    several is ambiguous, which the tool refuses itself; none of the tools has an
+    option of its own that is a prefix of a refused one (a test reads their --help)."""
+    judged = {long for long, _ in _REFUSED[tool].values()} | set(_LONG_ONLY_REFUSED.get(tool, {}))
+    if tool == "pg_dump":
+        judged.add("compress")
+    if not name or name in judged:
+        return name
+    return next((full for full in sorted(judged) if full.startswith(name)), name)
 
 
 def _takes_value(tool, arg):

@@ -1,9 +1,14 @@
 """The pure parts of the restore tools: refused pass-through options, the globals
 filter, the database properties' SQL."""
 
+import os
+import re
+import subprocess
+
 import pytest
 
 from encpipe import pgglobals, pgopts, pgprops
+from pgcluster import _find_bindir
 
 GLOBALS = r'''--
 -- PostgreSQL database cluster dump
@@ -164,3 +169,43 @@ def test_pg_dump_takes_no_database_name_but_dbname(args, named):
 def test_plain_dumps_take_compress_not_z():
     with pytest.raises(pgopts.RefusedOption, match="--compress"):
         pgopts.check("pg_dump", ["-Z", "5"], plain_dump=True)
+
+
+@pytest.mark.parametrize("tool, args, named", [
+    ("pg_dump", ["--for=t"], "--for=t (-F, --format)"),
+    ("pg_dump", ["--dbn=other"], "--dbn=other (-d, --dbname)"),
+    ("pg_dump", ["--fi", "/tmp/plain.sql"], "--fi (-f, --file)"),
+    ("pg_dump", ["--cr"], "--cr (-C, --create)"),
+    ("pg_dump", ["--ho=elsewhere"], "--ho=elsewhere (-h, --host)"),
+    ("pg_restore", ["--li"], "--li (-l, --list)"),
+    ("pg_restore", ["--ro=alice"], "--ro=alice (--role)"),
+    ("pg_restore", ["--restrict-k=k"], "--restrict-k=k (--restrict-key)"),
+    ("psql", ["--se=ON_ERROR_STOP=0"], "--se=ON_ERROR_STOP=0 (--set)"),
+    ("psql", ["--vari", "ON_ERROR_STOP=off"], "--vari (--variable)"),
+    ("psql", ["--log=/tmp/statements"], "--log=/tmp/statements (-L, --log-file)"),
+    ("psql", ["--out=/tmp/x"], "--out=/tmp/x (-o, --output)"),
+])
+def test_an_abbreviated_long_option_is_the_option_it_abbreviates(tool, args, named):
+    """The PostgreSQL tools take a long option by any unambiguous prefix (getopt_long):
+    `--for=t` is `--format=t`, which the exact names alone let through."""
+    with pytest.raises(pgopts.RefusedOption, match="^%s option %s is not allowed" % (tool, re.escape(named))):
+        pgopts.check(tool, args)
+
+
+def test_an_abbreviated_compress_is_refused_for_a_plain_dump():
+    with pytest.raises(pgopts.RefusedOption, match="--comp=9 .*use encpipe-backup --compress"):
+        pgopts.check("pg_dump", ["--comp=9"], plain_dump=True)
+
+
+@pytest.mark.parametrize("tool", ["pg_dump", "pg_restore", "psql"])
+def test_every_long_option_of_the_installed_tool_is_judged_by_its_full_name(tool):
+    """No option the tool has is refused for looking like an abbreviation of a refused one."""
+    text = subprocess.run([os.path.join(_find_bindir(), tool), "--help"], capture_output=True, text=True, check=True).stdout
+    refused = {long for long, _ in pgopts._REFUSED[tool].values()} | set(pgopts._LONG_ONLY_REFUSED.get(tool, {}))
+    wrongly = []
+    for name in sorted(set(re.findall(r"--([a-z][a-z0-9-]*)", text)) - refused):
+        try:
+            pgopts.check(tool, [f"--{name}=x"])
+        except pgopts.RefusedOption as e:
+            wrongly.append((name, str(e)))
+    assert wrongly == []
