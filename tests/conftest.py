@@ -5,6 +5,7 @@ same name, which takes precedence in that file.
 """
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,14 @@ from test_fail_closed_audit import KEY as AUDIT_KEY, REPO  # noqa: E402
 from test_migrate import HEX_KEY, NEW_KEY, PASSPHRASE  # noqa: E402
 from test_provenance import World as ProvenanceWorld  # noqa: E402
 from test_restore_attacks import ATTACKER  # noqa: E402
+
+# A suite started as a background job by a shell without job control (`scripts/test &`
+# in a script) inherits SIGINT and SIGQUIT ignored, and every child with them: the
+# tests that interrupt a child, or make one dump core, would fail for that alone.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def pytest_configure(config):
