@@ -263,6 +263,14 @@ def printable(text):
                    f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1] for c in text)
 
 
+def plugin_line(text):
+    """`text` as one line of a Nagios/Icinga plugin's output: printable (one line, no
+    control character), and a name's `|`, which those take for the start of
+    performance data (hiding the rest of the line, and with Nagios every line
+    after it), escaped as `\\x7c`."""
+    return printable(text).replace("|", "\\x7c")
+
+
 def no_core_dumps():
     """A process that holds keys and plaintext writes no core file (plaintext never
     goes to disk, nor a key): its core size limit is 0 (children inherit it, and may

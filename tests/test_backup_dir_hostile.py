@@ -254,6 +254,25 @@ def test_check_escapes_control_characters_and_bytes_that_are_not_utf8(tmp_path):
     ]
 
 
+def test_check_escapes_the_plugin_output_separator_of_a_name(tmp_path):
+    """Before: a name's `|` went raw into the plugin output, where Nagios and Icinga
+    take what follows for performance data: a database planted as `b|x=1` made the
+    rest of its line, and with Nagios every line after it (shop's), vanish from
+    the status shown."""
+    d = tmp_path / "b"
+    d.mkdir()
+    when = hours_ago(2)
+    for name in (f"a_{when}.sql.enc", f"b|x=1_{when}.sql.enc", f"shop_{when}.sql.enc"):
+        (d / name).write_bytes(b"x")
+    done = script("check", "--max-age", "24", d)
+    assert done.returncode == 2 and done.stderr == b"", done.stderr
+    assert done.stdout.decode("ascii").splitlines() == [
+        f"CRITICAL: a: no backup; newest file a_{when}.sql.enc is foreign",
+        f"CRITICAL: b\\x7cx=1: no backup; newest file b\\x7cx=1_{when}.sql.enc is foreign",
+        f"CRITICAL: shop: no backup; newest file shop_{when}.sql.enc is foreign",
+    ]
+
+
 def test_messages_about_files_are_one_line_whatever_their_names(tmp_path):
     d = tmp_path / "b"
     d.mkdir()

@@ -71,6 +71,18 @@ def test_check_fails_closed_on_a_metrics_file_it_cannot_read(tmp_path, kind):
     assert BAD_METRICS[kind].format(path=path) in lines[0]
 
 
+def test_check_quotes_at_most_the_start_of_a_long_sample_that_is_not_a_number(tmp_path):
+    """Before: a sample of 3 MB that is not a number (planted by whoever can write the
+    metrics file's directory) was quoted whole: one plugin line of 3 MB."""
+    make_valid(tmp_path, f"shop_{hours_ago(2)}.sql.enc")
+    path = tmp_path / "encpipe.prom"
+    path.write_text('encpipe_backup_last_attempt_success{database="shop"} ' + "x" * (3 << 20) + "\n")
+    done = script("check", "--max-age", "24", "--metrics-file", path, tmp_path)
+    assert (done.returncode, done.stderr) == (2, b"")
+    assert done.stdout.decode() == f"CRITICAL: cannot read the metrics file: {path}, line 1: not a number: " \
+                                   f"'{'x' * 32}...'\n"
+
+
 def _abort(tmp_path, prom):
     out, err = io.BytesIO(), io.StringIO()
     code = job_main(["abort", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1",

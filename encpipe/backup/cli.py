@@ -127,7 +127,7 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from .. import commands
-from ..cli import Io, printable, report_errors
+from ..cli import Io, plugin_line, report_errors
 from ..errors import EncpipeError, InputUnavailable, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..usage_errors import first_empty
@@ -299,25 +299,25 @@ def cmd_check(args, io):
     except UsageError:
         raise
     except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
-        io.print(printable(f"CRITICAL: cannot load the keys for --verify: {e}"))
+        io.print(plugin_line(f"CRITICAL: cannot load the keys for --verify: {e}"))
         return 2
     try:
         samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
     except EncpipeError as e:  # a monitor that cannot read what it watches says so
-        io.print(printable(f"CRITICAL: cannot read the metrics file: {e}"))
+        io.print(plugin_line(f"CRITICAL: cannot read the metrics file: {e}"))
         return 2
     try:
         store = open_location(location(args, io), io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        io.print(printable(f"CRITICAL: cannot list {location(args, io)}: {e}"))
+        io.print(plugin_line(f"CRITICAL: cannot list {location(args, io)}: {e}"))
         return 2
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
                                   count_unauthenticated=count_unauthenticated, authenticate=authenticate)
     for line in lines:
-        io.print(printable(line))
+        io.print(plugin_line(line))
     return status
 
 

@@ -72,7 +72,8 @@ def read(path, lenient=False):
             except ValueError:
                 if lenient:
                     continue
-                raise InvalidStream(f"{path}, line {number}: not a number: {match['value']!r}") from None
+                value = match["value"] if len(match["value"]) <= 32 else match["value"][:32] + "..."  # not 4 MiB
+                raise InvalidStream(f"{path}, line {number}: not a number: {value!r}") from None
             samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = value
     return samples
 
