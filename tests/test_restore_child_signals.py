@@ -16,13 +16,14 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from test_backup_restore import (RESTORE, backup, dump, ensure_small, leftover_databases, make_legacy_file,
-                                 read_key, script_env)
+                                 python_env, read_key, script_env)
 from test_remote_listing import upload, wrapper
 
 
@@ -149,3 +150,39 @@ def test_a_restore_stopped_while_fetching_ends_the_fetch_and_its_rclone(pg, tool
     assert result[3] < 5, result
     assert result[4] == [], result  # neither the fetch helper nor its rclone runs on
     assert dump(pg, db) == before and leftover_databases(pg) == set()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"])
+def test_a_stopped_fetch_helper_ends_its_rclone(s3, tmp_path, signum):
+    """The helper alone stopped (as `kill` would): it dies of the signal, quietly,
+    and its `rclone cat` dies with it; before, SIGTERM and SIGHUP left rclone
+    running, and SIGINT printed a traceback."""
+    name = "x_20250101T000000Z.sql.enc"
+    upload(s3, tmp_path, "helper", {name: b"ENCPIPE" + bytes(4096)})
+    pids = tmp_path / "pids"
+    rclone = wrapper(tmp_path / "rclone", f"printf ENCPIPE; echo $$ > {pids}.tmp && mv {pids}.tmp {pids}; "
+                                          "exec sleep 60")
+    proc = subprocess.Popen([sys.executable, "-m", "encpipe.backup", "fetch", f"{s3.location}/helper/{name}"],
+                            env={**python_env(), **s3.env, "RCLONE": rclone}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rclone_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pids.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        rclone_pid = int(pids.read_text())
+        time.sleep(0.3)  # the helper reading what rclone wrote
+        begun = time.monotonic()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - begun
+        time.sleep(0.2)  # a process killed is reaped by init
+        assert (proc.returncode, out, err, _alive(rclone_pid)) == (-signum, b"", b"", False)
+        assert took < 5
+    finally:
+        proc.kill()
+        proc.wait()
+        if rclone_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rclone_pid, signal.SIGKILL)
