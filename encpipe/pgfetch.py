@@ -81,6 +81,7 @@ def fetch_remote(remote, with_globals, fetched):
                                         env=child_env(os.environ, needs=RCLONE_NEEDS))
         # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children
         status = childerr.waited(proc)
+        status = status if status >= 0 else 128 - status  # killed by signal N: 128 + N, as a shell says
         error = errs and errs.wait()[0]
         if status and needed:
             raise Failure("cannot fetch %s: %s; nothing was changed" % (name, error or "status %d" % status),

@@ -107,10 +107,11 @@ def test_a_stopped_restore_ends_its_encpipe_child_and_its_key_command(pg, tools,
     assert dump(pg, db) == before and leftover_databases(pg) == set()
 
 
-def _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signum):
+def _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signum, target=None):
     """Restore a remote FILE whose `rclone cat` writes a little, then stalls; signal
-    the restore once it runs; (status, stdout, stderr, seconds to exit, the fetch
-    helper and rclone processes still alive). Any left is killed afterwards."""
+    the restore (`target` "helper": the fetch helper alone) once it runs; (status,
+    stdout, stderr, seconds to exit, the fetch helper and rclone processes still
+    alive). Any left is killed afterwards."""
     name = f"{db}_20250101T000000Z.sql.enc"
     upload(s3, tmp_path, "stalled", {name: b"ENCPIPE" + bytes(4096)})
     pids = tmp_path / "pids"
@@ -128,7 +129,7 @@ def _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signum):
         children = list(map(int, pids.read_text().split()))  # rclone, the fetch helper
         time.sleep(0.2)  # the helper copying what rclone wrote
         begun = time.monotonic()
-        proc.send_signal(signum)  # the restore alone, as `kill` would
+        os.kill(children[1] if target == "helper" else proc.pid, signum)  # it alone, as `kill` would
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - begun
         time.sleep(0.2)  # a process killed is reaped by init
@@ -149,6 +150,18 @@ def test_a_restore_stopped_while_fetching_ends_the_fetch_and_its_rclone(pg, tool
     assert result[:3] == (status, b"", ""), result
     assert result[3] < 5, result
     assert result[4] == [], result  # neither the fetch helper nor its rclone runs on
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
+
+
+def test_a_fetch_helper_killed_by_a_signal_is_the_restore_s_one_line_and_128_plus_n(pg, tools, s3, key_file,
+                                                                                      tmp_path, live):
+    """Before, its status was -15: the restore's exit status 241, "status -15" in its line."""
+    db, before = live
+    result = _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signal.SIGTERM, target="helper")
+    remote = f"{s3.location}/stalled/{db}_20250101T000000Z.sql.enc"
+    assert result[:3] == (143, b"", f"encpipe-restore: error: cannot fetch {remote}: status 143; "
+                                    "nothing was changed\n"), result
+    assert result[3] < 5 and result[4] == [], result
     assert dump(pg, db) == before and leftover_databases(pg) == set()
 
 
