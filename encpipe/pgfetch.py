@@ -60,7 +60,8 @@ def globals_name(path):
 def fetch_remote(remote, with_globals, fetched):
     """(local copy of REMOTE:PATH/NAME, local copy of its run's globals file or None);
     each temporary path goes into `fetched` as soon as it exists (the caller removes
-    them at exit). The fetch helper runs rclone: it gets none of encpipe's secrets, nor PGPASSWORD."""
+    them at exit). The fetch helper runs rclone: it gets none of encpipe's secrets, nor PGPASSWORD;
+    it is killed with its rclone when the wait for it is stopped."""
     found = {}
     for name, needed in ((remote, True), (globals_name(remote) if with_globals else None, False)):
         if not name:
@@ -78,7 +79,9 @@ def fetch_remote(remote, with_globals, fetched):
             else:
                 proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
                                         env=child_env(os.environ, needs=RCLONE_NEEDS))
-        status = proc.wait()
+        # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children
+        status = childerr.waited(proc)
+        status = status if status >= 0 else 128 - status  # killed by signal N: 128 + N, as a shell says
         error = errs and errs.wait()[0]
         if status and needed:
             raise Failure("cannot fetch %s: %s; nothing was changed" % (name, error or "status %d" % status),

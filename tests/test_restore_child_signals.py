@@ -6,18 +6,25 @@ it was, and neither the child nor the key command it runs is left behind.
 Before: a stop during the legacy check left `encpipe inspect --legacy --verify`
 running on (with the key), a stop during the globals file's decryption waited
 for that encpipe to end (a whole pass over a large file), and a stop during the
-dump's waited 10 s for the key command, which was left running."""
+dump's waited 10 s for the key command, which was left running.
 
+So for a remote FILE's fetch: its helper (`python3 -m encpipe.backup fetch`)
+and the `rclone cat` it runs end with the restore. Before, both were left
+downloading into a temporary file the restore had already removed."""
+
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from test_backup_restore import (RESTORE, backup, dump, ensure_small, leftover_databases, make_legacy_file,
-                                 read_key, script_env)
+                                 python_env, read_key, script_env)
+from test_remote_listing import upload, wrapper
 
 
 def _alive(pid):
@@ -98,3 +105,97 @@ def test_a_stopped_restore_ends_its_encpipe_child_and_its_key_command(pg, tools,
     assert result[3] < 5, result  # not held up by the child, nor by the key command holding its stderr
     assert result[4] == [], result  # the encpipe child and its key command (and its sleep) ended
     assert dump(pg, db) == before and leftover_databases(pg) == set()
+
+
+def _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signum, target=None):
+    """Restore a remote FILE whose `rclone cat` writes a little, then stalls; signal
+    the restore (`target` "helper": the fetch helper alone) once it runs; (status,
+    stdout, stderr, seconds to exit, the fetch helper and rclone processes still
+    alive). Any left is killed afterwards."""
+    name = f"{db}_20250101T000000Z.sql.enc"
+    upload(s3, tmp_path, "stalled", {name: b"ENCPIPE" + bytes(4096)})
+    pids = tmp_path / "pids"
+    rclone = wrapper(tmp_path / "rclone", f"printf ENCPIPE; echo $$ $PPID > {pids}.tmp && mv {pids}.tmp {pids}; "
+                                          "exec sleep 60")
+    env = script_env(pg, tools, **s3.env, RCLONE=rclone)
+    proc = subprocess.Popen([RESTORE, "--key-file", key_file, f"{s3.location}/stalled/{name}", db], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children = []
+    try:
+        deadline = time.monotonic() + 60
+        while not pids.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        children = list(map(int, pids.read_text().split()))  # rclone, the fetch helper
+        time.sleep(0.2)  # the helper copying what rclone wrote
+        begun = time.monotonic()
+        os.kill(children[1] if target == "helper" else proc.pid, signum)  # it alone, as `kill` would
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - begun
+        time.sleep(0.2)  # a process killed is reaped by init
+        return proc.returncode, out, err.decode(), took, [pid for pid in children if _alive(pid)]
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_a_restore_stopped_while_fetching_ends_the_fetch_and_its_rclone(pg, tools, s3, key_file, tmp_path, live,
+                                                                        signum, status):
+    db, before = live
+    result = _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signum)
+    assert result[:3] == (status, b"", ""), result
+    assert result[3] < 5, result
+    assert result[4] == [], result  # neither the fetch helper nor its rclone runs on
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
+
+
+def test_a_fetch_helper_killed_by_a_signal_is_the_restore_s_one_line_and_128_plus_n(pg, tools, s3, key_file,
+                                                                                      tmp_path, live):
+    """Before, its status was -15: the restore's exit status 241, "status -15" in its line."""
+    db, before = live
+    result = _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signal.SIGTERM, target="helper")
+    remote = f"{s3.location}/stalled/{db}_20250101T000000Z.sql.enc"
+    assert result[:3] == (143, b"", f"encpipe-restore: error: cannot fetch {remote}: status 143; "
+                                    "nothing was changed\n"), result
+    assert result[3] < 5 and result[4] == [], result
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"])
+def test_a_stopped_fetch_helper_ends_its_rclone(s3, tmp_path, signum):
+    """The helper alone stopped (as `kill` would): it dies of the signal, quietly,
+    and its `rclone cat` dies with it; before, SIGTERM and SIGHUP left rclone
+    running, and SIGINT printed a traceback."""
+    name = "x_20250101T000000Z.sql.enc"
+    upload(s3, tmp_path, "helper", {name: b"ENCPIPE" + bytes(4096)})
+    pids = tmp_path / "pids"
+    rclone = wrapper(tmp_path / "rclone", f"printf ENCPIPE; echo $$ > {pids}.tmp && mv {pids}.tmp {pids}; "
+                                          "exec sleep 60")
+    proc = subprocess.Popen([sys.executable, "-m", "encpipe.backup", "fetch", f"{s3.location}/helper/{name}"],
+                            env={**python_env(), **s3.env, "RCLONE": rclone}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rclone_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pids.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        rclone_pid = int(pids.read_text())
+        time.sleep(0.3)  # the helper reading what rclone wrote
+        begun = time.monotonic()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - begun
+        time.sleep(0.2)  # a process killed is reaped by init
+        assert (proc.returncode, out, err, _alive(rclone_pid)) == (-signum, b"", b"", False)
+        assert took < 5
+    finally:
+        proc.kill()
+        proc.wait()
+        if rclone_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rclone_pid, signal.SIGKILL)
