@@ -78,6 +78,12 @@ LEGACY_HEADER = 64
 SUFFIX = ".sql.enc"
 KEPT_SUFFIX = ".legacy"
 TEMP_SUFFIX = ".migrate-tmp"
+TEMP_NAME_BYTES = 128  # of the file's name in its temporary's: room for the rest within NAME_MAX (255)
+
+
+def _short(name):
+    """`name`, cut to TEMP_NAME_BYTES bytes (a character cut in two stays bytes)."""
+    return os.fsdecode(os.fsencode(name)[:TEMP_NAME_BYTES])
 REPORT_MAX = 1 << 20  # bytes read of inspect's JSON report of a new file
 OPENING_OPTIONS = ("key_file", "key_command", "identity", "passphrase_file", "passphrase_command")
 SEALING_OPTIONS = OPENING_OPTIONS + ("recipient", "recipient_file")
@@ -262,7 +268,7 @@ class Migration:
                     times_ns=(info.st_atime_ns, info.st_mtime_ns), replaces=info,
                     before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name) if self.args.keep_originals
                                                              else None),
-                    allow_shared=self.args.allow_shared_dir, prefix=f".{name}.", suffix=TEMP_SUFFIX,
+                    allow_shared=self.args.allow_shared_dir, prefix=f".{_short(name)}.", suffix=TEMP_SUFFIX,
                     dir_fd=self.dir_fd)
             return kept[0]
         except EncpipeError as e:

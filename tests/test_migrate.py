@@ -358,3 +358,16 @@ def test_refuses_without_keys_or_while_another_run_works(tmp_path, keys):
     status, lines, err = migrate(tmp_path / "missing", keys=keys)
     assert status == 66
     assert snapshot(directory) == before
+
+
+def test_a_legacy_file_with_a_name_near_the_limit_is_migrated(tmp_path, keys):
+    """The temporary file is named after the file: a name of 250 bytes (the limit is
+    255) made it too long, and the file failed (74) on every run, never converted."""
+    directory = tmp_path / "backups"
+    name = "é" * 60 + "b" * 126 + ".sql.enc"  # 250 bytes, a two-byte character cut at the temporary's
+    expected = make_backups(directory, {name: "hex-key.sql.enc"}, python_made=False)
+    before = snapshot(directory)
+    status, lines, err = migrate(directory, keys=keys)
+    by_name = {line["file"]: line for line in lines}
+    assert (status, by_name[name]["status"]) == (0, "migrated"), (lines, err)
+    assert_converted(directory, expected, before)
