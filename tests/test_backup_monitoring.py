@@ -64,8 +64,8 @@ def test_metrics_file_records_success_and_failure_per_database(pg, tools, key_fi
                          "--metrics-file", prom, "--database", db, tmp_path / "b"], script_env(pg, tools))
     lines = check.stdout.decode().splitlines()
     assert check.returncode == 2  # other "db"\x has no backup at all
-    assert lines[0].startswith(f"OK: {db}: newest backup {os.path.basename(path)} is 0.0 h old")
-    assert lines[1] == 'CRITICAL: other "db"\\x: no backup; the last backup attempt failed'
+    assert lines[0] == 'CRITICAL: other "db"\\x: no backup; the last backup attempt failed'  # the worst first
+    assert lines[1].startswith(f"OK: {db}: newest backup {os.path.basename(path)} is 0.0 h old")
 
 
 def test_check_ok_warning_critical(tmp_path):
@@ -86,7 +86,9 @@ def test_check_ok_warning_critical(tmp_path):
     # A newer file under a backup's name that is not a whole sealed file: warning.
     make_truncated(tmp_path, f"shop_{stamp(now - timedelta(hours=1))}.sql.enc")
     code, out = _check("--max-age", "24", str(tmp_path))
-    assert code == 1 and out[1].startswith("WARNING: shop: newest backup shop_") and out[1].endswith("is damaged")
+    # the worst first (Nagios shows the first line as the status text), then by name
+    assert code == 1 and out[0].startswith("WARNING: shop: newest backup shop_") and out[0].endswith("is damaged")
+    assert out[1].startswith("OK: crm: ")
     code, out = _check("--max-age", "24", str(tmp_path / "missing"))
     assert code == 2 and out[0].startswith("CRITICAL: cannot list")
 

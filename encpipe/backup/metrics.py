@@ -131,7 +131,8 @@ def _locked(path):
 
 
 def check(entries, required, metrics, now, max_age, warn_age, count_unauthenticated=False, authenticate=None):
-    """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database.
+    """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database, the
+    worst first (Nagios shows the first line as the status text), by name within a status.
 
     Critical: no authentic-looking backup (sealed, dated in the past, neither a
     link nor a copy of another file there, and, unless `count_unauthenticated`,
@@ -176,12 +177,12 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
             status = max(status, 1)
             notes.append("the last backup attempt failed")
         said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old"
-        lines.append(f"{('OK', 'WARNING', 'CRITICAL')[status]}: {database}: {said}"
-                     + "".join(f"; {note}" for note in notes))
+        lines.append((-status, f"{('OK', 'WARNING', 'CRITICAL')[status]}: {database}: {said}"
+                      + "".join(f"; {note}" for note in notes)))
         worst = max(worst, status)
     if not databases:
-        worst, lines = 2, ["CRITICAL: no backups found"]
-    return worst, lines
+        return 2, ["CRITICAL: no backups found"]
+    return worst, [text for _, text in sorted(lines, key=lambda line: line[0])]  # stable: by name within
 
 
 def _newest(candidates, authenticate, duplicates=()):
