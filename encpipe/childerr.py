@@ -129,6 +129,11 @@ def stop(proc):
         proc.wait()
 
 
+def exit_status(returncode):
+    """As a shell shows it: 128 + N for a process killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def waited(proc):
     """proc.wait(); stop(proc) first when something ends the wait (SIGTERM, SIGINT)."""
     try:

@@ -94,7 +94,7 @@ def keyid(encpipe, spawn, args, option=None, env=None):
     message, hint = errs.wait()
     if returncode == 0:
         return out.decode("ascii", "replace").split()
-    status = 128 - returncode if returncode < 0 else returncode
+    status = childerr.exit_status(returncode)
     message = message or f"encpipe keyid failed with status {status}"
     if option:  # encpipe's name for the option (the first word of ARGS) is the script's
         message, hint = (option + text[len(args[0]):] if text and text.startswith(args[0]) else text

@@ -291,7 +291,7 @@ class Migration:
             raise
         finally:
             opener.stdout.close()
-        sealed, opened = exit_status(sealer.wait()), exit_status(opener.wait())
+        sealed, opened = childerr.exit_status(sealer.wait()), childerr.exit_status(opener.wait())
         opened_said, sealed_said = opened_said.wait(), sealed_said.wait()
         if opened and not (sealed and opened == 128 + signal.SIGPIPE):  # not just seal going first
             raise child_failed("encpipe open --legacy", opened, opened_said)
@@ -306,7 +306,7 @@ class Migration:
                                       stdin=fd, stdout=subprocess.PIPE, start=subprocess.Popen)
         with proc.stdout:
             out = childerr.read_bounded(proc.stdout, REPORT_MAX)
-        status, said = exit_status(proc.wait()), said.wait()
+        status, said = childerr.exit_status(proc.wait()), said.wait()
         if status:
             raise child_failed("encpipe inspect --verify of the new file", status, said)
         try:
@@ -330,9 +330,6 @@ class Migration:
         return kept
 
 
-def exit_status(returncode):
-    """As a shell shows it: 128 + N for a process killed by signal N."""
-    return 128 - returncode if returncode < 0 else returncode
 
 
 def open_directory(directory):

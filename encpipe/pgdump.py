@@ -18,6 +18,7 @@ import threading
 
 from .backup import label
 from .backup.storage import write_new
+from .childerr import exit_status
 from .errors import EncpipeError
 from .keys import child_env
 from .pgclient import PgError, client_env
@@ -26,9 +27,6 @@ from .pgprops import comment_line
 GLOBALS_SUFFIX = ".globals.sql.enc"
 from .pgstream import widen_pipes
 
-
-def shell_status(code):
-    return 128 - code if code < 0 else code
 
 
 class Said:
@@ -78,7 +76,7 @@ class Children:
         """Close the last output (a child still writing gets SIGPIPE); the statuses."""
         if self.procs:
             self.procs[-1].stdout.close()
-        statuses = [shell_status(proc.wait()) for proc in self.procs]
+        statuses = [exit_status(proc.wait()) for proc in self.procs]
         for proc, status in zip(self.procs, statuses):
             if status:
                 name = os.path.basename(proc.args[0])

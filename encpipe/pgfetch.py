@@ -68,21 +68,15 @@ def fetch_remote(remote, with_globals, fetched):
             continue
         fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
         fetched.append(path)
-        # the helper's warnings, if any, pass on; its error line (it names itself encpipe-backup), kept
-        # (bounded: LINE_MAX bytes), goes in restore's one line
-        errs = childerr.ChildStderr(prog="encpipe-backup") if needed else None
+        # the dump's helper's warnings, if any, pass on (the globals file's, none); its error line (it
+        # names itself encpipe-backup), kept (bounded: LINE_MAX bytes), goes in restore's one line
+        errs = childerr.ChildStderr(prog="encpipe-backup", pass_on=needed)
         with os.fdopen(fd, "wb") as out:
-            argv = [sys.executable, "-m", "encpipe.backup", "fetch", name]
-            if errs:
-                proc, _ = childerr.started(subprocess.Popen, argv, stderr_of=errs, stdout=out,
-                                           env=child_env(os.environ, needs=RCLONE_NEEDS))
-            else:
-                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
-                                        env=child_env(os.environ, needs=RCLONE_NEEDS))
+            proc, _ = childerr.started(subprocess.Popen, [sys.executable, "-m", "encpipe.backup", "fetch", name],
+                                       stderr_of=errs, stdout=out, env=child_env(os.environ, needs=RCLONE_NEEDS))
         # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children
-        status = childerr.waited(proc)
-        status = status if status >= 0 else 128 - status  # killed by signal N: 128 + N, as a shell says
-        error = errs and errs.wait()[0]
+        status = childerr.exit_status(childerr.waited(proc))  # killed by signal N: 128 + N
+        error = errs.wait()[0]
         if status and needed:
             raise Failure("cannot fetch %s: %s; nothing was changed" % (name, error or "status %d" % status),
                           status)

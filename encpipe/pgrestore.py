@@ -177,7 +177,7 @@ class Run:
                                       start=subprocess.Popen, stdout=subprocess.DEVNULL)
         status = childerr.waited(proc)
         if status != 0:
-            status = status if status > 0 else 128 - status
+            status = childerr.exit_status(status)
             raise self.refused("cannot authenticate %s" % self.file, status, said.wait())
         said.wait()  # its warnings come before the restore's next line
         return True
@@ -200,7 +200,7 @@ class Run:
         text = pgglobals.read_sql(proc, path, self.db)
         said.wait()
         if proc.returncode != 0:
-            status = proc.returncode if proc.returncode > 0 else 128 - proc.returncode
+            status = childerr.exit_status(proc.returncode)
             raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
                                open_failure_hint(status, self.o, self.env))
         self.globals_path = path
@@ -279,7 +279,7 @@ class Run:
         except EmptyStream:
             raise Failure("%s holds no data; database %s was not touched" % (self.file, self.db), 65) from None
         if opened not in (0, -13, 141):
-            status = opened if opened > 0 else 128 - opened
+            status = childerr.exit_status(opened)
             raise self.refused("cannot decrypt %s" % self.file, status, self.stream.opener_said(),
                                open_failure_hint(status, self.o, self.env))
         if restored != 0:
