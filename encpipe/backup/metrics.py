@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from ..errors import InvalidStream, IOFailure
 from ..safefile import check_directory, open_source, write_atomically
 from .listing import copies, older_than_its_name
-from .retention import LATE_UNLABELLED_REASON
+from .retention import LATE_UNLABELLED_REASON, named_late
 
 MAX_BYTES = 4 << 20  # about 8000 databases' samples
 
@@ -213,7 +213,8 @@ def _newest(candidates, authenticate, duplicates=()):
         if counted[0][2] is not False:  # labelled: no older file can refuse it, nor anything newer
             break
     for copy in sorted(duplicates, key=lambda e: e.created, reverse=True):  # only once every candidate was read
-        if any(c[2] is False and c[1].series == copy.series and c[1].created >= copy.created for c in counted):
+        if any(c[2] is False and c[1].series == copy.series and named_late(c[1].created, copy.created)
+               for c in counted):
             why, labelled = authenticate(copy)
             if why is None and labelled:
                 counted = _settled(counted, copy, failed)
@@ -226,7 +227,8 @@ def _newest(candidates, authenticate, duplicates=()):
 def _settled(counted, entry, failed):
     """`counted` without the unlabelled dumps of `entry`'s series named no earlier than
     `entry`, a labelled dump that authenticated; each one removed goes to `failed`."""
-    late = [c for c in counted if c[2] is False and c[1].series == entry.series and c[1].created >= entry.created]
+    late = [c for c in counted
+            if c[2] is False and c[1].series == entry.series and named_late(c[1].created, entry.created)]
     failed += [(i, e, LATE_UNLABELLED_REASON) for i, e, _ in late]
     return [c for c in counted if c not in late]
 

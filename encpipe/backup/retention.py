@@ -31,6 +31,12 @@ LATE_UNLABELLED_REASON = "unlabelled, but named after a labelled backup of its s
 KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
 
 
+def named_late(created, labelled_since):
+    """Whether an unlabelled dump named `created` is named no earlier than the first
+    labelled dump of its series (`labelled_since`, None when it has none): not counted."""
+    return labelled_since is not None and created >= labelled_since
+
+
 @dataclass(frozen=True)
 class Policy:
     last: Optional[int] = None
@@ -107,7 +113,7 @@ def _plan_series(group, policy, now):
             decisions.append(Decision(record, LEAVE, [UNAUTHENTICATED_REASON]))
         elif record.state != OK:
             decisions.append(Decision(record, LEAVE, ["not verified"]))
-        elif record.labelled is False and labelled_since is not None and record.created >= labelled_since:
+        elif record.labelled is False and named_late(record.created, labelled_since):
             decisions.append(Decision(record, LEAVE, [LATE_UNLABELLED_REASON]))
         else:
             usable.append(Decision(record, REMOVE))

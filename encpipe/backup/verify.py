@@ -8,7 +8,7 @@ from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, N
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
 from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
-from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED
+from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED, named_late
 
 ERROR_CLASSES = {
     64: "usage",
@@ -176,8 +176,7 @@ def refuse_late_unlabelled(entries, results):
             first[entry.series] = min(entry.created, first.get(entry.series, entry.created))
     refused = []
     for entry, result in zip(entries, results):
-        since = first.get(entry.series)
-        if is_labelled(entry, result) is False and since is not None and entry.created >= since:
+        if is_labelled(entry, result) is False and named_late(entry.created, first.get(entry.series)):
             result = result.to_json()
             fail(result, 65, LATE_UNLABELLED_REASON)
             result = Kept(result)
