@@ -19,6 +19,7 @@ while the command waited).
 import codecs
 import os
 import select
+import subprocess
 import sys
 import threading
 
@@ -156,6 +157,19 @@ def started(launch, *args, stderr_of=None, **kwargs):
         raise
     errs.started()
     return proc, errs
+
+
+def run(launch, args, limit, pass_on=True, **kwargs):
+    """`launch(args, start=subprocess.Popen, **kwargs)` (FdSecrets.spawn) to its end, its
+    standard error read by a ChildStderr (other lines passed on if `pass_on`): (its
+    returncode, at most `limit` bytes of its standard output, b"" when that is no
+    pipe, (its error, its hint)). OSError when it cannot be started."""
+    proc, errs = started(launch, args, stderr_of=ChildStderr(pass_on=pass_on), start=subprocess.Popen, **kwargs)
+    out = b""
+    if proc.stdout:
+        with proc.stdout:
+            out = read_bounded(proc.stdout, limit)
+    return proc.wait(), out, errs.wait()
 
 
 def read_bounded(src, limit):

@@ -81,17 +81,14 @@ def keyid(encpipe, spawn, args, option=None, env=None):
     ChildRefused (encpipe's option renamed to `option`, the one the user gave).
     `env`: the child's environment, else this one's without secret variables."""
     argv = [*encpipe, "keyid", *args]
-    errs = childerr.ChildStderr(pass_on=False)  # its warnings: every later encpipe gives them
     try:
-        # the key options name every key it reads (no secret variable); it runs the key commands
-        proc, _ = childerr.started(spawn, argv, stderr_of=errs, start=subprocess.Popen, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
+        # the key options name every key it reads (no secret variable); it runs the key commands;
+        # its warnings are dropped: every later encpipe gives them
+        returncode, out, (message, hint) = childerr.run(
+            spawn, argv, KEYIDS_MAX, pass_on=False, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
     except OSError as e:  # ENCPIPE missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
-    with proc.stdout:
-        out = childerr.read_bounded(proc.stdout, KEYIDS_MAX)
-    returncode = proc.wait()
-    message, hint = errs.wait()
     if returncode == 0:
         return out.decode("ascii", "replace").split()
     status = childerr.exit_status(returncode)

@@ -301,12 +301,10 @@ class Migration:
     def verify(self, fd, plaintext):
         """inspect --verify of the new file through its descriptor, never its name."""
         os.lseek(fd, 0, os.SEEK_SET)
-        proc, said = childerr.started(self.secrets.spawn, [*self.encpipe, "inspect", "--verify", "--json",
-                                                           *self.verify_args],
-                                      stdin=fd, stdout=subprocess.PIPE, start=subprocess.Popen)
-        with proc.stdout:
-            out = childerr.read_bounded(proc.stdout, REPORT_MAX)
-        status, said = childerr.exit_status(proc.wait()), said.wait()
+        returncode, out, said = childerr.run(self.secrets.spawn, [*self.encpipe, "inspect", "--verify", "--json",
+                                                                  *self.verify_args],
+                                             REPORT_MAX, stdin=fd, stdout=subprocess.PIPE)
+        status = childerr.exit_status(returncode)
         if status:
             raise child_failed("encpipe inspect --verify of the new file", status, said)
         try:

@@ -133,17 +133,11 @@ class Encpipe:
         """encpipe's standard output (at most OUTPUT_MAX bytes); its error line becomes a
         Failure, its warnings are passed on unless `quiet` (childerr: the child's
         standard error is never held whole, whatever it writes)."""
-        errs = childerr.ChildStderr(pass_on=not quiet)
         try:
-            proc, _ = childerr.started(self.secrets.spawn, self.command + args, stderr_of=errs,
-                                       start=subprocess.Popen, stdin=stdin, stdout=stdout)
+            returncode, out, (error, _) = childerr.run(self.secrets.spawn, self.command + args, OUTPUT_MAX,
+                                                       pass_on=not quiet, stdin=stdin, stdout=stdout)
         except OSError as e:  # ENCPIPE missing, a directory, not executable
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
-        out = b""
-        if proc.stdout:
-            with proc.stdout:
-                out = childerr.read_bounded(proc.stdout, OUTPUT_MAX)
-        returncode, (error, _) = proc.wait(), errs.wait()
         if returncode != 0:
             raise Failure(error or f"encpipe {args[0]} failed", returncode)
         return out
