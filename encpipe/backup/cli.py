@@ -60,7 +60,10 @@ Options:
   --database DB              Only this database's backups (prune); expect it (check).
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
                              when a database's last attempt failed; critical
-                             when FILE is not a regular file or does not parse.
+                             when FILE is not a regular file or does not parse,
+                             or when a user other than root, the caller and
+                             FILE's owner can write FILE, its directory (sticky
+                             or not) or a directory above (not sticky).
   --dry-run                  Say what would be removed and why; remove nothing.
   --verify                   check: authenticate each database's newest backup,
                              as prune counts one (every chunk; its maker, see
