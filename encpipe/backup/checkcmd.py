@@ -47,9 +47,35 @@ def run(args, io, where, max_age, warn):
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
                                   count_unauthenticated=count_unauthenticated, authenticate=authenticate)
-    for line in lines:
-        io.print(plugin_line(line))
+    for line in bounded([plugin_line(line) for line in lines]):
+        io.print(line)
     return status
+
+
+# The most check prints: Nagios 4 keeps 8 KiB of a plugin's output (its
+# MAX_PLUGIN_OUTPUT_LENGTH), and thousands of databases with no backup, one
+# line each, went far past it. README, "Monitoring".
+MAX_LINES, MAX_BYTES = 100, 4096
+
+
+def bounded(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
+    """`lines` as printed: all of them when they fit in `max_lines` lines and
+    `max_bytes` bytes (newlines counted), else the first (whole, whatever its
+    length: the status text) and as many of the next as fit with a last line
+    `... and N more` (N: the lines left out)."""
+    def size(line):
+        return len(line.encode("utf-8")) + 1
+
+    if len(lines) <= max_lines and sum(map(size, lines)) <= max_bytes:
+        return lines
+    kept, used = lines[:1], size(lines[0])
+    for line in lines[1:]:
+        more = size(f"... and {len(lines) - len(kept) - 1} more")  # the last line, this one kept
+        if len(kept) + 2 > max_lines or used + size(line) + more > max_bytes:
+            break
+        kept.append(line)
+        used += size(line)
+    return kept + [f"... and {len(lines) - len(kept)} more"]
 
 
 def _check_keys(args, io):
