@@ -39,7 +39,9 @@ Commands:
             In a location, a dump with no label named after a labelled one of
             its series fails (65).
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
-            from names and headers, no key. Anyone who can write the location
+            the worst first, at most 100 lines and 4096 bytes (Nagios 4 keeps
+            8 KiB): past that, the last line is "... and N more". From
+            names and headers, no key. Anyone who can write the location
             can make a header claim a raw key or signing key of their own, or
             made-up key ids: only --verify (or verify, prune) tells a planted
             file from a backup. Use --verify where a user other than the
@@ -60,7 +62,10 @@ Options:
   --database DB              Only this database's backups (prune); expect it (check).
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
                              when a database's last attempt failed; critical
-                             when FILE is not a regular file or does not parse.
+                             when FILE is not a regular file or does not parse,
+                             or when a user other than root, the caller and
+                             FILE's owner can write FILE, its directory (sticky
+                             or not) or a directory above (not sticky).
   --dry-run                  Say what would be removed and why; remove nothing.
   --verify                   check: authenticate each database's newest backup,
                              as prune counts one (every chunk; its maker, see
@@ -127,20 +132,20 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from .. import commands
-from ..cli import Io, plugin_line, report_errors
-from ..errors import EncpipeError, InputUnavailable, NoKeyConfigured, UsageError
+from ..cli import Io, report_errors
+from ..errors import InputUnavailable, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..usage_errors import first_empty
 from ..workers import decimal_number
-from . import metrics
+from . import checkcmd
 from .listing import Entry, examine, scan, stats
 from .prune import prune
-from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON, Policy
+from .retention import Policy
 from .names import parse_name
 from .rclonestore import NO_SUCH_OBJECT
 from .remotes import refuse_credentials
 from .storage import is_remote, open_location, split_file
-from .verify import KeyRing, Kept, is_labelled, refuse_late_unlabelled, standing, verify_entry
+from .verify import KeyRing, Kept, refuse_late_unlabelled, verify_entry
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
 DEFAULT_BACKUP_DIR = "./backups"
@@ -281,65 +286,10 @@ def _is_location(path):
     return os.path.isdir(path)
 
 
-_CHECK_KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
-                      "--passphrase-command", "--passphrase", "--signer", "--signer-file")
-
-
 def cmd_check(args, io):
     max_age = _number(args["--max-age"], "--max-age")
     warn = None if args["--warn-age"] is None else _number(args["--warn-age"], "--warn-age")
-    given = [option for option in _CHECK_KEY_OPTIONS if args[option]]
-    if given and not args["--verify"]:
-        raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
-    try:
-        keys = _check_keys(args, io) if args["--verify"] else None
-    except NoKeyConfigured:
-        io.print("CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY")
-        return 2
-    except UsageError:
-        raise
-    except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
-        io.print(plugin_line(f"CRITICAL: cannot load the keys for --verify: {e}"))
-        return 2
-    try:
-        samples = metrics.read(args["--metrics-file"]) if args["--metrics-file"] else {}
-    except EncpipeError as e:  # a monitor that cannot read what it watches says so
-        io.print(plugin_line(f"CRITICAL: cannot read the metrics file: {e}"))
-        return 2
-    try:
-        store = open_location(location(args, io), io.env)
-        entries = scan(store)
-    except Exception as e:  # an unreadable target is itself critical
-        io.print(plugin_line(f"CRITICAL: cannot list {location(args, io)}: {e}"))
-        return 2
-    count_unauthenticated = args["--count-unauthenticated"]
-    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
-    status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
-                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate)
-    for line in lines:
-        io.print(plugin_line(line))
-    return status
-
-
-def _check_keys(args, io):
-    secret_fds_open(args)  # before any file is opened, as for the other commands
-    refuse_shared_stdin(args)
-    keys = KeyRing.from_args(args, io)
-    keys.encpipe()  # check counts sealed files only: the previous tool's key alone is no key here
-    return keys
-
-
-def _authenticator(store, keys, workers, count_unauthenticated):
-    """entry -> (None when it counts as a good backup by prune's rule, else why not;
-    whether it is a labelled dump: True, False, or None when not known)."""
-    def authenticate(entry):
-        result = verify_entry(store, entry, keys, workers)
-        state = standing(result, count_unauthenticated)
-        labelled = is_labelled(entry, result)
-        if state == OK:
-            return None, labelled
-        return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
-    return authenticate
+    return checkcmd.run(args, io, location(args, io), max_age, warn)
 
 
 def usage_message(argv, error, commands):

@@ -11,8 +11,8 @@ import re
 import stat
 from contextlib import contextmanager
 
-from ..errors import InvalidStream, IOFailure
-from ..safefile import check_directory, open_source, write_atomically
+from ..errors import InvalidStream, IOFailure, UnsafeDirectory
+from ..safefile import check_directory, first_other_writer, open_source, other_writer, write_atomically
 from .listing import copies, older_than_its_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
@@ -43,15 +43,22 @@ def _unescape(text):
     return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], text)
 
 
-def read(path, lenient=False):
+def read(path, lenient=False, trusted_place=False):
     """{database: {metric: value}} from a file this module wrote; {} if there is none.
     A file that is not a regular file (a FIFO, a link), over MAX_BYTES, not UTF-8
     or with a sample that is not a number is an error (66, 65); `lenient`, for a
-    run about to rewrite the file, drops what does not parse instead."""
+    run about to rewrite the file, drops what does not parse instead. With
+    `trusted_place` (check), so is a file another user could have written
+    (refuse_shared: 73), and a file that is not there where another user could
+    have removed it."""
     if not os.path.lexists(path):
+        if trusted_place:
+            refuse_shared(path, None)
         return {}
-    src, _ = open_source(path)
+    src, info = open_source(path)
     with src:
+        if trusted_place:
+            refuse_shared(path, info)
         data = src.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         if not lenient:
@@ -76,6 +83,35 @@ def read(path, lenient=False):
                 raise InvalidStream(f"{path}, line {number}: not a number: {value!r}") from None
             samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = value
     return samples
+
+
+def refuse_shared(path, info):
+    """UnsafeDirectory when a user other than root, the caller and the metrics
+    file's owner (`info`, its fstat; when it is not there, its directory's owner)
+    can write the file at `path`, its directory (sticky or not: there such a user
+    could have made the file before any backup ran) or a directory above (a sticky
+    one excepted): that user could hide a failed attempt. encpipe-backup writes
+    it only in a directory no other user than it and root can write (73)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    owner = info.st_uid if info is not None else _owner_of(directory)
+    trusted = {0, os.geteuid(), owner}
+    writer = info is not None and other_writer(info, trusted, sticky_ok=False)
+    found = (path, writer) if writer else first_other_writer(directory, trusted, sticky_here=False,
+                                                              missing_ok=info is None)
+    if found:
+        raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could hide a failed backup")
+
+
+def _owner_of(directory):
+    """The owner of `directory`, else of the first directory above it that is there."""
+    current = os.path.realpath(directory)
+    while True:
+        try:
+            return os.stat(current).st_uid
+        except FileNotFoundError:
+            current = os.path.dirname(current)  # "/" is there
+        except OSError as e:
+            raise IOFailure(f"cannot examine {current}: {e.strerror or e}") from None
 
 
 def render(samples):

@@ -133,8 +133,16 @@ class Download:
 
 
 class Upload:
+    """rclone rcat's input. Its standard error is read while the upload runs (an
+    rclone that writes more than a pipe holds there, as `-vv` or `--dump bodies`
+    makes it, would otherwise wait for ever, and the upload with it); only its
+    end (ERR_TAIL bytes) is kept, for the error line."""
+
     def __init__(self, proc, where):
         self.proc, self.where = proc, where
+        self.err = []
+        self.reader = threading.Thread(target=lambda: self.err.append(tail(proc.stderr)), daemon=True)
+        self.reader.start()
 
     def write(self, block):
         try:
@@ -147,7 +155,11 @@ class Upload:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
-        err = tail(self.proc.stderr)
-        if self.proc.wait() != 0:
+        status = self.proc.wait()
+        self.reader.join(10)  # a process rclone left behind may hold the pipe
+        if not self.reader.is_alive():
+            self.proc.stderr.close()
+        err = self.err[0] if self.err else b""
+        if status != 0:
             detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
             raise IOFailure(f"cannot upload {self.where}: {detail}")

@@ -27,7 +27,7 @@ def remove_listed(dir_fd, directory, name, identity):
     `identity`; OSError when it is not (or cannot be removed), nothing removed."""
     changed = OSError(f"{name} changed while pruning; left in place")
     now = os.lstat(name, dir_fd=dir_fd)
-    if (now.st_dev, now.st_ino) != identity:
+    if not _is(now, identity):
         raise changed
     safefile.hook("removing", directory, name)
     hold = HOLD_PREFIX + secrets.token_hex(8)
@@ -40,7 +40,7 @@ def remove_listed(dir_fd, directory, name, identity):
             raise OSError(f"{os.path.join(directory, hold)} was replaced; {name} left in place")
         os.rename(name, name, src_dir_fd=dir_fd, dst_dir_fd=held)
         moved = os.lstat(name, dir_fd=held)
-        if (moved.st_dev, moved.st_ino) == identity:
+        if _is(moved, identity):
             os.unlink(name, dir_fd=held)
             return
         kept = not _put_back(held, dir_fd, name)
@@ -56,6 +56,13 @@ def remove_listed(dir_fd, directory, name, identity):
                 os.rmdir(hold, dir_fd=dir_fd)
             except OSError:
                 pass
+
+
+def _is(info, identity):
+    """Whether `info` (an lstat) is the listed file: its (st_dev, st_ino), and never a
+    directory, which a freed inode number can be given to (a listed file is a regular
+    file or a link; unlinking a directory fails, and it stayed in the hold directory)."""
+    return (info.st_dev, info.st_ino) == identity and not stat.S_ISDIR(info.st_mode)
 
 
 def _put_back(held, dir_fd, name):

@@ -1,0 +1,99 @@
+"""encpipe-check's run, once its options are read (cli.cmd_check): its keys for
+--verify, the metrics file, the listing, and the plugin's lines (metrics.check)."""
+
+from datetime import datetime, timezone
+
+from .. import commands
+from ..cli import plugin_line
+from ..errors import EncpipeError, NoKeyConfigured, UsageError
+from ..keyargs import refuse_shared_stdin, secret_fds_open
+from . import metrics
+from .listing import scan
+from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
+from .storage import open_location
+from .verify import KeyRing, is_labelled, standing, verify_entry
+
+KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
+               "--passphrase-command", "--passphrase", "--signer", "--signer-file")
+
+
+def run(args, io, where, max_age, warn):
+    """The plugin's lines on io; its status (0, 1, 2). `where`: the location."""
+    given = [option for option in KEY_OPTIONS if args[option]]
+    if given and not args["--verify"]:
+        raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
+    try:
+        keys = _check_keys(args, io) if args["--verify"] else None
+    except NoKeyConfigured:
+        io.print("CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY")
+        return 2
+    except UsageError:
+        raise
+    except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
+        io.print(plugin_line(f"CRITICAL: cannot load the keys for --verify: {e}"))
+        return 2
+    try:
+        samples = metrics.read(args["--metrics-file"], trusted_place=True) if args["--metrics-file"] else {}
+    except EncpipeError as e:  # a monitor that cannot read what it watches says so
+        io.print(plugin_line(f"CRITICAL: cannot read the metrics file: {e}"))
+        return 2
+    try:
+        store = open_location(where, io.env)
+        entries = scan(store)
+    except Exception as e:  # an unreadable target is itself critical
+        io.print(plugin_line(f"CRITICAL: cannot list {where}: {e}"))
+        return 2
+    count_unauthenticated = args["--count-unauthenticated"]
+    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
+    status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
+                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate)
+    for line in bounded([plugin_line(line) for line in lines]):
+        io.print(line)
+    return status
+
+
+# The most check prints: Nagios 4 keeps 8 KiB of a plugin's output (its
+# MAX_PLUGIN_OUTPUT_LENGTH), and thousands of databases with no backup, one
+# line each, went far past it. README, "Monitoring".
+MAX_LINES, MAX_BYTES = 100, 4096
+
+
+def bounded(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
+    """`lines` as printed: all of them when they fit in `max_lines` lines and
+    `max_bytes` bytes (newlines counted), else the first (whole, whatever its
+    length: the status text) and as many of the next as fit with a last line
+    `... and N more` (N: the lines left out)."""
+    def size(line):
+        return len(line.encode("utf-8")) + 1
+
+    if len(lines) <= max_lines and sum(map(size, lines)) <= max_bytes:
+        return lines
+    kept, used = lines[:1], size(lines[0])
+    for line in lines[1:]:
+        more = size(f"... and {len(lines) - len(kept) - 1} more")  # the last line, this one kept
+        if len(kept) + 2 > max_lines or used + size(line) + more > max_bytes:
+            break
+        kept.append(line)
+        used += size(line)
+    return kept + [f"... and {len(lines) - len(kept)} more"]
+
+
+def _check_keys(args, io):
+    secret_fds_open(args)  # before any file is opened, as for the other commands
+    refuse_shared_stdin(args)
+    keys = KeyRing.from_args(args, io)
+    keys.encpipe()  # check counts sealed files only: the previous tool's key alone is no key here
+    return keys
+
+
+def _authenticator(store, keys, workers, count_unauthenticated):
+    """entry -> (None when it counts as a good backup by prune's rule, else why not;
+    whether it is a labelled dump: True, False, or None when not known)."""
+    def authenticate(entry):
+        result = verify_entry(store, entry, keys, workers)
+        state = standing(result, count_unauthenticated)
+        labelled = is_labelled(entry, result)
+        if state == OK:
+            return None, labelled
+        return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
+    return authenticate

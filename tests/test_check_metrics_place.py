@@ -1,0 +1,104 @@
+"""encpipe-check reads its --metrics-file only from a place no other user can
+write: a user other than root, the caller and the file's owner who can write the
+file, its directory (sticky or not) or a directory above it (not sticky) could
+plant `encpipe_backup_last_attempt_success` 1 over a failed attempt's 0, or
+remove the file, and hide the failure. Such a file is as one that cannot be
+read: CRITICAL, one line, exit 2. Before, it was read wherever it was, and check
+said OK while the last backup had failed. encpipe-backup writes the file only
+where no user but it and root can write (73), so a file it wrote still passes
+when check runs as another user (the file's owner is trusted)."""
+
+import io
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from encpipe.backup import metrics
+from encpipe.backup.cli import main
+from test_backup_dir import make_valid, stamp
+
+NOBODY, DAEMON = 65534, 1
+
+
+def _check(tmp_path, prom):
+    out, err = io.BytesIO(), io.StringIO()
+    code = main(["check", "--max-age", "24", "--metrics-file", str(prom), str(tmp_path / "b")], stdout=out,
+                stderr=err, env={})
+    assert err.getvalue() == ""
+    return code, out.getvalue().decode()
+
+
+def _place(tmp_path, last_attempt_success=1, mode=0o644, owner=0):
+    """A backup of shop 2 h old in tmp_path/b, and tmp_path/m/encpipe.prom saying its last attempt succeeded."""
+    (tmp_path / "b").mkdir()
+    made = datetime.now(timezone.utc) - timedelta(hours=2)
+    make_valid(tmp_path / "b", f"shop_{stamp(made)}.sql.enc")
+    (tmp_path / "m").mkdir(mode=0o755)
+    prom = tmp_path / "m" / "encpipe.prom"
+    prom.write_text(metrics.render({"shop": {"encpipe_backup_last_attempt_success": last_attempt_success}}))
+    prom.chmod(mode)
+    os.chown(prom, owner, owner)
+    return prom, f"OK: shop: newest backup shop_{stamp(made)}.sql.enc is 2.0 h old\n"
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o775], ids=["o+w", "o+w sticky", "g+w"])
+def test_a_metrics_file_in_a_directory_another_user_can_write_is_critical(tmp_path, mode):
+    prom, ok = _place(tmp_path)
+    assert _check(tmp_path, prom) == (0, ok)
+    os.chown(tmp_path / "m", 0, DAEMON)
+    (tmp_path / "m").chmod(mode)
+    who = "group daemon (mode g+w)" if mode == 0o775 else "every user (mode o+w)"
+    assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {tmp_path / 'm'} can be written "
+                                         f"by {who}, who could hide a failed backup\n")
+
+
+def test_a_metrics_file_another_user_can_write_is_critical(tmp_path):
+    prom, _ = _place(tmp_path, mode=0o666)
+    assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {prom} can be written by every "
+                                         f"user (mode o+w), who could hide a failed backup\n")
+
+
+def test_a_metrics_file_in_a_directory_of_another_user_than_its_owner_is_critical(tmp_path):
+    """A writer of the directory replaced the backups' file with one of its own (here the
+    directory's owner is nobody, the file root's: root could be the backups' user)."""
+    prom, _ = _place(tmp_path)
+    os.chown(tmp_path / "m", NOBODY, NOBODY)
+    assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {tmp_path / 'm'} can be written "
+                                         f"by user nobody (its owner), who could hide a failed backup\n")
+
+
+def test_a_directory_above_that_another_user_can_write_is_critical_unless_sticky(tmp_path):
+    prom, ok = _place(tmp_path)
+    tmp_path.chmod(0o777)
+    assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {tmp_path} (above "
+                                         f"{tmp_path / 'm'}) can be written by every user (mode o+w, not sticky), "
+                                         f"who could hide a failed backup\n")
+    tmp_path.chmod(0o1777)  # no other user can rename m away
+    assert _check(tmp_path, prom) == (0, ok)
+
+
+def test_a_file_written_by_the_backups_user_passes_when_another_user_checks(tmp_path):
+    """The backups' user (here nobody) owns the file and its directory; check runs as root."""
+    prom, ok = _place(tmp_path, owner=NOBODY)
+    os.chown(tmp_path / "m", NOBODY, NOBODY)
+    assert _check(tmp_path, prom) == (0, ok)
+    prom.write_text(metrics.render({"shop": {"encpipe_backup_last_attempt_success": 0}}))
+    code, out = _check(tmp_path, prom)
+    assert (code, out.splitlines()[0]) == (1, ok.strip().replace("OK", "WARNING") + "; the last backup attempt failed")
+
+
+def test_a_missing_metrics_file_in_a_directory_another_user_can_write_is_critical(tmp_path):
+    """Removing the file would hide a failed attempt as well as replacing it."""
+    prom, ok = _place(tmp_path)
+    prom.unlink()
+    assert _check(tmp_path, prom) == (0, ok)
+    (tmp_path / "m").chmod(0o777)
+    assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {tmp_path / 'm'} can be written "
+                                         f"by every user (mode o+w), who could hide a failed backup\n")
+    (tmp_path / "m").chmod(0o755)
+    os.rmdir(tmp_path / "m")  # no directory either: the first one above that is there counts
+    tmp_path.chmod(0o1777)
+    assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {tmp_path} (above "
+                                         f"{tmp_path / 'm'}) can be written by every user (mode o+w), who could "
+                                         f"hide a failed backup\n")

@@ -1,0 +1,49 @@
+"""encpipe-check's output stays within what Nagios keeps of a plugin's (8 KiB in
+Nagios 4): at most checkcmd.MAX_LINES lines and MAX_BYTES bytes, the first line
+(the status text) and the exit status as they were, and a last line `... and N
+more` for the lines left out. Before, thousands of databases with no backup were
+a CRITICAL line each, all printed."""
+
+import io
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from encpipe.backup.checkcmd import MAX_BYTES, MAX_LINES
+from encpipe.backup.cli import main
+from test_backup_dir import make_valid, stamp
+
+
+def _check(*argv):
+    out, err = io.BytesIO(), io.StringIO()
+    code = main(["check", "--max-age", "24", *argv], stdout=out, stderr=err, env={})
+    assert err.getvalue() == ""
+    return code, out.getvalue()
+
+
+@pytest.mark.parametrize("width", [4, 60], ids=["short names: the line bound", "long names: the byte bound"])
+def test_thousands_of_databases_with_no_backup_are_a_bounded_output(tmp_path, width):
+    made = datetime.now(timezone.utc) - timedelta(hours=2)
+    make_valid(tmp_path, f"shop_{stamp(made)}.sql.enc")
+    names = [f"db{i:0{width}}" for i in range(3000)]
+    code, out = _check(*(arg for name in names for arg in ("--database", name)), str(tmp_path))
+    assert code == 2
+    lines = out.decode().split("\n")
+    assert lines.pop() == ""  # every line ends in a newline
+    assert lines[0] == f"CRITICAL: {names[0]}: no backup"
+    assert len(lines) <= MAX_LINES and len(out) <= MAX_BYTES
+    shown = lines[1:-1]
+    assert shown == [f"CRITICAL: {name}: no backup" for name in names[1:len(shown) + 1]]
+    total = len(names) + 1  # and the OK line of shop, last
+    assert lines[-1] == f"... and {total - 1 - len(shown)} more"
+    assert len(lines) == MAX_LINES if width == 4 else len(out) > MAX_BYTES - 100
+
+
+def test_an_output_within_the_bounds_is_as_it_was(tmp_path):
+    made = datetime.now(timezone.utc) - timedelta(hours=2)
+    make_valid(tmp_path, f"shop_{stamp(made)}.sql.enc")
+    names = [f"db{i:03}" for i in range(MAX_LINES - 1)]
+    code, out = _check(*(arg for name in names for arg in ("--database", name)), str(tmp_path))
+    assert code == 2
+    assert out.decode() == "".join(f"CRITICAL: {name}: no backup\n" for name in names) + \
+        f"OK: shop: newest backup shop_{stamp(made)}.sql.enc is 2.0 h old\n"
