@@ -127,13 +127,18 @@ def passphrase_attempt(passphrase, body):
     return found and (found, hkdf(kek, b"", b"encpipe v2 passphrase authenticator"))
 
 
-def open_slot(slots, keys, passphrases, identities):
+DEFAULT_SCRYPT_BUDGET = 1 << 24
+
+
+def open_slot(slots, keys, passphrases, identities, scrypt_budget=DEFAULT_SCRYPT_BUDGET):
     """(slot index, file key, authenticator key or None), by README "Edge rules": each
     raw key in the order given on the slots of its kind in header order; then the
     passphrases on the passphrase slots, the cheapest (N * r * p) first, each
     passphrase in the order given on the slots of one cost in header order; then each
     identity as each raw key. A slot that does not unwrap is skipped; the first that
-    does decides."""
+    does decides. README "Resource limits": the passphrase attempts share one scrypt
+    budget (N * r * p summed); one that would pass it is not made, nor any after it.
+    A slot over a limit is skipped before it is charged."""
     def kind(wanted, length):
         return [(i, body) for i, (k, body) in enumerate(slots) if k == wanted and len(body) == length]
 
@@ -143,8 +148,14 @@ def open_slot(slots, keys, passphrases, identities):
     attempts += [(passphrase_attempt, phrase, i, body) for cost in costs for phrase in passphrases
                  for i, body in scrypt_slots if (1 << body[16]) * body[17] * body[18] == cost]
     attempts += [(identity_attempt, secret, i, body) for secret in identities for i, body in kind(3, 80)]
-    skipped = None
+    skipped, spent = None, 0
     for attempt, secret, index, body in attempts:
+        if attempt is passphrase_attempt and scrypt_within_limits(*body[16:19]):
+            work = (1 << body[16]) * body[17] * body[18]
+            if spent is None or spent + work > scrypt_budget:
+                skipped, spent = skipped or SkippedSlot("over the scrypt budget"), None
+                continue
+            spent += work
         try:
             found = attempt(secret, body)
         except SkippedSlot as e:
@@ -157,7 +168,7 @@ def open_slot(slots, keys, passphrases, identities):
     raise NoMatch("no slot opens")
 
 
-def decode(data, keys=(), passphrases=(), identities=(), signers=()):
+def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budget=DEFAULT_SCRYPT_BUDGET):
     """The plaintext of `data`; raises Rejected, NoMatch or NotSigned otherwise."""
     if data[:7] != b"ENCPIPE":
         raise Rejected("magic")
@@ -187,7 +198,7 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=()):
         raise Rejected("a known slot kind with the wrong body_len")
     if signers and version == 1:
         raise NotSigned("v1")
-    index, (file_key, auth_key) = open_slot(slots, keys, passphrases, identities)
+    index, (file_key, auth_key) = open_slot(slots, keys, passphrases, identities, scrypt_budget)
     mac = hmac.new(hkdf(file_key, salt, b"encpipe v1 header"), header[:-36], hashlib.sha256).digest()
     if not hmac.compare_digest(mac, header[-36:-4]):
         raise Rejected("header mac")

@@ -54,7 +54,8 @@ def test_there_are_vectors_of_every_kind():
 def test_vector_opens_as_expected(path, tmp_path):
     fields, data = load(path)
     expect = fields["expect"][0]
-    result = run(["open", *key_args(tmp_path, fields)], data)
+    env = {"ENCPIPE_SCRYPT_BUDGET": b for b in fields.get("scrypt budget", [])}
+    result = run(["open", *key_args(tmp_path, fields)], data, env)
     assert result.code == EXIT_CODES[expect], result.stderr
     if expect == "success":
         assert hashlib.sha256(result.stdout).hexdigest() == fields["plaintext sha256"][0]
@@ -63,7 +64,7 @@ def test_vector_opens_as_expected(path, tmp_path):
         assert_one_line_error(result.stderr)
         if expect != "payload failure":
             assert result.stdout == b""
-    verified = run(["inspect", "--verify", *key_args(tmp_path, fields)], data)
+    verified = run(["inspect", "--verify", *key_args(tmp_path, fields)], data, env)
     assert verified.code == result.code
 
 
@@ -76,6 +77,7 @@ def test_independent_decoder_agrees(path):
         passphrases=[p.encode() for p in fields.get("passphrase", [])],
         identities=[independent_decoder.identity_secret(i) for i in fields.get("identity", [])],
         signers=[independent_decoder.verify_key(s) for s in fields.get("signer", [])],
+        scrypt_budget=int(fields.get("scrypt budget", [independent_decoder.DEFAULT_SCRYPT_BUDGET])[0]),
     )
     if expect == "success":
         clear = independent_decoder.decode(data, **secrets)

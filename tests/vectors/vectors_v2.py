@@ -400,3 +400,25 @@ def _():
     base = v2("v2_signed_by_mixed_order_key", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
     sign = lambda commitment: [(MIXED_KEY, MIXED_SIGN(provenance.SIGNATURE_LABEL + commitment))]  # noqa: E731
     return forged(base, ESCROW, data, signatures=sign), data
+
+
+def _two_costly_slots(name):
+    """Two slots of one passphrase, each of scrypt work N * r * p = 2^21 (log2(N)=14,
+    r=8, p=16); the first's wrapped key does not unwrap (AES key wrap integrity)."""
+    data = plaintext("budget", 300)
+    pw = Passphrase(PASSPHRASE, log2_n=14, r=8, p=16)
+    return reslotted(name, data, [pw, pw], pw, lambda slots: [slots[0]._replace(wrapped=bytes(40)), slots[1]]), data
+
+
+@vector("v2_passphrase_scrypt_budget_default", "success",
+        "v2: two passphrase slots of work 2^21, the first does not unwrap: two attempts, 2^22, within the"
+        " default scrypt budget of 2^24", passphrases=[PASSPHRASE])
+def _():
+    return _two_costly_slots("v2_passphrase_scrypt_budget")
+
+
+@vector("v2_passphrase_scrypt_budget_spent", "header failure",
+        "v2: the file above with a scrypt budget of 2^21: the first attempt spends it, the second is not"
+        " made, and no identity opens the file: 65", passphrases=[PASSPHRASE], scrypt_budget=1 << 21)
+def _():
+    return _two_costly_slots("v2_passphrase_scrypt_budget")[0], None
