@@ -253,3 +253,15 @@ def _():
 def _():
     over = ScryptSlot(bytes(16), 21, 8, 1, bytes(40)).encode()
     return _with_slots("scrypt_over_limit_untried", [over])[0], None
+
+
+@vector("raw_key_slot_does_not_unwrap", "no match",
+        "one raw-key slot with KEY_1's key id whose wrapped key fails AES key wrap's integrity check: skipped,"
+        " and nothing else opens: 77, not 65", keys=RAW)
+def _():
+    data = sealed("raw_key_slot_does_not_unwrap", b"secret", [RawKey(KEY_1)])
+    parsed = read_header(io.BytesIO(data))
+    broken = parsed.slots[0]._replace(wrapped=bytes(40)).encode()
+    header = fmt.Header(CHUNK_LOG2, parsed.header.payload_salt, (broken,), version=1)
+    header = header._replace(mac=header_mac(file_key_of(data, RawKey(KEY_1)), header))
+    return reheader(data, header), None
