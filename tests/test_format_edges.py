@@ -136,6 +136,8 @@ def test_inspect_reports_the_keys_readme_lists(tmp_path, keys):
         False, None, None)
     text = ok(run(["inspect", sealed_path(tmp_path, sealed)])).decode().splitlines()
     assert "sender authenticated" not in " ".join(text)  # null: left out
+    assert "format: encpipe" in text and "chunk size: 16384" in text
+    assert not [line for line in text if line.startswith(("verified", "slots"))]
     assert f"signers: {keyid}, {keyid}" in text
     assert text[-3:] == [f"slot 1: raw-key {plain['slots'][0]['key_id']}",
                          f"slot 2: x25519 {plain['slots'][1]['key_id']}",
