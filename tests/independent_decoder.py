@@ -2,7 +2,6 @@
 section alone and sharing no code with the encpipe package: the vectors must open
 the same way in both, which keeps the specification honest."""
 
-import base64
 import hashlib
 import hmac
 import struct
@@ -38,17 +37,44 @@ def unwrap(kek, wrapped):
         return None
 
 
+ASCII_SPACE = " \t\r\n\v\f"
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
 def _text_key(text, prefix, label):
-    body = text[len(prefix) :].upper()
-    assert text.startswith(prefix) and "=" not in body
-    raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    """README "Edge rules", text forms: the 32-byte key, or ValueError. Exact prefix;
+    then 58 characters of RFC 4648's alphabet (ASCII, either case), no padding,
+    the last character's two unused bits zero; surrounding ASCII white space ignored."""
+    text = text.strip(ASCII_SPACE)
+    body = text[len(prefix) :]
+    if not text.startswith(prefix) or len(body) != 58 or any(c not in BASE32 + BASE32.lower() for c in body):
+        raise ValueError("not a text form")
+    bits = "".join(format(BASE32.index(c), "05b") for c in body.upper())
+    if bits[288:] != "00":
+        raise ValueError("not canonical")
+    raw = int(bits[:288], 2).to_bytes(36, "big")
     key, check = raw[:32], raw[32:]
-    assert hashlib.sha256(label + key).digest()[:4] == check
+    if hashlib.sha256(label + key).digest()[:4] != check:
+        raise ValueError("checksum")
     return key
 
 
 def identity_secret(text):
     return _text_key(text, "ENCPIPE-SECRET-KEY-1", b"encpipe v1 x25519 secret key")
+
+
+def recipient_public(text):
+    """A public key to seal to: refused of small order (the shared secret would be 32
+    zero bytes) or not canonical (as a little-endian number, >= p)."""
+    key = _text_key(text, "encpipe1", b"encpipe v1 x25519 public key")
+    import_x25519_public_key(key)  # ValueError for a point of small order
+    if int.from_bytes(key, "little") >= P:
+        raise ValueError("not canonical")
+    return key
+
+
+def signing_seed(text):
+    return _text_key(text, "ENCPIPE-SIGNING-KEY-1", b"encpipe v2 ed25519 secret key")
 
 
 def verify_key(text):
