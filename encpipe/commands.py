@@ -7,7 +7,7 @@ from . import format as fmt
 from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
 from .keyargs import load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths, shown_name
-from .keys import KeyLoader, KeySources, parse_keyring, read_secret_file
+from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, input_size
 from .report import header_report, print_report
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
@@ -331,7 +331,7 @@ def fsync_directory(directory, dir_fd=None):
 
 def cmd_pubkey(args, io):
     path = args["FILE"]
-    keys = parse_keyring(read_secret_file(path, io.warn).decode("utf-8", "replace"), path)
+    keys = parse_keyring(decode_text(read_secret_file(path, io.warn), path), path)
     publics = [str(k.recipient() if hasattr(k, "recipient") else k.verify_key)
                for k in keys if hasattr(k, "recipient") or hasattr(k, "verify_key")]
     if not publics:

@@ -66,16 +66,17 @@ def no_key_hint(args):
 
 def load_signers(texts, files, env):
     """Verify keys from --signer texts and --signer-file paths, else from ENCPIPE_SIGNER."""
-    from .keys import read_secret_file
+    from .keys import decode_text, read_secret_file
     from .signing import ENV_SIGNER, parse_verify_key, parse_verify_keys
 
     if not texts and not files:
         return parse_verify_keys(env.get(ENV_SIGNER) or "", ENV_SIGNER)
     keys = [parse_verify_key(text, "--signer") for text in texts]
-    for path in files:
-        keys += parse_verify_keys(read_secret_file(path, lambda *a, **k: None).decode("utf-8", "replace"), path)
-    if not keys:
-        raise UsageError(f"{files[0]}: no verify key found")
+    for path in files:  # as a key file: UTF-8, and one with no key is refused, beside others too
+        found = parse_verify_keys(decode_text(read_secret_file(path, lambda *a, **k: None), path), path)
+        if not found:
+            raise UsageError(f"{path}: no verify key found")
+        keys += found
     return keys
 
 

@@ -53,7 +53,6 @@ MAX_SECRET_BYTES = 1 << 20
 STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
 
-
 class KeySources:
     """The key sources named on the command line (paths, fds and commands; never secrets)."""
 
@@ -305,7 +304,8 @@ def _command_timeout(env):
     return value
 
 
-def _decode(data, source):
+def decode_text(data, source):
+    """A key, recipient or signer file's text: UTF-8, else UsageError (64)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -341,9 +341,9 @@ class KeyLoader:
         """Every key in the keyring files `paths` and in the output of `commands`."""
         keys = []
         for path in paths:
-            keys += parse_keyring(_decode(read_secret_file(path, self.warn), path), path)
+            keys += parse_keyring(decode_text(read_secret_file(path, self.warn), path), path)
         for command in commands:
-            keys += parse_keyring(_decode(run_secret_command(command, self.env), "key command"), "key command")
+            keys += parse_keyring(decode_text(run_secret_command(command, self.env), "key command"), "key command")
         return keys
 
     def signing_keys(self, paths, commands):
@@ -388,7 +388,7 @@ class KeyLoader:
 
         keys = [parse_recipient(text, "--recipient") for text in sources.recipients]
         for path in sources.recipient_files:
-            keys += read_recipient_file(_decode(read_secret_file(path, lambda *a, **k: None), path), path)
+            keys += read_recipient_file(decode_text(read_secret_file(path, lambda *a, **k: None), path), path)
         return keys
 
     def _from_environment(self):

@@ -103,6 +103,7 @@ def _library(name=None):
     return _libraries[name]
 
 
+_P = 2**255 - 19
 _PROBE = bytes(range(1, KEY_LEN + 1))  # any secret: a small-order peer gives zeros with every one
 
 
@@ -123,6 +124,8 @@ class X25519Recipient:
             check_public(public)
         except ValueError:
             raise UsageError("not a valid X25519 public key") from None
+        if int.from_bytes(public, "little") >= _P:  # bit 255 set, or u >= p: no identity's key has that key id
+            raise UsageError("not a valid X25519 public key: not in canonical form (u >= 2^255 - 19)")
         self.public = bytes(public)
         self.key_id = public_key_id(self.public)
 

@@ -2,7 +2,6 @@
 section alone and sharing no code with the encpipe package: the vectors must open
 the same way in both, which keeps the specification honest."""
 
-import base64
 import hashlib
 import hmac
 import struct
@@ -38,17 +37,44 @@ def unwrap(kek, wrapped):
         return None
 
 
+ASCII_SPACE = " \t\r\n\v\f"
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
 def _text_key(text, prefix, label):
-    body = text[len(prefix) :].upper()
-    assert text.startswith(prefix) and "=" not in body
-    raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    """README "Edge rules", text forms: the 32-byte key, or ValueError. Exact prefix;
+    then 58 characters of RFC 4648's alphabet (ASCII, either case), no padding,
+    the last character's two unused bits zero; surrounding ASCII white space ignored."""
+    text = text.strip(ASCII_SPACE)
+    body = text[len(prefix) :]
+    if not text.startswith(prefix) or len(body) != 58 or any(c not in BASE32 + BASE32.lower() for c in body):
+        raise ValueError("not a text form")
+    bits = "".join(format(BASE32.index(c), "05b") for c in body.upper())
+    if bits[288:] != "00":
+        raise ValueError("not canonical")
+    raw = int(bits[:288], 2).to_bytes(36, "big")
     key, check = raw[:32], raw[32:]
-    assert hashlib.sha256(label + key).digest()[:4] == check
+    if hashlib.sha256(label + key).digest()[:4] != check:
+        raise ValueError("checksum")
     return key
 
 
 def identity_secret(text):
     return _text_key(text, "ENCPIPE-SECRET-KEY-1", b"encpipe v1 x25519 secret key")
+
+
+def recipient_public(text):
+    """A public key to seal to: refused of small order (the shared secret would be 32
+    zero bytes) or not canonical (as a little-endian number, >= p)."""
+    key = _text_key(text, "encpipe1", b"encpipe v1 x25519 public key")
+    import_x25519_public_key(key)  # ValueError for a point of small order
+    if int.from_bytes(key, "little") >= P:
+        raise ValueError("not canonical")
+    return key
+
+
+def signing_seed(text):
+    return _text_key(text, "ENCPIPE-SIGNING-KEY-1", b"encpipe v2 ed25519 secret key")
 
 
 def verify_key(text):
@@ -127,13 +153,18 @@ def passphrase_attempt(passphrase, body):
     return found and (found, hkdf(kek, b"", b"encpipe v2 passphrase authenticator"))
 
 
-def open_slot(slots, keys, passphrases, identities):
+DEFAULT_SCRYPT_BUDGET = 1 << 24
+
+
+def open_slot(slots, keys, passphrases, identities, scrypt_budget=DEFAULT_SCRYPT_BUDGET):
     """(slot index, file key, authenticator key or None), by README "Edge rules": each
     raw key in the order given on the slots of its kind in header order; then the
     passphrases on the passphrase slots, the cheapest (N * r * p) first, each
     passphrase in the order given on the slots of one cost in header order; then each
     identity as each raw key. A slot that does not unwrap is skipped; the first that
-    does decides."""
+    does decides. README "Resource limits": the passphrase attempts share one scrypt
+    budget (N * r * p summed); one that would pass it is not made, nor any after it.
+    A slot over a limit is skipped before it is charged."""
     def kind(wanted, length):
         return [(i, body) for i, (k, body) in enumerate(slots) if k == wanted and len(body) == length]
 
@@ -143,8 +174,14 @@ def open_slot(slots, keys, passphrases, identities):
     attempts += [(passphrase_attempt, phrase, i, body) for cost in costs for phrase in passphrases
                  for i, body in scrypt_slots if (1 << body[16]) * body[17] * body[18] == cost]
     attempts += [(identity_attempt, secret, i, body) for secret in identities for i, body in kind(3, 80)]
-    skipped = None
+    skipped, spent = None, 0
     for attempt, secret, index, body in attempts:
+        if attempt is passphrase_attempt and scrypt_within_limits(*body[16:19]):
+            work = (1 << body[16]) * body[17] * body[18]
+            if spent is None or spent + work > scrypt_budget:
+                skipped, spent = skipped or SkippedSlot("over the scrypt budget"), None
+                continue
+            spent += work
         try:
             found = attempt(secret, body)
         except SkippedSlot as e:
@@ -157,7 +194,7 @@ def open_slot(slots, keys, passphrases, identities):
     raise NoMatch("no slot opens")
 
 
-def decode(data, keys=(), passphrases=(), identities=(), signers=()):
+def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budget=DEFAULT_SCRYPT_BUDGET):
     """The plaintext of `data`; raises Rejected, NoMatch or NotSigned otherwise."""
     if data[:7] != b"ENCPIPE":
         raise Rejected("magic")
@@ -187,7 +224,7 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=()):
         raise Rejected("a known slot kind with the wrong body_len")
     if signers and version == 1:
         raise NotSigned("v1")
-    index, (file_key, auth_key) = open_slot(slots, keys, passphrases, identities)
+    index, (file_key, auth_key) = open_slot(slots, keys, passphrases, identities, scrypt_budget)
     mac = hmac.new(hkdf(file_key, salt, b"encpipe v1 header"), header[:-36], hashlib.sha256).digest()
     if not hmac.compare_digest(mac, header[-36:-4]):
         raise Rejected("header mac")

@@ -54,7 +54,8 @@ def test_there_are_vectors_of_every_kind():
 def test_vector_opens_as_expected(path, tmp_path):
     fields, data = load(path)
     expect = fields["expect"][0]
-    result = run(["open", *key_args(tmp_path, fields)], data)
+    env = {"ENCPIPE_SCRYPT_BUDGET": b for b in fields.get("scrypt budget", [])}
+    result = run(["open", *key_args(tmp_path, fields)], data, env)
     assert result.code == EXIT_CODES[expect], result.stderr
     if expect == "success":
         assert hashlib.sha256(result.stdout).hexdigest() == fields["plaintext sha256"][0]
@@ -63,7 +64,7 @@ def test_vector_opens_as_expected(path, tmp_path):
         assert_one_line_error(result.stderr)
         if expect != "payload failure":
             assert result.stdout == b""
-    verified = run(["inspect", "--verify", *key_args(tmp_path, fields)], data)
+    verified = run(["inspect", "--verify", *key_args(tmp_path, fields)], data, env)
     assert verified.code == result.code
 
 
@@ -76,6 +77,7 @@ def test_independent_decoder_agrees(path):
         passphrases=[p.encode() for p in fields.get("passphrase", [])],
         identities=[independent_decoder.identity_secret(i) for i in fields.get("identity", [])],
         signers=[independent_decoder.verify_key(s) for s in fields.get("signer", [])],
+        scrypt_budget=int(fields.get("scrypt budget", [independent_decoder.DEFAULT_SCRYPT_BUDGET])[0]),
     )
     if expect == "success":
         clear = independent_decoder.decode(data, **secrets)
@@ -103,3 +105,71 @@ def test_independent_decoder_opens_fresh_files():
     data = os.urandom(70000)
     sealed = seal(data, {"ENCPIPE_KEY": KEY_A, "ENCPIPE_PASSPHRASE": "x"}, ["--chunk-size", "16K", *FAST_SCRYPT])
     assert independent_decoder.decode(sealed, keys=[bytes.fromhex(KEY_A)]) == data
+
+
+def _text_forms():
+    """(kind, text) pairs: good spellings and bad ones of each text form (README "Edge
+    rules"): case, padding, unused bits, checksums, look-alikes, white space, prefixes."""
+    from encpipe import textform
+
+    kinds = {
+        "public key": ("encpipe1", b"encpipe v1 x25519 public key", False),
+        "identity": ("ENCPIPE-SECRET-KEY-1", b"encpipe v1 x25519 secret key", True),
+        "verify key": ("encpipesign1", b"encpipe v2 ed25519 public key", False),
+        "signing key": ("ENCPIPE-SIGNING-KEY-1", b"encpipe v2 ed25519 secret key", True),
+    }
+    from encpipe.signing import SigningKey
+    from encpipe.x25519 import X25519Identity
+
+    identity = X25519Identity(hashlib.sha256(b"text forms").digest())
+    signer = SigningKey(hashlib.sha256(b"text forms signer").digest())
+    keys = {
+        "public key": [identity.recipient().public, bytes(32), (9).to_bytes(32, "little"),
+                       (identity.recipient().public[:31] + bytes([identity.recipient().public[31] | 0x80])),
+                       (2**255 - 19 + 9).to_bytes(32, "little")],
+        "identity": [hashlib.sha256(b"text forms").digest(), bytes(32)],
+        "verify key": [signer.verify_key.public, (1).to_bytes(32, "little"), b"\xff" * 32],
+        "signing key": [hashlib.sha256(b"text forms signer").digest()],
+    }
+    for kind, (prefix, label, upper) in kinds.items():
+        for key in keys[kind]:
+            good = textform.encode(prefix, label, key, upper)
+            body = good[len(prefix):]
+            variants = [good, prefix + body.swapcase(), prefix.swapcase() + body, prefix.lower() + body,
+                        good + "=", good + "======", good[:-1], good + body[-1], good[:len(prefix) + 5] + " " + body[5:],
+                        prefix + "0" + body[1:],
+                        prefix + "8" + body[1:], "\u00a0" + good, good + "\u2028", prefix + body[1:] + body[0]]
+            variants += [c + good + c for c in " \t\r\n\v\f"]
+            lower = body.lower()  # look-alikes whose upper case is the very letter: ı is I, ſ is S
+            variants += [prefix + lower.replace(c, alike, 1) for c, alike in (("i", "\u0131"), ("s", "\u017f"))
+                         if c in lower]
+            variants += [good[:-1] + c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcdefghijklmnopqrstuvwxyz"]
+            variants += [other + body for other, _, _ in kinds.values() if other != prefix]
+            yield from ((kind, text) for text in variants)
+
+
+def test_independent_decoder_agrees_on_text_forms():
+    """Every text form that encpipe takes, the second decoder takes as the same key,
+    and every one encpipe refuses (64), it refuses."""
+    from encpipe import signing, x25519
+    from encpipe.errors import UsageError
+
+    ours = {"public key": lambda t: x25519.parse_recipient(t, "t").public,
+            "identity": lambda t: x25519.parse_identity(t, "t")._secret,
+            "verify key": lambda t: signing.parse_verify_key(t, "t").public,
+            "signing key": lambda t: signing.parse_signing_key(t, "t")._seed}
+    theirs = {"public key": independent_decoder.recipient_public, "identity": independent_decoder.identity_secret,
+              "verify key": independent_decoder.verify_key, "signing key": independent_decoder.signing_seed}
+    outcomes = {True: 0, False: 0}
+    for kind, text in _text_forms():
+        try:
+            mine = ours[kind](text)
+        except UsageError:
+            mine = None
+        try:
+            other = theirs[kind](text)
+        except ValueError:
+            other = None
+        assert mine == other, (kind, repr(text))
+        outcomes[mine is not None] += 1
+    assert outcomes[True] >= 40 and outcomes[False] >= 600, outcomes

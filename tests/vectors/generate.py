@@ -9,6 +9,7 @@ Each vector is a small text header, a blank line, then the raw file bytes:
     passphrase: <text>
     identity: ENCPIPE-SECRET-KEY-1...
     signer: encpipesign1...       (the file must be signed by one of these)
+    scrypt budget: <n>            (ENCPIPE_SCRYPT_BUDGET; else the default)
     plaintext sha256: <hex>       (success only)
     plaintext length: <n>         (success only)
     comment: <free text>
@@ -33,7 +34,7 @@ for _module in ("vectors_v1", "vectors_v2"):
 
 
 def render(name):
-    expect, comment, keys, passphrases, identities, signers, make = VECTORS[name]
+    expect, comment, keys, passphrases, identities, signers, scrypt_budget, make = VECTORS[name]
     data, clear = make()
     lines = [f"expect: {expect}"]
     lines += [f"key: {k}" for k in keys]
@@ -42,6 +43,8 @@ def render(name):
     lines += [f"signer: {s.verify_key}" for s in signers]
     if clear is not None:
         lines += [f"plaintext sha256: {hashlib.sha256(clear).hexdigest()}", f"plaintext length: {len(clear)}"]
+    if scrypt_budget is not None:
+        lines.append(f"scrypt budget: {scrypt_budget}")
     lines.append(f"comment: {comment}")
     return ("\n".join(lines) + "\n\n").encode() + data
 

@@ -100,9 +100,9 @@ def seal_chunk(key, counter, last, body):
 VECTORS = {}
 
 
-def vector(name, expect, comment, keys=(), passphrases=(), identities=(), signers=()):
+def vector(name, expect, comment, keys=(), passphrases=(), identities=(), signers=(), scrypt_budget=None):
     def register(make):
-        VECTORS[name] = (expect, comment, keys, passphrases, identities, signers, make)
+        VECTORS[name] = (expect, comment, keys, passphrases, identities, signers, scrypt_budget, make)
         return make
 
     return register

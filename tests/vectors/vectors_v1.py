@@ -192,3 +192,76 @@ def _():
     head, _ = chunk_records(data)
     key = payload_key(file_key_of(data, RawKey(KEY_1)), read_header(io.BytesIO(data)).header)
     return head + seal_chunk(key, 0, False, plaintext("e", CHUNK)) + seal_chunk(key, 1, True, b""), None
+
+
+def _header_edit(name, offset, value):
+    """A v1 file for KEY_1 whose header byte at `offset` is `value`, CRC recomputed."""
+    data = sealed(name, b"secret", [RawKey(KEY_1)])
+    size = read_header(io.BytesIO(data)).size
+    header = bytearray(data[:size])
+    header[offset] = value
+    return recrc(bytes(header)) + data[size:], None
+
+
+@vector("chunk_size_too_large", "header failure", "chunk_log2 = 25, CRC recomputed", keys=RAW)
+def _():
+    return _header_edit("chunk_size_too_large", 11, 25)
+
+
+@vector("suite_unknown", "header failure", "cipher suite 2, CRC recomputed", keys=RAW)
+def _():
+    return _header_edit("suite_unknown", 10, 2)
+
+
+@vector("slot_count_zero", "header failure", "slot_count = 0, CRC recomputed", keys=RAW)
+def _():
+    return _header_edit("slot_count_zero", 44, 0)
+
+
+def _with_slots(name, slots_after):
+    """A v1 file whose header holds KEY_1's slot, then `slots_after` (records), MAC'd
+    under its file key."""
+    data = plaintext(name, 100)
+    base = sealed(name, data, [RawKey(KEY_1)])
+    parsed = read_header(io.BytesIO(base))
+    slots = parsed.header.slots + tuple(slots_after)
+    header = fmt.Header(CHUNK_LOG2, parsed.header.payload_salt, slots, version=1)
+    header = header._replace(mac=header_mac(file_key_of(base, RawKey(KEY_1)), header))
+    return reheader(base, header), data
+
+
+@vector("slot_known_kind_wrong_length", "header failure",
+        "KEY_1's slot, then a passphrase slot (kind 2) of 60 bytes, not 59: the file is rejected"
+        " when its header is read, before any key is tried, though KEY_1's slot would open it", keys=RAW)
+def _():
+    return _with_slots("slot_known_kind_wrong_length", [fmt.SlotRecord(2, bytes(60))])[0], None
+
+
+@vector("unknown_slots_only", "no match", "one slot, of an unknown kind (200): no key is tried on it", keys=RAW)
+def _():
+    data = sealed("unknown_slots_only", b"secret", [RawKey(KEY_1)])
+    parsed = read_header(io.BytesIO(data))
+    header = fmt.Header(CHUNK_LOG2, parsed.header.payload_salt, (fmt.SlotRecord(200, b"future slot body"),),
+                        version=1)
+    header = header._replace(mac=header_mac(file_key_of(data, RawKey(KEY_1)), header))
+    return reheader(data, header), None
+
+
+@vector("scrypt_over_limit_untried", "no match",
+        "KEY_1's slot and a passphrase slot with log2(N)=21 (over the limit), opened with KEY_2 and no"
+        " passphrase: no key is tried on the passphrase slot, so 77, not 65", keys=[KEY_2.hex()])
+def _():
+    over = ScryptSlot(bytes(16), 21, 8, 1, bytes(40)).encode()
+    return _with_slots("scrypt_over_limit_untried", [over])[0], None
+
+
+@vector("raw_key_slot_does_not_unwrap", "no match",
+        "one raw-key slot with KEY_1's key id whose wrapped key fails AES key wrap's integrity check: skipped,"
+        " and nothing else opens: 77, not 65", keys=RAW)
+def _():
+    data = sealed("raw_key_slot_does_not_unwrap", b"secret", [RawKey(KEY_1)])
+    parsed = read_header(io.BytesIO(data))
+    broken = parsed.slots[0]._replace(wrapped=bytes(40)).encode()
+    header = fmt.Header(CHUNK_LOG2, parsed.header.payload_salt, (broken,), version=1)
+    header = header._replace(mac=header_mac(file_key_of(data, RawKey(KEY_1)), header))
+    return reheader(data, header), None

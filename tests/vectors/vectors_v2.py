@@ -49,7 +49,8 @@ def parts(data):
 def forged(data, opener, payload, keep_signatures=False, signatures=None):
     """A holder of one slot keeps the header, writes a new payload and a trailer with a
     valid MAC; the other slots' authenticators are copied (it cannot make them).
-    `signatures`: (VerifyKey, signature) entries in place of the old ones."""
+    `signatures`: (VerifyKey, signature) entries in place of the old ones, or a function
+    of the new payload's commitment C that returns them."""
     parsed = read_header(io.BytesIO(data))
     file_key = encpipe.envelope.unlock(parsed, [opener])[0]
     header, head, _, tail = parsed.header, *parts(data)
@@ -60,6 +61,8 @@ def forged(data, opener, payload, keep_signatures=False, signatures=None):
     old = provenance.Trailer.parse(tail, header)
     if signatures is None:
         signatures = old.signatures if keep_signatures else ()
+    elif callable(signatures):
+        signatures = signatures(ledger.commitment())
     trailer = provenance.Trailer(old.authenticators, tuple(signatures))
     return head + out.getvalue() + trailer.encode(file_key, header, ledger.tag_commitment())
 
@@ -326,3 +329,96 @@ def _():
 def _():
     return reslotted("v2_x25519_low_order_only", b"secret", [ESCROW.recipient()], ESCROW,
                      lambda slots: [slots[0]._replace(ephemeral=LOW_ORDER)]), None
+
+
+@vector("v2_signed_twice_by_one_key", "success",
+        "v2: two signatures by signer 1 (the same verify key twice): each is checked, neither refused",
+        keys=RAW, signers=[SIGNER_1])
+def _():
+    data = plaintext("twice", 300)
+    return v2("v2_signed_twice_by_one_key", data, [RawKey(KEY_1)], signing_keys=[SIGNER_1, SIGNER_1]), data
+
+
+L_ORDER = 2**252 + 27742317777372353535851937790883648493  # the order of edwards25519's base point
+
+
+@vector("v2_signature_s_not_reduced", "payload failure",
+        "v2: x25519 only; signer 1's signature with l added to S (S >= l): refused, as RFC 8032 says,"
+        " though S mod l would verify", identities=IDENT)
+def _():
+    data = plaintext("s plus l", 400)
+    base = v2("v2_signature_s_not_reduced", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    key, signature = provenance.Trailer.parse(parts(base)[2], read_header(io.BytesIO(base)).header).signatures[0]
+    s = int.from_bytes(signature[32:], "little") + L_ORDER
+    return forged(base, ESCROW, data, signatures=[(key, signature[:32] + s.to_bytes(32, "little"))]), None
+
+
+def _mixed_order_signer():
+    """Signer 1's verify key A plus the point of order 2 (0, -1): (-x, -y), not of small
+    order, so accepted; and a signing function for it: with the challenge k odd, the
+    cofactored check [8][S]B = [8]R + [8][k]A' passes and the cofactorless one fails."""
+    from Crypto.PublicKey import ECC
+
+    p = 2**255 - 19
+    h = hashlib.sha512(hashlib.sha256(b"encpipe test signing key 1").digest()).digest()
+    a = (int.from_bytes(h[:32], "little") & ((1 << 254) - 8)) | (1 << 254)
+    base = ECC._curves["ed25519"].G
+
+    def encode(x, y):
+        return (y | (x & 1) << 255).to_bytes(32, "little")
+
+    x, y = (base * a).xy
+    mixed = encode(p - int(x), p - int(y))
+
+    def sign(message):
+        for counter in range(256):
+            r = int.from_bytes(hashlib.sha512(h[32:] + message + bytes([counter])).digest(), "little") % L_ORDER
+            big_r = encode(*(int(c) for c in (base * r).xy))
+            k = int.from_bytes(hashlib.sha512(big_r + mixed + message).digest(), "little") % L_ORDER
+            if k % 2:
+                return big_r + ((r + k * a) % L_ORDER).to_bytes(32, "little")
+        raise AssertionError("no odd challenge")
+
+    return VerifyKey(mixed), sign
+
+
+class _Signer:
+    def __init__(self, verify_key):
+        self.verify_key = verify_key
+
+
+MIXED_KEY, MIXED_SIGN = _mixed_order_signer()
+
+
+@vector("v2_signed_by_mixed_order_key", "success",
+        "v2: x25519 only, signed by A' = signer 1's key plus the point of order 2 (a key of mixed order, not"
+        " refused), with an odd challenge k: RFC 8032's cofactored check [8][S]B = [8]R + [8][k]A' passes,"
+        " the cofactorless [S]B = R + [k]A' would not; A' required as the signer", identities=IDENT,
+        signers=[_Signer(MIXED_KEY)])
+def _():
+    data = plaintext("mixed order", 500)
+    base = v2("v2_signed_by_mixed_order_key", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    sign = lambda commitment: [(MIXED_KEY, MIXED_SIGN(provenance.SIGNATURE_LABEL + commitment))]  # noqa: E731
+    return forged(base, ESCROW, data, signatures=sign), data
+
+
+def _two_costly_slots(name):
+    """Two slots of one passphrase, each of scrypt work N * r * p = 2^21 (log2(N)=14,
+    r=8, p=16); the first's wrapped key does not unwrap (AES key wrap integrity)."""
+    data = plaintext("budget", 300)
+    pw = Passphrase(PASSPHRASE, log2_n=14, r=8, p=16)
+    return reslotted(name, data, [pw, pw], pw, lambda slots: [slots[0]._replace(wrapped=bytes(40)), slots[1]]), data
+
+
+@vector("v2_passphrase_scrypt_budget_default", "success",
+        "v2: two passphrase slots of work 2^21, the first does not unwrap: two attempts, 2^22, within the"
+        " default scrypt budget of 2^24", passphrases=[PASSPHRASE])
+def _():
+    return _two_costly_slots("v2_passphrase_scrypt_budget")
+
+
+@vector("v2_passphrase_scrypt_budget_spent", "header failure",
+        "v2: the file above with a scrypt budget of 2^21: the first attempt spends it, the second is not"
+        " made, and no identity opens the file: 65", passphrases=[PASSPHRASE], scrypt_budget=1 << 21)
+def _():
+    return _two_costly_slots("v2_passphrase_scrypt_budget")[0], None
