@@ -53,7 +53,6 @@ MAX_SECRET_BYTES = 1 << 20
 STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 
 
-
 class KeySources:
     """The key sources named on the command line (paths, fds and commands; never secrets)."""
 
@@ -232,8 +231,10 @@ def run_secret_command(command, env):
         if isinstance(e, UsageError):
             raise UsageError(f"key command printed {e}: {command}") from None
         raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
-    if child.returncode != 0:
-        raise InputUnavailable(f"key command failed with status {child.returncode}: {command}")
+    if child.returncode != 0:  # killed by signal N: so said, not "status -N"
+        status = child.returncode
+        how = f"killed by signal {-status}" if status < 0 else f"failed with status {status}"
+        raise InputUnavailable(f"key command {how}: {command}")
     return output
 
 
