@@ -14,6 +14,7 @@ from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageErr
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
 from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
+from .workers import decimal_number
 
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
@@ -297,11 +298,8 @@ def _command_timeout(env):
     raw = env.get(ENV_COMMAND_TIMEOUT)
     if raw is None:
         return DEFAULT_COMMAND_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0
-    if not 0 < value <= MAX_COMMAND_TIMEOUT:  # nan and inf too: select() cannot wait for them
+    value = decimal_number(raw) or 0  # ASCII digits, as every number encpipe takes: not "1_0", "1e3" nor "١"
+    if not 0 < value <= MAX_COMMAND_TIMEOUT:
         raise UsageError(f"{ENV_COMMAND_TIMEOUT} must be a positive number of seconds, at most {MAX_COMMAND_TIMEOUT:g}")
     return value
 
