@@ -209,8 +209,11 @@ class Rotation:
             return self.fail(path, "signer", Failure(f"not signed by a trusted signer{by}; left alone", 67))
         stale = self.old_ids & present
         missing = [pub for pub, key_id in self.escrow.items() if key_id not in present]
-        sign = [(f, [i for i in ids if i not in signed]) for f, ids in self.sign_files]
-        sign = [(f, ids) for f, ids in sign if ids]
+        sign, coming = [], set(signed)  # each key once: a FILE given twice, or whose keys another gives, is not
+        for f, ids in self.sign_files:
+            if not coming.issuperset(ids):
+                sign.append((f, [i for i in ids if i not in coming]))
+                coming.update(ids)
         if not (stale or missing or sign or self.new_ids - present):
             return report(path, "skipped", reason="already under the new key")
         if not present & (self.old_ids | self.new_ids):

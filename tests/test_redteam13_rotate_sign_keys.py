@@ -5,6 +5,7 @@ keys. Before, the key ids of all the files were paired with the files one to one
 wrong ids: a file that lacked a signature was `skipped` and rotate exited 0."""
 
 import json
+import os
 
 import pytest
 
@@ -67,3 +68,19 @@ def test_dry_run_names_every_key_it_would_sign_with(world):
     got = lines(done)
     assert done.returncode == 0, done.stderr
     assert sorted(got["a.enc"]["sign"]) == sorted(world.sign_ids)
+
+
+@pytest.mark.parametrize("twice", ["same path", "another file of the same keys"])
+def test_a_key_given_twice_signs_once(world, twice):
+    """Before: `--sign-key s1 --sign-key s1` gave each rotated file s1's signature twice."""
+    again = world.s1
+    if twice != "same path":
+        again = str(world.tmp / "keys" / "s1-copy.sign")
+        with open(world.s1, "rb") as src, open(again, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(again, 0o600)
+    world.add("a.enc", "--key-file", world.old_a)
+    done = rotate(["--old-key-file", world.old, "--new-key-file", world.new, "--sign-key", world.s1,
+                   "--sign-key", again, str(world.dir)])
+    assert done.returncode == 0, done.stderr
+    assert lines(done)["a.enc"]["signed_by"] == [world.sign_ids[0]]
