@@ -350,7 +350,7 @@ class KeyLoader:
         keys = self.keyrings(paths, commands)
         if any(not hasattr(k, "sign") for k in keys):
             raise UsageError("a --sign-key source holds a key that is not a signing key (ENCPIPE-SIGNING-KEY-1...)")
-        return keys
+        return list({k.verify_key.key_id: k for k in keys}.values())  # a key given twice signs once
 
     def load(self, sources, sealing, use_env=True):
         sources.refuse_shared_stdin()
