@@ -72,7 +72,7 @@ def check_environment(encpipe, spawn, env, key_read):
     needs no check (any bytes are a passphrase)."""
     if shutil.which(encpipe[0]) is None:  # missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {encpipe[0]}")
-    if key_read and env.get(ENV_KEY):
+    if key_read and env.get(ENV_KEY) is not None:  # set but empty: malformed too, as each child says
         keyid(encpipe, spawn, [], env={**child_env(env), ENV_KEY: env[ENV_KEY]})
 
 

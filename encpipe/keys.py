@@ -14,6 +14,7 @@ from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageErr
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
 from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
+from .workers import decimal_number
 
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
@@ -231,8 +232,10 @@ def run_secret_command(command, env):
         if isinstance(e, UsageError):
             raise UsageError(f"key command printed {e}: {command}") from None
         raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
-    if child.returncode != 0:
-        raise InputUnavailable(f"key command failed with status {child.returncode}: {command}")
+    if child.returncode != 0:  # killed by signal N: so said, not "status -N"
+        status = child.returncode
+        how = f"killed by signal {-status}" if status < 0 else f"failed with status {status}"
+        raise InputUnavailable(f"key command {how}: {command}")
     return output
 
 
@@ -295,11 +298,8 @@ def _command_timeout(env):
     raw = env.get(ENV_COMMAND_TIMEOUT)
     if raw is None:
         return DEFAULT_COMMAND_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0
-    if not 0 < value <= MAX_COMMAND_TIMEOUT:  # nan and inf too: select() cannot wait for them
+    value = decimal_number(raw) or 0  # ASCII digits, as every number encpipe takes: not "1_0", "1e3" nor "١"
+    if not 0 < value <= MAX_COMMAND_TIMEOUT:
         raise UsageError(f"{ENV_COMMAND_TIMEOUT} must be a positive number of seconds, at most {MAX_COMMAND_TIMEOUT:g}")
     return value
 
@@ -351,7 +351,7 @@ class KeyLoader:
         keys = self.keyrings(paths, commands)
         if any(not hasattr(k, "sign") for k in keys):
             raise UsageError("a --sign-key source holds a key that is not a signing key (ENCPIPE-SIGNING-KEY-1...)")
-        return keys
+        return list({k.verify_key.key_id: k for k in keys}.values())  # a key given twice signs once
 
     def load(self, sources, sealing, use_env=True):
         sources.refuse_shared_stdin()

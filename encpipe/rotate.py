@@ -179,7 +179,9 @@ class Rotation:
         self.escrow = {pub: encpipe.recipient_id(pub) for pub in options.escrow_recipient}
         if self.old_ids & (self.new_ids | set(self.escrow.values())):
             raise Failure("a key is both old and new (or escrow)", 64)
-        self.sign_ids = encpipe.key_ids(options.sign_key, "--sign-key")
+        # each --sign-key file with the ids of every key it holds (one file may hold several)
+        self.sign_files = [(f, encpipe.key_ids([f], "--sign-key")) for f in options.sign_key]
+        self.sign_ids = [i for _, ids in self.sign_files for i in ids]
         trusted = load_signers(options.signer, options.signer_file, os.environ)
         self.trusted = {key.key_id.hex() for key in trusted}
         self.signer_args = [a for key in trusted for a in ("--signer", str(key))]
@@ -207,14 +209,19 @@ class Rotation:
             return self.fail(path, "signer", Failure(f"not signed by a trusted signer{by}; left alone", 67))
         stale = self.old_ids & present
         missing = [pub for pub, key_id in self.escrow.items() if key_id not in present]
-        sign = [(f, i) for f, i in zip(self.options.sign_key, self.sign_ids) if i not in signed]
+        sign, coming = [], set(signed)  # each key once: a FILE given twice, or whose keys another gives, is not
+        for f, ids in self.sign_files:
+            if not coming.issuperset(ids):
+                sign.append((f, [i for i in ids if i not in coming]))
+                coming.update(ids)
         if not (stale or missing or sign or self.new_ids - present):
             return report(path, "skipped", reason="already under the new key")
         if not present & (self.old_ids | self.new_ids):
             return self.fail(path, "inspect", Failure("no slot for an old or new key", 77))
         if self.options.dry_run:
             added = self.new_ids | set(self.escrow.values())
-            return report(path, "would-rotate", remove=sorted(stale), add=sorted(added), sign=[i for _, i in sign])
+            return report(path, "would-rotate", remove=sorted(stale), add=sorted(added),
+                          sign=[i for _, ids in sign for i in ids])
         try:
             anew = (self.new_ids | set(self.escrow.values())) & present  # made anew: one could wrap another key
             after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd)

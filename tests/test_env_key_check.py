@@ -40,10 +40,12 @@ def key_file(tmp_path):
 
 @pytest.mark.parametrize("env, args, status, message", [
     ({"ENCPIPE_KEY": SHORT_KEY}, [], 64, "ENCPIPE_KEY: a key must be 64 hex characters, not 62"),
+    ({"ENCPIPE_KEY": "", "ENCPIPE_PASSPHRASE": "words"}, [], 64, "ENCPIPE_KEY: a key must be 64 hex characters, not 0"),
     ({"ENCPIPE_KEY": KEY, "ENCPIPE": MISSING}, [], 66, f"cannot run encpipe: {MISSING}"),
     ({"ENCPIPE_PASSPHRASE": "words", "ENCPIPE": MISSING}, [], 66, f"cannot run encpipe: {MISSING}"),
     ({"ENCPIPE": MISSING}, ["--key-command", "cat KEYFILE"], 66, f"cannot run encpipe: {MISSING}"),
-], ids=["ENCPIPE_KEY malformed", "ENCPIPE missing", "passphrase, ENCPIPE missing", "key command, ENCPIPE missing"])
+], ids=["ENCPIPE_KEY malformed", "ENCPIPE_KEY empty", "ENCPIPE missing", "passphrase, ENCPIPE missing",
+        "key command, ENCPIPE missing"])
 def test_restore_checks_the_environment_before_the_server(backup_file, key_file, env, args, status, message):
     args = [key_file if a == "KEYFILE" else a.replace("KEYFILE", key_file) for a in args]
     done = _script("encpipe-restore", *args, backup_file, "shop", env=env)
@@ -100,4 +102,16 @@ def test_migrate_checks_the_environment_before_any_file(tmp_path, legacy_dir, en
     assert (done.returncode, done.stdout) == (status, b""), done.stderr
     assert_one_line_error(done.stderr, "encpipe-migrate")
     assert done.stderr.decode() == f"encpipe-migrate: error: {message.replace('DIRECTORY', str(tmp_path))}\n"
+    assert _contents(legacy_dir) == before
+
+
+def test_migrate_refuses_an_empty_encpipe_key_its_children_would_read_once(legacy_dir, key_file):
+    """ENCPIPE_KEY set but empty, no option for the old files: each `open --legacy` reads it
+    and refuses it (64). Before, the check ahead took empty for unset, so the run went on
+    and every legacy file failed with that same error, one line each."""
+    before = _contents(legacy_dir)
+    done = _script("encpipe-migrate", "--key-file", key_file, str(legacy_dir),
+                   env={"ENCPIPE_KEY": "", "BACKUP_ENCRYPTION_KEY": OLD_KEY})
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert done.stderr.decode() == "encpipe-migrate: error: ENCPIPE_KEY: a key must be 64 hex characters, not 0\n"
     assert _contents(legacy_dir) == before

@@ -403,7 +403,8 @@ def test_passphrase_command_printing_nothing_is_64():
     assert_error_lines(done.stderr.decode(), "empty")
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "soon", "", "nan", "inf", "1e308", "86401"])
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "", "nan", "inf", "1e308", "86401",
+                                   "1_0", "\u0661", " 1", "1e1", "0x10", ".5", "1."])
 def test_invalid_command_timeout_is_64(value):
     done = run([*SEAL_ARGS, "--key-command", f"echo {KEY}"], b"x", {"ENCPIPE_COMMAND_TIMEOUT": value})
     assert (done.returncode, done.stdout) == (64, b""), done.stderr

@@ -563,6 +563,7 @@ def test_a_stale_temporary_file_that_cannot_be_removed_is_that_files_error(world
     monkeypatch.setenv("ENCPIPE", ENCPIPE)
     for name in [n for n in os.environ if n.startswith("ENCPIPE_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("ENCPIPE_MODE_WARNED", "0")  # main sets it to 1: undone after, not left to the next tests
     code = rotate_module.main(world.args())
     out, err = capsys.readouterr()
     records = {os.path.basename(r["file"]): r for r in map(json.loads, out.splitlines())}
