@@ -116,8 +116,8 @@ def throughput(ctx):
              f"output to /dev/null; median of {ctx.opts.rounds} round(s); CPU: user + system of the command "
              f"(its whole process tree); x age: this / age for the same operation",
              "encpipe seals with a raw key (format v2 adds its authenticator, a GMAC pass over the ciphertext, "
-             "and open reads such a file twice), or with --recipient to an X25519 public key, as age -r does "
-             "(opened by --identity: one pass)",
+             "and open reads such a file twice)" + (", or with --recipient to an X25519 public key, as age -r "
+                                                   "does (opened by --identity: one pass)" if ctx.x25519_sealed else ""),
              f"{'command':{width}} {'cipher':12} {'wall s':>7} {'GiB/s':>6} {'CPU s/GiB':>9} {'RSS MiB':>7} "
              f"{'wall x age':>10} {'CPU x age':>9}"]
     for row in rows:
