@@ -12,7 +12,7 @@ from ..keys import child_env
 from .measure import GNU_TIME, BenchError, command_output, file_digest, human, output_digest, run, write_random
 
 CIPHERS = ("cryptography", "pycryptodome")
-PUBLIC_KEY_CIPHER = "cryptography"  # the only library the public-key throughput rows run with
+PUBLIC_KEY_CIPHER = "cryptography"  # the public-key throughput rows run with the fast library only (report.FAST)
 
 # Single-threaded references: a plain loop over each library's GCM, 1 MiB chunks.
 GCM_LOOPS = {

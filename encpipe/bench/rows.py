@@ -45,18 +45,17 @@ def _public_key_rows(ctx, pipe=False):
         return []
     identity, recipient = ctx.x25519()
     size, cipher, rows = ctx.opts.size, PUBLIC_KEY_CIPHER, []
-    seal, opener = ("seal", "--recipient", recipient), ("open", "--identity", identity)
+    ops = (("seal", "seal --recipient RECIPIENT", ("seal", "--recipient", recipient), ctx.data),
+           ("open", "open --identity IDENTITY", ("open", "--identity", identity), ctx.x25519_sealed))
     if pipe:
-        for op, label, args, path in (("seal", "seal --recipient RECIPIENT", seal, ctx.data),
-                                      ("open", "open --identity IDENTITY", opener, ctx.x25519_sealed)):
+        for op, label, args, path in ops:
             rows.append(Row("public-key", f"cat FILE | encpipe {label} (defaults)", [(["cat", path], ctx.base_env),
                             ctx.enc_public_key(*args, cipher=cipher)], op=f"pipe-{op}-x25519", size=size,
                             cipher=cipher, threads="auto", chunk="auto"))
         return rows
     for threads in ("auto", "1"):
         what = f"{threads} thread{'s' if threads == 'auto' else ''}, default chunks"
-        for op, label, args, path in (("seal", "seal --recipient RECIPIENT", seal, ctx.data),
-                                      ("open", "open --identity IDENTITY", opener, ctx.x25519_sealed)):
+        for op, label, args, path in ops:
             rows.append(Row("public-key", f"encpipe {label} ({what})", [ctx.enc_public_key(
                             *args, "--threads", threads, cipher=cipher)], path, op=f"{op}-x25519", size=size,
                             cipher=cipher, threads=threads, chunk="auto"))
@@ -112,12 +111,13 @@ def throughput(ctx):
     ctx.rows = rows
     refs = {(r.op, r.tool): r for r in rows if r.tool in ("age", "openssl-ctr")}
     width = max([44] + [len(row.label) for row in rows])
+    public = (", or with --recipient to an X25519 public key, as age -r does (opened by --identity: one pass)"
+              if ctx.x25519_sealed else "")
     lines = [f"{human(size)} of random data from a file in the page cache on stdin (cat FILE |: through a pipe), "
              f"output to /dev/null; median of {ctx.opts.rounds} round(s); CPU: user + system of the command "
              f"(its whole process tree); x age: this / age for the same operation",
              "encpipe seals with a raw key (format v2 adds its authenticator, a GMAC pass over the ciphertext, "
-             "and open reads such a file twice)" + (", or with --recipient to an X25519 public key, as age -r "
-                                                   "does (opened by --identity: one pass)" if ctx.x25519_sealed else ""),
+             "and open reads such a file twice)" + public,
              f"{'command':{width}} {'cipher':12} {'wall s':>7} {'GiB/s':>6} {'CPU s/GiB':>9} {'RSS MiB':>7} "
              f"{'wall x age':>10} {'CPU x age':>9}"]
     for row in rows:
