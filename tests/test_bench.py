@@ -46,6 +46,11 @@ FORMAT_ROWS = [
     "open v2 X25519 file, --identity",
     "open v2 raw key + escrow file, raw key",
 )]
+PUBLIC_KEY_ROWS = [f"encpipe {op} ({threads}, default chunks)" for threads in ("auto threads", "1 thread")
+                   for op in ("seal --recipient RECIPIENT", "open --identity IDENTITY")] + [
+    "cat FILE | encpipe seal --recipient RECIPIENT (defaults)",
+    "cat FILE | encpipe open --identity IDENTITY (defaults)",
+]
 PG_ROWS = [
     "pg_dump db | cat > f",
     "pg_dump db | cat > f && sync f",
@@ -110,7 +115,7 @@ def test_quick_run_prints_every_row(quick_run):
         "pg_dump db | encpipe seal > f",
         "Goals",
         "load:",
-    ] + [f"#16 goal {n} [" for n in range(1, 8)] + FORMAT_ROWS + PG_ROWS
+    ] + [f"#16 goal {n} [" for n in range(1, 8)] + FORMAT_ROWS + PUBLIC_KEY_ROWS + PG_ROWS
     if shutil.which("age") and shutil.which("age-keygen"):
         expected += ["age -r RECIPIENT", "age -d -i IDENTITY", "cat FILE | age -r RECIPIENT", "wall x age"]
     if shutil.which("openssl"):
@@ -161,6 +166,38 @@ def test_quick_run_compares_every_v2_row_with_v1(quick_run):
     assert len(goals) == len(v2_rows) and all(g["met"] in (True, False) for g in goals)
     for label, g in zip(v2_rows, goals):
         assert g["text"].startswith(f"{label} [") and "x v1 (v2 at most 1.1x v1 wall and CPU, memory flat)" in g["text"]
+
+
+def test_quick_run_compares_public_key_rows_with_age_like_for_like(quick_run):
+    """Issue 16 goals 1 and 2 like for like: encpipe sealing to an X25519 recipient and opening by its
+    identity (no raw key, so no v2 authenticator pass), as age -r and age -d -i do, each with its goal
+    lines against age and openssl ctr, next to the raw-key rows' lines."""
+    proc, report, _ = quick_run
+    document = json.loads(report.read_text())
+    rows = {row["label"]: row for row in document["rows"] if row["group"] == "public-key"}
+    assert sorted(rows) == sorted(PUBLIC_KEY_ROWS), proc.stdout
+    for label, row in rows.items():
+        assert row["cipher"] == "cryptography" and row["tool"] == "encpipe" and row["chunk"] == "auto", row
+        assert row["median_s"] > 0 and row["cpu_median_s"] > 0 and row["peak_rss_bytes"] > 0, row
+        encpipe = row["command"][-1].split()
+        assert ("--recipient" if " seal " in label else "--identity") in encpipe and "--key-file" not in encpipe
+        if label.startswith("cat FILE | "):
+            assert row["command"][0].startswith("cat ") and row["op"].startswith("pipe-") and row["threads"] == "auto"
+        else:
+            assert len(row["command"]) == 1 and encpipe[-2:] == ["--threads", row["threads"]]
+    peers = [("CPU", "x age"), ("wall", "x age")] if shutil.which("age") and shutil.which("age-keygen") else []
+    if shutil.which("openssl"):
+        peers.append(("CPU", "x openssl ctr"))
+    goals = [g for g in document["goals"] if g["issue"] == 16 and g["goal"] in (1, 2)]
+    for label in ["encpipe seal (auto threads, default chunks)", "cat FILE | encpipe open (defaults)"]:
+        assert [g for g in goals if g["text"].startswith(f"{label} [cryptography]: ")]  # the raw-key lines stay
+    for label in PUBLIC_KEY_ROWS:
+        name = f"{label} [cryptography], like for like (public key, as age): "
+        mine = [g for g in goals if g["text"].startswith(name)]
+        found = [g["text"][len(name):].split(" (<= ")[0].split(" ", 2) for g in mine]  # CPU 0.63 x age
+        assert [(what, peer) for what, _, peer in found] == peers, mine
+        assert all(g["met"] in (True, False) and f"#16 goal {g['goal']} [" in proc.stdout and g["text"] in proc.stdout
+                   for g in mine)
 
 
 def test_quick_run_measures_the_backup_scripts_against_cat(quick_run):

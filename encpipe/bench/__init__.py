@@ -18,7 +18,10 @@ Rows:
               and 16M chunks; age, openssl enc (AES-256-CTR and -CBC), gpg
               --symmetric, a plain Python loop over each library's GCM, cat
               (the I/O floor); rewrap, inspect; and through a pipe (cat FILE |)
-              encpipe seal and open at their defaults, age and openssl ctr
+              encpipe seal and open at their defaults, age and openssl ctr.
+              encpipe seals with a raw key, and also (with cryptography, at
+              default chunks, auto and one thread, and through a pipe) to an
+              X25519 recipient, opened by its identity: like for like with age
   start-up    --version, inspect, keyid, and seal and open of an empty input
               with each library, against `python3 -I -c pass`
   memory      generator | encpipe seal | encpipe open > /dev/null at each

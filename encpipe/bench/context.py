@@ -12,6 +12,7 @@ from ..keys import child_env
 from .measure import GNU_TIME, BenchError, command_output, file_digest, human, output_digest, run, write_random
 
 CIPHERS = ("cryptography", "pycryptodome")
+PUBLIC_KEY_CIPHER = "cryptography"  # the public-key throughput rows run with the fast library only (report.FAST)
 
 # Single-threaded references: a plain loop over each library's GCM, 1 MiB chunks.
 GCM_LOOPS = {
@@ -59,6 +60,7 @@ class Context:
         self.notes, self.sections = [], []
         self.rows, self.startup_rows, self.rss_rows, self.legacy_rows, self.pg_rows = [], [], [], [], None
         self.format_rows = []
+        self._x25519 = self.x25519_sealed = None
         self.python = os.path.realpath(sys.executable)
         self._drop_secrets()
         self.base_env = self._base_env()
@@ -157,6 +159,22 @@ class Context:
             env["ENCPIPE_CIPHER"] = cipher
         return (self.encpipe + list(args), env)
 
+    def enc_public_key(self, *args, cipher=None):
+        """An encpipe stage that seals to a recipient or opens by an identity: no raw key in its environment."""
+        argv, env = self.enc(*args, cipher=cipher)
+        return argv, {k: v for k, v in env.items() if k != "ENCPIPE_KEY"}
+
+    def x25519(self):
+        """The bench's X25519 identity file and its public key (the recipient), made once by encpipe keygen."""
+        if not self._x25519:
+            identity = self.path("x25519-identity.key")
+            argv, env = self.enc("keygen", "--x25519", "-o", identity)
+            public = command_output(argv, env).split()
+            if not os.path.exists(identity) or not public:
+                raise BenchError(f"encpipe keygen --x25519 failed: {' '.join(public)}")
+            self._x25519 = (identity, public[0])
+        return self._x25519
+
     # --- inputs ---
 
     def prepare_inputs(self):
@@ -180,6 +198,11 @@ class Context:
                 run([peer["encrypt"]], self.data, peer["file"])
         self.empty_sealed = self.path("empty.enc")
         run([self.enc("seal")], None, self.empty_sealed)
+        if "throughput" in self.opts.only and PUBLIC_KEY_CIPHER in self.ciphers:
+            self.x25519_sealed = self.path("data.x25519.enc")
+            run([self.enc_public_key("seal", "--recipient", self.x25519()[1])], self.data, self.x25519_sealed)
+            self.check(f"encpipe open --identity ({PUBLIC_KEY_CIPHER})", [self.enc_public_key(
+                "open", "--identity", self.x25519()[0], cipher=PUBLIC_KEY_CIPHER)], self.x25519_sealed)
         for chunk, name in self.sealed.items():
             for cipher in self.ciphers:
                 self.check(f"encpipe open ({chunk} chunks, {cipher})", [self.enc("open", cipher=cipher)], name)

@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from .context import GENERATOR
+from .context import GENERATOR, PUBLIC_KEY_CIPHER
 from .measure import GiB, MiB, Row, human, measure_rounds, run
 
 # Writes a file in the previous backup tool's format (salt, IV, tag, ciphertext)
@@ -37,6 +37,31 @@ def _encpipe_rows(ctx, cipher):
     return rows
 
 
+def _public_key_rows(ctx, pipe=False):
+    """seal to the bench's X25519 recipient and open by its identity, as age -r and age -d -i do (no raw key:
+    no authenticator pass), with the fast library, at default chunks: from the file at auto and one thread,
+    or through a pipe at the defaults."""
+    if not ctx.x25519_sealed:
+        return []
+    identity, recipient = ctx.x25519()
+    size, cipher, rows = ctx.opts.size, PUBLIC_KEY_CIPHER, []
+    ops = (("seal", "seal --recipient RECIPIENT", ("seal", "--recipient", recipient), ctx.data),
+           ("open", "open --identity IDENTITY", ("open", "--identity", identity), ctx.x25519_sealed))
+    if pipe:
+        for op, label, args, path in ops:
+            rows.append(Row("public-key", f"cat FILE | encpipe {label} (defaults)", [(["cat", path], ctx.base_env),
+                            ctx.enc_public_key(*args, cipher=cipher)], op=f"pipe-{op}-x25519", size=size,
+                            cipher=cipher, threads="auto", chunk="auto"))
+        return rows
+    for threads in ("auto", "1"):
+        what = f"{threads} thread{'s' if threads == 'auto' else ''}, default chunks"
+        for op, label, args, path in ops:
+            rows.append(Row("public-key", f"encpipe {label} ({what})", [ctx.enc_public_key(
+                            *args, "--threads", threads, cipher=cipher)], path, op=f"{op}-x25519", size=size,
+                            cipher=cipher, threads=threads, chunk="auto"))
+    return rows
+
+
 def _pipe_rows(ctx):
     """The same through a pipe (cat FILE | ...), encpipe at its defaults."""
     size, rows = ctx.opts.size, []
@@ -47,6 +72,7 @@ def _pipe_rows(ctx):
                         op="pipe-seal", size=size, cipher=cipher, threads="auto", chunk="auto"))
         rows.append(Row("pipe", "cat FILE | encpipe open (defaults)", [cat_sealed, ctx.enc("open", cipher=cipher)],
                         op="pipe-open", size=size, cipher=cipher, threads="auto", chunk="auto"))
+    rows += _public_key_rows(ctx, pipe=True)
     for peer in ctx.peers:
         if peer["tool"] in ("age", "openssl-ctr"):
             rows.append(Row("pipe", f"cat FILE | {peer['seal_label']}", [cat, peer["encrypt"]], op="pipe-seal",
@@ -61,6 +87,7 @@ def throughput(ctx):
     rows = []
     for cipher in ctx.ciphers:
         rows += _encpipe_rows(ctx, cipher)
+    rows += _public_key_rows(ctx)
     rows.append(Row("seal", "encpipe seal --progress", [ctx.enc("seal", "--progress")], ctx.data, op="seal",
                     size=size, cipher=ctx.ciphers[0], threads="auto", chunk="auto"))
     for peer in ctx.peers:
@@ -83,15 +110,20 @@ def throughput(ctx):
     measure_rounds(rows, ctx.opts.rounds, progress=ctx.say)
     ctx.rows = rows
     refs = {(r.op, r.tool): r for r in rows if r.tool in ("age", "openssl-ctr")}
+    width = max([44] + [len(row.label) for row in rows])
+    public = (", or with --recipient to an X25519 public key, as age -r does (opened by --identity: one pass)"
+              if ctx.x25519_sealed else "")
     lines = [f"{human(size)} of random data from a file in the page cache on stdin (cat FILE |: through a pipe), "
              f"output to /dev/null; median of {ctx.opts.rounds} round(s); CPU: user + system of the command "
              f"(its whole process tree); x age: this / age for the same operation",
-             f"{'command':44} {'cipher':12} {'wall s':>7} {'GiB/s':>6} {'CPU s/GiB':>9} {'RSS MiB':>7} "
+             "encpipe seals with a raw key (format v2 adds its authenticator, a GMAC pass over the ciphertext, "
+             "and open reads such a file twice)" + public,
+             f"{'command':{width}} {'cipher':12} {'wall s':>7} {'GiB/s':>6} {'CPU s/GiB':>9} {'RSS MiB':>7} "
              f"{'wall x age':>10} {'CPU x age':>9}"]
     for row in rows:
-        age = refs.get((row.op, "age"))
+        age = refs.get((row.op.removesuffix("-x25519") if row.op else None, "age"))
         ratios = (f"{row.median / age.median:10.2f} {row.cpu_median / age.cpu_median:9.2f}" if age else "")
-        lines.append(f"{row.label:44} {row.cipher or '':12} {row.median:7.3f} {size / GiB / row.median:6.2f} "
+        lines.append(f"{row.label:{width}} {row.cipher or '':12} {row.median:7.3f} {size / GiB / row.median:6.2f} "
                      f"{row.per_gib(row.cpu_median):9.3f} {row.peak_rss / MiB:7.1f} {ratios}")
     ctx.sections.append(("Throughput", lines))
 
@@ -113,8 +145,8 @@ def startup(ctx):
                      ctx.empty_sealed, rss=False, op="open", cipher=cipher)]
     identity, sealed = _x25519_empty(ctx)
     for cipher in ctx.ciphers:
-        argv, env = ctx.enc("open", "--identity", identity, cipher=cipher)
-        rows.append(Row("startup", "encpipe open --identity < empty X25519 file", [(argv, _no_key(env))], sealed,
+        rows.append(Row("startup", "encpipe open --identity < empty X25519 file",
+                        [ctx.enc_public_key("open", "--identity", identity, cipher=cipher)], sealed,
                         rss=False, op="open-x25519", cipher=cipher))
     for row in rows:  # warm the bytecode cache and the page cache
         row.measure()
@@ -131,17 +163,10 @@ def startup(ctx):
     ctx.sections.append(("Start-up", lines))
 
 
-def _no_key(env):
-    return {k: v for k, v in env.items() if k != "ENCPIPE_KEY"}
-
-
 def _x25519_empty(ctx):
     """An identity file, and an empty input sealed to its public key only."""
-    identity, sealed = ctx.path("startup-identity.key"), ctx.path("empty-x25519.enc")
-    argv, env = ctx.enc("keygen", "--x25519", "-o", identity)
-    recipient = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.split()[0]
-    argv, env = ctx.enc("seal", "--recipient", recipient)
-    run([(argv, _no_key(env))], None, sealed)
+    (identity, recipient), sealed = ctx.x25519(), ctx.path("empty-x25519.enc")
+    run([ctx.enc_public_key("seal", "--recipient", recipient)], None, sealed)
     return identity, sealed
 
 
