@@ -227,7 +227,7 @@ def parse_budget(text):
         value = 0
     if value < 1 << (DEFAULT_SCRYPT_LOG2_N + 3):
         raise UsageError(f"{ENV_SCRYPT_BUDGET} must be a whole number of at least {1 << (DEFAULT_SCRYPT_LOG2_N + 3)} "
-                         f"(N*r*p of one attempt at the default cost), not {text!r}")
+                         f"(N*r*p of one attempt at the default cost), not '{text}'")
     return value
 
 
