@@ -131,3 +131,22 @@ def test_a_trailer_served_longer_than_asked_is_the_file_unreadable(s3, sealed, t
     assert entry["status"] == "unreadable"
     assert re.fullmatch(f"cannot read {NAME}: the last [0-9]+ bytes of {s3.location}/tail/{NAME} "
                         "is longer than listed \\([0-9]+ bytes\\)", entry["error"]), entry["error"]
+
+
+def test_a_globals_file_served_longer_than_listed_fails_the_restore(s3, sealed, tmp_path):
+    """The globals file of the run, beside FILE on the remote: absent, it is not needed
+    (a run with --no-globals); there but not as listed, the restore fails, as for a
+    local globals file that cannot be read. Before, any failure of its fetch was
+    taken for its absence: the restore went on without the run's roles."""
+    key, plain, _ = sealed
+    globals_name = NAME.replace(".sql.enc", ".globals.sql.enc")
+    upload(s3, tmp_path, "beside", {NAME: plain, globals_name: plain})
+    other = tmp_path / "other"
+    other.write_bytes(plain * 2)
+    copy = f"{rclone_binary()} copyto {other} {s3.location}/beside/{globals_name}"
+    rclone = wrapper(tmp_path / "rclone", f'case "$2" in *.globals.sql.enc) {copy} || exit 9;; esac')
+    code, out, err, left = restore(s3, tmp_path, "beside", rclone, key)
+    where = f"{s3.location}/beside/{globals_name}"
+    assert (code, out, err, left) == (
+        66, b"", f"encpipe-restore: error: cannot fetch {where}: {where} is longer than listed ({len(plain)} bytes); "
+                 "nothing was changed\n", [])
