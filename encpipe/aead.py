@@ -38,7 +38,7 @@ def name(env=None):
     forced = env.get(ENV_CIPHER, "").strip()
     if forced:
         if forced not in NAMES:
-            raise UsageError(f"{ENV_CIPHER} must be {' or '.join(NAMES)}, not {forced!r}")
+            raise UsageError(f"{ENV_CIPHER} must be {' or '.join(NAMES)}, not '{forced}'")
         return forced
     return CRYPTOGRAPHY if _is_installed(CRYPTOGRAPHY) else PYCRYPTODOME
 

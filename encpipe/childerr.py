@@ -163,13 +163,19 @@ def run(launch, args, limit, pass_on=True, **kwargs):
     """`launch(args, start=subprocess.Popen, **kwargs)` (FdSecrets.spawn) to its end, its
     standard error read by a ChildStderr (other lines passed on if `pass_on`): (its
     returncode, at most `limit` bytes of its standard output, b"" when that is no
-    pipe, (its error, its hint)). OSError when it cannot be started."""
+    pipe, (its error, its hint)). OSError when it cannot be started. A wait that is
+    stopped (SIGTERM, SIGINT: the script is dying) ends the child first, with what
+    it started (stop), as every other child of a script."""
     proc, errs = started(launch, args, stderr_of=ChildStderr(pass_on=pass_on), start=subprocess.Popen, **kwargs)
     out = b""
-    if proc.stdout:
-        with proc.stdout:
-            out = read_bounded(proc.stdout, limit)
-    return proc.wait(), out, errs.wait()
+    try:
+        if proc.stdout:
+            with proc.stdout:
+                out = read_bounded(proc.stdout, limit)
+    except BaseException:
+        stop(proc)
+        raise
+    return waited(proc), out, errs.wait()
 
 
 def read_bounded(src, limit):

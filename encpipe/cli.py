@@ -6,6 +6,7 @@ import sys
 
 from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError
+from .shown import printable
 from .stdio import discard, write_quietly
 from .usage import COMMANDS, USAGE, command_help
 from .workers import is_pipe
@@ -250,25 +251,6 @@ class Io:
         pending.append("\n")
         out.write("".join(pending).encode("utf-8"))
         out.flush()
-
-
-def printable(text):
-    """`text` on one line, as a terminal or a log shows it: control characters (a
-    file name's newline, CR or ESC) and bytes that are not UTF-8 (as os.listdir
-    gives them, surrogates) escaped, so that no name can forge a line or move the cursor."""
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else
-                   f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1] for c in text)
-
-
-def plugin_line(text):
-    """`text` as one line of a Nagios/Icinga plugin's output: printable (one line, no
-    control character), and a name's `|`, which those take for the start of
-    performance data (hiding the rest of the line, and with Nagios every line
-    after it), escaped as `\\x7c`."""
-    return printable(text).replace("|", "\\x7c")
 
 
 def no_core_dumps():

@@ -23,7 +23,7 @@ def lock_wait(env):
     text = env.get(ENV_LOCK_WAIT, str(LOCK_WAIT))
     seconds = decimal_number(text)
     if seconds is None or seconds > MAX_WAIT:
-        raise UsageError(f"{ENV_LOCK_WAIT} must be a number of seconds from 0 to {MAX_WAIT}, not {text!r}")
+        raise UsageError(f"{ENV_LOCK_WAIT} must be a number of seconds from 0 to {MAX_WAIT}, not '{text}'")
     return seconds
 
 

@@ -107,7 +107,7 @@ def psql_version():
         raise PgError("cannot run psql: %s" % e) from None
     match = re.search(r"\b(\d+)(?:\.(\d+))?", out)
     if not match:
-        raise PgError("cannot tell the version of psql from %r" % out.strip())
+        raise PgError("cannot tell the version of psql from '%s'" % out.strip())
     return int(match[1]), int(match[2] or 0)
 
 

@@ -10,6 +10,7 @@ import sys
 import tempfile
 
 from . import childerr
+from .backup.rclonestore import NO_SUCH_OBJECT
 from .backup.storage import split_file
 from .pgcli import Failure
 from .keys import RCLONE_NEEDS, child_env
@@ -58,8 +59,8 @@ def globals_name(path):
 
 
 def fetch_remote(remote, with_globals, fetched):
-    """(local copy of REMOTE:PATH/NAME, local copy of its run's globals file or None);
-    each temporary path goes into `fetched` as soon as it exists (the caller removes
+    """(local copy of REMOTE:PATH/NAME, local copy of its run's globals file or None when
+    the remote holds none); each temporary path goes into `fetched` as soon as it exists (the caller removes
     them at exit). The fetch helper runs rclone: it gets none of encpipe's secrets, nor PGPASSWORD;
     it is killed with its rclone when the wait for it is stopped."""
     found = {}
@@ -77,7 +78,9 @@ def fetch_remote(remote, with_globals, fetched):
         # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children
         status = childerr.exit_status(childerr.waited(proc))  # killed by signal N: 128 + N
         error = errs.wait()[0]
-        if status and needed:
+        # the globals file may be absent (a run with --no-globals); any other failure is one, as
+        # for a local globals file that exists but cannot be read
+        if status and (needed or not (status == 66 and (error or "").endswith(": " + NO_SUCH_OBJECT))):
             raise Failure("cannot fetch %s: %s; nothing was changed" % (name, error or "status %d" % status),
                           status)
         if not status:

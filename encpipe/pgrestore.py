@@ -41,7 +41,8 @@ import time
 from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.remotes import refuse_credentials
 from .backup.storage import is_remote
-from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, printable, write_quietly
+from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
+from .shown import printable
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes

@@ -66,11 +66,12 @@ def restricted_psql(allow_unrestricted, warn):
     if psql_can_restrict(version):
         return True
     if not allow_unrestricted:
-        raise Failure("psql %d.%d cannot restrict a dump's meta-commands (\\! and \\copy ... program "
-                      "would run on this host); nothing was changed" % version, 1,
+        # no backslash in these lines: messages show one doubled (shown.printable)
+        raise Failure("psql %d.%d cannot restrict a dump's meta-commands (a shell command, a copy to or from "
+                      "a program would run on this host); nothing was changed" % version, 1,
                       "install psql 15.14, 16.10, 17.6 or later, or accept the risk "
                       "with --allow-unrestricted-psql")
-    warn("psql %d.%d has no \\restrict: the dump's meta-commands will run on this host" % version)
+    warn("psql %d.%d cannot restrict a dump's meta-commands: they will run on this host" % version)
     return False
 
 

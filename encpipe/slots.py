@@ -224,7 +224,7 @@ def parse_budget(text):
     value = int(text) if text.isascii() and text.isdigit() else 0  # not int()'s "1_000", " 9" nor "١"
     if value < 1 << (DEFAULT_SCRYPT_LOG2_N + 3):
         raise UsageError(f"{ENV_SCRYPT_BUDGET} must be a whole number of at least {1 << (DEFAULT_SCRYPT_LOG2_N + 3)} "
-                         f"(N*r*p of one attempt at the default cost), not {text!r}")
+                         f"(N*r*p of one attempt at the default cost), not '{text}'")
     return value
 
 

@@ -92,7 +92,7 @@ def _shown(word):
     """A word safe to echo: short and without key material, else a placeholder."""
     if len(word) > 32 or re.search(r"[0-9a-fA-F]{32}|SECRET|\s", word):
         return "(a long argument, not shown)"
-    return repr(word)
+    return f"'{word}'"  # quoted, not repr(): the message's escaping (shown.printable) is once
 
 
 def explain(command, argv, docopt_text=""):

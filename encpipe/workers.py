@@ -28,7 +28,7 @@ def decimal_number(text):
 def int_option(text, name, low, high, shown=True):
     """`text` (ASCII digits) as a whole number from `low` to `high`; a message shows it
     only when `shown` (not a --passphrase-fd value: it may be a passphrase typed in its place)."""
-    value_text = f", not {text!r}" if shown else " (the value, not shown, may be a passphrase)"
+    value_text = f", not '{text}'" if shown else " (the value, not shown, may be a passphrase)"
     if not isinstance(text, str) or not _WHOLE.fullmatch(text):
         raise UsageError(f"{name} must be a whole number{value_text}")
     value = int(text)
@@ -101,7 +101,7 @@ def chunk_log2(text):
         return None
     match = _SIZE.fullmatch(text)
     if not match:
-        raise UsageError(f"--chunk-size: cannot read {text!r}; use e.g. 64K or 1M")
+        raise UsageError(f"--chunk-size: cannot read '{text}'; use e.g. 64K or 1M")
     size = int(match.group(1)) << {"": 0, "k": 10, "m": 20}[match.group(2).lower()]
     log2 = size.bit_length() - 1
     if size != 1 << log2 or not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2:

@@ -132,7 +132,7 @@ def test_an_old_psql_is_refused_unless_allowed(pg, tools, key_file, tmp_path):
 
     proc = run([RESTORE, "--allow-unrestricted-psql", "--drop-old", "--key-file", key_file, path, TARGET], env)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert b"warning: psql 15.13 has no \\restrict" in proc.stderr
+    assert b"warning: psql 15.13 cannot restrict a dump's meta-commands: they will run on this host" in proc.stderr
     assert dump(pg, TARGET) == genuine
     pg.dropdb(TARGET)
 

@@ -190,7 +190,7 @@ def test_a_name_with_a_newline_and_quotes_restores_with_its_globals_file_in_one_
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
     lines = proc.stderr.decode().splitlines()
     assert lines == ["encpipe-restore: restored %s into new database %s"
-                     % (path.replace("\n", "\\n"), AWKWARD.replace("\n", "\\n"))], lines
+                     % tuple(n.replace("\\", "\\\\").replace("\n", "\\n") for n in (path, AWKWARD))], lines
     assert pg.psql("SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database "
                    "WHERE datname = %s" % literal(AWKWARD)) == "names_owner|kept\n"
     pg.dropdb(AWKWARD)

@@ -4,7 +4,7 @@
 from datetime import datetime, timezone
 
 from .. import commands
-from ..cli import plugin_line
+from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from . import metrics

@@ -168,7 +168,7 @@ def policy_from(args):
         if text is None:
             return None
         if not re.fullmatch(r"[0-9]{1,18}", text):
-            raise UsageError(f"{option} must be a whole number from 0, not {text!r}")
+            raise UsageError(f"{option} must be a whole number from 0, not '{text}'")
         return int(text)
 
     last, alias = count("--keep-last"), count("--keep")
@@ -192,7 +192,7 @@ def _days(text, option):
 def _number(text, option):
     value = decimal_number(text)
     if value is None or value > MAX_AGE:
-        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not {text!r}")
+        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not '{text}'")
     return value
 
 
@@ -299,7 +299,7 @@ def usage_message(argv, error, commands):
         return first
     if not argv:
         return "no command given"
-    return f"invalid arguments for {argv[0]}" if argv[0] in commands else f"unknown command {argv[0]!r}"
+    return f"invalid arguments for {argv[0]}" if argv[0] in commands else f"unknown command '{argv[0]}'"
 
 
 COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify, "check": cmd_check}

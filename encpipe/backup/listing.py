@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from .. import envelope
 from .. import format as fmt
 from .. import provenance
-from ..errors import InvalidStream, IOFailure
+from ..errors import InputUnavailable, InvalidStream, IOFailure
 from .names import is_partial, iso, parse_name
 from .records import slotted
 
@@ -101,7 +101,7 @@ def examine(store, item, signers=False):
         if signers and sealed:  # who signed it, as `encpipe inspect` says: read, not verified. Read once
             # the header's download is closed: one rclone at a time per file (a large file's may still run)
             entry.signers = provenance.trailer_signers(sealed, store.tail(item, sealed.trailer_len))
-    except (OSError, IOFailure) as e:
+    except (OSError, IOFailure, InputUnavailable) as e:  # InputUnavailable: not the object listed (rclonepipe)
         entry.status, entry.error = "unreadable", cannot_read(item.name, e)
     return entry
 

@@ -80,7 +80,7 @@ def read(path, lenient=False, trusted_place=False):
                 if lenient:
                     continue
                 value = match["value"] if len(match["value"]) <= 32 else match["value"][:32] + "..."  # not 4 MiB
-                raise InvalidStream(f"{path}, line {number}: not a number: {value!r}") from None
+                raise InvalidStream(f"{path}, line {number}: not a number: '{value}'") from None
             samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = value
     return samples
 

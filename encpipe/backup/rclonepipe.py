@@ -6,7 +6,7 @@ Children keeps the ones a store has running, so that a listing that stops early
 import subprocess
 import threading
 
-from ..errors import IOFailure
+from ..errors import InputUnavailable, IOFailure
 
 # Every rclone encpipe starts has bounded time: a remote that accepts the connection
 # and never answers fails the call (rclone's status; encpipe's one error line) instead
@@ -100,16 +100,37 @@ def run(children, argv, **options):
 
 
 class Download:
-    """rclone cat's output; a failure of rclone is an error, not a short file."""
+    """rclone cat's output, as the listing said it is: its `size` bytes, no more
+    (a remote that serves more, or an endless stream, fails at the first byte past
+    them: a download never fills the disk it is spooled to nor runs for ever) and
+    no fewer (an object that ends early fails, rather than reading as a short file).
+    Either is InputUnavailable (66) naming the object; a failure of rclone is an
+    OSError, not a short file."""
 
-    def __init__(self, proc, where, children):
+    def __init__(self, proc, where, children, size):
         self.proc, self.where, self.children = proc, where, children
+        self.size, self.got = size, 0
 
     def read(self, size=-1):
-        block = self.proc.stdout.read(size)
-        if not block and (size is None or size != 0) and self.proc.wait() != 0:
-            raise OSError(f"rclone cannot read {self.where}")
+        if size == 0:
+            return b""
+        left = self.size - self.got
+        if left <= 0:  # all that was listed: the stream must end here
+            if self.proc.stdout.read(1):
+                self.children.done(self.proc)  # rclone stopped at once, not left writing into its pipe
+                raise InputUnavailable(f"{self.where} is longer than listed ({self.size} bytes)")
+            self._ended()
+            return b""
+        block = self.proc.stdout.read(left if size is None or size < 0 else min(size, left))
+        if not block:
+            self._ended()
+            raise InputUnavailable(f"{self.where} is shorter than listed ({self.got} of {self.size} bytes)")
+        self.got += len(block)
         return block
+
+    def _ended(self):
+        if self.proc.wait() != 0:
+            raise OSError(f"rclone cannot read {self.where}")
 
     def readinto(self, buffer):
         block = self.read(len(buffer))

@@ -69,16 +69,26 @@ class Rclone:
         return found[0] if found else Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
 
     def open(self, item):
-        proc = self.children.start([self.binary, "cat", self.where(item.name)], env=self.env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        return Download(proc, self.where(item.name), self.children)
+        """The object's bytes, exactly as many as listed (rclonepipe.Download)."""
+        return self._cat(item, [], self._listed_size(item), self.where(item.name))
 
     def tail(self, item, size):
         """The last `size` bytes of an object (a v2 trailer), the rest not fetched."""
-        try:
-            return self._run("cat", "--tail", str(size), self.where(item.name))
-        except IOFailure as e:
-            raise OSError(str(e)) from None
+        end = min(size, self._listed_size(item))
+        with self._cat(item, ["--tail", str(size)], end, f"the last {end} bytes of {self.where(item.name)}") as src:
+            return b"".join(iter(lambda: src.read(size), b""))
+
+    def _listed_size(self, item):
+        """An object's size as listed; one the remote lists without a size (-1) is not
+        read: nothing would bound its download."""
+        if item.size is None or item.size < 0:
+            raise InputUnavailable(f"{self.where(item.name)}: the remote lists no size for it; not read")
+        return item.size
+
+    def _cat(self, item, options, size, what):
+        proc = self.children.start([self.binary, "cat", *options, self.where(item.name)], env=self.env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return Download(proc, what, self.children, size)
 
     def writer(self, name, final=None):
         proc = subprocess.Popen([self.binary, "rcat", self.where(name)], env=self.env,

@@ -1,0 +1,38 @@
+"""Text as the tools show it on one line (their messages, encpipe-check's plugin
+lines): a name in it can neither forge a line nor pass for another name."""
+
+
+def printable(text):
+    r"""`text` on one line, as a terminal or a log shows it: control characters (a
+    file name's newline, CR or ESC) and bytes that are not UTF-8 (as os.listdir
+    gives them, surrogates) escaped, so that no name can forge a line or move the
+    cursor; and a backslash always doubled, so that no two texts show the same
+    (a name holding a backslash and an n shows as `a\\nb`, one holding a newline as `a\nb`)."""
+    text = str(text)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escaped(c) for c in text)
+
+
+def _escaped(c):
+    r"""One character as printable shows it: `\xNN` only for an ASCII control
+    character (`\n`, `\r`, `\t` for those) or a byte that is not UTF-8 (never
+    both), `\uNNNN` (`\UNNNNNNNN`) for any other character that is not printable."""
+    if c == "\\":
+        return "\\\\"
+    if c.isprintable():
+        return c
+    n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # os.listdir's surrogate for a byte that is not UTF-8
+        return f"\\x{n - 0xDC00:02x}"
+    if n < 0x80:
+        return repr(c)[1:-1]
+    return f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}"
+
+
+def plugin_line(text):
+    """`text` as one line of a Nagios/Icinga plugin's output: printable (one line, no
+    control character), and a name's `|`, which those take for the start of
+    performance data (hiding the rest of the line, and with Nagios every line
+    after it), escaped as `\\x7c`."""
+    return printable(text).replace("|", "\\x7c")
