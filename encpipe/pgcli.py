@@ -58,6 +58,7 @@ def parse(argv):
             elif name == "--signer":
                 if not val.strip():
                     raise Failure("--signer needs a verify key (encpipesign1...)", 64)
+                _public_form(val)
                 opts["signers"].append(val)
             elif name == "--signer-file":
                 opts["signers"].append(_read_signers(val))
@@ -102,6 +103,17 @@ def open_failure_hint(status, opts, env):
         return None
     return ("restore a signed backup with --signer or --signer-file, or one sealed to a raw key or passphrase with"
             " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
+
+
+def _public_form(value):
+    """A --signer that is a secret key (a signing key pasted): 64 now, the value not shown;
+    it would go to each encpipe's environment (ENCPIPE_SIGNER)."""
+    from .keyargs import public_forms
+
+    try:
+        public_forms("--signer", [value], "verify key")
+    except UsageError as e:
+        raise Failure(str(e), 64, e.hint) from None
 
 
 def _read_signers(path):

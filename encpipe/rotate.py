@@ -55,7 +55,7 @@ from .dirwalk import tree
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
-from .keyargs import load_signers
+from .keyargs import load_signers, public_forms
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
@@ -352,6 +352,8 @@ def main(argv):
     os.umask(0o077)
     options = parse_args(argv)  # SIGINT, SIGTERM, SIGHUP: an exception, then death by it (cli.run_script)
     try:
+        public_forms("--escrow-recipient", options.escrow_recipient)  # a secret pasted: 64, before any child
+        public_forms("--signer", options.signer, "verify key")
         files = ("old_key_file", "new_key_file", "sign_key")
         secrets = FdSecrets(vars(options), files)  # before DIR takes an fd; one on standard input: 64 first
         # once, not once per file
