@@ -119,8 +119,9 @@ def _public_form(value):
 def _read_signers(path):
     """The verify keys in a --signer-file (read and checked as encpipe does), as one
     line for ENCPIPE_SIGNER. None found is 64: trusting nobody must not mean checking nothing."""
-    from .keyargs import load_signers
+    from .keyargs import load_signers, secret_fds_open
 
+    secret_fds_open({"--signer-file": [path]})  # /dev/fd/N closed: "Bad file descriptor", 66
     try:
         found = load_signers([], [path], {})
     except (InputUnavailable, UsageError) as e:

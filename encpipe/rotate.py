@@ -55,7 +55,7 @@ from .dirwalk import tree
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
-from .keyargs import load_signers, public_forms
+from .keyargs import load_signers, public_forms, secret_fds_open
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
@@ -354,6 +354,7 @@ def main(argv):
     try:
         public_forms("--escrow-recipient", options.escrow_recipient)  # a secret pasted: 64, before any child
         public_forms("--signer", options.signer, "verify key")
+        secret_fds_open({"--signer-file": options.signer_file})  # read later: closed is 66 now, before FdSecrets
         files = ("old_key_file", "new_key_file", "sign_key")
         secrets = FdSecrets(vars(options), files)  # before DIR takes an fd; one on standard input: 64 first
         # once, not once per file
