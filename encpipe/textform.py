@@ -60,7 +60,8 @@ def refuse_secret(text, source, what):
     kind = next((name for prefix, name in _SECRET_FORMS if text[:len(prefix)].upper() == prefix), None)
     if kind:
         raise UsageError(f"{source}: a secret key ({kind}, not shown), not a {what}",
-                         hint=f"give the {what} that `encpipe pubkey FILE` prints for the file holding it")
+                         hint=f"give the {what} that `encpipe pubkey FILE` prints for the file holding its "
+                              f"{'identity' if what == 'public key' else 'signing key'}")
     if _RAW_KEY.fullmatch(text):
         raise UsageError(f"{source}: a raw key (a secret, not shown), not a {what}",
                          hint=f"a raw key has no {what}: give it in a key file")

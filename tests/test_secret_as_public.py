@@ -20,8 +20,8 @@ from test_rotate import World, rotate, rotate_env
 
 IDENTITY_LINE = "{option}: a secret key (an X25519 identity, not shown), not a public key"
 SIGNING_LINE = "--signer: a secret key (a signing key, not shown), not a verify key"
-HINTS = {"public key": "give the public key that `encpipe pubkey FILE` prints for the file holding it",
-         "verify key": "give the verify key that `encpipe pubkey FILE` prints for the file holding it",
+HINTS = {"public key": "give the public key that `encpipe pubkey FILE` prints for the file holding its identity",
+         "verify key": "give the verify key that `encpipe pubkey FILE` prints for the file holding its signing key",
          "raw key": "a raw key has no public key: give it in a key file"}
 
 
@@ -112,3 +112,13 @@ def run_script(argv, env):
     import subprocess
 
     return subprocess.run([str(a) for a in argv], env=env, capture_output=True, timeout=60)
+
+
+def test_a_secret_key_of_the_other_kind_is_said_so_too(secrets):
+    """A signing key where a public key belongs, an identity as --signer."""
+    status, out, err = run(["keyid", "--recipient", secrets["signing"]], b"")
+    assert (status, out, err) == (64, b"", said("encpipe", "--recipient: a secret key (a signing key, not shown), "
+                                                           "not a public key"))
+    status, out, err = run(["keyid", "--signer", secrets["identity"]], b"")
+    assert (status, out, err) == (64, b"", said("encpipe", "--signer: a secret key (an X25519 identity, not shown), "
+                                                           "not a verify key"))
