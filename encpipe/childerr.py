@@ -33,10 +33,12 @@ class ChildStderr:
     """Give `fd` as the child's stderr, call started() once it runs (or close()
     if it could not be started), and wait() once it ended: (error, hint).
     `prog`: the name the child gives itself in its lines; without `pass_on`, its
-    other lines are read and dropped (a check whose warnings the real run gives)."""
+    other lines are read and dropped (a check whose warnings the real run gives).
+    `label`: put before each line passed on (a script that runs a child per file:
+    the file it is about)."""
 
-    def __init__(self, out=None, prog="encpipe", pass_on=True):
-        self._out, self._pass_on = out, pass_on
+    def __init__(self, out=None, prog="encpipe", pass_on=True, label=""):
+        self._out, self._pass_on, self._label = out, pass_on, label
         self._markers = {kind: f"{prog}: {kind}: ".encode() for kind in ("error", "hint")}
         self._read, self.fd = os.pipe2(os.O_CLOEXEC)
         self._thread = None
@@ -77,6 +79,7 @@ class ChildStderr:
             # the start of a line, not ended yet, that is or may become an error or hint line: held for the rest
             held = lambda start: keep is None and any(start.startswith(m) or m.startswith(start) for m in markers)
             while piece := reader.next(held):
+                label = self._label if keep is None else ""
                 if keep is None:  # a line starts here
                     keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
                     if keep == "hint" and not after_error:
@@ -85,7 +88,7 @@ class ChildStderr:
                         kept = piece[len(self._markers[keep]):].rstrip(b"\r\n")
                         setattr(self, keep, codecs.getincrementaldecoder("utf-8")("replace").decode(kept))
                 if not keep and self._pass_on:
-                    write_quietly(self._out or sys.stderr, text.decode(piece))
+                    write_quietly(self._out or sys.stderr, label + text.decode(piece))
                 if piece.endswith(b"\n"):
                     keep, after_error = None, keep == "error"
             if (rest := text.decode(b"", final=True)) and self._pass_on:
@@ -159,14 +162,15 @@ def started(launch, *args, stderr_of=None, **kwargs):
     return proc, errs
 
 
-def run(launch, args, limit, pass_on=True, **kwargs):
+def run(launch, args, limit, pass_on=True, label="", **kwargs):
     """`launch(args, start=subprocess.Popen, **kwargs)` (FdSecrets.spawn) to its end, its
-    standard error read by a ChildStderr (other lines passed on if `pass_on`): (its
-    returncode, at most `limit` bytes of its standard output, b"" when that is no
-    pipe, (its error, its hint)). OSError when it cannot be started. A wait that is
-    stopped (SIGTERM, SIGINT: the script is dying) ends the child first, with what
-    it started (stop), as every other child of a script."""
-    proc, errs = started(launch, args, stderr_of=ChildStderr(pass_on=pass_on), start=subprocess.Popen, **kwargs)
+    standard error read by a ChildStderr (other lines passed on if `pass_on`, each
+    after `label`): (its returncode, at most `limit` bytes of its standard output,
+    b"" when that is no pipe, (its error, its hint)). OSError when it cannot be
+    started. A wait that is stopped (SIGTERM, SIGINT: the script is dying) ends the
+    child first, with what it started (stop), as every other child of a script."""
+    errs = ChildStderr(pass_on=pass_on, label=label)
+    proc, errs = started(launch, args, stderr_of=errs, start=subprocess.Popen, **kwargs)
     out = b""
     try:
         if proc.stdout:

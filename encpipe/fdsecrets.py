@@ -157,6 +157,7 @@ def read_fd(fd):
 
 def _read(fd, option, path):
     try:
+        os.fstat(fd)  # not open: "Bad file descriptor" (opening /dev/fd/N would say "No such file or directory")
         with open(path, "rb") as f:  # as encpipe reads it: a file given as 3<FILE from its start
             mode = os.fstat(f.fileno()).st_mode
             data = Secret(f.read(MAX_SECRET + 1))

@@ -64,6 +64,17 @@ def no_key_hint(args):
     return f"set {variables}, or use {', '.join(options[:-1])} or {options[-1]}"
 
 
+def public_forms(option, values, what="public key"):
+    """`values`, given to `option` where public keys (or verify keys) belong: UsageError
+    (64), the value not shown, for one that is a secret key; a script calls it before
+    it runs any child that would be given the value on its command line."""
+    from .textform import refuse_secret
+
+    for value in values:
+        refuse_secret(value, option, what)
+    return values
+
+
 def load_signers(texts, files, env):
     """Verify keys from --signer texts and --signer-file paths, else from ENCPIPE_SIGNER."""
     from .keys import decode_text, read_secret_file

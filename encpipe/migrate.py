@@ -69,7 +69,7 @@ from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
-from .keyargs import load_signers
+from .keyargs import load_signers, public_forms, secret_fds_open
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
 
@@ -342,6 +342,9 @@ def main(argv):
     catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temporary file, then go
     args = parse(argv)
     try:
+        public_forms("--recipient", args.recipient)  # a secret pasted: 64, before any child
+        public_forms("--signer", args.signer, "verify key")
+        secret_fds_open({"--signer-file": args.signer_file})  # read later: closed is 66 now, before FdSecrets
         if os.path.isdir(args.dir):
             safefile.check_directory(args.dir, args.allow_shared_dir)
         migration = Migration(args, os.environ)

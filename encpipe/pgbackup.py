@@ -22,7 +22,7 @@ from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import read_fd
-from .keyargs import load_keys, refuse_shared_stdin, secret_fds_open
+from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
 from .pgdump import Globals, Said, dump
@@ -230,6 +230,8 @@ def main(argv=None):
         o = parse(argv)
         if o is HELP:
             return report_errors(io, lambda: io.print(script_usage(script)) or 0)
+        public_forms("--recipient", o["seal"]["--recipient"])  # a secret pasted: 64, before anything
+        public_forms("--signer", o["signers"]["--signer"], "verify key")
         validate(o, io.env)
         # a secret on a closed descriptor: 66 now, before DIR's lock takes its number
         given = {**o["seal"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))}

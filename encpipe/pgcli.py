@@ -58,6 +58,7 @@ def parse(argv):
             elif name == "--signer":
                 if not val.strip():
                     raise Failure("--signer needs a verify key (encpipesign1...)", 64)
+                _public_form(val)
                 opts["signers"].append(val)
             elif name == "--signer-file":
                 opts["signers"].append(_read_signers(val))
@@ -104,11 +105,23 @@ def open_failure_hint(status, opts, env):
             " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
 
 
+def _public_form(value):
+    """A --signer that is a secret key (a signing key pasted): 64 now, the value not shown;
+    it would go to each encpipe's environment (ENCPIPE_SIGNER)."""
+    from .keyargs import public_forms
+
+    try:
+        public_forms("--signer", [value], "verify key")
+    except UsageError as e:
+        raise Failure(str(e), 64, e.hint) from None
+
+
 def _read_signers(path):
     """The verify keys in a --signer-file (read and checked as encpipe does), as one
     line for ENCPIPE_SIGNER. None found is 64: trusting nobody must not mean checking nothing."""
-    from .keyargs import load_signers
+    from .keyargs import load_signers, secret_fds_open
 
+    secret_fds_open({"--signer-file": [path]})  # /dev/fd/N closed: "Bad file descriptor", 66
     try:
         found = load_signers([], [path], {})
     except (InputUnavailable, UsageError) as e:

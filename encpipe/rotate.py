@@ -26,7 +26,9 @@ links are left alone):
     warning and in "dropped_signatures".
 DIR (and every directory above it) must not be writable by a user other than
 the one running rotate or root, unless sticky; --allow-shared-dir overrides.
-One JSON line per file on standard output. Safe to interrupt and re-run: a
+One JSON line per file on standard output; what an encpipe run on a file says
+besides its error (a warning) goes to standard error, each line after
+"encpipe-rotate: FILE: ". Safe to interrupt and re-run: a
 file only ever changes by rename, after verification; temporary files left by
 a killed run are removed by the next one. Keys are passed as file paths only;
 one given as /dev/fd/N is read once and lent to each encpipe at N; one given
@@ -46,32 +48,23 @@ import json
 import os
 import re
 import stat
-import subprocess
 import sys
 
-from . import childerr, dirlock, safefile
+from . import dirlock, safefile
 from .cli import Io, child_command, print_text, write_line
 from .dirwalk import tree
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
-from .keyargs import load_signers
+from .keyargs import load_signers, public_forms, secret_fds_open
+from .rotatechild import Encpipe, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"
 TEMP_PREFIX = ".encpipe-rotate."
 TEMP_SUFFIX = ".tmp"
-OUTPUT_MAX = 1 << 20  # bytes read of what an encpipe child prints (key ids, inspect's JSON report)
 _STALE_TEMP = re.compile(r"^\.encpipe-rotate\..+\.tmp$")
-
-
-class Failure(Exception):
-    """A step failed: `status` is the exit status of the script (or of encpipe, for a file)."""
-
-    def __init__(self, message, status=1, step="rotate"):
-        super().__init__(message)
-        self.status, self.step = status, step
 
 
 def err(message, hint=None):
@@ -123,54 +116,6 @@ def parse_args(argv):
     return args
 
 
-class Encpipe:
-    """Runs the encpipe command; secrets only ever travel as file paths."""
-
-    def __init__(self, command, secrets):
-        self.command, self.secrets = command, secrets
-
-    def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True):
-        """encpipe's standard output (at most OUTPUT_MAX bytes); its error line becomes a
-        Failure, its warnings are passed on unless `quiet` (childerr: the child's
-        standard error is never held whole, whatever it writes)."""
-        try:
-            returncode, out, (error, _) = childerr.run(self.secrets.spawn, self.command + args, OUTPUT_MAX,
-                                                       pass_on=not quiet, stdin=stdin, stdout=stdout)
-        except OSError as e:  # ENCPIPE missing, a directory, not executable
-            raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
-        if returncode != 0:
-            raise Failure(error or f"encpipe {args[0]} failed", returncode)
-        return out
-
-    def key_ids(self, key_files, option="--key-file"):
-        args = ["keyid"] + [a for f in key_files for a in (option, f)]
-        return self.run(args, quiet=False).decode("ascii").split() if key_files else []
-
-    def recipient_id(self, public_key):
-        try:
-            return self.run(["keyid", "--recipient", public_key]).decode("ascii").strip()
-        except Failure as e:
-            raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status) from None
-
-    def inspect(self, fd):
-        """inspect of the file open as `fd` (never by path: a FIFO swapped in would block it)."""
-        os.lseek(fd, 0, os.SEEK_SET)
-        return _report(self.run(["inspect", "--json"], stdin=fd))
-
-    def verify_fd(self, fd, key_files, signer_args=()):
-        """inspect --verify of the file open as `fd`, from its start (never by path)."""
-        os.lseek(fd, 0, os.SEEK_SET)
-        args = ["inspect", "--json", "--verify"] + [a for f in key_files for a in ("--key-file", f)]
-        return _report(self.run(args + list(signer_args), stdin=fd))
-
-
-def _report(output):
-    try:
-        return json.loads(output)
-    except ValueError:  # an ENCPIPE that is not encpipe
-        raise Failure("encpipe inspect printed no JSON report", 66) from None
-
-
 class Rotation:
     def __init__(self, options, encpipe):
         self.options, self.encpipe = options, encpipe
@@ -193,7 +138,7 @@ class Rotation:
             src, _ = safefile.open_source(path, dir_fd)  # not through a link, nor a FIFO swapped in
             with src:
                 magic = src.read(len(MAGIC))
-                before = self.encpipe.inspect(src.fileno()) if magic == MAGIC else None
+                before = self.encpipe.inspect(src.fileno(), path) if magic == MAGIC else None
         except Failure as e:
             return self.fail(path, "inspect", e)
         except EncpipeError as e:
@@ -256,7 +201,7 @@ class Rotation:
         with src:
             try:
                 safefile.write_atomically(
-                    path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out),
+                    path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
                     times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=original,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
@@ -352,6 +297,9 @@ def main(argv):
     os.umask(0o077)
     options = parse_args(argv)  # SIGINT, SIGTERM, SIGHUP: an exception, then death by it (cli.run_script)
     try:
+        public_forms("--escrow-recipient", options.escrow_recipient)  # a secret pasted: 64, before any child
+        public_forms("--signer", options.signer, "verify key")
+        secret_fds_open({"--signer-file": options.signer_file})  # read later: closed is 66 now, before FdSecrets
         files = ("old_key_file", "new_key_file", "sign_key")
         secrets = FdSecrets(vars(options), files)  # before DIR takes an fd; one on standard input: 64 first
         # once, not once per file

@@ -40,3 +40,15 @@ def test_a_long_error_is_kept_without_a_broken_last_character():
     assert (passed, hint) == ("", "h")
     assert error == "x" + "\u00e9" * ((childerr.LINE_MAX - len("encpipe: error: x")) // 2)
 
+
+
+def test_a_label_goes_before_each_line_passed_on_once_however_long():
+    """A script that runs a child per file puts the file before each of its lines: at
+    each line's start, not before each LINE_MAX piece of a long one."""
+    out = _Out()
+    long = "encpipe: warning: " + "x" * (3 * childerr.LINE_MAX) + "\n"
+    text = long + "encpipe: hint: h\nprogress 10%\rprogress 20%\nencpipe: error: e\nencpipe: hint: eh\n"
+    proc, said = childerr.started(subprocess.Popen, [sys.executable, "-c", f"import sys; sys.stderr.write({text!r})"],
+                                  stderr_of=childerr.ChildStderr(out=out, label="L: "))
+    proc.wait()
+    assert (said.wait(), out.text) == (("e", "eh"), "L: " + long + "L: encpipe: hint: h\nL: progress 10%\rprogress 20%\n")

@@ -1,0 +1,78 @@
+"""encpipe-rotate's encpipe children: `keyid` of the key files, `inspect` of each
+file, `rewrap`, and `inspect --verify` of what rewrap wrote. Secrets travel as file
+paths only (FdSecrets lends a /dev/fd/N one). A child's error line becomes the
+Failure of its file (the file's one JSON line); the warnings of a child run on a
+file (inspect, rewrap) are passed on to standard error as it writes them, each
+line after `encpipe-rotate: FILE: `: rotate works on many files, and a warning
+that named none would say nothing of which."""
+
+import json
+import os
+import subprocess
+
+from . import childerr
+from .shown import printable
+
+PROG = "encpipe-rotate"
+OUTPUT_MAX = 1 << 20  # bytes read of what an encpipe child prints (key ids, inspect's JSON report)
+
+
+class Failure(Exception):
+    """A step failed: `status` is the exit status of the script (or of encpipe, for a file)."""
+
+    def __init__(self, message, status=1, step="rotate"):
+        super().__init__(message)
+        self.status, self.step = status, step
+
+
+class Encpipe:
+    """Runs the encpipe command; secrets only ever travel as file paths."""
+
+    def __init__(self, command, secrets):
+        self.command, self.secrets = command, secrets
+
+    def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True, about=None):
+        """encpipe's standard output (at most OUTPUT_MAX bytes); its error line becomes a
+        Failure, its warnings are passed on unless `quiet`, or, for a child run on file
+        `about`, each after the script's name and the file's (childerr: the child's
+        standard error is never held whole, whatever it writes)."""
+        label = f"{PROG}: {printable(about)}: " if about is not None else ""
+        try:
+            returncode, out, (error, _) = childerr.run(self.secrets.spawn, self.command + args, OUTPUT_MAX,
+                                                       pass_on=not quiet or bool(label), label=label,
+                                                       stdin=stdin, stdout=stdout)
+        except OSError as e:  # ENCPIPE missing, a directory, not executable
+            raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
+        if returncode != 0:
+            raise Failure(error or f"encpipe {args[0]} failed", returncode)
+        return out
+
+    def key_ids(self, key_files, option="--key-file"):
+        args = ["keyid"] + [a for f in key_files for a in (option, f)]
+        return self.run(args, quiet=False).decode("ascii").split() if key_files else []
+
+    def recipient_id(self, public_key):
+        try:
+            return self.run(["keyid", "--recipient", public_key]).decode("ascii").strip()
+        except Failure as e:
+            raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status) from None
+
+    def inspect(self, fd, about=None):
+        """inspect of the file open as `fd` (never by path: a FIFO swapped in would block it)."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        return _report(self.run(["inspect", "--json"], stdin=fd, about=about))
+
+    def verify_fd(self, fd, key_files, signer_args=()):
+        """inspect --verify of the file open as `fd`, from its start (never by path); a
+        check of what rewrap wrote: its warnings, which rewrap gave, are dropped."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        args = ["inspect", "--json", "--verify"] + [a for f in key_files for a in ("--key-file", f)]
+        return _report(self.run(args + list(signer_args), stdin=fd))
+
+
+def _report(output):
+    try:
+        return json.loads(output)
+    except ValueError:  # an ENCPIPE that is not encpipe
+        raise Failure("encpipe inspect printed no JSON report", 66) from None
+
