@@ -64,7 +64,7 @@ def test_metrics_file_records_success_and_failure_per_database(pg, tools, key_fi
                          "--metrics-file", prom, "--database", db, tmp_path / "b"], script_env(pg, tools))
     lines = check.stdout.decode().splitlines()
     assert check.returncode == 2  # other "db"\x has no backup at all
-    assert lines[0] == 'CRITICAL: other "db"\\x: no backup; the last backup attempt failed'  # the worst first
+    assert lines[0] == 'CRITICAL: other "db"\\\\x: no backup; the last backup attempt failed'  # the worst first; a backslash shown doubled
     assert lines[1].startswith(f"OK: {db}: newest backup {os.path.basename(path)} is 0.0 h old")
 
 
