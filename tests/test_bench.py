@@ -290,13 +290,16 @@ def test_a_v1_row_that_is_not_v1_fails_the_formats_section_only(tmp_path_factory
     envelope.write_text(text[:body] + "    version = fmt.VERSION  # ignores the argument\n" + text[body:])
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.run([sys.executable, BENCH, "--quick", "--only", "throughput,formats", "--no-pg",
-                           "--size", "1M", "--chunk-sizes", "auto", "--package-dir", str(tmp_path),
+    # The smallest run with another section (memory: one row of each kind) beside formats.
+    proc = subprocess.run([sys.executable, BENCH, "--quick", "--only", "memory,formats", "--no-pg",
+                           "--size", "64K", "--chunk-sizes", "auto", "--rss-sizes", "64K", "--rss-chunks", "auto",
+                           "--ciphers", "pycryptodome", "--package-dir", str(tmp_path),
                            "--workdir", str(work)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr
     assert "Format v1 and v2\n  FAILED: seal v1, raw key (the CLI's code, envelope.seal(version=1)): the file is " \
            "format v2 with slots ['raw-key'] and 0 signature(s), not v1 with ['raw-key'] and 0" in proc.stdout
-    assert "encpipe seal (auto threads, default chunks)" in proc.stdout
+    assert "Peak memory" in proc.stdout and "encpipe open --legacy FILE" in proc.stdout
+    assert "    64 KiB    auto pycryptodome" in proc.stdout
     assert "#14 goal 6 [-      ] format v1/v2 rows not run" in proc.stdout
     assert list(work.iterdir()) == []
 
@@ -320,8 +323,8 @@ def test_no_child_gets_a_secret_of_the_benchs_environment(tmp_path_factory):
                "BACKUP_ENCRYPTION_KEY": "legacy-key-61f0"}
     env = {**os.environ, **secrets, "PATH": os.pathsep.join([str(spies), os.environ["PATH"]])}
     proc = subprocess.run([sys.executable, BENCH, "--quick", "--only", "startup", "--no-pg", "--startup-reps", "1",
-                           "--ciphers", "pycryptodome", "--workdir", str(work)], capture_output=True, text=True,
-                          env=env, timeout=600)
+                           "--ciphers", "pycryptodome", "--size", "64K", "--chunk-sizes", "auto",
+                           "--workdir", str(work)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     seen = records(log)
     assert {r["argv"][0] for r in seen} >= {"version", "enc"}, [r["argv"][:1] for r in seen]

@@ -170,6 +170,24 @@ def _fd_position(pid, path):
     return -1
 
 
+def _changed_span(a, b, block=1 << 16):
+    """The first index where `a` and `b` (of one length) differ, and one past the last:
+    blocks compared whole, then bytes only in the first and last blocks that differ."""
+    differ = [i for i in range(0, len(a), block) if a[i : i + block] != b[i : i + block]]
+    first = next(i for i in range(differ[0], len(a)) if a[i] != b[i])
+    last = next(i for i in range(min(differ[-1] + block, len(a)) - 1, -1, -1) if a[i] != b[i])
+    return first, last + 1
+
+
+def test_the_changed_span_is_found_at_any_offset():
+    data = bytes(300_000)
+    for where in ([0], [299_999], [65_535, 65_536], [10, 200_001], [131_072]):
+        changed = bytearray(data)
+        for i in where:
+            changed[i] = 1
+        assert _changed_span(data, bytes(changed)) == (where[0], where[-1] + 1)
+
+
 @pytest.mark.parametrize("how", ["verify-first", "signer"])
 def test_a_file_rewritten_in_place_after_its_check_yields_only_what_was_checked(tmp_path, how):
     """A holder of the escrow identity who can write the backup file rewrites chunk 1
@@ -187,8 +205,7 @@ def test_a_file_rewritten_in_place_after_its_check_yields_only_what_was_checked(
     with open(path, "wb") as f:
         f.write(sealed)
     forged = keep_the_tag(sealed, x, **_in_chunk(1, 1 << 20))
-    changed = [i for i in range(len(sealed)) if sealed[i] != forged[i]]
-    first, last = changed[0], changed[-1] + 1
+    first, last = _changed_span(sealed, forged)
     options = ["--verify-first", "--key-file", k] if how == "verify-first" else ["--identity", x_path, "--signer", verify]
     proc = subprocess.Popen([sys.executable, "-m", "encpipe", "open", *options, path], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT})

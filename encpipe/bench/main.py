@@ -12,7 +12,7 @@ from .measure import BenchError, parse_size, parse_sizes
 
 SECTIONS = ("throughput", "formats", "startup", "memory", "pg")
 FULL = dict(size="1G", rounds=5, rss_sizes="64M,4G", pg_size="256M", pgbench_scale=30, pg_rounds=3, startup_reps=10)
-QUICK = dict(size="4M", rounds=1, rss_sizes="1M,8M", pg_size="2M", pgbench_scale=1, pg_rounds=1, startup_reps=3)
+QUICK = dict(size="1M", rounds=1, rss_sizes="1M,8M", pg_size="2M", pgbench_scale=1, pg_rounds=1, startup_reps=1)
 
 
 def _list(text):
