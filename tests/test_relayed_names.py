@@ -48,3 +48,11 @@ def test_unprintable_undoes_printable():
     for length in range(1, 4):
         for text in map("".join, itertools.product(alphabet, repeat=length)):
             assert unprintable(printable(text)) == text, text
+
+
+def test_restore_s_refused_restrict_key_message_has_no_backslash(tmp_path):
+    done = subprocess.run([RESTORE, "db_20250101T000000Z.dump.enc", "db", "--", "--restrict-key=k"], cwd=tmp_path,
+                          env=python_env(), stdin=subprocess.DEVNULL, capture_output=True)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert done.stderr.decode().splitlines()[0].endswith(
+        "is not allowed: the restore gives psql a restrict key of its own"), done.stderr
