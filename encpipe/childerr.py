@@ -24,6 +24,7 @@ import sys
 import threading
 
 from .keys import kill_tree
+from .shown import unprintable
 from .stdio import write_quietly
 
 LINE_MAX = 4096  # bytes of a line read at once, and kept of an error or hint line
@@ -86,7 +87,8 @@ class ChildStderr:
                         keep = False  # a warning's hint: passed on with it, never taken for the error's
                     if keep and getattr(self, keep) is None:  # a character cut at LINE_MAX is left out
                         kept = piece[len(self._markers[keep]):].rstrip(b"\r\n")
-                        setattr(self, keep, codecs.getincrementaldecoder("utf-8")("replace").decode(kept))
+                        # as the child's text, not as it showed it: the script shows it again (shown.printable)
+                        setattr(self, keep, unprintable(codecs.getincrementaldecoder("utf-8")("replace").decode(kept)))
                 if not keep and self._pass_on:
                     write_quietly(self._out or sys.stderr, label + text.decode(piece))
                 if piece.endswith(b"\n"):

@@ -36,7 +36,7 @@ import subprocess
 
 from . import keys
 from .errors import InputUnavailable, UsageError
-from .keyargs import FD_PATH
+from .keyargs import FD_PATH, fstat_fd
 
 # A secret handed on to encpipe is written whole before encpipe reads it: on a
 # pipe (without memfd), it must fit the pipe's buffer. No key or passphrase is this long.
@@ -157,7 +157,7 @@ def read_fd(fd):
 
 def _read(fd, option, path):
     try:
-        os.fstat(fd)  # not open: "Bad file descriptor" (opening /dev/fd/N would say "No such file or directory")
+        fstat_fd(fd)  # not open: "Bad file descriptor" (opening /dev/fd/N would say "No such file or directory")
         with open(path, "rb") as f:  # as encpipe reads it: a file given as 3<FILE from its start
             mode = os.fstat(f.fileno()).st_mode
             data = Secret(f.read(MAX_SECRET + 1))

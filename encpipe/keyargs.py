@@ -4,6 +4,7 @@ and a hint, when no key is configured, that names the command's own key options.
 No message here shows an option's value: it may be a secret typed in the wrong place.
 """
 
+import errno
 import os
 import re
 
@@ -116,6 +117,15 @@ def secret_fds_open(args):
         fds += [int(m.group(1)) for m in map(FD_PATH.fullmatch, args.get(option) or []) if m]
     for fd in fds:
         try:
-            os.fstat(fd)
+            fstat_fd(fd)
         except OSError as e:
             raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None
+
+
+def fstat_fd(fd):
+    """os.fstat(fd), and OSError EBADF for a number over any descriptor's (/dev/fd/N
+    as long as one likes), for which os.fstat raises OverflowError."""
+    try:
+        return os.fstat(fd)
+    except OverflowError:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF)) from None

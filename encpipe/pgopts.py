@@ -87,7 +87,7 @@ _NOT_AN_OPTION = {
 }
 _LONG_ONLY_REFUSED = {
     "pg_restore": {"role": "use encpipe-restore --role ROLE, which connects as that role",
-                   "restrict-key": "the restore gives psql a \\restrict key of its own",
+                   "restrict-key": "the restore gives psql a restrict key of its own",  # no backslash: shown doubled
                    "transaction-size": "the archive is restored in one transaction"},
     "psql": {"set": None, "variable": None},
 }

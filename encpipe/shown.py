@@ -1,6 +1,8 @@
 """Text as the tools show it on one line (their messages, encpipe-check's plugin
 lines): a name in it can neither forge a line nor pass for another name."""
 
+import re
+
 
 def printable(text):
     r"""`text` on one line, as a terminal or a log shows it: control characters (a
@@ -28,6 +30,23 @@ def _escaped(c):
     if n < 0x80:
         return repr(c)[1:-1]
     return f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}"
+
+
+# what printable puts after a backslash: each of its escapes, and nothing else
+_ESCAPE = re.compile(r"\\(\\|[nrt]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+
+
+def unprintable(text):
+    r"""The text that printable() showed as `text` (a child's error line, to be shown
+    again in the script's own, so that a backslash is doubled once, not twice); a
+    backslash that starts none of printable's escapes (a line cut short) is left."""
+    def one(match):
+        escape = match[1]
+        if len(escape) == 1:
+            return {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}[escape]
+        n = int(escape[1:], 16)
+        return chr(n if escape[0] != "x" or n < 0x80 else 0xDC00 + n)
+    return _ESCAPE.sub(one, text)
 
 
 def plugin_line(text):

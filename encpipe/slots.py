@@ -221,7 +221,10 @@ class ScryptRun:
 
 def parse_budget(text):
     """An ENCPIPE_SCRYPT_BUDGET value: a whole number, at least one default-cost attempt."""
-    value = int(text) if text.isascii() and text.isdigit() else 0  # not int()'s "1_000", " 9" nor "١"
+    try:
+        value = int(text) if text.isascii() and text.isdigit() else 0  # not int()'s "1_000", " 9" nor "١"
+    except ValueError:  # over int()'s 4300 digits
+        value = 0
     if value < 1 << (DEFAULT_SCRYPT_LOG2_N + 3):
         raise UsageError(f"{ENV_SCRYPT_BUDGET} must be a whole number of at least {1 << (DEFAULT_SCRYPT_LOG2_N + 3)} "
                          f"(N*r*p of one attempt at the default cost), not '{text}'")

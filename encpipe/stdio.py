@@ -3,6 +3,8 @@
 import os
 import sys
 
+from .shown import unprintable
+
 
 def write_quietly(stream, text):
     """Write a message or a progress line to standard error; when that fails (a
@@ -17,9 +19,10 @@ def write_quietly(stream, text):
 
 def said(text, kind="error"):
     """What a child encpipe's first `PROG: error: ...` (or `hint`) line of `text`
-    (its standard error) says, without the prefix; None if it said none."""
+    (its standard error) says, without the prefix and as its text, not as shown
+    (shown.unprintable: the caller shows it again); None if it said none."""
     marker = f": {kind}: "
-    return next((line.split(marker, 1)[1] for line in text.splitlines() if marker in line), None)
+    return next((unprintable(line.split(marker, 1)[1]) for line in text.splitlines() if marker in line), None)
 
 
 def discard(status, stream=None):

@@ -28,6 +28,9 @@ BAD = "cannot read file descriptor {n}: Bad file descriptor"
     (MIGRATE, ["--legacy-key-file", "KEY", "--key-file", "/proc/self/fd/3", "DIR"], "--key-file: " + BAD),
     (MIGRATE, ["--legacy-key-file", "KEY", "--key-file", "KEY", "--signer-file", "/dev/fd/3", "DIR"], BAD),
     (RESTORE, ["--key-file", "KEY", "--signer-file", "/dev/fd/3", "FILE", "db"], BAD),
+    # a number over any descriptor's (os.fstat: OverflowError) is closed too, not a traceback
+    (ROTATE, ["--old-key-file", "/dev/fd/99999999999", "--new-key-file", "KEY", "DIR"], "--old-key-file: " + BAD),
+    (RESTORE, ["--key-file", "KEY", "--signer-file", "/dev/fd/99999999999", "FILE", "db"], BAD),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else None)
 def test_a_closed_descriptor_is_a_bad_file_descriptor(tmp_path, script, argv, line):
     key = tmp_path / "key"
