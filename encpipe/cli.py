@@ -142,6 +142,7 @@ def run_script(prog, module, argv):
 
     guard_standard_fds()
     no_core_dumps()
+    whole_numbers()
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
         catch_signal(signum, _raise_terminated)
     try:
@@ -253,6 +254,15 @@ class Io:
         out.flush()
 
 
+def whole_numbers():
+    """Numbers of any length convert: Python's 4300-digit limit on int() would turn a
+    long number in an option, a variable or /dev/fd/N into a traceback; converted,
+    it meets the same range check (64) as any number out of range. Every input that
+    reaches int() is bounded (an argument, a variable, a name)."""
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)
+
+
 def no_core_dumps():
     """A process that holds keys and plaintext writes no core file (plaintext never
     goes to disk, nor a key): its core size limit is 0 (children inherit it, and may
@@ -352,6 +362,7 @@ def run():
     sys.modules.setdefault("cffi", None)
     guard_standard_fds()
     no_core_dumps()
+    whole_numbers()
     _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     for signum in (signal.SIGTERM, signal.SIGHUP):
