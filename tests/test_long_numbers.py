@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parent.parent
 
 LONG = "9" * 5000
 
