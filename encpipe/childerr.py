@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 
+from . import sigthreads
 from .keys import kill_tree
 from .shown import unprintable
 from .stdio import write_quietly
@@ -50,7 +51,7 @@ class ChildStderr:
         os.close(self.fd)
         self.fd = None
         self._thread = threading.Thread(target=self._relay, daemon=True)
-        self._thread.start()
+        sigthreads.start(self._thread)
 
     def close(self):
         """The child was not started: both ends closed."""

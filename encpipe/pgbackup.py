@@ -16,7 +16,7 @@ import sys
 import time
 from io import StringIO
 
-from . import commands, dirlock
+from . import commands, dirlock, sigthreads
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
@@ -180,7 +180,7 @@ class Backup:
         if self.o["globals"]:  # beside the dump, at the same time: it is mostly waiting
             self.gtemp = self._temp_name()
             self.globals = Globals(self.db, seal, self.stores, self.gtemp, self.gname)
-            self.globals.start()
+            sigthreads.start(self.globals)
         pg_dump = ["pg_dump", f"--format={self.o['format']}", *self.o["dump"]]
         # the label first (README, "The backup's label"): what the file's name says, authenticated
         first = label.prefix(self.o["compress"] if self.o["format"] == "plain" else None, self.db, self.stamp)

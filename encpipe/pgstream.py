@@ -17,7 +17,7 @@ import re
 import subprocess
 import threading
 
-from . import childerr
+from . import childerr, sigthreads
 from .backup.label import HEAD_BYTES, after_line, found, mismatch
 from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
@@ -190,7 +190,7 @@ class Restore:
                                           env=child_env(os.environ))
                 self.procs.append(unpack)
                 widen_pipes(unpack.stdin, unpack.stdout)
-                threading.Thread(target=_pump, args=(head, src, unpack.stdin), daemon=True).start()
+                sigthreads.start(threading.Thread(target=_pump, args=(head, src, unpack.stdin), daemon=True))
                 src, head = unpack.stdout, _read_head(unpack.stdout, 8)
                 break
         if not head:
@@ -263,7 +263,7 @@ class Restore:
                                   env=child_env(os.environ))
         self.procs.append(script)
         widen_pipes(script.stdin, script.stdout)
-        threading.Thread(target=_pump, args=(head, src, script.stdin), daemon=True).start()
+        sigthreads.start(threading.Thread(target=_pump, args=(head, src, script.stdin), daemon=True))
         return script.stdout
 
     def _feed(self, head, src, dst, restrict_filter):

@@ -20,7 +20,7 @@ of the input are not payload but the trailer, given to `ledger.end(trailer)`.
 import threading
 from contextlib import contextmanager
 
-from . import aead
+from . import aead, sigthreads
 from .errors import InvalidStream, IOFailure
 from .format import TAG_LEN
 
@@ -196,7 +196,7 @@ class _Relay:
             for chunk in chunks
         ]
         for worker in workers:
-            worker.start()
+            sigthreads.start(worker)
         try:
             self._finished.wait()
         except BaseException as e:  # KeyboardInterrupt: the workers stop at their next step

@@ -1,6 +1,7 @@
 """encpipe-backup interrupted: SIGINT exits 130, SIGTERM 143, after stopping its
 children, removing its temporary files and recording the failed run."""
 
+import os
 import signal
 import subprocess
 import time
@@ -56,3 +57,47 @@ def test_an_interrupted_run_whose_metrics_cannot_be_written_says_so_in_one_line(
     assert err.decode() == ("encpipe-backup: error: backup of anydb interrupted; nothing was stored; metrics not "
                             f"written: {prom} is not a regular file\n")
     assert dir_entries(directory) == []
+
+
+def _blocked(status_text):
+    return int(next(line.split()[1] for line in status_text.splitlines() if line.startswith("SigBlk:")), 16)
+
+
+def test_only_the_main_thread_takes_a_signal(pg, tools, key_file, tmp_path):
+    """A signal taken by another thread waited for the main thread's blocked read
+    (the dump's pipe, held open by a stalled pg_dump): SIGTERM went unheeded for as
+    long as pg_dump stalled, about one run in 25 under load. Every other thread now
+    blocks SIGINT, SIGTERM and SIGHUP, so the kernel gives them to the main thread."""
+    started = tmp_path / "pg_dump-started"
+    fake = _fake_pg_dump(tmp_path, f"echo 'CREATE TABLE t (x int);'\ntouch {started}\nexec sleep 60\n")
+    (fake / "pg_dumpall").write_text(f"#!/bin/sh\necho '-- roles'\ntouch {started}-all\nexec sleep 60\n")
+    (fake / "pg_dumpall").chmod(0o755)
+    env = _with_path_first(script_env(pg, tools), fake)
+    directory = tmp_path / "b"
+    proc = subprocess.Popen([BACKUP, "--dir", directory, "--key-file", key_file, "anydb"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and (tmp_path / "pg_dump-started-all").exists()
+                   and len(dir_entries(directory)) == 2):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        tasks = {}
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{tid}/status") as f:
+                tasks[int(tid)] = _blocked(f.read())
+        handled = sum(1 << (s - 1) for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM))
+        others = {tid: mask for tid, mask in tasks.items() if tid != proc.pid}
+        assert others, "the globals thread is running"
+        assert all(mask & handled == handled for mask in others.values()), tasks
+        assert tasks[proc.pid] & handled == 0
+        begun = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - begun < 10
+        assert (proc.returncode, out) == (143, b""), err
+        assert dir_entries(directory) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -6,6 +6,7 @@ Children keeps the ones a store has running, so that a listing that stops early
 import subprocess
 import threading
 
+from .. import sigthreads
 from ..errors import InputUnavailable, IOFailure
 
 # Every rclone encpipe starts has bounded time: a remote that accepts the connection
@@ -86,7 +87,7 @@ def run(children, argv, **options):
     proc = children.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
     err = []
     reader = threading.Thread(target=lambda: err.append(tail(proc.stderr)), daemon=True)
-    reader.start()
+    sigthreads.start(reader)
     try:
         out = proc.stdout.read()
         proc.wait()
@@ -163,7 +164,7 @@ class Upload:
         self.proc, self.where = proc, where
         self.err = []
         self.reader = threading.Thread(target=lambda: self.err.append(tail(proc.stderr)), daemon=True)
-        self.reader.start()
+        sigthreads.start(self.reader)
 
     def write(self, block):
         try:
