@@ -85,19 +85,33 @@ def run(children, argv, **options):
     while it runs, and killed and reaped whatever happens; of its standard error,
     only the end (ERR_TAIL bytes) is kept."""
     proc = children.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
-    err = []
-    reader = threading.Thread(target=lambda: err.append(tail(proc.stderr)), daemon=True)
-    sigthreads.start(reader)
+    err = _ErrTail(proc)
     try:
         out = proc.stdout.read()
         proc.wait()
     finally:
         children.done(proc)
-        reader.join(10)  # a process rclone left behind may hold the pipe
         proc.stdout.close()
-        if not reader.is_alive():
-            proc.stderr.close()
-    return proc.returncode, out, err[0] if err else b""
+        said = err.end()
+    return proc.returncode, out, said
+
+
+class _ErrTail:
+    """rclone's standard error read in a thread while it runs (one that writes more
+    than a pipe holds would otherwise wait for ever), its end (ERR_TAIL bytes) kept."""
+
+    def __init__(self, proc):
+        self.proc, self.kept = proc, []
+        self.reader = sigthreads.start(threading.Thread(target=lambda: self.kept.append(tail(proc.stderr)),
+                                                        daemon=True))
+
+    def end(self):
+        """The end of what rclone wrote, once it ended; a process it left behind that
+        holds the pipe is waited for 10 s at most."""
+        self.reader.join(10)
+        if not self.reader.is_alive():
+            self.proc.stderr.close()
+        return self.kept[0] if self.kept else b""
 
 
 class Download:
@@ -162,9 +176,7 @@ class Upload:
 
     def __init__(self, proc, where):
         self.proc, self.where = proc, where
-        self.err = []
-        self.reader = threading.Thread(target=lambda: self.err.append(tail(proc.stderr)), daemon=True)
-        sigthreads.start(self.reader)
+        self.err = _ErrTail(proc)
 
     def write(self, block):
         try:
@@ -178,10 +190,7 @@ class Upload:
         except BrokenPipeError:
             pass
         status = self.proc.wait()
-        self.reader.join(10)  # a process rclone left behind may hold the pipe
-        if not self.reader.is_alive():
-            self.proc.stderr.close()
-        err = self.err[0] if self.err else b""
+        err = self.err.end()
         if status != 0:
             detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
             raise IOFailure(f"cannot upload {self.where}: {detail}")
