@@ -37,7 +37,7 @@ class Children:
 
     def start(self, argv, **options):
         with self.lock:  # so that stop() cannot miss a child being started
-            proc = subprocess.Popen(argv, **options)
+            proc = sigthreads.popen(argv, **options)
             self.running.add(proc)
             if self.stopped:
                 proc.kill()
