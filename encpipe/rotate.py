@@ -55,6 +55,7 @@ from .cli import Io, child_command, print_text, write_line
 from .dirwalk import tree
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
+from .shown import json_value
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .rotatechild import Encpipe, Failure
@@ -76,7 +77,7 @@ def warn(message):
 
 
 def report(path, status, **fields):
-    write_line(json.dumps({"file": path, "status": status, **fields}))
+    write_line(json.dumps(json_value({"file": path, "status": status, **fields})))
 
 
 class ArgumentParser(argparse.ArgumentParser):
