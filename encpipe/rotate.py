@@ -160,6 +160,10 @@ class Rotation:
             if not coming.issuperset(ids):
                 sign.append((f, [i for i in ids if i not in coming]))
                 coming.update(ids)
+        if before.get("version") == 1 and not sign:  # with --sign-key: refused, its error says so
+            warn(f"{path}: a version 1 file: its maker is not authenticated (any holder of one of its keys could "
+                 "have made it) and it cannot be signed; re-seal it (encpipe open | encpipe seal) to make it "
+                 "version 2")
         if not (stale or missing or sign or self.new_ids - present):
             return report(path, "skipped", reason="already under the new key")
         if not present & (self.old_ids | self.new_ids):
@@ -189,7 +193,7 @@ class Rotation:
         opts = self.options
         args = ["rewrap"] + [a for f in opts.old_key_file + opts.new_key_file for a in ("--key-file", f)]
         args += [a for f in opts.new_key_file for a in ("--add-key-file", f)]
-        args += [a for pub in add_recipients for a in ("--add-recipient", pub)]
+        args += [f"--add-recipient={pub}" for pub in add_recipients]
         args += [a for key_id in sorted(remove) for a in ("--remove", key_id)]
         args += [a for f in sign_keys for a in ("--sign-key", f)] + self.signer_args
         src, original = step(safefile.open_source, "rewrap", path, dir_fd)
@@ -315,7 +319,7 @@ def main(argv):
         walk(options.dir, held, rotation, options.dry_run)
         os.close(held)
     except Failure as e:
-        err(str(e))
+        err(str(e), e.hint)
         return 66 if e.status in (65, 77, 78) else e.status
     except EncpipeError as e:
         err(str(e), e.hint)
