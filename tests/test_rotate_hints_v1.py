@@ -2,7 +2,8 @@
 error's, which it dropped), with the option rotate was given named in it; a
 value of --escrow-recipient is a value, never an option of the encpipe it is
 given to; and a version 1 file met on the way gets a warning: it is not
-sender-authenticated and cannot be signed (README, "Rotating a directory")."""
+sender-authenticated and cannot be signed (README, "Rotating a directory").
+Also: a JSON line's file name that is not UTF-8."""
 
 import json
 
@@ -64,3 +65,19 @@ def test_a_version_1_file_is_rotated_with_a_warning(tmp_path):
         assert lines(done)["v1.enc"]["status"] == expected
     report = json.loads(ok(run(["inspect", "--json"], (world.dir / "v1.enc").read_bytes())))
     assert report["version"] == 1
+
+
+def test_a_file_name_that_is_not_utf8_is_unicode_in_the_json_line_with_its_bytes_beside(tmp_path):
+    """As the JSON of encpipe-list (README, "Names that are not UTF-8 in JSON"):
+    before, `"file"` held `\\udcff`, Python's lone surrogate for the byte."""
+    import base64
+    import os
+
+    world = World(tmp_path)
+    world.add("x.enc", "--key-file", world.old_a)
+    os.rename(world.dir / "x.enc", os.path.join(os.fsencode(world.dir), b"b\xffd.enc"))
+    done = rotate(world.args())
+    assert (done.returncode, done.stderr) == (0, b"") and done.stdout.isascii()
+    [line] = [json.loads(text) for text in done.stdout.decode().splitlines()]
+    assert (line["file"], line["status"]) == (f"{world.dir}/b\\xffd.enc", "rotated")
+    assert base64.b64decode(line["file_base64"]) == os.fsencode(world.dir) + b"/b\xffd.enc"
