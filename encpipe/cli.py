@@ -6,7 +6,7 @@ import sys
 
 from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError
-from .shown import printable
+from .shown import json_value, printable
 from .stdio import discard, write_quietly
 from .usage import COMMANDS, USAGE, command_help
 from .workers import is_pipe
@@ -241,9 +241,11 @@ class Io:
     def print_json(self, value, default=None):
         """`value` as indented JSON, the bytes json.dumps(value, indent=2) gives, written
         as it is encoded: no string of the whole document (a listing of many files);
-        `default` turns an object (a listing's entry) into its JSON value when reached."""
+        `default` turns an object (a listing's entry) into its JSON value when reached.
+        Names that are not UTF-8 as shown.json_value gives them."""
         out, pending, size = self.stdout, [], 0
-        for chunk in json.JSONEncoder(indent=2, default=default).iterencode(value):
+        encoder = json.JSONEncoder(indent=2, default=default and (lambda o: json_value(default(o))))
+        for chunk in encoder.iterencode(json_value(value)):
             pending.append(chunk)
             size += len(chunk)
             if size >= JSON_BLOCK:

@@ -68,6 +68,7 @@ from . import childerr, dirlock, keycheck, safefile
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
+from .shown import json_value
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -201,7 +202,7 @@ class Migration:
         self.dir_fd, first_failure = dir_fd, 0
         for name in self.candidates():
             line = self.one(name)
-            write_line(json.dumps(line))
+            write_line(json.dumps(json_value(line)))
             if line["status"] == "failed" and not first_failure:
                 first_failure = line["exit_code"]
         return first_failure

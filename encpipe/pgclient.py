@@ -11,6 +11,7 @@ import re
 import secrets
 import subprocess
 
+from . import sigthreads
 from .keys import child_env
 
 _FIELD, _RECORD = "\x1f", "\x00"
@@ -77,7 +78,7 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False):
     text = "%s\n%s\n" % (SESSION_SETUP, sql)
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
-    proc = subprocess.run(psql_args(db, *extra), input=text.encode(), capture_output=True, env=client_env(user))
+    proc = sigthreads.run(psql_args(db, *extra), input=text.encode(), env=client_env(user))
     if proc.returncode != 0:
         raise PgError(_error_line(proc.stderr.decode(errors="replace"), proc.returncode))
     out = proc.stdout.decode()
@@ -102,7 +103,7 @@ def value(db, sql):
 def psql_version():
     """(major, minor) of the psql on PATH."""
     try:
-        out = subprocess.run(["psql", "--version"], capture_output=True, text=True, env=client_env()).stdout
+        out = sigthreads.run(["psql", "--version"], text=True, env=client_env()).stdout
     except OSError as e:
         raise PgError("cannot run psql: %s" % e) from None
     match = re.search(r"\b(\d+)(?:\.(\d+))?", out)
@@ -120,7 +121,7 @@ class Session:
     """A psql session held open (for an advisory lock); closed with the object."""
 
     def __init__(self, db):
-        self.proc = subprocess.Popen(psql_args(db, "-A", "-t"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = sigthreads.popen(psql_args(db, "-A", "-t"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env=client_env())
 
     def ask(self, sql):

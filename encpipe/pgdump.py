@@ -16,6 +16,7 @@ import os
 import subprocess
 import threading
 
+from . import sigthreads
 from .backup import label
 from .backup.storage import write_new
 from .childerr import exit_status
@@ -54,7 +55,7 @@ class Children:
     def start(self, argv, env):
         stdin = self.procs[-1].stdout if self.procs else subprocess.DEVNULL
         try:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
+            proc = sigthreads.popen(argv, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
         except OSError as e:
             self.said.error(f"cannot run {argv[0]}: {e.strerror or e}")
             self.failed = 127

@@ -55,6 +55,7 @@ from .cli import Io, child_command, print_text, write_line
 from .dirwalk import tree
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
+from .shown import json_value
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .rotatechild import Encpipe, Failure
@@ -76,7 +77,7 @@ def warn(message):
 
 
 def report(path, status, **fields):
-    write_line(json.dumps({"file": path, "status": status, **fields}))
+    write_line(json.dumps(json_value({"file": path, "status": status, **fields})))
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -159,6 +160,10 @@ class Rotation:
             if not coming.issuperset(ids):
                 sign.append((f, [i for i in ids if i not in coming]))
                 coming.update(ids)
+        if before.get("version") == 1 and not sign:  # with --sign-key: refused, its error says so
+            warn(f"{path}: a version 1 file: its maker is not authenticated (any holder of one of its keys could "
+                 "have made it) and it cannot be signed; re-seal it (encpipe open | encpipe seal) to make it "
+                 "version 2")
         if not (stale or missing or sign or self.new_ids - present):
             return report(path, "skipped", reason="already under the new key")
         if not present & (self.old_ids | self.new_ids):
@@ -188,7 +193,7 @@ class Rotation:
         opts = self.options
         args = ["rewrap"] + [a for f in opts.old_key_file + opts.new_key_file for a in ("--key-file", f)]
         args += [a for f in opts.new_key_file for a in ("--add-key-file", f)]
-        args += [a for pub in add_recipients for a in ("--add-recipient", pub)]
+        args += [f"--add-recipient={pub}" for pub in add_recipients]
         args += [a for key_id in sorted(remove) for a in ("--remove", key_id)]
         args += [a for f in sign_keys for a in ("--sign-key", f)] + self.signer_args
         src, original = step(safefile.open_source, "rewrap", path, dir_fd)
@@ -314,7 +319,7 @@ def main(argv):
         walk(options.dir, held, rotation, options.dry_run)
         os.close(held)
     except Failure as e:
-        err(str(e))
+        err(str(e), e.hint)
         return 66 if e.status in (65, 77, 78) else e.status
     except EncpipeError as e:
         err(str(e), e.hint)

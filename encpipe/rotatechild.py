@@ -8,6 +8,7 @@ that named none would say nothing of which."""
 
 import json
 import os
+import re
 import subprocess
 
 from . import childerr
@@ -20,9 +21,9 @@ OUTPUT_MAX = 1 << 20  # bytes read of what an encpipe child prints (key ids, ins
 class Failure(Exception):
     """A step failed: `status` is the exit status of the script (or of encpipe, for a file)."""
 
-    def __init__(self, message, status=1, step="rotate"):
+    def __init__(self, message, status=1, step="rotate", hint=None):
         super().__init__(message)
-        self.status, self.step = status, step
+        self.status, self.step, self.hint = status, step, hint
 
 
 class Encpipe:
@@ -38,13 +39,13 @@ class Encpipe:
         standard error is never held whole, whatever it writes)."""
         label = f"{PROG}: {printable(about)}: " if about is not None else ""
         try:
-            returncode, out, (error, _) = childerr.run(self.secrets.spawn, self.command + args, OUTPUT_MAX,
+            returncode, out, (error, hint) = childerr.run(self.secrets.spawn, self.command + args, OUTPUT_MAX,
                                                        pass_on=not quiet or bool(label), label=label,
                                                        stdin=stdin, stdout=stdout)
         except OSError as e:  # ENCPIPE missing, a directory, not executable
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
         if returncode != 0:
-            raise Failure(error or f"encpipe {args[0]} failed", returncode)
+            raise Failure(error or f"encpipe {args[0]} failed", returncode, hint=hint)
         return out
 
     def key_ids(self, key_files, option="--key-file"):
@@ -53,9 +54,12 @@ class Encpipe:
 
     def recipient_id(self, public_key):
         try:
-            return self.run(["keyid", "--recipient", public_key]).decode("ascii").strip()
+            # one word: a value such as -h is a value, not an option (encpipe's --help)
+            return self.run(["keyid", f"--recipient={public_key}"]).decode("ascii").strip()
         except Failure as e:
-            raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status) from None
+            hint = e.hint and re.sub(r"--recipient(?![\w-])", "--escrow-recipient", e.hint)  # rotate's option
+            raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status,
+                          hint=hint) from None
 
     def inspect(self, fd, about=None):
         """inspect of the file open as `fd` (never by path: a FIFO swapped in would block it)."""

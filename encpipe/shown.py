@@ -1,6 +1,7 @@
 """Text as the tools show it on one line (their messages, encpipe-check's plugin
 lines): a name in it can neither forge a line nor pass for another name."""
 
+import base64
 import re
 
 
@@ -55,3 +56,42 @@ def plugin_line(text):
     performance data (hiding the rest of the line, and with Nagios every line
     after it), escaped as `\\x7c`."""
     return printable(text).replace("|", "\\x7c")
+
+
+def json_value(value):
+    r"""`value` for the tools' JSON (README, "JSON output"): every string Unicode. A
+    string holding bytes that are not UTF-8 (os.listdir's surrogates, in a file
+    name and all that is taken from it) shows each such byte as `\xNN`; beside it,
+    in its object, `<key>_base64` holds its exact bytes (an object keyed by such a
+    string holds them as `key_base64`). A lone surrogate would be refused by a
+    strict parser, and read by jq as U+FFFD: two names, one text."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = json_value(item)
+            if _odd(key) and isinstance(item, dict):
+                item = {**item, "key_base64": _base64(key)}
+            out[_shown(key) if _odd(key) else key] = item
+            if _odd(value[key]):
+                out[f"{key}_base64"] = _base64(value[key])
+        return out
+    if isinstance(value, (list, tuple)):
+        return [json_value(item) for item in value]
+    return _shown(value) if _odd(value) else value
+
+
+def _odd(text):
+    return isinstance(text, str) and not text.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def _shown(text):
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else
+                   "\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def _base64(text):
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate os.listdir never gives (from a remote's listing, say)
+        raw = text.encode("utf-8", "surrogatepass")
+    return base64.b64encode(raw).decode("ascii")

@@ -4,6 +4,7 @@ characters or bytes that are not UTF-8. Each test names the hole it closes; the
 real scripts run where a hang is the failure.
 """
 
+import base64
 import io
 import json
 import os
@@ -290,24 +291,59 @@ def test_messages_about_files_are_one_line_whatever_their_names(tmp_path):
     assert done.stderr.decode().count("\n") == 1 and "\r" not in done.stderr.decode()
 
 
+def _strings(value, key=None):
+    """(key, string) for every string of a JSON value, an object's keys included."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield None, k
+            yield from _strings(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v, key)
+    elif isinstance(value, str):
+        yield key, value
+
+
+def _exact(entry, key):
+    """A name as a script takes it from the JSON: `<key>_base64` when there, else the text."""
+    if f"{key}_base64" in entry:
+        return base64.b64decode(entry[f"{key}_base64"], validate=True)
+    return entry[key].encode()
+
+
 def test_json_reports_stay_ascii_json_whatever_the_names(tmp_path):
-    """Already safe (a test of it): list, verify and prune print JSON with every
-    name escaped, newlines, escape characters and bytes that are not UTF-8 included."""
+    """list, verify and prune print JSON with every name escaped, newlines, escape
+    characters and bytes that are not UTF-8 included; every string in it is
+    Unicode (no lone surrogate, which a strict parser refuses and jq turns into
+    U+FFFD, so that two names read the same): a byte that is not UTF-8 shows as
+    `\\xNN`, and `<key>_base64` beside it holds the name's exact bytes. Before,
+    such a name was `\\udcff` in the JSON, Python's surrogate for the byte."""
     d = tmp_path / "b"
     d.mkdir()
     make_valid(d, "shop_20240101T000000Z.sql.enc")
     make_valid(d, "sh\x1bop_20240101T000000Z.sql.enc")
     (d / "two\nlines.enc").write_bytes(b"x")
     os.rename(make_valid(d, "x"), os.path.join(os.fsencode(d), b"b\xffd_20240101T000000Z.sql.enc"))
-    names = {"shop_20240101T000000Z.sql.enc", "sh\x1bop_20240101T000000Z.sql.enc", "two\nlines.enc",
-             "b\udcffd_20240101T000000Z.sql.enc"}
-    for command, argv in (("list", []), ("verify", []), ("prune", ["--keep-last", "1"])):
+    names = {b"shop_20240101T000000Z.sql.enc", b"sh\x1bop_20240101T000000Z.sql.enc", b"two\nlines.enc",
+             b"b\xffd_20240101T000000Z.sql.enc"}
+    for command, argv in (("list", []), ("list", ["--stats"]), ("verify", []), ("prune", ["--keep-last", "1"])):
         done = script(command, *argv, d, env=ENV)
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout.isascii() and done.stderr == b""
         report = json.loads(done.stdout)
-        found = report if command == "list" else report["results"] if command == "verify" else report["kept"]
-        assert {f["filename"] for f in found} == (names if command != "prune" else names - {"two\nlines.enc"})
+        for key, text in _strings(report):
+            text.encode("utf-8")  # no surrogate
+        found = (report["backups"] if argv else report) if command == "list" else (
+            report["results"] if command == "verify" else report["kept"])
+        assert {_exact(f, "filename") for f in found} == (names if command != "prune" else names - {b"two\nlines.enc"})
+        odd = next(f for f in found if f["filename"].startswith("b"))
+        assert odd["filename"] == "b\\xffd_20240101T000000Z.sql.enc"
+        if command == "verify":
+            assert _exact(odd, "path") == os.fsencode(d) + b"/b\xffd_20240101T000000Z.sql.enc"
+        else:
+            assert (odd["database"], _exact(odd, "database")) == ("b\\xffd", b"b\xffd")
+        if argv == ["--stats"]:
+            assert report["stats"]["databases"]["b\\xffd"]["key_base64"] == base64.b64encode(b"b\xffd").decode()
 
 
 # --- copies of files of the previous tool --------------------------------------------

@@ -2,6 +2,7 @@
 children, removing its temporary files and recording the failed run."""
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -101,3 +102,28 @@ def test_only_the_main_thread_takes_a_signal(pg, tools, key_file, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+HANDLED = sum(1 << (s - 1) for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM))
+RECORD_MASK = 'while read -r key value; do [ "$key" = SigBlk: ] && echo "$value" >> {log}; done < /proc/$$/status\n'
+
+
+def test_the_globals_children_start_with_the_signals_unblocked(pg, tools, key_file, tmp_path):
+    """pg_dumpall and psql, started by the globals thread (which blocks SIGINT,
+    SIGTERM and SIGHUP, so that the main thread takes them), once inherited its
+    mask through exec: a `kill -TERM` of one of them, or a systemd stop, went
+    unheeded until SIGKILL. Each records its own mask (/proc/$$/status of the
+    shell that execs it)."""
+    log = tmp_path / "masks"
+    fake = _fake_pg_dump(tmp_path, "echo 'CREATE TABLE t (x int);'\n")
+    env = script_env(pg, tools)
+    for name in ("pg_dumpall", "psql"):
+        real = shutil.which(name, path=env["PATH"])
+        (fake / name).write_text("#!/bin/sh\n" + RECORD_MASK.format(log=log) + f'exec {real} "$@"\n')
+        (fake / name).chmod(0o755)
+    env = _with_path_first(env, fake)
+    done = subprocess.run([BACKUP, "--dir", tmp_path / "b", "--key-file", key_file, "postgres"], env=env,
+                          capture_output=True)
+    assert done.returncode == 0, done.stderr
+    masks = [int(line, 16) for line in log.read_text().split()]
+    assert len(masks) >= 2 and all(mask & HANDLED == 0 for mask in masks), [hex(m) for m in masks]

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from encpipe.backup import metrics
+from encpipe.backup import metrics, unit
+from encpipe.errors import UnsafeDirectory, UsageError
 from encpipe.backup.cli import main
 from test_backup_dir import make_valid, stamp
 
@@ -102,3 +103,37 @@ def test_a_missing_metrics_file_in_a_directory_another_user_can_write_is_critica
     assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {tmp_path} (above "
                                          f"{tmp_path / 'm'}) can be written by every user (mode o+w), who could "
                                          f"hide a failed backup\n")
+
+
+def test_encpipe_backup_writes_no_metrics_file_where_check_would_not_read_it(tmp_path):
+    """A sticky directory every user can write (/tmp): encpipe-backup wrote its
+    metrics file there (a sticky directory passes its check for the files it
+    writes), and every encpipe-check of it was CRITICAL. Now the backup refuses
+    that place as check does (73: the run's `metrics not written: ...`), before
+    making its lock there."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    prom = shared / "encpipe.prom"
+    with pytest.raises(UnsafeDirectory) as refused:
+        metrics.record(str(prom), "shop", ok=True, started=1.0, finished=2.0)
+    assert (refused.value.exit_code, str(refused.value)) == (
+        73, f"{shared} can be written by every user (mode o+w), who could hide a failed backup: "
+            "encpipe-check would not read the metrics file there")
+    assert os.listdir(shared) == []
+    (tmp_path / "m").mkdir(mode=0o755)  # a directory of the backups' user: written, and read by check
+    metrics.record(str(tmp_path / "m" / "encpipe.prom"), "shop", ok=True, started=1.0, finished=2.0)
+    assert metrics.read(str(tmp_path / "m" / "encpipe.prom"))["shop"]["encpipe_backup_last_attempt_success"] == 1
+
+
+@pytest.mark.parametrize("place", ["/tmp/encpipe.prom", "/var/tmp/m/encpipe.prom", "/tmp"])
+def test_the_systemd_unit_refuses_a_metrics_file_in_a_temporary_directory(place):
+    """The unit's PrivateTmp= gives the service a /tmp of its own: a metrics file
+    there was seen by no one (and in the real /tmp check would refuse it)."""
+    with pytest.raises(UsageError) as refused:
+        unit.render("/usr/local/bin/encpipe-backup", ["--dir", "/var/backups/encpipe", "--metrics-file", place])
+    assert str(refused.value) == (f"--metrics-file {place}: the unit's PrivateTmp= gives the service a /tmp and "
+                                  "/var/tmp of its own, which no one else sees")
+    assert "ReadWritePaths=/var/backups/encpipe /var/lib/encpipe" in unit.render(
+        "/usr/local/bin/encpipe-backup", ["--dir", "/var/backups/encpipe", "--metrics-file",
+                                          "/var/lib/encpipe/encpipe.prom"]).splitlines()

@@ -57,3 +57,30 @@ def test_a_name_without_a_backslash_or_anything_to_escape_is_as_it_was():
     assert printable("shop_20260101T000000Z.sql.enc") == "shop_20260101T000000Z.sql.enc"
     assert printable("café") == "café"
     assert printable(os.fsdecode(b"b\xffd")) == "b\\xffd"
+
+
+def test_verify_s_internal_error_shows_a_name_escaped_once(tmp_path, monkeypatch):
+    """A bug met while verifying one file is that file's internal error (70). Its
+    message was the exception's repr(): a newline in a name became `\\n` there,
+    and printable doubled that backslash, so the line showed the name holding a
+    backslash and an `n`; a KeyError's name came in quotes. Now the class and the
+    exception's own words, escaped once where shown; the JSON holds them as they are."""
+    import io
+    import json
+
+    from encpipe.backup import verify
+    from encpipe.backup.cli import main
+    from test_backup_dir import ENV, make_valid
+
+    make_valid(tmp_path, "a_20240101T000000Z.sql.enc")
+
+    def broken(*args, **kwargs):
+        raise KeyError("a\nb")
+
+    monkeypatch.setattr(verify.envelope, "open_sealed", broken)
+    out, err = io.BytesIO(), io.StringIO()
+    assert main(["verify", str(tmp_path)], stdout=out, stderr=err, env=dict(ENV)) == 70
+    [result] = json.loads(out.getvalue())["results"]
+    assert (result["exit_code"], result["error"]) == (70, "internal error: KeyError: a\nb")
+    assert err.getvalue() == (f"encpipe-verify: error: {tmp_path}/a_20240101T000000Z.sql.enc: "
+                              "internal error: KeyError: a\\nb\n")

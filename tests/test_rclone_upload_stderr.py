@@ -34,3 +34,22 @@ def test_an_upload_whose_rclone_logs_the_body_it_sends_completes(s3):
     assert (child.returncode, out, err) == (0, b"", b""), err[-2000:]
     with open(os.path.join(s3.bucket_dir, "chatty", ".encpipe-tmp.chatty"), "rb") as stored:
         assert stored.read() == data
+
+
+def test_an_rclone_that_stops_reading_and_exits_0_fails_the_upload_with_74(tmp_path):
+    """An `rclone rcat` that reads a little of the upload and exits with status 0:
+    the write that meets its closed pipe fails the upload, one line and 74, the
+    status of a failed remote write. Before, that write closed the upload, found
+    status 0 and said nothing; the next write was to the closed pipe, a ValueError:
+    a traceback and status 1."""
+    fake = tmp_path / "rclone"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = rcat ] || exit 0\nhead -c 10 >/dev/null\nexit 0\n")
+    fake.chmod(0o755)
+    (tmp_path / "rclone.conf").write_text("")
+    env = {**python_env(), "RCLONE": str(fake), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+           "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "upload", "--to", "here:up", ".encpipe-tmp.up"],
+                          env=env, input=bytes(4 * 1024 * 1024), capture_output=True)  # more than a pipe holds
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (
+        74, b"", "encpipe-backup: error: cannot upload here:up/.encpipe-tmp.up: "
+                 "rclone rcat ended (status 0) before all the data was written to it\n")

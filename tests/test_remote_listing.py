@@ -260,3 +260,28 @@ def test_an_examine_that_failed_before_the_listing_waits_is_raised_at_once():
     hanging.set_result(None)  # lets a waiting _settle end
     waiter.join(10)
     assert raised_at_once == ["a bug"]
+
+
+HANDLED = sum(1 << (s - 1) for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM))
+
+
+def test_the_examine_threads_leave_signals_to_the_main_thread_their_rclone_does_not(s3, sealed, tmp_path):
+    """The examine threads were started by the pool with the main thread's mask: a
+    SIGTERM the kernel gave one of them waited for the main thread's next bytecode
+    (README, "Signals"). They now block SIGINT, SIGTERM and SIGHUP, as every other
+    thread of encpipe's does; the `rclone cat` they start does not (a child that
+    blocks SIGTERM ignores `kill` and a systemd stop). Each `cat` records its own
+    mask and those of encpipe's threads other than the main one (its parent's tasks)."""
+    plain, _, _ = sealed
+    upload(s3, tmp_path, "masks", {f"shop_202601{i + 1:02d}T000000Z.sql.enc": plain for i in range(4)})
+    own, threads = tmp_path / "own", tmp_path / "threads"
+    rclone = wrapper(tmp_path / "rclone",
+                     f'while read -r key value; do [ "$key" = SigBlk: ] && echo "$value" >> {own}; done < /proc/$$/status\n'
+                     f'for task in /proc/$PPID/task/*; do [ "${{task##*/}}" = "$PPID" ] && continue\n'
+                     f'while read -r key value; do [ "$key" = SigBlk: ] && echo "$value" >> {threads}; done'
+                     f' < "$task/status"; done')
+    proc = encpipe_list(f"{s3.location}/masks", {**python_env(), **s3.env, "RCLONE": rclone})
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    children, others = ([int(v, 16) for v in path.read_text().split()] for path in (own, threads))
+    assert len(children) >= 4 and all(mask & HANDLED == 0 for mask in children), [hex(m) for m in children]
+    assert others and all(mask & HANDLED == HANDLED for mask in others), [hex(m) for m in others]

@@ -62,6 +62,7 @@ from .. import commands
 from ..cli import Io, report_errors
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
 from ..safefile import check_directory
+from ..shown import json_value
 from . import metrics, unit
 from .cli import policy_from, usage_message
 from .listing import examine
@@ -132,7 +133,7 @@ def cmd_commit(args, io):
     if unrecorded:  # stored all the same: said, the JSON line printed, 1 as for the other steps after the rename
         io.error(f"backup written, but metrics not written: {unrecorded}", hint=unrecorded.hint)
         status = 1
-    io.print(json.dumps(line))
+    io.print(json.dumps(json_value(line)))
     return status
 
 

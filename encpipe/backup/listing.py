@@ -6,7 +6,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from .. import envelope
+from .. import envelope, sigthreads
 from .. import format as fmt
 from .. import provenance
 from ..errors import InputUnavailable, InvalidStream, IOFailure
@@ -199,7 +199,8 @@ def scan(store, signers=False):
     try:  # a window of futures, not one per object (each holds a lock and a condition)
         entries, window = [], deque()
         for item in items:
-            window.append(pool.submit(examine, store, item, signers))
+            with sigthreads.blocked():  # the thread the pool may start for it leaves signals to this one
+                window.append(pool.submit(examine, store, item, signers))
             while len(window) >= 2 * REMOTE_AT_ONCE:
                 _settle(window, entries)
         while window:

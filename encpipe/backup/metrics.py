@@ -12,7 +12,7 @@ import stat
 from contextlib import contextmanager
 
 from ..errors import InvalidStream, IOFailure, UnsafeDirectory
-from ..safefile import check_directory, first_other_writer, open_source, other_writer, write_atomically
+from ..safefile import first_other_writer, open_source, other_writer, write_atomically
 from .listing import copies, older_than_its_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
@@ -102,6 +102,19 @@ def refuse_shared(path, info):
         raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could hide a failed backup")
 
 
+def refuse_place(path):
+    """UnsafeDirectory (73) when a user other than the caller and root can write the
+    directory of the metrics file at `path`, sticky or not, or one above it (a
+    sticky one excepted): encpipe-check would not read it there (refuse_shared),
+    and in a sticky one such as /tmp another user could have made it first."""
+    directory = os.path.dirname(os.path.abspath(path))
+    found = first_other_writer(directory, sticky_here=False)
+    if found:
+        raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could hide a failed backup: "
+                              "encpipe-check would not read the metrics file there",
+                              hint="write it in a directory that only the backups' user and root can write")
+
+
 def _owner_of(directory):
     """The owner of `directory`, else of the first directory above it that is there."""
     current = os.path.realpath(directory)
@@ -126,7 +139,7 @@ def render(samples):
 
 def record(path, database, *, ok, started, finished, size=None):
     """Write one attempt of `database` into the textfile at `path`."""
-    check_directory(os.path.dirname(os.path.abspath(path)))  # before making the lock in it
+    refuse_place(path)  # before making the lock in it
     with _locked(f"{path}.lock"):
         samples = read(path, lenient=True)
         mine = samples.setdefault(label(database), {})

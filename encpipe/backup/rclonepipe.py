@@ -37,7 +37,7 @@ class Children:
 
     def start(self, argv, **options):
         with self.lock:  # so that stop() cannot miss a child being started
-            proc = subprocess.Popen(argv, **options)
+            proc = sigthreads.popen(argv, **options)
             self.running.add(proc)
             if self.stopped:
                 proc.kill()
@@ -172,7 +172,9 @@ class Upload:
     """rclone rcat's input. Its standard error is read while the upload runs (an
     rclone that writes more than a pipe holds there, as `-vv` or `--dump bodies`
     makes it, would otherwise wait for ever, and the upload with it); only its
-    end (ERR_TAIL bytes) is kept, for the error line."""
+    end (ERR_TAIL bytes) is kept, for the error line. An rclone that ends before
+    it has taken all that was written, even with status 0, fails the upload
+    (IOFailure, 74): a short object is never taken for a complete one."""
 
     def __init__(self, proc, where):
         self.proc, self.where = proc, where
@@ -181,16 +183,22 @@ class Upload:
     def write(self, block):
         try:
             self.proc.stdin.write(block)
-        except BrokenPipeError:
-            self.close()
+        except BrokenPipeError:  # rclone ended: its own failure, or a short upload
+            self._end(short=True)
 
     def close(self):
+        self._end(short=False)
+
+    def _end(self, short):
         try:
             self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        except BrokenPipeError:  # what was left to give it was not taken
+            short = True
         status = self.proc.wait()
         err = self.err.end()
         if status != 0:
             detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
             raise IOFailure(f"cannot upload {self.where}: {detail}")
+        if short:
+            raise IOFailure(f"cannot upload {self.where}: "
+                            "rclone rcat ended (status 0) before all the data was written to it")

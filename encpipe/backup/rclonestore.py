@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+from .. import sigthreads
 from ..errors import InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
@@ -91,7 +92,7 @@ class Rclone:
         return Download(proc, what, self.children, size)
 
     def writer(self, name, final=None):
-        proc = subprocess.Popen([self.binary, "rcat", self.where(name)], env=self.env,
+        proc = sigthreads.popen([self.binary, "rcat", self.where(name)], env=self.env,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return Upload(proc, self.where(name))
 

@@ -1,7 +1,9 @@
 """A systemd service unit for this install of encpipe-backup."""
 
+import os
 import shlex
 
+from ..errors import UsageError
 from .remotes import refuse_credentials
 
 DEFAULT_DIR = "/var/backups/encpipe"
@@ -76,6 +78,10 @@ def render(script, args, timeout="6h"):
     for option in ("--dir", "--metrics-file"):
         if option in args[:-1]:
             value = args[args.index(option) + 1]
+            if option == "--metrics-file" and _private(value):
+                raise UsageError(f"--metrics-file {value}: the unit's PrivateTmp= gives the service a /tmp and "
+                                 "/var/tmp of its own, which no one else sees",
+                                 hint="write it in a directory of the backups' user, e.g. /var/lib/encpipe")
             writable.append(value if option == "--dir" else value.rpartition("/")[0] or "/")
     if "--dir" not in args and "--to" not in args:
         args = ["--dir", DEFAULT_DIR, *args]
@@ -83,6 +89,12 @@ def render(script, args, timeout="6h"):
     exec_start = " ".join(_quote(a) for a in [script, *args])
     return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
                            writable=" ".join(writable) or DEFAULT_DIR).rstrip("\n")
+
+
+def _private(path):
+    """Whether `path` is in /tmp or /var/tmp (or is one), which PrivateTmp= makes the service's own."""
+    return any(os.path.normpath(path) == top or os.path.normpath(path).startswith(top + "/")
+               for top in ("/tmp", "/var/tmp"))
 
 
 def _credentials(args):

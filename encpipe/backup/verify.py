@@ -77,7 +77,7 @@ def verify_entry(store, entry, keys, workers, named=False):
     except OSError as e:
         fail(result, 66, f"cannot read {entry.filename}: {e.strerror or e}")
     except Exception as e:  # a bug; report it for this file and go on with the others
-        fail(result, 70, f"internal error: {e!r}")
+        fail(result, 70, internal_error(e))
     return result
 
 
@@ -229,6 +229,13 @@ def standing(result, count_unauthenticated=False):
     if not result["ok"]:
         return FAILED
     return OK if result["sender_authenticated"] or count_unauthenticated else UNAUTHENTICATED
+
+
+def internal_error(e):
+    """A bug's message: its class and its own words, not its repr() (a name in it is
+    escaped once, where the message is shown: shown.printable)."""
+    words = " ".join(map(str, e.args))
+    return f"internal error: {type(e).__name__}{': ' + words if words else ''}"
 
 
 def fail(result, code, message):
