@@ -40,7 +40,8 @@ Exit status: 0 every encpipe file is under the new keys; 1 some file could not
 be rotated or was refused (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
 73 another user can write DIR; 74 the report cannot be written (141 when its
 reader went away: the files done so far are rotated, the others not yet);
-75 another encpipe-rotate is working on DIR.
+75 another encpipe-rotate is working on DIR; 128 + N the encpipe keyid of the
+key files was killed by signal N.
 """
 
 import argparse

@@ -3,13 +3,32 @@ an option's range, an example's output, the exit statuses the scripts use, the
 encpipe command the Python scripts run. Each test fails when its claim becomes
 false; the README text it checks is quoted in its docstring."""
 
+import io
+import json
+import re
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from test_backup_dir import ENV, make_valid, stamp
 from test_backup_restore import backup, ensure_awkward, make_key, python_env
 
+from encpipe.backup.cli import main as backups_main
+
 REPO = Path(__file__).parent.parent
+README = (REPO / "README.md").read_text()
+SCRIPTS = REPO / "scripts"
+
+
+def exit_status_rows():
+    """README's "Exit status" table: {code: meaning}, each code as written ("1", "128 + N")."""
+    section = README.split("\n## Exit status\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for codes, meaning in re.findall(r"^\| ([0-9N+, ]+) \| (.*) \|$", section, re.M):
+        for code in codes.split(","):
+            rows[code.strip()] = meaning
+    return rows
 
 
 def encpipe(*argv, **kw):
@@ -40,3 +59,68 @@ def test_zstd_compress_level_22_is_level_22_not_19(pg, tools, tmp_path):
                      "--key-file", key)
     plaintext = encpipe("open", "--key-file", key, path).stdout
     assert zstd_window_log(plaintext) == 27
+
+
+# --- Exit status: what the scripts exit with -----------------------------------
+
+
+def check(*argv):
+    out, err = io.BytesIO(), io.StringIO()
+    return backups_main(["check", *argv], stdout=out, stderr=err, env=dict(ENV))
+
+
+def test_the_exit_status_table_lists_the_statuses_of_encpipe_check(tmp_path):
+    """README "Exit status" lists every status: encpipe-check's 1 (warning) and 2
+    (critical) among them."""
+    make_valid(tmp_path, f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc")
+    assert check("--max-age", "26", "--warn-age", "0.5", str(tmp_path)) == 1
+    assert check("--max-age", "26", "--database", "crm", str(tmp_path)) == 2
+    rows = exit_status_rows()
+    assert "`encpipe-check`: warning" in rows["1"]
+    assert "`encpipe-check`: critical" in rows["2"]
+
+
+def test_the_exit_status_table_lists_the_status_of_a_rotation_that_left_a_file(tmp_path):
+    """README "Exit status": 1 is a script's run that did part of its work (encpipe-rotate:
+    a file it could not rotate)."""
+    (tmp_path / "d").mkdir(mode=0o700)
+    old, new = make_key(tmp_path / "old"), make_key(tmp_path / "new")
+    (tmp_path / "d" / "a.enc").write_bytes(encpipe("seal", "--key-file", make_key(tmp_path / "other"),
+                                                   input=b"x").stdout)
+    done = subprocess.run([sys.executable, SCRIPTS / "encpipe-rotate", "--old-key-file", old, "--new-key-file", new,
+                           tmp_path / "d"], capture_output=True, env=python_env())
+    assert done.returncode == 1, done.stderr
+    assert "`encpipe-rotate`" in exit_status_rows()["1"]
+
+
+def killed_encpipe(tmp_path, spare=""):
+    """An ENCPIPE that is killed by SIGKILL, but for the commands in `spare`, which it runs."""
+    path = tmp_path / "encpipe-killed"
+    path.write_text(f"#!/bin/sh\ncase \"$1\" in {spare or '-'}) exec {sys.executable} -m encpipe \"$@\";; esac\n"
+                    "kill -9 $$\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def rotate_world(tmp_path):
+    (tmp_path / "d").mkdir(mode=0o700)
+    old, new = make_key(tmp_path / "old"), make_key(tmp_path / "new")
+    (tmp_path / "d" / "a.enc").write_bytes(encpipe("seal", "--key-file", old, input=b"x").stdout)
+    return ["--old-key-file", old, "--new-key-file", new, str(tmp_path / "d")]
+
+
+def test_a_child_killed_by_a_signal_is_128_plus_n_for_encpipe_rotate(tmp_path):
+    """README "Exit status": 128 + N when an encpipe a script needs is killed by signal
+    N, as encpipe-restore and encpipe-migrate say it. Before, encpipe-rotate exited
+    with -9 (247) when its `encpipe keyid` was killed, and a file's line said `"exit": -9`."""
+    argv = [sys.executable, SCRIPTS / "encpipe-rotate", *rotate_world(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, env={**python_env(), "ENCPIPE": killed_encpipe(tmp_path)})
+    assert (done.returncode, done.stdout) == (137, b"")
+    assert done.stderr == b"encpipe-rotate: error: encpipe keyid failed with status 137\n"
+    done = subprocess.run(argv, capture_output=True,
+                          env={**python_env(), "ENCPIPE": killed_encpipe(tmp_path, spare="keyid")})
+    assert done.returncode == 1
+    line = json.loads(done.stdout)
+    assert (line["status"], line["step"], line["exit"]) == ("error", "inspect", 137)
+    assert line["error"] == "encpipe inspect failed with status 137"
+    assert "killed by signal N" in exit_status_rows()["128 + N"]
