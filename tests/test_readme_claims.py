@@ -5,6 +5,7 @@ false; the README text it checks is quoted in its docstring."""
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -124,3 +125,60 @@ def test_a_child_killed_by_a_signal_is_128_plus_n_for_encpipe_rotate(tmp_path):
     assert (line["status"], line["step"], line["exit"]) == ("error", "inspect", 137)
     assert line["error"] == "encpipe inspect failed with status 137"
     assert "killed by signal N" in exit_status_rows()["128 + N"]
+
+
+# --- Rotating a directory: the example's output -----------------------------------
+
+
+def readme_rotate_example():
+    """The JSON lines README shows under its encpipe-rotate example."""
+    section = README.split("\n### Rotating a directory: `encpipe-rotate`\n", 1)[1].split("\n### ", 1)[0]
+    return [json.loads(line) for line in re.findall(r"^    (\{\"file\": .*\})$", section, re.M)]
+
+
+def test_the_rotate_example_prints_what_readme_shows(tmp_path):
+    """README's encpipe-rotate example: a file under the old key `rotated`, one already
+    under the new key and the escrow recipient `skipped`, a README.txt `foreign`, in the
+    order rotate prints them, each line with the fields rotate gives it."""
+    shown = readme_rotate_example()
+    assert [line["status"] for line in shown] == ["foreign", "rotated", "skipped"]
+    d = tmp_path / "encpipe"
+    d.mkdir(mode=0o700)
+    old, new = make_key(tmp_path / "old.key"), make_key(tmp_path / "backup.key")
+    escrow = encpipe("keygen", "--x25519", "-o", tmp_path / "escrow.id").stdout.decode().strip()
+    names = [os.path.basename(line["file"]) for line in shown]
+    (d / names[0]).write_text("not a backup\n")
+    (d / names[1]).write_bytes(encpipe("seal", "--key-file", old, input=b"x").stdout)
+    (d / names[2]).write_bytes(encpipe("seal", "--key-file", new, "--recipient", escrow, input=b"x").stdout)
+    done = subprocess.run([sys.executable, SCRIPTS / "encpipe-rotate", "--old-key-file", old, "--new-key-file", new,
+                           "--escrow-recipient", escrow, d], capture_output=True, env=python_env())
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(os.path.basename(p["file"]), p["status"]) for p in printed] == [
+        (os.path.basename(s["file"]), s["status"]) for s in shown]
+    assert [sorted(p) for p in printed] == [sorted(s) for s in shown]
+    assert [p.get("reason") for p in printed] == [s.get("reason") for s in shown]
+
+
+# --- The encpipe the Python scripts run --------------------------------------------
+
+
+def test_rotate_and_migrate_run_this_pythons_encpipe_not_paths(tmp_path):
+    """README: without ENCPIPE, encpipe-rotate and encpipe-migrate run the encpipe of
+    the Python they run on (`-m encpipe`), never whatever `encpipe` PATH finds first."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "encpipe").write_text("#!/bin/sh\necho 'not this encpipe' >&2\nexit 99\n")
+    (bin_dir / "encpipe").chmod(0o755)
+    env = {**python_env(), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, SCRIPTS / "encpipe-rotate", "--dry-run", *rotate_world(tmp_path)],
+                          capture_output=True, env=env)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert json.loads(done.stdout)["status"] == "would-rotate"
+    done = subprocess.run([sys.executable, SCRIPTS / "encpipe-migrate", "--dry-run", "--legacy-key-file",
+                           tmp_path / "old", "--key-file", tmp_path / "new", tmp_path / "d"],
+                          capture_output=True, env=env)
+    assert (done.returncode, done.stderr) == (0, b"")
+    for script in ("encpipe-rotate", "encpipe-migrate"):
+        section = README.split(f"`{script}`\n", 1)[1].split("\n## ", 1)[0]
+        assert "(default `encpipe`" not in section
