@@ -12,6 +12,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from test_backup_dir import ENV, make_valid, stamp
 from test_backup_restore import backup, ensure_awkward, make_key, python_env
 
@@ -182,3 +184,47 @@ def test_rotate_and_migrate_run_this_pythons_encpipe_not_paths(tmp_path):
     for script in ("encpipe-rotate", "encpipe-migrate"):
         section = README.split(f"`{script}`\n", 1)[1].split("\n## ", 1)[0]
         assert "(default `encpipe`" not in section
+
+
+# --- Synopses ----------------------------------------------------------------------
+
+
+KEY_OPTIONS = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
+               "--passphrase-command", "--recipient", "--recipient-file"}
+
+
+def readme_synopsis(script):
+    """The options of README's synopsis of `script`: its indented lines that start
+    `script [` or `script --` and name no path (an example does), and the lines
+    that go on from them."""
+    options, inside = set(), False
+    for line in README.splitlines():
+        if re.match(rf"^    {script} (\[|--)", line) and "/" not in line:  # not an example
+            inside = True
+        elif not re.match(r"^ {6,}\S", line):
+            inside = False
+        if inside:
+            options |= set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", line))
+    return options
+
+
+def script_usage(script):
+    """The options the usage of `script --help` names (the lines before the first blank one
+    after its usage starts; restore's and migrate's [options]: the option lines too)."""
+    text = subprocess.run([SCRIPTS / script, "--help"], capture_output=True, check=True,
+                          env=python_env()).stdout.decode()
+    usage = text.split("\n\n", 2)[1] if script != "encpipe-rotate" else text.split("\n\n", 1)[0]
+    if script == "encpipe-restore":
+        usage += text.split("Options:\n", 1)[1]
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", usage)) - {"--help"}
+
+
+@pytest.mark.parametrize("script", ["encpipe-list", "encpipe-prune", "encpipe-verify", "encpipe-check",
+                                    "encpipe-rotate", "encpipe-restore", "encpipe-backup"])
+def test_readme_synopsis_names_the_options_the_script_takes(script):
+    """README's synopsis of each script names every option its usage does (key
+    options as "[key options]"), and none it does not take."""
+    shown, taken = readme_synopsis(script), script_usage(script)
+    assert shown, script
+    assert shown <= taken
+    assert taken - KEY_OPTIONS <= shown
