@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from test_backup_dir import ENV, make_valid, stamp
-from test_backup_restore import backup, ensure_awkward, make_key, python_env
+from test_backup_restore import BACKUP, backup, ensure_awkward, make_key, python_env, restore, run, script_env
 
 from encpipe.backup.cli import main as backups_main
 
@@ -63,6 +63,31 @@ def test_zstd_compress_level_22_is_level_22_not_19(pg, tools, tmp_path):
     plaintext = encpipe("open", "--key-file", key, path).stdout
     assert zstd_window_log(plaintext) == 27
 
+
+
+README_DUMP_OPTIONS = re.findall(r"`encpipe-backup (?:DB|shop) -- ([^`]*)`", README)
+
+
+@pytest.mark.parametrize("options", README_DUMP_OPTIONS)
+def test_readme_pg_dump_options_make_a_backup_that_restores(pg, tools, tmp_path, options):
+    """Each `encpipe-backup DB -- OPTIONS` README gives makes a backup that
+    encpipe-restore restores. (`-n public` did not: pg_dump 15 then writes
+    `CREATE SCHEMA public`, and the scratch database, from template0, has one.)"""
+    db = "readme_options"
+    if not pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'"):
+        pg.createdb(db)
+        pg.psql("CREATE SCHEMA sales; CREATE TABLE sales.orders (n int); INSERT INTO sales.orders VALUES (7);"
+                " CREATE TABLE audit_log (line text); INSERT INTO audit_log VALUES ('x');", db=db)
+    key = make_key(tmp_path / "k")
+    done = run([BACKUP, "--dir", tmp_path / "b", "--key-file", key, db, "--", *options.split()],
+               script_env(pg, tools))
+    assert done.returncode == 0, done.stderr.decode()
+    path = str(tmp_path / "b" / json.loads(done.stdout)["filename"])
+    target = "readme_restored"
+    pg.dropdb(target)
+    done = restore(pg, tools, path, target, "--key-file", key)
+    assert done.returncode == 0, done.stderr.decode()
+    pg.dropdb(target)
 
 # --- Exit status: what the scripts exit with -----------------------------------
 
