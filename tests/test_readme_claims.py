@@ -253,3 +253,24 @@ def test_readme_synopsis_names_the_options_the_script_takes(script):
     assert shown, script
     assert shown <= taken
     assert taken - KEY_OPTIONS <= shown
+
+
+def test_the_exit_status_table_says_75_for_a_directory_whose_lock_is_held(tmp_path):
+    """README "Exit status" 75: encpipe-backup when DIR's lock is still held after
+    ENCPIPE_LOCK_WAIT seconds; encpipe-rotate and encpipe-migrate at once."""
+    import fcntl
+    args = rotate_world(tmp_path)
+    held = os.open(tmp_path / "d", os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        env = {**python_env(), "ENCPIPE_LOCK_WAIT": "0"}
+        for argv in ([SCRIPTS / "encpipe-rotate", *args],
+                     [SCRIPTS / "encpipe-migrate", "--legacy-key-file", args[1], "--key-file", args[3], args[4]],
+                     [SCRIPTS / "encpipe-backup", "--dir", args[4], "--key-file", args[3], "shop"]):
+            done = subprocess.run(argv, capture_output=True, env=env)
+            assert (done.returncode, done.stdout) == (75, b""), (argv[0], done.stderr)
+    finally:
+        os.close(held)
+    row = exit_status_rows()["75"]
+    assert "`encpipe-backup`: DIR's lock still held after `ENCPIPE_LOCK_WAIT` seconds" in row
+    assert "`encpipe-rotate`, `encpipe-migrate`: DIR's lock held" in row
