@@ -274,3 +274,24 @@ def test_the_exit_status_table_says_75_for_a_directory_whose_lock_is_held(tmp_pa
     row = exit_status_rows()["75"]
     assert "`encpipe-backup`: DIR's lock still held after `ENCPIPE_LOCK_WAIT` seconds" in row
     assert "`encpipe-rotate`, `encpipe-migrate`: DIR's lock held" in row
+
+
+# --- Installing: the cipher --version names ---------------------------------------
+
+
+@pytest.mark.parametrize("package", ["raise ImportError('a broken install')\n", "__version__ = '46.0.3'\n"])
+def test_version_names_the_cipher_in_use_when_cryptography_cannot_be_used(tmp_path, package):
+    """README Installing: `encpipe --version` names the one in use. A `cryptography`
+    that is installed but cannot be used (broken, or older than 47) leaves seal and
+    open on pycryptodome; --version named cryptography, as it only looked the package up."""
+    fake = tmp_path / "site" / "cryptography"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(package)
+    env = {**python_env(), "PYTHONPATH": f"{fake.parent}:{REPO}"}
+    version = subprocess.run([sys.executable, "-m", "encpipe", "--version"], capture_output=True, env=env)
+    assert (version.returncode, version.stderr) == (0, b"")
+    assert version.stdout.decode().endswith("(cipher: pycryptodome)\n")
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal"], input=b"data", capture_output=True,
+                            env={**env, "ENCPIPE_KEY": "5d" * 32})
+    assert (sealed.returncode, sealed.stderr) == (0, b"")
+    assert "`encpipe --version` names the one in use" in README
