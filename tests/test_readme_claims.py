@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from test_backup_dir import ENV, make_valid, stamp
-from test_backup_restore import BACKUP, backup, ensure_awkward, make_key, python_env, restore, run, script_env
+from test_backup_restore import BACKUP, RESTORE, backup, ensure_awkward, make_key, python_env, restore, run, script_env
 
 from encpipe.backup.cli import main as backups_main
 
@@ -88,6 +88,26 @@ def test_readme_pg_dump_options_make_a_backup_that_restores(pg, tools, tmp_path,
     done = restore(pg, tools, path, target, "--key-file", key)
     assert done.returncode == 0, done.stderr.decode()
     pg.dropdb(target)
+
+
+def readme_restore_options():
+    """The pg_restore options README's "Options for pg_restore or psql" gives as examples."""
+    sentence = README.split("**Options for pg_restore or psql** after `--`: e.g. ", 1)[1].split(" for a custom", 1)[0]
+    return re.findall(r"`-- ([^`]*)`", sentence)
+
+
+@pytest.mark.parametrize("options", readme_restore_options())
+def test_readme_pg_restore_options_restore_a_custom_archive(pg, tools, tmp_path, options):
+    """Each `-- OPTIONS` README gives for a custom archive restores one."""
+    db = "readme_options"
+    if not pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'"):
+        pg.createdb(db)
+    key = make_key(tmp_path / "k")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--format", "custom", "--key-file", key)
+    pg.dropdb("readme_restored")
+    done = run([RESTORE, "--key-file", key, path, "readme_restored", "--", *options.split()], script_env(pg, tools))
+    assert done.returncode == 0, done.stderr.decode()
+    pg.dropdb("readme_restored")
 
 # --- Exit status: what the scripts exit with -----------------------------------
 
