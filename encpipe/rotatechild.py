@@ -43,9 +43,9 @@ class Encpipe:
                                                        stdin=stdin, stdout=stdout)
         except OSError as e:  # ENCPIPE missing, a directory, not executable
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
-        if returncode != 0:  # killed by signal N: 128 + N, as a shell and the other scripts say it
-            status = childerr.exit_status(returncode)
-            raise Failure(error or f"encpipe {args[0]} failed with status {status}", status)
+        returncode = childerr.exit_status(returncode)  # killed by signal N: 128 + N, as the other scripts say it
+        if returncode != 0:
+            raise Failure(error or f"encpipe {args[0]} failed", returncode)
         return out
 
     def key_ids(self, key_files, option="--key-file"):
