@@ -43,6 +43,26 @@ def name(env=None):
     return CRYPTOGRAPHY if _is_installed(CRYPTOGRAPHY) else PYCRYPTODOME
 
 
+FIRST_USABLE_CRYPTOGRAPHY = 47  # AESGCM.encrypt_into
+
+
+def name_in_use(env=None):
+    """The library seal and open use, for --version: name(), but pycryptodome when an
+    installed `cryptography` cannot be used (it cannot be imported, or is older than
+    47) and was not forced, as library() finds it; cryptography's AEAD module, and
+    pycryptodome's ciphers, are not imported."""
+    env = os.environ if env is None else env
+    chosen = name(env)
+    if chosen == CRYPTOGRAPHY and not env.get(ENV_CIPHER, "").strip():
+        try:
+            from cryptography import __version__
+        except ImportError:
+            return PYCRYPTODOME
+        if _major(__version__) < FIRST_USABLE_CRYPTOGRAPHY:
+            return PYCRYPTODOME
+    return chosen
+
+
 _usable = {}
 
 

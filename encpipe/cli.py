@@ -40,7 +40,7 @@ def _run(argv, io):
     if argv == ["--version"]:
         from . import aead
 
-        return _print(io, f"{__version__} (cipher: {aead.name()})")
+        return _print(io, f"{__version__} (cipher: {aead.name_in_use()})")
     if command == "help":
         raise UsageError(f"help takes one command: {', '.join(COMMANDS)}")
     if command not in COMMANDS:

@@ -67,13 +67,16 @@ def locked_now(fd):
         return False
 
 
-def hold(fd, directory, check, fail, busy, started):
+def hold(fd, directory, check, fail, started):
     """Lock `directory` (open as `fd`) for a run that waits for no other, then check it:
-    its exclusive flock at once, else `fail(busy, 75)` is raised; then `check()`, and
-    `directory` must still name `fd`, else `fail("<directory> was replaced while
-    <started> started", 66)`. `fail` is the caller's failure class (message, status)."""
+    its exclusive flock at once, else `fail(<directory>: its lock is held..., 75)` is
+    raised (whoever holds it: a backup, a rotation, a migration, any user who can
+    open the directory); then `check()`, and `directory` must still name `fd`, else
+    `fail("<directory> was replaced while <started> started", 66)`. `fail` is the
+    caller's failure class (message, status)."""
     if not locked_now(fd):
-        raise fail(busy, 75)
+        raise fail(f"{directory}: its lock (flock on the directory) is held: a backup, a rotation or a migration"
+                   " works in it, or a user who can open it holds the lock; nothing was changed", 75)
     check()  # after the lock: the directory worked in is the one locked and checked
     if not still_at(fd, directory):
         raise fail(f"{directory} was replaced while {started} started", 66)

@@ -52,7 +52,7 @@ identity, passphrase file or --sign-key that cannot be read, or an ENCPIPE
 that cannot be run (64 one that holds no key or is over 1 MiB, or a malformed
 ENCPIPE_KEY the children would read); 73
 another user can write DIR; 74 the report cannot be written (141 when its
-reader went away); 75 another encpipe-migrate is working in DIR; 78 no key.
+reader went away); 75 DIR's lock is held (a backup, a rotation, a migration); 78 no key.
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
 """
 
@@ -352,7 +352,7 @@ def main(argv):
         held = open_directory(args.dir)
         try:  # checked again, locked: the directory listed is the one locked and checked
             dirlock.hold(held, args.dir, lambda: safefile.check_directory(args.dir, args.allow_shared_dir),
-                         Failure, f"another encpipe-migrate is working in {args.dir}", "encpipe-migrate")
+                         Failure, "encpipe-migrate")
             return migration.run(held)
         finally:
             os.close(held)

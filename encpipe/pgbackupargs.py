@@ -147,7 +147,8 @@ def validate(o, env):
     if not o["have_key"] and "ENCPIPE_KEY" not in env and "ENCPIPE_PASSPHRASE" not in env:
         raise Failure("no key configured: refusing to dump without encryption", 78,
                       hint="use --key-file FILE, --recipient PUBKEY, --passphrase-file FILE..., or set ENCPIPE_KEY")
-    o["squeeze"] = {"zstd": ["zstd", "-q", "-c", f"-{o['level'] or 3}", f"-T{o['threads'] or 1}"],
+    ultra = ["--ultra"] if int(o["level"] or 0) > 19 else []  # else zstd -q takes 20 to 22 for 19, silently
+    o["squeeze"] = {"zstd": ["zstd", "-q", "-c", *ultra, f"-{o['level'] or 3}", f"-T{o['threads'] or 1}"],
                     "gzip": ["gzip", "-c", f"-{o['level'] or 6}"]}.get(o["compress"])
     o["ext"] = {"zstd": "sql.zst", "gzip": "sql.gz"}.get(o["compress"], "sql" if o["format"] == "plain" else "dump")
     refuse_credentials(o["to"], "--to")  # 64: a credential would be on argv, in the JSON line and the metrics

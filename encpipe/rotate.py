@@ -40,7 +40,8 @@ Exit status: 0 every encpipe file is under the new keys; 1 some file could not
 be rotated or was refused (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
 73 another user can write DIR; 74 the report cannot be written (141 when its
 reader went away: the files done so far are rotated, the others not yet);
-75 another encpipe-rotate is working on DIR.
+75 DIR's lock is held (a backup, a rotation, a migration); 128 + N the encpipe keyid of the
+key files was killed by signal N.
 """
 
 import argparse
@@ -314,7 +315,7 @@ def main(argv):
         encpipe = Encpipe(child_command(os.environ), secrets)
         held = os.open(options.dir, os.O_RDONLY | os.O_DIRECTORY)
         dirlock.hold(held, options.dir, lambda: safefile.check_directory(options.dir, options.allow_shared_dir),
-                     Failure, f"another {PROG} is working on {options.dir}", PROG)
+                     Failure, PROG)
         rotation = Rotation(options, encpipe)
         walk(options.dir, held, rotation, options.dry_run)
         os.close(held)

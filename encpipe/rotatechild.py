@@ -44,6 +44,7 @@ class Encpipe:
                                                        stdin=stdin, stdout=stdout)
         except OSError as e:  # ENCPIPE missing, a directory, not executable
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
+        returncode = childerr.exit_status(returncode)  # killed by signal N: 128 + N, as the other scripts say it
         if returncode != 0:
             raise Failure(error or f"encpipe {args[0]} failed", returncode, hint=hint)
         return out

@@ -247,10 +247,16 @@ def test_rotate_refuses_a_dir_replaced_between_its_lock_and_its_check(tmp_path, 
     assert world.names() == sorted(world.originals) and world.temps() == []
 
 
+BUSY = ("its lock (flock on the directory) is held: a backup, a rotation or a migration works in it, or a user"
+        " who can open it holds the lock; nothing was changed")
+
+
 @pytest.mark.parametrize("tool", ["rotate", "migrate"])
 def test_a_dir_locked_by_another_run_is_refused_at_once(tmp_path, tool, migrate_keys):
     """While another run holds DIR's lock, rotate and migrate wait for none: 75,
-    one line naming DIR, nothing on stdout, nothing in DIR changed."""
+    one line naming DIR, nothing on stdout, nothing in DIR changed. The holder may
+    be a backup, a rotation, a migration or any user who can open DIR (flock needs
+    read access only): the line says so, not "another encpipe-rotate"."""
     import fcntl
     if tool == "rotate":
         world = World(tmp_path)
@@ -266,11 +272,11 @@ def test_a_dir_locked_by_another_run_is_refused_at_once(tmp_path, tool, migrate_
         if tool == "rotate":
             done = rotate(world.args())
             status, out, err = done.returncode, done.stdout.decode(), done.stderr.decode()
-            expected = f"encpipe-rotate: error: another encpipe-rotate is working on {directory}\n"
+            expected = f"encpipe-rotate: error: {directory}: {BUSY}\n"
         else:
             from test_migrate import migrate
             status, out, err = migrate(directory, keys=migrate_keys)
-            expected = f"encpipe-migrate: error: another encpipe-migrate is working in {directory}\n"
+            expected = f"encpipe-migrate: error: {directory}: {BUSY}\n"
     finally:
         os.close(fd)
     assert (status, out, err) == (75, [] if tool == "migrate" else "", expected)

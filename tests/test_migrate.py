@@ -354,7 +354,7 @@ def test_refuses_without_keys_or_while_another_run_works(tmp_path, keys):
     finally:
         os.close(fd)
     assert (status, lines) == (75, [])
-    assert "another encpipe-migrate" in err
+    assert "its lock (flock on the directory) is held" in err
     status, lines, err = migrate(tmp_path / "missing", keys=keys)
     assert status == 66
     assert snapshot(directory) == before
