@@ -10,7 +10,8 @@ where it stands, as keys.read_fd), and keeps N occupied by /dev/null for its
 whole life: nothing it opens later (FILE, DIR, a lock, a temporary file) can
 take that number. For each encpipe it runs, `lend(argv)` puts a fresh copy of
 the secret on N, for the children whose argv names it only (the path, or the
-option and N): the child sees exactly the arguments the user gave, and names
+option and N; the scripts give each as one word, --key-file=/dev/fd/N,
+argwords.py): the child sees the options and values the user gave, and names
 them in its messages. Any other child (psql, pg_restore, rclone, zstd) never
 gets N.
 
@@ -83,11 +84,13 @@ class FdSecrets:
 
     @contextlib.contextmanager
     def lend(self, argv):
-        """The descriptors `argv` names (a secret file's path, or a descriptor
+        """The descriptors `argv` names (a secret file's path, alone or as the
+        value of an option's one word, --key-file=/dev/fd/N; or a descriptor
         option and N, as one word or two), each a fresh copy of its secret while
         the block runs (spawn the child in it, with pass_fds=the list it yields);
         /dev/null again afterwards."""
-        words = {*argv, *(f"{a}={b}" for a, b in zip(argv, argv[1:]) if a in self.options)}
+        words = {*argv, *(f"{a}={b}" for a, b in zip(argv, argv[1:]) if a in self.options),
+                 *(w.partition("=")[2] for w in argv if w.startswith("--") and "=" in w)}
         fds = [fd for fd, names in self.names.items() if names & words]
         try:
             for fd in fds:

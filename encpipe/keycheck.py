@@ -27,6 +27,7 @@ import stat
 import subprocess
 
 from . import childerr
+from .argwords import option_words
 from .errors import EncpipeError, InputUnavailable, UsageError
 from .keyargs import FD_PATH, secret_paths
 from .keys import ENV_KEY, KEY_COMMAND_NEEDS, MAX_SECRET_BYTES, child_env
@@ -57,11 +58,11 @@ def check(sources, encpipe, spawn):
             for path in values:
                 _openable(path, option)
         elif theirs == "--recipient":
-            keyid(encpipe, spawn, [w for value in values for w in (theirs, value)], option)
+            keyid(encpipe, spawn, option_words(theirs, values), option)
         else:
             ahead = [value for value in values if _read_ahead(value)]
             if ahead:
-                keyid(encpipe, spawn, [w for value in ahead for w in (theirs, value)], option)
+                keyid(encpipe, spawn, option_words(theirs, ahead), option)
 
 
 def check_environment(encpipe, spawn, env, key_read):
@@ -93,8 +94,9 @@ def keyid(encpipe, spawn, args, option=None, env=None):
         return out.decode("ascii", "replace").split()
     status = childerr.exit_status(returncode)
     message = message or f"encpipe keyid failed with status {status}"
-    if option:  # encpipe's name for the option (the first word of ARGS) is the script's
-        message, hint = (option + text[len(args[0]):] if text and text.startswith(args[0]) else text
+    if option:  # encpipe's name for the option (the first word of ARGS, before its =VALUE) is the script's
+        theirs = args[0].partition("=")[0]
+        message, hint = (option + text[len(theirs):] if text and text.startswith(theirs) else text
                          for text in (message, hint))
         if not message.startswith(option):
             message = f"{option}: {message}"

@@ -65,6 +65,7 @@ import subprocess
 import sys
 
 from . import childerr, dirlock, keycheck, safefile
+from .argwords import option_words
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
@@ -143,7 +144,9 @@ def parse(argv):
 
 
 def options(args, names):
-    return [word for name in names for value in getattr(args, name) for word in (f"--{name.replace('_', '-')}", value)]
+    """The options `names` as encpipe takes them, each value one word with its option
+    (argwords: a file named -h is a file, not encpipe's --help)."""
+    return [word for name in names for word in option_words(f"--{name.replace('_', '-')}", getattr(args, name))]
 
 
 class Migration:
@@ -153,11 +156,11 @@ class Migration:
         # once, not once per file
         warn_secret_modes([p for o in SECRET_FILES for p in getattr(args, o)], warn, self.secrets.others_bits)
         self.encpipe = child_command(env)
-        self.open_args = [w for f in args.legacy_key_file for w in ("--key-file", f)]
-        self.open_args += [w for f in args.legacy_passphrase_file for w in ("--passphrase-file", f)]
+        self.open_args = option_words("--key-file", args.legacy_key_file)
+        self.open_args += option_words("--passphrase-file", args.legacy_passphrase_file)
         self.seal_args = options(args, SEALING_OPTIONS)
-        self.seal_args += [w for o in ("work_factor", "chunk_size") if getattr(args, o) for w in
-                           (f"--{o.replace('_', '-')}", getattr(args, o))]
+        self.seal_args += [w for o in ("work_factor", "chunk_size") if getattr(args, o)
+                           for w in option_words(f"--{o.replace('_', '-')}", [getattr(args, o)])]
         from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
         from .workers import chunk_log2, int_option
 
@@ -193,7 +196,7 @@ class Migration:
         if trusted and not {k.key_id.hex() for k in trusted} & set(self.sign_ids):
             raise Failure("trusted signers are set (--signer, --signer-file or ENCPIPE_SIGNER), so the new files must "
                           "be signed by one of them: give its signing key with --sign-key", 64)
-        self.verify_args += [w for key in trusted for w in ("--signer", str(key))]
+        self.verify_args += option_words("--signer", trusted)
         self.open_env = {k: v for k, v in env.items() if k != ENV_SIGNER}
 
     def run(self, dir_fd):

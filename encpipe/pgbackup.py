@@ -17,6 +17,7 @@ import time
 from io import StringIO
 
 from . import commands, dirlock, sigthreads
+from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
@@ -43,9 +44,11 @@ class Backup:
         self.o, self.passphrases, self.io = o, passphrases, io
         self.db, self.temp, self.gtemp, self.globals, self.pending = o["db"], None, None, None, None
         self.said = Said()  # what failed, for the run's one error line
-        self.store_opts = (["--dir", o["dir"]] if o["dir"] else []) + (["--to", o["to"]] if o["to"] else [])
+        # for `job commit` and `job abort`, each value one word with its option (argwords): a DBNAME
+        # or a key file named --, docopt's end of options, is a value
+        self.store_opts = joined({"--dir": [o["dir"]] if o["dir"] else [], "--to": [o["to"]] if o["to"] else []})
         self.store_opts += o["shared"]
-        self.job_opts = o["metrics"] + ["--database", self.db, "--started", repr(time.time())]
+        self.job_opts = o["metrics"] + joined({"--database": [self.db], "--started": [repr(time.time())]})
 
     def run(self):
         """The run's status; a failed one also removes the --dir it made, if still empty."""
@@ -213,9 +216,9 @@ class Backup:
 
     def commit(self):
         """One step renames the globals, then the dump, prunes, records the run, prints the JSON line."""
-        globals_opts = ["--globals-temp", self.gtemp, "--globals-name", self.gname] if self.gtemp else []
-        return job.main(["commit", *self.store_opts, *self.job_opts, "--kind", self.o["ext"], *self.o["policy"],
-                         *self.o["open"], *_pairs(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
+        globals_opts = joined({"--globals-temp": [self.gtemp], "--globals-name": [self.gname]}) if self.gtemp else []
+        return job.main(["commit", *self.store_opts, *self.job_opts, f"--kind={self.o['ext']}", *self.o["policy"],
+                         *self.o["open"], *joined(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
                          "--", self.temp, self.final])  # NAME starts as DBNAME does: maybe with a dash
 
 
@@ -253,10 +256,6 @@ def main(argv=None):
         return report_errors(io, Backup(o, passphrases, io).run)
     except KeyboardInterrupt:  # before the run began (waiting for the lock): Backup.run removed what it made
         return 130
-
-
-def _pairs(options):
-    return [word for name, values in options.items() for value in values for word in (name, value)]
 
 
 if __name__ == "__main__":

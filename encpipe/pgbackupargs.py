@@ -6,6 +6,7 @@ import re
 import shutil
 
 from . import dirlock, pgopts
+from .argwords import option_words
 from .backup.cli import policy_from
 from .backup.remotes import refuse_credentials
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
@@ -89,10 +90,10 @@ def _option(o, name, value):
         o[name[2:]] = value
     elif name in ("--compress-level", "--compress-threads"):
         o[name[11:]] = value
-    elif name in _POLICY:
-        o["policy"] += [name, value]
+    elif name in _POLICY:  # these three for `job commit` and `job abort`: one word each (argwords)
+        o["policy"] += option_words(name, [value])
     elif name == "--metrics-file":
-        o["metrics"] = [name, value]
+        o["metrics"] = option_words(name, [value])
     elif name in ("--signer", "--signer-file"):
         o["signers"][name].append(value)
     elif name in ("--chunk-size", "--work-factor", "--threads"):
@@ -106,7 +107,7 @@ def _option(o, name, value):
         seal[name].append(value)
         o["have_key"] = o["have_key"] or name in _KEYS
         if name in _OPEN:
-            o["open"] += [name, value]
+            o["open"] += option_words(name, [value])
 
 
 def validate(o, env):
@@ -142,7 +143,7 @@ def validate(o, env):
         raise Failure(str(e), 64) from None
     if o["policy"]:  # a malformed policy is a mistake now, not after the dump
         policy = dict.fromkeys(_POLICY)
-        policy.update(zip(o["policy"][::2], o["policy"][1::2]))
+        policy.update(word.split("=", 1) for word in o["policy"])
         policy_from(policy)
     if not o["have_key"] and "ENCPIPE_KEY" not in env and "ENCPIPE_PASSPHRASE" not in env:
         raise Failure("no key configured: refusing to dump without encryption", 78,

@@ -1,5 +1,6 @@
 """encpipe-restore's command line: options into a dict."""
 
+from .argwords import option_words
 from .errors import InputUnavailable, UsageError
 from .usage_errors import empty_value, shown_argument
 
@@ -50,11 +51,11 @@ def parse(argv):
             opts["given"].setdefault(name, []).append(val)
             if name == "--passphrase-fd" and not val.isdigit():
                 raise Failure(FD_NOT_A_NUMBER, 64)
-            if name in _KEY_VALUE:
-                opts["key"] += [name, val]
+            if name in _KEY_VALUE:  # one word for encpipe (argwords): a file named -h is a file, not --help
+                opts["key"] += option_words(name, [val])
             elif name == "--threads":
                 _threads(val)
-                opts["open"] += [name, val]
+                opts["open"] += option_words(name, [val])
             elif name == "--signer":
                 if not val.strip():
                     raise Failure("--signer needs a verify key (encpipesign1...)", 64)

@@ -52,6 +52,7 @@ import stat
 import sys
 
 from . import dirlock, safefile
+from .argwords import option_words
 from .cli import Io, child_command, print_text, write_line
 from .dirwalk import tree
 from .errors import EncpipeError
@@ -131,7 +132,7 @@ class Rotation:
         self.sign_ids = [i for _, ids in self.sign_files for i in ids]
         trusted = load_signers(options.signer, options.signer_file, os.environ)
         self.trusted = {key.key_id.hex() for key in trusted}
-        self.signer_args = [a for key in trusted for a in ("--signer", str(key))]
+        self.signer_args = option_words("--signer", trusted)
         self.errors = 0
 
     def file(self, path, dir_fd):
@@ -192,11 +193,10 @@ class Rotation:
 
     def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd):
         opts = self.options
-        args = ["rewrap"] + [a for f in opts.old_key_file + opts.new_key_file for a in ("--key-file", f)]
-        args += [a for f in opts.new_key_file for a in ("--add-key-file", f)]
-        args += [f"--add-recipient={pub}" for pub in add_recipients]
-        args += [a for key_id in sorted(remove) for a in ("--remove", key_id)]
-        args += [a for f in sign_keys for a in ("--sign-key", f)] + self.signer_args
+        # each value one word with its option: a file named -h is a file, not rewrap's --help
+        args = ["rewrap", *option_words("--key-file", opts.old_key_file + opts.new_key_file),
+                *option_words("--add-key-file", opts.new_key_file), *option_words("--add-recipient", add_recipients),
+                *option_words("--remove", sorted(remove)), *option_words("--sign-key", sign_keys), *self.signer_args]
         src, original = step(safefile.open_source, "rewrap", path, dir_fd)
         checked = {}
 

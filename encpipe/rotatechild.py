@@ -12,6 +12,7 @@ import re
 import subprocess
 
 from . import childerr
+from .argwords import option_words
 from .shown import printable
 
 PROG = "encpipe-rotate"
@@ -50,13 +51,12 @@ class Encpipe:
         return out
 
     def key_ids(self, key_files, option="--key-file"):
-        args = ["keyid"] + [a for f in key_files for a in (option, f)]
+        args = ["keyid", *option_words(option, key_files)]  # a file named -h is a file, not --help
         return self.run(args, quiet=False).decode("ascii").split() if key_files else []
 
     def recipient_id(self, public_key):
         try:
-            # one word: a value such as -h is a value, not an option (encpipe's --help)
-            return self.run(["keyid", f"--recipient={public_key}"]).decode("ascii").strip()
+            return self.run(["keyid", *option_words("--recipient", [public_key])]).decode("ascii").strip()
         except Failure as e:
             hint = e.hint and re.sub(r"--recipient(?![\w-])", "--escrow-recipient", e.hint)  # rotate's option
             raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status,
@@ -71,7 +71,7 @@ class Encpipe:
         """inspect --verify of the file open as `fd`, from its start (never by path); a
         check of what rewrap wrote: its warnings, which rewrap gave, are dropped."""
         os.lseek(fd, 0, os.SEEK_SET)
-        args = ["inspect", "--json", "--verify"] + [a for f in key_files for a in ("--key-file", f)]
+        args = ["inspect", "--json", "--verify", *option_words("--key-file", key_files)]
         return _report(self.run(args + list(signer_args), stdin=fd))
 
 

@@ -67,7 +67,15 @@ def shown_argument(arg):
 def parse_quietly(parser, argv):
     """argparse's parse_args, except that an unknown option or an extra argument
     is named by shown_argument, not echoed: it may be a secret."""
-    args, extra = parser.parse_known_args(argv)
+    # --option=-- is a value (a file named --): argparse (3.11) drops a -- even there, leaving []
+    stand_in = "\0--"  # no word of argv holds a NUL
+    args, extra = parser.parse_known_args([w[:-2] + stand_in if w.startswith("--") and w.partition("=")[2] == "--"
+                                           else w for w in argv])
+    for name, value in vars(args).items():
+        if isinstance(value, list):
+            setattr(args, name, ["--" if v == stand_in else v for v in value])
+        elif value == stand_in:
+            setattr(args, name, "--")
     if extra:
         parser.error("unrecognized arguments: " + " ".join(shown_argument(arg) for arg in extra))
     return args

@@ -100,8 +100,9 @@ def _encpipe_spy(tmp_path):
 @pytest.mark.parametrize("option", ["--key-file", "--passphrase-fd"])
 def test_no_child_of_a_restore_but_encpipe_gets_the_descriptor(pg, tools, key_file, tmp_path, option):
     """psql and zstd get no descriptor but 0, 1 and 2; each `encpipe open` (the
-    globals file, the dump) gets the very argument given, naming N, and a sealed
-    copy of the secret at N, never the same N as a file it reads."""
+    globals file, the dump) gets the option and value given, naming N, as one word
+    (--key-file=/dev/fd/N: argwords), and a sealed copy of the secret at N, never
+    the same N as a file it reads."""
     db = ensure_small(pg, "fdsecret_source")
     if option == "--key-file":
         secret = read_key(key_file)
@@ -126,7 +127,7 @@ def test_no_child_of_a_restore_but_encpipe_gets_the_descriptor(pg, tools, key_fi
     assert [r["argv"][0] for r in opened] == ["keyid", "open", "open"][option == "--passphrase-fd":]
     for record in opened:
         argv = record["argv"]
-        assert [argv[i:i + 2] for i in range(len(argv)) if argv[i] == option] == [given], argv
+        assert [w for w in argv if w.startswith(option)] == ["=".join(given)], argv
         assert record["fds"][str(fd)] == "/memfd:encpipe-secret (deleted)", record["fds"]
         if argv[0] == "open":
             assert argv[-1].startswith("/dev/fd/") and argv[-1] != "/dev/fd/%d" % fd, argv  # FILE, at another number

@@ -18,8 +18,7 @@ UNSIGNED_SEAL = """#!{python}
 import os, sys
 args = sys.argv[1:]
 if args[:1] == ["seal"]:
-    pairs = list(zip(args[1::2], args[2::2]))
-    args = ["seal"] + [w for name, value in pairs if name != "--sign-key" for w in (name, value)]
+    args = [w for w in args if not w.startswith("--sign-key=")]  # migrate gives each as --option=VALUE
 os.execv({python!r}, [{python!r}, "-m", "encpipe", *args])
 """
 

@@ -132,13 +132,14 @@ args = sys.argv[1:]
 if args[:1] != ["rewrap"]:
     sys.exit(subprocess.run(encpipe + args).returncode)
 opens, seals = [], []
-for name, value in zip(args[1::2], args[2::2]):
+for word in args[1:]:  # rotate gives each as --option=VALUE
+    name, _, value = word.partition("=")
     if name in ("--key-file", "--signer"):
-        opens += [name, value]
+        opens.append(word)
     elif name == "--add-key-file":
-        seals += ["--key-file", value]
+        seals.append("--key-file=" + value)
     elif name == "--sign-key":
-        seals += [name, value]
+        seals.append(word)
 opener = subprocess.Popen(encpipe + ["open", *opens], stdout=subprocess.PIPE)
 sealed = subprocess.run(encpipe + ["seal", *seals], stdin=opener.stdout).returncode
 opener.stdout.close()
