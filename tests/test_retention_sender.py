@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -58,15 +59,19 @@ def world(pg, tools, tmp_path):
 
 
 def genuine(pg, tools, w, days, *options):
-    """encpipe-backup's backups sealed to the public key (with `options`), renamed to
-    be `days` days old: their names."""
+    """An encpipe-backup backup sealed to the public key (with `options`), made again
+    (backdate: opened, its label changed, sealed) as backups `days` days old: their
+    names. One backup serves them all: backdate seals each file anew."""
+    made, _ = backup(pg, tools, w["dir"], w["db"], "--no-globals", "--recipient", w["pub"], *options)
+    spare = os.path.join(os.path.dirname(w["dir"]), "spare")  # outside the directory, under the same name
+    os.makedirs(spare, exist_ok=True)
     names = []
     for age in days:
-        path, _ = backup(pg, tools, w["dir"], w["db"], "--no-globals", "--recipient", w["pub"], *options)
         name = f"{w['db']}_{stamp(now() - timedelta(days=age))}.sql.enc"
-        backdate(path, os.path.join(w["dir"], name), ["--identity", w["identity"]],
+        backdate(shutil.copy(made, spare), os.path.join(w["dir"], name), ["--identity", w["identity"]],
                  ["--recipient", w["pub"], *options])
         names.append(name)
+    os.unlink(made)
     return names
 
 
