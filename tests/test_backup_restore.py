@@ -319,11 +319,20 @@ def test_restore_of_a_file_of_the_previous_tool(pg, tools, key_file, tmp_path):
 # --- restore over an existing database --------------------------------------------
 
 
-@pytest.fixture
-def small_backup(pg, tools, key_file, tmp_path):
+@pytest.fixture(scope="module")
+def made_small_backup(pg, tools, key_file, tmp_path_factory):
+    """A backup of a small database, made once for the module (its tests only read it)."""
     db = ensure_small(pg, "bk_source", rows=200)
-    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    path, _ = backup(pg, tools, str(tmp_path_factory.mktemp("small") / "b"), db, "--key-file", key_file)
     return path, db
+
+
+@pytest.fixture
+def small_backup(made_small_backup, tmp_path):
+    """made_small_backup's directory copied for this test: the backup in it, its database."""
+    path, db = made_small_backup
+    shutil.copytree(os.path.dirname(path), tmp_path / "b")
+    return str(tmp_path / "b" / os.path.basename(path)), db
 
 
 def make_target(pg, name):
