@@ -250,7 +250,7 @@ class PgCluster:
         global _template_datadir
         if _template_datadir and os.path.isdir(_template_datadir):
             return _template_datadir
-        base = tempfile.mkdtemp(prefix="encpipe-pg-template-")
+        base = tempfile.mkdtemp(prefix="encpipe-pg-template-", dir=os.path.dirname(self.base_dir))
         atexit.register(_remove_in, os.getpid(), base)
         datadir = os.path.join(base, "data")
         if self._as_root:
