@@ -5,6 +5,7 @@ same name, which takes precedence in that file.
 """
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,13 +116,20 @@ def mallory(pg):
     pg.psql("DROP ROLE mallory;")
 
 
-@pytest.fixture()
-def backup_file(tmp_path):
-    path = tmp_path / "shop_20260101T000000Z.sql.enc"
+@pytest.fixture(scope="session")
+def sealed_backup(tmp_path_factory):
+    """A backup-named file `encpipe seal` made, once: backup_file copies it."""
+    path = tmp_path_factory.mktemp("sealed") / "shop_20260101T000000Z.sql.enc"
     done = subprocess.run(command("seal", "-o", str(path)), input=b"SELECT 1;\n", capture_output=True,
                           env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": AUDIT_KEY}))
     assert done.returncode == 0, done.stderr
-    return str(path)
+    return path
+
+
+@pytest.fixture()
+def backup_file(tmp_path, sealed_backup):
+    """A copy of sealed_backup (its bytes and mode) in this test's own directory."""
+    return str(shutil.copy(sealed_backup, tmp_path / sealed_backup.name))
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Throwaway PostgreSQL clusters for the test suite.
 
 ``PgCluster`` runs ``initdb`` + ``pg_ctl`` from the installed PostgreSQL
-server binaries in a fresh temporary directory.  The server listens on a
+server binaries in a fresh temporary directory (initdb once per process: each
+later cluster starts from a copy of that data directory).  The server listens on a
 Unix socket only (``listen_addresses = ''``) and trusts every local
 connection, so clients need nothing but :attr:`PgCluster.env`::
 
@@ -20,6 +21,7 @@ multi-megabyte rows) plus the plaintext canaries listed in ``MARKERS``.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import pwd
@@ -48,6 +50,7 @@ MARKERS = [
 ]
 
 _port_counter = itertools.count()
+_template_datadir = None  # PgCluster._template's
 
 # All a server and its clients get of the caller's environment, so that no secret of
 # the tests (ENCPIPE_*, PGPASSWORD, RCLONE_*, ...) reaches a test server or its psql.
@@ -59,6 +62,12 @@ def _minimal_env(*also) -> dict:
     env = {name: os.environ[name] for name in KEPT_ENV + also if name in os.environ}
     env.setdefault("PATH", os.defpath)
     return env
+
+
+def _remove_in(pid, path):
+    """Remove `path` at exit of process `pid` only (not of a child forked from it)."""
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class PgClusterError(RuntimeError):
@@ -210,13 +219,11 @@ class PgCluster:
                     "traversable? set TMPDIR or pass parent_dir)"
                     % (SERVER_OS_USER_WHEN_ROOT, self.base_dir)
                 )
-        proc = self._server_cmd([
-            self.bin("initdb"), "-D", self.datadir,
-            "--username", BOOTSTRAP_ROLE, "--auth", "trust",
-            "--encoding", "UTF8", "--locale", "C", "--no-sync",
-        ])
+        # A copy of this process's one initdb'd data directory: the same files
+        # initdb would write, in a fraction of its time.
+        proc = self._server_cmd(["cp", "-a", "--", os.path.join(self._template(), "."), self.datadir])
         if proc.returncode != 0:
-            self._fail("initdb", proc)
+            self._fail("copying the initdb template", proc)
         conf = {
             "listen_addresses": "''",
             "port": str(self.port),
@@ -236,6 +243,28 @@ class PgCluster:
             for k, v in conf.items():
                 f.write("%s = %s\n" % (k, v))
         self._initialized = True
+
+    def _template(self) -> str:
+        """The data directory initdb made, once per process, for every cluster to copy
+        (removed when the process exits)."""
+        global _template_datadir
+        if _template_datadir and os.path.isdir(_template_datadir):
+            return _template_datadir
+        base = tempfile.mkdtemp(prefix="encpipe-pg-template-", dir=os.path.dirname(self.base_dir))
+        atexit.register(_remove_in, os.getpid(), base)
+        datadir = os.path.join(base, "data")
+        if self._as_root:
+            os.chown(base, self._server_uid, self._server_gid)
+        proc = self._server_cmd([
+            self.bin("initdb"), "-D", datadir,
+            "--username", BOOTSTRAP_ROLE, "--auth", "trust",
+            "--encoding", "UTF8", "--locale", "C", "--no-sync",
+        ], cwd=base)
+        if proc.returncode != 0:
+            shutil.rmtree(base, ignore_errors=True)
+            self._fail("initdb", proc)
+        _template_datadir = datadir
+        return datadir
 
     def start(self) -> "PgCluster":
         """initdb (first time only), start the server and wait until ready."""

@@ -13,6 +13,7 @@ another backup than its name (65).
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -47,15 +48,26 @@ def _newer_name(db, ext):
     return f"{db}_{time.strftime(STAMP, time.gmtime())}.{ext}.enc"
 
 
-@pytest.fixture
-def two(pg, tools, key_file, tmp_path):
-    """Genuine backups of A (in the directory) and B (in another, by the same job), zstd (the default)."""
+@pytest.fixture(scope="module")
+def made_two(pg, tools, key_file, tmp_path_factory):
+    """Made once: genuine backups of A (in b/) and B (in other/, by the same job), zstd (the default)."""
+    tmp_path = tmp_path_factory.mktemp("two")
     ensure_small(pg, A, rows=10)
     ensure_small(pg, B, rows=20)
-    directory = tmp_path / "b"
-    a, _ = backup(pg, tools, str(directory), A, "--key-file", key_file)
+    a, _ = backup(pg, tools, str(tmp_path / "b"), A, "--key-file", key_file)
     b, _ = backup(pg, tools, str(tmp_path / "other"), B, "--key-file", key_file)
-    return directory, a, b
+    return tmp_path, os.path.basename(a), os.path.basename(b)
+
+
+@pytest.fixture
+def two(made_two, tmp_path):
+    """made_two's directories copied for this test (its tests rename and add files): the
+    directory of A's backup, A's backup, B's backup."""
+    made, a, b = made_two
+    for folder in ("b", "other"):
+        shutil.copytree(made / folder, tmp_path / folder)
+    directory = tmp_path / "b"
+    return directory, str(directory / a), str(tmp_path / "other" / b)
 
 
 def _plant(source, directory, name):

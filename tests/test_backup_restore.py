@@ -7,6 +7,7 @@ scripts (with `encpipe` on PATH as this Python's `-m encpipe`), keys, dumps.
 import json
 import os
 import re
+import select
 import shlex
 import shutil
 import stat
@@ -318,11 +319,20 @@ def test_restore_of_a_file_of_the_previous_tool(pg, tools, key_file, tmp_path):
 # --- restore over an existing database --------------------------------------------
 
 
-@pytest.fixture
-def small_backup(pg, tools, key_file, tmp_path):
+@pytest.fixture(scope="module")
+def made_small_backup(pg, tools, key_file, tmp_path_factory):
+    """A backup of a small database, made once for the module (its tests only read it)."""
     db = ensure_small(pg, "bk_source", rows=200)
-    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    path, _ = backup(pg, tools, str(tmp_path_factory.mktemp("small") / "b"), db, "--key-file", key_file)
     return path, db
+
+
+@pytest.fixture
+def small_backup(made_small_backup, tmp_path):
+    """made_small_backup's directory copied for this test: the backup in it, its database."""
+    path, db = made_small_backup
+    shutil.copytree(os.path.dirname(path), tmp_path / "b")
+    return str(tmp_path / "b" / os.path.basename(path)), db
 
 
 def make_target(pg, name):
@@ -465,7 +475,11 @@ def test_backups_into_one_directory_take_turns(pg, tools, key_file, tmp_path):
     proc = subprocess.Popen([BACKUP, "--dir", str(directory), "--key-file", key_file, "--no-globals", db],
                             env=script_env(pg, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        time.sleep(2)
+        # its line says it found the lock taken (60 s at most); a second later it still waits
+        assert select.select([proc.stderr], [], [], 60)[0], "no line in 60 s"
+        said = proc.stderr.readline()
+        assert said.decode() == "encpipe-backup: waiting for another backup into %s\n" % directory
+        time.sleep(1)
         assert proc.poll() is None  # waiting
         assert stale.exists()
         assert [p.name for p in directory.iterdir()] == [stale.name]
@@ -474,7 +488,7 @@ def test_backups_into_one_directory_take_turns(pg, tools, key_file, tmp_path):
         os.close(fd)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert err.decode() == "encpipe-backup: waiting for another backup into %s\n" % directory
+    assert err == b""  # nothing after that line
     assert not stale.exists()
     assert [BACKUP_NAME.match(p.name)["db"] for p in directory.iterdir()] == [db]
     assert json.loads(out)["database"] == db

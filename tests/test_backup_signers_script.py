@@ -4,6 +4,7 @@ never removes a backup on the strength of one that is not signed."""
 
 import json
 import os
+import shutil
 import sys
 
 import pytest
@@ -18,9 +19,10 @@ from test_backup_restore import (
 )
 
 
-@pytest.fixture
-def signed_world(pg, tools, key_file, tmp_path):
-    """A directory with an old signed backup (A) and a newer unsigned one (B)."""
+@pytest.fixture(scope="module")
+def made_world(pg, tools, key_file, tmp_path_factory):
+    """Made once: a directory with an old signed backup (A) and a newer unsigned one (B)."""
+    tmp_path = tmp_path_factory.mktemp("signers")
     db = ensure_small(pg, "bk_signers")
     sign_key = tmp_path / "sign.key"
     pub = run([sys.executable, "-m", "encpipe", "keygen", "--sign", "-o", sign_key],
@@ -32,6 +34,15 @@ def signed_world(pg, tools, key_file, tmp_path):
     backdate(signed, a, ["--key-file", key_file], ["--key-file", key_file, "--sign-key", sign_key])
     backdate(unsigned, b, ["--key-file", key_file], ["--key-file", key_file])
     return db, directory, str(sign_key), pub, os.path.basename(a), os.path.basename(b)
+
+
+@pytest.fixture
+def signed_world(made_world, tmp_path):
+    """made_world's directory copied for this test (its run prunes and adds files)."""
+    db, directory, *rest = made_world
+    copy = str(tmp_path / "b")
+    shutil.copytree(directory, copy)
+    return (db, copy, *rest)
 
 
 def _keep_two(pg, tools, key_file, world, *options, env_extra=None):

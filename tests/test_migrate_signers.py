@@ -32,8 +32,10 @@ def signing_key(tmp_path, name):
     return str(path), verify, key_id
 
 
-@pytest.fixture
-def signers(tmp_path):
+@pytest.fixture(scope="module")
+def signers(tmp_path_factory):
+    """Two signing keys (path, verify key, key id), made once for the module: no test changes them."""
+    tmp_path = tmp_path_factory.mktemp("signers")
     return signing_key(tmp_path, "s1.sign"), signing_key(tmp_path, "s2.sign")
 
 

@@ -16,7 +16,9 @@ a DBNAME in use, a swap that fails.
   the scratch database dropped; with --terminate-connections it is ended.
 """
 
+import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -118,11 +120,20 @@ def _sessions(pg, db):
     return int(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'" % db).strip())
 
 
-@pytest.fixture
-def small_backup(pg, tools, key_file, tmp_path):
+@pytest.fixture(scope="module")
+def made_small_backup(pg, tools, key_file, tmp_path_factory):
+    """A backup of a small database, made once for the module (its tests only read it)."""
     db = ensure_small(pg, "edge_source")
-    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    path, _ = backup(pg, tools, str(tmp_path_factory.mktemp("small") / "b"), db, "--key-file", key_file)
     return path, db
+
+
+@pytest.fixture
+def small_backup(made_small_backup, tmp_path):
+    """made_small_backup's directory copied for this test: the backup in it, its database."""
+    path, db = made_small_backup
+    shutil.copytree(os.path.dirname(path), tmp_path / "b")
+    return str(tmp_path / "b" / os.path.basename(path)), db
 
 
 def test_a_database_in_use_is_refused_until_its_session_ends(pg, tools, key_file, small_backup):

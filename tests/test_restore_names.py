@@ -72,9 +72,9 @@ def test_a_scratch_name_taken_beforehand_makes_the_restore_fail_and_captures_not
     now = datetime.now(timezone.utc)
     traps = ["encpipe_restore_%s_%d" % ((now + timedelta(seconds=s)).strftime("%Y%m%dT%H%M%SZ"), FIXED_PID)
              for s in range(0, 20)]
-    for trap in traps:
-        pg.dropdb(trap)
-        pg.psql('CREATE DATABASE "%s" OWNER squatter' % trap)
+    # one psql for all of them (each statement of a script is its own transaction)
+    pg.psql("".join('DROP DATABASE IF EXISTS "%s" WITH (FORCE);\nCREATE DATABASE "%s" OWNER squatter;\n'
+                    % (trap, trap) for trap in traps))
     try:
         driver = ("import os, sys; os.getpid = lambda: %d; from encpipe.pgrestore import main; "
                   "sys.exit(main(sys.argv[1:]))" % FIXED_PID)
@@ -85,15 +85,13 @@ def test_a_scratch_name_taken_beforehand_makes_the_restore_fail_and_captures_not
         assert b"Traceback" not in proc.stderr
         assert dump(pg, "names_target") == before
         present = databases(pg)
-        for trap in traps:  # any left is as the squatter made it: empty
-            if trap in present:
-                tables = pg.psql("SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = "
-                                 "'public'::regnamespace", db=trap).strip()
-                assert tables == "0", trap
+        left = [trap for trap in traps if trap in present]  # any left is as the squatter made it: empty
+        tables = pg.psql("".join('\\connect "%s"\nSELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = '
+                                 "'public'::regnamespace;\n" % trap for trap in left)).split()
+        assert dict(zip(left, tables)) == dict.fromkeys(left, "0") and len(tables) == len(left)
         assert not [d for d in present if d.startswith("names_target_pre_restore_")]
     finally:
-        for trap in traps:
-            pg.dropdb(trap)
+        pg.psql("".join('DROP DATABASE IF EXISTS "%s" WITH (FORCE);\n' % trap for trap in traps))
         pg.dropdb("names_target")
 
 

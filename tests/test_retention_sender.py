@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 from datetime import datetime, timedelta, timezone
 
@@ -44,29 +45,39 @@ def tool(name, *argv, env):
     return run([sys.executable, REPO / "scripts" / name, *argv], env)
 
 
-@pytest.fixture
-def world(pg, tools, tmp_path):
-    """A database, an x25519 identity and its public key, a signing key and its verify key."""
-    env = script_env(pg, tools)
+@pytest.fixture(scope="module")
+def sender_keys(pg, tools, tmp_path_factory):
+    """An x25519 identity and its public key, a signing key and its verify key: made
+    once for the module (no test changes them)."""
+    env, tmp_path = script_env(pg, tools), tmp_path_factory.mktemp("sender")
     identity, sign_key = tmp_path / "identity", tmp_path / "sign.key"
     run([sys.executable, "-m", "encpipe", "keygen", "--x25519", "-o", identity], env).check_returncode()
     pub = run([sys.executable, "-m", "encpipe", "pubkey", identity], env).stdout.decode().strip()
     verify_key = run([sys.executable, "-m", "encpipe", "keygen", "--sign", "-o", sign_key], env).stdout.decode().strip()
     assert pub and verify_key.startswith("encpipesign1")
-    return {"db": ensure_small(pg, "bk_sender"), "env": env, "identity": str(identity), "pub": pub,
-            "sign_key": str(sign_key), "signer": verify_key, "dir": str(tmp_path / "b")}
+    return {"identity": str(identity), "pub": pub, "sign_key": str(sign_key), "signer": verify_key}
+
+
+@pytest.fixture
+def world(pg, tools, sender_keys, tmp_path):
+    """A database, the module's keys, and this test's own backup directory."""
+    return {"db": ensure_small(pg, "bk_sender"), "env": script_env(pg, tools), **sender_keys, "dir": str(tmp_path / "b")}
 
 
 def genuine(pg, tools, w, days, *options):
-    """encpipe-backup's backups sealed to the public key (with `options`), renamed to
-    be `days` days old: their names."""
+    """An encpipe-backup backup sealed to the public key (with `options`), made again
+    (backdate: opened, its label changed, sealed) as backups `days` days old: their
+    names. One backup serves them all: backdate seals each file anew."""
+    made, _ = backup(pg, tools, w["dir"], w["db"], "--no-globals", "--recipient", w["pub"], *options)
+    spare = os.path.join(os.path.dirname(w["dir"]), "spare")  # outside the directory, under the same name
+    os.makedirs(spare, exist_ok=True)
     names = []
     for age in days:
-        path, _ = backup(pg, tools, w["dir"], w["db"], "--no-globals", "--recipient", w["pub"], *options)
         name = f"{w['db']}_{stamp(now() - timedelta(days=age))}.sql.enc"
-        backdate(path, os.path.join(w["dir"], name), ["--identity", w["identity"]],
+        backdate(shutil.copy(made, spare), os.path.join(w["dir"], name), ["--identity", w["identity"]],
                  ["--recipient", w["pub"], *options])
         names.append(name)
+    os.unlink(made)
     return names
 
 

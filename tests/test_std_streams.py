@@ -44,15 +44,21 @@ def _assert_one_error(stderr, prog, *words):
         assert word in lines[0], text
 
 
+@pytest.fixture(scope="module")
+def sealed():
+    """What `encpipe seal` makes of SELECT 1 under KEY: sealed once for the module."""
+    done = subprocess.run(command("seal"), input=b"SELECT 1;\n", capture_output=True, env=clean_env({"ENCPIPE_KEY": KEY}))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.fixture()
-def backups(tmp_path):
-    """A backup directory with one sealed file, and that file."""
+def backups(tmp_path, sealed):
+    """A backup directory of this test's own with one sealed file, and that file."""
     folder = tmp_path / "backups"
     folder.mkdir(mode=0o700)
     path = folder / "db_20260101T000000Z.sql.enc"
-    done = subprocess.run(command("seal"), input=b"SELECT 1;\n", capture_output=True, env=clean_env({"ENCPIPE_KEY": KEY}))
-    assert done.returncode == 0, done.stderr
-    path.write_bytes(done.stdout)
+    path.write_bytes(sealed)
     return folder, path
 
 

@@ -1,6 +1,7 @@
 """Format v2 vectors: the trailer (authenticators, signatures, forgeries by the
 holder of another slot) and which slot opens (README "Edge rules")."""
 
+import functools
 import hashlib
 import io
 
@@ -402,6 +403,7 @@ def _():
     return forged(base, ESCROW, data, signatures=sign), data
 
 
+@functools.cache  # the same bytes for both vectors below: their scrypt runs (seconds) made once
 def _two_costly_slots(name):
     """Two slots of one passphrase, each of scrypt work N * r * p = 2^21 (log2(N)=14,
     r=8, p=16); the first's wrapped key does not unwrap (AES key wrap integrity)."""
