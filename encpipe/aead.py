@@ -43,22 +43,17 @@ def name(env=None):
     return CRYPTOGRAPHY if _is_installed(CRYPTOGRAPHY) else PYCRYPTODOME
 
 
-FIRST_USABLE_CRYPTOGRAPHY = 47  # AESGCM.encrypt_into
-
-
 def name_in_use(env=None):
     """The library seal and open use, for --version: name(), but pycryptodome when an
-    installed `cryptography` cannot be used (it cannot be imported, or is older than
-    47) and was not forced, as library() finds it; cryptography's AEAD module, and
-    pycryptodome's ciphers, are not imported."""
+    installed `cryptography` cannot be used (its AEAD module cannot be imported, or
+    has no AESGCM.encrypt_into: older than 47) and was not forced, as library()
+    finds it by the same load(); pycryptodome's ciphers are not imported."""
     env = os.environ if env is None else env
     chosen = name(env)
     if chosen == CRYPTOGRAPHY and not env.get(ENV_CIPHER, "").strip():
         try:
-            from cryptography import __version__
+            _CIPHERS[CRYPTOGRAPHY].load()
         except ImportError:
-            return PYCRYPTODOME
-        if _major(__version__) < FIRST_USABLE_CRYPTOGRAPHY:
             return PYCRYPTODOME
     return chosen
 

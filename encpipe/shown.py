@@ -63,21 +63,37 @@ def json_value(value):
     string holding bytes that are not UTF-8 (os.listdir's surrogates, in a file
     name and all that is taken from it) shows each such byte as `\xNN`; beside it,
     in its object, `<key>_base64` holds its exact bytes (an object keyed by such a
-    string holds them as `key_base64`). A lone surrogate would be refused by a
-    strict parser, and read by jq as U+FFFD: two names, one text."""
+    string holds them as `key_base64`, under the first of `\xNN`, `\xNN (2)`, ...
+    that is no other key of the object: a UTF-8 name may read `\xNN` too, and
+    neither entry is lost). A lone surrogate would be refused by a strict parser,
+    and read by jq as U+FFFD: two names, one text."""
     if isinstance(value, dict):
         out = {}
+        taken = {key for key in value if not _odd(key)}
         for key, item in value.items():
             item = json_value(item)
-            if _odd(key) and isinstance(item, dict):
-                item = {**item, "key_base64": _base64(key)}
-            out[_shown(key) if _odd(key) else key] = item
+            shown = key
+            if _odd(key):
+                if isinstance(item, dict):
+                    item = {**item, "key_base64": _base64(key)}
+                shown = _free(_shown(key), taken)
+                taken.add(shown)
+            out[shown] = item
             if _odd(value[key]):
-                out[f"{key}_base64"] = _base64(value[key])
+                out[f"{shown}_base64"] = _base64(value[key])
         return out
     if isinstance(value, (list, tuple)):
         return [json_value(item) for item in value]
     return _shown(value) if _odd(value) else value
+
+
+def _free(text, taken):
+    """`text`, or the first of `text (2)`, `text (3)`, ... not in `taken`."""
+    n, shown = 1, text
+    while shown in taken:
+        n += 1
+        shown = f"{text} ({n})"
+    return shown
 
 
 def _odd(text):

@@ -419,3 +419,24 @@ def test_a_directory_planted_under_the_final_name_fails_the_commit_with_its_own_
     assert done.stderr.decode() == (f"encpipe-backup: error: backup of shop failed (status 74): cannot rename "
                                     f"{d}/{temp} to {final}: Is a directory; nothing was stored\n")
     assert os.listdir(d) == [final] and os.path.isdir(d / final)
+
+
+def test_stats_keep_a_database_whose_name_reads_as_another_s_escaped_bytes(tmp_path):
+    """`--stats`' databases are keyed by name. A database named `b\\xffd` (UTF-8:
+    a backslash, then xffd) and one whose name holds the byte 0xff both read
+    `b\\xffd` in JSON: one key, and the other database's entry was dropped (a
+    writer of the directory hid a database's backups from --stats with one empty
+    name). Now each keeps its entry; the name that is not UTF-8 says its bytes
+    in `key_base64`, under a key that is no other's."""
+    d = tmp_path / "b"
+    d.mkdir()
+    make_valid(d, "b\\xffd_20240101T000000Z.sql.enc")
+    os.rename(make_valid(d, "x"), os.path.join(os.fsencode(d), b"b\xffd_20240102T000000Z.sql.enc"))
+    done = script("list", "--stats", d, env=ENV)
+    assert (done.returncode, done.stderr) == (0, b"")
+    databases = json.loads(done.stdout)["stats"]["databases"]
+    exact = {base64.b64decode(entry["key_base64"]) if "key_base64" in entry else key.encode(): entry
+             for key, entry in databases.items()}
+    assert sorted(exact) == [b"b\\xffd", b"b\xffd"]
+    assert exact[b"b\\xffd"]["newest"]["filename"] == "b\\xffd_20240101T000000Z.sql.enc"
+    assert exact[b"b\xffd"]["newest"]["filename_base64"] == base64.b64encode(b"b\xffd_20240102T000000Z.sql.enc").decode()

@@ -53,3 +53,23 @@ def test_an_rclone_that_stops_reading_and_exits_0_fails_the_upload_with_74(tmp_p
     assert (done.returncode, done.stdout, done.stderr.decode()) == (
         74, b"", "encpipe-backup: error: cannot upload here:up/.encpipe-tmp.up: "
                  "rclone rcat ended (status 0) before all the data was written to it\n")
+
+
+def test_an_rclone_that_exits_0_with_the_stream_unread_in_its_pipe_fails_the_upload_with_74(tmp_path):
+    """An `rclone rcat` that reads 10 bytes, then waits, reading no more, until its
+    input is closed, and exits with status 0: the rest of the upload was written
+    into the pipe (no broken pipe: rclone still held it) and never read. Before,
+    that upload succeeded, short; now what rclone left unread fails it, as above."""
+    fake = tmp_path / "rclone"
+    fake.write_text(f"#!{sys.executable}\nimport os, select, sys\nif sys.argv[1] != 'rcat':\n    sys.exit(0)\n"
+                    "os.read(0, 10)\npoller = select.poll()\npoller.register(0, select.POLLHUP)\n"
+                    "while not poller.poll()[0][1] & select.POLLHUP:\n    pass\n")
+    fake.chmod(0o755)
+    (tmp_path / "rclone.conf").write_text("")
+    env = {**python_env(), "RCLONE": str(fake), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+           "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "upload", "--to", "here:up", ".encpipe-tmp.up"],
+                          env=env, input=bytes(1000), capture_output=True, timeout=HANG)  # less than a pipe holds
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (
+        74, b"", "encpipe-backup: error: cannot upload here:up/.encpipe-tmp.up: "
+                 "rclone rcat ended (status 0) before all the data was written to it\n")

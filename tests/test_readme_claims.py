@@ -299,7 +299,8 @@ def test_the_exit_status_table_says_75_for_a_directory_whose_lock_is_held(tmp_pa
 # --- Installing: the cipher --version names ---------------------------------------
 
 
-@pytest.mark.parametrize("package", ["raise ImportError('a broken install')\n", "__version__ = '46.0.3'\n"])
+@pytest.mark.parametrize("package", ["raise ImportError('a broken install')\n", "__version__ = '46.0.3'\n",
+                                     "__version__ = '50.0.0'\n"])  # its AEAD module missing: a broken wheel
 def test_version_names_the_cipher_in_use_when_cryptography_cannot_be_used(tmp_path, package):
     """README Installing: `encpipe --version` names the one in use. A `cryptography`
     that is installed but cannot be used (broken, or older than 47) leaves seal and

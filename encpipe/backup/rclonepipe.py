@@ -3,7 +3,12 @@ writer (for rclonestore.Rclone). A failure of rclone is an error, never a short 
 Children keeps the ones a store has running, so that a listing that stops early
 (interrupted, failed) can end those its other threads started."""
 
+import contextlib
+import fcntl
+import os
+import struct
 import subprocess
+import termios
 import threading
 
 from .. import sigthreads
@@ -174,7 +179,8 @@ class Upload:
     makes it, would otherwise wait for ever, and the upload with it); only its
     end (ERR_TAIL bytes) is kept, for the error line. An rclone that ends before
     it has taken all that was written, even with status 0, fails the upload
-    (IOFailure, 74): a short object is never taken for a complete one."""
+    (IOFailure, 74): a short object is never taken for a complete one, whether
+    rclone's end broke the pipe or left the rest unread in it (_input_of)."""
 
     def __init__(self, proc, where):
         self.proc, self.where = proc, where
@@ -190,15 +196,54 @@ class Upload:
         self._end(short=False)
 
     def _end(self, short):
+        watch = None
+        try:
+            if not self.proc.stdin.closed:
+                self.proc.stdin.flush()
+                watch = None if short else _input_of(self.proc)
+        except BrokenPipeError:  # what was left to give it was not taken
+            short = True
         try:
             self.proc.stdin.close()
-        except BrokenPipeError:  # what was left to give it was not taken
+        except BrokenPipeError:  # the flush that failed above, tried again
             short = True
         status = self.proc.wait()
         err = self.err.end()
+        if watch is not None:
+            with watch:  # rclone has ended: what it left in its pipe it never read
+                short = short or watch is _ENDED or _unread(watch.fileno()) > 0
         if status != 0:
             detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
             raise IOFailure(f"cannot upload {self.where}: {detail}")
         if short:
             raise IOFailure(f"cannot upload {self.where}: "
                             "rclone rcat ended (status 0) before all the data was written to it")
+
+
+_ENDED = contextlib.nullcontext()  # _input_of: rclone ended before its input did
+
+
+def _input_of(proc):
+    """The read end of `proc`'s standard input, opened again (through /proc) while
+    `proc` runs, so that once it has ended what it left unread is still there to
+    count: a pipe that `proc` stops reading while it still holds it gives the
+    writer no broken pipe, and once it ends what it had not read is gone. _ENDED
+    when `proc` has ended already, or is ending, or closed it (before the input
+    ended: it took less than all of it); None when it cannot be told (no /proc,
+    fd 0 another file)."""
+    try:
+        src = open(f"/proc/{proc.pid}/fd/0", "rb", buffering=0)
+    except FileNotFoundError:
+        return _ENDED if proc.poll() is not None or os.path.isdir(f"/proc/{proc.pid}/fd") else None
+    except OSError:
+        return _ENDED if proc.poll() is not None else None
+    mine, theirs = os.fstat(proc.stdin.fileno()), os.fstat(src.fileno())
+    if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+        src.close()
+        return None
+    return src
+
+
+def _unread(fd):
+    """How many bytes the pipe open as `fd` holds."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
