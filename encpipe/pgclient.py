@@ -71,17 +71,20 @@ def psql_args(db, *extra):
 
 
 def run_sql(db, sql, user=None, single_transaction=False, restrict=False):
-    """Runs SQL in `db` (in restricted mode when `restrict`); returns the rows as lists of strings."""
+    """Runs SQL in `db` (in restricted mode when `restrict`); returns the rows as lists of strings.
+    Bytes that are not UTF-8 (a name on a SQL_ASCII cluster) come back as surrogates, as
+    os.listdir gives a file name's, and go back to the server as the same bytes."""
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
     if single_transaction:
         extra.insert(0, "--single-transaction")
     text = "%s\n%s\n" % (SESSION_SETUP, sql)
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
-    proc = sigthreads.run(psql_args(db, *extra), input=text.encode(), env=client_env(user))
+    proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"),
+                         env=client_env(user))
     if proc.returncode != 0:
         raise PgError(_error_line(proc.stderr.decode(errors="replace"), proc.returncode))
-    out = proc.stdout.decode()
+    out = proc.stdout.decode("utf-8", "surrogateescape")
     return [record.split(_FIELD) for record in out.split(_RECORD) if record.strip("\n")]
 
 
@@ -127,12 +130,12 @@ class Session:
     def ask(self, sql):
         """One statement returning one value; None when the session died."""
         try:
-            self.proc.stdin.write(sql.encode() + b"\n")
+            self.proc.stdin.write(sql.encode("utf-8", "surrogateescape") + b"\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
         except OSError:
             return None
-        return line.decode().strip() or None
+        return line.decode("utf-8", "surrogateescape").strip() or None
 
     def close(self):
         if self.proc.poll() is None:

@@ -42,7 +42,7 @@ from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgpro
 from .backup.remotes import refuse_credentials
 from .backup.storage import is_remote
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
-from .shown import printable
+from .shown import json_value, printable
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
@@ -88,7 +88,8 @@ class Run:
     def main(self):
         o = self.o
         if o.get("list_pre_restore"):
-            return print_text(PROG, json.dumps(pgleftovers.pre_restore_copies(self.maint), indent=2))
+            return print_text(PROG, json.dumps(json_value(pgleftovers.pre_restore_copies(self.maint)),
+                                                   indent=2))
         if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
             return self.drop_pre_restore(utf8_name(o["positional"][0]))
         if not o["positional"] and o.get("drop_pre_restore_older_than"):

@@ -50,7 +50,7 @@ MARKERS = [
 ]
 
 _port_counter = itertools.count()
-_template_datadir = None  # PgCluster._template's
+_template_datadirs = {}  # PgCluster._template's, by encoding
 
 # All a server and its clients get of the caller's environment, so that no secret of
 # the tests (ENCPIPE_*, PGPASSWORD, RCLONE_*, ...) reaches a test server or its psql.
@@ -122,13 +122,17 @@ class PgCluster:
         (values are written verbatim).
     ``timeout``
         Seconds to wait for start/stop.
+    ``encoding``
+        initdb's ``--encoding`` (locale C): ``"SQL_ASCII"`` for a cluster whose
+        names may hold any byte.
 
     Attributes: ``base_dir``, ``datadir``, ``socket_dir`` (== ``host``),
     ``logfile``, ``port``, ``user`` (role the clients connect as),
     ``dbname`` (``"postgres"``), ``bindir``, ``env``, ``running``.
     """
 
-    def __init__(self, port=None, bindir=None, parent_dir=None, settings=None, timeout=60):
+    def __init__(self, port=None, bindir=None, parent_dir=None, settings=None, timeout=60, encoding="UTF8"):
+        self.encoding = encoding
         self.bindir = _find_bindir(bindir)
         self.port = int(port) if port is not None else _pick_port()
         self.timeout = timeout
@@ -247,9 +251,9 @@ class PgCluster:
     def _template(self) -> str:
         """The data directory initdb made, once per process, for every cluster to copy
         (removed when the process exits)."""
-        global _template_datadir
-        if _template_datadir and os.path.isdir(_template_datadir):
-            return _template_datadir
+        known = _template_datadirs.get(self.encoding)
+        if known and os.path.isdir(known):
+            return known
         base = tempfile.mkdtemp(prefix="encpipe-pg-template-", dir=os.path.dirname(self.base_dir))
         atexit.register(_remove_in, os.getpid(), base)
         datadir = os.path.join(base, "data")
@@ -258,12 +262,12 @@ class PgCluster:
         proc = self._server_cmd([
             self.bin("initdb"), "-D", datadir,
             "--username", BOOTSTRAP_ROLE, "--auth", "trust",
-            "--encoding", "UTF8", "--locale", "C", "--no-sync",
+            "--encoding", self.encoding, "--locale", "C", "--no-sync",
         ], cwd=base)
         if proc.returncode != 0:
             shutil.rmtree(base, ignore_errors=True)
             self._fail("initdb", proc)
-        _template_datadir = datadir
+        _template_datadirs[self.encoding] = datadir
         return datadir
 
     def start(self) -> "PgCluster":

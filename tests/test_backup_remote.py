@@ -231,3 +231,53 @@ def test_a_failed_upload_is_74_one_line_and_nothing_stored(pg, tools, key_file, 
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("encpipe-backup: error: backup of anydb failed (status 74): "), lines
     assert not (tmp_path / "b").exists()  # the DIR this run made goes with it
+
+
+FAKE_RCAT = """#!%s
+import os, sys
+if sys.argv[1] == "rcat":  # as rclone rcat: the object stored once its input has ended
+    data = sys.stdin.buffer.read()
+    open(os.path.join(os.environ["FAKE_BUCKET"], sys.argv[2].split("/")[-1]), "wb").write(data)
+elif sys.argv[1] == "deletefile":
+    try:
+        os.unlink(os.path.join(os.environ["FAKE_BUCKET"], sys.argv[2].split("/")[-1]))
+    except FileNotFoundError:
+        pass
+"""
+
+
+def test_a_store_that_fails_ends_the_other_stores_uploads_unfinished(tmp_path, monkeypatch):
+    """A backup written to a directory and a remote at once, the directory's write
+    failing (a full disk): the first failure is the run's, the remote's `rclone rcat`
+    is killed and reaped before its input ends, and stores nothing. Before, it was
+    left running, its input open: once that closed (the process exiting), it stored
+    the part it had been given."""
+    from encpipe.backup import storage
+    from encpipe.backup.rclonestore import Rclone
+    from encpipe.errors import IOFailure
+
+    fake, bucket = tmp_path / "rclone", tmp_path / "bucket"
+    fake.write_text(FAKE_RCAT % sys.executable)
+    fake.chmod(0o755)
+    bucket.mkdir()
+    (tmp_path / "rclone.conf").write_text("")
+    env = {"PATH": os.environ["PATH"], "RCLONE": str(fake), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+           "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(bucket),
+           "FAKE_BUCKET": str(bucket)}
+
+    def full(self, block):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage._LocalWriter, "write", full)
+    uploads, writer = [], Rclone.writer
+    monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
+    local = storage.Local(str(tmp_path / "dir"))
+    with pytest.raises(IOFailure) as failed:
+        storage.write_new([local, Rclone("here:up", env)], ".encpipe-tmp.x", lambda out: out.write(b"x" * 1000),
+                          "x")
+    assert str(failed.value) == "cannot store .encpipe-tmp.x: No space left on device"
+    [upload] = uploads
+    assert upload.proc.returncode == -signal.SIGKILL  # killed and reaped, not left running
+    upload.proc.stdin.close()  # as the process's exit would
+    upload.proc.wait()
+    assert os.listdir(bucket) == [] and os.listdir(tmp_path / "dir") == []

@@ -4,6 +4,7 @@ another role. The restore either works on exactly the named database or fails
 leaving every database as it was; nothing lands in a database someone else made.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -14,11 +15,13 @@ import pytest
 
 from test_backup_restore import (
     REPO,
+    RESTORE,
     backup,
     databases,
     dump,
     ensure_small,
     restore,
+    run,
     script_env,
 )
 
@@ -201,3 +204,65 @@ def ident(name):
 
 def literal(text):
     return "'%s'" % text.replace("'", "''")
+
+
+@pytest.fixture(scope="module")
+def ascii_pg():
+    """A SQL_ASCII cluster: a database name there may hold any byte but NUL."""
+    from pgcluster import PgCluster
+    with PgCluster(encoding="SQL_ASCII") as cluster:
+        yield cluster
+
+
+def _create_raw(pg, name):
+    """CREATE DATABASE named by the bytes `name`, as psql reads them from a file."""
+    env = dict(pg.env, PGCLIENTENCODING="SQL_ASCII")
+    subprocess.run([pg.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+                   input=b'CREATE DATABASE "' + name + b'";\n', env=env, check=True)
+
+
+def _raw_names(pg):
+    out = pg.psql("SELECT string_agg(encode(datname::bytea, 'hex'), ',') FROM pg_database").strip()
+    return {bytes.fromhex(h) for h in out.split(",")}
+
+
+def test_names_that_are_not_utf8_on_a_sql_ascii_cluster(ascii_pg, tools, key_file, tmp_path):
+    copy, scratch = b"\xff_pre_restore_20240101T000000Z", b"encpipe_restore_\xfe"
+    _create_raw(ascii_pg, copy)
+    _create_raw(ascii_pg, scratch)
+    env = script_env(ascii_pg, tools)
+    # listed: each name as \xNN, its exact bytes beside it
+    proc = run([RESTORE, "--list-pre-restore"], env)
+    assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr.decode()
+    listing = json.loads(proc.stdout)
+    assert [(c["name"], c["name_base64"], c["database"], c["database_base64"]) for c in listing] == [
+        ("\\xff_pre_restore_20240101T000000Z", base64.b64encode(copy).decode(), "\\xff", "/w==")]
+    # a restore drops the leftovers it owns, and passes by a name that is none of them
+    path, _ = backup(ascii_pg, tools, str(tmp_path / "b"), "postgres", "--no-globals", "--key-file", key_file)
+    proc = restore(ascii_pg, tools, path, "target", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert {copy, scratch} <= _raw_names(ascii_pg)
+    # dropped by its bytes, and named as \xff
+    proc = run([RESTORE, "--drop-pre-restore-older-than", "0"], env)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert proc.stderr == b"encpipe-restore: dropped previous copies: \\xff_pre_restore_20240101T000000Z\n"
+    assert copy not in _raw_names(ascii_pg)
+
+
+def test_a_database_owned_by_a_role_whose_name_is_not_utf8_backs_up_and_restores(ascii_pg, tools, key_file,
+                                                                                  tmp_path):
+    """Its properties (the owner's name) are read back as bytes: the backup failed (70, the
+    globals not sealed) when psql's output was not UTF-8."""
+    owner = b"own\xfer"
+    env = dict(ascii_pg.env, PGCLIENTENCODING="SQL_ASCII")
+    subprocess.run([ascii_pg.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], env=env, check=True,
+                   input=b'CREATE ROLE "' + owner + b'";\nCREATE DATABASE owned OWNER "' + owner + b'";\n')
+    ascii_pg.psql("CREATE TABLE t (x text); INSERT INTO t VALUES ('kept');", db="owned")
+    wanted = dump(ascii_pg, "owned")
+    path, _ = backup(ascii_pg, tools, str(tmp_path / "b"), "owned", "--key-file", key_file)
+    ascii_pg.dropdb("owned")
+    proc = restore(ascii_pg, tools, path, "owned", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert dump(ascii_pg, "owned") == wanted
+    assert ascii_pg.psql("SELECT encode(pg_get_userbyid(datdba)::bytea, 'hex') FROM pg_database "
+                         "WHERE datname = 'owned'").strip() == owner.hex()

@@ -195,6 +195,18 @@ class Upload:
     def close(self):
         self._end(short=False)
 
+    def abort(self):
+        """Ends the upload unfinished: rclone killed before its input is closed (at
+        the end of its input, rcat would store what it was given), and reaped."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.stdin.close()
+        except OSError:  # what was buffered for it, not taken
+            pass
+        self.proc.wait()
+        self.err.end()
+
     def _end(self, short):
         watch = None
         try:

@@ -4,7 +4,7 @@
     stat(name) -> Item        one file (unreadable when missing)
     open(item) -> reader      a binary stream of the stored bytes
     tail(item, size) -> bytes its last `size` bytes (a v2 trailer), the rest not read
-    writer(name) -> w         w.write(bytes)..., w.close(): a new file `name`
+    writer(name) -> w         w.write(bytes)..., w.close(): a new file `name`; w.abort(): given up
     rename(name, final) -> r  give a complete upload its final name
     take_back(final, r)       undo a rename: remove `final` if it is still that file
     remove(item)              delete one file
@@ -69,8 +69,10 @@ def upload(stores, name, src, final=None):
 
 def write_new(stores, name, write, final=None):
     """Call write(out): what it writes to `out` goes into a new file `name` (to
-    become `final`) in every store at once. On any failure the files this made
-    are removed again."""
+    become `final`) in every store at once. On any failure (the first is raised)
+    every other store's write is ended unfinished (an `rclone rcat` killed before
+    its input ends, so that it stores nothing) and the files this made are
+    removed again."""
     writers = []
     try:
         for store in stores:
@@ -79,6 +81,8 @@ def write_new(stores, name, write, final=None):
         for writer in writers:
             writer.close()
     except BaseException as e:
+        for writer in writers:
+            writer.abort()
         for store in stores[: len(writers)]:  # only the files this upload created
             store.discard(name)
         if isinstance(e, OSError):
@@ -286,3 +290,10 @@ class _LocalWriter:
         os.fsync(self.dst.fileno())
         self.dst.close()
         self.written()
+
+    def abort(self):
+        """Closes the file unfinished (write_new removes it); an error doing so is not the run's."""
+        try:
+            self.dst.close()
+        except OSError:
+            pass
