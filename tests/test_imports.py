@@ -70,3 +70,19 @@ def test_no_module_of_encpipe_imports_itself_in_a_circle():
     assert {"encpipe.cli", "encpipe.commands", "encpipe.envelope", "encpipe.backup.job"} <= set(graph)
     assert "encpipe.keyargs" in graph["encpipe.commands"]
     assert find_cycle(graph) is None
+
+
+def test_a_backup_loads_no_module_of_pruning_metrics_or_the_prune_cli_until_it_needs_one():
+    """encpipe-backup without --keep..., --metrics-file or --systemd-unit imports none of
+    them (start-up time: dataclasses, concurrent.futures, logging come with them)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, encpipe.pgbackup, encpipe.backup.job\n"
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith('encpipe.backup.') or m == 'concurrent')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    loaded = set(out.split())
+    assert "encpipe.backup.job" in loaded and "encpipe.backup.listing" in loaded
+    assert loaded.isdisjoint({"encpipe.backup.prune", "encpipe.backup.retention", "encpipe.backup.metrics",
+                              "encpipe.backup.verify", "encpipe.backup.cli", "encpipe.backup.unit", "concurrent"})

@@ -58,18 +58,17 @@ from datetime import datetime, timedelta, timezone
 
 from docopt import DocoptExit, docopt
 
-from .. import commands
 from ..cli import Io, report_errors
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
 from ..safefile import check_directory
 from ..shown import json_value
-from . import metrics, unit
-from .cli import policy_from, usage_message
 from .listing import examine
 from .names import KINDS, temp_started
-from .prune import prune
 from .storage import CHUNK, Local, open_location, split_file, upload
-from .verify import KeyRing
+
+# What a plain run (commit, abort) does not use is imported where it is used: pruning, the
+# metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module). A backup
+# starts sooner without them.
 
 STALE = timedelta(days=1)
 _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep", "--max-age")
@@ -148,6 +147,11 @@ def _remove_stale_temps(store, now=None):
 
 
 def _prune_after(args, io, targets, db, line):
+    from .. import commands
+    from .cli import policy_from
+    from .prune import prune
+    from .verify import KeyRing
+
     policy = policy_from(args)
     line["pruned"], status = [], 0
     try:
@@ -213,6 +217,8 @@ def _record(args, ok, size=None):
     """Record the run in --metrics-file, if given; the error (EncpipeError) that kept
     it from being recorded, else None."""
     if args["--metrics-file"]:
+        from . import metrics
+
         try:
             metrics.record(args["--metrics-file"], args["--database"], ok=ok, started=float(args["--started"]),
                            finished=time.time(), size=size)
@@ -247,6 +253,8 @@ def cmd_fetch(args, io):
 
 
 def cmd_unit(args, io):
+    from . import unit
+
     io.print(unit.render(os.path.abspath(args["SCRIPT"]), args["ARG"]))
     return 0
 
@@ -264,6 +272,8 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
     try:
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:
+        from .cli import usage_message
+
         io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
     return report_errors(io, lambda: COMMANDS[argv[0]](args, io))
