@@ -213,12 +213,8 @@ class Run:
         return ([] if self.o.get("no_globals") else statements), props
 
     def wait_until_free(self):
-        sql = ("SELECT count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s "
-               "AND backend_type = 'client backend') FROM pg_catalog.pg_database WHERE datname = %s;"
-               % (literal(self.db), literal(self.db)))
         for attempt in range(10):
-            count, busy = run_sql(self.maint, sql)[0]
-            exists, busy = count != "0", int(busy)
+            exists, busy, self.superuser = pgprops.state(self.maint, self.db)  # the swap needs the last
             if not busy or self.o.get("terminate_connections"):
                 return exists
             time.sleep(0.3)
@@ -290,9 +286,8 @@ class Run:
                           hint=QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None)
 
     def swap(self, props, exists):
-        superuser = run_sql(self.maint, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;")
         # private until now (see pgprops.private_sql): its properties come with the swap
-        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=superuser == [["t"]])]
+        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=self.superuser)]
         if exists:
             if self.o.get("terminate_connections"):
                 sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
