@@ -1,7 +1,5 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
-import os
-
 from . import aead, envelope, keygen, safefile
 from . import format as fmt
 from . import provenance as prov
@@ -311,22 +309,6 @@ def _whole_file(reporter, src):
     included, so that the total (the file's size) is reached."""
     start = src.tell()
     return lambda _payload_bytes: reporter(src.tell() - start)
-
-
-def fsync_directory(directory, dir_fd=None):
-    """Make a rename or removal in `directory` (relative to `dir_fd`, when given)
-    durable; best effort (some file systems refuse), since the change itself has
-    already happened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def cmd_pubkey(args, io):

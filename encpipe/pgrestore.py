@@ -40,7 +40,7 @@ import time
 
 from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.remotes import refuse_credentials
-from .backup.storage import is_remote
+from .backup.remotes import is_remote
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import printable
 from .errors import EncpipeError, UsageError

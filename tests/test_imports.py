@@ -86,3 +86,19 @@ def test_a_backup_loads_no_module_of_pruning_metrics_or_the_prune_cli_until_it_n
     assert "encpipe.backup.job" in loaded and "encpipe.backup.listing" in loaded
     assert loaded.isdisjoint({"encpipe.backup.prune", "encpipe.backup.retention", "encpipe.backup.metrics",
                               "encpipe.backup.verify", "encpipe.backup.cli", "encpipe.backup.unit", "concurrent"})
+
+
+def test_a_restore_loads_no_cipher_command_nor_remote_store_module():
+    """encpipe-restore decrypts nothing itself (each `encpipe open` does) and reads a local
+    FILE without rclone: it imports neither encpipe.commands (and the envelope, provenance,
+    signing behind it) nor the remote store's modules (dataclasses behind them)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, encpipe.pgrestore\nprint(' '.join(sorted(m for m in sys.modules if m.startswith('encpipe.'))))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    loaded = set(out.split())
+    assert "encpipe.pgrestore" in loaded and "encpipe.pgfetch" in loaded
+    assert loaded.isdisjoint({"encpipe.commands", "encpipe.envelope", "encpipe.provenance", "encpipe.backup.storage",
+                              "encpipe.backup.rclonestore", "encpipe.backup.records"})

@@ -64,7 +64,8 @@ from ..safefile import check_directory
 from ..shown import json_value
 from .listing import examine
 from .names import KINDS, temp_started
-from .storage import CHUNK, Local, open_location, split_file, upload
+from .remotes import split_file
+from .storage import CHUNK, Local, open_location, upload
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
 # metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module). A backup
