@@ -132,12 +132,14 @@ def signers(args, io):
     return load_signers(args.get("--signer") or [], args.get("--signer-file") or [], io.env)
 
 
-def seal_chunking(args, from_pipe):
-    """(chunk_log2, worker threads) of a seal: --chunk-size, else the pipe's or the file's default."""
+def seal_chunking(args, from_pipe, load=True):
+    """(chunk_log2, worker threads) of a seal: --chunk-size, else the pipe's or the file's default;
+    the cipher library loaded (unless not `load`: then its caller loads it before the seal)."""
     chunk = chunk_log2(args["--chunk-size"])
     if chunk is None:
         chunk = fmt.PIPE_CHUNK_LOG2 if from_pipe else fmt.FILE_CHUNK_LOG2
-    aead.library()
+    if load or not from_pipe:  # from a pipe, the thread count needs no library (one thread)
+        aead.library()
     return chunk, threads(args, 1 << chunk, pipe_end=from_pipe)
 
 

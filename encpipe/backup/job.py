@@ -62,14 +62,13 @@ from ..cli import Io, report_errors
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
 from ..safefile import check_directory
 from ..shown import json_value
-from .listing import examine
 from .names import KINDS, temp_started
 from .remotes import split_file
 from .storage import CHUNK, Local, open_location, upload
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
-# metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module). A backup
-# starts sooner without them.
+# metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module); what its
+# commit uses (listing) where the commit is. A backup starts pg_dump sooner without them.
 
 STALE = timedelta(days=1)
 _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep", "--max-age")
@@ -105,6 +104,8 @@ def cmd_commit(args, io):
     except EncpipeError as e:  # a store's rename says which one failed
         return _undo(args, io, targets, renames, renamed, e)
     status, head = 0, None  # from here on the backup is stored: what fails is said, the run still recorded
+    from .listing import examine  # imported by encpipe-backup while pg_dump starts
+
     try:
         head = examine(targets[0], targets[0].stat(final))
     except (EncpipeError, OSError) as e:
