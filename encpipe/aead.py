@@ -58,6 +58,15 @@ def name_in_use(env=None):
     return chosen
 
 
+def checked():
+    """name(), still without importing the library, unless it is not installed: then
+    library()'s UsageError (or its fallback) now. For a caller that imports it later."""
+    chosen = name()
+    if not _is_installed(chosen):
+        library()
+    return chosen
+
+
 _usable = {}
 
 

@@ -1,7 +1,5 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
-import os
-
 from . import aead, envelope, keygen, safefile
 from . import format as fmt
 from . import provenance as prov
@@ -134,12 +132,14 @@ def signers(args, io):
     return load_signers(args.get("--signer") or [], args.get("--signer-file") or [], io.env)
 
 
-def seal_chunking(args, from_pipe):
-    """(chunk_log2, worker threads) of a seal: --chunk-size, else the pipe's or the file's default."""
+def seal_chunking(args, from_pipe, load=True):
+    """(chunk_log2, worker threads) of a seal: --chunk-size, else the pipe's or the file's default;
+    the cipher library loaded (unless not `load`: then its caller loads it before the seal)."""
     chunk = chunk_log2(args["--chunk-size"])
     if chunk is None:
         chunk = fmt.PIPE_CHUNK_LOG2 if from_pipe else fmt.FILE_CHUNK_LOG2
-    aead.library()
+    if load or not from_pipe:  # from a pipe, the thread count needs no library (one thread)
+        aead.library()
     return chunk, threads(args, 1 << chunk, pipe_end=from_pipe)
 
 
@@ -311,22 +311,6 @@ def _whole_file(reporter, src):
     included, so that the total (the file's size) is reached."""
     start = src.tell()
     return lambda _payload_bytes: reporter(src.tell() - start)
-
-
-def fsync_directory(directory, dir_fd=None):
-    """Make a rename or removal in `directory` (relative to `dir_fd`, when given)
-    durable; best effort (some file systems refuse), since the change itself has
-    already happened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def cmd_pubkey(args, io):

@@ -65,42 +65,69 @@ def check(sources, encpipe, spawn):
                 keyid(encpipe, spawn, option_words(theirs, ahead), option)
 
 
-def check_environment(encpipe, spawn, env, key_read):
+def check_environment(encpipe, spawn, env, key_read, wait=True):
     """ENCPIPE (`encpipe`, the command) can be run: else 66 now, once, not once per
     file nor once a server was reached. With `key_read` (no key option given to
     the children: each reads ENCPIPE_KEY), ENCPIPE_KEY is read by `encpipe keyid`
     as they will read it: a malformed one is 64 now, named. ENCPIPE_PASSPHRASE
-    needs no check (any bytes are a passphrase)."""
+    needs no check (any bytes are a passphrase). Without `wait`, that keyid is
+    only started: the Started (None when there is nothing to read) says its
+    verdict when asked (result()), so that the caller's own steps run meanwhile."""
     if shutil.which(encpipe[0]) is None:  # missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {encpipe[0]}")
     if key_read and env.get(ENV_KEY) is not None:  # set but empty: malformed too, as each child says
-        keyid(encpipe, spawn, [], env={**child_env(env), ENV_KEY: env[ENV_KEY]})
+        started = Started(encpipe, spawn, [], env={**child_env(env), ENV_KEY: env[ENV_KEY]})
+        return started.result() if wait else started
+    return None
 
 
 def keyid(encpipe, spawn, args, option=None, env=None):
     """The key ids `encpipe keyid ARGS` prints; its error, when it fails, as
     ChildRefused (encpipe's option renamed to `option`, the one the user gave).
     `env`: the child's environment, else this one's without secret variables."""
-    argv = [*encpipe, "keyid", *args]
-    try:
-        # the key options name every key it reads (no secret variable); it runs the key commands;
-        # its warnings are dropped: every later encpipe gives them
-        returncode, out, (message, hint) = childerr.run(
-            spawn, argv, KEYIDS_MAX, pass_on=False, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
-    except OSError as e:  # ENCPIPE missing, a directory, not executable
-        raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
-    if returncode == 0:
-        return out.decode("ascii", "replace").split()
-    status = childerr.exit_status(returncode)
-    message = message or f"encpipe keyid failed with status {status}"
-    if option:  # encpipe's name for the option (the first word of ARGS, before its =VALUE) is the script's
-        theirs = args[0].partition("=")[0]
-        message, hint = (option + text[len(theirs):] if text and text.startswith(theirs) else text
-                         for text in (message, hint))
-        if not message.startswith(option):
-            message = f"{option}: {message}"
-    raise ChildRefused(message, status, hint)
+    return Started(encpipe, spawn, args, option, env).result()
+
+
+class Started:
+    """`encpipe keyid ARGS` started (as keyid() runs it); result() waits for it and
+    gives what keyid() gives, or raises what keyid() raises; stop() ends it unread
+    (its caller failed first, or was stopped)."""
+
+    def __init__(self, encpipe, spawn, args, option=None, env=None):
+        self.encpipe, self.args, self.option = encpipe, args, option
+        self.errs = childerr.ChildStderr(pass_on=False)  # its warnings: every later encpipe gives them
+        try:
+            # the key options name every key it reads (no secret variable); it runs the key commands
+            self.proc, _ = childerr.started(spawn, [*encpipe, "keyid", *args], stderr_of=self.errs,
+                                            start=subprocess.Popen, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                            env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
+        except OSError as e:  # ENCPIPE missing, a directory, not executable
+            raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
+
+    def stop(self):
+        childerr.stop(self.proc)
+        self.proc.stdout.close()
+        self.errs.wait()
+
+    def result(self):
+        try:
+            with self.proc.stdout:
+                out = childerr.read_bounded(self.proc.stdout, KEYIDS_MAX)
+        except BaseException:
+            childerr.stop(self.proc)
+            raise
+        returncode, (message, hint) = childerr.waited(self.proc), self.errs.wait()
+        if returncode == 0:
+            return out.decode("ascii", "replace").split()
+        status, args, option = childerr.exit_status(returncode), self.args, self.option
+        message = message or f"encpipe keyid failed with status {status}"
+        if option:  # encpipe's name for the option (the first word of ARGS, before its =VALUE) is the script's
+            theirs = args[0].partition("=")[0]
+            message, hint = (option + text[len(theirs):] if text and text.startswith(theirs) else text
+                             for text in (message, hint))
+            if not message.startswith(option):
+                message = f"{option}: {message}"
+        raise ChildRefused(message, status, hint)
 
 
 def _read_ahead(path):

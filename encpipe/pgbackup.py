@@ -9,6 +9,7 @@ the exit statuses are described there and in README, "Backing up"; its
 command line is read and checked by pgbackupargs.
 """
 
+import importlib
 import os
 import secrets
 import signal
@@ -16,7 +17,7 @@ import sys
 import time
 from io import StringIO
 
-from . import commands, dirlock, sigthreads
+from . import aead, commands, dirlock, sigthreads
 from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
@@ -148,7 +149,8 @@ class Backup:
     def sealer(self):
         """seal(src, out): the keys loaded once, for both files."""
         args = dict(self.o["seal"])
-        chunk, workers = commands.seal_chunking(args, from_pipe=True)
+        chunk, workers = commands.seal_chunking(args, from_pipe=True, load=False)  # the library: see seal()
+        aead.checked()  # an ENCPIPE_CIPHER that names no library, or one not installed: 64 now
         pipes = [os.pipe() for _ in self.passphrases]  # each --passphrase-fd secret, read once, on a pipe again
         try:
             for (_, w), secret in zip(pipes, self.passphrases):
@@ -169,6 +171,11 @@ class Backup:
         from . import envelope
 
         def seal(src, out, progress=None):
+            # Loaded once pg_dump runs, while it connects and reads the catalog, before its first byte:
+            # the cipher library (one that cannot be loaded fails the run, its temporary file removed)
+            # and the modules that read the stored file back (job's commit).
+            aead.library()
+            importlib.import_module(".backup.listing", __package__)
             envelope.seal(src, out, recipients, chunk_log2=chunk, threads=workers, on_progress=progress,
                           signing_keys=signed_by)
 

@@ -7,7 +7,6 @@ import shutil
 
 from . import dirlock, pgopts
 from .argwords import option_words
-from .backup.cli import policy_from
 from .backup.remotes import refuse_credentials
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
@@ -142,6 +141,8 @@ def validate(o, env):
     except pgopts.RefusedOption as e:
         raise Failure(str(e), 64) from None
     if o["policy"]:  # a malformed policy is a mistake now, not after the dump
+        from .backup.cli import policy_from  # here: the retention modules load only for a run that prunes
+
         policy = dict.fromkeys(_POLICY)
         policy.update(word.split("=", 1) for word in o["policy"])
         policy_from(policy)

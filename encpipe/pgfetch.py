@@ -10,8 +10,7 @@ import sys
 import tempfile
 
 from . import childerr
-from .backup.rclonestore import NO_SUCH_OBJECT
-from .backup.storage import split_file
+from .backup.remotes import split_file
 from .pgcli import Failure
 from .keys import RCLONE_NEEDS, child_env
 
@@ -80,6 +79,8 @@ def fetch_remote(remote, with_globals, fetched):
         error = errs.wait()[0]
         # the globals file may be absent (a run with --no-globals); any other failure is one, as
         # for a local globals file that exists but cannot be read
+        from .backup.rclonestore import NO_SUCH_OBJECT  # here: a local FILE needs none of the remote's modules
+
         if status and (needed or not (status == 66 and (error or "").endswith(": " + NO_SUCH_OBJECT))):
             raise Failure("cannot fetch %s: %s; nothing was changed" % (name, error or "status %d" % status),
                           status)

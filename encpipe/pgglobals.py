@@ -107,6 +107,17 @@ def statements(text):
     return result, props
 
 
+def checked(text, path, db, run, no_globals, say):
+    """(the statements to run, the properties) of a globals file's decrypted `text`, once
+    refuse_other_run (with `run`, `say`) and, unless `no_globals` (then no statement), refuse_unplain passed."""
+    all_statements, props = statements(text.decode("utf-8", "replace"))
+    refuse_other_run(props, run, path, db, say, labelled_run(text, path, db))
+    if no_globals:
+        return [], props
+    refuse_unplain(all_statements, path, db)
+    return all_statements, props
+
+
 def plan(all_statements, existing_roles):
     """(statements to run, roles created, what was left out) for a target with `existing_roles`."""
     created = []

@@ -15,6 +15,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from .backup.names import STAMP
+from .pgcli import Failure
 from .pgclient import PgError, Session, ident, literal, run_sql
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
@@ -40,6 +41,15 @@ def is_scratch_name(name):
 def is_pre_restore_name(name):
     """True for a name of the form restores give the database they replaced."""
     return bool(_PRE_RESTORE.match(name))
+
+
+def refuse_reserved(db):
+    """Failure (64) for a DBNAME of either form: a later restore, or --drop-pre-restore-older-than, would drop it."""
+    if is_scratch_name(db):
+        raise Failure("%s is named like a scratch database of a restore; choose another name" % db, 64)
+    if is_pre_restore_name(db):
+        raise Failure("%s is named like a copy a restore keeps of the database it replaced; "
+                      "choose another name" % db, 64)
 
 
 class RunLock:

@@ -11,7 +11,7 @@ gives it every other property in the swap transaction, as it becomes DBNAME.
 
 import json
 
-from .pgclient import PgError, conninfo, ident, literal, value
+from .pgclient import PgError, conninfo, ident, literal, run_sql, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
 
@@ -32,6 +32,16 @@ def read(maintenance_db, name):
     """The properties of database `name`, or None when it does not exist."""
     text = value(maintenance_db, _QUERY % literal(name))
     return json.loads(text) if text else None
+
+
+def state(maintenance_db, name):
+    """(whether database `name` exists, how many client sessions it has, whether the
+    connecting role is a superuser): one query, all that a restore asks before it begins."""
+    count, busy, superuser = run_sql(maintenance_db, (
+        "SELECT count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND backend_type = "
+        "'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+        "FROM pg_catalog.pg_database WHERE datname = %s;") % (literal(name), literal(name)))[0]
+    return count != "0", int(busy), superuser == "t"
 
 
 def comment_line(db, run=None):

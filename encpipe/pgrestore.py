@@ -40,7 +40,7 @@ import time
 
 from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
 from .backup.remotes import refuse_credentials
-from .backup.storage import is_remote
+from .backup.remotes import is_remote
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import json_value, printable
 from .errors import EncpipeError, UsageError
@@ -55,6 +55,10 @@ from .workers import decimal_number
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
+# key sources with which `encpipe open` of FILE is not started early, beside another encpipe
+# (keyid, the globals file's open): one that prompts or runs a command, or costs scrypt's memory
+ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",
+        "ENCPIPE_PASSPHRASE"}
 
 
 def say(text, kind=None):
@@ -74,7 +78,7 @@ class Run:
         self.env = dict(os.environ)
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
-        self.temp = self.lock = None
+        self.temp = self.lock = self.keyid = self.stream = None
         self.fetched = []
         self.globals_stmts, self.globals_path = [], None
         self.roles = Roles(self.maint, say)
@@ -102,11 +106,7 @@ class Run:
             refuse_credentials(self.file, "FILE")
         except UsageError as e:
             raise Failure(str(e), 64, e.hint) from None
-        if pgleftovers.is_scratch_name(self.db):  # a later restore would drop it as a leftover
-            raise Failure("%s is named like a scratch database of a restore; choose another name" % self.db, 64)
-        if pgleftovers.is_pre_restore_name(self.db):  # --drop-pre-restore-older-than would drop it
-            raise Failure("%s is named like a copy a restore keeps of the database it replaced; "
-                          "choose another name" % self.db, 64)
+        pgleftovers.refuse_reserved(self.db)
         self.days()
         try:
             pgopts.check(pgopts.restore_tool(self.file), o["tool"])
@@ -117,24 +117,16 @@ class Run:
         try:  # now, not once a server was reached: each encpipe gets these key sources
             keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
                            self.encpipe, self.secrets.spawn)
-            keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env, key_read=not self.o["key"])
+            self.keyid = keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
+                                                    key_read=not self.o["key"], wait=False)
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code, e.hint) from None
-        stamp = pgleftovers.stamp()
-        self.old = "%s_pre_restore_%s" % (self.db, stamp)
-        self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
-        if self.file.endswith(".globals.sql.enc"):
-            raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
-        # the run (so the database) whose properties a globals file found beside FILE must hold
-        self.source_run = None if self.o.get("globals") else pgfetch.run_name(self.file)
-        self.named = pgfetch.backup_named(self.file)  # before a remote file's fetched copy is named otherwise
-        if is_remote(self.file):
-            self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
-            self.o["globals"] = self.o.get("globals") or fetched
-        self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in o["key"]),
-                                         "nothing was changed")]
-        self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
-        self.restrict = restricted_psql(o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
+        try:  # ENCPIPE_KEY's check runs meanwhile; what it finds comes first, as when it was waited for at once
+            self.open_file()
+        except Exception:
+            self.keys_checked()
+            raise
+        self.keys_checked()
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = self.load_globals()
         exists = self.wait_until_free()
@@ -146,6 +138,46 @@ class Run:
             return self.restore(exists, globals_stmts, backup_props)
         finally:
             self.lock.close()
+
+    def open_file(self):
+        stamp = pgleftovers.stamp()
+        self.old = "%s_pre_restore_%s" % (self.db, stamp)
+        self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
+        if self.file.endswith(".globals.sql.enc"):
+            raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
+        # the run (so the database) whose properties a globals file found beside FILE must hold
+        self.source_run = None if self.o.get("globals") else pgfetch.run_name(self.file)
+        self.named = pgfetch.backup_named(self.file)  # before a remote file's fetched copy is named otherwise
+        if is_remote(self.file):
+            self.keys_checked()  # before a remote FILE is fetched
+            self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
+            self.o["globals"] = self.o.get("globals") or fetched
+        self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in self.o["key"]),
+                                         "nothing was changed")]
+        self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
+        self.restrict = restricted_psql(self.o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
+        self.sealed = os.pread(self.fds[0], 7, 0) == b"ENCPIPE"
+        sources = {word.partition("=")[0] for word in self.o["key"]} or {v for v in ASKS if v in self.env}
+        if self.sealed and not ASKS & sources:
+            # `open --verify-first` lets nothing out before the whole file authenticated: it reads
+            # it now, while the checks before the restore run; its output waits in its pipe
+            self.stream = self.restore_stream_of(False)
+            self.stream.start()
+
+    def keys_checked(self):
+        """The verdict of ENCPIPE_KEY's check (keycheck.check_environment), once: a Failure."""
+        started, self.keyid = self.keyid, None
+        try:
+            started and started.result()
+        except EncpipeError as e:
+            raise Failure(str(e), e.exit_code, e.hint) from None
+
+    def stop_children(self):
+        """A run that ends: the children that may still run, ended (an interrupted or failed run)."""
+        if self.keyid:
+            self.keyid.stop()
+        if self.stream:
+            self.stream.kill()
 
     def days(self):
         text = self.o.get("drop_pre_restore_older_than")
@@ -173,7 +205,7 @@ class Run:
                        hint or child_hint)
 
     def authenticate_legacy(self):
-        if os.pread(self.fds[0], 7, 0) == b"ENCPIPE":
+        if self.sealed:
             return False
         proc, said = childerr.started(self.encpipe_run, ["inspect", "--legacy", "--verify", self.source],
                                       start=subprocess.Popen, stdout=subprocess.DEVNULL)
@@ -206,20 +238,11 @@ class Run:
             raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
                                open_failure_hint(status, self.o, self.env))
         self.globals_path = path
-        statements, props = pgglobals.statements(text.decode("utf-8", "replace"))
-        pgglobals.refuse_other_run(props, self.source_run, path, self.db, say,
-                                   pgglobals.labelled_run(text, path, self.db))
-        if not self.o.get("no_globals"):
-            pgglobals.refuse_unplain(statements, path, self.db)
-        return ([] if self.o.get("no_globals") else statements), props
+        return pgglobals.checked(text, path, self.db, self.source_run, self.o.get("no_globals"), say)
 
     def wait_until_free(self):
-        sql = ("SELECT count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s "
-               "AND backend_type = 'client backend') FROM pg_catalog.pg_database WHERE datname = %s;"
-               % (literal(self.db), literal(self.db)))
         for attempt in range(10):
-            count, busy = run_sql(self.maint, sql)[0]
-            exists, busy = count != "0", int(busy)
+            exists, busy, self.superuser = pgprops.state(self.maint, self.db)  # the swap needs the last
             if not busy or self.o.get("terminate_connections"):
                 return exists
             time.sleep(0.3)
@@ -271,11 +294,14 @@ class Run:
                           % (self.temp_name, e, self.db)) from None
         return self.temp
 
-    def restore_stream(self, props, exists):
-        open_cmd = self.encpipe + ["open", "--legacy" if self.legacy else "--verify-first", *maker_check(self.o),
+    def restore_stream_of(self, legacy):
+        open_cmd = self.encpipe + ["open", "--legacy" if legacy else "--verify-first", *maker_check(self.o),
                                    *self.o["open"], *self.o["key"], self.source]
-        self.stream = Restore(open_cmd, self.env, self.fds, self.o["tool"], self.o.get("role"), self.restrict,
-                              self.secrets.spawn, self.named)
+        return Restore(open_cmd, self.env, self.fds[:1], self.o["tool"], self.o.get("role"), self.restrict,
+                       self.secrets.spawn, self.named)
+
+    def restore_stream(self, props, exists):
+        self.stream = self.stream or self.restore_stream_of(self.legacy)
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:
@@ -291,9 +317,8 @@ class Run:
                           hint=QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None)
 
     def swap(self, props, exists):
-        superuser = run_sql(self.maint, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;")
         # private until now (see pgprops.private_sql): its properties come with the swap
-        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=superuser == [["t"]])]
+        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=self.superuser)]
         if exists:
             if self.o.get("terminate_connections"):
                 sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
@@ -349,6 +374,7 @@ def main(argv=None):
         try:
             return run.main()
         finally:
+            run.stop_children()
             for path in getattr(run, "fetched", []):
                 os.unlink(path)
     except Failure as e:

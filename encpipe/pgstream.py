@@ -172,14 +172,20 @@ class Restore:
         """(encpipe open's error, its hint), each None when it said none."""
         return self.opener_stderr.wait() if self.opener_stderr else (None, None)
 
+    def start(self):
+        """Starts `encpipe open` (once), which then reads the file while its caller goes on."""
+        if not self.procs:
+            opener, self.opener_stderr = childerr.started(self.spawn, self.open_cmd, start=subprocess.Popen,
+                                                          stdout=subprocess.PIPE, env=self.open_env,
+                                                          pass_fds=self.pass_fds)
+            self.procs.append(opener)
+            widen_pipes(opener.stdout)
+
     def run(self, create):
         """Returns (status of encpipe open, status of the restore client); raises EmptyStream."""
-        opener, self.opener_stderr = childerr.started(self.spawn, self.open_cmd, start=subprocess.Popen,
-                                                      stdout=subprocess.PIPE, env=self.open_env,
-                                                      pass_fds=self.pass_fds)
-        self.procs.append(opener)
+        self.start()
+        opener = self.procs[0]
         src = opener.stdout
-        widen_pipes(src)
         head = _read_head(src, HEAD_BYTES)
         if self.named:
             self._check_label(head)

@@ -381,3 +381,19 @@ def _remove_if(dir_fd, name, fd):
             os.unlink(name, dir_fd=dir_fd)
     except OSError:
         pass
+
+
+def fsync_directory(directory, dir_fd=None):
+    """Make a rename or removal in `directory` (relative to `dir_fd`, when given)
+    durable; best effort (some file systems refuse), since the change itself has
+    already happened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -28,7 +28,7 @@ import tempfile
 import pytest
 
 from encpipe.backup.remotes import parameters
-from encpipe.backup.storage import is_remote, split_file
+from encpipe.backup.remotes import is_remote, split_file
 from fuzz.craft import clean_env, command
 from s3server import rclone_binary
 from spies import install, records, write

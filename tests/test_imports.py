@@ -70,3 +70,37 @@ def test_no_module_of_encpipe_imports_itself_in_a_circle():
     assert {"encpipe.cli", "encpipe.commands", "encpipe.envelope", "encpipe.backup.job"} <= set(graph)
     assert "encpipe.keyargs" in graph["encpipe.commands"]
     assert find_cycle(graph) is None
+
+
+def test_a_backup_loads_no_module_of_pruning_metrics_or_the_prune_cli_until_it_needs_one():
+    """encpipe-backup without --keep..., --metrics-file or --systemd-unit imports none of
+    them (start-up time: dataclasses, concurrent.futures, logging come with them), and
+    the commit's listing only once pg_dump runs."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, encpipe.pgbackup, encpipe.backup.job\n"
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith('encpipe.backup.') or m == 'concurrent')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    loaded = set(out.split())
+    assert "encpipe.backup.job" in loaded
+    assert loaded.isdisjoint({"encpipe.backup.prune", "encpipe.backup.retention", "encpipe.backup.metrics",
+                              "encpipe.backup.verify", "encpipe.backup.cli", "encpipe.backup.unit", "concurrent",
+                              "encpipe.backup.listing"})  # the commit's: imported once pg_dump runs
+
+
+def test_a_restore_loads_no_cipher_command_nor_remote_store_module():
+    """encpipe-restore decrypts nothing itself (each `encpipe open` does) and reads a local
+    FILE without rclone: it imports neither encpipe.commands (and the envelope, provenance,
+    signing behind it) nor the remote store's modules (dataclasses behind them)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, encpipe.pgrestore\nprint(' '.join(sorted(m for m in sys.modules if m.startswith('encpipe.'))))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    loaded = set(out.split())
+    assert "encpipe.pgrestore" in loaded and "encpipe.pgfetch" in loaded
+    assert loaded.isdisjoint({"encpipe.commands", "encpipe.envelope", "encpipe.provenance", "encpipe.backup.storage",
+                              "encpipe.backup.rclonestore", "encpipe.backup.records"})

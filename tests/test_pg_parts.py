@@ -209,3 +209,35 @@ def test_every_long_option_of_the_installed_tool_is_judged_by_its_full_name(tool
         except pgopts.RefusedOption as e:
             wrongly.append((name, str(e)))
     assert wrongly == []
+
+
+_COMMIT_END = ["--", ".encpipe-tmp.20250101T000000Z_1_2", "-db_20250101T000000Z.sql.zst.enc"]
+_COMMIT_BASE = ["commit", "--dir=-d", "--database=-db", "--started=1735689600.5", "--kind=sql.zst"]
+
+
+@pytest.mark.parametrize("words", [
+    [],
+    ["--to=r:p=x", "--allow-shared-dir", "--metrics-file=--m.prom"],
+    ["--keep-last=3", "--keep-daily=7", "--keep-weekly=4", "--keep-monthly=12", "--max-age=90", "--threads=2",
+     "--key-file=a", "--key-file=-h", "--key-command=c d", "--identity=i", "--passphrase-file=p",
+     "--passphrase-command=q", "--signer=s1", "--signer=s2", "--signer-file=f", "--count-unauthenticated",
+     "--globals-temp=g.tmp", "--globals-name=g.enc"],
+    ["--keep=2", "--key-file="],
+], ids=["plain", "remote", "every-option", "keep"])
+def test_a_commit_is_read_as_docopt_reads_it(words):
+    from docopt import docopt
+
+    from encpipe.backup import job
+
+    argv = _COMMIT_BASE + words + _COMMIT_END
+    assert job.commit_args(argv) == docopt(job.USAGE, argv=argv, default_help=True)
+
+
+@pytest.mark.parametrize("words", [["--keep-last=3", "--keep-last=4"], ["--globals-temp=g.tmp"],
+                                   ["--allow-shared-dir", "--allow-shared-dir"], ["--unknown=x"], ["--to", "r:p"],
+                                   ["--allow-shared-dir=yes"]],
+                         ids=["twice", "half-pair", "flag-twice", "unknown", "two-words", "flag-value"])
+def test_any_other_commit_is_left_to_docopt(words):
+    from encpipe.backup import job
+
+    assert job.commit_args(_COMMIT_BASE + words + _COMMIT_END) is None

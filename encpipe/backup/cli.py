@@ -143,8 +143,8 @@ from .prune import prune
 from .retention import Policy
 from .names import parse_name
 from .rclonestore import NO_SUCH_OBJECT
-from .remotes import refuse_credentials
-from .storage import is_remote, open_location, split_file
+from .remotes import is_remote, refuse_credentials, split_file
+from .storage import open_location
 from .verify import KeyRing, Kept, refuse_late_unlabelled, verify_entry
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"

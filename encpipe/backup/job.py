@@ -58,18 +58,17 @@ from datetime import datetime, timedelta, timezone
 
 from docopt import DocoptExit, docopt
 
-from .. import commands
 from ..cli import Io, report_errors
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
 from ..safefile import check_directory
 from ..shown import json_value
-from . import metrics, unit
-from .cli import policy_from, usage_message
-from .listing import examine
 from .names import KINDS, temp_started
-from .prune import prune
-from .storage import CHUNK, Local, open_location, split_file, upload
-from .verify import KeyRing
+from .remotes import split_file
+from .storage import CHUNK, Local, open_location, upload
+
+# What a plain run (commit, abort) does not use is imported where it is used: pruning, the
+# metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module); what its
+# commit uses (listing) where the commit is. A backup starts pg_dump sooner without them.
 
 STALE = timedelta(days=1)
 _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep", "--max-age")
@@ -105,6 +104,8 @@ def cmd_commit(args, io):
     except EncpipeError as e:  # a store's rename says which one failed
         return _undo(args, io, targets, renames, renamed, e)
     status, head = 0, None  # from here on the backup is stored: what fails is said, the run still recorded
+    from .listing import examine  # imported by encpipe-backup while pg_dump starts
+
     try:
         head = examine(targets[0], targets[0].stat(final))
     except (EncpipeError, OSError) as e:
@@ -148,6 +149,11 @@ def _remove_stale_temps(store, now=None):
 
 
 def _prune_after(args, io, targets, db, line):
+    from .. import commands
+    from .cli import policy_from
+    from .prune import prune
+    from .verify import KeyRing
+
     policy = policy_from(args)
     line["pruned"], status = [], 0
     try:
@@ -213,6 +219,8 @@ def _record(args, ok, size=None):
     """Record the run in --metrics-file, if given; the error (EncpipeError) that kept
     it from being recorded, else None."""
     if args["--metrics-file"]:
+        from . import metrics
+
         try:
             metrics.record(args["--metrics-file"], args["--database"], ok=ok, started=float(args["--started"]),
                            finished=time.time(), size=size)
@@ -247,12 +255,49 @@ def cmd_fetch(args, io):
 
 
 def cmd_unit(args, io):
+    from . import unit
+
     io.print(unit.render(os.path.abspath(args["SCRIPT"]), args["ARG"]))
     return 0
 
 
 COMMANDS = {"upload": cmd_upload, "commit": cmd_commit, "abort": cmd_abort, "fetch": cmd_fetch,
             "systemd-unit": cmd_unit}
+
+
+_LISTS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-command", "--signer",
+          "--signer-file")
+_FLAGS = ("--allow-shared-dir", "--count-unauthenticated")
+_VALUES = ("--dir", "--to", "--database", "--kind", "--started", "--metrics-file", "--threads", "--globals-temp",
+           "--globals-name", *_POLICY)
+
+
+def commit_args(argv):
+    """The dictionary docopt makes of `argv`, a commit's words as encpipe-backup builds them
+    (`commit`, each option one word, --OPTION=VALUE (argwords) or a flag, `--`, TEMP, NAME),
+    without parsing USAGE (milliseconds of each backup); None for any other shape (main()
+    parses it as before). tests/test_pg_parts.py holds it to docopt's."""
+    if argv[:1] != ["commit"] or len(argv) < 4 or argv[-3] != "--":
+        return None
+    args = {**dict.fromkeys(COMMANDS, False), "commit": True, "--": True, "ARG": [], "FILE": None, "SCRIPT": None,
+            "TEMP": argv[-2], "NAME": argv[-1], **dict.fromkeys(_VALUES), **dict.fromkeys(_FLAGS, False),
+            **{option: [] for option in _LISTS}}
+    given = set()
+    for word in argv[1:-3]:
+        option, eq, value = word.partition("=")
+        if not eq and option in _FLAGS and option not in given:
+            args[option] = True
+        elif eq and option in _LISTS:
+            args[option].append(value)
+        elif eq and option in _VALUES and option not in given:
+            args[option] = value
+        else:
+            return None
+        given.add(option)
+    if args["--threads"] is None:
+        args["--threads"] = "auto"
+    required = args["--database"] and args["--kind"] and args["--started"]
+    return args if required and (args["--globals-temp"] is None) == (args["--globals-name"] is None) else None
 
 
 def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
@@ -262,8 +307,10 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
     if argv[:1] == ["systemd-unit"] and len(argv) > 1:  # ARGs are another command's options
         return report_errors(io, lambda: cmd_unit({"SCRIPT": argv[1], "ARG": argv[2:]}, io))
     try:
-        args = docopt(USAGE, argv=argv, default_help=True)
+        args = commit_args(argv) or docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:
+        from .cli import usage_message
+
         io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
     return report_errors(io, lambda: COMMANDS[argv[0]](args, io))

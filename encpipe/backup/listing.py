@@ -2,7 +2,6 @@
 
 import io
 from collections import Counter, defaultdict, deque
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -195,6 +194,8 @@ def scan(store, signers=False):
     items = store.list()
     if not getattr(store, "remote", False) or len(items) < 2:
         return [examine(store, item, signers) for item in items]
+    from concurrent.futures import ThreadPoolExecutor  # here: a backup's read-back does not scan
+
     pool = ThreadPoolExecutor(min(REMOTE_AT_ONCE, len(items)), thread_name_prefix="examine")
     try:  # a window of futures, not one per object (each holds a lock and a condition)
         entries, window = [], deque()
@@ -222,6 +223,8 @@ def _settle(window, entries):
     pending = [f for f in window if not f.done()]
     _raise_any(f for f in window if f not in pending)  # those ended before the wait
     if window[0] in pending:  # any that ends from now on ends the wait
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         wait(pending, return_when=FIRST_COMPLETED)
     _raise_any(f for f in window if f.done())
     while window and window[0].done():

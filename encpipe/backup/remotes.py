@@ -81,6 +81,21 @@ def is_secret(name):
     return name in SECRET_NAMES or any(name == s or name.endswith("_" + s) for s in SECRET_SUFFIXES)
 
 
+def is_remote(location):
+    return prefix_end(location) is not None and not os.path.exists(location)  # REMOTE:PATH, or with parameters
+
+
+def split_file(path):
+    """(location, name) for a file given as a path or REMOTE:PATH/NAME."""
+    if is_remote(path):
+        end = prefix_end(path)
+        head, _, name = path.rpartition("/")
+        if "/" not in path[end:]:  # REMOTE:NAME (a / in a parameter's value is not a folder)
+            head, name = path[:end], path[end:]
+        return head, name
+    return os.path.dirname(path) or ".", os.path.basename(path)
+
+
 def refuse_credentials(location, option):
     """UsageError (64) when `location`, given to `option`, is a connection string
     with a credential in it (an existing local path is a path)."""

@@ -19,35 +19,20 @@ import io
 import os
 import stat
 
-from .. import commands, safefile
+from .. import safefile
 from ..errors import Changed, InputUnavailable, IOFailure
 from .rclonestore import Rclone
 from .records import Item
-from .remotes import prefix_end, refuse_credentials
+from .remotes import is_remote, refuse_credentials
 from .removal import remove_listed
 
 CHUNK = 1 << 20
 _PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)  # a directory's descriptor for the *at() calls only
 
 
-def is_remote(location):
-    return prefix_end(location) is not None and not os.path.exists(location)  # REMOTE:PATH, or with parameters
-
-
 def open_location(location, env=None, option="the remote"):
     refuse_credentials(location, option)  # the scripts refuse it first, naming their option
     return Rclone(location, env) if is_remote(location) else Local(location)
-
-
-def split_file(path):
-    """(location, name) for a file given as a path or REMOTE:PATH/NAME."""
-    if is_remote(path):
-        end = prefix_end(path)
-        head, _, name = path.rpartition("/")
-        if "/" not in path[end:]:  # REMOTE:NAME (a / in a parameter's value is not a folder)
-            head, name = path[:end], path[end:]
-        return head, name
-    return os.path.dirname(path) or ".", os.path.basename(path)
 
 
 def upload(stores, name, src, final=None):
@@ -254,7 +239,7 @@ class Local:
 
     def done(self):  # a rename or removal made durable, through the directory's descriptor
         try:
-            commands.fsync_directory(".", dir_fd=self._dir())
+            safefile.fsync_directory(".", dir_fd=self._dir())
         except OSError:  # best effort: the change itself has happened
             pass
 

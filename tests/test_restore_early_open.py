@@ -1,0 +1,116 @@
+"""encpipe-restore starts `encpipe open --verify-first` of FILE before it reaches the
+server, so that the file is read and authenticated while the restore's own checks
+run (ENCPIPE_KEY's keyid, psql's version, DBNAME in use, the leftovers of killed
+runs); its output waits in its pipe, nothing is created before it authenticated.
+A restore that fails or is stopped before it uses that stream ends it: here a
+stand-in for `encpipe open` that never ends is left neither by a refused
+restore (DBNAME in use: 75, its one line only) nor by one stopped by a signal
+while ENCPIPE_KEY's check (a keyid that never ends) runs beside it. With a
+passphrase (scrypt's memory) or a key source that may prompt or run a command,
+the open starts as before, once the globals file was read: never beside another."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_backup_restore import RESTORE, backup, ensure_small, leftover_databases, read_key, restore, script_env
+from test_restore_edges import PREFIX, _end, _hold
+from test_restore_hardening import TARGET, _fresh_target
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _stand_in(tmp_path, hangs):
+    """An ENCPIPE whose commands in `hangs` (keyid, open) write their pid to a file of
+    their name and wait for ever; the others run this encpipe."""
+    encpipe = tmp_path / "encpipe-stand-in"
+    cases = "".join(f"  {name}) echo $$ > {tmp_path / name}.tmp && mv {tmp_path / name}.tmp {tmp_path / name}; "
+                    f"exec sleep 1000 ;;\n" for name in hangs)
+    encpipe.write_text(f"#!/bin/sh\ncase \"$1\" in\n{cases}esac\nexec {sys.executable} -m encpipe \"$@\"\n")
+    encpipe.chmod(0o755)
+    return str(encpipe)
+
+
+def _pid(path):
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+def test_a_restore_refused_before_it_begins_ends_the_open_it_started(pg, tools, key_file, tmp_path):
+    source = ensure_small(pg, "early_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--no-globals")
+    _fresh_target(pg)
+    holder = _hold(pg, TARGET)
+    opener = None
+    try:
+        proc = restore(pg, tools, path, TARGET, "--key-file", key_file,
+                       env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert proc.stderr == (PREFIX + b"error: database %s has 1 active connection(s); nothing was changed\n"
+                               % TARGET.encode() + PREFIX + b"hint: close them, or use --terminate-connections\n")
+        opener = _pid(tmp_path / "open")  # it had started before the server was asked
+        time.sleep(0.2)
+        assert not _alive(opener)
+        assert leftover_databases(pg) == set()
+    finally:
+        _end(holder)
+        if opener:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(opener, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_a_restore_stopped_during_the_key_check_ends_it_and_the_open(pg, tools, key_file, tmp_path, signum, status):
+    source = ensure_small(pg, "early_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--no-globals")
+    env = {**script_env(pg, tools), "ENCPIPE": _stand_in(tmp_path, ["keyid", "open"]),
+           "ENCPIPE_KEY": read_key(key_file)}
+    proc = subprocess.Popen([RESTORE, path, "early_target"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    children = []
+    try:
+        children = [_pid(tmp_path / "keyid"), _pid(tmp_path / "open")]  # both run at once
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        time.sleep(0.2)
+        assert (proc.returncode if proc.returncode >= 0 else 128 - proc.returncode, out, err) == (status, b"", b"")
+        assert [pid for pid in children if _alive(pid)] == []
+        assert "early_target" not in pg.psql("SELECT datname FROM pg_database")
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_with_a_passphrase_the_open_starts_only_after_the_checks(pg, tools, key_file, tmp_path):
+    source = ensure_small(pg, "early_source")
+    passphrase = tmp_path / "pass"
+    passphrase.write_text("correct horse battery staple\n")
+    passphrase.chmod(0o600)
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--passphrase-file", str(passphrase), "--work-factor",
+                     "10", "--no-globals")
+    _fresh_target(pg)
+    holder = _hold(pg, TARGET)
+    try:
+        proc = restore(pg, tools, path, TARGET, "--passphrase-file", str(passphrase),
+                       env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert not (tmp_path / "open").exists()  # refused before any `encpipe open` ran
+    finally:
+        _end(holder)
