@@ -7,6 +7,7 @@ No message here shows an option's value: it may be a secret typed in the wrong p
 import errno
 import os
 import re
+import stat
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
 from .workers import int_option
@@ -95,6 +96,23 @@ def load_signers(texts, files, env):
 FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
 _SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
                  "--add-key-file", "--add-passphrase-file")
+
+
+def readable_beside_another(words, options=("--key-file", "--identity")):
+    """Whether every secret file that `words` (`--option=PATH` words) names for `options`
+    can be read by two encpipe at once, each reading all of it: a regular file, or a
+    /dev/fd/N (a script lends each child its own copy, fdsecrets). Not a named FIFO or a
+    device, which two readers would share (one would find no key), nor a path that
+    cannot be looked at now."""
+    for word in words:
+        option, _, path = word.partition("=")
+        if option in options and not FD_PATH.fullmatch(path):
+            try:
+                if not stat.S_ISREG(os.stat(path).st_mode):
+                    return False
+            except (OSError, ValueError):
+                return False
+    return True
 
 
 def refuse_shared_stdin(args):

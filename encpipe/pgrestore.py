@@ -46,7 +46,7 @@ from .shown import json_value, printable
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
-from .keyargs import secret_fds_open, shown_name
+from .keyargs import readable_beside_another, secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgroles import Roles
@@ -55,8 +55,8 @@ from .workers import decimal_number
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
-# key sources with which `encpipe open` of FILE is not started early, beside another encpipe
-# (keyid, the globals file's open): one that prompts or runs a command, or costs scrypt's memory
+# key sources with which `encpipe open` of FILE is not started early, beside another encpipe (keyid, the
+# globals file's open): one that prompts, runs a command or costs scrypt's memory (and see readable_beside_another)
 ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",
         "ENCPIPE_PASSPHRASE"}
 
@@ -158,7 +158,7 @@ class Run:
         self.restrict = restricted_psql(self.o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
         self.sealed = os.pread(self.fds[0], 7, 0) == b"ENCPIPE"
         sources = {word.partition("=")[0] for word in self.o["key"]} or {v for v in ASKS if v in self.env}
-        if self.sealed and not ASKS & sources:
+        if self.sealed and not ASKS & sources and readable_beside_another(self.o["key"]):
             # `open --verify-first` lets nothing out before the whole file authenticated: it reads
             # it now, while the checks before the restore run; its output waits in its pipe
             self.stream = self.restore_stream_of(False)

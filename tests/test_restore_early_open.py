@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -109,6 +110,37 @@ def test_with_a_passphrase_the_open_starts_only_after_the_checks(pg, tools, key_
     holder = _hold(pg, TARGET)
     try:
         proc = restore(pg, tools, path, TARGET, "--passphrase-file", str(passphrase),
+                       env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert not (tmp_path / "open").exists()  # refused before any `encpipe open` ran
+    finally:
+        _end(holder)
+
+
+def _serve_fifo(path, data):
+    """A named FIFO at `path` that gives `data` to each reader in turn, for ever (daemon)."""
+    os.mkfifo(path, 0o600)
+
+    def serve():
+        while True:
+            with open(path, "wb") as f:  # waits for a reader
+                f.write(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def test_with_a_key_file_that_is_a_fifo_the_open_starts_only_after_the_checks(pg, tools, key_file, tmp_path):
+    """Two readers at once of a named FIFO (the globals file's open and FILE's) would share
+    one writer's key: one of them would find none. Only a regular file, or a /dev/fd/N that
+    each child gets a copy of, is read beside another encpipe."""
+    source = ensure_small(pg, "early_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--no-globals")
+    fifo = tmp_path / "key.fifo"
+    _serve_fifo(fifo, read_key(key_file).encode() + b"\n")
+    _fresh_target(pg)
+    holder = _hold(pg, TARGET)
+    try:
+        proc = restore(pg, tools, path, TARGET, "--key-file", str(fifo),
                        env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
         assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
         assert not (tmp_path / "open").exists()  # refused before any `encpipe open` ran
