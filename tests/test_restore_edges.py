@@ -18,6 +18,7 @@ a DBNAME in use, a swap that fails.
 
 import os
 import re
+import select
 import shutil
 import subprocess
 import time
@@ -95,12 +96,20 @@ def test_a_refused_psql_option_changes_nothing(pg, tools, key_file, tmp_path, op
 
 
 def _hold(pg, db, seconds=None):
-    """A psql session connected to `db`, once the server sees it: for `seconds`, or
-    (None) until its standard input is closed."""
-    argv = [pg.bin("psql"), "-X", "-q", "-d", db] + (["-c", "SELECT pg_sleep(%s)" % seconds] if seconds else [])
-    holder = subprocess.Popen(argv, env=pg.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    """A psql session connected to `db`, once it is: for `seconds` (once the server
+    sees it), or (None) until its standard input is closed, once it has answered a
+    query. A session that a restore ends at once (--terminate-connections) may never
+    be seen in pg_stat_activity; the answer shows it was there."""
+    argv = [pg.bin("psql"), "-X", "-q", "-At", "-d", db] + (["-c", "SELECT pg_sleep(%s)" % seconds] if seconds else [])
+    holder = subprocess.Popen(argv, env=pg.env, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL if seconds else subprocess.PIPE)
     deadline = time.monotonic() + 60
+    if not seconds:
+        holder.stdin.write(b"SELECT 'held';\n")
+        holder.stdin.flush()
+        ready, _, _ = select.select([holder.stdout], [], [], 60)
+        assert ready and holder.stdout.readline() == b"held\n"
+        return holder
     while _sessions(pg, db) == 0:
         assert time.monotonic() < deadline and holder.poll() is None
         time.sleep(0.05)
