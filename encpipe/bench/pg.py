@@ -109,12 +109,18 @@ def _generate(ctx, pg):
 def _script_env(ctx, pg, cipher):
     """The scripts' environment: the cluster's libpq variables, its binaries first on
     PATH (the same pg_dump, psql and pg_restore as the rows through cat), this
-    interpreter and package, the raw key in ENCPIPE_KEY."""
+    interpreter and package, the raw key in ENCPIPE_KEY. The interpreter is found as
+    `python3` on PATH, as an installed script finds the one beside it: ENCPIPE_PYTHON
+    would cost each run one more Python start (the check that it can import encpipe)."""
     env = dict(ctx.base_env)
     for name in ("PGSERVICE", "PGSERVICEFILE", "PGPASSWORD", "PGPASSFILE", "PGHOSTADDR", "PGOPTIONS", "PGCLUSTER"):
         env.pop(name, None)
     env.update({k: pg.env[k] for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE")})
-    env.update(PATH=os.pathsep.join([pg.bindir, env.get("PATH", "/usr/bin:/bin")]), ENCPIPE_PYTHON=ctx.python,
+    python_dir = ctx.path("python-bin")
+    if not os.path.isdir(python_dir):
+        os.mkdir(python_dir, 0o700)
+        os.symlink(ctx.python, os.path.join(python_dir, "python3"))
+    env.update(PATH=os.pathsep.join([pg.bindir, python_dir, env.get("PATH", "/usr/bin:/bin")]),
                ENCPIPE_KEY=ctx.key, ENCPIPE_CIPHER=cipher)
     return env
 
