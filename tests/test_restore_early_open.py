@@ -99,6 +99,19 @@ def test_a_restore_stopped_during_the_key_check_ends_it_and_the_open(pg, tools, 
                 os.kill(pid, signal.SIGKILL)
 
 
+def _refused_in_use_before_any_open(pg, tools, tmp_path, path, *key_options):
+    """A restore of `path` with `key_options` into a TARGET in use: 75, and no `encpipe open`
+    had started (the checks come first)."""
+    _fresh_target(pg)
+    holder = _hold(pg, TARGET)
+    try:
+        proc = restore(pg, tools, path, TARGET, *key_options, env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert not (tmp_path / "open").exists()  # refused before any `encpipe open` ran
+    finally:
+        _end(holder)
+
+
 def test_with_a_passphrase_the_open_starts_only_after_the_checks(pg, tools, key_file, tmp_path):
     source = ensure_small(pg, "early_source")
     passphrase = tmp_path / "pass"
@@ -106,15 +119,7 @@ def test_with_a_passphrase_the_open_starts_only_after_the_checks(pg, tools, key_
     passphrase.chmod(0o600)
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--passphrase-file", str(passphrase), "--work-factor",
                      "10", "--no-globals")
-    _fresh_target(pg)
-    holder = _hold(pg, TARGET)
-    try:
-        proc = restore(pg, tools, path, TARGET, "--passphrase-file", str(passphrase),
-                       env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
-        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
-        assert not (tmp_path / "open").exists()  # refused before any `encpipe open` ran
-    finally:
-        _end(holder)
+    _refused_in_use_before_any_open(pg, tools, tmp_path, path, "--passphrase-file", str(passphrase))
 
 
 def _serve_fifo(path, data):
@@ -137,12 +142,4 @@ def test_with_a_key_file_that_is_a_fifo_the_open_starts_only_after_the_checks(pg
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--no-globals")
     fifo = tmp_path / "key.fifo"
     _serve_fifo(fifo, read_key(key_file).encode() + b"\n")
-    _fresh_target(pg)
-    holder = _hold(pg, TARGET)
-    try:
-        proc = restore(pg, tools, path, TARGET, "--key-file", str(fifo),
-                       env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
-        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
-        assert not (tmp_path / "open").exists()  # refused before any `encpipe open` ran
-    finally:
-        _end(holder)
+    _refused_in_use_before_any_open(pg, tools, tmp_path, path, "--key-file", str(fifo))
