@@ -5,23 +5,14 @@ output or error, and leaves neither that child nor what it started running.
 Before, the child was waited with a plain wait: the script died, and the keyid
 child (here a stand-in for ENCPIPE that waits on a `sleep`) ran on."""
 
-import contextlib
-import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
+from procs import alive, ended_afterwards, shell_status
 from test_backup_restore import RESTORE, python_env
-
-
-def _alive(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
@@ -36,24 +27,17 @@ def test_a_restore_stopped_during_its_key_check_leaves_no_child(tmp_path, signum
     proc = subprocess.Popen([RESTORE, "--key-file", str(key), str(tmp_path / "db_20250101T000000Z.sql.enc"), "db"],
                             env={**python_env(), "ENCPIPE": str(encpipe)}, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    children = []
-    try:
+    with ended_afterwards(proc) as children:
         deadline = time.monotonic() + 60
         while not pids.exists():
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        children = list(map(int, pids.read_text().split()))  # the keyid stand-in, its sleep
+        children += map(int, pids.read_text().split())  # the keyid stand-in, its sleep
         begun = time.monotonic()
         proc.send_signal(signum)  # the restore alone, as `kill` would
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - begun
         time.sleep(0.2)  # a process killed is reaped by init
-        assert (proc.returncode if proc.returncode >= 0 else 128 - proc.returncode, out, err) == (status, b"", b"")
+        assert (shell_status(proc.returncode), out, err) == (status, b"", b"")
         assert took < 5
-        assert [pid for pid in children if _alive(pid)] == []
-    finally:
-        proc.kill()
-        proc.wait()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        assert [pid for pid in children if alive(pid)] == []

@@ -19,6 +19,7 @@ import pytest
 
 from encpipe.backup import listing
 from encpipe.backup.storage import Rclone
+from procs import alive
 from s3server import rclone_binary
 from test_backup_restore import REPO, python_env
 
@@ -126,14 +127,6 @@ def test_several_objects_are_read_at_once_never_more_than_the_bound(s3, sealed, 
     seen = [int(line) for line in counts.read_text().split()]
     assert len(seen) == 2 * n  # the header, then the trailer, of each
     assert 1 < max(seen) <= listing.REMOTE_AT_ONCE, seen
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def hanging_rclone(tmp_path):

@@ -24,14 +24,8 @@ import pytest
 
 from test_backup_restore import (RESTORE, backup, dump, ensure_small, leftover_databases, make_legacy_file,
                                  python_env, read_key, script_env)
+from procs import alive, ended_afterwards
 from test_remote_listing import upload, wrapper
-
-
-def _alive(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _descendants(pid):
@@ -65,7 +59,7 @@ def _stop_while_the_child_runs(pg, tools, path, db, key_source, tmp_path, signum
     out, err = proc.communicate(timeout=60)
     took = time.monotonic() - begun
     time.sleep(0.2)  # a process killed is reaped by init
-    return proc.returncode, out, err.decode(), took, [pid for pid in children if _alive(pid)]
+    return proc.returncode, out, err.decode(), took, [pid for pid in children if alive(pid)]
 
 
 @pytest.fixture
@@ -120,26 +114,19 @@ def _stop_while_rclone_fetches(pg, tools, s3, key_file, tmp_path, db, signum, ta
     env = script_env(pg, tools, **s3.env, RCLONE=rclone)
     proc = subprocess.Popen([RESTORE, "--key-file", key_file, f"{s3.location}/stalled/{name}", db], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    children = []
-    try:
+    with ended_afterwards(proc) as children:
         deadline = time.monotonic() + 60
         while not pids.exists():
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        children = list(map(int, pids.read_text().split()))  # rclone, the fetch helper
+        children += map(int, pids.read_text().split())  # rclone, the fetch helper
         time.sleep(0.2)  # the helper copying what rclone wrote
         begun = time.monotonic()
         os.kill(children[1] if target == "helper" else proc.pid, signum)  # it alone, as `kill` would
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - begun
         time.sleep(0.2)  # a process killed is reaped by init
-        return proc.returncode, out, err.decode(), took, [pid for pid in children if _alive(pid)]
-    finally:
-        proc.kill()
-        proc.wait()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        return proc.returncode, out, err.decode(), took, [pid for pid in children if alive(pid)]
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
@@ -191,7 +178,7 @@ def test_a_stopped_fetch_helper_ends_its_rclone(s3, tmp_path, signum):
         out, err = proc.communicate(timeout=30)
         took = time.monotonic() - begun
         time.sleep(0.2)  # a process killed is reaped by init
-        assert (proc.returncode, out, err, _alive(rclone_pid)) == (-signum, b"", b"", False)
+        assert (proc.returncode, out, err, alive(rclone_pid)) == (-signum, b"", b"", False)
         assert took < 5
     finally:
         proc.kill()

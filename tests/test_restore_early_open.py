@@ -16,20 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from procs import alive, ended_afterwards, shell_status
 from test_backup_restore import RESTORE, backup, ensure_small, leftover_databases, read_key, restore, script_env
 from test_restore_edges import PREFIX, _end, _hold
 from test_restore_hardening import TARGET, _fresh_target
-
-
-def _alive(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _stand_in(tmp_path, hangs):
@@ -65,7 +58,7 @@ def test_a_restore_refused_before_it_begins_ends_the_open_it_started(pg, tools, 
                                % TARGET.encode() + PREFIX + b"hint: close them, or use --terminate-connections\n")
         opener = _pid(tmp_path / "open")  # it had started before the server was asked
         time.sleep(0.2)
-        assert not _alive(opener)
+        assert not alive(opener)
         assert leftover_databases(pg) == set()
     finally:
         _end(holder)
@@ -82,21 +75,14 @@ def test_a_restore_stopped_during_the_key_check_ends_it_and_the_open(pg, tools, 
            "ENCPIPE_KEY": read_key(key_file)}
     proc = subprocess.Popen([RESTORE, path, "early_target"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    children = []
-    try:
-        children = [_pid(tmp_path / "keyid"), _pid(tmp_path / "open")]  # both run at once
+    with ended_afterwards(proc) as children:
+        children += [_pid(tmp_path / "keyid"), _pid(tmp_path / "open")]  # both run at once
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
         time.sleep(0.2)
-        assert (proc.returncode if proc.returncode >= 0 else 128 - proc.returncode, out, err) == (status, b"", b"")
-        assert [pid for pid in children if _alive(pid)] == []
+        assert (shell_status(proc.returncode), out, err) == (status, b"", b"")
+        assert [pid for pid in children if alive(pid)] == []
         assert "early_target" not in pg.psql("SELECT datname FROM pg_database")
-    finally:
-        proc.kill()
-        proc.wait()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def _refused_in_use_before_any_open(pg, tools, tmp_path, path, *key_options):
