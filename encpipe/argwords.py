@@ -12,6 +12,11 @@ would have. FdSecrets.lend finds a /dev/fd/N so given (fdsecrets.py).
 """
 
 
+def dashed(option):
+    """--key-file for a docopt key, and for the argparse key key_file."""
+    return option if option.startswith("-") else "--" + option.replace("_", "-")
+
+
 def option_words(option, values):
     """--option=VALUE for each of `values`."""
     return [f"{option}={value}" for value in values]

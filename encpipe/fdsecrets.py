@@ -36,6 +36,7 @@ import stat
 import subprocess
 
 from . import keys
+from .argwords import dashed
 from .errors import InputUnavailable, UsageError
 from .keyargs import FD_PATH, fstat_fd
 
@@ -55,7 +56,7 @@ class FdSecrets:
         neither shows the secret. One N given to a descriptor option and as a
         secret file is UsageError before anything is read: read once, it would be
         one secret for both, which encpipe would read by two rules."""
-        self.secrets, self.names, self.options = {}, {}, {_dashed(o) for o in descriptors}
+        self.secrets, self.names, self.options = {}, {}, {dashed(o) for o in descriptors}
         sources = {}  # N: (option, path) of its first mention; path None for a descriptor option
         for name, fd, path, word in _mentions(given, files, descriptors):
             first = sources.setdefault(fd, (name, path))
@@ -124,14 +125,14 @@ def _mentions(given, files, descriptors):
     of the descriptor options (path None), then each secret file given as /dev/fd/N."""
     for option in descriptors:
         for value in given.get(option) or []:
-            yield _dashed(option), int(value), None, f"{_dashed(option)}={value}"
+            yield dashed(option), int(value), None, f"{dashed(option)}={value}"
     for option in files:
         for path in given.get(option) or []:
             match = FD_PATH.fullmatch(path)
             if match:
-                yield _dashed(option), int(match.group(1)), path, path
+                yield dashed(option), int(match.group(1)), path, path
             elif path in keys.STDIN_PATHS:  # descriptor 0 too: a --passphrase-fd 0 beside it is refused
-                yield _dashed(option), 0, path, path
+                yield dashed(option), 0, path, path
 
 
 def stdin_refused(option, path):
@@ -142,11 +143,6 @@ def stdin_refused(option, path):
     return UsageError(f"{option} {path}: a secret on standard input cannot be lent to each encpipe this runs",
                       hint="give the secret on another descriptor, read once and lent to each: "
                            f"{option} /dev/fd/3 3<FILE")
-
-
-def _dashed(option):
-    """--key-file for a docopt key, and for the argparse key key_file."""
-    return option if option.startswith("-") else "--" + option.replace("_", "-")
 
 
 def read_fd(fd):

@@ -65,7 +65,7 @@ import subprocess
 import sys
 
 from . import childerr, dirlock, keycheck, safefile
-from .argwords import option_words
+from .argwords import dashed, option_words
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
@@ -127,7 +127,7 @@ def parse(argv):
     parser.add_argument("--allow-shared-dir", action="store_true")
     parser.add_argument("-n", "--dry-run", action="store_true")
     for name in ("--legacy-key-file", "--legacy-passphrase-file", "--sign-key", "--signer", "--signer-file",
-                 *(f"--{o.replace('_', '-')}" for o in SEALING_OPTIONS)):
+                 *(dashed(o) for o in SEALING_OPTIONS)):
         parser.add_argument(name, action="append", default=[])
     parser.add_argument("--work-factor")
     parser.add_argument("--chunk-size")
@@ -146,7 +146,7 @@ def parse(argv):
 def options(args, names):
     """The options `names` as encpipe takes them, each value one word with its option
     (argwords: a file named -h is a file, not encpipe's --help)."""
-    return [word for name in names for word in option_words(f"--{name.replace('_', '-')}", getattr(args, name))]
+    return [word for name in names for word in option_words(dashed(name), getattr(args, name))]
 
 
 class Migration:
@@ -160,7 +160,7 @@ class Migration:
         self.open_args += option_words("--passphrase-file", args.legacy_passphrase_file)
         self.seal_args = options(args, SEALING_OPTIONS)
         self.seal_args += [w for o in ("work_factor", "chunk_size") if getattr(args, o)
-                           for w in option_words(f"--{o.replace('_', '-')}", [getattr(args, o)])]
+                           for w in option_words(dashed(o), [getattr(args, o)])]
         from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
         from .workers import chunk_log2, int_option
 
@@ -179,7 +179,7 @@ class Migration:
             raise Failure("no key for the old files: set BACKUP_ENCRYPTION_KEY or use --legacy-key-file", 78)
         keycheck.check([("--legacy-key-file", "--key-file", args.legacy_key_file),  # now, before any file
                         ("--legacy-passphrase-file", "--passphrase-file", args.legacy_passphrase_file),
-                        *((f"--{o.replace('_', '-')}",) * 2 + (getattr(args, o),) for o in SEALING_OPTIONS)],
+                        *((dashed(o),) * 2 + (getattr(args, o),) for o in SEALING_OPTIONS)],
                        self.encpipe, self.secrets.spawn)
         keycheck.check_environment(self.encpipe, self.secrets.spawn, env,
                                    key_read=not self.open_args or not options(args, SEALING_OPTIONS))
