@@ -143,6 +143,7 @@ def run_script(prog, module, argv):
     guard_standard_fds()
     no_core_dumps()
     whole_numbers()
+    catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
         catch_signal(signum, _raise_terminated)
     try:
@@ -163,8 +164,10 @@ def catch_signal(signum, handler):
     handled one is the default again). Scripts and encpipe set handlers only so."""
     import signal
 
+    from .sigthreads import outside_imports
+
     if signal.getsignal(signum) != signal.SIG_IGN:
-        signal.signal(signum, handler)
+        signal.signal(signum, outside_imports(handler))
 
 
 class Terminated(BaseException):
@@ -367,6 +370,7 @@ def run():
     whole_numbers()
     _widen_pipes()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):
         catch_signal(signum, _raise_terminated)  # nohup's SIGHUP stays ignored
     try:

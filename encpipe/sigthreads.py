@@ -13,11 +13,18 @@ handler.
 A child inherits its creator's mask through exec: one started by such a thread
 would block them too, and ignore `kill -TERM` and a systemd stop until SIGKILL.
 popen() and run() start a child from any thread with the mask the process began
-with: a thread other than the main one unblocks them just while it forks. A
-signal that arrives in that window may be taken by that thread (its handler still
-runs, in the main thread, at its next bytecode); the kernel gives a signal to the
-main thread first whenever that thread does not block it, so this needs a signal
-in a window of a fork's length that the main thread could not take.
+with: started from a thread other than the main one, the child itself sets it,
+between fork and exec. (That thread once unblocked them around the fork instead: a
+signal it took in that window ran its handler only at the main thread's next
+bytecode, which a main thread blocked reading a stalled pg_dump never reached.)
+
+A handler that raises (KeyboardInterrupt, Terminated, encpipe-backup's Interrupted)
+raises at whatever bytecode the main thread has reached. Inside importlib that can
+leave the import lock or a module's lock held for good, and the next import by any
+other thread then waits forever (encpipe-backup interrupted while loading a module:
+its globals thread never ended). outside_imports() runs such a handler only once
+the main thread is out of every import, running it again RETRY seconds later
+(SIGALRM) for as long as the main thread is still inside one.
 """
 
 import contextlib
@@ -25,7 +32,8 @@ import signal
 import subprocess
 import threading
 
-HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
+RETRY = 0.01
 # Those the process began with blocked (its caller's choice): a child keeps them blocked.
 INHERITED = signal.pthread_sigmask(signal.SIG_BLOCK, ())
 
@@ -51,11 +59,11 @@ def popen(*args, **options):
     """subprocess.Popen, the child's mask the one the process began with."""
     if threading.current_thread() is threading.main_thread():
         return subprocess.Popen(*args, **options)
-    old = signal.pthread_sigmask(signal.SIG_UNBLOCK, set(HANDLED) - INHERITED)
-    try:
-        return subprocess.Popen(*args, **options)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return subprocess.Popen(*args, preexec_fn=_initial_mask, **options)
+
+
+def _initial_mask():  # in the child, between fork and exec: no lock, no import, no allocation to speak of
+    signal.pthread_sigmask(signal.SIG_SETMASK, INHERITED)
 
 
 def run(*args, input=None, **options):
@@ -68,3 +76,28 @@ def run(*args, input=None, **options):
             proc.kill()
             raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def outside_imports(handler):
+    """handler(signum, frame), run only when the main thread is inside no import."""
+    def run_outside(signum, frame):
+        if not _importing(frame):
+            return handler(signum, frame)
+
+        def again(_, later):
+            signal.signal(signal.SIGALRM, previous)
+            run_outside(signum, later)
+
+        previous = signal.signal(signal.SIGALRM, again)
+        signal.setitimer(signal.ITIMER_REAL, RETRY)
+
+    return run_outside
+
+
+def _importing(frame):
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or name.endswith(("_bootstrap.py", "_bootstrap_external.py")):
+            return True
+        frame = frame.f_back
+    return False

@@ -1,0 +1,128 @@
+"""A handler that raises never raises inside an import.
+
+encpipe-backup, interrupted while its main thread was loading a module, raised
+Interrupted inside importlib and left the import lock held: its globals thread,
+importing a module of its own, waited for that lock forever, and the backup waited
+60 s for that thread (test_backup_signals' first test failed about once in ten runs
+on a loaded machine). A handler set by catch_signal, and SIGINT's KeyboardInterrupt
+in encpipe and the scripts, now run once the main thread has left the import.
+
+A finder on sys.meta_path runs inside importlib, holding the module's lock, as
+the import machinery itself does; it signals the process and runs bytecodes, at
+any of which the handler could run."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+FINDER = """
+import os, signal, sys, threading, time
+
+class Finder:  # runs inside importlib, as its own code does
+    def find_spec(self, name, path, target=None):
+        if name == "probe_mod":
+            os.kill(os.getpid(), SIGNUM)
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:  # bytecodes: any of them could run the handler
+                pass
+        return None
+
+sys.meta_path.insert(0, Finder())
+
+def import_probe():
+    import probe_mod
+    print("imported", probe_mod.x, flush=True)
+    late = threading.Thread(target=lambda: __import__("probe_other"))  # the lock is free for others
+    late.start()
+    late.join(10)
+    print("other thread imported", not late.is_alive(), flush=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.001)
+    print("never interrupted", flush=True)
+"""
+
+
+def _modules(tmp_path, main=""):
+    (tmp_path / "probe_mod.py").write_text("print('probe_mod ran', flush=True)\nx = 1\n")
+    (tmp_path / "probe_other.py").write_text("y = 2\n")
+    (tmp_path / "probe_main.py").write_text(main)
+
+
+def _run(tmp_path, code):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]))
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_raising_handler_waits_until_the_import_is_done(tmp_path, signum):
+    _modules(tmp_path)
+    code = textwrap.dedent(f"""
+        SIGNUM = {int(signum)}
+        {textwrap.indent(FINDER, '        ').strip()}
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def handler(signum, frame):
+            raise Stop(signum)
+
+        catch_signal(SIGNUM, handler)
+        try:
+            import_probe()
+        except Stop:
+            print("stopped; probe_mod loaded:", "probe_mod" in sys.modules, flush=True)
+        """)
+    done = _run(tmp_path, code)
+    lines = done.stdout.decode().splitlines()
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert lines[0] == "probe_mod ran" and lines[-1] == "stopped; probe_mod loaded: True", lines
+    assert lines[1:-1] == ["imported 1", "other thread imported True"][:len(lines) - 2], lines
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_script_dies_of_the_signal_after_the_import(tmp_path, signum):
+    """run_script: SIGINT (KeyboardInterrupt) and SIGTERM (Terminated) alike."""
+    _modules(tmp_path, f"SIGNUM = {int(signum)}\n{FINDER}\ndef main(argv):\n    import_probe()\n    return 0\n")
+    done = _run(tmp_path, "import sys\nfrom encpipe.cli import run_script\n"
+                          "sys.exit(run_script('probe', 'probe_main', []))")
+    assert (done.returncode, done.stderr) == (-signum, b"")
+    lines = done.stdout.decode().splitlines()
+    assert lines[0] == "probe_mod ran", lines
+    assert "never interrupted" not in lines
+
+
+def test_a_thread_that_starts_a_child_never_unblocks_the_signals(tmp_path):
+    """The thread kept SIGINT, SIGTERM and SIGHUP unblocked while it forked; a
+    signal it took in that window waited for the main thread's next bytecode,
+    which a main thread blocked in a read never reached (the backup above,
+    interrupted, then waited for its pg_dump). The child now sets its own mask."""
+    code = textwrap.dedent("""
+        import signal, subprocess, threading
+        from encpipe import sigthreads
+
+        forking = []
+        real = subprocess.Popen
+
+        class Spy(real):
+            def __init__(self, *args, **options):
+                forking.append(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+                super().__init__(*args, **options)
+
+        subprocess.Popen = Spy
+        child = []
+        work = lambda: child.append(sigthreads.run(["grep", "^SigBlk:", "/proc/self/status"]).stdout)
+        sigthreads.start(threading.Thread(target=work)).join()
+        handled = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        print(all(handled <= mask for mask in forking), len(forking))
+        print(int(child[0].split()[1], 16) & sum(1 << (s - 1) for s in handled))
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"True 1\n0\n")
