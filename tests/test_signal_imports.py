@@ -55,9 +55,14 @@ def _modules(tmp_path, main=""):
     (tmp_path / "probe_main.py").write_text(main)
 
 
+# each signal handled as by default, whatever this run inherited (nohup ignores SIGHUP: a
+# handler is then never set, by design, and the tests would show nothing)
+DEFAULTS = "import signal\nfor s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n    signal.signal(s, signal.SIG_DFL)\n"
+
+
 def _run(tmp_path, code):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]))
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", DEFAULTS + code], env=env, capture_output=True, timeout=60)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
