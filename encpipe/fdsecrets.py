@@ -104,6 +104,16 @@ class FdSecrets:
         fd = self.paths.get(path)
         return path if fd is None else f"/dev/fd/{fd}"
 
+    def keep_lent(self):
+        """Each secret's copy at its number for good, not inheritable: for a script that
+        reads its secret files itself, more than once (encpipe-backup: the seal, then
+        the prune of --keep...). A memfd is read from its start by each open of
+        /dev/fd/N; a pipe (no memfd) only once."""
+        for fd, data in self.secrets.items():
+            copy = _holding(data, f"file descriptor {fd}")
+            os.dup2(copy, fd, inheritable=False)
+            os.close(copy)
+
     def others_bits(self, path):
         """The group and other permission bits of the regular file that secret file
         `path` (/dev/fd/N) was read from (0: a pipe), or None when it is not one read here."""

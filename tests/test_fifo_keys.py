@@ -7,6 +7,7 @@ for ever for a writer that is gone: each run here is bounded, and a run that
 does not end fails."""
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import time
 import pytest
 
 from test_backup_dir import KEY, make_valid
-from test_backup_restore import RESTORE, backup, dump, ensure_small, python_env, read_key, script_env
+from test_backup_restore import BACKUP, RESTORE, backup, dump, ensure_small, python_env, read_key, script_env
 from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups, open_new
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
 from cliutil import ok, run as encpipe_run
@@ -183,7 +184,7 @@ def test_the_backup_commands_read_a_key_file_that_is_a_fifo_once(tmp_path, scrip
     assert out and sorted(os.listdir(directory)) == before
 
 
-# --- encpipe-restore ------------------------------------------------------------------------------
+# --- encpipe-restore, encpipe-backup ------------------------------------------------------------------
 
 
 def test_restore_reads_a_key_file_that_is_a_fifo_once_for_the_dump_and_its_globals_file(pg, tools, key_file,
@@ -198,3 +199,49 @@ def test_restore_reads_a_key_file_that_is_a_fifo_once_for_the_dump_and_its_globa
     assert status == 0, err
     assert dump(pg, "fifokey_copy") == dump(pg, db)
     pg.dropdb("fifokey_copy")
+
+
+@pytest.mark.parametrize("given", ["fifo", "/dev/fd/N"])
+def test_backup_with_keep_reads_a_key_file_that_is_a_fifo_once(pg, tools, key_file, tmp_path, given):
+    """It seals the dump and the globals file with the keys loaded once, then prunes with
+    the same key file (a pipe at /dev/fd/N: read once too, empty the second time)."""
+    db = ensure_small(pg, "fifokey_source")
+    backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    secret = read_key(key_file).encode() + b"\n"
+    if given == "fifo":
+        fifo = OneShotWriter(tmp_path / "key.fifo", secret)
+        writers, path, fds = [fifo], fifo.path, ()
+    else:
+        read_end, write_end = os.pipe()
+        os.write(write_end, secret)
+        os.close(write_end)
+        writers, path, fds = [], "/dev/fd/%d" % read_end, (read_end,)
+    status, out, err = bounded([BACKUP, "--dir", tmp_path / "b", "--keep-last", "1", "--key-file", path, db],
+                               writers, env=script_env(pg, tools), pass_fds=fds)
+    for fd in fds:
+        os.close(fd)
+    assert (status, err) == (0, b""), err
+    assert json.loads(out)["filename"] in os.listdir(tmp_path / "b")
+    made = sorted(n for n in os.listdir(tmp_path / "b") if n.startswith("fifokey_source_"))
+    assert len(made) == 2 and any(n.endswith(".globals.sql.enc") for n in made), made  # the first run's pruned
+
+
+def test_backup_with_keep_reads_a_sign_key_and_a_signer_file_that_are_fifos_once(pg, tools, key_file, tmp_path):
+    """The --signer-file is read when the run starts and again by the prune; the signing
+    key by the seal (both files signed)."""
+    db = ensure_small(pg, "fifokey_signed")
+    signing = tmp_path / "sign.key"
+    verify_key = ok(encpipe_run(["keygen", "--sign", "-o", str(signing)])).decode().strip()
+    backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--sign-key", str(signing))
+    sign = OneShotWriter(tmp_path / "sign.fifo", signing.read_bytes())
+    signer = OneShotWriter(tmp_path / "signer.fifo", (verify_key + "\n").encode())
+    status, out, err = bounded([BACKUP, "--dir", tmp_path / "b", "--keep-last", "1", "--key-file", key_file,
+                                "--sign-key", sign.path, "--signer-file", signer.path, db], [sign, signer],
+                               env=script_env(pg, tools))
+    assert (status, err) == (0, b""), err
+    made = sorted(n for n in os.listdir(tmp_path / "b") if n.startswith("fifokey_signed_"))
+    assert len(made) == 2 and json.loads(out)["filename"] in made, made  # the first run's pruned
+    for name in made:  # the dump and its globals file, each signed
+        with open(tmp_path / "b" / name, "rb") as f:
+            report = json.loads(ok(encpipe_run(["inspect", "--json"], f.read())))
+        assert report["signers"] == ok(encpipe_run(["keyid", "--sign-key", str(signing)])).decode().split(), name
