@@ -22,7 +22,15 @@ start: one child may read it twice (rotate's `rewrap` names the new key file to
 --key-file and --add-key-file). Without memfd (not Linux), a pipe: read once
 per child.
 
-Named FIFOs (mkfifo paths) are not handled: they are passed on as any path.
+A secret file given by a path that names neither a regular file nor a directory
+(a named FIFO, whose writer may write the key once; a character device; a
+socket) is read once too, at the start, through its path, and lent the same
+way at a number of its own, M, kept reserved as N is: each child that names
+that path after one of encpipe's secret-file options (keyargs.SECRET_FILES; as
+one word, --key-file=PATH) is given --key-file=/dev/fd/M instead (words(): its
+messages name /dev/fd/M). A second open of such a file would wait for a writer
+that is gone, or read other bytes. One file reached by two paths is read once.
+A regular file stays a path: each child reads it, and warns of its mode, itself.
 A secret file on standard input (-, /dev/stdin, /dev/fd/0) is refused
 (stdin_refused); on standard output or error (/dev/fd/1, 2) it is left as it
 is. A descriptor option may be 0 (standard input, then /dev/null), not 1 or 2:
@@ -38,7 +46,7 @@ import subprocess
 from . import keys
 from .argwords import dashed
 from .errors import InputUnavailable, UsageError
-from .keyargs import FD_PATH, fstat_fd
+from .keyargs import FD_PATH, SECRET_FILES, fstat_fd
 
 # A secret handed on to encpipe is written whole before encpipe reads it: on a
 # pipe (without memfd), it must fit the pipe's buffer. No key or passphrase is this long.
@@ -72,9 +80,39 @@ class FdSecrets:
         for fd in self.names:
             name, path = sources[fd]
             self.secrets[fd] = read_fd(fd) if path is None else _read(fd, name, path)
+        held = _held_files(given, files)
         self.null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # now: a closed N was refused (66)
         for fd in self.secrets:
             os.dup2(self.null, fd, inheritable=fd == 0)  # reserved: never another file's number (0: stdin, inherited)
+        self.paths = {}  # a path held (not a regular file): the number M that its copy is lent at
+        for identity, (data, paths) in held.items():
+            fd = os.dup(self.null)  # reserved as N is; not inheritable but by pass_fds
+            self.secrets[fd], self.names[fd] = data, {f"/dev/fd/{fd}"}
+            self.paths.update(dict.fromkeys(paths, fd))
+
+    def words(self, argv):
+        """`argv`, each --option=PATH word of a secret-file option whose PATH was
+        read here (not a regular file) as --option=/dev/fd/M: the copy lend() gives."""
+        def lent(word):
+            option, equals, path = word.partition("=")
+            return f"{option}={self.value(path)}" if equals and option in SECRET_FILES else word
+
+        return [lent(word) for word in argv] if self.paths else list(argv)
+
+    def value(self, path):
+        """/dev/fd/M for a secret file's `path` read here (not a regular file), else `path`."""
+        fd = self.paths.get(path)
+        return path if fd is None else f"/dev/fd/{fd}"
+
+    def keep_lent(self):
+        """Each secret's copy at its number for good, not inheritable: for a script that
+        reads its secret files itself, more than once (encpipe-backup: the seal, then
+        the prune of --keep...). A memfd is read from its start by each open of
+        /dev/fd/N; a pipe (no memfd) only once."""
+        for fd, data in self.secrets.items():
+            copy = _holding(data, f"file descriptor {fd}")
+            os.dup2(copy, fd, inheritable=False)
+            os.close(copy)
 
     def others_bits(self, path):
         """The group and other permission bits of the regular file that secret file
@@ -108,6 +146,7 @@ class FdSecrets:
         `argv` names lent, beside `pass_fds`; in `env` (default: ours) less the secrets
         encpipe does not need (keys.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable)."""
         env = keys.child_env(os.environ if env is None else env, needs=keys.ENCPIPE_NEEDS)
+        argv = self.words(argv)
         with self.lend(argv) as lent:
             return start(argv, pass_fds=[*pass_fds, *lent], env=env, **kwargs)
 
@@ -135,6 +174,29 @@ def _mentions(given, files, descriptors):
                 yield dashed(option), 0, path, path
 
 
+def _held_files(given, files):
+    """{(st_dev, st_ino): (its secret, [its paths])} of each secret file of the `files`
+    options given by a path (not /dev/fd/N, nor standard input) that names neither a
+    regular file nor a directory, each read once; one that cannot be looked at is
+    left to the child that reads it, as a regular file."""
+    held = {}
+    for option in files:
+        for path in given.get(option) or []:
+            if FD_PATH.fullmatch(path) or path in keys.STDIN_PATHS:
+                continue
+            try:
+                info = os.stat(path)
+            except (OSError, ValueError):
+                continue
+            if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+                continue
+            identity = (info.st_dev, info.st_ino)
+            if identity not in held:
+                held[identity] = (_read_path(dashed(option), path), [])
+            held[identity][1].append(path)
+    return held
+
+
 def stdin_refused(option, path):
     """A secret file on standard input, given to a script that runs encpipe more than
     once: each would read standard input again (a pipe is empty after the first;
@@ -157,14 +219,24 @@ def read_fd(fd):
 def _read(fd, option, path):
     try:
         fstat_fd(fd)  # not open: "Bad file descriptor" (opening /dev/fd/N would say "No such file or directory")
-        with open(path, "rb") as f:  # as encpipe reads it: a file given as 3<FILE from its start
+    except OSError as e:
+        raise InputUnavailable(f"{option}: cannot read file descriptor {fd}: {e.strerror or e}") from None
+    return _read_path(option, path, f"file descriptor {fd}")
+
+
+def _read_path(option, path, source=None):
+    """The secret in `path` (`source` for messages: the path itself by default), read
+    once as encpipe reads it: a file given as 3<FILE from its start, a FIFO whole."""
+    try:
+        with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
             data = Secret(f.read(MAX_SECRET + 1))
     except OSError as e:
-        raise InputUnavailable(f"{option}: cannot read file descriptor {fd}: {e.strerror or e}") from None
-    if len(data) > MAX_SECRET:
-        raise UsageError(f"{option}: file descriptor {fd} holds more than {MAX_SECRET} bytes; "
-                         "not a key or passphrase")
+        raise InputUnavailable(f"{option}: cannot read {source or path}: {e.strerror or e}") from None
+    if len(data) > MAX_SECRET and source:
+        raise UsageError(f"{option}: {source} holds more than {MAX_SECRET} bytes; not a key or passphrase")
+    if len(data) > MAX_SECRET:  # as encpipe says it of a path (keys.read_secret_file), at this limit
+        raise UsageError(f"{option}: {path}: more than {MAX_SECRET} bytes; not a key or passphrase source")
     data.others = stat.S_IMODE(mode) & 0o077 if stat.S_ISREG(mode) else 0
     return data
 

@@ -94,8 +94,8 @@ def load_signers(texts, files, env):
 
 
 FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
-_SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
-                 "--add-key-file", "--add-passphrase-file")
+SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
+                "--add-key-file", "--add-passphrase-file")
 
 
 def readable_beside_another(words, options=("--key-file", "--identity")):
@@ -103,7 +103,8 @@ def readable_beside_another(words, options=("--key-file", "--identity")):
     can be read by two encpipe at once, each reading all of it: a regular file, or a
     /dev/fd/N (a script lends each child its own copy, fdsecrets). Not a named FIFO or a
     device, which two readers would share (one would find no key), nor a path that
-    cannot be looked at now."""
+    cannot be looked at now: give it FdSecrets.words(), in which a FIFO or a device
+    read once at the start is the /dev/fd/M of its copy."""
     for word in words:
         option, _, path = word.partition("=")
         if option in options and not FD_PATH.fullmatch(path):
@@ -123,7 +124,7 @@ def refuse_shared_stdin(args):
     from .keys import KeySources
 
     fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
-    KeySources(passphrase_fds=fds).refuse_shared_stdin(more=[(o, args.get(o) or []) for o in _SECRET_FILES])
+    KeySources(passphrase_fds=fds).refuse_shared_stdin(more=[(o, args.get(o) or []) for o in SECRET_FILES])
 
 
 def secret_fds_open(args):
@@ -131,7 +132,7 @@ def secret_fds_open(args):
     when the command starts: a closed one could later be the number of a file
     encpipe opens itself (FILE, a directory), read as the secret."""
     fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
-    for option in _SECRET_FILES:
+    for option in SECRET_FILES:
         fds += [int(m.group(1)) for m in map(FD_PATH.fullmatch, args.get(option) or []) if m]
     for fd in fds:
         try:

@@ -5,15 +5,16 @@ not once per file, nor once a database server was reached.
 
 Keyrings (--key-file, --identity, --recipient-file, --recipient) are read by
 `encpipe keyid` in a child, exactly as every later encpipe reads them: the
-script itself never holds a key. One on standard input, a FIFO or a socket is
-not read ahead: a first reader would take its content. A passphrase file is
+script itself never holds a key. One on standard input is not read ahead: a
+first reader would take its content. A passphrase file is
 only opened, not read (any bytes are a passphrase; the encpipe that uses it
 reads it): one that does not exist, is a directory, cannot be opened or is a
 regular file over the size encpipe reads is refused now. A secret given as
-/dev/fd/N was read at the start by FdSecrets, and is checked by keyid like any
-keyring. Commands (--key-command, --passphrase-command) are not run ahead of
-time: each run may prompt, or cost, and every encpipe the script starts runs
-them again anyway; only the command that runs them (ENCPIPE) is checked.
+/dev/fd/N, or by the path of a FIFO, a device or a socket, was read at the start
+by FdSecrets, and is checked by keyid (given its copy) like any keyring.
+Commands (--key-command, --passphrase-command) are not run ahead of time: each
+run may prompt, or cost, and every encpipe the script starts runs them again
+anyway; only the command that runs them (ENCPIPE) is checked.
 
 What the children take from the environment is checked too (check_environment):
 ENCPIPE must name a command that can be run, and ENCPIPE_KEY, when no key option
@@ -132,18 +133,11 @@ class Started:
 
 def _read_ahead(path):
     """Whether a keyring may be read now and again later: not standard input (nor a
-    descriptor 0 to 2, which FdSecrets leaves as they are), nor a FIFO or a socket,
-    whose content a first reader takes. (/dev/fd/N above 2: FdSecrets's copy.)"""
+    descriptor 0 to 2, which FdSecrets leaves as they are). A /dev/fd/N above 2, or a
+    path that names a FIFO, a device or a socket, was read once by FdSecrets, whose
+    spawn lends keyid its copy, as every later encpipe."""
     match = FD_PATH.fullmatch(path)
-    if path in ("-", "/dev/stdin") or (match and int(match.group(1)) <= 2):
-        return False
-    if match:
-        return True
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return True  # keyid says why it cannot be read
-    return not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+    return not (path in ("-", "/dev/stdin") or (match and int(match.group(1)) <= 2))
 
 
 def _openable(path, option):

@@ -33,9 +33,10 @@ signature, so no signer is asked of them; the signer check is of the new files.
                       signers: each new file must verify as signed by one of
                       them, so one --sign-key must be one of them (else 64)
 A secret file given as /dev/fd/N (--legacy-*, --key-file, --identity,
---passphrase-file, --recipient-file, --sign-key) is read once, at the start,
-and lent to each encpipe that names it, as a fresh copy at N; one given as
-standard input (-, /dev/stdin, /dev/fd/0) is refused (64).
+--passphrase-file, --recipient-file, --sign-key), or as the path of a named
+FIFO or a device, is read once, at the start, and lent to each encpipe that
+names it, as a fresh copy at a /dev/fd/N; one given as standard input (-,
+/dev/stdin, /dev/fd/0) is refused (64).
 Other options:
   --allow-shared-dir  work in a DIR that a user other than the caller or root
                       can write (refused by default, exit 73)

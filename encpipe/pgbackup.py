@@ -23,8 +23,9 @@ from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure
-from .fdsecrets import read_fd
+from .fdsecrets import FdSecrets, read_fd
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
+from .keys import STDIN_PATHS
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
 from .pgdump import Globals, Said, dump
@@ -229,6 +230,26 @@ class Backup:
                          "--", self.temp, self.final])  # NAME starts as DBNAME does: maybe with a dash
 
 
+READ_ONCE = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")
+
+
+def read_once(o):
+    """The secret files of `o` (READ_ONCE: the keys are read for the seal, and again by
+    the prune of --keep...; a --signer-file now and by the prune) given as /dev/fd/N, or
+    by a path that names no regular file (a FIFO whose writer writes once): each read
+    once, now, and kept at a number of its own as a copy each open reads from its start
+    (FdSecrets.keep_lent: a pipe read again would be empty, a FIFO's second open wait
+    for ever); a path so read is given as /dev/fd/M from then on. Standard input is left
+    as it is: the seal reads it."""
+    where = {f: o["signers"] if f == "--signer-file" else o["seal"] for f in READ_ONCE}
+    held = FdSecrets({f: [p for p in where[f].get(f) or [] if p not in STDIN_PATHS] for f in READ_ONCE}, READ_ONCE)
+    held.keep_lent()
+    for f in READ_ONCE:
+        if where[f].get(f):
+            where[f][f] = [held.value(p) for p in where[f][f]]
+    o["open"] = held.words(o["open"])
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     script, argv = argv[0], argv[1:]
@@ -247,6 +268,7 @@ def main(argv=None):
         given = {**o["seal"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))}
         secret_fds_open({**given, **o["signers"]})
         refuse_shared_stdin({**given, **o["signers"]})  # --passphrase-fd 0 and --key-file /dev/stdin: 64
+        read_once(o)
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)
         passphrases = []

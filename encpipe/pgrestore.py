@@ -158,7 +158,7 @@ class Run:
         self.restrict = restricted_psql(self.o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
         self.sealed = os.pread(self.fds[0], 7, 0) == b"ENCPIPE"
         sources = {word.partition("=")[0] for word in self.o["key"]} or {v for v in ASKS if v in self.env}
-        if self.sealed and not ASKS & sources and readable_beside_another(self.o["key"]):
+        if self.sealed and not ASKS & sources and readable_beside_another(self.secrets.words(self.o["key"])):
             # `open --verify-first` lets nothing out before the whole file authenticated: it reads
             # it now, while the checks before the restore run; its output waits in its pipe
             self.stream = self.restore_stream_of(False)

@@ -31,8 +31,9 @@ besides its error (a warning) goes to standard error, each line after
 "encpipe-rotate: FILE: ". Safe to interrupt and re-run: a
 file only ever changes by rename, after verification; temporary files left by
 a killed run are removed by the next one. Keys are passed as file paths only;
-one given as /dev/fd/N is read once and lent to each encpipe at N; one given
-as standard input (-, /dev/stdin, /dev/fd/0) is refused (64).
+one given as /dev/fd/N, or as the path of a named FIFO or a device, is read
+once and lent to each encpipe at a /dev/fd/N; one given as standard input (-,
+/dev/stdin, /dev/fd/0) is refused (64).
 
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").

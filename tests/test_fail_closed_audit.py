@@ -310,11 +310,11 @@ def test_backup_into_a_dir_that_cannot_be_made_is_74(tmp_path, where, why):
 
 @pytest.mark.parametrize("args, status, message", [
     (["--legacy-key-file", "MISSING"], 66, "--legacy-key-file: cannot read MISSING: No such file or directory"),
-    (["--legacy-key-file", "/dev/zero"], 64, "--legacy-key-file: /dev/zero: more than 1048576 bytes"),
+    (["--legacy-key-file", "/dev/zero"], 64, "--legacy-key-file: /dev/zero: more than 65536 bytes"),
     (["--legacy-key-file", "nosuchkey"], 64, "--legacy-key-file: no such file, and the value (not shown)"),
     (["--legacy-passphrase-file", "MISSING"], 66, "--legacy-passphrase-file: cannot read MISSING: No such file"),
     (["--legacy-passphrase-file", "DIR"], 66, "--legacy-passphrase-file: cannot read DIR: Is a directory"),
-    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 1048576 bytes"),
+    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 65536 bytes"),
     (["--identity", "MISSING"], 66, "--identity: cannot read MISSING: No such file or directory"),
     (["--passphrase-file", "MISSING"], 66, "--passphrase-file: cannot read MISSING: No such file or directory"),
     (["--sign-key", "MISSING"], 66, "--sign-key: cannot read MISSING: No such file or directory"),
@@ -326,7 +326,8 @@ def test_migrate_refuses_a_key_source_it_cannot_use_before_any_file(tmp_path, ar
     """The key sources are checked (keyrings read by `encpipe keyid`) before any file:
     a missing --legacy-key-file was a failed line per file, each encpipe's own error
     naming --key-file; --key-file /dev/zero passed when no file needed converting; a
-    bad --sign-key was two error lines, encpipe's and migrate's."""
+    bad --sign-key was two error lines, encpipe's and migrate's. A device (/dev/zero)
+    is read once by the script itself, as a FIFO is, up to 64 KiB (fdsecrets)."""
     from test_backup_restore import make_legacy_file
 
     folder = tmp_path / "backups"
@@ -363,7 +364,7 @@ def test_migrate_with_an_encpipe_that_cannot_run_is_66_before_any_file(tmp_path,
 
 @pytest.mark.parametrize("args, status, message", [
     (["--key-file", "MISSING"], 66, "--key-file: cannot read MISSING: No such file or directory"),
-    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 1048576 bytes"),
+    (["--key-file", "/dev/zero"], 64, "--key-file: /dev/zero: more than 65536 bytes"),
     (["--key-file", "nosuchkey"], 64, "--key-file: no such file, and the value (not shown)"),
     (["--identity", "BAD"], 64, "--identity: BAD, line 1: a key must be 64 hex characters, not 2"),
     (["--passphrase-file", "MISSING"], 66, "--passphrase-file: cannot read MISSING: No such file or directory"),
@@ -493,13 +494,19 @@ def test_an_age_out_of_range_is_refused_with_its_range(tmp_path, script, args, v
     assert f"{option} must be a number from 0 to 1000000, not {value!r}".encode() in done.stderr
 
 
-def test_restore_does_not_read_a_fifo_key_file_ahead(tmp_path, backup_file):
-    """A keyring on a FIFO (or standard input) is left to the encpipe that needs it: the
-    check before the server is reached would take its content, or wait for a writer."""
-    fifo = tmp_path / "key.fifo"
-    os.mkfifo(fifo)
-    done = _script("encpipe-restore", "--key-file", str(fifo), backup_file, "shop")
-    assert (done.returncode, done.stdout) == (1, b""), done.stderr
+def test_restore_reads_a_fifo_key_file_once_for_its_check_and_its_children(tmp_path, backup_file):
+    """A keyring on a FIFO is read once, at the start, by the restore itself (fdsecrets),
+    and its check before the server is reached (keyid) gets a copy, as each later
+    encpipe would: it neither takes the FIFO's content from them nor waits for a second
+    writer. Before, the check left a FIFO alone, and each encpipe opened it again."""
+    from test_fifo_keys import OneShotWriter
+
+    fifo = OneShotWriter(tmp_path / "key.fifo", (KEY + "\n").encode())
+    try:
+        done = _script("encpipe-restore", "--key-file", str(fifo.path), backup_file, "shop")
+    finally:
+        fifo.stop.set()
+    assert (done.returncode, done.stdout, fifo.served) == (1, b"", 1), done.stderr
     assert_one_line_error(done.stderr, "encpipe-restore")
     assert b"psql: error: connection to server" in done.stderr  # PGHOST names no server: the next step
 

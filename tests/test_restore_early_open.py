@@ -7,7 +7,9 @@ stand-in for `encpipe open` that never ends is left neither by a refused
 restore (DBNAME in use: 75, its one line only) nor by one stopped by a signal
 while ENCPIPE_KEY's check (a keyid that never ends) runs beside it. With a
 passphrase (scrypt's memory) or a key source that may prompt or run a command,
-the open starts as before, once the globals file was read: never beside another."""
+the open starts as before, once the globals file was read: never beside another.
+A key file that is a named FIFO is read once and lent to each encpipe: the open
+starts early with it too."""
 
 import contextlib
 import os
@@ -108,24 +110,39 @@ def test_with_a_passphrase_the_open_starts_only_after_the_checks(pg, tools, key_
     _refused_in_use_before_any_open(pg, tools, tmp_path, path, "--passphrase-file", str(passphrase))
 
 
-def _serve_fifo(path, data):
-    """A named FIFO at `path` that gives `data` to each reader in turn, for ever (daemon)."""
+def _serve_fifo_once(path, data):
+    """A named FIFO at `path` whose writer gives `data` to its first reader, then no more."""
     os.mkfifo(path, 0o600)
 
     def serve():
-        while True:
-            with open(path, "wb") as f:  # waits for a reader
-                f.write(data)
+        with open(path, "wb") as f:  # waits for a reader
+            f.write(data)
 
     threading.Thread(target=serve, daemon=True).start()
 
 
-def test_with_a_key_file_that_is_a_fifo_the_open_starts_only_after_the_checks(pg, tools, key_file, tmp_path):
-    """Two readers at once of a named FIFO (the globals file's open and FILE's) would share
-    one writer's key: one of them would find none. Only a regular file, or a /dev/fd/N that
-    each child gets a copy of, is read beside another encpipe."""
+def test_with_a_key_file_that_is_a_fifo_the_open_starts_early_with_its_copy(pg, tools, key_file, tmp_path):
+    """A named FIFO given as --key-file is read once, at the start, and each encpipe
+    gets a copy of its key at /dev/fd/M (fdsecrets), so the open starts early as with
+    a regular file: two readers at once no longer share what its writer gives. Before,
+    the open waited for the globals file; and a second open of a FIFO whose writer
+    writes once waited for ever (tests/test_fifo_keys.py)."""
     source = ensure_small(pg, "early_source")
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--no-globals")
     fifo = tmp_path / "key.fifo"
-    _serve_fifo(fifo, read_key(key_file).encode() + b"\n")
-    _refused_in_use_before_any_open(pg, tools, tmp_path, path, "--key-file", str(fifo))
+    _serve_fifo_once(fifo, read_key(key_file).encode() + b"\n")
+    _fresh_target(pg)
+    holder = _hold(pg, TARGET)
+    opener = None
+    try:
+        proc = restore(pg, tools, path, TARGET, "--key-file", str(fifo),
+                       env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        opener = _pid(tmp_path / "open")  # it had started before the server was asked
+        time.sleep(0.2)
+        assert not alive(opener)
+    finally:
+        _end(holder)
+        if opener:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(opener, signal.SIGKILL)
