@@ -195,15 +195,15 @@ class Run:
             say("could not drop %s: %s" % (name, error), "error")
         return 1 if failed else 0
 
-    def refused(self, what, status, said, hint=None):
+    def refused(self, what, status, said, hint=None, fallback=None):
         """The restore's one line for an encpipe child that refused `what` with `status`:
         `said`, its (error, hint), folded in (its /dev/fd/N named as the user named the
-        file); its hint is the line's hint when the restore has none of its own."""
+        file); its hint is the line's hint when the restore has none of its own, else `fallback`."""
         error, child_hint = said
         names = dict(zip(("/dev/fd/%d" % fd for fd in self.fds), [self.file, *self.globals_names]))
         cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
         return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, self.db), status,
-                       hint or child_hint)
+                       hint or child_hint or fallback)
 
     def authenticate_legacy(self):
         if self.sealed:
@@ -227,7 +227,7 @@ class Run:
             return [], None
         self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
                                              "database %s was not touched" % self.db,
-                                             "remove it, or name the globals file of the backup with --globals FILE"))
+                                             "remove it, " + pgglobals.REFUSED_HINT))
         self.globals_names = [path]
         proc, said = childerr.started(self.encpipe_run, ["open", "--verify-first", *maker_check(self.o),
                                                          "/dev/fd/%d" % self.fds[-1]],
@@ -237,9 +237,9 @@ class Run:
         if proc.returncode != 0:
             status = childerr.exit_status(proc.returncode)
             raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
-                               open_failure_hint(status, self.o, self.env))
+                               open_failure_hint(status, self.o, self.env), pgglobals.REFUSED_HINT)
         self.globals_path = path
-        return pgglobals.checked(text, path, self.db, self.source_run, self.o.get("no_globals"), say)
+        return pgglobals.checked(text, path, self.db, self.source_run, say)
 
     def wait_until_free(self):
         for attempt in range(10):

@@ -173,3 +173,28 @@ def test_no_globals_fetches_no_globals_file_of_a_remote_file(pg, tools, key_file
     assert proc.stderr.decode().splitlines()[0] == _warning(TARGET, pg.user)
     assert log.read_text().splitlines() == [f"{s3.location}/ng/{names[0]}"]
     pg.dropdb(TARGET)
+
+
+ELSE = ("give the right one with --globals FILE, or restore without it with --no-globals (no roles, no recorded "
+        "database properties)")
+
+
+@pytest.mark.parametrize("state, hint", [("damaged", ELSE),
+                                         ("another run's", "an older globals file put under this run's name? " + ELSE),
+                                         ("fifo", "remove it, " + ELSE)])
+def test_a_refused_globals_file_says_how_to_restore_without_it(pg, tools, key_file, made, tmp_path, state, hint):
+    """Without --no-globals such a file still stops the restore (its roles and properties were
+    asked for); the hint names --no-globals. Before, a damaged one had no hint, the others
+    named only --globals FILE."""
+    directory = str(tmp_path / "b")
+    shutil.copytree(made[0], directory)
+    path = os.path.join(directory, os.path.basename(made[2]))
+    _spoil(state, _globals_of(path), os.path.join(directory, os.path.basename(made[1])), key_file)
+    pg.dropdb(TARGET)
+    proc = restore(pg, tools, path, TARGET, "--key-file", key_file, "--signer-file", made[3])
+    assert (proc.returncode, proc.stdout) == ({"fifo": 66}.get(state, 65), b""), proc.stderr.decode()
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("encpipe-restore: error: ") and lines[0].endswith(
+        f"; database {TARGET} was not touched"), lines
+    assert lines[1] == "encpipe-restore: hint: " + hint
+    assert TARGET not in pg.psql("SELECT datname FROM pg_database").split()
