@@ -78,6 +78,8 @@ def parse(argv):
             opts["positional"].append(arg)
     if "" in opts["positional"]:
         raise Failure("FILE or DBNAME is empty", 64, hint=empty_value("FILE").hint)
+    if opts.get("globals") and opts.get("no_globals"):
+        raise Failure("--no-globals reads no globals file: give --globals FILE or --no-globals, not both", 64)
     return opts
 
 

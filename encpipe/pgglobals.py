@@ -29,6 +29,10 @@ from .errors import InvalidStream
 from .pgcli import Failure
 from .pgprops import unquote
 
+# The hint of a refused globals file: the restore needs no globals file when told so.
+NO_GLOBALS = "restore without it with --no-globals (no roles, no recorded database properties)"
+REFUSED_HINT = "give the right one with --globals FILE, or " + NO_GLOBALS
+
 # A globals file's SQL is read into memory (its plan needs all of it): some 200,000 roles at most.
 GLOBALS_MAX_BYTES = 64 << 20
 
@@ -48,7 +52,7 @@ def read_sql(proc, path, db):
     if len(text) > GLOBALS_MAX_BYTES:
         raise Failure("the globals file %s holds over %d MiB of SQL, more than a restore reads; database %s "
                       "was not touched" % (path, GLOBALS_MAX_BYTES >> 20, db), 65,
-                      "if it is genuine, move it aside (the restore goes on without it) and create its roles yourself")
+                      "if it is genuine, %s, and create its roles yourself" % NO_GLOBALS)
     return text
 
 
@@ -107,13 +111,11 @@ def statements(text):
     return result, props
 
 
-def checked(text, path, db, run, no_globals, say):
+def checked(text, path, db, run, say):
     """(the statements to run, the properties) of a globals file's decrypted `text`, once
-    refuse_other_run (with `run`, `say`) and, unless `no_globals` (then no statement), refuse_unplain passed."""
+    refuse_other_run (with `run`, `say`) and refuse_unplain passed (--no-globals reads none)."""
     all_statements, props = statements(text.decode("utf-8", "replace"))
     refuse_other_run(props, run, path, db, say, labelled_run(text, path, db))
-    if no_globals:
-        return [], props
     refuse_unplain(all_statements, path, db)
     return all_statements, props
 
@@ -150,10 +152,11 @@ def labelled_run(text, path, db):
     try:
         said = found(text[:HEAD_BYTES])
     except InvalidStream as e:
-        raise Failure("the globals file %s: %s; database %s was not touched" % (path, e, db), 65) from None
+        raise Failure("the globals file %s: %s; database %s was not touched" % (path, e, db), 65,
+                      REFUSED_HINT) from None
     if said.source is not None and not after_line(text[:HEAD_BYTES]).startswith(CLUSTER_DUMP):
         raise Failure("the globals file %s does not hold pg_dumpall's dump of a cluster (a database's dump under a "
-                      "globals file's name?); database %s was not touched" % (path, db), 65)
+                      "globals file's name?); database %s was not touched" % (path, db), 65, REFUSED_HINT)
     return os.fsdecode(said.db) + "_" + said.at.decode("ascii") if said.source == "label" else None
 
 
@@ -172,15 +175,15 @@ def refuse_other_run(props, run, path, db, say, labelled=None):
     if of != database:  # another database's first: the label's, else the properties'
         raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
                       "was not touched" % (path, of, database, db), 65,
-                      "a copy of another database's globals file? give the right one with --globals FILE")
+                      "a copy of another database's globals file? " + REFUSED_HINT)
     if labelled is not None and labelled != run:
         raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
                       % (path, labelled, run, db), 65,
-                      "an older globals file put under this run's name? give the right one with --globals FILE")
+                      "an older globals file put under this run's name? " + REFUSED_HINT)
     if props and props.get("name") != database:
         raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
                       "was not touched" % (path, props.get("name"), database, db), 65,
-                      "a copy of another database's globals file? give the right one with --globals FILE")
+                      "a copy of another database's globals file? " + REFUSED_HINT)
     if not props or props.get("run") is None:
         if labelled is None:
             say("the globals file %s names no backup run (an older encpipe-backup made it): nothing ties it to FILE's"
@@ -188,7 +191,7 @@ def refuse_other_run(props, run, path, db, say, labelled=None):
     elif props["run"] != run:
         raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
                       % (path, props["run"], run, db), 65,
-                      "an older globals file put under this run's name? give the right one with --globals FILE")
+                      "an older globals file put under this run's name? " + REFUSED_HINT)
 
 
 def refuse_unplain(all_statements, path, db):
@@ -201,7 +204,7 @@ def refuse_unplain(all_statements, path, db):
         if match and not _PLAIN.fullmatch(statement):
             raise Failure("the globals file %s holds a statement that is not one of pg_dumpall's: %s ... (more SQL "
                           "behind it, a comment or a quoting pg_dumpall never writes); database %s was not touched"
-                          % (path, match[0].rstrip(), db), 65)
+                          % (path, match[0].rstrip(), db), 65, REFUSED_HINT)
 
 
 def tablespaces(skipped):

@@ -36,12 +36,23 @@ def read(maintenance_db, name):
 
 def state(maintenance_db, name):
     """(whether database `name` exists, how many client sessions it has, whether the
-    connecting role is a superuser): one query, all that a restore asks before it begins."""
-    count, busy, superuser = run_sql(maintenance_db, (
+    connecting role is a superuser, its name): one query, all that a restore asks before it begins."""
+    count, busy, superuser, user = run_sql(maintenance_db, (
         "SELECT count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND backend_type = "
-        "'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) "
+        "'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user "
         "FROM pg_catalog.pg_database WHERE datname = %s;") % (literal(name), literal(name)))[0]
-    return count != "0", int(busy), superuser == "t"
+    return count != "0", int(busy), superuser == "t", user
+
+
+def unapplied(db, owner, no_globals):
+    """The warning of a restore into new database `db` without recorded properties, which
+    `owner` (the restoring role) will own: --no-globals (`no_globals`), or no globals file."""
+    if not no_globals:
+        return "no database properties (no globals file): %s will belong to the restoring role, with default " \
+               "privileges" % db
+    return ("--no-globals: the database properties a globals file records are not applied (owner, privileges, "
+            "encoding and locale, connection limit, settings, comment): %s will belong to %s, with default "
+            "privileges and template0's encoding and locale" % (db, owner))
 
 
 def comment_line(db, run=None):

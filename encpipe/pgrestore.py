@@ -12,7 +12,7 @@ Options:
   --globals FILE             the globals file to take missing roles and properties from
                              [default: the one of FILE's backup run, beside it, which
                              must hold the properties of FILE's database]
-  --no-globals               create no roles
+  --no-globals               read no globals file: no roles created, no recorded database properties
   --role ROLE                restore the dump connected as ROLE, not as the connecting user
   --allow-unrestricted-psql  accept a psql without \\restrict (older than 15.14, 16.10, 17.6)
   --drop-pre-restore-older-than DAYS  drop DBNAME_pre_restore_* copies older than DAYS
@@ -128,7 +128,7 @@ class Run:
             raise
         self.keys_checked()
         self.legacy = self.authenticate_legacy()
-        globals_stmts, backup_props = self.load_globals()
+        globals_stmts, backup_props = ([], None) if o.get("no_globals") else self.load_globals()  # not even opened
         exists = self.wait_until_free()
         if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it, any name restores
             raise Failure("database name %s is too long to keep the old one as %s; nothing was changed"
@@ -150,7 +150,8 @@ class Run:
         self.named = pgfetch.backup_named(self.file)  # before a remote file's fetched copy is named otherwise
         if is_remote(self.file):
             self.keys_checked()  # before a remote FILE is fetched
-            self.file, fetched = pgfetch.fetch_remote(self.file, not self.o.get("globals"), self.fetched)
+            with_globals = not self.o.get("globals") and not self.o.get("no_globals")
+            self.file, fetched = pgfetch.fetch_remote(self.file, with_globals, self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
         self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in self.o["key"]),
                                          "nothing was changed")]
@@ -194,15 +195,15 @@ class Run:
             say("could not drop %s: %s" % (name, error), "error")
         return 1 if failed else 0
 
-    def refused(self, what, status, said, hint=None):
+    def refused(self, what, status, said, hint=None, fallback=None):
         """The restore's one line for an encpipe child that refused `what` with `status`:
         `said`, its (error, hint), folded in (its /dev/fd/N named as the user named the
-        file); its hint is the line's hint when the restore has none of its own."""
+        file); its hint is the line's hint when the restore has none of its own, else `fallback`."""
         error, child_hint = said
         names = dict(zip(("/dev/fd/%d" % fd for fd in self.fds), [self.file, *self.globals_names]))
         cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
         return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, self.db), status,
-                       hint or child_hint)
+                       hint or child_hint or fallback)
 
     def authenticate_legacy(self):
         if self.sealed:
@@ -226,7 +227,7 @@ class Run:
             return [], None
         self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
                                              "database %s was not touched" % self.db,
-                                             "remove it, or name the globals file of the backup with --globals FILE"))
+                                             "remove it, " + pgglobals.REFUSED_HINT))
         self.globals_names = [path]
         proc, said = childerr.started(self.encpipe_run, ["open", "--verify-first", *maker_check(self.o),
                                                          "/dev/fd/%d" % self.fds[-1]],
@@ -236,13 +237,13 @@ class Run:
         if proc.returncode != 0:
             status = childerr.exit_status(proc.returncode)
             raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
-                               open_failure_hint(status, self.o, self.env))
+                               open_failure_hint(status, self.o, self.env), pgglobals.REFUSED_HINT)
         self.globals_path = path
-        return pgglobals.checked(text, path, self.db, self.source_run, self.o.get("no_globals"), say)
+        return pgglobals.checked(text, path, self.db, self.source_run, say)
 
     def wait_until_free(self):
         for attempt in range(10):
-            exists, busy, self.superuser = pgprops.state(self.maint, self.db)  # the swap needs the last
+            exists, busy, self.superuser, self.user = pgprops.state(self.maint, self.db)  # for the swap, a warning
             if not busy or self.o.get("terminate_connections"):
                 return exists
             time.sleep(0.3)
@@ -281,8 +282,7 @@ class Run:
             raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
                           % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
         if props is None and not exists:  # said once FILE authenticated: a refused one is the restore's one line
-            say("no database properties (no globals file): %s will belong to the restoring role, "
-                "with default privileges" % self.db, "warning")
+            say(pgprops.unapplied(self.db, self.o.get("role") or self.user, self.o.get("no_globals")), "warning")
         self.roles.create_missing(self.globals_stmts, self.globals_path, self.restrict)
         try:
             run_sql(self.maint, pgprops.create_sql(self.temp_name, props))

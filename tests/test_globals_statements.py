@@ -43,9 +43,10 @@ def test_sql_smuggled_into_a_missing_roles_statement_never_runs(pg, tools, key_f
     proc = restore(pg, tools, path, "mal_target", "--key-file", key_file, "--globals", str(planted))
     assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
     lines = proc.stderr.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
+    assert len(lines) == 2 and lines[0].startswith(
         f"encpipe-restore: error: the globals file {planted} holds a statement that is not one of pg_dumpall's: "), lines
     assert lines[0].endswith("; database mal_target was not touched"), lines
+    assert lines[1] == "encpipe-restore: hint: " + pgglobals.REFUSED_HINT  # --no-globals restores without it
     assert pg.psql("SELECT rolname, rolsuper, rolconfig FROM pg_roles ORDER BY 1") == roles
     assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()
 
@@ -108,7 +109,8 @@ def test_an_older_runs_globals_file_under_this_runs_name_is_refused(pg, tools, k
         f"encpipe-restore: error: the globals file {globals_name(new)} was made by run "
         f"{os.path.basename(old)[:-len('.dump.enc')]}, not by FILE's ({os.path.basename(new)[:-len('.dump.enc')]}); "
         "database mal_target was not touched",
-        "encpipe-restore: hint: an older globals file put under this run's name? give the right one with --globals FILE"]
+        "encpipe-restore: hint: an older globals file put under this run's name? give the right one with --globals "
+        "FILE, or restore without it with --no-globals (no roles, no recorded database properties)"]
     assert created == "0"
     assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()
 

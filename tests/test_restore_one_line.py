@@ -101,10 +101,12 @@ def test_a_refused_globals_file_is_one_line_naming_it(pg, tools, key_file, tmp_p
     globals_file.write_bytes(globals_file.read_bytes()[:-1])
     proc = restore(pg, tools, path, db, "--key-file", key_file)
     lines = _refused(pg, proc, db, live, 65).splitlines()
-    assert len(lines) == 1, lines
+    assert len(lines) == 2, lines
     assert lines[0].startswith(f"encpipe-restore: error: cannot decrypt the globals file {globals_file} "
                                f"(status 65): "), lines
     assert "/dev/fd/" not in lines[0] and lines[0].endswith(f"; database {db} was not touched")
+    assert lines[1] == ("encpipe-restore: hint: give the right one with --globals FILE, or restore without it with "
+                        "--no-globals (no roles, no recorded database properties)")  # encpipe gave none
 
 
 def test_a_legacy_file_that_does_not_authenticate_is_one_line(pg, tools, tmp_path):
