@@ -6,7 +6,7 @@ from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
 from .keyargs import load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths, shown_name
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
-from .progress import ProgressReporter, input_size
+from .progress import ProgressReporter, TwoPassReporter, input_size
 from .report import header_report, print_report
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
@@ -49,8 +49,8 @@ def loader(args, io):
     )
 
 
-def progress(args, io, label, total=None):
-    return ProgressReporter(io.stderr, label, total=total) if args.get("--progress") else None
+def progress(args, io, label, total=None, kind=ProgressReporter):
+    return kind(io.stderr, label, total=total) if args.get("--progress") else None
 
 
 def plaintext_total(sealed, src):
@@ -192,7 +192,7 @@ def cmd_open(args, io):
     workers = threads(args, sealed.header.chunk_size, pipe_end=is_pipe(io.stdout))
     identities = _identities(args, io, from_stdin)
     trusted = signers(args, io)
-    reporter = progress(args, io, "open", plaintext_total(sealed, src))
+    reporter = progress(args, io, "open", plaintext_total(sealed, src), TwoPassReporter)
     info = envelope.open_sealed(
         sealed,
         src,
@@ -202,6 +202,7 @@ def cmd_open(args, io):
         verify_first=args["--verify-first"],
         signers=trusted,
         on_progress=reporter,
+        on_check=reporter and reporter.check,
         require_maker=args["--refuse-unauthenticated"],
     )
     _finish(reporter)
@@ -285,13 +286,16 @@ def cmd_rewrap(args, io):
     )
     additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
     total = input_size(src)
-    reporter = progress(args, io, "rewrap", total)
-    on_progress = _whole_file(reporter, src) if reporter and total is not None else reporter
+    reporter = progress(args, io, "rewrap", total, TwoPassReporter)
+    on_progress, on_check = reporter, reporter and reporter.check
+    if reporter and total is not None:
+        on_progress, on_check = _whole_file(reporter, src), _whole_file(reporter.check, src)
     rewrap = dict(
         add=additions,
         remove_ids=args["--remove"],
         replace_all=args["--replace"],
         on_progress=on_progress,
+        on_check=on_check,
         signing_keys=signed_by,
         signers=trusted,
     )
@@ -306,11 +310,11 @@ def cmd_rewrap(args, io):
     return 0
 
 
-def _whole_file(reporter, src):
+def _whole_file(report, src):
     """rewrap reports payload bytes; count from the file's start instead, header
     included, so that the total (the file's size) is reached."""
     start = src.tell()
-    return lambda _payload_bytes: reporter(src.tell() - start)
+    return lambda _payload_bytes: report(src.tell() - start)
 
 
 def cmd_pubkey(args, io):

@@ -177,8 +177,8 @@ def unseal(src, dst, identities, **options):
 
 
 def open_sealed(
-    sealed, src, dst, identities, *, threads=1, verify_first=False, signers=(), on_progress=None, tmpdir=None,
-    require_maker=False, peek=None
+    sealed, src, dst, identities, *, threads=1, verify_first=False, signers=(), on_progress=None, on_check=None,
+    tmpdir=None, require_maker=False, peek=None
 ):
     """Decrypt the payload that follows `sealed` in `src` to `dst` (None: authenticate
     only); returns a StreamInfo. Each chunk reaches `dst` only after it authenticated.
@@ -197,7 +197,9 @@ def open_sealed(
     before any output a file whose maker is not authenticated (a v1 file; a v2 file
     opened by an x25519 identity without `signers`), and check the trailer of any
     other before any output, as with `signers`. `peek(counter, data)`: each chunk's
-    plaintext once it authenticated (memory only: what a file holds, not its name)."""
+    plaintext once it authenticated (memory only: what a file holds, not its name).
+    `on_progress(plaintext bytes)` is called as the pass that writes goes (with 0
+    as it begins after a first pass), `on_check(plaintext bytes)` during a first."""
     header, signers = sealed.header, frozenset(signers)
     if header.version < 2 and signers:  # known from the header, before any key is tried
         raise NotSigned("not signed by a trusted signer: a version 1 file carries no signature")
@@ -215,7 +217,7 @@ def open_sealed(
             return counts + (NOT_SENDER_AUTHENTICATED, None)
         ledger = prov.opening_ledger(header, file_key, opened, witnesses=witnesses, again=first is not None)
         if check_only:
-            hash_records(source, None, header.chunk_size, ledger, threads)
+            hash_records(source, None, header.chunk_size, ledger, threads, _as_plaintext(report, header.chunk_size))
             counts = (None, None)
         else:
             counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger, peek)
@@ -228,7 +230,9 @@ def open_sealed(
     # Two passes: the first checks and writes nothing; the second decrypts, and lets
     # out no record before it matched its witness from the first (see Witnesses).
     with _two_passes(src, tmpdir) as (witnesses, first_source, replay):
-        first = payload(first_source, None, check_only=not verify_first, witnesses=witnesses)
+        first = payload(first_source, None, on_check, check_only=not verify_first, witnesses=witnesses)
+        if on_progress:
+            on_progress(0)  # the pass that writes begins
         return _second_pass(sealed, payload(replay(), dst, on_progress, first=first, witnesses=witnesses), first, dst)
 
 
@@ -245,6 +249,18 @@ def _two_passes(src, tmpdir):
             return
         spool = stack.enter_context(private_spool(tmpdir))
         yield witnesses, Tee(src, spool), lambda: (rewind(spool), spool)[1]
+
+
+def _as_plaintext(report, chunk_size):
+    """A progress callback of hash_records, which counts records (chunk and tag),
+    that reports their plaintext instead, as open_payload does."""
+    record = chunk_size + fmt.TAG_LEN
+
+    def plaintext(done):
+        chunks = -(-done // record)  # every record is whole but the last
+        report(done - chunks * fmt.TAG_LEN)
+
+    return plaintext if report else None
 
 
 def _refuse_unauthenticated(why, hint="open a signed file with --signer (ENCPIPE_SIGNER) naming its signer, or,"
@@ -275,7 +291,7 @@ def _second_pass(sealed, result, first, dst):
 
 def rewrap(
     src, dst, identities, *, add=(), remove_ids=(), replace_all=False, on_progress=None, signing_keys=(), signers=(),
-    check_first=False, tmpdir=None
+    check_first=False, tmpdir=None, on_check=None
 ):
     """Copy a sealed stream with a new set of slots; the payload is copied unchanged
     (its chunks are checked in memory on the way, nothing else is written).
@@ -283,6 +299,8 @@ def rewrap(
     a first pass checks every chunk's tag and the old trailer (a pipe is spooled as
     ciphertext to an unlinked file in `tmpdir` meanwhile), and the second copies
     each record once it matched its witness from the first (prov.Witnesses).
+    `on_progress(payload bytes)` is called as the copy goes (with 0 as it begins
+    after a first pass), `on_check(payload bytes)` during a first pass.
 
     For a v2 file, kept slots keep their authenticators, added raw-key and passphrase
     slots get new ones, signatures are kept (C does not cover the slots)
@@ -344,10 +362,12 @@ def rewrap(
         ledger, provenance = checked(src, dst, on_progress)
     else:
         with _two_passes(src, tmpdir) as (witnesses, first_source, replay):
-            ledger, provenance = checked(first_source, None, witnesses=witnesses)
+            ledger, provenance = checked(first_source, None, on_check, witnesses=witnesses)
             write_all(dst, memoryview(header.encode()))
-            again = new_ledger(witnesses, again=True)
-            hash_records(replay(), dst, old.chunk_size, again, on_progress=on_progress)
+            again, source = new_ledger(witnesses, again=True), replay()
+            if on_progress:
+                on_progress(0)  # the pass that writes begins
+            hash_records(source, dst, old.chunk_size, again, on_progress=on_progress)
             if again.trailer != ledger.trailer:
                 raise InvalidStream(f"{prov.CHANGED}: its trailer differs")
     if old.version < 2:

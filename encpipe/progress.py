@@ -2,7 +2,9 @@
 known total (a regular file, or seal --size N), the percentage and the ETA.
 
 On a terminal the line is redrawn in place; otherwise one plain line is
-written every few seconds, as log files and `pv -n` users expect.
+written every few seconds, as log files and `pv -n` users expect. A command
+that may read its input twice (open, rewrap) reports its first pass, which
+checks and writes nothing, as "verifying", then the pass that writes.
 """
 
 import time
@@ -48,8 +50,9 @@ def input_size(stream):
 class ProgressReporter:
     """Called with the running byte count after each chunk; cheap between reports."""
 
-    def __init__(self, stream, label, clock=time.monotonic, total=None):
-        self._stream, self._label, self._clock, self.total = stream, label, clock, total
+    def __init__(self, stream, label, clock=None, total=None):
+        self._stream, self._label, self.total = stream, label, total
+        self._clock = clock = clock or time.monotonic
         self._tty = stream.isatty()
         self._interval = TTY_INTERVAL if self._tty else LOG_INTERVAL
         self._start = clock()
@@ -77,3 +80,32 @@ class ProgressReporter:
         if self.total and not final and rate > 0 and self._done < self.total:
             line += f", ETA {clock_time((self.total - self._done) / rate)}"
         write_quietly(self._stream, "\r\033[K" + line + ("\n" if final else "") if self._tty else line + "\n")
+
+
+class TwoPassReporter:
+    """Progress of a run that may read its input twice: `check` is called during a
+    first pass (its lines say "verifying"), the reporter itself during the pass
+    that writes (its lines, the command's label). The pass that writes is reported
+    0 as it begins after a first pass: the first pass's final line is written then,
+    and the second pass's clock starts. With one pass, a ProgressReporter's lines."""
+
+    FIRST = "verifying"
+
+    def __init__(self, stream, label, clock=None, total=None):
+        self._new = lambda name: ProgressReporter(stream, name, clock, total)
+        self._label, self._checking = label, False
+        self._first, self._output = self._new(self.FIRST), self._new(label)
+
+    def check(self, done):
+        self._checking = True
+        self._first(done)
+
+    def __call__(self, done):
+        if self._checking:
+            self._checking = False
+            self._first.finish()
+            self._output = self._new(self._label)
+        self._output(done)
+
+    def finish(self):
+        self._output.finish()

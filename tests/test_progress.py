@@ -135,6 +135,7 @@ def test_backup_and_restore_pass_progress_through(pg, tools, key_file, tmp_path)
     done = restore(pg, tools, path, "bk_progress_restored", "--progress", "--key-file", key_file)
     assert done.returncode == 0, done.stderr.decode()
     assert _has_progress_line(done.stderr, "open")
+    assert _has_progress_line(done.stderr, "verifying")  # open --verify-first's first pass
     pg.dropdb("bk_progress_restored")
 
 
@@ -159,7 +160,7 @@ def test_seal_size_gives_a_pipe_a_total():
     assert run(["seal", "--size", "lots", "--progress"], DATA, key_env()).code == 64
 
 
-def _process(argv, stdin_path, tmp_path):
+def _lines(argv, stdin_path, tmp_path):
     with open(stdin_path, "rb") as stdin:
         done = subprocess.run([sys.executable, "-m", "encpipe", *argv], stdin=stdin, capture_output=True,
                               env={"ENCPIPE_KEY": "a" * 64, "PYTHONPATH": ":".join(sys.path), "PATH": "/usr/bin:/bin"},
@@ -167,7 +168,19 @@ def _process(argv, stdin_path, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stderr.decode().splitlines()
     assert lines and all(LINE.match(line) for line in lines), lines
-    return lines[-1]
+    return lines
+
+
+def _process(argv, stdin_path, tmp_path):
+    return _lines(argv, stdin_path, tmp_path)[-1]
+
+
+def _passes(argv, stdin_path, tmp_path):
+    """The final line of each pass, the first pass's (verifying) and the last's."""
+    lines = _lines(argv, stdin_path, tmp_path)
+    first = [line for line in lines if line.startswith("encpipe: verifying: ")]
+    assert first and lines.index(first[-1]) == len(first) - 1, lines  # the first pass's lines come first
+    return [line.split(" in ")[0] for line in (first[-1], lines[-1])]
 
 
 def test_progress_on_regular_files_reaches_100_percent(tmp_path, sealed):
@@ -182,5 +195,10 @@ def test_progress_on_regular_files_reaches_100_percent(tmp_path, sealed):
     assert _process(["inspect", "--verify", "--progress", str(enc)], "/dev/null", tmp_path).startswith(
         "encpipe: verify: 100% 3.0 MiB of 3.0 MiB in ")
     size = len(sealed) / 2**20
-    assert _process(["rewrap", "--progress", "--in-place", str(enc)], "/dev/null", tmp_path).startswith(
-        f"encpipe: rewrap: 100% {size:.1f} MiB of {size:.1f} MiB in ")
+    assert _passes(["open", "--verify-first", "--progress", str(enc)], "/dev/null", tmp_path) == [
+        "encpipe: verifying: 100% 3.0 MiB of 3.0 MiB", "encpipe: open: 100% 3.0 MiB of 3.0 MiB"]
+    whole = f"100% {size:.1f} MiB of {size:.1f} MiB"
+    assert _passes(["rewrap", "--progress"], enc, tmp_path) == [  # standard input: checked whole first
+        f"encpipe: verifying: {whole}", f"encpipe: rewrap: {whole}"]
+    in_place = _lines(["rewrap", "--progress", "--in-place", str(enc)], "/dev/null", tmp_path)  # one pass
+    assert in_place[-1].startswith(f"encpipe: rewrap: {whole} in ") and ": verifying: " not in "".join(in_place)
