@@ -24,7 +24,11 @@ leave the import lock or a module's lock held for good, and the next import by a
 other thread then waits forever (encpipe-backup interrupted while loading a module:
 its globals thread never ended). outside_imports() runs such a handler only once
 the main thread is out of every import, running it again RETRY seconds later
-(SIGALRM) for as long as the main thread is still inside one.
+(SIGALRM) for as long as the main thread is still inside one. The signal then
+goes to the handler set for it by that time, not to the one of its arrival
+(encpipe-backup signalled while still loading its modules ran run_script's
+handler, set before its own, in the middle of its dump: its temporary files
+stayed).
 """
 
 import contextlib
@@ -79,14 +83,21 @@ def run(*args, input=None, **options):
 
 
 def outside_imports(handler):
-    """handler(signum, frame), run only when the main thread is inside no import."""
+    """handler(signum, frame), run only when the main thread is inside no import;
+    until then the signal waits, and then goes to the
+    handler set for it by that time (maybe another one, or none: it then acts as
+    the disposition it finds, default or ignored)."""
     def run_outside(signum, frame):
         if not _importing(frame):
             return handler(signum, frame)
 
         def again(_, later):
             signal.signal(signal.SIGALRM, previous)
-            run_outside(signum, later)
+            current = signal.getsignal(signum)
+            if callable(current):
+                current(signum, later)
+            else:
+                signal.raise_signal(signum)
 
         previous = signal.signal(signal.SIGALRM, again)
         signal.setitimer(signal.ITIMER_REAL, RETRY)
