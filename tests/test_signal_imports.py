@@ -165,3 +165,31 @@ def test_a_signal_held_over_an_import_goes_to_the_handler_set_meanwhile(tmp_path
     done = _run(tmp_path, code)
     assert (done.returncode, done.stderr) == (0, b""), done.stdout
     assert done.stdout.decode().endswith("stopped by new\n") and "old" not in done.stdout.decode(), done.stdout
+
+
+EARLY = """
+import os, runpy, signal, sys, time
+
+class Finder:  # SIGINT while the entry point still loads encpipe.cli, before any handler of encpipe's
+    def find_spec(self, name, path, target=None):
+        if name == "encpipe.workers":
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                pass
+        return None
+
+sys.meta_path.insert(0, Finder())
+sys.argv = [{module!r}, *{argv!r}]
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module, argv", [("encpipe.launch", ["probe", "probe_main"]), ("encpipe", ["--version"])])
+def test_sigint_while_the_entry_point_loads_dies_quietly(tmp_path, module, argv):
+    """Python raises KeyboardInterrupt for SIGINT from its start: one that came while
+    encpipe-backup (encpipe.launch) or encpipe was loading encpipe.cli printed a
+    traceback. The entry point now holds it until its handlers are set."""
+    _modules(tmp_path, "def main(argv):\n    print('main ran', flush=True)\n    return 0\n")
+    done = _run(tmp_path, EARLY.format(module=module, argv=argv))
+    assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
