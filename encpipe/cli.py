@@ -140,13 +140,16 @@ def run_script(prog, module, argv):
     import signal
     from importlib import import_module
 
-    guard_standard_fds()
-    no_core_dumps()
-    whole_numbers()
+    from .earlysig import release
+
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
         catch_signal(signum, _raise_terminated)
     try:
+        guard_standard_fds()
+        no_core_dumps()
+        whole_numbers()
+        release()  # a SIGINT that came before the handlers (launch): now
         try:
             return import_module(module).main(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
@@ -364,16 +367,19 @@ def run():
 
     # pycryptodome prefers cffi, whose import parses C declarations on every
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
+    from .earlysig import release
+
     sys.modules.setdefault("cffi", None)
-    guard_standard_fds()
-    no_core_dumps()
-    whole_numbers()
-    _widen_pipes()
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):
         catch_signal(signum, _raise_terminated)  # nohup's SIGHUP stays ignored
     try:
+        guard_standard_fds()
+        no_core_dumps()
+        whole_numbers()
+        _widen_pipes()
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        release()  # a SIGINT that came before the handlers (python -m encpipe): now
         status = main()
     except KeyboardInterrupt:
         status = die_of()

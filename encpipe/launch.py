@@ -5,7 +5,11 @@ cli.run_script: a dependency that cannot be imported is one line and exit
 
 import sys
 
-from .cli import run_script
+from . import earlysig
+
+earlysig.hold()  # a SIGINT while encpipe.cli loads: delivered once run_script has set its handlers
+
+from .cli import run_script  # noqa: E402
 
 # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
 sys.modules.setdefault("cffi", None)

@@ -13,6 +13,7 @@ signal N, 0 when all succeeded.
 """
 
 import os
+import signal
 import subprocess
 import threading
 
@@ -47,14 +48,27 @@ class Said:
 
 
 class Children:
-    """The child processes of one pipeline, each reading the one before."""
+    """The child processes of one pipeline, each reading the one before.
+
+    A child is started and recorded in one step that a signal's handler never
+    cuts in two (sigthreads.held; one forked but not recorded would outlive
+    the run), and under a lock that stop() takes too: once stopped (from
+    another thread) the pipeline starts nothing more."""
 
     def __init__(self, said):
-        self.said, self.procs, self.failed = said, [], 0
+        self.said, self.procs, self.failed, self.stopped = said, [], 0, False
+        self.lock = threading.Lock()
 
     def start(self, argv, env):
+        with sigthreads.held(), self.lock:
+            return self._start(argv, env)
+
+    def _start(self, argv, env):
         stdin = self.procs[-1].stdout if self.procs else subprocess.DEVNULL
         try:
+            if self.stopped:
+                self.failed = 128 + signal.SIGKILL  # as if started, then killed
+                return None
             proc = sigthreads.popen(argv, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
         except OSError as e:
             self.said.error(f"cannot run {argv[0]}: {e.strerror or e}")
@@ -68,10 +82,12 @@ class Children:
         return proc.stdout
 
     def stop(self):
-        """Kill them (an interrupted run)."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
+        """Kill them, and start no more (an interrupted run)."""
+        with self.lock:
+            self.stopped = True
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.kill()
 
     def wait(self):
         """Close the last output (a child still writing gets SIGPIPE); the statuses."""

@@ -284,12 +284,14 @@ class Run:
         if props is None and not exists:  # said once FILE authenticated: a refused one is the restore's one line
             say(pgprops.unapplied(self.db, self.o.get("role") or self.user, self.o.get("no_globals")), "warning")
         self.roles.create_missing(self.globals_stmts, self.globals_path, self.restrict)
+        self.temp, created = self.temp_name, False  # first: stopped while psql runs the CREATE, undo() drops it
         try:
             run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
-            self.temp = self.temp_name
+            created = True
             run_sql(self.maint, pgprops.private_sql(self.temp, props, self.skips(exists)[0], owner=self.o.get("role")),
                     single_transaction=True)
-        except PgError as e:  # undo() drops it when it was created
+        except PgError as e:  # undo() drops it when created, not when psql said the CREATE failed
+            self.temp = self.temp if created else None
             raise Failure("cannot create the scratch database %s (%s); database %s is unchanged"
                           % (self.temp_name, e, self.db)) from None
         return self.temp

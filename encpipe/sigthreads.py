@@ -24,7 +24,12 @@ leave the import lock or a module's lock held for good, and the next import by a
 other thread then waits forever (encpipe-backup interrupted while loading a module:
 its globals thread never ended). outside_imports() runs such a handler only once
 the main thread is out of every import, running it again RETRY seconds later
-(SIGALRM) for as long as the main thread is still inside one.
+(SIGALRM) for as long as the main thread is still inside one. The signal then
+goes to the handler set for it by that time, not to the one of its arrival
+(encpipe-backup signalled while still loading its modules ran run_script's
+handler, set before its own, in the middle of its dump: its temporary files
+stayed). Nor does it run inside held(): Popen raising after the fork loses the
+child, which then outlives the process.
 """
 
 import contextlib
@@ -36,6 +41,7 @@ HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)
 RETRY = 0.01
 # Those the process began with blocked (its caller's choice): a child keeps them blocked.
 INHERITED = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+_held = 0  # how deep the main thread is in held()
 
 
 @contextlib.contextmanager
@@ -79,19 +85,39 @@ def run(*args, input=None, **options):
 
 
 def outside_imports(handler):
-    """handler(signum, frame), run only when the main thread is inside no import."""
+    """handler(signum, frame), run only when the main thread is inside no import
+    and no held() block; until then the signal waits, and then goes to the
+    handler set for it by that time (maybe another one, or none: it then acts as
+    the disposition it finds, default or ignored)."""
     def run_outside(signum, frame):
-        if not _importing(frame):
+        if not _held and not _importing(frame):
             return handler(signum, frame)
 
         def again(_, later):
             signal.signal(signal.SIGALRM, previous)
-            run_outside(signum, later)
+            current = signal.getsignal(signum)
+            if callable(current):
+                current(signum, later)
+            else:
+                signal.raise_signal(signum)
 
         previous = signal.signal(signal.SIGALRM, again)
         signal.setitimer(signal.ITIMER_REAL, RETRY)
 
     return run_outside
+
+
+@contextlib.contextmanager
+def held():
+    """In the main thread, a raising handler waits until this block is left: what
+    it does (a child started and recorded) is never cut in two. Elsewhere, nothing."""
+    global _held
+    main = threading.current_thread() is threading.main_thread()
+    _held += main
+    try:
+        yield
+    finally:
+        _held -= main
 
 
 def _importing(frame):

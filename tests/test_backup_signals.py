@@ -11,6 +11,7 @@ import pytest
 
 from test_backup_faults import _fake_pg_dump, _with_path_first
 from test_backup_monitoring import samples
+from procs import alive, ended_afterwards
 from test_backup_restore import (
     BACKUP,
     dir_entries,
@@ -127,3 +128,100 @@ def test_the_globals_children_start_with_the_signals_unblocked(pg, tools, key_fi
     assert done.returncode == 0, done.stderr
     masks = [int(line, 16) for line in log.read_text().split()]
     assert len(masks) >= 2 and all(mask & HANDLED == 0 for mask in masks), [hex(m) for m in masks]
+
+
+# A sitecustomize.py (PYTHONPATH) that signals the backup at one exact point of a child's start.
+LATE_GLOBALS = """
+import os, signal, subprocess, threading, time
+
+real = subprocess.Popen
+
+class Late(real):  # the globals thread, about to start pg_dumpall: the run is interrupted first
+    def __init__(self, args, *rest, **options):
+        if args[0] == "pg_dumpall":
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while not threading.current_thread().stopped and time.monotonic() < deadline:
+                time.sleep(0.01)
+        super().__init__(args, *rest, **options)
+
+subprocess.Popen = Late
+"""
+
+FORKED = """
+import os, signal, subprocess, time
+
+real = subprocess.Popen._execute_child
+
+def execute(self, args, *rest, **options):  # pg_dump forked and exec'd, Popen not yet returned
+    real(self, args, *rest, **options)
+    if args[0] == "pg_dump":
+        with open({pidfile!r}, "w") as f:
+            f.write(str(self.pid))
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:  # bytecodes: any of them could run the handler
+            pass
+
+subprocess.Popen._execute_child = execute
+"""
+
+
+def _customized(env, tmp_path, code):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(code)
+    env["PYTHONPATH"] = f"{site}{os.pathsep}{env['PYTHONPATH']}"
+    return env
+
+
+def _backup_into_files(argv, env, tmp_path):
+    """The backup's output in files, not pipes: a child that outlives it would hold a pipe open."""
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
+        return subprocess.Popen([BACKUP, *argv], env=env, stdout=out, stderr=err)
+
+
+def _outputs(tmp_path):
+    return (tmp_path / "out").read_bytes(), (tmp_path / "err").read_bytes()
+
+
+def test_a_run_interrupted_while_the_globals_child_starts_kills_it(pg, tools, key_file, tmp_path):
+    """The run stopped the globals thread's children before that thread had started
+    pg_dumpall: it then started it all the same, and the run waited 60 s for that
+    thread (a stalled pg_dumpall outlived the run). A stopped pipeline starts no
+    child, and stop() waits for one being started, then kills it."""
+    started = tmp_path / "pg_dumpall-started"
+    fake = _fake_pg_dump(tmp_path, "echo 'CREATE TABLE t (x int);'\nexec sleep 60\n")
+    (fake / "pg_dumpall").write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 300\n")  # outlasts join(60)
+    (fake / "pg_dumpall").chmod(0o755)
+    env = _customized(_with_path_first(script_env(pg, tools), fake), tmp_path, LATE_GLOBALS)
+    directory = tmp_path / "b"
+    proc = _backup_into_files(["--dir", directory, "--key-file", key_file, "anydb"], env, tmp_path)
+    with ended_afterwards(proc) as children:
+        proc.wait(timeout=90)  # it waited 60 s for the thread
+        out, err = _outputs(tmp_path)
+        pg_dumpall = int(started.read_text()) if started.exists() else None  # killed before it said so: none
+        if pg_dumpall:
+            children.append(pg_dumpall)
+        assert (proc.returncode, out) == (143, b""), err
+        assert not (pg_dumpall and alive(pg_dumpall))
+        assert dir_entries(directory) == []
+
+
+def test_a_signal_while_the_dump_starts_kills_pg_dump(pg, tools, key_file, tmp_path):
+    """SIGINT raised inside Popen once pg_dump was forked: the run never knew its
+    pg_dump, which outlived it (waiting for a lock, say). The start of a child and
+    its record are one step for a raising handler."""
+    pidfile = tmp_path / "pg_dump.pid"
+    fake = _fake_pg_dump(tmp_path, "exec sleep 60\n")
+    env = _customized(_with_path_first(script_env(pg, tools), fake), tmp_path, FORKED.format(pidfile=str(pidfile)))
+    directory = tmp_path / "b"
+    proc = _backup_into_files(["--dir", directory, "--key-file", key_file, "--no-globals", "anydb"], env, tmp_path)
+    with ended_afterwards(proc) as children:
+        proc.wait(timeout=30)
+        out, err = _outputs(tmp_path)
+        pg_dump = int(pidfile.read_text())
+        children.append(pg_dump)
+        assert (proc.returncode, out) == (130, b""), err
+        assert not alive(pg_dump)
+        assert dir_entries(directory) == []

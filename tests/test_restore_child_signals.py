@@ -186,3 +186,37 @@ def test_a_stopped_fetch_helper_ends_its_rclone(s3, tmp_path, signum):
         if rclone_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rclone_pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_as_the_scratch_database_is_created_drops_it(pg, tools, key_file, tmp_path, signum, status):
+    """Stopped after the server created the scratch database but before the psql
+    that created it had ended, the restore did not know it had one, and left it
+    (the next restore dropped it as a killed run's). A psql that stops the
+    restore just after its CREATE DATABASE makes that moment every time."""
+    src = ensure_small(pg, "sig_scratch_src")
+    path, _ = backup(pg, tools, tmp_path / "b", src, "--key-file", key_file)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    real = pg.bin("psql")
+    (fake / "psql").write_text(f"""#!/bin/sh
+case " $* " in *" -f - "*) ;; *) exec {real} "$@" ;; esac
+input=$(cat)
+printf '%s\\n' "$input" | {real} "$@"
+status=$?
+case $input in *"CREATE DATABASE"*) kill -{int(signum)} $PPID; sleep 2 ;; esac
+exit $status
+""")
+    (fake / "psql").chmod(0o755)
+    env = script_env(pg, tools)
+    env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
+    before = leftover_databases(pg)
+    try:
+        done = subprocess.run([RESTORE, "--key-file", key_file, path, "sig_scratch_target"], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        assert (done.returncode, done.stdout) == (status, b""), done.stderr
+        assert leftover_databases(pg) - before == set()
+        assert "sig_scratch_target" not in pg.psql("SELECT datname FROM pg_database").split()
+    finally:
+        for name in leftover_databases(pg) - before:
+            pg.dropdb(name)

@@ -131,3 +131,70 @@ def test_a_thread_that_starts_a_child_never_unblocks_the_signals(tmp_path):
         """)
     done = _run(tmp_path, code)
     assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"True 1\n0\n")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_held_over_an_import_goes_to_the_handler_set_meanwhile(tmp_path, signum):
+    """The signal waited for the import with the handler of its arrival, and ran
+    that one even when the main thread had set another meanwhile: encpipe-backup,
+    signalled while loading a module before its own handler was set, died of
+    run_script's Terminated in the middle of its dump, its temporary files left
+    behind. It now goes to the handler set when it is handled."""
+    _modules(tmp_path)
+    (tmp_path / "probe_mod.py").write_text(textwrap.dedent("""
+        from encpipe.cli import catch_signal
+        import __main__
+        catch_signal(__main__.SIGNUM, __main__.new)  # still inside the import
+        x = 1
+        """))
+    code = textwrap.dedent(f"""
+        SIGNUM = {int(signum)}
+        {textwrap.indent(FINDER, '        ').strip()}
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def old(signum, frame):
+            raise Stop("old")
+
+        def new(signum, frame):
+            raise Stop("new")
+
+        catch_signal(SIGNUM, old)
+        try:
+            import_probe()
+        except Stop as e:
+            print("stopped by", e.args[0], flush=True)
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr) == (0, b""), done.stdout
+    assert done.stdout.decode().endswith("stopped by new\n") and "old" not in done.stdout.decode(), done.stdout
+
+
+EARLY = """
+import os, runpy, signal, sys, time
+
+class Finder:  # SIGINT while the entry point still loads encpipe.cli, before any handler of encpipe's
+    def find_spec(self, name, path, target=None):
+        if name == "encpipe.workers":
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                pass
+        return None
+
+sys.meta_path.insert(0, Finder())
+sys.argv = [{module!r}, *{argv!r}]
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module, argv", [("encpipe.launch", ["probe", "probe_main"]), ("encpipe", ["--version"])])
+def test_sigint_while_the_entry_point_loads_dies_quietly(tmp_path, module, argv):
+    """Python raises KeyboardInterrupt for SIGINT from its start: one that came while
+    encpipe-backup (encpipe.launch) or encpipe was loading encpipe.cli printed a
+    traceback. The entry point now holds it until its handlers are set."""
+    _modules(tmp_path, "def main(argv):\n    print('main ran', flush=True)\n    return 0\n")
+    done = _run(tmp_path, EARLY.format(module=module, argv=argv))
+    assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
