@@ -38,9 +38,8 @@ import subprocess
 import sys
 import time
 
-from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops
-from .backup.remotes import refuse_credentials
-from .backup.remotes import is_remote
+from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
+from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import json_value, printable
 from .errors import EncpipeError, UsageError
@@ -117,8 +116,9 @@ class Run:
         try:  # now, not once a server was reached: each encpipe gets these key sources
             keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
                            self.encpipe, self.secrets.spawn)
-            self.keyid = keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
-                                                    key_read=not self.o["key"], wait=False)
+            with sigthreads.held():  # started and recorded in one step: a stop ends it (stop_children)
+                self.keyid = keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
+                                                        key_read=not self.o["key"], wait=False)
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code, e.hint) from None
         try:  # ENCPIPE_KEY's check runs meanwhile; what it finds comes first, as when it was waited for at once

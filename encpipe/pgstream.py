@@ -172,13 +172,22 @@ class Restore:
         """(encpipe open's error, its hint), each None when it said none."""
         return self.opener_stderr.wait() if self.opener_stderr else (None, None)
 
+    def _child(self, *args, **options):
+        """subprocess.Popen, recorded in procs in the same step for a raising handler
+        (sigthreads.held): Popen cut short after the fork would lose the child."""
+        with sigthreads.held():
+            proc = subprocess.Popen(*args, **options)
+            self.procs.append(proc)
+        return proc
+
     def start(self):
         """Starts `encpipe open` (once), which then reads the file while its caller goes on."""
         if not self.procs:
-            opener, self.opener_stderr = childerr.started(self.spawn, self.open_cmd, start=subprocess.Popen,
-                                                          stdout=subprocess.PIPE, env=self.open_env,
-                                                          pass_fds=self.pass_fds)
-            self.procs.append(opener)
+            with sigthreads.held():  # started and recorded in one step: a stop kills it (kill())
+                opener, self.opener_stderr = childerr.started(self.spawn, self.open_cmd, start=subprocess.Popen,
+                                                              stdout=subprocess.PIPE, env=self.open_env,
+                                                              pass_fds=self.pass_fds)
+                self.procs.append(opener)
             widen_pipes(opener.stdout)
 
     def run(self, create):
@@ -192,9 +201,8 @@ class Restore:
         for magic, tool in _DECOMPRESSORS:
             if head.startswith(magic) or tool == "zstd" and head[:1] and head[0] >> 4 == 5 and \
                     head[1:4] == _ZSTD_SKIPPABLE:
-                unpack = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          env=child_env(os.environ))
-                self.procs.append(unpack)
+                unpack = self._child([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=child_env(os.environ))
                 widen_pipes(unpack.stdin, unpack.stdout)
                 sigthreads.start(threading.Thread(target=_pump, args=(head, src, unpack.stdin), daemon=True))
                 src, head = unpack.stdout, _read_head(unpack.stdout, 8)
@@ -223,8 +231,7 @@ class Restore:
             if custom:
                 src, head = self._script(head, src), b""
             argv = psql_restore_args(db, custom, self.tool_args)
-        client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
-        self.procs.append(client)
+        client = self._child(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
         widen_pipes(client.stdin)
         try:
             self._feed(head, src, client.stdin, RestrictFilter() if self.quiet else None)
@@ -265,9 +272,8 @@ class Restore:
         It reaches no server: libpq's secrets stay out of its environment. With
         --single-transaction it writes BEGIN and COMMIT around the rest (large objects
         too), and a stream cut short lacks the COMMIT: psql, given no -1 of its own, rolls back."""
-        script = subprocess.Popen([*ARCHIVE_TO_SQL, *self.tool_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  env=child_env(os.environ))
-        self.procs.append(script)
+        script = self._child([*ARCHIVE_TO_SQL, *self.tool_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             env=child_env(os.environ))
         widen_pipes(script.stdin, script.stdout)
         sigthreads.start(threading.Thread(target=_pump, args=(head, src, script.stdin), daemon=True))
         return script.stdout

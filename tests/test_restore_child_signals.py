@@ -26,6 +26,7 @@ from test_backup_restore import (RESTORE, backup, dump, ensure_small, leftover_d
                                  python_env, read_key, script_env)
 from procs import alive, ended_afterwards
 from test_remote_listing import upload, wrapper
+from test_restore_early_open import _stand_in
 
 
 def _descendants(pid):
@@ -220,3 +221,52 @@ exit $status
     finally:
         for name in leftover_databases(pg) - before:
             pg.dropdb(name)
+
+
+# A sitecustomize.py (PYTHONPATH): the restore signalled once encpipe's `WORD` child
+# was forked and exec'd, before Popen returned (so before the restore recorded it).
+FORKED = """
+import os, signal, subprocess, time
+
+real = subprocess.Popen._execute_child
+
+def execute(self, args, *rest, **options):
+    real(self, args, *rest, **options)
+    if {word!r} in args[1:4]:
+        with open({pidfile!r}, "w") as f:
+            f.write(str(self.pid))
+        os.kill(os.getpid(), {signum})
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:  # bytecodes: any of them could run the handler
+            pass
+
+subprocess.Popen._execute_child = execute
+"""
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+@pytest.mark.parametrize("word", ["keyid", "open"])
+def test_a_stop_as_a_child_starts_ends_that_child(pg, tools, key_file, tmp_path, word, signum, status):
+    """Signalled inside Popen once ENCPIPE_KEY's `keyid` check or the early `open`
+    of FILE was forked, the restore never knew that child, which outlived it (the
+    open waiting for ever to write the dump to a pipe no one reads; here a
+    stand-in that waits for ever). The start of a child and its record are one
+    step for a raising handler."""
+    src = ensure_small(pg, "sig_start_src")
+    path, _ = backup(pg, tools, tmp_path / "b", src, "--key-file", key_file, "--no-globals")
+    pidfile, site = tmp_path / "child.pid", tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FORKED.format(word=word, pidfile=str(pidfile), signum=int(signum)))
+    env = {**script_env(pg, tools), "ENCPIPE_KEY": read_key(key_file), "ENCPIPE": _stand_in(tmp_path, [word])}
+    env["PYTHONPATH"] = f"{site}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:  # not pipes a child would hold
+        proc = subprocess.Popen([RESTORE, path, "sig_start_target"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err)
+    with ended_afterwards(proc) as children:
+        proc.wait(timeout=60)
+        child = int(pidfile.read_text())
+        children.append(child)
+        time.sleep(0.2)
+        assert (proc.returncode, (tmp_path / "out").read_bytes()) == (status, b""), (tmp_path / "err").read_bytes()
+        assert not alive(child)
+    assert "sig_start_target" not in pg.psql("SELECT datname FROM pg_database").split()
