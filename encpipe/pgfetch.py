@@ -77,8 +77,8 @@ def fetch_remote(remote, with_globals, fetched):
         # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children
         status = childerr.exit_status(childerr.waited(proc))  # killed by signal N: 128 + N
         error = errs.wait()[0]
-        # the globals file may be absent (a run with --no-globals); any other failure is one, as
-        # for a local globals file that exists but cannot be read
+        # the globals file absent is told apart (pgglobals.beside refuses it, as a local one missing); any
+        # other failure is one, as for a local globals file that exists but cannot be read
         from .backup.rclonestore import NO_SUCH_OBJECT  # here: a local FILE needs none of the remote's modules
 
         if status and (needed or not (status == 66 and (error or "").endswith(": " + NO_SUCH_OBJECT))):

@@ -33,6 +33,10 @@ from .pgprops import unquote
 NO_GLOBALS = "restore without it with --no-globals (no roles, no recorded database properties)"
 REFUSED_HINT = "give the right one with --globals FILE, or " + NO_GLOBALS
 
+# The hint of a globals file of FILE's run that is not there: a run made without one, or one removed.
+MISSING_HINT = ("a backup made with encpipe-backup --no-globals has none: restore it with --no-globals (no roles, no "
+                "recorded database properties); else give the right one with --globals FILE")
+
 # A globals file's SQL is read into memory (its plan needs all of it): some 200,000 roles at most.
 GLOBALS_MAX_BYTES = 64 << 20
 
@@ -83,6 +87,21 @@ _PLAIN = re.compile(r"(?:%s)*;" % _TOKEN)
 # backslash in a literal is a backslash, as _PLAIN reads it).
 _SET = re.compile(r"SET (default_transaction_read_only|client_encoding|standard_conforming_strings) = "
                   r"(on|off|'[A-Za-z0-9_]+');")
+
+
+def beside(name, remote, legacy, db):
+    """The globals file to read of FILE's run, `name` beside FILE (pgfetch.globals_name; None when
+    FILE is not named as a run's dump, or --globals or --no-globals was given): `name`, when a local
+    FILE's is there; None when none is needed (FILE not named as a run's, or a file of the previous
+    tool, `legacy`, which no run made). Else (not there, or a `remote` FILE's not on the remote)
+    Failure (66) before any server is reached: a writer of the directory who removed it made the
+    database restored without its roles, owner and privileges (PUBLIC could connect)."""
+    if name and not remote and os.path.lexists(name):
+        return name
+    if name and not legacy:
+        raise Failure("the globals file of FILE's run is missing: %s; database %s was not touched" % (name, db), 66,
+                      MISSING_HINT)
+    return None
 
 
 def statements(text):

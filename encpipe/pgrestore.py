@@ -13,6 +13,7 @@ Options:
                              [default: the one of FILE's backup run, beside it, which
                              must hold the properties of FILE's database]
   --no-globals               read no globals file: no roles created, no recorded database properties
+                             (a backup made with encpipe-backup --no-globals needs it; else 66)
   --role ROLE                restore the dump connected as ROLE, not as the connecting user
   --allow-unrestricted-psql  accept a psql without \\restrict (older than 15.14, 16.10, 17.6)
   --drop-pre-restore-older-than DAYS  drop DBNAME_pre_restore_* copies older than DAYS
@@ -148,10 +149,12 @@ class Run:
         # the run (so the database) whose properties a globals file found beside FILE must hold
         self.source_run = None if self.o.get("globals") else pgfetch.run_name(self.file)
         self.named = pgfetch.backup_named(self.file)  # before a remote file's fetched copy is named otherwise
-        if is_remote(self.file):
+        # the globals file of FILE's run, needed unless told otherwise (pgglobals.beside)
+        self.beside = None if self.o.get("globals") or self.o.get("no_globals") else pgfetch.globals_name(self.file)
+        self.remote = is_remote(self.file)
+        if self.remote:
             self.keys_checked()  # before a remote FILE is fetched
-            with_globals = not self.o.get("globals") and not self.o.get("no_globals")
-            self.file, fetched = pgfetch.fetch_remote(self.file, with_globals, self.fetched)
+            self.file, fetched = pgfetch.fetch_remote(self.file, self.beside is not None, self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
         self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in self.o["key"]),
                                          "nothing was changed")]
@@ -218,11 +221,8 @@ class Run:
         return True
 
     def load_globals(self):
-        """(statements, properties) of the run's globals file; ([], None) when there is none."""
-        path = self.o.get("globals")
-        if path is None:
-            candidate = pgfetch.globals_name(self.file)
-            path = candidate if candidate and os.path.exists(candidate) else None
+        """(statements, properties) of the run's globals file; ([], None) when none is needed."""
+        path = self.o.get("globals") or pgglobals.beside(self.beside, self.remote, self.legacy, self.db)
         if path is None:
             return [], None
         self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,

@@ -57,14 +57,16 @@ def test_restore_checks_the_environment_before_the_server(backup_file, key_file,
 def test_restore_with_a_key_option_does_not_read_encpipe_key(backup_file, key_file):
     """A key option given, the children never read ENCPIPE_KEY: a malformed one is not refused
     (the run goes on to the server, which is not there: psql's error, 1)."""
-    done = _script("encpipe-restore", "--key-file", key_file, backup_file, "shop", env={"ENCPIPE_KEY": SHORT_KEY})
+    done = _script("encpipe-restore", "--no-globals", "--key-file", key_file, backup_file, "shop",
+                   env={"ENCPIPE_KEY": SHORT_KEY})
     assert (done.returncode, done.stdout) == (1, b""), done.stderr
     assert b"ENCPIPE_KEY" not in done.stderr and b"psql" in done.stderr
 
 
 def test_restore_does_not_run_a_key_command_ahead(tmp_path, backup_file):
     ran = tmp_path / "ran"
-    done = _script("encpipe-restore", "--key-command", f"echo >> {ran}; echo {KEY}", backup_file, "shop", env={})
+    done = _script("encpipe-restore", "--no-globals", "--key-command", f"echo >> {ran}; echo {KEY}", backup_file,
+                   "shop", env={})
     assert done.returncode == 1 and b"psql" in done.stderr, done.stderr
     assert not ran.exists()
 

@@ -503,7 +503,7 @@ def test_restore_reads_a_fifo_key_file_once_for_its_check_and_its_children(tmp_p
 
     fifo = OneShotWriter(tmp_path / "key.fifo", (KEY + "\n").encode())
     try:
-        done = _script("encpipe-restore", "--key-file", str(fifo.path), backup_file, "shop")
+        done = _script("encpipe-restore", "--no-globals", "--key-file", str(fifo.path), backup_file, "shop")
     finally:
         fifo.stop.set()
     assert (done.returncode, done.stdout, fifo.served) == (1, b"", 1), done.stderr
@@ -529,7 +529,8 @@ def test_the_checks_before_a_restore_get_no_secret(tmp_path, backup_file):
     with open(key) as held:
         os.set_inheritable(held.fileno(), True)
         given = str(held.fileno())
-        done = subprocess.run([str(SCRIPTS / "encpipe-restore"), "--key-file", str(key), backup_file, "shop"],
+        done = subprocess.run([str(SCRIPTS / "encpipe-restore"), "--no-globals", "--key-file", str(key), backup_file,
+                               "shop"],
                               capture_output=True, timeout=WAIT, close_fds=False, env=clean_env({
                                   "PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY, "PGHOST": "/nonexistent",
                                   "PGPASSWORD": "pw", "RCLONE_CONFIG_X_TYPE": "local", "ENCPIPE_PYTHON": str(python),

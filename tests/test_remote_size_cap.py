@@ -134,8 +134,8 @@ def test_a_trailer_served_longer_than_asked_is_the_file_unreadable(s3, sealed, t
 
 
 def test_a_globals_file_served_longer_than_listed_fails_the_restore(s3, sealed, tmp_path):
-    """The globals file of the run, beside FILE on the remote: absent, it is not needed
-    (a run with --no-globals); there but not as listed, the restore fails, as for a
+    """The globals file of the run, beside FILE on the remote: absent, the restore is refused
+    (tests/test_restore_globals_missing.py); there but not as listed, it fails, as for a
     local globals file that cannot be read. Before, any failure of its fetch was
     taken for its absence: the restore went on without the run's roles."""
     key, plain, _ = sealed

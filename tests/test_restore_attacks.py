@@ -135,7 +135,11 @@ def test_a_globals_file_renamed_to_a_dumps_name_is_refused_on_a_fresh_server(pg,
         fresh.psql("ALTER ROLE %s RENAME TO dr_admin;" % BOOTSTRAP)  # its only role, named unlike any of pg's
         fresh.psql('DROP ROLE "%s";' % fresh.user, user=ADMIN)
         roles = fresh.psql("SELECT rolname, rolpassword FROM pg_authid ORDER BY 1", user=ADMIN)
+        # the run's globals file is gone: refused for that first (66), and with --no-globals for what FILE holds
         proc = restore(fresh, tools, path, "mal_shop", "--key-file", key_file, env_extra={"PGUSER": ADMIN})
+        assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr.decode()
+        proc = restore(fresh, tools, path, "mal_shop", "--no-globals", "--key-file", key_file,
+                       env_extra={"PGUSER": ADMIN})
         assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
         assert proc.stderr.decode().splitlines()[-1] == (
             "encpipe-restore: error: the file holds pg_dumpall's dump of a cluster (a globals file under a dump's "

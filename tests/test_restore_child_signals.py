@@ -73,19 +73,19 @@ def _legacy(pg, tools, key_file, tmp_path):
     key = tmp_path / "legacy.key"
     key.write_text("ab" * 32 + "\n")
     return make_legacy_file(tmp_path / "stopped_restore_target_20250101T000000Z.sql.enc", "ab" * 32,
-                            b"SELECT 1;\n"), key
+                            b"SELECT 1;\n"), key, ()  # under a run's name, it needs no globals file
 
 
 def _with_globals(pg, tools, key_file, tmp_path):
     path, _ = backup(pg, tools, str(tmp_path / "b"), "stopped_restore_target", "--key-file", key_file)
     assert list((tmp_path / "b").glob("*.globals.sql.enc"))
-    return path, key_file
+    return path, key_file, ()
 
 
 def _dump_alone(pg, tools, key_file, tmp_path):
     path, _ = backup(pg, tools, str(tmp_path / "b"), "stopped_restore_target", "--no-globals", "--key-file", key_file)
     assert not list((tmp_path / "b").glob("*.globals.sql.enc"))
-    return path, key_file
+    return path, key_file, ("--no-globals",)
 
 
 @pytest.mark.parametrize("stage", [_legacy, _with_globals, _dump_alone], ids=["legacy", "globals", "dump"])
@@ -93,9 +93,9 @@ def _dump_alone(pg, tools, key_file, tmp_path):
 def test_a_stopped_restore_ends_its_encpipe_child_and_its_key_command(pg, tools, key_file, tmp_path, live, stage,
                                                                       signum, status):
     db, before = live
-    path, key = stage(pg, tools, key_file, tmp_path)
+    path, key, options = stage(pg, tools, key_file, tmp_path)
     assert read_key(key)
-    result = _stop_while_the_child_runs(pg, tools, path, db, key, tmp_path, signum)
+    result = _stop_while_the_child_runs(pg, tools, path, db, key, tmp_path, signum, *options)
     assert result[:3] == (status, b"", ""), result
     assert result[3] < 5, result  # not held up by the child, nor by the key command holding its stderr
     assert result[4] == [], result  # the encpipe child and its key command (and its sleep) ended

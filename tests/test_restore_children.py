@@ -62,7 +62,7 @@ def test_no_child_of_a_restore_holds_a_secret_variable_or_descriptor(pg, tools, 
     env["PATH"] = "%s:%s" % (spies, env["PATH"])
     pg.dropdb("children_copy")
     extra = ["-v", "seen=1"] if fmt == "plain" else ["--no-data-for-failed-tables"]  # the user's options
-    proc = run([RESTORE, path, "children_copy", "--", *extra], env)
+    proc = run([RESTORE, "--no-globals", path, "children_copy", "--", *extra], env)
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "children_copy") == dump(pg, db)
     pg.dropdb("children_copy")
@@ -106,7 +106,8 @@ def test_a_passphrase_fd_reaches_no_child_but_encpipe(pg, tools, tmp_path, s3):
     env.update(RCLONE=str(spies / "rclone"), BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
     pg.dropdb("children_copy")
     with open(secret, "rb") as f:
-        proc = run([RESTORE, "--passphrase-fd", str(f.fileno()), f"{remote}/{name}", "children_copy"], env,
+        proc = run([RESTORE, "--no-globals", "--passphrase-fd", str(f.fileno()), f"{remote}/{name}", "children_copy"],
+                   env,
                    pass_fds=(f.fileno(),))
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "children_copy") == dump(pg, db)

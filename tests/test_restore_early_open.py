@@ -53,7 +53,7 @@ def test_a_restore_refused_before_it_begins_ends_the_open_it_started(pg, tools, 
     holder = _hold(pg, TARGET)
     opener = None
     try:
-        proc = restore(pg, tools, path, TARGET, "--key-file", key_file,
+        proc = restore(pg, tools, path, TARGET, "--no-globals", "--key-file", key_file,
                        env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
         assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
         assert proc.stderr == (PREFIX + b"error: database %s has 1 active connection(s); nothing was changed\n"
@@ -75,7 +75,7 @@ def test_a_restore_stopped_during_the_key_check_ends_it_and_the_open(pg, tools, 
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--no-globals")
     env = {**script_env(pg, tools), "ENCPIPE": _stand_in(tmp_path, ["keyid", "open"]),
            "ENCPIPE_KEY": read_key(key_file)}
-    proc = subprocess.Popen([RESTORE, path, "early_target"], env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([RESTORE, "--no-globals", path, "early_target"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with ended_afterwards(proc) as children:
         children += [_pid(tmp_path / "keyid"), _pid(tmp_path / "open")]  # both run at once
@@ -93,7 +93,8 @@ def _refused_in_use_before_any_open(pg, tools, tmp_path, path, *key_options):
     _fresh_target(pg)
     holder = _hold(pg, TARGET)
     try:
-        proc = restore(pg, tools, path, TARGET, *key_options, env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
+        proc = restore(pg, tools, path, TARGET, "--no-globals", *key_options,
+                       env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
         assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
         assert not (tmp_path / "open").exists()  # refused before any `encpipe open` ran
     finally:
@@ -135,7 +136,7 @@ def test_with_a_key_file_that_is_a_fifo_the_open_starts_early_with_its_copy(pg, 
     holder = _hold(pg, TARGET)
     opener = None
     try:
-        proc = restore(pg, tools, path, TARGET, "--key-file", str(fifo),
+        proc = restore(pg, tools, path, TARGET, "--no-globals", "--key-file", str(fifo),
                        env_extra={"ENCPIPE": _stand_in(tmp_path, ["open"])})
         assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
         opener = _pid(tmp_path / "open")  # it had started before the server was asked

@@ -276,7 +276,7 @@ def test_options_are_checked_against_the_tool_the_stream_needs_not_only_the_name
     path = _seal(tmp_path, key_file, dump(pg, db), "misnamed_20250101T000000Z.dump.enc")
     before = _fresh_target(pg)
     log = tmp_path / "list"
-    proc = restore_with(pg, tools, ["--key-file", key_file], path, TARGET, "-L", str(log))
+    proc = restore_with(pg, tools, ["--no-globals", "--key-file", key_file], path, TARGET, "-L", str(log))
     assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
     assert proc.stderr.decode().splitlines() == [
         "encpipe-restore: error: psql option -L (-L, --log-file) is not allowed: it would write the dump's "

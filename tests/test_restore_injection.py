@@ -33,7 +33,7 @@ def test_a_comment_cannot_inject_sql_into_a_restore(pg, tools, key_file, tmp_pat
             "COMMENT ON TABLE public.t2 IS '; COPY (SELECT 1) TO PROGRAM $q$touch %s$q$; --';" % marker, db=SOURCE)
     path, _ = backup(pg, tools, str(tmp_path / "b"), SOURCE, "--no-globals", "--compress", "none",
                      "--key-file", key_file)
-    proc = restore(pg, tools, path, COPY, "--key-file", key_file)
+    proc = restore(pg, tools, path, COPY, "--no-globals", "--key-file", key_file)
     try:
         assert not marker.exists(), proc.stderr.decode()
         assert proc.returncode == 0, proc.stderr.decode()

@@ -186,11 +186,11 @@ def test_restore_refuses_a_backup_only_the_escrow_identity_opens(pg, tools, escr
 
 
 def test_restore_refuses_such_a_dump_without_a_globals_file(pg, tools, escrow, tmp_path):
-    """The dump's own `encpipe open` refuses it too (no globals file went first)."""
+    """The dump's own `encpipe open` refuses it too (no globals file went first: --no-globals)."""
     db = ensure_small(pg, "maker_noglobals")
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--recipient", escrow.X_pub)
     live, roles = _changed_after_backup(pg, db), _roles(pg)
-    proc = restore(pg, tools, path, db, "--identity", escrow.X)
+    proc = restore(pg, tools, path, db, "--no-globals", "--identity", escrow.X)
     _assert_restore_refused(pg, proc, db, live, roles)
     assert b"cannot decrypt %s (status 67)" % path.encode() in proc.stderr
 

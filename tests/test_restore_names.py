@@ -41,18 +41,19 @@ def test_a_database_name_with_quotes_a_backslash_and_a_newline(pg, tools, key_fi
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--no-globals", "--key-file", key_file)
     wanted = dump(pg, source)
     pg.dropdb(AWKWARD)
-    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file)  # a new database
+    proc = restore(pg, tools, path, AWKWARD, "--no-globals", "--key-file", key_file)  # a new database
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
     assert dump(pg, AWKWARD) == wanted
     before = _precious(pg, AWKWARD)
-    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file)  # in place: the old one kept
+    proc = restore(pg, tools, path, AWKWARD, "--no-globals", "--key-file", key_file)  # in place: the old one kept
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
     assert dump(pg, AWKWARD) == wanted
     kept = [c for c in databases_named(pg) if c.startswith(AWKWARD + "_pre_restore_")]
     assert len(kept) == 1, kept
     assert dump(pg, kept[0]) == before
     # the copy is found by name, newline and all: dropped on request (it was not, before)
-    proc = restore(pg, tools, path, AWKWARD, "--key-file", key_file, "--drop-old", "--drop-pre-restore-older-than", "0")
+    proc = restore(pg, tools, path, AWKWARD, "--no-globals", "--key-file", key_file, "--drop-old",
+                   "--drop-pre-restore-older-than", "0")
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
     assert not [c for c in databases_named(pg) if "_pre_restore_" in c]
     pg.dropdb(AWKWARD)
@@ -82,7 +83,8 @@ def test_a_scratch_name_taken_beforehand_makes_the_restore_fail_and_captures_not
         driver = ("import os, sys; os.getpid = lambda: %d; from encpipe.pgrestore import main; "
                   "sys.exit(main(sys.argv[1:]))" % FIXED_PID)
         env = script_env(pg, tools, PYTHONPATH=str(REPO))
-        proc = subprocess.run([sys.executable, "-c", driver, "--key-file", key_file, path, "names_target"],
+        proc = subprocess.run([sys.executable, "-c", driver, "--no-globals", "--key-file", key_file, path,
+                               "names_target"],
                               env=env, capture_output=True, timeout=300)
         assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
         assert b"Traceback" not in proc.stderr
@@ -239,7 +241,7 @@ def test_names_that_are_not_utf8_on_a_sql_ascii_cluster(ascii_pg, tools, key_fil
         ("\\xff_pre_restore_20240101T000000Z", base64.b64encode(copy).decode(), "\\xff", "/w==")]
     # a restore drops the leftovers it owns, and passes by a name that is none of them
     path, _ = backup(ascii_pg, tools, str(tmp_path / "b"), "postgres", "--no-globals", "--key-file", key_file)
-    proc = restore(ascii_pg, tools, path, "target", "--key-file", key_file)
+    proc = restore(ascii_pg, tools, path, "target", "--no-globals", "--key-file", key_file)
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
     assert {copy, scratch} <= _raw_names(ascii_pg)
     # dropped by its bytes, and named as \xff

@@ -54,7 +54,7 @@ def test_a_backup_no_key_opens_is_one_line_with_the_childs_hint(pg, tools, key_f
     live = dump(pg, db)
     other = tmp_path / "other.key"
     _encpipe("keygen", "-o", str(other))
-    proc = restore(pg, tools, path, db, "--key-file", str(other))
+    proc = restore(pg, tools, path, db, "--no-globals", "--key-file", str(other))
     assert _refused(pg, proc, db, live, 77) == (
         f"encpipe-restore: error: cannot decrypt {path} (status 77): no supplied key opens this file; "
         f"database {db} was not touched\n"
@@ -68,7 +68,7 @@ def test_a_damaged_backup_is_one_line(pg, tools, key_file, tmp_path):
     sealed = bytearray(Path(path).read_bytes())
     sealed[len(sealed) // 2] ^= 1
     Path(path).write_bytes(bytes(sealed))
-    proc = restore(pg, tools, path, db, "--key-file", key_file)
+    proc = restore(pg, tools, path, db, "--no-globals", "--key-file", key_file)
     stderr = _refused(pg, proc, db, live, 65)
     assert re.fullmatch(re.escape(f"encpipe-restore: error: cannot decrypt {path} (status 65): chunk ") + "[0-9]+"
                         + re.escape(" failed authentication: the file is truncated, corrupt or was tampered with; "
@@ -76,7 +76,7 @@ def test_a_damaged_backup_is_one_line(pg, tools, key_file, tmp_path):
 
 
 def test_a_refused_backup_into_a_new_database_is_one_line(pg, tools, key_file, tmp_path):
-    """No globals file, a database the server lacks: before, a warning that it would
+    """--no-globals, a database the server lacks: before, a warning that it would
     belong to the restoring role came first, for a database never made."""
     db = ensure_small(pg, "oneline_new")
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
@@ -84,7 +84,7 @@ def test_a_refused_backup_into_a_new_database_is_one_line(pg, tools, key_file, t
     sealed[len(sealed) // 2] ^= 1
     Path(path).write_bytes(bytes(sealed))
     before = databases(pg)
-    proc = restore(pg, tools, path, db + "_new", "--key-file", key_file)
+    proc = restore(pg, tools, path, db + "_new", "--no-globals", "--key-file", key_file)
     assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
     assert re.fullmatch(re.escape(f"encpipe-restore: error: cannot decrypt {path} (status 65): chunk ") + "[0-9]+"
                         + re.escape(" failed authentication: the file is truncated, corrupt or was tampered with; "
@@ -127,13 +127,16 @@ def test_the_childs_warning_still_reaches_stderr_on_success(pg, tools, tmp_path)
     public = _encpipe("keygen", "--x25519", "-o", str(identity)).decode().strip()
     db = ensure_small(pg, "oneline_warns")
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--recipient", public)
-    proc = restore(pg, tools, path, db + "_copy", "--allow-unauthenticated", "--identity", str(identity))
+    proc = restore(pg, tools, path, db + "_copy", "--no-globals", "--allow-unauthenticated", "--identity",
+                   str(identity))
     try:
         assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
         child = ("encpipe: warning: opened with an x25519 identity: anyone with its public key can make such a "
                  "file\nencpipe: hint: check who made it with --signer\n")  # its hint too: before, the relay kept it
-        own = (f"encpipe-restore: warning: no database properties (no globals file): {db}_copy will belong to the "
-               "restoring role, with default privileges\n")  # the relay passes the child's on while restore says this
+        own = (f"encpipe-restore: warning: --no-globals: the database properties a globals file records are not "
+               f"applied (owner, privileges, encoding and locale, connection limit, settings, comment): {db}_copy "
+               f"will belong to {pg.user}, with default privileges and template0's encoding and locale\n")
+        # the relay passes the child's on while restore says this
         restored = f"encpipe-restore: restored {path} into new database {db}_copy\n"
         assert proc.stderr.decode() in (child + own + restored, own + child + restored), proc.stderr.decode()
     finally:
@@ -214,7 +217,8 @@ def test_a_key_commands_prompt_shows_while_it_waits(pg, tools, key_file, tmp_pat
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
     go = tmp_path / "go"
     command = f"printf 'key password: ' >&2; while [ ! -e {go} ]; do sleep 0.05; done; cat {key_file}"
-    proc = subprocess.Popen([RESTORE, "--key-command", command, path, db + "_copy"], env=script_env(pg, tools),
+    proc = subprocess.Popen([RESTORE, "--no-globals", "--key-command", command, path, db + "_copy"],
+                            env=script_env(pg, tools),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         os.set_blocking(proc.stderr.fileno(), False)
@@ -230,8 +234,9 @@ def test_a_key_commands_prompt_shows_while_it_waits(pg, tools, key_file, tmp_pat
     try:
         assert (proc.returncode, out) == (0, b""), err
         assert (shown + err).decode() == (
-            f"key password: encpipe-restore: warning: no database properties (no globals file): {db}_copy will "
-            f"belong to the restoring role, with default privileges\n"
+            f"key password: encpipe-restore: warning: --no-globals: the database properties a globals file records "
+            f"are not applied (owner, privileges, encoding and locale, connection limit, settings, comment): {db}_copy "
+            f"will belong to {pg.user}, with default privileges and template0's encoding and locale\n"
             f"encpipe-restore: restored {path} into new database {db}_copy\n")
     finally:
         pg.dropdb(db + "_copy")

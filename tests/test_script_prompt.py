@@ -35,7 +35,7 @@ def test_backup_prompts_twice_and_restore_once(pg, tools, tmp_path):
     assert opened.returncode == 0, opened.stderr.decode()
     assert run(["encpipe", "open", path], script_env(pg, tools, ENCPIPE_PASSPHRASE="other")).returncode == 77
 
-    command = shlex.join([RESTORE, "-p", path, "bk_prompt_back"])
+    command = shlex.join([RESTORE, "--no-globals", "-p", path, "bk_prompt_back"])
     status, screen = run_on_terminal(command, ["tty pw", "tty pw", "tty pw"], env=script_env(pg, tools))
     assert status == 0, screen
     assert screen.count("passphrase: ") == 1, screen
@@ -57,7 +57,7 @@ def test_restore_with_a_wrong_answer_creates_nothing(pg, tools, tmp_path):
     assert _backup_on_terminal(pg, tools, directory, db, ["right", "right"])[0] == 0
     (name,) = dir_entries(directory)
     before = databases(pg)
-    command = shlex.join([RESTORE, "-p", os.path.join(directory, name), "bk_prompt_wrong"])
+    command = shlex.join([RESTORE, "--no-globals", "-p", os.path.join(directory, name), "bk_prompt_wrong"])
     status, screen = run_on_terminal(command, ["wrong"], env=script_env(pg, tools))
     assert status == 77, screen
     assert databases(pg) == before

@@ -259,7 +259,7 @@ def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tm
     path = tmp_path / "leaks_20250101T000000Z.sql.enc"
     path.write_bytes(run_in_process(["seal", "--key-file", key_file], sql, {})[1])
     pg.dropdb("leaks_failed")
-    proc = run([RESTORE, "--key-file", key_file, path, "leaks_failed"], script_env(pg, tools))
+    proc = run([RESTORE, "--key-file", key_file, "--no-globals", path, "leaks_failed"], script_env(pg, tools))
     err = proc.stderr.decode()
     assert (proc.returncode, proc.stdout) == (1, b""), err
     assert "leaks_failed is unchanged" in err, err
@@ -268,7 +268,8 @@ def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tm
     assert "psql:<stdin>:3: ERROR:  22P02\n" in err, err
     assert err.endswith("encpipe-restore: hint: " + QUIET_PSQL + "\n"), err
     pg.dropdb("leaks_failed")
-    shown = run([RESTORE, "--key-file", key_file, path, "leaks_failed", "--", "-v", "VERBOSITY=default"],
+    shown = run([RESTORE, "--key-file", key_file, "--no-globals", path, "leaks_failed", "--", "-v",
+                 "VERBOSITY=default"],
                 script_env(pg, tools))
     assert shown.returncode == 1 and value in shown.stderr.decode(), shown.stderr
     assert "hint" not in shown.stderr.decode(), shown.stderr
