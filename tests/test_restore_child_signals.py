@@ -260,8 +260,8 @@ def test_a_stop_as_a_child_starts_ends_that_child(pg, tools, key_file, tmp_path,
     env = {**script_env(pg, tools), "ENCPIPE_KEY": read_key(key_file), "ENCPIPE": _stand_in(tmp_path, [word])}
     env["PYTHONPATH"] = f"{site}{os.pathsep}{env.get('PYTHONPATH', '')}"
     with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:  # not pipes a child would hold
-        proc = subprocess.Popen([RESTORE, path, "sig_start_target"], env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err)
+        proc = subprocess.Popen([RESTORE, "--no-globals", path, "sig_start_target"], env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     with ended_afterwards(proc) as children:
         proc.wait(timeout=60)
         child = int(pidfile.read_text())
