@@ -17,6 +17,10 @@ with: started from a thread other than the main one, the child itself sets it,
 between fork and exec. (That thread once unblocked them around the fork instead: a
 signal it took in that window ran its handler only at the main thread's next
 bytecode, which a main thread blocked reading a stalled pg_dump never reached.)
+The child first sets each of them that has a handler back to the default, as exec
+would: one sent to the child there (Ctrl-C to the process group, a stop of the
+unit) would run the parent's handler in the child, which then failed to start,
+or never saw the signal; it now dies of it, as the program it runs would.
 
 A handler that raises (KeyboardInterrupt, Terminated, encpipe-backup's Interrupted)
 raises at whatever bytecode the main thread has reached. Inside importlib that can
@@ -69,6 +73,9 @@ def popen(*args, **options):
 
 
 def _initial_mask():  # in the child, between fork and exec: no lock, no import, no allocation to speak of
+    for signum in HANDLED:  # as exec would: a signal sent to the child now is its, not a handler of ours
+        if callable(signal.getsignal(signum)):
+            signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, INHERITED)
 
 

@@ -198,3 +198,42 @@ def test_sigint_while_the_entry_point_loads_dies_quietly(tmp_path, module, argv)
     _modules(tmp_path, "def main(argv):\n    print('main ran', flush=True)\n    return 0\n")
     done = _run(tmp_path, EARLY.format(module=module, argv=argv))
     assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
+
+
+@pytest.mark.parametrize("handler", ["_raise_terminated", "lambda signum, frame: noted.append(signum)"])
+def test_a_child_of_a_thread_signalled_before_its_exec_dies_of_it(tmp_path, handler):
+    """A child that a thread starts sets its own mask between fork and exec, in
+    Python (preexec_fn): a signal sent to it there (Ctrl-C's SIGINT to the process
+    group, systemd's SIGTERM to every process of the unit) ran the parent's
+    handler inside the child. A raising one made the start fail ("Exception
+    occurred in preexec_fn", a thread's error, the backup's globals failing with
+    status 70); one that only notes the signal swallowed it, and the program then
+    run (pg_dump, rclone) never saw it. The child now dies of it, as that program
+    would have. The signal is sent here just before the child sets its mask."""
+    code = textwrap.dedent(f"""
+        import os, signal, subprocess, threading
+        from encpipe import sigthreads
+        from encpipe.cli import _raise_terminated, catch_signal
+
+        noted = []
+        catch_signal(signal.SIGTERM, {handler})
+        real = sigthreads._initial_mask
+
+        def signalled_first():  # in the child: the thread's mask still blocks SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+            real()
+
+        sigthreads._initial_mask = signalled_first
+        said = []
+
+        def work():
+            try:
+                said.append(sigthreads.popen(["true"]).wait())
+            except BaseException as e:
+                said.append(repr(e))
+
+        sigthreads.start(threading.Thread(target=work)).join()
+        print(said, noted)
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"[-15] []\n")
