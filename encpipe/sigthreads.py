@@ -28,8 +28,10 @@ leave the import lock or a module's lock held for good, and the next import by a
 other thread then waits forever (encpipe-backup interrupted while loading a module:
 its globals thread never ended). outside_imports() runs such a handler only once
 the main thread is out of every import, running it again RETRY seconds later
-(SIGALRM) for as long as the main thread is still inside one. The signal then
-goes to the handler set for it by that time, not to the one of its arrival
+(SIGALRM, unblocked meanwhile in the main thread: a process started with it
+blocked never took it, and lost the signal) for as long as the main thread is
+still inside one. The signal then goes to the handler set for it by that time,
+not to the one of its arrival
 (encpipe-backup signalled while still loading its modules ran run_script's
 handler, set before its own, in the middle of its dump: its temporary files
 stayed). Nor does it run inside held(): Popen raising after the fork loses the
@@ -102,6 +104,8 @@ def outside_imports(handler):
 
         def again(_, later):
             signal.signal(signal.SIGALRM, previous)
+            if signal.SIGALRM in INHERITED:  # blocked again, as the process began
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             current = signal.getsignal(signum)
             if callable(current):
                 current(signum, later)
@@ -109,6 +113,7 @@ def outside_imports(handler):
                 signal.raise_signal(signum)
 
         previous = signal.signal(signal.SIGALRM, again)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a caller's block would lose it
         signal.setitimer(signal.ITIMER_REAL, RETRY)
 
     return run_outside

@@ -237,3 +237,34 @@ def test_a_child_of_a_thread_signalled_before_its_exec_dies_of_it(tmp_path, hand
         """)
     done = _run(tmp_path, code)
     assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"[-15] []\n")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_held_over_an_import_is_handled_when_the_caller_blocks_sigalrm(tmp_path, signum):
+    """A signal held over an import is handled again on SIGALRM: started with SIGALRM
+    blocked (the caller's mask, which exec keeps), the process never took it, and
+    the signal was lost (a SIGTERM then never stopped it). SIGALRM stays blocked for
+    the process otherwise, as its caller asked."""
+    _modules(tmp_path)
+    code = textwrap.dedent(f"""
+        SIGNUM = {int(signum)}
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGALRM}})  # as inherited through exec
+        {textwrap.indent(FINDER, '        ').strip()}
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def handler(signum, frame):
+            raise Stop(signum)
+
+        catch_signal(SIGNUM, handler)
+        try:
+            import_probe()
+        except Stop:
+            print("stopped; SIGALRM blocked:", signal.SIGALRM in signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+        """)
+    done = _run(tmp_path, code)
+    lines = done.stdout.decode().splitlines()
+    assert (done.returncode, done.stderr) == (0, b""), lines
+    assert lines[-1] == "stopped; SIGALRM blocked: True", lines
