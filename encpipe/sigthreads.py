@@ -103,6 +103,7 @@ def outside_imports(handler):
             return handler(signum, frame)
 
         def again(_, later):
+            signal.setitimer(signal.ITIMER_REAL, 0)  # another's SIGALRM came first: none of ours later
             signal.signal(signal.SIGALRM, previous)
             if signal.SIGALRM in INHERITED:  # blocked again, as the process began
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})

@@ -268,3 +268,34 @@ def test_a_signal_held_over_an_import_is_handled_when_the_caller_blocks_sigalrm(
     lines = done.stdout.decode().splitlines()
     assert (done.returncode, done.stderr) == (0, b""), lines
     assert lines[-1] == "stopped; SIGALRM blocked: True", lines
+
+
+def test_a_sigalrm_that_comes_before_the_retry_leaves_no_timer_behind(tmp_path):
+    """A SIGALRM of someone else's (kill -ALRM, a child's) that came before the
+    retry's ran it early, and left its timer set: once the handler had run, that
+    timer's SIGALRM found the default disposition, and killed the process in the
+    middle of its clean-up (temporary files left, status 142)."""
+    code = textwrap.dedent("""
+        import os, signal
+        from encpipe import sigthreads
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def handler(signum, frame):
+            raise Stop(signum)
+
+        catch_signal(signal.SIGTERM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            with sigthreads.held():
+                os.kill(os.getpid(), signal.SIGTERM)  # held: retried on SIGALRM
+            os.kill(os.getpid(), signal.SIGALRM)  # before the retry's own
+            print("not stopped")
+        except Stop:
+            print("stopped; timer left:", signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0),
+                  signal.getsignal(signal.SIGALRM) is signal.SIG_DFL)
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"stopped; timer left: False True\n")
