@@ -56,8 +56,8 @@ def blocked():
     old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     try:
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    finally:  # those it blocked only: a retry's SIGALRM unblocked meanwhile stays so (outside_imports)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(HANDLED) - old)
 
 
 def start(thread):

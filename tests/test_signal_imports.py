@@ -299,3 +299,35 @@ def test_a_sigalrm_that_comes_before_the_retry_leaves_no_timer_behind(tmp_path):
         """)
     done = _run(tmp_path, code)
     assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"stopped; timer left: False True\n")
+
+
+def test_a_signal_held_while_the_main_thread_starts_a_thread_is_handled_when_the_caller_blocks_sigalrm(tmp_path):
+    """The handler may run at any bytecode, one inside blocked() too (held() starts a
+    child's stderr reader so): blocked() then set the mask of before it back, SIGALRM
+    blocked as the caller began, and the retry it had unblocked for never came."""
+    code = textwrap.dedent("""
+        import signal, sys, threading, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # as inherited through exec
+        from encpipe import sigthreads
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def handler(signum, frame):
+            raise Stop(signum)
+
+        catch_signal(signal.SIGTERM, handler)
+        try:
+            with sigthreads.held():
+                with sigthreads.blocked():  # the handler, run at one of its bytecodes: held, retried
+                    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, sys._getframe())
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.001)
+            print("never stopped")
+        except Stop:
+            print("stopped; SIGALRM blocked:", signal.SIGALRM in signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"stopped; SIGALRM blocked: True\n")
