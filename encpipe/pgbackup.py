@@ -22,9 +22,9 @@ from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
-from .errors import EncpipeError, IOFailure
+from .errors import EncpipeError, IOFailure, UsageError
 from .fdsecrets import FdSecrets, read_fd
-from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
+from .keyargs import FD_PATH, load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keys import STDIN_PATHS
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
@@ -240,8 +240,14 @@ def read_once(o):
     once, now, and kept at a number of its own as a copy each open reads from its start
     (FdSecrets.keep_lent: a pipe read again would be empty, a FIFO's second open wait
     for ever); a path so read is given as /dev/fd/M from then on. Standard input is left
-    as it is: the seal reads it."""
+    as it is: the seal reads it. One N given to --passphrase-fd too is UsageError (64): read
+    for both, then closed, the file would be read again from whatever took N next."""
     where = {f: o["signers"] if f == "--signer-file" else o["seal"] for f in READ_ONCE}
+    for f in READ_ONCE:  # N read for both, then closed: the file read again from whatever took N (DIR)
+        for fd in (int(m[1]) for m in map(FD_PATH.fullmatch, where[f].get(f) or []) if m):
+            if fd in o["seal"]["--passphrase-fd"]:
+                raise UsageError(f"file descriptor {fd} is given to --passphrase-fd and to {f}: "
+                                 "give each secret its own")
     held = FdSecrets({f: [p for p in where[f].get(f) or [] if p not in STDIN_PATHS] for f in READ_ONCE}, READ_ONCE)
     held.keep_lent()
     for f in READ_ONCE:

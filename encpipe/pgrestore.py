@@ -227,7 +227,7 @@ class Run:
             return [], None
         self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
                                              "database %s was not touched" % self.db,
-                                             "remove it, " + pgglobals.REFUSED_HINT))
+                                             pgglobals.REFUSED_HINT))  # removed, it is refused as missing
         self.globals_names = [path]
         proc, said = childerr.started(self.encpipe_run, ["open", "--verify-first", *maker_check(self.o),
                                                          "/dev/fd/%d" % self.fds[-1]],

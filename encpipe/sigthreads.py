@@ -17,6 +17,10 @@ with: started from a thread other than the main one, the child itself sets it,
 between fork and exec. (That thread once unblocked them around the fork instead: a
 signal it took in that window ran its handler only at the main thread's next
 bytecode, which a main thread blocked reading a stalled pg_dump never reached.)
+The child first sets each of them that has a handler back to the default, as exec
+would: one sent to the child there (Ctrl-C to the process group, a stop of the
+unit) would run the parent's handler in the child, which then failed to start,
+or never saw the signal; it now dies of it, as the program it runs would.
 
 A handler that raises (KeyboardInterrupt, Terminated, encpipe-backup's Interrupted)
 raises at whatever bytecode the main thread has reached. Inside importlib that can
@@ -24,8 +28,10 @@ leave the import lock or a module's lock held for good, and the next import by a
 other thread then waits forever (encpipe-backup interrupted while loading a module:
 its globals thread never ended). outside_imports() runs such a handler only once
 the main thread is out of every import, running it again RETRY seconds later
-(SIGALRM) for as long as the main thread is still inside one. The signal then
-goes to the handler set for it by that time, not to the one of its arrival
+(SIGALRM, unblocked meanwhile in the main thread: a process started with it
+blocked never took it, and lost the signal) for as long as the main thread is
+still inside one. The signal then goes to the handler set for it by that time,
+not to the one of its arrival
 (encpipe-backup signalled while still loading its modules ran run_script's
 handler, set before its own, in the middle of its dump: its temporary files
 stayed). Nor does it run inside held(): Popen raising after the fork loses the
@@ -50,8 +56,8 @@ def blocked():
     old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     try:
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    finally:  # those it blocked only: a retry's SIGALRM unblocked meanwhile stays so (outside_imports)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(HANDLED) - old)
 
 
 def start(thread):
@@ -69,6 +75,9 @@ def popen(*args, **options):
 
 
 def _initial_mask():  # in the child, between fork and exec: no lock, no import, no allocation to speak of
+    for signum in HANDLED:  # as exec would: a signal sent to the child now is its, not a handler of ours
+        if callable(signal.getsignal(signum)):
+            signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, INHERITED)
 
 
@@ -94,7 +103,10 @@ def outside_imports(handler):
             return handler(signum, frame)
 
         def again(_, later):
+            signal.setitimer(signal.ITIMER_REAL, 0)  # another's SIGALRM came first: none of ours later
             signal.signal(signal.SIGALRM, previous)
+            if signal.SIGALRM in INHERITED:  # blocked again, as the process began
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             current = signal.getsignal(signum)
             if callable(current):
                 current(signum, later)
@@ -102,6 +114,7 @@ def outside_imports(handler):
                 signal.raise_signal(signum)
 
         previous = signal.signal(signal.SIGALRM, again)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a caller's block would lose it
         signal.setitimer(signal.ITIMER_REAL, RETRY)
 
     return run_outside

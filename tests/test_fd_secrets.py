@@ -452,6 +452,28 @@ def test_a_descriptor_given_to_passphrase_fd_and_as_a_key_file_is_refused(capsys
         os.close(fd)
 
 
+@pytest.mark.parametrize("option", ["--key-file", "--passphrase-file", "--sign-key"])
+def test_encpipe_backup_refuses_a_descriptor_given_to_passphrase_fd_and_as_a_secret_file(capsys, tmp_path, option):
+    """encpipe-backup read N as the secret file, then as the passphrase, and closed it:
+    the secret file was then read from whatever took N next (DIR: `cannot read
+    /dev/fd/N: Is a directory`, 66, after the dump had begun). Refused, 64, one
+    line, before anything is read or made, as encpipe-restore does."""
+    from encpipe.pgbackup import main
+
+    fd = pipe_holding(b"0" * 64 + b"\n")
+    try:
+        status = main(["encpipe-backup", "--dir", str(tmp_path / "out"), "--passphrase-fd", str(fd),
+                       f"{option}=/dev/fd/{fd}", "db"])
+        out, err = capsys.readouterr()
+        assert (status, out) == (64, "")
+        assert err == (f"encpipe-backup: error: file descriptor {fd} is given to --passphrase-fd and to {option}: "
+                       "give each secret its own\n")
+        assert os.read(fd, 100) == b"0" * 64 + b"\n"  # not read
+        assert not (tmp_path / "out").exists()
+    finally:
+        os.close(fd)
+
+
 def test_migrate_warns_once_of_a_key_file_others_can_read_given_through_a_descriptor(tmp_path):
     """As rotate: the warning comes from the file read at N (now /dev/null there),
     once for the run, never from the encpipe children it lends the copy to."""

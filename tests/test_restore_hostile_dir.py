@@ -41,7 +41,7 @@ def test_a_fifo_planted_as_the_globals_file_fails_the_restore_it_does_not_hang_i
     assert proc.stderr.decode().splitlines() == [
         f"encpipe-restore: error: cannot read the globals file {globals_path}: not a regular file; "
         f"database {TARGET} was not touched",
-        "encpipe-restore: hint: remove it, give the right one with --globals FILE, or restore without it with "
+        "encpipe-restore: hint: give the right one with --globals FILE, or restore without it with "
         "--no-globals (no roles, no recorded database properties)"]
     assert TARGET not in pg.psql("SELECT datname FROM pg_database").split()
 

@@ -181,11 +181,12 @@ ELSE = ("give the right one with --globals FILE, or restore without it with --no
 
 @pytest.mark.parametrize("state, hint", [("damaged", ELSE),
                                          ("another run's", "an older globals file put under this run's name? " + ELSE),
-                                         ("fifo", "remove it, " + ELSE)])
+                                         ("fifo", ELSE)])
 def test_a_refused_globals_file_says_how_to_restore_without_it(pg, tools, key_file, made, tmp_path, state, hint):
     """Without --no-globals such a file still stops the restore (its roles and properties were
     asked for); the hint names --no-globals. Before, a damaged one had no hint, the others
-    named only --globals FILE."""
+    named only --globals FILE; a FIFO's began "remove it", which no longer lets a restore go
+    on (a globals file of FILE's run that is missing is refused, 66)."""
     directory = str(tmp_path / "b")
     shutil.copytree(made[0], directory)
     path = os.path.join(directory, os.path.basename(made[2]))

@@ -198,3 +198,136 @@ def test_sigint_while_the_entry_point_loads_dies_quietly(tmp_path, module, argv)
     _modules(tmp_path, "def main(argv):\n    print('main ran', flush=True)\n    return 0\n")
     done = _run(tmp_path, EARLY.format(module=module, argv=argv))
     assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
+
+
+@pytest.mark.parametrize("handler", ["_raise_terminated", "lambda signum, frame: noted.append(signum)"])
+def test_a_child_of_a_thread_signalled_before_its_exec_dies_of_it(tmp_path, handler):
+    """A child that a thread starts sets its own mask between fork and exec, in
+    Python (preexec_fn): a signal sent to it there (Ctrl-C's SIGINT to the process
+    group, systemd's SIGTERM to every process of the unit) ran the parent's
+    handler inside the child. A raising one made the start fail ("Exception
+    occurred in preexec_fn", a thread's error, the backup's globals failing with
+    status 70); one that only notes the signal swallowed it, and the program then
+    run (pg_dump, rclone) never saw it. The child now dies of it, as that program
+    would have. The signal is sent here just before the child sets its mask."""
+    code = textwrap.dedent(f"""
+        import os, signal, subprocess, threading
+        from encpipe import sigthreads
+        from encpipe.cli import _raise_terminated, catch_signal
+
+        noted = []
+        catch_signal(signal.SIGTERM, {handler})
+        real = sigthreads._initial_mask
+
+        def signalled_first():  # in the child: the thread's mask still blocks SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+            real()
+
+        sigthreads._initial_mask = signalled_first
+        said = []
+
+        def work():
+            try:
+                said.append(sigthreads.popen(["true"]).wait())
+            except BaseException as e:
+                said.append(repr(e))
+
+        sigthreads.start(threading.Thread(target=work)).join()
+        print(said, noted)
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"[-15] []\n")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_held_over_an_import_is_handled_when_the_caller_blocks_sigalrm(tmp_path, signum):
+    """A signal held over an import is handled again on SIGALRM: started with SIGALRM
+    blocked (the caller's mask, which exec keeps), the process never took it, and
+    the signal was lost (a SIGTERM then never stopped it). SIGALRM stays blocked for
+    the process otherwise, as its caller asked."""
+    _modules(tmp_path)
+    code = textwrap.dedent(f"""
+        SIGNUM = {int(signum)}
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGALRM}})  # as inherited through exec
+        {textwrap.indent(FINDER, '        ').strip()}
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def handler(signum, frame):
+            raise Stop(signum)
+
+        catch_signal(SIGNUM, handler)
+        try:
+            import_probe()
+        except Stop:
+            print("stopped; SIGALRM blocked:", signal.SIGALRM in signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+        """)
+    done = _run(tmp_path, code)
+    lines = done.stdout.decode().splitlines()
+    assert (done.returncode, done.stderr) == (0, b""), lines
+    assert lines[-1] == "stopped; SIGALRM blocked: True", lines
+
+
+def test_a_sigalrm_that_comes_before_the_retry_leaves_no_timer_behind(tmp_path):
+    """A SIGALRM of someone else's (kill -ALRM, a child's) that came before the
+    retry's ran it early, and left its timer set: once the handler had run, that
+    timer's SIGALRM found the default disposition, and killed the process in the
+    middle of its clean-up (temporary files left, status 142)."""
+    code = textwrap.dedent("""
+        import os, signal
+        from encpipe import sigthreads
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def handler(signum, frame):
+            raise Stop(signum)
+
+        catch_signal(signal.SIGTERM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            with sigthreads.held():
+                os.kill(os.getpid(), signal.SIGTERM)  # held: retried on SIGALRM
+            os.kill(os.getpid(), signal.SIGALRM)  # before the retry's own
+            print("not stopped")
+        except Stop:
+            print("stopped; timer left:", signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0),
+                  signal.getsignal(signal.SIGALRM) is signal.SIG_DFL)
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"stopped; timer left: False True\n")
+
+
+def test_a_signal_held_while_the_main_thread_starts_a_thread_is_handled_when_the_caller_blocks_sigalrm(tmp_path):
+    """The handler may run at any bytecode, one inside blocked() too (held() starts a
+    child's stderr reader so): blocked() then set the mask of before it back, SIGALRM
+    blocked as the caller began, and the retry it had unblocked for never came."""
+    code = textwrap.dedent("""
+        import signal, sys, threading, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # as inherited through exec
+        from encpipe import sigthreads
+        from encpipe.cli import catch_signal
+
+        class Stop(BaseException):
+            pass
+
+        def handler(signum, frame):
+            raise Stop(signum)
+
+        catch_signal(signal.SIGTERM, handler)
+        try:
+            with sigthreads.held():
+                with sigthreads.blocked():  # the handler, run at one of its bytecodes: held, retried
+                    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, sys._getframe())
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.001)
+            print("never stopped")
+        except Stop:
+            print("stopped; SIGALRM blocked:", signal.SIGALRM in signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+        """)
+    done = _run(tmp_path, code)
+    assert (done.returncode, done.stderr, done.stdout) == (0, b"", b"stopped; SIGALRM blocked: True\n")
