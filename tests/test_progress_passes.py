@@ -18,23 +18,11 @@ from cliutil import KEY_A, ok, run, seal, secret_file
 from encpipe import progress
 from encpipe.cli import main
 from encpipe.progress import TwoPassReporter
+from test_progress import _Clock, _Terminal
 
 TIME = re.compile(r" in [0-9]+\.[0-9] s \([0-9.]+ [KMGT]?i?B/s\)$")
 DATA = bytes(range(256)) * 4096 * 3  # 3 MiB
 SMALL = bytes(range(200)) * 5  # 1000 bytes: one chunk, a 1016-byte record
-
-
-class _Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-class _Terminal(io.StringIO):
-    def isatty(self):
-        return True
 
 
 class _Pipe(io.BytesIO):
