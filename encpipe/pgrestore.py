@@ -92,8 +92,7 @@ class Run:
     def main(self):
         o = self.o
         if o.get("list_pre_restore"):
-            return print_text(PROG, json.dumps(json_value(pgleftovers.pre_restore_copies(self.maint)),
-                                                   indent=2))
+            return print_text(PROG, json.dumps(json_value(pgleftovers.pre_restore_copies(self.maint)), indent=2))
         if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
             return self.drop_pre_restore(utf8_name(o["positional"][0]))
         if not o["positional"] and o.get("drop_pre_restore_older_than"):
@@ -229,9 +228,8 @@ class Run:
                                              "database %s was not touched" % self.db,
                                              pgglobals.REFUSED_HINT))  # removed, it is refused as missing
         self.globals_names = [path]
-        proc, said = childerr.started(self.encpipe_run, ["open", "--verify-first", *maker_check(self.o),
-                                                         "/dev/fd/%d" % self.fds[-1]],
-                                      start=subprocess.Popen, stdout=subprocess.PIPE)
+        args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
+        proc, said = childerr.started(self.encpipe_run, args, start=subprocess.Popen, stdout=subprocess.PIPE)
         text = pgglobals.read_sql(proc, path, self.db)
         said.wait()
         if proc.returncode != 0:
