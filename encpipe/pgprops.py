@@ -110,6 +110,17 @@ def create_sql(name, props):
     return sql + ";"
 
 
+def undo_sql(name):
+    """Drop the scratch database `name`: first end the session whose CREATE DATABASE of it the
+    server may still be running (its psql was stopped with the run; the server would finish
+    the CREATE after this DROP, and the database would stay), waiting for it to end."""
+    create = literal("CREATE DATABASE %s %%" % ident(name).replace("\\", "\\\\").replace("%", "\\%")
+                     .replace("_", "\\_"))
+    return ("SELECT count(pg_catalog.pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
+            "WHERE query LIKE %s AND pid <> pg_catalog.pg_backend_pid();\n"
+            "DROP DATABASE IF EXISTS %s WITH (FORCE);" % (create, ident(name)))
+
+
 def private_sql(name, props, no_owner=False, owner=None):
     """One transaction, run by the connecting role, which created the database: no privilege
     for PUBLIC (nor anyone: a new database has no other grant), `owner` (--role) its owner

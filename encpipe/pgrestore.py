@@ -340,7 +340,7 @@ class Run:
             self.stream.kill()
         if self.temp:
             try:
-                run_sql(self.maint, "DROP DATABASE IF EXISTS %s WITH (FORCE);" % ident(self.temp))
+                run_sql(self.maint, pgprops.undo_sql(self.temp))
             except PgError as e:
                 say("could not drop temporary database %s: %s" % (self.temp, e), "error")
         self.roles.drop_created()

@@ -270,3 +270,48 @@ def test_a_stop_as_a_child_starts_ends_that_child(pg, tools, key_file, tmp_path,
         assert (proc.returncode, (tmp_path / "out").read_bytes()) == (status, b""), (tmp_path / "err").read_bytes()
         assert not alive(child)
     assert "sig_start_target" not in pg.psql("SELECT datname FROM pg_database").split()
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_a_stop_while_the_server_runs_the_create_leaves_no_scratch_database(pg, tools, key_file, tmp_path, signum,
+                                                                             status):
+    """Stopped while the server was still running its scratch CREATE DATABASE (here
+    held up by a session that holds template0's lock), the restore dropped nothing
+    (the database did not exist yet), and the server then finished the CREATE: a
+    scratch database left for the next restore to drop. The restore now ends that
+    backend first, then drops the database if it exists."""
+    src = ensure_small(pg, "sig_create_src")
+    path, _ = backup(pg, tools, tmp_path / "b", src, "--key-file", key_file)
+    before = leftover_databases(pg)
+    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"],
+                              env={**os.environ, **pg.env}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        holder.stdin.write(b"BEGIN; ALTER DATABASE template0 RENAME TO encpipe_held_template0;\n")
+        holder.stdin.flush()
+        _wait_for(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND mode = 'AccessExclusiveLock' "
+                      "AND granted AND classid = 'pg_database'::regclass")
+        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, "sig_create_target"],
+                                env=script_env(pg, tools), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        _wait_for(pg, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE DATABASE %encpipe_restore_%' "
+                      "AND wait_event_type = 'Lock'")
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out) == (status, b""), err
+    finally:
+        holder.stdin.write(b"ROLLBACK;\n")
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    try:
+        _wait_for(pg, "SELECT 1 - count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE DATABASE %encpipe_restore_%'")
+        assert leftover_databases(pg) - before == set()
+    finally:
+        for name in leftover_databases(pg) - before:
+            pg.dropdb(name)
+
+
+def _wait_for(pg, count_sql):
+    deadline = time.monotonic() + 30
+    while pg.psql(count_sql).strip() != "1":
+        assert time.monotonic() < deadline, count_sql
+        time.sleep(0.05)
