@@ -153,10 +153,10 @@ class Run:
         self.remote = is_remote(self.file)
         if self.remote:
             self.keys_checked()  # before a remote FILE is fetched
-            self.file, fetched = pgfetch.fetch_remote(self.file, self.beside is not None, self.fetched)
+            local, fetched = pgfetch.fetch_remote(self.file, self.beside is not None, self.fetched)
             self.o["globals"] = self.o.get("globals") or fetched
-        self.fds = [pgfetch.open_regular(self.file, shown_name(self.file, "--passphrase" in self.o["key"]),
-                                         "nothing was changed")]
+        self.fds = [pgfetch.open_regular(local if self.remote else self.file,  # messages name FILE as given
+                                         shown_name(self.file, "--passphrase" in self.o["key"]), "nothing was changed")]
         self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
         self.restrict = restricted_psql(self.o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
         self.sealed = os.pread(self.fds[0], 7, 0) == b"ENCPIPE"

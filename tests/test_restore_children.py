@@ -110,6 +110,9 @@ def test_a_passphrase_fd_reaches_no_child_but_encpipe(pg, tools, tmp_path, s3):
                    env,
                    pass_fds=(f.fileno(),))
     assert proc.returncode == 0, proc.stderr.decode()
+    # the remote FILE by its name, not the temporary copy's (removed by now)
+    assert proc.stderr.decode().splitlines()[-1] == f"encpipe-restore: restored {remote}/{name} into new database " \
+        "children_copy"
     assert dump(pg, "children_copy") == dump(pg, db)
     pg.dropdb("children_copy")
     _assert_clean(records(log), (PASSPHRASE, LEGACY_KEY), {"psql", "zstd", "rclone"})
