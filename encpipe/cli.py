@@ -167,7 +167,7 @@ def catch_signal(signum, handler):
     handled one is the default again). Scripts and encpipe set handlers only so."""
     import signal
 
-    from .sigthreads import outside_imports
+    from .sigdefer import outside_imports
 
     if signal.getsignal(signum) != signal.SIG_IGN:
         signal.signal(signum, outside_imports(handler))

@@ -67,9 +67,7 @@ class FdSecrets:
         self.secrets, self.names, self.options = {}, {}, {dashed(o) for o in descriptors}
         sources = {}  # N: (option, path) of its first mention; path None for a descriptor option
         for name, fd, path, word in _mentions(given, files, descriptors):
-            first = sources.setdefault(fd, (name, path))
-            if (first[1] is None) != (path is None):
-                raise UsageError(f"file descriptor {fd} is given to {first[0]} and to {name}: give each secret its own")
+            _one_secret_each(sources, name, fd, path)
             if path is None and fd in (1, 2):
                 raise UsageError(f"{name} {fd} is standard {('output', 'error')[fd - 1]}: "
                                  "give the secret on another descriptor")
@@ -172,6 +170,21 @@ def _mentions(given, files, descriptors):
                 yield dashed(option), int(match.group(1)), path, path
             elif path in keys.STDIN_PATHS:  # descriptor 0 too: a --passphrase-fd 0 beside it is refused
                 yield dashed(option), 0, path, path
+
+
+def refuse_one_number_twice(given, files, descriptors):
+    """UsageError (64) when one N is given to a `descriptors` option and as a secret
+    file of `files` (as FdSecrets refuses it), nothing read: for a script that reads
+    the descriptor options itself."""
+    sources = {}
+    for name, fd, path, _ in _mentions(given, files, descriptors):
+        _one_secret_each(sources, name, fd, path)
+
+
+def _one_secret_each(sources, name, fd, path):
+    first = sources.setdefault(fd, (name, path))
+    if (first[1] is None) != (path is None):
+        raise UsageError(f"file descriptor {fd} is given to {first[0]} and to {name}: give each secret its own")
 
 
 def _held_files(given, files):

@@ -22,9 +22,9 @@ from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
-from .errors import EncpipeError, IOFailure, UsageError
-from .fdsecrets import FdSecrets, read_fd
-from .keyargs import FD_PATH, load_keys, public_forms, refuse_shared_stdin, secret_fds_open
+from .errors import EncpipeError, IOFailure
+from .fdsecrets import FdSecrets, read_fd, refuse_one_number_twice
+from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keys import STDIN_PATHS
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
@@ -243,11 +243,8 @@ def read_once(o):
     as it is: the seal reads it. One N given to --passphrase-fd too is UsageError (64): read
     for both, then closed, the file would be read again from whatever took N next."""
     where = {f: o["signers"] if f == "--signer-file" else o["seal"] for f in READ_ONCE}
-    for f in READ_ONCE:  # N read for both, then closed: the file read again from whatever took N (DIR)
-        for fd in (int(m[1]) for m in map(FD_PATH.fullmatch, where[f].get(f) or []) if m):
-            if fd in o["seal"]["--passphrase-fd"]:
-                raise UsageError(f"file descriptor {fd} is given to --passphrase-fd and to {f}: "
-                                 "give each secret its own")
+    given = {**{f: where[f].get(f) for f in READ_ONCE}, "--passphrase-fd": o["seal"]["--passphrase-fd"]}
+    refuse_one_number_twice(given, READ_ONCE, ("--passphrase-fd",))  # else read for both, then closed: read again
     held = FdSecrets({f: [p for p in where[f].get(f) or [] if p not in STDIN_PATHS] for f in READ_ONCE}, READ_ONCE)
     held.keep_lent()
     for f in READ_ONCE:

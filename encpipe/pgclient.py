@@ -55,6 +55,11 @@ def literal(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+def starts_with(text):
+    """A LIKE pattern (a literal) for the values that start with `text`: its \\, % and _ as themselves."""
+    return literal(text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+
+
 def conninfo(db):
     """A connection string naming database `db` and nothing else: given as is, psql and
     libpq take a name holding `=` (or starting postgresql://) for a connection string."""

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from .backup.names import STAMP
 from .pgcli import Failure
-from .pgclient import PgError, Session, ident, literal, run_sql
+from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
 TEMP_PREFIX = "encpipe_restore_"
@@ -72,7 +72,7 @@ class RunLock:
         """Drops the scratch databases of dead runs; returns (dropped, kept because in use)."""
         dropped, busy = [], []
         rows = run_sql(maintenance_db, "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s;"
-                       % literal(TEMP_PREFIX.replace("_", "\\_") + "%"))
+                       % starts_with(TEMP_PREFIX))
         mine = _TEMP_NAME.match(self.temp_name)[1]
         for (name,) in rows:
             match = _TEMP_NAME.match(name)

@@ -11,7 +11,7 @@ gives it every other property in the swap transaction, as it becomes DBNAME.
 
 import json
 
-from .pgclient import PgError, conninfo, ident, literal, run_sql, value
+from .pgclient import PgError, conninfo, ident, literal, run_sql, starts_with, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
 
@@ -114,8 +114,7 @@ def undo_sql(name):
     """Drop the scratch database `name`: first end the session whose CREATE DATABASE of it the
     server may still be running (its psql was stopped with the run; the server would finish
     the CREATE after this DROP, and the database would stay), waiting for it to end."""
-    create = literal("CREATE DATABASE %s %%" % ident(name).replace("\\", "\\\\").replace("%", "\\%")
-                     .replace("_", "\\_"))
+    create = starts_with("CREATE DATABASE %s " % ident(name))
     return ("SELECT count(pg_catalog.pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
             "WHERE query LIKE %s AND pid <> pg_catalog.pg_backend_pid();\n"
             "DROP DATABASE IF EXISTS %s WITH (FORCE);" % (create, ident(name)))
