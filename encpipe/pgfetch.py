@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import childerr
+from . import childerr, pgopts
 from .backup.remotes import split_file
 from .pgcli import Failure
 from .keys import RCLONE_NEEDS, child_env
@@ -70,6 +70,22 @@ def open_named(path, what, where, local=None):
         raise Failure("cannot read %s: the file its link leads to was moved or removed while it was opened; %s"
                       % (what, where), 66)
     return fd, name
+
+
+def is_link(path):
+    """Whether open_named may find FILE's run by another name than `path`: a link's
+    target's, known once it is open (a descriptor's path is taken as given)."""
+    return os.path.islink(path) and not _descriptor(path)
+
+
+def refuse_tool_options(name, args):
+    """Failure (64) when the restore's pass-through options `args` hold one that the
+    client a backup named `name` needs (pgopts.restore_tool) may not get; the stream,
+    not the name, says at last which one restores it (pgrestore.create)."""
+    try:
+        pgopts.check(pgopts.restore_tool(name), args)
+    except pgopts.RefusedOption as e:
+        raise Failure(str(e), 64) from None
 
 
 def _descriptor(path):

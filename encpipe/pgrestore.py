@@ -107,10 +107,8 @@ class Run:
             raise Failure(str(e), 64, e.hint) from None
         pgleftovers.refuse_reserved(self.db)
         self.days()
-        try:
-            pgopts.check(pgopts.restore_tool(self.file), o["tool"])
-        except pgopts.RefusedOption as e:
-            raise Failure(str(e), 64) from None
+        if not pgfetch.is_link(self.file):  # a link's target's name is checked once it is open (open_file)
+            pgfetch.refuse_tool_options(self.file, o["tool"])
         if self.maint == self.db:
             raise Failure("--maintenance-db must not be %s" % self.db, 64)
         try:  # now, not once a server was reached: each encpipe gets these key sources
@@ -153,6 +151,7 @@ class Run:
         fd, name = pgfetch.open_named(self.file, shown_name(self.file, "--passphrase" in self.o["key"]),
                                       "nothing was changed", local if self.remote else None)
         self.fds = [fd]
+        pgfetch.refuse_tool_options(name, self.o["tool"])
         pgglobals.refuse_globals_file(name, self.file)  # by the name of the file opened (a link's target's):
         # FILE's run, whose database's properties its globals file must hold, and that file (pgglobals.beside)
         self.source_run = None if given else pgfetch.run_name(name)

@@ -135,6 +135,17 @@ def test_a_link_restores_as_its_target_does(runs, empty, tools, key_file):
     assert by_link.stderr.replace(link.encode(), b"FILE") == by_target.stderr.replace(b.encode(), b"FILE")
 
 
+def test_a_links_options_for_the_restoring_tool_are_checked_as_its_targets(runs, empty, tools, key_file, tmp_path):
+    """`-- -t t` is a pg_restore option (a custom archive's), no psql one: checked by the
+    target's name, as when the target is given. Before: refused by the link's name (64,
+    `psql argument t is not an option`), before the link was opened."""
+    _, a, _, made = runs
+    link = _link(str(tmp_path / "latest.sql.enc"), a)
+    proc = run([RESTORE, "--key-file", key_file, link, TARGET, "--", "-t", "t"], script_env(empty, tools))
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert _restored(empty) == made[a]
+
+
 def test_a_link_whose_targets_globals_file_is_missing_is_refused(runs, empty, tools, key_file, tmp_path):
     """As when the target is given: 66, nothing on standard output, before any server is
     reached; a live database is untouched, no role created. Before: restored with the warning."""
