@@ -1,7 +1,9 @@
-"""Where encpipe-restore's sealed files are: FILE and, beside it, the globals file
-of its run; from an rclone remote, both are first fetched (sealed, never
-plaintext) into private temporary files, since a file is read more than once."""
+"""Where encpipe-restore's sealed files are: FILE and, beside it (a link's: beside
+its target), the globals file of its run; from an rclone remote, both are first
+fetched (sealed, never plaintext) into private temporary files, since a file is
+read more than once."""
 
+import errno
 import os
 import re
 import stat
@@ -9,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import childerr
+from . import childerr, pgopts
 from .backup.remotes import split_file
 from .pgcli import Failure
 from .keys import RCLONE_NEEDS, child_env
@@ -18,20 +20,86 @@ from .keys import RCLONE_NEEDS, child_env
 _RUN_NAME = re.compile(r"\A(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc\Z", re.S)
 
 
-def open_regular(path, what, where, hint=None):
+def open_regular(path, what, where, hint=None, follow=True):
     """`path` opened to read (a link followed), never blocking on a FIFO that a writer of
     its directory put there: a regular file's descriptor, which each `encpipe` of the
     restore reads as /dev/fd/N, so that the file read is the one checked, whatever
-    the name holds meanwhile. Else 66, naming `what`, and `where` nothing was changed."""
+    the name holds meanwhile. Else 66, naming `what`, and `where` nothing was changed.
+    Without `follow`, None when `path` is a symbolic link."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
     except OSError as e:
+        if not follow and e.errno == errno.ELOOP:
+            return None
         raise Failure("cannot read %s: %s; %s" % (what, e.strerror, where), 66, hint) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise Failure("cannot read %s: not a regular file; %s" % (what, where), 66, hint)
     os.set_blocking(fd, True)
     return fd
+
+
+def open_named(path, what, where, local=None):
+    """(descriptor, name) of FILE `path`: opened as open_regular does (a remote FILE's
+    copy, `local`), and the name its run is found by (run_name, backup_named,
+    globals_name), never a copy's. That is `path`, unless `path` is a symbolic link
+    (a chain of them, relative, into another directory: a `latest.dump.enc` an
+    operator points at the newest run's dump): then it is the name of the file the
+    link led to, read back from the descriptor (/proc/self/fd/N), never from a second
+    resolution of the link, which a writer of the directory may have repointed
+    meanwhile: the dump read, the label it must carry and its run's globals file go
+    by the name of one file. A descriptor's own path (/dev/fd/N, /dev/stdin, or a
+    link to one) names no file: `path`, as does a link where there is no /proc."""
+    if local or _descriptor(path):
+        return open_regular(local or path, what, where), path
+    fd = open_regular(path, what, where, follow=False)
+    if fd is not None:
+        return fd, path
+    fd = open_regular(path, what, where)
+    try:
+        name = os.readlink("/proc/self/fd/%d" % fd)
+    except OSError:
+        return fd, path
+    try:  # a name that is still the file's: not a file removed (`NAME (deleted)`) or moved meanwhile
+        now, info = os.stat(name, follow_symlinks=False), os.fstat(fd)
+        moved = (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino)
+    except OSError:
+        moved = True
+    if moved:
+        os.close(fd)
+        raise Failure("cannot read %s: the file its link leads to was moved or removed while it was opened; %s"
+                      % (what, where), 66)
+    return fd, name
+
+
+def is_link(path):
+    """Whether open_named may find FILE's run by another name than `path`: a link's
+    target's, known once it is open (a descriptor's path is taken as given)."""
+    return os.path.islink(path) and not _descriptor(path)
+
+
+def refuse_tool_options(name, args):
+    """Failure (64) when the restore's pass-through options `args` hold one that the
+    client a backup named `name` needs (pgopts.restore_tool) may not get; the stream,
+    not the name, says at last which one restores it (pgrestore.create)."""
+    try:
+        pgopts.check(pgopts.restore_tool(name), args)
+    except pgopts.RefusedOption as e:
+        raise Failure(str(e), 64) from None
+
+
+def _descriptor(path):
+    """Whether `path` is a descriptor's own link in /proc (/dev/fd/N, /proc/self/fd/N), or
+    leads to one through links (/dev/stdin); False when there is no /proc."""
+    try:
+        proc = os.stat("/proc/self").st_dev
+        for _ in range(40):  # the kernel's limit on links followed
+            if os.stat(os.path.dirname(path) or ".").st_dev == proc:
+                return True
+            path = os.path.join(os.path.dirname(path), os.readlink(path))
+    except OSError:  # not a link: its end; or no /proc
+        pass
+    return False
 
 
 def run_name(path):

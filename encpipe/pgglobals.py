@@ -89,6 +89,12 @@ _SET = re.compile(r"SET (default_transaction_read_only|client_encoding|standard_
                   r"(on|off|'[A-Za-z0-9_]+');")
 
 
+def refuse_globals_file(name, file):
+    """Failure (64) when FILE (as given: `file`) is a globals file by its `name` (a link's: its target's)."""
+    if name.endswith(".globals.sql.enc"):
+        raise Failure("%s is a globals file: restore the dump of its run, which applies it" % file, 64)
+
+
 def beside(name, remote, legacy, db):
     """The globals file to read of FILE's run, `name` beside FILE (pgfetch.globals_name; None when
     FILE is not named as a run's dump, or --globals or --no-globals was given): `name`, when a local

@@ -107,10 +107,8 @@ class Run:
             raise Failure(str(e), 64, e.hint) from None
         pgleftovers.refuse_reserved(self.db)
         self.days()
-        try:
-            pgopts.check(pgopts.restore_tool(self.file), o["tool"])
-        except pgopts.RefusedOption as e:
-            raise Failure(str(e), 64) from None
+        if not pgfetch.is_link(self.file):  # a link's target's name is checked once it is open (open_file)
+            pgfetch.refuse_tool_options(self.file, o["tool"])
         if self.maint == self.db:
             raise Failure("--maintenance-db must not be %s" % self.db, 64)
         try:  # now, not once a server was reached: each encpipe gets these key sources
@@ -143,20 +141,22 @@ class Run:
         stamp = pgleftovers.stamp()
         self.old = "%s_pre_restore_%s" % (self.db, stamp)
         self.temp_name = "%s%s_%d" % (pgleftovers.TEMP_PREFIX, stamp, os.getpid())
-        if self.file.endswith(".globals.sql.enc"):
-            raise Failure("%s is a globals file: restore the dump of its run, which applies it" % self.file, 64)
-        # the run (so the database) whose properties a globals file found beside FILE must hold
-        self.source_run = None if self.o.get("globals") else pgfetch.run_name(self.file)
-        self.named = pgfetch.backup_named(self.file)  # before a remote file's fetched copy is named otherwise
-        # the globals file of FILE's run, needed unless told otherwise (pgglobals.beside)
-        self.beside = None if self.o.get("globals") or self.o.get("no_globals") else pgfetch.globals_name(self.file)
+        pgglobals.refuse_globals_file(self.file, self.file)
+        given, wanted = self.o.get("globals"), not (self.o.get("globals") or self.o.get("no_globals"))
         self.remote = is_remote(self.file)
         if self.remote:
             self.keys_checked()  # before a remote FILE is fetched
-            local, fetched = pgfetch.fetch_remote(self.file, self.beside is not None, self.fetched)
-            self.o["globals"] = self.o.get("globals") or fetched
-        self.fds = [pgfetch.open_regular(local if self.remote else self.file,  # messages name FILE as given
-                                         shown_name(self.file, "--passphrase" in self.o["key"]), "nothing was changed")]
+            local, fetched = pgfetch.fetch_remote(self.file, wanted and pgfetch.globals_name(self.file), self.fetched)
+            self.o["globals"] = given or fetched
+        fd, name = pgfetch.open_named(self.file, shown_name(self.file, "--passphrase" in self.o["key"]),
+                                      "nothing was changed", local if self.remote else None)
+        self.fds = [fd]
+        pgfetch.refuse_tool_options(name, self.o["tool"])
+        pgglobals.refuse_globals_file(name, self.file)  # by the name of the file opened (a link's target's):
+        # FILE's run, whose database's properties its globals file must hold, and that file (pgglobals.beside)
+        self.source_run = None if given else pgfetch.run_name(name)
+        self.named = pgfetch.backup_named(name)  # a remote file's name, not its fetched copy's
+        self.beside = pgfetch.globals_name(name) if wanted else None
         self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
         self.restrict = restricted_psql(self.o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
         self.sealed = os.pread(self.fds[0], 7, 0) == b"ENCPIPE"

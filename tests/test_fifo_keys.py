@@ -201,6 +201,27 @@ def test_restore_reads_a_key_file_that_is_a_fifo_once_for_the_dump_and_its_globa
     pg.dropdb("fifokey_copy")
 
 
+def test_restore_reads_a_signer_file_that_is_a_fifo_once(pg, tools, key_file, tmp_path):
+    """--signer-file on a one-shot FIFO: read once, when the restore starts, its keys
+    trusted for the dump and its globals file; one that holds another signer's key
+    refuses the backup (67, nothing touched): the keys the FIFO gave are the ones used."""
+    db = ensure_small(pg, "fifokey_signed")
+    signing, other = tmp_path / "sign.key", tmp_path / "other.key"
+    verify_key = ok(encpipe_run(["keygen", "--sign", "-o", str(signing)])).decode().strip()
+    other_key = ok(encpipe_run(["keygen", "--sign", "-o", str(other)])).decode().strip()
+    made, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--sign-key", str(signing))
+    for trusted, expected in ((other_key, 67), (verify_key, 0)):
+        pg.dropdb("fifokey_copy")
+        signer = OneShotWriter(tmp_path / f"signer-{expected}.fifo", (trusted + "\n").encode())
+        status, out, err = bounded([RESTORE, "--key-file", key_file, "--signer-file", signer.path, made,
+                                    "fifokey_copy"], [signer], env=script_env(pg, tools))
+        assert (status, out) == (expected, b""), err
+        if expected:
+            assert "fifokey_copy" not in pg.psql("SELECT datname FROM pg_database").split()
+    assert dump(pg, "fifokey_copy") == dump(pg, db)
+    pg.dropdb("fifokey_copy")
+
+
 @pytest.mark.parametrize("given", ["fifo", "/dev/fd/N"])
 def test_backup_with_keep_reads_a_key_file_that_is_a_fifo_once(pg, tools, key_file, tmp_path, given):
     """It seals the dump and the globals file with the keys loaded once, then prunes with
