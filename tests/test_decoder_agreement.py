@@ -1,20 +1,20 @@
 """encpipe and tests/independent_decoder.py (written from README's "File format"
-alone) agree on every input, not only on the committed vectors: each of several
-valid vectors (v1 and v2; raw key, passphrase, x25519, signed, several slots,
-several chunks) is mutated in many ways, and each mutation is opened by both, `encpipe open` in
-this process (as cli.main runs it, the file as a seekable standard input, some
-also as a pipe) and the second decoder, with the vector's keys, passphrases,
-identities and signers (and, in some cases, a signer that did not sign it).
+alone) agree on every input, not only on the committed vectors. Valid vectors (v1
+and v2; raw key, passphrase, x25519, signed, several slots, several chunks) are
+mutated, each mutation as is and as the holder of any slot could make it (header
+MAC, CRC and trailer MAC made again under the file key), and opened by both:
+`encpipe open` in this process (as cli.main runs it, the file a seekable standard
+input, or for some a pipe) and the second decoder, with the vector's keys,
+passphrases, identities and signers (for some, also a signer that did not sign).
 
-What is compared: the outcome, as encpipe's exit status (0, 65, 67, 77) and the
-decoder's (plaintext, Rejected, NotSigned, NoMatch); when both accept, the
-plaintext, byte for byte. When encpipe refuses, its one error line and what it
-wrote before it refused (the chunks that authenticated before the one that
-failed, of a v1 file, or of a v2 file from a pipe) are checked too: that output
-must be a prefix of the vector's own plaintext. encpipe must never raise out of cli.main (a traceback) nor exit with
-another status; the decoder must raise nothing but its own three errors.
-
-Mutations are seeded (random.Random(vector name)), so every run makes the same ones."""
+Compared: the outcome, encpipe's exit status (0, 65, 67, 77) against the
+decoder's (plaintext, Rejected, NotSigned, NoMatch), and, when both accept, the
+plaintext byte for byte. When encpipe refuses, its one error line is checked, and
+what it wrote before refusing (the chunks that authenticated before the one that
+failed: a v1 file, or a v2 file from a pipe) must be a prefix of the vector's
+plaintext. encpipe must not raise out of cli.main (a traceback) nor exit with
+another status; the decoder must raise nothing but its three errors. Seeded
+(random.Random(vector name)): every run makes the same mutations."""
 
 import hashlib
 import io
@@ -30,20 +30,10 @@ from fuzz.craft import fix_crc
 from test_passes import Pipe
 from test_vectors import VECTORS, decoder_secrets, key_args, load, open_env
 
-SEEDS = [
-    "v2_signed",  # raw key and x25519, two signatures, two chunks, a signer required
-    "v2_raw_key_three_chunks",
-    "v2_raw_key_empty",
-    "v2_signed_x25519",
-    "v2_x25519_unsigned",
-    "v2_key_order_first_key_decides",  # two raw-key slots
-    "v2_passphrase_before_identity",  # x25519 and passphrase slots
-    "v2_unknown_slot_skipped",
-    "raw_key_three_chunks",
-    "raw_key_empty",
-    "x25519",
-    "two_slots_second_key",
-    "unknown_slot_skipped",
+SEEDS = [  # v2_signed: raw key and x25519, two signatures, two chunks, a signer required
+    "v2_signed", "v2_raw_key_three_chunks", "v2_raw_key_empty", "v2_signed_x25519", "v2_x25519_unsigned",
+    "v2_key_order_first_key_decides", "v2_passphrase_before_identity", "v2_unknown_slot_skipped",
+    "raw_key_three_chunks", "raw_key_empty", "x25519", "two_slots_second_key", "unknown_slot_skipped",
 ]
 # Required, besides, of files it did not sign: the paths to 67, and what comes before them.
 A_SIGNER = load(VECTORS / "v2_signed.vec")[0]["signer"]
@@ -52,6 +42,14 @@ CASES += [(name, True, False) for name in ("v2_x25519_unsigned", "v2_raw_key_thr
 CASES += [("v2_raw_key_three_chunks", False, True), ("v2_x25519_unsigned", False, True),
           ("v2_x25519_unsigned", True, True)]  # from a pipe: one pass, or a spool
 OUTCOMES = {0: "accepted", 65: "rejected", 67: "not signed", 77: "no match"}
+# Slot bodies: scrypt's (log2_n, r, p) over each limit or cheap, and x25519
+# ephemeral keys of small order (the last two: order 8) or not canonical.
+SCRYPT = [(21, 8, 1), (9, 8, 1), (10, 0, 1), (10, 33, 1), (10, 8, 0), (10, 8, 17), (20, 9, 1), (16, 17, 16), (10, 1, 1),
+          (11, 4, 2)]
+P = 2**255 - 19
+EPHEMERALS = [u.to_bytes(32, "little") for u in (0, 1, P - 1, P, P + 1, P + 9, 2**255 + 9, 2**256 - 1)]
+EPHEMERALS += [bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+               bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157")]
 PAYLOAD_SAMPLE = 24
 OTHER_CUTS = 16
 
@@ -158,8 +156,18 @@ def header_mutations(data, shape, rng):
         yield f"slot {n} twice", relaid(data, shape, bodies[: n + 1] + bodies[n:])
         yield f"slot {n}: body one byte longer", relaid(data, shape, bodies[:n] + [(kind, body + b"\0")] + bodies[n + 1 :])
         yield f"slot {n}: body one byte shorter", relaid(data, shape, bodies[:n] + [(kind, body[:-1])] + bodies[n + 1 :])
+    for n, (kind, body) in enumerate(bodies):
+        changes = {2: [(16, bytes(v)) for v in SCRYPT], 3: [(8, e) for e in EPHEMERALS]}.get(kind, [])
+        for at, value in changes:
+            changed = (kind, body[:at] + value + body[at + len(value) :])
+            yield f"slot {n}: {value.hex()} at {at}", relaid(data, shape, bodies[:n] + [changed] + bodies[n + 1 :])
     yield "an unknown slot first", relaid(data, shape, [(200, b"x")] + bodies)
     yield "an unknown slot last", relaid(data, shape, bodies + [(200, b"")])
+    for slots in (64, 65):
+        yield f"unknown slots up to {slots}", relaid(data, shape, bodies + [(200, b"")] * (slots - len(bodies)))
+    for length in (16384, 16385):  # an unknown slot's body makes the header this long
+        grown = [(200, bytes(length - shape.header_len - 3))]
+        yield f"header_len {length}, by an unknown slot", relaid(data, shape, bodies + grown)
     # The other version's layout, sig_count dropped or added: the MAC no longer covers it.
     if shape.version == 2:
         changed = data[:7] + bytes([1]) + struct.pack(">H", shape.header_len - 1) + data[10:45] + data[46:]
