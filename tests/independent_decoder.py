@@ -225,8 +225,7 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budg
     if signers and version == 1:
         raise NotSigned("v1")
     index, (file_key, auth_key) = open_slot(slots, keys, passphrases, identities, scrypt_budget)
-    mac = hmac.new(hkdf(file_key, salt, b"encpipe v1 header"), header[:-36], hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, header[-36:-4]):
+    if not hmac.compare_digest(header_mac(file_key, salt, header[:-36]), header[-36:-4]):
         raise Rejected("header mac")
     authenticated = [i for i, (kind, _) in enumerate(slots) if kind in (1, 2)]
     trailer_len = 32 * len(authenticated) + 96 * sig_count + 32 if version == 2 else 0
@@ -234,8 +233,7 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budg
         raise Rejected("too short for the trailer")
     payload, trailer = data[header_len : len(data) - trailer_len], data[len(data) - trailer_len :]
     key = hkdf(file_key, salt, b"encpipe v1 payload")
-    record = (1 << chunk_log2) + 16
-    records = [payload[i : i + record] for i in range(0, len(payload), record)] or [b""]
+    records = cut_records(payload, chunk_log2)
     out = []
     for i, chunk in enumerate(records):
         last = i == len(records) - 1
@@ -252,15 +250,34 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budg
     return b"".join(out)
 
 
-def check_trailer(file_key, suite, chunk_log2, salt, records, trailer, authenticated, index, auth_key,
-                  sig_count, signers):
-    fixed = bytes([suite, chunk_log2]) + salt + hkdf(file_key, salt, b"encpipe v2 key commitment")
+def header_mac(file_key, salt, header_before_mac):
+    return hmac.new(hkdf(file_key, salt, b"encpipe v1 header"), header_before_mac, hashlib.sha256).digest()
+
+
+def cut_records(payload, chunk_log2):
+    """The payload's records (the last one maybe short); one empty record if it is empty."""
+    record = (1 << chunk_log2) + 16
+    return [payload[i : i + record] for i in range(0, len(payload), record)] or [b""]
+
+
+def fixed_fields(file_key, suite, chunk_log2, salt):
+    return bytes([suite, chunk_log2]) + salt + hkdf(file_key, salt, b"encpipe v2 key commitment")
+
+
+def trailer_mac(file_key, suite, chunk_log2, salt, records, trailer_before_mac):
     n = len(records).to_bytes(8, "big")
     tags = b"".join(record[-16:] for record in records)
+    fixed = fixed_fields(file_key, suite, chunk_log2, salt)
     tag_commitment = hashlib.sha256(b"encpipe v2 tags" + fixed + tags + n).digest()
     trailer_key = hkdf(file_key, salt, b"encpipe v2 trailer")
-    if not hmac.compare_digest(hmac.new(trailer_key, tag_commitment + trailer[:-32], hashlib.sha256).digest(),
-                               trailer[-32:]):
+    return hmac.new(trailer_key, tag_commitment + trailer_before_mac, hashlib.sha256).digest()
+
+
+def check_trailer(file_key, suite, chunk_log2, salt, records, trailer, authenticated, index, auth_key,
+                  sig_count, signers):
+    fixed = fixed_fields(file_key, suite, chunk_log2, salt)
+    n = len(records).to_bytes(8, "big")
+    if not hmac.compare_digest(trailer_mac(file_key, suite, chunk_log2, salt, records, trailer[:-32]), trailer[-32:]):
         raise Rejected("trailer mac")
     if auth_key is not None:
         record_key = hkdf(auth_key, salt, b"encpipe v2 record mac")

@@ -113,3 +113,24 @@ def test_a_file_cut_before_its_trailer_is_named_so(kind, recipients):
     with pytest.raises(envelope.InvalidStream, match="^truncated stream: it ends before its trailer$"):
         envelope.unseal(kind(cut), out, [K])
     assert out.getvalue() == b""
+
+
+@pytest.mark.parametrize("verify_first", [False, True], ids=["", "verify_first"])
+@pytest.mark.parametrize("kind", [CountingFile, Pipe])
+def test_a_chunk_that_fails_is_65_before_an_absent_signer_is_67(kind, verify_first):
+    """README "Reading a v2 file": each chunk is read as in v1 before the trailer's
+    steps, the last of which is the required signer (67). Before, a first pass that
+    checks only the trailer found no signer and said 67 of an unsigned X25519 file
+    whose chunk had been changed, its tag kept (the trailer MAC covers the tags):
+    65 under verify_first, 65 for `inspect --verify`, 67 for a plain `open`.
+    Found by tests/test_decoder_agreement.py (sig_count = 0, as a slot holder)."""
+    bad = bytearray(sealed([X25519Recipient(ESCROW.recipient().public)]))
+    bad[-(32 + 16 + 1)] ^= 1  # the last ciphertext byte, before its tag and the trailer MAC
+    out = io.BytesIO()
+    with pytest.raises(envelope.InvalidStream, match="^chunk 5 failed authentication"):
+        envelope.unseal(kind(bytes(bad)), out, [ESCROW], signers=[SIGNER.verify_key], verify_first=verify_first)
+    assert out.getvalue() == b""
+    with pytest.raises(envelope.NotSigned):  # unchanged, it is unsigned: 67
+        envelope.unseal(kind(sealed([X25519Recipient(ESCROW.recipient().public)])), out, [ESCROW],
+                        signers=[SIGNER.verify_key], verify_first=verify_first)
+    assert out.getvalue() == b""

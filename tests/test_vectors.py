@@ -54,7 +54,7 @@ def test_there_are_vectors_of_every_kind():
 def test_vector_opens_as_expected(path, tmp_path):
     fields, data = load(path)
     expect = fields["expect"][0]
-    env = {"ENCPIPE_SCRYPT_BUDGET": b for b in fields.get("scrypt budget", [])}
+    env = open_env(fields)
     result = run(["open", *key_args(tmp_path, fields)], data, env)
     assert result.code == EXIT_CODES[expect], result.stderr
     if expect == "success":
@@ -68,17 +68,27 @@ def test_vector_opens_as_expected(path, tmp_path):
     assert verified.code == result.code
 
 
-@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
-def test_independent_decoder_agrees(path):
-    fields, data = load(path)
-    expect = fields["expect"][0]
-    secrets = dict(
+def decoder_secrets(fields):
+    """A vector's keys, passphrases, identities, signers and scrypt budget, as
+    independent_decoder.decode takes them."""
+    return dict(
         keys=[bytes.fromhex(k) for k in fields.get("key", [])],
         passphrases=[p.encode() for p in fields.get("passphrase", [])],
         identities=[independent_decoder.identity_secret(i) for i in fields.get("identity", [])],
         signers=[independent_decoder.verify_key(s) for s in fields.get("signer", [])],
         scrypt_budget=int(fields.get("scrypt budget", [independent_decoder.DEFAULT_SCRYPT_BUDGET])[0]),
     )
+
+
+def open_env(fields):
+    return {"ENCPIPE_SCRYPT_BUDGET": b for b in fields.get("scrypt budget", [])}
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_independent_decoder_agrees(path):
+    fields, data = load(path)
+    expect = fields["expect"][0]
+    secrets = decoder_secrets(fields)
     if expect == "success":
         clear = independent_decoder.decode(data, **secrets)
         assert hashlib.sha256(clear).hexdigest() == fields["plaintext sha256"][0]
