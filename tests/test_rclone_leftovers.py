@@ -13,9 +13,12 @@ on SIGTERM or SIGINT, not on SIGKILL."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from cliutil import a_new_second
 from s3server import rclone_binary
@@ -147,3 +150,182 @@ def test_rclone_copy_killed_leaves_a_partial_name(tmp_path):
 
     assert is_partial(left) and parse_name(left).naming is None
     shutil.rmtree(dst)
+
+
+# --- what a failed or interrupted upload leaves --------------------------------
+
+
+def multipart_uploads(s3, prefix):
+    """The unfinished multipart uploads under `prefix`, as the server lists them (and
+    the parts it keeps for them in its directory, which s3.objects() shows too)."""
+    done = subprocess.run([rclone_binary(), "backend", "list-multipart-uploads", f"{s3.location}/{prefix}"],
+                          env={**python_env(), **s3.env}, capture_output=True, timeout=60)
+    parts = [n for n in s3.objects(prefix) if n.startswith(".rclone_temp_multipart_")]
+    if done.returncode and b"api error NoSuchUpload" in done.stderr:  # serve s3's answer where none ever began
+        return parts
+    assert done.returncode == 0, done.stderr
+    return [u["Key"] for u in json.loads(done.stdout)[s3.location.split(":")[1]]] + parts
+
+
+def wait_for_multipart(s3, prefix, proc=None):
+    deadline = time.monotonic() + 30
+    while not multipart_uploads(s3, prefix):
+        assert time.monotonic() < deadline and (proc is None or proc.poll() is None), "no multipart upload began"
+        time.sleep(0.1)
+
+
+def test_a_failed_upload_aborts_its_multipart_upload(s3):
+    """A write that fails once the upload is a multipart upload (another store's disk
+    full, the seal failing): its rclone rcat is ended unfinished, and the multipart
+    upload goes with it. Before, rclone was killed (SIGKILL), which leaves it on the
+    server: invisible to every listing, its parts billed until someone aborts it."""
+    from encpipe.backup import storage
+    from encpipe.backup.rclonestore import Rclone
+    from encpipe.errors import IOFailure
+
+    def write(out):
+        out.write(os.urandom(6 << 20))  # past rcat's first 100 KiB and S3's first 5 MiB part
+        wait_for_multipart(s3, "failed")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(IOFailure) as failed:
+        storage.write_new([Rclone(f"{s3.location}/failed", {**python_env(), **s3.env})], ".encpipe-tmp.x", write, "x")
+    assert str(failed.value) == "cannot store .encpipe-tmp.x: No space left on device"
+    assert multipart_uploads(s3, "failed") == [] and s3.objects("failed") == []
+
+
+# > 5 MiB, then no end. With --compress none: zstd keeps what it was given last until its input ends.
+BIG_SLOW_DUMP = "head -c 9000000 /dev/urandom | base64\nexec sleep 120\n"
+
+
+@pytest.mark.parametrize("signum,group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+                         ids=["sigterm", "sigint", "sigint-to-the-group"])
+def test_an_interrupted_backup_leaves_nothing_on_s3(key_file, s3, tmp_path, signum, group):
+    """SIGTERM or SIGINT to encpipe-backup (alone, as `kill PID` does, or to its
+    process group, as a terminal's Ctrl-C) while its upload is a multipart upload:
+    128 + N, nothing on standard output or error, no object and no unfinished
+    multipart upload. Before, the run killed rclone (SIGKILL): the multipart upload
+    stayed on the server."""
+    prefix = f"stopped{signum}{'g' if group else ''}"
+    env = fake_env(tmp_path, BIG_SLOW_DUMP, **s3.env)
+    proc = subprocess.Popen([BACKUP, "--no-globals", "--compress", "none", "--to", f"{s3.location}/{prefix}",
+                             "--key-file", key_file, "shop"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_multipart(s3, prefix, proc)
+        os.killpg(proc.pid, signum) if group else os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, out, err) == (128 + signum, b"", b""), err
+    assert multipart_uploads(s3, prefix) == [] and s3.objects(prefix) == []
+
+
+def test_an_interrupted_backup_leaves_nothing_on_the_local_backend(key_file, tmp_path):
+    """rclone's local backend writes rcat's object in place, under the run's
+    temporary name: an interrupted run removes it."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (tmp_path / "rclone.conf").write_text("")
+    env = fake_env(tmp_path, BIG_SLOW_DUMP, RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
+                   RCLONE_CONFIG_HERE_TYPE="alias", RCLONE_CONFIG_HERE_REMOTE=str(bucket))
+    proc = subprocess.Popen([BACKUP, "--no-globals", "--compress", "none", "--to", "here:up", "--key-file", key_file,
+                             "shop"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (os.path.isdir(bucket / "up") and os.listdir(bucket / "up")
+                   and os.path.getsize(bucket / "up" / os.listdir(bucket / "up")[0]) > 1 << 20):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        [temp] = os.listdir(bucket / "up")
+        assert temp.startswith(".encpipe-tmp.")  # rcat writes in place: no .partial of rclone's
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, out, err) == (143, b"", b""), err
+    assert os.listdir(bucket / "up") == []
+
+
+# --- and what it says when it could not remove it ------------------------------
+
+STUBBORN = """#!/bin/sh
+# rclone, but with STUBBORN set an rcat that does not end on SIGTERM (a cat that ignores
+# it: rclone itself would not), and a deletefile the remote refuses
+case "$1" in
+rcat) if [ -n "$STUBBORN" ]; then trap '' TERM; exec cat >/dev/null; fi; exec %s "$@";;
+deletefile) echo "2026/12/05 01:00:00 NOTICE: Failed to deletefile: AccessDenied: access denied" >&2; exit 1;;
+esac
+exec %s "$@"
+"""
+
+
+def stubborn_remote(tmp_path, **extra):
+    """(env, bucket directory) for `here:`, an rclone alias of a directory, through STUBBORN."""
+    bucket, wrapper = tmp_path / "bucket", tmp_path / "rclone"
+    bucket.mkdir()
+    (tmp_path / "rclone.conf").write_text("")
+    wrapper.write_text(STUBBORN % (rclone_binary(), rclone_binary()))
+    wrapper.chmod(0o755)
+    return {"RCLONE": str(wrapper), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"), "RCLONE_CONFIG_HERE_TYPE": "alias",
+            "RCLONE_CONFIG_HERE_REMOTE": str(bucket), **extra}, bucket
+
+
+def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path):
+    """SIGTERM to encpipe-backup, whose temporary object the remote will not delete:
+    143, and one line that says so, naming it. Before, the run said nothing (the
+    object, listed as partial, stayed unmentioned)."""
+    remote, bucket = stubborn_remote(tmp_path)
+    env = fake_env(tmp_path, BIG_SLOW_DUMP, **remote)
+    proc = subprocess.Popen([BACKUP, "--no-globals", "--compress", "none", "--to", "here:up", "--key-file", key_file,
+                             "shop"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (os.path.isdir(bucket / "up") and os.listdir(bucket / "up")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        [temp] = os.listdir(bucket / "up")
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, out) == (143, b"")
+    assert err.decode() == (f"encpipe-backup: error: backup of shop interrupted; nothing was stored; here:up/{temp} "
+                            "not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: Failed to deletefile: "
+                            "AccessDenied: access denied\n")
+    assert os.listdir(bucket / "up") == [temp]
+
+
+def test_an_rclone_that_does_not_stop_is_killed_and_said(tmp_path, monkeypatch):
+    """An rclone rcat that does not end on SIGTERM (so cannot abort its upload) is
+    killed ABORT_WAIT s later, and the store keeps the sentence that says what may
+    be left, for the run's line."""
+    from encpipe.backup import rclonepipe, storage
+    from encpipe.backup.rclonestore import Rclone
+    from encpipe.errors import IOFailure
+
+    monkeypatch.setattr(rclonepipe, "ABORT_WAIT", 1)
+    remote, bucket = stubborn_remote(tmp_path, STUBBORN="1")
+    store = Rclone("here:up", {**python_env(), **remote})
+    uploads, writer = [], Rclone.writer
+    monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
+
+    def write(out):
+        out.write(b"x" * 300000)
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(IOFailure):
+        storage.write_new([store], ".encpipe-tmp.x", write, "x")
+    assert uploads[0].proc.returncode == -signal.SIGKILL
+    assert store.unfinished == [
+        "rclone rcat did not end within 1 s of SIGTERM and was killed: an unfinished upload of here:up/.encpipe-tmp.x "
+        "may be left (an S3 multipart upload: rclone backend list-multipart-uploads REMOTE:BUCKET)",
+        "here:up/.encpipe-tmp.x not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: Failed to deletefile: "
+        "AccessDenied: access denied"]
+
