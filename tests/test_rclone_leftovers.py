@@ -329,3 +329,14 @@ def test_an_rclone_that_does_not_stop_is_killed_and_said(tmp_path, monkeypatch):
         "here:up/.encpipe-tmp.x not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: Failed to deletefile: "
         "AccessDenied: access denied"]
 
+
+def test_the_unit_stops_encpipe_backup_alone():
+    """systemd's default stop (KillMode=control-group) sends SIGTERM to every process
+    of the unit at once: rclone rcat then begins to abort its multipart upload, and
+    the second SIGTERM, encpipe-backup's own, kills it before that is done (rclone
+    dies of a second signal). KillMode=mixed sends it to encpipe-backup alone, which
+    stops its children itself; SIGKILL still goes to all, TimeoutStopSec= later."""
+    from encpipe.backup import unit
+
+    lines = unit.render("/usr/local/bin/encpipe-backup", []).splitlines()
+    assert "KillMode=mixed" in lines and lines.index("KillMode=mixed") > lines.index("[Service]")
