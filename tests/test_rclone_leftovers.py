@@ -340,3 +340,25 @@ def test_the_unit_stops_encpipe_backup_alone():
 
     lines = unit.render("/usr/local/bin/encpipe-backup", []).splitlines()
     assert "KillMode=mixed" in lines and lines.index("KillMode=mixed") > lines.index("[Service]")
+
+
+def test_a_server_that_refuses_the_upload_fails_the_run_and_keeps_nothing(key_file, tmp_path):
+    """A server that refuses every write (`rclone serve s3 --read-only`): 74, one
+    line with rclone's error, nothing on standard output, no object and no
+    unfinished multipart upload (this one refuses the first request: none began,
+    even with RCLONE_S3_LEAVE_PARTS_ON_ERROR=true)."""
+    from s3server import S3Server
+
+    server = S3Server(str(tmp_path / "ro"), options=["--read-only"])
+    try:
+        env = fake_env(tmp_path, "head -c 3000000 /dev/urandom | base64\n", **server.env)
+        done = subprocess.run([BACKUP, "--no-globals", "--compress", "none", "--to", f"{server.location}/refused",
+                               "--key-file", key_file, "shop"], env=env, capture_output=True, timeout=300)
+        lines = done.stderr.decode().splitlines()
+        assert (done.returncode, done.stdout, len(lines)) == (74, b"", 1), lines
+        assert lines[0].startswith("encpipe-backup: error: backup of shop failed (status 74): cannot upload "
+                                   f"{server.location}/refused/.encpipe-tmp."), lines
+        assert lines[0].endswith("; nothing was stored"), lines
+        assert multipart_uploads(server, "refused") == [] and server.objects("refused") == []
+    finally:
+        server.stop()
