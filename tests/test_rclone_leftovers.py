@@ -362,3 +362,16 @@ def test_a_server_that_refuses_the_upload_fails_the_run_and_keeps_nothing(key_fi
         assert multipart_uploads(server, "refused") == [] and server.objects("refused") == []
     finally:
         server.stop()
+
+
+def test_a_dump_that_fails_mid_way_leaves_nothing_on_s3(key_file, s3, tmp_path):
+    """pg_dump fails after 8 MB (the upload a multipart upload by then): the seal
+    ends its stream, rclone completes the upload under the run's temporary name,
+    and the run removes it: 1, one line, no object, no unfinished upload."""
+    env = fake_env(tmp_path, "head -c 6000000 /dev/urandom | base64; exit 1\n", **s3.env)
+    done = subprocess.run([BACKUP, "--no-globals", "--compress", "none", "--to", f"{s3.location}/dumpfailed",
+                           "--key-file", key_file, "shop"], env=env, capture_output=True, timeout=300)
+    lines = done.stderr.decode().splitlines()
+    assert (done.returncode, done.stdout) == (1, b"") and lines[-1].startswith(
+        "encpipe-backup: error: backup of shop failed (status 1): "), lines
+    assert multipart_uploads(s3, "dumpfailed") == [] and s3.objects("dumpfailed") == []
