@@ -30,7 +30,7 @@ _LISTENING = re.compile(rb"Starting s3 server on \[http://127\.0\.0\.1:([0-9]+)/
 
 
 class S3Server:
-    def __init__(self, base, bucket="backups"):
+    def __init__(self, base, bucket="backups", options=()):
         self.root = os.path.join(base, "s3root")
         self.bucket_dir = os.path.join(self.root, bucket)
         os.makedirs(self.bucket_dir)
@@ -41,7 +41,7 @@ class S3Server:
         server_env.update(RCLONE_CONFIG=self.config, RCLONE_AUTH_KEY=f'"{access},{secret}"')
         self.log_path = os.path.join(base, "serve.log")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([rclone_binary(), "serve", "s3", "--addr", "127.0.0.1:0", self.root],
+        self.proc = subprocess.Popen([rclone_binary(), "serve", "s3", "--addr", "127.0.0.1:0", *options, self.root],
                                      env=server_env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         try:
             self.port = self._wait()

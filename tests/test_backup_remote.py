@@ -20,6 +20,7 @@ import pytest
 
 from cliutil import a_new_second
 from pgcluster import MARKERS
+from s3server import rclone_binary
 from test_backup_faults import _fake_pg_dump, _with_path_first
 from test_rclone_timeouts import QUICK, remote_env
 from test_backup_restore import (
@@ -132,9 +133,11 @@ def test_backup_killed_mid_upload_leaves_no_final_object(pg, tools, key_file, s3
     assert not [n for n in s3.objects(prefix) if BACKUP_NAME.match(n)]
     # A temporary object of a run killed two days ago goes with the next backup; today's stay.
     recent = [n for n in s3.objects(prefix) if n.startswith(".encpipe-tmp.")]
-    os.makedirs(os.path.join(s3.bucket_dir, prefix), exist_ok=True)
     stale = f".encpipe-tmp.{(datetime.now(timezone.utc) - timedelta(days=2)).strftime('%Y%m%dT%H%M%SZ')}_1_2"
-    open(os.path.join(s3.bucket_dir, prefix, stale), "wb").write(b"ENCPIPE partial")
+    # put through rclone: the server caches its directories (its own rclone, not in the
+    # run's process group, may have ended the upload since), a file written beside it may not be seen
+    subprocess.run([rclone_binary(), "rcat", f"{s3.location}/{prefix}/{stale}"], input=b"ENCPIPE partial",
+                   env={**os.environ, **s3.env}, check=True, capture_output=True)
     _fake_pg_dump(tmp_path, "head -c 30000 /dev/urandom | base64\n")  # the next run need not be slow
     later = run([BACKUP, "--no-globals", "--to", f"{s3.location}/{prefix}", "--key-file", key_file, "anydb"], env)
     assert later.returncode == 0, later.stderr.decode()
@@ -198,7 +201,6 @@ def test_an_object_rclone_cannot_read_is_listed_unreadable_the_listing_goes_on(k
     failure, and the others are listed too. Before, the read error became encpipe's
     `cannot read input` (74) on its way out of the header reader, past the listing's
     handler for a file that cannot be read: the whole listing was that one line."""
-    from s3server import rclone_binary
     from test_backup_restore import python_env
 
     directory = tmp_path / "d"
@@ -249,7 +251,8 @@ elif sys.argv[1] == "deletefile":
 def test_a_store_that_fails_ends_the_other_stores_uploads_unfinished(tmp_path, monkeypatch):
     """A backup written to a directory and a remote at once, the directory's write
     failing (a full disk): the first failure is the run's, the remote's `rclone rcat`
-    is killed and reaped before its input ends, and stores nothing. Before, it was
+    is stopped (SIGTERM: rclone then aborts its own upload) and reaped before its
+    input ends, and stores nothing. Before, it was
     left running, its input open: once that closed (the process exiting), it stored
     the part it had been given."""
     from encpipe.backup import storage
@@ -277,7 +280,7 @@ def test_a_store_that_fails_ends_the_other_stores_uploads_unfinished(tmp_path, m
                           "x")
     assert str(failed.value) == "cannot store .encpipe-tmp.x: No space left on device"
     [upload] = uploads
-    assert upload.proc.returncode == -signal.SIGKILL  # killed and reaped, not left running
+    assert upload.proc.returncode == -signal.SIGTERM  # asked to stop, ended and reaped, not left running
     upload.proc.stdin.close()  # as the process's exit would
     upload.proc.wait()
     assert os.listdir(bucket) == [] and os.listdir(tmp_path / "dir") == []

@@ -20,8 +20,14 @@ _LEGACY_NAME = re.compile(
     r"^(?P<db>.+)_backup_(?P<ts>[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{3})Z"
     r"\.sql(?P<enc>\.enc)?$", re.S
 )
-# Temp files: encpipe-backup's, and those of `encpipe rewrap --in-place`.
-_PARTIAL_NAME = re.compile(r"^\.encpipe-(tmp\..*|.*\.tmp)$")
+# Unfinished files, never read, never counted: encpipe-backup's temporary files, those of
+# `encpipe rewrap --in-place`, and rclone's: `rclone copy`, `move` and `sync` write to a
+# backend that takes partial uploads (local, sftp, ftp...) as NAME.<8 hex>.partial first
+# (--partial-suffix, ".partial" by default), and `rclone serve s3` keeps an unfinished
+# multipart upload's parts in .rclone_temp_multipart_<id> in the directory it serves. A
+# killed rclone leaves them: read, the start of a backup they hold (its payload key) made
+# the backup a copy that retention never counts, and a truncated one failed verify.
+_PARTIAL_NAME = re.compile(r"^(\.encpipe-(tmp\..*|.*\.tmp)|\.rclone_temp_multipart_.*|.*\.partial)$", re.S)
 # encpipe-backup's temporary names: .encpipe-tmp.<YYYYmmddTHHMMSSZ>_<pid>_<random>
 _TEMP_NAME = re.compile(r"^\.encpipe-tmp\.(?P<ts>[0-9]{8}T[0-9]{6}Z)_")
 

@@ -71,6 +71,9 @@ class Children:
 
 
 ERR_TAIL = 4096  # bytes kept of the end of what rclone writes on its standard error
+# How long an upload given up (Upload.abort) leaves rclone, asked to stop, to abort its
+# partial upload (one request, bounded by RCLONE_BOUNDS' times) before it is killed.
+ABORT_WAIT = 30
 
 
 def tail(src, size=ERR_TAIL):
@@ -196,10 +199,30 @@ class Upload:
         self._end(short=False)
 
     def abort(self):
-        """Ends the upload unfinished: rclone killed before its input is closed (at
-        the end of its input, rcat would store what it was given), and reaped."""
+        """Ends the upload unfinished, its input still open (at the end of its input
+        rcat would store what it was given): rclone is asked to stop (SIGTERM), on
+        which it aborts its own partial upload (an S3 multipart upload, that SIGKILL
+        leaves on the server, invisible and billed), and killed only when it has not
+        ended ABORT_WAIT s later, or when this is interrupted meanwhile; then
+        reaped. What may be left on the remote (a sentence), else None."""
+        left = None
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(ABORT_WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                left = (f"rclone rcat did not end within {ABORT_WAIT} s of SIGTERM and was killed: an unfinished "
+                        f"upload of {self.where} may be left (an S3 multipart upload: rclone backend "
+                        "list-multipart-uploads REMOTE:BUCKET)")
+            except BaseException:  # interrupted again: stopped at once
+                self.proc.kill()
+                self._closed()
+                raise
+        self._closed()
+        return left
+
+    def _closed(self):
         try:
             self.proc.stdin.close()
         except OSError:  # what was buffered for it, not taken

@@ -14,6 +14,7 @@ from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
 
 NO_SUCH_OBJECT = "no such object"  # stat()'s error for a name the remote does not hold
+FILE_NOT_FOUND = 4  # rclone's exit status for an object that is not there
 
 
 def rclone_binary(env):
@@ -41,6 +42,7 @@ class Rclone:
         self.env = bounded(child_env(os.environ if env is None else env, needs=RCLONE_NEEDS))  # nor PGPASSWORD
         self.binary = rclone_binary(self.env)
         self.children = Children()
+        self.unfinished = []  # write_new's: what a failed upload may have left
 
     def where(self, name):
         sep = "" if self.location.endswith(":") else "/"
@@ -92,7 +94,11 @@ class Rclone:
         return Download(proc, what, self.children, size)
 
     def writer(self, name, final=None):
-        proc = sigthreads.popen([self.binary, "rcat", self.where(name)], env=self.env,
+        """`rclone rcat` into `name`, in a process group of its own: a signal to the
+        run's group (Ctrl-C) is not its too. The run stops it (Upload.abort) once:
+        rclone aborts its upload on the first SIGINT or SIGTERM and dies of a second
+        one, which cut that short and left an S3 multipart upload on the server."""
+        proc = sigthreads.popen([self.binary, "rcat", self.where(name)], env=self.env, process_group=0,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return Upload(proc, self.where(name))
 
@@ -112,10 +118,13 @@ class Rclone:
         self._run("deletefile", self.where(item.name))
 
     def discard(self, name):
-        try:
-            self._run("deletefile", self.where(name))
-        except IOFailure:
-            pass
+        """Remove a failed run's object `name`, if there: None once it is gone, else
+        a sentence that names it and says why it is not."""
+        status, _, err = run(self.children, [self.binary, "deletefile", self.where(name)], env=self.env)
+        if status in (0, FILE_NOT_FOUND):
+            return None
+        detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
+        return f"{self.where(name)} not removed: rclone deletefile: {detail}"
 
     def done(self):
         pass

@@ -5,9 +5,12 @@
     open(item) -> reader      a binary stream of the stored bytes
     tail(item, size) -> bytes its last `size` bytes (a v2 trailer), the rest not read
     writer(name) -> w         w.write(bytes)..., w.close(): a new file `name`; w.abort(): given up
+                              (what may be left of it, a sentence, else None)
     rename(name, final) -> r  give a complete upload its final name
     take_back(final, r)       undo a rename: remove `final` if it is still that file
     remove(item)              delete one file
+    discard(name)             remove a failed run's file, if there (Rclone: what is left, else None)
+    unfinished                [what write_new said may be left]
     where(name) -> str        how to name it in messages
 
 Uploads always go to a temporary name first and are renamed only when complete,
@@ -55,9 +58,11 @@ def upload(stores, name, src, final=None):
 def write_new(stores, name, write, final=None):
     """Call write(out): what it writes to `out` goes into a new file `name` (to
     become `final`) in every store at once. On any failure (the first is raised)
-    every other store's write is ended unfinished (an `rclone rcat` killed before
-    its input ends, so that it stores nothing) and the files this made are
-    removed again."""
+    every other store's write is ended unfinished (an `rclone rcat` stopped before
+    its input ends, so that it stores nothing and aborts its partial upload) and
+    the files this made are removed again. What may be left (an upload whose rclone
+    had to be killed, a file that cannot be removed) is kept, a sentence each, in
+    the store's `unfinished`, for the run's one error line (pgbackup)."""
     writers = []
     try:
         for store in stores:
@@ -66,13 +71,19 @@ def write_new(stores, name, write, final=None):
         for writer in writers:
             writer.close()
     except BaseException as e:
-        for writer in writers:
-            writer.abort()
-        for store in stores[: len(writers)]:  # only the files this upload created
-            store.discard(name)
+        for store, writer in zip(stores, writers):  # only the files this upload created
+            store.unfinished += [note for note in (writer.abort(), _discard(store, name)) if note]
         if isinstance(e, OSError):
             raise IOFailure(f"cannot store {name}: {e.strerror or e}") from None
         raise
+
+
+def _discard(store, name):
+    """store.discard(name): what is left (a sentence), else None."""
+    try:
+        return store.discard(name)
+    except OSError as e:
+        return f"{store.where(name)} not removed: {e.strerror or e}"
 
 
 class _Fanout:
@@ -96,6 +107,7 @@ class Local:
 
     def __init__(self, directory):
         self.directory, self._fd = directory, None
+        self.unfinished = []  # write_new's: what a failed write may have left
         try:
             self._dir()
         except OSError:  # not there yet (writer makes it), or an error the first step says

@@ -41,6 +41,10 @@ LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key{credentials}
 # it is never in the environment or on a command line.
 ExecStart={exec_start} %I
 TimeoutStartSec={timeout}
+# A stop (systemctl stop, TimeoutStartSec= reached) sends SIGTERM to encpipe-backup
+# alone: it stops pg_dump and its rclone itself, which then aborts its unfinished
+# upload (a second SIGTERM, systemd's, killed it before that was done).
+KillMode=mixed
 UMask=0077
 Nice=10
 IOSchedulingClass=idle
