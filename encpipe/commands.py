@@ -1,6 +1,6 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
-from . import aead, envelope, keygen, safefile
+from . import aead, bounded, envelope, keygen, safefile
 from . import format as fmt
 from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
@@ -78,12 +78,12 @@ def open_input(path, io, command="open", prompt=False):
                 "refusing to read encrypted data from a terminal",
                 hint=f"redirect standard input from a file or a pipe, or use {to_file}",
             )
-        return safefile.as_found(io.stdin, "standard input")
+        return bounded.as_found(io.stdin, "standard input")
     try:
         src = open(path, "rb")
     except OSError as e:
         raise InputUnavailable(f"cannot open {shown_name(path, prompt)}: {e.strerror or e}") from None
-    return safefile.as_found(src, shown_name(path, prompt))
+    return bounded.as_found(src, shown_name(path, prompt))
 
 
 def reads_stdin(path):
@@ -275,7 +275,7 @@ def cmd_inspect(args, io):
 def cmd_rewrap(args, io):
     path = args["--in-place"]
     src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)
-    src = safefile.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
+    src = bounded.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
     hint = "rewrap a file with --in-place FILE, or give the secret from a file"
     identities = _identities(args, io, path is None, hint=hint)
     signed_by, trusted = signing_keys(args, io, data_from_stdin=path is None), signers(args, io)
