@@ -8,6 +8,7 @@ from .keyargs import load_keys, load_signers, refuse_shared_stdin, secret_fds_op
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
 from .report import header_report, print_report
+from .sigdefer import hold_for_good
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
 from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
@@ -161,8 +162,8 @@ def cmd_seal(args, io):
             io.stdin, out, recipients, chunk_log2=chunk, threads=workers, on_progress=reporter, signing_keys=signed_by
         )
 
-    if path:
-        safefile.write_output(path, write, allow_shared=args["--allow-shared-dir"])
+    if path:  # once FILE is renamed into place, a signal no longer stops seal: it is done (0)
+        safefile.write_output(path, write, allow_shared=args["--allow-shared-dir"], committed=hold_for_good)
     else:
         write(io.stdout)
     _finish(reporter)
@@ -305,7 +306,8 @@ def cmd_rewrap(args, io):
     else:
         with src:
             safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),
-                                      replaces=before, allow_shared=args["--allow-shared-dir"])
+                                      replaces=before, allow_shared=args["--allow-shared-dir"],
+                                      committed=hold_for_good)  # FILE rewrapped: 0, whatever signal comes now
     _finish(reporter)
     return 0
 

@@ -1,0 +1,161 @@
+"""A signal at a commit point: the outcome and the exit status agree.
+
+`encpipe rewrap --in-place FILE` once died of SIGTERM after its rename had
+replaced FILE: the rewrap was complete, yet the status was 143, and whoever ran
+it believed FILE unchanged. A signal that came between the creation of the
+hidden file and the `try` that removes it on failure left that file behind.
+Now, once the change is visible (a rename, a removal), a signal no longer turns
+it into a failure: the change is reported, and `seal -o` and `rewrap --in-place`
+exit 0 (README "Exit status"); before it, it leaves nothing behind.
+
+Each process is signalled at exactly that point: a sitecustomize.py on
+PYTHONPATH wraps the os function that makes the change, signals the process
+right after it, and runs bytecodes (at any of which a handler could run)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from fuzz.craft import clean_env, command
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEY = "3e" * 32
+ADDED = "4f" * 32
+WAIT = 60
+SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+IDS = ["SIGTERM", "SIGINT", "SIGHUP"]
+
+# Signals the process right after os.FUNCTION(*args) returns, when `condition` holds
+# (`args`, the call's arguments, each as a string): once only.
+SITE = """
+import os, signal, sys, time
+
+_real = os.{function}
+_done = []
+
+def _wrapped(*args, **kwargs):
+    result = _real(*args, **kwargs)
+    args = [os.fsdecode(a) if isinstance(a, (str, bytes)) else str(a) for a in args]
+    if not _done and ({condition}):
+        _done.append(1)
+        os.kill(os.getpid(), {signum})
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:  # bytecodes: any of them could run the handler
+            pass
+    return result
+
+os.{function} = _wrapped
+"""
+
+
+def signalled_env(tmp_path, function, condition, signum, env=None):
+    """`env` (else a clean one) with a sitecustomize.py that signals at os.`function`."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITE.format(function=function, condition=condition, signum=int(signum)))
+    env = clean_env(env)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), ROOT])
+    return env
+
+
+def _defaults():
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def run(argv, env, data=b""):
+    return subprocess.run(argv, input=data, env=env, capture_output=True, timeout=WAIT, preexec_fn=_defaults)
+
+
+def _opened(path, key):
+    done = subprocess.run(command("open", "--key-file", str(key), str(path)), env=clean_env(), capture_output=True,
+                          timeout=WAIT)
+    return done.returncode, done.stdout
+
+
+@pytest.fixture
+def keys(tmp_path):
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    paths = []
+    for name, value in (("old.key", KEY), ("added.key", ADDED)):
+        (folder / name).write_text(value + "\n")
+        (folder / name).chmod(0o600)
+        paths.append(folder / name)
+    return paths
+
+
+# --- encpipe seal -o, rewrap --in-place ------------------------------------------
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_rewrap_in_place_signalled_just_after_its_rename_exits_0(tmp_path, keys, sig):
+    old, added = keys
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    target = work / "db.enc"
+    sealed = run(command("seal", "--key-file", str(old), "-o", str(target)), clean_env(), b"plaintext")
+    assert sealed.returncode == 0, sealed.stderr
+    env = signalled_env(tmp_path, "rename", "args[1] == 'db.enc'", sig)
+    done = run(command("rewrap", "--in-place", str(target), "--key-file", str(old), "--add-key-file", str(added)),
+               env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert sorted(os.listdir(work)) == ["db.enc"]
+    assert _opened(target, added) == (0, b"plaintext")
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("existing", [True, False], ids=["replacing", "new"])
+def test_seal_to_a_file_signalled_just_after_its_rename_exits_0(tmp_path, keys, sig, existing):
+    old, _ = keys
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    out = work / "out.enc"
+    if existing:
+        out.write_bytes(b"the old file")
+    env = signalled_env(tmp_path, "rename", "args[1] == 'out.enc'", sig)
+    done = run(command("seal", "--key-file", str(old), "-o", str(out)), env, b"plaintext")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert sorted(os.listdir(work)) == ["out.enc"]
+    assert _opened(out, old) == (0, b"plaintext")
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("command_line", ["seal", "rewrap"])
+def test_a_signal_just_as_the_hidden_file_is_created_leaves_nothing(tmp_path, keys, sig, command_line):
+    """os.open has made the hidden file; the signal comes before the code that removes
+    it on failure was reached: it stayed. Now it is removed, FILE as it was, 128 + N."""
+    old, added = keys
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    target = work / "db.enc"
+    sealed = run(command("seal", "--key-file", str(old), "-o", str(target)), clean_env(), b"plaintext")
+    assert sealed.returncode == 0, sealed.stderr
+    before = target.read_bytes()
+    env = signalled_env(tmp_path, "open", "args[0].startswith('.encpipe-tmp.')", sig)
+    if command_line == "seal":
+        argv = command("seal", "--key-file", str(old), "-o", str(target))
+    else:
+        argv = command("rewrap", "--in-place", str(target), "--key-file", str(old), "--add-key-file", str(added))
+    done = run(argv, env, b"other plaintext")
+    assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")
+    assert sorted(os.listdir(work)) == ["db.enc"]
+    assert target.read_bytes() == before
+
+
+def test_the_signal_helper_signals_where_it_says(tmp_path, keys):
+    """The sitecustomize.py above does signal the process: one that renames nothing of
+    that name is not signalled, one that does dies of it where it is not held."""
+    old, _ = keys
+    env = signalled_env(tmp_path, "getcwd", "True", signal.SIGTERM)
+    done = run([sys.executable, "-c", "import os; os.getcwd(); print('after')"], env)
+    assert (done.returncode, done.stdout) == (-signal.SIGTERM, b"")
+    env = signalled_env(tmp_path, "rename", "args[1] == 'elsewhere'", signal.SIGTERM)
+    done = run(command("seal", "--key-file", str(old), "-o", str(tmp_path / "x.enc")), env, b"x")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert json.loads(run(command("inspect", "--json", str(tmp_path / "x.enc")), clean_env()).stdout)["version"] == 2
+
