@@ -159,3 +159,70 @@ def test_the_signal_helper_signals_where_it_says(tmp_path, keys):
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert json.loads(run(command("inspect", "--json", str(tmp_path / "x.enc")), clean_env()).stdout)["version"] == 2
 
+
+# --- encpipe-rotate, encpipe-migrate: one file at a time -------------------------------
+
+NEW = "5e" * 32
+ENCPIPE = f"{sys.executable} -m encpipe"
+
+
+def _json_lines(done):
+    return [json.loads(line) for line in done.stdout.decode().splitlines()]
+
+
+# Python's own death by the signal (run_script), or migrate's exit(143) for SIGTERM, 130 for SIGINT
+ROTATE_STATUS = {signal.SIGTERM: -signal.SIGTERM, signal.SIGINT: -signal.SIGINT, signal.SIGHUP: -signal.SIGHUP}
+MIGRATE_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGHUP: -signal.SIGHUP}
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_rotate_signalled_just_after_a_rename_reports_that_file(tmp_path, keys, sig):
+    """a.enc renamed, then the signal: a.enc's "rotated" line is printed, then rotate
+    dies of the signal, b.enc untouched. Before, a.enc was rotated with no line."""
+    old, _ = keys
+    new = tmp_path / "keys" / "new.key"
+    new.write_text(NEW + "\n")
+    new.chmod(0o600)
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    for name, data in (("a.enc", b"first"), ("b.enc", b"second")):
+        made = run(command("seal", "--key-file", str(old), "-o", str(work / name)), clean_env(), data)
+        assert made.returncode == 0, made.stderr
+    b_before = (work / "b.enc").read_bytes()
+    env = signalled_env(tmp_path, "rename", "args[1] == 'a.enc'", sig, {"ENCPIPE": ENCPIPE})
+    done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-rotate"), "--old-key-file", str(old),
+                "--new-key-file", str(new), str(work)], env)
+    assert (done.returncode, done.stderr) == (ROTATE_STATUS[sig], b"")
+    assert [(line["file"], line["status"]) for line in _json_lines(done)] == [(str(work / "a.enc"), "rotated")]
+    assert sorted(os.listdir(work)) == ["a.enc", "b.enc"]
+    assert _opened(work / "a.enc", new) == (0, b"first")
+    assert (work / "b.enc").read_bytes() == b_before
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_migrate_signalled_just_after_a_rename_reports_that_file(tmp_path, sig):
+    """a.sql.enc converted and renamed, then the signal: its "migrated" line is printed,
+    b.sql.enc is left in the old format. Before, a.sql.enc was converted with no line."""
+    import io
+
+    from encpipe import legacy
+
+    old = os.urandom(32)
+    new = tmp_path / "new.key"
+    new.write_text(NEW + "\n")
+    new.chmod(0o600)
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    for name, data in (("a.sql.enc", b"first"), ("b.sql.enc", b"second")):
+        with open(work / name, "wb") as f:
+            legacy.seal_legacy(io.BytesIO(data), f, old)
+    b_before = (work / "b.sql.enc").read_bytes()
+    env = signalled_env(tmp_path, "rename", "args[1] == 'a.sql.enc'", sig,
+                        {"ENCPIPE": ENCPIPE, "BACKUP_ENCRYPTION_KEY": old.hex()})
+    done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-migrate"), "--key-file", str(new),
+                str(work)], env)
+    assert (done.returncode, done.stderr) == (MIGRATE_STATUS[sig], b"")
+    assert [(line["file"], line["status"]) for line in _json_lines(done)] == [("a.sql.enc", "migrated")]
+    assert sorted(os.listdir(work)) == ["a.sql.enc", "b.sql.enc"]
+    assert _opened(work / "a.sql.enc", new) == (0, b"first")
+    assert (work / "b.sql.enc").read_bytes() == b_before
