@@ -226,3 +226,31 @@ def test_migrate_signalled_just_after_a_rename_reports_that_file(tmp_path, sig):
     assert sorted(os.listdir(work)) == ["a.sql.enc", "b.sql.enc"]
     assert _opened(work / "a.sql.enc", new) == (0, b"first")
     assert (work / "b.sql.enc").read_bytes() == b_before
+
+
+# --- encpipe-prune ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("function", ["unlink", "rename"])
+def test_prune_signalled_just_after_a_removal_reports_it_and_its_status(tmp_path, sig, function):
+    """The first backup unlinked (or moved into prune's hold directory, the step before),
+    then the signal: prune removes the other one its policy does not keep, prints its
+    report and exits 0. Before, it died of the signal with the first one gone and no
+    report (nor the second removed); signalled in the hold directory, it left the
+    backup there, in a hidden `.encpipe-removing.*` directory."""
+    from test_backup_dir import ENV, make_valid
+    from test_backup_dir_hostile import hours_ago
+
+    work = tmp_path / "b"
+    work.mkdir(mode=0o700)
+    oldest, old, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24))
+    for name in (oldest, old, newest):
+        make_valid(work, name)
+    env = signalled_env(tmp_path, function, f"args[0] in {[oldest, old]!r}", sig, ENV)
+    done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-prune"), "--keep-last", "1", str(work)], env)
+    assert (done.returncode, done.stderr) == (0, b"")
+    report = json.loads(done.stdout)
+    assert sorted(r["filename"] for r in report["removed"]) == [oldest, old]
+    assert [r["filename"] for r in report["kept"]] == [newest]
+    assert os.listdir(work) == [newest]
