@@ -29,12 +29,13 @@ WAIT = 60
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
 IDS = ["SIGTERM", "SIGINT", "SIGHUP"]
 
-# Signals the process right after os.FUNCTION(*args) returns, when `condition` holds
-# (`args`, the call's arguments, each as a string): once only.
+# Signals the process right after OWNER.FUNCTION(*args) returns (os.rename, say), when
+# `condition` holds (`args`, the call's arguments, each as a string): once only.
 SITE = """
-import os, signal, sys, time
+import os, signal, subprocess, sys, time
 
-_real = os.{function}
+_owner = {owner}
+_real = getattr(_owner, {function!r})
 _done = []
 
 def _wrapped(*args, **kwargs):
@@ -48,15 +49,16 @@ def _wrapped(*args, **kwargs):
             pass
     return result
 
-os.{function} = _wrapped
+setattr(_owner, {function!r}, _wrapped)
 """
 
 
-def signalled_env(tmp_path, function, condition, signum, env=None):
-    """`env` (else a clean one) with a sitecustomize.py that signals at os.`function`."""
+def signalled_env(tmp_path, function, condition, signum, env=None, owner="os"):
+    """`env` (else a clean one) with a sitecustomize.py that signals at `owner`.`function`."""
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(SITE.format(function=function, condition=condition, signum=int(signum)))
+    (site / "sitecustomize.py").write_text(SITE.format(owner=owner, function=function, condition=condition,
+                                                       signum=int(signum)))
     env = clean_env(env)
     env["PYTHONPATH"] = os.pathsep.join([str(site), ROOT])
     return env
