@@ -17,7 +17,7 @@ import sys
 import time
 from io import StringIO
 
-from . import aead, commands, dirlock, sigthreads
+from . import aead, commands, dirlock, sigdefer, sigthreads
 from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
@@ -90,7 +90,7 @@ class Backup:
                 self.io.error(f"backup of {self.db} interrupted; nothing was stored{unrecorded}")
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
-        return self.pending or status
+        return status if sigdefer.committed() else self.pending or status  # stored: a signal then changes nothing
 
     def prepare(self):
         self.stamp = None

@@ -99,6 +99,11 @@ def hold_for_good():
         _held += 1
 
 
+def committed():
+    """Whether hold_for_good() was called: the run's change is made, its status stands."""
+    return _for_good
+
+
 def settle():
     """At the exit, after hold_for_good(): the signals it held are dropped, and so
     is any that comes until the process has ended (SIGINT, SIGTERM and SIGHUP

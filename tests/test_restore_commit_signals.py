@@ -1,4 +1,5 @@
-"""encpipe-restore signalled at its commit, the swap: the outcome and the status agree.
+"""encpipe-restore signalled at its commit, the swap, and encpipe-backup at its own,
+the renames to the final names: the outcome and the status agree.
 
 The swap (one transaction: DBNAME renamed to its _pre_restore_ copy, the scratch
 database to DBNAME) runs in psql. A SIGTERM that came just as psql had
@@ -12,10 +13,13 @@ still the failure it was.
 The restore is signalled right after psql's communicate() of the swap returns
 (a sitecustomize.py on PYTHONPATH, as in tests/test_signal_commits.py)."""
 
+import json
+import os
+
 import pytest
 
-from test_backup_restore import RESTORE, backup, databases, drop_matching, dump, ensure_small, script_env
-from test_signal_commits import IDS, SIGNALS, run, signalled_env
+from test_backup_restore import BACKUP, RESTORE, backup, databases, drop_matching, dump, ensure_small, script_env
+from test_signal_commits import IDS, SIGNALS, run, signalled, signalled_env
 
 SWAP = "len(args) > 1 and 'RENAME TO' in args[1] and 'encpipe_restore_' in args[1]"  # psql's input: the swap
 
@@ -42,6 +46,7 @@ def test_restore_signalled_just_after_its_swap_says_it_restored_and_exits_0(pg, 
     done = run([RESTORE, "--key-file", key_file, path, target], env)
     stderr = done.stderr.decode()
     copies = sorted(d for d in databases(pg) if d.startswith(target + "_pre_restore_"))
+    assert signalled(tmp_path)
     assert (done.returncode, done.stdout) == (0, b""), stderr
     if existing:
         assert len(copies) == 1 and stderr == (f"encpipe-restore: restored {path} into {target}; previous database "
@@ -52,3 +57,31 @@ def test_restore_signalled_just_after_its_swap_says_it_restored_and_exits_0(pg, 
     assert dump(pg, target) == dump(pg, source)
     assert not [d for d in databases(pg) if d.startswith("encpipe_restore_")]
     drop_matching(pg, lambda d: d.startswith(target))
+
+
+# --- encpipe-backup: the files' final names ---------------------------------------------------
+
+RENAMED = {"globals": "args[0].startswith('.encpipe-tmp.') and args[1].endswith('.globals.sql.enc')",
+           "dump": "args[0].startswith('.encpipe-tmp.') and args[1].endswith('.enc') "
+                   "and not args[1].endswith('.globals.sql.enc')"}
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("renamed", ["globals", "dump"])
+def test_backup_signalled_just_after_a_rename_is_stored_said_and_0(pg, tools, key_file, tmp_path, sig, renamed):
+    """The globals file (then the dump) given its final name, then the signal: both are
+    stored, the JSON line printed, the status 0. Before, SIGINT and SIGTERM, noted until
+    the run's end, made it 130 or 143 all the same (JSON line printed, run recorded as a
+    success), and SIGHUP ended it at once: no JSON line, and after the globals file's
+    rename, a globals file stored without its dump, the dump's temporary file left."""
+    db = ensure_small(pg, "commit_backup", rows=10)
+    directory = tmp_path / "b"
+    env = signalled_env(tmp_path, "rename", RENAMED[renamed], sig, script_env(pg, tools))
+    done = run([BACKUP, "--dir", str(directory), "--key-file", key_file, db], env)
+    assert signalled(tmp_path)
+    assert (done.returncode, done.stderr) == (0, b"")
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 1, lines
+    line = json.loads(lines[0])
+    assert sorted(os.listdir(directory)) == sorted([line["filename"], line["globals"]])
+    assert line["filename"].startswith(db + "_") and line["globals"].endswith(".globals.sql.enc")

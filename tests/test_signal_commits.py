@@ -43,6 +43,7 @@ def _wrapped(*args, **kwargs):
     args = [os.fsdecode(a) if isinstance(a, (str, bytes)) else str(a) for a in args]
     if not _done and ({condition}):
         _done.append(1)
+        open({mark!r}, "w").close()  # the test knows it came
         os.kill(os.getpid(), {signum})
         deadline = time.monotonic() + 0.3
         while time.monotonic() < deadline:  # bytecodes: any of them could run the handler
@@ -58,10 +59,15 @@ def signalled_env(tmp_path, function, condition, signum, env=None, owner="os"):
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITE.format(owner=owner, function=function, condition=condition,
-                                                       signum=int(signum)))
+                                                       signum=int(signum), mark=str(tmp_path / "signalled")))
     env = clean_env(env)
     env["PYTHONPATH"] = os.pathsep.join([str(site), ROOT])
     return env
+
+
+def signalled(tmp_path):
+    """Whether the sitecustomize.py of signalled_env did signal (its condition was met)."""
+    return (tmp_path / "signalled").exists()
 
 
 def _defaults():
@@ -105,6 +111,7 @@ def test_rewrap_in_place_signalled_just_after_its_rename_exits_0(tmp_path, keys,
     env = signalled_env(tmp_path, "rename", "args[1] == 'db.enc'", sig)
     done = run(command("rewrap", "--in-place", str(target), "--key-file", str(old), "--add-key-file", str(added)),
                env)
+    assert signalled(tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert sorted(os.listdir(work)) == ["db.enc"]
     assert _opened(target, added) == (0, b"plaintext")
@@ -121,6 +128,7 @@ def test_seal_to_a_file_signalled_just_after_its_rename_exits_0(tmp_path, keys, 
         out.write_bytes(b"the old file")
     env = signalled_env(tmp_path, "rename", "args[1] == 'out.enc'", sig)
     done = run(command("seal", "--key-file", str(old), "-o", str(out)), env, b"plaintext")
+    assert signalled(tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert sorted(os.listdir(work)) == ["out.enc"]
     assert _opened(out, old) == (0, b"plaintext")
@@ -144,6 +152,7 @@ def test_a_signal_just_as_the_hidden_file_is_created_leaves_nothing(tmp_path, ke
     else:
         argv = command("rewrap", "--in-place", str(target), "--key-file", str(old), "--add-key-file", str(added))
     done = run(argv, env, b"other plaintext")
+    assert signalled(tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")
     assert sorted(os.listdir(work)) == ["db.enc"]
     assert target.read_bytes() == before
@@ -156,9 +165,11 @@ def test_the_signal_helper_signals_where_it_says(tmp_path, keys):
     env = signalled_env(tmp_path, "getcwd", "True", signal.SIGTERM)
     done = run([sys.executable, "-c", "import os; os.getcwd(); print('after')"], env)
     assert (done.returncode, done.stdout) == (-signal.SIGTERM, b"")
+    assert signalled(tmp_path)
+    os.unlink(tmp_path / "signalled")
     env = signalled_env(tmp_path, "rename", "args[1] == 'elsewhere'", signal.SIGTERM)
     done = run(command("seal", "--key-file", str(old), "-o", str(tmp_path / "x.enc")), env, b"x")
-    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert (done.returncode, done.stdout, done.stderr, signalled(tmp_path)) == (0, b"", b"", False)
     assert json.loads(run(command("inspect", "--json", str(tmp_path / "x.enc")), clean_env()).stdout)["version"] == 2
 
 
@@ -194,6 +205,7 @@ def test_rotate_signalled_just_after_a_rename_reports_that_file(tmp_path, keys, 
     env = signalled_env(tmp_path, "rename", "args[1] == 'a.enc'", sig, {"ENCPIPE": ENCPIPE})
     done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-rotate"), "--old-key-file", str(old),
                 "--new-key-file", str(new), str(work)], env)
+    assert signalled(tmp_path)
     assert (done.returncode, done.stderr) == (ROTATE_STATUS[sig], b"")
     assert [(line["file"], line["status"]) for line in _json_lines(done)] == [(str(work / "a.enc"), "rotated")]
     assert sorted(os.listdir(work)) == ["a.enc", "b.enc"]
@@ -223,6 +235,7 @@ def test_migrate_signalled_just_after_a_rename_reports_that_file(tmp_path, sig):
                         {"ENCPIPE": ENCPIPE, "BACKUP_ENCRYPTION_KEY": old.hex()})
     done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-migrate"), "--key-file", str(new),
                 str(work)], env)
+    assert signalled(tmp_path)
     assert (done.returncode, done.stderr) == (MIGRATE_STATUS[sig], b"")
     assert [(line["file"], line["status"]) for line in _json_lines(done)] == [("a.sql.enc", "migrated")]
     assert sorted(os.listdir(work)) == ["a.sql.enc", "b.sql.enc"]
@@ -251,6 +264,7 @@ def test_prune_signalled_just_after_a_removal_reports_it_and_its_status(tmp_path
         make_valid(work, name)
     env = signalled_env(tmp_path, function, f"args[0] in {[oldest, old]!r}", sig, ENV)
     done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-prune"), "--keep-last", "1", str(work)], env)
+    assert signalled(tmp_path)
     assert (done.returncode, done.stderr) == (0, b"")
     report = json.loads(done.stdout)
     assert sorted(r["filename"] for r in report["removed"]) == [oldest, old]
