@@ -270,3 +270,38 @@ def test_prune_signalled_just_after_a_removal_reports_it_and_its_status(tmp_path
     assert sorted(r["filename"] for r in report["removed"]) == [oldest, old]
     assert [r["filename"] for r in report["kept"]] == [newest]
     assert os.listdir(work) == [newest]
+
+
+# --- encpipe keygen -o ---------------------------------------------------------------------
+
+# where the signal comes: the file just created; _print_or_remove about to print (SIGPIPE
+# ignored first, before its `try`); the public key printed (SIGPIPE set back, after it)
+PIPE = "args[0] == str(signal.SIGPIPE) and args[1] == str(signal.{})"
+KEYGEN_POINTS = {"created": ("os", "open", "args[0] == {key!r}"),
+                 "printing": ("signal", "signal", PIPE.format("SIG_IGN")),
+                 "printed": ("signal", "signal", PIPE.format("SIG_DFL") + " and os.path.exists({key!r})")}
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("point", list(KEYGEN_POINTS))
+def test_keygen_signalled_around_its_file_leaves_it_only_with_its_public_key_and_0(tmp_path, sig, point):
+    """Before the public key is printed, a signal leaves no key file (keygen dies of it);
+    once printed, the run is done: the file stays, 0. Before, a signal just after the
+    file's creation, or just before the print's `try`, left a key file no one saw the
+    public half of (an empty one, the first time), and one just after the print left the
+    file and said 143."""
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    key = work / "id.key"
+    owner, function, condition = KEYGEN_POINTS[point]
+    env = signalled_env(tmp_path, function, condition.format(key=str(key)), sig, owner=owner)
+    done = run(command("keygen", "--x25519", "-o", str(key)), env)
+    assert signalled(tmp_path)
+    if point == "printed":
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert os.listdir(work) == ["id.key"] and done.stdout.decode().startswith("encpipe1")
+        public = run(command("pubkey", str(key)), clean_env())
+        assert public.stdout == done.stdout
+    else:
+        assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")
+        assert os.listdir(work) == []
