@@ -85,3 +85,24 @@ def test_backup_signalled_just_after_a_rename_is_stored_said_and_0(pg, tools, ke
     line = json.loads(lines[0])
     assert sorted(os.listdir(directory)) == sorted([line["filename"], line["globals"]])
     assert line["filename"].startswith(db + "_") and line["globals"].endswith(".globals.sql.enc")
+
+
+# --- encpipe-restore --drop-pre-restore-older-than -------------------------------------------
+
+DROP = "len(args) > 1 and 'DROP DATABASE' in args[1] and '_pre_restore_' in args[1]"  # psql's input: a drop
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_drop_pre_restore_signalled_just_after_a_drop_drops_the_rest_and_says_so(pg, tools, tmp_path, sig):
+    """The first copy dropped, then the signal: the second is dropped too, the line names
+    both, 0. Before, the run ended with the first gone, no line, and 143 (130, 129)."""
+    copies = ["commit_copies_pre_restore_20200101T000000Z", "commit_copies_pre_restore_20200102T000000Z"]
+    drop_matching(pg, lambda d: d.startswith("commit_copies"))
+    for name in copies:
+        pg.createdb(name)
+    env = signalled_env(tmp_path, "communicate", DROP, sig, script_env(pg, tools), owner="subprocess.Popen")
+    done = run([RESTORE, "--drop-pre-restore-older-than", "0", "commit_copies"], env)
+    assert signalled(tmp_path)
+    assert (done.returncode, done.stdout) == (0, b""), done.stderr
+    assert done.stderr.decode() == f"encpipe-restore: dropped previous copies: {', '.join(copies)}\n"
+    assert not [d for d in databases(pg) if d.startswith("commit_copies")]
