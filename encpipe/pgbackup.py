@@ -73,7 +73,7 @@ class Backup:
             return self.failed(e.exit_code)
         self.temp = self._temp_name()
         try:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 catch_signal(signum, self._interrupt)  # ignored at start (nohup, &): stays so
             status = self.dump()
             self.pending = 0  # from here on a signal waits until the run's end
