@@ -15,6 +15,7 @@ The restore is signalled right after psql's communicate() of the swap returns
 
 import json
 import os
+import signal
 
 import pytest
 
@@ -106,3 +107,22 @@ def test_drop_pre_restore_signalled_just_after_a_drop_drops_the_rest_and_says_so
     assert (done.returncode, done.stdout) == (0, b""), done.stderr
     assert done.stderr.decode() == f"encpipe-restore: dropped previous copies: {', '.join(copies)}\n"
     assert not [d for d in databases(pg) if d.startswith("commit_copies")]
+
+
+# --- encpipe-restore of a remote FILE: its local copy -------------------------------------------
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_a_signal_just_as_a_remote_file_s_copy_is_created_leaves_none(pg, tools, key_file, tmp_path, sig):
+    """The private temporary file a remote FILE is fetched into, just made: a signal there
+    (before its name was recorded for removal) left it in TMPDIR. Now removed, as any."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = signalled_env(tmp_path, "mkstemp", "kwargs.get('prefix') == 'encpipe-restore.'", sig,
+                        {**script_env(pg, tools), "TMPDIR": str(tmp)}, owner="__import__('tempfile')")
+    done = run([RESTORE, "--key-file", key_file, "nowhere:backups/commit_x_20250101T000000Z.sql.enc", "commit_x"],
+               env)
+    assert signalled(tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == ({signal.SIGTERM: 143, signal.SIGINT: 130}.get(sig, -sig),
+                                                           b"", b"")
+    assert os.listdir(tmp) == []
