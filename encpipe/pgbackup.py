@@ -96,7 +96,8 @@ class Backup:
         self.stamp = None
         while not self.stamp:  # again when DIR was removed while this run waited for its lock
             if self.o["dir"]:
-                self.made += dirlock.make_directories(self.o["dir"])
+                with sigthreads.held():  # made and recorded in one step: an interrupted run removes them
+                    self.made += dirlock.make_directories(self.o["dir"])
             self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
                                       "--allow-shared-dir": bool(self.o["shared"])}, self.io)
             self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())

@@ -109,6 +109,19 @@ def test_drop_pre_restore_signalled_just_after_a_drop_drops_the_rest_and_says_so
     assert not [d for d in databases(pg) if d.startswith("commit_copies")]
 
 
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_backup_signalled_just_as_it_makes_its_directory_removes_it(pg, tools, key_file, tmp_path, sig):
+    """DIR made (with its missing parents), then the signal, before the run had recorded
+    what it made: the directories stayed. Now removed again, as for any interrupted run."""
+    db = ensure_small(pg, "commit_backup", rows=10)
+    directory = tmp_path / "new" / "b"
+    env = signalled_env(tmp_path, "makedirs", f"args[0] == {str(directory)!r}", sig, script_env(pg, tools))
+    done = run([BACKUP, "--dir", str(directory), "--key-file", key_file, db], env)
+    assert signalled(tmp_path)
+    assert (done.returncode, done.stdout) == ({signal.SIGINT: 130}.get(sig, -sig), b""), done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["signalled", "site"]
+
+
 # --- encpipe-restore of a remote FILE: its local copy -------------------------------------------
 
 

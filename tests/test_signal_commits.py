@@ -247,13 +247,14 @@ def test_migrate_signalled_just_after_a_rename_reports_that_file(tmp_path, sig):
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
-@pytest.mark.parametrize("function", ["unlink", "rename"])
+@pytest.mark.parametrize("function", ["unlink", "rename", "mkdir"])
 def test_prune_signalled_just_after_a_removal_reports_it_and_its_status(tmp_path, sig, function):
-    """The first backup unlinked (or moved into prune's hold directory, the step before),
-    then the signal: prune removes the other one its policy does not keep, prints its
-    report and exits 0. Before, it died of the signal with the first one gone and no
-    report (nor the second removed); signalled in the hold directory, it left the
-    backup there, in a hidden `.encpipe-removing.*` directory."""
+    """The first backup unlinked (or moved into prune's hold directory, the step before,
+    or that directory just made), then the signal: prune removes the other one its
+    policy does not keep, prints its report and exits 0. Before, it died of the signal
+    with the first one gone and no report (nor the second removed); signalled in the
+    hold directory, it left the backup there, in a hidden `.encpipe-removing.*`
+    directory; signalled as it made that directory, it left the directory."""
     from test_backup_dir import ENV, make_valid
     from test_backup_dir_hostile import hours_ago
 
@@ -262,7 +263,8 @@ def test_prune_signalled_just_after_a_removal_reports_it_and_its_status(tmp_path
     oldest, old, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24))
     for name in (oldest, old, newest):
         make_valid(work, name)
-    env = signalled_env(tmp_path, function, f"args[0] in {[oldest, old]!r}", sig, ENV)
+    condition = "args[0].startswith('.encpipe-removing.')" if function == "mkdir" else f"args[0] in {[oldest, old]!r}"
+    env = signalled_env(tmp_path, function, condition, sig, ENV)
     done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-prune"), "--keep-last", "1", str(work)], env)
     assert signalled(tmp_path)
     assert (done.returncode, done.stderr) == (0, b"")
