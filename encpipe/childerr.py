@@ -172,15 +172,16 @@ def run(launch, args, limit, pass_on=True, label="", **kwargs):
     b"" when that is no pipe, (its error, its hint)). OSError when it cannot be
     started. A wait that is stopped (SIGTERM, SIGINT: the script is dying) ends the
     child first, with what it started (stop), as every other child of a script."""
-    errs = ChildStderr(pass_on=pass_on, label=label)
-    proc, errs = started(launch, args, stderr_of=errs, start=subprocess.Popen, **kwargs)
-    out = b""
+    errs, proc, out = ChildStderr(pass_on=pass_on, label=label), None, b""
     try:
+        with sigthreads.held():  # started and recorded in one step: a signal meanwhile stops it (below)
+            proc, errs = started(launch, args, stderr_of=errs, start=subprocess.Popen, **kwargs)
         if proc.stdout:
             with proc.stdout:
                 out = read_bounded(proc.stdout, limit)
     except BaseException:
-        stop(proc)
+        if proc is not None:
+            stop(proc)
         raise
     return waited(proc), out, errs.wait()
 

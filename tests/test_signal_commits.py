@@ -12,11 +12,13 @@ Each process is signalled at exactly that point: a sitecustomize.py on
 PYTHONPATH wraps the os function that makes the change, signals the process
 right after it, and runs bytecodes (at any of which a handler could run)."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -307,3 +309,51 @@ def test_keygen_signalled_around_its_file_leaves_it_only_with_its_public_key_and
     else:
         assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")
         assert os.listdir(work) == []
+
+
+# --- a script's encpipe child, signalled as it starts --------------------------------------
+
+
+def _marked(mark):
+    """The pids of this user's processes whose environment holds `mark`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mark.encode() in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_rotate_signalled_as_its_inspect_child_starts_stops_it(tmp_path, keys, sig):
+    """The signal came inside Popen, the `encpipe inspect` of a file forked but not yet
+    recorded: rotate died of it and the child (here one that hangs) ran on. It is now
+    started and recorded in one step (childerr.run), and stopped with the run."""
+    old, _ = keys
+    new = tmp_path / "keys" / "new.key"
+    new.write_text(NEW + "\n")
+    new.chmod(0o600)
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    made = run(command("seal", "--key-file", str(old), "-o", str(work / "a.enc")), clean_env(), b"first")
+    assert made.returncode == 0, made.stderr
+    stand_in = tmp_path / "encpipe"  # inspect hangs, with a child of its own; the rest is encpipe
+    stand_in.write_text(f'#!/bin/sh\n[ "$1" = inspect ] && {{ sleep 1000 & wait; }}\nexec {ENCPIPE} "$@"\n')
+    stand_in.chmod(0o755)
+    mark = f"ROTATE_MARK={tmp_path}"
+    env = signalled_env(tmp_path, "_execute_child", "'inspect' in args[1]", sig,
+                        {"ENCPIPE": str(stand_in), "ROTATE_MARK": str(tmp_path)}, owner="subprocess.Popen")
+    try:
+        done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-rotate"), "--old-key-file", str(old),
+                    "--new-key-file", str(new), str(work)], env)
+        assert signalled(tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")
+        time.sleep(0.5)  # a process killed is reaped by init
+        assert _marked(mark) == []
+    finally:
+        for pid in _marked(mark):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
