@@ -154,14 +154,19 @@ def started(launch, *args, stderr_of=None, **kwargs):
     """`launch(*args, stderr=..., **kwargs)`: subprocess.Popen, or a function that
     calls it (FdSecrets.spawn), with the child's standard error read by a
     ChildStderr (`stderr_of`, else one that passes other lines on); (what launch
-    returned, the ChildStderr)."""
-    errs = stderr_of or ChildStderr()
+    returned, the ChildStderr). The start is held (sigthreads.held): a signal inside
+    Popen, the child forked but not yet returned, stops it here, never loses it."""
+    errs, proc = stderr_of or ChildStderr(), None
     try:
-        proc = launch(*args, stderr=errs.fd, **kwargs)
+        with sigthreads.held():
+            proc = launch(*args, stderr=errs.fd, **kwargs)
+            errs.started()
     except BaseException:
-        errs.close()
+        if proc is None:
+            errs.close()
+        else:
+            stop(proc)
         raise
-    errs.started()
     return proc, errs
 
 

@@ -13,9 +13,12 @@ still the failure it was.
 The restore is signalled right after psql's communicate() of the swap returns
 (a sitecustomize.py on PYTHONPATH, as in tests/test_signal_commits.py)."""
 
+import contextlib
 import json
 import os
 import signal
+import sys
+import time
 
 import pytest
 
@@ -139,3 +142,39 @@ def test_a_signal_just_as_a_remote_file_s_copy_is_created_leaves_none(pg, tools,
     assert (done.returncode, done.stdout, done.stderr) == ({signal.SIGTERM: 143, signal.SIGINT: 130}.get(sig, -sig),
                                                            b"", b"")
     assert os.listdir(tmp) == []
+
+
+# --- encpipe-restore's encpipe children, signalled as they start -------------------------------
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_restore_signalled_as_its_legacy_check_starts_stops_it(pg, tools, tmp_path, sig):
+    """The signal came inside Popen, `encpipe inspect --legacy --verify` forked but not
+    yet recorded: the restore died of it and the child (here one that hangs) ran on,
+    with the key. It is now started in one step (childerr.started), and stopped."""
+    from test_backup_restore import make_legacy_file
+    from test_signal_commits import _marked
+
+    path = make_legacy_file(tmp_path / "commit_legacy_20250101T000000Z.sql.enc", "ab" * 32, b"SELECT 1;\n")
+    key = tmp_path / "legacy.key"
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o600)
+    stand_in = tmp_path / "encpipe"  # the legacy check hangs, with a child of its own; the rest is encpipe
+    stand_in.write_text(f'#!/bin/sh\n[ "$1" = inspect ] && {{ sleep 1000 & wait; }}\n'
+                        f'exec {sys.executable} -m encpipe "$@"\n')
+    stand_in.chmod(0o755)
+    mark = f"RESTORE_MARK={tmp_path}"
+    env = signalled_env(tmp_path, "_execute_child", "'inspect' in args[1] and '--legacy' in args[1]", sig,
+                        {**script_env(pg, tools), "ENCPIPE": str(stand_in), "RESTORE_MARK": str(tmp_path)},
+                        owner="subprocess.Popen")
+    try:
+        done = run([RESTORE, "--key-file", str(key), path, "commit_legacy"], env)
+        assert signalled(tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == ({signal.SIGTERM: 143, signal.SIGINT: 130}.get(sig, -sig),
+                                                               b"", b"")
+        time.sleep(0.5)  # a process killed is reaped by init
+        assert _marked(mark) == []
+    finally:
+        for pid in _marked(mark):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
