@@ -154,14 +154,19 @@ def started(launch, *args, stderr_of=None, **kwargs):
     """`launch(*args, stderr=..., **kwargs)`: subprocess.Popen, or a function that
     calls it (FdSecrets.spawn), with the child's standard error read by a
     ChildStderr (`stderr_of`, else one that passes other lines on); (what launch
-    returned, the ChildStderr)."""
-    errs = stderr_of or ChildStderr()
+    returned, the ChildStderr). The start is held (sigthreads.held): a signal inside
+    Popen, the child forked but not yet returned, stops it here, never loses it."""
+    errs, proc = stderr_of or ChildStderr(), None
     try:
-        proc = launch(*args, stderr=errs.fd, **kwargs)
+        with sigthreads.held():
+            proc = launch(*args, stderr=errs.fd, **kwargs)
+            errs.started()
     except BaseException:
-        errs.close()
+        if proc is None:
+            errs.close()
+        else:
+            stop(proc)
         raise
-    errs.started()
     return proc, errs
 
 
@@ -172,15 +177,16 @@ def run(launch, args, limit, pass_on=True, label="", **kwargs):
     b"" when that is no pipe, (its error, its hint)). OSError when it cannot be
     started. A wait that is stopped (SIGTERM, SIGINT: the script is dying) ends the
     child first, with what it started (stop), as every other child of a script."""
-    errs = ChildStderr(pass_on=pass_on, label=label)
-    proc, errs = started(launch, args, stderr_of=errs, start=subprocess.Popen, **kwargs)
-    out = b""
+    errs, proc, out = ChildStderr(pass_on=pass_on, label=label), None, b""
     try:
+        with sigthreads.held():  # started and recorded in one step: a signal meanwhile stops it (below)
+            proc, errs = started(launch, args, stderr_of=errs, start=subprocess.Popen, **kwargs)
         if proc.stdout:
             with proc.stdout:
                 out = read_bounded(proc.stdout, limit)
     except BaseException:
-        stop(proc)
+        if proc is not None:
+            stop(proc)
         raise
     return waited(proc), out, errs.wait()
 

@@ -141,6 +141,7 @@ def run_script(prog, module, argv):
     from importlib import import_module
 
     from .earlysig import release
+    from .sigdefer import settle
 
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
@@ -151,13 +152,15 @@ def run_script(prog, module, argv):
         whole_numbers()
         release()  # a SIGINT that came before the handlers (launch): now
         try:
-            return import_module(module).main(argv)
+            status = import_module(module).main(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
-            return _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
+            status = _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
     except KeyboardInterrupt:
         return die_of()
     except Terminated as e:
         return die_of(e.args[0])
+    settle()  # a change made and said (sigdefer.hold_for_good): its status stands
+    return status
 
 
 def catch_signal(signum, handler):
@@ -368,6 +371,7 @@ def run():
     # pycryptodome prefers cffi, whose import parses C declarations on every
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
     from .earlysig import release
+    from .sigdefer import settle
 
     sys.modules.setdefault("cffi", None)
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
@@ -385,4 +389,5 @@ def run():
         status = die_of()
     except Terminated as e:  # after clean-up: seal -o's hidden file is removed
         status = die_of(e.args[0])
+    settle()  # FILE renamed into place (sigdefer.hold_for_good): 0 stands
     raise SystemExit(status)

@@ -1,6 +1,6 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
-from . import aead, envelope, keygen, safefile
+from . import aead, bounded, envelope, keygen, safefile
 from . import format as fmt
 from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
@@ -8,6 +8,7 @@ from .keyargs import load_keys, load_signers, refuse_shared_stdin, secret_fds_op
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
 from .report import header_report, print_report
+from .sigdefer import hold_for_good
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
 from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
@@ -78,12 +79,12 @@ def open_input(path, io, command="open", prompt=False):
                 "refusing to read encrypted data from a terminal",
                 hint=f"redirect standard input from a file or a pipe, or use {to_file}",
             )
-        return safefile.as_found(io.stdin, "standard input")
+        return bounded.as_found(io.stdin, "standard input")
     try:
         src = open(path, "rb")
     except OSError as e:
         raise InputUnavailable(f"cannot open {shown_name(path, prompt)}: {e.strerror or e}") from None
-    return safefile.as_found(src, shown_name(path, prompt))
+    return bounded.as_found(src, shown_name(path, prompt))
 
 
 def reads_stdin(path):
@@ -161,8 +162,8 @@ def cmd_seal(args, io):
             io.stdin, out, recipients, chunk_log2=chunk, threads=workers, on_progress=reporter, signing_keys=signed_by
         )
 
-    if path:
-        safefile.write_output(path, write, allow_shared=args["--allow-shared-dir"])
+    if path:  # once FILE is renamed into place, a signal no longer stops seal: it is done (0)
+        safefile.write_output(path, write, allow_shared=args["--allow-shared-dir"], committed=hold_for_good)
     else:
         write(io.stdout)
     _finish(reporter)
@@ -275,7 +276,7 @@ def cmd_inspect(args, io):
 def cmd_rewrap(args, io):
     path = args["--in-place"]
     src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)
-    src = safefile.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
+    src = bounded.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
     hint = "rewrap a file with --in-place FILE, or give the secret from a file"
     identities = _identities(args, io, path is None, hint=hint)
     signed_by, trusted = signing_keys(args, io, data_from_stdin=path is None), signers(args, io)
@@ -305,7 +306,8 @@ def cmd_rewrap(args, io):
     else:
         with src:
             safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),
-                                      replaces=before, allow_shared=args["--allow-shared-dir"])
+                                      replaces=before, allow_shared=args["--allow-shared-dir"],
+                                      committed=hold_for_good)  # FILE rewrapped: 0, whatever signal comes now
     _finish(reporter)
     return 0
 

@@ -27,7 +27,7 @@ import shutil
 import stat
 import subprocess
 
-from . import childerr
+from . import childerr, sigthreads
 from .argwords import option_words
 from .errors import EncpipeError, InputUnavailable, UsageError
 from .keyargs import FD_PATH, secret_paths
@@ -97,13 +97,20 @@ class Started:
     def __init__(self, encpipe, spawn, args, option=None, env=None):
         self.encpipe, self.args, self.option = encpipe, args, option
         self.errs = childerr.ChildStderr(pass_on=False)  # its warnings: every later encpipe gives them
+        self.proc = None
         try:
-            # the key options name every key it reads (no secret variable); it runs the key commands
-            self.proc, _ = childerr.started(spawn, [*encpipe, "keyid", *args], stderr_of=self.errs,
-                                            start=subprocess.Popen, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                            env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
+            with sigthreads.held():  # started and recorded in one step: a signal meanwhile stops it (below)
+                # the key options name every key it reads (no secret variable); it runs the key commands
+                self.proc, _ = childerr.started(spawn, [*encpipe, "keyid", *args], stderr_of=self.errs,
+                                                start=subprocess.Popen, stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.PIPE,
+                                                env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
         except OSError as e:  # ENCPIPE missing, a directory, not executable
             raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
+        except BaseException:
+            if self.proc is not None:
+                self.stop()
+            raise
 
     def stop(self):
         childerr.stop(self.proc)

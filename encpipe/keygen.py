@@ -7,6 +7,7 @@ import os
 import signal
 
 from .errors import IOFailure, UsageError
+from .sigdefer import held, hold_for_good
 
 
 def cmd_keygen(args, io):
@@ -24,9 +25,18 @@ def cmd_keygen(args, io):
         secret = os.urandom(32).hex() + "\n"
         recipient = None
     if args["--output"]:
-        made = _write_new_secret_file(args["--output"], secret)
-        if recipient:
-            _print_or_remove(io, recipient, args["--output"], made)
+        made = []
+        try:
+            with held():  # the file made and its removal armed in one step: a signal never leaves it
+                made.append(_write_new_secret_file(args["--output"], secret))
+                if not recipient:
+                    hold_for_good()  # written whole: done, 0 whatever signal comes now
+            if recipient:
+                _print_or_remove(io, recipient, args["--output"], made[0])
+        except BaseException:  # a signal as the print began, say (once done, signals wait for good)
+            if made:
+                _remove_own(args["--output"], made[0])
+            raise
     else:
         io.stdout.write(secret.encode("ascii"))
         io.stdout.flush()
@@ -43,6 +53,7 @@ def _print_or_remove(io, text, path, made):
         previous = None
     try:
         io.print(text)
+        hold_for_good()  # the file and its public half both out: done, 0 whatever signal comes now
     except BaseException as e:
         _remove_own(path, made)
         if isinstance(e, BrokenPipeError) and previous == signal.SIG_DFL:
@@ -57,7 +68,7 @@ def _print_or_remove(io, text, path, made):
 def _write_new_secret_file(path, text):
     """Create `path` (0600, never over an existing file) holding `text`, and return
     its stat; a write that fails (a full disk) removes it again, and is 74."""
-    try:
+    try:  # its caller holds signals until its removal is armed
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise UsageError(f"{path} already exists; refusing to overwrite a key") from None

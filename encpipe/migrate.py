@@ -13,7 +13,8 @@ are still the files migrate opened. A
 converted file keeps its name; it is an encpipe file from then on, so a later
 run skips it: each legacy file is converted exactly once. Interrupted at any
 point, DIR holds every file either in the old format or converted and
-verified; a run removes the temporary files an interrupted one left behind.
+verified, and a file renamed is reported (a signal from its rename on waits
+for its line); a run removes the temporary files an interrupted one left behind.
 
 Old key (reading): without --legacy-* options, BACKUP_ENCRYPTION_KEY (the
 previous tool's setting: 64 hex digits are the key, anything else a
@@ -53,7 +54,8 @@ identity, passphrase file or --sign-key that cannot be read, or an ENCPIPE
 that cannot be run (64 one that holds no key or is over 1 MiB, or a malformed
 ENCPIPE_KEY the children would read); 73
 another user can write DIR; 74 the report cannot be written (141 when its
-reader went away); 75 DIR's lock is held (a backup, a rotation, a migration); 78 no key.
+reader went away); 75 DIR's lock is held (a backup, a rotation, a migration); 78 no key;
+130 or 143 interrupted by SIGINT or SIGTERM (the files reported migrated are, the others not yet).
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
 """
 
@@ -71,6 +73,7 @@ from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .shown import json_value
+from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -205,8 +208,9 @@ class Migration:
         file is replaced only in that very directory (never one a link put in its place since)."""
         self.dir_fd, first_failure = dir_fd, 0
         for name in self.candidates():
-            line = self.one(name)
-            write_line(json.dumps(json_value(line)))
+            with Commit() as commit:  # renamed and reported in one step: a signal waits for the line
+                line = self.one(name, commit.hold)
+                write_line(json.dumps(json_value(line)))
             if line["status"] == "failed" and not first_failure:
                 first_failure = line["exit_code"]
         return first_failure
@@ -223,17 +227,18 @@ class Migration:
 
     def remove_leftover(self, name):
         """A regular file only: a directory or anything else under such a name is not ours."""
-        try:
-            if not stat.S_ISREG(os.lstat(name, dir_fd=self.dir_fd).st_mode):
-                return warn(f"left {name}: named like a temporary file of this tool, but not a regular file")
-            os.unlink(name, dir_fd=self.dir_fd)
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            return warn(f"cannot remove {name}, left by an interrupted run: {e.strerror or e}")
-        warn(f"removed {name}, left by an interrupted run")
+        with held():  # removed and said in one step
+            try:
+                if not stat.S_ISREG(os.lstat(name, dir_fd=self.dir_fd).st_mode):
+                    return warn(f"left {name}: named like a temporary file of this tool, but not a regular file")
+                os.unlink(name, dir_fd=self.dir_fd)
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                return warn(f"cannot remove {name}, left by an interrupted run: {e.strerror or e}")
+            warn(f"removed {name}, left by an interrupted run")
 
-    def one(self, name):
+    def one(self, name, committed):
         path = os.path.join(self.directory, name)
         line = {"file": name}
         try:
@@ -255,13 +260,13 @@ class Migration:
         if self.args.dry_run:
             return {**line, "status": "would-migrate", "plaintext_bytes": plaintext}
         try:
-            kept = self.convert(path, name, info, plaintext)
+            kept = self.convert(path, name, info, plaintext, committed)
         except Failure as e:
             return {**line, "status": "failed", "reason": str(e), **({"hint": e.hint} if e.hint else {}),
                     "exit_code": e.code}
         return {**line, "status": "migrated", "plaintext_bytes": plaintext, "kept": kept}
 
-    def convert(self, path, name, info, plaintext):
+    def convert(self, path, name, info, plaintext, committed):
         try:
             src, opened = safefile.open_source(path, self.dir_fd)
             kept = []
@@ -274,7 +279,7 @@ class Migration:
                     before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name) if self.args.keep_originals
                                                              else None),
                     allow_shared=self.args.allow_shared_dir, prefix=f".{_short(name)}.", suffix=TEMP_SUFFIX,
-                    dir_fd=self.dir_fd)
+                    dir_fd=self.dir_fd, committed=committed)
             return kept[0]
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code) from None

@@ -17,7 +17,7 @@ import sys
 import time
 from io import StringIO
 
-from . import aead, commands, dirlock, sigthreads
+from . import aead, commands, dirlock, sigdefer, sigthreads
 from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
@@ -73,7 +73,7 @@ class Backup:
             return self.failed(e.exit_code)
         self.temp = self._temp_name()
         try:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 catch_signal(signum, self._interrupt)  # ignored at start (nohup, &): stays so
             status = self.dump()
             self.pending = 0  # from here on a signal waits until the run's end
@@ -90,13 +90,14 @@ class Backup:
                 self.io.error(f"backup of {self.db} interrupted; nothing was stored{unrecorded}")
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
-        return self.pending or status
+        return status if sigdefer.committed() else self.pending or status  # stored: a signal then changes nothing
 
     def prepare(self):
         self.stamp = None
         while not self.stamp:  # again when DIR was removed while this run waited for its lock
             if self.o["dir"]:
-                self.made += dirlock.make_directories(self.o["dir"])
+                with sigthreads.held():  # made and recorded in one step: an interrupted run removes them
+                    self.made += dirlock.make_directories(self.o["dir"])
             self.stores = job.stores({"--dir": self.o["dir"], "--to": self.o["to"],
                                       "--allow-shared-dir": bool(self.o["shared"])}, self.io)
             self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())

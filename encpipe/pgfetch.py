@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import childerr, pgopts
+from . import childerr, pgopts, sigthreads
 from .backup.remotes import split_file
 from .pgcli import Failure
 from .keys import RCLONE_NEEDS, child_env
@@ -134,8 +134,9 @@ def fetch_remote(remote, with_globals, fetched):
     for name, needed in ((remote, True), (globals_name(remote) if with_globals else None, False)):
         if not name:
             continue
-        fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
-        fetched.append(path)
+        with sigthreads.held():  # made and recorded for removal in one step: a signal never leaves it
+            fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
+            fetched.append(path)
         # the dump's helper's warnings, if any, pass on (the globals file's, none); its error line (it
         # names itself encpipe-backup), kept (bounded: LINE_MAX bytes), goes in restore's one line
         errs = childerr.ChildStderr(prog="encpipe-backup", pass_on=needed)

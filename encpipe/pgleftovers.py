@@ -8,7 +8,8 @@ run owns it), its name is older than its own, and no session is connected to
 it (DROP DATABASE without FORCE refuses otherwise).
 
 `<db>_pre_restore_<UTC time>` copies are listed with their age and size, and
-dropped past an age on request.
+dropped past an age on request; once one is dropped, a signal waits for the
+others and the line that names them (sigdefer.hold_for_good).
 """
 
 import re
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from .backup.names import STAMP
 from .pgcli import Failure
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
+from .sigdefer import held, hold_for_good
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
 TEMP_PREFIX = "encpipe_restore_"
@@ -127,7 +129,9 @@ def drop_pre_restore(maintenance_db, days, db=None):
         created = datetime.strptime(copy["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         if (now - created).total_seconds() >= days * 86400:
             try:
-                run_sql(maintenance_db, "DROP DATABASE %s;" % ident(copy["name"]))
+                with held():  # psql's answer waited for: a stop never leaves a drop unknown, nor unsaid
+                    run_sql(maintenance_db, "DROP DATABASE %s;" % ident(copy["name"]))
+                    hold_for_good()  # dropped: the rest, the line that says so and the status stand
                 dropped.append(copy["name"])
             except PgError as e:
                 failed.append((copy["name"], str(e)))

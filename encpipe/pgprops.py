@@ -167,6 +167,18 @@ def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
     return "\n".join(sql)
 
 
+def swap_sql(temp, db, old, terminate=False):
+    """The swap's renames: `db` (when `old` names its copy, after its sessions ended if
+    `terminate`) to `old`, then the scratch database `temp` to `db`."""
+    sql = []
+    if old is not None:
+        if terminate:
+            sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
+                       "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(db))
+        sql.append("ALTER DATABASE %s RENAME TO %s;" % (ident(db), ident(old)))
+    return "\n".join(sql + ["ALTER DATABASE %s RENAME TO %s;" % (ident(temp), ident(db))])
+
+
 def _array(items):
     """A text[] literal."""
     return "{" + ",".join('"%s"' % i.replace("\\", "\\\\").replace('"', '\\"') for i in items) + "}"

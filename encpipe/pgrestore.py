@@ -43,12 +43,13 @@ from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgpro
 from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import json_value, printable
+from .sigdefer import hold_for_good
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
-from .pgclient import PgError, ident, literal, run_sql
+from .pgclient import PgError, ident, run_sql
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 from .workers import decimal_number
@@ -318,22 +319,19 @@ class Run:
 
     def swap(self, props, exists):
         # private until now (see pgprops.private_sql): its properties come with the swap
-        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=self.superuser)]
-        if exists:
-            if self.o.get("terminate_connections"):
-                sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
-                           "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(self.db))
-            self.old = pgleftovers.pre_restore_name(self.maint, self.db)
-            sql.append("ALTER DATABASE %s RENAME TO %s;" % tuple(map(ident, (self.db, self.old))))
-        sql.append("ALTER DATABASE %s RENAME TO %s;" % tuple(map(ident, (self.temp, self.db))))
-        try:
-            run_sql(self.maint, "\n".join(sql), single_transaction=True)
-        except PgError as e:
-            raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
-                          % (self.temp, e, self.db), 1,
-                          None if self.o.get("terminate_connections") else
-                          "is %s in use? close its connections, or use --terminate-connections" % self.db) from None
-        self.temp = None
+        self.old = pgleftovers.pre_restore_name(self.maint, self.db) if exists else None
+        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=self.superuser),
+               pgprops.swap_sql(self.temp, self.db, self.old, self.o.get("terminate_connections"))]
+        hint = None if self.o.get("terminate_connections") else \
+            "is %s in use? close its connections, or use --terminate-connections" % self.db
+        with sigthreads.held():  # psql's answer waited for: a stop never leaves the swap's outcome unknown
+            try:
+                run_sql(self.maint, "\n".join(sql), single_transaction=True)
+            except PgError as e:
+                raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
+                              % (self.temp, e, self.db), 1, hint) from None
+            self.temp = None
+            hold_for_good()  # DBNAME is the restored database: its report and status stand
 
     def undo(self):
         if getattr(self, "stream", None):

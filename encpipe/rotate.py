@@ -29,8 +29,9 @@ the one running rotate or root, unless sticky; --allow-shared-dir overrides.
 One JSON line per file on standard output; what an encpipe run on a file says
 besides its error (a warning) goes to standard error, each line after
 "encpipe-rotate: FILE: ". Safe to interrupt and re-run: a
-file only ever changes by rename, after verification; temporary files left by
-a killed run are removed by the next one. Keys are passed as file paths only;
+file only ever changes by rename, after verification, and a file renamed is
+reported (a signal from its rename on waits for its line); temporary files
+left by a killed run are removed by the next one. Keys are passed as file paths only;
 one given as /dev/fd/N, or as the path of a named FIFO or a device, is read
 once and lent to each encpipe at a /dev/fd/N; one given as standard input (-,
 /dev/stdin, /dev/fd/0) is refused (64).
@@ -42,7 +43,8 @@ be rotated or was refused (see its line); 64 usage error; 66 DIR, a key file or 
 73 another user can write DIR; 74 the report cannot be written (141 when its
 reader went away: the files done so far are rotated, the others not yet);
 75 DIR's lock is held (a backup, a rotation, a migration); 128 + N the encpipe keyid of the
-key files was killed by signal N.
+key files was killed by signal N; 130, 143, 129 interrupted by SIGINT, SIGTERM or SIGHUP (the
+files reported rotated are, the others not yet).
 """
 
 import argparse
@@ -59,6 +61,7 @@ from .dirwalk import tree
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .shown import json_value
+from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .rotatechild import Encpipe, Failure
@@ -175,9 +178,13 @@ class Rotation:
             added = self.new_ids | set(self.escrow.values())
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added),
                           sign=[i for _, ids in sign for i in ids])
+        with Commit() as commit:  # renamed and reported in one step: a signal waits for the line
+            return self.rotated(path, stale, sign, present, signed, dir_fd, commit)
+
+    def rotated(self, path, stale, sign, present, signed, dir_fd, commit):
         try:
             anew = (self.new_ids | set(self.escrow.values())) & present  # made anew: one could wrap another key
-            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd)
+            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd, commit.hold)
         except Failure as e:
             return self.fail(path, e.step, e)
         except OSError as e:
@@ -192,7 +199,7 @@ class Rotation:
         return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
                       **extra)
 
-    def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd):
+    def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd, committed):
         opts = self.options
         # each value one word with its option: a file named -h is a file, not rewrap's --help
         args = ["rewrap", *option_words("--key-file", opts.old_key_file + opts.new_key_file),
@@ -212,7 +219,7 @@ class Rotation:
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
                     times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=original,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
-                    dir_fd=dir_fd)
+                    dir_fd=dir_fd, committed=committed)
             except EncpipeError as e:
                 raise Failure(str(e), e.exit_code, "rename") from None
         return checked["after"]
@@ -246,15 +253,16 @@ def remove_stale(fd, path, rotation):
     """Remove a temporary file of an interrupted run from the directory listed (`fd`), a
     regular file only; a failure is that file's error."""
     name = os.path.basename(path)
-    try:
-        if not stat.S_ISREG(os.lstat(name, dir_fd=fd).st_mode):
-            return report(path, "ignored", reason="named like a temporary file, but not a regular file")
-        os.unlink(name, dir_fd=fd)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        return rotation.fail(path, "remove", Failure(f"cannot remove it: {e.strerror or e}", 74))
-    report(path, "removed", reason="temporary file of an interrupted run")
+    with held():  # removed and reported in one step
+        try:
+            if not stat.S_ISREG(os.lstat(name, dir_fd=fd).st_mode):
+                return report(path, "ignored", reason="named like a temporary file, but not a regular file")
+            os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            return rotation.fail(path, "remove", Failure(f"cannot remove it: {e.strerror or e}", 74))
+        report(path, "removed", reason="temporary file of an interrupted run")
 
 
 def walk(top, top_fd, rotation, dry_run):

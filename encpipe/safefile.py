@@ -14,14 +14,15 @@ the write fail; it never makes encpipe change a file outside the directory.
 that a user other than the caller (or root) can write, unless it is sticky.
 """
 
+import contextlib
 import grp
-import io
 import os
 import pwd
 import secrets
 import stat
 
-from .errors import Changed, InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
+from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory
+from .sigdefer import held
 
 TEST_HOOK = "ENCPIPE_TEST_HOOK"
 ALLOW_FLAG = "--allow-shared-dir"
@@ -170,83 +171,7 @@ def open_source(path, dir_fd=None):
     return os.fdopen(fd, "rb"), info
 
 
-class AsListed(io.RawIOBase):
-    """A regular file opened unbuffered (`raw`) read as it was listed: its first
-    `size` bytes, then an error, not more bytes, if it has grown since (a writer
-    cannot make a read endless)."""
-
-    def __init__(self, raw, name, size):
-        self.raw, self.name, self.size = raw, name, size
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def fileno(self):
-        return self.raw.fileno()
-
-    def tell(self):
-        return self.raw.tell()
-
-    def seek(self, offset, whence=os.SEEK_SET):
-        if whence == os.SEEK_END:
-            offset, whence = self.size + offset, os.SEEK_SET
-        return self.raw.seek(offset, whence)
-
-    def readinto(self, buffer):
-        left = self.size - self.raw.tell()
-        if left > 0:
-            return self.raw.readinto(memoryview(buffer)[:left])
-        if os.fstat(self.raw.fileno()).st_size > self.size:
-            self.grown()
-        return 0
-
-    def grown(self):
-        raise OSError(f"{self.name} changed while it was read")
-
-    def close(self):
-        self.raw.close()
-        super().close()
-
-
-class AsFound(AsListed):
-    """A file given to read (a FILE argument, standard input) read as it was when
-    reading started: its size then, and InvalidStream (65) if it has grown by the
-    end (a writer that extends it faster than it is read cannot make it endless)."""
-
-    owner = None  # the reader whose descriptor `raw` reads, closed with this one
-
-    def grown(self):
-        raise InvalidStream(f"{self.name} grew while it was read")
-
-    def close(self):
-        super().close()
-        if self.owner is not None:
-            self.owner.close()
-
-
-def as_found(src, name):
-    """`src` (a binary reader) bounded as AsFound from where it stands when it is a
-    regular file; else `src` itself (a pipe ends when its writer does)."""
-    try:
-        fd = src.fileno()
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return src
-        here, size = src.tell(), os.fstat(fd).st_size
-    except (AttributeError, OSError, ValueError):
-        return src
-    raw = src if isinstance(src, io.RawIOBase) else getattr(src, "raw", None)
-    if raw is None or raw.tell() != here:  # bytes already in src's buffer: read from `here` on
-        raw = io.FileIO(fd, "rb", closefd=False)
-        raw.seek(here)
-    bounded = AsFound(raw, name, size)
-    bounded.owner = src
-    return io.BufferedReader(bounded, 1 << 20)
-
-
-def write_output(path, write, *, allow_shared=False):
+def write_output(path, write, *, allow_shared=False, committed=None):
     """`seal -o`: write_atomically, except that a device or a FIFO is written
     into (it cannot be replaced, and writing it changes no file) and that a
     symbolic link is refused (renaming over it would hide where it points)."""
@@ -265,7 +190,7 @@ def write_output(path, write, *, allow_shared=False):
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise IOFailure(f"cannot create {path}: Is a directory")
     if info is None or stat.S_ISREG(info.st_mode):
-        return write_atomically(path, write, allow_shared=allow_shared)
+        return write_atomically(path, write, allow_shared=allow_shared, committed=committed)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
@@ -275,7 +200,7 @@ def write_output(path, write, *, allow_shared=False):
 
 
 def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None, owner=None, times_ns=None,
-                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix="", dir_fd=None):
+                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix="", dir_fd=None, committed=None):
     """Create `path` (or replace it) with what `write(file)` writes; returns what write returned.
 
     `verify(fd)` may check the written file through its descriptor; `owner` (uid,
@@ -284,7 +209,11 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
     that file; `dir_fd`, the directory the caller listed (and checked), open, makes
     it all happen in that very directory, whatever its name leads to by now;
     `before_rename(dir_fd)` runs just before the last checks, given the directory's
-    descriptor. On any failure the hidden file is removed and `path` is as it was."""
+    descriptor. On any failure the hidden file is removed and `path` is as it was.
+    Signals are held (sigdefer) from the hidden file's creation until it is in the
+    `try` that removes it, and from `before_rename` until the rename is done, then
+    `committed()` runs (sigdefer.hold_for_good, a Commit's hold: held on until the
+    caller has said so): a signal never leaves the file or its report half done."""
     directory, name = os.path.split(os.path.abspath(path))
     if not name or name in (".", ".."):
         raise IOFailure(f"{path} is not a file name")
@@ -293,7 +222,7 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
     dir_fd = open_directory(directory or "/", allow_shared) if dir_fd is None else _checked(dir_fd, directory,
                                                                                              allow_shared)
     try:
-        steps = (write, verify, before_rename)
+        steps = (write, verify, before_rename, committed)
         return _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, prefix + "%s" + suffix)
     finally:
         os.close(dir_fd)
@@ -309,53 +238,58 @@ def _checked(dir_fd, directory, allow_shared):
 
 
 def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, pattern):
-    write, verify, before_rename = steps
+    write, verify, before_rename, committed = steps
     temp = pattern % secrets.token_hex(8)
-    try:
-        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-    except OSError as e:
-        raise IOFailure(f"cannot create a temporary file in {directory}: {e.strerror or e}") from None
-    done = False
-    try:
-        hook("created", directory, temp, name)
-        with os.fdopen(fd, "w+b", buffering=0, closefd=False) as out:
-            result = write(out)
-        _io(os.fsync, fd, what=f"cannot write {name}")
-        hook("written", directory, temp, name)
-        if verify is not None:
-            verify(fd)
-        hook("verified", directory, temp, name)
-        _io(os.fchmod, fd, mode, what=f"cannot set the mode of {name}")
-        if owner is not None:
-            try:
-                os.fchown(fd, *owner)
-            except PermissionError:
-                pass
-        if times_ns is not None:
-            _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
-        if before_rename is not None:
-            before_rename(dir_fd)
-        hook("renaming", directory, temp, name)
-        mine = os.fstat(fd)
-        _expect(dir_fd, temp, mine, f"{os.path.join(directory, temp)} was replaced while it was written")
-        if replaces is not None:
-            _expect(dir_fd, name, replaces, f"{os.path.join(directory, name)} changed while it was being rewritten; "
-                    "left alone", compare=unchanged)
-        _io(os.rename, temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, what=f"cannot rename to {name}")
-        done = True
-        hook("renamed", directory, temp, name)
-        _expect(dir_fd, name, mine, f"{os.path.join(directory, name)} was replaced just after it was written")
+    done, fd = False, None
+    with contextlib.ExitStack() as holding:
         try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass  # some file systems refuse; the rename itself has happened
-        return result
-    except BaseException:
-        if not done:
-            _remove_if(dir_fd, temp, fd)
-        raise
-    finally:
-        os.close(fd)
+            with held():  # created and in this `try` in one step: a signal never leaves it behind
+                fd = _io(os.open, temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dir_fd, what=f"cannot create a temporary file in {directory}")
+            hook("created", directory, temp, name)
+            with os.fdopen(fd, "w+b", buffering=0, closefd=False) as out:
+                result = write(out)
+            _io(os.fsync, fd, what=f"cannot write {name}")
+            hook("written", directory, temp, name)
+            if verify is not None:
+                verify(fd)
+            hook("verified", directory, temp, name)
+            _io(os.fchmod, fd, mode, what=f"cannot set the mode of {name}")
+            if owner is not None:
+                try:
+                    os.fchown(fd, *owner)
+                except PermissionError:
+                    pass
+            if times_ns is not None:
+                _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
+            holding.enter_context(held())  # to the rename, and on to its report: see `committed`
+            if before_rename is not None:
+                before_rename(dir_fd)
+            hook("renaming", directory, temp, name)
+            mine = os.fstat(fd)
+            _expect(dir_fd, temp, mine, f"{os.path.join(directory, temp)} was replaced while it was written")
+            if replaces is not None:
+                _expect(dir_fd, name, replaces, f"{os.path.join(directory, name)} changed while it was being "
+                        "rewritten; left alone", compare=unchanged)
+            _io(os.rename, temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, what=f"cannot rename to {name}")
+            done = True
+            if committed is not None:
+                committed()
+            holding.close()
+            hook("renamed", directory, temp, name)
+            _expect(dir_fd, name, mine, f"{os.path.join(directory, name)} was replaced just after it was written")
+            try:
+                os.fsync(dir_fd)
+            except OSError:
+                pass  # some file systems refuse; the rename itself has happened
+            return result
+        except BaseException:
+            if not done and fd is not None:
+                _remove_if(dir_fd, temp, fd)
+            raise
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 def _io(function, *args, what, **kwargs):

@@ -15,18 +15,26 @@ handler, set before its own, in the middle of its dump: its temporary files
 stayed). Nor does it run inside held(): Popen raising after the fork loses the
 child, which then outlives the process.
 
+A commit (a file renamed into place, a backup removed, a database swapped in) and
+the word of it (a report line, the exit status) are one step too: Commit holds
+the signals from the commit to the end of its block (the report), hold_for_good
+from the commit to the process's exit, whose status then stands (settle).
+
 Apart from the scripts' children (sigthreads), encpipe itself needs this from its
-first line (cli.catch_signal): this module loads nothing but signal and threading.
+first line (cli.catch_signal): this module loads nothing but signal, sys and threading.
 """
 
 import contextlib
 import signal
+import sys
 import threading
 
 RETRY = 0.01
 # Those the process began with blocked (its caller's choice): a child keeps them blocked.
 INHERITED = signal.pthread_sigmask(signal.SIG_BLOCK, ())
 _held = 0  # how deep the main thread is in held()
+_for_good = False  # held until the process exits (hold_for_good)
+_waiting = None  # the retry of a signal held by held(): run as the block ends, not up to RETRY later
 
 
 def outside_imports(handler):
@@ -35,10 +43,14 @@ def outside_imports(handler):
     handler set for it by that time (maybe another one, or none: it then acts as
     the disposition it finds, default or ignored)."""
     def run_outside(signum, frame):
+        global _waiting
         if not _held and not _importing(frame):
             return handler(signum, frame)
 
         def again(_, later):
+            global _waiting
+            if _waiting is again:
+                _waiting = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # another's SIGALRM came first: none of ours later
             signal.signal(signal.SIGALRM, previous)
             if signal.SIGALRM in INHERITED:  # blocked again, as the process began
@@ -52,6 +64,8 @@ def outside_imports(handler):
         previous = signal.signal(signal.SIGALRM, again)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a caller's block would lose it
         signal.setitimer(signal.ITIMER_REAL, RETRY)
+        if _held:
+            _waiting = again
 
     return run_outside
 
@@ -59,7 +73,10 @@ def outside_imports(handler):
 @contextlib.contextmanager
 def held():
     """In the main thread, a raising handler waits until this block is left: what
-    it does (a child started and recorded) is never cut in two. Elsewhere, nothing."""
+    it does (a child started and recorded, a file created and its removal on failure
+    armed) is never cut in two. A signal that came meanwhile is handled as the
+    block ends (it raises there), not a moment later, somewhere further on (inside
+    the next held block, which it then waited for). Elsewhere, nothing."""
     global _held
     main = threading.current_thread() is threading.main_thread()
     _held += main
@@ -67,6 +84,58 @@ def held():
         yield
     finally:
         _held -= main
+        if main and not _held and _waiting is not None:
+            _waiting(signal.SIGALRM, sys._getframe())
+
+
+def hold_for_good():
+    """From here until the process exits a raising handler waits, and the status the
+    run returns stands (cli.run and run_script settle() it): what the signal would
+    stop is done (`seal -o`'s file renamed into place, backups removed, a database
+    swapped in), and what is left is to say so. In the main thread; elsewhere, nothing."""
+    global _held, _for_good
+    if threading.current_thread() is threading.main_thread() and not _for_good:
+        _for_good = True
+        _held += 1
+
+
+def committed():
+    """Whether hold_for_good() was called: the run's change is made, its status stands."""
+    return _for_good
+
+
+def settle():
+    """At the exit, after hold_for_good(): the signals it held are dropped, and so
+    is any that comes until the process has ended (SIGINT, SIGTERM and SIGHUP
+    ignored, the retry's timer stopped). Else nothing."""
+    global _held, _for_good
+    if _for_good:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _for_good = False
+        _held -= 1
+
+
+class Commit:
+    """`with Commit() as commit:` a step that makes a change (given commit.hold, to call
+    as it makes it), then the report of it: a raising handler waits from hold() to the
+    end of the block, so that a change made is never left unreported (encpipe-rotate's
+    line for a file renamed). Before hold(), nothing is held."""
+
+    def __init__(self):
+        self._stack, self.holding = contextlib.ExitStack(), False
+
+    def __enter__(self):
+        return self
+
+    def hold(self):
+        if not self.holding:
+            self._stack.enter_context(held())
+            self.holding = True
+
+    def __exit__(self, *exc):
+        return self._stack.__exit__(*exc)
 
 
 def _importing(frame):

@@ -24,7 +24,7 @@ from test_backup_made_dir import env as made_dir_env
 from test_backup_restore import BACKUP, make_key
 
 from encpipe import RawKey, seal
-from encpipe import safefile
+from encpipe import bounded
 from encpipe.backup import removal
 from encpipe.errors import InvalidStream
 
@@ -242,19 +242,19 @@ def test_as_found_reads_a_file_from_where_its_reader_stands_to_its_size_then(tmp
     (tmp_path / "f").write_bytes(data)
     with open(tmp_path / "f", "rb") as src:
         assert src.read(buffered) == data[:buffered]
-        bounded = safefile.as_found(src, "f")
+        found = bounded.as_found(src, "f")
         with open(tmp_path / "f", "ab") as more:
             more.write(b"appended")
-        assert bounded.read(7) == data[buffered:buffered + 7]
-        assert bounded.seek(-6, os.SEEK_END) == len(data) - 6 and bounded.read(6) == data[-6:]
-        bounded.seek(buffered + 7)
+        assert found.read(7) == data[buffered:buffered + 7]
+        assert found.seek(-6, os.SEEK_END) == len(data) - 6 and found.read(6) == data[-6:]
+        found.seek(buffered + 7)
         with pytest.raises(InvalidStream) as raised:
-            bounded.read(len(data) - buffered - 7 + 4)  # more than was there: an error, never b"appe"
+            found.read(len(data) - buffered - 7 + 4)  # more than was there: an error, never b"appe"
         assert str(raised.value) == "f grew while it was read"
     r, w = os.pipe()
     os.close(w)
     with os.fdopen(r, "rb") as pipe, open("/dev/zero", "rb") as device:  # a device has no size to stop at
-        assert safefile.as_found(pipe, "pipe") is pipe and safefile.as_found(device, "zero") is device
+        assert bounded.as_found(pipe, "pipe") is pipe and bounded.as_found(device, "zero") is device
 
 
 # --- the directory's lock, held by a reader of the directory ------------------------------

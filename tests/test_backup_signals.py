@@ -19,14 +19,17 @@ from test_backup_restore import (
 )
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_stops_the_backup_and_leaves_nothing(pg, tools, key_file, tmp_path, signum, status):
+    """SIGHUP too: it once ended the run at once, by run_script's Terminated, its
+    temporary files left behind and the failed run not recorded."""
     started = tmp_path / "pg_dump-started"
     body = f"echo 'CREATE TABLE t (x int);'\ntouch {started}\nexec sleep 60\n"
     env = _with_path_first(script_env(pg, tools), _fake_pg_dump(tmp_path, body))
     directory, prom = tmp_path / "b", tmp_path / "encpipe.prom"
     proc = subprocess.Popen([BACKUP, "--dir", directory, "--key-file", key_file, "--metrics-file", prom, "anydb"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))  # not nohup's, if so run
     deadline = time.monotonic() + 30
     while not (started.exists() and len(dir_entries(directory)) == 2):  # the dump's and the globals' temps
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()

@@ -5,6 +5,8 @@ output or error, and leaves neither that child nor what it started running.
 Before, the child was waited with a plain wait: the script died, and the keyid
 child (here a stand-in for ENCPIPE that waits on a `sleep`) ran on."""
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -13,6 +15,7 @@ import pytest
 
 from procs import alive, ended_afterwards, shell_status
 from test_backup_restore import RESTORE, python_env
+from test_signal_commits import IDS, SIGNALS, run, signalled, signalled_env
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
@@ -41,3 +44,43 @@ def test_a_restore_stopped_during_its_key_check_leaves_no_child(tmp_path, signum
         assert (shell_status(proc.returncode), out, err) == (status, b"", b"")
         assert took < 5
         assert [pid for pid in children if alive(pid)] == []
+
+
+def _marked(mark):
+    """The pids of the processes whose environment holds `mark` (this user's, still there)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mark.encode() in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_a_signal_just_as_the_key_check_child_starts_stops_it(tmp_path, sig):
+    """The signal came inside Popen, the keyid child forked and exec'd but not yet
+    recorded: the restore died of it and the child, never recorded, ran on (once in a
+    while under load, by timing). It is now started and recorded in one step, then stopped."""
+    mark = f"KEYCHECK_MARK={tmp_path}"
+    encpipe = tmp_path / "encpipe"  # `encpipe keyid` that never ends, with a child of its own
+    encpipe.write_text("#!/bin/sh\nsleep 1000 &\nwait\n")
+    encpipe.chmod(0o755)
+    key = tmp_path / "k"
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o600)
+    env = signalled_env(tmp_path, "_execute_child", "'keyid' in args[1]", sig,
+                        {**python_env(), "ENCPIPE": str(encpipe), mark.split("=")[0]: str(tmp_path)},
+                        owner="subprocess.Popen")
+    try:
+        done = run([RESTORE, "--key-file", str(key), str(tmp_path / "db_20250101T000000Z.sql.enc"), "db"], env)
+        assert signalled(tmp_path)
+        assert (shell_status(done.returncode), done.stdout, done.stderr) == (128 + sig, b"", b"")
+        time.sleep(0.5)  # a process killed is reaped by init
+        assert _marked(mark) == []
+    finally:
+        for pid in _marked(mark):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -62,6 +62,7 @@ from ..cli import Io, report_errors
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
 from ..safefile import check_directory
 from ..shown import json_value
+from ..sigdefer import held, hold_for_good
 from .names import KINDS, temp_started
 from .remotes import split_file
 from .storage import CHUNK, Local, open_location, upload
@@ -97,12 +98,14 @@ def cmd_commit(args, io):
     if args["--globals-temp"]:
         renames.insert(0, (args["--globals-temp"], args["--globals-name"]))
     renamed = []
-    try:
-        for old, new in renames:
-            for store in reversed(targets):  # the local file last: it is what the run leaves
-                renamed.append((store, new, store.rename(old, new)))
-    except EncpipeError as e:  # a store's rename says which one failed
-        return _undo(args, io, targets, renames, renamed, e)
+    with held():  # every file renamed, or those renamed taken back: a signal waits for either
+        try:
+            for old, new in renames:
+                for store in reversed(targets):  # the local file last: it is what the run leaves
+                    renamed.append((store, new, store.rename(old, new)))
+        except EncpipeError as e:  # a store's rename says which one failed
+            return _undo(args, io, targets, renames, renamed, e)
+        hold_for_good()  # stored: the rest (read back, prune, record, the JSON line) and its status stand
     status, head = 0, None  # from here on the backup is stored: what fails is said, the run still recorded
     from .listing import examine  # imported by encpipe-backup while pg_dump starts
 

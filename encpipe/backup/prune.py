@@ -9,8 +9,13 @@ authenticated (anyone with an x25519 public key, or any slot holder of a v1
 file, could have made it), unless `count_unauthenticated`: the operator's
 choice to count such files, which lets a writer of the location plant files
 that make genuine backups go.
+
+Once a file is removed, the prune is a change made: a signal (SIGINT, SIGTERM,
+SIGHUP) then waits for the rest of the removals and the report, and the run's
+status stands (sigdefer.hold_for_good); before, it stops the run, nothing removed.
 """
 
+from ..sigdefer import held, hold_for_good
 from .listing import copies, older_than_its_name, scan
 from .names import iso
 from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, OK, REMOVE, RENAMED, UNVERIFIED, Record, plan
@@ -53,7 +58,9 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
                 "created": iso(entry.created), "bytes": entry.bytes, "reasons": decision.reasons}
         if decision.action == REMOVE and not dry_run:
             try:
-                store.remove(entry.item)
+                with held():  # a removal is never cut in two (a file left in the hold directory)
+                    store.remove(entry.item)
+                    hold_for_good()  # removed: the rest of the plan, the report and its status stand
             except Exception as e:  # OSError, or rclone's failure
                 report["errors"].append({"filename": entry.filename, "error": _message(entry, e)})
                 continue

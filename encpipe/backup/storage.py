@@ -23,6 +23,7 @@ import os
 import stat
 
 from .. import safefile
+from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure
 from .rclonestore import Rclone
 from .records import Item
@@ -159,7 +160,7 @@ class Local:
         """The very file listed as `item`, its first item.size bytes: never through a
         link not listed as one, never a file put in its place since, and an error
         rather than more bytes when it grows (a writer cannot make a read endless)."""
-        return io.BufferedReader(safefile.AsListed(self._open(item), item.name, item.size), CHUNK)
+        return io.BufferedReader(AsListed(self._open(item), item.name, item.size), CHUNK)
 
     def _open(self, item):
         safefile.hook("opening", self.directory, item.name)
