@@ -24,7 +24,7 @@ import sys
 import threading
 
 from . import sigthreads
-from .keys import kill_tree
+from .proctree import kill_tree
 from .shown import unprintable
 from .stdio import write_quietly
 
