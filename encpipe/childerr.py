@@ -24,7 +24,7 @@ import sys
 import threading
 
 from . import sigthreads
-from .keys import kill_tree
+from .proctree import kill_tree
 from .shown import unprintable
 from .stdio import write_quietly
 
@@ -168,6 +168,23 @@ def started(launch, *args, stderr_of=None, **kwargs):
             stop(proc)
         raise
     return proc, errs
+
+
+def used(launch, *args, use=waited, stderr_of=None, **kwargs):
+    """started(...), then `use(proc)` (default: waited, its status), in one `try`
+    entered before the start (held): a signal or an error anywhere from the start
+    to use's end stops the child (stop), never leaves it running; (what use
+    returned, the ChildStderr). Once started() returned, a caller that entered its
+    own `try` only then had a few bytecodes in which a signal lost the child."""
+    proc = None
+    try:
+        with sigthreads.held():  # started and in this `try` in one step
+            proc, errs = started(launch, *args, stderr_of=stderr_of, **kwargs)
+        return use(proc), errs
+    except BaseException:
+        if proc is not None:
+            stop(proc)
+        raise
 
 
 def run(launch, args, limit, pass_on=True, label="", **kwargs):

@@ -6,11 +6,12 @@ are read only when no key option was given.
 """
 
 import os
-import signal
 import stat
 import subprocess
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
+from .proctree import kill_tree
+from .sigdefer import held
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
 from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
@@ -214,15 +215,17 @@ def run_secret_command(command, env):
     """Run `command` with sh -c and return its standard output; bounded in time.
     It inherits our environment less every secret in it but the cloud's
     (KEY_COMMAND_NEEDS)."""
-    timeout = _command_timeout(env)
+    timeout, child = _command_timeout(env), None
     try:
-        child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 env=child_env(os.environ, needs=KEY_COMMAND_NEEDS))
-    except OSError as e:
-        raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
-    try:
+        with held():  # started and in this `try` in one step: a signal (encpipe dies of it) never leaves it running
+            child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     env=child_env(os.environ, needs=KEY_COMMAND_NEEDS))
         output = _bounded_output(child, timeout)
-    except (subprocess.TimeoutExpired, UsageError) as e:
+    except BaseException as e:
+        if child is None:
+            if isinstance(e, OSError):
+                raise InputUnavailable(f"cannot run key command: {e.strerror or e}") from None
+            raise
         # Kill what the shell started too: a grandchild holding the pipe would
         # otherwise keep us waiting. The command stays in our process group so
         # that it can still prompt on the terminal (pass, gpg's pinentry).
@@ -231,7 +234,9 @@ def run_secret_command(command, env):
         child.wait()
         if isinstance(e, UsageError):
             raise UsageError(f"key command printed {e}: {command}") from None
-        raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
+        raise
     if child.returncode != 0:  # killed by signal N: so said, not "status -N"
         status = child.returncode
         how = f"killed by signal {-status}" if status < 0 else f"failed with status {status}"
@@ -264,34 +269,6 @@ def _bounded_output(child, timeout, limit=MAX_SECRET_BYTES):
             blocks.append(block)
     child.wait(timeout=max(deadline - time.monotonic(), 0.001))
     return b"".join(blocks)
-
-
-def kill_tree(pid):
-    """SIGKILL `pid` and its descendants; each is stopped first, so that it can
-    neither start new children nor report the deaths of the old ones."""
-    try:
-        os.kill(pid, signal.SIGSTOP)
-    except OSError:
-        return
-    for task in _listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                children = f.read().split()
-        except OSError:
-            children = []
-        for child in children:
-            kill_tree(int(child))
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
 
 
 def _command_timeout(env):

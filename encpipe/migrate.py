@@ -287,26 +287,33 @@ class Migration:
             raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
 
     def seal(self, src, out_fd):
-        """open --legacy | seal; their warnings pass on, an error line goes in the file's report line."""
-        opener, opened_said = childerr.started(self.secrets.spawn, [*self.encpipe, "open", "--legacy", *self.open_args,
-                                                                    "-"], stdin=src, stdout=subprocess.PIPE,
-                                               env=self.open_env, start=subprocess.Popen)
-        try:
-            sealer, sealed_said = childerr.started(self.secrets.spawn, [*self.encpipe, "seal", *self.seal_args],
-                                                   stdin=opener.stdout, stdout=out_fd, start=subprocess.Popen)
-        except BaseException:
-            opener.kill()
-            opener.wait()
-            opened_said.wait()
-            raise
-        finally:
-            opener.stdout.close()
-        sealed, opened = childerr.exit_status(sealer.wait()), childerr.exit_status(opener.wait())
+        """open --legacy | seal; their warnings pass on, an error line goes in the file's report line.
+        Each child is started inside the `try` that stops it (childerr.used): a signal, even
+        one that comes as it starts, leaves neither running."""
+        (sealed, opened, sealed_said), opened_said = childerr.used(
+            self.secrets.spawn, [*self.encpipe, "open", "--legacy", *self.open_args, "-"], stdin=src,
+            stdout=subprocess.PIPE, env=self.open_env, start=subprocess.Popen,
+            use=lambda opener: self.sealed_from(opener, out_fd))
+        sealed, opened = childerr.exit_status(sealed), childerr.exit_status(opened)
         opened_said, sealed_said = opened_said.wait(), sealed_said.wait()
         if opened and not (sealed and opened == 128 + signal.SIGPIPE):  # not just seal going first
             raise child_failed("encpipe open --legacy", opened, opened_said)
         if sealed:
             raise child_failed("encpipe seal", sealed, sealed_said)
+
+    def sealed_from(self, opener, out_fd):
+        """seal of what `opener` (open --legacy) writes, into `out_fd`: (seal's status, then
+        open's, once both ended, seal's ChildStderr)."""
+        def waited(sealer):
+            opener.stdout.close()  # seal's alone: open gets SIGPIPE if seal ends first
+            return childerr.waited(sealer)
+
+        try:
+            sealed, said = childerr.used(self.secrets.spawn, [*self.encpipe, "seal", *self.seal_args],
+                                         stdin=opener.stdout, stdout=out_fd, start=subprocess.Popen, use=waited)
+        finally:
+            opener.stdout.close()
+        return sealed, opener.wait(), said
 
     def verify(self, fd, plaintext):
         """inspect --verify of the new file through its descriptor, never its name."""

@@ -141,10 +141,11 @@ def fetch_remote(remote, with_globals, fetched):
         # names itself encpipe-backup), kept (bounded: LINE_MAX bytes), goes in restore's one line
         errs = childerr.ChildStderr(prog="encpipe-backup", pass_on=needed)
         with os.fdopen(fd, "wb") as out:
-            proc, _ = childerr.started(subprocess.Popen, [sys.executable, "-m", "encpipe.backup", "fetch", name],
-                                       stderr_of=errs, stdout=out, env=child_env(os.environ, needs=RCLONE_NEEDS))
-        # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children
-        status = childerr.exit_status(childerr.waited(proc))  # killed by signal N: 128 + N
+            # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children,
+            # even just as it started (childerr.used)
+            status, _ = childerr.used(subprocess.Popen, [sys.executable, "-m", "encpipe.backup", "fetch", name],
+                                      stderr_of=errs, stdout=out, env=child_env(os.environ, needs=RCLONE_NEEDS))
+        status = childerr.exit_status(status)  # killed by signal N: 128 + N
         error = errs.wait()[0]
         # the globals file absent is told apart (pgglobals.beside refuses it, as a local one missing); any
         # other failure is one, as for a local globals file that exists but cannot be read

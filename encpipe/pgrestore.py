@@ -211,9 +211,8 @@ class Run:
     def authenticate_legacy(self):
         if self.sealed:
             return False
-        proc, said = childerr.started(self.encpipe_run, ["inspect", "--legacy", "--verify", self.source],
-                                      start=subprocess.Popen, stdout=subprocess.DEVNULL)
-        status = childerr.waited(proc)
+        status, said = childerr.used(self.encpipe_run, ["inspect", "--legacy", "--verify", self.source],
+                                     start=subprocess.Popen, stdout=subprocess.DEVNULL)
         if status != 0:
             status = childerr.exit_status(status)
             raise self.refused("cannot authenticate %s" % self.file, status, said.wait())
@@ -230,8 +229,8 @@ class Run:
                                              pgglobals.REFUSED_HINT))  # removed, it is refused as missing
         self.globals_names = [path]
         args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
-        proc, said = childerr.started(self.encpipe_run, args, start=subprocess.Popen, stdout=subprocess.PIPE)
-        text = pgglobals.read_sql(proc, path, self.db)
+        (proc, text), said = childerr.used(self.encpipe_run, args, use=lambda proc: (proc, pgglobals.read_sql(
+            proc, path, self.db)), start=subprocess.Popen, stdout=subprocess.PIPE)
         said.wait()
         if proc.returncode != 0:
             status = childerr.exit_status(proc.returncode)

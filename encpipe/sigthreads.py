@@ -70,13 +70,19 @@ def _initial_mask():  # in the child, between fork and exec: no lock, no import,
 
 
 def run(*args, input=None, **options):
-    """subprocess.run(capture_output=True ...) through popen(): the child killed if this is interrupted."""
-    with popen(*args, stdin=subprocess.PIPE if input is not None else options.pop("stdin", None),
-               stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options) as proc:
+    """subprocess.run(capture_output=True ...) through popen(): the child killed if this is
+    interrupted, even as it starts (held: a signal inside Popen once lost it, and psql ran on)."""
+    proc = None
+    with contextlib.ExitStack() as closing:  # at the end, its pipes closed and it reaped
         try:
+            with held():  # started and in this `try` in one step
+                proc = closing.enter_context(popen(*args, stdin=subprocess.PIPE if input is not None else
+                                                   options.pop("stdin", None), stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE, **options))
             out, err = proc.communicate(input)
         except BaseException:
-            proc.kill()
+            if proc is not None:
+                proc.kill()
             raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

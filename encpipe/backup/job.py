@@ -225,8 +225,9 @@ def _record(args, ok, size=None):
         from . import metrics
 
         try:
+            # recorded, the run's status stands (a failed run's too: its line names it), whatever signal comes
             metrics.record(args["--metrics-file"], args["--database"], ok=ok, started=float(args["--started"]),
-                           finished=time.time(), size=size)
+                           finished=time.time(), size=size, committed=hold_for_good)
         except EncpipeError as e:
             return e
         except OSError as e:

@@ -137,8 +137,9 @@ def render(samples):
     return "\n".join(out) + "\n"
 
 
-def record(path, database, *, ok, started, finished, size=None):
-    """Write one attempt of `database` into the textfile at `path`."""
+def record(path, database, *, ok, started, finished, size=None, committed=None):
+    """Write one attempt of `database` into the textfile at `path`; `committed()` runs
+    once it is renamed into place (write_atomically), before a signal can."""
     refuse_place(path)  # before making the lock in it
     with _locked(f"{path}.lock"):
         samples = read(path, lenient=True)
@@ -154,7 +155,7 @@ def record(path, database, *, ok, started, finished, size=None):
                 mine["encpipe_backup_last_size_bytes"] = size
         text = render(samples).encode("utf-8")
         # node_exporter's user reads it; write_atomically sets the mode whatever the umask
-        write_atomically(path, lambda dst: dst.write(text), mode=0o644)
+        write_atomically(path, lambda dst: dst.write(text), mode=0o644, committed=committed)
     return samples
 
 

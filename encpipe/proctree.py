@@ -1,0 +1,33 @@
+"""Ending a child with every process it started (a key command's shell and what it
+runs, an encpipe and its key command): each stopped first, then killed."""
+
+import os
+import signal
+
+
+def kill_tree(pid):
+    """SIGKILL `pid` and its descendants; each is stopped first, so that it can
+    neither start new children nor report the deaths of the old ones."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except OSError:
+        return
+    for task in _listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = f.read().split()
+        except OSError:
+            children = []
+        for child in children:
+            kill_tree(int(child))
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
