@@ -421,3 +421,38 @@ def test_a_signal_as_the_upload_s_rclone_starts_stops_it(key_file, tmp_path):
         os.kill(int(pid), signal.SIGKILL)
     assert (done.returncode, done.stdout, done.stderr, alive) == (143, b"", b"", False)
     assert not (bucket / "up").exists() or os.listdir(bucket / "up") == []
+
+
+def test_an_rclone_killed_as_the_run_is_interrupted_again_is_said(tmp_path, monkeypatch):
+    """Interrupted again while rclone aborts its upload (a second Ctrl-C), the run kills
+    it at once: the store keeps the sentence that says what may be left, for the run's
+    line. Before, that kill went unsaid: an interrupted run prints no line unless
+    something is left, and an S3 multipart upload was left, in no listing."""
+    from encpipe.backup import storage
+    from encpipe.backup.rclonestore import Rclone
+
+    remote, bucket = stubborn_remote(tmp_path, STUBBORN="1")
+    store = Rclone("here:up", {**python_env(), **remote})
+    uploads, writer = [], Rclone.writer
+    monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
+
+    def write(out):
+        out.write(b"x" * 300000)
+        proc = uploads[0].proc
+        real = proc.wait
+
+        def wait(timeout=None):  # the wait for rclone's abort is interrupted again
+            if timeout is not None:
+                raise KeyboardInterrupt
+            return real()
+
+        proc.wait = wait
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.write_new([store], ".encpipe-tmp.x", write, "x")
+    assert uploads[0].proc.returncode == -signal.SIGKILL
+    assert store.unfinished == [
+        "rclone rcat was killed, the run interrupted again while it aborted its upload: an unfinished upload of "
+        "here:up/.encpipe-tmp.x may be left (an S3 multipart upload: rclone backend list-multipart-uploads "
+        "REMOTE:BUCKET)"]

@@ -77,7 +77,12 @@ def write_new(stores, name, write, final=None):
             writer.close()
     except BaseException as e:
         for store, writer in zip(stores, writers):  # only the files this upload created
-            store.unfinished += [note for note in (writer.abort(), _discard(store, name)) if note]
+            try:
+                notes = (writer.abort(), _discard(store, name))
+            except BaseException:  # interrupted again: what its abort, cut short, may have left
+                store.unfinished += [note for note in (getattr(writer, "left", None),) if note]
+                raise
+            store.unfinished += [note for note in notes if note]
         if isinstance(e, OSError):
             raise IOFailure(f"cannot store {name}: {e.strerror or e}") from None
         raise
