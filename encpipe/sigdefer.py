@@ -38,7 +38,6 @@ INHERITED = signal.pthread_sigmask(signal.SIG_BLOCK, ())
 _held = 0  # how deep the main thread is in held()
 _soft = 0  # how deep in Commit holds and hold_for_good: a second signal is not held there
 _came = 0  # signals that came (not their retries) and have not run yet
-_retrying = False  # a retry (again) runs the handler: not a signal that came
 _for_good = False  # held until the process exits (hold_for_good)
 _waiting = None  # the retry of a signal held by held(): run as the block ends, not up to RETRY later
 
@@ -48,9 +47,9 @@ def outside_imports(handler):
     and no held() block; until then the signal waits, and then goes to the
     handler set for it by that time (maybe another one, or none: it then acts as
     the disposition it finds, default or ignored)."""
-    def run_outside(signum, frame):
+    def run_outside(signum, frame, retry=False):
         global _waiting, _came
-        _came += not _retrying
+        _came += not retry  # a handler may run inside another: a flag of the retry's would miscount
         if not _held and not _importing(frame) and (not _soft or _came > 1):  # a second one: not held
             _came = 0
             if _waiting is not None:  # the retry of the first, stopped: this one runs instead
@@ -67,25 +66,23 @@ def outside_imports(handler):
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
 
         def again(_, later):
-            global _retrying
             stop()
             current = signal.getsignal(signum)
-            if callable(current):
-                _retrying = True
-                try:
-                    current(signum, later)
-                finally:
-                    _retrying = False
+            if getattr(current, "outside_imports", False):
+                current(signum, later, retry=True)
+            elif callable(current):
+                current(signum, later)
             else:
                 signal.raise_signal(signum)
 
         again.stop = stop
         previous = signal.signal(signal.SIGALRM, again)
+        if _held or _soft:  # before the timer: a second signal from here on stops it (above)
+            _waiting = again
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a caller's block would lose it
         signal.setitimer(signal.ITIMER_REAL, RETRY)
-        if _held or _soft:
-            _waiting = again
 
+    run_outside.outside_imports = True
     return run_outside
 
 
