@@ -1,6 +1,6 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
-from . import aead, bounded, envelope, keygen, safefile
+from . import aead, bounded, envelope, keygen
 from . import format as fmt
 from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
@@ -163,6 +163,8 @@ def cmd_seal(args, io):
         )
 
     if path:  # once FILE is renamed into place, a signal no longer stops seal: it is done (0)
+        from . import safefile  # here: inspect, keyid and open write no file
+
         safefile.write_output(path, write, allow_shared=args["--allow-shared-dir"], committed=hold_for_good)
     else:
         write(io.stdout)
@@ -275,6 +277,8 @@ def cmd_inspect(args, io):
 
 def cmd_rewrap(args, io):
     path = args["--in-place"]
+    from . import safefile  # here, as for seal -o
+
     src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)
     src = bounded.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
     hint = "rewrap a file with --in-place FILE, or give the secret from a file"

@@ -18,7 +18,10 @@ child, which then outlives the process.
 A commit (a file renamed into place, a backup removed, a database swapped in) and
 the word of it (a report line, the exit status) are one step too: Commit holds
 the signals from the commit to the end of its block (the report), hold_for_good
-from the commit to the process's exit, whose status then stands (settle).
+from the commit to the process's exit, whose status then stands (settle). Those
+two hold one signal only: a second one, the first still waiting (a report that
+its reader does not take waits for ever), runs at once, as it would have before
+the commit; inside held() it still waits for the block's end.
 
 Apart from the scripts' children (sigthreads), encpipe itself needs this from its
 first line (cli.catch_signal): this module loads nothing but signal, sys and threading.
@@ -33,6 +36,8 @@ RETRY = 0.01
 # Those the process began with blocked (its caller's choice): a child keeps them blocked.
 INHERITED = signal.pthread_sigmask(signal.SIG_BLOCK, ())
 _held = 0  # how deep the main thread is in held()
+_soft = 0  # how deep in Commit holds and hold_for_good: a second signal is not held there
+_came = 0  # signals that came (not their retries) and have not run yet
 _for_good = False  # held until the process exits (hold_for_good)
 _waiting = None  # the retry of a signal held by held(): run as the block ends, not up to RETRY later
 
@@ -42,12 +47,16 @@ def outside_imports(handler):
     and no held() block; until then the signal waits, and then goes to the
     handler set for it by that time (maybe another one, or none: it then acts as
     the disposition it finds, default or ignored)."""
-    def run_outside(signum, frame):
-        global _waiting
-        if not _held and not _importing(frame):
+    def run_outside(signum, frame, retry=False):
+        global _waiting, _came
+        _came += not retry  # a handler may run inside another: a flag of the retry's would miscount
+        if not _held and not _importing(frame) and (not _soft or _came > 1):  # a second one: not held
+            _came = 0
+            if _waiting is not None:  # the retry of the first, stopped: this one runs instead
+                _waiting.stop()
             return handler(signum, frame)
 
-        def again(_, later):
+        def stop():
             global _waiting
             if _waiting is again:
                 _waiting = None
@@ -55,18 +64,25 @@ def outside_imports(handler):
             signal.signal(signal.SIGALRM, previous)
             if signal.SIGALRM in INHERITED:  # blocked again, as the process began
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+
+        def again(_, later):
+            stop()
             current = signal.getsignal(signum)
-            if callable(current):
+            if getattr(current, "outside_imports", False):
+                current(signum, later, retry=True)
+            elif callable(current):
                 current(signum, later)
             else:
                 signal.raise_signal(signum)
 
+        again.stop = stop
         previous = signal.signal(signal.SIGALRM, again)
+        if _held or _soft:  # before the timer: a second signal from here on stops it (above)
+            _waiting = again
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a caller's block would lose it
         signal.setitimer(signal.ITIMER_REAL, RETRY)
-        if _held:
-            _waiting = again
 
+    run_outside.outside_imports = True
     return run_outside
 
 
@@ -88,15 +104,30 @@ def held():
             _waiting(signal.SIGALRM, sys._getframe())
 
 
+@contextlib.contextmanager
+def _held_once():
+    """held(), but for one signal: a second one runs at once, outside held() blocks."""
+    global _soft
+    main = threading.current_thread() is threading.main_thread()
+    _soft += main
+    try:
+        yield
+    finally:
+        _soft -= main
+        if main and not _held and not _soft and _waiting is not None:
+            _waiting(signal.SIGALRM, sys._getframe())
+
+
 def hold_for_good():
     """From here until the process exits a raising handler waits, and the status the
     run returns stands (cli.run and run_script settle() it): what the signal would
     stop is done (`seal -o`'s file renamed into place, backups removed, a database
-    swapped in), and what is left is to say so. In the main thread; elsewhere, nothing."""
-    global _held, _for_good
+    swapped in), and what is left is to say so. One signal: a second one, the first
+    still waiting, ends the run at once. In the main thread; elsewhere, nothing."""
+    global _soft, _for_good
     if threading.current_thread() is threading.main_thread() and not _for_good:
         _for_good = True
-        _held += 1
+        _soft += 1
 
 
 def committed():
@@ -108,20 +139,21 @@ def settle():
     """At the exit, after hold_for_good(): the signals it held are dropped, and so
     is any that comes until the process has ended (SIGINT, SIGTERM and SIGHUP
     ignored, the retry's timer stopped). Else nothing."""
-    global _held, _for_good
+    global _soft, _for_good
     if _for_good:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
         signal.setitimer(signal.ITIMER_REAL, 0)
         _for_good = False
-        _held -= 1
+        _soft -= 1
 
 
 class Commit:
     """`with Commit() as commit:` a step that makes a change (given commit.hold, to call
     as it makes it), then the report of it: a raising handler waits from hold() to the
     end of the block, so that a change made is never left unreported (encpipe-rotate's
-    line for a file renamed). Before hold(), nothing is held."""
+    line for a file renamed); one signal: a second one ends the wait (a line that its
+    reader does not take). Before hold(), nothing is held."""
 
     def __init__(self):
         self._stack, self.holding = contextlib.ExitStack(), False
@@ -131,7 +163,7 @@ class Commit:
 
     def hold(self):
         if not self.holding:
-            self._stack.enter_context(held())
+            self._stack.enter_context(_held_once())
             self.holding = True
 
     def __exit__(self, *exc):

@@ -104,3 +104,24 @@ def test_a_restore_loads_no_cipher_command_nor_remote_store_module():
     assert "encpipe.pgrestore" in loaded and "encpipe.pgfetch" in loaded
     assert loaded.isdisjoint({"encpipe.commands", "encpipe.envelope", "encpipe.provenance", "encpipe.backup.storage",
                               "encpipe.backup.rclonestore", "encpipe.backup.records"})
+
+
+def _loaded_by(*argv):
+    """The modules `encpipe ARGV...` imports (python -X importtime's list)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "encpipe", *argv], capture_output=True,
+                          text=True, cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin",
+                                                               "PYTHONPATH": str(PACKAGE.parent)})
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_inspect_and_keyid_load_no_module_of_writing_a_file():
+    """`inspect` and `keyid`, which write no file, import neither the atomic writer nor
+    what it needs (grp): seal -o and rewrap --in-place import it when they run.
+    Moving the bounded readers out of it once made them load one module more."""
+    for argv in (["inspect", "/dev/null"], ["keyid", "--key-file", "/dev/null"]):
+        loaded = _loaded_by(*argv)
+        assert "encpipe.commands" in loaded
+        assert loaded.isdisjoint({"encpipe.safefile", "grp"}), argv

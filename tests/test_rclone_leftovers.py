@@ -375,3 +375,84 @@ def test_a_dump_that_fails_mid_way_leaves_nothing_on_s3(key_file, s3, tmp_path):
     assert (done.returncode, done.stdout) == (1, b"") and lines[-1].startswith(
         "encpipe-backup: error: backup of shop failed (status 1): "), lines
     assert multipart_uploads(s3, "dumpfailed") == [] and s3.objects("dumpfailed") == []
+
+
+# --- a signal as the upload's rclone starts ------------------------------------------
+
+COUNTED = """#!/bin/sh
+# rclone, each rcat's process id written to %s first (exec keeps it)
+[ "$1" = rcat ] && echo $$ >> %s
+exec %s "$@"
+"""
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_signal_as_the_upload_s_rclone_starts_stops_it(key_file, tmp_path):
+    """SIGTERM just as `rclone rcat` is started (Popen returned, the upload not yet
+    recorded): the run stops that rclone, which is in a process group of its own,
+    and dies of the signal (143), nothing on the remote. Before, the rclone was
+    never recorded, so never stopped: it ran on after the run, read the end of its
+    input and stored an empty object under the run's temporary name, maybe after
+    the run had removed that name."""
+    from test_signal_commits import signalled, signalled_env
+
+    bucket, wrapper, pids = tmp_path / "bucket", tmp_path / "rclone", tmp_path / "pids"
+    bucket.mkdir()
+    (tmp_path / "rclone.conf").write_text("")
+    wrapper.write_text(COUNTED % (pids, pids, rclone_binary()))
+    wrapper.chmod(0o755)
+    env = fake_env(tmp_path, BIG_SLOW_DUMP, RCLONE=str(wrapper), RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
+                   RCLONE_CONFIG_HERE_TYPE="alias", RCLONE_CONFIG_HERE_REMOTE=str(bucket))
+    site = signalled_env(tmp_path, "Popen", "'rcat' in args[0]", signal.SIGTERM, owner="subprocess")
+    env["PYTHONPATH"] = site["PYTHONPATH"]
+    done = subprocess.run([BACKUP, "--no-globals", "--compress", "none", "--to", "here:up", "--key-file", key_file,
+                           "shop"], env=env, capture_output=True, timeout=300, start_new_session=True)
+    assert signalled(tmp_path)
+    [pid] = pids.read_text().split()
+    alive = _running(int(pid))
+    if alive:
+        os.kill(int(pid), signal.SIGKILL)
+    assert (done.returncode, done.stdout, done.stderr, alive) == (143, b"", b"", False)
+    assert not (bucket / "up").exists() or os.listdir(bucket / "up") == []
+
+
+def test_an_rclone_killed_as_the_run_is_interrupted_again_is_said(tmp_path, monkeypatch):
+    """Interrupted again while rclone aborts its upload (a second Ctrl-C), the run kills
+    it at once: the store keeps the sentence that says what may be left, for the run's
+    line. Before, that kill went unsaid: an interrupted run prints no line unless
+    something is left, and an S3 multipart upload was left, in no listing."""
+    from encpipe.backup import storage
+    from encpipe.backup.rclonestore import Rclone
+
+    remote, bucket = stubborn_remote(tmp_path, STUBBORN="1")
+    store = Rclone("here:up", {**python_env(), **remote})
+    uploads, writer = [], Rclone.writer
+    monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
+
+    def write(out):
+        out.write(b"x" * 300000)
+        proc = uploads[0].proc
+        real = proc.wait
+
+        def wait(timeout=None):  # the wait for rclone's abort is interrupted again
+            if timeout is not None:
+                raise KeyboardInterrupt
+            return real()
+
+        proc.wait = wait
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.write_new([store], ".encpipe-tmp.x", write, "x")
+    assert uploads[0].proc.returncode == -signal.SIGKILL
+    assert store.unfinished == [
+        "rclone rcat was killed, the run interrupted again while it aborted its upload: an unfinished upload of "
+        "here:up/.encpipe-tmp.x may be left (an S3 multipart upload: rclone backend list-multipart-uploads "
+        "REMOTE:BUCKET)"]

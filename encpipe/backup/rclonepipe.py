@@ -204,7 +204,8 @@ class Upload:
         which it aborts its own partial upload (an S3 multipart upload, that SIGKILL
         leaves on the server, invisible and billed), and killed only when it has not
         ended ABORT_WAIT s later, or when this is interrupted meanwhile; then
-        reaped. What may be left on the remote (a sentence), else None."""
+        reaped. What may be left on the remote (a sentence), else None; interrupted,
+        that sentence is `left`."""
         left = None
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -212,15 +213,20 @@ class Upload:
                 self.proc.wait(ABORT_WAIT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                left = (f"rclone rcat did not end within {ABORT_WAIT} s of SIGTERM and was killed: an unfinished "
-                        f"upload of {self.where} may be left (an S3 multipart upload: rclone backend "
-                        "list-multipart-uploads REMOTE:BUCKET)")
-            except BaseException:  # interrupted again: stopped at once
+                left = f"rclone rcat did not end within {ABORT_WAIT} s of SIGTERM and was killed"
+            except BaseException:  # interrupted again: stopped at once, and said (`left`)
                 self.proc.kill()
+                self.left = self._killed("rclone rcat was killed, the run interrupted again while it aborted its upload")
                 self._closed()
                 raise
         self._closed()
-        return left
+        return left and self._killed(left)
+
+    left = None  # what abort() left, when it was interrupted again
+
+    def _killed(self, why):
+        return (f"{why}: an unfinished upload of {self.where} may be left (an S3 multipart upload: rclone backend "
+                "list-multipart-uploads REMOTE:BUCKET)")
 
     def _closed(self):
         try:

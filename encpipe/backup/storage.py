@@ -25,6 +25,7 @@ import stat
 from .. import safefile
 from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure
+from ..sigdefer import held
 from .rclonestore import Rclone
 from .records import Item
 from .remotes import is_remote, refuse_credentials
@@ -63,17 +64,25 @@ def write_new(stores, name, write, final=None):
     its input ends, so that it stores nothing and aborts its partial upload) and
     the files this made are removed again. What may be left (an upload whose rclone
     had to be killed, a file that cannot be removed) is kept, a sentence each, in
-    the store's `unfinished`, for the run's one error line (pgbackup)."""
+    the store's `unfinished`, for the run's one error line (pgbackup). Each writer
+    is made and recorded in one step (sigdefer.held): a signal never leaves an
+    upload's rclone, in a process group of its own, unstopped."""
     writers = []
     try:
         for store in stores:
-            writers.append(store.writer(name, final or name))
+            with held():  # started and recorded in one step: a signal meanwhile stops it (below)
+                writers.append(store.writer(name, final or name))
         write(_Fanout(writers))
         for writer in writers:
             writer.close()
     except BaseException as e:
         for store, writer in zip(stores, writers):  # only the files this upload created
-            store.unfinished += [note for note in (writer.abort(), _discard(store, name)) if note]
+            try:
+                notes = (writer.abort(), _discard(store, name))
+            except BaseException:  # interrupted again: what its abort, cut short, may have left
+                store.unfinished += [note for note in (getattr(writer, "left", None),) if note]
+                raise
+            store.unfinished += [note for note in notes if note]
         if isinstance(e, OSError):
             raise IOFailure(f"cannot store {name}: {e.strerror or e}") from None
         raise

@@ -1,0 +1,142 @@
+"""A signal held for a commit's report, and that report stuck on a reader that does not read.
+
+From a rename (encpipe-rotate) or a removal (encpipe-prune) on, a SIGINT, SIGTERM
+or SIGHUP waits for the report of what was done (tests/test_signal_commits.py).
+When standard output is a pipe nobody reads, that report never goes out: the
+signal waited for ever, and so did every other one after it, so that only
+SIGKILL ended the run. A second signal, the first still waiting, now ends it at
+once, as a signal did before there was anything to wait for (README "Exit
+status"); a single one still waits for the report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from fuzz.craft import clean_env, command
+from test_signal_commits import ENCPIPE, IDS, KEY, NEW, ROOT, SIGNALS, WAIT, _defaults, run, signalled, \
+    signalled_env
+
+
+def full_pipe():
+    """(read end, write end) of a pipe whose buffer is full: a write to it waits."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    for size in (65536, 1):
+        try:
+            while True:
+                os.write(w, b"x" * size)
+        except BlockingIOError:
+            pass
+    os.set_blocking(w, True)
+    return r, w
+
+
+def stuck_writing(pid):
+    """Wait until `pid` waits on a pipe's write (its report, on the full pipe)."""
+    for _ in range(WAIT * 100):
+        with open(f"/proc/{pid}/wchan") as f:
+            if "pipe_write" in f.read():
+                return True
+        os.sched_yield()
+        signal.sigtimedwait([], 0.01)  # a pause, without a timer of the test's own
+    return False
+
+
+def signalled_twice(tmp_path, argv, env, sig):
+    """Run `argv` with standard output a full pipe; once its first signal (signalled_env)
+    came and it waits on that pipe, signal it again; its status, or None if it did
+    not end within WAIT seconds (then killed)."""
+    r, w = full_pipe()
+    try:
+        proc = subprocess.Popen(argv, env=env, stdout=w, stderr=subprocess.DEVNULL, preexec_fn=_defaults)
+    finally:
+        os.close(w)
+    try:
+        assert stuck_writing(proc.pid)
+        assert signalled(tmp_path)
+        proc.send_signal(sig)
+        try:
+            return proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            return None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(r)
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_rotate_waiting_on_its_report_ends_on_a_second_signal(tmp_path, sig):
+    """a.enc renamed, the signal held for its line, the line stuck in a full pipe: a
+    second signal ends rotate (it dies of it). Before, it ran on until SIGKILL."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    old, new = keys / "old.key", keys / "new.key"
+    for path, value in ((old, KEY), (new, NEW)):
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    for name in ("a.enc", "b.enc"):
+        made = run(command("seal", "--key-file", str(old), "-o", str(work / name)), clean_env(), b"data")
+        assert made.returncode == 0, made.stderr
+    env = signalled_env(tmp_path, "rename", "args[1] == 'a.enc'", sig, {"ENCPIPE": ENCPIPE})
+    argv = [sys.executable, os.path.join(ROOT, "scripts", "encpipe-rotate"), "--old-key-file", str(old),
+            "--new-key-file", str(new), str(work)]
+    assert signalled_twice(tmp_path, argv, env, sig) == -sig
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_prune_waiting_on_its_report_ends_on_a_second_signal(tmp_path, sig):
+    """A backup removed (the run committed), the signal held for the report, the report
+    stuck in a full pipe: a second signal ends prune (it dies of it). Before, it ran
+    on until SIGKILL."""
+    from test_backup_dir import ENV, make_valid
+    from test_backup_dir_hostile import hours_ago
+
+    work = tmp_path / "b"
+    work.mkdir(mode=0o700)
+    oldest, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (48, 24))
+    for name in (oldest, newest):
+        make_valid(work, name)
+    env = signalled_env(tmp_path, "unlink", f"args[0] == {oldest!r}", sig, ENV)
+    argv = [sys.executable, os.path.join(ROOT, "scripts", "encpipe-prune"), "--keep-last", "1", str(work)]
+    assert signalled_twice(tmp_path, argv, env, sig) == -sig
+    assert os.listdir(work) == [newest]
+
+
+def test_prune_signalled_once_still_reports(tmp_path):
+    """One signal, the report's reader slow but there: the report goes out whole, and
+    the status is prune's own (0)."""
+    from test_backup_dir import ENV, make_valid
+    from test_backup_dir_hostile import hours_ago
+
+    work = tmp_path / "b"
+    work.mkdir(mode=0o700)
+    oldest, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (48, 24))
+    for name in (oldest, newest):
+        make_valid(work, name)
+    env = signalled_env(tmp_path, "unlink", f"args[0] == {oldest!r}", signal.SIGTERM, ENV)
+    r, w = full_pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "encpipe-prune"), "--keep-last",
+                                 "1", str(work)], env=env, stdout=w, stderr=subprocess.DEVNULL,
+                                preexec_fn=_defaults)
+    finally:
+        os.close(w)
+    try:
+        assert stuck_writing(proc.pid)
+        with os.fdopen(r, "rb") as reader:
+            out = reader.read()
+        assert proc.wait(WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    report = json.loads(out.lstrip(b"x"))
+    assert [r["filename"] for r in report["removed"]] == [oldest]
