@@ -155,3 +155,30 @@ def test_migrate_signalled_just_after_a_child_of_its_pipeline_started_stops_both
         assert (done.returncode, done.stdout, done.stderr) == (stopped(sig), b"", b"")
     assert os.listdir(work) == ["db.sql.enc"]
     assert open(legacy, "rb").read() == before
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_restore_signalled_just_after_its_lock_session_started_stops_it(pg, tools, key_file, tmp_path, sig):
+    """The psql session that holds the run's advisory lock (pgclient.Session) was started
+    unheld, outside the `try` that closes it: a signal inside Popen left it running."""
+    from test_backup_restore import RESTORE, backup, ensure_small, script_env
+
+    db = ensure_small(pg, "gap_lock_source", rows=10)
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    fake = tmp_path / "fakebin"  # the session's psql (no -f, no --version) hangs; any other is the real one
+    fake.mkdir()
+    (fake / "psql").write_text(f'#!/bin/sh\ncase " $* " in *" -f "*|*" --version "*) exec {pg.bin("psql")} "$@";; '
+                               f'esac\nexec {HANG} {tmp_path}\n')
+    (fake / "psql").chmod(0o755)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = script_env(pg, tools, TMPDIR=str(tmp))
+    env["PATH"] = os.pathsep.join([str(fake), env["PATH"]])
+    env = signalled_env(tmp_path, "_execute_child", "args[1].endswith(\"'-A', '-t']\")", sig, env,
+                        owner="subprocess.Popen")
+    with none_left(tmp_path):
+        done = run([RESTORE, "--key-file", key_file, path, "gap_lock_target"], env)
+        assert signalled(tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (stopped(sig), b"", b"")
+    assert os.listdir(tmp) == []
+    assert "gap_lock_target" not in pg.psql("SELECT datname FROM pg_database").split()
