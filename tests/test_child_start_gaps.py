@@ -182,3 +182,35 @@ def test_restore_signalled_just_after_its_lock_session_started_stops_it(pg, tool
         assert (done.returncode, done.stdout, done.stderr) == (stopped(sig), b"", b"")
     assert os.listdir(tmp) == []
     assert "gap_lock_target" not in pg.psql("SELECT datname FROM pg_database").split()
+
+
+# --- a remote's rclone (rclonepipe) -------------------------------------------------------------
+
+
+def _rclone(tmp_path):
+    """An rclone that lists one object and hangs at anything else, its arguments naming the test's directory."""
+    path = tmp_path / "rclone"
+    path.write_text('#!/bin/sh\ncase "$1" in lsjson) printf \'[{"Name":"db_20250101T000000Z.sql.enc","Size":100}]\';'
+                    f' exit 0;; esac\nexec {HANG} {tmp_path}\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("child", ["cat", "lsjson"])
+def test_list_signalled_just_after_a_remote_s_rclone_started_stops_it(tmp_path, sig, child):
+    """`rclone cat` (rclonepipe.Children.start, under a thread lock, not held) and
+    `rclone lsjson` (rclonepipe.run, whose `try` came after the start): a signal inside
+    Popen ended encpipe-list and left the rclone running. lsjson hangs here too."""
+    rclone = _rclone(tmp_path)
+    if child == "lsjson":
+        (tmp_path / "rclone").write_text(f"#!/bin/sh\nexec {HANG} {tmp_path}\n")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = signalled_env(tmp_path, "_execute_child", f"'{child}' in args[1]", sig,
+                        {"RCLONE": rclone, "TMPDIR": str(tmp)}, owner="subprocess.Popen")
+    with none_left(tmp_path):
+        done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-list"), f"nowhere:{tmp_path}/b"], env)
+        assert signalled(tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")  # it dies of the signal
+    assert os.listdir(tmp) == []
