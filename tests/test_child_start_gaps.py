@@ -10,7 +10,11 @@ and left the child running (one with the key). Each is now started inside that
 Each script is signalled right after childerr.started returns (a sitecustomize.py
 on PYTHONPATH, as in tests/test_signal_commits.py); each child stands in for one
 that hangs, and every process whose command line names the test's own directory
-must be gone."""
+must be gone.
+
+So for children started outside childerr: encpipe-restore's lock session
+(pgclient.Session) and a remote's rclone (rclonepipe.Children.start and run),
+each signalled inside Popen, the child forked but not yet returned."""
 
 import contextlib
 import os
