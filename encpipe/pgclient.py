@@ -126,11 +126,17 @@ def psql_can_restrict(version):
 
 
 class Session:
-    """A psql session held open (for an advisory lock); closed with the object."""
+    """A psql session held open (for an advisory lock): start() it inside the `try`
+    whose end close()s it (stop=True: killed, not waited for: a signal, a server
+    that no longer answers)."""
 
     def __init__(self, db):
-        self.proc = sigthreads.popen(psql_args(db, "-A", "-t"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env=client_env())
+        self.db, self.proc = db, None
+
+    def start(self):
+        with sigthreads.held():  # started and recorded in one step: a signal inside Popen never loses it
+            self.proc = sigthreads.popen(psql_args(self.db, "-A", "-t"), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=client_env())
 
     def ask(self, sql):
         """One statement returning one value; None when the session died."""
@@ -142,8 +148,10 @@ class Session:
             return None
         return line.decode("utf-8", "surrogateescape").strip() or None
 
-    def close(self):
-        if self.proc.poll() is None:
+    def close(self, stop=False):
+        if self.proc is not None and self.proc.poll() is None:
+            if stop:
+                self.proc.kill()
             try:
                 self.proc.stdin.close()
             except OSError:

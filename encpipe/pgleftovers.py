@@ -58,7 +58,12 @@ class RunLock:
     """The advisory lock of one restore's scratch database, in its own session."""
 
     def __init__(self, maintenance_db, temp_name):
-        self.session = Session(maintenance_db)
+        self.session, self.maintenance_db, self.temp_name = Session(maintenance_db), maintenance_db, temp_name
+
+    def take(self):
+        """The lock taken, its session started: inside the `with` block whose end closes it."""
+        maintenance_db, temp_name = self.maintenance_db, self.temp_name
+        self.session.start()
         # not waited for: the name is this run's own, and any role may take any advisory
         # lock, so one that took it (a time and a pid guessed) would make the run wait for ever
         got = self.session.ask(_lock_sql("pg_try_advisory_lock", temp_name))
@@ -68,7 +73,6 @@ class RunLock:
                 raise PgError("another session holds the lock of this run's scratch database %s; nothing was "
                               "changed" % temp_name, 75)
             raise PgError("cannot take an advisory lock in database %s" % maintenance_db)
-        self.temp_name = temp_name
 
     def clean(self, maintenance_db):
         """Drops the scratch databases of dead runs; returns (dropped, kept because in use)."""
@@ -91,8 +95,12 @@ class RunLock:
                 self.session.ask(_lock_sql("pg_advisory_unlock", name))
         return dropped, busy
 
-    def close(self):
-        self.session.close()
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        """Its session closed; killed, not waited for, on a signal (a psql that hangs, or its server)."""
+        self.session.close(stop=kind is not None and not issubclass(kind, Exception))
 
 
 def pre_restore_copies(maintenance_db, db=None, now=None):

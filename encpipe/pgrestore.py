@@ -132,11 +132,9 @@ class Run:
         if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it, any name restores
             raise Failure("database name %s is too long to keep the old one as %s; nothing was changed"
                           % (self.db, self.old), 64, "restore it under a shorter name, or rename %s first" % self.db)
-        self.lock = pgleftovers.RunLock(self.maint, self.temp_name)
-        try:
+        with pgleftovers.RunLock(self.maint, self.temp_name) as self.lock:
+            self.lock.take()
             return self.restore(exists, globals_stmts, backup_props)
-        finally:
-            self.lock.close()
 
     def open_file(self):
         stamp = pgleftovers.stamp()

@@ -10,7 +10,11 @@ and left the child running (one with the key). Each is now started inside that
 Each script is signalled right after childerr.started returns (a sitecustomize.py
 on PYTHONPATH, as in tests/test_signal_commits.py); each child stands in for one
 that hangs, and every process whose command line names the test's own directory
-must be gone."""
+must be gone.
+
+So for children started outside childerr: encpipe-restore's lock session
+(pgclient.Session) and a remote's rclone (rclonepipe.Children.start and run),
+each signalled inside Popen, the child forked but not yet returned."""
 
 import contextlib
 import os
@@ -155,3 +159,62 @@ def test_migrate_signalled_just_after_a_child_of_its_pipeline_started_stops_both
         assert (done.returncode, done.stdout, done.stderr) == (stopped(sig), b"", b"")
     assert os.listdir(work) == ["db.sql.enc"]
     assert open(legacy, "rb").read() == before
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_restore_signalled_just_after_its_lock_session_started_stops_it(pg, tools, key_file, tmp_path, sig):
+    """The psql session that holds the run's advisory lock (pgclient.Session) was started
+    unheld, outside the `try` that closes it: a signal inside Popen left it running."""
+    from test_backup_restore import RESTORE, backup, ensure_small, script_env
+
+    db = ensure_small(pg, "gap_lock_source", rows=10)
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    fake = tmp_path / "fakebin"  # the session's psql (no -f, no --version) hangs; any other is the real one
+    fake.mkdir()
+    (fake / "psql").write_text(f'#!/bin/sh\ncase " $* " in *" -f "*|*" --version "*) exec {pg.bin("psql")} "$@";; '
+                               f'esac\nexec {HANG} {tmp_path}\n')
+    (fake / "psql").chmod(0o755)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = script_env(pg, tools, TMPDIR=str(tmp))
+    env["PATH"] = os.pathsep.join([str(fake), env["PATH"]])
+    env = signalled_env(tmp_path, "_execute_child", "args[1].endswith(\"'-A', '-t']\")", sig, env,
+                        owner="subprocess.Popen")
+    with none_left(tmp_path):
+        done = run([RESTORE, "--key-file", key_file, path, "gap_lock_target"], env)
+        assert signalled(tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (stopped(sig), b"", b"")
+    assert os.listdir(tmp) == []
+    assert "gap_lock_target" not in pg.psql("SELECT datname FROM pg_database").split()
+
+
+# --- a remote's rclone (rclonepipe) -------------------------------------------------------------
+
+
+def _rclone(tmp_path):
+    """An rclone that lists one object and hangs at anything else, its arguments naming the test's directory."""
+    path = tmp_path / "rclone"
+    path.write_text('#!/bin/sh\ncase "$1" in lsjson) printf \'[{"Name":"db_20250101T000000Z.sql.enc","Size":100}]\';'
+                    f' exit 0;; esac\nexec {HANG} {tmp_path}\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("child", ["cat", "lsjson"])
+def test_list_signalled_just_after_a_remote_s_rclone_started_stops_it(tmp_path, sig, child):
+    """`rclone cat` (rclonepipe.Children.start, under a thread lock, not held) and
+    `rclone lsjson` (rclonepipe.run, whose `try` came after the start): a signal inside
+    Popen ended encpipe-list and left the rclone running. lsjson hangs here too."""
+    rclone = _rclone(tmp_path)
+    if child == "lsjson":
+        (tmp_path / "rclone").write_text(f"#!/bin/sh\nexec {HANG} {tmp_path}\n")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = signalled_env(tmp_path, "_execute_child", f"'{child}' in args[1]", sig,
+                        {"RCLONE": rclone, "TMPDIR": str(tmp)}, owner="subprocess.Popen")
+    with none_left(tmp_path):
+        done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-list"), f"nowhere:{tmp_path}/b"], env)
+        assert signalled(tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")  # it dies of the signal
+    assert os.listdir(tmp) == []

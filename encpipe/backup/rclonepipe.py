@@ -41,11 +41,19 @@ class Children:
         self.stopped = False
 
     def start(self, argv, **options):
-        with self.lock:  # so that stop() cannot miss a child being started
-            proc = sigthreads.popen(argv, **options)
-            self.running.add(proc)
-            if self.stopped:
-                proc.kill()
+        """The child, started and recorded in one held step (sigthreads.held): a signal
+        that came meanwhile (inside Popen, the child forked) stops it here, never loses it."""
+        proc = None
+        try:
+            with self.lock, sigthreads.held():  # the lock: so that stop() cannot miss a child being started
+                proc = sigthreads.popen(argv, **options)
+                self.running.add(proc)
+                if self.stopped:
+                    proc.kill()
+        except BaseException:
+            if proc is not None:
+                self.done(proc)
+            raise
         return proc
 
     def done(self, proc):
@@ -92,15 +100,19 @@ def run(children, argv, **options):
     """subprocess.run(argv, capture_output=True) with the child kept in `children`
     while it runs, and killed and reaped whatever happens; of its standard error,
     only the end (ERR_TAIL bytes) is kept."""
-    proc = children.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
-    err = _ErrTail(proc)
+    proc = err = None
     try:
+        with sigthreads.held():  # started, recorded and in this `try` in one step
+            proc = children.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  **options)
+            err = _ErrTail(proc)
         out = proc.stdout.read()
         proc.wait()
     finally:
-        children.done(proc)
-        proc.stdout.close()
-        said = err.end()
+        if proc is not None:
+            children.done(proc)
+            proc.stdout.close()
+            said = err.end() if err else b""
     return proc.returncode, out, said
 
 
