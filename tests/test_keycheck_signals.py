@@ -5,8 +5,6 @@ output or error, and leaves neither that child nor what it started running.
 Before, the child was waited with a plain wait: the script died, and the keyid
 child (here a stand-in for ENCPIPE that waits on a `sleep`) ran on."""
 
-import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -15,7 +13,7 @@ import pytest
 
 from procs import alive, ended_afterwards, shell_status
 from test_backup_restore import RESTORE, python_env
-from test_signal_commits import IDS, SIGNALS, run, signalled, signalled_env
+from test_signal_commits import IDS, SIGNALS, killing_marked, marked, run, signalled, signalled_env
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
@@ -46,18 +44,6 @@ def test_a_restore_stopped_during_its_key_check_leaves_no_child(tmp_path, signum
         assert [pid for pid in children if alive(pid)] == []
 
 
-def _marked(mark):
-    """The pids of the processes whose environment holds `mark` (this user's, still there)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if mark.encode() in f.read().split(b"\0"):
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
 def test_a_signal_just_as_the_key_check_child_starts_stops_it(tmp_path, sig):
@@ -74,13 +60,9 @@ def test_a_signal_just_as_the_key_check_child_starts_stops_it(tmp_path, sig):
     env = signalled_env(tmp_path, "_execute_child", "'keyid' in args[1]", sig,
                         {**python_env(), "ENCPIPE": str(encpipe), mark.split("=")[0]: str(tmp_path)},
                         owner="subprocess.Popen")
-    try:
+    with killing_marked(mark):
         done = run([RESTORE, "--key-file", str(key), str(tmp_path / "db_20250101T000000Z.sql.enc"), "db"], env)
         assert signalled(tmp_path)
         assert (shell_status(done.returncode), done.stdout, done.stderr) == (128 + sig, b"", b"")
         time.sleep(0.5)  # a process killed is reaped by init
-        assert _marked(mark) == []
-    finally:
-        for pid in _marked(mark):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        assert marked(mark) == []

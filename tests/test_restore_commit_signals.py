@@ -13,7 +13,6 @@ still the failure it was.
 The restore is signalled right after psql's communicate() of the swap returns
 (a sitecustomize.py on PYTHONPATH, as in tests/test_signal_commits.py)."""
 
-import contextlib
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ import time
 import pytest
 
 from test_backup_restore import BACKUP, RESTORE, backup, databases, drop_matching, dump, ensure_small, script_env
-from test_signal_commits import IDS, SIGNALS, run, signalled, signalled_env
+from test_signal_commits import IDS, SIGNALS, killing_marked, marked, run, signalled, signalled_env
 
 SWAP = "len(args) > 1 and 'RENAME TO' in args[1] and 'encpipe_restore_' in args[1]"  # psql's input: the swap
 
@@ -153,7 +152,6 @@ def test_restore_signalled_as_its_legacy_check_starts_stops_it(pg, tools, tmp_pa
     yet recorded: the restore died of it and the child (here one that hangs) ran on,
     with the key. It is now started in one step (childerr.started), and stopped."""
     from test_backup_restore import make_legacy_file
-    from test_signal_commits import _marked
 
     path = make_legacy_file(tmp_path / "commit_legacy_20250101T000000Z.sql.enc", "ab" * 32, b"SELECT 1;\n")
     key = tmp_path / "legacy.key"
@@ -167,14 +165,10 @@ def test_restore_signalled_as_its_legacy_check_starts_stops_it(pg, tools, tmp_pa
     env = signalled_env(tmp_path, "_execute_child", "'inspect' in args[1] and '--legacy' in args[1]", sig,
                         {**script_env(pg, tools), "ENCPIPE": str(stand_in), "RESTORE_MARK": str(tmp_path)},
                         owner="subprocess.Popen")
-    try:
+    with killing_marked(mark):
         done = run([RESTORE, "--key-file", str(key), path, "commit_legacy"], env)
         assert signalled(tmp_path)
         assert (done.returncode, done.stdout, done.stderr) == ({signal.SIGTERM: 143, signal.SIGINT: 130}.get(sig, -sig),
                                                                b"", b"")
         time.sleep(0.5)  # a process killed is reaped by init
-        assert _marked(mark) == []
-    finally:
-        for pid in _marked(mark):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        assert marked(mark) == []

@@ -67,6 +67,30 @@ def signalled_env(tmp_path, function, condition, signum, env=None, owner="os"):
     return env
 
 
+def marked(mark):
+    """The pids of this user's processes whose environment holds `mark`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mark.encode() in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@contextlib.contextmanager
+def killing_marked(mark):
+    """Kills, at the end, every process still marked with `mark` (a test that failed)."""
+    try:
+        yield
+    finally:
+        for pid in marked(mark):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def signalled(tmp_path):
     """Whether the sitecustomize.py of signalled_env did signal (its condition was met)."""
     return (tmp_path / "signalled").exists()
@@ -314,18 +338,6 @@ def test_keygen_signalled_around_its_file_leaves_it_only_with_its_public_key_and
 # --- a script's encpipe child, signalled as it starts --------------------------------------
 
 
-def _marked(mark):
-    """The pids of this user's processes whose environment holds `mark`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if mark.encode() in f.read().split(b"\0"):
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
 def test_rotate_signalled_as_its_inspect_child_starts_stops_it(tmp_path, keys, sig):
@@ -346,14 +358,10 @@ def test_rotate_signalled_as_its_inspect_child_starts_stops_it(tmp_path, keys, s
     mark = f"ROTATE_MARK={tmp_path}"
     env = signalled_env(tmp_path, "_execute_child", "'inspect' in args[1]", sig,
                         {"ENCPIPE": str(stand_in), "ROTATE_MARK": str(tmp_path)}, owner="subprocess.Popen")
-    try:
+    with killing_marked(mark):
         done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-rotate"), "--old-key-file", str(old),
                     "--new-key-file", str(new), str(work)], env)
         assert signalled(tmp_path)
         assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")
         time.sleep(0.5)  # a process killed is reaped by init
-        assert _marked(mark) == []
-    finally:
-        for pid in _marked(mark):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        assert marked(mark) == []
