@@ -194,18 +194,16 @@ def run(launch, args, limit, pass_on=True, label="", **kwargs):
     b"" when that is no pipe, (its error, its hint)). OSError when it cannot be
     started. A wait that is stopped (SIGTERM, SIGINT: the script is dying) ends the
     child first, with what it started (stop), as every other child of a script."""
-    errs, proc, out = ChildStderr(pass_on=pass_on, label=label), None, b""
-    try:
-        with sigthreads.held():  # started and recorded in one step: a signal meanwhile stops it (below)
-            proc, errs = started(launch, args, stderr_of=errs, start=subprocess.Popen, **kwargs)
+    def use(proc):
+        out = b""
         if proc.stdout:
             with proc.stdout:
                 out = read_bounded(proc.stdout, limit)
-    except BaseException:
-        if proc is not None:
-            stop(proc)
-        raise
-    return waited(proc), out, errs.wait()
+        return waited(proc), out
+
+    (status, out), errs = used(launch, args, use=use, stderr_of=ChildStderr(pass_on=pass_on, label=label),
+                               start=subprocess.Popen, **kwargs)
+    return status, out, errs.wait()
 
 
 def read_bounded(src, limit):
