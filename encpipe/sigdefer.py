@@ -86,35 +86,38 @@ def outside_imports(handler):
     return run_outside
 
 
-@contextlib.contextmanager
 def held():
     """In the main thread, a raising handler waits until this block is left: what
     it does (a child started and recorded, a file created and its removal on failure
     armed) is never cut in two. A signal that came meanwhile is handled as the
     block ends (it raises there), not a moment later, somewhere further on (inside
     the next held block, which it then waited for). Elsewhere, nothing."""
-    global _held
-    main = threading.current_thread() is threading.main_thread()
-    _held += main
-    try:
-        yield
-    finally:
-        _held -= main
-        if main and not _held and _waiting is not None:
-            _waiting(signal.SIGALRM, sys._getframe())
+    return _holding(once=False)
+
+
+def _held_once():
+    """held(), but for one signal: a second one runs at once, outside held() blocks."""
+    return _holding(once=True)
 
 
 @contextlib.contextmanager
-def _held_once():
-    """held(), but for one signal: a second one runs at once, outside held() blocks."""
-    global _soft
+def _holding(once):
+    """One level of held() (_held) or of a one-signal hold (_soft) in the main thread;
+    the signal that waited for it runs as it ends (held(): as the last held() ends)."""
+    global _held, _soft
     main = threading.current_thread() is threading.main_thread()
-    _soft += main
+    if once:
+        _soft += main
+    else:
+        _held += main
     try:
         yield
     finally:
-        _soft -= main
-        if main and not _held and not _soft and _waiting is not None:
+        if once:
+            _soft -= main
+        else:
+            _held -= main
+        if main and not _held and not (once and _soft) and _waiting is not None:
             _waiting(signal.SIGALRM, sys._getframe())
 
 
