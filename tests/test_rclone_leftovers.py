@@ -302,19 +302,27 @@ def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path)
     assert os.listdir(bucket / "up") == [temp]
 
 
+def _recorded_uploads(tmp_path, monkeypatch):
+    """(an Rclone store on a remote whose rclone does not end on SIGTERM, its bucket,
+    the list of Uploads its writer() makes, in order)."""
+    from encpipe.backup.rclonestore import Rclone
+
+    remote, bucket = stubborn_remote(tmp_path, STUBBORN="1")
+    store = Rclone("here:up", {**python_env(), **remote})
+    uploads, writer = [], Rclone.writer
+    monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
+    return store, bucket, uploads
+
+
 def test_an_rclone_that_does_not_stop_is_killed_and_said(tmp_path, monkeypatch):
     """An rclone rcat that does not end on SIGTERM (so cannot abort its upload) is
     killed ABORT_WAIT s later, and the store keeps the sentence that says what may
     be left, for the run's line."""
     from encpipe.backup import rclonepipe, storage
-    from encpipe.backup.rclonestore import Rclone
     from encpipe.errors import IOFailure
 
     monkeypatch.setattr(rclonepipe, "ABORT_WAIT", 1)
-    remote, bucket = stubborn_remote(tmp_path, STUBBORN="1")
-    store = Rclone("here:up", {**python_env(), **remote})
-    uploads, writer = [], Rclone.writer
-    monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
+    store, bucket, uploads = _recorded_uploads(tmp_path, monkeypatch)
 
     def write(out):
         out.write(b"x" * 300000)
@@ -429,12 +437,8 @@ def test_an_rclone_killed_as_the_run_is_interrupted_again_is_said(tmp_path, monk
     line. Before, that kill went unsaid: an interrupted run prints no line unless
     something is left, and an S3 multipart upload was left, in no listing."""
     from encpipe.backup import storage
-    from encpipe.backup.rclonestore import Rclone
 
-    remote, bucket = stubborn_remote(tmp_path, STUBBORN="1")
-    store = Rclone("here:up", {**python_env(), **remote})
-    uploads, writer = [], Rclone.writer
-    monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
+    store, bucket, uploads = _recorded_uploads(tmp_path, monkeypatch)
 
     def write(out):
         out.write(b"x" * 300000)

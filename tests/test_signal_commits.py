@@ -123,17 +123,23 @@ def keys(tmp_path):
     return paths
 
 
+def _sealed_in_work(tmp_path, key):
+    """(a private directory `work`, its `db.enc`: b"plaintext" sealed to `key`)."""
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    target = work / "db.enc"
+    sealed = run(command("seal", "--key-file", str(key), "-o", str(target)), clean_env(), b"plaintext")
+    assert sealed.returncode == 0, sealed.stderr
+    return work, target
+
+
 # --- encpipe seal -o, rewrap --in-place ------------------------------------------
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
 def test_rewrap_in_place_signalled_just_after_its_rename_exits_0(tmp_path, keys, sig):
     old, added = keys
-    work = tmp_path / "work"
-    work.mkdir(mode=0o700)
-    target = work / "db.enc"
-    sealed = run(command("seal", "--key-file", str(old), "-o", str(target)), clean_env(), b"plaintext")
-    assert sealed.returncode == 0, sealed.stderr
+    work, target = _sealed_in_work(tmp_path, old)
     env = signalled_env(tmp_path, "rename", "args[1] == 'db.enc'", sig)
     done = run(command("rewrap", "--in-place", str(target), "--key-file", str(old), "--add-key-file", str(added)),
                env)
@@ -166,11 +172,7 @@ def test_a_signal_just_as_the_hidden_file_is_created_leaves_nothing(tmp_path, ke
     """os.open has made the hidden file; the signal comes before the code that removes
     it on failure was reached: it stayed. Now it is removed, FILE as it was, 128 + N."""
     old, added = keys
-    work = tmp_path / "work"
-    work.mkdir(mode=0o700)
-    target = work / "db.enc"
-    sealed = run(command("seal", "--key-file", str(old), "-o", str(target)), clean_env(), b"plaintext")
-    assert sealed.returncode == 0, sealed.stderr
+    work, target = _sealed_in_work(tmp_path, old)
     before = target.read_bytes()
     env = signalled_env(tmp_path, "open", "args[0].startswith('.encpipe-tmp.')", sig)
     if command_line == "seal":
