@@ -50,6 +50,16 @@ def test_overview_is_the_usage_text():
         assert run(argv).stdout.decode() == usage.USAGE.strip() + "\n"
 
 
+@pytest.mark.parametrize("argv", [["help", "--help"], ["help", "-h"], ["help", "help"]])
+def test_help_has_the_help_its_own_usage_promises(argv):
+    """`encpipe help --help` prints help's usage, whose second line is
+    `encpipe help (-h | --help)`; before, it was refused (64, "help takes one command")."""
+    result = run(argv)
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout.decode() == usage.command_help("help").strip() + "\n"
+    assert "  encpipe help (-h | --help)\n" in result.stdout.decode()
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_an_unknown_option_is_named_with_exit_64(command):
     result = run([command, "--frobnicate"], env=key_env())
