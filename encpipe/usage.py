@@ -192,6 +192,8 @@ def command_help(command):
     accepted = options_of(command)
     lines += [line for names, line in option_lines() if set(names) & accepted and "--help" not in names]
     lines.append("  -h, --help                 Show this text.")
-    if "--key-file" in accepted:
+    if command == "keyid":
+        lines.append("  Without a key option, ENCPIPE_KEY (64 hex digits) is used (a passphrase has no key id).")
+    elif "--key-file" in accepted:
         lines.append("  Without a key option, ENCPIPE_KEY (64 hex digits) and ENCPIPE_PASSPHRASE are used.")
     return "\n".join(lines) + "\n"
