@@ -41,14 +41,14 @@ def _run(argv, io):
         from . import aead
 
         return _print(io, f"{__version__} (cipher: {aead.name_in_use()})")
-    if command == "help":
-        raise UsageError(f"help takes one command: {', '.join(COMMANDS)}")
     if command not in COMMANDS:
         from .usage_errors import unknown_command
 
         raise unknown_command(command)
-    if {"-h", "--help"} & set(argv[1 : (argv + ["--"]).index("--")]):
+    if {"-h", "--help"} & set(argv[1 : (argv + ["--"]).index("--")]):  # help's own too
         return _print(io, command_help(command).strip())
+    if command == "help":
+        raise UsageError(f"help takes one command: {', '.join(COMMANDS)}")
     from . import commands
 
     return commands.dispatch(parse(command, argv), io)

@@ -25,6 +25,7 @@ ENCPIPE = [sys.executable, "-m", "encpipe"]
 MARKER = "DEMO-SECRET-CARD"
 PG_HINT = (f"{PROG}: hint: for the backup, list, verify and restore tour, install the PostgreSQL server "
            "(apt-get install postgresql) or set PG_BINDIR to its bin directory")
+ONLINE_HINT = f"{PROG}: hint: for the backup, list, verify and restore tour, run {PROG} without --offline"
 
 
 FORGED = b"DROP TABLE customers;\n"
@@ -319,7 +320,7 @@ def main(argv=None):
         os.chdir("/")
         shutil.rmtree(base, ignore_errors=True)
     if not bindir:
-        print(PG_HINT, file=sys.stderr)
+        print(ONLINE_HINT if offline_only and find_bindir() else PG_HINT, file=sys.stderr)
     return 0
 
 

@@ -64,7 +64,7 @@ Commands:
   help      Show one command's usage and options (as COMMAND --help does).
 
 Options:
-  -o FILE, --output FILE     Write to FILE (mode 0600; it appears, or replaces one, only once complete).
+  -o FILE, --output FILE     Write to FILE (mode 0600; it appears, or for seal replaces one, only once complete).
   --allow-shared-dir         Write in a directory other users can write (-o, --in-place); else exit 73.
   --chunk-size SIZE          Plaintext chunk size, a power of two from 16K to 16M [default: auto].
   --work-factor N            scrypt cost log2(N) of new passphrase slots, 10 to 20 [default: 18].
@@ -192,6 +192,8 @@ def command_help(command):
     accepted = options_of(command)
     lines += [line for names, line in option_lines() if set(names) & accepted and "--help" not in names]
     lines.append("  -h, --help                 Show this text.")
-    if "--key-file" in accepted:
+    if command == "keyid":
+        lines.append("  Without a key option, ENCPIPE_KEY (64 hex digits) is used (a passphrase has no key id).")
+    elif "--key-file" in accepted:
         lines.append("  Without a key option, ENCPIPE_KEY (64 hex digits) and ENCPIPE_PASSPHRASE are used.")
     return "\n".join(lines) + "\n"

@@ -37,3 +37,21 @@ def test_the_demo_uses_its_own_scripts_whatever_the_python_shim_puts_first(pg, t
         assert "(exit status 67, as expected)" in out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_offline_by_choice_says_to_run_without_offline_not_to_install_postgresql(tmp_path):
+    """encpipe-demo --offline, the server binaries found (PG_BINDIR), ends with one
+    line that says how to get the PostgreSQL tour: run it without --offline. Before,
+    it said to install the server that was there."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("initdb", "pg_ctl"):  # found, never run: --offline starts no server
+        _executable(bindir / name, "#!/bin/sh\necho ran >&2\nexit 99\n")
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "PG_BINDIR": str(bindir),
+           "TMPDIR": str(tmp_path)}
+    proc = run([SCRIPTS / "encpipe-demo", "--offline"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1].startswith("==> Done; removing ")
+    hints = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-demo:")]
+    assert hints == ["encpipe-demo: hint: for the backup, list, verify and restore tour, "
+                     "run encpipe-demo without --offline"]

@@ -1,5 +1,6 @@
 """Docs are part of done: the README carries the exact usage text and exit codes,
-and its Quick start opens with the two commands that set everything up."""
+its Quick start opens with the two commands that set everything up, and every
+link inside it and every test it cites is there."""
 
 import re
 from pathlib import Path
@@ -35,3 +36,42 @@ def test_quick_start_opens_with_the_two_commands_each_in_a_code_block():
 def test_ci_runs_exactly_the_readme_test_command():
     lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines == ["set -euo pipefail", 'cd "$(dirname "${BASH_SOURCE[0]}")/.."', "exec scripts/test"]
+
+
+def headings_anchors(text):
+    """The anchors GitHub makes of the headings outside code blocks: lower case,
+    punctuation but hyphens dropped, each space a hyphen, "-1"... for a repeat."""
+    anchors, seen, fenced = set(), {}, False
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        heading = re.match(r"#+ (.*)", line)
+        if heading and not fenced:
+            slug = re.sub(r"[^\w\- ]", "", heading[1].strip().lower()).replace(" ", "-")
+            anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def test_every_internal_link_names_a_heading():
+    anchors = headings_anchors(README)
+    assert {"exit-status", "monitoring---metrics-file-and-encpipe-check"} <= anchors
+    links = re.findall(r"\]\(#([^)]*)\)", README)
+    assert links and sorted(set(links) - anchors) == []
+
+
+def test_every_test_file_and_test_named_exists():
+    """Each `tests/...` path README cites is there, and each `::name` after one (or
+    after a comma, going on from the last file named) is a test or class in that file."""
+    cited, names = set(), set()
+    last = None
+    for match in re.finditer(r"(tests/[\w/.-]*[\w/])|::(\w+)", README):
+        if match[1]:
+            last = match[1]
+            cited.add(last)
+        else:
+            names.add((last, match[2]))
+    assert len(cited) > 50 and names
+    assert sorted(p for p in cited if not (REPO / p).exists()) == []
+    missing = [f"{path}::{name}" for path, name in sorted(names)
+               if not re.search(rf"^(def|class) {name}\b", (REPO / path).read_text(), re.M)]
+    assert missing == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cliutil import assert_one_line_error, key_env, run
+from cliutil import assert_one_line_error, key_env, ok, run
 from encpipe import usage
 from encpipe.cli import parse
 
@@ -48,6 +48,29 @@ def test_every_option_in_a_command_help_is_parsed(command):
 def test_overview_is_the_usage_text():
     for argv in (["--help"], ["-h"], ["help"]):
         assert run(argv).stdout.decode() == usage.USAGE.strip() + "\n"
+
+
+@pytest.mark.parametrize("argv", [["help", "--help"], ["help", "-h"], ["help", "help"]])
+def test_help_has_the_help_its_own_usage_promises(argv):
+    """`encpipe help --help` prints help's usage, whose second line is
+    `encpipe help (-h | --help)`; before, it was refused (64, "help takes one command")."""
+    result = run(argv)
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout.decode() == usage.command_help("help").strip() + "\n"
+    assert "  encpipe help (-h | --help)\n" in result.stdout.decode()
+
+
+def test_keyid_help_says_which_variable_it_reads():
+    """keyid reads ENCPIPE_KEY; a passphrase has no key id (ENCPIPE_PASSPHRASE alone: 64),
+    so its help does not say ENCPIPE_PASSPHRASE is used, as the others' does."""
+    text = run(["keyid", "--help"]).stdout.decode()
+    assert text.endswith("\n  Without a key option, ENCPIPE_KEY (64 hex digits) is used"
+                         " (a passphrase has no key id).\n")
+    alone = run(["keyid"], env={"ENCPIPE_PASSPHRASE": "p"})
+    assert (alone.code, alone.stdout) == (64, b"") and "passphrases have no key id" in alone.stderr
+    assert ok(run(["keyid"], env={"ENCPIPE_PASSPHRASE": "p", **key_env()})).strip() == \
+        ok(run(["keyid"], env=key_env())).strip()
+    assert "and ENCPIPE_PASSPHRASE are used" in run(["open", "--help"]).stdout.decode()
 
 
 @pytest.mark.parametrize("command", COMMANDS)
