@@ -32,3 +32,26 @@ def test_script_help_is_its_own_usage_and_does_nothing_else(script, flag, tmp_pa
     assert "encpipe-backups" not in text
     assert "==>" not in text  # the demo's steps
     assert list(cwd.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+UNKNOWN = [
+    ("encpipe-list", ["--bogus"], "unknown option --bogus"),
+    ("encpipe-prune", ["--keep-lats", "3"], "unknown option --keep-lats; did you mean --keep-last?"),
+    ("encpipe-verify", ["--threads=2", "--signer-fle=x"], "unknown option --signer-fle; did you mean --signer-file?"),
+    ("encpipe-check", ["--max-age", "24", "-q"], "unknown option -q"),
+    ("encpipe-prune", ["--key-file=secret-looking-value", "--bogus=also-secret"], "unknown option --bogus"),
+    ("encpipe-check", ["--warn-age", "12"], "check needs --max-age HOURS"),
+]
+
+
+@pytest.mark.parametrize("script, args, message", UNKNOWN, ids=[" ".join([u[0], *u[1]]) for u in UNKNOWN])
+def test_an_unknown_option_is_named_with_the_scripts_own_hint(script, args, message, tmp_path):
+    """encpipe-list, -prune, -verify and -check named no option ("invalid arguments for
+    list") and hinted "see --help" without saying whose: as encpipe and the other
+    scripts do, the option is named (never the value it carries), with a guess when
+    one is close, and the hint names the script."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    done = subprocess.run([str(REPO / "scripts" / script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (64, "")
+    assert done.stderr == f"{script}: error: {message}\n{script}: hint: see {script} --help\n"

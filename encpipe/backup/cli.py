@@ -124,6 +124,7 @@ Exit status:
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
+import difflib
 import os
 import re
 import sys
@@ -305,6 +306,31 @@ def usage_message(argv, error, commands):
 COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify, "check": cmd_check}
 
 
+def _usage_lines(name):
+    """The usage patterns of command `name`, as one string."""
+    patterns = USAGE.split("Usage:\n", 1)[1].split("\n\n", 1)[0]
+    return " ".join(p for p in re.split(r"\n(?=  encpipe-backups )", patterns)
+                    if p.startswith(f"  encpipe-backups {name} "))
+
+
+def unknown_option(argv):
+    """The message for the first option in `argv` (argv[0] a command) that its
+    command does not take, named without the value it carries; else None."""
+    accepted = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", _usage_lines(argv[0]))) | {"-h", "--help"}
+    for token in argv[1:]:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
+        if token.startswith("-") and token != "-" and name not in accepted:
+            guess = difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6)
+            return f"unknown option {name}" + (f"; did you mean {guess[0]}?" if guess else "")
+    given = {token.split("=", 1)[0] for token in argv[1:]}
+    for option, value in re.findall(r"(--[\w-]+) ([A-Z]+)", re.sub(r"\[[^\]]*\]", "", _usage_lines(argv[0]))):
+        if option not in given and not given & {"-h", "--help"}:
+            return f"{argv[0]} needs {option} {value}"
+    return None
+
+
 def script_help(name):
     """USAGE as encpipe-NAME's own help: its usage lines, under its name."""
     head, rest = USAGE.split("Usage:\n", 1)
@@ -326,7 +352,9 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     try:
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:
-        io.error(usage_message(argv, e, COMMANDS), hint="see --help")
+        known = name in COMMANDS
+        io.error((known and unknown_option(argv)) or usage_message(argv, e, COMMANDS),
+                 hint=f"see encpipe-{name} --help" if known else "see --help")
         return 64
     except SystemExit as e:  # --help
         return e.code or 0
