@@ -26,7 +26,11 @@ NOT_VERIFIED = "header and length only: not verified (use --verify with a key to
 
 def print_report(io, as_json, report):
     """The report as JSON or as lines; either says what was checked."""
-    report["checked"] = "every chunk: verified" if report.get("verified") else NOT_VERIFIED
+    legacy = report.get("format") == "legacy"  # no chunks: one tag over the whole payload
+    if report.get("verified"):
+        report["checked"] = "the whole file (one tag): verified" if legacy else "every chunk: verified"
+    else:
+        report["checked"] = NOT_VERIFIED.replace("every chunk", "the file") if legacy else NOT_VERIFIED
     if as_json:
         io.print_json(report)
         return

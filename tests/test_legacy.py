@@ -397,7 +397,7 @@ def test_inspect_legacy_without_key_reports_sizes():
             "payload_bytes": 100000,
             "plaintext_bytes": 100000,
             "verified": False,
-            "checked": "header and length only: not verified (use --verify with a key to authenticate every chunk)",
+            "checked": "header and length only: not verified (use --verify with a key to authenticate the file)",
         }
 
 
@@ -416,6 +416,8 @@ def test_inspect_legacy_verify(via):
     assert report["verified"] is True
     assert report["plaintext_bytes"] == v["plaintext_bytes"]
     assert report["key"] == "BACKUP_ENCRYPTION_KEY (passphrase)"
+    # a legacy file has no chunks: one GCM tag over the whole payload, checked before the report
+    assert report["checked"] == "the whole file (one tag): verified"
 
 
 @pytest.mark.parametrize("v", INVALID, ids=ids(INVALID))
