@@ -182,6 +182,22 @@ def summary(command):
     return " ".join(match.group(1).split()) if match else ""
 
 
+# keyid names keys: its lines for the options it shares with seal and open (which
+# say what those do with a key: seal to it, sign with it, refuse files without it)
+KEYID_LINES = {
+    "--recipient": "A public key (encpipe1...).",
+    "--recipient-file": "Each public key listed in FILE.",
+    "--sign-key": "The signing key in FILE (its verify key's id; /dev/fd/N works).",
+    "--signer": "A verify key (encpipesign1...), as keygen --sign prints it.",
+    "--signer-file": "Each verify key listed in FILE.",
+}
+
+
+def _own_line(command, names, line):
+    text = KEYID_LINES.get(names[-1]) if command == "keyid" else None
+    return line if text is None else line[:29] + text
+
+
 def command_help(command):
     """`encpipe COMMAND --help`: its summary, its usage, and only its options."""
     import textwrap
@@ -190,7 +206,8 @@ def command_help(command):
     lines = [textwrap.fill(f"encpipe {command}: {summary(command)}", 80), "", "Usage:", *patterns,
              f"  encpipe {command} (-h | --help)", "", "Options:"]
     accepted = options_of(command)
-    lines += [line for names, line in option_lines() if set(names) & accepted and "--help" not in names]
+    lines += [_own_line(command, names, line) for names, line in option_lines()
+              if set(names) & accepted and "--help" not in names]
     lines.append("  -h, --help                 Show this text.")
     if command == "keyid":
         lines.append("  Without a key option, ENCPIPE_KEY (64 hex digits) is used (a passphrase has no key id).")

@@ -212,3 +212,15 @@ def test_the_other_scripts_name_a_missing_cryptography_in_one_line(tmp_path, scr
     stderr = done.stderr.decode()
     assert_one_line_error(stderr, prog=script)
     assert stderr.startswith(f"{script}: error: cannot import the Python module") and "pycryptodome" in stderr
+
+
+def test_keyid_help_describes_its_key_options_as_keys_to_name_not_to_seal_or_sign_with():
+    """keyid's --help reused seal's and open's lines ("Seal to this public key", "Sign
+    with the signing key", "Refuse a file not signed by ... (else ENCPIPE_SIGNER)"):
+    keyid seals, signs and refuses nothing, and reads no ENCPIPE_SIGNER."""
+    text = run(["keyid", "--help"]).stdout.decode()
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  --")}
+    for option in ("--recipient", "--recipient-file", "--sign-key", "--signer", "--signer-file"):
+        assert not re.search(r"\b(Seal|Sign with|Refuse|ENCPIPE_SIGNER)\b", lines[option]), lines[option]
+    assert lines["--signer"] == "  --signer PUBKEY            A verify key (encpipesign1...), as keygen --sign prints it."
+    assert "Seal to this public key" in run(["seal", "--help"]).stdout.decode()
