@@ -14,7 +14,7 @@ from .proctree import kill_tree
 from .sigdefer import held
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
-from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines
+from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, refuse_public
 from .workers import decimal_number
 
 ENV_KEY = "ENCPIPE_KEY"
@@ -133,6 +133,7 @@ def parse_keyring(text, source):
 
             keys.append(parse_signing_key(line, where))
         else:
+            refuse_public(line, where)
             keys.append(parse_hex_key(line, where))
     if not keys:
         raise UsageError(f"{source}: no key found")

@@ -90,3 +90,19 @@ def decode(text, prefix, label, what, source):
     if not hmac.compare_digest(check, checksum(label, key)):
         raise UsageError(f"{source}: malformed {what}: checksum mismatch (mistyped?)")
     return key
+
+
+# (prefix, what it is, what it is not, its use, the keygen option whose file holds the secret)
+_PUBLIC_FORMS = (("encpipesign1", "a verify key", "a signing key", "only checks signatures (--signer, --signer-file)",
+                  "the signing key", "--sign"),
+                 ("encpipe1", "a public key", "a secret key", "only seals (--recipient, --recipient-file)",
+                  "the identity", "--x25519"))
+
+
+def refuse_public(line, where):
+    """UsageError (64) for a public key where a secret one belongs, said as such
+    (it is public: its start is shown), not as a mistyped raw key."""
+    for prefix, what, wanted, use, secret, flag in _PUBLIC_FORMS:
+        if line.lower().startswith(prefix) and len(line) > len(prefix) + 40:
+            raise UsageError(f"{where}: {what} ({line[:len(prefix) + 4]}...), not {wanted}",
+                             hint=f"{what} {use}; {secret} is in the file `encpipe keygen {flag} -o FILE` wrote")
