@@ -89,9 +89,10 @@ class Rclone:
         return item.size
 
     def _cat(self, item, options, size, what):
-        proc = self.children.start([self.binary, "cat", *options, self.where(item.name)], env=self.env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        return Download(proc, what, self.children, size)
+        """`rclone cat`'s Download, its rclone not started yet: at its first read, inside the reader's `with`."""
+        return Download([self.binary, "cat", *options, self.where(item.name)],
+                        dict(env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
+                        what, self.children, size)
 
     def writer(self, name, final=None):
         """`rclone rcat` into `name`, in a process group of its own: a signal to the
