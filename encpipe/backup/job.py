@@ -65,7 +65,7 @@ from ..shown import json_value
 from ..sigdefer import held, hold_for_good
 from .names import KINDS, temp_started
 from .remotes import split_file
-from .storage import CHUNK, Local, open_location, upload
+from .storage import CHUNK, Local, discard, open_location, upload
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
 # metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module); what its
@@ -197,8 +197,14 @@ def _undo(args, io, targets, renames, renamed, error):
     return error.exit_code
 
 
-def cmd_abort(args, io):
-    unrecorded = _abort(args, stores(args, io), [args["TEMP"]])
+def cmd_abort(args, io, targets=None):
+    """abort; `targets`: the stores, already open (encpipe-backup's own: what each removal
+    left, said in its `unremoved`, is then the last try's), else those of the options."""
+    targets = targets or stores(args, io)
+    unrecorded = _abort(args, targets, [args["TEMP"]])
+    for note in (store.unremoved.get(args["TEMP"]) for store in targets):
+        if note:
+            io.warn(note)
     if unrecorded:  # its own status and line: the run's, if any, is its caller's (encpipe-backup folds it in)
         raise unrecorded
     return 0
@@ -214,7 +220,7 @@ def _abort(args, targets, temps):
     error (EncpipeError) that kept it from being recorded, else None."""
     for store in targets:
         for temp in temps:
-            store.discard(temp)
+            discard(store, temp)  # what it left: in store.unremoved
     return _record(args, ok=False)
 
 
@@ -304,7 +310,8 @@ def commit_args(argv):
     return args if required and (args["--globals-temp"] is None) == (args["--globals-name"] is None) else None
 
 
-def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
+def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None):
+    """The job command of `argv`; `stores`: an abort's, already open (cmd_abort)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     io = Io(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, stderr or sys.stderr,
             os.environ if env is None else env, prog="encpipe-backup")
@@ -317,4 +324,6 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
 
         io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
+    if stores is not None and argv[0] == "abort":
+        return report_errors(io, lambda: cmd_abort(args, io, stores))
     return report_errors(io, lambda: COMMANDS[argv[0]](args, io))

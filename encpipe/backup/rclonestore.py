@@ -43,6 +43,7 @@ class Rclone:
         self.binary = rclone_binary(self.env)
         self.children = Children()
         self.unfinished = []  # write_new's: what a failed upload may have left
+        self.unremoved = {}  # storage.discard's: what the last try to remove an object left, by name
 
     def where(self, name):
         sep = "" if self.location.endswith(":") else "/"
