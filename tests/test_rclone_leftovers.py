@@ -486,3 +486,22 @@ def test_job_abort_says_what_it_could_not_remove(tmp_path):
     assert done.stderr.decode() == ("encpipe-backup: warning: here:up/.encpipe-tmp.x not removed: rclone deletefile: "
                                     "2026/12/05 01:00:00 NOTICE: Failed to deletefile: AccessDenied: access denied\n")
     assert os.listdir(bucket / "up") == [".encpipe-tmp.x"]
+
+
+def test_a_commit_whose_rename_fails_says_what_it_could_not_remove(tmp_path):
+    """`job commit` whose rename fails (NAME is there already) removes TEMP as abort does:
+    refused, a warning names it before the run's line. Before, nothing said it was left."""
+    remote, bucket = stubborn_remote(tmp_path)
+    (bucket / "up").mkdir()
+    (bucket / "up" / ".encpipe-tmp.x").write_bytes(b"partial")
+    (bucket / "up" / "shop_20261205T000000Z.sql.enc").write_bytes(b"there")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", "--to", "here:up", "--database", "shop",
+                           "--kind", "sql", "--started", "1", "--", ".encpipe-tmp.x", "shop_20261205T000000Z.sql.enc"],
+                          env={**python_env(), **remote}, capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b"")
+    assert done.stderr.decode().splitlines() == [
+        "encpipe-backup: warning: here:up/.encpipe-tmp.x not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: "
+        "Failed to deletefile: AccessDenied: access denied",
+        "encpipe-backup: error: backup of shop failed (status 74): here:up/shop_20261205T000000Z.sql.enc already "
+        "exists; nothing was stored"]
+    assert sorted(os.listdir(bucket / "up")) == [".encpipe-tmp.x", "shop_20261205T000000Z.sql.enc"]

@@ -185,13 +185,13 @@ def _undo(args, io, targets, renames, renamed, error):
     """A rename failed: leave what a failed run leaves (cmd_abort), in every store:
     the files this run renamed removed again (only if still the very files), the
     temporary files removed, the failed run recorded; its status, and one error
-    line that says both (a file left in place, a warning before it)."""
+    line that says both (a file left in place, or not removed, a warning before it)."""
     for store, name, mine in reversed(renamed):
         try:
             store.take_back(name, mine)
         except (EncpipeError, OSError) as e:
             io.warn(f"{store.where(name)} left in place: {getattr(e, 'strerror', None) or e}")
-    unrecorded = _abort(args, targets, [old for old, _ in renames])
+    unrecorded = _abort(args, targets, [old for old, _ in renames], io)
     io.error(f"backup of {args['--database']} failed (status {error.exit_code}): {error}; nothing was stored"
              f"{metrics_not_written(unrecorded)}", hint=error.hint)
     return error.exit_code
@@ -200,11 +200,7 @@ def _undo(args, io, targets, renames, renamed, error):
 def cmd_abort(args, io, targets=None):
     """abort; `targets`: the stores, already open (encpipe-backup's own: what each removal
     left, said in its `unremoved`, is then the last try's), else those of the options."""
-    targets = targets or stores(args, io)
-    unrecorded = _abort(args, targets, [args["TEMP"]])
-    for note in (store.unremoved.get(args["TEMP"]) for store in targets):
-        if note:
-            io.warn(note)
+    unrecorded = _abort(args, targets or stores(args, io), [args["TEMP"]], io)
     if unrecorded:  # its own status and line: the run's, if any, is its caller's (encpipe-backup folds it in)
         raise unrecorded
     return 0
@@ -215,12 +211,14 @@ def metrics_not_written(error):
     return f"; metrics not written: {error}" if error else ""
 
 
-def _abort(args, targets, temps):
-    """Remove the temporary files and record the failed run in --metrics-file; the
-    error (EncpipeError) that kept it from being recorded, else None."""
+def _abort(args, targets, temps, io):
+    """Remove the temporary files (a warning for each left), and record the failed run in
+    --metrics-file; the error (EncpipeError) that kept it from being recorded, else None."""
     for store in targets:
         for temp in temps:
-            discard(store, temp)  # what it left: in store.unremoved
+            note = discard(store, temp)  # kept in store.unremoved too (encpipe-backup's line)
+            if note:
+                io.warn(note)
     return _record(args, ok=False)
 
 
