@@ -289,11 +289,17 @@ class Migration:
     def seal(self, src, out_fd):
         """open --legacy | seal; their warnings pass on, an error line goes in the file's report line.
         Each child is started inside the `try` that stops it (childerr.used): a signal, even
-        one that comes as it starts, leaves neither running."""
-        (sealed, opened, sealed_said), opened_said = childerr.used(
-            self.secrets.spawn, [*self.encpipe, "open", "--legacy", *self.open_args, "-"], stdin=src,
-            stdout=subprocess.PIPE, env=self.open_env, start=subprocess.Popen,
-            use=lambda opener: self.sealed_from(opener, out_fd))
+        one that comes as it starts, leaves neither running. A seal that cannot start fails
+        the file once open's warnings passed on (bounded: ChildStderr.wait), as when it fails."""
+        opened_said = childerr.ChildStderr()
+        try:
+            (sealed, opened, sealed_said), _ = childerr.used(
+                self.secrets.spawn, [*self.encpipe, "open", "--legacy", *self.open_args, "-"], stdin=src,
+                stdout=subprocess.PIPE, env=self.open_env, start=subprocess.Popen, stderr_of=opened_said,
+                use=lambda opener: self.sealed_from(opener, out_fd))
+        except Exception:  # open stopped by now; not a signal, which ends the run at once
+            opened_said.wait()
+            raise
         sealed, opened = childerr.exit_status(sealed), childerr.exit_status(opened)
         opened_said, sealed_said = opened_said.wait(), sealed_said.wait()
         if opened and not (sealed and opened == 128 + signal.SIGPIPE):  # not just seal going first

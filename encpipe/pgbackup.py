@@ -213,15 +213,18 @@ class Backup:
     def abort(self):
         """Remove the temporary files, record a failed run; what the run's one line ends
         with when that failed (`job abort`'s own error, folded in), or when an upload
-        may have left something (storage.write_new: an rclone that had to be killed, a
-        temporary object it could not remove), else None."""
+        may have left something (storage.write_new: an rclone that had to be killed; a
+        temporary object that `job abort`, trying again on the run's own stores, could
+        not remove either: the last try's word), else None."""
         said = StringIO()  # one line of this process's own making
         with open(os.devnull, "w") as quiet:
             if self.gtemp:
-                job.main(["abort", *self.store_opts, *self.job_opts, self.gtemp], stdout=quiet.buffer, stderr=quiet)
-            job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer, stderr=said)
+                job.main(["abort", *self.store_opts, *self.job_opts, self.gtemp], stdout=quiet.buffer, stderr=quiet,
+                         stores=self.stores)
+            job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer, stderr=said,
+                     stores=self.stores)
         why = stdio_said(said.getvalue())
-        left = "".join(f"; {note}" for store in self.stores for note in store.unfinished)
+        left = "".join(f"; {note}" for store in self.stores for note in [*store.unfinished, *store.unremoved.values()])
         if why is None:
             return left or None
         return (job.metrics_not_written(why) if self.o["metrics"] else f"; temporary files not removed: {why}") + left

@@ -49,33 +49,44 @@ def open_named(path, what, where, local=None):
     resolution of the link, which a writer of the directory may have repointed
     meanwhile: the dump read, the label it must carry and its run's globals file go
     by the name of one file. A descriptor's own path (/dev/fd/N, /dev/stdin, or a
-    link to one) names no file: `path`, as does a link where there is no /proc."""
-    if local or _descriptor(path):
-        return open_regular(local or path, what, where), path
-    fd = open_regular(path, what, where, follow=False)
+    link to one) is such a link: the name read back when it is a run's dump's; else
+    (another name, a file removed or moved, none), `path`, with no run, as before.
+    Without /proc, `path`."""
+    if local:
+        return open_regular(local, what, where), path
+    descriptor = _descriptor(path)
+    fd = None if descriptor else open_regular(path, what, where, follow=False)
     if fd is not None:
         return fd, path
     fd = open_regular(path, what, where)
     try:
-        name = os.readlink("/proc/self/fd/%d" % fd)
+        name = _name_of(fd)
     except OSError:
         return fd, path
-    try:  # a name that is still the file's: not a file removed (`NAME (deleted)`) or moved meanwhile
-        now, info = os.stat(name, follow_symlinks=False), os.fstat(fd)
-        moved = (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino)
-    except OSError:
-        moved = True
-    if moved:
+    if descriptor:
+        return fd, name if name and run_name(name) else path
+    if name is None:
         os.close(fd)
         raise Failure("cannot read %s: the file its link leads to was moved or removed while it was opened; %s"
                       % (what, where), 66)
     return fd, name
 
 
+def _name_of(fd):
+    """The name of the file open at `fd`, read back from /proc/self/fd (OSError without it);
+    None when that name is no longer the file's: removed (`NAME (deleted)`) or moved meanwhile."""
+    name = os.readlink("/proc/self/fd/%d" % fd)
+    try:
+        now, info = os.stat(name, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return None
+    return name if (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino) else None
+
+
 def is_link(path):
     """Whether open_named may find FILE's run by another name than `path`: a link's
-    target's, known once it is open (a descriptor's path is taken as given)."""
-    return os.path.islink(path) and not _descriptor(path)
+    target's, or a descriptor's file's (/dev/fd/N...), known once it is open."""
+    return os.path.islink(path)
 
 
 def refuse_tool_options(name, args):

@@ -218,3 +218,32 @@ def test_list_signalled_just_after_a_remote_s_rclone_started_stops_it(tmp_path, 
         assert signalled(tmp_path)
         assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")  # it dies of the signal
     assert os.listdir(tmp) == []
+
+
+DOWNLOAD = {"start": "__import__('encpipe.backup.rclonepipe').backup.rclonepipe.Children",
+            "_cat": "__import__('encpipe.backup.rclonestore').backup.rclonestore.Rclone"}
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("after", ["start", "_cat"])
+@pytest.mark.parametrize("script", ["encpipe-list", "fetch"])
+def test_a_remote_s_download_signalled_before_its_reader_entered_its_with_stops_its_rclone(tmp_path, sig, after,
+                                                                                         script):
+    """`rclone cat` (Rclone._cat's Download) was started before its reader entered the
+    `with` that closes it: a signal after Children.start or _cat returned, before that
+    `with` (encpipe-list's look at a file, the fetch helper of a restore's remote FILE),
+    ended the run and left the rclone running. Now it starts at the first read, inside
+    that `with`."""
+    rclone = _rclone(tmp_path)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = signalled_env(tmp_path, after, "'cat' in args[1]" if after == "start" else "True", sig,
+                        {"RCLONE": rclone, "TMPDIR": str(tmp)}, owner=DOWNLOAD[after])
+    argv = ([sys.executable, os.path.join(ROOT, "scripts", "encpipe-list"), f"nowhere:{tmp_path}/b"]
+            if script == "encpipe-list" else
+            [sys.executable, "-m", "encpipe.backup", "fetch", f"nowhere:{tmp_path}/b/db_20250101T000000Z.sql.enc"])
+    with none_left(tmp_path):
+        done = run(argv, env)
+        assert signalled(tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")  # it dies of the signal
+    assert os.listdir(tmp) == []

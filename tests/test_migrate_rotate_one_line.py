@@ -11,7 +11,7 @@ import os
 import shutil
 
 import pytest
-from test_migrate import FAILING_SEAL, VECTORS, migrate
+from test_migrate import FAILING_SEAL, HERE, VECTORS, migrate
 from test_rotate import CHUNK, World, lines, rotate
 
 FAILING_VERIFY = """#!/bin/sh
@@ -65,6 +65,58 @@ def test_migrate_a_new_file_that_fails_verification_is_one_line_its_warnings_pas
     assert (status, err, lines_) == (65, "encpipe: warning: a warning passes\n", [{
         "file": "a.sql.enc", "status": "failed", "exit_code": 65, "hint": "a hint",
         "reason": "encpipe inspect --verify of the new file failed with status 65: chunk 0 failed authentication"}])
+    assert sorted(os.listdir(directory)) == ["a.sql.enc"] and (directory / "a.sql.enc").read_bytes() == before
+
+
+WARNING_OPEN = """#!/bin/sh
+if [ "$1" = open ]; then
+  echo "encpipe: warning: open's warning" >&2
+  : > "$OPENED"
+fi
+exec $REAL_ENCPIPE "$@"
+"""
+
+# seal cannot be started (once open has written its warning); a child's standard error is
+# relayed only once its ChildStderr is waited for: what is not waited for is never said
+NO_SEAL = """
+import errno, os, subprocess, time
+import encpipe.childerr
+
+_execute_child, _relay = subprocess.Popen._execute_child, encpipe.childerr.ChildStderr._relay
+
+
+def _no_seal(self, args, *rest):
+    if "seal" in args:
+        while not os.path.exists(os.environ["OPENED"]):
+            time.sleep(0.01)
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    return _execute_child(self, args, *rest)
+
+
+def _when_waited(self):
+    self._ended.wait()
+    _relay(self)
+
+
+subprocess.Popen._execute_child, encpipe.childerr.ChildStderr._relay = _no_seal, _when_waited
+"""
+
+
+def test_migrate_a_seal_that_cannot_start_is_one_line_opens_warnings_passed_on(tmp_path, keys):
+    """Before, open's warnings were not waited for when seal could not start, as they are
+    when it fails: the run went on (here: ended) without them."""
+    directory = _directory(tmp_path, "hex-key.sql.enc")
+    before = (directory / "a.sql.enc").read_bytes()
+    stand_in, site = tmp_path / "encpipe", tmp_path / "site"
+    stand_in.write_text(WARNING_OPEN)
+    stand_in.chmod(0o700)
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_SEAL)
+    status, lines_, err = migrate(directory, keys=keys, encpipe=str(stand_in), env={
+        "OPENED": str(tmp_path / "opened"), "PYTHONPATH": os.pathsep.join([str(site), os.path.dirname(HERE)])})
+    assert (status, err, lines_) == (74, "encpipe: warning: open's warning\n", [{
+        "file": "a.sql.enc", "status": "failed", "exit_code": 74,
+        "reason": "Resource temporarily unavailable: a.sql.enc"}])
     assert sorted(os.listdir(directory)) == ["a.sql.enc"] and (directory / "a.sql.enc").read_bytes() == before
 
 

@@ -255,10 +255,14 @@ def test_an_interrupted_backup_leaves_nothing_on_the_local_backend(key_file, tmp
 
 STUBBORN = """#!/bin/sh
 # rclone, but with STUBBORN set an rcat that does not end on SIGTERM (a cat that ignores
-# it: rclone itself would not), and a deletefile the remote refuses
+# it: rclone itself would not), and a deletefile the remote refuses (with REFUSED_ONCE set,
+# only the first: that file then exists)
 case "$1" in
 rcat) if [ -n "$STUBBORN" ]; then trap '' TERM; exec cat >/dev/null; fi; exec %s "$@";;
-deletefile) echo "2026/12/05 01:00:00 NOTICE: Failed to deletefile: AccessDenied: access denied" >&2; exit 1;;
+deletefile)
+    if [ -n "$REFUSED_ONCE" ] && [ -e "$REFUSED_ONCE" ]; then exec %s "$@"; fi
+    if [ -n "$REFUSED_ONCE" ]; then : >"$REFUSED_ONCE"; fi
+    echo "2026/12/05 01:00:00 NOTICE: Failed to deletefile: AccessDenied: access denied" >&2; exit 1;;
 esac
 exec %s "$@"
 """
@@ -269,17 +273,21 @@ def stubborn_remote(tmp_path, **extra):
     bucket, wrapper = tmp_path / "bucket", tmp_path / "rclone"
     bucket.mkdir()
     (tmp_path / "rclone.conf").write_text("")
-    wrapper.write_text(STUBBORN % (rclone_binary(), rclone_binary()))
+    wrapper.write_text(STUBBORN % (rclone_binary(), rclone_binary(), rclone_binary()))
     wrapper.chmod(0o755)
     return {"RCLONE": str(wrapper), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"), "RCLONE_CONFIG_HERE_TYPE": "alias",
             "RCLONE_CONFIG_HERE_REMOTE": str(bucket), **extra}, bucket
 
 
-def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path):
+@pytest.mark.parametrize("refused", ["always", "once"])
+def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path, refused):
     """SIGTERM to encpipe-backup, whose temporary object the remote will not delete:
     143, and one line that says so, naming it. Before, the run said nothing (the
-    object, listed as partial, stayed unmentioned)."""
-    remote, bucket = stubborn_remote(tmp_path)
+    object, listed as partial, stayed unmentioned). Refused only once, the run's
+    second try (`job abort`) removes it: 143, no line, nothing left. Before, the
+    line said the first try's refusal, of an object that was gone."""
+    once = {"REFUSED_ONCE": str(tmp_path / "refused")} if refused == "once" else {}
+    remote, bucket = stubborn_remote(tmp_path, **once)
     env = fake_env(tmp_path, BIG_SLOW_DUMP, **remote)
     proc = subprocess.Popen([BACKUP, "--no-globals", "--compress", "none", "--to", "here:up", "--key-file", key_file,
                              "shop"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -296,6 +304,9 @@ def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert (proc.returncode, out) == (143, b"")
+    if once:
+        assert (err, os.path.exists(once["REFUSED_ONCE"]), os.listdir(bucket / "up")) == (b"", True, [])
+        return
     assert err.decode() == (f"encpipe-backup: error: backup of shop interrupted; nothing was stored; here:up/{temp} "
                             "not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: Failed to deletefile: "
                             "AccessDenied: access denied\n")
@@ -333,9 +344,9 @@ def test_an_rclone_that_does_not_stop_is_killed_and_said(tmp_path, monkeypatch):
     assert uploads[0].proc.returncode == -signal.SIGKILL
     assert store.unfinished == [
         "rclone rcat did not end within 1 s of SIGTERM and was killed: an unfinished upload of here:up/.encpipe-tmp.x "
-        "may be left (an S3 multipart upload: rclone backend list-multipart-uploads REMOTE:BUCKET)",
-        "here:up/.encpipe-tmp.x not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: Failed to deletefile: "
-        "AccessDenied: access denied"]
+        "may be left (an S3 multipart upload: rclone backend list-multipart-uploads REMOTE:BUCKET)"]
+    assert store.unremoved == {".encpipe-tmp.x": "here:up/.encpipe-tmp.x not removed: rclone deletefile: 2026/12/05 "
+                                                 "01:00:00 NOTICE: Failed to deletefile: AccessDenied: access denied"}
 
 
 def test_the_unit_stops_encpipe_backup_alone():
@@ -460,3 +471,37 @@ def test_an_rclone_killed_as_the_run_is_interrupted_again_is_said(tmp_path, monk
         "rclone rcat was killed, the run interrupted again while it aborted its upload: an unfinished upload of "
         "here:up/.encpipe-tmp.x may be left (an S3 multipart upload: rclone backend list-multipart-uploads "
         "REMOTE:BUCKET)"]
+
+
+def test_job_abort_says_what_it_could_not_remove(tmp_path):
+    """`job abort` whose temporary object the remote will not delete: a warning naming it
+    (the run's removal, recorded all the same). Before, nothing: status 0, no line."""
+    remote, bucket = stubborn_remote(tmp_path)
+    (bucket / "up").mkdir()
+    (bucket / "up" / ".encpipe-tmp.x").write_bytes(b"partial")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "abort", "--to", "here:up", "--database", "shop",
+                           "--started", "1", ".encpipe-tmp.x"], env={**python_env(), **remote}, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (0, b"")
+    assert done.stderr.decode() == ("encpipe-backup: warning: here:up/.encpipe-tmp.x not removed: rclone deletefile: "
+                                    "2026/12/05 01:00:00 NOTICE: Failed to deletefile: AccessDenied: access denied\n")
+    assert os.listdir(bucket / "up") == [".encpipe-tmp.x"]
+
+
+def test_a_commit_whose_rename_fails_says_what_it_could_not_remove(tmp_path):
+    """`job commit` whose rename fails (NAME is there already) removes TEMP as abort does:
+    refused, a warning names it before the run's line. Before, nothing said it was left."""
+    remote, bucket = stubborn_remote(tmp_path)
+    (bucket / "up").mkdir()
+    (bucket / "up" / ".encpipe-tmp.x").write_bytes(b"partial")
+    (bucket / "up" / "shop_20261205T000000Z.sql.enc").write_bytes(b"there")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", "--to", "here:up", "--database", "shop",
+                           "--kind", "sql", "--started", "1", "--", ".encpipe-tmp.x", "shop_20261205T000000Z.sql.enc"],
+                          env={**python_env(), **remote}, capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b"")
+    assert done.stderr.decode().splitlines() == [
+        "encpipe-backup: warning: here:up/.encpipe-tmp.x not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: "
+        "Failed to deletefile: AccessDenied: access denied",
+        "encpipe-backup: error: backup of shop failed (status 74): here:up/shop_20261205T000000Z.sql.enc already "
+        "exists; nothing was stored"]
+    assert sorted(os.listdir(bucket / "up")) == [".encpipe-tmp.x", "shop_20261205T000000Z.sql.enc"]

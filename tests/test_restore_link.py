@@ -8,9 +8,11 @@ the run's roles, its owner and its privileges (PUBLIC could connect). Now the
 name the run is found by is that of the file the restore opened, read back
 from its descriptor, never from a second resolution of the link: a writer of
 the directory who repoints the link meanwhile gets the dump and the globals
-file of one run, the one opened. A file given as /dev/fd/N, or under a name
-that is not a run's, is restored as before, with the warning. Real scripts,
-real clusters.
+file of one run, the one opened. A file given as /dev/fd/N (or /dev/stdin)
+whose descriptor is a run's dump is taken the same way, by the name read back
+from it; a file under a name that is not a run's, or a descriptor of a file
+that has none (removed), is restored as before, with the warning. Real
+scripts, real clusters.
 """
 
 import os
@@ -216,15 +218,19 @@ def test_a_link_to_a_globals_file_is_refused_as_the_globals_file_is(runs, empty,
     assert _state(empty) == before
 
 
-@pytest.mark.parametrize("given", ["/dev/fd/N", "another name"])
-def test_a_descriptor_or_a_file_under_another_name_is_restored_as_before_without_globals(runs, pg, tools, key_file,
-                                                                                         tmp_path, given):
-    """Unchanged: /dev/fd/N of a run's dump, and a copy of one under a name that is not a
-    run's (beside the run's globals file), restore with the warning and no globals file."""
+@pytest.mark.parametrize("given", ["/dev/fd/N of a removed run's dump", "another name"])
+def test_an_unnamed_descriptor_or_a_file_under_another_name_is_restored_as_before_without_globals(
+        runs, pg, tools, key_file, tmp_path, given):
+    """Unchanged: /dev/fd/N of a run's dump removed once opened (it has no name to find its
+    run by), and a copy of one under a name that is not a run's (beside the run's globals
+    file), restore with the warning and no globals file."""
     directory, _, b, _ = runs
     pg.dropdb(TARGET)
-    if given == "/dev/fd/N":
-        fd = os.open(b, os.O_RDONLY)
+    if given.startswith("/dev/fd/N"):
+        removed = os.path.join(directory, "removed_" + os.path.basename(b))
+        os.link(b, removed)
+        fd = os.open(removed, os.O_RDONLY)
+        os.unlink(removed)
         path, fds = f"/dev/fd/{fd}", (fd,)
     else:
         path, fds = os.path.join(directory, "copy.dump.enc"), ()
@@ -243,6 +249,57 @@ def test_a_descriptor_or_a_file_under_another_name_is_restored_as_before_without
     assert pg.psql(PROPS % TARGET).startswith(pg.user + "|")
     assert pg.psql("SELECT v FROM t", db=TARGET) == "run B\n"
     pg.dropdb(TARGET)
+
+
+def _descriptor_restore(cluster, tools, key_file, dump_, given, *extra):
+    """encpipe-restore of `dump_` given as `given` (/dev/fd/N, /dev/stdin): (the restore, FILE as given)."""
+    fd = os.open(dump_, os.O_RDONLY)
+    try:
+        path = "/dev/stdin" if given == "/dev/stdin" else f"/dev/fd/{fd}"
+        return run([RESTORE, "--key-file", key_file, path, TARGET, *extra], script_env(cluster, tools),
+                   pass_fds=(fd,), stdin=fd if given == "/dev/stdin" else subprocess.DEVNULL), path
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("given", ["/dev/fd/N", "/dev/stdin"])
+def test_a_descriptor_of_a_runs_dump_restores_onto_an_empty_server_with_the_runs_roles_and_owner(runs, empty, tools,
+                                                                                                key_file, given):
+    """As the file by its name: with its run's globals file, no warning. Before: 0, with "no
+    database properties (no globals file)": TARGET belonged to the restoring role, PUBLIC
+    could connect, and neither sl_owner_a nor sl_reader_a existed."""
+    _, a, _, made = runs
+    proc, path = _descriptor_restore(empty, tools, key_file, a, given)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == ["encpipe-restore: created roles: sl_owner_a, sl_reader_a",
+                                                 f"encpipe-restore: restored {path} into new database {TARGET}"]
+    assert _restored(empty) == made[a]
+    assert leftover_databases(empty) == set()
+
+
+def test_a_descriptors_options_for_the_restoring_tool_are_checked_as_its_files(runs, empty, tools, key_file):
+    """`-- -t t` (pg_restore's, a custom archive's) is checked by the name of the file behind
+    /dev/fd/N, as for that file given. Before: refused by /dev/fd/N's (64, a psql one's)."""
+    _, a, _, made = runs
+    proc, _ = _descriptor_restore(empty, tools, key_file, a, "/dev/fd/N", "--", "-t", "t")
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert _restored(empty) == made[a]
+
+
+def test_a_descriptor_of_a_dump_whose_runs_globals_file_is_missing_is_refused(runs, empty, tools, key_file,
+                                                                             tmp_path):
+    """As the file by its name: 66, naming the globals file beside it, before any server is
+    reached. Before: restored with the warning and no globals file."""
+    _, a, _, _ = runs
+    target = str(tmp_path / os.path.basename(a))
+    os.link(a, target)  # without its globals file
+    before = _state(empty)
+    proc, _ = _descriptor_restore(empty, tools, key_file, target, "/dev/fd/N")
+    assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [
+        f"encpipe-restore: error: the globals file of FILE's run is missing: {_globals_of(target)}; database "
+        f"{TARGET} was not touched", HINT]
+    assert _state(empty) == before
 
 
 # --- the name the run is found by (pgfetch.open_named), without a server --------------------------------
@@ -265,13 +322,46 @@ def test_the_name_is_the_final_targets_for_a_link_and_as_given_otherwise(tmp_pat
     monkeypatch.chdir(tmp_path / "l")
     assert _named("latest") == str(dump_)
     assert _named(os.path.join("..", "b", dump_.name)) == os.path.join("..", "b", dump_.name)
-    fd = os.open(dump_, os.O_RDONLY)
-    try:  # a descriptor's path, or a link to one: as given, whatever file is behind it
-        by_descriptor = _link(str(tmp_path / "l" / "fd"), f"/dev/fd/{fd}")
-        for path in (f"/dev/fd/{fd}", f"/proc/self/fd/{fd}", by_descriptor):
-            assert _named(path) == path
+    other = tmp_path / "b" / "copy.dump.enc"
+    os.link(dump_, other)
+    fds = [os.open(dump_, os.O_RDONLY), os.open(other, os.O_RDONLY)]
+    try:  # a descriptor's path, or a link to one: the name of a run's dump behind it, else as given
+        for fd, name in zip(fds, (str(dump_), None)):
+            by_descriptor = _link(str(tmp_path / "l" / f"fd{fd}"), f"/dev/fd/{fd}")
+            for path in (f"/dev/fd/{fd}", f"/proc/self/fd/{fd}", by_descriptor):
+                assert _named(path) == (name or path)
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_descriptors_file_without_the_name_read_back_is_taken_as_given(tmp_path, monkeypatch):
+    """A run's dump behind /dev/fd/N removed, or moved (another file under its name), before
+    its name is checked: /dev/fd/N as given (no run, the warning), never that name; without
+    /proc, as given."""
+    dump_ = tmp_path / "shop_20260101T000000Z.dump.enc"
+    readlink = os.readlink
+    for change in ("removed", "moved", "no /proc"):
+        dump_.write_bytes(b"ENCPIPE")
+        fd = os.open(dump_, os.O_RDONLY)
+
+        def changed(path, change=change):
+            if str(path).startswith("/proc/self/fd/"):
+                if change == "no /proc":
+                    raise FileNotFoundError(2, "No such file or directory")
+                name = readlink(path)
+                os.unlink(dump_)
+                if change == "moved":
+                    dump_.write_bytes(b"ENCPIPE")
+                return name
+            return readlink(path)
+
+        monkeypatch.setattr(os, "readlink", changed)
+        try:
+            assert _named(f"/dev/fd/{fd}") == f"/dev/fd/{fd}", change
+        finally:
+            monkeypatch.setattr(os, "readlink", readlink)
+            os.close(fd)
 
 
 def test_a_link_whose_target_is_removed_once_opened_is_refused(tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ from ..shown import json_value
 from ..sigdefer import held, hold_for_good
 from .names import KINDS, temp_started
 from .remotes import split_file
-from .storage import CHUNK, Local, open_location, upload
+from .storage import CHUNK, Local, discard, open_location, upload
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
 # metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module); what its
@@ -185,20 +185,22 @@ def _undo(args, io, targets, renames, renamed, error):
     """A rename failed: leave what a failed run leaves (cmd_abort), in every store:
     the files this run renamed removed again (only if still the very files), the
     temporary files removed, the failed run recorded; its status, and one error
-    line that says both (a file left in place, a warning before it)."""
+    line that says both (a file left in place, or not removed, a warning before it)."""
     for store, name, mine in reversed(renamed):
         try:
             store.take_back(name, mine)
         except (EncpipeError, OSError) as e:
             io.warn(f"{store.where(name)} left in place: {getattr(e, 'strerror', None) or e}")
-    unrecorded = _abort(args, targets, [old for old, _ in renames])
+    unrecorded = _abort(args, targets, [old for old, _ in renames], io)
     io.error(f"backup of {args['--database']} failed (status {error.exit_code}): {error}; nothing was stored"
              f"{metrics_not_written(unrecorded)}", hint=error.hint)
     return error.exit_code
 
 
-def cmd_abort(args, io):
-    unrecorded = _abort(args, stores(args, io), [args["TEMP"]])
+def cmd_abort(args, io, targets=None):
+    """abort; `targets`: the stores, already open (encpipe-backup's own: what each removal
+    left, said in its `unremoved`, is then the last try's), else those of the options."""
+    unrecorded = _abort(args, targets or stores(args, io), [args["TEMP"]], io)
     if unrecorded:  # its own status and line: the run's, if any, is its caller's (encpipe-backup folds it in)
         raise unrecorded
     return 0
@@ -209,12 +211,14 @@ def metrics_not_written(error):
     return f"; metrics not written: {error}" if error else ""
 
 
-def _abort(args, targets, temps):
-    """Remove the temporary files and record the failed run in --metrics-file; the
-    error (EncpipeError) that kept it from being recorded, else None."""
+def _abort(args, targets, temps, io):
+    """Remove the temporary files (a warning for each left), and record the failed run in
+    --metrics-file; the error (EncpipeError) that kept it from being recorded, else None."""
     for store in targets:
         for temp in temps:
-            store.discard(temp)
+            note = discard(store, temp)  # kept in store.unremoved too (encpipe-backup's line)
+            if note:
+                io.warn(note)
     return _record(args, ok=False)
 
 
@@ -304,7 +308,8 @@ def commit_args(argv):
     return args if required and (args["--globals-temp"] is None) == (args["--globals-name"] is None) else None
 
 
-def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
+def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None):
+    """The job command of `argv`; `stores`: an abort's, already open (cmd_abort)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     io = Io(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, stderr or sys.stderr,
             os.environ if env is None else env, prog="encpipe-backup")
@@ -317,4 +322,6 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
 
         io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
+    if stores is not None and argv[0] == "abort":
+        return report_errors(io, lambda: cmd_abort(args, io, stores))
     return report_errors(io, lambda: COMMANDS[argv[0]](args, io))

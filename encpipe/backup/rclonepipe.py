@@ -140,23 +140,31 @@ class Download:
     them: a download never fills the disk it is spooled to nor runs for ever) and
     no fewer (an object that ends early fails, rather than reading as a short file).
     Either is InputUnavailable (66) naming the object; a failure of rclone is an
-    OSError, not a short file."""
+    OSError, not a short file. rclone (`argv`, `options`, kept in `children`) starts
+    at the first read, held (sigthreads.held): inside the reader's `with`, whose end
+    stops it, never before it (a signal in between left it running)."""
 
-    def __init__(self, proc, where, children, size):
-        self.proc, self.where, self.children = proc, where, children
-        self.size, self.got = size, 0
+    def __init__(self, argv, options, where, children, size):
+        self.argv, self.options, self.where, self.children = argv, options, where, children
+        self.proc, self.size, self.got = None, size, 0
+
+    def _out(self):
+        if self.proc is None:
+            with sigthreads.held():  # started and recorded in one step: close() stops it
+                self.proc = self.children.start(self.argv, **self.options)
+        return self.proc.stdout
 
     def read(self, size=-1):
         if size == 0:
             return b""
-        left = self.size - self.got
+        out, left = self._out(), self.size - self.got
         if left <= 0:  # all that was listed: the stream must end here
-            if self.proc.stdout.read(1):
+            if out.read(1):
                 self.children.done(self.proc)  # rclone stopped at once, not left writing into its pipe
                 raise InputUnavailable(f"{self.where} is longer than listed ({self.size} bytes)")
             self._ended()
             return b""
-        block = self.proc.stdout.read(left if size is None or size < 0 else min(size, left))
+        block = out.read(left if size is None or size < 0 else min(size, left))
         if not block:
             self._ended()
             raise InputUnavailable(f"{self.where} is shorter than listed ({self.got} of {self.size} bytes)")
@@ -176,6 +184,8 @@ class Download:
         return False
 
     def close(self):
+        if self.proc is None:  # never read: never started
+            return
         try:
             self.children.done(self.proc)  # killed if still running, reaped
         finally:

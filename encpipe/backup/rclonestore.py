@@ -43,6 +43,7 @@ class Rclone:
         self.binary = rclone_binary(self.env)
         self.children = Children()
         self.unfinished = []  # write_new's: what a failed upload may have left
+        self.unremoved = {}  # storage.discard's: what the last try to remove an object left, by name
 
     def where(self, name):
         sep = "" if self.location.endswith(":") else "/"
@@ -89,9 +90,10 @@ class Rclone:
         return item.size
 
     def _cat(self, item, options, size, what):
-        proc = self.children.start([self.binary, "cat", *options, self.where(item.name)], env=self.env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        return Download(proc, what, self.children, size)
+        """`rclone cat`'s Download, its rclone not started yet: at its first read, inside the reader's `with`."""
+        return Download([self.binary, "cat", *options, self.where(item.name)],
+                        dict(env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
+                        what, self.children, size)
 
     def writer(self, name, final=None):
         """`rclone rcat` into `name`, in a process group of its own: a signal to the

@@ -10,7 +10,8 @@
     take_back(final, r)       undo a rename: remove `final` if it is still that file
     remove(item)              delete one file
     discard(name)             remove a failed run's file, if there (Rclone: what is left, else None)
-    unfinished                [what write_new said may be left]
+    unfinished                [what write_new said may be left: an upload's rclone killed]
+    unremoved                 {name: why the last discard() of it (through discard()) left it}
     where(name) -> str        how to name it in messages
 
 Uploads always go to a temporary name first and are renamed only when complete,
@@ -62,9 +63,10 @@ def write_new(stores, name, write, final=None):
     become `final`) in every store at once. On any failure (the first is raised)
     every other store's write is ended unfinished (an `rclone rcat` stopped before
     its input ends, so that it stores nothing and aborts its partial upload) and
-    the files this made are removed again. What may be left (an upload whose rclone
-    had to be killed, a file that cannot be removed) is kept, a sentence each, in
-    the store's `unfinished`, for the run's one error line (pgbackup). Each writer
+    the files this made are removed again. What may be left is kept, a sentence
+    each, for the run's one error line (pgbackup): an upload whose rclone had to be
+    killed in the store's `unfinished`, a file that cannot be removed in its
+    `unremoved` (discard: until a later try removes it). Each writer
     is made and recorded in one step (sigdefer.held): a signal never leaves an
     upload's rclone, in a process group of its own, unstopped."""
     writers = []
@@ -78,22 +80,29 @@ def write_new(stores, name, write, final=None):
     except BaseException as e:
         for store, writer in zip(stores, writers):  # only the files this upload created
             try:
-                notes = (writer.abort(), _discard(store, name))
+                note = writer.abort()
             except BaseException:  # interrupted again: what its abort, cut short, may have left
                 store.unfinished += [note for note in (getattr(writer, "left", None),) if note]
                 raise
-            store.unfinished += [note for note in notes if note]
+            store.unfinished += [note] if note else []
+            discard(store, name)
         if isinstance(e, OSError):
             raise IOFailure(f"cannot store {name}: {e.strerror or e}") from None
         raise
 
 
-def _discard(store, name):
-    """store.discard(name): what is left (a sentence), else None."""
+def discard(store, name):
+    """store.discard(name): what is left (a sentence), else None; kept in store.unremoved
+    until a later try (`job abort`'s) removes it: what the run says is the last try's."""
     try:
-        return store.discard(name)
+        note = store.discard(name)
     except OSError as e:
-        return f"{store.where(name)} not removed: {e.strerror or e}"
+        note = f"{store.where(name)} not removed: {e.strerror or e}"
+    if note:
+        store.unremoved[name] = note
+    else:
+        store.unremoved.pop(name, None)
+    return note
 
 
 class _Fanout:
@@ -118,6 +127,7 @@ class Local:
     def __init__(self, directory):
         self.directory, self._fd = directory, None
         self.unfinished = []  # write_new's: what a failed write may have left
+        self.unremoved = {}  # discard()'s: what the last try to remove a file left, by name
         try:
             self._dir()
         except OSError:  # not there yet (writer makes it), or an error the first step says
