@@ -75,18 +75,22 @@ def psql_args(db, *extra):
     return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *extra]
 
 
-def run_sql(db, sql, user=None, single_transaction=False, restrict=False):
+def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=None):
     """Runs SQL in `db` (in restricted mode when `restrict`); returns the rows as lists of strings.
     Bytes that are not UTF-8 (a name on a SQL_ASCII cluster) come back as surrogates, as
-    os.listdir gives a file name's, and go back to the server as the same bytes."""
+    os.listdir gives a file name's, and go back to the server as the same bytes.
+    `step` (Step's): psql's session is named so, and psql runs in a process group of its own."""
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
     if single_transaction:
         extra.insert(0, "--single-transaction")
     text = "%s\n%s\n" % (SESSION_SETUP, sql)
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
-    proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"),
-                         env=client_env(user))
+    env, own = client_env(user), {}
+    if step:  # never a password prompt: from another group, psql reading the terminal would stop (SIGTTIN)
+        extra.insert(0, "-w")
+        env["PGAPPNAME"], own = step, {"process_group": 0}
+    proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"), env=env, **own)
     if proc.returncode != 0:
         raise PgError(_error_line(proc.stderr.decode(errors="replace"), proc.returncode))
     out = proc.stdout.decode("utf-8", "surrogateescape")
@@ -101,6 +105,36 @@ def _error_line(stderr, status):
     if errors:
         return errors[0]
     return lines[-1] if lines else "psql exited %d" % status
+
+
+class Step:
+    """Statements that commit (the swap, a DROP DATABASE), whose outcome the run must know.
+
+    Their psql runs in a process group of its own (as `rclone rcat` does: rclonestore):
+    a Ctrl-C or a hangup, which the terminal sends to its whole foreground group,
+    is the run's only, which holds it meanwhile; that psql cancelled the swap, or
+    died of it, the server having committed or not. When psql fails all the same
+    (killed, its connection lost), outcome() asks the server: the session of the
+    step, named by its application_name, is ended first if the server still runs
+    it (the server finishes a statement whose client is gone: a COMMIT too), and
+    waited for: what it did is then all it will do."""
+
+    def __init__(self, db):
+        self.db, self.name = db, "encpipe " + secrets.token_hex(8)
+
+    def run(self, sql, single_transaction=False):
+        return run_sql(self.db, sql, single_transaction=single_transaction, step=self.name)
+
+    def outcome(self, sql):
+        """The rows of `sql`, asked once no session of this step is left on the server
+        (ended, waited for up to 10 s each); PgError when one is left, or on no answer."""
+        mine = ("FROM pg_catalog.pg_stat_activity WHERE application_name = %s AND usename = current_user "
+                "AND pid <> pg_catalog.pg_backend_pid();" % literal(self.name))
+        rows = run_sql(self.db, "SELECT count(pg_catalog.pg_terminate_backend(pid, 10000)) %s\n"
+                       "SELECT count(*) %s\n%s" % (mine, mine, sql), step=self.name)
+        if rows[1] != ["0"]:
+            raise PgError("its session on the server did not end")
+        return rows[2:]
 
 
 def value(db, sql):

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from .backup.names import STAMP
 from .pgcli import Failure
+from .pgcommit import drop
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
 from .sigdefer import held, hold_for_good
 
@@ -138,7 +139,7 @@ def drop_pre_restore(maintenance_db, days, db=None):
         if (now - created).total_seconds() >= days * 86400:
             try:
                 with held():  # psql's answer waited for: a stop never leaves a drop unknown, nor unsaid
-                    run_sql(maintenance_db, "DROP DATABASE %s;" % ident(copy["name"]))
+                    drop(maintenance_db, copy["name"])
                     hold_for_good()  # dropped: the rest, the line that says so and the status stand
                 dropped.append(copy["name"])
             except PgError as e:

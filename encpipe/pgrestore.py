@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 
-from . import childerr, keycheck, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
+from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
 from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import json_value, printable
@@ -49,7 +49,7 @@ from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
-from .pgclient import PgError, ident, run_sql
+from .pgclient import PgError, ident, literal, run_sql
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 from .workers import decimal_number
@@ -284,8 +284,9 @@ class Run:
         try:
             run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
             created = True
-            run_sql(self.maint, pgprops.private_sql(self.temp, props, self.skips(exists)[0], owner=self.o.get("role")),
-                    single_transaction=True)
+            sql = pgprops.private_sql(self.temp, props, self.skips(exists)[0], owner=self.o.get("role"))
+            self.temp_oid = run_sql(self.maint, sql + pgcommit.OID_SQL % literal(self.temp),
+                                    single_transaction=True)[-1][0]  # the swap's outcome is asked by it
         except PgError as e:  # undo() drops it when created, not when psql said the CREATE failed
             self.temp = self.temp if created else None
             raise Failure("cannot create the scratch database %s (%s); database %s is unchanged"
@@ -321,12 +322,8 @@ class Run:
                pgprops.swap_sql(self.temp, self.db, self.old, self.o.get("terminate_connections"))]
         hint = None if self.o.get("terminate_connections") else \
             "is %s in use? close its connections, or use --terminate-connections" % self.db
-        with sigthreads.held():  # psql's answer waited for: a stop never leaves the swap's outcome unknown
-            try:
-                run_sql(self.maint, "\n".join(sql), single_transaction=True)
-            except PgError as e:
-                raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
-                              % (self.temp, e, self.db), 1, hint) from None
+        with sigthreads.held():  # psql's answer waited for (its own group's: a Ctrl-C is the restore's only)
+            pgcommit.swap(self.maint, "\n".join(sql), self.temp, self.temp_oid, self.db, hint, say)
             self.temp = None
             hold_for_good()  # DBNAME is the restored database: its report and status stand
 
@@ -335,7 +332,7 @@ class Run:
             self.stream.kill()
         if self.temp:
             try:
-                run_sql(self.maint, pgprops.undo_sql(self.temp))
+                pgcommit.drop(self.maint, self.temp, pgprops.undo_sql(self.temp))
             except PgError as e:
                 say("could not drop temporary database %s: %s" % (self.temp, e), "error")
         self.roles.drop_created()
@@ -346,11 +343,11 @@ class Run:
             say("restored %s into new database %s" % (self.file, self.db))
         elif self.o.get("drop_old"):
             try:
-                run_sql(self.maint, "DROP DATABASE %s WITH (FORCE);" % ident(self.old))
+                pgcommit.drop(self.maint, self.old, "DROP DATABASE %s WITH (FORCE);" % ident(self.old))
                 say("restored %s into %s; previous database dropped" % (self.file, self.db))
-            except PgError:
-                say("restored %s into %s, but could not drop the previous database %s"
-                    % (self.file, self.db, self.old), "error")
+            except PgError as e:
+                say("restored %s into %s, but could not drop the previous database %s (%s)"
+                    % (self.file, self.db, self.old, e), "error")
                 status = 1
         else:
             say("restored %s into %s; previous database kept as %s" % (self.file, self.db, self.old))

@@ -1,0 +1,61 @@
+"""encpipe-restore's steps that commit on the server, said as the server made them.
+
+The swap (DBNAME renamed to its `_pre_restore_` copy and the scratch database to
+DBNAME, in one transaction) and each DROP DATABASE (the scratch database's on
+failure, `--drop-old`'s, an old copy's) run as a pgclient.Step: psql in a process
+group of its own, so that a Ctrl-C or a hangup, which a terminal sends to its
+whole foreground group, is the restore's only (it holds it meanwhile), not
+psql's, which cancelled the step or died of it. When the step's psql fails all
+the same (killed, its connection lost), the server is asked what it holds, its
+session of the step ended first (a COMMIT received is committed without its
+client): "unchanged" or "could not drop" only when true. Before, a psql that
+died once the server had swapped made the restore say DBNAME was unchanged.
+"""
+
+from .pgcli import Failure
+from .pgclient import PgError, Step, ident, literal
+
+OID_SQL = "\nSELECT oid FROM pg_catalog.pg_database WHERE datname = %s;"  # its one row: the database's oid
+
+
+def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
+    """Runs the swap's `sql` (one transaction): returns once DBNAME (`db`) is the
+    restored database `temp` (whose oid is `temp_oid`), even when psql failed after
+    the server committed (then said in a warning). Else a Failure: `db` unchanged,
+    or (the server not answering) not known, and where to look."""
+    step = Step(maintenance_db)
+    try:
+        step.run(sql, single_transaction=True)
+        return
+    except PgError as e:
+        error = e
+    try:
+        rows = step.outcome("SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid)
+        now = rows[0][0] if rows else None
+        why = "the scratch database is %s" % ("now " + now if rows else "gone")
+    except PgError as asked:
+        now, why = None, "asking the server: %s" % asked
+    if now == temp:
+        raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
+                      % (temp, error, db), 1, hint)
+    if now != db:
+        raise Failure("restored into %s, but cannot tell whether it was swapped in (%s; %s); see whether "
+                      "database %s is the restored one" % (temp, error, why, db), 1)
+    say("psql failed (%s) once the server had swapped it in" % error, "warning")
+
+
+def drop(maintenance_db, name, sql=None):
+    """DROP DATABASE `name` (or `sql`, which drops it): a PgError only when the server
+    still has `name` (psql failed, and the server did not drop it), or cannot say.
+    Before, a psql dead once the server had dropped it said "could not drop"."""
+    step = Step(maintenance_db)
+    try:
+        step.run(sql or "DROP DATABASE %s;" % ident(name))
+    except PgError as e:
+        try:
+            left = step.outcome("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s;" % literal(name))
+        except PgError as asked:
+            raise PgError("%s, and the server could not be asked whether it is gone (%s)" % (e, asked),
+                          e.status) from None
+        if left:
+            raise
