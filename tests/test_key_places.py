@@ -20,6 +20,10 @@ import sys
 import pytest
 
 from cliutil import KEY_A, assert_one_line_error, run_process, write_secret
+from test_backup_restore import (RESTORE, SCRIPTS, backup, dump, ensure_small, leftover_databases, python_env, restore,
+                                 run, script_env)
+from test_migrate import FEW, make_backups, migrate, snapshot
+from test_rotate import World, rotate
 
 POSTGRES = (101, 104)
 DATA = b"the genuine backup\n" * 100
@@ -235,3 +239,160 @@ def test_keygen_o_into_a_directory_postgres_can_write_is_refused(tmp_path):
         allowed = encpipe("keygen", *kind, "--allow-shared-dir", "-o", path)
         assert allowed.returncode == 0, allowed.stderr
         os.unlink(path)
+
+
+# --- the scripts: each refuses where it first reads the path, and passes the override on ---------------------
+
+
+def script_refused(done, prog, *names):
+    assert (done.returncode, done.stdout) == (73, b""), done.stderr
+    assert_one_line_error(done.stderr, prog)
+    for name in names:
+        assert name.encode() in done.stderr, done.stderr
+
+
+@pytest.fixture
+def signed_backup(pg, tools, tmp_path):
+    """A backup sealed to an x25519 identity and signed; signer.pub, its verify key,
+    in a directory postgres can write."""
+    identity = tmp_path / "backup.id"
+    public = x25519(identity)
+    verify = signing_key(tmp_path / "op.sign")
+    shared = group_writable_dir(tmp_path / "shared")
+    signer = os.path.join(shared, "signer.pub")
+    with open(signer, "w") as f:
+        f.write(verify + "\n")
+    db = ensure_small(pg, "keyplace_live")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--recipient", public, "--sign-key", tmp_path / "op.sign")
+    return db, path, str(identity), public, signer
+
+
+def test_restore_with_a_signer_file_postgres_can_replace_is_refused_database_untouched(pg, tools, signed_backup,
+                                                                                        tmp_path):
+    """The whole attack: postgres writes its SQL, sealed to the backups' public key and
+    signed with its own key, over the backup, and its verify key over signer.pub.
+    Before, encpipe-restore ran that SQL (as the superuser) into the live database."""
+    db, path, identity, public, signer = signed_backup
+    before = dump(pg, db)
+    theirs = signing_key(tmp_path / "attacker.sign")
+    evil = b"CREATE TABLE forged (x int);\n"
+    forged = encpipe("seal", "--recipient", public, "--sign-key", str(tmp_path / "attacker.sign"), stdin=evil)
+    assert forged.returncode == 0, forged.stderr
+    genuine = open(path, "rb").read()
+    open(path, "wb").write(forged.stdout)
+    with open(signer, "w") as f:
+        f.write(theirs + "\n")
+    proc = restore(pg, tools, path, db, "--no-globals", "--drop-old", "--identity", identity, "--signer-file", signer)
+    script_refused(proc, "encpipe-restore", signer, "group postgres")
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
+    # the genuine backup and signer.pub: refused all the same (the place is the fault); accepted when told
+    open(path, "wb").write(genuine)
+    with open(signer, "w") as f:
+        f.write(encpipe("pubkey", str(tmp_path / "op.sign")).stdout.decode())
+    proc = restore(pg, tools, path, db, "--drop-old", "--identity", identity, "--signer-file", signer)
+    script_refused(proc, "encpipe-restore", signer)
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
+    proc = restore(pg, tools, path, db, "--drop-old", "--identity", identity, "--signer-file", signer,
+                   "--allow-shared-dir")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, db) == before
+
+
+def test_restore_with_a_key_file_in_a_shared_directory_is_refused_before_the_server(pg, tools, signed_backup,
+                                                                                    tmp_path):
+    db, path, identity, _, _ = signed_backup
+    shared = os.path.dirname(signed_backup[4])
+    moved = os.path.join(shared, "backup.id")
+    os.rename(identity, moved)
+    before = dump(pg, db)
+    proc = restore(pg, tools, path, db, "--drop-old", "--identity", moved, "--allow-unauthenticated")
+    script_refused(proc, "encpipe-restore", moved, "group postgres")
+    assert dump(pg, db) == before and leftover_databases(pg) == set()
+    # told: each encpipe it runs (keyid, open) reads the identity there too
+    proc = restore(pg, tools, path, db, "--drop-old", "--identity", moved, "--allow-unauthenticated",
+                   "--allow-shared-dir")
+    assert proc.returncode == 0, proc.stderr.decode()
+    # a /dev/fd/N is the caller's own: lent to each encpipe, never refused
+    fd = os.open(moved, os.O_RDONLY)
+    try:
+        proc = run([RESTORE, "--drop-old", "--identity", f"/dev/fd/{fd}", "--allow-unauthenticated", path, db],
+                   script_env(pg, tools), pass_fds=[fd])
+    finally:
+        os.close(fd)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, db) == before
+
+
+def test_backup_with_a_recipient_file_in_a_shared_directory_is_refused_nothing_stored(pg, tools, tmp_path):
+    public = x25519(tmp_path / "backup.id")
+    shared = group_writable_dir(tmp_path / "shared")
+    recipients = os.path.join(shared, "recipients")
+    with open(recipients, "w") as f:
+        f.write(public + "\n")
+    db = ensure_small(pg, "keyplace_backup")
+    out = tmp_path / "b"
+    proc = backup(pg, tools, str(out), db, "--recipient-file", recipients, check=False)
+    script_refused(proc, "encpipe-backup", recipients, "group postgres")
+    assert not out.exists() or os.listdir(out) == []
+    path, _ = backup(pg, tools, str(out), db, "--recipient-file", recipients, "--allow-shared-dir")
+    assert os.path.exists(path)
+
+
+def _verify_script(name):
+    return str(SCRIPTS / f"encpipe-{name}")
+
+
+def test_verify_prune_check_with_a_key_file_in_a_shared_directory(tmp_path):
+    shared = group_writable_dir(tmp_path / "shared")
+    key = write_secret(os.path.join(shared, "backup.key"), KEY_A + "\n")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "db_20260101T000000Z.sql.enc").write_bytes(encpipe("seal", stdin=DATA,
+                                                                 env={"ENCPIPE_KEY": KEY_A}).stdout)
+    env = python_env()
+    for name, args in (("verify", []), ("prune", ["--keep-last", "1", "--dry-run"])):
+        done = run([_verify_script(name), *args, "--key-file", key, str(backups)], env)
+        script_refused(done, f"encpipe-{name}", key, "group postgres")
+        allowed = run([_verify_script(name), *args, "--allow-shared-dir", "--key-file", key, str(backups)], env)
+        assert allowed.returncode == 0, allowed.stderr.decode()
+    done = run([_verify_script("check"), "--max-age", "48000", "--verify", "--key-file", key, str(backups)], env)
+    assert done.returncode == 2, done.stderr  # a monitor says CRITICAL, as of a key it cannot read
+    assert done.stdout.startswith(b"CRITICAL: cannot load the keys for --verify: --key-file ")
+    assert b"refusing to read a key from it" in done.stdout
+    allowed = run([_verify_script("check"), "--max-age", "48000", "--verify", "--allow-shared-dir", "--key-file", key,
+                   str(backups)], env)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+
+def test_rotate_with_a_new_key_file_in_a_shared_directory_is_refused_nothing_changed(tmp_path):
+    world = World(tmp_path)
+    world.add("a.enc", "--key-file", world.old_a)
+    shared = group_writable_dir(tmp_path / "shared")
+    new = os.path.join(shared, "new.key")
+    os.rename(world.new, new)
+    before = (world.dir / "a.enc").read_bytes()
+    args = ["--old-key-file", world.old_a, "--new-key-file", new, str(world.dir)]
+    done = rotate(args)
+    script_refused(done, "encpipe-rotate", new, "group postgres")
+    assert (world.dir / "a.enc").read_bytes() == before
+    done = rotate(["--allow-shared-dir", *args])
+    assert done.returncode == 0, done.stderr.decode()
+    assert encpipe("open", "--key-file", new, "--allow-shared-dir", str(world.dir / "a.enc")).stdout == \
+        world.plain["a.enc"]
+
+
+def test_migrate_with_a_key_file_in_a_shared_directory_is_refused_nothing_changed(tmp_path, migrate_keys):
+    directory = tmp_path / "backups"
+    make_backups(directory, FEW, python_made=False)
+    before = snapshot(directory)
+    shared = group_writable_dir(tmp_path / "shared")
+    new = os.path.join(shared, "new.key")
+    os.rename(migrate_keys["new_key"], new)
+    keys = {**migrate_keys, "new_key": new}
+    status, lines, stderr = migrate(directory, keys=keys)
+    assert (status, lines) == (73, []), stderr
+    assert_one_line_error(stderr, "encpipe-migrate")
+    assert new in stderr and "group postgres" in stderr
+    assert snapshot(directory) == before
+    status, lines, stderr = migrate(directory, "--allow-shared-dir", keys=keys)
+    assert status == 0, stderr
