@@ -59,7 +59,9 @@ def replacer(path):
     """(what, who): the first thing on the way to the file `path` names (the file,
     a symbolic link, a directory) that a user other than the caller or root can
     change, and who; None when there is none."""
-    pending = [part for part in os.path.abspath(path).split("/") if part]
+    # as the kernel reads it: a `..` after a symbolic link leaves where the link leads, so never normpath
+    absolute = path if path.startswith("/") else os.path.join(os.getcwd(), path)
+    pending = [part for part in absolute.split("/") if part]
     current, links = "/", 0
     while pending:
         part = pending.pop(0)
@@ -88,17 +90,21 @@ def replacer(path):
             pending = [p for p in target.split("/") if p] + pending
             continue
         current = candidate
-    return _file_writer(path, current, info) or _directory_writer(os.path.dirname(current))
+    try:
+        info = os.lstat(current)  # what the last name (or a `..`) led to
+    except OSError:
+        return _directory_writer(os.path.dirname(current), sticky=False)
+    return _file_writer(absolute, current, info) or _directory_writer(os.path.dirname(current))
 
 
-def _file_writer(path, real, info):
+def _file_writer(absolute, real, info):
     if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
         writer = _owner_only(info)
     else:
         writer = other_writer(info, sticky_ok=False)
     if not writer:
         return None
-    return ("the file itself" if real == os.path.abspath(path) else f"the file it leads to, {real},"), writer
+    return ("the file itself" if real == os.path.normpath(absolute) else f"the file it leads to, {real},"), writer
 
 
 def _link_writer(link, info, directory):

@@ -196,6 +196,12 @@ def test_symbolic_links_are_judged_where_they_live_and_where_they_lead(tmp_path)
     link = str(safe / "to-shared")
     os.symlink(shared_key, link)
     refused(encpipe("seal", "--key-file", link, stdin=DATA), link, f"its directory {shared}")
+    # `..` after a link leaves where the link leads (as the kernel reads it), not where the link is
+    inner = os.path.join(shared, "inner")
+    os.mkdir(inner, 0o700)
+    os.symlink(inner, safe / "to-inner")
+    dotdot = f"{safe}/to-inner/../real.key"
+    refused(encpipe("seal", "--key-file", dotdot, stdin=DATA), dotdot, f"its directory {shared}")
     # a link owned by postgres in a sticky directory: postgres can replace it
     sticky = tmp_path / "sticky"
     sticky.mkdir()
