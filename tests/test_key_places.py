@@ -402,3 +402,36 @@ def test_migrate_with_a_key_file_in_a_shared_directory_is_refused_nothing_change
     assert snapshot(directory) == before
     status, lines, stderr = migrate(directory, "--allow-shared-dir", keys=keys)
     assert status == 0, stderr
+
+
+def test_the_prune_after_a_backup_judges_the_key_files_again(tmp_path):
+    """encpipe-backup judges its key files at its start; its prune (job commit, which
+    reads them again) does too: one another user could replace by then is not used
+    to decide what to remove. The backup stays; it is said, exit 1."""
+    import io
+
+    from encpipe.backup.job import main as job_main
+
+    shared = group_writable_dir(tmp_path / "shared")
+    key = write_secret(os.path.join(shared, "backup.key"), KEY_A + "\n")
+    (tmp_path / "b").mkdir()
+    def sealed():  # each its own file (copies are never counted)
+        return encpipe("seal", stdin=b"SELECT 1;\n", env={"ENCPIPE_KEY": KEY_A}).stdout
+
+    (tmp_path / "b" / "shop_20250101T000000Z.sql.enc").write_bytes(sealed())
+    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(sealed())
+    out, err = io.BytesIO(), io.StringIO()
+    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1", "--kind", "sql",
+                     "--keep-last", "1", "--key-file", key, ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
+                    stdout=out, stderr=err, env={})
+    assert code == 1, err.getvalue()
+    assert err.getvalue().startswith(f"encpipe-backup: error: backup written, but not pruned: --key-file {key}: ")
+    assert "refusing to read a key from it" in err.getvalue()
+    assert sorted(os.listdir(tmp_path / "b")) == ["shop_20250101T000000Z.sql.enc", "shop_20260101T000000Z.sql.enc"]
+    out, err = io.BytesIO(), io.StringIO()
+    (tmp_path / "b" / ".encpipe-tmp.y").write_bytes(sealed())
+    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--allow-shared-dir", "--database", "shop", "--started",
+                     "2", "--kind", "sql", "--keep-last", "1", "--key-file", key, ".encpipe-tmp.y",
+                     "shop_20260102T000000Z.sql.enc"], stdout=out, stderr=err, env={})
+    assert code == 0, err.getvalue()
+    assert os.listdir(tmp_path / "b") == ["shop_20260102T000000Z.sql.enc"]
