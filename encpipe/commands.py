@@ -4,7 +4,8 @@ from . import aead, bounded, envelope, keygen
 from . import format as fmt
 from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
-from .keyargs import load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths, shown_name
+from .keyargs import (SECRET_FILES, load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths,
+                      shown_name)
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
 from .report import header_report, print_report
@@ -17,6 +18,11 @@ from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 def dispatch(args, io):
     secret_fds_open(args)
     refuse_shared_stdin(args)  # --key-file - --add-key-file /dev/stdin: 64 before either is read
+    from .keyplace import refuse_replaceable
+
+    # a key file another user could replace: 73 before anything is read (pubkey's FILE is one)
+    given = {**args, "FILE": [args["FILE"]] if args.get("pubkey") and args.get("FILE") else []}
+    refuse_replaceable(given, (*SECRET_FILES, "FILE"), args.get("--allow-shared-dir"))
     for name, command in COMMANDS.items():
         if args.get(name):
             return command(args, io)

@@ -30,7 +30,9 @@ that path after one of encpipe's secret-file options (keyargs.SECRET_FILES; as
 one word, --key-file=PATH) is given --key-file=/dev/fd/M instead (words(): its
 messages name /dev/fd/M). A second open of such a file would wait for a writer
 that is gone, or read other bytes. One file reached by two paths is read once.
-A regular file stays a path: each child reads it, and warns of its mode, itself.
+A regular file stays a path: each child reads it, and warns of its mode, itself
+(each script judged every path's place first, keyplace, and gives the children
+its --allow-shared-dir; a /dev/fd/N is never judged: the caller's own).
 A secret file on standard input (-, /dev/stdin, /dev/fd/0) is refused
 (stdin_refused); on standard output or error (/dev/fd/1, 2) it is left as it
 is. A descriptor option may be 0 (standard input, then /dev/null), not 1 or 2:

@@ -45,11 +45,12 @@ class ChildRefused(EncpipeError):
         self.exit_code = exit_code
 
 
-def check(sources, encpipe, spawn):
+def check(sources, encpipe, spawn, shared=()):
     """`sources`: (the option as the script takes it, encpipe's name for it, [values]).
     `encpipe`: the command (a list); `spawn(argv, **kwargs)`: runs it with the
-    secrets argv names lent (FdSecrets.spawn). Raises the error the first bad
-    source gives, naming the script's option."""
+    secrets argv names lent (FdSecrets.spawn); `shared`: ["--allow-shared-dir"] when
+    the script was given it (keyplace), for keyid too. Raises the error the first
+    bad source gives, naming the script's option."""
     for option, theirs, values in sources:
         if not values or theirs not in (*KEYRINGS, "--passphrase-file"):
             continue
@@ -59,11 +60,11 @@ def check(sources, encpipe, spawn):
             for path in values:
                 _openable(path, option)
         elif theirs == "--recipient":
-            keyid(encpipe, spawn, option_words(theirs, values), option)
+            keyid(encpipe, spawn, [*option_words(theirs, values), *shared], option)
         else:
             ahead = [value for value in values if _read_ahead(value)]
             if ahead:
-                keyid(encpipe, spawn, option_words(theirs, ahead), option)
+                keyid(encpipe, spawn, [*option_words(theirs, ahead), *shared], option)
 
 
 def check_environment(encpipe, spawn, env, key_read, wait=True):

@@ -11,6 +11,12 @@ from .sigdefer import held, hold_for_good
 
 
 def cmd_keygen(args, io):
+    if args["--output"]:  # a secret key where another user could swap it: 73, as for seal -o
+        from .safefile import check_directory
+
+        directory = os.path.dirname(os.path.abspath(args["--output"]))
+        if os.path.isdir(directory):
+            check_directory(directory, args["--allow-shared-dir"])
     if args["--sign"]:
         from .signing import new_key_file
 

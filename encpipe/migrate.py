@@ -39,8 +39,9 @@ FIFO or a device, is read once, at the start, and lent to each encpipe that
 names it, as a fresh copy at a /dev/fd/N; one given as standard input (-,
 /dev/stdin, /dev/fd/0) is refused (64).
 Other options:
-  --allow-shared-dir  work in a DIR that a user other than the caller or root
-                      can write (refused by default, exit 73)
+  --allow-shared-dir  work in a DIR, and read a key file (--legacy-*, --key-file,
+                      --sign-key, --signer-file...), that a user other than the
+                      caller or root could change (refused by default, exit 73)
   --keep-originals   keep each old file as NAME.sql.enc.legacy (a hard link)
   -n, --dry-run      only report which files would be converted
 
@@ -53,7 +54,7 @@ unreadable (or replaced as the run started), or (before any file) a key file,
 identity, passphrase file or --sign-key that cannot be read, or an ENCPIPE
 that cannot be run (64 one that holds no key or is over 1 MiB, or a malformed
 ENCPIPE_KEY the children would read); 73
-another user can write DIR; 74 the report cannot be written (141 when its
+another user can write DIR, or could replace a key file; 74 the report cannot be written (141 when its
 reader went away); 75 DIR's lock is held (a backup, a rotation, a migration); 78 no key;
 130 or 143 interrupted by SIGINT or SIGTERM (the files reported migrated are, the others not yet).
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
@@ -76,6 +77,7 @@ from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
+from .keyplace import refuse_replaceable
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
 
@@ -181,13 +183,16 @@ class Migration:
                           "add --identity FILE (or --key-file) for a key that can", 64)
         if not self.open_args and not env_keys and not env.get("BACKUP_ENCRYPTION_KEY"):
             raise Failure("no key for the old files: set BACKUP_ENCRYPTION_KEY or use --legacy-key-file", 78)
+        self.shared = ["--allow-shared-dir"] if args.allow_shared_dir else []  # each encpipe reads the key files
         keycheck.check([("--legacy-key-file", "--key-file", args.legacy_key_file),  # now, before any file
                         ("--legacy-passphrase-file", "--passphrase-file", args.legacy_passphrase_file),
                         *((dashed(o),) * 2 + (getattr(args, o),) for o in SEALING_OPTIONS)],
-                       self.encpipe, self.secrets.spawn)
+                       self.encpipe, self.secrets.spawn, self.shared)
         keycheck.check_environment(self.encpipe, self.secrets.spawn, env,
                                    key_read=not self.open_args or not options(args, SEALING_OPTIONS))
         self.sign(args, env)
+        for words in (self.open_args, self.seal_args, self.verify_args):
+            words += self.shared
 
     def sign(self, args, env):
         """--sign-key for seal; the trusted signers (--signer..., else ENCPIPE_SIGNER) for the
@@ -196,7 +201,8 @@ class Migration:
         self.sign_ids = []
         if args.sign_key:
             self.seal_args += options(args, ("sign_key",))
-            self.sign_ids = keycheck.keyid(self.encpipe, self.secrets.spawn, options(args, ("sign_key",)), "--sign-key")
+            self.sign_ids = keycheck.keyid(self.encpipe, self.secrets.spawn,
+                                           [*options(args, ("sign_key",)), *self.shared], "--sign-key")
         if trusted and not {k.key_id.hex() for k in trusted} & set(self.sign_ids):
             raise Failure("trusted signers are set (--signer, --signer-file or ENCPIPE_SIGNER), so the new files must "
                           "be signed by one of them: give its signing key with --sign-key", 64)
@@ -368,6 +374,8 @@ def main(argv):
         public_forms("--recipient", args.recipient)  # a secret pasted: 64, before any child
         public_forms("--signer", args.signer, "verify key")
         secret_fds_open({"--signer-file": args.signer_file})  # read later: closed is 66 now, before FdSecrets
+        key_files = {dashed(o): getattr(args, o) for o in (*SECRET_FILES, "signer_file")}
+        refuse_replaceable(key_files, tuple(key_files), args.allow_shared_dir)  # 73, before any is read
         if os.path.isdir(args.dir):
             safefile.check_directory(args.dir, args.allow_shared_dir)
         migration = Migration(args, os.environ)

@@ -25,6 +25,7 @@ from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_err
 from .errors import EncpipeError, IOFailure
 from .fdsecrets import FdSecrets, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
+from .keyplace import refuse_replaceable
 from .keys import STDIN_PATHS
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
@@ -278,6 +279,7 @@ def main(argv=None):
         given = {**o["seal"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))}
         secret_fds_open({**given, **o["signers"]})
         refuse_shared_stdin({**given, **o["signers"]})  # --passphrase-fd 0 and --key-file /dev/stdin: 64
+        refuse_replaceable({**given, **o["signers"]}, READ_ONCE, bool(o["shared"]))  # 73, before any is read
         read_once(o)
         if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
             commands.signers(o["signers"], io)

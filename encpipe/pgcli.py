@@ -9,7 +9,9 @@ _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", 
 _SINGLE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads"}
 _VALUE = _SINGLE | {"--signer", "--signer-file"} | _KEY_VALUE
 _FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
-          "--progress", "-p", "--passphrase", "-h", "--help", "--allow-unauthenticated"}
+          "--progress", "-p", "--passphrase", "-h", "--help", "--allow-unauthenticated", "--allow-shared-dir"}
+# The key files encpipe-restore reads, or each encpipe it runs reads: judged by keyplace at the start.
+KEY_FILES = ("--key-file", "--identity", "--passphrase-file", "--signer-file")
 
 
 # Messages that never show an option's value: it may be a secret typed in the wrong place.
@@ -29,7 +31,7 @@ class Failure(Exception):
 
 def parse(argv):
     # "given": every value of each option, for keyargs.secret_fds_open and FdSecrets
-    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "given": {}}
+    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "given": {}, "shared": []}
     args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
@@ -62,7 +64,7 @@ def parse(argv):
                 _public_form(val)
                 opts["signers"].append(val)
             elif name == "--signer-file":
-                opts["signers"].append(_read_signers(val))
+                opts["signers"].append((val,))  # read once every key file's place is judged
             else:
                 opts[name[2:].replace("-", "_")] = val
         elif name in _FLAGS and not eq:
@@ -70,6 +72,8 @@ def parse(argv):
                 opts["key"].append("--passphrase")
             elif name == "--progress":
                 opts["open"].append(name)
+            elif name == "--allow-shared-dir":  # for this script and for each encpipe it runs
+                opts["shared"] = [name]
             else:
                 opts[name.lstrip("-").replace("-", "_")] = True
         elif arg.startswith("-") and arg != "-":
@@ -80,7 +84,20 @@ def parse(argv):
         raise Failure("FILE or DBNAME is empty", 64, hint=empty_value("FILE").hint)
     if opts.get("globals") and opts.get("no_globals"):
         raise Failure("--no-globals reads no globals file: give --globals FILE or --no-globals, not both", 64)
+    _key_places(opts)
+    opts["signers"] = [_read_signers(s[0]) if isinstance(s, tuple) else s for s in opts["signers"]]
     return opts
+
+
+def _key_places(opts):
+    """A key file another user could replace: 73 now, before it is read (keyplace)."""
+    from .errors import UnsafeDirectory
+    from .keyplace import refuse_replaceable
+
+    try:
+        refuse_replaceable(opts["given"], KEY_FILES, bool(opts["shared"]))
+    except UnsafeDirectory as e:
+        raise Failure(str(e), e.exit_code, e.hint) from None
 
 
 def utf8_name(name, what="DBNAME"):

@@ -23,6 +23,8 @@ Options:
                              a backup none of them signed is refused (67)
   --allow-unauthenticated    also restore a backup whose maker is not authenticated (else 67):
                              opened only by an --identity and signed by no signer, or format v1
+  --allow-shared-dir         read a key file (or --signer-file) that a user other than the caller
+                             or root could replace (it, its directory or one above: else 73)
   key options                --key-file, --key-command, --identity, --passphrase-file,
                              --passphrase-fd, --passphrase-command, -p: for encpipe open
                              (--passphrase-fd N and a file given as /dev/fd/N: read once,
@@ -87,8 +89,8 @@ class Run:
         self.globals_names = []  # the globals file's name, once it is open
 
     def encpipe_run(self, args, **kw):
-        return self.secrets.spawn(self.encpipe + args[:1] + self.o["key"] + args[1:], env=self.env, pass_fds=self.fds,
-                                  **kw)
+        return self.secrets.spawn(self.encpipe + args[:1] + self.o["shared"] + self.o["key"] + args[1:],
+                                  env=self.env, pass_fds=self.fds, **kw)
 
     def main(self):
         o = self.o
@@ -114,7 +116,7 @@ class Run:
             raise Failure("--maintenance-db must not be %s" % self.db, 64)
         try:  # now, not once a server was reached: each encpipe gets these key sources
             keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
-                           self.encpipe, self.secrets.spawn)
+                           self.encpipe, self.secrets.spawn, self.o["shared"])
             with sigthreads.held():  # started and recorded in one step: a stop ends it (stop_children)
                 self.keyid = keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
                                                         key_read=not self.o["key"], wait=False)
@@ -295,7 +297,7 @@ class Run:
 
     def restore_stream_of(self, legacy):
         open_cmd = self.encpipe + ["open", "--legacy" if legacy else "--verify-first", *maker_check(self.o),
-                                   *self.o["open"], *self.o["key"], self.source]
+                                   *self.o["open"], *self.o["shared"], *self.o["key"], self.source]
         return Restore(open_cmd, self.env, self.fds[:1], self.o["tool"], self.o.get("role"), self.restrict,
                        self.secrets.spawn, self.named)
 

@@ -25,7 +25,10 @@ links are left alone):
     keeps the others, and one that is not in the new file is named in a
     warning and in "dropped_signatures".
 DIR (and every directory above it) must not be writable by a user other than
-the one running rotate or root, unless sticky; --allow-shared-dir overrides.
+the one running rotate or root, unless sticky; nor may such a user be able to
+replace a key file (--old-key-file, --new-key-file, --sign-key, --signer-file:
+the file, its directory or one above, README "Shared directories");
+--allow-shared-dir overrides both.
 One JSON line per file on standard output; what an encpipe run on a file says
 besides its error (a warning) goes to standard error, each line after
 "encpipe-rotate: FILE: ". Safe to interrupt and re-run: a
@@ -40,7 +43,7 @@ Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; sp
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
 be rotated or was refused (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
-73 another user can write DIR; 74 the report cannot be written (141 when its
+73 another user can write DIR, or could replace a key file; 74 the report cannot be written (141 when its
 reader went away: the files done so far are rotated, the others not yet);
 75 DIR's lock is held (a backup, a rotation, a migration); 128 + N the encpipe keyid of the
 key files was killed by signal N; 130, 143, 129 interrupted by SIGINT, SIGTERM or SIGHUP (the
@@ -64,6 +67,7 @@ from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
+from .keyplace import refuse_replaceable
 from .rotatechild import Encpipe, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
@@ -114,7 +118,8 @@ def parse_args(argv):
                         help="as --signer, for each verify key in FILE")
     parser.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
     parser.add_argument("--allow-shared-dir", action="store_true",
-                        help="work in a directory other users can write (refused by default)")
+                        help="work in a directory, and read key files from places, other users can write "
+                        "(refused by default)")
     parser.add_argument("dir", metavar="DIR")
     args = parse_quietly(parser, argv)
     empty = first_empty_parsed(args)
@@ -316,12 +321,14 @@ def main(argv):
         public_forms("--signer", options.signer, "verify key")
         secret_fds_open({"--signer-file": options.signer_file})  # read later: closed is 66 now, before FdSecrets
         files = ("old_key_file", "new_key_file", "sign_key")
+        key_files = {f"--{o.replace('_', '-')}": getattr(options, o) for o in (*files, "signer_file")}
+        refuse_replaceable(key_files, tuple(key_files), options.allow_shared_dir)  # 73, before any is read
         secrets = FdSecrets(vars(options), files)  # before DIR takes an fd; one on standard input: 64 first
         # once, not once per file
         warn_secret_modes([p for o in files for p in getattr(options, o) or []], warn, secrets.others_bits)
         if not os.path.isdir(options.dir):
             raise Failure(f"{options.dir} is not a directory", 66)
-        encpipe = Encpipe(child_command(os.environ), secrets)
+        encpipe = Encpipe(child_command(os.environ), secrets, ["--allow-shared-dir"] * options.allow_shared_dir)
         held = os.open(options.dir, os.O_RDONLY | os.O_DIRECTORY)
         dirlock.hold(held, options.dir, lambda: safefile.check_directory(options.dir, options.allow_shared_dir),
                      Failure, PROG)

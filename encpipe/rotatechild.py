@@ -30,8 +30,9 @@ class Failure(Exception):
 class Encpipe:
     """Runs the encpipe command; secrets only ever travel as file paths."""
 
-    def __init__(self, command, secrets):
-        self.command, self.secrets = command, secrets
+    def __init__(self, command, secrets, shared=()):
+        """`shared`: ["--allow-shared-dir"] when rotate was given it: each child reads the key files too."""
+        self.command, self.secrets, self.shared = command, secrets, list(shared)
 
     def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True, about=None):
         """encpipe's standard output (at most OUTPUT_MAX bytes); its error line becomes a
@@ -40,7 +41,8 @@ class Encpipe:
         standard error is never held whole, whatever it writes)."""
         label = f"{PROG}: {printable(about)}: " if about is not None else ""
         try:
-            returncode, out, (error, hint) = childerr.run(self.secrets.spawn, self.command + args, OUTPUT_MAX,
+            returncode, out, (error, hint) = childerr.run(self.secrets.spawn, self.command + args[:1] + self.shared + args[1:],
+                                                       OUTPUT_MAX,
                                                        pass_on=not quiet or bool(label), label=label,
                                                        stdin=stdin, stdout=stdout)
         except OSError as e:  # ENCPIPE missing, a directory, not executable

@@ -22,10 +22,11 @@ Usage:
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
                [-p] [--sign-key FILE]... [--sign-key-command CMD]...
   encpipe open [--verify-first] [--refuse-unauthenticated] [--threads N] [--progress] [--legacy]
+               [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
                [-p] [--signer PUBKEY]... [--signer-file FILE]... [FILE]
-  encpipe inspect [--json] [--verify] [--threads N] [--progress] [--legacy]
+  encpipe inspect [--json] [--verify] [--threads N] [--progress] [--legacy] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
                [-p] [--signer PUBKEY]... [--signer-file FILE]... [FILE]
@@ -36,9 +37,9 @@ Usage:
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]...
                [-p] [--sign-key FILE]... [--sign-key-command CMD]...
                [--signer PUBKEY]... [--signer-file FILE]...
-  encpipe keygen [--x25519 | --sign] [-o FILE]
-  encpipe pubkey FILE
-  encpipe keyid [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
+  encpipe keygen [--x25519 | --sign] [-o FILE] [--allow-shared-dir]
+  encpipe pubkey [--allow-shared-dir] FILE
+  encpipe keyid [--allow-shared-dir] [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--recipient PUBKEY]... [--recipient-file FILE]...
                [--sign-key FILE]... [--signer PUBKEY]... [--signer-file FILE]...
   encpipe help [COMMAND]
@@ -65,7 +66,7 @@ Commands:
 
 Options:
   -o FILE, --output FILE     Write to FILE (mode 0600; it appears, or for seal replaces one, only once complete).
-  --allow-shared-dir         Write in a directory other users can write (-o, --in-place); else exit 73.
+  --allow-shared-dir         Write in, or read a key from, a directory other users can write; else exit 73.
   --chunk-size SIZE          Plaintext chunk size, a power of two from 16K to 16M [default: auto].
   --work-factor N            scrypt cost log2(N) of new passphrase slots, 10 to 20 [default: 18].
   --threads N                Worker threads (auto: one wherever a second does not pay) [default: auto].
@@ -108,7 +109,8 @@ Exit status:
   stream (corrupt, tampered, truncated, trailing data, unsupported version);
   66 cannot open an input or key file; 67 not signed by a trusted signer, or
   (--refuse-unauthenticated) its maker is not authenticated;
-  69 a required Python package is missing; 70 internal error; 73 the output directory can be written by another user;
+  69 a required Python package is missing; 70 internal error; 73 the output directory,
+  or a key file or a directory above it, can be written by another user;
   74 cannot read or write data; 75 the output file was changed by someone else
   meanwhile; 77 no supplied key opens the file; 78 no key configured.
 """

@@ -7,6 +7,7 @@ from .. import commands
 from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
+from ..keyplace import refuse_replaceable
 from . import metrics
 from .listing import scan
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
@@ -81,6 +82,7 @@ def bounded(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
 def _check_keys(args, io):
     secret_fds_open(args)  # before any file is opened, as for the other commands
     refuse_shared_stdin(args)
+    refuse_replaceable(args, allow_shared=args["--allow-shared-dir"])  # a key another user could replace: critical
     keys = KeyRing.from_args(args, io)
     keys.encpipe()  # check counts sealed files only: the previous tool's key alone is no key here
     return keys

@@ -4,16 +4,16 @@ Usage:
   encpipe-backups list [--stats] [--dir DIR | DIR]
   encpipe-backups prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
                [--keep-monthly N] [--keep N] [--max-age DAYS] [--database DB]...
-               [--dry-run] [--count-unauthenticated] [--allow-empty] [--threads N]
+               [--dry-run] [--count-unauthenticated] [--allow-empty] [--threads N] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
-  encpipe-backups verify [--threads N] [--allow-empty]
+  encpipe-backups verify [--threads N] [--allow-empty] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
   encpipe-backups check --max-age HOURS [--warn-age HOURS] [--database DB]...
-               [--metrics-file FILE] [--count-unauthenticated] [--verify]
+               [--metrics-file FILE] [--count-unauthenticated] [--verify] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
@@ -78,6 +78,10 @@ Options:
   --allow-empty              verify, prune: a location that holds no backup
                              (prune: of the databases given) is fine (else 66).
   --threads N                Worker threads [default: auto].
+  --allow-shared-dir         Read a key file (or --signer-file) that a user other
+                             than the caller or root could replace: it, its
+                             directory or one above can be written by another
+                             user (else 73; check --verify: critical).
   --key-file FILE            As for encpipe: keys, one per line.
   --key-command CMD          As for encpipe.
   --identity FILE            As for encpipe.
@@ -105,8 +109,9 @@ Options:
 
 Exit status:
   0 success; 64 usage error; 66 the location (verify: a PATH) is not there or
-  cannot be read (nothing printed); 78 no key configured (verify, prune:
-  nothing is removed). prune: 66 also when the
+  cannot be read (nothing printed); 73 (verify, prune) a key file another
+  user could replace (see --allow-shared-dir; nothing printed); 78 no key
+  configured (verify, prune: nothing is removed). prune: 66 also when the
   location holds no backup of the databases given (nothing printed; 0 with
   the option --allow-empty), 74 a file could not be removed, 65 a backup
   failed verification, is future-dated, is a copy, is older than its name
@@ -136,6 +141,7 @@ from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
+from ..keyplace import refuse_replaceable
 from ..usage_errors import first_empty
 from ..workers import decimal_number
 from . import checkcmd
@@ -370,6 +376,7 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
             secret_fds_open(args)
             refuse_shared_stdin(args)  # two secrets on standard input: 64 before either is read
+            refuse_replaceable(args, allow_shared=args.get("--allow-shared-dir"))  # 73 before any is read
         return COMMANDS[name](args, io)
 
     return report_errors(io, start)

@@ -153,13 +153,15 @@ def _remove_stale_temps(store, now=None):
 
 def _prune_after(args, io, targets, db, line):
     from .. import commands
+    from ..keyplace import refuse_replaceable
     from .cli import policy_from
     from .prune import prune
     from .verify import KeyRing
 
     policy = policy_from(args)
     line["pruned"], status = [], 0
-    try:
+    try:  # the key files' places, as encpipe-backup judged them at its start (keyplace): again, as for encpipe-prune
+        refuse_replaceable(args, allow_shared=args["--allow-shared-dir"])
         keys = KeyRing.from_args(args, io)
     except Exception as e:
         io.error(f"backup written, but not pruned: {e}")

@@ -1,0 +1,129 @@
+"""Key files that another user could replace: refused, as ssh's StrictModes
+refuses an authorized_keys file in a directory others can write.
+
+A key file (a key, an identity, a passphrase, a recipient list, a signing key, a
+signer file) named by a path is read only when no user but the caller and root
+can change what that path reads: the file is owned by one of them and others
+cannot write it (group write only when every member of the group is one of
+them, as safefile.other_writer says), and neither can they write its directory
+or a directory above it (a sticky one excepted: there only a name's owner can
+replace it). Each symbolic link on the way is judged as the file is by where it
+lives and whom it belongs to (one in a directory others can write can be
+pointed elsewhere); the file and the directories judged are the ones the path
+really leads to. A character or block device is judged by its owner only
+(writing /dev/null replaces nothing). `-`, /dev/stdin and /dev/fd/N are not
+paths of a file but the caller's own descriptors: never refused here. A path
+that leads nowhere is left to its reader (66), unless a directory others can
+write is where it would be made.
+
+Refused: UnsafeDirectory (73), before any key is read; `--allow-shared-dir`
+(the flag that lets seal -o write in such a directory) lets it be read.
+"""
+
+import os
+import stat
+
+from .errors import IOFailure, UnsafeDirectory
+from .keyargs import FD_PATH, SECRET_FILES, shown_name
+from .keys import STDIN_PATHS
+from .safefile import ALLOW_FLAG, _owners, first_other_writer, other_writer
+
+MAX_LINKS = 40  # as the kernel's ELOOP
+
+
+def refuse_replaceable(given, options=SECRET_FILES, allow_shared=False):
+    """UnsafeDirectory (73) for the first path given to one of `options` (`given`:
+    {option: [path...]}, docopt-style) that a user other than the caller or root
+    could replace; nothing with `allow_shared`."""
+    if allow_shared:
+        return
+    for option in options:
+        for path in given.get(option) or []:
+            refuse_if_replaceable(path, option)
+
+
+def refuse_if_replaceable(path, option):
+    if not path or path in STDIN_PATHS or FD_PATH.fullmatch(path):
+        return
+    found = replacer(path)
+    if found:
+        what, writer = found
+        shown = shown_name(path) if option == "FILE" else f"{option} {shown_name(path)}"
+        raise UnsafeDirectory(
+            f"{shown}: {what} can be written by {writer}; refusing to read a key from it",
+            hint=f"keep it where only {_owners()} can write (chmod go-w), or pass {ALLOW_FLAG}",
+        )
+
+
+def replacer(path):
+    """(what, who): the first thing on the way to the file `path` names (the file,
+    a symbolic link, a directory) that a user other than the caller or root can
+    change, and who; None when there is none."""
+    # as the kernel reads it: a `..` after a symbolic link leaves where the link leads, so never normpath
+    absolute = path if path.startswith("/") else os.path.join(os.getcwd(), path)
+    pending = [part for part in absolute.split("/") if part]
+    current, links = "/", 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, part)
+        try:
+            info = os.lstat(candidate)
+        except OSError:  # nothing there (yet): who could put it there? (a sticky directory's writers too)
+            return _directory_writer(current, sticky=False)
+        if stat.S_ISLNK(info.st_mode):
+            found = _link_writer(candidate, info, current)
+            if found:
+                return found
+            links += 1
+            if links > MAX_LINKS:
+                raise IOFailure(f"cannot examine {path}: Too many levels of symbolic links")
+            try:
+                target = os.readlink(candidate)
+            except OSError as e:
+                raise IOFailure(f"cannot examine {candidate}: {e.strerror or e}") from None
+            current = "/" if target.startswith("/") else current
+            pending = [p for p in target.split("/") if p] + pending
+            continue
+        current = candidate
+    try:
+        info = os.lstat(current)  # what the last name (or a `..`) led to
+    except OSError:
+        return _directory_writer(os.path.dirname(current), sticky=False)
+    return _file_writer(absolute, current, info) or _directory_writer(os.path.dirname(current))
+
+
+def _file_writer(absolute, real, info):
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        writer = _owner_only(info)
+    else:
+        writer = other_writer(info, sticky_ok=False)
+    if not writer:
+        return None
+    return ("the file itself" if real == os.path.normpath(absolute) else f"the file it leads to, {real},"), writer
+
+
+def _link_writer(link, info, directory):
+    writer = _owner_only(info)  # a link's own mode is always 0777: only its owner (or its directory) can change it
+    if writer:
+        return f"its symbolic link {link}", writer
+    found = _directory_writer(directory)
+    return (f"{found[0]}, holding its symbolic link {link}", found[1]) if found else None
+
+
+def _owner_only(info):
+    return other_writer(os.stat_result((stat.S_IFREG, *info[1:])), sticky_ok=False)
+
+
+def _directory_writer(directory, sticky=True):
+    """(what, who) for real `directory` or one above it, when another user can write
+    it; a sticky `directory` is not (only if `sticky`: for a name that is there)."""
+    found = first_other_writer(directory, sticky_here=sticky)
+    if not found:
+        return None
+    where, writer = found
+    return (f"its directory {where}" if where == directory else where), writer
