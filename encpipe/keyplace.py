@@ -5,7 +5,7 @@ A key file (a key, an identity, a passphrase, a recipient list, a signing key, a
 signer file) named by a path is read only when no user but the caller and root
 can change what that path reads: the file is owned by one of them and others
 cannot write it (group write only when every member of the group is one of
-them, as safefile.other_writer says), and neither can they write its directory
+them, as writers.other_writer says), and neither can they write its directory
 or a directory above it (a sticky one excepted: there only a name's owner can
 replace it). Each symbolic link on the way is judged as the file is by where it
 lives and whom it belongs to (one in a directory others can write can be
@@ -26,7 +26,7 @@ import stat
 from .errors import IOFailure, UnsafeDirectory
 from .keyargs import FD_PATH, SECRET_FILES, shown_name
 from .keys import STDIN_PATHS
-from .safefile import ALLOW_FLAG, _owners, first_other_writer, other_writer
+from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer
 
 MAX_LINKS = 40  # as the kernel's ELOOP
 
@@ -49,8 +49,10 @@ def refuse_if_replaceable(path, option):
     if found:
         what, writer = found
         shown = shown_name(path) if option == "FILE" else f"{option} {shown_name(path)}"
+        missing = not os.path.lexists(path)  # a mistyped name, most likely: said so first
         raise UnsafeDirectory(
-            f"{shown}: {what} can be written by {writer}; refusing to read a key from it",
+            f"{shown}: {'no such file, and ' if missing else ''}{what} can be written by {writer}"
+            f"{', who could make it' if missing else ''}; refusing to read a key from it",
             hint=f"keep it where only {_owners()} can write (chmod go-w), or pass {ALLOW_FLAG}",
         )
 

@@ -15,17 +15,15 @@ that a user other than the caller (or root) can write, unless it is sticky.
 """
 
 import contextlib
-import grp
 import os
-import pwd
 import secrets
 import stat
 
 from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory
 from .sigdefer import held
+from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer  # noqa: F401 (safefile's, as before)
 
 TEST_HOOK = "ENCPIPE_TEST_HOOK"
-ALLOW_FLAG = "--allow-shared-dir"
 TEMP_PREFIX = ".encpipe-tmp."
 
 
@@ -59,80 +57,6 @@ def check_directory(path, allow_shared=False):
             hint=f"run this as its owner, or make it owned by {_owners()} and not writable by others "
             f"(chmod go-w), or pass {ALLOW_FLAG}",
         )
-
-
-def first_other_writer(path, trusted=None, sticky_here=True, missing_ok=False):
-    """(where, who) for the first of directory `path` and its ancestors that a user
-    outside `trusted` (uids; default the caller and root) can write, a sticky one
-    excepted (`path` itself only if `sticky_here`); None if there is none. With
-    `missing_ok`, directories not there are skipped (the first there counts as `path`)."""
-    real = os.path.realpath(path)
-    current, first = real, True
-    while True:
-        try:
-            info = os.stat(current)
-        except FileNotFoundError:
-            if not missing_ok:
-                raise IOFailure(f"cannot examine {current}: No such file or directory") from None
-            info = None
-        except OSError as e:
-            raise IOFailure(f"cannot examine {current}: {e.strerror or e}") from None
-        writer = info and other_writer(info, trusted, sticky_ok=sticky_here or not first)
-        if writer:
-            return (path if current == real else f"{current} (above {path})"), writer
-        first = first and info is None
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
-
-
-def _owners():
-    me = os.geteuid()
-    return "root" if me == 0 else f"{_user_name(me)} or root"
-
-
-def other_writer(info, trusted=None, sticky_ok=True):
-    """Who, besides the caller and root (or the uids `trusted`), can write the file
-    or directory `info` describes: a phrase such as "user postgres (its owner)", or
-    None. A sticky directory's writers cannot replace another's name in it: none
-    when `sticky_ok`."""
-    trusted = {os.geteuid(), 0} if trusted is None else trusted
-    if info.st_uid not in trusted:  # the owner can always chmod, sticky or not
-        return f"user {_user_name(info.st_uid)} (its owner)"
-    sticky = sticky_ok and info.st_mode & stat.S_ISVTX
-    if sticky:
-        return None
-    if info.st_mode & stat.S_IWOTH:
-        return "every user (mode o+w, not sticky)" if sticky_ok else "every user (mode o+w)"
-    if info.st_mode & stat.S_IWGRP and not _group_within(info.st_gid, trusted):
-        return f"group {_group_name(info.st_gid)} (mode g+w{', not sticky' if sticky_ok else ''})"
-    return None
-
-
-def _group_within(gid, uids):
-    """True when every user in group `gid` is one of `uids`."""
-    try:
-        group = grp.getgrgid(gid)
-        if any(pwd.getpwnam(member).pw_uid not in uids for member in group.gr_mem):
-            return False
-    except KeyError:
-        return False
-    return all(entry.pw_uid in uids for entry in pwd.getpwall() if entry.pw_gid == gid)
-
-
-def _user_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 # --- writing -------------------------------------------------------------------

@@ -180,6 +180,11 @@ def test_ones_own_file_in_a_sticky_directory_is_accepted_another_users_is_not(tm
     # a name not there yet in a sticky directory: anyone may make it
     missing = str(sticky / "not-yet")
     refused(encpipe("seal", "--key-file", missing, stdin=DATA), missing, f"its directory {sticky}")
+    # said as not there: a mistyped name is not taken for a file someone else made
+    text = encpipe("seal", "--key-file", missing, stdin=DATA).stderr.decode()
+    assert text.startswith(f"encpipe: error: --key-file {missing}: no such file, and its directory {sticky} "
+                           "can be written by every user"), text
+    assert "who could make it" in text, text
 
 
 def test_symbolic_links_are_judged_where_they_live_and_where_they_lead(tmp_path):

@@ -12,7 +12,8 @@ import stat
 from contextlib import contextmanager
 
 from ..errors import InvalidStream, IOFailure, UnsafeDirectory
-from ..safefile import first_other_writer, open_source, other_writer, write_atomically
+from ..safefile import open_source, write_atomically
+from ..writers import first_other_writer, other_writer
 from .listing import copies, older_than_its_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
