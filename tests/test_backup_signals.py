@@ -203,7 +203,8 @@ def test_a_run_interrupted_while_the_globals_child_starts_kills_it(pg, tools, ke
     with ended_afterwards(proc) as children:
         proc.wait(timeout=90)  # it waited 60 s for the thread
         out, err = _outputs(tmp_path)
-        pg_dumpall = int(started.read_text()) if started.exists() else None  # killed before it said so: none
+        said = started.read_text() if started.exists() else ""  # made, but killed before it wrote: empty
+        pg_dumpall = int(said) if said else None  # killed before it said so: none
         if pg_dumpall:
             children.append(pg_dumpall)
         assert (proc.returncode, out) == (143, b""), err
