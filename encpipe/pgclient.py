@@ -128,9 +128,12 @@ class Step:
     def outcome(self, sql):
         """The rows of `sql`, asked once no session of this step is left on the server
         (ended, waited for up to 10 s each); PgError when one is left, or on no answer."""
-        mine = ("FROM pg_catalog.pg_stat_activity WHERE application_name = %s AND usename = current_user "
+        # pg_stat_activity names a session by its login role (usename), which may act as another
+        # from its start (ALTER ROLE ... SET role, PGOPTIONS -c role=...): matched by that
+        # login role, acting as it (SET ROLE NONE), which may end its own sessions
+        mine = ("FROM pg_catalog.pg_stat_activity WHERE application_name = %s AND usename = session_user "
                 "AND pid <> pg_catalog.pg_backend_pid();" % literal(self.name))
-        rows = run_sql(self.db, "SELECT count(pg_catalog.pg_terminate_backend(pid, 10000)) %s\n"
+        rows = run_sql(self.db, "SET ROLE NONE;\nSELECT count(pg_catalog.pg_terminate_backend(pid, 10000)) %s\n"
                        "SELECT count(*) %s\n%s" % (mine, mine, sql), step=self.name)
         if rows[1] != ["0"]:
             raise PgError("its session on the server did not end")

@@ -10,12 +10,26 @@ the same (killed, its connection lost), the server is asked what it holds, its
 session of the step ended first (a COMMIT received is committed without its
 client): "unchanged" or "could not drop" only when true. Before, a psql that
 died once the server had swapped made the restore say DBNAME was unchanged.
+A psql that could not connect sent nothing: the step was not made, said so
+without asking (a server that refused psql most often refuses the look too).
 """
+
+import re
 
 from .pgcli import Failure
 from .pgclient import PgError, Step, ident, literal
 
 OID_SQL = "\nSELECT oid FROM pg_catalog.pg_database WHERE datname = %s;"  # its one row: the database's oid
+# psql's line when it could not connect: libpq (14 and later) starts so only the error of a
+# connection it could not make; a session's lost connection reads otherwise (`server closed
+# the connection unexpectedly`, psql's `connection to server was lost`). Translated, it does
+# not match, and the server is asked, as for any other failure.
+_NOT_CONNECTED = re.compile(r"psql: error: connection to server (on socket|at) .* failed: ")
+
+
+def _unsent(error):
+    """Whether the step's psql failed before it connected: nothing of it reached the server."""
+    return bool(_NOT_CONNECTED.match(str(error)))
 
 
 def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
@@ -29,12 +43,15 @@ def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
         return
     except PgError as e:
         error = e
-    try:
-        rows = step.outcome("SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid)
-        now = rows[0][0] if rows else None
-        why = "the scratch database is %s" % ("now " + now if rows else "gone")
-    except PgError as asked:
-        now, why = None, "asking the server: %s" % asked
+    if _unsent(error):  # nothing sent: unchanged, whether or not the server would answer now
+        now, why = temp, None
+    else:
+        try:
+            rows = step.outcome("SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid)
+            now = rows[0][0] if rows else None
+            why = "the scratch database is %s" % ("now " + now if rows else "gone")
+        except PgError as asked:
+            now, why = None, "asking the server: %s" % asked
     if now == temp:
         raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
                       % (temp, error, db), 1, hint)
@@ -46,12 +63,15 @@ def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
 
 def drop(maintenance_db, name, sql=None):
     """DROP DATABASE `name` (or `sql`, which drops it): a PgError only when the server
-    still has `name` (psql failed, and the server did not drop it), or cannot say.
+    still has `name` (psql failed, and the server did not drop it; or psql did not
+    connect), or cannot say.
     Before, a psql dead once the server had dropped it said "could not drop"."""
     step = Step(maintenance_db)
     try:
         step.run(sql or "DROP DATABASE %s;" % ident(name))
     except PgError as e:
+        if _unsent(e):  # not sent: the database is there
+            raise
         try:
             left = step.outcome("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s;" % literal(name))
         except PgError as asked:

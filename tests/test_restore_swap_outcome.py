@@ -54,7 +54,10 @@ for number, (when, words) in enumerate({rules!r}):
         break
 if hit == "before":
     os.kill(os.getpid(), signal.SIGKILL)
-status = subprocess.run([real] + sys.argv[1:], input=data).returncode
+env = dict(os.environ)
+if hit == "refuse":  # no server there: psql cannot connect, and sends nothing
+    env["PGHOST"] = {done!r} + "-nowhere"
+status = subprocess.run([real] + sys.argv[1:], input=data, env=env).returncode
 if hit == "after":
     os.kill(os.getpid(), signal.SIGKILL)
 sys.exit(status if status >= 0 else 128 - status)
@@ -93,7 +96,8 @@ def _scratch(pg):
 
 
 def _with_stand_in(pg, tools, tmp_path, rules):
-    """script_env with a psql on PATH that dies as `rules` say: [(before|after, [words of its input])]."""
+    """script_env with a psql on PATH that dies as `rules` say: [(before|after, [words of its input])]
+    (or, `refuse`, runs psql where no server is: it cannot connect)."""
     folder = tmp_path / "standin"
     folder.mkdir()
     (folder / "psql").write_text(STAND_IN.format(python=sys.executable, real=pg.bin("psql"), rules=rules,

@@ -41,6 +41,12 @@ UNKNOWN = [
     ("encpipe-check", ["--max-age", "24", "-q"], "unknown option -q"),
     ("encpipe-prune", ["--key-file=secret-looking-value", "--bogus=also-secret"], "unknown option --bogus"),
     ("encpipe-check", ["--warn-age", "12"], "check needs --max-age HOURS"),
+    # the value of an option, given apart, is its value, even one that starts with - (docopt takes
+    # it so): never named as an unknown option (a --key-file's may be a passphrase typed there)
+    ("encpipe-check", ["--key-file", "--hunter2-passphrase", "--verify"], "check needs --max-age HOURS"),
+    ("encpipe-verify", ["--key-file", "--hunter2-passphrase", "--bogus"], "unknown option --bogus"),
+    ("encpipe-prune", ["--passphrase-file", "-xhunter2", "--keep-lats", "3"],
+     "unknown option --keep-lats; did you mean --keep-last?"),
 ]
 
 

@@ -321,15 +321,22 @@ def _usage_lines(name):
 
 def unknown_option(argv):
     """The message for the first option in `argv` (argv[0] a command) that its
-    command does not take, named without the value it carries; else None."""
+    command does not take, named without the value it carries; else None. The
+    value of an option that takes one, given apart, is never taken for an option,
+    even one that starts with - (docopt takes it as the value): a --key-file's may
+    be a passphrase typed there."""
     accepted = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", _usage_lines(argv[0]))) | {"-h", "--help"}
-    for token in argv[1:]:
+    valued = set(re.findall(r"(--[\w-]+) [A-Z]", _usage_lines(argv[0])))
+    tokens = iter(argv[1:])
+    for token in tokens:
         if token == "--":
             break
         name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
         if token.startswith("-") and token != "-" and name not in accepted:
             guess = difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6)
             return f"unknown option {name}" + (f"; did you mean {guess[0]}?" if guess else "")
+        if name in valued and "=" not in token:
+            next(tokens, None)  # its value
     given = {token.split("=", 1)[0] for token in argv[1:]}
     for option, value in re.findall(r"(--[\w-]+) ([A-Z]+)", re.sub(r"\[[^\]]*\]", "", _usage_lines(argv[0]))):
         if option not in given and not given & {"-h", "--help"}:
