@@ -170,3 +170,14 @@ def silent():
     server.close()
     for conn in held:
         conn.close()
+
+
+@pytest.fixture
+def swap_leftovers_dropped(pg):
+    """After a test of the restore's swap (tests/test_restore_swap_*.py): its target
+    (swapout_target), that target's pre-restore copies and any scratch database
+    dropped, since the worker's later tests assert that no restore left one behind."""
+    yield
+    for name in pg.psql("SELECT datname FROM pg_database").split():
+        if name.startswith(("swapout_target", "encpipe_restore_")):
+            pg.dropdb(name)

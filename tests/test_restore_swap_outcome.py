@@ -75,6 +75,9 @@ def source_backup(pg, tools, key_file, tmp_path_factory):
     return path, db
 
 
+pytestmark = pytest.mark.usefixtures("swap_leftovers_dropped")
+
+
 def _defaults():
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_DFL)

@@ -18,12 +18,16 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from test_backup_restore import RESTORE, backup, drop_matching, ensure_small, script_env
 from test_restore_swap_outcome import (SYNCHRONOUS, TARGET, WAIT, _copies, _defaults, _fresh_target, _scratch,
                                        _standby_awaited, _swap_psql, _until, _waiting)
 
 ACTING = "swapout_acting"  # a superuser role the restore's sessions act as
 DBA, DBA_SOURCE = "swapout_dba", "swapout_dba_source"  # a role that is no superuser, and its database
+
+pytestmark = pytest.mark.usefixtures("swap_leftovers_dropped")
 
 
 def _killed_while_committing(pg, env, key_file, path):

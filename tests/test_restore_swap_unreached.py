@@ -19,6 +19,8 @@ from test_restore_swap_outcome import (DROP_OLD, SWAP, TARGET, WAIT, _copies, _f
 
 ASK = ["pg_terminate_backend", "application_name"]  # the look at the server
 
+pytestmark = pytest.mark.usefixtures("swap_leftovers_dropped")
+
 
 @pytest.fixture(scope="module")
 def restorable(pg, tools, key_file, tmp_path_factory):
