@@ -258,16 +258,9 @@ def _swap_psql(restore_pid):
     return None
 
 
-def test_a_swap_whose_psql_dies_while_the_server_commits_it_is_said_as_it_ends(pg, tools, key_file, source_backup,
-                                                                             tmp_path):
-    """The swap's COMMIT sent, the server committing it (here: waiting for a synchronous
-    standby, the transaction committed locally), and its psql killed. The restore said
-    "could not swap it in (psql exited -9); database ... is unchanged" (and its scratch
-    database's drop, waiting for the swap's lock, failed), while the server went on to
-    finish the swap: TARGET the restored database. Now the restore ends that session
-    (its commit then seen by all) and waited for, and says what the server holds."""
-    path, source = source_backup
-    before = _fresh_target(pg)
+def _killed_while_committing(pg, env, key_file, path):
+    """The restore of `path` into TARGET, whose swap's psql is killed while the server
+    commits the swap (waiting for a synchronous standby): (its status, stdout, stderr)."""
     holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=pg.env, stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = None
@@ -276,8 +269,7 @@ def test_a_swap_whose_psql_dies_while_the_server_commits_it_is_said_as_it_ends(p
         holder.stdin.flush()
         _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND "
                                "query LIKE 'ALTER DATABASE %s%%'" % TARGET).strip() == "1", holder)
-        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, TARGET],
-                                env={**script_env(pg, tools), **SYNCHRONOUS}, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, TARGET], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, preexec_fn=_defaults)
         _until(lambda: _waiting(pg), proc)
         with _standby_awaited(pg):
@@ -295,15 +287,33 @@ def test_a_swap_whose_psql_dies_while_the_server_commits_it_is_said_as_it_ends(p
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+    return proc.returncode, out, err.decode()
+
+
+def _said_swapped(pg, path, done):
     copies = _copies(pg)
-    assert (proc.returncode, out) == (0, b""), err.decode()
-    assert len(copies) == 1, (copies, err.decode())
-    assert err.decode() == (
-        f"encpipe-restore: warning: psql failed (psql exited -9) once the server had swapped it in\n"
-        f"encpipe-restore: restored {path} into {TARGET}; previous database kept as {copies[0]}\n")
-    assert dump(pg, TARGET) == dump(pg, source)
-    assert dump(pg, copies[0]) == before
+    status, out, err = done
+    assert (status, out) == (0, b""), err
+    assert len(copies) == 1, (copies, err)
+    assert err == (f"encpipe-restore: warning: psql failed (psql exited -9) once the server had swapped it in\n"
+                   f"encpipe-restore: restored {path} into {TARGET}; previous database kept as {copies[0]}\n")
+    assert pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'old_stuff'", db=TARGET).strip() == "0"
     assert _scratch(pg) == []
+
+
+def test_a_swap_whose_psql_dies_while_the_server_commits_it_is_said_as_it_ends(pg, tools, key_file, source_backup,
+                                                                             tmp_path):
+    """The swap's COMMIT sent, the server committing it (here: waiting for a synchronous
+    standby, the transaction committed locally), and its psql killed. The restore said
+    "could not swap it in (psql exited -9); database ... is unchanged" (and its scratch
+    database's drop, waiting for the swap's lock, failed), while the server went on to
+    finish the swap: TARGET the restored database. Now the restore ends that session
+    (its commit then seen by all) and waited for, and says what the server holds."""
+    path, source = source_backup
+    before = _fresh_target(pg)
+    _said_swapped(pg, path, _killed_while_committing(pg, {**script_env(pg, tools), **SYNCHRONOUS}, key_file, path))
+    assert dump(pg, TARGET) == dump(pg, source)
+    assert dump(pg, _copies(pg)[0]) == before
 
 
 # --- a step's psql killed just before or just after the server made it ---------------------
@@ -317,16 +327,10 @@ def test_a_swap_whose_psql_dies_once_the_server_made_it_is_said_made(pg, tools, 
     before = _fresh_target(pg)
     env = _with_stand_in(pg, tools, tmp_path, [("after", SWAP)])
     done = subprocess.run([RESTORE, "--key-file", key_file, path, TARGET], env=env, capture_output=True, timeout=WAIT)
-    copies = _copies(pg)
     assert _hits(tmp_path) == ["hit0"]
-    assert (done.returncode, done.stdout) == (0, b""), done.stderr.decode()
-    assert len(copies) == 1, (copies, done.stderr.decode())
-    assert done.stderr.decode() == (
-        f"encpipe-restore: warning: psql failed (psql exited -9) once the server had swapped it in\n"
-        f"encpipe-restore: restored {path} into {TARGET}; previous database kept as {copies[0]}\n")
+    _said_swapped(pg, path, (done.returncode, done.stdout, done.stderr.decode()))
     assert dump(pg, TARGET) == dump(pg, source)
-    assert dump(pg, copies[0]) == before
-    assert _scratch(pg) == []
+    assert dump(pg, _copies(pg)[0]) == before
 
 
 def test_a_swap_whose_psql_dies_before_it_ran_is_said_not_made(pg, tools, key_file, source_backup, tmp_path):

@@ -14,63 +14,15 @@ acting as that role (`SET ROLE NONE`), which may end its own sessions.
 A restoring role that is no superuser gets the same: it may end its own session
 and read what the look needs."""
 
-import os
-import signal
-import subprocess
-
 import pytest
 
-from test_backup_restore import RESTORE, backup, drop_matching, ensure_small, script_env
-from test_restore_swap_outcome import (SYNCHRONOUS, TARGET, WAIT, _copies, _defaults, _fresh_target, _scratch,
-                                       _standby_awaited, _swap_psql, _until, _waiting)
+from test_backup_restore import backup, drop_matching, ensure_small, script_env
+from test_restore_swap_outcome import SYNCHRONOUS, TARGET, _fresh_target, _killed_while_committing, _said_swapped
 
 ACTING = "swapout_acting"  # a superuser role the restore's sessions act as
 DBA, DBA_SOURCE = "swapout_dba", "swapout_dba_source"  # a role that is no superuser, and its database
 
 pytestmark = pytest.mark.usefixtures("swap_leftovers_dropped")
-
-
-def _killed_while_committing(pg, env, key_file, path):
-    """The restore of `path` into TARGET, whose swap's psql is killed while the server
-    commits the swap (waiting for a synchronous standby): (its status, stdout, stderr)."""
-    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=pg.env, stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc = None
-    try:
-        holder.stdin.write(b"BEGIN;\nALTER DATABASE %s CONNECTION LIMIT 7;\n" % TARGET.encode())
-        holder.stdin.flush()
-        _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND "
-                               "query LIKE 'ALTER DATABASE %s%%'" % TARGET).strip() == "1", holder)
-        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, TARGET], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, preexec_fn=_defaults)
-        _until(lambda: _waiting(pg), proc)
-        with _standby_awaited(pg):
-            holder.stdin.write(b"ROLLBACK;\n")
-            holder.stdin.close()
-            holder.wait(timeout=WAIT)
-            _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND "
-                                   "wait_event = 'SyncRep'").strip() == "1", proc)
-            os.kill(_swap_psql(proc.pid), signal.SIGKILL)
-            out, err = proc.communicate(timeout=WAIT)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
-    return proc.returncode, out, err.decode()
-
-
-def _said_swapped(pg, path, done):
-    copies = _copies(pg)
-    status, out, err = done
-    assert (status, out) == (0, b""), err
-    assert len(copies) == 1, (copies, err)
-    assert err == (f"encpipe-restore: warning: psql failed (psql exited -9) once the server had swapped it in\n"
-                   f"encpipe-restore: restored {path} into {TARGET}; previous database kept as {copies[0]}\n")
-    assert pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'old_stuff'", db=TARGET).strip() == "0"
-    assert _scratch(pg) == []
 
 
 def test_a_swap_whose_psql_dies_while_the_server_commits_it_is_said_as_it_ends_acting_as_another_role(
