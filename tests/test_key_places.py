@@ -49,8 +49,8 @@ def refused(done, *names):
         assert name in text, text
 
 
-def encpipe(*args, stdin=b"", env=None):
-    return run_process(list(args), stdin, env)
+def encpipe(*args, stdin=b"", env=None, cwd=None):
+    return run_process(list(args), stdin, env, cwd=cwd)
 
 
 def signing_key(path, *options):
@@ -206,7 +206,7 @@ def test_symbolic_links_are_judged_where_they_live_and_where_they_lead(tmp_path)
     os.mkdir(inner, 0o700)
     os.symlink(inner, safe / "to-inner")
     dotdot = f"{safe}/to-inner/../real.key"
-    refused(encpipe("seal", "--key-file", dotdot, stdin=DATA), dotdot, f"its directory {shared}")
+    refused(encpipe("seal", "--key-file", dotdot, stdin=DATA), dotdot, f"{shared}, where a .. on the way turns back")
     # a link owned by postgres in a sticky directory: postgres can replace it
     sticky = tmp_path / "sticky"
     sticky.mkdir()
@@ -220,6 +220,38 @@ def test_symbolic_links_are_judged_where_they_live_and_where_they_lead(tmp_path)
     os.symlink("backup.key", good)
     done = encpipe("seal", "--key-file", good, stdin=DATA)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_dotdot_out_of_a_directory_postgres_can_write_is_refused(tmp_path):
+    # where x/.. leads is where x is: a directory postgres can write holds the name x, and
+    # postgres can put a link there (between the check and the open) so that x/.. is theirs
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o700)
+    write_secret(safe / "backup.key", KEY_A + "\n")
+    shared = group_writable_dir(safe / "shared")
+    os.mkdir(os.path.join(shared, "sub"), 0o700)
+    through = f"{shared}/sub/../../backup.key"
+    refused(encpipe("seal", "--key-file", through, stdin=DATA), through, f"{shared}, where a .. on the way turns back")
+    # a relative path from a working directory postgres can move: its .. is wherever postgres put it
+    done = encpipe("seal", "--key-file", "../../backup.key", stdin=DATA, cwd=os.path.join(shared, "sub"))
+    refused(done, "../../backup.key", shared)
+    # a directory of postgres's in a sticky one: postgres can replace it by a link
+    sticky = safe / "tmp"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    theirs = sticky / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, *POSTGRES)
+    through = f"{theirs}/../../backup.key"
+    refused(encpipe("seal", "--key-file", through, stdin=DATA), through, "user postgres (its owner)")
+    # a .. out of a directory only root can change, or out of one postgres can write: read as ever
+    mine = sticky / "mine"
+    mine.mkdir(mode=0o700)
+    for good in (f"{mine}/../../backup.key", f"{shared}/../backup.key"):
+        done = encpipe("seal", "--key-file", good, stdin=DATA)
+        assert done.returncode == 0, (good, done.stderr)
+    allowed = encpipe("seal", "--allow-shared-dir", "--key-file", f"{shared}/sub/../../backup.key", stdin=DATA)
+    assert allowed.returncode == 0, allowed.stderr
 
 
 def test_standard_input_and_a_descriptor_are_the_callers_own(tmp_path):
