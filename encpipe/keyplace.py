@@ -49,7 +49,7 @@ def refuse_if_replaceable(path, option):
     found = replacer(path)
     if found:
         what, writer = found
-        shown = shown_name(path) if option == "FILE" else f"{option} {shown_name(path)}"
+        shown = shown_name(path) if option == "FILE" else f"{option} {shown_name(path, secret_file=True)}"
         missing = not os.path.lexists(path)  # a mistyped name, most likely: said so first
         raise UnsafeDirectory(
             f"{shown}: {'no such file, and ' if missing else ''}{what} can be written by {writer}"

@@ -254,6 +254,23 @@ def test_a_dotdot_out_of_a_directory_postgres_can_write_is_refused(tmp_path):
     assert allowed.returncode == 0, allowed.stderr
 
 
+def test_a_passphrase_typed_for_a_path_in_a_shared_working_directory_is_not_shown(tmp_path):
+    # a bare word that names no file may be the passphrase itself: 73 (anyone could make that
+    # name in /tmp), its line naming the directory, never the word
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    for secret in ("hunter2", "Tr0ub4dor&3"):
+        done = encpipe("seal", "--passphrase-file", secret, "--work-factor", "10", stdin=DATA, cwd=sticky)
+        refused(done, "--passphrase-file FILE (its name not shown", f"its directory {sticky}")
+        assert secret.encode() not in done.stderr, done.stderr
+        done = rotate(["--old-key-file", secret, "--new-key-file", secret, str(sticky)], cwd=sticky)
+        script_refused(done, "encpipe-rotate", "--old-key-file FILE (its name not shown")
+        assert secret.encode() not in done.stderr, done.stderr
+    # a name with a / or a . is a path, mistyped most likely: shown
+    refused(encpipe("seal", "--key-file", "keys/backup.key", stdin=DATA, cwd=sticky), "--key-file keys/backup.key")
+
+
 def test_standard_input_and_a_descriptor_are_the_callers_own(tmp_path):
     shared = group_writable_dir(tmp_path / "shared")
     key = write_secret(os.path.join(shared, "backup.key"), KEY_A + "\n")
