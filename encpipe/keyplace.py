@@ -107,7 +107,7 @@ def _file_writer(absolute, real, info):
     if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
         writer = _owner_only(info)
     else:
-        writer = other_writer(info, sticky_ok=False)
+        writer = other_writer(info, sticky_ok=False, where=real)
     if not writer:
         return None
     return ("the file itself" if real == os.path.normpath(absolute) else f"the file it leads to, {real},"), writer

@@ -14,6 +14,7 @@ refused.
 """
 
 import os
+import struct
 import subprocess
 import sys
 
@@ -158,6 +159,34 @@ def test_a_sign_key_and_a_pubkey_file_in_a_shared_directory_are_refused(tmp_path
     refused(encpipe("pubkey", sign), sign)
     refused(encpipe("keyid", "--sign-key", sign), sign)
     assert encpipe("pubkey", "--allow-shared-dir", sign).returncode == 0
+
+
+def acl_lets_postgres_write(path):
+    """An access ACL on `path` (chmod shows its mask as the group bits) that gives user postgres rwx."""
+    entries = [(0x01, 7, 0xFFFFFFFF), (0x02, 7, POSTGRES[0]), (0x04, 5, 0xFFFFFFFF), (0x10, 7, 0xFFFFFFFF),
+               (0x20, 5, 0xFFFFFFFF)]  # user::rwx user:postgres:rwx group::r-x mask::rwx other::r-x
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries))
+
+
+def test_a_directory_an_acl_lets_postgres_write_is_refused(tmp_path):
+    # its group is root's alone, and the group bits (the ACL's mask) say g+w: the ACL says who
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o755)
+    acl_lets_postgres_write(keys)
+    assert os.stat(keys).st_mode & 0o777 == 0o775 and os.stat(keys).st_gid == 0
+    key = write_secret(keys / "backup.key", KEY_A + "\n")
+    refused(encpipe("seal", "--key-file", key, stdin=DATA), key, f"its directory {keys}", "ACL")
+    # the file itself, by an ACL of its own
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o700)
+    own = write_secret(safe / "backup.key", KEY_A + "\n")
+    acl_lets_postgres_write(own)
+    refused(encpipe("seal", "--key-file", own, stdin=DATA), own, "the file itself", "ACL")
+    # nor is a sealed file written there
+    done = encpipe("seal", "-o", str(keys / "b.enc"), stdin=DATA, env={"ENCPIPE_KEY": KEY_A})
+    assert (done.returncode, done.stdout) == (73, b""), done.stderr
+    assert not os.path.exists(keys / "b.enc")
 
 
 def test_a_directory_above_postgres_can_write_is_refused(tmp_path):
