@@ -21,9 +21,7 @@ def secret_paths(args, option):
     bare word) is refused without being shown: no error message echoes a secret."""
     paths = args.get(option) or []
     for path in paths:
-        if path in ("-", "") or os.path.lexists(path):
-            continue
-        if _SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path):
+        if path not in ("-", "") and may_be_secret(path):
             raise UsageError(
                 f"{option}: no such file, and the value (not shown) may be a key or passphrase instead of a path",
                 hint=f"{option} takes the path of a file that holds the secret",
@@ -31,12 +29,20 @@ def secret_paths(args, option):
     return paths
 
 
-def shown_name(path, prompt=False):
+def may_be_secret(path):
+    """True when `path`, given for a secret file, names no file and may be the secret
+    typed in its place: it looks like one, or is a bare word (no / and no .)."""
+    return not os.path.lexists(path) and bool(_SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path))
+
+
+def shown_name(path, prompt=False, secret_file=False):
     """`path` for a message, unless it names no file and may be a secret typed in
-    its place: it looks like one, or -p (which takes no value) was given too."""
-    if os.path.lexists(path) or not (prompt or _SECRET_LIKE.fullmatch(path)):
-        return path
-    return "FILE (its name not shown: it names no file and may be a key or passphrase)"
+    its place: it looks like one, or -p (which takes no value) was given too, or
+    (a `secret_file`'s) it is a bare word (may_be_secret)."""
+    hidden = not os.path.lexists(path) and (prompt or _SECRET_LIKE.fullmatch(path))
+    if hidden or (secret_file and may_be_secret(path)):
+        return "FILE (its name not shown: it names no file and may be a key or passphrase)"
+    return path
 
 
 def load_keys(loader, args, sources, sealing):

@@ -7,7 +7,8 @@ can change what that path reads: the file is owned by one of them and others
 cannot write it (group write only when every member of the group is one of
 them, as writers.other_writer says), and neither can they write its directory
 or a directory above it (a sticky one excepted: there only a name's owner can
-replace it). Each symbolic link on the way is judged as the file is by where it
+replace it), nor the directory holding a name a `..` leaves (the working
+directory's too: that is where the .. leads). Each symbolic link on the way is judged as the file is by where it
 lives and whom it belongs to (one in a directory others can write can be
 pointed elsewhere); the file and the directories judged are the ones the path
 really leads to. A character or block device is judged by its owner only
@@ -48,7 +49,7 @@ def refuse_if_replaceable(path, option):
     found = replacer(path)
     if found:
         what, writer = found
-        shown = shown_name(path) if option == "FILE" else f"{option} {shown_name(path)}"
+        shown = shown_name(path) if option == "FILE" else f"{option} {shown_name(path, secret_file=True)}"
         missing = not os.path.lexists(path)  # a mistyped name, most likely: said so first
         raise UnsafeDirectory(
             f"{shown}: {'no such file, and ' if missing else ''}{what} can be written by {writer}"
@@ -70,6 +71,9 @@ def replacer(path):
         if part == ".":
             continue
         if part == "..":
+            found = _left_writer(current)
+            if found:
+                return found
             current = os.path.dirname(current)
             continue
         candidate = os.path.join(current, part)
@@ -103,7 +107,7 @@ def _file_writer(absolute, real, info):
     if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
         writer = _owner_only(info)
     else:
-        writer = other_writer(info, sticky_ok=False)
+        writer = other_writer(info, sticky_ok=False, where=real)
     if not writer:
         return None
     return ("the file itself" if real == os.path.normpath(absolute) else f"the file it leads to, {real},"), writer
@@ -115,6 +119,22 @@ def _link_writer(link, info, directory):
         return f"its symbolic link {link}", writer
     found = _directory_writer(directory)
     return (f"{found[0]}, holding its symbolic link {link}", found[1]) if found else None
+
+
+def _left_writer(directory):
+    """(what, who) when a `..` leaves `directory` and another user could have changed
+    where it leads: whoever can change what holds its name (the working directory's too)."""
+    parent = os.path.dirname(directory)
+    if parent == directory:
+        return None
+    found = first_other_writer(parent)
+    try:
+        if not found and os.stat(parent).st_mode & stat.S_ISVTX:  # there, its owner can replace it
+            writer = _owner_only(os.lstat(directory))
+            found = writer and (directory, writer)
+    except OSError as e:
+        raise IOFailure(f"cannot examine {directory}: {e.strerror or e}") from None
+    return (f"{found[0]}, where a .. on the way turns back,", found[1]) if found else None
 
 
 def _owner_only(info):

@@ -155,7 +155,7 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
 def _checked(dir_fd, directory, allow_shared):
     """A copy of `dir_fd` after check_directory of `directory` and of the directory it is."""
     check_directory(directory, allow_shared)
-    writer = not allow_shared and other_writer(os.fstat(dir_fd))
+    writer = not allow_shared and other_writer(os.fstat(dir_fd), where=dir_fd)
     if writer:
         raise UnsafeDirectory(f"{directory} can be written by {writer}; refusing to write in it")
     return os.dup(dir_fd)

@@ -2,10 +2,13 @@
 StrictModes, for the directories encpipe writes in (safefile.check_directory)
 and the key files it reads (keyplace). Loads grp and pwd only to name a writer
 or to look into a group: inspect and keyid, which judge key files, start
-without them."""
+without them. A POSIX access ACL counts: the group bits are then its mask, and
+g+w lets each user and group it names with w write."""
 
+import errno
 import os
 import stat
+import struct
 
 from .errors import IOFailure
 
@@ -28,7 +31,7 @@ def first_other_writer(path, trusted=None, sticky_here=True, missing_ok=False):
             info = None
         except OSError as e:
             raise IOFailure(f"cannot examine {current}: {e.strerror or e}") from None
-        writer = info and other_writer(info, trusted, sticky_ok=sticky_here or not first)
+        writer = info and other_writer(info, trusted, sticky_ok=sticky_here or not first, where=current)
         if writer:
             return (path if current == real else f"{current} (above {path})"), writer
         first = first and info is None
@@ -43,11 +46,11 @@ def _owners():
     return "root" if me == 0 else f"{_user_name(me)} or root"
 
 
-def other_writer(info, trusted=None, sticky_ok=True):
+def other_writer(info, trusted=None, sticky_ok=True, where=None):
     """Who, besides the caller and root (or the uids `trusted`), can write the file
     or directory `info` describes: a phrase such as "user postgres (its owner)", or
     None. A sticky directory's writers cannot replace another's name in it: none
-    when `sticky_ok`."""
+    when `sticky_ok`. `where` (its path, or a descriptor) lets its ACL be read."""
     trusted = {os.geteuid(), 0} if trusted is None else trusted
     if info.st_uid not in trusted:  # the owner can always chmod, sticky or not
         return f"user {_user_name(info.st_uid)} (its owner)"
@@ -58,6 +61,26 @@ def other_writer(info, trusted=None, sticky_ok=True):
         return "every user (mode o+w, not sticky)" if sticky_ok else "every user (mode o+w)"
     if info.st_mode & stat.S_IWGRP and not _group_within(info.st_gid, trusted):
         return f"group {_group_name(info.st_gid)} (mode g+w{', not sticky' if sticky_ok else ''})"
+    if info.st_mode & stat.S_IWGRP and where is not None:
+        return _acl_writer(where, trusted)
+    return None
+
+
+def _acl_writer(where, trusted):
+    """Who an access ACL on `where` (a path or a descriptor) lets write it. With an
+    ACL the group bits are its mask: g+w lets each user or group it names write."""
+    try:
+        acl = os.getxattr(where, "system.posix_acl_access", follow_symlinks=False) if isinstance(where, str) \
+            else os.getxattr(where, "system.posix_acl_access")
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):  # no ACL, or none possible there
+            return None
+        raise IOFailure(f"cannot examine {where}: {e.strerror or e}") from None
+    for offset in range(4, len(acl) - 7, 8):
+        tag, perm, ident = struct.unpack_from("<HHI", acl, offset)
+        if perm & 2 and (tag == 0x02 and ident not in trusted or tag == 0x08 and not _group_within(ident, trusted)):
+            name = f"user {_user_name(ident)}" if tag == 0x02 else f"group {_group_name(ident)}"
+            return f"{name} (its ACL, mode g+w)"
     return None
 
 

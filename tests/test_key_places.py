@@ -14,6 +14,7 @@ refused.
 """
 
 import os
+import struct
 import subprocess
 import sys
 
@@ -49,8 +50,8 @@ def refused(done, *names):
         assert name in text, text
 
 
-def encpipe(*args, stdin=b"", env=None):
-    return run_process(list(args), stdin, env)
+def encpipe(*args, stdin=b"", env=None, cwd=None):
+    return run_process(list(args), stdin, env, cwd=cwd)
 
 
 def signing_key(path, *options):
@@ -160,6 +161,34 @@ def test_a_sign_key_and_a_pubkey_file_in_a_shared_directory_are_refused(tmp_path
     assert encpipe("pubkey", "--allow-shared-dir", sign).returncode == 0
 
 
+def acl_lets_postgres_write(path):
+    """An access ACL on `path` (chmod shows its mask as the group bits) that gives user postgres rwx."""
+    entries = [(0x01, 7, 0xFFFFFFFF), (0x02, 7, POSTGRES[0]), (0x04, 5, 0xFFFFFFFF), (0x10, 7, 0xFFFFFFFF),
+               (0x20, 5, 0xFFFFFFFF)]  # user::rwx user:postgres:rwx group::r-x mask::rwx other::r-x
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries))
+
+
+def test_a_directory_an_acl_lets_postgres_write_is_refused(tmp_path):
+    # its group is root's alone, and the group bits (the ACL's mask) say g+w: the ACL says who
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o755)
+    acl_lets_postgres_write(keys)
+    assert os.stat(keys).st_mode & 0o777 == 0o775 and os.stat(keys).st_gid == 0
+    key = write_secret(keys / "backup.key", KEY_A + "\n")
+    refused(encpipe("seal", "--key-file", key, stdin=DATA), key, f"its directory {keys}", "ACL")
+    # the file itself, by an ACL of its own
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o700)
+    own = write_secret(safe / "backup.key", KEY_A + "\n")
+    acl_lets_postgres_write(own)
+    refused(encpipe("seal", "--key-file", own, stdin=DATA), own, "the file itself", "ACL")
+    # nor is a sealed file written there
+    done = encpipe("seal", "-o", str(keys / "b.enc"), stdin=DATA, env={"ENCPIPE_KEY": KEY_A})
+    assert (done.returncode, done.stdout) == (73, b""), done.stderr
+    assert not os.path.exists(keys / "b.enc")
+
+
 def test_a_directory_above_postgres_can_write_is_refused(tmp_path):
     shared = group_writable_dir(tmp_path / "etc")
     inner = os.path.join(shared, "encpipe")
@@ -206,7 +235,7 @@ def test_symbolic_links_are_judged_where_they_live_and_where_they_lead(tmp_path)
     os.mkdir(inner, 0o700)
     os.symlink(inner, safe / "to-inner")
     dotdot = f"{safe}/to-inner/../real.key"
-    refused(encpipe("seal", "--key-file", dotdot, stdin=DATA), dotdot, f"its directory {shared}")
+    refused(encpipe("seal", "--key-file", dotdot, stdin=DATA), dotdot, f"{shared}, where a .. on the way turns back")
     # a link owned by postgres in a sticky directory: postgres can replace it
     sticky = tmp_path / "sticky"
     sticky.mkdir()
@@ -220,6 +249,55 @@ def test_symbolic_links_are_judged_where_they_live_and_where_they_lead(tmp_path)
     os.symlink("backup.key", good)
     done = encpipe("seal", "--key-file", good, stdin=DATA)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_dotdot_out_of_a_directory_postgres_can_write_is_refused(tmp_path):
+    # where x/.. leads is where x is: a directory postgres can write holds the name x, and
+    # postgres can put a link there (between the check and the open) so that x/.. is theirs
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o700)
+    write_secret(safe / "backup.key", KEY_A + "\n")
+    shared = group_writable_dir(safe / "shared")
+    os.mkdir(os.path.join(shared, "sub"), 0o700)
+    through = f"{shared}/sub/../../backup.key"
+    refused(encpipe("seal", "--key-file", through, stdin=DATA), through, f"{shared}, where a .. on the way turns back")
+    # a relative path from a working directory postgres can move: its .. is wherever postgres put it
+    done = encpipe("seal", "--key-file", "../../backup.key", stdin=DATA, cwd=os.path.join(shared, "sub"))
+    refused(done, "../../backup.key", shared)
+    # a directory of postgres's in a sticky one: postgres can replace it by a link
+    sticky = safe / "tmp"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    theirs = sticky / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, *POSTGRES)
+    through = f"{theirs}/../../backup.key"
+    refused(encpipe("seal", "--key-file", through, stdin=DATA), through, "user postgres (its owner)")
+    # a .. out of a directory only root can change, or out of one postgres can write: read as ever
+    mine = sticky / "mine"
+    mine.mkdir(mode=0o700)
+    for good in (f"{mine}/../../backup.key", f"{shared}/../backup.key"):
+        done = encpipe("seal", "--key-file", good, stdin=DATA)
+        assert done.returncode == 0, (good, done.stderr)
+    allowed = encpipe("seal", "--allow-shared-dir", "--key-file", f"{shared}/sub/../../backup.key", stdin=DATA)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_a_passphrase_typed_for_a_path_in_a_shared_working_directory_is_not_shown(tmp_path):
+    # a bare word that names no file may be the passphrase itself: 73 (anyone could make that
+    # name in /tmp), its line naming the directory, never the word
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    for secret in ("hunter2", "Tr0ub4dor&3"):
+        done = encpipe("seal", "--passphrase-file", secret, "--work-factor", "10", stdin=DATA, cwd=sticky)
+        refused(done, "--passphrase-file FILE (its name not shown", f"its directory {sticky}")
+        assert secret.encode() not in done.stderr, done.stderr
+        done = rotate(["--old-key-file", secret, "--new-key-file", secret, str(sticky)], cwd=sticky)
+        script_refused(done, "encpipe-rotate", "--old-key-file FILE (its name not shown")
+        assert secret.encode() not in done.stderr, done.stderr
+    # a name with a / or a . is a path, mistyped most likely: shown
+    refused(encpipe("seal", "--key-file", "keys/backup.key", stdin=DATA, cwd=sticky), "--key-file keys/backup.key")
 
 
 def test_standard_input_and_a_descriptor_are_the_callers_own(tmp_path):

@@ -96,7 +96,7 @@ def refuse_shared(path, info):
     directory = os.path.dirname(os.path.abspath(path))
     owner = info.st_uid if info is not None else _owner_of(directory)
     trusted = {0, os.geteuid(), owner}
-    writer = info is not None and other_writer(info, trusted, sticky_ok=False)
+    writer = info is not None and other_writer(info, trusted, sticky_ok=False, where=path)
     found = (path, writer) if writer else first_other_writer(directory, trusted, sticky_here=False,
                                                               missing_ok=info is None)
     if found:
