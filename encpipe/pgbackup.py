@@ -218,12 +218,12 @@ class Backup:
         temporary object that `job abort`, trying again on the run's own stores, could
         not remove either: the last try's word), else None."""
         said = StringIO()  # one line of this process's own making
+        # one abort for both temporary files: the run recorded once (it ran once for each,
+        # --metrics-file written twice, the first write's error thrown away)
+        gtemp = joined({"--globals-temp": [self.gtemp]}) if self.gtemp else []
         with open(os.devnull, "w") as quiet:
-            if self.gtemp:
-                job.main(["abort", *self.store_opts, *self.job_opts, self.gtemp], stdout=quiet.buffer, stderr=quiet,
-                         stores=self.stores)
-            job.main(["abort", *self.store_opts, *self.job_opts, self.temp], stdout=quiet.buffer, stderr=said,
-                     stores=self.stores)
+            job.main(["abort", *self.store_opts, *self.job_opts, *gtemp, self.temp], stdout=quiet.buffer,
+                     stderr=said, stores=self.stores)
         why = stdio_said(said.getvalue())
         left = "".join(f"; {note}" for store in self.stores for note in [*store.unfinished, *store.unremoved.values()])
         if why is None:

@@ -122,8 +122,8 @@ class Step:
     def __init__(self, db):
         self.db, self.name = db, "encpipe " + secrets.token_hex(8)
 
-    def run(self, sql, single_transaction=False):
-        return run_sql(self.db, sql, single_transaction=single_transaction, step=self.name)
+    def run(self, sql, single_transaction=False, restrict=False):
+        return run_sql(self.db, sql, single_transaction=single_transaction, restrict=restrict, step=self.name)
 
     def outcome(self, sql):
         """The rows of `sql`, asked once no session of this step is left on the server

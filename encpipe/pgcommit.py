@@ -10,6 +10,8 @@ the same (killed, its connection lost), the server is asked what it holds, its
 session of the step ended first (a COMMIT received is committed without its
 client): "unchanged" or "could not drop" only when true. Before, a psql that
 died once the server had swapped made the restore say DBNAME was unchanged.
+The role steps (the globals file's missing roles created, and dropped again when
+the restore fails) are such steps too, their outcome the roles the server has.
 A psql that could not connect sent nothing: the step was not made, said so
 without asking (a server that refused psql most often refuses the look too).
 """
@@ -79,3 +81,24 @@ def drop(maintenance_db, name, sql=None):
                           e.status) from None
         if left:
             raise
+
+
+def roles(maintenance_db, sql, names, before, restrict=False):
+    """Runs `sql` (one transaction creating or dropping the roles `names`, of which the
+    server had `before`): None when psql succeeded. Else (psql's PgError, the roles of
+    `names` the server has now: a set, or the PgError of asking it).
+    Before, a psql dead once the server had committed was taken for nothing done."""
+    step = Step(maintenance_db)
+    try:
+        step.run(sql, single_transaction=True, restrict=restrict)
+        return None
+    except PgError as e:
+        error = e
+    if _unsent(error):  # not sent: as they were
+        return error, set(before)
+    try:
+        rows = step.outcome("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname IN (%s);"
+                            % ", ".join(literal(name) for name in names))
+    except PgError as asked:
+        return error, asked
+    return error, {row[0] for row in rows}

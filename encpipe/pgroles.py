@@ -1,9 +1,12 @@
 """The roles of the cluster a restore writes into: read once; those the backup's
 globals file has and the cluster lacks, created before the scratch database (and
 dropped again when the restore fails); those a new database's properties name,
-checked before anything is changed."""
+checked before anything is changed.
 
-from . import pgglobals, pgprops
+Creating and dropping them are steps (pgcommit.roles): when their psql fails, the
+server is asked which of the roles it has, and the restore records and says that."""
+
+from . import pgcommit, pgglobals, pgprops, sigthreads
 from .pgcli import Failure
 from .pgclient import PgError, ident, run_sql
 
@@ -32,12 +35,20 @@ class Roles:
             self.say("tablespaces this server lacks are not created: %s" % ", ".join(spaces), "warning")
         if not created:
             return
-        try:
-            run_sql(self.maint, "\n".join(keep), single_transaction=True, restrict=restrict)
-        except PgError as e:
-            raise Failure("cannot create the missing roles from %s: %s; nothing was changed" % (source, e)) from None
-        self.created = created
-        self._names |= set(created)
+        with sigthreads.held():  # recorded before a signal ends the restore: its undo drops them
+            outcome = pgcommit.roles(self.maint, "\n".join(keep), created, (), restrict)
+            if outcome:
+                error, have = outcome
+                if isinstance(have, PgError):
+                    raise Failure("cannot create the missing roles from %s: %s, and the server could not be asked "
+                                  "whether they were (%s); see whether roles %s exist"
+                                  % (source, error, have, ", ".join(created)))
+                if not have:
+                    raise Failure("cannot create the missing roles from %s: %s; nothing was changed" % (source, error))
+                self.say("psql failed (%s) once the server had created the roles" % error, "warning")
+                created = [name for name in created if name in have]
+            self.created = created
+            self._names |= set(created)
         self.say("created roles: %s" % ", ".join(created))
 
     def check(self, db, props, statements, no_owner, no_acl):
@@ -58,9 +69,16 @@ class Roles:
     def drop_created(self):
         if not self.created:
             return
-        try:
-            run_sql(self.maint, "\n".join("DROP ROLE IF EXISTS %s;" % ident(r) for r in reversed(self.created)),
-                    single_transaction=True)
+        names = list(reversed(self.created))
+        outcome = pgcommit.roles(self.maint, "\n".join("DROP ROLE IF EXISTS %s;" % ident(r) for r in names),
+                                 names, names)
+        if not outcome or not outcome[1]:  # psql succeeded, or failed once the server had dropped them
             self.say("dropped the roles this restore had created again")
-        except PgError as e:
-            self.say("could not drop the roles this restore created (%s): %s" % (", ".join(self.created), e), "error")
+            return
+        error, left = outcome
+        if isinstance(left, PgError):
+            self.say("could not drop the roles this restore created (%s): %s, and the server could not be asked "
+                     "whether they are gone (%s)" % (", ".join(self.created), error, left), "error")
+        else:
+            self.say("could not drop the roles this restore created (%s): %s"
+                     % (", ".join(r for r in self.created if r in left), error), "error")

@@ -9,7 +9,8 @@ Usage:
              [--passphrase-file FILE]... [--passphrase-command CMD]...
              [--signer KEY]... [--signer-file FILE]... [--count-unauthenticated]
              [--globals-temp GTEMP --globals-name GNAME] [--] TEMP NAME
-  job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE] TEMP
+  job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE]
+            [--globals-temp GTEMP] TEMP
   job fetch FILE
   job systemd-unit SCRIPT [ARG...]
 
@@ -19,9 +20,10 @@ input into a new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to 
 prunes DB's series there (when given a policy), records the run in the metrics
 file and prints the backup's JSON line (with --globals-temp, GTEMP is renamed to
 GNAME first, so a dump is never stored without its globals; a failed rename ends
-it as abort does, with the files it renamed removed again); abort removes TEMP and
-records a failed run; fetch writes a stored file (a path or REMOTE:PATH/NAME) to standard
-output; systemd-unit prints a service unit running SCRIPT with ARGs.
+it as abort does, with the files it renamed removed again); abort removes TEMP (and
+GTEMP, the globals file's, with --globals-temp) and records a failed run, once;
+fetch writes a stored file (a path or REMOTE:PATH/NAME) to standard output;
+systemd-unit prints a service unit running SCRIPT with ARGs.
 
 Options:
   --dir DIR                 A backup directory.
@@ -202,7 +204,8 @@ def _undo(args, io, targets, renames, renamed, error):
 def cmd_abort(args, io, targets=None):
     """abort; `targets`: the stores, already open (encpipe-backup's own: what each removal
     left, said in its `unremoved`, is then the last try's), else those of the options."""
-    unrecorded = _abort(args, targets or stores(args, io), [args["TEMP"]], io)
+    temps = [args["--globals-temp"], args["TEMP"]] if args["--globals-temp"] else [args["TEMP"]]
+    unrecorded = _abort(args, targets or stores(args, io), temps, io)
     if unrecorded:  # its own status and line: the run's, if any, is its caller's (encpipe-backup folds it in)
         raise unrecorded
     return 0
