@@ -34,26 +34,41 @@ def _unsent(error):
     return bool(_NOT_CONNECTED.match(str(error)))
 
 
+def _attempt(maintenance_db, sql, look, **options):
+    """Runs `sql` as a Step: None when psql succeeded. Else (psql's PgError, what the
+    server holds now: the rows of `look`, asked once no session of the step is left;
+    None when psql never connected, so nothing was sent; or the PgError of asking)."""
+    step = Step(maintenance_db)
+    try:
+        step.run(sql, **options)
+        return None
+    except PgError as e:
+        error = e
+    if _unsent(error):
+        return error, None
+    try:
+        return error, step.outcome(look)
+    except PgError as asked:
+        return error, asked
+
+
 def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
     """Runs the swap's `sql` (one transaction): returns once DBNAME (`db`) is the
     restored database `temp` (whose oid is `temp_oid`), even when psql failed after
     the server committed (then said in a warning). Else a Failure: `db` unchanged,
     or (the server not answering) not known, and where to look."""
-    step = Step(maintenance_db)
-    try:
-        step.run(sql, single_transaction=True)
+    failed = _attempt(maintenance_db, sql, "SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid,
+                      single_transaction=True)
+    if not failed:
         return
-    except PgError as e:
-        error = e
-    if _unsent(error):  # nothing sent: unchanged, whether or not the server would answer now
+    error, rows = failed
+    if rows is None:  # nothing sent: unchanged, whether or not the server would answer now
         now, why = temp, None
+    elif isinstance(rows, PgError):
+        now, why = None, "asking the server: %s" % rows
     else:
-        try:
-            rows = step.outcome("SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid)
-            now = rows[0][0] if rows else None
-            why = "the scratch database is %s" % ("now " + now if rows else "gone")
-        except PgError as asked:
-            now, why = None, "asking the server: %s" % asked
+        now = rows[0][0] if rows else None
+        why = "the scratch database is %s" % ("now " + now if rows else "gone")
     if now == temp:
         raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
                       % (temp, error, db), 1, hint)
@@ -68,19 +83,16 @@ def drop(maintenance_db, name, sql=None):
     still has `name` (psql failed, and the server did not drop it; or psql did not
     connect), or cannot say.
     Before, a psql dead once the server had dropped it said "could not drop"."""
-    step = Step(maintenance_db)
-    try:
-        step.run(sql or "DROP DATABASE %s;" % ident(name))
-    except PgError as e:
-        if _unsent(e):  # not sent: the database is there
-            raise
-        try:
-            left = step.outcome("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s;" % literal(name))
-        except PgError as asked:
-            raise PgError("%s, and the server could not be asked whether it is gone (%s)" % (e, asked),
-                          e.status) from None
-        if left:
-            raise
+    failed = _attempt(maintenance_db, sql or "DROP DATABASE %s;" % ident(name),
+                      "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s;" % literal(name))
+    if not failed:
+        return
+    error, left = failed
+    if isinstance(left, PgError):
+        raise PgError("%s, and the server could not be asked whether it is gone (%s)" % (error, left),
+                      error.status) from None
+    if left is None or left:  # not sent, or not dropped: the database is there
+        raise error
 
 
 def roles(maintenance_db, sql, names, before, restrict=False):
@@ -88,17 +100,11 @@ def roles(maintenance_db, sql, names, before, restrict=False):
     server had `before`): None when psql succeeded. Else (psql's PgError, the roles of
     `names` the server has now: a set, or the PgError of asking it).
     Before, a psql dead once the server had committed was taken for nothing done."""
-    step = Step(maintenance_db)
-    try:
-        step.run(sql, single_transaction=True, restrict=restrict)
+    failed = _attempt(maintenance_db, sql, "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname IN (%s);"
+                      % ", ".join(literal(name) for name in names), single_transaction=True, restrict=restrict)
+    if not failed:
         return None
-    except PgError as e:
-        error = e
-    if _unsent(error):  # not sent: as they were
+    error, rows = failed
+    if rows is None:  # not sent: as they were
         return error, set(before)
-    try:
-        rows = step.outcome("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname IN (%s);"
-                            % ", ".join(literal(name) for name in names))
-    except PgError as asked:
-        return error, asked
-    return error, {row[0] for row in rows}
+    return error, rows if isinstance(rows, PgError) else {row[0] for row in rows}

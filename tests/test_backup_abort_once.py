@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from test_backup_dir import ROOT
+from test_metrics_hostile import unwritable_metrics
 
 COUNTER = '''import os
 from encpipe.backup import metrics
@@ -58,13 +59,7 @@ def test_a_failed_run_with_globals_is_recorded_once(tmp_path):
 def test_a_failed_run_with_globals_whose_metrics_cannot_be_written_says_so_once(tmp_path, kind):
     """The write tried once, its error the end of the run's one error line. Before:
     tried twice, the first error thrown away."""
-    prom = tmp_path / "encpipe.prom"
-    if kind == "directory":
-        prom.mkdir()
-        why = f"{prom} is not a regular file"
-    else:
-        prom = tmp_path / "gone" / "encpipe.prom"
-        why = f"cannot examine {tmp_path}/gone: No such file or directory"
+    prom, why = unwritable_metrics(tmp_path, kind)
     status, out, err, records = _failed_run(tmp_path, prom)
     assert out == b"" and status != 0, err
     assert records == [f"record {prom}"], err

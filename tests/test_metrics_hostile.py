@@ -214,19 +214,23 @@ def test_a_failed_run_of_a_database_whose_name_holds_a_line_break_other_than_new
 # --- a failed run whose metrics file cannot be written: still one line --------------------
 
 
+def unwritable_metrics(tmp_path, kind):
+    """(a --metrics-file that cannot be written, why): a directory, or a file in a directory not there."""
+    prom = tmp_path / "encpipe.prom"
+    if kind == "directory":
+        prom.mkdir()
+        return prom, f"{prom} is not a regular file"
+    prom = tmp_path / "gone" / "encpipe.prom"
+    return prom, f"cannot examine {tmp_path}/gone: No such file or directory"
+
+
 @pytest.mark.parametrize("kind", ["directory", "missing directory"])
 def test_a_failed_backup_whose_metrics_cannot_be_written_is_one_line(tmp_path, kind):
     """Before: the run's line, then `job abort`'s own error line for the metrics file
     (two errors for one run). Now the run's one line says both; its status is the run's.
     The run fails inside, before pg_dump is run (a --sign-key that cannot be read)."""
     (tmp_path / "b").mkdir()
-    prom = tmp_path / "encpipe.prom"
-    if kind == "directory":
-        prom.mkdir()
-        why = f"{prom} is not a regular file"
-    else:
-        prom = tmp_path / "gone" / "encpipe.prom"
-        why = f"cannot examine {tmp_path}/gone: No such file or directory"
+    prom, why = unwritable_metrics(tmp_path, kind)
     key = tmp_path / "k.key"
     key.write_text("ab" * 32 + "\n")
     key.chmod(0o600)

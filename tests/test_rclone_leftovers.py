@@ -174,6 +174,26 @@ def wait_for_multipart(s3, prefix, proc=None):
         time.sleep(0.1)
 
 
+def _terminated_uploading(proc, folder, larger_than=-1):
+    """SIGTERM to encpipe-backup `proc` (a session of its own) once its upload's one
+    object in the local remote's `folder` holds more than `larger_than` bytes:
+    (that object's name, the run's stdout, its stderr)."""
+    try:
+        deadline = time.monotonic() + 30
+        while not (os.path.isdir(folder) and os.listdir(folder)
+                   and os.path.getsize(folder / os.listdir(folder)[0]) > larger_than):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        [temp] = os.listdir(folder)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return temp, out, err
+
+
 def test_a_failed_upload_aborts_its_multipart_upload(s3):
     """A write that fails once the upload is a multipart upload (another store's disk
     full, the seal failing): its rclone rcat is ended unfinished, and the multipart
@@ -233,20 +253,8 @@ def test_an_interrupted_backup_leaves_nothing_on_the_local_backend(key_file, tmp
     proc = subprocess.Popen([BACKUP, "--no-globals", "--compress", "none", "--to", "here:up", "--key-file", key_file,
                              "shop"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (os.path.isdir(bucket / "up") and os.listdir(bucket / "up")
-                   and os.path.getsize(bucket / "up" / os.listdir(bucket / "up")[0]) > 1 << 20):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        [temp] = os.listdir(bucket / "up")
-        assert temp.startswith(".encpipe-tmp.")  # rcat writes in place: no .partial of rclone's
-        os.kill(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    temp, out, err = _terminated_uploading(proc, bucket / "up", 1 << 20)
+    assert temp.startswith(".encpipe-tmp.")  # rcat writes in place: no .partial of rclone's
     assert (proc.returncode, out, err) == (143, b"", b""), err
     assert os.listdir(bucket / "up") == []
 
@@ -291,18 +299,7 @@ def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path,
     env = fake_env(tmp_path, BIG_SLOW_DUMP, **remote)
     proc = subprocess.Popen([BACKUP, "--no-globals", "--compress", "none", "--to", "here:up", "--key-file", key_file,
                              "shop"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (os.path.isdir(bucket / "up") and os.listdir(bucket / "up")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        [temp] = os.listdir(bucket / "up")
-        os.kill(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    temp, out, err = _terminated_uploading(proc, bucket / "up")
     assert (proc.returncode, out) == (143, b"")
     if once:
         assert (err, os.path.exists(once["REFUSED_ONCE"]), os.listdir(bucket / "up")) == (b"", True, [])

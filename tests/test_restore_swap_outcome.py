@@ -408,16 +408,23 @@ def test_a_drop_old_whose_outcome_cannot_be_asked_is_said_so(pg, tools, key_file
     drop_matching(pg, lambda d: d.startswith(TARGET))
 
 
-def test_a_copy_whose_drop_s_psql_dies_once_the_server_dropped_it_is_said_dropped(pg, tools, tmp_path):
-    """--drop-pre-restore-older-than: the first copy dropped, its psql dead. Before: "could
-    not drop NAME: psql exited -9", exit 1, NAME gone."""
+def _copies_dropped_with(pg, tools, tmp_path, when):
+    """Two old copies of TARGET, then encpipe-restore --drop-pre-restore-older-than 0
+    with the first DROP's psql killed `when` ("before"/"after") the server ran it:
+    (the copies, the restore)."""
     copies = [f"{TARGET}_pre_restore_20200101T000000Z", f"{TARGET}_pre_restore_20200102T000000Z"]
     drop_matching(pg, lambda d: d.startswith(TARGET))
     for name in copies:
         pg.createdb(name)
-    env = _with_stand_in(pg, tools, tmp_path, [("after", DROP_OLD)])
-    done = subprocess.run([RESTORE, "--drop-pre-restore-older-than", "0", TARGET], env=env, capture_output=True,
-                          timeout=WAIT)
+    env = _with_stand_in(pg, tools, tmp_path, [(when, DROP_OLD)])
+    return copies, subprocess.run([RESTORE, "--drop-pre-restore-older-than", "0", TARGET], env=env,
+                                  capture_output=True, timeout=WAIT)
+
+
+def test_a_copy_whose_drop_s_psql_dies_once_the_server_dropped_it_is_said_dropped(pg, tools, tmp_path):
+    """--drop-pre-restore-older-than: the first copy dropped, its psql dead. Before: "could
+    not drop NAME: psql exited -9", exit 1, NAME gone."""
+    copies, done = _copies_dropped_with(pg, tools, tmp_path, "after")
     assert _hits(tmp_path) == ["hit0"]
     assert (done.returncode, done.stdout) == (0, b""), done.stderr.decode()
     assert done.stderr.decode() == f"encpipe-restore: dropped previous copies: {', '.join(copies)}\n"
@@ -426,13 +433,7 @@ def test_a_copy_whose_drop_s_psql_dies_once_the_server_dropped_it_is_said_droppe
 
 def test_a_copy_whose_drop_s_psql_dies_before_it_ran_is_said_kept(pg, tools, tmp_path):
     """The other way: the server never saw the DROP. The copy is there, and said so (1)."""
-    copies = [f"{TARGET}_pre_restore_20200101T000000Z", f"{TARGET}_pre_restore_20200102T000000Z"]
-    drop_matching(pg, lambda d: d.startswith(TARGET))
-    for name in copies:
-        pg.createdb(name)
-    env = _with_stand_in(pg, tools, tmp_path, [("before", DROP_OLD)])
-    done = subprocess.run([RESTORE, "--drop-pre-restore-older-than", "0", TARGET], env=env, capture_output=True,
-                          timeout=WAIT)
+    copies, done = _copies_dropped_with(pg, tools, tmp_path, "before")
     assert _hits(tmp_path) == ["hit0"]
     assert (done.returncode, done.stdout) == (1, b""), done.stderr.decode()
     assert done.stderr.decode() == (f"encpipe-restore: dropped previous copies: {copies[1]}\n"

@@ -207,6 +207,16 @@ NEW = "5e" * 32
 ENCPIPE = f"{sys.executable} -m encpipe"
 
 
+def _new_key_and_work(tmp_path):
+    """(the new key file a rotation goes to, an empty private directory of files to rotate)."""
+    new = tmp_path / "keys" / "new.key"
+    new.write_text(NEW + "\n")
+    new.chmod(0o600)
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    return new, work
+
+
 def _json_lines(done):
     return [json.loads(line) for line in done.stdout.decode().splitlines()]
 
@@ -221,11 +231,7 @@ def test_rotate_signalled_just_after_a_rename_reports_that_file(tmp_path, keys, 
     """a.enc renamed, then the signal: a.enc's "rotated" line is printed, then rotate
     dies of the signal, b.enc untouched. Before, a.enc was rotated with no line."""
     old, _ = keys
-    new = tmp_path / "keys" / "new.key"
-    new.write_text(NEW + "\n")
-    new.chmod(0o600)
-    work = tmp_path / "work"
-    work.mkdir(mode=0o700)
+    new, work = _new_key_and_work(tmp_path)
     for name, data in (("a.enc", b"first"), ("b.enc", b"second")):
         made = run(command("seal", "--key-file", str(old), "-o", str(work / name)), clean_env(), data)
         assert made.returncode == 0, made.stderr
@@ -347,11 +353,7 @@ def test_rotate_signalled_as_its_inspect_child_starts_stops_it(tmp_path, keys, s
     recorded: rotate died of it and the child (here one that hangs) ran on. It is now
     started and recorded in one step (childerr.run), and stopped with the run."""
     old, _ = keys
-    new = tmp_path / "keys" / "new.key"
-    new.write_text(NEW + "\n")
-    new.chmod(0o600)
-    work = tmp_path / "work"
-    work.mkdir(mode=0o700)
+    new, work = _new_key_and_work(tmp_path)
     made = run(command("seal", "--key-file", str(old), "-o", str(work / "a.enc")), clean_env(), b"first")
     assert made.returncode == 0, made.stderr
     stand_in = tmp_path / "encpipe"  # inspect hangs, with a child of its own; the rest is encpipe
