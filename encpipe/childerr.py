@@ -37,10 +37,11 @@ class ChildStderr:
     `prog`: the name the child gives itself in its lines; without `pass_on`, its
     other lines are read and dropped (a check whose warnings the real run gives).
     `label`: put before each line passed on (a script that runs a child per file:
-    the file it is about)."""
+    the file it is about). `only`: pass on only the lines that start so (a check's
+    --progress lines, its warnings dropped)."""
 
-    def __init__(self, out=None, prog="encpipe", pass_on=True, label=""):
-        self._out, self._pass_on, self._label = out, pass_on, label
+    def __init__(self, out=None, prog="encpipe", pass_on=True, label="", only=b""):
+        self._out, self._pass_on, self._label, self._only = out, pass_on, label, only
         self._markers = {kind: f"{prog}: {kind}: ".encode() for kind in ("error", "hint")}
         self._read, self.fd = os.pipe2(os.O_CLOEXEC)
         self._thread = None
@@ -76,9 +77,12 @@ class ChildStderr:
             self._read = None
             reader, text = _Lines(src, self._ended), codecs.getincrementaldecoder("utf-8")("replace")
             keep = None  # the rest of a line being kept: "error" or "hint"; False: one passed on
+            passing = False  # the line under way is passed on
             after_error = False  # the line before was an error line: a hint now is its hint
             markers = self._markers.values()
-            # the start of a line, not ended yet, that is or may become an error or hint line: held for the rest
+            # the start of a line, not ended yet, that is or may become an error or hint line (or one that
+            # starts with `only`, when it is not all there yet): held for the rest
+            markers = (*markers, self._only) if self._only else markers
             held = lambda start: keep is None and any(start.startswith(m) or m.startswith(start) for m in markers)
             while piece := reader.next(held):
                 label = self._label if keep is None else ""
@@ -86,11 +90,12 @@ class ChildStderr:
                     keep = next((kind for kind, marker in self._markers.items() if piece.startswith(marker)), False)
                     if keep == "hint" and not after_error:
                         keep = False  # a warning's hint: passed on with it, never taken for the error's
+                    passing = self._pass_on and not keep and piece.startswith(self._only)
                     if keep and getattr(self, keep) is None:  # a character cut at LINE_MAX is left out
                         kept = piece[len(self._markers[keep]):].rstrip(b"\r\n")
                         # as the child's text, not as it showed it: the script shows it again (shown.printable)
                         setattr(self, keep, unprintable(codecs.getincrementaldecoder("utf-8")("replace").decode(kept)))
-                if not keep and self._pass_on:
+                if passing:
                     write_quietly(self._out or sys.stderr, label + text.decode(piece))
                 if piece.endswith(b"\n"):
                     keep, after_error = None, keep == "error"
@@ -187,10 +192,10 @@ def used(launch, *args, use=waited, stderr_of=None, **kwargs):
         raise
 
 
-def run(launch, args, limit, pass_on=True, label="", **kwargs):
+def run(launch, args, limit, pass_on=True, label="", only=b"", **kwargs):
     """`launch(args, start=subprocess.Popen, **kwargs)` (FdSecrets.spawn) to its end, its
     standard error read by a ChildStderr (other lines passed on if `pass_on`, each
-    after `label`): (its returncode, at most `limit` bytes of its standard output,
+    after `label`; only those that start with `only`): (its returncode, at most `limit` bytes of its standard output,
     b"" when that is no pipe, (its error, its hint)). OSError when it cannot be
     started. A wait that is stopped (SIGTERM, SIGINT: the script is dying) ends the
     child first, with what it started (stop), as every other child of a script."""
@@ -201,7 +206,7 @@ def run(launch, args, limit, pass_on=True, label="", **kwargs):
                 out = read_bounded(proc.stdout, limit)
         return waited(proc), out
 
-    (status, out), errs = used(launch, args, use=use, stderr_of=ChildStderr(pass_on=pass_on, label=label),
+    (status, out), errs = used(launch, args, use=use, stderr_of=ChildStderr(pass_on=pass_on, label=label, only=only),
                                start=subprocess.Popen, **kwargs)
     return status, out, errs.wait()
 

@@ -132,15 +132,16 @@ def report_errors(io, action):
 
 def run_script(prog, module, argv):
     """main(argv) of `module`, for the script `prog`: a dependency that cannot be
-    imported is one line and exit 69, as for encpipe itself, not a traceback;
+    imported is one line and exit 69, as for encpipe itself, not a traceback; a
+    `module` that is not one with a main() one line and 70 (scriptmain);
     closed standard streams and SIGINT as for encpipe (see run); SIGTERM and
     SIGHUP, unless main sets its own, raise Terminated, so that clean-up runs,
     then the script dies of the signal. The shell scripts come here through
     `python -m encpipe.launch PROG MODULE ARG...`."""
     import signal
-    from importlib import import_module
 
     from .earlysig import release
+    from .scriptmain import NotAScript, main_of
     from .sigdefer import settle
 
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
@@ -151,10 +152,14 @@ def run_script(prog, module, argv):
         no_core_dumps()
         whole_numbers()
         release()  # a SIGINT that came before the handlers (launch): now
+        io = Io(None, None, sys.stderr, os.environ, prog=prog)
         try:
-            status = import_module(module).main(argv)
+            status = main_of(module)(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
-            status = _report_missing(Io(None, None, sys.stderr, os.environ, prog=prog), e)
+            status = _report_missing(io, e)
+        except NotAScript as e:  # no such module, or none with a main(): a bug (70)
+            io.error(str(e))
+            status = e.exit_code
     except KeyboardInterrupt:
         return die_of()
     except Terminated as e:

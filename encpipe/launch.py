@@ -1,7 +1,9 @@
 """`python -m encpipe.launch PROG MODULE [ARG...]`: how the shell scripts
 (encpipe-backup, encpipe-restore) run MODULE's main(ARGS), through
 cli.run_script: a dependency that cannot be imported is one line and exit
-69, not a traceback. Imports nothing that needs a dependency itself."""
+69, not a traceback; a MODULE that is not one with a main(), or PROG or MODULE
+missing, one line and exit 70 (the arguments are the scripts' own: a bug).
+Imports nothing that needs a dependency itself."""
 
 import sys
 
@@ -9,8 +11,12 @@ from . import earlysig
 
 earlysig.hold()  # a SIGINT while encpipe.cli loads: delivered once run_script has set its handlers
 
-from .cli import run_script  # noqa: E402
+from .cli import Io, guard_standard_fds, run_script  # noqa: E402
 
 # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
 sys.modules.setdefault("cffi", None)
+if len(sys.argv) < 3:  # written in encpipe's own scripts: a bug (70), not a traceback
+    guard_standard_fds()
+    Io(None, None, sys.stderr, {}).error("python -m encpipe.launch needs PROG MODULE [ARG...]")
+    raise SystemExit(70)
 raise SystemExit(run_script(sys.argv[1], sys.argv[2], sys.argv[3:]))

@@ -44,6 +44,9 @@ Other options:
                       caller or root could change (refused by default, exit 73)
   --keep-originals   keep each old file as NAME.sql.enc.legacy (a hard link)
   -n, --dry-run      only report which files would be converted
+  --progress         report each file's seal (its total the file's plaintext
+                     size) and the check of the new file on standard error
+                     (README "Progress"), never on standard output
 
 Prints one JSON line per *.sql.enc file: {"file", "status": migrated, skipped,
 failed or would-migrate, ...}. Files with other names are never touched.
@@ -65,10 +68,9 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 
-from . import childerr, dirlock, keycheck, safefile
+from . import dirlock, keycheck, safefile
 from .argwords import dashed, option_words
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
@@ -78,6 +80,7 @@ from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .keyplace import refuse_replaceable
+from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
 
@@ -92,24 +95,10 @@ TEMP_NAME_BYTES = 128  # of the file's name in its temporary's: room for the res
 def _short(name):
     """`name`, cut to TEMP_NAME_BYTES bytes (a character cut in two stays bytes)."""
     return os.fsdecode(os.fsencode(name)[:TEMP_NAME_BYTES])
-REPORT_MAX = 1 << 20  # bytes read of inspect's JSON report of a new file
 OPENING_OPTIONS = ("key_file", "key_command", "identity", "passphrase_file", "passphrase_command")
 SEALING_OPTIONS = OPENING_OPTIONS + ("recipient", "recipient_file")
 SECRET_FILES = ("legacy_key_file", "legacy_passphrase_file", "key_file", "identity", "passphrase_file",
                 "recipient_file", "sign_key")
-
-
-class Failure(Exception):
-    def __init__(self, message, code, hint=None):
-        super().__init__(message)
-        self.code, self.hint = code, hint
-
-
-def child_failed(what, status, said):
-    """A Failure for encpipe child `what` that exited `status`, its error line (and
-    hint), as childerr kept them, folded in: the file's one report line says why."""
-    error, hint = said
-    return Failure(f"{what} failed with status {status}" + (f": {error}" if error else ""), status, hint)
 
 
 def err(message, hint=None):
@@ -132,6 +121,7 @@ def parse(argv):
     parser.add_argument("--keep-originals", action="store_true")
     parser.add_argument("--allow-shared-dir", action="store_true")
     parser.add_argument("-n", "--dry-run", action="store_true")
+    parser.add_argument("--progress", action="store_true")
     for name in ("--legacy-key-file", "--legacy-passphrase-file", "--sign-key", "--signer", "--signer-file",
                  *(dashed(o) for o in SEALING_OPTIONS)):
         parser.add_argument(name, action="append", default=[])
@@ -155,7 +145,7 @@ def options(args, names):
     return [word for name in names for word in option_words(dashed(name), getattr(args, name))]
 
 
-class Migration:
+class Migration(Children):
     def __init__(self, args, env):
         self.args, self.directory = args, args.dir
         self.secrets = FdSecrets(vars(args), SECRET_FILES)  # one on standard input: 64 first
@@ -280,7 +270,7 @@ class Migration:
                 if not safefile.unchanged(opened, info):
                     raise Failure("the file changed while it was being converted; run again", 75)
                 safefile.write_atomically(
-                    path, lambda out: self.seal(src, out.fileno()), verify=lambda fd: self.verify(fd, plaintext),
+                    path, lambda out: self.seal(src, out.fileno(), plaintext), verify=lambda fd: self.verify(fd, plaintext),
                     times_ns=(info.st_atime_ns, info.st_mtime_ns), replaces=info,
                     before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name) if self.args.keep_originals
                                                              else None),
@@ -291,59 +281,6 @@ class Migration:
             raise Failure(str(e), e.exit_code) from None
         except OSError as e:
             raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
-
-    def seal(self, src, out_fd):
-        """open --legacy | seal; their warnings pass on, an error line goes in the file's report line.
-        Each child is started inside the `try` that stops it (childerr.used): a signal, even
-        one that comes as it starts, leaves neither running. A seal that cannot start fails
-        the file once open's warnings passed on (bounded: ChildStderr.wait), as when it fails."""
-        opened_said = childerr.ChildStderr()
-        try:
-            (sealed, opened, sealed_said), _ = childerr.used(
-                self.secrets.spawn, [*self.encpipe, "open", "--legacy", *self.open_args, "-"], stdin=src,
-                stdout=subprocess.PIPE, env=self.open_env, start=subprocess.Popen, stderr_of=opened_said,
-                use=lambda opener: self.sealed_from(opener, out_fd))
-        except Exception:  # open stopped by now; not a signal, which ends the run at once
-            opened_said.wait()
-            raise
-        sealed, opened = childerr.exit_status(sealed), childerr.exit_status(opened)
-        opened_said, sealed_said = opened_said.wait(), sealed_said.wait()
-        if opened and not (sealed and opened == 128 + signal.SIGPIPE):  # not just seal going first
-            raise child_failed("encpipe open --legacy", opened, opened_said)
-        if sealed:
-            raise child_failed("encpipe seal", sealed, sealed_said)
-
-    def sealed_from(self, opener, out_fd):
-        """seal of what `opener` (open --legacy) writes, into `out_fd`: (seal's status, then
-        open's, once both ended, seal's ChildStderr)."""
-        def waited(sealer):
-            opener.stdout.close()  # seal's alone: open gets SIGPIPE if seal ends first
-            return childerr.waited(sealer)
-
-        try:
-            sealed, said = childerr.used(self.secrets.spawn, [*self.encpipe, "seal", *self.seal_args],
-                                         stdin=opener.stdout, stdout=out_fd, start=subprocess.Popen, use=waited)
-        finally:
-            opener.stdout.close()
-        return sealed, opener.wait(), said
-
-    def verify(self, fd, plaintext):
-        """inspect --verify of the new file through its descriptor, never its name."""
-        os.lseek(fd, 0, os.SEEK_SET)
-        returncode, out, said = childerr.run(self.secrets.spawn, [*self.encpipe, "inspect", "--verify", "--json",
-                                                                  *self.verify_args],
-                                             REPORT_MAX, stdin=fd, stdout=subprocess.PIPE)
-        status = childerr.exit_status(returncode)
-        if status:
-            raise child_failed("encpipe inspect --verify of the new file", status, said)
-        try:
-            report = json.loads(out)
-        except ValueError:
-            raise Failure("encpipe inspect --verify printed no JSON", 70) from None
-        if not report.get("verified") or report.get("plaintext_bytes") != plaintext:
-            raise Failure(f"the new file holds {report.get('plaintext_bytes')} bytes, not {plaintext}", 70)
-        if not set(self.sign_ids) <= set(report.get("signed_by") or []):
-            raise Failure("the new file is not signed by every --sign-key", 70)
 
     def keep(self, dir_fd, name):
         """NAME.legacy, a link to NAME, made in the directory opened for the conversion."""

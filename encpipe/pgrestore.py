@@ -18,7 +18,8 @@ Options:
   --allow-unrestricted-psql  accept a psql without \\restrict (older than 15.14, 16.10, 17.6)
   --drop-pre-restore-older-than DAYS  drop DBNAME_pre_restore_* copies older than DAYS
   --list-pre-restore         print the *_pre_restore_* databases as JSON
-  --progress, --threads N    passed to encpipe open
+  --progress, --threads N    passed to encpipe open of FILE (not to the globals file's
+                             open: a few KiB, whose progress would only be noise)
   --signer KEY, --signer-file FILE  trusted signers (repeatable; instead of ENCPIPE_SIGNER):
                              a backup none of them signed is refused (67)
   --allow-unauthenticated    also restore a backup whose maker is not authenticated (else 67):

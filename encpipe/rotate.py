@@ -3,7 +3,8 @@ key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
 
   encpipe-rotate --old-key-file FILE... --new-key-file FILE...
                  [--escrow-recipient PUBKEY]... [--sign-key FILE]...
-                 [--signer KEY]... [--signer-file FILE]... [--dry-run] [--allow-shared-dir] DIR
+                 [--signer KEY]... [--signer-file FILE]... [--dry-run] [--progress]
+                 [--allow-shared-dir] DIR
 
 For each regular file under DIR (hidden files, hidden directories and symbolic
 links are left alone):
@@ -31,7 +32,9 @@ the file, its directory or one above, README "Shared directories");
 --allow-shared-dir overrides both.
 One JSON line per file on standard output; what an encpipe run on a file says
 besides its error (a warning) goes to standard error, each line after
-"encpipe-rotate: FILE: ". Safe to interrupt and re-run: a
+"encpipe-rotate: FILE: "; so, with --progress, are rewrap's progress lines
+("verifying" as it checks the file, then "rewrap") and those of the check of
+the new file ("verify"; README "Progress"), never on standard output. Safe to interrupt and re-run: a
 file only ever changes by rename, after verification, and a file renamed is
 reported (a signal from its rename on waits for its line); temporary files
 left by a killed run are removed by the next one. Keys are passed as file paths only;
@@ -117,6 +120,8 @@ def parse_args(argv):
     parser.add_argument("--signer-file", action="append", default=[], metavar="FILE",
                         help="as --signer, for each verify key in FILE")
     parser.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
+    parser.add_argument("--progress", action="store_true",
+                        help="report each file's rewrap and its check on standard error, after its name")
     parser.add_argument("--allow-shared-dir", action="store_true",
                         help="work in a directory, and read key files from places, other users can write "
                         "(refused by default)")
@@ -209,12 +214,14 @@ class Rotation:
         # each value one word with its option: a file named -h is a file, not rewrap's --help
         args = ["rewrap", *option_words("--key-file", opts.old_key_file + opts.new_key_file),
                 *option_words("--add-key-file", opts.new_key_file), *option_words("--add-recipient", add_recipients),
-                *option_words("--remove", sorted(remove)), *option_words("--sign-key", sign_keys), *self.signer_args]
+                *option_words("--remove", sorted(remove)), *option_words("--sign-key", sign_keys), *self.signer_args,
+                *["--progress"] * opts.progress]
         src, original = step(safefile.open_source, "rewrap", path, dir_fd)
         checked = {}
 
         def verify(fd):
-            checked["after"] = step(self.encpipe.verify_fd, "verify", fd, opts.new_key_file, self.signer_args)
+            checked["after"] = step(self.encpipe.verify_fd, "verify", fd, opts.new_key_file, self.signer_args,
+                                    path if opts.progress else None)
             check_result(checked["after"], self.new_ids | set(self.escrow.values()), self.old_ids, self.sign_ids)
 
         with src:

@@ -34,16 +34,17 @@ class Encpipe:
         """`shared`: ["--allow-shared-dir"] when rotate was given it: each child reads the key files too."""
         self.command, self.secrets, self.shared = command, secrets, list(shared)
 
-    def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True, about=None):
+    def run(self, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, quiet=True, about=None, only=b""):
         """encpipe's standard output (at most OUTPUT_MAX bytes); its error line becomes a
         Failure, its warnings are passed on unless `quiet`, or, for a child run on file
-        `about`, each after the script's name and the file's (childerr: the child's
-        standard error is never held whole, whatever it writes)."""
+        `about`, each after the script's name and the file's (only those that start
+        with `only`, if given; childerr: the child's standard error is never held
+        whole, whatever it writes)."""
         label = f"{PROG}: {printable(about)}: " if about is not None else ""
         try:
             returncode, out, (error, hint) = childerr.run(self.secrets.spawn, self.command + args[:1] + self.shared + args[1:],
                                                        OUTPUT_MAX,
-                                                       pass_on=not quiet or bool(label), label=label,
+                                                       pass_on=not quiet or bool(label), label=label, only=only,
                                                        stdin=stdin, stdout=stdout)
         except OSError as e:  # ENCPIPE missing, a directory, not executable
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
@@ -69,12 +70,15 @@ class Encpipe:
         os.lseek(fd, 0, os.SEEK_SET)
         return _report(self.run(["inspect", "--json"], stdin=fd, about=about))
 
-    def verify_fd(self, fd, key_files, signer_args=()):
+    def verify_fd(self, fd, key_files, signer_args=(), progress_of=None):
         """inspect --verify of the file open as `fd`, from its start (never by path); a
-        check of what rewrap wrote: its warnings, which rewrap gave, are dropped."""
+        check of what rewrap wrote: its warnings, which rewrap gave, are dropped. With
+        `progress_of` (a file's name: --progress), its progress lines pass on after it."""
         os.lseek(fd, 0, os.SEEK_SET)
-        args = ["inspect", "--json", "--verify", *option_words("--key-file", key_files)]
-        return _report(self.run(args + list(signer_args), stdin=fd))
+        args = ["inspect", "--json", "--verify", *option_words("--key-file", key_files), *signer_args]
+        if progress_of is None:
+            return _report(self.run(args, stdin=fd))
+        return _report(self.run([*args, "--progress"], stdin=fd, about=progress_of, only=b"encpipe: verify: "))
 
 
 def _report(output):

@@ -52,3 +52,19 @@ def test_a_label_goes_before_each_line_passed_on_once_however_long():
                                   stderr_of=childerr.ChildStderr(out=out, label="L: "))
     proc.wait()
     assert (said.wait(), out.text) == (("e", "eh"), "L: " + long + "L: encpipe: hint: h\nL: progress 10%\rprogress 20%\n")
+
+
+def test_only_the_lines_that_start_so_are_passed_on_even_when_they_come_in_pieces():
+    """`only` (encpipe-rotate's check of a new file, with --progress): its progress
+    lines are passed on, its warnings and their hints dropped, its error kept; a
+    progress line whose start comes first, the rest later, is passed on whole."""
+    out = _Out()
+    code = ("import sys, time\n"
+            "w = lambda t: (sys.stderr.write(t), sys.stderr.flush())\n"
+            "w('encpipe: warning: w\\nencpipe: hint: wh\\nencpipe: ver')\n"
+            "time.sleep(0.3)\n"
+            "w('ify: 1 B\\nencpipe: verify: 2 B\\nencpipe: error: e\\nencpipe: hint: eh\\n')\n")
+    proc, said = childerr.started(subprocess.Popen, [sys.executable, "-c", code],
+                                  stderr_of=childerr.ChildStderr(out=out, label="L: ", only=b"encpipe: verify: "))
+    proc.wait()
+    assert (said.wait(), out.text) == (("e", "eh"), "L: encpipe: verify: 1 B\nL: encpipe: verify: 2 B\n")

@@ -66,6 +66,19 @@ def x25519(path):
     return done.stdout.decode().strip()
 
 
+def operator_keys(tmp_path, shared_name):
+    """The operator's x25519 identity (backup.id) and signing key (op.sign), and
+    signer.pub, its verify key, in a directory `shared_name` postgres can write:
+    (the identity's path, its public key, the verify key, signer.pub's path)."""
+    identity = tmp_path / "backup.id"
+    public = x25519(identity)
+    verify = signing_key(tmp_path / "op.sign")
+    signer = os.path.join(group_writable_dir(tmp_path / shared_name), "signer.pub")
+    with open(signer, "w") as f:
+        f.write(verify + "\n")
+    return identity, public, verify, signer
+
+
 def as_postgres(path):
     """What user postgres can do in a directory it can write: replace `path` (a file of root's)."""
     os.unlink(path)
@@ -78,13 +91,7 @@ def test_a_signer_file_in_a_directory_postgres_can_write_is_refused(tmp_path):
     """The forgery: postgres replaces the verify key file with its own verify key
     and signs its own file, sealed to the operator's public key. Before, open
     printed the attacker's plaintext (0)."""
-    identity = tmp_path / "backup.id"
-    public = x25519(identity)
-    mine = signing_key(tmp_path / "op.sign")
-    shared = group_writable_dir(tmp_path / "backups")
-    signer = os.path.join(shared, "signer.pub")
-    with open(signer, "w") as f:
-        f.write(mine + "\n")
+    identity, public, mine, signer = operator_keys(tmp_path, "backups")
     genuine = encpipe("seal", "--recipient", public, "--sign-key", str(tmp_path / "op.sign"), stdin=DATA)
     assert genuine.returncode == 0, genuine.stderr
     # postgres's move: its own signing key, its verify key in signer.pub, its forgery
@@ -344,13 +351,7 @@ def script_refused(done, prog, *names):
 def signed_backup(pg, tools, tmp_path):
     """A backup sealed to an x25519 identity and signed; signer.pub, its verify key,
     in a directory postgres can write."""
-    identity = tmp_path / "backup.id"
-    public = x25519(identity)
-    verify = signing_key(tmp_path / "op.sign")
-    shared = group_writable_dir(tmp_path / "shared")
-    signer = os.path.join(shared, "signer.pub")
-    with open(signer, "w") as f:
-        f.write(verify + "\n")
+    identity, public, _, signer = operator_keys(tmp_path, "shared")
     db = ensure_small(pg, "keyplace_live")
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--recipient", public, "--sign-key", tmp_path / "op.sign")
     return db, path, str(identity), public, signer

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from cliutil import key_env, ok, run, seal, secret_file
-from encpipe.progress import ProgressReporter
+from encpipe.progress import ProgressReporter, human_bytes
 from test_backup_restore import BACKUP, ensure_small, restore, script_env
 from test_backup_restore import run as run_script
 
@@ -137,6 +137,26 @@ def test_backup_and_restore_pass_progress_through(pg, tools, key_file, tmp_path)
     assert _has_progress_line(done.stderr, "open")
     assert _has_progress_line(done.stderr, "verifying")  # open --verify-first's first pass
     pg.dropdb("bk_progress_restored")
+
+
+def test_restore_reports_the_open_of_file_not_of_its_globals_file(pg, tools, key_file, tmp_path):
+    """encpipe-restore --progress is FILE's open alone: the globals file (pg_dumpall
+    --globals-only, some KiB; a restore reads no more than 64 MiB of its SQL) is
+    opened without it. Its lines, unlabelled among FILE's, would only be noise:
+    two final lines a few KiB long that look like FILE's (README, usage text)."""
+    db = ensure_small(pg, "bk_progress_globals")
+    made = run_script([BACKUP, "--dir", tmp_path / "b", "--key-file", key_file, db], script_env(pg, tools))
+    assert made.returncode == 0, made.stderr.decode()
+    path = json.loads(made.stdout)["path"]
+    with open(path, "rb") as sealed:
+        plaintext = json.loads(ok(run(["inspect", "--json", "--key-file", key_file], sealed.read())))
+    done = restore(pg, tools, path, "bk_progress_globals_restored", "--progress", "--key-file", key_file)
+    assert done.returncode == 0, done.stderr.decode()
+    finals = [line for line in done.stderr.decode().splitlines() if LINE.match(line) and " 100% " in line]
+    total = human_bytes(plaintext["plaintext_bytes"])
+    assert [line.split(" in ")[0] for line in finals] == [f"encpipe: verifying: 100% {total} of {total}",
+                                                           f"encpipe: open: 100% {total} of {total}"], finals
+    pg.dropdb("bk_progress_globals_restored")
 
 
 # --- a known total: percentage and ETA (acceptance 8) -----------------------------

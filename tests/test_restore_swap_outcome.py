@@ -111,6 +111,14 @@ def _with_stand_in(pg, tools, tmp_path, rules):
     return env
 
 
+def _restored_with_stand_in(pg, tools, tmp_path, key_file, path, rules, *options):
+    """TARGET made afresh, then encpipe-restore of `path` into it with the psql
+    stand-in of `rules` (_with_stand_in): (TARGET's dump before, the restore)."""
+    before = _fresh_target(pg)
+    return before, subprocess.run([RESTORE, *options, "--key-file", key_file, path, TARGET],
+                                  env=_with_stand_in(pg, tools, tmp_path, rules), capture_output=True, timeout=WAIT)
+
+
 def _hits(tmp_path):
     return sorted(name for name in os.listdir(tmp_path) if name.startswith("hit"))
 
@@ -161,6 +169,44 @@ def _pending(pgid, sig):
     return False
 
 
+@contextlib.contextmanager
+def _swap_waiting(pg, env, key_file, path, start_new_session=False):
+    """A session holding a lock on TARGET (its ALTER DATABASE in a transaction left
+    open), then encpipe-restore of `path` into TARGET (in a session of its own, if
+    `start_new_session`), once its swap waits for that lock: (the holder's psql,
+    the restore). Whichever still runs at the block's end is killed (the restore's
+    group, in a session of its own) and reaped."""
+    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=pg.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = None
+    try:
+        holder.stdin.write(b"BEGIN;\nALTER DATABASE %s CONNECTION LIMIT 7;\n" % TARGET.encode())
+        holder.stdin.flush()
+        _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND "
+                               "query LIKE 'ALTER DATABASE %s%%'" % TARGET).strip() == "1", holder)
+        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, TARGET], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=start_new_session, preexec_fn=_defaults)
+        _until(lambda: _waiting(pg), proc)
+        yield holder, proc
+    finally:
+        if proc is not None and proc.poll() is None:
+            if start_new_session:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.communicate()
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def _let_go(holder):
+    """The holder's ROLLBACK: its lock let go, its psql ended."""
+    holder.stdin.write(b"ROLLBACK;\n")
+    holder.stdin.close()
+    holder.wait(timeout=WAIT)
+
+
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
 def test_a_signal_to_the_restore_s_group_during_the_swap_lets_the_swap_finish(pg, tools, key_file, source_backup,
                                                                            tmp_path, sig):
@@ -172,34 +218,14 @@ def test_a_signal_to_the_restore_s_group_during_the_swap_lets_the_swap_finish(pg
     says so and exits 0, and the server holds what it says."""
     path, source = source_backup
     before = _fresh_target(pg)
-    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=pg.env, stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc = None
-    try:
-        holder.stdin.write(b"BEGIN;\nALTER DATABASE %s CONNECTION LIMIT 7;\n" % TARGET.encode())
-        holder.stdin.flush()
-        _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND "
-                               "query LIKE 'ALTER DATABASE %s%%'" % TARGET).strip() == "1", holder)
-        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, TARGET], env=script_env(pg, tools),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                preexec_fn=_defaults)
-        _until(lambda: _waiting(pg), proc)
+    with _swap_waiting(pg, script_env(pg, tools), key_file, path, start_new_session=True) as (holder, proc):
         os.killpg(proc.pid, sig)
         _until(lambda: not _pending(proc.pid, sig), holder)
         deadline = time.monotonic() + 2  # a psql that got it: its cancel, or its death, reaches the server
         while _waiting(pg) and time.monotonic() < deadline:
             time.sleep(0.05)
-        holder.stdin.write(b"ROLLBACK;\n")
-        holder.stdin.close()
-        holder.wait(timeout=WAIT)
+        _let_go(holder)
         out, err = proc.communicate(timeout=WAIT)
-    finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
     copies = _copies(pg)
     assert (proc.returncode, out) == (0, b""), err.decode()
     assert len(copies) == 1, (copies, err.decode())
@@ -261,32 +287,12 @@ def _swap_psql(restore_pid):
 def _killed_while_committing(pg, env, key_file, path):
     """The restore of `path` into TARGET, whose swap's psql is killed while the server
     commits the swap (waiting for a synchronous standby): (its status, stdout, stderr)."""
-    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-d", "postgres"], env=pg.env, stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc = None
-    try:
-        holder.stdin.write(b"BEGIN;\nALTER DATABASE %s CONNECTION LIMIT 7;\n" % TARGET.encode())
-        holder.stdin.flush()
-        _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND "
-                               "query LIKE 'ALTER DATABASE %s%%'" % TARGET).strip() == "1", holder)
-        proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, TARGET], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, preexec_fn=_defaults)
-        _until(lambda: _waiting(pg), proc)
-        with _standby_awaited(pg):
-            holder.stdin.write(b"ROLLBACK;\n")
-            holder.stdin.close()
-            holder.wait(timeout=WAIT)
-            _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND "
-                                   "wait_event = 'SyncRep'").strip() == "1", proc)
-            os.kill(_swap_psql(proc.pid), signal.SIGKILL)
-            out, err = proc.communicate(timeout=WAIT)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
+    with _swap_waiting(pg, env, key_file, path) as (holder, proc), _standby_awaited(pg):
+        _let_go(holder)
+        _until(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND "
+                               "wait_event = 'SyncRep'").strip() == "1", proc)
+        os.kill(_swap_psql(proc.pid), signal.SIGKILL)
+        out, err = proc.communicate(timeout=WAIT)
     return proc.returncode, out, err.decode()
 
 
@@ -324,9 +330,7 @@ def test_a_swap_whose_psql_dies_once_the_server_made_it_is_said_made(pg, tools, 
     came). The restore said "could not swap it in (psql exited -9); database ... is
     unchanged", exit 1, with TARGET the restored database. It now asks the server."""
     path, source = source_backup
-    before = _fresh_target(pg)
-    env = _with_stand_in(pg, tools, tmp_path, [("after", SWAP)])
-    done = subprocess.run([RESTORE, "--key-file", key_file, path, TARGET], env=env, capture_output=True, timeout=WAIT)
+    before, done = _restored_with_stand_in(pg, tools, tmp_path, key_file, path, [("after", SWAP)])
     assert _hits(tmp_path) == ["hit0"]
     _said_swapped(pg, path, (done.returncode, done.stdout, done.stderr.decode()))
     assert dump(pg, TARGET) == dump(pg, source)
@@ -338,9 +342,7 @@ def test_a_swap_whose_psql_dies_before_it_ran_is_said_not_made(pg, tools, key_fi
     database died once the server had dropped it: TARGET is unchanged (said so, 1), and no
     "could not drop temporary database" for a database that is gone (said before)."""
     path, _ = source_backup
-    before = _fresh_target(pg)
-    env = _with_stand_in(pg, tools, tmp_path, [("before", SWAP), ("after", UNDO)])
-    done = subprocess.run([RESTORE, "--key-file", key_file, path, TARGET], env=env, capture_output=True, timeout=WAIT)
+    before, done = _restored_with_stand_in(pg, tools, tmp_path, key_file, path, [("before", SWAP), ("after", UNDO)])
     err = done.stderr.decode()
     assert _hits(tmp_path) == ["hit0", "hit1"]
     assert (done.returncode, done.stdout) == (1, b""), err
@@ -358,10 +360,8 @@ def test_a_swap_whose_outcome_cannot_be_asked_is_said_unknown(pg, tools, key_fil
     server gone, say): neither "unchanged" nor "restored", which the restore cannot know,
     but that, and where to look; 1. (The server, here, never saw the swap.)"""
     path, _ = source_backup
-    before = _fresh_target(pg)
     rules = [("before", SWAP), ("before", ["pg_terminate_backend", "application_name"])]
-    done = subprocess.run([RESTORE, "--key-file", key_file, path, TARGET],
-                          env=_with_stand_in(pg, tools, tmp_path, rules), capture_output=True, timeout=WAIT)
+    before, done = _restored_with_stand_in(pg, tools, tmp_path, key_file, path, rules)
     err = done.stderr.decode()
     assert _hits(tmp_path) == ["hit0", "hit1"]
     assert (done.returncode, done.stdout) == (1, b""), err
@@ -378,10 +378,7 @@ def test_a_drop_old_whose_psql_dies_once_the_server_dropped_is_said_dropped(pg, 
     """--drop-old: its DROP DATABASE done, its psql dead. Before: "restored ..., but could
     not drop the previous database ...", exit 1, the database gone."""
     path, source = source_backup
-    _fresh_target(pg)
-    env = _with_stand_in(pg, tools, tmp_path, [("after", DROP_OLD)])
-    done = subprocess.run([RESTORE, "--drop-old", "--key-file", key_file, path, TARGET], env=env,
-                          capture_output=True, timeout=WAIT)
+    _, done = _restored_with_stand_in(pg, tools, tmp_path, key_file, path, [("after", DROP_OLD)], "--drop-old")
     assert _hits(tmp_path) == ["hit0"]
     assert (done.returncode, done.stdout) == (0, b""), done.stderr.decode()
     assert done.stderr.decode() == f"encpipe-restore: restored {path} into {TARGET}; previous database dropped\n"
@@ -393,10 +390,8 @@ def test_a_drop_old_whose_outcome_cannot_be_asked_is_said_so(pg, tools, key_file
     """--drop-old: its psql failed, and so did the look at the server: the line says both,
     1 (the server, here, never saw the DROP: the copy is there)."""
     path, source = source_backup
-    _fresh_target(pg)
     rules = [("before", DROP_OLD), ("before", ["pg_terminate_backend", "application_name"])]
-    done = subprocess.run([RESTORE, "--drop-old", "--key-file", key_file, path, TARGET],
-                          env=_with_stand_in(pg, tools, tmp_path, rules), capture_output=True, timeout=WAIT)
+    _, done = _restored_with_stand_in(pg, tools, tmp_path, key_file, path, rules, "--drop-old")
     copies = _copies(pg)
     assert _hits(tmp_path) == ["hit0", "hit1"]
     assert (done.returncode, done.stdout) == (1, b""), done.stderr.decode()
@@ -445,10 +440,8 @@ def test_a_copy_whose_drop_s_psql_dies_before_it_ran_is_said_kept(pg, tools, tmp
 def test_the_stand_in_runs_psql_as_is_when_no_rule_matches(pg, tools, key_file, source_backup, tmp_path):
     """The stand-in itself: with a rule that matches nothing, the restore is as without it."""
     path, source = source_backup
-    _fresh_target(pg)
-    env = _with_stand_in(pg, tools, tmp_path, [("after", ["no statement says this"])])
-    done = subprocess.run([RESTORE, "--drop-old", "--key-file", key_file, path, TARGET], env=env,
-                          capture_output=True, timeout=WAIT)
+    _, done = _restored_with_stand_in(pg, tools, tmp_path, key_file, path, [("after", ["no statement says this"])],
+                                      "--drop-old")
     assert _hits(tmp_path) == []
     assert (done.returncode, done.stdout) == (0, b""), done.stderr.decode()
     assert dump(pg, TARGET) == dump(pg, source)
