@@ -83,3 +83,24 @@ def test_prune_max_age_removes_what_is_older_than_it(tmp_path):
     make_valid(tmp_path, new)
     code, report, _ = run("prune", "--max-age", "2", str(tmp_path))
     assert code == 0 and [r["filename"] for r in report["removed"]] == [old]
+
+
+def test_a_bug_met_by_check_is_critical_not_a_warning(tmp_path, monkeypatch):
+    """A Python traceback exits 1, which Nagios reads as WARNING: the year-1 name made
+    check say so whatever the backups' age. A bug check meets is now CRITICAL (2), one
+    plugin line, whatever it is (here a deliberate one)."""
+    from io import BytesIO, StringIO
+
+    from encpipe.backup import metrics
+    from encpipe.backup.cli import main
+
+    make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
+
+    def broken(*args, **kwargs):
+        raise OverflowError("date value\nout of range")
+
+    monkeypatch.setattr(metrics, "check", broken)
+    out, err = BytesIO(), StringIO()
+    assert main(["check", "--max-age", "24", str(tmp_path)], stdout=out, stderr=err, env=ENV) == 2
+    assert (out.getvalue(), err.getvalue()) == (
+        b"CRITICAL: internal error: OverflowError: date value\\nout of range\n", "")

@@ -12,14 +12,26 @@ from . import metrics
 from .listing import scan
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
 from .storage import open_location
-from .verify import KeyRing, is_labelled, standing, verify_entry
+from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
 KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
                "--passphrase-command", "--passphrase", "--signer", "--signer-file")
 
 
 def run(args, io, where, max_age, warn):
-    """The plugin's lines on io; its status (0, 1, 2). `where`: the location."""
+    """The plugin's lines on io; its status (0, 1, 2). `where`: the location. A bug is
+    CRITICAL too: its traceback would exit 1, which the plugin's reader takes for a
+    WARNING (a name dated year 1 once made check say so, whatever the backups' age)."""
+    try:
+        return _run(args, io, where, max_age, warn)
+    except (EncpipeError, OSError):  # a usage error (64); standard output that fails (74, 141)
+        raise
+    except Exception as e:
+        io.print(plugin_line(f"CRITICAL: {internal_error(e)}"))
+        return 2
+
+
+def _run(args, io, where, max_age, warn):
     given = [option for option in KEY_OPTIONS if args[option]]
     if given and not args["--verify"]:
         raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
