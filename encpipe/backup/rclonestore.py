@@ -30,6 +30,16 @@ def rclone_binary(env):
     return found
 
 
+def _listed(name, size):
+    """The Item of an object the listing gives. A name that holds a NUL (an S3 key may)
+    cannot be an argument of rclone's: the object cannot be read, nor removed, and is
+    the file unreadable (before, its first read ended the run in a ValueError)."""
+    if "\0" in name:
+        return Item(name, size, error=f"cannot read {name}: its name holds a NUL character, which rclone cannot be "
+                                      "given", unreadable=True)
+    return Item(name, size)
+
+
 class Rclone:
     """A remote of rclone's (its own configuration or RCLONE_CONFIG_* variables).
     Its reads may run in several threads at once (listing.scan does): every rclone
@@ -66,7 +76,7 @@ class Rclone:
                 return []
             raise InputUnavailable(f"cannot list {self.location}: {e}") from None
         files = json.loads(out)
-        return [Item(f["Name"], f["Size"]) for f in sorted(files, key=lambda f: f["Name"])]
+        return [_listed(f["Name"], f["Size"]) for f in sorted(files, key=lambda f: f["Name"])]
 
     def stat(self, name):
         found = [item for item in self.list() if item.name == name]
