@@ -76,3 +76,40 @@ def test_an_object_whose_name_holds_a_nul_is_unreadable_and_the_rest_goes_on(tmp
     lines = checked.stdout.decode().splitlines()
     assert lines[0] == f"CRITICAL: shop\\x00: no backup; newest file {shown} is unreadable"
     assert len(lines) == 2 and lines[1].startswith(f"OK: shop: newest backup {good} is ")
+
+
+def test_a_name_the_remote_lists_twice_is_unreadable_never_counted_nor_removed(tmp_path):
+    """Google Drive, Opendrive and Mega hold several files under one name, and
+    rclone lists each; `rclone cat` and `rclone deletefile` of that name reach one
+    of them, which one not said. A writer of the folder who uploaded a second file
+    under a backup's name made copies() raise StopIteration: encpipe-prune ended in
+    a traceback, and encpipe-check too (status 1, a WARNING). Each such entry is now
+    unreadable: verify fails it, prune leaves it, check does not count it."""
+    (tmp_path / "objects").mkdir()
+    old, twice = f"shop_{hours_ago(26)}.sql.enc", f"shop_{hours_ago(2)}.sql.enc"
+    make_valid(tmp_path / "objects", old)
+    make_valid(tmp_path / "objects", twice)
+    rclone = fake_remote(tmp_path, [old, twice, twice])
+    why = (f"cannot read {twice}: the remote lists 2 files under this name (rclone dedupe tells them apart): "
+           "which one a read or a removal reaches is not known")
+
+    listed = script(rclone, "list")
+    assert (listed.returncode, listed.stderr) == (0, b"")
+    assert [(e["filename"], e["status"], e["error"]) for e in json.loads(listed.stdout)] == [
+        (old, "sealed", None), (twice, "unreadable", why), (twice, "unreadable", why)]
+
+    verified = script(rclone, "verify")
+    assert verified.returncode == 66, verified.stderr
+    assert [(r["filename"], r["ok"]) for r in json.loads(verified.stdout)["results"]] == [
+        (old, True), (twice, False), (twice, False)]
+
+    pruned = script(rclone, "prune", "--keep-last", "1")
+    assert pruned.returncode == 65, pruned.stderr
+    report = json.loads(pruned.stdout)
+    assert ([k["filename"] for k in report["kept"]], [k["filename"] for k in report["left"]]) == ([old], [twice, twice])
+    assert report["removed"] == [] and sorted(os.listdir(tmp_path / "objects")) == sorted([old, twice])
+
+    checked = script(rclone, "check", "--max-age", "48")
+    assert (checked.returncode, checked.stderr) == (1, b"")
+    assert checked.stdout.decode().startswith(f"WARNING: shop: newest backup {old} is ")
+    assert checked.stdout.decode().endswith(f" h old; newest file {twice} is unreadable\n")
