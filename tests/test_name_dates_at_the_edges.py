@@ -8,7 +8,8 @@ encpipe-prune, and encpipe-backup's own pruning, end in a traceback
 encpipe-check end in one with status 1, a WARNING, whatever the backups' age. So
 did a planted file whose modification time its owner set past year 9999 (tmpfs,
 btrfs and NFS keep such a time), and `encpipe-prune --max-age 1000000`, a value
-the option takes.
+the option takes. encpipe-check, a plugin, now says CRITICAL of any bug it meets,
+and of a metrics file whose read fails (README, "Monitoring").
 """
 
 import os
@@ -104,3 +105,37 @@ def test_a_bug_met_by_check_is_critical_not_a_warning(tmp_path, monkeypatch):
     assert main(["check", "--max-age", "24", str(tmp_path)], stdout=out, stderr=err, env=ENV) == 2
     assert (out.getvalue(), err.getvalue()) == (
         b"CRITICAL: internal error: OverflowError: date value\\nout of range\n", "")
+
+
+def test_a_metrics_file_that_fails_to_read_is_critical_not_a_failed_output(tmp_path):
+    """Reading /proc/self/mem from its start fails with EIO, as a metrics file on a
+    failing disk does. Before, the OSError reached the scripts' handler of a failing
+    standard output: `cannot write output: Input/output error`, 74, nothing on
+    standard output (a plugin status Nagios reads as UNKNOWN, with the wrong cause)."""
+    make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
+    proc = script("check", "--max-age", "24", "--metrics-file", "/proc/self/mem", str(tmp_path), env=ENV)
+    assert (proc.returncode, proc.stderr) == (2, b"")
+    assert proc.stdout == (b"CRITICAL: cannot read the metrics file: cannot read /proc/self/mem: "
+                           b"Input/output error\n")
+
+
+def test_an_os_error_check_meets_is_critical_not_a_failed_output(tmp_path, monkeypatch):
+    """One that no step expects (here a deliberate one) is a bug: CRITICAL, as any other."""
+    from io import BytesIO, StringIO
+
+    from docopt import docopt
+
+    from encpipe.backup import checkcmd, metrics
+    from encpipe.backup.cli import USAGE
+    from encpipe.cli import Io
+
+    make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(metrics, "check", broken)
+    out, err = BytesIO(), StringIO()  # checkcmd.run itself: before, the OSError went on to main's handler
+    args = docopt(USAGE, argv=["check", "--max-age", "24", str(tmp_path)])
+    assert checkcmd.run(args, Io(None, out, err, ENV), str(tmp_path), 24, None) == 2
+    assert (out.getvalue(), err.getvalue()) == (b"CRITICAL: internal error: OSError: 5 Input/output error\n", "")
