@@ -1,6 +1,7 @@
-"""A remote may list an object under a name no command line can carry: an S3 key
-may hold U+0000, which rclone lists as it is (JSON's \\u0000). encpipe cannot ask
-rclone for it, so it is listed `unreadable` and the tools go on with the others
+"""A remote may list an object under a name no command line can carry: S3 takes
+any Unicode character in a key, U+0000 too, which rclone lists as it is (JSON's
+\\u0000). encpipe cannot ask rclone for it, so it is listed `unreadable` and the
+tools go on with the others
 (README, "Off-site copies"). Before, the first `rclone cat` of such a name was a
 ValueError: encpipe-list, -verify and -prune ended in a traceback, status 1, and
 a bucket writer who planted one stopped every prune.
