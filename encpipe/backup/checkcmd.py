@@ -12,45 +12,55 @@ from . import metrics
 from .listing import scan
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
 from .storage import open_location
-from .verify import KeyRing, is_labelled, standing, verify_entry
+from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
 KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
                "--passphrase-command", "--passphrase", "--signer", "--signer-file")
 
 
 def run(args, io, where, max_age, warn):
-    """The plugin's lines on io; its status (0, 1, 2). `where`: the location."""
+    """The plugin's lines on io; its status (0, 1, 2). `where`: the location. A bug is
+    CRITICAL too: its traceback would exit 1, which the plugin's reader takes for a
+    WARNING (a name dated year 1 once made check say so, whatever the backups' age),
+    and an OSError went on to the handler of a failing standard output (74)."""
+    try:
+        status, lines = _run(args, io, where, max_age, warn)
+    except EncpipeError:  # a usage error (64)
+        raise
+    except Exception as e:
+        status, lines = 2, [plugin_line(f"CRITICAL: {internal_error(e)}")]
+    for line in lines:  # outside the `try`: standard output that fails is 74 (141)
+        io.print(line)
+    return status
+
+
+def _run(args, io, where, max_age, warn):
+    """(status, the lines to print)."""
     given = [option for option in KEY_OPTIONS if args[option]]
     if given and not args["--verify"]:
         raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
     try:
         keys = _check_keys(args, io) if args["--verify"] else None
     except NoKeyConfigured:
-        io.print("CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY")
-        return 2
+        return 2, ["CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY"]
     except UsageError:
         raise
     except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
-        io.print(plugin_line(f"CRITICAL: cannot load the keys for --verify: {e}"))
-        return 2
+        return 2, [plugin_line(f"CRITICAL: cannot load the keys for --verify: {e}")]
     try:
         samples = metrics.read(args["--metrics-file"], trusted_place=True) if args["--metrics-file"] else {}
     except EncpipeError as e:  # a monitor that cannot read what it watches says so
-        io.print(plugin_line(f"CRITICAL: cannot read the metrics file: {e}"))
-        return 2
+        return 2, [plugin_line(f"CRITICAL: cannot read the metrics file: {e}")]
     try:
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        io.print(plugin_line(f"CRITICAL: cannot list {where}: {e}"))
-        return 2
+        return 2, [plugin_line(f"CRITICAL: cannot list {where}: {e}")]
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
                                   count_unauthenticated=count_unauthenticated, authenticate=authenticate)
-    for line in bounded([plugin_line(line) for line in lines]):
-        io.print(line)
-    return status
+    return status, bounded([plugin_line(line) for line in lines])
 
 
 # The most check prints: Nagios 4 keeps 8 KiB of a plugin's output (its

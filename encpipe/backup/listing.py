@@ -283,10 +283,18 @@ def older_than_its_name(entry):
     mtime = getattr(entry.item, "mtime", None)
     if mtime is None or entry.created is None:
         return None
-    written = datetime.fromtimestamp(int(mtime), timezone.utc)
-    if written >= entry.created - WRITTEN_SLACK:
+    # compared as numbers: a name may say year 1, less an hour no date, and a file's owner
+    # may give it a time no date holds (tmpfs, btrfs, NFS keep one past year 9999)
+    if int(mtime) >= entry.created.timestamp() - WRITTEN_SLACK.total_seconds():
         return None
-    return f"older than its name says (last written {iso(written)})"
+    return f"older than its name says (last written {_when(int(mtime))})"
+
+
+def _when(seconds):
+    try:
+        return iso(datetime.fromtimestamp(seconds, timezone.utc))
+    except (OverflowError, ValueError, OSError):
+        return f"at Unix time {seconds}"
 
 
 def _age_key(entry):

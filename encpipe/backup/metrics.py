@@ -11,7 +11,7 @@ import re
 import stat
 from contextlib import contextmanager
 
-from ..errors import InvalidStream, IOFailure, UnsafeDirectory
+from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
 from ..safefile import open_source, write_atomically
 from ..writers import first_other_writer, other_writer
 from .listing import copies, older_than_its_name
@@ -60,7 +60,10 @@ def read(path, lenient=False, trusted_place=False):
     with src:
         if trusted_place:
             refuse_shared(path, info)
-        data = src.read(MAX_BYTES + 1)
+        try:
+            data = src.read(MAX_BYTES + 1)
+        except OSError as e:  # an I/O error: the file's, not a failing standard output's (74)
+            raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
     if len(data) > MAX_BYTES:
         if not lenient:
             raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup")

@@ -81,7 +81,7 @@ def temp_started(name):
 def iso(moment):
     if moment is None:
         return None
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"  # strftime's %Y: "1" for year 1
     if moment.microsecond:
         text += f".{moment.microsecond // 1000:03d}"
     return text + "Z"

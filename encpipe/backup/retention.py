@@ -119,9 +119,8 @@ def _plan_series(group, policy, now):
             usable.append(Decision(record, REMOVE))
     _apply_rules(usable, policy)
     if policy.max_age is not None:
-        cutoff = now - policy.max_age
-        for decision in usable:
-            if decision.action == KEEP and decision.record.created < cutoff:
+        for decision in usable:  # its age, not now - max_age: the largest max-age is before year 1
+            if decision.action == KEEP and now - decision.record.created > policy.max_age:
                 decision.action, decision.reasons = REMOVE, ["max-age"]
     if usable and usable[0].action == REMOVE:
         usable[0].action, usable[0].reasons = KEEP, ["newest authenticated"]

@@ -184,8 +184,8 @@ class Local:
     def _open(self, item):
         safefile.hook("opening", self.directory, item.name)
         changed = OSError(f"{item.name} changed since it was listed")
-        try:  # O_NONBLOCK: never block on a FIFO
-            fd = os.open(item.name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+        try:  # O_NONBLOCK: never block on a FIFO; O_NOCTTY: never take a terminal for its own
+            fd = os.open(item.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
                          | (0 if item.link else os.O_NOFOLLOW), dir_fd=self._dir())
         except OSError as e:
             if e.errno == errno.ELOOP:

@@ -1,0 +1,45 @@
+"""A symbolic link in a backup location is listed and read (never counted nor
+removed): one that led to a regular file when it was listed, then was pointed at
+a terminal before it was read, was opened without O_NOCTTY. A run that leads its
+session and has no controlling terminal (a systemd service's ExecStart=
+encpipe-prune, encpipe-check under some schedulers) then took the planter's
+terminal as its own, whose hang-up (the planter closing it) is a SIGHUP to the
+run. It is now opened with O_NOCTTY, then refused as not a regular file
+(README, "Listing, pruning and verifying backups")."""
+
+import os
+
+from encpipe.backup.storage import Local
+from test_backup_dir import make_valid
+
+
+def test_a_link_swapped_to_a_terminal_never_becomes_the_runs_controlling_terminal(tmp_path):
+    master, slave = os.openpty()
+    terminal = os.ttyname(slave)
+    os.close(slave)
+    make_valid(tmp_path, "shop_20240101T000000Z.sql.enc")
+    os.symlink("shop_20240101T000000Z.sql.enc", tmp_path / "shop_20240102T000000Z.sql.enc")
+    store = Local(str(tmp_path))
+    [link] = [item for item in store.list() if item.link]
+    os.unlink(tmp_path / link.name)
+    os.symlink(terminal, tmp_path / link.name)  # after the listing, before the read
+    pid = os.fork()
+    if pid == 0:  # a session leader with no controlling terminal, as a service is
+        code = 3
+        try:
+            os.setsid()
+            try:
+                store.open(link)
+                code = 4  # read as a file
+            except OSError as e:
+                if str(e) == f"{link.name} is not a regular file":
+                    try:
+                        os.close(os.open("/dev/tty", os.O_RDONLY))
+                        code = 1  # the terminal became its own
+                    except OSError:
+                        code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -1,0 +1,141 @@
+"""Backup names dated at the ends of what a name can say (year 1), files last written at
+times a date cannot hold, and the longest --max-age: the tools compute with them and
+never fail on them (README, "Listing, pruning and verifying backups").
+
+Before, a file planted as `db_00010101T000000Z.sql.enc` (anything in it) made
+encpipe-prune, and encpipe-backup's own pruning, end in a traceback
+(OverflowError: a year-1 time less an hour), nothing pruned; sealed, it made
+encpipe-check end in one with status 1, a WARNING, whatever the backups' age. So
+did a planted file whose modification time its owner set past year 9999 (tmpfs,
+btrfs and NFS keep such a time), and `encpipe-prune --max-age 1000000`, a value
+the option takes. encpipe-check, a plugin, now says CRITICAL of any bug it meets,
+and of a metrics file whose read fails (README, "Monitoring").
+"""
+
+import os
+from datetime import datetime, timezone
+
+from encpipe.backup.listing import Entry, older_than_its_name
+from encpipe.backup.names import iso, parse_name
+from encpipe.backup.records import Item
+from test_backup_dir import ENV, make_valid, run, write
+from test_backup_dir_hostile import hours_ago, script
+
+YEAR_ONE = "db_00010101T000000Z.sql.enc"
+
+
+def test_prune_leaves_a_junk_file_named_for_year_one_and_prunes_the_rest(tmp_path):
+    names = [f"db_{hours_ago(h)}.sql.enc" for h in (48, 24)]
+    for name in names:
+        make_valid(tmp_path, name)
+    write(tmp_path, YEAR_ONE, b"planted\n")
+    proc = script("prune", "--keep-last", "1", str(tmp_path), env=ENV)
+    assert proc.returncode == 65, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted([YEAR_ONE, names[1]])
+
+
+def test_check_counts_the_newest_backup_past_a_sealed_file_named_for_year_one(tmp_path):
+    make_valid(tmp_path, YEAR_ONE)
+    make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
+    proc = script("check", "--max-age", "24", str(tmp_path), env=ENV)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert proc.stdout.startswith(b"OK: db: newest backup db_")
+
+
+def test_list_gives_a_year_one_name_s_time_in_iso_8601(tmp_path):
+    make_valid(tmp_path, YEAR_ONE)
+    code, listing, _ = run("list", str(tmp_path))
+    assert code == 0 and listing[0]["created"] == "0001-01-01T00:00:00Z"
+
+
+def _entry(name, mtime):
+    said = parse_name(name)
+    return Entry(name, name, Item(name, 1, mtime=mtime), database=said.database, created=said.created)
+
+
+def test_a_modification_time_no_date_can_hold_is_compared_not_converted():
+    recent = f"db_{hours_ago(2)}.sql.enc"
+    assert older_than_its_name(_entry(recent, 2.0 ** 40)) is None  # year 36812: written after its name
+    assert older_than_its_name(_entry(recent, -(2.0 ** 40))) == (
+        f"older than its name says (last written at Unix time {-(2 ** 40)})")
+    assert older_than_its_name(_entry(recent, 0.0)) == "older than its name says (last written 1970-01-01T00:00:00Z)"
+    assert older_than_its_name(_entry(YEAR_ONE, -62135596800.0)) is None  # 0001-01-01T00:00:00Z itself
+    assert older_than_its_name(_entry(YEAR_ONE, -62135596800.0 - 3601)) is not None
+
+
+def test_iso_writes_four_digits_of_year():
+    assert iso(datetime(1, 1, 1, tzinfo=timezone.utc)) == "0001-01-01T00:00:00Z"
+    assert iso(datetime(999, 12, 31, 23, 59, 59, 5000, tzinfo=timezone.utc)) == "0999-12-31T23:59:59.005Z"
+
+
+def test_prune_with_the_largest_max_age_keeps_everything(tmp_path):
+    names = [f"db_{hours_ago(h)}.sql.enc" for h in (48, 24)]
+    for name in names:
+        make_valid(tmp_path, name)
+    code, report, err = run("prune", "--max-age", "1000000", str(tmp_path))
+    assert (code, err) == (0, "")
+    assert sorted(k["filename"] for k in report["kept"]) == sorted(names) and report["removed"] == []
+
+
+def test_prune_max_age_removes_what_is_older_than_it(tmp_path):
+    old, new = f"db_{hours_ago(24 * 3)}.sql.enc", f"db_{hours_ago(1)}.sql.enc"
+    make_valid(tmp_path, old)
+    make_valid(tmp_path, new)
+    code, report, _ = run("prune", "--max-age", "2", str(tmp_path))
+    assert code == 0 and [r["filename"] for r in report["removed"]] == [old]
+
+
+def test_a_bug_met_by_check_is_critical_not_a_warning(tmp_path, monkeypatch):
+    """A Python traceback exits 1, which Nagios reads as WARNING: the year-1 name made
+    check say so whatever the backups' age. A bug check meets is now CRITICAL (2), one
+    plugin line, whatever it is (here a deliberate one)."""
+    from io import BytesIO, StringIO
+
+    from encpipe.backup import metrics
+    from encpipe.backup.cli import main
+
+    make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
+
+    def broken(*args, **kwargs):
+        raise OverflowError("date value\nout of range")
+
+    monkeypatch.setattr(metrics, "check", broken)
+    out, err = BytesIO(), StringIO()
+    assert main(["check", "--max-age", "24", str(tmp_path)], stdout=out, stderr=err, env=ENV) == 2
+    assert (out.getvalue(), err.getvalue()) == (
+        b"CRITICAL: internal error: OverflowError: date value\\nout of range\n", "")
+
+
+def test_a_metrics_file_that_fails_to_read_is_critical_not_a_failed_output(tmp_path):
+    """Reading /proc/self/mem from its start fails with EIO, as a metrics file on a
+    failing disk does. Before, the OSError reached the scripts' handler of a failing
+    standard output: `cannot write output: Input/output error`, 74, nothing on
+    standard output (a plugin status Nagios reads as UNKNOWN, with the wrong cause)."""
+    make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
+    proc = script("check", "--max-age", "24", "--metrics-file", "/proc/self/mem", str(tmp_path), env=ENV)
+    assert (proc.returncode, proc.stderr) == (2, b"")
+    assert proc.stdout == (b"CRITICAL: cannot read the metrics file: cannot read /proc/self/mem: "
+                           b"Input/output error\n")
+
+
+def test_an_os_error_check_meets_is_critical_not_a_failed_output(tmp_path, monkeypatch):
+    """One that no step expects (here a deliberate one) is a bug: CRITICAL, as any other."""
+    from io import BytesIO, StringIO
+
+    from docopt import docopt
+
+    from encpipe.backup import checkcmd, metrics
+    from encpipe.backup.cli import USAGE
+    from encpipe.cli import Io
+
+    make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(metrics, "check", broken)
+    out, err = BytesIO(), StringIO()  # checkcmd.run itself: before, the OSError went on to main's handler
+    args = docopt(USAGE, argv=["check", "--max-age", "24", str(tmp_path)])
+    assert checkcmd.run(args, Io(None, out, err, ENV), str(tmp_path), 24, None) == 2
+    assert (out.getvalue(), err.getvalue()) == (b"CRITICAL: internal error: OSError: 5 Input/output error\n", "")
