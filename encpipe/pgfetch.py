@@ -25,9 +25,10 @@ def open_regular(path, what, where, hint=None, follow=True):
     its directory put there: a regular file's descriptor, which each `encpipe` of the
     restore reads as /dev/fd/N, so that the file read is the one checked, whatever
     the name holds meanwhile. Else 66, naming `what`, and `where` nothing was changed.
-    Without `follow`, None when `path` is a symbolic link."""
+    Without `follow`, None when `path` is a symbolic link. O_NOCTTY: a link pointed at a
+    terminal never becomes the controlling one of a restore that leads its session."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
     except OSError as e:
         if not follow and e.errno == errno.ELOOP:
             return None

@@ -43,3 +43,36 @@ def test_a_link_swapped_to_a_terminal_never_becomes_the_runs_controlling_termina
     _, status = os.waitpid(pid, 0)
     os.close(master)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_restore_file_linked_to_a_terminal_never_becomes_the_restores_controlling_terminal(tmp_path):
+    """encpipe-restore follows a link (an operator's `latest` link to a run's dump):
+    one a writer of its directory points at a terminal is refused (66) and, for a
+    restore that leads its session (a systemd unit), never its controlling terminal."""
+    from encpipe.pgcli import Failure
+    from encpipe.pgfetch import open_regular
+
+    master, slave = os.openpty()
+    terminal = os.ttyname(slave)
+    os.close(slave)
+    os.symlink(terminal, tmp_path / "latest.dump.enc")
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.setsid()
+            try:
+                open_regular(str(tmp_path / "latest.dump.enc"), "FILE", "nothing was changed")
+                code = 4
+            except Failure as e:
+                if e.status == 66 and str(e) == "cannot read FILE: not a regular file; nothing was changed":
+                    try:
+                        os.close(os.open("/dev/tty", os.O_RDONLY))
+                        code = 1
+                    except OSError:
+                        code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0
