@@ -152,7 +152,7 @@ class Rotation:
     def file(self, path, dir_fd):
         """`path`, by its name in the directory listed (open as `dir_fd`, whatever its name leads to now)."""
         try:
-            src, _ = safefile.open_source(path, dir_fd)  # not through a link, nor a FIFO swapped in
+            src, inspected = safefile.open_source(path, dir_fd)  # not through a link, nor a FIFO swapped in
             with src:
                 magic = src.read(len(MAGIC))
                 before = self.encpipe.inspect(src.fileno(), path) if magic == MAGIC else None
@@ -189,12 +189,16 @@ class Rotation:
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added),
                           sign=[i for _, ids in sign for i in ids])
         with Commit() as commit:  # renamed and reported in one step: a signal waits for the line
-            return self.rotated(path, stale, sign, present, signed, dir_fd, commit)
+            return self.rotated(path, (stale, sign, present, signed, inspected), dir_fd, commit)
 
-    def rotated(self, path, stale, sign, present, signed, dir_fd, commit):
+    def rotated(self, path, seen, dir_fd, commit):
+        """`seen`: what the inspect found (and the stat of the file it read), which the
+        rewrap must still be reading: its slots decide which are made anew."""
+        stale, sign, present, signed, inspected = seen
         try:
             anew = (self.new_ids | set(self.escrow.values())) & present  # made anew: one could wrap another key
-            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd, commit.hold)
+            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd, commit.hold,
+                                inspected)
         except Failure as e:
             return self.fail(path, e.step, e)
         except OSError as e:
@@ -209,7 +213,7 @@ class Rotation:
         return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
                       **extra)
 
-    def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd, committed):
+    def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd, committed, inspected):
         opts = self.options
         # each value one word with its option: a file named -h is a file, not rewrap's --help
         args = ["rewrap", *option_words("--key-file", opts.old_key_file + opts.new_key_file),
@@ -217,6 +221,9 @@ class Rotation:
                 *option_words("--remove", sorted(remove)), *option_words("--sign-key", sign_keys), *self.signer_args,
                 *["--progress"] * opts.progress]
         src, original = step(safefile.open_source, "rewrap", path, dir_fd)
+        if not safefile.unchanged(original, inspected):  # another file, or rewritten, since its slots were read
+            src.close()
+            raise Failure(f"{path} changed after it was inspected; left alone", 75, "rewrap")
         checked = {}
 
         def verify(fd):
@@ -229,7 +236,7 @@ class Rotation:
                 safefile.write_atomically(
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
-                    times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=original,
+                    times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=inspected,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
             except EncpipeError as e:
