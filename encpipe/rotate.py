@@ -45,7 +45,7 @@ once and lent to each encpipe at a /dev/fd/N; one given as standard input (-,
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
-be rotated or was refused (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
+be rotated or was refused, or a directory under DIR could not be listed (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
 73 another user can write DIR, or could replace a key file; 74 the report cannot be written (141 when its
 reader went away: the files done so far are rotated, the others not yet);
 75 DIR's lock is held (a backup, a rotation, a migration); 128 + N the encpipe keyid of the
@@ -286,7 +286,10 @@ def remove_stale(fd, path, rotation):
 
 def walk(top, top_fd, rotation, dry_run):
     """Every file under `top` (open as `top_fd`) in a stable order, hidden names and symbolic links excepted."""
-    for directory, fd, _, subdirs, names in tree(top, top_fd):
+    for directory, fd, unlisted, subdirs, names in tree(top, top_fd):
+        if isinstance(unlisted, OSError):  # its files, if any, are not rotated: not a run that did all
+            rotation.fail(directory, "list", Failure(f"cannot list it: {unlisted.strerror or unlisted}", 66))
+            continue
         if subdirs is None:
             report(directory, "ignored", reason="not a directory under DIR any more")
             continue
