@@ -272,8 +272,8 @@ class Migration(Children):
                 safefile.write_atomically(
                     path, lambda out: self.seal(src, out.fileno(), plaintext), verify=lambda fd: self.verify(fd, plaintext),
                     times_ns=(info.st_atime_ns, info.st_mtime_ns), replaces=info,
-                    before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name) if self.args.keep_originals
-                                                             else None),
+                    before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name, info)
+                                                             if self.args.keep_originals else None),
                     allow_shared=self.args.allow_shared_dir, prefix=f".{_short(name)}.", suffix=TEMP_SUFFIX,
                     dir_fd=self.dir_fd, committed=committed)
             return kept[0]
@@ -282,18 +282,18 @@ class Migration(Children):
         except OSError as e:
             raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
 
-    def keep(self, dir_fd, name):
-        """NAME.legacy, a link to NAME, made in the directory opened for the conversion."""
+    def keep(self, dir_fd, name, info):
+        """NAME.legacy, a link to NAME in the directory opened for the conversion: `info`, the
+        file converted (NAME, linked by its name, may be another just then; its check comes after)."""
         kept = name + KEPT_SUFFIX
         try:
             os.link(name, kept, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        except FileExistsError:
-            both = (os.stat(n, dir_fd=dir_fd, follow_symlinks=False) for n in (name, kept))
-            if not safefile.same_file(*both):  # an interrupted run may have linked it already
-                raise Failure(f"{kept} already exists and is another file", 73) from None
+            why = f"{kept} is not the file being converted: {name} changed meanwhile; nothing was replaced", 75
+        except FileExistsError:  # an interrupted run may have linked it already
+            why = f"{kept} already exists and is another file", 73
+        if not safefile.same_file(os.stat(kept, dir_fd=dir_fd, follow_symlinks=False), info):
+            raise Failure(*why)
         return kept
-
-
 
 
 def open_directory(directory):
