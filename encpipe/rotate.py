@@ -24,7 +24,9 @@ links are left alone):
     over the original, only while both names are still the files rotate
     opened: "rotated". --sign-key adds a signature (once per key); rewrap
     keeps the others, and one that is not in the new file is named in a
-    warning and in "dropped_signatures".
+    warning and in "dropped_signatures"; so is a file a raw key authenticated
+    that is no longer (new keys that are identities only, no --sign-key):
+    a warning, and "sender_authenticated": false.
 DIR (and every directory above it) must not be writable by a user other than
 the one running rotate or root, unless sticky; nor may such a user be able to
 replace a key file (--old-key-file, --new-key-file, --sign-key, --signer-file:
@@ -189,12 +191,14 @@ class Rotation:
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added),
                           sign=[i for _, ids in sign for i in ids])
         with Commit() as commit:  # renamed and reported in one step: a signal waits for the line
-            return self.rotated(path, (stale, sign, present, signed, inspected), dir_fd, commit)
+            raw = before.get("version") != 1 and any(  # a slot whose authenticator vouched for its maker
+                s.get("type") == "raw-key" and s.get("key_id") in self.old_ids | self.new_ids for s in before["slots"])
+            return self.rotated(path, (stale, sign, present, signed, inspected, raw), dir_fd, commit)
 
     def rotated(self, path, seen, dir_fd, commit):
         """`seen`: what the inspect found (and the stat of the file it read), which the
         rewrap must still be reading: its slots decide which are made anew."""
-        stale, sign, present, signed, inspected = seen
+        stale, sign, present, signed, inspected, raw = seen
         try:
             anew = (self.new_ids | set(self.escrow.values())) & present  # made anew: one could wrap another key
             after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd, commit.hold,
@@ -210,6 +214,11 @@ class Rotation:
             many = len(dropped) > 1
             warn(f"{path}: the signature{'s' * many} by {', '.join(dropped)} {'were' if many else 'was'} dropped")
             extra["dropped_signatures"] = dropped
+        if raw and after.get("sender_authenticated") is False and not after.get("signed_by"):
+            warn(f"{path}: the rotated file's maker is not authenticated (only an x25519 identity of --new-key-file "
+                 "opens it, and it carries no signature): encpipe-restore refuses it (67) without "
+                 "--allow-unauthenticated; keep a raw key among the new keys, or give --sign-key")
+            extra["sender_authenticated"] = False
         return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
                       **extra)
 
