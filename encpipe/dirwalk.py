@@ -20,13 +20,16 @@ def tree(top, top_fd):
     its stat is the OSError that kept it from being listed, if one did (unlike
     os.walk, which passes such a directory over in silence: a walk that means to
     reach every file must say which it could not reach). A directory gone meanwhile
-    (ENOENT) is passed over."""
+    (ENOENT) is passed over; one replaced by something else is not the one listed."""
     stack = [(top, None)]
     while stack:
         directory, listed = stack.pop()
         try:
             fd = top_fd if listed is None else os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
+            continue
+        except NotADirectoryError:  # replaced by a file, or by a link to one
+            yield directory, None, None, None, None
             continue
         except OSError as e:
             yield directory, None, e, None, None

@@ -123,3 +123,18 @@ def test_a_subdirectory_that_cannot_be_opened_is_yielded_with_its_error(tmp_path
     finally:
         monkeypatch.undo()
         os.close(fd)
+
+
+def test_a_subdirectory_replaced_by_a_file_is_not_the_one_listed(tmp_path):
+    """Not an error either: what is there now is not a directory of DIR's listing."""
+    top = tmp_path / "top"
+    (top / "sub").mkdir(parents=True)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        walk = dirwalk.tree(str(top), fd)
+        next(walk)
+        os.rmdir(top / "sub")
+        (top / "sub").write_bytes(b"a file now")
+        assert list(walk) == [(str(top / "sub"), None, None, None, None)]
+    finally:
+        os.close(fd)
