@@ -16,14 +16,24 @@ def tree(top, top_fd):
     link put in its place since), links to directories listed but not followed, with a
     stack of its own (Python 3.11's recursed once a level: a writer of DIR could nest
     directories past the recursion limit, a traceback); `subdirs` None for a directory
-    that is not the one listed any more (replaced by a link to elsewhere)."""
+    that is not the one listed any more (replaced by a link to elsewhere), and then
+    its stat is the OSError that kept it from being listed, if one did (unlike
+    os.walk, which passes such a directory over in silence: a walk that means to
+    reach every file must say which it could not reach). A directory gone meanwhile
+    (ENOENT) is passed over; one replaced by something else is not the one listed."""
     stack = [(top, None)]
     while stack:
         directory, listed = stack.pop()
         try:
             fd = top_fd if listed is None else os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            continue  # as os.walk: a directory that cannot be listed is passed over
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:  # replaced by a file, or by a link to one
+            yield directory, None, None, None, None
+            continue
+        except OSError as e:
+            yield directory, None, e, None, None
+            continue
         try:
             yield from _listed(directory, fd, listed, stack)
         finally:
@@ -38,7 +48,10 @@ def _listed(directory, fd, listed, stack):
             yield directory, None, None, None, None
             return
         entries = list(os.scandir(fd))  # stat()s relative to fd
-    except OSError:
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        yield directory, None, e, None, None
         return
     found = {e.name: e for e in entries if _is_dir(e)}
     subdirs = list(found)

@@ -49,7 +49,10 @@ Other options:
                      (README "Progress"), never on standard output
 
 Prints one JSON line per *.sql.enc file: {"file", "status": migrated, skipped,
-failed or would-migrate, ...}. Files with other names are never touched.
+failed or would-migrate, ...}. Files with other names are never touched. A
+new file sealed to public keys only and not signed (its maker not authenticated:
+encpipe-restore refuses it without --allow-unauthenticated) is still migrated,
+with a warning and "sender_authenticated": false.
 Exit status: 0 when no file failed; else the encpipe status of the first
 failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
 64 usage (or trusted signers without a --sign-key among them); 66 DIR
@@ -256,44 +259,50 @@ class Migration(Children):
         if self.args.dry_run:
             return {**line, "status": "would-migrate", "plaintext_bytes": plaintext}
         try:
-            kept = self.convert(path, name, info, plaintext, committed)
+            kept, report = self.convert(path, name, info, plaintext, committed)
         except Failure as e:
             return {**line, "status": "failed", "reason": str(e), **({"hint": e.hint} if e.hint else {}),
                     "exit_code": e.code}
+        if report.get("sender_authenticated") is False and not report.get("signed_by"):  # restore refuses it
+            warn(f"{name}: the new file's maker is not authenticated (sealed to public keys only, and not signed): "
+                 "encpipe-restore refuses it (67) without --allow-unauthenticated; add --key-file or "
+                 "--passphrase-file, or give --sign-key")
+            line["sender_authenticated"] = False
         return {**line, "status": "migrated", "plaintext_bytes": plaintext, "kept": kept}
 
     def convert(self, path, name, info, plaintext, committed):
         try:
             src, opened = safefile.open_source(path, self.dir_fd)
-            kept = []
+            kept, checked = [], []
             with src:
                 if not safefile.unchanged(opened, info):
                     raise Failure("the file changed while it was being converted; run again", 75)
                 safefile.write_atomically(
-                    path, lambda out: self.seal(src, out.fileno(), plaintext), verify=lambda fd: self.verify(fd, plaintext),
+                    path, lambda out: self.seal(src, out.fileno(), plaintext),
+                    verify=lambda fd: checked.append(self.verify(fd, plaintext)),
                     times_ns=(info.st_atime_ns, info.st_mtime_ns), replaces=info,
-                    before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name) if self.args.keep_originals
-                                                             else None),
+                    before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name, info)
+                                                             if self.args.keep_originals else None),
                     allow_shared=self.args.allow_shared_dir, prefix=f".{_short(name)}.", suffix=TEMP_SUFFIX,
                     dir_fd=self.dir_fd, committed=committed)
-            return kept[0]
+            return kept[0], checked[0]
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code) from None
         except OSError as e:
             raise Failure(f"{e.strerror}: {e.filename or name}", 74) from None
 
-    def keep(self, dir_fd, name):
-        """NAME.legacy, a link to NAME, made in the directory opened for the conversion."""
+    def keep(self, dir_fd, name, info):
+        """NAME.legacy, a link to NAME in the directory opened for the conversion: `info`, the
+        file converted (NAME, linked by its name, may be another just then; its check comes after)."""
         kept = name + KEPT_SUFFIX
         try:
             os.link(name, kept, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        except FileExistsError:
-            both = (os.stat(n, dir_fd=dir_fd, follow_symlinks=False) for n in (name, kept))
-            if not safefile.same_file(*both):  # an interrupted run may have linked it already
-                raise Failure(f"{kept} already exists and is another file", 73) from None
+            why = f"{kept} is not the file being converted: {name} changed meanwhile; nothing was replaced", 75
+        except FileExistsError:  # an interrupted run may have linked it already
+            why = f"{kept} already exists and is another file", 73
+        if not safefile.same_file(os.stat(kept, dir_fd=dir_fd, follow_symlinks=False), info):
+            raise Failure(*why)
         return kept
-
-
 
 
 def open_directory(directory):

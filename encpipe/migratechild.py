@@ -84,6 +84,7 @@ class Children:
             raise Failure(f"the new file holds {report.get('plaintext_bytes')} bytes, not {plaintext}", 70)
         if not set(self.sign_ids) <= set(report.get("signed_by") or []):
             raise Failure("the new file is not signed by every --sign-key", 70)
+        return report
 
     def progress(self, plaintext):
         """--progress for seal (the plaintext's size: it reads a pipe), or for inspect --verify (None)."""

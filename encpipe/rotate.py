@@ -24,7 +24,9 @@ links are left alone):
     over the original, only while both names are still the files rotate
     opened: "rotated". --sign-key adds a signature (once per key); rewrap
     keeps the others, and one that is not in the new file is named in a
-    warning and in "dropped_signatures".
+    warning and in "dropped_signatures"; so is a file a raw key authenticated
+    that is no longer (new keys that are identities only, no --sign-key):
+    a warning, and "sender_authenticated": false.
 DIR (and every directory above it) must not be writable by a user other than
 the one running rotate or root, unless sticky; nor may such a user be able to
 replace a key file (--old-key-file, --new-key-file, --sign-key, --signer-file:
@@ -45,7 +47,7 @@ once and lent to each encpipe at a /dev/fd/N; one given as standard input (-,
 Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
 like a shell, e.g. "python3 -m encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
-be rotated or was refused (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
+be rotated or was refused, or a directory under DIR could not be listed (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
 73 another user can write DIR, or could replace a key file; 74 the report cannot be written (141 when its
 reader went away: the files done so far are rotated, the others not yet);
 75 DIR's lock is held (a backup, a rotation, a migration); 128 + N the encpipe keyid of the
@@ -152,7 +154,7 @@ class Rotation:
     def file(self, path, dir_fd):
         """`path`, by its name in the directory listed (open as `dir_fd`, whatever its name leads to now)."""
         try:
-            src, _ = safefile.open_source(path, dir_fd)  # not through a link, nor a FIFO swapped in
+            src, inspected = safefile.open_source(path, dir_fd)  # not through a link, nor a FIFO swapped in
             with src:
                 magic = src.read(len(MAGIC))
                 before = self.encpipe.inspect(src.fileno(), path) if magic == MAGIC else None
@@ -189,12 +191,18 @@ class Rotation:
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added),
                           sign=[i for _, ids in sign for i in ids])
         with Commit() as commit:  # renamed and reported in one step: a signal waits for the line
-            return self.rotated(path, stale, sign, present, signed, dir_fd, commit)
+            raw = before.get("version") != 1 and any(  # a slot whose authenticator vouched for its maker
+                s.get("type") == "raw-key" and s.get("key_id") in self.old_ids | self.new_ids for s in before["slots"])
+            return self.rotated(path, (stale, sign, present, signed, inspected, raw), dir_fd, commit)
 
-    def rotated(self, path, stale, sign, present, signed, dir_fd, commit):
+    def rotated(self, path, seen, dir_fd, commit):
+        """`seen`: what the inspect found (and the stat of the file it read), which the
+        rewrap must still be reading: its slots decide which are made anew."""
+        stale, sign, present, signed, inspected, raw = seen
         try:
             anew = (self.new_ids | set(self.escrow.values())) & present  # made anew: one could wrap another key
-            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd, commit.hold)
+            after = self.rewrap(path, stale | anew, list(self.escrow), [f for f, _ in sign], dir_fd, commit.hold,
+                                inspected)
         except Failure as e:
             return self.fail(path, e.step, e)
         except OSError as e:
@@ -206,10 +214,15 @@ class Rotation:
             many = len(dropped) > 1
             warn(f"{path}: the signature{'s' * many} by {', '.join(dropped)} {'were' if many else 'was'} dropped")
             extra["dropped_signatures"] = dropped
+        if raw and after.get("sender_authenticated") is False and not after.get("signed_by"):
+            warn(f"{path}: the rotated file's maker is not authenticated (only an x25519 identity of --new-key-file "
+                 "opens it, and it carries no signature): encpipe-restore refuses it (67) without "
+                 "--allow-unauthenticated; keep a raw key among the new keys, or give --sign-key")
+            extra["sender_authenticated"] = False
         return report(path, "rotated", removed=sorted(stale), slots=slots, plaintext_bytes=after["plaintext_bytes"],
                       **extra)
 
-    def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd, committed):
+    def rewrap(self, path, remove, add_recipients, sign_keys, dir_fd, committed, inspected):
         opts = self.options
         # each value one word with its option: a file named -h is a file, not rewrap's --help
         args = ["rewrap", *option_words("--key-file", opts.old_key_file + opts.new_key_file),
@@ -217,6 +230,9 @@ class Rotation:
                 *option_words("--remove", sorted(remove)), *option_words("--sign-key", sign_keys), *self.signer_args,
                 *["--progress"] * opts.progress]
         src, original = step(safefile.open_source, "rewrap", path, dir_fd)
+        if not safefile.unchanged(original, inspected):  # another file, or rewritten, since its slots were read
+            src.close()
+            raise Failure(f"{path} changed after it was inspected; left alone", 75, "rewrap")
         checked = {}
 
         def verify(fd):
@@ -229,7 +245,7 @@ class Rotation:
                 safefile.write_atomically(
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
-                    times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=original,
+                    times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=inspected,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
             except EncpipeError as e:
@@ -279,7 +295,10 @@ def remove_stale(fd, path, rotation):
 
 def walk(top, top_fd, rotation, dry_run):
     """Every file under `top` (open as `top_fd`) in a stable order, hidden names and symbolic links excepted."""
-    for directory, fd, _, subdirs, names in tree(top, top_fd):
+    for directory, fd, unlisted, subdirs, names in tree(top, top_fd):
+        if isinstance(unlisted, OSError):  # its files, if any, are not rotated: not a run that did all
+            rotation.fail(directory, "list", Failure(f"cannot list it: {unlisted.strerror or unlisted}", 66))
+            continue
         if subdirs is None:
             report(directory, "ignored", reason="not a directory under DIR any more")
             continue
