@@ -230,7 +230,8 @@ class Rotation:
                 *option_words("--remove", sorted(remove)), *option_words("--sign-key", sign_keys), *self.signer_args,
                 *["--progress"] * opts.progress]
         src, original = step(safefile.open_source, "rewrap", path, dir_fd)
-        if not safefile.unchanged(original, inspected):  # another file, or rewritten, since its slots were read
+        # another file, or rewritten since its slots were read (its owner can set its times back, not its ctime)
+        if not safefile.unchanged(original, inspected) or original.st_ctime_ns != inspected.st_ctime_ns:
             src.close()
             raise Failure(f"{path} changed after it was inspected; left alone", 75, "rewrap")
         checked = {}

@@ -44,9 +44,13 @@ if sys.argv[1] == "inspect" and "--verify" not in sys.argv and not os.path.exist
             f.write(data)
         os.rename(os.environ["RACE_FILE"] + ".swap", os.environ["RACE_FILE"])
     else:  # rewritten in place: the same inode
+        before = os.stat(os.environ["RACE_FILE"])
         with open(os.environ["RACE_FILE"], "r+b") as f:
             f.write(data)
             f.truncate()
+        if how == "same-look":  # its owner sets its times back: only its ctime tells
+            assert os.stat(os.environ["RACE_FILE"]).st_size == before.st_size
+            os.utime(os.environ["RACE_FILE"], ns=(before.st_atime_ns, before.st_mtime_ns))
     open(os.environ["RACE_DONE"], "w").close()
 sys.exit(code)
 """
@@ -63,9 +67,13 @@ def planted(world, data):
 
 def raced(world, how):
     data = os.urandom(3000)
-    path = world.add("a.enc", "--key-file", world.old_a)  # no escrow slot yet
+    path = world.add("a.enc", "--key-file", world.old_a, size=3000)  # no escrow slot yet
     swap_in = world.tmp / "planted.enc"
-    swap_in.write_bytes(planted(world, data))
+    crafted = planted(world, data)
+    if how == "same-look":  # as long as the file it replaces: one chunk, its plaintext shorter by the slot
+        data = data[:len(data) - (len(crafted) - path.stat().st_size)]
+        crafted = planted(world, data)
+    swap_in.write_bytes(crafted)
     racer = world.tmp / "racer.py"
     racer.write_text(RACER)
     done_mark = world.tmp / "raced"
@@ -97,6 +105,12 @@ def test_a_file_renamed_in_between_its_inspect_and_its_rewrap_is_left_alone(tmp_
 def test_a_file_rewritten_in_place_between_its_inspect_and_its_rewrap_is_left_alone(tmp_path):
     world = World(tmp_path)
     assert_refused_then_rotated_by_a_rerun(world, *raced(world, "in-place"))
+
+
+def test_a_file_rewritten_in_place_to_its_size_and_times_between_its_inspect_and_its_rewrap_is_left_alone(tmp_path):
+    """Its owner can set a file's times back (utime), never its change time (ctime)."""
+    world = World(tmp_path)
+    assert_refused_then_rotated_by_a_rerun(world, *raced(world, "same-look"))
 
 
 def test_without_a_race_the_escrow_key_opens_the_rotated_file(tmp_path):
