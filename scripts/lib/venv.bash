@@ -2,6 +2,18 @@
 # virtual environment, .venv/ (git-ignored), made and filled once. Never
 # touches the system Python. Uses PROG for its messages.
 
+# Ctrl-C (SIGINT) during the set-up ends the script that sourced this file, by
+# that signal. Without the trap, bash goes on when the child it waits for takes
+# SIGINT as an ordinary failure and exits (compileall's `[interrupted]`, pip's
+# "Operation cancelled by user"): the demo then ran its whole tour, exit 0
+# (tests/test_setup_interrupt.py). `exec` at the end of the set-up leaves the
+# program it starts SIGINT's default action.
+interrupted() {
+  trap - INT
+  kill -INT "$$"
+}
+trap interrupted INT
+
 # no_secrets COMMAND [ARG...]: runs COMMAND without the variables that hold
 # secrets (encpipe/keys.py's names and prefixes, as encpipe-sh-setup's probe;
 # tests/test_child_env.py fails when keys.py names one left set) nor descriptors
