@@ -145,3 +145,21 @@ def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
     assert nothing.returncode == 5  # pytest's "no tests collected" stays a failure
     ignored = subprocess.run(["git", "-C", str(target), "check-ignore", ".venv/bin/python"], capture_output=True)
     assert ignored.returncode == 0  # the private environment is git-ignored
+
+
+def test_a_venv_left_without_pip_is_made_again(clone, tmp_path):
+    """A Ctrl-C while `python3 -m venv` ran ensurepip leaves .venv/bin/python and no
+    pip. Before, each later run took that .venv as made, and failed: `No module named
+    pip`, `pip could not install encpipe`, exit 1, until .venv was removed by hand."""
+    source, bare = clone
+    target = tmp_path / "encpipe"
+    shutil.copytree(source, target, symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.egg-info", "build"))
+    subprocess.run([str(bare / "bin" / "python3"), "-m", "venv", "--without-pip", str(target / ".venv")], check=True)
+    demo = subprocess.run([str(target / "scripts" / "encpipe-demo"), "--offline"], cwd=tmp_path, env=fresh_env(bare),
+                          capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "installing encpipe[fast] and its dependencies" in demo.stderr
+    assert demo.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    pip = subprocess.run([str(target / ".venv" / "bin" / "python"), "-m", "pip", "--version"], capture_output=True)
+    assert pip.returncode == 0, pip.stderr

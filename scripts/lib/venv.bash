@@ -39,10 +39,10 @@ from docopt import docopt
 docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 }
 
-# checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing and installs
-# the checkout into it (editable) with EXTRAS ("" or e.g. "test,fast"), unless
-# its stamp says this setup.cfg was already installed so (and encpipe and its
-# dependencies import).
+# checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing (or its pip
+# does not run) and installs the checkout into it (editable) with EXTRAS (""
+# or e.g. "test,fast"), unless its stamp says this setup.cfg was already
+# installed so (and encpipe and its dependencies import).
 # The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
 # pyproject.toml.
 # The `fast` extra: cryptography with AESGCM.encrypt_into (aead.py needs 47 or later).
@@ -64,7 +64,10 @@ checkout_venv() {
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
     "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
-  if [[ ! -x "${venv}/bin/python" ]] && ! no_secrets python3 -m venv --clear -- "${venv}" >&2; then
+  # A .venv whose pip does not run is made again: one that `python3 -m venv` left
+  # half made (interrupted while ensurepip ran) has a python and no pip.
+  if ! no_secrets "${venv}/bin/python" -m pip --version >/dev/null 2>&1 \
+    && ! no_secrets python3 -m venv --clear -- "${venv}" >&2; then
     rm -rf -- "${venv}"
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
     printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
