@@ -75,3 +75,26 @@ def test_every_test_file_and_test_named_exists():
     missing = [f"{path}::{name}" for path, name in sorted(names)
                if not re.search(rf"^(def|class) {name}\b", (REPO / path).read_text(), re.M)]
     assert missing == []
+
+
+def code_lines():
+    """README's indented code lines, in order, a line ending in a backslash joined to the next."""
+    lines, fenced = [], False
+    for line in README.splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and line.startswith("    "):
+            if lines and lines[-1].endswith("\\"):
+                lines[-1] = lines[-1][:-1] + " " + line.strip()
+            else:
+                lines.append(line.strip())
+    return lines
+
+
+def test_readme_makes_etc_encpipe_before_writing_a_key_there():
+    """The first backup began `encpipe keygen -o /etc/encpipe/backup.key`: on a fresh
+    machine, `cannot create /etc/encpipe/backup.key: No such file or directory`, 74."""
+    lines = code_lines()
+    first = next(i for i, line in enumerate(lines) if "-o /etc/encpipe/" in line)
+    before = [*lines[:first], lines[first].split("-o /etc/encpipe/")[0]]
+    assert any(re.search(r"\binstall -d -m \d+ /etc/encpipe ", line) for line in before), lines[first]
+
