@@ -98,3 +98,23 @@ def test_readme_makes_etc_encpipe_before_writing_a_key_there():
     before = [*lines[:first], lines[first].split("-o /etc/encpipe/")[0]]
     assert any(re.search(r"\binstall -d -m \d+ /etc/encpipe ", line) for line in before), lines[first]
 
+
+def test_readme_backs_up_and_restores_as_the_owner_of_the_backup_directory():
+    """The nightly run is `postgres`'s (the unit's User=, the crontab's user field), in
+    a directory `postgres` owns, with a key file it owns. README's first backup and
+    restore ran as root: on Debian, root is no PostgreSQL role (peer authentication);
+    root's backup is refused in that directory (73), and its files made there before
+    stopped every nightly prune (Permission denied, exit 1). /etc/encpipe must let
+    `postgres` reach its key: a 0700 there (the systemd lines) shut it out."""
+    from encpipe.backup import unit
+
+    runs = [line for line in code_lines() if re.search(r"(^|[ /])encpipe-(backup|restore) ", line)
+            and "/var/backups/encpipe" in line and "--systemd-unit" not in line]
+    assert len(runs) >= 3
+    for line in runs:
+        assert line.startswith(("runuser -u postgres -- encpipe-", "0 2 * * * postgres /usr/local/bin/encpipe-")), line
+    modes = [int(mode, 8) for mode in re.findall(r"install -d -m (\d+) /etc/encpipe\b", "\n".join(code_lines()))]
+    assert modes and all(mode & 0o001 for mode in modes)
+    assert code_lines().count("chown postgres: /etc/encpipe/backup.key") >= 2  # backing up, and systemd's
+    shown = [line[4:] for line in unit.TEMPLATE.splitlines() if line.startswith("#   install -d") or "chown" in line]
+    assert len(shown) == 3 and all(line in code_lines() for line in shown)
