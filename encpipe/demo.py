@@ -293,7 +293,10 @@ def main(argv=None):
         return 64
     from .cli import catch_signal
 
+    # A kill, or the terminal closed (SIGHUP), stops the server and removes the
+    # directory as Ctrl-C does: the `finally` below runs.
     catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    catch_signal(signal.SIGHUP, lambda *_: sys.exit(129))
     bindir = None if offline_only else find_bindir()
     base = tempfile.mkdtemp(prefix="encpipe-demo.")
     try:
