@@ -323,8 +323,18 @@ def main(argv=None):
         os.chdir("/")
         shutil.rmtree(base, ignore_errors=True)
     if not bindir:
-        print(ONLINE_HINT if offline_only and find_bindir() else PG_HINT, file=sys.stderr)
+        print(ONLINE_HINT if offline_only and find_bindir() else _pg_hint(), file=sys.stderr)
     return 0
+
+
+def _pg_hint():
+    """How to get the PostgreSQL tour: a PG_BINDIR given is the one to fix."""
+    if "PG_BINDIR" not in os.environ:
+        return PG_HINT
+    from .shown import printable
+
+    return (f"{PROG}: hint: PG_BINDIR ({printable(os.environ['PG_BINDIR'])}) holds no initdb and pg_ctl: for the "
+            "backup, list, verify and restore tour, set it to the PostgreSQL server's bin directory")
 
 
 if __name__ == "__main__":

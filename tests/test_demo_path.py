@@ -55,3 +55,19 @@ def test_offline_by_choice_says_to_run_without_offline_not_to_install_postgresql
     hints = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-demo:")]
     assert hints == ["encpipe-demo: hint: for the backup, list, verify and restore tour, "
                      "run encpipe-demo without --offline"]
+
+
+def test_a_pg_bindir_without_the_server_is_named_not_to_be_set(tmp_path):
+    """PG_BINDIR set to a directory without initdb and pg_ctl (a client-only bin, a
+    typo): the demo runs the offline tour and its hint names PG_BINDIR as the cause.
+    Before, the hint said to install PostgreSQL or set PG_BINDIR, which was set."""
+    bindir = tmp_path / "client\nonly"
+    bindir.mkdir()
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "PG_BINDIR": str(bindir),
+           "TMPDIR": str(tmp_path)}
+    proc = run([SCRIPTS / "encpipe-demo"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1].startswith("==> Done; removing ")
+    hints = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-demo:")]
+    assert hints == [f"encpipe-demo: hint: PG_BINDIR ({tmp_path}/client\\nonly) holds no initdb and pg_ctl: for "
+                     "the backup, list, verify and restore tour, set it to the PostgreSQL server's bin directory"]
