@@ -32,7 +32,9 @@ FORGED = b"DROP TABLE customers;\n"
 
 
 class DemoFailed(Exception):
-    pass
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.hint = hint
 
 
 def tool_env():
@@ -173,6 +175,13 @@ class Cluster:
             self.user = "postgres" if _has_user("postgres") else "nobody"
             os.chmod(base, 0o711)
             os.chown(self.dir, pwd.getpwnam(self.user).pw_uid, -1)
+            reach = ["runuser", "-u", self.user, "--", "/bin/sh", "-c", 'test -w "$1"', "sh", self.dir]
+            if subprocess.run(reach, env=tool_env()).returncode:
+                from .shown import printable
+
+                raise DemoFailed(f"the server would run as user {self.user}, who cannot reach "
+                                 f"{printable(os.path.dirname(base))}",
+                                 hint="set TMPDIR to a directory every user can pass through, such as TMPDIR=/tmp")
 
     def server(self, *argv):
         prefix = ["runuser", "-u", self.user, "--"] if self.user else []
@@ -305,8 +314,11 @@ def main(argv=None):
         else:
             offline(base)
         step(f"Done; removing {base}")
-    except (DemoFailed, subprocess.CalledProcessError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except DemoFailed as e:
+        print(f"{PROG}: error: {e}" + (f"\n{PROG}: hint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as e:  # a server command; what it said came before
+        print(f"{PROG}: error: {shlex.join(map(str, e.cmd))} exited {e.returncode}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,8 @@ import stat
 import sys
 import tempfile
 
+import pytest
+
 from test_backup_restore import SCRIPTS, run, script_env
 
 
@@ -71,3 +73,24 @@ def test_a_pg_bindir_without_the_server_is_named_not_to_be_set(tmp_path):
     hints = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-demo:")]
     assert hints == [f"encpipe-demo: hint: PG_BINDIR ({tmp_path}/client\\nonly) holds no initdb and pg_ctl: for "
                      "the backup, list, verify and restore tour, set it to the PostgreSQL server's bin directory"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only does the demo's server run as another user")
+def test_as_root_a_tmpdir_the_server_user_cannot_reach_is_one_line_and_a_hint(pg, tools, tmp_path):
+    """Run as root, the demo's server runs as postgres (or nobody), in TMPDIR. A TMPDIR
+    that user cannot pass through (under /root, libpam-tmpdir's /tmp/user/0, pytest's
+    own tmp_path) failed in initdb with `encpipe-demo: error: Command '['runuser', ...]'
+    returned non-zero exit status 1.` and no word of what to change."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    env = script_env(pg, tools, TMPDIR=str(private), PG_BINDIR=pg.bindir)
+    for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
+        del env[name]
+    proc = run([SCRIPTS / "encpipe-demo"], env)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("encpipe-demo:")]
+    assert lines == [f"encpipe-demo: error: the server would run as user postgres, who cannot reach {private}",
+                     "encpipe-demo: hint: set TMPDIR to a directory every user can pass through, "
+                     "such as TMPDIR=/tmp"], err
+    assert "initdb" not in err and os.listdir(private) == []
