@@ -94,3 +94,18 @@ def test_as_root_a_tmpdir_the_server_user_cannot_reach_is_one_line_and_a_hint(pg
                      "encpipe-demo: hint: set TMPDIR to a directory every user can pass through, "
                      "such as TMPDIR=/tmp"], err
     assert "initdb" not in err and os.listdir(private) == []
+
+
+def test_the_demo_reached_through_a_symbolic_link_finds_its_checkout(tmp_path):
+    """A link on PATH to encpipe-demo (pipx links an install's scripts into
+    ~/.local/bin; `ln -s /opt/encpipe/bin/encpipe-* /usr/local/bin/`) is the demo
+    beside its target, as every other script is (encpipe-sh-setup's readlink -f).
+    Before, it looked for its checkout, or its venv's python3, beside the link:
+    `/usr/bin/python3: Error while finding module specification for 'encpipe.demo'`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "encpipe-demo").symlink_to(SCRIPTS / "encpipe-demo")
+    env = {"PATH": f"{bindir}:{os.path.dirname(sys.executable)}:/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    proc = run(["encpipe-demo", "--offline"], env, cwd="/")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1].startswith("==> Done; removing ")
