@@ -119,3 +119,16 @@ def test_readme_backs_up_and_restores_as_the_owner_of_the_backup_directory():
     assert code_lines().count("chown postgres: /etc/encpipe/backup.key") >= 2  # backing up, and systemd's
     shown = [line[4:] for line in unit.TEMPLATE.splitlines() if line.startswith("#   install -d") or "chown" in line]
     assert len(shown) == 3 and all(line in code_lines() for line in shown)
+
+
+def test_installing_makes_the_virtual_environment_debian_needs():
+    """Installing said to use a virtual environment on Debian 12 and showed only
+    `python3 -m pip install .`, which Debian's Python refuses
+    (externally-managed-environment), nor how to put the commands where the
+    systemd unit and the cron line look for them (/usr/local/bin)."""
+    section = README.split("\n### Installing\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.startswith("    ")]
+    first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
+    assert re.match(r"python3 -m venv (\S+) && \1/bin/python -m pip install \.$", lines[first_pip])
+    assert "apt-get install python3-venv" in lines[:first_pip]
+    assert re.match(r"ln -s /opt/encpipe/bin/encpipe /opt/encpipe/bin/encpipe-\* /usr/local/bin/$", lines[first_pip + 1])
