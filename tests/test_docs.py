@@ -132,3 +132,15 @@ def test_installing_makes_the_virtual_environment_debian_needs():
     assert re.match(r"python3 -m venv (\S+) && \1/bin/python -m pip install \.$", lines[first_pip])
     assert "apt-get install python3-venv" in lines[:first_pip]
     assert re.match(r"ln -s /opt/encpipe/bin/encpipe /opt/encpipe/bin/encpipe-\* /usr/local/bin/$", lines[first_pip + 1])
+
+
+def test_quick_start_names_the_package_the_demo_needs_and_does_not_install():
+    """The Quick start said that with only python3 the two commands do all the set-up.
+    A fresh Debian or Ubuntu python3 has no ensurepip (package python3-venv): the
+    demo cannot make its .venv and says so (venv.bash), and only scripts/test, run
+    as root, installs the package."""
+    assert "apt-get install python3-venv" in " ".join(quick_start().split("\n### ", 1)[0].split())
+    venv_bash = (REPO / "scripts" / "lib" / "venv.bash").read_text()
+    assert "hint: on Debian or Ubuntu: apt-get install python3-venv" in venv_bash
+    assert "apt-get" not in (REPO / "scripts" / "encpipe-demo").read_text()
+    assert "missing+=(python3-venv)" in (REPO / "scripts" / "test").read_text()
