@@ -65,9 +65,13 @@ checkout_venv() {
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
     "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
   # A .venv whose pip does not run is made again: one that `python3 -m venv` left
-  # half made (interrupted while ensurepip ran) has a python and no pip.
+  # half made (interrupted while ensurepip ran) has a python and no pip. What
+  # venv says is shown when it failed (Debian's word that python3-venv is
+  # missing), not when Ctrl-C ended it (its traceback; the trap above ends us).
+  local said
   if ! no_secrets "${venv}/bin/python" -m pip --version >/dev/null 2>&1 \
-    && ! no_secrets python3 -m venv --clear -- "${venv}" >&2; then
+    && ! said="$(no_secrets python3 -m venv --clear -- "${venv}" 2>&1)"; then
+    [[ -z "${said}" ]] || printf '%s\n' "${said}" >&2
     rm -rf -- "${venv}"
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
     printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
