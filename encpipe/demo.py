@@ -32,7 +32,9 @@ FORGED = b"DROP TABLE customers;\n"
 
 
 class DemoFailed(Exception):
-    pass
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.hint = hint
 
 
 def tool_env():
@@ -173,6 +175,13 @@ class Cluster:
             self.user = "postgres" if _has_user("postgres") else "nobody"
             os.chmod(base, 0o711)
             os.chown(self.dir, pwd.getpwnam(self.user).pw_uid, -1)
+            reach = ["runuser", "-u", self.user, "--", "/bin/sh", "-c", 'test -w "$1"', "sh", self.dir]
+            if subprocess.run(reach, env=tool_env()).returncode:
+                from .shown import printable
+
+                raise DemoFailed(f"the server would run as user {self.user}, who cannot reach "
+                                 f"{printable(os.path.dirname(base))}",
+                                 hint="set TMPDIR to a directory every user can pass through, such as TMPDIR=/tmp")
 
     def server(self, *argv):
         prefix = ["runuser", "-u", self.user, "--"] if self.user else []
@@ -293,7 +302,10 @@ def main(argv=None):
         return 64
     from .cli import catch_signal
 
+    # A kill, or the terminal closed (SIGHUP), stops the server and removes the
+    # directory as Ctrl-C does: the `finally` below runs.
     catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    catch_signal(signal.SIGHUP, lambda *_: sys.exit(129))
     bindir = None if offline_only else find_bindir()
     base = tempfile.mkdtemp(prefix="encpipe-demo.")
     try:
@@ -302,8 +314,11 @@ def main(argv=None):
         else:
             offline(base)
         step(f"Done; removing {base}")
-    except (DemoFailed, subprocess.CalledProcessError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except DemoFailed as e:
+        print(f"{PROG}: error: {e}" + (f"\n{PROG}: hint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as e:  # a server command; what it said came before
+        print(f"{PROG}: error: {shlex.join(map(str, e.cmd))} exited {e.returncode}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -320,8 +335,18 @@ def main(argv=None):
         os.chdir("/")
         shutil.rmtree(base, ignore_errors=True)
     if not bindir:
-        print(ONLINE_HINT if offline_only and find_bindir() else PG_HINT, file=sys.stderr)
+        print(ONLINE_HINT if offline_only and find_bindir() else _pg_hint(), file=sys.stderr)
     return 0
+
+
+def _pg_hint():
+    """How to get the PostgreSQL tour: a PG_BINDIR given is the one to fix."""
+    if "PG_BINDIR" not in os.environ:
+        return PG_HINT
+    from .shown import printable
+
+    return (f"{PROG}: hint: PG_BINDIR ({printable(os.environ['PG_BINDIR'])}) holds no initdb and pg_ctl: for the "
+            "backup, list, verify and restore tour, set it to the PostgreSQL server's bin directory")
 
 
 if __name__ == "__main__":

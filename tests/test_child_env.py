@@ -246,8 +246,9 @@ def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path)
                           capture_output=True, env=env, timeout=60)
     assert (done.returncode, done.stdout) == (0, b"done\n"), done.stderr
     calls = records(log)
-    assert [c["argv"][:2] for c in calls] == [["-m", "pip"], ["-m", "compileall"], ["-c", calls[2]["argv"][1]],
-                                               ["-c", calls[3]["argv"][1]]]
+    assert [c["argv"][:3] for c in calls] == [["-m", "pip", "--version"], ["-m", "pip", "install"],
+                                               ["-m", "compileall", "-q"], ["-c", calls[3]["argv"][1]],
+                                               ["-c", calls[4]["argv"][1]]]
     for call in calls:
         names = {entry.partition("=")[0] for entry in call["env"]}
         assert sorted(names & (set(named) | set(EVERY) | {"ENCPIPE_KEY"})) == [], call["argv"]

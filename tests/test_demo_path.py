@@ -8,6 +8,8 @@ import stat
 import sys
 import tempfile
 
+import pytest
+
 from test_backup_restore import SCRIPTS, run, script_env
 
 
@@ -55,3 +57,55 @@ def test_offline_by_choice_says_to_run_without_offline_not_to_install_postgresql
     hints = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-demo:")]
     assert hints == ["encpipe-demo: hint: for the backup, list, verify and restore tour, "
                      "run encpipe-demo without --offline"]
+
+
+def test_a_pg_bindir_without_the_server_is_named_not_to_be_set(tmp_path):
+    """PG_BINDIR set to a directory without initdb and pg_ctl (a client-only bin, a
+    typo): the demo runs the offline tour and its hint names PG_BINDIR as the cause.
+    Before, the hint said to install PostgreSQL or set PG_BINDIR, which was set."""
+    bindir = tmp_path / "client\nonly"
+    bindir.mkdir()
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "PG_BINDIR": str(bindir),
+           "TMPDIR": str(tmp_path)}
+    proc = run([SCRIPTS / "encpipe-demo"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1].startswith("==> Done; removing ")
+    hints = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-demo:")]
+    assert hints == [f"encpipe-demo: hint: PG_BINDIR ({tmp_path}/client\\nonly) holds no initdb and pg_ctl: for "
+                     "the backup, list, verify and restore tour, set it to the PostgreSQL server's bin directory"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only does the demo's server run as another user")
+def test_as_root_a_tmpdir_the_server_user_cannot_reach_is_one_line_and_a_hint(pg, tools, tmp_path):
+    """Run as root, the demo's server runs as postgres (or nobody), in TMPDIR. A TMPDIR
+    that user cannot pass through (under /root, libpam-tmpdir's /tmp/user/0, pytest's
+    own tmp_path) failed in initdb with `encpipe-demo: error: Command '['runuser', ...]'
+    returned non-zero exit status 1.` and no word of what to change."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    env = script_env(pg, tools, TMPDIR=str(private), PG_BINDIR=pg.bindir)
+    for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
+        del env[name]
+    proc = run([SCRIPTS / "encpipe-demo"], env)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("encpipe-demo:")]
+    assert lines == [f"encpipe-demo: error: the server would run as user postgres, who cannot reach {private}",
+                     "encpipe-demo: hint: set TMPDIR to a directory every user can pass through, "
+                     "such as TMPDIR=/tmp"], err
+    assert "initdb" not in err and os.listdir(private) == []
+
+
+def test_the_demo_reached_through_a_symbolic_link_finds_its_checkout(tmp_path):
+    """A link on PATH to encpipe-demo (pipx links an install's scripts into
+    ~/.local/bin; `ln -s /opt/encpipe/bin/encpipe-* /usr/local/bin/`) is the demo
+    beside its target, as every other script is (encpipe-sh-setup's readlink -f).
+    Before, it looked for its checkout, or its venv's python3, beside the link:
+    `/usr/bin/python3: Error while finding module specification for 'encpipe.demo'`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "encpipe-demo").symlink_to(SCRIPTS / "encpipe-demo")
+    env = {"PATH": f"{bindir}:{os.path.dirname(sys.executable)}:/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    proc = run(["encpipe-demo", "--offline"], env, cwd="/")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1].startswith("==> Done; removing ")

@@ -75,3 +75,72 @@ def test_every_test_file_and_test_named_exists():
     missing = [f"{path}::{name}" for path, name in sorted(names)
                if not re.search(rf"^(def|class) {name}\b", (REPO / path).read_text(), re.M)]
     assert missing == []
+
+
+def code_lines():
+    """README's indented code lines, in order, a line ending in a backslash joined to the next."""
+    lines, fenced = [], False
+    for line in README.splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and line.startswith("    "):
+            if lines and lines[-1].endswith("\\"):
+                lines[-1] = lines[-1][:-1] + " " + line.strip()
+            else:
+                lines.append(line.strip())
+    return lines
+
+
+def test_readme_makes_etc_encpipe_before_writing_a_key_there():
+    """The first backup began `encpipe keygen -o /etc/encpipe/backup.key`: on a fresh
+    machine, `cannot create /etc/encpipe/backup.key: No such file or directory`, 74."""
+    lines = code_lines()
+    first = next(i for i, line in enumerate(lines) if "-o /etc/encpipe/" in line)
+    before = [*lines[:first], lines[first].split("-o /etc/encpipe/")[0]]
+    assert any(re.search(r"\binstall -d -m \d+ /etc/encpipe ", line) for line in before), lines[first]
+
+
+def test_readme_backs_up_and_restores_as_the_owner_of_the_backup_directory():
+    """The nightly run is `postgres`'s (the unit's User=, the crontab's user field), in
+    a directory `postgres` owns, with a key file it owns. README's first backup and
+    restore ran as root: on Debian, root is no PostgreSQL role (peer authentication);
+    root's backup is refused in that directory (73), and its files made there before
+    stopped every nightly prune (Permission denied, exit 1). /etc/encpipe must let
+    `postgres` reach its key: a 0700 there (the systemd lines) shut it out."""
+    from encpipe.backup import unit
+
+    runs = [line for line in code_lines() if re.search(r"(^|[ /])encpipe-(backup|restore) ", line)
+            and ("/var/backups/encpipe" in line or "/etc/encpipe/backup.key" in line)
+            and "--systemd-unit" not in line]
+    assert len(runs) >= 4
+    for line in runs:
+        assert line.startswith(("runuser -u postgres -- encpipe-", "0 2 * * * postgres /usr/local/bin/encpipe-")), line
+    modes = [int(mode, 8) for mode in re.findall(r"install -d -m (\d+) /etc/encpipe\b", "\n".join(code_lines()))]
+    assert modes and all(mode & 0o001 for mode in modes)
+    assert code_lines().count("chown postgres: /etc/encpipe/backup.key") >= 2  # backing up, and systemd's
+    shown = [line[4:] for line in unit.TEMPLATE.splitlines() if line.startswith("#   install -d") or "chown" in line]
+    assert len(shown) == 3 and all(line in code_lines() for line in shown)
+
+
+def test_installing_makes_the_virtual_environment_debian_needs():
+    """Installing said to use a virtual environment on Debian 12 and showed only
+    `python3 -m pip install .`, which Debian's Python refuses
+    (externally-managed-environment), nor how to put the commands where the
+    systemd unit and the cron line look for them (/usr/local/bin)."""
+    section = README.split("\n### Installing\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.startswith("    ")]
+    first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
+    assert re.match(r"python3 -m venv (\S+) && \1/bin/python -m pip install \.$", lines[first_pip])
+    assert "apt-get install python3-venv" in lines[:first_pip]
+    assert re.match(r"ln -s /opt/encpipe/bin/encpipe /opt/encpipe/bin/encpipe-\* /usr/local/bin/$", lines[first_pip + 1])
+
+
+def test_quick_start_names_the_package_the_demo_needs_and_does_not_install():
+    """The Quick start said that with only python3 the two commands do all the set-up.
+    A fresh Debian or Ubuntu python3 has no ensurepip (package python3-venv): the
+    demo cannot make its .venv and says so (venv.bash), and only scripts/test, run
+    as root, installs the package."""
+    assert "apt-get install python3-venv" in " ".join(quick_start().split("\n### ", 1)[0].split())
+    venv_bash = (REPO / "scripts" / "lib" / "venv.bash").read_text()
+    assert "hint: on Debian or Ubuntu: apt-get install python3-venv" in venv_bash
+    assert "apt-get" not in (REPO / "scripts" / "encpipe-demo").read_text()
+    assert "missing+=(python3-venv)" in (REPO / "scripts" / "test").read_text()

@@ -125,7 +125,8 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
            "(exit status 67, as expected)\nbytes written: 0\n" in done.stdout
     assert done.stdout.splitlines()[-1].startswith("==> Done; removing ")
     hint = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]  # no install line
-    assert hint == [line for line in hint if "install the PostgreSQL server" in line] and len(hint) == 1
+    says = "install the PostgreSQL server" if argv[0] == "unshare" else f"PG_BINDIR ({tmp_path}) holds no initdb"
+    assert hint == [line for line in hint if says in line] and len(hint) == 1
 
 
 def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
@@ -145,3 +146,21 @@ def test_scripts_test_installs_once_and_runs_from_anywhere(clone, tmp_path):
     assert nothing.returncode == 5  # pytest's "no tests collected" stays a failure
     ignored = subprocess.run(["git", "-C", str(target), "check-ignore", ".venv/bin/python"], capture_output=True)
     assert ignored.returncode == 0  # the private environment is git-ignored
+
+
+def test_a_venv_left_without_pip_is_made_again(clone, tmp_path):
+    """A Ctrl-C while `python3 -m venv` ran ensurepip leaves .venv/bin/python and no
+    pip. Before, each later run took that .venv as made, and failed: `No module named
+    pip`, `pip could not install encpipe`, exit 1, until .venv was removed by hand."""
+    source, bare = clone
+    target = tmp_path / "encpipe"
+    shutil.copytree(source, target, symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.egg-info", "build"))
+    subprocess.run([str(bare / "bin" / "python3"), "-m", "venv", "--without-pip", str(target / ".venv")], check=True)
+    demo = subprocess.run([str(target / "scripts" / "encpipe-demo"), "--offline"], cwd=tmp_path, env=fresh_env(bare),
+                          capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "installing encpipe[fast] and its dependencies" in demo.stderr
+    assert demo.stdout.splitlines()[-1].startswith("==> Done; removing ")
+    pip = subprocess.run([str(target / ".venv" / "bin" / "python"), "-m", "pip", "--version"], capture_output=True)
+    assert pip.returncode == 0, pip.stderr

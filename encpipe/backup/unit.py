@@ -20,7 +20,8 @@ TEMPLATE = """\
 # encpipe-backup at {script}. Install it with
 # scripts/systemd/encpipe-backup@.timer and encpipe-backup-failure@.service
 # (the OnFailure= hook) in /etc/systemd/system/, then
-#   install -d -m 700 /etc/encpipe && encpipe keygen -o /etc/encpipe/backup.key
+#   install -d -m 755 /etc/encpipe && encpipe keygen -o /etc/encpipe/backup.key
+#   chown postgres: /etc/encpipe/backup.key
 #   install -d -m 700 -o postgres -g postgres /var/backups/encpipe
 #   systemctl daemon-reload && systemctl enable --now encpipe-backup@shop.timer
 # Adjust with `systemctl edit encpipe-backup@.service` (a drop-in): User=,

@@ -2,6 +2,18 @@
 # virtual environment, .venv/ (git-ignored), made and filled once. Never
 # touches the system Python. Uses PROG for its messages.
 
+# Ctrl-C (SIGINT) during the set-up ends the script that sourced this file, by
+# that signal. Without the trap, bash goes on when the child it waits for takes
+# SIGINT as an ordinary failure and exits (compileall's `[interrupted]`, pip's
+# "Operation cancelled by user"): the demo then ran its whole tour, exit 0
+# (tests/test_setup_interrupt.py). `exec` at the end of the set-up leaves the
+# program it starts SIGINT's default action.
+interrupted() {
+  trap - INT
+  kill -INT "$$"
+}
+trap interrupted INT
+
 # no_secrets COMMAND [ARG...]: runs COMMAND without the variables that hold
 # secrets (encpipe/keys.py's names and prefixes, as encpipe-sh-setup's probe;
 # tests/test_child_env.py fails when keys.py names one left set) nor descriptors
@@ -27,10 +39,10 @@ from docopt import docopt
 docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 }
 
-# checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing and installs
-# the checkout into it (editable) with EXTRAS ("" or e.g. "test,fast"), unless
-# its stamp says this setup.cfg was already installed so (and encpipe and its
-# dependencies import).
+# checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing (or its pip
+# does not run) and installs the checkout into it (editable) with EXTRAS (""
+# or e.g. "test,fast"), unless its stamp says this setup.cfg was already
+# installed so (and encpipe and its dependencies import).
 # The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
 # pyproject.toml.
 # The `fast` extra: cryptography with AESGCM.encrypt_into (aead.py needs 47 or later).
@@ -52,7 +64,14 @@ checkout_venv() {
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
     "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
-  if [[ ! -x "${venv}/bin/python" ]] && ! no_secrets python3 -m venv --clear -- "${venv}" >&2; then
+  # A .venv whose pip does not run is made again: one that `python3 -m venv` left
+  # half made (interrupted while ensurepip ran) has a python and no pip. What
+  # venv says is shown when it failed (Debian's word that python3-venv is
+  # missing), not when Ctrl-C ended it (its traceback; the trap above ends us).
+  local said
+  if ! no_secrets "${venv}/bin/python" -m pip --version >/dev/null 2>&1 \
+    && ! said="$(no_secrets python3 -m venv --clear -- "${venv}" 2>&1)"; then
+    [[ -z "${said}" ]] || printf '%s\n' "${said}" >&2
     rm -rf -- "${venv}"
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
     printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
