@@ -183,10 +183,11 @@ class Cluster:
                                  f"{printable(os.path.dirname(base))}",
                                  hint="set TMPDIR to a directory every user can pass through, such as TMPDIR=/tmp")
 
-    def server(self, *argv):
+    def server(self, *argv, alone=False):
+        """`alone`: in a session of its own, out of reach of a signal to the terminal's process group."""
         prefix = ["runuser", "-u", self.user, "--"] if self.user else []
         subprocess.run([*prefix, os.path.join(self.bindir, argv[0]), *argv[1:]], check=True, stdout=subprocess.DEVNULL,
-                       env=tool_env())
+                       env=tool_env(), start_new_session=alone)
 
     def start(self):
         self.server("initdb", "-D", f"{self.dir}/data", "--username=postgres", "--auth=trust", "--encoding=UTF8",
@@ -201,11 +202,15 @@ class Cluster:
                           PATH=f"{self.bindir}:{os.environ['PATH']}")
 
     def stop(self):
-        if os.path.exists(f"{self.dir}/data/postmaster.pid"):
-            try:
-                self.server("pg_ctl", "stop", "-s", "-w", "-m", "fast", "-D", f"{self.dir}/data")
-            except (subprocess.CalledProcessError, OSError):
-                pass
+        """A second signal (Ctrl-C again, SIGHUP passed on by the shell) waits for the stop's end."""
+        from .sigdefer import held
+
+        with held():
+            if os.path.exists(f"{self.dir}/data/postmaster.pid"):
+                try:
+                    self.server("pg_ctl", "stop", "-s", "-w", "-m", "fast", "-D", f"{self.dir}/data", alone=True)
+                except (subprocess.CalledProcessError, OSError):
+                    pass
 
 
 def _has_user(name):
@@ -304,6 +309,8 @@ def main(argv=None):
 
     # A kill, or the terminal closed (SIGHUP), stops the server and removes the
     # directory as Ctrl-C does: the `finally` below runs.
+    # A second signal waits for the clean-up (sigdefer.held), Ctrl-C's too.
+    catch_signal(signal.SIGINT, signal.default_int_handler)
     catch_signal(signal.SIGTERM, lambda *_: sys.exit(143))
     catch_signal(signal.SIGHUP, lambda *_: sys.exit(129))
     bindir = None if offline_only else find_bindir()
@@ -332,8 +339,11 @@ def main(argv=None):
         print(f"{PROG}: error: cannot write output: {e.strerror or e}", file=sys.stderr)
         return discard(74)
     finally:
-        os.chdir("/")
-        shutil.rmtree(base, ignore_errors=True)
+        from .sigdefer import held
+
+        with held():
+            os.chdir("/")
+            shutil.rmtree(base, ignore_errors=True)
     if not bindir:
         print(ONLINE_HINT if offline_only and find_bindir() else _pg_hint(), file=sys.stderr)
     return 0

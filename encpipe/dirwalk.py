@@ -6,6 +6,7 @@ reported, not walked, and what is done with the descriptor a walk hands out
 listed, whatever its name leads to by then."""
 
 import os
+import stat
 
 from . import safefile
 
@@ -31,8 +32,8 @@ def tree(top, top_fd):
         except NotADirectoryError:  # replaced by a file, or by a link to one
             yield directory, None, None, None, None
             continue
-        except OSError as e:
-            yield directory, None, e, None, None
+        except OSError as e:  # unless what is there now is another (a link that loops, to a closed directory)
+            yield directory, None, None if _replaced(directory, listed) else e, None, None
             continue
         try:
             yield from _listed(directory, fd, listed, stack)
@@ -62,6 +63,15 @@ def _listed(directory, fd, listed, stack):
                 stack.append((os.path.join(directory, name), found[name].stat(follow_symlinks=False)))
         except OSError:
             pass
+
+
+def _replaced(directory, listed):
+    """Whether `directory`'s name no longer leads to the directory listed (`listed`, its stat)."""
+    try:
+        now = os.lstat(directory)
+        return listed is not None and not (stat.S_ISDIR(now.st_mode) and safefile.same_file(now, listed))
+    except OSError:  # cannot even be looked at (a path too long): the error stands
+        return False
 
 
 def _is_dir(entry):

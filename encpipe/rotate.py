@@ -236,6 +236,14 @@ class Rotation:
             raise Failure(f"{path} changed after it was inspected; left alone", 75, "rewrap")
         checked = {}
 
+        def still_inspected(dir_fd):  # rewritten in place while rewrap read it: safefile.unchanged misses a ctime
+            try:
+                now = os.stat(os.path.basename(path), dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:
+                return  # gone, or another: the rename's own check says so
+            if now.st_ctime_ns != inspected.st_ctime_ns:
+                raise Failure(f"{path} changed after it was inspected; left alone", 75, "rename")
+
         def verify(fd):
             checked["after"] = step(self.encpipe.verify_fd, "verify", fd, opts.new_key_file, self.signer_args,
                                     path if opts.progress else None)
@@ -247,6 +255,7 @@ class Rotation:
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
                     times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=inspected,
+                    before_rename=still_inspected,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
             except EncpipeError as e:

@@ -123,3 +123,44 @@ def test_without_a_race_the_escrow_key_opens_the_rotated_file(tmp_path):
     assert (done.returncode, lines(done)["a.enc"]["status"]) == (0, "rotated"), done.stderr
     assert ok(run(["open", "--identity", world.escrow_id], path.read_bytes())) == data
     assert json.loads(ok(run(["inspect", "--json"], path.read_bytes())))["version"] == 2
+
+
+# encpipe, which once, as it is started for `rewrap` (its standard input already the
+# file rotate opened and checked), rewrites $RACE_FILE in place to $RACE_WITH, as
+# long as it was, its times set back: only its change time tells.
+RACER_AT_REWRAP = """
+import os, subprocess, sys
+if sys.argv[1] == "rewrap" and not os.path.exists(os.environ["RACE_DONE"]):
+    before = os.stat(os.environ["RACE_FILE"])
+    with open(os.environ["RACE_WITH"], "rb") as f:
+        data = f.read()
+    with open(os.environ["RACE_FILE"], "r+b") as f:
+        f.write(data)
+        f.truncate()
+    assert os.stat(os.environ["RACE_FILE"]).st_size == before.st_size
+    os.utime(os.environ["RACE_FILE"], ns=(before.st_atime_ns, before.st_mtime_ns))
+    open(os.environ["RACE_DONE"], "w").close()
+sys.exit(subprocess.run([sys.executable, "-m", "encpipe", *sys.argv[1:]]).returncode)
+"""
+
+
+def test_a_file_rewritten_in_place_to_its_size_and_times_as_its_rewrap_starts_is_left_alone(tmp_path):
+    """The rewrap's own open passed its check; what it then reads is written over
+    (the same inode, size and times): the rename checks the change time too."""
+    world = World(tmp_path)
+    data = os.urandom(3000)
+    path = world.add("a.enc", "--key-file", world.old_a, size=3000)
+    crafted = planted(world, data)
+    data = data[:len(data) - (len(crafted) - path.stat().st_size)]
+    crafted = planted(world, data)
+    swap_in = world.tmp / "planted.enc"
+    swap_in.write_bytes(crafted)
+    racer = world.tmp / "racer.py"
+    racer.write_text(RACER_AT_REWRAP)
+    done_mark = world.tmp / "raced"
+    env = rotate_env(RACE_FILE=str(path), RACE_WITH=str(swap_in), RACE_DONE=str(done_mark))
+    env["ENCPIPE"] = f"{shlex.quote(sys.executable)} {shlex.quote(str(racer))}"
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = rotate(world.args(), env=env)
+    assert done_mark.exists(), done.stderr.decode()
+    assert_refused_then_rotated_by_a_rerun(world, path, crafted, data, done)

@@ -138,3 +138,20 @@ def test_a_subdirectory_replaced_by_a_file_is_not_the_one_listed(tmp_path):
         assert list(walk) == [(str(top / "sub"), None, None, None, None)]
     finally:
         os.close(fd)
+
+
+def test_a_subdirectory_replaced_by_a_link_that_cannot_be_followed_is_not_the_one_listed(tmp_path):
+    """A link to itself (ELOOP) put in its place: what cannot be opened is not a
+    directory of DIR's listing, as a link to a file is not; before, it was
+    reported as a directory rotate could not list (exit 1)."""
+    top = tmp_path / "top"
+    (top / "sub").mkdir(parents=True)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        walk = dirwalk.tree(str(top), fd)
+        next(walk)
+        os.rmdir(top / "sub")
+        os.symlink("sub", top / "sub")
+        assert list(walk) == [(str(top / "sub"), None, None, None, None)]
+    finally:
+        os.close(fd)
