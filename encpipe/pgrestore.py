@@ -82,7 +82,8 @@ class Run:
         self.env = dict(os.environ)
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
-        self.temp = self.lock = self.keyid = self.stream = None
+        self.temp = self.lock = self.stream = None
+        self.keyids = []  # the key checks' keyid, started (keycheck.Started), not yet asked
         self.fetched = []
         self.globals_stmts, self.globals_path = [], None
         self.roles = Roles(self.maint, say)
@@ -117,13 +118,14 @@ class Run:
             raise Failure("--maintenance-db must not be %s" % self.db, 64)
         try:  # now, not once a server was reached: each encpipe gets these key sources
             keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
-                           self.encpipe, self.secrets.spawn, self.o["shared"])
+                           self.encpipe, self.secrets.spawn, self.o["shared"], started=self.keyids)
             with sigthreads.held():  # started and recorded in one step: a stop ends it (stop_children)
-                self.keyid = keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
-                                                        key_read=not self.o["key"], wait=False)
+                self.keyids += filter(None, [keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
+                                                                        key_read=not self.o["key"], wait=False)])
         except EncpipeError as e:
+            self.keys_checked()  # a key file's refusal comes before ENCPIPE's
             raise Failure(str(e), e.exit_code, e.hint) from None
-        try:  # ENCPIPE_KEY's check runs meanwhile; what it finds comes first, as when it was waited for at once
+        try:  # the key checks run meanwhile; what they find comes first, as when each was waited for at once
             self.open_file()
         except Exception:
             self.keys_checked()
@@ -170,17 +172,16 @@ class Run:
             self.stream.start()
 
     def keys_checked(self):
-        """The verdict of ENCPIPE_KEY's check (keycheck.check_environment), once: a Failure."""
-        started, self.keyid = self.keyid, None
+        """The verdicts of the key checks (keycheck.check, check_environment), once: a Failure."""
         try:
-            started and started.result()
+            keycheck.settle(self.keyids)
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code, e.hint) from None
 
     def stop_children(self):
         """A run that ends: the children that may still run, ended (an interrupted or failed run)."""
-        if self.keyid:
-            self.keyid.stop()
+        for started in self.keyids:
+            started.stop()
         if self.stream:
             self.stream.kill()
 
