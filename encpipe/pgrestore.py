@@ -243,7 +243,8 @@ class Run:
 
     def wait_until_free(self):
         for attempt in range(10):
-            exists, busy, self.superuser, self.user = pgprops.state(self.maint, self.db)  # for the swap, a warning
+            # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
+            exists, busy, self.superuser, self.user, self.props, self.role_names = pgprops.state(self.maint, self.db)
             if not busy or self.o.get("terminate_connections"):
                 return exists
             time.sleep(0.3)
@@ -258,8 +259,9 @@ class Run:
             say("scratch database(s) still in use, left alone: %s" % ", ".join(busy), "warning")
         try:
             self.globals_stmts = globals_stmts  # applied in create(), once the dump has authenticated
-            props = pgprops.read(self.maint, self.db) if exists else backup_props
+            props = self.props if exists else backup_props  # read with DBNAME's state
             if props and not exists:
+                self.roles.seen(self.role_names)
                 self.roles.check(self.db, props, self.globals_stmts, *self.skips(exists))
             self.restore_stream(props, exists)
             self.swap(props, exists)
