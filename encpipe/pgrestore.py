@@ -36,7 +36,6 @@ See README, "Restoring: encpipe-restore".
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -51,11 +50,10 @@ from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
-from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
+from .pgcli import Failure, maker_check, open_failure_hint, parse, refused, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
-from .workers import decimal_number
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
@@ -82,7 +80,7 @@ class Run:
         self.env = dict(os.environ)
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
-        self.temp = self.lock = self.stream = None
+        self.temp = self.lock = self.stream = self.globals_open = None
         self.keyids = []  # the key checks' keyid, started (keycheck.Started), not yet asked
         self.fetched = []
         self.globals_stmts, self.globals_path = [], None
@@ -170,6 +168,12 @@ class Run:
             # it now, while the checks before the restore run; its output waits in its pipe
             self.stream = self.restore_stream_of(False)
             self.stream.start()
+            path = self.o.get("globals") or (not self.remote and self.beside)  # as load_globals finds it
+            if path and not self.o.get("no_globals") and os.path.isfile(path):
+                try:  # its open too; one refused here is refused where it was, by load_globals
+                    self.start_globals(path)
+                except Failure:
+                    pass
 
     def keys_checked(self):
         """The verdicts of the key checks (keycheck.check, check_environment), once: a Failure."""
@@ -184,31 +188,20 @@ class Run:
             started.stop()
         if self.stream:
             self.stream.kill()
+        if self.globals_open:
+            childerr.stop(self.globals_open[0])
 
     def days(self):
-        text = self.o.get("drop_pre_restore_older_than")
-        self.keep_days = None if text is None else decimal_number(text)
-        if text is not None and (self.keep_days is None or self.keep_days > 1e6):
-            raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64)
+        self.keep_days = pgleftovers.keep_days(self.o.get("drop_pre_restore_older_than"))
 
     def drop_pre_restore(self, db):
         self.days()
-        dropped, failed = pgleftovers.drop_pre_restore(self.maint, self.keep_days, db)
-        if dropped:
-            say("dropped previous copies: %s" % ", ".join(dropped))
-        for name, error in failed:
-            say("could not drop %s: %s" % (name, error), "error")
-        return 1 if failed else 0
+        return pgleftovers.drop_said(self.maint, self.keep_days, db, say)
 
     def refused(self, what, status, said, hint=None, fallback=None):
-        """The restore's one line for an encpipe child that refused `what` with `status`:
-        `said`, its (error, hint), folded in (its /dev/fd/N named as the user named the
-        file); its hint is the line's hint when the restore has none of its own, else `fallback`."""
-        error, child_hint = said
+        """pgcli.refused, FILE's and the globals file's /dev/fd/N named as the user named them."""
         names = dict(zip(("/dev/fd/%d" % fd for fd in self.fds), [self.file, *self.globals_names]))
-        cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
-        return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, self.db), status,
-                       hint or child_hint or fallback)
+        return refused(what, status, said, names, self.db, hint, fallback)
 
     def authenticate_legacy(self):
         if self.sealed:
@@ -226,13 +219,9 @@ class Run:
         path = self.o.get("globals") or pgglobals.beside(self.beside, self.remote, self.legacy, self.db)
         if path is None:
             return [], None
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
-                                             "database %s was not touched" % self.db,
-                                             pgglobals.REFUSED_HINT))  # removed, it is refused as missing
-        self.globals_names = [path]
-        args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
-        (proc, text), said = childerr.used(self.encpipe_run, args, use=lambda proc: (proc, pgglobals.read_sql(
-            proc, path, self.db)), start=subprocess.Popen, stdout=subprocess.PIPE)
+        proc, said = self.globals_open or self.start_globals(path)  # ended by stop_children if the read is not
+        text = pgglobals.read_sql(proc, path, self.db)
+        self.globals_open = None  # it ended (read_sql waited for it)
         said.wait()
         if proc.returncode != 0:
             status = childerr.exit_status(proc.returncode)
@@ -240,6 +229,18 @@ class Run:
                                open_failure_hint(status, self.o, self.env), pgglobals.REFUSED_HINT)
         self.globals_path = path
         return pgglobals.checked(text, path, self.db, self.source_run, say)
+
+    def start_globals(self, path):
+        """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
+                                             "database %s was not touched" % self.db,
+                                             pgglobals.REFUSED_HINT))  # removed, it is refused as missing
+        self.globals_names = [path]
+        args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
+        with sigthreads.held():
+            self.globals_open = childerr.started(self.encpipe_run, args, start=subprocess.Popen,
+                                                 stdout=subprocess.PIPE)
+        return self.globals_open
 
     def wait_until_free(self):
         for attempt in range(10):

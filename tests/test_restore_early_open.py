@@ -168,3 +168,35 @@ def test_a_key_files_refusal_comes_first_though_its_check_runs_beside_the_next(t
     assert (proc.returncode, proc.stdout) == (64, b"")
     assert proc.stderr == (PREFIX + b"error: --key-file: %s, line 1: a key must be 64 hex characters, not 9\n"
                            % str(bad).encode() + PREFIX + b"hint: see encpipe-restore --help\n")
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
+def test_the_globals_files_open_starts_beside_the_key_check_too(pg, tools, key_file, tmp_path, signum, status):
+    """With FILE's run's globals file beside it, `encpipe open` of that file starts
+    beside the key check as FILE's does (before, only once the key check was over):
+    both run while a keyid that never ends runs; a stop ends the run and them."""
+    source = ensure_small(pg, "early_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file)
+    opens = tmp_path / "opens"
+    encpipe = tmp_path / "encpipe-stand-in"
+    encpipe.write_text(f"#!/bin/sh\ncase \"$1\" in\n  keyid) echo $$ > {tmp_path}/keyid.tmp && mv {tmp_path}/keyid.tmp "
+                       f"{tmp_path}/keyid; exec sleep 1000 ;;\n  open) echo \"$$ $*\" >> {opens} ;;\nesac\n"
+                       f"exec {sys.executable} -m encpipe \"$@\"\n")
+    encpipe.chmod(0o755)
+    proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, "early_target"],
+                            env={**script_env(pg, tools), "ENCPIPE": str(encpipe)}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with ended_afterwards(proc) as children:
+        children.append(_pid(tmp_path / "keyid"))
+        deadline = time.monotonic() + 60
+        while len(opens.read_text().splitlines() if opens.exists() else []) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        children += [int(line.split()[0]) for line in opens.read_text().splitlines()]
+        assert all("--verify-first" in line.split() for line in opens.read_text().splitlines())
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        time.sleep(0.2)
+        assert (shell_status(proc.returncode), out, err) == (status, b"", b"")
+        assert [pid for pid in children if alive(pid)] == []
+        assert "early_target" not in pg.psql("SELECT datname FROM pg_database")
