@@ -45,26 +45,49 @@ class ChildRefused(EncpipeError):
         self.exit_code = exit_code
 
 
-def check(sources, encpipe, spawn, shared=()):
+def check(sources, encpipe, spawn, shared=(), started=None):
     """`sources`: (the option as the script takes it, encpipe's name for it, [values]).
     `encpipe`: the command (a list); `spawn(argv, **kwargs)`: runs it with the
     secrets argv names lent (FdSecrets.spawn); `shared`: ["--allow-shared-dir"] when
     the script was given it (keyplace), for keyid too. Raises the error the first
-    bad source gives, naming the script's option."""
-    for option, theirs, values in sources:
-        if not values or theirs not in (*KEYRINGS, "--passphrase-file"):
-            continue
-        if theirs != "--recipient":
-            secret_paths({option: values}, option)  # 64, the value not shown: a secret in a path's place
-        if theirs == "--passphrase-file":
-            for path in values:
-                _openable(path, option)
-        elif theirs == "--recipient":
-            keyid(encpipe, spawn, [*option_words(theirs, values), *shared], option)
-        else:
-            ahead = [value for value in values if _read_ahead(value)]
-            if ahead:
+    bad source gives, naming the script's option. Given a list `started`, each keyid
+    is only started, and recorded in it in one step (Started): settle() gives their
+    verdicts, so that the caller's own steps run meanwhile; a later source's own
+    error, found while they run, comes after theirs, as when each was waited for."""
+    try:
+        for option, theirs, values in sources:
+            if not values or theirs not in (*KEYRINGS, "--passphrase-file"):
+                continue
+            if theirs != "--recipient":
+                secret_paths({option: values}, option)  # 64, the value not shown: a secret in a path's place
+            if theirs == "--passphrase-file":
+                for path in values:
+                    _openable(path, option)
+                continue
+            ahead = values if theirs == "--recipient" else [value for value in values if _read_ahead(value)]
+            if ahead and started is None:
                 keyid(encpipe, spawn, [*option_words(theirs, ahead), *shared], option)
+            elif ahead:
+                with sigthreads.held():  # a signal meanwhile: the caller ends those recorded
+                    started.append(Started(encpipe, spawn, [*option_words(theirs, ahead), *shared], option))
+    except Exception:
+        settle(started or [])
+        raise
+
+
+def settle(started):
+    """The verdicts of the Started in the list `started`, in their order, each taken
+    out of it once given (until then, a caller stopped ends it): the first refusal
+    raised (ChildRefused), those after it ended unread; the list left empty."""
+    while started:
+        try:
+            started[0].result()
+        except BaseException:
+            for rest in started[1:]:
+                rest.stop()
+            del started[:]
+            raise
+        del started[0]
 
 
 def check_environment(encpipe, spawn, env, key_read, wait=True):

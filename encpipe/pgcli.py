@@ -1,5 +1,7 @@
 """encpipe-restore's command line: options into a dict."""
 
+import re
+
 from .argwords import option_words
 from .errors import InputUnavailable, UsageError
 from .usage_errors import empty_value, shown_argument
@@ -123,6 +125,16 @@ def open_failure_hint(status, opts, env):
         return None
     return ("restore a signed backup with --signer or --signer-file, or one sealed to a raw key or passphrase with"
             " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
+
+
+def refused(what, status, said, names, db, hint=None, fallback=None):
+    """encpipe-restore's one line for an encpipe child that refused `what` with `status`:
+    `said`, its (error, hint), folded in (each /dev/fd/N of `names` named as the user named
+    the file); its hint is the line's hint when the restore has none of its own, else `fallback`."""
+    error, child_hint = said
+    cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
+    return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, db), status,
+                   hint or child_hint or fallback)
 
 
 def _public_form(value):

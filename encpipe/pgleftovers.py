@@ -20,6 +20,7 @@ from .pgcli import Failure
 from .pgcommit import drop
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
 from .sigdefer import held, hold_for_good
+from .workers import decimal_number
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
 TEMP_PREFIX = "encpipe_restore_"
@@ -145,3 +146,21 @@ def drop_pre_restore(maintenance_db, days, db=None):
             except PgError as e:
                 failed.append((copy["name"], str(e)))
     return dropped, failed
+
+
+def keep_days(text):
+    """--drop-pre-restore-older-than's value (`text`, None when not given) as a number of days; Failure (64)."""
+    days = None if text is None else decimal_number(text)
+    if text is not None and (days is None or days > 1e6):
+        raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64)
+    return days
+
+
+def drop_said(maintenance_db, days, db, say):
+    """drop_pre_restore, what it did said (say(text, kind=None)): the status, 1 when a copy could not be dropped."""
+    dropped, failed = drop_pre_restore(maintenance_db, days, db)
+    if dropped:
+        say("dropped previous copies: %s" % ", ".join(dropped))
+    for name, error in failed:
+        say("could not drop %s: %s" % (name, error), "error")
+    return 1 if failed else 0

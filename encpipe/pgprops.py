@@ -36,12 +36,19 @@ def read(maintenance_db, name):
 
 def state(maintenance_db, name):
     """(whether database `name` exists, how many client sessions it has, whether the
-    connecting role is a superuser, its name): one query, all that a restore asks before it begins."""
-    count, busy, superuser, user = run_sql(maintenance_db, (
+    connecting role is a superuser, its name, the properties of `name` as read() gives
+    them, the names of the cluster's roles): one psql, all that a restore asks before
+    it begins (before, its properties and the roles were two psql more)."""
+    rows = run_sql(maintenance_db, (
         "SELECT count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND backend_type = "
         "'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user "
-        "FROM pg_catalog.pg_database WHERE datname = %s;") % (literal(name), literal(name)))[0]
-    return count != "0", int(busy), superuser == "t", user
+        "FROM pg_catalog.pg_database WHERE datname = %s;\n"
+        "SELECT 'properties', q.p FROM (%s) AS q(p);\n"
+        "SELECT 'role', rolname FROM pg_catalog.pg_roles;") % (literal(name), literal(name), _QUERY % literal(name)))
+    count, busy, superuser, user = rows[0]
+    text = next((row[1] for row in rows[1:] if row[0] == "properties"), None)
+    roles = {row[1] for row in rows[1:] if row[0] == "role"}
+    return count != "0", int(busy), superuser == "t", user, json.loads(text) if text else None, roles
 
 
 def unapplied(db, owner, no_globals):

@@ -36,7 +36,6 @@ See README, "Restoring: encpipe-restore".
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -51,11 +50,10 @@ from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
-from .pgcli import Failure, maker_check, open_failure_hint, parse, utf8_name
+from .pgcli import Failure, maker_check, open_failure_hint, parse, refused, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
-from .workers import decimal_number
 
 PROG = "encpipe-restore"
 NAME_MAX_BYTES = 63
@@ -82,7 +80,8 @@ class Run:
         self.env = dict(os.environ)
         if opts["signers"]:  # as for encpipe: the options, else ENCPIPE_SIGNER
             self.env["ENCPIPE_SIGNER"] = " ".join(opts["signers"])
-        self.temp = self.lock = self.keyid = self.stream = None
+        self.temp = self.lock = self.stream = self.globals_open = None
+        self.keyids = []  # the key checks' keyid, started (keycheck.Started), not yet asked
         self.fetched = []
         self.globals_stmts, self.globals_path = [], None
         self.roles = Roles(self.maint, say)
@@ -117,13 +116,14 @@ class Run:
             raise Failure("--maintenance-db must not be %s" % self.db, 64)
         try:  # now, not once a server was reached: each encpipe gets these key sources
             keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
-                           self.encpipe, self.secrets.spawn, self.o["shared"])
+                           self.encpipe, self.secrets.spawn, self.o["shared"], started=self.keyids)
             with sigthreads.held():  # started and recorded in one step: a stop ends it (stop_children)
-                self.keyid = keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
-                                                        key_read=not self.o["key"], wait=False)
+                self.keyids += filter(None, [keycheck.check_environment(self.encpipe, self.secrets.spawn, self.env,
+                                                                        key_read=not self.o["key"], wait=False)])
         except EncpipeError as e:
+            self.keys_checked()  # a key file's refusal comes before ENCPIPE's
             raise Failure(str(e), e.exit_code, e.hint) from None
-        try:  # ENCPIPE_KEY's check runs meanwhile; what it finds comes first, as when it was waited for at once
+        try:  # the key checks run meanwhile; what they find comes first, as when each was waited for at once
             self.open_file()
         except Exception:
             self.keys_checked()
@@ -168,46 +168,40 @@ class Run:
             # it now, while the checks before the restore run; its output waits in its pipe
             self.stream = self.restore_stream_of(False)
             self.stream.start()
+            path = self.o.get("globals") or (not self.remote and self.beside)  # as load_globals finds it
+            if path and not self.o.get("no_globals") and os.path.isfile(path):
+                try:  # its open too; one refused here is refused where it was, by load_globals
+                    self.start_globals(path)
+                except Failure:
+                    pass
 
     def keys_checked(self):
-        """The verdict of ENCPIPE_KEY's check (keycheck.check_environment), once: a Failure."""
-        started, self.keyid = self.keyid, None
+        """The verdicts of the key checks (keycheck.check, check_environment), once: a Failure."""
         try:
-            started and started.result()
+            keycheck.settle(self.keyids)
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code, e.hint) from None
 
     def stop_children(self):
         """A run that ends: the children that may still run, ended (an interrupted or failed run)."""
-        if self.keyid:
-            self.keyid.stop()
+        for started in self.keyids:
+            started.stop()
         if self.stream:
             self.stream.kill()
+        if self.globals_open:
+            childerr.stop(self.globals_open[0])
 
     def days(self):
-        text = self.o.get("drop_pre_restore_older_than")
-        self.keep_days = None if text is None else decimal_number(text)
-        if text is not None and (self.keep_days is None or self.keep_days > 1e6):
-            raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64)
+        self.keep_days = pgleftovers.keep_days(self.o.get("drop_pre_restore_older_than"))
 
     def drop_pre_restore(self, db):
         self.days()
-        dropped, failed = pgleftovers.drop_pre_restore(self.maint, self.keep_days, db)
-        if dropped:
-            say("dropped previous copies: %s" % ", ".join(dropped))
-        for name, error in failed:
-            say("could not drop %s: %s" % (name, error), "error")
-        return 1 if failed else 0
+        return pgleftovers.drop_said(self.maint, self.keep_days, db, say)
 
     def refused(self, what, status, said, hint=None, fallback=None):
-        """The restore's one line for an encpipe child that refused `what` with `status`:
-        `said`, its (error, hint), folded in (its /dev/fd/N named as the user named the
-        file); its hint is the line's hint when the restore has none of its own, else `fallback`."""
-        error, child_hint = said
+        """pgcli.refused, FILE's and the globals file's /dev/fd/N named as the user named them."""
         names = dict(zip(("/dev/fd/%d" % fd for fd in self.fds), [self.file, *self.globals_names]))
-        cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
-        return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, self.db), status,
-                       hint or child_hint or fallback)
+        return refused(what, status, said, names, self.db, hint, fallback)
 
     def authenticate_legacy(self):
         if self.sealed:
@@ -225,13 +219,9 @@ class Run:
         path = self.o.get("globals") or pgglobals.beside(self.beside, self.remote, self.legacy, self.db)
         if path is None:
             return [], None
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
-                                             "database %s was not touched" % self.db,
-                                             pgglobals.REFUSED_HINT))  # removed, it is refused as missing
-        self.globals_names = [path]
-        args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
-        (proc, text), said = childerr.used(self.encpipe_run, args, use=lambda proc: (proc, pgglobals.read_sql(
-            proc, path, self.db)), start=subprocess.Popen, stdout=subprocess.PIPE)
+        proc, said = self.globals_open or self.start_globals(path)  # ended by stop_children if the read is not
+        text = pgglobals.read_sql(proc, path, self.db)
+        self.globals_open = None  # it ended (read_sql waited for it)
         said.wait()
         if proc.returncode != 0:
             status = childerr.exit_status(proc.returncode)
@@ -240,9 +230,22 @@ class Run:
         self.globals_path = path
         return pgglobals.checked(text, path, self.db, self.source_run, say)
 
+    def start_globals(self, path):
+        """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
+                                             "database %s was not touched" % self.db,
+                                             pgglobals.REFUSED_HINT))  # removed, it is refused as missing
+        self.globals_names = [path]
+        args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
+        with sigthreads.held():
+            self.globals_open = childerr.started(self.encpipe_run, args, start=subprocess.Popen,
+                                                 stdout=subprocess.PIPE)
+        return self.globals_open
+
     def wait_until_free(self):
         for attempt in range(10):
-            exists, busy, self.superuser, self.user = pgprops.state(self.maint, self.db)  # for the swap, a warning
+            # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
+            exists, busy, self.superuser, self.user, self.props, self.role_names = pgprops.state(self.maint, self.db)
             if not busy or self.o.get("terminate_connections"):
                 return exists
             time.sleep(0.3)
@@ -257,8 +260,9 @@ class Run:
             say("scratch database(s) still in use, left alone: %s" % ", ".join(busy), "warning")
         try:
             self.globals_stmts = globals_stmts  # applied in create(), once the dump has authenticated
-            props = pgprops.read(self.maint, self.db) if exists else backup_props
+            props = self.props if exists else backup_props  # read with DBNAME's state
             if props and not exists:
+                self.roles.seen(self.role_names)
                 self.roles.check(self.db, props, self.globals_stmts, *self.skips(exists))
             self.restore_stream(props, exists)
             self.swap(props, exists)

@@ -23,6 +23,10 @@ class Roles:
             self._names = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
         return self._names
 
+    def seen(self, names):
+        """The cluster's roles, `names`, as the caller just read them: names() asks no psql."""
+        self._names = set(names)
+
     def create_missing(self, statements, source, restrict):
         """Run what pgglobals.plan keeps of `statements` (from the globals file `source`)."""
         if not statements:
