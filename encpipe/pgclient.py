@@ -15,6 +15,7 @@ from . import sigthreads
 from .keys import child_env
 
 _FIELD, _RECORD = "\x1f", "\x00"
+FIELD = _FIELD  # what run_sql splits a row's fields on: a caller of `fields` splits the rest
 # Run as a superuser, in a database whose owner may set its search_path (or where others
 # may create in public): only pg_catalog resolves a name, so that no function of theirs
 # stands in for one the statements call (a public.shobj_description(oid, text) is a
@@ -75,8 +76,12 @@ def psql_args(db, *extra):
     return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *extra]
 
 
-def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=None):
+def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=None, fields=None):
     """Runs SQL in `db` (in restricted mode when `restrict`); returns the rows as lists of strings.
+    `fields`: split each row into at most so many, the last taking the rest. A name
+    (a database's, a role's: any role with CREATEDB or CREATEROLE makes one) may hold
+    the byte rows are split on (0x1f; only NUL is out): a query of names puts them
+    last and gives `fields`, else a name so made ended the run in a traceback.
     Bytes that are not UTF-8 (a name on a SQL_ASCII cluster) come back as surrogates, as
     os.listdir gives a file name's, and go back to the server as the same bytes.
     `step` (Step's): psql's session is named so, and psql runs in a process group of its own."""
@@ -94,7 +99,7 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     if proc.returncode != 0:
         raise PgError(_error_line(proc.stderr.decode(errors="replace"), proc.returncode))
     out = proc.stdout.decode("utf-8", "surrogateescape")
-    return [record.split(_FIELD) for record in out.split(_RECORD) if record.strip("\n")]
+    return [record.split(_FIELD, (fields or 0) - 1) for record in out.split(_RECORD) if record.strip("\n")]
 
 
 def _error_line(stderr, status):
@@ -125,7 +130,7 @@ class Step:
     def run(self, sql, single_transaction=False, restrict=False):
         return run_sql(self.db, sql, single_transaction=single_transaction, restrict=restrict, step=self.name)
 
-    def outcome(self, sql):
+    def outcome(self, sql, fields=None):
         """The rows of `sql`, asked once no session of this step is left on the server
         (ended, waited for up to 10 s each); PgError when one is left, or on no answer."""
         # pg_stat_activity names a session by its login role (usename), which may act as another
@@ -134,7 +139,7 @@ class Step:
         mine = ("FROM pg_catalog.pg_stat_activity WHERE application_name = %s AND usename = session_user "
                 "AND pid <> pg_catalog.pg_backend_pid();" % literal(self.name))
         rows = run_sql(self.db, "SET ROLE NONE;\nSELECT count(pg_catalog.pg_terminate_backend(pid, 10000)) %s\n"
-                       "SELECT count(*) %s\n%s" % (mine, mine, sql), step=self.name)
+                       "SELECT count(*) %s\n%s" % (mine, mine, sql), step=self.name, fields=fields)
         if rows[1] != ["0"]:
             raise PgError("its session on the server did not end")
         return rows[2:]

@@ -34,7 +34,7 @@ def _unsent(error):
     return bool(_NOT_CONNECTED.match(str(error)))
 
 
-def _attempt(maintenance_db, sql, look, **options):
+def _attempt(maintenance_db, sql, look, fields=None, **options):
     """Runs `sql` as a Step: None when psql succeeded. Else (psql's PgError, what the
     server holds now: the rows of `look`, asked once no session of the step is left;
     None when psql never connected, so nothing was sent; or the PgError of asking)."""
@@ -47,7 +47,7 @@ def _attempt(maintenance_db, sql, look, **options):
     if _unsent(error):
         return error, None
     try:
-        return error, step.outcome(look)
+        return error, step.outcome(look, fields)
     except PgError as asked:
         return error, asked
 
@@ -58,7 +58,7 @@ def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
     the server committed (then said in a warning). Else a Failure: `db` unchanged,
     or (the server not answering) not known, and where to look."""
     failed = _attempt(maintenance_db, sql, "SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid,
-                      single_transaction=True)
+                      fields=1, single_transaction=True)
     if not failed:
         return
     error, rows = failed
@@ -101,7 +101,8 @@ def roles(maintenance_db, sql, names, before, restrict=False):
     `names` the server has now: a set, or the PgError of asking it).
     Before, a psql dead once the server had committed was taken for nothing done."""
     failed = _attempt(maintenance_db, sql, "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname IN (%s);"
-                      % ", ".join(literal(name) for name in names), single_transaction=True, restrict=restrict)
+                      % ", ".join(literal(name) for name in names), fields=1, single_transaction=True,
+                      restrict=restrict)
     if not failed:
         return None
     error, rows = failed

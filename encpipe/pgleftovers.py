@@ -80,7 +80,7 @@ class RunLock:
         """Drops the scratch databases of dead runs; returns (dropped, kept because in use)."""
         dropped, busy = [], []
         rows = run_sql(maintenance_db, "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s;"
-                       % starts_with(TEMP_PREFIX))
+                       % starts_with(TEMP_PREFIX), fields=1)
         mine = _TEMP_NAME.match(self.temp_name)[1]
         for (name,) in rows:
             match = _TEMP_NAME.match(name)
@@ -108,10 +108,10 @@ class RunLock:
 def pre_restore_copies(maintenance_db, db=None, now=None):
     """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases."""
     now = now or datetime.now(timezone.utc)
-    rows = run_sql(maintenance_db, "SELECT datname, pg_catalog.pg_database_size(oid) FROM pg_catalog.pg_database "
-                   "WHERE datname ~ '_pre_restore_[0-9]{8}T[0-9]{6}Z$' ORDER BY datname;")
+    rows = run_sql(maintenance_db, "SELECT pg_catalog.pg_database_size(oid), datname FROM pg_catalog.pg_database "
+                   "WHERE datname ~ '_pre_restore_[0-9]{8}T[0-9]{6}Z$' ORDER BY datname;", fields=2)
     copies = []
-    for name, size in rows:
+    for size, name in rows:
         match = _PRE_RESTORE.match(name)
         if not match or (db is not None and match["db"] != db):
             continue

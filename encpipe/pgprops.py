@@ -11,7 +11,7 @@ gives it every other property in the swap transaction, as it becomes DBNAME.
 
 import json
 
-from .pgclient import PgError, conninfo, ident, literal, run_sql, starts_with, value
+from .pgclient import FIELD, PgError, conninfo, ident, literal, run_sql, starts_with, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
 
@@ -39,13 +39,15 @@ def state(maintenance_db, name):
     connecting role is a superuser, its name, the properties of `name` as read() gives
     them, the names of the cluster's roles): one psql, all that a restore asks before
     it begins (before, its properties and the roles were two psql more)."""
+    # each row tagged, a name last: split in two, then the state's rest (run_sql's `fields`)
     rows = run_sql(maintenance_db, (
-        "SELECT count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND backend_type = "
-        "'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user "
-        "FROM pg_catalog.pg_database WHERE datname = %s;\n"
+        "SELECT 'state', count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND "
+        "backend_type = 'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), "
+        "current_user FROM pg_catalog.pg_database WHERE datname = %s;\n"
         "SELECT 'properties', q.p FROM (%s) AS q(p);\n"
-        "SELECT 'role', rolname FROM pg_catalog.pg_roles;") % (literal(name), literal(name), _QUERY % literal(name)))
-    count, busy, superuser, user = rows[0]
+        "SELECT 'role', rolname FROM pg_catalog.pg_roles;") % (literal(name), literal(name), _QUERY % literal(name)),
+        fields=2)
+    count, busy, superuser, user = rows[0][1].split(FIELD, 3)
     text = next((row[1] for row in rows[1:] if row[0] == "properties"), None)
     roles = {row[1] for row in rows[1:] if row[0] == "role"}
     return count != "0", int(busy), superuser == "t", user, json.loads(text) if text else None, roles

@@ -20,7 +20,7 @@ class Roles:
     def names(self):
         """The cluster's roles, read once (create_missing adds those it creates)."""
         if self._names is None:
-            self._names = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;")}
+            self._names = {r[0] for r in run_sql(self.maint, "SELECT rolname FROM pg_catalog.pg_roles;", fields=1)}
         return self._names
 
     def seen(self, names):
@@ -33,7 +33,7 @@ class Roles:
             return
         keep, created, skipped = pgglobals.plan(statements, self.names())
         spaces = pgglobals.tablespaces(skipped)
-        have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;")} if spaces else ()
+        have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;", fields=1)} if spaces else ()
         spaces = [name for name in spaces if name not in have]
         if spaces:
             self.say("tablespaces this server lacks are not created: %s" % ", ".join(spaces), "warning")
