@@ -4,6 +4,8 @@ import os
 import shlex
 
 from ..errors import UsageError
+from ..pgbackupargs import HELP, parse
+from ..pgcli import Failure
 from .remotes import refuse_credentials
 
 DEFAULT_DIR = "/var/backups/encpipe"
@@ -40,7 +42,7 @@ Group=postgres
 LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key{credentials}
 # The key is copied into a private, read-only directory for this run only;
 # it is never in the environment or on a command line.
-ExecStart={exec_start} %I
+ExecStart={exec_start}
 TimeoutStartSec={timeout}
 # A stop (systemctl stop, TimeoutStartSec= reached) sends SIGTERM to encpipe-backup
 # alone: it stops pg_dump and its rclone itself, which then aborts its unfinished
@@ -73,12 +75,15 @@ CapabilityBoundingSet=
 
 
 def render(script, args, timeout="6h"):
-    """The unit: ExecStart runs `script` with `args` (the backup options; a
-    default directory, retention and credential key when none are given)."""
+    """The unit: ExecStart runs `script` with `args` (the backup options, then
+    after -- pg_dump's; a default directory, retention and credential key when
+    none are given), the database `-- %I` after the options, before pg_dump's."""
     args = list(args) or [*DEFAULT_ARGS]
-    for before, arg in zip(["", *args], args[:args.index("--") if "--" in args else None]):
+    args, dump = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
+    for before, arg in zip(["", *args], args):
         if before == "--to" or arg.startswith("--to="):  # 64, before the credential is in a unit file
             refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
+    _refuse_database(args)
     writable = []
     for option in ("--dir", "--metrics-file"):
         if option in args[:-1]:
@@ -91,9 +96,22 @@ def render(script, args, timeout="6h"):
     if "--dir" not in args and "--to" not in args:
         args = ["--dir", DEFAULT_DIR, *args]
         writable.append(DEFAULT_DIR)
-    exec_start = " ".join(_quote(a) for a in [script, *args])
+    # after --, %I is the database even when it starts with -, and pg_dump's options follow it
+    exec_start = " ".join([*(_quote(a) for a in [script, *args]), "--", "%I", *(_quote(a) for a in dump)])
     return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
                            writable=" ".join(writable) or DEFAULT_DIR).rstrip("\n")
+
+
+def _refuse_database(args):
+    """UsageError (64) for options encpipe-backup would not take, or that name a
+    database: the instance does (%I), and a second one failed every run."""
+    try:
+        o = parse(args)
+    except Failure as e:
+        raise UsageError(str(e), hint=e.hint) from None
+    if o is not HELP and o["db"]:
+        raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
+                         hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
 
 
 def _private(path):
