@@ -13,11 +13,22 @@ from encpipe.pgbackupargs import parse
 SCRIPT = "/usr/local/bin/encpipe-backup"
 
 
+CREDENTIALS = "/run/credentials/encpipe-backup@shop.service"
+
+
 def exec_start(text, instance):
     """ExecStart='s words, %I the (unescaped) instance name: systemd splits the line
-    first and resolves specifiers in each word (a name with a space stays one word)."""
+    first, then resolves specifiers and ${VAR} ($$ a $) in each word (a name with a
+    space stays one word)."""
     (line,) = re.findall(r"^ExecStart=(.*)$", text, flags=re.M)
-    return [word.replace("%I", instance).replace("%%", "%") for word in shlex.split(line)]
+    words = [re.sub(r"%(.)", lambda m: instance if m[1] == "I" else m[1], word) for word in shlex.split(line)]
+    return [re.sub(r"\$\$|\$\{CREDENTIALS_DIRECTORY\}", lambda m: "$" if m[0] == "$$" else CREDENTIALS, word)
+            for word in words]
+
+
+def directives(text, name):
+    """The values of each `name=` line."""
+    return re.findall(rf"^{name}=(.*)$", text, flags=re.M)
 
 
 @pytest.mark.parametrize("instance", ["shop", "crm-prod", "my db", "-dash"])
@@ -39,3 +50,31 @@ def test_a_database_among_the_options_is_refused():
     (only one DBNAME), or a pg_dump argument."""
     with pytest.raises(UsageError, match="shop: the database is the instance"):
         unit.render(SCRIPT, ["--dir", "/srv/b", "shop"])
+
+
+def test_a_unit_that_only_uploads_makes_no_directory_writable():
+    """With --to alone nothing is written on the machine: before, the unit still had
+    ReadWritePaths=/var/backups/encpipe, and systemd fails a unit whose
+    ReadWritePaths= is not there (226/NAMESPACE) before encpipe-backup starts."""
+    text = unit.render(SCRIPT, ["--to", "offsite:backups", "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == []
+    o = parse(exec_start(text, "shop")[1:])
+    assert (o["dir"], o["to"]) == ("", "offsite:backups")
+    text = unit.render(SCRIPT, ["--to=offsite:backups", "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == [] and parse(exec_start(text, "shop")[1:])["dir"] == ""
+    text = unit.render(SCRIPT, ["--to=offsite:backups", "--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == ["/srv/b"]
+
+
+def test_options_given_with_an_equals_sign_are_read_as_encpipe_backup_reads_them():
+    """--dir=DIR and --metrics-file=FILE: before, the unit added --dir
+    /var/backups/encpipe to a --dir=DIR (every run: --dir given more than once, 64),
+    and left the metrics file's directory read-only (every run: metrics not written,
+    1), or let a --metrics-file=/tmp/... through, which PrivateTmp= hides."""
+    text = unit.render(SCRIPT, ["--dir=/srv/b", "--metrics-file=/var/lib/encpipe/encpipe.prom",
+                                "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == ["/srv/b /var/lib/encpipe"]
+    o = parse(exec_start(text, "shop")[1:])
+    assert (o["dir"], o["metrics"]) == ("/srv/b", ["--metrics-file=/var/lib/encpipe/encpipe.prom"])
+    with pytest.raises(UsageError, match="PrivateTmp"):
+        unit.render(SCRIPT, ["--metrics-file=/tmp/encpipe.prom", "--key-file", "/etc/encpipe/backup.key"])

@@ -51,13 +51,13 @@ KillMode=mixed
 UMask=0077
 Nice=10
 IOSchedulingClass=idle
-# Hardening: the service can write to the backup directory and nowhere else.
+# Hardening: the service can write to the backup directory (and the metrics
+# file's) and nowhere else.
 NoNewPrivileges=yes
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectSystem=strict
-ProtectHome=yes
-ReadWritePaths={writable}
+ProtectHome=yes{writable}
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
@@ -83,35 +83,39 @@ def render(script, args, timeout="6h"):
     for before, arg in zip(["", *args], args):
         if before == "--to" or arg.startswith("--to="):  # 64, before the credential is in a unit file
             refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
-    _refuse_database(args)
-    writable = []
-    for option in ("--dir", "--metrics-file"):
-        if option in args[:-1]:
-            value = args[args.index(option) + 1]
-            if option == "--metrics-file" and _private(value):
-                raise UsageError(f"--metrics-file {value}: the unit's PrivateTmp= gives the service a /tmp and "
-                                 "/var/tmp of its own, which no one else sees",
-                                 hint="write it in a directory of the backups' user, e.g. /var/lib/encpipe")
-            writable.append(value if option == "--dir" else value.rpartition("/")[0] or "/")
-    if "--dir" not in args and "--to" not in args:
+    o = _options(args)
+    metrics = o["metrics"][0].partition("=")[2] if o["metrics"] else None
+    if metrics is not None and _private(metrics):
+        raise UsageError(f"--metrics-file {metrics}: the unit's PrivateTmp= gives the service a /tmp and "
+                         "/var/tmp of its own, which no one else sees",
+                         hint="write it in a directory of the backups' user, e.g. /var/lib/encpipe")
+    if not o["dir"] and not o["to"]:
         args = ["--dir", DEFAULT_DIR, *args]
-        writable.append(DEFAULT_DIR)
+    # what the run writes: DIR, the metrics file's directory (nothing on the machine with --to
+    # alone: a ReadWritePaths= that is not there fails the unit before encpipe-backup starts)
+    writable = [path for path in (o["dir"] or (None if o["to"] else DEFAULT_DIR),
+                                  metrics and (metrics.rpartition("/")[0] or "/")) if path]
     # after --, %I is the database even when it starts with -, and pg_dump's options follow it
     exec_start = " ".join([*(_quote(a) for a in [script, *args]), "--", "%I", *(_quote(a) for a in dump)])
+    writable = f"\nReadWritePaths={' '.join(writable)}" if writable else ""
     return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
-                           writable=" ".join(writable) or DEFAULT_DIR).rstrip("\n")
+                           writable=writable).rstrip("\n")
 
 
-def _refuse_database(args):
-    """UsageError (64) for options encpipe-backup would not take, or that name a
-    database: the instance does (%I), and a second one failed every run."""
+def _options(args):
+    """The options as encpipe-backup reads them (pgbackupargs.parse); UsageError (64)
+    for options it would not take, or that name a database: the instance does (%I),
+    and a second one failed every run."""
     try:
         o = parse(args)
     except Failure as e:
         raise UsageError(str(e), hint=e.hint) from None
-    if o is not HELP and o["db"]:
+    if o is HELP:
+        raise UsageError("--help is not an option of the unit's run", hint="see encpipe-backup --help")
+    if o["db"]:
         raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
                          hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
+    return o
 
 
 def _private(path):
