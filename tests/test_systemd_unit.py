@@ -78,3 +78,14 @@ def test_options_given_with_an_equals_sign_are_read_as_encpipe_backup_reads_them
     assert (o["dir"], o["metrics"]) == ("/srv/b", ["--metrics-file=/var/lib/encpipe/encpipe.prom"])
     with pytest.raises(UsageError, match="PrivateTmp"):
         unit.render(SCRIPT, ["--metrics-file=/tmp/encpipe.prom", "--key-file", "/etc/encpipe/backup.key"])
+
+
+@pytest.mark.parametrize("option, value", [("--dir", "backups"), ("--metrics-file", "encpipe.prom"),
+                                           ("--metrics-file", "lib/encpipe.prom"), ("--metrics-file", "/encpipe.prom")])
+def test_a_relative_path_or_one_in_the_root_is_refused(option, value):
+    """A unit runs in /, not where it was printed, and ReadWritePaths= takes absolute
+    paths only: before, --metrics-file encpipe.prom made the whole file system
+    writable (ReadWritePaths=/), and --dir backups was ignored there (the run
+    failing, read-only) and written in /backups."""
+    with pytest.raises(UsageError, match=f"{option} {value}: "):
+        unit.render(SCRIPT, [option, value, "--key-file", "/etc/encpipe/backup.key"])

@@ -85,16 +85,13 @@ def render(script, args, timeout="6h"):
             refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
     o = _options(args)
     metrics = o["metrics"][0].partition("=")[2] if o["metrics"] else None
-    if metrics is not None and _private(metrics):
-        raise UsageError(f"--metrics-file {metrics}: the unit's PrivateTmp= gives the service a /tmp and "
-                         "/var/tmp of its own, which no one else sees",
-                         hint="write it in a directory of the backups' user, e.g. /var/lib/encpipe")
     if not o["dir"] and not o["to"]:
         args = ["--dir", DEFAULT_DIR, *args]
     # what the run writes: DIR, the metrics file's directory (nothing on the machine with --to
     # alone: a ReadWritePaths= that is not there fails the unit before encpipe-backup starts)
-    writable = [path for path in (o["dir"] or (None if o["to"] else DEFAULT_DIR),
-                                  metrics and (metrics.rpartition("/")[0] or "/")) if path]
+    writable = [_writable("--dir", o["dir"], o["dir"])] if o["dir"] else [] if o["to"] else [DEFAULT_DIR]
+    if metrics is not None:
+        writable.append(_writable("--metrics-file", metrics, os.path.dirname(metrics)))
     # after --, %I is the database even when it starts with -, and pg_dump's options follow it
     exec_start = " ".join([*(_quote(a) for a in [script, *args]), "--", "%I", *(_quote(a) for a in dump)])
     writable = f"\nReadWritePaths={' '.join(writable)}" if writable else ""
@@ -116,6 +113,23 @@ def _options(args):
         raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
                          hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
     return o
+
+
+def _writable(option, value, directory):
+    """`directory`, which the run writes, for ReadWritePaths=; UsageError (64) for one
+    that is not absolute (the unit runs in /, and systemd ignores such a path there),
+    is / (the whole file system writable), or is in /tmp or /var/tmp."""
+    if not os.path.isabs(value):
+        raise UsageError(f"{option} {value}: the unit runs in /, not here, and makes only absolute paths writable",
+                         hint="give an absolute path")
+    if option == "--metrics-file" and _private(value):
+        raise UsageError(f"--metrics-file {value}: the unit's PrivateTmp= gives the service a /tmp and "
+                         "/var/tmp of its own, which no one else sees",
+                         hint="write it in a directory of the backups' user, e.g. /var/lib/encpipe")
+    if os.path.normpath(directory) == "/":
+        raise UsageError(f"{option} {value}: the unit would make the whole file system writable (/)",
+                         hint="give it a directory of its own, e.g. /var/lib/encpipe")
+    return directory
 
 
 def _private(path):
