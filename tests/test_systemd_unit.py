@@ -89,3 +89,23 @@ def test_a_relative_path_or_one_in_the_root_is_refused(option, value):
     failing, read-only) and written in /backups."""
     with pytest.raises(UsageError, match=f"{option} {value}: "):
         unit.render(SCRIPT, [option, value, "--key-file", "/etc/encpipe/backup.key"])
+
+
+def test_a_path_with_a_space_or_a_percent_sign_is_one_writable_path():
+    """ReadWritePaths= is a list split at spaces, unless quoted, with specifiers: before,
+    --dir "/srv/db backups" made /srv/db and backups (ignored) writable, not DIR, and
+    a % was taken for a specifier."""
+    text = unit.render(SCRIPT, ["--dir", "/srv/db backups", "--metrics-file", "/srv/100% \"x\"\\/encpipe.prom",
+                                "--key-file", "/etc/encpipe/backup.key"])
+    (line,) = directives(text, "ReadWritePaths")
+    assert [re.sub(r"%(.)", r"\1", word) for word in shlex.split(line)] == ["/srv/db backups", "/srv/100% \"x\"\\"]
+    o = parse(exec_start(text, "shop")[1:])
+    assert (o["dir"], o["metrics"]) == ("/srv/db backups", ["--metrics-file=/srv/100% \"x\"\\/encpipe.prom"])
+
+
+@pytest.mark.parametrize("arg", ["/srv/b\nExecStartPre=/bin/sh -c id", "/srv/b\r", "/srv/\x1bb"])
+def test_an_option_with_a_control_character_is_refused(arg):
+    """A newline in an option began a line of its own in the unit: a directive."""
+    for args in (["--dir", arg], ["--dir", "/srv/b", "--", f"--exclude-table={arg}"]):
+        with pytest.raises(UsageError, match="control character"):
+            unit.render(SCRIPT, [*args, "--key-file", "/etc/encpipe/backup.key"])

@@ -1,6 +1,7 @@
 """A systemd service unit for this install of encpipe-backup."""
 
 import os
+import re
 import shlex
 
 from ..errors import UsageError
@@ -80,6 +81,8 @@ def render(script, args, timeout="6h"):
     none are given), the database `-- %I` after the options, before pg_dump's."""
     args = list(args) or [*DEFAULT_ARGS]
     args, dump = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
+    if any(re.search(r"[\x00-\x1f\x7f]", arg) for arg in [*args, *dump]):  # a newline: a directive of its own
+        raise UsageError("an option of the unit holds a control character", hint="name paths without one")
     for before, arg in zip(["", *args], args):
         if before == "--to" or arg.startswith("--to="):  # 64, before the credential is in a unit file
             refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
@@ -94,7 +97,7 @@ def render(script, args, timeout="6h"):
         writable.append(_writable("--metrics-file", metrics, os.path.dirname(metrics)))
     # after --, %I is the database even when it starts with -, and pg_dump's options follow it
     exec_start = " ".join([*(_quote(a) for a in [script, *args]), "--", "%I", *(_quote(a) for a in dump)])
-    writable = f"\nReadWritePaths={' '.join(writable)}" if writable else ""
+    writable = f"\nReadWritePaths={' '.join(map(_quote_path, writable))}" if writable else ""
     return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
                            writable=writable).rstrip("\n")
 
@@ -145,6 +148,14 @@ def _credentials(args):
     names = [a[len(CREDENTIALS):] for a in args if a.startswith(CREDENTIALS) and "/" not in a[len(CREDENTIALS):]]
     return "".join(f"\nLoadCredential={name}:/etc/encpipe/{name.removeprefix('encpipe-')}"
                    for name in dict.fromkeys(names) if name != KEY_CREDENTIAL)
+
+
+def _quote_path(path):
+    """A path of a list such as ReadWritePaths=: split at spaces unless quoted, with
+    specifiers (%), no variables."""
+    if shlex.quote(path) == path:
+        return path.replace("%", "%%")
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
 def _quote(arg):
