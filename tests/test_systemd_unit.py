@@ -109,3 +109,25 @@ def test_an_option_with_a_control_character_is_refused(arg):
     for args in (["--dir", arg], ["--dir", "/srv/b", "--", f"--exclude-table={arg}"]):
         with pytest.raises(UsageError, match="control character"):
             unit.render(SCRIPT, [*args, "--key-file", "/etc/encpipe/backup.key"])
+
+
+def test_only_the_credentials_the_options_name_are_loaded():
+    """systemd fails a unit whose LoadCredential= file is not there (243/CREDENTIALS):
+    before, every unit loaded /etc/encpipe/backup.key, so one that seals to a public
+    key (no secret on the machine) never ran; and --key-file=${CREDENTIALS_DIRECTORY}/...
+    was neither loaded nor expanded ($$)."""
+    text = unit.render(SCRIPT, ["--dir", "/srv/b", "--recipient-file", "/etc/encpipe/backup.pub",
+                                "--sign-key", "${CREDENTIALS_DIRECTORY}/encpipe-backup.sign"])
+    assert directives(text, "LoadCredential") == ["encpipe-backup.sign:/etc/encpipe/backup.sign"]
+    assert directives(unit.render(SCRIPT, ["--dir", "/srv/b", "--recipient-file", "/etc/encpipe/backup.pub"]),
+                      "LoadCredential") == []
+    text = unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file=${CREDENTIALS_DIRECTORY}/encpipe-backup.key",
+                                "--sign-key=${CREDENTIALS_DIRECTORY}/encpipe-backup.sign"])
+    assert directives(text, "LoadCredential") == ["encpipe-backup.key:/etc/encpipe/backup.key",
+                                                  "encpipe-backup.sign:/etc/encpipe/backup.sign"]
+    o = parse(exec_start(text, "shop")[1:])
+    assert o["seal"]["--key-file"] == [f"{CREDENTIALS}/encpipe-backup.key"]
+    assert o["seal"]["--sign-key"] == [f"{CREDENTIALS}/encpipe-backup.sign"]
+    with pytest.raises(UsageError, match="credential name"):  # LoadCredential= is not quoted
+        unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "${CREDENTIALS_DIRECTORY}/my key"])
+    assert directives(unit.render(SCRIPT, []), "LoadCredential") == ["encpipe-backup.key:/etc/encpipe/backup.key"]

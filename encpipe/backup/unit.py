@@ -11,8 +11,7 @@ from .remotes import refuse_credentials
 
 DEFAULT_DIR = "/var/backups/encpipe"
 CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
-KEY_CREDENTIAL = "encpipe-backup.key"
-DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + KEY_CREDENTIAL]
+DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + "encpipe-backup.key"]
 
 TEMPLATE = """\
 # Encrypted backup of one PostgreSQL database; the instance name is the
@@ -39,10 +38,7 @@ OnFailure=encpipe-backup-failure@%n.service
 [Service]
 Type=oneshot
 User=postgres
-Group=postgres
-LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key{credentials}
-# The key is copied into a private, read-only directory for this run only;
-# it is never in the environment or on a command line.
+Group=postgres{credentials}
 ExecStart={exec_start}
 TimeoutStartSec={timeout}
 # A stop (systemctl stop, TimeoutStartSec= reached) sends SIGTERM to encpipe-backup
@@ -142,12 +138,20 @@ def _private(path):
 
 
 def _credentials(args):
-    """A LoadCredential= line for each other ${CREDENTIALS_DIRECTORY}/NAME the options
-    name (e.g. --sign-key .../encpipe-backup.sign): from /etc/encpipe/NAME, less
-    its "encpipe-" prefix."""
-    names = [a[len(CREDENTIALS):] for a in args if a.startswith(CREDENTIALS) and "/" not in a[len(CREDENTIALS):]]
-    return "".join(f"\nLoadCredential={name}:/etc/encpipe/{name.removeprefix('encpipe-')}"
-                   for name in dict.fromkeys(names) if name != KEY_CREDENTIAL)
+    """A LoadCredential= line for each ${CREDENTIALS_DIRECTORY}/NAME the options name
+    (--key-file .../encpipe-backup.key, --sign-key=.../encpipe-backup.sign), and
+    none else (systemd fails a unit whose credential file is not there): from
+    /etc/encpipe/NAME, less its "encpipe-" prefix. UsageError (64) for a NAME
+    LoadCredential= cannot hold as it is (it is not quoted)."""
+    names = [m[1] for a in args for m in [re.search(r"\$\{CREDENTIALS_DIRECTORY\}/([^/]*)$", a)] if m]
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or name in (".", ".."):
+            raise UsageError(f"{CREDENTIALS}{name}: not a credential name a unit can load as it is",
+                             hint="name it with letters, digits, '.', '_', '+' and '-' only")
+    lines = "".join(f"\nLoadCredential={name}:/etc/encpipe/{name.removeprefix('encpipe-')}"
+                    for name in dict.fromkeys(names))
+    return lines and lines + ("\n# Each key is copied into a private, read-only directory for this run only;"
+                              "\n# it is never in the environment or on a command line.")
 
 
 def _quote_path(path):
@@ -159,7 +163,10 @@ def _quote_path(path):
 
 
 def _quote(arg):
-    """systemd's quoting: ${VAR} expands inside double quotes, % is a specifier."""
-    if arg.startswith("${") or shlex.quote(arg) == arg:
+    """systemd's quoting: ${VAR} expands, inside double quotes too; $$ is a $, % a
+    specifier. Each ${VAR} of `arg` is kept for systemd to expand."""
+    pieces = re.split(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\})", arg)  # odd ones: the ${VAR}s
+    if all(i % 2 or not piece or shlex.quote(piece) == piece for i, piece in enumerate(pieces)):
         return arg.replace("%", "%%")
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
+    return '"' + "".join(piece if i % 2 else piece.replace("\\", "\\\\").replace('"', '\\"').replace(
+        "%", "%%").replace("$", "$$") for i, piece in enumerate(pieces)) + '"'
