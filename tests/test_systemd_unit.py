@@ -131,3 +131,19 @@ def test_only_the_credentials_the_options_name_are_loaded():
     with pytest.raises(UsageError, match="credential name"):  # LoadCredential= is not quoted
         unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "${CREDENTIALS_DIRECTORY}/my key"])
     assert directives(unit.render(SCRIPT, []), "LoadCredential") == ["encpipe-backup.key:/etc/encpipe/backup.key"]
+
+
+@pytest.mark.parametrize("option, path, hidden_by", [
+    ("--dir", "/home/pg/backups", "ProtectHome="), ("--dir", "/tmp/backups", "PrivateTmp="),
+    ("--metrics-file", "/root/encpipe.prom", "ProtectHome="), ("--key-file", "/root/backup.key", "ProtectHome="),
+    ("--sign-key", "/home/pg/backup.sign", "ProtectHome="), ("--signer-file", "/run/user/0/signer.pub", "ProtectHome="),
+    ("--identity", "/var/tmp/backup.id", "PrivateTmp="), ("--recipient-file", "/tmp/backup.pub", "PrivateTmp=")])
+def test_a_path_the_sandbox_hides_is_refused(option, path, hidden_by):
+    """ProtectHome=yes makes /home, /root and /run/user inaccessible, and systemd drops
+    a ReadWritePaths= below them; PrivateTmp= gives the service a /tmp of its own,
+    removed when it stops: before, a key there failed every run, and a --dir there
+    was written in a /tmp no one else sees."""
+    args = ["--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key"]
+    args = [*args[2:], option, path] if option == "--dir" else [*args, f"{option}={path}"]
+    with pytest.raises(UsageError, match=f"^{option} {path}: the unit's {hidden_by} "):
+        unit.render(SCRIPT, args)

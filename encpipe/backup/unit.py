@@ -11,6 +11,10 @@ from .remotes import refuse_credentials
 
 DEFAULT_DIR = "/var/backups/encpipe"
 CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
+KEY_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")
+HIDDEN_HINTS = {"--dir": f"keep the backups where the unit can write them, e.g. {DEFAULT_DIR}",
+                "--metrics-file": "write it in a directory of the backups' user, e.g. /var/lib/encpipe",
+                None: "keep it in /etc/encpipe; a secret as a credential: ${CREDENTIALS_DIRECTORY}/NAME"}
 DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + "encpipe-backup.key"]
 
 TEMPLATE = """\
@@ -84,6 +88,9 @@ def render(script, args, timeout="6h"):
             refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
     o = _options(args)
     metrics = o["metrics"][0].partition("=")[2] if o["metrics"] else None
+    for option, path in [("--dir", o["dir"]), ("--metrics-file", metrics or ""),
+                         *((f, p) for f in KEY_FILES for p in {**o["seal"], **o["signers"]}[f])]:
+        _refuse_hidden(option, path)
     if not o["dir"] and not o["to"]:
         args = ["--dir", DEFAULT_DIR, *args]
     # what the run writes: DIR, the metrics file's directory (nothing on the machine with --to
@@ -121,20 +128,28 @@ def _writable(option, value, directory):
     if not os.path.isabs(value):
         raise UsageError(f"{option} {value}: the unit runs in /, not here, and makes only absolute paths writable",
                          hint="give an absolute path")
-    if option == "--metrics-file" and _private(value):
-        raise UsageError(f"--metrics-file {value}: the unit's PrivateTmp= gives the service a /tmp and "
-                         "/var/tmp of its own, which no one else sees",
-                         hint="write it in a directory of the backups' user, e.g. /var/lib/encpipe")
     if os.path.normpath(directory) == "/":
         raise UsageError(f"{option} {value}: the unit would make the whole file system writable (/)",
                          hint="give it a directory of its own, e.g. /var/lib/encpipe")
     return directory
 
 
-def _private(path):
-    """Whether `path` is in /tmp or /var/tmp (or is one), which PrivateTmp= makes the service's own."""
-    return any(os.path.normpath(path) == top or os.path.normpath(path).startswith(top + "/")
-               for top in ("/tmp", "/var/tmp"))
+def _refuse_hidden(option, path):
+    """UsageError (64) for a `path` the unit's sandbox hides from the service: in /tmp
+    or /var/tmp, which PrivateTmp= makes its own (and removes when it stops), or
+    in /home, /root or /run/user, which ProtectHome= makes inaccessible (dropping
+    a ReadWritePaths= below them)."""
+    if _below(path, ("/tmp", "/var/tmp")):
+        raise UsageError(f"{option} {path}: the unit's PrivateTmp= gives the service a /tmp and /var/tmp of its own, "
+                         "which no one else sees", hint=HIDDEN_HINTS.get(option, HIDDEN_HINTS[None]))
+    if _below(path, ("/home", "/root", "/run/user")):
+        raise UsageError(f"{option} {path}: the unit's ProtectHome= hides /home, /root and /run/user from the service",
+                         hint=HIDDEN_HINTS.get(option, HIDDEN_HINTS[None]))
+
+
+def _below(path, tops):
+    """Whether `path` is one of `tops` or in one."""
+    return any(os.path.normpath(path) == top or os.path.normpath(path).startswith(top + "/") for top in tops)
 
 
 def _credentials(args):
