@@ -3,6 +3,7 @@ systemd here): ExecStart= as encpipe-backup parses it once %I is the database.""
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from encpipe.errors import UsageError
 from encpipe.pgbackupargs import parse
 
 SCRIPT = "/usr/local/bin/encpipe-backup"
+SYSTEMD = Path(__file__).resolve().parent.parent / "scripts" / "systemd"
 
 
 CREDENTIALS = "/run/credentials/encpipe-backup@shop.service"
@@ -147,3 +149,17 @@ def test_a_path_the_sandbox_hides_is_refused(option, path, hidden_by):
     args = [*args[2:], option, path] if option == "--dir" else [*args, f"{option}={path}"]
     with pytest.raises(UsageError, match=f"^{option} {path}: the unit's {hidden_by} "):
         unit.render(SCRIPT, args)
+
+
+def test_the_failure_hook_names_a_command_that_can_be_pasted():
+    """The hook's line says which journalctl to run: a unit name with an escaped
+    character (crm\\x2dprod) pasted unquoted into a shell lost its backslash, and
+    journalctl showed a unit that does not exist."""
+    failed = r"encpipe-backup@crm\x2dprod.service"
+    with open(SYSTEMD / "encpipe-backup-failure@.service") as f:
+        (line,) = directives(f.read(), "ExecStart")
+    argv = [word.replace("%i", failed) for word in shlex.split(line)]  # specifiers after the split
+    assert argv[:4] == ["/usr/bin/logger", "--priority", "daemon.err", "--tag"]
+    message = argv[-1]
+    assert message.startswith(f"{failed} failed: see ")
+    assert shlex.split(message.partition(" see ")[2]) == ["journalctl", "-u", failed]
