@@ -163,3 +163,20 @@ def test_the_failure_hook_names_a_command_that_can_be_pasted():
     message = argv[-1]
     assert message.startswith(f"{failed} failed: see ")
     assert shlex.split(message.partition(" see ")[2]) == ["journalctl", "-u", failed]
+
+
+@pytest.mark.parametrize("option, secret", [
+    ("--recipient", "ENCPIPE-SECRET-KEY-1" + "Q" * 52), ("--signer", "ENCPIPE-SIGNING-KEY-1" + "Q" * 52),
+    ("--recipient", "ab" * 32), ("--signer=", "ab" * 32)])
+def test_a_secret_given_for_a_public_key_never_reaches_the_unit(option, secret, capsys):
+    """A unit file is world-readable (and `systemctl show` prints ExecStart= to any
+    user): before, a secret key pasted as --recipient or --signer was written into
+    it, the run refusing it only later (64). It is refused when the unit is printed,
+    the value not shown, nothing on standard output."""
+    from encpipe.backup.job import main
+
+    argv = ["systemd-unit", SCRIPT, "--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key",
+            *([option + secret] if option.endswith("=") else [option, secret])]
+    assert main(argv) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and secret not in err and err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a ")

@@ -5,6 +5,7 @@ import re
 import shlex
 
 from ..errors import UsageError
+from ..keyargs import public_forms
 from ..pgbackupargs import HELP, parse
 from ..pgcli import Failure
 from .remotes import refuse_credentials
@@ -115,6 +116,8 @@ def _options(args):
         raise UsageError(str(e), hint=e.hint) from None
     if o is HELP:
         raise UsageError("--help is not an option of the unit's run", hint="see encpipe-backup --help")
+    public_forms("--recipient", o["seal"]["--recipient"])  # 64, before a secret is in a unit file
+    public_forms("--signer", o["signers"]["--signer"], "verify key")
     if o["db"]:
         raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
                          hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
