@@ -180,3 +180,10 @@ def test_a_secret_given_for_a_public_key_never_reaches_the_unit(option, secret, 
     assert main(argv) == 64
     out, err = capsys.readouterr()
     assert out == "" and secret not in err and err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a ")
+
+
+@pytest.mark.parametrize("flag", ["-p", "--passphrase"])
+def test_a_passphrase_prompt_is_refused(flag):
+    """A unit has no terminal: with -p every run failed (78, cannot prompt)."""
+    with pytest.raises(UsageError, match=f"^{flag} prompts on a terminal"):
+        unit.render(SCRIPT, ["--dir", "/srv/b", flag])

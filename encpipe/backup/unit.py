@@ -116,6 +116,10 @@ def _options(args):
         raise UsageError(str(e), hint=e.hint) from None
     if o is HELP:
         raise UsageError("--help is not an option of the unit's run", hint="see encpipe-backup --help")
+    if o["seal"]["--passphrase"]:  # every run: 78, cannot prompt
+        prompt = next((a for a in args if a in ("-p", "--passphrase")), "-p")
+        raise UsageError(f"{prompt} prompts on a terminal, and the unit's run has none",
+                         hint="give the passphrase as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
     public_forms("--recipient", o["seal"]["--recipient"])  # 64, before a secret is in a unit file
     public_forms("--signer", o["signers"]["--signer"], "verify key")
     if o["db"]:
