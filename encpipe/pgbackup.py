@@ -69,9 +69,12 @@ class Backup:
         except (EncpipeError, OSError) as e:
             if isinstance(e, OSError):  # DIR cannot be made, opened or locked: the output cannot be written
                 self.said.error(f"cannot use {self.o['dir']}: {e.strerror or e}")
-                return self.failed(74)
-            self.said.error(str(e), e.hint)
-            return self.failed(e.exit_code)
+                status = 74
+            else:
+                self.said.error(str(e), e.hint)
+                status = e.exit_code
+            # a failed attempt too (DIR refused, its lock held): nothing to remove, but recorded
+            return self.failed(status, job.metrics_not_written(job.record_failed_run(self.job_opts)))
         self.temp = self._temp_name()
         try:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -268,6 +271,7 @@ def main(argv=None):
     io = Io(sys.stdin.buffer, sys.stdout.buffer, sys.stderr, os.environ, prog=PROG)
     if "--systemd-unit" in argv:
         return job.main(["systemd-unit", script, *[a for a in argv if a != "--systemd-unit"]])
+    started, run = time.time(), None
     try:
         o = parse(argv)
         if o is HELP:
@@ -275,6 +279,7 @@ def main(argv=None):
         public_forms("--recipient", o["seal"]["--recipient"])  # a secret pasted: 64, before anything
         public_forms("--signer", o["signers"]["--signer"], "verify key")
         validate(o, io.env)
+        run = o  # from here on a failure is a failed run: recorded (--metrics-file)
         # a secret on a closed descriptor: 66 now, before DIR's lock takes its number
         given = {**o["seal"], "--passphrase-fd": list(map(str, o["seal"]["--passphrase-fd"]))}
         secret_fds_open({**given, **o["signers"]})
@@ -288,10 +293,10 @@ def main(argv=None):
             passphrases.append(read_fd(fd))
             os.close(fd)
     except Failure as e:
-        io.error(str(e), hint=e.hint)
+        io.error(f"{e}{_recorded(run, started)}", hint=e.hint)
         return e.status
     except EncpipeError as e:
-        io.error(str(e), hint=e.hint)
+        io.error(f"{e}{_recorded(run, started)}", hint=e.hint)
         return e.exit_code
     try:
         return report_errors(io, Backup(o, passphrases, io).run)
@@ -305,3 +310,13 @@ if __name__ == "__main__":
     guard_standard_fds()
     no_core_dumps()
     raise SystemExit(main())
+
+
+def _recorded(o, started):
+    """Record a run that failed before Backup (a key file refused, a descriptor
+    closed) in --metrics-file; what its line ends with when that failed."""
+    if o is None:  # its command line was not read: no run
+        return ""
+    return job.metrics_not_written(job.record_failed_run(o["metrics"] + joined(
+        {"--database": [o["db"]], "--started": [repr(started)]})))
+

@@ -76,15 +76,17 @@ def globals_of(name):
 def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file, tmp_path):
     db = ensure_small(pg, "bk_installed")
     directory = tmp_path / "backups"
-    unit = run_bare([installed / "encpipe-backup", "--systemd-unit", "--dir", directory, "--keep-last", "1",
-                     "--key-file", "${CREDENTIALS_DIRECTORY}/encpipe-backup.key"], pg)
+    # the unit's DIR, which it refuses in /tmp (PrivateTmp=), is the test's once out of the unit
+    unit = run_bare([installed / "encpipe-backup", "--systemd-unit", "--dir", "/var/backups/encpipe", "--keep-last",
+                     "1", "--key-file", "${CREDENTIALS_DIRECTORY}/encpipe-backup.key"], pg)
     assert unit.returncode == 0, unit.stderr
     text = unit.stdout.decode()
     (exec_start,) = re.findall(r"^ExecStart=(.*)$", text, flags=re.M)
     assert re.search(r"^TimeoutStartSec=\S+$", text, flags=re.M)
     assert "OnFailure=encpipe-backup-failure@%n.service" in text
-    assert f"ReadWritePaths={directory}" in text
-    argv = shlex.split(exec_start.replace("${CREDENTIALS_DIRECTORY}", str(tmp_path / "creds")))
+    assert "ReadWritePaths=/var/backups/encpipe" in text
+    argv = shlex.split(exec_start.replace("${CREDENTIALS_DIRECTORY}", str(tmp_path / "creds"))
+                       .replace("/var/backups/encpipe", str(directory)))
     assert argv[0] == str(installed / "encpipe-backup") and argv[-1] == "%I"
     os.makedirs(tmp_path / "creds")
     shutil.copy(key_file, tmp_path / "creds" / "encpipe-backup.key")

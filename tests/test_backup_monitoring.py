@@ -1,22 +1,27 @@
 """encpipe-backup --metrics-file (a node_exporter textfile) and encpipe-check."""
 
+import fcntl
 import io
 import os
+import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from encpipe.backup import metrics
 from encpipe.backup.cli import main
 from test_backup_dir import make_truncated, make_valid, stamp
 from test_backup_faults import _fake_pg_dump, _with_path_first
+from test_backup_made_dir import env as made_dir_env
 from test_backup_restore import (
     BACKUP,
     REPO,
     backup,
     ensure_small,
+    make_key,
     script_env,
 )
 from test_backup_restore import run as run_process
@@ -122,3 +127,53 @@ def test_check_reads_each_file_a_bounded_number_of_times():
     assert status == 0 and len(lines) == count
     assert lines[7] == "OK: db007: newest backup db007_x.sql.enc is 1.0 h old"
     assert reads[0] < 40 * count, reads[0]  # 26 a file; 325 a file when each database read them all
+
+
+@pytest.mark.parametrize("fault, status", [("DIR is a file", 74), ("DIR is shared", 73), ("DIR's lock is held", 75),
+                                           ("the key file is shared", 73), ("--passphrase-fd is closed", 66)])
+def test_a_run_that_fails_before_it_dumps_is_recorded_as_failed(tmp_path, fault, status):
+    """A run that fails before it dumps anything, at DIR (a file in its place, a
+    directory others can write, its lock held past ENCPIPE_LOCK_WAIT) or at a key
+    (a key file others can write, a closed descriptor), is a failed attempt too:
+    before, it was not recorded, and the metrics file (and encpipe-check) went on
+    saying the last attempt succeeded. No server is needed: these come before pg_dump."""
+    prom = tmp_path / "textfile" / "encpipe.prom"
+    prom.parent.mkdir()
+    metrics.record(str(prom), "db", ok=True, started=1000.0, finished=1010.0, size=5)
+    directory, key = tmp_path / "backups", make_key(tmp_path / "backup.key")
+    if fault == "DIR is a file":
+        directory.write_bytes(b"")
+    else:
+        directory.mkdir()
+        directory.chmod(0o777 if fault == "DIR is shared" else 0o700)
+    if fault == "the key file is shared":
+        os.chmod(key, 0o666)
+    extra = ["--passphrase-fd", "9"] if fault == "--passphrase-fd is closed" else []
+    fd = os.open(directory, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        done = subprocess.run([BACKUP, "--dir", str(directory), "--key-file", key, *extra, "--metrics-file", str(prom),
+                               "db"], env={**made_dir_env(tmp_path), "ENCPIPE_LOCK_WAIT": "0"}, capture_output=True,
+                              timeout=60)
+    finally:
+        os.close(fd)
+    assert (done.returncode, done.stdout) == (status, b""), done.stderr
+    assert "metrics not written" not in done.stderr.decode() and "Traceback" not in done.stderr.decode()
+    got = samples(prom)
+    assert got[("encpipe_backup_last_attempt_success", "db")] == 0
+    assert got[("encpipe_backup_last_attempt_timestamp_seconds", "db")] > 1010
+    assert got[("encpipe_backup_last_success_timestamp_seconds", "db")] == 1010  # the last success kept
+    assert got[("encpipe_backup_last_size_bytes", "db")] == 5
+
+
+def test_a_remote_that_cannot_be_listed_is_one_critical_line_saying_so_once(tmp_path):
+    """The plugin's status text: before, `CRITICAL: cannot list R: cannot list R:
+    rclone lsjson: ...`, the location and its prefix said twice."""
+    rclone = tmp_path / "rclone"
+    rclone.write_text("#!/bin/sh\necho 'Failed to create file system: AccessDenied' >&2\nexit 1\n")
+    rclone.chmod(0o755)
+    done = subprocess.run([sys.executable, REPO / "scripts" / "encpipe-check", "--max-age", "24", "offsite:bucket/x"],
+                          env={**os.environ, "RCLONE": str(rclone)}, capture_output=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, b"")
+    assert done.stdout.decode() == ("CRITICAL: cannot list offsite:bucket/x: rclone lsjson: "
+                                    "Failed to create file system: AccessDenied\n")

@@ -150,7 +150,7 @@ def test_the_systemd_unit_loads_a_signing_key_as_a_credential():
     assert "LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key" in lines
     assert "LoadCredential=encpipe-backup.sign:/etc/encpipe/backup.sign" in lines
     assert ("ExecStart=/usr/local/bin/encpipe-backup --dir /var/backups/encpipe --key-file "
-            "${CREDENTIALS_DIRECTORY}/encpipe-backup.key --sign-key ${CREDENTIALS_DIRECTORY}/encpipe-backup.sign %I"
+            "${CREDENTIALS_DIRECTORY}/encpipe-backup.key --sign-key ${CREDENTIALS_DIRECTORY}/encpipe-backup.sign -- %I"
             ) in lines
     # without --sign-key, no signing credential (the shipped unit stays as it is)
     assert not any(".sign" in line for line in unit.render("/usr/local/bin/encpipe-backup", []).splitlines())

@@ -55,7 +55,8 @@ def _run(args, io, where, max_age, warn):
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        return 2, [plugin_line(f"CRITICAL: cannot list {where}: {e}")]
+        said = f"cannot list {where}: "  # once: a remote's error says it already
+        return 2, [plugin_line(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}")]
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,

@@ -227,6 +227,14 @@ def _abort(args, targets, temps, io):
     return _record(args, ok=False)
 
 
+def record_failed_run(words):
+    """Record a run that failed before it made a file (DIR refused, its lock held) in
+    --metrics-file, if `words` (encpipe-backup's --metrics-file=, --database=,
+    --started=) give one; the error that kept it from being recorded, else None."""
+    args = {"--metrics-file": None, **dict(word.partition("=")[::2] for word in words)}
+    return _record(args, ok=False)
+
+
 def _record(args, ok, size=None):
     """Record the run in --metrics-file, if given; the error (EncpipeError) that kept
     it from being recorded, else None."""

@@ -1,15 +1,22 @@
 """A systemd service unit for this install of encpipe-backup."""
 
 import os
+import re
 import shlex
 
 from ..errors import UsageError
+from ..keyargs import public_forms
+from ..pgbackupargs import HELP, parse
+from ..pgcli import Failure
 from .remotes import refuse_credentials
 
 DEFAULT_DIR = "/var/backups/encpipe"
 CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
-KEY_CREDENTIAL = "encpipe-backup.key"
-DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + KEY_CREDENTIAL]
+KEY_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")
+HIDDEN_HINTS = {"--dir": f"keep the backups where the unit can write them, e.g. {DEFAULT_DIR}",
+                "--metrics-file": "write it in a directory of the backups' user, e.g. /var/lib/encpipe",
+                None: "keep it in /etc/encpipe; a secret as a credential: ${CREDENTIALS_DIRECTORY}/NAME"}
+DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + "encpipe-backup.key"]
 
 TEMPLATE = """\
 # Encrypted backup of one PostgreSQL database; the instance name is the
@@ -36,11 +43,8 @@ OnFailure=encpipe-backup-failure@%n.service
 [Service]
 Type=oneshot
 User=postgres
-Group=postgres
-LoadCredential=encpipe-backup.key:/etc/encpipe/backup.key{credentials}
-# The key is copied into a private, read-only directory for this run only;
-# it is never in the environment or on a command line.
-ExecStart={exec_start} %I
+Group=postgres{credentials}
+ExecStart={exec_start}
 TimeoutStartSec={timeout}
 # A stop (systemctl stop, TimeoutStartSec= reached) sends SIGTERM to encpipe-backup
 # alone: it stops pg_dump and its rclone itself, which then aborts its unfinished
@@ -49,13 +53,13 @@ KillMode=mixed
 UMask=0077
 Nice=10
 IOSchedulingClass=idle
-# Hardening: the service can write to the backup directory and nowhere else.
+# Hardening: the service can write to the backup directory (and the metrics
+# file's) and nowhere else.
 NoNewPrivileges=yes
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectSystem=strict
-ProtectHome=yes
-ReadWritePaths={writable}
+ProtectHome=yes{writable}
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
@@ -73,46 +77,118 @@ CapabilityBoundingSet=
 
 
 def render(script, args, timeout="6h"):
-    """The unit: ExecStart runs `script` with `args` (the backup options; a
-    default directory, retention and credential key when none are given)."""
+    """The unit: ExecStart runs `script` with `args` (the backup options, then
+    after -- pg_dump's; a default directory, retention and credential key when
+    none are given), the database `-- %I` after the options, before pg_dump's."""
     args = list(args) or [*DEFAULT_ARGS]
-    for before, arg in zip(["", *args], args[:args.index("--") if "--" in args else None]):
+    args, dump = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
+    if any(re.search(r"[\x00-\x1f\x7f]", arg) for arg in [*args, *dump]):  # a newline: a directive of its own
+        raise UsageError("an option of the unit holds a control character", hint="name paths without one")
+    for before, arg in zip(["", *args], args):
         if before == "--to" or arg.startswith("--to="):  # 64, before the credential is in a unit file
             refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
-    writable = []
-    for option in ("--dir", "--metrics-file"):
-        if option in args[:-1]:
-            value = args[args.index(option) + 1]
-            if option == "--metrics-file" and _private(value):
-                raise UsageError(f"--metrics-file {value}: the unit's PrivateTmp= gives the service a /tmp and "
-                                 "/var/tmp of its own, which no one else sees",
-                                 hint="write it in a directory of the backups' user, e.g. /var/lib/encpipe")
-            writable.append(value if option == "--dir" else value.rpartition("/")[0] or "/")
-    if "--dir" not in args and "--to" not in args:
+    o = _options(args)
+    metrics = o["metrics"][0].partition("=")[2] if o["metrics"] else None
+    for option, path in [("--dir", o["dir"]), ("--metrics-file", metrics or ""),
+                         *((f, p) for f in KEY_FILES for p in {**o["seal"], **o["signers"]}[f])]:
+        _refuse_hidden(option, path)
+    if not o["dir"] and not o["to"]:
         args = ["--dir", DEFAULT_DIR, *args]
-        writable.append(DEFAULT_DIR)
-    exec_start = " ".join(_quote(a) for a in [script, *args])
+    # what the run writes: DIR, the metrics file's directory (nothing on the machine with --to
+    # alone: a ReadWritePaths= that is not there fails the unit before encpipe-backup starts)
+    writable = [_writable("--dir", o["dir"], o["dir"])] if o["dir"] else [] if o["to"] else [DEFAULT_DIR]
+    if metrics is not None:
+        writable.append(_writable("--metrics-file", metrics, os.path.dirname(metrics)))
+    # after --, %I is the database even when it starts with -, and pg_dump's options follow it
+    exec_start = " ".join([*(_quote(a) for a in [script, *args]), "--", "%I", *(_quote(a) for a in dump)])
+    writable = f"\nReadWritePaths={' '.join(map(_quote_path, writable))}" if writable else ""
     return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
-                           writable=" ".join(writable) or DEFAULT_DIR).rstrip("\n")
+                           writable=writable).rstrip("\n")
 
 
-def _private(path):
-    """Whether `path` is in /tmp or /var/tmp (or is one), which PrivateTmp= makes the service's own."""
-    return any(os.path.normpath(path) == top or os.path.normpath(path).startswith(top + "/")
-               for top in ("/tmp", "/var/tmp"))
+def _options(args):
+    """The options as encpipe-backup reads them (pgbackupargs.parse); UsageError (64)
+    for options it would not take, or that name a database: the instance does (%I),
+    and a second one failed every run."""
+    try:
+        o = parse(args)
+    except Failure as e:
+        raise UsageError(str(e), hint=e.hint) from None
+    if o is HELP:
+        raise UsageError("--help is not an option of the unit's run", hint="see encpipe-backup --help")
+    if o["seal"]["--passphrase"]:  # every run: 78, cannot prompt
+        prompt = next((a for a in args if a in ("-p", "--passphrase")), "-p")
+        raise UsageError(f"{prompt} prompts on a terminal, and the unit's run has none",
+                         hint="give the passphrase as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
+    public_forms("--recipient", o["seal"]["--recipient"])  # 64, before a secret is in a unit file
+    public_forms("--signer", o["signers"]["--signer"], "verify key")
+    if o["db"]:
+        raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
+                         hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
+    return o
+
+
+def _writable(option, value, directory):
+    """`directory`, which the run writes, for ReadWritePaths=; UsageError (64) for one
+    that is not absolute (the unit runs in /, and systemd ignores such a path there),
+    is / (the whole file system writable), or is in /tmp or /var/tmp."""
+    if not os.path.isabs(value):
+        raise UsageError(f"{option} {value}: the unit runs in /, not here, and makes only absolute paths writable",
+                         hint="give an absolute path")
+    if os.path.normpath(directory) == "/":
+        raise UsageError(f"{option} {value}: the unit would make the whole file system writable (/)",
+                         hint="give it a directory of its own, e.g. /var/lib/encpipe")
+    return directory
+
+
+def _refuse_hidden(option, path):
+    """UsageError (64) for a `path` the unit's sandbox hides from the service: in /tmp
+    or /var/tmp, which PrivateTmp= makes its own (and removes when it stops), or
+    in /home, /root or /run/user, which ProtectHome= makes inaccessible (dropping
+    a ReadWritePaths= below them)."""
+    if _below(path, ("/tmp", "/var/tmp")):
+        raise UsageError(f"{option} {path}: the unit's PrivateTmp= gives the service a /tmp and /var/tmp of its own, "
+                         "which no one else sees", hint=HIDDEN_HINTS.get(option, HIDDEN_HINTS[None]))
+    if _below(path, ("/home", "/root", "/run/user")):
+        raise UsageError(f"{option} {path}: the unit's ProtectHome= hides /home, /root and /run/user from the service",
+                         hint=HIDDEN_HINTS.get(option, HIDDEN_HINTS[None]))
+
+
+def _below(path, tops):
+    """Whether `path` is one of `tops` or in one."""
+    return any(os.path.normpath(path) == top or os.path.normpath(path).startswith(top + "/") for top in tops)
 
 
 def _credentials(args):
-    """A LoadCredential= line for each other ${CREDENTIALS_DIRECTORY}/NAME the options
-    name (e.g. --sign-key .../encpipe-backup.sign): from /etc/encpipe/NAME, less
-    its "encpipe-" prefix."""
-    names = [a[len(CREDENTIALS):] for a in args if a.startswith(CREDENTIALS) and "/" not in a[len(CREDENTIALS):]]
-    return "".join(f"\nLoadCredential={name}:/etc/encpipe/{name.removeprefix('encpipe-')}"
-                   for name in dict.fromkeys(names) if name != KEY_CREDENTIAL)
+    """A LoadCredential= line for each ${CREDENTIALS_DIRECTORY}/NAME the options name
+    (--key-file .../encpipe-backup.key, --sign-key=.../encpipe-backup.sign), and
+    none else (systemd fails a unit whose credential file is not there): from
+    /etc/encpipe/NAME, less its "encpipe-" prefix. UsageError (64) for a NAME
+    LoadCredential= cannot hold as it is (it is not quoted)."""
+    names = [m[1] for a in args for m in [re.search(r"\$\{CREDENTIALS_DIRECTORY\}/([^/]*)$", a)] if m]
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or name in (".", ".."):
+            raise UsageError(f"{CREDENTIALS}{name}: not a credential name a unit can load as it is",
+                             hint="name it with letters, digits, '.', '_', '+' and '-' only")
+    lines = "".join(f"\nLoadCredential={name}:/etc/encpipe/{name.removeprefix('encpipe-')}"
+                    for name in dict.fromkeys(names))
+    return lines and lines + ("\n# Each key is copied into a private, read-only directory for this run only;"
+                              "\n# it is never in the environment or on a command line.")
+
+
+def _quote_path(path):
+    """A path of a list such as ReadWritePaths=: split at spaces unless quoted, with
+    specifiers (%), no variables."""
+    if shlex.quote(path) == path:
+        return path.replace("%", "%%")
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
 def _quote(arg):
-    """systemd's quoting: ${VAR} expands inside double quotes, % is a specifier."""
-    if arg.startswith("${") or shlex.quote(arg) == arg:
+    """systemd's quoting: ${VAR} expands, inside double quotes too; $$ is a $, % a
+    specifier. Each ${VAR} of `arg` is kept for systemd to expand."""
+    pieces = re.split(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\})", arg)  # odd ones: the ${VAR}s
+    if all(i % 2 or not piece or shlex.quote(piece) == piece for i, piece in enumerate(pieces)):
         return arg.replace("%", "%%")
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
+    return '"' + "".join(piece if i % 2 else piece.replace("\\", "\\\\").replace('"', '\\"').replace(
+        "%", "%%").replace("$", "$$") for i, piece in enumerate(pieces)) + '"'

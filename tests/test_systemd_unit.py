@@ -1,0 +1,189 @@
+"""The unit `encpipe-backup --systemd-unit` prints, read as systemd reads it (no
+systemd here): ExecStart= as encpipe-backup parses it once %I is the database."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from encpipe.backup import unit
+from encpipe.errors import UsageError
+from encpipe.pgbackupargs import parse
+
+SCRIPT = "/usr/local/bin/encpipe-backup"
+SYSTEMD = Path(__file__).resolve().parent.parent / "scripts" / "systemd"
+
+
+CREDENTIALS = "/run/credentials/encpipe-backup@shop.service"
+
+
+def exec_start(text, instance):
+    """ExecStart='s words, %I the (unescaped) instance name: systemd splits the line
+    first, then resolves specifiers and ${VAR} ($$ a $) in each word (a name with a
+    space stays one word)."""
+    (line,) = re.findall(r"^ExecStart=(.*)$", text, flags=re.M)
+    words = [re.sub(r"%(.)", lambda m: instance if m[1] == "I" else m[1], word) for word in shlex.split(line)]
+    return [re.sub(r"\$\$|\$\{CREDENTIALS_DIRECTORY\}", lambda m: "$" if m[0] == "$$" else CREDENTIALS, word)
+            for word in words]
+
+
+def directives(text, name):
+    """The values of each `name=` line."""
+    return re.findall(rf"^{name}=(.*)$", text, flags=re.M)
+
+
+@pytest.mark.parametrize("instance", ["shop", "crm-prod", "my db", "-dash"])
+def test_the_instance_is_the_database_with_pg_dump_options_after_it(instance):
+    """Options after -- are pg_dump's: before, %I came after them, so encpipe-backup
+    took the first pg_dump option for the database and the database for a pg_dump
+    argument (64, every night); and a database whose name starts with - was taken
+    for an option."""
+    text = unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/k", "--",
+                                "--exclude-table-data=log", "-n", "public"])
+    o = parse(exec_start(text, instance)[1:])
+    assert (o["db"], o["dump"], o["dir"]) == (instance, ["--exclude-table-data=log", "-n", "public"], "/srv/b")
+    o = parse(exec_start(unit.render(SCRIPT, []), instance)[1:])
+    assert (o["db"], o["dump"], o["dir"]) == (instance, [], unit.DEFAULT_DIR)
+
+
+def test_a_database_among_the_options_is_refused():
+    """The instance names the database: one among the options made every run fail
+    (only one DBNAME), or a pg_dump argument."""
+    with pytest.raises(UsageError, match="shop: the database is the instance"):
+        unit.render(SCRIPT, ["--dir", "/srv/b", "shop"])
+
+
+def test_a_unit_that_only_uploads_makes_no_directory_writable():
+    """With --to alone nothing is written on the machine: before, the unit still had
+    ReadWritePaths=/var/backups/encpipe, and systemd fails a unit whose
+    ReadWritePaths= is not there (226/NAMESPACE) before encpipe-backup starts."""
+    text = unit.render(SCRIPT, ["--to", "offsite:backups", "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == []
+    o = parse(exec_start(text, "shop")[1:])
+    assert (o["dir"], o["to"]) == ("", "offsite:backups")
+    text = unit.render(SCRIPT, ["--to=offsite:backups", "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == [] and parse(exec_start(text, "shop")[1:])["dir"] == ""
+    text = unit.render(SCRIPT, ["--to=offsite:backups", "--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == ["/srv/b"]
+
+
+def test_options_given_with_an_equals_sign_are_read_as_encpipe_backup_reads_them():
+    """--dir=DIR and --metrics-file=FILE: before, the unit added --dir
+    /var/backups/encpipe to a --dir=DIR (every run: --dir given more than once, 64),
+    and left the metrics file's directory read-only (every run: metrics not written,
+    1), or let a --metrics-file=/tmp/... through, which PrivateTmp= hides."""
+    text = unit.render(SCRIPT, ["--dir=/srv/b", "--metrics-file=/var/lib/encpipe/encpipe.prom",
+                                "--key-file", "/etc/encpipe/backup.key"])
+    assert directives(text, "ReadWritePaths") == ["/srv/b /var/lib/encpipe"]
+    o = parse(exec_start(text, "shop")[1:])
+    assert (o["dir"], o["metrics"]) == ("/srv/b", ["--metrics-file=/var/lib/encpipe/encpipe.prom"])
+    with pytest.raises(UsageError, match="PrivateTmp"):
+        unit.render(SCRIPT, ["--metrics-file=/tmp/encpipe.prom", "--key-file", "/etc/encpipe/backup.key"])
+
+
+@pytest.mark.parametrize("option, value", [("--dir", "backups"), ("--metrics-file", "encpipe.prom"),
+                                           ("--metrics-file", "lib/encpipe.prom"), ("--metrics-file", "/encpipe.prom")])
+def test_a_relative_path_or_one_in_the_root_is_refused(option, value):
+    """A unit runs in /, not where it was printed, and ReadWritePaths= takes absolute
+    paths only: before, --metrics-file encpipe.prom made the whole file system
+    writable (ReadWritePaths=/), and --dir backups was ignored there (the run
+    failing, read-only) and written in /backups."""
+    with pytest.raises(UsageError, match=f"{option} {value}: "):
+        unit.render(SCRIPT, [option, value, "--key-file", "/etc/encpipe/backup.key"])
+
+
+def test_a_path_with_a_space_or_a_percent_sign_is_one_writable_path():
+    """ReadWritePaths= is a list split at spaces, unless quoted, with specifiers: before,
+    --dir "/srv/db backups" made /srv/db and backups (ignored) writable, not DIR, and
+    a % was taken for a specifier."""
+    text = unit.render(SCRIPT, ["--dir", "/srv/db backups", "--metrics-file", "/srv/100% \"x\"\\/encpipe.prom",
+                                "--key-file", "/etc/encpipe/backup.key"])
+    (line,) = directives(text, "ReadWritePaths")
+    assert [re.sub(r"%(.)", r"\1", word) for word in shlex.split(line)] == ["/srv/db backups", "/srv/100% \"x\"\\"]
+    o = parse(exec_start(text, "shop")[1:])
+    assert (o["dir"], o["metrics"]) == ("/srv/db backups", ["--metrics-file=/srv/100% \"x\"\\/encpipe.prom"])
+
+
+@pytest.mark.parametrize("arg", ["/srv/b\nExecStartPre=/bin/sh -c id", "/srv/b\r", "/srv/\x1bb"])
+def test_an_option_with_a_control_character_is_refused(arg):
+    """A newline in an option began a line of its own in the unit: a directive."""
+    for args in (["--dir", arg], ["--dir", "/srv/b", "--", f"--exclude-table={arg}"]):
+        with pytest.raises(UsageError, match="control character"):
+            unit.render(SCRIPT, [*args, "--key-file", "/etc/encpipe/backup.key"])
+
+
+def test_only_the_credentials_the_options_name_are_loaded():
+    """systemd fails a unit whose LoadCredential= file is not there (243/CREDENTIALS):
+    before, every unit loaded /etc/encpipe/backup.key, so one that seals to a public
+    key (no secret on the machine) never ran; and --key-file=${CREDENTIALS_DIRECTORY}/...
+    was neither loaded nor expanded ($$)."""
+    text = unit.render(SCRIPT, ["--dir", "/srv/b", "--recipient-file", "/etc/encpipe/backup.pub",
+                                "--sign-key", "${CREDENTIALS_DIRECTORY}/encpipe-backup.sign"])
+    assert directives(text, "LoadCredential") == ["encpipe-backup.sign:/etc/encpipe/backup.sign"]
+    assert directives(unit.render(SCRIPT, ["--dir", "/srv/b", "--recipient-file", "/etc/encpipe/backup.pub"]),
+                      "LoadCredential") == []
+    text = unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file=${CREDENTIALS_DIRECTORY}/encpipe-backup.key",
+                                "--sign-key=${CREDENTIALS_DIRECTORY}/encpipe-backup.sign"])
+    assert directives(text, "LoadCredential") == ["encpipe-backup.key:/etc/encpipe/backup.key",
+                                                  "encpipe-backup.sign:/etc/encpipe/backup.sign"]
+    o = parse(exec_start(text, "shop")[1:])
+    assert o["seal"]["--key-file"] == [f"{CREDENTIALS}/encpipe-backup.key"]
+    assert o["seal"]["--sign-key"] == [f"{CREDENTIALS}/encpipe-backup.sign"]
+    with pytest.raises(UsageError, match="credential name"):  # LoadCredential= is not quoted
+        unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "${CREDENTIALS_DIRECTORY}/my key"])
+    assert directives(unit.render(SCRIPT, []), "LoadCredential") == ["encpipe-backup.key:/etc/encpipe/backup.key"]
+
+
+@pytest.mark.parametrize("option, path, hidden_by", [
+    ("--dir", "/home/pg/backups", "ProtectHome="), ("--dir", "/tmp/backups", "PrivateTmp="),
+    ("--metrics-file", "/root/encpipe.prom", "ProtectHome="), ("--key-file", "/root/backup.key", "ProtectHome="),
+    ("--sign-key", "/home/pg/backup.sign", "ProtectHome="), ("--signer-file", "/run/user/0/signer.pub", "ProtectHome="),
+    ("--identity", "/var/tmp/backup.id", "PrivateTmp="), ("--recipient-file", "/tmp/backup.pub", "PrivateTmp=")])
+def test_a_path_the_sandbox_hides_is_refused(option, path, hidden_by):
+    """ProtectHome=yes makes /home, /root and /run/user inaccessible, and systemd drops
+    a ReadWritePaths= below them; PrivateTmp= gives the service a /tmp of its own,
+    removed when it stops: before, a key there failed every run, and a --dir there
+    was written in a /tmp no one else sees."""
+    args = ["--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key"]
+    args = [*args[2:], option, path] if option == "--dir" else [*args, f"{option}={path}"]
+    with pytest.raises(UsageError, match=f"^{option} {path}: the unit's {hidden_by} "):
+        unit.render(SCRIPT, args)
+
+
+def test_the_failure_hook_names_a_command_that_can_be_pasted():
+    """The hook's line says which journalctl to run: a unit name with an escaped
+    character (crm\\x2dprod) pasted unquoted into a shell lost its backslash, and
+    journalctl showed a unit that does not exist."""
+    failed = r"encpipe-backup@crm\x2dprod.service"
+    with open(SYSTEMD / "encpipe-backup-failure@.service") as f:
+        (line,) = directives(f.read(), "ExecStart")
+    argv = [word.replace("%i", failed) for word in shlex.split(line)]  # specifiers after the split
+    assert argv[:4] == ["/usr/bin/logger", "--priority", "daemon.err", "--tag"]
+    message = argv[-1]
+    assert message.startswith(f"{failed} failed: see ")
+    assert shlex.split(message.partition(" see ")[2]) == ["journalctl", "-u", failed]
+
+
+@pytest.mark.parametrize("option, secret", [
+    ("--recipient", "ENCPIPE-SECRET-KEY-1" + "Q" * 52), ("--signer", "ENCPIPE-SIGNING-KEY-1" + "Q" * 52),
+    ("--recipient", "ab" * 32), ("--signer=", "ab" * 32)])
+def test_a_secret_given_for_a_public_key_never_reaches_the_unit(option, secret, capsys):
+    """A unit file is world-readable (and `systemctl show` prints ExecStart= to any
+    user): before, a secret key pasted as --recipient or --signer was written into
+    it, the run refusing it only later (64). It is refused when the unit is printed,
+    the value not shown, nothing on standard output."""
+    from encpipe.backup.job import main
+
+    argv = ["systemd-unit", SCRIPT, "--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key",
+            *([option + secret] if option.endswith("=") else [option, secret])]
+    assert main(argv) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and secret not in err and err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a ")
+
+
+@pytest.mark.parametrize("flag", ["-p", "--passphrase"])
+def test_a_passphrase_prompt_is_refused(flag):
+    """A unit has no terminal: with -p every run failed (78, cannot prompt)."""
+    with pytest.raises(UsageError, match=f"^{flag} prompts on a terminal"):
+        unit.render(SCRIPT, ["--dir", "/srv/b", flag])
