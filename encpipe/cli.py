@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EncpipeError, IOFailure, MissingDependency, UsageError
+from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, bug_line
 from .shown import json_value, printable
 from .stdio import discard, write_quietly
 from .usage import COMMANDS, USAGE, command_help
@@ -160,6 +160,8 @@ def run_script(prog, module, argv):
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
             io.error(str(e))
             status = e.exit_code
+        except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
+            status = io.error(bug_line(e)) or EXIT_INTERNAL
     except KeyboardInterrupt:
         return die_of()
     except Terminated as e:
@@ -394,5 +396,7 @@ def run():
         status = die_of()
     except Terminated as e:  # after clean-up: seal -o's hidden file is removed
         status = die_of(e.args[0])
+    except Exception as e:  # as in run_script
+        status = Io(None, None, sys.stderr, os.environ).error(bug_line(e)) or EXIT_INTERNAL
     settle()  # FILE renamed into place (sigdefer.hold_for_good): 0 stands
     raise SystemExit(status)

@@ -83,3 +83,14 @@ class NoKeyConfigured(EncpipeError):
     """No key source was given at all."""
 
     exit_code = 78
+
+
+def bug_line(e):
+    """The one line of a bug (an exception no code expected) in place of its traceback:
+    its kind and where it was raised, never its words, which may hold what the code
+    was handling (a passphrase, a key)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename.rpartition('/')[2]}:{tb.tb_lineno}" if tb is not None else ""
+    return f"internal error: {type(e).__name__}{where} (a bug of encpipe's: please report it with the command that met it)"
