@@ -13,36 +13,58 @@ from encpipe.backup.storage import Local
 from test_backup_dir import make_valid
 
 
-def test_a_link_swapped_to_a_terminal_never_becomes_the_runs_controlling_terminal(tmp_path):
+def in_a_session_of_its_own(refused):
+    """The exit code of a child that leads a session of its own with no controlling
+    terminal (as a service does) and calls `refused()`: 0 when that refused to read
+    and the child still has no controlling terminal, 1 when the terminal opened
+    became its own, 4 when it was read as a file, 3 on anything else."""
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.setsid()
+            if not refused():
+                code = 4
+            else:
+                try:
+                    os.close(os.open("/dev/tty", os.O_RDONLY))
+                    code = 1
+                except OSError:
+                    code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def a_terminal():
+    """(the master side of a new pseudo-terminal, kept open; the path of its other side)."""
     master, slave = os.openpty()
     terminal = os.ttyname(slave)
     os.close(slave)
+    return master, terminal
+
+
+def test_a_link_swapped_to_a_terminal_never_becomes_the_runs_controlling_terminal(tmp_path):
+    master, terminal = a_terminal()
     make_valid(tmp_path, "shop_20240101T000000Z.sql.enc")
     os.symlink("shop_20240101T000000Z.sql.enc", tmp_path / "shop_20240102T000000Z.sql.enc")
     store = Local(str(tmp_path))
     [link] = [item for item in store.list() if item.link]
     os.unlink(tmp_path / link.name)
     os.symlink(terminal, tmp_path / link.name)  # after the listing, before the read
-    pid = os.fork()
-    if pid == 0:  # a session leader with no controlling terminal, as a service is
-        code = 3
+
+    def refused():
         try:
-            os.setsid()
-            try:
-                store.open(link)
-                code = 4  # read as a file
-            except OSError as e:
-                if str(e) == f"{link.name} is not a regular file":
-                    try:
-                        os.close(os.open("/dev/tty", os.O_RDONLY))
-                        code = 1  # the terminal became its own
-                    except OSError:
-                        code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    assert os.waitstatus_to_exitcode(status) == 0
+            store.open(link)
+            return False
+        except OSError as e:
+            return str(e) == f"{link.name} is not a regular file"
+
+    try:
+        assert in_a_session_of_its_own(refused) == 0
+    finally:
+        os.close(master)
 
 
 def test_a_restore_file_linked_to_a_terminal_never_becomes_the_restores_controlling_terminal(tmp_path):
@@ -52,27 +74,17 @@ def test_a_restore_file_linked_to_a_terminal_never_becomes_the_restores_controll
     from encpipe.pgcli import Failure
     from encpipe.pgfetch import open_regular
 
-    master, slave = os.openpty()
-    terminal = os.ttyname(slave)
-    os.close(slave)
+    master, terminal = a_terminal()
     os.symlink(terminal, tmp_path / "latest.dump.enc")
-    pid = os.fork()
-    if pid == 0:
-        code = 3
+
+    def refused():
         try:
-            os.setsid()
-            try:
-                open_regular(str(tmp_path / "latest.dump.enc"), "FILE", "nothing was changed")
-                code = 4
-            except Failure as e:
-                if e.status == 66 and str(e) == "cannot read FILE: not a regular file; nothing was changed":
-                    try:
-                        os.close(os.open("/dev/tty", os.O_RDONLY))
-                        code = 1
-                    except OSError:
-                        code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    os.close(master)
-    assert os.waitstatus_to_exitcode(status) == 0
+            open_regular(str(tmp_path / "latest.dump.enc"), "FILE", "nothing was changed")
+            return False
+        except Failure as e:
+            return e.status == 66 and str(e) == "cannot read FILE: not a regular file; nothing was changed"
+
+    try:
+        assert in_a_session_of_its_own(refused) == 0
+    finally:
+        os.close(master)
