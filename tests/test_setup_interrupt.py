@@ -11,6 +11,22 @@ from pathlib import Path
 VENV_BASH = Path(__file__).resolve().parent.parent / "scripts" / "lib" / "venv.bash"
 
 
+def interrupted(script, root, fifo, env):
+    """bash -c `script` (venv.bash as $1, `root` as $2) in a process group of its own,
+    Ctrl-C'd (SIGINT to the whole group) once its stand-in opened `fifo`: (the
+    process, its standard output, its standard error)."""
+    proc = subprocess.Popen(["bash", "-c", script, "t", str(VENV_BASH), str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        with open(fifo, "wb"):  # opens once the stand-in opened it: the step is under way
+            os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc, out, err
+
 def test_ctrl_c_while_the_checkout_compiles_ends_the_set_up(tmp_path):
     """compile_checkout's `python -m compileall` catches KeyboardInterrupt and exits 1
     (as pip does), which `|| true` took for a compile error: the demo went on with its
@@ -27,17 +43,7 @@ def test_ctrl_c_while_the_checkout_compiles_ends_the_set_up(tmp_path):
                         "except KeyboardInterrupt:\n"
                         "    sys.exit(1)  # compileall's main(): '[interrupted]', False\n")
     stand_in.chmod(0o755)
-    script = 'PROG=t; . "$1"; compile_checkout "$2"; echo went on'
-    proc = subprocess.Popen(["bash", "-c", script, "t", str(VENV_BASH), str(root)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        with open(fifo, "wb"):  # opens once the stand-in opened it: the compile is under way
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc, out, err = interrupted('PROG=t; . "$1"; compile_checkout "$2"; echo went on', root, fifo, None)
     assert (proc.returncode, out) == (-signal.SIGINT, b""), err
 
 
@@ -64,16 +70,6 @@ def test_ctrl_c_while_the_venv_is_made_shows_no_traceback(tmp_path):
                         "    os.kill(os.getpid(), signal.SIGINT)\n")
     stand_in.chmod(0o755)
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
-    script = 'PROG=t; . "$1"; checkout_venv "$2" ""; echo went on'
-    proc = subprocess.Popen(["bash", "-c", script, "t", str(VENV_BASH), str(root)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True)
-    try:
-        with open(fifo, "wb"):
-            os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc, out, err = interrupted('PROG=t; . "$1"; checkout_venv "$2" ""; echo went on', root, fifo, env)
     assert (proc.returncode, out) == (-signal.SIGINT, b""), err
     assert err == f"t: installing encpipe and its dependencies into {root}/.venv (once)\n".encode()
