@@ -187,3 +187,19 @@ def test_a_passphrase_prompt_is_refused(flag):
     """A unit has no terminal: with -p every run failed (78, cannot prompt)."""
     with pytest.raises(UsageError, match=f"^{flag} prompts on a terminal"):
         unit.render(SCRIPT, ["--dir", "/srv/b", flag])
+
+
+def test_a_stop_leaves_the_clean_up_of_an_upload_its_time():
+    """A stop (systemctl stop, TimeoutStartSec= reached) is a SIGTERM: the run then
+    leaves rclone ABORT_WAIT seconds to abort its unfinished upload, and deletes its
+    temporary object, one rclone call within rclone's own bounds. systemd's default
+    TimeoutStopSec= (90 s) ended that clean-up with a SIGKILL against a slow remote:
+    the temporary object left, the failed run not recorded in the metrics file."""
+    from encpipe.backup.rclonepipe import ABORT_WAIT, RCLONE_BOUNDS
+
+    (stop,) = directives(unit.render(SCRIPT, []), "TimeoutStopSec")
+    seconds = {"s": 1, "min": 60}
+    match = re.fullmatch(r"([0-9]+)(s|min)", stop)
+    one_call = (int(RCLONE_BOUNDS["RCLONE_CONTIMEOUT"].rstrip("s")) + 60 * int(RCLONE_BOUNDS["RCLONE_TIMEOUT"].rstrip(
+        "m"))) * int(RCLONE_BOUNDS["RCLONE_LOW_LEVEL_RETRIES"])
+    assert match and int(match[1]) * seconds[match[2]] >= ABORT_WAIT + one_call

@@ -48,8 +48,11 @@ ExecStart={exec_start}
 TimeoutStartSec={timeout}
 # A stop (systemctl stop, TimeoutStartSec= reached) sends SIGTERM to encpipe-backup
 # alone: it stops pg_dump and its rclone itself, which then aborts its unfinished
-# upload (a second SIGTERM, systemd's, killed it before that was done).
+# upload (a second SIGTERM, systemd's, killed it before that was done), and deletes
+# its temporary object: 30 s and one rclone call within its bounds (systemd's 90 s
+# default killed that against a slow remote, the failed run unrecorded).
 KillMode=mixed
+TimeoutStopSec=5min
 UMask=0077
 Nice=10
 IOSchedulingClass=idle
