@@ -160,6 +160,14 @@ def _():
     return forged(data, ESCROW, b"\\! id\n"), b"\\! id\n"
 
 
+@vector("v2_forged_opened_by_both", "payload failure",
+        "the forgery above opened with the raw key and the escrow identity: the raw key's slot opens first, its"
+        " authenticator fails, and no other slot is tried", keys=RAW, identities=IDENT)
+def _():
+    data = v2("v2_forged_by_escrow", plaintext("f", CHUNK + 9), [RawKey(KEY_1), ESCROW.recipient()])
+    return forged(data, ESCROW, b"\\! id\n"), None
+
+
 @vector("v2_forged_signatures_kept", "payload failure", "the escrow holder rewrote a signed file, keeping its signatures",
         identities=IDENT)
 def _():
