@@ -329,3 +329,34 @@ def test_keyid_prints_one_line_a_key_in_a_stated_order(tmp_path):
     assert one("--sign-key", signing, "--sign-key", signing, "--signer", verify, "--signer", verify) == [s, s, s]
     assert ok(run(["keyid"], env={"ENCPIPE_KEY": KEY_A})).decode().split() == [raw_a]  # no option: the environment
     refused(run(["keyid"], env={"ENCPIPE_PASSPHRASE": "pw"}))
+
+
+# --- rewrap --remove ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [KEY_B, "ENCPIPE-SECRET-KEY-1" + "A" * 58, "correct horse battery", "a819f39cdb31680",
+                                   "0xa819f39cdb316802", " a819f39cdb316802"],
+                         ids=["raw key", "identity", "words", "15 digits", "0x", "space"])
+def test_a_remove_value_that_is_no_key_id_is_64_and_not_shown(tmp_path, value):
+    """A raw key or an identity given to --remove in place of its key id was echoed:
+    `no slot has key id 0123...`. Refused before anything is read, not shown."""
+    key = secret_file(tmp_path, "k", KEY_A + "\n")
+    path = tmp_path / "f.enc"
+    path.write_bytes(ok(run(["seal", "--key-file", key, "--key-file", secret_file(tmp_path, "b", KEY_B)], DATA)))
+    before = path.read_bytes()
+    for argv, stdin in ((["--in-place", str(path)], b""), ([], before)):
+        result = run(["rewrap", *argv, "--key-file", key, "--remove", value], stdin)
+        refused(result)
+        assert value.strip().lower() not in result.stderr.lower() and "--remove" in result.stderr
+    assert path.read_bytes() == before
+
+
+def test_a_remove_key_id_may_be_in_either_case_and_one_in_no_slot_is_named(tmp_path):
+    key, other = secret_file(tmp_path, "k", KEY_A + "\n"), secret_file(tmp_path, "b", KEY_B + "\n")
+    sealed = ok(run(["seal", "--key-file", key, "--key-file", other], DATA))
+    [wanted] = ok(run(["keyid", "--key-file", other])).decode().split()
+    rewrapped = ok(run(["rewrap", "--key-file", key, "--remove", wanted.upper()], sealed))
+    refused(run(["open", "--key-file", other], rewrapped), 77)
+    assert ok(run(["open", "--key-file", key], rewrapped)) == DATA
+    result = run(["rewrap", "--key-file", key, "--remove", wanted], rewrapped)
+    refused(result)
+    assert result.stderr.startswith(f"encpipe: error: no slot has key id {wanted}\n")
