@@ -360,3 +360,16 @@ def test_a_remove_key_id_may_be_in_either_case_and_one_in_no_slot_is_named(tmp_p
     result = run(["rewrap", "--key-file", key, "--remove", wanted], rewrapped)
     refused(result)
     assert result.stderr.startswith(f"encpipe: error: no slot has key id {wanted}\n")
+
+
+# --- keygen without -o -------------------------------------------------------------
+
+def test_keygen_without_output_prints_a_raw_key_or_an_identity_but_no_signing_key(tmp_path):
+    """A raw key: 64 lower-case hex digits and a newline; an identity: what its file
+    would hold, the `# public key:` comment first; a signing key needs -o (64)."""
+    raw = ok(run(["keygen"])).decode()
+    assert len(raw) == 65 and raw.endswith("\n") and all(c in "0123456789abcdef" for c in raw[:-1])
+    comment, identity, *rest = ok(run(["keygen", "--x25519"])).decode().split("\n")
+    assert rest == [""] and comment.startswith("# public key: encpipe1") and identity.startswith("ENCPIPE-SECRET-KEY-1")
+    assert ok(run(["pubkey", secret_file(tmp_path, "id", f"{comment}\n{identity}\n")])).decode() == comment[14:] + "\n"
+    refused(run(["keygen", "--sign"]))
