@@ -373,3 +373,14 @@ def test_keygen_without_output_prints_a_raw_key_or_an_identity_but_no_signing_ke
     assert rest == [""] and comment.startswith("# public key: encpipe1") and identity.startswith("ENCPIPE-SECRET-KEY-1")
     assert ok(run(["pubkey", secret_file(tmp_path, "id", f"{comment}\n{identity}\n")])).decode() == comment[14:] + "\n"
     refused(run(["keygen", "--sign"]))
+
+
+def test_inspect_without_verify_reads_no_key(tmp_path):
+    """Not even a malformed one: the report is the one given no key."""
+    sealed = ok(run(["seal"], DATA, {"ENCPIPE_KEY": KEY_A}))
+    plain = ok(run(["inspect", "--json"], sealed))
+    for argv, env in ((["--key-file", secret_file(tmp_path, "k", "not a key\n")], {}), (["--signer", "x"], {}),
+                      (["--passphrase-file", secret_file(tmp_path, "p", "\n")], {}), ([], {"ENCPIPE_KEY": "x"}),
+                      (["--key-file", secret_file(tmp_path, "a", KEY_A + "\n")], {})):
+        assert ok(run(["inspect", "--json", *argv], sealed, env)) == plain, argv
+    assert b'"verified": false' in plain
