@@ -384,3 +384,36 @@ def test_inspect_without_verify_reads_no_key(tmp_path):
                       (["--key-file", secret_file(tmp_path, "a", KEY_A + "\n")], {})):
         assert ok(run(["inspect", "--json", *argv], sealed, env)) == plain, argv
     assert b'"verified": false' in plain
+
+
+# --- signers -------------------------------------------------------------------------
+
+SIGNED_FIELDS, SIGNED = load(VECTORS / "v2_signed_x25519.vec")  # signed by signer 1, sealed to an identity only
+OTHER_SIGNER = load(VECTORS / "v2_wrong_signer.vec")[0]["signer"][0]
+
+
+@pytest.mark.parametrize("value, status", [
+    ("", 0), (" \t\n", 0), ("# none for now\n", 0),  # no item: no signer, the file opens unsigned-for-us
+    ("{other}", 67), ("{other} {v}", 0), ("{other}\t{v}", 0), ("{other}\v{v}", 0), ("{other}\f{v}", 0),
+    ("{other}\r\n{v}\r\n", 0), ("# trusted\n  {v}  \n", 0), ("{other},{v}", 64), ("{other}\u00a0{v}", 64),
+    ("{v} # ours", 64),
+], ids=lambda v: repr(v) if isinstance(v, str) else str(v))
+def test_signer_variable_and_file_are_read_alike(tmp_path, value, status):
+    """ENCPIPE_SIGNER is read as a signer file's text: lines, # comments, keys also
+    apart on a line by ASCII white space; with no item it means no signer, where a
+    signer file with no item is refused (64)."""
+    text = value.format(v=SIGNED_FIELDS["signer"][0], other=OTHER_SIGNER)
+    identity = secret_file(tmp_path, "id", SIGNED_FIELDS["identity"][0] + "\n")
+    by_env = run(["open", "--identity", identity], SIGNED, {"ENCPIPE_SIGNER": text})
+    by_file = run(["open", "--identity", identity, "--signer-file", secret_file(tmp_path, "v", text)], SIGNED)
+    if status:
+        refused(by_env, status)
+    else:
+        none = "encpipesign1" not in text
+        assert ok(by_env) == ok(run(["open", "--identity", identity], SIGNED))
+        assert ("anyone with its public key can make such a file" in by_env.stderr) == none
+    file_status = 64 if status == 0 and "encpipesign1" not in text else status
+    if file_status:
+        refused(by_file, file_status)
+    else:
+        assert ok(by_file)
