@@ -100,6 +100,20 @@ def test_a_raw_key_is_tried_before_a_passphrase_given_before_it(tmp_path, raw_be
         independent_decoder.decode(raw_before_passphrase, keys=[bytes.fromhex(KEY_B)], passphrases=[b"pw"])
 
 
+def test_a_slot_that_does_not_unwrap_is_skipped_and_a_key_of_another_kind_opens(tmp_path):
+    """KEY_A's slot fails AES key wrap's check: passed over, the passphrase opens; with
+    KEY_A alone, 77 (nothing unwrapped, nothing skipped for a limit)."""
+    from encpipe.slots import Passphrase, RawKey
+
+    phrase = Passphrase(b"pw", log2_n=10)
+    sealed = reslotted([RawKey(bytes.fromhex(KEY_A)), phrase], phrase,
+                       lambda slots: [slots[0]._replace(wrapped=bytes(40)), slots[1]])
+    key, pw = secret_file(tmp_path, "k", KEY_A + "\n"), secret_file(tmp_path, "p", "pw\n")
+    assert ok(run(["open", "--key-file", key, "--passphrase-file", pw], sealed)) == DATA
+    refused(run(["open", "--key-file", key], sealed), 77)
+    assert independent_decoder.decode(sealed, keys=[bytes.fromhex(KEY_A)], passphrases=[b"pw"]) == DATA
+
+
 @pytest.fixture(scope="module")
 def two_passphrases():
     """Two passphrase slots of one cost: "wrong"'s first, wrapping another file key;
