@@ -431,3 +431,28 @@ def test_signer_variable_and_file_are_read_alike(tmp_path, value, status):
         refused(by_file, file_status)
     else:
         assert ok(by_file)
+
+
+def test_seal_writes_one_slot_a_key_in_a_stated_order(tmp_path):
+    """Key files, identity files (an identity as its public key), key commands,
+    --recipient, --recipient-file, then passphrases (files, fds, commands); a key given
+    twice gets two slots. Whatever the options' order."""
+    import json
+
+    public = ok(run(["keygen", "--x25519", "-o", str(tmp_path / "x.id")])).decode().strip()
+    other = ok(run(["keygen", "--x25519", "-o", str(tmp_path / "y.id")])).decode().strip()
+    ids = {name: ok(run(["keyid", *argv])).decode().strip() for name, argv in (
+        ("a", ["--key-file", secret_file(tmp_path, "a", KEY_A)]), ("b", ["--key-file", secret_file(tmp_path, "b", KEY_B)]),
+        ("x", ["--recipient", public]), ("y", ["--recipient", other]))}
+    fd = _fd(b"second\n")
+    try:
+        sealed = ok(run(["seal", *FAST_SCRYPT, "--passphrase-fd", str(fd), "--recipient-file",
+                         secret_file(tmp_path, "r", other + "\n"), "--recipient", public, "--key-command", f"echo {KEY_A}",
+                         "--identity", str(tmp_path / "x.id"), "--passphrase-file", secret_file(tmp_path, "p", "first"),
+                         "--key-file", secret_file(tmp_path, "ab", f"{KEY_B}\n{KEY_A}\n")], DATA))
+    finally:
+        os.close(fd)
+    slots = json.loads(ok(run(["inspect", "--json"], sealed)))["slots"]
+    assert [s.get("key_id", s["type"]) for s in slots] == [ids["b"], ids["a"], ids["x"], ids["a"], ids["x"], ids["y"],
+                                                           "passphrase", "passphrase"]
+    assert ok(run(["open", "--passphrase-file", secret_file(tmp_path, "p2", "second")], sealed)) == DATA
