@@ -307,6 +307,8 @@ def test_the_signing_options_do_not_count_as_key_options(tmp_path):
     other = secret_file(tmp_path, "b", KEY_B + "\n")
     refused(run(["open", "--key-file", other], sealed, env), 77)
     refused(run(["open", "--signer", verify], sealed), 78)
+    mine = secret_file(tmp_path, "a", KEY_A + "\n")  # given a key option, the variables are not even read
+    assert ok(run(["open", "--key-file", mine], sealed, {"ENCPIPE_KEY": "bad", "ENCPIPE_PASSPHRASE": ""})) == DATA
 
 
 # --- pubkey ------------------------------------------------------------------------
@@ -456,3 +458,20 @@ def test_seal_writes_one_slot_a_key_in_a_stated_order(tmp_path):
     assert [s.get("key_id", s["type"]) for s in slots] == [ids["b"], ids["a"], ids["x"], ids["a"], ids["x"], ids["y"],
                                                            "passphrase", "passphrase"]
     assert ok(run(["open", "--passphrase-file", secret_file(tmp_path, "p2", "second")], sealed)) == DATA
+
+
+def test_rewrap_keeps_the_slots_in_order_and_appends_the_new_ones_in_a_stated_order(tmp_path):
+    import json
+
+    public = ok(run(["keygen", "--x25519", "-o", str(tmp_path / "x.id")])).decode().strip()
+    a, b = secret_file(tmp_path, "a", KEY_A), secret_file(tmp_path, "b", KEY_B)
+    sealed = ok(run(["seal", *FAST_SCRYPT, "--key-file", a, "--recipient", public, "--key-file", b], DATA))
+    [id_a], [id_b] = (ok(run(["keyid", "--key-file", k])).decode().split() for k in (a, b))
+    [id_x] = ok(run(["keyid", "--recipient", public])).decode().split()
+    rewrapped = ok(run(["rewrap", *FAST_SCRYPT, "--key-file", b, "--remove", id_a,
+                        "--add-passphrase-file", secret_file(tmp_path, "p", "pw"), "--add-recipient", public,
+                        "--add-key-file", a], sealed))
+    slots = json.loads(ok(run(["inspect", "--json"], rewrapped)))["slots"]
+    assert [s.get("key_id", s["type"]) for s in slots] == [id_b, id_x, id_a, id_x, "passphrase"]  # sealed a, b, x
+    for argv in (["--key-file", a], ["--key-file", b], ["--passphrase-file", secret_file(tmp_path, "p2", "pw")]):
+        assert ok(run(["open", *argv], rewrapped)) == DATA
