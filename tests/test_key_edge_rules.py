@@ -475,3 +475,26 @@ def test_rewrap_keeps_the_slots_in_order_and_appends_the_new_ones_in_a_stated_or
     assert [s.get("key_id", s["type"]) for s in slots] == [id_b, id_x, id_a, id_x, "passphrase"]  # sealed a, b, x
     for argv in (["--key-file", a], ["--key-file", b], ["--passphrase-file", secret_file(tmp_path, "p2", "pw")]):
         assert ok(run(["open", *argv], rewrapped)) == DATA
+
+
+# --- recipients of small order ----------------------------------------------------------
+
+P = 2**255 - 19
+SMALL_ORDER_U = [0, 1, P - 1,  # and the two of order 8 (RFC 7748, section 7)
+                 325606250916557431795983626356110631294008115727848805560023387167927233504,
+                 39382357235489614581723060781553021112529911719440698176882885853963445705823]
+
+
+@pytest.mark.parametrize("u", SMALL_ORDER_U, ids=lambda u: hex(u)[:12])
+def test_every_recipient_of_small_order_is_64(tmp_path, u):
+    """README "A low-order or invalid x25519 point": as --recipient, in a recipient
+    file and as --add-recipient; the second decoder refuses each too."""
+    from encpipe import textform
+
+    text = textform.encode("encpipe1", b"encpipe v1 x25519 public key", u.to_bytes(32, "little"), upper=False)
+    with pytest.raises(ValueError):
+        independent_decoder.recipient_public(text)
+    refused(run(["seal", "--recipient", text], DATA))
+    refused(run(["seal", "--recipient-file", secret_file(tmp_path, "r", text + "\n")], DATA))
+    key = secret_file(tmp_path, "k", KEY_A + "\n")
+    refused(run(["rewrap", "--key-file", key, "--add-recipient", text], ok(run(["seal", "--key-file", key], DATA))))
