@@ -1,10 +1,13 @@
-"""README "Edge rules" and "Where keys come from", through the CLI: the order in
-which keys of every source and kind are tried (the first slot that unwraps
-decides, so a slot wrapping another file key makes the order visible: 0 when the
-right key comes first, 65 when the other does), how a passphrase is read from each
-source, how key and recipient files are read, which options count as key options,
-and what pubkey prints. Where the rule is one a second decoder needs, its reading
-in tests/independent_decoder.py is held to encpipe's."""
+"""README "Edge rules", "Where keys come from" and the key commands, through the
+CLI: the order in which keys of every source and kind are tried (the first slot
+that unwraps decides, so a slot wrapping another file key makes the order
+visible: 0 when the right key comes first, 65 when the other does); how a
+passphrase is read from each source; how key, recipient and signer files and
+ENCPIPE_KEY and ENCPIPE_SIGNER are read; which options count as key options; the
+order of the slots seal and rewrap write; what keygen, pubkey and keyid print;
+rewrap's --remove values; inspect without --verify; recipients of small order.
+Where the rule is one a second decoder needs, its reading in
+tests/independent_decoder.py is held to encpipe's."""
 
 import hashlib
 import io
