@@ -209,6 +209,12 @@ def test_passphrase_bytes_are_not_decoded(tmp_path):
     phrase = b"\xff\xfe\x00\xe9t\xe9"
     sealed = ok(run(["seal", *FAST_SCRYPT, "--passphrase-file", secret_file(tmp_path, "p", phrase + b"\n")], DATA))
     assert ok(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": os.fsdecode(phrase)})) == DATA
+    assert ok(run(["open", "--passphrase-command", "printf '\\377\\376\\000\\351t\\351\\r\\n'"], sealed)) == DATA
+    fd = _fd(phrase + b"\r\n")
+    try:
+        assert ok(run(["open", "--passphrase-fd", str(fd)], sealed)) == DATA
+    finally:
+        os.close(fd)
     refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": phrase.decode("latin-1")}), 77)  # its UTF-8: other bytes
 
 
