@@ -507,3 +507,15 @@ def test_every_recipient_of_small_order_is_64(tmp_path, u):
     refused(run(["seal", "--recipient-file", secret_file(tmp_path, "r", text + "\n")], DATA))
     key = secret_file(tmp_path, "k", KEY_A + "\n")
     refused(run(["rewrap", "--key-file", key, "--add-recipient", text], ok(run(["seal", "--key-file", key], DATA))))
+
+
+def test_a_low_order_slot_of_another_key_id_is_not_looked_at(tmp_path):
+    """README "Which key opens": the vector's only slot has an ephemeral key of small
+    order (65 for its identity); an identity of another key id never tries it: 77."""
+    fields, data = load(VECTORS / "v2_x25519_low_order_only.vec")
+    ok(run(["keygen", "--x25519", "-o", str(tmp_path / "other.id")]))
+    refused(run(["open", "--identity", str(tmp_path / "other.id")], data), 77)
+    refused(run(["open", "--identity", secret_file(tmp_path, "id", fields["identity"][0])], data), 65)
+    other = [line for line in open(tmp_path / "other.id").read().split() if line.startswith("ENCPIPE-")][0]
+    with pytest.raises(independent_decoder.NoMatch):
+        independent_decoder.decode(data, identities=[independent_decoder.identity_secret(other)])
