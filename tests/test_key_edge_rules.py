@@ -519,3 +519,17 @@ def test_a_low_order_slot_of_another_key_id_is_not_looked_at(tmp_path):
     other = [line for line in open(tmp_path / "other.id").read().split() if line.startswith("ENCPIPE-")][0]
     with pytest.raises(independent_decoder.NoMatch):
         independent_decoder.decode(data, identities=[independent_decoder.identity_secret(other)])
+
+
+def test_one_passphrase_descriptor_given_twice_is_refused_as_such(tmp_path):
+    """It holds one passphrase: the second read found it at its end and said `the
+    passphrase is empty`. Now named, before anything is read (the descriptor's content
+    stays unread)."""
+    fd = _fd(b"pw\n")
+    try:
+        result = run(["seal", "--passphrase-fd", str(fd), "--passphrase-fd", str(fd)], DATA)
+        refused(result)
+        assert result.stderr.startswith(f"encpipe: error: --passphrase-fd {fd} is given twice")
+        assert os.read(fd, 10) == b"pw\n"
+    finally:
+        os.close(fd)
