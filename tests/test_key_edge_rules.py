@@ -533,3 +533,30 @@ def test_one_passphrase_descriptor_given_twice_is_refused_as_such(tmp_path):
         assert os.read(fd, 10) == b"pw\n"
     finally:
         os.close(fd)
+
+
+# --- the order of the checks -------------------------------------------------------------
+
+def test_open_checks_the_header_then_the_keys_then_the_signers_and_rewrap_its_keys_first(tmp_path):
+    """open and inspect --verify: a header that is not valid is 65 whatever the keys and
+    signers; then the keys are read (66, 78, 64), then the signers (64); a v1 file with
+    signers required is 67 before any key is tried. rewrap reads its keys before the
+    file."""
+    from cliutil import seal_v1
+    from encpipe import textform
+
+    small = textform.encode("encpipesign1", b"encpipe v2 ed25519 public key", (1).to_bytes(32, "little"), upper=False)
+    verify = ok(run(["keygen", "--sign", "-o", str(tmp_path / "s.key")])).decode().strip()
+    key, other = secret_file(tmp_path, "k", KEY_A + "\n"), secret_file(tmp_path, "b", KEY_B + "\n")
+    sealed = ok(run(["seal", "--key-file", key], DATA))
+    for command in (["open"], ["inspect", "--verify"]):
+        for argv, data, status in (
+            (["--key-file", "/nonexistent", "--signer", small], b"not a sealed file", 65),
+            (["--key-file", "/nonexistent", "--signer", small], sealed, 66),
+            (["--signer", small], sealed, 78),
+            (["--key-file", key, "--signer", small], sealed, 64),
+            (["--key-file", other, "--signer", verify], seal_v1(DATA), 67),
+        ):
+            refused(run([*command, *argv], data), status)
+    refused(run(["rewrap", "--key-file", "/nonexistent"], b"not a sealed file"), 66)
+    refused(run(["rewrap"], b"not a sealed file"), 78)
