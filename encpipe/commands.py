@@ -1,5 +1,7 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
+import re
+
 from . import aead, bounded, envelope, keygen
 from . import format as fmt
 from . import provenance as prov
@@ -13,6 +15,8 @@ from .sigdefer import hold_for_good
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
 from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
+
+_KEY_ID = re.compile(r"[0-9a-fA-F]{16}")  # as keyid prints it, in either case: nothing else (ASCII, no space)
 
 
 def dispatch(args, io):
@@ -283,6 +287,8 @@ def cmd_inspect(args, io):
 
 def cmd_rewrap(args, io):
     path = args["--in-place"]
+    if not all(_KEY_ID.fullmatch(value) for value in args["--remove"]):  # a key typed in its place: not shown
+        raise UsageError("--remove takes a key id, 16 hex digits as `encpipe keyid` prints it (the value is not shown)")
     from . import safefile  # here, as for seal -o
 
     src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)

@@ -126,11 +126,15 @@ def refuse_shared_stdin(args):
     """At most one of a command's files of secrets (keys, passphrases, signing keys,
     rewrap's added keys) and verify keys (--signer-file), and --passphrase-fd, may
     be standard input (keys.KeySources.refuse_shared_stdin): UsageError (64)
-    naming two of them, before anything is read. `args`: docopt-style, by option."""
+    naming two of them, before anything is read; nor may one --passphrase-fd be given
+    twice. `args`: docopt-style, by option."""
     from .keys import KeySources
 
     fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
     KeySources(passphrase_fds=fds).refuse_shared_stdin(more=[(o, args.get(o) or []) for o in SECRET_FILES])
+    again = next((fd for i, fd in enumerate(fds) if fd in fds[:i]), None)
+    if again is not None:  # its second read would find it at its end: "the passphrase is empty"
+        raise UsageError(f"--passphrase-fd {again} is given twice: a descriptor holds one passphrase, read once")
 
 
 def secret_fds_open(args):

@@ -102,7 +102,8 @@ Key options (never a secret on the command line; each may be repeated):
   --sign-key-command CMD     Sign with the signing key CMD prints, run with sh -c.
   --signer PUBKEY            Refuse a file not signed by this verify key (else ENCPIPE_SIGNER).
   --signer-file FILE         As --signer, for each verify key in FILE.
-  Without any of these, ENCPIPE_KEY (64 hex digits) and ENCPIPE_PASSPHRASE are used.
+  Without any of these but the four signing ones, ENCPIPE_KEY (64 hex digits) and
+  ENCPIPE_PASSPHRASE are used.
 
 Exit status:
   0 success; 64 usage error or malformed key; 65 input is not a valid encpipe

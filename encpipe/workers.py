@@ -104,7 +104,7 @@ def chunk_log2(text):
         raise UsageError(f"--chunk-size: cannot read '{text}'; use e.g. 64K or 1M")
     size = int(match.group(1)) << {"": 0, "k": 10, "m": 20}[match.group(2).lower()]
     log2 = size.bit_length() - 1
-    if size != 1 << log2 or not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2:
+    if not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2 or size != 1 << log2:  # 0: log2 -1, never shifted
         raise UsageError("--chunk-size must be a power of two from 16K to 16M")
     return log2
 

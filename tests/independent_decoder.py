@@ -63,6 +63,38 @@ def identity_secret(text):
     return _text_key(text, "ENCPIPE-SECRET-KEY-1", b"encpipe v1 x25519 secret key")
 
 
+def keyring(text):
+    """README "Key files" and "Raw keys": (raw keys, identity secrets) of a key file's
+    text (already UTF-8), or ValueError. Lines end at LF, CR LF or CR; a line blank
+    (ASCII white space) or whose first non-blank character is # is ignored; any other
+    is one identity or one raw key, exactly 64 ASCII hex digits, surrounded by
+    ASCII white space at most; a file with no item is refused."""
+    keys, identities = [], []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = line.strip(ASCII_SPACE)
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("ENCPIPE-SECRET-KEY-"):
+            identities.append(identity_secret(line))
+        elif len(line) == 64 and all(c in "0123456789abcdefABCDEF" for c in line):
+            keys.append(bytes.fromhex(line))
+        else:
+            raise ValueError("a malformed line")
+    if not keys and not identities:
+        raise ValueError("no key")
+    return keys, identities
+
+
+def file_passphrase(data):
+    """README "Passphrases": from a file, a descriptor or a command, the bytes less
+    every trailing CR and LF, nothing else; empty is refused."""
+    while data[-1:] in (b"\r", b"\n") and data:
+        data = data[:-1]
+    if not data:
+        raise ValueError("empty passphrase")
+    return data
+
+
 def recipient_public(text):
     """A public key to seal to: refused of small order (the shared secret would be 32
     zero bytes) or not canonical (as a little-endian number, >= p)."""

@@ -360,9 +360,11 @@ def test_inspect_verify_exit_codes_match_open(sealed, mutate, env):
 @pytest.mark.parametrize(
     "argv",
     [["frobnicate"], ["seal", "--chunk-size", "1000"], ["seal", "--chunk-size", "32M"], ["seal", "--threads", "0"],
-     ["seal", "--work-factor", "30"], ["seal", "--key", "abc"], [], ["help", "seal", "open"], ["help", "nosuch"]],
+     ["seal", "--work-factor", "30"], ["seal", "--key", "abc"], [], ["help", "seal", "open"], ["help", "nosuch"],
+     ["seal", "--chunk-size", "0"], ["seal", "--chunk-size", "00"], ["seal", "--chunk-size", "0K"]],
 )
 def test_usage_errors_are_64(argv):
+    """A chunk size of 0 (any spelling) was a traceback (a negative shift), status 1."""
     result = run(argv, b"", key_env())
     assert (result.code, result.stdout) == (64, b"")
     assert "Traceback" not in result.stderr

@@ -160,6 +160,14 @@ def _():
     return forged(data, ESCROW, b"\\! id\n"), b"\\! id\n"
 
 
+@vector("v2_forged_opened_by_both", "payload failure",
+        "the forgery above opened with the raw key and the escrow identity: the raw key's slot opens first, its"
+        " authenticator fails, and no other slot is tried", keys=RAW, identities=IDENT)
+def _():
+    data = v2("v2_forged_by_escrow", plaintext("f", CHUNK + 9), [RawKey(KEY_1), ESCROW.recipient()])
+    return forged(data, ESCROW, b"\\! id\n"), None
+
+
 @vector("v2_forged_signatures_kept", "payload failure", "the escrow holder rewrote a signed file, keeping its signatures",
         identities=IDENT)
 def _():
@@ -401,6 +409,42 @@ def _():
     base = v2("v2_signed_by_mixed_order_key", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
     sign = lambda commitment: [(MIXED_KEY, MIXED_SIGN(provenance.SIGNATURE_LABEL + commitment))]  # noqa: E731
     return forged(base, ESCROW, data, signatures=sign), data
+
+
+def _signed_with_r(rs):
+    """Signer 1's signature with R stored as `rs`, a point of small order, and
+    S = k * a: [8][S]B = [8]R + [8][k]A holds whatever R of small order is (only the
+    holder of a can make S), so RFC 8032's cofactored check passes."""
+    h = hashlib.sha512(hashlib.sha256(b"encpipe test signing key 1").digest()).digest()
+    a = (int.from_bytes(h[:32], "little") & ((1 << 254) - 8)) | (1 << 254)
+    public = SIGNER_1.verify_key.public
+
+    def sign(commitment):
+        message = provenance.SIGNATURE_LABEL + commitment
+        k = int.from_bytes(hashlib.sha512(rs + public + message).digest(), "little") % L_ORDER
+        return [(SIGNER_1.verify_key, rs + (k * a % L_ORDER).to_bytes(32, "little"))]
+
+    return sign
+
+
+@vector("v2_signature_r_small_order", "success",
+        "v2: x25519 only; signer 1's signature with R = 01 00..00 (the neutral element, of small order) and"
+        " S = k * a: the cofactored check passes and R is not refused for its order (libsodium's check"
+        " would refuse it); signer 1 required", identities=IDENT, signers=[SIGNER_1])
+def _():
+    data = plaintext("small r", 300)
+    base = v2("v2_signature_r_small_order", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    return forged(base, ESCROW, data, signatures=_signed_with_r((1).to_bytes(32, "little"))), data
+
+
+@vector("v2_signature_r_not_canonical", "payload failure",
+        "v2: the vector above with R spelt y = p + 1 (the neutral element again, not canonical: y >= p):"
+        " RFC 8032 refuses to decode it, so the signature does not verify", identities=IDENT, signers=[SIGNER_1])
+def _():
+    data = plaintext("small r", 300)
+    base = v2("v2_signature_r_small_order", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    rs = (2**255 - 19 + 1).to_bytes(32, "little")
+    return forged(base, ESCROW, data, signatures=_signed_with_r(rs)), None
 
 
 @functools.cache  # the same bytes for both vectors below: their scrypt runs (seconds) made once
