@@ -304,14 +304,6 @@ def main(argv=None):
         return 130
 
 
-if __name__ == "__main__":
-    # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
-    sys.modules.setdefault("cffi", None)
-    guard_standard_fds()
-    no_core_dumps()
-    raise SystemExit(main())
-
-
 def _recorded(o, started, status):
     """Record a run that failed with `status` before Backup (a key file refused, a
     descriptor closed) in --metrics-file; what its line ends with when that failed."""
@@ -320,3 +312,10 @@ def _recorded(o, started, status):
     return job.metrics_not_written(job.record_failed_run(o["metrics"] + joined(
         {"--database": [o["db"]], "--started": [repr(started)]})))
 
+
+if __name__ == "__main__":
+    # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
+    sys.modules.setdefault("cffi", None)
+    guard_standard_fds()
+    no_core_dumps()
+    raise SystemExit(main())

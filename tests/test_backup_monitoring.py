@@ -206,3 +206,19 @@ def test_a_mistake_in_the_options_is_not_a_failed_attempt(tmp_path, mistake):
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert len(done.stderr.decode().splitlines()) <= 2 and "metrics not written" not in done.stderr.decode()
     assert prom.read_bytes() == before
+
+
+def test_the_module_run_as_a_program_records_a_run_that_fails_before_it_dumps(tmp_path):
+    """`python -m encpipe.pgbackup SCRIPT ...` (the module's own entry point) runs
+    main() where the module is read: the function that records a run failing
+    before Backup was defined below it, and such a run ended in a NameError."""
+    prom = tmp_path / "textfile" / "encpipe.prom"
+    prom.parent.mkdir()
+    (tmp_path / "backups").mkdir(mode=0o700)
+    key = make_key(tmp_path / "backup.key")
+    done = subprocess.run([sys.executable, "-m", "encpipe.pgbackup", str(BACKUP), "--dir", str(tmp_path / "backups"),
+                           "--key-file", key, "--passphrase-fd", "1000", "--metrics-file", str(prom), "db"],
+                          env=made_dir_env(tmp_path), capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert b"Error" not in done.stderr and len(done.stderr.splitlines()) <= 2
+    assert samples(prom)[("encpipe_backup_last_attempt_success", "db")] == 0
