@@ -65,7 +65,8 @@ class FdSecrets:
         MAX_SECRET bytes is UsageError (64), unreadable InputUnavailable (66);
         neither shows the secret. One N given to a descriptor option and as a
         secret file is UsageError before anything is read: read once, it would be
-        one secret for both, which encpipe would read by two rules."""
+        one secret for both, which encpipe would read by two rules; so is one N
+        given to a descriptor option twice."""
         self.secrets, self.names, self.options = {}, {}, {dashed(o) for o in descriptors}
         sources = {}  # N: (option, path) of its first mention; path None for a descriptor option
         for name, fd, path, word in _mentions(given, files, descriptors):
@@ -176,7 +177,7 @@ def _mentions(given, files, descriptors):
 
 def refuse_one_number_twice(given, files, descriptors):
     """UsageError (64) when one N is given to a `descriptors` option and as a secret
-    file of `files` (as FdSecrets refuses it), nothing read: for a script that reads
+    file of `files`, or to one twice (as FdSecrets refuses it), nothing read: for a script that reads
     the descriptor options itself."""
     sources = {}
     for name, fd, path, _ in _mentions(given, files, descriptors):
@@ -184,6 +185,8 @@ def refuse_one_number_twice(given, files, descriptors):
 
 
 def _one_secret_each(sources, name, fd, path):
+    if path is None and sources.get(fd, (None, ""))[1] is None:  # read once: its second read finds its end
+        raise UsageError(f"{name} {fd} is given twice: a descriptor holds one passphrase, read once")
     first = sources.setdefault(fd, (name, path))
     if (first[1] is None) != (path is None):
         raise UsageError(f"file descriptor {fd} is given to {first[0]} and to {name}: give each secret its own")

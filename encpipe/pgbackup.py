@@ -22,7 +22,7 @@ from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
-from .errors import EncpipeError, IOFailure
+from .errors import EncpipeError, IOFailure, UsageError
 from .fdsecrets import FdSecrets, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keyplace import refuse_replaceable
@@ -293,15 +293,24 @@ def main(argv=None):
             passphrases.append(read_fd(fd))
             os.close(fd)
     except Failure as e:
-        io.error(f"{e}{_recorded(run, started)}", hint=e.hint)
+        io.error(f"{e}{_recorded(run, started, e.status)}", hint=e.hint)
         return e.status
     except EncpipeError as e:
-        io.error(f"{e}{_recorded(run, started)}", hint=e.hint)
+        io.error(f"{e}{_recorded(run, started, e.exit_code)}", hint=e.hint)
         return e.exit_code
     try:
         return report_errors(io, Backup(o, passphrases, io).run)
     except KeyboardInterrupt:  # before the run began (waiting for the lock): Backup.run removed what it made
         return 130
+
+
+def _recorded(o, started, status):
+    """Record a run that failed with `status` before Backup (a key file refused, a
+    descriptor closed) in --metrics-file; what its line ends with when that failed."""
+    if o is None or status == UsageError.exit_code:  # its command line not read, or a mistake in it: no run
+        return ""
+    return job.metrics_not_written(job.record_failed_run(o["metrics"] + joined(
+        {"--database": [o["db"]], "--started": [repr(started)]})))
 
 
 if __name__ == "__main__":
@@ -310,13 +319,3 @@ if __name__ == "__main__":
     guard_standard_fds()
     no_core_dumps()
     raise SystemExit(main())
-
-
-def _recorded(o, started):
-    """Record a run that failed before Backup (a key file refused, a descriptor
-    closed) in --metrics-file; what its line ends with when that failed."""
-    if o is None:  # its command line was not read: no run
-        return ""
-    return job.metrics_not_written(job.record_failed_run(o["metrics"] + joined(
-        {"--database": [o["db"]], "--started": [repr(started)]})))
-

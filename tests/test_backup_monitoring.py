@@ -177,3 +177,48 @@ def test_a_remote_that_cannot_be_listed_is_one_critical_line_saying_so_once(tmp_
     assert (done.returncode, done.stderr) == (2, b"")
     assert done.stdout.decode() == ("CRITICAL: cannot list offsite:bucket/x: rclone lsjson: "
                                     "Failed to create file system: AccessDenied\n")
+
+
+@pytest.mark.parametrize("mistake", [["--keep-daily", "x"], ["--passphrase-fd", "0", "--key-file", "/dev/stdin"],
+                                     ["--passphrase-fd", "{fd}", "--passphrase-fd", "{fd}"]],
+                         ids=["a bad value", "stdin read twice", "one descriptor twice"])
+def test_a_mistake_in_the_options_is_not_a_failed_attempt(tmp_path, mistake):
+    """A usage error (64) is the command line's mistake, found before the run
+    begins, not a backup attempt: the metrics file is left as it was, whichever
+    check finds it (README: "a mistake found there, 64, ... is not recorded").
+    Before, one found after the options were parsed (standard input named for two
+    secrets, one --passphrase-fd given twice) was recorded as a failed attempt."""
+    prom = tmp_path / "textfile" / "encpipe.prom"
+    prom.parent.mkdir()
+    metrics.record(str(prom), "db", ok=True, started=1000.0, finished=1010.0, size=5)
+    before = prom.read_bytes()
+    (tmp_path / "backups").mkdir(mode=0o700)
+    key = make_key(tmp_path / "backup.key")
+    read, write = os.pipe()  # an open descriptor, for --passphrase-fd
+    try:
+        done = subprocess.run([BACKUP, "--dir", str(tmp_path / "backups"), "--key-file", key,
+                               *(word.format(fd=read) for word in mistake), "--metrics-file", str(prom), "db"],
+                              env=made_dir_env(tmp_path), capture_output=True, stdin=subprocess.DEVNULL,
+                              pass_fds=(read,), timeout=60)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert len(done.stderr.decode().splitlines()) <= 2 and "metrics not written" not in done.stderr.decode()
+    assert prom.read_bytes() == before
+
+
+def test_the_module_run_as_a_program_records_a_run_that_fails_before_it_dumps(tmp_path):
+    """`python -m encpipe.pgbackup SCRIPT ...` (the module's own entry point) runs
+    main() where the module is read: the function that records a run failing
+    before Backup was defined below it, and such a run ended in a NameError."""
+    prom = tmp_path / "textfile" / "encpipe.prom"
+    prom.parent.mkdir()
+    (tmp_path / "backups").mkdir(mode=0o700)
+    key = make_key(tmp_path / "backup.key")
+    done = subprocess.run([sys.executable, "-m", "encpipe.pgbackup", str(BACKUP), "--dir", str(tmp_path / "backups"),
+                           "--key-file", key, "--passphrase-fd", "1000", "--metrics-file", str(prom), "db"],
+                          env=made_dir_env(tmp_path), capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert b"Error" not in done.stderr and len(done.stderr.splitlines()) <= 2
+    assert samples(prom)[("encpipe_backup_last_attempt_success", "db")] == 0

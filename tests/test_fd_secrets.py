@@ -452,6 +452,24 @@ def test_a_descriptor_given_to_passphrase_fd_and_as_a_key_file_is_refused(capsys
         os.close(fd)
 
 
+def test_encpipe_restore_refuses_one_passphrase_fd_given_twice(capsys):
+    """As encpipe and encpipe-backup do (README: one --passphrase-fd N given twice
+    is 64 before anything is read): before, encpipe-restore read N once, went on to
+    the server, and only each encpipe child it lent N to refused the pair."""
+    from encpipe.pgrestore import main
+
+    fd = pipe_holding(b"the passphrase\n")
+    try:
+        status = main(["--passphrase-fd", str(fd), "--passphrase-fd", str(fd), "x_20260101T000000Z.sql.enc", "db"])
+        out, err = capsys.readouterr()
+        assert (status, out) == (64, "")
+        assert err == ("encpipe-restore: error: --passphrase-fd %d is given twice: a descriptor holds one "
+                       "passphrase, read once\n" % fd)
+        assert os.read(fd, 100) == b"the passphrase\n"  # not read
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("option", ["--key-file", "--passphrase-file", "--sign-key"])
 def test_encpipe_backup_refuses_a_descriptor_given_to_passphrase_fd_and_as_a_secret_file(capsys, tmp_path, option):
     """encpipe-backup read N as the secret file, then as the passphrase, and closed it:
