@@ -10,6 +10,7 @@ status is 1; a directory gone meanwhile is still passed over."""
 
 import errno
 import os
+from contextlib import contextmanager
 
 from test_rotate import World, lines, rotate
 
@@ -87,25 +88,29 @@ def test_a_directory_too_deep_to_open_by_its_path_is_an_error_not_passed_over(tm
         unnest(str(world.dir))
 
 
-def test_a_subdirectory_gone_before_it_is_opened_is_passed_over(tmp_path):
-    """Not an error: nothing under DIR was left unrotated by it."""
+@contextmanager
+def listed_top(tmp_path):
+    """(TOP, the walk of TOP after its first step, which listed TOP/sub): TOP's
+    descriptor closed afterwards."""
     top = tmp_path / "top"
     (top / "sub").mkdir(parents=True)
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     try:
         walk = dirwalk.tree(str(top), fd)
-        first = next(walk)
-        assert first[3] == ["sub"]
-        os.rmdir(top / "sub")
-        assert list(walk) == []
+        assert next(walk)[3] == ["sub"]
+        yield top, walk
     finally:
         os.close(fd)
 
 
+def test_a_subdirectory_gone_before_it_is_opened_is_passed_over(tmp_path):
+    """Not an error: nothing under DIR was left unrotated by it."""
+    with listed_top(tmp_path) as (top, walk):
+        os.rmdir(top / "sub")
+        assert list(walk) == []
+
+
 def test_a_subdirectory_that_cannot_be_opened_is_yielded_with_its_error(tmp_path, monkeypatch):
-    top = tmp_path / "top"
-    (top / "sub").mkdir(parents=True)
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     real_open = os.open
 
     def refusing(path, *args, **kwargs):
@@ -113,45 +118,29 @@ def test_a_subdirectory_that_cannot_be_opened_is_yielded_with_its_error(tmp_path
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    try:
-        walk = dirwalk.tree(str(top), fd)
-        next(walk)
+    with listed_top(tmp_path) as (top, walk):
         monkeypatch.setattr(os, "open", refusing)
-        [(directory, sub_fd, error, subdirs, names)] = list(walk)
+        try:
+            [(directory, sub_fd, error, subdirs, names)] = list(walk)
+        finally:
+            monkeypatch.undo()
         assert (directory, sub_fd, subdirs, names) == (str(top / "sub"), None, None, None)
         assert isinstance(error, PermissionError)
-    finally:
-        monkeypatch.undo()
-        os.close(fd)
 
 
 def test_a_subdirectory_replaced_by_a_file_is_not_the_one_listed(tmp_path):
     """Not an error either: what is there now is not a directory of DIR's listing."""
-    top = tmp_path / "top"
-    (top / "sub").mkdir(parents=True)
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        walk = dirwalk.tree(str(top), fd)
-        next(walk)
+    with listed_top(tmp_path) as (top, walk):
         os.rmdir(top / "sub")
         (top / "sub").write_bytes(b"a file now")
         assert list(walk) == [(str(top / "sub"), None, None, None, None)]
-    finally:
-        os.close(fd)
 
 
 def test_a_subdirectory_replaced_by_a_link_that_cannot_be_followed_is_not_the_one_listed(tmp_path):
     """A link to itself (ELOOP) put in its place: what cannot be opened is not a
     directory of DIR's listing, as a link to a file is not; before, it was
     reported as a directory rotate could not list (exit 1)."""
-    top = tmp_path / "top"
-    (top / "sub").mkdir(parents=True)
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        walk = dirwalk.tree(str(top), fd)
-        next(walk)
+    with listed_top(tmp_path) as (top, walk):
         os.rmdir(top / "sub")
         os.symlink("sub", top / "sub")
         assert list(walk) == [(str(top / "sub"), None, None, None, None)]
-    finally:
-        os.close(fd)
