@@ -70,6 +70,18 @@ def test_a_restore_refused_before_it_begins_ends_the_open_it_started(pg, tools, 
                 os.kill(opener, signal.SIGKILL)
 
 
+def _stopped_leaving_nothing(pg, proc, signum, status, children):
+    """`proc` (a restore into early_target) sent `signum`: it dies of it (`status`) with
+    nothing on its standard output or error, none of `children` left running, and
+    no early_target made."""
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    time.sleep(0.2)
+    assert (shell_status(proc.returncode), out, err) == (status, b"", b"")
+    assert [pid for pid in children if alive(pid)] == []
+    assert "early_target" not in pg.psql("SELECT datname FROM pg_database")
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["TERM", "INT"])
 @pytest.mark.parametrize("given", ["ENCPIPE_KEY", "--key-file"])
 def test_a_restore_stopped_during_the_key_check_ends_it_and_the_open(pg, tools, key_file, tmp_path, signum, status,
@@ -85,12 +97,7 @@ def test_a_restore_stopped_during_the_key_check_ends_it_and_the_open(pg, tools, 
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with ended_afterwards(proc) as children:
         children += [_pid(tmp_path / "keyid"), _pid(tmp_path / "open")]  # both run at once
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=60)
-        time.sleep(0.2)
-        assert (shell_status(proc.returncode), out, err) == (status, b"", b"")
-        assert [pid for pid in children if alive(pid)] == []
-        assert "early_target" not in pg.psql("SELECT datname FROM pg_database")
+        _stopped_leaving_nothing(pg, proc, signum, status, children)
 
 
 def _refused_in_use_before_any_open(pg, tools, tmp_path, path, *key_options):
@@ -194,9 +201,4 @@ def test_the_globals_files_open_starts_beside_the_key_check_too(pg, tools, key_f
             time.sleep(0.05)
         children += [int(line.split()[0]) for line in opens.read_text().splitlines()]
         assert all("--verify-first" in line.split() for line in opens.read_text().splitlines())
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=60)
-        time.sleep(0.2)
-        assert (shell_status(proc.returncode), out, err) == (status, b"", b"")
-        assert [pid for pid in children if alive(pid)] == []
-        assert "early_target" not in pg.psql("SELECT datname FROM pg_database")
+        _stopped_leaving_nothing(pg, proc, signum, status, children)
