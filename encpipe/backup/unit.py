@@ -179,12 +179,19 @@ def _credentials(args):
                               "\n# it is never in the environment or on a command line.")
 
 
+def _escaped(text, variables):
+    """`text` inside systemd's double quotes: backslash, quote and % (a specifier)
+    escaped, and $ too where `variables` are expanded (ExecStart=)."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return text.replace("$", "$$") if variables else text
+
+
 def _quote_path(path):
     """A path of a list such as ReadWritePaths=: split at spaces unless quoted, with
     specifiers (%), no variables."""
     if shlex.quote(path) == path:
         return path.replace("%", "%%")
-    return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+    return '"' + _escaped(path, variables=False) + '"'
 
 
 def _quote(arg):
@@ -193,5 +200,4 @@ def _quote(arg):
     pieces = re.split(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\})", arg)  # odd ones: the ${VAR}s
     if all(i % 2 or not piece or shlex.quote(piece) == piece for i, piece in enumerate(pieces)):
         return arg.replace("%", "%%")
-    return '"' + "".join(piece if i % 2 else piece.replace("\\", "\\\\").replace('"', '\\"').replace(
-        "%", "%%").replace("$", "$$") for i, piece in enumerate(pieces)) + '"'
+    return '"' + "".join(piece if i % 2 else _escaped(piece, variables=True) for i, piece in enumerate(pieces)) + '"'
