@@ -12,11 +12,11 @@ from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret
 from .progress import ProgressReporter, TwoPassReporter, input_size
 from .report import header_report, print_report
 from .sigdefer import hold_for_good
-from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
+from .slots import KEY_ID_LEN, MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
 from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 
-_KEY_ID = re.compile(r"[0-9a-fA-F]{16}")  # as keyid prints it, in either case: nothing else (ASCII, no space)
+_KEY_ID = re.compile(r"[0-9a-fA-F]{%d}" % (2 * KEY_ID_LEN))  # as keyid prints it, either case: nothing else
 
 
 def dispatch(args, io):

@@ -48,7 +48,7 @@ import subprocess
 from . import keys
 from .argwords import dashed
 from .errors import InputUnavailable, UsageError
-from .keyargs import FD_PATH, SECRET_FILES, fstat_fd
+from .keyargs import FD_PATH, SECRET_FILES, descriptor_twice, fstat_fd
 
 # A secret handed on to encpipe is written whole before encpipe reads it: on a
 # pipe (without memfd), it must fit the pipe's buffer. No key or passphrase is this long.
@@ -185,8 +185,8 @@ def refuse_one_number_twice(given, files, descriptors):
 
 
 def _one_secret_each(sources, name, fd, path):
-    if path is None and sources.get(fd, (None, ""))[1] is None:  # read once: its second read finds its end
-        raise UsageError(f"{name} {fd} is given twice: a descriptor holds one passphrase, read once")
+    if path is None and sources.get(fd, (None, ""))[1] is None:
+        raise descriptor_twice(name, fd)
     first = sources.setdefault(fd, (name, path))
     if (first[1] is None) != (path is None):
         raise UsageError(f"file descriptor {fd} is given to {first[0]} and to {name}: give each secret its own")

@@ -133,8 +133,14 @@ def refuse_shared_stdin(args):
     fds = [int_option(text, "--passphrase-fd", 0, 1 << 20, shown=False) for text in args.get("--passphrase-fd") or []]
     KeySources(passphrase_fds=fds).refuse_shared_stdin(more=[(o, args.get(o) or []) for o in SECRET_FILES])
     again = next((fd for i, fd in enumerate(fds) if fd in fds[:i]), None)
-    if again is not None:  # its second read would find it at its end: "the passphrase is empty"
-        raise UsageError(f"--passphrase-fd {again} is given twice: a descriptor holds one passphrase, read once")
+    if again is not None:
+        raise descriptor_twice("--passphrase-fd", again)
+
+
+def descriptor_twice(option, fd):
+    """The UsageError (64) of one descriptor N given twice to `option`: read once, its
+    second read would find it at its end ("the passphrase is empty")."""
+    return UsageError(f"{option} {fd} is given twice: a descriptor holds one passphrase, read once")
 
 
 def secret_fds_open(args):
