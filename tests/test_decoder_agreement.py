@@ -50,6 +50,12 @@ P = 2**255 - 19
 EPHEMERALS = [u.to_bytes(32, "little") for u in (0, 1, P - 1, P, P + 1, P + 9, 2**255 + 9, 2**256 - 1)]
 EPHEMERALS += [bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
                bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157")]
+# A signature entry's verify key and Rs set to these (y = p and p + 1, y = 1 with the sign bit set, small
+# order, no x for y = 2), and its S to these (0, l - 1, l, l + 1, 2^256 - 1): Edge rules, Format v2.
+L_ORDER = 2**252 + 27742317777372353535851937790883648493
+POINTS = [(y | sign << 255).to_bytes(32, "little") for y, sign in
+          ((P, 0), (P + 1, 0), (1, 1), (1, 0), (P - 1, 0), (0, 1), (2, 0), (2**255 - 1, 1))]
+SCALARS = [s.to_bytes(32, "little") for s in (0, L_ORDER - 1, L_ORDER, L_ORDER + 1, 2**256 - 1)]
 PAYLOAD_SAMPLE = 24
 OTHER_CUTS = 16
 
@@ -66,7 +72,7 @@ class Shape:
             kind, body_len = struct.unpack_from(">BH", data, pos)
             self.slots.append((pos, kind, body_len))
             pos += 3 + body_len
-        authenticated = sum(kind in (1, 2) for _, kind, _ in self.slots)
+        self.authenticated = authenticated = sum(kind in (1, 2) for _, kind, _ in self.slots)
         self.trailer_len = 32 * authenticated + 96 * self.sig_count + 32 if self.version == 2 else 0
         self.trailer_start = len(data) - self.trailer_len
         record = (1 << self.chunk_log2) + 16
@@ -181,6 +187,12 @@ def body_mutations(data, shape, rng):
     for i in range(shape.trailer_start, len(data)):
         bit = rng.randrange(8)
         yield f"trailer byte {i - shape.trailer_start}: bit {bit} flipped", flipped(data, i, bit)
+    entries = shape.trailer_start + 32 * shape.authenticated
+    for j in range(shape.sig_count):  # each part of a signature entry set to the curves' edge encodings
+        for at, values in ((0, POINTS), (32, POINTS), (64, SCALARS)):
+            start = entries + 96 * j + at
+            for value in values:
+                yield f"signature {j}: {value.hex()} at {at}", data[:start] + value + data[start + 32 :]
     payload = range(shape.header_len, shape.trailer_start)
     edges = {p for start, end in shape.records for p in (start, end - 17, end - 16, end - 1)}
     for i in sorted(edges | set(rng.sample(payload, min(PAYLOAD_SAMPLE, len(payload))))):
