@@ -447,6 +447,18 @@ def _():
     return forged(base, ESCROW, data, signatures=_signed_with_r(rs)), None
 
 
+@vector("v2_signature_r_sign_bit_set", "payload failure",
+        "v2: the vector v2_signature_r_small_order with R spelt 01 00..80 (y = 1, the neutral element, with the"
+        " sign bit set though x = 0): RFC 8032 refuses to decode it (a decoder that ignores the sign of x = 0"
+        " takes it, and the cofactored check then passes), so the signature does not verify",
+        identities=IDENT, signers=[SIGNER_1])
+def _():
+    data = plaintext("small r", 300)
+    base = v2("v2_signature_r_small_order", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    rs = (1 | 1 << 255).to_bytes(32, "little")
+    return forged(base, ESCROW, data, signatures=_signed_with_r(rs)), None
+
+
 @functools.cache  # the same bytes for both vectors below: their scrypt runs (seconds) made once
 def _two_costly_slots(name):
     """Two slots of one passphrase, each of scrypt work N * r * p = 2^21 (log2(N)=14,
