@@ -194,6 +194,14 @@ def _():
     return head + payload, None
 
 
+@vector("v2_header_only_no_key", "no match",
+        "v2: a header alone, shorter than its trailer, opened with KEY_2, which no slot is for: the length is"
+        " checked as the payload is read, once a key opened the header, so 77 (with KEY_1, 65)",
+        keys=[KEY_2.hex()])
+def _():
+    return parts(v2("v2_header_only_no_key", b"secret", [RawKey(KEY_1)]))[0], None
+
+
 @vector("v2_trailer_truncated", "payload failure", "v2: the last trailer byte cut off", keys=RAW)
 def _():
     return v2("v2_trailer_truncated", plaintext("tt", 100), [RawKey(KEY_1)])[:-1], None
