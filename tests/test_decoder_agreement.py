@@ -304,3 +304,28 @@ def test_encpipe_and_the_independent_decoder_agree_on_mutations(name, another_si
             disagreements.append(f"{label}: encpipe {ours}, the independent decoder {theirs}")
     assert not disagreements, "\n".join(disagreements)
     assert sum(n for outcome, n in outcomes.items() if outcome != "accepted") >= 300, outcomes
+
+
+NO_KEY_CASES = ["v2_signed", "v2_raw_key_three_chunks", "raw_key_three_chunks", "x25519"]
+
+
+@pytest.mark.parametrize("name", NO_KEY_CASES)
+def test_they_agree_on_mutations_with_a_key_that_opens_nothing(name, tmp_path):
+    """The same mutations opened with a raw key no slot is for (and a signer, which a
+    v1 file refuses from its header): what is checked before the keys (65, 67) and
+    what only after them (77 first) is the same in both."""
+    fields, data = load(VECTORS / f"{name}.vec")
+    key = hashlib.sha256(b"a key no vector is sealed for").hexdigest()
+    opening = {"key": [key], "signer": A_SIGNER}
+    args, env, secrets = key_args(tmp_path, opening), {}, decoder_secrets(opening)
+    run_open, outcomes, disagreements = opener(args, False), {}, []
+    for label, mutated in mutations(name, data, file_key_of(data, decoder_secrets(fields))):
+        ours, result = encpipe_outcome(run_open, mutated, env, label)
+        theirs, _ = decoder_outcome(mutated, secrets, label)
+        outcomes[ours] = outcomes.get(ours, 0) + 1
+        assert ours != "accepted" and result.stdout == b"", label
+        assert_one_line_error(result.stderr)
+        if ours != theirs:
+            disagreements.append(f"{label}: encpipe {ours}, the independent decoder {theirs}")
+    assert not disagreements, "\n".join(disagreements)
+    assert outcomes.get("rejected", 0) >= 100 and outcomes.get("no match" if data[7] == 2 else "not signed"), outcomes
