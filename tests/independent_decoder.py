@@ -5,6 +5,7 @@ the same way in both, which keeps the specification honest. The curve arithmetic
 cites, not taken from a library: what the README says of points and signatures is
 what is tested."""
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -124,6 +125,7 @@ L = 2**252 + 27742317777372353535851937790883648493  # the order of the base poi
 NEUTRAL = (0, 1, 1, 0)
 
 
+@functools.lru_cache(maxsize=256)
 def x25519(scalar, u):
     """RFC 7748's X25519: the scalar clamped, bit 255 of u ignored, u taken modulo p."""
     k = int.from_bytes(scalar, "little") & ~7 & ((1 << 254) - 1) | 1 << 254
@@ -159,6 +161,25 @@ def _mul(scalar, point):
         if scalar & 1:
             out = _add(out, point)
         point, scalar = _add(point, point), scalar >> 1
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _doublings(point):
+    """point, [2]point, [4]point, ... [2^255]point, for a point met again and again
+    (B, a signer's key): a multiple is then only the additions its scalar's bits pick."""
+    table = [point]
+    for _ in range(255):
+        table.append(_add(table[-1], table[-1]))
+    return tuple(table)
+
+
+def _mul_fixed(scalar, point):
+    assert 0 <= scalar < 1 << 256
+    out = NEUTRAL
+    for bit, multiple in enumerate(_doublings(point)):
+        if scalar >> bit & 1:
+            out = _add(out, multiple)
     return out
 
 
@@ -201,7 +222,7 @@ def signature_verifies(public, message, signature):
     if s >= L or r is None or refused_verify_key(public):
         return False
     k = int.from_bytes(hashlib.sha512(rs + public + message).digest(), "little") % L
-    return _same(_mul(8 * s, B), _add(_mul(8, r), _mul(8 * k, a)))
+    return _same(_mul_fixed(8 * s, B), _add(_mul(8, r), _mul_fixed(8 * k, a)))
 
 
 def scrypt_within_limits(log2_n, r, p):
