@@ -1,7 +1,11 @@
 """A second decoder for the v1 and v2 formats, written from README's "File format"
 section alone and sharing no code with the encpipe package: the vectors must open
-the same way in both, which keeps the specification honest."""
+the same way in both, which keeps the specification honest. The curve arithmetic
+(X25519, Ed25519's check) is done here from the README's rules and the RFCs it
+cites, not taken from a library: what the README says of points and signatures is
+what is tested."""
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -9,9 +13,7 @@ import zlib
 
 from Crypto.Cipher import AES
 from Crypto.Hash import SHA256
-from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_key, key_agreement
 from Crypto.Protocol.KDF import HKDF, scrypt
-from Crypto.Signature import eddsa
 
 
 class Rejected(Exception):
@@ -99,7 +101,8 @@ def recipient_public(text):
     """A public key to seal to: refused of small order (the shared secret would be 32
     zero bytes) or not canonical (as a little-endian number, >= p)."""
     key = _text_key(text, "encpipe1", b"encpipe v1 x25519 public key")
-    import_x25519_public_key(key)  # ValueError for a point of small order
+    if x25519(bytes(range(1, 33)), key) == bytes(32):  # of small order: zeros whatever the secret
+        raise ValueError("of small order")
     if int.from_bytes(key, "little") >= P:
         raise ValueError("not canonical")
     return key
@@ -118,31 +121,108 @@ def verify_key(text):
 
 P = 2**255 - 19
 D = -121665 * pow(121666, P - 2, P) % P
+L = 2**252 + 27742317777372353535851937790883648493  # the order of the base point B
+NEUTRAL = (0, 1, 1, 0)
+
+
+@functools.lru_cache(maxsize=256)
+def x25519(scalar, u):
+    """RFC 7748's X25519: the scalar clamped, bit 255 of u ignored, u taken modulo p."""
+    k = int.from_bytes(scalar, "little") & ~7 & ((1 << 254) - 1) | 1 << 254
+    x1 = int.from_bytes(u, "little") & ((1 << 255) - 1)
+    x2, z2, x3, z3 = 1, 0, x1, 1
+    for t in reversed(range(255)):
+        if (k >> t) & 1 != (k >> (t + 1)) & 1:  # a swap when the bit changes
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        a, b, c, d = x2 + z2, x2 - z2, x3 + z3, x3 - z3
+        aa, bb, da, cb = a * a % P, b * b % P, d * a % P, c * b % P
+        x3, z3 = (da + cb) ** 2 % P, x1 * (da - cb) ** 2 % P
+        x2, z2 = aa * bb % P, (aa - bb) * (aa + 121665 * (aa - bb)) % P
+    if k & 1:
+        x2, z2 = x3, z3
+    return (x2 * pow(z2, P - 2, P) % P).to_bytes(32, "little")
+
+
+def x25519_public(secret):
+    return x25519(secret, (9).to_bytes(32, "little"))
 
 
 def _add(a, b):
-    """Affine addition on edwards25519 (-x^2 + y^2 = 1 + d x^2 y^2; complete)."""
-    (x1, y1), (x2, y2) = a, b
-    t = D * x1 * x2 * y1 * y2 % P
-    return ((x1 * y2 + y1 * x2) * pow(1 + t, P - 2, P) % P, (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P)
+    """Addition on edwards25519 (-x^2 + y^2 = 1 + d x^2 y^2) in extended coordinates (RFC 8032, 6)."""
+    e1, f1 = (a[1] - a[0]) * (b[1] - b[0]) % P, (a[1] + a[0]) * (b[1] + b[0]) % P
+    c, d = 2 * a[3] * b[3] * D % P, 2 * a[2] * b[2] % P
+    e, f, g, h = f1 - e1, d - c, d + c, f1 + e1
+    return (e * f % P, g * h % P, f * g % P, e * h % P)
 
 
-def refused_verify_key(public):
-    """README "Edge rules": y (bit 255 cleared) >= p; or no point (RFC 8032, 5.1.3,
-    with x = 0 and the sign bit set refused); or [8]A is the neutral element."""
-    y, sign = int.from_bytes(public, "little") & ((1 << 255) - 1), public[31] >> 7
+def _mul(scalar, point):
+    out = NEUTRAL
+    while scalar:
+        if scalar & 1:
+            out = _add(out, point)
+        point, scalar = _add(point, point), scalar >> 1
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _doublings(point):
+    """point, [2]point, [4]point, ... [2^255]point, for a point met again and again
+    (B, a signer's key): a multiple is then only the additions its scalar's bits pick."""
+    table = [point]
+    for _ in range(255):
+        table.append(_add(table[-1], table[-1]))
+    return tuple(table)
+
+
+def _mul_fixed(scalar, point):
+    assert 0 <= scalar < 1 << 256
+    out = NEUTRAL
+    for bit, multiple in enumerate(_doublings(point)):
+        if scalar >> bit & 1:
+            out = _add(out, multiple)
+    return out
+
+
+def _same(a, b):
+    return (a[0] * b[2] - b[0] * a[2]) % P == 0 and (a[1] * b[2] - b[1] * a[2]) % P == 0
+
+
+def decode_point(encoded):
+    """RFC 8032, 5.1.3: y is the little-endian number with bit 255 cleared, bit 255
+    the sign of x; None when y >= p, no x fits y, or x = 0 with the sign bit set."""
+    y, sign = int.from_bytes(encoded, "little") & ((1 << 255) - 1), encoded[31] >> 7
     if y >= P:
-        return True
+        return None
     u, v = (y * y - 1) % P, (D * y * y + 1) % P
     x = u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P) % P
     if v * x * x % P == -u % P:
         x = x * pow(2, (P - 1) // 4, P) % P
     if v * x * x % P != u or (x == 0 and sign):
-        return True
-    point = (x, y)
-    for _ in range(3):
-        point = _add(point, point)
-    return point == (0, 1)
+        return None
+    if x & 1 != sign:
+        x = P - x
+    return (x, y, 1, x * y % P)
+
+
+B = decode_point((4 * pow(5, P - 2, P) % P).to_bytes(32, "little"))
+
+
+def refused_verify_key(public):
+    """README "Edge rules": not a point by RFC 8032's decoding, or [8]A the neutral element."""
+    point = decode_point(public)
+    return point is None or _same(_mul(8, point), NEUTRAL)
+
+
+def signature_verifies(public, message, signature):
+    """README "Format v2": S (little-endian, as RFC 8032 reads it) < l, Rs decoded by
+    RFC 8032 (5.1.3), A not refused, and the cofactored [8][S]B = [8]Rs + [8][k]A
+    with k = SHA-512(Rs || A || M) as a little-endian number, modulo l."""
+    rs, s = signature[:32], int.from_bytes(signature[32:], "little")
+    r, a = decode_point(rs), decode_point(public)
+    if s >= L or r is None or refused_verify_key(public):
+        return False
+    k = int.from_bytes(hashlib.sha512(rs + public + message).digest(), "little") % L
+    return _same(_mul_fixed(8 * s, B), _add(_mul(8, r), _mul_fixed(8 * k, a)))
 
 
 def scrypt_within_limits(log2_n, r, p):
@@ -162,16 +242,13 @@ def raw_key_attempt(key, body):
 
 
 def identity_attempt(secret, body):
-    private = import_x25519_private_key(secret)
-    public = private.public_key().export_key(format="raw")
+    public = x25519_public(secret)
     if hkdf(public, b"", b"encpipe v1 x25519 key id", 8) != body[:8]:
         return None
     ephemeral = body[8:40]
-    try:
-        peer = import_x25519_public_key(ephemeral)
-    except ValueError:
-        raise SkippedSlot("x25519 point of small order") from None
-    shared = key_agreement(static_priv=private, eph_pub=peer, kdf=lambda s: s)
+    shared = x25519(secret, ephemeral)
+    if shared == bytes(32):
+        raise SkippedSlot("x25519 point of small order")
     found = unwrap(hkdf(shared, ephemeral + public, b"encpipe v1 x25519 wrap"), body[40:])
     return found and (found, None)
 
@@ -329,10 +406,8 @@ def check_trailer(file_key, suite, chunk_log2, salt, records, trailer, authentic
         public, signature = entries[96 * k : 96 * k + 32], entries[96 * k + 32 : 96 * k + 96]
         if refused_verify_key(public):
             raise Rejected("signature by a refused verify key")
-        try:
-            eddsa.new(eddsa.import_public_key(public), "rfc8032").verify(b"encpipe v2 signature" + c, signature)
-        except ValueError:
-            raise Rejected("signature") from None
+        if not signature_verifies(public, b"encpipe v2 signature" + c, signature):
+            raise Rejected("signature")
         signed_by.append(public)
     if signers and not set(signers) & set(signed_by):
         raise NotSigned("no required signer signed it")

@@ -50,6 +50,12 @@ P = 2**255 - 19
 EPHEMERALS = [u.to_bytes(32, "little") for u in (0, 1, P - 1, P, P + 1, P + 9, 2**255 + 9, 2**256 - 1)]
 EPHEMERALS += [bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
                bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157")]
+# A signature entry's verify key and Rs set to these (y = p and p + 1, y = 1 with the sign bit set, small
+# order, no x for y = 2), and its S to these (0, l - 1, l, l + 1, 2^256 - 1): Edge rules, Format v2.
+L_ORDER = 2**252 + 27742317777372353535851937790883648493
+POINTS = [(y | sign << 255).to_bytes(32, "little") for y, sign in
+          ((P, 0), (P + 1, 0), (1, 1), (1, 0), (P - 1, 0), (0, 1), (2, 0), (2**255 - 1, 1))]
+SCALARS = [s.to_bytes(32, "little") for s in (0, L_ORDER - 1, L_ORDER, L_ORDER + 1, 2**256 - 1)]
 PAYLOAD_SAMPLE = 24
 OTHER_CUTS = 16
 
@@ -66,7 +72,7 @@ class Shape:
             kind, body_len = struct.unpack_from(">BH", data, pos)
             self.slots.append((pos, kind, body_len))
             pos += 3 + body_len
-        authenticated = sum(kind in (1, 2) for _, kind, _ in self.slots)
+        self.authenticated = authenticated = sum(kind in (1, 2) for _, kind, _ in self.slots)
         self.trailer_len = 32 * authenticated + 96 * self.sig_count + 32 if self.version == 2 else 0
         self.trailer_start = len(data) - self.trailer_len
         record = (1 << self.chunk_log2) + 16
@@ -181,6 +187,12 @@ def body_mutations(data, shape, rng):
     for i in range(shape.trailer_start, len(data)):
         bit = rng.randrange(8)
         yield f"trailer byte {i - shape.trailer_start}: bit {bit} flipped", flipped(data, i, bit)
+    entries = shape.trailer_start + 32 * shape.authenticated
+    for j in range(shape.sig_count):  # each part of a signature entry set to the curves' edge encodings
+        for at, values in ((0, POINTS), (32, POINTS), (64, SCALARS)):
+            start = entries + 96 * j + at
+            for value in values:
+                yield f"signature {j}: {value.hex()} at {at}", data[:start] + value + data[start + 32 :]
     payload = range(shape.header_len, shape.trailer_start)
     edges = {p for start, end in shape.records for p in (start, end - 17, end - 16, end - 1)}
     for i in sorted(edges | set(rng.sample(payload, min(PAYLOAD_SAMPLE, len(payload))))):
@@ -292,3 +304,28 @@ def test_encpipe_and_the_independent_decoder_agree_on_mutations(name, another_si
             disagreements.append(f"{label}: encpipe {ours}, the independent decoder {theirs}")
     assert not disagreements, "\n".join(disagreements)
     assert sum(n for outcome, n in outcomes.items() if outcome != "accepted") >= 300, outcomes
+
+
+NO_KEY_CASES = ["v2_signed", "v2_raw_key_three_chunks", "raw_key_three_chunks", "x25519"]
+
+
+@pytest.mark.parametrize("name", NO_KEY_CASES)
+def test_they_agree_on_mutations_with_a_key_that_opens_nothing(name, tmp_path):
+    """The same mutations opened with a raw key no slot is for (and a signer, which a
+    v1 file refuses from its header): what is checked before the keys (65, 67) and
+    what only after them (77 first) is the same in both."""
+    fields, data = load(VECTORS / f"{name}.vec")
+    key = hashlib.sha256(b"a key no vector is sealed for").hexdigest()
+    opening = {"key": [key], "signer": A_SIGNER}
+    args, env, secrets = key_args(tmp_path, opening), {}, decoder_secrets(opening)
+    run_open, outcomes, disagreements = opener(args, False), {}, []
+    for label, mutated in mutations(name, data, file_key_of(data, decoder_secrets(fields))):
+        ours, result = encpipe_outcome(run_open, mutated, env, label)
+        theirs, _ = decoder_outcome(mutated, secrets, label)
+        outcomes[ours] = outcomes.get(ours, 0) + 1
+        assert ours != "accepted" and result.stdout == b"", label
+        assert_one_line_error(result.stderr)
+        if ours != theirs:
+            disagreements.append(f"{label}: encpipe {ours}, the independent decoder {theirs}")
+    assert not disagreements, "\n".join(disagreements)
+    assert outcomes.get("rejected", 0) >= 100 and outcomes.get("no match" if data[7] == 2 else "not signed"), outcomes

@@ -194,6 +194,14 @@ def _():
     return head + payload, None
 
 
+@vector("v2_header_only_no_key", "no match",
+        "v2: a header alone, shorter than its trailer, opened with KEY_2, which no slot is for: the length is"
+        " checked as the payload is read, once a key opened the header, so 77 (with KEY_1, 65)",
+        keys=[KEY_2.hex()])
+def _():
+    return parts(v2("v2_header_only_no_key", b"secret", [RawKey(KEY_1)]))[0], None
+
+
 @vector("v2_trailer_truncated", "payload failure", "v2: the last trailer byte cut off", keys=RAW)
 def _():
     return v2("v2_trailer_truncated", plaintext("tt", 100), [RawKey(KEY_1)])[:-1], None
@@ -444,6 +452,18 @@ def _():
     data = plaintext("small r", 300)
     base = v2("v2_signature_r_small_order", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
     rs = (2**255 - 19 + 1).to_bytes(32, "little")
+    return forged(base, ESCROW, data, signatures=_signed_with_r(rs)), None
+
+
+@vector("v2_signature_r_sign_bit_set", "payload failure",
+        "v2: the vector v2_signature_r_small_order with R spelt 01 00..80 (y = 1, the neutral element, with the"
+        " sign bit set though x = 0): RFC 8032 refuses to decode it (a decoder that ignores the sign of x = 0"
+        " takes it, and the cofactored check then passes), so the signature does not verify",
+        identities=IDENT, signers=[SIGNER_1])
+def _():
+    data = plaintext("small r", 300)
+    base = v2("v2_signature_r_small_order", data, [ESCROW.recipient()], signing_keys=[SIGNER_1])
+    rs = (1 | 1 << 255).to_bytes(32, "little")
     return forged(base, ESCROW, data, signatures=_signed_with_r(rs)), None
 
 
