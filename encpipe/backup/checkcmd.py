@@ -8,14 +8,33 @@ from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
+from ..workers import decimal_number
 from . import metrics
 from .listing import scan
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
+UNKNOWN = 3  # the plugin's status for a usage error (the Nagios plugin guidelines)
 KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
                "--passphrase-command", "--passphrase", "--signer", "--signer-file")
+
+
+MAX_AGE = 1000000  # days or hours: --max-age (prune's too), --warn-age
+
+
+def number(text, option):
+    value = decimal_number(text)
+    if value is None or value > MAX_AGE:
+        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not '{text}'")
+    return value
+
+
+def command(args, io, where):
+    """check, its options read; `where`: the location."""
+    max_age = number(args["--max-age"], "--max-age")
+    warn = None if args["--warn-age"] is None else number(args["--warn-age"], "--warn-age")
+    return run(args, io, where, max_age, warn)
 
 
 def run(args, io, where, max_age, warn):
@@ -25,13 +44,22 @@ def run(args, io, where, max_age, warn):
     and an OSError went on to the handler of a failing standard output (74)."""
     try:
         status, lines = _run(args, io, where, max_age, warn)
-    except EncpipeError:  # a usage error (64)
+    except EncpipeError:  # a usage error (UNKNOWN)
         raise
     except Exception as e:
         status, lines = 2, [plugin_line(f"CRITICAL: {internal_error(e)}")]
     for line in lines:  # outside the `try`: standard output that fails is 74 (141)
         io.print(line)
     return status
+
+
+def unknown(io, message):
+    """A usage error of check's, once said on standard error: UNKNOWN, with one
+    line on standard output. Nagios reads the status and standard output only:
+    64 and nothing there was "return code of 64 is out of bounds" and "(No
+    output on stdout)"."""
+    io.print(plugin_line(f"UNKNOWN: {message}"))
+    return UNKNOWN
 
 
 def _run(args, io, where, max_age, warn):

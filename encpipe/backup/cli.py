@@ -108,7 +108,7 @@ Options:
   signer option, the verify keys in ENCPIPE_SIGNER.
 
 Exit status:
-  0 success; 64 usage error; 66 the location (verify: a PATH) is not there or
+  0 success; 64 usage error (check: 3); 66 the location (verify: a PATH) is not there or
   cannot be read (nothing printed); 73 (verify, prune) a key file another
   user could replace (see --allow-shared-dir; nothing printed); 78 no key
   configured (verify, prune: nothing is removed). prune: 66 also when the
@@ -125,7 +125,9 @@ Exit status:
   failure, a location that holds no backup (nothing, or only files that are
   not backups) is 66, nothing printed, unless --allow-empty.
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
-  or, with --verify, the keys cannot be read, or no key is configured).
+  or, with --verify, the keys cannot be read, or no key is configured), and 3
+  (UNKNOWN) for a usage error, which is also one line "UNKNOWN: ..." on
+  standard output.
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
@@ -143,7 +145,6 @@ from ..errors import InputUnavailable, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
 from ..usage_errors import first_empty
-from ..workers import decimal_number
 from . import checkcmd
 from .listing import Entry, examine, scan, stats
 from .prune import prune
@@ -189,18 +190,8 @@ def policy_from(args):
     return policy
 
 
-MAX_AGE = 1000000  # days or hours: --max-age, --warn-age
-
-
 def _days(text, option):
-    return None if text is None else timedelta(days=_number(text, option))
-
-
-def _number(text, option):
-    value = decimal_number(text)
-    if value is None or value > MAX_AGE:
-        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not '{text}'")
-    return value
+    return None if text is None else timedelta(days=checkcmd.number(text, option))
 
 
 def cmd_prune(args, io):
@@ -294,9 +285,7 @@ def _is_location(path):
 
 
 def cmd_check(args, io):
-    max_age = _number(args["--max-age"], "--max-age")
-    warn = None if args["--warn-age"] is None else _number(args["--warn-age"], "--warn-age")
-    return checkcmd.run(args, io, location(args, io), max_age, warn)
+    return checkcmd.command(args, io, location(args, io))
 
 
 def usage_message(argv, error, commands):
@@ -366,24 +355,42 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:
         known = name in COMMANDS
-        io.error((known and unknown_option(argv)) or usage_message(argv, e, COMMANDS),
-                 hint=f"see encpipe-{name} --help" if known else "see --help")
-        return 64
+        return refused(io, name, UsageError((known and unknown_option(argv)) or usage_message(argv, e, COMMANDS),
+                                            hint=f"see encpipe-{name} --help" if known else "see --help"))
     except SystemExit as e:  # --help
         return e.code or 0
     empty = first_empty(args)
     if empty:
-        io.error(str(empty), hint=empty.hint)
-        return empty.exit_code
+        return refused(io, name, empty)
+
     def start():
-        for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
-            for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
-                refuse_credentials(value, option)
-        refuse_credentials(location(args, io), ENV_BACKUP_DIR)
-        if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
-            secret_fds_open(args)
-            refuse_shared_stdin(args)  # two secrets on standard input: 64 before either is read
-            refuse_replaceable(args, allow_shared=args.get("--allow-shared-dir"))  # 73 before any is read
-        return COMMANDS[name](args, io)
+        try:
+            return run(args, io, name)
+        except UsageError as e:
+            if name != "check":
+                raise
+            return refused(io, name, e)
 
     return report_errors(io, start)
+
+
+def refused(io, name, error):
+    """A usage error: its lines on standard error and 64; check's is a plugin's
+    UNKNOWN (checkcmd.unknown): 3 and its status text on standard output too."""
+    io.error(str(error), hint=error.hint)
+    if name != "check":
+        return error.exit_code
+    return report_errors(io, lambda: checkcmd.unknown(io, str(error)))
+
+
+def run(args, io, name):
+    """The command `name`, its options read."""
+    for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
+        for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
+            refuse_credentials(value, option)
+    refuse_credentials(location(args, io), ENV_BACKUP_DIR)
+    if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
+        secret_fds_open(args)
+        refuse_shared_stdin(args)  # two secrets on standard input: 64 before either is read
+        refuse_replaceable(args, allow_shared=args.get("--allow-shared-dir"))  # 73 before any is read
+    return COMMANDS[name](args, io)
