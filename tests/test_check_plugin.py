@@ -8,14 +8,17 @@ Before, a usage error exited 64 with nothing on standard output: Nagios showed
 
 import io
 import os
+import re
 import subprocess
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from cliutil import assert_one_line_error
-from test_backup_dir import ENV
+from test_backup_dir import ENV, make_valid, stamp
 
 from encpipe.backup.cli import main
+from encpipe.backup.plugin import MAX_LINES, output
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK = os.path.join(ROOT, "scripts", "encpipe-check")
@@ -70,3 +73,102 @@ def test_a_usage_error_of_another_command_is_still_64(tmp_path):
     assert main(["list", "--bogus", str(tmp_path)], stdout=out, stderr=err, env={}) == 64
     assert out.getvalue() == b""
 
+
+# --- performance data ------------------------------------------------------------------
+
+
+def perfdata(text):
+    """The guidelines' reading of performance data: `'label'=value[UOM];[warn];[crit];[min];[max]`
+    items apart by spaces, a label in single quotes holding a quote doubled; {label: fields}.
+    Every item must parse, every label once."""
+    found, rest = {}, text.strip()
+    while rest:
+        match = re.match(r"'((?:[^']|'')+)'=(\S*)(?: +|$)", rest)
+        assert match, rest
+        label = match[1].replace("''", "'")
+        assert label not in found, label
+        found[label] = match[2].split(";")
+        rest = rest[match.end():]
+    return found
+
+
+def split_output(out):
+    """(the status lines without performance data, the first line's performance data):
+    Nagios' reading, the text before the first `|` and what follows it on its line."""
+    lines = out.split("\n")
+    assert lines.pop() == "" and all("|" not in line for line in lines[1:]), out
+    text, bar, data = lines[0].partition(" | ")
+    return [text, *lines[1:]], perfdata(data)
+
+
+def age(value, low, high):
+    assert re.fullmatch(r"[0-9]+s", value), value
+    return low <= int(value[:-1]) <= high
+
+
+def test_each_database_has_the_age_of_its_newest_backup_and_its_count_as_performance_data(tmp_path):
+    now = datetime.now(timezone.utc)
+    for hours in (50, 26, 2):
+        make_valid(tmp_path, f"shop_{stamp(now - timedelta(hours=hours))}.sql.enc")
+    make_valid(tmp_path, f"crm_{stamp(now - timedelta(hours=30))}.dump.enc")
+    code, out, err = check("--max-age", "24", "--warn-age", "1.5", "--database", "new", str(tmp_path))
+    assert (code, err) == (2, "")
+    text, data = split_output(out)
+    assert text == [f"CRITICAL: crm: newest backup crm_{stamp(now - timedelta(hours=30))}.dump.enc is 30.0 h old",
+                    "CRITICAL: new: no backup",
+                    f"WARNING: shop: newest backup shop_{stamp(now - timedelta(hours=2))}.sql.enc is 2.0 h old"]
+    assert list(data) == ["crm_age", "crm_backups", "new_age", "new_backups", "shop_age", "shop_backups"]
+    assert data["crm_age"][1:] == data["shop_age"][1:] == data["new_age"][1:] == ["5400", "86400", "0"]
+    assert age(data["crm_age"][0], 30 * 3600, 30 * 3600 + 60) and age(data["shop_age"][0], 7200, 7200 + 60)
+    assert data["new_age"][0] == "U"  # the guidelines' value that could not be determined
+    assert (data["crm_backups"], data["new_backups"], data["shop_backups"]) == (["1", "", "", "0"],
+                                                                                ["0", "", "", "0"], ["3", "", "", "0"])
+
+
+def test_without_warn_age_the_warning_threshold_is_empty(tmp_path):
+    make_valid(tmp_path, f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc")
+    code, out, _ = check("--max-age", "0.5", str(tmp_path))
+    assert code == 2
+    assert split_output(out)[1]["shop_age"][1:] == ["", "1800", "0"]
+
+
+def test_a_line_that_names_no_database_has_no_performance_data(tmp_path):
+    assert check("--max-age", "24", str(tmp_path)) == (2, "CRITICAL: no backups found\n", "")
+    said = check("--max-age", "24", str(tmp_path / "none"))
+    assert said[0] == 2 and said[1].startswith("CRITICAL: cannot list ") and "|" not in said[1]
+
+
+HOSTILE = ["b|x", "a=1", "it's", "two words", "q''", "'", "nl\nx", "cr\rx", "back\\slash", "b\\x7cx", "\\x3d",
+           "x'=1 'y", "shop_age'=1s 'z", "bad\udcffbyte", "tab\tx", "sp ace=1|2"]
+
+
+def test_a_database_name_can_neither_break_the_performance_data_nor_forge_an_item(tmp_path):
+    """Names are any bytes: each becomes one label, quoted as the guidelines say
+    (a quote doubled), printable as check's lines show it, with `|` (Nagios' start
+    of performance data), `=` (what Icinga 2 and PNP4Nagios split an item at,
+    quoted or not) escaped as \\x7c and \\x3d; no two names give one label."""
+    when = stamp(datetime.now(timezone.utc) - timedelta(hours=1))
+    for name in HOSTILE:
+        os.rename(make_valid(tmp_path, "x"), os.path.join(os.fsencode(tmp_path),
+                                                          os.fsencode(name) + f"_{when}.sql.enc".encode()))
+    code, out, err = check("--max-age", "24", str(tmp_path))
+    assert (code, err) == (0, "")
+    text, data = split_output(out)
+    assert len(text) == len(HOSTILE) and out.count("|") == 1 and out.isascii()
+    labels = sorted(label for label in data if label.endswith("_age"))
+    assert len(labels) == len(HOSTILE) and len(data) == 2 * len(HOSTILE)
+    assert all("=" not in label and "|" not in label and label.isprintable() for label in data)
+    assert "x\\'\\x3d1 \\'y_age" not in data and "shop_age" not in data and "y_age" not in data
+    assert "it's_age" in data and "two words_age" in data and "'_age" in data and "a\\x3d1_age" in data
+    assert "b\\x7cx_age" in data and "b\\\\x7cx_age" in data and "\\\\x3d_age" in data
+    assert "nl\\nx_age" in data and "bad\\xffbyte_age" in data
+    # Icinga 2's reading: an item's label up to its first `=`, its value up to the next space
+    icinga = re.findall(r"\s*('(?:[^']|'')*'|[^=]*)=(\S*)", out.split("\n")[0].partition(" | ")[2])
+    assert sorted(label[1:-1].replace("''", "'") for label, _ in icinga) == sorted(data)
+
+
+def test_the_line_bound_holds_for_lines_without_performance_data():
+    printed = output([(f"CRITICAL: {i}", None) for i in range(300)], 24, None)
+    assert printed == [f"CRITICAL: {i}" for i in range(MAX_LINES - 1)] + [f"... and {300 - MAX_LINES + 1} more"]
+    assert output([("CRITICAL: " + "x" * 5000, ("db", None, 0)), ("OK: a", None)], 24, None) == [
+        "CRITICAL: " + "x" * 5000 + " | 'db_age'=U;;86400;0 'db_backups'=0;;;0", "... and 1 more"]  # the first, whole

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cliutil import assert_one_line_error, secret_file
+from cliutil import assert_one_line_error, plugin_text, secret_file
 from test_backup_dir import ENV, KEY, OTHER_KEY, make_corrupt, make_valid, sealed_bytes, stamp
 
 from encpipe import envelope
@@ -29,7 +29,7 @@ TAMPERED = "chunk 1 failed authentication: the file is corrupt or was tampered w
 def check(*argv, env=ENV):
     out, err = io.BytesIO(), io.StringIO()
     code = main(["check", *argv], stdout=out, stderr=err, env=dict(env))
-    return code, out.getvalue().decode(), err.getvalue()
+    return code, plugin_text(out.getvalue().decode()), err.getvalue()
 
 
 def ago(hours):

@@ -11,6 +11,7 @@ from ..keyplace import refuse_replaceable
 from ..workers import decimal_number
 from . import metrics
 from .listing import scan
+from .plugin import output
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
@@ -43,12 +44,12 @@ def run(args, io, where, max_age, warn):
     WARNING (a name dated year 1 once made check say so, whatever the backups' age),
     and an OSError went on to the handler of a failing standard output (74)."""
     try:
-        status, lines = _run(args, io, where, max_age, warn)
+        status, rows = _run(args, io, where, max_age, warn)
     except EncpipeError:  # a usage error (UNKNOWN)
         raise
     except Exception as e:
-        status, lines = 2, [plugin_line(f"CRITICAL: {internal_error(e)}")]
-    for line in lines:  # outside the `try`: standard output that fails is 74 (141)
+        status, rows = 2, [(f"CRITICAL: {internal_error(e)}", None)]
+    for line in output(rows, max_age, warn):  # outside the `try`: standard output that fails is 74 (141)
         io.print(line)
     return status
 
@@ -63,59 +64,33 @@ def unknown(io, message):
 
 
 def _run(args, io, where, max_age, warn):
-    """(status, the lines to print)."""
+    """(status, [(a line's text, its database's performance data or None)]: plugin.output)."""
     given = [option for option in KEY_OPTIONS if args[option]]
     if given and not args["--verify"]:
         raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
     try:
         keys = _check_keys(args, io) if args["--verify"] else None
     except NoKeyConfigured:
-        return 2, ["CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY"]
+        return 2, [("CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY",
+                    None)]
     except UsageError:
         raise
     except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
-        return 2, [plugin_line(f"CRITICAL: cannot load the keys for --verify: {e}")]
+        return 2, [(f"CRITICAL: cannot load the keys for --verify: {e}", None)]
     try:
         samples = metrics.read(args["--metrics-file"], trusted_place=True) if args["--metrics-file"] else {}
     except EncpipeError as e:  # a monitor that cannot read what it watches says so
-        return 2, [plugin_line(f"CRITICAL: cannot read the metrics file: {e}")]
+        return 2, [(f"CRITICAL: cannot read the metrics file: {e}", None)]
     try:
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
         said = f"cannot list {where}: "  # once: a remote's error says it already
-        return 2, [plugin_line(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}")]
+        return 2, [(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}", None)]
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
-    status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
-                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate)
-    return status, bounded([plugin_line(line) for line in lines])
-
-
-# The most check prints: Nagios 4 keeps 8 KiB of a plugin's output (its
-# MAX_PLUGIN_OUTPUT_LENGTH), and thousands of databases with no backup, one
-# line each, went far past it. README, "Monitoring".
-MAX_LINES, MAX_BYTES = 100, 4096
-
-
-def bounded(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
-    """`lines` as printed: all of them when they fit in `max_lines` lines and
-    `max_bytes` bytes (newlines counted), else the first (whole, whatever its
-    length: the status text) and as many of the next as fit with a last line
-    `... and N more` (N: the lines left out)."""
-    def size(line):
-        return len(line.encode("utf-8")) + 1
-
-    if len(lines) <= max_lines and sum(map(size, lines)) <= max_bytes:
-        return lines
-    kept, used = lines[:1], size(lines[0])
-    for line in lines[1:]:
-        more = size(f"... and {len(lines) - len(kept) - 1} more")  # the last line, this one kept
-        if len(kept) + 2 > max_lines or used + size(line) + more > max_bytes:
-            break
-        kept.append(line)
-        used += size(line)
-    return kept + [f"... and {len(lines) - len(kept)} more"]
+    return metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
+                         count_unauthenticated=count_unauthenticated, authenticate=authenticate)
 
 
 def _check_keys(args, io):

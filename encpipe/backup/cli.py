@@ -39,8 +39,10 @@ Commands:
             In a location, a dump with no label named after a labelled one of
             its series fails (65).
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
-            the worst first, at most 100 lines and 4096 bytes (Nagios 4 keeps
-            8 KiB): past that, the last line is "... and N more". From
+            the worst first, and after " | " on the first line each printed
+            database's performance data ('DB_age'=SECONDSs;WARN;CRIT;0
+            'DB_backups'=N;;;0); at most 100 lines and 4096 bytes (Nagios 4
+            keeps 8 KiB): past that, the last line is "... and N more". From
             names and headers, no key. Anyone who can write the location
             can make a header claim a raw key or signing key of their own, or
             made-up key ids: only --verify (or verify, prune) tells a planted
