@@ -9,12 +9,15 @@ Before, a usage error exited 64 with nothing on standard output: Nagios showed
 import io
 import os
 import re
+import signal
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from cliutil import assert_one_line_error
+from test_child_start_gaps import none_left
 from test_backup_dir import ENV, make_valid, stamp
 
 from encpipe.backup.cli import main
@@ -172,3 +175,81 @@ def test_the_line_bound_holds_for_lines_without_performance_data():
     assert printed == [f"CRITICAL: {i}" for i in range(MAX_LINES - 1)] + [f"... and {300 - MAX_LINES + 1} more"]
     assert output([("CRITICAL: " + "x" * 5000, ("db", None, 0)), ("OK: a", None)], 24, None) == [
         "CRITICAL: " + "x" * 5000 + " | 'db_age'=U;;86400;0 'db_backups'=0;;;0", "... and 1 more"]  # the first, whole
+
+
+# --- -t, --timeout -----------------------------------------------------------------------
+
+HANG = f"{sys.executable} -c 'import time; time.sleep(1000)'"  # its arguments name the test's directory
+
+
+def rclone(tmp_path, body):
+    """An rclone that lists one backup, doing `body` for anything else (a `cat`)."""
+    path = tmp_path / "rclone"
+    path.write_text('#!/bin/sh\ncase "$1" in lsjson) printf \'[{"Name":"shop_20250101T000000Z.sql.enc",'
+                    f'"Size":100}}]\'; exit 0;; esac\n{body}\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+def timed_out(tmp_path, argv, env, preexec_fn=None):
+    """encpipe-check ARGV, whose run cannot end by itself: its status and standard
+    output once -t 1 expired; nothing naming tmp_path (the stand-ins' children)
+    is left running."""
+    with none_left(tmp_path):
+        done = subprocess.run([CHECK, "-t", "1", *argv], env={"PATH": os.environ["PATH"], "PYTHONPATH": ROOT, **env},
+                              capture_output=True, text=True, timeout=120, preexec_fn=preexec_fn)
+    assert done.stderr == "", done.stderr
+    return done.returncode, done.stdout
+
+
+@pytest.mark.parametrize("body", [f"exec {HANG} {{tmp}}", f"{HANG} {{tmp}} & wait"],
+                         ids=["rclone hangs", "a child of rclone hangs"])
+def test_a_remote_that_never_answers_is_critical_once_the_timeout_expires(tmp_path, body):
+    """A remote through rclone that never answers (past rclone's own bounds, which
+    the caller may raise) held check until Nagios killed it, rclone and what it
+    started left running; now -t: CRITICAL (the guidelines' state for a timeout, a
+    failure outside the plugin, as monitoring-plugins' own say), every child stopped."""
+    env = {"RCLONE": rclone(tmp_path, body.format(tmp=tmp_path))}
+    assert timed_out(tmp_path, ["--max-age", "24", "offsite:b"], env) == (
+        2, "CRITICAL: timed out after 1 s reading offsite:b\n")
+
+
+def test_a_listing_that_never_ends_is_critical_too(tmp_path):
+    env = {"RCLONE": rclone(tmp_path, "")}
+    (tmp_path / "rclone").write_text(f"#!/bin/sh\nexec {HANG} {tmp_path}\n")
+    assert timed_out(tmp_path, ["--max-age", "24", "offsite:b"], env) == (
+        2, "CRITICAL: timed out after 1 s reading offsite:b\n")
+
+
+def test_a_key_command_that_never_ends_is_stopped_with_what_it_started(tmp_path):
+    make_valid(tmp_path, f"shop_{stamp(datetime.now(timezone.utc))}.sql.enc")
+    argv = ["--max-age", "24", "--verify", "--key-command", f"{HANG} {tmp_path}; echo never", str(tmp_path)]
+    assert timed_out(tmp_path, argv, {}) == (2, "CRITICAL: timed out after 1 s reading the keys\n")
+
+
+def test_a_run_that_cannot_take_the_timeout_s_signal_still_ends_with_its_line(tmp_path):
+    """The main thread may be unable to take the signal that ends it (here blocked
+    by the caller, while it waits for a writer of a FIFO given as key file; as in a
+    read of a hung NFS mount): a moment later the timer's thread prints the line,
+    stops every child and ends the process itself."""
+    def blocked():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+    os.mkfifo(tmp_path / "key.fifo")
+    argv = ["--max-age", "24", "--verify", "--key-file", str(tmp_path / "key.fifo"), str(tmp_path)]
+    assert timed_out(tmp_path, argv, {}, preexec_fn=blocked) == (2, "CRITICAL: timed out after 1 s reading the keys\n")
+    assert timed_out(tmp_path, argv, {}) == (2, "CRITICAL: timed out after 1 s reading the keys\n")  # the signal's way
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", "1e3", "1000001"])
+def test_a_bad_timeout_is_unknown(tmp_path, value):
+    code, out, err = check("--max-age", "24", "--timeout", value, str(tmp_path))
+    assert code == 3 and out == f"UNKNOWN: --timeout must be a number of seconds above 0, at most 1000000, not '{value}'\n"
+    assert_one_line_error(err, "encpipe-check")
+
+
+def test_the_timeout_is_read_as_t_too_and_a_run_within_it_is_as_before(tmp_path):
+    make_valid(tmp_path, f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc")
+    for option in (["-t", "30"], ["--timeout=30"], ["-t30"], []):
+        code, out, err = check("--max-age", "24", *option, str(tmp_path))
+        assert (code, err) == (0, "") and out.startswith("OK: shop: newest backup shop_")

@@ -1,4 +1,4 @@
-"""encpipe-check's run, once its options are read (cli.cmd_check): its keys for
+"""encpipe-check's run, once its options are read (cli.COMMANDS): its keys for
 --verify, the metrics file, the listing, and the plugin's lines (metrics.check)."""
 
 from datetime import datetime, timezone
@@ -10,6 +10,7 @@ from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
 from ..workers import decimal_number
 from . import metrics
+from .deadline import Deadline
 from .listing import scan
 from .plugin import output
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
@@ -35,16 +36,20 @@ def command(args, io, where):
     """check, its options read; `where`: the location."""
     max_age = number(args["--max-age"], "--max-age")
     warn = None if args["--warn-age"] is None else number(args["--warn-age"], "--warn-age")
-    return run(args, io, where, max_age, warn)
+    seconds = decimal_number(args["--timeout"] or "")
+    if not seconds or seconds > MAX_AGE:
+        raise UsageError(f"--timeout must be a number of seconds above 0, at most {MAX_AGE}, not '{args['--timeout']}'")
+    return run(args, io, where, max_age, warn, Deadline(seconds))
 
 
-def run(args, io, where, max_age, warn):
+def run(args, io, where, max_age, warn, deadline=None):
     """The plugin's lines on io; its status (0, 1, 2). `where`: the location. A bug is
     CRITICAL too: its traceback would exit 1, which the plugin's reader takes for a
     WARNING (a name dated year 1 once made check say so, whatever the backups' age),
     and an OSError went on to the handler of a failing standard output (74)."""
+    deadline = deadline or Deadline(float(args["--timeout"]))  # its default, 50
     try:
-        status, rows = _run(args, io, where, max_age, warn)
+        status, rows = deadline.run(lambda: _run(args, io, where, max_age, warn, deadline))
     except EncpipeError:  # a usage error (UNKNOWN)
         raise
     except Exception as e:
@@ -63,11 +68,12 @@ def unknown(io, message):
     return UNKNOWN
 
 
-def _run(args, io, where, max_age, warn):
+def _run(args, io, where, max_age, warn, deadline):
     """(status, [(a line's text, its database's performance data or None)]: plugin.output)."""
     given = [option for option in KEY_OPTIONS if args[option]]
     if given and not args["--verify"]:
         raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
+    deadline.doing = "reading the keys"
     try:
         keys = _check_keys(args, io) if args["--verify"] else None
     except NoKeyConfigured:
@@ -77,10 +83,12 @@ def _run(args, io, where, max_age, warn):
         raise
     except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
         return 2, [(f"CRITICAL: cannot load the keys for --verify: {e}", None)]
+    deadline.doing = f"reading the metrics file {args['--metrics-file']}"
     try:
         samples = metrics.read(args["--metrics-file"], trusted_place=True) if args["--metrics-file"] else {}
     except EncpipeError as e:  # a monitor that cannot read what it watches says so
         return 2, [(f"CRITICAL: cannot read the metrics file: {e}", None)]
+    deadline.doing = f"reading {where}"
     try:
         store = open_location(where, io.env)
         entries = scan(store)
@@ -89,6 +97,7 @@ def _run(args, io, where, max_age, warn):
         return 2, [(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}", None)]
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
+    deadline.doing = f"authenticating the backups in {where}"
     return metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
                          count_unauthenticated=count_unauthenticated, authenticate=authenticate)
 

@@ -12,7 +12,7 @@ Usage:
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
-  encpipe-backups check --max-age HOURS [--warn-age HOURS] [--database DB]...
+  encpipe-backups check --max-age HOURS [--warn-age HOURS] [-t SECONDS] [--database DB]...
                [--metrics-file FILE] [--count-unauthenticated] [--verify] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
@@ -61,6 +61,9 @@ Options:
   --max-age DAYS             Also remove kept backups older than DAYS days (prune);
                              critical when the newest is older than HOURS (check).
   --warn-age HOURS           Warning when the newest backup is older than HOURS.
+  -t SECONDS, --timeout SECONDS  check: critical when the run has not ended
+                             after SECONDS (under Nagios' own 60 s), every
+                             process it started stopped [default: 50].
   --database DB              Only this database's backups (prune); expect it (check).
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
                              when a database's last attempt failed; critical
@@ -127,9 +130,9 @@ Exit status:
   failure, a location that holds no backup (nothing, or only files that are
   not backups) is 66, nothing printed, unless --allow-empty.
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
-  or, with --verify, the keys cannot be read, or no key is configured), and 3
-  (UNKNOWN) for a usage error, which is also one line "UNKNOWN: ..." on
-  standard output.
+  or, with --verify, the keys cannot be read, no key is configured, or the
+  run times out), and 3 (UNKNOWN) for a usage error, which is also one line
+  "UNKNOWN: ..." on standard output.
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
@@ -286,10 +289,6 @@ def _is_location(path):
     return os.path.isdir(path)
 
 
-def cmd_check(args, io):
-    return checkcmd.command(args, io, location(args, io))
-
-
 def usage_message(argv, error, commands):
     """docopt's first line when it says something specific, else which command."""
     first = (str(error).strip().splitlines() or [""])[0]
@@ -300,7 +299,8 @@ def usage_message(argv, error, commands):
     return f"invalid arguments for {argv[0]}" if argv[0] in commands else f"unknown command '{argv[0]}'"
 
 
-COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify, "check": cmd_check}
+COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify,
+            "check": lambda args, io: checkcmd.command(args, io, location(args, io))}
 
 
 def _usage_lines(name):
@@ -317,7 +317,9 @@ def unknown_option(argv):
     even one that starts with - (docopt takes it as the value): a --key-file's may
     be a passphrase typed there."""
     accepted = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", _usage_lines(argv[0]))) | {"-h", "--help"}
-    valued = set(re.findall(r"(--[\w-]+) [A-Z]", _usage_lines(argv[0])))
+    aliases = re.findall(r"^ +(-\w)(?: [A-Z]+)?, (--[\w-]+)", USAGE, re.M)  # -t, --timeout: either taken
+    accepted |= {name for pair in aliases if set(pair) & accepted for name in pair}
+    valued = set(re.findall(r"(--?[\w-]+) [A-Z]", " ".join([_usage_lines(argv[0]), *map(" ".join, aliases)])))
     tokens = iter(argv[1:])
     for token in tokens:
         if token == "--":
@@ -364,7 +366,6 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     empty = first_empty(args)
     if empty:
         return refused(io, name, empty)
-
     def start():
         try:
             return run(args, io, name)
