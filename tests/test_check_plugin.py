@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cliutil import assert_one_line_error
-from test_child_start_gaps import none_left
 from test_backup_dir import ENV, make_valid, stamp
+from test_child_start_gaps import none_left
 
 from encpipe.backup.cli import main
 from encpipe.backup.plugin import MAX_LINES, output
@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK = os.path.join(ROOT, "scripts", "encpipe-check")
 
 
-def check(*argv, env=ENV, stdin=None):
+def check(*argv, env=ENV):
     out, err = io.BytesIO(), io.StringIO()
     code = main(["check", *argv], stdout=out, stderr=err, env=dict(env))
     return code, out.getvalue().decode(), err.getvalue()
@@ -35,6 +35,10 @@ def check(*argv, env=ENV, stdin=None):
 
 USAGE_ERRORS = [  # DIR: the test's directory
     (["--max-age", "24", "--bogus", "DIR"], "unknown option --bogus"),
+    # an option's other name is no unknown option, nor its value one (-t, --timeout; -p, --passphrase)
+    (["--max-age", "24", "--timeout", "5", "--bogus", "DIR"], "unknown option --bogus"),
+    (["--max-age", "24", "-t", "-5", "--bogus", "DIR"], "unknown option --bogus"),
+    (["--max-age", "24", "--verify", "--passphrase", "--bogus", "DIR"], "unknown option --bogus"),
     (["--warn-age", "12", "DIR"], "check needs --max-age HOURS"),
     (["--max-age", "x", "DIR"], "--max-age must be a number from 0 to 1000000, not 'x'"),
     (["--max-age", "24", "--warn-age", "-1", "DIR"], "--warn-age must be a number from 0 to 1000000, not '-1'"),
