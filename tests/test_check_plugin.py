@@ -186,11 +186,11 @@ def test_the_line_bound_holds_for_lines_without_performance_data():
 HANG = f"{sys.executable} -c 'import time; time.sleep(1000)'"  # its arguments name the test's directory
 
 
-def rclone(tmp_path, body):
-    """An rclone that lists one backup, doing `body` for anything else (a `cat`)."""
+def rclone(tmp_path, body, objects=1):
+    """An rclone that lists `objects` backups, doing `body` for anything else (a `cat`)."""
     path = tmp_path / "rclone"
-    path.write_text('#!/bin/sh\ncase "$1" in lsjson) printf \'[{"Name":"shop_20250101T000000Z.sql.enc",'
-                    f'"Size":100}}]\'; exit 0;; esac\n{body}\n')
+    listing = ",".join(f'{{"Name":"db{i}_20250101T000000Z.sql.enc","Size":100}}' for i in range(objects))
+    path.write_text(f'#!/bin/sh\ncase "$1" in lsjson) printf \'[{listing}]\'; exit 0;; esac\n{body}\n')
     path.chmod(0o755)
     return str(path)
 
@@ -206,14 +206,15 @@ def timed_out(tmp_path, argv, env, preexec_fn=None):
     return done.returncode, done.stdout
 
 
-@pytest.mark.parametrize("body", [f"exec {HANG} {{tmp}}", f"{HANG} {{tmp}} & wait"],
-                         ids=["rclone hangs", "a child of rclone hangs"])
-def test_a_remote_that_never_answers_is_critical_once_the_timeout_expires(tmp_path, body):
+@pytest.mark.parametrize("body, objects", [(f"exec {HANG} {{tmp}}", 1), (f"{HANG} {{tmp}} & wait", 1),
+                                           (f"{HANG} {{tmp}} & wait", 20)],
+                         ids=["rclone hangs", "a child of rclone hangs", "the listing's threads' rclones hang"])
+def test_a_remote_that_never_answers_is_critical_once_the_timeout_expires(tmp_path, body, objects):
     """A remote through rclone that never answers (past rclone's own bounds, which
     the caller may raise) held check until Nagios killed it, rclone and what it
     started left running; now -t: CRITICAL (the guidelines' state for a timeout, a
     failure outside the plugin, as monitoring-plugins' own say), every child stopped."""
-    env = {"RCLONE": rclone(tmp_path, body.format(tmp=tmp_path))}
+    env = {"RCLONE": rclone(tmp_path, body.format(tmp=tmp_path), objects)}
     assert timed_out(tmp_path, ["--max-age", "24", "offsite:b"], env) == (
         2, "CRITICAL: timed out after 1 s reading offsite:b\n")
 

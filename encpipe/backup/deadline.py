@@ -8,7 +8,8 @@ main thread waits for, and sends the main thread SIGNAL, whose handler raises
 TimedOut there (outside imports and held() blocks, as every raising handler of
 encpipe's: sigdefer): the run unwinds as an interrupted one does (a listing
 stops its threads and their rclone processes), then the main thread kills what
-is left and prints the timeout's line instead of its report. A main thread that
+is left and prints the timeout's line instead of its report (meanwhile the thread
+kills every SWEEP seconds what the run still starts). A main thread that
 cannot take the signal (blocked in the kernel, as on a hung NFS mount, or the
 signal blocked by the caller) has GRACE seconds; then the thread prints that
 line itself, kills every child again and ends the process (os._exit).
@@ -30,7 +31,9 @@ from ..sigdefer import held, outside_imports
 
 SIGNAL = signal.SIGUSR1
 GRACE = 5  # seconds the main thread has to end the run once told to
+SWEEP = 0.1  # seconds between two sweeps of the children meanwhile
 CRITICAL = 2
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class TimedOut(BaseException):
@@ -95,11 +98,14 @@ class Deadline:
             if self.claimed:
                 return
             self.expired, self.stopped = True, self.doing
+        adopt_orphans()
         stop_children()
         if main is not None:
             signal.pthread_kill(main, SIGNAL)
-        if self.done.wait(GRACE):
-            return
+        for _ in range(round(GRACE / SWEEP)):  # what the run starts while it unwinds (a listing's threads) too
+            if self.done.wait(SWEEP):
+                return
+            stop_children()
         with self.lock:  # the main thread did not answer: this thread ends the run
             if self.claimed:
                 return
@@ -110,6 +116,20 @@ class Deadline:
             pass
         stop_children()
         os._exit(CRITICAL)
+
+
+def adopt_orphans():
+    """From now on, a process whose parent among this one's descendants ends (a
+    background child of rclone's shell, killed by a listing that stops) becomes a
+    child of this process (Linux's PR_SET_CHILD_SUBREAPER), not init's: so that
+    stop_children() finds it. Only once the time expired: else a process an
+    earlier key command left to run (gpg-agent) would be this one's too."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux, no prctl: the children only
+        pass
 
 
 def stop_children():
