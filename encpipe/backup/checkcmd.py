@@ -72,22 +72,36 @@ MAX_LINES, MAX_BYTES = 100, 4096
 
 def bounded(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
     """`lines` as printed: all of them when they fit in `max_lines` lines and
-    `max_bytes` bytes (newlines counted), else the first (whole, whatever its
-    length: the status text) and as many of the next as fit with a last line
-    `... and N more` (N: the lines left out)."""
+    `max_bytes` bytes (newlines counted), else the first (cut to fit, ending
+    ` ...`, when it alone is too long: one newer file that fails --verify is a
+    note on its line, and a writer of the location can plant any number) and as
+    many of the next as fit with a last line `... and N more` (N: the lines left
+    out, when there are any)."""
     def size(line):
         return len(line.encode("utf-8")) + 1
 
     if len(lines) <= max_lines and sum(map(size, lines)) <= max_bytes:
         return lines
-    kept, used = lines[:1], size(lines[0])
+    rest = len(lines) - 1
+    kept = [_cut(lines[0], max_bytes - 1 - (size(f"... and {rest} more") if rest else 0))]
+    used = size(kept[0])
     for line in lines[1:]:
         more = size(f"... and {len(lines) - len(kept) - 1} more")  # the last line, this one kept
         if len(kept) + 2 > max_lines or used + size(line) + more > max_bytes:
             break
         kept.append(line)
         used += size(line)
-    return kept + [f"... and {len(lines) - len(kept)} more"]
+    left = len(lines) - len(kept)
+    return kept + ([f"... and {left} more"] if left else [])
+
+
+def _cut(line, limit):
+    """`line` in at most `limit` bytes of UTF-8: as it is, else its start and ` ...`
+    (cut between characters)."""
+    data = line.encode("utf-8")
+    if len(data) <= limit:
+        return line
+    return data[: limit - 4].decode("utf-8", "ignore") + " ..."
 
 
 def _check_keys(args, io):

@@ -40,7 +40,8 @@ Commands:
             its series fails (65).
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
             the worst first, at most 100 lines and 4096 bytes (Nagios 4 keeps
-            8 KiB): past that, the last line is "... and N more". From
+            8 KiB): past that, a first line too long is cut (" ..."), and
+            the last line is "... and N more" for N lines left out. From
             names and headers, no key. Anyone who can write the location
             can make a header claim a raw key or signing key of their own, or
             made-up key ids: only --verify (or verify, prune) tells a planted
