@@ -9,7 +9,7 @@ from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
 from . import metrics
-from .listing import scan
+from .listing import owned_elsewhere, scan
 from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
@@ -116,11 +116,14 @@ def _check_keys(args, io):
 def _authenticator(store, keys, workers, count_unauthenticated):
     """entry -> (None when it counts as a good backup by prune's rule, else why not;
     whether it is a labelled dump: True, False, or None when not known)."""
+    trusted = store.trusted_owners()
+
     def authenticate(entry):
         result = verify_entry(store, entry, keys, workers)
         state = standing(result, count_unauthenticated)
         labelled = is_labelled(entry, result)
         if state == OK:
-            return None, labelled
+            planted = owned_elsewhere(entry, result["label"], trusted)
+            return (planted, None) if planted else (None, labelled)
         return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
     return authenticate

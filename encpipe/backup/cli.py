@@ -31,10 +31,12 @@ Commands:
             per database, plain and custom dumps and globals apart). Every file
             is authenticated first: one that fails, is dated in the future, is
             a copy of another file there, was last written before the time its
-            name says (an older file renamed), is a dump with no label named
-            after a labelled one of its series (an older backup copied), or
-            whose maker is not authenticated (see --count-unauthenticated), is
-            never counted as kept and never removed. Needs a key.
+            name says (an older file renamed), is a custom archive or a dump
+            with no label owned by a user other than the caller, root and the
+            directory's owner (who can set its time), is a dump with no label
+            named after a labelled one of its series (an older backup copied),
+            or whose maker is not authenticated (see --count-unauthenticated),
+            is never counted as kept and never removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
             In a location, a dump with no label named after a labelled one of
             its series fails (65).
@@ -116,8 +118,9 @@ Exit status:
   location holds no backup of the databases given (nothing printed; 0 with
   the option --allow-empty), 74 a file could not be removed, 65 a backup
   failed verification, is future-dated, is a copy, is older than its name
-  says, is unlabelled but named after a labelled backup of its series, or
-  its maker is not authenticated (left in place, reported under "left").
+  says, is an archive or unlabelled dump another user owns, is unlabelled
+  but named after a labelled backup of its series, or its maker is not
+  authenticated (left in place, reported under "left").
   verify exits with the encpipe status of the first file that failed (65
   invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
   a trusted signer, 74 an I/O error once its chunks are read, 77

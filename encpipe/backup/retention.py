@@ -20,7 +20,9 @@ from typing import Optional
 
 CLOCK_SKEW = timedelta(minutes=5)
 OK, FAILED, UNVERIFIED, COPY = "ok", "failed", "unverified", "copy"
-RENAMED = "renamed"  # last written before the time its name says: an older file under a newer name
+# its name's time not borne out: last written before it (an older file under a newer name), or a dump
+# whose content does not fix it owned by a user who could give it any time (listing.owned_elsewhere)
+RENAMED = "renamed"
 UNAUTHENTICATED = "unauthenticated"  # verified, but anyone with the public key (or a v1 slot) could have made it
 UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (or, for a v1 file, any slot holder)"
                           " could have made it; use --signer, or --count-unauthenticated")
