@@ -12,8 +12,10 @@ the real newest and `encpipe-check --verify` said OK. A dump whose content does 
 its name's time (a custom archive, or no label) owned by a user other than the caller,
 root and the directory's owner is now left, never counted (prune 65; check --verify a
 warning). A labelled plain dump, whose label gives its name's time to the second, still
-counts whoever owns it; so does an archive of the directory's owner. Files sealed by
-hand here (no PostgreSQL); the attacker's files are chowned to another user (root only).
+counts whoever owns it; so does an archive of the directory's owner. Without --verify,
+check, which reads headers only (a planter makes one as they like), counts no local file
+another user owns. Files sealed by hand here (no PostgreSQL); the attacker's files are
+chowned to another user (root only).
 """
 
 import os
@@ -122,3 +124,23 @@ def test_archives_of_the_directorys_owner_count_when_another_user_prunes(tmp_pat
     assert [k["filename"] for k in report["kept"]] == [planted]  # the directory's owner's word
     assert sorted(r["filename"] for r in report["removed"]) == sorted([older, newest])
     assert check("--max-age", "24", "--verify", str(directory))[0] == 0
+
+
+def test_check_without_verify_does_not_count_a_file_another_user_planted(tmp_path):
+    """Without --verify check reads headers, which a planter makes as they like (a raw-key
+    slot of their own key here): in a shared directory, a file of theirs under today's name
+    made check say OK while the last backup was a day and a half old. Their file is theirs:
+    not counted without --verify, a warning when it is the newest."""
+    from test_backup_dir import OTHER_KEY, make_valid
+    directory = tmp_path / "b"
+    directory.mkdir()
+    os.chmod(directory, 0o1777)
+    genuine, planted = name(36, "sql"), name(1, "sql")
+    make_valid(directory, genuine)
+    os.chown(make_valid(directory, planted, key=OTHER_KEY), PLANTER, PLANTER)
+    assert check("--max-age", "24", str(directory)) == (
+        2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old; newest file {planted} is owned by uid 4242 (not"
+           " the caller, root or the directory's owner): check reads its header only, which another user makes as"
+           " they like (--verify reads the file)\n", "")
+    os.chown(directory / planted, 0, 0)  # the caller's (root's) own: counted from its header, as before
+    assert check("--max-age", "24", str(directory))[:2] == (0, f"OK: {A}: newest backup {planted} is 1.0 h old\n")

@@ -60,7 +60,8 @@ def _run(args, io, where, max_age, warn):
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
-                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate)
+                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate,
+                                  trusted=None if authenticate else store.trusted_owners())
     return status, bounded([plugin_line(line) for line in lines])
 
 

@@ -44,11 +44,13 @@ Commands:
             the worst first, at most 100 lines and 4096 bytes (Nagios 4 keeps
             8 KiB): past that, a first line too long is cut (" ..."), and
             the last line is "... and N more" for N lines left out. From
-            names and headers, no key. Anyone who can write the location
-            can make a header claim a raw key or signing key of their own, or
-            made-up key ids: only --verify (or verify, prune) tells a planted
-            file from a backup. Use --verify where a user other than the
-            backups' writer can write there.
+            names and headers, no key (a local file owned by a user other
+            than the caller, root and the directory's owner is not counted).
+            Anyone who can write the location can make a header claim a raw
+            key or signing key of their own, or made-up key ids: only the
+            option --verify (or verify, prune) tells a planted file from a
+            backup. Use --verify where a user other than the backups' writer
+            can write there.
 
 Options:
   --dir DIR                  The backups; without it and without DIR,

@@ -305,11 +305,12 @@ def owned_elsewhere(entry, label, trusted):
             or label == "label":
         return None
     what = "a custom archive's header gives it within hours" if label == "archive" else "it has no label"
-    return (f"owned by {_user(uid)}, who can give it any modification time, and what it holds does not fix the time"
+    return (f"owned by {user_name(uid)}, who can give it any modification time, and what it holds does not fix the time"
             f" its name says ({what})")
 
 
-def _user(uid):
+def user_name(uid):
+    """`user NAME`, or `uid N` for a user of no name."""
     import pwd
 
     try:
