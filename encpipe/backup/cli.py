@@ -28,7 +28,8 @@ Commands:
   list      Describe every file, from its name and its header (and who signed a
             v2 file, from its trailer, not verified); no key needed.
   prune     Remove the backups the policy does not keep (restic forget's rules,
-            per database, plain and custom dumps and globals apart). Every file
+            per database, plain and custom dumps and globals apart; the
+            globals file of a dump kept stays with it). Every file
             is authenticated first: one that fails, is dated in the future, is
             a copy of another file there, was last written before the time its
             name says (an older file renamed), is a custom archive or a dump

@@ -10,7 +10,9 @@ verified but whose maker is not authenticated (UNAUTHENTICATED: a file anyone
 with the public key could have made), or is an unlabelled dump named no earlier
 than a labelled one of its series (LATE_UNLABELLED_REASON), is left alone (neither
 kept nor removed) and reported. `max_age` then removes kept backups older than
-that; the newest authenticated backup of a series is always kept.
+that; the newest authenticated backup of a series is always kept, and so is the
+globals file of each dump kept (same database, same time: its run's), whatever the
+globals series' own rules say.
 """
 
 from collections import defaultdict
@@ -31,6 +33,9 @@ UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (
 # (another suffix), is an old backup (another database's, perhaps) copied under a new name.
 LATE_UNLABELLED_REASON = "unlabelled, but named after a labelled backup of its series: a copy of an older backup?"
 KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
+# a dump is restored with its run's globals file (encpipe-restore refuses one without it, 66,
+# unless --no-globals): the globals series' own rules never take the globals of a kept dump
+GLOBALS_OF_A_KEPT_DUMP = "the globals file of a kept dump"
 
 
 def named_late(created, labelled_since):
@@ -89,6 +94,12 @@ def plan(records, policy, now):
     for key in sorted(series):
         group = sorted(series[key], key=lambda r: (r.created, r.name), reverse=True)
         decisions += _plan_series(group, policy, now)
+    runs = {(d.record.series[0], d.record.created) for d in decisions
+            if d.action == KEEP and d.record.series[1] != "globals"}  # a run: its database and its name's time
+    for decision in decisions:
+        if decision.action == REMOVE and decision.record.series[1] == "globals" and \
+                (decision.record.series[0], decision.record.created) in runs:
+            decision.action, decision.reasons = KEEP, [GLOBALS_OF_A_KEPT_DUMP]
     return decisions
 
 
