@@ -8,7 +8,8 @@ series of their own, so its rules chose them apart from the dumps: a database
 backed up in both formats (a series each, one globals series), or whose newest
 dump failed verification (a writer of one backup file can make it fail), had
 the globals file of a dump prune kept removed: `--keep-last 1` left the only
-good dump restorable without its roles only. A globals file whose run's dump
+good dump refused by a default restore, restorable with --no-globals (no roles)
+or another run's globals file given by hand. A globals file whose run's dump
 (same database, same time) is kept is now kept with it. Files sealed by hand
 (no PostgreSQL).
 """
