@@ -101,3 +101,38 @@ def test_max_age_never_takes_the_globals_of_the_newest_dump(tmp_path):
     assert kept(report) == {dump: ["newest authenticated"], dump_globals: [REASON],
                             newer_globals: ["newest authenticated"]}
     assert (json.dumps(report["removed"]), [line["filename"] for line in report["left"]]) == ("[]", [broken])
+
+
+def test_a_dump_whose_runs_globals_file_fails_never_counts_for_removing_an_older_run(tmp_path):
+    """A restore of a dump reads its run's globals file and refuses the dump when that
+    fails (65): a writer of that one file flipped a byte in it, and `--keep-last 1`
+    counted its dump as the newest and removed the run before it, the last one a
+    restore takes as it is. The dump is now left (65) and the run before it kept."""
+    d = tmp_path / "b"
+    d.mkdir()
+    oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest = plain(d, 1)
+    broken = make_corrupt(d, f"{DB}_{at(1)}.globals.sql.enc").name
+    code, report, err = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert kept(report) == {good: ["last"], good_globals: ["last"]}
+    assert sorted(r["filename"] for r in report["removed"]) == sorted([oldest, oldest_globals])
+    left = {line["filename"]: line["reasons"] for line in report["left"]}
+    assert left[newest] == [f"its run's globals file {broken} failed verification: a restore refuses this dump"
+                            " without it"]
+    assert left[broken][0].startswith("failed verification: ")
+    assert sorted(os.listdir(d)) == sorted([good, good_globals, newest, broken])
+
+
+def test_check_verify_does_not_count_a_dump_whose_runs_globals_file_fails(tmp_path):
+    from test_check_verify import check
+    d = tmp_path / "b"
+    d.mkdir()
+    good, _ = plain(d, 2), globals_of(d, 2)
+    newest, broken = plain(d, 1), make_corrupt(d, f"{DB}_{at(1)}.globals.sql.enc").name
+    assert check("--max-age", "24", "--verify", str(d)) == (
+        1, f"WARNING: {DB}: newest backup {good} is 2.0 h old; newest file {newest} failed authentication: its run's"
+           f" globals file {broken} failed verification: a restore refuses this dump without it\n", "")
+    os.unlink(d / broken)  # no globals file at all (a run of --no-globals): the dump counts, as before
+    assert check("--max-age", "24", "--verify", str(d))[:2] == (0, f"OK: {DB}: newest backup {newest} is 1.0 h old\n")

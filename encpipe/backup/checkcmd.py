@@ -9,8 +9,8 @@ from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
 from . import metrics
-from .listing import owned_elsewhere, scan
-from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
+from .listing import older_than_its_name, owned_elsewhere, scan
+from .retention import OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
@@ -58,7 +58,8 @@ def _run(args, io, where, max_age, warn):
         said = f"cannot list {where}: "  # once: a remote's error says it already
         return 2, [plugin_line(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}")]
     count_unauthenticated = args["--count-unauthenticated"]
-    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
+    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated,
+                                                            entries)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
                                   count_unauthenticated=count_unauthenticated, authenticate=authenticate,
                                   trusted=None if authenticate else store.trusted_owners())
@@ -114,17 +115,29 @@ def _check_keys(args, io):
     return keys
 
 
-def _authenticator(store, keys, workers, count_unauthenticated):
+def _authenticator(store, keys, workers, count_unauthenticated, entries=()):
     """entry -> (None when it counts as a good backup by prune's rule, else why not;
-    whether it is a labelled dump: True, False, or None when not known)."""
+    whether it is a labelled dump: True, False, or None when not known). As for prune,
+    a dump does not count when its run's globals file, among `entries`, is one a restore
+    refuses (retention.refused_by_run): it is read too."""
     trusted = store.trusted_owners()
+    runs = {(e.database, e.created): e for e in entries
+            if e.naming == "encpipe" and e.dump_format == "globals" and not e.item.link}
+
+    def run_refused(entry):
+        found = runs.get((entry.database, entry.created))
+        if found is None:
+            return None
+        state = RENAMED if older_than_its_name(found) else standing(verify_entry(store, found, keys, workers),
+                                                                     count_unauthenticated)
+        return refused_by_run(found.filename, state)
 
     def authenticate(entry):
         result = verify_entry(store, entry, keys, workers)
         state = standing(result, count_unauthenticated)
         labelled = is_labelled(entry, result)
         if state == OK:
-            planted = owned_elsewhere(entry, result["label"], trusted)
-            return (planted, None) if planted else (None, labelled)
+            why = owned_elsewhere(entry, result["label"], trusted) or run_refused(entry)
+            return (why, None) if why else (None, labelled)
         return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
     return authenticate

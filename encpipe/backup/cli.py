@@ -77,10 +77,12 @@ Options:
                              as prune counts one (every chunk; its maker, see
                              --count-unauthenticated; a --signer; a dump with
                              no label only if no labelled one of its series is
-                             older): the newest that does is the newest backup,
-                             each newer one is a warning. One read of a backup
-                             per database (more past unlabelled ones); needs
-                             a key (else critical). Key options need --verify.
+                             older; its run's globals file, when there, too):
+                             the newest that does is the newest backup, each
+                             newer one is a warning. One read of a backup (and
+                             its globals file) per database (more past
+                             unlabelled ones); needs a key (else critical).
+                             Key options need --verify.
   --allow-empty              verify, prune: a location that holds no backup
                              (prune: of the databases given) is fine (else 66).
   --threads N                Worker threads [default: auto].
