@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from encpipe.backup.checkcmd import MAX_BYTES, MAX_LINES
+from encpipe.backup.checkcmd import MAX_BYTES, MAX_LINES, bounded
 from encpipe.backup.cli import main
-from test_backup_dir import make_valid, stamp
+from test_backup_dir import ENV, make_corrupt, make_valid, stamp
 
 
 def _check(*argv):
@@ -47,3 +47,34 @@ def test_an_output_within_the_bounds_is_as_it_was(tmp_path):
     assert code == 2
     assert out.decode() == "".join(f"CRITICAL: {name}: no backup\n" for name in names) + \
         f"OK: shop: newest backup shop_{stamp(made)}.sql.enc is 2.0 h old\n"
+
+
+def test_newer_files_that_fail_authentication_are_a_bounded_first_line(tmp_path):
+    """Each newer file that fails --verify is a note on its database's line: a writer of
+    the location who planted sixty made that line, the first, 8 KB (and with more, as
+    long as they liked), printed whole after a `... and 0 more`. The first line is cut
+    to fit, ending `...`, and no line says nothing was left out."""
+    now = datetime.now(timezone.utc)
+    good = f"shop_{stamp(now - timedelta(hours=5))}.sql.enc"
+    make_valid(tmp_path, good)
+    planted = [f"shop_{stamp(now - timedelta(hours=1, seconds=i))}.sql.enc" for i in range(60)]
+    for name in planted:
+        make_corrupt(tmp_path, name)
+    out, err = io.BytesIO(), io.StringIO()
+    code = main(["check", "--max-age", "24", "--verify", str(tmp_path)], stdout=out, stderr=err, env=dict(ENV))
+    assert (code, err.getvalue()) == (1, "")
+    assert len(out.getvalue()) <= MAX_BYTES
+    lines = out.getvalue().decode().split("\n")
+    assert lines.pop() == "" and len(lines) == 1
+    assert lines[0].startswith(f"WARNING: shop: newest backup {good} is 5.0 h old; newest file {planted[0]} failed "
+                               f"authentication: chunk 1 failed authentication: ")
+    assert lines[0].endswith(" ...") and len(lines[0]) > MAX_BYTES - 100
+
+
+def test_a_first_line_over_the_bound_is_cut_and_the_lines_left_out_still_counted():
+    lines = ["WARNING: " + "x" * 5000, "OK: a", "OK: b"]
+    shown = bounded(lines, max_lines=100, max_bytes=300)
+    assert shown[1:] == ["... and 2 more"]
+    assert shown[0].startswith("WARNING: xxx") and shown[0].endswith("x ...")
+    assert sum(len(line) + 1 for line in shown) <= 300
+    assert bounded(["é" * 400], max_bytes=300) == ["é" * 147 + " ..."]  # cut between characters, never inside one

@@ -9,8 +9,8 @@ from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
 from . import metrics
-from .listing import scan
-from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
+from .listing import older_than_its_name, owned_elsewhere, scan
+from .retention import OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
@@ -58,9 +58,11 @@ def _run(args, io, where, max_age, warn):
         said = f"cannot list {where}: "  # once: a remote's error says it already
         return 2, [plugin_line(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}")]
     count_unauthenticated = args["--count-unauthenticated"]
-    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
+    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated,
+                                                            entries)
     status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
-                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate)
+                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate,
+                                  trusted=None if authenticate else store.trusted_owners())
     return status, bounded([plugin_line(line) for line in lines])
 
 
@@ -72,22 +74,36 @@ MAX_LINES, MAX_BYTES = 100, 4096
 
 def bounded(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
     """`lines` as printed: all of them when they fit in `max_lines` lines and
-    `max_bytes` bytes (newlines counted), else the first (whole, whatever its
-    length: the status text) and as many of the next as fit with a last line
-    `... and N more` (N: the lines left out)."""
+    `max_bytes` bytes (newlines counted), else the first (cut to fit, ending
+    ` ...`, when it alone is too long: one newer file that fails --verify is a
+    note on its line, and a writer of the location can plant any number) and as
+    many of the next as fit with a last line `... and N more` (N: the lines left
+    out, when there are any)."""
     def size(line):
         return len(line.encode("utf-8")) + 1
 
     if len(lines) <= max_lines and sum(map(size, lines)) <= max_bytes:
         return lines
-    kept, used = lines[:1], size(lines[0])
+    rest = len(lines) - 1
+    kept = [_cut(lines[0], max_bytes - 1 - (size(f"... and {rest} more") if rest else 0))]
+    used = size(kept[0])
     for line in lines[1:]:
         more = size(f"... and {len(lines) - len(kept) - 1} more")  # the last line, this one kept
         if len(kept) + 2 > max_lines or used + size(line) + more > max_bytes:
             break
         kept.append(line)
         used += size(line)
-    return kept + [f"... and {len(lines) - len(kept)} more"]
+    left = len(lines) - len(kept)
+    return kept + ([f"... and {left} more"] if left else [])
+
+
+def _cut(line, limit):
+    """`line` in at most `limit` bytes of UTF-8: as it is, else its start and ` ...`
+    (cut between characters)."""
+    data = line.encode("utf-8")
+    if len(data) <= limit:
+        return line
+    return data[: limit - 4].decode("utf-8", "ignore") + " ..."
 
 
 def _check_keys(args, io):
@@ -99,14 +115,29 @@ def _check_keys(args, io):
     return keys
 
 
-def _authenticator(store, keys, workers, count_unauthenticated):
+def _authenticator(store, keys, workers, count_unauthenticated, entries=()):
     """entry -> (None when it counts as a good backup by prune's rule, else why not;
-    whether it is a labelled dump: True, False, or None when not known)."""
+    whether it is a labelled dump: True, False, or None when not known). As for prune,
+    a dump does not count when its run's globals file, among `entries`, is one a restore
+    refuses (retention.refused_by_run): it is read too."""
+    trusted = store.trusted_owners()
+    runs = {(e.database, e.created): e for e in entries
+            if e.naming == "encpipe" and e.dump_format == "globals" and not e.item.link}
+
+    def run_refused(entry):
+        found = runs.get((entry.database, entry.created))
+        if found is None:
+            return None
+        state = RENAMED if older_than_its_name(found) else standing(verify_entry(store, found, keys, workers),
+                                                                     count_unauthenticated)
+        return refused_by_run(found.filename, state)
+
     def authenticate(entry):
         result = verify_entry(store, entry, keys, workers)
         state = standing(result, count_unauthenticated)
         labelled = is_labelled(entry, result)
         if state == OK:
-            return None, labelled
+            why = owned_elsewhere(entry, result["label"], trusted) or run_refused(entry)
+            return (why, None) if why else (None, labelled)
         return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
     return authenticate

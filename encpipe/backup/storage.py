@@ -173,7 +173,14 @@ class Local:
         if not stat.S_ISREG(info.st_mode):
             return Item(name, error="not a regular file")
         return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode),
-                    mtime=info.st_mtime)
+                    mtime=info.st_mtime, uid=info.st_uid)
+
+    def trusted_owners(self):
+        """Whose files' modification times are taken at their word (older_than_its_name):
+        the caller's, root's and the directory's owner's (the backups' user, when
+        another prunes). Another user who can write the directory may have planted a
+        file of theirs, with any time."""
+        return {os.geteuid(), 0, os.fstat(self._dir()).st_uid}
 
     def open(self, item):
         """The very file listed as `item`, its first item.size bytes: never through a
