@@ -56,7 +56,6 @@ from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 
 PROG = "encpipe-restore"
-NAME_MAX_BYTES = 63
 # key sources with which `encpipe open` of FILE is not started early, beside another encpipe (keyid, the
 # globals file's open): one that prompts, runs a command or costs scrypt's memory (and see readable_beside_another)
 ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",
@@ -132,7 +131,7 @@ class Run:
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = ([], None) if o.get("no_globals") else self.load_globals()  # not even opened
         exists = self.wait_until_free()
-        if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it, any name restores
+        if exists and len(self.old.encode()) > pgleftovers.NAME_MAX_BYTES:  # onto a server without it: restores
             raise Failure("database name %s is too long to keep the old one as %s; nothing was changed"
                           % (self.db, self.old), 64, "restore it under a shorter name, or rename %s first" % self.db)
         with pgleftovers.RunLock(self.maint, self.temp_name) as self.lock:
