@@ -10,7 +10,9 @@ gives it every other property in the swap transaction, as it becomes DBNAME.
 """
 
 import json
+import time
 
+from .pgcli import Failure
 from .pgclient import FIELD, PgError, conninfo, ident, literal, run_sql, starts_with, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
@@ -35,22 +37,53 @@ def read(maintenance_db, name):
 
 
 def state(maintenance_db, name):
-    """(whether database `name` exists, how many client sessions it has, whether the
-    connecting role is a superuser, its name, the properties of `name` as read() gives
-    them, the names of the cluster's roles): one psql, all that a restore asks before
-    it begins (before, its properties and the roles were two psql more)."""
+    """(whether database `name` exists, how many sessions it has, how many prepared
+    transactions and enabled subscriptions ((prepared, subscriptions)), whether the connecting
+    role is a superuser, its name, the properties of `name` as read() gives them, the names of
+    the cluster's roles): one psql, all that a restore asks before it begins (before, its
+    properties and the roles were two psql more). A session is any process of the server that
+    keeps the swap's rename from running: a client's, a walsender, a subscription's apply
+    worker, an extension's worker (before, only a client's counted, and the swap failed once
+    the whole dump was restored); not an autovacuum worker, which the rename ends itself, nor
+    a parallel worker (its leader counts)."""
     # each row tagged, a name last: split in two, then the state's rest (run_sql's `fields`)
     rows = run_sql(maintenance_db, (
         "SELECT 'state', count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND "
-        "backend_type = 'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), "
-        "current_user FROM pg_catalog.pg_database WHERE datname = %s;\n"
-        "SELECT 'properties', q.p FROM (%s) AS q(p);\n"
-        "SELECT 'role', rolname FROM pg_catalog.pg_roles;") % (literal(name), literal(name), _QUERY % literal(name)),
+        "backend_type NOT IN ('autovacuum worker', 'parallel worker')), (SELECT count(*) FROM "
+        "pg_catalog.pg_prepared_xacts WHERE database = %s), (SELECT count(*) FROM pg_catalog.pg_subscription WHERE "
+        "subenabled AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = %s)), (SELECT rolsuper "
+        "FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user FROM pg_catalog.pg_database WHERE "
+        "datname = %s;\nSELECT 'properties', q.p FROM (%s) AS q(p);\n"
+        "SELECT 'role', rolname FROM pg_catalog.pg_roles;") % ((literal(name),) * 4 + (_QUERY % literal(name),)),
         fields=2)
-    count, busy, superuser, user = rows[0][1].split(FIELD, 3)
+    count, busy, prepared, subscriptions, superuser, user = rows[0][1].split(FIELD, 5)
     text = next((row[1] for row in rows[1:] if row[0] == "properties"), None)
     roles = {row[1] for row in rows[1:] if row[0] == "role"}
-    return count != "0", int(busy), superuser == "t", user, json.loads(text) if text else None, roles
+    return (count != "0", int(busy), (int(prepared), int(subscriptions)), superuser == "t", user,
+            json.loads(text) if text else None, roles)
+
+
+def free(maintenance_db, name, terminate=False, tries=10):
+    """state() once database `name` has no session (or any, with `terminate`: the swap ends
+    them), prepared transaction or enabled subscription, asked up to `tries` times 0.3 s
+    apart; else Failure (75). No session holds a prepared transaction, and a subscription's
+    worker, ended, comes back at once: --terminate-connections ends neither."""
+    for _ in range(tries):
+        now = state(maintenance_db, name)
+        (prepared, subscriptions), busy = now[2], now[1]
+        if not prepared and not subscriptions and (not busy or terminate):
+            return now
+        time.sleep(0.3)
+    if prepared:
+        raise Failure("database %s has %d prepared transaction(s), which no session holds; nothing was changed"
+                      % (name, prepared), 75, "commit or roll them back first (COMMIT PREPARED or ROLLBACK PREPARED, "
+                      "as pg_prepared_xacts lists them)")
+    if subscriptions:
+        raise Failure("database %s has %d enabled subscription(s), whose workers come back once ended; nothing was "
+                      "changed" % (name, subscriptions), 75, "disable them first (ALTER SUBSCRIPTION ... DISABLE, in "
+                      "%s)" % name)
+    raise Failure("database %s has %d active connection(s); nothing was changed" % (name, busy), 75,
+                  "close them, or use --terminate-connections")
 
 
 def unapplied(db, owner, no_globals):

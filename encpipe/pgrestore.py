@@ -39,7 +39,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
 from .backup.remotes import is_remote, refuse_credentials
@@ -242,14 +241,10 @@ class Run:
         return self.globals_open
 
     def wait_until_free(self):
-        for attempt in range(10):
-            # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
-            exists, busy, self.superuser, self.user, self.props, self.role_names = pgprops.state(self.maint, self.db)
-            if not busy or self.o.get("terminate_connections"):
-                return exists
-            time.sleep(0.3)
-        raise Failure("database %s has %d active connection(s); nothing was changed" % (self.db, busy), 75,
-                      "close them, or use --terminate-connections")
+        # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
+        exists, _, _, self.superuser, self.user, self.props, self.role_names = pgprops.free(
+            self.maint, self.db, self.o.get("terminate_connections"))
+        return exists
 
     def restore(self, exists, globals_stmts, backup_props):
         dropped, busy = self.lock.clean(self.maint)

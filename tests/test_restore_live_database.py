@@ -1,13 +1,19 @@
 """What a DBA's live database holds beyond its contents, restored in place or onto a new name.
 
-A DBNAME PostgreSQL cannot hold (over 63 bytes) is refused: it became a
+What keeps the live database busy without being a client session (a
+walsender, a subscription's apply worker, a prepared transaction) is found
+before anything is restored: the whole restore ran, then its swap failed. A
+DBNAME PostgreSQL cannot hold (over 63 bytes) is refused: it became a
 database of another, shorter name.
 """
+
+import subprocess
+import time
 
 import pytest
 
 from pgcluster import PgCluster
-from test_backup_restore import backup, databases, ensure_small, leftover_databases, restore
+from test_backup_restore import backup, databases, dump, ensure_small, leftover_databases, restore
 
 PREFIX = b"encpipe-restore: "
 
@@ -24,6 +30,130 @@ def made(cluster, tools, key_file, tmp_path_factory):
     source = ensure_small(cluster, "live_source")
     path, _ = backup(cluster, tools, str(tmp_path_factory.mktemp("b")), source, "--key-file", key_file)
     return path, source
+
+
+def _fresh(cluster, name):
+    for db in databases(cluster):
+        if db == name or db.startswith(name + "_pre_restore_"):
+            cluster.psql("ALTER DATABASE %s IS_TEMPLATE false" % db)
+            cluster.dropdb(db)
+    cluster.createdb(name)
+    cluster.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db=name)
+    return dump(cluster, name)
+
+
+def _copies(cluster, name):
+    return [db for db in databases(cluster) if db.startswith(name + "_pre_restore_")]
+
+
+@pytest.mark.parametrize("options", [[], ["--terminate-connections"]])
+def test_a_prepared_transaction_on_the_database_is_refused_before_anything_is_restored(cluster, tools, key_file,
+                                                                                      made, options):
+    """No session holds it, and none can end it: --terminate-connections cannot either.
+    Before, the whole dump was restored, then the swap failed (1): `being accessed by other users`."""
+    path, _ = made
+    before = _fresh(cluster, "live_prepared")
+    cluster.psql("BEGIN; INSERT INTO precious VALUES ('in doubt'); PREPARE TRANSACTION 'live_prepared_tx';",
+                 db="live_prepared")
+    try:
+        proc = restore(cluster, tools, path, "live_prepared", "--key-file", key_file, *options)
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert proc.stderr == (
+            PREFIX + b"error: database live_prepared has 1 prepared transaction(s), which no session holds; "
+                     b"nothing was changed\n" +
+            PREFIX + b"hint: commit or roll them back first (COMMIT PREPARED or ROLLBACK PREPARED, as "
+                     b"pg_prepared_xacts lists them)\n")
+        assert leftover_databases(cluster) == set()
+    finally:
+        cluster.psql("ROLLBACK PREPARED 'live_prepared_tx'", db="live_prepared")
+    assert dump(cluster, "live_prepared") == before
+
+
+def _workers(cluster, db):
+    return int(cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' "
+                            "AND backend_type = 'logical replication worker'" % db))
+
+
+@pytest.fixture
+def subscribed(cluster):
+    """live_sub, with an enabled subscription (to live_pub) whose apply worker runs: its dump."""
+    _fresh(cluster, "live_pub")
+    cluster.psql("CREATE TABLE p (x int PRIMARY KEY); CREATE PUBLICATION live_pub FOR TABLE p;"
+                 "SELECT pg_create_logical_replication_slot('live_slot', 'pgoutput');", db="live_pub")
+    _fresh(cluster, "live_sub")
+    connection = "host=%s port=%s dbname=live_pub user=%s" % (cluster.host, cluster.port, cluster.user)
+    cluster.psql("CREATE TABLE p (x int PRIMARY KEY); CREATE SUBSCRIPTION live_sub CONNECTION '%s' "
+                 "PUBLICATION live_pub WITH (create_slot = false, slot_name = 'live_slot');" % connection,
+                 db="live_sub")
+    deadline = time.monotonic() + 60
+    while not _workers(cluster, "live_sub"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    yield dump(cluster, "live_sub")
+    for db in databases(cluster):
+        if db.startswith("live_sub"):
+            cluster.psql("ALTER SUBSCRIPTION live_sub DISABLE; ALTER SUBSCRIPTION live_sub SET (slot_name = NONE); "
+                         "DROP SUBSCRIPTION live_sub;", db=db, check=False)  # the restored one has none
+            cluster.dropdb(db)
+    cluster.psql("SELECT pg_drop_replication_slot('live_slot')")
+
+
+@pytest.mark.parametrize("options", [[], ["--terminate-connections"]])
+def test_an_enabled_subscription_is_refused_before_anything_is_restored(cluster, tools, key_file, made, subscribed,
+                                                                       options):
+    """Its apply worker is no client backend, and was not counted: the restore ran, and its
+    swap failed (1, `is being accessed by other users`). Ended by --terminate-connections, the
+    worker comes back at once, and the swap failed all the same, or not, by a race."""
+    path, source = made
+    proc = restore(cluster, tools, path, "live_sub", "--key-file", key_file, *options)
+    assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+    assert proc.stderr == (PREFIX + b"error: database live_sub has 1 enabled subscription(s), whose workers come "
+                                    b"back once ended; nothing was changed\n" +
+                           PREFIX + b"hint: disable them first (ALTER SUBSCRIPTION ... DISABLE, in live_sub)\n")
+    assert leftover_databases(cluster) == set()
+    assert dump(cluster, "live_sub") == subscribed
+    cluster.psql("ALTER SUBSCRIPTION live_sub DISABLE", db="live_sub")
+    proc = restore(cluster, tools, path, "live_sub", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert dump(cluster, "live_sub") == dump(cluster, source)
+    [copy] = _copies(cluster, "live_sub")
+    assert dump(cluster, copy) == subscribed
+
+
+def _replication_session(cluster, db):
+    """A walsender on `db` (a logical replication connection, as a subscriber's), open until its stdin closes."""
+    holder = subprocess.Popen([cluster.bin("psql"), "-X", "-d", "dbname=%s replication=database" % db],
+                              env=cluster.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND backend_type = 'walsender'"
+                       % db) != "1\n":
+        assert time.monotonic() < deadline and holder.poll() is None
+        time.sleep(0.05)
+    return holder
+
+
+def test_a_replication_connection_is_a_session_of_the_database(cluster, tools, key_file, made):
+    """A walsender is no client backend, and was not counted: the restore ran, and its swap
+    failed (1). Now it is 75 before anything, and --terminate-connections ends it at the swap."""
+    path, source = made
+    before = _fresh(cluster, "live_walsender")
+    holder = _replication_session(cluster, "live_walsender")
+    try:
+        proc = restore(cluster, tools, path, "live_walsender", "--key-file", key_file)
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert proc.stderr == (PREFIX + b"error: database live_walsender has 1 active connection(s); nothing was "
+                                        b"changed\n" + PREFIX + b"hint: close them, or use --terminate-connections\n")
+        assert leftover_databases(cluster) == set()
+        assert dump(cluster, "live_walsender") == before
+        proc = restore(cluster, tools, path, "live_walsender", "--key-file", key_file, "--terminate-connections",
+                       "--drop-old")
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert dump(cluster, "live_walsender") == dump(cluster, source)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert leftover_databases(cluster) == set()
 
 
 def test_a_dbname_postgresql_cannot_hold_is_refused(cluster, tools, key_file, made):
