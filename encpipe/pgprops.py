@@ -181,13 +181,20 @@ def private_sql(name, props, no_owner=False, owner=None):
 
 
 def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
-    """For the swap transaction: the recorded owner (else the restoring role stays it), the
-    recorded ACL (else the default one: NULL, which only a `superuser` may write in the
-    catalog; else PUBLIC's CONNECT and TEMPORARY granted again, the same rights), connection
-    limit, settings and comment."""
+    """For the swap transaction: IS_TEMPLATE and ALLOW_CONNECTIONS as recorded (while the
+    restoring role still owns it; before, a live database that no one could connect to came
+    back open to every role granted CONNECT), the recorded owner (else the restoring role
+    stays it), the recorded ACL (else the default one: NULL, which only a `superuser` may
+    write in the catalog; else PUBLIC's CONNECT and TEMPORARY granted again, the same
+    rights), connection limit, settings and comment."""
     props = props or {}
     acl = props.get("acl") if not no_acl else None
+    row = props.get("row") or {}
     sql = []
+    if row.get("datistemplate") is True:
+        sql.append("ALTER DATABASE %s IS_TEMPLATE true;" % ident(name))
+    if row.get("datallowconn") is False:
+        sql.append("ALTER DATABASE %s ALLOW_CONNECTIONS false;" % ident(name))
     if acl is None and not superuser:  # while the connecting role (or --role) still owns it
         sql.append("GRANT CONNECT, TEMPORARY ON DATABASE %s TO PUBLIC;" % ident(name))
     if props.get("owner") and not no_owner:
@@ -211,13 +218,16 @@ def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
 
 def swap_sql(temp, db, old, terminate=False):
     """The swap's renames: `db` (when `old` names its copy, after its sessions ended if
-    `terminate`) to `old`, then the scratch database `temp` to `db`."""
+    `terminate`) to `old`, then the scratch database `temp` to `db`. The copy is no template
+    (the restored database is, when `db` was: finish_sql): a template cannot be dropped, and
+    --drop-old, --drop-pre-restore-older-than failed on it."""
     sql = []
     if old is not None:
         if terminate:
             sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
                        "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(db))
         sql.append("ALTER DATABASE %s RENAME TO %s;" % (ident(db), ident(old)))
+        sql.append("ALTER DATABASE %s IS_TEMPLATE false;" % ident(old))
     return "\n".join(sql + ["ALTER DATABASE %s RENAME TO %s;" % (ident(temp), ident(db))])
 
 

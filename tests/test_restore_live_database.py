@@ -1,10 +1,12 @@
 """What a DBA's live database holds beyond its contents, restored in place or onto a new name.
 
-What keeps the live database busy without being a client session (a
-walsender, a subscription's apply worker, a prepared transaction) is found
-before anything is restored: the whole restore ran, then its swap failed. A
-DBNAME PostgreSQL cannot hold (over 63 bytes) is refused: it became a
-database of another, shorter name.
+An in-place restore changes the contents and never who may connect, nor what
+the database is to the server: `ALLOW_CONNECTIONS false`, `IS_TEMPLATE true` and
+its connection limit stay. What keeps the live database busy without being a
+client session (a walsender, a subscription's apply worker, a prepared
+transaction) is found before anything is restored: the whole restore ran,
+then its swap failed. A DBNAME PostgreSQL cannot hold (over 63 bytes) is
+refused: it became a database of another, shorter name.
 """
 
 import subprocess
@@ -32,11 +34,16 @@ def made(cluster, tools, key_file, tmp_path_factory):
     return path, source
 
 
-def _fresh(cluster, name):
+def _drop(cluster, name):
+    """`name` and its copies dropped, templates or not."""
     for db in databases(cluster):
         if db == name or db.startswith(name + "_pre_restore_"):
-            cluster.psql("ALTER DATABASE %s IS_TEMPLATE false" % db)
+            cluster.psql("ALTER DATABASE \"%s\" IS_TEMPLATE false" % db)
             cluster.dropdb(db)
+
+
+def _fresh(cluster, name):
+    _drop(cluster, name)
     cluster.createdb(name)
     cluster.psql("CREATE TABLE precious (x text); INSERT INTO precious VALUES ('keep me');", db=name)
     return dump(cluster, name)
@@ -44,6 +51,45 @@ def _fresh(cluster, name):
 
 def _copies(cluster, name):
     return [db for db in databases(cluster) if db.startswith(name + "_pre_restore_")]
+
+
+FLAGS = "SELECT datistemplate, datallowconn, datconnlimit FROM pg_database WHERE datname = '%s'"
+
+
+def test_an_in_place_restore_keeps_allow_connections_is_template_and_the_connection_limit(cluster, tools, key_file,
+                                                                                          made):
+    path, source = made
+    before = _fresh(cluster, "live_flags")
+    cluster.psql("ALTER DATABASE live_flags CONNECTION LIMIT 3; ALTER DATABASE live_flags IS_TEMPLATE true; "
+                 "ALTER DATABASE live_flags ALLOW_CONNECTIONS false;")
+    proc = restore(cluster, tools, path, "live_flags", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert cluster.psql(FLAGS % "live_flags") == "t|f|3\n"  # before: f|t|3, anyone granted CONNECT could
+    [copy] = _copies(cluster, "live_flags")
+    assert cluster.psql(FLAGS % copy) == "f|f|3\n"  # the template is the name's, not the copy's: it may be dropped
+    cluster.psql("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true" % copy)
+    assert dump(cluster, copy) == before
+    # and again, the previous one dropped: it was a template (before, "cannot drop a template database")
+    proc = restore(cluster, tools, path, "live_flags", "--key-file", key_file, "--drop-old")
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert cluster.psql(FLAGS % "live_flags") == "t|f|3\n"
+    assert _copies(cluster, "live_flags") == [copy]
+    cluster.psql("ALTER DATABASE live_flags ALLOW_CONNECTIONS true")
+    assert dump(cluster, "live_flags") == dump(cluster, source)
+    _drop(cluster, "live_flags")
+    assert leftover_databases(cluster) == set()
+
+
+def test_a_template_restores_as_one_onto_a_new_name(cluster, tools, key_file, tmp_path):
+    _fresh(cluster, "live_template")
+    cluster.psql("ALTER DATABASE live_template IS_TEMPLATE true")
+    path, _ = backup(cluster, tools, str(tmp_path / "b"), "live_template", "--key-file", key_file)
+    cluster.psql("ALTER DATABASE live_template IS_TEMPLATE false")
+    cluster.dropdb("live_template")
+    proc = restore(cluster, tools, path, "live_template", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert cluster.psql(FLAGS % "live_template") == "t|t|-1\n"
+    _drop(cluster, "live_template")
 
 
 @pytest.mark.parametrize("options", [[], ["--terminate-connections"]])
