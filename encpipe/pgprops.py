@@ -1,10 +1,10 @@
 """A database's own properties, which pg_dump without --create leaves out.
 
-Owner, ACL, connection limit, encoding and locale, `ALTER DATABASE ... SET`,
+Owner, ACL, connection limit, encoding and locale, default tablespace, `ALTER DATABASE ... SET`,
 `ALTER ROLE ... IN DATABASE ... SET` and the comment are read from the catalog
 as one JSON object. encpipe-backup appends it to the run's globals file as one
 SQL comment line (`-- encpipe-database-properties: {...}`). encpipe-restore
-creates its scratch database with the encoding and locale, private while the
+creates its scratch database with the encoding and locale (and tablespace), private while the
 dump runs (the restoring role's, no privilege for anyone else, no setting), and
 gives it every other property in the swap transaction, as it becomes DBNAME.
 """
@@ -22,6 +22,7 @@ SELECT json_build_object(
   'name', d.datname, 'owner', pg_get_userbyid(d.datdba), 'encoding', pg_encoding_to_char(d.encoding),
   'collate', d.datcollate, 'ctype', d.datctype, 'row', to_jsonb(d) - 'datacl',
   'connlimit', d.datconnlimit, 'acl', d.datacl::text[], 'comment', shobj_description(d.oid, 'pg_database'),
+  'tablespace', (SELECT t.spcname FROM pg_tablespace t WHERE t.oid = d.dattablespace),
   'settings', (SELECT coalesce(json_agg(json_build_object(
                  'role', CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END,
                  'config', s.setconfig) ORDER BY s.setrole), '[]')
@@ -40,7 +41,8 @@ def state(maintenance_db, name):
     """(whether database `name` exists, how many sessions it has, how many prepared
     transactions and enabled subscriptions ((prepared, subscriptions)), whether the connecting
     role is a superuser, its name, the properties of `name` as read() gives them, the names of
-    the cluster's roles): one psql, all that a restore asks before it begins (before, its
+    the cluster's roles, the names of its tablespaces): one psql, all that a restore asks
+    before it begins (before, its
     properties and the roles were two psql more). A session is any process of the server that
     keeps the swap's rename from running: a client's, a walsender, a subscription's apply
     worker, an extension's worker (before, only a client's counted, and the swap failed once
@@ -54,13 +56,13 @@ def state(maintenance_db, name):
         "subenabled AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = %s)), (SELECT rolsuper "
         "FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user FROM pg_catalog.pg_database WHERE "
         "datname = %s;\nSELECT 'properties', q.p FROM (%s) AS q(p);\n"
-        "SELECT 'role', rolname FROM pg_catalog.pg_roles;") % ((literal(name),) * 4 + (_QUERY % literal(name),)),
-        fields=2)
+        "SELECT 'role', rolname FROM pg_catalog.pg_roles;\nSELECT 'space', spcname FROM pg_catalog.pg_tablespace;")
+        % ((literal(name),) * 4 + (_QUERY % literal(name),)), fields=2)
     count, busy, prepared, subscriptions, superuser, user = rows[0][1].split(FIELD, 5)
     text = next((row[1] for row in rows[1:] if row[0] == "properties"), None)
-    roles = {row[1] for row in rows[1:] if row[0] == "role"}
+    roles, spaces = ({row[1] for row in rows[1:] if row[0] == tag} for tag in ("role", "space"))
     return (count != "0", int(busy), (int(prepared), int(subscriptions)), superuser == "t", user,
-            json.loads(text) if text else None, roles)
+            json.loads(text) if text else None, roles, spaces)
 
 
 def free(maintenance_db, name, terminate=False, tries=10):
@@ -139,13 +141,17 @@ def unquote(name):
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
-def create_sql(name, props):
+def create_sql(name, props, spaces=()):
     """CREATE DATABASE for the scratch database: template0, the properties' encoding
-    and locale, and no connections at all until `private_sql` ran."""
+    and locale, their tablespace when it is one of `spaces` (the server's, else the
+    server's default: before, always; a database kept on a disk of its own came back
+    in pg_default's), and no connections at all until `private_sql` ran."""
     sql = "CREATE DATABASE %s TEMPLATE template0 ALLOW_CONNECTIONS false" % ident(name)
     if props:
         sql += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
             literal(props["encoding"]), literal(props["collate"]), literal(props["ctype"]))
+        if props.get("tablespace") in set(spaces) - {"pg_default"}:
+            sql += " TABLESPACE %s" % ident(props["tablespace"])
         row = props.get("row") or {}
         if row.get("datlocprovider") == "i" and row.get("daticulocale"):
             sql += " LOCALE_PROVIDER icu ICU_LOCALE %s" % literal(row["daticulocale"])

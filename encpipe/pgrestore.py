@@ -242,8 +242,9 @@ class Run:
 
     def wait_until_free(self):
         # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
-        exists, _, _, self.superuser, self.user, self.props, self.role_names = pgprops.free(
+        exists, _, _, self.superuser, self.user, self.props, self.role_names, spaces = pgprops.free(
             self.maint, self.db, self.o.get("terminate_connections"))
+        self.spaces = () if "--no-tablespaces" in self.o["tool"] and not exists else spaces  # in place: DBNAME's
         return exists
 
     def restore(self, exists, globals_stmts, backup_props):
@@ -283,7 +284,7 @@ class Run:
         self.roles.create_missing(self.globals_stmts, self.globals_path, self.restrict)
         self.temp, created = self.temp_name, False  # first: stopped while psql runs the CREATE, undo() drops it
         try:
-            run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
+            run_sql(self.maint, pgprops.create_sql(self.temp_name, props, self.spaces))
             created = True
             sql = pgprops.private_sql(self.temp, props, self.skips(exists)[0], owner=self.o.get("role"))
             self.temp_oid = run_sql(self.maint, sql + pgcommit.OID_SQL % literal(self.temp),

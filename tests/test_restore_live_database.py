@@ -2,13 +2,15 @@
 
 An in-place restore changes the contents and never who may connect, nor what
 the database is to the server: `ALLOW_CONNECTIONS false`, `IS_TEMPLATE true` and
-its connection limit stay. What keeps the live database busy without being a
-client session (a walsender, a subscription's apply worker, a prepared
-transaction) is found before anything is restored: the whole restore ran,
+its connection limit stay; its default tablespace too (a database kept on a
+large disk was restored into pg_default). What keeps the live database busy
+without being a client session (a prepared transaction, a subscription's
+apply worker) is found before anything is restored: the whole restore ran,
 then its swap failed. A DBNAME PostgreSQL cannot hold (over 63 bytes) is
 refused: it became a database of another, shorter name.
 """
 
+import os
 import subprocess
 import time
 
@@ -90,6 +92,55 @@ def test_a_template_restores_as_one_onto_a_new_name(cluster, tools, key_file, tm
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
     assert cluster.psql(FLAGS % "live_template") == "t|t|-1\n"
     _drop(cluster, "live_template")
+
+
+def _tablespace(cluster, name):
+    location = os.path.join(cluster.base_dir, name)
+    os.mkdir(location, 0o700)
+    server = os.stat(cluster.datadir)
+    os.chown(location, server.st_uid, server.st_gid)
+    cluster.psql("CREATE TABLESPACE %s LOCATION '%s'" % (name, location))
+
+
+SPACE = ("SELECT t.spcname FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace "
+         "WHERE d.datname = '%s'")
+
+
+def test_the_database_keeps_its_default_tablespace(cluster, tools, key_file, tmp_path):
+    _tablespace(cluster, "big_disk")
+    for db in databases(cluster):
+        if db.startswith("live_spaced"):
+            cluster.dropdb(db)
+    cluster.psql("CREATE DATABASE live_spaced TABLESPACE big_disk")
+    cluster.psql("CREATE TABLE t AS SELECT 1 AS x", db="live_spaced")
+    path, _ = backup(cluster, tools, str(tmp_path / "b"), "live_spaced", "--key-file", key_file)
+    proc = restore(cluster, tools, path, "live_spaced", "--key-file", key_file)  # in place
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert cluster.psql(SPACE % "live_spaced") == "big_disk\n"  # before: pg_default
+    for db in databases(cluster):
+        if db.startswith("live_spaced"):
+            cluster.dropdb(db)
+    proc = restore(cluster, tools, path, "live_spaced", "--key-file", key_file)  # onto a server without it
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert cluster.psql(SPACE % "live_spaced") == "big_disk\n"
+    assert cluster.psql("SELECT x FROM t", db="live_spaced") == "1\n"
+
+
+def test_a_recorded_tablespace_the_server_lacks_is_done_without(tools, key_file, tmp_path):
+    """As tablespaces of the dump's tables: named in the warning, not made (the database
+    goes to the server's default); a plain dump whose tables name none restores."""
+    with PgCluster() as source:
+        _tablespace(source, "far_disk")
+        source.psql("CREATE DATABASE spaced TABLESPACE far_disk")
+        source.psql("CREATE TABLE t AS SELECT 1 AS x", db="spaced")
+        path, _ = backup(source, tools, str(tmp_path / "b"), "spaced", "--key-file", key_file)
+    with PgCluster() as empty:
+        proc = restore(empty, tools, path, "spaced", "--key-file", key_file)
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert proc.stderr.splitlines()[0] == PREFIX + b"warning: tablespaces this server lacks are not created: " \
+                                                       b"far_disk"
+        assert empty.psql(SPACE % "spaced") == "pg_default\n"
+        assert empty.psql("SELECT x FROM t", db="spaced") == "1\n"
 
 
 @pytest.mark.parametrize("options", [[], ["--terminate-connections"]])
