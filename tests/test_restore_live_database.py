@@ -4,10 +4,11 @@ An in-place restore changes the contents and never who may connect, nor what
 the database is to the server: `ALLOW_CONNECTIONS false`, `IS_TEMPLATE true` and
 its connection limit stay; its default tablespace too (a database kept on a
 large disk was restored into pg_default). What keeps the live database busy
-without being a client session (a prepared transaction, a subscription's
-apply worker) is found before anything is restored: the whole restore ran,
-then its swap failed. A DBNAME PostgreSQL cannot hold (over 63 bytes) is
-refused: it became a database of another, shorter name.
+without being a client session (a walsender, a subscription's apply worker, a
+prepared transaction) is found before anything is restored: the whole restore
+ran, then its swap failed. A DBNAME PostgreSQL cannot hold (over 63 bytes) is
+refused: it became a database of another, shorter name. A server stopped while
+the dump loads leaves the live database as it was, and one error line.
 """
 
 import os
@@ -17,7 +18,8 @@ import time
 import pytest
 
 from pgcluster import PgCluster
-from test_backup_restore import backup, databases, dump, ensure_small, leftover_databases, restore
+from test_backup_restore import (RESTORE, backup, databases, dump, encpipe, ensure_small, leftover_databases, restore,
+                                 script_env)
 
 PREFIX = b"encpipe-restore: "
 
@@ -265,3 +267,48 @@ def test_a_dbname_postgresql_cannot_hold_is_refused(cluster, tools, key_file, ma
                            PREFIX + b"hint: see encpipe-restore --help\n")
     assert not [db for db in databases(cluster) if db.startswith("aaaa")]
     assert leftover_databases(cluster) == set()
+
+
+def _pg_ctl(cluster, *args):
+    done = cluster._server_cmd([cluster.bin("pg_ctl"), *args, "-w", "-D", cluster.datadir, "-l", cluster.logfile])
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_server_stopped_while_the_dump_loads_leaves_the_live_database_and_one_error_line(cluster, tools, key_file,
+                                                                                         made, tmp_path):
+    """The scratch database cannot be dropped then: a warning says so, and that a later
+    restore drops it (it does); the failure is the one error line. Before, "could not drop
+    temporary database" was an error line of its own, before the restore's."""
+    before = _fresh(cluster, "live_stopped")
+    path = tmp_path / "slow.sql.enc"
+    encpipe(["seal", "--key-file", key_file, "-o", str(path)], input=b"SELECT pg_sleep(600);\n", check=True)
+    proc = subprocess.Popen([RESTORE, "--key-file", key_file, "--no-globals", str(path), "live_stopped"],
+                            env=script_env(cluster, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'encpipe_restore_%' "
+                           "AND query LIKE 'SELECT pg_sleep%'") != "1\n":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        [scratch] = [db for db in databases(cluster) if db.startswith("encpipe_restore_")]
+        _pg_ctl(cluster, "stop", "-m", "fast")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _pg_ctl(cluster, "start")
+    assert (proc.returncode, out) == (1, b""), err.decode()
+    ours = [line for line in err.decode().splitlines() if line.startswith("encpipe-restore: ")]
+    assert [line for line in ours if line.startswith("encpipe-restore: error: ")] == [
+        "encpipe-restore: error: restoring %s failed; database live_stopped is unchanged" % path], ours
+    warning = "encpipe-restore: warning: could not drop the scratch database %s (psql: error: connection" % scratch
+    assert [line for line in ours if line.startswith(warning)] and \
+        [line for line in ours if line.endswith("); a later restore drops it")], ours
+    assert dump(cluster, "live_stopped") == before
+    assert scratch in databases(cluster)
+    proc = restore(cluster, tools, made[0], "live_stopped", "--key-file", key_file, "--drop-old")
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert b"dropped scratch database(s) left by killed restores: %s\n" % scratch.encode() in proc.stderr
+    assert leftover_databases(cluster) == set()
+    _drop(cluster, "live_stopped")
