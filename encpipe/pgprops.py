@@ -42,12 +42,11 @@ def state(maintenance_db, name):
     transactions and enabled subscriptions ((prepared, subscriptions)), whether the connecting
     role is a superuser, its name, the properties of `name` as read() gives them, the names of
     the cluster's roles, the names of its tablespaces): one psql, all that a restore asks
-    before it begins (before, its
-    properties and the roles were two psql more). A session is any process of the server that
-    keeps the swap's rename from running: a client's, a walsender, a subscription's apply
-    worker, an extension's worker (before, only a client's counted, and the swap failed once
-    the whole dump was restored); not an autovacuum worker, which the rename ends itself, nor
-    a parallel worker (its leader counts)."""
+    before it begins (before, its properties and the roles were two psql more). A session is
+    any process of the server that keeps the swap's rename from running: a client's, a
+    walsender, a subscription's apply worker, an extension's worker (before, only a client's
+    counted, and the swap failed once the whole dump was restored); not an autovacuum worker,
+    which the rename ends itself, nor a parallel worker (its leader counts)."""
     # each row tagged, a name last: split in two, then the state's rest (run_sql's `fields`)
     rows = run_sql(maintenance_db, (
         "SELECT 'state', count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND "
