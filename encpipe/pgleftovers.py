@@ -24,6 +24,7 @@ from .workers import decimal_number
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
 TEMP_PREFIX = "encpipe_restore_"
+NAME_MAX_BYTES = 63  # PostgreSQL's (NAMEDATALEN - 1): a longer name is cut, a character's bytes kept whole
 _TEMP_NAME = re.compile(r"^encpipe_restore_([0-9]{8}T[0-9]{6}Z)_[0-9]+\Z")
 _PRE_RESTORE = re.compile(r"^(?P<db>.+)_pre_restore_(?P<ts>[0-9]{8}T[0-9]{6}Z)\Z", re.S)  # a name may hold a newline
 
@@ -48,7 +49,11 @@ def is_pre_restore_name(name):
 
 
 def refuse_reserved(db):
-    """Failure (64) for a DBNAME of either form: a later restore, or --drop-pre-restore-older-than, would drop it."""
+    """Failure (64) for a DBNAME of either form: a later restore, or --drop-pre-restore-older-than, would drop it;
+    and for one PostgreSQL cannot hold: the restored database would have another name than the one given."""
+    if len(db.encode()) > NAME_MAX_BYTES:
+        raise Failure("database name %s is longer than PostgreSQL's %d bytes; nothing was changed"
+                      % (db, NAME_MAX_BYTES), 64)
     if is_scratch_name(db):
         raise Failure("%s is named like a scratch database of a restore; choose another name" % db, 64)
     if is_pre_restore_name(db):
