@@ -138,7 +138,8 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
 KEY = "c0ffee15" * 8
 
 
-@pytest.mark.parametrize("program", ["encpipe", "encpipe-verify"])
+@pytest.mark.parametrize("program", ["encpipe", "encpipe-verify", "python -m encpipe.backup verify",
+                                     "python -m encpipe.backup prune"])
 def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     """The key command kills its parent with SIGQUIT, whose default action (the
     parent is given it) is a core dump; the parent's core size limit is raised as
@@ -155,7 +156,12 @@ def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     assert status == 0, err  # else open would fail on the header, before its key command runs
     sealed.write_bytes(data)
     argv = {"encpipe": command("open", "--key-command", kill, str(sealed)),
-            "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)]}[program]
+            "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)],
+            # the package's own commands, which README names for scripts: they hold keys too
+            "python -m encpipe.backup verify": [sys.executable, "-m", "encpipe.backup", "verify", "--key-command",
+                                                kill, str(backups)],
+            "python -m encpipe.backup prune": [sys.executable, "-m", "encpipe.backup", "prune", "--keep-last", "1",
+                                               "--key-command", kill, str(backups)]}[program]
 
     def unlimited_core():
         hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
