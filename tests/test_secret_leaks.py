@@ -25,6 +25,9 @@ A libpq connection string refused after `--` (encpipe-backup, encpipe-restore)
 is named in the error line, which goes to the journal or cron's mail, with its
 password masked.
 
+A key or passphrase typed where a backup directory belongs, naming nothing, is
+not echoed in the error line (as encpipe does not echo such a FILE).
+
 A failed restore's errors, on standard error, name the SQLSTATE and the line,
 not the failing statement's values (plaintext of the dump): psql runs a plain
 dump's SQL, and a custom archive's as `pg_restore -f -` writes it, with
@@ -313,3 +316,39 @@ def test_a_failed_restore_of_a_custom_archive_shows_no_plaintext_of_the_dump(pg,
     assert not leftover_databases(pg)
     pg.dropdb("leaks_failed")
     pg.dropdb("leaks_archived")
+
+
+NOT_PATHS = [KEY, "ENCPIPE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+             "correct horse battery staple"]
+LOCATIONS = [  # (script, its arguments, the exit status, where its one line goes), SECRET the location
+    ("encpipe-list", ["SECRET"], 66, "stderr"),
+    ("encpipe-list", ["--dir", "SECRET"], 66, "stderr"),
+    ("encpipe-list", [], 66, "stderr"),  # ENCPIPE_BACKUP_DIR
+    ("encpipe-prune", ["--keep-last", "1", "SECRET"], 66, "stderr"),
+    ("encpipe-verify", ["SECRET"], 66, "stderr"),
+    ("encpipe-check", ["--max-age", "3", "--dir", "SECRET"], 2, "stdout"),
+    ("encpipe-rotate", ["--old-key-file", "old.key", "--new-key-file", "new.key", "SECRET"], 66, "stderr"),
+    ("encpipe-migrate", ["--key-file", "new.key", "SECRET"], 66, "stderr"),
+]
+
+
+@pytest.mark.parametrize("secret", NOT_PATHS, ids=["key", "identity", "passphrase"])
+@pytest.mark.parametrize("script, args, status, out", LOCATIONS)
+def test_a_location_that_names_nothing_and_looks_like_a_secret_is_not_shown(tmp_path, script, args, status, out,
+                                                                               secret):
+    """A key or passphrase typed where the backup directory belongs (or set as
+    ENCPIPE_BACKUP_DIR), naming nothing, is not echoed in the error line, which goes
+    to the journal, cron's mail or a monitor: the location is said to be not shown,
+    as encpipe says of a FILE (tests/test_key_places.py). The status is as before."""
+    for name in ("old.key", "new.key"):
+        (tmp_path / name).write_text(("%064x\n" % (len(name) * 7919)))
+        (tmp_path / name).chmod(0o600)
+    env = clean_env({"ENCPIPE_KEY": KEY, "BACKUP_ENCRYPTION_KEY": "a legacy key", "ENCPIPE_BACKUP_DIR": secret,
+                     "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run([str(SCRIPTS / script), *[secret if a == "SECRET" else a for a in args]],
+                          stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    said = {"stdout": done.stdout, "stderr": done.stderr}
+    assert done.returncode == status, said
+    assert said[out].count(b"\n") == 1 and b"its name not shown" in said[out], said
+    assert secret.encode() not in done.stdout + done.stderr, said
+    assert (done.stdout if out == "stderr" else done.stderr) == b"", said

@@ -140,7 +140,7 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open
+from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
 from ..keyplace import refuse_replaceable
 from ..usage_errors import first_empty
 from ..workers import decimal_number
@@ -280,7 +280,7 @@ def _there(path):
     try:
         os.lstat(path)
     except OSError as e:
-        raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
+        raise InputUnavailable(f"cannot read {shown_name(path, what='PATH')}: {e.strerror or e}") from None
 
 
 def _looks_like_a_file(path):
