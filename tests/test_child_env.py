@@ -80,18 +80,29 @@ def test_the_encpipe_children_of_a_script_get_neither_libpqs_nor_rclones_secrets
         assert _held(record["env"]) == set(CLOUD) | set(ENCPIPE_OWN), (record["argv"][:1], _held(record["env"]))
 
 
-@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
-def test_the_helpers_of_the_shell_scripts_get_an_empty_environment(tmp_path, script):
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore", "encpipe-demo"])
+def test_the_helpers_of_the_shell_scripts_get_an_empty_environment_and_no_descriptor(tmp_path, script):
+    """readlink, dirname (and the demo's sed) find the script and print its help: none
+    gets a variable of ours, nor a descriptor above 2, here a --passphrase-fd's pipe
+    (before, each got every descriptor the script was given)."""
     log, spies = tmp_path / "log", tmp_path / "spies"
     reals = {tool: f"/usr/bin/{tool}" if os.path.exists(f"/usr/bin/{tool}") else f"/bin/{tool}"
-             for tool in ("readlink", "dirname")}
+             for tool in ("readlink", "dirname", "sed")}
     install(spies, reals, log)
     env = clean_env({**EVERY, "ENCPIPE_KEY": KEY, "PATH": f"{spies}:{os.environ['PATH']}", "PYTHONPATH": ROOT})
-    done = subprocess.run([os.path.join(SCRIPTS, script), "--help"], capture_output=True, env=env, timeout=60)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"a passphrase on a descriptor\n")
+    os.close(write_end)
+    try:
+        done = subprocess.run([os.path.join(SCRIPTS, script), "--help", "--passphrase-fd", str(read_end)],
+                              capture_output=True, env=env, pass_fds=(read_end,), timeout=60)
+    finally:
+        os.close(read_end)
     assert done.returncode == 0, done.stderr
     seen = records(log)
-    assert {r["tool"] for r in seen} == {"readlink", "dirname"}
+    assert {r["tool"] for r in seen} == {"readlink", "dirname"} | ({"sed"} if script == "encpipe-demo" else set())
     assert [r["env"] for r in seen] == [[]] * len(seen), [(r["tool"], sorted(_held(r["env"]))) for r in seen]
+    assert [sorted(r["fds"]) for r in seen] == [["0", "1", "2"]] * len(seen), [(r["tool"], r["fds"]) for r in seen]
 
 
 SECRET = "s3cr3t-v4lue-never-shown"
