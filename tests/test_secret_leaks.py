@@ -5,7 +5,9 @@ pg_restore), compressors (zstd, gzip) and rclone (in a restore, through a fetch
 helper) in one environment that may hold libpq's PGPASSWORD and rclone's
 credentials (RCLONE_CONFIG_<REMOTE>_SECRET_ACCESS_KEY, RCLONE_CONFIG_PASS...).
 The environment may hold the cloud providers' credentials too (AWS_SECRET_ACCESS_KEY,
-GOOGLE_APPLICATION_CREDENTIALS..., which rclone's env_auth reads).
+GOOGLE_APPLICATION_CREDENTIALS..., which rclone's env_auth reads), and the tokens of
+the secret stores a key command reads (VAULT_TOKEN, OP_SESSION_..., which no other
+child needs).
 A libpq client needs the first and none of rclone's nor the cloud's; rclone and
 its helper need rclone's and the cloud's, not PGPASSWORD; a compressor needs
 none; the `encpipe open` of a restore the cloud's (for its key commands), not
@@ -67,7 +69,10 @@ CONFIG_PASS = "rclone-config-pass-91d4-for-rclone-only"
 LIBPQ_CLIENTS = {"pg_dump", "pg_dumpall", "psql", "pg_restore"}
 CLOUD = {"AWS_SECRET_ACCESS_KEY": "aws-secret-7e21-for-rclone-and-key-commands",
          "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/gcs-creds-5b90.json"}
-NEEDS = {"zstd": set(), "rclone": {"rclone", "cloud"}, "encpipe": {"cloud"}}
+# The tokens of the secret stores a key command reads the key from (Vault, 1Password, SOPS...):
+# a key command needs them, and so an encpipe that runs one; no other child does.
+STORE = {"VAULT_TOKEN": "vault-token-3c8e-for-key-commands", "OP_SESSION_my": "op-session-0d4a-for-key-commands"}
+NEEDS = {"zstd": set(), "rclone": {"rclone", "cloud"}, "encpipe": {"cloud", "store"}}
 
 def _spies(tmp_path, pg):
     spies, log = tmp_path / "spies", tmp_path / "children.log"
@@ -85,8 +90,11 @@ def _names(env):
 def _leaks(who, env, needs, rclone_secrets):
     """What `env` holds that `who` does not need: PGPASSWORD unless it needs libpq's
     secret, an RCLONE_ variable or rclone's secret values unless it needs rclone's,
-    the cloud's credentials unless it needs them."""
+    the cloud's credentials and the secret stores' tokens unless it needs them."""
     names, found = _names(env), []
+    if "store" not in needs:
+        found += [(who, n) for n in sorted(names & set(STORE))]
+        found += [(who, "a secret store's token") for e in env for s in STORE.values() if s in e][:1]
     if "cloud" not in needs:
         found += [(who, n) for n in sorted(names & set(CLOUD))]
         found += [(who, "a cloud credential's value") for e in env for s in CLOUD.values() if s in e][:1]
@@ -102,7 +110,7 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
                                                                                        s3):
     db = ensure_small(pg, "leaks_source")
     spies, log = _spies(tmp_path, pg)
-    env = script_env(pg, tools, PGPASSWORD=PGPASSWORD, RCLONE_CONFIG_PASS=CONFIG_PASS, **s3.env, **CLOUD)
+    env = script_env(pg, tools, PGPASSWORD=PGPASSWORD, RCLONE_CONFIG_PASS=CONFIG_PASS, **s3.env, **CLOUD, **STORE)
     env.update(PATH="%s:%s" % (spies, env["PATH"]), RCLONE=str(spies / "rclone"), ENCPIPE=str(spies / "encpipe"))
     rclone_secrets = [v for k, v in s3.env.items() if k.endswith(("_SECRET_ACCESS_KEY", "_ACCESS_KEY_ID"))]
     rclone_secrets.append(CONFIG_PASS)
@@ -130,6 +138,7 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
         assert "libpq" not in needs or "PGPASSWORD" in _names(record["env"]), tool
         assert "rclone" not in needs or set(rclone_secrets) <= {e.partition("=")[2] for e in record["env"]}, tool
         assert "cloud" not in needs or set(CLOUD) <= _names(record["env"]), tool
+        assert "store" not in needs or set(STORE) <= _names(record["env"]), tool
         leaks += _leaks(tool, record["env"], needs, rclone_secrets)
     helpers = [r for r in restore_records if r["tool"] == "rclone"]
     assert helpers and all("fetch" in r["parent"] for r in helpers), [r["parent"] for r in helpers]
