@@ -361,3 +361,35 @@ def test_a_location_that_names_nothing_and_looks_like_a_secret_is_not_shown(tmp_
     assert said[out].count(b"\n") == 1 and b"its name not shown" in said[out], said
     assert secret.encode() not in done.stdout + done.stderr, said
     assert (done.stdout if out == "stderr" else done.stderr) == b"", said
+
+
+SECRET_FORMS = {"raw key": KEY, "identity": "ENCPIPE-SECRET-KEY-1" + "Q" * 58,
+                "signing key": "encpipe-signing-key-1" + "q" * 58}
+
+
+@pytest.mark.parametrize("kind", sorted(SECRET_FORMS))
+@pytest.mark.parametrize("argv", [["seal", "--key-command"], ["seal", "--passphrase-command"],
+                                  ["seal", "--key-file", "KEYFILE", "--sign-key-command"],
+                                  ["encpipe-verify", "--key-command"]])
+def test_a_key_given_as_a_key_command_is_refused_and_not_shown(tmp_path, argv, kind):
+    """A key pasted where a command belongs is no command: it is refused (64) before
+    sh runs it, and shown nowhere (before, sh said `KEY: not found` and encpipe
+    `key command failed with status 127: KEY`, both on standard error, bound for
+    the journal or cron's mail)."""
+    secret = SECRET_FORMS[kind]
+    key_file = tmp_path / "k"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    (tmp_path / "backups").mkdir()
+    words = [str(key_file) if word == "KEYFILE" else word for word in argv] + [secret]
+    if words[0] == "encpipe-verify":
+        words = [str(SCRIPTS / "encpipe-verify"), *words[1:], str(tmp_path / "backups")]
+    else:
+        words = command(*words, "-o", str(tmp_path / "out.enc"))
+    done = subprocess.run(words, input=b"data", capture_output=True, cwd=tmp_path, timeout=60,
+                          env=clean_env({"PYTHONPATH": str(SCRIPTS.parent)}))
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert "not shown" in err.splitlines()[0] and "error: " in err.splitlines()[0], err
+    assert secret not in err and secret.lower() not in err.lower(), err
+    assert not (tmp_path / "out.enc").exists()
