@@ -60,6 +60,16 @@ def secret_kind(text):
     return kind or (RAW_KEY_KIND if _RAW_KEY.fullmatch(text) else None)
 
 
+def refuse_key_as_command(command, source):
+    """UsageError (64), the value not shown, when `command`, given where a key command
+    belongs, is a key pasted in its place: sh would say `KEY: not found`, a unit file
+    (readable by every user) would hold it."""
+    kind = secret_kind(command)
+    if kind:
+        raise UsageError(f"{source}: {kind} (a secret, not shown), not a command",
+                         hint="give a key in a file: --key-file FILE, --sign-key FILE")
+
+
 def refuse_secret(text, source, what):
     """UsageError (64) when `text`, given where a public form (`what`: "public key",
     "verify key") belongs, is a secret key: the value not shown, the hint saying

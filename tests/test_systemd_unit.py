@@ -182,6 +182,23 @@ def test_a_secret_given_for_a_public_key_never_reaches_the_unit(option, secret, 
     assert out == "" and secret not in err and err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a ")
 
 
+@pytest.mark.parametrize("option, secret", [
+    ("--key-command", "ab" * 32), ("--passphrase-command=", "ENCPIPE-SECRET-KEY-1" + "Q" * 52),
+    ("--key-command=", "ENCPIPE-SIGNING-KEY-1" + "Q" * 52)])
+def test_a_key_given_for_a_key_command_never_reaches_the_unit(option, secret, capsys):
+    """A key pasted where a key command belongs: before, the unit printed it in
+    ExecStart= (readable by every user), each run then failing on it. It is refused
+    when the unit is printed, the value not shown, nothing on standard output."""
+    from encpipe.backup.job import main
+
+    argv = ["systemd-unit", SCRIPT, "--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key",
+            *([option + secret] if option.endswith("=") else [option, secret])]
+    assert main(argv) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and secret not in err and err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a")
+    assert "(a secret, not shown), not a command" in err
+
+
 @pytest.mark.parametrize("flag", ["-p", "--passphrase"])
 def test_a_passphrase_prompt_is_refused(flag):
     """A unit has no terminal: with -p every run failed (78, cannot prompt)."""
