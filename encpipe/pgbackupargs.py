@@ -10,7 +10,7 @@ from .argwords import option_words
 from .backup.remotes import refuse_credentials
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
-from .usage_errors import empty_value
+from .usage_errors import empty_value, shown_argument
 from .workers import chunk_log2, int_option, thread_option
 
 PROG = "encpipe-backup"
@@ -74,7 +74,7 @@ def parse(argv):
         elif arg.startswith("-"):
             raise usage_error(unknown_option(arg))
         elif o["db"]:
-            raise usage_error(f"only one DBNAME, not also {arg}")
+            raise usage_error(f"only one DBNAME, not also {shown_argument(arg)}")  # a key typed last: not shown
         else:
             o["db"] = arg
     if not o["db"] and args:

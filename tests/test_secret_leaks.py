@@ -393,3 +393,22 @@ def test_a_key_given_as_a_key_command_is_refused_and_not_shown(tmp_path, argv, k
     assert "not shown" in err.splitlines()[0] and "error: " in err.splitlines()[0], err
     assert secret not in err and secret.lower() not in err.lower(), err
     assert not (tmp_path / "out.enc").exists()
+
+
+@pytest.mark.parametrize("secret", [KEY, "correct horse battery staple"], ids=["key", "passphrase"])
+@pytest.mark.parametrize("script", ["encpipe-restore", "encpipe-backup"])
+def test_a_key_given_as_one_argument_too_many_is_not_shown(tmp_path, script, secret):
+    """A key or passphrase typed after the arguments (`encpipe-restore FILE DB KEY`,
+    `encpipe-backup DB KEY`) is refused (64) without being shown, as encpipe,
+    encpipe-rotate and encpipe-migrate refuse a long extra argument (before: `too many
+    arguments: KEY`, `only one DBNAME, not also KEY`)."""
+    sealed = tmp_path / "shop_20250101T000000Z.sql.enc"
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    argv = {"encpipe-restore": [RESTORE, str(sealed), "shop_copy", secret],
+            "encpipe-backup": [BACKUP, "--dir", str(tmp_path / "b"), "shop", secret]}[script]
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and "(a long argument, not shown)" in err, err
+    assert secret not in err, err
