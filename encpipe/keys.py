@@ -14,7 +14,7 @@ from .proctree import kill_tree
 from .sigdefer import held
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
-from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, refuse_key_as_command, refuse_public
+from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, refuse_key_in_place, refuse_public
 from .workers import decimal_number
 
 ENV_KEY = "ENCPIPE_KEY"
@@ -230,7 +230,7 @@ def run_secret_command(command, env):
     It inherits our environment less every secret in it but the cloud's and the
     secret stores' (KEY_COMMAND_NEEDS). A key pasted in the command's place is
     refused unshown, never run (sh would say `KEY: not found`, and so would our error)."""
-    refuse_key_as_command(command, "key command")
+    refuse_key_in_place(command, "key command")
     timeout, child = _command_timeout(env), None
     try:
         with held():  # started and in this `try` in one step: a signal (encpipe dies of it) never leaves it running

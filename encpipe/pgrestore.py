@@ -51,13 +51,12 @@ from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
-from .pgcli import Failure, maker_check, open_failure_hint, parse, refused, utf8_name
+from .pgcli import NAME_MAX_BYTES, Failure, maker_check, open_failure_hint, parse, refused, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 
 PROG = "encpipe-restore"
-NAME_MAX_BYTES = 63
 # key sources with which `encpipe open` of FILE is not started early, beside another encpipe (keyid, the
 # globals file's open): one that prompts, runs a command or costs scrypt's memory (and see readable_beside_another)
 ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",

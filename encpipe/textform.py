@@ -60,13 +60,14 @@ def secret_kind(text):
     return kind or (RAW_KEY_KIND if _RAW_KEY.fullmatch(text) else None)
 
 
-def refuse_key_as_command(command, source):
-    """UsageError (64), the value not shown, when `command`, given where a key command
-    belongs, is a key pasted in its place: sh would say `KEY: not found`, a unit file
-    (readable by every user) would hold it."""
-    kind = secret_kind(command)
+def refuse_key_in_place(value, source, what="command"):
+    """UsageError (64), the value not shown, when `value`, given where a `what` belongs
+    (a key command, a database's name), is a key pasted in its place: sh would say
+    `KEY: not found`, a unit file or the metrics file (readable by every user) would
+    hold it. No database's name is one: a key is longer than its 63 bytes."""
+    kind = secret_kind(value)
     if kind:
-        raise UsageError(f"{source}: {kind} (a secret, not shown), not a command",
+        raise UsageError(f"{source}: {kind} (a secret, not shown), not a {what}",
                          hint="give a key in a file: --key-file FILE, --sign-key FILE")
 
 

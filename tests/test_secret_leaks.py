@@ -412,3 +412,26 @@ def test_a_key_given_as_one_argument_too_many_is_not_shown(tmp_path, script, sec
     assert (done.returncode, done.stdout) == (64, b""), err
     assert err.count("error: ") == 1 and "(a long argument, not shown)" in err, err
     assert secret not in err, err
+
+
+@pytest.mark.parametrize("kind", sorted(SECRET_FORMS))
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
+def test_a_key_given_as_the_database_is_refused_and_not_shown(tmp_path, script, kind):
+    """A key pasted where DBNAME belongs (`encpipe-backup ... "$KEY"`): before, the run
+    was tried, pg_dump failed on it, and the failed run was recorded under it in the
+    metrics file, which every user may read (0644, for node_exporter), besides the
+    error line. No database has such a name (at most 63 bytes): refused (64), nothing
+    run or recorded, the value not shown."""
+    secret = SECRET_FORMS[kind]
+    sealed = tmp_path / "shop_20250101T000000Z.sql.enc"
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    metrics = tmp_path / "m.prom"
+    argv = {"encpipe-restore": [RESTORE, "--no-globals", str(sealed), secret],
+            "encpipe-backup": [BACKUP, "--dir", str(tmp_path / "b"), "--metrics-file", str(metrics), secret]}[script]
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and "(a secret, not shown), not a database" in err, err
+    assert secret not in err and secret.lower() not in err.lower(), err
+    assert not metrics.exists() and not (tmp_path / "b").exists()

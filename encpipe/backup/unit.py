@@ -6,7 +6,7 @@ import shlex
 
 from ..errors import UsageError
 from ..keyargs import public_forms
-from ..textform import refuse_key_as_command
+from ..textform import refuse_key_in_place
 from ..pgbackupargs import HELP, parse
 from ..pgcli import Failure
 from .remotes import refuse_credentials
@@ -128,7 +128,7 @@ def _options(args):
     public_forms("--signer", o["signers"]["--signer"], "verify key")
     for option in ("--key-command", "--passphrase-command"):
         for command in o["seal"][option]:
-            refuse_key_as_command(command, option)
+            refuse_key_in_place(command, option)
     if o["db"]:
         raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
                          hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
