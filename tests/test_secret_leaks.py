@@ -435,3 +435,19 @@ def test_a_key_given_as_the_database_is_refused_and_not_shown(tmp_path, script, 
     assert err.count("error: ") == 1 and "(a secret, not shown), not a database" in err, err
     assert secret not in err and secret.lower() not in err.lower(), err
     assert not metrics.exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("how", ["--dir", "ENCPIPE_BACKUP_DIR"])
+def test_a_key_given_as_the_backup_directory_is_refused_and_never_made(tmp_path, how):
+    """encpipe-backup makes DIR when it is not there: before, a key pasted as --dir
+    (or set as ENCPIPE_BACKUP_DIR) became a directory of that name, which any user
+    who can list its parent reads, and the JSON line and errors named it."""
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    argv = [BACKUP, "--dir", KEY, "shop"] if how == "--dir" else [BACKUP, "shop"]
+    if how == "ENCPIPE_BACKUP_DIR":
+        env[how] = KEY
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and "(a secret, not shown), not a directory" in err and KEY not in err, err
+    assert os.listdir(tmp_path) == []
