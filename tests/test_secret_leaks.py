@@ -134,6 +134,8 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
     for record in records:
         tool = record["tool"]
         needs = {"libpq"} if tool in LIBPQ_CLIENTS else NEEDS[tool]
+        if record["argv"] == ["--version"]:  # psql asked its version reaches no server
+            needs = set()
         # each is seen to get the secret it needs: the spy reads what was given
         assert "libpq" not in needs or "PGPASSWORD" in _names(record["env"]), tool
         assert "rclone" not in needs or set(rclone_secrets) <= {e.partition("=")[2] for e in record["env"]}, tool
