@@ -252,20 +252,25 @@ def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path)
         (root / name).write_text("")
     spy = root / ".venv" / "bin" / "python"
     write(spy, "python", ["/bin/true"], log)
+    helpers = ("cat", "sha256sum", "grep")  # the stamp's hash and its look-up (before: our whole environment)
+    install(tmp_path / "spies", {tool: shutil.which(tool) for tool in helpers}, log)
     named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
         (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS",
          *keys.STORE_VARIABLES, *(prefix + "_my" for prefix in keys.STORE_PREFIXES)))}
     env = clean_env({**named, **EVERY, "ENCPIPE_KEY": KEY, "PROG": "t"})
+    env["PATH"] = f"{tmp_path / 'spies'}:{env['PATH']}"
     script = ('. "$1"; exec 7</dev/null; checkout_venv "$2" ""; deps_importable "$3"; fast_importable "$3"; '
               'echo done')
     done = subprocess.run(["bash", "-c", script, "t", os.path.join(SCRIPTS, "lib", "venv.bash"), str(root), str(spy)],
                           capture_output=True, env=env, timeout=60)
     assert (done.returncode, done.stdout) == (0, b"done\n"), done.stderr
-    calls = records(log)
+    everything = records(log)
+    assert {c["tool"] for c in everything} == {"python", *helpers}
+    calls = [c for c in everything if c["tool"] == "python"]
     assert [c["argv"][:3] for c in calls] == [["-m", "pip", "--version"], ["-m", "pip", "install"],
                                                ["-m", "compileall", "-q"], ["-c", calls[3]["argv"][1]],
                                                ["-c", calls[4]["argv"][1]]]
-    for call in calls:
+    for call in everything:
         names = {entry.partition("=")[0] for entry in call["env"]}
         assert sorted(names & (set(named) | set(EVERY) | {"ENCPIPE_KEY"})) == [], call["argv"]
         assert not any(value in entry for entry in call["env"] for value in (*named.values(), *EVERY.values(), KEY))
