@@ -17,9 +17,10 @@ the journal or cron's mail.
 import re
 
 # The password of a connection string: a URI's `user:PASSWORD@`, a `password=` keyword
-# (quoted or not) of a key/value string or a URI's query.
+# (quoted or not) of a key/value string or a URI's query, and `sslpassword=` (the
+# passphrase of the client's SSL key) alike.
 _PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@?#]*:)[^/?#]*(?=@)"
-                       r"|(?P<keyword>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.I)
+                       r"|(?P<keyword>\b(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.I)
 
 # Short options that take a value, per tool (bundles like -vf stop at them).
 _WITH_VALUE = {

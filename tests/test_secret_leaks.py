@@ -247,6 +247,13 @@ CONNECTION_STRINGS = [  # (script, arguments, how the error line shows the argum
      "option -dhost=db.example password=*** (-d, --dbname)"),
     ("restore.dump.enc", ["--", "postgresql://restore:%s@db.example/shop" % LIBPQ_PASSWORD],
      "argument postgresql://restore:***@db.example/shop is not"),
+    # libpq's sslpassword: the passphrase of the client's SSL key (before, shown whole)
+    ("backup", ["--", "--dbname=postgresql://db.example/shop?sslpassword=%s" % LIBPQ_PASSWORD],
+     "option --dbname=postgresql://db.example/shop?sslpassword=*** (-d, --dbname)"),
+    ("backup", ["--", "--host=db.example?sslpassword=%s&x=1" % LIBPQ_PASSWORD],
+     "option --host=db.example?sslpassword=***&x=1 (-h, --host)"),
+    ("restore.sql.enc", ["--", "postgres://u@db.example/shop?SSLPassword=%s" % LIBPQ_PASSWORD],
+     "argument postgres://u@db.example/shop?SSLPassword=*** is not"),
 ]
 
 
