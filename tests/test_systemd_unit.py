@@ -220,3 +220,16 @@ def test_a_stop_leaves_the_clean_up_of_an_upload_its_time():
     one_call = (int(RCLONE_BOUNDS["RCLONE_CONTIMEOUT"].rstrip("s")) + 60 * int(RCLONE_BOUNDS["RCLONE_TIMEOUT"].rstrip(
         "m"))) * int(RCLONE_BOUNDS["RCLONE_LOW_LEVEL_RETRIES"])
     assert match and int(match[1]) * seconds[match[2]] >= ABORT_WAIT + one_call
+
+
+def test_the_unit_says_a_secret_goes_in_a_credential_never_in_environment():
+    """The unit's comment sends libpq's variables to Environment= of a drop-in, which
+    `systemctl show` prints to every user: a password put there (PGPASSWORD,
+    RCLONE_CONFIG_PASS, ENCPIPE_PASSPHRASE) would be anyone's. The comment says where
+    a secret goes instead, as the shipped unit does."""
+    text = unit.render(SCRIPT, [])
+    comment = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    assert "never a secret in Environment=" in comment
+    assert "LoadCredential=pgpass:/etc/encpipe/pgpass Environment=PGPASSFILE=%d/pgpass" in comment
+    shipped = Path(__file__).resolve().parent.parent / "scripts" / "systemd" / "encpipe-backup@.service"
+    assert shipped.read_text() == unit.render("/usr/local/bin/encpipe-backup", []) + "\n"

@@ -34,7 +34,11 @@ TEMPLATE = """\
 #   systemctl daemon-reload && systemctl enable --now encpipe-backup@shop.timer
 # Adjust with `systemctl edit encpipe-backup@.service` (a drop-in): User=,
 # PGHOST/PGPORT... in Environment=, TimeoutStartSec= (a hung pg_dump or upload
-# then fails the run instead of blocking the next ones).
+# then fails the run instead of blocking the next ones). But never a secret in
+# Environment=: `systemctl show` prints it to every user. A password goes in a
+# credential, as the key does: for libpq, a pgpass file,
+#   LoadCredential=pgpass:/etc/encpipe/pgpass
+#   Environment=PGPASSFILE=%d/pgpass
 [Unit]
 Description=Encrypted PostgreSQL backup of database %I
 After=network-online.target postgresql.service
