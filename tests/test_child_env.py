@@ -116,6 +116,9 @@ REMOTES = [  # (a remote with a credential, the parameter the error names)
     (f":sftp,host=h,key-file-pass={SECRET}:dir", "key-file-pass"),
     (f":azureblob,account=acct,key={SECRET}:box", "account"),
     (f"b2,Client_Secret={SECRET}:x", "Client_Secret"),
+    # a password in a URL's user info (Go's HTTP client sends it as basic auth): before, on rclone's argv
+    (f":webdav,url='https://alice:{SECRET}@dav.example/':dir", "a password in a URL"),
+    (f":http,url=https://alice:{SECRET}@files.example/:pub", "a password in a URL"),
 ]
 COMMANDS = [  # how each script is given a remote (FILE: a backup's name appended)
     ("encpipe-backup", ["--to", "REMOTE", "shop"]),
