@@ -235,6 +235,7 @@ def test_a_key_command_gets_no_descriptor_but_its_standard_ones(tmp_path, option
 
 
 LIBPQ_PASSWORD = "hunter2-in-a-connection-string"
+LIBPQ_PASSWORD_KEY = "5ec12e7" + "0" * 57  # a raw key where a pg option belongs
 CONNECTION_STRINGS = [  # (script, arguments, how the error line shows the argument)
     ("backup", ["--", "--dbname=postgresql://backup:%s@db.example/shop" % LIBPQ_PASSWORD],
      "option --dbname=postgresql://backup:***@db.example/shop (-d, --dbname)"),
@@ -254,6 +255,9 @@ CONNECTION_STRINGS = [  # (script, arguments, how the error line shows the argum
      "option --host=db.example?sslpassword=***&x=1 (-h, --host)"),
     ("restore.sql.enc", ["--", "postgres://u@db.example/shop?SSLPassword=%s" % LIBPQ_PASSWORD],
      "argument postgres://u@db.example/shop?SSLPassword=*** is not"),
+    # a key pasted after -- (before, shown whole)
+    ("backup", ["--", LIBPQ_PASSWORD_KEY], "argument (a raw key, not shown) is not"),
+    ("restore.dump.enc", ["--", "--file=" + LIBPQ_PASSWORD_KEY], "option --file=(a raw key, not shown) (-f, --file)"),
 ]
 
 
@@ -273,7 +277,7 @@ def test_a_connection_string_refused_as_a_pg_option_is_shown_without_its_passwor
     err = done.stderr.decode()
     assert (done.returncode, done.stdout) == (64, b""), err
     assert err.count("error: ") == 1 and shown in err.splitlines()[0], err  # the argument is still named
-    assert LIBPQ_PASSWORD not in err, err
+    assert LIBPQ_PASSWORD not in err and LIBPQ_PASSWORD_KEY not in err, err
 
 
 def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tmp_path):
