@@ -4,7 +4,7 @@ import re
 
 from .argwords import option_words
 from .errors import InputUnavailable, UsageError
-from .textform import refuse_key_in_place
+from .textform import refuse_key_as_database
 from .usage_errors import empty_value, shown_argument
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
@@ -103,17 +103,13 @@ def _key_places(opts):
         raise Failure(str(e), e.exit_code, e.hint) from None
 
 
-NAME_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: a longer name is cut
-
-
 def utf8_name(name, what="DBNAME"):
     """`name`, a database's, if it is UTF-8 text; else 64: it goes into SQL, sent as UTF-8
     (argv bytes that are not UTF-8 arrive as surrogates, which no encoding takes). A key
     pasted in its place is 64 too, not shown: it would be in error lines and in the
     metrics file, which every user may read (one longer than any database's name, 63 bytes)."""
     try:
-        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES:
-            refuse_key_in_place(name, what, "database name")
+        refuse_key_as_database(name, what)
     except UsageError as e:
         raise Failure(str(e), 64, e.hint) from None
     try:

@@ -45,13 +45,14 @@ from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgo
 from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import json_value, printable
+from .textform import NAME_MAX_BYTES
 from .usage_errors import shown_argument
 from .sigdefer import hold_for_good
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
-from .pgcli import NAME_MAX_BYTES, Failure, maker_check, open_failure_hint, parse, refused, utf8_name
+from .pgcli import Failure, maker_check, open_failure_hint, parse, refused, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql

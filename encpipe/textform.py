@@ -71,6 +71,17 @@ def refuse_key_in_place(value, source, what="command"):
                          hint="give a key in a file: --key-file FILE, --sign-key FILE")
 
 
+NAME_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: no database's name is longer
+
+
+def refuse_key_as_database(name, source):
+    """UsageError (64), not shown, for a key given as a database's name (longer than
+    any: 63 bytes): it would be in error lines, a monitor's status and the metrics
+    file, which every user may read."""
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES:
+        refuse_key_in_place(name, source, "database name")
+
+
 def refuse_secret(text, source, what):
     """UsageError (64) when `text`, given where a public form (`what`: "public key",
     "verify key") belongs, is a secret key: the value not shown, the hint saying

@@ -142,6 +142,7 @@ from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
 from ..keyplace import refuse_replaceable
+from ..textform import refuse_key_as_database
 from ..usage_errors import first_empty
 from ..workers import decimal_number
 from . import checkcmd
@@ -379,6 +380,8 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
             for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
                 refuse_credentials(value, option)
+        for database in args.get("--database") or []:  # nor a key as a database's name: in stdout, the error line
+            refuse_key_as_database(database, "--database")
         refuse_credentials(location(args, io), ENV_BACKUP_DIR)
         if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
             secret_fds_open(args)
