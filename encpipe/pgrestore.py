@@ -233,7 +233,7 @@ class Run:
 
     def start_globals(self, path):
         """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % shown_name(path),  # a key typed: not shown
                                              "database %s was not touched" % self.db,
                                              pgglobals.REFUSED_HINT))  # removed, it is refused as missing
         self.globals_names = [path]

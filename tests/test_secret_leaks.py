@@ -485,3 +485,17 @@ def test_a_key_given_as_database_of_a_backup_command_is_not_shown(tmp_path, scri
     if status is not None:
         assert done.returncode == status, said
         assert b"--database: a raw key (a secret, not shown), not a database name" in done.stderr, said
+
+
+def test_a_key_given_as_the_globals_file_is_not_shown(tmp_path):
+    """`encpipe-restore --globals KEY FILE DB` (a key typed where the globals file's path
+    belongs, naming nothing): before, `cannot read the globals file KEY`. Now named as
+    encpipe names such a FILE; the status is as before (66)."""
+    sealed = tmp_path / "shop_20250101T000000Z.sql.enc"
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run([RESTORE, "--globals", KEY, str(sealed), "shop_copy"], stdin=subprocess.DEVNULL,
+                          capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (66, b""), err
+    assert err.count("error: ") == 1 and "its name not shown" in err and KEY not in err, err
