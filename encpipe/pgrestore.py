@@ -44,6 +44,8 @@ from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgo
 from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import json_value, printable
+from .textform import NAME_MAX_BYTES
+from .usage_errors import shown_argument
 from .sigdefer import hold_for_good
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
@@ -100,7 +102,7 @@ class Run:
             return self.drop_pre_restore(None)
         if len(o["positional"]) != 2:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
-                          "too many arguments: %s" % o["positional"][2], 64)
+                          "too many arguments: %s" % shown_argument(o["positional"][2]), 64)  # a key: not shown
         self.file, self.db = o["positional"][0], utf8_name(o["positional"][1])
         try:  # before its name is printed or given to rclone
             refuse_credentials(self.file, "FILE")
@@ -230,7 +232,7 @@ class Run:
 
     def start_globals(self, path):
         """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % shown_name(path),  # a key typed: not shown
                                              "database %s was not touched" % self.db,
                                              pgglobals.REFUSED_HINT))  # removed, it is refused as missing
         self.globals_names = [path]

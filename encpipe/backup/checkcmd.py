@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from .. import commands
 from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open
+from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
 from ..keyplace import refuse_replaceable
 from . import metrics
 from .listing import older_than_its_name, owned_elsewhere, scan
@@ -55,7 +55,7 @@ def _run(args, io, where, max_age, warn):
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        said = f"cannot list {where}: "  # once: a remote's error says it already
+        said = f"cannot list {shown_name(where, what='DIR')}: "  # once: a remote's error says it already
         return 2, [plugin_line(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}")]
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated,

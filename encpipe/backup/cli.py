@@ -149,8 +149,9 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open
+from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
 from ..keyplace import refuse_replaceable
+from ..textform import refuse_key_as_database
 from ..usage_errors import first_empty
 from ..workers import decimal_number
 from . import checkcmd
@@ -289,7 +290,7 @@ def _there(path):
     try:
         os.lstat(path)
     except OSError as e:
-        raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
+        raise InputUnavailable(f"cannot read {shown_name(path, what='PATH')}: {e.strerror or e}") from None
 
 
 def _looks_like_a_file(path):
@@ -388,6 +389,8 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
             for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
                 refuse_credentials(value, option)
+        for database in args.get("--database") or []:  # nor a key as a database's name: in stdout, the error line
+            refuse_key_as_database(database, "--database")
         refuse_credentials(location(args, io), ENV_BACKUP_DIR)
         if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
             secret_fds_open(args)

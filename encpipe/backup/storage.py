@@ -24,6 +24,7 @@ import os
 import stat
 
 from .. import safefile
+from ..keyargs import shown_name
 from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure
 from ..sigdefer import held
@@ -156,7 +157,8 @@ class Local:
             finally:
                 os.close(fd)
         except OSError as e:
-            raise InputUnavailable(f"cannot read backup directory {self.directory}: {e.strerror or e}") from None
+            raise InputUnavailable(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: "
+                                   f"{e.strerror or e}") from None
         items = (self._item(name) for name in names)
         return [item for item in items if item is not None]
 
