@@ -20,11 +20,11 @@ from .pgcli import Failure
 from .pgcommit import drop
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
 from .sigdefer import held, hold_for_good
+from .textform import NAME_MAX_BYTES  # a longer name PostgreSQL cuts, a character's bytes kept whole
 from .workers import decimal_number
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
 TEMP_PREFIX = "encpipe_restore_"
-NAME_MAX_BYTES = 63  # PostgreSQL's (NAMEDATALEN - 1): a longer name is cut, a character's bytes kept whole
 _TEMP_NAME = re.compile(r"^encpipe_restore_([0-9]{8}T[0-9]{6}Z)_[0-9]+\Z")
 _PRE_RESTORE = re.compile(r"^(?P<db>.+)_pre_restore_(?P<ts>[0-9]{8}T[0-9]{6}Z)\Z", re.S)  # a name may hold a newline
 

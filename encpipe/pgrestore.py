@@ -132,7 +132,7 @@ class Run:
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = ([], None) if o.get("no_globals") else self.load_globals()  # not even opened
         exists = self.wait_until_free()
-        if exists and len(self.old.encode()) > pgleftovers.NAME_MAX_BYTES:  # onto a server without it: restores
+        if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it: restores
             raise Failure("database name %s is too long to keep the old one as %s; nothing was changed"
                           % (self.db, self.old), 64, "restore it under a shorter name, or rename %s first" % self.db)
         with pgleftovers.RunLock(self.maint, self.temp_name) as self.lock:
