@@ -35,13 +35,14 @@ def may_be_secret(path):
     return not os.path.lexists(path) and bool(_SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path))
 
 
-def shown_name(path, prompt=False, secret_file=False):
+def shown_name(path, prompt=False, secret_file=False, what="FILE"):
     """`path` for a message, unless it names no file and may be a secret typed in
     its place: it looks like one, or -p (which takes no value) was given too, or
-    (a `secret_file`'s) it is a bare word (may_be_secret)."""
+    (a `secret_file`'s) it is a bare word (may_be_secret). Hidden, it is `what`
+    (FILE, DIR, PATH: the argument's name in the usage) and why it is not shown."""
     hidden = not os.path.lexists(path) and (prompt or _SECRET_LIKE.fullmatch(path))
     if hidden or (secret_file and may_be_secret(path)):
-        return "FILE (its name not shown: it names no file and may be a key or passphrase)"
+        return f"{what} (its name not shown: it names no file and may be a key or passphrase)"
     return path
 
 

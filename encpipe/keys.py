@@ -14,7 +14,7 @@ from .proctree import kill_tree
 from .sigdefer import held
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
-from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, refuse_public
+from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, refuse_key_in_place, refuse_public
 from .workers import decimal_number
 
 ENV_KEY = "ENCPIPE_KEY"
@@ -25,9 +25,11 @@ ENV_MODE_WARNED = "ENCPIPE_MODE_WARNED"  # "1": the script running this encpipe 
 # "encpipe": encpipe's own (the last is the previous tool's key); "libpq": pg_dump's,
 # psql's...; "rclone": every RCLONE_ variable (its configuration password, remotes'
 # credentials); "cloud": the cloud providers' credentials, which rclone's env_auth
-# reads, and a key command may (aws kms, gcloud secrets, az keyvault).
+# reads, and a key command may (aws kms, gcloud secrets, az keyvault); "store": the
+# tokens of the secret stores a key command reads the key from (vault, op, bw,
+# sops, doppler), which no other tool needs.
 # scripts/encpipe-sh-setup unsets them by name and prefix (AWS_, GOOGLE_, AZURE_,
-# OS_) with no Python: tests/test_child_env.py checks it knows every name here.
+# OS_, OP_SESSION) with no Python: tests/test_child_env.py checks it knows every name here.
 SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
 LIBPQ_VARIABLES = ("PGPASSWORD",)
 RCLONE_PREFIX = "RCLONE_"
@@ -39,12 +41,20 @@ CLOUD_VARIABLES = (
     "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD",
     "OS_PASSWORD", "OS_AUTH_TOKEN", "OS_APPLICATION_CREDENTIAL_SECRET",  # OpenStack Swift
 )
+STORE_VARIABLES = (
+    "VAULT_TOKEN",  # HashiCorp Vault
+    "OP_SERVICE_ACCOUNT_TOKEN", "OP_CONNECT_TOKEN",  # 1Password (and OP_SESSION_<account>)
+    "BW_SESSION", "BW_CLIENTSECRET",  # Bitwarden
+    "SOPS_AGE_KEY",  # SOPS's age identities themselves
+    "DOPPLER_TOKEN",
+)
+STORE_PREFIXES = ("OP_SESSION",)
 # What each kind of child needs: a key command (it may fetch the key from a
 # cloud's secret store); an encpipe a script runs (it reads the keys of our
 # environment, and runs the key commands); rclone. A libpq client needs
 # ("libpq",), a compressor nothing.
-KEY_COMMAND_NEEDS = ("cloud",)
-ENCPIPE_NEEDS = ("encpipe", "cloud")
+KEY_COMMAND_NEEDS = ("cloud", "store")
+ENCPIPE_NEEDS = ("encpipe", "cloud", "store")
 RCLONE_NEEDS = ("rclone", "cloud")
 DEFAULT_COMMAND_TIMEOUT = 60.0
 MAX_COMMAND_TIMEOUT = 86400.0
@@ -197,7 +207,8 @@ def _read_bounded(f, source, limit=MAX_SECRET_BYTES):
 def child_env(env, needs=()):
     """`env` less every secret variable but those of the needs in `needs`:
     "encpipe" (SECRET_VARIABLES), "libpq" (PGPASSWORD), "rclone" (every RCLONE_
-    variable), "cloud" (CLOUD_VARIABLES). A compressor needs none."""
+    variable), "cloud" (CLOUD_VARIABLES), "store" (STORE_VARIABLES, STORE_PREFIXES).
+    A compressor needs none."""
     def needed(name):
         if name in SECRET_VARIABLES:
             return "encpipe" in needs
@@ -207,6 +218,8 @@ def child_env(env, needs=()):
             return "rclone" in needs
         if name in CLOUD_VARIABLES:
             return "cloud" in needs
+        if name in STORE_VARIABLES or name.startswith(STORE_PREFIXES):
+            return "store" in needs
         return True
 
     return {k: v for k, v in env.items() if needed(k)}
@@ -214,8 +227,10 @@ def child_env(env, needs=()):
 
 def run_secret_command(command, env):
     """Run `command` with sh -c and return its standard output; bounded in time.
-    It inherits our environment less every secret in it but the cloud's
-    (KEY_COMMAND_NEEDS)."""
+    It inherits our environment less every secret in it but the cloud's and the
+    secret stores' (KEY_COMMAND_NEEDS). A key pasted in the command's place is
+    refused unshown, never run (sh would say `KEY: not found`, and so would our error)."""
+    refuse_key_in_place(command, "key command")
     timeout, child = _command_timeout(env), None
     try:
         with held():  # started and in this `try` in one step: a signal (encpipe dies of it) never leaves it running

@@ -81,7 +81,7 @@ from .fdsecrets import FdSecrets
 from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
-from .keyargs import load_signers, public_forms, secret_fds_open
+from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
 from .keyplace import refuse_replaceable
 from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -309,7 +309,7 @@ def open_directory(directory):
     try:
         return os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise Failure(f"cannot open {directory}: {e.strerror}", 66) from None
+        raise Failure(f"cannot open {shown_name(directory, what='DIR')}: {e.strerror}", 66) from None
 
 
 def main(argv):

@@ -2,6 +2,7 @@
 completed before anything runs (validate): a mistake fails (64; 78 without a
 key) before a directory is made, a lock taken or pg_dump started."""
 
+import os
 import re
 import shutil
 
@@ -9,8 +10,10 @@ from . import dirlock, pgopts
 from .argwords import option_words
 from .backup.remotes import refuse_credentials
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
+from .errors import UsageError
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
-from .usage_errors import empty_value
+from .textform import refuse_key_in_place
+from .usage_errors import empty_value, shown_argument
 from .workers import chunk_log2, int_option, thread_option
 
 PROG = "encpipe-backup"
@@ -74,7 +77,7 @@ def parse(argv):
         elif arg.startswith("-"):
             raise usage_error(unknown_option(arg))
         elif o["db"]:
-            raise usage_error(f"only one DBNAME, not also {arg}")
+            raise usage_error(f"only one DBNAME, not also {shown_argument(arg)}")  # a key typed last: not shown
         else:
             o["db"] = arg
     if not o["db"] and args:
@@ -154,8 +157,14 @@ def validate(o, env):
                     "gzip": ["gzip", "-c", f"-{o['level'] or 6}"]}.get(o["compress"])
     o["ext"] = {"zstd": "sql.zst", "gzip": "sql.gz"}.get(o["compress"], "sql" if o["format"] == "plain" else "dump")
     refuse_credentials(o["to"], "--to")  # 64: a credential would be on argv, in the JSON line and the metrics
+    source = "--dir" if o["dir"] else "ENCPIPE_BACKUP_DIR"
     if not o["to"] and not o["dir"]:
         o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"
     if o["dir"].startswith("-"):
         o["dir"] = "./" + o["dir"]
+    if not os.path.lexists(o["dir"]):  # made by the run: a key pasted in its place would name a directory
+        try:
+            refuse_key_in_place(o["dir"], source, "directory")
+        except UsageError as e:
+            raise Failure(str(e), 64, e.hint) from None
     o["lock_wait"] = dirlock.lock_wait(env)

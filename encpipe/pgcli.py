@@ -4,6 +4,7 @@ import re
 
 from .argwords import option_words
 from .errors import InputUnavailable, UsageError
+from .textform import refuse_key_as_database
 from .usage_errors import empty_value, shown_argument
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
@@ -104,7 +105,13 @@ def _key_places(opts):
 
 def utf8_name(name, what="DBNAME"):
     """`name`, a database's, if it is UTF-8 text; else 64: it goes into SQL, sent as UTF-8
-    (argv bytes that are not UTF-8 arrive as surrogates, which no encoding takes)."""
+    (argv bytes that are not UTF-8 arrive as surrogates, which no encoding takes). A key
+    pasted in its place is 64 too, not shown: it would be in error lines and in the
+    metrics file, which every user may read (one longer than any database's name, 63 bytes)."""
+    try:
+        refuse_key_as_database(name, what)
+    except UsageError as e:
+        raise Failure(str(e), 64, e.hint) from None
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:

@@ -151,9 +151,9 @@ def value(db, sql):
 
 
 def psql_version():
-    """(major, minor) of the psql on PATH."""
+    """(major, minor) of the psql on PATH (which reaches no server: no secret, not even PGPASSWORD)."""
     try:
-        out = sigthreads.run(["psql", "--version"], text=True, env=client_env()).stdout
+        out = sigthreads.run(["psql", "--version"], text=True, env=child_env(os.environ)).stdout
     except OSError as e:
         raise PgError("cannot run psql: %s" % e) from None
     match = re.search(r"\b(\d+)(?:\.(\d+))?", out)

@@ -20,6 +20,7 @@ from .pgcli import Failure
 from .pgcommit import drop
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
 from .sigdefer import held, hold_for_good
+from .textform import NAME_MAX_BYTES  # a longer name PostgreSQL cuts, a character's bytes kept whole
 from .workers import decimal_number
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
@@ -48,7 +49,11 @@ def is_pre_restore_name(name):
 
 
 def refuse_reserved(db):
-    """Failure (64) for a DBNAME of either form: a later restore, or --drop-pre-restore-older-than, would drop it."""
+    """Failure (64) for a DBNAME of either form: a later restore, or --drop-pre-restore-older-than, would drop it;
+    and for one PostgreSQL cannot hold: the restored database would have another name than the one given."""
+    if len(db.encode()) > NAME_MAX_BYTES:
+        raise Failure("database name %s is longer than PostgreSQL's %d bytes; nothing was changed"
+                      % (db, NAME_MAX_BYTES), 64)
     if is_scratch_name(db):
         raise Failure("%s is named like a scratch database of a restore; choose another name" % db, 64)
     if is_pre_restore_name(db):

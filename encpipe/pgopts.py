@@ -16,10 +16,13 @@ the journal or cron's mail.
 
 import re
 
+from .textform import secret_kind
+
 # The password of a connection string: a URI's `user:PASSWORD@`, a `password=` keyword
-# (quoted or not) of a key/value string or a URI's query.
+# (quoted or not) of a key/value string or a URI's query, and `sslpassword=` (the
+# passphrase of the client's SSL key) alike.
 _PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@?#]*:)[^/?#]*(?=@)"
-                       r"|(?P<keyword>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.I)
+                       r"|(?P<keyword>\b(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.I)
 
 # Short options that take a value, per tool (bundles like -vf stop at them).
 _WITH_VALUE = {
@@ -164,7 +167,12 @@ def _refuse(tool, arg, names, why):
 
 
 def shown(arg):
-    """`arg` as a message may show it: a connection string's password masked."""
+    """`arg` as a message may show it: a connection string's password masked, a key
+    pasted as the argument or an option's value (--file=KEY) not shown."""
+    option, equals, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+    kind = secret_kind(value)
+    if kind:
+        return f"{option}{equals}({kind}, not shown)"
     return _PASSWORD.sub(lambda m: (m["uri"] or m["keyword"]) + "***", arg)
 
 

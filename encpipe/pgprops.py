@@ -1,16 +1,18 @@
 """A database's own properties, which pg_dump without --create leaves out.
 
-Owner, ACL, connection limit, encoding and locale, `ALTER DATABASE ... SET`,
+Owner, ACL, connection limit, encoding and locale, default tablespace, `ALTER DATABASE ... SET`,
 `ALTER ROLE ... IN DATABASE ... SET` and the comment are read from the catalog
 as one JSON object. encpipe-backup appends it to the run's globals file as one
 SQL comment line (`-- encpipe-database-properties: {...}`). encpipe-restore
-creates its scratch database with the encoding and locale, private while the
+creates its scratch database with the encoding and locale (and tablespace), private while the
 dump runs (the restoring role's, no privilege for anyone else, no setting), and
 gives it every other property in the swap transaction, as it becomes DBNAME.
 """
 
 import json
+import time
 
+from .pgcli import Failure
 from .pgclient import FIELD, PgError, conninfo, ident, literal, run_sql, starts_with, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
@@ -20,6 +22,7 @@ SELECT json_build_object(
   'name', d.datname, 'owner', pg_get_userbyid(d.datdba), 'encoding', pg_encoding_to_char(d.encoding),
   'collate', d.datcollate, 'ctype', d.datctype, 'row', to_jsonb(d) - 'datacl',
   'connlimit', d.datconnlimit, 'acl', d.datacl::text[], 'comment', shobj_description(d.oid, 'pg_database'),
+  'tablespace', (SELECT t.spcname FROM pg_tablespace t WHERE t.oid = d.dattablespace),
   'settings', (SELECT coalesce(json_agg(json_build_object(
                  'role', CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END,
                  'config', s.setconfig) ORDER BY s.setrole), '[]')
@@ -35,22 +38,53 @@ def read(maintenance_db, name):
 
 
 def state(maintenance_db, name):
-    """(whether database `name` exists, how many client sessions it has, whether the
-    connecting role is a superuser, its name, the properties of `name` as read() gives
-    them, the names of the cluster's roles): one psql, all that a restore asks before
-    it begins (before, its properties and the roles were two psql more)."""
+    """(whether database `name` exists, how many sessions it has, how many prepared
+    transactions and enabled subscriptions ((prepared, subscriptions)), whether the connecting
+    role is a superuser, its name, the properties of `name` as read() gives them, the names of
+    the cluster's roles, the names of its tablespaces): one psql, all that a restore asks
+    before it begins (before, its properties and the roles were two psql more). A session is
+    any process of the server that keeps the swap's rename from running: a client's, a
+    walsender, a subscription's apply worker, an extension's worker (before, only a client's
+    counted, and the swap failed once the whole dump was restored); not an autovacuum worker,
+    which the rename ends itself, nor a parallel worker (its leader counts)."""
     # each row tagged, a name last: split in two, then the state's rest (run_sql's `fields`)
     rows = run_sql(maintenance_db, (
         "SELECT 'state', count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND "
-        "backend_type = 'client backend'), (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user), "
-        "current_user FROM pg_catalog.pg_database WHERE datname = %s;\n"
-        "SELECT 'properties', q.p FROM (%s) AS q(p);\n"
-        "SELECT 'role', rolname FROM pg_catalog.pg_roles;") % (literal(name), literal(name), _QUERY % literal(name)),
-        fields=2)
-    count, busy, superuser, user = rows[0][1].split(FIELD, 3)
+        "backend_type NOT IN ('autovacuum worker', 'parallel worker')), (SELECT count(*) FROM "
+        "pg_catalog.pg_prepared_xacts WHERE database = %s), (SELECT count(*) FROM pg_catalog.pg_subscription WHERE "
+        "subenabled AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = %s)), (SELECT rolsuper "
+        "FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user FROM pg_catalog.pg_database WHERE "
+        "datname = %s;\nSELECT 'properties', q.p FROM (%s) AS q(p);\n"
+        "SELECT 'role', rolname FROM pg_catalog.pg_roles;\nSELECT 'space', spcname FROM pg_catalog.pg_tablespace;")
+        % ((literal(name),) * 4 + (_QUERY % literal(name),)), fields=2)
+    count, busy, prepared, subscriptions, superuser, user = rows[0][1].split(FIELD, 5)
     text = next((row[1] for row in rows[1:] if row[0] == "properties"), None)
-    roles = {row[1] for row in rows[1:] if row[0] == "role"}
-    return count != "0", int(busy), superuser == "t", user, json.loads(text) if text else None, roles
+    roles, spaces = ({row[1] for row in rows[1:] if row[0] == tag} for tag in ("role", "space"))
+    return (count != "0", int(busy), (int(prepared), int(subscriptions)), superuser == "t", user,
+            json.loads(text) if text else None, roles, spaces)
+
+
+def free(maintenance_db, name, terminate=False, tries=10):
+    """state() once database `name` has no session (or any, with `terminate`: the swap ends
+    them), prepared transaction or enabled subscription, asked up to `tries` times 0.3 s
+    apart; else Failure (75). No session holds a prepared transaction, and a subscription's
+    worker, ended, comes back at once: --terminate-connections ends neither."""
+    for _ in range(tries):
+        now = state(maintenance_db, name)
+        (prepared, subscriptions), busy = now[2], now[1]
+        if not prepared and not subscriptions and (not busy or terminate):
+            return now
+        time.sleep(0.3)
+    if prepared:
+        raise Failure("database %s has %d prepared transaction(s), which no session holds; nothing was changed"
+                      % (name, prepared), 75, "commit or roll them back first (COMMIT PREPARED or ROLLBACK PREPARED, "
+                      "as pg_prepared_xacts lists them)")
+    if subscriptions:
+        raise Failure("database %s has %d enabled subscription(s), whose workers come back once ended; nothing was "
+                      "changed" % (name, subscriptions), 75, "disable them first (ALTER SUBSCRIPTION ... DISABLE, in "
+                      "%s)" % name)
+    raise Failure("database %s has %d active connection(s); nothing was changed" % (name, busy), 75,
+                  "close them, or use --terminate-connections")
 
 
 def unapplied(db, owner, no_globals):
@@ -106,13 +140,17 @@ def unquote(name):
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
-def create_sql(name, props):
+def create_sql(name, props, spaces=()):
     """CREATE DATABASE for the scratch database: template0, the properties' encoding
-    and locale, and no connections at all until `private_sql` ran."""
+    and locale, their tablespace when it is one of `spaces` (the server's, else the
+    server's default: before, always; a database kept on a disk of its own came back
+    in pg_default's), and no connections at all until `private_sql` ran."""
     sql = "CREATE DATABASE %s TEMPLATE template0 ALLOW_CONNECTIONS false" % ident(name)
     if props:
         sql += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
             literal(props["encoding"]), literal(props["collate"]), literal(props["ctype"]))
+        if props.get("tablespace") in set(spaces) - {"pg_default"}:
+            sql += " TABLESPACE %s" % ident(props["tablespace"])
         row = props.get("row") or {}
         if row.get("datlocprovider") == "i" and row.get("daticulocale"):
             sql += " LOCALE_PROVIDER icu ICU_LOCALE %s" % literal(row["daticulocale"])
@@ -148,13 +186,20 @@ def private_sql(name, props, no_owner=False, owner=None):
 
 
 def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
-    """For the swap transaction: the recorded owner (else the restoring role stays it), the
-    recorded ACL (else the default one: NULL, which only a `superuser` may write in the
-    catalog; else PUBLIC's CONNECT and TEMPORARY granted again, the same rights), connection
-    limit, settings and comment."""
+    """For the swap transaction: IS_TEMPLATE and ALLOW_CONNECTIONS as recorded (while the
+    restoring role still owns it; before, a live database that no one could connect to came
+    back open to every role granted CONNECT), the recorded owner (else the restoring role
+    stays it), the recorded ACL (else the default one: NULL, which only a `superuser` may
+    write in the catalog; else PUBLIC's CONNECT and TEMPORARY granted again, the same
+    rights), connection limit, settings and comment."""
     props = props or {}
     acl = props.get("acl") if not no_acl else None
+    row = props.get("row") or {}
     sql = []
+    if row.get("datistemplate") is True:
+        sql.append("ALTER DATABASE %s IS_TEMPLATE true;" % ident(name))
+    if row.get("datallowconn") is False:
+        sql.append("ALTER DATABASE %s ALLOW_CONNECTIONS false;" % ident(name))
     if acl is None and not superuser:  # while the connecting role (or --role) still owns it
         sql.append("GRANT CONNECT, TEMPORARY ON DATABASE %s TO PUBLIC;" % ident(name))
     if props.get("owner") and not no_owner:
@@ -178,13 +223,16 @@ def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
 
 def swap_sql(temp, db, old, terminate=False):
     """The swap's renames: `db` (when `old` names its copy, after its sessions ended if
-    `terminate`) to `old`, then the scratch database `temp` to `db`."""
+    `terminate`) to `old`, then the scratch database `temp` to `db`. The copy is no template
+    (the restored database is, when `db` was: finish_sql): a template cannot be dropped, and
+    --drop-old, --drop-pre-restore-older-than failed on it."""
     sql = []
     if old is not None:
         if terminate:
             sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
                        "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(db))
         sql.append("ALTER DATABASE %s RENAME TO %s;" % (ident(db), ident(old)))
+        sql.append("ALTER DATABASE %s IS_TEMPLATE false;" % ident(old))
     return "\n".join(sql + ["ALTER DATABASE %s RENAME TO %s;" % (ident(temp), ident(db))])
 
 

@@ -39,12 +39,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
 from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
 from .shown import json_value, printable
+from .textform import NAME_MAX_BYTES
+from .usage_errors import shown_argument
 from .sigdefer import hold_for_good
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
@@ -56,7 +57,6 @@ from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 
 PROG = "encpipe-restore"
-NAME_MAX_BYTES = 63
 # key sources with which `encpipe open` of FILE is not started early, beside another encpipe (keyid, the
 # globals file's open): one that prompts, runs a command or costs scrypt's memory (and see readable_beside_another)
 ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",
@@ -102,7 +102,7 @@ class Run:
             return self.drop_pre_restore(None)
         if len(o["positional"]) != 2:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
-                          "too many arguments: %s" % o["positional"][2], 64)
+                          "too many arguments: %s" % shown_argument(o["positional"][2]), 64)  # a key: not shown
         self.file, self.db = o["positional"][0], utf8_name(o["positional"][1])
         try:  # before its name is printed or given to rclone
             refuse_credentials(self.file, "FILE")
@@ -132,7 +132,7 @@ class Run:
         self.legacy = self.authenticate_legacy()
         globals_stmts, backup_props = ([], None) if o.get("no_globals") else self.load_globals()  # not even opened
         exists = self.wait_until_free()
-        if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it, any name restores
+        if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it: restores
             raise Failure("database name %s is too long to keep the old one as %s; nothing was changed"
                           % (self.db, self.old), 64, "restore it under a shorter name, or rename %s first" % self.db)
         with pgleftovers.RunLock(self.maint, self.temp_name) as self.lock:
@@ -232,7 +232,7 @@ class Run:
 
     def start_globals(self, path):
         """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % path,
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % shown_name(path),  # a key typed: not shown
                                              "database %s was not touched" % self.db,
                                              pgglobals.REFUSED_HINT))  # removed, it is refused as missing
         self.globals_names = [path]
@@ -243,14 +243,11 @@ class Run:
         return self.globals_open
 
     def wait_until_free(self):
-        for attempt in range(10):
-            # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
-            exists, busy, self.superuser, self.user, self.props, self.role_names = pgprops.state(self.maint, self.db)
-            if not busy or self.o.get("terminate_connections"):
-                return exists
-            time.sleep(0.3)
-        raise Failure("database %s has %d active connection(s); nothing was changed" % (self.db, busy), 75,
-                      "close them, or use --terminate-connections")
+        # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
+        exists, _, _, self.superuser, self.user, self.props, self.role_names, spaces = pgprops.free(
+            self.maint, self.db, self.o.get("terminate_connections"))
+        self.spaces = () if "--no-tablespaces" in self.o["tool"] and not exists else spaces  # in place: DBNAME's
+        return exists
 
     def restore(self, exists, globals_stmts, backup_props):
         dropped, busy = self.lock.clean(self.maint)
@@ -289,7 +286,7 @@ class Run:
         self.roles.create_missing(self.globals_stmts, self.globals_path, self.restrict)
         self.temp, created = self.temp_name, False  # first: stopped while psql runs the CREATE, undo() drops it
         try:
-            run_sql(self.maint, pgprops.create_sql(self.temp_name, props))
+            run_sql(self.maint, pgprops.create_sql(self.temp_name, props, self.spaces))
             created = True
             sql = pgprops.private_sql(self.temp, props, self.skips(exists)[0], owner=self.o.get("role"))
             self.temp_oid = run_sql(self.maint, sql + pgcommit.OID_SQL % literal(self.temp),
@@ -340,8 +337,8 @@ class Run:
         if self.temp:
             try:
                 pgcommit.drop(self.maint, self.temp, pgprops.undo_sql(self.temp))
-            except PgError as e:
-                say("could not drop temporary database %s: %s" % (self.temp, e), "error")
+            except PgError as e:  # the server gone, say: not the failure, which is the one error line
+                say("could not drop the scratch database %s (%s); a later restore drops it" % (self.temp, e), "warning")
         self.roles.drop_created()
 
     def report(self, exists):

@@ -71,7 +71,7 @@ from .fdsecrets import FdSecrets
 from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
-from .keyargs import load_signers, public_forms, secret_fds_open
+from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
 from .keyplace import refuse_replaceable
 from .rotatechild import Encpipe, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -363,7 +363,7 @@ def main(argv):
         # once, not once per file
         warn_secret_modes([p for o in files for p in getattr(options, o) or []], warn, secrets.others_bits)
         if not os.path.isdir(options.dir):
-            raise Failure(f"{options.dir} is not a directory", 66)
+            raise Failure(f"{shown_name(options.dir, what='DIR')} is not a directory", 66)
         encpipe = Encpipe(child_command(os.environ), secrets, ["--allow-shared-dir"] * options.allow_shared_dir)
         held = os.open(options.dir, os.O_RDONLY | os.O_DIRECTORY)
         dirlock.hold(held, options.dir, lambda: safefile.check_directory(options.dir, options.allow_shared_dir),

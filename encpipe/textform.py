@@ -23,6 +23,7 @@ SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
 # a secret pasted where a public form belongs: what it is, by its prefix (any case), or a raw key's 64 hex digits
 _SECRET_FORMS = ((IDENTITY_PREFIX, "an X25519 identity"), (SIGNING_PREFIX, "a signing key"))
 _RAW_KEY = re.compile(r"[0-9a-fA-F]{64}")
+RAW_KEY_KIND = "a raw key"
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _SPACES = re.compile(f"[{ASCII_SPACE}]+")
 
@@ -51,18 +52,47 @@ def encode(prefix, label, key, upper):
     return prefix + (text.upper() if upper else text.lower())
 
 
+def secret_kind(text):
+    """What secret key `text` is, to say so without showing it ("an X25519 identity",
+    "a signing key", RAW_KEY_KIND), or None when it is not one."""
+    text = text.strip(ASCII_SPACE)
+    kind = next((name for prefix, name in _SECRET_FORMS if text[:len(prefix)].upper() == prefix), None)
+    return kind or (RAW_KEY_KIND if _RAW_KEY.fullmatch(text) else None)
+
+
+def refuse_key_in_place(value, source, what="command"):
+    """UsageError (64), the value not shown, when `value`, given where a `what` belongs
+    (a key command, a database's name), is a key pasted in its place: sh would say
+    `KEY: not found`, a unit file or the metrics file (readable by every user) would
+    hold it. No database's name is one: a key is longer than its 63 bytes."""
+    kind = secret_kind(value)
+    if kind:
+        raise UsageError(f"{source}: {kind} (a secret, not shown), not a {what}",
+                         hint="give a key in a file: --key-file FILE, --sign-key FILE")
+
+
+NAME_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: no database's name is longer
+
+
+def refuse_key_as_database(name, source):
+    """UsageError (64), not shown, for a key given as a database's name (longer than
+    any: 63 bytes): it would be in error lines, a monitor's status and the metrics
+    file, which every user may read."""
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES:
+        refuse_key_in_place(name, source, "database name")
+
+
 def refuse_secret(text, source, what):
     """UsageError (64) when `text`, given where a public form (`what`: "public key",
     "verify key") belongs, is a secret key: the value not shown, the hint saying
     where the public form comes from. The scripts call it before any child is given
     the value on its command line."""
-    text = text.strip(ASCII_SPACE)
-    kind = next((name for prefix, name in _SECRET_FORMS if text[:len(prefix)].upper() == prefix), None)
-    if kind:
+    kind = secret_kind(text)
+    if kind and kind != RAW_KEY_KIND:
         raise UsageError(f"{source}: a secret key ({kind}, not shown), not a {what}",
                          hint=f"give the {what} that `encpipe pubkey FILE` prints for the file holding its "
                               f"{'identity' if what == 'public key' else 'signing key'}")
-    if _RAW_KEY.fullmatch(text):
+    if kind:
         raise UsageError(f"{source}: a raw key (a secret, not shown), not a {what}",
                          hint=f"a raw key has no {what}: give it in a key file")
 

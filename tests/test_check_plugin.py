@@ -177,8 +177,10 @@ def test_a_database_name_can_neither_break_the_performance_data_nor_forge_an_ite
 def test_the_line_bound_holds_for_lines_without_performance_data():
     printed = output([(f"CRITICAL: {i}", None) for i in range(300)], 24, None)
     assert printed == [f"CRITICAL: {i}" for i in range(MAX_LINES - 1)] + [f"... and {300 - MAX_LINES + 1} more"]
+    data = " | 'db_age'=U;;86400;0 'db_backups'=0;;;0"  # a first line too long: its text cut, its data whole
+    room = 4096 - len(data) - len("\n... and 1 more\n") - len(" ...")
     assert output([("CRITICAL: " + "x" * 5000, ("db", None, 0)), ("OK: a", None)], 24, None) == [
-        "CRITICAL: " + "x" * 5000 + " | 'db_age'=U;;86400;0 'db_backups'=0;;;0", "... and 1 more"]  # the first, whole
+        "CRITICAL: " + "x" * (room - len("CRITICAL: ")) + " ..." + data, "... and 1 more"]
 
 
 # --- -t, --timeout -----------------------------------------------------------------------

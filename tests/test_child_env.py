@@ -1,10 +1,10 @@
 """Each child gets the secrets of our environment it needs, and no other (keys.child_env):
 
 - a key or passphrase command: the cloud's credentials (AWS_..., GOOGLE_..., AZURE_...:
-  it may fetch the key from a cloud's secret store), not PGPASSWORD nor any RCLONE_
-  variable, nor encpipe's own;
-- an encpipe a script runs (encpipe-rotate's here): encpipe's and the cloud's (it
-  runs the key commands), not PGPASSWORD nor any RCLONE_ variable;
+  it may fetch the key from a cloud's secret store) and the secret stores' tokens
+  (VAULT_TOKEN, OP_SESSION_...), not PGPASSWORD nor any RCLONE_ variable, nor encpipe's own;
+- an encpipe a script runs (encpipe-rotate's here): encpipe's, the cloud's and the
+  stores' (it runs the key commands), not PGPASSWORD nor any RCLONE_ variable;
 - the helpers of the shell scripts (readlink, dirname): an empty environment.
 - the test hook ($ENCPIPE_TEST_HOOK) and encpipe-demo's children (given key
   files and a server that trusts them): no secret.
@@ -42,7 +42,9 @@ CLOUD = {"AWS_SECRET_ACCESS_KEY": "aws-secret-0b1f", "AWS_SESSION_TOKEN": "aws-t
 OTHERS = {"PGPASSWORD": "libpq-pw-91aa", "RCLONE_CONFIG_PASS": "rclone-pass-2c4e",
           "RCLONE_CONFIG_OFFSITE_SECRET_ACCESS_KEY": "rclone-remote-secret-8d0f"}
 ENCPIPE_OWN = {"ENCPIPE_PASSPHRASE": "encpipe-passphrase-6a13", "BACKUP_ENCRYPTION_KEY": "legacy-key-f00d"}
-EVERY = {**CLOUD, **OTHERS, **ENCPIPE_OWN}
+STORE = {"VAULT_TOKEN": "vault-token-51b0", "OP_SERVICE_ACCOUNT_TOKEN": "op-token-e7d2", "OP_SESSION_my": "op-9f31",
+         "SOPS_AGE_KEY": "AGE-SECRET-KEY-1SOPS"}  # a secret store's: a key command reads the key with it
+EVERY = {**CLOUD, **OTHERS, **ENCPIPE_OWN, **STORE}
 
 
 def _held(env):
@@ -61,7 +63,7 @@ def test_a_key_command_gets_the_clouds_credentials_and_no_other_secret(tmp_path,
                           input=b"data", capture_output=True, env=clean_env(EVERY), timeout=60)
     assert done.returncode == 0, done.stderr
     [record] = records(log)
-    assert _held(record["env"]) == set(CLOUD), sorted(_held(record["env"]))
+    assert _held(record["env"]) == set(CLOUD) | set(STORE), sorted(_held(record["env"]))
 
 
 def test_the_encpipe_children_of_a_script_get_neither_libpqs_nor_rclones_secrets(tmp_path):
@@ -77,21 +79,33 @@ def test_the_encpipe_children_of_a_script_get_neither_libpqs_nor_rclones_secrets
     seen = records(log)
     assert {r["argv"][0] for r in seen} >= {"rewrap", "inspect"}, [r["argv"][:1] for r in seen]
     for record in seen:
-        assert _held(record["env"]) == set(CLOUD) | set(ENCPIPE_OWN), (record["argv"][:1], _held(record["env"]))
+        assert _held(record["env"]) == set(CLOUD) | set(ENCPIPE_OWN) | set(STORE), (record["argv"][:1],
+                                                                                    _held(record["env"]))
 
 
-@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
-def test_the_helpers_of_the_shell_scripts_get_an_empty_environment(tmp_path, script):
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore", "encpipe-demo"])
+def test_the_helpers_of_the_shell_scripts_get_an_empty_environment_and_no_descriptor(tmp_path, script):
+    """readlink, dirname (and the demo's sed) find the script and print its help: none
+    gets a variable of ours, nor a descriptor above 2, here a --passphrase-fd's pipe
+    (before, each got every descriptor the script was given)."""
     log, spies = tmp_path / "log", tmp_path / "spies"
     reals = {tool: f"/usr/bin/{tool}" if os.path.exists(f"/usr/bin/{tool}") else f"/bin/{tool}"
-             for tool in ("readlink", "dirname")}
+             for tool in ("readlink", "dirname", "sed")}
     install(spies, reals, log)
     env = clean_env({**EVERY, "ENCPIPE_KEY": KEY, "PATH": f"{spies}:{os.environ['PATH']}", "PYTHONPATH": ROOT})
-    done = subprocess.run([os.path.join(SCRIPTS, script), "--help"], capture_output=True, env=env, timeout=60)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"a passphrase on a descriptor\n")
+    os.close(write_end)
+    try:
+        done = subprocess.run([os.path.join(SCRIPTS, script), "--help", "--passphrase-fd", str(read_end)],
+                              capture_output=True, env=env, pass_fds=(read_end,), timeout=60)
+    finally:
+        os.close(read_end)
     assert done.returncode == 0, done.stderr
     seen = records(log)
-    assert {r["tool"] for r in seen} == {"readlink", "dirname"}
+    assert {r["tool"] for r in seen} == {"readlink", "dirname"} | ({"sed"} if script == "encpipe-demo" else set())
     assert [r["env"] for r in seen] == [[]] * len(seen), [(r["tool"], sorted(_held(r["env"]))) for r in seen]
+    assert [sorted(r["fds"]) for r in seen] == [["0", "1", "2"]] * len(seen), [(r["tool"], r["fds"]) for r in seen]
 
 
 SECRET = "s3cr3t-v4lue-never-shown"
@@ -102,6 +116,9 @@ REMOTES = [  # (a remote with a credential, the parameter the error names)
     (f":sftp,host=h,key-file-pass={SECRET}:dir", "key-file-pass"),
     (f":azureblob,account=acct,key={SECRET}:box", "account"),
     (f"b2,Client_Secret={SECRET}:x", "Client_Secret"),
+    # a password in a URL's user info (Go's HTTP client sends it as basic auth): before, on rclone's argv
+    (f":webdav,url='https://alice:{SECRET}@dav.example/':dir", "a password in a URL"),
+    (f":http,url=https://alice:{SECRET}@files.example/:pub", "a password in a URL"),
 ]
 COMMANDS = [  # how each script is given a remote (FILE: a backup's name appended)
     ("encpipe-backup", ["--to", "REMOTE", "shop"]),
@@ -214,7 +231,8 @@ def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_keys_py_name
     log, spy = tmp_path / "log", tmp_path / "python3"
     write(spy, "probe", [sys.executable], log)
     named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
-        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS"))}
+        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS",
+         *keys.STORE_VARIABLES, *(prefix + "_my" for prefix in keys.STORE_PREFIXES)))}
     env = clean_env({**named, "ENCPIPE_PYTHON": str(spy), "PYTHONPATH": ROOT})
     done = subprocess.run(["bash", "-c", '. "$1"; encpipe_locate "$1"; printf "%s\\n" "${PYTHON_CMD[@]}"', "probe",
                            os.path.join(SCRIPTS, "encpipe-sh-setup")], capture_output=True, env=env, timeout=60)
@@ -239,19 +257,25 @@ def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path)
         (root / name).write_text("")
     spy = root / ".venv" / "bin" / "python"
     write(spy, "python", ["/bin/true"], log)
+    helpers = ("cat", "sha256sum", "grep")  # the stamp's hash and its look-up (before: our whole environment)
+    install(tmp_path / "spies", {tool: shutil.which(tool) for tool in helpers}, log)
     named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
-        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS"))}
+        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS",
+         *keys.STORE_VARIABLES, *(prefix + "_my" for prefix in keys.STORE_PREFIXES)))}
     env = clean_env({**named, **EVERY, "ENCPIPE_KEY": KEY, "PROG": "t"})
+    env["PATH"] = f"{tmp_path / 'spies'}:{env['PATH']}"
     script = ('. "$1"; exec 7</dev/null; checkout_venv "$2" ""; deps_importable "$3"; fast_importable "$3"; '
               'echo done')
     done = subprocess.run(["bash", "-c", script, "t", os.path.join(SCRIPTS, "lib", "venv.bash"), str(root), str(spy)],
                           capture_output=True, env=env, timeout=60)
     assert (done.returncode, done.stdout) == (0, b"done\n"), done.stderr
-    calls = records(log)
+    everything = records(log)
+    assert {c["tool"] for c in everything} == {"python", *helpers}
+    calls = [c for c in everything if c["tool"] == "python"]
     assert [c["argv"][:3] for c in calls] == [["-m", "pip", "--version"], ["-m", "pip", "install"],
                                                ["-m", "compileall", "-q"], ["-c", calls[3]["argv"][1]],
                                                ["-c", calls[4]["argv"][1]]]
-    for call in calls:
+    for call in everything:
         names = {entry.partition("=")[0] for entry in call["env"]}
         assert sorted(names & (set(named) | set(EVERY) | {"ENCPIPE_KEY"})) == [], call["argv"]
         assert not any(value in entry for entry in call["env"] for value in (*named.values(), *EVERY.values(), KEY))

@@ -144,3 +144,14 @@ def test_quick_start_names_the_package_the_demo_needs_and_does_not_install():
     assert "hint: on Debian or Ubuntu: apt-get install python3-venv" in venv_bash
     assert "apt-get" not in (REPO / "scripts" / "encpipe-demo").read_text()
     assert "missing+=(python3-venv)" in (REPO / "scripts" / "test").read_text()
+
+
+def test_the_crontab_line_mails_failures_only():
+    """cron mails whatever a job prints: README's line mailed the JSON line of every
+    run that worked, every night (mail nobody reads hides the one that matters).
+    Standard output goes to /dev/null; standard error, where a failure and a
+    warning are said, is left to cron."""
+    lines = [line for line in code_lines() if line.startswith("0 2 * * * postgres ")]
+    assert lines
+    for line in lines:
+        assert line.endswith(" >/dev/null") and "2>" not in line and "&>" not in line, line

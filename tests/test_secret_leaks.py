@@ -5,7 +5,9 @@ pg_restore), compressors (zstd, gzip) and rclone (in a restore, through a fetch
 helper) in one environment that may hold libpq's PGPASSWORD and rclone's
 credentials (RCLONE_CONFIG_<REMOTE>_SECRET_ACCESS_KEY, RCLONE_CONFIG_PASS...).
 The environment may hold the cloud providers' credentials too (AWS_SECRET_ACCESS_KEY,
-GOOGLE_APPLICATION_CREDENTIALS..., which rclone's env_auth reads).
+GOOGLE_APPLICATION_CREDENTIALS..., which rclone's env_auth reads), and the tokens of
+the secret stores a key command reads (VAULT_TOKEN, OP_SESSION_..., which no other
+child needs).
 A libpq client needs the first and none of rclone's nor the cloud's; rclone and
 its helper need rclone's and the cloud's, not PGPASSWORD; a compressor needs
 none; the `encpipe open` of a restore the cloud's (for its key commands), not
@@ -24,6 +26,9 @@ A key or passphrase command gets no descriptor but its standard ones (a
 A libpq connection string refused after `--` (encpipe-backup, encpipe-restore)
 is named in the error line, which goes to the journal or cron's mail, with its
 password masked.
+
+A key or passphrase typed where a backup directory belongs, naming nothing, is
+not echoed in the error line (as encpipe does not echo such a FILE).
 
 A failed restore's errors, on standard error, name the SQLSTATE and the line,
 not the failing statement's values (plaintext of the dump): psql runs a plain
@@ -64,7 +69,10 @@ CONFIG_PASS = "rclone-config-pass-91d4-for-rclone-only"
 LIBPQ_CLIENTS = {"pg_dump", "pg_dumpall", "psql", "pg_restore"}
 CLOUD = {"AWS_SECRET_ACCESS_KEY": "aws-secret-7e21-for-rclone-and-key-commands",
          "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/gcs-creds-5b90.json"}
-NEEDS = {"zstd": set(), "rclone": {"rclone", "cloud"}, "encpipe": {"cloud"}}
+# The tokens of the secret stores a key command reads the key from (Vault, 1Password, SOPS...):
+# a key command needs them, and so an encpipe that runs one; no other child does.
+STORE = {"VAULT_TOKEN": "vault-token-3c8e-for-key-commands", "OP_SESSION_my": "op-session-0d4a-for-key-commands"}
+NEEDS = {"zstd": set(), "rclone": {"rclone", "cloud"}, "encpipe": {"cloud", "store"}}
 
 def _spies(tmp_path, pg):
     spies, log = tmp_path / "spies", tmp_path / "children.log"
@@ -82,8 +90,11 @@ def _names(env):
 def _leaks(who, env, needs, rclone_secrets):
     """What `env` holds that `who` does not need: PGPASSWORD unless it needs libpq's
     secret, an RCLONE_ variable or rclone's secret values unless it needs rclone's,
-    the cloud's credentials unless it needs them."""
+    the cloud's credentials and the secret stores' tokens unless it needs them."""
     names, found = _names(env), []
+    if "store" not in needs:
+        found += [(who, n) for n in sorted(names & set(STORE))]
+        found += [(who, "a secret store's token") for e in env for s in STORE.values() if s in e][:1]
     if "cloud" not in needs:
         found += [(who, n) for n in sorted(names & set(CLOUD))]
         found += [(who, "a cloud credential's value") for e in env for s in CLOUD.values() if s in e][:1]
@@ -99,7 +110,7 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
                                                                                        s3):
     db = ensure_small(pg, "leaks_source")
     spies, log = _spies(tmp_path, pg)
-    env = script_env(pg, tools, PGPASSWORD=PGPASSWORD, RCLONE_CONFIG_PASS=CONFIG_PASS, **s3.env, **CLOUD)
+    env = script_env(pg, tools, PGPASSWORD=PGPASSWORD, RCLONE_CONFIG_PASS=CONFIG_PASS, **s3.env, **CLOUD, **STORE)
     env.update(PATH="%s:%s" % (spies, env["PATH"]), RCLONE=str(spies / "rclone"), ENCPIPE=str(spies / "encpipe"))
     rclone_secrets = [v for k, v in s3.env.items() if k.endswith(("_SECRET_ACCESS_KEY", "_ACCESS_KEY_ID"))]
     rclone_secrets.append(CONFIG_PASS)
@@ -123,10 +134,13 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
     for record in records:
         tool = record["tool"]
         needs = {"libpq"} if tool in LIBPQ_CLIENTS else NEEDS[tool]
+        if record["argv"] == ["--version"]:  # psql asked its version reaches no server
+            needs = set()
         # each is seen to get the secret it needs: the spy reads what was given
         assert "libpq" not in needs or "PGPASSWORD" in _names(record["env"]), tool
         assert "rclone" not in needs or set(rclone_secrets) <= {e.partition("=")[2] for e in record["env"]}, tool
         assert "cloud" not in needs or set(CLOUD) <= _names(record["env"]), tool
+        assert "store" not in needs or set(STORE) <= _names(record["env"]), tool
         leaks += _leaks(tool, record["env"], needs, rclone_secrets)
     helpers = [r for r in restore_records if r["tool"] == "rclone"]
     assert helpers and all("fetch" in r["parent"] for r in helpers), [r["parent"] for r in helpers]
@@ -138,7 +152,8 @@ def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_ne
 KEY = "c0ffee15" * 8
 
 
-@pytest.mark.parametrize("program", ["encpipe", "encpipe-verify"])
+@pytest.mark.parametrize("program", ["encpipe", "encpipe-verify", "python -m encpipe.backup verify",
+                                     "python -m encpipe.backup prune"])
 def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     """The key command kills its parent with SIGQUIT, whose default action (the
     parent is given it) is a core dump; the parent's core size limit is raised as
@@ -155,7 +170,12 @@ def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     assert status == 0, err  # else open would fail on the header, before its key command runs
     sealed.write_bytes(data)
     argv = {"encpipe": command("open", "--key-command", kill, str(sealed)),
-            "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)]}[program]
+            "encpipe-verify": [str(SCRIPTS / "encpipe-verify"), "--key-command", kill, str(backups)],
+            # the package's own commands, which README names for scripts: they hold keys too
+            "python -m encpipe.backup verify": [sys.executable, "-m", "encpipe.backup", "verify", "--key-command",
+                                                kill, str(backups)],
+            "python -m encpipe.backup prune": [sys.executable, "-m", "encpipe.backup", "prune", "--keep-last", "1",
+                                               "--key-command", kill, str(backups)]}[program]
 
     def unlimited_core():
         hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
@@ -215,6 +235,7 @@ def test_a_key_command_gets_no_descriptor_but_its_standard_ones(tmp_path, option
 
 
 LIBPQ_PASSWORD = "hunter2-in-a-connection-string"
+LIBPQ_PASSWORD_KEY = "5ec12e7" + "0" * 57  # a raw key where a pg option belongs
 CONNECTION_STRINGS = [  # (script, arguments, how the error line shows the argument)
     ("backup", ["--", "--dbname=postgresql://backup:%s@db.example/shop" % LIBPQ_PASSWORD],
      "option --dbname=postgresql://backup:***@db.example/shop (-d, --dbname)"),
@@ -227,6 +248,16 @@ CONNECTION_STRINGS = [  # (script, arguments, how the error line shows the argum
      "option -dhost=db.example password=*** (-d, --dbname)"),
     ("restore.dump.enc", ["--", "postgresql://restore:%s@db.example/shop" % LIBPQ_PASSWORD],
      "argument postgresql://restore:***@db.example/shop is not"),
+    # libpq's sslpassword: the passphrase of the client's SSL key (before, shown whole)
+    ("backup", ["--", "--dbname=postgresql://db.example/shop?sslpassword=%s" % LIBPQ_PASSWORD],
+     "option --dbname=postgresql://db.example/shop?sslpassword=*** (-d, --dbname)"),
+    ("backup", ["--", "--host=db.example?sslpassword=%s&x=1" % LIBPQ_PASSWORD],
+     "option --host=db.example?sslpassword=***&x=1 (-h, --host)"),
+    ("restore.sql.enc", ["--", "postgres://u@db.example/shop?SSLPassword=%s" % LIBPQ_PASSWORD],
+     "argument postgres://u@db.example/shop?SSLPassword=*** is not"),
+    # a key pasted after -- (before, shown whole)
+    ("backup", ["--", LIBPQ_PASSWORD_KEY], "argument (a raw key, not shown) is not"),
+    ("restore.dump.enc", ["--", "--file=" + LIBPQ_PASSWORD_KEY], "option --file=(a raw key, not shown) (-f, --file)"),
 ]
 
 
@@ -246,7 +277,7 @@ def test_a_connection_string_refused_as_a_pg_option_is_shown_without_its_passwor
     err = done.stderr.decode()
     assert (done.returncode, done.stdout) == (64, b""), err
     assert err.count("error: ") == 1 and shown in err.splitlines()[0], err  # the argument is still named
-    assert LIBPQ_PASSWORD not in err, err
+    assert LIBPQ_PASSWORD not in err and LIBPQ_PASSWORD_KEY not in err, err
 
 
 def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tmp_path):
@@ -307,3 +338,166 @@ def test_a_failed_restore_of_a_custom_archive_shows_no_plaintext_of_the_dump(pg,
     assert not leftover_databases(pg)
     pg.dropdb("leaks_failed")
     pg.dropdb("leaks_archived")
+
+
+NOT_PATHS = [KEY, "ENCPIPE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+             "correct horse battery staple"]
+LOCATIONS = [  # (script, its arguments, the exit status, where its one line goes), SECRET the location
+    ("encpipe-list", ["SECRET"], 66, "stderr"),
+    ("encpipe-list", ["--dir", "SECRET"], 66, "stderr"),
+    ("encpipe-list", [], 66, "stderr"),  # ENCPIPE_BACKUP_DIR
+    ("encpipe-prune", ["--keep-last", "1", "SECRET"], 66, "stderr"),
+    ("encpipe-verify", ["SECRET"], 66, "stderr"),
+    ("encpipe-check", ["--max-age", "3", "--dir", "SECRET"], 2, "stdout"),
+    ("encpipe-rotate", ["--old-key-file", "old.key", "--new-key-file", "new.key", "SECRET"], 66, "stderr"),
+    ("encpipe-migrate", ["--key-file", "new.key", "SECRET"], 66, "stderr"),
+]
+
+
+@pytest.mark.parametrize("secret", NOT_PATHS, ids=["key", "identity", "passphrase"])
+@pytest.mark.parametrize("script, args, status, out", LOCATIONS)
+def test_a_location_that_names_nothing_and_looks_like_a_secret_is_not_shown(tmp_path, script, args, status, out,
+                                                                               secret):
+    """A key or passphrase typed where the backup directory belongs (or set as
+    ENCPIPE_BACKUP_DIR), naming nothing, is not echoed in the error line, which goes
+    to the journal, cron's mail or a monitor: the location is said to be not shown,
+    as encpipe says of a FILE (tests/test_key_places.py). The status is as before."""
+    for name in ("old.key", "new.key"):
+        (tmp_path / name).write_text(("%064x\n" % (len(name) * 7919)))
+        (tmp_path / name).chmod(0o600)
+    env = clean_env({"ENCPIPE_KEY": KEY, "BACKUP_ENCRYPTION_KEY": "a legacy key", "ENCPIPE_BACKUP_DIR": secret,
+                     "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run([str(SCRIPTS / script), *[secret if a == "SECRET" else a for a in args]],
+                          stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    said = {"stdout": done.stdout, "stderr": done.stderr}
+    assert done.returncode == status, said
+    assert said[out].count(b"\n") == 1 and b"its name not shown" in said[out], said
+    assert secret.encode() not in done.stdout + done.stderr, said
+    assert (done.stdout if out == "stderr" else done.stderr) == b"", said
+
+
+SECRET_FORMS = {"raw key": KEY, "identity": "ENCPIPE-SECRET-KEY-1" + "Q" * 58,
+                "signing key": "encpipe-signing-key-1" + "q" * 58}
+
+
+@pytest.mark.parametrize("kind", sorted(SECRET_FORMS))
+@pytest.mark.parametrize("argv", [["seal", "--key-command"], ["seal", "--passphrase-command"],
+                                  ["seal", "--key-file", "KEYFILE", "--sign-key-command"],
+                                  ["encpipe-verify", "--key-command"]])
+def test_a_key_given_as_a_key_command_is_refused_and_not_shown(tmp_path, argv, kind):
+    """A key pasted where a command belongs is no command: it is refused (64) before
+    sh runs it, and shown nowhere (before, sh said `KEY: not found` and encpipe
+    `key command failed with status 127: KEY`, both on standard error, bound for
+    the journal or cron's mail)."""
+    secret = SECRET_FORMS[kind]
+    key_file = tmp_path / "k"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    (tmp_path / "backups").mkdir()
+    words = [str(key_file) if word == "KEYFILE" else word for word in argv] + [secret]
+    if words[0] == "encpipe-verify":
+        words = [str(SCRIPTS / "encpipe-verify"), *words[1:], str(tmp_path / "backups")]
+    else:
+        words = command(*words, "-o", str(tmp_path / "out.enc"))
+    done = subprocess.run(words, input=b"data", capture_output=True, cwd=tmp_path, timeout=60,
+                          env=clean_env({"PYTHONPATH": str(SCRIPTS.parent)}))
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert "not shown" in err.splitlines()[0] and "error: " in err.splitlines()[0], err
+    assert secret not in err and secret.lower() not in err.lower(), err
+    assert not (tmp_path / "out.enc").exists()
+
+
+@pytest.mark.parametrize("secret", [KEY, "correct horse battery staple"], ids=["key", "passphrase"])
+@pytest.mark.parametrize("script", ["encpipe-restore", "encpipe-backup"])
+def test_a_key_given_as_one_argument_too_many_is_not_shown(tmp_path, script, secret):
+    """A key or passphrase typed after the arguments (`encpipe-restore FILE DB KEY`,
+    `encpipe-backup DB KEY`) is refused (64) without being shown, as encpipe,
+    encpipe-rotate and encpipe-migrate refuse a long extra argument (before: `too many
+    arguments: KEY`, `only one DBNAME, not also KEY`)."""
+    sealed = tmp_path / "shop_20250101T000000Z.sql.enc"
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    argv = {"encpipe-restore": [RESTORE, str(sealed), "shop_copy", secret],
+            "encpipe-backup": [BACKUP, "--dir", str(tmp_path / "b"), "shop", secret]}[script]
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and "(a long argument, not shown)" in err, err
+    assert secret not in err, err
+
+
+@pytest.mark.parametrize("kind", sorted(SECRET_FORMS))
+@pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore"])
+def test_a_key_given_as_the_database_is_refused_and_not_shown(tmp_path, script, kind):
+    """A key pasted where DBNAME belongs (`encpipe-backup ... "$KEY"`): before, the run
+    was tried, pg_dump failed on it, and the failed run was recorded under it in the
+    metrics file, which every user may read (0644, for node_exporter), besides the
+    error line. No database has such a name (at most 63 bytes): refused (64), nothing
+    run or recorded, the value not shown."""
+    secret = SECRET_FORMS[kind]
+    sealed = tmp_path / "shop_20250101T000000Z.sql.enc"
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    metrics = tmp_path / "m.prom"
+    argv = {"encpipe-restore": [RESTORE, "--no-globals", str(sealed), secret],
+            "encpipe-backup": [BACKUP, "--dir", str(tmp_path / "b"), "--metrics-file", str(metrics), secret]}[script]
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and "(a secret, not shown), not a database" in err, err
+    assert secret not in err and secret.lower() not in err.lower(), err
+    assert not metrics.exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("how", ["--dir", "ENCPIPE_BACKUP_DIR"])
+def test_a_key_given_as_the_backup_directory_is_refused_and_never_made(tmp_path, how):
+    """encpipe-backup makes DIR when it is not there: before, a key pasted as --dir
+    (or set as ENCPIPE_BACKUP_DIR) became a directory of that name, which any user
+    who can list its parent reads, and the JSON line and errors named it."""
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    argv = [BACKUP, "--dir", KEY, "shop"] if how == "--dir" else [BACKUP, "shop"]
+    if how == "ENCPIPE_BACKUP_DIR":
+        env[how] = KEY
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and "(a secret, not shown), not a directory" in err and KEY not in err, err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("script, args, status", [
+    ("encpipe-check", ["--max-age", "3", "--dir", "BACKUPS"], 3),  # a usage error: the plugin's UNKNOWN
+    ("encpipe-prune", ["--keep-last", "1", "BACKUPS"], 64),
+    ("encpipe-list", ["--stats", "BACKUPS"], None),  # takes no --database: its usage error, as before
+])
+def test_a_key_given_as_database_of_a_backup_command_is_not_shown(tmp_path, script, args, status):
+    """`encpipe-check --database "$KEY"`: before, the key was the name of a database
+    with no backup, `CRITICAL: KEY: no backup` on standard output (the monitor's
+    status text), or in prune's error line. Refused (64; check's UNKNOWN, 3, its one
+    line on standard output), not shown, as a DBNAME."""
+    (tmp_path / "b").mkdir()
+    argv = [str(SCRIPTS / script), "--database", KEY, *[str(tmp_path / "b") if a == "BACKUPS" else a for a in args]]
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+    said = done.stdout + done.stderr
+    assert KEY.encode() not in said, said
+    refusal = b"--database: a raw key (a secret, not shown), not a database name"
+    assert done.stdout == (b"UNKNOWN: " + refusal + b"\n" if status == 3 else b""), said
+    if status is not None:
+        assert done.returncode == status, said
+        assert refusal in done.stderr, said
+
+
+def test_a_key_given_as_the_globals_file_is_not_shown(tmp_path):
+    """`encpipe-restore --globals KEY FILE DB` (a key typed where the globals file's path
+    belongs, naming nothing): before, `cannot read the globals file KEY`. Now named as
+    encpipe names such a FILE; the status is as before (66)."""
+    sealed = tmp_path / "shop_20250101T000000Z.sql.enc"
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run([RESTORE, "--globals", KEY, str(sealed), "shop_copy"], stdin=subprocess.DEVNULL,
+                          capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (66, b""), err
+    assert err.count("error: ") == 1 and "its name not shown" in err and KEY not in err, err

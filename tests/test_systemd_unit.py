@@ -182,6 +182,23 @@ def test_a_secret_given_for_a_public_key_never_reaches_the_unit(option, secret, 
     assert out == "" and secret not in err and err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a ")
 
 
+@pytest.mark.parametrize("option, secret", [
+    ("--key-command", "ab" * 32), ("--passphrase-command=", "ENCPIPE-SECRET-KEY-1" + "Q" * 52),
+    ("--key-command=", "ENCPIPE-SIGNING-KEY-1" + "Q" * 52)])
+def test_a_key_given_for_a_key_command_never_reaches_the_unit(option, secret, capsys):
+    """A key pasted where a key command belongs: before, the unit printed it in
+    ExecStart= (readable by every user), each run then failing on it. It is refused
+    when the unit is printed, the value not shown, nothing on standard output."""
+    from encpipe.backup.job import main
+
+    argv = ["systemd-unit", SCRIPT, "--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key",
+            *([option + secret] if option.endswith("=") else [option, secret])]
+    assert main(argv) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and secret not in err and err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a")
+    assert "(a secret, not shown), not a command" in err
+
+
 @pytest.mark.parametrize("flag", ["-p", "--passphrase"])
 def test_a_passphrase_prompt_is_refused(flag):
     """A unit has no terminal: with -p every run failed (78, cannot prompt)."""
@@ -203,3 +220,16 @@ def test_a_stop_leaves_the_clean_up_of_an_upload_its_time():
     one_call = (int(RCLONE_BOUNDS["RCLONE_CONTIMEOUT"].rstrip("s")) + 60 * int(RCLONE_BOUNDS["RCLONE_TIMEOUT"].rstrip(
         "m"))) * int(RCLONE_BOUNDS["RCLONE_LOW_LEVEL_RETRIES"])
     assert match and int(match[1]) * seconds[match[2]] >= ABORT_WAIT + one_call
+
+
+def test_the_unit_says_a_secret_goes_in_a_credential_never_in_environment():
+    """The unit's comment sends libpq's variables to Environment= of a drop-in, which
+    `systemctl show` prints to every user: a password put there (PGPASSWORD,
+    RCLONE_CONFIG_PASS, ENCPIPE_PASSPHRASE) would be anyone's. The comment says where
+    a secret goes instead, as the shipped unit does."""
+    text = unit.render(SCRIPT, [])
+    comment = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    assert "never a secret in Environment=" in comment
+    assert "LoadCredential=pgpass:/etc/encpipe/pgpass Environment=PGPASSFILE=%d/pgpass" in comment
+    shipped = Path(__file__).resolve().parent.parent / "scripts" / "systemd" / "encpipe-backup@.service"
+    assert shipped.read_text() == unit.render("/usr/local/bin/encpipe-backup", []) + "\n"

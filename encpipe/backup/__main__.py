@@ -1,10 +1,12 @@
 import sys
 
 from . import cli, job
+from ..cli import no_core_dumps, run_script
 
 argv = sys.argv[1:]
+# prune, verify, check --verify and commit (its prune) hold keys, and every command may
+# hold rclone's credentials: no core file, as for the scripts (run_script does it too).
+no_core_dumps()
 if argv[:1] == ["fetch"]:  # SIGTERM, SIGHUP, SIGINT: its rclone killed and reaped, then it dies of it, quietly
-    from ..cli import run_script
-
     raise SystemExit(run_script("encpipe-backup", job.__name__, argv))
 raise SystemExit((job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv))

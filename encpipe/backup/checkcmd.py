@@ -6,14 +6,14 @@ from datetime import datetime, timezone
 from .. import commands
 from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open
+from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
 from ..keyplace import refuse_replaceable
 from ..workers import decimal_number
 from . import metrics
 from .deadline import Deadline
-from .listing import scan
+from .listing import older_than_its_name, owned_elsewhere, scan
 from .plugin import output
-from .retention import OK, UNAUTHENTICATED, UNAUTHENTICATED_REASON
+from .retention import OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
@@ -88,18 +88,21 @@ def _run(args, io, where, max_age, warn, deadline):
         samples = metrics.read(args["--metrics-file"], trusted_place=True) if args["--metrics-file"] else {}
     except EncpipeError as e:  # a monitor that cannot read what it watches says so
         return 2, [(f"CRITICAL: cannot read the metrics file: {e}", None)]
-    deadline.doing = f"reading {where}"
+    shown = shown_name(where, what="DIR")  # a key typed as the location is not shown
+    deadline.doing = f"reading {shown}"
     try:
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        said = f"cannot list {where}: "  # once: a remote's error says it already
+        said = f"cannot list {shown}: "  # once: a remote's error says it already
         return 2, [(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}", None)]
     count_unauthenticated = args["--count-unauthenticated"]
-    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated)
-    deadline.doing = f"authenticating the backups in {where}"
+    authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated,
+                                                            entries)
+    deadline.doing = f"authenticating the backups in {shown}"
     return metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
-                         count_unauthenticated=count_unauthenticated, authenticate=authenticate)
+                         count_unauthenticated=count_unauthenticated, authenticate=authenticate,
+                         trusted=None if authenticate else store.trusted_owners())
 
 
 def _check_keys(args, io):
@@ -111,14 +114,29 @@ def _check_keys(args, io):
     return keys
 
 
-def _authenticator(store, keys, workers, count_unauthenticated):
+def _authenticator(store, keys, workers, count_unauthenticated, entries=()):
     """entry -> (None when it counts as a good backup by prune's rule, else why not;
-    whether it is a labelled dump: True, False, or None when not known)."""
+    whether it is a labelled dump: True, False, or None when not known). As for prune,
+    a dump does not count when its run's globals file, among `entries`, is one a restore
+    refuses (retention.refused_by_run): it is read too."""
+    trusted = store.trusted_owners()
+    runs = {(e.database, e.created): e for e in entries
+            if e.naming == "encpipe" and e.dump_format == "globals" and not e.item.link}
+
+    def run_refused(entry):
+        found = runs.get((entry.database, entry.created))
+        if found is None:
+            return None
+        state = RENAMED if older_than_its_name(found) else standing(verify_entry(store, found, keys, workers),
+                                                                     count_unauthenticated)
+        return refused_by_run(found.filename, state)
+
     def authenticate(entry):
         result = verify_entry(store, entry, keys, workers)
         state = standing(result, count_unauthenticated)
         labelled = is_labelled(entry, result)
         if state == OK:
-            return None, labelled
+            why = owned_elsewhere(entry, result["label"], trusted) or run_refused(entry)
+            return (why, None) if why else (None, labelled)
         return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
     return authenticate

@@ -28,13 +28,16 @@ Commands:
   list      Describe every file, from its name and its header (and who signed a
             v2 file, from its trailer, not verified); no key needed.
   prune     Remove the backups the policy does not keep (restic forget's rules,
-            per database, plain and custom dumps and globals apart). Every file
+            per database, plain and custom dumps and globals apart; the
+            globals file of a dump kept stays with it). Every file
             is authenticated first: one that fails, is dated in the future, is
             a copy of another file there, was last written before the time its
-            name says (an older file renamed), is a dump with no label named
-            after a labelled one of its series (an older backup copied), or
-            whose maker is not authenticated (see --count-unauthenticated), is
-            never counted as kept and never removed. Needs a key.
+            name says (an older file renamed), is a custom archive or a dump
+            with no label owned by a user other than the caller, root and the
+            directory's owner (who can set its time), is a dump with no label
+            named after a labelled one of its series (an older backup copied),
+            or whose maker is not authenticated (see --count-unauthenticated),
+            is never counted as kept and never removed. Needs a key.
   verify    Authenticate every chunk of each backup; no plaintext is written.
             In a location, a dump with no label named after a labelled one of
             its series fails (65).
@@ -42,12 +45,15 @@ Commands:
             the worst first, and after " | " on the first line each printed
             database's performance data ('DB_age'=SECONDSs;WARN;CRIT;0
             'DB_backups'=N;;;0); at most 100 lines and 4096 bytes (Nagios 4
-            keeps 8 KiB): past that, the last line is "... and N more". From
-            names and headers, no key. Anyone who can write the location
-            can make a header claim a raw key or signing key of their own, or
-            made-up key ids: only --verify (or verify, prune) tells a planted
-            file from a backup. Use --verify where a user other than the
-            backups' writer can write there.
+            keeps 8 KiB): past that, a first line too long is cut (" ..."),
+            and the last line is "... and N more" for N lines left out. From
+            names and headers, no key (a local file owned by a user other
+            than the caller, root and the directory's owner is not counted).
+            Anyone who can write the location can make a header claim a raw
+            key or signing key of their own, or made-up key ids: only the
+            option --verify (or verify, prune) tells a planted file from a
+            backup. Use --verify where a user other than the backups' writer
+            can write there.
 
 Options:
   --dir DIR                  The backups; without it and without DIR,
@@ -76,10 +82,12 @@ Options:
                              as prune counts one (every chunk; its maker, see
                              --count-unauthenticated; a --signer; a dump with
                              no label only if no labelled one of its series is
-                             older): the newest that does is the newest backup,
-                             each newer one is a warning. One read of a backup
-                             per database (more past unlabelled ones); needs
-                             a key (else critical). Key options need --verify.
+                             older; its run's globals file, when there, too):
+                             the newest that does is the newest backup, each
+                             newer one is a warning. One read of a backup (and
+                             its globals file) per database (more past
+                             unlabelled ones); needs a key (else critical).
+                             Key options need --verify.
   --allow-empty              verify, prune: a location that holds no backup
                              (prune: of the databases given) is fine (else 66).
   --threads N                Worker threads [default: auto].
@@ -120,8 +128,9 @@ Exit status:
   location holds no backup of the databases given (nothing printed; 0 with
   the option --allow-empty), 74 a file could not be removed, 65 a backup
   failed verification, is future-dated, is a copy, is older than its name
-  says, is unlabelled but named after a labelled backup of its series, or
-  its maker is not authenticated (left in place, reported under "left").
+  says, is an archive or unlabelled dump another user owns, is unlabelled
+  but named after a labelled backup of its series, or its maker is not
+  authenticated (left in place, reported under "left").
   verify exits with the encpipe status of the first file that failed (65
   invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
   a trusted signer, 74 an I/O error once its chunks are read, 77
@@ -147,8 +156,9 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open
+from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
 from ..keyplace import refuse_replaceable
+from ..textform import refuse_key_as_database
 from ..usage_errors import first_empty
 from . import checkcmd
 from .listing import Entry, examine, scan, stats
@@ -276,7 +286,7 @@ def _there(path):
     try:
         os.lstat(path)
     except OSError as e:
-        raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
+        raise InputUnavailable(f"cannot read {shown_name(path, what='PATH')}: {e.strerror or e}") from None
 
 
 def _looks_like_a_file(path):
@@ -391,6 +401,8 @@ def run(args, io, name):
     for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
         for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
             refuse_credentials(value, option)
+    for database in args.get("--database") or []:  # nor a key as a database's name: in stdout, the error line
+        refuse_key_as_database(database, "--database")
     refuse_credentials(location(args, io), ENV_BACKUP_DIR)
     if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
         secret_fds_open(args)

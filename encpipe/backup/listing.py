@@ -290,6 +290,35 @@ def older_than_its_name(entry):
     return f"older than its name says (last written {_when(int(mtime))})"
 
 
+def owned_elsewhere(entry, label, trusted):
+    """Why a local dump that verified (its `label`, verify's: "label", "archive",
+    "unlabelled", or None for a file of the previous tool) cannot be the backup its
+    name says, from its owner; else None. A dump whose content does not fix its name's
+    time to the second (a custom archive's header gives it within hours, in a zone it
+    does not name; an unlabelled one gives none) stands on its modification time
+    (older_than_its_name), which says nothing of a file whose owner is not among
+    `trusted` (the location's trusted_owners(); None: a remote, no owners): a user
+    who can write the directory planted it, a copy of a removed backup under a newer
+    name, with any time they like."""
+    uid = getattr(entry.item, "uid", None)
+    if trusted is None or uid is None or uid in trusted or entry.dump_format not in ("plain", "custom") \
+            or label == "label":
+        return None
+    what = "a custom archive's header gives it within hours" if label == "archive" else "it has no label"
+    return (f"owned by {user_name(uid)}, who can give it any modification time, and what it holds does not fix the time"
+            f" its name says ({what})")
+
+
+def user_name(uid):
+    """`user NAME`, or `uid N` for a user of no name."""
+    import pwd
+
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def _when(seconds):
     try:
         return iso(datetime.fromtimestamp(seconds, timezone.utc))

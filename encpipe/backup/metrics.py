@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
 from ..safefile import open_source, write_atomically
 from ..writers import first_other_writer, other_writer
-from .listing import copies, older_than_its_name
+from .listing import copies, older_than_its_name, user_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
 MAX_BYTES = 4 << 20  # about 8000 databases' samples
@@ -184,7 +184,8 @@ def _locked(path):
         os.close(fd)
 
 
-def check(entries, required, metrics, now, max_age, warn_age, count_unauthenticated=False, authenticate=None):
+def check(entries, required, metrics, now, max_age, warn_age, count_unauthenticated=False, authenticate=None,
+          trusted=None):
     """(status, rows): Nagios 0 ok, 1 warning, 2 critical, one row per database, the
     worst first (Nagios shows the first line as the status text), by name within a
     status: (its line, (database, the age of its newest backup in whole seconds or
@@ -200,7 +201,9 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     (entry -> (None when it authenticates, else why not; whether it is a
     labelled dump)), a database's newest backup is the newest such file that
     authenticates and is not an unlabelled dump named later than a labelled one
-    of its series, and each newer one is a warning, never counted."""
+    of its series, and each newer one is a warning, never counted. `trusted`: without
+    `authenticate`, the users whose files count by their header (a local location's
+    trusted_owners(); None: anyone's)."""
     names = {e.database for e in entries if e.naming == "encpipe"} | set(required)
     databases = sorted(names | (set(metrics) - {label(name) for name in names}))
     copied = copies(entries)
@@ -211,7 +214,7 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     worst, lines = 0, []
     for database in databases:
         mine = dumps.get(database, [])
-        sealed = [e for e in mine if _what(e, copied, count_unauthenticated) == "sealed"]
+        sealed = [e for e in mine if _what(e, copied, count_unauthenticated, trusted) == "sealed"]
         duplicates = [e for e in mine if e.status == "sealed" and not e.item.link and e.filename in copied]
         newest, failed = _newest(sealed, authenticate, duplicates)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600
@@ -221,7 +224,7 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
         elif warn_age is not None and age > warn_age:
             status = 1
         latest = max(mine, key=lambda e: (e.created, e.filename), default=None)
-        what = None if latest is None else _what(latest, copied, count_unauthenticated)
+        what = None if latest is None else _what(latest, copied, count_unauthenticated, trusted)
         if what not in (None, "sealed"):
             status = max(status, 1)
             notes.append(f"newest file {latest.filename} is {what}")
@@ -290,7 +293,7 @@ def _settled(counted, entry, failed):
     return [c for c in counted if c not in late]
 
 
-def _what(entry, copied, count_unauthenticated=False):
+def _what(entry, copied, count_unauthenticated=False, trusted=None):
     """"sealed" for a file that may count as a backup; else what it is."""
     if entry.status != "sealed":
         return entry.status
@@ -300,6 +303,9 @@ def _what(entry, copied, count_unauthenticated=False):
         return f"the same file as {copied[entry.filename]}"
     if renamed := older_than_its_name(entry):
         return renamed
+    if trusted is not None and entry.item.uid is not None and entry.item.uid not in trusted:
+        return (f"owned by {user_name(entry.item.uid)} (not the caller, root or the directory's owner): check reads"
+                " its header only, which another user makes as they like (--verify reads the file)")
     if not (entry.maker_checkable or count_unauthenticated):
         return UNCHECKABLE
     return "sealed"

@@ -15,27 +15,48 @@ def output(rows, max_age, warn_age, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
     """The lines to print for `rows`, [(status text, None or (database, age of its
     newest backup in seconds or None, its backups))], the first the status text:
     all of them when they fit in `max_lines` lines and `max_bytes` bytes (newlines
-    counted), else the first (whole, whatever its length) and as many of the next
-    as fit with a last line `... and N more` (N: the lines left out). Only printed
-    rows have performance data, after ` | ` on the first line (where every reader
-    of plugins takes it: Nagios, Naemon, Icinga 1 and 2)."""
+    counted), else the first and as many of the next as fit with a last line
+    `... and N more` (N: the lines left out, when there are any). A first line too
+    long alone has its text cut to fit, ending ` ...` (_cut): one newer file that
+    fails --verify is a note on its line, and a writer of the location can plant
+    any number. Only printed rows have performance data, after ` | ` on the first
+    line (where every reader of plugins takes it: Nagios, Naemon, Icinga 1 and 2),
+    each item whole."""
     texts = [plugin_line(text) for text, _ in rows]
     items = [perfdata(perf, max_age, warn_age) if perf else "" for _, perf in rows]
 
-    def lines(n):
+    def lines(n, first=texts[0]):
         data = " ".join(item for item in items[:n] if item)
         more = [f"... and {len(rows) - n} more"] if n < len(rows) else []
-        return [texts[0] + (f" | {data}" if data else ""), *texts[1:n], *more]
+        return [first + (f" | {data}" if data else ""), *texts[1:n], *more]
+
+    def size(printed):
+        return sum(len(line.encode("utf-8")) + 1 for line in printed)
 
     def fits(printed):
-        return len(printed) <= max_lines and sum(len(line.encode("utf-8")) + 1 for line in printed) <= max_bytes
+        return len(printed) <= max_lines and size(printed) <= max_bytes
 
     if fits(lines(len(rows))):
         return lines(len(rows))
     kept = 1
     while kept + 1 < len(rows) and fits(lines(kept + 1)):
         kept += 1
-    return lines(kept)
+    if fits(lines(kept)):
+        return lines(kept)
+    room = max_bytes - size(lines(1, first=""))  # what the rest takes: newlines, performance data, `... and N more`
+    if room < len("x ...") and items[0]:  # the first database's performance data, whole, leaves no room: none
+        items[0] = ""
+        room = max_bytes - size(lines(1, first=""))
+    return lines(1, first=_cut(texts[0], room))
+
+
+def _cut(line, limit):
+    """`line` in at most `limit` bytes of UTF-8: as it is, else its start and ` ...`
+    (cut between characters)."""
+    data = line.encode("utf-8")
+    if len(data) <= limit:
+        return line
+    return data[: max(limit - 4, 0)].decode("utf-8", "ignore") + " ..."
 
 
 def perfdata(perf, max_age, warn_age):

@@ -3,8 +3,10 @@
 Every backup-named file of the series concerned is authenticated first: a file
 that fails, whose name is dated in the future, or that is a copy of another file
 in the location, or that is an unlabelled dump named no earlier than a labelled one
-of its series (an old backup copied under a new name), never counts towards what
-is kept and is never removed; it is reported instead. So is a file that verifies but whose maker is not
+of its series (an old backup copied under a new name), or whose name's time stands
+on nothing (last written before it; a custom archive or an unlabelled dump owned by
+another user, who can set its time), never counts towards what is kept and is never
+removed; it is reported instead. So is a file that verifies but whose maker is not
 authenticated (anyone with an x25519 public key, or any slot holder of a v1
 file, could have made it), unless `count_unauthenticated`: the operator's
 choice to count such files, which lets a writer of the location plant files
@@ -16,7 +18,7 @@ status stands (sigdefer.hold_for_good); before, it stops the run, nothing remove
 """
 
 from ..sigdefer import held, hold_for_good
-from .listing import copies, older_than_its_name, scan
+from .listing import copies, older_than_its_name, owned_elsewhere, scan
 from .names import iso
 from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, OK, REMOVE, RENAMED, UNVERIFIED, Record, plan
 from .verify import is_labelled, standing, verify_entry
@@ -31,7 +33,7 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
     copied = copies(scanned)  # whatever the other file's name: a copy counts as what its name says
     everything = [e for e in scanned if e.naming == "encpipe" and not e.item.link]
     entries = [e for e in everything if e.database in databases] if databases else everything
-    by_name, records = {e.filename: e for e in entries}, []
+    by_name, records, trusted = {e.filename: e for e in entries}, [], store.trusted_owners()
     for entry in entries:
         labelled = None
         if entry.created > now + CLOCK_SKEW:  # left alone whatever it holds: not worth reading
@@ -45,6 +47,8 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
             result = verify_entry(store, entry, keys, workers)
             state, detail = standing(result, count_unauthenticated), result["error"]
             labelled = is_labelled(entry, result)
+            if state == OK and (planted := owned_elsewhere(entry, result["label"], trusted)):
+                state, detail, labelled = RENAMED, planted, None  # its name's time stands on nothing
         # every file of a series is authenticated before any is counted (retention.plan): an
         # unlabelled one is judged against every labelled one, wherever it was listed
         records.append(Record(entry.filename, entry.series, entry.created, state, detail, labelled))

@@ -27,3 +27,4 @@ class Item:
     identity: tuple = None  # (st_dev, st_ino) of a local regular file
     link: bool = False  # a symbolic link to a file: listed, never removed
     mtime: float = None  # a local file's modification time (only its owner can set it back)
+    uid: int = None  # a local file's owner

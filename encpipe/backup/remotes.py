@@ -21,6 +21,9 @@ SECRET_SUFFIXES = ("pass", "password", "password2", "passphrase", "secret", "tok
                    "key_pem", "key_base64", "key_md5", "credentials", "cookies", "mnemonic", "sas_url",
                    "connection_string", "access_grant", "authorization", "session_id")
 SECRET_NAMES = ("account",)  # b2's account id, azure's account name: half of a credential
+# A URL's user info with a password (`url=https://user:PASS@host`, which Go's HTTP client
+# sends as basic auth), in a parameter's value or, unquoted, cut into the path
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/@\s:]*:[^/@\s]*@")
 HINT = ("give the credential in rclone's config file (rclone config), or in the environment as "
         "RCLONE_CONFIG_<NAME>_<PARAM> (or RCLONE_<BACKEND>_<PARAM> for a :backend remote)")
 
@@ -101,6 +104,9 @@ def refuse_credentials(location, option):
     with a credential in it (an existing local path is a path)."""
     if not location or os.path.exists(location):
         return
+    if prefix_end(location) is not None and _URL_PASSWORD.search(location):  # url=https://user:PASS@host
+        raise UsageError(f"{option}: the remote's connection string gives a password in a URL: a credential would "
+                         "be on rclone's command line, where other users can read it", hint=HINT)
     for name in parameters(location):
         if is_secret(name):
             shown = name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"

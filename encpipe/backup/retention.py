@@ -8,19 +8,24 @@ a reason. Dates are UTC. Only authenticated backups take part: a record that is
 future-dated, a copy of another file, failed verification, was not verified, or
 verified but whose maker is not authenticated (UNAUTHENTICATED: a file anyone
 with the public key could have made), or is an unlabelled dump named no earlier
-than a labelled one of its series (LATE_UNLABELLED_REASON), is left alone (neither
+than a labelled one of its series (LATE_UNLABELLED_REASON), or a dump whose run's
+globals file is one a restore refuses (refused_by_run), is left alone (neither
 kept nor removed) and reported. `max_age` then removes kept backups older than
-that; the newest authenticated backup of a series is always kept.
+that; the newest authenticated backup of a series is always kept, and so is the
+globals file of each dump kept (same database, same time: its run's), whatever the
+globals series' own rules say.
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Optional
 
 CLOCK_SKEW = timedelta(minutes=5)
 OK, FAILED, UNVERIFIED, COPY = "ok", "failed", "unverified", "copy"
-RENAMED = "renamed"  # last written before the time its name says: an older file under a newer name
+# its name's time not borne out: last written before it (an older file under a newer name), or a dump
+# whose content does not fix it owned by a user who could give it any time (listing.owned_elsewhere)
+RENAMED = "renamed"
 UNAUTHENTICATED = "unauthenticated"  # verified, but anyone with the public key (or a v1 slot) could have made it
 UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (or, for a v1 file, any slot holder)"
                           " could have made it; use --signer, or --count-unauthenticated")
@@ -29,6 +34,12 @@ UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (
 # (another suffix), is an old backup (another database's, perhaps) copied under a new name.
 LATE_UNLABELLED_REASON = "unlabelled, but named after a labelled backup of its series: a copy of an older backup?"
 KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
+# a globals file in these states makes a restore refuse its run's dump (65, 67), when it reads it
+_REFUSED = {FAILED: "failed verification", UNAUTHENTICATED: "has a maker not authenticated",
+            RENAMED: "was last written before the time its name says (not read)"}
+# a dump is restored with its run's globals file (encpipe-restore refuses one without it, 66,
+# unless --no-globals): the globals series' own rules never take the globals of a kept dump
+GLOBALS_OF_A_KEPT_DUMP = "the globals file of a kept dump"
 
 
 def named_late(created, labelled_since):
@@ -62,6 +73,7 @@ class Record:
     state: str = OK  # OK, FAILED, UNVERIFIED, UNAUTHENTICATED, COPY or RENAMED
     detail: str = None  # why it failed; for a COPY, the other file; for RENAMED, when it was written
     labelled: Optional[bool] = None  # a dump that verified (OK, or a COPY): whether it is labelled; None: not known
+    run: bool = False  # FAILED for its run's globals file (detail says so), not itself
 
 
 @dataclass
@@ -81,13 +93,45 @@ _BUCKETS = {
 def plan(records, policy, now):
     """One Decision per record, in series then newest-first order."""
     series = defaultdict(list)
-    for record in records:
+    for record in _runs_judged(records):
         series[record.series].append(record)
     decisions = []
     for key in sorted(series):
         group = sorted(series[key], key=lambda r: (r.created, r.name), reverse=True)
         decisions += _plan_series(group, policy, now)
+    runs = {(d.record.series[0], d.record.created) for d in decisions
+            if d.action == KEEP and d.record.series[1] != "globals"}  # a run: its database and its name's time
+    for decision in decisions:
+        if decision.action == REMOVE and decision.record.series[1] == "globals" and \
+                (decision.record.series[0], decision.record.created) in runs:
+            decision.action, decision.reasons = KEEP, [GLOBALS_OF_A_KEPT_DUMP]
     return decisions
+
+
+def _runs_judged(records):
+    """`records`, each dump that counts (OK) failed when its run's globals file (same
+    database, same time) is there but failed or its maker is not authenticated: a
+    restore reads it and refuses the dump (65, 67), unless told --no-globals or given
+    another run's; it is not the backup to remove an older run for. One last written
+    before its name's time is not read (an older run's renamed, which a restore refuses
+    by its label): the dump does not count either."""
+    broken = {(r.series[0], r.created): r for r in records if r.series[1] == "globals" and r.state in _REFUSED}
+    judged = []
+    for record in records:
+        globals_file = broken.get((record.series[0], record.created))
+        if record.series[1] != "globals" and record.state == OK and globals_file:
+            record = replace(record, state=FAILED, detail=refused_by_run(globals_file.name, globals_file.state),
+                             run=True)
+        judged.append(record)
+    return judged
+
+
+def refused_by_run(globals_name, state):
+    """Why a dump does not count for its run's globals file `globals_name`, in `state`
+    (prune's, for it); None when a restore takes that file."""
+    if state not in _REFUSED:
+        return None
+    return f"its run's globals file {globals_name} {_REFUSED[state]}: a restore refuses this dump without it"
 
 
 def first_labelled(records, now):
@@ -108,7 +152,8 @@ def _plan_series(group, policy, now):
         elif record.state == RENAMED:
             decisions.append(Decision(record, LEAVE, [f"{record.detail}: never counted"]))
         elif record.state == FAILED:
-            decisions.append(Decision(record, LEAVE, [f"failed verification: {record.detail}"]))
+            decisions.append(Decision(record, LEAVE, [record.detail if record.run else
+                                                      f"failed verification: {record.detail}"]))
         elif record.state == UNAUTHENTICATED:
             decisions.append(Decision(record, LEAVE, [UNAUTHENTICATED_REASON]))
         elif record.state != OK:

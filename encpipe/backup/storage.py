@@ -24,6 +24,7 @@ import os
 import stat
 
 from .. import safefile
+from ..keyargs import shown_name
 from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure
 from ..sigdefer import held
@@ -156,7 +157,8 @@ class Local:
             finally:
                 os.close(fd)
         except OSError as e:
-            raise InputUnavailable(f"cannot read backup directory {self.directory}: {e.strerror or e}") from None
+            raise InputUnavailable(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: "
+                                   f"{e.strerror or e}") from None
         items = (self._item(name) for name in names)
         return [item for item in items if item is not None]
 
@@ -173,7 +175,14 @@ class Local:
         if not stat.S_ISREG(info.st_mode):
             return Item(name, error="not a regular file")
         return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode),
-                    mtime=info.st_mtime)
+                    mtime=info.st_mtime, uid=info.st_uid)
+
+    def trusted_owners(self):
+        """Whose files' modification times are taken at their word (older_than_its_name):
+        the caller's, root's and the directory's owner's (the backups' user, when
+        another prunes). Another user who can write the directory may have planted a
+        file of theirs, with any time."""
+        return {os.geteuid(), 0, os.fstat(self._dir()).st_uid}
 
     def open(self, item):
         """The very file listed as `item`, its first item.size bytes: never through a

@@ -6,6 +6,7 @@ import shlex
 
 from ..errors import UsageError
 from ..keyargs import public_forms
+from ..textform import refuse_key_in_place
 from ..pgbackupargs import HELP, parse
 from ..pgcli import Failure
 from .remotes import refuse_credentials
@@ -33,7 +34,11 @@ TEMPLATE = """\
 #   systemctl daemon-reload && systemctl enable --now encpipe-backup@shop.timer
 # Adjust with `systemctl edit encpipe-backup@.service` (a drop-in): User=,
 # PGHOST/PGPORT... in Environment=, TimeoutStartSec= (a hung pg_dump or upload
-# then fails the run instead of blocking the next ones).
+# then fails the run instead of blocking the next ones). But never a secret in
+# Environment=: `systemctl show` prints it to every user. A password goes in a
+# credential, as the key does: for libpq, a pgpass file,
+#   LoadCredential=pgpass:/etc/encpipe/pgpass
+#   Environment=PGPASSFILE=%d/pgpass
 [Unit]
 Description=Encrypted PostgreSQL backup of database %I
 After=network-online.target postgresql.service
@@ -125,6 +130,9 @@ def _options(args):
                          hint="give the passphrase as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
     public_forms("--recipient", o["seal"]["--recipient"])  # 64, before a secret is in a unit file
     public_forms("--signer", o["signers"]["--signer"], "verify key")
+    for option in ("--key-command", "--passphrase-command"):
+        for command in o["seal"][option]:
+            refuse_key_in_place(command, option)
     if o["db"]:
         raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
                          hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")

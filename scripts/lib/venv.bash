@@ -17,11 +17,13 @@ trap interrupted INT
 # no_secrets COMMAND [ARG...]: runs COMMAND without the variables that hold
 # secrets (encpipe/keys.py's names and prefixes, as encpipe-sh-setup's probe;
 # tests/test_child_env.py fails when keys.py names one left set) nor descriptors
-# above 2: none of the set-up's children (probes, venv, pip) needs one.
+# above 2: none of the set-up's children (probes, venv, pip, cat, grep...) needs one.
 no_secrets() {
   (
     unset ENCPIPE_KEY ENCPIPE_PASSPHRASE BACKUP_ENCRYPTION_KEY PGPASSWORD "${!RCLONE_@}" "${!AWS_@}" \
-      "${!GOOGLE_@}" "${!AZURE_@}" "${!OS_@}"
+      "${!GOOGLE_@}" "${!AZURE_@}" "${!OS_@}" \
+      VAULT_TOKEN OP_SERVICE_ACCOUNT_TOKEN OP_CONNECT_TOKEN "${!OP_SESSION@}" BW_SESSION BW_CLIENTSECRET \
+      SOPS_AGE_KEY DOPPLER_TOKEN
     local fd
     for fd in /proc/self/fd/*; do
       fd="${fd##*/}"
@@ -55,9 +57,9 @@ checkout_venv() {
   local root="$1" extras="$2"
   local venv="${root}/.venv"
   local stamp="${venv}/.encpipe-installed" want
-  want="$(cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | sha256sum)"
+  want="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
   want="${want%% *} [${extras}]"
-  if [[ -x "${venv}/bin/python" ]] && grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
+  if [[ -x "${venv}/bin/python" ]] && no_secrets grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
     && no_secrets "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
     compile_checkout "${root}"
     return 0
@@ -72,7 +74,7 @@ checkout_venv() {
   if ! no_secrets "${venv}/bin/python" -m pip --version >/dev/null 2>&1 \
     && ! said="$(no_secrets python3 -m venv --clear -- "${venv}" 2>&1)"; then
     [[ -z "${said}" ]] || printf '%s\n' "${said}" >&2
-    rm -rf -- "${venv}"
+    no_secrets rm -rf -- "${venv}"
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
     printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
     return 1

@@ -1,0 +1,138 @@
+"""Retention never removes the globals file of a dump it keeps.
+
+encpipe-backup stores each run's dump with its globals file beside it (the
+roles, their passwords, the database's owner, ACL and settings), and
+encpipe-restore refuses a dump whose run's globals file is not there (66) unless
+--no-globals, which recreates none of them. prune counts the globals files as a
+series of their own, so its rules chose them apart from the dumps: a database
+backed up in both formats (a series each, one globals series), or whose newest
+dump failed verification (a writer of one backup file can make it fail), had
+the globals file of a dump prune kept removed: `--keep-last 1` left the only
+good dump refused by a default restore, restorable with --no-globals (no roles)
+or another run's globals file given by hand. A globals file whose run's dump
+(same database, same time) is kept is now kept with it. Files sealed by hand
+(no PostgreSQL).
+"""
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from test_backup_dir import make_corrupt, run as backups, stamp
+from test_backup_label import _archive
+from test_backup_label_globals import DATABASE, _globals, _sealed
+
+from encpipe.backup import label
+
+DB = "shop"
+REASON = "the globals file of a kept dump"
+NOW = [None]
+
+
+@pytest.fixture(autouse=True)
+def now():
+    NOW[0] = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def at(hours):
+    return stamp(NOW[0] - timedelta(hours=hours))
+
+
+def plain(d, hours):
+    return _sealed(d / f"{DB}_{at(hours)}.sql.enc", label.prefix("none", DB, at(hours)) + DATABASE, hours)
+
+
+def custom(d, hours):
+    made = NOW[0] - timedelta(hours=hours)
+    archive = _archive(DB.encode(), made=(made.second, made.minute, made.hour, made.day, made.month - 1,
+                                          made.year - 1900, 0))
+    return _sealed(d / f"{DB}_{at(hours)}.dump.enc", archive, hours)
+
+
+def globals_of(d, hours):
+    with pytest.MonkeyPatch.context() as patch:  # _globals dates from this moment: from the test's own
+        patch.setattr("test_backup_label_globals.hours_ago", at)
+        return _globals(d, DB, hours)
+
+
+def kept(report):
+    return {line["filename"]: line["reasons"] for line in report["kept"]}
+
+
+def test_a_plain_and_a_custom_series_keep_each_kept_dumps_globals(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    plain_dump, plain_globals = plain(d, 2), globals_of(d, 2)
+    archive, archive_globals = custom(d, 1), globals_of(d, 1)
+    code, report, err = backups("prune", "--keep-last", "1", str(d))
+    assert (code, err) == (0, "")
+    assert kept(report) == {plain_dump: ["last"], plain_globals: [REASON], archive: ["last"],
+                            archive_globals: ["last"]}
+    assert report["removed"] == []
+    assert sorted(os.listdir(d)) == sorted([plain_dump, plain_globals, archive, archive_globals])
+
+
+def test_the_globals_of_the_newest_good_dump_stay_when_a_newer_dump_fails(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    broken = make_corrupt(d, f"{DB}_{at(1)}.sql.enc").name  # a writer of that one file flipped a byte
+    newest_globals = globals_of(d, 1)
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert kept(report) == {good: ["last"], good_globals: [REASON], newest_globals: ["last"]}
+    assert sorted(r["filename"] for r in report["removed"]) == sorted([oldest, oldest_globals])
+    assert [line["filename"] for line in report["left"]] == [broken]
+    assert sorted(os.listdir(d)) == sorted([good, good_globals, broken, newest_globals])
+    dry = backups("prune", "--keep-last", "1", "--dry-run", str(d))[1]  # nothing more to remove
+    assert (dry["removed"], kept(dry)) == ([], kept(report))
+
+
+def test_max_age_never_takes_the_globals_of_the_newest_dump(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    dump, dump_globals = plain(d, 50), globals_of(d, 50)
+    broken, newer_globals = make_corrupt(d, f"{DB}_{at(30)}.sql.enc").name, globals_of(d, 30)
+    code, report, _ = backups("prune", "--max-age", "1", str(d))
+    assert code == 65
+    assert kept(report) == {dump: ["newest authenticated"], dump_globals: [REASON],
+                            newer_globals: ["newest authenticated"]}
+    assert (json.dumps(report["removed"]), [line["filename"] for line in report["left"]]) == ("[]", [broken])
+
+
+def test_a_dump_whose_runs_globals_file_fails_never_counts_for_removing_an_older_run(tmp_path):
+    """A restore of a dump reads its run's globals file and refuses the dump when that
+    fails (65): a writer of that one file flipped a byte in it, and `--keep-last 1`
+    counted its dump as the newest and removed the run before it, the last one a
+    restore takes as it is. The dump is now left (65) and the run before it kept."""
+    d = tmp_path / "b"
+    d.mkdir()
+    oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest = plain(d, 1)
+    broken = make_corrupt(d, f"{DB}_{at(1)}.globals.sql.enc").name
+    code, report, err = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert kept(report) == {good: ["last"], good_globals: ["last"]}
+    assert sorted(r["filename"] for r in report["removed"]) == sorted([oldest, oldest_globals])
+    left = {line["filename"]: line["reasons"] for line in report["left"]}
+    assert left[newest] == [f"its run's globals file {broken} failed verification: a restore refuses this dump"
+                            " without it"]
+    assert left[broken][0].startswith("failed verification: ")
+    assert sorted(os.listdir(d)) == sorted([good, good_globals, newest, broken])
+
+
+def test_check_verify_does_not_count_a_dump_whose_runs_globals_file_fails(tmp_path):
+    from test_check_verify import check
+    d = tmp_path / "b"
+    d.mkdir()
+    good, _ = plain(d, 2), globals_of(d, 2)
+    newest, broken = plain(d, 1), make_corrupt(d, f"{DB}_{at(1)}.globals.sql.enc").name
+    assert check("--max-age", "24", "--verify", str(d)) == (
+        1, f"WARNING: {DB}: newest backup {good} is 2.0 h old; newest file {newest} failed authentication: its run's"
+           f" globals file {broken} failed verification: a restore refuses this dump without it\n", "")
+    os.unlink(d / broken)  # no globals file at all (a run of --no-globals): the dump counts, as before
+    assert check("--max-age", "24", "--verify", str(d))[:2] == (0, f"OK: {DB}: newest backup {newest} is 1.0 h old\n")
