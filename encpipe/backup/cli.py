@@ -156,19 +156,17 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
+from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
 from ..textform import refuse_key_as_database
 from ..usage_errors import first_empty
-from . import checkcmd
-from .listing import Entry, examine, scan, stats
+from . import checkcmd, verifycmd
+from .listing import Entry, scan, stats
 from .prune import prune
 from .retention import Policy
-from .names import parse_name
-from .rclonestore import NO_SUCH_OBJECT
-from .remotes import is_remote, refuse_credentials, split_file
+from .remotes import refuse_credentials
 from .storage import open_location
-from .verify import KeyRing, Kept, refuse_late_unlabelled, verify_entry
+from .verify import KeyRing
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
 DEFAULT_BACKUP_DIR = "./backups"
@@ -234,71 +232,6 @@ def cmd_prune(args, io):
     return status
 
 
-def cmd_verify(args, io):
-    paths = args["PATH"] or [location(args, io)]
-    workers = commands.threads(args)
-    keys = KeyRing.from_args(args, io)
-    for path in paths:  # one that is not there at all fails the command (66, nothing on stdout) before any is read
-        if not is_remote(path):
-            _there(path)
-    results, empty = [], None
-    for path in paths:
-        folder = _is_location(path)
-        store = open_location(path, io.env) if folder else None
-        entries = scan(store) if folder else []
-        if entries or folder and not _looks_like_a_file(path):
-            found = refuse_late_unlabelled(entries, [Kept(verify_entry(store, e, keys, workers)) for e in entries])
-            if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
-                empty = empty or path
-            results += found
-        else:  # a file, or a remote path that names an object rather than a folder
-            where, name = split_file(path)
-            store = open_location(where, io.env)
-            item = store.stat(name)
-            if is_remote(path) and item.unreadable and item.error.endswith(f": {NO_SUCH_OBJECT}"):
-                raise InputUnavailable(f"cannot read {path}: {NO_SUCH_OBJECT}")
-            results.append(Kept(verify_entry(store, examine(store, item), keys, workers, named=True)))
-    failed = [r for r in results if r["ok"] is False]
-    nothing = f"{empty}: no backup to verify (--allow-empty accepts that)" if empty else None
-    nothing = None if args["--allow-empty"] else nothing
-    if nothing and not failed:  # "nothing there" is not "all good": 66, nothing on stdout
-        raise InputUnavailable(nothing)
-    io.print_json({
-        "ok": not failed,
-        "files": len(results),
-        "verified": sum(r["ok"] is True for r in results),
-        "failed": len(failed),
-        "not_verified": sum(r["ok"] is None for r in results),
-        "results": results,
-    }, default=Kept.to_json)
-    for result in failed:
-        io.error(f"{result['path']}: {result['error']}")
-    if nothing:
-        io.error(nothing)
-    return failed[0]["exit_code"] if failed else 0
-
-
-def _there(path):
-    """InputUnavailable (66) when local `path` is not there at all (no such file, a
-    directory above it missing or not searchable): a location that cannot be read
-    is the command's failure, not a file of its report. A link that leads nowhere
-    is there: a file that fails (`unreadable`), as in a directory."""
-    try:
-        os.lstat(path)
-    except OSError as e:
-        raise InputUnavailable(f"cannot read {shown_name(path, what='PATH')}: {e.strerror or e}") from None
-
-
-def _looks_like_a_file(path):
-    return is_remote(path) and "." in path.rpartition("/")[2].rpartition(":")[2]
-
-
-def _is_location(path):
-    if is_remote(path):
-        return not parse_name(path.rpartition("/")[2].rpartition(":")[2]).naming
-    return os.path.isdir(path)
-
-
 def usage_message(argv, error, commands):
     """docopt's first line when it says something specific, else which command."""
     first = (str(error).strip().splitlines() or [""])[0]
@@ -309,7 +242,8 @@ def usage_message(argv, error, commands):
     return f"invalid arguments for {argv[0]}" if argv[0] in commands else f"unknown command '{argv[0]}'"
 
 
-COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify,
+COMMANDS = {"list": cmd_list, "prune": cmd_prune,
+            "verify": lambda args, io: verifycmd.command(args, io, location(args, io)),
             "check": lambda args, io: checkcmd.command(args, io, location(args, io))}
 
 
