@@ -89,3 +89,6 @@ def test_a_first_line_over_the_bound_is_cut_and_the_lines_left_out_still_counted
     shown = output(rows, 24, None, max_bytes=300)  # the text cut; the performance data of its database whole
     assert shown[0].startswith("WARNING: xxx") and shown[0].endswith("x ... | 'db_age'=3600s;;86400;0 'db_backups'=2;;;0")
     assert shown[1:] == ["... and 1 more"] and sum(len(line) + 1 for line in shown) == 300
+    # a first database's performance data that alone leaves the text no room: none, the bound held
+    assert output([("CRITICAL: " + "x" * 500, ("d" * 300, None, 0))], 24, None, max_bytes=300) == [
+        "CRITICAL: " + "x" * 285 + " ..."]
