@@ -155,3 +155,25 @@ def test_the_crontab_line_mails_failures_only():
     assert lines
     for line in lines:
         assert line.endswith(" >/dev/null") and "2>" not in line and "&>" not in line, line
+
+
+
+def test_everyday_use_makes_the_database_it_restores_into():
+    """Everyday use ended `encpipe open ... | psql restored_db`, a database it never
+    made: `FATAL: database "restored_db" does not exist`, and the plaintext had
+    nowhere to go. psql does not create the database it connects to."""
+    lines = [line.strip() for line in section("## Everyday use").splitlines() if line.startswith("    ")]
+    into = next(i for i, line in enumerate(lines) if line.endswith("| psql restored_db"))
+    assert any(re.match(r"(\S+ )*createdb restored_db\b", line) for line in lines[:into]), lines
+
+
+def test_the_opening_example_says_where_its_key_comes_from():
+    """README's first lines, `pg_dump mydb | encpipe seal > mydb.sql.enc`, copied as
+    they are: `error: no key configured`, 78, and an empty mydb.sql.enc. They take
+    the key from the environment; the text must say so, and where to read more."""
+    intro = README.split("\n## Contents\n", 1)[0]
+    block = [line.strip() for line in intro.splitlines() if line.startswith("    ")]
+    keyless = [line for line in block if re.search(r"encpipe (seal|open)\b", line) and "--key" not in line]
+    assert keyless
+    after = " ".join(intro.split(block[-1], 1)[1].split("\n- ", 1)[0].split())
+    assert "`ENCPIPE_KEY`" in after and "78" in after and "(#where-keys-come-from)" in after, after
