@@ -177,3 +177,15 @@ def test_the_opening_example_says_where_its_key_comes_from():
     assert keyless
     after = " ".join(intro.split(block[-1], 1)[1].split("\n- ", 1)[0].split())
     assert "`ENCPIPE_KEY`" in after and "78" in after and "(#where-keys-come-from)" in after, after
+
+
+def test_examples_run_the_installed_scripts_not_the_checkouts():
+    """Installing puts the scripts on PATH (a venv's, linked into /usr/local/bin);
+    every other section runs them by that name. Migrating showed
+    `scripts/encpipe-migrate ...`: from the checkout, on Debian's python3, without
+    the venv's packages, `cannot import the Python modules Crypto, docopt`, 69."""
+    quick = README.split("\n## Quick start\n", 1)[1].split("\n### Installing\n", 1)[0]
+    rest = README.replace(quick, "")
+    runs = [line for line in code_lines() if re.search(r"(^|[\s=(])scripts/encpipe-[a-z]+\b(?!@)", line)]
+    assert runs == []
+    assert re.findall(r"`scripts/encpipe-(?:migrate|restore|backup|rotate)[` ]", rest) == []
