@@ -189,3 +189,17 @@ def test_examples_run_the_installed_scripts_not_the_checkouts():
     runs = [line for line in code_lines() if re.search(r"(^|[\s=(])scripts/encpipe-[a-z]+\b(?!@)", line)]
     assert runs == []
     assert re.findall(r"`scripts/encpipe-(?:migrate|restore|backup|rotate)[` ]", rest) == []
+
+
+def test_every_backup_written_but_line_is_in_readme():
+    """A backup stored whose prune left files it could not authenticate ends
+    `backup written, but pruning DIR/ found problems (status 65)`, exit 1: README
+    named only `backup written, but LOCATION not pruned: ...`, the line of a prune
+    that could not run at all."""
+    text = " ".join(README.split())
+    source = (REPO / "encpipe" / "backup" / "job.py").read_text()
+    messages = re.findall(r'f"(backup written, but [^"]*)"', source)
+    assert len(messages) >= 5
+    for message in messages:
+        parts = [re.escape(part) for part in re.split(r"\{[^}]*\}", message) if part]
+        assert re.search(r"[^`]{0,40}?".join(parts), text), message
