@@ -157,6 +157,10 @@ def test_the_crontab_line_mails_failures_only():
         assert line.endswith(" >/dev/null") and "2>" not in line and "&>" not in line, line
 
 
+def section(title):
+    """README's text under the heading `title` (any level), up to the next heading."""
+    return re.split(r"\n#{2,4} ", README.split(f"\n{title}\n", 1)[1], maxsplit=1)[0]
+
 
 def test_everyday_use_makes_the_database_it_restores_into():
     """Everyday use ended `encpipe open ... | psql restored_db`, a database it never
@@ -189,6 +193,26 @@ def test_examples_run_the_installed_scripts_not_the_checkouts():
     runs = [line for line in code_lines() if re.search(r"(^|[\s=(])scripts/encpipe-[a-z]+\b(?!@)", line)]
     assert runs == []
     assert re.findall(r"`scripts/encpipe-(?:migrate|restore|backup|rotate)[` ]", rest) == []
+
+
+def test_rotation_shows_where_the_old_key_comes_from():
+    """The rotate example read /etc/encpipe/old.key, which no line made: the key the
+    backups were sealed with is /etc/encpipe/backup.key. Retiring it means a new
+    key there, `postgres`'s (the nightly run and rotate read it as `postgres`; a
+    root-owned 0600 one: cannot read, 66), and the old one as old.key."""
+    lines = [line.strip() for line in section("### Rotating a directory: `encpipe-rotate`").splitlines()
+             if line.startswith("    ")]
+    rotate = next(i for i, line in enumerate(lines) if "encpipe-rotate --old-key-file /etc/encpipe/old.key" in line)
+    before = " && ".join(lines[:rotate]).split(" && ")
+    made = [i for i, step in enumerate(before) if re.match(r"encpipe keygen -o /etc/encpipe/(\S+)$", step)]
+    assert made, lines[:rotate]
+    new = re.match(r"encpipe keygen -o (\S+)$", before[made[0]])[1]
+    assert f"chown postgres: {new}" in before[made[0]:]
+    moves = before[made[0]:]
+    assert "mv /etc/encpipe/backup.key /etc/encpipe/old.key" in moves
+    if new != "/etc/encpipe/backup.key":
+        assert moves.index(f"mv {new} /etc/encpipe/backup.key") > moves.index(
+            "mv /etc/encpipe/backup.key /etc/encpipe/old.key")
 
 
 def test_every_backup_written_but_line_is_in_readme():
