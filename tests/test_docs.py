@@ -227,3 +227,13 @@ def test_every_backup_written_but_line_is_in_readme():
     for message in messages:
         parts = [re.escape(part) for part in re.split(r"\{[^}]*\}", message) if part]
         assert re.search(r"[^`]{0,40}?".join(parts), text), message
+
+
+def test_key_files_keeps_keys_where_their_readers_can_reach_them():
+    """Key files said to keep the keys in `/etc/encpipe` (mode 0700 or 0755), each
+    owned by the user who reads it. In a 0700 directory of root's, `postgres`
+    cannot reach the key file it owns: its nightly backup failed, `cannot read
+    /etc/encpipe/backup.key: Permission denied`, 66."""
+    text = " ".join(section("#### Key files").split())
+    modes = re.findall(r"such as `/etc/encpipe` \(mode (0\d{3})", text)
+    assert modes and all(int(mode, 8) & 0o001 for mode in modes), modes
