@@ -237,3 +237,15 @@ def test_key_files_keeps_keys_where_their_readers_can_reach_them():
     text = " ".join(section("#### Key files").split())
     modes = re.findall(r"such as `/etc/encpipe` \(mode (0\d{3})", text)
     assert modes and all(int(mode, 8) & 0o001 for mode in modes), modes
+
+
+def test_every_migrate_example_names_the_key_of_the_old_files():
+    """Migrating's third example, `encpipe-migrate --key-file backup.key --sign-key
+    backup.sign --signer-file signers DIR`, copied as printed: `no key for the old
+    files: set BACKUP_ENCRYPTION_KEY or use --legacy-key-file`, 78. Its
+    --key-file is the new files' key, not the old tool's."""
+    runs = [line for line in code_lines() if re.search(r"(^|\s)encpipe-migrate (?!\[)", line)]
+    assert len(runs) >= 3
+    for line in runs:
+        assert re.search(r"^(BACKUP_ENCRYPTION_KEY|ENCPIPE_KEY|ENCPIPE_PASSPHRASE)=|--legacy-(key|passphrase)-file ",
+                         line), line
