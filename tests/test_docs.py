@@ -249,3 +249,17 @@ def test_every_migrate_example_names_the_key_of_the_old_files():
     for line in runs:
         assert re.search(r"^(BACKUP_ENCRYPTION_KEY|ENCPIPE_KEY|ENCPIPE_PASSPHRASE)=|--legacy-(key|passphrase)-file ",
                          line), line
+
+
+def test_a_signing_key_in_etc_encpipe_is_its_signers():
+    """Signing keys made /etc/encpipe/backup.sign as root (mode 0600, root's) and
+    then signed with it in `pg_dump shop | encpipe seal --sign-key ...`: as root,
+    pg_dump is refused (no role root: peer authentication) while seal signs an
+    empty dump; as postgres, `cannot read /etc/encpipe/backup.sign: Permission
+    denied`, 66. The key file is its signer's, as backup.key is the backup's."""
+    lines = code_lines()
+    uses = [(i, m[1]) for i, line in enumerate(lines)
+            for m in re.finditer(r"--sign-key (/etc/encpipe/\S+)", line)]
+    assert uses
+    for i, path in uses:
+        assert f"chown postgres: {path}" in [line.split("  #")[0].strip() for line in lines[:i]], path
