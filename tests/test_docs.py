@@ -155,3 +155,111 @@ def test_the_crontab_line_mails_failures_only():
     assert lines
     for line in lines:
         assert line.endswith(" >/dev/null") and "2>" not in line and "&>" not in line, line
+
+
+def section(title):
+    """README's text under the heading `title` (any level), up to the next heading."""
+    return re.split(r"\n#{2,4} ", README.split(f"\n{title}\n", 1)[1], maxsplit=1)[0]
+
+
+def test_everyday_use_makes_the_database_it_restores_into():
+    """Everyday use ended `encpipe open ... | psql restored_db`, a database it never
+    made: `FATAL: database "restored_db" does not exist`, and the plaintext had
+    nowhere to go. psql does not create the database it connects to."""
+    lines = [line.strip() for line in section("## Everyday use").splitlines() if line.startswith("    ")]
+    into = next(i for i, line in enumerate(lines) if line.endswith("| psql restored_db"))
+    assert any(re.match(r"(\S+ )*createdb restored_db\b", line) for line in lines[:into]), lines
+
+
+def test_the_opening_example_says_where_its_key_comes_from():
+    """README's first lines, `pg_dump mydb | encpipe seal > mydb.sql.enc`, copied as
+    they are: `error: no key configured`, 78, and an empty mydb.sql.enc. They take
+    the key from the environment; the text must say so, and where to read more."""
+    intro = README.split("\n## Contents\n", 1)[0]
+    block = [line.strip() for line in intro.splitlines() if line.startswith("    ")]
+    keyless = [line for line in block if re.search(r"encpipe (seal|open)\b", line) and "--key" not in line]
+    assert keyless
+    after = " ".join(intro.split(block[-1], 1)[1].split("\n- ", 1)[0].split())
+    assert "`ENCPIPE_KEY`" in after and "78" in after and "(#where-keys-come-from)" in after, after
+
+
+def test_examples_run_the_installed_scripts_not_the_checkouts():
+    """Installing puts the scripts on PATH (a venv's, linked into /usr/local/bin);
+    every other section runs them by that name. Migrating showed
+    `scripts/encpipe-migrate ...`: from the checkout, on Debian's python3, without
+    the venv's packages, `cannot import the Python modules Crypto, docopt`, 69."""
+    quick = README.split("\n## Quick start\n", 1)[1].split("\n### Installing\n", 1)[0]
+    rest = README.replace(quick, "")
+    runs = [line for line in code_lines() if re.search(r"(^|[\s=(])scripts/encpipe-[a-z]+\b(?!@)", line)]
+    assert runs == []
+    assert re.findall(r"`scripts/encpipe-(?:migrate|restore|backup|rotate)[` ]", rest) == []
+
+
+def test_rotation_shows_where_the_old_key_comes_from():
+    """The rotate example read /etc/encpipe/old.key, which no line made: the key the
+    backups were sealed with is /etc/encpipe/backup.key. Retiring it means a new
+    key there, `postgres`'s (the nightly run and rotate read it as `postgres`; a
+    root-owned 0600 one: cannot read, 66), and the old one as old.key."""
+    lines = [line.strip() for line in section("### Rotating a directory: `encpipe-rotate`").splitlines()
+             if line.startswith("    ")]
+    rotate = next(i for i, line in enumerate(lines) if "encpipe-rotate --old-key-file /etc/encpipe/old.key" in line)
+    before = " && ".join(lines[:rotate]).split(" && ")
+    made = [i for i, step in enumerate(before) if re.match(r"encpipe keygen -o /etc/encpipe/(\S+)$", step)]
+    assert made, lines[:rotate]
+    new = re.match(r"encpipe keygen -o (\S+)$", before[made[0]])[1]
+    assert f"chown postgres: {new}" in before[made[0]:]
+    moves = before[made[0]:]
+    assert "mv /etc/encpipe/backup.key /etc/encpipe/old.key" in moves
+    if new != "/etc/encpipe/backup.key":
+        assert moves.index(f"mv {new} /etc/encpipe/backup.key") > moves.index(
+            "mv /etc/encpipe/backup.key /etc/encpipe/old.key")
+
+
+def test_every_backup_written_but_line_is_in_readme():
+    """A backup stored whose prune left files it could not authenticate ends
+    `backup written, but pruning DIR/ found problems (status 65)`, exit 1: README
+    named only `backup written, but LOCATION not pruned: ...`, the line of a prune
+    that could not run at all."""
+    text = " ".join(README.split())
+    source = (REPO / "encpipe" / "backup" / "job.py").read_text()
+    messages = re.findall(r'f"(backup written, but [^"]*)"', source)
+    assert len(messages) >= 5
+    for message in messages:
+        parts = [re.escape(part) for part in re.split(r"\{[^}]*\}", message) if part]
+        assert re.search(r"[^`]{0,40}?".join(parts), text), message
+
+
+def test_key_files_keeps_keys_where_their_readers_can_reach_them():
+    """Key files said to keep the keys in `/etc/encpipe` (mode 0700 or 0755), each
+    owned by the user who reads it. In a 0700 directory of root's, `postgres`
+    cannot reach the key file it owns: its nightly backup failed, `cannot read
+    /etc/encpipe/backup.key: Permission denied`, 66."""
+    text = " ".join(section("#### Key files").split())
+    modes = re.findall(r"such as `/etc/encpipe` \(mode (0\d{3})", text)
+    assert modes and all(int(mode, 8) & 0o001 for mode in modes), modes
+
+
+def test_every_migrate_example_names_the_key_of_the_old_files():
+    """Migrating's third example, `encpipe-migrate --key-file backup.key --sign-key
+    backup.sign --signer-file signers DIR`, copied as printed: `no key for the old
+    files: set BACKUP_ENCRYPTION_KEY or use --legacy-key-file`, 78. Its
+    --key-file is the new files' key, not the old tool's."""
+    runs = [line for line in code_lines() if re.search(r"(^|\s)encpipe-migrate (?!\[)", line)]
+    assert len(runs) >= 3
+    for line in runs:
+        assert re.search(r"^(BACKUP_ENCRYPTION_KEY|ENCPIPE_KEY|ENCPIPE_PASSPHRASE)=|--legacy-(key|passphrase)-file ",
+                         line), line
+
+
+def test_a_signing_key_in_etc_encpipe_is_its_signers():
+    """Signing keys made /etc/encpipe/backup.sign as root (mode 0600, root's) and
+    then signed with it in `pg_dump shop | encpipe seal --sign-key ...`: as root,
+    pg_dump is refused (no role root: peer authentication) while seal signs an
+    empty dump; as postgres, `cannot read /etc/encpipe/backup.sign: Permission
+    denied`, 66. The key file is its signer's, as backup.key is the backup's."""
+    lines = code_lines()
+    uses = [(i, m[1]) for i, line in enumerate(lines)
+            for m in re.finditer(r"--sign-key (/etc/encpipe/\S+)", line)]
+    assert uses
+    for i, path in uses:
+        assert f"chown postgres: {path}" in [line.split("  #")[0].strip() for line in lines[:i]], path
