@@ -78,6 +78,14 @@ def a_new_second():
     time.sleep(1.02 - time.time() % 1)
 
 
+def plugin_text(out):
+    """encpipe-check's output (bytes or text) less its performance data, which
+    follows ` | ` on its first line; its status lines as they were before."""
+    bar = b" | " if isinstance(out, bytes) else " | "
+    first, newline, rest = out.partition(b"\n" if isinstance(out, bytes) else "\n")
+    return first.partition(bar)[0] + newline + rest
+
+
 def assert_one_line_error(stderr, prog="encpipe"):
     """One `PROG: error:` line, at most one `PROG: hint:` line, never a traceback."""
     text = stderr.decode() if isinstance(stderr, bytes) else stderr

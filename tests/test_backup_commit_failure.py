@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 
+from cliutil import plugin_text
 from s3server import rclone_binary
 from test_backup_monitoring import samples
 from test_backup_restore import (
@@ -68,7 +69,7 @@ def test_a_failed_rename_of_the_dump_removes_the_globals_and_temps_and_is_record
     check = run([sys.executable, REPO / "scripts" / "encpipe-check", "--max-age", "24", "--metrics-file", prom,
                  "--database", DB, d], script_env(pg, tools))
     assert (check.returncode, check.stderr) == (1, b"")
-    assert check.stdout.decode() == (f"WARNING: {DB}: newest backup {os.path.basename(good)} is 0.0 h old; "
+    assert plugin_text(check.stdout.decode()) == (f"WARNING: {DB}: newest backup {os.path.basename(good)} is 0.0 h old; "
                                      "the last backup attempt failed\n")
 
 

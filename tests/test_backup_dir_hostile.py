@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cliutil import ok, run, secret_file
+from cliutil import ok, plugin_text, run, secret_file
 from encpipe.backup.storage import Local
 from encpipe.backup.names import parse_name
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_corrupt, make_valid, stamp
@@ -145,11 +145,11 @@ def test_check_counts_neither_a_copy_nor_a_link_as_a_fresh_backup(tmp_path):
     os.symlink(d / old, d / link)
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 2 and done.stderr == b""
-    assert done.stdout.decode() == f"CRITICAL: shop: no backup; newest file {link} is a symbolic link\n"
+    assert plugin_text(done.stdout.decode()) == f"CRITICAL: shop: no backup; newest file {link} is a symbolic link\n"
     os.unlink(d / link)
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 2
-    assert done.stdout.decode() == (f"CRITICAL: shop: no backup; newest file {copy} "
+    assert plugin_text(done.stdout.decode()) == (f"CRITICAL: shop: no backup; newest file {copy} "
                                     f"is the same file as {old}\n")
 
 
@@ -248,7 +248,7 @@ def test_check_escapes_control_characters_and_bytes_that_are_not_utf8(tmp_path):
     os.rename(make_valid(d, "x"), os.path.join(os.fsencode(d), b"b\xffd_" + when.encode() + b".sql.enc"))
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 0 and done.stderr == b"", done.stderr
-    assert done.stdout.decode("ascii").splitlines() == [
+    assert plugin_text(done.stdout.decode("ascii")).splitlines() == [
         f"OK: b\\xffd: newest backup b\\xffd_{when}.sql.enc is 2.0 h old",
         f"OK: cr\\rOK: fake: newest backup cr\\rOK: fake_{when}.sql.enc is 2.0 h old",
         f"OK: sh\\x1b[2Jop: newest backup sh\\x1b[2Jop_{when}.sql.enc is 2.0 h old",
@@ -267,7 +267,7 @@ def test_check_escapes_the_plugin_output_separator_of_a_name(tmp_path):
         (d / name).write_bytes(b"x")
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 2 and done.stderr == b"", done.stderr
-    assert done.stdout.decode("ascii").splitlines() == [
+    assert plugin_text(done.stdout.decode("ascii")).splitlines() == [
         f"CRITICAL: a: no backup; newest file a_{when}.sql.enc is foreign",
         f"CRITICAL: b\\x7cx=1: no backup; newest file b\\x7cx=1_{when}.sql.enc is foreign",
         f"CRITICAL: shop: no backup; newest file shop_{when}.sql.enc is foreign",

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from cliutil import plugin_text
 from test_backup_dir import ENV, KEY, ROOT, make_valid, sealed_bytes
 from test_backup_dir_hostile import hours_ago, script
 from test_backup_made_dir import env as made_dir_env
@@ -325,7 +326,7 @@ def test_an_old_backup_renamed_to_a_newer_name_never_counts_as_the_newest(tmp_pa
     renamed = f"shop_{hours_ago(0.1)}.sql.enc"
     os.rename(d / month, d / renamed)
     seen = script("check", "--verify", "--max-age", "36", "--warn-age", "12", d, env=ENV)
-    assert (seen.returncode, seen.stdout.decode()) == (1, (
+    assert (seen.returncode, plugin_text(seen.stdout.decode())) == (1, (
         f"WARNING: shop: newest backup {newest} is 24.0 h old; newest file {renamed} is older than its name"
         f" says (last written {_written(d / renamed)})\n")), seen.stderr
     done = script("prune", "--keep-last", "1", d, env=ENV)
@@ -397,7 +398,7 @@ def test_a_globals_file_renamed_to_a_dump_name_never_counts_as_the_newest_dump(t
     os.utime(planted, ((d / newest).stat().st_mtime,) * 2)
     why = "holds pg_dumpall's dump of a cluster (a globals file under a dump's name?), not a database's dump"
     seen = script("check", "--verify", "--max-age", "36", d, env=ENV)
-    assert (seen.returncode, seen.stdout.decode()) == (1, (
+    assert (seen.returncode, plugin_text(seen.stdout.decode())) == (1, (
         f"WARNING: shop: newest backup {newest} is 24.0 h old; newest file {planted.name} failed authentication:"
         f" {why}\n")), seen.stderr
     done = script("prune", "--keep-last", "1", d, env=ENV)

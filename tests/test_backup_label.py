@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from cliutil import a_new_second
+from cliutil import a_new_second, plugin_text
 from test_backup_restore import SCRIPTS, backup, databases, dump, encpipe, ensure_small, restore, run, script_env
 
 A, B = "bk_label_a", "bk_label_b"
@@ -115,7 +115,7 @@ def test_verify_and_check_refuse_another_databases_backup_under_a_newer_name(pg,
     alone = run([SCRIPTS / "encpipe-verify", "--key-file", key_file, planted], env)
     assert alone.returncode == 65
     checked = run([SCRIPTS / "encpipe-check", "--verify", "--key-file", key_file, "--max-age", "1", directory], env)
-    lines = checked.stdout.decode().splitlines()
+    lines = plugin_text(checked.stdout.decode()).splitlines()
     assert checked.returncode == 1, checked.stderr  # a warning: A's newest file failed; its newest backup is `a`
     assert [line for line in lines if f": {A}:" in line or line.startswith(f"WARNING: {A}")] == [
         f"WARNING: {A}: newest backup {os.path.basename(a)} is 0.0 h old; newest file {planted.name} failed "

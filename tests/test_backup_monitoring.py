@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from encpipe.backup import metrics
 from encpipe.backup.cli import main
+from cliutil import plugin_text
 from test_backup_dir import make_truncated, make_valid, stamp
 from test_backup_faults import _fake_pg_dump, _with_path_first
 from test_backup_made_dir import env as made_dir_env
@@ -67,7 +68,7 @@ def test_metrics_file_records_success_and_failure_per_database(pg, tools, key_fi
     # encpipe-check: db's backup is fresh, but the metrics say other's last attempt failed.
     check = run_process([sys.executable, REPO / "scripts" / "encpipe-check", "--max-age", "24",
                          "--metrics-file", prom, "--database", db, tmp_path / "b"], script_env(pg, tools))
-    lines = check.stdout.decode().splitlines()
+    lines = plugin_text(check.stdout.decode()).splitlines()
     assert check.returncode == 2  # other "db"\x has no backup at all
     assert lines[0] == 'CRITICAL: other "db"\\\\x: no backup; the last backup attempt failed'  # the worst first; a backslash shown doubled
     assert lines[1].startswith(f"OK: {db}: newest backup {os.path.basename(path)} is 0.0 h old")
@@ -101,7 +102,7 @@ def test_check_ok_warning_critical(tmp_path):
 def _check(*argv):
     out, err = io.BytesIO(), io.StringIO()
     code = main(["check", *argv], stdout=out, stderr=err, env={})
-    return code, out.getvalue().decode().splitlines()
+    return code, plugin_text(out.getvalue().decode()).splitlines()
 
 
 def test_check_reads_each_file_a_bounded_number_of_times():
@@ -123,9 +124,9 @@ def test_check_reads_each_file_a_bounded_number_of_times():
     entries = [Counted(f"db{i:03}_x.sql.enc", f"/d/db{i:03}_x.sql.enc", Item(f"db{i:03}_x.sql.enc"), "sealed", database=f"db{i:03}",
                        dump_format="plain", created=now - timedelta(hours=1), naming="encpipe",
                        fingerprint=(i,), maker_checkable=True) for i in range(count)]
-    status, lines = metrics.check(entries, [], {}, now, 24, None)
-    assert status == 0 and len(lines) == count
-    assert lines[7] == "OK: db007: newest backup db007_x.sql.enc is 1.0 h old"
+    status, rows = metrics.check(entries, [], {}, now, 24, None)
+    assert status == 0 and len(rows) == count
+    assert rows[7] == ("OK: db007: newest backup db007_x.sql.enc is 1.0 h old", ("db007", 3600, 1))
     assert reads[0] < 40 * count, reads[0]  # 26 a file; 325 a file when each database read them all
 
 

@@ -17,6 +17,7 @@ import pytest
 from encpipe.backup import metrics, unit
 from encpipe.errors import UnsafeDirectory, UsageError
 from encpipe.backup.cli import main
+from cliutil import plugin_text
 from test_backup_dir import make_valid, stamp
 
 NOBODY, DAEMON = 65534, 1
@@ -27,7 +28,7 @@ def _check(tmp_path, prom):
     code = main(["check", "--max-age", "24", "--metrics-file", str(prom), str(tmp_path / "b")], stdout=out,
                 stderr=err, env={})
     assert err.getvalue() == ""
-    return code, out.getvalue().decode()
+    return code, plugin_text(out.getvalue().decode())
 
 
 def _place(tmp_path, last_attempt_success=1, mode=0o644, owner=0):

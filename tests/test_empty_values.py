@@ -1,5 +1,5 @@
 """An empty option value or argument (`-o ""`, `--dir=`, an unset shell variable)
-is a usage error (64) for encpipe and every script, never the same as leaving
+is a usage error (64; encpipe-check's UNKNOWN, 3) for encpipe and every script, never the same as leaving
 it out: `keygen -o ""` printed the key on standard output, `seal -o ""` wrote
 there, `encpipe-prune --dir ""` pruned $ENCPIPE_BACKUP_DIR or ./backups. And an
 ENCPIPE the scripts cannot split into a command is 64 too, not a traceback."""
@@ -19,7 +19,10 @@ SCRIPTS = REPO / "scripts"
 
 def _assert_usage_error(code, stdout, stderr, prog, name):
     lines = stderr.splitlines()
-    assert (code, stdout) == (64, b""), stderr
+    if prog == "encpipe-check":  # the plugin's UNKNOWN, its message on standard output too (test_check_plugin.py)
+        assert (code, stdout) == (3, f"UNKNOWN: {lines[0].partition(': error: ')[2]}\n".encode()), stderr
+    else:
+        assert (code, stdout) == (64, b""), stderr
     assert lines[0] == f"{prog}: error: {name} needs a value, not an empty one" or \
         lines[0] == f"{prog}: error: {name} is empty", stderr
     assert len(lines) == 2 and lines[1].startswith(f"{prog}: hint: "), stderr

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from encpipe.backup import metrics
 from encpipe.backup.job import main as job_main
+from cliutil import plugin_text
 from test_backup_dir import ROOT, make_valid
 from test_backup_dir_hostile import hours_ago, script
 
@@ -184,7 +185,7 @@ def test_a_database_name_that_is_not_utf8_gets_a_label_that_is(tmp_path):
     make_valid(tmp_path / "b", os.fsdecode(b"b\xffd_" + when.encode() + b".sql.enc"))
     done = script("check", "--max-age", "24", "--metrics-file", prom, tmp_path / "b")
     assert done.returncode == 1 and done.stderr == b""
-    assert done.stdout.decode() == (f"WARNING: b\\xffd: newest backup b\\xffd_{when}.sql.enc is 2.0 h old; "
+    assert plugin_text(done.stdout.decode()) == (f"WARNING: b\\xffd: newest backup b\\xffd_{when}.sql.enc is 2.0 h old; "
                                     "the last backup attempt failed\n")
 
 
@@ -208,7 +209,7 @@ def test_a_failed_run_of_a_database_whose_name_holds_a_line_break_other_than_new
     assert metrics.read(str(prom))[name]["encpipe_backup_last_attempt_success"] == 0
     done = script("check", "--max-age", "24", "--metrics-file", prom, tmp_path / "b")
     assert (done.returncode, done.stderr) == (1, b""), done.stdout
-    assert done.stdout.decode().endswith(" is 2.0 h old; the last backup attempt failed\n")
+    assert plugin_text(done.stdout.decode()).endswith(" is 2.0 h old; the last backup attempt failed\n")
 
 
 # --- a failed run whose metrics file cannot be written: still one line --------------------

@@ -13,6 +13,7 @@ backup's name: tests/test_backup_dir_hostile.py).
 import json
 import os
 
+from cliutil import plugin_text
 from test_backup_dir import ENV, make_valid
 from test_backup_dir_hostile import hours_ago, script
 
@@ -43,4 +44,4 @@ def test_its_backups_are_pruned_and_checked_as_any_others(tmp_path):
     assert os.listdir(tmp_path) == [f"{DB}_{new}.sql.enc"]
     done = script("check", "--max-age", "24", "--database", DB, tmp_path)
     assert (done.returncode, done.stderr) == (0, b""), done
-    assert done.stdout.decode() == f"OK: shop\\nx: newest backup shop\\nx_{new}.sql.enc is 2.0 h old\n"
+    assert plugin_text(done.stdout.decode()) == f"OK: shop\\nx: newest backup shop\\nx_{new}.sql.enc is 2.0 h old\n"

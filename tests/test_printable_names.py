@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from encpipe.shown import plugin_line, printable
+from cliutil import plugin_text
 from test_backup_dir_hostile import hours_ago, script
 from test_backup_restore import python_env
 
@@ -35,7 +36,7 @@ def test_check_shows_a_bar_and_a_backslash_x7c_apart(tmp_path):
         (d / name).write_bytes(b"x")
     done = script("check", "--max-age", "24", d)
     assert done.returncode == 2 and done.stderr == b"", done.stderr
-    assert sorted(done.stdout.decode("ascii").splitlines()) == [
+    assert sorted(plugin_text(done.stdout.decode("ascii")).splitlines()) == [
         f"CRITICAL: b\\\\x7cx: no backup; newest file b\\\\x7cx_{when}.sql.enc is foreign",
         f"CRITICAL: b\\x7cx: no backup; newest file b\\x7cx_{when}.sql.enc is foreign",
     ]

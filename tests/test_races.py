@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from cliutil import plugin_text
 from s3server import rclone_binary
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_valid
 from test_backup_dir_hostile import hours_ago, script
@@ -134,7 +135,7 @@ def test_check_verify_never_counts_a_copy_rewritten_in_after_its_header_was_read
     assert open(tmp_path / "race-count").read() == "2"
     assert (d / planted).read_bytes() == (d / old).read_bytes()
     assert done.returncode == 2, done.stdout
-    said, note = done.stdout.decode().split("; ")
+    said, note = plugin_text(done.stdout.decode()).split("; ")
     assert said.startswith(f"CRITICAL: shop: newest backup {old} is 72") and said.endswith(" h old")
     assert note == f"newest file {planted} failed authentication: {CHANGED % (planted, planted)}\n"
 

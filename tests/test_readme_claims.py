@@ -118,14 +118,16 @@ def check(*argv):
 
 
 def test_the_exit_status_table_lists_the_statuses_of_encpipe_check(tmp_path):
-    """README "Exit status" lists every status: encpipe-check's 1 (warning) and 2
-    (critical) among them."""
+    """README "Exit status" lists every status: encpipe-check's 1 (warning), 2
+    (critical) and 3 (unknown: a usage error) among them."""
     make_valid(tmp_path, f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc")
     assert check("--max-age", "26", "--warn-age", "0.5", str(tmp_path)) == 1
     assert check("--max-age", "26", "--database", "crm", str(tmp_path)) == 2
+    assert check("--max-age", "26", "--bogus", str(tmp_path)) == 3
     rows = exit_status_rows()
     assert "`encpipe-check`: warning" in rows["1"]
     assert "`encpipe-check`: critical" in rows["2"]
+    assert "`encpipe-check`: unknown, a usage error" in rows["3"]
 
 
 def test_the_exit_status_table_lists_the_status_of_a_rotation_that_left_a_file(tmp_path):

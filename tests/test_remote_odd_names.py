@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+from cliutil import plugin_text
 from test_backup_dir import ENV, ROOT, make_valid
 from test_backup_dir_hostile import hours_ago
 
@@ -74,7 +75,7 @@ def test_an_object_whose_name_holds_a_nul_is_unreadable_and_the_rest_goes_on(tmp
 
     checked = script(rclone, "check", "--max-age", "24")
     assert (checked.returncode, checked.stderr) == (2, b"")
-    lines = checked.stdout.decode().splitlines()
+    lines = plugin_text(checked.stdout.decode()).splitlines()
     assert lines[0] == f"CRITICAL: shop\\x00: no backup; newest file {shown} is unreadable"
     assert len(lines) == 2 and lines[1].startswith(f"OK: shop: newest backup {good} is ")
 
@@ -113,4 +114,4 @@ def test_a_name_the_remote_lists_twice_is_unreadable_never_counted_nor_removed(t
     checked = script(rclone, "check", "--max-age", "48")
     assert (checked.returncode, checked.stderr) == (1, b"")
     assert checked.stdout.decode().startswith(f"WARNING: shop: newest backup {old} is ")
-    assert checked.stdout.decode().endswith(f" h old; newest file {twice} is unreadable\n")
+    assert plugin_text(checked.stdout.decode()).endswith(f" h old; newest file {twice} is unreadable\n")

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cliutil import seal_v1
+from cliutil import plugin_text, seal_v1
 from encpipe.backup.cli import main as backups_main
 from test_backup_dir import KEY, LEGACY_AVAILABLE, by_name, make_valid, stamp
 from test_backup_dir import run as backups
@@ -164,7 +164,7 @@ def test_encpipe_check_is_not_fooled_by_a_planted_public_key_file(pg, tools, wor
     theirs = plant(w, (timedelta(hours=1),))
     proc = tool("encpipe-check", *check, env=w["env"])
     assert proc.returncode == 2, proc.stdout  # before: OK, the planted file counted as a fresh backup
-    said = re.sub(r" is 72\.[0-9] h old;", " is 72.x h old;", proc.stdout.decode())
+    said = re.sub(r" is 72\.[0-9] h old;", " is 72.x h old;", plugin_text(proc.stdout.decode()))
     assert said == (
         f"CRITICAL: {w['db']}: newest backup {old[0]} is 72.x h old; newest file {theirs[0]} is not counted: its"
         " maker cannot be authenticated (anyone with the public key, or for a v1 file any slot holder, could have"
@@ -237,7 +237,7 @@ def check(*argv):
     out, err = io.BytesIO(), io.StringIO()
     code = backups_main(["check", *argv], stdout=out, stderr=err, env={})
     assert err.getvalue() == ""
-    return code, out.getvalue().decode()
+    return code, plugin_text(out.getvalue().decode())
 
 
 def test_encpipe_check_does_not_count_a_v1_file(tmp_path):

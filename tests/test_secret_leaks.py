@@ -467,24 +467,26 @@ def test_a_key_given_as_the_backup_directory_is_refused_and_never_made(tmp_path,
 
 
 @pytest.mark.parametrize("script, args, status", [
-    ("encpipe-check", ["--max-age", "3", "--dir", "BACKUPS"], 64),
+    ("encpipe-check", ["--max-age", "3", "--dir", "BACKUPS"], 3),  # a usage error: the plugin's UNKNOWN
     ("encpipe-prune", ["--keep-last", "1", "BACKUPS"], 64),
     ("encpipe-list", ["--stats", "BACKUPS"], None),  # takes no --database: its usage error, as before
 ])
 def test_a_key_given_as_database_of_a_backup_command_is_not_shown(tmp_path, script, args, status):
     """`encpipe-check --database "$KEY"`: before, the key was the name of a database
     with no backup, `CRITICAL: KEY: no backup` on standard output (the monitor's
-    status text), or in prune's error line. Refused (64), not shown, as a DBNAME."""
+    status text), or in prune's error line. Refused (64; check's UNKNOWN, 3, its one
+    line on standard output), not shown, as a DBNAME."""
     (tmp_path / "b").mkdir()
     argv = [str(SCRIPTS / script), "--database", KEY, *[str(tmp_path / "b") if a == "BACKUPS" else a for a in args]]
     env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": str(SCRIPTS.parent)})
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
     said = done.stdout + done.stderr
     assert KEY.encode() not in said, said
-    assert done.stdout == b"", said
+    refusal = b"--database: a raw key (a secret, not shown), not a database name"
+    assert done.stdout == (b"UNKNOWN: " + refusal + b"\n" if status == 3 else b""), said
     if status is not None:
         assert done.returncode == status, said
-        assert b"--database: a raw key (a secret, not shown), not a database name" in done.stderr, said
+        assert refusal in done.stderr, said
 
 
 def test_a_key_given_as_the_globals_file_is_not_shown(tmp_path):

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cliutil import KEY_A, assert_one_line_error, ok, run, secret_file
+from cliutil import KEY_A, assert_one_line_error, ok, plugin_text, run, secret_file
 from test_backup_dir import run as backups, stamp
 from test_provenance import CHUNK, DATA, EVIL, NOT_SIGNED, World, assert_refused_from_a_file, identity
 
@@ -225,7 +225,7 @@ def check(*argv, env=None):
 
     out, err = io.BytesIO(), io.StringIO()
     code = main(["check", *argv], stdout=out, stderr=err, env=dict(env or {}))
-    return code, out.getvalue().decode(), err.getvalue()
+    return code, plugin_text(out.getvalue().decode()), err.getvalue()
 
 
 def planted_with(world, tmp_path, own, genuine):

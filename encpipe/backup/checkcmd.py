@@ -1,4 +1,4 @@
-"""encpipe-check's run, once its options are read (cli.cmd_check): its keys for
+"""encpipe-check's run, once its options are read (cli.COMMANDS): its keys for
 --verify, the metrics file, the listing, and the plugin's lines (metrics.check)."""
 
 from datetime import datetime, timezone
@@ -8,102 +8,101 @@ from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
 from ..keyplace import refuse_replaceable
+from ..workers import decimal_number
 from . import metrics
+from .deadline import Deadline
 from .listing import older_than_its_name, owned_elsewhere, scan
+from .plugin import output
 from .retention import OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
+UNKNOWN = 3  # the plugin's status for a usage error (the Nagios plugin guidelines)
 KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
                "--passphrase-command", "--passphrase", "--signer", "--signer-file")
 
 
-def run(args, io, where, max_age, warn):
+MAX_AGE = 1000000  # days or hours: --max-age (prune's too), --warn-age
+
+
+def number(text, option):
+    value = decimal_number(text)
+    if value is None or value > MAX_AGE:
+        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not '{text}'")
+    return value
+
+
+def command(args, io, where):
+    """check, its options read; `where`: the location."""
+    max_age = number(args["--max-age"], "--max-age")
+    warn = None if args["--warn-age"] is None else number(args["--warn-age"], "--warn-age")
+    seconds = decimal_number(args["--timeout"] or "")
+    if not seconds or seconds > MAX_AGE:
+        raise UsageError(f"--timeout must be a number of seconds above 0, at most {MAX_AGE}, not '{args['--timeout']}'")
+    return run(args, io, where, max_age, warn, Deadline(seconds))
+
+
+def run(args, io, where, max_age, warn, deadline=None):
     """The plugin's lines on io; its status (0, 1, 2). `where`: the location. A bug is
     CRITICAL too: its traceback would exit 1, which the plugin's reader takes for a
     WARNING (a name dated year 1 once made check say so, whatever the backups' age),
     and an OSError went on to the handler of a failing standard output (74)."""
+    deadline = deadline or Deadline(float(args["--timeout"]))  # its default, 50
     try:
-        status, lines = _run(args, io, where, max_age, warn)
-    except EncpipeError:  # a usage error (64)
+        status, rows = deadline.run(lambda: _run(args, io, where, max_age, warn, deadline))
+    except EncpipeError:  # a usage error (UNKNOWN)
         raise
     except Exception as e:
-        status, lines = 2, [plugin_line(f"CRITICAL: {internal_error(e)}")]
-    for line in lines:  # outside the `try`: standard output that fails is 74 (141)
+        status, rows = 2, [(f"CRITICAL: {internal_error(e)}", None)]
+    for line in output(rows, max_age, warn):  # outside the `try`: standard output that fails is 74 (141)
         io.print(line)
     return status
 
 
-def _run(args, io, where, max_age, warn):
-    """(status, the lines to print)."""
+def unknown(io, message):
+    """A usage error of check's, once said on standard error: UNKNOWN, with one
+    line on standard output. Nagios reads the status and standard output only:
+    64 and nothing there was "return code of 64 is out of bounds" and "(No
+    output on stdout)"."""
+    io.print(plugin_line(f"UNKNOWN: {message}"))
+    return UNKNOWN
+
+
+def _run(args, io, where, max_age, warn, deadline):
+    """(status, [(a line's text, its database's performance data or None)]: plugin.output)."""
     given = [option for option in KEY_OPTIONS if args[option]]
     if given and not args["--verify"]:
         raise UsageError(f"{given[0]} is read only with --verify: without it, check reads names and headers only")
+    deadline.doing = "reading the keys"
     try:
         keys = _check_keys(args, io) if args["--verify"] else None
     except NoKeyConfigured:
-        return 2, ["CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY"]
+        return 2, [("CRITICAL: --verify needs a key: give the key options encpipe-verify takes, or set ENCPIPE_KEY",
+                    None)]
     except UsageError:
         raise
     except EncpipeError as e:  # a key that cannot be read: as a metrics file that cannot, critical
-        return 2, [plugin_line(f"CRITICAL: cannot load the keys for --verify: {e}")]
+        return 2, [(f"CRITICAL: cannot load the keys for --verify: {e}", None)]
+    deadline.doing = f"reading the metrics file {args['--metrics-file']}"
     try:
         samples = metrics.read(args["--metrics-file"], trusted_place=True) if args["--metrics-file"] else {}
     except EncpipeError as e:  # a monitor that cannot read what it watches says so
-        return 2, [plugin_line(f"CRITICAL: cannot read the metrics file: {e}")]
+        return 2, [(f"CRITICAL: cannot read the metrics file: {e}", None)]
+    shown = shown_name(where, what="DIR")  # a key typed as the location is not shown
+    deadline.doing = f"reading {shown}"
     try:
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        said = f"cannot list {shown_name(where, what='DIR')}: "  # once: a remote's error says it already
-        return 2, [plugin_line(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}")]
+        said = f"cannot list {shown}: "  # once: a remote's error says it already
+        return 2, [(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}", None)]
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated,
                                                             entries)
-    status, lines = metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
-                                  count_unauthenticated=count_unauthenticated, authenticate=authenticate,
-                                  trusted=None if authenticate else store.trusted_owners())
-    return status, bounded([plugin_line(line) for line in lines])
-
-
-# The most check prints: Nagios 4 keeps 8 KiB of a plugin's output (its
-# MAX_PLUGIN_OUTPUT_LENGTH), and thousands of databases with no backup, one
-# line each, went far past it. README, "Monitoring".
-MAX_LINES, MAX_BYTES = 100, 4096
-
-
-def bounded(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
-    """`lines` as printed: all of them when they fit in `max_lines` lines and
-    `max_bytes` bytes (newlines counted), else the first (cut to fit, ending
-    ` ...`, when it alone is too long: one newer file that fails --verify is a
-    note on its line, and a writer of the location can plant any number) and as
-    many of the next as fit with a last line `... and N more` (N: the lines left
-    out, when there are any)."""
-    def size(line):
-        return len(line.encode("utf-8")) + 1
-
-    if len(lines) <= max_lines and sum(map(size, lines)) <= max_bytes:
-        return lines
-    rest = len(lines) - 1
-    kept = [_cut(lines[0], max_bytes - 1 - (size(f"... and {rest} more") if rest else 0))]
-    used = size(kept[0])
-    for line in lines[1:]:
-        more = size(f"... and {len(lines) - len(kept) - 1} more")  # the last line, this one kept
-        if len(kept) + 2 > max_lines or used + size(line) + more > max_bytes:
-            break
-        kept.append(line)
-        used += size(line)
-    left = len(lines) - len(kept)
-    return kept + ([f"... and {left} more"] if left else [])
-
-
-def _cut(line, limit):
-    """`line` in at most `limit` bytes of UTF-8: as it is, else its start and ` ...`
-    (cut between characters)."""
-    data = line.encode("utf-8")
-    if len(data) <= limit:
-        return line
-    return data[: limit - 4].decode("utf-8", "ignore") + " ..."
+    deadline.doing = f"authenticating the backups in {shown}"
+    return metrics.check(entries, args["--database"], samples, datetime.now(timezone.utc), max_age, warn,
+                         count_unauthenticated=count_unauthenticated, authenticate=authenticate,
+                         trusted=None if authenticate else store.trusted_owners())
 
 
 def _check_keys(args, io):

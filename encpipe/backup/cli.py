@@ -12,7 +12,7 @@ Usage:
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
-  encpipe-backups check --max-age HOURS [--warn-age HOURS] [--database DB]...
+  encpipe-backups check --max-age HOURS [--warn-age HOURS] [-t SECONDS] [--database DB]...
                [--metrics-file FILE] [--count-unauthenticated] [--verify] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
@@ -42,9 +42,11 @@ Commands:
             In a location, a dump with no label named after a labelled one of
             its series fails (65).
   check     Nagios check: 0 ok, 1 warning, 2 critical, one line per database,
-            the worst first, at most 100 lines and 4096 bytes (Nagios 4 keeps
-            8 KiB): past that, a first line too long is cut (" ..."), and
-            the last line is "... and N more" for N lines left out. From
+            the worst first, and after " | " on the first line each printed
+            database's performance data ('DB_age'=SECONDSs;WARN;CRIT;0
+            'DB_backups'=N;;;0); at most 100 lines and 4096 bytes (Nagios 4
+            keeps 8 KiB): past that, a first line too long is cut (" ..."),
+            and the last line is "... and N more" for N lines left out. From
             names and headers, no key (a local file owned by a user other
             than the caller, root and the directory's owner is not counted).
             Anyone who can write the location can make a header claim a raw
@@ -65,6 +67,9 @@ Options:
   --max-age DAYS             Also remove kept backups older than DAYS days (prune);
                              critical when the newest is older than HOURS (check).
   --warn-age HOURS           Warning when the newest backup is older than HOURS.
+  -t SECONDS, --timeout SECONDS  check: critical when the run has not ended
+                             after SECONDS (under Nagios' own 60 s), every
+                             process it started stopped [default: 50].
   --database DB              Only this database's backups (prune); expect it (check).
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
                              when a database's last attempt failed; critical
@@ -116,7 +121,7 @@ Options:
   signer option, the verify keys in ENCPIPE_SIGNER.
 
 Exit status:
-  0 success; 64 usage error; 66 the location (verify: a PATH) is not there or
+  0 success; 64 usage error (check: 3); 66 the location (verify: a PATH) is not there or
   cannot be read (nothing printed); 73 (verify, prune) a key file another
   user could replace (see --allow-shared-dir; nothing printed); 78 no key
   configured (verify, prune: nothing is removed). prune: 66 also when the
@@ -134,7 +139,9 @@ Exit status:
   failure, a location that holds no backup (nothing, or only files that are
   not backups) is 66, nothing printed, unless --allow-empty.
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
-  or, with --verify, the keys cannot be read, or no key is configured).
+  or, with --verify, the keys cannot be read, no key is configured, or the
+  run times out), and 3 (UNKNOWN) for a usage error, which is also one line
+  "UNKNOWN: ..." on standard output.
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
@@ -149,20 +156,17 @@ from docopt import DocoptExit, docopt
 from .. import commands
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
+from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
 from ..textform import refuse_key_as_database
 from ..usage_errors import first_empty
-from ..workers import decimal_number
-from . import checkcmd
-from .listing import Entry, examine, scan, stats
+from . import checkcmd, verifycmd
+from .listing import Entry, scan, stats
 from .prune import prune
 from .retention import Policy
-from .names import parse_name
-from .rclonestore import NO_SUCH_OBJECT
-from .remotes import is_remote, refuse_credentials, split_file
+from .remotes import refuse_credentials
 from .storage import open_location
-from .verify import KeyRing, Kept, refuse_late_unlabelled, verify_entry
+from .verify import KeyRing
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
 DEFAULT_BACKUP_DIR = "./backups"
@@ -199,18 +203,8 @@ def policy_from(args):
     return policy
 
 
-MAX_AGE = 1000000  # days or hours: --max-age, --warn-age
-
-
 def _days(text, option):
-    return None if text is None else timedelta(days=_number(text, option))
-
-
-def _number(text, option):
-    value = decimal_number(text)
-    if value is None or value > MAX_AGE:
-        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not '{text}'")
-    return value
+    return None if text is None else timedelta(days=checkcmd.number(text, option))
 
 
 def cmd_prune(args, io):
@@ -238,77 +232,6 @@ def cmd_prune(args, io):
     return status
 
 
-def cmd_verify(args, io):
-    paths = args["PATH"] or [location(args, io)]
-    workers = commands.threads(args)
-    keys = KeyRing.from_args(args, io)
-    for path in paths:  # one that is not there at all fails the command (66, nothing on stdout) before any is read
-        if not is_remote(path):
-            _there(path)
-    results, empty = [], None
-    for path in paths:
-        folder = _is_location(path)
-        store = open_location(path, io.env) if folder else None
-        entries = scan(store) if folder else []
-        if entries or folder and not _looks_like_a_file(path):
-            found = refuse_late_unlabelled(entries, [Kept(verify_entry(store, e, keys, workers)) for e in entries])
-            if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
-                empty = empty or path
-            results += found
-        else:  # a file, or a remote path that names an object rather than a folder
-            where, name = split_file(path)
-            store = open_location(where, io.env)
-            item = store.stat(name)
-            if is_remote(path) and item.unreadable and item.error.endswith(f": {NO_SUCH_OBJECT}"):
-                raise InputUnavailable(f"cannot read {path}: {NO_SUCH_OBJECT}")
-            results.append(Kept(verify_entry(store, examine(store, item), keys, workers, named=True)))
-    failed = [r for r in results if r["ok"] is False]
-    nothing = f"{empty}: no backup to verify (--allow-empty accepts that)" if empty else None
-    nothing = None if args["--allow-empty"] else nothing
-    if nothing and not failed:  # "nothing there" is not "all good": 66, nothing on stdout
-        raise InputUnavailable(nothing)
-    io.print_json({
-        "ok": not failed,
-        "files": len(results),
-        "verified": sum(r["ok"] is True for r in results),
-        "failed": len(failed),
-        "not_verified": sum(r["ok"] is None for r in results),
-        "results": results,
-    }, default=Kept.to_json)
-    for result in failed:
-        io.error(f"{result['path']}: {result['error']}")
-    if nothing:
-        io.error(nothing)
-    return failed[0]["exit_code"] if failed else 0
-
-
-def _there(path):
-    """InputUnavailable (66) when local `path` is not there at all (no such file, a
-    directory above it missing or not searchable): a location that cannot be read
-    is the command's failure, not a file of its report. A link that leads nowhere
-    is there: a file that fails (`unreadable`), as in a directory."""
-    try:
-        os.lstat(path)
-    except OSError as e:
-        raise InputUnavailable(f"cannot read {shown_name(path, what='PATH')}: {e.strerror or e}") from None
-
-
-def _looks_like_a_file(path):
-    return is_remote(path) and "." in path.rpartition("/")[2].rpartition(":")[2]
-
-
-def _is_location(path):
-    if is_remote(path):
-        return not parse_name(path.rpartition("/")[2].rpartition(":")[2]).naming
-    return os.path.isdir(path)
-
-
-def cmd_check(args, io):
-    max_age = _number(args["--max-age"], "--max-age")
-    warn = None if args["--warn-age"] is None else _number(args["--warn-age"], "--warn-age")
-    return checkcmd.run(args, io, location(args, io), max_age, warn)
-
-
 def usage_message(argv, error, commands):
     """docopt's first line when it says something specific, else which command."""
     first = (str(error).strip().splitlines() or [""])[0]
@@ -319,7 +242,9 @@ def usage_message(argv, error, commands):
     return f"invalid arguments for {argv[0]}" if argv[0] in commands else f"unknown command '{argv[0]}'"
 
 
-COMMANDS = {"list": cmd_list, "prune": cmd_prune, "verify": cmd_verify, "check": cmd_check}
+COMMANDS = {"list": cmd_list, "prune": cmd_prune,
+            "verify": lambda args, io: verifycmd.command(args, io, location(args, io)),
+            "check": lambda args, io: checkcmd.command(args, io, location(args, io))}
 
 
 def _usage_lines(name):
@@ -336,7 +261,9 @@ def unknown_option(argv):
     even one that starts with - (docopt takes it as the value): a --key-file's may
     be a passphrase typed there."""
     accepted = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", _usage_lines(argv[0]))) | {"-h", "--help"}
-    valued = set(re.findall(r"(--[\w-]+) [A-Z]", _usage_lines(argv[0])))
+    aliases = re.findall(r"^ +(-\w)(?: [A-Z]+)?, (--[\w-]+)", USAGE, re.M)  # -t, --timeout: either taken
+    accepted |= {name for pair in aliases if set(pair) & accepted for name in pair}
+    valued = set(re.findall(r"(--?[\w-]+) [A-Z]", " ".join([_usage_lines(argv[0]), *map(" ".join, aliases)])))
     tokens = iter(argv[1:])
     for token in tokens:
         if token == "--":
@@ -376,26 +303,43 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
         args = docopt(USAGE, argv=argv, default_help=True)
     except DocoptExit as e:
         known = name in COMMANDS
-        io.error((known and unknown_option(argv)) or usage_message(argv, e, COMMANDS),
-                 hint=f"see encpipe-{name} --help" if known else "see --help")
-        return 64
+        return refused(io, name, UsageError((known and unknown_option(argv)) or usage_message(argv, e, COMMANDS),
+                                            hint=f"see encpipe-{name} --help" if known else "see --help"))
     except SystemExit as e:  # --help
         return e.code or 0
     empty = first_empty(args)
     if empty:
-        io.error(str(empty), hint=empty.hint)
-        return empty.exit_code
+        return refused(io, name, empty)
     def start():
-        for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
-            for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
-                refuse_credentials(value, option)
-        for database in args.get("--database") or []:  # nor a key as a database's name: in stdout, the error line
-            refuse_key_as_database(database, "--database")
-        refuse_credentials(location(args, io), ENV_BACKUP_DIR)
-        if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
-            secret_fds_open(args)
-            refuse_shared_stdin(args)  # two secrets on standard input: 64 before either is read
-            refuse_replaceable(args, allow_shared=args.get("--allow-shared-dir"))  # 73 before any is read
-        return COMMANDS[name](args, io)
+        try:
+            return run(args, io, name)
+        except UsageError as e:
+            if name != "check":
+                raise
+            return refused(io, name, e)
 
     return report_errors(io, start)
+
+
+def refused(io, name, error):
+    """A usage error: its lines on standard error and 64; check's is a plugin's
+    UNKNOWN (checkcmd.unknown): 3 and its status text on standard output too."""
+    io.error(str(error), hint=error.hint)
+    if name != "check":
+        return error.exit_code
+    return report_errors(io, lambda: checkcmd.unknown(io, str(error)))
+
+
+def run(args, io, name):
+    """The command `name`, its options read."""
+    for option in ("--dir", "DIR", "PATH"):  # 64 before anything runs: never a remote with a credential
+        for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
+            refuse_credentials(value, option)
+    for database in args.get("--database") or []:  # nor a key as a database's name: in stdout, the error line
+        refuse_key_as_database(database, "--database")
+    refuse_credentials(location(args, io), ENV_BACKUP_DIR)
+    if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)
+        secret_fds_open(args)
+        refuse_shared_stdin(args)  # two secrets on standard input: 64 before either is read
+        refuse_replaceable(args, allow_shared=args.get("--allow-shared-dir"))  # 73 before any is read
+    return COMMANDS[name](args, io)

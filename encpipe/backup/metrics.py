@@ -186,8 +186,10 @@ def _locked(path):
 
 def check(entries, required, metrics, now, max_age, warn_age, count_unauthenticated=False, authenticate=None,
           trusted=None):
-    """(status, lines): Nagios 0 ok, 1 warning, 2 critical, one line per database, the
-    worst first (Nagios shows the first line as the status text), by name within a status.
+    """(status, rows): Nagios 0 ok, 1 warning, 2 critical, one row per database, the
+    worst first (Nagios shows the first line as the status text), by name within a
+    status: (its line, (database, the age of its newest backup in whole seconds or
+    None, how many backups it has: the files that count by their headers)).
 
     Critical: no authentic-looking backup (sealed, dated in the past, neither a
     link nor a copy of another file there, and, unless `count_unauthenticated`,
@@ -234,12 +236,13 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
             status = max(status, 1)
             notes.append("the last backup attempt failed")
         said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old"
+        perf = (database, None if newest is None else int((now - newest.created).total_seconds()), len(sealed))
         lines.append((-status, f"{('OK', 'WARNING', 'CRITICAL')[status]}: {database}: {said}"
-                      + "".join(f"; {note}" for note in notes)))
+                      + "".join(f"; {note}" for note in notes), perf))
         worst = max(worst, status)
     if not databases:
-        return 2, ["CRITICAL: no backups found"]
-    return worst, [text for _, text in sorted(lines, key=lambda line: line[0])]  # stable: by name within
+        return 2, [("CRITICAL: no backups found", None)]
+    return worst, [(text, perf) for _, text, perf in sorted(lines, key=lambda line: line[0])]  # stable: by name
 
 
 def _newest(candidates, authenticate, duplicates=()):
