@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, bug_line
+from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, ran_out, unexpected
 from .shown import json_value, printable
 from .stdio import discard, write_quietly
 from .usage import COMMANDS, USAGE, command_help
@@ -122,12 +122,9 @@ def report_errors(io, action):
         return e.exit_code
     except BrokenPipeError:
         return discard(141)
-    except OSError as e:  # writing a report or a key to standard output
-        io.error(f"cannot write output: {e.strerror or e}")
+    except (OSError, MemoryError) as e:  # writing a report or a key to standard output; or out of memory, descriptors
+        io.error(ran_out(e) or f"cannot write output: {e.strerror or e}")
         return discard(IOFailure.exit_code)
-    except MemoryError:
-        io.error("out of memory")
-        return EXIT_INTERNAL
 
 
 def run_script(prog, module, argv):
@@ -161,7 +158,8 @@ def run_script(prog, module, argv):
             io.error(str(e))
             status = e.exit_code
         except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
-            status = io.error(bug_line(e)) or EXIT_INTERNAL
+            message, status = unexpected(e)  # or a resource that ran out (74)
+            io.error(message)
     except KeyboardInterrupt:
         return die_of()
     except Terminated as e:
@@ -397,6 +395,7 @@ def run():
     except Terminated as e:  # after clean-up: seal -o's hidden file is removed
         status = die_of(e.args[0])
     except Exception as e:  # as in run_script
-        status = Io(None, None, sys.stderr, os.environ).error(bug_line(e)) or EXIT_INTERNAL
+        message, status = unexpected(e)
+        Io(None, None, sys.stderr, os.environ).error(message)
     settle()  # FILE renamed into place (sigdefer.hold_for_good): 0 stands
     raise SystemExit(status)

@@ -6,7 +6,6 @@ behind, nothing that was there lost."""
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +89,94 @@ def test_open_whose_witnesses_fill_tmpdir_says_so(tmpfs, many_records, option):
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     assert_error_lines(done.stderr.decode(), "temporary file", "No space left on device")
     assert sorted(os.listdir(tmpdir)) == [".fill"]
+
+
+# --- descriptors running out (EMFILE) in the scripts ------------------------------------------
+
+# From few descriptors (bash's own start fails below 6, before encpipe runs) to enough: each
+# limit meets EMFILE at another step (a child's start, its pipes, a temporary file, psql).
+DESCRIPTORS = range(6, 19)
+
+
+def _limited(argv, nofile):
+    return ["prlimit", f"--nofile={nofile}", "--", *argv]
+
+
+@pytest.fixture(scope="module")
+def restorable(pg, tools, key_file, tmp_path_factory):
+    from test_backup_restore import backup, ensure_small
+
+    db = ensure_small(pg, "exhaustion_source", rows=100)
+    path, _ = backup(pg, tools, str(tmp_path_factory.mktemp("exhaustion") / "b"), db, "--key-file", key_file)
+    return path, db
+
+
+def test_restore_out_of_descriptors_at_any_step_fails_closed(pg, tools, key_file, restorable):
+    """Before, a child's start that met EMFILE was `internal error: OSError at
+    subprocess.py:...` (70, `a bug of encpipe's`), or `cannot run encpipe: python3`
+    (66, no reason: as if encpipe were missing). Each is one line naming the cause,
+    74 (or psql's step failing, 1), the target untouched, no scratch database left."""
+    from test_backup_restore import RESTORE, databases, drop_matching, dump, script_env
+
+    path, source = restorable
+    target = "exhaustion_target"
+    drop_matching(pg, lambda d: d.startswith(target) or d.startswith("encpipe_restore_"))
+    pg.createdb(target)
+    pg.psql("CREATE TABLE kept (x int); INSERT INTO kept VALUES (7);", db=target)
+    before = dump(pg, target)
+    env = script_env(pg, tools)
+    seen = set()
+    for nofile in DESCRIPTORS:
+        done = subprocess.run(_limited([RESTORE, "--key-file", key_file, path, target], nofile),
+                              capture_output=True, env=env, timeout=WAIT)
+        stderr = done.stderr.decode()
+        if done.returncode == 0:
+            break
+        seen.add(done.returncode)
+        assert done.stdout == b"" and done.returncode in (1, 74), (nofile, stderr)
+        assert_one_line(stderr, "encpipe-restore")
+        assert "Too many open files" in stderr and "internal error" not in stderr, (nofile, stderr)
+        assert dump(pg, target) == before, nofile
+        assert not [d for d in databases(pg) if d.startswith(("encpipe_restore_", target + "_pre_restore_"))]
+    else:
+        pytest.fail(f"no restore succeeded with up to {nofile} descriptors")
+    assert 74 in seen, seen
+    assert dump(pg, target) == dump(pg, source)
+    drop_matching(pg, lambda d: d.startswith(target))
+
+
+def assert_one_line(stderr, prog):
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: ") and "Traceback" not in stderr, stderr
+
+
+# --- address space running out (MemoryError, no thread) -----------------------------------
+
+MEBIBYTE = 1 << 20
+# From an address space Python barely starts in to one a backup of 16 MiB chunks needs: the
+# allocation that fails moves from seal's buffers to its threads, zstd's, the globals' thread.
+ADDRESS_SPACES = range(30, 105, 5)
+
+
+def test_seal_o_out_of_memory_or_threads_is_74_and_leaves_nothing(tmp_path):
+    """16 MiB chunks on 4 threads under a shrinking address space: a buffer that
+    cannot be had was `out of memory` with 70, a worker thread that cannot start
+    `internal error: RuntimeError ... (a bug of encpipe's)`, 70; neither is a bug."""
+    plaintext = os.urandom(1 << 20) * 40
+    target = tmp_path / "out.enc"
+    seen = set()
+    for space in range(30, 410, 20):
+        argv = ["prlimit", f"--as={space * MEBIBYTE}", "--",
+                *command("seal", "-o", str(target), "--chunk-size", "16M", "--threads", "4")]
+        done = subprocess.run(argv, input=plaintext, capture_output=True, env=clean_env(KEY_ENV), timeout=WAIT)
+        if done.returncode == 0:
+            seen.add("sealed")
+            break
+        if done.returncode < 0 or done.returncode in (134, 139):  # aborted in native code
+            continue
+        seen.add(done.stderr.decode())
+        assert (done.returncode, done.stdout) == (74, b""), (space, done.stderr)
+        assert_error_lines(done.stderr.decode(), "out of ")
+        assert os.listdir(tmp_path) == [], space
+    assert "sealed" in seen and len(seen) > 1, seen
+    assert run(["open", str(target)]).stdout == plaintext
