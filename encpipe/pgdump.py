@@ -21,7 +21,7 @@ from . import sigthreads
 from .backup import label
 from .backup.storage import write_new
 from .childerr import exit_status
-from .errors import EncpipeError
+from .errors import EncpipeError, IOFailure, ran_out, unexpected
 from .keys import child_env
 from .pgclient import PgError, client_env
 from .pgprops import comment_line
@@ -114,6 +114,11 @@ def sealed_into(said, stores, temp, final, seal, src):
     except EncpipeError as e:
         said.error(str(e), hint=e.hint)
         return e.exit_code
+    except Exception as e:  # out of memory, a worker thread that cannot start: a failed run, cleaned up
+        if not ran_out(e):
+            raise
+        said.error(ran_out(e))
+        return IOFailure.exit_code
     return 0
 
 
@@ -155,9 +160,9 @@ class Globals(threading.Thread):
             first = label.prefix("none", self.db, self.run_name.rsplit("_", 1)[1])
             status = (sealed_into(self.said, self.stores, self.temp, self.final, self.seal, label.Labelled(first, self))
                       if self.source else 0)
-        except Exception as e:  # a thread's failure is a status, not a traceback
-            self.said.error(f"cannot seal the globals: {e}")
-            status = 70
+        except Exception as e:  # a thread's failure is a status, not a traceback (nor the exception's words)
+            message, status = unexpected(e)
+            self.said.error(f"cannot seal the globals: {message}")
         finally:
             statuses = self.children.wait()
         self.status = last_failure(statuses + [status])

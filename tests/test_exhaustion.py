@@ -158,6 +158,53 @@ MEBIBYTE = 1 << 20
 ADDRESS_SPACES = range(30, 105, 5)
 
 
+def test_backup_out_of_memory_at_any_step_records_the_failure_and_leaves_nothing(pg, tools, key_file, tmp_path):
+    """A MemoryError in the sealing (a chunk buffer, a worker thread that cannot
+    start) went past the run's clean-up: `internal error` (70), or after the
+    one-line fix of that, `out of memory` (74) with the `.encpipe-tmp.*` files
+    left and no failed run in --metrics-file; in the globals' thread it was
+    `cannot seal the globals: ` and the exception's (empty) words, 70. Now each
+    is 74, one line, the temporary files removed, the failure recorded. A limit
+    at which a native library (the `cryptography` package's Rust code, zstd)
+    aborts the process instead is a killed run: its temporary files wait for
+    the next run (README, "Backing up")."""
+    from test_backup_restore import BACKUP, ensure_small, script_env
+
+    db = ensure_small(pg, "exhaustion_memory", rows=2000)
+    env = script_env(pg, tools)
+    seen = {}
+    for space in ADDRESS_SPACES:
+        directory = tmp_path / f"as{space}"
+        metrics = tmp_path / f"as{space}.prom"
+        argv = [BACKUP, "--dir", str(directory), "--metrics-file", str(metrics), "--key-file", key_file,
+                "--chunk-size", "16M", db]
+        done = subprocess.run(["prlimit", f"--as={space * MEBIBYTE}", "--", *argv], capture_output=True, env=env,
+                              timeout=WAIT)
+        stderr = done.stderr.decode(errors="replace")
+        left = sorted(os.listdir(directory)) if directory.exists() else []
+        if done.returncode < 0 or done.returncode in (134, 139):  # aborted in native code: a killed run
+            seen.setdefault("killed", space)
+            continue
+        if done.returncode == 0:
+            seen.setdefault("stored", space)
+            assert len([n for n in left if not n.startswith(".")]) == 2, (space, left)
+            continue
+        seen.setdefault(done.returncode, space)
+        # 64: the cipher's shared library, loaded once pg_dump runs, that cannot be mapped
+        assert done.returncode in (64, 74) and done.stdout == b"", (space, stderr)
+        if stderr == "encpipe-backup: error: out of memory\n":  # no room even to begin: nothing made
+            assert left == [], (space, left)
+            continue
+        # the children's own lines pass on before the run's one line (zstd's allocation error)
+        ours = [line for line in stderr.splitlines() if not line.startswith(("zstd: ", "pg_dump: ", "pg_dumpall: "))]
+        assert_one_line("\n".join(ours), "encpipe-backup")
+        if "out of memory" in stderr or "out of system resources" in stderr:
+            seen.setdefault("out of", space)
+        assert [n for n in left if n.startswith(".encpipe-tmp.")] == [], (space, left)
+        assert 'encpipe_backup_last_attempt_success{database="exhaustion_memory"} 0' in metrics.read_text(), space
+    assert "out of" in seen and "stored" in seen, seen
+
+
 def test_seal_o_out_of_memory_or_threads_is_74_and_leaves_nothing(tmp_path):
     """16 MiB chunks on 4 threads under a shrinking address space: a buffer that
     cannot be had was `out of memory` with 70, a worker thread that cannot start
