@@ -70,9 +70,9 @@ class Children:
                 self.failed = 128 + signal.SIGKILL  # as if started, then killed
                 return None
             proc = sigthreads.popen(argv, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
-        except OSError as e:
+        except OSError as e:  # out of descriptors or processes: 74; else as a child that failed, 1
             self.said.error(f"cannot run {argv[0]}: {e.strerror or e}")
-            self.failed = 127
+            self.failed = IOFailure.exit_code if ran_out(e) else 1
             return None
         finally:
             if self.procs:
@@ -99,7 +99,8 @@ class Children:
                 name = os.path.basename(proc.args[0])
                 self.said.child = (f"{name} killed by signal {status - 128}" if status > 128 else
                                    f"{name} exited with status {status}")
-        return statuses + [self.failed]
+        # the run's status: 1 for a child that failed (zstd's own 11 is no status of encpipe-backup's), 128 + N
+        return [1 if 0 < status < 128 else status for status in statuses] + [self.failed]
 
 
 def last_failure(statuses):

@@ -190,8 +190,8 @@ def test_backup_out_of_memory_at_any_step_records_the_failure_and_leaves_nothing
             assert len([n for n in left if not n.startswith(".")]) == 2, (space, left)
             continue
         seen.setdefault(done.returncode, space)
-        # 64: the cipher's shared library, loaded once pg_dump runs, that cannot be mapped
-        assert done.returncode in (64, 74) and done.stdout == b"", (space, stderr)
+        # 64: the cipher's shared library, loaded once pg_dump runs, that cannot be mapped; 1: zstd failed
+        assert done.returncode in (1, 64, 74) and done.stdout == b"", (space, stderr)
         if stderr == "encpipe-backup: error: out of memory\n":  # no room even to begin: nothing made
             assert left == [], (space, left)
             continue
@@ -227,3 +227,35 @@ def test_seal_o_out_of_memory_or_threads_is_74_and_leaves_nothing(tmp_path):
         assert os.listdir(tmp_path) == [], space
     assert "sealed" in seen and len(seen) > 1, seen
     assert run(["open", str(target)]).stdout == plaintext
+
+
+def test_backup_out_of_descriptors_at_any_step_is_recorded_and_keeps_what_was_there(pg, tools, key_file, tmp_path):
+    """Before, pg_dump or pg_dumpall that could not be started (EMFILE) made the run
+    exit 127, a status encpipe-backup does not have (README, "Exit status"); a
+    child's own status (zstd's 11 when it cannot allocate) was the run's too. Now a
+    start that met EMFILE is 74, another child's failure 1, its own status in the line."""
+    from test_backup_restore import BACKUP, ensure_small, script_env
+
+    db = ensure_small(pg, "exhaustion_fds", rows=100)
+    directory, metrics = tmp_path / "b", tmp_path / "metrics.prom"
+    argv = [BACKUP, "--dir", str(directory), "--metrics-file", str(metrics), "--key-file", key_file, db]
+    first = subprocess.run(argv, capture_output=True, env=script_env(pg, tools), timeout=WAIT)
+    assert first.returncode == 0, first.stderr
+    before = {name: (directory / name).read_bytes() for name in os.listdir(directory)}
+    seen = set()
+    for nofile in DESCRIPTORS:
+        metrics.unlink(missing_ok=True)
+        done = subprocess.run(_limited(argv, nofile), capture_output=True, env=script_env(pg, tools), timeout=WAIT)
+        stderr = done.stderr.decode()
+        if done.returncode == 0:
+            break
+        seen.add(done.returncode)
+        assert done.returncode in (1, 74) and done.stdout == b"", (nofile, stderr)
+        assert_one_line(stderr, "encpipe-backup")
+        assert "Too many open files" in stderr, (nofile, stderr)
+        assert {name: (directory / name).read_bytes() for name in os.listdir(directory)} == before, nofile
+        if "metrics not written" not in stderr:
+            assert f'encpipe_backup_last_attempt_success{{database="{db}"}} 0' in metrics.read_text(), nofile
+    else:
+        pytest.fail(f"no backup succeeded with up to {nofile} descriptors")
+    assert 74 in seen, seen

@@ -239,9 +239,9 @@ def _record(args, ok, size=None):
     """Record the run in --metrics-file, if given; the error (EncpipeError) that kept
     it from being recorded, else None."""
     if args["--metrics-file"]:
-        from . import metrics
-
         try:
+            from . import metrics  # loaded here, its module file read: out of descriptors, not recorded either
+
             # recorded, the run's status stands (a failed run's too: its line names it), whatever signal comes
             metrics.record(args["--metrics-file"], args["--database"], ok=ok, started=float(args["--started"]),
                            finished=time.time(), size=size, committed=hold_for_good)
