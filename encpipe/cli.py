@@ -7,7 +7,7 @@ import sys
 from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, ran_out, unexpected
 from .shown import json_value, printable
-from .stdio import discard, write_quietly
+from .stdio import discard, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
 from .workers import is_pipe
 
@@ -93,8 +93,9 @@ def write_line(text):
     (74; a full disk, a closed stdout) or BrokenPipeError (its reader went away),
     with stdout pointed at /dev/null so that nothing flushes it again at exit."""
     try:
-        sys.stdout.write(text + "\n")
         sys.stdout.flush()
+        write_whole(sys.stdout.buffer, (text + "\n").encode())  # JSON: ASCII
+        sys.stdout.buffer.flush()
     except BrokenPipeError:
         discard(0)
         raise
@@ -249,7 +250,7 @@ class Io:
         self._say("warning", message, hint)
 
     def print(self, text):
-        self.stdout.write(text.encode("utf-8") + b"\n")
+        write_whole(self.stdout, text.encode("utf-8") + b"\n")
         self.stdout.flush()
 
     def print_json(self, value, default=None):
@@ -263,10 +264,10 @@ class Io:
             pending.append(chunk)
             size += len(chunk)
             if size >= JSON_BLOCK:
-                out.write("".join(pending).encode("utf-8"))
+                write_whole(out, "".join(pending).encode("utf-8"))
                 pending, size = [], 0
         pending.append("\n")
-        out.write("".join(pending).encode("utf-8"))
+        write_whole(out, "".join(pending).encode("utf-8"))
         out.flush()
 
 

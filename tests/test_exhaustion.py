@@ -259,3 +259,81 @@ def test_backup_out_of_descriptors_at_any_step_is_recorded_and_keeps_what_was_th
     else:
         pytest.fail(f"no backup succeeded with up to {nofile} descriptors")
     assert 74 in seen, seen
+
+
+# --- a standard output that takes part of a write (PYTHONUNBUFFERED) ---------------------------
+
+# PYTHONUNBUFFERED=1 (common in containers and service units) makes standard output an
+# unbuffered file: a write on a disk that fills takes what fits and says how much; the
+# rest was dropped, the status 0.
+UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture()
+def nearly_full(tmpfs):
+    """A file `out` that ends 4 bytes before a page's end, on a tmpfs with no page
+    left: the next write to it takes 4 bytes, the one after fails (ENOSPC)."""
+    point = tmpfs("nearly", pages_free=1, pages=3)
+    out = point / "out"
+    out.write_bytes(bytes(PAGE - 4))
+    return out
+
+
+@pytest.mark.parametrize("args", [["keygen"], ["keyid"], ["inspect", "--json", "FILE"]],
+                         ids=" ".join)
+def test_output_that_takes_part_of_a_write_is_74(tmp_path, nearly_full, args):
+    """`encpipe keygen >> keys` on a filling disk stored 4 bytes of the 65 of a key
+    and exited 0: a key file that holds no key, said to be one."""
+    sealed = tmp_path / "f.enc"
+    sealed.write_bytes(run(["seal"], b"data").stdout)
+    args = [str(sealed) if a == "FILE" else a for a in args]
+    with open(nearly_full, "ab") as out:
+        done = subprocess.run(command(*args), stdout=out, stderr=subprocess.PIPE,
+                              env=clean_env({**KEY_ENV, **UNBUFFERED}), timeout=WAIT)
+    assert done.returncode == 74, done.stderr
+    assert_error_lines(done.stderr.decode(), "No space left on device")
+
+
+def test_remote_restore_whose_tmpdir_fills_says_so_not_tampered(pg, tools, key_file, tmpfs, tmp_path):
+    """The fetch of a remote FILE into TMPDIR wrote what fitted, dropped the rest and
+    succeeded; the restore then refused the copy as `truncated, corrupt or was tampered
+    with` (65). A full TMPDIR is the fetch's failure: 74, `No space left on device`."""
+    from test_backup_restore import RESTORE, backup, databases, dump, ensure_small, script_env
+
+    source = ensure_small(pg, "exhaustion_remote", rows=2000)  # sealed, several pages
+    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--compress", "none")
+    assert os.path.getsize(path) > 2 * PAGE
+    before = dump(pg, source)
+    tmpdir = tmpfs("fetch", pages_free=1, mode="1777")
+    env = script_env(pg, tools, TMPDIR=str(tmpdir), RCLONE_CONFIG=str(tmpdir.parent / "rclone.conf"),
+                     RCLONE_CONFIG_HERE_TYPE="alias", RCLONE_CONFIG_HERE_REMOTE=os.path.dirname(path), **UNBUFFERED)
+    remote = "here:" + os.path.basename(path)
+    done = subprocess.run([RESTORE, "--no-globals", "--key-file", key_file, remote, source], capture_output=True,
+                          env=env, timeout=WAIT)
+    stderr = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (74, b""), stderr
+    assert_one_line(stderr, "encpipe-restore")
+    assert f"cannot fetch {remote}" in stderr and "No space left on device" in stderr, stderr
+    assert sorted(os.listdir(tmpdir)) == [".fill"]
+    assert dump(pg, source) == before
+    assert not [d for d in databases(pg) if d.startswith("encpipe_restore_")]
+
+
+def test_rotate_whose_report_takes_part_of_a_write_is_74(tmp_path, nearly_full):
+    """encpipe-rotate's report line (write_line, text through sys.stdout) lost its
+    tail the same way, and the run said 0."""
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "a.enc").write_bytes(run(["seal"], b"data").stdout)
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    for path, key in ((old, KEY), (new, "4f" * 32)):
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    argv = [str(REPO / "scripts" / "encpipe-rotate"), "--old-key-file", str(old), "--new-key-file", str(new),
+            str(directory)]
+    with open(nearly_full, "ab") as out:
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE,
+                              env=clean_env({"PYTHONPATH": str(REPO), **UNBUFFERED}), timeout=WAIT)
+    assert done.returncode == 74, done.stderr
+    assert_one_line(done.stderr.decode(), "encpipe-rotate")
+    assert "No space left on device" in done.stderr.decode()

@@ -65,6 +65,7 @@ from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
 from ..safefile import check_directory
 from ..shown import json_value
 from ..sigdefer import held, hold_for_good
+from ..stdio import write_whole
 from .names import KINDS, temp_started
 from .remotes import split_file
 from .storage import CHUNK, Local, discard, open_location, upload
@@ -270,7 +271,7 @@ def cmd_fetch(args, io):
                 raise IOFailure(f"cannot read {args['FILE']}: {e.strerror or e}") from None
             if not block:
                 break
-            io.stdout.write(block)
+            write_whole(io.stdout, block)  # a full TMPDIR fails the fetch, not what reads the copy
     io.stdout.flush()
     return 0
 
