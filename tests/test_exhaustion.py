@@ -337,3 +337,30 @@ def test_rotate_whose_report_takes_part_of_a_write_is_74(tmp_path, nearly_full):
     assert done.returncode == 74, done.stderr
     assert_one_line(done.stderr.decode(), "encpipe-rotate")
     assert "No space left on device" in done.stderr.decode()
+
+
+# --- a file system remounted read-only (EROFS) --------------------------------------------------
+
+
+def test_backup_into_a_read_only_dir_keeps_what_is_there_and_names_no_phantom(pg, tools, key_file, tmpfs, tmp_path):
+    """DIR remounted read-only: the run fails (74), the backups there stay, and its
+    line named the temporary files it had never made as `not removed: Read-only file
+    system` (unlink meets EROFS before it would meet ENOENT), sending the operator
+    after files that do not exist."""
+    from test_backup_restore import BACKUP, ensure_small, script_env
+
+    db = ensure_small(pg, "exhaustion_ro", rows=10)
+    directory = tmpfs("ro", pages_free=200, pages=256)
+    metrics = tmp_path / "metrics.prom"
+    argv = [BACKUP, "--dir", str(directory), "--metrics-file", str(metrics), "--key-file", key_file, db]
+    assert subprocess.run(argv, capture_output=True, env=script_env(pg, tools), timeout=WAIT).returncode == 0
+    before = {name: (directory / name).read_bytes() for name in os.listdir(directory)}
+    assert subprocess.run(["mount", "-o", "remount,ro", str(directory)], capture_output=True,
+                          timeout=WAIT).returncode == 0
+    done = subprocess.run(argv, capture_output=True, env=script_env(pg, tools), timeout=WAIT)
+    stderr = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (74, b""), stderr
+    assert_one_line(stderr, "encpipe-backup")
+    assert "Read-only file system" in stderr and "not removed" not in stderr, stderr
+    assert {name: (directory / name).read_bytes() for name in os.listdir(directory)} == before
+    assert f'encpipe_backup_last_attempt_success{{database="{db}"}} 0' in metrics.read_text()

@@ -268,6 +268,12 @@ class Local:
             os.unlink(name, dir_fd=self._dir())
         except FileNotFoundError:
             pass
+        except OSError:  # on a read-only DIR, EROFS comes before ENOENT: a file never made is no file left
+            try:
+                os.lstat(name, dir_fd=self._dir())
+            except FileNotFoundError:
+                return
+            raise
 
     def done(self):  # a rename or removal made durable, through the directory's descriptor
         try:
