@@ -364,3 +364,36 @@ def test_backup_into_a_read_only_dir_keeps_what_is_there_and_names_no_phantom(pg
     assert "Read-only file system" in stderr and "not removed" not in stderr, stderr
     assert {name: (directory / name).read_bytes() for name in os.listdir(directory)} == before
     assert f'encpipe_backup_last_attempt_success{{database="{db}"}} 0' in metrics.read_text()
+
+
+def test_restore_out_of_memory_at_any_step_leaves_the_database(pg, tools, key_file, restorable):
+    """A thread that cannot start or a MemoryError in encpipe-restore was `internal
+    error: ...` and 70; now `out of ...` and 74, the target untouched, no scratch left."""
+    from test_backup_restore import RESTORE, databases, drop_matching, dump, script_env
+
+    path, source = restorable
+    target = "exhaustion_memory_target"
+    drop_matching(pg, lambda d: d.startswith(target) or d.startswith("encpipe_restore_"))
+    pg.createdb(target)
+    pg.psql("CREATE TABLE kept (x int);", db=target)
+    before = dump(pg, target)
+    seen = set()
+    for space in range(20, 410, 20):
+        argv = ["prlimit", f"--as={space * MEBIBYTE}", "--", RESTORE, "--key-file", key_file, path, target]
+        done = subprocess.run(argv, capture_output=True, env=script_env(pg, tools), timeout=WAIT)
+        stderr = done.stderr.decode(errors="replace")
+        if done.returncode == 0:
+            break
+        if done.returncode < 0 or done.returncode in (134, 139):  # aborted in native code
+            continue
+        seen.add(stderr)
+        assert (done.returncode, done.stdout) == (74, b""), (space, stderr)
+        assert_one_line(stderr, "encpipe-restore")
+        assert "out of " in stderr, (space, stderr)
+        assert dump(pg, target) == before, space
+        assert not [d for d in databases(pg) if d.startswith(("encpipe_restore_", target + "_pre_restore_"))]
+    else:
+        pytest.fail("no restore succeeded")
+    assert seen, "no limit made the restore fail"
+    assert dump(pg, target) == dump(pg, source)
+    drop_matching(pg, lambda d: d.startswith(target))
