@@ -30,10 +30,10 @@ def tmpfs(tmp_path):
     pages left (a filler file takes the rest); unmounted after the test."""
     mounted = []
 
-    def make(name, pages_free, pages=16, mode="700"):
+    def make(name, pages_free, pages=16, mode="700", inodes=""):
         point = tmp_path / name
         point.mkdir()
-        if os.geteuid() != 0 or not _mount(point, f"size={pages * PAGE},mode={mode}"):
+        if os.geteuid() != 0 or not _mount(point, f"size={pages * PAGE},mode={mode}{inodes}"):
             pytest.skip("needs root to mount a tmpfs")
         mounted.append(point)
         (point / ".fill").write_bytes(bytes((pages - pages_free) * PAGE))
@@ -397,3 +397,27 @@ def test_restore_out_of_memory_at_any_step_leaves_the_database(pg, tools, key_fi
     assert seen, "no limit made the restore fail"
     assert dump(pg, target) == dump(pg, source)
     drop_matching(pg, lambda d: d.startswith(target))
+
+
+def test_remote_restore_whose_tmpdir_has_no_inode_left_is_one_line(pg, tools, key_file, restorable, tmpfs):
+    """TMPDIR with room but one inode left: the dump's copy takes it, the globals
+    file's cannot be made (ENOSPC from mkstemp), which was `internal error: OSError
+    at tempfile.py:...` and 70. Now the fetch's failure: 74, nothing changed, the
+    dump's copy removed."""
+    from test_backup_restore import RESTORE, databases, dump, script_env
+
+    path, source = restorable
+    before = dump(pg, source)
+    tmpdir = tmpfs("inodes", pages_free=16, pages=64, mode="1777", inodes=",nr_inodes=3")  # root, .fill, one
+    env = script_env(pg, tools, TMPDIR=str(tmpdir), RCLONE_CONFIG=str(tmpdir.parent / "rclone.conf"),
+                     RCLONE_CONFIG_HERE_TYPE="alias", RCLONE_CONFIG_HERE_REMOTE=os.path.dirname(path))
+    remote = "here:" + os.path.basename(path)
+    done = subprocess.run([RESTORE, "--key-file", key_file, remote, source], capture_output=True, env=env,
+                          timeout=WAIT)
+    stderr = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (74, b""), stderr
+    assert_one_line(stderr, "encpipe-restore")
+    assert "No space left on device" in stderr and "nothing was changed" in stderr, stderr
+    assert sorted(os.listdir(tmpdir)) == [".fill"]
+    assert dump(pg, source) == before
+    assert not [d for d in databases(pg) if d.startswith("encpipe_restore_")]
