@@ -118,4 +118,6 @@ def unexpected(e):
     """(one line, exit status) for an exception no code expected: a resource that ran
     out is 74 with its cause (ran_out), anything else a bug (bug_line, 70)."""
     words = ran_out(e)
-    return (words, IOFailure.exit_code) if words else (bug_line(e), EncpipeError.exit_code)
+    if words:
+        return words, IOFailure.exit_code
+    return bug_line(e), EncpipeError.exit_code

@@ -6,6 +6,7 @@ behind, nothing that was there lost."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,57 @@ def test_remote_restore_whose_tmpdir_has_no_inode_left_is_one_line(pg, tools, ke
     assert sorted(os.listdir(tmpdir)) == [".fill"]
     assert dump(pg, source) == before
     assert not [d for d in databases(pg) if d.startswith("encpipe_restore_")]
+
+
+@pytest.fixture(scope="module")
+def two_runs(pg, tools, key_file, tmp_path_factory):
+    """A directory with two runs of one database (dump and globals file each)."""
+    import time
+
+    from test_backup_restore import backup, ensure_small
+
+    db = ensure_small(pg, "exhaustion_prune", rows=100)
+    directory = tmp_path_factory.mktemp("prune") / "b"
+    backup(pg, tools, str(directory), db, "--key-file", key_file)
+    time.sleep(1.1)  # another second: another run's name
+    backup(pg, tools, str(directory), db, "--key-file", key_file)
+    assert len(os.listdir(directory)) == 4
+    return directory
+
+
+@pytest.mark.parametrize("limit", ["--as", "--nofile"])
+def test_prune_out_of_memory_or_descriptors_removes_nothing_and_blames_no_backup(tmp_path, key_file, two_runs,
+                                                                                  limit):
+    """A MemoryError while prune authenticated a backup was that backup's failure:
+    `left NAME: failed verification: internal error: MemoryError` for each, status 65,
+    as if the backups were damaged (EMFILE alike: `cannot read NAME`, 66; the
+    directory's listing, 66 too). It is the run's: one line, 74, nothing removed, no
+    backup named as failed."""
+    import shutil
+
+    prune = str(REPO / "scripts" / "encpipe-prune")
+    # every step, not up to the first that works: where the allocation fails moves back and forth
+    steps = [s * MEBIBYTE for s in range(20, 125, 5)] if limit == "--as" else range(5, 30)
+    seen, pruned = set(), 0
+    for step in steps:
+        directory = tmp_path / f"{step}"
+        shutil.copytree(two_runs, directory)
+        before = sorted(os.listdir(directory))
+        # the interpreter itself (not a shim that would meet the limit first)
+        argv = ["prlimit", f"{limit}={step}", "--", sys.executable, prune, "--dir", str(directory),
+                "--keep-last", "1", "--key-file", key_file]
+        done = subprocess.run(argv, capture_output=True, env=clean_env({"PYTHONPATH": str(REPO)}), timeout=WAIT)
+        stderr = done.stderr.decode(errors="replace")
+        if done.returncode == 0:
+            assert len(os.listdir(directory)) == 2, step
+            pruned += 1
+            continue
+        if done.returncode == 1 and "Fatal Python error" in stderr:  # Python itself cannot start
+            continue
+        seen.add(stderr)
+        assert (done.returncode, done.stdout) == (74, b""), (step, stderr)
+        assert_one_line(stderr, "encpipe-prune")
+        assert "out of " in stderr or "Too many open files" in stderr, (step, stderr)
+        assert sorted(os.listdir(directory)) == before, step
+        shutil.rmtree(directory)
+    assert seen and pruned, (seen, pruned)

@@ -61,7 +61,7 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from ..cli import Io, report_errors
-from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
 from ..safefile import check_directory
 from ..shown import json_value
 from ..sigdefer import held, hold_for_good
@@ -173,8 +173,10 @@ def _prune_after(args, io, targets, db, line):
         try:
             report, code = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
                                  databases=[db], count_unauthenticated=args["--count-unauthenticated"])
-        except (EncpipeError, OSError) as e:
-            io.error(f"backup written, but {store.where('')} not pruned: {e}")
+        except Exception as e:  # OSError, rclone's failure; out of memory: the backup is stored all the same
+            if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
+                raise
+            io.error(f"backup written, but {store.where('')} not pruned: {ran_out(e) or e}")
             status = 1
             continue
         line["pruned"] += [r["filename"] for r in report["removed"]]

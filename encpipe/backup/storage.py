@@ -25,7 +25,7 @@ import stat
 
 from .. import safefile
 from ..bounded import AsListed
-from ..errors import Changed, InputUnavailable, IOFailure
+from ..errors import Changed, InputUnavailable, IOFailure, ran_out
 from ..sigdefer import held
 from .rclonestore import Rclone
 from .records import Item
@@ -155,8 +155,9 @@ class Local:
                 names = sorted(os.listdir(fd))
             finally:
                 os.close(fd)
-        except OSError as e:
-            raise InputUnavailable(f"cannot read backup directory {self.directory}: {e.strerror or e}") from None
+        except OSError as e:  # out of descriptors: 74, as any resource that ran out
+            error = IOFailure if ran_out(e) else InputUnavailable
+            raise error(f"cannot read backup directory {self.directory}: {e.strerror or e}") from None
         items = (self._item(name) for name in names)
         return [item for item in items if item is not None]
 
