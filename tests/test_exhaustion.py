@@ -96,7 +96,7 @@ def test_open_whose_witnesses_fill_tmpdir_says_so(tmpfs, many_records, option):
 
 # From few descriptors (bash's own start fails below 6, before encpipe runs) to enough: each
 # limit meets EMFILE at another step (a child's start, its pipes, a temporary file, psql).
-DESCRIPTORS = range(6, 19)
+DESCRIPTORS = range(6, 40)
 
 
 def _limited(argv, nofile):
