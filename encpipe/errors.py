@@ -111,8 +111,8 @@ def ran_out(e):
         return f"out of system resources: {e.strerror}"
     if isinstance(e, RuntimeError) and str(e) == "can't start new thread":
         return "out of system resources: cannot start a thread"
-    if isinstance(e, SystemError) and e.__cause__ is not None:  # the interpreter's own, from a MemoryError
-        return ran_out(e.__cause__)
+    if isinstance(e, SystemError) and (e.__cause__ or e.__context__):  # the interpreter's own, from a MemoryError
+        return ran_out(e.__cause__ or e.__context__)
     return None
 
 
