@@ -5,9 +5,9 @@ import os
 import sys
 
 from . import __version__
-from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, bug_line
+from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, ran_out, unexpected
 from .shown import json_value, printable
-from .stdio import discard, write_quietly
+from .stdio import discard, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
 from .workers import is_pipe
 
@@ -93,8 +93,9 @@ def write_line(text):
     (74; a full disk, a closed stdout) or BrokenPipeError (its reader went away),
     with stdout pointed at /dev/null so that nothing flushes it again at exit."""
     try:
-        sys.stdout.write(text + "\n")
         sys.stdout.flush()
+        write_whole(sys.stdout.buffer, (text + "\n").encode())  # JSON: ASCII
+        sys.stdout.buffer.flush()
     except BrokenPipeError:
         discard(0)
         raise
@@ -122,12 +123,9 @@ def report_errors(io, action):
         return e.exit_code
     except BrokenPipeError:
         return discard(141)
-    except OSError as e:  # writing a report or a key to standard output
-        io.error(f"cannot write output: {e.strerror or e}")
+    except (OSError, MemoryError) as e:  # writing a report or a key to standard output; or out of memory, descriptors
+        io.error(ran_out(e) or f"cannot write output: {e.strerror or e}")
         return discard(IOFailure.exit_code)
-    except MemoryError:
-        io.error("out of memory")
-        return EXIT_INTERNAL
 
 
 def run_script(prog, module, argv):
@@ -161,7 +159,8 @@ def run_script(prog, module, argv):
             io.error(str(e))
             status = e.exit_code
         except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
-            status = io.error(bug_line(e)) or EXIT_INTERNAL
+            message, status = unexpected(e)  # or a resource that ran out (74)
+            io.error(message)
     except KeyboardInterrupt:
         return die_of()
     except Terminated as e:
@@ -251,7 +250,7 @@ class Io:
         self._say("warning", message, hint)
 
     def print(self, text):
-        self.stdout.write(text.encode("utf-8") + b"\n")
+        write_whole(self.stdout, text.encode("utf-8") + b"\n")
         self.stdout.flush()
 
     def print_json(self, value, default=None):
@@ -265,10 +264,10 @@ class Io:
             pending.append(chunk)
             size += len(chunk)
             if size >= JSON_BLOCK:
-                out.write("".join(pending).encode("utf-8"))
+                write_whole(out, "".join(pending).encode("utf-8"))
                 pending, size = [], 0
         pending.append("\n")
-        out.write("".join(pending).encode("utf-8"))
+        write_whole(out, "".join(pending).encode("utf-8"))
         out.flush()
 
 
@@ -397,6 +396,7 @@ def run():
     except Terminated as e:  # after clean-up: seal -o's hidden file is removed
         status = die_of(e.args[0])
     except Exception as e:  # as in run_script
-        status = Io(None, None, sys.stderr, os.environ).error(bug_line(e)) or EXIT_INTERNAL
+        message, status = unexpected(e)
+        Io(None, None, sys.stderr, os.environ).error(message)
     settle()  # FILE renamed into place (sigdefer.hold_for_good): 0 stands
     raise SystemExit(status)

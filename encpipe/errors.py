@@ -4,6 +4,12 @@ The exit codes follow BSD sysexits.h, so shell scripts can tell a damaged file
 (65) from a missing key (78) or a full disk (74).
 """
 
+import errno
+
+# What the system ran out of, not a bug of encpipe's nor a file it cannot open or run:
+# descriptors (EMFILE, ENFILE), processes or memory for a child (EAGAIN, ENOMEM).
+SCARCE = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+
 
 class EncpipeError(Exception):
     """Base class. `exit_code` is what the CLI exits with; `hint` is optional advice."""
@@ -94,3 +100,26 @@ def bug_line(e):
         tb = tb.tb_next
     where = f" at {tb.tb_frame.f_code.co_filename.rpartition('/')[2]}:{tb.tb_lineno}" if tb is not None else ""
     return f"internal error: {type(e).__name__}{where} (a bug of encpipe's: please report it with the command that met it)"
+
+
+def ran_out(e):
+    """The one line for `e` when it is a resource the system ran out of (memory,
+    descriptors, processes, a thread), else None."""
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    if isinstance(e, OSError) and e.errno in SCARCE:
+        return f"out of system resources: {e.strerror}"
+    if isinstance(e, RuntimeError) and str(e) == "can't start new thread":
+        return "out of system resources: cannot start a thread"
+    if isinstance(e, SystemError) and (e.__cause__ or e.__context__):  # the interpreter's own, from a MemoryError
+        return ran_out(e.__cause__ or e.__context__)
+    return None
+
+
+def unexpected(e):
+    """(one line, exit status) for an exception no code expected: a resource that ran
+    out is 74 with its cause (ran_out), anything else a bug (bug_line, 70)."""
+    words = ran_out(e)
+    if words:
+        return words, IOFailure.exit_code
+    return bug_line(e), EncpipeError.exit_code

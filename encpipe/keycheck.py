@@ -29,7 +29,7 @@ import subprocess
 
 from . import childerr, sigthreads
 from .argwords import option_words
-from .errors import EncpipeError, InputUnavailable, UsageError
+from .errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
 from .keyargs import FD_PATH, secret_paths
 from .keys import ENV_KEY, KEY_COMMAND_NEEDS, MAX_SECRET_BYTES, child_env
 
@@ -129,7 +129,9 @@ class Started:
                                                 start=subprocess.Popen, stdin=subprocess.DEVNULL,
                                                 stdout=subprocess.PIPE,
                                                 env=env or child_env(os.environ, needs=KEY_COMMAND_NEEDS))
-        except OSError as e:  # ENCPIPE missing, a directory, not executable
+        except OSError as e:  # ENCPIPE missing, a directory, not executable; or out of descriptors (74)
+            if ran_out(e):
+                raise IOFailure(f"cannot run encpipe: {ran_out(e)}") from None
             raise InputUnavailable(f"cannot run encpipe: {e.filename or encpipe[0]}") from None
         except BaseException:
             if self.proc is not None:

@@ -8,6 +8,7 @@ import signal
 
 from .errors import IOFailure, UsageError
 from .sigdefer import held, hold_for_good
+from .stdio import write_whole
 
 
 def cmd_keygen(args, io):
@@ -44,7 +45,7 @@ def cmd_keygen(args, io):
                 _remove_own(args["--output"], made[0])
             raise
     else:
-        io.stdout.write(secret.encode("ascii"))
+        write_whole(io.stdout, secret.encode("ascii"))
         io.stdout.flush()
     return 0
 

@@ -10,6 +10,7 @@ command line is read and checked by pgbackupargs.
 """
 
 import importlib
+import mmap
 import os
 import secrets
 import signal
@@ -22,7 +23,7 @@ from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
-from .errors import EncpipeError, IOFailure, UsageError
+from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .fdsecrets import FdSecrets, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keyplace import refuse_replaceable
@@ -34,6 +35,9 @@ from .stdio import said as stdio_said
 
 TEMP_PREFIX = ".encpipe-tmp."
 NAME_WAIT = 10  # seconds: a name is taken for a second at most by a run of this database
+# Address space held back (mapped, never touched: no memory used) for a failed run's clean-up:
+# a run that ran out of memory (its threads' stacks stay mapped) still removes its files and records it.
+RESERVE = 8 << 20
 
 
 class Interrupted(BaseException):
@@ -56,6 +60,10 @@ class Backup:
     def run(self):
         """The run's status; a failed one also removes the --dir it made, if still empty."""
         self.made, status = [], None
+        try:
+            self.reserve = mmap.mmap(-1, RESERVE)
+        except OSError:  # ENOMEM: no room for anything
+            raise MemoryError from None
         try:
             status = self._run()
             return status
@@ -87,6 +95,7 @@ class Backup:
                 self.globals.stop()
                 self.globals.join(60)
         if status:
+            self.reserve.close()  # its room, for the clean-up
             unrecorded = self.abort()
             if status != self.pending:
                 self.failed(status, unrecorded)
@@ -196,7 +205,14 @@ class Backup:
         if self.o["globals"]:  # beside the dump, at the same time: it is mostly waiting
             self.gtemp = self._temp_name()
             self.globals = Globals(self.db, seal, self.stores, self.gtemp, self.gname)
-            sigthreads.start(self.globals)
+            try:
+                sigthreads.start(self.globals)
+            except RuntimeError as e:  # no thread: a failed run, recorded
+                if not ran_out(e):
+                    raise
+                self.globals = None
+                self.said.error(ran_out(e))
+                return IOFailure.exit_code
         pg_dump = ["pg_dump", f"--format={self.o['format']}", *self.o["dump"]]
         # the label first (README, "The backup's label"): what the file's name says, authenticated
         first = label.prefix(self.o["compress"] if self.o["format"] == "plain" else None, self.db, self.stamp)

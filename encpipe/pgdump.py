@@ -21,7 +21,7 @@ from . import sigthreads
 from .backup import label
 from .backup.storage import write_new
 from .childerr import exit_status
-from .errors import EncpipeError
+from .errors import EncpipeError, IOFailure, ran_out, unexpected
 from .keys import child_env
 from .pgclient import PgError, client_env
 from .pgprops import comment_line
@@ -70,9 +70,9 @@ class Children:
                 self.failed = 128 + signal.SIGKILL  # as if started, then killed
                 return None
             proc = sigthreads.popen(argv, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
-        except OSError as e:
+        except OSError as e:  # out of descriptors or processes: 74; else as a child that failed, 1
             self.said.error(f"cannot run {argv[0]}: {e.strerror or e}")
-            self.failed = 127
+            self.failed = IOFailure.exit_code if ran_out(e) else 1
             return None
         finally:
             if self.procs:
@@ -99,7 +99,8 @@ class Children:
                 name = os.path.basename(proc.args[0])
                 self.said.child = (f"{name} killed by signal {status - 128}" if status > 128 else
                                    f"{name} exited with status {status}")
-        return statuses + [self.failed]
+        # the run's status: 1 for a child that failed (zstd's own 11 is no status of encpipe-backup's), 128 + N
+        return [1 if 0 < status < 128 else status for status in statuses] + [self.failed]
 
 
 def last_failure(statuses):
@@ -114,6 +115,11 @@ def sealed_into(said, stores, temp, final, seal, src):
     except EncpipeError as e:
         said.error(str(e), hint=e.hint)
         return e.exit_code
+    except Exception as e:  # out of memory, a worker thread that cannot start: a failed run, cleaned up
+        if not ran_out(e):
+            raise
+        said.error(ran_out(e))
+        return IOFailure.exit_code
     return 0
 
 
@@ -155,9 +161,9 @@ class Globals(threading.Thread):
             first = label.prefix("none", self.db, self.run_name.rsplit("_", 1)[1])
             status = (sealed_into(self.said, self.stores, self.temp, self.final, self.seal, label.Labelled(first, self))
                       if self.source else 0)
-        except Exception as e:  # a thread's failure is a status, not a traceback
-            self.said.error(f"cannot seal the globals: {e}")
-            status = 70
+        except Exception as e:  # a thread's failure is a status, not a traceback (nor the exception's words)
+            message, status = unexpected(e)
+            self.said.error(f"cannot seal the globals: {message}")
         finally:
             statuses = self.children.wait()
         self.status = last_failure(statuses + [status])

@@ -147,7 +147,11 @@ def fetch_remote(remote, with_globals, fetched):
         if not name:
             continue
         with sigthreads.held():  # made and recorded for removal in one step: a signal never leaves it
-            fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
+            try:
+                fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
+            except OSError as e:  # TMPDIR full (no inode left), read-only, none usable
+                raise Failure(f"cannot fetch {name}: cannot create a temporary file (TMPDIR): {e.strerror or e}; "
+                              "nothing was changed", 74) from None
             fetched.append(path)
         # the dump's helper's warnings, if any, pass on (the globals file's, none); its error line (it
         # names itself encpipe-backup), kept (bounded: LINE_MAX bytes), goes in restore's one line

@@ -13,6 +13,7 @@ import subprocess
 
 from . import childerr
 from .argwords import option_words
+from .errors import ran_out
 from .shown import printable
 
 PROG = "encpipe-rotate"
@@ -46,7 +47,9 @@ class Encpipe:
                                                        OUTPUT_MAX,
                                                        pass_on=not quiet or bool(label), label=label, only=only,
                                                        stdin=stdin, stdout=stdout)
-        except OSError as e:  # ENCPIPE missing, a directory, not executable
+        except OSError as e:  # ENCPIPE missing, a directory, not executable; or out of descriptors (74)
+            if ran_out(e):
+                raise Failure(f"cannot run encpipe: {ran_out(e)}", 74) from None
             raise Failure(f"cannot run encpipe: {e.filename or self.command[0]}", 66) from None
         returncode = childerr.exit_status(returncode)  # killed by signal N: 128 + N, as the other scripts say it
         if returncode != 0:

@@ -1,6 +1,8 @@
 """Spooling a pipe as ciphertext: an unlinked private temporary file that a
 reader tees into while it authenticates, then reads back from."""
 
+from contextlib import contextmanager
+
 from .errors import IOFailure
 
 
@@ -23,15 +25,25 @@ class Tee:
         return False
 
 
+@contextmanager
 def private_spool(tmpdir=None):
     """An unlinked temporary file (O_TMPFILE, or unlinked at once: never named), for
-    a spooled pipe or the witnesses of a first pass."""
+    a spooled pipe or the witnesses of a first pass. Its closing raises nothing: what
+    it still buffers is bytes of a run that already failed (a full TMPDIR), whose
+    error must stay the one reported, not a bare OSError of the flush again."""
     import tempfile
 
     try:
-        return tempfile.TemporaryFile(dir=tmpdir)
+        spool = tempfile.TemporaryFile(dir=tmpdir)
     except OSError as e:
         raise IOFailure(f"cannot create a temporary file (TMPDIR): {e.strerror or e}") from None
+    try:
+        yield spool
+    finally:
+        try:
+            spool.close()
+        except OSError:
+            pass  # the descriptor is closed all the same; the file was never named
 
 
 def rewind(spool):

@@ -17,6 +17,16 @@ def write_quietly(stream, text):
         discard(0, stream)
 
 
+def write_whole(out, data):
+    """Write all of `data` to `out`: an unbuffered file (standard output under
+    PYTHONUNBUFFERED) takes what fits on a disk that fills and says how much; the
+    next write then fails (ENOSPC), as a buffered one does itself."""
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        view = view[len(view) if n is None else n :]
+
+
 def said(text, kind="error"):
     """What a child encpipe's first `PROG: error: ...` (or `hint`) line of `text`
     (its standard error) says, without the prefix and as its text, not as shown

@@ -112,8 +112,9 @@ Exit status:
   (--refuse-unauthenticated) its maker is not authenticated;
   69 a required Python package is missing; 70 internal error; 73 the output directory,
   or a key file or a directory above it, can be written by another user;
-  74 cannot read or write data; 75 the output file was changed by someone else
-  meanwhile; 77 no supplied key opens the file; 78 no key configured.
+  74 cannot read or write data, or out of memory or system resources; 75 the
+  output file was changed by someone else meanwhile; 77 no supplied key opens
+  the file; 78 no key configured.
 """
 
 _OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)")

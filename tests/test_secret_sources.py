@@ -3,7 +3,7 @@ file that is /dev/zero (or a link to it), a passphrase descriptor reading it, a
 key or passphrase command that prints for ever. Each is refused (64) once it
 passed 1 MiB, with one error line and nothing on stdout, in bounded memory (the
 processes run under a 1 GiB address-space limit: an unbounded read dies of it
-as "out of memory", 70). encpipe-restore's --passphrase-fd and --signer-file alike.
+as "out of memory", 74). encpipe-restore's --passphrase-fd and --signer-file alike.
 """
 
 import os

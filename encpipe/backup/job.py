@@ -61,10 +61,11 @@ from datetime import datetime, timedelta, timezone
 from docopt import DocoptExit, docopt
 
 from ..cli import Io, report_errors
-from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
 from ..safefile import check_directory
 from ..shown import json_value
 from ..sigdefer import held, hold_for_good
+from ..stdio import write_whole
 from .names import KINDS, temp_started
 from .remotes import split_file
 from .storage import CHUNK, Local, discard, open_location, upload
@@ -172,8 +173,10 @@ def _prune_after(args, io, targets, db, line):
         try:
             report, code = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
                                  databases=[db], count_unauthenticated=args["--count-unauthenticated"])
-        except (EncpipeError, OSError) as e:
-            io.error(f"backup written, but {store.where('')} not pruned: {e}")
+        except Exception as e:  # OSError, rclone's failure; out of memory: the backup is stored all the same
+            if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
+                raise
+            io.error(f"backup written, but {store.where('')} not pruned: {ran_out(e) or e}")
             status = 1
             continue
         line["pruned"] += [r["filename"] for r in report["removed"]]
@@ -239,9 +242,9 @@ def _record(args, ok, size=None):
     """Record the run in --metrics-file, if given; the error (EncpipeError) that kept
     it from being recorded, else None."""
     if args["--metrics-file"]:
-        from . import metrics
-
         try:
+            from . import metrics  # loaded here, its module file read: out of descriptors, not recorded either
+
             # recorded, the run's status stands (a failed run's too: its line names it), whatever signal comes
             metrics.record(args["--metrics-file"], args["--database"], ok=ok, started=float(args["--started"]),
                            finished=time.time(), size=size, committed=hold_for_good)
@@ -270,7 +273,7 @@ def cmd_fetch(args, io):
                 raise IOFailure(f"cannot read {args['FILE']}: {e.strerror or e}") from None
             if not block:
                 break
-            io.stdout.write(block)
+            write_whole(io.stdout, block)  # a full TMPDIR fails the fetch, not what reads the copy
     io.stdout.flush()
     return 0
 

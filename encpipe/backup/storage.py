@@ -26,7 +26,7 @@ import stat
 from .. import safefile
 from ..keyargs import shown_name
 from ..bounded import AsListed
-from ..errors import Changed, InputUnavailable, IOFailure
+from ..errors import Changed, InputUnavailable, IOFailure, ran_out
 from ..sigdefer import held
 from .rclonestore import Rclone
 from .records import Item
@@ -156,9 +156,10 @@ class Local:
                 names = sorted(os.listdir(fd))
             finally:
                 os.close(fd)
-        except OSError as e:
-            raise InputUnavailable(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: "
-                                   f"{e.strerror or e}") from None
+        except OSError as e:  # out of descriptors: 74, as any resource that ran out
+            error = IOFailure if ran_out(e) else InputUnavailable
+            raise error(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: "
+                        f"{e.strerror or e}") from None
         items = (self._item(name) for name in names)
         return [item for item in items if item is not None]
 
@@ -277,6 +278,12 @@ class Local:
             os.unlink(name, dir_fd=self._dir())
         except FileNotFoundError:
             pass
+        except OSError:  # on a read-only DIR, EROFS comes before ENOENT: a file never made is no file left
+            try:
+                os.lstat(name, dir_fd=self._dir())
+            except FileNotFoundError:
+                return
+            raise
 
     def done(self):  # a rename or removal made durable, through the directory's descriptor
         try:

@@ -4,7 +4,7 @@ import io
 
 from .. import commands, envelope, pgprops
 from ..format import read_exactly
-from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned
+from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned, ran_out
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
 from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
@@ -74,10 +74,13 @@ def verify_entry(store, entry, keys, workers, named=False):
             raise InvalidStream(entry.error or "not an encpipe file")
     except EncpipeError as e:
         fail(result, e.exit_code, str(e))
-    except OSError as e:
-        fail(result, 66, f"cannot read {entry.filename}: {e.strerror or e}")
-    except Exception as e:  # a bug; report it for this file and go on with the others
-        fail(result, 70, internal_error(e))
+    except Exception as e:
+        if ran_out(e):  # out of memory or descriptors: the run's failure, not this file's (nothing pruned)
+            raise
+        if isinstance(e, OSError):
+            fail(result, 66, f"cannot read {entry.filename}: {e.strerror or e}")
+        else:  # a bug; report it for this file and go on with the others
+            fail(result, 70, internal_error(e))
     return result
 
 
