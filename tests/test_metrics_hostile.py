@@ -165,6 +165,35 @@ def test_a_run_replaces_a_garbled_metrics_file_with_its_own_samples(tmp_path):
                  "encpipe_backup_last_duration_seconds": pytest.approx(now, abs=60)}}
 
 
+@pytest.mark.parametrize("content", [b"ab" * 32 + b"\n", b"correct horse battery staple\n",
+                                     b"-- PostgreSQL database dump\n" + b"x" * (metrics.MAX_BYTES + 10)],
+                         ids=["key file", "passphrase file", "huge dump"])
+def test_a_run_never_replaces_a_file_that_is_not_a_metrics_file(tmp_path, content):
+    """Before: --metrics-file naming a file of something else (the key file, one
+    word off in a crontab line) had it replaced by a 0644 metrics file: the key
+    lost. A file with no line of Prometheus' text format is now left as it is,
+    and the run says so (a garbled metrics file is still rewritten: above)."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "backup.key"
+    prom.write_bytes(content)
+    prom.chmod(0o600)
+    why = f"{prom} holds no line of Prometheus' text format (not a metrics file?); not replaced"
+    assert _abort(tmp_path, prom) == (65, f"encpipe-backup: error: {why}\n")  # a failed run
+    assert prom.read_bytes() == content and stat.S_IMODE(prom.stat().st_mode) == 0o600
+    key = tmp_path / "k.key"
+    key.write_text("ab" * 32 + "\n")
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key)], input=b"SELECT 1;\n",
+                            capture_output=True, check=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout
+    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(sealed)
+    out, err = io.BytesIO(), io.StringIO()
+    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1", "--kind", "sql",
+                     "--metrics-file", str(prom), ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
+                    stdout=out, stderr=err, env={})  # a run that worked: stored, said, 1
+    assert (code, err.getvalue()) == (1, f"encpipe-backup: error: backup written, but metrics not written: {why}\n")
+    assert json.loads(out.getvalue())["filename"] == "shop_20260101T000000Z.sql.enc"
+    assert prom.read_bytes() == content and stat.S_IMODE(prom.stat().st_mode) == 0o600
+
+
 def test_a_database_name_that_is_not_utf8_gets_a_label_that_is(tmp_path):
     """Before: a run for a database whose name (from argv) is not UTF-8 ended in a
     traceback writing the metrics file. Now its label is UTF-8 (\\xff as text),

@@ -27,6 +27,10 @@ METRICS = {
     "encpipe_backup_last_size_bytes": "Size of the last successful backup, sealed.",
 }
 _SAMPLE = re.compile(r'^(?P<metric>[a-z_]+)\{database="(?P<db>(?:[^"\\]|\\.)*)"\} (?P<value>\S+)$')
+# Any line of Prometheus' text format: a HELP or TYPE comment, or a sample with a
+# number. A file with none is something else (a key file named by mistake): never replaced.
+_TEXT_FORMAT_LINE = re.compile(rb'^(?:# (?:HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* |[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})? '
+                               rb'(?:[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]Inf)(?: -?[0-9]+)?$)', re.M)
 
 
 def label(database):
@@ -48,7 +52,8 @@ def read(path, lenient=False, trusted_place=False):
     """{database: {metric: value}} from a file this module wrote; {} if there is none.
     A file that is not a regular file (a FIFO, a link), over MAX_BYTES, not UTF-8
     or with a sample that is not a number is an error (66, 65); `lenient`, for a
-    run about to rewrite the file, drops what does not parse instead. With
+    run about to rewrite the file, drops what does not parse instead, but refuses
+    (65) a file with no line of Prometheus' text format at all: not a metrics file. With
     `trusted_place` (check), so is a file another user could have written
     (refuse_shared: 73), and a file that is not there where another user could
     have removed it."""
@@ -64,6 +69,8 @@ def read(path, lenient=False, trusted_place=False):
             data = src.read(MAX_BYTES + 1)
         except OSError as e:  # an I/O error: the file's, not a failing standard output's (74)
             raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
+    if lenient and data.strip() and not _TEXT_FORMAT_LINE.search(data[:MAX_BYTES]):
+        raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?); not replaced")
     if len(data) > MAX_BYTES:
         if not lenient:
             raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup")
