@@ -7,7 +7,7 @@ import sys
 from . import __version__
 from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, ran_out, unexpected
 from .shown import json_value, printable
-from .stdio import discard, write_quietly, write_whole
+from .stdio import blocking, discard, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
 from .workers import is_pipe
 
@@ -307,14 +307,12 @@ def guard_standard_fds():
     standard output, or inherited so by a child). Standard input and output get
     it the wrong way round (write-only, read-only): reading or writing them is then
     an error (EBADF, one line and exit 74), not a traceback nor an empty input.
-    Messages to a closed standard error are discarded; the exit status still tells."""
+    Messages to a closed standard error are discarded; the exit status still tells.
+    One handed down in non-blocking mode is made blocking (stdio.blocking)."""
     for fd, flags, name, mode in ((0, os.O_WRONLY, "stdin", "r"), (1, os.O_RDONLY, "stdout", "w"),
                                   (2, os.O_WRONLY, "stderr", "w")):
-        try:
-            os.fstat(fd)
+        if blocking(fd):
             continue
-        except OSError:
-            pass
         null = os.open(os.devnull, flags)
         if null != fd:
             os.dup2(null, fd)

@@ -17,6 +17,21 @@ def write_quietly(stream, text):
         discard(0, stream)
 
 
+def blocking(fd):
+    """Whether descriptor `fd` is open; one in non-blocking mode (O_NONBLOCK, as a
+    parent may hand down a pipe or terminal) is made blocking first. Before, its
+    reads that found nothing yet were taken for the end of the input, and its
+    writes that would have blocked for written: `seal` made a file of what had
+    come so far, which authenticates, and exited 0 (tests/test_nonblocking_stdio.py)."""
+    try:
+        if os.get_blocking(fd):
+            return True
+    except OSError:
+        return False  # closed
+    os.set_blocking(fd, True)  # an open descriptor's flags can be set: no failure to fall back from
+    return True
+
+
 def write_whole(out, data):
     """Write all of `data` to `out`: an unbuffered file (standard output under
     PYTHONUNBUFFERED) takes what fits on a disk that fills and says how much; the

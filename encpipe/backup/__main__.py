@@ -1,9 +1,10 @@
 import sys
 
 from . import cli, job
-from ..cli import no_core_dumps, run_script
+from ..cli import guard_standard_fds, no_core_dumps, run_script
 
 argv = sys.argv[1:]
+guard_standard_fds()  # the JSON lines of commit and upload go to the script's standard output
 # prune, verify, check --verify and commit (its prune) hold keys, and every command may
 # hold rclone's credentials: no core file, as for the scripts (run_script does it too).
 no_core_dumps()
