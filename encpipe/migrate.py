@@ -202,6 +202,8 @@ class Migration(Children):
                           "be signed by one of them: give its signing key with --sign-key", 64)
         self.verify_args += option_words("--signer", trusted)
         self.open_env = {k: v for k, v in env.items() if k != ENV_SIGNER}
+        # the old setting is the legacy reader's only: seal and inspect never read it
+        self.new_env = {k: v for k, v in env.items() if k != "BACKUP_ENCRYPTION_KEY"}
 
     def run(self, dir_fd):
         """`dir_fd`: DIR, open and locked: it is listed and its leftovers removed through it, and a
