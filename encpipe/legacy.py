@@ -11,7 +11,9 @@ The tag sits in front but covers the whole file, so nothing may be written
 before every byte has authenticated. The input (file or pipe) is copied, as
 ciphertext, to a private unlinked temporary file while it is authenticated,
 and then decrypted from that copy: the bytes decrypted are exactly the bytes
-that authenticated, even if someone rewrites the file meanwhile. Plaintext
+that authenticated, even if someone rewrites the file meanwhile. Nor is the
+copy trusted: each block read back must match its witness from the first pass
+(a GMAC under a key of the run, never written) before its plaintext leaves. Plaintext
 never touches the disk; memory use does not depend on the file size.
 
 GCM cannot tell a wrong key from a damaged file. The rule here: a file shorter
@@ -37,6 +39,7 @@ from Crypto.Random import get_random_bytes
 from .errors import EncpipeError, InvalidStream, NoKeyConfigured, NoMatchingKey
 from .format import MAGIC, read_exactly
 from .keys import ENV_KEY, ENV_PASSPHRASE
+from .provenance import Witnesses
 from .slots import Passphrase, RawKey
 from .spool import Tee, private_spool, rewind
 from .stream import blocks, count_remaining, flush, seekable, write_all
@@ -148,13 +151,16 @@ def _ciphers(keys, iv):
     return [(key, AES.new(key.key, AES.MODE_GCM, nonce=iv)) for key in keys]
 
 
-def _authenticate(src, keys, iv, tag):
-    """The key whose GCM tag over all of `src` matches; writes nothing."""
+def _authenticate(src, keys, iv, tag, witness=None):
+    """The key whose GCM tag over all of `src` matches; writes nothing (but each
+    block's witness, with `witness`: see _witnessed)."""
     candidates = _ciphers(keys, iv)
     buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
     total = 0
-    for block in blocks(src, buf):
+    for index, block in enumerate(blocks(src, buf)):
         _no_zero_run(buf, len(block), total)
+        if witness:
+            witness(index, block)
         for _, cipher in candidates:
             cipher.decrypt(block, output=memoryview(scratch)[: len(block)])
         total += len(block)
@@ -181,14 +187,27 @@ def _no_zero_run(buf, length, offset):
                             f"{HEADER_LEN + offset + at} (a hole?), which no ciphertext holds")
 
 
-def _decrypt(src, dst, key, iv, tag, expected):
+def _witnessed(witnesses):
+    """witness(index, block): a GMAC of each block under the run's random key (never
+    written anywhere), stored by the first pass, compared by the second before the
+    block's plaintext leaves (provenance.Witnesses): the spool read back is trusted
+    no more than a file read twice, as for a v2 file. pycryptodome's, as the rest
+    of this module: no second cipher library loaded for it."""
+    key = witnesses.key
+    return lambda index, block: witnesses.add(
+        AES.new(key, AES.MODE_GCM, nonce=index.to_bytes(12, "big")).update(block).digest())
+
+
+def _decrypt(src, dst, key, iv, tag, expected, witness, witnesses):
     cipher = AES.new(key.key, AES.MODE_GCM, nonce=iv)
     buf, out = bytearray(BUFFER_SIZE), memoryview(bytearray(BUFFER_SIZE))
     total = 0
-    for block in blocks(src, buf):
+    for index, block in enumerate(blocks(src, buf)):
+        witness(index, block)  # InvalidStream before any byte of a block that changed
         cipher.decrypt(block, output=out[: len(block)])
         write_all(dst, out[: len(block)])
         total += len(block)
+    witnesses.end()  # every block met: none missing
     flush(dst)
     try:
         if total != expected:
@@ -246,10 +265,13 @@ def _open_payload(src, dst, keys, iv, tag, tmpdir):
         key, total = _authenticate(src, keys, iv, tag)
         return LegacyInfo(total, key.label, spooled=False)
     # A file too: reading it a second time would decrypt whatever it holds by then.
-    with private_spool(tmpdir) as spool:
-        key, total = _authenticate(Tee(src, spool), keys, iv, tag)
+    with private_spool(tmpdir) as spool, private_spool(tmpdir) as store:
+        witnesses = Witnesses(store)
+        witness = _witnessed(witnesses)
+        key, total = _authenticate(Tee(src, spool), keys, iv, tag, witness)
+        witnesses.end()
         rewind(spool)
-        _decrypt(spool, dst, key, iv, tag, total)
+        _decrypt(spool, dst, key, iv, tag, total, witness, witnesses)
     return LegacyInfo(total, key.label, spooled=True)
 
 

@@ -108,8 +108,8 @@ def err(message, hint=None):
     Io(None, None, sys.stderr, None, prog="encpipe-migrate").error(message, hint)
 
 
-def warn(message):
-    Io(None, None, sys.stderr, None, prog="encpipe-migrate").warn(message)
+def warn(message, hint=None):
+    Io(None, None, sys.stderr, None, prog="encpipe-migrate").warn(message, hint)
 
 
 class Parser(argparse.ArgumentParser):
@@ -184,6 +184,7 @@ class Migration(Children):
         keycheck.check_environment(self.encpipe, self.secrets.spawn, env,
                                    key_read=not self.open_args or not options(args, SEALING_OPTIONS))
         self.sign(args, env)
+        same_passphrase(args, env, bool(self.open_args), bool(options(args, SEALING_OPTIONS)))
         for words in (self.open_args, self.seal_args, self.verify_args):
             words += self.shared
 
@@ -201,6 +202,8 @@ class Migration(Children):
                           "be signed by one of them: give its signing key with --sign-key", 64)
         self.verify_args += option_words("--signer", trusted)
         self.open_env = {k: v for k, v in env.items() if k != ENV_SIGNER}
+        # the old setting is the legacy reader's only: seal and inspect never read it
+        self.new_env = {k: v for k, v in env.items() if k != "BACKUP_ENCRYPTION_KEY"}
 
     def run(self, dir_fd):
         """`dir_fd`: DIR, open and locked: it is listed and its leftovers removed through it, and a
@@ -303,6 +306,26 @@ class Migration(Children):
         if not safefile.same_file(os.stat(kept, dir_fd=dir_fd, follow_symlinks=False), info):
             raise Failure(*why)
         return kept
+
+
+def same_passphrase(args, env, old_options, new_options):
+    """A warning when the options show one passphrase for the old files and the new:
+    a file of the previous tool under it is a guess at the cost of one PBKDF2 (a
+    salt the same for everyone), whatever the new files' scrypt costs."""
+    both = None
+    if not old_options and not new_options and env.get("ENCPIPE_PASSPHRASE"):
+        both = "ENCPIPE_PASSPHRASE"
+    for old in args.legacy_passphrase_file:
+        for new in args.passphrase_file:
+            try:
+                if os.path.samefile(old, new):
+                    both = f"--legacy-passphrase-file and --passphrase-file {shown_name(new)}"
+            except (OSError, ValueError):
+                pass
+    if both:
+        warn(f"the new files are sealed under a passphrase also tried on the old files ({both}): a file of the "
+             "previous tool made with it (kept, or any copy) lets it be guessed at the cost of its PBKDF2, not "
+             "scrypt's", hint="seal the new files under a new passphrase or a key")
 
 
 def open_directory(directory):

@@ -29,7 +29,7 @@ def child_failed(what, status, said):
 
 class Children:
     """The children of a Migration (its encpipe, secrets, open_args, seal_args,
-    verify_args, open_env and sign_ids)."""
+    verify_args, open_env, new_env and sign_ids)."""
 
     def seal(self, src, out_fd, plaintext):
         """open --legacy | seal; their warnings pass on, an error line goes in the file's report line.
@@ -62,7 +62,8 @@ class Children:
 
         try:
             sealed, said = childerr.used(self.secrets.spawn, [*self.encpipe, "seal", *self.seal_args, *self.progress(plaintext)],
-                                         stdin=opener.stdout, stdout=out_fd, start=subprocess.Popen, use=waited)
+                                         stdin=opener.stdout, stdout=out_fd, env=self.new_env, start=subprocess.Popen,
+                                         use=waited)
         finally:
             opener.stdout.close()
         return sealed, opener.wait(), said
@@ -72,7 +73,7 @@ class Children:
         os.lseek(fd, 0, os.SEEK_SET)
         returncode, out, said = childerr.run(self.secrets.spawn, [*self.encpipe, "inspect", "--verify", "--json",
                                                                   *self.verify_args, *self.progress(None)],
-                                             REPORT_MAX, stdin=fd, stdout=subprocess.PIPE)
+                                             REPORT_MAX, stdin=fd, stdout=subprocess.PIPE, env=self.new_env)
         status = childerr.exit_status(returncode)
         if status:
             raise child_failed("encpipe inspect --verify of the new file", status, said)
