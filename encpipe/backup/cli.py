@@ -66,7 +66,8 @@ Options:
   --keep N                   The same as --keep-last N.
   --max-age DAYS             Also remove kept backups older than DAYS days (prune);
                              critical when the newest is older than HOURS (check).
-  --warn-age HOURS           Warning when the newest backup is older than HOURS.
+  --warn-age HOURS           Warning when the newest backup is older than HOURS,
+                             which must be below --max-age's.
   -t SECONDS, --timeout SECONDS  check: critical when the run has not ended
                              after SECONDS (under Nagios' own 60 s), every
                              process it started stopped [default: 50].
