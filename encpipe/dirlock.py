@@ -46,6 +46,14 @@ def take(directory, seconds, on_wait):
     return None
 
 
+def turn(fd, directory, seconds, on_wait):
+    """Hold the exclusive flock on `fd` (the directory `directory`, open to read):
+    at once, or after `on_wait()` within `seconds`, else Changed (75)."""
+    if not locked_now(fd):
+        on_wait()
+        wait_for_lock(fd, directory, seconds)
+
+
 def wait_for_lock(fd, directory, seconds):
     """An exclusive flock on `fd` (the directory `directory`) within `seconds`, else Changed (75)."""
     deadline = time.monotonic() + seconds
@@ -53,8 +61,8 @@ def wait_for_lock(fd, directory, seconds):
         left = deadline - time.monotonic()
         if left <= 0:
             raise Changed(f"{directory}: its lock (flock on the directory) is still held after {seconds:g} s;"
-                          " not waiting longer", hint="another backup into it, or any user who can open it,"
-                          f" holds it; {ENV_LOCK_WAIT} sets the wait in seconds")
+                          " not waiting longer", hint="a backup, a prune, a rotation or a migration in it, or any"
+                          f" user who can open it, holds it; {ENV_LOCK_WAIT} sets the wait in seconds")
         time.sleep(min(0.5, left))
 
 
@@ -70,13 +78,13 @@ def locked_now(fd):
 def hold(fd, directory, check, fail, started):
     """Lock `directory` (open as `fd`) for a run that waits for no other, then check it:
     its exclusive flock at once, else `fail(<directory>: its lock is held..., 75)` is
-    raised (whoever holds it: a backup, a rotation, a migration, any user who can
+    raised (whoever holds it: a backup, a prune, a rotation, a migration, any user who can
     open the directory); then `check()`, and `directory` must still name `fd`, else
     `fail("<directory> was replaced while <started> started", 66)`. `fail` is the
     caller's failure class (message, status)."""
     if not locked_now(fd):
-        raise fail(f"{directory}: its lock (flock on the directory) is held: a backup, a rotation or a migration"
-                   " works in it, or a user who can open it holds the lock; nothing was changed", 75)
+        raise fail(f"{directory}: its lock (flock on the directory) is held: a backup, a prune, a rotation or a"
+                   " migration works in it, or a user who can open it holds the lock; nothing was changed", 75)
     check()  # after the lock: the directory worked in is the one locked and checked
     if not still_at(fd, directory):
         raise fail(f"{directory} was replaced while {started} started", 66)

@@ -42,6 +42,13 @@ USAGE_ERRORS = [  # DIR: the test's directory
     (["--warn-age", "12", "DIR"], "check needs --max-age HOURS"),
     (["--max-age", "x", "DIR"], "--max-age must be a number from 0 to 1000000, not 'x'"),
     (["--max-age", "24", "--warn-age", "-1", "DIR"], "--warn-age must be a number from 0 to 1000000, not '-1'"),
+    # a warning that can never come before the critical: refused, not a check that only ever goes critical
+    (["--max-age", "24", "--warn-age", "24", "DIR"],
+     "--warn-age must be below --max-age (24 hours), not '24': else no warning comes before the critical"),
+    (["--max-age", "1.5", "--warn-age", "48", "DIR"],
+     "--warn-age must be below --max-age (1.5 hours), not '48': else no warning comes before the critical"),
+    (["--max-age", "0", "--warn-age", "0", "DIR"],
+     "--warn-age must be below --max-age (0 hours), not '0': else no warning comes before the critical"),
     (["--max-age", "24", "--key-file", "k.key", "DIR"],
      "--key-file is read only with --verify: without it, check reads names and headers only"),
     (["--max-age", "24", "--metrics-file", "", "DIR"], "--metrics-file needs a value, not an empty one"),

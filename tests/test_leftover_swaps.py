@@ -247,8 +247,8 @@ def test_rotate_refuses_a_dir_replaced_between_its_lock_and_its_check(tmp_path, 
     assert world.names() == sorted(world.originals) and world.temps() == []
 
 
-BUSY = ("its lock (flock on the directory) is held: a backup, a rotation or a migration works in it, or a user"
-        " who can open it holds the lock; nothing was changed")
+BUSY = ("its lock (flock on the directory) is held: a backup, a prune, a rotation or a migration works in it,"
+        " or a user who can open it holds the lock; nothing was changed")
 
 
 @pytest.mark.parametrize("tool", ["rotate", "migrate"])

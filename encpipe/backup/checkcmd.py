@@ -36,6 +36,9 @@ def command(args, io, where):
     """check, its options read; `where`: the location."""
     max_age = number(args["--max-age"], "--max-age")
     warn = None if args["--warn-age"] is None else number(args["--warn-age"], "--warn-age")
+    if warn is not None and warn >= max_age:  # critical first (metrics.check): the warning would never come
+        raise UsageError(f"--warn-age must be below --max-age ({args['--max-age']} hours), not '{args['--warn-age']}':"
+                         " else no warning comes before the critical")
     seconds = decimal_number(args["--timeout"] or "")
     if not seconds or seconds > MAX_AGE:
         raise UsageError(f"--timeout must be a number of seconds above 0, at most {MAX_AGE}, not '{args['--timeout']}'")

@@ -66,7 +66,8 @@ Options:
   --keep N                   The same as --keep-last N.
   --max-age DAYS             Also remove kept backups older than DAYS days (prune);
                              critical when the newest is older than HOURS (check).
-  --warn-age HOURS           Warning when the newest backup is older than HOURS.
+  --warn-age HOURS           Warning when the newest backup is older than HOURS,
+                             which must be below --max-age's.
   -t SECONDS, --timeout SECONDS  check: critical when the run has not ended
                              after SECONDS (under Nagios' own 60 s), every
                              process it started stopped [default: 50].
@@ -126,7 +127,9 @@ Exit status:
   user could replace (see --allow-shared-dir; nothing printed); 78 no key
   configured (verify, prune: nothing is removed). prune: 66 also when the
   location holds no backup of the databases given (nothing printed; 0 with
-  the option --allow-empty), 74 a file could not be removed, 65 a backup
+  the option --allow-empty), 74 a file could not be removed, 75 a local
+  location's lock (flock on the directory, taken as encpipe-backup takes it)
+  still held after $ENCPIPE_LOCK_WAIT seconds (nothing removed), 65 a backup
   failed verification, is future-dated, is a copy, is older than its name
   says, is an archive or unlabelled dump another user owns, is unlabelled
   but named after a labelled backup of its series, or its maker is not
@@ -153,11 +156,13 @@ from datetime import datetime, timedelta, timezone
 
 from docopt import DocoptExit, docopt
 
-from .. import commands
+from .. import commands, dirlock
 from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
+from ..shown import printable
+from ..stdio import write_quietly
 from ..textform import refuse_key_as_database
 from ..usage_errors import first_empty
 from . import checkcmd, verifycmd
@@ -165,7 +170,7 @@ from .listing import Entry, scan, stats
 from .prune import prune
 from .retention import Policy
 from .remotes import refuse_credentials
-from .storage import open_location
+from .storage import Local, open_location
 from .verify import KeyRing
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
@@ -210,14 +215,26 @@ def _days(text, option):
 def cmd_prune(args, io):
     policy = policy_from(args)
     store = open_location(location(args, io), io.env)
+    wait = dirlock.lock_wait(io.env) if isinstance(store, Local) else None  # 64 before a key is read
     try:
         keys = KeyRing.from_args(args, io)
     except NoKeyConfigured:
         raise NoKeyConfigured("no key configured: prune removes nothing it has not authenticated",
                               hint="give the key options encpipe-verify takes, or set ENCPIPE_KEY") from None
-    report, status = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
-                           databases=args["--database"], dry_run=args["--dry-run"],
-                           count_unauthenticated=args["--count-unauthenticated"])
+    # a local directory: turns taken with encpipe-backup (and its own prune), another prune, rotate and
+    # migrate, from before the listing until after the last removal (a dry run too: it says what a run
+    # would do then); an rclone remote has no lock
+    def said():
+        write_quietly(io.stderr, f"{io.prog}: waiting for another run in {printable(store.directory)}\n")
+
+    held = None if wait is None else store.locked(wait, said)
+    try:
+        report, status = prune(store, policy, keys, commands.threads(args), datetime.now(timezone.utc),
+                               databases=args["--database"], dry_run=args["--dry-run"],
+                               count_unauthenticated=args["--count-unauthenticated"])
+    finally:
+        if held is not None:
+            os.close(held)
     if not any(report[key] for key in ("removed", "kept", "left", "errors")) and not args["--allow-empty"]:
         # "nothing there" is not "pruned": a timer pruning a location no backup reaches any more says so
         of = f" of {', '.join(args['--database'])}" if args["--database"] else ""

@@ -23,7 +23,7 @@ import io
 import os
 import stat
 
-from .. import safefile
+from .. import dirlock, safefile
 from ..keyargs import shown_name
 from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure, ran_out
@@ -156,12 +156,29 @@ class Local:
                 names = sorted(os.listdir(fd))
             finally:
                 os.close(fd)
-        except OSError as e:  # out of descriptors: 74, as any resource that ran out
-            error = IOFailure if ran_out(e) else InputUnavailable
-            raise error(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: "
-                        f"{e.strerror or e}") from None
+        except OSError as e:
+            raise self._unreadable(e) from None
         items = (self._item(name) for name in names)
         return [item for item in items if item is not None]
+
+    def _unreadable(self, e):  # out of descriptors: 74, as any resource that ran out
+        error = IOFailure if ran_out(e) else InputUnavailable
+        return error(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: {e.strerror or e}")
+
+    def locked(self, seconds, on_wait):
+        """A descriptor of the directory holding its lock (dirlock: encpipe-backup's,
+        waited for up to `seconds`, `on_wait()` first; else Changed, 75); close it to
+        let go. Not there or unreadable: the error list() gives."""
+        try:
+            fd = self._reopened()
+        except OSError as e:
+            raise self._unreadable(e) from None
+        try:
+            dirlock.turn(fd, self.directory, seconds, on_wait)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def stat(self, name):
         return self._item(name) or Item(name, error="not a regular file")
