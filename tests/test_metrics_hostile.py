@@ -92,6 +92,21 @@ def _abort(tmp_path, prom):
     return code, err.getvalue()
 
 
+def _commit(tmp_path, prom):
+    """(the sealed file, status, stdout, stderr) of `job commit` of a backup that
+    worked, in tmp_path/b, with --metrics-file `prom`."""
+    key = tmp_path / "k.key"
+    key.write_text("ab" * 32 + "\n")
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key)], input=b"SELECT 1;\n",
+                            capture_output=True, check=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout
+    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(sealed)
+    out, err = io.BytesIO(), io.StringIO()
+    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1", "--kind", "sql",
+                     "--metrics-file", str(prom), ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
+                    stdout=out, stderr=err, env={})
+    return sealed, code, out, err
+
+
 def test_a_run_never_creates_a_file_through_a_lock_link(tmp_path):
     """Before: FILE.lock was opened by name with O_CREAT, following links, before the
     directory was checked: a link planted there made encpipe-backup create the
@@ -180,15 +195,7 @@ def test_a_run_never_replaces_a_file_that_is_not_a_metrics_file(tmp_path, conten
     why = f"{prom} holds no line of Prometheus' text format (not a metrics file?); not replaced"
     assert _abort(tmp_path, prom) == (65, f"encpipe-backup: error: {why}\n")  # a failed run
     assert prom.read_bytes() == content and stat.S_IMODE(prom.stat().st_mode) == 0o600
-    key = tmp_path / "k.key"
-    key.write_text("ab" * 32 + "\n")
-    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key)], input=b"SELECT 1;\n",
-                            capture_output=True, check=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout
-    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(sealed)
-    out, err = io.BytesIO(), io.StringIO()
-    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1", "--kind", "sql",
-                     "--metrics-file", str(prom), ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
-                    stdout=out, stderr=err, env={})  # a run that worked: stored, said, 1
+    sealed, code, out, err = _commit(tmp_path, prom)  # a run that worked: stored, said, 1
     assert (code, err.getvalue()) == (1, f"encpipe-backup: error: backup written, but metrics not written: {why}\n")
     assert json.loads(out.getvalue())["filename"] == "shop_20260101T000000Z.sql.enc"
     assert prom.read_bytes() == content and stat.S_IMODE(prom.stat().st_mode) == 0o600
@@ -306,15 +313,7 @@ def test_a_stored_backup_whose_metrics_cannot_be_written_says_so_prints_its_line
     else:
         prom = tmp_path / "gone" / "encpipe.prom"
         why = f"cannot examine {tmp_path}/gone: No such file or directory"
-    key = tmp_path / "k.key"
-    key.write_text("ab" * 32 + "\n")
-    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key)], input=b"SELECT 1;\n",
-                            capture_output=True, check=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout
-    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(sealed)
-    out, err = io.BytesIO(), io.StringIO()
-    code = job_main(["commit", "--dir", str(tmp_path / "b"), "--database", "shop", "--started", "1", "--kind", "sql",
-                     "--metrics-file", str(prom), ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
-                    stdout=out, stderr=err, env={})
+    sealed, code, out, err = _commit(tmp_path, prom)
     assert (code, err.getvalue()) == (1, f"encpipe-backup: error: backup written, but metrics not written: {why}\n")
     line = json.loads(out.getvalue())
     assert (line["filename"], line["bytes"]) == ("shop_20260101T000000Z.sql.enc", len(sealed))

@@ -11,13 +11,13 @@ refused: it became a database of another, shorter name. A server stopped while
 the dump loads leaves the live database as it was, and one error line.
 """
 
-import os
 import subprocess
 import time
 
 import pytest
 
 from pgcluster import PgCluster
+from test_restore_dba import _tablespace
 from test_backup_restore import (RESTORE, backup, databases, dump, encpipe, ensure_small, leftover_databases, restore,
                                  script_env)
 
@@ -94,14 +94,6 @@ def test_a_template_restores_as_one_onto_a_new_name(cluster, tools, key_file, tm
     assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
     assert cluster.psql(FLAGS % "live_template") == "t|t|-1\n"
     _drop(cluster, "live_template")
-
-
-def _tablespace(cluster, name):
-    location = os.path.join(cluster.base_dir, name)
-    os.mkdir(location, 0o700)
-    server = os.stat(cluster.datadir)
-    os.chown(location, server.st_uid, server.st_gid)
-    cluster.psql("CREATE TABLESPACE %s LOCATION '%s'" % (name, location))
 
 
 SPACE = ("SELECT t.spcname FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace "
