@@ -145,8 +145,11 @@ class FdSecrets:
     def spawn(self, argv, start=subprocess.run, pass_fds=(), env=None, **kwargs):
         """`start(argv, ...)` (subprocess.run or Popen) of an encpipe, with the secrets
         `argv` names lent, beside `pass_fds`; in `env` (default: ours) less the secrets
-        encpipe does not need (keys.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable)."""
+        encpipe does not need (keys.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable;
+        the previous tool's key only for a --legacy command)."""
         env = keys.child_env(os.environ if env is None else env, needs=keys.ENCPIPE_NEEDS)
+        if "--legacy" not in argv:
+            env.pop(keys.LEGACY_KEY, None)
         argv = self.words(argv)
         with self.lend(argv) as lent:
             return start(argv, pass_fds=[*pass_fds, *lent], env=env, **kwargs)

@@ -30,7 +30,8 @@ ENV_MODE_WARNED = "ENCPIPE_MODE_WARNED"  # "1": the script running this encpipe 
 # sops, doppler), which no other tool needs.
 # scripts/encpipe-sh-setup unsets them by name and prefix (AWS_, GOOGLE_, AZURE_,
 # OS_, OP_SESSION) with no Python: tests/test_child_env.py checks it knows every name here.
-SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, "BACKUP_ENCRYPTION_KEY")
+LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"  # the previous tool's: read by open --legacy and inspect --legacy alone
+SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, LEGACY_KEY)
 LIBPQ_VARIABLES = ("PGPASSWORD",)
 RCLONE_PREFIX = "RCLONE_"
 CLOUD_VARIABLES = (

@@ -38,13 +38,13 @@ from Crypto.Random import get_random_bytes
 
 from .errors import EncpipeError, InvalidStream, NoKeyConfigured, NoMatchingKey
 from .format import MAGIC, read_exactly
-from .keys import ENV_KEY, ENV_PASSPHRASE
+from .keys import ENV_KEY, ENV_PASSPHRASE, LEGACY_KEY
 from .provenance import Witnesses
 from .slots import Passphrase, RawKey
 from .spool import Tee, private_spool, rewind
 from .stream import blocks, count_remaining, flush, seekable, write_all
 
-ENV_LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"
+ENV_LEGACY_KEY = LEGACY_KEY
 SALT_LEN = 32
 IV_LEN = 16
 TAG_LEN = 16

@@ -116,3 +116,25 @@ def test_a_passphrase_fd_reaches_no_child_but_encpipe(pg, tools, tmp_path, s3):
     assert dump(pg, "children_copy") == dump(pg, db)
     pg.dropdb("children_copy")
     _assert_clean(records(log), (PASSPHRASE, LEGACY_KEY), {"psql", "zstd", "rclone"})
+
+
+def test_only_an_open_of_a_legacy_file_gets_the_previous_tools_key(pg, tools, key_file, tmp_path):
+    """BACKUP_ENCRYPTION_KEY (the previous tool's key) is read by `open --legacy` and
+    `inspect --legacy` alone: before, every encpipe a restore ran got it, the keyid
+    and the opens of a file of this format too."""
+    from spies import write
+    import sys
+
+    db = ensure_small(pg, "children_source")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
+    spy, log = tmp_path / "encpipe-spy", tmp_path / "encpipe.log"
+    write(spy, "encpipe", [sys.executable, "-m", "encpipe"], log)
+    env = script_env(pg, tools, BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
+    env["ENCPIPE"] = str(spy)
+    pg.dropdb("children_copy")
+    proc = run([RESTORE, "--no-globals", "--key-file", key_file, path, "children_copy"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert dump(pg, "children_copy") == dump(pg, db)
+    pg.dropdb("children_copy")
+    held = [(r["argv"][0], any(LEGACY_KEY in entry for entry in r["env"])) for r in records(log)]
+    assert sorted(held) == [("keyid", False), ("open", False)], held
