@@ -34,9 +34,8 @@ def take(directory, seconds, on_wait):
     fd = os.open(directory, os.O_RDONLY)
     if locked_now(fd):
         return fd
-    on_wait()
     try:
-        wait_for_lock(fd, directory, seconds)
+        turn(fd, directory, seconds, on_wait)
     except Changed:
         os.close(fd)
         raise

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from . import aead, sigthreads
 from .errors import InvalidStream, IOFailure
 from .format import TAG_LEN
+from .stdio import write_whole
 
 _COUNTER_LEN = 11
 _MAX_COUNTER = (1 << (8 * _COUNTER_LEN)) - 1
@@ -62,11 +63,9 @@ def _writing():
 
 
 def write_all(dst, view):
-    """Write every byte of `view`."""
+    """Write every byte of `view` (stdio.write_whole), a failure IOFailure (74)."""
     with _writing():
-        while view:
-            n = dst.write(view)
-            view = view[n if n is not None else len(view) :]
+        write_whole(dst, view)
 
 
 def flush(dst):
