@@ -106,9 +106,12 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
     (bindir / "python3").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
     (bindir / "python3").chmod(0o755)
     if os.geteuid() == 0 and shutil.which("unshare"):
-        # Hide every PostgreSQL installation, whatever finds it.
+        # Hide every PostgreSQL installation, whatever finds it; as root the demo
+        # asks apt-get for the server, and this one fails.
         argv = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /usr/lib/postgresql && exec "$0"', demo]
         env = fresh_env(bare)
+        (bindir / "apt-get").write_text("#!/bin/sh\nexit 100\n")
+        (bindir / "apt-get").chmod(0o755)
     else:
         argv, env = [demo], fresh_env(bare, PG_BINDIR=str(tmp_path))
     env["PATH"] = f"{bindir}:{env['PATH']}"
@@ -124,7 +127,11 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
     assert "$ encpipe open --identity demo.id --signer-file demo.verify forged.enc\n" \
            "(exit status 67, as expected)\nbytes written: 0\n" in done.stdout
     assert done.stdout.splitlines()[-1].startswith("==> Done; removing ")
-    hint = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]  # no install line
+    hint = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]  # no encpipe install
+    if argv[0] == "unshare":
+        assert hint[:2] == ["encpipe-demo: installing Debian packages: postgresql",
+                            "encpipe-demo: warning: apt-get could not install postgresql; going on without"]
+        hint = hint[2:]
     says = "install the PostgreSQL server" if argv[0] == "unshare" else f"PG_BINDIR ({tmp_path}) holds no initdb"
     assert hint == [line for line in hint if says in line] and len(hint) == 1
 
@@ -157,3 +164,69 @@ def test_scripts_test_remakes_a_venv_left_without_pip_installs_once_and_runs_fro
     assert nothing.returncode == 5  # pytest's "no tests collected" stays a failure
     ignored = subprocess.run(["git", "-C", str(target), "check-ignore", ".venv/bin/python"], capture_output=True)
     assert ignored.returncode == 0  # the private environment is git-ignored
+
+
+def _debian_without_venv(tmp_path, bare, apt_status):
+    """A PATH on which python3 is, until an `apt-get install` has run, Debian's
+    without python3-venv (its ensurepip missing: `python3 -m venv` fails), and
+    apt-get records what it is asked and whether a secret reached it."""
+    stubs, mark, log = tmp_path / "stubs", tmp_path / "installed", tmp_path / "apt.log"
+    stubs.mkdir()
+    (stubs / "python3").write_text(
+        f"#!/bin/sh\nif [ ! -e {mark} ]; then\n  case \"$*\" in\n"
+        "    '-c import ensurepip, venv'|'-m venv '*)\n"
+        "      echo 'The virtual environment was not created successfully because ensurepip is not available.' >&2\n"
+        "      exit 1;;\n  esac\nfi\n"
+        f"exec {shlex.quote(str(bare / 'bin' / 'python3'))} \"$@\"\n")
+    (stubs / "apt-get").write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$DEBIAN_FRONTEND $*\" >>{log}\n"
+        f"if env | grep -q '^AWS_SECRET_ACCESS_KEY='; then echo secret >>{log}; fi\n"
+        f"if [ \"$1\" = install ] && [ {apt_status} = 0 ]; then touch {mark}; fi\nexit {apt_status}\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = fresh_env(bare, AWS_SECRET_ACCESS_KEY="not-for-apt")
+    env["PATH"] = f"{stubs}:{env['PATH']}"
+    return env, log
+
+
+def _without_venv(source, tmp_path):
+    target = tmp_path / "encpipe"
+    shutil.copytree(source, target, symlinks=True,
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.egg-info", "build"))
+    return target
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the demo install Debian packages")
+def test_demo_as_root_on_a_debian_without_python3_venv_installs_it_and_the_server(clone, tmp_path):
+    """The first of README's two commands on a fresh Debian, as root: Python there
+    cannot make a virtual environment until python3-venv is installed, nor is there
+    a PostgreSQL server. Before, the demo stopped: `cannot create a Python virtual
+    environment`, exit 1, and a hint to install python3-venv by hand."""
+    source, bare = clone
+    demo = str(_without_venv(source, tmp_path) / "scripts" / "encpipe-demo")
+    env, log = _debian_without_venv(tmp_path, bare, 0)
+    # The stub apt-get installs no server: every PostgreSQL installation stays hidden.
+    argv = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /usr/lib/postgresql && exec "$0"', demo]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert log.read_text() == ("noninteractive update -q\n"
+                               "noninteractive install -y -q --no-install-recommends python3-venv postgresql\n")
+    assert done.stderr.startswith("encpipe-demo: installing Debian packages: python3-venv postgresql\n")
+    assert "installing encpipe[fast] and its dependencies" in done.stderr
+    assert done.stdout.splitlines()[-1].startswith("==> Done; removing ")  # the tour without the server
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the demo install Debian packages")
+def test_demo_as_root_when_apt_get_fails_says_so_and_what_to_install(clone, tmp_path):
+    source, bare = clone
+    demo = str(_without_venv(source, tmp_path) / "scripts" / "encpipe-demo")
+    env, log = _debian_without_venv(tmp_path, bare, 100)
+    done = subprocess.run([demo, "--offline"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert log.read_text() == "noninteractive update -q\n"  # --offline: no server asked for
+    said = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]
+    assert said == ["encpipe-demo: installing Debian packages: python3-venv",
+                    "encpipe-demo: warning: apt-get could not install python3-venv; going on without",
+                    f"encpipe-demo: installing encpipe[fast] and its dependencies into {Path(demo).parents[1]}/.venv (once)",
+                    "encpipe-demo: error: cannot create a Python virtual environment",
+                    "encpipe-demo: hint: on Debian or Ubuntu: apt-get install python3-venv"]
