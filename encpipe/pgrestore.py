@@ -318,7 +318,8 @@ class Run:
             quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed
             raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db),
-                          hint=QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None)
+                          hint=self.roles.hint(QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None,
+                                               "--no-tablespaces" in self.o["tool"]))
 
     def swap(self, props, exists):
         # private until now (see pgprops.private_sql): its properties come with the swap

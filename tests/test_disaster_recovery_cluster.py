@@ -246,3 +246,27 @@ def test_properties_read_on_two_servers_are_compared_as_sets():
     assert pgprops.unapplied("db", "me", False, live, dict(recorded, comment="x", connlimit=3)) == [
         "db exists: restored in place, it keeps its own connection limit, comment; the globals file records "
         "others, not applied (rename db first to have them)"]
+
+
+def test_a_dump_that_fails_for_a_missing_tablespace_says_so_in_its_hint(tools, key_file, tmp_path):
+    """A new server without the lost one's tablespace: the restore of a plain dump that names
+    it fails (1, nothing left), and its hint names the tablespace and the way out (before, the
+    hint spoke of SQLSTATE codes only, the cause a warning among psql's lines above)."""
+    with PgCluster() as old:
+        _tablespace(old, "ts_fast")
+        old.createdb("spaced")
+        old.psql("CREATE TABLE t (x int) TABLESPACE ts_fast; INSERT INTO t VALUES (1)", db="spaced")
+        proc = run([BACKUP, "--dir", str(tmp_path / "b"), "--key-file", key_file, "spaced"], script_env(old, tools))
+        assert proc.returncode == 0, proc.stderr.decode()
+        path = os.path.join(str(tmp_path / "b"), json.loads(proc.stdout)["filename"])
+    with PgCluster() as new:
+        databases = new.psql("SELECT datname FROM pg_database ORDER BY 1")
+        proc = run(restore_argv(key_file, path, "spaced"), script_env(new, tools))
+        assert (proc.returncode, proc.stdout) == (1, b"")
+        lines = proc.stderr.decode().splitlines()
+        assert lines[0] == "encpipe-restore: warning: tablespaces this server lacks are not created: ts_fast"
+        assert lines[-2:] == [
+            "encpipe-restore: error: restoring %s failed; database spaced is unchanged" % path,
+            "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names them needs: "
+            "create them first (README: Disaster recovery), or restore a custom archive with -- --no-tablespaces"]
+        assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
