@@ -170,7 +170,7 @@ def test_a_lost_cluster_comes_back_database_by_database(tools, key_file, tmp_pat
             assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
             assert ("created roles: " in proc.stderr.decode()) == (db == DATABASES[0])
             assert "restored %s into new database %s\n" % (paths[db], db) in proc.stderr.decode()
-        assert dumpall(new) != before  # the tablespace's privileges and comment: not restored
+        assert dumpall(new) != before  # the tablespace's owner, privileges, comment, options: not restored
         # README's step 4: the owner CREATE TABLESPACE names, then the other lines of the tablespace
         lines = encpipe(["open", "--key-file", key_file, globals_name(paths["shop"])], check=True).stdout.decode()
         owner = re.search(r"^CREATE TABLESPACE ts_fast OWNER (\w+) ", lines, re.M)[1]
