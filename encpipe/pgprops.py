@@ -87,15 +87,40 @@ def free(maintenance_db, name, terminate=False, tries=10):
                   "close them, or use --terminate-connections")
 
 
-def unapplied(db, owner, no_globals):
-    """The warning of a restore into new database `db` without recorded properties, which
-    `owner` (the restoring role) will own: --no-globals (`no_globals`), or no globals file."""
+def unapplied(db, owner, no_globals, live=None, recorded=None):
+    """The warnings of a restore into `db` whose recorded properties are not applied: into a
+    new database without them, which `owner` (the restoring role) will own: --no-globals
+    (`no_globals`), or no globals file; or in place, the live database's (`live`) kept where
+    the globals file records others (`recorded`): on a new server, its `postgres` database
+    (before, it kept the new server's owner and privileges, PUBLIC's CONNECT too, unsaid)."""
+    if live is not None:
+        kept = [what for what, keys in _KEPT if recorded and all(k in recorded for k in keys)
+                and [_same(k, live.get(k)) for k in keys] != [_same(k, recorded[k]) for k in keys]]
+        return ["%s exists: restored in place, it keeps its own %s; the globals file records others, not applied "
+                "(rename %s first to have them)" % (db, ", ".join(kept), db)] if kept else []
+    if recorded is not None:
+        return []
     if not no_globals:
-        return "no database properties (no globals file): %s will belong to the restoring role, with default " \
-               "privileges" % db
-    return ("--no-globals: the database properties a globals file records are not applied (owner, privileges, "
+        return ["no database properties (no globals file): %s will belong to the restoring role, with default "
+                "privileges" % db]
+    return ["--no-globals: the database properties a globals file records are not applied (owner, privileges, "
             "encoding and locale, connection limit, settings, comment): %s will belong to %s, with default "
-            "privileges and template0's encoding and locale" % (db, owner))
+            "privileges and template0's encoding and locale" % (db, owner)]
+
+
+# what an in-place restore keeps of the live database, by the keys read() gives
+_KEPT = (("owner", ("owner",)), ("privileges", ("acl",)), ("connection limit", ("connlimit",)),
+         ("encoding and locale", ("encoding", "collate", "ctype")), ("tablespace", ("tablespace",)),
+         ("settings", ("settings",)), ("comment", ("comment",)))
+
+
+def _same(key, value):
+    """`value` of property `key`, in an order that does not depend on the server (its oids)."""
+    if key == "acl" and value is not None:
+        return sorted(value)
+    if key == "settings":
+        return sorted((s.get("role") or "", sorted(s.get("config") or [])) for s in value or [])
+    return value
 
 
 def comment_line(db, run=None):

@@ -256,7 +256,7 @@ class Run:
         if busy:
             say("scratch database(s) still in use, left alone: %s" % ", ".join(busy), "warning")
         try:
-            self.globals_stmts = globals_stmts  # applied in create(), once the dump has authenticated
+            self.globals_stmts, self.recorded = globals_stmts, backup_props  # applied (stmts) in create()
             props = self.props if exists else backup_props  # read with DBNAME's state
             if props and not exists:
                 self.roles.seen(self.role_names)
@@ -281,8 +281,9 @@ class Run:
         except pgopts.RefusedOption as e:
             raise Failure(str(e), 64, "%s holds a %s, restored with %s, whatever its name says; see %s --help"
                           % (self.file, "custom archive" if kind == "custom" else "plain dump", tool, PROG)) from None
-        if props is None and not exists:  # said once FILE authenticated: a refused one is the restore's one line
-            say(pgprops.unapplied(self.db, self.o.get("role") or self.user, self.o.get("no_globals")), "warning")
+        for text in pgprops.unapplied(self.db, self.o.get("role") or self.user, self.o.get("no_globals"),
+                                      props if exists else None, self.recorded):  # once FILE authenticated
+            say(text, "warning")  # (a refused one is the restore's one line)
         self.roles.create_missing(self.globals_stmts, self.globals_path, self.restrict)
         self.temp, created = self.temp_name, False  # first: stopped while psql runs the CREATE, undo() drops it
         try:
@@ -317,7 +318,8 @@ class Run:
             quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed
             raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db),
-                          hint=QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None)
+                          hint=self.roles.hint(QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None,
+                                               "--no-tablespaces" in self.o["tool"]))
 
     def swap(self, props, exists):
         # private until now (see pgprops.private_sql): its properties come with the swap

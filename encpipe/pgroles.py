@@ -14,7 +14,7 @@ from .pgclient import PgError, ident, run_sql
 class Roles:
     def __init__(self, maint, say):
         self.maint, self.say = maint, say  # say(text, kind=None): a line on stderr
-        self.created = []
+        self.created, self.lacking = [], []  # lacking: tablespaces the globals file has, the server not
         self._names = None
 
     def names(self):
@@ -34,7 +34,7 @@ class Roles:
         keep, created, skipped = pgglobals.plan(statements, self.names())
         spaces = pgglobals.tablespaces(skipped)
         have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;", fields=1)} if spaces else ()
-        spaces = [name for name in spaces if name not in have]
+        spaces = self.lacking = [name for name in spaces if name not in have]
         if spaces:
             self.say("tablespaces this server lacks are not created: %s" % ", ".join(spaces), "warning")
         if not created:
@@ -54,6 +54,15 @@ class Roles:
             self.created = created
             self._names |= set(created)
         self.say("created roles: %s" % ", ".join(created))
+
+    def hint(self, otherwise, no_tablespaces=False):
+        """A failed restore's hint: the tablespaces the server lacks, which a dump that names
+        them needs, unless `no_tablespaces` (pg_restore's --no-tablespaces) did without them
+        (before, `otherwise` only, the cause a warning among psql's lines)."""
+        if not self.lacking or no_tablespaces:
+            return otherwise
+        return ("this server lacks tablespace(s) %s, which a dump that names them needs: create them first (README: "
+                "Disaster recovery), or restore a custom archive with -- --no-tablespaces" % ", ".join(self.lacking))
 
     def check(self, db, props, statements, no_owner, no_acl):
         """Failure (1) when new database `db`, with properties `props`, needs a role that
