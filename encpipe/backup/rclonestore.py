@@ -127,7 +127,18 @@ class Rclone:
         one, which cut that short and left an S3 multipart upload on the server."""
         proc = sigthreads.popen([self.binary, "rcat", self.where(name)], env=self.env, process_group=0,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return Upload(proc, self.where(name))
+        return Upload(proc, self.where(name), lambda written: self._kept(name, written))
+
+    def _kept(self, name, written):
+        """IOFailure unless the remote lists `name` with the `written` bytes its upload took:
+        an rclone rcat that read it all and exited 0 stored less, as it was, under the backup's name."""
+        try:
+            item = self.stat(name)
+        except InputUnavailable as e:
+            raise IOFailure(f"cannot upload {self.where(name)}: {e}") from None
+        if item.error or item.size != written:
+            held = item.error or f"the remote holds {item.size} bytes of the {written} written"
+            raise IOFailure(f"cannot upload {self.where(name)}: {held}")
 
     def rename(self, name, final):
         listed = {item.name: item for item in self.list()}
