@@ -7,6 +7,14 @@ the backup succeeded, and only a later verify found it truncated. An upload now
 checks the object's listed size against the bytes it wrote before the object
 is renamed: 74, one line, nothing stored, the failed run recorded.
 
+An object that, once renamed, is gone or reads back as something else (another
+writer of the bucket, a remote that loses it) was read back and its damage
+never looked at: exit 0, recorded a success. The read-back now fails on it:
+exit 1, `backup written, but it does not read back as stored: ...`, and the run
+recorded as a failed attempt (the backup is not there as written); a read-back
+that cannot run at all (the remote cannot be listed just then) stays what
+README says (exit 1, recorded a success without a size).
+
 Real rclone against `rclone serve s3`; a fake pg_dump (no cluster needed); the
 faults are made by a wrapper around the real rclone.
 """
@@ -54,3 +62,28 @@ def test_an_upload_the_remote_keeps_short_is_not_stored(s3, key_file, tmp_path):
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
     assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded
 
+
+REPLACED = {
+    "gone": ('"$R" deletefile "$3"', "cannot read {name}: no such object"),
+    "foreign": ('echo not a backup | "$R" rcat "$3"', "{name}: not an encpipe file"),
+    "truncated": ('"$R" cat --count 1000 "$3" | "$R" rcat "$3"', "{name} is 1000 bytes, {size} were stored"),
+}
+
+
+def test_a_backup_that_does_not_read_back_as_stored_fails_and_is_recorded_failed(s3, key_file, tmp_path):
+    """The object replaced right after its rename (moveto). Before: exit 0 and a
+    success recorded for each; `bytes` 1000 for the truncated one."""
+    for folder, (then, said) in REPLACED.items():
+        rclone = wrapped(tmp_path, "moveto", f'"$R" moveto "$2" "$3" || exit; {then}; exit')
+        code, out, err, recorded = backup(s3, tmp_path, folder, rclone, key_file)
+        assert code == 1, (folder, err)
+        line = json.loads(out)
+        assert (line["bytes"], line["key_ids"], line["slots"]) == (None, None, None)
+        lines = err.splitlines()
+        assert len(lines) == 1, lines
+        size = re.search(r"([0-9]+) were stored", lines[0])
+        expected = said.format(name=re.escape(line["filename"]), size=size and size[1])
+        assert re.fullmatch(r"encpipe-backup: error: backup written, but it does not read back as stored: "
+                            + expected, lines[0]), (folder, lines)
+        assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0, folder
+        assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded, folder
