@@ -67,7 +67,7 @@ from ..shown import json_value
 from ..sigdefer import held, hold_for_good
 from ..stdio import write_whole
 from .names import KINDS, temp_started
-from .remotes import split_file
+from .remotes import refuse_local, split_file
 from .storage import CHUNK, Local, discard, open_location, upload
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
@@ -79,6 +79,7 @@ _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--
 
 
 def stores(args, io):
+    refuse_local(args["--to"], "--to")
     if args["--dir"]:
         check_directory(args["--dir"], args["--allow-shared-dir"])
     found = ([Local(args["--dir"])] if args["--dir"] else []) + (

@@ -12,6 +12,7 @@ import os
 import re
 
 from ..errors import UsageError
+from ..keyargs import shown_name
 
 _NAME = re.compile(r":?[A-Za-z0-9_][A-Za-z0-9_.\- ]*")  # a configured remote's name, or :backend
 # The parameters whose value is a secret: every option rclone's backends mark as a
@@ -125,3 +126,13 @@ def refuse_dot_parts(location, option):
     if end is not None and any(part in (".", "..") for part in location[end:].split("/")):
         raise UsageError(f"{option}: the remote's path has a . or .. part, which rclone stores into and lists "
                          "from in different places", hint="give the remote's path without . and .. parts")
+
+
+def refuse_local(location, option):
+    """UsageError (64) when `location`, given to `option` (--to), names no rclone remote:
+    it was taken for a local directory, written with none of what --dir does for one
+    (the check that no other user can write it, the lock)."""
+    if location and not is_remote(location):
+        local = ", and is a local path" if os.path.lexists(location) else ""
+        raise UsageError(f"{option}: {shown_name(location, what='REMOTE:PATH')} names no rclone remote "
+                         f"(REMOTE:PATH){local}", hint="give a local directory with --dir")
