@@ -169,11 +169,14 @@ def _read_back(store, final, renamed):
 
 def _remove_stale_temps(store, now=None):
     """Temporary objects of runs killed more than STALE ago (a remote has no
-    lock to tell a running upload from a dead one; no run lasts that long)."""
+    lock to tell a running upload from a dead one; no run lasts that long).
+    One listed unreadable is left: a name holding a NUL cannot be given to
+    rclone (its deletefile was a ValueError, the stored backup's run a 70),
+    and of several under one name, which one a removal reaches is not known."""
     cutoff = (now or datetime.now(timezone.utc)) - STALE
     for item in store.list():
         started = temp_started(item.name)
-        if started and started < cutoff:
+        if started and started < cutoff and not item.unreadable:
             store.discard(item.name)
 
 
