@@ -130,15 +130,22 @@ class Rclone:
         return Upload(proc, self.where(name), lambda written: self._kept(name, written))
 
     def _kept(self, name, written):
-        """IOFailure unless the remote lists `name` with the `written` bytes its upload took:
-        an rclone rcat that read it all and exited 0 stored less, as it was, under the backup's name."""
+        """IOFailure unless the remote holds `name` with the `written` bytes its upload took:
+        an rclone rcat that read it all and exited 0 stored less, as it was, under the backup's
+        name. The object itself is asked for (`lsjson --stat`: a HEAD on S3), not the listing,
+        which some remotes (Swift's) update later."""
         try:
-            item = self.stat(name)
-        except InputUnavailable as e:
+            found = json.loads(self._run("lsjson", "--stat", "--no-modtime", "--no-mimetype", self.where(name)))
+        except IOFailure as e:
             raise IOFailure(f"cannot upload {self.where(name)}: {e}") from None
-        if item.error or item.size != written:
-            held = item.error or f"the remote holds {item.size} bytes of the {written} written"
-            raise IOFailure(f"cannot upload {self.where(name)}: {held}")
+        except ValueError:  # not JSON: no size to trust
+            found = {}
+        size = found.get("Size") if isinstance(found, dict) else None
+        if found is None:
+            raise IOFailure(f"cannot upload {self.where(name)}: {NO_SUCH_OBJECT}")
+        if type(size) is not int or size != written:
+            held = f"holds {size} bytes" if type(size) is int else "gives no size for the object"
+            raise IOFailure(f"cannot upload {self.where(name)}: the remote {held} of the {written} written")
 
     def rename(self, name, final):
         listed = {item.name: item for item in self.list()}
