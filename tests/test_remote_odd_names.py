@@ -132,7 +132,9 @@ def test_a_stale_temporary_name_holding_a_nul_is_left_and_the_backup_stands(s3, 
     rclone.write_text(f"""#!/bin/bash
 if [ "$1" = lsjson ]; then
   {rclone_binary()} "$@" | {sys.executable} -c 'import json, sys; listed = json.load(sys.stdin)
-listed.append({{"Path": {json.dumps(planted)}, "Name": {json.dumps(planted)}, "Size": 5, "IsDir": False}}); print(json.dumps(listed))'
+if isinstance(listed, list):  # a listing, not one object (--stat)
+    listed.append({{"Path": {json.dumps(planted)}, "Name": {json.dumps(planted)}, "Size": 5, "IsDir": False}})
+print(json.dumps(listed))'
   exit "${{PIPESTATUS[0]}}"
 fi
 exec {rclone_binary()} "$@"

@@ -153,7 +153,7 @@ def _read_back(store, final, renamed):
     remote not listed, rclone failing) raises, as before (the backup counts as stored)."""
     from .listing import examine  # imported by encpipe-backup while pg_dump starts
 
-    item = store.stat(final)
+    item = store.head(final)
     if item.error:
         return None, item.error
     head = examine(store, item)

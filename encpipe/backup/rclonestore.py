@@ -129,23 +129,27 @@ class Rclone:
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return Upload(proc, self.where(name), lambda written: self._kept(name, written))
 
+    def head(self, name):
+        """One object as the remote gives it when asked for it (`lsjson --stat`: a HEAD on
+        S3), not as its listing does, which some remotes (Swift's) update later: for what
+        this run has just written. Unreadable when missing; no size when not told one."""
+        found = json.loads(self._run("lsjson", "--stat", "--files-only", "--no-modtime", "--no-mimetype",
+                                     self.where(name)) or "null")
+        if not isinstance(found, dict) or found.get("IsDir"):  # null: not there (--files-only: else a directory)
+            return Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
+        size = found.get("Size")
+        return Item(name, size if type(size) is int else None)
+
     def _kept(self, name, written):
         """IOFailure unless the remote holds `name` with the `written` bytes its upload took:
-        an rclone rcat that read it all and exited 0 stored less, as it was, under the backup's
-        name. The object itself is asked for (`lsjson --stat`: a HEAD on S3), not the listing,
-        which some remotes (Swift's) update later."""
+        an rclone rcat that read it all and exited 0 stored less, as it was, under the backup's name."""
         try:
-            found = json.loads(self._run("lsjson", "--stat", "--no-modtime", "--no-mimetype", self.where(name)))
-        except IOFailure as e:
+            item = self.head(name)
+        except (IOFailure, ValueError) as e:  # ValueError: not JSON
             raise IOFailure(f"cannot upload {self.where(name)}: {e}") from None
-        except ValueError:  # not JSON: no size to trust
-            found = {}
-        size = found.get("Size") if isinstance(found, dict) else None
-        if found is None:
-            raise IOFailure(f"cannot upload {self.where(name)}: {NO_SUCH_OBJECT}")
-        if type(size) is not int or size != written:
-            held = f"holds {size} bytes" if type(size) is int else "gives no size for the object"
-            raise IOFailure(f"cannot upload {self.where(name)}: the remote {held} of the {written} written")
+        if item.error or item.size != written:
+            held = item.error or f"the remote holds {item.size} bytes of the {written} written"
+            raise IOFailure(f"cannot upload {self.where(name)}: {held}")
 
     def rename(self, name, final):
         listed = {item.name: item for item in self.list()}
