@@ -87,3 +87,15 @@ def test_a_backup_that_does_not_read_back_as_stored_fails_and_is_recorded_failed
                             + expected, lines[0]), (folder, lines)
         assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0, folder
         assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded, folder
+
+
+def test_an_rclone_without_lsjson_stat_still_stores_and_reads_back(s3, key_file, tmp_path):
+    """An older rclone has no `lsjson --stat` (Ubuntu 22.04 ships 1.53): the object's
+    size is then read from the listing, and the backup is stored as before."""
+    rclone = wrapped(tmp_path, "lsjson", 'for a; do [ "$a" = --stat ] && { echo "2026/01/01 00:00:00 NOTICE: Fatal '
+                                         'error: unknown flag: --stat" >&2; exit 1; }; done')
+    code, out, err, recorded = backup(s3, tmp_path, "old", rclone, key_file)
+    assert (code, err) == (0, ""), err
+    line = json.loads(out)
+    assert s3.objects("old") == [line["filename"]] and line["bytes"] > 300000 and line["key_ids"]
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 1

@@ -133,8 +133,13 @@ class Rclone:
         """One object as the remote gives it when asked for it (`lsjson --stat`: a HEAD on
         S3), not as its listing does, which some remotes (Swift's) update later: for what
         this run has just written. Unreadable when missing; no size when not told one."""
-        found = json.loads(self._run("lsjson", "--stat", "--files-only", "--no-modtime", "--no-mimetype",
-                                     self.where(name)) or "null")
+        try:
+            out = self._run("lsjson", "--stat", "--files-only", "--no-modtime", "--no-mimetype", self.where(name))
+        except IOFailure as e:
+            if "unknown flag: --stat" not in str(e):
+                raise
+            return self.stat(name)  # an older rclone (Ubuntu 22.04 ships 1.53) has no --stat: the listing
+        found = json.loads(out or "null")
         if not isinstance(found, dict) or found.get("IsDir"):  # null: not there (--files-only: else a directory)
             return Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
         size = found.get("Size")
