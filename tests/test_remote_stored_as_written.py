@@ -99,3 +99,13 @@ def test_an_rclone_without_lsjson_stat_still_stores_and_reads_back(s3, key_file,
     line = json.loads(out)
     assert s3.objects("old") == [line["filename"]] and line["bytes"] > 300000 and line["key_ids"]
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 1
+
+
+def test_an_object_size_that_is_not_json_fails_the_upload_in_one_line(s3, key_file, tmp_path):
+    rclone = wrapped(tmp_path, "lsjson", 'for a; do [ "$a" = --stat ] && { echo "{not json"; exit 0; }; done')
+    code, out, err, recorded = backup(s3, tmp_path, "garbled", rclone, key_file)
+    assert (code, out) == (74, b""), err
+    assert re.fullmatch(rf"encpipe-backup: error: backup of {DB} failed \(status 74\): cannot upload "
+                        rf"(\S+): rclone lsjson \1: its output is not JSON; nothing was stored\n", err), err
+    assert s3.objects("garbled") == []
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0

@@ -206,7 +206,7 @@ class Upload:
     it has taken all that was written, even with status 0, fails the upload
     (IOFailure, 74): a short object is never taken for a complete one, whether
     rclone's end broke the pipe or left the rest unread in it (_input_of); so
-    does one that took it all but whose object the remote then lists with
+    does one that took it all but whose object the remote then gives with
     another size (`kept(written)` raises it: a proxy that cut the body short)."""
 
     def __init__(self, proc, where, kept=None):
@@ -285,7 +285,7 @@ class Upload:
         if short:
             raise IOFailure(f"cannot upload {self.where}: "
                             "rclone rcat ended (status 0) before all the data was written to it")
-        if self.kept:  # what the remote holds, as it lists it: all that was written, or the upload failed
+        if self.kept:  # what the remote holds: all that was written, or the upload failed
             self.kept(self.written)
 
 

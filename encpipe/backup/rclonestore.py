@@ -139,7 +139,10 @@ class Rclone:
             if "unknown flag: --stat" not in str(e):
                 raise
             return self.stat(name)  # an older rclone (Ubuntu 22.04 ships 1.53) has no --stat: the listing
-        found = json.loads(out or "null")
+        try:
+            found = json.loads(out or "null")
+        except ValueError:
+            raise IOFailure(f"rclone lsjson {self.where(name)}: its output is not JSON") from None
         if not isinstance(found, dict) or found.get("IsDir"):  # null: not there (--files-only: else a directory)
             return Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
         size = found.get("Size")
@@ -150,7 +153,7 @@ class Rclone:
         an rclone rcat that read it all and exited 0 stored less, as it was, under the backup's name."""
         try:
             item = self.head(name)
-        except (IOFailure, ValueError) as e:  # ValueError: not JSON
+        except IOFailure as e:
             raise IOFailure(f"cannot upload {self.where(name)}: {e}") from None
         if item.error or item.size != written:
             held = item.error or f"the remote holds {item.size} bytes of the {written} written"
