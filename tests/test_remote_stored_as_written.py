@@ -4,15 +4,17 @@ An `rclone rcat` that reads the whole stream and exits 0 but stores less (a
 proxy or gateway that cuts the body short, a backend's bug) left a short object
 under the backup's name: exit 0, its JSON line and the metrics file both said
 the backup succeeded, and only a later verify found it truncated. An upload now
-checks the object's listed size against the bytes it wrote before the object
-is renamed: 74, one line, nothing stored, the failed run recorded.
+asks the remote for the object's size (`rclone lsjson --stat`; the listing
+with an rclone that has no --stat) and checks it against the bytes it wrote
+before the object is renamed: 74, one line, nothing stored, the failed run
+recorded.
 
 An object that, once renamed, is gone or reads back as something else (another
 writer of the bucket, a remote that loses it) was read back and its damage
 never looked at: exit 0, recorded a success. The read-back now fails on it:
 exit 1, `backup written, but it does not read back as stored: ...`, and the run
 recorded as a failed attempt (the backup is not there as written); a read-back
-that cannot run at all (the remote cannot be listed just then) stays what
+that cannot run at all (the remote does not answer just then) stays what
 README says (exit 1, recorded a success without a size).
 
 Real rclone against `rclone serve s3`; a fake pg_dump (no cluster needed); the
