@@ -15,8 +15,12 @@ import subprocess
 import sys
 
 from cliutil import plugin_text
+from s3server import rclone_binary
+from test_backup_monitoring import samples
+from test_backup_restore import BACKUP
 from test_backup_dir import ENV, ROOT, make_valid
 from test_backup_dir_hostile import hours_ago
+from test_rclone_leftovers import fake_env
 
 REMOTE = "fake:bucket"
 
@@ -115,3 +119,32 @@ def test_a_name_the_remote_lists_twice_is_unreadable_never_counted_nor_removed(t
     assert (checked.returncode, checked.stderr) == (1, b"")
     assert checked.stdout.decode().startswith(f"WARNING: shop: newest backup {old} is ")
     assert plugin_text(checked.stdout.decode()).endswith(f" h old; newest file {twice} is unreadable\n")
+
+
+def test_a_stale_temporary_name_holding_a_nul_is_left_and_the_backup_stands(s3, key_file, tmp_path):
+    """The look for a killed run's temporary objects, once the backup is stored, took
+    an old `.encpipe-tmp.*` name holding a NUL for one to remove: its `rclone
+    deletefile` was a ValueError, and every backup to that remote, stored, ended in
+    70 with no JSON line and no record in the metrics file. A bucket writer needed
+    one object to do it. It is unreadable, never named to rclone: left alone."""
+    planted = ".encpipe-tmp.20200101T000000Z_1_1\0x"
+    rclone = tmp_path / "rclone"
+    rclone.write_text(f"""#!/bin/bash
+if [ "$1" = lsjson ]; then
+  {rclone_binary()} "$@" | {sys.executable} -c 'import json, sys; listed = json.load(sys.stdin)
+if isinstance(listed, list):  # a listing, not one object (--stat)
+    listed.append({{"Path": {json.dumps(planted)}, "Name": {json.dumps(planted)}, "Size": 5, "IsDir": False}})
+print(json.dumps(listed))'
+  exit "${{PIPESTATUS[0]}}"
+fi
+exec {rclone_binary()} "$@"
+""")
+    rclone.chmod(0o755)
+    prom = tmp_path / "encpipe.prom"
+    done = subprocess.run([BACKUP, "--no-globals", "--to", f"{s3.location}/nul", "--key-file", key_file,
+                           "--metrics-file", str(prom), "shop"],
+                          env=fake_env(tmp_path, "echo 'select 1;'\n", **s3.env, RCLONE=str(rclone)),
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    assert s3.objects("nul") == [json.loads(done.stdout)["filename"]]
+    assert samples(prom)[("encpipe_backup_last_attempt_success", "shop")] == 1

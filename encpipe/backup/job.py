@@ -67,7 +67,7 @@ from ..shown import json_value
 from ..sigdefer import held, hold_for_good
 from ..stdio import write_whole
 from .names import KINDS, temp_started
-from .remotes import split_file
+from .remotes import refuse_local, split_file
 from .storage import CHUNK, Local, discard, open_location, upload
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
@@ -79,6 +79,7 @@ _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--
 
 
 def stores(args, io):
+    refuse_local(args["--to"], "--to")
     if args["--dir"]:
         check_directory(args["--dir"], args["--allow-shared-dir"])
     found = ([Local(args["--dir"])] if args["--dir"] else []) + (
@@ -109,13 +110,14 @@ def cmd_commit(args, io):
         except EncpipeError as e:  # a store's rename says which one failed
             return _undo(args, io, targets, renames, renamed, e)
         hold_for_good()  # stored: the rest (read back, prune, record, the JSON line) and its status stand
-    status, head = 0, None  # from here on the backup is stored: what fails is said, the run still recorded
-    from .listing import examine  # imported by encpipe-backup while pg_dump starts
-
+    status, head, lost = 0, None, None  # from here on the backup is stored: what fails is said, the run recorded
     try:
-        head = examine(targets[0], targets[0].stat(final))
+        head, lost = _read_back(targets[0], final, next(r for s, n, r in renamed if s is targets[0] and n == final))
     except (EncpipeError, OSError) as e:
         io.error(f"backup written, but cannot read it back: {e}")
+        status = 1
+    if lost:  # not there as stored: the run failed, whatever its renames did
+        io.error(f"backup written, but it does not read back as stored: {lost}")
         status = 1
     line = {
         "filename": final,
@@ -136,7 +138,7 @@ def cmd_commit(args, io):
             io.warn(f"stale temporary objects not looked for: {e}")
     if any(args[o] is not None for o in _POLICY):
         status = _prune_after(args, io, targets, db, line) or status
-    unrecorded = _record(args, ok=True, size=line["bytes"])
+    unrecorded = _record(args, ok=not lost, size=line["bytes"])
     if unrecorded:  # stored all the same: said, the JSON line printed, 1 as for the other steps after the rename
         io.error(f"backup written, but metrics not written: {unrecorded}", hint=unrecorded.hint)
         status = 1
@@ -144,13 +146,37 @@ def cmd_commit(args, io):
     return status
 
 
+def _read_back(store, final, renamed):
+    """(the Entry of `final` as it reads back, None), or (None, why it is not the file
+    stored: gone, not a sealed file, or not the size its temporary file had as it was
+    renamed, `renamed` being what store.rename gave); a read that cannot be made (the
+    remote not listed, rclone failing) raises, as before (the backup counts as stored)."""
+    from .listing import examine  # imported by encpipe-backup while pg_dump starts
+
+    item = store.head(final)
+    if item.error:
+        return None, item.error
+    head = examine(store, item)
+    if head.status == "unreadable":
+        raise InputUnavailable(head.error)
+    if head.status != "sealed":
+        return None, f"{final}: {head.error or head.status}"
+    stored = getattr(renamed, "size", getattr(renamed, "st_size", None))
+    if stored is not None and head.bytes != stored:
+        return None, f"{final} is {head.bytes} bytes, {stored} were stored"
+    return head, None
+
+
 def _remove_stale_temps(store, now=None):
     """Temporary objects of runs killed more than STALE ago (a remote has no
-    lock to tell a running upload from a dead one; no run lasts that long)."""
+    lock to tell a running upload from a dead one; no run lasts that long).
+    One listed unreadable is left: a name holding a NUL cannot be given to
+    rclone (its deletefile was a ValueError, the stored backup's run a 70),
+    and of several under one name, which one a removal reaches is not known."""
     cutoff = (now or datetime.now(timezone.utc)) - STALE
     for item in store.list():
         started = temp_started(item.name)
-        if started and started < cutoff:
+        if started and started < cutoff and not item.unreadable:
             store.discard(item.name)
 
 

@@ -205,17 +205,21 @@ class Upload:
     end (ERR_TAIL bytes) is kept, for the error line. An rclone that ends before
     it has taken all that was written, even with status 0, fails the upload
     (IOFailure, 74): a short object is never taken for a complete one, whether
-    rclone's end broke the pipe or left the rest unread in it (_input_of)."""
+    rclone's end broke the pipe or left the rest unread in it (_input_of); so
+    does one that took it all but whose object the remote then gives with
+    another size (`kept(written)` raises it: a proxy that cut the body short)."""
 
-    def __init__(self, proc, where):
-        self.proc, self.where = proc, where
+    def __init__(self, proc, where, kept=None):
+        self.proc, self.where, self.kept = proc, where, kept
         self.err = _ErrTail(proc)
+        self.written = 0
 
     def write(self, block):
         try:
             self.proc.stdin.write(block)
         except BrokenPipeError:  # rclone ended: its own failure, or a short upload
             self._end(short=True)
+        self.written += len(block)
 
     def close(self):
         self._end(short=False)
@@ -281,6 +285,8 @@ class Upload:
         if short:
             raise IOFailure(f"cannot upload {self.where}: "
                             "rclone rcat ended (status 0) before all the data was written to it")
+        if self.kept:  # what the remote holds: all that was written, or the upload failed
+            self.kept(self.written)
 
 
 _ENDED = contextlib.nullcontext()  # _input_of: rclone ended before its input did

@@ -127,7 +127,37 @@ class Rclone:
         one, which cut that short and left an S3 multipart upload on the server."""
         proc = sigthreads.popen([self.binary, "rcat", self.where(name)], env=self.env, process_group=0,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return Upload(proc, self.where(name))
+        return Upload(proc, self.where(name), lambda written: self._kept(name, written))
+
+    def head(self, name):
+        """One object as the remote gives it when asked for it (`lsjson --stat`: a HEAD on
+        S3), not as its listing does, which some remotes (Swift's) update later: for what
+        this run has just written. Unreadable when missing; no size when not told one."""
+        try:
+            out = self._run("lsjson", "--stat", "--files-only", "--no-modtime", "--no-mimetype", self.where(name))
+        except IOFailure as e:
+            if "unknown flag: --stat" not in str(e):
+                raise
+            return self.stat(name)  # an older rclone (Ubuntu 22.04 ships 1.53) has no --stat: the listing
+        try:
+            found = json.loads(out or "null")
+        except ValueError:
+            raise IOFailure(f"rclone lsjson {self.where(name)}: its output is not JSON") from None
+        if not isinstance(found, dict) or found.get("IsDir"):  # null: not there (--files-only: else a directory)
+            return Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
+        size = found.get("Size")
+        return Item(name, size if type(size) is int else None)
+
+    def _kept(self, name, written):
+        """IOFailure unless the remote holds `name` with the `written` bytes its upload took:
+        an rclone rcat that read it all and exited 0 stored less, as it was, under the backup's name."""
+        try:
+            item = self.head(name)
+        except IOFailure as e:
+            raise IOFailure(f"cannot upload {self.where(name)}: {e}") from None
+        if item.error or item.size != written:
+            held = item.error or f"the remote holds {item.size} bytes of the {written} written"
+            raise IOFailure(f"cannot upload {self.where(name)}: {held}")
 
     def rename(self, name, final):
         listed = {item.name: item for item in self.list()}

@@ -12,6 +12,7 @@ import os
 import re
 
 from ..errors import UsageError
+from ..keyargs import shown_name
 
 _NAME = re.compile(r":?[A-Za-z0-9_][A-Za-z0-9_.\- ]*")  # a configured remote's name, or :backend
 # The parameters whose value is a secret: every option rclone's backends mark as a
@@ -101,9 +102,11 @@ def split_file(path):
 
 def refuse_credentials(location, option):
     """UsageError (64) when `location`, given to `option`, is a connection string
-    with a credential in it (an existing local path is a path)."""
+    with a credential in it (an existing local path is a path); so is a remote
+    whose path has a . or .. part (refuse_dot_parts)."""
     if not location or os.path.exists(location):
         return
+    refuse_dot_parts(location, option)
     if prefix_end(location) is not None and _URL_PASSWORD.search(location):  # url=https://user:PASS@host
         raise UsageError(f"{option}: the remote's connection string gives a password in a URL: a credential would "
                          "be on rclone's command line, where other users can read it", hint=HINT)
@@ -112,3 +115,24 @@ def refuse_credentials(location, option):
             shown = name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
             raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
                              "rclone's command line, where other users can read it", hint=HINT)
+
+
+def refuse_dot_parts(location, option):
+    """UsageError (64) for a remote whose path has a `.` or `..` part: rclone reads it
+    one way to store an object and another to list one (S3: `rcat REMOTE:b/../c/NAME`
+    stored the key `b/../c/NAME`, `lsjson REMOTE:b/../c` listed elsewhere), so what
+    a backup stored there no listing of that path found."""
+    end = prefix_end(location)
+    if end is not None and any(part in (".", "..") for part in location[end:].split("/")):
+        raise UsageError(f"{option}: the remote's path has a . or .. part, which rclone stores into and lists "
+                         "from in different places", hint="give the remote's path without . and .. parts")
+
+
+def refuse_local(location, option):
+    """UsageError (64) when `location`, given to `option` (--to), names no rclone remote:
+    it was taken for a local directory, written with none of what --dir does for one
+    (the check that no other user can write it, the lock)."""
+    if location and not is_remote(location):
+        local = ", and is a local path" if os.path.lexists(location) else ""
+        raise UsageError(f"{option}: {shown_name(location, what='REMOTE:PATH')} names no rclone remote "
+                         f"(REMOTE:PATH){local}", hint="give a local directory with --dir")

@@ -2,6 +2,8 @@
 
     list() -> [Item]          every file directly in the location, by name
     stat(name) -> Item        one file (unreadable when missing)
+    head(name) -> Item        the same, of a file this run has just written (a remote: asked
+                              of the object, not read from a listing that may lag behind)
     open(item) -> reader      a binary stream of the stored bytes
     tail(item, size) -> bytes its last `size` bytes (a v2 trailer), the rest not read
     writer(name) -> w         w.write(bytes)..., w.close(): a new file `name`; w.abort(): given up
@@ -182,6 +184,8 @@ class Local:
 
     def stat(self, name):
         return self._item(name) or Item(name, error="not a regular file")
+
+    head = stat  # what this run has just written (Rclone.head)
 
     def _item(self, name):
         try:

@@ -1,0 +1,56 @@
+"""`--to` takes an rclone REMOTE:PATH, never a local directory.
+
+A `--to` that named no remote (`--to offsite`, the colon forgotten; or a
+REMOTE:PATH that also exists as a local path) was taken for a local directory,
+written without what `--dir` does for one: no check that another user can
+write it (a world-writable directory took the backup, exit 0, where `--dir`
+refuses it with 73), no lock, and its JSON line's `remote` naming a local
+file as the off-site copy. It is now refused before anything runs: 64, one
+line, nothing on stdout, nothing made."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_backup_restore import BACKUP
+from test_rclone_leftovers import fake_env
+
+
+@pytest.mark.parametrize("given", ["shared", "offsite", "here:up"])
+def test_a_to_that_names_no_remote_is_refused(tmp_path, key_file, given):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "shared").mkdir(mode=0o777)
+    (work / "shared").chmod(0o777)
+    (work / "here:up").mkdir()
+    before = sorted(os.walk(work))
+    done = subprocess.run([BACKUP, "--no-globals", "--to", given, "--key-file", key_file, "shop"],
+                          env=fake_env(tmp_path, "echo 'select 1;'\n"), cwd=work, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.splitlines()[0] == (f"encpipe-backup: error: --to: {given} names no rclone remote (REMOTE:PATH)"
+                                   + (", and is a local path" if given != "offsite" else ""))
+    assert err.count("error: ") == 1, err
+    assert sorted(os.walk(work)) == before
+
+
+def test_the_job_commands_refuse_it_too(tmp_path):
+    directory = tmp_path / "d"
+    directory.mkdir()
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "upload", "--to", str(directory), ".encpipe-tmp.x"],
+                          env=fake_env(tmp_path, ""), input=b"data", capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert done.stderr.decode().splitlines()[0] == (f"encpipe-backup: error: --to: {directory} names no rclone "
+                                                    "remote (REMOTE:PATH), and is a local path")
+    assert os.listdir(directory) == []
+
+
+def test_a_unit_whose_runs_would_all_be_refused_is_not_made(tmp_path):
+    done = subprocess.run([BACKUP, "--systemd-unit", "--to", "offsite"], env=fake_env(tmp_path, ""), cwd=tmp_path,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert done.stderr.decode().splitlines()[0] == "encpipe-backup: error: --to: offsite names no rclone remote " \
+                                                   "(REMOTE:PATH)"
