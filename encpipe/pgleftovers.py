@@ -111,7 +111,9 @@ class RunLock:
 
 
 def pre_restore_copies(maintenance_db, db=None, now=None):
-    """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases."""
+    """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases; a
+    name dated on no day (`..._pre_restore_20241399T999999Z`, which any role that may
+    create a database can make) is no copy a restore made: neither listed nor dropped."""
     now = now or datetime.now(timezone.utc)
     rows = run_sql(maintenance_db, "SELECT pg_catalog.pg_database_size(oid), datname FROM pg_catalog.pg_database "
                    "WHERE datname ~ '_pre_restore_[0-9]{8}T[0-9]{6}Z$' ORDER BY datname;", fields=2)
@@ -120,7 +122,10 @@ def pre_restore_copies(maintenance_db, db=None, now=None):
         match = _PRE_RESTORE.match(name)
         if not match or (db is not None and match["db"] != db):
             continue
-        created = datetime.strptime(match["ts"], STAMP).replace(tzinfo=timezone.utc)
+        try:
+            created = datetime.strptime(match["ts"], STAMP).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
         copies.append({"name": name, "database": match["db"], "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
                        "age_days": round((now - created).total_seconds() / 86400, 3), "bytes": int(size)})
     return copies
