@@ -38,3 +38,31 @@ def test_a_name_dated_on_no_day_is_no_copy_and_stops_nothing(pg, tools, key_file
     finally:
         for name in (NO_DAY, A_COPY, "shop"):
             pg.dropdb(name)
+
+
+YEAR_ONE = "shop_pre_restore_00010101T000000Z"
+FUTURE = "shop_pre_restore_99991231T235959Z"
+
+
+def test_copies_dated_year_one_and_in_the_future_are_listed_and_dropped_as_asked(pg, tools):
+    """Year 1 was listed as created "1-01-01T00:00:00Z" (strftime's %Y), which a drop
+    then failed to read back (70); and `--drop-pre-restore-older-than 0`, "all", left a
+    copy dated in the future (made while the clock was ahead)."""
+    for name in (YEAR_ONE, A_COPY, FUTURE):
+        pg.dropdb(name)
+        pg.createdb(name)
+    env = script_env(pg, tools)
+    try:
+        listed = run([RESTORE, "--list-pre-restore"], env)
+        assert (listed.returncode, listed.stderr) == (0, b""), listed.stderr.decode()
+        assert [(c["name"], c["created"]) for c in json.loads(listed.stdout)] == [
+            (YEAR_ONE, "0001-01-01T00:00:00Z"), (A_COPY, "2024-01-01T00:00:00Z"), (FUTURE, "9999-12-31T23:59:59Z")]
+        dropped = run([RESTORE, "--drop-pre-restore-older-than", "1"], env)
+        assert (dropped.returncode, dropped.stdout) == (0, b""), dropped.stderr.decode()
+        assert {n for n in _names(pg) if "_pre_restore_" in n} == {FUTURE}
+        dropped = run([RESTORE, "--drop-pre-restore-older-than", "0"], env)
+        assert (dropped.returncode, dropped.stdout) == (0, b""), dropped.stderr.decode()
+        assert {n for n in _names(pg) if "_pre_restore_" in n} == set()
+    finally:
+        for name in (YEAR_ONE, A_COPY, FUTURE):
+            pg.dropdb(name)
