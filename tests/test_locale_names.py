@@ -90,3 +90,23 @@ def test_check_under_a_latin1_locale_matches_a_metrics_file_written_under_utf8(t
 def _stamp_of(directory, db):
     name, = [n for n in os.listdir(os.fsencode(directory)) if n.startswith(db + b"_")]
     return name[len(db) + 1:].decode()
+
+
+def test_encpipe_backup_of_a_non_ascii_database_under_a_latin1_locale(pg, tools, key_file, tmp_path, locales):
+    """encpipe-backup (a shell script, then encpipe.launch), executed again in UTF-8 mode,
+    still dumps the database its argument's bytes name, and names its files so."""
+    from test_backup_restore import BACKUP, script_env
+
+    name = "caf\u00e9"  # its bytes under a UTF-8 locale: UTF8
+    pg.dropdb(name)
+    pg.createdb(name)
+    try:
+        env = script_env(pg, tools, LOCPATH=locales, LC_ALL=LATIN1, LANG=LATIN1)
+        env = {k: v for k, v in env.items() if k != "PYTHONUTF8"}
+        done = subprocess.run([BACKUP, "--dir", str(tmp_path / "b"), "--key-file", str(key_file),
+                               "--compress", "none", UTF8], env=env, capture_output=True, timeout=300)
+        assert (done.returncode, done.stderr) == (0, b""), done.stderr
+        made = sorted(os.listdir(os.fsencode(tmp_path / "b")))
+        assert [n.split(b"_")[0] for n in made if not n.startswith(b".")] == [UTF8, UTF8]
+    finally:
+        pg.dropdb(name)
