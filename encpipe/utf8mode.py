@@ -21,6 +21,8 @@ def ensure():
     another charset; else return (at once: no import, no system call)."""
     if sys.flags.utf8_mode or sys.getfilesystemencoding() == "utf-8":
         return
+    if os.environ.get("PYTHONUTF8") == "1" or not sys.executable:  # executed so already (an -X utf8=0 of
+        return  # its own came after ours), or no interpreter to execute: as it is, never a loop
     os.environ["PYTHONUTF8"] = "1"
     command = list(sys.orig_argv)
     os.execv(sys.executable, [command[0], "-X", "utf8", *command[1:]])
