@@ -12,8 +12,10 @@ with `-X utf8`, and PYTHONUTF8=1 in the environment for the Python processes
 it starts. The bytes each name stands for are the same either way.
 """
 
+import codecs
 import os
 import sys
+from contextlib import contextmanager
 
 
 def ensure():
@@ -26,3 +28,32 @@ def ensure():
     os.environ["PYTHONUTF8"] = "1"
     command = list(sys.orig_argv)
     os.execv(sys.executable, [command[0], "-X", "utf8", *command[1:]])
+
+
+@contextmanager
+def terminal_charset(getpass):
+    """getpass reading the terminal in its locale's charset: in UTF-8 mode (ensure),
+    which the scripts run in whatever the locale, it read UTF-8, and a passphrase
+    typed under ISO-8859-1 (`ä` one byte) failed, or was another one than the text
+    it had always been (its UTF-8 bytes are what keys are made from)."""
+    import io
+    import locale
+
+    encoding = locale.getencoding()  # the locale's, whatever the UTF-8 mode
+    # ASCII: a C or POSIX locale, which Python reads as UTF-8 by itself (PEP 538, 540)
+    if not sys.flags.utf8_mode or codecs.lookup(encoding).name in ("utf-8", "ascii"):
+        yield
+        return
+
+    class Io:  # getpass's io, whose TextIOWrapper(tty) reads the terminal
+        FileIO = io.FileIO
+
+        @staticmethod
+        def TextIOWrapper(raw, *args, **kwargs):
+            return io.TextIOWrapper(raw, *args, **{"encoding": encoding, **kwargs})
+
+    saved, getpass.io = getpass.io, Io
+    try:
+        yield
+    finally:
+        getpass.io = saved

@@ -110,3 +110,51 @@ def test_encpipe_backup_of_a_non_ascii_database_under_a_latin1_locale(pg, tools,
         assert [n.split(b"_")[0] for n in made if not n.startswith(b".")] == [UTF8, UTF8]
     finally:
         pg.dropdb(name)
+
+
+def _on_terminal(argv, answer, env):
+    """Run `argv` with a pseudo-terminal as its controlling terminal, typing the bytes
+    `answer` at its passphrase prompt; (status, screen)."""
+    import pty
+    import select
+    import signal
+    import time
+
+    pid, leader = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    screen, answered, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([leader], [], [], 0.2)[0]:
+            continue
+        try:
+            data = os.read(leader, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        screen += data
+        if not answered and b"passphrase: " in screen:
+            os.write(leader, answer + b"\n")
+            answered = True
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(leader)
+    return os.waitstatus_to_exitcode(status), screen
+
+
+def test_a_passphrase_typed_under_a_latin1_locale_opens_what_it_sealed_before(tmp_path, locales):
+    """The prompt reads the terminal in its locale's charset, as before UTF-8 mode: a
+    passphrase typed as ISO-8859-1 `päss` is the UTF-8 text `päss` (what sealed it)."""
+    directory = tmp_path / "b"
+    directory.mkdir()
+    name = f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc"
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--work-factor", "10", "-o",
+                             str(directory / name)], input=b"-- x\n",
+                            env=dict(_env(locales, "C.UTF-8"), ENCPIPE_PASSPHRASE="p\u00e4ss"), capture_output=True)
+    assert sealed.returncode == 0, sealed.stderr
+    env = {k: v for k, v in _env(locales, LATIN1).items() if k != "ENCPIPE_KEY"}
+    status, screen = _on_terminal([os.path.join(ROOT, "scripts", "encpipe-verify"), "-p", str(directory)],
+                                  b"p\xe4ss", env)
+    assert status == 0, screen
