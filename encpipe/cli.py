@@ -9,6 +9,7 @@ from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, ran_
 from .shown import json_value, printable
 from .stdio import blocking, discard, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
+from .utf8mode import ensure as ensure_utf8
 from .workers import is_pipe
 
 EXIT_OK = 0
@@ -136,6 +137,7 @@ def run_script(prog, module, argv):
     SIGHUP, unless main sets its own, raise Terminated, so that clean-up runs,
     then the script dies of the signal. The shell scripts come here through
     `python -m encpipe.launch PROG MODULE ARG...`."""
+    ensure_utf8()  # names read as UTF-8 whatever the locale: first, before a handler or a file is set up
     import signal
 
     from .earlysig import release

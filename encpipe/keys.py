@@ -314,14 +314,17 @@ def _passphrase_bytes(data):
 def prompt_passphrase(confirm):
     import getpass  # only when prompting: keeps start-up lean
 
+    from .utf8mode import terminal_charset
+
     try:
         with open("/dev/tty", "r+b", buffering=0):
             pass
     except OSError:
         raise NoKeyConfigured("cannot prompt for a passphrase: no terminal") from None
-    first = getpass.getpass("encpipe: passphrase: ")
-    if confirm and getpass.getpass("encpipe: passphrase again: ") != first:
-        raise UsageError("the passphrases do not match")
+    with terminal_charset(getpass):
+        first = getpass.getpass("encpipe: passphrase: ")
+        if confirm and getpass.getpass("encpipe: passphrase again: ") != first:
+            raise UsageError("the passphrases do not match")
     return first.encode("utf-8")
 
 

@@ -7,7 +7,11 @@ Imports nothing that needs a dependency itself."""
 
 import sys
 
-from . import earlysig
+from . import utf8mode
+
+utf8mode.ensure()  # names read as UTF-8 whatever the locale: before a SIGINT is held, which an exec would lose
+
+from . import earlysig  # noqa: E402
 
 earlysig.hold()  # a SIGINT while encpipe.cli loads: delivered once run_script has set its handlers
 

@@ -128,7 +128,9 @@ def dump(said, db, dump_argv, squeeze, seal, stores, temp, final):
     what failed is kept in `said` (a Said)."""
     children = Children(said)
     env = client_env()
-    env["PGDATABASE"] = db
+    # TZ: a custom archive's header holds pg_dump's local time, which verify compares with the
+    # name's (label.mismatch); in UTC it is the name's, whatever the host's zone (libpq reads PGTZ)
+    env["PGDATABASE"], env["TZ"] = db, "UTC0"
     status = 0
     try:
         src = children.start(dump_argv, env)

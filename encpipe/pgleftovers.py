@@ -15,7 +15,7 @@ others and the line that names them (sigdefer.hold_for_good).
 import re
 from datetime import datetime, timedelta, timezone
 
-from .backup.names import STAMP
+from .backup.names import STAMP, iso
 from .pgcli import Failure
 from .pgcommit import drop
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
@@ -111,7 +111,9 @@ class RunLock:
 
 
 def pre_restore_copies(maintenance_db, db=None, now=None):
-    """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases."""
+    """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases; a
+    name dated on no day (`..._pre_restore_20241399T999999Z`, which any role that may
+    create a database can make) is no copy a restore made: neither listed nor dropped."""
     now = now or datetime.now(timezone.utc)
     rows = run_sql(maintenance_db, "SELECT pg_catalog.pg_database_size(oid), datname FROM pg_catalog.pg_database "
                    "WHERE datname ~ '_pre_restore_[0-9]{8}T[0-9]{6}Z$' ORDER BY datname;", fields=2)
@@ -120,10 +122,20 @@ def pre_restore_copies(maintenance_db, db=None, now=None):
         match = _PRE_RESTORE.match(name)
         if not match or (db is not None and match["db"] != db):
             continue
-        created = datetime.strptime(match["ts"], STAMP).replace(tzinfo=timezone.utc)
-        copies.append({"name": name, "database": match["db"], "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created = _created(name)
+        if created is None:
+            continue
+        copies.append({"name": name, "database": match["db"], "created": iso(created),  # year 1 as 0001
                        "age_days": round((now - created).total_seconds() / 86400, 3), "bytes": int(size)})
     return copies
+
+
+def _created(name):
+    """When a copy named `name` was made; None when its name is dated on no day."""
+    try:
+        return datetime.strptime(_PRE_RESTORE.match(name)["ts"], STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def pre_restore_name(maintenance_db, db, now=None):
@@ -137,12 +149,12 @@ def pre_restore_name(maintenance_db, db, now=None):
 
 
 def drop_pre_restore(maintenance_db, days, db=None):
-    """Drops the copies at least `days` old (0: all); returns (dropped names, [(name, error)])."""
+    """Drops the copies at least `days` old (0: all, one dated in the future too); returns
+    (dropped names, [(name, error)])."""
     dropped, failed = [], []
     now = datetime.now(timezone.utc)
     for copy in pre_restore_copies(maintenance_db, db, now):
-        created = datetime.strptime(copy["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        if (now - created).total_seconds() >= days * 86400:
+        if not days or (now - _created(copy["name"])).total_seconds() >= days * 86400:
             try:
                 with held():  # psql's answer waited for: a stop never leaves a drop unknown, nor unsaid
                     drop(maintenance_db, copy["name"])

@@ -1,7 +1,11 @@
 import sys
 
-from . import cli, job
-from ..cli import guard_standard_fds, no_core_dumps, run_script
+from .. import utf8mode
+
+utf8mode.ensure()  # names read as UTF-8 whatever the locale
+
+from . import cli, job  # noqa: E402
+from ..cli import guard_standard_fds, no_core_dumps, run_script  # noqa: E402
 
 argv = sys.argv[1:]
 guard_standard_fds()  # the JSON lines of commit and upload go to the script's standard output

@@ -34,7 +34,8 @@ GZIP_TAIL = b"\x00\x03\x00" + bytes(8)
 SQL_HEAD = b"-- "
 ARCHIVE_MAGIC = b"PGDMP"  # what a custom archive (pg_dump -Fc) starts with
 MAX_TEXT = 256  # a database name of 63 bytes, all escaped, is 189
-# pg_dump's local time, in any zone (UTC-12 to UTC+14, an hour more for summer time),
+# pg_dump's local time (UTC since encpipe-backup runs it with TZ=UTC0; before, in any zone: UTC-12 to UTC+14,
+# an hour more for summer time),
 # a little after the name's (the keys load first): the widest a custom archive's time may be from its name's
 ARCHIVE_EARLIEST, ARCHIVE_LATEST = timedelta(hours=-13), timedelta(hours=16)
 HEAD_BYTES = 512  # what `found` needs of the plaintext (verify.Ends.HEAD)
