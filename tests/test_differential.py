@@ -1,0 +1,368 @@
+"""Differential fuzzing of freshly sealed files: encpipe, read every way it can
+read a file, and tests/independent_decoder.py (written from README's "File
+format" alone) agree on each structured mutation of them.
+
+The files are sealed here, by `encpipe seal` itself (v2) or the stream layer (v1,
+which `seal` no longer writes), under a DRBG in place of the random source, so
+every run seals the same bytes and makes the same mutations: v1 and v2; a raw key,
+two raw keys, a passphrase, an x25519 recipient and all of them at once; unsigned,
+signed once and twice; an empty input, one byte, exactly one chunk, one chunk and
+a byte, three chunks; 16 and 32 KiB chunks. Each is mutated as
+tests/test_decoder_agreement.py mutates the vectors (every header byte, every
+field set to its neighbours and extremes, slots dropped and repeated, cut at every
+boundary, extended, records dropped, repeated and swapped, trailer bytes and
+signature fields), and besides: slots reordered, authenticators and signature
+entries swapped, dropped and repeated (sig_count following), the records or the
+trailer of a sibling file (same keys, same size) spliced in; each as is and as the
+holder of a slot could make it (its MACs made again under the file key).
+
+Each mutation is read by one of the ways below in turn (`open` from a file and
+from a pipe, `--verify-first`, `--signer`, `inspect --verify`; `--threads` 1 and
+4; ENCPIPE_CIPHER pycryptodome and cryptography, which also picks the X25519
+library), the unchanged file and a sample of the mutations by all of them.
+Compared with the decoder (given the same signers): accept or refuse and the exit
+status (0, 65, 67, 77), the plaintext byte for byte (`inspect --verify`: its
+plaintext_bytes and chunks). A refusal is one error line; with `--signer`,
+`--verify-first` or `inspect` nothing on standard output, else only chunks of the
+mutated file that authenticate under its file key, from the first on."""
+
+import functools
+import hashlib
+import io
+import json
+import random
+import struct
+
+import pytest
+from Crypto.Cipher import AES
+
+import independent_decoder
+from cliutil import Result, assert_one_line_error
+from encpipe import cli, commands, signing, slots
+from encpipe.envelope import seal as seal_stream
+from encpipe.slots import RawKey
+from encpipe.x25519 import X25519Identity
+from fuzz.craft import fix_crc
+from test_decoder_agreement import Shape, as_slot_holder, decoder_outcome, mutations, relaid
+from test_passes import Pipe
+from vectors.vectorkit import Drbg, deterministic
+
+KEY_1, KEY_2 = (hashlib.sha256(b"differential raw key %d" % i).digest() for i in (1, 2))
+PASSPHRASE = "différentiel ☂"
+IDENTITY = X25519Identity(hashlib.sha256(b"differential identity").digest())
+SIGNERS = [signing.SigningKey(hashlib.sha256(b"differential signer %d" % i).digest()) for i in (1, 2)]
+OUTCOMES = {0: "accepted", 65: "rejected", 67: "not signed", 77: "no match"}
+
+# name: (version, plaintext length, chunk_log2, sealed for, signed by, opened with)
+FILES = {
+    "v2 raw key, empty": (2, 0, 14, "k", "", "k"),
+    "v2 raw key, one byte": (2, 1, 14, "k", "", "k"),
+    "v2 two raw keys, one chunk, the second opens": (2, 1 << 14, 14, "kK", "", "K"),
+    "v2 raw key, a chunk and a byte, signed": (2, (1 << 14) + 1, 14, "k", "1", "k"),
+    "v2 every kind, three chunks, signed twice": (2, 40000, 14, "kpx", "12", "kpx"),
+    "v2 every kind, opened by the identity": (2, 40000, 15, "kpx", "2", "x"),
+    "v2 passphrase and identity, empty, signed": (2, 0, 14, "px", "1", "p"),
+    "v2 x25519, unsigned": (2, 1000, 14, "x", "", "x"),
+    "v1 raw key and x25519, a chunk and a byte": (1, (1 << 14) + 1, 14, "kx", "", "k"),
+    "v1 passphrase, one chunk": (1, 1 << 14, 14, "pk", "", "p"),
+}
+# (command, options, standard input a pipe, threads, cipher): each mutation is read by one in turn.
+WAYS = [
+    ("open", [], False, 1, "pycryptodome"),
+    ("open", [], True, 4, "cryptography"),
+    ("open", ["--verify-first"], True, 1, "cryptography"),
+    ("open", ["--verify-first"], False, 4, "pycryptodome"),
+    ("open", ["--signer"], False, 1, "cryptography"),
+    ("open", ["--signer"], True, 4, "pycryptodome"),
+    ("inspect", ["--verify"], False, 4, "cryptography"),
+    ("inspect", ["--verify", "--signer"], True, 1, "pycryptodome"),
+    ("open", [], True, 1, "pycryptodome"),
+    ("open", [], False, 4, "cryptography"),
+]
+EVERY_WAY = 23  # every 23rd mutation is read by all of them
+
+
+def plaintext_of(name, length):
+    return Drbg("differential plaintext " + name)(length)
+
+
+def seal_file(name, tmp_path, seed=""):
+    """The file `name` of FILES, sealed under a DRBG seeded with its name and `seed`:
+    the same bytes every run; another `seed`, a sibling (same keys and plaintext)."""
+    version, length, chunk_log2, sealed_for, signed_by, _ = FILES[name]
+    data = plaintext_of(name, length)
+    with deterministic(f"differential {name}{seed}"):
+        if version == 2:
+            sealed = seal_cli(data, sealed_for, signed_by, chunk_log2, tmp_path)
+        elif "p" in sealed_for:  # the stream layer takes no passphrase: seal v2, lay it out as v1
+            sealed = as_v1(seal_cli(data, sealed_for, "", chunk_log2, tmp_path), sealed_for)
+        else:
+            recipients = [RawKey(KEY_1)] if "k" in sealed_for else []
+            recipients += [IDENTITY.recipient()] if "x" in sealed_for else []
+            out = io.BytesIO()
+            seal_stream(io.BytesIO(data), out, recipients, chunk_log2=chunk_log2, version=1)
+            sealed = out.getvalue()
+    return data, sealed
+
+
+def seal_cli(data, sealed_for, signed_by, chunk_log2, tmp_path):
+    args = ["seal", "--chunk-size", f"{1 << chunk_log2 >> 10}K", "--work-factor", "10"]
+    args += secret_args(tmp_path, sealed_for, "seal")
+    for i in signed_by:
+        args += ["--sign-key", write(tmp_path / f"sign{i}", f"{SIGNERS[int(i) - 1]}\n")]
+    out, err = io.BytesIO(), io.StringIO()
+    assert cli.main(args, stdin=io.BytesIO(data), stdout=out, stderr=err, env={}) == 0, err.getvalue()
+    return out.getvalue()
+
+
+def as_v1(data, sealed_for):
+    """A v2 file of no signature as the v1 file of its slots: version 1, no sig_count,
+    no trailer, its header MAC made again (the v1 layout of the same payload)."""
+    shape = Shape(data)
+    assert shape.sig_count == 0
+    head = data[:7] + b"\x01" + struct.pack(">H", shape.header_len - 1) + data[10:45] + data[46 : shape.header_len]
+    key = file_key(data, sealed_for)
+    head = head[:-36] + independent_decoder.header_mac(key, data[12:44], head[:-36]) + head[-4:]
+    return fix_crc(head, len(head)) + data[shape.header_len : shape.trailer_start]
+
+
+def write(path, text):
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def secret_args(tmp_path, which, prefix):
+    """Key options for the secrets named by `which`: k and K raw keys, p the
+    passphrase, x the identity (for `seal`: its public key)."""
+    args, ring = [], [key.hex() for c, key in (("k", KEY_1), ("K", KEY_2)) if c in which]
+    if "x" in which and prefix == "seal":
+        args += ["--recipient", str(IDENTITY.recipient())]
+    ring += [str(IDENTITY)] if "x" in which and prefix != "seal" else []
+    if ring:
+        args += ["--key-file", write(tmp_path / f"{prefix}-ring", "\n".join(ring) + "\n")]
+    if "p" in which:
+        args += ["--passphrase-file", write(tmp_path / f"{prefix}-pass", PASSPHRASE + "\n")]
+    return args
+
+
+def decoder_secrets(which, signers):
+    return dict(keys=[key for c, key in (("k", KEY_1), ("K", KEY_2)) if c in which],
+                passphrases=[PASSPHRASE.encode()] if "p" in which else [],
+                identities=[IDENTITY._secret] if "x" in which else [], signers=signers)
+
+
+def file_key(data, which):
+    shape = Shape(data)
+    slots = [(kind, data[pos + 3 : pos + 3 + length]) for pos, kind, length in shape.slots]
+    secrets = decoder_secrets(which, [])
+    del secrets["signers"]
+    return independent_decoder.open_slot(slots, **secrets)[1][0]
+
+
+def required_signer(signed_by):
+    """The signer the `--signer` ways require: the last that signed, else one that did not."""
+    return SIGNERS[int(signed_by[-1]) - 1 if signed_by else 0].verify_key
+
+
+# --- mutations beyond tests/test_decoder_agreement.py's ---------------------------------
+
+
+def with_sig_count(data, shape, count):
+    return fix_crc(data[:45] + bytes([count]) + data[46:], shape.header_len)
+
+
+def extra_mutations(data, shape, sibling):
+    """Slots reordered; a v2 trailer's authenticators and signature entries
+    swapped, dropped, repeated and mixed; a sibling file's records and trailer."""
+    bodies = [(kind, data[pos + 3 : pos + 3 + length]) for pos, kind, length in shape.slots]
+    if len(bodies) > 1:
+        yield "slots reversed", relaid(data, shape, bodies[::-1])
+        yield "slots rotated", relaid(data, shape, bodies[1:] + bodies[:1])
+        yield "first slot last, twice", relaid(data, shape, bodies[1:] + bodies[:1] * 2)
+    head, start = data[: shape.header_len], shape.trailer_start
+    payload, trailer = data[shape.header_len : start], data[start:]
+    sibling_shape = Shape(sibling)
+    sibling_payload = sibling[sibling_shape.header_len : sibling_shape.trailer_start]
+    sibling_trailer = sibling[sibling_shape.trailer_start :]
+    yield "the sibling's payload", head + sibling_payload + trailer
+    if shape.records and sibling_shape.records:
+        first, end = sibling_shape.records[0]
+        yield "the sibling's first record", head + sibling[first:end] + data[shape.records[0][1] :]
+    if shape.version == 1:
+        return
+    yield "the sibling's trailer", head + payload + sibling_trailer
+    yield "the sibling's trailer but its MAC", head + payload + sibling_trailer[:-32] + trailer[-32:]
+    auths = [trailer[32 * j : 32 * j + 32] for j in range(shape.authenticated)]
+    entries_at = 32 * shape.authenticated
+    entries = [trailer[entries_at + 96 * j : entries_at + 96 * j + 96] for j in range(shape.sig_count)]
+    mac = trailer[-32:]
+
+    def trailer_of(a, e):
+        return b"".join(a) + b"".join(e) + mac
+
+    if len(auths) > 1:
+        yield "authenticators swapped", head + payload + trailer_of(auths[::-1], entries)
+        yield "first authenticator twice", head + payload + trailer_of([auths[0]] * len(auths), entries)
+    for j in range(len(auths)):
+        yield f"authenticator {j} zeroed", head + payload + trailer_of(auths[:j] + [bytes(32)] + auths[j + 1 :], entries)
+    if len(entries) > 1:
+        yield "signature entries swapped", head + payload + trailer_of(auths, entries[::-1])
+        mixed = [entries[0][:32] + entries[1][32:], entries[1][:32] + entries[0][32:]]
+        yield "signatures swapped, their keys kept", head + payload + trailer_of(auths, mixed)
+    for j in range(len(entries)):
+        rest = entries[:j] + entries[j + 1 :]
+        yield f"signature entry {j} dropped, sig_count too", with_sig_count(head, shape, len(rest)) + payload + \
+            trailer_of(auths, rest)
+        yield f"signature entry {j} dropped, sig_count kept", head + payload + trailer_of(auths, rest)
+        twice = entries[: j + 1] + entries[j:]
+        yield f"signature entry {j} twice, sig_count too", with_sig_count(head, shape, len(twice)) + payload + \
+            trailer_of(auths, twice)
+    another = SIGNERS[1].verify_key.public + SIGNERS[1].sign(b"encpipe v2 signature" + bytes(32))
+    yield "a signature entry added, sig_count too", with_sig_count(head, shape, len(entries) + 1) + payload + \
+        trailer_of(auths, entries + [another])
+    yield "every signature entry dropped, sig_count 0", with_sig_count(head, shape, 0) + payload + \
+        trailer_of(auths, [])
+
+
+def thinned(label, shape, rng):
+    """False for most bit flips inside a slot body, a MAC or a trailer field (a
+    quarter kept): each ends at the CRC, an unwrap or a MAC as its neighbours do.
+    The fixed fields, slot framing and each field's first and last byte are kept."""
+    words = label.split()
+    if words[1:2] != ["byte"] or words[0] not in ("header", "trailer"):
+        return False
+    at = int(words[2].rstrip(":"))
+    if words[0] == "header":
+        framing = {pos + d for pos, _, _ in shape.slots for d in (0, 1, 2, 3)}
+        edges = {shape.header_len - 36, shape.header_len - 5, shape.header_len - 4, shape.header_len - 1}
+        return at >= 46 and at not in framing | edges and rng.random() >= 0.25
+    return at % 32 not in (0, 31) and rng.random() >= 0.25
+
+
+def all_mutations(name, data, sibling, key):
+    """tests/test_decoder_agreement.py's mutations (thinned), then extra_mutations,
+    each as is and as a slot holder; each distinct input once."""
+    seen, shape, rng = set(), Shape(data), random.Random(name)
+    for label, mutated in mutations(name, data, key):
+        if not thinned(label, shape, rng):
+            seen.add(hashlib.sha256(mutated).digest())
+            yield label, mutated
+    for label, mutated in extra_mutations(data, Shape(data), sibling):
+        for label, mutated in ((label, mutated), (label + ", as a slot holder", as_slot_holder(mutated, key))):
+            digest = mutated is not None and hashlib.sha256(mutated).digest()
+            if digest and digest not in seen:
+                seen.add(digest)
+                yield label, mutated
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def authenticated_prefixes(data, key):
+    """What `open` may have written before refusing `data`: its records' plaintexts,
+    from the first on, as long as each authenticates under `key` (as the header laid
+    out in `data` cuts them); b"" always."""
+    prefixes, out = {b""}, b""
+    try:
+        shape = Shape(data)
+    except (struct.error, IndexError):
+        return prefixes
+    if not 14 <= shape.chunk_log2 <= 24 or shape.header_len > shape.trailer_start:
+        return prefixes
+    records = independent_decoder.cut_records(data[shape.header_len : shape.trailer_start], shape.chunk_log2)
+    payload_key = independent_decoder.hkdf(key, data[12:44], b"encpipe v1 payload")
+    for i, record in enumerate(records):
+        nonce = i.to_bytes(11, "big") + bytes([i == len(records) - 1])
+        try:
+            out += AES.new(payload_key, AES.MODE_GCM, nonce=nonce).decrypt_and_verify(record[:-16], record[-16:])
+        except ValueError:
+            break
+        prefixes.add(out)
+    return prefixes
+
+
+class Reader:
+    """One way of reading: the command's options parsed once, then run in this
+    process on each input, as cli.main runs it."""
+
+    def __init__(self, way, opening, signer, tmp_path):
+        self.command, options, self.pipe, threads, self.cipher = way
+        self.signed = "--signer" in options
+        self.verify_first = "--verify-first" in options or self.command == "inspect"
+        self.path = tmp_path / "input"
+        args = [self.command, *[o for o in options if o != "--signer"], "--threads", str(threads)]
+        args += ["--json"] if self.command == "inspect" else []
+        args += secret_args(tmp_path, opening, "open") + (["--signer", str(signer)] if self.signed else [])
+        self.parsed = cli.parse(self.command, args + ([] if self.pipe else [str(self.path)]))
+        self.label = " ".join(args[:1] + options + ["pipe" if self.pipe else "file", f"threads {threads}", self.cipher])
+
+    def __call__(self, data, monkeypatch):
+        monkeypatch.setenv("ENCPIPE_CIPHER", self.cipher)
+        if not self.pipe:
+            self.path.write_bytes(data)
+        out, err = io.BytesIO(), io.StringIO()
+        streams = cli.Io(Pipe(data) if self.pipe else io.BytesIO(b""), out, err, {"ENCPIPE_CIPHER": self.cipher})
+        code = cli.report_errors(streams, lambda: commands.dispatch(dict(self.parsed), streams))
+        return Result(code, out.getvalue(), err.getvalue())
+
+
+def check(reader, data, expected, key, monkeypatch, label):
+    """`reader` on `data` against the decoder's (outcome, plaintext); a list of the
+    disagreements found (empty when they agree)."""
+    try:
+        result = reader(data, monkeypatch)
+    except Exception as e:  # out of cli.main: a traceback
+        return [f"{label}: {reader.label}: raised {type(e).__name__}: {e}"]
+    if result.code not in OUTCOMES:
+        return [f"{label}: {reader.label}: exit {result.code}: {result.stderr!r}"]
+    ours, (theirs, plaintext) = OUTCOMES[result.code], expected
+    found = [] if ours == theirs else [f"{label}: {reader.label}: encpipe {ours}, the decoder {theirs}"]
+    if ours != "accepted":
+        assert_one_line_error(result.stderr)
+        if reader.signed or reader.verify_first:
+            found += [f"{label}: {reader.label}: {len(result.stdout)} bytes out"] if result.stdout else []
+        elif result.stdout not in authenticated_prefixes(data, key):
+            found.append(f"{label}: {reader.label}: wrote {len(result.stdout)} bytes not authenticated")
+    elif ours == theirs and reader.command == "inspect":
+        report = json.loads(result.stdout)
+        if (report["plaintext_bytes"], report["verified"]) != (len(plaintext), True):
+            found.append(f"{label}: {reader.label}: reports {report['plaintext_bytes']} bytes")
+    elif ours == theirs and result.stdout != plaintext:
+        found.append(f"{label}: {reader.label}: another plaintext")
+    return found
+
+
+@pytest.fixture
+def scrypt_once(monkeypatch):
+    """scrypt run once per passphrase, salt and parameters, in encpipe and in the
+    decoder: a pure function, most of the run's time when it is run again."""
+    monkeypatch.setattr(slots, "scrypt_kek", functools.lru_cache(maxsize=None)(slots.scrypt_kek))
+    monkeypatch.setattr(independent_decoder, "scrypt", functools.lru_cache(maxsize=None)(independent_decoder.scrypt))
+
+
+@pytest.mark.usefixtures("scrypt_once")
+@pytest.mark.parametrize("name", list(FILES))
+def test_every_way_of_reading_agrees_with_the_independent_decoder(name, tmp_path, monkeypatch):
+    version, _, _, sealed_for, signed_by, opening = FILES[name]
+    clear, data = seal_file(name, tmp_path)
+    assert (data[7], seal_file(name, tmp_path)[1]) == (version, data)  # the same bytes every run
+    sibling = seal_file(name, tmp_path, " (sibling)")[1]
+    key = file_key(data, sealed_for)
+    signer = required_signer(signed_by)
+    readers = [Reader(way, opening, signer, tmp_path) for way in WAYS]
+    plain, signed = decoder_secrets(opening, []), decoder_secrets(opening, [signer.public])
+    assert independent_decoder.decode(data, **plain) == clear
+    disagreements, outcomes = [], {reader.label: {} for reader in readers}
+    for n, (label, mutated) in enumerate(all_mutations(name, data, sibling, key)):
+        expected = {False: None, True: None}
+        for reader in readers if n % EVERY_WAY == 0 else [readers[n % len(readers)]]:
+            if expected[reader.signed] is None:
+                expected[reader.signed] = decoder_outcome(mutated, signed if reader.signed else plain, label)
+            disagreements += check(reader, mutated, expected[reader.signed], key, monkeypatch, label)
+            counts = outcomes[reader.label]
+            counts[expected[reader.signed][0]] = counts.get(expected[reader.signed][0], 0) + 1
+    assert not disagreements, "\n".join(disagreements[:40])
+    assert all(sum(counts.values()) - counts.get("accepted", 0) >= 30 for counts in outcomes.values()), outcomes
+    for reader in readers:  # the unchanged file first, read by each: accepted, or not signed by the signer
+        assert outcomes[reader.label].get("not signed" if reader.signed and not signed_by else "accepted"), outcomes
