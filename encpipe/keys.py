@@ -319,9 +319,13 @@ def prompt_passphrase(confirm):
             pass
     except OSError:
         raise NoKeyConfigured("cannot prompt for a passphrase: no terminal") from None
-    first = getpass.getpass("encpipe: passphrase: ")
-    if confirm and getpass.getpass("encpipe: passphrase again: ") != first:
-        raise UsageError("the passphrases do not match")
+    try:  # getpass decodes the line by the locale's encoding, strictly
+        first = getpass.getpass("encpipe: passphrase: ")
+        if confirm and getpass.getpass("encpipe: passphrase again: ") != first:
+            raise UsageError("the passphrases do not match")
+    except UnicodeDecodeError:
+        raise UsageError("the passphrase typed is not text in the terminal's encoding (the locale's)",
+                         hint="set LC_ALL or LANG to the terminal's encoding, or use --passphrase-file") from None
     return first.encode("utf-8")
 
 

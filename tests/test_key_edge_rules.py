@@ -218,6 +218,20 @@ def test_passphrase_bytes_are_not_decoded(tmp_path):
     refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": phrase.decode("latin-1")}), 77)  # its UTF-8: other bytes
 
 
+def test_passphrases_are_not_normalized(tmp_path):
+    """é as one code point (NFC) and as e and a combining accent (NFD): the same
+    text, two passphrases, from a file as from ENCPIPE_PASSPHRASE; the second
+    decoder likewise."""
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    sealed = ok(run(["seal", *FAST_SCRYPT, "--passphrase-file", secret_file(tmp_path, "p", nfc + "\n")], DATA))
+    assert ok(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": nfc})) == DATA
+    refused(run(["open", "--passphrase-file", secret_file(tmp_path, "q", nfd + "\n")], sealed), 77)
+    refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": nfd}), 77)
+    assert independent_decoder.decode(sealed, passphrases=[nfc.encode()]) == DATA
+    with pytest.raises(independent_decoder.NoMatch):
+        independent_decoder.decode(sealed, passphrases=[nfd.encode()])
+
+
 @pytest.mark.parametrize("source", ["file", "fd", "command"])
 def test_an_empty_passphrase_is_refused_when_opening_too(tmp_path, source):
     """64, even beside a key that opens the file: the wrong source given is said."""
