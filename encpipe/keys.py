@@ -6,6 +6,7 @@ are read only when no key option was given.
 """
 
 import os
+import string
 import stat
 import subprocess
 
@@ -123,10 +124,9 @@ def parse_hex_key(text, source):
     text = text.strip(ASCII_SPACE)
     if len(text) != HEX_KEY_LEN:
         raise UsageError(f"{source}: a key must be {HEX_KEY_LEN} hex characters, not {len(text)}")
-    try:
-        return RawKey(bytes.fromhex(text))
-    except ValueError:
-        raise UsageError(f"{source}: a key must be hex characters (0-9, a-f)") from None
+    if not all(c in string.hexdigits for c in text):  # bytes.fromhex would skip white space
+        raise UsageError(f"{source}: a key must be hex characters (0-9, a-f)")
+    return RawKey(bytes.fromhex(text))
 
 
 def parse_keyring(text, source):

@@ -280,6 +280,21 @@ def test_key_file_lines(tmp_path, name):
             independent_decoder.keyring(text)
 
 
+@pytest.mark.parametrize("inside", ["  ", " \t", "\t\t\t\t", " "])
+def test_white_space_inside_a_raw_key_names_its_line(tmp_path, inside):
+    """64 characters, white space among them: refused as not hex, naming the file
+    and line (before, bytes.fromhex skipped the spaces and the error was `a key must
+    be 32 bytes, not 31`, naming nothing)."""
+    text = KEY_A[:32] + inside + KEY_A[32 + len(inside) :]
+    path, sealed = secret_file(tmp_path, "k", "# mine\n" + text + "\n"), ok(run(["seal"], DATA, {"ENCPIPE_KEY": KEY_A}))
+    result = run(["open", "--key-file", path], sealed)
+    refused(result)
+    assert result.stderr == f"encpipe: error: {path}, line 2: a key must be hex characters (0-9, a-f)\n"
+    result = run(["open"], sealed, {"ENCPIPE_KEY": text})
+    refused(result)
+    assert result.stderr == "encpipe: error: ENCPIPE_KEY: a key must be hex characters (0-9, a-f)\n"
+
+
 @pytest.mark.parametrize("value, status", [(" \t" + KEY_A + "\n\v", 0), (KEY_A.upper(), 0), ("", 64),
                                            ("\u00a0" + KEY_A, 64), (KEY_A + "0", 64)])
 def test_the_key_variable_is_read_as_a_raw_key(value, status):
