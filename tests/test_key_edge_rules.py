@@ -218,6 +218,16 @@ def test_passphrase_bytes_are_not_decoded(tmp_path):
     refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": phrase.decode("latin-1")}), 77)  # its UTF-8: other bytes
 
 
+def test_a_passphrase_file_is_not_read_as_lines(tmp_path):
+    """No comments and no first line: all of it but the trailing CR and LF."""
+    content = b"# mine\npw\r\n"
+    sealed = ok(run(["seal", *FAST_SCRYPT, "--passphrase-file", secret_file(tmp_path, "p", content)], DATA))
+    assert independent_decoder.file_passphrase(content) == b"# mine\npw"
+    assert ok(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": "# mine\npw"})) == DATA
+    for other in ("pw", "# mine"):
+        refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": other}), 77)
+
+
 def test_passphrases_are_not_normalized(tmp_path):
     """é as one code point (NFC) and as e and a combining accent (NFD): the same
     text, two passphrases, from a file as from ENCPIPE_PASSPHRASE; the second
