@@ -8,13 +8,16 @@ every run seals the same bytes and makes the same mutations: v1 and v2; a raw ke
 two raw keys, a passphrase, an x25519 recipient and all of them at once; unsigned,
 signed once and twice; an empty input, one byte, exactly one chunk, one chunk and
 a byte, three chunks; 16 and 32 KiB chunks. Each is mutated as
-tests/test_decoder_agreement.py mutates the vectors (every header byte, every
+tests/test_decoder_agreement.py mutates the vectors (a bit of each header byte: of
+the fixed fields and slot framing all, of slot bodies and MACs a quarter; every
 field set to its neighbours and extremes, slots dropped and repeated, cut at every
 boundary, extended, records dropped, repeated and swapped, trailer bytes and
 signature fields), and besides: slots reordered, authenticators and signature
 entries swapped, dropped and repeated (sig_count following), the records or the
 trailer of a sibling file (same keys, same size) spliced in; each as is and as the
-holder of a slot could make it (its MACs made again under the file key).
+holder of a slot could make it (its MACs made again under the file key); and the
+payload sealed anew under the file key, as a slot holder can (another plaintext,
+an empty final chunk after a full one, no final chunk).
 
 Each mutation is read by one of the ways below in turn (`open` from a file and
 from a pipe, `--verify-first`, `--signer`, `inspect --verify`; `--threads` 1 and
@@ -22,7 +25,7 @@ from a pipe, `--verify-first`, `--signer`, `inspect --verify`; `--threads` 1 and
 library), the unchanged file and a sample of the mutations by all of them.
 Compared with the decoder (given the same signers): accept or refuse and the exit
 status (0, 65, 67, 77), the plaintext byte for byte (`inspect --verify`: its
-plaintext_bytes and chunks). A refusal is one error line; with `--signer`,
+plaintext_bytes). A refusal is one error line; with `--signer`,
 `--verify-first` or `inspect` nothing on standard output, else only chunks of the
 mutated file that authenticate under its file key, from the first on."""
 
@@ -240,15 +243,42 @@ def thinned(label, shape, rng):
     return at % 32 not in (0, 31) and rng.random() >= 0.25
 
 
-def all_mutations(name, data, sibling, key):
+def resealed(data, shape, key, clear):
+    """Payloads a slot holder seals anew under the file key (its trailer kept, then
+    its MACs made again by all_mutations): another plaintext, which only an
+    authenticator or a signature can tell; an empty final chunk after a full one;
+    no final chunk; the first chunk final, the others dropped."""
+    size = 1 << shape.chunk_log2
+    payload_key = independent_decoder.hkdf(key, data[12:44], b"encpipe v1 payload")
+
+    def sealed(chunks, finals):
+        records = b""
+        for i, (chunk, last) in enumerate(zip(chunks, finals)):
+            cipher = AES.new(payload_key, AES.MODE_GCM, nonce=i.to_bytes(11, "big") + bytes([last]))
+            records += b"".join(cipher.encrypt_and_digest(chunk))
+        return data[: shape.header_len] + records + data[shape.trailer_start :]
+
+    for label, text in (("a byte more", clear + b"!"), ("a byte less", clear[:-1]), ("empty", b""),
+                        ("the first byte changed", bytes([clear[0] ^ 1]) + clear[1:] if clear else b"?")):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)] or [b""]
+        yield f"resealed: {label}", sealed(chunks, [0] * (len(chunks) - 1) + [1])
+    chunks = [clear[i : i + size] for i in range(0, len(clear), size)] or [b""]
+    full = (clear + bytes(size))[:size]
+    yield "resealed: an empty final chunk after a full one", sealed([full, b""], [0, 1])
+    yield "resealed: no final chunk", sealed(chunks, [0] * len(chunks))
+    yield "resealed: the first chunk final, the others dropped", sealed(chunks[:1], [1])
+
+
+def all_mutations(name, data, sibling, key, clear):
     """tests/test_decoder_agreement.py's mutations (thinned), then extra_mutations,
-    each as is and as a slot holder; each distinct input once."""
+    each as is and as a slot holder, then payloads resealed by a slot holder; each
+    distinct input once."""
     seen, shape, rng = set(), Shape(data), random.Random(name)
     for label, mutated in mutations(name, data, key):
         if not thinned(label, shape, rng):
             seen.add(hashlib.sha256(mutated).digest())
             yield label, mutated
-    for label, mutated in extra_mutations(data, Shape(data), sibling):
+    for label, mutated in [*extra_mutations(data, shape, sibling), *resealed(data, shape, key, clear)]:
         for label, mutated in ((label, mutated), (label + ", as a slot holder", as_slot_holder(mutated, key))):
             digest = mutated is not None and hashlib.sha256(mutated).digest()
             if digest and digest not in seen:
@@ -354,7 +384,7 @@ def test_every_way_of_reading_agrees_with_the_independent_decoder(name, tmp_path
     plain, signed = decoder_secrets(opening, []), decoder_secrets(opening, [signer.public])
     assert independent_decoder.decode(data, **plain) == clear
     disagreements, outcomes = [], {reader.label: {} for reader in readers}
-    for n, (label, mutated) in enumerate(all_mutations(name, data, sibling, key)):
+    for n, (label, mutated) in enumerate(all_mutations(name, data, sibling, key, clear)):
         expected = {False: None, True: None}
         for reader in readers if n % EVERY_WAY == 0 else [readers[n % len(readers)]]:
             if expected[reader.signed] is None:
