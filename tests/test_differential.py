@@ -78,6 +78,7 @@ WAYS = [
     ("open", ["--signer"], False, 1, "cryptography"),
     ("open", ["--signer"], True, 4, "pycryptodome"),
     ("inspect", ["--verify"], False, 4, "cryptography"),
+    ("inspect", ["--verify"], True, 1, "pycryptodome"),
     ("inspect", ["--verify", "--signer"], True, 1, "pycryptodome"),
     ("open", [], True, 1, "pycryptodome"),
     ("open", [], False, 4, "cryptography"),
