@@ -25,7 +25,7 @@ from a pipe, `--verify-first`, `--signer`, `inspect --verify`; `--threads` 1 and
 library), the unchanged file and a sample of the mutations by all of them.
 Compared with the decoder (given the same signers): accept or refuse and the exit
 status (0, 65, 67, 77), the plaintext byte for byte (`inspect --verify`: its
-plaintext_bytes). A refusal is one error line; with `--signer`,
+plaintext_bytes and chunks). A refusal is one error line; with `--signer`,
 `--verify-first` or `inspect`, and from a file a v2 file opened by a raw key or a
 passphrase or carrying signatures, nothing on standard output; else only chunks of
 the mutated file that authenticate under its file key, from the first on."""
@@ -255,9 +255,10 @@ def check(reader, data, expected, key, monkeypatch, label):
         elif result.stdout not in authenticated_prefixes(data, key):
             found.append(f"{label}: {reader.label}: wrote {len(result.stdout)} bytes not authenticated")
     elif ours == theirs and reader.command == "inspect":
-        report = json.loads(result.stdout)
-        if (report["plaintext_bytes"], report["verified"]) != (len(plaintext), True):
-            found.append(f"{label}: {reader.label}: reports {report['plaintext_bytes']} bytes")
+        report, shape = json.loads(result.stdout), Shape(data)
+        records = len(independent_decoder.cut_records(data[shape.header_len : shape.trailer_start], data[11]))
+        if (report["plaintext_bytes"], report["chunks"], report["verified"]) != (len(plaintext), records, True):
+            found.append(f"{label}: {reader.label}: reports {report['plaintext_bytes']} bytes, {report['chunks']}")
     elif ours == theirs and result.stdout != plaintext:
         found.append(f"{label}: {reader.label}: another plaintext")
     return found
