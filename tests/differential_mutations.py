@@ -49,7 +49,8 @@ def extra_mutations(data, shape, sibling, signer):
         yield "authenticators swapped", head + payload + trailer_of(auths[::-1], entries)
         yield "first authenticator twice", head + payload + trailer_of([auths[0]] * len(auths), entries)
     for j in range(len(auths)):
-        yield f"authenticator {j} zeroed", head + payload + trailer_of(auths[:j] + [bytes(32)] + auths[j + 1 :], entries)
+        zeroed = auths[:j] + [bytes(32)] + auths[j + 1 :]
+        yield f"authenticator {j} zeroed", head + payload + trailer_of(zeroed, entries)
     if len(entries) > 1:
         yield "signature entries swapped", head + payload + trailer_of(auths, entries[::-1])
         mixed = [entries[0][:32] + entries[1][32:], entries[1][:32] + entries[0][32:]]

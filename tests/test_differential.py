@@ -20,15 +20,17 @@ payload sealed anew under the file key, as a slot holder can (another plaintext,
 an empty final chunk after a full one, no final chunk).
 
 Each mutation is read by one of the ways below in turn (`open` from a file and
-from a pipe, `--verify-first`, `--signer`, `inspect --verify`; `--threads` 1 and
-4; ENCPIPE_CIPHER pycryptodome and cryptography, which also picks the X25519
-library), the unchanged file and a sample of the mutations by all of them.
-Compared with the decoder (given the same signers): accept or refuse and the exit
+from a pipe, `--verify-first`, `--signer`, `--refuse-unauthenticated`, `inspect
+--verify`; `--threads` 1 and 4; ENCPIPE_CIPHER pycryptodome and cryptography,
+which also picks the X25519 library), the unchanged file and a sample of the
+mutations by all of them. Compared with the decoder (given the same signers, and
+require_maker for `--refuse-unauthenticated`): accept or refuse and the exit
 status (0, 65, 67, 77), the plaintext byte for byte (`inspect --verify`: its
 plaintext_bytes and chunks). A refusal is one error line; with `--signer`,
-`--verify-first` or `inspect`, and from a file a v2 file opened by a raw key or a
-passphrase or carrying signatures, nothing on standard output; else only chunks of
-the mutated file that authenticate under its file key, from the first on."""
+`--verify-first`, `--refuse-unauthenticated` or `inspect`, and from a file a v2
+file opened by a raw key or a passphrase or carrying signatures, nothing on
+standard output; else only chunks of the mutated file that authenticate under
+its file key, from the first on."""
 
 import functools
 import hashlib
@@ -83,6 +85,8 @@ WAYS = [
     ("inspect", ["--verify", "--signer"], True, 1, "pycryptodome"),
     ("open", [], True, 1, "pycryptodome"),
     ("open", [], False, 4, "cryptography"),
+    ("open", ["--refuse-unauthenticated"], True, 4, "pycryptodome"),
+    ("open", ["--refuse-unauthenticated", "--signer"], False, 1, "cryptography"),
 ]
 EVERY_WAY = 23  # every 23rd mutation is read by all of them
 
@@ -216,8 +220,8 @@ class Reader:
 
     def __init__(self, way, opening, signer, tmp_path):
         self.command, options, self.pipe, threads, self.cipher = way
-        self.signed = "--signer" in options
-        self.verify_first = "--verify-first" in options or self.command == "inspect"
+        self.signed, self.maker = "--signer" in options, "--refuse-unauthenticated" in options
+        self.verify_first = "--verify-first" in options or self.maker or self.command == "inspect"
         self.path, self.secrets = tmp_path / "input", decoder_secrets(opening, [])
         del self.secrets["signers"]
         args = [self.command, *[o for o in options if o != "--signer"], "--threads", str(threads)]
@@ -249,8 +253,7 @@ def check(reader, data, expected, key, monkeypatch, label):
     found = [] if ours == theirs else [f"{label}: {reader.label}: encpipe {ours}, the decoder {theirs}"]
     if ours != "accepted":
         assert_one_line_error(result.stderr)
-        whole_first = reader.signed or reader.verify_first or not reader.pipe and checked_whole_first(data, reader.secrets)
-        if whole_first:
+        if reader.signed or reader.verify_first or not reader.pipe and checked_whole_first(data, reader.secrets):
             found += [f"{label}: {reader.label}: {len(result.stdout)} bytes out"] if result.stdout else []
         elif result.stdout not in authenticated_prefixes(data, key):
             found.append(f"{label}: {reader.label}: wrote {len(result.stdout)} bytes not authenticated")
@@ -282,18 +285,21 @@ def test_every_way_of_reading_agrees_with_the_independent_decoder(name, tmp_path
     key = file_key(data, sealed_for)
     signer = required_signer(signed_by)
     readers = [Reader(way, opening, signer, tmp_path) for way in WAYS]
-    plain, signed = decoder_secrets(opening, []), decoder_secrets(opening, [signer.public])
-    assert independent_decoder.decode(data, **plain) == clear
+    secrets = {(signed, maker): {**decoder_secrets(opening, [signer.public] if signed else []), "require_maker": maker}
+               for signed in (False, True) for maker in (False, True)}
+    assert independent_decoder.decode(data, **secrets[False, False]) == clear
     disagreements, outcomes = [], {reader.label: {} for reader in readers}
     for n, (label, mutated) in enumerate(all_mutations(name, data, sibling, key, clear, SIGNERS[1])):
-        expected = {False: None, True: None}
+        expected = {}
         for reader in readers if n % EVERY_WAY == 0 else [readers[n % len(readers)]]:
-            if expected[reader.signed] is None:
-                expected[reader.signed] = decoder_outcome(mutated, signed if reader.signed else plain, label)
-            disagreements += check(reader, mutated, expected[reader.signed], key, monkeypatch, label)
+            how = reader.signed, reader.maker
+            expected[how] = expected.get(how) or decoder_outcome(mutated, secrets[how], label)
+            disagreements += check(reader, mutated, expected[how], key, monkeypatch, label)
             counts = outcomes[reader.label]
-            counts[expected[reader.signed][0]] = counts.get(expected[reader.signed][0], 0) + 1
+            counts[expected[how][0]] = counts.get(expected[how][0], 0) + 1
     assert not disagreements, "\n".join(disagreements[:40])
     assert all(sum(counts.values()) - counts.get("accepted", 0) >= 30 for counts in outcomes.values()), outcomes
     for reader in readers:  # the unchanged file first, read by each: accepted, or not signed by the signer
-        assert outcomes[reader.label].get("not signed" if reader.signed and not signed_by else "accepted"), outcomes
+        unsigned = reader.signed and not signed_by or (
+            reader.maker and not reader.signed and (version == 1 or opening == "x"))
+        assert outcomes[reader.label].get("not signed" if unsigned else "accepted"), (reader.label, outcomes)
