@@ -43,12 +43,12 @@ from Crypto.Cipher import AES
 
 import independent_decoder
 from cliutil import Result, assert_one_line_error
+from differential_mutations import all_mutations
 from encpipe import cli, commands, signing, slots
 from encpipe.envelope import seal as seal_stream
 from encpipe.slots import RawKey
 from encpipe.x25519 import X25519Identity
 from fuzz.craft import fix_crc
-from differential_mutations import all_mutations
 from test_decoder_agreement import Shape, decoder_outcome
 from test_passes import Pipe
 from vectors.vectorkit import Drbg, deterministic
@@ -163,10 +163,10 @@ def decoder_secrets(which, signers):
 
 def file_key(data, which):
     shape = Shape(data)
-    slots = [(kind, data[pos + 3 : pos + 3 + length]) for pos, kind, length in shape.slots]
+    bodies = [(kind, data[pos + 3 : pos + 3 + length]) for pos, kind, length in shape.slots]
     secrets = decoder_secrets(which, [])
     del secrets["signers"]
-    return independent_decoder.open_slot(slots, **secrets)[1][0]
+    return independent_decoder.open_slot(bodies, **secrets)[1][0]
 
 
 def required_signer(signed_by):
@@ -207,11 +207,11 @@ def checked_whole_first(data, secrets):
     when no slot opens or the header is not laid out."""
     try:
         shape = Shape(data)
-        slots = [(kind, data[pos + 3 : pos + 3 + length]) for pos, kind, length in shape.slots]
-        index = independent_decoder.open_slot(slots, **secrets)[0]
+        bodies = [(kind, data[pos + 3 : pos + 3 + length]) for pos, kind, length in shape.slots]
+        index = independent_decoder.open_slot(bodies, **secrets)[0]
     except (struct.error, IndexError, independent_decoder.Rejected):
         return True
-    return shape.version == 2 and (shape.sig_count > 0 or slots[index][0] in (1, 2))
+    return shape.version == 2 and (shape.sig_count > 0 or bodies[index][0] in (1, 2))
 
 
 class Reader:
