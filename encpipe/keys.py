@@ -6,6 +6,7 @@ are read only when no key option was given.
 """
 
 import os
+import string
 import stat
 import subprocess
 
@@ -123,10 +124,9 @@ def parse_hex_key(text, source):
     text = text.strip(ASCII_SPACE)
     if len(text) != HEX_KEY_LEN:
         raise UsageError(f"{source}: a key must be {HEX_KEY_LEN} hex characters, not {len(text)}")
-    try:
-        return RawKey(bytes.fromhex(text))
-    except ValueError:
-        raise UsageError(f"{source}: a key must be hex characters (0-9, a-f)") from None
+    if not all(c in string.hexdigits for c in text):  # bytes.fromhex would skip white space
+        raise UsageError(f"{source}: a key must be hex characters (0-9, a-f)")
+    return RawKey(bytes.fromhex(text))
 
 
 def parse_keyring(text, source):
@@ -321,10 +321,14 @@ def prompt_passphrase(confirm):
             pass
     except OSError:
         raise NoKeyConfigured("cannot prompt for a passphrase: no terminal") from None
-    with terminal_charset(getpass):
-        first = getpass.getpass("encpipe: passphrase: ")
-        if confirm and getpass.getpass("encpipe: passphrase again: ") != first:
-            raise UsageError("the passphrases do not match")
+    try:  # getpass decodes the line by the locale's encoding, strictly
+        with terminal_charset(getpass):
+            first = getpass.getpass("encpipe: passphrase: ")
+            if confirm and getpass.getpass("encpipe: passphrase again: ") != first:
+                raise UsageError("the passphrases do not match")
+    except UnicodeDecodeError:
+        raise UsageError("the passphrase typed is not text in the terminal's encoding (the locale's)",
+                         hint="set LC_ALL or LANG to the terminal's encoding, or use --passphrase-file") from None
     return first.encode("utf-8")
 
 

@@ -303,8 +303,11 @@ def open_slot(slots, keys, passphrases, identities, scrypt_budget=DEFAULT_SCRYPT
     raise NoMatch("no slot opens")
 
 
-def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budget=DEFAULT_SCRYPT_BUDGET):
-    """The plaintext of `data`; raises Rejected, NoMatch or NotSigned otherwise."""
+def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budget=DEFAULT_SCRYPT_BUDGET,
+           require_maker=False):
+    """The plaintext of `data`; raises Rejected, NoMatch or NotSigned otherwise.
+    `require_maker` (open --refuse-unauthenticated): NotSigned for a v1 file, as
+    signers do, and for a v2 file an x25519 slot opened, no signers given."""
     if data[:7] != b"ENCPIPE":
         raise Rejected("magic")
     if len(data) < 10 or data[7] not in (1, 2):
@@ -331,11 +334,13 @@ def decode(data, keys=(), passphrases=(), identities=(), signers=(), scrypt_budg
         raise Rejected("slot framing")
     if any(len(body) != {1: 48, 2: 59, 3: 80}.get(kind, len(body)) for kind, body in slots):
         raise Rejected("a known slot kind with the wrong body_len")
-    if signers and version == 1:
+    if (signers or require_maker) and version == 1:
         raise NotSigned("v1")
     index, (file_key, auth_key) = open_slot(slots, keys, passphrases, identities, scrypt_budget)
     if not hmac.compare_digest(header_mac(file_key, salt, header[:-36]), header[-36:-4]):
         raise Rejected("header mac")
+    if require_maker and not signers and slots[index][0] == 3:
+        raise NotSigned("opened by an x25519 identity: its maker is not authenticated")
     authenticated = [i for i, (kind, _) in enumerate(slots) if kind in (1, 2)]
     trailer_len = 32 * len(authenticated) + 96 * sig_count + 32 if version == 2 else 0
     if len(data) < header_len + trailer_len:

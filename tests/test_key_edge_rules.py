@@ -218,6 +218,30 @@ def test_passphrase_bytes_are_not_decoded(tmp_path):
     refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": phrase.decode("latin-1")}), 77)  # its UTF-8: other bytes
 
 
+def test_a_passphrase_file_is_not_read_as_lines(tmp_path):
+    """No comments and no first line: all of it but the trailing CR and LF."""
+    content = b"# mine\npw\r\n"
+    sealed = ok(run(["seal", *FAST_SCRYPT, "--passphrase-file", secret_file(tmp_path, "p", content)], DATA))
+    assert independent_decoder.file_passphrase(content) == b"# mine\npw"
+    assert ok(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": "# mine\npw"})) == DATA
+    for other in ("pw", "# mine"):
+        refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": other}), 77)
+
+
+def test_passphrases_are_not_normalized(tmp_path):
+    """é as one code point (NFC) and as e and a combining accent (NFD): the same
+    text, two passphrases, from a file as from ENCPIPE_PASSPHRASE; the second
+    decoder likewise."""
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    sealed = ok(run(["seal", *FAST_SCRYPT, "--passphrase-file", secret_file(tmp_path, "p", nfc + "\n")], DATA))
+    assert ok(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": nfc})) == DATA
+    refused(run(["open", "--passphrase-file", secret_file(tmp_path, "q", nfd + "\n")], sealed), 77)
+    refused(run(["open"], sealed, {"ENCPIPE_PASSPHRASE": nfd}), 77)
+    assert independent_decoder.decode(sealed, passphrases=[nfc.encode()]) == DATA
+    with pytest.raises(independent_decoder.NoMatch):
+        independent_decoder.decode(sealed, passphrases=[nfd.encode()])
+
+
 @pytest.mark.parametrize("source", ["file", "fd", "command"])
 def test_an_empty_passphrase_is_refused_when_opening_too(tmp_path, source):
     """64, even beside a key that opens the file: the wrong source given is said."""
@@ -264,6 +288,21 @@ def test_key_file_lines(tmp_path, name):
         refused(result)
         with pytest.raises(ValueError):
             independent_decoder.keyring(text)
+
+
+@pytest.mark.parametrize("inside", ["  ", " \t", "\t\t\t\t", " "])
+def test_white_space_inside_a_raw_key_names_its_line(tmp_path, inside):
+    """64 characters, white space among them: refused as not hex, naming the file
+    and line (before, bytes.fromhex skipped the spaces and the error was `a key must
+    be 32 bytes, not 31`, naming nothing)."""
+    text = KEY_A[:32] + inside + KEY_A[32 + len(inside) :]
+    path, sealed = secret_file(tmp_path, "k", "# mine\n" + text + "\n"), ok(run(["seal"], DATA, {"ENCPIPE_KEY": KEY_A}))
+    result = run(["open", "--key-file", path], sealed)
+    refused(result)
+    assert result.stderr == f"encpipe: error: {path}, line 2: a key must be hex characters (0-9, a-f)\n"
+    result = run(["open"], sealed, {"ENCPIPE_KEY": text})
+    refused(result)
+    assert result.stderr == "encpipe: error: ENCPIPE_KEY: a key must be hex characters (0-9, a-f)\n"
 
 
 @pytest.mark.parametrize("value, status", [(" \t" + KEY_A + "\n\v", 0), (KEY_A.upper(), 0), ("", 64),

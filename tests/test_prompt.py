@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from cliutil import run
+from cliutil import assert_one_line_error, run
 
 
 def run_on_terminal(command, answers, timeout=20.0, env=None):
@@ -32,13 +32,19 @@ def run_on_terminal(command, answers, timeout=20.0, env=None):
         screen += data
         prompts = len(re.findall(rb"passphrase( again)?: ", screen))
         if prompts > answered and answered < len(answers):
-            os.write(leader, answers[answered].encode() + b"\n")
+            answer = answers[answered]
+            os.write(leader, (answer if isinstance(answer, bytes) else answer.encode()) + b"\n")
             answered += 1
     else:
         os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     os.close(leader)
     return os.waitstatus_to_exitcode(status), screen.decode(errors="replace")
+
+
+def utf8_terminal():
+    """The environment of a terminal whose encoding is UTF-8, whatever the test's locale."""
+    return {**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"}
 
 
 def encpipe(args):
@@ -71,3 +77,36 @@ def test_prompt_without_a_terminal_fails_closed():
     )
     assert (done.returncode, done.stdout) == (78, b"")
     assert b"no terminal" in done.stderr
+
+
+def test_a_line_typed_that_is_not_text_of_the_terminal_is_64_and_writes_nothing(tmp_path):
+    """A passphrase typed in another encoding than the terminal's (Latin-1's été on
+    a UTF-8 terminal): one line and 64, nothing written, for seal and open alike.
+    Before, getpass's UnicodeDecodeError was `internal error` and 70."""
+    sealed, plain, back = tmp_path / "out.enc", tmp_path / "in", tmp_path / "back"
+    plain.write_bytes(b"data")
+    latin1 = "été".encode("latin-1")
+    status, screen = run_on_terminal(encpipe(f"seal -p --work-factor 10 -o {sealed} < {plain}"), [latin1, latin1],
+                                     env=utf8_terminal())
+    assert status == 64, screen
+    assert not sealed.exists()
+    sealed.write_bytes(run(["seal", "--work-factor", "10"], b"data", {"ENCPIPE_PASSPHRASE": "x"}).stdout)
+    status, screen = run_on_terminal(encpipe(f"open -p {sealed} > {back}"), [latin1], env=utf8_terminal())
+    assert status == 64, screen
+    assert back.read_bytes() == b""
+    said = screen.replace("\r", "").split("encpipe: passphrase: ")[-1]
+    assert_one_line_error(said)
+    assert said.startswith("encpipe: error: the passphrase typed is not text in the terminal's encoding"), screen
+
+
+def test_a_typed_passphrase_is_its_utf8_not_normalized(tmp_path):
+    """The line typed, in UTF-8, as a file holding the same text in UTF-8 gives it;
+    no Unicode normalization: é as one code point (NFC) and as e and a combining
+    accent (NFD, as some systems write it) are two passphrases."""
+    sealed = tmp_path / "out.enc"
+    nfc, nfd = "\u00e9t\u00e9", "e\u0301te\u0301"
+    sealed.write_bytes(run(["seal", "--work-factor", "10"], b"data", {"ENCPIPE_PASSPHRASE": nfc}).stdout)
+    status, screen = run_on_terminal(encpipe(f"open -p {sealed}"), [nfc], env=utf8_terminal())
+    assert status == 0 and screen.endswith("data"), screen
+    status, screen = run_on_terminal(encpipe(f"open -p {sealed}"), [nfd], env=utf8_terminal())
+    assert status == 77, screen
