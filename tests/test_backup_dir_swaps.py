@@ -282,7 +282,7 @@ def test_a_backup_waits_for_the_directory_lock_a_bounded_time_then_fails_75(tmp_
         os.close(fd)
     assert (done.returncode, done.stdout) == (75, b""), done.stderr
     assert done.stderr.decode() == (
-        f"encpipe-backup: waiting for another backup into {directory}\n"
+        f"encpipe-backup: waiting for another run in {directory}\n"
         f"encpipe-backup: error: backup of db failed (status 75): {directory}: its lock (flock on the directory)"
         " is still held after 1.5 s; not waiting longer; nothing was stored\n"
         "encpipe-backup: hint: a backup, a prune, a rotation or a migration in it, or any user who can open it,"

@@ -119,3 +119,36 @@ def test_a_missing_directory_is_still_66_not_a_lock_error(tmp_path):
     done = script("prune", "--keep-last", "1", tmp_path / "absent", env=ENV)
     assert (done.returncode, done.stdout) == (66, b"")
     assert done.stderr.decode().startswith(f"encpipe-prune: error: cannot read backup directory {tmp_path}/absent")
+
+
+def test_a_backup_that_finds_a_prune_in_the_directory_does_not_say_another_backup(tmp_path):
+    """The lock is DIR's, not a backup's: a backup that finds a prune (or a rotation, a
+    migration) holding it said `waiting for another backup into DIR`. Now it says what
+    a prune says: `waiting for another run in DIR` (no run records who holds it)."""
+    d = tmp_path / "b"
+    d.mkdir()
+    _series(d)
+    reached, release = tmp_path / "reached", tmp_path / "release"
+    os.mkfifo(reached)
+    os.mkfifo(release)
+    once = tmp_path / "once"
+    hook = (f'[ "$1" = removing ] && [ ! -e {once} ] && : > {once} && echo at > {reached} && read go < {release};'
+            " true")
+    prune = _start(d, env=_env({"ENCPIPE_TEST_HOOK": hook}))
+    try:
+        with open(reached) as at:  # the prune holds DIR's lock, about to remove a file
+            assert at.read() == "at\n"
+        backup = subprocess.run([os.path.join(os.path.dirname(SCRIPT["prune"]), "encpipe-backup"), "--dir", str(d),
+                                 "shop"], stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                                env=_env({"ENCPIPE_LOCK_WAIT": "0", "PGHOST": str(tmp_path / "no-server")}))
+    finally:
+        try:  # no reader (the prune never got there): ENXIO, and it is killed
+            go = os.open(release, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(go, b"go\n")
+            os.close(go)
+        except OSError:
+            prune.kill()
+        _, err = prune.communicate(timeout=60)
+    assert prune.returncode == 0, err
+    assert (backup.returncode, backup.stdout) == (75, b""), backup.stderr
+    assert backup.stderr.decode().splitlines()[0] == f"encpipe-backup: waiting for another run in {d}"
