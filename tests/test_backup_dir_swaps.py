@@ -327,8 +327,8 @@ def test_an_old_backup_renamed_to_a_newer_name_never_counts_as_the_newest(tmp_pa
     os.rename(d / month, d / renamed)
     seen = script("check", "--verify", "--max-age", "36", "--warn-age", "12", d, env=ENV)
     assert (seen.returncode, plugin_text(seen.stdout.decode())) == (1, (
-        f"WARNING: shop: newest backup {newest} is 24.0 h old; newest file {renamed} is older than its name"
-        f" says (last written {_written(d / renamed)})\n")), seen.stderr
+        f"WARNING: shop: newest backup {newest} is 24.0 h old, over --warn-age 12 h; newest file {renamed} is older"
+        f" than its name says (last written {_written(d / renamed)})\n")), seen.stderr
     done = script("prune", "--keep-last", "1", d, env=ENV)
     assert sorted(os.listdir(d)) == sorted([newest, renamed]), done.stderr
     assert done.returncode == 65, done.stderr

@@ -139,8 +139,8 @@ def test_check_without_verify_does_not_count_a_file_another_user_planted(tmp_pat
     make_valid(directory, genuine)
     os.chown(make_valid(directory, planted, key=OTHER_KEY), PLANTER, PLANTER)
     assert check("--max-age", "24", str(directory)) == (
-        2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old; newest file {planted} is owned by uid 4242 (not"
-           " the caller, root or the directory's owner): check reads its header only, which another user makes as"
-           " they like (--verify reads the file)\n", "")
+        2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old, over --max-age 24 h; newest file {planted} is"
+           " owned by uid 4242 (not the caller, root or the directory's owner): check reads its header only, which"
+           " another user makes as they like (--verify reads the file)\n", "")
     os.chown(directory / planted, 0, 0)  # the caller's (root's) own: counted from its header, as before
     assert check("--max-age", "24", str(directory))[:2] == (0, f"OK: {A}: newest backup {planted} is 1.0 h old\n")
