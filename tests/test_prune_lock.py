@@ -37,6 +37,18 @@ def _start(d, *more, env):
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
+def _paused(tmp_path, d):
+    """(a prune of `d` that stops at its first removal, DIR's lock held, FIFO `reached`,
+    FIFO `release`): it writes a line to `reached`, then goes on once `release` is written."""
+    reached, release = tmp_path / "reached", tmp_path / "release"
+    os.mkfifo(reached)
+    os.mkfifo(release)
+    once = tmp_path / "once"
+    hook = (f'[ "$1" = removing ] && [ ! -e {once} ] && : > {once} && echo at > {reached} && read go < {release};'
+            " true")
+    return _start(d, env=_env({"ENCPIPE_TEST_HOOK": hook})), reached, release
+
+
 def test_two_prunes_at_once_each_remove_a_file_once_and_both_succeed(tmp_path):
     """The first prune stops at its first removal (the test hook) until the second
     has either finished (before: it removed everything, and the first then failed, 74)
@@ -46,13 +58,7 @@ def test_two_prunes_at_once_each_remove_a_file_once_and_both_succeed(tmp_path):
     d = tmp_path / "b"
     d.mkdir()
     newest, *dropped = _series(d)
-    reached, release = tmp_path / "reached", tmp_path / "release"
-    os.mkfifo(reached)
-    os.mkfifo(release)
-    once = tmp_path / "once"
-    hook = (f'[ "$1" = removing ] && [ ! -e {once} ] && : > {once} && echo at > {reached} && read go < {release};'
-            " true")
-    first = _start(d, env=_env({"ENCPIPE_TEST_HOOK": hook}))
+    first, reached, release = _paused(tmp_path, d)
     second = None
     try:
         with open(reached) as at:  # the first holds what it listed, about to remove a file
@@ -128,13 +134,7 @@ def test_a_backup_that_finds_a_prune_in_the_directory_does_not_say_another_backu
     d = tmp_path / "b"
     d.mkdir()
     _series(d)
-    reached, release = tmp_path / "reached", tmp_path / "release"
-    os.mkfifo(reached)
-    os.mkfifo(release)
-    once = tmp_path / "once"
-    hook = (f'[ "$1" = removing ] && [ ! -e {once} ] && : > {once} && echo at > {reached} && read go < {release};'
-            " true")
-    prune = _start(d, env=_env({"ENCPIPE_TEST_HOOK": hook}))
+    prune, reached, release = _paused(tmp_path, d)
     try:
         with open(reached) as at:  # the prune holds DIR's lock, about to remove a file
             assert at.read() == "at\n"
