@@ -14,6 +14,7 @@ from .report import header_report, print_report
 from .sigdefer import hold_for_good
 from .slots import KEY_ID_LEN, MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
+from .textform import refuse_key_as_new_path
 from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 
 _KEY_ID = re.compile(r"[0-9a-fA-F]{%d}" % (2 * KEY_ID_LEN))  # as keyid prints it, either case: nothing else
@@ -27,6 +28,7 @@ def dispatch(args, io):
     # a key file another user could replace: 73 before anything is read (pubkey's FILE is one)
     given = {**args, "FILE": [args["FILE"]] if args.get("pubkey") and args.get("FILE") else []}
     refuse_replaceable(given, (*SECRET_FILES, "FILE"), args.get("--allow-shared-dir"))
+    refuse_key_as_new_path(args.get("--output"), "-o")  # seal's, keygen's: a key pasted there would name it
     for name, command in COMMANDS.items():
         if args.get(name):
             return command(args, io)

@@ -53,6 +53,9 @@ from .keyargs import FD_PATH, SECRET_FILES, descriptor_twice, fstat_fd
 # A secret handed on to encpipe is written whole before encpipe reads it: on a
 # pipe (without memfd), it must fit the pipe's buffer. No key or passphrase is this long.
 MAX_SECRET = 65536
+# encpipe's key options (commands.key_sources): with one, the environment's keys are not read.
+KEY_OPTIONS = {"--key-file", "--key-command", "--identity", "--recipient", "--recipient-file", "--passphrase-file",
+               "--passphrase-fd", "--passphrase-command", "--passphrase", "-p"}
 
 
 class FdSecrets:
@@ -146,13 +149,28 @@ class FdSecrets:
         """`start(argv, ...)` (subprocess.run or Popen) of an encpipe, with the secrets
         `argv` names lent, beside `pass_fds`; in `env` (default: ours) less the secrets
         encpipe does not need (keys.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable;
-        the previous tool's key only for a --legacy command)."""
+        the previous tool's key only for a --legacy command; none of ENCPIPE_KEY,
+        ENCPIPE_PASSPHRASE and the previous tool's key when `argv` gives a key option)."""
         env = keys.child_env(os.environ if env is None else env, needs=keys.ENCPIPE_NEEDS)
         if "--legacy" not in argv:
             env.pop(keys.LEGACY_KEY, None)
+        if names_a_key(argv):  # then encpipe reads none of its variables (keys.KeyLoader.load)
+            for name in keys.SECRET_VARIABLES:
+                env.pop(name, None)
         argv = self.words(argv)
         with self.lend(argv) as lent:
             return start(argv, pass_fds=[*pass_fds, *lent], env=env, **kwargs)
+
+
+def names_a_key(argv):
+    """True when `argv` (an encpipe command) gives one of KEY_OPTIONS, before any "--":
+    its keys come from there, and none from the environment."""
+    for word in argv:
+        if word == "--":
+            return False
+        if word.partition("=")[0] in KEY_OPTIONS:
+            return True
+    return False
 
 
 class Secret(bytes):

@@ -132,7 +132,7 @@ class Backup:
         return f"{TEMP_PREFIX}{self.stamp}_{os.getpid()}_{secrets.randbelow(1 << 30)}"
 
     def _say_waiting(self):
-        self.io.stderr.write(f"{PROG}: waiting for another backup into {self.o['dir']}\n")
+        self.io.stderr.write(f"{PROG}: waiting for another run in {self.o['dir']}\n")  # any holder of its lock
         self.io.stderr.flush()
 
     def lock(self):

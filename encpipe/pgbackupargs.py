@@ -2,7 +2,6 @@
 completed before anything runs (validate): a mistake fails (64; 78 without a
 key) before a directory is made, a lock taken or pg_dump started."""
 
-import os
 import re
 import shutil
 
@@ -12,7 +11,7 @@ from .backup.remotes import refuse_credentials, refuse_local
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .errors import UsageError
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
-from .textform import refuse_key_in_place
+from .textform import refuse_key_as_new_path
 from .usage_errors import empty_value, shown_argument
 from .workers import chunk_log2, int_option, thread_option
 
@@ -39,7 +38,7 @@ def parse(argv):
                  "--progress": False, "--sign-key-command": []})
     o = {"dir": "", "to": "", "format": "plain", "compress": "", "level": "", "threads": "", "globals": True,
          "db": "", "seal": seal, "policy": [], "open": [], "signers": {"--signer": [], "--signer-file": []},
-         "metrics": [], "shared": [], "unauthenticated": [],
+         "metrics": [], "metrics_path": "", "shared": [], "unauthenticated": [],
          "have_key": False}
     args, seen = list(argv), set()
     while args:
@@ -95,7 +94,7 @@ def _option(o, name, value):
     elif name in _POLICY:  # these three for `job commit` and `job abort`: one word each (argwords)
         o["policy"] += option_words(name, [value])
     elif name == "--metrics-file":
-        o["metrics"] = option_words(name, [value])
+        o["metrics"], o["metrics_path"] = option_words(name, [value]), value
     elif name in ("--signer", "--signer-file"):
         o["signers"][name].append(value)
     elif name in ("--chunk-size", "--work-factor", "--threads"):
@@ -163,9 +162,9 @@ def validate(o, env):
         o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"
     if o["dir"].startswith("-"):
         o["dir"] = "./" + o["dir"]
-    if not os.path.lexists(o["dir"]):  # made by the run: a key pasted in its place would name a directory
-        try:
-            refuse_key_in_place(o["dir"], source, "directory")
-        except UsageError as e:
-            raise Failure(str(e), 64, e.hint) from None
+    try:  # made by the run: a key pasted in their place would name a directory or a file
+        refuse_key_as_new_path(o["dir"], source, "directory")
+        refuse_key_as_new_path(o["metrics_path"], "--metrics-file")
+    except UsageError as e:
+        raise Failure(str(e), 64, e.hint) from None
     o["lock_wait"] = dirlock.lock_wait(env)

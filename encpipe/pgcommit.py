@@ -52,11 +52,12 @@ def _attempt(maintenance_db, sql, look, fields=None, **options):
         return error, asked
 
 
-def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
+def swap(maintenance_db, sql, temp, temp_oid, db, hint, say, existed=True):
     """Runs the swap's `sql` (one transaction): returns once DBNAME (`db`) is the
     restored database `temp` (whose oid is `temp_oid`), even when psql failed after
-    the server committed (then said in a warning). Else a Failure: `db` unchanged,
-    or (the server not answering) not known, and where to look."""
+    the server committed (then said in a warning). Else a Failure: `db` unchanged
+    (not created, when it had not `existed`), or (the server not answering) not
+    known, and where to look."""
     failed = _attempt(maintenance_db, sql, "SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid,
                       fields=1, single_transaction=True)
     if not failed:
@@ -70,12 +71,18 @@ def swap(maintenance_db, sql, temp, temp_oid, db, hint, say):
         now = rows[0][0] if rows else None
         why = "the scratch database is %s" % ("now " + now if rows else "gone")
     if now == temp:
-        raise Failure("restored into %s but could not swap it in (%s); database %s is unchanged"
-                      % (temp, error, db), 1, hint)
+        raise Failure("restored into %s but could not swap it in (%s); %s" % (temp, error, as_it_was(db, existed)),
+                      1, hint)
     if now != db:
         raise Failure("restored into %s, but cannot tell whether it was swapped in (%s; %s); see whether "
                       "database %s is the restored one" % (temp, error, why, db), 1)
     say("psql failed (%s) once the server had swapped it in" % error, "warning")
+
+
+def as_it_was(db, existed):
+    """What a restore that failed before its swap left of DBNAME (`db`): a database
+    that `existed` is unchanged; one that did not was not created."""
+    return "database %s %s" % (db, "is unchanged" if existed else "was not created")
 
 
 def drop(maintenance_db, name, sql=None):

@@ -294,8 +294,8 @@ class Run:
                                     single_transaction=True)[-1][0]  # the swap's outcome is asked by it
         except PgError as e:  # undo() drops it when created, not when psql said the CREATE failed
             self.temp = self.temp if created else None
-            raise Failure("cannot create the scratch database %s (%s); database %s is unchanged"
-                          % (self.temp_name, e, self.db)) from None
+            raise Failure("cannot create the scratch database %s (%s); %s"
+                          % (self.temp_name, e, pgcommit.as_it_was(self.db, exists))) from None
         return self.temp
 
     def restore_stream_of(self, legacy):
@@ -317,7 +317,7 @@ class Run:
         if restored != 0:
             quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed
-            raise Failure("restoring %s failed; database %s is unchanged" % (self.file, self.db),
+            raise Failure("restoring %s failed; %s" % (self.file, pgcommit.as_it_was(self.db, exists)),
                           hint=self.roles.hint(QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None,
                                                "--no-tablespaces" in self.o["tool"]))
 
@@ -326,10 +326,10 @@ class Run:
         self.old = pgleftovers.pre_restore_name(self.maint, self.db) if exists else None
         sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=self.superuser),
                pgprops.swap_sql(self.temp, self.db, self.old, self.o.get("terminate_connections"))]
-        hint = None if self.o.get("terminate_connections") else \
+        hint = None if self.o.get("terminate_connections") or not exists else \
             "is %s in use? close its connections, or use --terminate-connections" % self.db
         with sigthreads.held():  # psql's answer waited for (its own group's: a Ctrl-C is the restore's only)
-            pgcommit.swap(self.maint, "\n".join(sql), self.temp, self.temp_oid, self.db, hint, say)
+            pgcommit.swap(self.maint, "\n".join(sql), self.temp, self.temp_oid, self.db, hint, say, exists)
             self.temp = None
             hold_for_good()  # DBNAME is the restored database: its report and status stand
 

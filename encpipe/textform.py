@@ -8,6 +8,7 @@ refused; surrounding ASCII white space is ignored.
 import base64
 import hashlib
 import hmac
+import os
 import re
 
 from .errors import UsageError
@@ -69,6 +70,15 @@ def refuse_key_in_place(value, source, what="command"):
     if kind:
         raise UsageError(f"{source}: {kind} (a secret, not shown), not a {what}",
                          hint="give a key in a file: --key-file FILE, --sign-key FILE")
+
+
+def refuse_key_as_new_path(path, source, what="file name"):
+    """refuse_key_in_place for `path`, a file or directory a command would make
+    (-o FILE, --metrics-file, encpipe-backup's DIR), when nothing is there yet: a
+    key pasted in its place would name it, for any user who can list its directory
+    to read. One that is there already is no new leak."""
+    if path and not os.path.lexists(path):
+        refuse_key_in_place(path, source, what)
 
 
 NAME_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: no database's name is longer

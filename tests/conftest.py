@@ -18,6 +18,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+import dating  # noqa: E402
 from cliutil import secret_file  # noqa: E402
 from fuzz.craft import clean_env, command  # noqa: E402
 from pgcluster import PgCluster  # noqa: E402
@@ -181,3 +182,9 @@ def swap_leftovers_dropped(pg):
     for name in pg.psql("SELECT datname FROM pg_database").split():
         if name.startswith(("swapout_target", "encpipe_restore_")):
             pg.dropdb(name)
+
+
+@pytest.fixture
+def dated_from_now():
+    """Each test's backups dated from when it starts (tests/dating.py)."""
+    dating.start()

@@ -282,7 +282,7 @@ def test_a_backup_waits_for_the_directory_lock_a_bounded_time_then_fails_75(tmp_
         os.close(fd)
     assert (done.returncode, done.stdout) == (75, b""), done.stderr
     assert done.stderr.decode() == (
-        f"encpipe-backup: waiting for another backup into {directory}\n"
+        f"encpipe-backup: waiting for another run in {directory}\n"
         f"encpipe-backup: error: backup of db failed (status 75): {directory}: its lock (flock on the directory)"
         " is still held after 1.5 s; not waiting longer; nothing was stored\n"
         "encpipe-backup: hint: a backup, a prune, a rotation or a migration in it, or any user who can open it,"
@@ -327,8 +327,8 @@ def test_an_old_backup_renamed_to_a_newer_name_never_counts_as_the_newest(tmp_pa
     os.rename(d / month, d / renamed)
     seen = script("check", "--verify", "--max-age", "36", "--warn-age", "12", d, env=ENV)
     assert (seen.returncode, plugin_text(seen.stdout.decode())) == (1, (
-        f"WARNING: shop: newest backup {newest} is 24.0 h old; newest file {renamed} is older than its name"
-        f" says (last written {_written(d / renamed)})\n")), seen.stderr
+        f"WARNING: shop: newest backup {newest} is 24.0 h old, over --warn-age 12 h; newest file {renamed} is older"
+        f" than its name says (last written {_written(d / renamed)})\n")), seen.stderr
     done = script("prune", "--keep-last", "1", d, env=ENV)
     assert sorted(os.listdir(d)) == sorted([newest, renamed]), done.stderr
     assert done.returncode == 65, done.stderr

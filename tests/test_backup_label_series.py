@@ -17,34 +17,25 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from dating import at, stamp_at
 from test_backup_dir import ENV, run as backups, stamp
 from test_backup_label import SQL, _archive, _prefix, _sealed
 
 A = "shop"
 REASON = "unlabelled, but named after a labelled backup of its series: a copy of an older backup?"
-NOW = [None]
-
-
-@pytest.fixture(autouse=True)
-def now():
-    """Each test's names are dated from when it starts (ages are checked to 0.1 h)."""
-    NOW[0] = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def at(hours):
-    return NOW[0] - timedelta(hours=hours)
+pytestmark = pytest.mark.usefixtures("dated_from_now")
 
 
 def dump(hours, labelled, kind="sql", database=A):
     """(name, plaintext) of `database`'s dump dated `hours` ago: labelled as encpipe-backup
     labels it, or as one made before labels (another database's, under this name)."""
-    name = f"{database}_{stamp(at(hours))}.{kind}.enc"
+    name = f"{database}_{stamp_at(hours)}.{kind}.enc"
     if kind == "dump":
         made = at(hours)
         archive = _archive(database.encode(), made=(made.second, made.minute, made.hour, made.day, made.month - 1,
                                                    made.year - 1900, 0))
         return name, archive if labelled else _archive(database.encode(), 1, 9)  # 1.9: no database in the header
-    return name, (_prefix("none", database, stamp(at(hours))) if labelled else b"") + SQL
+    return name, (_prefix("none", database, stamp_at(hours)) if labelled else b"") + SQL
 
 
 def put(directory, *dumps):

@@ -112,7 +112,7 @@ def test_a_run_waiting_for_the_lock_of_a_directory_removed_meanwhile_makes_it_ag
         second = subprocess.Popen([BACKUP, "--dir", str(directory), "--key-file", key, "db"], env=env(tmp_path),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = second.stderr.readline()
-        assert line == f"encpipe-backup: waiting for another backup into {directory}\n".encode()
+        assert line == f"encpipe-backup: waiting for another run in {directory}\n".encode()
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=WAIT) == 128 + signal.SIGTERM
         status = second.wait(timeout=WAIT)

@@ -478,7 +478,7 @@ def test_backups_into_one_directory_take_turns(pg, tools, key_file, tmp_path):
         # its line says it found the lock taken (60 s at most); a second later it still waits
         assert select.select([proc.stderr], [], [], 60)[0], "no line in 60 s"
         said = proc.stderr.readline()
-        assert said.decode() == "encpipe-backup: waiting for another backup into %s\n" % directory
+        assert said.decode() == "encpipe-backup: waiting for another run in %s\n" % directory
         time.sleep(1)
         assert proc.poll() is None  # waiting
         assert stale.exists()

@@ -128,9 +128,11 @@ def test_each_database_has_the_age_of_its_newest_backup_and_its_count_as_perform
     code, out, err = check("--max-age", "24", "--warn-age", "1.5", "--database", "new", str(tmp_path))
     assert (code, err) == (2, "")
     text, data = split_output(out)
-    assert text == [f"CRITICAL: crm: newest backup crm_{stamp(now - timedelta(hours=30))}.dump.enc is 30.0 h old",
+    assert text == [f"CRITICAL: crm: newest backup crm_{stamp(now - timedelta(hours=30))}.dump.enc is 30.0 h old,"
+                    " over --max-age 24 h",  # the threshold it is over, named (before: the age alone)
                     "CRITICAL: new: no backup",
-                    f"WARNING: shop: newest backup shop_{stamp(now - timedelta(hours=2))}.sql.enc is 2.0 h old"]
+                    f"WARNING: shop: newest backup shop_{stamp(now - timedelta(hours=2))}.sql.enc is 2.0 h old,"
+                    " over --warn-age 1.5 h"]
     assert list(data) == ["crm_age", "crm_backups", "new_age", "new_backups", "shop_age", "shop_backups"]
     assert data["crm_age"][1:] == data["shop_age"][1:] == data["new_age"][1:] == ["5400", "86400", "0"]
     assert age(data["crm_age"][0], 30 * 3600, 30 * 3600 + 60) and age(data["shop_age"][0], 7200, 7200 + 60)

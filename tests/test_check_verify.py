@@ -51,9 +51,11 @@ def test_a_tampered_newest_is_a_warning_and_the_older_backup_counts(tmp_path):
     make_valid(tmp_path, older)
     make_corrupt(tmp_path, newest)  # a flipped byte in chunk 1: the header is as good as any
     assert check("--max-age", "24", str(tmp_path)) == (0, f"OK: shop: newest backup {newest} is 1.0 h old\n", "")
-    said = f"shop: newest backup {older} is 5.0 h old; newest file {newest} failed authentication: {TAMPERED}\n"
-    assert check("--max-age", "24", "--verify", str(tmp_path)) == (1, f"WARNING: {said}", "")
-    assert check("--max-age", "4", "--verify", str(tmp_path)) == (2, f"CRITICAL: {said}", "")
+    said = f"; newest file {newest} failed authentication: {TAMPERED}\n"
+    assert check("--max-age", "24", "--verify", str(tmp_path)) == (
+        1, f"WARNING: shop: newest backup {older} is 5.0 h old{said}", "")
+    assert check("--max-age", "4", "--verify", str(tmp_path)) == (
+        2, f"CRITICAL: shop: newest backup {older} is 5.0 h old, over --max-age 4 h{said}", "")
 
 
 def test_reading_stops_at_the_newest_that_authenticates(tmp_path):

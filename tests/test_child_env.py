@@ -67,20 +67,27 @@ def test_a_key_command_gets_the_clouds_credentials_and_no_other_secret(tmp_path,
 
 
 def test_the_encpipe_children_of_a_script_get_neither_libpqs_nor_rclones_secrets(tmp_path):
-    """encpipe-rotate's encpipe (keyid, rewrap, inspect...), as ENCPIPE names it: a spy."""
+    """encpipe-rotate's encpipe (keyid, rewrap, inspect...), as ENCPIPE names it: a spy.
+    Each is given its key by an option (--key-file, --recipient), so it gets neither ENCPIPE_KEY nor
+    ENCPIPE_PASSPHRASE, which it would ignore (before, each got both)."""
     world = World(tmp_path)
     world.small()
     log, spy = tmp_path / "log", tmp_path / "encpipe-spy"
     write(spy, "encpipe", [sys.executable, "-m", "encpipe"], log)
-    env = rotate_env(ENCPIPE=str(spy), PYTHONPATH=ROOT, **EVERY)
+    env = rotate_env(ENCPIPE=str(spy), PYTHONPATH=ROOT, ENCPIPE_KEY=KEY, **EVERY)
     done = rotate(world.args(), env=env)
     assert done.returncode == 0, done.stderr
     world.assert_all_rotated()
     seen = records(log)
     assert {r["argv"][0] for r in seen} >= {"rewrap", "inspect"}, [r["argv"][:1] for r in seen]
-    own = set(ENCPIPE_OWN) - {"BACKUP_ENCRYPTION_KEY"}  # the previous tool's key: for --legacy commands only
-    for record in seen:
-        assert _held(record["env"]) == set(CLOUD) | own | set(STORE), (record["argv"][:1], _held(record["env"]))
+    keyed = [r for r in seen if any(w.partition("=")[0] in ("--key-file", "--recipient") for w in r["argv"])]
+    assert {r["argv"][0] for r in keyed} >= {"keyid", "rewrap", "inspect"}, [r["argv"][:1] for r in keyed]
+    for record in keyed:
+        assert _held(record["env"]) == set(CLOUD) | set(STORE), (record["argv"][:1], _held(record["env"]))
+        assert not any(entry.startswith("ENCPIPE_KEY=") or KEY in entry for entry in record["env"]), record["argv"]
+    for record in seen:  # the others (inspect --json) get encpipe's own but the previous tool's key
+        if record not in keyed:
+            assert _held(record["env"]) == set(CLOUD) | set(STORE) | {"ENCPIPE_PASSPHRASE"}, record["argv"]
 
 
 @pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore", "encpipe-demo"])

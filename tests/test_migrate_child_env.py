@@ -1,7 +1,8 @@
 """encpipe-migrate's children get the old files' key only where it is read: the
 old setting, BACKUP_ENCRYPTION_KEY, goes to `encpipe open --legacy` alone, never
 to the `seal` of the new files nor to the `inspect --verify` of them (nor to a
-`keyid`), which never read it."""
+`keyid`), which never read it. A child given its key by an option (--key-file) gets
+neither ENCPIPE_KEY nor ENCPIPE_PASSPHRASE, which it would ignore."""
 
 import io
 import json
@@ -15,6 +16,8 @@ from spies import records, write
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIGRATE = os.path.join(os.path.dirname(HERE), "scripts", "encpipe-migrate")
 OLD = "the old setting 7f3e"
+KEY = "6f" * 32
+PASSPHRASE = "a passphrase in the environment 91c2"
 
 
 def test_only_open_legacy_gets_the_old_setting(tmp_path):
@@ -30,10 +33,19 @@ def test_only_open_legacy_gets_the_old_setting(tmp_path):
     done = subprocess.run([sys.executable, MIGRATE, "--key-file", str(key), str(directory)],
                           capture_output=True, text=True, timeout=120,
                           env={"PATH": os.environ["PATH"], "PYTHONPATH": os.path.dirname(HERE),
-                               "ENCPIPE": str(spy), "BACKUP_ENCRYPTION_KEY": OLD})
+                               "ENCPIPE": str(spy), "BACKUP_ENCRYPTION_KEY": OLD, "ENCPIPE_KEY": KEY,
+                               "ENCPIPE_PASSPHRASE": PASSPHRASE})
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["migrated"]
     held = {(r["argv"][0] + (" --legacy" if "--legacy" in r["argv"] else ""), any(OLD in entry for entry in r["env"]))
             for r in records(log)}
     assert {child for child, _ in held} == {"keyid", "open --legacy", "seal", "inspect"}, held
     assert {child for child, has in held if has} == {"open --legacy"}, held
+    for record in records(log):
+        held = {secret for secret in (OLD, KEY, PASSPHRASE) if any(secret in entry for entry in record["env"])}
+        if any(w.startswith("--key-file") for w in record["argv"]):
+            assert held == set(), (record["argv"], held)
+        elif "--legacy" in record["argv"]:  # no option names the old key: each of the three may be it
+            assert held == {OLD, KEY, PASSPHRASE}, (record["argv"], held)
+        else:  # the check of ENCPIPE_KEY (keyid)
+            assert record["argv"] == ["keyid"] and held == {KEY}, (record["argv"], held)

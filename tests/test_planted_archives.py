@@ -19,31 +19,21 @@ chowned to another user (root only).
 """
 
 import os
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from test_backup_dir import run as backups, stamp
+from dating import at, stamp_at
+from test_backup_dir import run as backups
 from test_backup_label import SQL, _archive, _prefix, _sealed
 from test_check_verify import check
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the planter is another user: root chowns their files")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the planter is another user: root chowns their files"),
+              pytest.mark.usefixtures("dated_from_now")]
 
 A = "shop"
 PLANTER = 4242  # a user of no name: said by number
 REASON = ("owned by uid 4242, who can give it any modification time, and what it holds does not fix the time its"
           " name says (a custom archive's header gives it within hours)")
-NOW = [None]
-
-
-@pytest.fixture(autouse=True)
-def now():
-    NOW[0] = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def at(hours):
-    return NOW[0] - timedelta(hours=hours)
-
 
 def archive(hours):
     """A custom archive of A made `hours` ago (its header's time UTC, as on a UTC host)."""
@@ -53,7 +43,7 @@ def archive(hours):
 
 
 def name(hours, kind="dump"):
-    return f"{A}_{stamp(at(hours))}.{kind}.enc"
+    return f"{A}_{stamp_at(hours)}.{kind}.enc"
 
 
 def planted_world(tmp_path):
@@ -105,8 +95,8 @@ def test_a_labelled_plain_dump_counts_whoever_owns_it(tmp_path):
     directory = tmp_path / "b"
     directory.mkdir()
     older, newer = name(2, "sql"), name(1, "sql")
-    _sealed(directory, older, _prefix("none", A, stamp(at(2))) + SQL)
-    os.chown(_sealed(directory, newer, _prefix("none", A, stamp(at(1))) + SQL), PLANTER, PLANTER)
+    _sealed(directory, older, _prefix("none", A, stamp_at(2)) + SQL)
+    os.chown(_sealed(directory, newer, _prefix("none", A, stamp_at(1)) + SQL), PLANTER, PLANTER)
     code, report, err = backups("prune", "--keep-last", "1", str(directory))
     assert (code, err) == (0, "")
     assert ([k["filename"] for k in report["kept"]], [r["filename"] for r in report["removed"]]) == ([newer], [older])
@@ -139,8 +129,8 @@ def test_check_without_verify_does_not_count_a_file_another_user_planted(tmp_pat
     make_valid(directory, genuine)
     os.chown(make_valid(directory, planted, key=OTHER_KEY), PLANTER, PLANTER)
     assert check("--max-age", "24", str(directory)) == (
-        2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old; newest file {planted} is owned by uid 4242 (not"
-           " the caller, root or the directory's owner): check reads its header only, which another user makes as"
-           " they like (--verify reads the file)\n", "")
+        2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old, over --max-age 24 h; newest file {planted} is"
+           " owned by uid 4242 (not the caller, root or the directory's owner): check reads its header only, which"
+           " another user makes as they like (--verify reads the file)\n", "")
     os.chown(directory / planted, 0, 0)  # the caller's (root's) own: counted from its header, as before
     assert check("--max-age", "24", str(directory))[:2] == (0, f"OK: {A}: newest backup {planted} is 1.0 h old\n")

@@ -37,6 +37,18 @@ def _start(d, *more, env):
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
+def _paused(tmp_path, d):
+    """(a prune of `d` that stops at its first removal, DIR's lock held, FIFO `reached`,
+    FIFO `release`): it writes a line to `reached`, then goes on once `release` is written."""
+    reached, release = tmp_path / "reached", tmp_path / "release"
+    os.mkfifo(reached)
+    os.mkfifo(release)
+    once = tmp_path / "once"
+    hook = (f'[ "$1" = removing ] && [ ! -e {once} ] && : > {once} && echo at > {reached} && read go < {release};'
+            " true")
+    return _start(d, env=_env({"ENCPIPE_TEST_HOOK": hook})), reached, release
+
+
 def test_two_prunes_at_once_each_remove_a_file_once_and_both_succeed(tmp_path):
     """The first prune stops at its first removal (the test hook) until the second
     has either finished (before: it removed everything, and the first then failed, 74)
@@ -46,13 +58,7 @@ def test_two_prunes_at_once_each_remove_a_file_once_and_both_succeed(tmp_path):
     d = tmp_path / "b"
     d.mkdir()
     newest, *dropped = _series(d)
-    reached, release = tmp_path / "reached", tmp_path / "release"
-    os.mkfifo(reached)
-    os.mkfifo(release)
-    once = tmp_path / "once"
-    hook = (f'[ "$1" = removing ] && [ ! -e {once} ] && : > {once} && echo at > {reached} && read go < {release};'
-            " true")
-    first = _start(d, env=_env({"ENCPIPE_TEST_HOOK": hook}))
+    first, reached, release = _paused(tmp_path, d)
     second = None
     try:
         with open(reached) as at:  # the first holds what it listed, about to remove a file
@@ -119,3 +125,30 @@ def test_a_missing_directory_is_still_66_not_a_lock_error(tmp_path):
     done = script("prune", "--keep-last", "1", tmp_path / "absent", env=ENV)
     assert (done.returncode, done.stdout) == (66, b"")
     assert done.stderr.decode().startswith(f"encpipe-prune: error: cannot read backup directory {tmp_path}/absent")
+
+
+def test_a_backup_that_finds_a_prune_in_the_directory_does_not_say_another_backup(tmp_path):
+    """The lock is DIR's, not a backup's: a backup that finds a prune (or a rotation, a
+    migration) holding it said `waiting for another backup into DIR`. Now it says what
+    a prune says: `waiting for another run in DIR` (no run records who holds it)."""
+    d = tmp_path / "b"
+    d.mkdir()
+    _series(d)
+    prune, reached, release = _paused(tmp_path, d)
+    try:
+        with open(reached) as at:  # the prune holds DIR's lock, about to remove a file
+            assert at.read() == "at\n"
+        backup = subprocess.run([os.path.join(os.path.dirname(SCRIPT["prune"]), "encpipe-backup"), "--dir", str(d),
+                                 "shop"], stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                                env=_env({"ENCPIPE_LOCK_WAIT": "0", "PGHOST": str(tmp_path / "no-server")}))
+    finally:
+        try:  # no reader (the prune never got there): ENXIO, and it is killed
+            go = os.open(release, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(go, b"go\n")
+            os.close(go)
+        except OSError:
+            prune.kill()
+        _, err = prune.communicate(timeout=60)
+    assert prune.returncode == 0, err
+    assert (backup.returncode, backup.stdout) == (75, b""), backup.stderr
+    assert backup.stderr.decode().splitlines()[0] == f"encpipe-backup: waiting for another run in {d}"

@@ -16,11 +16,11 @@ or another run's globals file given by hand. A globals file whose run's dump
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from test_backup_dir import make_corrupt, run as backups, stamp
+from dating import at, stamp_at
+from test_backup_dir import make_corrupt, run as backups
 from test_backup_label import _archive
 from test_backup_label_globals import DATABASE, _globals, _sealed
 
@@ -28,32 +28,23 @@ from encpipe.backup import label
 
 DB = "shop"
 REASON = "the globals file of a kept dump"
-NOW = [None]
-
-
-@pytest.fixture(autouse=True)
-def now():
-    NOW[0] = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def at(hours):
-    return stamp(NOW[0] - timedelta(hours=hours))
+pytestmark = pytest.mark.usefixtures("dated_from_now")
 
 
 def plain(d, hours):
-    return _sealed(d / f"{DB}_{at(hours)}.sql.enc", label.prefix("none", DB, at(hours)) + DATABASE, hours)
+    return _sealed(d / f"{DB}_{stamp_at(hours)}.sql.enc", label.prefix("none", DB, stamp_at(hours)) + DATABASE, hours)
 
 
 def custom(d, hours):
-    made = NOW[0] - timedelta(hours=hours)
+    made = at(hours)
     archive = _archive(DB.encode(), made=(made.second, made.minute, made.hour, made.day, made.month - 1,
                                           made.year - 1900, 0))
-    return _sealed(d / f"{DB}_{at(hours)}.dump.enc", archive, hours)
+    return _sealed(d / f"{DB}_{stamp_at(hours)}.dump.enc", archive, hours)
 
 
 def globals_of(d, hours):
     with pytest.MonkeyPatch.context() as patch:  # _globals dates from this moment: from the test's own
-        patch.setattr("test_backup_label_globals.hours_ago", at)
+        patch.setattr("test_backup_label_globals.hours_ago", stamp_at)
         return _globals(d, DB, hours)
 
 
@@ -79,7 +70,7 @@ def test_the_globals_of_the_newest_good_dump_stay_when_a_newer_dump_fails(tmp_pa
     d.mkdir()
     oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
     good, good_globals = plain(d, 2), globals_of(d, 2)
-    broken = make_corrupt(d, f"{DB}_{at(1)}.sql.enc").name  # a writer of that one file flipped a byte
+    broken = make_corrupt(d, f"{DB}_{stamp_at(1)}.sql.enc").name  # a writer of that one file flipped a byte
     newest_globals = globals_of(d, 1)
     code, report, _ = backups("prune", "--keep-last", "1", str(d))
     assert code == 65
@@ -95,7 +86,7 @@ def test_max_age_never_takes_the_globals_of_the_newest_dump(tmp_path):
     d = tmp_path / "b"
     d.mkdir()
     dump, dump_globals = plain(d, 50), globals_of(d, 50)
-    broken, newer_globals = make_corrupt(d, f"{DB}_{at(30)}.sql.enc").name, globals_of(d, 30)
+    broken, newer_globals = make_corrupt(d, f"{DB}_{stamp_at(30)}.sql.enc").name, globals_of(d, 30)
     code, report, _ = backups("prune", "--max-age", "1", str(d))
     assert code == 65
     assert kept(report) == {dump: ["newest authenticated"], dump_globals: [REASON],
@@ -113,7 +104,7 @@ def test_a_dump_whose_runs_globals_file_fails_never_counts_for_removing_an_older
     oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
     good, good_globals = plain(d, 2), globals_of(d, 2)
     newest = plain(d, 1)
-    broken = make_corrupt(d, f"{DB}_{at(1)}.globals.sql.enc").name
+    broken = make_corrupt(d, f"{DB}_{stamp_at(1)}.globals.sql.enc").name
     code, report, err = backups("prune", "--keep-last", "1", str(d))
     assert code == 65
     assert kept(report) == {good: ["last"], good_globals: ["last"]}
@@ -130,7 +121,7 @@ def test_check_verify_does_not_count_a_dump_whose_runs_globals_file_fails(tmp_pa
     d = tmp_path / "b"
     d.mkdir()
     good, _ = plain(d, 2), globals_of(d, 2)
-    newest, broken = plain(d, 1), make_corrupt(d, f"{DB}_{at(1)}.globals.sql.enc").name
+    newest, broken = plain(d, 1), make_corrupt(d, f"{DB}_{stamp_at(1)}.globals.sql.enc").name
     assert check("--max-age", "24", "--verify", str(d)) == (
         1, f"WARNING: {DB}: newest backup {good} is 2.0 h old; newest file {newest} failed authentication: its run's"
            f" globals file {broken} failed verification: a restore refuses this dump without it\n", "")

@@ -136,7 +136,8 @@ def test_check_verify_never_counts_a_copy_rewritten_in_after_its_header_was_read
     assert (d / planted).read_bytes() == (d / old).read_bytes()
     assert done.returncode == 2, done.stdout
     said, note = plugin_text(done.stdout.decode()).split("; ")
-    assert said.startswith(f"CRITICAL: shop: newest backup {old} is 72") and said.endswith(" h old")
+    assert said.startswith(f"CRITICAL: shop: newest backup {old} is 72")
+    assert said.endswith(" h old, over --max-age 24 h")
     assert note == f"newest file {planted} failed authentication: {CHANGED % (planted, planted)}\n"
 
 

@@ -118,10 +118,9 @@ def test_a_passphrase_fd_reaches_no_child_but_encpipe(pg, tools, tmp_path, s3):
     _assert_clean(records(log), (PASSPHRASE, LEGACY_KEY), {"psql", "zstd", "rclone"})
 
 
-def test_only_an_open_of_a_legacy_file_gets_the_previous_tools_key(pg, tools, key_file, tmp_path):
-    """BACKUP_ENCRYPTION_KEY (the previous tool's key) is read by `open --legacy` and
-    `inspect --legacy` alone: before, every encpipe a restore ran got it, the keyid
-    and the opens of a file of this format too."""
+def _encpipe_children(pg, tools, key_file, tmp_path, **secrets):
+    """The records of the encpipe children (a spy as ENCPIPE) of a restore given
+    --key-file, with `secrets` in its environment."""
     from spies import write
     import sys
 
@@ -129,12 +128,32 @@ def test_only_an_open_of_a_legacy_file_gets_the_previous_tools_key(pg, tools, ke
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
     spy, log = tmp_path / "encpipe-spy", tmp_path / "encpipe.log"
     write(spy, "encpipe", [sys.executable, "-m", "encpipe"], log)
-    env = script_env(pg, tools, BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
+    env = script_env(pg, tools, **secrets)
     env["ENCPIPE"] = str(spy)
     pg.dropdb("children_copy")
     proc = run([RESTORE, "--no-globals", "--key-file", key_file, path, "children_copy"], env)
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "children_copy") == dump(pg, db)
     pg.dropdb("children_copy")
-    held = [(r["argv"][0], any(LEGACY_KEY in entry for entry in r["env"])) for r in records(log)]
+    return records(log)
+
+
+def test_only_an_open_of_a_legacy_file_gets_the_previous_tools_key(pg, tools, key_file, tmp_path):
+    """BACKUP_ENCRYPTION_KEY (the previous tool's key) is read by `open --legacy` and
+    `inspect --legacy` alone: before, every encpipe a restore ran got it, the keyid
+    and the opens of a file of this format too."""
+    seen = _encpipe_children(pg, tools, key_file, tmp_path, BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
+    held = [(r["argv"][0], any(LEGACY_KEY in entry for entry in r["env"])) for r in seen]
     assert sorted(held) == [("keyid", False), ("open", False)], held
+
+
+def test_an_encpipe_given_its_key_by_option_gets_none_of_the_environments(pg, tools, key_file, tmp_path):
+    """--key-file given: `encpipe keyid` and `encpipe open` read no key from their
+    environment, so they get neither ENCPIPE_KEY nor ENCPIPE_PASSPHRASE (before, both)."""
+    other = "7c" * 32  # a key of the environment, which opens nothing here
+    seen = _encpipe_children(pg, tools, key_file, tmp_path, ENCPIPE_KEY=other, ENCPIPE_PASSPHRASE=PASSPHRASE)
+    assert sorted(r["argv"][0] for r in seen) == ["keyid", "open"], [r["argv"] for r in seen]
+    for record in seen:
+        held = [entry.partition("=")[0] for entry in record["env"] if other in entry or PASSPHRASE in entry
+                or entry.partition("=")[0] in SECRET_NAMES]
+        assert held == [], (record["argv"][0], held)

@@ -92,6 +92,20 @@ def test_a_refused_backup_into_a_new_database_is_one_line(pg, tools, key_file, t
     assert databases(pg) == before
 
 
+def test_a_failed_restore_into_a_new_name_says_the_database_was_not_created(pg, tools, key_file, tmp_path):
+    """A dump whose SQL fails, restored under a name the server lacks: before, "restoring
+    FILE failed; database NAME is unchanged", of a database there never was."""
+    path = tmp_path / "oneline_failing_20250101T000000Z.sql.enc"
+    path.write_bytes(_encpipe("seal", "--key-file", key_file, data=b"CREATE TABLE t (x integer);\nSELECT 1/0;\n"))
+    pg.dropdb("oneline_failing_new")
+    before = databases(pg)
+    proc = restore(pg, tools, str(path), "oneline_failing_new", "--no-globals", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
+    errors = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-restore: error: ")]
+    assert errors == [f"encpipe-restore: error: restoring {path} failed; database oneline_failing_new was not created"]
+    assert databases(pg) == before and leftover_databases(pg) == set()
+
+
 def test_a_refused_globals_file_is_one_line_naming_it(pg, tools, key_file, tmp_path):
     """The child read /dev/fd/N; the line names the globals file."""
     db = ensure_small(pg, "oneline_globals")

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from test_backup_restore import RESTORE, backup, dump, ensure_small
+from test_backup_restore import RESTORE, backup, databases, dump, ensure_small
 from test_restore_swap_outcome import SWAP, TARGET, WAIT, _fresh_target, _hits, _scratch, _with_stand_in
 
 ROLE = "roleout_owner"
@@ -124,3 +124,23 @@ def test_roles_whose_drop_s_psql_dies_once_the_server_dropped_them_are_said_drop
     assert "\nencpipe-restore: dropped the roles this restore had created again\n" in err
     assert "could not drop" not in err
     assert _roles(pg) == roles and dump(pg, TARGET) == before and _scratch(pg) == []
+
+
+def test_a_swap_into_a_new_name_that_fails_says_the_database_was_not_created(pg, tools, key_file, role_backup,
+                                                                              tmp_path):
+    """TARGET did not exist: the swap's psql died before the server saw it. Before:
+    "... could not swap it in (...); database TARGET is unchanged", of a database there
+    never was, and a hint at its connections. Now "was not created", no hint; nothing is
+    left, the roles made for it dropped."""
+    path, _ = role_backup
+    _fresh_target(pg)
+    pg.dropdb(TARGET)
+    roles = _roles(pg)
+    status, err = _restore(pg, tools, key_file, path, tmp_path, [("before", SWAP)])
+    assert _hits(tmp_path) == ["hit0"], err
+    assert status == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("encpipe-restore: error: ")]
+    assert len(errors) == 1 and errors[0].endswith(
+        f" but could not swap it in (psql exited -9); database {TARGET} was not created"), err
+    assert "unchanged" not in err and "in use?" not in err, err  # nor the hint at its connections
+    assert TARGET not in databases(pg) and _scratch(pg) == [] and _roles(pg) == roles

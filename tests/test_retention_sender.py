@@ -164,11 +164,11 @@ def test_encpipe_check_is_not_fooled_by_a_planted_public_key_file(pg, tools, wor
     theirs = plant(w, (timedelta(hours=1),))
     proc = tool("encpipe-check", *check, env=w["env"])
     assert proc.returncode == 2, proc.stdout  # before: OK, the planted file counted as a fresh backup
-    said = re.sub(r" is 72\.[0-9] h old;", " is 72.x h old;", plugin_text(proc.stdout.decode()))
+    said = re.sub(r" is 72\.[0-9] h old,", " is 72.x h old,", plugin_text(proc.stdout.decode()))
     assert said == (
-        f"CRITICAL: {w['db']}: newest backup {old[0]} is 72.x h old; newest file {theirs[0]} is not counted: its"
-        " maker cannot be authenticated (anyone with the public key, or for a v1 file any slot holder, could have"
-        " made it; seal with --sign-key, or --count-unauthenticated)\n")
+        f"CRITICAL: {w['db']}: newest backup {old[0]} is 72.x h old, over --max-age 24 h; newest file {theirs[0]} is"
+        " not counted: its maker cannot be authenticated (anyone with the public key, or for a v1 file any slot"
+        " holder, could have made it; seal with --sign-key, or --count-unauthenticated)\n")
     proc = tool("encpipe-check", *check, "--count-unauthenticated", env=w["env"])
     assert proc.returncode == 0 and proc.stdout.decode().startswith(f"OK: {w['db']}: newest backup {theirs[0]}")
 

@@ -282,7 +282,7 @@ def test_a_connection_string_refused_as_a_pg_option_is_shown_without_its_passwor
 
 def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tmp_path):
     """A dump whose statement fails on one of its values: the restore fails (1,
-    nothing changed), and its error lines, which go to the journal or cron's
+    nothing created), and its error lines, which go to the journal or cron's
     mail, hold nothing of the dump's rows: psql names the SQLSTATE and the line.
     `-- -v VERBOSITY=default` asks for psql's whole message, values and all."""
     value = "plaintext-row-value-3e8a"
@@ -293,7 +293,7 @@ def test_a_failed_restore_shows_no_plaintext_of_the_dump(pg, tools, key_file, tm
     proc = run([RESTORE, "--key-file", key_file, "--no-globals", path, "leaks_failed"], script_env(pg, tools))
     err = proc.stderr.decode()
     assert (proc.returncode, proc.stdout) == (1, b""), err
-    assert "leaks_failed is unchanged" in err, err
+    assert "database leaks_failed was not created" in err, err  # a new name: not "unchanged"
     assert value not in err, err
     # invalid_text_representation, on line 3 of what psql read: the \restrict line, then the dump's
     assert "psql:<stdin>:3: ERROR:  22P02\n" in err, err

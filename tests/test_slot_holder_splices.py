@@ -277,10 +277,11 @@ def test_check_verify_does_not_count_a_file_planted_with_the_planters_own_key(wo
     assert check("--max-age", "24", str(d), env=env) == (0, f"OK: shop: newest backup {planted} is 1.0 h old\n", "")
     code, out, err = check("--max-age", "24", "--verify", "--identity", world.X, str(d), env=env)
     assert (code, err) == (2, "")
-    assert out == (f"CRITICAL: shop: newest backup {old} is 48.0 h old; newest file {planted} failed authentication:"
-                   f" {why}\n")
+    assert out == (f"CRITICAL: shop: newest backup {old} is 48.0 h old, over --max-age 24 h; newest file {planted}"
+                   f" failed authentication: {why}\n")
     with_s1 = check("--max-age", "72", "--verify", "--identity", world.X, str(d), env=env)
-    assert with_s1 == (1, out.replace("CRITICAL", "WARNING"), "")  # the genuine one counts when young enough
+    young = out.replace("CRITICAL", "WARNING").replace(", over --max-age 24 h", "")
+    assert with_s1 == (1, young, "")  # the genuine one counts when young enough
 
 
 def test_check_verify_without_a_signer_counts_an_x25519_file_only_with_count_unauthenticated(world, tmp_path):

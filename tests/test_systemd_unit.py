@@ -199,6 +199,24 @@ def test_a_key_given_for_a_key_command_never_reaches_the_unit(option, secret, ca
     assert "(a secret, not shown), not a command" in err
 
 
+@pytest.mark.parametrize("option, secret, what", [
+    ("--dir", "ab" * 32, "directory"), ("--metrics-file=", "ENCPIPE-SECRET-KEY-1" + "Q" * 52, "file name"),
+    ("--metrics-file", "ENCPIPE-SIGNING-KEY-1" + "Q" * 52, "file name")])
+def test_a_key_given_for_a_path_the_run_writes_never_reaches_the_unit(option, secret, what, capsys):
+    """A key pasted as DIR or the metrics file: before, the unit printed it in ExecStart=
+    and ReadWritePaths= (readable by every user), each run then refusing it or making a
+    file of that name. Refused when the unit is printed, as the run refuses it."""
+    from encpipe.backup.job import main
+
+    argv = ["systemd-unit", SCRIPT, "--key-file", "/etc/encpipe/backup.key",
+            *([option + secret] if option.endswith("=") else [option, secret])]
+    assert main(argv) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and secret not in err, err
+    assert err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: a") and f"(a secret, not shown), not a {what}\n" \
+        in err, err
+
+
 @pytest.mark.parametrize("flag", ["-p", "--passphrase"])
 def test_a_passphrase_prompt_is_refused(flag):
     """A unit has no terminal: with -p every run failed (78, cannot prompt)."""

@@ -12,12 +12,11 @@ from ..workers import decimal_number
 from . import metrics
 from .deadline import Deadline
 from .listing import older_than_its_name, owned_elsewhere, scan
-from .plugin import output
+from .plugin import UNKNOWN, output
 from .retention import OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
-UNKNOWN = 3  # the plugin's status for a usage error (the Nagios plugin guidelines)
 KEY_OPTIONS = ("--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
                "--passphrase-command", "--passphrase", "--signer", "--signer-file")
 

@@ -144,7 +144,9 @@ Exit status:
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
   or, with --verify, the keys cannot be read, no key is configured, or the
   run times out), and 3 (UNKNOWN) for a usage error, which is also one line
-  "UNKNOWN: ..." on standard output.
+  "UNKNOWN: ..." on standard output; the script encpipe-check exits 3 with that
+  line too for a failure of its own (a missing package, an internal error, out
+  of memory, a standard output that cannot be written), never 69, 70, 74 or 141.
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 

@@ -225,11 +225,11 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
         duplicates = [e for e in mine if e.status == "sealed" and not e.item.link and e.filename in copied]
         newest, failed = _newest(sealed, authenticate, duplicates)
         age = None if newest is None else (now - newest.created).total_seconds() / 3600
-        status, notes = 0, []
+        status, notes, over = 0, [], ""
         if newest is None or age > max_age:
-            status = 2
+            status, over = 2, f", over --max-age {max_age:g} h"
         elif warn_age is not None and age > warn_age:
-            status = 1
+            status, over = 1, f", over --warn-age {warn_age:g} h"
         latest = max(mine, key=lambda e: (e.created, e.filename), default=None)
         what = None if latest is None else _what(latest, copied, count_unauthenticated, trusted)
         if what not in (None, "sealed"):
@@ -242,7 +242,7 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
         if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
-        said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old"
+        said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old{over}"
         perf = (database, None if newest is None else int((now - newest.created).total_seconds()), len(sealed))
         lines.append((-status, f"{('OK', 'WARNING', 'CRITICAL')[status]}: {database}: {said}"
                       + "".join(f"; {note}" for note in notes), perf))

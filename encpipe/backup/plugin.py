@@ -1,7 +1,11 @@
 """encpipe-check's output as a Nagios plugin's (the Nagios plugin guidelines):
 its status lines, each escaped (shown.plugin_line), the worst first; after ` | `
 on the first line, the performance data of the databases whose lines are
-printed; all of it within MAX_LINES lines and MAX_BYTES bytes."""
+printed; all of it within MAX_LINES lines and MAX_BYTES bytes. Its exit status
+is always a plugin's, 0 to 3, with a line on standard output (run)."""
+
+import os
+import sys
 
 from ..shown import plugin_line, printable
 
@@ -9,6 +13,53 @@ from ..shown import plugin_line, printable
 # MAX_PLUGIN_OUTPUT_LENGTH), and thousands of databases with no backup, one
 # line each, went far past it. README, "Monitoring".
 MAX_LINES, MAX_BYTES = 100, 4096
+UNKNOWN = 3  # the plugin's status for a usage error or a failure of its own (the Nagios plugin guidelines)
+
+
+def run(argv, prog="encpipe-check"):
+    """encpipe-check's status (cli.run_script of backup.cli's check) as a plugin's,
+    whatever stops it: check's own are 0 to 3, each with its lines; a status every
+    script shares (69 a missing package, 70 a bug, 74 out of memory or a standard
+    output that cannot be written, 141 its reader gone), said on standard error
+    only, is UNKNOWN, its error line (else its status) printed after `UNKNOWN: ` on
+    the standard output check was given, which an error may have pointed at
+    /dev/null (stdio.discard). A signal still ends it as it ends every script."""
+    from ..cli import guard_standard_fds, run_script
+
+    guard_standard_fds()  # a closed one: /dev/null first, as run_script does
+    said = _Said(sys.stderr, f"{prog}: error: ")
+    out = os.dup(1)  # not inherited by check's children
+    sys.stderr = said
+    try:
+        status = run_script(prog, "encpipe.backup.cli", ["check", *argv])
+    finally:
+        sys.stderr = said.stream
+    try:
+        if not 0 <= status <= UNKNOWN:
+            why = said.error or f"{prog} failed with status {status}"
+            os.write(out, plugin_line(f"UNKNOWN: {why}").encode("utf-8", "backslashreplace") + b"\n")
+            status = UNKNOWN
+    except OSError:  # no reader, a full disk: the status tells
+        status = UNKNOWN
+    finally:
+        os.close(out)
+    return status
+
+
+class _Said:
+    """Standard error, the first error line written to it kept (without `prefix`)."""
+
+    def __init__(self, stream, prefix):
+        self.stream, self.prefix, self.error = stream, prefix, None
+
+    def write(self, text):
+        if self.error is None:
+            self.error = next((line[len(self.prefix):] for line in text.splitlines()
+                               if line.startswith(self.prefix)), None)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):  # flush, fileno...: the stream's
+        return getattr(self.stream, name)
 
 
 def output(rows, max_age, warn_age, max_lines=MAX_LINES, max_bytes=MAX_BYTES):

@@ -134,6 +134,8 @@ def _options(args):
     for option in ("--key-command", "--passphrase-command"):
         for command in o["seal"][option]:
             refuse_key_in_place(command, option)
+    refuse_key_in_place(o["dir"], "--dir", "directory")  # as the run refuses them; before, printed in the unit
+    refuse_key_in_place(o["metrics_path"], "--metrics-file", "file name")
     if o["db"]:
         raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
                          hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
