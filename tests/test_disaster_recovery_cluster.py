@@ -266,7 +266,7 @@ def test_a_dump_that_fails_for_a_missing_tablespace_says_so_in_its_hint(tools, k
         lines = proc.stderr.decode().splitlines()
         assert lines[0] == "encpipe-restore: warning: tablespaces this server lacks are not created: ts_fast"
         assert lines[-2:] == [
-            "encpipe-restore: error: restoring %s failed; database spaced is unchanged" % path,
+            "encpipe-restore: error: restoring %s failed; database spaced was not created" % path,
             "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names them needs: "
             "create them first (README: Disaster recovery), or restore a custom archive with -- --no-tablespaces"]
         assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
