@@ -158,3 +158,37 @@ def test_a_passphrase_typed_under_a_latin1_locale_opens_what_it_sealed_before(tm
     status, screen = _on_terminal([os.path.join(ROOT, "scripts", "encpipe-verify"), "-p", str(directory)],
                                   b"p\xe4ss", env)
     assert status == 0, screen
+
+
+# A key command that is a Python program (a secret store's client), printing its passphrase
+# as Python does: in the locale's charset, unless in UTF-8 mode
+_PRINTS_PASS = f"{sys.executable} -c 'print(\"p\" + chr(228) + \"ss\")'"
+
+
+def test_a_python_passphrase_command_prints_under_encpipe_verify_what_it_printed_to_seal(tmp_path, locales):
+    """The scripts' children get the environment they were given: under ISO-8859-1, a
+    key command written in Python printed `päss` as the byte E4 to `encpipe seal`, and,
+    given PYTHONUTF8=1 by encpipe-verify (executed again in UTF-8 mode), as C3 A4: another
+    passphrase, and every backup it had sealed failed to open."""
+    directory = tmp_path / "b"
+    directory.mkdir()
+    name = f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc"
+    env = {k: v for k, v in _env(locales, LATIN1).items() if k != "ENCPIPE_KEY"}
+    sealed = _run([sys.executable, "-m", "encpipe", "seal", "--work-factor", "10", "--passphrase-command",
+                   _PRINTS_PASS, "-o", str(directory / name)], env)
+    assert sealed.returncode == 0, sealed.stderr
+    done = _run([os.path.join(ROOT, "scripts", "encpipe-verify"), "--passphrase-command", _PRINTS_PASS,
+                 str(directory)], env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    assert [r["ok"] for r in json.loads(done.stdout)["results"]] == [True]
+
+
+def test_an_interpreter_that_cannot_be_executed_again_runs_as_it_is(tmp_path, locales):
+    """Started with an argv[0] that names no interpreter (exec -a), sys.executable is no file:
+    the execution again in UTF-8 mode failed, a traceback and 1; now it runs as it is."""
+    directory = _backups(tmp_path / "b")
+    done = subprocess.run(["./nowhere", "-m", "encpipe.backup", "list", str(directory)], executable=sys.executable,
+                          cwd=tmp_path, env=_env(locales, LATIN1), capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert len(json.loads(done.stdout)) == 2
