@@ -30,12 +30,32 @@ def ensure():
     again = os.environ.pop(_AGAIN, None)  # the mark of the command executed again: never a child's
     if sys.flags.utf8_mode or sys.getfilesystemencoding() == "utf-8" or again is not None or not sys.executable:
         return  # executed again already (an -X utf8=0 of its own came after ours), or no interpreter: never a loop
-    command = list(sys.orig_argv)
+    try:
+        command = _command()
+    except ValueError:  # not to be written back in the locale's charset: as it is
+        return
     os.environ[_AGAIN] = "1"
     try:
-        os.execv(sys.executable, [command[0], "-X", "utf8", *command[1:]])
-    except OSError:  # an argv[0] that names no interpreter (exec -a): as it is, not a traceback
+        os.execv(sys.executable, [command[0], b"-X", b"utf8", *command[1:]])
+    except (OSError, ValueError):  # an argv[0] that names no interpreter (exec -a), or an interpreter's
+        # path not to be written in the locale's charset: as it is, not a traceback
         del os.environ[_AGAIN]
+
+
+def _command():
+    """This process's command as the kernel gave it, bytes: sys.orig_argv is text read
+    by the C library's charset tables, which Python's codec for that charset does not
+    always write back as the same bytes (under BIG5, A1 FE became A2 41, a name of
+    another file, and A1 45 a UnicodeEncodeError); without /proc, sys.orig_argv
+    written back (ValueError when it cannot be)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            words = f.read().split(b"\0")[:-1]
+    except OSError:
+        words = []
+    if len(words) != len(sys.orig_argv):  # not this process's own (no /proc), or changed
+        words = [os.fsencode(word) for word in sys.orig_argv]
+    return words
 
 
 @contextmanager

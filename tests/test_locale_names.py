@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +193,29 @@ def test_an_interpreter_that_cannot_be_executed_again_runs_as_it_is(tmp_path, lo
                           timeout=60)
     assert (done.returncode, done.stderr) == (0, b"")
     assert len(json.loads(done.stdout)) == 2
+
+
+@pytest.fixture(scope="module")
+def big5(locales):
+    """zh_TW.BIG5 beside en_US.ISO-8859-1: a charset whose bytes glibc reads as text that
+    Python's big5 codec writes back as other bytes (A1 FE as A2 41), or not at all (A1 45)."""
+    made = subprocess.run(["localedef", "-i", "zh_TW", "-f", "BIG5", os.path.join(locales, "zh_TW.BIG5")],
+                          capture_output=True)
+    probe = subprocess.run([sys.executable, "-c", "import os, sys; print(os.fsencode(sys.argv[1]).hex())", b"\xa1\xfe"],
+                           env=_env(locales, "zh_TW.BIG5"), capture_output=True)
+    assert probe.stdout == b"a241\n", (made.stderr, probe)  # else this test shows nothing
+    return "zh_TW.BIG5"
+
+
+@pytest.mark.parametrize("part", [b"\xa1\xfe", b"\xa1\x45"], ids=["read-as-other-bytes", "not-written-back"])
+def test_a_name_under_a_big5_locale_is_its_bytes_once_executed_again(tmp_path, locales, big5, part):
+    """The command executed again in UTF-8 mode is the one given, byte for byte: before, it
+    was sys.orig_argv, text read by glibc's BIG5 that Python's codec wrote back as other
+    bytes (the directory A1 FE named A2 41: a listing of another directory, or of none),
+    or could not (A1 45: a traceback)."""
+    directory = os.fsencode(tmp_path) + b"/" + part
+    os.mkdir(directory)
+    make_valid(Path(os.fsdecode(directory)), f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc")
+    done = _run([sys.executable, "-m", "encpipe.backup", "list", directory], _env(locales, big5))
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert [(e["filename"], e["status"]) for e in json.loads(done.stdout)] == [(os.listdir(directory)[0].decode(), "sealed")]
