@@ -8,8 +8,8 @@ bytes are not UTF-8 as text with no `<key>_base64` (README, "Names that are not
 UTF-8 in JSON"), and the same database had another metrics label than under
 UTF-8. So an entry point calls ensure() first: in a process not in UTF-8 mode
 whose file system encoding is not UTF-8 it executes the same command again
-with `-X utf8`, and PYTHONUTF8=1 in the environment for the Python processes
-it starts. The bytes each name stands for are the same either way.
+with `-X utf8` (its children get the environment it was given, PYTHONUTF8 as
+it was). The bytes each name stands for are the same either way.
 """
 
 import codecs
@@ -18,16 +18,44 @@ import sys
 from contextlib import contextmanager
 
 
+_AGAIN = "ENCPIPE_UTF8_AGAIN"  # in the command executed again only: ensure() takes it out at once
+
+
 def ensure():
     """Execute this process's command again in UTF-8 mode when it reads names in
-    another charset; else return (at once: no import, no system call)."""
-    if sys.flags.utf8_mode or sys.getfilesystemencoding() == "utf-8":
+    another charset; else return (at once: no import, no system call). Its children
+    get the environment it was given: PYTHONUTF8=1 in it, a key command written in
+    Python printed a passphrase in UTF-8, not in the locale's charset as it had to
+    `encpipe seal`: another one, which opened none of the backups it had sealed."""
+    again = os.environ.pop(_AGAIN, None)  # the mark of the command executed again: never a child's
+    if sys.flags.utf8_mode or sys.getfilesystemencoding() == "utf-8" or again is not None or not sys.executable:
+        return  # executed again already (an -X utf8=0 of its own came after ours), or no interpreter: never a loop
+    try:
+        command = _command()
+    except ValueError:  # not to be written back in the locale's charset: as it is
         return
-    if os.environ.get("PYTHONUTF8") == "1" or not sys.executable:  # executed so already (an -X utf8=0 of
-        return  # its own came after ours), or no interpreter to execute: as it is, never a loop
-    os.environ["PYTHONUTF8"] = "1"
-    command = list(sys.orig_argv)
-    os.execv(sys.executable, [command[0], "-X", "utf8", *command[1:]])
+    os.environ[_AGAIN] = "1"
+    try:
+        os.execv(sys.executable, [command[0], b"-X", b"utf8", *command[1:]])
+    except (OSError, ValueError):  # an argv[0] that names no interpreter (exec -a), or an interpreter's
+        # path not to be written in the locale's charset: as it is, not a traceback
+        del os.environ[_AGAIN]
+
+
+def _command():
+    """This process's command as the kernel gave it, bytes: sys.orig_argv is text read
+    by the C library's charset tables, which Python's codec for that charset does not
+    always write back as the same bytes (under BIG5, A1 FE became A2 41, a name of
+    another file, and A1 45 a UnicodeEncodeError); without /proc, sys.orig_argv
+    written back (ValueError when it cannot be)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            words = f.read().split(b"\0")[:-1]
+    except OSError:
+        words = []
+    if len(words) != len(sys.orig_argv):  # not this process's own (no /proc), or changed
+        words = [os.fsencode(word) for word in sys.orig_argv]
+    return words
 
 
 @contextmanager

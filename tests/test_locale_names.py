@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,63 @@ def test_a_passphrase_typed_under_a_latin1_locale_opens_what_it_sealed_before(tm
     status, screen = _on_terminal([os.path.join(ROOT, "scripts", "encpipe-verify"), "-p", str(directory)],
                                   b"p\xe4ss", env)
     assert status == 0, screen
+
+
+# A key command that is a Python program (a secret store's client), printing its passphrase
+# as Python does: in the locale's charset, unless in UTF-8 mode
+_PRINTS_PASS = f"{sys.executable} -c 'print(\"p\" + chr(228) + \"ss\")'"
+
+
+def test_a_python_passphrase_command_prints_under_encpipe_verify_what_it_printed_to_seal(tmp_path, locales):
+    """The scripts' children get the environment they were given: under ISO-8859-1, a
+    key command written in Python printed `päss` as the byte E4 to `encpipe seal`, and,
+    given PYTHONUTF8=1 by encpipe-verify (executed again in UTF-8 mode), as C3 A4: another
+    passphrase, and every backup it had sealed failed to open."""
+    directory = tmp_path / "b"
+    directory.mkdir()
+    name = f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc"
+    env = {k: v for k, v in _env(locales, LATIN1).items() if k != "ENCPIPE_KEY"}
+    sealed = _run([sys.executable, "-m", "encpipe", "seal", "--work-factor", "10", "--passphrase-command",
+                   _PRINTS_PASS, "-o", str(directory / name)], env)
+    assert sealed.returncode == 0, sealed.stderr
+    done = _run([os.path.join(ROOT, "scripts", "encpipe-verify"), "--passphrase-command", _PRINTS_PASS,
+                 str(directory)], env)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    assert [r["ok"] for r in json.loads(done.stdout)["results"]] == [True]
+
+
+def test_an_interpreter_that_cannot_be_executed_again_runs_as_it_is(tmp_path, locales):
+    """Started with an argv[0] that names no interpreter (exec -a), sys.executable is no file:
+    the execution again in UTF-8 mode failed, a traceback and 1; now it runs as it is."""
+    directory = _backups(tmp_path / "b")
+    done = subprocess.run(["./nowhere", "-m", "encpipe.backup", "list", str(directory)], executable=sys.executable,
+                          cwd=tmp_path, env=_env(locales, LATIN1), capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert len(json.loads(done.stdout)) == 2
+
+
+@pytest.fixture(scope="module")
+def big5(locales):
+    """zh_TW.BIG5 beside en_US.ISO-8859-1: a charset whose bytes glibc reads as text that
+    Python's big5 codec writes back as other bytes (A1 FE as A2 41), or not at all (A1 45)."""
+    made = subprocess.run(["localedef", "-i", "zh_TW", "-f", "BIG5", os.path.join(locales, "zh_TW.BIG5")],
+                          capture_output=True)
+    probe = subprocess.run([sys.executable, "-c", "import os, sys; print(os.fsencode(sys.argv[1]).hex())", b"\xa1\xfe"],
+                           env=_env(locales, "zh_TW.BIG5"), capture_output=True)
+    assert probe.stdout == b"a241\n", (made.stderr, probe)  # else this test shows nothing
+    return "zh_TW.BIG5"
+
+
+@pytest.mark.parametrize("part", [b"\xa1\xfe", b"\xa1\x45"], ids=["read-as-other-bytes", "not-written-back"])
+def test_a_name_under_a_big5_locale_is_its_bytes_once_executed_again(tmp_path, locales, big5, part):
+    """The command executed again in UTF-8 mode is the one given, byte for byte: before, it
+    was sys.orig_argv, text read by glibc's BIG5 that Python's codec wrote back as other
+    bytes (the directory A1 FE named A2 41: a listing of another directory, or of none),
+    or could not (A1 45: a traceback)."""
+    directory = os.fsencode(tmp_path) + b"/" + part
+    os.mkdir(directory)
+    make_valid(Path(os.fsdecode(directory)), f"shop_{stamp(datetime.now(timezone.utc) - timedelta(hours=1))}.sql.enc")
+    done = _run([sys.executable, "-m", "encpipe.backup", "list", directory], _env(locales, big5))
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert [(e["filename"], e["status"]) for e in json.loads(done.stdout)] == [(os.listdir(directory)[0].decode(), "sealed")]
