@@ -230,3 +230,12 @@ def test_demo_as_root_when_apt_get_fails_says_so_and_what_to_install(clone, tmp_
                     f"encpipe-demo: installing encpipe[fast] and its dependencies into {Path(demo).parents[1]}/.venv (once)",
                     "encpipe-demo: error: cannot create a Python virtual environment",
                     "encpipe-demo: hint: on Debian or Ubuntu: apt-get install python3-venv"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the demo install Debian packages")
+def test_demo_as_root_given_an_argument_it_does_not_take_installs_nothing(clone, tmp_path):
+    source, bare = clone
+    demo = str(_without_venv(source, tmp_path) / "scripts" / "encpipe-demo")
+    env, log = _debian_without_venv(tmp_path, bare, 0)
+    done = subprocess.run([demo, "--offlin"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and not log.exists()

@@ -14,14 +14,21 @@ may_install() {
 }
 
 # debian_install PACKAGE...: apt-get update, then apt-get install PACKAGEs, their
-# output on standard error. PostgreSQL's packages make no default cluster (a
-# throwaway one is started where one is needed).
+# output on standard error. PostgreSQL's packages make no default cluster while
+# they are installed (a throwaway one is started where one is needed); the
+# setting is removed afterwards unless it was there before, so later installs
+# on the machine make theirs as usual.
 debian_install() {
+  local setting=/etc/postgresql-common/createcluster.d/no-main-cluster.conf made="" status=0
   printf '%s: installing Debian packages: %s\n' "${PROG}" "$*" >&2
-  if [[ " $* " == *" postgresql"* ]]; then
-    mkdir -p /etc/postgresql-common/createcluster.d
-    printf 'create_main_cluster = false\n' >/etc/postgresql-common/createcluster.d/no-main-cluster.conf
+  if [[ " $* " == *" postgresql"* && ! -e "${setting}" ]]; then
+    mkdir -p "${setting%/*}"
+    printf 'create_main_cluster = false\n' >"${setting}"
+    made=1
   fi
   DEBIAN_FRONTEND=noninteractive no_secrets apt-get update -q >&2 \
-    && DEBIAN_FRONTEND=noninteractive no_secrets apt-get install -y -q --no-install-recommends "$@" >&2
+    && DEBIAN_FRONTEND=noninteractive no_secrets apt-get install -y -q --no-install-recommends "$@" >&2 \
+    || status=$?
+  if [[ -n "${made}" ]]; then rm -f -- "${setting}"; fi
+  return "${status}"
 }
