@@ -131,7 +131,9 @@ def test_installing_makes_the_virtual_environment_debian_needs():
     section = README.split("\n### Installing\n", 1)[1].split("\n## ", 1)[0]
     lines = [line.strip() for line in section.splitlines() if line.startswith("    ")]
     first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
-    assert re.match(r"python3 -m venv (\S+) && \1/bin/python -m pip install \.$", lines[first_pip])
+    # Debian's python3 by its path: a root whose `python3` is pyenv's made a venv
+    # whose python links under /root, which postgres cannot run (126)
+    assert re.match(r"/usr/bin/python3 -m venv (\S+) && \1/bin/python -m pip install \.$", lines[first_pip])
     assert "apt-get install python3-venv" in lines[:first_pip]
     assert re.match(r"ln -s /opt/encpipe/bin/encpipe /opt/encpipe/bin/encpipe-\* /usr/local/bin/$", lines[first_pip + 1])
 
