@@ -47,10 +47,14 @@ def name_in_use(env=None):
     """The library seal and open use, for --version: name(), but pycryptodome when an
     installed `cryptography` cannot be used (its AEAD module cannot be imported, or
     has no AESGCM.encrypt_into: older than 47) and was not forced, as library()
-    finds it by the same load(); pycryptodome's ciphers are not imported."""
+    finds it by the same load(); pycryptodome's ciphers are not imported. A forced
+    library that is not installed is library()'s UsageError, as for seal and open."""
     env = os.environ if env is None else env
     chosen = name(env)
-    if chosen == CRYPTOGRAPHY and not env.get(ENV_CIPHER, "").strip():
+    if env.get(ENV_CIPHER, "").strip():
+        if chosen == CRYPTOGRAPHY and not _is_installed(chosen):  # pycryptodome's package is Crypto
+            library()
+    elif chosen == CRYPTOGRAPHY:
         try:
             _CIPHERS[CRYPTOGRAPHY].load()
         except ImportError:

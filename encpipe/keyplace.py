@@ -27,7 +27,7 @@ import stat
 from .errors import IOFailure, UnsafeDirectory
 from .keyargs import FD_PATH, SECRET_FILES, shown_name
 from .keys import STDIN_PATHS
-from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer
+from .writers import ALLOW_FLAG, _owners, _user_name, first_other_writer, other_writer
 
 MAX_LINKS = 40  # as the kernel's ELOOP
 
@@ -51,11 +51,13 @@ def refuse_if_replaceable(path, option):
         what, writer = found
         shown = shown_name(path) if option == "FILE" else f"{option} {shown_name(path, secret_file=True)}"
         missing = not os.path.lexists(path)  # a mistyped name, most likely: said so first
+        if what.startswith("the file ") and writer.endswith("(its owner)"):  # chmod would change nothing
+            hint = f"run this as its owner, or give {_user_name(os.geteuid())} a copy of its own, or pass {ALLOW_FLAG}"
+        else:
+            hint = f"keep it where only {_owners()} can write (chmod go-w), or pass {ALLOW_FLAG}"
         raise UnsafeDirectory(
             f"{shown}: {'no such file, and ' if missing else ''}{what} can be written by {writer}"
-            f"{', who could make it' if missing else ''}; refusing to read a key from it",
-            hint=f"keep it where only {_owners()} can write (chmod go-w), or pass {ALLOW_FLAG}",
-        )
+            f"{', who could make it' if missing else ''}; refusing to read a key from it", hint=hint)
 
 
 def replacer(path):

@@ -3,6 +3,8 @@ its Quick start opens with the two commands that set everything up, and every
 link inside it and every test it cites is there."""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import encpipe.cli
@@ -129,9 +131,34 @@ def test_installing_makes_the_virtual_environment_debian_needs():
     section = README.split("\n### Installing\n", 1)[1].split("\n## ", 1)[0]
     lines = [line.strip() for line in section.splitlines() if line.startswith("    ")]
     first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
-    assert re.match(r"python3 -m venv (\S+) && \1/bin/python -m pip install \.$", lines[first_pip])
+    # Debian's python3 by its path: a root whose `python3` is pyenv's made a venv
+    # whose python links under /root, which postgres cannot run (126)
+    assert re.match(r"/usr/bin/python3 -m venv (\S+) && \1/bin/python -m pip install \.$", lines[first_pip])
     assert "apt-get install python3-venv" in lines[:first_pip]
     assert re.match(r"ln -s /opt/encpipe/bin/encpipe /opt/encpipe/bin/encpipe-\* /usr/local/bin/$", lines[first_pip + 1])
+
+
+def test_installing_puts_the_man_pages_and_completion_where_they_are_found(tmp_path):
+    """Command line says the package installs man pages (`man encpipe`) and a bash
+    completion. Installed into /opt/encpipe and its commands linked into
+    /usr/local/bin, they stayed in /opt/encpipe/share, where neither man (its path
+    comes from PATH's directories: /usr/local/bin gives /usr/local/share/man) nor
+    bash-completion (XDG_DATA_DIRS: /usr/local/share) looks: `No manual entry for
+    encpipe`. Installing links them into /usr/local/share; man finds a page there."""
+    section = README.split("\n### Installing\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.startswith("    ")]
+    assert "install -d /usr/local/share/man/man1 /usr/local/share/bash-completion/completions" in lines
+    assert "ln -s /opt/encpipe/share/man/man1/*.1 /usr/local/share/man/man1/" in lines
+    assert ("ln -s /opt/encpipe/share/bash-completion/completions/encpipe /usr/local/share/bash-completion/completions/"
+            in lines)
+    assert shutil.which("manpath"), "manpath is needed (scripts/test installs man-db)"
+    searched = subprocess.run(["manpath"], capture_output=True, text=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert "/usr/local/share/man" in searched.stdout.strip().split(":")
+    (tmp_path / "man1").mkdir()  # a link to a page, as the ln -s above makes it, is a page man finds
+    (tmp_path / "man1" / "encpipe.1").symlink_to(REPO / "man" / "encpipe.1")
+    found = subprocess.run(["man", "-M", str(tmp_path), "-w", "encpipe"], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr  # man names the page the link leads to
+    assert Path(found.stdout.strip()).resolve() == (REPO / "man" / "encpipe.1").resolve()
 
 
 def test_quick_start_names_the_packages_the_demo_installs_as_root():

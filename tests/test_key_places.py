@@ -145,6 +145,24 @@ def test_a_key_file_owned_by_another_user_is_refused(tmp_path):
     assert (allowed.returncode, allowed.stdout) == (0, DATA), allowed.stderr
 
 
+def test_a_key_file_owned_by_another_user_gets_a_hint_that_helps(tmp_path):
+    """README's own set-up: backup.key owned by postgres, which root's tools refuse
+    (73). The hint said `keep it where only root can write (chmod go-w)`: chmod
+    changes nothing for a file another user owns (0600 already), and a key chown'ed
+    to root is one the nightly run as postgres cannot read. It says what works."""
+    key = write_secret(tmp_path / "backup.key", KEY_A + "\n")
+    os.chown(key, *POSTGRES)
+    done = encpipe("seal", "--key-file", key, stdin=DATA)
+    refused(done, key, "the file itself can be written by user postgres (its owner)")
+    assert done.stderr.decode().splitlines()[1] == (
+        "encpipe: hint: run this as its owner, or give root a copy of its own, or pass --allow-shared-dir")
+    group = write_secret(tmp_path / "group.key", KEY_A + "\n", mode=0o620)
+    os.chown(group, 0, POSTGRES[1])  # root's file that postgres's group can write: chmod go-w does help
+    done = encpipe("seal", "--key-file", group, stdin=DATA)
+    assert done.stderr.decode().splitlines()[1] == (
+        "encpipe: hint: keep it where only root can write (chmod go-w), or pass --allow-shared-dir")
+
+
 def test_a_key_file_its_group_can_write_is_refused(tmp_path):
     key = write_secret(tmp_path / "backup.key", KEY_A + "\n", mode=0o620)
     os.chown(key, 0, POSTGRES[1])

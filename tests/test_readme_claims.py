@@ -318,3 +318,19 @@ def test_version_names_the_cipher_in_use_when_cryptography_cannot_be_used(tmp_pa
                             env={**env, "ENCPIPE_KEY": "5d" * 32})
     assert (sealed.returncode, sealed.stderr) == (0, b"")
     assert "`encpipe --version` names the one in use" in README
+
+
+def test_version_refuses_a_forced_cipher_that_is_not_installed():
+    """README Installing: `ENCPIPE_CIPHER=cryptography` forces it, "a forced library
+    that cannot be imported is a usage error, exit 64", and `encpipe --version` names
+    the one in use. Forced where it is not installed (`pip install .` without the
+    `fast` extra), --version said `(cipher: cryptography)`, 0, while seal and open
+    refused with 64."""
+    hidden = "import sys; sys.modules['cryptography'] = None; import runpy; runpy.run_module('encpipe', run_name='__main__')"
+    env = {**python_env(), "ENCPIPE_CIPHER": "cryptography"}
+    version = subprocess.run([sys.executable, "-c", hidden, "--version"], capture_output=True, env=env)
+    sealed = subprocess.run([sys.executable, "-c", hidden, "seal"], input=b"data", capture_output=True,
+                            env={**env, "ENCPIPE_KEY": "5d" * 32})
+    assert (sealed.returncode, sealed.stdout) == (64, b"")
+    assert (version.returncode, version.stdout, version.stderr) == (64, b"", sealed.stderr)
+    assert version.stderr.decode().startswith("encpipe: error: ENCPIPE_CIPHER=cryptography, but it cannot be imported")

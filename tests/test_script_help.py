@@ -3,6 +3,7 @@ own name, exits 0, and does nothing else: no file in its directory or in TMPDIR,
 no other program's name passed off as its own."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,25 @@ def test_an_unknown_option_is_named_with_the_scripts_own_hint(script, args, mess
     said = (3, f"UNKNOWN: {message}\n") if script == "encpipe-check" else (64, "")
     assert (done.returncode, done.stdout) == said
     assert done.stderr == f"{script}: error: {message}\n{script}: hint: see {script} --help\n"
+
+
+@pytest.mark.parametrize("name", ["list", "prune", "verify", "check"])
+def test_a_listing_scripts_help_lists_only_its_own_options_and_command(name):
+    """`encpipe-list --help` listed every option of the four commands (--keep-last,
+    --key-file, --verify...) and every command's paragraph: a newcomer took list for
+    a command that prunes and takes keys. Each script's help now lists the options
+    its usage lines take, and its own command's paragraph only."""
+    from encpipe.backup.cli import script_help
+
+    text = script_help(name)
+    usage = text.split("Usage:\n", 1)[1].split("\n\n", 1)[0]
+    options = text.split("\nOptions:\n", 1)[1].split("\n\n", 1)[0]
+    entries = [line.strip() for line in options.splitlines() if line.startswith("  -")]
+    assert entries, text
+    for entry in entries:
+        names = re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", re.split(r"\s{2,}", entry, maxsplit=1)[0])
+        assert any(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", usage) for n in names), (name, entry)
+    for flag in set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", usage)):  # and each has its line
+        assert re.search(rf"^  (-\w, )?{re.escape(flag)}(?![\w-])", options, flags=re.M), (name, flag)
+    commands = text.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"^  (\w+) ", commands, flags=re.M) == [name]

@@ -251,3 +251,30 @@ def test_the_unit_says_a_secret_goes_in_a_credential_never_in_environment():
     assert "LoadCredential=pgpass:/etc/encpipe/pgpass Environment=PGPASSFILE=%d/pgpass" in comment
     shipped = Path(__file__).resolve().parent.parent / "scripts" / "systemd" / "encpipe-backup@.service"
     assert shipped.read_text() == unit.render("/usr/local/bin/encpipe-backup", []) + "\n"
+
+
+@pytest.mark.parametrize("script", ["/root/encpipe/scripts/encpipe-backup",
+                                    "/root/.local/share/pipx/venvs/encpipe/bin/encpipe-backup",
+                                    "/home/admin/venv/bin/encpipe-backup", "/tmp/encpipe/scripts/encpipe-backup"])
+def test_an_encpipe_backup_the_sandbox_hides_is_warned_of(script, capsys):
+    """ExecStart= is the encpipe-backup that printed the unit. One in /root or /home
+    (a checkout cloned there, pipx's default place for root) is hidden from the
+    service by ProtectHome=, one in /tmp by PrivateTmp=: every run failed (203/EXEC),
+    and nothing said so when the unit was printed. The unit is still printed (a
+    test, or a copy installed elsewhere later), with one warning naming the place."""
+    from encpipe.backup.job import main
+
+    assert main(["systemd-unit", script]) == 0
+    out, err = capsys.readouterr()
+    assert f"\nExecStart={script} " in out
+    top = "/tmp" if script.startswith("/tmp") else "/root" if script.startswith("/root") else "/home"
+    assert err.startswith(f"encpipe-backup: warning: ExecStart={script}: the unit's ")
+    assert top in err.splitlines()[0] and err.count("\n") == 2
+    assert err.splitlines()[1].startswith("encpipe-backup: hint: ")
+
+
+def test_an_encpipe_backup_the_service_can_run_is_not_warned_of(capsys):
+    from encpipe.backup.job import main
+
+    assert main(["systemd-unit", "/opt/encpipe/bin/encpipe-backup"]) == 0
+    assert capsys.readouterr().err == ""

@@ -34,6 +34,9 @@ def test_a_to_that_names_no_remote_is_refused(tmp_path, key_file, given):
     assert err.splitlines()[0] == (f"encpipe-backup: error: --to: {given} names no rclone remote (REMOTE:PATH)"
                                    + (", and is a local path" if given != "offsite" else ""))
     assert err.count("error: ") == 1, err
+    # the colon forgotten (`--to offsite`) is the likely mistake: the hint named only --dir
+    assert err.splitlines()[1:] == ["encpipe-backup: hint: an rclone remote is REMOTE:PATH (offsite:backups, "
+                                    "its colon and a path in it); a local directory is --dir's"]
     assert sorted(os.walk(work)) == before
 
 

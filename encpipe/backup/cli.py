@@ -305,8 +305,29 @@ def script_help(name):
     head, rest = USAGE.split("Usage:\n", 1)
     patterns, tail = rest.split("\n\n", 1)
     mine = [p for p in re.split(r"\n(?=  encpipe-backups )", patterns) if p.startswith(f"  encpipe-backups {name} ")]
-    text = "Usage:\n" + "\n".join(mine) + f"\n  encpipe-backups {name} (-h | --help)\n\n" + tail
+    usage = "\n".join(mine) + f"\n  encpipe-backups {name} (-h | --help)"
+    text = "Usage:\n" + usage + "\n\n" + _only_mine(tail, name, usage)
     return f"encpipe-{name}: {head.split(': ', 1)[1].strip()}\n\n" + text.replace("encpipe-backups ", "encpipe-")
+
+
+def _only_mine(tail, name, usage):
+    """USAGE's text after the usage lines, with only NAME's paragraph under Commands:
+    and only the options its usage lines take under Options: (the note on key
+    options only when it takes them)."""
+    def taken(entry):
+        if not entry.startswith("  -"):
+            return "--key-file" in usage
+        names = re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", re.split(r"\s{2,}", entry.strip(), maxsplit=1)[0])
+        return any(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", usage) for n in names)
+
+    wanted = {"Commands:": lambda entry: entry.startswith(f"  {name} "), "Options:": taken}
+    paragraphs = tail.split("\n\n")
+    for i, paragraph in enumerate(paragraphs):
+        title, _, block = paragraph.partition("\n")
+        if title in wanted:  # its entries: a line at two spaces, then its continuation lines
+            entries = re.split(r"\n(?=  \S)", block)
+            paragraphs[i] = "\n".join([title, *(e for e in entries if wanted[title](e))])
+    return "\n\n".join(paragraphs)
 
 
 def main(argv=None, *, stdout=None, stderr=None, env=None):

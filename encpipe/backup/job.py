@@ -307,7 +307,11 @@ def cmd_fetch(args, io):
 def cmd_unit(args, io):
     from . import unit
 
-    io.print(unit.render(os.path.abspath(args["SCRIPT"]), args["ARG"]))
+    script = os.path.abspath(args["SCRIPT"])
+    io.print(unit.render(script, args["ARG"]))
+    if unit.hidden(script):  # printed all the same: a test's, or one installed elsewhere later
+        io.warn(f"ExecStart={script}: {unit.hidden(script)}: every run would fail",
+                hint=unit.HIDDEN_HINTS["ExecStart"])
     return 0
 
 

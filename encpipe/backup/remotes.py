@@ -135,4 +135,5 @@ def refuse_local(location, option):
     if location and not is_remote(location):
         local = ", and is a local path" if os.path.lexists(location) else ""
         raise UsageError(f"{option}: {shown_name(location, what='REMOTE:PATH')} names no rclone remote "
-                         f"(REMOTE:PATH){local}", hint="give a local directory with --dir")
+                         f"(REMOTE:PATH){local}", hint="an rclone remote is REMOTE:PATH (offsite:backups, its colon "
+                         "and a path in it); a local directory is --dir's")

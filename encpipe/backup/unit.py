@@ -16,6 +16,8 @@ CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
 KEY_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")
 HIDDEN_HINTS = {"--dir": f"keep the backups where the unit can write them, e.g. {DEFAULT_DIR}",
                 "--metrics-file": "write it in a directory of the backups' user, e.g. /var/lib/encpipe",
+                "ExecStart": "run --systemd-unit from an install the service can reach, e.g. /opt/encpipe "
+                             "(README: Installing)",
                 None: "keep it in /etc/encpipe; a secret as a credential: ${CREDENTIALS_DIRECTORY}/NAME"}
 DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + "encpipe-backup.key"]
 
@@ -160,12 +162,18 @@ def _refuse_hidden(option, path):
     or /var/tmp, which PrivateTmp= makes its own (and removes when it stops), or
     in /home, /root or /run/user, which ProtectHome= makes inaccessible (dropping
     a ReadWritePaths= below them)."""
+    why = hidden(path)
+    if why:
+        raise UsageError(f"{option} {path}: {why}", hint=HIDDEN_HINTS.get(option, HIDDEN_HINTS[None]))
+
+
+def hidden(path):
+    """Why the unit's sandbox hides `path` from the service, or None."""
     if _below(path, ("/tmp", "/var/tmp")):
-        raise UsageError(f"{option} {path}: the unit's PrivateTmp= gives the service a /tmp and /var/tmp of its own, "
-                         "which no one else sees", hint=HIDDEN_HINTS.get(option, HIDDEN_HINTS[None]))
+        return "the unit's PrivateTmp= gives the service a /tmp and /var/tmp of its own, which no one else sees"
     if _below(path, ("/home", "/root", "/run/user")):
-        raise UsageError(f"{option} {path}: the unit's ProtectHome= hides /home, /root and /run/user from the service",
-                         hint=HIDDEN_HINTS.get(option, HIDDEN_HINTS[None]))
+        return "the unit's ProtectHome= hides /home, /root and /run/user from the service"
+    return None
 
 
 def _below(path, tops):
