@@ -142,9 +142,10 @@ COMMANDS = [  # how each script is given a remote (FILE: a backup's name appende
 ]
 
 
-@pytest.mark.parametrize("script, args, remote, parameter",
-                         [(*c, *REMOTES[i % len(REMOTES)]) for i, c in enumerate(COMMANDS)])
-def test_a_remote_with_a_credential_in_its_connection_string_is_refused(tmp_path, script, args, remote, parameter):
+def run_given_remote(tmp_path, script, args, remote):
+    """SCRIPT run with ARGS, REMOTE put where COMMANDS say (rclone a logging fake that
+    fails): its run, standard error and the first line of it, after asserting that
+    it was refused as a usage error (64; encpipe-check: the plugin's UNKNOWN, 3)."""
     log = tmp_path / "log"
     write(tmp_path / "rclone", "rclone", ["/bin/false"], log)
     env = clean_env({"ENCPIPE_KEY": KEY, "PYTHONPATH": ROOT, "RCLONE": str(tmp_path / "rclone"),
@@ -155,13 +156,20 @@ def test_a_remote_with_a_credential_in_its_connection_string_is_refused(tmp_path
                           env=env, cwd=tmp_path, timeout=60)
     err = done.stderr.decode()
     first = err.splitlines()[0]
-    unknown = f"UNKNOWN: {first.partition(': error: ')[2]}\n".encode()  # the plugin's: a usage error
+    unknown = f"UNKNOWN: {first.partition(': error: ')[2]}\n".encode()
     assert (done.returncode, done.stdout) == ((3, unknown) if script == "encpipe-check" else (64, b"")), err
+    return done, err, first
+
+
+@pytest.mark.parametrize("script, args, remote, parameter",
+                         [(*c, *REMOTES[i % len(REMOTES)]) for i, c in enumerate(COMMANDS)])
+def test_a_remote_with_a_credential_in_its_connection_string_is_refused(tmp_path, script, args, remote, parameter):
+    done, err, first = run_given_remote(tmp_path, script, args, remote)
     assert SECRET.encode() not in done.stdout
     assert err.count("error: ") == 1 and f"gives {parameter}:" in first, err
     assert "RCLONE_CONFIG_<NAME>_<PARAM>" in err, err
     assert SECRET not in err, err
-    assert not log.exists()  # rclone never ran
+    assert not (tmp_path / "log").exists()  # rclone never ran
     assert os.listdir(tmp_path) == ["rclone"]  # nothing made (no DIR, no directory named like the remote)
 
 

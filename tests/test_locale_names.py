@@ -12,6 +12,7 @@ another database than that of its files: CRITICAL, "no backup", after a backup.
 import base64
 import json
 import os
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,7 @@ import pytest
 
 from encpipe.backup import metrics
 from test_backup_dir import KEY, ROOT, make_valid, stamp
+from test_prompt import run_on_terminal
 
 LATIN1 = "en_US.ISO-8859-1"
 UTF8 = b"caf\xc3\xa9"  # café in UTF-8
@@ -113,38 +115,6 @@ def test_encpipe_backup_of_a_non_ascii_database_under_a_latin1_locale(pg, tools,
         pg.dropdb(name)
 
 
-def _on_terminal(argv, answer, env):
-    """Run `argv` with a pseudo-terminal as its controlling terminal, typing the bytes
-    `answer` at its passphrase prompt; (status, screen)."""
-    import pty
-    import select
-    import signal
-    import time
-
-    pid, leader = pty.fork()
-    if pid == 0:
-        os.execve(argv[0], argv, env)
-    screen, answered, deadline = b"", False, time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if not select.select([leader], [], [], 0.2)[0]:
-            continue
-        try:
-            data = os.read(leader, 1024)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        screen += data
-        if not answered and b"passphrase: " in screen:
-            os.write(leader, answer + b"\n")
-            answered = True
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    os.close(leader)
-    return os.waitstatus_to_exitcode(status), screen
-
-
 def test_a_passphrase_typed_under_a_latin1_locale_opens_what_it_sealed_before(tmp_path, locales):
     """The prompt reads the terminal in its locale's charset, as before UTF-8 mode: a
     passphrase typed as ISO-8859-1 `päss` is the UTF-8 text `päss` (what sealed it)."""
@@ -156,8 +126,8 @@ def test_a_passphrase_typed_under_a_latin1_locale_opens_what_it_sealed_before(tm
                             env=dict(_env(locales, "C.UTF-8"), ENCPIPE_PASSPHRASE="p\u00e4ss"), capture_output=True)
     assert sealed.returncode == 0, sealed.stderr
     env = {k: v for k, v in _env(locales, LATIN1).items() if k != "ENCPIPE_KEY"}
-    status, screen = _on_terminal([os.path.join(ROOT, "scripts", "encpipe-verify"), "-p", str(directory)],
-                                  b"p\xe4ss", env)
+    status, screen = run_on_terminal(shlex.join([os.path.join(ROOT, "scripts", "encpipe-verify"), "-p",
+                                                 str(directory)]), [b"p\xe4ss"], timeout=60, env=env)
     assert status == 0, screen
 
 
