@@ -20,7 +20,8 @@ links are left alone):
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
     with the new keys only (and the trusted signers); then the original's
-    mode, owner and times are set through that descriptor and it is renamed
+    mode and owner are set through that descriptor (its times are the
+    rotation's, so that a mirror's sync sends it again) and it is renamed
     over the original, only while both names are still the files rotate
     opened: "rotated". --sign-key adds a signature (once per key); rewrap
     keeps the others, and one that is not in the new file is named in a
@@ -254,7 +255,7 @@ class Rotation:
                 safefile.write_atomically(
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
-                    times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=inspected,
+                    replaces=inspected,  # its times are the rotation's: a mirror's sync sends it again
                     before_rename=still_inspected,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
