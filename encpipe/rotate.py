@@ -1,7 +1,7 @@
 """encpipe-rotate: move every sealed file under a backup directory from the old
 key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
 
-  encpipe-rotate --old-key-file FILE... --new-key-file FILE...
+  encpipe-rotate [--old-key-file FILE]... --new-key-file FILE...
                  [--escrow-recipient PUBKEY]... [--sign-key FILE]...
                  [--signer KEY]... [--signer-file FILE]... [--dry-run] [--progress]
                  [--allow-shared-dir] DIR
@@ -110,8 +110,9 @@ class ArgumentParser(argparse.ArgumentParser):
 def parse_args(argv):
     parser = ArgumentParser(prog=PROG, description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--old-key-file", action="append", required=True, metavar="FILE",
-                        help="keyring holding the key(s) or identities to rotate away from")
+    parser.add_argument("--old-key-file", action="append", default=[], metavar="FILE",
+                        help="keyring holding the key(s) or identities to rotate away from; without it, "
+                        "nothing is removed (escrow recipients, signatures and new keys are added)")
     parser.add_argument("--new-key-file", action="append", required=True, metavar="FILE",
                         help="keyring holding the new key(s) or identities (identities get public-key slots)")
     parser.add_argument("--escrow-recipient", action="append", default=[], metavar="PUBKEY",
