@@ -20,8 +20,8 @@ links are left alone):
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
     with the new keys only (and the trusted signers); then the original's
-    mode and owner are set through that descriptor (its times are the
-    rotation's, so that a mirror's sync sends it again) and it is renamed
+    mode, owner and times are set through that descriptor (its modification
+    time a second later, so that a mirror's sync sends it again) and it is renamed
     over the original, only while both names are still the files rotate
     opened: "rotated". --sign-key adds a signature (once per key); rewrap
     keeps the others, and one that is not in the new file is named in a
@@ -256,7 +256,9 @@ class Rotation:
                 safefile.write_atomically(
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
-                    replaces=inspected,  # its times are the rotation's: a mirror's sync sends it again
+                    # a second later than the original: a mirror's sync (size and time) sends it again,
+                    # and a file older than its name stays so (README "Off-site copies" under rotate)
+                    times_ns=(original.st_atime_ns, original.st_mtime_ns + 1_000_000_000), replaces=inspected,
                     before_rename=still_inspected,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)

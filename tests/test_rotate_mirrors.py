@@ -8,8 +8,8 @@ and a slot for a removed raw key and one for the added raw key are the same size
 so a rotated file kept its size; rotate gave it the original's times as well. The
 next sync then passed every rotated file over, and the off-site copies went on
 opening with the retired (perhaps leaked) key, while every local file, and the
-sync, said all was done. Now a rotated file is modified at the time of its
-rotation: the next sync sends it."""
+sync, said all was done. Now a rotated file's modification time is the
+original's and one second: the next sync sends it."""
 
 import json
 import os
@@ -105,3 +105,25 @@ def test_backups_stored_off_site_are_rotated_through_a_local_copy(s3, tmp_path):
     old_id, = world.ids(world.old_a)
     held = remote_key_ids(remote, env)
     assert sorted(held) == sorted(NAMES) and not any(old_id in ids for ids in held.values()), held
+
+
+def test_a_file_older_than_its_name_stays_so_once_rotated(tmp_path):
+    """The time rotate gives is the original's and a second: a file renamed to a later
+    time than it was written (an older backup under a newer name, which only a
+    writer of the directory, not the file's owner, would make) is still not counted
+    once rotated. Given the time of the rotation, it was counted as the newest."""
+    world = World(tmp_path)
+    name = "shop_20260101T020000Z.sql.enc"  # unlabelled: only its time tells when it was made
+    path = world.add(name, "--key-file", world.old_a)
+    path.write_bytes(ok(run(["seal", "--key-file", world.old_a], b"--\n-- PostgreSQL database dump\n--\nSELECT 1;\n")))
+    written = 1_767_139_200  # 2025-12-31T00:00:00Z, a day before its name
+    os.utime(path, (written, written))
+    done = rotate(["--old-key-file", world.old, "--new-key-file", world.new, str(world.dir)])
+    assert done.returncode == 0, done.stderr
+    assert path.stat().st_mtime_ns == (written + 1) * 10**9
+    pruned = subprocess.run([sys.executable, str(REPO / "scripts" / "encpipe-prune"), "--dry-run", "--keep-last", "5",
+                             "--key-file", world.new, str(world.dir)], env=python_env(), capture_output=True,
+                            stdin=subprocess.DEVNULL, timeout=120)
+    report = json.loads(pruned.stdout)
+    assert report["kept"] == [] and [e["filename"] for e in report["left"]] == [name], report
+    assert "older than its name says" in report["left"][0]["reasons"][0]
