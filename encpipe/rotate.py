@@ -1,7 +1,7 @@
 """encpipe-rotate: move every sealed file under a backup directory from the old
 key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
 
-  encpipe-rotate --old-key-file FILE... --new-key-file FILE...
+  encpipe-rotate [--old-key-file FILE]... --new-key-file FILE...
                  [--escrow-recipient PUBKEY]... [--sign-key FILE]...
                  [--signer KEY]... [--signer-file FILE]... [--dry-run] [--progress]
                  [--allow-shared-dir] DIR
@@ -20,7 +20,8 @@ links are left alone):
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
     with the new keys only (and the trusted signers); then the original's
-    mode, owner and times are set through that descriptor and it is renamed
+    mode, owner and times are set through that descriptor (its modification
+    time a second later, so that a mirror's sync sends it again) and it is renamed
     over the original, only while both names are still the files rotate
     opened: "rotated". --sign-key adds a signature (once per key); rewrap
     keeps the others, and one that is not in the new file is named in a
@@ -109,8 +110,9 @@ class ArgumentParser(argparse.ArgumentParser):
 def parse_args(argv):
     parser = ArgumentParser(prog=PROG, description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--old-key-file", action="append", required=True, metavar="FILE",
-                        help="keyring holding the key(s) or identities to rotate away from")
+    parser.add_argument("--old-key-file", action="append", default=[], metavar="FILE",
+                        help="keyring holding the key(s) or identities to rotate away from; without it, "
+                        "nothing is removed (escrow recipients, signatures and new keys are added)")
     parser.add_argument("--new-key-file", action="append", required=True, metavar="FILE",
                         help="keyring holding the new key(s) or identities (identities get public-key slots)")
     parser.add_argument("--escrow-recipient", action="append", default=[], metavar="PUBKEY",
@@ -254,7 +256,9 @@ class Rotation:
                 safefile.write_atomically(
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
                     verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
-                    times_ns=(original.st_atime_ns, original.st_mtime_ns), replaces=inspected,
+                    # a second later than the original: a mirror's sync (size and time) sends it again,
+                    # and a file older than its name stays so (README "Off-site copies" under rotate)
+                    times_ns=(original.st_atime_ns, original.st_mtime_ns + 1_000_000_000), replaces=inspected,
                     before_rename=still_inspected,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
