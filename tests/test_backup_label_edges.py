@@ -25,13 +25,12 @@ Files sealed by hand (no PostgreSQL), as in tests/test_backup_label_series.py.
 """
 
 import os
-from datetime import datetime, timezone
 
 import pytest
 
 from test_backup_dir import run as backups
 from test_backup_label import SQL
-from test_backup_label_series import NOW, REASON, A, dump, left_line, put
+from test_backup_label_series import REASON, A, dump, left_line, put
 from test_check_verify import check
 
 COPY = ": a copy of another backup put under this name?"
@@ -39,9 +38,7 @@ PLAIN_AS_CUSTOM = "holds a plain dump, not a custom archive (its name's kind)" +
 CUSTOM_AS_PLAIN = "holds a custom archive, not a plain dump (its name's kind)" + COPY
 
 
-@pytest.fixture(autouse=True)
-def now():
-    NOW[0] = datetime.now(timezone.utc).replace(microsecond=0)
+pytestmark = pytest.mark.usefixtures("dated_from_now")  # dump()'s hours count back from the test's start
 
 
 def renamed(directory, name, kind):
