@@ -48,11 +48,13 @@ def name_in_use(env=None):
     installed `cryptography` cannot be used (its AEAD module cannot be imported, or
     has no AESGCM.encrypt_into: older than 47) and was not forced, as library()
     finds it by the same load(); pycryptodome's ciphers are not imported. A forced
-    library that is not installed is library()'s UsageError, as for seal and open."""
+    library that is not installed, or (cryptography) whose package cannot be imported
+    or is older than 47, is library()'s UsageError, as for seal and open; a forced one
+    that can be used is not imported (its package's version only)."""
     env = os.environ if env is None else env
     chosen = name(env)
     if env.get(ENV_CIPHER, "").strip():
-        if chosen == CRYPTOGRAPHY and not _is_installed(chosen):  # pycryptodome's package is Crypto
+        if chosen == CRYPTOGRAPHY and not (_is_installed(chosen) and _recent_enough()):  # pycryptodome's: Crypto
             library()
     elif chosen == CRYPTOGRAPHY:
         try:
@@ -60,6 +62,15 @@ def name_in_use(env=None):
         except ImportError:
             return PYCRYPTODOME
     return chosen
+
+
+def _recent_enough():
+    """True when the `cryptography` package imports (its AEAD module not) and is 47 or later."""
+    try:
+        from cryptography import __version__
+    except ImportError:
+        return False
+    return _major(__version__) >= 47
 
 
 def checked():

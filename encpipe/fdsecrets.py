@@ -56,6 +56,10 @@ MAX_SECRET = 65536
 # encpipe's key options (commands.key_sources): with one, the environment's keys are not read.
 KEY_OPTIONS = {"--key-file", "--key-command", "--identity", "--recipient", "--recipient-file", "--passphrase-file",
                "--passphrase-fd", "--passphrase-command", "--passphrase", "-p"}
+# keyid given one of these and no key option prints their ids only (commands.cmd_keyid)
+SIGNING_OPTIONS = {"--sign-key", "--sign-key-command", "--signer", "--signer-file"}
+# encpipe's commands: inspect reads a key only with --verify; keygen, pubkey and help none
+COMMANDS = {"seal", "open", "inspect", "rewrap", "keygen", "pubkey", "keyid", "help"}
 
 
 class FdSecrets:
@@ -150,11 +154,12 @@ class FdSecrets:
         `argv` names lent, beside `pass_fds`; in `env` (default: ours) less the secrets
         encpipe does not need (keys.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable;
         the previous tool's key only for a --legacy command; none of ENCPIPE_KEY,
-        ENCPIPE_PASSPHRASE and the previous tool's key when `argv` gives a key option)."""
+        ENCPIPE_PASSPHRASE and the previous tool's key when `argv` gives a key option,
+        or is a command that reads no key: reads_no_key)."""
         env = keys.child_env(os.environ if env is None else env, needs=keys.ENCPIPE_NEEDS)
         if "--legacy" not in argv:
             env.pop(keys.LEGACY_KEY, None)
-        if names_a_key(argv):  # then encpipe reads none of its variables (keys.KeyLoader.load)
+        if names_a_key(argv) or reads_no_key(argv):  # then encpipe reads none of its variables (keys.KeyLoader.load)
             for name in keys.SECRET_VARIABLES:
                 env.pop(name, None)
         argv = self.words(argv)
@@ -171,6 +176,22 @@ def names_a_key(argv):
         if word.partition("=")[0] in KEY_OPTIONS:
             return True
     return False
+
+
+def reads_no_key(argv):
+    """True when `argv` (an encpipe command, after the words of ENCPIPE) reads no key
+    from anywhere: `inspect` without --verify (its header only), `keyid` of signing
+    or verify keys only, keygen, pubkey, help. The command is its first word that
+    names one; with none found, False (the child keeps the variables: never fewer
+    than it reads)."""
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    command = next((word for word in words if word in COMMANDS), None)
+    given = {word.partition("=")[0] for word in words}
+    if command == "inspect":
+        return "--verify" not in given
+    if command == "keyid":
+        return bool(given & SIGNING_OPTIONS)
+    return command in ("keygen", "pubkey", "help")
 
 
 class Secret(bytes):

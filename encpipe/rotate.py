@@ -9,6 +9,7 @@ key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
 For each regular file under DIR (hidden files, hidden directories and symbolic
 links are left alone):
   - not an encpipe file: left alone, reported as "foreign";
+  - owned by another user than the caller and root, rotate not run as root: an "error" (73), left alone;
   - with trusted signers (--signer, --signer-file, else ENCPIPE_SIGNER): a file
     whose trailer names none of them is an "error" (exit 67), left alone;
   - already holds a slot for every new key and escrow recipient, none for an
@@ -168,6 +169,11 @@ class Rotation:
             return self.fail(path, "read", Failure(e.strerror or str(e), 66))
         if magic != MAGIC:
             return report(path, "foreign", reason="not an encpipe file; left alone")
+        if os.geteuid() not in (0, inspected.st_uid) and inspected.st_uid != 0:  # planted, its time the planter's
+            from .backup.listing import user_name
+            return self.fail(path, "owner", Failure(f"owned by {user_name(inspected.st_uid)}, not by the user running "
+                                                    "rotate: rotated, it would be yours (only root keeps another user's "
+                                                    "file theirs); left alone", 73))
         present = {slot.get("key_id") for slot in before["slots"]} - {None}
         signed = before.get("signers") or []
         if self.trusted and not self.trusted & set(signed):

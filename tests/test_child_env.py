@@ -29,6 +29,8 @@ import pytest
 
 from encpipe.backup.remotes import parameters
 from encpipe.backup.remotes import is_remote, split_file
+from cliutil import ok, run
+from encpipe import fdsecrets
 from fuzz.craft import clean_env, command
 from s3server import rclone_binary
 from spies import install, records, write
@@ -69,25 +71,28 @@ def test_a_key_command_gets_the_clouds_credentials_and_no_other_secret(tmp_path,
 def test_the_encpipe_children_of_a_script_get_neither_libpqs_nor_rclones_secrets(tmp_path):
     """encpipe-rotate's encpipe (keyid, rewrap, inspect...), as ENCPIPE names it: a spy.
     Each is given its key by an option (--key-file, --recipient), so it gets neither ENCPIPE_KEY nor
-    ENCPIPE_PASSPHRASE, which it would ignore (before, each got both)."""
+    ENCPIPE_PASSPHRASE, which it would ignore (before, each got both); nor does one that reads
+    no key at all: `inspect --json` of each file (no --verify), `keyid --sign-key` (before, these
+    two still got both)."""
     world = World(tmp_path)
     world.small()
     log, spy = tmp_path / "log", tmp_path / "encpipe-spy"
     write(spy, "encpipe", [sys.executable, "-m", "encpipe"], log)
+    sign_key = str(tmp_path / "keys" / "backup.sign")
+    ok(run(["keygen", "--sign", "-o", sign_key]))
     env = rotate_env(ENCPIPE=str(spy), PYTHONPATH=ROOT, ENCPIPE_KEY=KEY, **EVERY)
-    done = rotate(world.args(), env=env)
+    done = rotate(["--sign-key", sign_key, *world.args()], env=env)
     assert done.returncode == 0, done.stderr
     world.assert_all_rotated()
     seen = records(log)
     assert {r["argv"][0] for r in seen} >= {"rewrap", "inspect"}, [r["argv"][:1] for r in seen]
     keyed = [r for r in seen if any(w.partition("=")[0] in ("--key-file", "--recipient") for w in r["argv"])]
     assert {r["argv"][0] for r in keyed} >= {"keyid", "rewrap", "inspect"}, [r["argv"][:1] for r in keyed]
-    for record in keyed:
-        assert _held(record["env"]) == set(CLOUD) | set(STORE), (record["argv"][:1], _held(record["env"]))
+    unkeyed = [r["argv"] for r in seen if r not in keyed]
+    assert {tuple(a[:2]) for a in unkeyed} == {("inspect", "--json"), ("keyid", "--sign-key=" + sign_key)}, unkeyed
+    for record in seen:
+        assert _held(record["env"]) == set(CLOUD) | set(STORE), (record["argv"][:2], _held(record["env"]))
         assert not any(entry.startswith("ENCPIPE_KEY=") or KEY in entry for entry in record["env"]), record["argv"]
-    for record in seen:  # the others (inspect --json) get encpipe's own but the previous tool's key
-        if record not in keyed:
-            assert _held(record["env"]) == set(CLOUD) | set(STORE) | {"ENCPIPE_PASSPHRASE"}, record["argv"]
 
 
 @pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore", "encpipe-demo"])
@@ -295,3 +300,21 @@ def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path)
         assert sorted(names & (set(named) | set(EVERY) | {"ENCPIPE_KEY"})) == [], call["argv"]
         assert not any(value in entry for entry in call["env"] for value in (*named.values(), *EVERY.values(), KEY))
         assert "7" not in call["fds"], call["fds"]  # the caller's descriptor
+
+
+@pytest.mark.parametrize("argv, reads_none", [
+    (["python3", "-m", "encpipe", "inspect", "--json"], True),
+    (["encpipe", "inspect", "--legacy", "FILE"], True),
+    (["encpipe", "inspect", "--json", "--verify"], False),
+    (["encpipe", "inspect", "--legacy", "--verify", "FILE"], False),
+    (["encpipe", "keyid", "--sign-key=FILE"], True),
+    (["encpipe", "keyid", "--signer-file", "FILE"], True),
+    (["encpipe", "keyid"], False),  # the check of ENCPIPE_KEY
+    (["encpipe", "open", "--legacy", "FILE"], False),
+    (["encpipe", "rewrap", "--add-key-file=FILE"], False),  # opened with the environment's key
+    (["encpipe", "inspect", "--", "--verify"], True),
+])
+def test_a_child_that_reads_no_key_is_known_and_one_that_reads_the_environments_is_not(argv, reads_none):
+    """fdsecrets.reads_no_key: a child it names gets none of ENCPIPE_KEY, ENCPIPE_PASSPHRASE and
+    the previous tool's key; one that would read them is never named (it would fail, 78)."""
+    assert fdsecrets.reads_no_key(argv) is reads_none

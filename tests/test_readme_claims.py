@@ -334,3 +334,21 @@ def test_version_refuses_a_forced_cipher_that_is_not_installed():
     assert (sealed.returncode, sealed.stdout) == (64, b"")
     assert (version.returncode, version.stdout, version.stderr) == (64, b"", sealed.stderr)
     assert version.stderr.decode().startswith("encpipe: error: ENCPIPE_CIPHER=cryptography, but it cannot be imported")
+
+
+@pytest.mark.parametrize("package", ["raise ImportError('a broken install')\n", "__version__ = '46.0.3'\n"])
+def test_version_refuses_a_forced_cipher_that_is_installed_but_cannot_be_used(tmp_path, package):
+    """As above, for a forced `cryptography` that is installed but cannot be used (broken,
+    or older than 47: a distribution's, through --system-site-packages): seal and open
+    refused with 64, --version still said `(cipher: cryptography)`, 0. It now reads the
+    package's version only, and imports no cipher for a usable one (test_aead.py)."""
+    fake = tmp_path / "site" / "cryptography"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(package)
+    env = {**python_env(), "PYTHONPATH": f"{fake.parent}:{REPO}", "ENCPIPE_CIPHER": "cryptography"}
+    version = subprocess.run([sys.executable, "-m", "encpipe", "--version"], capture_output=True, env=env)
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal"], input=b"data", capture_output=True,
+                            env={**env, "ENCPIPE_KEY": "5d" * 32})
+    assert (sealed.returncode, sealed.stdout) == (64, b"")
+    assert (version.returncode, version.stdout, version.stderr) == (64, b"", sealed.stderr)
+    assert version.stderr.decode().startswith("encpipe: error: ENCPIPE_CIPHER=cryptography, but it cannot be imported")

@@ -1,8 +1,11 @@
 """The unit `encpipe-backup --systemd-unit` prints, read as systemd reads it (no
 systemd here): ExecStart= as encpipe-backup parses it once %I is the database."""
 
+import os
 import re
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -278,3 +281,37 @@ def test_an_encpipe_backup_the_service_can_run_is_not_warned_of(capsys):
 
     assert main(["systemd-unit", "/opt/encpipe/bin/encpipe-backup"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_an_encpipe_backup_whose_python_the_sandbox_hides_is_warned_of(tmp_path, capsys):
+    """A virtual environment made by a python3 under /root (pyenv's) or /tmp: its
+    encpipe-backup, in /opt or elsewhere the service reaches, runs the python3 beside it,
+    a link to that one, which ProtectHome= or PrivateTmp= hides: every run failed (the
+    script's interpreter cannot be run, 126), and nothing said so. Its real path is
+    warned of as ExecStart's own place is. A checkout's script, which runs the python3
+    on PATH, and a venv made with /usr/bin/python3 are not."""
+    from encpipe.backup.job import main
+
+    base = tmp_path / "python3.11"  # the python3 that made the environment, where the service cannot see it
+    base.write_text("#!/bin/sh\n")
+    base.chmod(0o755)
+    venv = tempfile.mkdtemp(dir="/dev/shm")  # neither hidden nor private to the service
+    try:
+        os.mkdir(os.path.join(venv, "bin"))
+        script = os.path.join(venv, "bin", "encpipe-backup")
+        Path(script).write_text("#!/bin/bash\n")
+        os.symlink(base, os.path.join(venv, "bin", "python3"))
+        assert main(["systemd-unit", script]) == 0
+        out, err = capsys.readouterr()
+        assert f"\nExecStart={script} " in out
+        assert err.splitlines()[0] == (f"encpipe-backup: warning: ExecStart={script} runs the python3 beside it, "
+                                       f"{base}: the unit's PrivateTmp= gives the service a /tmp and /var/tmp of its "
+                                       "own, which no one else sees: every run would fail")
+        assert err.splitlines()[1].startswith("encpipe-backup: hint: ") and "/usr/bin/python3" in err
+        assert err.count("\n") == 2
+        os.unlink(os.path.join(venv, "bin", "python3"))
+        os.symlink("/usr/bin/python3", os.path.join(venv, "bin", "python3"))
+        assert main(["systemd-unit", script]) == 0
+        assert capsys.readouterr().err == ""
+    finally:
+        shutil.rmtree(venv)

@@ -18,6 +18,8 @@ HIDDEN_HINTS = {"--dir": f"keep the backups where the unit can write them, e.g. 
                 "--metrics-file": "write it in a directory of the backups' user, e.g. /var/lib/encpipe",
                 "ExecStart": "run --systemd-unit from an install the service can reach, e.g. /opt/encpipe "
                              "(README: Installing)",
+                "python3": "make the environment with a python3 the service can run: /usr/bin/python3 -m venv "
+                           "/opt/encpipe (README: Installing)",
                 None: "keep it in /etc/encpipe; a secret as a credential: ${CREDENTIALS_DIRECTORY}/NAME"}
 DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + "encpipe-backup.key"]
 
@@ -174,6 +176,18 @@ def hidden(path):
     if _below(path, ("/home", "/root", "/run/user")):
         return "the unit's ProtectHome= hides /home, /root and /run/user from the service"
     return None
+
+
+def interpreter(script):
+    """The real path of the python3 beside `script` that it runs (a virtual
+    environment's bin: encpipe-sh-setup's encpipe_locate), or None: none there, or a
+    checkout's script, which runs the python3 on PATH."""
+    here = os.path.dirname(script)
+    beside = os.path.join(here, "python3")
+    if os.path.isfile(os.path.join(here, os.pardir, "encpipe", "backup", "__init__.py")) \
+            or not os.access(beside, os.X_OK):
+        return None
+    return os.path.realpath(beside)
 
 
 def _below(path, tops):

@@ -1,0 +1,112 @@
+"""encpipe-rotate leaves a file another user owns as it is, when it cannot keep its owner.
+
+A sticky backup directory passes rotate's check (other users can add names, not
+replace the backups), so a local user can plant a file there: a copy of a removed
+backup (from the off-site copy, say) under a newer name, theirs, with the modification
+time they like. Prune and check never count such a file for a custom archive or an
+unlabelled dump (its owner is not trusted: tests/test_planted_archives.py). Rotate, run
+as the directory's owner, rewrapped it as any other (its raw key authenticates it),
+could not give the new file to the planter (only root can give a file away; the
+refusal was passed over), and renamed it over theirs: the planted file became the
+caller's, with the planter's time and one second, and counted from then on as the
+backup its name says; with --sign-key, signed as well. Now a file owned by a user other
+than the caller and root is an `error` (step `owner`, 73) and left as it is, unless
+rotate runs as root, which keeps every file's owner.
+
+Rotate runs in this process as a user who is not root (os.geteuid), for whom
+os.fchown to another user fails as the kernel's does; the tests run as root, which
+chowns the planter's file."""
+
+import os
+
+import pytest
+
+from encpipe import rotate as rotate_module
+from test_rotate import World, lines
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the planter is another user: root chowns their files")
+
+OPERATOR, PLANTER = 4243, 4242
+
+
+@pytest.fixture
+def as_operator(monkeypatch):
+    """rotate's own process as OPERATOR: not root; os.fchown to another user refused."""
+    real_fchown = os.fchown
+
+    def fchown(fd, uid, gid):
+        if uid not in (-1, OPERATOR):
+            raise PermissionError(1, "Operation not permitted")
+        real_fchown(fd, uid, gid)
+
+    monkeypatch.setattr(os, "geteuid", lambda: OPERATOR)
+    monkeypatch.setattr(os, "fchown", fchown)
+    umask = os.umask(0o022)
+    yield
+    os.umask(umask)
+
+
+@pytest.fixture
+def world(tmp_path):
+    world = World(tmp_path)
+    world.add("shop_20250101T020000Z.dump.enc", "--key-file", world.old_a)
+    planted = world.add("shop_20250301T020000Z.dump.enc", "--key-file", world.old_a, mode=0o644)
+    os.chown(world.dir, OPERATOR, OPERATOR)
+    os.chmod(world.dir, 0o1777)  # sticky: others add names, replace none
+    os.chown(world.dir / "shop_20250101T020000Z.dump.enc", OPERATOR, OPERATOR)
+    os.chown(planted, PLANTER, PLANTER)
+    os.utime(planted, (1740794400, 1740794400))  # 2025-03-01T02:00:00Z: the time its name says
+    return world
+
+
+def run_rotate(args, capsys):
+    code = rotate_module.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+class Done:
+    def __init__(self, out):
+        self.stdout = out.encode()
+
+
+@pytest.mark.parametrize("mode", ["rotation", "escrow only"])
+def test_a_file_another_user_planted_is_left_theirs_and_as_it_was(world, as_operator, capsys, mode):
+    if mode == "rotation":
+        args = world.args()
+    else:  # the key unchanged: the escrow key added to the backups made before it
+        world.new = world.old_a
+        args = ["--new-key-file", world.old_a, "--escrow-recipient", world.escrow_pub, str(world.dir)]
+    code, out, err = run_rotate(args, capsys)
+    got = lines(Done(out))
+    planted = world.dir / "shop_20250301T020000Z.dump.enc"
+    assert got[planted.name]["status"] == "error", (got[planted.name], os.stat(planted).st_uid)
+    assert got["shop_20250101T020000Z.dump.enc"]["status"] == "rotated", got
+    assert (got[planted.name]["status"], got[planted.name]["step"], got[planted.name]["exit"]) == \
+        ("error", "owner", 73), got
+    assert got[planted.name]["error"] == ("owned by uid 4242, not by the user running rotate: rotated, it would be "
+                                          "yours (only root keeps another user's file theirs); left alone")
+    assert (code, err) == (1, "encpipe-rotate: error: 1 file(s) could not be rotated\n")
+    assert planted.read_bytes() == world.originals[planted.name]
+    info = os.stat(planted)
+    assert (info.st_uid, info.st_mtime) == (PLANTER, 1740794400)
+    assert os.stat(world.dir / "shop_20250101T020000Z.dump.enc").st_uid == OPERATOR
+
+
+def test_dry_run_says_so_too(world, as_operator, capsys):
+    code, out, err = run_rotate(["--dry-run", *world.args()], capsys)
+    got = lines(Done(out))
+    assert got["shop_20250101T020000Z.dump.enc"]["status"] == "would-rotate"
+    assert (got["shop_20250301T020000Z.dump.enc"]["status"], code) == ("error", 1)
+
+
+def test_root_keeps_the_planters_file_theirs(world, capsys):
+    """As root, the owner is kept: the planted file stays the planter's, and prune's
+    rule about it still holds; rotate rotates it (in a directory of root's: in another
+    user's, root is refused, 73)."""
+    os.chown(world.dir, 0, 0)
+    code, out, err = run_rotate(world.args(), capsys)
+    assert (code, err) == (0, ""), out
+    planted = world.dir / "shop_20250301T020000Z.dump.enc"
+    assert lines(Done(out))[planted.name]["status"] == "rotated"
+    assert os.stat(planted).st_uid == PLANTER
