@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from encpipe.backup import metrics
+from encpipe.backup import checkcmd, metrics
 from encpipe.backup.cli import main
 from cliutil import plugin_text
 from test_backup_dir import make_truncated, make_valid, stamp
@@ -97,6 +97,37 @@ def test_check_ok_warning_critical(tmp_path):
     assert out[1].startswith("OK: crm: ")
     code, out = _check("--max-age", "24", str(tmp_path / "missing"))
     assert code == 2 and out[0].startswith("CRITICAL: cannot list")
+
+
+def test_an_age_never_reads_as_a_threshold_it_passed_nor_under_one_it_failed(tmp_path, monkeypatch):
+    """Ages were shown rounded to 0.1 h: a backup 23.97 h old was "OK ... 24.0 h old" at
+    --max-age 24, one 24.03 h old "CRITICAL ... 24.0 h old, over --max-age 24 h". Now an
+    age is rounded down or up where the nearest 0.1 h would read as the threshold."""
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+
+    class Fixed(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return now
+
+    monkeypatch.setattr(checkcmd, "datetime", Fixed)
+    names = {}
+    for db, hours, minutes in (("almost", 23, 58), ("late", 24, 2), ("over", 12, 2), ("under", 11, 58), ("two", 2, 0)):
+        names[db] = f"{db}_{stamp(now - timedelta(hours=hours, minutes=minutes))}.sql.enc"
+        make_valid(tmp_path, names[db])
+    code, out = _check("--max-age", "24", str(tmp_path))
+    assert code == 2 and out == [f"CRITICAL: late: newest backup {names['late']} is 24.1 h old, over --max-age 24 h",
+                                 f"OK: almost: newest backup {names['almost']} is 23.9 h old",
+                                 f"OK: over: newest backup {names['over']} is 12.0 h old",
+                                 f"OK: two: newest backup {names['two']} is 2.0 h old",
+                                 f"OK: under: newest backup {names['under']} is 12.0 h old"]
+    code, out = _check("--max-age", "24", "--warn-age", "12", str(tmp_path))
+    assert code == 2 and out == [
+        f"CRITICAL: late: newest backup {names['late']} is 24.1 h old, over --max-age 24 h",
+        f"WARNING: almost: newest backup {names['almost']} is 23.9 h old, over --warn-age 12 h",
+        f"WARNING: over: newest backup {names['over']} is 12.1 h old, over --warn-age 12 h",
+        f"OK: two: newest backup {names['two']} is 2.0 h old",
+        f"OK: under: newest backup {names['under']} is 11.9 h old"]
 
 
 def _check(*argv):
