@@ -171,7 +171,7 @@ def test_a_run_that_fails_before_it_dumps_is_recorded_as_failed(tmp_path, fault,
     saying the last attempt succeeded. No server is needed: these come before pg_dump."""
     prom = tmp_path / "textfile" / "encpipe.prom"
     prom.parent.mkdir()
-    metrics.record(str(prom), "db", ok=True, started=1000.0, finished=1010.0, size=5)
+    metrics.record(str(prom), "db", ok=True, finished=1010.0, duration=10.0, size=5)
     directory, key = tmp_path / "backups", make_key(tmp_path / "backup.key")
     if fault == "DIR is a file":
         directory.write_bytes(b"")
@@ -222,7 +222,7 @@ def test_a_mistake_in_the_options_is_not_a_failed_attempt(tmp_path, mistake):
     secrets, one --passphrase-fd given twice) was recorded as a failed attempt."""
     prom = tmp_path / "textfile" / "encpipe.prom"
     prom.parent.mkdir()
-    metrics.record(str(prom), "db", ok=True, started=1000.0, finished=1010.0, size=5)
+    metrics.record(str(prom), "db", ok=True, finished=1010.0, duration=10.0, size=5)
     before = prom.read_bytes()
     (tmp_path / "backups").mkdir(mode=0o700)
     key = make_key(tmp_path / "backup.key")

@@ -149,16 +149,17 @@ def render(samples):
     return "\n".join(out) + "\n"
 
 
-def record(path, database, *, ok, started, finished, size=None, committed=None):
-    """Write one attempt of `database` into the textfile at `path`; `committed()` runs
-    once it is renamed into place (write_atomically), before a signal can."""
+def record(path, database, *, ok, finished, duration, size=None, committed=None):
+    """Write one attempt of `database`, ended at Unix time `finished` after `duration` s
+    (job._duration), into the textfile at `path`; `committed()` runs once it is renamed into place
+    (write_atomically), before a signal can."""
     refuse_place(path)  # before making the lock in it
     with _locked(f"{path}.lock"):
         samples = read(path, lenient=True)
         mine = samples.setdefault(label(database), {})
         mine["encpipe_backup_last_attempt_timestamp_seconds"] = round(finished, 3)
         mine["encpipe_backup_last_attempt_success"] = 1 if ok else 0
-        mine["encpipe_backup_last_duration_seconds"] = round(finished - started, 3)
+        mine["encpipe_backup_last_duration_seconds"] = round(duration, 3)
         if ok:
             mine["encpipe_backup_last_success_timestamp_seconds"] = round(finished, 3)
             if size is None:  # stored, but it could not be read back: no size rather than an old one
