@@ -255,7 +255,8 @@ class Backup:
         globals_opts = joined({"--globals-temp": [self.gtemp], "--globals-name": [self.gname]}) if self.gtemp else []
         return job.main(["commit", *self.store_opts, *self.job_opts, f"--kind={self.o['ext']}", *self.o["policy"],
                          *self.o["open"], *joined(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
-                         "--", self.temp, self.final], clock=self.clock)  # NAME starts as DBNAME does: maybe with a dash
+                         "--", self.temp, self.final],  # NAME starts as DBNAME does: maybe with a dash
+                        clock=self.clock)
 
 
 READ_ONCE = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")
