@@ -56,6 +56,7 @@ class Backup:
         self.store_opts = joined({"--dir": [o["dir"]] if o["dir"] else [], "--to": [o["to"]] if o["to"] else []})
         self.store_opts += o["shared"]
         self.job_opts = o["metrics"] + joined({"--database": [self.db], "--started": [repr(time.time())]})
+        self.clock = time.monotonic()  # the run's duration, which a clock stepped back does not make < 0
 
     def run(self):
         """The run's status; a failed one also removes the --dir it made, if still empty."""
@@ -82,7 +83,7 @@ class Backup:
                 self.said.error(str(e), e.hint)
                 status = e.exit_code
             # a failed attempt too (DIR refused, its lock held): nothing to remove, but recorded
-            return self.failed(status, job.metrics_not_written(job.record_failed_run(self.job_opts)))
+            return self.failed(status, job.metrics_not_written(job.record_failed_run(self.job_opts, self.clock)))
         self.temp = self._temp_name()
         try:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -242,7 +243,7 @@ class Backup:
         gtemp = joined({"--globals-temp": [self.gtemp]}) if self.gtemp else []
         with open(os.devnull, "w") as quiet:
             job.main(["abort", *self.store_opts, *self.job_opts, *gtemp, self.temp], stdout=quiet.buffer,
-                     stderr=said, stores=self.stores)
+                     stderr=said, stores=self.stores, clock=self.clock)
         why = stdio_said(said.getvalue())
         left = "".join(f"; {note}" for store in self.stores for note in [*store.unfinished, *store.unremoved.values()])
         if why is None:
@@ -254,7 +255,8 @@ class Backup:
         globals_opts = joined({"--globals-temp": [self.gtemp], "--globals-name": [self.gname]}) if self.gtemp else []
         return job.main(["commit", *self.store_opts, *self.job_opts, f"--kind={self.o['ext']}", *self.o["policy"],
                          *self.o["open"], *joined(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
-                         "--", self.temp, self.final])  # NAME starts as DBNAME does: maybe with a dash
+                         "--", self.temp, self.final],  # NAME starts as DBNAME does: maybe with a dash
+                        clock=self.clock)
 
 
 READ_ONCE = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")
@@ -287,7 +289,7 @@ def main(argv=None):
     io = Io(sys.stdin.buffer, sys.stdout.buffer, sys.stderr, os.environ, prog=PROG)
     if "--systemd-unit" in argv:
         return job.main(["systemd-unit", script, *[a for a in argv if a != "--systemd-unit"]])
-    started, run = time.time(), None
+    started, run = (time.time(), time.monotonic()), None
     try:
         o = parse(argv)
         if o is HELP:
@@ -326,7 +328,7 @@ def _recorded(o, started, status):
     if o is None or status == UsageError.exit_code:  # its command line not read, or a mistake in it: no run
         return ""
     return job.metrics_not_written(job.record_failed_run(o["metrics"] + joined(
-        {"--database": [o["db"]], "--started": [repr(started)]})))
+        {"--database": [o["db"]], "--started": [repr(started[0])]}), started[1]))
 
 
 if __name__ == "__main__":

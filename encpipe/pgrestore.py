@@ -319,7 +319,7 @@ class Run:
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed
             raise Failure("restoring %s failed; %s" % (self.file, pgcommit.as_it_was(self.db, exists)),
                           hint=self.roles.hint(QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None,
-                                               "--no-tablespaces" in self.o["tool"]))
+                                               "--no-tablespaces" in self.o["tool"], self.stream.client_said))
 
     def swap(self, props, exists):
         # private until now (see pgprops.private_sql): its properties come with the swap

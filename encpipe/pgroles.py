@@ -55,11 +55,13 @@ class Roles:
             self._names |= set(created)
         self.say("created roles: %s" % ", ".join(created))
 
-    def hint(self, otherwise, no_tablespaces=False):
+    def hint(self, otherwise, no_tablespaces=False, said=None):
         """A failed restore's hint: the tablespaces the server lacks, which a dump that names
-        them needs, unless `no_tablespaces` (pg_restore's --no-tablespaces) did without them
-        (before, `otherwise` only, the cause a warning among psql's lines)."""
-        if not self.lacking or no_tablespaces:
+        them needs, when what the client `said` (pgsaid.ClientSaid) plausibly is one missing,
+        unless `no_tablespaces` (pg_restore's --no-tablespaces) did without them (before,
+        `otherwise` only, the cause a warning among psql's lines; then, that hint for any
+        failure at all); else `otherwise`."""
+        if not self.lacking or no_tablespaces or said is None or not said.tablespace_failed(self.lacking):
             return otherwise
         return ("this server lacks tablespace(s) %s, which a dump that names them needs: create them first (README: "
                 "Disaster recovery), or restore a custom archive with -- --no-tablespaces" % ", ".join(self.lacking))

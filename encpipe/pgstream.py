@@ -23,6 +23,7 @@ from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
 from .keys import child_env
 from .pgcli import Failure
+from .pgsaid import ClientSaid
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
 
 BLOCK = 1 << 20
@@ -167,6 +168,7 @@ class Restore:
         self.procs = []
         self.quiet = self.psql_failed = False
         self.opener_stderr = None  # encpipe open's error and hint, kept for the restore's one line
+        self.client_said = None  # psql's or pg_restore's (pgsaid), once it was started
 
     def opener_said(self):
         """(encpipe open's error, its hint), each None when it said none."""
@@ -231,7 +233,12 @@ class Restore:
             if custom:
                 src, head = self._script(head, src), b""
             argv = psql_restore_args(db, custom, self.tool_args)
-        client = self._child(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=client_env(self.user))
+        self.client_said = said = ClientSaid()  # its lines passed on, and what the hint needs kept
+        try:
+            client = self._child(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=said.fd,
+                                 env=client_env(self.user))
+        finally:
+            said.started()
         widen_pipes(client.stdin)
         try:
             self._feed(head, src, client.stdin, RestrictFilter() if self.quiet else None)
@@ -244,6 +251,7 @@ class Restore:
                 pass
             src.close()
         status = client.wait()
+        said.wait()  # its lines before the restore's own
         self.psql_failed = self.quiet and status > 0  # it named errors (a signal ends it silently)
         middle = self.procs[1:-1]  # a decompressor, pg_restore -f -: one that failed cut the stream short
         if status:  # pg_restore may read on for long without writing (the data of tables -t left out)

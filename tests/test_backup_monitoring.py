@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from encpipe.backup import metrics
+from encpipe.backup import checkcmd, metrics
 from encpipe.backup.cli import main
 from cliutil import plugin_text
 from test_backup_dir import make_truncated, make_valid, stamp
@@ -99,6 +99,37 @@ def test_check_ok_warning_critical(tmp_path):
     assert code == 2 and out[0].startswith("CRITICAL: cannot list")
 
 
+def test_an_age_never_reads_as_a_threshold_it_passed_nor_under_one_it_failed(tmp_path, monkeypatch):
+    """Ages were shown rounded to 0.1 h: a backup 23.97 h old was "OK ... 24.0 h old" at
+    --max-age 24, one 24.03 h old "CRITICAL ... 24.0 h old, over --max-age 24 h". Now an
+    age is rounded down or up where the nearest 0.1 h would read as the threshold."""
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+
+    class Fixed(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return now
+
+    monkeypatch.setattr(checkcmd, "datetime", Fixed)
+    names = {}
+    for db, hours, minutes in (("almost", 23, 58), ("late", 24, 2), ("over", 12, 2), ("under", 11, 58), ("two", 2, 0)):
+        names[db] = f"{db}_{stamp(now - timedelta(hours=hours, minutes=minutes))}.sql.enc"
+        make_valid(tmp_path, names[db])
+    code, out = _check("--max-age", "24", str(tmp_path))
+    assert code == 2 and out == [f"CRITICAL: late: newest backup {names['late']} is 24.1 h old, over --max-age 24 h",
+                                 f"OK: almost: newest backup {names['almost']} is 23.9 h old",
+                                 f"OK: over: newest backup {names['over']} is 12.0 h old",
+                                 f"OK: two: newest backup {names['two']} is 2.0 h old",
+                                 f"OK: under: newest backup {names['under']} is 12.0 h old"]
+    code, out = _check("--max-age", "24", "--warn-age", "12", str(tmp_path))
+    assert code == 2 and out == [
+        f"CRITICAL: late: newest backup {names['late']} is 24.1 h old, over --max-age 24 h",
+        f"WARNING: almost: newest backup {names['almost']} is 23.9 h old, over --warn-age 12 h",
+        f"WARNING: over: newest backup {names['over']} is 12.1 h old, over --warn-age 12 h",
+        f"OK: two: newest backup {names['two']} is 2.0 h old",
+        f"OK: under: newest backup {names['under']} is 11.9 h old"]
+
+
 def _check(*argv):
     out, err = io.BytesIO(), io.StringIO()
     code = main(["check", *argv], stdout=out, stderr=err, env={})
@@ -140,7 +171,7 @@ def test_a_run_that_fails_before_it_dumps_is_recorded_as_failed(tmp_path, fault,
     saying the last attempt succeeded. No server is needed: these come before pg_dump."""
     prom = tmp_path / "textfile" / "encpipe.prom"
     prom.parent.mkdir()
-    metrics.record(str(prom), "db", ok=True, started=1000.0, finished=1010.0, size=5)
+    metrics.record(str(prom), "db", ok=True, finished=1010.0, duration=10.0, size=5)
     directory, key = tmp_path / "backups", make_key(tmp_path / "backup.key")
     if fault == "DIR is a file":
         directory.write_bytes(b"")
@@ -191,7 +222,7 @@ def test_a_mistake_in_the_options_is_not_a_failed_attempt(tmp_path, mistake):
     secrets, one --passphrase-fd given twice) was recorded as a failed attempt."""
     prom = tmp_path / "textfile" / "encpipe.prom"
     prom.parent.mkdir()
-    metrics.record(str(prom), "db", ok=True, started=1000.0, finished=1010.0, size=5)
+    metrics.record(str(prom), "db", ok=True, finished=1010.0, duration=10.0, size=5)
     before = prom.read_bytes()
     (tmp_path / "backups").mkdir(mode=0o700)
     key = make_key(tmp_path / "backup.key")

@@ -117,13 +117,13 @@ def test_encpipe_backup_writes_no_metrics_file_where_check_would_not_read_it(tmp
     shared.chmod(0o1777)
     prom = shared / "encpipe.prom"
     with pytest.raises(UnsafeDirectory) as refused:
-        metrics.record(str(prom), "shop", ok=True, started=1.0, finished=2.0)
+        metrics.record(str(prom), "shop", ok=True, finished=2.0, duration=1.0)
     assert (refused.value.exit_code, str(refused.value)) == (
         73, f"{shared} can be written by every user (mode o+w), who could hide a failed backup: "
             "encpipe-check would not read the metrics file there")
     assert os.listdir(shared) == []
     (tmp_path / "m").mkdir(mode=0o755)  # a directory of the backups' user: written, and read by check
-    metrics.record(str(tmp_path / "m" / "encpipe.prom"), "shop", ok=True, started=1.0, finished=2.0)
+    metrics.record(str(tmp_path / "m" / "encpipe.prom"), "shop", ok=True, finished=2.0, duration=1.0)
     assert metrics.read(str(tmp_path / "m" / "encpipe.prom"))["shop"]["encpipe_backup_last_attempt_success"] == 1
 
 

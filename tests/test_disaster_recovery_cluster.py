@@ -270,3 +270,40 @@ def test_a_dump_that_fails_for_a_missing_tablespace_says_so_in_its_hint(tools, k
             "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names them needs: "
             "create them first (README: Disaster recovery), or restore a custom archive with -- --no-tablespaces"]
         assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
+        # psql's whole messages, which name the tablespace: the same hint, after them
+        proc = run([RESTORE, "--key-file", key_file, path, "spaced", "--", "-v", "VERBOSITY=default"],
+                   script_env(new, tools))
+        assert (proc.returncode, proc.stdout) == (1, b"")
+        lines = proc.stderr.decode().splitlines()
+        assert 'DETAIL:  Tablespace "ts_fast" does not exist.' in lines
+        assert lines[-1] == "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names " \
+            "them needs: create them first (README: Disaster recovery), or restore a custom archive with -- " \
+            "--no-tablespaces"
+        assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
+
+
+def test_a_dump_that_fails_for_another_reason_keeps_the_usual_hint(tools, key_file, tmp_path):
+    """The server lacks the globals file's tablespace, but the dump fails for another
+    reason (here a division by zero, 22012): the hint is the usual one, which says how to
+    see psql's messages. Before, any failed restore got the tablespace hint."""
+    with PgCluster() as old:
+        _tablespace(old, "ts_fast")
+        old.createdb("plainer")
+        proc = run([BACKUP, "--dir", str(tmp_path / "b"), "--key-file", key_file, "plainer"], script_env(old, tools))
+        assert proc.returncode == 0, proc.stderr.decode()
+        backup = os.path.join(str(tmp_path / "b"), json.loads(proc.stdout)["filename"])
+    failing = tmp_path / "b" / os.path.basename(backup)  # in its place, as its run's globals file's dump
+    failing.write_bytes(encpipe(["seal", "--key-file", key_file],
+                                input=b"CREATE TABLE t (x integer);\nSELECT 1/0;\n").stdout)
+    with PgCluster() as new:
+        databases = new.psql("SELECT datname FROM pg_database ORDER BY 1")
+        proc = run(restore_argv(key_file, str(failing), "plainer"), script_env(new, tools))
+        assert (proc.returncode, proc.stdout) == (1, b"")
+        lines = proc.stderr.decode().splitlines()
+        assert lines[0] == "encpipe-restore: warning: tablespaces this server lacks are not created: ts_fast"
+        assert [line for line in lines if line.endswith("ERROR:  22012")]  # psql's, as it wrote it
+        assert lines[-2:] == [
+            "encpipe-restore: error: restoring %s failed; database plainer was not created" % failing,
+            "encpipe-restore: hint: psql's errors above are SQLSTATE codes and lines of the dump: its messages may "
+            "quote the dump's data; to see them, add -- -v VERBOSITY=default"]
+        assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases

@@ -625,10 +625,11 @@ def test_prune_and_list_of_a_path_that_is_not_there_print_nothing(tmp_path, wher
 @pytest.mark.parametrize("where", MISSING)
 def test_check_of_a_path_that_is_not_there_is_one_critical_line(tmp_path, where):
     """encpipe-check is a Nagios plugin: its one line is its standard output, whatever
-    the state (README, "Monitoring"): CRITICAL and 2, nothing on standard error."""
+    the state (README, "Monitoring"): CRITICAL and 2, nothing on standard error; the
+    path named once (before, `cannot list P: cannot read backup directory P: ...`)."""
     (tmp_path / "file").write_bytes(b"")
     path = _missing(tmp_path, where)
     why = "Not a directory" if where == "under a file" else "No such file or directory"
     done = _script("encpipe-check", "--max-age", "24", "--dir", path)
     assert (done.returncode, done.stderr) == (2, b""), done
-    assert done.stdout.decode() == f"CRITICAL: cannot list {path}: cannot read backup directory {path}: {why}\n"
+    assert done.stdout.decode() == f"CRITICAL: cannot list {path}: {why}\n"

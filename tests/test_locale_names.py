@@ -80,7 +80,7 @@ def test_check_under_a_latin1_locale_matches_a_metrics_file_written_under_utf8(t
     (tmp_path / "m").mkdir()
     prom = tmp_path / "m" / "encpipe.prom"
     for db in (UTF8, NOT_UTF8):  # as encpipe-backup records them under a UTF-8 locale
-        metrics.record(str(prom), os.fsdecode(db), ok=True, started=1.0, finished=2.0)
+        metrics.record(str(prom), os.fsdecode(db), ok=True, finished=2.0, duration=1.0)
     argv = [os.path.join(ROOT, "scripts", "encpipe-check"), "--max-age", "24", "--metrics-file", str(prom),
             str(directory)]
     done = _run(argv, _env(locales, LATIN1))

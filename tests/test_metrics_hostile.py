@@ -18,7 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from encpipe.backup import metrics
+from encpipe.argwords import joined
+from encpipe.backup import job
 from encpipe.backup.job import main as job_main
+from encpipe.pgbackup import Backup
 from cliutil import plugin_text
 from test_backup_dir import ROOT, make_valid
 from test_backup_dir_hostile import hours_ago, script
@@ -105,6 +108,38 @@ def _commit(tmp_path, prom):
                      "--metrics-file", str(prom), ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
                     stdout=out, stderr=err, env={})
     return sealed, code, out, err
+
+
+def test_a_clock_stepped_back_during_a_run_gives_no_negative_duration(tmp_path, monkeypatch, capfdbinary):
+    """Durations were wall-clock differences: a clock stepped back an hour during a run
+    (NTP, an operator) made its JSON line and metrics say it took -3600 s. Now they are
+    measured on the monotonic clock; the timestamps stay Unix time, as documented."""
+    wall = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: wall[0])
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    run = Backup({"db": "shop", "dir": str(tmp_path / "b"), "to": None, "shared": [], "ext": "sql", "policy": [],
+                  "open": [], "signers": {}, "unauthenticated": [],
+                  "metrics": joined({"--metrics-file": [str(prom)]})}, [], None)
+    key = tmp_path / "k.key"
+    key.write_text("ab" * 32 + "\n")
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key)], input=b"SELECT 1;\n",
+                            capture_output=True, check=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout
+    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(sealed)
+    run.temp, run.final = ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"
+    wall[0] -= 3600
+    assert run.commit() == 0
+    out, err = capfdbinary.readouterr()
+    assert err == b""
+    assert 0 <= json.loads(out)["duration_seconds"] < 600
+    got = {f.name: f.samples[0].value for f in text_string_to_metric_families(prom.read_text())}
+    assert 0 <= got["encpipe_backup_last_duration_seconds"] < 600
+    assert got["encpipe_backup_last_attempt_timestamp_seconds"] == wall[0]
+    assert got["encpipe_backup_last_success_timestamp_seconds"] == wall[0]
+    # a run that fails before it dumps (a key file refused) is recorded so too
+    run.clock -= 5
+    assert job.record_failed_run(run.job_opts, run.clock) is None
+    assert 5 <= metrics.read(str(prom))["shop"]["encpipe_backup_last_duration_seconds"] < 600
 
 
 def test_a_run_never_creates_a_file_through_a_lock_link(tmp_path):

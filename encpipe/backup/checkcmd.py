@@ -96,8 +96,10 @@ def _run(args, io, where, max_age, warn, deadline):
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        said = f"cannot list {shown}: "  # once: a remote's error says it already
-        return 2, [(f"CRITICAL: {'' if str(e).startswith(said) else said}{e}", None)]
+        # the location named once: a remote's error names it already, a directory's as "cannot read backup directory"
+        said = next((str(e)[len(p):] for p in (f"cannot list {shown}: ", f"cannot read backup directory {shown}: ")
+                     if str(e).startswith(p)), str(e))
+        return 2, [(f"CRITICAL: cannot list {shown}: {said}", None)]
     count_unauthenticated = args["--count-unauthenticated"]
     authenticate = None if keys is None else _authenticator(store, keys, commands.threads(args), count_unauthenticated,
                                                             entries)

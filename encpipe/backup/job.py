@@ -127,7 +127,7 @@ def cmd_commit(args, io):
         "bytes": head and head.bytes,
         "key_ids": head and head.key_ids,
         "slots": head and head.slots,
-        "duration_seconds": round(time.time() - float(args["--started"]), 3),
+        "duration_seconds": round(_duration(args), 3),
         "globals": args["--globals-name"],
     }
     if args["--to"]:
@@ -256,11 +256,19 @@ def _abort(args, targets, temps, io):
     return _record(args, ok=False)
 
 
-def record_failed_run(words):
+def _duration(args):
+    """Seconds since the run started: on the monotonic clock when its caller, in this
+    process, gave it (encpipe-backup: a clock stepped back during the run gave a duration
+    below 0), else since --started (Unix time, a script's: the wall clock's difference)."""
+    clock = args.get("clock")
+    return time.monotonic() - clock if clock is not None else time.time() - float(args["--started"])
+
+
+def record_failed_run(words, clock=None):
     """Record a run that failed before it made a file (DIR refused, its lock held) in
     --metrics-file, if `words` (encpipe-backup's --metrics-file=, --database=,
     --started=) give one; the error that kept it from being recorded, else None."""
-    args = {"--metrics-file": None, **dict(word.partition("=")[::2] for word in words)}
+    args = {"--metrics-file": None, **dict(word.partition("=")[::2] for word in words), "clock": clock}
     return _record(args, ok=False)
 
 
@@ -272,8 +280,8 @@ def _record(args, ok, size=None):
             from . import metrics  # loaded here, its module file read: out of descriptors, not recorded either
 
             # recorded, the run's status stands (a failed run's too: its line names it), whatever signal comes
-            metrics.record(args["--metrics-file"], args["--database"], ok=ok, started=float(args["--started"]),
-                           finished=time.time(), size=size, committed=hold_for_good)
+            metrics.record(args["--metrics-file"], args["--database"], ok=ok, finished=time.time(),
+                           duration=_duration(args), size=size, committed=hold_for_good)
         except EncpipeError as e:
             return e
         except OSError as e:
@@ -358,8 +366,9 @@ def commit_args(argv):
     return args if required and (args["--globals-temp"] is None) == (args["--globals-name"] is None) else None
 
 
-def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None):
-    """The job command of `argv`; `stores`: an abort's, already open (cmd_abort)."""
+def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None, clock=None):
+    """The job command of `argv`; `stores`: an abort's, already open (cmd_abort); `clock`:
+    time.monotonic() when the run started (encpipe-backup's), which its duration is measured from."""
     argv = sys.argv[1:] if argv is None else list(argv)
     io = Io(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, stderr or sys.stderr,
             os.environ if env is None else env, prog="encpipe-backup")
@@ -372,6 +381,7 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=No
 
         io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
+    args["clock"] = clock
     if stores is not None and argv[0] == "abort":
         return report_errors(io, lambda: cmd_abort(args, io, stores))
     return report_errors(io, lambda: COMMANDS[argv[0]](args, io))

@@ -6,6 +6,7 @@ file atomically (node_exporter never reads half a file).
 """
 
 import fcntl
+import math
 import os
 import re
 import stat
@@ -148,16 +149,17 @@ def render(samples):
     return "\n".join(out) + "\n"
 
 
-def record(path, database, *, ok, started, finished, size=None, committed=None):
-    """Write one attempt of `database` into the textfile at `path`; `committed()` runs
-    once it is renamed into place (write_atomically), before a signal can."""
+def record(path, database, *, ok, finished, duration, size=None, committed=None):
+    """Write one attempt of `database`, ended at Unix time `finished` after `duration` s
+    (job._duration), into the textfile at `path`; `committed()` runs once it is renamed into place
+    (write_atomically), before a signal can."""
     refuse_place(path)  # before making the lock in it
     with _locked(f"{path}.lock"):
         samples = read(path, lenient=True)
         mine = samples.setdefault(label(database), {})
         mine["encpipe_backup_last_attempt_timestamp_seconds"] = round(finished, 3)
         mine["encpipe_backup_last_attempt_success"] = 1 if ok else 0
-        mine["encpipe_backup_last_duration_seconds"] = round(finished - started, 3)
+        mine["encpipe_backup_last_duration_seconds"] = round(duration, 3)
         if ok:
             mine["encpipe_backup_last_success_timestamp_seconds"] = round(finished, 3)
             if size is None:  # stored, but it could not be read back: no size rather than an old one
@@ -242,7 +244,8 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
         if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
             status = max(status, 1)
             notes.append("the last backup attempt failed")
-        said = "no backup" if newest is None else f"newest backup {newest.filename} is {age:.1f} h old{over}"
+        said = "no backup" if newest is None else \
+            f"newest backup {newest.filename} is {_hours(age, max_age, warn_age)} h old{over}"
         perf = (database, None if newest is None else int((now - newest.created).total_seconds()), len(sealed))
         lines.append((-status, f"{('OK', 'WARNING', 'CRITICAL')[status]}: {database}: {said}"
                       + "".join(f"; {note}" for note in notes), perf))
@@ -250,6 +253,19 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
     if not databases:
         return 2, [("CRITICAL: no backups found", None)]
     return worst, [(text, perf) for _, text, perf in sorted(lines, key=lambda line: line[0])]  # stable: by name
+
+
+def _hours(age, *thresholds):
+    """`age` (h) to 0.1 h as a line shows it, never reading as a threshold it is under or
+    less than one it is over: the nearest 0.1 h, else rounded down or up (more digits for
+    thresholds closer than that). Before, an OK line at --max-age 24 read "24.0 h old"."""
+    limits = [t for t in thresholds if t is not None and t != age]  # an age at one shows as it
+    for digits in range(1, 7):
+        scale = 10 ** digits
+        for value in (round(age, digits), math.floor(age * scale) / scale, math.ceil(age * scale) / scale):
+            if all(value > t if age > t else value < t for t in limits):
+                return f"{value:.{digits}f}"
+    return repr(age)
 
 
 def _newest(candidates, authenticate, duplicates=()):
