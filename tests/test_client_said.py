@@ -87,3 +87,27 @@ def test_a_restore_stopped_passes_on_all_its_client_said_before_its_own_line(tmp
     os.close(out_write)
     thread.join()
     assert got[0] == bytes(800000) + b"encpipe-restore: error: the restore's own line\n"
+
+
+def test_a_process_the_client_left_holding_the_pipe_is_not_waited_for(tmp_path):
+    """Once the client ended, what is in the pipe is all it wrote: the relay ends
+    with it (as childerr's do), whatever it left behind that holds the pipe.
+    Before, wait() waited 10 s for that process, and returned with the relay still
+    running: what that process wrote came after the restore's own line."""
+    import signal
+    import subprocess
+
+    out_read, out_write = os.pipe()
+    said = ClientSaid(out_write)
+    left = tmp_path / "left"
+    client = subprocess.Popen(["sh", "-c", f'echo "psql: said" >&2; sleep 600 & echo $! > "{left}"; exit 3'],
+                              stderr=said.fd)
+    said.started()
+    try:
+        assert client.wait() == 3
+        said.wait()
+        assert not said._thread.is_alive()
+    finally:
+        os.kill(int(left.read_text()), signal.SIGKILL)
+    os.close(out_write)
+    assert os.fdopen(out_read, "rb").read() == b"psql: said\n"
