@@ -68,7 +68,9 @@ class ClientSaid:
 
     def _next(self, src):
         """What comes next, or b"" at its end: EOF, or the pipe empty once the client ended."""
-        while not select.select([src], [], [], 0.1)[0]:
+        ready = select.poll()  # not select(): a descriptor over 1023 is one too
+        ready.register(src, select.POLLIN)
+        while not ready.poll(100):
             if self._ended.is_set():
                 return b""
         return src.read(1 << 16)

@@ -111,3 +111,23 @@ def test_a_process_the_client_left_holding_the_pipe_is_not_waited_for(tmp_path):
         os.kill(int(left.read_text()), signal.SIGKILL)
     os.close(out_write)
     assert os.fdopen(out_read, "rb").read() == b"psql: said\n"
+
+
+def test_a_descriptor_over_1023_is_read_as_any_other():
+    """The relay waits on its pipe with poll(), which select() could not for a
+    descriptor over 1023 (a restore with many open): the relay thread's traceback."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard >= 1100, "the test needs 1100 descriptors"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        passed, said = _said(b"psql:<stdin>:3: ERROR:  42704\n")
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (passed, said.codes) == (b"psql:<stdin>:3: ERROR:  42704\n", {"42704"})
