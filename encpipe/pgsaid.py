@@ -9,6 +9,7 @@ the one that says how to see psql's messages (tests/test_disaster_recovery_clust
 
 import os
 import re
+import select
 import threading
 
 from . import sigthreads
@@ -32,6 +33,7 @@ class ClientSaid:
     def __init__(self, out_fd=2):
         self._read, self.fd = os.pipe2(os.O_CLOEXEC)
         self._out, self._thread = out_fd, None
+        self._ended = threading.Event()  # the client ended: what is in the pipe is all it wrote
         self.codes, self.tablespaces = set(), set()
 
     def started(self):
@@ -40,6 +42,11 @@ class ClientSaid:
         self._thread = sigthreads.start(threading.Thread(target=self._relay, daemon=True))
 
     def wait(self, timeout=10):
+        """Once the client ended: returns once all it wrote was passed on. A process it
+        left behind that holds the pipe is not waited for, as childerr's relays do not
+        (before, 10 s, and what that process wrote came after the restore's own line);
+        `timeout` s at most for a standard error that takes nothing."""
+        self._ended.set()
         if self._thread:
             self._thread.join(timeout)
 
@@ -51,13 +58,22 @@ class ClientSaid:
     def _relay(self):
         rest = b""
         with open(self._read, "rb", buffering=0) as src:
-            while chunk := src.read(1 << 16):
+            while chunk := self._next(src):
                 self._pass_on(chunk)
                 *lines, rest = (rest + chunk).split(b"\n")
                 for line in lines:
                     self._look(line[:LINE_MAX])
                 rest = rest[:LINE_MAX]  # a longer line is looked at by its start
         self._look(rest)
+
+    def _next(self, src):
+        """What comes next, or b"" at its end: EOF, or the pipe empty once the client ended."""
+        ready = select.poll()  # not select(): a descriptor over 1023 is one too
+        ready.register(src, select.POLLIN)
+        while not ready.poll(100):
+            if self._ended.is_set():
+                return b""
+        return src.read(1 << 16)
 
     def _pass_on(self, chunk):
         try:

@@ -302,4 +302,6 @@ class Restore:
     def kill(self):
         for proc in self.procs:  # encpipe open's key command too, which holds its standard error
             childerr.stop(proc)
+        if self.client_said:  # what the client said before it was stopped, before the restore's own line
+            self.client_said.wait()
         self.opener_said()

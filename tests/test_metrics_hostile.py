@@ -354,3 +354,23 @@ def test_a_stored_backup_whose_metrics_cannot_be_written_says_so_prints_its_line
     assert (line["filename"], line["bytes"]) == ("shop_20260101T000000Z.sql.enc", len(sealed))
     assert os.listdir(tmp_path / "b") == ["shop_20260101T000000Z.sql.enc"]
     assert (tmp_path / "b" / "shop_20260101T000000Z.sql.enc").read_bytes() == sealed
+
+
+@pytest.mark.parametrize("started", ["abc", "nan", "inf", ""])
+def test_a_started_that_is_no_unix_time_is_a_usage_error(tmp_path, started):
+    """`--started` of `python3 -m encpipe.backup commit/abort` (a script's) that is no
+    finite number: 64 and one line, before anything is renamed or recorded. Before,
+    a commit stored the backup and then failed with a traceback (status 1) on its
+    JSON line's duration, and `nan` or `inf` was recorded as the duration."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / ".encpipe-tmp.x").write_bytes(b"not looked at")
+    prom = tmp_path / "encpipe.prom"
+    for argv in (["commit", "--kind", "sql", "--", ".encpipe-tmp.x", "shop_20260101T000000Z.sql.enc"],
+                 ["abort", ".encpipe-tmp.x"]):
+        out, err = io.BytesIO(), io.StringIO()
+        code = job_main([argv[0], "--dir", str(tmp_path / "b"), "--database", "shop", f"--started={started}",
+                         "--metrics-file", str(prom), *argv[1:]], stdout=out, stderr=err, env={})
+        assert (code, out.getvalue()) == (64, b"")
+        assert err.getvalue() == f"encpipe-backup: error: --started must be Unix time in seconds, not '{started}'\n" \
+                                 "encpipe-backup: hint: see --help\n"
+        assert sorted(os.listdir(tmp_path / "b")) == [".encpipe-tmp.x"] and not prom.exists()

@@ -53,6 +53,7 @@ Options:
 """
 
 import json
+import math
 import os
 import sys
 import time
@@ -63,7 +64,7 @@ from docopt import DocoptExit, docopt
 from ..cli import Io, report_errors
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
 from ..safefile import check_directory
-from ..shown import json_value
+from ..shown import json_value, printable
 from ..sigdefer import held, hold_for_good
 from ..stdio import write_whole
 from .names import KINDS, temp_started
@@ -264,6 +265,14 @@ def _duration(args):
     return time.monotonic() - clock if clock is not None else time.time() - float(args["--started"])
 
 
+def _unix_time(started):
+    """Whether `started` (--started, None where a command takes none) is one: a finite number."""
+    try:
+        return started is None or math.isfinite(float(started))
+    except ValueError:
+        return False
+
+
 def record_failed_run(words, clock=None):
     """Record a run that failed before it made a file (DIR refused, its lock held) in
     --metrics-file, if `words` (encpipe-backup's --metrics-file=, --database=,
@@ -380,6 +389,9 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=No
         from .cli import usage_message
 
         io.error(usage_message(argv, e, COMMANDS), hint="see --help")
+        return 64
+    if not _unix_time(args.get("--started")):  # a script's: its duration is measured from it
+        io.error(f"--started must be Unix time in seconds, not '{printable(args['--started'])}'", hint="see --help")
         return 64
     args["clock"] = clock
     if stores is not None and argv[0] == "abort":
