@@ -75,7 +75,7 @@ class ChildStderr:
     def _relay(self):
         with open(self._read, "rb", buffering=0, closefd=True) as src:
             self._read = None
-            reader, text = _Lines(src, self._ended), codecs.getincrementaldecoder("utf-8")("replace")
+            reader, text = Lines(src, self._ended), codecs.getincrementaldecoder("utf-8")("replace")
             keep = None  # the rest of a line being kept: "error" or "hint"; False: one passed on
             passing = False  # the line under way is passed on
             after_error = False  # the line before was an error line: a hint now is its hint
@@ -103,13 +103,16 @@ class ChildStderr:
                 write_quietly(self._out or sys.stderr, rest)
 
 
-class _Lines:
+class Lines:
     """Pieces of what `src` gives: each a whole line, LINE_MAX bytes of a longer one,
     or as much of a line as came so far, unless held(it) (a key command's question,
-    which ends in no newline, shows while it waits for the answer)."""
+    which ends in no newline, shows while it waits for the answer). The end: EOF, or
+    the pipe empty once `ended` is set."""
 
     def __init__(self, src, ended):
         self.src, self.buffer, self.ended = src, b"", ended
+        self.ready = select.poll()  # not select(): a descriptor over 1023 is one too
+        self.ready.register(src, select.POLLIN)
 
     def next(self, held=lambda start: True):
         while True:
@@ -120,7 +123,7 @@ class _Lines:
                 piece, self.buffer = self.buffer[:end], self.buffer[end:]
                 return piece
             try:
-                while not select.select([self.src], [], [], 0.1)[0]:
+                while not self.ready.poll(100):
                     if self.ended.is_set():  # nothing more to read, and the child ended
                         raise EOFError
                 more = self.src.read(LINE_MAX)

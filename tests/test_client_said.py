@@ -113,9 +113,8 @@ def test_a_process_the_client_left_holding_the_pipe_is_not_waited_for(tmp_path):
     assert os.fdopen(out_read, "rb").read() == b"psql: said\n"
 
 
-def test_a_descriptor_over_1023_is_read_as_any_other():
-    """The relay waits on its pipe with poll(), which select() could not for a
-    descriptor over 1023 (a restore with many open): the relay thread's traceback."""
+def _over_1023(relay):
+    """relay() with every new descriptor numbered over 1023."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -125,9 +124,33 @@ def test_a_descriptor_over_1023_is_read_as_any_other():
     try:
         while not held or held[-1] < 1030:
             held.append(os.open(os.devnull, os.O_RDONLY))
-        passed, said = _said(b"psql:<stdin>:3: ERROR:  42704\n")
+        return relay()
     finally:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_descriptor_over_1023_is_read_as_any_other():
+    """The relay waits on its pipe with poll(), which select() could not for a
+    descriptor over 1023 (a restore with many open): the relay thread's traceback."""
+    passed, said = _over_1023(lambda: _said(b"psql:<stdin>:3: ERROR:  42704\n"))
     assert (passed, said.codes) == (b"psql:<stdin>:3: ERROR:  42704\n", {"42704"})
+
+
+def test_a_child_encpipes_relay_reads_a_descriptor_over_1023_too():
+    """childerr's relay (encpipe children's stderr), which pgsaid's reads with: on
+    select(), a descriptor over 1023 ended it at once, the child's error line lost."""
+    import subprocess
+    import sys
+
+    from encpipe import childerr
+
+    def relay():
+        proc, said = childerr.started(subprocess.Popen, [sys.executable, "-c",
+                                                         "import sys; sys.stderr.write('encpipe: error: no\\n')"],
+                                      stderr_of=childerr.ChildStderr(out=open(os.devnull, "w")))
+        proc.wait()
+        return said.wait()
+
+    assert _over_1023(relay) == ("no", None)
