@@ -7,7 +7,7 @@ import shutil
 
 from . import dirlock, pgopts
 from .argwords import option_words
-from .backup.remotes import refuse_credentials, refuse_local
+from .backup.remotes import refuse_as_to
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .errors import UsageError
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
@@ -155,8 +155,8 @@ def validate(o, env):
     o["squeeze"] = {"zstd": ["zstd", "-q", "-c", *ultra, f"-{o['level'] or 3}", f"-T{o['threads'] or 1}"],
                     "gzip": ["gzip", "-c", f"-{o['level'] or 6}"]}.get(o["compress"])
     o["ext"] = {"zstd": "sql.zst", "gzip": "sql.gz"}.get(o["compress"], "sql" if o["format"] == "plain" else "dump")
-    refuse_credentials(o["to"], "--to")  # 64: a credential would be on argv, in the JSON line and the metrics
-    refuse_local(o["to"], "--to")  # 64: a local directory is --dir's (its checks, its lock)
+    # 64: a credential would be on argv, in the JSON line and the metrics; a local directory is --dir's
+    refuse_as_to(o["to"])
     source = "--dir" if o["dir"] else "ENCPIPE_BACKUP_DIR"
     if not o["to"] and not o["dir"]:
         o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"

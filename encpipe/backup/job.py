@@ -327,12 +327,11 @@ def cmd_unit(args, io):
     script = os.path.abspath(args["SCRIPT"])
     io.print(unit.render(script, args["ARG"]))
     python = unit.interpreter(script)
-    if unit.hidden(script):  # printed all the same: a test's, or one installed elsewhere later
-        io.warn(f"ExecStart={script}: {unit.hidden(script)}: every run would fail",
-                hint=unit.HIDDEN_HINTS["ExecStart"])
-    elif python and unit.hidden(python):  # a venv made by a python3 under /root (pyenv's): 126
-        io.warn(f"ExecStart={script} runs the python3 beside it, {python}: {unit.hidden(python)}: every run would "
-                "fail", hint=unit.HIDDEN_HINTS["python3"])
+    if why := unit.hidden(script):  # printed all the same: a test's, or one installed elsewhere later
+        io.warn(f"ExecStart={script}: {why}: every run would fail", hint=unit.HIDDEN_HINTS["ExecStart"])
+    elif python and (why := unit.hidden(python)):  # a venv made by a python3 under /root (pyenv's): 126
+        io.warn(f"ExecStart={script} runs the python3 beside it, {python}: {why}: every run would fail",
+                hint=unit.HIDDEN_HINTS["python3"])
     return 0
 
 

@@ -137,3 +137,10 @@ def refuse_local(location, option):
         raise UsageError(f"{option}: {shown_name(location, what='REMOTE:PATH')} names no rclone remote "
                          f"(REMOTE:PATH){local}", hint="an rclone remote is REMOTE:PATH (offsite:backups, its colon "
                          "and a path in it); a local directory is --dir's")
+
+
+def refuse_as_to(location, option="--to"):
+    """What encpipe-backup's --to must not be: a connection string with a credential
+    (refuse_credentials), a path with a . or .. part, or no rclone remote (refuse_local)."""
+    refuse_credentials(location, option)
+    refuse_local(location, option)

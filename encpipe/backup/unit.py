@@ -9,7 +9,7 @@ from ..keyargs import public_forms
 from ..textform import refuse_key_in_place
 from ..pgbackupargs import HELP, parse
 from ..pgcli import Failure
-from .remotes import refuse_credentials, refuse_local
+from .remotes import refuse_as_to
 
 DEFAULT_DIR = "/var/backups/encpipe"
 CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
@@ -98,8 +98,7 @@ def render(script, args, timeout="6h"):
         raise UsageError("an option of the unit holds a control character", hint="name paths without one")
     for before, arg in zip(["", *args], args):
         if before == "--to" or arg.startswith("--to="):  # 64, before the credential is in a unit file
-            refuse_credentials(arg.removeprefix("--to=") if before != "--to" else arg, "--to")
-            refuse_local(arg.removeprefix("--to=") if before != "--to" else arg, "--to")  # else every run is 64
+            refuse_as_to(arg.removeprefix("--to=") if before != "--to" else arg)  # a local one: every run 64
     o = _options(args)
     metrics = o["metrics"][0].partition("=")[2] if o["metrics"] else None
     for option, path in [("--dir", o["dir"]), ("--metrics-file", metrics or ""),
