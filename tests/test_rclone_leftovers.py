@@ -168,10 +168,27 @@ def multipart_uploads(s3, prefix):
 
 
 def wait_for_multipart(s3, prefix, proc=None):
+    """Until rclone sends the first part of a multipart upload under `prefix`. Not as
+    soon as the server lists the upload: rclone learns the upload's id from the
+    server's answer and only then takes it as one to abort on SIGINT or SIGTERM; a
+    signal between the two ends rclone with the upload left (rclone's own window,
+    a few milliseconds, once in a few hundred runs on a loaded machine)."""
     deadline = time.monotonic() + 30
-    while not multipart_uploads(s3, prefix):
+    while not (multipart_uploads(s3, prefix) and _part_sent(s3, prefix)):
         assert time.monotonic() < deadline and (proc is None or proc.poll() is None), "no multipart upload began"
         time.sleep(0.1)
+
+
+def _part_sent(s3, prefix):
+    """Whether `rclone serve s3` holds some bytes of a part of an upload under `prefix`."""
+    folder = os.path.join(s3.bucket_dir, prefix)
+    for name in s3.objects(prefix):
+        try:
+            if name.startswith(".rclone_temp_multipart_") and os.path.getsize(os.path.join(folder, name)):
+                return True
+        except FileNotFoundError:  # the part done meanwhile
+            pass
+    return False
 
 
 def _terminated_uploading(proc, folder, larger_than=-1):
