@@ -14,7 +14,10 @@ import re
 from ..errors import UsageError
 from ..keyargs import shown_name
 
-_NAME = re.compile(r":?[A-Za-z0-9_][A-Za-z0-9_.\- ]*")  # a configured remote's name, or :backend
+# A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
+# (any script's), `_`, `.`, `+`, `@`, and `-` or space between them, never first nor last
+# space. Else rclone reads the whole as a local path (a `/` before the colon) or refuses it.
+_NAME = re.compile(r":?[\w.+@]+(?:[ -]+[\w.+@-]+)*")
 # The parameters whose value is a secret: every option rclone's backends mark as a
 # password or as sensitive that is a credential (`rclone config providers`: IsPassword,
 # Sensitive), by name or by the end of it; "public_key" and the like too (harmless).
