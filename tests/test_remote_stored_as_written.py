@@ -175,3 +175,34 @@ def test_the_globals_file_is_read_back_too(s3, key_file, tmp_path):
     recorded = samples(prom)
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
     assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded
+
+
+LAGGING = """for a; do [ "$a" = --stat ] && exec "$R" "$@"; done
+echo '[]'; exit 0"""  # a listing that does not show the run's objects yet (Swift's is updated later)
+
+
+def test_a_rename_taken_back_on_a_remote_whose_listing_lags(s3, key_file, tmp_path):
+    """The globals file renamed, the dump's rename failing, on a remote whose listing
+    does not show the run's objects yet: the globals file is taken back, as README
+    says (the objects are asked for themselves). Before, the rename looked for the
+    temporary object in the listing, found none, and taking the globals file back
+    did nothing: `nothing was stored`, 74, and the globals file left under its name."""
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) {LAGGING};;\n'
+                    'moveto) case "$3" in *.globals.sql.enc) ;; *) echo "2026/12/05 01:00:00 NOTICE: Failed to '
+                    'moveto: connection reset" >&2; exit 1;; esac;;\nesac\nexec "$R" "$@"\n')
+    path.chmod(0o755)
+    env = {**python_env(), **s3.env, "RCLONE": str(path)}
+    where, stamp = ["--to", f"{s3.location}/lagging"], "20261205T000000Z"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.g", b"-- globals\n")
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--globals-temp", ".encpipe-tmp.g", "--globals-name",
+                           f"{DB}_{stamp}.globals.sql.enc", "--", ".encpipe-tmp.d", f"{DB}_{stamp}.sql.enc"], env=env,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {s3.location}/lagging/.encpipe-tmp.d "
+        f"{s3.location}/lagging/{DB}_{stamp}.sql.enc: 2026/12/05 01:00:00 NOTICE: Failed to moveto: connection "
+        "reset; nothing was stored\n")
+    assert s3.objects("lagging") == []

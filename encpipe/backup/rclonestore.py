@@ -160,15 +160,17 @@ class Rclone:
             raise IOFailure(f"cannot upload {self.where(name)}: {held}")
 
     def rename(self, name, final):
-        listed = {item.name: item for item in self.list()}
-        if final in listed:  # moveto would replace it
+        """moveto `name` to `final`: the object renamed, as the remote gave it (head: a
+        listing may not show it yet, and take_back then had nothing to go by)."""
+        if any(item.name == final for item in self.list()):  # moveto would replace it
             raise IOFailure(f"{self.where(final)} already exists")
+        mine = self.head(name)
         self._run("moveto", self.where(name), self.where(final))
-        return listed.get(name)
+        return None if mine.error else mine
 
     def take_back(self, final, renamed):
         """Best effort: remove `final` if it has the size of the object renamed (no inode to check)."""
-        if renamed and self.stat(final).size == renamed.size:
+        if renamed and self.head(final).size == renamed.size:
             self._run("deletefile", self.where(final))
 
     def remove(self, item):
