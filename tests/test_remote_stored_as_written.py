@@ -202,7 +202,53 @@ def test_a_rename_taken_back_on_a_remote_whose_listing_lags(s3, key_file, tmp_pa
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     assert done.stderr.decode() == (
-        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {s3.location}/lagging/.encpipe-tmp.d "
-        f"{s3.location}/lagging/{DB}_{stamp}.sql.enc: 2026/12/05 01:00:00 NOTICE: Failed to moveto: connection "
-        "reset; nothing was stored\n")
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto "
+        f"{s3.location}/lagging/.encpipe-tmp.d {s3.location}/lagging/{DB}_{stamp}.sql.enc: 2026/12/05 01:00:00 "
+        "NOTICE: Failed to moveto: connection reset; nothing was stored\n")
     assert s3.objects("lagging") == []
+
+
+def test_a_moveto_that_copied_and_then_failed_leaves_no_object_under_the_final_name(s3, key_file, tmp_path):
+    """`rclone moveto` is a copy, then the removal of the source (S3: CopyObject, then
+    DeleteObject): one whose removal fails (a bucket that refuses deletes, a connection
+    lost) exits 1 with the copy made. Before, the run said `nothing was stored` (74) and
+    left that copy under the backup's final name; it is now taken back as a rename's is."""
+    rclone = wrapped(tmp_path, "moveto", '"$R" copyto "$2" "$3" || exit; echo "2026/12/05 01:00:00 ERROR : '
+                                         'Failed to moveto: AccessDenied: access denied" >&2; exit 1')
+    env = {**python_env(), **s3.env, "RCLONE": rclone}
+    where, final = ["--to", f"{s3.location}/halfmoved"], f"{DB}_20261205T000000Z.sql.enc"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto "
+        f"{s3.location}/halfmoved/.encpipe-tmp.d {s3.location}/halfmoved/{final}: 2026/12/05 01:00:00 ERROR : "
+        "Failed to moveto: AccessDenied: access denied; nothing was stored\n")
+    assert s3.objects("halfmoved") == []
+
+
+def test_a_copy_that_cannot_be_taken_back_is_named(s3, key_file, tmp_path):
+    """The same on a bucket that refuses every delete: the copy stays, and the run's line names it."""
+    refused = 'echo "2026/12/05 01:00:00 ERROR : Failed to $1: AccessDenied: access denied" >&2; exit 1'
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nmoveto) "$R" copyto "$2" "$3" || exit; '
+                    f'{refused};;\ndeletefile) {refused};;\nesac\nexec "$R" "$@"\n')
+    path.chmod(0o755)
+    env = {**python_env(), **s3.env, "RCLONE": str(path)}
+    where, final = ["--to", f"{s3.location}/undeletable"], f"{DB}_20261205T000000Z.sql.enc"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    place = f"{s3.location}/undeletable"
+    assert done.stderr.decode().splitlines() == [
+        f"encpipe-backup: warning: {place}/.encpipe-tmp.d not removed: rclone deletefile: 2026/12/05 01:00:00 ERROR : "
+        "Failed to deletefile: AccessDenied: access denied",
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {place}/.encpipe-tmp.d "
+        f"{place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to moveto: AccessDenied: access denied; "
+        f"{place}/{final} left in place: rclone deletefile {place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to "
+        "deletefile: AccessDenied: access denied; nothing was stored"]
+    assert s3.objects("undeletable") == sorted([".encpipe-tmp.d", final])

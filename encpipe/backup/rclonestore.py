@@ -161,12 +161,21 @@ class Rclone:
 
     def rename(self, name, final):
         """moveto `name` to `final`: the object renamed, as the remote gave it (head: a
-        listing may not show it yet, and take_back then had nothing to go by)."""
+        listing may not show it yet, and take_back then had nothing to go by). A moveto
+        that fails may have made its copy (it copies, then removes the source): taken back."""
         if any(item.name == final for item in self.list()):  # moveto would replace it
             raise IOFailure(f"{self.where(final)} already exists")
         mine = self.head(name)
-        self._run("moveto", self.where(name), self.where(final))
-        return None if mine.error else mine
+        mine = None if mine.error else mine
+        try:
+            self._run("moveto", self.where(name), self.where(final))
+        except IOFailure as e:
+            try:
+                self.take_back(final, mine)
+            except IOFailure as left:
+                raise IOFailure(f"{e}; {self.where(final)} left in place: {left}") from None
+            raise
+        return mine
 
     def take_back(self, final, renamed):
         """Best effort: remove `final` if it has the size of the object renamed (no inode to check)."""
