@@ -13,6 +13,7 @@ from ..errors import InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
+from .remotes import prefix_end
 
 NO_SUCH_OBJECT = "no such object"  # stat()'s error for a name the remote does not hold
 FILE_NOT_FOUND = 4  # rclone's exit status for an object that is not there
@@ -56,7 +57,8 @@ class Rclone:
     remote = True
 
     def __init__(self, location, env=None):
-        self.location = location.rstrip("/") if not location.endswith(":") else location
+        end = prefix_end(location) or 0  # REMOTE:/ is the remote's root, REMOTE: its home (sftp), or "." (local)
+        self.location = location[:end] + (location[end:].rstrip("/") or location[end:end + 1])
         self.env = bounded(child_env(os.environ if env is None else env, needs=RCLONE_NEEDS))  # nor PGPASSWORD
         self.binary = rclone_binary(self.env)
         self.children = Children()
@@ -64,7 +66,7 @@ class Rclone:
         self.unremoved = {}  # storage.discard's: what the last try to remove an object left, by name
 
     def where(self, name):
-        sep = "" if self.location.endswith(":") else "/"
+        sep = "" if self.location.endswith((":", "/")) else "/"
         return f"{self.location}{sep}{name}"
 
     def _run(self, *argv):

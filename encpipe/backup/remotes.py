@@ -95,11 +95,10 @@ def is_remote(location):
 def split_file(path):
     """(location, name) for a file given as a path or REMOTE:PATH/NAME."""
     if is_remote(path):
-        end = prefix_end(path)
-        head, _, name = path.rpartition("/")
-        if "/" not in path[end:]:  # REMOTE:NAME (a / in a parameter's value is not a folder)
-            head, name = path[:end], path[end:]
-        return head, name
+        end, cut = prefix_end(path), path.rfind("/")
+        if cut < end:  # REMOTE:NAME (a / in a parameter's value is not a folder)
+            return path[:end], path[end:]
+        return path[:cut if cut > end else cut + 1], path[cut + 1:]  # REMOTE:/NAME: in the root, not REMOTE:
     return os.path.dirname(path) or ".", os.path.basename(path)
 
 
