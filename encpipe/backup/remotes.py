@@ -15,8 +15,9 @@ from ..errors import UsageError
 from ..keyargs import shown_name
 
 # A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
-# (any script's), `_`, `.`, `+`, `@`, and `-` or space between them, never first nor last
-# space. Else rclone reads the whole as a local path (a `/` before the colon) or refuses it.
+# (any script's), `_`, `.`, `+` and `@`, and `-` and spaces each followed by more (never
+# first, nor a space last). Else rclone reads the whole as a local path (a `/` before the
+# colon) or refuses it.
 _NAME = re.compile(r":?[\w.+@]+(?:[ -]+[\w.+@-]+)*")
 # The parameters whose value is a secret: every option rclone's backends mark as a
 # password or as sensitive that is a credential (`rclone config providers`: IsPassword,
