@@ -164,7 +164,7 @@ def test_a_stored_backup_that_cannot_be_read_back_or_pruned_says_so_and_is_recor
     assert proc.returncode == 1 and line["bytes"] is None and line["pruned"] == []
     errors = [text for text in proc.stderr.decode().splitlines() if ": error: " in text]
     assert errors == [
-        f"encpipe-backup: error: backup written, but cannot read it back: rclone lsjson {s3.location}/moveto/"
-        f"{line['filename']}: lsjson: connection reset",
+        f"encpipe-backup: error: backup written, but cannot read {line['remote']} back: rclone lsjson "
+        f"{line['remote']}: lsjson: connection reset",
         f"encpipe-backup: error: backup written, but {s3.location}/moveto/ not pruned: cannot list "
         f"{s3.location}/moveto: rclone lsjson: lsjson: connection reset"]

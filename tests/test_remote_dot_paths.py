@@ -10,8 +10,10 @@ restore of that path would ever find. Each option that takes a remote, and a
 remote FILE of encpipe-restore, now refuses it: 64 (encpipe-check: UNKNOWN,
 3), one line, nothing on stdout, rclone never run."""
 
+import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -38,3 +40,26 @@ def test_a_backup_to_a_dot_dot_path_stores_nothing_anywhere(s3, key_file, tmp_pa
                            "shop"], env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert [files for _, _, files in os.walk(s3.root) if files] == []
+
+
+def test_a_remote_s_root_path_stays_its_root(tmp_path):
+    """`REMOTE:/` is the remote's root, `REMOTE:` its home (sftp's) or, for the local
+    backend, the current directory: the trailing `/` taken off a remote's path kept
+    that one. Before, `:local:/` was read as `:local:`, so encpipe-list listed the
+    current directory (a backup `--to box:/` went to box's home directory, and a
+    restore of `box:/NAME` fetched box:NAME)."""
+    from encpipe.backup.rclonestore import Rclone
+    from encpipe.backup.remotes import split_file
+    from test_backup_restore import REPO, python_env
+
+    (tmp_path / "in_the_current_directory").write_bytes(b"x")
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "encpipe-list"), ":local:/"], cwd=tmp_path,
+                          env={**python_env(), "RCLONE_CONFIG": "/dev/null"}, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "in_the_current_directory" not in [e["filename"] for e in json.loads(done.stdout)]
+    env = {**python_env(), "RCLONE_CONFIG": "/dev/null"}
+    assert [Rclone(where, env).where("x") for where in (":local:/", "box:/", "box://", "box:/a/", "box:", "box:a//")] \
+        == [":local:/x", "box:/x", "box:/x", "box:/a/x", "box:x", "box:a/x"]
+    assert [split_file(f) for f in ("box:/x.enc", "box:x.enc", "box:/a/x.enc", "box:a/x.enc")] == [
+        ("box:/", "x.enc"), ("box:", "x.enc"), ("box:/a", "x.enc"), ("box:a", "x.enc")]  # a restore's FILE

@@ -12,22 +12,27 @@ recorded.
 An object that, once renamed, is gone or reads back as something else (another
 writer of the bucket, a remote that loses it) was read back and its damage
 never looked at: exit 0, recorded a success. The read-back now fails on it:
-exit 1, `backup written, but it does not read back as stored: ...`, and the run
-recorded as a failed attempt (the backup is not there as written); a read-back
-that cannot run at all (the remote does not answer just then) stays what
-README says (exit 1, recorded a success without a size).
+exit 1, `backup written, but LOCATION/NAME does not read back as stored: ...`,
+and the run recorded as a failed attempt (the backup is not there as written);
+a read-back that cannot run at all (the remote does not answer just then) stays
+what README says (exit 1, recorded a success without a size). Every file the
+run renamed is read back so, in every store: the run's globals file too, and
+the off-site copy of a run given --dir as well (before, only the dump in the
+first store was).
 
 Real rclone against `rclone serve s3`; a fake pg_dump (no cluster needed); the
 faults are made by a wrapper around the real rclone.
 """
 
 import json
+import os
 import re
 import subprocess
+import sys
 
 from s3server import rclone_binary
 from test_backup_monitoring import samples
-from test_backup_restore import BACKUP
+from test_backup_restore import BACKUP, python_env
 from test_rclone_leftovers import fake_env
 
 DB = "shop"
@@ -85,8 +90,9 @@ def test_a_backup_that_does_not_read_back_as_stored_fails_and_is_recorded_failed
         assert len(lines) == 1, lines
         size = re.search(r"([0-9]+) were stored", lines[0])
         expected = said.format(name=re.escape(line["filename"]), size=size and size[1])
-        assert re.fullmatch(r"encpipe-backup: error: backup written, but it does not read back as stored: "
-                            + expected, lines[0]), (folder, lines)
+        assert re.fullmatch(rf"encpipe-backup: error: backup written, but {re.escape(s3.location)}/{folder}/"
+                            rf"{re.escape(line['filename'])} does not read back as stored: " + expected,
+                            lines[0]), (folder, lines)
         assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0, folder
         assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded, folder
 
@@ -111,3 +117,138 @@ def test_an_object_size_that_is_not_json_fails_the_upload_in_one_line(s3, key_fi
                         rf"(\S+): rclone lsjson \1: its output is not JSON; nothing was stored\n", err), err
     assert s3.objects("garbled") == []
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
+
+
+def test_the_off_site_copy_is_read_back_too(s3, key_file, tmp_path):
+    """--dir and --to: the remote's object lost right after its rename. Before, only
+    the local file was read back: exit 0, a success recorded, no word of the copy."""
+    rclone = wrapped(tmp_path, "moveto", '"$R" moveto "$2" "$3" || exit; "$R" deletefile "$3"; exit')
+    prom, directory = tmp_path / "encpipe.prom", tmp_path / "local"
+    done = subprocess.run([BACKUP, "--no-globals", "--compress", "none", "--dir", str(directory),
+                           "--to", f"{s3.location}/both", "--key-file", key_file, "--metrics-file", str(prom), DB],
+                          env=fake_env(tmp_path, DUMP, **s3.env, RCLONE=rclone), capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    line = json.loads(done.stdout)
+    assert line["bytes"] > 300000 and line["key_ids"]  # the local file, read back as stored
+    assert os.listdir(directory) == [line["filename"]] and s3.objects("both") == []
+    assert err == (f"encpipe-backup: error: backup written, but {s3.location}/both/{line['filename']} does not read "
+                   f"back as stored: cannot read {line['filename']}: no such object\n")
+    recorded = samples(prom)
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
+    assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded
+
+
+def _uploaded(tmp_path, key_file, env, where, temp, data):
+    """`data` sealed into TEMP in `where` (`job upload`'s options)."""
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", key_file], input=data, env=env,
+                            capture_output=True, timeout=60)
+    assert sealed.returncode == 0, sealed.stderr
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "upload", *where, temp], input=sealed.stdout,
+                          env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_globals_file_is_read_back_too(s3, key_file, tmp_path):
+    """The run's globals file replaced on the remote right after its rename (`job
+    commit --globals-temp`). Before, only the dump was read back: exit 0, a
+    success recorded, and the dump stored beside a globals file that is not its."""
+    rclone = wrapped(tmp_path, "moveto", '"$R" moveto "$2" "$3" || exit\ncase "$3" in *.globals.sql.enc) '
+                                         'echo not a backup | "$R" rcat "$3";; esac; exit')
+    env = {**python_env(), **s3.env, "RCLONE": rclone}
+    prom, where = tmp_path / "encpipe.prom", ["--to", f"{s3.location}/globals"]
+    stamp = "20261205T000000Z"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.g", b"-- globals\n")
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--metrics-file", str(prom), "--globals-temp", ".encpipe-tmp.g",
+                           "--globals-name", f"{DB}_{stamp}.globals.sql.enc", "--", ".encpipe-tmp.d",
+                           f"{DB}_{stamp}.sql.enc"], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=300)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    line = json.loads(done.stdout)
+    assert line["bytes"] and line["key_ids"]  # the dump, read back as stored
+    assert err == (f"encpipe-backup: error: backup written, but {s3.location}/globals/{DB}_{stamp}.globals.sql.enc "
+                   f"does not read back as stored: {DB}_{stamp}.globals.sql.enc: not an encpipe file\n")
+    recorded = samples(prom)
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
+    assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded
+
+
+LAGGING = """for a; do [ "$a" = --stat ] && exec "$R" "$@"; done
+echo '[]'; exit 0"""  # a listing that does not show the run's objects yet (Swift's is updated later)
+
+
+def test_a_rename_taken_back_on_a_remote_whose_listing_lags(s3, key_file, tmp_path):
+    """The globals file renamed, the dump's rename failing, on a remote whose listing
+    does not show the run's objects yet: the globals file is taken back, as README
+    says (the objects are asked for themselves). Before, the rename looked for the
+    temporary object in the listing, found none, and taking the globals file back
+    did nothing: `nothing was stored`, 74, and the globals file left under its name."""
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) {LAGGING};;\n'
+                    'moveto) case "$3" in *.globals.sql.enc) ;; *) echo "2026/12/05 01:00:00 NOTICE: Failed to '
+                    'moveto: connection reset" >&2; exit 1;; esac;;\nesac\nexec "$R" "$@"\n')
+    path.chmod(0o755)
+    env = {**python_env(), **s3.env, "RCLONE": str(path)}
+    where, stamp = ["--to", f"{s3.location}/lagging"], "20261205T000000Z"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.g", b"-- globals\n")
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--globals-temp", ".encpipe-tmp.g", "--globals-name",
+                           f"{DB}_{stamp}.globals.sql.enc", "--", ".encpipe-tmp.d", f"{DB}_{stamp}.sql.enc"], env=env,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto "
+        f"{s3.location}/lagging/.encpipe-tmp.d {s3.location}/lagging/{DB}_{stamp}.sql.enc: 2026/12/05 01:00:00 "
+        "NOTICE: Failed to moveto: connection reset; nothing was stored\n")
+    assert s3.objects("lagging") == []
+
+
+def test_a_moveto_that_copied_and_then_failed_leaves_no_object_under_the_final_name(s3, key_file, tmp_path):
+    """`rclone moveto` is a copy, then the removal of the source (S3: CopyObject, then
+    DeleteObject): one whose removal fails (a bucket that refuses deletes, a connection
+    lost) exits 1 with the copy made. Before, the run said `nothing was stored` (74) and
+    left that copy under the backup's final name; it is now taken back as a rename's is."""
+    rclone = wrapped(tmp_path, "moveto", '"$R" copyto "$2" "$3" || exit; echo "2026/12/05 01:00:00 ERROR : '
+                                         'Failed to moveto: AccessDenied: access denied" >&2; exit 1')
+    env = {**python_env(), **s3.env, "RCLONE": rclone}
+    where, final = ["--to", f"{s3.location}/halfmoved"], f"{DB}_20261205T000000Z.sql.enc"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto "
+        f"{s3.location}/halfmoved/.encpipe-tmp.d {s3.location}/halfmoved/{final}: 2026/12/05 01:00:00 ERROR : "
+        "Failed to moveto: AccessDenied: access denied; nothing was stored\n")
+    assert s3.objects("halfmoved") == []
+
+
+def test_a_copy_that_cannot_be_taken_back_is_named(s3, key_file, tmp_path):
+    """The same on a bucket that refuses every delete: the copy stays, and the run's line names it."""
+    refused = 'echo "2026/12/05 01:00:00 ERROR : Failed to $1: AccessDenied: access denied" >&2; exit 1'
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nmoveto) "$R" copyto "$2" "$3" || exit; '
+                    f'{refused};;\ndeletefile) {refused};;\nesac\nexec "$R" "$@"\n')
+    path.chmod(0o755)
+    env = {**python_env(), **s3.env, "RCLONE": str(path)}
+    where, final = ["--to", f"{s3.location}/undeletable"], f"{DB}_20261205T000000Z.sql.enc"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    place = f"{s3.location}/undeletable"
+    assert done.stderr.decode().splitlines() == [
+        f"encpipe-backup: warning: {place}/.encpipe-tmp.d not removed: rclone deletefile: 2026/12/05 01:00:00 ERROR : "
+        "Failed to deletefile: AccessDenied: access denied",
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {place}/.encpipe-tmp.d "
+        f"{place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to moveto: AccessDenied: access denied; "
+        f"{place}/{final} left in place: rclone deletefile {place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to "
+        "deletefile: AccessDenied: access denied; nothing was stored"]
+    assert s3.objects("undeletable") == sorted([".encpipe-tmp.d", final])

@@ -8,13 +8,14 @@ refuses it with 73), no lock, and its JSON line's `remote` naming a local
 file as the off-site copy. It is now refused before anything runs: 64, one
 line, nothing on stdout, nothing made."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from test_backup_restore import BACKUP
+from test_backup_restore import BACKUP, REPO
 from test_rclone_leftovers import fake_env
 
 
@@ -57,3 +58,26 @@ def test_a_unit_whose_runs_would_all_be_refused_is_not_made(tmp_path):
     assert (done.returncode, done.stdout) == (64, b""), done.stderr
     assert done.stderr.decode().splitlines()[0] == "encpipe-backup: error: --to: offsite names no rclone remote " \
                                                    "(REMOTE:PATH)"
+
+
+@pytest.mark.parametrize("name", ["off+site", "ops@vault", "sauvegarde-été", ".hidden"])
+def test_every_remote_name_rclone_takes_is_a_remote(tmp_path, key_file, name):
+    """A remote's name may hold `+`, `@`, `.` (a first one too) and any letter or digit
+    (rclone 1.75: `config name contains invalid characters - may only contain numbers,
+    letters, _, -, ., +, @ and space`). Before, encpipe took only ASCII letters, digits,
+    `_`, `-`, `.` and space, a `.` never first: `--to off+site:up` was refused (64,
+    `names no rclone remote`), and encpipe-list of it read a local directory."""
+    bucket, config = tmp_path / "bucket", tmp_path / "rclone.conf"
+    bucket.mkdir()
+    config.write_text(f"[{name}]\ntype = alias\nremote = {bucket}\n")
+    env = fake_env(tmp_path, "echo 'select 1;'\n", RCLONE_CONFIG=str(config))
+    done = subprocess.run([BACKUP, "--no-globals", "--to", f"{name}:up", "--key-file", key_file, "shop"], env=env,
+                          cwd=tmp_path, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    line = json.loads(done.stdout)
+    assert line["remote"] == f"{name}:up/{line['filename']}" and line["key_ids"]
+    assert os.listdir(bucket / "up") == [line["filename"]]
+    listed = subprocess.run([sys.executable, str(REPO / "scripts" / "encpipe-list"), f"{name}:up"], env=env,
+                            cwd=tmp_path, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert (listed.returncode, listed.stderr) == (0, b""), listed.stderr.decode()
+    assert [b["filename"] for b in json.loads(listed.stdout)] == [line["filename"]]

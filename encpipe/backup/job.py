@@ -111,15 +111,19 @@ def cmd_commit(args, io):
         except EncpipeError as e:  # a store's rename says which one failed
             return _undo(args, io, targets, renames, renamed, e)
         hold_for_good()  # stored: the rest (read back, prune, record, the JSON line) and its status stand
-    status, head, lost = 0, None, None  # from here on the backup is stored: what fails is said, the run recorded
-    try:
-        head, lost = _read_back(targets[0], final, next(r for s, n, r in renamed if s is targets[0] and n == final))
-    except (EncpipeError, OSError) as e:
-        io.error(f"backup written, but cannot read it back: {e}")
-        status = 1
-    if lost:  # not there as stored: the run failed, whatever its renames did
-        io.error(f"backup written, but it does not read back as stored: {lost}")
-        status = 1
+    status, head, lost = 0, None, False  # from here on the backup is stored: what fails is said, the run recorded
+    for store, name, mine in renamed:  # each file, in each store: the globals file and the off-site copy too
+        try:
+            found, why = _read_back(store, name, mine)
+        except (EncpipeError, OSError) as e:
+            io.error(f"backup written, but cannot read {store.where(name)} back: {e}")
+            status = 1
+            continue
+        if why:  # not there as stored: the run failed, whatever its renames did
+            io.error(f"backup written, but {store.where(name)} does not read back as stored: {why}")
+            status, lost = 1, True
+        elif store is targets[0] and name == final:  # the JSON line's
+            head = found
     line = {
         "filename": final,
         "path": targets[0].where(final),
@@ -148,10 +152,10 @@ def cmd_commit(args, io):
 
 
 def _read_back(store, final, renamed):
-    """(the Entry of `final` as it reads back, None), or (None, why it is not the file
-    stored: gone, not a sealed file, or not the size its temporary file had as it was
-    renamed, `renamed` being what store.rename gave); a read that cannot be made (the
-    remote not listed, rclone failing) raises, as before (the backup counts as stored)."""
+    """(the Entry of `final` in `store` as it reads back, None), or (None, why it is not
+    the file stored: gone, not a sealed file, or not the size its temporary file had as
+    it was renamed, `renamed` being what store.rename gave); a read that cannot be made
+    (rclone failing) raises: the backup counts as stored."""
     from .listing import examine  # imported by encpipe-backup while pg_dump starts
 
     item = store.head(final)

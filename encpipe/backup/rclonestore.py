@@ -13,6 +13,7 @@ from ..errors import InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
+from .remotes import prefix_end
 
 NO_SUCH_OBJECT = "no such object"  # stat()'s error for a name the remote does not hold
 FILE_NOT_FOUND = 4  # rclone's exit status for an object that is not there
@@ -56,7 +57,8 @@ class Rclone:
     remote = True
 
     def __init__(self, location, env=None):
-        self.location = location.rstrip("/") if not location.endswith(":") else location
+        end = prefix_end(location) or 0  # REMOTE:/ is the remote's root, REMOTE: its home (sftp), or "." (local)
+        self.location = location[:end] + (location[end:].rstrip("/") or location[end:end + 1])
         self.env = bounded(child_env(os.environ if env is None else env, needs=RCLONE_NEEDS))  # nor PGPASSWORD
         self.binary = rclone_binary(self.env)
         self.children = Children()
@@ -64,7 +66,7 @@ class Rclone:
         self.unremoved = {}  # storage.discard's: what the last try to remove an object left, by name
 
     def where(self, name):
-        sep = "" if self.location.endswith(":") else "/"
+        sep = "" if self.location.endswith((":", "/")) else "/"
         return f"{self.location}{sep}{name}"
 
     def _run(self, *argv):
@@ -160,15 +162,26 @@ class Rclone:
             raise IOFailure(f"cannot upload {self.where(name)}: {held}")
 
     def rename(self, name, final):
-        listed = {item.name: item for item in self.list()}
-        if final in listed:  # moveto would replace it
+        """moveto `name` to `final`: the object renamed, as the remote gave it (head: a
+        listing may not show it yet, and take_back then had nothing to go by). A moveto
+        that fails may have made its copy (it copies, then removes the source): taken back."""
+        if any(item.name == final for item in self.list()):  # moveto would replace it
             raise IOFailure(f"{self.where(final)} already exists")
-        self._run("moveto", self.where(name), self.where(final))
-        return listed.get(name)
+        mine = self.head(name)
+        mine = None if mine.error else mine
+        try:
+            self._run("moveto", self.where(name), self.where(final))
+        except IOFailure as e:
+            try:
+                self.take_back(final, mine)
+            except IOFailure as left:
+                raise IOFailure(f"{e}; {self.where(final)} left in place: {left}") from None
+            raise
+        return mine
 
     def take_back(self, final, renamed):
         """Best effort: remove `final` if it has the size of the object renamed (no inode to check)."""
-        if renamed and self.stat(final).size == renamed.size:
+        if renamed and self.head(final).size == renamed.size:
             self._run("deletefile", self.where(final))
 
     def remove(self, item):

@@ -14,7 +14,11 @@ import re
 from ..errors import UsageError
 from ..keyargs import shown_name
 
-_NAME = re.compile(r":?[A-Za-z0-9_][A-Za-z0-9_.\- ]*")  # a configured remote's name, or :backend
+# A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
+# (any script's), `_`, `.`, `+` and `@`, and `-` and spaces each followed by more (never
+# first, nor a space last). Else rclone reads the whole as a local path (a `/` before the
+# colon) or refuses it.
+_NAME = re.compile(r":?[\w.+@]+(?:[ -]+[\w.+@-]+)*")
 # The parameters whose value is a secret: every option rclone's backends mark as a
 # password or as sensitive that is a credential (`rclone config providers`: IsPassword,
 # Sensitive), by name or by the end of it; "public_key" and the like too (harmless).
@@ -92,11 +96,10 @@ def is_remote(location):
 def split_file(path):
     """(location, name) for a file given as a path or REMOTE:PATH/NAME."""
     if is_remote(path):
-        end = prefix_end(path)
-        head, _, name = path.rpartition("/")
-        if "/" not in path[end:]:  # REMOTE:NAME (a / in a parameter's value is not a folder)
-            head, name = path[:end], path[end:]
-        return head, name
+        end, cut = prefix_end(path), path.rfind("/")
+        if cut < end:  # REMOTE:NAME (a / in a parameter's value is not a folder)
+            return path[:end], path[end:]
+        return path[:cut if cut > end else cut + 1], path[cut + 1:]  # REMOTE:/NAME: in the root, not REMOTE:
     return os.path.dirname(path) or ".", os.path.basename(path)
 
 
