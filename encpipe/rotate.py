@@ -9,7 +9,8 @@ key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
 For each regular file under DIR (hidden files, hidden directories and symbolic
 links are left alone):
   - not an encpipe file: left alone, reported as "foreign";
-  - owned by another user than the caller and root, rotate not run as root: an "error" (73), left alone;
+  - rotate not run as root: owned by another user than the caller (root too), or
+    in a group the caller is not in: an "error" (73), left alone;
   - with trusted signers (--signer, --signer-file, else ENCPIPE_SIGNER): a file
     whose trailer names none of them is an "error" (exit 67), left alone;
   - already holds a slot for every new key and escrow recipient, none for an
@@ -75,7 +76,7 @@ from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
 from .keyplace import refuse_replaceable
-from .rotatechild import Encpipe, Failure
+from .rotatechild import Encpipe, Failure, owner_not_kept
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
@@ -169,11 +170,9 @@ class Rotation:
             return self.fail(path, "read", Failure(e.strerror or str(e), 66))
         if magic != MAGIC:
             return report(path, "foreign", reason="not an encpipe file; left alone")
-        if os.geteuid() not in (0, inspected.st_uid) and inspected.st_uid != 0:  # planted, its time the planter's
-            from .backup.listing import user_name
-            return self.fail(path, "owner", Failure(f"owned by {user_name(inspected.st_uid)}, not by the user running "
-                                                    "rotate: rotated, it would be yours (only root keeps another user's "
-                                                    "file theirs); left alone", 73))
+        refused = owner_not_kept(inspected, os.fstat(dir_fd))  # planted (its time the planter's), or root's
+        if refused:  # or a group's: renamed over, it would be the caller's
+            return self.fail(path, "owner", refused)
         present = {slot.get("key_id") for slot in before["slots"]} - {None}
         signed = before.get("signers") or []
         if self.trusted and not self.trusted & set(signed):

@@ -179,11 +179,9 @@ def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, p
                 verify(fd)
             hook("verified", directory, temp, name)
             _io(os.fchmod, fd, mode, what=f"cannot set the mode of {name}")
-            if owner is not None:
-                try:
-                    os.fchown(fd, *owner)
-                except PermissionError:
-                    pass
+            made = os.fstat(fd)
+            if owner is not None and owner != (made.st_uid, made.st_gid):  # not kept: not renamed over the file
+                _io(os.fchown, fd, *owner, what=f"cannot give {name} its owner and group")
             if times_ns is not None:
                 _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
             holding.enter_context(held())  # to the rename, and on to its report: see `committed`
