@@ -22,7 +22,7 @@ links are left alone):
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
     with the new keys only (and the trusted signers); then the original's
-    mode, owner and times are set through that descriptor (its modification
+    mode, access ACL, owner and times are set through that descriptor (its modification
     time a second later, so that a mirror's sync sends it again) and it is renamed
     over the original, only while both names are still the files rotate
     opened: "rotated". --sign-key adds a signature (once per key); rewrap
@@ -264,7 +264,7 @@ class Rotation:
                     # a second later than the original: a mirror's sync (size and time) sends it again,
                     # and a file older than its name stays so (README "Off-site copies" under rotate)
                     times_ns=(original.st_atime_ns, original.st_mtime_ns + 1_000_000_000), replaces=inspected,
-                    before_rename=still_inspected,
+                    before_rename=still_inspected, acl=safefile.access_acl(src.fileno()),  # a reader it names kept
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
             except EncpipeError as e:

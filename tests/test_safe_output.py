@@ -187,3 +187,22 @@ def test_an_owner_not_given_leaves_the_file_as_it_was(tmp_path, monkeypatch):
     assert (str(caught.value), caught.value.exit_code) == ("cannot give f its owner and group: Operation not permitted",
                                                           74)
     assert (path.read_bytes(), os.listdir(tmp_path)) == (b"old", ["f"])
+
+
+def test_an_acl_not_set_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """write_atomically(acl=...) (encpipe-rotate's: the original's access ACL) whose
+    setxattr fails: IOFailure (74), the original as it was, no hidden file left."""
+    from encpipe import safefile
+    from encpipe.errors import IOFailure
+
+    path = tmp_path / "f"
+    path.write_bytes(b"old")
+
+    def refused(fd, name, value):
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", refused)
+    with pytest.raises(IOFailure) as caught:
+        safefile.write_atomically(str(path), lambda out: out.write(b"new"), acl=b"\x02\0\0\0", replaces=os.stat(path))
+    assert str(caught.value) == "cannot set the access ACL of f: Operation not supported"
+    assert (path.read_bytes(), os.listdir(tmp_path)) == (b"old", ["f"])
