@@ -42,7 +42,8 @@ besides its error (a warning) goes to standard error, each line after
 the new file ("verify"; README "Progress"), never on standard output. Safe to interrupt and re-run: a
 file only ever changes by rename, after verification, and a file renamed is
 reported (a signal from its rename on waits for its line); temporary files
-left by a killed run are removed by the next one. Keys are passed as file paths only;
+left by a killed run are removed by the next one (those of the same user: a
+file another user put under such a name is "ignored"). Keys are passed as file paths only;
 one given as /dev/fd/N, or as the path of a named FIFO or a device, is read
 once and lent to each encpipe at a /dev/fd/N; one given as standard input (-,
 /dev/stdin, /dev/fd/0) is refused (64).
@@ -76,7 +77,7 @@ from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
 from .keyplace import refuse_replaceable
-from .rotatechild import Encpipe, Failure, owner_not_kept
+from .rotatechild import Encpipe, Failure, not_a_leftover, owner_not_kept
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
@@ -298,12 +299,13 @@ def check_result(result, wanted, unwanted, sign_ids):
 
 def remove_stale(fd, path, rotation):
     """Remove a temporary file of an interrupted run from the directory listed (`fd`), a
-    regular file only; a failure is that file's error."""
+    regular file of the caller's only; a failure is that file's error."""
     name = os.path.basename(path)
     with held():  # removed and reported in one step
         try:
-            if not stat.S_ISREG(os.lstat(name, dir_fd=fd).st_mode):
-                return report(path, "ignored", reason="named like a temporary file, but not a regular file")
+            why = not_a_leftover(os.lstat(name, dir_fd=fd))  # not a regular file, or another user's
+            if why:
+                return report(path, "ignored", reason=f"named like a temporary file, but {why}")
             os.unlink(name, dir_fd=fd)
         except FileNotFoundError:
             pass

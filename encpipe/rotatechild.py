@@ -52,6 +52,19 @@ def owner_not_kept(info, directory):
     return None
 
 
+def not_a_leftover(info):
+    """Why a file named like rotate's temporary file (its os.lstat) is none a killed run
+    left: not a regular file, or another user's (one who can add names to a sticky
+    directory put it there: never a run of this user's, nor one this user may remove),
+    else None."""
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_uid != os.geteuid():
+        from .backup.listing import user_name
+        return f"owned by {user_name(info.st_uid)}, not by the user running rotate"
+    return None
+
+
 class Encpipe:
     """Runs the encpipe command; secrets only ever travel as file paths."""
 
