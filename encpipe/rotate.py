@@ -297,21 +297,22 @@ def check_result(result, wanted, unwanted, sign_ids):
         raise Failure("the rewrapped file is not signed by every --sign-key", 70, "verify")
 
 
-def remove_stale(fd, path, rotation):
+def remove_stale(fd, path, rotation, dry_run=False):
     """Remove a temporary file of an interrupted run from the directory listed (`fd`), a
-    regular file of the caller's only; a failure is that file's error."""
+    regular file of the caller's only (`dry_run`: say so); a failure is that file's error."""
     name = os.path.basename(path)
     with held():  # removed and reported in one step
         try:
             why = not_a_leftover(os.lstat(name, dir_fd=fd))  # not a regular file, or another user's
             if why:
                 return report(path, "ignored", reason=f"named like a temporary file, but {why}")
-            os.unlink(name, dir_fd=fd)
-        except FileNotFoundError:
+            if not dry_run:
+                os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:  # gone meanwhile: nothing left to remove
             pass
         except OSError as e:
             return rotation.fail(path, "remove", Failure(f"cannot remove it: {e.strerror or e}", 74))
-        report(path, "removed", reason="temporary file of an interrupted run")
+        report(path, "stale" if dry_run else "removed", reason="temporary file of an interrupted run")
 
 
 def walk(top, top_fd, rotation, dry_run):
@@ -328,10 +329,7 @@ def walk(top, top_fd, rotation, dry_run):
         for name in sorted(names):
             path = os.path.join(directory, name)
             if _STALE_TEMP.match(name):
-                if dry_run:
-                    report(path, "stale", reason="temporary file of an interrupted run")
-                else:
-                    remove_stale(fd, path, rotation)
+                remove_stale(fd, path, rotation, dry_run)
             elif name.startswith("."):
                 report(path, "ignored", reason="hidden file")
             elif not is_regular(name, fd):

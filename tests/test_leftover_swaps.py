@@ -201,9 +201,10 @@ def test_a_non_regular_file_named_like_a_leftover_is_left(tmp_path, tool, migrat
         world.small()
         fifo = world.dir / STALE_ROTATE
         os.mkfifo(fifo)
-        done = rotate(world.args())
-        records = {os.path.basename(r["file"]): r for r in map(json.loads, done.stdout.decode().splitlines())}
-        assert records[STALE_ROTATE]["status"] == "ignored", records
+        for dry_run in ([], ["--dry-run"]):  # a dry run says so too (it said "stale")
+            done = rotate([*dry_run, *world.args()])
+            records = {os.path.basename(r["file"]): r for r in map(json.loads, done.stdout.decode().splitlines())}
+            assert records[STALE_ROTATE]["status"] == "ignored", records
     else:
         from test_migrate import migrate
         directory = tmp_path / "backups"
@@ -296,6 +297,10 @@ def test_rotate_leaves_a_leftover_name_another_user_owns(tmp_path):
     os.chown(planted, 4242, 4242)
     mine = world.dir / ".encpipe-rotate.8899aabbccddeeff.tmp"
     mine.write_bytes(b"a killed run's")
+    dry = rotate(["--dry-run", *world.args()])  # says what the run does, and changes nothing
+    records = {os.path.basename(r["file"]): r for r in map(json.loads, dry.stdout.decode().splitlines())}
+    assert (dry.returncode, records[STALE_ROTATE]["status"], records[mine.name]["status"]) == (0, "ignored", "stale")
+    assert (planted.read_bytes(), mine.read_bytes()) == (b"not rotate's", b"a killed run's")
     done = rotate(world.args())
     assert (done.returncode, done.stderr) == (0, b""), done.stderr
     records = {os.path.basename(r["file"]): r for r in map(json.loads, done.stdout.decode().splitlines())}
