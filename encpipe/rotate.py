@@ -9,7 +9,8 @@ key(s) to the new key(s) by rewriting headers only (`encpipe rewrap`).
 For each regular file under DIR (hidden files, hidden directories and symbolic
 links are left alone):
   - not an encpipe file: left alone, reported as "foreign";
-  - owned by another user than the caller and root, rotate not run as root: an "error" (73), left alone;
+  - rotate not run as root: owned by another user than the caller (root too), or
+    in a group the caller is not in: an "error" (73), left alone;
   - with trusted signers (--signer, --signer-file, else ENCPIPE_SIGNER): a file
     whose trailer names none of them is an "error" (exit 67), left alone;
   - already holds a slot for every new key and escrow recipient, none for an
@@ -21,7 +22,7 @@ links are left alone):
     into a new hidden file beside it (O_EXCL|O_NOFOLLOW), `encpipe inspect
     --verify` of what was written, read through the file's own descriptor,
     with the new keys only (and the trusted signers); then the original's
-    mode, owner and times are set through that descriptor (its modification
+    mode, access ACL, owner and times are set through that descriptor (its modification
     time a second later, so that a mirror's sync sends it again) and it is renamed
     over the original, only while both names are still the files rotate
     opened: "rotated". --sign-key adds a signature (once per key); rewrap
@@ -41,7 +42,8 @@ besides its error (a warning) goes to standard error, each line after
 the new file ("verify"; README "Progress"), never on standard output. Safe to interrupt and re-run: a
 file only ever changes by rename, after verification, and a file renamed is
 reported (a signal from its rename on waits for its line); temporary files
-left by a killed run are removed by the next one. Keys are passed as file paths only;
+left by a killed run are removed by the next one (those of the same user: a
+file another user put under such a name is "ignored"). Keys are passed as file paths only;
 one given as /dev/fd/N, or as the path of a named FIFO or a device, is read
 once and lent to each encpipe at a /dev/fd/N; one given as standard input (-,
 /dev/stdin, /dev/fd/0) is refused (64).
@@ -75,7 +77,7 @@ from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
 from .keyplace import refuse_replaceable
-from .rotatechild import Encpipe, Failure
+from .rotatechild import Encpipe, Failure, not_a_leftover, owner_not_kept
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
@@ -169,11 +171,9 @@ class Rotation:
             return self.fail(path, "read", Failure(e.strerror or str(e), 66))
         if magic != MAGIC:
             return report(path, "foreign", reason="not an encpipe file; left alone")
-        if os.geteuid() not in (0, inspected.st_uid) and inspected.st_uid != 0:  # planted, its time the planter's
-            from .backup.listing import user_name
-            return self.fail(path, "owner", Failure(f"owned by {user_name(inspected.st_uid)}, not by the user running "
-                                                    "rotate: rotated, it would be yours (only root keeps another user's "
-                                                    "file theirs); left alone", 73))
+        refused = owner_not_kept(inspected, os.fstat(dir_fd))  # planted (its time the planter's), or root's
+        if refused:  # or a group's: renamed over, it would be the caller's
+            return self.fail(path, "owner", refused)
         present = {slot.get("key_id") for slot in before["slots"]} - {None}
         signed = before.get("signers") or []
         if self.trusted and not self.trusted & set(signed):
@@ -265,7 +265,7 @@ class Rotation:
                     # a second later than the original: a mirror's sync (size and time) sends it again,
                     # and a file older than its name stays so (README "Off-site copies" under rotate)
                     times_ns=(original.st_atime_ns, original.st_mtime_ns + 1_000_000_000), replaces=inspected,
-                    before_rename=still_inspected,
+                    before_rename=still_inspected, acl=safefile.access_acl(src.fileno()),  # a reader it names kept
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
             except EncpipeError as e:
@@ -297,20 +297,22 @@ def check_result(result, wanted, unwanted, sign_ids):
         raise Failure("the rewrapped file is not signed by every --sign-key", 70, "verify")
 
 
-def remove_stale(fd, path, rotation):
+def remove_stale(fd, path, rotation, dry_run=False):
     """Remove a temporary file of an interrupted run from the directory listed (`fd`), a
-    regular file only; a failure is that file's error."""
+    regular file of the caller's only (`dry_run`: say so); a failure is that file's error."""
     name = os.path.basename(path)
     with held():  # removed and reported in one step
         try:
-            if not stat.S_ISREG(os.lstat(name, dir_fd=fd).st_mode):
-                return report(path, "ignored", reason="named like a temporary file, but not a regular file")
-            os.unlink(name, dir_fd=fd)
-        except FileNotFoundError:
+            why = not_a_leftover(os.lstat(name, dir_fd=fd))  # not a regular file, or another user's
+            if why:
+                return report(path, "ignored", reason=f"named like a temporary file, but {why}")
+            if not dry_run:
+                os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:  # gone meanwhile: nothing left to remove
             pass
         except OSError as e:
             return rotation.fail(path, "remove", Failure(f"cannot remove it: {e.strerror or e}", 74))
-        report(path, "removed", reason="temporary file of an interrupted run")
+        report(path, "stale" if dry_run else "removed", reason="temporary file of an interrupted run")
 
 
 def walk(top, top_fd, rotation, dry_run):
@@ -327,10 +329,7 @@ def walk(top, top_fd, rotation, dry_run):
         for name in sorted(names):
             path = os.path.join(directory, name)
             if _STALE_TEMP.match(name):
-                if dry_run:
-                    report(path, "stale", reason="temporary file of an interrupted run")
-                else:
-                    remove_stale(fd, path, rotation)
+                remove_stale(fd, path, rotation, dry_run)
             elif name.startswith("."):
                 report(path, "ignored", reason="hidden file")
             elif not is_regular(name, fd):

@@ -15,6 +15,7 @@ that a user other than the caller (or root) can write, unless it is sticky.
 """
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -25,6 +26,7 @@ from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer  # no
 
 TEST_HOOK = "ENCPIPE_TEST_HOOK"
 TEMP_PREFIX = ".encpipe-tmp."
+ACCESS_ACL = "system.posix_acl_access"
 
 
 def hook(step, *details):
@@ -124,11 +126,13 @@ def write_output(path, write, *, allow_shared=False, committed=None):
 
 
 def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None, owner=None, times_ns=None,
-                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix="", dir_fd=None, committed=None):
+                     replaces=None, before_rename=None, prefix=TEMP_PREFIX, suffix="", dir_fd=None, committed=None,
+                     acl=None):
     """Create `path` (or replace it) with what `write(file)` writes; returns what write returned.
 
     `verify(fd)` may check the written file through its descriptor; `owner` (uid,
-    gid) and `times_ns` (atime, mtime) are set through it; `replaces`, the stat of
+    gid), `acl` (an access ACL's xattr, access_acl) and `times_ns` (atime, mtime)
+    are set through it; `replaces`, the stat of
     the file the caller read, makes the rename happen only while `path` is still
     that file; `dir_fd`, the directory the caller listed (and checked), open, makes
     it all happen in that very directory, whatever its name leads to by now;
@@ -147,7 +151,7 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
                                                                                              allow_shared)
     try:
         steps = (write, verify, before_rename, committed)
-        return _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, prefix + "%s" + suffix)
+        return _write_in(dir_fd, directory, name, steps, (mode, acl), owner, times_ns, replaces, prefix + "%s" + suffix)
     finally:
         os.close(dir_fd)
 
@@ -161,7 +165,8 @@ def _checked(dir_fd, directory, allow_shared):
     return os.dup(dir_fd)
 
 
-def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, pattern):
+def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces, pattern):
+    """`access`: (mode, access ACL or None)."""
     write, verify, before_rename, committed = steps
     temp = pattern % secrets.token_hex(8)
     done, fd = False, None
@@ -178,12 +183,12 @@ def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, p
             if verify is not None:
                 verify(fd)
             hook("verified", directory, temp, name)
-            _io(os.fchmod, fd, mode, what=f"cannot set the mode of {name}")
-            if owner is not None:
-                try:
-                    os.fchown(fd, *owner)
-                except PermissionError:
-                    pass
+            _io(os.fchmod, fd, access[0], what=f"cannot set the mode of {name}")
+            if access[1] is not None:  # its group bits the ACL's mask, as the original's
+                _io(os.setxattr, fd, ACCESS_ACL, access[1], what=f"cannot set the access ACL of {name}")
+            made = os.fstat(fd)
+            if owner is not None and owner != (made.st_uid, made.st_gid):  # not kept: not renamed over the file
+                _io(os.fchown, fd, *owner, what=f"cannot give {name} its owner and group")
             if times_ns is not None:
                 _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
             holding.enter_context(held())  # to the rename, and on to its report: see `committed`
@@ -214,6 +219,16 @@ def _write_in(dir_fd, directory, name, steps, mode, owner, times_ns, replaces, p
         finally:
             if fd is not None:
                 os.close(fd)
+
+
+def access_acl(fd):
+    """The access ACL of the file open as `fd` (its xattr's bytes), or None when it has none."""
+    try:
+        return os.getxattr(fd, ACCESS_ACL)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP):
+            return None
+        raise
 
 
 def _io(function, *args, what, **kwargs):

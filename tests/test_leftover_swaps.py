@@ -201,9 +201,10 @@ def test_a_non_regular_file_named_like_a_leftover_is_left(tmp_path, tool, migrat
         world.small()
         fifo = world.dir / STALE_ROTATE
         os.mkfifo(fifo)
-        done = rotate(world.args())
-        records = {os.path.basename(r["file"]): r for r in map(json.loads, done.stdout.decode().splitlines())}
-        assert records[STALE_ROTATE]["status"] == "ignored", records
+        for dry_run in ([], ["--dry-run"]):  # a dry run says so too (it said "stale")
+            done = rotate([*dry_run, *world.args()])
+            records = {os.path.basename(r["file"]): r for r in map(json.loads, done.stdout.decode().splitlines())}
+            assert records[STALE_ROTATE]["status"] == "ignored", records
     else:
         from test_migrate import migrate
         directory = tmp_path / "backups"
@@ -281,3 +282,30 @@ def test_a_dir_locked_by_another_run_is_refused_at_once(tmp_path, tool, migrate_
         os.close(fd)
     assert (status, out, err) == (75, [] if tool == "migrate" else "", expected)
     assert sorted(os.listdir(directory)) == before
+
+
+def test_rotate_leaves_a_leftover_name_another_user_owns(tmp_path):
+    """A user who can add names to a sticky backup directory put a file there under
+    the name of rotate's temporary file. Rotate, run as root, removed it (a file of
+    another user's, which no run of root's made); run as the directory's owner, it
+    could not (the sticky bit), and every run ended 1 on that file's `remove` error.
+    It is left where it is, `ignored`: a killed run's temporary file is its user's."""
+    world = World(tmp_path)
+    world.small()
+    planted = world.dir / STALE_ROTATE
+    planted.write_bytes(b"not rotate's")
+    os.chown(planted, 4242, 4242)
+    mine = world.dir / ".encpipe-rotate.8899aabbccddeeff.tmp"
+    mine.write_bytes(b"a killed run's")
+    dry = rotate(["--dry-run", *world.args()])  # says what the run does, and changes nothing
+    records = {os.path.basename(r["file"]): r for r in map(json.loads, dry.stdout.decode().splitlines())}
+    assert (dry.returncode, records[STALE_ROTATE]["status"], records[mine.name]["status"]) == (0, "ignored", "stale")
+    assert (planted.read_bytes(), mine.read_bytes()) == (b"not rotate's", b"a killed run's")
+    done = rotate(world.args())
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    records = {os.path.basename(r["file"]): r for r in map(json.loads, done.stdout.decode().splitlines())}
+    assert records[STALE_ROTATE] == {
+        "file": str(planted), "status": "ignored",
+        "reason": "named like a temporary file, but owned by uid 4242, not by the user running rotate"}, records
+    assert records[mine.name]["status"] == "removed"
+    assert (planted.read_bytes(), mine.exists()) == (b"not rotate's", False)

@@ -1,4 +1,4 @@
-"""encpipe-rotate leaves a file another user owns as it is, when it cannot keep its owner.
+"""encpipe-rotate leaves a file as it is when it cannot keep its owner or group.
 
 A sticky backup directory passes rotate's check (other users can add names, not
 replace the backups), so a local user can plant a file there: a copy of a removed
@@ -26,20 +26,23 @@ from test_rotate import World, lines
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the planter is another user: root chowns their files")
 
-OPERATOR, PLANTER = 4243, 4242
+OPERATOR, PLANTER, READERS = 4243, 4242, 4244  # READERS: a group OPERATOR is not in
 
 
 @pytest.fixture
 def as_operator(monkeypatch):
-    """rotate's own process as OPERATOR: not root; os.fchown to another user refused."""
+    """rotate's own process as OPERATOR, in group OPERATOR only: not root; os.fchown
+    to another user, or to a group OPERATOR is not in, refused (as the kernel's)."""
     real_fchown = os.fchown
 
     def fchown(fd, uid, gid):
-        if uid not in (-1, OPERATOR):
+        if uid not in (-1, OPERATOR) or gid not in (-1, OPERATOR, os.fstat(fd).st_gid):
             raise PermissionError(1, "Operation not permitted")
         real_fchown(fd, uid, gid)
 
     monkeypatch.setattr(os, "geteuid", lambda: OPERATOR)
+    monkeypatch.setattr(os, "getegid", lambda: OPERATOR)
+    monkeypatch.setattr(os, "getgroups", lambda: [OPERATOR])
     monkeypatch.setattr(os, "fchown", fchown)
     umask = os.umask(0o022)
     yield
@@ -110,3 +113,54 @@ def test_root_keeps_the_planters_file_theirs(world, capsys):
     planted = world.dir / "shop_20250301T020000Z.dump.enc"
     assert lines(Done(out))[planted.name]["status"] == "rotated"
     assert os.stat(planted).st_uid == PLANTER
+
+
+@pytest.mark.parametrize("owner, group, error", [
+    ((OPERATOR, READERS), "READERS", "in group 4244, which the user running rotate is not in: rotated, it would "
+     "lose that group (only root keeps it); left alone"),
+    ((0, 0), "root", "owned by user root, not by the user running rotate: rotated, it would be yours (only root keeps "
+     "another user's file theirs); left alone"),
+])
+def test_a_file_whose_owner_or_group_rotate_cannot_keep_is_left_as_it_was(world, as_operator, capsys, owner, group,
+                                                                           error):
+    """A backup kept 0640 for a group of readers (an off-site sync user, given it by
+    root's chgrp), or one root made: rotate, not root, could not give the new file
+    that group or owner back (the fchown refusal was passed over) and renamed it over
+    the original all the same: the group's readers could read it no more, the
+    caller's own group could. It is left as it was, an error (owner, 73), as the
+    README's re-seal recipe leaves a file whose chown fails."""
+    name = "shop_20250201T020000Z.dump.enc"
+    path = world.add(name, "--key-file", world.old_a, mode=0o640)
+    os.chown(path, *owner)
+    before = os.stat(path)
+    code, out, err = run_rotate(["--dry-run", *world.args()], capsys)
+    assert (lines(Done(out))[name]["status"], code) == ("error", 1)
+    code, out, err = run_rotate(world.args(), capsys)
+    got = lines(Done(out))
+    assert got["shop_20250101T020000Z.dump.enc"]["status"] == "rotated", got
+    if group == "root":  # the user's name as the system gives it
+        error = error.replace("user root", __import__("encpipe.backup.listing").backup.listing.user_name(0))
+    assert (got[name]["status"], got[name]["step"], got[name]["exit"], got[name]["error"]) == \
+        ("error", "owner", 73, error), got
+    assert (code, err) == (1, "encpipe-rotate: error: 2 file(s) could not be rotated\n")
+    assert path.read_bytes() == world.originals[name]
+    after = os.stat(path)
+    assert (after.st_ino, after.st_uid, after.st_gid, after.st_mode, after.st_mtime_ns) == \
+        (before.st_ino, *owner, before.st_mode, before.st_mtime_ns)
+    assert sorted(os.listdir(world.dir)) == sorted(world.originals)
+
+
+def test_a_group_the_directory_gives_is_kept(world, as_operator, capsys):
+    """A set-group-ID directory gives each file made in it its group, READERS, which
+    OPERATOR is not in: rotate's new file gets it too, so the file is rotated."""
+    os.chown(world.dir, OPERATOR, READERS)
+    os.chmod(world.dir, 0o2750)
+    name = "shop_20250201T020000Z.dump.enc"
+    path = world.add(name, "--key-file", world.old_a, mode=0o640)
+    os.chown(path, OPERATOR, READERS)
+    os.chown(world.dir / "shop_20250301T020000Z.dump.enc", OPERATOR, READERS)
+    code, out, err = run_rotate(world.args(), capsys)
+    assert (code, err) == (0, ""), out
+    assert lines(Done(out))[name]["status"] == "rotated"
+    info = os.stat(path)
+    assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o7777)) == (OPERATOR, READERS, "0o640")

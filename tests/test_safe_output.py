@@ -164,3 +164,45 @@ def test_seal_o_existing_with_a_missing_key_leaves_it_unchanged(tmp_path):
     done = run_process(["seal", "-o", str(existing), "--key-file", str(tmp_path / "missing")], DATA)
     assert done.returncode == 66
     assert existing.read_bytes() == b"the previous backup\n"
+
+
+def test_an_owner_not_given_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """write_atomically(owner=...) whose fchown is refused (another user, a group the
+    caller is not in): before, the refusal was passed over and the new file, the
+    caller's, renamed over the original; now IOFailure (74), the original as it was,
+    no hidden file left."""
+    from encpipe import safefile
+    from encpipe.errors import IOFailure
+
+    path = tmp_path / "f"
+    path.write_bytes(b"old")
+    before = os.stat(path)
+
+    def refused(fd, uid, gid):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchown", refused)
+    with pytest.raises(IOFailure) as caught:
+        safefile.write_atomically(str(path), lambda out: out.write(b"new"), owner=(4242, 4242), replaces=before)
+    assert (str(caught.value), caught.value.exit_code) == ("cannot give f its owner and group: Operation not permitted",
+                                                          74)
+    assert (path.read_bytes(), os.listdir(tmp_path)) == (b"old", ["f"])
+
+
+def test_an_acl_not_set_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """write_atomically(acl=...) (encpipe-rotate's: the original's access ACL) whose
+    setxattr fails: IOFailure (74), the original as it was, no hidden file left."""
+    from encpipe import safefile
+    from encpipe.errors import IOFailure
+
+    path = tmp_path / "f"
+    path.write_bytes(b"old")
+
+    def refused(fd, name, value):
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", refused)
+    with pytest.raises(IOFailure) as caught:
+        safefile.write_atomically(str(path), lambda out: out.write(b"new"), acl=b"\x02\0\0\0", replaces=os.stat(path))
+    assert str(caught.value) == "cannot set the access ACL of f: Operation not supported"
+    assert (path.read_bytes(), os.listdir(tmp_path)) == (b"old", ["f"])

@@ -16,6 +16,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# As root, in a mount namespace of its own (unshare -m): every PostgreSQL installation
+# hidden, and the createcluster.d where the demo's apt-get step writes its no-main-cluster
+# setting a tmpfs, so that the machine's own is never written (a test killed meanwhile
+# left it there: tests/test_debian_install.py).
+HIDDEN_POSTGRESQL = ('mount -t tmpfs none /usr/lib/postgresql && { [ ! -d /etc/postgresql-common/createcluster.d ] '
+                     '|| mount -t tmpfs none /etc/postgresql-common/createcluster.d; } && exec "$0"')
 
 
 def system_site_packages():
@@ -108,7 +114,7 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
     if os.geteuid() == 0 and shutil.which("unshare"):
         # Hide every PostgreSQL installation, whatever finds it; as root the demo
         # asks apt-get for the server, and this one fails.
-        argv = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /usr/lib/postgresql && exec "$0"', demo]
+        argv = ["unshare", "-m", "sh", "-c", HIDDEN_POSTGRESQL, demo]
         env = fresh_env(bare)
         (bindir / "apt-get").write_text("#!/bin/sh\nexit 100\n")
         (bindir / "apt-get").chmod(0o755)
@@ -206,7 +212,7 @@ def test_demo_as_root_on_a_debian_without_python3_venv_installs_it_and_the_serve
     demo = str(_without_venv(source, tmp_path) / "scripts" / "encpipe-demo")
     env, log = _debian_without_venv(tmp_path, bare, 0)
     # The stub apt-get installs no server: every PostgreSQL installation stays hidden.
-    argv = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /usr/lib/postgresql && exec "$0"', demo]
+    argv = ["unshare", "-m", "sh", "-c", HIDDEN_POSTGRESQL, demo]
     done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert log.read_text() == ("noninteractive update -q\n"

@@ -13,22 +13,43 @@ may_install() {
   ((EUID == 0)) && command -v apt-get >/dev/null
 }
 
+# The setting debian_install made, removed by a signal's trap too.
+DEBIAN_SETTING=""
+
+# debian_signalled SIGNAL: the setting removed, then this shell ends by SIGNAL (bash
+# runs the trap once the child it waits for, apt-get, has ended).
+debian_signalled() {
+  if [[ -n "${DEBIAN_SETTING}" ]]; then rm -f -- "${DEBIAN_SETTING}"; fi
+  trap - "$1"
+  kill -"$1" "$$"
+}
+
 # debian_install PACKAGE...: apt-get update, then apt-get install PACKAGEs, their
 # output on standard error. PostgreSQL's packages make no default cluster while
 # they are installed (a throwaway one is started where one is needed); the
 # setting is removed afterwards unless it was there before, so later installs
-# on the machine make theirs as usual.
+# on the machine make theirs as usual; so it is when SIGINT, SIGTERM or SIGHUP
+# ends the script meanwhile (before, it stayed: tests/test_debian_install.py).
 debian_install() {
-  local setting=/etc/postgresql-common/createcluster.d/no-main-cluster.conf made="" status=0
+  local setting=/etc/postgresql-common/createcluster.d/no-main-cluster.conf status=0 traps
   printf '%s: installing Debian packages: %s\n' "${PROG}" "$*" >&2
   if [[ " $* " == *" postgresql"* && ! -e "${setting}" ]]; then
+    traps="$(trap -p INT TERM HUP)"
+    trap 'debian_signalled INT' INT
+    trap 'debian_signalled TERM' TERM
+    trap 'debian_signalled HUP' HUP
+    DEBIAN_SETTING="${setting}"
     mkdir -p "${setting%/*}"
     printf 'create_main_cluster = false\n' >"${setting}"
-    made=1
   fi
   DEBIAN_FRONTEND=noninteractive no_secrets apt-get update -q >&2 \
     && DEBIAN_FRONTEND=noninteractive no_secrets apt-get install -y -q --no-install-recommends "$@" >&2 \
     || status=$?
-  if [[ -n "${made}" ]]; then rm -f -- "${setting}"; fi
+  if [[ -n "${DEBIAN_SETTING}" ]]; then
+    rm -f -- "${DEBIAN_SETTING}"
+    DEBIAN_SETTING=""
+    trap - INT TERM HUP
+    eval "${traps}"  # the script's own again (venv.bash's for SIGINT)
+  fi
   return "${status}"
 }

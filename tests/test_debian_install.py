@@ -1,0 +1,71 @@
+"""scripts/lib/debian.bash: the setting that keeps PostgreSQL's packages from making a
+default cluster while they install is removed again however the install ends.
+
+debian_install writes /etc/postgresql-common/createcluster.d/no-main-cluster.conf
+before `apt-get install postgresql` and removes it afterwards, unless it was there
+before. A signal to the script while apt-get ran (Ctrl-C, timeout's or systemd's
+SIGTERM, a closed terminal's SIGHUP) ended it with the setting left: every later
+install of PostgreSQL on the machine made no main cluster, and every later
+debian_install took the setting for one of the machine's own and left it too.
+
+Each test runs the library in a mount namespace of its own whose
+createcluster.d is an empty tmpfs: the machine's own setting is never touched."""
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SETTINGS = "/etc/postgresql-common/createcluster.d"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.isdir(SETTINGS) or not shutil.which("unshare"),
+    reason="a tmpfs mounted over PostgreSQL's createcluster.d in a mount namespace of its own: root, Debian's "
+           "postgresql-common")
+
+DRIVER = f"""set -euo pipefail
+PROG=probe
+source {REPO}/scripts/lib/venv.bash
+source {REPO}/scripts/lib/debian.bash
+debian_install postgresql
+echo "went on after the signal"
+"""
+
+
+def _run(tmp_path, apt_get):
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "apt-get").write_text(f"#!/bin/sh\n{apt_get}\n")
+    (stubs / "apt-get").chmod(0o755)
+    (tmp_path / "driver.bash").write_text(DRIVER)
+    # the status of the driver, then what createcluster.d holds, as the driver left it
+    inside = f'mount -t tmpfs none {SETTINGS} && bash "$0"; echo "status $?"; ls -A {SETTINGS}'
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}")
+    return subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_apt_get_installs_leaves_no_setting(tmp_path, signum):
+    """The signal comes to the script (its parent) while apt-get installs: the script
+    removes the setting once apt-get has ended, then dies of the signal."""
+    done = _run(tmp_path, f'[ "$1" = install ] && kill -{signum.name[3:]} "$PPID"\nexit 0')
+    assert done.stdout == f"status {128 + signum}\n", done.stdout + done.stderr
+    # then sh's word for a child killed by SIGTERM or SIGHUP ("Terminated", "Hangup")
+    assert done.stderr.startswith("probe: installing Debian packages: postgresql\n"), done.stderr
+
+
+def test_an_install_that_ends_leaves_no_setting_and_a_setting_there_before_stays(tmp_path):
+    done = _run(tmp_path, "exit 0")
+    assert (done.stdout, done.stderr) == ("went on after the signal\nstatus 0\n",
+                                          "probe: installing Debian packages: postgresql\n")
+    inside = (f'mount -t tmpfs none {SETTINGS} && echo mine >{SETTINGS}/no-main-cluster.conf && bash "$0"; '
+              f'echo "status $?"; cat {SETTINGS}/no-main-cluster.conf')
+    env = dict(os.environ, PATH=f"{tmp_path / 'stubs'}:{os.environ['PATH']}")
+    kept = subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert kept.stdout == "went on after the signal\nstatus 0\nmine\n", kept.stdout + kept.stderr
