@@ -164,8 +164,11 @@ class Rclone:
     def rename(self, name, final):
         """moveto `name` to `final`: the object renamed, as the remote gave it (head: a
         listing may not show it yet, and take_back then had nothing to go by). A moveto
-        that fails may have made its copy (it copies, then removes the source): taken back."""
-        if any(item.name == final for item in self.list()):  # moveto would replace it
+        that fails may have made its copy (it copies, then removes the source): taken back.
+        `final` is looked for in the listing (one that cannot be made is 66) and asked for
+        itself: a listing that lags let moveto replace another run's object, or a failed
+        moveto's take_back remove it (its size was the temporary object's)."""
+        if any(item.name == final for item in self.list()) or not self.head(final).error:  # moveto would replace it
             raise IOFailure(f"{self.where(final)} already exists")
         mine = self.head(name)
         mine = None if mine.error else mine
