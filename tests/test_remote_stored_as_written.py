@@ -293,3 +293,32 @@ def test_an_object_a_lagging_listing_does_not_show_is_neither_replaced_nor_remov
                                     f"{final} already exists; nothing was stored\n")
     assert s3.objects("other") == [final]
     assert open(os.path.join(stored, final), "rb").read() == theirs
+
+
+def test_a_failed_moveto_whose_copy_cannot_be_looked_for_says_so(s3, key_file, tmp_path):
+    """An older rclone (no `lsjson --stat`: the listing is read instead) whose moveto
+    made its copy and failed, the remote then not answering a listing. Before, the
+    listing's error replaced the moveto's: `(status 66): cannot list ...; nothing was
+    stored`, no word of the copy left under the final name. Now the moveto's error, 74,
+    and the copy named as left in place, why after it."""
+    gone = tmp_path / "connection.lost"
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) for a; do [ "$a" = --stat ] && '
+                    '{ echo "2026/01/01 00:00:00 NOTICE: Fatal error: unknown flag: --stat" >&2; exit 1; }; done\n'
+                    f'  [ -e {gone} ] && {{ echo "lsjson: connection reset" >&2; exit 1; }};;\n'
+                    f'moveto) "$R" copyto "$2" "$3" || exit; touch {gone}; echo "2026/12/05 01:00:00 ERROR : Failed '
+                    'to moveto: connection reset" >&2; exit 1;;\nesac\nexec "$R" "$@"\n')
+    path.chmod(0o755)
+    env = {**python_env(), **s3.env, "RCLONE": str(path)}
+    where, final = ["--to", f"{s3.location}/unlisted"], f"{DB}_20261205T000000Z.sql.enc"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    place = f"{s3.location}/unlisted"
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {place}/.encpipe-tmp.d "
+        f"{place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to moveto: connection reset; {place}/{final} left in "
+        f"place: cannot list {place}: rclone lsjson: lsjson: connection reset; nothing was stored\n")
+    assert s3.objects("unlisted") == [final]

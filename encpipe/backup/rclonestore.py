@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 
 from .. import sigthreads
-from ..errors import InputUnavailable, IOFailure
+from ..errors import EncpipeError, InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
@@ -177,7 +177,7 @@ class Rclone:
         except IOFailure as e:
             try:
                 self.take_back(final, mine)
-            except IOFailure as left:
+            except EncpipeError as left:  # an older rclone's listing (66) too: the moveto's failure is the run's
                 raise IOFailure(f"{e}; {self.where(final)} left in place: {left}") from None
             raise
         return mine
