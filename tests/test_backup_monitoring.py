@@ -198,16 +198,19 @@ def test_a_run_that_fails_before_it_dumps_is_recorded_as_failed(tmp_path, fault,
     assert got[("encpipe_backup_last_size_bytes", "db")] == 5
 
 
-def test_a_remote_that_cannot_be_listed_is_one_critical_line_saying_so_once(tmp_path):
+@pytest.mark.parametrize("where", ["offsite:bucket/x", "offsite:bucket/x/", "offsite:bucket/x//"])
+def test_a_remote_that_cannot_be_listed_is_one_critical_line_saying_so_once(tmp_path, where):
     """The plugin's status text: before, `CRITICAL: cannot list R: cannot list R:
-    rclone lsjson: ...`, the location and its prefix said twice."""
+    rclone lsjson: ...`, the location and its prefix said twice; and still so for a
+    REMOTE:PATH given with a trailing `/`, which the remote's own message leaves out
+    (`cannot list offsite:bucket/x/: cannot list offsite:bucket/x: ...`)."""
     rclone = tmp_path / "rclone"
     rclone.write_text("#!/bin/sh\necho 'Failed to create file system: AccessDenied' >&2\nexit 1\n")
     rclone.chmod(0o755)
-    done = subprocess.run([sys.executable, REPO / "scripts" / "encpipe-check", "--max-age", "24", "offsite:bucket/x"],
+    done = subprocess.run([sys.executable, REPO / "scripts" / "encpipe-check", "--max-age", "24", where],
                           env={**os.environ, "RCLONE": str(rclone)}, capture_output=True, timeout=60)
     assert (done.returncode, done.stderr) == (2, b"")
-    assert done.stdout.decode() == ("CRITICAL: cannot list offsite:bucket/x: rclone lsjson: "
+    assert done.stdout.decode() == (f"CRITICAL: cannot list {where}: rclone lsjson: "
                                     "Failed to create file system: AccessDenied\n")
 
 

@@ -30,6 +30,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from s3server import rclone_binary
 from test_backup_monitoring import samples
 from test_backup_restore import BACKUP, python_env
@@ -252,3 +254,71 @@ def test_a_copy_that_cannot_be_taken_back_is_named(s3, key_file, tmp_path):
         f"{place}/{final} left in place: rclone deletefile {place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to "
         "deletefile: AccessDenied: access denied; nothing was stored"]
     assert s3.objects("undeletable") == sorted([".encpipe-tmp.d", final])
+
+
+def _lagging_rclone(tmp_path, moveto):
+    """An rclone whose listing does not show new objects yet (LAGGING), `moveto` the shell
+    lines its moveto runs."""
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) {LAGGING};;\nmoveto) {moveto};;\nesac\n'
+                    'exec "$R" "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("moveto", ['"$R" moveto "$2" "$3"; exit',
+                                    'echo "2026/12/05 01:00:00 NOTICE: Failed to moveto: connection reset" >&2; '
+                                    'exit 1'], ids=["moved", "failed"])
+def test_an_object_a_lagging_listing_does_not_show_is_neither_replaced_nor_removed(s3, key_file, tmp_path, moveto):
+    """Another run's backup already under the final name (the same database, the same
+    second, another host), the size of this run's, on a remote whose listing does not
+    show it yet. The rename looked for it in that listing, found none, and moveto went
+    ahead: it replaced the other backup (exit 0), or, failing before its copy, took back
+    "its copy" by its size, which was the other backup (74, `nothing was stored`, and
+    that backup removed). The final name is asked of the object itself now: `already
+    exists`, 74, the other backup as it was."""
+    where, final = ["--to", f"{s3.location}/other"], f"{DB}_20261205T000000Z.sql.enc"
+    plain = {**python_env(), **s3.env}
+    _uploaded(tmp_path, key_file, plain, where, final, b"select 1;\n")  # the other run's
+    _uploaded(tmp_path, key_file, plain, where, ".encpipe-tmp.d", b"select 1;\n")
+    stored = os.path.join(s3.bucket_dir, "other")
+    theirs = open(os.path.join(stored, final), "rb").read()
+    assert os.path.getsize(os.path.join(stored, ".encpipe-tmp.d")) == len(theirs) != 0
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--", ".encpipe-tmp.d", final],
+                          env={**plain, "RCLONE": _lagging_rclone(tmp_path, moveto)}, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode() == (f"encpipe-backup: error: backup of {DB} failed (status 74): {s3.location}/other/"
+                                    f"{final} already exists; nothing was stored\n")
+    assert s3.objects("other") == [final]
+    assert open(os.path.join(stored, final), "rb").read() == theirs
+
+
+def test_a_failed_moveto_whose_copy_cannot_be_looked_for_says_so(s3, key_file, tmp_path):
+    """An older rclone (no `lsjson --stat`: the listing is read instead) whose moveto
+    made its copy and failed, the remote then not answering a listing. Before, the
+    listing's error replaced the moveto's: `(status 66): cannot list ...; nothing was
+    stored`, no word of the copy left under the final name. Now the moveto's error, 74,
+    and the copy named as left in place, why after it."""
+    gone = tmp_path / "connection.lost"
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) for a; do [ "$a" = --stat ] && '
+                    '{ echo "2026/01/01 00:00:00 NOTICE: Fatal error: unknown flag: --stat" >&2; exit 1; }; done\n'
+                    f'  [ -e {gone} ] && {{ echo "lsjson: connection reset" >&2; exit 1; }};;\n'
+                    f'moveto) "$R" copyto "$2" "$3" || exit; touch {gone}; echo "2026/12/05 01:00:00 ERROR : Failed '
+                    'to moveto: connection reset" >&2; exit 1;;\nesac\nexec "$R" "$@"\n')
+    path.chmod(0o755)
+    env = {**python_env(), **s3.env, "RCLONE": str(path)}
+    where, final = ["--to", f"{s3.location}/unlisted"], f"{DB}_20261205T000000Z.sql.enc"
+    _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    place = f"{s3.location}/unlisted"
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {place}/.encpipe-tmp.d "
+        f"{place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to moveto: connection reset; {place}/{final} left in "
+        f"place: cannot list {place}: rclone lsjson: lsjson: connection reset; nothing was stored\n")
+    assert s3.objects("unlisted") == [final]

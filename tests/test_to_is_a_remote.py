@@ -81,3 +81,18 @@ def test_every_remote_name_rclone_takes_is_a_remote(tmp_path, key_file, name):
                             cwd=tmp_path, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
     assert (listed.returncode, listed.stderr) == (0, b""), listed.stderr.decode()
     assert [b["filename"] for b in json.loads(listed.stdout)] == [line["filename"]]
+
+
+@pytest.mark.parametrize("given", ["./a:b", "{tmp}/x@y:z", "dir/.b:c"])
+def test_a_colon_after_a_slash_is_a_local_path_s(tmp_path, given):
+    """As rclone reads a path (it looks for a remote's colon only before the first `/`):
+    `./a:b` and `/srv/x@y:z` are local paths, which README tells an operator to write
+    for a local directory with a colon in its name. encpipe-list reads them as
+    directories (66, `cannot read backup directory`), rclone never runs."""
+    given = given.format(tmp=tmp_path)
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "encpipe-list"), given],
+                          env=fake_env(tmp_path, "", RCLONE="/bin/false"), cwd=tmp_path, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert done.stderr.decode() == f"encpipe-list: error: cannot read backup directory {given}: No such file or " \
+                                   "directory\n"

@@ -92,12 +92,15 @@ def _run(args, io, where, max_age, warn, deadline):
         return 2, [(f"CRITICAL: cannot read the metrics file: {e}", None)]
     shown = shown_name(where, what="DIR")  # a key typed as the location is not shown
     deadline.doing = f"reading {shown}"
+    store = None
     try:
         store = open_location(where, io.env)
         entries = scan(store)
     except Exception as e:  # an unreadable target is itself critical
-        # the location named once: a remote's error names it already, a directory's as "cannot read backup directory"
-        said = next((str(e)[len(p):] for p in (f"cannot list {shown}: ", f"cannot read backup directory {shown}: ")
+        # the location named once: a remote's error names it already (as rclone is given it, without a
+        # trailing /), a directory's as "cannot read backup directory"
+        said = next((str(e)[len(p):] for named in (shown, getattr(store, "location", shown))
+                     for p in (f"cannot list {named}: ", f"cannot read backup directory {named}: ")
                      if str(e).startswith(p)), str(e))
         return 2, [(f"CRITICAL: cannot list {shown}: {said}", None)]
     count_unauthenticated = args["--count-unauthenticated"]

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 
 from .. import sigthreads
-from ..errors import InputUnavailable, IOFailure
+from ..errors import EncpipeError, InputUnavailable, IOFailure
 from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
@@ -164,8 +164,11 @@ class Rclone:
     def rename(self, name, final):
         """moveto `name` to `final`: the object renamed, as the remote gave it (head: a
         listing may not show it yet, and take_back then had nothing to go by). A moveto
-        that fails may have made its copy (it copies, then removes the source): taken back."""
-        if any(item.name == final for item in self.list()):  # moveto would replace it
+        that fails may have made its copy (it copies, then removes the source): taken back.
+        `final` is looked for in the listing (one that cannot be made is 66) and asked for
+        itself: a listing that lags let moveto replace another run's object, or a failed
+        moveto's take_back remove it (its size was the temporary object's)."""
+        if any(item.name == final for item in self.list()) or not self.head(final).error:  # moveto would replace it
             raise IOFailure(f"{self.where(final)} already exists")
         mine = self.head(name)
         mine = None if mine.error else mine
@@ -174,7 +177,7 @@ class Rclone:
         except IOFailure as e:
             try:
                 self.take_back(final, mine)
-            except IOFailure as left:
+            except EncpipeError as left:  # an older rclone's listing (66) too: the moveto's failure is the run's
                 raise IOFailure(f"{e}; {self.where(final)} left in place: {left}") from None
             raise
         return mine
