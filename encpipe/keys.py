@@ -15,7 +15,7 @@ from .proctree import kill_tree
 from .sigdefer import held
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
-from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, refuse_key_in_place, refuse_public
+from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, nth, refuse_key_in_place, refuse_public
 from .workers import decimal_number
 
 ENV_KEY = "ENCPIPE_KEY"
@@ -387,7 +387,8 @@ class KeyLoader:
             raise UsageError("--recipient is for sealing; open with --identity")
         from .x25519 import parse_recipient, read_recipient_file
 
-        keys = [parse_recipient(text, "--recipient") for text in sources.recipients]
+        keys = [parse_recipient(text, nth("--recipient", i, len(sources.recipients)))
+                for i, text in enumerate(sources.recipients, 1)]
         for path in sources.recipient_files:
             keys += read_recipient_file(decode_text(read_secret_file(path, lambda *a, **k: None), path), path)
         return keys

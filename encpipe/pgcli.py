@@ -64,7 +64,6 @@ def parse(argv):
             elif name == "--signer":
                 if not val.strip():
                     raise Failure("--signer needs a verify key (encpipesign1...)", 64)
-                _public_form(val)
                 opts["signers"].append(val)
             elif name == "--signer-file":
                 opts["signers"].append((val,))  # read once every key file's place is judged
@@ -83,6 +82,7 @@ def parse(argv):
             raise Failure(unknown_option(arg), 64)
         else:
             opts["positional"].append(arg)
+    _verify_keys(opts["given"].get("--signer", []))
     if "" in opts["positional"]:
         raise Failure("FILE or DBNAME is empty", 64, hint=empty_value("FILE").hint)
     if opts.get("globals") and opts.get("no_globals"):
@@ -144,13 +144,14 @@ def refused(what, status, said, names, db, hint=None, fallback=None):
                    hint or child_hint or fallback)
 
 
-def _public_form(value):
-    """A --signer that is a secret key (a signing key pasted): 64 now, the value not shown;
-    it would go to each encpipe's environment (ENCPIPE_SIGNER)."""
-    from .keyargs import public_forms
+def _verify_keys(texts):
+    """The --signer values, read as encpipe reads them: 64 now, named by their place, a
+    secret key pasted (a signing key) not shown. Each goes to every encpipe's
+    environment (ENCPIPE_SIGNER), which refused it under that name, once the server was reached."""
+    from .keyargs import load_signers
 
     try:
-        public_forms("--signer", [value], "verify key")
+        load_signers(texts, [], {})
     except UsageError as e:
         raise Failure(str(e), 64, e.hint) from None
 
