@@ -10,7 +10,7 @@ from collections import Counter
 
 from .. import sigthreads
 from ..errors import InputUnavailable, IOFailure
-from ..keys import RCLONE_NEEDS, child_env
+from ..childenv import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
 
