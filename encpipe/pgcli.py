@@ -134,13 +134,14 @@ def open_failure_hint(status, opts, env):
             " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
 
 
-def refused(what, status, said, names, db, hint=None, fallback=None):
+def refused(what, status, said, names, left, hint=None, fallback=None):
     """encpipe-restore's one line for an encpipe child that refused `what` with `status`:
     `said`, its (error, hint), folded in (each /dev/fd/N of `names` named as the user named
-    the file); its hint is the line's hint when the restore has none of its own, else `fallback`."""
+    the file), then `left` (what became of DBNAME: pgcommit.untouched); its hint is the
+    line's hint when the restore has none of its own, else `fallback`."""
     error, child_hint = said
     cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
-    return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, db), status,
+    return Failure("%s (status %d)%s; %s" % (what, status, cause, left), status,
                    hint or child_hint or fallback)
 
 
