@@ -71,7 +71,9 @@ Options:
   -t SECONDS, --timeout SECONDS  check: critical when the run has not ended
                              after SECONDS (under Nagios' own 60 s), every
                              process it started stopped [default: 50].
-  --database DB              Only this database's backups (prune); expect it (check).
+  --database DB              prune: only this database's backups. check: expect
+                             it too (critical when it has none); it filters
+                             nothing: every database there keeps its line.
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
                              when a database's last attempt failed; critical
                              when FILE is not a regular file or does not parse,
