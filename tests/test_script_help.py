@@ -116,3 +116,21 @@ def test_the_modules_usage_errors_name_it_as_it_is_run(argv, message, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (64, "")
     assert done.stderr == f"encpipe.backup: error: {message}\nencpipe.backup: hint: see {MODULE} --help\n"
+
+
+@pytest.mark.parametrize("argv, prog, status", [
+    ([sys.executable, "-m", "encpipe.backup", "--help"], "encpipe.backup", 74),
+    ([sys.executable, "-m", "encpipe.backup", "upload", "--help"], "encpipe-backup", 74),
+    ([str(REPO / "scripts" / "encpipe-list"), "--help"], "encpipe-list", 74),
+    ([str(REPO / "scripts" / "encpipe-check"), "-h"], "encpipe-check", 3),
+], ids=["module", "module-step", "encpipe-list", "encpipe-check"])
+def test_help_into_an_output_that_cannot_be_written_is_one_line(argv, prog, status, tmp_path):
+    """A full standard output (/dev/full): `python3 -m encpipe.backup --help` ended in a
+    traceback, exit 1, and encpipe-list --help (and -prune, -verify, -check) said
+    `internal error: OSError ... (a bug of encpipe's)`, 70. As encpipe's own --help:
+    `cannot write output: ...`, 74 (check: the plugin's UNKNOWN, 3)."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True,
+                              timeout=60)
+    assert (done.returncode, done.stderr) == (status, f"{prog}: error: cannot write output: No space left on device\n")

@@ -338,9 +338,8 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     name = argv[0] if argv and argv[0] in COMMANDS else None
     io = Io(None, stdout or sys.stdout.buffer, stderr or sys.stderr, os.environ if env is None else env,
             prog=f"encpipe-{name}" if name else PROG)
-    if help_asked(argv):  # its own text, or a script's
-        io.print(script_help(name) if name else USAGE)
-        return 0
+    if help_asked(argv):  # its own text, or a script's; an output that cannot be written: one line, 74
+        return report_errors(io, lambda: io.print(script_help(name) if name else USAGE) or 0)
     try:
         args = docopt(for_docopt(USAGE), argv=argv, default_help=False)
     except DocoptExit as e:
