@@ -5,7 +5,8 @@ import os
 import sys
 
 from . import __version__
-from .errors import EncpipeError, IOFailure, MissingDependency, UsageError, ran_out, unexpected
+from .deps import docopt_parser, report_missing
+from .errors import EncpipeError, IOFailure, UsageError, ran_out, unexpected
 from .shown import json_value, printable
 from .stdio import blocking, discard, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
@@ -14,9 +15,6 @@ from .workers import is_pipe
 
 EXIT_OK = 0
 EXIT_INTERNAL = 70
-# The distribution that provides each imported top-level module.
-DISTRIBUTIONS = {"Crypto": "pycryptodome", "docopt": "docopt-ng", "cryptography": "cryptography"}
-REQUIRED = ("Crypto", "docopt")
 
 
 def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
@@ -60,7 +58,7 @@ def parse(command, argv):
     a mistake becomes a UsageError that names it."""
     from .usage_errors import explain, first_empty
 
-    docopt, docopt_exit = _docopt()
+    docopt, docopt_exit = docopt_parser()
     try:
         args = docopt(command_help(command), argv=argv, default_help=False)
     except docopt_exit as e:
@@ -69,19 +67,6 @@ def parse(command, argv):
     if empty:
         raise empty
     return args
-
-
-def _docopt():
-    """docopt-ng's parser; docopt 0.6, another package of the same module name, lacks default_help."""
-    import docopt
-
-    version = getattr(docopt, "__version__", "")
-    if version and tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:2]) < (0, 7):
-        raise MissingDependency(
-            f"the installed docopt {version} is the old package; encpipe needs docopt-ng",
-            hint="python3 -m pip uninstall docopt && python3 -m pip install docopt-ng",
-        )
-    return docopt.docopt, docopt.DocoptExit
 
 
 def _print(io, text):
@@ -118,7 +103,7 @@ def report_errors(io, action):
     try:
         return action()
     except ImportError as e:
-        return _report_missing(io, e)
+        return report_missing(io, e)
     except EncpipeError as e:
         io.error(str(e), hint=e.hint)
         return e.exit_code
@@ -156,7 +141,7 @@ def run_script(prog, module, argv):
         try:
             status = main_of(module)(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
-            status = _report_missing(io, e)
+            status = report_missing(io, e)
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
             io.error(str(e))
             status = e.exit_code
@@ -192,43 +177,6 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum, _frame):
     raise Terminated(signum)
-
-
-def _report_missing(io, e):
-    """One line naming the package to install, and its exit status; an ImportError
-    that is not one of encpipe's dependencies is raised again."""
-    error = missing_dependency(e)
-    if error is None:
-        raise e
-    io.error(str(error), hint=error.hint)
-    return error.exit_code
-
-
-def missing_dependency(error):
-    """A MissingDependency naming the packages to install, when `error` is the
-    import of one of encpipe's dependencies failing; else None."""
-    module = (error.name or "").split(".")[0]
-    if module not in DISTRIBUTIONS:
-        return None
-    modules = [module] + [m for m in REQUIRED if m != module and not _importable(m)]
-    packages = [DISTRIBUTIONS[m] for m in modules]
-    plural = "s" if len(modules) > 1 else ""
-    return MissingDependency(
-        f"cannot import the Python module{plural} {', '.join(modules)}: install the package{plural} "
-        + ", ".join(packages),
-        hint=f"python3 -m pip install {' '.join(packages)}"
-        + (" (not docopt: 0.6 is another, older package)" if "docopt-ng" in packages else ""),
-    )
-
-
-def _importable(module):
-    from importlib import import_module
-
-    try:
-        import_module(module)
-    except ImportError:
-        return False
-    return True
 
 
 JSON_BLOCK = 1 << 16  # characters of JSON gathered per write

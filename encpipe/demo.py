@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from .keys import child_env
+from .childenv import child_env
 
 PROG = "encpipe-demo"
 ENCPIPE = [sys.executable, "-m", "encpipe"]
@@ -39,7 +39,7 @@ class DemoFailed(Exception):
 
 def tool_env():
     """The environment of every child of the tour: ours less every secret
-    (keys.child_env). None needs one: encpipe and the scripts are given the
+    (childenv.child_env). None needs one: encpipe and the scripts are given the
     demo's key files, the throwaway server trusts its socket's clients, and
     nothing runs a key command or rclone."""
     return child_env(os.environ)

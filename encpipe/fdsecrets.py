@@ -45,7 +45,7 @@ import os
 import stat
 import subprocess
 
-from . import keys
+from . import childenv, keys
 from .argwords import dashed
 from .errors import InputUnavailable, UsageError
 from .keyargs import FD_PATH, SECRET_FILES, descriptor_twice, fstat_fd
@@ -152,15 +152,15 @@ class FdSecrets:
     def spawn(self, argv, start=subprocess.run, pass_fds=(), env=None, **kwargs):
         """`start(argv, ...)` (subprocess.run or Popen) of an encpipe, with the secrets
         `argv` names lent, beside `pass_fds`; in `env` (default: ours) less the secrets
-        encpipe does not need (keys.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable;
+        encpipe does not need (childenv.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable;
         the previous tool's key only for a --legacy command; none of ENCPIPE_KEY,
         ENCPIPE_PASSPHRASE and the previous tool's key when `argv` gives a key option,
         or is a command that reads no key: reads_no_key)."""
-        env = keys.child_env(os.environ if env is None else env, needs=keys.ENCPIPE_NEEDS)
+        env = childenv.child_env(os.environ if env is None else env, needs=childenv.ENCPIPE_NEEDS)
         if "--legacy" not in argv:
-            env.pop(keys.LEGACY_KEY, None)
+            env.pop(childenv.LEGACY_KEY, None)
         if names_a_key(argv) or reads_no_key(argv):  # then encpipe reads none of its variables (keys.KeyLoader.load)
-            for name in keys.SECRET_VARIABLES:
+            for name in childenv.SECRET_VARIABLES:
                 env.pop(name, None)
         argv = self.words(argv)
         with self.lend(argv) as lent:

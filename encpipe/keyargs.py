@@ -77,10 +77,10 @@ def public_forms(option, values, what="public key"):
     """`values`, given to `option` where public keys (or verify keys) belong: UsageError
     (64), the value not shown, for one that is a secret key; a script calls it before
     it runs any child that would be given the value on its command line."""
-    from .textform import refuse_secret
+    from .textform import nth, refuse_secret
 
-    for value in values:
-        refuse_secret(value, option, what)
+    for i, value in enumerate(values, 1):
+        refuse_secret(value, nth(option, i, len(values)), what)
     return values
 
 
@@ -88,10 +88,11 @@ def load_signers(texts, files, env):
     """Verify keys from --signer texts and --signer-file paths, else from ENCPIPE_SIGNER."""
     from .keys import decode_text, read_secret_file
     from .signing import ENV_SIGNER, parse_verify_key, parse_verify_keys
+    from .textform import nth
 
     if not texts and not files:
-        return parse_verify_keys(env.get(ENV_SIGNER) or "", ENV_SIGNER)
-    keys = [parse_verify_key(text, "--signer") for text in texts]
+        return parse_verify_keys(env.get(ENV_SIGNER) or "", ENV_SIGNER, numbered=False)
+    keys = [parse_verify_key(text, nth("--signer", i, len(texts))) for i, text in enumerate(texts, 1)]
     for path in files:  # as a key file: UTF-8, and one with no key is refused, beside others too
         found = parse_verify_keys(decode_text(read_secret_file(path, lambda *a, **k: None), path), path)
         if not found:

@@ -31,7 +31,8 @@ from . import childerr, sigthreads
 from .argwords import option_words
 from .errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
 from .keyargs import FD_PATH, secret_paths
-from .keys import ENV_KEY, KEY_COMMAND_NEEDS, MAX_SECRET_BYTES, child_env
+from .childenv import ENV_KEY, KEY_COMMAND_NEEDS, child_env
+from .keys import MAX_SECRET_BYTES
 
 KEYIDS_MAX = 1 << 20  # bytes of key ids kept of what `encpipe keyid` prints
 KEYRINGS = ("--key-file", "--identity", "--recipient", "--recipient-file")

@@ -38,7 +38,7 @@ from Crypto.Random import get_random_bytes
 
 from .errors import EncpipeError, InvalidStream, NoKeyConfigured, NoMatchingKey
 from .format import MAGIC, read_exactly
-from .keys import ENV_KEY, ENV_PASSPHRASE, LEGACY_KEY
+from .childenv import ENV_KEY, ENV_PASSPHRASE, LEGACY_KEY
 from .provenance import Witnesses
 from .slots import Passphrase, RawKey
 from .spool import Tee, private_spool, rewind

@@ -64,7 +64,6 @@ def parse(argv):
             elif name == "--signer":
                 if not val.strip():
                     raise Failure("--signer needs a verify key (encpipesign1...)", 64)
-                _public_form(val)
                 opts["signers"].append(val)
             elif name == "--signer-file":
                 opts["signers"].append((val,))  # read once every key file's place is judged
@@ -83,6 +82,7 @@ def parse(argv):
             raise Failure(unknown_option(arg), 64)
         else:
             opts["positional"].append(arg)
+    _verify_keys(opts["given"].get("--signer", []))
     if "" in opts["positional"]:
         raise Failure("FILE or DBNAME is empty", 64, hint=empty_value("FILE").hint)
     if opts.get("globals") and opts.get("no_globals"):
@@ -134,23 +134,25 @@ def open_failure_hint(status, opts, env):
             " that key; to accept a backup anyone with its public key could have made, --allow-unauthenticated")
 
 
-def refused(what, status, said, names, db, hint=None, fallback=None):
+def refused(what, status, said, names, left, hint=None, fallback=None):
     """encpipe-restore's one line for an encpipe child that refused `what` with `status`:
     `said`, its (error, hint), folded in (each /dev/fd/N of `names` named as the user named
-    the file); its hint is the line's hint when the restore has none of its own, else `fallback`."""
+    the file), then `left` (what became of DBNAME: pgcommit.untouched); its hint is the
+    line's hint when the restore has none of its own, else `fallback`."""
     error, child_hint = said
     cause = ": " + re.sub(r"/dev/fd/[0-9]+", lambda m: names.get(m[0], m[0]), error) if error else ""
-    return Failure("%s (status %d)%s; database %s was not touched" % (what, status, cause, db), status,
+    return Failure("%s (status %d)%s; %s" % (what, status, cause, left), status,
                    hint or child_hint or fallback)
 
 
-def _public_form(value):
-    """A --signer that is a secret key (a signing key pasted): 64 now, the value not shown;
-    it would go to each encpipe's environment (ENCPIPE_SIGNER)."""
-    from .keyargs import public_forms
+def _verify_keys(texts):
+    """The --signer values, read as encpipe reads them: 64 now, named by their place, a
+    secret key pasted (a signing key) not shown. Each goes to every encpipe's
+    environment (ENCPIPE_SIGNER), which refused it under that name, once the server was reached."""
+    from .keyargs import load_signers
 
     try:
-        public_forms("--signer", [value], "verify key")
+        load_signers(texts, [], {})
     except UsageError as e:
         raise Failure(str(e), 64, e.hint) from None
 

@@ -12,7 +12,7 @@ import secrets
 import subprocess
 
 from . import sigthreads
-from .keys import child_env
+from .childenv import child_env
 
 _FIELD, _RECORD = "\x1f", "\x00"
 FIELD = _FIELD  # what run_sql splits a row's fields on: a caller of `fields` splits the rest
@@ -39,7 +39,7 @@ class PgError(Exception):
 
 
 def client_env(user=None):
-    """os.environ less every secret but PGPASSWORD (keys.child_env), for psql, pg_dump, pg_dumpall, pg_restore."""
+    """os.environ less every secret but PGPASSWORD (childenv.child_env), for psql, pg_dump, pg_dumpall, pg_restore."""
     env = child_env(os.environ, needs=("libpq",))
     if user:
         env["PGUSER"] = user

@@ -85,6 +85,15 @@ def as_it_was(db, existed):
     return "database %s %s" % (db, "is unchanged" if existed else "was not created")
 
 
+def untouched(db, existed):
+    """How a refused restore's one line ends, of DBNAME (`db`): before it asked the
+    server whether DBNAME exists (`existed` None), nothing was changed; after, a
+    database that `existed` was not touched, and one that did not was not created."""
+    if existed is None:
+        return "nothing was changed"
+    return "database %s %s" % (db, "was not touched" if existed else "was not created")
+
+
 def drop(maintenance_db, name, sql=None):
     """DROP DATABASE `name` (or `sql`, which drops it): a PgError only when the server
     still has `name` (psql failed, and the server did not drop it; or psql did not

@@ -22,7 +22,7 @@ from .backup import label
 from .backup.storage import write_new
 from .childerr import exit_status
 from .errors import EncpipeError, IOFailure, ran_out, unexpected
-from .keys import child_env
+from .childenv import child_env
 from .pgclient import PgError, client_env
 from .pgprops import comment_line
 

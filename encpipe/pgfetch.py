@@ -14,7 +14,7 @@ import tempfile
 from . import childerr, pgopts, sigthreads
 from .backup.remotes import split_file
 from .pgcli import Failure
-from .keys import RCLONE_NEEDS, child_env
+from .childenv import RCLONE_NEEDS, child_env
 
 # A database's name, and so a file's, may hold a newline.
 _RUN_NAME = re.compile(r"\A(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc\Z", re.S)

@@ -41,10 +41,10 @@ MISSING_HINT = ("a backup made with encpipe-backup --no-globals has none: restor
 GLOBALS_MAX_BYTES = 64 << 20
 
 
-def read_sql(proc, path, db):
+def read_sql(proc, path):
     """The standard output of `proc` (encpipe open of the globals file at `path`),
     no more than GLOBALS_MAX_BYTES of it read whatever the file holds: Failure (65)
-    past that, before any server is reached for database `db`."""
+    past that, before any server is reached."""
     with proc:  # which waits for the child at its end: stopped first when the read is (SIGTERM, SIGINT)
         try:
             text = proc.stdout.read(GLOBALS_MAX_BYTES + 1)
@@ -54,8 +54,8 @@ def read_sql(proc, path, db):
         if len(text) > GLOBALS_MAX_BYTES:
             proc.kill()
     if len(text) > GLOBALS_MAX_BYTES:
-        raise Failure("the globals file %s holds over %d MiB of SQL, more than a restore reads; database %s "
-                      "was not touched" % (path, GLOBALS_MAX_BYTES >> 20, db), 65,
+        raise Failure("the globals file %s holds over %d MiB of SQL, more than a restore reads; nothing was "
+                      "changed" % (path, GLOBALS_MAX_BYTES >> 20), 65,
                       "if it is genuine, %s, and create its roles yourself" % NO_GLOBALS)
     return text
 
@@ -95,7 +95,7 @@ def refuse_globals_file(name, file):
         raise Failure("%s is a globals file: restore the dump of its run, which applies it" % file, 64)
 
 
-def beside(name, remote, legacy, db):
+def beside(name, remote, legacy):
     """The globals file to read of FILE's run, `name` beside FILE (pgfetch.globals_name; None when
     FILE is not named as a run's dump, or --globals or --no-globals was given): `name`, when a local
     FILE's is there; None when none is needed (FILE not named as a run's, or a file of the previous
@@ -105,7 +105,7 @@ def beside(name, remote, legacy, db):
     if name and not remote and os.path.lexists(name):
         return name
     if name and not legacy:
-        raise Failure("the globals file of FILE's run is missing: %s; database %s was not touched" % (name, db), 66,
+        raise Failure("the globals file of FILE's run is missing: %s; nothing was changed" % name, 66,
                       MISSING_HINT)
     return None
 
@@ -136,12 +136,12 @@ def statements(text):
     return result, props
 
 
-def checked(text, path, db, run, say):
+def checked(text, path, run, say):
     """(the statements to run, the properties) of a globals file's decrypted `text`, once
     refuse_other_run (with `run`, `say`) and refuse_unplain passed (--no-globals reads none)."""
     all_statements, props = statements(text.decode("utf-8", "replace"))
-    refuse_other_run(props, run, path, db, say, labelled_run(text, path, db))
-    refuse_unplain(all_statements, path, db)
+    refuse_other_run(props, run, path, say, labelled_run(text, path))
+    refuse_unplain(all_statements, path)
     return all_statements, props
 
 
@@ -170,22 +170,22 @@ def plan(all_statements, existing_roles):
     return keep, created, skipped
 
 
-def labelled_run(text, path, db):
+def labelled_run(text, path):
     """The run (<db>_<stamp>) the label of a globals file's SQL `text` names; None
     when it has none (an older encpipe-backup made it). A malformed one, or one not
     followed by pg_dumpall's output (a labelled dump), is Failure (65)."""
     try:
         said = found(text[:HEAD_BYTES])
     except InvalidStream as e:
-        raise Failure("the globals file %s: %s; database %s was not touched" % (path, e, db), 65,
+        raise Failure("the globals file %s: %s; nothing was changed" % (path, e), 65,
                       REFUSED_HINT) from None
     if said.source is not None and not after_line(text[:HEAD_BYTES]).startswith(CLUSTER_DUMP):
         raise Failure("the globals file %s does not hold pg_dumpall's dump of a cluster (a database's dump under a "
-                      "globals file's name?); database %s was not touched" % (path, db), 65, REFUSED_HINT)
+                      "globals file's name?); nothing was changed" % path, 65, REFUSED_HINT)
     return os.fsdecode(said.db) + "_" + said.at.decode("ascii") if said.source == "label" else None
 
 
-def refuse_other_run(props, run, path, db, say, labelled=None):
+def refuse_other_run(props, run, path, say, labelled=None):
     """For a globals file found beside FILE, whose run (<db>_<stamp>) is `run`:
     Failure (65) when its label (`labelled`, the run it names) or its properties
     are another database's (a copy planted there gave the dump that database's
@@ -198,28 +198,28 @@ def refuse_other_run(props, run, path, db, say, labelled=None):
     database = run.rsplit("_", 1)[0]
     of = labelled.rsplit("_", 1)[0] if labelled is not None else props.get("name") if props else database
     if of != database:  # another database's first: the label's, else the properties'
-        raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
-                      "was not touched" % (path, of, database, db), 65,
+        raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); nothing was "
+                      "changed" % (path, of, database), 65,
                       "a copy of another database's globals file? " + REFUSED_HINT)
     if labelled is not None and labelled != run:
-        raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
-                      % (path, labelled, run, db), 65,
+        raise Failure("the globals file %s was made by run %s, not by FILE's (%s); nothing was changed"
+                      % (path, labelled, run), 65,
                       "an older globals file put under this run's name? " + REFUSED_HINT)
     if props and props.get("name") != database:
-        raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); database %s "
-                      "was not touched" % (path, props.get("name"), database, db), 65,
+        raise Failure("the globals file %s holds the properties of database %s, not of %s (FILE's); nothing was "
+                      "changed" % (path, props.get("name"), database), 65,
                       "a copy of another database's globals file? " + REFUSED_HINT)
     if not props or props.get("run") is None:
         if labelled is None:
             say("the globals file %s names no backup run (an older encpipe-backup made it): nothing ties it to FILE's"
                 % path, "warning")
     elif props["run"] != run:
-        raise Failure("the globals file %s was made by run %s, not by FILE's (%s); database %s was not touched"
-                      % (path, props["run"], run, db), 65,
+        raise Failure("the globals file %s was made by run %s, not by FILE's (%s); nothing was changed"
+                      % (path, props["run"], run), 65,
                       "an older globals file put under this run's name? " + REFUSED_HINT)
 
 
-def refuse_unplain(all_statements, path, db):
+def refuse_unplain(all_statements, path):
     """Failure (65) when a statement that plan() could keep (about a role, a
     membership, a SET) is not one statement as pg_dumpall writes them (_PLAIN): it
     would run whole, whatever follows its first words. Named by those words (up to
@@ -228,8 +228,8 @@ def refuse_unplain(all_statements, path, db):
         match = _ROLE_STATEMENT.match(statement) or re.match(r"(?:GRANT|SET) ", statement)
         if match and not _PLAIN.fullmatch(statement):
             raise Failure("the globals file %s holds a statement that is not one of pg_dumpall's: %s ... (more SQL "
-                          "behind it, a comment or a quoting pg_dumpall never writes); database %s was not touched"
-                          % (path, match[0].rstrip(), db), 65, REFUSED_HINT)
+                          "behind it, a comment or a quoting pg_dumpall never writes); nothing was changed"
+                          % (path, match[0].rstrip()), 65, REFUSED_HINT)
 
 
 def tablespaces(skipped):

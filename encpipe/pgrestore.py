@@ -198,10 +198,11 @@ class Run:
         self.days()
         return pgleftovers.drop_said(self.maint, self.keep_days, db, say)
 
-    def refused(self, what, status, said, hint=None, fallback=None):
-        """pgcli.refused, FILE's and the globals file's /dev/fd/N named as the user named them."""
+    def refused(self, what, status, said, hint=None, fallback=None, exists=None):
+        """pgcli.refused, FILE's and the globals file's /dev/fd/N named as the user named them;
+        `exists`: whether DBNAME does, once the server was asked (else None)."""
         names = dict(zip(("/dev/fd/%d" % fd for fd in self.fds), [self.file, *self.globals_names]))
-        return refused(what, status, said, names, self.db, hint, fallback)
+        return refused(what, status, said, names, pgcommit.untouched(self.db, exists), hint, fallback)
 
     def authenticate_legacy(self):
         if self.sealed:
@@ -216,11 +217,11 @@ class Run:
 
     def load_globals(self):
         """(statements, properties) of the run's globals file; ([], None) when none is needed."""
-        path = self.o.get("globals") or pgglobals.beside(self.beside, self.remote, self.legacy, self.db)
+        path = self.o.get("globals") or pgglobals.beside(self.beside, self.remote, self.legacy)
         if path is None:
             return [], None
         proc, said = self.globals_open or self.start_globals(path)  # ended by stop_children if the read is not
-        text = pgglobals.read_sql(proc, path, self.db)
+        text = pgglobals.read_sql(proc, path)
         self.globals_open = None  # it ended (read_sql waited for it)
         said.wait()
         if proc.returncode != 0:
@@ -228,12 +229,12 @@ class Run:
             raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
                                open_failure_hint(status, self.o, self.env), pgglobals.REFUSED_HINT)
         self.globals_path = path
-        return pgglobals.checked(text, path, self.db, self.source_run, say)
+        return pgglobals.checked(text, path, self.source_run, say)
 
     def start_globals(self, path):
         """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
         self.fds.append(pgfetch.open_regular(path, "the globals file %s" % shown_name(path),  # a key typed: not shown
-                                             "database %s was not touched" % self.db,
+                                             pgcommit.untouched(self.db, None),
                                              pgglobals.REFUSED_HINT))  # removed, it is refused as missing
         self.globals_names = [path]
         args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
@@ -309,11 +310,11 @@ class Run:
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:
-            raise Failure("%s holds no data; database %s was not touched" % (self.file, self.db), 65) from None
+            raise Failure("%s holds no data; %s" % (self.file, pgcommit.untouched(self.db, exists)), 65) from None
         if opened not in (0, -13, 141):
             status = childerr.exit_status(opened)
             raise self.refused("cannot decrypt %s" % self.file, status, self.stream.opener_said(),
-                               open_failure_hint(status, self.o, self.env))
+                               open_failure_hint(status, self.o, self.env), exists=exists)
         if restored != 0:
             quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed

@@ -21,7 +21,7 @@ from . import childerr, sigthreads
 from .backup.label import HEAD_BYTES, after_line, found, mismatch
 from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
-from .keys import child_env
+from .childenv import child_env
 from .pgcli import Failure
 from .pgsaid import ClientSaid
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key

@@ -145,7 +145,7 @@ class Rotation:
         self.options, self.encpipe = options, encpipe
         self.old_ids = set(encpipe.key_ids(options.old_key_file))
         self.new_ids = set(encpipe.key_ids(options.new_key_file))
-        self.escrow = {pub: encpipe.recipient_id(pub) for pub in options.escrow_recipient}
+        self.escrow = encpipe.recipient_ids(options.escrow_recipient)
         if self.old_ids & (self.new_ids | set(self.escrow.values())):
             raise Failure("a key is both old and new (or escrow)", 64)
         # each --sign-key file with the ids of every key it holds (one file may hold several)

@@ -16,6 +16,7 @@ from . import childerr
 from .argwords import option_words
 from .errors import ran_out
 from .shown import printable
+from .textform import nth
 
 PROG = "encpipe-rotate"
 OUTPUT_MAX = 1 << 20  # bytes read of what an encpipe child prints (key ids, inspect's JSON report)
@@ -97,12 +98,18 @@ class Encpipe:
         args = ["keyid", *option_words(option, key_files)]  # a file named -h is a file, not --help
         return self.run(args, quiet=False).decode("ascii").split() if key_files else []
 
-    def recipient_id(self, public_key):
+    def recipient_ids(self, public_keys):
+        """{public key: its key id} of rotate's --escrow-recipient values, in their order;
+        Failure for the first refused, named by its place when there are several."""
+        return {pub: self._recipient_id(pub, nth("--escrow-recipient", i, len(public_keys)))
+                for i, pub in enumerate(public_keys, 1)}
+
+    def _recipient_id(self, public_key, option):
         try:
             return self.run(["keyid", *option_words("--recipient", [public_key])]).decode("ascii").strip()
         except Failure as e:
             hint = e.hint and re.sub(r"--recipient(?![\w-])", "--escrow-recipient", e.hint)  # rotate's option
-            raise Failure(f"--escrow-recipient: {str(e).removeprefix('--recipient: ')}", e.status,
+            raise Failure(f"{option}: {str(e).removeprefix('--recipient: ')}", e.status,
                           hint=hint) from None
 
     def inspect(self, fd, about=None):

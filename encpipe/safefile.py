@@ -32,12 +32,12 @@ ACCESS_ACL = "system.posix_acl_access"
 def hook(step, *details):
     """For tests only: run $ENCPIPE_TEST_HOOK with `step` and `details` as its
     arguments, so that a test can swap files at exactly this step. It swaps files:
-    it gets no secret of our environment (keys.child_env)."""
+    it gets no secret of our environment (childenv.child_env)."""
     command = os.environ.get(TEST_HOOK)
     if command:
         import subprocess
 
-        from .keys import child_env
+        from .childenv import child_env
 
         subprocess.run(["/bin/sh", "-c", command, "hook", step, *map(str, details)], stdin=subprocess.DEVNULL,
                        check=False, env=child_env(os.environ))

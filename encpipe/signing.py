@@ -130,6 +130,8 @@ def new_key_file(path):
     return str(key.verify_key), f"# verify key: {key.verify_key}\n{key}\n"
 
 
-def parse_verify_keys(text, source):
-    """Verify keys, whitespace-separated or one per line; # starts a comment line."""
-    return [parse_verify_key(word, source) for _, line in lines(text) for word in words(line)]
+def parse_verify_keys(text, source, numbered=True):
+    """Verify keys, whitespace-separated or one per line; # starts a comment line. A
+    bad one is named by its line when `numbered` (a file's, not a variable's)."""
+    return [parse_verify_key(word, f"{source}, line {number}" if numbered else source)
+            for number, line in lines(text) for word in words(line)]

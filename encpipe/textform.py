@@ -29,6 +29,15 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 _SPACES = re.compile(f"[{ASCII_SPACE}]+")
 
 
+def nth(option, index, count):
+    """`option` as an error line names its `index`-th value (from 1) of `count`: with
+    its place when it was given more than once (`--recipient (2nd of 3)`)."""
+    if count < 2:
+        return option
+    suffix = "th" if 10 <= index % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(index % 10, "th")
+    return f"{option} ({index}{suffix} of {count})"
+
+
 def lines(text):
     """(line number, line) of each line of a key, recipient or signer file that is
     neither blank nor a comment (# its first character that is not white space).

@@ -182,7 +182,7 @@ def parse_identity(text, source):
 
 def read_recipient_file(text, source):
     """Public keys, one per line; blank lines and # comments ignored."""
-    keys = [parse_recipient(line, source) for _, line in lines(text)]
+    keys = [parse_recipient(line, f"{source}, line {number}") for number, line in lines(text)]
     if not keys:
         raise UsageError(f"{source}: no public key found")
     return keys

@@ -1,4 +1,4 @@
-"""Each child gets the secrets of our environment it needs, and no other (keys.child_env):
+"""Each child gets the secrets of our environment it needs, and no other (childenv.child_env):
 
 - a key or passphrase command: the cloud's credentials (AWS_..., GOOGLE_..., AZURE_...:
   it may fetch the key from a cloud's secret store) and the secret stores' tokens
@@ -242,17 +242,18 @@ def test_the_demos_children_get_no_secret(tmp_path):
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_keys_py_names(tmp_path):
+def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_childenv_py_names(tmp_path):
     """scripts/encpipe-sh-setup asks ENCPIPE_PYTHON whether it can import encpipe without
     starting Python to learn what is secret: it unsets its own list of names and prefixes.
-    Every secret variable keys.py names (a new cloud prefix too) must be one it unsets."""
-    from encpipe import keys
+    Every secret variable childenv.py names (a new cloud prefix too) must be one it unsets."""
+    from encpipe import childenv
 
     log, spy = tmp_path / "log", tmp_path / "python3"
     write(spy, "probe", [sys.executable], log)
     named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
-        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS",
-         *keys.STORE_VARIABLES, *(prefix + "_my" for prefix in keys.STORE_PREFIXES)))}
+        (*childenv.SECRET_VARIABLES, *childenv.LIBPQ_VARIABLES, *childenv.CLOUD_VARIABLES,
+         childenv.RCLONE_PREFIX + "CONFIG_PASS",
+         *childenv.STORE_VARIABLES, *(prefix + "_my" for prefix in childenv.STORE_PREFIXES)))}
     env = clean_env({**named, "ENCPIPE_PYTHON": str(spy), "PYTHONPATH": ROOT})
     done = subprocess.run(["bash", "-c", '. "$1"; encpipe_locate "$1"; printf "%s\\n" "${PYTHON_CMD[@]}"', "probe",
                            os.path.join(SCRIPTS, "encpipe-sh-setup")], capture_output=True, env=env, timeout=60)
@@ -260,16 +261,16 @@ def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_keys_py_name
     [record] = records(log)
     assert record["argv"][0] == "-c"
     seen = {entry.partition("=")[0] for entry in record["env"]}
-    assert sorted(seen & set(named)) == [], "keys.py names secrets that encpipe-sh-setup's probe does not unset"
+    assert sorted(seen & set(named)) == [], "childenv.py names secrets that encpipe-sh-setup's probe does not unset"
     assert not any(value in entry for entry in record["env"] for value in named.values())
 
 
 def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path):
     """scripts/lib/venv.bash (the demo's and the test command's set-up) runs Python
-    probes, pip and compileall: none gets a secret of the caller's environment (keys.py's
+    probes, pip and compileall: none gets a secret of the caller's environment (childenv.py's
     names and prefixes) nor a descriptor above 2. The venv's python here is a spy that
     succeeds without doing anything: a missing stamp makes checkout_venv install."""
-    from encpipe import keys
+    from encpipe import childenv
 
     root, log = tmp_path / "root", tmp_path / "log"
     (root / ".venv" / "bin").mkdir(parents=True)
@@ -280,8 +281,9 @@ def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path)
     helpers = ("cat", "sha256sum", "grep")  # the stamp's hash and its look-up (before: our whole environment)
     install(tmp_path / "spies", {tool: shutil.which(tool) for tool in helpers}, log)
     named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
-        (*keys.SECRET_VARIABLES, *keys.LIBPQ_VARIABLES, *keys.CLOUD_VARIABLES, keys.RCLONE_PREFIX + "CONFIG_PASS",
-         *keys.STORE_VARIABLES, *(prefix + "_my" for prefix in keys.STORE_PREFIXES)))}
+        (*childenv.SECRET_VARIABLES, *childenv.LIBPQ_VARIABLES, *childenv.CLOUD_VARIABLES,
+         childenv.RCLONE_PREFIX + "CONFIG_PASS",
+         *childenv.STORE_VARIABLES, *(prefix + "_my" for prefix in childenv.STORE_PREFIXES)))}
     env = clean_env({**named, **EVERY, "ENCPIPE_KEY": KEY, "PROG": "t"})
     env["PATH"] = f"{tmp_path / 'spies'}:{env['PATH']}"
     script = ('. "$1"; exec 7</dev/null; checkout_venv "$2" ""; deps_importable "$3"; fast_importable "$3"; '

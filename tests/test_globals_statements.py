@@ -45,7 +45,7 @@ def test_sql_smuggled_into_a_missing_roles_statement_never_runs(pg, tools, key_f
     lines = proc.stderr.decode().splitlines()
     assert len(lines) == 2 and lines[0].startswith(
         f"encpipe-restore: error: the globals file {planted} holds a statement that is not one of pg_dumpall's: "), lines
-    assert lines[0].endswith("; database mal_target was not touched"), lines
+    assert lines[0].endswith("; nothing was changed"), lines
     assert lines[1] == "encpipe-restore: hint: " + pgglobals.REFUSED_HINT  # --no-globals restores without it
     assert pg.psql("SELECT rolname, rolsuper, rolconfig FROM pg_roles ORDER BY 1") == roles
     assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()
@@ -76,7 +76,7 @@ def test_pg_dumpalls_own_statements_for_awkward_roles_pass(pg, tmp_path):
         pg.psql('DROP ROLE IF EXISTS gs_plain; DROP ROLE IF EXISTS "gs it\'s ""odd""\n-- encpipe-database-properties: {}";')
     statements, props = pgglobals.statements(text)
     assert props is None
-    pgglobals.refuse_unplain(statements, "g", "db")  # raises Failure for any it would refuse
+    pgglobals.refuse_unplain(statements, "g")  # raises Failure for any it would refuse
     keep, created, _ = pgglobals.plan(statements, set())
     assert {"gs_plain", "gs it's \"odd\"\n-- encpipe-database-properties: {}"} <= set(created)
     assert [s for s in keep if s.startswith("COMMENT ON ROLE gs_plain IS E'back\\\\slash; ''quote''")]
@@ -108,7 +108,7 @@ def test_an_older_runs_globals_file_under_this_runs_name_is_refused(pg, tools, k
     assert proc.stderr.decode().splitlines() == [
         f"encpipe-restore: error: the globals file {globals_name(new)} was made by run "
         f"{os.path.basename(old)[:-len('.dump.enc')]}, not by FILE's ({os.path.basename(new)[:-len('.dump.enc')]}); "
-        "database mal_target was not touched",
+        "nothing was changed",
         "encpipe-restore: hint: an older globals file put under this run's name? give the right one with --globals "
         "FILE, or restore without it with --no-globals (no roles, no recorded database properties)"]
     assert created == "0"
@@ -138,7 +138,7 @@ def test_a_statement_that_is_not_plain_is_refused_at_once(filler):
     that does not match is refused in linear time (a pattern that could split a run
     of spaces many ways took minutes over 30 of them)."""
     code = ("import sys\nfrom encpipe import pgglobals\nfrom encpipe.pgcli import Failure\ntry:\n"
-            "    pgglobals.refuse_unplain([sys.argv[1]], 'g', 'db')\nexcept Failure:\n    sys.exit(65)\n")
+            "    pgglobals.refuse_unplain([sys.argv[1]], 'g')\nexcept Failure:\n    sys.exit(65)\n")
     statement = "ALTER ROLE smug_new SET work_mem TO " + filler + "$;"
     done = subprocess.run([sys.executable, "-c", code, statement], capture_output=True, timeout=20,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -155,11 +155,11 @@ def test_a_space_psql_reads_as_part_of_a_name_is_not_plain(space):
     a `;` that ends the statement: a second statement behind it, unseen here."""
     statement = "ALTER ROLE smug_new X%sE'\\'; ALTER ROLE mallory SUPERUSER; SELECT ';" % space
     with pytest.raises(pgglobals.Failure) as caught:
-        pgglobals.refuse_unplain([statement], "g", "db")
+        pgglobals.refuse_unplain([statement], "g")
     assert caught.value.status == 65
     assert str(caught.value) == ("the globals file g holds a statement that is not one of pg_dumpall's: ALTER ROLE "
                                  "smug_new ... (more SQL behind it, a comment or a quoting pg_dumpall never writes); "
-                                 "database db was not touched")
+                                 "nothing was changed")
 
 
 def test_a_globals_file_beside_file_whose_label_names_another_run_is_refused(pg, tools, key_file, tmp_path, mallory):
@@ -180,5 +180,5 @@ def test_a_globals_file_beside_file_whose_label_names_another_run_is_refused(pg,
     assert proc.stderr.decode().splitlines()[0] == (
         f"encpipe-restore: error: the globals file {globals_name(new)} was made by run "
         f"{os.path.basename(old)[:-len('.dump.enc')]}, not by FILE's ({os.path.basename(new)[:-len('.dump.enc')]}); "
-        "database mal_target was not touched")
+        "nothing was changed")
     assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()

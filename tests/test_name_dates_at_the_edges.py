@@ -127,6 +127,7 @@ def test_an_os_error_check_meets_is_critical_not_a_failed_output(tmp_path, monke
 
     from encpipe.backup import checkcmd, metrics
     from encpipe.backup.cli import USAGE
+    from encpipe.backup.usagetext import for_docopt
     from encpipe.cli import Io
 
     make_valid(tmp_path, f"db_{hours_ago(2)}.sql.enc")
@@ -136,6 +137,6 @@ def test_an_os_error_check_meets_is_critical_not_a_failed_output(tmp_path, monke
 
     monkeypatch.setattr(metrics, "check", broken)
     out, err = BytesIO(), StringIO()  # checkcmd.run itself: before, the OSError went on to main's handler
-    args = docopt(USAGE, argv=["check", "--max-age", "24", str(tmp_path)])
+    args = docopt(for_docopt(USAGE), argv=["check", "--max-age", "24", str(tmp_path)])
     assert checkcmd.run(args, Io(None, out, err, ENV), str(tmp_path), 24, None) == 2
     assert (out.getvalue(), err.getvalue()) == (b"CRITICAL: internal error: OSError: 5 Input/output error\n", "")

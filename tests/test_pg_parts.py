@@ -228,9 +228,10 @@ def test_a_commit_is_read_as_docopt_reads_it(words):
     from docopt import docopt
 
     from encpipe.backup import job
+    from encpipe.backup.usagetext import for_docopt
 
     argv = _COMMIT_BASE + words + _COMMIT_END
-    assert job.commit_args(argv) == docopt(job.USAGE, argv=argv, default_help=True)
+    assert job.commit_args(argv) == docopt(for_docopt(job.USAGE), argv=argv, default_help=True)
 
 
 @pytest.mark.parametrize("words", [["--keep-last=3", "--keep-last=4"], ["--globals-temp=g.tmp"],

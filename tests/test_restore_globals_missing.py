@@ -31,7 +31,7 @@ HINT = ("encpipe-restore: hint: a backup made with encpipe-backup --no-globals h
 
 
 def _error(name, db=TARGET):
-    return f"encpipe-restore: error: the globals file of FILE's run is missing: {name}; database {db} was not touched"
+    return f"encpipe-restore: error: the globals file of FILE's run is missing: {name}; nothing was changed"
 
 
 def _globals_of(path):

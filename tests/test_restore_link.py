@@ -158,7 +158,7 @@ def test_a_link_whose_targets_globals_file_is_missing_is_refused(runs, empty, to
     os.link(a, target)  # without its globals file
     link = _link(str(tmp_path / "links" / "latest.dump.enc"), os.path.join("..", "dumps", os.path.basename(a)))
     error = (f"encpipe-restore: error: the globals file of FILE's run is missing: "
-             f"{_globals_of(os.path.realpath(target))}; database {TARGET} was not touched")
+             f"{_globals_of(os.path.realpath(target))}; nothing was changed")
     for live in (False, True):
         if live:
             empty.psql(f"CREATE DATABASE {TARGET}; COMMENT ON DATABASE {TARGET} IS 'live';")
@@ -301,8 +301,8 @@ def test_a_descriptor_of_a_dump_whose_runs_globals_file_is_missing_is_refused(ru
     proc, _ = _descriptor_restore(empty, tools, key_file, target, "/dev/fd/N")
     assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr.decode()
     assert proc.stderr.decode().splitlines() == [
-        f"encpipe-restore: error: the globals file of FILE's run is missing: {_globals_of(target)}; database "
-        f"{TARGET} was not touched", HINT]
+        f"encpipe-restore: error: the globals file of FILE's run is missing: {_globals_of(target)}; nothing "
+        "was changed", HINT]
     assert _state(empty) == before
 
 

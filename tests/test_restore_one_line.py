@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from test_backup_restore import (RESTORE, backup, databases, dump, ensure_small, leftover_databases, make_legacy_file,
                                  python_env, restore, script_env)
 
@@ -77,7 +79,8 @@ def test_a_damaged_backup_is_one_line(pg, tools, key_file, tmp_path):
 
 def test_a_refused_backup_into_a_new_database_is_one_line(pg, tools, key_file, tmp_path):
     """--no-globals, a database the server lacks: before, a warning that it would
-    belong to the restoring role came first, for a database never made."""
+    belong to the restoring role came first, for a database never made; and the
+    line said that database "was not touched", as if there were one."""
     db = ensure_small(pg, "oneline_new")
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
     sealed = bytearray(Path(path).read_bytes())
@@ -88,7 +91,7 @@ def test_a_refused_backup_into_a_new_database_is_one_line(pg, tools, key_file, t
     assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
     assert re.fullmatch(re.escape(f"encpipe-restore: error: cannot decrypt {path} (status 65): chunk ") + "[0-9]+"
                         + re.escape(" failed authentication: the file is truncated, corrupt or was tampered with; "
-                                    f"database {db}_new was not touched\n"), proc.stderr.decode()), proc.stderr
+                                    f"database {db}_new was not created\n"), proc.stderr.decode()), proc.stderr
     assert databases(pg) == before
 
 
@@ -106,6 +109,40 @@ def test_a_failed_restore_into_a_new_name_says_the_database_was_not_created(pg, 
     assert databases(pg) == before and leftover_databases(pg) == set()
 
 
+@pytest.mark.parametrize("target, left", [("oneline_empty_new", "was not created"),
+                                          ("oneline_empty", "was not touched")])
+def test_a_backup_that_holds_no_data_says_what_became_of_the_target(pg, tools, key_file, tmp_path, target, left):
+    """An empty dump: a database the server lacks was not created (before: "was not
+    touched", of a database there never was); one it has was not touched."""
+    path = tmp_path / "oneline_empty_20250101T000000Z.sql.enc"
+    path.write_bytes(_encpipe("seal", "--key-file", key_file, data=b""))
+    pg.dropdb("oneline_empty_new")
+    ensure_small(pg, "oneline_empty")
+    before, live = databases(pg), dump(pg, "oneline_empty")
+    proc = restore(pg, tools, str(path), target, "--no-globals", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout, proc.stderr.decode()) == (
+        65, b"", f"encpipe-restore: error: {path} holds no data; database {target} {left}\n")
+    assert databases(pg) == before and dump(pg, "oneline_empty") == live
+
+
+def test_a_refusal_before_the_server_is_asked_says_nothing_was_changed(pg, tools, key_file, tmp_path):
+    """The globals file refused, under a name the server lacks: the restore had not
+    asked whether it exists, and said "database NAME was not touched" of it. Nothing
+    was changed, whichever it is: so says the line."""
+    db = ensure_small(pg, "oneline_globals_src")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    globals_file = next((tmp_path / "b").glob("*.globals.sql.enc"))
+    globals_file.write_bytes(globals_file.read_bytes()[:-1])
+    pg.dropdb("oneline_globals_new")
+    before = databases(pg)
+    proc = restore(pg, tools, path, "oneline_globals_new", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
+    line = proc.stderr.decode().splitlines()[0]
+    assert line.startswith(f"encpipe-restore: error: cannot decrypt the globals file {globals_file} (status 65): ")
+    assert line.endswith("; nothing was changed") and "not touched" not in line, line
+    assert databases(pg) == before
+
+
 def test_a_refused_globals_file_is_one_line_naming_it(pg, tools, key_file, tmp_path):
     """The child read /dev/fd/N; the line names the globals file."""
     db = ensure_small(pg, "oneline_globals")
@@ -118,7 +155,7 @@ def test_a_refused_globals_file_is_one_line_naming_it(pg, tools, key_file, tmp_p
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"encpipe-restore: error: cannot decrypt the globals file {globals_file} "
                                f"(status 65): "), lines
-    assert "/dev/fd/" not in lines[0] and lines[0].endswith(f"; database {db} was not touched")
+    assert "/dev/fd/" not in lines[0] and lines[0].endswith("; nothing was changed")
     assert lines[1] == ("encpipe-restore: hint: give the right one with --globals FILE, or restore without it with "
                         "--no-globals (no roles, no recorded database properties)")  # encpipe gave none
 
@@ -130,7 +167,7 @@ def test_a_legacy_file_that_does_not_authenticate_is_one_line(pg, tools, tmp_pat
     proc = restore(pg, tools, path, db, env_extra={"BACKUP_ENCRYPTION_KEY": "cd" * 32})
     assert _refused(pg, proc, db, live, 77) == (
         f"encpipe-restore: error: cannot authenticate {path} (status 77): no supplied key authenticates this "
-        f"legacy file; database {db} was not touched\n"
+        "legacy file; nothing was changed\n"
         "encpipe-restore: hint: the key is wrong, or the file is damaged or truncated (the old format cannot tell "
         "which); tried: BACKUP_ENCRYPTION_KEY (hex key)\n")
 

@@ -86,3 +86,51 @@ def test_a_listing_scripts_help_lists_only_its_own_options_and_command(name):
         assert re.search(rf"^  (-\w, )?{re.escape(flag)}(?![\w-])", options, flags=re.M), (name, flag)
     commands = text.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0]
     assert re.findall(r"^  (\w+) ", commands, flags=re.M) == [name]
+
+
+MODULE = "python3 -m encpipe.backup"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["upload", "--help"], ["fetch", "-h"]])
+def test_the_modules_help_says_how_it_is_run(argv, tmp_path):
+    """`python3 -m encpipe.backup --help` called the program encpipe-backups, and
+    `... upload --help` called it job: names nothing installs. Its usage lines now
+    say how it is run."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    usage = done.stdout.split("Usage:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    patterns = [line for line in usage if not line.startswith("   ")]
+    assert patterns and all(line.startswith(f"  {MODULE} ") for line in patterns), usage
+    assert "encpipe-backups" not in done.stdout and "  job " not in done.stdout
+
+
+@pytest.mark.parametrize("argv, message", [([], "no command given"), (["bogus"], "unknown command 'bogus'"),
+                                           (["--bogus"], "unknown command '--bogus'")])
+def test_the_modules_usage_errors_name_it_as_it_is_run(argv, message, tmp_path):
+    """Its usage errors said `encpipe-backups: error: ...`, `hint: see --help`: they
+    name it by its package and say how to run its help."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (64, "")
+    assert done.stderr == f"encpipe.backup: error: {message}\nencpipe.backup: hint: see {MODULE} --help\n"
+
+
+@pytest.mark.parametrize("argv, prog, status", [
+    ([sys.executable, "-m", "encpipe.backup", "--help"], "encpipe.backup", 74),
+    ([sys.executable, "-m", "encpipe.backup", "upload", "--help"], "encpipe-backup", 74),
+    ([str(REPO / "scripts" / "encpipe-list"), "--help"], "encpipe-list", 74),
+    ([str(REPO / "scripts" / "encpipe-check"), "-h"], "encpipe-check", 3),
+], ids=["module", "module-step", "encpipe-list", "encpipe-check"])
+def test_help_into_an_output_that_cannot_be_written_is_one_line(argv, prog, status, tmp_path):
+    """A full standard output (/dev/full): `python3 -m encpipe.backup --help` ended in a
+    traceback, exit 1, and encpipe-list --help (and -prune, -verify, -check) said
+    `internal error: OSError ... (a bug of encpipe's)`, 70. As encpipe's own --help:
+    `cannot write output: ...`, 74 (check: the plugin's UNKNOWN, 3)."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True,
+                              timeout=60)
+    assert (done.returncode, done.stderr) == (status, f"{prog}: error: cannot write output: No space left on device\n")

@@ -183,3 +183,23 @@ def test_independent_decoder_agrees_on_text_forms():
         assert mine == other, (kind, repr(text))
         outcomes[mine is not None] += 1
     assert outcomes[True] >= 40 and outcomes[False] >= 600, outcomes
+
+
+def test_importing_the_vector_helpers_leaves_sys_path_alone():
+    """vectorkit put the repository first on sys.path whenever it was imported
+    (test_differential.py imports it): which encpipe every later import found
+    depended on who imported it first. generate.py, run as a script, puts it
+    there itself; an import changes nothing."""
+    probe = ("import sys\nbefore = list(sys.path)\nimport vectors.vectorkit\n"
+             "print(sys.path == before)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(VECTORS.parent), str(VECTORS.parent.parent)])
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout == "True\n"
+
+
+def test_the_generator_runs_as_a_script_without_pythonpath(tmp_path):
+    """generate.py finds the checkout's encpipe by itself, run from anywhere."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, str(VECTORS / "generate.py"), str(tmp_path)], env=env, cwd=tmp_path, check=True)
+    assert sorted(p.name for p in tmp_path.glob("*.vec")) == [p.name for p in ALL]

@@ -1,23 +1,23 @@
-USAGE = """encpipe-backups: list, prune, verify and check stored encrypted backups.
+USAGE = """encpipe.backup: list, prune, verify and check stored encrypted backups.
 
 Usage:
-  encpipe-backups list [--stats] [--dir DIR | DIR]
-  encpipe-backups prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
+  python3 -m encpipe.backup list [--stats] [--dir DIR | DIR]
+  python3 -m encpipe.backup prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
                [--keep-monthly N] [--keep N] [--max-age DAYS] [--database DB]...
                [--dry-run] [--count-unauthenticated] [--allow-empty] [--threads N] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
-  encpipe-backups verify [--threads N] [--allow-empty] [--allow-shared-dir]
+  python3 -m encpipe.backup verify [--threads N] [--allow-empty] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | PATH...]
-  encpipe-backups check --max-age HOURS [--warn-age HOURS] [-t SECONDS] [--database DB]...
+  python3 -m encpipe.backup check --max-age HOURS [--warn-age HOURS] [-t SECONDS] [--database DB]...
                [--metrics-file FILE] [--count-unauthenticated] [--verify] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | DIR]
-  encpipe-backups (-h | --help)
+  python3 -m encpipe.backup (-h | --help)
 
 Run as `python3 -m encpipe.backup`, or as encpipe-list, encpipe-prune,
 encpipe-verify and encpipe-check. DIR may be a directory or an rclone
@@ -71,7 +71,9 @@ Options:
   -t SECONDS, --timeout SECONDS  check: critical when the run has not ended
                              after SECONDS (under Nagios' own 60 s), every
                              process it started stopped [default: 50].
-  --database DB              Only this database's backups (prune); expect it (check).
+  --database DB              prune: only this database's backups. check: expect
+                             it too (critical when it has none); it filters
+                             nothing: every database there keeps its line.
   --metrics-file FILE        A textfile of encpipe-backup --metrics-file: warn
                              when a database's last attempt failed; critical
                              when FILE is not a regular file or does not parse,
@@ -173,6 +175,7 @@ from .prune import prune
 from .retention import Policy
 from .remotes import refuse_credentials
 from .storage import Local, open_location
+from .usagetext import PROG, RUN, for_docopt, help_asked
 from .verify import KeyRing
 
 ENV_BACKUP_DIR = "ENCPIPE_BACKUP_DIR"
@@ -269,8 +272,7 @@ COMMANDS = {"list": cmd_list, "prune": cmd_prune,
 def _usage_lines(name):
     """The usage patterns of command `name`, as one string."""
     patterns = USAGE.split("Usage:\n", 1)[1].split("\n\n", 1)[0]
-    return " ".join(p for p in re.split(r"\n(?=  encpipe-backups )", patterns)
-                    if p.startswith(f"  encpipe-backups {name} "))
+    return " ".join(p for p in re.split(rf"\n(?=  {RUN} )", patterns) if p.startswith(f"  {RUN} {name} "))
 
 
 def unknown_option(argv):
@@ -304,10 +306,10 @@ def script_help(name):
     """USAGE as encpipe-NAME's own help: its usage lines, under its name."""
     head, rest = USAGE.split("Usage:\n", 1)
     patterns, tail = rest.split("\n\n", 1)
-    mine = [p for p in re.split(r"\n(?=  encpipe-backups )", patterns) if p.startswith(f"  encpipe-backups {name} ")]
-    usage = "\n".join(mine) + f"\n  encpipe-backups {name} (-h | --help)"
+    mine = [p for p in re.split(rf"\n(?=  {RUN} )", patterns) if p.startswith(f"  {RUN} {name} ")]
+    usage = "\n".join(mine) + f"\n  {RUN} {name} (-h | --help)"
     text = "Usage:\n" + usage + "\n\n" + _only_mine(tail, name, usage)
-    return f"encpipe-{name}: {head.split(': ', 1)[1].strip()}\n\n" + text.replace("encpipe-backups ", "encpipe-")
+    return f"encpipe-{name}: {head.split(': ', 1)[1].strip()}\n\n" + text.replace(f"{RUN} ", "encpipe-")
 
 
 def _only_mine(tail, name, usage):
@@ -333,20 +335,16 @@ def _only_mine(tail, name, usage):
 def main(argv=None, *, stdout=None, stderr=None, env=None):
     """Run one command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    name = argv[0] if argv and argv[0] in COMMANDS else "backups"
+    name = argv[0] if argv and argv[0] in COMMANDS else None
     io = Io(None, stdout or sys.stdout.buffer, stderr or sys.stderr, os.environ if env is None else env,
-            prog=f"encpipe-{name}")
-    if name in COMMANDS and {"-h", "--help"} & set(argv):
-        io.print(script_help(name))
-        return 0
+            prog=f"encpipe-{name}" if name else PROG)
+    if help_asked(argv):  # its own text, or a script's; an output that cannot be written: one line, 74
+        return report_errors(io, lambda: io.print(script_help(name) if name else USAGE) or 0)
     try:
-        args = docopt(USAGE, argv=argv, default_help=True)
+        args = docopt(for_docopt(USAGE), argv=argv, default_help=False)
     except DocoptExit as e:
-        known = name in COMMANDS
-        return refused(io, name, UsageError((known and unknown_option(argv)) or usage_message(argv, e, COMMANDS),
-                                            hint=f"see encpipe-{name} --help" if known else "see --help"))
-    except SystemExit as e:  # --help
-        return e.code or 0
+        return refused(io, name, UsageError((name and unknown_option(argv)) or usage_message(argv, e, COMMANDS),
+                                            hint=f"see encpipe-{name} --help" if name else f"see {RUN} --help"))
     empty = first_empty(args)
     if empty:
         return refused(io, name, empty)

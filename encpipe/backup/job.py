@@ -1,29 +1,28 @@
 USAGE = """encpipe-backup's steps after the dump, and encpipe-restore's fetch.
 
 Usage:
-  job upload [--dir DIR] [--to REMOTE] [--allow-shared-dir] TEMP [NAME]
-  job commit [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --kind KIND --started TIME
-             [--metrics-file FILE] [--keep-last N] [--keep-daily N] [--keep-weekly N]
+  python3 -m encpipe.backup upload [--dir DIR] [--to REMOTE] [--allow-shared-dir] TEMP [NAME]
+  python3 -m encpipe.backup commit [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --kind KIND
+             --started TIME [--metrics-file FILE] [--keep-last N] [--keep-daily N] [--keep-weekly N]
              [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
              [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
              [--passphrase-file FILE]... [--passphrase-command CMD]...
              [--signer KEY]... [--signer-file FILE]... [--count-unauthenticated]
              [--globals-temp GTEMP --globals-name GNAME] [--] TEMP NAME
-  job abort [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --started TIME [--metrics-file FILE]
-            [--globals-temp GTEMP] TEMP
-  job fetch FILE
-  job systemd-unit SCRIPT [ARG...]
+  python3 -m encpipe.backup abort [--dir DIR] [--to REMOTE] [--allow-shared-dir]
+            --database DB --started TIME [--metrics-file FILE] [--globals-temp GTEMP] TEMP
+  python3 -m encpipe.backup fetch FILE
+  python3 -m encpipe.backup systemd-unit SCRIPT [ARG...]
 
-Run as `python3 -m encpipe.backup COMMAND` (encpipe-backup, which seals into TEMP
-itself, calls main() for commit, abort and systemd-unit). upload copies standard
-input into a new file TEMP in DIR and/or REMOTE at once; commit renames TEMP to NAME in each,
-prunes DB's series there (when given a policy), records the run in the metrics
-file and prints the backup's JSON line (with --globals-temp, GTEMP is renamed to
-GNAME first, so a dump is never stored without its globals; a failed rename ends
-it as abort does, with the files it renamed removed again); abort removes TEMP (and
-GTEMP, the globals file's, with --globals-temp) and records a failed run, once;
-fetch writes a stored file (a path or REMOTE:PATH/NAME) to standard output;
-systemd-unit prints a service unit running SCRIPT with ARGs.
+encpipe-backup, which seals into TEMP itself, calls main() for commit, abort and
+systemd-unit. upload copies standard input into a new file TEMP in DIR and/or REMOTE at
+once; commit renames TEMP to NAME in each, prunes DB's series there (when given a policy),
+records the run in the metrics file and prints the backup's JSON line (with --globals-temp,
+GTEMP is renamed to GNAME first, so a dump is never stored without its globals; a failed
+rename ends it as abort does, with the files it renamed removed again); abort removes TEMP
+(and GTEMP, the globals file's, with --globals-temp) and records a failed run, once; fetch
+writes a stored file (a path or REMOTE:PATH/NAME) to standard output; systemd-unit prints a
+service unit running SCRIPT with ARGs.
 
 Options:
   --dir DIR                 A backup directory.
@@ -70,6 +69,7 @@ from ..stdio import write_whole
 from .names import KINDS, temp_started
 from .remotes import refuse_local, split_file
 from .storage import CHUNK, Local, discard, open_location, upload
+from .usagetext import for_docopt, help_asked
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
 # metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module); what its
@@ -386,8 +386,10 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=No
             os.environ if env is None else env, prog="encpipe-backup")
     if argv[:1] == ["systemd-unit"] and len(argv) > 1:  # ARGs are another command's options
         return report_errors(io, lambda: cmd_unit({"SCRIPT": argv[1], "ARG": argv[2:]}, io))
+    if help_asked(argv):  # a full standard output: one line and 74, as for any output
+        return report_errors(io, lambda: io.print(USAGE.rstrip("\n")) or 0)
     try:
-        args = commit_args(argv) or docopt(USAGE, argv=argv, default_help=True)
+        args = commit_args(argv) or docopt(for_docopt(USAGE), argv=argv, default_help=False)
     except DocoptExit as e:
         from .cli import usage_message
 

@@ -9,8 +9,8 @@ import sys
 from collections import Counter
 
 from .. import sigthreads
+from ..childenv import RCLONE_NEEDS, child_env
 from ..errors import EncpipeError, InputUnavailable, IOFailure
-from ..keys import RCLONE_NEEDS, child_env
 from .rclonepipe import Children, Download, Upload, bounded, run
 from .records import Item
 from .remotes import prefix_end

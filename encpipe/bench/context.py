@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from ..keys import child_env
+from ..childenv import child_env
 from .measure import GNU_TIME, BenchError, command_output, file_digest, human, output_digest, run, write_random
 
 CIPHERS = ("cryptography", "pycryptodome")
@@ -88,7 +88,7 @@ class Context:
         """The bench needs no secret of whoever runs it: encpipe gets the bench's own
         key (enc), the libpq clients a throwaway cluster that trusts its socket, the
         peers (age, openssl, gpg) keys of their own. Every secret variable
-        (keys.child_env: encpipe's, PGPASSWORD, RCLONE_..., the cloud's credentials)
+        (childenv.child_env: encpipe's, PGPASSWORD, RCLONE_..., the cloud's credentials)
         leaves our environment first, so that no child has it, the cluster's server
         and clients (tests/pgcluster.py) included. The rest stays: encpipe runs as
         its users run it."""

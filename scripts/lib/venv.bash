@@ -15,8 +15,8 @@ interrupted() {
 trap interrupted INT
 
 # no_secrets COMMAND [ARG...]: runs COMMAND without the variables that hold
-# secrets (encpipe/keys.py's names and prefixes, as encpipe-sh-setup's probe;
-# tests/test_child_env.py fails when keys.py names one left set) nor descriptors
+# secrets (encpipe/childenv.py's names and prefixes, as encpipe-sh-setup's probe;
+# tests/test_child_env.py fails when childenv.py names one left set) nor descriptors
 # above 2: none of the set-up's children (probes, venv, pip, cat, grep...) needs one.
 no_secrets() {
   (

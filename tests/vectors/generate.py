@@ -27,7 +27,10 @@ import importlib
 import os
 import sys
 
-from vectorkit import ESCROW, HERE, VECTORS
+if __name__ == "__main__":  # run as a script: the checkout's encpipe, wherever it is run from
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from vectorkit import ESCROW, HERE, VECTORS  # noqa: E402
 
 for _module in ("vectors_v1", "vectors_v2"):
     importlib.import_module(_module)  # registers its vectors

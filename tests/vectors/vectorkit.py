@@ -6,26 +6,24 @@ import hashlib
 import io
 import os
 import struct
-import sys
 import zlib
 from contextlib import contextmanager
 from unittest import mock
 
+from Crypto.Cipher import AES
+
+import encpipe.envelope
+import encpipe.primitives
+import encpipe.slots
+import encpipe.x25519
+from encpipe import format as fmt
+from encpipe.envelope import build_header, read_header, seal
+from encpipe.signing import SigningKey
+from encpipe.slots import RawKey
+from encpipe.stream import chunk_nonce
+from encpipe.x25519 import X25519Identity
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-
-from Crypto.Cipher import AES  # noqa: E402
-
-import encpipe.envelope  # noqa: E402
-import encpipe.primitives  # noqa: E402
-import encpipe.slots  # noqa: E402
-import encpipe.x25519  # noqa: E402
-from encpipe import format as fmt  # noqa: E402
-from encpipe.envelope import build_header, read_header, seal  # noqa: E402
-from encpipe.signing import SigningKey  # noqa: E402
-from encpipe.slots import RawKey  # noqa: E402
-from encpipe.stream import chunk_nonce  # noqa: E402
-from encpipe.x25519 import X25519Identity  # noqa: E402
 
 KEY_1 = bytes(range(32))
 KEY_2 = bytes(range(32, 64))

@@ -3,7 +3,7 @@ header or a payload is refused."""
 
 import io
 
-from vectorkit import (  # first: it puts the repository on sys.path
+from vectorkit import (
     CHUNK,
     CHUNK_LOG2,
     IDENTITY_SECRET,

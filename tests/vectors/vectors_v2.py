@@ -5,7 +5,7 @@ import functools
 import hashlib
 import io
 
-from vectorkit import (  # first: it puts the repository on sys.path
+from vectorkit import (
     CHUNK,
     CHUNK_LOG2,
     ESCROW,

@@ -1,0 +1,58 @@
+"""encpipe's Python dependencies: an import of one that fails is one line naming the
+package to install (and exit 69), for encpipe and every script, not a traceback."""
+
+from .errors import MissingDependency
+
+# The distribution that provides each imported top-level module.
+DISTRIBUTIONS = {"Crypto": "pycryptodome", "docopt": "docopt-ng", "cryptography": "cryptography"}
+REQUIRED = ("Crypto", "docopt")
+
+
+def report_missing(io, e):
+    """One line naming the package to install, and its exit status; an ImportError
+    that is not one of encpipe's dependencies is raised again."""
+    error = missing_dependency(e)
+    if error is None:
+        raise e
+    io.error(str(error), hint=error.hint)
+    return error.exit_code
+
+
+def missing_dependency(error):
+    """A MissingDependency naming the packages to install, when `error` is the
+    import of one of encpipe's dependencies failing; else None."""
+    module = (error.name or "").split(".")[0]
+    if module not in DISTRIBUTIONS:
+        return None
+    modules = [module] + [m for m in REQUIRED if m != module and not _importable(m)]
+    packages = [DISTRIBUTIONS[m] for m in modules]
+    plural = "s" if len(modules) > 1 else ""
+    return MissingDependency(
+        f"cannot import the Python module{plural} {', '.join(modules)}: install the package{plural} "
+        + ", ".join(packages),
+        hint=f"python3 -m pip install {' '.join(packages)}"
+        + (" (not docopt: 0.6 is another, older package)" if "docopt-ng" in packages else ""),
+    )
+
+
+def _importable(module):
+    from importlib import import_module
+
+    try:
+        import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def docopt_parser():
+    """docopt-ng's parser; docopt 0.6, another package of the same module name, lacks default_help."""
+    import docopt
+
+    version = getattr(docopt, "__version__", "")
+    if version and tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:2]) < (0, 7):
+        raise MissingDependency(
+            f"the installed docopt {version} is the old package; encpipe needs docopt-ng",
+            hint="python3 -m pip uninstall docopt && python3 -m pip install docopt-ng",
+        )
+    return docopt.docopt, docopt.DocoptExit
