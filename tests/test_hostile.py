@@ -361,3 +361,17 @@ def test_failing_inspect_writes_nothing_on_stdout(tmp_path, argv, payload):
     craft.assert_error_lines(err, "cannot be a complete stream")
     done = subprocess.run(command(*argv, str(path)), capture_output=True, env=clean_env(), timeout=60)
     assert (done.returncode, done.stdout) == (65, b"")
+
+
+def test_the_harness_memoizes_the_parser_encpipe_uses(monkeypatch):
+    """The fuzzing run parses each fixed command line once, through the parser encpipe
+    looks up (cli.docopt_parser): a patch of a name encpipe no longer uses failed at start."""
+    from encpipe import cli
+
+    monkeypatch.setattr(cli, "docopt_parser", cli.docopt_parser)
+    harness._memoize_docopt()
+    first = cli.parse("open", ["open", "--key-file", "k"])
+    first["--key-file"].append("changed")
+    assert cli.parse("open", ["open", "--key-file", "k"])["--key-file"] == ["k"]
+    parse, _ = cli.docopt_parser()
+    assert parse.__name__ == "cached"

@@ -428,7 +428,7 @@ def _memoize_docopt():
 
     from encpipe import cli
 
-    parse, parsed = cli.docopt, {}
+    (parse, docopt_exit), parsed = cli.docopt_parser(), {}
 
     def cached(doc, argv=None, **kwargs):
         key = tuple(argv or ())
@@ -436,7 +436,7 @@ def _memoize_docopt():
             parsed[key] = parse(doc, argv=argv, **kwargs)
         return copy.deepcopy(parsed[key])
 
-    cli.docopt = cached
+    cli.docopt_parser = lambda: (cached, docopt_exit)
 
 
 def _fuzz(target, libfuzzer_args):
