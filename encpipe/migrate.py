@@ -16,7 +16,8 @@ converted file keeps its name; it is an encpipe file from then on, so a later
 run skips it: each legacy file is converted exactly once. Interrupted at any
 point, DIR holds every file either in the old format or converted and
 verified, and a file renamed is reported (a signal from its rename on waits
-for its line); a run removes the temporary files an interrupted one left behind.
+for its line); a run removes the temporary files an interrupted one left behind
+(those of the same user: another user's under such a name is left).
 
 Old key (reading): without --legacy-* options, BACKUP_ENCRYPTION_KEY (the
 previous tool's setting: 64 hex digits are the key, anything else a
@@ -85,7 +86,7 @@ from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
-from .inplace import kept, owner_not_kept
+from .inplace import kept, not_a_leftover, owner_not_kept
 from .keyplace import refuse_replaceable
 from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -232,11 +233,13 @@ class Migration(Children):
         return [n for n in names if n.endswith(SUFFIX) and not n.startswith(".")]
 
     def remove_leftover(self, name):
-        """A regular file only: a directory or anything else under such a name is not ours."""
+        """A regular file of the caller's only: a directory or anything else under such a
+        name, or a file another user put there, is not ours."""
         with held():  # removed and said in one step
             try:
-                if not stat.S_ISREG(os.lstat(name, dir_fd=self.dir_fd).st_mode):
-                    return warn(f"left {name}: named like a temporary file of this tool, but not a regular file")
+                why = not_a_leftover(os.lstat(name, dir_fd=self.dir_fd), "migrate")
+                if why:
+                    return warn(f"left {name}: named like a temporary file of this tool, but {why}")
                 os.unlink(name, dir_fd=self.dir_fd)
             except FileNotFoundError:
                 return
