@@ -178,6 +178,7 @@ def test_a_signal_held_over_an_import_goes_to_the_handler_set_meanwhile(tmp_path
 
 EARLY = """
 import os, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: DEFAULTS' SIG_DFL would die quietly anyway
 
 class Finder:  # SIGINT while the entry point still loads encpipe.cli, before any handler of encpipe's
     def find_spec(self, name, path, target=None):
