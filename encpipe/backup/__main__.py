@@ -12,6 +12,7 @@ import signal  # noqa: E402
 
 from . import cli, job  # noqa: E402
 from ..cli import catch_signal, die_of, guard_standard_fds, no_core_dumps, run_script  # noqa: E402
+from ..sigdefer import drained  # noqa: E402
 
 argv = sys.argv[1:]
 guard_standard_fds()  # the JSON lines of commit and upload go to the script's standard output
@@ -23,7 +24,7 @@ if argv[:1] == ["fetch"]:  # SIGTERM, SIGHUP, SIGINT: its rclone killed and reap
 catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
 try:
     earlysig.release()  # one that came as it loaded: now
-    status = (job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv)
+    status = drained((job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv))
 except KeyboardInterrupt:  # its clean-up run on the way here: death by the signal, no traceback
     status = die_of()
 raise SystemExit(status)
