@@ -127,7 +127,7 @@ def run_script(prog, module, argv):
 
     from .earlysig import release
     from .scriptmain import NotAScript, main_of
-    from .sigdefer import settle
+    from .sigdefer import drained, settle
 
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
@@ -139,7 +139,7 @@ def run_script(prog, module, argv):
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
         try:
-            status = main_of(module)(argv)
+            status = drained(main_of(module)(argv))  # a signal an import made wait: now, not at the exit
         except ImportError as e:  # of the module, or one it imports when it needs it
             status = report_missing(io, e)
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
@@ -325,7 +325,7 @@ def run():
     # pycryptodome prefers cffi, whose import parses C declarations on every
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
     from .earlysig import release
-    from .sigdefer import settle
+    from .sigdefer import drained, settle
 
     sys.modules.setdefault("cffi", None)
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
@@ -338,7 +338,7 @@ def run():
         _widen_pipes()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         release()  # a SIGINT that came before the handlers (python -m encpipe): now
-        status = main()
+        status = drained(main())  # a signal an import made wait: now, not at the exit
     except KeyboardInterrupt:
         status = die_of()
     except Terminated as e:  # after clean-up: seal -o's hidden file is removed

@@ -7,13 +7,13 @@ Imports nothing that needs a dependency itself."""
 
 import sys
 
-from . import utf8mode
+from . import earlysig
 
-utf8mode.ensure()  # names read as UTF-8 whatever the locale: before a SIGINT is held, which an exec would lose
+earlysig.hold()  # a SIGINT from here on: delivered once run_script has set its handlers (across ensure's exec)
 
-from . import earlysig  # noqa: E402
+from . import utf8mode  # noqa: E402
 
-earlysig.hold()  # a SIGINT while encpipe.cli loads: delivered once run_script has set its handlers
+utf8mode.ensure()  # names read as UTF-8 whatever the locale
 
 from .cli import Io, guard_standard_fds, run_script  # noqa: E402
 

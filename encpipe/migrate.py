@@ -7,14 +7,17 @@ Each legacy file NAME.sql.enc (opened without following a symbolic link) is
 converted with `encpipe open --legacy | encpipe seal` into a new hidden file
 in DIR (O_EXCL|O_NOFOLLOW), which is then checked through its own descriptor
 with `encpipe inspect --verify` (it must authenticate and hold exactly the old
-file's size less 64 plaintext bytes), given the old file's modification time
-through that descriptor, and renamed over NAME.sql.enc only while both names
-are still the files migrate opened. A
+file's size less 64 plaintext bytes), given the old file's mode, access ACL,
+owner, group and modification time through that descriptor, and renamed over
+NAME.sql.enc only while both names are still the files migrate opened. Not run
+as root, migrate leaves a file owned by another user (root too), or in a group
+the caller is not in: failed (73). A
 converted file keeps its name; it is an encpipe file from then on, so a later
 run skips it: each legacy file is converted exactly once. Interrupted at any
 point, DIR holds every file either in the old format or converted and
 verified, and a file renamed is reported (a signal from its rename on waits
-for its line); a run removes the temporary files an interrupted one left behind.
+for its line); a run removes the temporary files an interrupted one left behind
+(those of the same user: another user's under such a name is left).
 
 Old key (reading): without --legacy-* options, BACKUP_ENCRYPTION_KEY (the
 previous tool's setting: 64 hex digits are the key, anything else a
@@ -54,7 +57,8 @@ new file sealed to public keys only and not signed (its maker not authenticated:
 encpipe-restore refuses it without --allow-unauthenticated) is still migrated,
 with a warning and "sender_authenticated": false.
 Exit status: 0 when no file failed; else the encpipe status of the first
-failure (65 damaged, 67 not signed by a trusted signer, 77 wrong key, ...);
+failure (65 damaged, 67 not signed by a trusted signer, 73 an owner or group
+migrate cannot keep, 77 wrong key, ...);
 64 usage (or trusted signers without a --sign-key among them); 66 DIR
 unreadable (or replaced as the run started), or (before any file) a key file,
 identity, passphrase file or --sign-key that cannot be read, or an ENCPIPE
@@ -82,6 +86,7 @@ from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
+from .inplace import kept, not_a_leftover, owner_not_kept
 from .keyplace import refuse_replaceable
 from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -228,11 +233,13 @@ class Migration(Children):
         return [n for n in names if n.endswith(SUFFIX) and not n.startswith(".")]
 
     def remove_leftover(self, name):
-        """A regular file only: a directory or anything else under such a name is not ours."""
+        """A regular file of the caller's only: a directory or anything else under such a
+        name, or a file another user put there, is not ours."""
         with held():  # removed and said in one step
             try:
-                if not stat.S_ISREG(os.lstat(name, dir_fd=self.dir_fd).st_mode):
-                    return warn(f"left {name}: named like a temporary file of this tool, but not a regular file")
+                why = not_a_leftover(os.lstat(name, dir_fd=self.dir_fd), "migrate")
+                if why:
+                    return warn(f"left {name}: named like a temporary file of this tool, but {why}")
                 os.unlink(name, dir_fd=self.dir_fd)
             except FileNotFoundError:
                 return
@@ -256,6 +263,10 @@ class Migration(Children):
             return {**line, "status": "failed", "reason": f"cannot read it: {e.strerror}", "exit_code": 66}
         if head == MAGIC:
             return {**line, "status": "skipped", "reason": "already an encpipe file"}
+        # planted by another user (its time theirs), root's or a group's: renamed over, it would be the caller's
+        refused = owner_not_kept(info, os.fstat(self.dir_fd), "migrate", "migrated")
+        if refused:
+            return {**line, "status": "failed", "reason": refused, "exit_code": 73}
         plaintext = info.st_size - LEGACY_HEADER
         if plaintext < 0:
             return {**line, "status": "failed", "reason": "too short for a legacy file", "exit_code": 65}
@@ -276,19 +287,20 @@ class Migration(Children):
     def convert(self, path, name, info, plaintext, committed):
         try:
             src, opened = safefile.open_source(path, self.dir_fd)
-            kept, checked = [], []
+            linked, checked = [], []
             with src:
                 if not safefile.unchanged(opened, info):
                     raise Failure("the file changed while it was being converted; run again", 75)
                 safefile.write_atomically(
                     path, lambda out: self.seal(src, out.fileno(), plaintext),
                     verify=lambda fd: checked.append(self.verify(fd, plaintext)),
+                    **kept(src.fileno(), opened),  # its mode, access ACL, owner and group
                     times_ns=(info.st_atime_ns, info.st_mtime_ns), replaces=info,
-                    before_rename=lambda dir_fd: kept.append(self.keep(dir_fd, name, info)
-                                                             if self.args.keep_originals else None),
+                    before_rename=lambda dir_fd: linked.append(self.keep(dir_fd, name, info)
+                                                               if self.args.keep_originals else None),
                     allow_shared=self.args.allow_shared_dir, prefix=f".{_short(name)}.", suffix=TEMP_SUFFIX,
                     dir_fd=self.dir_fd, committed=committed)
-            return kept[0], checked[0]
+            return linked[0], checked[0]
         except EncpipeError as e:
             raise Failure(str(e), e.exit_code) from None
         except OSError as e:

@@ -77,7 +77,8 @@ from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
 from .keyplace import refuse_replaceable
-from .rotatechild import Encpipe, Failure, not_a_leftover, owner_not_kept
+from .inplace import kept, not_a_leftover, owner_not_kept
+from .rotatechild import Encpipe, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
@@ -171,9 +172,10 @@ class Rotation:
             return self.fail(path, "read", Failure(e.strerror or str(e), 66))
         if magic != MAGIC:
             return report(path, "foreign", reason="not an encpipe file; left alone")
-        refused = owner_not_kept(inspected, os.fstat(dir_fd))  # planted (its time the planter's), or root's
-        if refused:  # or a group's: renamed over, it would be the caller's
-            return self.fail(path, "owner", refused)
+        # planted by another user (its time theirs), root's or a group's: renamed over, it would be the caller's
+        refused = owner_not_kept(inspected, os.fstat(dir_fd), "rotate", "rotated")
+        if refused:
+            return self.fail(path, "owner", Failure(refused, 73))
         present = {slot.get("key_id") for slot in before["slots"]} - {None}
         signed = before.get("signers") or []
         if self.trusted and not self.trusted & set(signed):
@@ -261,11 +263,11 @@ class Rotation:
             try:
                 safefile.write_atomically(
                     path, lambda out: step(self.encpipe.run, "rewrap", args, stdin=src, stdout=out, about=path),
-                    verify=verify, mode=stat.S_IMODE(original.st_mode), owner=(original.st_uid, original.st_gid),
+                    verify=verify, **kept(src.fileno(), original),  # mode, ACL (a reader it names), owner
                     # a second later than the original: a mirror's sync (size and time) sends it again,
                     # and a file older than its name stays so (README "Off-site copies" under rotate)
                     times_ns=(original.st_atime_ns, original.st_mtime_ns + 1_000_000_000), replaces=inspected,
-                    before_rename=still_inspected, acl=safefile.access_acl(src.fileno()),  # a reader it names kept
+                    before_rename=still_inspected,
                     allow_shared=opts.allow_shared_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
                     dir_fd=dir_fd, committed=committed)
             except EncpipeError as e:
@@ -303,7 +305,7 @@ def remove_stale(fd, path, rotation, dry_run=False):
     name = os.path.basename(path)
     with held():  # removed and reported in one step
         try:
-            why = not_a_leftover(os.lstat(name, dir_fd=fd))  # not a regular file, or another user's
+            why = not_a_leftover(os.lstat(name, dir_fd=fd), "rotate")  # not a regular file, or another user's
             if why:
                 return report(path, "ignored", reason=f"named like a temporary file, but {why}")
             if not dry_run:

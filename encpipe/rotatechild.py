@@ -9,7 +9,6 @@ that named none would say nothing of which."""
 import json
 import os
 import re
-import stat
 import subprocess
 
 from . import childerr
@@ -28,42 +27,6 @@ class Failure(Exception):
     def __init__(self, message, status=1, step="rotate", hint=None):
         super().__init__(message)
         self.status, self.step, self.hint = status, step, hint
-
-
-def owner_not_kept(info, directory):
-    """A Failure (73) when rotate, not run as root, could not give a new file the owner
-    and group of the file `info` (os.stat) in `directory` (its os.stat); else None. Only
-    root gives a file to another user, or to a group the caller is not in (but for the
-    group a set-group-ID directory gives each file made in it)."""
-    if os.geteuid() == 0:
-        return None
-    if info.st_uid != os.geteuid():  # planted by another user (its time theirs), or root's
-        from .backup.listing import user_name
-        return Failure(f"owned by {user_name(info.st_uid)}, not by the user running rotate: rotated, it would be "
-                       "yours (only root keeps another user's file theirs); left alone", 73)
-    inherited = directory.st_gid if directory.st_mode & stat.S_ISGID else None
-    if info.st_gid not in {os.getegid(), *os.getgroups(), inherited}:  # a group of readers, given by root
-        import grp
-        try:
-            group = grp.getgrgid(info.st_gid).gr_name
-        except KeyError:
-            group = info.st_gid
-        return Failure(f"in group {group}, which the user running rotate is not in: rotated, it would lose that "
-                       "group (only root keeps it); left alone", 73)
-    return None
-
-
-def not_a_leftover(info):
-    """Why a file named like rotate's temporary file (its os.lstat) is none a killed run
-    left: not a regular file, or another user's (one who can add names to a sticky
-    directory put it there: never a run of this user's, nor one this user may remove),
-    else None."""
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    if info.st_uid != os.geteuid():
-        from .backup.listing import user_name
-        return f"owned by {user_name(info.st_uid)}, not by the user running rotate"
-    return None
 
 
 class Encpipe:

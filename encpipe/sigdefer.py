@@ -40,6 +40,7 @@ _soft = 0  # how deep in Commit holds and hold_for_good: a second signal is not 
 _came = 0  # signals that came (not their retries) and have not run yet
 _for_good = False  # held until the process exits (hold_for_good)
 _waiting = None  # the retry of a signal held by held(): run as the block ends, not up to RETRY later
+_armed = None  # the retry whose timer runs: drained() runs it at once
 
 
 def outside_imports(handler):
@@ -48,7 +49,7 @@ def outside_imports(handler):
     handler set for it by that time (maybe another one, or none: it then acts as
     the disposition it finds, default or ignored)."""
     def run_outside(signum, frame, retry=False):
-        global _waiting, _came
+        global _waiting, _came, _armed
         _came += not retry  # a handler may run inside another: a flag of the retry's would miscount
         if not _held and not _importing(frame) and (not _soft or _came > 1):  # a second one: not held
             _came = 0
@@ -57,9 +58,11 @@ def outside_imports(handler):
             return handler(signum, frame)
 
         def stop():
-            global _waiting
+            global _waiting, _armed
             if _waiting is again:
                 _waiting = None
+            if _armed is again:
+                _armed = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # another's SIGALRM came first: none of ours later
             signal.signal(signal.SIGALRM, previous)
             if signal.SIGALRM in INHERITED:  # blocked again, as the process began
@@ -79,6 +82,7 @@ def outside_imports(handler):
         previous = signal.signal(signal.SIGALRM, again)
         if _held or _soft:  # before the timer: a second signal from here on stops it (above)
             _waiting = again
+        _armed = again
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a caller's block would lose it
         signal.setitimer(signal.ITIMER_REAL, RETRY)
 
@@ -136,6 +140,16 @@ def hold_for_good():
 def committed():
     """Whether hold_for_good() was called: the run's change is made, its status stands."""
     return _for_good
+
+
+def drained(status):
+    """`status`, once a signal that waited for an import (its retry's timer still to
+    run) has gone to its handler: now, in the caller, which catches what it raises
+    (cli.run and run_script, as main returns). At the exit, the handlers gone, the
+    timer's SIGALRM ended the process: neither the signal's death nor the status."""
+    if _armed is not None:
+        _armed(signal.SIGALRM, sys._getframe())  # held (hold_for_good): waits again, and settle() drops it
+    return status
 
 
 def settle():

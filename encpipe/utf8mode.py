@@ -9,7 +9,9 @@ UTF-8 in JSON"), and the same database had another metrics label than under
 UTF-8. So an entry point calls ensure() first: in a process not in UTF-8 mode
 whose file system encoding is not UTF-8 it executes the same command again
 with `-X utf8` (its children get the environment it was given, PYTHONUTF8 as
-it was). The bytes each name stands for are the same either way.
+it was). The bytes each name stands for are the same either way. A SIGINT
+held by then (earlysig: every entry point holds it first), or coming, crosses
+that exec blocked, and the new process takes it once it holds it in turn.
 """
 
 import codecs
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 
 
 _AGAIN = "ENCPIPE_UTF8_AGAIN"  # in the command executed again only: ensure() takes it out at once
+_BLOCKED = "sigint-blocked"  # its value when SIGINT was blocked for the exec, to be unblocked (earlysig)
 
 
 def ensure():
@@ -28,18 +31,25 @@ def ensure():
     Python printed a passphrase in UTF-8, not in the locale's charset as it had to
     `encpipe seal`: another one, which opened none of the backups it had sealed."""
     again = os.environ.pop(_AGAIN, None)  # the mark of the command executed again: never a child's
+    if again == _BLOCKED:  # a SIGINT that came meanwhile pending: noted now, the entry point's hold() done
+        from .earlysig import unblock
+        unblock()
     if sys.flags.utf8_mode or sys.getfilesystemencoding() == "utf-8" or again is not None or not sys.executable:
         return  # executed again already (an -X utf8=0 of its own came after ours), or no interpreter: never a loop
     try:
         command = _command()
     except ValueError:  # not to be written back in the locale's charset: as it is
         return
-    os.environ[_AGAIN] = "1"
+    from . import earlysig
+
+    mask, already = earlysig.blocked_for_exec()  # a SIGINT held, or coming, crosses the exec pending
+    os.environ[_AGAIN] = "1" if already else _BLOCKED  # blocked by whoever started it: left so
     try:
         os.execv(sys.executable, [command[0], b"-X", b"utf8", *command[1:]])
     except (OSError, ValueError):  # an argv[0] that names no interpreter (exec -a), or an interpreter's
         # path not to be written in the locale's charset: as it is, not a traceback
         del os.environ[_AGAIN]
+        earlysig.unblocked(mask)
 
 
 def _command():

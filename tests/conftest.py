@@ -21,6 +21,7 @@ if _HERE not in sys.path:
 import dating  # noqa: E402
 from cliutil import secret_file  # noqa: E402
 from fuzz.craft import clean_env, command  # noqa: E402
+from notroot import operating  # noqa: E402
 from pgcluster import PgCluster  # noqa: E402
 from s3server import S3Server  # noqa: E402
 from test_backup_restore import make_key  # noqa: E402
@@ -107,6 +108,12 @@ def keys(tmp_path):
 def migrate_keys(tmp_path):
     """`keys` under another name, for files whose own `keys` means something else."""
     return _migrate_keys(tmp_path)
+
+
+@pytest.fixture
+def as_operator(monkeypatch):
+    """This process as a user who is not root (tests/notroot.py)."""
+    yield from operating(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -309,3 +309,23 @@ def test_rotate_leaves_a_leftover_name_another_user_owns(tmp_path):
         "reason": "named like a temporary file, but owned by uid 4242, not by the user running rotate"}, records
     assert records[mine.name]["status"] == "removed"
     assert (planted.read_bytes(), mine.exists()) == (b"not rotate's", False)
+
+
+def test_migrate_leaves_a_leftover_name_another_user_owns(tmp_path, migrate_keys):
+    """As for rotate: a file another user put under the name of migrate's temporary
+    file in a sticky directory. Migrate, run as root, removed it, a file no run of
+    root's made; it is left where it is, with a warning: a killed run's temporary
+    file is its user's."""
+    from test_migrate import migrate
+    directory = tmp_path / "backups"
+    make_backups(directory, FEW, python_made=False)
+    planted = directory / ".a_backup.sql.enc.0011223344556677.migrate-tmp"
+    planted.write_bytes(b"not migrate's")
+    os.chown(planted, 4242, 4242)
+    mine = directory / ".a_backup.sql.enc.8899aabbccddeeff.migrate-tmp"
+    mine.write_bytes(b"a killed run's")
+    status, lines, err = migrate(directory, keys=migrate_keys)
+    assert err == (f"encpipe-migrate: warning: left {planted.name}: named like a temporary file of this tool, but "
+                   "owned by uid 4242, not by the user running migrate\n"
+                   f"encpipe-migrate: warning: removed {mine.name}, left by an interrupted run\n"), err
+    assert (status, planted.read_bytes(), mine.exists()) == (0, b"not migrate's", False)

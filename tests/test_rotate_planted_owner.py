@@ -22,32 +22,10 @@ import os
 import pytest
 
 from encpipe import rotate as rotate_module
+from notroot import OPERATOR, PLANTER, READERS
 from test_rotate import World, lines
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the planter is another user: root chowns their files")
-
-OPERATOR, PLANTER, READERS = 4243, 4242, 4244  # READERS: a group OPERATOR is not in
-
-
-@pytest.fixture
-def as_operator(monkeypatch):
-    """rotate's own process as OPERATOR, in group OPERATOR only: not root; os.fchown
-    to another user, or to a group OPERATOR is not in, refused (as the kernel's)."""
-    real_fchown = os.fchown
-
-    def fchown(fd, uid, gid):
-        if uid not in (-1, OPERATOR) or gid not in (-1, OPERATOR, os.fstat(fd).st_gid):
-            raise PermissionError(1, "Operation not permitted")
-        real_fchown(fd, uid, gid)
-
-    monkeypatch.setattr(os, "geteuid", lambda: OPERATOR)
-    monkeypatch.setattr(os, "getegid", lambda: OPERATOR)
-    monkeypatch.setattr(os, "getgroups", lambda: [OPERATOR])
-    monkeypatch.setattr(os, "fchown", fchown)
-    umask = os.umask(0o022)
-    yield
-    os.umask(umask)
-
 
 @pytest.fixture
 def world(tmp_path):

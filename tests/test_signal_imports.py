@@ -108,6 +108,19 @@ def test_a_script_dies_of_the_signal_after_the_import(tmp_path, signum):
     assert "never interrupted" not in lines
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_that_waited_for_an_import_just_before_the_end_is_not_lost(tmp_path, signum):
+    """main returned as the import the signal waited for was done, before the retry's
+    timer (RETRY seconds) ran it: the process exited, its handlers gone, and the
+    timer's SIGALRM ended it (status 142 in a shell, "Alarm clock"), neither the
+    signal's death nor main's status. The signal now goes to its handler before
+    run_script returns."""
+    _modules(tmp_path, f"SIGNUM = {int(signum)}\n{FINDER}\ndef main(argv):\n    import probe_mod\n    return 0\n")
+    done = _run(tmp_path, "import sys\nfrom encpipe.cli import run_script\n"
+                          "sys.exit(run_script('probe', 'probe_main', []))")
+    assert (done.returncode, done.stdout, done.stderr) == (-signum, b"probe_mod ran\n", b"")
+
+
 def test_a_thread_that_starts_a_child_never_unblocks_the_signals(tmp_path):
     """The thread kept SIGINT, SIGTERM and SIGHUP unblocked while it forked; a
     signal it took in that window waited for the main thread's next bytecode,
@@ -178,6 +191,7 @@ def test_a_signal_held_over_an_import_goes_to_the_handler_set_meanwhile(tmp_path
 
 EARLY = """
 import os, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: DEFAULTS' SIG_DFL would die quietly anyway
 
 class Finder:  # SIGINT while the entry point still loads encpipe.cli, before any handler of encpipe's
     def find_spec(self, name, path, target=None):

@@ -1,11 +1,18 @@
 import sys
 
-from .. import utf8mode
+from .. import earlysig
+
+earlysig.hold()  # a SIGINT from here on: delivered once its handler is set (across ensure's exec)
+
+from .. import utf8mode  # noqa: E402
 
 utf8mode.ensure()  # names read as UTF-8 whatever the locale
 
+import signal  # noqa: E402
+
 from . import cli, job  # noqa: E402
-from ..cli import guard_standard_fds, no_core_dumps, run_script  # noqa: E402
+from ..cli import catch_signal, die_of, guard_standard_fds, no_core_dumps, run_script  # noqa: E402
+from ..sigdefer import drained  # noqa: E402
 
 argv = sys.argv[1:]
 guard_standard_fds()  # the JSON lines of commit and upload go to the script's standard output
@@ -14,4 +21,10 @@ guard_standard_fds()  # the JSON lines of commit and upload go to the script's s
 no_core_dumps()
 if argv[:1] == ["fetch"]:  # SIGTERM, SIGHUP, SIGINT: its rclone killed and reaped, then it dies of it, quietly
     raise SystemExit(run_script("encpipe-backup", job.__name__, argv))
-raise SystemExit((job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv))
+catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
+try:
+    earlysig.release()  # one that came as it loaded: now
+    status = drained((job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv))
+except KeyboardInterrupt:  # its clean-up run on the way here: death by the signal, no traceback
+    status = die_of()
+raise SystemExit(status)

@@ -1,0 +1,133 @@
+"""A SIGINT while an entry point starts, before its handlers: no traceback, across
+utf8mode's exec too.
+
+encpipe.launch (encpipe-backup, encpipe-restore) ran utf8mode.ensure() before
+earlysig.hold(), `python -m encpipe.backup` held nothing, and the Python scripts
+(encpipe-rotate, -migrate, -list...) imported encpipe.cli, holding nothing: a SIGINT
+there ended Python with a KeyboardInterrupt traceback. Each entry point now holds
+SIGINT first, and ensure(), which executes the command again in UTF-8 mode, carries
+a SIGINT held or coming across the exec: blocked, pending, until the new image holds
+it in turn (README "Exit status": death by the signal, nothing said).
+
+Each signal comes at an exact point: a finder on sys.meta_path sends it as the entry
+point imports a module of encpipe's, in the image it is told (the first one, or the
+one executed again in UTF-8 mode: sys.flags.utf8_mode), and writes down each image
+that reached that import."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CODE = """
+import os, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever this run inherited
+for s in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, signal.SIG_DFL)
+
+class Finder:  # runs inside importlib, as the import of the entry point's module does
+    def find_spec(self, name, path, target=None):
+        if name == {at!r}:
+            with open({seen!r}, "a") as f:
+                f.write(f"{{sys.flags.utf8_mode}}\\n")
+            if sys.flags.utf8_mode == {image}:
+                os.kill(os.getpid(), signal.SIGINT)
+                deadline = time.monotonic() + 0.3
+                while time.monotonic() < deadline:  # bytecodes: any could run a handler of Python's
+                    pass
+        return None
+
+sys.meta_path.insert(0, Finder())
+sys.argv = [{name!r}, *{argv!r}]
+if {name!r}.startswith("/"):
+    runpy.run_path({name!r}, run_name="__main__")
+else:
+    runpy.run_module({name!r}, run_name="__main__", alter_sys=True)
+"""
+
+ENTRY_POINTS = {  # name, its arguments, the module of encpipe's it imports before anything else
+    "launch": ("encpipe.launch", ["probe", "probe_main"], "encpipe.utf8mode"),
+    "backup": ("encpipe.backup", ["list", "--dir", "{dir}"], "encpipe.utf8mode"),
+    "script": (os.path.join(ROOT, "scripts", "encpipe-rotate"), ["--new-key-file", "k", "{dir}"], "encpipe.cli"),
+}
+
+
+def _run(tmp_path, entry, image=0, at=None, *, executed_again=False):
+    """The entry point, SIGINT sent in `image` (0: the first one; 1: the one in UTF-8
+    mode) as it imports `at`; `executed_again`: under a locale whose charset is not
+    UTF-8 (ASCII), so that utf8mode.ensure() executes it again. (its result, the
+    images that reached `at`)."""
+    name, argv, first = ENTRY_POINTS[entry]
+    (tmp_path / "probe_main.py").write_text("def main(argv):\n    print('main ran', flush=True)\n    return 0\n")
+    seen = tmp_path / "seen"
+    code = CODE.format(at=at or first, seen=str(seen), image=image, name=name,
+                       argv=[a.format(dir=tmp_path) for a in argv])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
+    if executed_again:  # the file system's encoding ASCII: not UTF-8
+        env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    return done, seen.read_text() if seen.exists() else ""
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_sigint_before_the_entry_points_handlers_dies_quietly(tmp_path, entry):
+    done, seen = _run(tmp_path, entry)
+    assert (done.returncode, done.stdout, done.stderr, seen) == (-signal.SIGINT, b"", b"", "0\n")
+
+
+def test_sigint_while_a_backup_module_command_runs_dies_quietly(tmp_path):
+    """`python3 -m encpipe.backup verify`, past its start (SIGINT as it opens a backup,
+    sent by the test hook that step runs): its SIGINT was a traceback too."""
+    from test_backup_dir import KEY, make_valid
+
+    make_valid(tmp_path, "shop_20250101T020000Z.sql.enc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=ROOT, LC_ALL="C.UTF-8", ENCPIPE_KEY=KEY.hex(),
+               ENCPIPE_TEST_HOOK='[ "$1" = opening ] && kill -INT "$PPID"; exit 0')
+    done = subprocess.run([sys.executable, "-c", "import signal, runpy, sys\n"
+                           "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                           f"sys.argv = ['encpipe.backup', 'verify', '--dir', {str(tmp_path)!r}]\n"
+                           "runpy.run_module('encpipe.backup', run_name='__main__', alter_sys=True)\n"],
+                          env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_sigint_held_before_the_exec_into_utf8_mode_goes_with_it(tmp_path, entry):
+    """The SIGINT held in the first image, which then executes the command again in
+    UTF-8 mode: the new image dies of it once its handlers are set. An exec forgets a
+    signal only noted; it was lost (or, before the hold, a traceback)."""
+    done, seen = _run(tmp_path, entry, 0, "encpipe.utf8mode", executed_again=True)  # after hold(), before the exec
+    assert (done.returncode, done.stdout, done.stderr, seen) == (-signal.SIGINT, b"", b"", "0\n1\n")
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_sigint_in_the_image_executed_again_before_its_hold_dies_quietly(tmp_path, entry):
+    """The new image is a new Python: a SIGINT there before its hold() would be its
+    KeyboardInterrupt. The first image blocked SIGINT for the exec; the new one takes
+    it once it holds it."""
+    done, seen = _run(tmp_path, entry, 1, "encpipe.earlysig", executed_again=True)
+    assert (done.returncode, done.stdout, done.stderr, seen) == (-signal.SIGINT, b"", b"", "0\n1\n")
+
+
+def test_without_a_signal_the_command_runs_executed_again(tmp_path):
+    """The probe of the tests above: run again in UTF-8 mode, SIGINT unblocked there
+    (as in its children), and the mark of the exec not left to them."""
+    code = ("import os, signal, sys\n"
+            "def main(argv):\n"
+            "    print(sys.flags.utf8_mode, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []),"
+            " 'ENCPIPE_UTF8_AGAIN' in os.environ, flush=True)\n"
+            "    return 0\n")
+    (tmp_path / "probe_main.py").write_text(code)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C", PYTHONUTF8="0",
+               PYTHONCOERCECLOCALE="0")
+    done = subprocess.run([sys.executable, "-m", "encpipe.launch", "probe", "probe_main"], env=env,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"1 False False\n", b"")
