@@ -32,12 +32,18 @@ def tool(name, *argv, env):
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
 
 
+FAKE_CLUSTER = "7000000000000000001"
+
+
 def fake_env(tmp_path, body, **extra):
-    """The scripts' environment with a pg_dump that runs `body` (no cluster needed)."""
+    """The scripts' environment with a pg_dump that runs `body` (no cluster needed), and a psql
+    that gives a cluster's system identifier (encpipe-backup's one question before the dump)."""
     fake = tmp_path / "fakebin"
     fake.mkdir(exist_ok=True)
     (fake / "pg_dump").write_text("#!/bin/sh\n" + body)
     (fake / "pg_dump").chmod(0o755)
+    (fake / "psql").write_text("#!/bin/sh\nprintf %s " + FAKE_CLUSTER + "\n")
+    (fake / "psql").chmod(0o755)
     env = python_env()
     env.update(PATH=os.pathsep.join([str(fake), os.path.dirname(sys.executable), env["PATH"]]),
                ENCPIPE_PYTHON=sys.executable, **extra)
