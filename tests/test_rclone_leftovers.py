@@ -114,7 +114,7 @@ def test_leftovers_in_a_directory_are_partial_never_backups(key_file, tmp_path):
     names = two_backups(env, key_file, str(directory))
     planted = leftovers(directory, names[1])
     assert_leftovers_change_nothing(str(directory), names, planted, key_file, env)
-    assert sorted(os.listdir(directory)) == sorted([names[1], *planted])
+    assert sorted(os.listdir(directory)) == sorted([names[1], *planted, ".encpipe-cluster"])
 
 
 def test_leftovers_on_a_remote_are_partial_never_backups(key_file, s3, tmp_path):
@@ -130,7 +130,7 @@ def test_leftovers_on_a_remote_are_partial_never_backups(key_file, s3, tmp_path)
     # put through rclone (the server caches its directories); --inplace: no .partial of its own
     subprocess.run([rclone_binary(), "copy", "--inplace", str(here), where], env=env, check=True, capture_output=True)
     assert_leftovers_change_nothing(where, names, planted, key_file, env)
-    assert s3.objects("planted") == sorted([names[1], *planted])
+    assert s3.objects("planted") == sorted([names[1], *planted, ".encpipe-cluster"])
 
 
 def test_rclone_copy_killed_leaves_a_partial_name(tmp_path):
