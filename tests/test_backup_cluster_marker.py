@@ -262,3 +262,22 @@ def test_a_unit_that_would_take_the_location_over_every_night_is_refused(tmp_pat
     assert done.stderr == (b"encpipe-backup: error: --new-cluster is for one run, not for a unit: each of its runs "
                            b"would take the location over\nencpipe-backup: hint: run encpipe-backup --new-cluster "
                            b"once by hand, and make the unit without it\n")
+
+
+def test_a_remote_not_listed_for_its_marker_is_a_warning_and_the_backup_is_made(two, tools, key_file, s3, tmp_path):
+    """The first listing (the marker's) fails, the later ones (the rename's) do not: the
+    backup is stored, unguarded, and says so; it writes no marker it has not looked for."""
+    from s3server import rclone_binary
+
+    a, _ = two
+    wrapper = tmp_path / "rclone"
+    wrapper.write_text(f'#!/bin/sh\nif [ "$1" = lsjson ] && [ ! -e "{tmp_path}/listed" ]; then\n'
+                       f'  : > "{tmp_path}/listed"; echo "lsjson: connection reset" >&2; exit 1\nfi\n'
+                       f'exec "{rclone_binary()}" "$@"\n')
+    wrapper.chmod(0o755)
+    where = f"{s3.location}/unlisted"
+    done = backup(a, tools, where, "--key-file", key_file, extra={**s3.env, "RCLONE": str(wrapper)})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"encpipe-backup: warning: {MARKER} not checked: cannot list {where}: rclone lsjson: "
+                           "lsjson: connection reset\n").encode()
+    assert s3.objects("unlisted") == [json.loads(done.stdout)["filename"]]
