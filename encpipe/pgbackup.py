@@ -88,13 +88,14 @@ class Backup:
         try:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 catch_signal(signum, self._interrupt)  # ignored at start (nohup, &): stays so
-            status = self.dump() or self.claim()  # the location's marker, once there is a backup to store
+            status = self.dump()
             self.pending = 0  # from here on a signal waits until the run's end
         except Interrupted as e:
             self.pending = status = e.status
             if self.globals:  # its temporary file is removed once it can no longer appear
                 self.globals.stop()
                 self.globals.join(60)
+        status = status or self.claim()  # the location's marker, once there is a backup to store
         if status:
             self.reserve.close()  # its room, for the clean-up
             unrecorded = self.abort()
@@ -151,8 +152,10 @@ class Backup:
         except UnsafeDirectory as e:
             self.said.error(str(e), e.hint)
             return e.exit_code
-        except (EncpipeError, OSError) as e:
-            self.io.warn(f"{cluster.MARKER} not written: {getattr(e, 'strerror', None) or e}")
+        except Exception as e:  # an error of the store's, out of memory: said, the backup goes on
+            if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
+                raise
+            self.io.warn(f"{cluster.MARKER} not written: {ran_out(e) or getattr(e, 'strerror', None) or e}")
         return 0
 
     def failed(self, status, unrecorded=None):  # the run's one error line (a child's own, pg_dump's, came before it)
