@@ -281,3 +281,17 @@ def test_a_remote_not_listed_for_its_marker_is_a_warning_and_the_backup_is_made(
     assert done.stderr == (f"encpipe-backup: warning: {MARKER} not checked: cannot list {where}: rclone lsjson: "
                            "lsjson: connection reset\n").encode()
     assert s3.objects("unlisted") == [json.loads(done.stdout)["filename"]]
+
+
+def test_a_marker_that_comes_while_the_backup_is_made_refuses_its_store(two, tools, key_file, tmp_path):
+    """No marker when the run began; another cluster's there when it writes its own (a
+    remote's runs do not take turns): refused then, 73, nothing stored, that marker kept."""
+    a, b = two
+    d = tmp_path / "b"
+    theirs = tmp_path / "theirs"
+    theirs.write_bytes(marker_line(b))
+    hook = f'[ "$1" = created ] && [ "$4" = {MARKER} ] && cp "{theirs}" "$2/{MARKER}"; true'
+    done = backup(a, tools, str(d), "--key-file", key_file, extra={"ENCPIPE_TEST_HOOK": hook})
+    assert (done.returncode, done.stdout) == (73, b"")
+    assert done.stderr == refusal(d, identifier(b), identifier(a))
+    assert os.listdir(d) == [MARKER] and (d / MARKER).read_bytes() == marker_line(b)
