@@ -23,7 +23,7 @@ from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
-from .errors import EncpipeError, IOFailure, UsageError, ran_out
+from .errors import EncpipeError, IOFailure, UnsafeDirectory, UsageError, ran_out
 from .fdsecrets import FdSecrets, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keyplace import refuse_replaceable
@@ -95,6 +95,7 @@ class Backup:
             if self.globals:  # its temporary file is removed once it can no longer appear
                 self.globals.stop()
                 self.globals.join(60)
+        status = status or self.claim()  # the location's marker, once there is a backup to store
         if status:
             self.reserve.close()  # its room, for the clean-up
             unrecorded = self.abort()
@@ -117,6 +118,45 @@ class Backup:
             self.stamp = self.lock() if self.o["dir"] else time.strftime(STAMP, time.gmtime())
         self.final = f"{self.db}_{self.stamp}.{self.o['ext']}.enc"
         self.gname = f"{self.db}_{self.stamp}.globals.sql.enc"
+        self.guard()
+
+    def guard(self):
+        """The location's cluster marker (backup.cluster), before anything is dumped: another
+        cluster's refuses the run (73); one that cannot be read as a marker too, unless
+        --new-cluster. A system identifier that cannot be read: a warning, no guard."""
+        from .backup import cluster
+
+        # what is not checked is said once there is a backup to store: else pg_dump, or the upload, says why
+        self.cluster, self.unclaimed, self.unchecked = None, [], []
+        identifier, why = cluster.system_identifier(self.db)
+        if identifier is None:
+            self.unchecked.append(f"cannot read the cluster's system identifier ({why}); the location's "
+                                  f"{cluster.MARKER} not checked")
+            return
+        self.unclaimed = cluster.check(self.stores, identifier, self.o["new_cluster"], self.unchecked.append)
+        self.cluster = identifier
+
+    def claim(self):
+        """Write this cluster's marker where there is none (or, --new-cluster, another's); 0, or
+        73 when another cluster's marker came meanwhile. A marker that cannot be written for
+        another reason is a warning: the backup is not given up for it; so is a marker not
+        checked (guard)."""
+        from .backup import cluster
+
+        for said in self.unchecked:
+            self.io.warn(said)
+        if not self.unclaimed:
+            return 0
+        try:
+            cluster.claim(self.unclaimed, self.cluster, self._temp_name(), self.o["new_cluster"])
+        except UnsafeDirectory as e:
+            self.said.error(str(e), e.hint)
+            return e.exit_code
+        except Exception as e:  # an error of the store's, out of memory: said, the backup goes on
+            if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
+                raise
+            self.io.warn(f"{cluster.MARKER} not written: {ran_out(e) or getattr(e, 'strerror', None) or e}")
+        return 0
 
     def failed(self, status, unrecorded=None):  # the run's one error line (a child's own, pg_dump's, came before it)
         cause = self.said.because()
@@ -288,6 +328,10 @@ def main(argv=None):
     os.umask(0o077)
     io = Io(sys.stdin.buffer, sys.stdout.buffer, sys.stderr, os.environ, prog=PROG)
     if "--systemd-unit" in argv:
+        if "--new-cluster" in argv[:argv.index("--") if "--" in argv else len(argv)]:  # every night: no guard left
+            io.error("--new-cluster is for one run, not for a unit: each of its runs would take the location over",
+                     hint="run encpipe-backup --new-cluster once by hand, and make the unit without it")
+            return UsageError.exit_code
         return job.main(["systemd-unit", script, *[a for a in argv if a != "--systemd-unit"]])
     started, run = (time.time(), time.monotonic()), None
     try:

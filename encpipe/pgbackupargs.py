@@ -23,7 +23,8 @@ _VALUE = {"--dir", "--to", "--format", "--metrics-file", "--compress", "--compre
           "--sign-key", "--passphrase-fd", "--chunk-size", "--work-factor", "--threads", "--signer",
           "--signer-file", *_KEYS, *_POLICY}
 _REPEATABLE = {*_KEYS, "--sign-key", "--passphrase-fd", "--signer", "--signer-file"}
-_FLAGS = {"-p", "--passphrase", "--progress", "--allow-shared-dir", "--count-unauthenticated", "--no-globals"}
+_FLAGS = {"-p", "--passphrase", "--progress", "--allow-shared-dir", "--count-unauthenticated", "--no-globals",
+          "--new-cluster"}
 HELP = object()
 
 
@@ -39,7 +40,7 @@ def parse(argv):
     o = {"dir": "", "to": "", "format": "plain", "compress": "", "level": "", "threads": "", "globals": True,
          "db": "", "seal": seal, "policy": [], "open": [], "signers": {"--signer": [], "--signer-file": []},
          "metrics": [], "metrics_path": "", "shared": [], "unauthenticated": [],
-         "have_key": False}
+         "have_key": False, "new_cluster": False}
     args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
@@ -71,6 +72,8 @@ def parse(argv):
             o["unauthenticated"] = [arg]
         elif arg == "--no-globals":
             o["globals"] = False
+        elif arg == "--new-cluster":
+            o["new_cluster"] = True
         elif arg == "--":
             break
         elif arg.startswith("-"):

@@ -125,14 +125,18 @@ class PgCluster:
     ``encoding``
         initdb's ``--encoding`` (locale C): ``"SQL_ASCII"`` for a cluster whose
         names may hold any byte.
+    ``own_initdb``
+        Run initdb for this cluster rather than copy the process's template:
+        a system identifier of its own (the copies all share the template's).
 
     Attributes: ``base_dir``, ``datadir``, ``socket_dir`` (== ``host``),
     ``logfile``, ``port``, ``user`` (role the clients connect as),
     ``dbname`` (``"postgres"``), ``bindir``, ``env``, ``running``.
     """
 
-    def __init__(self, port=None, bindir=None, parent_dir=None, settings=None, timeout=60, encoding="UTF8"):
-        self.encoding = encoding
+    def __init__(self, port=None, bindir=None, parent_dir=None, settings=None, timeout=60, encoding="UTF8",
+                 own_initdb=False):
+        self.encoding, self.own_initdb = encoding, own_initdb
         self.bindir = _find_bindir(bindir)
         self.port = int(port) if port is not None else _pick_port()
         self.timeout = timeout
@@ -224,10 +228,15 @@ class PgCluster:
                     % (SERVER_OS_USER_WHEN_ROOT, self.base_dir)
                 )
         # A copy of this process's one initdb'd data directory: the same files
-        # initdb would write, in a fraction of its time.
-        proc = self._server_cmd(["cp", "-a", "--", os.path.join(self._template(), "."), self.datadir])
-        if proc.returncode != 0:
-            self._fail("copying the initdb template", proc)
+        # initdb would write, in a fraction of its time (and the same system identifier).
+        if self.own_initdb:
+            proc = self._server_cmd(self._initdb_argv(self.datadir))
+            if proc.returncode != 0:
+                self._fail("initdb", proc)
+        else:
+            proc = self._server_cmd(["cp", "-a", "--", os.path.join(self._template(), "."), self.datadir])
+            if proc.returncode != 0:
+                self._fail("copying the initdb template", proc)
         conf = {
             "listen_addresses": "''",
             "port": str(self.port),
@@ -259,16 +268,16 @@ class PgCluster:
         datadir = os.path.join(base, "data")
         if self._as_root:
             os.chown(base, self._server_uid, self._server_gid)
-        proc = self._server_cmd([
-            self.bin("initdb"), "-D", datadir,
-            "--username", BOOTSTRAP_ROLE, "--auth", "trust",
-            "--encoding", self.encoding, "--locale", "C", "--no-sync",
-        ], cwd=base)
+        proc = self._server_cmd(self._initdb_argv(datadir), cwd=base)
         if proc.returncode != 0:
             shutil.rmtree(base, ignore_errors=True)
             self._fail("initdb", proc)
         _template_datadirs[self.encoding] = datadir
         return datadir
+
+    def _initdb_argv(self, datadir):
+        return [self.bin("initdb"), "-D", datadir, "--username", BOOTSTRAP_ROLE, "--auth", "trust",
+                "--encoding", self.encoding, "--locale", "C", "--no-sync"]
 
     def start(self) -> "PgCluster":
         """initdb (first time only), start the server and wait until ready."""

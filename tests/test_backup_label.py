@@ -20,6 +20,7 @@ import time
 import pytest
 
 from cliutil import a_new_second, plugin_text
+from encpipe.backup.names import MARKER
 from test_backup_restore import SCRIPTS, backup, databases, dump, encpipe, ensure_small, restore, run, script_env
 
 A, B = "bk_label_a", "bk_label_b"
@@ -92,7 +93,7 @@ def test_prune_keeps_a_databases_real_backup_when_another_databases_is_copied_un
     planted = _plant(b, directory, _newer_name(A, "sql.zst"))
     env = script_env(pg, tools)
     done = run([SCRIPTS / "encpipe-prune", "--keep-last", "1", "--key-file", key_file, directory], env)
-    assert sorted(os.listdir(directory)) == sorted([os.path.basename(a), planted.name, *globals_of(a)])
+    assert sorted(os.listdir(directory)) == sorted([os.path.basename(a), planted.name, *globals_of(a), MARKER])
     assert done.returncode == 65, done.stderr
     report = json.loads(done.stdout)  # prune's report: what it kept, removed and left
     assert (report["removed"], [k["filename"] for k in report["left"]]) == ([], [planted.name])

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cliutil import a_new_second
+from encpipe.backup.names import MARKER
 from pgcluster import MARKERS
 from s3server import rclone_binary
 from test_backup_faults import _fake_pg_dump, _with_path_first
@@ -65,7 +66,7 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
         assert report["remote"] == f"{remote}/{report['filename']}"
         made.append(report["filename"])
         a_new_second()  # a new second, a new name
-    assert s3.objects("same") == dir_entries(local) == sorted(made)
+    assert s3.objects("same") == dir_entries(local) == sorted([*made, MARKER])
     for name in made:  # the stored objects are byte for byte the local files, and sealed
         data = open(os.path.join(s3.bucket_dir, "same", name), "rb").read()
         assert data == open(os.path.join(local, name), "rb").read()
@@ -76,7 +77,7 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
     assert without_paths(json.loads(listings[0].stdout)) == without_paths(json.loads(listings[1].stdout))
     signer = subprocess.run([sys.executable, "-m", "encpipe", "keyid", "--signer", verify_key], check=True,
                             capture_output=True, env=env).stdout.decode().split()
-    assert [e["signers"] for e in json.loads(listings[1].stdout)["backups"]] == [[], signer, []]
+    assert [e["signers"] for e in json.loads(listings[1].stdout)["backups"]] == [None, [], signer, []]  # the marker
 
     verified = [tool("encpipe-verify", "--key-file", key_file, where, env=env) for where in (local, remote)]
     assert [p.returncode for p in verified] == [0, 0]
@@ -94,7 +95,7 @@ def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path
     assert [p.returncode for p in pruned] == [0, 0]
     assert without_paths(json.loads(pruned[0].stdout)) == without_paths(json.loads(pruned[1].stdout))
     assert [r["filename"] for r in json.loads(pruned[1].stdout)["removed"]] == [made[0]]
-    assert s3.objects("same") == dir_entries(local) == sorted(made[1:])
+    assert s3.objects("same") == dir_entries(local) == sorted([*made[1:], MARKER])
 
     for where in (os.path.join(local, made[2]), f"{remote}/{made[2]}"):
         pg.dropdb("bk_remote_copy")
@@ -114,7 +115,7 @@ def test_a_remote_only_backup_and_a_damaged_object(pg, tools, key_file, s3):
     proc = run([BACKUP, "--no-globals", "--to", remote, "--key-file", key_file, db], env)
     assert proc.returncode == 0, proc.stderr.decode()
     name = json.loads(proc.stdout)["filename"]
-    assert s3.objects("only") == [name]
+    assert s3.objects("only") == [MARKER, name]
     path = os.path.join(s3.bucket_dir, "only", name)
     data = bytearray(open(path, "rb").read())
     data[-40] ^= 1
@@ -171,7 +172,7 @@ def test_backup_keep_prunes_only_its_own_database_and_series(pg, tools, key_file
         newest, report = backup(pg, tools, directory, a, "--no-globals", "--keep-last", "1", "--key-file", key_file)
         a_new_second()
     assert sorted(dir_entries(directory)) == sorted(
-        os.path.basename(p) for p in [first_b, *olds, custom, newest])
+        [MARKER, *(os.path.basename(p) for p in [first_b, *olds, custom, newest])])
     assert len(report["pruned"]) == 1
 
 
@@ -186,17 +187,17 @@ def test_a_host_that_seals_to_a_public_key_only_backs_up_but_does_not_prune(pg, 
     proc = backup(pg, tools, directory, db, "--no-globals", "--recipient", pubkey, "--keep-last", "1", check=False)
     assert proc.returncode == 1
     assert b"backup written, but not pruned: no key configured" in proc.stderr
-    assert len(dir_entries(directory)) == 2 and json.loads(proc.stdout)["filename"] in dir_entries(directory)
+    assert len(dir_entries(directory)) == 3 and json.loads(proc.stdout)["filename"] in dir_entries(directory)
     # unsigned files sealed to a public key: anyone with it could have made them, so
     # prune elsewhere with the identity alone counts none of them and removes nothing
     pruned = tool("encpipe-prune", "--keep-last", "1", "--identity", identity, directory,
                   env=script_env(pg, tools))
-    assert pruned.returncode == 65 and len(dir_entries(directory)) == 2
+    assert pruned.returncode == 65 and len(dir_entries(directory)) == 3
     assert pruned.stderr.count(b"maker not authenticated") == 2
     # the operator who accepts that risk says so, and prunes as before
     pruned = tool("encpipe-prune", "--keep-last", "1", "--identity", identity, "--count-unauthenticated", directory,
                   env=script_env(pg, tools))
-    assert pruned.returncode == 0 and dir_entries(directory) == [json.loads(proc.stdout)["filename"]]
+    assert pruned.returncode == 0 and dir_entries(directory) == [MARKER, json.loads(proc.stdout)["filename"]]
     assert os.path.basename(first) not in dir_entries(directory)
 
 

@@ -173,7 +173,7 @@ def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkwar
     match = BACKUP_NAME.match(report["filename"])
     assert match.group("db", "ext") == (awkward, ext)
     globals_name = "%s_%s.globals.sql.enc" % (awkward, match["ts"])
-    assert dir_entries(directory) == sorted([report["filename"], globals_name])
+    assert dir_entries(directory) == sorted([report["filename"], globals_name, ".encpipe-cluster"])
     assert report["globals"] == globals_name
     plaintext = encpipe(["open", "--key-file", key_file, path], check=True).stdout
     assert plaintext.startswith(magic)
@@ -190,7 +190,7 @@ def test_backup_then_restore_reproduces_the_database(pg, tools, key_file, awkwar
     env = script_env(pg, tools)
     listed = json.loads(run([SCRIPTS / "encpipe-list", directory], env).stdout)
     assert {e["filename"]: (e["status"], e["dump_format"]) for e in listed} == {
-        globals_name: ("sealed", "globals"), report["filename"]: ("sealed", fmt)}
+        globals_name: ("sealed", "globals"), report["filename"]: ("sealed", fmt), ".encpipe-cluster": ("marker", None)}
     verified = json.loads(run([SCRIPTS / "encpipe-verify", "--key-file", key_file, directory], env).stdout)
     assert verified["ok"] and verified["verified"] == 2
 
@@ -490,5 +490,6 @@ def test_backups_into_one_directory_take_turns(pg, tools, key_file, tmp_path):
     assert proc.returncode == 0, err
     assert err == b""  # nothing after that line
     assert not stale.exists()
-    assert [BACKUP_NAME.match(p.name)["db"] for p in directory.iterdir()] == [db]
+    assert sorted(p.name for p in directory.iterdir())[0] == ".encpipe-cluster"  # the cluster's, then the backup
+    assert [BACKUP_NAME.match(p.name)["db"] for p in sorted(directory.iterdir())[1:]] == [db]
     assert json.loads(out)["database"] == db

@@ -57,7 +57,7 @@ def test_without_a_signer_an_unsigned_backup_counts_as_kept(pg, tools, key_file,
     assert proc.returncode == 0, proc.stderr.decode()
     line = json.loads(proc.stdout)
     assert line["pruned"] == [a]
-    assert sorted(dir_entries(directory)) == sorted([b, line["filename"]])
+    assert sorted(dir_entries(directory)) == sorted([b, line["filename"], ".encpipe-cluster"])
 
 
 @pytest.mark.parametrize("how", ["--signer", "--signer-file", "ENCPIPE_SIGNER"])
@@ -74,7 +74,7 @@ def test_with_a_signer_an_unsigned_backup_is_never_counted_as_kept(pg, tools, ke
     line = json.loads(proc.stdout)
     assert line["pruned"] == []  # the signed A is one of the two kept, not B
     assert f"left {b}: failed verification: not signed by a trusted signer".encode() in proc.stderr, proc.stderr.decode()
-    assert sorted(dir_entries(directory)) == sorted([a, b, line["filename"]])
+    assert sorted(dir_entries(directory)) == sorted([a, b, line["filename"], ".encpipe-cluster"])
 
 
 def test_a_bad_signer_is_refused_before_the_dump(pg, tools, key_file, signed_world):

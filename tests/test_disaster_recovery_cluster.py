@@ -163,7 +163,7 @@ def test_a_lost_cluster_comes_back_database_by_database(tools, key_file, tmp_pat
             proc = run([BACKUP, "--dir", directory, *fmt, "--key-file", key_file, "--", db], script_env(old, tools))
             assert proc.returncode == 0, proc.stderr.decode()
             paths[db] = os.path.join(directory, json.loads(proc.stdout)["filename"])
-    with PgCluster() as new:
+    with PgCluster(own_initdb=True) as new:  # a new server: its own initdb, its own system identifier
         _tablespace(new, "ts_fast")  # first, as README says
         for db in DATABASES:
             proc = run(restore_argv(key_file, paths[db], db), script_env(new, tools))
@@ -188,6 +188,13 @@ def test_a_lost_cluster_comes_back_database_by_database(tools, key_file, tmp_pat
             assert b"warning" not in proc.stderr
         assert dumpall(new) == before
         assert leftover_databases(new) == set()
+        # README's step 5: the lost server's location is the new one's once taken over, on purpose
+        backup = [BACKUP, "--dir", directory, *fmt, "--key-file", key_file]
+        proc = run([*backup, "shop"], script_env(new, tools))
+        assert (proc.returncode, proc.stdout) == (73, b"") and b"run once with --new-cluster" in proc.stderr
+        proc = run([*backup, "--new-cluster", "shop"], script_env(new, tools))
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert os.path.exists(paths["shop"])  # the lost server's backups stay
 
 
 _DB_SQL = ("SELECT pg_get_userbyid(datdba), datacl, datconnlimit, shobj_description(oid, 'pg_database'), "

@@ -438,7 +438,7 @@ def two_runs(pg, tools, key_file, tmp_path_factory):
     backup(pg, tools, str(directory), db, "--key-file", key_file)
     time.sleep(1.1)  # another second: another run's name
     backup(pg, tools, str(directory), db, "--key-file", key_file)
-    assert len(os.listdir(directory)) == 4
+    assert len(os.listdir(directory)) == 5  # and the cluster's marker
     return directory
 
 
@@ -468,7 +468,7 @@ def test_prune_out_of_memory_or_descriptors_removes_nothing_and_blames_no_backup
         done = subprocess.run(argv, capture_output=True, env=clean_env({"PYTHONPATH": str(REPO)}), timeout=WAIT)
         stderr = done.stderr.decode(errors="replace")
         if done.returncode == 0:
-            assert len(os.listdir(directory)) == 2, step
+            assert len(os.listdir(directory)) == 3, step  # the newest run, and the marker
             pruned += 1
             continue
         if done.returncode == 1 and "Fatal Python error" in stderr:  # Python itself cannot start

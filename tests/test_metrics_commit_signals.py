@@ -37,7 +37,7 @@ def test_a_stored_run_signalled_just_after_its_record_exits_0(pg, tools, key_fil
     assert signalled(tmp_path)
     assert (done.returncode, done.stderr) == (0, b"")
     line = json.loads(done.stdout)
-    assert sorted(os.listdir(directory)) == [line["filename"]]
+    assert sorted(os.listdir(directory)) == [".encpipe-cluster", line["filename"]]
     assert samples(prom)[("encpipe_backup_last_attempt_success", db)] == 1
     assert sorted(os.listdir(prom.parent)) == ["encpipe.prom", "encpipe.prom.lock"]
 

@@ -41,7 +41,7 @@ def test_restore_with_encpipe_signer_refuses_an_unsigned_backup(pg, tools, key_f
     assert proc.returncode == 67 and proc.stdout == b"", proc.stderr.decode()
     assert dump(pg, db) == before and leftover_databases(pg) == set()
     # the same run's files signed (as rewrap --sign-key does: the dump and its globals) restore
-    for sealed in Path(path).parent.iterdir():
+    for sealed in Path(path).parent.glob("*.enc"):  # not the cluster marker
         signed = subprocess.run([sys.executable, "-m", "encpipe", "rewrap", "--key-file", key_file, "--sign-key",
                                  str(signing)], input=sealed.read_bytes(), check=True, capture_output=True,
                                 env=python_env()).stdout
@@ -65,7 +65,7 @@ def test_backup_sign_key_then_restore_signer_options(pg, tools, key_file, tmp_pa
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, "--sign-key", tmp_path / "s1.sign")
     key_id = subprocess.run([sys.executable, "-m", "encpipe", "keyid", "--signer", pub1], check=True,
                             capture_output=True, env=python_env()).stdout.decode().strip()
-    for sealed in sorted(Path(path).parent.iterdir()):  # the dump and the globals file
+    for sealed in sorted(Path(path).parent.glob("*.enc")):  # the dump and the globals file
         report = subprocess.run([sys.executable, "-m", "encpipe", "inspect", "--json", str(sealed)], check=True,
                                 capture_output=True, env=python_env()).stdout.decode()
         assert f'"signers": [\n    "{key_id}"\n  ]' in report, sealed

@@ -32,12 +32,18 @@ def tool(name, *argv, env):
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
 
 
+FAKE_CLUSTER = "7000000000000000001"
+
+
 def fake_env(tmp_path, body, **extra):
-    """The scripts' environment with a pg_dump that runs `body` (no cluster needed)."""
+    """The scripts' environment with a pg_dump that runs `body` (no cluster needed), and a psql
+    that gives a cluster's system identifier (encpipe-backup's one question before the dump)."""
     fake = tmp_path / "fakebin"
     fake.mkdir(exist_ok=True)
     (fake / "pg_dump").write_text("#!/bin/sh\n" + body)
     (fake / "pg_dump").chmod(0o755)
+    (fake / "psql").write_text("#!/bin/sh\nprintf %s " + FAKE_CLUSTER + "\n")
+    (fake / "psql").chmod(0o755)
     env = python_env()
     env.update(PATH=os.pathsep.join([str(fake), os.path.dirname(sys.executable), env["PATH"]]),
                ENCPIPE_PYTHON=sys.executable, **extra)
@@ -81,7 +87,7 @@ def assert_leftovers_change_nothing(where, names, planted, key_file, env):
     assert (listed.returncode, listed.stderr) == (0, b""), listed.stderr
     report = json.loads(listed.stdout)
     statuses = {e["filename"]: e["status"] for e in report["backups"]}
-    assert statuses == {**{n: "sealed" for n in names}, FOREIGN: "foreign",
+    assert statuses == {**{n: "sealed" for n in names}, FOREIGN: "foreign", ".encpipe-cluster": "marker",
                         **{n: "partial" for n in planted if n != FOREIGN}}
     assert report["stats"]["backups"] == 2
     verified = tool("encpipe-verify", "--key-file", key_file, where, env=env)
@@ -108,7 +114,7 @@ def test_leftovers_in_a_directory_are_partial_never_backups(key_file, tmp_path):
     names = two_backups(env, key_file, str(directory))
     planted = leftovers(directory, names[1])
     assert_leftovers_change_nothing(str(directory), names, planted, key_file, env)
-    assert sorted(os.listdir(directory)) == sorted([names[1], *planted])
+    assert sorted(os.listdir(directory)) == sorted([names[1], *planted, ".encpipe-cluster"])
 
 
 def test_leftovers_on_a_remote_are_partial_never_backups(key_file, s3, tmp_path):
@@ -124,7 +130,7 @@ def test_leftovers_on_a_remote_are_partial_never_backups(key_file, s3, tmp_path)
     # put through rclone (the server caches its directories); --inplace: no .partial of its own
     subprocess.run([rclone_binary(), "copy", "--inplace", str(here), where], env=env, check=True, capture_output=True)
     assert_leftovers_change_nothing(where, names, planted, key_file, env)
-    assert s3.objects("planted") == sorted([names[1], *planted])
+    assert s3.objects("planted") == sorted([names[1], *planted, ".encpipe-cluster"])
 
 
 def test_rclone_copy_killed_leaves_a_partial_name(tmp_path):

@@ -146,5 +146,5 @@ exec {rclone_binary()} "$@"
                           env=fake_env(tmp_path, "echo 'select 1;'\n", **s3.env, RCLONE=str(rclone)),
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
     assert (done.returncode, done.stderr) == (0, b""), done.stderr
-    assert s3.objects("nul") == [json.loads(done.stdout)["filename"]]
+    assert s3.objects("nul") == [".encpipe-cluster", json.loads(done.stdout)["filename"]]
     assert samples(prom)[("encpipe_backup_last_attempt_success", "shop")] == 1

@@ -107,7 +107,7 @@ def test_an_rclone_without_lsjson_stat_still_stores_and_reads_back(s3, key_file,
     code, out, err, recorded = backup(s3, tmp_path, "old", rclone, key_file)
     assert (code, err) == (0, ""), err
     line = json.loads(out)
-    assert s3.objects("old") == [line["filename"]] and line["bytes"] > 300000 and line["key_ids"]
+    assert s3.objects("old") == [".encpipe-cluster", line["filename"]] and line["bytes"] > 300000 and line["key_ids"]
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 1
 
 

@@ -86,7 +86,7 @@ def test_backup_signalled_just_after_a_rename_is_stored_said_and_0(pg, tools, ke
     lines = done.stdout.decode().splitlines()
     assert len(lines) == 1, lines
     line = json.loads(lines[0])
-    assert sorted(os.listdir(directory)) == sorted([line["filename"], line["globals"]])
+    assert sorted(os.listdir(directory)) == sorted([line["filename"], line["globals"], ".encpipe-cluster"])
     assert line["filename"].startswith(db + "_") and line["globals"].endswith(".globals.sql.enc")
 
 

@@ -143,8 +143,8 @@ def test_names_with_an_equals_sign_or_a_leading_dash_back_up_and_restore_with_th
         assert proc.returncode == 0, proc.stderr.decode()
         assert proc.stderr == b""
         stamp = json.loads(proc.stdout)["filename"][len(name) + 1:].split(".")[0]
-        assert sorted(os.listdir(directory)) == ["%s_%s.globals.sql.enc" % (name, stamp),
-                                                 "%s_%s.sql.zst.enc" % (name, stamp)]
+        assert sorted(os.listdir(directory)) == sorted([".encpipe-cluster", "%s_%s.globals.sql.enc" % (name, stamp),
+                                                        "%s_%s.sql.zst.enc" % (name, stamp)])
         pg.dropdb(name)
         # FILE relative to the working directory, as the operator types it beside the backups
         proc = run([RESTORE, "--key-file", key_file, "--", "%s_%s.sql.zst.enc" % (name, stamp), name],

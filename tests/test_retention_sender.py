@@ -36,6 +36,11 @@ REASON = ("maker not authenticated: anyone with the public key (or, for a v1 fil
           " made it; use --signer, or --count-unauthenticated")
 
 
+def stored(directory):
+    """The files in `directory` but the cluster's marker (encpipe-backup's, which prune never removes)."""
+    return [name for name in dir_entries(directory) if name != ".encpipe-cluster"]
+
+
 def now():
     """Taken when each test runs: a module-wide moment grows old in a long run."""
     return datetime.now(timezone.utc)
@@ -115,7 +120,7 @@ def test_planted_public_key_files_make_prune_remove_no_genuine_backup(pg, tools,
     theirs = plant(w, (timedelta(days=1), timedelta(hours=1)))
     proc, report = prune(w)
     assert proc.returncode == 65
-    assert sorted(dir_entries(w["dir"])) == sorted(ours + theirs)  # before: only the newest planted file was left
+    assert sorted(stored(w["dir"])) == sorted(ours + theirs)  # before: only the newest planted file was left
     assert (report["removed"], report["kept"], report["count_unauthenticated"]) == ([], [], False)
     assert sorted(line["filename"] for line in report["left"]) == sorted(ours + theirs)
     assert all(line["reasons"] == [REASON] for line in report["left"])
@@ -133,11 +138,11 @@ def test_with_sign_key_and_signer_prune_works_normally(pg, tools, world):
     ours = genuine(pg, tools, w, (3, 2), "--sign-key", w["sign_key"])
     proc, report = prune(w, "--signer", w["signer"])
     assert (proc.returncode, proc.stderr) == (0, b"")
-    assert dir_entries(w["dir"]) == [ours[1]] and [k["filename"] for k in report["removed"]] == [ours[0]]
+    assert stored(w["dir"]) == [ours[1]] and [k["filename"] for k in report["removed"]] == [ours[0]]
     theirs = plant(w, (timedelta(days=1), timedelta(hours=1)))
     proc, report = prune(w, "--signer", w["signer"])
     assert proc.returncode == 65  # the planted files were left, and said so
-    assert sorted(dir_entries(w["dir"])) == sorted([ours[1], *theirs])
+    assert sorted(stored(w["dir"])) == sorted([ours[1], *theirs])
     assert [k["filename"] for k in report["kept"]] == [ours[1]] and report["removed"] == []
     assert all("not signed by a trusted signer" in line["reasons"][0] for line in report["left"])
     proc = tool("encpipe-verify", "--identity", w["identity"], "--signer", w["signer"], os.path.join(w["dir"], ours[1]),
@@ -152,7 +157,7 @@ def test_count_unauthenticated_restores_the_old_counting_planted_files_and_all(p
     proc, report = prune(w, "--count-unauthenticated")
     assert (proc.returncode, proc.stderr) == (0, b"")
     assert report["count_unauthenticated"] is True
-    assert dir_entries(w["dir"]) == [theirs[1]]  # what the option risks: the planted file is all that is left
+    assert stored(w["dir"]) == [theirs[1]]  # what the option risks: the planted file is all that is left
 
 
 def test_encpipe_check_is_not_fooled_by_a_planted_public_key_file(pg, tools, world):
@@ -182,7 +187,7 @@ def test_encpipe_backups_own_retention_pass(pg, tools, world):
     assert proc.returncode == 1
     line = json.loads(proc.stdout)
     assert line["pruned"] == []  # before: both genuine backups went, the planted files kept
-    assert sorted(dir_entries(w["dir"])) == sorted([*ours, *theirs, line["filename"]])
+    assert sorted(stored(w["dir"])) == sorted([*ours, *theirs, line["filename"]])
     assert f"encpipe-backup: warning: left {theirs[0]}: {REASON}" in proc.stderr.decode()
     # signed, with the host's own verify key as --signer: pruned as before, planted files left
     for name in [*ours, line["filename"]]:
@@ -195,13 +200,14 @@ def test_encpipe_backups_own_retention_pass(pg, tools, world):
     proc = backup(pg, tools, w["dir"], w["db"], *signed, check=False)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["pruned"] == [ours[0]]
-    assert set(theirs) <= set(dir_entries(w["dir"]))
+    assert set(theirs) <= set(stored(w["dir"]))
     # the opt-out: the old counting, planted files and all
-    before = dir_entries(w["dir"])
+    before = stored(w["dir"])
     proc = backup(pg, tools, w["dir"], w["db"], *options, "--count-unauthenticated", check=False)
     assert proc.returncode == 0, proc.stderr
     everything = sorted([*before, json.loads(proc.stdout)["filename"]])  # names sort by date
-    assert sorted(dir_entries(w["dir"])) == everything[-3:]
+    assert sorted(stored(w["dir"])) == everything[-3:]
+    assert ".encpipe-cluster" in dir_entries(w["dir"])  # never pruned
     assert sorted(json.loads(proc.stdout)["pruned"]) == sorted([ours[1], *theirs])
 
 

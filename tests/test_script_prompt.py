@@ -29,7 +29,8 @@ def test_backup_prompts_twice_and_restore_once(pg, tools, tmp_path):
     status, screen = _backup_on_terminal(pg, tools, directory, db, ["tty pw", "tty pw"])
     assert status == 0, screen
     assert screen.count("passphrase: ") == 1 and screen.count("passphrase again: ") == 1, screen
-    (name,) = dir_entries(directory)
+    marker, name = dir_entries(directory)  # the cluster's marker sorts first
+    assert marker == ".encpipe-cluster"
     path = os.path.join(directory, name)
     opened = run(["encpipe", "open", path], script_env(pg, tools, ENCPIPE_PASSPHRASE="tty pw"))
     assert opened.returncode == 0, opened.stderr.decode()
@@ -55,7 +56,8 @@ def test_restore_with_a_wrong_answer_creates_nothing(pg, tools, tmp_path):
     db = ensure_small(pg, "bk_prompt")
     directory = str(tmp_path / "b")
     assert _backup_on_terminal(pg, tools, directory, db, ["right", "right"])[0] == 0
-    (name,) = dir_entries(directory)
+    marker, name = dir_entries(directory)  # the cluster's marker sorts first
+    assert marker == ".encpipe-cluster"
     before = databases(pg)
     command = shlex.join([RESTORE, "--no-globals", "-p", os.path.join(directory, name), "bk_prompt_wrong"])
     status, screen = run_on_terminal(command, ["wrong"], env=script_env(pg, tools))

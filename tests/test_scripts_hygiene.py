@@ -17,6 +17,7 @@ import time
 import pytest
 
 from cliutil import descendants, read_proc
+from encpipe.backup.names import MARKER
 
 from test_backup_restore import (
     BACKUP,
@@ -82,12 +83,13 @@ def test_backup_and_restore_write_no_plaintext_file(pg, tools, key_file, tmp_pat
     env = script_env(pg, tools)
     proc, writes, renames, others = _traced([BACKUP, "--dir", directory, "--key-file", key_file, db], env, tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
-    gfinal, final = sorted(str(directory / n) for n in os.listdir(directory))  # globals, then the dump
+    gfinal, final = sorted(str(directory / n) for n in os.listdir(directory) if n != MARKER)  # globals, then the dump
     assert gfinal.endswith(".globals.sql.enc") and final.endswith(".sql.zst.enc")
     temps = {p for p in writes if re.fullmatch(re.escape(str(directory)) + r"/\.encpipe-tmp\.\w+", p)}
-    assert len(temps) == 2
+    assert len(temps) == 3  # the globals', the dump's and (the location's first backup) the cluster marker's
     assert writes - HARMLESS == temps  # the final names come only from the renames
-    assert sorted(new for _, new in renames) == [gfinal, final] and {old for old, _ in renames} == temps
+    assert sorted(new for _, new in renames) == [str(directory / MARKER), gfinal, final]
+    assert {old for old, _ in renames} == temps
     assert others == []
 
     restored = "bk_traced_copy"
@@ -201,7 +203,7 @@ def test_secrets_never_reach_argv_or_pg_clients(pg, tools, key_file, tmp_path, f
                                 env, secret, fds, pipe)
     assert proc.returncode == 0, errors.decode()
     assert "pg_dump" in seen
-    (final,) = [directory / n for n in os.listdir(directory) if ".globals." not in n]
+    (final,) = [directory / n for n in os.listdir(directory) if ".globals." not in n and n != MARKER]
 
     restored = "bk_hygiene_copy"
     pg.dropdb(restored)

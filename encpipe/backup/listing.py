@@ -9,7 +9,7 @@ from .. import envelope, sigthreads
 from .. import format as fmt
 from .. import provenance
 from ..errors import InputUnavailable, InvalidStream, IOFailure
-from .names import is_partial, iso, parse_name
+from .names import MARKER, is_partial, iso, parse_name
 from .records import slotted
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
@@ -93,6 +93,9 @@ def examine(store, item, signers=False):
         return entry
     if is_partial(item.name):
         entry.status = "partial"
+        return entry
+    if item.name == MARKER:  # the location's cluster marker: never read as a sealed file here
+        entry.status = "marker"
         return entry
     try:
         with store.open(item) as src:

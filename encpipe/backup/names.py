@@ -28,6 +28,8 @@ _LEGACY_NAME = re.compile(
 # killed rclone leaves them: read, the start of a backup they hold (its payload key) made
 # the backup a copy that retention never counts, and a truncated one failed verify.
 _PARTIAL_NAME = re.compile(r"^(\.encpipe-(tmp\..*|.*\.tmp)|\.rclone_temp_multipart_.*|.*\.partial)$", re.S)
+# The location's cluster marker (backup.cluster): a line of text, never a backup, never read as one.
+MARKER = ".encpipe-cluster"
 # encpipe-backup's temporary names: .encpipe-tmp.<YYYYmmddTHHMMSSZ>_<pid>_<random>
 _TEMP_NAME = re.compile(r"^\.encpipe-tmp\.(?P<ts>[0-9]{8}T[0-9]{6}Z)_")
 

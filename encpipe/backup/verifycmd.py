@@ -27,7 +27,7 @@ def command(args, io, where):
     for path in paths:
         folder = _is_location(path)
         store = open_location(path, io.env) if folder else None
-        entries = scan(store) if folder else []
+        entries = [e for e in scan(store) if e.status != "marker"] if folder else []  # the cluster's, no backup
         if entries or folder and not _looks_like_a_file(path):
             found = refuse_late_unlabelled(entries, [Kept(verify_entry(store, e, keys, workers)) for e in entries])
             if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing

@@ -1,0 +1,151 @@
+"""Whose backups a location holds: the marker of the PostgreSQL cluster that writes there.
+
+Backup names carry a database's name and a time, not the server's: two servers whose
+databases share a name, given one location, made one series, and one's retention
+removed the other's backups. A location (a --dir, a --to) holds a marker, MARKER, one
+line naming the cluster (its system identifier, pg_control_system(): initdb's, kept by
+a standby and a copy of the data directory, a new one after a new initdb or a
+pg_upgrade):
+
+    encpipe-cluster v1 system_identifier=7412345678901234567
+
+encpipe-backup reads the identifier before it dumps (check()): a marker of another
+cluster, or one that cannot be taken at its word (garbled, too large, not a regular
+file, a local one owned by a user other than the caller, root and the directory's
+owner), refuses the run (73) before anything is dumped or removed; --new-cluster takes
+the location over. With no marker, the run that stores a backup writes one (claim(),
+the way a backup is written: a temporary name, then a rename that refuses an existing
+name). An identifier that cannot be read is a warning: the run goes on unguarded.
+
+It guards against a mistake, not against a writer of the location, who can remove or
+replace the marker as any file there (a planted one stops the backups, one line each,
+and removes nothing).
+"""
+
+import re
+
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UnsafeDirectory
+from ..shown import printable
+from .names import MARKER
+from .storage import write_new
+
+MAX_BYTES = 256
+_LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(-?[0-9]{1,20})\n?")
+QUERY = "SELECT system_identifier FROM pg_catalog.pg_control_system();"
+TAKE_OVER_HINT = ("give each server a location of its own; if this server is to take it over (a restore onto a new "
+                  "server), run once with --new-cluster")
+
+
+def line(identifier):
+    """The marker's content for a cluster."""
+    return f"encpipe-cluster v1 system_identifier={identifier}\n".encode()
+
+
+def system_identifier(db):
+    """The cluster's system identifier (a string of digits), read connected to `db` as
+    pg_dump connects; (None, why) when it cannot be read."""
+    from ..pgclient import PgError, conninfo, value
+
+    try:
+        found = value(conninfo(db), QUERY)
+    except PgError as e:
+        return None, str(e)
+    except OSError as e:
+        return None, f"cannot run psql: {e.strerror or e}"
+    if not found or not re.fullmatch(r"-?[0-9]{1,20}", found):
+        return None, "the server did not give one"
+    return found, None
+
+
+def read(store):
+    """The identifier the marker in `store` names; None when there is none; UnsafeDirectory
+    (73) for a marker that cannot be taken at its word."""
+    try:
+        item = next((i for i in store.list() if i.name == MARKER), None)
+    except (InputUnavailable, IOFailure) as e:  # no listing: the run's own steps say it, as before
+        raise Unlisted(str(e)) from None
+    if item is None:
+        return None
+    where = store.where(MARKER)
+    if item.unreadable or item.error or item.link:
+        why = "a symbolic link" if item.link and not item.error else item.error
+        raise UnsafeDirectory(f"{where} cannot be read as a cluster marker: {why}", hint=_FIX)
+    trusted = store.trusted_owners()
+    if trusted is not None and item.uid not in trusted:
+        from .listing import user_name
+
+        raise UnsafeDirectory(f"{where} is owned by {user_name(item.uid)}, not the caller, root or the directory's "
+                              "owner: not taken as this location's cluster marker", hint=_FIX)
+    if item.size is None or item.size > MAX_BYTES:
+        raise UnsafeDirectory(f"{where} is not a cluster marker (over {MAX_BYTES} bytes)", hint=_FIX)
+    try:
+        with store.open(item) as src:
+            content = src.read(MAX_BYTES + 1)
+    except (OSError, EncpipeError) as e:
+        raise UnsafeDirectory(f"cannot read {where}: {getattr(e, 'strerror', None) or e}", hint=_FIX) from None
+    match = _LINE.fullmatch(content)
+    if not match:
+        raise UnsafeDirectory(f"{where} is not a cluster marker (not one line 'encpipe-cluster v1 "
+                              "system_identifier=N')", hint=_FIX)
+    return match[1].decode()
+
+
+_FIX = ("see whose backups the location holds (encpipe-list); remove the file, or run with --new-cluster to write "
+        "this server's")
+
+
+class Unlisted(Exception):
+    """A location that cannot be listed: its marker is not known."""
+
+
+def check(stores, identifier, take_over=False, warn=None):
+    """Refuse (UnsafeDirectory, 73) a location whose marker names another cluster or cannot
+    be read as one (unless `take_over`); the stores whose marker is to be written (claim).
+    A location that cannot be listed is `warn(message)`'d and left unchecked: the backup's
+    own steps fail there as they did (a remote that does not answer, listed again at the
+    rename), or succeed."""
+    unclaimed = []
+    for store in stores:
+        try:
+            found = read(store)
+        except Unlisted as e:
+            if warn is None:
+                raise IOFailure(str(e)) from None
+            warn(f"{MARKER} not checked: {e}")
+            continue
+        except UnsafeDirectory:
+            if not take_over:
+                raise
+            found = ""
+        if found is None or (take_over and found != identifier):
+            unclaimed.append(store)
+        elif found != identifier:
+            raise UnsafeDirectory(f"{printable(named(store))} holds the backups of PostgreSQL cluster {found} "
+                                  f"(its {MARKER}), not of this server's, {identifier}", hint=TAKE_OVER_HINT)
+    return unclaimed
+
+
+def named(store):
+    """How a location is named in a message: its directory, or REMOTE:PATH."""
+    return getattr(store, "directory", None) or store.location
+
+
+def claim(stores, identifier, temp, take_over=False):
+    """Write the marker of cluster `identifier` into each store (as `temp` first, then
+    renamed); with `take_over`, one already there is replaced. A marker that another run
+    wrote meanwhile is checked as check() does."""
+    for store in stores:
+        write_new([store], temp, lambda out: out.write(line(identifier)), MARKER)
+        try:
+            if take_over:
+                old = next((i for i in store.list() if i.name == MARKER), None)
+                if old is not None:
+                    store.remove(old)
+            store.rename(temp, MARKER)
+        except EncpipeError:
+            store.discard(temp)
+            if check([store], identifier):  # still none: the rename's own error
+                raise
+        except OSError:
+            store.discard(temp)
+            raise
