@@ -134,7 +134,8 @@ def test_the_off_site_copy_is_read_back_too(s3, key_file, tmp_path):
     assert done.returncode == 1, err
     line = json.loads(done.stdout)
     assert line["bytes"] > 300000 and line["key_ids"]  # the local file, read back as stored
-    assert os.listdir(directory) == [line["filename"]] and s3.objects("both") == []
+    assert sorted(os.listdir(directory)) == sorted([line["filename"], ".encpipe-cluster"])
+    assert s3.objects("both") == []  # the marker's object went the way of every moveto here
     assert err == (f"encpipe-backup: error: backup written, but {s3.location}/both/{line['filename']} does not read "
                    f"back as stored: cannot read {line['filename']}: no such object\n")
     recorded = samples(prom)

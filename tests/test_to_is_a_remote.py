@@ -76,11 +76,11 @@ def test_every_remote_name_rclone_takes_is_a_remote(tmp_path, key_file, name):
     assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
     line = json.loads(done.stdout)
     assert line["remote"] == f"{name}:up/{line['filename']}" and line["key_ids"]
-    assert os.listdir(bucket / "up") == [line["filename"]]
+    assert sorted(os.listdir(bucket / "up")) == sorted([line["filename"], ".encpipe-cluster"])
     listed = subprocess.run([sys.executable, str(REPO / "scripts" / "encpipe-list"), f"{name}:up"], env=env,
                             cwd=tmp_path, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
     assert (listed.returncode, listed.stderr) == (0, b""), listed.stderr.decode()
-    assert [b["filename"] for b in json.loads(listed.stdout)] == [line["filename"]]
+    assert [b["filename"] for b in json.loads(listed.stdout)] == [".encpipe-cluster", line["filename"]]
 
 
 @pytest.mark.parametrize("given", ["./a:b", "{tmp}/x@y:z", "dir/.b:c"])
