@@ -56,7 +56,7 @@ import math
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from docopt import DocoptExit, docopt
 
@@ -66,16 +66,15 @@ from ..safefile import check_directory
 from ..shown import json_value, printable
 from ..sigdefer import held, hold_for_good
 from ..stdio import write_whole
-from .names import KINDS, temp_started
+from .names import KINDS
 from .remotes import refuse_local, split_file
-from .storage import CHUNK, Local, discard, open_location, upload
+from .storage import CHUNK, Local, discard, open_location, read_back, remove_stale_temps, upload
 from .usagetext import for_docopt, help_asked
 
 # What a plain run (commit, abort) does not use is imported where it is used: pruning, the
 # metrics file, the unit, the usage error (the encpipe-prune/-list CLI's module); what its
 # commit uses (listing) where the commit is. A backup starts pg_dump sooner without them.
 
-STALE = timedelta(days=1)
 _POLICY = ("--keep-last", "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep", "--max-age")
 
 
@@ -114,7 +113,7 @@ def cmd_commit(args, io):
     status, head, lost = 0, None, False  # from here on the backup is stored: what fails is said, the run recorded
     for store, name, mine in renamed:  # each file, in each store: the globals file and the off-site copy too
         try:
-            found, why = _read_back(store, name, mine)
+            found, why = read_back(store, name, mine)
         except (EncpipeError, OSError) as e:
             io.error(f"backup written, but cannot read {store.where(name)} back: {e}")
             status = 1
@@ -138,7 +137,7 @@ def cmd_commit(args, io):
     if args["--to"]:
         line["remote"] = targets[-1].where(final)
         try:
-            _remove_stale_temps(targets[-1])
+            remove_stale_temps(targets[-1])
         except (EncpipeError, OSError) as e:  # the next run tries again
             io.warn(f"stale temporary objects not looked for: {e}")
     if any(args[o] is not None for o in _POLICY):
@@ -149,40 +148,6 @@ def cmd_commit(args, io):
         status = 1
     io.print(json.dumps(json_value(line)))
     return status
-
-
-def _read_back(store, final, renamed):
-    """(the Entry of `final` in `store` as it reads back, None), or (None, why it is not
-    the file stored: gone, not a sealed file, or not the size its temporary file had as
-    it was renamed, `renamed` being what store.rename gave); a read that cannot be made
-    (rclone failing) raises: the backup counts as stored."""
-    from .listing import examine  # imported by encpipe-backup while pg_dump starts
-
-    item = store.head(final)
-    if item.error:
-        return None, item.error
-    head = examine(store, item)
-    if head.status == "unreadable":
-        raise InputUnavailable(head.error)
-    if head.status != "sealed":
-        return None, f"{final}: {head.error or head.status}"
-    stored = getattr(renamed, "size", getattr(renamed, "st_size", None))
-    if stored is not None and head.bytes != stored:
-        return None, f"{final} is {head.bytes} bytes, {stored} were stored"
-    return head, None
-
-
-def _remove_stale_temps(store, now=None):
-    """Temporary objects of runs killed more than STALE ago (a remote has no
-    lock to tell a running upload from a dead one; no run lasts that long).
-    One listed unreadable is left: a name holding a NUL cannot be given to
-    rclone (its deletefile was a ValueError, the stored backup's run a 70),
-    and of several under one name, which one a removal reaches is not known."""
-    cutoff = (now or datetime.now(timezone.utc)) - STALE
-    for item in store.list():
-        started = temp_started(item.name)
-        if started and started < cutoff and not item.unreadable:
-            store.discard(item.name)
 
 
 def _prune_after(args, io, targets, db, line):

@@ -24,6 +24,7 @@ import errno
 import io
 import os
 import stat
+from datetime import datetime, timedelta, timezone
 
 from .. import dirlock, safefile
 from ..keyargs import shown_name
@@ -31,6 +32,7 @@ from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure, ran_out
 from ..sigdefer import held
 from .rclonestore import Rclone
+from .names import temp_started
 from .records import Item
 from .remotes import is_remote, refuse_credentials
 from .removal import remove_listed
@@ -351,3 +353,40 @@ class _LocalWriter:
             self.dst.close()
         except OSError:
             pass
+
+
+STALE = timedelta(days=1)  # a run's temporary object older than this is a killed run's
+
+
+def read_back(store, final, renamed):
+    """(the Entry of `final` in `store` as it reads back, None), or (None, why it is not
+    the file stored: gone, not a sealed file, or not the size its temporary file had as
+    it was renamed, `renamed` being what store.rename gave); a read that cannot be made
+    (rclone failing) raises: the backup counts as stored."""
+    from .listing import examine  # imported by encpipe-backup while pg_dump starts
+
+    item = store.head(final)
+    if item.error:
+        return None, item.error
+    head = examine(store, item)
+    if head.status == "unreadable":
+        raise InputUnavailable(head.error)
+    if head.status != "sealed":
+        return None, f"{final}: {head.error or head.status}"
+    stored = getattr(renamed, "size", getattr(renamed, "st_size", None))
+    if stored is not None and head.bytes != stored:
+        return None, f"{final} is {head.bytes} bytes, {stored} were stored"
+    return head, None
+
+
+def remove_stale_temps(store, now=None):
+    """Temporary objects of runs killed more than STALE ago (a remote has no
+    lock to tell a running upload from a dead one; no run lasts that long).
+    One listed unreadable is left: a name holding a NUL cannot be given to
+    rclone (its deletefile was a ValueError, the stored backup's run a 70),
+    and of several under one name, which one a removal reaches is not known."""
+    cutoff = (now or datetime.now(timezone.utc)) - STALE
+    for item in store.list():
+        started = temp_started(item.name)
+        if started and started < cutoff and not item.unreadable:
+            store.discard(item.name)
