@@ -3,8 +3,13 @@ dropped, a comparison flipped) with no test failing: the tests that now see each
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
+from cliutil import ok, secret_file
+from cliutil import run as encpipe
 from encpipe.backup import prune as prune_module
-from test_backup_dir import make_valid, names, run, stamp
+from test_backup_dir import KEY, make_valid, names, run, stamp
+from test_backup_label_series import dump, put
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
 
@@ -56,3 +61,23 @@ def test_a_copy_of_an_unlabelled_dump_does_not_make_the_series_look_labelled(tmp
     assert [k["filename"] for k in report["kept"]] == [dumps[3]]
     assert [r["filename"] for r in report["removed"]] == dumps[1:3]
     assert sorted(names(tmp_path)) == sorted([copy, dumps[0], dumps[3]])
+
+
+@pytest.mark.usefixtures("dated_from_now")
+def test_verify_does_not_take_a_label_anyone_with_the_public_key_can_seal_for_the_series(tmp_path):
+    """verify refuses an unlabelled dump named after a labelled one of its series only
+    when that labelled one's maker is authenticated (verify.refuse_late_unlabelled, as
+    prune counts one): a labelled dump sealed to the x25519 public key, which a writer
+    of the location can make, planted under an older name, made verify fail every
+    genuine unlabelled dump made before labels (65)."""
+    public = ok(encpipe(["keygen", "--x25519", "-o", str(tmp_path / "x.id")])).decode().strip()
+    genuine = [dump(6, False), dump(5, False)]  # made before labels, with the raw key
+    directory = put(tmp_path / "b", *genuine)
+    planted, plaintext = dump(7, True)
+    (directory / planted).write_bytes(ok(encpipe(["seal", "--recipient", public], plaintext)))
+    raw = secret_file(tmp_path, "raw.key", KEY.hex() + "\n")
+    code, report, err = run("verify", str(directory), "--key-file", str(raw), "--identity", str(tmp_path / "x.id"),
+                            env={})
+    assert (code, err) == (0, ""), err
+    assert {r["filename"]: (r["ok"], r["sender_authenticated"]) for r in report["results"]} == {
+        planted: (True, False), genuine[0][0]: (True, True), genuine[1][0]: (True, True)}
