@@ -19,12 +19,15 @@ import os
 
 import pytest
 
+from cliutil import ok, secret_file
+from cliutil import run as encpipe
 from dating import at, stamp_at
-from test_backup_dir import make_corrupt, run as backups
+from test_backup_dir import KEY, make_corrupt, run as backups
 from test_backup_label import _archive
 from test_backup_label_globals import DATABASE, _globals, _sealed
 
 from encpipe.backup import label
+from encpipe.backup.retention import UNAUTHENTICATED_REASON
 
 DB = "shop"
 REASON = "the globals file of a kept dump"
@@ -127,3 +130,29 @@ def test_check_verify_does_not_count_a_dump_whose_runs_globals_file_fails(tmp_pa
            f" globals file {broken} failed verification: a restore refuses this dump without it\n", "")
     os.unlink(d / broken)  # no globals file at all (a run of --no-globals): the dump counts, as before
     assert check("--max-age", "24", "--verify", str(d))[:2] == (0, f"OK: {DB}: newest backup {newest} is 1.0 h old\n")
+
+
+def test_a_dump_whose_runs_globals_file_has_an_unauthenticated_maker_never_counts(tmp_path):
+    """Nor when that globals file authenticates but its maker does not (sealed to the
+    x25519 public key, which a writer of the location can do: a restore refuses it,
+    67): the dump is left and the run before it kept, not removed."""
+    d = tmp_path / "b"
+    d.mkdir()
+    public = ok(encpipe(["keygen", "--x25519", "-o", str(tmp_path / "x.id")])).decode().strip()
+    raw = secret_file(tmp_path, "raw.key", KEY.hex() + "\n")
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest, planted = plain(d, 1), d / globals_of(d, 1)
+    plaintext = ok(encpipe(["open", "--key-file", str(raw)], planted.read_bytes()))
+    written = os.stat(planted)
+    planted.write_bytes(ok(encpipe(["seal", "--recipient", public], plaintext)))
+    os.utime(planted, (written.st_atime, written.st_mtime))
+    code, report, _ = backups("prune", "--keep-last", "1", "--key-file", str(raw), "--identity",
+                              str(tmp_path / "x.id"), str(d), env={})
+    assert code == 65
+    assert kept(report) == {good: ["last"], good_globals: ["last"]}
+    assert report["removed"] == []
+    left = {line["filename"]: line["reasons"] for line in report["left"]}
+    assert left == {newest: [f"its run's globals file {planted.name} has a maker not authenticated: a restore"
+                             " refuses this dump without it"],
+                    planted.name: [UNAUTHENTICATED_REASON]}
+    assert sorted(os.listdir(d)) == sorted([good, good_globals, newest, planted.name])

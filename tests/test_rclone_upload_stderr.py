@@ -6,7 +6,8 @@ blocked on that write and stopped reading its input, and the upload (the
 backup) waited for ever. Now it is read while the upload runs; of it, as
 before, only the end is kept for the error line. Real rclone against the
 `rclone serve s3` of the tests; a subprocess timeout only so that a hang fails
-the test instead of blocking it."""
+the test instead of blocking it. And an rclone whose status says it failed
+fails the upload with its last line, whatever it stored (removed again)."""
 
 import hashlib
 import os
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 
+from encpipe.backup.rclonestore import rclone_binary
 from test_backup_restore import python_env
 
 HANG = 60  # seconds: the upload of 40 MiB to a local server takes a few
@@ -73,3 +75,25 @@ def test_an_rclone_that_exits_0_with_the_stream_unread_in_its_pipe_fails_the_upl
     assert (done.returncode, done.stdout, done.stderr.decode()) == (
         74, b"", "encpipe-backup: error: cannot upload here:up/.encpipe-tmp.up: "
                  "rclone rcat ended (status 0) before all the data was written to it\n")
+
+
+def test_an_rclone_that_stores_it_all_but_exits_1_fails_the_upload_and_leaves_nothing(tmp_path):
+    """An `rclone rcat` that stores the whole upload, then fails (status 1): the upload
+    fails with rclone's last line, 74, and what it stored is removed again. The size
+    check after it (the remote holds all that was written) would have passed: the
+    status is what says the upload failed."""
+    real = rclone_binary(os.environ)
+    fake = tmp_path / "rclone"
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = rcat ] || exec {real} \"$@\"\n{real} \"$@\" || exit\n"
+                    "echo 'ERROR : the upload could not be committed' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    (tmp_path / "rclone.conf").write_text("")
+    (tmp_path / "up").mkdir()
+    env = {**python_env(), "RCLONE": str(fake), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+           "RCLONE_CONFIG_HERE_TYPE": "alias", "RCLONE_CONFIG_HERE_REMOTE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "upload", "--to", "here:up", ".encpipe-tmp.up"],
+                          env=env, input=bytes(100000), capture_output=True, timeout=HANG)
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (
+        74, b"", "encpipe-backup: error: cannot upload here:up/.encpipe-tmp.up: "
+                 "ERROR : the upload could not be committed\n")
+    assert os.listdir(tmp_path / "up") == []
