@@ -168,12 +168,12 @@ def _seal(tmp_path, key, plaintext, name):
     return str(path)
 
 
-def _assert_restore_fails_cleanly(pg, tools, path, key, expected_status):
+def _assert_restore_fails_cleanly(pg, tools, path, key, expected_status, says=b"bk_fault_target"):
     before = dump(pg, "bk_fault_target")
     proc = restore(pg, tools, path, "bk_fault_target", "--key-file", key)
     assert proc.returncode == expected_status, proc.stderr.decode()
     assert proc.stdout == b""
-    assert b"bk_fault_target" in proc.stderr
+    assert says in proc.stderr, proc.stderr.decode()
     assert dump(pg, "bk_fault_target") == before
     assert leftover_databases(pg) == set()
     assert "bk_fault_target" in databases(pg)
@@ -186,8 +186,10 @@ def test_restore_of_a_damaged_backup_changes_nothing(pg, tools, key_file, sealed
 
 
 def test_restore_with_the_wrong_key_changes_nothing(pg, tools, sealed, tmp_path):
+    """Refused at the globals file beside the backup, before the server is asked
+    anything: the line says nothing was changed (it need not name the target)."""
     other = make_key(tmp_path / "other.key")
-    _assert_restore_fails_cleanly(pg, tools, sealed, other, 77)
+    _assert_restore_fails_cleanly(pg, tools, sealed, other, 77, says=b"; nothing was changed\n")
 
 
 def test_restore_whose_sql_fails_half_way_drops_the_temporary_database(pg, tools, key_file, tmp_path):
