@@ -1,7 +1,7 @@
 """encpipe's Python dependencies: an import of one that fails is one line naming the
 package to install (and exit 69), for encpipe and every script, not a traceback."""
 
-from .errors import MissingDependency
+from .errors import MissingDependency, unexpected
 
 # The distribution that provides each imported top-level module.
 DISTRIBUTIONS = {"Crypto": "pycryptodome", "docopt": "docopt-ng", "cryptography": "cryptography"}
@@ -10,10 +10,13 @@ REQUIRED = ("Crypto", "docopt")
 
 def report_missing(io, e):
     """One line naming the package to install, and its exit status; an ImportError
-    that is not one of encpipe's dependencies is raised again."""
+    that is not one of encpipe's dependencies is a resource run out (a library that
+    cannot be mapped) or a bug: its one line too (errors.unexpected), not a traceback."""
     error = missing_dependency(e)
     if error is None:
-        raise e
+        message, status = unexpected(e)
+        io.error(message)
+        return status
     io.error(str(error), hint=error.hint)
     return error.exit_code
 

@@ -102,6 +102,10 @@ def bug_line(e):
     return f"internal error: {type(e).__name__}{where} (a bug of encpipe's: please report it with the command that met it)"
 
 
+_UNMAPPED = "failed to map segment from shared object"
+_NOT_MEMORY = ("Operation not permitted", "Permission denied")  # a noexec mount, a security module
+
+
 def ran_out(e):
     """The one line for `e` when it is a resource the system ran out of (memory,
     descriptors, processes, a thread), else None."""
@@ -111,6 +115,8 @@ def ran_out(e):
         return f"out of system resources: {e.strerror}"
     if isinstance(e, RuntimeError) and str(e) == "can't start new thread":
         return "out of system resources: cannot start a thread"
+    if isinstance(e, ImportError) and _UNMAPPED in str(e) and not str(e).endswith(_NOT_MEMORY):
+        return "out of memory"  # dlopen's words when mmap fails (ENOMEM under a memory limit)
     if isinstance(e, SystemError) and (e.__cause__ or e.__context__):  # the interpreter's own, from a MemoryError
         return ran_out(e.__cause__ or e.__context__)
     return None

@@ -225,3 +225,27 @@ def test_keyid_help_describes_its_key_options_as_keys_to_name_not_to_seal_or_sig
         assert not re.search(r"\b(Seal|Sign with|Refuse|ENCPIPE_SIGNER)\b", lines[option]), lines[option]
     assert lines["--signer"] == "  --signer PUBKEY            A verify key (encpipesign1...), as keygen --sign prints it."
     assert "Seal to this public key" in run(["seal", "--help"]).stdout.decode()
+
+
+@pytest.mark.parametrize("script", ["encpipe-list", "encpipe-prune", "encpipe-verify", "encpipe-check"])
+@pytest.mark.parametrize("error, line, status", [
+    # what dlopen says when the mapping of a library fails: out of memory (prlimit --as), one line and 74
+    ("termios.so: failed to map segment from shared object", "out of memory", 74),
+    # an import of no dependency of encpipe's failing otherwise: a bug's one line, 70
+    ("termios is broken here", "internal error: ImportError at termios.py:1", 70),
+])
+def test_an_import_that_fails_for_another_reason_is_one_line_not_a_traceback(tmp_path, script, error, line, status):
+    """A standard library extension that cannot be mapped (a memory limit) as a
+    script imports it: before, report_missing raised the ImportError again, out of
+    its handler, and the script ended with a traceback, status 1."""
+    (tmp_path / "termios.py").write_text(f"raise ImportError({error!r})\n")
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / script), str(tmp_path)], capture_output=True,
+                          env=env, stdin=subprocess.DEVNULL, timeout=60)
+    stderr = done.stderr.decode()
+    if script == "encpipe-check":  # a plugin: UNKNOWN, 3
+        assert (done.returncode, done.stdout.decode()) == (3, f"UNKNOWN: {stderr.partition(': error: ')[2]}"), stderr
+    else:
+        assert (done.returncode, done.stdout) == (status, b""), stderr
+    assert_one_line_error(stderr, prog=script)
+    assert stderr.startswith(f"{script}: error: {line}"), stderr
