@@ -139,7 +139,7 @@ def run_script(prog, module, argv):
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
         try:
-            status = drained(main_of(module)(argv))  # a signal an import made wait: now, not at the exit
+            status = main_of(module)(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
             status = report_missing(io, e)
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
@@ -148,6 +148,8 @@ def run_script(prog, module, argv):
         except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
             message, status = unexpected(e)  # or a resource that ran out (74)
             io.error(message)
+        # a signal an import made wait (the module's own, which failed too): now, not at the exit
+        status = drained(status)
     except KeyboardInterrupt:
         return die_of()
     except Terminated as e:

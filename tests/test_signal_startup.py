@@ -131,3 +131,31 @@ def test_without_a_signal_the_command_runs_executed_again(tmp_path):
     done = subprocess.run([sys.executable, "-m", "encpipe.launch", "probe", "probe_main"], env=env,
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"1 False False\n", b"")
+
+
+def _probe(tmp_path, module, env_update, *, block=False):
+    """`python -m encpipe.launch probe MODULE` under Python's own SIGINT handler (SIGINT
+    blocked by the caller with `block`), the environment given `env_update`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update({"PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)]), "LC_ALL": "C.UTF-8", **env_update})
+    code = ("import runpy, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            f"sys.argv = ['encpipe.launch', 'probe', {module!r}]\n"
+            "runpy.run_module('encpipe.launch', run_name='__main__', alter_sys=True)\n")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60, preexec_fn=(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+                          if block else None)
+
+
+def test_a_sigint_that_waited_for_an_import_that_failed_ends_the_run(tmp_path):
+    """A SIGINT while the script's module loads (it waits for the import to end), whose
+    import then fails, a dependency missing (69): the SIGINT is taken before the exit,
+    as when main returns (sigdefer.drained). Before, the run returned 69, and its retry
+    came later, a traceback or at the exit: status 142 (SIGALRM)."""
+    (tmp_path / "probe_missing.py").write_text("import os, signal, sys\n"
+                                               "sys.modules['docopt'] = None  # docopt-ng not installed\n"
+                                               "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n"
+                                               "import docopt  # noqa: F401\n")
+    done = _probe(tmp_path, "probe_missing", {})
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt: install the package docopt-ng")
