@@ -147,6 +147,26 @@ def _probe(tmp_path, module, env_update, *, block=False):
                           if block else None)
 
 
+MASK_PROBE = ("import os, signal, sys\n"
+              "def main(argv):\n"
+              "    print(sys.flags.utf8_mode, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []),"
+              " 'ENCPIPE_UTF8_AGAIN' in os.environ, flush=True)\n"
+              "    return 0\n")
+
+
+@pytest.mark.parametrize("mark", ["sigint-blocked", f"{os.getpid()} sigint-blocked"])  # the caller's pid
+@pytest.mark.parametrize("locale, utf8_mode", [("C.UTF-8", 0), ("C", 1)])
+def test_a_mark_from_the_callers_environment_unblocks_nothing(tmp_path, locale, utf8_mode, mark):
+    """ENCPIPE_UTF8_AGAIN=sigint-blocked given by the caller, who blocked SIGINT: the
+    mark is not this process's own exec's. Before, ensure() unblocked SIGINT (and its
+    children, pg_dump, rclone, took Ctrl-C the caller kept from them), and, under a
+    charset not UTF-8, did not execute the command again in UTF-8 mode either."""
+    (tmp_path / "probe_main.py").write_text(MASK_PROBE)
+    done = _probe(tmp_path, "probe_main", {"ENCPIPE_UTF8_AGAIN": mark, "LC_ALL": locale,
+                                           "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}, block=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{utf8_mode} True False\n".encode(), b"")
+
+
 def test_a_sigint_that_waited_for_an_import_that_failed_ends_the_run(tmp_path):
     """A SIGINT while the script's module loads (it waits for the import to end), whose
     import then fails, a dependency missing (69): the SIGINT is taken before the exit,
