@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import __version__
-from .deps import docopt_parser, report_missing
+from .deps import docopt_parser, missing_dependency, report_missing
 from .errors import EncpipeError, IOFailure, UsageError, ran_out, unexpected
 from .shown import json_value, printable
 from .stdio import blocking, discard, write_quietly, write_whole
@@ -141,13 +141,12 @@ def run_script(prog, module, argv):
         try:
             status = main_of(module)(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
-            status = report_missing(io, e)
+            status = report_missing(io, e) if missing_dependency(e) else unexpected_line(io, e)
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
             io.error(str(e))
             status = e.exit_code
         except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
-            message, status = unexpected(e)  # or a resource that ran out (74)
-            io.error(message)
+            status = unexpected_line(io, e)  # or a resource that ran out (74)
         # a signal an import made wait (the module's own, which failed too): now, not at the exit
         status = drained(status)
     except KeyboardInterrupt:
@@ -155,6 +154,13 @@ def run_script(prog, module, argv):
     except Terminated as e:
         return die_of(e.args[0])
     settle()  # a change made and said (sigdefer.hold_for_good): its status stands
+    return status
+
+
+def unexpected_line(io, e):
+    """An exception no code expected said in one line (errors.unexpected); its status."""
+    message, status = unexpected(e)
+    io.error(message)
     return status
 
 

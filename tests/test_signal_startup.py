@@ -179,3 +179,13 @@ def test_a_sigint_that_waited_for_an_import_that_failed_ends_the_run(tmp_path):
     done = _probe(tmp_path, "probe_missing", {})
     assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
     assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt: install the package docopt-ng")
+
+
+def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
+    """The script's module imports a module that is none of encpipe's dependencies and
+    is not there (a broken installation): a bug, one line and 70, as any other.
+    Before, report_missing raised it again from run_script's handler: a traceback."""
+    (tmp_path / "probe_broken.py").write_text("import encpipe_no_such_module  # noqa: F401\n")
+    done = _probe(tmp_path, "probe_broken", {})
+    assert (done.returncode, done.stdout, done.stderr.count(b"\n"), b"Traceback" in done.stderr) == (70, b"", 1, False)
+    assert done.stderr.startswith(b"probe: error: internal error: ModuleNotFoundError at probe_broken.py:1 ")
