@@ -183,12 +183,12 @@ def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces,
             if verify is not None:
                 verify(fd)
             hook("verified", directory, temp, name)
+            made = os.fstat(fd)  # 0600 still: its owner and group first, then what they and others may do
+            if owner is not None and owner != (made.st_uid, made.st_gid):  # not kept: not renamed over the file
+                _io(os.fchown, fd, *owner, what=f"cannot give {name} its owner and group")
             _io(os.fchmod, fd, access[0], what=f"cannot set the mode of {name}")
             if access[1] is not None:  # its group bits the ACL's mask, as the original's
                 _io(os.setxattr, fd, ACCESS_ACL, access[1], what=f"cannot set the access ACL of {name}")
-            made = os.fstat(fd)
-            if owner is not None and owner != (made.st_uid, made.st_gid):  # not kept: not renamed over the file
-                _io(os.fchown, fd, *owner, what=f"cannot give {name} its owner and group")
             if times_ns is not None:
                 _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
             holding.enter_context(held())  # to the rename, and on to its report: see `committed`
