@@ -187,5 +187,6 @@ def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
     Before, report_missing raised it again from run_script's handler: a traceback."""
     (tmp_path / "probe_broken.py").write_text("import encpipe_no_such_module  # noqa: F401\n")
     done = _probe(tmp_path, "probe_broken", {})
-    assert (done.returncode, done.stdout, done.stderr.count(b"\n"), b"Traceback" in done.stderr) == (70, b"", 1, False)
+    assert (done.returncode, done.stdout, done.stderr.count(b"\n"), b"Traceback" in done.stderr) == \
+        (70, b"", 1, False)
     assert done.stderr.startswith(b"probe: error: internal error: ModuleNotFoundError at probe_broken.py:1 ")
