@@ -178,7 +178,8 @@ def test_a_sigint_that_waited_for_an_import_that_failed_ends_the_run(tmp_path):
                                                "import docopt  # noqa: F401\n")
     done = _probe(tmp_path, "probe_missing", {})
     assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
-    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt: install the package docopt-ng")
+    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt: "
+                                  b"install the package docopt-ng")
 
 
 def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
