@@ -346,13 +346,16 @@ def run():
         _widen_pipes()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         release()  # a SIGINT that came before the handlers (python -m encpipe): now
-        status = drained(main())  # a signal an import made wait: now, not at the exit
+        try:
+            status = main()
+        except Exception as e:  # as in run_script
+            status = unexpected_line(Io(None, None, sys.stderr, os.environ), e)
+        status = drained(status)  # a signal an import made wait: now, not at the exit
     except KeyboardInterrupt:
         status = die_of()
     except Terminated as e:  # after clean-up: seal -o's hidden file is removed
         status = die_of(e.args[0])
-    except Exception as e:  # as in run_script
-        message, status = unexpected(e)
-        Io(None, None, sys.stderr, os.environ).error(message)
+    except Exception as e:  # setting up (guard_standard_fds...)
+        status = unexpected_line(Io(None, None, sys.stderr, os.environ), e)
     settle()  # FILE renamed into place (sigdefer.hold_for_good): 0 stands
     raise SystemExit(status)

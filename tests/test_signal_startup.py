@@ -191,3 +191,27 @@ def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
     assert (done.returncode, done.stdout, done.stderr.count(b"\n"), b"Traceback" in done.stderr) == \
         (70, b"", 1, False)
     assert done.stderr.startswith(b"probe: error: internal error: ModuleNotFoundError at probe_broken.py:1 ")
+
+
+def test_a_sigint_that_waited_for_an_import_before_a_bug_of_encpipes_ends_it(tmp_path):
+    """`python -m encpipe`: a SIGINT while a module loads (it waits for the import to
+    end), then a bug (70). The SIGINT is taken before the exit, as when main returns.
+    Before, the bug's status was returned and the SIGINT's retry came at the exit:
+    status 142 (SIGALRM), or a traceback."""
+    (tmp_path / "probe_bug.py").write_text("import os, signal\n"
+                                           "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
+    code = ("import runpy, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import encpipe.cli\n"
+            "def main():\n"
+            "    import probe_bug  # noqa: F401\n"
+            "    raise RuntimeError('a bug')\n"
+            "encpipe.cli.main = main\n"
+            "sys.argv = ['encpipe', 'seal']\n"
+            "runpy.run_module('encpipe', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert done.stderr.startswith(b"encpipe: error: internal error: RuntimeError at <string>:6 ")
