@@ -215,3 +215,25 @@ def test_a_sigint_that_waited_for_an_import_before_a_bug_of_encpipes_ends_it(tmp
                           timeout=60)
     assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
     assert done.stderr.startswith(b"encpipe: error: internal error: RuntimeError at <string>:6 ")
+
+
+def test_a_sigint_that_waited_for_an_import_before_a_bug_of_the_backup_module_ends_it(tmp_path):
+    """`python3 -m encpipe.backup`: the same, a bug in its command. Before, a traceback
+    (its bug was not caught at all), or status 142."""
+    (tmp_path / "probe_bug.py").write_text("import os, signal\n"
+                                           "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
+    code = ("import runpy, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import encpipe.backup.cli\n"
+            "def main(argv):\n"
+            "    import probe_bug  # noqa: F401\n"
+            "    raise RuntimeError('a bug')\n"
+            "encpipe.backup.cli.main = main\n"
+            f"sys.argv = ['encpipe.backup', 'list', '--dir', {str(tmp_path)!r}]\n"
+            "runpy.run_module('encpipe.backup', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert b"internal error: RuntimeError at <string>:6 " in done.stderr
