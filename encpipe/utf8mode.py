@@ -26,7 +26,7 @@ _BLOCKED = "sigint-blocked"  # after the pid, when SIGINT was blocked for the ex
 
 def ensure():
     """Execute this process's command again in UTF-8 mode when it reads names in
-    another charset; else return (at once: no import, no system call). Its children
+    another charset; else return (at once: no import, no system call unless marked). Its children
     get the environment it was given: PYTHONUTF8=1 in it, a key command written in
     Python printed a passphrase in UTF-8, not in the locale's charset as it had to
     `encpipe seal`: another one, which opened none of the backups it had sealed."""
