@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import __version__
-from .deps import docopt_parser, report_missing
+from .deps import docopt_parser, missing_dependency, report_missing
 from .errors import EncpipeError, IOFailure, UsageError, ran_out, unexpected
 from .shown import json_value, printable
 from .stdio import blocking, discard, write_quietly, write_whole
@@ -139,20 +139,28 @@ def run_script(prog, module, argv):
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
         try:
-            status = drained(main_of(module)(argv))  # a signal an import made wait: now, not at the exit
+            status = main_of(module)(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
-            status = report_missing(io, e)
+            status = report_missing(io, e) if missing_dependency(e) else unexpected_line(io, e)
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
             io.error(str(e))
             status = e.exit_code
         except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
-            message, status = unexpected(e)  # or a resource that ran out (74)
-            io.error(message)
+            status = unexpected_line(io, e)  # or a resource that ran out (74)
+        # a signal an import made wait (the module's own, which failed too): now, not at the exit
+        status = drained(status)
     except KeyboardInterrupt:
         return die_of()
     except Terminated as e:
         return die_of(e.args[0])
     settle()  # a change made and said (sigdefer.hold_for_good): its status stands
+    return status
+
+
+def unexpected_line(io, e):
+    """An exception no code expected said in one line (errors.unexpected); its status."""
+    message, status = unexpected(e)
+    io.error(message)
     return status
 
 
@@ -338,13 +346,16 @@ def run():
         _widen_pipes()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         release()  # a SIGINT that came before the handlers (python -m encpipe): now
-        status = drained(main())  # a signal an import made wait: now, not at the exit
+        try:
+            status = main()
+        except Exception as e:  # as in run_script
+            status = unexpected_line(Io(None, None, sys.stderr, os.environ), e)
+        status = drained(status)  # a signal an import made wait: now, not at the exit
     except KeyboardInterrupt:
         status = die_of()
     except Terminated as e:  # after clean-up: seal -o's hidden file is removed
         status = die_of(e.args[0])
-    except Exception as e:  # as in run_script
-        message, status = unexpected(e)
-        Io(None, None, sys.stderr, os.environ).error(message)
+    except Exception as e:  # setting up (guard_standard_fds...)
+        status = unexpected_line(Io(None, None, sys.stderr, os.environ), e)
     settle()  # FILE renamed into place (sigdefer.hold_for_good): 0 stands
     raise SystemExit(status)

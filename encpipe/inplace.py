@@ -13,13 +13,14 @@ run of the caller's made."""
 import os
 import stat
 
-from .safefile import access_acl
+from .safefile import NO_ACL, access_acl
 
 
 def kept(fd, info):
     """write_atomically's mode, acl and owner for a new file in the place of the one
-    open as `fd` (`info`, its os.fstat)."""
-    return {"mode": stat.S_IMODE(info.st_mode), "acl": access_acl(fd), "owner": (info.st_uid, info.st_gid)}
+    open as `fd` (`info`, its os.fstat): no access ACL when it has none, not one a
+    default ACL of the directory gives every new file (a reader the old one had not)."""
+    return {"mode": stat.S_IMODE(info.st_mode), "acl": access_acl(fd) or NO_ACL, "owner": (info.st_uid, info.st_gid)}
 
 
 def owner_not_kept(info, directory, tool, done):

@@ -27,6 +27,7 @@ from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer  # no
 TEST_HOOK = "ENCPIPE_TEST_HOOK"
 TEMP_PREFIX = ".encpipe-tmp."
 ACCESS_ACL = "system.posix_acl_access"
+NO_ACL = b""  # write_atomically's acl for a file that has none: not even one its directory's default ACL gives
 
 
 def hook(step, *details):
@@ -131,8 +132,9 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
     """Create `path` (or replace it) with what `write(file)` writes; returns what write returned.
 
     `verify(fd)` may check the written file through its descriptor; `owner` (uid,
-    gid), `acl` (an access ACL's xattr, access_acl) and `times_ns` (atime, mtime)
-    are set through it; `replaces`, the stat of
+    gid), `acl` (an access ACL's xattr, access_acl; NO_ACL: none, not even the
+    directory's default) and `times_ns` (atime, mtime) are set through it, the
+    owner first; `replaces`, the stat of
     the file the caller read, makes the rename happen only while `path` is still
     that file; `dir_fd`, the directory the caller listed (and checked), open, makes
     it all happen in that very directory, whatever its name leads to by now;
@@ -183,12 +185,14 @@ def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces,
             if verify is not None:
                 verify(fd)
             hook("verified", directory, temp, name)
-            _io(os.fchmod, fd, access[0], what=f"cannot set the mode of {name}")
-            if access[1] is not None:  # its group bits the ACL's mask, as the original's
-                _io(os.setxattr, fd, ACCESS_ACL, access[1], what=f"cannot set the access ACL of {name}")
-            made = os.fstat(fd)
+            made = os.fstat(fd)  # 0600 still: its owner and group first, then what they and others may do
             if owner is not None and owner != (made.st_uid, made.st_gid):  # not kept: not renamed over the file
                 _io(os.fchown, fd, *owner, what=f"cannot give {name} its owner and group")
+            if access[1] == NO_ACL:  # not one a default ACL of the directory gave it: its mode says it all
+                _io(_remove_access_acl, fd, what=f"cannot remove the access ACL of {name}")
+            _io(os.fchmod, fd, access[0], what=f"cannot set the mode of {name}")
+            if access[1]:  # its group bits the ACL's mask, as the original's
+                _io(os.setxattr, fd, ACCESS_ACL, access[1], what=f"cannot set the access ACL of {name}")
             if times_ns is not None:
                 _io(os.utime, fd, ns=times_ns, what=f"cannot set the times of {name}")
             holding.enter_context(held())  # to the rename, and on to its report: see `committed`
@@ -219,6 +223,14 @@ def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces,
         finally:
             if fd is not None:
                 os.close(fd)
+
+
+def _remove_access_acl(fd):
+    try:
+        os.removexattr(fd, ACCESS_ACL)
+    except OSError as e:
+        if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+            raise
 
 
 def access_acl(fd):

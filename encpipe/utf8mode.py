@@ -21,16 +21,19 @@ from contextlib import contextmanager
 
 
 _AGAIN = "ENCPIPE_UTF8_AGAIN"  # in the command executed again only: ensure() takes it out at once
-_BLOCKED = "sigint-blocked"  # its value when SIGINT was blocked for the exec, to be unblocked (earlysig)
+_BLOCKED = "sigint-blocked"  # after the pid, when SIGINT was blocked for the exec, to be unblocked (earlysig)
 
 
 def ensure():
     """Execute this process's command again in UTF-8 mode when it reads names in
-    another charset; else return (at once: no import, no system call). Its children
+    another charset; else return (at once: no import, no system call unless marked). Its children
     get the environment it was given: PYTHONUTF8=1 in it, a key command written in
     Python printed a passphrase in UTF-8, not in the locale's charset as it had to
     `encpipe seal`: another one, which opened none of the backups it had sealed."""
     again = os.environ.pop(_AGAIN, None)  # the mark of the command executed again: never a child's
+    if again is not None:  # this process's own (its pid, which the exec keeps), not one its caller gave
+        pid, _, again = again.partition(" ")
+        again = again if pid == str(os.getpid()) else None
     if again == _BLOCKED:  # a SIGINT that came meanwhile pending: noted now, the entry point's hold() done
         from .earlysig import unblock
         unblock()
@@ -43,7 +46,7 @@ def ensure():
     from . import earlysig
 
     mask, already = earlysig.blocked_for_exec()  # a SIGINT held, or coming, crosses the exec pending
-    os.environ[_AGAIN] = "1" if already else _BLOCKED  # blocked by whoever started it: left so
+    os.environ[_AGAIN] = f"{os.getpid()} {'held' if already else _BLOCKED}"  # blocked by its caller: left so
     try:
         os.execv(sys.executable, [command[0], b"-X", b"utf8", *command[1:]])
     except (OSError, ValueError):  # an argv[0] that names no interpreter (exec -a), or an interpreter's

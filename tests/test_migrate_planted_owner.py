@@ -155,3 +155,20 @@ def test_a_migrated_file_keeps_its_mode_and_access_acl(directory, migrate_keys, 
         (True, READER_ONLY, 0o640)
     assert (is_encpipe(without), ACL in os.listxattr(without), stat.S_IMODE(os.stat(without).st_mode)) == \
         (True, False, 0o640)
+
+
+def test_a_directorys_default_acl_gives_the_migrated_file_no_reader_the_original_had_not(directory, migrate_keys,
+                                                                                         capsys):
+    """A default ACL of the directory (user:READER:r), put after the files were made:
+    the new file inherited it, and the original's mode 0640 (the ACL's mask then) let
+    that reader read it, which the original kept out. It now gets no ACL, as the original."""
+    os.chown(directory, 0, 0)
+    os.chmod(directory, 0o755)
+    name = list(FEW)[1]
+    without = directory / name
+    os.chmod(without, 0o640)
+    os.setxattr(directory, "system.posix_acl_default", READER_ONLY)
+    code, got, err = run_migrate(directory, migrate_keys, capsys)
+    assert (code, err, got[name]["status"]) == (0, "", "migrated")
+    assert (is_encpipe(without), ACL in os.listxattr(without), stat.S_IMODE(os.stat(without).st_mode)) == \
+        (True, False, 0o640)

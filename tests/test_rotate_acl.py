@@ -50,3 +50,16 @@ def test_a_rotated_file_keeps_its_access_acl(world):
     assert (os.getxattr(path, ACL), stat.S_IMODE(os.stat(path).st_mode)) == (READER_ONLY, 0o640)
     plain = world.dir / "shop_20250102T020000Z.dump.enc"
     assert (ACL in os.listxattr(plain), stat.S_IMODE(os.stat(plain).st_mode)) == (False, 0o640)
+
+
+def test_a_directorys_default_acl_gives_the_new_file_no_reader_the_original_had_not(world):
+    """A default ACL on the directory (user:READER:r) put after the backups were made:
+    the new file, made there, inherited it, and the original's mode 0640 (its group
+    bits, the ACL's mask then) let READER read it; the original had no ACL, and
+    READER could not. The new file now has the original's access ACL, or none."""
+    os.setxattr(world.dir, "system.posix_acl_default", READER_ONLY)
+    done = rotate(world.args())
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    plain = world.dir / "shop_20250102T020000Z.dump.enc"
+    assert lines(done)[plain.name]["status"] == "rotated"
+    assert (ACL in os.listxattr(plain), stat.S_IMODE(os.stat(plain).st_mode)) == (False, 0o640)

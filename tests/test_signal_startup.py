@@ -131,3 +131,109 @@ def test_without_a_signal_the_command_runs_executed_again(tmp_path):
     done = subprocess.run([sys.executable, "-m", "encpipe.launch", "probe", "probe_main"], env=env,
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"1 False False\n", b"")
+
+
+def _probe(tmp_path, module, env_update, *, block=False):
+    """`python -m encpipe.launch probe MODULE` under Python's own SIGINT handler (SIGINT
+    blocked by the caller with `block`), the environment given `env_update`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update({"PYTHONPATH": os.pathsep.join([ROOT, str(tmp_path)]), "LC_ALL": "C.UTF-8", **env_update})
+    code = ("import runpy, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            f"sys.argv = ['encpipe.launch', 'probe', {module!r}]\n"
+            "runpy.run_module('encpipe.launch', run_name='__main__', alter_sys=True)\n")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60, preexec_fn=(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+                          if block else None)
+
+
+MASK_PROBE = ("import os, signal, sys\n"
+              "def main(argv):\n"
+              "    print(sys.flags.utf8_mode, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []),"
+              " 'ENCPIPE_UTF8_AGAIN' in os.environ, flush=True)\n"
+              "    return 0\n")
+
+
+@pytest.mark.parametrize("mark", ["sigint-blocked", f"{os.getpid()} sigint-blocked"])  # the caller's pid
+@pytest.mark.parametrize("locale, utf8_mode", [("C.UTF-8", 0), ("C", 1)])
+def test_a_mark_from_the_callers_environment_unblocks_nothing(tmp_path, locale, utf8_mode, mark):
+    """ENCPIPE_UTF8_AGAIN=sigint-blocked given by the caller, who blocked SIGINT: the
+    mark is not this process's own exec's. Before, ensure() unblocked SIGINT (and its
+    children, pg_dump, rclone, took Ctrl-C the caller kept from them), and, under a
+    charset not UTF-8, did not execute the command again in UTF-8 mode either."""
+    (tmp_path / "probe_main.py").write_text(MASK_PROBE)
+    done = _probe(tmp_path, "probe_main", {"ENCPIPE_UTF8_AGAIN": mark, "LC_ALL": locale,
+                                           "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}, block=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{utf8_mode} True False\n".encode(), b"")
+
+
+def test_a_sigint_that_waited_for_an_import_that_failed_ends_the_run(tmp_path):
+    """A SIGINT while the script's module loads (it waits for the import to end), whose
+    import then fails, a dependency missing (69): the SIGINT is taken before the exit,
+    as when main returns (sigdefer.drained). Before, the run returned 69, and its retry
+    came later, a traceback or at the exit: status 142 (SIGALRM)."""
+    (tmp_path / "probe_missing.py").write_text("import os, signal, sys\n"
+                                               "sys.modules['docopt'] = None  # docopt-ng not installed\n"
+                                               "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n"
+                                               "import docopt  # noqa: F401\n")
+    done = _probe(tmp_path, "probe_missing", {})
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt: "
+                                  b"install the package docopt-ng")
+
+
+def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
+    """The script's module imports a module that is none of encpipe's dependencies and
+    is not there (a broken installation): a bug, one line and 70, as any other.
+    Before, report_missing raised it again from run_script's handler: a traceback."""
+    (tmp_path / "probe_broken.py").write_text("import encpipe_no_such_module  # noqa: F401\n")
+    done = _probe(tmp_path, "probe_broken", {})
+    assert (done.returncode, done.stdout, done.stderr.count(b"\n"), b"Traceback" in done.stderr) == \
+        (70, b"", 1, False)
+    assert done.stderr.startswith(b"probe: error: internal error: ModuleNotFoundError at probe_broken.py:1 ")
+
+
+def test_a_sigint_that_waited_for_an_import_before_a_bug_of_encpipes_ends_it(tmp_path):
+    """`python -m encpipe`: a SIGINT while a module loads (it waits for the import to
+    end), then a bug (70). The SIGINT is taken before the exit, as when main returns.
+    Before, the bug's status was returned and the SIGINT's retry came at the exit:
+    status 142 (SIGALRM), or a traceback."""
+    (tmp_path / "probe_bug.py").write_text("import os, signal\n"
+                                           "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
+    code = ("import runpy, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import encpipe.cli\n"
+            "def main():\n"
+            "    import probe_bug  # noqa: F401\n"
+            "    raise RuntimeError('a bug')\n"
+            "encpipe.cli.main = main\n"
+            "sys.argv = ['encpipe', 'seal']\n"
+            "runpy.run_module('encpipe', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert done.stderr.startswith(b"encpipe: error: internal error: RuntimeError at <string>:6 ")
+
+
+def test_a_sigint_that_waited_for_an_import_before_a_bug_of_the_backup_module_ends_it(tmp_path):
+    """`python3 -m encpipe.backup`: the same, a bug in its command. Before, a traceback
+    (its bug was not caught at all), or status 142."""
+    (tmp_path / "probe_bug.py").write_text("import os, signal\n"
+                                           "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
+    code = ("import runpy, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import encpipe.backup.cli\n"
+            "def main(argv):\n"
+            "    import probe_bug  # noqa: F401\n"
+            "    raise RuntimeError('a bug')\n"
+            "encpipe.backup.cli.main = main\n"
+            f"sys.argv = ['encpipe.backup', 'list', '--dir', {str(tmp_path)!r}]\n"
+            "runpy.run_module('encpipe.backup', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert b"internal error: RuntimeError at <string>:6 " in done.stderr

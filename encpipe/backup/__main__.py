@@ -11,7 +11,7 @@ utf8mode.ensure()  # names read as UTF-8 whatever the locale
 import signal  # noqa: E402
 
 from . import cli, job  # noqa: E402
-from ..cli import catch_signal, die_of, guard_standard_fds, no_core_dumps, run_script  # noqa: E402
+from ..cli import Io, catch_signal, die_of, guard_standard_fds, no_core_dumps, run_script, unexpected_line  # noqa: E402
 from ..sigdefer import drained  # noqa: E402
 
 argv = sys.argv[1:]
@@ -24,7 +24,11 @@ if argv[:1] == ["fetch"]:  # SIGTERM, SIGHUP, SIGINT: its rclone killed and reap
 catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
 try:
     earlysig.release()  # one that came as it loaded: now
-    status = drained((job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv))
+    try:
+        status = (job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv)
+    except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
+        status = unexpected_line(Io(None, None, sys.stderr, {}, prog="encpipe.backup"), e)
+    status = drained(status)  # a signal an import made wait: now, not at the exit
 except KeyboardInterrupt:  # its clean-up run on the way here: death by the signal, no traceback
     status = die_of()
 raise SystemExit(status)
