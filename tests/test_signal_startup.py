@@ -154,7 +154,8 @@ MASK_PROBE = ("import os, signal, sys\n"
               "    return 0\n")
 
 
-@pytest.mark.parametrize("mark", ["sigint-blocked", f"{os.getpid()} sigint-blocked"])  # the caller's pid
+@pytest.mark.parametrize("mark", ["sigint-blocked", "{caller} sigint-blocked"])  # the caller's pid (not in the
+# test's id: each pytest-xdist worker must collect the same ids)
 @pytest.mark.parametrize("locale, utf8_mode", [("C.UTF-8", 0), ("C", 1)])
 def test_a_mark_from_the_callers_environment_unblocks_nothing(tmp_path, locale, utf8_mode, mark):
     """ENCPIPE_UTF8_AGAIN=sigint-blocked given by the caller, who blocked SIGINT: the
@@ -162,7 +163,7 @@ def test_a_mark_from_the_callers_environment_unblocks_nothing(tmp_path, locale, 
     children, pg_dump, rclone, took Ctrl-C the caller kept from them), and, under a
     charset not UTF-8, did not execute the command again in UTF-8 mode either."""
     (tmp_path / "probe_main.py").write_text(MASK_PROBE)
-    done = _probe(tmp_path, "probe_main", {"ENCPIPE_UTF8_AGAIN": mark, "LC_ALL": locale,
+    done = _probe(tmp_path, "probe_main", {"ENCPIPE_UTF8_AGAIN": mark.format(caller=os.getpid()), "LC_ALL": locale,
                                            "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}, block=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{utf8_mode} True False\n".encode(), b"")
 
