@@ -153,6 +153,13 @@ def _uploaded(tmp_path, key_file, env, where, temp, data):
     assert done.returncode == 0, done.stderr
 
 
+def _commit(env, where, final, *options):
+    """`job commit` of the uploaded .encpipe-tmp.d as `final` into `where`, after `options`."""
+    return subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
+                           "--started", "1", *options, "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+
+
 def test_the_globals_file_is_read_back_too(s3, key_file, tmp_path):
     """The run's globals file replaced on the remote right after its rename (`job
     commit --globals-temp`). Before, only the dump was read back: exit 0, a
@@ -199,10 +206,8 @@ def test_a_rename_taken_back_on_a_remote_whose_listing_lags(s3, key_file, tmp_pa
     where, stamp = ["--to", f"{s3.location}/lagging"], "20261205T000000Z"
     _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.g", b"-- globals\n")
     _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
-    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
-                           "--started", "1", "--globals-temp", ".encpipe-tmp.g", "--globals-name",
-                           f"{DB}_{stamp}.globals.sql.enc", "--", ".encpipe-tmp.d", f"{DB}_{stamp}.sql.enc"], env=env,
-                          capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
+    done = _commit(env, where, f"{DB}_{stamp}.sql.enc", "--globals-temp", ".encpipe-tmp.g", "--globals-name",
+                   f"{DB}_{stamp}.globals.sql.enc")
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     assert done.stderr.decode() == (
         f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto "
@@ -221,9 +226,7 @@ def test_a_moveto_that_copied_and_then_failed_leaves_no_object_under_the_final_n
     env = {**python_env(), **s3.env, "RCLONE": rclone}
     where, final = ["--to", f"{s3.location}/halfmoved"], f"{DB}_20261205T000000Z.sql.enc"
     _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
-    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
-                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    done = _commit(env, where, final)
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     assert done.stderr.decode() == (
         f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto "
@@ -242,9 +245,7 @@ def test_a_copy_that_cannot_be_taken_back_is_named(s3, key_file, tmp_path):
     env = {**python_env(), **s3.env, "RCLONE": str(path)}
     where, final = ["--to", f"{s3.location}/undeletable"], f"{DB}_20261205T000000Z.sql.enc"
     _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
-    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
-                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    done = _commit(env, where, final)
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     place = f"{s3.location}/undeletable"
     assert done.stderr.decode().splitlines() == [
@@ -313,9 +314,7 @@ def test_a_failed_moveto_whose_copy_cannot_be_looked_for_says_so(s3, key_file, t
     env = {**python_env(), **s3.env, "RCLONE": str(path)}
     where, final = ["--to", f"{s3.location}/unlisted"], f"{DB}_20261205T000000Z.sql.enc"
     _uploaded(tmp_path, key_file, env, where, ".encpipe-tmp.d", b"select 1;\n")
-    done = subprocess.run([sys.executable, "-m", "encpipe.backup", "commit", *where, "--database", DB, "--kind", "sql",
-                           "--started", "1", "--", ".encpipe-tmp.d", final], env=env, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    done = _commit(env, where, final)
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     place = f"{s3.location}/unlisted"
     assert done.stderr.decode() == (

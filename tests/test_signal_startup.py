@@ -194,47 +194,31 @@ def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
     assert done.stderr.startswith(b"probe: error: internal error: ModuleNotFoundError at probe_broken.py:1 ")
 
 
-def test_a_sigint_that_waited_for_an_import_before_a_bug_of_encpipes_ends_it(tmp_path):
-    """`python -m encpipe`: a SIGINT while a module loads (it waits for the import to
-    end), then a bug (70). The SIGINT is taken before the exit, as when main returns.
-    Before, the bug's status was returned and the SIGINT's retry came at the exit:
-    status 142 (SIGALRM), or a traceback."""
+@pytest.mark.parametrize("module, main, argv", [
+    ("encpipe", "encpipe.cli", "['encpipe', 'seal']"),
+    ("encpipe.backup", "encpipe.backup.cli", "['encpipe.backup', 'list', '--dir', DIR]"),
+], ids=["encpipe", "encpipe.backup"])
+def test_a_sigint_that_waited_for_an_import_before_a_bug_ends_it(tmp_path, module, main, argv):
+    """`python -m encpipe` and `python3 -m encpipe.backup`: a SIGINT while a module
+    loads (it waits for the import to end), then a bug (70). The SIGINT is taken before
+    the exit, as when main returns. Before, the bug's status was returned and the
+    SIGINT's retry came at the exit: status 142 (SIGALRM), or a traceback (encpipe.backup
+    did not catch its bug at all)."""
     (tmp_path / "probe_bug.py").write_text("import os, signal\n"
                                            "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
     env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
     code = ("import runpy, signal, sys\n"
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            "import encpipe.cli\n"
-            "def main():\n"
+            f"import {main}\n"
+            "def main(*argv):\n"
             "    import probe_bug  # noqa: F401\n"
             "    raise RuntimeError('a bug')\n"
-            "encpipe.cli.main = main\n"
-            "sys.argv = ['encpipe', 'seal']\n"
-            "runpy.run_module('encpipe', run_name='__main__', alter_sys=True)\n")
+            f"{main}.main = main\n"
+            f"DIR = {str(tmp_path)!r}\n"
+            f"sys.argv = {argv}\n"
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
                           timeout=60)
     assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
-    assert done.stderr.startswith(b"encpipe: error: internal error: RuntimeError at <string>:6 ")
-
-
-def test_a_sigint_that_waited_for_an_import_before_a_bug_of_the_backup_module_ends_it(tmp_path):
-    """`python3 -m encpipe.backup`: the same, a bug in its command. Before, a traceback
-    (its bug was not caught at all), or status 142."""
-    (tmp_path / "probe_bug.py").write_text("import os, signal\n"
-                                           "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
-    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
-    code = ("import runpy, signal, sys\n"
-            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            "import encpipe.backup.cli\n"
-            "def main(argv):\n"
-            "    import probe_bug  # noqa: F401\n"
-            "    raise RuntimeError('a bug')\n"
-            "encpipe.backup.cli.main = main\n"
-            f"sys.argv = ['encpipe.backup', 'list', '--dir', {str(tmp_path)!r}]\n"
-            "runpy.run_module('encpipe.backup', run_name='__main__', alter_sys=True)\n")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=60)
-    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
-    assert b"internal error: RuntimeError at <string>:6 " in done.stderr
+    assert done.stderr.startswith(f"{module}: error: internal error: RuntimeError at <string>:6 ".encode()), done.stderr
