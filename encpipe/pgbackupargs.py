@@ -7,7 +7,7 @@ import shutil
 
 from . import dirlock, pgopts
 from .argwords import option_words
-from .backup.remotes import refuse_as_to
+from .backup.remotes import is_remote, refuse_as_to
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .errors import UsageError
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
@@ -165,6 +165,9 @@ def validate(o, env):
         o["dir"] = env.get("ENCPIPE_BACKUP_DIR") or "./backups"
     if o["dir"].startswith("-"):
         o["dir"] = "./" + o["dir"]
+    if is_remote(o["dir"]):  # the remote given to --dir: a local directory of its name, nothing off-site
+        raise Failure(f"{source}: {o['dir']} names an rclone remote (REMOTE:PATH), not a local directory", 64,
+                      hint=f"give it to --to for the remote; ./{o['dir']} is a local directory of that name")
     try:  # made by the run: a key pasted in their place would name a directory or a file
         refuse_key_as_new_path(o["dir"], source, "directory")
         refuse_key_as_new_path(o["metrics_path"], "--metrics-file")

@@ -96,3 +96,31 @@ def test_a_colon_after_a_slash_is_a_local_path_s(tmp_path, given):
     assert (done.returncode, done.stdout) == (66, b""), done.stderr
     assert done.stderr.decode() == f"encpipe-list: error: cannot read backup directory {given}: No such file or " \
                                    "directory\n"
+
+
+@pytest.mark.parametrize("option", ["--dir", "ENCPIPE_BACKUP_DIR"])
+@pytest.mark.parametrize("given", ["offsite:bucket/shop", "ops@vault:db"])
+def test_a_dir_that_names_a_remote_is_refused(tmp_path, key_file, option, given):
+    """The mirror mistake: `--dir offsite:bucket/shop`, the remote given to --dir. Before,
+    the backup went to a local directory of that name under the working directory, exit
+    0, and nothing left the machine. It is refused before anything runs (64, one line);
+    `./offsite:bucket` names a local directory with a colon, as rclone reads one."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = fake_env(tmp_path, "echo 'select 1;'\n")
+    argv = [BACKUP, "--no-globals", "--key-file", key_file, "shop"]
+    if option == "--dir":
+        argv[1:1] = ["--dir", given]
+    else:
+        env["ENCPIPE_BACKUP_DIR"] = given
+    done = subprocess.run(argv, env=env, cwd=work, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.splitlines() == [
+        f"encpipe-backup: error: {option}: {given} names an rclone remote (REMOTE:PATH), not a local directory",
+        f"encpipe-backup: hint: give it to --to for the remote; ./{given} is a local directory of that name"]
+    assert os.listdir(work) == []
+    local = subprocess.run([BACKUP, "--no-globals", "--dir", f"./{given}", "--key-file", key_file, "shop"], env=env,
+                           cwd=work, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert local.returncode == 0, local.stderr.decode()
+    assert [n for n in os.listdir(work / given) if n.endswith(".enc")]
