@@ -105,7 +105,10 @@ class Backup:
                 self.io.error(f"backup of {self.db} interrupted; nothing was stored{unrecorded}")
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
-        return status if sigdefer.committed() else self.pending or status  # stored: a signal then changes nothing
+        if not sigdefer.committed():
+            return self.pending or status
+        self.claim(stored=True)  # --new-cluster: the location taken over once the backup is stored
+        return status  # stored: a signal then changes nothing
 
     def prepare(self):
         self.stamp = None
@@ -136,20 +139,24 @@ class Backup:
         self.unclaimed = cluster.check(self.stores, identifier, self.o["new_cluster"], self.unchecked.append)
         self.cluster = identifier
 
-    def claim(self):
-        """Write this cluster's marker where there is none (or, --new-cluster, another's); 0, or
-        73 when another cluster's marker came meanwhile. A marker that cannot be written for
-        another reason is a warning: the backup is not given up for it; so is a marker not
-        checked (guard)."""
+    def claim(self, stored=False):
+        """Write this cluster's marker where there is none, before the renames: 0, or 73 when
+        another cluster's marker came meanwhile. With --new-cluster, only once the backup is
+        stored (`stored`): a run that stores nothing leaves the marker it found, another
+        cluster's too. A marker that cannot be written for another reason is a warning: the
+        backup is not given up for it; so is a marker not checked (guard)."""
         from .backup import cluster
 
-        for said in self.unchecked:
+        for said in [] if stored else self.unchecked:
             self.io.warn(said)
-        if not self.unclaimed:
+        if not self.unclaimed or self.o["new_cluster"] != stored:
             return 0
         try:
             cluster.claim(self.unclaimed, self.cluster, self._temp_name(), self.o["new_cluster"])
         except UnsafeDirectory as e:
+            if stored:  # the backup is there: its status stands
+                self.io.warn(f"{cluster.MARKER} not written: {e}")
+                return 0
             self.said.error(str(e), e.hint)
             return e.exit_code
         except Exception as e:  # an error of the store's, out of memory: said, the backup goes on

@@ -124,6 +124,22 @@ def test_new_cluster_takes_a_directory_over(two, tools, key_file, tmp_path):
     assert (done.returncode, done.stderr) == (0, b"")
 
 
+def test_a_take_over_that_stores_nothing_leaves_the_old_marker(two, tools, key_file, tmp_path):
+    """--new-cluster whose backup is then not stored (its rename refused: a directory
+    planted under the dump's name): the location is still A's, as the run found it.
+    Before, B's marker had replaced A's already: nothing stored, said the run, yet A's
+    next run was refused, the location given to a cluster that holds no backup there."""
+    a, b = two
+    d = str(tmp_path / "b")
+    assert backup(a, tools, d, "--key-file", key_file).returncode == 0
+    plant = '[ "$1" = renaming ] && case "$4" in *.globals.sql.enc) ;; *.enc) mkdir "$2/$4" ;; esac; true'
+    done = backup(b, tools, d, "--key-file", key_file, "--new-cluster", extra={"ENCPIPE_TEST_HOOK": plant})
+    assert (done.returncode, done.stdout) == (74, b"")
+    assert done.stderr.decode().endswith("; nothing was stored\n") and done.stderr.count(b"\n") == 1, done.stderr
+    assert open(os.path.join(d, MARKER), "rb").read() == marker_line(a)
+    assert backup(a, tools, d, "--key-file", key_file).returncode == 0
+
+
 def test_an_old_location_without_a_marker_is_adopted(two, tools, key_file, tmp_path):
     a, _ = two
     d = str(tmp_path / "b")
