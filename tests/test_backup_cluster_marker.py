@@ -189,6 +189,37 @@ def test_a_marker_that_is_a_link_is_refused(two, tools, key_file, tmp_path):
     assert f"{d}/{MARKER} cannot be read as a cluster marker: a symbolic link;" in done.stderr.decode()
 
 
+@pytest.mark.parametrize("planted", ["directory", "link-to-directory"])
+def test_a_directory_under_the_markers_name_is_refused(two, tools, key_file, tmp_path, planted):
+    """Not a regular file, as a FIFO: refused (73). Before, the listing (which leaves
+    directories out) showed no marker: the run went on unguarded, its own marker's rename
+    refused with a warning, every run, a location any cluster could back up into. With
+    --new-cluster the backup is stored and the directory left as it is (never removed),
+    a warning said."""
+    a, _ = two
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x").write_bytes(b"x")
+    if planted == "directory":
+        (d / MARKER).mkdir()
+        (d / MARKER / "x").write_bytes(b"x")
+    else:
+        (d / MARKER).symlink_to(elsewhere)
+    done = backup(a, tools, str(d), "--key-file", key_file)
+    assert (done.returncode, done.stdout) == (73, b"")
+    assert done.stderr.decode().splitlines()[0] == (
+        f"encpipe-backup: error: backup of shop failed (status 73): {d}/{MARKER} cannot be read as a cluster "
+        "marker: not a regular file; nothing was stored")
+    assert os.listdir(d) == [MARKER]
+    done = backup(a, tools, str(d), "--key-file", key_file, "--new-cluster")
+    assert done.returncode == 0 and json.loads(done.stdout)["filename"] in os.listdir(d)
+    assert done.stderr.decode() == (f"encpipe-backup: warning: {MARKER} not written: {d}/{MARKER} cannot be read "
+                                    "as a cluster marker: not a regular file\n")
+    assert os.path.isdir(d / MARKER) and os.listdir(d / MARKER) == ["x"] and os.listdir(elsewhere) == ["x"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="another user's marker: root chowns it")
 def test_a_marker_owned_by_another_user_is_refused(two, tools, key_file, tmp_path):
     a, _ = two
