@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from pgcluster import PgCluster
-from test_backup_restore import BACKUP, REPO, ensure_small, run, script_env
+from test_backup_restore import BACKUP, REPO, ensure_small, make_key, run, script_env
 
 MARKER = ".encpipe-cluster"
 
@@ -294,6 +294,17 @@ def test_list_verify_check_and_prune_leave_the_marker_alone(two, tools, key_file
     pruned = tool("encpipe-prune", "--key-file", key_file, "--keep-last", "1", d, env=env)
     assert pruned.returncode == 0, pruned.stderr
     assert len(json.loads(pruned.stdout)["removed"]) == 1
+    assert open(os.path.join(d, MARKER), "rb").read() == marker_line(a)
+    # rotate: a hidden file, "ignored" (README said `foreign`); migrate: not a *.sql.enc name, not looked at
+    new_key = make_key(tmp_path / "new.key")
+    rotated = tool("encpipe-rotate", "--old-key-file", key_file, "--new-key-file", new_key, d, env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    lines = [json.loads(line) for line in rotated.stdout.splitlines()]
+    assert [e for e in lines if e["file"].endswith(MARKER)] == [
+        {"file": os.path.join(d, MARKER), "status": "ignored", "reason": "hidden file"}]
+    assert [e["status"] for e in lines if not e["file"].endswith(MARKER)] == ["rotated"]
+    migrated = tool("encpipe-migrate", "--legacy-key-file", key_file, "--key-file", new_key, d, env=env)
+    assert (migrated.returncode, migrated.stdout, migrated.stderr) == (0, b"", b"")
     assert open(os.path.join(d, MARKER), "rb").read() == marker_line(a)
     # a location holding the marker and no backup is one that holds no backup
     for name in os.listdir(d):
