@@ -13,6 +13,7 @@ directory keeps its identifier), real rclone against `rclone serve s3`.
 import json
 import os
 import shutil
+import stat
 import sys
 
 import pytest
@@ -187,15 +188,20 @@ def test_a_marker_that_is_a_link_is_refused(two, tools, key_file, tmp_path):
     done = backup(a, tools, str(d), "--key-file", key_file)
     assert (done.returncode, done.stdout) == (73, b"")
     assert f"{d}/{MARKER} cannot be read as a cluster marker: a symbolic link;" in done.stderr.decode()
+    (tmp_path / "elsewhere").write_bytes(b"not mine\n")
+    done = backup(a, tools, str(d), "--key-file", key_file, "--new-cluster")  # the link replaced, not its target
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert not os.path.islink(d / MARKER) and (d / MARKER).read_bytes() == marker_line(a)
+    assert (tmp_path / "elsewhere").read_bytes() == b"not mine\n"
 
 
-@pytest.mark.parametrize("planted", ["directory", "link-to-directory"])
+@pytest.mark.parametrize("planted", ["directory", "link-to-directory", "fifo"])
 def test_a_directory_under_the_markers_name_is_refused(two, tools, key_file, tmp_path, planted):
     """Not a regular file, as a FIFO: refused (73). Before, the listing (which leaves
     directories out) showed no marker: the run went on unguarded, its own marker's rename
     refused with a warning, every run, a location any cluster could back up into. With
-    --new-cluster the backup is stored and the directory left as it is (never removed),
-    a warning said."""
+    --new-cluster the backup is stored and what is there left as it is (never removed),
+    a warning said why (of a FIFO, before: `changed while pruning; left in place`)."""
     a, _ = two
     d = tmp_path / "b"
     d.mkdir(mode=0o700)
@@ -205,6 +211,8 @@ def test_a_directory_under_the_markers_name_is_refused(two, tools, key_file, tmp
     if planted == "directory":
         (d / MARKER).mkdir()
         (d / MARKER / "x").write_bytes(b"x")
+    elif planted == "fifo":
+        os.mkfifo(d / MARKER)
     else:
         (d / MARKER).symlink_to(elsewhere)
     done = backup(a, tools, str(d), "--key-file", key_file)
@@ -217,7 +225,11 @@ def test_a_directory_under_the_markers_name_is_refused(two, tools, key_file, tmp
     assert done.returncode == 0 and json.loads(done.stdout)["filename"] in os.listdir(d)
     assert done.stderr.decode() == (f"encpipe-backup: warning: {MARKER} not written: {d}/{MARKER} cannot be read "
                                     "as a cluster marker: not a regular file\n")
-    assert os.path.isdir(d / MARKER) and os.listdir(d / MARKER) == ["x"] and os.listdir(elsewhere) == ["x"]
+    assert os.listdir(elsewhere) == ["x"]
+    if planted == "fifo":
+        assert stat.S_ISFIFO(os.lstat(d / MARKER).st_mode)
+    else:
+        assert os.path.isdir(d / MARKER) and os.listdir(d / MARKER) == ["x"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="another user's marker: root chowns it")

@@ -144,7 +144,7 @@ def claim(stores, identifier, temp, take_over=False):
         try:
             if take_over:
                 old = next((i for i in store.list() if i.name == MARKER), None)
-                if old is not None:
+                if old is not None and not old.error:  # a FIFO stays: the rename refuses it, check() says why
                     store.remove(old)
             store.rename(temp, MARKER)
         except EncpipeError:
