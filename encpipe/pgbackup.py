@@ -97,6 +97,7 @@ class Backup:
                 self.globals.join(60)
         status = status or self.claim()  # the location's marker, once there is a backup to store
         if status:
+            self.unclaim()
             self.reserve.close()  # its room, for the clean-up
             unrecorded = self.abort()
             if status != self.pending:
@@ -106,6 +107,7 @@ class Backup:
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
         if not sigdefer.committed():
+            self.unclaim()
             return self.pending or status
         self.claim(stored=True)  # --new-cluster: the location taken over once the backup is stored
         return status  # stored: a signal then changes nothing
@@ -130,7 +132,7 @@ class Backup:
         from .backup import cluster
 
         # what is not checked is said once there is a backup to store: else pg_dump, or the upload, says why
-        self.cluster, self.unclaimed, self.unchecked = None, [], []
+        self.cluster, self.unclaimed, self.unchecked, self.claimed = None, [], [], []
         identifier, why = cluster.system_identifier(self.db)
         if identifier is None:
             self.unchecked.append(f"cannot read the cluster's system identifier ({why}); the location's "
@@ -152,7 +154,7 @@ class Backup:
         if not self.unclaimed or self.o["new_cluster"] != stored:
             return 0
         try:
-            cluster.claim(self.unclaimed, self.cluster, self._temp_name(), self.o["new_cluster"])
+            cluster.claim(self.unclaimed, self.cluster, self._temp_name(), self.o["new_cluster"], self.claimed)
         except UnsafeDirectory as e:
             if stored:  # the backup is there: its status stands
                 self.io.warn(f"{cluster.MARKER} not written: {e}")
@@ -164,6 +166,12 @@ class Backup:
                 raise
             self.io.warn(f"{cluster.MARKER} not written: {ran_out(e) or getattr(e, 'strerror', None) or e}")
         return 0
+
+    def unclaim(self):  # a run that stores nothing: the markers it wrote taken back
+        from .backup import cluster
+
+        for note in cluster.take_back(self.claimed):
+            self.io.warn(note)
 
     def failed(self, status, unrecorded=None):  # the run's one error line (a child's own, pg_dump's, came before it)
         cause = self.said.because()

@@ -12,6 +12,7 @@ directory keeps its identifier), real rclone against `rclone serve s3`.
 
 import json
 import os
+import shlex
 import shutil
 import stat
 import sys
@@ -19,6 +20,7 @@ import sys
 import pytest
 
 from pgcluster import PgCluster
+from s3server import rclone_binary
 from test_backup_restore import BACKUP, REPO, ensure_small, make_key, run, script_env
 
 MARKER = ".encpipe-cluster"
@@ -365,3 +367,21 @@ def test_a_marker_that_comes_while_the_backup_is_made_refuses_its_store(two, too
     assert (done.returncode, done.stdout) == (73, b"")
     assert done.stderr == refusal(d, identifier(b), identifier(a))
     assert os.listdir(d) == [MARKER] and (d / MARKER).read_bytes() == marker_line(b)
+
+
+def test_a_remote_refused_at_its_marker_takes_back_the_one_written_in_dir(two, tools, key_file, s3, tmp_path):
+    """--dir and --to, neither with a marker; another cluster's comes on the remote once
+    DIR's is renamed: refused (73), nothing stored, and DIR's marker taken back (before,
+    it stayed: the DIR this run made, holding only a marker, was left too)."""
+    a, b = two
+    d, remote = tmp_path / "b", f"{s3.location}/both"
+    theirs = tmp_path / "theirs"
+    theirs.write_bytes(marker_line(b))
+    config = " ".join(f"{name}={shlex.quote(value)}" for name, value in s3.env.items())
+    hook = (f'[ "$1" = renamed ] && [ "$4" = {MARKER} ] && {config} {rclone_binary()} rcat "{remote}/{MARKER}" '
+            f'< "{theirs}"; true')
+    done = run([BACKUP, "--dir", d, "--to", remote, "--no-globals", "--key-file", key_file, "shop"],
+               script_env(a, tools, **s3.env, ENCPIPE_TEST_HOOK=hook))
+    assert (done.returncode, done.stdout) == (73, b"")
+    assert done.stderr == refusal(remote, identifier(b), identifier(a))
+    assert s3.objects("both") == [MARKER] and not d.exists()

@@ -135,10 +135,11 @@ def named(store):
     return getattr(store, "directory", None) or store.location
 
 
-def claim(stores, identifier, temp, take_over=False):
+def claim(stores, identifier, temp, take_over=False, claimed=None):
     """Write the marker of cluster `identifier` into each store (as `temp` first, then
     renamed); with `take_over`, one already there is replaced. A marker that another run
-    wrote meanwhile is checked as check() does."""
+    wrote meanwhile is checked as check() does. Each written goes into `claimed` as
+    (store, what its rename gave), for take_back()."""
     for store in stores:
         write_new([store], temp, lambda out: out.write(line(identifier)), MARKER)
         try:
@@ -146,7 +147,7 @@ def claim(stores, identifier, temp, take_over=False):
                 old = next((i for i in store.list() if i.name == MARKER), None)
                 if old is not None and not old.error:  # a FIFO stays: the rename refuses it, check() says why
                     store.remove(old)
-            store.rename(temp, MARKER)
+            renamed = store.rename(temp, MARKER)
         except EncpipeError:
             store.discard(temp)
             if check([store], identifier):  # still none: the rename's own error
@@ -154,3 +155,18 @@ def claim(stores, identifier, temp, take_over=False):
         except OSError:
             store.discard(temp)
             raise
+        else:
+            (claimed if claimed is not None else []).append((store, renamed))
+
+
+def take_back(claimed):
+    """Remove the markers claim() wrote, each if it is still that very file (a run that
+    stores nothing leaves the location as it found it); what is left, a sentence each."""
+    left = []
+    while claimed:
+        store, renamed = claimed.pop()
+        try:
+            store.take_back(MARKER, renamed)
+        except (EncpipeError, OSError) as e:
+            left.append(f"{store.where(MARKER)} not removed: {getattr(e, 'strerror', None) or e}")
+    return left
