@@ -97,6 +97,7 @@ class Backup:
                 self.globals.join(60)
         status = status or self.claim()  # the location's marker, once there is a backup to store
         if status:
+            self.unclaim()
             self.reserve.close()  # its room, for the clean-up
             unrecorded = self.abort()
             if status != self.pending:
@@ -105,7 +106,11 @@ class Backup:
                 self.io.error(f"backup of {self.db} interrupted; nothing was stored{unrecorded}")
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
-        return status if sigdefer.committed() else self.pending or status  # stored: a signal then changes nothing
+        if not sigdefer.committed():
+            self.unclaim()
+            return self.pending or status
+        self.claim(stored=True)  # --new-cluster: the location taken over once the backup is stored
+        return status  # stored: a signal then changes nothing
 
     def prepare(self):
         self.stamp = None
@@ -127,7 +132,7 @@ class Backup:
         from .backup import cluster
 
         # what is not checked is said once there is a backup to store: else pg_dump, or the upload, says why
-        self.cluster, self.unclaimed, self.unchecked = None, [], []
+        self.cluster, self.unclaimed, self.unchecked, self.claimed = None, [], [], []
         identifier, why = cluster.system_identifier(self.db)
         if identifier is None:
             self.unchecked.append(f"cannot read the cluster's system identifier ({why}); the location's "
@@ -136,20 +141,24 @@ class Backup:
         self.unclaimed = cluster.check(self.stores, identifier, self.o["new_cluster"], self.unchecked.append)
         self.cluster = identifier
 
-    def claim(self):
-        """Write this cluster's marker where there is none (or, --new-cluster, another's); 0, or
-        73 when another cluster's marker came meanwhile. A marker that cannot be written for
-        another reason is a warning: the backup is not given up for it; so is a marker not
-        checked (guard)."""
+    def claim(self, stored=False):
+        """Write this cluster's marker where there is none, before the renames: 0, or 73 when
+        another cluster's marker came meanwhile. With --new-cluster, only once the backup is
+        stored (`stored`): a run that stores nothing leaves the marker it found, another
+        cluster's too. A marker that cannot be written for another reason is a warning: the
+        backup is not given up for it; so is a marker not checked (guard)."""
         from .backup import cluster
 
-        for said in self.unchecked:
+        for said in [] if stored else self.unchecked:
             self.io.warn(said)
-        if not self.unclaimed:
+        if not self.unclaimed or self.o["new_cluster"] != stored:
             return 0
         try:
-            cluster.claim(self.unclaimed, self.cluster, self._temp_name(), self.o["new_cluster"])
+            cluster.claim(self.unclaimed, self.cluster, self._temp_name(), self.o["new_cluster"], self.claimed)
         except UnsafeDirectory as e:
+            if stored:  # the backup is there: its status stands
+                self.io.warn(f"{cluster.MARKER} not written: {e}")
+                return 0
             self.said.error(str(e), e.hint)
             return e.exit_code
         except Exception as e:  # an error of the store's, out of memory: said, the backup goes on
@@ -157,6 +166,12 @@ class Backup:
                 raise
             self.io.warn(f"{cluster.MARKER} not written: {ran_out(e) or getattr(e, 'strerror', None) or e}")
         return 0
+
+    def unclaim(self):  # a run that stores nothing: the markers it wrote taken back
+        from .backup import cluster
+
+        for note in cluster.take_back(self.claimed):
+            self.io.warn(note)
 
     def failed(self, status, unrecorded=None):  # the run's one error line (a child's own, pg_dump's, came before it)
         cause = self.said.because()

@@ -12,13 +12,16 @@ directory keeps its identifier), real rclone against `rclone serve s3`.
 
 import json
 import os
+import shlex
 import shutil
+import stat
 import sys
 
 import pytest
 
 from pgcluster import PgCluster
-from test_backup_restore import BACKUP, REPO, ensure_small, run, script_env
+from s3server import rclone_binary
+from test_backup_restore import BACKUP, REPO, ensure_small, make_key, run, script_env
 
 MARKER = ".encpipe-cluster"
 
@@ -124,6 +127,22 @@ def test_new_cluster_takes_a_directory_over(two, tools, key_file, tmp_path):
     assert (done.returncode, done.stderr) == (0, b"")
 
 
+def test_a_take_over_that_stores_nothing_leaves_the_old_marker(two, tools, key_file, tmp_path):
+    """--new-cluster whose backup is then not stored (its rename refused: a directory
+    planted under the dump's name): the location is still A's, as the run found it.
+    Before, B's marker had replaced A's already: nothing stored, said the run, yet A's
+    next run was refused, the location given to a cluster that holds no backup there."""
+    a, b = two
+    d = str(tmp_path / "b")
+    assert backup(a, tools, d, "--key-file", key_file).returncode == 0
+    plant = '[ "$1" = renaming ] && case "$4" in *.globals.sql.enc) ;; *.enc) mkdir "$2/$4" ;; esac; true'
+    done = backup(b, tools, d, "--key-file", key_file, "--new-cluster", extra={"ENCPIPE_TEST_HOOK": plant})
+    assert (done.returncode, done.stdout) == (74, b"")
+    assert done.stderr.decode().endswith("; nothing was stored\n") and done.stderr.count(b"\n") == 1, done.stderr
+    assert open(os.path.join(d, MARKER), "rb").read() == marker_line(a)
+    assert backup(a, tools, d, "--key-file", key_file).returncode == 0
+
+
 def test_an_old_location_without_a_marker_is_adopted(two, tools, key_file, tmp_path):
     a, _ = two
     d = str(tmp_path / "b")
@@ -171,6 +190,48 @@ def test_a_marker_that_is_a_link_is_refused(two, tools, key_file, tmp_path):
     done = backup(a, tools, str(d), "--key-file", key_file)
     assert (done.returncode, done.stdout) == (73, b"")
     assert f"{d}/{MARKER} cannot be read as a cluster marker: a symbolic link;" in done.stderr.decode()
+    (tmp_path / "elsewhere").write_bytes(b"not mine\n")
+    done = backup(a, tools, str(d), "--key-file", key_file, "--new-cluster")  # the link replaced, not its target
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert not os.path.islink(d / MARKER) and (d / MARKER).read_bytes() == marker_line(a)
+    assert (tmp_path / "elsewhere").read_bytes() == b"not mine\n"
+
+
+@pytest.mark.parametrize("planted", ["directory", "link-to-directory", "fifo"])
+def test_a_directory_under_the_markers_name_is_refused(two, tools, key_file, tmp_path, planted):
+    """Not a regular file, as a FIFO: refused (73). Before, the listing (which leaves
+    directories out) showed no marker: the run went on unguarded, its own marker's rename
+    refused with a warning, every run, a location any cluster could back up into. With
+    --new-cluster the backup is stored and what is there left as it is (never removed),
+    a warning said why (of a FIFO, before: `changed while pruning; left in place`)."""
+    a, _ = two
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x").write_bytes(b"x")
+    if planted == "directory":
+        (d / MARKER).mkdir()
+        (d / MARKER / "x").write_bytes(b"x")
+    elif planted == "fifo":
+        os.mkfifo(d / MARKER)
+    else:
+        (d / MARKER).symlink_to(elsewhere)
+    done = backup(a, tools, str(d), "--key-file", key_file)
+    assert (done.returncode, done.stdout) == (73, b"")
+    assert done.stderr.decode().splitlines()[0] == (
+        f"encpipe-backup: error: backup of shop failed (status 73): {d}/{MARKER} cannot be read as a cluster "
+        "marker: not a regular file; nothing was stored")
+    assert os.listdir(d) == [MARKER]
+    done = backup(a, tools, str(d), "--key-file", key_file, "--new-cluster")
+    assert done.returncode == 0 and json.loads(done.stdout)["filename"] in os.listdir(d)
+    assert done.stderr.decode() == (f"encpipe-backup: warning: {MARKER} not written: {d}/{MARKER} cannot be read "
+                                    "as a cluster marker: not a regular file\n")
+    assert os.listdir(elsewhere) == ["x"]
+    if planted == "fifo":
+        assert stat.S_ISFIFO(os.lstat(d / MARKER).st_mode)
+    else:
+        assert os.path.isdir(d / MARKER) and os.listdir(d / MARKER) == ["x"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="another user's marker: root chowns it")
@@ -248,6 +309,17 @@ def test_list_verify_check_and_prune_leave_the_marker_alone(two, tools, key_file
     assert pruned.returncode == 0, pruned.stderr
     assert len(json.loads(pruned.stdout)["removed"]) == 1
     assert open(os.path.join(d, MARKER), "rb").read() == marker_line(a)
+    # rotate: a hidden file, "ignored" (README said `foreign`); migrate: not a *.sql.enc name, not looked at
+    new_key = make_key(tmp_path / "new.key")
+    rotated = tool("encpipe-rotate", "--old-key-file", key_file, "--new-key-file", new_key, d, env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    lines = [json.loads(line) for line in rotated.stdout.splitlines()]
+    assert [e for e in lines if e["file"].endswith(MARKER)] == [
+        {"file": os.path.join(d, MARKER), "status": "ignored", "reason": "hidden file"}]
+    assert [e["status"] for e in lines if not e["file"].endswith(MARKER)] == ["rotated"]
+    migrated = tool("encpipe-migrate", "--legacy-key-file", key_file, "--key-file", new_key, d, env=env)
+    assert (migrated.returncode, migrated.stdout, migrated.stderr) == (0, b"", b"")
+    assert open(os.path.join(d, MARKER), "rb").read() == marker_line(a)
     # a location holding the marker and no backup is one that holds no backup
     for name in os.listdir(d):
         if name != MARKER:
@@ -295,3 +367,21 @@ def test_a_marker_that_comes_while_the_backup_is_made_refuses_its_store(two, too
     assert (done.returncode, done.stdout) == (73, b"")
     assert done.stderr == refusal(d, identifier(b), identifier(a))
     assert os.listdir(d) == [MARKER] and (d / MARKER).read_bytes() == marker_line(b)
+
+
+def test_a_remote_refused_at_its_marker_takes_back_the_one_written_in_dir(two, tools, key_file, s3, tmp_path):
+    """--dir and --to, neither with a marker; another cluster's comes on the remote once
+    DIR's is renamed: refused (73), nothing stored, and DIR's marker taken back (before,
+    it stayed: the DIR this run made, holding only a marker, was left too)."""
+    a, b = two
+    d, remote = tmp_path / "b", f"{s3.location}/both"
+    theirs = tmp_path / "theirs"
+    theirs.write_bytes(marker_line(b))
+    config = " ".join(f"{name}={shlex.quote(value)}" for name, value in s3.env.items())
+    hook = (f'[ "$1" = renamed ] && [ "$4" = {MARKER} ] && {config} {rclone_binary()} rcat "{remote}/{MARKER}" '
+            f'< "{theirs}"; true')
+    done = run([BACKUP, "--dir", d, "--to", remote, "--no-globals", "--key-file", key_file, "shop"],
+               script_env(a, tools, **s3.env, ENCPIPE_TEST_HOOK=hook))
+    assert (done.returncode, done.stdout) == (73, b"")
+    assert done.stderr == refusal(remote, identifier(b), identifier(a))
+    assert s3.objects("both") == [MARKER] and not d.exists()

@@ -2,9 +2,9 @@
 directory planted under the dump's name in DIR, an object under it on the
 remote, the dump renamed on the remote but not in DIR. A failed commit leaves
 what any failed run leaves: no globals file without its dump, no temporary
-file, no file under a final name in any store, the failure recorded in the
-metrics file (encpipe-check says so), one line on stderr that says what failed
-and that nothing was stored, and nothing on stdout.
+file, no file under a final name in any store, no cluster marker it wrote, the
+failure recorded in the metrics file (encpipe-check says so), one line on stderr
+that says what failed and that nothing was stored, and nothing on stdout.
 Real PostgreSQL, real rclone against `rclone serve s3`; the failures are made
 by the test hook ($ENCPIPE_TEST_HOOK) at the step `renaming` of the local store.
 """
@@ -83,7 +83,7 @@ def test_a_globals_file_swapped_meanwhile_is_not_removed(pg, tools, key_file, tm
             'mv "$2/swap" "$2/${4%%.*}.globals.sql.enc" && mkdir "$2/$4" ;; esac; true')
     failing_backup(pg, tools, {"ENCPIPE_TEST_HOOK": swap}, "--dir", d, "--key-file", key_file)
     globals_name = [n for n in dir_entries(d) if n.endswith(".globals.sql.enc")]
-    assert len(globals_name) == 1 and len(dir_entries(d)) == 3 and MARKER in dir_entries(d)
+    assert len(globals_name) == 1 and len(dir_entries(d)) == 2 and MARKER not in dir_entries(d)
     assert open(os.path.join(d, globals_name[0]), "rb").read() == b"other"
 
 
@@ -96,9 +96,8 @@ def test_the_dump_renamed_on_the_remote_but_not_in_dir_is_removed_from_both(pg, 
     d, remote = str(tmp_path / "b"), f"{s3.location}/half"
     failing_backup(pg, tools, {**s3.env, "ENCPIPE_TEST_HOOK": PLANT_DIR_UNDER_DUMP},
                    "--dir", d, "--to", remote, "--key-file", key_file)
-    assert s3.objects("half") == [MARKER]  # written before the renames: the location is this cluster's
-    backups = [n for n in dir_entries(d) if n != MARKER]
-    assert len(backups) == 1 and os.path.isdir(os.path.join(d, backups[0])) and MARKER in dir_entries(d)
+    assert s3.objects("half") == []  # the marker written before the renames taken back: nothing stored
+    assert len(dir_entries(d)) == 1 and os.path.isdir(os.path.join(d, dir_entries(d)[0]))
 
 
 def test_an_object_under_the_dump_name_on_the_remote_fails_the_commit_and_stays(pg, tools, key_file, s3, tmp_path):
@@ -113,11 +112,11 @@ def test_an_object_under_the_dump_name_on_the_remote_fails_the_commit_and_stays(
              f'{config} {rclone_binary()} rcat "{remote}/${{4%%.*}}.sql.enc" ;; esac; true')
     cause = failing_backup(pg, tools, {**s3.env, "ENCPIPE_TEST_HOOK": plant},
                            "--dir", d, "--to", remote, "--compress", "none", "--key-file", key_file)
-    objects = [n for n in s3.objects("taken") if n != MARKER]
-    assert len(objects) == 1 and objects[0].endswith(".sql.enc") and MARKER in s3.objects("taken")
+    objects = s3.objects("taken")
+    assert len(objects) == 1 and objects[0].endswith(".sql.enc")
     assert cause == f"{remote}/{objects[0]} already exists"
     assert open(os.path.join(s3.bucket_dir, "taken", objects[0]), "rb").read() == b"planted"
-    assert dir_entries(d) == [MARKER]
+    assert not os.path.exists(d)  # the directory the run made removed: empty again
 
 
 # --- after the renames: the backup is stored, whatever fails next ---------------------

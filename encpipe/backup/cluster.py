@@ -11,11 +11,12 @@ pg_upgrade):
 
 encpipe-backup reads the identifier before it dumps (check()): a marker of another
 cluster, or one that cannot be taken at its word (garbled, too large, not a regular
-file, a local one owned by a user other than the caller, root and the directory's
-owner), refuses the run (73) before anything is dumped or removed; --new-cluster takes
-the location over. With no marker, the run that stores a backup writes one (claim(),
-the way a backup is written: a temporary name, then a rename that refuses an existing
-name). An identifier that cannot be read is a warning: the run goes on unguarded.
+file, a directory too, a local one owned by a user other than the caller, root and
+the directory's owner), refuses the run (73) before anything is dumped or removed;
+--new-cluster takes the location over (a directory is never removed). With no marker,
+the run that stores a backup writes one (claim(), the way a backup is written: a
+temporary name, then a rename that refuses an existing name). An identifier that
+cannot be read is a warning: the run goes on unguarded.
 
 It guards against a mistake, not against a writer of the location, who can remove or
 replace the marker as any file there (a planted one stops the backups, one line each,
@@ -27,7 +28,7 @@ import re
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UnsafeDirectory
 from ..shown import printable
 from .names import MARKER
-from .storage import write_new
+from .storage import Local, write_new
 
 MAX_BYTES = 256
 _LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(-?[0-9]{1,20})\n?")
@@ -64,6 +65,10 @@ def read(store):
         item = next((i for i in store.list() if i.name == MARKER), None)
     except (InputUnavailable, IOFailure) as e:  # no listing: the run's own steps say it, as before
         raise Unlisted(str(e)) from None
+    if item is None and isinstance(store, Local):  # a directory (or a link to one) is listed as nothing
+        item = store.stat(MARKER)
+        if item.unreadable:  # nothing there
+            return None
     if item is None:
         return None
     where = store.where(MARKER)
@@ -130,18 +135,19 @@ def named(store):
     return getattr(store, "directory", None) or store.location
 
 
-def claim(stores, identifier, temp, take_over=False):
+def claim(stores, identifier, temp, take_over=False, claimed=None):
     """Write the marker of cluster `identifier` into each store (as `temp` first, then
     renamed); with `take_over`, one already there is replaced. A marker that another run
-    wrote meanwhile is checked as check() does."""
+    wrote meanwhile is checked as check() does. Each written goes into `claimed` as
+    (store, what its rename gave), for take_back()."""
     for store in stores:
         write_new([store], temp, lambda out: out.write(line(identifier)), MARKER)
         try:
             if take_over:
                 old = next((i for i in store.list() if i.name == MARKER), None)
-                if old is not None:
+                if old is not None and not old.error:  # a FIFO stays: the rename refuses it, check() says why
                     store.remove(old)
-            store.rename(temp, MARKER)
+            renamed = store.rename(temp, MARKER)
         except EncpipeError:
             store.discard(temp)
             if check([store], identifier):  # still none: the rename's own error
@@ -149,3 +155,18 @@ def claim(stores, identifier, temp, take_over=False):
         except OSError:
             store.discard(temp)
             raise
+        else:
+            (claimed if claimed is not None else []).append((store, renamed))
+
+
+def take_back(claimed):
+    """Remove the markers claim() wrote, each if it is still that very file (a run that
+    stores nothing leaves the location as it found it); what is left, a sentence each."""
+    left = []
+    while claimed:
+        store, renamed = claimed.pop()
+        try:
+            store.take_back(MARKER, renamed)
+        except (EncpipeError, OSError) as e:
+            left.append(f"{store.where(MARKER)} not removed: {getattr(e, 'strerror', None) or e}")
+    return left
