@@ -66,7 +66,7 @@ def backs_up_twice_and_prunes(argv, pg, directory):
         reports.append(json.loads(done.stdout))
     first, second = (r["filename"] for r in reports)
     assert sorted(reports[1]["pruned"]) == sorted([first, globals_of(first)])  # each run: a dump and its globals
-    assert dir_entries(directory) == sorted([second, globals_of(second)])
+    assert dir_entries(directory) == sorted([second, globals_of(second), ".encpipe-cluster"])
 
 
 def globals_of(name):
