@@ -154,7 +154,8 @@ def test_scripts_test_remakes_a_venv_left_without_pip_installs_once_and_runs_fro
                     ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.egg-info", "build"))
     subprocess.run([str(bare / "bin" / "python3"), "-m", "venv", "--without-pip", str(target / ".venv")], check=True)
     system = _tree(system_site_packages())
-    args = [str(target / "scripts" / "test"), "tests/test_docs.py"]
+    args = [str(target / "scripts" / "test"), "-p", "no:xdist", "tests/test_docs.py"]  # one process: what is
+    # tested is the set-up, not pytest-xdist's workers (three more interpreters, each run)
     count = f"{(target / 'tests' / 'test_docs.py').read_text().count(chr(10) + 'def test_')} passed"
     first = subprocess.run(args, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr

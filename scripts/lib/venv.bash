@@ -46,7 +46,7 @@ docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 # or e.g. "test,fast"), unless its stamp says this setup.cfg was already
 # installed so (and encpipe and its dependencies import).
 # The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
-# pyproject.toml.
+# pyproject.toml (and "compat": a venv of the import finder's is installed again).
 # The `fast` extra: cryptography with AESGCM.encrypt_into (aead.py needs 47 or later).
 fast_importable() {
   no_secrets "$1" -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -58,7 +58,7 @@ checkout_venv() {
   local venv="${root}/.venv"
   local stamp="${venv}/.encpipe-installed" want
   want="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
-  want="${want%% *} [${extras}]"
+  want="${want%% *} [${extras}] compat"
   if [[ -x "${venv}/bin/python" ]] && no_secrets grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
     && no_secrets "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
     compile_checkout "${root}"
@@ -79,8 +79,11 @@ checkout_venv() {
     printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
     return 1
   fi
+  # editable_mode=compat: the checkout on sys.path through a .pth line; setuptools'
+  # default, an import finder, costs every Python the venv starts (each encpipe,
+  # each script) about 10 ms of imports (pathlib, re) before its first line.
   if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 no_secrets "${venv}/bin/python" -m pip install -q \
-    -e "${root}${extras:+[${extras}]}" >&2; then
+    --config-settings editable_mode=compat -e "${root}${extras:+[${extras}]}" >&2; then
     printf '%s: error: pip could not install encpipe into %s\n' "${PROG}" "${venv}" >&2
     return 1
   fi
