@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import __version__
-from .deps import docopt_parser, missing_dependency, report_missing
+from .deps import docopt_parser, report_missing
 from .errors import EncpipeError, IOFailure, UsageError, ran_out, unexpected
 from .shown import json_value, printable
 from .stdio import blocking, discard, write_quietly, write_whole
@@ -141,7 +141,7 @@ def run_script(prog, module, argv):
         try:
             status = main_of(module)(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
-            status = report_missing(io, e) if missing_dependency(e) else unexpected_line(io, e)
+            status = report_missing(io, e)  # another's failure too: one line (deps.report_missing)
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
             io.error(str(e))
             status = e.exit_code

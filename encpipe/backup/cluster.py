@@ -28,7 +28,7 @@ import re
 from ..errors import EncpipeError, InputUnavailable, IOFailure, UnsafeDirectory
 from ..shown import printable
 from .names import MARKER
-from .storage import Local, write_new
+from .storage import Local, named, write_new
 
 MAX_BYTES = 256
 _LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(-?[0-9]{1,20})\n?")
@@ -62,7 +62,7 @@ def read(store):
     """The identifier the marker in `store` names; None when there is none; UnsafeDirectory
     (73) for a marker that cannot be taken at its word."""
     try:
-        item = next((i for i in store.list() if i.name == MARKER), None)
+        item = _listed(store)
     except (InputUnavailable, IOFailure) as e:  # no listing: the run's own steps say it, as before
         raise Unlisted(str(e)) from None
     if item is None and isinstance(store, Local):  # a directory (or a link to one) is listed as nothing
@@ -99,6 +99,11 @@ _FIX = ("see whose backups the location holds (encpipe-list); remove the file, o
         "this server's")
 
 
+def _listed(store):
+    """The marker as `store` lists it, or None."""
+    return next((i for i in store.list() if i.name == MARKER), None)
+
+
 class Unlisted(Exception):
     """A location that cannot be listed: its marker is not known."""
 
@@ -130,11 +135,6 @@ def check(stores, identifier, take_over=False, warn=None):
     return unclaimed
 
 
-def named(store):
-    """How a location is named in a message: its directory, or REMOTE:PATH."""
-    return getattr(store, "directory", None) or store.location
-
-
 def claim(stores, identifier, temp, take_over=False, claimed=None):
     """Write the marker of cluster `identifier` into each store (as `temp` first, then
     renamed); with `take_over`, one already there is replaced. A marker that another run
@@ -144,7 +144,7 @@ def claim(stores, identifier, temp, take_over=False, claimed=None):
         write_new([store], temp, lambda out: out.write(line(identifier)), MARKER)
         try:
             if take_over:
-                old = next((i for i in store.list() if i.name == MARKER), None)
+                old = _listed(store)
                 if old is not None and not old.error:  # a FIFO stays: the rename refuses it, check() says why
                     store.remove(old)
             renamed = store.rename(temp, MARKER)

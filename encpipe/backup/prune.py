@@ -21,6 +21,7 @@ from ..sigdefer import held, hold_for_good
 from .listing import copies, older_than_its_name, owned_elsewhere, scan
 from .names import iso
 from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, OK, REMOVE, RENAMED, UNVERIFIED, Record, plan
+from .storage import named
 from .verify import is_labelled, standing, verify_entry
 
 
@@ -53,7 +54,7 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
         # unlabelled one is judged against every labelled one, wherever it was listed
         records.append(Record(entry.filename, entry.series, entry.created, state, detail, labelled))
     decisions = plan(records, policy, now)
-    report = {"location": getattr(store, "directory", None) or store.location, "dry_run": dry_run,
+    report = {"location": named(store), "dry_run": dry_run,
               "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],
               "count_unauthenticated": count_unauthenticated, "errors": []}
     for decision in decisions:

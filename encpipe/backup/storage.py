@@ -355,6 +355,11 @@ class _LocalWriter:
             pass
 
 
+def named(store):
+    """How a location is named in a message or a report: its directory, or REMOTE:PATH."""
+    return getattr(store, "directory", None) or store.location
+
+
 STALE = timedelta(days=1)  # a run's temporary object older than this is a killed run's
 
 
