@@ -76,7 +76,7 @@ def read(store):
     where = store.where(MARKER)
     if item.unreadable or item.error or item.link:
         why = "a symbolic link" if item.link and not item.error else item.error
-        raise UnsafeDirectory(f"{where} cannot be read as a cluster marker: {why}", hint=_FIX)
+        raise UnsafeDirectory(f"{where} cannot be read as a cluster marker: {why}", hint=_KEPT if item.error else _FIX)
     trusted = store.trusted_owners()
     if trusted is not None and item.uid not in trusted:
         from .listing import user_name
@@ -99,6 +99,9 @@ def read(store):
 
 _FIX = ("see whose backups the location holds (encpipe-list); remove the file, or run with --new-cluster to write "
         "this server's")
+# what claim() never removes (a directory, a FIFO, several objects under the name): --new-cluster leaves it there
+_KEPT = ("see whose backups the location holds (encpipe-list); move what is under that name out of the way: "
+         "--new-cluster replaces a file or a link, never this")
 
 
 def _listed(store):
