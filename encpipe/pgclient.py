@@ -99,9 +99,27 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
         env["PGAPPNAME"], own = step, {"process_group": 0}
     proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"), env=env, **own)
     if proc.returncode != 0:
-        raise PgError(_error_line(proc.stderr.decode(errors="replace"), proc.returncode))
+        raise PgError(_error_line(said_text(proc.stderr), proc.returncode))
     out = proc.stdout.decode("utf-8", "surrogateescape")
     return [record.split(_FIELD, (fields or 0) - 1) for record in out.split(_RECORD) if record.strip("\n")]
+
+
+def said_text(stderr):
+    """What psql wrote on standard error, as text: each line as UTF-8 when it is (a
+    server's message comes in the database's encoding, most often UTF-8), else in the
+    locale's charset, which psql translates its own messages into (the scripts run in
+    UTF-8 mode whatever the locale: utf8mode); U+FFFD for a byte neither reads."""
+    import codecs
+    import locale
+
+    charset = codecs.lookup(locale.getencoding()).name  # the locale's, whatever the UTF-8 mode
+    lines = []
+    for line in stderr.splitlines(keepends=True):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("utf-8" if charset in ("utf-8", "ascii") else charset, "replace"))
+    return "".join(lines)
 
 
 def _error_line(stderr, status):
