@@ -130,10 +130,14 @@ def test_without_a_terminal_no_statement_is_taken_for_the_password(locked, tools
     assert not d.exists()
 
 
-def test_a_password_in_pgpassword_reads_the_identifier(locked, tools, tmp_path):
-    """With -w the password of PGPASSWORD is still used: the marker checked and written."""
+@pytest.mark.parametrize("given", ["PGPASSWORD", "PGPASSFILE"])
+def test_a_password_given_reads_the_identifier(locked, tools, tmp_path, given):
+    """With -w the password of PGPASSWORD or a password file is still used: the marker checked and written."""
     d = tmp_path / "b"
-    env = script_env(locked, tools, PGUSER="pw", PGPASSWORD=PASSWORD)
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:*:pw:{PASSWORD}\n")
+    passfile.chmod(0o600)
+    env = script_env(locked, tools, PGUSER="pw", **{given: PASSWORD if given == "PGPASSWORD" else str(passfile)})
     argv = [BACKUP, "--dir", d, "--no-globals", "--key-file", make_key(tmp_path), "shop"]
     done = run(argv, env, start_new_session=True, stdin=subprocess.DEVNULL)
     assert (done.returncode, done.stderr) == (0, b"")
