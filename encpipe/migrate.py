@@ -46,7 +46,9 @@ Other options:
                       --sign-key, --signer-file...), that a user other than the
                       caller or root could change (refused by default, exit 73)
   --keep-originals   keep each old file as NAME.sql.enc.legacy (a hard link)
-  -n, --dry-run      only report which files would be converted
+  -n, --dry-run      only report which files would be converted (and, on
+                     standard error, which temporary files of an
+                     interrupted run would be removed)
   --progress         report each file's seal (its total the file's plaintext
                      size) and the check of the new file on standard error
                      (README "Progress"), never on standard output
@@ -228,18 +230,20 @@ class Migration(Children):
         except OSError as e:
             raise Failure(f"cannot read {self.directory}: {e.strerror}", 66) from None
         for name in names:
-            if name.endswith(TEMP_SUFFIX) and name.startswith(".") and not self.args.dry_run:
+            if name.endswith(TEMP_SUFFIX) and name.startswith("."):
                 self.remove_leftover(name)
         return [n for n in names if n.endswith(SUFFIX) and not n.startswith(".")]
 
     def remove_leftover(self, name):
         """A regular file of the caller's only: a directory or anything else under such a
-        name, or a file another user put there, is not ours."""
+        name, or a file another user put there, is not ours. A dry run says what it would do."""
         with held():  # removed and said in one step
             try:
                 why = not_a_leftover(os.lstat(name, dir_fd=self.dir_fd), "migrate")
                 if why:
                     return warn(f"left {name}: named like a temporary file of this tool, but {why}")
+                if self.args.dry_run:
+                    return warn(f"would remove {name}, left by an interrupted run")
                 os.unlink(name, dir_fd=self.dir_fd)
             except FileNotFoundError:
                 return

@@ -76,7 +76,7 @@ def psql_args(db, *extra):
     return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *extra]
 
 
-def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=None, fields=None):
+def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=None, fields=None, prompt=True):
     """Runs SQL in `db` (in restricted mode when `restrict`); returns the rows as lists of strings.
     `fields`: split each row into at most so many, the last taking the rest. A name
     (a database's, a role's: any role with CREATEDB or CREATEROLE makes one) may hold
@@ -84,7 +84,8 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     last and gives `fields`, else a name so made ended the run in a traceback.
     Bytes that are not UTF-8 (a name on a SQL_ASCII cluster) come back as surrogates, as
     os.listdir gives a file name's, and go back to the server as the same bytes.
-    `step` (Step's): psql's session is named so, and psql runs in a process group of its own."""
+    `step` (Step's): psql's session is named so, and psql runs in a process group of its own.
+    Not `prompt`, or a `step`: psql never asks for a password (-w), it takes PGPASSWORD's or ~/.pgpass's."""
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
     if single_transaction:
         extra.insert(0, "--single-transaction")
@@ -92,14 +93,33 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
     env, own = client_env(user), {}
-    if step:  # never a password prompt: from another group, psql reading the terminal would stop (SIGTTIN)
+    if step or not prompt:  # a step's: from another group, psql reading the terminal would stop (SIGTTIN)
         extra.insert(0, "-w")
+    if step:
         env["PGAPPNAME"], own = step, {"process_group": 0}
     proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"), env=env, **own)
     if proc.returncode != 0:
-        raise PgError(_error_line(proc.stderr.decode(errors="replace"), proc.returncode))
+        raise PgError(_error_line(said_text(proc.stderr), proc.returncode))
     out = proc.stdout.decode("utf-8", "surrogateescape")
     return [record.split(_FIELD, (fields or 0) - 1) for record in out.split(_RECORD) if record.strip("\n")]
+
+
+def said_text(stderr):
+    """What psql wrote on standard error, as text: each line as UTF-8 when it is (a
+    server's message comes in the database's encoding, most often UTF-8), else in the
+    locale's charset, which psql translates its own messages into (the scripts run in
+    UTF-8 mode whatever the locale: utf8mode); U+FFFD for a byte neither reads."""
+    import codecs
+    import locale
+
+    charset = codecs.lookup(locale.getencoding()).name  # the locale's, whatever the UTF-8 mode
+    lines = []
+    for line in stderr.splitlines(keepends=True):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("utf-8" if charset in ("utf-8", "ascii") else charset, "replace"))
+    return "".join(lines)
 
 
 def _error_line(stderr, status):
@@ -145,8 +165,8 @@ class Step:
         return rows[2:]
 
 
-def value(db, sql):
-    rows = run_sql(db, sql)
+def value(db, sql, prompt=True):
+    rows = run_sql(db, sql, prompt=prompt)
     return rows[0][0] if rows else None
 
 

@@ -333,6 +333,27 @@ def test_dry_run_changes_nothing(tmp_path, keys):
     assert snapshot(directory) == before
 
 
+def test_dry_run_says_what_a_run_would_do_with_leftovers(tmp_path, keys):
+    """Before, --dry-run said nothing of the temporary files an interrupted run left:
+    now what the run would do, in its words ("would remove"; "left" of what it leaves)."""
+    directory = tmp_path / "backups"
+    make_backups(directory, FEW, python_made=False)
+    ours, other = ".a_backup.sql.enc.k3x9.migrate-tmp", ".b_backup.sql.enc.q7.migrate-tmp"
+    (directory / ours).write_bytes(b"ciphertext of a killed run")
+    (directory / other).mkdir()
+    said = (f"encpipe-migrate: warning: {{}} {ours}, left by an interrupted run\n"
+            f"encpipe-migrate: warning: left {other}: named like a temporary file of this tool, but not a regular "
+            "file\n")
+    before = snapshot(directory)
+    status, lines, err = migrate(directory, "--dry-run", keys=keys)
+    assert (status, err) == (0, said.format("would remove"))
+    assert [line["status"] for line in lines if line["file"] in FEW] == ["would-migrate"] * len(FEW)
+    assert snapshot(directory) == before
+    status, _, err = migrate(directory, keys=keys)
+    assert (status, err) == (0, said.format("removed"))
+    assert not (directory / ours).exists() and (directory / other).is_dir()
+
+
 def test_refuses_without_keys_or_while_another_run_works(tmp_path, keys):
     directory = tmp_path / "backups"
     make_backups(directory, FEW, python_made=False)

@@ -121,6 +121,21 @@ def test_an_object_size_that_is_not_json_fails_the_upload_in_one_line(s3, key_fi
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
 
 
+@pytest.mark.parametrize("size", ["-1", '"unknown"'], ids=["minus-one", "not-a-number"])
+def test_an_object_the_remote_gives_no_size_for_is_said_without_one(s3, key_file, tmp_path, size):
+    """rclone gives -1 for a size the backend does not tell: before, `the remote holds -1
+    bytes of the N written` (and `None bytes` for one that is no number)."""
+    stat = ('for a; do [ "$a" = --stat ] && { echo "{\\"Path\\":\\"x\\",\\"Name\\":\\"x\\",\\"Size\\":'
+            + size.replace('"', '\\"') + ',\\"IsDir\\":false}"; exit 0; }; done')
+    code, out, err, recorded = backup(s3, tmp_path, "sizeless", wrapped(tmp_path, "lsjson", stat), key_file)
+    assert (code, out) == (74, b""), err
+    assert re.fullmatch(rf"encpipe-backup: error: backup of {DB} failed \(status 74\): cannot upload "
+                        rf"{re.escape(s3.location)}/sizeless/\.encpipe-tmp\.\S+: the remote gives no size for it, "
+                        r"so the [0-9]+ bytes written are not known to be there; nothing was stored\n", err), err
+    assert s3.objects("sizeless") == []
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
+
+
 def test_the_off_site_copy_is_read_back_too(s3, key_file, tmp_path):
     """--dir and --to: the remote's object lost right after its rename. Before, only
     the local file was read back: exit 0, a success recorded, no word of the copy."""

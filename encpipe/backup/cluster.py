@@ -44,11 +44,13 @@ def line(identifier):
 
 def system_identifier(db):
     """The cluster's system identifier (a string of digits), read connected to `db` as
-    pg_dump connects; (None, why) when it cannot be read."""
+    pg_dump connects, never asking for a password (psql -w: before, a terminal was asked
+    for it, then again by pg_dump; without one, psql took its SQL's first line for it);
+    (None, why) when it cannot be read."""
     from ..pgclient import PgError, conninfo, value
 
     try:
-        found = value(conninfo(db), QUERY)
+        found = value(conninfo(db), QUERY, prompt=False)
     except PgError as e:
         return None, str(e)
     except OSError as e:
@@ -74,7 +76,7 @@ def read(store):
     where = store.where(MARKER)
     if item.unreadable or item.error or item.link:
         why = "a symbolic link" if item.link and not item.error else item.error
-        raise UnsafeDirectory(f"{where} cannot be read as a cluster marker: {why}", hint=_FIX)
+        raise UnsafeDirectory(f"{where} cannot be read as a cluster marker: {why}", hint=_KEPT if item.error else _FIX)
     trusted = store.trusted_owners()
     if trusted is not None and item.uid not in trusted:
         from .listing import user_name
@@ -97,6 +99,9 @@ def read(store):
 
 _FIX = ("see whose backups the location holds (encpipe-list); remove the file, or run with --new-cluster to write "
         "this server's")
+# what claim() never removes (a directory, a FIFO, several objects under the name): --new-cluster leaves it there
+_KEPT = ("see whose backups the location holds (encpipe-list); move what is under that name out of the way: "
+         "--new-cluster replaces a file or a link, never this")
 
 
 def _listed(store):

@@ -158,7 +158,12 @@ class Rclone:
         except IOFailure as e:
             raise IOFailure(f"cannot upload {self.where(name)}: {e}") from None
         if item.error or item.size != written:
-            held = item.error or f"the remote holds {item.size} bytes of the {written} written"
+            if item.error:
+                held = item.error
+            elif item.size is None or item.size < 0:  # rclone's -1: a size the backend does not tell
+                held = f"the remote gives no size for it, so the {written} bytes written are not known to be there"
+            else:
+                held = f"the remote holds {item.size} bytes of the {written} written"
             raise IOFailure(f"cannot upload {self.where(name)}: {held}")
 
     def rename(self, name, final):
