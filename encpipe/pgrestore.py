@@ -42,8 +42,8 @@ import sys
 
 from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
 from .backup.remotes import is_remote, refuse_credentials
-from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
-from .shown import json_value, printable
+from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text
+from .shown import json_value
 from .textform import NAME_MAX_BYTES
 from .usage_errors import shown_argument
 from .sigdefer import hold_for_good
@@ -51,20 +51,15 @@ from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
-from .pgcli import Failure, maker_check, open_failure_hint, parse, refused, utf8_name
+from .pgcli import PROG, Failure, maker_check, open_failure_hint, parse, refused, say, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
 
-PROG = "encpipe-restore"
 # key sources with which `encpipe open` of FILE is not started early, beside another encpipe (keyid, the
 # globals file's open): one that prompts, runs a command or costs scrypt's memory (and see readable_beside_another)
 ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",
         "ENCPIPE_PASSPHRASE"}
-
-
-def say(text, kind=None):
-    write_quietly(sys.stderr, "%s: %s%s\n" % (PROG, kind + ": " if kind else "", printable(text)))
 
 
 class Run:
