@@ -23,7 +23,7 @@ from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
-from .errors import EncpipeError, IOFailure, UnsafeDirectory, UsageError, ran_out
+from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .fdsecrets import FdSecrets, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keyplace import refuse_replaceable
@@ -95,9 +95,9 @@ class Backup:
             if self.globals:  # its temporary file is removed once it can no longer appear
                 self.globals.stop()
                 self.globals.join(60)
-        status = status or self.claim()  # the location's marker, once there is a backup to store
+        status = status or self.marker.write(self._temp_name, self.said)  # once there is a backup to store
         if status:
-            self.unclaim()
+            self.marker.undo()
             self.reserve.close()  # its room, for the clean-up
             unrecorded = self.abort()
             if status != self.pending:
@@ -107,9 +107,9 @@ class Backup:
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
         if not sigdefer.committed():
-            self.unclaim()
+            self.marker.undo()
             return self.pending or status
-        self.claim(stored=True)  # --new-cluster: the location taken over once the backup is stored
+        self.marker.write(self._temp_name, self.said, stored=True)  # --new-cluster: taken over once stored
         return status  # stored: a signal then changes nothing
 
     def prepare(self):
@@ -126,52 +126,11 @@ class Backup:
         self.guard()
 
     def guard(self):
-        """The location's cluster marker (backup.cluster), before anything is dumped: another
-        cluster's refuses the run (73); one that cannot be read as a marker too, unless
-        --new-cluster. A system identifier that cannot be read: a warning, no guard."""
+        """The location's cluster marker (backup.cluster.Guard), checked before anything is dumped."""
         from .backup import cluster
 
-        # what is not checked is said once there is a backup to store: else pg_dump, or the upload, says why
-        self.cluster, self.unclaimed, self.unchecked, self.claimed = None, [], [], []
-        identifier, why = cluster.system_identifier(self.db)
-        if identifier is None:
-            self.unchecked.append(f"cannot read the cluster's system identifier ({why}); the location's "
-                                  f"{cluster.MARKER} not checked")
-            return
-        self.unclaimed = cluster.check(self.stores, identifier, self.o["new_cluster"], self.unchecked.append)
-        self.cluster = identifier
-
-    def claim(self, stored=False):
-        """Write this cluster's marker where there is none, before the renames: 0, or 73 when
-        another cluster's marker came meanwhile. With --new-cluster, only once the backup is
-        stored (`stored`): a run that stores nothing leaves the marker it found, another
-        cluster's too. A marker that cannot be written for another reason is a warning: the
-        backup is not given up for it; so is a marker not checked (guard)."""
-        from .backup import cluster
-
-        for said in [] if stored else self.unchecked:
-            self.io.warn(said)
-        if not self.unclaimed or self.o["new_cluster"] != stored:
-            return 0
-        try:
-            cluster.claim(self.unclaimed, self.cluster, self._temp_name(), self.o["new_cluster"], self.claimed)
-        except UnsafeDirectory as e:
-            if stored:  # the backup is there: its status stands
-                self.io.warn(f"{cluster.MARKER} not written: {e}")
-                return 0
-            self.said.error(str(e), e.hint)
-            return e.exit_code
-        except Exception as e:  # an error of the store's, out of memory: said, the backup goes on
-            if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
-                raise
-            self.io.warn(f"{cluster.MARKER} not written: {ran_out(e) or getattr(e, 'strerror', None) or e}")
-        return 0
-
-    def unclaim(self):  # a run that stores nothing: the markers it wrote taken back
-        from .backup import cluster
-
-        for note in cluster.take_back(self.claimed):
-            self.io.warn(note)
+        self.marker = cluster.Guard(self.stores, self.o["new_cluster"], self.io.warn)
+        self.marker.check_stores(self.db)
 
     def failed(self, status, unrecorded=None):  # the run's one error line (a child's own, pg_dump's, came before it)
         cause = self.said.because()

@@ -1,11 +1,16 @@
-"""encpipe-restore's command line: options into a dict."""
+"""encpipe-restore's command line: options into a dict; its lines on standard error (say)."""
 
 import re
+import sys
 
 from .argwords import option_words
 from .errors import InputUnavailable, UsageError
+from .shown import printable
+from .stdio import write_quietly
 from .textform import refuse_key_as_database
 from .usage_errors import empty_value, shown_argument
+
+PROG = "encpipe-restore"
 
 _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", "--passphrase-fd",
               "--passphrase-command"}
@@ -30,6 +35,10 @@ class Failure(Exception):
     def __init__(self, message, status=1, hint=None):
         super().__init__(message)
         self.status, self.hint = status, hint
+
+
+def say(text, kind=None):
+    write_quietly(sys.stderr, "%s: %s%s\n" % (PROG, kind + ": " if kind else "", printable(text)))
 
 
 def parse(argv):

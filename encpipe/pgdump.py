@@ -25,6 +25,7 @@ from .errors import EncpipeError, IOFailure, ran_out, unexpected
 from .childenv import child_env
 from .pgclient import PgError, client_env
 from .pgprops import comment_line
+from .proctree import kill_running
 
 GLOBALS_SUFFIX = ".globals.sql.enc"
 from .pgstream import widen_pipes
@@ -85,9 +86,7 @@ class Children:
         """Kill them, and start no more (an interrupted run)."""
         with self.lock:
             self.stopped = True
-            for proc in self.procs:
-                if proc.poll() is None:
-                    proc.kill()
+            kill_running(self.procs)
 
     def wait(self):
         """Close the last output (a child still writing gets SIGPIPE); the statuses."""

@@ -37,13 +37,12 @@ See README, "Restoring: encpipe-restore".
 import json
 import os
 import signal
-import subprocess
 import sys
 
 from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
 from .backup.remotes import is_remote, refuse_credentials
-from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text, write_quietly
-from .shown import json_value, printable
+from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text
+from .shown import json_value
 from .textform import NAME_MAX_BYTES
 from .usage_errors import shown_argument
 from .sigdefer import hold_for_good
@@ -51,23 +50,19 @@ from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
-from .pgcli import Failure, maker_check, open_failure_hint, parse, refused, utf8_name
+from .pgcli import PROG, Failure, open_failure_hint, parse, say, utf8_name
 from .pgclient import PgError, ident, literal, run_sql
+from .pgrestorechild import Children
 from .pgroles import Roles
-from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, Restore, restricted_psql
+from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, restricted_psql
 
-PROG = "encpipe-restore"
 # key sources with which `encpipe open` of FILE is not started early, beside another encpipe (keyid, the
 # globals file's open): one that prompts, runs a command or costs scrypt's memory (and see readable_beside_another)
 ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",
         "ENCPIPE_PASSPHRASE"}
 
 
-def say(text, kind=None):
-    write_quietly(sys.stderr, "%s: %s%s\n" % (PROG, kind + ": " if kind else "", printable(text)))
-
-
-class Run:
+class Run(Children):
     def __init__(self, opts):
         self.o = opts
         self.maint = utf8_name(opts.get("maintenance_db") or "postgres", "--maintenance-db")
@@ -87,10 +82,6 @@ class Run:
         self.roles = Roles(self.maint, say)
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
         self.globals_names = []  # the globals file's name, once it is open
-
-    def encpipe_run(self, args, **kw):
-        return self.secrets.spawn(self.encpipe + args[:1] + self.o["shared"] + self.o["key"] + args[1:],
-                                  env=self.env, pass_fds=self.fds, **kw)
 
     def main(self):
         o = self.o
@@ -175,73 +166,12 @@ class Run:
                 except Failure:
                     pass
 
-    def keys_checked(self):
-        """The verdicts of the key checks (keycheck.check, check_environment), once: a Failure."""
-        try:
-            keycheck.settle(self.keyids)
-        except EncpipeError as e:
-            raise Failure(str(e), e.exit_code, e.hint) from None
-
-    def stop_children(self):
-        """A run that ends: the children that may still run, ended (an interrupted or failed run)."""
-        for started in self.keyids:
-            started.stop()
-        if self.stream:
-            self.stream.kill()
-        if self.globals_open:
-            childerr.stop(self.globals_open[0])
-
     def days(self):
         self.keep_days = pgleftovers.keep_days(self.o.get("drop_pre_restore_older_than"))
 
     def drop_pre_restore(self, db):
         self.days()
         return pgleftovers.drop_said(self.maint, self.keep_days, db, say)
-
-    def refused(self, what, status, said, hint=None, fallback=None, exists=None):
-        """pgcli.refused, FILE's and the globals file's /dev/fd/N named as the user named them;
-        `exists`: whether DBNAME does, once the server was asked (else None)."""
-        names = dict(zip(("/dev/fd/%d" % fd for fd in self.fds), [self.file, *self.globals_names]))
-        return refused(what, status, said, names, pgcommit.untouched(self.db, exists), hint, fallback)
-
-    def authenticate_legacy(self):
-        if self.sealed:
-            return False
-        status, said = childerr.used(self.encpipe_run, ["inspect", "--legacy", "--verify", self.source],
-                                     start=subprocess.Popen, stdout=subprocess.DEVNULL)
-        if status != 0:
-            status = childerr.exit_status(status)
-            raise self.refused("cannot authenticate %s" % self.file, status, said.wait())
-        said.wait()  # its warnings come before the restore's next line
-        return True
-
-    def load_globals(self):
-        """(statements, properties) of the run's globals file; ([], None) when none is needed."""
-        path = self.o.get("globals") or pgglobals.beside(self.beside, self.remote, self.legacy)
-        if path is None:
-            return [], None
-        proc, said = self.globals_open or self.start_globals(path)  # ended by stop_children if the read is not
-        text = pgglobals.read_sql(proc, path)
-        self.globals_open = None  # it ended (read_sql waited for it)
-        said.wait()
-        if proc.returncode != 0:
-            status = childerr.exit_status(proc.returncode)
-            raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
-                               open_failure_hint(status, self.o, self.env), pgglobals.REFUSED_HINT)
-        self.globals_path = path
-        return pgglobals.checked(text, path, self.source_run, say)
-
-    def start_globals(self, path):
-        """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % shown_name(path),  # a key typed: not shown
-                                             pgcommit.untouched(self.db, None),
-                                             pgglobals.REFUSED_HINT))  # removed, it is refused as missing
-        self.globals_names = [path]
-        args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
-        with sigthreads.held():
-            self.globals_open = childerr.started(self.encpipe_run, args, start=subprocess.Popen,
-                                                 stdout=subprocess.PIPE)
-        return self.globals_open
 
     def wait_until_free(self):
         # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
@@ -298,12 +228,6 @@ class Run:
             raise Failure("cannot create the scratch database %s (%s); %s"
                           % (self.temp_name, e, pgcommit.as_it_was(self.db, exists))) from None
         return self.temp
-
-    def restore_stream_of(self, legacy):
-        open_cmd = self.encpipe + ["open", "--legacy" if legacy else "--verify-first", *maker_check(self.o),
-                                   *self.o["open"], *self.o["shared"], *self.o["key"], self.source]
-        return Restore(open_cmd, self.env, self.fds[:1], self.o["tool"], self.o.get("role"), self.restrict,
-                       self.secrets.spawn, self.named)
 
     def restore_stream(self, props, exists):
         self.stream = self.stream or self.restore_stream_of(self.legacy)

@@ -25,6 +25,7 @@ from .childenv import child_env
 from .pgcli import Failure
 from .pgsaid import ClientSaid
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
+from .proctree import kill_running
 
 BLOCK = 1 << 20
 _DECOMPRESSORS = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"))
@@ -255,9 +256,7 @@ class Restore:
         self.psql_failed = self.quiet and status > 0  # it named errors (a signal ends it silently)
         middle = self.procs[1:-1]  # a decompressor, pg_restore -f -: one that failed cut the stream short
         if status:  # pg_restore may read on for long without writing (the data of tables -t left out)
-            for proc in middle:
-                if proc.poll() is None:
-                    proc.kill()
+            kill_running(middle)
         for proc in middle:
             status = status or (proc.wait() and 1)
         opened = opener.wait()

@@ -1,5 +1,6 @@
 """Ending a child with every process it started (a key command's shell and what it
-runs, an encpipe and its key command): each stopped first, then killed."""
+runs, an encpipe and its key command): each stopped first, then killed; and ending
+the children of a group (a pipeline's, a store's rclone) that still run."""
 
 import os
 import signal
@@ -24,6 +25,13 @@ def kill_tree(pid):
         os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
+
+
+def kill_running(procs):
+    """SIGKILL each of `procs` (Popen) that has not ended yet; its owner reaps it."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _listdir(path):

@@ -60,32 +60,25 @@ files reported rotated are, the others not yet).
 """
 
 import argparse
-import json
 import os
-import re
-import stat
 import sys
 
 from . import dirlock, safefile
 from .argwords import option_words
-from .cli import Io, child_command, print_text, write_line
-from .dirwalk import tree
+from .cli import Io, child_command, print_text
 from .errors import EncpipeError
 from .fdsecrets import FdSecrets
-from .shown import json_value
-from .sigdefer import Commit, held
+from .sigdefer import Commit
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
 from .keyplace import refuse_replaceable
-from .inplace import kept, not_a_leftover, owner_not_kept
+from .inplace import kept, owner_not_kept
 from .rotatechild import Encpipe, Failure
+from .rotatewalk import TEMP_PREFIX, TEMP_SUFFIX, report, walk
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
 MAGIC = b"ENCPIPE"
-TEMP_PREFIX = ".encpipe-rotate."
-TEMP_SUFFIX = ".tmp"
-_STALE_TEMP = re.compile(r"^\.encpipe-rotate\..+\.tmp$")
 
 
 def err(message, hint=None):
@@ -94,10 +87,6 @@ def err(message, hint=None):
 
 def warn(message):
     Io(None, None, sys.stderr, None, prog=PROG).warn(message)
-
-
-def report(path, status, **fields):
-    write_line(json.dumps(json_value({"file": path, "status": status, **fields})))
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -297,67 +286,6 @@ def check_result(result, wanted, unwanted, sign_ids):
         raise Failure("the rewrapped file does not hold the expected slots", 70, "verify")
     if not set(sign_ids) <= set(result.get("signed_by") or []):
         raise Failure("the rewrapped file is not signed by every --sign-key", 70, "verify")
-
-
-def remove_stale(fd, path, rotation, dry_run=False):
-    """Remove a temporary file of an interrupted run from the directory listed (`fd`), a
-    regular file of the caller's only (`dry_run`: say so); a failure is that file's error."""
-    name = os.path.basename(path)
-    with held():  # removed and reported in one step
-        try:
-            why = not_a_leftover(os.lstat(name, dir_fd=fd), "rotate")  # not a regular file, or another user's
-            if why:
-                return report(path, "ignored", reason=f"named like a temporary file, but {why}")
-            if not dry_run:
-                os.unlink(name, dir_fd=fd)
-        except FileNotFoundError:  # gone meanwhile: nothing left to remove
-            pass
-        except OSError as e:
-            return rotation.fail(path, "remove", Failure(f"cannot remove it: {e.strerror or e}", 74))
-        report(path, "stale" if dry_run else "removed", reason="temporary file of an interrupted run")
-
-
-def walk(top, top_fd, rotation, dry_run):
-    """Every file under `top` (open as `top_fd`) in a stable order, hidden names and symbolic links excepted."""
-    for directory, fd, unlisted, subdirs, names in tree(top, top_fd):
-        if isinstance(unlisted, OSError):  # its files, if any, are not rotated: not a run that did all
-            rotation.fail(directory, "list", Failure(f"cannot list it: {unlisted.strerror or unlisted}", 66))
-            continue
-        if subdirs is None:
-            report(directory, "ignored", reason="not a directory under DIR any more")
-            continue
-        left = {name: _left_alone(name, fd) for name in subdirs}
-        subdirs[:] = sorted(name for name in subdirs if not left[name])
-        for name in sorted(names):
-            path = os.path.join(directory, name)
-            if _STALE_TEMP.match(name):
-                remove_stale(fd, path, rotation, dry_run)
-            elif name.startswith("."):
-                report(path, "ignored", reason="hidden file")
-            elif not is_regular(name, fd):
-                report(path, "ignored", reason="not a regular file")
-            else:  # in the directory listed: never through a link put in its place since
-                rotation.file(path, fd)
-        for name in sorted(name for name, why in left.items() if why):
-            report(os.path.join(directory, name), "ignored", reason=left[name])
-
-
-def _left_alone(name, dir_fd):
-    """Why the walk leaves subdirectory `name` (a hidden one, a link to a directory: never
-    followed); None for one it walks."""
-    if name.startswith("."):
-        return "hidden directory"
-    try:
-        return "symbolic link to a directory" if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode) else None
-    except OSError:  # gone: the walk passes it over
-        return None
-
-
-def is_regular(name, dir_fd):
-    try:
-        return stat.S_ISREG(os.lstat(name, dir_fd=dir_fd).st_mode)
-    except OSError:  # gone, or a path too long to name
-        return False
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 """Drive encpipe in-process (fast) or as a real process (signals, pipes, RSS)."""
 
+import errno
 import io
 import os
 import subprocess
@@ -120,6 +121,18 @@ _, status, usage = os.wait4(pid, 0)
 with open(report, "w") as f:
     f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
 """
+
+
+def reader_opened(path, stop):
+    """The FIFO `path` opened for writing (not blocking) once a reader has opened it;
+    None once `stop` (a threading.Event) is set."""
+    while not stop.is_set():
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            assert e.errno == errno.ENXIO  # no reader yet
+            time.sleep(0.02)
+    return None
 
 
 def measure_peak_rss(argv, report_path, **popen_kwargs):

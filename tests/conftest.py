@@ -157,6 +157,16 @@ def backup_file(tmp_path, sealed_backup):
 
 
 @pytest.fixture
+def small_backup(made_small_backup, tmp_path):
+    """made_small_backup's directory copied for this test: the backup in it, its database.
+    made_small_backup is the test file's own (module-scoped: a backup made once, of a
+    database of the file's own, which its tests only read)."""
+    path, db = made_small_backup
+    shutil.copytree(os.path.dirname(path), tmp_path / "b")
+    return str(tmp_path / "b" / os.path.basename(path)), db
+
+
+@pytest.fixture
 def silent():
     """A TCP server on 127.0.0.1 that accepts every connection and never answers."""
     server = socket.socket()

@@ -46,6 +46,14 @@ def hours_ago(hours, now=None):
     return stamp((now or datetime.now(timezone.utc)) - timedelta(hours=hours))
 
 
+def three_days(directory):
+    """Valid backups of shop in `directory`, made 72, 48 and 24 hours ago: their names, oldest first."""
+    names = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    for name in names:
+        make_valid(directory, name)
+    return names
+
+
 # --- a file swapped after it was listed ------------------------------------------------
 
 
@@ -57,9 +65,7 @@ def test_a_name_swapped_for_a_link_to_a_good_backup_never_counts_for_prune(tmp_p
     the very file listed."""
     d = tmp_path / "b"
     d.mkdir()
-    good = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
-    for name in good:
-        make_valid(d, name)
+    good = three_days(d)
     planted = f"shop_{hours_ago(1)}.sql.enc"
     (d / planted).write_bytes(bytes(os.path.getsize(d / good[-1])))  # its size shows, its bytes need not
     hook = (f'[ "$1" = opening ] && [ "$3" = {planted} ] && ln -sfn {d / good[-1]} {d}/.swap '
@@ -113,10 +119,9 @@ def test_a_copy_of_a_good_backup_under_a_newer_name_never_counts(tmp_path, sourc
     another key added (a new header, the same payload) is one too."""
     d = tmp_path / "b"
     d.mkdir()
-    shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
+    shop = three_days(d)
     crm = f"crm_{hours_ago(96)}.sql.enc"
-    for name in shop + [crm]:
-        make_valid(d, name)
+    make_valid(d, crm)
     original = crm if source == "crm" else shop[0]
     planted = f"shop_{hours_ago(1)}.sql.enc"
     shutil.copy(d / original, d / planted)
@@ -364,9 +369,7 @@ def test_a_copy_of_a_file_of_the_previous_tool_under_a_backup_name_never_counts(
 
     d = tmp_path / "b"
     d.mkdir()
-    shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
-    for name in shop:
-        make_valid(d, name)
+    shop = three_days(d)
     with open(d / original, "wb") as dst:
         seal_legacy(io.BytesIO(b"DROP TABLE orders;\n" * 100), dst, KEY)
     planted = f"shop_{hours_ago(1)}.sql.enc"
@@ -386,9 +389,7 @@ def test_a_copy_under_a_name_that_is_not_a_backups_still_is_a_copy(tmp_path):
     makes neither count: the file authenticates its content, not its name."""
     d = tmp_path / "b"
     d.mkdir()
-    shop = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
-    for name in shop:
-        make_valid(d, name)
+    shop = three_days(d)
     planted = f"shop_{hours_ago(1)}.sql.enc"
     shutil.copy(d / shop[0], d / "shop-golden.enc")
     shutil.copy(d / shop[0], d / planted)

@@ -20,7 +20,7 @@ import pytest
 
 from cliutil import plugin_text
 from test_backup_dir import ENV, KEY, ROOT, make_valid, sealed_bytes
-from test_backup_dir_hostile import hours_ago, script
+from test_backup_dir_hostile import hours_ago, script, three_days
 from test_backup_made_dir import env as made_dir_env
 from test_backup_restore import BACKUP, make_key
 
@@ -39,9 +39,7 @@ def test_prune_never_unlinks_a_file_renamed_over_the_name_after_its_last_check(t
     (its inode), and only then unlinked; another file found there goes back."""
     d = tmp_path / "b"
     d.mkdir()
-    old, kept, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24))
-    for name in (old, kept, newest):
-        make_valid(d, name)
+    old, kept, newest = three_days(d)
     saved = (d / kept).read_bytes()
     hook = f'[ "$1" = removing ] && [ "$3" = {old} ] && mv {d / kept} {d / old}; true'
     done = script("prune", "--keep-last", "2", d, env={**ENV, "ENCPIPE_TEST_HOOK": hook})

@@ -327,14 +327,6 @@ def made_small_backup(pg, tools, key_file, tmp_path_factory):
     return path, db
 
 
-@pytest.fixture
-def small_backup(made_small_backup, tmp_path):
-    """made_small_backup's directory copied for this test: the backup in it, its database."""
-    path, db = made_small_backup
-    shutil.copytree(os.path.dirname(path), tmp_path / "b")
-    return str(tmp_path / "b" / os.path.basename(path)), db
-
-
 def make_target(pg, name):
     pg.dropdb(name)
     pg.createdb(name)

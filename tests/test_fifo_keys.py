@@ -6,14 +6,12 @@ as a secret given as /dev/fd/N (fdsecrets). A second open of the FIFO would wait
 for ever for a writer that is gone: each run here is bounded, and a run that
 does not end fails."""
 
-import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -21,7 +19,7 @@ from test_backup_dir import KEY, make_valid
 from test_backup_restore import BACKUP, RESTORE, backup, dump, ensure_small, python_env, read_key, script_env
 from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups, open_new
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
-from cliutil import ok, run as encpipe_run
+from cliutil import ok, reader_opened, run as encpipe_run
 from spies import records, write
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
@@ -39,18 +37,13 @@ class OneShotWriter(threading.Thread):
         self.start()
 
     def run(self):
-        while not self.stop.is_set():
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as e:
-                assert e.errno == errno.ENXIO  # no reader yet
-                time.sleep(0.02)
-                continue
-            os.set_blocking(fd, True)
-            os.write(fd, self.data)
-            os.close(fd)
-            self.served += 1
+        fd = reader_opened(self.path, self.stop)
+        if fd is None:
             return
+        os.set_blocking(fd, True)
+        os.write(fd, self.data)
+        os.close(fd)
+        self.served += 1
 
 
 def bounded(argv, writers=(), **kwargs):

@@ -5,7 +5,6 @@ runs changes nothing (README "Exit status"): encpipe-backup (and pg_dump),
 encpipe-restore, encpipe-rotate and encpipe-migrate (and the encpipe each runs),
 encpipe-verify and encpipe-prune."""
 
-import errno
 import os
 import signal
 import subprocess
@@ -30,7 +29,7 @@ from test_backup_restore import (
 )
 from test_migrate import HEX_KEY, MIGRATE, NEW_KEY, make_backups
 from test_rotate import SCRIPT as ROTATE, World, lines, rotate_env
-from cliutil import ok, run as encpipe_run
+from cliutil import ok, reader_opened, run as encpipe_run
 
 WAIT = 60
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
@@ -59,13 +58,7 @@ class FifoWriter(threading.Thread):
         self.stop, self.signalled = threading.Event(), False
 
     def run(self):
-        while not self.stop.is_set():
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as e:
-                assert e.errno == errno.ENXIO  # no reader yet
-                time.sleep(0.02)
-                continue
+        while (fd := reader_opened(self.path, self.stop)) is not None:
             if not self.signalled:
                 os.killpg(self.pgid, self.signum)
                 self.signalled = True

@@ -23,7 +23,7 @@ import pytest
 from cliutil import plugin_text
 from s3server import rclone_binary
 from test_backup_dir import ENV, KEY, LEGACY_AVAILABLE, ROOT, make_valid
-from test_backup_dir_hostile import hours_ago, script
+from test_backup_dir_hostile import hours_ago, script, three_days
 from test_backup_restore import (
     backup,
     ensure_small,
@@ -93,9 +93,7 @@ def test_prune_never_counts_a_copy_rewritten_in_after_its_header_was_read(tmp_pa
     file examined."""
     d = tmp_path / "b"
     d.mkdir()
-    good = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
-    for name in good:
-        make_valid(d, name)
+    good = three_days(d)
     if source == "sealed":
         original, disguise = good[-1], with_other_salt
     else:  # a file of the previous tool, which counts as made by its key
@@ -228,9 +226,7 @@ def test_prune_of_a_remote_never_counts_a_copy_put_in_after_its_header_was_read(
     removed every genuine backup. Now it fails as on a local directory."""
     remote = os.path.join(s3.bucket_dir, "raced")
     os.mkdir(remote)
-    good = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24)]
-    for name in good:
-        make_valid(Path(remote), name)
+    good = three_days(Path(remote))
     planted = f"shop_{hours_ago(1)}.sql.enc"
     Path(remote, planted).write_bytes(with_other_salt(Path(remote, good[-1]).read_bytes()))
     saved = tmp_path / "race-source"
@@ -380,9 +376,7 @@ def test_prune_removes_only_the_file_it_examined_not_one_renamed_in_since(tmp_pa
     else it is left and said (74): the kept backup's bytes survive."""
     d = tmp_path / "b"
     d.mkdir()
-    old, kept, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24))
-    for name in (old, kept, newest):
-        make_valid(d, name)
+    old, kept, newest = three_days(d)
     saved = (d / kept).read_bytes()
     count = tmp_path / "count"
     hook = (f'[ "$1" = opening ] && [ "$3" = {newest} ] && echo >>{count} && '

@@ -16,10 +16,8 @@ a DBNAME in use, a swap that fails.
   the scratch database dropped; with --terminate-connections it is ended.
 """
 
-import os
 import re
 import select
-import shutil
 import subprocess
 import time
 
@@ -135,14 +133,6 @@ def made_small_backup(pg, tools, key_file, tmp_path_factory):
     db = ensure_small(pg, "edge_source")
     path, _ = backup(pg, tools, str(tmp_path_factory.mktemp("small") / "b"), db, "--key-file", key_file)
     return path, db
-
-
-@pytest.fixture
-def small_backup(made_small_backup, tmp_path):
-    """made_small_backup's directory copied for this test: the backup in it, its database."""
-    path, db = made_small_backup
-    shutil.copytree(os.path.dirname(path), tmp_path / "b")
-    return str(tmp_path / "b" / os.path.basename(path)), db
 
 
 def test_a_database_in_use_is_refused_until_its_session_ends(pg, tools, key_file, small_backup):

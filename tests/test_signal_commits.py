@@ -289,14 +289,12 @@ def test_prune_signalled_just_after_a_removal_reports_it_and_its_status(tmp_path
     with the first one gone and no report (nor the second removed); signalled in the
     hold directory, it left the backup there, in a hidden `.encpipe-removing.*`
     directory; signalled as it made that directory, it left the directory."""
-    from test_backup_dir import ENV, make_valid
-    from test_backup_dir_hostile import hours_ago
+    from test_backup_dir import ENV
+    from test_backup_dir_hostile import three_days
 
     work = tmp_path / "b"
     work.mkdir(mode=0o700)
-    oldest, old, newest = (f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48, 24))
-    for name in (oldest, old, newest):
-        make_valid(work, name)
+    oldest, old, newest = three_days(work)
     condition = "args[0].startswith('.encpipe-removing.')" if function == "mkdir" else f"args[0] in {[oldest, old]!r}"
     env = signalled_env(tmp_path, function, condition, sig, ENV)
     done = run([sys.executable, os.path.join(ROOT, "scripts", "encpipe-prune"), "--keep-last", "1", str(work)], env)

@@ -25,7 +25,7 @@ and removes nothing).
 
 import re
 
-from ..errors import EncpipeError, InputUnavailable, IOFailure, UnsafeDirectory
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UnsafeDirectory, ran_out
 from ..shown import printable
 from .names import MARKER
 from .storage import Local, named, write_new
@@ -175,3 +175,57 @@ def take_back(claimed):
         except (EncpipeError, OSError) as e:
             left.append(f"{store.where(MARKER)} not removed: {getattr(e, 'strerror', None) or e}")
     return left
+
+
+class Guard:
+    """One backup run's guard of its locations (`stores`): check_stores() before
+    anything is dumped, write() before the renames (with `take_over`, --new-cluster,
+    once the backup is stored instead), undo() when the run stores nothing. What was
+    not checked is said (`warn`) once there is a backup to store: else pg_dump, or the
+    upload, says why."""
+
+    def __init__(self, stores, take_over, warn):
+        self.stores, self.take_over, self.warn = stores, take_over, warn
+        self.identifier, self.unclaimed, self.unchecked, self.claimed = None, [], [], []
+
+    def check_stores(self, db):
+        """The location's cluster marker, before anything is dumped: another cluster's
+        refuses the run (73); one that cannot be read as a marker too, unless
+        `take_over`. A system identifier that cannot be read: a warning, no guard."""
+        identifier, why = system_identifier(db)
+        if identifier is None:
+            self.unchecked.append(f"cannot read the cluster's system identifier ({why}); the location's "
+                                  f"{MARKER} not checked")
+            return
+        self.unclaimed = check(self.stores, identifier, self.take_over, self.unchecked.append)
+        self.identifier = identifier
+
+    def write(self, temp_name, said, stored=False):
+        """Write this cluster's marker where there is none, before the renames (as
+        `temp_name()` first): 0, or 73 when another cluster's marker came meanwhile
+        (`said.error`). With `take_over`, only once the backup is stored (`stored`): a
+        run that stores nothing leaves the marker it found, another cluster's too. A
+        marker that cannot be written for another reason is a warning: the backup is
+        not given up for it; so is a marker not checked (check_stores)."""
+        for unchecked in [] if stored else self.unchecked:
+            self.warn(unchecked)
+        if not self.unclaimed or self.take_over != stored:
+            return 0
+        try:
+            claim(self.unclaimed, self.identifier, temp_name(), self.take_over, self.claimed)
+        except UnsafeDirectory as e:
+            if stored:  # the backup is there: its status stands
+                self.warn(f"{MARKER} not written: {e}")
+                return 0
+            said.error(str(e), e.hint)
+            return e.exit_code
+        except Exception as e:  # an error of the store's, out of memory: said, the backup goes on
+            if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
+                raise
+            self.warn(f"{MARKER} not written: {ran_out(e) or getattr(e, 'strerror', None) or e}")
+        return 0
+
+    def undo(self):
+        """A run that stores nothing: the markers it wrote taken back."""
+        for note in take_back(self.claimed):
+            self.warn(note)

@@ -13,6 +13,7 @@ import threading
 
 from .. import sigthreads
 from ..errors import InputUnavailable, IOFailure
+from ..proctree import kill_running
 
 # Every rclone encpipe starts has bounded time: a remote that accepts the connection
 # and never answers fails the call (rclone's status; encpipe's one error line) instead
@@ -69,9 +70,7 @@ class Children:
     def stop(self):
         with self.lock:
             self.stopped = True
-            for proc in self.running:
-                if proc.poll() is None:
-                    proc.kill()
+            kill_running(self.running)
 
     def resume(self):
         with self.lock:
