@@ -1,9 +1,13 @@
 """Talking to PostgreSQL through its own clients (psql), for the restore tools.
 
-No driver: every statement goes through `psql -X`, whose environment holds
-none of encpipe's secrets. Values are quoted here (`ident`, `literal`) for a
-session with standard_conforming_strings on, which `run_sql` sets first, with
-a search_path of pg_catalog only and a lock_timeout.
+No driver: every statement goes through `psql -X -w`, whose environment holds
+none of encpipe's secrets, and which never asks for a password: it takes the one
+in PGPASSWORD or a password file (~/.pgpass, PGPASSFILE's). Before, one that
+asked read the terminal, then the next one did; without a terminal, it read its
+standard input, and took the first line of its SQL (or of the dump) for it.
+Values are quoted here (`ident`, `literal`) for a session with
+standard_conforming_strings on, which `run_sql` sets first, with a search_path
+of pg_catalog only and a lock_timeout.
 """
 
 import os
@@ -28,6 +32,18 @@ SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings
                  "SET client_min_messages = warning;\nSET lock_timeout = '%s';" % LOCK_TIMEOUT)
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
+
+
+NO_PASSWORD = "fe_sendauth: no password supplied"  # libpq's, when the server wants one and -w gives none
+
+
+def password_hint(said):
+    """The hint for a client's error `said` (a string, or bytes) when a password was wanted, else None."""
+    said = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+    if NO_PASSWORD in said:
+        return ("encpipe-restore's clients never ask for a password: give it in PGPASSWORD or a password file "
+                "(~/.pgpass, or the one PGPASSFILE names)")
+    return None
 
 
 class PgError(Exception):
@@ -73,10 +89,10 @@ def restrict_key():
 
 
 def psql_args(db, *extra):
-    return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *extra]
+    return ["psql", "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *extra]
 
 
-def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=None, fields=None, prompt=True):
+def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=None, fields=None):
     """Runs SQL in `db` (in restricted mode when `restrict`); returns the rows as lists of strings.
     `fields`: split each row into at most so many, the last taking the rest. A name
     (a database's, a role's: any role with CREATEDB or CREATEROLE makes one) may hold
@@ -84,8 +100,8 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     last and gives `fields`, else a name so made ended the run in a traceback.
     Bytes that are not UTF-8 (a name on a SQL_ASCII cluster) come back as surrogates, as
     os.listdir gives a file name's, and go back to the server as the same bytes.
-    `step` (Step's): psql's session is named so, and psql runs in a process group of its own.
-    Not `prompt`, or a `step`: psql never asks for a password (-w), it takes PGPASSWORD's or ~/.pgpass's."""
+    `step` (Step's): psql's session is named so, and psql runs in a process group of its own
+    (where reading the terminal, for a password, would stop it: SIGTTIN; psql_args' -w asks none)."""
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
     if single_transaction:
         extra.insert(0, "--single-transaction")
@@ -93,8 +109,6 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
     env, own = client_env(user), {}
-    if step or not prompt:  # a step's: from another group, psql reading the terminal would stop (SIGTTIN)
-        extra.insert(0, "-w")
     if step:
         env["PGAPPNAME"], own = step, {"process_group": 0}
     proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"), env=env, **own)
@@ -165,8 +179,8 @@ class Step:
         return rows[2:]
 
 
-def value(db, sql, prompt=True):
-    rows = run_sql(db, sql, prompt=prompt)
+def value(db, sql):
+    rows = run_sql(db, sql)
     return rows[0][0] if rows else None
 
 

@@ -69,6 +69,8 @@ _REFUSED = {
         "o": ("output", "query output is not kept"),
         "L": ("log-file", "it would write the dump's statements, plaintext, to that file"),
         "s": ("single-step", "the restore runs unattended"),
+        "W": ("password", "psql reads the dump on its standard input, where, with no terminal, it would read the "
+                          "password too: give it with PGPASSWORD or a password file"),
         **_CONNECT,
     },
 }

@@ -13,7 +13,7 @@ import json
 import time
 
 from .pgcli import Failure
-from .pgclient import FIELD, PgError, conninfo, ident, literal, run_sql, starts_with, value
+from .pgclient import FIELD, PgError, conninfo, ident, literal, password_hint, run_sql, starts_with, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
 
@@ -68,9 +68,13 @@ def free(maintenance_db, name, terminate=False, tries=10):
     """state() once database `name` has no session (or any, with `terminate`: the swap ends
     them), prepared transaction or enabled subscription, asked up to `tries` times 0.3 s
     apart; else Failure (75). No session holds a prepared transaction, and a subscription's
-    worker, ended, comes back at once: --terminate-connections ends neither."""
+    worker, ended, comes back at once: --terminate-connections ends neither. The restore's first
+    psql: one that cannot connect (no password given, say) is Failure, nothing changed."""
     for _ in range(tries):
-        now = state(maintenance_db, name)
+        try:
+            now = state(maintenance_db, name)
+        except PgError as e:
+            raise Failure("%s; nothing was changed" % e, e.status, password_hint(e)) from None
         (prepared, subscriptions), busy = now[2], now[1]
         if not prepared and not subscriptions and (not busy or terminate):
             return now

@@ -51,7 +51,7 @@ from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open, shown_name
 from .pgcli import PROG, Failure, open_failure_hint, parse, say, utf8_name
-from .pgclient import PgError, ident, literal, run_sql
+from .pgclient import PgError, ident, literal, password_hint, run_sql
 from .pgrestorechild import Children
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, restricted_psql
@@ -300,13 +300,11 @@ def main(argv=None):
             run.stop_children()
             for path in getattr(run, "fetched", []):
                 os.unlink(path)
-    except Failure as e:
+    except (Failure, PgError) as e:  # a psql's that wanted a password: the hint that says where to give it
         say(str(e), "error")
-        if e.hint or e.status == 64:
-            say(e.hint or "see %s --help" % PROG, "hint")
-        return e.status
-    except PgError as e:
-        say(str(e), "error")
+        hint = getattr(e, "hint", None) or password_hint(e)
+        if hint or e.status == 64:
+            say(hint or "see %s --help" % PROG, "hint")
         return e.status
     except EncpipeError as e:  # ENCPIPE that is not a command, a secret's descriptor closed
         say(str(e), "error")

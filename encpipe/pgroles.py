@@ -60,7 +60,10 @@ class Roles:
         them needs, when what the client `said` (pgsaid.ClientSaid) plausibly is one missing,
         unless `no_tablespaces` (pg_restore's --no-tablespaces) did without them (before,
         `otherwise` only, the cause a warning among psql's lines; then, that hint for any
-        failure at all); else `otherwise`."""
+        failure at all); where to give a password, when the client said it was given none;
+        else `otherwise`."""
+        if said is not None and said.hint:
+            return said.hint
         if not self.lacking or no_tablespaces or said is None or not said.tablespace_failed(self.lacking):
             return otherwise
         return ("this server lacks tablespace(s) %s, which a dump that names them needs: create them first (README: "

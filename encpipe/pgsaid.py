@@ -11,6 +11,7 @@ import os
 import re
 
 from .childerr import LINE_MAX, ChildStderr, Lines
+from .pgclient import NO_PASSWORD, password_hint
 
 # psql with VERBOSITY=sqlstate (pgstream.QUIET_ERRORS) names an error by its SQLSTATE alone: a
 # dump's `SET default_tablespace = NAME` fails 22023, a `TABLESPACE NAME` clause 42704
@@ -19,6 +20,9 @@ TABLESPACE_CODES = frozenset({"22023", "42704"})
 # a whole message (VERBOSITY=default, pg_restore -d): `tablespace "NAME" does not exist`, or
 # `DETAIL:  Tablespace "NAME" does not exist.` after the SET's
 MISSING_TABLESPACE = re.compile(rb'[Tt]ablespace "(.*)" does not exist')
+# its own line when it could not connect for want of a password (-w: none asked); not a line of the dump's
+UNSENT_PASSWORD = re.compile(rb"(?:psql|pg_restore): error: connection to server .* failed: %s\r?"
+                             % re.escape(NO_PASSWORD.encode()))
 
 
 class ClientSaid(ChildStderr):
@@ -33,6 +37,7 @@ class ClientSaid(ChildStderr):
         super().__init__(pass_on=False)
         self._out_fd = out_fd
         self.codes, self.tablespaces = set(), set()
+        self.hint = None  # pgclient.password_hint's, when it said it was given no password
 
     def tablespace_failed(self, lacking):
         """Whether what it said plausibly is a tablespace of `lacking` missing: its message
@@ -59,6 +64,8 @@ class ClientSaid(ChildStderr):
             pass
 
     def _look(self, line):
+        if UNSENT_PASSWORD.fullmatch(line):
+            self.hint = password_hint(NO_PASSWORD)
         if found := QUIET_ERROR.fullmatch(line):
             self.codes.add(found[1].decode())
         elif found := MISSING_TABLESPACE.search(line):

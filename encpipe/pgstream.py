@@ -229,7 +229,8 @@ class Restore:
         # plaintext, bound for a journal or cron's mail); for a plain dump `-- -v VERBOSITY=default` shows all.
         self.quiet = not custom or self.restrict  # psql runs the SQL (else pg_restore -d, whose errors are whole)
         if custom and not self.restrict:  # no psql to keep the archive's meta-commands from running
-            argv = ["pg_restore", "--exit-on-error", "--single-transaction", "-d", db, *self.tool_args]
+            argv = ["pg_restore", "--no-password", "--exit-on-error", "--single-transaction", "-d", db,
+                    *self.tool_args]
         else:  # an archive's SQL, BEGIN first and COMMIT last, to the same psql as a plain dump's
             if custom:
                 src, head = self._script(head, src), b""

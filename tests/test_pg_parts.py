@@ -122,6 +122,8 @@ def test_properties_sql_keeps_a_zero_limit_role_settings_backslashes_and_an_icu_
     # pg_restore writes SQL for psql: no password of its own, no \restrict key, no transactions but one
     ("pg_restore", ["-w"], "-w"), ("pg_restore", ["-OW"], "-OW"), ("pg_restore", ["--no-password"], "--no-password"),
     ("pg_restore", ["--password"], "--password"), ("pg_restore", ["--restrict-key=k"], "--restrict-key=k"),
+    # psql reads the dump on its standard input: -W, a prompt, would read the restore's \restrict line there
+    ("psql", ["-W"], "-W"), ("psql", ["-aW"], "-aW"), ("psql", ["--password"], "--password"),
     ("pg_restore", ["--restrict-key", "k"], "--restrict-key"), ("pg_restore", ["--transaction-size=9"],
                                                                  "--transaction-size=9"),
 ])

@@ -79,11 +79,13 @@ def _assert_restore_argv(found, fmt, extra):
     restoring = [r["argv"] for r in found if r["tool"] == "psql" and "VERBOSITY=sqlstate" in r["argv"]]
     assert len(restoring) == 1, [r["argv"] for r in found]
     argv = restoring[0]
-    assert argv[:5] == ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"] and argv[5].startswith("encpipe_restore_"), argv
+    # -w: it never asks for a password, which it read from the dump without a terminal (test_client_passwords.py)
+    assert argv[:6] == ["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d"], argv
+    assert argv[6].startswith("encpipe_restore_"), argv
     if fmt == "plain":
-        assert argv[6:] == ["--single-transaction", *quiet, *extra, "-f", "-"]
+        assert argv[7:] == ["--single-transaction", *quiet, *extra, "-f", "-"]
     else:
-        assert argv[6:] == [*quiet, "-f", "-"]
+        assert argv[7:] == [*quiet, "-f", "-"]
         assert [r["argv"] for r in found if r["tool"] == "pg_restore"] == [
             ["--exit-on-error", "--single-transaction", "-f", "-", *extra]]
 

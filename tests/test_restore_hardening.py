@@ -162,7 +162,8 @@ def test_a_custom_archive_cannot_run_shell_commands(pg, tools, key_file, tmp_pat
     assert leftover_databases(pg) == set()
     if psql != "restricting":
         calls = log.read_text().splitlines()  # pg_restore's and psql's arguments
-        assert any(c.startswith("--exit-on-error --single-transaction -d encpipe_restore_") for c in calls), calls
+        assert any(c.startswith("--no-password --exit-on-error --single-transaction -d encpipe_restore_")
+                   for c in calls), calls  # never a password asked: tests/test_client_passwords.py
 
 
 def test_role_restores_with_that_roles_rights_only(pg, tools, key_file, tmp_path):

@@ -44,13 +44,13 @@ def line(identifier):
 
 def system_identifier(db):
     """The cluster's system identifier (a string of digits), read connected to `db` as
-    pg_dump connects, never asking for a password (psql -w: before, a terminal was asked
-    for it, then again by pg_dump; without one, psql took its SQL's first line for it);
+    pg_dump connects, never asking for a password (pgclient's psql -w: before, a terminal was
+    asked for it, then again by pg_dump; without one, psql took its SQL's first line for it);
     (None, why) when it cannot be read."""
     from ..pgclient import PgError, conninfo, value
 
     try:
-        found = value(conninfo(db), QUERY, prompt=False)
+        found = value(conninfo(db), QUERY)
     except PgError as e:
         return None, str(e)
     except OSError as e:
