@@ -1,0 +1,195 @@
+"""The guards of the newest code (the cluster marker, rotate's and migrate's owner
+checks, a store's read-back and rename, the remote names), each broken by hand once
+(a check dropped, a comparison flipped) with no test failing: the tests that now
+see each. The marker's steps are called as encpipe-backup calls them (cluster.check,
+claim) on a real directory, its store's failures made by hand."""
+
+import os
+import stat
+from types import SimpleNamespace
+
+import pytest
+
+from encpipe import inplace, pgclient
+from encpipe.backup import cluster, remotes
+from encpipe.backup.storage import Local, read_back
+from encpipe.errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, UsageError
+from notroot import OPERATOR, READERS
+from test_backup_dir import make_valid
+
+MARKER = cluster.MARKER
+TEMP = ".encpipe-tmp.marker"
+
+
+def _store(tmp_path, marker=None):
+    if marker is not None:
+        (tmp_path / MARKER).write_bytes(cluster.line(marker))
+    return Local(str(tmp_path))
+
+
+@pytest.mark.parametrize("given", ["7412345678901234567\nDROP", "12 34", "", "x" * 21, "1" * 21])
+def test_an_identifier_that_is_no_number_is_none_the_server_gave(monkeypatch, given):
+    """What psql printed is taken as the cluster's only when it is one: else a marker
+    holding it (a line break, a space) would be refused as garbled by the next run."""
+    monkeypatch.setattr(pgclient, "value", lambda conninfo, query: given)
+    assert cluster.system_identifier("shop") == (None, "the server did not give one")
+
+
+def test_an_identifier_that_is_a_number_is_the_clusters(monkeypatch):
+    monkeypatch.setattr(pgclient, "value", lambda conninfo, query: "-7412345678901234567")
+    assert cluster.system_identifier("shop") == ("-7412345678901234567", None)
+
+
+def test_a_take_over_of_a_location_already_this_servers_writes_nothing(tmp_path):
+    """--new-cluster where the marker names this server already: nothing to claim (its
+    marker is not removed and written again, a moment with none at all)."""
+    store = _store(tmp_path, "7")
+    assert cluster.check([store], "7", take_over=True) == []
+    assert cluster.check([store], "8", take_over=True) == [store]
+
+
+def test_a_marker_whose_rename_fails_with_none_there_is_that_error(tmp_path, monkeypatch):
+    """The rename's error is the claim's (encpipe-backup's warning `not written`), the
+    temporary file removed, nothing claimed."""
+    store = _store(tmp_path)
+
+    def refused(name, final):
+        raise Changed(f"{store.where(name)} was replaced while it was written; not stored")
+    monkeypatch.setattr(store, "rename", refused)
+    claimed = []
+    with pytest.raises(Changed) as e:
+        cluster.claim([store], "7", TEMP, claimed=claimed)
+    assert str(e.value) == f"{tmp_path}/{TEMP} was replaced while it was written; not stored"
+    assert (os.listdir(tmp_path), claimed) == ([], [])
+
+
+def test_a_marker_whose_rename_fails_as_this_servers_comes_is_no_error(tmp_path, monkeypatch):
+    """Another run of this server's wrote the marker meanwhile: the location is this
+    server's, the rename's `already exists` is no error."""
+    store = _store(tmp_path)
+
+    def beaten(name, final):
+        (tmp_path / MARKER).write_bytes(cluster.line("7"))
+        raise IOFailure(f"{store.where(final)} already exists")
+    monkeypatch.setattr(store, "rename", beaten)
+    claimed = []
+    cluster.claim([store], "7", TEMP, claimed=claimed)
+    assert (os.listdir(tmp_path), claimed) == ([MARKER], [])
+
+
+def test_a_location_unlisted_after_a_failed_marker_rename_is_an_io_failure(tmp_path, monkeypatch):
+    """Its listing failing as the marker is looked for again: an IOFailure (a warning of
+    encpipe-backup's), not a TypeError (a bug's line, 70, the backup given up)."""
+    store = _store(tmp_path)
+
+    def refused(name, final):
+        raise IOFailure("rclone moveto: connection reset")
+
+    def unlisted():
+        raise InputUnavailable(f"cannot read backup directory {tmp_path}: Connection reset by peer")
+    monkeypatch.setattr(store, "rename", refused)
+    monkeypatch.setattr(store, "list", unlisted)
+    with pytest.raises(IOFailure) as e:
+        cluster.claim([store], "7", TEMP)
+    assert str(e.value) == f"cannot read backup directory {tmp_path}: Connection reset by peer"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_take_over_whose_old_marker_cannot_be_removed_leaves_no_temporary_file(tmp_path, monkeypatch):
+    store = _store(tmp_path, "8")
+
+    def refused(item):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(store, "remove", refused)
+    claimed = []
+    with pytest.raises(PermissionError):
+        cluster.claim([store], "7", TEMP, take_over=True, claimed=claimed)
+    assert (os.listdir(tmp_path), claimed) == ([MARKER], [])
+    assert (tmp_path / MARKER).read_bytes() == cluster.line("8")
+
+
+@pytest.mark.parametrize("content, found", [
+    (b"encpipe-cluster v1 system_identifier=7412345678901234567\n", "7412345678901234567"),
+    (b"encpipe-cluster v1 system_identifier=-7412345678901234567", "-7412345678901234567"),  # by hand: no line end
+    (b"encpipe-cluster v1 system_identifier=" + b"1" * 20 + b"\n", "1" * 20),
+    (b"encpipe-cluster v1 system_identifier=" + b"1" * 21 + b"\n", None),  # no 64-bit number
+    (b"encpipe-cluster v1 system_identifier=7\n\n", None),
+    (b"encpipe-cluster v2 system_identifier=7\n", None),
+], ids=["written", "no-line-end", "20-digits", "21-digits", "two-lines", "v2"])
+def test_what_a_marker_may_hold(tmp_path, content, found):
+    (tmp_path / MARKER).write_bytes(content)
+    if found is not None:
+        assert cluster.read(Local(str(tmp_path))) == found
+        return
+    with pytest.raises(UnsafeDirectory) as e:
+        cluster.read(Local(str(tmp_path)))
+    assert str(e.value) == (f"{tmp_path}/{MARKER} is not a cluster marker (not one line 'encpipe-cluster v1 "
+                            "system_identifier=N')")
+
+
+def test_a_run_that_stores_nothing_takes_back_the_marker_of_every_location(tmp_path):
+    """--dir and --to both claimed, then the backup not stored: neither keeps a marker."""
+    stores = []
+    for name in ("dir", "remote"):
+        (tmp_path / name).mkdir()
+        stores.append(Local(str(tmp_path / name)))
+    claimed = []
+    cluster.claim(stores, "7", TEMP, claimed=claimed)
+    assert [os.listdir(tmp_path / name) for name in ("dir", "remote")] == [[MARKER], [MARKER]]
+    assert cluster.take_back(claimed) == []
+    assert (claimed, os.listdir(tmp_path / "dir"), os.listdir(tmp_path / "remote")) == ([], [], [])
+
+
+def _owned(uid, gid, mode=stat.S_IFREG | 0o640):
+    return SimpleNamespace(st_uid=uid, st_gid=gid, st_mode=mode)
+
+
+@pytest.mark.parametrize("egid, groups, gid, directory, left", [
+    (OPERATOR, [OPERATOR, READERS], READERS, _owned(OPERATOR, OPERATOR, stat.S_IFDIR | 0o750), False),
+    (READERS, [OPERATOR], READERS, _owned(OPERATOR, OPERATOR, stat.S_IFDIR | 0o750), False),
+    (OPERATOR, [OPERATOR], READERS, _owned(OPERATOR, READERS, stat.S_IFDIR | 0o2750), False),
+    (OPERATOR, [OPERATOR], READERS, _owned(OPERATOR, READERS, stat.S_IFDIR | 0o750), True),
+    (OPERATOR, [OPERATOR], READERS, _owned(OPERATOR, OPERATOR, stat.S_IFDIR | 0o2750), True),
+], ids=["supplementary", "effective", "setgid-dir", "dir-group-only", "setgid-other-group"])
+def test_which_groups_rotate_and_migrate_keep_not_run_as_root(monkeypatch, egid, groups, gid, directory, left):
+    """A file in any group the caller is in (its effective one, a supplementary one: the
+    new file can be given it), or in the one a set-group-ID directory gives, is rotated;
+    another group's file, that of a directory that is not set-group-ID too, is left."""
+    monkeypatch.setattr(os, "geteuid", lambda: OPERATOR)
+    monkeypatch.setattr(os, "getegid", lambda: egid)
+    monkeypatch.setattr(os, "getgroups", lambda: groups)
+    why = inplace.owner_not_kept(_owned(OPERATOR, gid), directory, "rotate", "rotated")
+    assert why == (f"in group {READERS}, which the user running rotate is not in: rotated, it would lose that "
+                   "group (only root keeps it); left alone" if left else None)
+
+
+def test_a_local_backup_read_back_at_another_size_than_renamed_is_not_stored(tmp_path):
+    """A local rename gives an os.stat result (st_size, not an object's size): its size
+    is checked as a remote object's is."""
+    name = "shop_20250101T000000Z.sql.enc"
+    make_valid(tmp_path, name)
+    renamed = os.lstat(tmp_path / name)
+    store = Local(str(tmp_path))
+    found, why = read_back(store, name, renamed)
+    assert (found.bytes, why) == (renamed.st_size, None)
+    assert read_back(store, name, SimpleNamespace(st_size=renamed.st_size + 1)) == (
+        None, f"{name} is {renamed.st_size} bytes, {renamed.st_size + 1} were stored")
+
+
+@pytest.mark.parametrize("location, path_at", [
+    (":s3,env_auth=true:bucket/x", 18),  # a backend made on the fly
+    (":s3:bucket", 4),
+    ("my remote,region=eu:b", 20),
+    ("x--:y", 4), ("x- y:z", 5), ("off+site:up", 9),
+    ("x-:y", None), ("x :y", None), ("-x:y", None), ("a/b:c", None),  # rclone: invalid, or a local path
+], ids=lambda v: repr(v))
+def test_which_locations_name_a_remote_as_rclone_reads_them(tmp_path, monkeypatch, location, path_at):
+    monkeypatch.chdir(tmp_path)
+    assert (remotes.prefix_end(location), remotes.is_remote(location)) == (path_at, path_at is not None)
+
+
+def test_a_backend_made_on_the_fly_that_gives_a_credential_is_refused():
+    with pytest.raises(UsageError) as e:
+        remotes.refuse_credentials(":s3,provider=AWS,secret_access_key=AKIAXYZ:bucket", "--to")
+    assert str(e.value) == ("--to: the remote's connection string gives secret_access_key: a credential would be on "
+                            "rclone's command line, where other users can read it")
