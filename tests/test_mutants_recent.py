@@ -4,8 +4,11 @@ checks, a store's read-back and rename, the remote names), each broken by hand o
 see each. The marker's steps are called as encpipe-backup calls them (cluster.check,
 claim) on a real directory, its store's failures made by hand."""
 
+import errno
 import os
 import stat
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from encpipe import inplace, pgclient
 from encpipe.backup import cluster, remotes
 from encpipe.backup.storage import Local, read_back
+from encpipe.errors import ran_out
 from encpipe.errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, UsageError
 from notroot import OPERATOR, READERS
 from test_backup_dir import make_valid
@@ -193,3 +197,44 @@ def test_a_backend_made_on_the_fly_that_gives_a_credential_is_refused():
         remotes.refuse_credentials(":s3,provider=AWS,secret_access_key=AKIAXYZ:bucket", "--to")
     assert str(e.value) == ("--to: the remote's connection string gives secret_access_key: a credential would be on "
                             "rclone's command line, where other users can read it")
+
+
+def _raised_from(cause):
+    try:
+        raise SystemError("error return without exception set") from cause
+    except SystemError as e:
+        return e
+
+
+@pytest.mark.parametrize("error, said", [
+    (MemoryError(), "out of memory"),
+    (OSError(errno.EMFILE, "Too many open files"), "out of system resources: Too many open files"),
+    (OSError(errno.ENFILE, "Too many open files in system"), "out of system resources: Too many open files in system"),
+    (OSError(errno.EAGAIN, "Resource temporarily unavailable"), "out of system resources: Resource temporarily "
+                                                                "unavailable"),
+    (OSError(errno.ENOMEM, "Cannot allocate memory"), "out of system resources: Cannot allocate memory"),
+    (OSError(errno.ENOSPC, "No space left on device"), None),  # the run's own error (74 too), not a resource
+    (RuntimeError("can't start new thread"), "out of system resources: cannot start a thread"),
+    (RuntimeError("something else"), None),
+    (ImportError("_ssl.so: failed to map segment from shared object"), "out of memory"),
+    (ImportError("_ssl.so: failed to map segment from shared object: Operation not permitted"), None),  # noexec
+    (ImportError("_ssl.so: failed to map segment from shared object: Permission denied"), None),
+    (_raised_from(MemoryError()), "out of memory"),  # the interpreter's own, raised from one
+    (_raised_from(ValueError("x")), None),
+    (SystemError("no cause"), None),
+], ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None)
+def test_what_counts_as_a_resource_run_out(error, said):
+    assert ran_out(error) == said
+
+
+def test_a_sigint_ignored_as_the_process_starts_stays_ignored():
+    """earlysig.hold() notes a SIGINT only where Python's own handler would raise: one
+    ignored by whoever started the process (a shell's background job, nohup) stays
+    ignored, and is never raised again by release()."""
+    probe = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nfrom encpipe import earlysig\n"
+             "earlysig.hold()\nprint(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+             "signal.raise_signal(signal.SIGINT)\nprint('went on')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": root}, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"True\nwent on\n", b"")
