@@ -238,3 +238,53 @@ def test_a_sigint_ignored_as_the_process_starts_stays_ignored():
     done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": root}, capture_output=True,
                           stdin=subprocess.DEVNULL, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"True\nwent on\n", b"")
+
+
+SETTLED = """import os, signal
+from encpipe import sigdefer
+names = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+sigdefer.settle()  # no hold_for_good: nothing
+print([signal.getsignal(s) == signal.SIG_IGN for s in names])
+sigdefer.hold_for_good()
+sigdefer.settle()
+print([signal.getsignal(s) == signal.SIG_IGN for s in names], sigdefer.committed())
+for s in names:
+    os.kill(os.getpid(), s)
+print("went on")
+"""
+
+
+def test_a_run_whose_change_is_made_drops_every_signal_until_it_has_ended():
+    """After hold_for_good(), settle() (at the exit) ignores SIGINT, SIGTERM and SIGHUP:
+    one that comes as the process ends neither kills it nor changes its status."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", SETTLED], env={**os.environ, "PYTHONPATH": root},
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"[False, False, False]\n[True, True, True] False\n"
+                                                              b"went on\n", b"")
+
+
+SECOND = """import signal
+from encpipe import sigdefer
+ran = []
+signal.signal(signal.SIGTERM, sigdefer.outside_imports(lambda signum, frame: ran.append(signum)))
+with sigdefer.Commit() as commit:
+    commit.hold()
+    signal.raise_signal(signal.SIGTERM)  # held: the change made is reported first
+    first = list(ran)
+    signal.raise_signal(signal.SIGTERM)  # a second one, the first still waiting: at once
+    second = list(ran)
+ended = list(ran)
+sigdefer.drained(0)  # as main returns
+print(first, second, ended, ran)
+"""
+
+
+def test_a_second_signal_in_a_commit_runs_once_and_the_first_never_after_it():
+    """A second signal, the first still held by a Commit, goes to its handler at once;
+    the first's wait ends there (its retry stopped): the handler runs once, not again
+    as the block ends (the first's retry) nor as main returns (its timer's)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", SECOND], env={**os.environ, "PYTHONPATH": root},
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"[] [15] [15] [15]\n", b"")
