@@ -368,6 +368,24 @@ def test_a_failed_moveto_of_an_object_not_answered_for_takes_nothing_back(s3, ke
     assert s3.objects("unsized") == []
 
 
+def test_a_final_name_the_remote_does_not_answer_for_is_not_moved_to(s3, key_file, tmp_path):
+    """`lsjson --stat` of the final name failing (the remote not answering just then, not
+    an rclone without --stat): the rename fails on it, 74, rather than go by the listing
+    alone, which may lag behind another run's object under that name."""
+    where, final = ["--to", f"{s3.location}/unasked"], f"{DB}_20261205T000000Z.sql.enc"
+    plain = {**python_env(), **s3.env}
+    _uploaded(tmp_path, key_file, plain, where, ".encpipe-tmp.d", b"select 1;\n")
+    rclone = wrapped(tmp_path, "lsjson", f'case "$*" in *--stat*/{final}) echo "2026/12/05 01:00:00 ERROR : '
+                                         'connection reset" >&2; exit 1;; esac')
+    done = _commit({**plain, "RCLONE": rclone}, where, final)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    place = f"{s3.location}/unasked"
+    assert done.stderr.decode() == (f"encpipe-backup: error: backup of {DB} failed (status 74): rclone lsjson "
+                                    f"{place}/{final}: 2026/12/05 01:00:00 ERROR : connection reset; nothing was "
+                                    "stored\n")
+    assert s3.objects("unasked") == []
+
+
 def test_a_failed_moveto_whose_copy_cannot_be_looked_for_says_so(s3, key_file, tmp_path):
     """An older rclone (no `lsjson --stat`: the listing is read instead) whose moveto
     made its copy and failed, the remote then not answering a listing. Before, the
