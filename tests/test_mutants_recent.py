@@ -1,7 +1,7 @@
 """The guards of the newest code (the cluster marker, rotate's and migrate's owner
-checks, a store's read-back and rename, the remote names), each broken by hand once
-(a check dropped, a comparison flipped) with no test failing: the tests that now
-see each. The marker's steps are called as encpipe-backup calls them (cluster.check,
+checks, a store's read-back, rename and removal, the remote names, errors.ran_out,
+earlysig and sigdefer), each broken by hand once (a check dropped, a comparison
+flipped) with no test failing: the tests that now see each. The marker's steps are called as encpipe-backup calls them (cluster.check,
 claim) on a real directory, its store's failures made by hand."""
 
 import errno
@@ -15,9 +15,9 @@ import pytest
 
 from encpipe import inplace, pgclient
 from encpipe.backup import cluster, remotes
+from encpipe.backup import storage
 from encpipe.backup.storage import Local, read_back
-from encpipe.errors import ran_out
-from encpipe.errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, UsageError
+from encpipe.errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, UsageError, ran_out
 from notroot import OPERATOR, READERS
 from test_backup_dir import make_valid
 
@@ -142,6 +142,34 @@ def test_a_run_that_stores_nothing_takes_back_the_marker_of_every_location(tmp_p
     assert [os.listdir(tmp_path / name) for name in ("dir", "remote")] == [[MARKER], [MARKER]]
     assert cluster.take_back(claimed) == []
     assert (claimed, os.listdir(tmp_path / "dir"), os.listdir(tmp_path / "remote")) == ([], [], [])
+
+
+def test_a_location_whose_listing_fails_for_want_of_descriptors_is_a_warning(tmp_path, monkeypatch):
+    """Out of descriptors, a directory's listing is an IOFailure (74), not InputUnavailable:
+    its marker unchecked is a warning as well, the run's own steps then say what fails."""
+    store = _store(tmp_path)
+
+    def unlisted():
+        raise IOFailure(f"cannot read backup directory {tmp_path}: Too many open files")
+    monkeypatch.setattr(store, "list", unlisted)
+    said = []
+    assert cluster.check([store], "7", warn=said.append) == []
+    assert said == [f"{MARKER} not checked: cannot read backup directory {tmp_path}: Too many open files"]
+
+
+def test_a_local_file_that_cannot_be_removed_is_said_and_one_never_made_is_not(tmp_path, monkeypatch):
+    """A read-only or otherwise refusing directory: the file left is named (the run's
+    error line says it), one that is not there is no file left."""
+    (tmp_path / TEMP).write_bytes(b"x")
+    store = Local(str(tmp_path))
+
+    def refused(name, dir_fd=None):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(os, "unlink", refused)
+    said = f"{tmp_path}/{TEMP} not removed: Read-only file system"
+    assert storage.discard(store, TEMP) == said
+    assert storage.discard(store, ".encpipe-tmp.never-made") is None
+    assert (store.unremoved, os.listdir(tmp_path)) == ({TEMP: said}, [TEMP])
 
 
 def _owned(uid, gid, mode=stat.S_IFREG | 0o640):
