@@ -44,6 +44,12 @@ def test_an_identifier_that_is_a_number_is_the_clusters(monkeypatch):
     assert cluster.system_identifier("shop") == ("-7412345678901234567", None)
 
 
+def test_a_psql_that_cannot_be_run_is_an_identifier_not_read(monkeypatch):
+    def missing(conninfo, query):
+        raise FileNotFoundError(2, "No such file or directory")
+    monkeypatch.setattr(pgclient, "value", missing)
+    assert cluster.system_identifier("shop") == (None, "cannot run psql: No such file or directory")
+
 def test_a_take_over_of_a_location_already_this_servers_writes_nothing(tmp_path):
     """--new-cluster where the marker names this server already: nothing to claim (its
     marker is not removed and written again, a moment with none at all)."""
@@ -143,6 +149,19 @@ def test_a_run_that_stores_nothing_takes_back_the_marker_of_every_location(tmp_p
     assert cluster.take_back(claimed) == []
     assert (claimed, os.listdir(tmp_path / "dir"), os.listdir(tmp_path / "remote")) == ([], [], [])
 
+
+def test_a_marker_that_cannot_be_taken_back_is_a_sentence(tmp_path, monkeypatch):
+    """A run that stores nothing says which marker it leaves and why (a warning each),
+    whatever the store raises: not a traceback for an OSError."""
+    store = _store(tmp_path)
+    claimed = []
+    cluster.claim([store], "7", TEMP, claimed=claimed)
+
+    def refused(final, renamed):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(store, "take_back", refused)
+    assert cluster.take_back(claimed) == [f"{tmp_path}/{MARKER} not removed: Permission denied"]
+    assert (claimed, os.listdir(tmp_path)) == ([], [MARKER])
 
 def test_a_location_whose_listing_fails_for_want_of_descriptors_is_a_warning(tmp_path, monkeypatch):
     """Out of descriptors, a directory's listing is an IOFailure (74), not InputUnavailable:
