@@ -136,6 +136,21 @@ def test_an_object_the_remote_gives_no_size_for_is_said_without_one(s3, key_file
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
 
 
+def test_a_read_back_that_cannot_be_made_leaves_the_backup_counted_as_stored(s3, key_file, tmp_path):
+    """The object there at its size, its download failing (the remote not answering just
+    then): exit 1, `cannot read ... back`, and the run recorded a success (without a
+    size), as README says; not `does not read back as stored`, a failed attempt."""
+    rclone = wrapped(tmp_path, "cat", 'echo "2026/12/05 01:00:00 ERROR : connection reset" >&2; exit 1')
+    code, out, err, recorded = backup(s3, tmp_path, "unanswered", rclone, key_file)
+    assert code == 1, err
+    line = json.loads(out)
+    where = f"{s3.location}/unanswered/{line['filename']}"
+    assert err == (f"encpipe-backup: error: backup written, but cannot read {where} back: cannot read "
+                   f"{line['filename']}: rclone cannot read {where}\n"), err
+    assert line["filename"] in s3.objects("unanswered")
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 1
+
+
 def test_the_off_site_copy_is_read_back_too(s3, key_file, tmp_path):
     """--dir and --to: the remote's object lost right after its rename. Before, only
     the local file was read back: exit 0, a success recorded, no word of the copy."""
@@ -310,6 +325,65 @@ def test_an_object_a_lagging_listing_does_not_show_is_neither_replaced_nor_remov
                                     f"{final} already exists; nothing was stored\n")
     assert s3.objects("other") == [final]
     assert open(os.path.join(stored, final), "rb").read() == theirs
+
+
+def test_an_object_listed_that_the_remote_does_not_answer_for_yet_is_not_replaced(s3, key_file, tmp_path):
+    """The mirror: another run's backup under the final name, listed, but the object
+    asked for itself not found yet (`lsjson --stat` null: a HEAD answered from a cache
+    of the earlier 404). The listing's word is enough: `already exists`, 74, the other
+    backup as it was (moveto would have replaced it)."""
+    where, final = ["--to", f"{s3.location}/unheaded"], f"{DB}_20261205T000000Z.sql.enc"
+    plain = {**python_env(), **s3.env}
+    _uploaded(tmp_path, key_file, plain, where, final, b"select 1;\n")  # the other run's
+    _uploaded(tmp_path, key_file, plain, where, ".encpipe-tmp.d", b"select 2;\n")
+    stored = os.path.join(s3.bucket_dir, "unheaded", final)
+    theirs = open(stored, "rb").read()
+    rclone = wrapped(tmp_path, "lsjson", f'case "$*" in *--stat*/{final}) echo null; exit 0;; esac')
+    done = _commit({**plain, "RCLONE": rclone}, where, final)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode() == (f"encpipe-backup: error: backup of {DB} failed (status 74): {s3.location}/"
+                                    f"unheaded/{final} already exists; nothing was stored\n")
+    assert s3.objects("unheaded") == [final] and open(stored, "rb").read() == theirs
+
+
+def test_a_failed_moveto_of_an_object_not_answered_for_takes_nothing_back(s3, key_file, tmp_path):
+    """The temporary object not found when asked for (its size unknown), then the moveto
+    failing before its copy: there is nothing to go by, nothing is taken back (not a
+    `deletefile` of whatever has no size under the final name), the moveto's error alone."""
+    where, final = ["--to", f"{s3.location}/unsized"], f"{DB}_20261205T000000Z.sql.enc"
+    plain = {**python_env(), **s3.env}
+    _uploaded(tmp_path, key_file, plain, where, ".encpipe-tmp.d", b"select 1;\n")
+    path = tmp_path / "rclone"
+    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1 $*" in\nlsjson*--stat*/.encpipe-tmp.d) echo null; '
+                    'exit 0;;\nmoveto*) echo "2026/12/05 01:00:00 NOTICE: Failed to moveto: connection reset" >&2; '
+                    'exit 1;;\ndeletefile*/' + final + ') echo "deletefile of the final name" >&2; exit 1;;\nesac\n'
+                    'exec "$R" "$@"\n')
+    path.chmod(0o755)
+    done = _commit({**plain, "RCLONE": str(path)}, where, final)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    place = f"{s3.location}/unsized"
+    assert done.stderr.decode() == (
+        f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {place}/.encpipe-tmp.d "
+        f"{place}/{final}: 2026/12/05 01:00:00 NOTICE: Failed to moveto: connection reset; nothing was stored\n")
+    assert s3.objects("unsized") == []
+
+
+def test_a_final_name_the_remote_does_not_answer_for_is_not_moved_to(s3, key_file, tmp_path):
+    """`lsjson --stat` of the final name failing (the remote not answering just then, not
+    an rclone without --stat): the rename fails on it, 74, rather than go by the listing
+    alone, which may lag behind another run's object under that name."""
+    where, final = ["--to", f"{s3.location}/unasked"], f"{DB}_20261205T000000Z.sql.enc"
+    plain = {**python_env(), **s3.env}
+    _uploaded(tmp_path, key_file, plain, where, ".encpipe-tmp.d", b"select 1;\n")
+    rclone = wrapped(tmp_path, "lsjson", f'case "$*" in *--stat*/{final}) echo "2026/12/05 01:00:00 ERROR : '
+                                         'connection reset" >&2; exit 1;; esac')
+    done = _commit({**plain, "RCLONE": rclone}, where, final)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    place = f"{s3.location}/unasked"
+    assert done.stderr.decode() == (f"encpipe-backup: error: backup of {DB} failed (status 74): rclone lsjson "
+                                    f"{place}/{final}: 2026/12/05 01:00:00 ERROR : connection reset; nothing was "
+                                    "stored\n")
+    assert s3.objects("unasked") == []
 
 
 def test_a_failed_moveto_whose_copy_cannot_be_looked_for_says_so(s3, key_file, tmp_path):
