@@ -177,7 +177,8 @@ class Run(Children):
         # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
         exists, _, _, self.superuser, self.user, self.props, self.role_names, spaces = pgprops.free(
             self.maint, self.db, self.o.get("terminate_connections"))
-        self.spaces = () if "--no-tablespaces" in self.o["tool"] and not exists else spaces  # in place: DBNAME's
+        no_spaces = "no-tablespaces" in pgopts.given("pg_restore", self.o["tool"])  # --no-tablesp... too
+        self.spaces = () if no_spaces and not exists else spaces  # in place: DBNAME's
         return exists
 
     def restore(self, exists, globals_stmts, backup_props):
@@ -201,9 +202,8 @@ class Run(Children):
 
     def skips(self, exists):
         """(no owner, no ACL): what the restore tool's options leave out of a new database."""
-        tool = set(self.o["tool"])
-        return (not exists and bool(tool & {"-O", "--no-owner"}),
-                not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"}))
+        given = pgopts.given("pg_restore", self.o["tool"])  # -Ox, --no-own too (psql takes none of them)
+        return not exists and "O" in given, not exists and "x" in given
 
     def create(self, props, exists, kind):
         self.tool = tool = "pg_restore" if kind == "custom" else "psql"
