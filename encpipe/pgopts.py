@@ -146,6 +146,9 @@ class RefusedOption(ValueError):
 def check(tool, args, plain_dump=False):
     """Raises RefusedOption naming the first argument of `args` that `tool` may not get."""
     for arg, what, value in options(tool, args):
+        if what == "--":
+            raise RefusedOption("%s argument -- is not allowed: %s would take every argument after it for no option "
+                                "(psql the restore's own -f)" % (tool, tool))
         if what is None:
             raise RefusedOption("%s argument %s is not an option: %s" % (tool, shown(arg), _NOT_AN_OPTION[tool]))
         if what in _REFUSED[tool]:
@@ -162,14 +165,15 @@ def options(tool, args):
     `tool` reads them (getopt_long): a value where the option takes one, whatever it
     looks like (`-t -f` is table "-f"); a long option by any prefix of its name that no
     other option shares (`--for=t` is `--format=t`). (argument, None, None) for one that
-    is not an option, and for every one after `--`. An option none of the tools has,
+    is not an option, and for every one after `--` (arg, "--", None). An option none of the tools has,
     an ambiguous prefix and an option left without its value are refused: how `tool`
     would read the arguments after them cannot be told."""
     letters, table = _TABLES[tool]
     args = list(args)
     while args:
         arg = args.pop(0)
-        if arg == "--":
+        if arg == "--":  # the end of the options: what comes after, the restore's own too, is none
+            yield arg, "--", None
             yield from ((rest, None, None) for rest in args)
             return
         if arg.startswith("--"):

@@ -72,3 +72,14 @@ def test_what_a_plain_dump_needs_psql_takes(pg, tools, key_file, plain):
                 "VERBOSITY=default", "-vSHOW_CONTEXT=errors"], script_env(pg, tools), stdin=subprocess.DEVNULL)
     assert (done.returncode, done.stdout) == (0, b""), done.stderr
     assert pg.psql("SELECT count(*), min(v) FROM t;", db="opts_ok").strip() == f"50|{MARKERS[0]} 1"
+
+
+def test_the_end_of_psqls_options_is_refused(pg, tools, key_file, plain):
+    """`--` made the restore's own `-f -` after it no options: psql took -f for the user
+    name (and would have read the dump outside one transaction, as with no -f)."""
+    before = databases(pg)
+    done = run([RESTORE, "--no-globals", "--key-file", key_file, plain, "opts_dst", "--", "-q", "--"],
+               script_env(pg, tools), stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert done.stderr.decode().startswith("encpipe-restore: error: psql argument -- is not allowed: "), done.stderr
+    assert databases(pg) == before

@@ -152,7 +152,7 @@ def test_allowed_options_pass(tool, args):
 
 @pytest.mark.parametrize("tool, args, named", [
     ("pg_restore", ["other.dump"], "other.dump"), ("pg_restore", ["--no-owner", "-"], "-"),
-    ("pg_restore", ["--schema", "public", "x"], "x"), ("pg_restore", ["--", "x"], "x"),
+    ("pg_restore", ["--schema", "public", "x"], "x"),
     ("psql", ["someone"], "someone"), ("psql", ["-1", "otherdb", "someone"], "otherdb"),
 ])
 def test_arguments_that_are_not_options_are_refused(tool, args, named):
@@ -163,12 +163,24 @@ def test_arguments_that_are_not_options_are_refused(tool, args, named):
 
 @pytest.mark.parametrize("args, named", [
     (["otherdb"], "otherdb"), (["-n", "public", "otherdb"], "otherdb"), (["--table", "t", "otherdb"], "otherdb"),
-    (["--", "otherdb"], "otherdb"),
 ])
 def test_pg_dump_takes_no_database_name_but_dbname(args, named):
     with pytest.raises(pgopts.RefusedOption, match="^pg_dump argument %s is not an option: pg_dump would dump "
                        "that database instead" % named):
         pgopts.check("pg_dump", args)
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("psql", ["--"]), ("psql", ["-q", "--"]), ("pg_restore", ["--", "x"]), ("pg_dump", ["--", "otherdb"]),
+    ("pg_dump", ["-n", "s", "--"]),
+])
+def test_the_end_of_the_options_is_refused(tool, args):
+    """After `--` the tool takes every argument for no option: psql, given the restore's
+    own `-f -` after the user's options, took -f for the user name and read its standard
+    input without one transaction. Before, `--` passed."""
+    with pytest.raises(pgopts.RefusedOption, match="^%s argument -- is not allowed: %s would take every argument "
+                       r"after it for no option \(psql the restore's own -f\)$" % (tool, tool)):
+        pgopts.check(tool, args)
 
 
 def test_plain_dumps_take_compress_not_z():
