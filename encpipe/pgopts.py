@@ -164,10 +164,10 @@ def options(tool, args):
     """(argument, what option it is, its value or None) for each option in `args` as
     `tool` reads them (getopt_long): a value where the option takes one, whatever it
     looks like (`-t -f` is table "-f"); a long option by any prefix of its name that no
-    other option shares (`--for=t` is `--format=t`). (argument, None, None) for one that
-    is not an option, and for every one after `--` (arg, "--", None). An option none of the tools has,
-    an ambiguous prefix and an option left without its value are refused: how `tool`
-    would read the arguments after them cannot be told."""
+    other option shares (`--for=t` is `--format=t`). ("--", "--", None) for `--`, then
+    (argument, None, None) for every one after it, as for one that is not an option. An
+    option none of the tools has, an ambiguous prefix and an option left without its
+    value are refused: how `tool` would read the arguments after them cannot be told."""
     letters, table = _TABLES[tool]
     args = list(args)
     while args:
@@ -225,8 +225,8 @@ def given(tool, args):
 def _refuse(tool, arg, what, why):
     """The refusal of option `what` given as `arg`, which names it both ways (-f, --file)."""
     letters, table = _TABLES[tool]
-    given = arg[2:].partition("=")[0] if arg.startswith("--") else ""  # the name it was given by, in full
-    longs = [name for name in table if table[name][0] == what and name.startswith(given)][:1]
+    typed = arg[2:].partition("=")[0] if arg.startswith("--") else ""  # the name it was given by, in full
+    longs = [name for name in table if table[name][0] == what and name.startswith(typed)][:1]
     names = ", ".join(([] if what not in letters else ["-" + what]) + ["--" + name for name in longs])
     raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, shown(arg), names, why))
 

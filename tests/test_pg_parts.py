@@ -227,7 +227,8 @@ def test_a_value_that_looks_like_an_option_hides_none(tool, args, named):
 
 
 @pytest.mark.parametrize("tool, args", [
-    ("pg_dump", ["-t", "-n", "otherdb"]), ("pg_restore", ["-n", "-n", "other.dump"]), ("pg_dump", ["--schema", "--table", "otherdb"]),
+    ("pg_dump", ["-t", "-n", "otherdb"]), ("pg_restore", ["-n", "-n", "other.dump"]),
+    ("pg_dump", ["--schema", "--table", "otherdb"]),
 ])
 def test_an_argument_after_a_value_like_an_option_is_read_afresh(tool, args):
     with pytest.raises(pgopts.RefusedOption, match="^%s argument %s is not an option" % (tool, args[-1])):
