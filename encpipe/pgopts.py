@@ -2,12 +2,15 @@
 
 `encpipe-backup DB -- OPTIONS` hands OPTIONS to pg_dump; `encpipe-restore FILE
 DB -- OPTIONS` to pg_restore (custom archives, `pg_restore -f -`, whose SQL psql
-runs) or psql (plain dumps). An option
-that would break the pipeline (write elsewhere, read a directory, connect
-elsewhere, run in parallel from a pipe) is refused, exit 64, naming it; so is
-an argument that is not an option (pg_dump would dump that database under
-DBNAME's name, pg_restore restore that file instead of the authenticated
-backup, psql take it for the database or the user).
+runs) or psql (plain dumps). They are read as the tool reads them (getopt_long:
+bundles, values, long options by any unambiguous prefix); one that cannot be read
+so (unknown, ambiguous, its value missing) is refused, exit 64, naming it, and so
+is an option that would break the pipeline (write elsewhere, read a directory,
+connect elsewhere, run in parallel from a pipe), and an argument that is not an
+option (pg_dump would dump that database under DBNAME's name, pg_restore restore
+that file instead of the authenticated backup, psql take it for the database or
+the user). A plain dump's psql takes only what it needs (_PSQL_TAKES): its other
+options change how it reads the dump or what it echoes, and a restore needs none.
 
 A refused argument is named with the password of a libpq connection string in
 it masked (`postgresql://user:***@host`, `password=***`): the line goes to
@@ -24,12 +27,55 @@ from .textform import secret_kind
 _PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@?#]*:)[^/?#]*(?=@)"
                        r"|(?P<keyword>\b(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.I)
 
-# Short options that take a value, per tool (bundles like -vf stop at them).
-_WITH_VALUE = {
-    "pg_dump": set("deEfFhjnNpStTUZ"),
-    "pg_restore": set("dfFhIjLnNpPStTU"),
-    "psql": set("cdfFhLopPRTUv"),
+# Every option of pg_dump, pg_restore and psql 15 to 18, as their getopt_long tables
+# have them: the short ones (a letter before ":" takes a value), then the long ones,
+# "name/X" the long form of -X, "name=" a long-only one that takes a value. -V and -?
+# are there to be named when refused.
+_OPTIONS = {
+    "pg_dump": ("abBcCd:e:E:f:F:h:j:n:N:Op:RsS:t:T:U:vVwWxZ:?",
+                "data-only/a blobs/b large-objects/b no-blobs/B no-large-objects/B clean/c create/C dbname/d "
+                "extension/e file/f format/F host/h jobs/j no-reconnect/R no-owner/O port/p schema/n "
+                "exclude-schema/N schema-only/s superuser/S table/t exclude-table/T no-password/w password/W "
+                "username/U verbose/v no-privileges/x no-acl/x compress/Z encoding/E help/? version/V "
+                "attribute-inserts binary-upgrade column-inserts disable-dollar-quoting disable-triggers "
+                "enable-row-security exclude-table-data= extra-float-digits= if-exists inserts lock-wait-timeout= "
+                "no-table-access-method no-tablespaces quote-all-identifiers load-via-partition-root role= section= "
+                "serializable-deferrable snapshot= statistics statistics-only strict-names "
+                "use-set-session-authorization no-comments no-data no-policies no-publications no-schema "
+                "no-security-labels no-statistics no-subscriptions no-toast-compression no-unlogged-table-data "
+                "no-sync on-conflict-do-nothing rows-per-insert= include-foreign-data= table-and-children= "
+                "exclude-table-and-children= exclude-table-data-and-children= sync-method= filter= "
+                "exclude-extension= sequence-data restrict-key="),
+    "pg_restore": ("acCd:ef:F:h:I:j:lL:n:N:Op:P:RsS:t:T:U:vVwWx1?",
+                   "clean/c create/C data-only/a dbname/d exit-on-error/e exclude-schema/N file/f format/F "
+                   "function/P host/h index/I jobs/j list/l no-privileges/x no-acl/x no-owner/O no-reconnect/R "
+                   "port/p no-password/w password/W schema/n schema-only/s superuser/S table/t trigger/T "
+                   "use-list/L username/U verbose/v single-transaction/1 help/? version/V disable-triggers "
+                   "enable-row-security if-exists no-data-for-failed-tables no-table-access-method no-tablespaces "
+                   "role= section= strict-names transaction-size= use-set-session-authorization no-comments "
+                   "no-data no-policies no-publications no-schema no-security-labels no-subscriptions "
+                   "no-statistics statistics statistics-only filter= restrict-key="),
+    "psql": ("aAbc:d:eEf:F:h:HlL:no:p:P:qR:sStT:U:v:VwWxXz?01",
+             "echo-all/a no-align/A command/c dbname/d echo-queries/e echo-errors/b echo-hidden/E file/f "
+             "field-separator/F field-separator-zero/z host/h html/H list/l log-file/L no-readline/n "
+             "single-transaction/1 output/o port/p pset/P quiet/q record-separator/R record-separator-zero/0 "
+             "single-step/s single-line/S tuples-only/t table-attr/T username/U set/v variable/v version/V "
+             "no-password/w password/W expanded/x no-psqlrc/X help/? csv"),
 }
+
+
+def _tables(short, longs):
+    """({letter: takes a value}, {long name: (what it is, takes a value)}): what an
+    option is, its letter, or its own name for a long-only one."""
+    letters = {letter: short[i + 1:i + 2] == ":" for i, letter in enumerate(short) if letter != ":"}
+    table = {}
+    for word in longs.split():
+        name, _, letter = word.partition("/")
+        table[name.rstrip("=")] = (letter, letters[letter]) if letter else (name.rstrip("="), name.endswith("="))
+    return letters, table
+
+
+_TABLES = {tool: _tables(*spec) for tool, spec in _OPTIONS.items()}
 _USE_ENVIRONMENT = "connect with PGHOST, PGPORT and PGUSER instead, for every step alike"
 _CONNECT = {
     "h": ("host", _USE_ENVIRONMENT),
@@ -59,8 +105,12 @@ _REFUSED = {
         "l": ("list", "it lists the archive instead of restoring it"),
         "w": ("no-password", _SCRIPT),
         "W": ("password", _SCRIPT),
+        "role": (None, "use encpipe-restore --role ROLE, which connects as that role"),
+        "restrict-key": (None, "the restore gives psql a restrict key of its own"),  # no backslash: shown doubled
+        "transaction-size": (None, "the archive is restored in one transaction"),
         **_CONNECT,
     },
+    # psql: these with their own reason; any other but _PSQL_TAKES with _PSQL_ONLY
     "psql": {
         "f": ("file", "the dump arrives on standard input"),
         "d": ("dbname", "the restore chooses the database itself"),
@@ -74,27 +124,18 @@ _REFUSED = {
         **_CONNECT,
     },
 }
-# Long options that take a value (`--schema NAME` as well as `--schema=NAME`), besides the refused ones.
-_LONG_WITH_VALUE = {
-    "pg_dump": {"schema", "exclude-schema", "table", "exclude-table", "exclude-table-data", "encoding", "superuser",
-                "section", "snapshot", "compress", "lock-wait-timeout", "extra-float-digits", "rows-per-insert",
-                "include-foreign-data", "extension", "exclude-extension", "filter", "role", "sync-method"},
-    "pg_restore": {"index", "use-list", "schema", "exclude-schema", "function", "superuser", "table", "trigger",
-                   "section", "role", "restrict-key", "filter", "transaction-size"},
-    "psql": {"set", "variable", "field-separator", "pset", "record-separator", "table-attr"},
-}
+# A plain dump's psql takes these only: the variables that say how much of an error it
+# shows, and what the restore gives it anyway (-q, -1, -X, -w).
+_PSQL_TAKES = set("q1Xwv")
+_PSQL_VARIABLES = ("VERBOSITY", "SHOW_CONTEXT")
+_PSQL_ONLY = ("a plain dump's psql takes only -v (--set, --variable) VERBOSITY=... or SHOW_CONTEXT=..., "
+              "and -q, -1, -X, -w")
 # What a non-option argument would be: never the backup (a restore), never another
 # database than DBNAME (pg_dump takes it for the database to dump).
 _NOT_AN_OPTION = {
     "pg_dump": "pg_dump would dump that database instead, under DBNAME's name; name the database as DBNAME",
     "pg_restore": "the backup is the only input",
     "psql": "the backup is the only input, and the restore chooses the database and the user",
-}
-_LONG_ONLY_REFUSED = {
-    "pg_restore": {"role": "use encpipe-restore --role ROLE, which connects as that role",
-                   "restrict-key": "the restore gives psql a restrict key of its own",  # no backslash: shown doubled
-                   "transaction-size": "the archive is restored in one transaction"},
-    "psql": {"set": None, "variable": None},
 }
 
 
@@ -103,68 +144,90 @@ class RefusedOption(ValueError):
 
 
 def check(tool, args, plain_dump=False):
-    """Raises RefusedOption naming the first option of `args` that `tool` may not get."""
-    refused = _REFUSED[tool]
-    by_long = {long: (short, why) for short, (long, why) in refused.items()}
-    for i, arg in enumerate(args):
-        if i and _takes_value(tool, args[i - 1]):
-            continue  # the value of the option before
-        if tool in _NOT_AN_OPTION and (not arg.startswith("-") or arg == "-"):
+    """Raises RefusedOption naming the first argument of `args` that `tool` may not get."""
+    for arg, what, value in options(tool, args):
+        if what == "--":
+            raise RefusedOption("%s argument -- is not allowed: %s would take every argument after it for no option "
+                                "(psql the restore's own -f)" % (tool, tool))
+        if what is None:
             raise RefusedOption("%s argument %s is not an option: %s" % (tool, shown(arg), _NOT_AN_OPTION[tool]))
+        if what in _REFUSED[tool]:
+            _refuse(tool, arg, what, _REFUSED[tool][what][1])
+        if tool == "pg_dump" and plain_dump and what == "Z":
+            _refuse(tool, arg, what, "use encpipe-backup --compress for plain dumps")
+        if tool == "psql" and (what not in _PSQL_TAKES or what == "v" and value.partition("=")[0]
+                               not in _PSQL_VARIABLES):
+            _refuse(tool, arg, what, _PSQL_ONLY)
+
+
+def options(tool, args):
+    """(argument, what option it is, its value or None) for each option in `args` as
+    `tool` reads them (getopt_long): a value where the option takes one, whatever it
+    looks like (`-t -f` is table "-f"); a long option by any prefix of its name that no
+    other option shares (`--for=t` is `--format=t`). ("--", "--", None) for `--`, then
+    (argument, None, None) for every one after it, as for one that is not an option. An
+    option none of the tools has, an ambiguous prefix and an option left without its
+    value are refused: how `tool` would read the arguments after them cannot be told."""
+    letters, table = _TABLES[tool]
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--":  # the end of the options: what comes after, the restore's own too, is none
+            yield arg, "--", None
+            yield from ((rest, None, None) for rest in args)
+            return
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
-            name = _abbreviated(tool, name)
-            if not eq and i + 1 < len(args):
-                value = args[i + 1]
-            if name in by_long:
-                _refuse(tool, arg, "-%s, --%s" % (by_long[name][0], name), by_long[name][1])
-            if tool == "pg_dump" and plain_dump and name == "compress":
-                _refuse(tool, arg, "-Z, --compress", "use encpipe-backup --compress for plain dumps")
-            if name in _LONG_ONLY_REFUSED.get(tool, {}):
-                why = _LONG_ONLY_REFUSED[tool][name]
-                if why or value.upper().startswith("ON_ERROR_STOP"):
-                    _refuse(tool, arg, "--" + name, why or "the restore must stop at the first error")
-        elif arg.startswith("-") and len(arg) > 1:
-            _check_short(tool, arg, args[i + 1] if i + 1 < len(args) else "", refused, plain_dump)
+            what, takes = _long(tool, arg, name, table)
+            if takes and not eq:
+                value = _value(tool, arg, args)
+            yield arg, what, value if takes or eq else None
+        elif arg.startswith("-") and arg != "-":
+            for i, letter in enumerate(arg[1:], 2):
+                if letter not in letters:
+                    raise RefusedOption("%s option %s is unknown: it is none of the options of %s 15 to 18 (-%s)"
+                                        % (tool, shown(arg), tool, letter))
+                if letters[letter]:
+                    yield arg, letter, arg[i:] or _value(tool, arg, args)
+                    break
+                yield arg, letter, None
+        else:
+            yield arg, None, None
 
 
-def _abbreviated(tool, name):
-    """The refused long option `name` stands for: the tools take any unambiguous prefix
-    of a long option for it (getopt_long), `--for=t` for `--format=t`. A prefix of
-    several is ambiguous, which the tool refuses itself; none of the tools has an
-    option of its own that is a prefix of a refused one (a test reads their --help)."""
-    judged = {long for long, _ in _REFUSED[tool].values()} | set(_LONG_ONLY_REFUSED.get(tool, {}))
-    if tool == "pg_dump":
-        judged.add("compress")
-    if not name or name in judged:
-        return name
-    return next((full for full in sorted(judged) if full.startswith(name)), name)
+def _long(tool, arg, name, table):
+    """(what, takes a value) of long option `name`: the one named so, else the only one
+    that starts so (aliases of one option, --no-acl and --no-privileges, are one)."""
+    if name in table:
+        return table[name]
+    found = {table[full] for full in table if name and full.startswith(name)}
+    if len(found) == 1:
+        return found.pop()
+    raise RefusedOption("%s option %s is %s" % (tool, shown(arg), "ambiguous: give it in full" if found else
+                                                "unknown: it is none of the options of %s 15 to 18" % tool))
 
 
-def _takes_value(tool, arg):
-    """Is the argument after `arg` its value (`-f FILE`, `--file FILE`)?"""
-    if arg.startswith("--"):
-        return "=" not in arg and arg[2:] in {long for long, _ in _REFUSED[tool].values()} | _LONG_WITH_VALUE[tool]
-    for i, letter in enumerate(arg[1:], 1) if arg.startswith("-") else ():
-        if letter in _WITH_VALUE[tool]:
-            return i == len(arg) - 1
-    return False
+def _value(tool, arg, args):
+    if not args:  # the tool would take the restore's own next argument (psql's -f) for it
+        raise RefusedOption("%s option %s needs a value" % (tool, shown(arg)))
+    return args.pop(0)
 
 
-def _check_short(tool, arg, following, refused, plain_dump):
-    for i, letter in enumerate(arg[1:], 1):
-        if letter in refused:
-            _refuse(tool, arg, "-%s, --%s" % (letter, refused[letter][0]), refused[letter][1])
-        if tool == "pg_dump" and plain_dump and letter == "Z":
-            _refuse(tool, arg, "-Z, --compress", "use encpipe-backup --compress for plain dumps")
-        if letter in _WITH_VALUE[tool]:
-            value = arg[i + 1:] or following
-            if tool == "psql" and letter == "v" and value.upper().startswith("ON_ERROR_STOP"):
-                _refuse(tool, arg, "-v ON_ERROR_STOP", "the restore must stop at the first error")
-            return
+def given(tool, args):
+    """The options `args` hold as `tool` reads them (letters, long-only names); none
+    when `tool` cannot read them."""
+    try:
+        return {what for _, what, _ in options(tool, args)}
+    except RefusedOption:
+        return set()
 
 
-def _refuse(tool, arg, names, why):
+def _refuse(tool, arg, what, why):
+    """The refusal of option `what` given as `arg`, which names it both ways (-f, --file)."""
+    letters, table = _TABLES[tool]
+    typed = arg[2:].partition("=")[0] if arg.startswith("--") else ""  # the name it was given by, in full
+    longs = [name for name in table if table[name][0] == what and name.startswith(typed)][:1]
+    names = ", ".join(([] if what not in letters else ["-" + what]) + ["--" + name for name in longs])
     raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, shown(arg), names, why))
 
 

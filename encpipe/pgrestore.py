@@ -65,6 +65,7 @@ ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-f
 class Run(Children):
     def __init__(self, opts):
         self.o = opts
+        self.no_spaces = "no-tablespaces" in pgopts.given("pg_restore", opts["tool"])  # --no-tablesp... too
         self.maint = utf8_name(opts.get("maintenance_db") or "postgres", "--maintenance-db")
         self.encpipe = child_command(os.environ)
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
@@ -177,7 +178,7 @@ class Run(Children):
         # for the swap, a warning; DBNAME's properties, the roles (Roles.check reads them next)
         exists, _, _, self.superuser, self.user, self.props, self.role_names, spaces = pgprops.free(
             self.maint, self.db, self.o.get("terminate_connections"))
-        self.spaces = () if "--no-tablespaces" in self.o["tool"] and not exists else spaces  # in place: DBNAME's
+        self.spaces = () if self.no_spaces and not exists else spaces  # in place: DBNAME's
         return exists
 
     def restore(self, exists, globals_stmts, backup_props):
@@ -201,9 +202,8 @@ class Run(Children):
 
     def skips(self, exists):
         """(no owner, no ACL): what the restore tool's options leave out of a new database."""
-        tool = set(self.o["tool"])
-        return (not exists and bool(tool & {"-O", "--no-owner"}),
-                not exists and bool(tool & {"-x", "--no-acl", "--no-privileges"}))
+        given = pgopts.given("pg_restore", self.o["tool"])  # -Ox, --no-own too (psql takes none of them)
+        return not exists and "O" in given, not exists and "x" in given
 
     def create(self, props, exists, kind):
         self.tool = tool = "pg_restore" if kind == "custom" else "psql"
@@ -244,7 +244,7 @@ class Run(Children):
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed
             raise Failure("restoring %s failed; %s" % (self.file, pgcommit.as_it_was(self.db, exists)),
                           hint=self.roles.hint(QUIET_PSQL if quiet else QUIET_ARCHIVE if archive else None,
-                                               "--no-tablespaces" in self.o["tool"], self.stream.client_said))
+                                               self.no_spaces, self.stream.client_said))
 
     def swap(self, props, exists):
         # private until now (see pgprops.private_sql): its properties come with the swap

@@ -157,7 +157,7 @@ def test_an_old_location_without_a_marker_is_adopted(two, tools, key_file, tmp_p
 def test_a_failed_run_writes_no_marker(two, tools, key_file, tmp_path):
     a, _ = two
     d = tmp_path / "b"
-    done = backup(a, tools, str(d), "--key-file", key_file, "--", "--no-such-pg-dump-option")
+    done = backup(a, tools, str(d), "--key-file", key_file, "--", "--section=nonesuch")  # pg_dump fails
     assert done.returncode != 0 and not d.exists()  # the directory it made removed: empty
 
 

@@ -233,18 +233,23 @@ def test_pass_through_options(cluster_a, cluster_b, tools, key_file, tmp_path):
                 "--", "--exclude-table-data=app.big", "-Z", "9"], script_env(cluster_a, tools))
     assert proc.returncode == 0, proc.stderr.decode()
     path = os.path.join(directory, json.loads(proc.stdout)["filename"])
-    proc = restore_with(cluster_b, tools, ["--key-file", key_file], path, "plain copy", "--no-owner", "--no-acl")
-    assert proc.returncode == 0, proc.stderr.decode()
-    rows = cluster_b.psql("SELECT count(*) FROM app.big; SELECT count(*) FROM app.accounts;"
-                          "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'app';"
-                          "SELECT count(*) FROM pg_class WHERE relacl IS NOT NULL AND relnamespace = 'app'::regnamespace;"
-                          "SELECT count(*) FROM pg_proc WHERE proacl IS NOT NULL AND pronamespace = 'app'::regnamespace;"
-                          "SELECT count(*) FROM pg_largeobject_metadata WHERE lomacl IS NOT NULL;",
-                          db="plain copy")
-    assert rows.split() == ["0", "200", cluster_b.user, "0", "0", "0"]
-    # The database itself: no owner, no ACL from the backup either; its settings and comment stay.
-    assert cluster_b.psql(DB_SQL % "plain copy").startswith("%s||UTF8" % cluster_b.user)
-    assert "search_path=app, public" in cluster_b.psql(SETTINGS_SQL % "plain copy")
+    # bundled and abbreviated as pg_restore takes them too (before, the database's own owner and ACL came back)
+    for copy, options in (("plain copy", ["--no-owner", "--no-acl"]), ("bundled copy", ["-Ox"]),
+                          ("abbreviated copy", ["--no-own", "--no-ac"])):
+        proc = restore_with(cluster_b, tools, ["--key-file", key_file], path, copy, *options)
+        assert proc.returncode == 0, proc.stderr.decode()
+        rows = cluster_b.psql("SELECT count(*) FROM app.big; SELECT count(*) FROM app.accounts;"
+                              "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'app';"
+                              "SELECT count(*) FROM pg_class WHERE relacl IS NOT NULL AND "
+                              "relnamespace = 'app'::regnamespace;"
+                              "SELECT count(*) FROM pg_proc WHERE proacl IS NOT NULL AND "
+                              "pronamespace = 'app'::regnamespace;"
+                              "SELECT count(*) FROM pg_largeobject_metadata WHERE lomacl IS NOT NULL;",
+                              db=copy)
+        assert rows.split() == ["0", "200", cluster_b.user, "0", "0", "0"], copy
+        # The database itself: no owner, no ACL from the backup either; its settings and comment stay.
+        assert cluster_b.psql(DB_SQL % copy).startswith("%s||UTF8" % cluster_b.user), copy
+        assert "search_path=app, public" in cluster_b.psql(SETTINGS_SQL % copy)
 
     env = script_env(cluster_a, tools)
     for argv, named in (([DR_DB, "--", "-f", "out.sql"], b"-f"), ([DR_DB, "--", "-Fd"], b"-Fd"),

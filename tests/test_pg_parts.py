@@ -136,10 +136,13 @@ def test_refused_options_are_named(tool, args, named):
     ("pg_dump", ["--exclude-table-data=big", "-n", "public", "-T", "x", "-v", "-Z", "9"]),
     ("pg_dump", ["-t", "-f"]),  # -f is the value of -t here
     ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public", "-L", "list"]),
-    ("psql", ["-v", "x=1", "-a", "-e", "-w"]),
+    ("psql", ["-v", "VERBOSITY=default", "-w", "-q1X"]),
     ("pg_restore", ["-e", "--single-transaction", "--no-data-for-failed-tables", "-c", "--if-exists", "-v"]),
     ("pg_restore", ["--schema", "public", "--section", "data", "--use-list", "list", "-t", "x"]),
-    ("psql", ["--set", "x=1", "-P", "pager=off", "--pset", "format=aligned", "-1"]),
+    ("psql", ["--set", "SHOW_CONTEXT=errors", "--variable=VERBOSITY=verbose", "-vVERBOSITY=terse", "--se",
+              "VERBOSITY", "--no-psqlrc", "--single-transaction", "--qu", "--no-pass"]),
+    ("pg_restore", ["-t", "-f", "--table", "-d", "--no-ac", "-Ox", "--no-own", "-L-j"]),  # -f, -d, -j: values
+    ("pg_dump", ["-T", "-T", "-t", "-h", "-Tf", "--exclude-table", "--file", "--rows=5", "--no-sy"]),
     ("pg_dump", ["-n", "public"]),
     ("pg_dump", ["--table", "a", "--exclude-table-data", "b", "--schema", "s", "--lock-wait-timeout", "5s"]),
 ])
@@ -149,7 +152,7 @@ def test_allowed_options_pass(tool, args):
 
 @pytest.mark.parametrize("tool, args, named", [
     ("pg_restore", ["other.dump"], "other.dump"), ("pg_restore", ["--no-owner", "-"], "-"),
-    ("pg_restore", ["--schema", "public", "x"], "x"), ("pg_restore", ["--", "x"], "x"),
+    ("pg_restore", ["--schema", "public", "x"], "x"),
     ("psql", ["someone"], "someone"), ("psql", ["-1", "otherdb", "someone"], "otherdb"),
 ])
 def test_arguments_that_are_not_options_are_refused(tool, args, named):
@@ -160,12 +163,24 @@ def test_arguments_that_are_not_options_are_refused(tool, args, named):
 
 @pytest.mark.parametrize("args, named", [
     (["otherdb"], "otherdb"), (["-n", "public", "otherdb"], "otherdb"), (["--table", "t", "otherdb"], "otherdb"),
-    (["--", "otherdb"], "otherdb"),
 ])
 def test_pg_dump_takes_no_database_name_but_dbname(args, named):
     with pytest.raises(pgopts.RefusedOption, match="^pg_dump argument %s is not an option: pg_dump would dump "
                        "that database instead" % named):
         pgopts.check("pg_dump", args)
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("psql", ["--"]), ("psql", ["-q", "--"]), ("pg_restore", ["--", "x"]), ("pg_dump", ["--", "otherdb"]),
+    ("pg_dump", ["-n", "s", "--"]),
+])
+def test_the_end_of_the_options_is_refused(tool, args):
+    """After `--` the tool takes every argument for no option: psql, given the restore's
+    own `-f -` after the user's options, took -f for the user name and read its standard
+    input without one transaction. Before, `--` passed."""
+    with pytest.raises(pgopts.RefusedOption, match="^%s argument -- is not allowed: %s would take every argument "
+                       r"after it for no option \(psql the restore's own -f\)$" % (tool, tool)):
+        pgopts.check(tool, args)
 
 
 def test_plain_dumps_take_compress_not_z():
@@ -176,14 +191,14 @@ def test_plain_dumps_take_compress_not_z():
 @pytest.mark.parametrize("tool, args, named", [
     ("pg_dump", ["--for=t"], "--for=t (-F, --format)"),
     ("pg_dump", ["--dbn=other"], "--dbn=other (-d, --dbname)"),
-    ("pg_dump", ["--fi", "/tmp/plain.sql"], "--fi (-f, --file)"),
+    ("pg_dump", ["--jo=2"], "--jo=2 (-j, --jobs)"),
     ("pg_dump", ["--cr"], "--cr (-C, --create)"),
     ("pg_dump", ["--ho=elsewhere"], "--ho=elsewhere (-h, --host)"),
     ("pg_restore", ["--li"], "--li (-l, --list)"),
     ("pg_restore", ["--ro=alice"], "--ro=alice (--role)"),
     ("pg_restore", ["--restrict-k=k"], "--restrict-k=k (--restrict-key)"),
-    ("psql", ["--se=ON_ERROR_STOP=0"], "--se=ON_ERROR_STOP=0 (--set)"),
-    ("psql", ["--vari", "ON_ERROR_STOP=off"], "--vari (--variable)"),
+    ("psql", ["--se=ON_ERROR_STOP=0"], "--se=ON_ERROR_STOP=0 (-v, --set)"),
+    ("psql", ["--vari", "ON_ERROR_STOP=off"], "--vari (-v, --variable)"),
     ("psql", ["--log=/tmp/statements"], "--log=/tmp/statements (-L, --log-file)"),
     ("psql", ["--out=/tmp/x"], "--out=/tmp/x (-o, --output)"),
 ])
@@ -194,22 +209,116 @@ def test_an_abbreviated_long_option_is_the_option_it_abbreviates(tool, args, nam
         pgopts.check(tool, args)
 
 
+@pytest.mark.parametrize("tool, args, named", [
+    # the value of -T is "-T"; then -f FILE: pg_dump wrote the whole dump to FILE
+    ("pg_dump", ["-T", "-T", "-f", "/tmp/plain.sql"], "-f (-f, --file)"),
+    ("pg_dump", ["--table", "-t", "--file=/tmp/x"], "--file=/tmp/x (-f, --file)"),
+    ("pg_dump", ["-T", "-T", "-C"], "-C (-C, --create)"),
+    ("pg_restore", ["-t", "-t", "-f", "/tmp/sql"], "-f (-f, --file)"),
+    ("pg_restore", ["--tab", "-t", "-d", "other"], "-d (-d, --dbname)"),
+    ("pg_restore", ["-L", "-n", "-j4"], "-j4 (-j, --jobs)"),
+])
+def test_a_value_that_looks_like_an_option_hides_none(tool, args, named):
+    """An option's value is the next argument whatever it looks like; the argument after
+    it is read afresh. Before, an argument after a value that looked like an option that
+    takes one was taken for that option's value, unread."""
+    with pytest.raises(pgopts.RefusedOption, match="^%s option %s is not allowed" % (tool, re.escape(named))):
+        pgopts.check(tool, args)
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("pg_dump", ["-t", "-n", "otherdb"]), ("pg_restore", ["-n", "-n", "other.dump"]),
+    ("pg_dump", ["--schema", "--table", "otherdb"]),
+])
+def test_an_argument_after_a_value_like_an_option_is_read_afresh(tool, args):
+    with pytest.raises(pgopts.RefusedOption, match="^%s argument %s is not an option" % (tool, args[-1])):
+        pgopts.check(tool, args)
+
+
+@pytest.mark.parametrize("tool, args, why", [
+    ("psql", ["-T"], "needs a value"), ("psql", ["-v"], "needs a value"), ("psql", ["--set"], "needs a value"),
+    ("pg_dump", ["-t"], "needs a value"), ("pg_restore", ["-e", "--use-list"], "needs a value"),
+    ("pg_dump", ["--no-such-option"], "unknown: it is none of the options of pg_dump 15 to 18"),
+    ("pg_dump", ["-vX"], "unknown: it is none of the options of pg_dump 15 to 18 (-X)"),
+    ("pg_restore", ["--=x"], "unknown"), ("psql", ["-Y"], "unknown"),
+    ("pg_dump", ["--no-s"], "ambiguous: give it in full"), ("pg_dump", ["--fi", "/tmp/plain.sql"], "ambiguous"),
+    ("pg_restore", ["--no-da"], "ambiguous"), ("psql", ["--single"], "ambiguous"),
+])
+def test_an_option_that_cannot_be_read_is_refused(tool, args, why):
+    """An option the tool would take the restore's own next argument for the value of
+    (psql's -f), an option none of the tools has (how the tool would read what follows
+    cannot be told) and a prefix of several (pg_dump 17's --filter beside --file)."""
+    arg = args[-1] if args[0] == "-e" else args[0]
+    with pytest.raises(pgopts.RefusedOption, match="^%s option %s is %s" % (tool, re.escape(arg), re.escape(why))
+                       if why != "needs a value" else "^%s option %s needs a value$" % (tool, re.escape(arg))):
+        pgopts.check(tool, args)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["-v", "SINGLESTEP=on"], "-v (-v, --set)"), (["--set=SINGLELINE=on"], "--set=SINGLELINE=on (-v, --set)"),
+    (["--variable", "ON_ERROR_ROLLBACK=on"], "--variable (-v, --variable)"), (["-vECHO=all"], "-vECHO=all (-v, --set)"),
+    (["-S"], "-S (-S, --single-line)"), (["-a"], "-a (-a, --echo-all)"), (["-e"], "-e (-e, --echo-queries)"),
+    (["-b"], "-b (-b, --echo-errors)"), (["-qx"], "-qx (-x, --expanded)"), (["-P", "pager=off"], "-P (-P, --pset)"),
+    (["-n"], "-n (-n, --no-readline)"), (["--csv"], "--csv (--csv)"), (["-v", "x=1"], "-v (-v, --set)"),
+])
+def test_a_plain_dumps_psql_takes_only_what_it_needs(args, named):
+    """psql's other options change how it reads the dump (-S, -v SINGLESTEP=on: -s
+    otherwise spelled, which reads its answers from the dump), what it echoes, or
+    nothing a restore needs; a variable may even stand in the dump's SQL (:name)."""
+    with pytest.raises(pgopts.RefusedOption, match="^psql option %s is not allowed: a plain dump's psql takes only -v "
+                       r"\(--set, --variable\) VERBOSITY=\.\.\. or SHOW_CONTEXT=\.\.\., and -q, -1, -X, -w$"
+                       % re.escape(named)):
+        pgopts.check("psql", args)
+
+
+def test_the_options_given_are_read_as_the_tool_reads_them():
+    """What the restore asks of them (--no-owner, --no-acl, --no-tablespaces), bundled or abbreviated too."""
+    assert pgopts.given("pg_restore", ["-Ox", "--no-tablesp", "-t", "-1"]) == {"O", "x", "no-tablespaces", "t"}
+    assert pgopts.given("pg_restore", ["--no-ac", "-L", "-O"]) == {"x", "L"}
+    assert pgopts.given("pg_restore", ["-X"]) == set()
+
+
 def test_an_abbreviated_compress_is_refused_for_a_plain_dump():
     with pytest.raises(pgopts.RefusedOption, match="--comp=9 .*use encpipe-backup --compress"):
         pgopts.check("pg_dump", ["--comp=9"], plain_dump=True)
 
 
+def _help(tool):
+    """{long option: takes a value} and {letter: its long option} from the installed tool's --help."""
+    text = subprocess.run([os.path.join(_find_bindir(), tool), "--help"], capture_output=True, text=True,
+                          check=True).stdout
+    longs, letters = {}, {}
+    for short, name, eq in re.findall(r"(?:-(\S), )?--([a-z][a-z0-9-]*)(\[?=)?", text):
+        if name != "help":  # psql's --help[=options]: a value after = only
+            longs[name] = longs.get(name, False) or eq == "="
+        if short and name != "help":
+            letters[short] = name
+    return longs, letters
+
+
+@pytest.mark.parametrize("tool", ["pg_dump", "pg_restore", "psql"])
+def test_every_option_of_the_installed_tool_is_known_as_it_reads_it(tool):
+    """pgopts reads the arguments as the tool does: each option of the installed tool's,
+    short and long, is in its table, taking a value where the tool's takes one."""
+    longs, letters = _help(tool)
+    known_letters, known = pgopts._TABLES[tool]
+    assert {name: known.get(name, (None, None))[1] for name in longs} == longs
+    assert {letter: (known_letters.get(letter), known[name][0]) for letter, name in letters.items()} == \
+        {letter: (longs[name], letter) for letter, name in letters.items()}
+
+
 @pytest.mark.parametrize("tool", ["pg_dump", "pg_restore", "psql"])
 def test_every_long_option_of_the_installed_tool_is_judged_by_its_full_name(tool):
-    """No option the tool has is refused for looking like an abbreviation of a refused one."""
-    text = subprocess.run([os.path.join(_find_bindir(), tool), "--help"], capture_output=True, text=True, check=True).stdout
-    refused = {long for long, _ in pgopts._REFUSED[tool].values()} | set(pgopts._LONG_ONLY_REFUSED.get(tool, {}))
+    """No option the tool has is refused as another one (an abbreviation of it): a refused
+    one names itself."""
+    longs, _ = _help(tool)
     wrongly = []
-    for name in sorted(set(re.findall(r"--([a-z][a-z0-9-]*)", text)) - refused):
+    for name, takes in sorted(longs.items()):
         try:
-            pgopts.check(tool, [f"--{name}=x"])
+            pgopts.check(tool, [f"--{name}=VERBOSITY=x" if takes else f"--{name}"])
         except pgopts.RefusedOption as e:
-            wrongly.append((name, str(e)))
+            if not re.search(r"\(([^()]*, )?--%s\)" % re.escape(name), str(e)):
+                wrongly.append((name, str(e)))
     assert wrongly == []
 
 
