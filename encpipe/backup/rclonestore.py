@@ -1,5 +1,5 @@
 """A location that is an rclone remote (storage.open_location gives one for
-REMOTE:PATH): the same interface as storage.Local, each step an rclone run."""
+REMOTE:PATH): the same interface as localstore.Local, each step an rclone run."""
 
 import json
 import os
