@@ -20,16 +20,15 @@ import threading
 from . import sigthreads
 from .backup import label
 from .backup.storage import write_new
+from .childenv import child_env
 from .childerr import exit_status
 from .errors import EncpipeError, IOFailure, ran_out, unexpected
-from .childenv import child_env
 from .pgclient import PgError, client_env
 from .pgprops import comment_line
+from .pgstream import widen_pipes
 from .proctree import kill_running
 
 GLOBALS_SUFFIX = ".globals.sql.enc"
-from .pgstream import widen_pipes
-
 
 
 class Said:

@@ -13,7 +13,7 @@ import pytest
 from cliutil import measure_peak_rss
 from encpipe.backup.cli import main
 from encpipe.backup.listing import Entry
-from encpipe.backup.storage import Item
+from encpipe.backup.records import Item
 from encpipe.backup.verify import Kept
 from test_backup_dir import ROOT, make_valid, run
 

@@ -140,7 +140,7 @@ def test_check_reads_each_file_a_bounded_number_of_times():
     """check groups the files by database in one pass: with one file for each of N
     databases, the files' attributes are read O(N) times, not N x N."""
     from encpipe.backup.listing import Entry
-    from encpipe.backup.storage import Item
+    from encpipe.backup.records import Item
     reads = [0]
 
     class Counted(Entry):

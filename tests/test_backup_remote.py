@@ -260,7 +260,7 @@ def test_a_store_that_fails_ends_the_other_stores_uploads_unfinished(tmp_path, m
     input ends, and stores nothing. Before, it was
     left running, its input open: once that closed (the process exiting), it stored
     the part it had been given."""
-    from encpipe.backup import storage
+    from encpipe.backup import localstore, storage
     from encpipe.backup.rclonestore import Rclone
     from encpipe.errors import IOFailure
 
@@ -276,7 +276,7 @@ def test_a_store_that_fails_ends_the_other_stores_uploads_unfinished(tmp_path, m
     def full(self, block):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(storage._LocalWriter, "write", full)
+    monkeypatch.setattr(localstore._LocalWriter, "write", full)
     uploads, writer = [], Rclone.writer
     monkeypatch.setattr(Rclone, "writer", lambda self, *a: uploads.append(writer(self, *a)) or uploads[-1])
     local = storage.Local(str(tmp_path / "dir"))

@@ -1,7 +1,7 @@
 """The local backup store's writer: a file larger than its writeback window
 (WRITEBACK, where it starts writeback and drops written pages from the page
 cache) arrives byte for byte, fsync'd, under its temporary name only. Its
-rename (storage.Local.rename): never over a file under the final name, never
+rename (localstore.Local.rename): never over a file under the final name, never
 of a temporary file replaced meanwhile (a second link, a symbolic link, another
 user's file), never left on a file put under the final name as it is renamed;
 and a temporary name already there is never written into."""
@@ -12,12 +12,12 @@ import os
 import pytest
 
 from encpipe import safefile
-from encpipe.backup import storage
+from encpipe.backup import localstore, storage
 from encpipe.errors import Changed, IOFailure
 
 
 def test_a_file_past_the_writeback_window_arrives_byte_for_byte(tmp_path):
-    data = os.urandom(2 * storage.WRITEBACK + 12345)
+    data = os.urandom(2 * localstore.WRITEBACK + 12345)
     store = storage.Local(str(tmp_path))
     assert storage.upload([store], ".encpipe-tmp.test", io.BytesIO(data), "db_x.sql.enc") == len(data)
     assert os.listdir(tmp_path) == [".encpipe-tmp.test"]

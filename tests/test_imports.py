@@ -103,7 +103,7 @@ def test_a_restore_loads_no_cipher_command_nor_remote_store_module():
     loaded = set(out.split())
     assert "encpipe.pgrestore" in loaded and "encpipe.pgfetch" in loaded
     assert loaded.isdisjoint({"encpipe.commands", "encpipe.envelope", "encpipe.provenance", "encpipe.backup.storage",
-                              "encpipe.backup.rclonestore", "encpipe.backup.records"})
+                              "encpipe.backup.localstore", "encpipe.backup.rclonestore", "encpipe.backup.records"})
 
 
 def _loaded_by(*argv):

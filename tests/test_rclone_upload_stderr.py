@@ -7,13 +7,17 @@ backup) waited for ever. Now it is read while the upload runs; of it, as
 before, only the end is kept for the error line. Real rclone against the
 `rclone serve s3` of the tests; a subprocess timeout only so that a hang fails
 the test instead of blocking it. And an rclone whose status says it failed
-fails the upload with its last line, whatever it stored (removed again)."""
+fails the upload with its last line, whatever it stored (removed again). So
+for a download (`rclone cat`), whose standard error is now read, to say
+rclone's reason when it fails."""
 
 import hashlib
 import os
 import signal
 import subprocess
 import sys
+
+import pytest
 
 from encpipe.backup.rclonestore import rclone_binary
 from test_backup_restore import python_env
@@ -36,6 +40,27 @@ def test_an_upload_whose_rclone_logs_the_body_it_sends_completes(s3):
     assert (child.returncode, out, err) == (0, b"", b""), err[-2000:]
     with open(os.path.join(s3.bucket_dir, "chatty", ".encpipe-tmp.chatty"), "rb") as stored:
         assert stored.read() == data
+
+
+def test_a_download_whose_rclone_logs_the_body_it_receives_completes(s3):
+    """`rclone cat` with RCLONE_DUMP=bodies writes the object's body on its standard
+    error too: read while it downloads, only its end kept, it never blocks the
+    download (a pipe not read would fill and hang the fetch)."""
+    data = hashlib.shake_256(b"download").digest(4 * 1024 * 1024)
+    subprocess.run([sys.executable, "-m", "encpipe.backup", "upload", "--to", f"{s3.location}/dumped",
+                    ".encpipe-tmp.dumped"], env={**python_env(), **s3.env}, input=data, check=True, timeout=HANG)
+    env = {**python_env(), **s3.env, "RCLONE_DUMP": "bodies"}
+    child = subprocess.Popen([sys.executable, "-m", "encpipe.backup", "fetch",
+                              f"{s3.location}/dumped/.encpipe-tmp.dumped"], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=HANG)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # encpipe and its rclone
+        child.communicate()
+        raise AssertionError("the download hung") from None
+    assert (child.returncode, err) == (0, b""), err[-2000:]
+    assert out == data
 
 
 def test_an_rclone_that_stops_reading_and_exits_0_fails_the_upload_with_74(tmp_path):
@@ -97,3 +122,26 @@ def test_an_rclone_that_stores_it_all_but_exits_1_fails_the_upload_and_leaves_no
         74, b"", "encpipe-backup: error: cannot upload here:up/.encpipe-tmp.up: "
                  "ERROR : the upload could not be committed\n")
     assert os.listdir(tmp_path / "up") == []
+
+
+def test_a_download_whose_error_reader_cannot_start_is_stopped_its_pipes_closed(tmp_path, monkeypatch):
+    """No thread to be had for reading `rclone cat`'s standard error: the read fails
+    (a resource run out, errors.ran_out), and the download's end still kills and reaps
+    its rclone and closes both its pipes (the standard error's was left open)."""
+    from encpipe.backup import rclonepipe
+    from encpipe.backup.rclonestore import Rclone
+    from encpipe.backup.records import Item
+
+    def no_thread(proc):
+        raise RuntimeError("can't start new thread")
+
+    fake = tmp_path / "rclone"
+    fake.write_text("#!/bin/sh\nprintf x\n")
+    fake.chmod(0o755)
+    (tmp_path / "rclone.conf").write_text("")
+    monkeypatch.setattr(rclonepipe, "_ErrTail", no_thread)
+    env = {**python_env(), "RCLONE": str(fake), "RCLONE_CONFIG": str(tmp_path / "rclone.conf")}
+    src = Rclone("here:", env).open(Item("x", 1))
+    with pytest.raises(RuntimeError, match="^can't start new thread$"), src:
+        src.read(1)
+    assert src.proc.returncode is not None and src.proc.stdout.closed and src.proc.stderr.closed

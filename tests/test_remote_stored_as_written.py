@@ -138,15 +138,17 @@ def test_an_object_the_remote_gives_no_size_for_is_said_without_one(s3, key_file
 
 def test_a_read_back_that_cannot_be_made_leaves_the_backup_counted_as_stored(s3, key_file, tmp_path):
     """The object there at its size, its download failing (the remote not answering just
-    then): exit 1, `cannot read ... back`, and the run recorded a success (without a
-    size), as README says; not `does not read back as stored`, a failed attempt."""
+    then): exit 1, `cannot read ... back` with rclone's own reason (its last line; before,
+    only `rclone cannot read ...`), and the run recorded a success (without a size), as
+    README says; not `does not read back as stored`, a failed attempt."""
     rclone = wrapped(tmp_path, "cat", 'echo "2026/12/05 01:00:00 ERROR : connection reset" >&2; exit 1')
     code, out, err, recorded = backup(s3, tmp_path, "unanswered", rclone, key_file)
     assert code == 1, err
     line = json.loads(out)
     where = f"{s3.location}/unanswered/{line['filename']}"
     assert err == (f"encpipe-backup: error: backup written, but cannot read {where} back: cannot read "
-                   f"{line['filename']}: rclone cannot read {where}\n"), err
+                   f"{line['filename']}: rclone cannot read {where}: 2026/12/05 01:00:00 ERROR : "
+                   "connection reset\n"), err
     assert line["filename"] in s3.objects("unanswered")
     assert recorded[("encpipe_backup_last_attempt_success", DB)] == 1
 

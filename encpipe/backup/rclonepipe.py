@@ -95,6 +95,12 @@ def tail(src, size=ERR_TAIL):
     return kept
 
 
+def last_line(err, otherwise="failed"):
+    """What rclone said of its failure: the last line of the end of its standard
+    error (`err`, bytes), else `otherwise`."""
+    return (err.decode(errors="replace").strip().splitlines() or [otherwise])[-1]
+
+
 def run(children, argv, **options):
     """subprocess.run(argv, capture_output=True) with the child kept in `children`
     while it runs, and killed and reaped whatever happens; of its standard error,
@@ -139,18 +145,21 @@ class Download:
     them: a download never fills the disk it is spooled to nor runs for ever) and
     no fewer (an object that ends early fails, rather than reading as a short file).
     Either is InputUnavailable (66) naming the object; a failure of rclone is an
-    OSError, not a short file. rclone (`argv`, `options`, kept in `children`) starts
-    at the first read, held (sigthreads.held): inside the reader's `with`, whose end
-    stops it, never before it (a signal in between left it running)."""
+    OSError with rclone's reason (the last line of its standard error, read while it
+    runs, its end kept, as an upload's), not a short file. rclone (`argv`, `options`,
+    kept in `children`) starts at the first read, held (sigthreads.held): inside the
+    reader's `with`, whose end stops it, never before it (a signal in between left it
+    running)."""
 
     def __init__(self, argv, options, where, children, size):
         self.argv, self.options, self.where, self.children = argv, options, where, children
-        self.proc, self.size, self.got = None, size, 0
+        self.proc, self.err, self.size, self.got = None, None, size, 0
 
     def _out(self):
         if self.proc is None:
             with sigthreads.held():  # started and recorded in one step: close() stops it
-                self.proc = self.children.start(self.argv, **self.options)
+                self.proc = self.children.start(self.argv, **self.options, stderr=subprocess.PIPE)
+                self.err = _ErrTail(self.proc)
         return self.proc.stdout
 
     def read(self, size=-1):
@@ -171,8 +180,9 @@ class Download:
         return block
 
     def _ended(self):
-        if self.proc.wait() != 0:
-            raise OSError(f"rclone cannot read {self.where}")
+        if self.proc.wait() != 0:  # rclone's reason, when it gave one
+            reason = last_line(self.err.end(), None)
+            raise OSError(f"rclone cannot read {self.where}" + (f": {reason}" if reason else ""))
 
     def readinto(self, buffer):
         block = self.read(len(buffer))
@@ -188,7 +198,11 @@ class Download:
         try:
             self.children.done(self.proc)  # killed if still running, reaped
         finally:
-            self.proc.stdout.close()
+            self.proc.stdout.close()  # before the wait for its standard error: nothing blocks writing here
+            if self.err:
+                self.err.end()
+            else:  # its reader never started (no thread to be had)
+                self.proc.stderr.close()
 
     def __enter__(self):
         return self
@@ -279,8 +293,7 @@ class Upload:
             with watch:  # rclone has ended: what it left in its pipe it never read
                 short = short or watch is _ENDED or _unread(watch.fileno()) > 0
         if status != 0:
-            detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
-            raise IOFailure(f"cannot upload {self.where}: {detail}")
+            raise IOFailure(f"cannot upload {self.where}: {last_line(err)}")
         if short:
             raise IOFailure(f"cannot upload {self.where}: "
                             "rclone rcat ended (status 0) before all the data was written to it")

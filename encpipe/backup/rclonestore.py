@@ -1,5 +1,5 @@
 """A location that is an rclone remote (storage.open_location gives one for
-REMOTE:PATH): the same interface as storage.Local, each step an rclone run."""
+REMOTE:PATH): the same interface as localstore.Local, each step an rclone run."""
 
 import json
 import os
@@ -11,7 +11,7 @@ from collections import Counter
 from .. import sigthreads
 from ..childenv import RCLONE_NEEDS, child_env
 from ..errors import EncpipeError, InputUnavailable, IOFailure
-from .rclonepipe import Children, Download, Upload, bounded, run
+from .rclonepipe import Children, Download, Upload, bounded, last_line, run
 from .records import Item
 from .remotes import prefix_end
 
@@ -72,10 +72,9 @@ class Rclone:
     def _run(self, *argv):
         status, out, err = run(self.children, [self.binary, *argv], env=self.env)
         if status != 0:
-            detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
             # the objects, not the options (a listing's caller names the location)
             words = [argv[0], *(a for a in argv[1:] if a.startswith(self.location) and a != self.location)]
-            raise IOFailure(f"rclone {' '.join(words)}: {detail}")
+            raise IOFailure(f"rclone {' '.join(words)}: {last_line(err)}")
         return out
 
     def list(self):
@@ -119,7 +118,7 @@ class Rclone:
     def _cat(self, item, options, size, what):
         """`rclone cat`'s Download, its rclone not started yet: at its first read, inside the reader's `with`."""
         return Download([self.binary, "cat", *options, self.where(item.name)],
-                        dict(env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL),
+                        dict(env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE),
                         what, self.children, size)
 
     def writer(self, name, final=None):
@@ -201,8 +200,7 @@ class Rclone:
         status, _, err = run(self.children, [self.binary, "deletefile", self.where(name)], env=self.env)
         if status in (0, FILE_NOT_FOUND):
             return None
-        detail = (err.decode(errors="replace").strip().splitlines() or ["failed"])[-1]
-        return f"{self.where(name)} not removed: rclone deletefile: {detail}"
+        return f"{self.where(name)} not removed: rclone deletefile: {last_line(err)}"
 
     def trusted_owners(self):  # an object has no owner: listing.owned_elsewhere judges nothing
         return None

@@ -18,7 +18,7 @@ def slotted(cls):
 @slotted
 @dataclass
 class Item:
-    """A file as a location (storage.Local, rclonestore.Rclone) lists it."""
+    """A file as a location (localstore.Local, rclonestore.Rclone) lists it."""
 
     name: str
     size: int = None
