@@ -43,9 +43,9 @@ def test_the_instance_is_the_database_with_pg_dump_options_after_it(instance):
     argument (64, every night); and a database whose name starts with - was taken
     for an option."""
     text = unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/k", "--",
-                                "--exclude-table-data=log", "-n", "public"])
+                                "--exclude-table-data=log", "-N", "audit"])
     o = parse(exec_start(text, instance)[1:])
-    assert (o["db"], o["dump"], o["dir"]) == (instance, ["--exclude-table-data=log", "-n", "public"], "/srv/b")
+    assert (o["db"], o["dump"], o["dir"]) == (instance, ["--exclude-table-data=log", "-N", "audit"], "/srv/b")
     o = parse(exec_start(unit.render(SCRIPT, []), instance)[1:])
     assert (o["db"], o["dump"], o["dir"]) == (instance, [], unit.DEFAULT_DIR)
 
