@@ -144,7 +144,7 @@ def validate(o, env):
     try:
         pgopts.check("pg_dump", o["dump"], plain_dump=o["format"] == "plain")
     except pgopts.RefusedOption as e:
-        raise Failure(str(e), 64) from None
+        raise Failure(str(e), 64, hint=e.hint) from None
     if o["policy"]:  # a malformed policy is a mistake now, not after the dump
         from .backup.cli import policy_from  # here: the retention modules load only for a run that prunes
 

@@ -6,7 +6,9 @@ runs) or psql (plain dumps). They are read as the tool reads them (getopt_long:
 bundles, values, long options by any unambiguous prefix); one that cannot be read
 so (unknown, ambiguous, its value missing) is refused, exit 64, naming it, and so
 is an option that would break the pipeline (write elsewhere, read a directory,
-connect elsewhere, run in parallel from a pipe), and an argument that is not an
+connect elsewhere, run in parallel from a pipe), one that would dump part of the
+database only (_PART: encpipe-backup names and retention counts every file as a
+backup of the whole database), and an argument that is not an
 option (pg_dump would dump that database under DBNAME's name, pg_restore restore
 that file instead of the authenticated backup, psql take it for the database or
 the user). A plain dump's psql takes only what it needs (_PSQL_TAKES): its other
@@ -87,8 +89,16 @@ _CONNECT = {
 # pg_restore writes the archive's SQL (-f -) and psql runs it: pg_restore reaches no server.
 _SCRIPT = ("pg_restore only writes the archive's SQL, and psql runs it, connecting as every step does "
            "(give the password with PGPASSWORD or ~/.pgpass)")
+# pg_dump's selections of part of the database; its exclusions (-T, -N, --exclude-*,
+# -B, --no-owner...) stay: what every backup of the database leaves out.
+_PART = ("a dump of part of a database is not a backup of it (retention would count it as the newest, and a "
+         "restore of it gives that part only)")
+_PART_HINT = "make it with `pg_dump ... | encpipe seal` into a file outside the backup locations"
+_PARTS = ("t", "n", "a", "s", "e", "table-and-children", "section", "filter",  # --filter: include lines too
+          "no-data", "no-schema", "statistics-only")  # pg_dump 18's -s and -a, and its statistics alone
 _REFUSED = {
     "pg_dump": {
+        **{what: (None, _PART) for what in _PARTS},
         "f": ("file", "the dump goes to encpipe seal"),
         "F": ("format", "use encpipe-backup --format plain|custom"),
         "j": ("jobs", "parallel dumps need the directory format, which cannot go through a pipe"),
@@ -140,7 +150,9 @@ _NOT_AN_OPTION = {
 
 
 class RefusedOption(ValueError):
-    pass
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.hint = hint
 
 
 def check(tool, args, plain_dump=False):
@@ -152,7 +164,8 @@ def check(tool, args, plain_dump=False):
         if what is None:
             raise RefusedOption("%s argument %s is not an option: %s" % (tool, shown(arg), _NOT_AN_OPTION[tool]))
         if what in _REFUSED[tool]:
-            _refuse(tool, arg, what, _REFUSED[tool][what][1])
+            why = _REFUSED[tool][what][1]
+            _refuse(tool, arg, what, why, _PART_HINT if why is _PART else None)
         if tool == "pg_dump" and plain_dump and what == "Z":
             _refuse(tool, arg, what, "use encpipe-backup --compress for plain dumps")
         if tool == "psql" and (what not in _PSQL_TAKES or what == "v" and value.partition("=")[0]
@@ -222,13 +235,13 @@ def given(tool, args):
         return set()
 
 
-def _refuse(tool, arg, what, why):
+def _refuse(tool, arg, what, why, hint=None):
     """The refusal of option `what` given as `arg`, which names it both ways (-f, --file)."""
     letters, table = _TABLES[tool]
     typed = arg[2:].partition("=")[0] if arg.startswith("--") else ""  # the name it was given by, in full
     longs = [name for name in table if table[name][0] == what and name.startswith(typed)][:1]
     names = ", ".join(([] if what not in letters else ["-" + what]) + ["--" + name for name in longs])
-    raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, shown(arg), names, why))
+    raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, shown(arg), names, why), hint)
 
 
 def shown(arg):

@@ -157,8 +157,11 @@ def test_an_old_location_without_a_marker_is_adopted(two, tools, key_file, tmp_p
 def test_a_failed_run_writes_no_marker(two, tools, key_file, tmp_path):
     a, _ = two
     d = tmp_path / "b"
-    done = backup(a, tools, str(d), "--key-file", key_file, "--", "--section=nonesuch")  # pg_dump fails
+    # pg_dump fails (after DBNAME: before, the options came first, and pg_dump's was refused, 64, never run)
+    done = run([BACKUP, "--dir", d, "--no-globals", "--key-file", key_file, "shop", "--", "--role=nonesuch"],
+               script_env(a, tools))
     assert done.returncode != 0 and not d.exists()  # the directory it made removed: empty
+    assert b"pg_dump exited with status 1" in done.stderr, done.stderr  # a run that started, not a refusal
 
 
 @pytest.mark.parametrize("content, why", [

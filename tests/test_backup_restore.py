@@ -262,7 +262,7 @@ def test_usage_errors(pg, tools, key_file, tmp_path):
         assert proc.returncode == 64, (argv, proc.stderr)
         assert proc.stdout == b""
     # A database name after -- would make pg_dump dump that database under db's name.
-    proc = run([BACKUP, "--dir", tmp_path / "other", "--key-file", key_file, "db", "--", "-n", "public", "postgres"], env)
+    proc = run([BACKUP, "--dir", tmp_path / "other", "--key-file", key_file, "db", "--", "-N", "audit", "postgres"], env)
     assert (proc.returncode, proc.stdout) == (64, b"")
     assert b"pg_dump argument postgres is not an option" in proc.stderr
     assert not (tmp_path / "other").exists() or not os.listdir(tmp_path / "other")

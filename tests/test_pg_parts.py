@@ -133,8 +133,8 @@ def test_refused_options_are_named(tool, args, named):
 
 
 @pytest.mark.parametrize("tool, args", [
-    ("pg_dump", ["--exclude-table-data=big", "-n", "public", "-T", "x", "-v", "-Z", "9"]),
-    ("pg_dump", ["-t", "-f"]),  # -f is the value of -t here
+    ("pg_dump", ["--exclude-table-data=big", "-N", "audit", "-T", "x", "-v", "-Z", "9"]),
+    ("pg_dump", ["-T", "-f"]),  # -f is the value of -T here
     ("pg_restore", ["--no-owner", "--no-acl", "-O", "-x", "-1", "-n", "public", "-L", "list"]),
     ("psql", ["-v", "VERBOSITY=default", "-w", "-q1X"]),
     ("pg_restore", ["-e", "--single-transaction", "--no-data-for-failed-tables", "-c", "--if-exists", "-v"]),
@@ -142,9 +142,15 @@ def test_refused_options_are_named(tool, args, named):
     ("psql", ["--set", "SHOW_CONTEXT=errors", "--variable=VERBOSITY=verbose", "-vVERBOSITY=terse", "--se",
               "VERBOSITY", "--no-psqlrc", "--single-transaction", "--qu", "--no-pass"]),
     ("pg_restore", ["-t", "-f", "--table", "-d", "--no-ac", "-Ox", "--no-own", "-L-j"]),  # -f, -d, -j: values
-    ("pg_dump", ["-T", "-T", "-t", "-h", "-Tf", "--exclude-table", "--file", "--rows=5", "--no-sy"]),
-    ("pg_dump", ["-n", "public"]),
-    ("pg_dump", ["--table", "a", "--exclude-table-data", "b", "--schema", "s", "--lock-wait-timeout", "5s"]),
+    ("pg_dump", ["-T", "-T", "-N", "-h", "-Tf", "--exclude-table", "--file", "--rows=5", "--no-sy"]),
+    ("pg_dump", ["-N", "public"]),
+    ("pg_dump", ["--exclude-table", "a", "--exclude-table-data", "b", "--exclude-schema", "s", "--lock-wait-timeout",
+                 "5s"]),
+    # exclusions: what every backup of the database leaves out
+    ("pg_dump", ["--exclude-table-and-children=p", "--exclude-table-data-and-children", "q", "--exclude-extension=e",
+                 "-B", "--no-blobs", "--no-large-objects", "--no-owner", "--no-acl", "--no-comments",
+                 "--no-unlogged-table-data", "--no-publications", "--no-subscriptions", "--no-statistics",
+                 "--exclude-sch", "x", "--exclude-table-data-a=y"]),
 ])
 def test_allowed_options_pass(tool, args):
     pgopts.check(tool, args)
@@ -162,7 +168,8 @@ def test_arguments_that_are_not_options_are_refused(tool, args, named):
 
 
 @pytest.mark.parametrize("args, named", [
-    (["otherdb"], "otherdb"), (["-n", "public", "otherdb"], "otherdb"), (["--table", "t", "otherdb"], "otherdb"),
+    (["otherdb"], "otherdb"), (["-N", "public", "otherdb"], "otherdb"),
+    (["--exclude-table", "t", "otherdb"], "otherdb"),
 ])
 def test_pg_dump_takes_no_database_name_but_dbname(args, named):
     with pytest.raises(pgopts.RefusedOption, match="^pg_dump argument %s is not an option: pg_dump would dump "
@@ -172,7 +179,7 @@ def test_pg_dump_takes_no_database_name_but_dbname(args, named):
 
 @pytest.mark.parametrize("tool, args", [
     ("psql", ["--"]), ("psql", ["-q", "--"]), ("pg_restore", ["--", "x"]), ("pg_dump", ["--", "otherdb"]),
-    ("pg_dump", ["-n", "s", "--"]),
+    ("pg_dump", ["-N", "s", "--"]),
 ])
 def test_the_end_of_the_options_is_refused(tool, args):
     """After `--` the tool takes every argument for no option: psql, given the restore's
@@ -212,7 +219,7 @@ def test_an_abbreviated_long_option_is_the_option_it_abbreviates(tool, args, nam
 @pytest.mark.parametrize("tool, args, named", [
     # the value of -T is "-T"; then -f FILE: pg_dump wrote the whole dump to FILE
     ("pg_dump", ["-T", "-T", "-f", "/tmp/plain.sql"], "-f (-f, --file)"),
-    ("pg_dump", ["--table", "-t", "--file=/tmp/x"], "--file=/tmp/x (-f, --file)"),
+    ("pg_dump", ["--exclude-table", "-t", "--file=/tmp/x"], "--file=/tmp/x (-f, --file)"),
     ("pg_dump", ["-T", "-T", "-C"], "-C (-C, --create)"),
     ("pg_restore", ["-t", "-t", "-f", "/tmp/sql"], "-f (-f, --file)"),
     ("pg_restore", ["--tab", "-t", "-d", "other"], "-d (-d, --dbname)"),
@@ -227,8 +234,8 @@ def test_a_value_that_looks_like_an_option_hides_none(tool, args, named):
 
 
 @pytest.mark.parametrize("tool, args", [
-    ("pg_dump", ["-t", "-n", "otherdb"]), ("pg_restore", ["-n", "-n", "other.dump"]),
-    ("pg_dump", ["--schema", "--table", "otherdb"]),
+    ("pg_dump", ["-T", "-n", "otherdb"]), ("pg_restore", ["-n", "-n", "other.dump"]),
+    ("pg_dump", ["--exclude-schema", "--table", "otherdb"]),
 ])
 def test_an_argument_after_a_value_like_an_option_is_read_afresh(tool, args):
     with pytest.raises(pgopts.RefusedOption, match="^%s argument %s is not an option" % (tool, args[-1])):
@@ -281,6 +288,56 @@ def test_the_options_given_are_read_as_the_tool_reads_them():
 def test_an_abbreviated_compress_is_refused_for_a_plain_dump():
     with pytest.raises(pgopts.RefusedOption, match="--comp=9 .*use encpipe-backup --compress"):
         pgopts.check("pg_dump", ["--comp=9"], plain_dump=True)
+
+
+_PART = ("a dump of part of a database is not a backup of it (retention would count it as the newest, and a restore "
+         "of it gives that part only)")
+_PART_HINT = "make it with `pg_dump ... | encpipe seal` into a file outside the backup locations"
+
+
+@pytest.mark.parametrize("args, named", [
+    (["-t", "orders"], "-t (-t, --table)"), (["-torders"], "-torders (-t, --table)"),
+    (["-at", "orders"], "-at (-a, --data-only)"), (["-vt", "orders"], "-vt (-t, --table)"),
+    (["--table=orders"], "--table=orders (-t, --table)"), (["--table", "orders"], "--table (-t, --table)"),
+    (["--table-and-children=orders"], "--table-and-children=orders (--table-and-children)"),
+    (["--table-and", "orders"], "--table-and (--table-and-children)"),
+    (["-n", "sales"], "-n (-n, --schema)"), (["-nsales"], "-nsales (-n, --schema)"),
+    (["--schema=sales"], "--schema=sales (-n, --schema)"),
+    (["-a"], "-a (-a, --data-only)"), (["--data-only"], "--data-only (-a, --data-only)"),
+    (["--data"], "--data (-a, --data-only)"),
+    (["-s"], "-s (-s, --schema-only)"), (["-vs"], "-vs (-s, --schema-only)"),
+    (["--schema-only"], "--schema-only (-s, --schema-only)"), (["--schema-o"], "--schema-o (-s, --schema-only)"),
+    (["--section=data"], "--section=data (--section)"), (["--sec", "pre-data"], "--sec (--section)"),
+    (["-e", "postgis"], "-e (-e, --extension)"), (["--extension=postgis"], "--extension=postgis (-e, --extension)"),
+    (["--exte", "postgis"], "--exte (-e, --extension)"),
+    (["--filter=selection"], "--filter=selection (--filter)"), (["--filt", "-"], "--filt (--filter)"),
+    # pg_dump 18's spellings of -s and -a, and its statistics alone
+    (["--no-data"], "--no-data (--no-data)"), (["--no-schema"], "--no-schema (--no-schema)"),
+    (["--statistics-only"], "--statistics-only (--statistics-only)"),
+    # after exclusions, and after a value like one of them
+    (["--exclude-table-data=log", "-N", "audit", "-s"], "-s (-s, --schema-only)"),
+    (["-T", "-t", "-t", "orders"], "-t (-t, --table)"),
+])
+def test_a_dump_of_part_of_the_database_is_refused(args, named):
+    """encpipe-backup names its file DB_T... as a backup of the whole database, and
+    retention counts it so: `-- -t orders` with --keep-last 1 removed the last full
+    backup, and a restore of the latest gave that table only. Before, they passed."""
+    with pytest.raises(pgopts.RefusedOption, match="^pg_dump option %s is not allowed: %s$"
+                       % (re.escape(named), re.escape(_PART))) as caught:
+        pgopts.check("pg_dump", args)
+    assert caught.value.hint == _PART_HINT
+
+
+def test_an_ambiguous_prefix_of_table_is_refused():
+    """`--tab` is --table to pg_dump 15, and ambiguous to 16 and later (--table-and-children)."""
+    with pytest.raises(pgopts.RefusedOption, match="^pg_dump option --tab is ambiguous: give it in full$"):
+        pgopts.check("pg_dump", ["--tab", "orders"])
+
+
+def test_pg_restore_and_psql_keep_their_own_selection():
+    """Restoring part of a backup is pg_restore's to do: its -t, -n, -a, -s stay."""
+    pgopts.check("pg_restore", ["-t", "orders", "-n", "sales", "-a", "--section=data", "-s", "--schema-only"])
+    pgopts.check("pg_restore", ["--table=orders", "-at", "x"])
 
 
 def _help(tool):

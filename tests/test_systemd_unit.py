@@ -43,9 +43,9 @@ def test_the_instance_is_the_database_with_pg_dump_options_after_it(instance):
     argument (64, every night); and a database whose name starts with - was taken
     for an option."""
     text = unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/k", "--",
-                                "--exclude-table-data=log", "-n", "public"])
+                                "--exclude-table-data=log", "-N", "audit"])
     o = parse(exec_start(text, instance)[1:])
-    assert (o["db"], o["dump"], o["dir"]) == (instance, ["--exclude-table-data=log", "-n", "public"], "/srv/b")
+    assert (o["db"], o["dump"], o["dir"]) == (instance, ["--exclude-table-data=log", "-N", "audit"], "/srv/b")
     o = parse(exec_start(unit.render(SCRIPT, []), instance)[1:])
     assert (o["db"], o["dump"], o["dir"]) == (instance, [], unit.DEFAULT_DIR)
 
@@ -315,3 +315,24 @@ def test_an_encpipe_backup_whose_python_the_sandbox_hides_is_warned_of(tmp_path,
         assert capsys.readouterr().err == ""
     finally:
         shutil.rmtree(venv)
+
+
+@pytest.mark.parametrize("dump, named", [
+    (["-t", "orders"], "pg_dump option -t (-t, --table) is not allowed"),
+    (["--schema-only"], "pg_dump option --schema-only (-s, --schema-only) is not allowed"),
+    (["-f", "/tmp/plain.sql"], "pg_dump option -f (-f, --file) is not allowed"),
+    (["-Z", "5"], "pg_dump option -Z"),
+], ids=["table", "schema-only", "file", "compress"])
+def test_pg_dump_options_every_run_would_refuse_are_refused_now(dump, named):
+    """The unit's pg_dump options, read as encpipe-backup reads them: before, a unit with
+    `-- -t orders` (a dump of part of the database) or `-f FILE` was written, and every
+    night's run failed, 64."""
+    with pytest.raises(UsageError) as refused:
+        unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/k", "--", *dump])
+    assert str(refused.value).startswith(named), str(refused.value)
+
+
+def test_a_custom_dumps_compression_is_left_to_pg_dump():
+    """-Z is refused for a plain dump (encpipe-backup compresses it), not for a custom one."""
+    text = unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/k", "--format", "custom", "--", "-Z", "5"])
+    assert exec_start(text, "shop")[-2:] == ["-Z", "5"]

@@ -7,6 +7,7 @@ import shlex
 from ..errors import UsageError
 from ..keyargs import public_forms
 from ..textform import refuse_key_in_place
+from .. import pgopts
 from ..pgbackupargs import HELP, parse
 from ..pgcli import Failure
 from .remotes import refuse_as_to
@@ -100,6 +101,10 @@ def render(script, args, timeout="6h"):
         if before == "--to" or arg.startswith("--to="):  # 64, before the credential is in a unit file
             refuse_as_to(arg.removeprefix("--to=") if before != "--to" else arg)  # a local one: every run 64
     o = _options(args)
+    try:  # as every run would refuse them (64): before, the unit was written and every night failed
+        pgopts.check("pg_dump", dump, plain_dump=o["format"] == "plain")
+    except pgopts.RefusedOption as e:
+        raise UsageError(str(e), hint=e.hint) from None
     metrics = o["metrics"][0].partition("=")[2] if o["metrics"] else None
     for option, path in [("--dir", o["dir"]), ("--metrics-file", metrics or ""),
                          *((f, p) for f in KEY_FILES for p in {**o["seal"], **o["signers"]}[f])]:
