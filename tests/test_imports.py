@@ -125,3 +125,21 @@ def test_inspect_and_keyid_load_no_module_of_writing_a_file():
         loaded = _loaded_by(*argv)
         assert "encpipe.commands" in loaded
         assert loaded.isdisjoint({"encpipe.safefile", "grp"}), argv
+
+
+def test_only_a_usage_error_loads_difflib():
+    """difflib (and heapq) is for naming what a mistyped command or option probably
+    meant: a run that makes no usage error, of encpipe or of a script built on the
+    same modules, does not import it (about a millisecond of each start, and the
+    test suite starts thousands)."""
+    import subprocess
+    import sys
+
+    for argv in (["--version"], ["inspect", "/dev/null"], ["keyid", "--key-file", "/dev/null"]):
+        assert "difflib" not in _loaded_by(*argv), argv
+    probe = ("import sys, encpipe.cli, encpipe.commands, encpipe.backup.cli, encpipe.pgbackupargs, encpipe.pgrestore,"
+             " encpipe.migrate, encpipe.rotate\nprint('difflib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    assert out == "False\n"
+    assert "difflib" in _loaded_by("sael")  # the usage error: "did you mean encpipe seal?" (tests/test_help.py)
