@@ -143,3 +143,25 @@ def test_only_a_usage_error_loads_difflib():
                          cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
     assert out == "False\n"
     assert "difflib" in _loaded_by("sael")  # the usage error: "did you mean encpipe seal?" (tests/test_help.py)
+
+
+def test_only_a_command_that_prints_json_loads_json(tmp_path):
+    """seal, open, keyid and --version print no JSON and do not import json (about a
+    millisecond of each start); inspect --json does, and prints it."""
+    import json
+    import subprocess
+    import sys
+
+    for argv in (["--version"], ["seal", "--key-file", "/dev/null"], ["open", "--key-file", "/dev/null"],
+                 ["keyid", "--key-file", "/dev/null"]):
+        assert "json" not in _loaded_by(*argv), argv
+    key, sealed = tmp_path / "key", tmp_path / "sealed"
+    key.write_text("5d" * 32 + "\n")
+    key.chmod(0o600)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}
+    subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key), "-o", str(sealed)], input=b"x",
+                   check=True, cwd=PACKAGE.parent, env=env)
+    assert "json" in _loaded_by("inspect", "--json", str(sealed))
+    done = subprocess.run([sys.executable, "-m", "encpipe", "inspect", "--json", str(sealed)], capture_output=True,
+                          check=True, cwd=PACKAGE.parent, env=env)
+    assert json.loads(done.stdout)["version"] == 2
