@@ -165,3 +165,28 @@ def test_only_a_command_that_prints_json_loads_json(tmp_path):
     done = subprocess.run([sys.executable, "-m", "encpipe", "inspect", "--json", str(sealed)], capture_output=True,
                           check=True, cwd=PACKAGE.parent, env=env)
     assert json.loads(done.stdout)["version"] == 2
+
+
+def test_seal_and_open_of_a_raw_key_load_no_subprocess(tmp_path):
+    """seal and open that start no child (no --key-command) do not import subprocess
+    (about 2 ms of each start, with cryptography; pycryptodome's backend imports it
+    itself); a --key-command still runs."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent), "ENCPIPE_CIPHER": "cryptography"}
+    probe = ("import runpy, sys\nsys.argv = ['encpipe', *sys.argv[1:]]\ntry:\n"
+             "    runpy.run_module('encpipe', run_name='__main__')\nexcept SystemExit as e:\n"
+             "    print(e.code, 'subprocess' in sys.modules, file=sys.stderr)\n")
+    key = tmp_path / "key"
+    key.write_text("5d" * 32 + "\n")
+    key.chmod(0o600)
+    sealed = subprocess.run([sys.executable, "-c", probe, "seal", "--key-file", str(key)], input=b"x",
+                            capture_output=True, cwd=PACKAGE.parent, env=env)
+    assert sealed.stderr.decode().splitlines()[-1] == "0 False"
+    opened = subprocess.run([sys.executable, "-c", probe, "open", "--key-command", f"cat {key}"],
+                            input=sealed.stdout, capture_output=True, cwd=PACKAGE.parent, env=env)
+    assert (opened.stdout, opened.stderr.decode().splitlines()[-1]) == (b"x", "0 True")
+    opened = subprocess.run([sys.executable, "-c", probe, "open", "--key-file", str(key)], input=sealed.stdout,
+                            capture_output=True, cwd=PACKAGE.parent, env=env)
+    assert (opened.stdout, opened.stderr.decode().splitlines()[-1]) == (b"x", "0 False")
