@@ -59,7 +59,7 @@ def parse(command, argv):
 
     docopt, docopt_exit = docopt_parser()
     try:
-        args = docopt(command_help(command), argv=argv, default_help=False)
+        args = docopt(command_help(command, parsing=True), argv=argv, default_help=False)
     except docopt_exit as e:
         raise explain(command, argv, str(e)) from None
     empty = first_empty(args)

@@ -209,3 +209,31 @@ def test_a_hex_key_is_read_without_the_string_module():
                               env={**env, "ENCPIPE_KEY": key})
         assert done.stderr.decode().splitlines()[-1] == said, done.stderr
     assert b"a key must be hex characters (0-9, a-f)" in done.stderr
+
+
+def test_a_command_is_parsed_without_its_summary_and_without_textwrap():
+    """docopt reads the usage and the options of command_help; parsed without the
+    summary line (usage.command_help(parsing=True)), a run does not import textwrap
+    (about 0.7 ms of each start), and every option parses, or fails, as with it."""
+    import re
+
+    from encpipe.deps import docopt_parser
+    from encpipe.usage import COMMANDS, command_help, options_of
+
+    assert "textwrap" not in _loaded_by("keyid", "--key-file", "/dev/null")
+    docopt, docopt_exit = docopt_parser()
+
+    def parsed(text, argv):
+        try:
+            return docopt(text, argv=argv, default_help=False)
+        except docopt_exit as e:
+            return str(e)
+
+    for command in COMMANDS:
+        full, short = command_help(command), command_help(command, parsing=True)
+        assert full.endswith(short) and full.count("\n") - short.count("\n") >= 2
+        valued = set(re.findall(r"(--?[\w-]+)[ =][A-Z]", short))
+        tries = [[command], [command, "FILE"], [command, "--nonsense"]]
+        tries += [[command, option, *(["x"] if option in valued else [])] for option in sorted(options_of(command))]
+        for argv in tries:
+            assert parsed(full, argv) == parsed(short, argv), argv
