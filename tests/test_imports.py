@@ -192,25 +192,6 @@ def test_seal_and_open_of_a_raw_key_load_no_subprocess(tmp_path):
     assert (opened.stdout, opened.stderr.decode().splitlines()[-1]) == (b"x", "0 False")
 
 
-def test_a_hex_key_is_read_without_the_string_module():
-    """keys checks a hex key's characters against its own HEX_DIGITS (string.hexdigits):
-    seal does not import string (about 1 ms of each start); a key that is not hex is
-    refused as before."""
-    import subprocess
-    import sys
-
-    assert "string" not in _loaded_by("keyid", "--key-file", "/dev/null")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent), "ENCPIPE_CIPHER": "cryptography"}
-    probe = ("import runpy, sys\nsys.argv = ['encpipe', 'seal']\ntry:\n"
-             "    runpy.run_module('encpipe', run_name='__main__')\nexcept SystemExit as e:\n"
-             "    print(e.code, 'string' in sys.modules, file=sys.stderr)\n")
-    for key, said in (("5d" * 32, "0 False"), ("5d" * 31 + "5g", "64 False")):
-        done = subprocess.run([sys.executable, "-c", probe], input=b"x", capture_output=True, cwd=PACKAGE.parent,
-                              env={**env, "ENCPIPE_KEY": key})
-        assert done.stderr.decode().splitlines()[-1] == said, done.stderr
-    assert b"a key must be hex characters (0-9, a-f)" in done.stderr
-
-
 def test_a_command_is_parsed_without_its_summary_and_without_textwrap():
     """docopt reads the usage and the options of command_help; parsed without the
     summary line (usage.command_help(parsing=True)), a run does not import textwrap
