@@ -1,6 +1,5 @@
 """encpipe's command line: main(argv) -> exit status; the usage text is in usage.py."""
 
-import json
 import os
 import sys
 
@@ -60,7 +59,7 @@ def parse(command, argv):
 
     docopt, docopt_exit = docopt_parser()
     try:
-        args = docopt(command_help(command), argv=argv, default_help=False)
+        args = docopt(command_help(command, parsing=True), argv=argv, default_help=False)
     except docopt_exit as e:
         raise explain(command, argv, str(e)) from None
     empty = first_empty(args)
@@ -215,7 +214,10 @@ class Io:
         """`value` as indented JSON, the bytes json.dumps(value, indent=2) gives, written
         as it is encoded: no string of the whole document (a listing of many files);
         `default` turns an object (a listing's entry) into its JSON value when reached.
-        Names that are not UTF-8 as shown.json_value gives them."""
+        Names that are not UTF-8 as shown.json_value gives them. json is imported
+        here, not at the top: seal and open, most runs, print none."""
+        import json
+
         out, pending, size = self.stdout, [], 0
         encoder = json.JSONEncoder(indent=2, default=default and (lambda o: json_value(default(o))))
         for chunk in encoder.iterencode(json_value(value)):

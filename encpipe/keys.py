@@ -8,7 +8,6 @@ are read only when no key option was given.
 import os
 import string
 import stat
-import subprocess
 
 from .childenv import ENV_KEY, ENV_PASSPHRASE, KEY_COMMAND_NEEDS, child_env
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
@@ -173,6 +172,8 @@ def run_secret_command(command, env):
     It inherits our environment less every secret in it but the cloud's and the
     secret stores' (KEY_COMMAND_NEEDS). A key pasted in the command's place is
     refused unshown, never run (sh would say `KEY: not found`, and so would our error)."""
+    import subprocess  # here, as in sigthreads.popen: most runs start no child
+
     refuse_key_in_place(command, "key command")
     timeout, child = _command_timeout(env), None
     try:
@@ -207,6 +208,7 @@ def _bounded_output(child, timeout, limit=MAX_SECRET_BYTES):
     """The child's standard output to its end, and its exit, within `timeout`
     seconds (else TimeoutExpired); UsageError past `limit` bytes."""
     import selectors
+    import subprocess
     import time
 
     deadline = time.monotonic() + timeout

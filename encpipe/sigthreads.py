@@ -28,7 +28,6 @@ block: sigdefer.py (held is re-exported here for the scripts' children).
 
 import contextlib
 import signal
-import subprocess
 import threading
 
 from . import sigdefer
@@ -56,7 +55,11 @@ def start(thread):
 
 
 def popen(*args, **options):
-    """subprocess.Popen, the child's mask the one the process began with."""
+    """subprocess.Popen, the child's mask the one the process began with. subprocess
+    is imported by the functions that start a child, not at the top: seal and open
+    of a raw key start none (about 2 ms of each start)."""
+    import subprocess
+
     if threading.current_thread() is threading.main_thread():
         return subprocess.Popen(*args, **options)
     return subprocess.Popen(*args, preexec_fn=_initial_mask, **options)
@@ -72,6 +75,8 @@ def _initial_mask():  # in the child, between fork and exec: no lock, no import,
 def run(*args, input=None, **options):
     """subprocess.run(capture_output=True ...) through popen(): the child killed if this is
     interrupted, even as it starts (held: a signal inside Popen once lost it, and psql ran on)."""
+    import subprocess
+
     proc = None
     with contextlib.ExitStack() as closing:  # at the end, its pipes closed and it reaped
         try:

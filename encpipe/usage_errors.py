@@ -2,7 +2,6 @@
 probably meant, and why a refused option is refused. Never echoes a value:
 an argument may be a secret typed in the wrong place."""
 
-import difflib
 import re
 
 from .errors import UsageError
@@ -86,12 +85,21 @@ def argparse_message(message):
     return re.sub(r": ignored explicit argument .*", ": takes no value", message, flags=re.S)
 
 
+def close_matches(word, candidates):
+    """[the one of `candidates` that `word` is probably a mistyping of], or [].
+    difflib is imported here, not at the top: only a usage error pays for it,
+    not every start of encpipe and of the scripts (about a millisecond each)."""
+    import difflib
+
+    return difflib.get_close_matches(word, candidates, n=1)  # cutoff 0.6
+
+
 def unknown_command(command):
     if command is None:
         return UsageError("no command given", hint="see encpipe --help")
     if command.startswith("-"):
         return UsageError(f"unknown option {shown_argument(command)} before a command", hint="see encpipe --help")
-    guess = ALIASES.get(command) or next(iter(difflib.get_close_matches(command, COMMANDS, n=1)), None)
+    guess = ALIASES.get(command) or next(iter(close_matches(command, COMMANDS)), None)
     hint = f"did you mean encpipe {guess}?" if guess else f"the commands are {', '.join(COMMANDS)}"
     return UsageError(f"unknown command {_shown(command)}", hint=hint)
 
@@ -176,6 +184,6 @@ def _refused(command, name, accepted):
     if others:
         return UsageError(f"{command} does not take {name} (that is an option of {', '.join(others)})",
                           hint=f"see encpipe {command} --help")
-    guess = difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6)
+    guess = close_matches(name, sorted(accepted))
     message = f"unknown option {name} for {command}" + (f"; did you mean {guess[0]}?" if guess else "")
     return UsageError(message, hint=f"see encpipe {command} --help")

@@ -125,3 +125,96 @@ def test_inspect_and_keyid_load_no_module_of_writing_a_file():
         loaded = _loaded_by(*argv)
         assert "encpipe.commands" in loaded
         assert loaded.isdisjoint({"encpipe.safefile", "grp"}), argv
+
+
+def test_only_a_usage_error_loads_difflib():
+    """difflib (and heapq) is for naming what a mistyped command or option probably
+    meant: a run that makes no usage error, of encpipe or of a script built on the
+    same modules, does not import it (about a millisecond of each start, and the
+    test suite starts thousands)."""
+    import subprocess
+    import sys
+
+    for argv in (["--version"], ["inspect", "/dev/null"], ["keyid", "--key-file", "/dev/null"]):
+        assert "difflib" not in _loaded_by(*argv), argv
+    probe = ("import sys, encpipe.cli, encpipe.commands, encpipe.backup.cli, encpipe.pgbackupargs, encpipe.pgrestore,"
+             " encpipe.migrate, encpipe.rotate\nprint('difflib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    assert out == "False\n"
+    assert "difflib" in _loaded_by("sael")  # the usage error: "did you mean encpipe seal?" (tests/test_help.py)
+
+
+def test_only_a_command_that_prints_json_loads_json(tmp_path):
+    """seal, open, keyid and --version print no JSON and do not import json (about a
+    millisecond of each start); inspect --json does, and prints it."""
+    import json
+    import subprocess
+    import sys
+
+    for argv in (["--version"], ["seal", "--key-file", "/dev/null"], ["open", "--key-file", "/dev/null"],
+                 ["keyid", "--key-file", "/dev/null"]):
+        assert "json" not in _loaded_by(*argv), argv
+    key, sealed = tmp_path / "key", tmp_path / "sealed"
+    key.write_text("5d" * 32 + "\n")
+    key.chmod(0o600)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}
+    subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key), "-o", str(sealed)], input=b"x",
+                   check=True, cwd=PACKAGE.parent, env=env)
+    assert "json" in _loaded_by("inspect", "--json", str(sealed))
+    done = subprocess.run([sys.executable, "-m", "encpipe", "inspect", "--json", str(sealed)], capture_output=True,
+                          check=True, cwd=PACKAGE.parent, env=env)
+    assert json.loads(done.stdout)["version"] == 2
+
+
+def test_seal_and_open_of_a_raw_key_load_no_subprocess(tmp_path):
+    """seal and open that start no child (no --key-command) do not import subprocess
+    (about 2 ms of each start, with cryptography; pycryptodome's backend imports it
+    itself); a --key-command still runs."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent), "ENCPIPE_CIPHER": "cryptography"}
+    probe = ("import runpy, sys\nsys.argv = ['encpipe', *sys.argv[1:]]\ntry:\n"
+             "    runpy.run_module('encpipe', run_name='__main__')\nexcept SystemExit as e:\n"
+             "    print(e.code, 'subprocess' in sys.modules, file=sys.stderr)\n")
+    key = tmp_path / "key"
+    key.write_text("5d" * 32 + "\n")
+    key.chmod(0o600)
+    sealed = subprocess.run([sys.executable, "-c", probe, "seal", "--key-file", str(key)], input=b"x",
+                            capture_output=True, cwd=PACKAGE.parent, env=env)
+    assert sealed.stderr.decode().splitlines()[-1] == "0 False"
+    opened = subprocess.run([sys.executable, "-c", probe, "open", "--key-command", f"cat {key}"],
+                            input=sealed.stdout, capture_output=True, cwd=PACKAGE.parent, env=env)
+    assert (opened.stdout, opened.stderr.decode().splitlines()[-1]) == (b"x", "0 True")
+    opened = subprocess.run([sys.executable, "-c", probe, "open", "--key-file", str(key)], input=sealed.stdout,
+                            capture_output=True, cwd=PACKAGE.parent, env=env)
+    assert (opened.stdout, opened.stderr.decode().splitlines()[-1]) == (b"x", "0 False")
+
+
+def test_a_command_is_parsed_without_its_summary_and_without_textwrap():
+    """docopt reads the usage and the options of command_help; parsed without the
+    summary line (usage.command_help(parsing=True)), a run does not import textwrap
+    (about 0.7 ms of each start), and every option parses, or fails, as with it."""
+    import re
+
+    from encpipe.deps import docopt_parser
+    from encpipe.usage import COMMANDS, command_help, options_of
+
+    assert "textwrap" not in _loaded_by("keyid", "--key-file", "/dev/null")
+    docopt, docopt_exit = docopt_parser()
+
+    def parsed(text, argv):
+        try:
+            return docopt(text, argv=argv, default_help=False)
+        except docopt_exit as e:
+            return str(e)
+
+    for command in COMMANDS:
+        full, short = command_help(command), command_help(command, parsing=True)
+        assert full.endswith(short) and full.count("\n") - short.count("\n") >= 2
+        valued = set(re.findall(r"(--?[\w-]+)[ =][A-Z]", short))
+        tries = [[command], [command, "FILE"], [command, "--nonsense"]]
+        tries += [[command, option, *(["x"] if option in valued else [])] for option in sorted(options_of(command))]
+        for argv in tries:
+            assert parsed(full, argv) == parsed(short, argv), argv

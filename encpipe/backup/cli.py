@@ -152,7 +152,6 @@ Exit status:
 """
 __doc__ = USAGE  # a plain constant too, so that python -OO keeps the usage text
 
-import difflib
 import os
 import re
 import sys
@@ -168,7 +167,7 @@ from ..keyplace import refuse_replaceable
 from ..shown import printable
 from ..stdio import write_quietly
 from ..textform import refuse_key_as_database
-from ..usage_errors import first_empty
+from ..usage_errors import close_matches, first_empty
 from . import checkcmd, verifycmd
 from .listing import Entry, scan, stats
 from .prune import prune
@@ -291,7 +290,7 @@ def unknown_option(argv):
             break
         name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
         if token.startswith("-") and token != "-" and name not in accepted:
-            guess = difflib.get_close_matches(name, sorted(accepted), n=1, cutoff=0.6)
+            guess = close_matches(name, sorted(accepted))
             return f"unknown option {name}" + (f"; did you mean {guess[0]}?" if guess else "")
         if name in valued and "=" not in token:
             next(tokens, None)  # its value
