@@ -61,7 +61,7 @@ def test_no_child_of_a_restore_holds_a_secret_variable_or_descriptor(pg, tools, 
     env = script_env(pg, tools, ENCPIPE_KEY=key, ENCPIPE_PASSPHRASE=PASSPHRASE, BACKUP_ENCRYPTION_KEY=LEGACY_KEY)
     env["PATH"] = "%s:%s" % (spies, env["PATH"])
     pg.dropdb("children_copy")
-    extra = ["-v", "seen=1"] if fmt == "plain" else ["--no-data-for-failed-tables"]  # the user's options
+    extra = ["-v", "SHOW_CONTEXT=errors"] if fmt == "plain" else ["--no-data-for-failed-tables"]  # the user's options
     proc = run([RESTORE, "--no-globals", path, "children_copy", "--", *extra], env)
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump(pg, "children_copy") == dump(pg, db)
