@@ -48,10 +48,44 @@ def blocked():
 
 
 def start(thread):
-    """thread.start(), the thread blocking HANDLED; returns the thread."""
+    """thread.start(), the thread blocking HANDLED; returns the thread. A thread that
+    dies before it has said it started (a MemoryError in Python's own bootstrap of it,
+    under an address-space limit) is RuntimeError("can't start new thread"), as one
+    the system would not give: Thread.start() alone waits for it for ever (CPython
+    gh-140746; a backup at a memory limit never ended)."""
+    died = _said_if_it_dies_unstarted(thread)
     with blocked():
         thread.start()
+    if died[0]:
+        raise RuntimeError("can't start new thread")
     return thread
+
+
+def _said_if_it_dies_unstarted(thread):
+    """Wraps the thread's bootstrap (where the interpreter has one: CPython 3.11 to 3.13
+    name it so) so that a failure before the thread says it started says so itself,
+    and wakes start(); `[True]` then. Nothing is allocated on that path but the
+    exception's own."""
+    died = [False]
+    bootstrap, started = getattr(thread, "_bootstrap", None), getattr(thread, "_started", None)
+    if bootstrap is None or started is None:
+        return died
+
+    def guarded():
+        try:
+            bootstrap()
+        except BaseException:
+            if started.is_set():
+                raise  # after it started: the thread's own, reported as ever
+            died[0] = True
+            thread._is_stopped = True  # is_alive() and join() see a thread that ended
+            limbo = getattr(threading, "_limbo", {})
+            with getattr(threading, "_active_limbo_lock", contextlib.nullcontext()):
+                limbo.pop(thread, None)
+            started.set()
+
+    thread._bootstrap = guarded
+    return died
 
 
 def popen(*args, **options):
