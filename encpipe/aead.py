@@ -12,6 +12,7 @@ per chunk on the way that succeeds.
 """
 
 import os
+import threading
 from importlib.util import find_spec
 
 from .errors import UsageError
@@ -145,7 +146,10 @@ def unwrap_key(kek, wrapped):
 
 
 class _Cryptography:
-    """OpenSSL through `cryptography`: encrypt_into and decrypt_into, in place."""
+    """OpenSSL through `cryptography`: encrypt_into and decrypt_into, in place; where
+    it refuses an output over its input (51 and later), GCM's update_into by pieces."""
+
+    in_place = True  # load() finds out
 
     @classmethod
     def load(cls):
@@ -156,6 +160,11 @@ class _Cryptography:
         if not hasattr(AESGCM, "encrypt_into"):
             raise ImportError("cryptography 47 or later is needed (AESGCM.encrypt_into)")
         cls._AESGCM, cls._InvalidTag, cls._keywrap = AESGCM, InvalidTag, keywrap
+        cls.in_place = _overlap_allowed(AESGCM)
+        if not cls.in_place:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+            cls._Cipher, cls._AES, cls._GCM = Cipher, algorithms.AES, modes.GCM
 
     @classmethod
     def wrap_key(cls, kek, key):
@@ -175,15 +184,25 @@ class _Cryptography:
 
     def __init__(self, key):
         self._aead = self._AESGCM(key)
+        if not self.in_place:
+            self._key, self._scratch = bytes(key), threading.local()
 
     def seal(self, nonce, buf, n):
         """Encrypt buf[:n] in place and put its tag at buf[n:n + TAG_LEN]."""
+        if not self.in_place:
+            encryptor = self._Cipher(self._AES(self._key), self._GCM(nonce)).encryptor()
+            self._through(encryptor, buf, n)
+            encryptor.finalize()
+            buf[n: n + TAG_LEN] = encryptor.tag
+            return
         self._aead.encrypt_into(nonce, buf[:n], None, buf[: n + TAG_LEN])
 
     def open(self, nonce, buf, n):
         """Decrypt buf[:n] (ciphertext then tag) in place; False, with buf[:n] as it
         was, when the tag does not verify."""
         body = n - TAG_LEN
+        if not self.in_place:
+            return self._open_by_pieces(nonce, buf, body)
         try:
             self._aead.decrypt_into(nonce, buf[:n], None, buf[:body])
             return True
@@ -194,6 +213,45 @@ class _Cryptography:
             self._aead.encrypt_into(nonce, buf[:body], None, buf[:n])
             buf[body:n] = tag
             return False
+
+    def _open_by_pieces(self, nonce, buf, body):
+        tag = bytes(buf[body: body + TAG_LEN])
+        decryptor = self._Cipher(self._AES(self._key), self._GCM(nonce, tag)).decryptor()
+        self._through(decryptor, buf, body)
+        try:
+            decryptor.finalize()
+            return True
+        except self._InvalidTag:  # decrypted before it was checked: the same keystream restores it
+            self._through(self._Cipher(self._AES(self._key), self._GCM(nonce)).encryptor(), buf, body)
+            return False
+
+    def _through(self, context, buf, n):
+        """buf[:n] through `context` (GCM's keystream), in place by pieces of PIECE
+        bytes: `cryptography` 51 and later refuse an output that overlaps the input
+        (ValueError), so each piece goes through a buffer of this thread's, which
+        stays in the CPU's cache, and is copied back."""
+        scratch = getattr(self._scratch, "view", None)
+        if scratch is None:
+            scratch = self._scratch.view = memoryview(bytearray(PIECE + 15))  # update_into's room: + block - 1
+        view = memoryview(buf)
+        for start in range(0, n, PIECE):
+            end = min(start + PIECE, n)
+            done = context.update_into(view[start:end], scratch)
+            view[start: start + done] = scratch[:done]
+
+
+PIECE = 64 << 10
+
+
+def _overlap_allowed(aesgcm):
+    """Whether this `cryptography` encrypts in place (encrypt_into with its output
+    over its input): up to 50 it does; 51 raises ValueError."""
+    probe = bytearray(1 + TAG_LEN)
+    try:
+        aesgcm(bytes(32)).encrypt_into(bytes(12), memoryview(probe)[:1], None, probe)
+    except ValueError:
+        return False
+    return True
 
 
 class _Pycryptodome:
