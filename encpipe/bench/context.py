@@ -27,11 +27,11 @@ while n := src.readinto(buf):
 """,
     "cryptography": """
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-g, buf, i = AESGCM(bytes(32)), memoryview(bytearray((1 << 20) + 16)), 0
+g, buf, out, i = AESGCM(bytes(32)), memoryview(bytearray(1 << 20)), memoryview(bytearray((1 << 20) + 16)), 0
 src, dst = open(0, "rb", buffering=0), open(1, "wb", buffering=0)
-while n := src.readinto(buf[: 1 << 20]):
-    g.encrypt_into(i.to_bytes(12, "big"), buf[:n], None, buf[: n + 16])
-    dst.write(buf[: n + 16]); i += 1
+while n := src.readinto(buf):  # into another buffer: cryptography 51 refuses an output over its input
+    g.encrypt_into(i.to_bytes(12, "big"), buf[:n], None, out[: n + 16])
+    dst.write(out[: n + 16]); i += 1
 """,
 }
 
