@@ -19,7 +19,9 @@ it masked (`postgresql://user:***@host`, `password=***`): the line goes to
 the journal or cron's mail.
 """
 
+import os
 import re
+import stat
 
 from .textform import secret_kind
 
@@ -168,6 +170,10 @@ def check(tool, args, plain_dump=False):
             _refuse(tool, arg, what, why, _PART_HINT if why is _PART else None)
         if tool == "pg_dump" and plain_dump and what == "Z":
             _refuse(tool, arg, what, "use encpipe-backup --compress for plain dumps")
+        if tool == "pg_restore" and what == "L" and not _regular_or_none(value):
+            _refuse(tool, arg, what, "the list must be a regular file (pg_restore -l's output): the archive comes "
+                                     "on standard input, and a list read from it took the rest of the archive and "
+                                     "restored nothing")
         if tool == "psql" and (what not in _PSQL_TAKES or what == "v" and value.partition("=")[0]
                                not in _PSQL_VARIABLES):
             _refuse(tool, arg, what, _PSQL_ONLY)
@@ -233,6 +239,21 @@ def given(tool, args):
         return {what for _, what, _ in options(tool, args)}
     except RefusedOption:
         return set()
+
+
+_DESCRIPTORS = ("/dev/stdin", "/dev/fd/", "/proc/self/", "/proc/thread-self/")
+
+
+def _regular_or_none(path):
+    """Whether `path` (links followed) is a regular file, or nothing at all (pg_restore says
+    so); never a name of a descriptor (/dev/stdin, /dev/fd/N, /proc/self/fd/N): pg_restore's
+    descriptors are not the ones this process sees under it (its standard input is the archive)."""
+    if ("/" + os.path.abspath(path).lstrip("/")).startswith(_DESCRIPTORS):  # `//dev/./fd/0` and `../dev/stdin` too
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return True
 
 
 def _refuse(tool, arg, what, why, hint=None):

@@ -4,6 +4,8 @@ filter, the database properties' SQL."""
 import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -410,3 +412,34 @@ def test_any_other_commit_is_left_to_docopt(words):
     from encpipe.backup import job
 
     assert job.commit_args(_COMMIT_BASE + words + _COMMIT_END) is None
+
+
+
+@pytest.mark.parametrize("args", [["-L", "/dev/stdin"], ["--use-list=/dev/stdin"], ["-L/proc/self/fd/0"],
+                                  ["--use-l", "/dev/fd/0"], ["-L", "{dir}"], ["-L", "//dev/./fd/3"]],
+                         ids=["L", "use-list", "fd", "prefix", "directory", "unnormal"])
+def test_a_list_that_is_no_regular_file_is_refused(args, tmp_path):
+    """pg_restore -L /dev/stdin read the rest of the archive (its standard input) as the
+    list, selected nothing, and the restore reported success with an empty database."""
+    with pytest.raises(pgopts.RefusedOption, match=r"pg_restore option .* \(-L, --use-list\) is not allowed: "
+                                                   r"the list must be a regular file"):
+        pgopts.check("pg_restore", [a.replace("{dir}", str(tmp_path)) for a in args])
+
+
+def test_a_descriptors_name_is_refused_where_this_process_has_a_regular_file_there(tmp_path):
+    """/dev/stdin names the checking process's standard input, not pg_restore's (the archive)."""
+    here = tmp_path / "list"
+    here.write_text(";\n")
+    with open(here) as stdin:
+        done = subprocess.run([sys.executable, "-c", "from encpipe import pgopts\n"
+                               "pgopts.check('pg_restore', ['-L', '/dev/stdin'])"], stdin=stdin,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert done.returncode == 1 and "RefusedOption: pg_restore option -L (-L, --use-list)" in done.stderr, done.stderr
+
+
+def test_a_list_in_a_regular_file_or_none_yet_passes(tmp_path):
+    """A list file (pg_restore -l's output) passes; one that is not there is pg_restore's to refuse."""
+    listed = tmp_path / "list"
+    listed.write_text(";\n")
+    pgopts.check("pg_restore", ["-L", str(listed)])
+    pgopts.check("pg_restore", ["--use-list", str(tmp_path / "none")])
