@@ -13,7 +13,7 @@ import json
 import time
 
 from .pgcli import Failure
-from .pgclient import FIELD, PgError, conninfo, ident, literal, password_hint, run_sql, starts_with, value
+from .pgclient import FIELD, PgError, conninfo, ident, literal, run_sql, starts_with, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
 
@@ -74,7 +74,7 @@ def free(maintenance_db, name, terminate=False, tries=10):
         try:
             now = state(maintenance_db, name)
         except PgError as e:
-            raise Failure("%s; nothing was changed" % e, e.status, password_hint(e)) from None
+            raise Failure("%s; nothing was changed" % e, e.status) from None  # its hint: the restore's, as any
         (prepared, subscriptions), busy = now[2], now[1]
         if not prepared and not subscriptions and (not busy or terminate):
             return now
