@@ -31,7 +31,8 @@ from .names import MARKER
 from .storage import Local, named, write_new
 
 MAX_BYTES = 256
-_LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(-?[0-9]{1,20})\n?")
+_IDENTIFIER = "-?[0-9]{1,20}"  # a bigint's digits, as the server gives it
+_LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(%s)\n?" % _IDENTIFIER.encode())
 QUERY = "SELECT system_identifier FROM pg_catalog.pg_control_system();"
 TAKE_OVER_HINT = ("give each server a location of its own; if this server is to take it over (a restore onto a new "
                   "server), run once with --new-cluster")
@@ -55,7 +56,7 @@ def system_identifier(db):
         return None, str(e)
     except OSError as e:
         return None, f"cannot run psql: {e.strerror or e}"
-    if not found or not re.fullmatch(r"-?[0-9]{1,20}", found):
+    if not found or not re.fullmatch(_IDENTIFIER, found):
         return None, "the server did not give one"
     return found, None
 
