@@ -4,8 +4,8 @@ import os
 import sys
 
 from . import __version__
-from .deps import docopt_parser, report_missing
-from .errors import EncpipeError, IOFailure, UsageError, ran_out, unexpected
+from .deps import docopt_parser, report_missing, unexpected_line
+from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .shown import json_value, printable
 from .stdio import blocking, discard, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
@@ -153,13 +153,6 @@ def run_script(prog, module, argv):
     except Terminated as e:
         return die_of(e.args[0])
     settle()  # a change made and said (sigdefer.hold_for_good): its status stands
-    return status
-
-
-def unexpected_line(io, e):
-    """An exception no code expected said in one line (errors.unexpected); its status."""
-    message, status = unexpected(e)
-    io.error(message)
     return status
 
 

@@ -8,15 +8,20 @@ DISTRIBUTIONS = {"Crypto": "pycryptodome", "docopt": "docopt-ng", "cryptography"
 REQUIRED = ("Crypto", "docopt")
 
 
+def unexpected_line(io, e):
+    """An exception no code expected said in one line (errors.unexpected); its status."""
+    message, status = unexpected(e)
+    io.error(message)
+    return status
+
+
 def report_missing(io, e):
     """One line naming the package to install, and its exit status; an ImportError
     that is not one of encpipe's dependencies is a resource run out (a library that
     cannot be mapped) or a bug: its one line too (errors.unexpected), not a traceback."""
     error = missing_dependency(e)
     if error is None:
-        message, status = unexpected(e)
-        io.error(message)
-        return status
+        return unexpected_line(io, e)
     io.error(str(error), hint=error.hint)
     return error.exit_code
 
