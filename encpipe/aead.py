@@ -185,12 +185,12 @@ class _Cryptography:
     def __init__(self, key):
         self._aead = self._AESGCM(key)
         if not self.in_place:
-            self._key, self._scratch = bytes(key), threading.local()
+            self._aes, self._scratch = self._AES(bytes(key)), threading.local()  # the key's, made once
 
     def seal(self, nonce, buf, n):
         """Encrypt buf[:n] in place and put its tag at buf[n:n + TAG_LEN]."""
         if not self.in_place:
-            encryptor = self._Cipher(self._AES(self._key), self._GCM(nonce)).encryptor()
+            encryptor = self._Cipher(self._aes, self._GCM(nonce)).encryptor()
             self._through(encryptor, buf, n)
             encryptor.finalize()
             buf[n: n + TAG_LEN] = encryptor.tag
@@ -216,13 +216,13 @@ class _Cryptography:
 
     def _open_by_pieces(self, nonce, buf, body):
         tag = bytes(buf[body: body + TAG_LEN])
-        decryptor = self._Cipher(self._AES(self._key), self._GCM(nonce, tag)).decryptor()
+        decryptor = self._Cipher(self._aes, self._GCM(nonce, tag)).decryptor()
         self._through(decryptor, buf, body)
         try:
             decryptor.finalize()
             return True
         except self._InvalidTag:  # decrypted before it was checked: the same keystream restores it
-            self._through(self._Cipher(self._AES(self._key), self._GCM(nonce)).encryptor(), buf, body)
+            self._through(self._Cipher(self._aes, self._GCM(nonce)).encryptor(), buf, body)
             return False
 
     def _through(self, context, buf, n):
