@@ -59,17 +59,24 @@ def backup(s3, tmp_path, folder, rclone, key_file):
     return done.returncode, done.stdout, done.stderr.decode(), samples(prom)
 
 
+def assert_upload_refused(s3, folder, result, what, why):
+    """A backup whose upload `what` (a pattern of the object's name) failed for `why` (a
+    pattern): 74, that one line, nothing on stdout nor on the remote, a failed attempt recorded."""
+    code, out, err, recorded = result
+    assert (code, out) == (74, b""), err
+    assert re.fullmatch(rf"encpipe-backup: error: backup of {DB} failed \(status 74\): cannot upload "
+                        rf"{what}: {why}; nothing was stored\n", err), err
+    assert s3.objects(folder) == []
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
+
+
 def test_an_upload_the_remote_keeps_short_is_not_stored(s3, key_file, tmp_path):
     """Before: exit 0, `bytes` 1000 in the JSON line, a success recorded."""
     rclone = wrapped(tmp_path, "rcat", '{ head -c 1000; cat > /dev/null; } | "$R" rcat "$2"; exit')
-    code, out, err, recorded = backup(s3, tmp_path, "short", rclone, key_file)
-    assert (code, out) == (74, b""), err
-    assert re.fullmatch(rf"encpipe-backup: error: backup of {DB} failed \(status 74\): cannot upload "
-                        rf"{re.escape(s3.location)}/short/\.encpipe-tmp\.\S+: the remote holds 1000 bytes of the "
-                        r"[0-9]+ written; nothing was stored\n", err), err
-    assert s3.objects("short") == []
-    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
-    assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in recorded
+    result = backup(s3, tmp_path, "short", rclone, key_file)
+    assert_upload_refused(s3, "short", result, rf"{re.escape(s3.location)}/short/\.encpipe-tmp\.\S+",
+                          r"the remote holds 1000 bytes of the [0-9]+ written")
+    assert ("encpipe_backup_last_success_timestamp_seconds", DB) not in result[3]
 
 
 REPLACED = {
@@ -113,12 +120,8 @@ def test_an_rclone_without_lsjson_stat_still_stores_and_reads_back(s3, key_file,
 
 def test_an_object_size_that_is_not_json_fails_the_upload_in_one_line(s3, key_file, tmp_path):
     rclone = wrapped(tmp_path, "lsjson", 'for a; do [ "$a" = --stat ] && { echo "{not json"; exit 0; }; done')
-    code, out, err, recorded = backup(s3, tmp_path, "garbled", rclone, key_file)
-    assert (code, out) == (74, b""), err
-    assert re.fullmatch(rf"encpipe-backup: error: backup of {DB} failed \(status 74\): cannot upload "
-                        rf"(\S+): rclone lsjson \1: its output is not JSON; nothing was stored\n", err), err
-    assert s3.objects("garbled") == []
-    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
+    assert_upload_refused(s3, "garbled", backup(s3, tmp_path, "garbled", rclone, key_file), r"(\S+)",
+                          r"rclone lsjson \1: its output is not JSON")
 
 
 @pytest.mark.parametrize("size", ["-1", '"unknown"'], ids=["minus-one", "not-a-number"])
@@ -127,13 +130,9 @@ def test_an_object_the_remote_gives_no_size_for_is_said_without_one(s3, key_file
     bytes of the N written` (and `None bytes` for one that is no number)."""
     stat = ('for a; do [ "$a" = --stat ] && { echo "{\\"Path\\":\\"x\\",\\"Name\\":\\"x\\",\\"Size\\":'
             + size.replace('"', '\\"') + ',\\"IsDir\\":false}"; exit 0; }; done')
-    code, out, err, recorded = backup(s3, tmp_path, "sizeless", wrapped(tmp_path, "lsjson", stat), key_file)
-    assert (code, out) == (74, b""), err
-    assert re.fullmatch(rf"encpipe-backup: error: backup of {DB} failed \(status 74\): cannot upload "
-                        rf"{re.escape(s3.location)}/sizeless/\.encpipe-tmp\.\S+: the remote gives no size for it, "
-                        r"so the [0-9]+ bytes written are not known to be there; nothing was stored\n", err), err
-    assert s3.objects("sizeless") == []
-    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
+    result = backup(s3, tmp_path, "sizeless", wrapped(tmp_path, "lsjson", stat), key_file)
+    assert_upload_refused(s3, "sizeless", result, rf"{re.escape(s3.location)}/sizeless/\.encpipe-tmp\.\S+",
+                          r"the remote gives no size for it, so the [0-9]+ bytes written are not known to be there")
 
 
 def test_a_read_back_that_cannot_be_made_leaves_the_backup_counted_as_stored(s3, key_file, tmp_path):
