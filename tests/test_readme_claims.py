@@ -65,7 +65,8 @@ def test_zstd_compress_level_22_is_level_22_not_19(pg, tools, tmp_path):
 
 
 
-README_DUMP_OPTIONS = re.findall(r"`encpipe-backup (?:DB|shop) -- ([^`]*)`", README)
+# its lines joined: an example cut after its `--` was not found (`-- --no-owner -n sales`, refused: 64)
+README_DUMP_OPTIONS = re.findall(r"`encpipe-backup (?:DB|shop) -- ([^`]*)`", " ".join(README.split()))
 
 
 @pytest.mark.parametrize("options", README_DUMP_OPTIONS)
@@ -352,3 +353,30 @@ def test_version_refuses_a_forced_cipher_that_is_installed_but_cannot_be_used(tm
     assert (sealed.returncode, sealed.stdout) == (64, b"")
     assert (version.returncode, version.stdout, version.stderr) == (64, b"", sealed.stderr)
     assert version.stderr.decode().startswith("encpipe: error: ENCPIPE_CIPHER=cryptography, but it cannot be imported")
+
+
+def test_a_metrics_file_where_check_would_not_read_it_is_not_written_and_the_run_is_1(pg, tools, tmp_path):
+    """README "Monitoring": a metrics file in a directory another user can write,
+    sticky or not, is refused before its lock is made there, and its lock is never
+    opened through a link; README said 73 and 74, as if the run's status: the
+    backup is stored all the same, its JSON line printed, and the run says
+    `backup written, but metrics not written: ...`, exit 1."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    done = backup(pg, tools, str(tmp_path / "b"), ensure_awkward(pg), "--key-file", make_key(tmp_path / "k"),
+                  "--metrics-file", shared / "encpipe.prom", check=False)
+    assert (done.returncode, len(done.stdout.decode().splitlines()), os.listdir(shared)) == (1, 1, [])
+    said = (f"backup written, but metrics not written: {shared} can be written by every user (mode o+w), who "
+            "could hide a failed backup: encpipe-check would not read the metrics file there")
+    assert f"encpipe-backup: error: {said}\n" in done.stderr.decode()
+    text = " ".join(README.split("\n### Monitoring: ", 1)[1].split("\n### ", 1)[0].split())
+    assert said.replace(str(shared), "DIR") in text and "before the lock is made in it" in text
+    (tmp_path / "m").mkdir(mode=0o755)
+    (tmp_path / "m" / "encpipe.prom.lock").symlink_to(tmp_path / "elsewhere")
+    done = backup(pg, tools, str(tmp_path / "b"), ensure_awkward(pg), "--key-file", str(tmp_path / "k"),
+                  "--metrics-file", tmp_path / "m" / "encpipe.prom", check=False)
+    assert (done.returncode, len(done.stdout.decode().splitlines())) == (1, 1)
+    assert done.stderr.decode().endswith(f"error: backup written, but metrics not written: cannot open "
+                                         f"{tmp_path / 'm' / 'encpipe.prom.lock'}: Too many levels of symbolic links\n")
+    assert "the lock is never opened through a link or as a FIFO (`metrics not written: ...`, exit 1)" in text
