@@ -26,6 +26,19 @@ def quick_run(tmp_path_factory):
     return proc, report, work
 
 
+def test_the_real_interpreter_finds_the_dependencies_on_the_childrens_path():
+    """The bench runs the real interpreter behind a virtual environment's python, which reads no
+    pyvenv.cfg: on a machine whose interpreter has neither pycryptodome nor docopt (a fresh
+    one), every encpipe row failed with 69. The children's PYTHONPATH carries the
+    environment's site-packages; -S leaves out whatever the interpreter's own site has."""
+    from encpipe.bench.context import venv_site_packages
+    root = os.path.dirname(os.path.dirname(BENCH))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *venv_site_packages()]))
+    done = subprocess.run([os.path.realpath(sys.executable), "-S", "-c", "import Crypto, docopt, encpipe.cli"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def test_script_is_executable_with_a_python_shebang():
     assert os.access(BENCH, os.X_OK)
     with open(BENCH) as f:

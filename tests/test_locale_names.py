@@ -12,6 +12,7 @@ another database than that of its files: CRITICAL, "no backup", after a backup.
 import base64
 import json
 import os
+import site
 import shlex
 import subprocess
 import sys
@@ -158,9 +159,14 @@ def test_an_interpreter_that_cannot_be_executed_again_runs_as_it_is(tmp_path, lo
     """Started with an argv[0] that names no interpreter (exec -a), sys.executable is no file:
     the execution again in UTF-8 mode failed, a traceback and 1; now it runs as it is."""
     directory = _backups(tmp_path / "b")
+    # Without a path to its python, the interpreter does not find a virtual environment's
+    # pyvenv.cfg either: it gets the environment's packages on PYTHONPATH, as a fresh machine's
+    # interpreter has none of them.
+    env = _env(locales, LATIN1)
+    if sys.prefix != sys.base_prefix:
+        env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site.getsitepackages()])
     done = subprocess.run(["./nowhere", "-m", "encpipe.backup", "list", str(directory)], executable=sys.executable,
-                          cwd=tmp_path, env=_env(locales, LATIN1), capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=60)
+                          cwd=tmp_path, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     assert (done.returncode, done.stderr) == (0, b"")
     assert len(json.loads(done.stdout)) == 2
 

@@ -4,6 +4,7 @@ machine's facts, the generated inputs and the peers that are installed."""
 import os
 import platform
 import shutil
+import site
 import subprocess
 import sys
 import time
@@ -43,6 +44,13 @@ while left > 0:
     left -= os.write(1, block[: min(left, len(block))])
 """
 
+def venv_site_packages():
+    """This virtual environment's site-packages (none outside one). The bench runs the real
+    interpreter its python links to, which does not read the environment's pyvenv.cfg: without
+    these on PYTHONPATH it finds pycryptodome and docopt only where that interpreter has them."""
+    return site.getsitepackages() if sys.prefix != sys.base_prefix else []
+
+
 # Runs encpipe from a given directory even when another tree is installed editable.
 BOOTSTRAP = """
 import runpy, sys
@@ -67,7 +75,7 @@ class Context:
         self.encpipe, self.encpipe_how = self._encpipe_command()  # adds PYTHONPATH to base_env
         self.key = os.urandom(32).hex()
         self.ciphers = [c for c in CIPHERS if c in opts.ciphers]
-        if "cryptography" in self.ciphers and command_output([self.python, "-c", "import cryptography"]) != "":
+        if "cryptography" in self.ciphers and command_output([self.python, "-c", "import cryptography"], self.base_env) != "":
             self.notes.append("cryptography is not installed: pycryptodome rows only")
             self.ciphers.remove("cryptography")
         if not self.ciphers:
@@ -117,7 +125,7 @@ class Context:
         if not os.path.exists(wanted):
             raise BenchError(f"no encpipe package in {package_dir}")
         env = dict(self.base_env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_dir, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_dir, *venv_site_packages(), env.get("PYTHONPATH")]))
         self.base_env = env
         plain = [self.python, "-m", "encpipe"]
         probe = "import encpipe, os; print(os.path.realpath(encpipe.__file__))"
