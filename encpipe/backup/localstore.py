@@ -83,8 +83,14 @@ class Local:
     head = stat  # what this run has just written (Rclone.head)
 
     def _item(self, name):
+        """A file that is no link by one look at its name (lstat): its inode, size, time
+        and owner all that file's. A second look, for a link's target, once also gave a
+        file's own (which was opened and authenticated, by its inode) another's size, time
+        and owner: a writer who put a link to the newest backup under their file's name
+        between the two, then their file back, had it counted as that backup's owner's."""
         try:
-            link, info = os.lstat(name, dir_fd=self._dir()), os.stat(name, dir_fd=self._dir())
+            link = os.lstat(name, dir_fd=self._dir())
+            info = os.stat(name, dir_fd=self._dir()) if stat.S_ISLNK(link.st_mode) else link
         except OSError as e:
             return Item(name, error=f"cannot read {name}: {e.strerror or e}", unreadable=True)
         if stat.S_ISDIR(info.st_mode):
