@@ -43,6 +43,11 @@ class Local:
     def _reopened(self):  # the directory itself, to read (list, fsync), through its descriptor
         return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._dir())
 
+    def opened(self):
+        """The directory open to read (its lock, its listing), the caller's to close: the
+        one this store opened, whatever its name leads to by now; OSError if it cannot be."""
+        return self._reopened()
+
     def where(self, name):
         return os.path.join(self.directory, name)
 
