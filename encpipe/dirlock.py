@@ -27,22 +27,17 @@ def lock_wait(env):
     return seconds
 
 
-def take(directory, seconds, on_wait):
-    """A descriptor of `directory` holding its exclusive flock: at once, or after
-    `on_wait()` within `seconds` (else Changed, 75); None when the directory was
-    removed while this waited (by a failed run that had made it)."""
-    fd = os.open(directory, os.O_RDONLY)
-    if locked_now(fd):
-        return fd
+def take(fd, directory, seconds, on_wait):
+    """Hold the exclusive flock on `fd`, the directory `directory` open to read (the one a
+    run opened once: never its path again, which a writer of a directory above may have
+    pointed elsewhere meanwhile): at once, or after `on_wait()` within `seconds` (else
+    Changed, 75); whether it is still there: False when it was removed while this waited
+    (by a failed run that had made it), which leaves it no link."""
+    turn(fd, directory, seconds, on_wait)
     try:
-        turn(fd, directory, seconds, on_wait)
-    except Changed:
-        os.close(fd)
-        raise
-    if still_at(fd, directory):
-        return fd
-    os.close(fd)
-    return None
+        return os.fstat(fd).st_nlink > 0
+    except OSError:
+        return False
 
 
 def turn(fd, directory, seconds, on_wait):

@@ -154,20 +154,27 @@ class Backup:
         """Take turns in DIR (flock), remove the temporary files of killed runs, and
         wait until this second's names are free; the time stamp (None: DIR is gone)."""
         directory = self.o["dir"]
-        self.lock_fd = dirlock.take(directory, self.o["lock_wait"], self._say_waiting)
-        if self.lock_fd is None:
+        fd = self.stores[0].opened()  # --dir's (job.stores: first), opened once: each step here relative to it
+        try:
+            there = dirlock.take(fd, directory, self.o["lock_wait"], self._say_waiting)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not there:
+            os.close(fd)
             return None
-        for name in os.listdir(directory):  # holding the lock, no other backup writes here
+        self.lock_fd = fd
+        for name in os.listdir(fd):  # holding the lock, no other backup writes here
             if name.startswith(TEMP_PREFIX):
                 try:
-                    os.unlink(os.path.join(directory, name))
+                    os.unlink(name, dir_fd=fd)
                 except OSError:
                     pass
         deadline = time.monotonic() + NAME_WAIT  # names planted for every second to come never free up
         while True:
             stamp = time.strftime(STAMP, time.gmtime())
             names = (f"{self.db}_{stamp}.{self.o['ext']}.enc", f"{self.db}_{stamp}.globals.sql.enc")
-            taken = [n for n in names if os.path.lexists(os.path.join(directory, n))]
+            taken = [n for n in names if _lexists(n, fd)]
             if not taken:
                 return stamp
             if time.monotonic() > deadline:
@@ -295,6 +302,14 @@ def read_once(o):
         if where[f].get(f):
             where[f][f] = [held.value(p) for p in where[f][f]]
     o["open"] = held.words(o["open"])
+
+
+def _lexists(name, dir_fd):
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def main(argv=None):

@@ -151,11 +151,11 @@ def _held(directory):
 
 
 def test_take_gets_a_free_lock_at_once_without_saying_it_waits(tmp_path):
-    waited = []
-    fd = dirlock.take(str(tmp_path), 0, lambda: waited.append(1))
+    waited, fd = [], os.open(tmp_path, os.O_RDONLY)
     other = os.open(tmp_path, os.O_RDONLY)
     try:
-        assert waited == [] and dirlock.still_at(fd, str(tmp_path))
+        assert dirlock.take(fd, str(tmp_path), 0, lambda: waited.append(1)) is True
+        assert waited == []
         with pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
@@ -164,14 +164,15 @@ def test_take_gets_a_free_lock_at_once_without_saying_it_waits(tmp_path):
 
 
 def test_take_gives_up_after_the_wait_it_was_given(tmp_path):
-    holder, waited = _held(tmp_path), []
+    holder, waited, fd = _held(tmp_path), [], os.open(tmp_path, os.O_RDONLY)
     try:
         started = time.monotonic()
         with pytest.raises(Changed) as raised:
-            dirlock.take(str(tmp_path), 2, lambda: waited.append(1))
+            dirlock.take(fd, str(tmp_path), 2, lambda: waited.append(1))
         took = time.monotonic() - started
     finally:
         os.close(holder)
+        os.close(fd)
     assert waited == [1] and 2 <= took < 3.5  # not twice the wait: a loaded machine still fits
     assert raised.value.exit_code == 75 and str(raised.value) == (
         f"{tmp_path}: its lock (flock on the directory) is still held after 2 s; not waiting longer")
@@ -180,8 +181,8 @@ def test_take_gives_up_after_the_wait_it_was_given(tmp_path):
 def test_take_gets_the_lock_soon_after_it_is_let_go(tmp_path):
     holder = _held(tmp_path)
     threading.Timer(0.3, os.close, (holder,)).start()
-    started = time.monotonic()
-    fd = dirlock.take(str(tmp_path), 60, lambda: None)
+    started, fd = time.monotonic(), os.open(tmp_path, os.O_RDONLY)
+    assert dirlock.take(fd, str(tmp_path), 60, lambda: None) is True
     took = time.monotonic() - started
     os.close(fd)
     assert 0.3 <= took < 10  # not the whole 60 s wait
@@ -197,7 +198,11 @@ def test_take_gives_no_lock_of_a_directory_removed_while_it_waited(tmp_path):
         os.close(holder)
 
     threading.Timer(0.3, remove_then_let_go).start()
-    assert dirlock.take(str(directory), 60, lambda: None) is None
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        assert dirlock.take(fd, str(directory), 60, lambda: None) is False
+    finally:
+        os.close(fd)
 
 
 def test_remove_made_removes_only_what_make_directories_made_and_stops_at_a_replaced_one(tmp_path):

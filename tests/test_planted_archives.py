@@ -134,3 +134,58 @@ def test_check_without_verify_does_not_count_a_file_another_user_planted(tmp_pat
            " another user makes as they like (--verify reads the file)\n", "")
     os.chown(directory / planted, 0, 0)  # the caller's (root's) own: counted from its header, as before
     assert check("--max-age", "24", str(directory))[:2] == (0, f"OK: {A}: newest backup {planted} is 1.0 h old\n")
+
+
+
+def linked_between_looks(monkeypatch, directory, planted, target):
+    """The planter, at the listing's second look at `planted` (a stat that follows links):
+    their file moved aside, a link to `target` in its place, their file back once looked at."""
+    real_stat, swaps = os.stat, []
+
+    def stat(path, *args, dir_fd=None, follow_symlinks=True):
+        if path == planted and dir_fd is not None and follow_symlinks and not swaps:
+            swaps.append(path)
+            os.rename(directory / planted, directory / ".aside")
+            os.symlink(target, directory / planted)
+            try:
+                return real_stat(path, *args, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+            finally:
+                os.replace(directory / ".aside", directory / planted)
+        return real_stat(path, *args, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_a_planted_archive_looked_at_as_a_link_for_a_moment_still_never_counts(tmp_path, monkeypatch):
+    """A file was listed by two looks at its name: lstat (which file: its inode) and stat
+    (its size, time and owner, a link followed). The planter, who may rename their own
+    file in a sticky directory, put a link to the newest backup under the name between
+    the two and their archive back after: it was listed as their file (the inode opened
+    and authenticated) with the newest backup's owner and time, so counted as the
+    newest, and `--keep-last 1` removed the real newest, exit 0. Now a file that is no
+    link is listed by one look, its inode, size, time and owner all its own."""
+    directory, older, newest, planted = planted_world(tmp_path)
+    assert os.path.getsize(directory / planted) == os.path.getsize(directory / newest)
+    linked_between_looks(monkeypatch, directory, planted, newest)
+    code, report, err = backups("prune", "--keep-last", "1", str(directory))
+    assert code == 65, err
+    assert sorted(os.listdir(directory)) == sorted([newest, planted])  # the real newest stays
+    assert [(k["filename"], k["reasons"]) for k in report["kept"]] == [(newest, ["last"])]
+    assert [(line["filename"], line["reasons"]) for line in report["left"]] == [(planted, [f"{REASON}: never counted"])]
+
+
+def test_check_does_not_count_a_planted_header_looked_at_as_a_link_for_a_moment(tmp_path, monkeypatch):
+    """The same two looks, under check without --verify: the planter's header (a key of
+    their own) was counted as the caller's, OK while the last backup was 36 h old."""
+    from test_backup_dir import OTHER_KEY, make_valid
+    directory = tmp_path / "b"
+    directory.mkdir()
+    os.chmod(directory, 0o1777)
+    genuine, planted = name(36, "sql"), name(1, "sql")
+    make_valid(directory, genuine)
+    os.chown(make_valid(directory, planted, key=OTHER_KEY), PLANTER, PLANTER)
+    linked_between_looks(monkeypatch, directory, planted, genuine)
+    assert check("--max-age", "24", str(directory)) == (
+        2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old, over --max-age 24 h; newest file {planted} is"
+           " owned by uid 4242 (not the caller, root or the directory's owner): check reads its header only, which"
+           " another user makes as they like (--verify reads the file)\n", "")

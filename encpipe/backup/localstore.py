@@ -43,6 +43,11 @@ class Local:
     def _reopened(self):  # the directory itself, to read (list, fsync), through its descriptor
         return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._dir())
 
+    def opened(self):
+        """The directory open to read (its lock, its listing), the caller's to close: the
+        one this store opened, whatever its name leads to by now; OSError if it cannot be."""
+        return self._reopened()
+
     def where(self, name):
         return os.path.join(self.directory, name)
 
@@ -83,8 +88,14 @@ class Local:
     head = stat  # what this run has just written (Rclone.head)
 
     def _item(self, name):
+        """A file that is no link by one look at its name (lstat): its inode, size, time
+        and owner all that file's. A second look, for a link's target, once also gave a
+        file's own (which was opened and authenticated, by its inode) another's size, time
+        and owner: a writer who put a link to the newest backup under their file's name
+        between the two, then their file back, had it counted as that backup's owner's."""
         try:
-            link, info = os.lstat(name, dir_fd=self._dir()), os.stat(name, dir_fd=self._dir())
+            link = os.lstat(name, dir_fd=self._dir())
+            info = os.stat(name, dir_fd=self._dir()) if stat.S_ISLNK(link.st_mode) else link
         except OSError as e:
             return Item(name, error=f"cannot read {name}: {e.strerror or e}", unreadable=True)
         if stat.S_ISDIR(info.st_mode):
