@@ -543,3 +543,43 @@ def test_a_secret_given_for_a_signing_signer_or_recipient_file_is_not_shown(tmp_
         in err, err
     assert secret not in err and secret.lower() not in err.lower(), err
 
+
+CONNINFO_PASSWORD = "hunter2-9c1e"
+
+
+@pytest.mark.parametrize("conninfo", [f"host=db1 user=bk password={CONNINFO_PASSWORD} dbname=shop",
+                                      f"postgresql://bk:{CONNINFO_PASSWORD}@db1/shop"], ids=["keywords", "uri"])
+@pytest.mark.parametrize("script, args, status", [
+    ("encpipe-backup", ["--dir", "BACKUPS", "--metrics-file", "METRICS", "--key-file", "KEYFILE", "CONNINFO"], 64),
+    ("encpipe-restore", ["--no-globals", "--key-file", "KEYFILE", "SEALED", "CONNINFO"], 64),
+    ("encpipe-restore", ["--maintenance-db", "CONNINFO", "--no-globals", "--key-file", "KEYFILE", "SEALED",
+                         "shop_copy"], 64),
+    ("encpipe-prune", ["--keep-last", "1", "--key-file", "KEYFILE", "--database", "CONNINFO", "BACKUPS"], 64),
+    ("encpipe-check", ["--max-age", "3", "--database", "CONNINFO", "--dir", "BACKUPS"], 3),
+])
+def test_a_connection_string_given_as_the_database_is_refused_with_its_password_masked(tmp_path, script, args,
+                                                                                        status, conninfo):
+    """A libpq connection string given where the database's name belongs (as one would
+    give it to pg_dump or psql): the scripts take a name, never a connection string
+    (libpq reads PGDATABASE as a name), so the backup failed, and its line, the backup's
+    file name and the metrics file (every user may read it) held the password; a
+    restore would have made a database of that name. Refused (64; check's UNKNOWN, 3)
+    before anything runs, the password masked, nothing made."""
+    key_file, sealed, backups = tmp_path / "k", tmp_path / "shop_20250101T000000Z.sql.enc", tmp_path / "b"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    if script != "encpipe-backup":
+        backups.mkdir()
+    metrics = tmp_path / "m.prom"
+    words = [{"CONNINFO": conninfo, "KEYFILE": str(key_file), "SEALED": str(sealed), "BACKUPS": str(backups),
+              "METRICS": str(metrics)}.get(w, w) for w in args]
+    env = clean_env({"PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run([str(SCRIPTS / script), *words], stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    said = done.stdout + done.stderr
+    assert done.returncode == status, said
+    assert CONNINFO_PASSWORD.encode() not in said, said
+    assert b"a connection string with a password" in done.stderr and b"***" in done.stderr, said
+    assert done.stdout == (b"" if status != 3 else done.stdout.splitlines(keepends=True)[0]), said
+    assert not metrics.exists() and (script != "encpipe-backup" or not backups.exists())
