@@ -6,15 +6,14 @@ from . import aead, bounded, envelope, keygen
 from . import format as fmt
 from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
-from .keyargs import (SECRET_FILES, load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths,
-                      shown_name)
+from .keyargs import SECRET_FILES, load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
 from .report import header_report, print_report
 from .sigdefer import hold_for_good
 from .slots import KEY_ID_LEN, MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
-from .textform import refuse_key_as_new_path
+from .textform import refuse_key_as_new_path, shown_name
 from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
 
 _KEY_ID = re.compile(r"[0-9a-fA-F]{%d}" % (2 * KEY_ID_LEN))  # as keyid prints it, either case: nothing else

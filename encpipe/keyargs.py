@@ -10,9 +10,8 @@ import re
 import stat
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
+from .textform import may_be_secret
 from .workers import int_option
-
-_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
 
 
 def secret_paths(args, option):
@@ -27,23 +26,6 @@ def secret_paths(args, option):
                 hint=f"{option} takes the path of a file that holds the secret",
             )
     return paths
-
-
-def may_be_secret(path):
-    """True when `path`, given for a secret file, names no file and may be the secret
-    typed in its place: it looks like one, or is a bare word (no / and no .)."""
-    return not os.path.lexists(path) and bool(_SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path))
-
-
-def shown_name(path, prompt=False, secret_file=False, what="FILE"):
-    """`path` for a message, unless it names no file and may be a secret typed in
-    its place: it looks like one, or -p (which takes no value) was given too, or
-    (a `secret_file`'s) it is a bare word (may_be_secret). Hidden, it is `what`
-    (FILE, DIR, PATH: the argument's name in the usage) and why it is not shown."""
-    hidden = not os.path.lexists(path) and (prompt or _SECRET_LIKE.fullmatch(path))
-    if hidden or (secret_file and may_be_secret(path)):
-        return f"{what} (its name not shown: it names no file and may be a key or passphrase)"
-    return path
 
 
 def load_keys(loader, args, sources, sealing):

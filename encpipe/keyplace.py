@@ -25,8 +25,9 @@ import os
 import stat
 
 from .errors import IOFailure, UnsafeDirectory
-from .keyargs import FD_PATH, SECRET_FILES, shown_name
+from .keyargs import FD_PATH, SECRET_FILES
 from .keys import STDIN_PATHS
+from .textform import shown_name
 from .writers import ALLOW_FLAG, _owners, _user_name, first_other_writer, other_writer
 
 MAX_LINKS = 40  # as the kernel's ELOOP

@@ -15,7 +15,8 @@ from .proctree import kill_tree
 from .sigdefer import held
 from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
                     parse_budget)
-from .textform import ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, nth, refuse_key_in_place, refuse_public
+from .textform import (ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, nth, refuse_key_in_place, refuse_public,
+                       shown_name)
 from .workers import decimal_number
 
 ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
@@ -121,8 +122,8 @@ def read_secret_file(path, warn):
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
             data = _read_bounded(f, path)
-    except OSError as e:
-        raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
+    except OSError as e:  # a secret typed in its path's place (--sign-key KEY, pubkey KEY): not shown
+        raise InputUnavailable(f"cannot read {shown_name(path, secret_file=True)}: {e.strerror or e}") from None
     _warn_mode(path, mode, warn)
     return data
 

@@ -87,12 +87,13 @@ from .fdsecrets import FdSecrets
 from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
-from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
+from .keyargs import load_signers, public_forms, secret_fds_open
 from .inplace import kept, not_a_leftover, owner_not_kept
 from .keyplace import refuse_replaceable
 from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .signing import ENV_SIGNER
+from .textform import shown_name
 
 MAGIC = b"ENCPIPE"
 LEGACY_HEADER = 64

@@ -119,9 +119,9 @@ def validate(o, env):
     db = o["db"]
     if not db:
         raise usage_error("no DBNAME given")
+    utf8_name(db)  # 64: it goes into SQL; a key or a connection string's password: not shown
     if "/" in db or db.startswith("."):
         raise usage_error(f"cannot name a file after database {db}")
-    utf8_name(db)  # 64: it goes into SQL
     if o["format"] not in ("plain", "custom"):
         raise usage_error(f"--format must be plain or custom, not {o['format']}")
     if not o["compress"]:

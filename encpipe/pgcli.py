@@ -5,6 +5,7 @@ import sys
 
 from .argwords import option_words
 from .errors import InputUnavailable, UsageError
+from .pgopts import refuse_connection_string
 from .shown import printable
 from .stdio import write_quietly
 from .textform import refuse_key_as_database
@@ -116,8 +117,10 @@ def utf8_name(name, what="DBNAME"):
     """`name`, a database's, if it is UTF-8 text; else 64: it goes into SQL, sent as UTF-8
     (argv bytes that are not UTF-8 arrive as surrogates, which no encoding takes). A key
     pasted in its place is 64 too, not shown: it would be in error lines and in the
-    metrics file, which every user may read (one longer than any database's name, 63 bytes)."""
+    metrics file, which every user may read (one longer than any database's name, 63 bytes);
+    so is a connection string with a password, shown masked (pgopts.refuse_connection_string)."""
     try:
+        refuse_connection_string(name, what)
         refuse_key_as_database(name, what)
     except UsageError as e:
         raise Failure(str(e), 64, e.hint) from None

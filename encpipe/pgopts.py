@@ -23,6 +23,7 @@ import os
 import re
 import stat
 
+from .errors import UsageError
 from .textform import secret_kind
 
 # The password of a connection string: a URI's `user:PASSWORD@`, a `password=` keyword
@@ -273,6 +274,19 @@ def shown(arg):
     if kind:
         return f"{option}{equals}({kind}, not shown)"
     return _PASSWORD.sub(lambda m: (m["uri"] or m["keyword"]) + "***", arg)
+
+
+def refuse_connection_string(name, source):
+    """UsageError (64) when `name`, given where a database's name belongs (`source`:
+    DBNAME, --database, --maintenance-db), is a libpq connection string with a
+    password (`host=db1 password=... dbname=shop`, `postgresql://user:PASS@db1/shop`):
+    the scripts take a name (pg_dump gets it as PGDATABASE, which libpq never reads
+    as a connection string; psql's -d does, where `ps` shows it to every user), which
+    goes into the error lines, the backup's name and the metrics file. Shown masked."""
+    if _PASSWORD.search(name):
+        raise UsageError(f"{source} {shown(name)}: a connection string with a password, not a database's name",
+                         hint="give the database's name alone; the server in PGHOST, PGPORT and PGUSER, "
+                              "the password in PGPASSWORD or a password file (~/.pgpass)")
 
 
 def restore_tool(filename):

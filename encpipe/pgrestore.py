@@ -43,13 +43,13 @@ from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgo
 from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text
 from .shown import json_value
-from .textform import NAME_MAX_BYTES
+from .textform import NAME_MAX_BYTES, shown_name
 from .usage_errors import shown_argument
 from .sigdefer import hold_for_good
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
-from .keyargs import readable_beside_another, secret_fds_open, shown_name
+from .keyargs import readable_beside_another, secret_fds_open
 from .pgcli import PROG, Failure, open_failure_hint, parse, say, utf8_name
 from .pgclient import PgError, ident, literal, password_hint, run_sql
 from .pgrestorechild import Children

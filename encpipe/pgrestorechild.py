@@ -10,7 +10,7 @@ import subprocess
 
 from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, sigthreads
 from .errors import EncpipeError
-from .keyargs import shown_name
+from .textform import shown_name
 from .pgcli import Failure, maker_check, open_failure_hint, refused, say
 from .pgstream import Restore
 

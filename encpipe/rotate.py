@@ -70,11 +70,12 @@ from .errors import EncpipeError
 from .fdsecrets import FdSecrets
 from .sigdefer import Commit
 from .keys import warn_secret_modes
-from .keyargs import load_signers, public_forms, secret_fds_open, shown_name
+from .keyargs import load_signers, public_forms, secret_fds_open
 from .keyplace import refuse_replaceable
 from .inplace import kept, owner_not_kept
 from .rotatechild import Encpipe, Failure
 from .rotatewalk import TEMP_PREFIX, TEMP_SUFFIX, report, walk
+from .textform import shown_name
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"

@@ -2,7 +2,9 @@
 padding) of key || SHA-256(label || key)[:4]. Public forms are lower case,
 secret forms upper case; the characters after the prefix may be in either
 case (ASCII only), the prefix must be exact, and padding or non-zero unused bits are
-refused; surrounding ASCII white space is ignored.
+refused; surrounding ASCII white space is ignored. Also what a secret typed in
+the wrong place looks like: a key where a command or a name belongs
+(secret_kind), a key or passphrase where a file's path belongs (shown_name).
 """
 
 import base64
@@ -27,6 +29,8 @@ _RAW_KEY = re.compile(r"[0-9a-fA-F]{64}")
 RAW_KEY_KIND = "a raw key"
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _SPACES = re.compile(f"[{ASCII_SPACE}]+")
+# what a value given for a secret file's path may be instead: a key or passphrase typed in its place
+_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
 
 
 def nth(option, index, count):
@@ -68,6 +72,23 @@ def secret_kind(text):
     text = text.strip(ASCII_SPACE)
     kind = next((name for prefix, name in _SECRET_FORMS if text[:len(prefix)].upper() == prefix), None)
     return kind or (RAW_KEY_KIND if _RAW_KEY.fullmatch(text) else None)
+
+
+def may_be_secret(path):
+    """True when `path`, given for a secret file, names no file and may be the secret
+    typed in its place: it looks like one, or is a bare word (no / and no .)."""
+    return not os.path.lexists(path) and bool(_SECRET_LIKE.fullmatch(path) or not ("/" in path or "." in path))
+
+
+def shown_name(path, prompt=False, secret_file=False, what="FILE"):
+    """`path` for a message, unless it names no file and may be a secret typed in
+    its place: it looks like one, or -p (which takes no value) was given too, or
+    (a `secret_file`'s) it is a bare word (may_be_secret). Hidden, it is `what`
+    (FILE, DIR, PATH: the argument's name in the usage) and why it is not shown."""
+    hidden = not os.path.lexists(path) and (prompt or _SECRET_LIKE.fullmatch(path))
+    if hidden or (secret_file and may_be_secret(path)):
+        return f"{what} (its name not shown: it names no file and may be a key or passphrase)"
+    return path
 
 
 def refuse_key_in_place(value, source, what="command"):

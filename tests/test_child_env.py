@@ -242,6 +242,50 @@ def test_the_demos_children_get_no_secret(tmp_path):
         shutil.rmtree(shared, ignore_errors=True)
 
 
+def test_the_demos_pg_config_gets_no_secret_nor_descriptor(tmp_path):
+    """encpipe-demo asks pg_config where the server is, in its shell (as root, whether
+    PostgreSQL must be installed: debian.bash) and in its Python (demo.find_bindir):
+    neither pg_config gets a secret of the demo's environment, nor a descriptor above 2,
+    here a pipe the demo was given (before, the shell's got them all). Not root, the
+    shell asks none. The tour then fails at its first psql (1), as above."""
+    shared = tempfile.mkdtemp(prefix="encpipe-demo-test-")  # the fake server runs as another user when root
+    try:
+        os.chmod(shared, 0o711)
+        bindir, log, spies = os.path.join(shared, "bin"), tmp_path / "log", tmp_path / "spies"
+        os.mkdir(bindir)
+        os.chmod(bindir, 0o755)
+        for name, text in (("initdb", '#!/bin/sh\nmkdir -p "$2"\n'), ("pg_ctl", "#!/bin/sh\nexit 0\n"),
+                           ("psql", "#!/bin/sh\nexit 1\n")):
+            with open(os.path.join(bindir, name), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(bindir, name), 0o755)
+        spies.mkdir()
+        says = tmp_path / "says-bindir"
+        says.write_text(f"#!/bin/sh\necho {bindir}\n")
+        says.chmod(0o755)
+        write(spies / "pg_config", "pg_config", [str(says)], log)
+        env = clean_env({**EVERY, "ENCPIPE_KEY": KEY, "TMPDIR": shared})
+        env.pop("PG_BINDIR", None)
+        env["PATH"] = f"{spies}:{os.path.dirname(sys.executable)}:{env['PATH']}"
+        read_end, write_end = os.pipe()
+        try:
+            done = subprocess.run([os.path.join(SCRIPTS, "encpipe-demo")], capture_output=True, env=env,
+                                  pass_fds=(read_end,), timeout=120)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+        assert done.returncode == 1, done.stdout.decode()[-2000:] + done.stderr.decode()
+        seen = records(log)
+        shell_asks = os.geteuid() == 0 and shutil.which("apt-get") is not None  # debian.bash's may_install
+        assert len(seen) == 1 + shell_asks, [r["argv"] for r in seen]
+        for record in seen:
+            assert _held(record["env"]) == set(), sorted(_held(record["env"]))
+            assert not any(entry.startswith("ENCPIPE_KEY=") or KEY in entry for entry in record["env"])
+            assert sorted(record["fds"]) == ["0", "1", "2"], record["fds"]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_childenv_py_names(tmp_path):
     """scripts/encpipe-sh-setup asks ENCPIPE_PYTHON whether it can import encpipe without
     starting Python to learn what is secret: it unsets its own list of names and prefixes.

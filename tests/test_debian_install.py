@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from encpipe import childenv
+from spies import install, records
+
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = "/etc/postgresql-common/createcluster.d"
 
@@ -69,3 +72,31 @@ def test_an_install_that_ends_leaves_no_setting_and_a_setting_there_before_stays
     kept = subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert kept.stdout == "went on after the signal\nstatus 0\nmine\n", kept.stdout + kept.stderr
+
+
+def test_the_files_commands_of_the_install_get_no_secret_nor_descriptor(tmp_path):
+    """mkdir and rm, which make and remove the setting, get none of the secret
+    variables of the script's environment (encpipe/childenv.py's names) nor a
+    descriptor above 2, as apt-get does (venv.bash's no_secrets): before, both had
+    them all."""
+    stubs, log = tmp_path / "stubs", tmp_path / "log"
+    stubs.mkdir()
+    (stubs / "apt-get").write_text("#!/bin/sh\nexit 0\n")
+    (stubs / "apt-get").chmod(0o755)
+    install(stubs, {tool: shutil.which(tool) for tool in ("mkdir", "rm")}, log)
+    (tmp_path / "driver.bash").write_text(DRIVER.replace("debian_install postgresql",
+                                                         "exec 7</dev/null; debian_install postgresql"))
+    secrets = {name: f"secret-{i}" for i, name in enumerate(
+        (*childenv.SECRET_VARIABLES, *childenv.LIBPQ_VARIABLES, *childenv.CLOUD_VARIABLES,
+         childenv.RCLONE_PREFIX + "CONFIG_PASS", *childenv.STORE_VARIABLES))}
+    inside = f'mount -t tmpfs none {SETTINGS} && bash "$0"; echo "status $?"; ls -A {SETTINGS}'
+    env = dict(os.environ, **secrets, PATH=f"{stubs}:{os.environ['PATH']}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout == "went on after the signal\nstatus 0\n", done.stdout + done.stderr
+    seen = records(log)
+    assert [r["tool"] for r in seen] == ["mkdir", "rm"], seen
+    for record in seen:
+        held = sorted({entry.partition("=")[0] for entry in record["env"]} & set(secrets))
+        assert held == [], (record["tool"], held)
+        assert sorted(record["fds"]) == ["0", "1", "2"], (record["tool"], record["fds"])

@@ -501,3 +501,85 @@ def test_a_key_given_as_the_globals_file_is_not_shown(tmp_path):
     err = done.stderr.decode()
     assert (done.returncode, done.stdout) == (66, b""), err
     assert err.count("error: ") == 1 and "its name not shown" in err and KEY not in err, err
+
+
+SIGNING_SECRET = "ENCPIPE-SIGNING-KEY-1" + "Q" * 58
+
+
+@pytest.mark.parametrize("secret", [KEY, SIGNING_SECRET, "correct horse battery staple"],
+                         ids=["key", "signing key", "passphrase"])
+@pytest.mark.parametrize("argv", [
+    ["encpipe", "pubkey", "SECRET"],
+    ["encpipe", "keyid", "--sign-key", "SECRET"],
+    ["encpipe", "keyid", "--signer-file=SECRET"],
+    ["encpipe", "seal", "--key-file", "KEYFILE", "--sign-key", "SECRET"],
+    ["encpipe", "seal", "--recipient-file", "SECRET"],
+    ["encpipe", "open", "--key-file", "KEYFILE", "--signer-file", "SECRET", "SEALED"],
+    ["encpipe-verify", "--key-file", "KEYFILE", "--signer-file", "SECRET", "BACKUPS"],
+    ["encpipe-restore", "--key-file", "KEYFILE", "--signer-file", "SECRET", "SEALED", "shop_copy"],
+    ["encpipe-backup", "--dir", "BACKUPS", "--key-file", "KEYFILE", "--signer-file", "SECRET", "shop"],
+    ["encpipe-backup", "--dir", "BACKUPS", "--key-file", "KEYFILE", "--sign-key", "SECRET", "shop"],
+])
+def test_a_secret_given_for_a_signing_signer_or_recipient_file_is_not_shown(tmp_path, argv, secret):
+    """A key or passphrase pasted where the path of a signing key, a signer file, a
+    recipient file or pubkey's FILE belongs, naming nothing: before, `cannot read KEY:
+    No such file or directory`, on standard error, bound for the journal or cron's
+    mail. Named now as a --key-file's is (its name not shown); the status is as
+    before (66), nothing on standard output, nothing run."""
+    key_file, sealed, backups = tmp_path / "k", tmp_path / "shop_20250101T000000Z.sql.enc", tmp_path / "b"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    backups.mkdir()
+    words = [{"SECRET": secret, "KEYFILE": str(key_file), "SEALED": str(sealed), "BACKUPS": str(backups)}.get(w, w)
+             for w in argv]
+    words = [w.replace("=SECRET", "=" + secret) for w in words]
+    words = command(*words[1:]) if words[0] == "encpipe" else [str(SCRIPTS / words[0]), *words[1:]]
+    env = clean_env({"PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run(words, input=b"data", capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (66, b""), err
+    assert err.count("error: ") == 1 and "(its name not shown: it names no file and may be a key or passphrase)" \
+        in err, err
+    assert secret not in err and secret.lower() not in err.lower(), err
+
+
+CONNINFO_PASSWORD = "hunter2-9c1e"
+
+
+@pytest.mark.parametrize("conninfo", [f"host=db1 user=bk password={CONNINFO_PASSWORD} dbname=shop",
+                                      f"postgresql://bk:{CONNINFO_PASSWORD}@db1/shop"], ids=["keywords", "uri"])
+@pytest.mark.parametrize("script, args, status", [
+    ("encpipe-backup", ["--dir", "BACKUPS", "--metrics-file", "METRICS", "--key-file", "KEYFILE", "CONNINFO"], 64),
+    ("encpipe-restore", ["--no-globals", "--key-file", "KEYFILE", "SEALED", "CONNINFO"], 64),
+    ("encpipe-restore", ["--maintenance-db", "CONNINFO", "--no-globals", "--key-file", "KEYFILE", "SEALED",
+                         "shop_copy"], 64),
+    ("encpipe-prune", ["--keep-last", "1", "--key-file", "KEYFILE", "--database", "CONNINFO", "BACKUPS"], 64),
+    ("encpipe-check", ["--max-age", "3", "--database", "CONNINFO", "--dir", "BACKUPS"], 3),
+])
+def test_a_connection_string_given_as_the_database_is_refused_with_its_password_masked(tmp_path, script, args,
+                                                                                        status, conninfo):
+    """A libpq connection string given where the database's name belongs (as one would
+    give it to pg_dump or psql): the scripts take a name, never a connection string
+    (libpq reads PGDATABASE as a name), so the backup failed, and its line, the backup's
+    file name and the metrics file (every user may read it) held the password; a
+    restore would have made a database of that name. Refused (64; check's UNKNOWN, 3)
+    before anything runs, the password masked, nothing made."""
+    key_file, sealed, backups = tmp_path / "k", tmp_path / "shop_20250101T000000Z.sql.enc", tmp_path / "b"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    sealed.write_bytes(run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    if script != "encpipe-backup":
+        backups.mkdir()
+    metrics = tmp_path / "m.prom"
+    words = [{"CONNINFO": conninfo, "KEYFILE": str(key_file), "SEALED": str(sealed), "BACKUPS": str(backups),
+              "METRICS": str(metrics)}.get(w, w) for w in args]
+    env = clean_env({"PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run([str(SCRIPTS / script), *words], stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    said = done.stdout + done.stderr
+    assert done.returncode == status, said
+    assert CONNINFO_PASSWORD.encode() not in said, said
+    assert b"a connection string with a password" in done.stderr and b"***" in done.stderr, said
+    assert done.stdout == (b"" if status != 3 else done.stdout.splitlines(keepends=True)[0]), said
+    assert not metrics.exists() and (script != "encpipe-backup" or not backups.exists())

@@ -220,6 +220,33 @@ def test_a_key_given_for_a_path_the_run_writes_never_reaches_the_unit(option, se
         in err, err
 
 
+@pytest.mark.parametrize("option, secret", [
+    ("--key-file", "ab" * 32), ("--identity=", "ENCPIPE-SECRET-KEY-1" + "Q" * 52),
+    ("--passphrase-file", "correct horse battery staple"), ("--sign-key", "ENCPIPE-SIGNING-KEY-1" + "Q" * 52),
+    ("--signer-file=", "cd" * 32), ("--recipient-file", "ef" * 32)])
+def test_a_secret_given_for_a_key_file_never_reaches_the_unit(option, secret, capsys):
+    """A key or passphrase pasted where its file's path belongs: before, the unit
+    printed it in ExecStart= (readable by every user, and by `systemctl show`), each
+    run then refusing it unshown (64). Refused when the unit is printed, as the run
+    refuses it: the value not shown, nothing on standard output."""
+    from encpipe.backup.job import main
+
+    argv = ["systemd-unit", SCRIPT, "--dir", "/srv/b",
+            *([option + secret] if option.endswith("=") else [option, secret])]
+    assert main(argv) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and secret not in err, err
+    assert err.startswith(f"encpipe-backup: error: {option.rstrip('=')}: no such file, and the value (not shown) "
+                          "may be a key or passphrase"), err
+
+
+def test_a_key_files_absolute_path_is_a_path_before_the_file_is_made():
+    """The unit may be written before its key: an absolute path that names nothing yet
+    (with a space too) is a path, not a passphrase."""
+    text = unit.render(SCRIPT, ["--dir", "/srv/b", "--passphrase-file", "/etc/encpipe/backup pass-9e1c"])
+    assert exec_start(text, "shop")[3:5] == ["--passphrase-file", "/etc/encpipe/backup pass-9e1c"]
+
+
 @pytest.mark.parametrize("flag", ["-p", "--passphrase"])
 def test_a_passphrase_prompt_is_refused(flag):
     """A unit has no terminal: with -p every run failed (78, cannot prompt)."""

@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 from .. import commands
 from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
-from ..keyargs import refuse_shared_stdin, secret_fds_open, shown_name
+from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
+from ..textform import shown_name
 from ..workers import decimal_number
 from . import metrics
 from .deadline import Deadline

@@ -164,6 +164,7 @@ from ..cli import Io, report_errors
 from ..errors import InputUnavailable, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
+from ..pgopts import refuse_connection_string
 from ..shown import printable
 from ..stdio import write_quietly
 from ..textform import refuse_key_as_database
@@ -373,6 +374,7 @@ def run(args, io, name):
         for value in args.get(option) if isinstance(args.get(option), list) else [args.get(option)]:
             refuse_credentials(value, option)
     for database in args.get("--database") or []:  # nor a key as a database's name: in stdout, the error line
+        refuse_connection_string(database, "--database")  # nor a connection string's password
         refuse_key_as_database(database, "--database")
     refuse_credentials(location(args, io), ENV_BACKUP_DIR)
     if name != "check":  # check --verify says CRITICAL of a key it cannot read (_check_keys)

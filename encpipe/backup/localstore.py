@@ -10,7 +10,7 @@ import stat
 from .. import dirlock, safefile
 from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure, ran_out
-from ..keyargs import shown_name
+from ..textform import shown_name
 from .records import Item
 from .removal import remove_listed
 

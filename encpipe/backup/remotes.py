@@ -12,7 +12,7 @@ import os
 import re
 
 from ..errors import UsageError
-from ..keyargs import shown_name
+from ..textform import shown_name
 
 # A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
 # (any script's), `_`, `.`, `+` and `@`, and `-` and spaces each followed by more (never

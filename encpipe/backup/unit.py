@@ -5,7 +5,7 @@ import re
 import shlex
 
 from ..errors import UsageError
-from ..keyargs import public_forms
+from ..keyargs import public_forms, secret_paths
 from ..textform import refuse_key_in_place
 from .. import pgopts
 from ..pgbackupargs import HELP, parse
@@ -142,12 +142,25 @@ def _options(args):
     for option in ("--key-command", "--passphrase-command"):
         for command in o["seal"][option]:
             refuse_key_in_place(command, option)
+    for option in KEY_FILES:
+        _refuse_secret_as_path(option, {**o["seal"], **o["signers"]}[option])
     refuse_key_in_place(o["dir"], "--dir", "directory")  # as the run refuses them; before, printed in the unit
     refuse_key_in_place(o["metrics_path"], "--metrics-file", "file name")
     if o["db"]:
         raise UsageError(f"{o['db']}: the database is the instance's name (%I), not one of the unit's options",
                          hint="systemctl start \"encpipe-backup@$(systemd-escape DB).service\"")
     return o
+
+
+def _refuse_secret_as_path(option, paths):
+    """UsageError (64), the value not shown, for a key or passphrase typed where
+    `option`'s file belongs, as every run refuses it (keyargs.secret_paths): the unit
+    would hold it in ExecStart=, which every user can read. An absolute path, or a
+    credential's, is a path even when nothing is there yet (the key may be made after
+    the unit): no key starts with a /."""
+    for path in paths:
+        if not path.startswith(("/", CREDENTIALS)):
+            secret_paths({option: [path]}, option)
 
 
 def _writable(option, value, directory):

@@ -6,7 +6,7 @@ import os
 
 from .. import commands
 from ..errors import InputUnavailable
-from ..keyargs import shown_name
+from ..textform import shown_name
 from .listing import examine, scan
 from .names import parse_name
 from .rclonestore import NO_SUCH_OBJECT

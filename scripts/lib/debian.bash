@@ -19,7 +19,7 @@ DEBIAN_SETTING=""
 # debian_signalled SIGNAL: the setting removed, then this shell ends by SIGNAL (bash
 # runs the trap once the child it waits for, apt-get, has ended).
 debian_signalled() {
-  if [[ -n "${DEBIAN_SETTING}" ]]; then rm -f -- "${DEBIAN_SETTING}"; fi
+  if [[ -n "${DEBIAN_SETTING}" ]]; then no_secrets rm -f -- "${DEBIAN_SETTING}"; fi
   trap - "$1"
   kill -"$1" "$$"
 }
@@ -39,14 +39,14 @@ debian_install() {
     trap 'debian_signalled TERM' TERM
     trap 'debian_signalled HUP' HUP
     DEBIAN_SETTING="${setting}"
-    mkdir -p "${setting%/*}"
+    no_secrets mkdir -p -- "${setting%/*}"
     printf 'create_main_cluster = false\n' >"${setting}"
   fi
   DEBIAN_FRONTEND=noninteractive no_secrets apt-get update -q >&2 \
     && DEBIAN_FRONTEND=noninteractive no_secrets apt-get install -y -q --no-install-recommends "$@" >&2 \
     || status=$?
   if [[ -n "${DEBIAN_SETTING}" ]]; then
-    rm -f -- "${DEBIAN_SETTING}"
+    no_secrets rm -f -- "${DEBIAN_SETTING}"
     DEBIAN_SETTING=""
     trap - INT TERM HUP
     eval "${traps}"  # the script's own again (venv.bash's for SIGINT)
