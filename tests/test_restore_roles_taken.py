@@ -93,8 +93,9 @@ def test_a_role_another_session_created_first_is_not_the_restores_to_drop(pg, to
     err = done.stderr.decode()
     assert done.stdout == b"", err
     assert done.returncode == 1, err
+    globals_file = re.sub(r"\.(sql|sql\.zst|sql\.gz|dump)\.enc$", ".globals.sql.enc", path)
     assert err == ('encpipe-restore: error: cannot create the missing roles from %s: ERROR:  role "%s" already '
-                   'exists; nothing was changed\n' % (re.sub(r"\.(sql|sql\.zst|sql\.gz|dump)\.enc$", ".globals.sql.enc", path), ROLE)), err
+                   'exists; nothing was changed\n' % (globals_file, ROLE)), err
     assert _role(pg) == "t|" + THEIRS  # theirs, as they made it
     assert _roles(pg) == roles | {ROLE}
     assert dump(pg, TARGET) == before and _scratch(pg) == []
