@@ -32,6 +32,10 @@ class Roles:
         if not statements:
             return
         keep, created, skipped = pgglobals.plan(statements, self.names())
+        left = pgglobals.members_left(skipped, created)
+        if left:
+            self.say("memberships of roles this server has are left out (each would gain the rights of a role the "
+                     "restore creates): %s" % ", ".join(left), "warning")
         spaces = pgglobals.tablespaces(skipped)
         have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;", fields=1)} if spaces else ()
         spaces = self.lacking = [name for name in spaces if name not in have]
