@@ -108,6 +108,9 @@ _REFUSED = {
         "C": ("create", "the restore creates the database and records its properties itself"),
         "binary-upgrade": (None, "its dump restores only into a server in pg_upgrade's binary upgrade mode, and "
                                  "the backup would never restore"),
+        "include-foreign-data": (None, "a restore of its dump writes the foreign tables' rows into their foreign "
+                                       "servers (one more copy there each time), and fails where those cannot be "
+                                       "reached"),
         **_CONNECT,
     },
     "pg_restore": {
