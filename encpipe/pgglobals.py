@@ -235,9 +235,9 @@ def refuse_unplain(all_statements, path):
 
 
 def members_left(skipped, created):
-    """"MEMBER in GROUP" for each membership left out of `skipped` (plan's) that makes a role
-    the target had a member of one of `created`: before, it was run, and the target's role
-    gained the rights of a role the globals file made (pg_read_server_files, say)."""
+    """Each membership left out of `skipped` (plan's) that makes a role the target had a member
+    of one of `created`, as "MEMBER in GROUP": before, it was run, and the target's role gained
+    the rights of a role the globals file made (pg_read_server_files, say)."""
     matches = (m for m in map(_GRANT_ROLE.match, skipped) if m)
     return ["%s in %s" % (unquote(m[2]), unquote(m[1])) for m in matches if unquote(m[1]) in set(created)]
 
