@@ -37,6 +37,8 @@ for number, (when, words, sql) in enumerate({rules!r}):
         if when == "before":
             os.kill(os.getpid(), signal.SIGKILL)
         subprocess.run([real, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql], check=True)
+        if when == "other, then dies":  # before the step reached the server
+            os.kill(os.getpid(), signal.SIGKILL)
         break
 sys.exit(subprocess.run([real] + sys.argv[1:], input=data).returncode)
 '''
@@ -45,18 +47,18 @@ THEIRS = ("SCRAM-SHA-256$4096:b3BlcmF0b3Itc2FsdC0xNg==$b29vb29vb29vb29vb29vb29vb
           "cHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHA=")  # the operator's verifier, as stored
 
 
-ROLE = "rolestaken_owner"
+ROLE, OTHER = "rolestaken_owner", "rolestaken_other"
 
 
 @pytest.fixture(scope="module")
 def role_backup(pg, tools, key_file, tmp_path_factory):
-    """A backup whose globals file has ROLE, which the cluster then lacks."""
+    """A backup whose globals file has ROLE and OTHER, which the cluster then lacks."""
     db = ensure_small(pg, "rolestaken_source", rows=10)
-    pg.psql(f"DROP ROLE IF EXISTS {ROLE}; CREATE ROLE {ROLE} NOLOGIN")
+    pg.psql(f"DROP ROLE IF EXISTS {ROLE}, {OTHER}; CREATE ROLE {ROLE} NOLOGIN; CREATE ROLE {OTHER} NOLOGIN")
     try:
         path, _ = backup(pg, tools, str(tmp_path_factory.mktemp("rolestaken") / "b"), db, "--key-file", key_file)
     finally:
-        pg.psql(f"DROP ROLE {ROLE}")
+        pg.psql(f"DROP ROLE {ROLE}, {OTHER}")
     return path, db
 
 
@@ -72,14 +74,18 @@ def _restore(pg, tools, key_file, path, tmp_path, rules):
                           timeout=WAIT)
 
 
-def _role(pg):
-    return pg.psql("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = '%s'" % ROLE).strip()
+def _role(pg, name=ROLE):
+    return pg.psql("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = '%s'" % name).strip()
 
 
 @pytest.fixture
 def role_dropped(pg):
     yield
-    pg.psql("DROP ROLE IF EXISTS %s" % ROLE)
+    pg.psql("DROP ROLE IF EXISTS %s, %s" % (ROLE, OTHER))
+
+
+def _globals_file(path):
+    return re.sub(r"\.(sql|sql\.zst|sql\.gz|dump)\.enc$", ".globals.sql.enc", path)
 
 
 @pytest.mark.parametrize("later", [[], [("before", SWAP, "")]], ids=["restore-ends-there", "swap-fails-later"])
@@ -93,10 +99,30 @@ def test_a_role_another_session_created_first_is_not_the_restores_to_drop(pg, to
     err = done.stderr.decode()
     assert done.stdout == b"", err
     assert done.returncode == 1, err
-    globals_file = re.sub(r"\.(sql|sql\.zst|sql\.gz|dump)\.enc$", ".globals.sql.enc", path)
     assert err == ('encpipe-restore: error: cannot create the missing roles from %s: ERROR:  role "%s" already '
-                   'exists; nothing was changed\n' % (globals_file, ROLE)), err
+                   'exists; nothing was changed\n' % (_globals_file(path), ROLE)), err
     assert _role(pg) == "t|" + THEIRS  # theirs, as they made it
     assert _roles(pg) == roles | {ROLE}
     assert dump(pg, TARGET) == before and _scratch(pg) == []
     assert not [d for d in databases(pg) if d.startswith(TARGET + "_pre_restore_")]
+
+
+def test_roles_of_which_another_session_made_some_while_the_step_s_psql_died_are_not_the_restores(
+        pg, tools, key_file, role_backup, tmp_path, role_dropped):
+    """Another session created OTHER, then the step's psql died before the server saw it;
+    the server has OTHER only. The step's transaction makes all its roles or none: OTHER
+    is another's. Before, the restore took it for its own (`psql failed (psql exited -9)
+    once the server had created the roles`, `created roles: rolestaken_other`), and its
+    undo dropped it when the swap then failed."""
+    path, _ = role_backup
+    before, roles = _fresh_target(pg), _roles(pg)
+    operator = "CREATE ROLE %s LOGIN PASSWORD '%s'" % (OTHER, THEIRS)
+    done = _restore(pg, tools, key_file, path, tmp_path,
+                    [("other, then dies", ["CREATE ROLE", ROLE], operator), ("before", SWAP, "")])
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (1, b""), err
+    assert err == ("encpipe-restore: error: cannot create the missing roles from %s: psql exited -9; nothing was "
+                   "changed\n" % _globals_file(path)), err
+    assert _role(pg, OTHER) == "t|" + THEIRS
+    assert _roles(pg) == roles | {OTHER}
+    assert dump(pg, TARGET) == before and _scratch(pg) == []
