@@ -11,7 +11,11 @@ session of the step ended first (a COMMIT received is committed without its
 client): "unchanged" or "could not drop" only when true. Before, a psql that
 died once the server had swapped made the restore say DBNAME was unchanged.
 The role steps (the globals file's missing roles created, and dropped again when
-the restore fails) are such steps too, their outcome the roles the server has.
+the restore fails) are such steps too, their outcome the roles the server has;
+but not when the server refused one of their statements (an ERROR: the transaction
+rolled back): a role that another session created meanwhile, on which the
+restore's CREATE ROLE failed, was taken for the restore's own, and dropped by its
+undo.
 A psql that could not connect sent nothing: the step was not made, said so
 without asking (a server that refused psql most often refuses the look too).
 """
@@ -32,6 +36,14 @@ _NOT_CONNECTED = re.compile(r"psql: error: connection to server (on socket|at) .
 def _unsent(error):
     """Whether the step's psql failed before it connected: nothing of it reached the server."""
     return bool(_NOT_CONNECTED.match(str(error)))
+
+
+def _refused(error):
+    """Whether the server refused a statement of the step (its first error an ERROR, not a
+    FATAL nor psql's own): a step run as one transaction was then rolled back, whatever
+    the server holds now. A message in another language than English is not recognised
+    here: the server is asked, as for any other failure."""
+    return str(error).startswith("ERROR:")
 
 
 def _attempt(maintenance_db, sql, look, fields=None, **options):
@@ -122,6 +134,6 @@ def roles(maintenance_db, sql, names, before, restrict=False):
     if not failed:
         return None
     error, rows = failed
-    if rows is None:  # not sent: as they were
-        return error, set(before)
+    if rows is None or _refused(error):  # not sent, or rolled back: as they were (roles of `names` another
+        return error, set(before)  # session made meanwhile, `role ... already exists`, are not the step's)
     return error, rows if isinstance(rows, PgError) else {row[0] for row in rows}

@@ -8,7 +8,9 @@ Instead it is split into statements and only these are kept:
 
 - CREATE ROLE of a role the target does not have, and the ALTER ROLE,
   COMMENT ON ROLE and SECURITY LABEL ... ON ROLE statements of such a role;
-- GRANT role TO role (memberships) where either side is a role created here;
+- GRANT role TO role (memberships) whose member is a role created here (in a
+  new role or an existing one); never one that makes a role the target has a
+  member of a new role: that role would gain the new role's rights (members_left);
 - the SET statements pg_dumpall writes at the top of the file.
 
 Everything else (tablespaces, existing roles, anything unrecognised) is left
@@ -163,7 +165,7 @@ def plan(all_statements, existing_roles):
         elif role:
             name = unquote(next(g for g in role.groups() if g))
             (keep if name in new else skipped).append(statement)
-        elif grant and new & {unquote(grant[1]), unquote(grant[2])}:
+        elif grant and unquote(grant[2]) in new:
             keep.append(statement)
         else:  # tablespaces among them: tablespaces() names them
             skipped.append(statement)
@@ -230,6 +232,14 @@ def refuse_unplain(all_statements, path):
             raise Failure("the globals file %s holds a statement that is not one of pg_dumpall's: %s ... (more SQL "
                           "behind it, a comment or a quoting pg_dumpall never writes); nothing was changed"
                           % (path, match[0].rstrip()), 65, REFUSED_HINT)
+
+
+def members_left(skipped, created):
+    """Each membership left out of `skipped` (plan's) that makes a role the target had a member
+    of one of `created`, as "MEMBER in GROUP": before, it was run, and the target's role gained
+    the rights of a role the globals file made (pg_read_server_files, say)."""
+    matches = (m for m in map(_GRANT_ROLE.match, skipped) if m)
+    return ["%s in %s" % (unquote(m[2]), unquote(m[1])) for m in matches if unquote(m[1]) in set(created)]
 
 
 def tablespaces(skipped):

@@ -107,6 +107,11 @@ _REFUSED = {
         "j": ("jobs", "parallel dumps need the directory format, which cannot go through a pipe"),
         "d": ("dbname", "name the database as DBNAME"),
         "C": ("create", "the restore creates the database and records its properties itself"),
+        "binary-upgrade": (None, "its dump restores only into a server in pg_upgrade's binary upgrade mode, and "
+                                 "the backup would never restore"),
+        "include-foreign-data": (None, "a restore of its dump writes the foreign tables' rows into their foreign "
+                                       "servers (one more copy there each time), and fails where those cannot be "
+                                       "reached"),
         **_CONNECT,
     },
     "pg_restore": {
@@ -158,9 +163,17 @@ class RefusedOption(ValueError):
         self.hint = hint
 
 
+# A restore loads a dump into a new, empty database, stopping at its first error.
+_CLEAN = ("its DROP statements fail in the empty database a restore loads it into, and the backup would never "
+          "restore")
+
+
 def check(tool, args, plain_dump=False):
     """Raises RefusedOption naming the first argument of `args` that `tool` may not get."""
+    clean = if_exists = None
     for arg, what, value in options(tool, args):
+        clean = clean or (arg if what == "c" else None)
+        if_exists = if_exists or what == "if-exists"
         if what == "--":
             raise RefusedOption("%s argument -- is not allowed: %s would take every argument after it for no option "
                                 "(psql the restore's own -f)" % (tool, tool))
@@ -178,6 +191,9 @@ def check(tool, args, plain_dump=False):
         if tool == "psql" and (what not in _PSQL_TAKES or what == "v" and value.partition("=")[0]
                                not in _PSQL_VARIABLES):
             _refuse(tool, arg, what, _PSQL_ONLY)
+    if tool == "pg_dump" and plain_dump and clean and not if_exists:  # pg_dump ignores -c in a custom archive
+        _refuse(tool, clean, "c", _CLEAN, "leave it out (a restore needs no DROP), or add --if-exists",
+                "without --if-exists in a plain dump")
 
 
 def options(tool, args):
@@ -257,13 +273,15 @@ def _regular_or_none(path):
         return True
 
 
-def _refuse(tool, arg, what, why, hint=None):
-    """The refusal of option `what` given as `arg`, which names it both ways (-f, --file)."""
+def _refuse(tool, arg, what, why, hint=None, qualified=None):
+    """The refusal of option `what` given as `arg`, which names it both ways (-f, --file);
+    `qualified`: when it is not allowed (without another option, say)."""
     letters, table = _TABLES[tool]
     typed = arg[2:].partition("=")[0] if arg.startswith("--") else ""  # the name it was given by, in full
     longs = [name for name in table if table[name][0] == what and name.startswith(typed)][:1]
     names = ", ".join(([] if what not in letters else ["-" + what]) + ["--" + name for name in longs])
-    raise RefusedOption("%s option %s (%s) is not allowed: %s" % (tool, shown(arg), names, why), hint)
+    raise RefusedOption("%s option %s (%s) is not allowed%s: %s" % (tool, shown(arg), names,
+                                                                    " " + qualified if qualified else "", why), hint)
 
 
 def shown(arg):

@@ -4,7 +4,9 @@ dropped again when the restore fails); those a new database's properties name,
 checked before anything is changed.
 
 Creating and dropping them are steps (pgcommit.roles): when their psql fails, the
-server is asked which of the roles it has, and the restore records and says that."""
+server is asked which of the roles it has, and the restore records and says that. One
+transaction creates them all or none: a server that has only some of them has another
+session's, none of the restore's."""
 
 from . import pgcommit, pgglobals, pgprops, sigthreads
 from .pgcli import Failure
@@ -32,6 +34,10 @@ class Roles:
         if not statements:
             return
         keep, created, skipped = pgglobals.plan(statements, self.names())
+        left = pgglobals.members_left(skipped, created)
+        if left:
+            self.say("memberships of roles this server has are left out (each would gain the rights of a role the "
+                     "restore creates): %s" % ", ".join(left), "warning")
         spaces = pgglobals.tablespaces(skipped)
         have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;", fields=1)} if spaces else ()
         spaces = self.lacking = [name for name in spaces if name not in have]
@@ -47,10 +53,9 @@ class Roles:
                     raise Failure("cannot create the missing roles from %s: %s, and the server could not be asked "
                                   "whether they were (%s); see whether roles %s exist"
                                   % (source, error, have, ", ".join(created)))
-                if not have:
+                if not have >= set(created):  # one transaction makes them all or none: some only are another's
                     raise Failure("cannot create the missing roles from %s: %s; nothing was changed" % (source, error))
                 self.say("psql failed (%s) once the server had created the roles" % error, "warning")
-                created = [name for name in created if name in have]
             self.created = created
             self._names |= set(created)
         self.say("created roles: %s" % ", ".join(created))
