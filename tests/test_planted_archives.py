@@ -116,11 +116,9 @@ def test_archives_of_the_directorys_owner_count_when_another_user_prunes(tmp_pat
     assert check("--max-age", "24", "--verify", str(directory))[0] == 0
 
 
-def test_check_without_verify_does_not_count_a_file_another_user_planted(tmp_path):
-    """Without --verify check reads headers, which a planter makes as they like (a raw-key
-    slot of their own key here): in a shared directory, a file of theirs under today's name
-    made check say OK while the last backup was a day and a half old. Their file is theirs:
-    not counted without --verify, a warning when it is the newest."""
+def planted_header(tmp_path):
+    """A sticky directory: a genuine plain dump 36 h old, and a newer one 1 h old sealed to a
+    key of the planter's (a header they made as they liked), the planter's own."""
     from test_backup_dir import OTHER_KEY, make_valid
     directory = tmp_path / "b"
     directory.mkdir()
@@ -128,13 +126,21 @@ def test_check_without_verify_does_not_count_a_file_another_user_planted(tmp_pat
     genuine, planted = name(36, "sql"), name(1, "sql")
     make_valid(directory, genuine)
     os.chown(make_valid(directory, planted, key=OTHER_KEY), PLANTER, PLANTER)
+    return directory, genuine, planted
+
+
+def test_check_without_verify_does_not_count_a_file_another_user_planted(tmp_path):
+    """Without --verify check reads headers, which a planter makes as they like (a raw-key
+    slot of their own key here): in a shared directory, a file of theirs under today's name
+    made check say OK while the last backup was a day and a half old. Their file is theirs:
+    not counted without --verify, a warning when it is the newest."""
+    directory, genuine, planted = planted_header(tmp_path)
     assert check("--max-age", "24", str(directory)) == (
         2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old, over --max-age 24 h; newest file {planted} is"
            " owned by uid 4242 (not the caller, root or the directory's owner): check reads its header only, which"
            " another user makes as they like (--verify reads the file)\n", "")
     os.chown(directory / planted, 0, 0)  # the caller's (root's) own: counted from its header, as before
     assert check("--max-age", "24", str(directory))[:2] == (0, f"OK: {A}: newest backup {planted} is 1.0 h old\n")
-
 
 
 def linked_between_looks(monkeypatch, directory, planted, target):
@@ -177,13 +183,7 @@ def test_a_planted_archive_looked_at_as_a_link_for_a_moment_still_never_counts(t
 def test_check_does_not_count_a_planted_header_looked_at_as_a_link_for_a_moment(tmp_path, monkeypatch):
     """The same two looks, under check without --verify: the planter's header (a key of
     their own) was counted as the caller's, OK while the last backup was 36 h old."""
-    from test_backup_dir import OTHER_KEY, make_valid
-    directory = tmp_path / "b"
-    directory.mkdir()
-    os.chmod(directory, 0o1777)
-    genuine, planted = name(36, "sql"), name(1, "sql")
-    make_valid(directory, genuine)
-    os.chown(make_valid(directory, planted, key=OTHER_KEY), PLANTER, PLANTER)
+    directory, genuine, planted = planted_header(tmp_path)
     linked_between_looks(monkeypatch, directory, planted, genuine)
     assert check("--max-age", "24", str(directory)) == (
         2, f"CRITICAL: {A}: newest backup {genuine} is 36.0 h old, over --max-age 24 h; newest file {planted} is"

@@ -11,16 +11,14 @@ rolled back: nothing was created, said so (1), and nothing of theirs is dropped.
 A psql stand-in on PATH (test_restore_swap_outcome's rules) runs the other session's SQL
 just before the restore's step, and may die before another."""
 
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from test_backup_restore import RESTORE, backup, databases, dump, ensure_small, script_env
+from test_backup_restore import RESTORE, backup, databases, dump, ensure_small
 from test_restore_role_outcome import _roles
-from test_restore_swap_outcome import SWAP, TARGET, WAIT, _fresh_target, _scratch
+from test_restore_swap_outcome import SWAP, TARGET, WAIT, _fresh_target, _scratch, _with_stand_in
 
 pytestmark = pytest.mark.usefixtures("swap_leftovers_dropped")
 
@@ -63,15 +61,8 @@ def role_backup(pg, tools, key_file, tmp_path_factory):
 
 
 def _restore(pg, tools, key_file, path, tmp_path, rules):
-    folder = tmp_path / "standin"
-    folder.mkdir()
-    (folder / "psql").write_text(STAND_IN.format(python=sys.executable, real=pg.bin("psql"), rules=rules,
-                                                 done=str(tmp_path / "hit")))
-    (folder / "psql").chmod(0o755)
-    env = script_env(pg, tools)
-    env["PATH"] = os.pathsep.join([str(folder), env["PATH"]])
-    return subprocess.run([RESTORE, "--key-file", key_file, path, TARGET], env=env, capture_output=True,
-                          timeout=WAIT)
+    return subprocess.run([RESTORE, "--key-file", key_file, path, TARGET], capture_output=True, timeout=WAIT,
+                          env=_with_stand_in(pg, tools, tmp_path, rules, STAND_IN))
 
 
 def _role(pg, name=ROLE):

@@ -98,12 +98,13 @@ def _scratch(pg):
     return [d for d in databases(pg) if d.startswith("encpipe_restore_")]
 
 
-def _with_stand_in(pg, tools, tmp_path, rules):
+def _with_stand_in(pg, tools, tmp_path, rules, script=None):
     """script_env with a psql on PATH that dies as `rules` say: [(before|after, [words of its input])]
-    (or, `refuse`, runs psql where no server is: it cannot connect)."""
+    (or, `refuse`, runs psql where no server is: it cannot connect); `script`, a stand-in of
+    another module's, in place of this one's (STAND_IN)."""
     folder = tmp_path / "standin"
     folder.mkdir()
-    (folder / "psql").write_text(STAND_IN.format(python=sys.executable, real=pg.bin("psql"), rules=rules,
+    (folder / "psql").write_text((script or STAND_IN).format(python=sys.executable, real=pg.bin("psql"), rules=rules,
                                                  done=str(tmp_path / "hit")))
     (folder / "psql").chmod(0o755)
     env = script_env(pg, tools)
