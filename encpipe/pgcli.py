@@ -113,14 +113,15 @@ def _key_places(opts):
         raise Failure(str(e), e.exit_code, e.hint) from None
 
 
-def utf8_name(name, what="DBNAME"):
+def utf8_name(name, what="DBNAME", to_psql=False):
     """`name`, a database's, if it is UTF-8 text; else 64: it goes into SQL, sent as UTF-8
     (argv bytes that are not UTF-8 arrive as surrogates, which no encoding takes). A key
     pasted in its place is 64 too, not shown: it would be in error lines and in the
     metrics file, which every user may read (one longer than any database's name, 63 bytes);
-    so is a connection string with a password, shown masked (pgopts.refuse_connection_string)."""
+    so is a connection string with a password, shown masked (pgopts.refuse_connection_string),
+    and, `to_psql` (a name psql's -d gets as it is: --maintenance-db), any connection string."""
     try:
-        refuse_connection_string(name, what)
+        refuse_connection_string(name, what, any_kind=to_psql)
         refuse_key_as_database(name, what)
     except UsageError as e:
         raise Failure(str(e), 64, e.hint) from None

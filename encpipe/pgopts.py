@@ -294,17 +294,30 @@ def shown(arg):
     return _PASSWORD.sub(lambda m: (m["uri"] or m["keyword"]) + "***", arg)
 
 
-def refuse_connection_string(name, source):
+def refuse_connection_string(name, source, any_kind=False):
     """UsageError (64) when `name`, given where a database's name belongs (`source`:
     DBNAME, --database, --maintenance-db), is a libpq connection string with a
     password (`host=db1 password=... dbname=shop`, `postgresql://user:PASS@db1/shop`):
     the scripts take a name (pg_dump gets it as PGDATABASE, which libpq never reads
     as a connection string; psql's -d does, where `ps` shows it to every user), which
-    goes into the error lines, the backup's name and the metrics file. Shown masked."""
+    goes into the error lines, the backup's name and the metrics file. Shown masked.
+    `any_kind`: any connection string too (is_connection_string), for a name given
+    to psql's -d as it is (--maintenance-db), which would read it as one: another
+    server, user or options than the run's other clients (PGHOST, PGPORT, PGUSER)."""
     if _PASSWORD.search(name):
         raise UsageError(f"{source} {shown(name)}: a connection string with a password, not a database's name",
                          hint="give the database's name alone; the server in PGHOST, PGPORT and PGUSER, "
                               "the password in PGPASSWORD or a password file (~/.pgpass)")
+    if any_kind and is_connection_string(name):
+        raise UsageError(f"{source} {shown(name)}: a connection string, not a database's name: give the database's "
+                         "name, and the server in PGHOST and PGPORT")
+
+
+def is_connection_string(dbname):
+    """Whether libpq reads `dbname`, given as a client's -d, as a whole connection
+    string rather than a database's name: one holding `=`, or starting postgresql://
+    or postgres:// (libpq's recognized_connection_string, its prefixes case-sensitive)."""
+    return "=" in dbname or dbname.startswith(("postgresql://", "postgres://"))
 
 
 def restore_tool(filename):

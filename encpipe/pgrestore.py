@@ -8,7 +8,9 @@ Usage:
 Options:
   --drop-old                 drop the previous DBNAME after the swap
   --terminate-connections    end the sessions on DBNAME at the swap (else 75 when in use)
-  --maintenance-db DB        where the administrative statements run [default: postgres]
+  --maintenance-db DB        where the administrative statements run [default: postgres]:
+                             a database's name, on the server of PGHOST and PGPORT (a
+                             connection string, holding = or postgres[ql]://: 64)
   --globals FILE             the globals file to take missing roles and properties from
                              [default: the one of FILE's backup run, beside it, which
                              must hold the properties of FILE's database]
@@ -66,7 +68,7 @@ class Run(Children):
     def __init__(self, opts):
         self.o = opts
         self.no_spaces = "no-tablespaces" in pgopts.given("pg_restore", opts["tool"])  # --no-tablesp... too
-        self.maint = utf8_name(opts.get("maintenance_db") or "postgres", "--maintenance-db")
+        self.maint = utf8_name(opts.get("maintenance_db") or "postgres", "--maintenance-db", to_psql=True)
         self.encpipe = child_command(os.environ)
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
         files = ("--key-file", "--identity", "--passphrase-file")  # one on standard input: 64 first

@@ -101,17 +101,19 @@ def last_line(err, otherwise="failed"):
     return (err.decode(errors="replace").strip().splitlines() or [otherwise])[-1]
 
 
-def run(children, argv, **options):
+def run(children, argv, read=lambda out: out.read(), **options):
     """subprocess.run(argv, capture_output=True) with the child kept in `children`
     while it runs, and killed and reaped whatever happens; of its standard error,
-    only the end (ERR_TAIL bytes) is kept."""
+    only the end (ERR_TAIL bytes) is kept. Its output is what `read` returns of
+    its standard output (a file), by default all of it; `read` may take it as it
+    comes instead, and stop early by raising (the child killed)."""
     proc = err = None
     try:
         with sigthreads.held():  # started, recorded and in this `try` in one step
             proc = children.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   **options)
             err = _ErrTail(proc)
-        out = proc.stdout.read()
+        out = read(proc.stdout)
         proc.wait()
     finally:
         if proc is not None:

@@ -6,11 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections import Counter
 
 from .. import sigthreads
 from ..childenv import RCLONE_NEEDS, child_env
 from ..errors import EncpipeError, InputUnavailable, IOFailure
+from . import lsjson
 from .rclonepipe import Children, Download, Upload, bounded, last_line, run
 from .records import Item
 from .remotes import prefix_end
@@ -69,8 +69,8 @@ class Rclone:
         sep = "" if self.location.endswith((":", "/")) else "/"
         return f"{self.location}{sep}{name}"
 
-    def _run(self, *argv):
-        status, out, err = run(self.children, [self.binary, *argv], env=self.env)
+    def _run(self, *argv, read=lambda out: out.read()):
+        status, out, err = run(self.children, [self.binary, *argv], read, env=self.env)
         if status != 0:
             # the objects, not the options (a listing's caller names the location)
             words = [argv[0], *(a for a in argv[1:] if a.startswith(self.location) and a != self.location)]
@@ -79,24 +79,49 @@ class Rclone:
 
     def list(self):
         """Every object, by name; each of several under one name unreadable (_listed)."""
-        return self._objects(duplicates=True)
+        items = self._objects()
+        items.sort(key=lambda item: item.name)
+        start = 0
+        for end in range(1, len(items) + 1):  # a run of one name: its objects side by side, in the listing's order
+            if end == len(items) or items[end].name != items[start].name:
+                items[start:end] = [_listed(item.name, item.size, end - start) for item in items[start:end]]
+                start = end
+        return items
 
-    def _objects(self, duplicates):
+    def _objects(self, name=None):
+        """The objects `rclone lsjson` lists (of `name`, when given), as Items of a name
+        and a size, in its order: its output read as it comes (lsjson.entries), each
+        line bounded, never whole; one that is not a listing is 66, as a failed one."""
+        def read(out):
+            kept = []
+            try:
+                for found, size in lsjson.entries(out):
+                    if name is None or found == name:
+                        kept.append(Item(found, size))
+            except lsjson.Unended as e:  # rclone's status first: a failed listing ends so
+                return kept, e
+            return kept, None
+
         try:
-            out = self._run("lsjson", "--files-only", "--no-modtime", "--no-mimetype", self.location)
+            kept, unended = self._run("lsjson", "--files-only", "--no-modtime", "--no-mimetype", self.location,
+                                      read=read)
+            if unended:
+                raise unended
         except IOFailure as e:
             if "directory not found" in str(e):
                 return []
             raise InputUnavailable(f"cannot list {self.location}: {e}") from None
-        files = sorted(json.loads(out), key=lambda f: f["Name"])
-        times = Counter(f["Name"] for f in files)
-        return [_listed(f["Name"], f["Size"], times[f["Name"]] if duplicates else 1) for f in files]
+        except lsjson.NotAListing as e:
+            raise InputUnavailable(f"cannot list {self.location}: rclone lsjson: its output is not a listing ({e})") \
+                from None
+        return kept
 
     def stat(self, name):
         """One object, as the listing gives it; of several under its name, the first
         (a fetch of a named file reads what rclone serves, then authenticates it)."""
-        found = [item for item in self._objects(duplicates=False) if item.name == name]
-        return found[0] if found else Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
+        found = self._objects(name)
+        return _listed(name, found[0].size) if found else Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}",
+                                                               unreadable=True)
 
     def open(self, item):
         """The object's bytes, exactly as many as listed (rclonepipe.Download)."""
