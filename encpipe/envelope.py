@@ -217,7 +217,8 @@ def open_sealed(
             return counts + (NOT_SENDER_AUTHENTICATED, None)
         ledger = prov.opening_ledger(header, file_key, opened, witnesses=witnesses, again=first is not None)
         if check_only:
-            hash_records(source, None, header.chunk_size, ledger, threads, _as_plaintext(report, header.chunk_size))
+            hash_records(source, None, header.chunk_size, ledger, threads, _as_plaintext(report, header.chunk_size),
+                         key=key, holes=True)  # a hole's record: its tag, so that a file of holes ends at the first
             counts = (None, None)
         else:
             counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger, peek)
