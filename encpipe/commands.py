@@ -218,6 +218,7 @@ def cmd_open(args, io):
         on_progress=reporter,
         on_check=reporter and reporter.check,
         require_maker=args["--refuse-unauthenticated"],
+        named=not from_stdin,  # a FIFO under a file's name: checked whole first, as a file is
     )
     _finish(reporter)
     _warn_forgeable(io, sealed, info)

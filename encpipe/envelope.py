@@ -178,7 +178,7 @@ def unseal(src, dst, identities, **options):
 
 def open_sealed(
     sealed, src, dst, identities, *, threads=1, verify_first=False, signers=(), on_progress=None, on_check=None,
-    tmpdir=None, require_maker=False, peek=None
+    tmpdir=None, require_maker=False, peek=None, named=False
 ):
     """Decrypt the payload that follows `sealed` in `src` to `dst` (None: authenticate
     only); returns a StreamInfo. Each chunk reaches `dst` only after it authenticated.
@@ -196,7 +196,10 @@ def open_sealed(
     of which must have signed it. `require_maker`: refuse (MakerNotAuthenticated, 67)
     before any output a file whose maker is not authenticated (a v1 file; a v2 file
     opened by an x25519 identity without `signers`), and check the trailer of any
-    other before any output, as with `signers`. `peek(counter, data)`: each chunk's
+    other before any output, as with `signers`. `named`: `src` is a FILE argument,
+    checked whole first as a file is whatever it turns out to be (a FIFO, or a link
+    to one, put under a backup's name: spooled as a pipe is under `signers`).
+    `peek(counter, data)`: each chunk's
     plaintext once it authenticated (memory only: what a file holds, not its name).
     `on_progress(plaintext bytes)` is called as the pass that writes goes (with 0
     as it begins after a first pass), `on_check(plaintext bytes)` during a first."""
@@ -217,7 +220,8 @@ def open_sealed(
             return counts + (NOT_SENDER_AUTHENTICATED, None)
         ledger = prov.opening_ledger(header, file_key, opened, witnesses=witnesses, again=first is not None)
         if check_only:
-            hash_records(source, None, header.chunk_size, ledger, threads, _as_plaintext(report, header.chunk_size))
+            hash_records(source, None, header.chunk_size, ledger, threads, _as_plaintext(report, header.chunk_size),
+                         key=key, holes=True)  # a hole's record: its tag, so that a file of holes ends at the first
             counts = (None, None)
         else:
             counts = open_payload(source, out, key, header.chunk_size, threads, report, ledger, peek)
@@ -225,7 +229,7 @@ def open_sealed(
         return counts + (provenance, ledger.trailer)
 
     strict = verify_first or bool(signers) or require_maker
-    if dst is None or not (strict or (seekable(src) and _authenticates(header, opened))):
+    if dst is None or not (strict or ((named or seekable(src)) and _authenticates(header, opened))):
         return _second_pass(sealed, payload(src, dst, on_progress), None, dst)
     # Two passes: the first checks and writes nothing; the second decrypts, and lets
     # out no record before it matched its witness from the first (see Witnesses).
