@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from encpipe import pgprops, pgrights
+from encpipe.pgclient import PgError
 from test_backup_restore import RESTORE, backup, databases, drop_matching, leftover_databases, run, script_env
 
 DBA = "nsu_dba"  # LOGIN CREATEDB, no superuser
@@ -223,3 +225,42 @@ def test_a_swap_refused_for_a_privilege_does_not_ask_whether_dbname_is_in_use(pg
     assert lines[-1] == ("encpipe-restore: hint: the server refused role %s a privilege the swap needs: restore as "
                          "a superuser; see README, \"Restoring: encpipe-restore\" (which role a restore needs)" % DBA)
     assert leftover_databases(pg) == set()
+
+
+def test_an_acl_of_another_owner_the_role_is_a_member_of_is_given_as_that_owner(pg, tools, key_file, tmp_path, dba):
+    _source(pg, "ALTER DATABASE %s OWNER TO %s; GRANT %s TO %s;" % (SOURCE, GRP, GRP, DBA))
+    pg.psql("REVOKE ALL ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO {1};".format(SOURCE, DBA),
+            user=GRP)
+    recorded = _acl(pg, SOURCE)
+    assert recorded == sorted(["%s=CTc/%s" % (GRP, GRP), "%s=c/%s" % (DBA, GRP)])
+    path, _ = backup(pg, tools, str(tmp_path / "b"), SOURCE, "--key-file", key_file)
+    proc = run([RESTORE, "--key-file", key_file, path, TARGET], script_env(pg, tools, PGUSER=DBA))
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert _acl(pg, TARGET) == recorded
+    assert pg.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '%s'" % TARGET).strip() == GRP
+
+
+def test_grant_sql_gives_an_acl_its_owner_granted_and_no_other():
+    acl = ['=c/"Own er"', '"Own er"=Cc/"Own er"', '"a=b/c"=C*c/"Own er"', 'app=T/"Own er"']
+    assert pgprops.grant_sql("db", acl, "Own er") == [
+        'REVOKE TEMPORARY ON DATABASE "db" FROM "Own er";',
+        'GRANT CONNECT ON DATABASE "db" TO PUBLIC;',
+        'GRANT CONNECT ON DATABASE "db" TO "a=b/c";',
+        'GRANT CREATE ON DATABASE "db" TO "a=b/c" WITH GRANT OPTION;',
+        'GRANT TEMPORARY ON DATABASE "db" TO "app";']
+    assert pgprops.grant_sql("db", ['"Own er"=CTc/"Own er"'], "Own er") == []
+    assert pgprops.grant_sql("db", [], "o") == ['REVOKE CREATE, TEMPORARY, CONNECT ON DATABASE "db" FROM "o";']
+    assert pgprops.grant_sql("db", ["=c/o", "x=c/grp"], "o") is None  # granted by another role
+    assert pgprops.grant_sql("db", ["o=C*Tc/o"], "o") is None  # the owner's own grant option
+    assert pgprops.grant_sql("db", ["o=CTcX/o"], "o") is None and pgprops.grant_sql("db", ["garbled"], "o") is None
+
+
+def test_the_swap_s_hint_names_the_privilege_or_the_sessions():
+    hint = pgrights.swap_hint("dba", "shop", True, False)
+    assert hint(PgError('ERROR:  database "shop" is being accessed by other users')) == (
+        "is shop in use? close its connections, or use --terminate-connections")
+    for said in ("ERROR:  permission denied for table pg_database", "ERROR:  must be owner of database shop",
+                 "ERROR:  permission denied to terminate process"):
+        assert hint(PgError(said)).startswith("the server refused role dba a privilege the swap needs: restore as ")
+    assert pgrights.swap_hint("dba", "shop", False, False)(PgError("ERROR:  x")) is None
+    assert pgrights.swap_hint("dba", "shop", True, True)(PgError("ERROR:  x")) is None
