@@ -11,7 +11,6 @@ scratch database whose creation fails.
 """
 
 import os
-import re
 
 import pytest
 
