@@ -68,8 +68,8 @@ def swap(maintenance_db, sql, temp, temp_oid, db, hint, say, existed=True):
     """Runs the swap's `sql` (one transaction): returns once DBNAME (`db`) is the
     restored database `temp` (whose oid is `temp_oid`), even when psql failed after
     the server committed (then said in a warning). Else a Failure: `db` unchanged
-    (not created, when it had not `existed`), or (the server not answering) not
-    known, and where to look."""
+    (not created, when it had not `existed`; its hint `hint(error)`, of psql's PgError),
+    or (the server not answering) not known, and where to look."""
     failed = _attempt(maintenance_db, sql, "SELECT datname FROM pg_catalog.pg_database WHERE oid = %s;" % temp_oid,
                       fields=1, single_transaction=True)
     if not failed:
@@ -84,7 +84,7 @@ def swap(maintenance_db, sql, temp, temp_oid, db, hint, say, existed=True):
         why = "the scratch database is %s" % ("now " + now if rows else "gone")
     if now == temp:
         raise Failure("restored into %s but could not swap it in (%s); %s" % (temp, error, as_it_was(db, existed)),
-                      1, hint)
+                      1, hint(error))
     if now != db:
         raise Failure("restored into %s, but cannot tell whether it was swapped in (%s; %s); see whether "
                       "database %s is the restored one" % (temp, error, why, db), 1)

@@ -10,6 +10,7 @@ gives it every other property in the swap transaction, as it becomes DBNAME.
 """
 
 import json
+import re
 import time
 
 from .pgcli import Failure
@@ -214,13 +215,15 @@ def private_sql(name, props, no_owner=False, owner=None):
     return "\n".join(sql + ["ALTER DATABASE %s ALLOW_CONNECTIONS true;" % ident(name)])
 
 
-def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
+def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True, owner=None):
     """For the swap transaction: IS_TEMPLATE and ALLOW_CONNECTIONS as recorded (while the
     restoring role still owns it; before, a live database that no one could connect to came
-    back open to every role granted CONNECT), the recorded owner (else the restoring role
-    stays it), the recorded ACL (else the default one: NULL, which only a `superuser` may
-    write in the catalog; else PUBLIC's CONNECT and TEMPORARY granted again, the same
-    rights), connection limit, settings and comment."""
+    back open to every role granted CONNECT), the recorded owner (else the restoring role,
+    `owner`, stays it), the recorded ACL (else the default one: NULL, which only a
+    `superuser` may write in the catalog; else PUBLIC's CONNECT and TEMPORARY granted
+    again, the same rights; a recorded one that grant_sql can give, given so, by the
+    owner), connection limit, settings and comment (only a `superuser` may write them:
+    pgrights refuses a restore that needs them)."""
     props = props or {}
     acl = props.get("acl") if not no_acl else None
     row = props.get("row") or {}
@@ -233,7 +236,10 @@ def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
         sql.append("GRANT CONNECT, TEMPORARY ON DATABASE %s TO PUBLIC;" % ident(name))
     if props.get("owner") and not no_owner:
         sql.append("ALTER DATABASE %s OWNER TO %s;" % (ident(name), ident(props["owner"])))
-    if acl is not None or superuser:
+    grants = grant_sql(name, acl, final_owner(props, no_owner, owner)) if acl is not None and not superuser else None
+    if grants is not None:  # granted by the database's owner by then
+        sql += grants
+    elif acl is not None or superuser:  # (another role's refused by the server: pgrights said so before)
         sql.append("UPDATE pg_catalog.pg_database SET datacl = %s WHERE datname = %s;" % (
             "NULL" if acl is None else literal(_array(acl)) + "::aclitem[]", literal(name)))
     if props.get("connlimit", -1) != -1:
@@ -248,6 +254,46 @@ def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True):
     if props.get("comment") is not None:
         sql.append("COMMENT ON DATABASE %s IS %s;" % (ident(name), literal(props["comment"])))
     return "\n".join(sql)
+
+
+def final_owner(props, no_owner, owner):
+    """Who owns the restored database: the recorded owner (`props`'), unless `no_owner`
+    or none, else the restoring role, `owner`."""
+    return props["owner"] if (props or {}).get("owner") and not no_owner else owner
+
+
+# an aclitem as the server prints it: grantee (empty: PUBLIC), privileges, grantor; names quoted as needed
+_ACLITEM = re.compile(r'((?:"(?:[^"]|"")*"|[^"=/])*)=([A-Za-z*]*)/((?:"(?:[^"]|"")*"|[^"=/])+)')
+_PRIVILEGES = {"C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"}
+
+
+def grant_sql(name, acl, owner):
+    """The GRANT and REVOKE statements that give database `name`, owned by `owner` and
+    holding the owner's rights only (as the scratch database does, PUBLIC's revoked), the
+    ACL `acl` (aclitems as text): what a role that is no superuser can do instead of
+    writing the catalog. None when they cannot: an item granted by another role than
+    `owner` (its grantor would be `owner`), the owner's own grant options, or an item
+    that cannot be read."""
+    items = [_ACLITEM.fullmatch(item) for item in acl]
+    if not all(items) or any(unquote(m[3]) != owner or set(m[2]) - set(_PRIVILEGES) - {"*"} for m in items):
+        return None
+    own = [m[2] for m in items if unquote(m[1]) == owner]
+    if len(own) > 1 or "*" in "".join(own):
+        return None
+    sql = []
+    lacking = [_PRIVILEGES[p] for p in "CTc" if p not in "".join(own)]
+    if lacking:
+        sql.append("REVOKE %s ON DATABASE %s FROM %s;" % (", ".join(lacking), ident(name), ident(owner)))
+    for m in items:
+        grantee = unquote(m[1])
+        if grantee == owner:
+            continue
+        to = ident(grantee) if m[1] else "PUBLIC"
+        for option, suffix in ((False, ""), (True, " WITH GRANT OPTION")):
+            these = [_PRIVILEGES[p] for i, p in enumerate(m[2]) if p != "*" and (m[2][i + 1:i + 2] == "*") == option]
+            if these:
+                sql.append("GRANT %s ON DATABASE %s TO %s%s;" % (", ".join(these), ident(name), to, suffix))
+    return sql
 
 
 def swap_sql(temp, db, old, terminate=False):

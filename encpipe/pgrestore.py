@@ -41,7 +41,7 @@ import os
 import signal
 import sys
 
-from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, sigthreads
+from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, pgrights, sigthreads
 from .backup.remotes import is_remote, refuse_credentials
 from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text
 from .shown import json_value
@@ -129,6 +129,7 @@ class Run(Children):
         if exists and len(self.old.encode()) > NAME_MAX_BYTES:  # onto a server without it: restores
             raise Failure("database name %s is too long to keep the old one as %s; nothing was changed"
                           % (self.db, self.old), 64, "restore it under a shorter name, or rename %s first" % self.db)
+        pgrights.check(self, exists, self.props if exists else backup_props, globals_stmts)  # all it needs, or now
         with pgleftovers.RunLock(self.maint, self.temp_name) as self.lock:
             self.lock.take()
             return self.restore(exists, globals_stmts, backup_props)
@@ -251,10 +252,10 @@ class Run(Children):
     def swap(self, props, exists):
         # private until now (see pgprops.private_sql): its properties come with the swap
         self.old = pgleftovers.pre_restore_name(self.maint, self.db) if exists else None
-        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=self.superuser),
+        sql = [pgprops.finish_sql(self.temp, props, *self.skips(exists), superuser=self.superuser,
+                                  owner=self.o.get("role") or self.user),
                pgprops.swap_sql(self.temp, self.db, self.old, self.o.get("terminate_connections"))]
-        hint = None if self.o.get("terminate_connections") or not exists else \
-            "is %s in use? close its connections, or use --terminate-connections" % self.db
+        hint = pgrights.swap_hint(self.user, self.db, exists, self.o.get("terminate_connections"))
         with sigthreads.held():  # psql's answer waited for (its own group's: a Ctrl-C is the restore's only)
             pgcommit.swap(self.maint, "\n".join(sql), self.temp, self.temp_oid, self.db, hint, say, exists)
             self.temp = None
