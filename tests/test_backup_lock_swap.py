@@ -11,11 +11,13 @@ after the steps looked at."""
 
 import fcntl
 import os
+import time
 
 import pytest
 
 from encpipe import pgbackup
 from encpipe.backup import job
+from encpipe.backup.names import STAMP
 
 
 @pytest.fixture
@@ -72,3 +74,37 @@ def test_the_lock_taken_is_that_of_the_directory_written_in(swapped, capfd):
         " held after 0 s; not waiting longer; nothing was stored",
         "encpipe-backup: hint: a backup, a prune, a rotation or a migration in it, or any user who can open it, holds"
         " it; ENCPIPE_LOCK_WAIT sets the wait in seconds"]
+
+
+def _names_taken(directory, seconds=60):
+    """This backup's globals name for each second from just before now to `seconds` on:
+    every name the run may look for is taken in `directory`."""
+    now = time.time()
+    for second in range(-2, seconds):
+        (directory / f"shop_{time.strftime(STAMP, time.gmtime(now + second))}.globals.sql.enc").write_bytes(b"x")
+
+
+def test_the_names_looked_for_are_those_of_the_directory_written_in(swapped, capfd, monkeypatch):
+    """Names taken in the directory the run writes in (moved with it) are taken: it waits
+    for free ones, then gives up (74, here at once), never looking at the other one's."""
+    d, moved, outside, argv = swapped
+    monkeypatch.setattr(pgbackup, "NAME_WAIT", 0)
+    _names_taken(d)
+    assert pgbackup.main(argv) == 74
+    assert d.is_symlink() and os.listdir(outside) == []
+    out, err = capfd.readouterr()
+    assert out == "" and err.startswith(f"encpipe-backup: error: backup of shop failed (status 74): {d}/shop_"), err
+    assert "already exists, as did this backup's names for each second of the last 0 s; not overwritten" in err, err
+
+
+def test_names_taken_in_another_directory_hold_no_run_back(swapped, capfd, monkeypatch):
+    """The directory DIR's name leads to now has every name taken: the run, which writes
+    in the one it opened, goes on (to its dump, which fails here: no server)."""
+    d, moved, outside, argv = swapped
+    monkeypatch.setattr(pgbackup, "NAME_WAIT", 0)
+    _names_taken(outside)
+    assert pgbackup.main(argv) == 1
+    out, err = capfd.readouterr()
+    assert out == "" and "already exists" not in err, err
+    assert err.splitlines()[-1] == ("encpipe-backup: error: backup of shop failed (status 1): pg_dump exited with "
+                                    "status 1; nothing was stored"), err

@@ -74,14 +74,18 @@ def test_an_install_that_ends_leaves_no_setting_and_a_setting_there_before_stays
     assert kept.stdout == "went on after the signal\nstatus 0\nmine\n", kept.stdout + kept.stderr
 
 
-def test_the_files_commands_of_the_install_get_no_secret_nor_descriptor(tmp_path):
+@pytest.mark.parametrize("apt_get, said", [
+    ("exit 0", "went on after the signal\nstatus 0\n"),
+    ('[ "$1" = install ] && kill -TERM "$PPID"\nexit 0', f"status {128 + signal.SIGTERM}\n"),
+], ids=["ended", "signalled"])
+def test_the_files_commands_of_the_install_get_no_secret_nor_descriptor(tmp_path, apt_get, said):
     """mkdir and rm, which make and remove the setting, get none of the secret
     variables of the script's environment (encpipe/childenv.py's names) nor a
     descriptor above 2, as apt-get does (venv.bash's no_secrets): before, both had
-    them all."""
+    them all. The rm of a signalled install (debian_signalled) too."""
     stubs, log = tmp_path / "stubs", tmp_path / "log"
     stubs.mkdir()
-    (stubs / "apt-get").write_text("#!/bin/sh\nexit 0\n")
+    (stubs / "apt-get").write_text(f"#!/bin/sh\n{apt_get}\n")
     (stubs / "apt-get").chmod(0o755)
     install(stubs, {tool: shutil.which(tool) for tool in ("mkdir", "rm")}, log)
     (tmp_path / "driver.bash").write_text(DRIVER.replace("debian_install postgresql",
@@ -93,7 +97,7 @@ def test_the_files_commands_of_the_install_get_no_secret_nor_descriptor(tmp_path
     env = dict(os.environ, **secrets, PATH=f"{stubs}:{os.environ['PATH']}")
     done = subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
                           capture_output=True, text=True, timeout=60)
-    assert done.stdout == "went on after the signal\nstatus 0\n", done.stdout + done.stderr
+    assert done.stdout == said, done.stdout + done.stderr
     seen = records(log)
     assert [r["tool"] for r in seen] == ["mkdir", "rm"], seen
     for record in seen:

@@ -66,6 +66,19 @@ def test_globals_with_every_role_present_change_nothing():
     assert created == [] and all(s.startswith("SET ") for s in keep)
 
 
+def test_memberships_left_out_are_those_making_an_existing_role_a_member_of_a_new_one():
+    """A new role's memberships are kept (in new and existing roles); one that makes a role
+    the server has a member of a new role is left out and named (the restore's warning);
+    one between roles the server has is left out as every statement of theirs is, unnamed."""
+    statements = ["CREATE ROLE bob;", "CREATE ROLE grp;", 'CREATE ROLE "Grp ""X""";', "CREATE ROLE alice;",
+                  "GRANT grp TO alice GRANTED BY postgres;", 'GRANT "Grp ""X""" TO alice;', "GRANT grp TO bob;",
+                  "GRANT pg_monitor TO alice;", "GRANT pg_monitor TO bob;", "GRANT alice TO postgres;"]
+    keep, created, skipped = pgglobals.plan(statements, {"postgres", "alice", "pg_monitor"})
+    assert created == ["bob", "grp", 'Grp "X"']
+    assert [s for s in keep if s.startswith("GRANT")] == ["GRANT grp TO bob;", "GRANT pg_monitor TO bob;"]
+    assert pgglobals.members_left(skipped, created) == ["alice in grp", 'alice in Grp "X"']
+
+
 def test_properties_sql():
     _, props = pgglobals.statements(GLOBALS)
     assert pgprops.roles_needed(props) == {"app_owner", 'Weird "Role"'}

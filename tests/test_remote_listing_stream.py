@@ -17,6 +17,7 @@ import pytest
 
 from cliutil import measure_peak_rss
 from encpipe.backup.lsjson import LINE_LIMIT
+from encpipe.backup.rclonestore import NO_SUCH_OBJECT
 from encpipe.backup.records import Item
 from encpipe.backup.storage import Rclone
 from s3server import rclone_binary
@@ -117,6 +118,14 @@ def test_several_objects_under_one_name_are_still_each_unreadable(tmp_path):
     assert items[1].error.startswith("cannot read b: the remote lists 2 files under this name")
 
 
+def test_each_of_three_objects_under_one_name_is_unreadable_and_the_next_name_is_not(tmp_path):
+    items = listed(stand_in(tmp_path, b'[\n{"Name":"b","Size":2},\n{"Name":"c","Size":5},\n{"Name":"b","Size":3},\n'
+                                      b'{"Name":"b","Size":4}\n]\n'))
+    assert [(i.name, i.size, i.unreadable) for i in items] == [("b", 2, True), ("b", 3, True), ("b", 4, True),
+                                                               ("c", 5, False)]
+    assert all(i.error.startswith("cannot read b: the remote lists 3 files under this name") for i in items[:3])
+
+
 def test_a_failed_lsjson_is_rclones_failure_not_its_cut_output(tmp_path):
     """rclone writes `[` before it lists: a failure leaves that, which is not the error."""
     assert listed(stand_in(tmp_path, b"[\n", 3, "directory not found")) == []  # a local remote's missing directory
@@ -178,3 +187,28 @@ open("{tmp_path}/finished", "w").close()
     assert done.stderr == (f"encpipe-list: error: cannot list {REMOTE}: rclone lsjson: its output is not a listing "
                            f"(line 2: longer than {LINE_LIMIT} bytes)\n").encode()
     assert not (tmp_path / "finished").exists()
+
+
+def test_a_line_of_exactly_the_bound_still_lists(tmp_path):
+    """LINE_LIMIT bytes, its line end among them, is within the bound; one more is not
+    (test_anything_but_a_listing_fails_the_listing_in_one_line)."""
+    entry = b'{"Name":"a","Size":1}'
+    line = entry + b" " * (LINE_LIMIT - len(entry) - 1) + b"\n"
+    assert len(line) == LINE_LIMIT
+    assert listed(stand_in(tmp_path, b"[\n" + line + b"]\n")) == [Item("a", 1)]
+    done = encpipe_list(stand_in(tmp_path, b"[\n" + line[:-1] + b" \n]\n"))
+    assert (done.returncode, done.stdout) == (66, b""), done.stderr
+    assert done.stderr.endswith(f"(line 2: longer than {LINE_LIMIT} bytes)\n".encode()), done.stderr
+
+
+def test_one_object_is_the_one_of_its_name(tmp_path):
+    """stat(name), read from the same listing: the object of that name, of several under
+    it the first listed (the one a fetch is then checked against), of none an error."""
+    rclone = stand_in(tmp_path, b'[\n{"Name":"a","Size":1},\n{"Name":"b","Size":2},\n{"Name":"c","Size":3},\n'
+                                b'{"Name":"b","Size":4}\n]\n')
+    store = Rclone(REMOTE, {"PATH": os.environ["PATH"], "RCLONE": rclone})
+    assert store.stat("c") == Item("c", 3)
+    assert store.stat("b") == Item("b", 2)
+    missing = store.stat("d")
+    assert (missing.name, missing.size, missing.unreadable, missing.error) == (
+        "d", None, True, f"cannot read d: {NO_SUCH_OBJECT}")

@@ -117,3 +117,22 @@ def test_roles_of_which_another_session_made_some_while_the_step_s_psql_died_are
     assert _role(pg, OTHER) == "t|" + THEIRS
     assert _roles(pg) == roles | {OTHER}
     assert dump(pg, TARGET) == before and _scratch(pg) == []
+
+
+def test_every_missing_role_made_by_another_session_first_is_still_not_the_restores(
+        pg, tools, key_file, role_backup, tmp_path, role_dropped):
+    """Another session created all the roles the restore lacked just before its step: the
+    server refused the step (ERROR, rolled back) yet holds every role of it. Not the
+    restore's: nothing was changed, and its undo drops none of them when it fails later."""
+    path, _ = role_backup
+    before, roles = _fresh_target(pg), _roles(pg)
+    operator = "CREATE ROLE %s LOGIN PASSWORD '%s'; CREATE ROLE %s LOGIN PASSWORD '%s'" % (ROLE, THEIRS, OTHER, THEIRS)
+    done = _restore(pg, tools, key_file, path, tmp_path, [("other", ["CREATE ROLE", ROLE], operator),
+                                                          ("before", SWAP, "")])
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (1, b""), err
+    assert err == ('encpipe-restore: error: cannot create the missing roles from %s: ERROR:  role "%s" already '
+                   'exists; nothing was changed\n' % (_globals_file(path), OTHER)), err
+    assert (_role(pg), _role(pg, OTHER)) == ("t|" + THEIRS, "t|" + THEIRS)
+    assert _roles(pg) == roles | {ROLE, OTHER}
+    assert dump(pg, TARGET) == before and _scratch(pg) == []

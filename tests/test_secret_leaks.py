@@ -583,3 +583,41 @@ def test_a_connection_string_given_as_the_database_is_refused_with_its_password_
     assert b"a connection string with a password" in done.stderr and b"***" in done.stderr, said
     assert done.stdout == (b"" if status != 3 else done.stdout.splitlines(keepends=True)[0]), said
     assert not metrics.exists() and (script != "encpipe-backup" or not backups.exists())
+
+
+@pytest.mark.parametrize("script, args, status, last", [
+    ("encpipe-backup", ["--dir", "BACKUPS", "--key-file", "KEYFILE", "shop=1"], 1,
+     "encpipe-backup: error: backup of shop=1 failed (status 1): pg_dump exited with status 1; nothing was stored"),
+    ("encpipe-prune", ["--keep-last", "1", "--key-file", "KEYFILE", "--database", "shop=1", "BACKUPS"], 66,
+     "encpipe-prune: error: BACKUPS: no backup of shop=1 to prune (--allow-empty accepts that)"),
+])
+def test_a_database_name_holding_an_equals_sign_and_no_password_is_a_name(tmp_path, script, args, status, last):
+    """Only --maintenance-db, which psql's -d gets as it is, refuses any connection string:
+    elsewhere a name holding `=` is a database's name (pg_dump gets it as PGDATABASE,
+    which libpq never reads as a connection string), as PostgreSQL allows."""
+    key_file, backups = tmp_path / "k", tmp_path / "b"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    if script != "encpipe-backup":
+        backups.mkdir()
+    words = [{"KEYFILE": str(key_file), "BACKUPS": str(backups)}.get(w, w) for w in args]
+    env = clean_env({"PYTHONPATH": str(SCRIPTS.parent), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run([str(SCRIPTS / script), *words], stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    last = last.replace("BACKUPS", str(backups))
+    assert (done.returncode, done.stdout, err.splitlines()[-1]) == (status, b"", last), err
+
+
+@pytest.mark.parametrize("argv", [["pubkey", "FILE"], ["keyid", "--sign-key", "FILE"],
+                                  ["keyid", "--signer-file", "FILE"], ["seal", "--key-file", "FILE"]])
+def test_a_key_file_that_exists_is_named_even_when_its_name_looks_like_a_passphrase(tmp_path, argv):
+    """Only a name that names nothing may be a secret typed in its place: one that names
+    a directory (with a space, as a passphrase has) is said as it is."""
+    path = tmp_path / "my backup key"
+    path.mkdir()
+    env = clean_env({"PYTHONPATH": str(SCRIPTS.parent)})
+    done = subprocess.run(command(*[str(path) if w == "FILE" else w for w in argv]), stdin=subprocess.DEVNULL,
+                          capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (66, b"", f"encpipe: error: cannot read {path}: Is a "
+                                                                   "directory\n".encode())

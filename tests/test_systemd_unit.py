@@ -240,6 +240,19 @@ def test_a_secret_given_for_a_key_file_never_reaches_the_unit(option, secret, ca
                           "may be a key or passphrase"), err
 
 
+@pytest.mark.parametrize("option", ["--signer-file", "--recipient-file"])
+def test_a_secret_given_for_a_key_file_after_a_path_never_reaches_the_unit(option, capsys):
+    """Every value of an option given more than once is looked at, not the first only."""
+    from encpipe.backup.job import main
+
+    secret = "cd" * 32
+    assert main(["systemd-unit", SCRIPT, "--dir", "/srv/b", option, "/etc/encpipe/a.pub", option, secret]) == 64
+    out, err = capsys.readouterr()
+    assert out == "" and secret not in err, err
+    assert err.startswith(f"encpipe-backup: error: {option}: no such file, and the value (not shown) may be a key or "
+                          "passphrase"), err
+
+
 def test_a_key_files_absolute_path_is_a_path_before_the_file_is_made():
     """The unit may be written before its key: an absolute path that names nothing yet
     (with a space too) is a path, not a passphrase."""
