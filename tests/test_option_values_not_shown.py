@@ -8,7 +8,7 @@ is now shown as textform.shown_value shows it: a key said for what it is
 (`a raw key (a secret, not shown)`), a value that may be a passphrase (longer
 than 20 characters, or words with white space between them) not shown; any
 other bad value as before (`--threads must be a whole number, not 'x'`).
-The status and the one line are as before. README, "Usage errors"."""
+The status and the one line are as before. README, "Where keys come from"."""
 
 import io
 import os
