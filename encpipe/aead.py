@@ -17,6 +17,7 @@ from importlib.util import find_spec
 
 from .errors import UsageError
 from .format import TAG_LEN
+from .textform import shown_value
 
 ENV_CIPHER = "ENCPIPE_CIPHER"
 CRYPTOGRAPHY = "cryptography"
@@ -39,7 +40,7 @@ def name(env=None):
     forced = env.get(ENV_CIPHER, "").strip()
     if forced:
         if forced not in NAMES:
-            raise UsageError(f"{ENV_CIPHER} must be {' or '.join(NAMES)}, not '{forced}'")
+            raise UsageError(f"{ENV_CIPHER} must be {' or '.join(NAMES)}, not {shown_value(forced)}")
         return forced
     return CRYPTOGRAPHY if _is_installed(CRYPTOGRAPHY) else PYCRYPTODOME
 

@@ -13,6 +13,7 @@ import time
 
 from .errors import Changed, UsageError
 from .safefile import same_file
+from .textform import shown_value
 from .workers import decimal_number
 
 ENV_LOCK_WAIT, LOCK_WAIT, MAX_WAIT = "ENCPIPE_LOCK_WAIT", 5 * 3600, 1000000
@@ -23,7 +24,7 @@ def lock_wait(env):
     text = env.get(ENV_LOCK_WAIT, str(LOCK_WAIT))
     seconds = decimal_number(text)
     if seconds is None or seconds > MAX_WAIT:
-        raise UsageError(f"{ENV_LOCK_WAIT} must be a number of seconds from 0 to {MAX_WAIT}, not '{text}'")
+        raise UsageError(f"{ENV_LOCK_WAIT} must be a number of seconds from 0 to {MAX_WAIT}, not {shown_value(text)}")
     return seconds
 
 

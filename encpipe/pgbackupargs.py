@@ -11,7 +11,7 @@ from .backup.remotes import is_remote, refuse_as_to
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .errors import UsageError
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
-from .textform import refuse_key_as_new_path
+from .textform import refuse_key_as_new_path, shown_value
 from .usage_errors import empty_value, shown_argument
 from .workers import chunk_log2, int_option, thread_option
 
@@ -123,11 +123,11 @@ def validate(o, env):
     if "/" in db or db.startswith("."):
         raise usage_error(f"cannot name a file after database {db}")
     if o["format"] not in ("plain", "custom"):
-        raise usage_error(f"--format must be plain or custom, not {o['format']}")
+        raise usage_error(f"--format must be plain or custom, not {shown_value(o['format'])}")
     if not o["compress"]:
         o["compress"] = "zstd" if o["format"] == "plain" and shutil.which("zstd") else "none"
     if o["compress"] not in ("zstd", "gzip", "none"):
-        raise usage_error(f"--compress must be zstd, gzip or none, not {o['compress']}")
+        raise usage_error(f"--compress must be zstd, gzip or none, not {shown_value(o['compress'])}")
     if o["format"] != "plain" and o["compress"] != "none":
         raise usage_error(f"--compress {o['compress']} is for plain dumps; custom dumps take pg_dump's -Z (after --)")
     if not re.fullmatch(r"[0-9]*", o["level"] + o["threads"]):

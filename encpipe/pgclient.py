@@ -46,6 +46,13 @@ def password_hint(said):
     return None
 
 
+# psql's answer to a query of run_sql (names and properties from the catalog) is read up
+# to this, never whole: a server (or a psql) that answers without end fails the query;
+# of its standard error, whose first ERROR line is the error, the start is kept.
+PSQL_OUTPUT_MAX = 64 << 20
+PSQL_ERR_KEPT = 64 << 10
+
+
 class PgError(Exception):
     """A client failed; the message is for the user, `status` its exit status."""
 
@@ -111,7 +118,11 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     env, own = client_env(user), {}
     if step:
         env["PGAPPNAME"], own = step, {"process_group": 0}
-    proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"), env=env, **own)
+    try:
+        proc = sigthreads.run(psql_args(db, *extra), input=text.encode("utf-8", "surrogateescape"), env=env,
+                              limit=PSQL_OUTPUT_MAX, err_kept=PSQL_ERR_KEPT, **own)
+    except sigthreads.TooLong as e:
+        raise PgError(f"psql wrote {e}, more than any answer of the catalog") from None
     if proc.returncode != 0:
         raise PgError(_error_line(said_text(proc.stderr), proc.returncode))
     out = proc.stdout.decode("utf-8", "surrogateescape")

@@ -20,7 +20,7 @@ from .pgcli import Failure
 from .pgcommit import drop
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
 from .sigdefer import held, hold_for_good
-from .textform import NAME_MAX_BYTES  # a longer name PostgreSQL cuts, a character's bytes kept whole
+from .textform import NAME_MAX_BYTES, shown_value  # a longer name PostgreSQL cuts, a character's bytes kept whole
 from .workers import decimal_number
 
 LOCK_CLASS = 0x656E63  # "enc": the first key of encpipe's advisory locks
@@ -169,7 +169,7 @@ def keep_days(text):
     """--drop-pre-restore-older-than's value (`text`, None when not given) as a number of days; Failure (64)."""
     days = None if text is None else decimal_number(text)
     if text is not None and (days is None or days > 1e6):
-        raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % text, 64)
+        raise Failure("--drop-pre-restore-older-than must be a number of days, not %s" % shown_value(text), 64)
     return days
 
 

@@ -106,9 +106,15 @@ def _initial_mask():  # in the child, between fork and exec: no lock, no import,
     signal.pthread_sigmask(signal.SIG_SETMASK, INHERITED)
 
 
-def run(*args, input=None, **options):
+class TooLong(Exception):
+    """A child wrote more on its standard output than run()'s `limit`."""
+
+
+def run(*args, input=None, limit=None, err_kept=None, **options):
     """subprocess.run(capture_output=True ...) through popen(): the child killed if this is
-    interrupted, even as it starts (held: a signal inside Popen once lost it, and psql ran on)."""
+    interrupted, even as it starts (held: a signal inside Popen once lost it, and psql ran on).
+    With a `limit` (bytes, not text), its output is read up to it, TooLong past it (the child
+    killed), and of its standard error only the first `err_kept` bytes are kept."""
     import subprocess
 
     proc = None
@@ -118,10 +124,43 @@ def run(*args, input=None, **options):
                 proc = closing.enter_context(popen(*args, stdin=subprocess.PIPE if input is not None else
                                                    options.pop("stdin", None), stdout=subprocess.PIPE,
                                                    stderr=subprocess.PIPE, **options))
-            out, err = proc.communicate(input)
+            out, err = proc.communicate(input) if limit is None else communicate_bounded(proc, input, limit, err_kept)
         except BaseException:
             if proc is not None:
                 proc.kill()
             raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+
+
+def communicate_bounded(proc, input, limit, err_kept):
+    """communicate(input), its output read up to `limit` bytes (TooLong past them), of its
+    standard error the first `err_kept` bytes kept and the rest read and dropped."""
+    said = []
+
+    def read_err():
+        try:
+            kept = proc.stderr.read(err_kept)
+            while proc.stderr.read(1 << 16):
+                pass
+            said.append(kept)
+        except (OSError, ValueError):  # its pipe closed by run(), the child killed
+            pass
+
+    def feed():
+        try:
+            with proc.stdin:
+                proc.stdin.write(input or b"")
+        except (OSError, ValueError):  # the child ended without reading it all: its status says why
+            pass
+
+    readers = [start(threading.Thread(target=read_err, daemon=True))]
+    if proc.stdin:
+        readers.append(start(threading.Thread(target=feed, daemon=True)))
+    out = proc.stdout.read(limit + 1)
+    if len(out) > limit:
+        raise TooLong(f"more than {limit} bytes")
+    proc.wait()
+    for reader in readers:
+        reader.join()
+    return out, said[0] if said else b""

@@ -15,6 +15,7 @@ from . import aead
 from .errors import InvalidStream, UsageError
 from .format import SlotRecord
 from .primitives import FILE_KEY_LEN, hkdf
+from .textform import shown_value
 
 SLOT_RAW_KEY = 1
 SLOT_SCRYPT = 2
@@ -227,7 +228,7 @@ def parse_budget(text):
         value = 0
     if value < 1 << (DEFAULT_SCRYPT_LOG2_N + 3):
         raise UsageError(f"{ENV_SCRYPT_BUDGET} must be a whole number of at least {1 << (DEFAULT_SCRYPT_LOG2_N + 3)} "
-                         f"(N*r*p of one attempt at the default cost), not '{text}'")
+                         f"(N*r*p of one attempt at the default cost), not {shown_value(text)}")
     return value
 
 

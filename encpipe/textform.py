@@ -91,6 +91,31 @@ def shown_name(path, prompt=False, secret_file=False, what="FILE"):
     return path
 
 
+VALUE_NOT_SHOWN = "the value given (not shown: it may be a key or passphrase)"
+SHOWN_VALUE_MAX = 20  # characters of a bad value an error shows; a longer one may be a passphrase
+_WORDS = re.compile(r".*\S\s+\S.*", re.S)  # words with white space between them: a passphrase's look
+
+
+def hidden_value(text):
+    """What an error says instead of `text`, a bad value of an option or a setting (a
+    number, a choice) that may be a secret typed in its place, else None: a key is
+    said for what it is (secret_kind: `a raw key (a secret, not shown)`); a value
+    longer than SHOWN_VALUE_MAX characters, or words with white space between them
+    (a passphrase), is VALUE_NOT_SHOWN. A space around one word (`1 `) is shown."""
+    kind = secret_kind(text) if isinstance(text, str) else None
+    if kind:
+        return f"{kind} (a secret, not shown)"
+    if not isinstance(text, str):  # no value given (None): nothing to hide
+        return None
+    return VALUE_NOT_SHOWN if len(text) > SHOWN_VALUE_MAX or _WORDS.fullmatch(text) else None
+
+
+def shown_value(text):
+    """A bad value of an option or a setting as its usage error shows it: quoted, unless
+    it may be a secret (hidden_value)."""
+    return hidden_value(text) or f"'{text}'"  # quoted, not repr(): the message's escaping (shown.printable) is once
+
+
 def refuse_key_in_place(value, source, what="command"):
     """UsageError (64), the value not shown, when `value`, given where a `what` belongs
     (a key command, a database's name), is a key pasted in its place: sh would say

@@ -9,6 +9,7 @@ import time
 from . import aead
 from . import format as fmt
 from .errors import UsageError
+from .textform import hidden_value, shown_value
 
 MAX_THREADS = 64
 AUTO_THREADS_MAX = 4
@@ -27,13 +28,15 @@ def decimal_number(text):
 
 def int_option(text, name, low, high, shown=True):
     """`text` (ASCII digits) as a whole number from `low` to `high`; a message shows it
-    only when `shown` (not a --passphrase-fd value: it may be a passphrase typed in its place)."""
-    value_text = f", not '{text}'" if shown else " (the value, not shown, may be a passphrase)"
+    only when `shown` (not a --passphrase-fd value: it may be a passphrase typed in its
+    place), and then as shown_value does (a key or what may be a passphrase: not shown)."""
+    value_text = f", not {shown_value(text)}" if shown else " (the value, not shown, may be a passphrase)"
     if not isinstance(text, str) or not _WHOLE.fullmatch(text):
         raise UsageError(f"{name} must be a whole number{value_text}")
     value = int(text)
     if not low <= value <= high:
-        raise UsageError(f"{name} must be from {low} to {high}" + (f", not {value}" if shown else value_text))
+        raise UsageError(f"{name} must be from {low} to {high}" +
+                         (f", not {hidden_value(text) or value}" if shown else value_text))
     return value
 
 
@@ -101,7 +104,7 @@ def chunk_log2(text):
         return None
     match = _SIZE.fullmatch(text)
     if not match:
-        raise UsageError(f"--chunk-size: cannot read '{text}'; use e.g. 64K or 1M")
+        raise UsageError(f"--chunk-size: cannot read {shown_value(text)}; use e.g. 64K or 1M")
     size = int(match.group(1)) << {"": 0, "k": 10, "m": 20}[match.group(2).lower()]
     log2 = size.bit_length() - 1
     if not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2 or size != 1 << log2:  # 0: log2 -1, never shifted

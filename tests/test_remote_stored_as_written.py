@@ -119,9 +119,16 @@ def test_an_rclone_without_lsjson_stat_still_stores_and_reads_back(s3, key_file,
 
 
 def test_an_object_size_that_is_not_json_fails_the_upload_in_one_line(s3, key_file, tmp_path):
+    """As a listing that is not one does (66; before, 74 and `its output is not JSON`):
+    tests/test_remote_head_bounded.py."""
     rclone = wrapped(tmp_path, "lsjson", 'for a; do [ "$a" = --stat ] && { echo "{not json"; exit 0; }; done')
-    assert_upload_refused(s3, "garbled", backup(s3, tmp_path, "garbled", rclone, key_file), r"(\S+)",
-                          r"rclone lsjson \1: its output is not JSON")
+    code, out, err, recorded = backup(s3, tmp_path, "garbled", rclone, key_file)
+    assert (code, out) == (66, b""), err
+    assert re.fullmatch(rf"encpipe-backup: error: backup of {DB} failed \(status 66\): cannot list "
+                        rf"{re.escape(s3.location)}/garbled/\.encpipe-tmp\.\S+: rclone lsjson: its output is not a "
+                        r"listing \(line 1: not JSON\); nothing was stored\n", err), err
+    assert s3.objects("garbled") == []
+    assert recorded[("encpipe_backup_last_attempt_success", DB)] == 0
 
 
 @pytest.mark.parametrize("size", ["-1", '"unknown"'], ids=["minus-one", "not-a-number"])

@@ -10,8 +10,9 @@ psql's answer is waited for: once DBNAME is swapped in, the restore is done,
 says so, and its status is 0, whatever signal comes; a swap that failed is
 still the failure it was.
 
-The restore is signalled right after psql's communicate() of the swap returns
-(a sitecustomize.py on PYTHONPATH, as in tests/test_signal_commits.py)."""
+The restore is signalled right after psql's answer to the swap is read
+(sigthreads.communicate_bounded returns: a sitecustomize.py on PYTHONPATH, as in
+tests/test_signal_commits.py)."""
 
 import json
 import os
@@ -24,6 +25,7 @@ import pytest
 from test_backup_restore import BACKUP, RESTORE, backup, databases, drop_matching, dump, ensure_small, script_env
 from test_signal_commits import IDS, SIGNALS, killing_marked, marked, run, signalled, signalled_env
 
+SIGTHREADS = "__import__('encpipe.sigthreads').sigthreads"  # where run_sql's psql is read (pgclient)
 SWAP = "len(args) > 1 and 'RENAME TO' in args[1] and 'encpipe_restore_' in args[1]"  # psql's input: the swap
 
 
@@ -45,7 +47,7 @@ def test_restore_signalled_just_after_its_swap_says_it_restored_and_exits_0(pg, 
         pg.createdb(target)
         pg.psql("CREATE TABLE old_stuff (x int); INSERT INTO old_stuff VALUES (1);", db=target)
         before = dump(pg, target)
-    env = signalled_env(tmp_path, "communicate", SWAP, sig, script_env(pg, tools), owner="subprocess.Popen")
+    env = signalled_env(tmp_path, "communicate_bounded", SWAP, sig, script_env(pg, tools), owner=SIGTHREADS)
     done = run([RESTORE, "--key-file", key_file, path, target], env)
     stderr = done.stderr.decode()
     copies = sorted(d for d in databases(pg) if d.startswith(target + "_pre_restore_"))
@@ -103,7 +105,7 @@ def test_drop_pre_restore_signalled_just_after_a_drop_drops_the_rest_and_says_so
     drop_matching(pg, lambda d: d.startswith("commit_copies"))
     for name in copies:
         pg.createdb(name)
-    env = signalled_env(tmp_path, "communicate", DROP, sig, script_env(pg, tools), owner="subprocess.Popen")
+    env = signalled_env(tmp_path, "communicate_bounded", DROP, sig, script_env(pg, tools), owner=SIGTHREADS)
     done = run([RESTORE, "--drop-pre-restore-older-than", "0", "commit_copies"], env)
     assert signalled(tmp_path)
     assert (done.returncode, done.stdout) == (0, b""), done.stderr

@@ -8,7 +8,7 @@ from ..shown import plugin_line
 from ..errors import EncpipeError, NoKeyConfigured, UsageError
 from ..keyargs import refuse_shared_stdin, secret_fds_open
 from ..keyplace import refuse_replaceable
-from ..textform import shown_name
+from ..textform import shown_name, shown_value
 from ..workers import decimal_number
 from . import metrics
 from .deadline import Deadline
@@ -28,7 +28,7 @@ MAX_AGE = 1000000  # days or hours: --max-age (prune's too), --warn-age
 def number(text, option):
     value = decimal_number(text)
     if value is None or value > MAX_AGE:
-        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not '{text}'")
+        raise UsageError(f"{option} must be a number from 0 to {MAX_AGE}, not {shown_value(text)}")
     return value
 
 
@@ -41,7 +41,8 @@ def command(args, io, where):
                          " else no warning comes before the critical")
     seconds = decimal_number(args["--timeout"] or "")
     if not seconds or seconds > MAX_AGE:
-        raise UsageError(f"--timeout must be a number of seconds above 0, at most {MAX_AGE}, not '{args['--timeout']}'")
+        raise UsageError(f"--timeout must be a number of seconds above 0, at most {MAX_AGE}, "
+                         f"not {shown_value(args['--timeout'])}")
     return run(args, io, where, max_age, warn, Deadline(seconds))
 
 

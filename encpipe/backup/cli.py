@@ -167,7 +167,7 @@ from ..keyplace import refuse_replaceable
 from ..pgopts import refuse_connection_string
 from ..shown import printable
 from ..stdio import write_quietly
-from ..textform import refuse_key_as_database
+from ..textform import refuse_key_as_database, shown_value
 from ..usage_errors import close_matches, first_empty
 from . import checkcmd, verifycmd
 from .listing import Entry, scan, stats
@@ -199,7 +199,7 @@ def policy_from(args):
         if text is None:
             return None
         if not re.fullmatch(r"[0-9]{1,18}", text):
-            raise UsageError(f"{option} must be a whole number from 0, not '{text}'")
+            raise UsageError(f"{option} must be a whole number from 0, not {shown_value(text)}")
         return int(text)
 
     last, alias = count("--keep-last"), count("--keep")

@@ -66,6 +66,7 @@ from ..safefile import check_directory
 from ..shown import json_value, printable
 from ..sigdefer import held, hold_for_good
 from ..stdio import write_whole
+from ..textform import shown_value
 from .names import KINDS
 from .remotes import refuse_local, split_file
 from .storage import CHUNK, Local, discard, open_location, read_back, remove_stale_temps, upload
@@ -97,7 +98,9 @@ def cmd_upload(args, io):
 def cmd_commit(args, io):
     targets, temp, final, db = stores(args, io), args["TEMP"], args["NAME"], args["--database"]
     if args["--kind"] not in KINDS:
-        raise UsageError(f"unknown kind {args['--kind']}")
+        kinds = ", ".join(KINDS)
+        raise UsageError(f"--kind must be {kinds.rpartition(', ')[0]} or {kinds.rpartition(', ')[2]}, "
+                         f"not {shown_value(args['--kind'])}")
     renames = [(temp, final)]
     if args["--globals-temp"]:
         renames.insert(0, (args["--globals-temp"], args["--globals-name"]))
@@ -361,7 +364,8 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=No
         io.error(usage_message(argv, e, COMMANDS), hint="see --help")
         return 64
     if not _unix_time(args.get("--started")):  # a script's: its duration is measured from it
-        io.error(f"--started must be Unix time in seconds, not '{printable(args['--started'])}'", hint="see --help")
+        io.error(f"--started must be Unix time in seconds, not {printable(shown_value(args['--started']))}",
+                 hint="see --help")
         return 64
     args["clock"] = clock
     if stores is not None and argv[0] == "abort":

@@ -3,7 +3,9 @@ array of objects, which rclone writes one a line ("[", then each object, a comma
 ending every line but the last one's, then "]"). Any JSON array of objects each
 on one line reads the same (a stand-in's one-line array too); every line is
 bounded (LINE_LIMIT), so memory is, whatever the output. Anything else is
-NotAListing, which names the line: never a partial listing."""
+NotAListing, which names the line: never a partial listing. `lsjson --stat`'s
+output, one object (or null) that rclone indents over several lines, is read
+whole up to the same bound (one)."""
 
 import json
 import re
@@ -66,6 +68,37 @@ def entries(src, limit=LINE_LIMIT):
     if state != "end":
         last = number + (not number or line.endswith(b"\n"))  # the output ends on the line after its last newline
         raise Unended(f"line {last}: it ends before its array does")
+
+
+def one(src, limit=LINE_LIMIT):
+    """The one JSON object `rclone lsjson --stat` writes (a dict), None for its null or
+    for no output, read from `src` (a binary file) up to `limit` bytes: NotAListing
+    past them (nothing more read), and for anything but one object or null."""
+    data = src.read(limit + 1)
+    if len(data) > limit:
+        raise NotAListing(f"longer than {limit} bytes")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        raise NotAListing(f"line {_line(data, e.start)}: not UTF-8") from None
+    start = _SPACE.match(text).end()
+    if start == len(text):
+        return None
+    try:
+        found, end = _DECODER.raw_decode(text, start)
+    except ValueError as e:
+        raise NotAListing(f"line {e.lineno}: not JSON") from None
+    if found is not None and not isinstance(found, dict):
+        raise NotAListing(f"line {_line(text, start)}: not a JSON object")
+    more = _SPACE.match(text, end).end()
+    if more < len(text):
+        raise NotAListing(f"line {_line(text, more)}: more after its object")
+    return found
+
+
+def _line(text, at):
+    """The number of the line `text` (str or bytes) has at `at`."""
+    return text.count(b"\n" if isinstance(text, bytes) else "\n", 0, at) + 1
 
 
 def _entry(found, number):

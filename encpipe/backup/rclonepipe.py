@@ -101,12 +101,27 @@ def last_line(err, otherwise="failed"):
     return (err.decode(errors="replace").strip().splitlines() or [otherwise])[-1]
 
 
-def run(children, argv, read=lambda out: out.read(), **options):
+UNUSED_LIMIT = 1 << 20  # bytes of output read from a command that writes none (moveto, deletefile)
+
+
+class Overflow(IOFailure):
+    """A command wrote more on its standard output than it ever does."""
+
+
+def unused(out):
+    """The output of a command that writes none, read (a full pipe would stop rclone)
+    up to UNUSED_LIMIT bytes: Overflow past them (the child killed), never all of it."""
+    if len(out.read(UNUSED_LIMIT + 1)) > UNUSED_LIMIT:
+        raise Overflow(f"more than {UNUSED_LIMIT} bytes on its standard output")
+    return b""
+
+
+def run(children, argv, read=unused, **options):
     """subprocess.run(argv, capture_output=True) with the child kept in `children`
     while it runs, and killed and reaped whatever happens; of its standard error,
     only the end (ERR_TAIL bytes) is kept. Its output is what `read` returns of
-    its standard output (a file), by default all of it; `read` may take it as it
-    comes instead, and stop early by raising (the child killed)."""
+    its standard output (a file), by default none (unused: a bounded read); `read`
+    takes it as it comes, and may stop early by raising (the child killed)."""
     proc = err = None
     try:
         with sigthreads.held():  # started, recorded and in this `try` in one step

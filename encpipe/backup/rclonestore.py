@@ -1,7 +1,6 @@
 """A location that is an rclone remote (storage.open_location gives one for
 REMOTE:PATH): the same interface as localstore.Local, each step an rclone run."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from .. import sigthreads
 from ..childenv import RCLONE_NEEDS, child_env
 from ..errors import EncpipeError, InputUnavailable, IOFailure
 from . import lsjson
-from .rclonepipe import Children, Download, Upload, bounded, last_line, run
+from .rclonepipe import Children, Download, Overflow, Upload, bounded, last_line, run, unused
 from .records import Item
 from .remotes import prefix_end
 
@@ -69,11 +68,14 @@ class Rclone:
         sep = "" if self.location.endswith((":", "/")) else "/"
         return f"{self.location}{sep}{name}"
 
-    def _run(self, *argv, read=lambda out: out.read()):
-        status, out, err = run(self.children, [self.binary, *argv], read, env=self.env)
+    def _run(self, *argv, read=unused):
+        # the objects, not the options (a listing's caller names the location)
+        words = [argv[0], *(a for a in argv[1:] if a.startswith(self.location) and a != self.location)]
+        try:
+            status, out, err = run(self.children, [self.binary, *argv], read, env=self.env)
+        except Overflow as e:
+            raise IOFailure(f"rclone {' '.join(words)}: {e}") from None
         if status != 0:
-            # the objects, not the options (a listing's caller names the location)
-            words = [argv[0], *(a for a in argv[1:] if a.startswith(self.location) and a != self.location)]
             raise IOFailure(f"rclone {' '.join(words)}: {last_line(err)}")
         return out
 
@@ -158,18 +160,30 @@ class Rclone:
     def head(self, name):
         """One object as the remote gives it when asked for it (`lsjson --stat`: a HEAD on
         S3), not as its listing does, which some remotes (Swift's) update later: for what
-        this run has just written. Unreadable when missing; no size when not told one."""
+        this run has just written. Unreadable when missing; no size when not told one.
+        Its output is read up to the listing's bound (lsjson.one), rclone stopped past
+        it; one that is not an object is 66, as a listing that is not one."""
+        def read(out):
+            try:
+                return lsjson.one(out), None
+            except lsjson.NotAListing as e:  # rclone's status first, when its output has ended
+                if len(out.read(1)):
+                    raise
+                return None, e
+
         try:
-            out = self._run("lsjson", "--stat", "--files-only", "--no-modtime", "--no-mimetype", self.where(name))
+            found, bad = self._run("lsjson", "--stat", "--files-only", "--no-modtime", "--no-mimetype",
+                                   self.where(name), read=read)
+            if bad:
+                raise bad
         except IOFailure as e:
             if "unknown flag: --stat" not in str(e):
                 raise
             return self.stat(name)  # an older rclone (Ubuntu 22.04 ships 1.53) has no --stat: the listing
-        try:
-            found = json.loads(out or "null")
-        except ValueError:
-            raise IOFailure(f"rclone lsjson {self.where(name)}: its output is not JSON") from None
-        if not isinstance(found, dict) or found.get("IsDir"):  # null: not there (--files-only: else a directory)
+        except lsjson.NotAListing as e:
+            raise InputUnavailable(f"cannot list {self.where(name)}: rclone lsjson: its output is not a listing "
+                                   f"({e})") from None
+        if not isinstance(found, dict) or found.get("IsDir"):  # None: not there (--files-only: else a directory)
             return Item(name, error=f"cannot read {name}: {NO_SUCH_OBJECT}", unreadable=True)
         size = found.get("Size")
         return Item(name, size if type(size) is int else None)
@@ -222,7 +236,10 @@ class Rclone:
     def discard(self, name):
         """Remove a failed run's object `name`, if there: None once it is gone, else
         a sentence that names it and says why it is not."""
-        status, _, err = run(self.children, [self.binary, "deletefile", self.where(name)], env=self.env)
+        try:
+            status, _, err = run(self.children, [self.binary, "deletefile", self.where(name)], env=self.env)
+        except Overflow as e:
+            return f"{self.where(name)} not removed: rclone deletefile: {e}"
         if status in (0, FILE_NOT_FOUND):
             return None
         return f"{self.where(name)} not removed: rclone deletefile: {last_line(err)}"
