@@ -60,6 +60,7 @@ def verify_entry(store, entry, keys, workers, named=False):
                 _globals_of(entry, cluster, ends)
             if backup_named and entry.dump_format in ("plain", "custom"):
                 result["label"] = labelled(entry, ends.head)
+                entry.archived = found(ends.head).at if result["label"] == "archive" else None
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
