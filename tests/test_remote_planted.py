@@ -5,10 +5,11 @@ an object has no owner. A custom archive's header gives its time within hours
 (pg_dump's local time, in a zone it does not name), so an archive removed since
 (its bytes kept by whoever could read the bucket), put back under a name newer
 than the newest backup within those hours, authenticated and counted as the
-newest: `--keep-last 1` removed the real newest, exit 0, and `encpipe-check
---verify` said OK. A genuine series' archives are made in the order of their
-names: one whose header's time is earlier than that of an archive named before
-it is left, never counted (retention.ARCHIVED_EARLIER)."""
+newest: `--keep-last 1` removed the real newest, exit 0, `encpipe-check
+--verify` said OK and encpipe-verify 0. A genuine series' archives are made in
+the order of their names: one whose header's time is earlier than that of an
+archive named before it is left, never counted (retention.ARCHIVED_EARLIER), and
+fails encpipe-verify of the folder."""
 
 import os
 import subprocess
@@ -67,11 +68,25 @@ def test_check_verify_of_a_remote_does_not_count_an_older_archive_planted_under_
            f"{reason(newest)}\n", "")
 
 
+def test_verify_of_a_remote_fails_an_older_archive_planted_under_a_newer_name(s3, tmp_path):
+    place, older, newest, copy, env = planted(s3, tmp_path, "verify")
+    code, report, err = backups("verify", f"{s3.location}/verify", env=env)
+    assert (code, err) == (65, f"encpipe-verify: error: {s3.location}/verify/{copy}: {reason(newest)}\n")
+    results = {r["filename"]: r for r in report["results"]}
+    assert (results[copy]["ok"], results[copy]["exit_code"], results[copy]["error_class"], results[copy]["label"]) \
+        == (False, 65, "invalid_stream", "archive")
+    assert [results[n]["ok"] for n in (older, newest)] == [True, True]
+    assert (report["verified"], report["failed"]) == (2, 1)
+    assert sorted(os.listdir(place)) == sorted([older, newest, copy])
+
+
 def test_archives_made_in_the_order_of_their_names_count(s3, tmp_path):
     place = put(s3, tmp_path, "genuine", {name(hours): hours for hours in (3, 2, 1)})
     env = {**s3.env, **ENV, "PATH": os.environ["PATH"]}
     assert check("--max-age", "24", "--verify", f"{s3.location}/genuine", env=env) == (
         0, f"OK: {A}: newest backup {name(1)} is 1.0 h old\n", "")
+    code, report, err = backups("verify", f"{s3.location}/genuine", env=env)
+    assert (code, err, report["verified"]) == (0, "", 3)
     code, report, err = backups("prune", "--keep-last", "1", f"{s3.location}/genuine", env=env)
     assert (code, err) == (0, "")
     assert os.listdir(place) == [name(1)]
