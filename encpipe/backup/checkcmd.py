@@ -14,7 +14,7 @@ from . import metrics
 from .deadline import Deadline
 from .listing import older_than_its_name, owned_elsewhere, scan
 from .plugin import UNKNOWN, output
-from .retention import OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
+from .retention import ARCHIVED_EARLIER, OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
@@ -140,12 +140,25 @@ def _authenticator(store, keys, workers, count_unauthenticated, entries=()):
                                                                      count_unauthenticated)
         return refused_by_run(found.filename, state)
 
+    def archived_later(entry):
+        """For an archive: why it does not count when the archive named just before it that
+        authenticates was made later (retention.ARCHIVED_EARLIER; prune compares it with every
+        one named before it); else None."""
+        older = sorted((e for e in entries if e.naming == "encpipe" and e.series == entry.series and not e.item.link
+                        and e.status == "sealed" and e.created < entry.created), key=lambda e: e.created, reverse=True)
+        for other in older:
+            if standing(verify_entry(store, other, keys, workers), count_unauthenticated) == OK:
+                later = other.archived is not None and other.archived > entry.archived
+                return ARCHIVED_EARLIER % other.filename if later else None
+        return None
+
     def authenticate(entry):
         result = verify_entry(store, entry, keys, workers)
         state = standing(result, count_unauthenticated)
         labelled = is_labelled(entry, result)
         if state == OK:
-            why = owned_elsewhere(entry, result["label"], trusted) or run_refused(entry)
+            why = owned_elsewhere(entry, result["label"], trusted) or run_refused(entry) or \
+                (trusted is None and entry.archived and archived_later(entry))  # a remote: no owner says
             return (why, None) if why else (None, labelled)
         return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
     return authenticate

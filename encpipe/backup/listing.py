@@ -55,6 +55,8 @@ class Entry:
     # a sealed file's header has what can authenticate its maker (format v2, with a raw-key or
     # passphrase slot or a signature); False: anyone with the public key, or a v1 slot, can make one
     maker_checkable: bool = None
+    # a custom archive's header's time (pg_dump's local time, naive), once verify has read its plaintext
+    archived: datetime = None
 
     @property
     def series(self):

@@ -51,8 +51,10 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
             if state == OK and (planted := owned_elsewhere(entry, result["label"], trusted)):
                 state, detail, labelled = RENAMED, planted, None  # its name's time stands on nothing
         # every file of a series is authenticated before any is counted (retention.plan): an
-        # unlabelled one is judged against every labelled one, wherever it was listed
-        records.append(Record(entry.filename, entry.series, entry.created, state, detail, labelled))
+        # unlabelled one is judged against every labelled one, wherever it was listed; on a remote
+        # (no owners: trusted None) an archive against every one named before it (ARCHIVED_EARLIER)
+        records.append(Record(entry.filename, entry.series, entry.created, state, detail, labelled,
+                              archived=entry.archived if labelled and trusted is None else None))
     decisions = plan(records, policy, now)
     report = {"location": named(store), "dry_run": dry_run,
               "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],

@@ -8,7 +8,9 @@ a reason. Dates are UTC. Only authenticated backups take part: a record that is
 future-dated, a copy of another file, failed verification, was not verified, or
 verified but whose maker is not authenticated (UNAUTHENTICATED: a file anyone
 with the public key could have made), or is an unlabelled dump named no earlier
-than a labelled one of its series (LATE_UNLABELLED_REASON), or a dump whose run's
+than a labelled one of its series (LATE_UNLABELLED_REASON), or a custom archive
+(of a remote: Record.archived) made before one of its series named earlier
+(ARCHIVED_EARLIER), or a dump whose run's
 globals file is one a restore refuses (refused_by_run), is left alone (neither
 kept nor removed) and reported. `max_age` then removes kept backups older than
 that; the newest authenticated backup of a series is always kept, and so is the
@@ -33,6 +35,11 @@ UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (
 # dump is older than the first labelled one of its series; one named later, or at the same second
 # (another suffix), is an old backup (another database's, perhaps) copied under a new name.
 LATE_UNLABELLED_REASON = "unlabelled, but named after a labelled backup of its series: a copy of an older backup?"
+# a genuine series' archives were made in the order of their names: one whose header's time is earlier than
+# that of an archive named before it is an older archive (removed since) put under a newer name, which a
+# header's hours-wide window lets through and, in a bucket, no owner tells (listing.owned_elsewhere: local only)
+ARCHIVED_EARLIER = ("made before %s (by the custom archives' headers), though named after it: an older archive "
+                    "copied under a newer name?")
 KEEP, REMOVE, LEAVE = "keep", "remove", "leave"
 # a globals file in these states makes a restore refuse its run's dump (65, 67), when it reads it
 _REFUSED = {FAILED: "failed verification", UNAUTHENTICATED: "has a maker not authenticated",
@@ -74,6 +81,7 @@ class Record:
     detail: str = None  # why it failed; for a COPY, the other file; for RENAMED, when it was written
     labelled: Optional[bool] = None  # a dump that verified (OK, or a COPY): whether it is labelled; None: not known
     run: bool = False  # FAILED for its run's globals file (detail says so), not itself
+    archived: Optional[datetime] = None  # a custom archive that verified: its header's time (naive, pg_dump's)
 
 
 @dataclass
@@ -141,10 +149,24 @@ def first_labelled(records, now):
                 if r.state in (OK, COPY) and r.labelled and r.created <= now + CLOCK_SKEW), default=None)
 
 
+def archived_earlier(record, group, now):
+    """For a custom archive that counts, why not when an archive of its series named before it
+    (that authenticated: OK, or a COPY prune verified) was made later, by their headers' times
+    (ARCHIVED_EARLIER); else None."""
+    if record.state != OK or record.archived is None:
+        return None
+    later = [r for r in group if r.state in (OK, COPY) and r.archived is not None and r.created < record.created
+             and r.created <= now + CLOCK_SKEW and r.archived > record.archived]
+    if not later:
+        return None
+    return ARCHIVED_EARLIER % max(later, key=lambda r: (r.archived, r.created, r.name)).name
+
+
 def _plan_series(group, policy, now):
     decisions, usable = [], []
     labelled_since = first_labelled(group, now)
     for record in group:
+        earlier = archived_earlier(record, group, now)
         if record.created > now + CLOCK_SKEW:
             decisions.append(Decision(record, LEAVE, ["future-dated: never counted, never removed"]))
         elif record.state == COPY:
@@ -160,6 +182,8 @@ def _plan_series(group, policy, now):
             decisions.append(Decision(record, LEAVE, ["not verified"]))
         elif record.labelled is False and named_late(record.created, labelled_since):
             decisions.append(Decision(record, LEAVE, [LATE_UNLABELLED_REASON]))
+        elif earlier:
+            decisions.append(Decision(record, LEAVE, [earlier]))
         else:
             usable.append(Decision(record, REMOVE))
     _apply_rules(usable, policy)

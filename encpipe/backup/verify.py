@@ -8,7 +8,7 @@ from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, N
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
 from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
-from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED, named_late
+from .retention import ARCHIVED_EARLIER, FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED, named_late
 
 ERROR_CLASSES = {
     64: "usage",
@@ -60,6 +60,7 @@ def verify_entry(store, entry, keys, workers, named=False):
                 _globals_of(entry, cluster, ends)
             if backup_named and entry.dump_format in ("plain", "custom"):
                 result["label"] = labelled(entry, ends.head)
+                entry.archived = found(ends.head).at if result["label"] == "archive" else None
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
@@ -182,6 +183,24 @@ def refuse_late_unlabelled(entries, results):
         if is_labelled(entry, result) is False and named_late(entry.created, first.get(entry.series)):
             result = result.to_json()
             fail(result, 65, LATE_UNLABELLED_REASON)
+            result = Kept(result)
+        refused.append(result)
+    return refused
+
+
+def refuse_archived_earlier(entries, results):
+    """`results` (Kept, one per entry of `entries`, of a remote: no owner vouches for a
+    name), each custom archive that verified with its maker authenticated but was made
+    (its header's time) before one of its series named earlier that did too failed (65,
+    retention.ARCHIVED_EARLIER): an older archive copied under a newer name."""
+    counted = [(e, r) for e, r in zip(entries, results) if e.archived is not None and standing(r) == OK]
+    refused = []
+    for entry, result in zip(entries, results):
+        later = [e for e, _ in counted if e.series == entry.series and e.created < entry.created
+                 and entry.archived is not None and e.archived > entry.archived]
+        if later and result["ok"]:
+            result = result.to_json()
+            fail(result, 65, ARCHIVED_EARLIER % max(later, key=lambda e: (e.archived, e.created)).filename)
             result = Kept(result)
         refused.append(result)
     return refused

@@ -12,7 +12,7 @@ from .names import parse_name
 from .rclonestore import NO_SUCH_OBJECT
 from .remotes import is_remote, split_file
 from .storage import open_location
-from .verify import KeyRing, Kept, refuse_late_unlabelled, verify_entry
+from .verify import KeyRing, Kept, refuse_archived_earlier, refuse_late_unlabelled, verify_entry
 
 
 def command(args, io, where):
@@ -30,6 +30,8 @@ def command(args, io, where):
         entries = [e for e in scan(store) if e.status != "marker"] if folder else []  # the cluster's, no backup
         if entries or folder and not _looks_like_a_file(path):
             found = refuse_late_unlabelled(entries, [Kept(verify_entry(store, e, keys, workers)) for e in entries])
+            if store.trusted_owners() is None:  # a remote: no owner vouches for an archive's name
+                found = refuse_archived_earlier(entries, found)
             if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
                 empty = empty or path
             results += found
