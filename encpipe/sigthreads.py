@@ -135,32 +135,42 @@ def run(*args, input=None, limit=None, err_kept=None, **options):
 
 def communicate_bounded(proc, input, limit, err_kept):
     """communicate(input), its output read up to `limit` bytes (TooLong past them), of its
-    standard error the first `err_kept` bytes kept and the rest read and dropped."""
-    said = []
+    standard error the first `err_kept` bytes kept and the rest read and dropped. As
+    communicate() does, by poll() in this thread, a pipe's bytes as they come: no thread
+    (one that could not start failed a run at a memory limit where a query needs none),
+    no buffer of `limit` bytes made beforehand (a read of them made one)."""
+    import os
+    import select
+    import selectors
 
-    def read_err():
-        try:
-            kept = proc.stderr.read(err_kept)
-            while proc.stderr.read(1 << 16):
-                pass
-            said.append(kept)
-        except (OSError, ValueError):  # its pipe closed by run(), the child killed
-            pass
-
-    def feed():
-        try:
-            with proc.stdin:
-                proc.stdin.write(input or b"")
-        except (OSError, ValueError):  # the child ended without reading it all: its status says why
-            pass
-
-    readers = [start(threading.Thread(target=read_err, daemon=True))]
-    if proc.stdin:
-        readers.append(start(threading.Thread(target=feed, daemon=True)))
-    out = proc.stdout.read(limit + 1)
-    if len(out) > limit:
-        raise TooLong(f"more than {limit} bytes")
+    out, err, sent = bytearray(), bytearray(), 0
+    data = memoryview(input or b"")
+    with selectors.DefaultSelector() as poll:
+        if proc.stdin and data:
+            poll.register(proc.stdin, selectors.EVENT_WRITE)
+        elif proc.stdin:
+            proc.stdin.close()
+        poll.register(proc.stdout, selectors.EVENT_READ)
+        poll.register(proc.stderr, selectors.EVENT_READ)
+        while poll.get_map():
+            for key, _ in poll.select():
+                if key.fileobj is proc.stdin:
+                    try:
+                        sent += os.write(key.fd, data[sent:sent + select.PIPE_BUF])
+                    except BrokenPipeError:  # the child ended without reading it all: its status says why
+                        sent = len(data)
+                    if sent >= len(data):
+                        poll.unregister(key.fileobj)
+                        key.fileobj.close()
+                    continue
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    poll.unregister(key.fileobj)
+                elif key.fileobj is proc.stdout:
+                    out += chunk
+                    if len(out) > limit:
+                        raise TooLong(f"more than {limit} bytes")
+                elif len(err) < err_kept:
+                    err += chunk[:err_kept - len(err)]
     proc.wait()
-    for reader in readers:
-        reader.join()
-    return out, said[0] if said else b""
+    return bytes(out), bytes(err)
