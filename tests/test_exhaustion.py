@@ -457,7 +457,7 @@ def test_prune_out_of_memory_or_descriptors_removes_nothing_and_blames_no_backup
     # where the first allocation fails depends on the interpreter and its site-packages (a venv's
     # prune passes from 30 MiB, the suite's own Python from about 35): 2 MiB steps up to 40, then 10.
     # Near the bottom the interpreter's own imports fail in ways of their own: "Fatal Python error"
-    # (it cannot start), or a SystemError with no cause inside importlib (once in a few dozen runs)
+    # (it cannot start), or a SystemError (its import system, a class statement: at 22 MiB, one run in two)
     steps = [s * MEBIBYTE for s in [*range(20, 40, 2), *range(40, 125, 10)]] if limit == "--as" else range(5, 30)
     seen, pruned = set(), 0
     for step in steps:
@@ -475,8 +475,13 @@ def test_prune_out_of_memory_or_descriptors_removes_nothing_and_blames_no_backup
             continue
         if done.returncode == 1 and "Fatal Python error" in stderr:  # Python itself cannot start
             continue
-        if done.returncode == 70 and "internal error: SystemError at <frozen importlib._bootstrap>" in stderr:
-            continue  # the interpreter's own import machinery, under the limit (its one line, not a traceback)
+        if done.returncode == 70 and "internal error: SystemError at " in stderr and step < 30 * MEBIBYTE:
+            # the interpreter's own machinery under the limit, where Python barely starts (its import
+            # system, a class statement): a SystemError, not a MemoryError; where it falls moves with
+            # every change of what is imported first. Its one line; nothing removed, no backup blamed.
+            assert_one_line(stderr, "encpipe-prune")
+            assert sorted(os.listdir(directory)) == before, step
+            continue
         seen.add(stderr)
         assert (done.returncode, done.stdout) == (74, b""), (step, stderr)
         assert_one_line(stderr, "encpipe-prune")
