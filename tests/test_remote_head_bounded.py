@@ -18,6 +18,7 @@ from encpipe.backup.rclonepipe import UNUSED_LIMIT
 from encpipe.backup.records import Item
 from encpipe.backup.storage import Rclone
 from encpipe.errors import InputUnavailable, IOFailure
+from test_remote_listing_stream import endless_rclone
 
 REMOTE = "fake:bucket"
 NAME = "shop_20260101T000000Z.sql.enc"
@@ -96,18 +97,7 @@ def test_a_failed_stat_is_rclones_failure_not_its_output(tmp_path):
 def test_an_endless_output_is_read_no_further(tmp_path):
     """rclone's output past the bound is not read: rclone is stopped, whatever it had left
     to write (here 64 MiB on one line, then its end); before, all of it was read."""
-    rclone = tmp_path / "rclone"
-    rclone.write_text(f"""#!{sys.executable}
-import sys
-sys.stdout.buffer.write(b'{{"Name":"')
-for _ in range(1024):
-    sys.stdout.buffer.write(b"a" * 65536)
-sys.stdout.buffer.write(b'","Size":1}}\\n')
-sys.stdout.buffer.flush()
-open("{tmp_path}/finished", "w").close()
-""")
-    rclone.chmod(0o755)
-    assert refused(str(rclone)) == not_a_listing(f"longer than {LINE_LIMIT} bytes")
+    assert refused(endless_rclone(tmp_path, "", "")) == not_a_listing(f"longer than {LINE_LIMIT} bytes")
     assert not (tmp_path / "finished").exists()
 
 

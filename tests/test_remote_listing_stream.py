@@ -168,21 +168,27 @@ def test_anything_but_a_listing_fails_the_listing_in_one_line(tmp_path, listing,
                            f"({why})\n").encode()
 
 
-def test_a_line_past_the_bound_is_read_no_further(tmp_path):
-    """rclone's output past the bound is not read: rclone is stopped, the listing failed,
-    whatever rclone had left to write (here 64 MiB on one line, then its end)."""
+def endless_rclone(tmp_path, before, after):
+    """A stand-in rclone that writes `before`, an entry of 64 MiB on one line, `after` and a
+    line end, then makes tmp_path/finished: the path of the program."""
     rclone = tmp_path / "rclone"
     rclone.write_text(f"""#!{sys.executable}
 import sys
-sys.stdout.buffer.write(b'[\\n{{"Name":"')
+sys.stdout.buffer.write(b'{before}{{"Name":"')
 for _ in range(1024):
     sys.stdout.buffer.write(b"a" * 65536)
-sys.stdout.buffer.write(b'","Size":1}}\\n]\\n')
+sys.stdout.buffer.write(b'","Size":1}}{after}\\n')
 sys.stdout.buffer.flush()
 open("{tmp_path}/finished", "w").close()
 """)
     rclone.chmod(0o755)
-    done = encpipe_list(str(rclone))
+    return str(rclone)
+
+
+def test_a_line_past_the_bound_is_read_no_further(tmp_path):
+    """rclone's output past the bound is not read: rclone is stopped, the listing failed,
+    whatever rclone had left to write (here 64 MiB on one line, then its end)."""
+    done = encpipe_list(endless_rclone(tmp_path, "[\\n", "\\n]"))
     assert (done.returncode, done.stdout) == (66, b""), done.stderr
     assert done.stderr == (f"encpipe-list: error: cannot list {REMOTE}: rclone lsjson: its output is not a listing "
                            f"(line 2: longer than {LINE_LIMIT} bytes)\n").encode()
