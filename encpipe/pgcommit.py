@@ -13,9 +13,9 @@ died once the server had swapped made the restore say DBNAME was unchanged.
 The role steps (the globals file's missing roles created, and dropped again when
 the restore fails) are such steps too, their outcome the roles the server has;
 but not when the server refused one of their statements (an ERROR: the transaction
-rolled back): a role that another session created meanwhile, on which the
-restore's CREATE ROLE failed, was taken for the restore's own, and dropped by its
-undo.
+rolled back), whose outcome is the roles as they were. Before, a role that another
+session created meanwhile, on which the restore's CREATE ROLE failed, was taken
+for the restore's own, and dropped by its undo.
 A psql that could not connect sent nothing: the step was not made, said so
 without asking (a server that refused psql most often refuses the look too).
 """

@@ -106,8 +106,9 @@ def _denied(error):
 
 
 def swap_hint(user, db, exists, terminate):
-    """The hint of a swap that failed for `error`: the role's privileges when the server
-    refused one, else whether DBNAME (`db`, when it `exists`) is in use (not with `terminate`)."""
+    """hint(error), the hint of a swap whose psql failed with PgError `error`: the role's
+    (`user`'s) privileges when the server refused one, else whether DBNAME (`db`, when it
+    `exists`) is in use (None with `terminate`)."""
     def hint(error):
         if _denied(error):
             return "the server refused role %s a privilege the swap needs: %s" % (user, HINT)
