@@ -174,7 +174,7 @@ class Backup:
         while True:
             stamp = time.strftime(STAMP, time.gmtime())
             names = (f"{self.db}_{stamp}.{self.o['ext']}.enc", f"{self.db}_{stamp}.globals.sql.enc")
-            taken = [n for n in names if _lexists(n, fd)]
+            taken = [n for n in names if self.stores[0].lexists(n)]  # in the directory opened, as fd
             if not taken:
                 return stamp
             if time.monotonic() > deadline:
@@ -302,14 +302,6 @@ def read_once(o):
         if where[f].get(f):
             where[f][f] = [held.value(p) for p in where[f][f]]
     o["open"] = held.words(o["open"])
-
-
-def _lexists(name, dir_fd):
-    try:
-        os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def main(argv=None):

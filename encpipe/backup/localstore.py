@@ -163,7 +163,7 @@ class Local:
 
     def _rename(self, name, final):
         d = self._dir()
-        if self._lexists(final):
+        if self.lexists(final):
             raise IOFailure(f"{self.where(final)} already exists")
         safefile.hook("renaming", self.directory, name, final)
         mine = os.lstat(name, dir_fd=d)
@@ -178,7 +178,7 @@ class Local:
         self.done()
         return now
 
-    def _lexists(self, name):
+    def lexists(self, name):
         try:
             os.lstat(name, dir_fd=self._dir())
         except FileNotFoundError:
