@@ -132,10 +132,9 @@ def run(*args, input=None, limit=None, err_kept=None, **options):
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-
 def communicate_bounded(proc, input, limit, err_kept):
     """communicate(input), its output read up to `limit` bytes (TooLong past them), of its
-    standard error the first `err_kept` bytes kept and the rest read and dropped. As
+    standard error the first `err_kept` bytes (64 KiB if None) kept and the rest read and dropped. As
     communicate() does, by poll() in this thread, a pipe's bytes as they come: no thread
     (one that could not start failed a run at a memory limit where a query needs none),
     no buffer of `limit` bytes made beforehand (a read of them made one)."""
@@ -143,6 +142,7 @@ def communicate_bounded(proc, input, limit, err_kept):
     import select
     import selectors
 
+    err_kept = 1 << 16 if err_kept is None else err_kept
     out, err, sent = bytearray(), bytearray(), 0
     data = memoryview(input or b"")
     with selectors.DefaultSelector() as poll:

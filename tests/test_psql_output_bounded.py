@@ -58,3 +58,13 @@ def test_an_answer_and_a_chatty_standard_error_both_come_through(tmp_path, monke
                                     "sys.stdout.buffer.write(b'a\\x1fb\\0c\\x1fd\\0')")
     assert run_sql("shop", "SELECT 1;") == [["a", "b"], ["c", "d"]]
     assert run_sql("shop", "SELECT 1;", fields=2) == [["a", "b"], ["c", "d"]]
+
+
+def test_a_bounded_run_without_a_bound_for_standard_error_keeps_64_kib_of_it():
+    """sigthreads.run with a `limit` and no `err_kept` (run's default, None) failed on its
+    first line of standard error (a TypeError); it keeps the first 64 KiB."""
+    from encpipe import sigthreads
+
+    done = sigthreads.run([sys.executable, "-c", "import sys; sys.stdout.write('ok'); "
+                           "sys.stderr.write('e' * 100000)"], input=b"", limit=10)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"ok", b"e" * 65536)
