@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 from .. import sigthreads
 from ..childenv import RCLONE_NEEDS, child_env
@@ -81,14 +82,9 @@ class Rclone:
 
     def list(self):
         """Every object, by name; each of several under one name unreadable (_listed)."""
-        items = self._objects()
-        items.sort(key=lambda item: item.name)
-        start = 0
-        for end in range(1, len(items) + 1):  # a run of one name: its objects side by side, in the listing's order
-            if end == len(items) or items[end].name != items[start].name:
-                items[start:end] = [_listed(item.name, item.size, end - start) for item in items[start:end]]
-                start = end
-        return items
+        items = sorted(self._objects(), key=lambda item: item.name)  # one name's objects in the listing's order
+        times = Counter(item.name for item in items)
+        return [_listed(item.name, item.size, times[item.name]) for item in items]
 
     def _objects(self, name=None):
         """The objects `rclone lsjson` lists (of `name`, when given), as Items of a name
