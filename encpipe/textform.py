@@ -102,11 +102,11 @@ def hidden_value(text):
     said for what it is (secret_kind: `a raw key (a secret, not shown)`); a value
     longer than SHOWN_VALUE_MAX characters, or words with white space between them
     (a passphrase), is VALUE_NOT_SHOWN. A space around one word (`1 `) is shown."""
-    kind = secret_kind(text) if isinstance(text, str) else None
-    if kind:
-        return f"{kind} (a secret, not shown)"
     if not isinstance(text, str):  # no value given (None): nothing to hide
         return None
+    kind = secret_kind(text)
+    if kind:
+        return f"{kind} (a secret, not shown)"
     return VALUE_NOT_SHOWN if len(text) > SHOWN_VALUE_MAX or _WORDS.fullmatch(text) else None
 
 
