@@ -47,11 +47,15 @@ def state(maintenance_db, name):
     any process of the server that keeps the swap's rename from running: a client's, a
     walsender, a subscription's apply worker, an extension's worker (before, only a client's
     counted, and the swap failed once the whole dump was restored); not an autovacuum worker,
-    which the rename ends itself, nor a parallel worker (its leader counts)."""
+    which the rename ends itself, nor a parallel worker (its leader counts). A role that has
+    not another's rights (nor pg_read_all_stats) is not shown its sessions' kind: one of a
+    role counts (before, none did, and such a role's restore failed at the swap), one of no
+    role is taken for an autovacuum worker."""
     # each row tagged, a name last: split in two, then the state's rest (run_sql's `fields`)
     rows = run_sql(maintenance_db, (
         "SELECT 'state', count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND "
-        "backend_type NOT IN ('autovacuum worker', 'parallel worker')), (SELECT count(*) FROM "
+        "(backend_type NOT IN ('autovacuum worker', 'parallel worker') OR backend_type IS NULL AND usesysid IS NOT "
+        "NULL)), (SELECT count(*) FROM "
         "pg_catalog.pg_prepared_xacts WHERE database = %s), (SELECT count(*) FROM pg_catalog.pg_subscription WHERE "
         "subenabled AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = %s)), (SELECT rolsuper "
         "FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user FROM pg_catalog.pg_database WHERE "
@@ -290,7 +294,7 @@ def grant_sql(name, acl, owner):
     `owner` (its grantor would be `owner`), the owner's own grant options, or an item
     that cannot be read."""
     items = [acl_item(item) for item in acl]
-    if not all(items) or any(grantor != owner or set(rights) - set(_PRIVILEGES) - {"*"} for _, rights, grantor in items):
+    if not all(items) or any(by != owner or set(rights) - set(_PRIVILEGES) - {"*"} for _, rights, by in items):
         return None
     own = [rights for grantee, rights, _ in items if grantee == owner]
     if len(own) > 1 or "*" in "".join(own):
@@ -304,7 +308,8 @@ def grant_sql(name, acl, owner):
             continue
         to = ident(grantee) if grantee is not None else "PUBLIC"
         for option, suffix in ((False, ""), (True, " WITH GRANT OPTION")):
-            these = [_PRIVILEGES[p] for i, p in enumerate(rights) if p != "*" and (rights[i + 1:i + 2] == "*") == option]
+            these = [_PRIVILEGES[p] for i, p in enumerate(rights)
+                     if p != "*" and (rights[i + 1:i + 2] == "*") == option]
             if these:
                 sql.append("GRANT %s ON DATABASE %s TO %s%s;" % (", ".join(these), ident(name), to, suffix))
     return sql
@@ -312,14 +317,17 @@ def grant_sql(name, acl, owner):
 
 def swap_sql(temp, db, old, terminate=False):
     """The swap's renames: `db` (when `old` names its copy, after its sessions ended if
-    `terminate`) to `old`, then the scratch database `temp` to `db`. The copy is no template
+    `terminate`: not an autovacuum worker, which the rename ends itself, and which a role that
+    is no superuser may not end, nor tell from another process of no role) to `old`, then the
+    scratch database `temp` to `db`. The copy is no template
     (the restored database is, when `db` was: finish_sql): a template cannot be dropped, and
     --drop-old, --drop-pre-restore-older-than failed on it."""
     sql = []
     if old is not None:
         if terminate:
             sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
-                       "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(db))
+                       "WHERE datname = %s AND pid <> pg_backend_pid() AND (usesysid IS NOT NULL OR "
+                       "backend_type <> 'autovacuum worker');" % literal(db))
         sql.append("ALTER DATABASE %s RENAME TO %s;" % (ident(db), ident(old)))
         sql.append("ALTER DATABASE %s IS_TEMPLATE false;" % ident(old))
     return "\n".join(sql + ["ALTER DATABASE %s RENAME TO %s;" % (ident(temp), ident(db))])
