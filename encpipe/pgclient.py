@@ -233,7 +233,7 @@ class Session:
             self.proc.stdin.write(sql.encode("utf-8", "surrogateescape") + b"\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline(PSQL_OUTPUT_MAX + 1)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: its pipes closed (close())
             return None
         if len(line) > PSQL_OUTPUT_MAX:
             self.close(stop=True)

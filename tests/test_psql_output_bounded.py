@@ -89,3 +89,4 @@ def test_an_answer_of_the_lock_s_session_past_the_bound_fails_and_is_read_no_fur
     assert (str(e.value), e.value.status) == (
         f"psql wrote more than {PSQL_OUTPUT_MAX} bytes, more than any answer of the catalog", 1)
     assert lock.session.proc.returncode == -9 and not (tmp_path / "finished").exists()
+    assert lock.session.ask("SELECT 1;") is None  # a session that ended
