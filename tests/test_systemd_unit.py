@@ -116,6 +116,15 @@ def test_an_option_with_a_control_character_is_refused(arg):
             unit.render(SCRIPT, [*args, "--key-file", "/etc/encpipe/backup.key"])
 
 
+def test_an_encpipe_backup_whose_path_holds_a_control_character_is_refused():
+    """ExecStart= and the unit's comment name the encpipe-backup that printed it, as
+    its real path: one with a newline began a directive of its own there, twice
+    (ExecStartPre=+... runs as root), where the options' were refused."""
+    script = "/opt/x\nExecStartPre=+/bin/sh -c id\n#/bin/encpipe-backup"
+    with pytest.raises(UsageError, match="control character"):
+        unit.render(script, [])
+
+
 def test_only_the_credentials_the_options_name_are_loaded():
     """systemd fails a unit whose LoadCredential= file is not there (243/CREDENTIALS):
     before, every unit loaded /etc/encpipe/backup.key, so one that seals to a public

@@ -93,6 +93,9 @@ def render(script, args, timeout="6h"):
     """The unit: ExecStart runs `script` with `args` (the backup options, then
     after -- pg_dump's; a default directory, retention and credential key when
     none are given), the database `-- %I` after the options, before pg_dump's."""
+    if re.search(r"[\x00-\x1f\x7f]", script):  # in ExecStart= and the comment: a directive of its own
+        raise UsageError("the path of this encpipe-backup holds a control character",
+                         hint="install it where its path has none, e.g. /opt/encpipe (README: Installing)")
     args = list(args) or [*DEFAULT_ARGS]
     args, dump = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
     if any(re.search(r"[\x00-\x1f\x7f]", arg) for arg in [*args, *dump]):  # a newline: a directive of its own
