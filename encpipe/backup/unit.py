@@ -124,8 +124,8 @@ def render(script, args, timeout="6h"):
     # after --, %I is the database even when it starts with -, and pg_dump's options follow it
     exec_start = " ".join([*(_quote(a) for a in [script, *args]), "--", "%I", *(_quote(a) for a in dump)])
     writable = f"\nReadWritePaths={' '.join(map(_quote_path, writable))}" if writable else ""
-    return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args), user=USER,
-                           writable=writable).rstrip("\n")
+    return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
+                           user=USER, writable=writable).rstrip("\n")
 
 
 def _options(args):
@@ -241,10 +241,11 @@ def _source(name):
     return f"{SOURCES}/{name.removeprefix('encpipe-')}"
 
 
-def replaceable(script, args, ran=True):
-    """[(warning, hint)]: for `script` (ExecStart=, run as USER with the key; if it `ran`), when a
-    user other than the caller and root could replace it or its interpreter (the file,
-    a link on the way, its directory or one above: keyplace.replacer); for each
+def replaceable(script, args, judge_script=True):
+    """[(warning, hint)]: for `script` (ExecStart=, run as USER with the key), unless not
+    `judge_script` (one the sandbox hides: no run starts it), when a user other than
+    the caller and root could replace it or its interpreter (the file, a link on the
+    way, its directory or one above: keyplace.replacer); for each
     credential (render's `args`), when a user other than the caller, root and USER
     could write its source in SOURCES or a directory above it, which systemd reads as
     root."""
@@ -252,7 +253,7 @@ def replaceable(script, args, ran=True):
     from ..writers import first_other_writer, other_writer
 
     said = []
-    for path in dict.fromkeys(p for p in (script, interpreter(script)) if p and ran):
+    for path in dict.fromkeys(p for p in (script, interpreter(script)) if p and judge_script):
         found = replacer(path)
         if found:
             what = f"ExecStart={script}" + ("" if path == script else f" runs the python3 beside it, {path}")
