@@ -138,3 +138,39 @@ def test_the_systemd_unit_refuses_a_metrics_file_in_a_temporary_directory(place)
     assert "ReadWritePaths=/var/backups/encpipe /var/lib/encpipe" in unit.render(
         "/usr/local/bin/encpipe-backup", ["--dir", "/var/backups/encpipe", "--metrics-file",
                                           "/var/lib/encpipe/encpipe.prom"]).splitlines()
+
+
+def test_a_symbolic_link_on_the_way_that_another_user_can_point_elsewhere_is_critical(tmp_path):
+    """FILE's directory was judged where its path really leads only: a link on the
+    way (shared/mon -> m) that lives in a directory another user can write is one
+    they can point at a directory and a file of their own, whose owner check then
+    trusts, and hide a failed attempt. A link they cannot change passes."""
+    prom, ok = _place(tmp_path)
+    (tmp_path / "shared").mkdir(mode=0o755)
+    (tmp_path / "shared" / "mon").symlink_to(tmp_path / "m")
+    via = tmp_path / "shared" / "mon" / "encpipe.prom"
+    assert _check(tmp_path, via) == (0, ok)
+    (tmp_path / "shared").chmod(0o777)
+    assert _check(tmp_path, via) == (2, f"CRITICAL: cannot read the metrics file: {tmp_path / 'shared'}, holding the "
+                                        f"symbolic link {tmp_path / 'shared' / 'mon'}, can be written by every user "
+                                        "(mode o+w, not sticky), who could hide a failed backup\n")
+    (tmp_path / "shared").chmod(0o1777)  # sticky: only the link's owner can replace it
+    assert _check(tmp_path, via) == (0, ok)
+    os.chown(tmp_path / "shared" / "mon", NOBODY, NOBODY, follow_symlinks=False)
+    assert _check(tmp_path, via) == (2, f"CRITICAL: cannot read the metrics file: the symbolic link "
+                                        f"{tmp_path / 'shared' / 'mon'} can be written by user nobody (its owner), "
+                                        "who could hide a failed backup\n")
+
+
+def test_encpipe_backup_writes_no_metrics_file_through_a_link_another_user_can_point_elsewhere(tmp_path):
+    (tmp_path / "m").mkdir(mode=0o755)
+    (tmp_path / "shared").mkdir(mode=0o777)
+    (tmp_path / "shared").chmod(0o777)
+    (tmp_path / "shared" / "mon").symlink_to(tmp_path / "m")
+    with pytest.raises(UnsafeDirectory) as refused:
+        metrics.record(str(tmp_path / "shared" / "mon" / "encpipe.prom"), "shop", ok=True, finished=2.0, duration=1.0)
+    assert (refused.value.exit_code, str(refused.value)) == (
+        73, f"{tmp_path / 'shared'}, holding the symbolic link {tmp_path / 'shared' / 'mon'}, can be written by every "
+            "user (mode o+w, not sticky), who could hide a failed backup: encpipe-check would not read the metrics "
+            "file there")
+    assert os.listdir(tmp_path / "m") == []

@@ -82,6 +82,16 @@ def test_the_script_s_usage_error_is_unknown_and_its_help_still_0(tmp_path):
     assert done.stdout.startswith("encpipe-check: ")
 
 
+@pytest.mark.parametrize("named", [["--database", "-h"], ["--metrics-file", "--help"]])
+def test_a_value_that_reads_as_help_is_a_value_not_a_help_that_says_ok(tmp_path, named):
+    """`--database -h` (a database may be named so) or `--metrics-file --help` was
+    taken for a request for help: the usage text and 0, which Nagios shows as OK
+    whatever the backups, the database's missing one too."""
+    code, out, err = check("--max-age", "24", *named, str(tmp_path))
+    assert (code, err) == (2, "")
+    assert out.startswith("CRITICAL: -h: no backup | " if named[1] == "-h" else "CRITICAL: no backups found\n")
+
+
 def test_a_usage_error_of_another_command_is_still_64(tmp_path):
     out, err = io.BytesIO(), io.StringIO()
     assert main(["list", "--bogus", str(tmp_path)], stdout=out, stderr=err, env={}) == 64

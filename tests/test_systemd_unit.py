@@ -116,6 +116,15 @@ def test_an_option_with_a_control_character_is_refused(arg):
             unit.render(SCRIPT, [*args, "--key-file", "/etc/encpipe/backup.key"])
 
 
+def test_an_encpipe_backup_whose_path_holds_a_control_character_is_refused():
+    """ExecStart= and the unit's comment name the encpipe-backup that printed it, as
+    its real path: one with a newline began a directive of its own there, twice
+    (ExecStartPre=+... runs as root), where the options' were refused."""
+    script = "/opt/x\nExecStartPre=+/bin/sh -c id\n#/bin/encpipe-backup"
+    with pytest.raises(UsageError, match="control character"):
+        unit.render(script, [])
+
+
 def test_only_the_credentials_the_options_name_are_loaded():
     """systemd fails a unit whose LoadCredential= file is not there (243/CREDENTIALS):
     before, every unit loaded /etc/encpipe/backup.key, so one that seals to a public
@@ -376,3 +385,38 @@ def test_a_custom_dumps_compression_is_left_to_pg_dump():
     """-Z is refused for a plain dump (encpipe-backup compresses it), not for a custom one."""
     text = unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/k", "--format", "custom", "--", "-Z", "5"])
     assert exec_start(text, "shop")[-2:] == ["-Z", "5"]
+
+
+def test_an_encpipe_backup_or_a_credential_another_user_could_replace_is_warned_of(monkeypatch, capsys):
+    """The unit runs ExecStart= as postgres with the key, and systemd loads each
+    credential from /etc/encpipe as root: a user who can write the script's directory
+    (or one above, or a link on the way) could make every run execute code of theirs,
+    and one who can write the credentials' directory could put a key of theirs there;
+    nothing said so. The unit is still printed, with a warning for each."""
+    from encpipe.backup.job import main
+
+    place = tempfile.mkdtemp(dir="/dev/shm")  # neither hidden nor private to the service
+    try:
+        bin_dir, sources = os.path.join(place, "bin"), os.path.join(place, "encpipe")
+        os.mkdir(bin_dir)
+        os.mkdir(sources)
+        script = os.path.join(bin_dir, "encpipe-backup")
+        Path(script).write_text("#!/bin/bash\n")
+        monkeypatch.setattr(unit, "SOURCES", sources)
+        assert main(["systemd-unit", script]) == 0
+        out, err = capsys.readouterr()
+        assert f"\nLoadCredential=encpipe-backup.key:{sources}/backup.key\n" in out and err == ""
+        os.chmod(bin_dir, 0o777)
+        os.chmod(sources, 0o777)
+        assert main(["systemd-unit", script]) == 0
+        out, err = capsys.readouterr()
+        assert f"\nExecStart={script} " in out
+        assert err.splitlines() == [
+            f"encpipe-backup: warning: ExecStart={script}: its directory {bin_dir} can be written by every user "
+            "(mode o+w, not sticky), who could make every run execute code of theirs, with the key",
+            "encpipe-backup: hint: install it where only root can write, e.g. /opt/encpipe (README: Installing)",
+            f"encpipe-backup: warning: LoadCredential=encpipe-backup.key:{sources}/backup.key: {sources} can be "
+            "written by every user (mode o+w), who could put a key of theirs there",
+            "encpipe-backup: hint: keep the credentials where only root can write (chmod go-w)"]
+    finally:
+        shutil.rmtree(place)

@@ -284,7 +284,7 @@ def unknown_option(argv):
     accepted = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", _usage_lines(argv[0]))) | {"-h", "--help"}
     aliases = re.findall(r"^ +(-\w)(?: [A-Z]+)?, (--[\w-]+)", USAGE, re.M)  # -t, --timeout: either taken
     accepted |= {name for pair in aliases if set(pair) & accepted for name in pair}
-    valued = set(re.findall(r"(--?[\w-]+) [A-Z]", " ".join([_usage_lines(argv[0]), *map(" ".join, aliases)])))
+    valued = _valued(argv[0], aliases)
     tokens = iter(argv[1:])
     for token in tokens:
         if token == "--":
@@ -300,6 +300,13 @@ def unknown_option(argv):
         if option not in given and not given & {"-h", "--help"}:
             return f"{argv[0]} needs {option} {value}"
     return None
+
+
+def _valued(name, aliases=None):
+    """The options of command `name` that take a value (-t's and --timeout's alike)."""
+    if aliases is None:
+        aliases = re.findall(r"^ +(-\w)(?: [A-Z]+)?, (--[\w-]+)", USAGE, re.M)
+    return set(re.findall(r"(--?[\w-]+) [A-Z]", " ".join([_usage_lines(name), *map(" ".join, aliases)])))
 
 
 def script_help(name):
@@ -338,7 +345,7 @@ def main(argv=None, *, stdout=None, stderr=None, env=None):
     name = argv[0] if argv and argv[0] in COMMANDS else None
     io = Io(None, stdout or sys.stdout.buffer, stderr or sys.stderr, os.environ if env is None else env,
             prog=f"encpipe-{name}" if name else PROG)
-    if help_asked(argv):  # its own text, or a script's; an output that cannot be written: one line, 74
+    if help_asked(argv, _valued(name) if name else ()):  # its own text, or a script's; an output that cannot be written: one line, 74
         return report_errors(io, lambda: io.print(script_help(name) if name else USAGE) or 0)
     try:
         args = docopt(for_docopt(USAGE), argv=argv, default_help=False)

@@ -304,6 +304,8 @@ def cmd_unit(args, io):
     elif python and (why := unit.hidden(python)):  # a venv made by a python3 under /root (pyenv's): 126
         io.warn(f"ExecStart={script} runs the python3 beside it, {python}: {why}: every run would fail",
                 hint=unit.HIDDEN_HINTS["python3"])
+    for warning, hint in unit.replaceable(script, args["ARG"], judge_script=not unit.hidden(script)):
+        io.warn(warning, hint=hint)
     return 0
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
 from ..safefile import open_source, write_atomically
-from ..writers import first_other_writer, other_writer
+from ..writers import _user_name, first_other_writer, other_writer
 from .listing import copies, older_than_its_name, user_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
@@ -104,12 +104,12 @@ def refuse_shared(path, info):
     could have made the file before any backup ran) or a directory above (a sticky
     one excepted): that user could hide a failed attempt. encpipe-backup writes
     it only in a directory no other user than it and root can write (73)."""
-    directory = os.path.dirname(os.path.abspath(path))
+    directory, link = _directory_of(path, {0, os.geteuid()} if info is None else {0, os.geteuid(), info.st_uid})
     owner = info.st_uid if info is not None else _owner_of(directory)
     trusted = {0, os.geteuid(), owner}
     writer = info is not None and other_writer(info, trusted, sticky_ok=False, where=path)
-    found = (path, writer) if writer else first_other_writer(directory, trusted, sticky_here=False,
-                                                              missing_ok=info is None)
+    found = (path, writer) if writer else link or first_other_writer(directory, trusted, sticky_here=False,
+                                                                      missing_ok=info is None)
     if found:
         raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could hide a failed backup")
 
@@ -119,12 +119,54 @@ def refuse_place(path):
     directory of the metrics file at `path`, sticky or not, or one above it (a
     sticky one excepted): encpipe-check would not read it there (refuse_shared),
     and in a sticky one such as /tmp another user could have made it first."""
-    directory = os.path.dirname(os.path.abspath(path))
-    found = first_other_writer(directory, sticky_here=False)
+    directory, link = _directory_of(path)
+    found = link or first_other_writer(directory, sticky_here=False)
     if found:
         raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could hide a failed backup: "
                               "encpipe-check would not read the metrics file there",
                               hint="write it in a directory that only the backups' user and root can write")
+
+
+def _directory_of(path, trusted=None):
+    """(the directory `path` really leads to, as the kernel resolves it, a `..` after a
+    link included; (where, who) for the first symbolic link on the way that a user
+    outside `trusted` (default the caller and root) could point elsewhere: its owner,
+    or a writer of the directory holding it (not sticky), else None). Before, only where
+    the path really leads was judged: a link in a directory another user can write
+    let them lead it to a directory and a file of their own."""
+    absolute = path if path.startswith("/") else os.path.join(os.getcwd(), path)  # never normpath: `link/..`
+    pending = [part for part in os.path.dirname(absolute).split("/") if part]
+    current, links = "/", 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, part)
+        try:
+            info = os.lstat(candidate)
+        except OSError:  # not there: nor is anything below it (first_other_writer's missing_ok)
+            return os.path.join(candidate, *pending), None
+        if not stat.S_ISLNK(info.st_mode):
+            current = candidate
+            continue
+        if info.st_uid not in ({0, os.geteuid()} if trusted is None else trusted):
+            return current, (f"the symbolic link {candidate}", f"user {_user_name(info.st_uid)} (its owner)")
+        found = first_other_writer(current, trusted)  # sticky: only the link's owner can replace it there
+        if found:
+            return current, (f"{found[0]}, holding the symbolic link {candidate},", found[1])
+        links += 1
+        if links > 40:  # the kernel's ELOOP
+            raise IOFailure(f"cannot examine {path}: Too many levels of symbolic links")
+        try:
+            target = os.readlink(candidate)
+        except OSError as e:
+            raise IOFailure(f"cannot examine {candidate}: {e.strerror or e}") from None
+        current = "/" if target.startswith("/") else current
+        pending = [p for p in target.split("/") if p] + pending
+    return current, None
 
 
 def _owner_of(directory):

@@ -13,6 +13,8 @@ from ..pgcli import Failure
 from .remotes import refuse_as_to
 
 DEFAULT_DIR = "/var/backups/encpipe"
+SOURCES = "/etc/encpipe"  # where LoadCredential= reads each credential, as root
+USER = "postgres"  # the unit's User=
 CREDENTIALS = "${CREDENTIALS_DIRECTORY}/"
 KEY_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")
 HIDDEN_HINTS = {"--dir": f"keep the backups where the unit can write them, e.g. {DEFAULT_DIR}",
@@ -52,8 +54,8 @@ OnFailure=encpipe-backup-failure@%n.service
 
 [Service]
 Type=oneshot
-User=postgres
-Group=postgres{credentials}
+User={user}
+Group={user}{credentials}
 ExecStart={exec_start}
 TimeoutStartSec={timeout}
 # A stop (systemctl stop, TimeoutStartSec= reached) sends SIGTERM to encpipe-backup
@@ -93,6 +95,9 @@ def render(script, args, timeout="6h"):
     """The unit: ExecStart runs `script` with `args` (the backup options, then
     after -- pg_dump's; a default directory, retention and credential key when
     none are given), the database `-- %I` after the options, before pg_dump's."""
+    if re.search(r"[\x00-\x1f\x7f]", script):  # in ExecStart= and the comment: a directive of its own
+        raise UsageError("the path of this encpipe-backup holds a control character",
+                         hint="install it where its path has none, e.g. /opt/encpipe (README: Installing)")
     args = list(args) or [*DEFAULT_ARGS]
     args, dump = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
     if any(re.search(r"[\x00-\x1f\x7f]", arg) for arg in [*args, *dump]):  # a newline: a directive of its own
@@ -120,7 +125,7 @@ def render(script, args, timeout="6h"):
     exec_start = " ".join([*(_quote(a) for a in [script, *args]), "--", "%I", *(_quote(a) for a in dump)])
     writable = f"\nReadWritePaths={' '.join(map(_quote_path, writable))}" if writable else ""
     return TEMPLATE.format(script=script, exec_start=exec_start, timeout=timeout, credentials=_credentials(args),
-                           writable=writable).rstrip("\n")
+                           user=USER, writable=writable).rstrip("\n")
 
 
 def _options(args):
@@ -218,15 +223,67 @@ def _credentials(args):
     none else (systemd fails a unit whose credential file is not there): from
     /etc/encpipe/NAME, less its "encpipe-" prefix. UsageError (64) for a NAME
     LoadCredential= cannot hold as it is (it is not quoted)."""
-    names = [m[1] for a in args for m in [re.search(r"\$\{CREDENTIALS_DIRECTORY\}/([^/]*)$", a)] if m]
+    names = _credential_names(args)
     for name in names:
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or name in (".", ".."):
             raise UsageError(f"{CREDENTIALS}{name}: not a credential name a unit can load as it is",
                              hint="name it with letters, digits, '.', '_', '+' and '-' only")
-    lines = "".join(f"\nLoadCredential={name}:/etc/encpipe/{name.removeprefix('encpipe-')}"
-                    for name in dict.fromkeys(names))
+    lines = "".join(f"\nLoadCredential={name}:{_source(name)}" for name in dict.fromkeys(names))
     return lines and lines + ("\n# Each key is copied into a private, read-only directory for this run only;"
                               "\n# it is never in the environment or on a command line.")
+
+
+def _credential_names(args):
+    return [m[1] for a in args for m in [re.search(r"\$\{CREDENTIALS_DIRECTORY\}/([^/]*)$", a)] if m]
+
+
+def _source(name):
+    return f"{SOURCES}/{name.removeprefix('encpipe-')}"
+
+
+def replaceable(script, args, judge_script=True):
+    """[(warning, hint)]: for `script` (ExecStart=, run as USER with the key), unless not
+    `judge_script` (one the sandbox hides: no run starts it), when a user other than
+    the caller and root could replace it or its interpreter (the file, a link on the
+    way, its directory or one above: keyplace.replacer); for each
+    credential (render's `args`), when a user other than the caller, root and USER
+    could write its source in SOURCES or a directory above it, which systemd reads as
+    root."""
+    from ..keyplace import replacer
+    from ..writers import first_other_writer, other_writer
+
+    said = []
+    for path in dict.fromkeys(p for p in (script, interpreter(script)) if p and judge_script):
+        found = replacer(path)
+        if found:
+            what = f"ExecStart={script}" + ("" if path == script else f" runs the python3 beside it, {path}")
+            said.append((f"{what}: {found[0]} can be written by {found[1]}, who could make every run execute code "
+                         "of theirs, with the key",
+                         "install it where only root can write, e.g. /opt/encpipe (README: Installing)"))
+    trusted = {0, os.geteuid(), *_uid(USER)}
+    args = list(args) or [*DEFAULT_ARGS]
+    for name in dict.fromkeys(_credential_names(args[:args.index("--")] if "--" in args else args)):
+        source = _source(name)
+        try:
+            info = os.stat(source)
+        except OSError:
+            info = None
+        writer = info and other_writer(info, trusted, sticky_ok=False, where=source)
+        found = (source, writer) if writer else \
+            first_other_writer(SOURCES, trusted, sticky_here=False, missing_ok=True)
+        if found:
+            said.append((f"LoadCredential={name}:{source}: {found[0]} can be written by {found[1]}, who could put a "
+                         "key of theirs there", "keep the credentials where only root can write (chmod go-w)"))
+    return said
+
+
+def _uid(user):
+    import pwd
+
+    try:
+        return [pwd.getpwnam(user).pw_uid]
+    except KeyError:
+        return []
 
 
 def _escaped(text, variables):

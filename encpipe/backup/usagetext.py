@@ -11,7 +11,17 @@ def for_docopt(usage):
     return usage.replace(f"\n  {RUN} ", f"\n  {PROG} ")
 
 
-def help_asked(argv):
-    """Whether -h or --help is among `argv`'s words before a `--`."""
-    words = argv[:argv.index("--")] if "--" in argv else argv
-    return bool({"-h", "--help"} & set(words))
+def help_asked(argv, valued=()):
+    """Whether -h or --help is among `argv`'s words before a `--`, but not as the
+    value, given apart, of one of the options `valued` (`--database -h`: a database
+    may be named so), which before was help and 0: what encpipe-check's reader
+    takes for OK."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            return False
+        if token in ("-h", "--help"):
+            return True
+        if token in valued:  # its value follows, apart: `-t 5`, not `-t5` nor `--timeout=5`
+            next(tokens, None)
+    return False
