@@ -17,6 +17,7 @@ decrypted, and adds the measures in order; `ledger.holdback` bytes at the end
 of the input are not payload but the trailer, given to `ledger.end(trailer)`.
 """
 
+import mmap
 import threading
 from contextlib import contextmanager
 
@@ -114,11 +115,18 @@ def count_remaining(src):
     return copy_stream(src, None)
 
 
+def zeroed(size):
+    """A writable buffer of `size` zero bytes (an anonymous private mapping) whose
+    pages cost nothing until first written: bytearray(size) writes every byte of a
+    4 MiB chunk buffer, about 2.5 ms, for an input of a few bytes as well."""
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
 class _Chunk:
     __slots__ = ("buf", "length", "counter", "last", "measured")
 
     def __init__(self, size):
-        self.buf = memoryview(bytearray(size))
+        self.buf = memoryview(zeroed(size))
         self.length = self.counter = 0
         self.last = False
         self.measured = None
