@@ -14,7 +14,8 @@ from .sigdefer import hold_for_good
 from .slots import KEY_ID_LEN, MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
 from .stream import seekable
 from .textform import refuse_key_as_new_path, shown_name
-from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
+from .stdio import is_pipe
+from .workers import chunk_log2, int_option, thread_option, threads
 
 _KEY_ID = re.compile(r"[0-9a-fA-F]{%d}" % (2 * KEY_ID_LEN))  # as keyid prints it, either case: nothing else
 
