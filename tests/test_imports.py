@@ -218,3 +218,31 @@ def test_a_command_is_parsed_without_its_summary_and_without_textwrap():
         tries += [[command, option, *(["x"] if option in valued else [])] for option in sorted(options_of(command))]
         for argv in tries:
             assert parsed(full, argv) == parsed(short, argv), argv
+
+
+def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_dataclasses_for_a_script(tmp_path):
+    """What start-up spares (the suite starts thousands of processes): `keyid --help`
+    loads no cipher module (the command line once took is_pipe from workers, which
+    loaded aead, format and textform); `inspect` without --verify loads nothing of
+    pycryptodome (random bytes are os.urandom, which Crypto.Random gives); a script
+    listing a directory loads neither dataclasses nor inspect (about 8 ms:
+    records.record makes the backup modules' records)."""
+    import subprocess
+    import sys
+
+    loaded = _loaded_by("keyid", "--help")
+    assert "encpipe.cli" in loaded and loaded.isdisjoint({"encpipe.aead", "encpipe.workers", "encpipe.commands"})
+    sealed = tmp_path / "f.enc"
+    key = "ab" * 32
+    subprocess.run([sys.executable, "-m", "encpipe", "seal"], input=b"x", stdout=sealed.open("wb"), check=True,
+                   cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent),
+                                            "ENCPIPE_KEY": key})
+    loaded = _loaded_by("inspect", str(sealed))
+    assert "encpipe.envelope" in loaded and not {m for m in loaded if m == "Crypto" or m.startswith("Crypto.")}
+    probe = ("import io, sys\nfrom encpipe.backup.cli import main\n"
+             f"assert main(['list', {str(tmp_path)!r}], stdout=io.BytesIO()) == 0\n"
+             "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    modules = set(out.split())
+    assert "encpipe.backup.listing" in modules and modules.isdisjoint({"dataclasses", "inspect"})
