@@ -9,7 +9,6 @@ that wrote without end grew the run's memory without bound. Anything else
 listing (...)`, rclone stopped past the bound. README, "Off-site copies"."""
 
 import os
-import sys
 
 import pytest
 
@@ -18,21 +17,15 @@ from encpipe.backup.rclonepipe import UNUSED_LIMIT
 from encpipe.backup.records import Item
 from encpipe.backup.storage import Rclone
 from encpipe.errors import InputUnavailable, IOFailure
-from test_remote_listing_stream import endless_rclone
+from rclone_stand_ins import endless, lsjson
 
 REMOTE = "fake:bucket"
 NAME = "shop_20260101T000000Z.sql.enc"
 
 
 def stand_in(tmp_path, stat, status=0, said=""):
-    """An rclone whose `lsjson --stat` writes `stat` (bytes), says `said` on its standard
-    error and exits `status`; nothing else of rclone's."""
-    (tmp_path / "stat").write_bytes(stat)
-    rclone = tmp_path / "rclone"
-    rclone.write_text(f'#!/bin/sh\n[ "$1" = lsjson ] && [ "$2" = --stat ] || exit 1\ncat "{tmp_path}/stat"\n'
-                      f'[ -n "{said}" ] && echo "{said}" >&2\nexit {status}\n')
-    rclone.chmod(0o755)
-    return str(rclone)
+    """An rclone whose `lsjson --stat` writes `stat` (bytes), says `said` and exits `status`."""
+    return lsjson(tmp_path, stat, status, said, ("lsjson", "--stat"))
 
 
 def head(rclone, name=NAME):
@@ -97,22 +90,8 @@ def test_a_failed_stat_is_rclones_failure_not_its_output(tmp_path):
 def test_an_endless_output_is_read_no_further(tmp_path):
     """rclone's output past the bound is not read: rclone is stopped, whatever it had left
     to write (here 64 MiB on one line, then its end); before, all of it was read."""
-    assert refused(endless_rclone(tmp_path, "", "")) == not_a_listing(f"longer than {LINE_LIMIT} bytes")
+    assert refused(endless(tmp_path)) == not_a_listing(f"longer than {LINE_LIMIT} bytes")
     assert not (tmp_path / "finished").exists()
-
-
-def endless(tmp_path):
-    """An rclone that writes 64 MiB on its standard output for any command, then ends well."""
-    rclone = tmp_path / "rclone"
-    rclone.write_text(f"""#!{sys.executable}
-import sys
-for _ in range(1024):
-    sys.stdout.buffer.write(b"a" * 65536)
-sys.stdout.buffer.flush()
-open("{tmp_path}/finished", "w").close()
-""")
-    rclone.chmod(0o755)
-    return str(rclone)
 
 
 def test_an_output_no_command_writes_is_read_no_further(tmp_path):

@@ -20,6 +20,7 @@ from encpipe.backup.lsjson import LINE_LIMIT
 from encpipe.backup.rclonestore import NO_SUCH_OBJECT
 from encpipe.backup.records import Item
 from encpipe.backup.storage import Rclone
+from rclone_stand_ins import endless, lsjson
 from s3server import rclone_binary
 from test_backup_dir import ENV, ROOT
 from test_backup_restore import python_env
@@ -49,14 +50,8 @@ write("\\n]\\n" if count else "]\\n")
 
 
 def stand_in(tmp_path, listing, status=0, said=""):
-    """An rclone whose lsjson writes `listing` (bytes), says `said` on its standard error
-    and exits `status`; nothing else of rclone's."""
-    (tmp_path / "listing").write_bytes(listing)
-    rclone = tmp_path / "rclone"
-    rclone.write_text(f'#!/bin/sh\n[ "$1" = lsjson ] || exit 1\ncat "{tmp_path}/listing"\n'
-                      f'[ -n "{said}" ] && echo "{said}" >&2\nexit {status}\n')
-    rclone.chmod(0o755)
-    return str(rclone)
+    """An rclone whose lsjson writes `listing` (bytes), says `said` and exits `status`."""
+    return lsjson(tmp_path, listing, status, said)
 
 
 def listed(rclone):
@@ -168,27 +163,10 @@ def test_anything_but_a_listing_fails_the_listing_in_one_line(tmp_path, listing,
                            f"({why})\n").encode()
 
 
-def endless_rclone(tmp_path, before, after):
-    """A stand-in rclone that writes `before`, an entry of 64 MiB on one line, `after` and a
-    line end, then makes tmp_path/finished: the path of the program."""
-    rclone = tmp_path / "rclone"
-    rclone.write_text(f"""#!{sys.executable}
-import sys
-sys.stdout.buffer.write(b'{before}{{"Name":"')
-for _ in range(1024):
-    sys.stdout.buffer.write(b"a" * 65536)
-sys.stdout.buffer.write(b'","Size":1}}{after}\\n')
-sys.stdout.buffer.flush()
-open("{tmp_path}/finished", "w").close()
-""")
-    rclone.chmod(0o755)
-    return str(rclone)
-
-
 def test_a_line_past_the_bound_is_read_no_further(tmp_path):
     """rclone's output past the bound is not read: rclone is stopped, the listing failed,
     whatever rclone had left to write (here 64 MiB on one line, then its end)."""
-    done = encpipe_list(endless_rclone(tmp_path, "[\\n", "\\n]"))
+    done = encpipe_list(endless(tmp_path, "[\\n", "\\n]"))
     assert (done.returncode, done.stdout) == (66, b""), done.stderr
     assert done.stderr == (f"encpipe-list: error: cannot list {REMOTE}: rclone lsjson: its output is not a listing "
                            f"(line 2: longer than {LINE_LIMIT} bytes)\n").encode()

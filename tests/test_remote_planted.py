@@ -90,3 +90,25 @@ def test_archives_made_in_the_order_of_their_names_count(s3, tmp_path):
     code, report, err = backups("prune", "--keep-last", "1", f"{s3.location}/genuine", env=env)
     assert (code, err) == (0, "")
     assert os.listdir(place) == [name(1)]
+
+
+def test_two_planted_archives_are_each_judged_against_every_archive_named_before_them(s3, tmp_path):
+    """Two plants, the newer made after the older: each is compared with every archive of
+    its series named before it, not only the nearest (itself planted), by check as by
+    prune and verify. Before, check --verify compared the newest with the one named just
+    before it only, and counted it: OK, the real newest 1 h old a warning never said."""
+    plants = {name(0.75): 3, name(0.5): 2}
+    place = put(s3, tmp_path, "two", {name(4): 4, name(1): 1, **plants})
+    env = {**s3.env, **ENV, "PATH": os.environ["PATH"]}
+    said = reason(name(1))
+    assert check("--max-age", "24", "--verify", f"{s3.location}/two", env=env) == (
+        1, f"WARNING: {A}: newest backup {name(1)} is 1.0 h old; newest file {name(0.5)} failed authentication: "
+           f"{said}; file {name(0.75)} failed authentication: {said}\n", "")
+    code, report, err = backups("verify", f"{s3.location}/two", env=env)
+    assert (code, report["verified"], report["failed"]) == (65, 2, 2)
+    assert err == "".join(f"encpipe-verify: error: {s3.location}/two/{plant}: {said}\n" for plant in sorted(plants))
+    code, report, err = backups("prune", "--keep-last", "1", f"{s3.location}/two", env=env)
+    assert (code, [line["filename"] for line in report["removed"]]) == (65, [name(4)])
+    left = [(line["filename"], line["reasons"]) for line in report["left"]]
+    assert left == [(plant, [said]) for plant in sorted(plants)]
+    assert sorted(os.listdir(place)) == sorted([name(1), *plants])

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from encpipe.backup.retention import (FAILED, KEEP, LEAVE, OK, REMOVE, UNAUTHENTICATED, UNAUTHENTICATED_REASON,
-                                      Policy, Record, plan)
+from encpipe.backup.retention import (ARCHIVED_EARLIER, FAILED, KEEP, LEAVE, OK, REMOVE, UNAUTHENTICATED,
+                                      UNAUTHENTICATED_REASON, Policy, Record, archived_earlier, plan)
 from encpipe import RawKey, seal
 from test_backup_dir import KEY, make_valid, names, run, sealed_bytes, stamp, write
 from test_backup_dir_swaps import GLOBALS
@@ -47,6 +47,17 @@ def test_a_truncated_newest_copy_never_lets_prune_remove_the_good_ones(tmp_path)
     assert report["left"][0]["reasons"][0].startswith("failed verification:")
     assert sorted(names(tmp_path)) == sorted([good[-1], report["left"][0]["filename"]])
     assert "encpipe-prune: warning: left shop_20230121T000000Z.sql.enc: failed verification" in err
+
+
+def test_an_archive_is_judged_against_every_archive_of_its_series_named_before_it():
+    """Not only the nearest (itself, here, an older archive planted under a newer name):
+    prune, verify and check --verify all judge by retention.archived_earlier."""
+    at = [START + timedelta(hours=n) for n in range(7)]
+    counted = [("a", at[0], at[0]), ("b", at[3], at[3]), ("c", at[4], at[1]), ("d", at[4], at[3])]
+    assert archived_earlier(at[5], at[2], counted) == ARCHIVED_EARLIER % "d"  # made last, then named last
+    assert archived_earlier(at[5], at[3], counted) is None
+    assert archived_earlier(at[4], at[2], counted) == ARCHIVED_EARLIER % "b"  # named at the same time: not before
+    assert archived_earlier(at[5], None, counted) is None  # not an archive
 
 
 def test_future_dated_fakes_sealed_with_other_keys_never_count(tmp_path):

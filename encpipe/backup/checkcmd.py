@@ -14,7 +14,7 @@ from . import metrics
 from .deadline import Deadline
 from .listing import older_than_its_name, owned_elsewhere, scan
 from .plugin import UNKNOWN, output
-from .retention import ARCHIVED_EARLIER, OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, refused_by_run
+from .retention import OK, RENAMED, UNAUTHENTICATED, UNAUTHENTICATED_REASON, archived_earlier, refused_by_run
 from .storage import open_location
 from .verify import KeyRing, internal_error, is_labelled, standing, verify_entry
 
@@ -131,29 +131,32 @@ def _authenticator(store, keys, workers, count_unauthenticated, entries=()):
     trusted = store.trusted_owners()
     runs = {(e.database, e.created): e for e in entries
             if e.naming == "encpipe" and e.dump_format == "globals" and not e.item.link}
+    results = {}  # each file verified once, by id: the walk reads again those an archive was compared with
+
+    def verified(entry):
+        if id(entry) not in results:
+            results[id(entry)] = verify_entry(store, entry, keys, workers)
+        return results[id(entry)]
 
     def run_refused(entry):
         found = runs.get((entry.database, entry.created))
         if found is None:
             return None
-        state = RENAMED if older_than_its_name(found) else standing(verify_entry(store, found, keys, workers),
-                                                                     count_unauthenticated)
+        state = RENAMED if older_than_its_name(found) else standing(verified(found), count_unauthenticated)
         return refused_by_run(found.filename, state)
 
     def archived_later(entry):
-        """For an archive: why it does not count when the archive named just before it that
-        authenticates was made later (retention.ARCHIVED_EARLIER; prune compares it with every
-        one named before it); else None."""
-        older = sorted((e for e in entries if e.naming == "encpipe" and e.series == entry.series and not e.item.link
-                        and e.status == "sealed" and e.created < entry.created), key=lambda e: e.created, reverse=True)
-        for other in older:
-            if standing(verify_entry(store, other, keys, workers), count_unauthenticated) == OK:
-                later = other.archived is not None and other.archived > entry.archived
-                return ARCHIVED_EARLIER % other.filename if later else None
-        return None
+        """For an archive: why it does not count when one of its series named before it
+        that authenticates was made later (retention.archived_earlier, as prune judges):
+        each one named before it is verified."""
+        older = [e for e in entries if e.naming == "encpipe" and e.series == entry.series and not e.item.link
+                 and e.status == "sealed" and e.created < entry.created]
+        counted = [(e.filename, e.created, e.archived) for e in older
+                   if standing(verified(e), count_unauthenticated) == OK]
+        return archived_earlier(entry.created, entry.archived, counted)
 
     def authenticate(entry):
-        result = verify_entry(store, entry, keys, workers)
+        result = verified(entry)
         state = standing(result, count_unauthenticated)
         labelled = is_labelled(entry, result)
         if state == OK:

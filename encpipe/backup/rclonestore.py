@@ -70,15 +70,23 @@ class Rclone:
         return f"{self.location}{sep}{name}"
 
     def _run(self, *argv, read=unused):
-        # the objects, not the options (a listing's caller names the location)
-        words = [argv[0], *(a for a in argv[1:] if a.startswith(self.location) and a != self.location)]
+        """What `read` returns of rclone's output; IOFailure when rclone fails (_tried)."""
+        out, why = self._tried(argv, read)
+        if why is not None:
+            # the objects, not the options (a listing's caller names the location)
+            words = [argv[0], *(a for a in argv[1:] if a.startswith(self.location) and a != self.location)]
+            raise IOFailure(f"rclone {' '.join(words)}: {why}")
+        return out
+
+    def _tried(self, argv, read=unused, fine=(0,)):
+        """(what `read` returns of rclone's output, None) when rclone ends with a status in
+        `fine`; else (None, why not: what it said of its failure, or more output than the
+        command ever writes, rclone stopped)."""
         try:
             status, out, err = run(self.children, [self.binary, *argv], read, env=self.env)
         except Overflow as e:
-            raise IOFailure(f"rclone {' '.join(words)}: {e}") from None
-        if status != 0:
-            raise IOFailure(f"rclone {' '.join(words)}: {last_line(err)}")
-        return out
+            return None, str(e)
+        return (out, None) if status in fine else (None, last_line(err))
 
     def list(self):
         """Every object, by name; each of several under one name unreadable (_listed)."""
@@ -232,13 +240,8 @@ class Rclone:
     def discard(self, name):
         """Remove a failed run's object `name`, if there: None once it is gone, else
         a sentence that names it and says why it is not."""
-        try:
-            status, _, err = run(self.children, [self.binary, "deletefile", self.where(name)], env=self.env)
-        except Overflow as e:
-            return f"{self.where(name)} not removed: rclone deletefile: {e}"
-        if status in (0, FILE_NOT_FOUND):
-            return None
-        return f"{self.where(name)} not removed: rclone deletefile: {last_line(err)}"
+        _, why = self._tried(["deletefile", self.where(name)], fine=(0, FILE_NOT_FOUND))
+        return None if why is None else f"{self.where(name)} not removed: rclone deletefile: {why}"
 
     def trusted_owners(self):  # an object has no owner: listing.owned_elsewhere judges nothing
         return None

@@ -149,24 +149,34 @@ def first_labelled(records, now):
                 if r.state in (OK, COPY) and r.labelled and r.created <= now + CLOCK_SKEW), default=None)
 
 
-def archived_earlier(record, group, now):
-    """For a custom archive that counts, why not when an archive of its series named before it
-    (that authenticated: OK, or a COPY prune verified) was made later, by their headers' times
-    (ARCHIVED_EARLIER); else None."""
-    if record.state != OK or record.archived is None:
+def archived_earlier(created, archived, counted):
+    """For a custom archive named `created` and made `archived` (its header's time; None:
+    not an archive), why it does not count (ARCHIVED_EARLIER) when one of `counted`
+    ((name, its name's time, its header's time) of the archives of its series that
+    authenticated) was named before it but made after it: of those, the one made last
+    (then named last) is said. Else None. Prune, verify and `check --verify` judge so."""
+    if archived is None:
         return None
-    later = [r for r in group if r.state in (OK, COPY) and r.archived is not None and r.created < record.created
-             and r.created <= now + CLOCK_SKEW and r.archived > record.archived]
-    if not later:
+    later = [(made, named, name) for name, named, made in counted
+             if made is not None and named < created and made > archived]
+    return ARCHIVED_EARLIER % max(later)[2] if later else None
+
+
+def _archived_earlier(record, group, now):
+    """archived_earlier for a record that counts (OK), against those of `group` that
+    authenticated (OK, or a COPY prune verified) and are not future-dated."""
+    if record.state != OK or record.archived is None:  # not an archive: no list made (a series may be long)
         return None
-    return ARCHIVED_EARLIER % max(later, key=lambda r: (r.archived, r.created, r.name)).name
+    counted = [(r.name, r.created, r.archived) for r in group
+               if r.state in (OK, COPY) and r.created <= now + CLOCK_SKEW]
+    return archived_earlier(record.created, record.archived, counted)
 
 
 def _plan_series(group, policy, now):
     decisions, usable = [], []
     labelled_since = first_labelled(group, now)
     for record in group:
-        earlier = archived_earlier(record, group, now)
+        earlier = _archived_earlier(record, group, now)
         if record.created > now + CLOCK_SKEW:
             decisions.append(Decision(record, LEAVE, ["future-dated: never counted, never removed"]))
         elif record.state == COPY:

@@ -1,6 +1,7 @@
 """Authenticating stored backups: every chunk, no plaintext written anywhere."""
 
 import io
+from collections import defaultdict
 
 from .. import commands, envelope, pgprops
 from ..format import read_exactly
@@ -8,7 +9,7 @@ from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, N
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
 from .names import CLUSTER_DUMP, STAMP
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
-from .retention import ARCHIVED_EARLIER, FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED, named_late
+from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED, archived_earlier, named_late
 
 ERROR_CLASSES = {
     64: "usage",
@@ -193,14 +194,16 @@ def refuse_archived_earlier(entries, results):
     name), each custom archive that verified with its maker authenticated but was made
     (its header's time) before one of its series named earlier that did too failed (65,
     retention.ARCHIVED_EARLIER): an older archive copied under a newer name."""
-    counted = [(e, r) for e, r in zip(entries, results) if e.archived is not None and standing(r) == OK]
+    counted = defaultdict(list)
+    for entry, result in zip(entries, results):
+        if entry.archived is not None and standing(result) == OK:
+            counted[entry.series].append((entry.filename, entry.created, entry.archived))
     refused = []
     for entry, result in zip(entries, results):
-        later = [e for e, _ in counted if e.series == entry.series and e.created < entry.created
-                 and entry.archived is not None and e.archived > entry.archived]
-        if later and result["ok"]:
+        why = result["ok"] and archived_earlier(entry.created, entry.archived, counted[entry.series])
+        if why:
             result = result.to_json()
-            fail(result, 65, ARCHIVED_EARLIER % max(later, key=lambda e: (e.archived, e.created)).filename)
+            fail(result, 65, why)
             result = Kept(result)
         refused.append(result)
     return refused
