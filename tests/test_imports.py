@@ -226,7 +226,8 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
     loaded aead, format and textform); `inspect` without --verify loads nothing of
     pycryptodome (random bytes are os.urandom, which Crypto.Random gives); a script
     listing a directory loads neither dataclasses nor inspect (about 8 ms:
-    records.record makes the backup modules' records)."""
+    records.record makes the backup modules' records), nor the remote store, the
+    PostgreSQL client or random (subprocess, json, shutil: 6 ms)."""
     import subprocess
     import sys
 
@@ -245,4 +246,5 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
     modules = set(out.split())
-    assert "encpipe.backup.listing" in modules and modules.isdisjoint({"dataclasses", "inspect"})
+    assert "encpipe.backup.listing" in modules and modules.isdisjoint(
+        {"dataclasses", "inspect", "subprocess", "random", "encpipe.backup.rclonestore", "encpipe.pgprops"})
