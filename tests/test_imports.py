@@ -251,6 +251,7 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
         loaded = _loaded_by(*argv, env={"ENCPIPE_CIPHER": "cryptography"}, stdin=b"small")
         assert "cryptography.hazmat.bindings._rust" in loaded, argv
         assert "cryptography.hazmat.primitives.ciphers" not in loaded, argv
+        assert "tempfile" not in loaded, argv  # open FILE's first pass spools with O_TMPFILE itself (spool._unnamed)
     probe = ("import io, sys\nfrom encpipe.backup.cli import main\n"
              f"assert main(['list', {str(tmp_path)!r}], stdout=io.BytesIO()) == 0\n"
              "print(' '.join(sorted(sys.modules)))")
