@@ -18,13 +18,17 @@ def tree(top, top_fd):
     stack of its own (Python 3.11's recursed once a level: a writer of DIR could nest
     directories past the recursion limit, a traceback); `subdirs` None for a directory
     that is not the one listed any more (replaced by a link to elsewhere), and then
-    its stat is the OSError that kept it from being listed, if one did (unlike
+    its stat is the OSError that kept it from being listed, if one did (or from
+    being looked at in its parent: one listed but not searchable, r without x) (unlike
     os.walk, which passes such a directory over in silence: a walk that means to
     reach every file must say which it could not reach). A directory gone meanwhile
     (ENOENT) is passed over; one replaced by something else is not the one listed."""
     stack = [(top, None)]
     while stack:
         directory, listed = stack.pop()
+        if isinstance(listed, OSError):  # listed in its parent, but not to be looked at (no search right there)
+            yield directory, None, listed, None, None
+            continue
         try:
             fd = top_fd if listed is None else os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -61,8 +65,10 @@ def _listed(directory, fd, listed, stack):
         try:
             if not found[name].is_symlink():
                 stack.append((os.path.join(directory, name), found[name].stat(follow_symlinks=False)))
-        except OSError:
+        except FileNotFoundError:  # gone meanwhile
             pass
+        except OSError as e:  # a directory listed but not searchable (r, no x): its names, never their files
+            stack.append((os.path.join(directory, name), e))
 
 
 def _replaced(directory, listed):

@@ -226,13 +226,18 @@ class Session:
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=client_env())
 
     def ask(self, sql):
-        """One statement returning one value; None when the session died."""
+        """One statement returning one value; None when the session died. Its answer is read up
+        to PSQL_OUTPUT_MAX bytes, as run_sql's: a line past them is PgError, psql killed (before,
+        read whole: a psql, or a server, that answered one line without end grew the run's memory)."""
         try:
             self.proc.stdin.write(sql.encode("utf-8", "surrogateescape") + b"\n")
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except OSError:
+            line = self.proc.stdout.readline(PSQL_OUTPUT_MAX + 1)
+        except (OSError, ValueError):  # ValueError: its pipes closed (close())
             return None
+        if len(line) > PSQL_OUTPUT_MAX:
+            self.close(stop=True)
+            raise PgError(f"psql wrote more than {PSQL_OUTPUT_MAX} bytes, more than any answer of the catalog")
         return line.decode("utf-8", "surrogateescape").strip() or None
 
     def close(self, stop=False):

@@ -47,11 +47,15 @@ def state(maintenance_db, name):
     any process of the server that keeps the swap's rename from running: a client's, a
     walsender, a subscription's apply worker, an extension's worker (before, only a client's
     counted, and the swap failed once the whole dump was restored); not an autovacuum worker,
-    which the rename ends itself, nor a parallel worker (its leader counts)."""
+    which the rename ends itself, nor a parallel worker (its leader counts). A role that has
+    not another's rights (nor pg_read_all_stats) is not shown its sessions' kind: one of a
+    role counts (before, none did, and such a role's restore failed at the swap), one of no
+    role is taken for an autovacuum worker."""
     # each row tagged, a name last: split in two, then the state's rest (run_sql's `fields`)
     rows = run_sql(maintenance_db, (
         "SELECT 'state', count(*), (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND "
-        "backend_type NOT IN ('autovacuum worker', 'parallel worker')), (SELECT count(*) FROM "
+        "(backend_type NOT IN ('autovacuum worker', 'parallel worker') OR backend_type IS NULL AND usesysid IS NOT "
+        "NULL)), (SELECT count(*) FROM "
         "pg_catalog.pg_prepared_xacts WHERE database = %s), (SELECT count(*) FROM pg_catalog.pg_subscription WHERE "
         "subenabled AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = %s)), (SELECT rolsuper "
         "FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user FROM pg_catalog.pg_database WHERE "
@@ -154,14 +158,18 @@ def parse_line(line):
 
 
 def roles_needed(props, no_owner=False, no_acl=False):
-    """Role names the owner and the ACL refer to: without them access would change."""
+    """Role names the owner and the ACL refer to (its items' grantees and grantors, as
+    acl_item reads them): without them access would change, and the server refuses the
+    ACL. ValueError when an item cannot be read (before, an item was cut at its last `/`
+    and the `=` before it: a grantor named `a/b` came out as `b"`)."""
     roles = set()
     if props.get("owner") and not no_owner:
         roles.add(props["owner"])
     for item in (props.get("acl") or []) if not no_acl else []:
-        grantee, _, grantor = item.rpartition("/")
-        grantee = grantee.rpartition("=")[0]
-        roles.update(unquote(r) for r in (grantee, grantor) if r)
+        read = acl_item(item)
+        if read is None:
+            raise ValueError("an ACL item that cannot be read")
+        roles.update(r for r in (read[0], read[2]) if r is not None)
     return roles
 
 
@@ -262,8 +270,19 @@ def final_owner(props, no_owner, owner):
     return props["owner"] if (props or {}).get("owner") and not no_owner else owner
 
 
-# an aclitem as the server prints it: grantee (empty: PUBLIC), privileges, grantor; names quoted as needed
-_ACLITEM = re.compile(r'((?:"(?:[^"]|"")*"|[^"=/])*)=([A-Za-z*]*)/((?:"(?:[^"]|"")*"|[^"=/])+)')
+# an aclitem as the server prints it (acl.c's putid): grantee (empty: PUBLIC), privileges, grantor; a
+# name quoted, its `"` doubled, unless it is all letters, digits and `_`
+_NAME = r'"(?:[^"]|"")+"|[^"=/]+'
+_ACLITEM = re.compile(r'(%s|)=([A-Za-z*]*)/(%s)' % (_NAME, _NAME))
+
+
+def acl_item(text):
+    """(grantee, privileges, grantor) of an aclitem as the server prints it (`"a/b"=c*/"x=y"`),
+    its names unquoted; grantee None for PUBLIC. None when it cannot be read."""
+    match = _ACLITEM.fullmatch(text)
+    return (unquote(match[1]) if match[1] else None, match[2], unquote(match[3])) if match else None
+
+
 _PRIVILEGES = {"C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"}
 
 
@@ -274,23 +293,23 @@ def grant_sql(name, acl, owner):
     writing the catalog. None when they cannot: an item granted by another role than
     `owner` (its grantor would be `owner`), the owner's own grant options, or an item
     that cannot be read."""
-    items = [_ACLITEM.fullmatch(item) for item in acl]
-    if not all(items) or any(unquote(m[3]) != owner or set(m[2]) - set(_PRIVILEGES) - {"*"} for m in items):
+    items = [acl_item(item) for item in acl]
+    if not all(items) or any(by != owner or set(rights) - set(_PRIVILEGES) - {"*"} for _, rights, by in items):
         return None
-    own = [m[2] for m in items if unquote(m[1]) == owner]
+    own = [rights for grantee, rights, _ in items if grantee == owner]
     if len(own) > 1 or "*" in "".join(own):
         return None
     sql = []
     lacking = [_PRIVILEGES[p] for p in "CTc" if p not in "".join(own)]
     if lacking:
         sql.append("REVOKE %s ON DATABASE %s FROM %s;" % (", ".join(lacking), ident(name), ident(owner)))
-    for m in items:
-        grantee = unquote(m[1])
+    for grantee, rights, _ in items:
         if grantee == owner:
             continue
-        to = ident(grantee) if m[1] else "PUBLIC"
+        to = ident(grantee) if grantee is not None else "PUBLIC"
         for option, suffix in ((False, ""), (True, " WITH GRANT OPTION")):
-            these = [_PRIVILEGES[p] for i, p in enumerate(m[2]) if p != "*" and (m[2][i + 1:i + 2] == "*") == option]
+            these = [_PRIVILEGES[p] for i, p in enumerate(rights)
+                     if p != "*" and (rights[i + 1:i + 2] == "*") == option]
             if these:
                 sql.append("GRANT %s ON DATABASE %s TO %s%s;" % (", ".join(these), ident(name), to, suffix))
     return sql
@@ -298,14 +317,17 @@ def grant_sql(name, acl, owner):
 
 def swap_sql(temp, db, old, terminate=False):
     """The swap's renames: `db` (when `old` names its copy, after its sessions ended if
-    `terminate`) to `old`, then the scratch database `temp` to `db`. The copy is no template
+    `terminate`: not an autovacuum worker, which the rename ends itself, and which a role that
+    is no superuser may not end, nor tell from another process of no role) to `old`, then the
+    scratch database `temp` to `db`. The copy is no template
     (the restored database is, when `db` was: finish_sql): a template cannot be dropped, and
     --drop-old, --drop-pre-restore-older-than failed on it."""
     sql = []
     if old is not None:
         if terminate:
             sql.append("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_catalog.pg_stat_activity "
-                       "WHERE datname = %s AND pid <> pg_backend_pid();" % literal(db))
+                       "WHERE datname = %s AND pid <> pg_backend_pid() AND (usesysid IS NOT NULL OR "
+                       "backend_type <> 'autovacuum worker');" % literal(db))
         sql.append("ALTER DATABASE %s RENAME TO %s;" % (ident(db), ident(old)))
         sql.append("ALTER DATABASE %s IS_TEMPLATE false;" % ident(old))
     return "\n".join(sql + ["ALTER DATABASE %s RENAME TO %s;" % (ident(temp), ident(db))])

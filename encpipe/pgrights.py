@@ -7,7 +7,8 @@ writes `ALTER ROLE ... NOSUPERUSER ...`, which only a superuser may run). Nor, w
 CREATEDB, create the scratch database or rename a database; nor rename DBNAME (a
 restore in place) without its owner's privileges; nor give the scratch database to
 the recorded owner or to --role ROLE without being a member of that role; nor create
-it in a tablespace it may not CREATE in. Before, such a restore loaded the whole dump
+it in a tablespace it may not CREATE in; nor, with --terminate-connections, end a session on
+DBNAME it may not signal. Before, such a restore loaded the whole dump
 and then failed at the swap (`permission denied for table pg_database`), its hint
 asking whether DBNAME was in use (tests/test_restore_not_superuser.py)."""
 
@@ -42,17 +43,33 @@ def _has(name, mode):
             "NOT pg_catalog.pg_has_role(current_user, o.oid, %s))" % (literal(name), literal(mode)))
 
 
-def privilege_needs(maint, db, exists, roles, space):
+# the sessions on a database (%s) that the swap's --terminate-connections ends (pgprops.swap_sql) and the
+# connecting role may not (the server's rule): a superuser's, another role's whose rights it lacks (unless
+# pg_signal_backend's), one of no role but an autovacuum worker (one whose kind it is not shown is taken
+# for one, as the swap does); as "<how many of no role> <their roles' names>", last
+_UNENDED = ("(SELECT count(*) FILTER (WHERE r.oid IS NULL) || ' ' || coalesce(string_agg(DISTINCT r.rolname, ', ' "
+            "ORDER BY r.rolname), '') FROM pg_catalog.pg_stat_activity a LEFT JOIN pg_catalog.pg_roles r ON "
+            "r.oid = a.usesysid WHERE a.datname = %s AND a.pid <> pg_catalog.pg_backend_pid() AND CASE WHEN "
+            "a.usesysid IS NULL THEN a.backend_type <> 'autovacuum worker' ELSE coalesce(r.rolsuper, false) OR "
+            "NOT (pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE') OR r.oid IS NOT NULL AND "
+            "pg_catalog.pg_has_role(current_user, r.oid, 'USAGE')) END)")
+
+
+def privilege_needs(maint, db, exists, roles, space, terminate=False):
     """What the restore needs that the connecting role lacks, asked in one psql: CREATEDB,
     the privileges of DBNAME's owner (`db`, when it `exists`), the `roles` ((name, mode,
-    what it lacks without it)), CREATE on tablespace `space` (None: none of them)."""
+    what it lacks without it)), CREATE on tablespace `space` (None: none of them), the
+    right to end every session on DBNAME (with `terminate`, when it `exists`: before, the
+    swap failed on one, once the whole dump was loaded)."""
     owns = ("coalesce(pg_catalog.pg_has_role(current_user, (SELECT datdba FROM pg_catalog.pg_database "
             "WHERE datname = %s), 'USAGE'), true)" % literal(db)) if exists else "true"
     spaced = ("NOT EXISTS (SELECT FROM pg_catalog.pg_tablespace t WHERE t.spcname = %s AND "
               "NOT pg_catalog.has_tablespace_privilege(t.oid, 'CREATE'))" % literal(space)) if space else "true"
-    row = run_sql(maint, "SELECT rolcreatedb, %s, %s%s FROM pg_catalog.pg_roles WHERE rolname = current_user;"
-                  % (owns, spaced, "".join(", " + _has(name, mode) for name, mode, _ in roles)))[0]
-    createdb, owned, space_ok, *held = (field == "t" for field in row)
+    unended = _UNENDED % literal(db) if exists and terminate else "'0 '"
+    row = run_sql(maint, "SELECT rolcreatedb, %s, %s%s, %s FROM pg_catalog.pg_roles WHERE rolname = current_user;"
+                  % (owns, spaced, "".join(", " + _has(name, mode) for name, mode, _ in roles), unended),
+                  fields=len(roles) + 4)[0]  # role names last, split off whole
+    createdb, owned, space_ok, *held = (field == "t" for field in row[:-1])
     needs = [] if createdb else ["it lacks CREATEDB (the scratch database is created, then renamed)"]
     if not owned:
         needs.append("it does not own it (the swap renames it)")
@@ -63,6 +80,12 @@ def privilege_needs(maint, db, exists, roles, space):
             no_member |= {name} if mode == "MEMBER" else set()
     if not space_ok:
         needs.append("it may not create databases in tablespace %s (its recorded one)" % space)
+    roleless, names = row[-1].split(" ", 1)
+    if roleless != "0" or names:
+        whose = (["role(s) %s" % names] if names else []) + (["%s process(es) of no role" % roleless]
+                                                               if roleless != "0" else [])
+        needs.append("it may not end the sessions of %s on it (--terminate-connections: the swap ends them)"
+                     % " and ".join(whose))
     return needs
 
 
@@ -92,7 +115,7 @@ def check(run, exists, props, statements):
                                          "as whom the swap grants the database's privileges" % granter))
     space = (props or {}).get("tablespace")
     space = space if space in set(run.spaces) - {"pg_default"} else None
-    needs = privilege_needs(run.maint, run.db, exists, roles, space)
+    needs = privilege_needs(run.maint, run.db, exists, roles, space, run.o.get("terminate_connections"))
     if needs:
         raise Failure("role %s cannot restore %s%s: %s; %s" % (run.user, run.db, " in place" if exists else "",
                                                                  ", ".join(needs), untouched(run.db, exists)), 1, HINT)
@@ -102,7 +125,8 @@ def _denied(error):
     """Whether psql's `error` is the server refusing the role a privilege (its English words)."""
     text = str(error)
     return text.startswith("ERROR:") and any(words in text for words in (
-        "permission denied", "must be owner", "must be member", "must be superuser"))
+        "permission denied", "must be owner", "must be member", "must be a member", "must be superuser",
+        "must be a superuser"))
 
 
 def swap_hint(user, db, exists, terminate):

@@ -76,8 +76,13 @@ class Roles:
 
     def check(self, db, props, statements, no_owner, no_acl):
         """Failure (1) when new database `db`, with properties `props`, needs a role that
-        neither the cluster nor `statements` (the globals file's) has."""
-        needed = pgprops.roles_needed(props, no_owner=no_owner, no_acl=no_acl)
+        neither the cluster nor `statements` (the globals file's) has; Failure (65) when its
+        ACL holds an item that cannot be read (the server would refuse it at the swap)."""
+        try:
+            needed = pgprops.roles_needed(props, no_owner=no_owner, no_acl=no_acl)
+        except ValueError as e:
+            raise Failure("the properties recorded for database %s hold %s; nothing was changed" % (db, e), 65,
+                          pgglobals.REFUSED_HINT) from None
         existing = self.names()
         coming = set(pgglobals.plan(statements, existing)[1]) if statements else set()
         missing = sorted(needed - existing - coming)

@@ -80,7 +80,12 @@ def _left_alone(name, dir_fd):
 
 
 def is_regular(name, dir_fd):
+    """Whether `name` is a regular file, or one that cannot be looked at (its directory
+    listed, not searchable): Rotation.file opens that (never through a link, nor a FIFO)
+    and says why it cannot, an error, not a file "ignored" that may be a backup."""
     try:
         return stat.S_ISREG(os.lstat(name, dir_fd=dir_fd).st_mode)
-    except OSError:  # gone, or a path too long to name
+    except FileNotFoundError:  # gone meanwhile
         return False
+    except OSError:
+        return True

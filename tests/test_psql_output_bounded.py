@@ -68,3 +68,25 @@ def test_a_bounded_run_without_a_bound_for_standard_error_keeps_64_kib_of_it():
     done = sigthreads.run([sys.executable, "-c", "import sys; sys.stdout.write('ok'); "
                            "sys.stderr.write('e' * 100000)"], input=b"", limit=10)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"ok", b"e" * 65536)
+
+
+def test_an_answer_of_the_lock_s_session_past_the_bound_fails_and_is_read_no_further(tmp_path, monkeypatch):
+    """The restore's lock session (pgclient.Session, held open: RunLock) read psql's answer
+    with readline(), unbounded: one line without end grew the run's memory without bound.
+    Now it is read up to PSQL_OUTPUT_MAX bytes too: past them, the same error (1), psql killed."""
+    from encpipe.pgleftovers import RunLock
+
+    psql = tmp_path / "bin" / "psql"
+    psql.parent.mkdir()
+    psql.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.buffer.readline()\nblock = b'x' * 65536\n"
+                    f"for _ in range({FLOOD >> 16}):\n    sys.stdout.buffer.write(block)\n"
+                    f"open({str(tmp_path / 'finished')!r}, 'w').close()\n")
+    psql.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{psql.parent}:{tmp_path / 'none'}")
+    with pytest.raises(PgError) as e:
+        with RunLock("shop", "encpipe_restore_20250101T020000Z_1") as lock:
+            lock.take()
+    assert (str(e.value), e.value.status) == (
+        f"psql wrote more than {PSQL_OUTPUT_MAX} bytes, more than any answer of the catalog", 1)
+    assert lock.session.proc.returncode == -9 and not (tmp_path / "finished").exists()
+    assert lock.session.ask("SELECT 1;") is None  # a session that ended

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from encpipe import pgprops, pgrights
-from encpipe.pgclient import PgError
+from encpipe.pgclient import PgError, conninfo
 from test_backup_restore import RESTORE, backup, databases, drop_matching, leftover_databases, run, script_env
 
 DBA = "nsu_dba"  # LOGIN CREATEDB, no superuser
@@ -69,8 +69,8 @@ def _logged(pg, tools, tmp_path):
     return env, log
 
 
-def _refused_before_anything(pg, tools, key_file, tmp_path, expected, *options, target=TARGET):
-    path, _ = backup(pg, tools, str(tmp_path / "b"), SOURCE, "--key-file", key_file)
+def _refused_before_anything(pg, tools, key_file, tmp_path, expected, *options, target=TARGET, path=None):
+    path = path or backup(pg, tools, str(tmp_path / "b"), SOURCE, "--key-file", key_file)[0]
     before = databases(pg)
     env, log = _logged(pg, tools, tmp_path)
     proc = run([RESTORE, *options, "--key-file", key_file, path, target], env)
@@ -169,6 +169,59 @@ def test_in_place_over_a_database_of_another_owner_is_refused_before_the_load(pg
     assert pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'kept'", db=TARGET).strip() == "1"
 
 
+def _session(pg, db, user):
+    """A psql session of `user` on `db`, connected (its backend's pid: `pid_on_server`), open until its stdin closes."""
+    env = dict(pg.env, PGUSER=user)
+    holder = subprocess.Popen([pg.bin("psql"), "-X", "-A", "-t", "-d", db], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    holder.stdin.write(b"SELECT pg_backend_pid();\n")
+    holder.stdin.flush()
+    holder.pid_on_server = int(holder.stdout.readline())  # connected
+    return holder
+
+
+def _closed(*holders):
+    for holder in holders:
+        holder.stdin.close()
+        holder.wait()
+
+
+def test_sessions_it_may_not_end_are_refused_before_the_load(pg, tools, key_file, tmp_path, dba):
+    """--terminate-connections by a role that may not signal a session on DBNAME (another
+    role's, without its rights or pg_signal_backend; a superuser's): before, the dump was
+    loaded, and the swap failed (`permission denied to terminate process`). Refused first now;
+    with pg_signal_backend, the other role's session is ended and the restore made."""
+    _source(pg)
+    pg.psql("CREATE DATABASE %s OWNER %s" % (TARGET, DBA))
+    pg.psql("CREATE TABLE kept (x int);", db=TARGET, user=DBA)
+    other, superuser = _session(pg, TARGET, GRP), _session(pg, TARGET, pg.user)
+    try:
+        # without it, both counted (pgprops.free's 75 before anything): before, neither was (their kind,
+        # backend_type, is hidden from a role without their rights), and the swap's rename failed after the load
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in dict(pg.env, PGUSER=DBA).items():
+                env.setenv(name, value)
+            assert pgprops.state(conninfo(pg.dbname), TARGET)[:4] == (True, 2, (0, 0), False)
+        path, _ = backup(pg, tools, str(tmp_path / "b"), SOURCE, "--key-file", key_file)
+        _refused_before_anything(pg, tools, key_file, tmp_path,
+                                 "role %s cannot restore %s in place: it may not end the sessions of role(s) %s on it "
+                                 "(--terminate-connections: the swap ends them); database %s was not touched"
+                                 % (DBA, TARGET, ", ".join(sorted((GRP, pg.user))), TARGET), "--terminate-connections",
+                                 path=path)
+        assert pg.psql("SELECT count(*) FROM pg_class WHERE relname = 'kept'", db=TARGET).strip() == "1"
+        assert (other.poll(), superuser.poll()) == (None, None)
+        _closed(superuser)
+        pg.psql("GRANT pg_signal_backend TO %s;" % DBA)
+        proc = run([RESTORE, "--terminate-connections", "--drop-old", "--key-file", key_file, path, TARGET],
+                   script_env(pg, tools, PGUSER=DBA))
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert pg.psql("SELECT count(*) FROM pg_stat_activity WHERE pid = %d" % other.pid_on_server) == "0\n"
+        assert pg.psql("SELECT count(*) FROM t", db=TARGET).strip() == "2"
+    finally:
+        _closed(other, superuser)
+    assert leftover_databases(pg) == set()
+
+
 def test_a_role_without_createdb_is_refused_before_the_load(pg, tools, key_file, tmp_path, dba):
     _source(pg)
     pg.psql("ALTER ROLE %s NOCREATEDB;" % DBA)
@@ -261,7 +314,19 @@ def test_the_swap_s_hint_names_the_privilege_or_the_sessions():
     assert hint(PgError('ERROR:  database "shop" is being accessed by other users')) == (
         "is shop in use? close its connections, or use --terminate-connections")
     for said in ("ERROR:  permission denied for table pg_database", "ERROR:  must be owner of database shop",
-                 "ERROR:  permission denied to terminate process"):
+                 "ERROR:  permission denied to terminate process",  # 16 on; 15's (before, no hint but the sessions'):
+                 "ERROR:  must be a member of the role whose process is being terminated or member of "
+                 "pg_signal_backend", "ERROR:  must be a superuser to terminate superuser process"):
         assert hint(PgError(said)).startswith("the server refused role dba a privilege the swap needs: restore as ")
     assert pgrights.swap_hint("dba", "shop", False, False)(PgError("ERROR:  x")) is None
     assert pgrights.swap_hint("dba", "shop", True, True)(PgError("ERROR:  x")) is None
+
+
+def test_the_swap_ends_no_autovacuum_worker():
+    """A role that is no superuser may not end one, nor tell it from another process of no role
+    (its kind is hidden from it): the swap's --terminate-connections failed on one that ran on
+    DBNAME at that moment. The rename ends it itself; another process of no role is ended when
+    the connecting role sees its kind (a superuser)."""
+    sql = pgprops.swap_sql("tmp", "shop", "old", terminate=True).splitlines()[0]
+    assert sql.endswith("WHERE datname = 'shop' AND pid <> pg_backend_pid() AND (usesysid IS NOT NULL OR "
+                        "backend_type <> 'autovacuum worker');"), sql
