@@ -193,8 +193,8 @@ def refuse_late_unlabelled(entries, results):
 
 def refuse_archived_earlier(entries, results):
     """`results` (Kept, one per entry of `entries`, of a remote: no owner vouches for a
-    name), each custom archive that verified with its maker authenticated but was made
-    (its header's time) before one of its series named earlier that did too failed (65,
+    name), each custom archive that verified but was made (its header's time) before one
+    of its series named earlier that verified with its maker authenticated failed (65,
     retention.ARCHIVED_EARLIER): an older archive copied under a newer name."""
     counted = defaultdict(list)
     for entry, result in zip(entries, results):
