@@ -15,7 +15,7 @@ import os
 import threading
 from importlib.util import find_spec
 
-from .errors import UsageError
+from .errors import UsageError, ran_out
 from .format import TAG_LEN
 from .textform import shown_value
 
@@ -98,6 +98,8 @@ def library():
             _CIPHERS[chosen].load()
             _usable[chosen] = chosen
         except ImportError as e:
+            if ran_out(e):  # installed, but its library cannot be mapped now: out of memory (74), no other cipher
+                raise
             if chosen == PYCRYPTODOME or os.environ.get(ENV_CIPHER, "").strip():
                 raise UsageError(
                     f"{ENV_CIPHER}={chosen}, but it cannot be imported: {e}",
