@@ -72,3 +72,11 @@ def is_pipe(stream):
         return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def seekable(src):
+    """Whether `src` can seek (a file; not a pipe, a terminal or a socket)."""
+    try:
+        return src.seekable()
+    except (AttributeError, ValueError):
+        return False

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from . import aead, sigthreads
 from .errors import InvalidStream, IOFailure
 from .format import TAG_LEN
-from .stdio import write_whole
+from .stdio import seekable, write_whole  # noqa: F401 (seekable: stream's, as before)
 
 _COUNTER_LEN = 11
 _MAX_COUNTER = (1 << (8 * _COUNTER_LEN)) - 1
@@ -84,13 +84,6 @@ def blocks(src, buffer):
             yield view[:n]
         if n < len(view):
             return
-
-
-def seekable(src):
-    try:
-        return src.seekable()
-    except (AttributeError, ValueError):
-        return False
 
 
 def copy_stream(src, dst, on_progress=None, buffer_size=1 << 20):

@@ -224,7 +224,8 @@ def test_a_command_is_parsed_without_its_summary_and_without_textwrap():
 def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_dataclasses_for_a_script(tmp_path):
     """What start-up spares (the suite starts thousands of processes): `keyid --help`
     loads no cipher module (the command line once took is_pipe from workers, which
-    loaded aead, format and textform); `inspect` without --verify loads no module of
+    loaded aead, format and textform), `keyid` none of a sealed file's (envelope,
+    provenance: commands imports them where used); `inspect` without --verify loads no module of
     pycryptodome's (random bytes are os.urandom, which Crypto.Random gives); seal and
     open of small chunks with `cryptography` load AESGCM but not its ciphers package
     (every cipher and mode: 7 ms; imported for a chunk that goes by pieces); a script
@@ -237,6 +238,8 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
 
     loaded = _loaded_by("keyid", "--help")
     assert "encpipe.cli" in loaded and loaded.isdisjoint({"encpipe.aead", "encpipe.workers", "encpipe.commands"})
+    loaded = _loaded_by("keyid", "--key-file", "/dev/null")  # keys only: no sealed file's modules
+    assert "encpipe.keys" in loaded and loaded.isdisjoint({"encpipe.envelope", "encpipe.provenance", "encpipe.stream"})
     sealed = tmp_path / "f.enc"
     key = "ab" * 32
     key_file = str(tmp_path / "k.key")
