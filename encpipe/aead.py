@@ -150,7 +150,8 @@ def unwrap_key(kek, wrapped):
 
 class _Cryptography:
     """OpenSSL through `cryptography`: encrypt_into and decrypt_into, in place; where
-    it refuses an output over its input (51 and later), GCM's update_into by pieces."""
+    it refuses an output over its input (51 and later), a chunk up to a piece whole
+    through the thread's buffer, a larger one by GCM's update_into, piece by piece."""
 
     in_place = True  # load() finds out
     _Cipher = None  # GCM's update_into, for a chunk over PIECE where in_place is not: _load_pieces()
@@ -267,7 +268,6 @@ class _Cryptography:
             end = min(start + PIECE, n)
             done = context.update_into(view[start:end], scratch)
             view[start: start + done] = scratch[:done]
-
 
     def _buffer(self):
         """This thread's buffer: a piece and a tag (update_into's room: a piece + block - 1)."""
