@@ -15,7 +15,7 @@ import os
 import threading
 from importlib.util import find_spec
 
-from .errors import UsageError
+from .errors import UsageError, ran_out
 from .format import TAG_LEN
 from .textform import shown_value
 
@@ -98,6 +98,8 @@ def library():
             _CIPHERS[chosen].load()
             _usable[chosen] = chosen
         except ImportError as e:
+            if ran_out(e):  # installed, but its library cannot be mapped now: out of memory (74), no other cipher
+                raise
             if chosen == PYCRYPTODOME or os.environ.get(ENV_CIPHER, "").strip():
                 raise UsageError(
                     f"{ENV_CIPHER}={chosen}, but it cannot be imported: {e}",
@@ -148,21 +150,29 @@ def unwrap_key(kek, wrapped):
 
 class _Cryptography:
     """OpenSSL through `cryptography`: encrypt_into and decrypt_into, in place; where
-    it refuses an output over its input (51 and later), GCM's update_into by pieces."""
+    it refuses an output over its input (51 and later), a chunk up to a piece whole
+    through the thread's buffer, a larger one by GCM's update_into, piece by piece."""
 
     in_place = True  # load() finds out
+    _Cipher = None  # GCM's update_into, for a chunk over PIECE where in_place is not: _load_pieces()
 
     @classmethod
     def load(cls):
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives import keywrap
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        AESGCM = _aesgcm_class()
         if not hasattr(AESGCM, "encrypt_into"):
             raise ImportError("cryptography 47 or later is needed (AESGCM.encrypt_into)")
         cls._AESGCM, cls._InvalidTag, cls._keywrap = AESGCM, InvalidTag, keywrap
         cls.in_place = _overlap_allowed(AESGCM)
-        if not cls.in_place:
+
+    @classmethod
+    def _load_pieces(cls):
+        """The Cipher API, imported for the first chunk that goes by pieces: its package
+        loads every cipher and mode of `cryptography` (about 7 ms of a start), which
+        an input of small chunks never needs."""
+        if cls._Cipher is None:
             from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
             cls._Cipher, cls._AES, cls._GCM = Cipher, algorithms.AES, modes.GCM
@@ -184,14 +194,25 @@ class _Cryptography:
         return lambda nonce, data: encrypt(nonce, b"", data)
 
     def __init__(self, key):
-        self._aead = self._AESGCM(key)
-        if not self.in_place:
-            self._aes, self._scratch = self._AES(bytes(key)), threading.local()  # the key's, made once
+        self._aead, self._key = self._AESGCM(key), bytes(key)
+        self._aes, self._scratch = None, threading.local()  # the key's AES, made once (by pieces)
+
+    def _pieces_key(self):
+        if self._aes is None:
+            self._load_pieces()
+            self._aes = self._AES(self._key)
+        return self._aes
 
     def seal(self, nonce, buf, n):
         """Encrypt buf[:n] in place and put its tag at buf[n:n + TAG_LEN]."""
+        if not self.in_place and n <= PIECE:  # whole, into the thread's buffer (never over its input)
+            out = self._buffer()[: n + TAG_LEN]
+            self._aead.encrypt_into(nonce, buf[:n], None, out)
+            buf[: n + TAG_LEN] = out
+            return
         if not self.in_place:
-            encryptor = self._Cipher(self._aes, self._GCM(nonce)).encryptor()
+            aes = self._pieces_key()  # first: it imports _Cipher
+            encryptor = self._Cipher(aes, self._GCM(nonce)).encryptor()
             self._through(encryptor, buf, n)
             encryptor.finalize()
             buf[n: n + TAG_LEN] = encryptor.tag
@@ -202,6 +223,15 @@ class _Cryptography:
         """Decrypt buf[:n] (ciphertext then tag) in place; False, with buf[:n] as it
         was, when the tag does not verify."""
         body = n - TAG_LEN
+        if not self.in_place and body <= PIECE:  # whole, into the thread's buffer: buf untouched until it verified
+            out = self._buffer()[:body]
+            try:
+                self._aead.decrypt_into(nonce, buf[:n], None, out)
+            except self._InvalidTag:
+                out[:] = bytes(body)  # what OpenSSL decrypted before it checked the tag
+                return False
+            buf[:body] = out
+            return True
         if not self.in_place:
             return self._open_by_pieces(nonce, buf, body)
         try:
@@ -217,13 +247,14 @@ class _Cryptography:
 
     def _open_by_pieces(self, nonce, buf, body):
         tag = bytes(buf[body: body + TAG_LEN])
-        decryptor = self._Cipher(self._aes, self._GCM(nonce, tag)).decryptor()
+        aes = self._pieces_key()  # first: it imports _Cipher
+        decryptor = self._Cipher(aes, self._GCM(nonce, tag)).decryptor()
         self._through(decryptor, buf, body)
         try:
             decryptor.finalize()
             return True
         except self._InvalidTag:  # decrypted before it was checked: the same keystream restores it
-            self._through(self._Cipher(self._aes, self._GCM(nonce)).encryptor(), buf, body)
+            self._through(self._Cipher(aes, self._GCM(nonce)).encryptor(), buf, body)
             return False
 
     def _through(self, context, buf, n):
@@ -231,17 +262,37 @@ class _Cryptography:
         bytes: `cryptography` 51 and later refuse an output that overlaps the input
         (ValueError), so each piece goes through a buffer of this thread's, which
         stays in the CPU's cache, and is copied back."""
-        scratch = getattr(self._scratch, "view", None)
-        if scratch is None:
-            scratch = self._scratch.view = memoryview(bytearray(PIECE + 15))  # update_into's room: + block - 1
+        scratch = self._buffer()
         view = memoryview(buf)
         for start in range(0, n, PIECE):
             end = min(start + PIECE, n)
             done = context.update_into(view[start:end], scratch)
             view[start: start + done] = scratch[:done]
 
+    def _buffer(self):
+        """This thread's buffer: a piece and a tag (update_into's room: a piece + block - 1)."""
+        scratch = getattr(self._scratch, "view", None)
+        if scratch is None:
+            scratch = self._scratch.view = memoryview(bytearray(PIECE + TAG_LEN))
+        return scratch
+
 
 PIECE = 64 << 10
+
+
+def _aesgcm_class():
+    """`cryptography`'s AESGCM, taken from the compiled module that defines it, which
+    its public module (ciphers.aead) only names: importing that one imports its
+    package, every cipher and mode of `cryptography` (about 7 ms of each start). By
+    the public name where a release keeps it elsewhere."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl
+
+        return openssl.aead.AESGCM
+    except (ImportError, AttributeError):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM
 
 
 def _overlap_allowed(aesgcm):

@@ -7,10 +7,9 @@ from . import __version__
 from .deps import docopt_parser, report_missing, unexpected_line
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .shown import json_value, printable
-from .stdio import blocking, discard, write_quietly, write_whole
+from .stdio import blocking, discard, is_pipe, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
 from .utf8mode import ensure as ensure_utf8
-from .workers import is_pipe
 
 EXIT_OK = 0
 EXIT_INTERNAL = 70

@@ -2,19 +2,17 @@
 
 import re
 
-from . import aead, bounded, envelope, keygen
+from . import aead, bounded, keygen
 from . import format as fmt
-from . import provenance as prov
 from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
 from .keyargs import SECRET_FILES, load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
-from .report import header_report, print_report
 from .sigdefer import hold_for_good
 from .slots import KEY_ID_LEN, MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N, Passphrase
-from .stream import seekable
 from .textform import refuse_key_as_new_path, shown_name
-from .workers import chunk_log2, int_option, is_pipe, thread_option, threads
+from .stdio import is_pipe, seekable
+from .workers import chunk_log2, int_option, thread_option, threads
 
 _KEY_ID = re.compile(r"[0-9a-fA-F]{%d}" % (2 * KEY_ID_LEN))  # as keyid prints it, either case: nothing else
 
@@ -123,6 +121,8 @@ def ciphertext_output(io, to_file="-o FILE"):
 def read_sealed_header(src):
     """The header of `src`, with a hint at --legacy for files of the previous tool
     (only for files: on a pipe that would mean reading the input to its end)."""
+    from . import envelope
+
     try:
         return envelope.read_header(src)
     except InvalidStream as e:
@@ -156,6 +156,8 @@ def seal_chunking(args, from_pipe, load=True):
 
 
 def cmd_seal(args, io):
+    from . import envelope  # here, as in each command that reads or writes a sealed file: keyid needs none
+
     sources = key_sources(args)
     _refuse_stdin_secrets(sources, True, hint="seal reads the data from standard input: give the secret from a file")
     chunk, workers = seal_chunking(args, from_pipe=not seekable(io.stdin))
@@ -190,6 +192,8 @@ def _identities(args, io, data_from_stdin, **hint):
 
 
 def cmd_open(args, io):
+    from . import envelope
+
     thread_option(args)  # a malformed --threads is a usage error before anything is read
     src = open_input(args["FILE"], io, prompt=args["--passphrase"])
     from_stdin = reads_stdin(args["FILE"])
@@ -242,6 +246,10 @@ def _warn_forgeable(io, sealed, info):
 
 
 def cmd_inspect(args, io):
+    from . import envelope
+    from . import provenance as prov
+    from .report import header_report, print_report
+
     thread_option(args)  # a malformed --threads is a usage error before anything is read
     src = open_input(args["FILE"], io, "inspect", prompt=args["--passphrase"])
     if args["--legacy"]:
@@ -288,6 +296,8 @@ def cmd_inspect(args, io):
 
 
 def cmd_rewrap(args, io):
+    from . import envelope
+
     path = args["--in-place"]
     if not all(_KEY_ID.fullmatch(value) for value in args["--remove"]):  # a key typed in its place: not shown
         raise UsageError("--remove takes a key id, 16 hex digits as `encpipe keyid` prints it (the value is not shown)")

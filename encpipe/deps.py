@@ -1,7 +1,7 @@
 """encpipe's Python dependencies: an import of one that fails is one line naming the
 package to install (and exit 69), for encpipe and every script, not a traceback."""
 
-from .errors import MissingDependency, unexpected
+from .errors import MissingDependency, ran_out, unexpected
 
 # The distribution that provides each imported top-level module.
 DISTRIBUTIONS = {"Crypto": "pycryptodome", "docopt": "docopt-ng", "cryptography": "cryptography"}
@@ -30,7 +30,7 @@ def missing_dependency(error):
     """A MissingDependency naming the packages to install, when `error` is the
     import of one of encpipe's dependencies failing; else None."""
     module = (error.name or "").split(".")[0]
-    if module not in DISTRIBUTIONS:
+    if module not in DISTRIBUTIONS or ran_out(error):  # installed, but its library cannot be mapped: memory
         return None
     modules = [module] + [m for m in REQUIRED if m != module and not _importable(m)]
     packages = [DISTRIBUTIONS[m] for m in modules]
@@ -41,6 +41,16 @@ def missing_dependency(error):
         hint=f"python3 -m pip install {' '.join(packages)}"
         + (" (not docopt: 0.6 is another, older package)" if "docopt-ng" in packages else ""),
     )
+
+
+def require_installed():
+    """Import pycryptodome's top module (0.3 ms): an installation without it is said
+    (69) as a command that reads a key starts, even where `cryptography` does this
+    run's work, not in the middle of a run that needs it (a passphrase, a signature).
+    (docopt, the other required package, every command line parses with.)"""
+    from importlib import import_module
+
+    import_module("Crypto")
 
 
 def _importable(module):

@@ -4,10 +4,9 @@ Everything here works on file-like objects (binary, with read/readinto and
 write) and knows nothing of paths, terminals or exit codes.
 """
 
+from collections import namedtuple
 from contextlib import ExitStack, contextmanager
-from typing import NamedTuple
-
-from Crypto.Random import get_random_bytes
+from os import urandom as get_random_bytes  # what Crypto.Random.get_random_bytes is, without importing Crypto
 
 from . import format as fmt
 from . import provenance as prov
@@ -28,9 +27,8 @@ from .stream import flush, hash_records, open_payload, seal_payload, seekable, w
 NOT_SENDER_AUTHENTICATED = prov.Provenance(False)
 
 
-class UnknownSlot(NamedTuple):
-    kind: int
-    body: bytes
+class UnknownSlot(namedtuple("UnknownSlot", "kind body")):
+    __slots__ = ()
 
     def describe(self):
         return {"type": "unknown", "kind": self.kind}
@@ -50,18 +48,15 @@ def decode_slot(record):
     return decode(record.body) if decode else UnknownSlot(record.kind, record.body)
 
 
-class StreamInfo(NamedTuple):
-    header_bytes: int
-    plaintext_bytes: int
-    chunks: int
-    provenance: prov.Provenance = NOT_SENDER_AUTHENTICATED
+class StreamInfo(namedtuple("StreamInfo", "header_bytes plaintext_bytes chunks provenance",
+                             defaults=(NOT_SENDER_AUTHENTICATED,))):
+    __slots__ = ()
 
 
-class SealedHeader(NamedTuple):
+class SealedHeader(namedtuple("SealedHeader", "header slots")):
     """A parsed header with its slots decoded (unknown slot types kept as such)."""
 
-    header: fmt.Header
-    slots: tuple
+    __slots__ = ()
 
     @classmethod
     def of(cls, header):

@@ -14,7 +14,7 @@ reported as such before any key is tried.
 
 import struct
 import zlib
-from typing import NamedTuple
+from collections import namedtuple
 
 from .errors import InvalidStream, IOFailure
 
@@ -52,21 +52,15 @@ def _fixed_len(version):
     return _FIXED.size + (_SIG_COUNT.size if version >= 2 else 0)
 
 
-class SlotRecord(NamedTuple):
+class SlotRecord(namedtuple("SlotRecord", "kind body")):
     """One key slot as stored: a type byte and an opaque body."""
 
-    kind: int
-    body: bytes
+    __slots__ = ()
 
 
-class Header(NamedTuple):
-    chunk_log2: int
-    payload_salt: bytes
-    slots: tuple
-    mac: bytes = b""
-    suite: int = SUITE_AES256GCM_HKDF_SHA256
-    version: int = VERSION
-    sig_count: int = 0
+class Header(namedtuple("Header", "chunk_log2 payload_salt slots mac suite version sig_count",
+                        defaults=(b"", SUITE_AES256GCM_HKDF_SHA256, VERSION, 0))):
+    __slots__ = ()
 
     @property
     def chunk_size(self):

@@ -10,6 +10,7 @@ import string
 import stat
 
 from .childenv import ENV_KEY, ENV_PASSPHRASE, KEY_COMMAND_NEEDS, child_env
+from .deps import require_installed
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
 from .proctree import kill_tree
 from .sigdefer import held
@@ -18,6 +19,8 @@ from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUD
 from .textform import (ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, nth, refuse_key_in_place, refuse_public,
                        shown_name)
 from .workers import decimal_number
+
+require_installed()  # pycryptodome missing: 69 as any command that reads a key starts
 
 ENV_COMMAND_TIMEOUT = "ENCPIPE_COMMAND_TIMEOUT"
 ENV_MODE_WARNED = "ENCPIPE_MODE_WARNED"  # "1": the script running this encpipe warned of its secret files' modes

@@ -32,9 +32,9 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from os import urandom as get_random_bytes  # what Crypto.Random.get_random_bytes is, without importing Crypto
 
 from Crypto.Cipher import AES
-from Crypto.Random import get_random_bytes
 
 from .errors import EncpipeError, InvalidStream, NoKeyConfigured, NoMatchingKey
 from .format import MAGIC, read_exactly

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import os
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 from . import aead
 from .errors import InvalidStream, IOFailure, NotSigned
@@ -181,9 +181,9 @@ class Witnesses:
             raise IOFailure(f"cannot use a temporary file: {e.strerror or e}") from None
 
 
-class Trailer(NamedTuple):
-    authenticators: tuple
-    signatures: tuple  # (VerifyKey, signature bytes)
+class Trailer(namedtuple("Trailer", "authenticators signatures")):
+    __slots__ = ()
+    # signatures: (VerifyKey, signature bytes)
 
     @classmethod
     def parse(cls, raw, header):
@@ -211,13 +211,14 @@ def sign(signing_keys, commitment):
     return tuple((k.verify_key, k.sign(SIGNATURE_LABEL + commitment)) for k in signing_keys)
 
 
-class Provenance(NamedTuple):
+class Provenance(namedtuple("Provenance", "sender_authenticated authenticated_by signed_by trusted_signer",
+                            defaults=(None, (), None))):
     """What a verified file says about who made it."""
 
-    sender_authenticated: bool
-    authenticated_by: str = None  # "raw-key ID" or "passphrase", from the slot that opened it
-    signed_by: tuple = ()  # key ids (hex) of every valid signature
-    trusted_signer: str = None  # the --signer key id that signed it
+    __slots__ = ()
+    # authenticated_by: "raw-key ID" or "passphrase", from the slot that opened it
+    # signed_by: key ids (hex) of every valid signature
+    # trusted_signer: the --signer key id that signed it
 
     def report(self):
         return {

@@ -17,7 +17,6 @@ that a user other than the caller (or root) can write, unless it is sticky.
 import contextlib
 import errno
 import os
-import secrets
 import stat
 
 from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory
@@ -170,7 +169,7 @@ def _checked(dir_fd, directory, allow_shared):
 def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces, pattern):
     """`access`: (mode, access ACL or None)."""
     write, verify, before_rename, committed = steps
-    temp = pattern % secrets.token_hex(8)
+    temp = pattern % os.urandom(8).hex()  # secrets.token_hex(8), without importing random
     done, fd = False, None
     with contextlib.ExitStack() as holding:
         try:

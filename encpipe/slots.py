@@ -7,9 +7,8 @@ Slot bodies are parsed once, by `decode_slot`, into the named tuples below.
 
 import hmac
 import struct
-from typing import NamedTuple
-
-from Crypto.Random import get_random_bytes
+from collections import namedtuple
+from os import urandom as get_random_bytes  # what Crypto.Random.get_random_bytes is, without importing Crypto
 
 from . import aead
 from .errors import InvalidStream, UsageError
@@ -63,9 +62,9 @@ def _split(body, *lengths, kind_name):
     return parts
 
 
-class RawKeySlot(NamedTuple):
-    key_id: bytes
-    wrapped: bytes
+class RawKeySlot(namedtuple("RawKeySlot", "key_id wrapped")):
+    __slots__ = ()
+
     kind = SLOT_RAW_KEY
 
     @classmethod
@@ -82,12 +81,9 @@ class RawKeySlot(NamedTuple):
 _SCRYPT_PARAMS = struct.Struct(">BBB")
 
 
-class ScryptSlot(NamedTuple):
-    salt: bytes
-    log2_n: int
-    r: int
-    p: int
-    wrapped: bytes
+class ScryptSlot(namedtuple("ScryptSlot", "salt log2_n r p wrapped")):
+    __slots__ = ()
+
     kind = SLOT_SCRYPT
 
     @classmethod

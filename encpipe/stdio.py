@@ -1,6 +1,7 @@
 """Standard streams that fail: what the command line and --progress do then."""
 
 import os
+import stat
 import sys
 
 from .shown import unprintable
@@ -63,3 +64,19 @@ def discard(status, stream=None):
     except (OSError, ValueError, AttributeError):
         pass
     return status
+
+
+def is_pipe(stream):
+    """Whether `stream` is a pipe (a FIFO), as standard input or output often is."""
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def seekable(src):
+    """Whether `src` can seek (a file; not a pipe, a terminal or a socket)."""
+    try:
+        return src.seekable()
+    except (AttributeError, ValueError):
+        return False

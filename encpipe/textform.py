@@ -8,8 +8,6 @@ the wrong place looks like: a key where a command or a name belongs
 """
 
 import base64
-import hashlib
-import hmac
 import os
 import re
 
@@ -58,6 +56,8 @@ def words(line):
 
 
 def checksum(label, key):
+    import hashlib  # here: OpenSSL's libcrypto loads in 2 ms, which a command without a text form spares
+
     return hashlib.sha256(label + key).digest()[:_CHECK_LEN]
 
 
@@ -182,6 +182,8 @@ def decode(text, prefix, label, what, source):
     if base64.b32encode(raw).decode("ascii").rstrip("=") != body:
         raise UsageError(f"{source}: malformed {what}: not in canonical form (mistyped last character?)")
     key, check = raw[:KEY_LEN], raw[KEY_LEN:]
+    import hmac
+
     if not hmac.compare_digest(check, checksum(label, key)):
         raise UsageError(f"{source}: malformed {what}: checksum mismatch (mistyped?)")
     return key

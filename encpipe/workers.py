@@ -3,7 +3,6 @@
 
 import os
 import re
-import stat
 import time
 
 from . import aead
@@ -110,11 +109,3 @@ def chunk_log2(text):
     if not fmt.MIN_CHUNK_LOG2 <= log2 <= fmt.MAX_CHUNK_LOG2 or size != 1 << log2:  # 0: log2 -1, never shifted
         raise UsageError("--chunk-size must be a power of two from 16K to 16M")
     return log2
-
-
-def is_pipe(stream):
-    """Whether `stream` is a pipe (a FIFO), as standard input or output often is."""
-    try:
-        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
-    except (AttributeError, OSError, ValueError):
-        return False

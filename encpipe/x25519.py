@@ -14,9 +14,8 @@ all zeros; tests/test_x25519_libraries.py checks that they agree.
 """
 
 import hmac
-from typing import NamedTuple
-
-from Crypto.Random import get_random_bytes
+from collections import namedtuple
+from os import urandom as get_random_bytes  # what Crypto.Random.get_random_bytes is, without importing Crypto
 
 from . import aead
 from .errors import InvalidStream, UsageError
@@ -37,10 +36,9 @@ def public_key_id(public):
     return hkdf(public, b"", INFO_KEY_ID, KEY_ID_LEN)
 
 
-class X25519Slot(NamedTuple):
-    key_id: bytes
-    ephemeral: bytes
-    wrapped: bytes
+class X25519Slot(namedtuple("X25519Slot", "key_id ephemeral wrapped")):
+    __slots__ = ()
+
     kind = SLOT_X25519
 
     @classmethod

@@ -63,3 +63,9 @@ def test_the_installed_release_is_asked_not_assumed():
     except ValueError:
         allowed = False
     assert aead._overlap_allowed(AESGCM) is allowed
+
+
+def test_aesgcm_is_the_public_class_taken_from_where_it_is_defined():
+    """load() takes AESGCM from the compiled module that defines it, sparing the import
+    of the ciphers package behind the public name: the same class."""
+    assert aead._aesgcm_class() is AESGCM

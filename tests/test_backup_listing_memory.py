@@ -5,7 +5,6 @@ backups")."""
 
 import json
 import os
-from dataclasses import fields
 from io import BytesIO, StringIO
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from cliutil import measure_peak_rss
 from encpipe.backup.cli import main
 from encpipe.backup.listing import Entry
+from encpipe.backup import records
 from encpipe.backup.records import Item
 from encpipe.backup.verify import Kept
 from test_backup_dir import ROOT, make_valid, run
@@ -65,7 +65,8 @@ def test_a_listed_files_records_hold_no_per_object_dict_and_behave_as_dataclasse
     values alone, the keys shared by every result of the same shape, the dict again
     on output, its keys in their order."""
     item = Item("a.enc", 3)
-    assert Item.__slots__ == tuple(f.name for f in fields(Item)) and not hasattr(item, "__dict__")
+    assert Item.__slots__ == Item._fields == ("name", "size", "error", "unreadable", "identity", "link",
+                                              "mtime", "uid") and not hasattr(item, "__dict__")
     assert (item.error, item.link, item.mtime) == (None, False, None) and item == Item("a.enc", 3)
     assert repr(item).startswith("Item(name='a.enc', size=3, error=None")
     with pytest.raises(AttributeError):
@@ -75,3 +76,31 @@ def test_a_listed_files_records_hold_no_per_object_dict_and_behave_as_dataclasse
     assert first.keys is second.keys and not hasattr(first, "__dict__")
     assert (second["path"], second["ok"], second["status"]) == ("b", False, "x")
     assert json.dumps([first], default=Kept.to_json) == '[{"path": "a", "ok": true, "status": "sealed"}]'
+
+
+def test_records_behave_as_the_dataclasses_they_replace():
+    """records.record, which spares every script the import of dataclasses (and of
+    inspect behind it): a frozen record refuses assignment and hashes by its values,
+    an unfrozen one has no hash; a Factory default is made for each record; replace
+    copies with changes and refuses a field that is not one; a field without a
+    default after one with a default is refused when the class is made."""
+    from encpipe.backup.records import FrozenRecord, replace
+    from encpipe.backup.retention import Decision, Policy, Record
+
+    policy = Policy(3)
+    assert (policy.last, policy.daily, policy.max_age) == (3, None, None) and repr(policy).startswith("Policy(last=3,")
+    with pytest.raises(FrozenRecord):
+        policy.last = 4
+    with pytest.raises(AttributeError):
+        del policy.daily
+    assert hash(policy) == hash(Policy(3)) and {policy, Policy(3), Policy(4)} == {Policy(3), Policy(4)}
+    first, second = Decision(Record("a", ("db", "plain"), None), "keep"), Decision(None, "remove")
+    first.reasons.append("x")
+    assert (first.reasons, second.reasons) == (["x"], []) and Decision.__hash__ is None
+    changed = replace(first.record, state="failed", run=True)
+    assert (changed.name, changed.state, changed.run, first.record.state) == ("a", "failed", True, "ok")
+    assert changed != first.record and changed == Record("a", ("db", "plain"), None, state="failed", run=True)
+    with pytest.raises(TypeError):
+        replace(changed, other=1)
+    with pytest.raises(TypeError):
+        records.record(type("Bad", (), {"__annotations__": {"a": int, "b": int}, "a": 1}))

@@ -230,15 +230,15 @@ def test_keyid_help_describes_its_key_options_as_keys_to_name_not_to_seal_or_sig
 @pytest.mark.parametrize("script", ["encpipe-list", "encpipe-prune", "encpipe-verify", "encpipe-check"])
 @pytest.mark.parametrize("error, line, status", [
     # what dlopen says when the mapping of a library fails: out of memory (prlimit --as), one line and 74
-    ("termios.so: failed to map segment from shared object", "out of memory", 74),
+    ("fcntl.so: failed to map segment from shared object", "out of memory", 74),
     # an import of no dependency of encpipe's failing otherwise: a bug's one line, 70
-    ("termios is broken here", "internal error: ImportError at termios.py:1", 70),
+    ("fcntl is broken here", "internal error: ImportError at fcntl.py:1", 70),
 ])
 def test_an_import_that_fails_for_another_reason_is_one_line_not_a_traceback(tmp_path, script, error, line, status):
     """A standard library extension that cannot be mapped (a memory limit) as a
     script imports it: before, report_missing raised the ImportError again, out of
     its handler, and the script ended with a traceback, status 1."""
-    (tmp_path / "termios.py").write_text(f"raise ImportError({error!r})\n")
+    (tmp_path / "fcntl.py").write_text(f"raise ImportError({error!r})\n")  # each script imports it (dirlock)
     env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, str(REPO / "scripts" / script), str(tmp_path)], capture_output=True,
                           env=env, stdin=subprocess.DEVNULL, timeout=60)
@@ -249,3 +249,35 @@ def test_an_import_that_fails_for_another_reason_is_one_line_not_a_traceback(tmp
         assert (done.returncode, done.stdout) == (status, b""), stderr
     assert_one_line_error(stderr, prog=script)
     assert stderr.startswith(f"{script}: error: {line}"), stderr
+
+
+def test_a_dependency_whose_library_cannot_be_mapped_is_out_of_memory_not_missing(monkeypatch):
+    """Under a memory limit, `cryptography`'s library that cannot be mapped made the
+    cipher fall back to pycryptodome, whose import failed as well, and the run said
+    `cannot import the Python module Crypto: install the package pycryptodome` (69):
+    a dependency that is installed. It is `out of memory` (74), and no fallback."""
+    from io import StringIO
+
+    from encpipe import aead, deps
+    from encpipe.cli import Io
+
+    unmapped = ImportError("/venv/cryptography/hazmat/bindings/_rust.abi3.so: failed to map segment from shared "
+                           "object", name="cryptography.hazmat.bindings._rust")
+    assert deps.missing_dependency(unmapped) is None
+    err = StringIO()
+    assert deps.report_missing(Io(None, None, err, {}), unmapped) == 74
+    assert err.getvalue() == "encpipe: error: out of memory\n"
+
+    def unmappable(cls):
+        raise unmapped
+
+    def fallback(cls):
+        raise AssertionError("pycryptodome tried")
+
+    monkeypatch.delenv(aead.ENV_CIPHER, raising=False)
+    monkeypatch.setattr(aead, "_usable", {})
+    monkeypatch.setattr(aead._Cryptography, "load", classmethod(unmappable))
+    monkeypatch.setattr(aead._Pycryptodome, "load", classmethod(fallback))
+    with pytest.raises(ImportError) as raised:
+        aead.library()
+    assert raised.value is unmapped

@@ -106,15 +106,16 @@ def test_a_restore_loads_no_cipher_command_nor_remote_store_module():
                               "encpipe.backup.localstore", "encpipe.backup.rclonestore", "encpipe.backup.records"})
 
 
-def _loaded_by(*argv):
+def _loaded_by(*argv, env=(), stdin=b""):
     """The modules `encpipe ARGV...` imports (python -X importtime's list)."""
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "encpipe", *argv], capture_output=True,
-                          text=True, cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin",
-                                                               "PYTHONPATH": str(PACKAGE.parent)})
-    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+                          input=stdin, cwd=PACKAGE.parent,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent), **dict(env)})
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.decode().splitlines()
+            if line.startswith("import time:")}
 
 
 def test_inspect_and_keyid_load_no_module_of_writing_a_file():
@@ -218,3 +219,47 @@ def test_a_command_is_parsed_without_its_summary_and_without_textwrap():
         tries += [[command, option, *(["x"] if option in valued else [])] for option in sorted(options_of(command))]
         for argv in tries:
             assert parsed(full, argv) == parsed(short, argv), argv
+
+
+def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_dataclasses_for_a_script(tmp_path):
+    """What start-up spares (the suite starts thousands of processes): `keyid --help`
+    loads no cipher module (the command line once took is_pipe from workers, which
+    loaded aead, format and textform), `keyid` none of a sealed file's (envelope,
+    provenance: commands imports them where used); `inspect` without --verify loads no module of
+    pycryptodome's (random bytes are os.urandom, which Crypto.Random gives); seal and
+    open of small chunks with `cryptography` load AESGCM but not its ciphers package
+    (every cipher and mode: 7 ms; imported for a chunk that goes by pieces); a script
+    listing a directory loads neither dataclasses nor inspect (about 8 ms:
+    records.record makes the backup modules' records), nor the remote store, the
+    PostgreSQL client or random (subprocess, json, shutil: 6 ms)."""
+    import os
+    import subprocess
+    import sys
+
+    loaded = _loaded_by("keyid", "--help")
+    assert "encpipe.cli" in loaded and loaded.isdisjoint({"encpipe.aead", "encpipe.workers", "encpipe.commands"})
+    loaded = _loaded_by("keyid", "--key-file", "/dev/null")  # keys only: no sealed file's modules
+    assert "encpipe.keys" in loaded and loaded.isdisjoint({"encpipe.envelope", "encpipe.provenance", "encpipe.stream"})
+    sealed = tmp_path / "f.enc"
+    key = "ab" * 32
+    key_file = str(tmp_path / "k.key")
+    with open(os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(key + "\n")
+    subprocess.run([sys.executable, "-m", "encpipe", "seal"], input=b"x", stdout=sealed.open("wb"), check=True,
+                   cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent),
+                                            "ENCPIPE_KEY": key})
+    loaded = _loaded_by("inspect", str(sealed))
+    assert "encpipe.envelope" in loaded and not {m for m in loaded if m.startswith("Crypto.")}  # the package only
+    for argv in (["seal", "--key-file", key_file], ["open", "--key-file", key_file, str(sealed)]):
+        loaded = _loaded_by(*argv, env={"ENCPIPE_CIPHER": "cryptography"}, stdin=b"small")
+        assert "cryptography.hazmat.bindings._rust" in loaded, argv
+        assert "cryptography.hazmat.primitives.ciphers" not in loaded, argv
+        assert "tempfile" not in loaded, argv  # open FILE's first pass spools with O_TMPFILE itself (spool._unnamed)
+    probe = ("import io, sys\nfrom encpipe.backup.cli import main\n"
+             f"assert main(['list', {str(tmp_path)!r}], stdout=io.BytesIO()) == 0\n"
+             "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    modules = set(out.split())
+    assert "encpipe.backup.listing" in modules and modules.isdisjoint(
+        {"dataclasses", "inspect", "subprocess", "random", "encpipe.backup.rclonestore", "encpipe.pgprops"})

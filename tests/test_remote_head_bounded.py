@@ -15,7 +15,7 @@ import pytest
 from encpipe.backup.lsjson import LINE_LIMIT
 from encpipe.backup.rclonepipe import UNUSED_LIMIT
 from encpipe.backup.records import Item
-from encpipe.backup.storage import Rclone
+from encpipe.backup.rclonestore import Rclone
 from encpipe.errors import InputUnavailable, IOFailure
 from rclone_stand_ins import endless, lsjson
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from encpipe.backup import listing
-from encpipe.backup.storage import Rclone
+from encpipe.backup.rclonestore import Rclone
 from procs import alive
 from s3server import rclone_binary
 from test_backup_restore import REPO, python_env

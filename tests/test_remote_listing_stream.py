@@ -19,7 +19,7 @@ from cliutil import measure_peak_rss
 from encpipe.backup.lsjson import LINE_LIMIT
 from encpipe.backup.rclonestore import NO_SUCH_OBJECT
 from encpipe.backup.records import Item
-from encpipe.backup.storage import Rclone
+from encpipe.backup.rclonestore import Rclone
 from rclone_stand_ins import endless, lsjson
 from s3server import rclone_binary
 from test_backup_dir import ENV, ROOT
@@ -69,7 +69,7 @@ def test_a_listing_of_many_objects_grows_by_what_it_keeps_of_each(tmp_path):
     rclone.write_text(STREAMING)
     rclone.chmod(0o755)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": ROOT, "RCLONE": str(rclone)}
-    program = ("import sys; from encpipe.backup.storage import Rclone; items = Rclone(sys.argv[1]).list(); "
+    program = ("import sys; from encpipe.backup.rclonestore import Rclone; items = Rclone(sys.argv[1]).list(); "
                "print(len(items), items[0], items[-1])")
     peaks = {}
     for count in (10, MANY):

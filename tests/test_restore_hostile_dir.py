@@ -76,7 +76,7 @@ def test_file_swapped_after_restore_checked_it_is_still_the_file_restored(pg, to
         proc = restore(pg, tools, path, TARGET, "--key-file", key_file,
                        env_extra={"ENCPIPE": str(wrapper), "SWAP_NAME": path, "SWAP_WITH": swap_with,
                                   "SWAP_DONE": str(done)})
-        assert done.exists()
+        assert done.exists(), (proc.returncode, proc.stderr.decode())  # the restore reached `encpipe open`
         assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
         assert MARKERS[0] in pg.psql("SELECT v FROM t WHERE id = 1", db=TARGET)
         os.unlink(path)

@@ -195,7 +195,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: DEFAUL
 
 class Finder:  # SIGINT while the entry point still loads encpipe.cli, before any handler of encpipe's
     def find_spec(self, name, path, target=None):
-        if name == "encpipe.workers":
+        if name == "encpipe.usage":  # one that encpipe.cli imports
             os.kill(os.getpid(), signal.SIGINT)
             deadline = time.monotonic() + 0.3
             while time.monotonic() < deadline:

@@ -208,7 +208,7 @@ def test_auto_is_one_thread_beside_a_pipe(machine):
 
 
 def test_pipes_are_told_from_files_and_memory(tmp_path):
-    from encpipe.workers import is_pipe
+    from encpipe.stdio import is_pipe
 
     read_end, write_end = os.pipe()
     with open(read_end, "rb") as r, open(write_end, "wb") as w, open(tmp_path / "f", "wb") as f:

@@ -2,7 +2,6 @@
 
 import io
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from .. import envelope, sigthreads
@@ -10,7 +9,7 @@ from .. import format as fmt
 from .. import provenance
 from ..errors import InputUnavailable, InvalidStream, IOFailure
 from .names import MARKER, is_partial, iso, parse_name
-from .records import slotted
+from .records import record
 
 LEGACY_MIN_BYTES = 64  # salt 32 | iv 16 | tag 16
 # How many remote files are examined at once: each is an `rclone cat` (then a
@@ -27,8 +26,7 @@ LEGACY_IV = slice(32, 48)
 _SNIFF_BYTES = 4096
 
 
-@slotted
-@dataclass
+@record
 class Entry:
     """What the name and the header (never the payload) say about one file."""
 

@@ -13,9 +13,8 @@ from ..errors import EncpipeError, InputUnavailable, IOFailure
 from . import lsjson
 from .rclonepipe import Children, Download, Overflow, Upload, bounded, last_line, run, unused
 from .records import Item
-from .remotes import prefix_end
+from .remotes import NO_SUCH_OBJECT, prefix_end
 
-NO_SUCH_OBJECT = "no such object"  # stat()'s error for a name the remote does not hold
 FILE_NOT_FOUND = 4  # rclone's exit status for an object that is not there
 
 

@@ -19,6 +19,7 @@ from ..textform import shown_name
 # first, nor a space last). Else rclone reads the whole as a local path (a `/` before the
 # colon) or refuses it.
 _NAME = re.compile(r":?[\w.+@]+(?:[ -]+[\w.+@-]+)*")
+NO_SUCH_OBJECT = "no such object"  # Rclone.stat()'s error for a name the remote does not hold
 # The parameters whose value is a secret: every option rclone's backends mark as a
 # password or as sensitive that is a credential (`rclone config providers`: IsPassword,
 # Sensitive), by name or by the end of it; "public_key" and the like too (harmless).

@@ -13,7 +13,6 @@ and the error says where.
 """
 
 import os
-import secrets
 import stat
 
 from .. import safefile
@@ -30,7 +29,7 @@ def remove_listed(dir_fd, directory, name, identity):
     if not _is(now, identity):
         raise changed
     safefile.hook("removing", directory, name)
-    hold = HOLD_PREFIX + secrets.token_hex(8)
+    hold = HOLD_PREFIX + os.urandom(8).hex()  # secrets.token_hex(8), without importing random
     os.mkdir(hold, 0o700, dir_fd=dir_fd)
     held, kept = None, False
     try:

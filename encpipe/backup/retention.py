@@ -19,9 +19,9 @@ globals series' own rules say.
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Optional
+
+from .records import Factory, record as record_class, replace
 
 CLOCK_SKEW = timedelta(minutes=5)
 OK, FAILED, UNVERIFIED, COPY = "ok", "failed", "unverified", "copy"
@@ -55,13 +55,13 @@ def named_late(created, labelled_since):
     return labelled_since is not None and created >= labelled_since
 
 
-@dataclass(frozen=True)
+@record_class(frozen=True)
 class Policy:
-    last: Optional[int] = None
-    daily: Optional[int] = None
-    weekly: Optional[int] = None
-    monthly: Optional[int] = None
-    max_age: Optional[timedelta] = None
+    last: int = None
+    daily: int = None
+    weekly: int = None
+    monthly: int = None
+    max_age: timedelta = None
 
     def empty(self):
         return all(v is None for v in (self.last, self.daily, self.weekly, self.monthly, self.max_age))
@@ -72,23 +72,23 @@ class Policy:
                 if count is not None]
 
 
-@dataclass(frozen=True)
+@record_class(frozen=True)
 class Record:
     name: str
     series: tuple  # (database, "plain" | "custom" | "globals")
     created: datetime
     state: str = OK  # OK, FAILED, UNVERIFIED, UNAUTHENTICATED, COPY or RENAMED
     detail: str = None  # why it failed; for a COPY, the other file; for RENAMED, when it was written
-    labelled: Optional[bool] = None  # a dump that verified (OK, or a COPY): whether it is labelled; None: not known
+    labelled: bool = None  # a dump that verified (OK, or a COPY): whether it is labelled; None: not known
     run: bool = False  # FAILED for its run's globals file (detail says so), not itself
-    archived: Optional[datetime] = None  # a custom archive that verified: its header's time (naive, pg_dump's)
+    archived: datetime = None  # a custom archive that verified: its header's time (naive, pg_dump's)
 
 
-@dataclass
+@record_class
 class Decision:
     record: Record
     action: str  # KEEP, REMOVE or LEAVE
-    reasons: list = field(default_factory=list)
+    reasons: list = Factory(list)
 
 
 _BUCKETS = {

@@ -3,7 +3,7 @@
 import io
 from collections import defaultdict
 
-from .. import commands, envelope, pgprops
+from .. import commands, envelope
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned, ran_out
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
@@ -120,6 +120,8 @@ def _globals_of(entry, cluster, ends):
         raise InvalidStream("does not hold pg_dumpall's dump of a cluster (a database's dump under a globals "
                             "file's name?)")
     labelled(entry, ends.head)
+    from .. import pgprops  # here: a listing or a dump's verification loads no PostgreSQL client (json, subprocess)
+
     props = pgprops.parse_line(ends.last_line()) or {}
     if "name" in props and props["name"] != entry.database:
         raise InvalidStream(f"holds the globals of database {props['name']}, not of {entry.database} (another "
@@ -191,8 +193,8 @@ def refuse_late_unlabelled(entries, results):
 
 def refuse_archived_earlier(entries, results):
     """`results` (Kept, one per entry of `entries`, of a remote: no owner vouches for a
-    name), each custom archive that verified with its maker authenticated but was made
-    (its header's time) before one of its series named earlier that did too failed (65,
+    name), each custom archive that verified but was made (its header's time) before one
+    of its series named earlier that verified with its maker authenticated failed (65,
     retention.ARCHIVED_EARLIER): an older archive copied under a newer name."""
     counted = defaultdict(list)
     for entry, result in zip(entries, results):

@@ -9,8 +9,7 @@ from ..errors import InputUnavailable
 from ..textform import shown_name
 from .listing import examine, scan
 from .names import parse_name
-from .rclonestore import NO_SUCH_OBJECT
-from .remotes import is_remote, split_file
+from .remotes import NO_SUCH_OBJECT, is_remote, split_file
 from .storage import open_location
 from .verify import KeyRing, Kept, refuse_archived_earlier, refuse_late_unlabelled, verify_entry
 
