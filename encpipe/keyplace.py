@@ -24,13 +24,12 @@ Refused: UnsafeDirectory (73), before any key is read; `--allow-shared-dir`
 import os
 import stat
 
+from . import pathwalk
 from .errors import IOFailure, UnsafeDirectory
 from .keyargs import FD_PATH, SECRET_FILES
 from .keys import STDIN_PATHS
 from .textform import shown_name
 from .writers import ALLOW_FLAG, _owners, _user_name, first_other_writer, other_writer
-
-MAX_LINKS = 40  # as the kernel's ELOOP
 
 
 def refuse_replaceable(given, options=SECRET_FILES, allow_shared=False):
@@ -65,45 +64,26 @@ def replacer(path):
     """(what, who): the first thing on the way to the file `path` names (the file,
     a symbolic link, a directory) that a user other than the caller or root can
     change, and who; None when there is none."""
-    # as the kernel reads it: a `..` after a symbolic link leaves where the link leads, so never normpath
-    absolute = path if path.startswith("/") else os.path.join(os.getcwd(), path)
-    pending = [part for part in absolute.split("/") if part]
-    current, links = "/", 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            found = _left_writer(current)
-            if found:
-                return found
-            current = os.path.dirname(current)
-            continue
-        candidate = os.path.join(current, part)
-        try:
-            info = os.lstat(candidate)
-        except OSError:  # nothing there (yet): who could put it there? (a sticky directory's writers too)
-            return _directory_writer(current, sticky=False)
-        if stat.S_ISLNK(info.st_mode):
-            found = _link_writer(candidate, info, current)
-            if found:
-                return found
-            links += 1
-            if links > MAX_LINKS:
-                raise IOFailure(f"cannot examine {path}: Too many levels of symbolic links")
-            try:
-                target = os.readlink(candidate)
-            except OSError as e:
-                raise IOFailure(f"cannot examine {candidate}: {e.strerror or e}") from None
-            current = "/" if target.startswith("/") else current
-            pending = [p for p in target.split("/") if p] + pending
-            continue
-        current = candidate
+    for kind, where, name, info in pathwalk.steps(path):
+        if kind == pathwalk.UP:
+            found = _left_writer(where)
+        elif kind == pathwalk.LINK:
+            found = _link_writer(name, info, where)
+        elif kind == pathwalk.MISSING:  # nothing there (yet): who could put it there? (a sticky one's writers too)
+            return _directory_writer(where, sticky=False)
+        else:  # REACHED
+            return _reached_writer(path, where)
+        if found:
+            return found
+
+
+def _reached_writer(path, real):
+    """replacer's answer for `real`, where the walk of `path` ended: the file, else its directory."""
     try:
-        info = os.lstat(current)  # what the last name (or a `..`) led to
+        info = os.lstat(real)  # what the last name (or a `..`) led to
     except OSError:
-        return _directory_writer(os.path.dirname(current), sticky=False)
-    return _file_writer(absolute, current, info) or _directory_writer(os.path.dirname(current))
+        return _directory_writer(os.path.dirname(real), sticky=False)
+    return _file_writer(pathwalk.absolute(path), real, info) or _directory_writer(os.path.dirname(real))
 
 
 def _file_writer(absolute, real, info):

@@ -12,6 +12,7 @@ import re
 import stat
 from contextlib import contextmanager
 
+from .. import pathwalk
 from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
 from ..safefile import open_source, write_atomically
 from ..writers import _user_name, first_other_writer, other_writer
@@ -134,39 +135,19 @@ def _directory_of(path, trusted=None):
     or a writer of the directory holding it (not sticky), else None). Before, only where
     the path really leads was judged: a link in a directory another user can write
     let them lead it to a directory and a file of their own."""
-    absolute = path if path.startswith("/") else os.path.join(os.getcwd(), path)  # never normpath: `link/..`
-    pending = [part for part in os.path.dirname(absolute).split("/") if part]
-    current, links = "/", 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
+    trusted = {0, os.geteuid()} if trusted is None else trusted
+    for kind, where, name, info in pathwalk.steps(path, directory_only=True):
+        if kind == pathwalk.MISSING:  # not there: nor is anything below it (first_other_writer's missing_ok)
+            return name, None
+        if kind == pathwalk.REACHED:
+            return where, None
+        if kind != pathwalk.LINK:  # a `..`: not judged here (what the walk reaches is, by the caller)
             continue
-        if part == "..":
-            current = os.path.dirname(current)
-            continue
-        candidate = os.path.join(current, part)
-        try:
-            info = os.lstat(candidate)
-        except OSError:  # not there: nor is anything below it (first_other_writer's missing_ok)
-            return os.path.join(candidate, *pending), None
-        if not stat.S_ISLNK(info.st_mode):
-            current = candidate
-            continue
-        if info.st_uid not in ({0, os.geteuid()} if trusted is None else trusted):
-            return current, (f"the symbolic link {candidate}", f"user {_user_name(info.st_uid)} (its owner)")
-        found = first_other_writer(current, trusted)  # sticky: only the link's owner can replace it there
+        if info.st_uid not in trusted:
+            return where, (f"the symbolic link {name}", f"user {_user_name(info.st_uid)} (its owner)")
+        found = first_other_writer(where, trusted)  # sticky: only the link's owner can replace it there
         if found:
-            return current, (f"{found[0]}, holding the symbolic link {candidate},", found[1])
-        links += 1
-        if links > 40:  # the kernel's ELOOP
-            raise IOFailure(f"cannot examine {path}: Too many levels of symbolic links")
-        try:
-            target = os.readlink(candidate)
-        except OSError as e:
-            raise IOFailure(f"cannot examine {candidate}: {e.strerror or e}") from None
-        current = "/" if target.startswith("/") else current
-        pending = [p for p in target.split("/") if p] + pending
-    return current, None
+            return where, (f"{found[0]}, holding the symbolic link {name},", found[1])
 
 
 def _owner_of(directory):
