@@ -23,13 +23,13 @@ read it.
 """
 
 import os
-import shutil
 import stat
 import subprocess
 
 from . import childerr, sigthreads
 from .argwords import option_words
 from .errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
+from .pathsearch import which
 from .keyargs import FD_PATH, secret_paths
 from .childenv import ENV_KEY, KEY_COMMAND_NEEDS, child_env
 from .keys import MAX_SECRET_BYTES
@@ -99,7 +99,7 @@ def check_environment(encpipe, spawn, env, key_read, wait=True):
     needs no check (any bytes are a passphrase). Without `wait`, that keyid is
     only started: the Started (None when there is nothing to read) says its
     verdict when asked (result()), so that the caller's own steps run meanwhile."""
-    if shutil.which(encpipe[0]) is None:  # missing, a directory, not executable
+    if which(encpipe[0]) is None:  # missing, a directory, not executable
         raise InputUnavailable(f"cannot run encpipe: {encpipe[0]}")
     if key_read and env.get(ENV_KEY) is not None:  # set but empty: malformed too, as each child says
         started = Started(encpipe, spawn, [], env={**child_env(env), ENV_KEY: env[ENV_KEY]})

@@ -12,7 +12,6 @@ command line is read and checked by pgbackupargs.
 import importlib
 import mmap
 import os
-import secrets
 import signal
 import sys
 import time
@@ -144,7 +143,8 @@ class Backup:
         self.pending = 128 + signum
 
     def _temp_name(self):
-        return f"{TEMP_PREFIX}{self.stamp}_{os.getpid()}_{secrets.randbelow(1 << 30)}"
+        tail = int.from_bytes(os.urandom(4), "big") >> 2  # secrets.randbelow(1 << 30), without importing random
+        return f"{TEMP_PREFIX}{self.stamp}_{os.getpid()}_{tail}"
 
     def _say_waiting(self):
         self.io.stderr.write(f"{PROG}: waiting for another run in {self.o['dir']}\n")  # any holder of its lock

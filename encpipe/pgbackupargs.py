@@ -3,11 +3,11 @@ completed before anything runs (validate): a mistake fails (64; 78 without a
 key) before a directory is made, a lock taken or pg_dump started."""
 
 import re
-import shutil
 
 from . import dirlock, pgopts
 from .argwords import option_words
 from .backup.remotes import is_remote, refuse_as_to
+from .pathsearch import which
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .errors import UsageError
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
@@ -125,7 +125,7 @@ def validate(o, env):
     if o["format"] not in ("plain", "custom"):
         raise usage_error(f"--format must be plain or custom, not {shown_value(o['format'])}")
     if not o["compress"]:
-        o["compress"] = "zstd" if o["format"] == "plain" and shutil.which("zstd") else "none"
+        o["compress"] = "zstd" if o["format"] == "plain" and which("zstd") else "none"
     if o["compress"] not in ("zstd", "gzip", "none"):
         raise usage_error(f"--compress must be zstd, gzip or none, not {shown_value(o['compress'])}")
     if o["format"] != "plain" and o["compress"] != "none":

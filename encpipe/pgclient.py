@@ -12,7 +12,6 @@ of pg_catalog only and a lock_timeout.
 
 import os
 import re
-import secrets
 import subprocess
 
 from . import sigthreads
@@ -92,7 +91,7 @@ def conninfo(db):
 
 def restrict_key():
     """A fresh key for psql's \\restrict: only `\\unrestrict KEY` lifts it."""
-    return secrets.token_hex(24)
+    return os.urandom(24).hex()  # secrets.token_hex(24), without importing random
 
 
 def psql_args(db, *extra):
@@ -170,7 +169,7 @@ class Step:
     waited for: what it did is then all it will do."""
 
     def __init__(self, db):
-        self.db, self.name = db, "encpipe " + secrets.token_hex(8)
+        self.db, self.name = db, "encpipe " + os.urandom(8).hex()
 
     def run(self, sql, single_transaction=False, restrict=False):
         return run_sql(self.db, sql, single_transaction=single_transaction, restrict=restrict, step=self.name)

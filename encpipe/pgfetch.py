@@ -9,7 +9,6 @@ import re
 import stat
 import subprocess
 import sys
-import tempfile
 
 from . import childerr, pgopts, sigthreads
 from .backup.remotes import split_file
@@ -148,6 +147,8 @@ def fetch_remote(remote, with_globals, fetched):
             continue
         with sigthreads.held():  # made and recorded for removal in one step: a signal never leaves it
             try:
+                import tempfile  # here: a local FILE needs no temporary file
+
                 fd, path = tempfile.mkstemp(prefix="encpipe-restore.")
             except OSError as e:  # TMPDIR full (no inode left), read-only, none usable
                 raise Failure(f"cannot fetch {name}: cannot create a temporary file (TMPDIR): {e.strerror or e}; "

