@@ -49,15 +49,17 @@ def private_spool(tmpdir=None):
             pass  # the descriptor is closed all the same; the file was never named
 
 
-_TMPFILE_FLAGS = os.O_RDWR | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+# tempfile's flags but O_NOFOLLOW: here it would refuse a TMPDIR that is a link to a directory, and
+# tempfile then named the file there before it unlinked it (O_TMPFILE names nothing, wherever it leads)
+_TMPFILE_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
 
 
 def _unnamed(tmpdir):
     """What tempfile.TemporaryFile(dir=tmpdir) opens first on Linux (O_TMPFILE, with
-    its flags and mode), without importing tempfile (shutil, random: about 4 ms of
-    `open FILE`'s start): in `tmpdir`, else in the first of TMPDIR, TEMP and TMP that
-    is set, else /tmp (where tempfile.gettempdir looks first); None when that fails,
-    and tempfile tries its way."""
+    its mode), through a link to the directory as well, without importing tempfile
+    (shutil, random: about 4 ms of `open FILE`'s start): in `tmpdir`, else in the
+    first of TMPDIR, TEMP and TMP that is set, else /tmp (where tempfile.gettempdir
+    looks first); None when that fails, and tempfile tries its way."""
     where = tmpdir or next((os.environ[n] for n in ("TMPDIR", "TEMP", "TMP") if os.environ.get(n)), "/tmp")
     if not _TMPFILE_FLAGS & getattr(os, "O_TMPFILE", 0):
         return None

@@ -174,3 +174,24 @@ def test_encpipe_backup_writes_no_metrics_file_through_a_link_another_user_can_p
             "user (mode o+w, not sticky), who could hide a failed backup: encpipe-check would not read the metrics "
             "file there")
     assert os.listdir(tmp_path / "m") == []
+
+
+def test_a_dotdot_that_leaves_a_directory_another_user_can_move_is_refused(tmp_path):
+    """m/w/c/../../encpipe.prom leads to m, but who can write m/w, which holds c, can put
+    there a c (a link) whose `..` leads to a directory of theirs: the metrics file then
+    theirs. Before, only where the path led (m) was judged, as if normalised."""
+    (tmp_path / "m" / "w" / "c").mkdir(parents=True)
+    via = str(tmp_path / "m" / "w" / "c" / ".." / ".." / "encpipe.prom")
+    metrics.refuse_place(via)  # m/w only its owner's: passes
+    (tmp_path / "m" / "w").chmod(0o777)
+    said = (f"{tmp_path / 'm' / 'w'}, where a .. on the way turns back, can be written by every user (mode o+w, "
+            "not sticky), who could hide a failed backup")
+    for refuse in (metrics.refuse_place, lambda path: metrics.refuse_shared(path, None)):
+        with pytest.raises(UnsafeDirectory) as refused:
+            refuse(via)
+        assert str(refused.value).startswith(said)
+    (tmp_path / "m" / "w").chmod(0o1777)  # sticky: only c's owner can move c
+    metrics.refuse_place(via)
+    os.chown(tmp_path / "m" / "w" / "c", NOBODY, NOBODY)
+    with pytest.raises(UnsafeDirectory, match=r"/m/w/c, where a \.\. on the way turns back, can be written by user "):
+        metrics.refuse_place(via)

@@ -38,3 +38,16 @@ def test_a_directory_given_comes_first_and_one_that_fails_is_tempfiles_to_judge(
     monkeypatch.setenv("TMPDIR", str(missing))  # tempfile passes over it to /tmp, as it did before
     with private_spool() as spool:
         assert os.path.dirname(_where(spool)) == "/tmp"
+
+
+def test_a_temporary_directory_reached_by_a_symbolic_link_holds_an_unnamed_file(tmp_path, monkeypatch):
+    """TMPDIR a link to a directory (as /tmp on some systems): the spool is the unnamed
+    O_TMPFILE file in the directory it leads to, never a named one (tempfile's fallback,
+    with O_NOFOLLOW refusing the link, created a name there, then unlinked it)."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real)
+    monkeypatch.setenv("TMPDIR", str(link))
+    with private_spool() as spool:
+        assert _where(spool).startswith(f"{real}/#") and os.fstat(spool.fileno()).st_nlink == 0
+        assert not os.get_inheritable(spool.fileno())
