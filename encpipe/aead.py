@@ -175,7 +175,8 @@ class _Cryptography:
         if cls._Cipher is None:
             from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-            cls._Cipher, cls._AES, cls._GCM = Cipher, algorithms.AES, modes.GCM
+            cls._AES, cls._GCM = algorithms.AES, modes.GCM
+            cls._Cipher = Cipher  # last: another thread that sees it set finds the others set
 
     @classmethod
     def wrap_key(cls, kek, key):
