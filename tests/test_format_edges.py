@@ -183,3 +183,28 @@ def test_a_low_order_recipient_is_64_before_anything_is_written(tmp_path):
     key = secret_file(tmp_path, "k", KEY_A + "\n")
     sealed = ok(run(["seal", "--key-file", key], DATA))
     _refused(run(["rewrap", "--key-file", key, "--add-recipient", text], sealed), 64, "not a valid X25519 public key")
+
+
+def test_a_rewrap_whose_header_would_pass_16384_bytes_is_64_before_anything_is_written():
+    """A file may hold unknown slots up to the header's 16384 bytes; a slot that
+    rewrap adds past that was a ValueError (70, "internal error"): now a usage
+    error naming the limit, and nothing written (in-process: envelope.rewrap)."""
+    import io
+
+    from encpipe import envelope, format as fmt
+    from encpipe.errors import UsageError
+    from encpipe.slots import RawKey
+
+    key, other = RawKey(bytes(32)), RawKey(bytes([1]) * 32)
+    out = io.BytesIO()
+    envelope.seal(io.BytesIO(b"x"), out, [key], chunk_log2=14)
+    sealed = envelope.read_header(io.BytesIO(out.getvalue()))
+    filler = fmt.SlotRecord(200, bytes(fmt.MAX_HEADER_LEN - sealed.size - 3 - 20))  # 20 bytes to spare
+    header = envelope.build_header(key.unwrap(sealed.slots[0]), sealed.header.slots + (filler,), 14,
+                                   sealed.header.payload_salt)
+    big = header.encode() + out.getvalue()[sealed.size:]
+    assert len(header.encode()) == fmt.MAX_HEADER_LEN - 20
+    dst = io.BytesIO()
+    with pytest.raises(UsageError, match="^a file's header holds at most 16384 bytes"):
+        envelope.rewrap(io.BytesIO(big), dst, [key], add=[other])
+    assert dst.getvalue() == b""
