@@ -208,3 +208,30 @@ def test_a_rewrap_whose_header_would_pass_16384_bytes_is_64_before_anything_is_w
     with pytest.raises(UsageError, match="^a file's header holds at most 16384 bytes"):
         envelope.rewrap(io.BytesIO(big), dst, [key], add=[other])
     assert dst.getvalue() == b""
+
+
+def test_an_input_that_ends_before_its_header_does_is_refused_and_said_so():
+    """README "Layout": an empty input is "not an encpipe file"; one that ends
+    anywhere inside a header, even inside a magic it matches so far, "truncated
+    header"; a byte that departs from the magic, "not an encpipe file". Each is 65
+    (InvalidStream), and the second decoder refuses each too."""
+    import io
+
+    import independent_decoder
+    from encpipe import envelope, format as fmt
+    from encpipe.errors import InvalidStream
+    from encpipe.slots import RawKey
+
+    key = RawKey(bytes(32))
+    out = io.BytesIO()
+    envelope.seal(io.BytesIO(b"x"), out, [key], chunk_log2=14)
+    data = out.getvalue()
+    size = envelope.read_header(io.BytesIO(data)).size
+    cases = [(data[:n], "truncated header" if n else "not an encpipe file (empty input)") for n in range(size)]
+    cases += [(data[:n] + b"X", "not an encpipe file") for n in range(7)]
+    for cut, message in cases:
+        with pytest.raises(InvalidStream) as refused:
+            fmt.read_header(io.BytesIO(cut))
+        assert str(refused.value) == message, cut
+        with pytest.raises(independent_decoder.Rejected):
+            independent_decoder.decode(cut, keys=[bytes(32)])
