@@ -86,6 +86,8 @@ def build_header(file_key, slots, chunk_log2, payload_salt=None, *, version=fmt.
     if sig_count > fmt.MAX_SIGNATURES:
         raise UsageError(f"a file holds at most {fmt.MAX_SIGNATURES} signatures")
     header = fmt.Header(chunk_log2, salt, records, version=version, sig_count=sig_count)
+    if header.size > fmt.MAX_HEADER_LEN:  # a rewrap adding slots to a file of large unknown ones
+        raise UsageError(f"a file's header holds at most {fmt.MAX_HEADER_LEN} bytes; these slots need {header.size}")
     return header._replace(mac=header_mac(file_key, header))
 
 

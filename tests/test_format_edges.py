@@ -183,3 +183,55 @@ def test_a_low_order_recipient_is_64_before_anything_is_written(tmp_path):
     key = secret_file(tmp_path, "k", KEY_A + "\n")
     sealed = ok(run(["seal", "--key-file", key], DATA))
     _refused(run(["rewrap", "--key-file", key, "--add-recipient", text], sealed), 64, "not a valid X25519 public key")
+
+
+def test_a_rewrap_whose_header_would_pass_16384_bytes_is_64_before_anything_is_written():
+    """A file may hold unknown slots up to the header's 16384 bytes; a slot that
+    rewrap adds past that was a ValueError (70, "internal error"): now a usage
+    error naming the limit, and nothing written (in-process: envelope.rewrap)."""
+    import io
+
+    from encpipe import envelope, format as fmt
+    from encpipe.errors import UsageError
+    from encpipe.slots import RawKey
+
+    key, other = RawKey(bytes(32)), RawKey(bytes([1]) * 32)
+    out = io.BytesIO()
+    envelope.seal(io.BytesIO(b"x"), out, [key], chunk_log2=14)
+    sealed = envelope.read_header(io.BytesIO(out.getvalue()))
+    filler = fmt.SlotRecord(200, bytes(fmt.MAX_HEADER_LEN - sealed.size - 3 - 20))  # 20 bytes to spare
+    header = envelope.build_header(key.unwrap(sealed.slots[0]), sealed.header.slots + (filler,), 14,
+                                   sealed.header.payload_salt)
+    big = header.encode() + out.getvalue()[sealed.size:]
+    assert len(header.encode()) == fmt.MAX_HEADER_LEN - 20
+    dst = io.BytesIO()
+    with pytest.raises(UsageError, match="^a file's header holds at most 16384 bytes"):
+        envelope.rewrap(io.BytesIO(big), dst, [key], add=[other])
+    assert dst.getvalue() == b""
+
+
+def test_an_input_that_ends_before_its_header_does_is_refused_and_said_so():
+    """README "Layout": an empty input is "not an encpipe file"; one that ends
+    anywhere inside a header, even inside a magic it matches so far, "truncated
+    header"; a byte that departs from the magic, "not an encpipe file". Each is 65
+    (InvalidStream), and the second decoder refuses each too."""
+    import io
+
+    import independent_decoder
+    from encpipe import envelope, format as fmt
+    from encpipe.errors import InvalidStream
+    from encpipe.slots import RawKey
+
+    key = RawKey(bytes(32))
+    out = io.BytesIO()
+    envelope.seal(io.BytesIO(b"x"), out, [key], chunk_log2=14)
+    data = out.getvalue()
+    size = envelope.read_header(io.BytesIO(data)).size
+    cases = [(data[:n], "truncated header" if n else "not an encpipe file (empty input)") for n in range(size)]
+    cases += [(data[:n] + b"X", "not an encpipe file") for n in range(7)]
+    for cut, message in cases:
+        with pytest.raises(InvalidStream) as refused:
+            fmt.read_header(io.BytesIO(cut))
+        assert str(refused.value) == message, cut
+        with pytest.raises(independent_decoder.Rejected):
+            independent_decoder.decode(cut, keys=[bytes(32)])

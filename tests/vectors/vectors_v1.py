@@ -1,6 +1,7 @@
 """Format v1 vectors: sizes and chunking, slot kinds, wrong keys, and every way a
 header or a payload is refused."""
 
+import hmac
 import io
 
 from vectorkit import (
@@ -24,7 +25,7 @@ from vectorkit import (
 
 from encpipe import format as fmt
 from encpipe.envelope import read_header
-from encpipe.primitives import header_mac, payload_key
+from encpipe.primitives import header_mac, hkdf, payload_key
 from encpipe.slots import Passphrase, RawKey, ScryptSlot
 from encpipe.x25519 import X25519Identity
 
@@ -265,3 +266,68 @@ def _():
     header = fmt.Header(CHUNK_LOG2, parsed.header.payload_salt, (broken,), version=1)
     header = header._replace(mac=header_mac(file_key_of(data, RawKey(KEY_1)), header))
     return reheader(data, header), None
+
+
+def _prefix_edit(name, header_len):
+    """A v1 file for KEY_1 whose `header_len` field says `header_len`, CRC left alone:
+    the length is checked before the CRC, so it alone refuses the file."""
+    data = sealed(name, b"secret", [RawKey(KEY_1)])
+    return data[:8] + header_len.to_bytes(2, "big") + data[10:], None
+
+
+@vector("header_len_too_short", "header failure",
+        "header_len = 83, one less than a header with one empty slot: refused before the CRC is read", keys=RAW)
+def _():
+    return _prefix_edit("header_len_too_short", 83)
+
+
+@vector("header_len_over_limit", "header failure",
+        "header_len = 16385, over the limit of 16384: refused before any more is read", keys=RAW)
+def _():
+    return _prefix_edit("header_len_over_limit", 16385)
+
+
+@vector("slot_count_over_limit", "header failure", "slot_count = 65, CRC recomputed", keys=RAW)
+def _():
+    return _header_edit("slot_count_over_limit", 44, 65)
+
+
+@vector("slot_runs_past_header", "header failure",
+        "KEY_1's slot with body_len 49, not 48: it runs into header_mac; CRC recomputed", keys=RAW)
+def _():
+    return _header_edit("slot_runs_past_header", 47, 49)
+
+
+@vector("byte_after_slots", "header failure",
+        "one zero byte between the last slot and header_mac, header_len one more, MAC and CRC made under the"
+        " file key: no byte is reserved, so the file is refused though its MAC verifies", keys=RAW)
+def _():
+    data = sealed("byte_after_slots", b"secret", [RawKey(KEY_1)])
+    parsed = read_header(io.BytesIO(data))
+    body = bytearray(parsed.header.authenticated_bytes() + b"\x00")
+    body[8:10] = (len(body) + 36).to_bytes(2, "big")
+    mac = hmac.new(hkdf(file_key_of(data, RawKey(KEY_1)), parsed.header.payload_salt, b"encpipe v1 header"),
+                   bytes(body), "sha256").digest()
+    return recrc(bytes(body) + mac + bytes(4)) + data[parsed.size:], None
+
+
+@vector("final_record_too_short", "payload failure",
+        "a full chunk, then a final record of 15 bytes (less than a tag)", keys=RAW)
+def _():
+    data = sealed("final_record_too_short", plaintext("short", CHUNK + 50), [RawKey(KEY_1)])
+    head, records = chunk_records(data)
+    return head + records[0] + records[1][:15], None
+
+
+@vector("first_unwrapping_slot_decides", "header failure",
+        "KEY_1's slot wraps another file key (it unwraps, the header MAC then fails), KEY_2's slot the right"
+        " one; opened with KEY_1 and KEY_2: 65, KEY_2's slot is not tried", keys=[KEY_1.hex(), KEY_2.hex()])
+def _():
+    data = plaintext("decides", 100)
+    base = sealed("first_unwrapping_slot_decides", data, [RawKey(KEY_2)])
+    parsed = read_header(io.BytesIO(base))
+    other_key = bytes(range(64, 96))
+    slots = (RawKey(KEY_1).wrap(other_key).encode(),) + parsed.header.slots
+    header = fmt.Header(CHUNK_LOG2, parsed.header.payload_salt, slots, version=1)
+    header = header._replace(mac=header_mac(file_key_of(base, RawKey(KEY_2)), header))
+    return reheader(base, header), None

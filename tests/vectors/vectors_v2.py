@@ -244,6 +244,21 @@ def _():
     return recrc(bytes(header)) + data[size:], None
 
 
+@vector("v2_raw_key_slot_twice", "success",
+        "v2: KEY_1 given twice to seal: two slots alike byte for byte, both counted in A (two authenticators);"
+        " no slot is refused for repeating another, and the first opens", keys=RAW)
+def _():
+    data = plaintext("twice", 300)
+    return v2("v2_raw_key_slot_twice", data, [RawKey(KEY_1), RawKey(KEY_1)]), data
+
+
+@vector("v2_header_len_too_short", "header failure",
+        "v2: header_len = 84, enough for v1 and one byte short of a v2 header with one empty slot", keys=RAW)
+def _():
+    data = v2("v2_header_len_too_short", b"secret", [RawKey(KEY_1)])
+    return data[:8] + (84).to_bytes(2, "big") + data[10:], None
+
+
 @vector("version_3", "header failure", "unsupported format version 3", keys=RAW)
 def _():
     data = v2("version_3", b"secret", [RawKey(KEY_1)])
