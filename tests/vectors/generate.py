@@ -17,9 +17,10 @@ Each vector is a small text header, a blank line, then the raw file bytes:
 All randomness comes from a DRBG seeded by the vector's name, so running this
 again reproduces every byte; tests/test_vectors.py checks that.
 
-The vectors are defined in vectors_v1.py (format v1) and vectors_v2.py (format
-v2: the trailer, and which slot opens), on the helpers and the registry in
-vectorkit.py; this script writes them out.
+The vectors are defined in vectors_v1.py (format v1), vectors_v2.py (format
+v2: the trailer, forgeries) and vectors_v2_slots.py (which slot opens, points and
+signatures at their edges), on the helpers and the registry in vectorkit.py;
+this script writes them out.
 """
 
 import hashlib
@@ -32,7 +33,7 @@ if __name__ == "__main__":  # run as a script: the checkout's encpipe, wherever 
 
 from vectorkit import ESCROW, HERE, VECTORS  # noqa: E402
 
-for _module in ("vectors_v1", "vectors_v2"):
+for _module in ("vectors_v1", "vectors_v2", "vectors_v2_slots"):
     importlib.import_module(_module)  # registers its vectors
 
 
