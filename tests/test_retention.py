@@ -49,6 +49,26 @@ def test_a_truncated_newest_copy_never_lets_prune_remove_the_good_ones(tmp_path)
     assert "encpipe-prune: warning: left shop_20230121T000000Z.sql.enc: failed verification" in err
 
 
+def test_an_archive_named_later_but_made_before_one_whose_run_is_refused_never_counts():
+    """An archive whose run's globals file fails is not the backup to keep, but its header
+    still authenticated: an older archive put under a newer name is judged against it, as
+    verify and check --verify judge. Before, prune compared it only with the runs that
+    counted, so flipping a byte of the newest run's globals file and uploading an old
+    archive under a newer name made --keep-last 1 keep that one and remove the run
+    before, the last one a restore takes as it is."""
+    now = START + timedelta(days=3)
+    at = [START + timedelta(days=n) for n in range(3)]
+    records = [Record("shop_a.dump.enc", ("shop", "custom"), at[0], archived=at[0].replace(tzinfo=None)),
+               Record("shop_b.dump.enc", ("shop", "custom"), at[1], archived=at[1].replace(tzinfo=None)),
+               Record("shop_b.globals.sql.enc", ("shop", "globals"), at[1], FAILED, "tampered"),
+               Record("shop_old.dump.enc", ("shop", "custom"), at[2],
+                      archived=(at[0] + timedelta(hours=1)).replace(tzinfo=None))]
+    decided = {d.record.name: (d.action, d.reasons) for d in plan(records, Policy(last=1), now)}
+    assert decided["shop_old.dump.enc"] == (LEAVE, [ARCHIVED_EARLIER % "shop_b.dump.enc"])
+    assert decided["shop_a.dump.enc"] == (KEEP, ["last"])
+    assert decided["shop_b.dump.enc"][0] == LEAVE
+
+
 def test_an_archive_is_judged_against_every_archive_of_its_series_named_before_it():
     """Not only the nearest (itself, here, an older archive planted under a newer name):
     prune, verify and check --verify all judge by retention.archived_earlier."""

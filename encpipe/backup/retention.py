@@ -164,11 +164,14 @@ def archived_earlier(created, archived, counted):
 
 def _archived_earlier(record, group, now):
     """archived_earlier for a record that counts (OK), against those of `group` that
-    authenticated (OK, or a COPY prune verified) and are not future-dated."""
+    authenticated (OK, or a COPY prune verified) and are not future-dated: one whose
+    run's globals file a restore refuses (run) too, as verify and check judge; its
+    header authenticated, and else refusing that globals file let an older archive
+    under a newer name count as the newest."""
     if record.state != OK or record.archived is None:  # not an archive: no list made (a series may be long)
         return None
     counted = [(r.name, r.created, r.archived) for r in group
-               if r.state in (OK, COPY) and r.created <= now + CLOCK_SKEW]
+               if (r.state in (OK, COPY) or r.run) and r.created <= now + CLOCK_SKEW]
     return archived_earlier(record.created, record.archived, counted)
 
 
