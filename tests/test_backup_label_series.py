@@ -225,3 +225,23 @@ def test_another_databases_labelled_dump_refuses_nothing(tmp_path):
     from test_check_verify import check
     assert check("--max-age", "24", "--verify", "--database", A, str(directory))[:2] == (
         0, f"OK: other: newest backup {files[0][0]} is 3.0 h old\nOK: {A}: newest backup {u1} is 1.0 h old\n")
+
+
+def test_a_labelled_dump_whose_runs_globals_file_fails_still_dates_its_series_labels(tmp_path):
+    """A labelled dump that authenticated but does not count, its run's globals file
+    tampered with (a restore refuses it), still shows when its series' labels began:
+    before, prune and check --verify then counted an old unlabelled dump planted under
+    a newer name as the newest (--keep-last 1 removed the genuine older one)."""
+    (old, o), (labelled, q), (planted, p) = dump(6, False), dump(3, True), dump(1, False)
+    directory = put(tmp_path / "b", (old, o), (labelled, q), (planted, p))
+    (directory / f"{A}_{stamp_at(3)}.globals.sql.enc").write_bytes(b"tampered: not a sealed file")
+    from test_check_verify import check
+    assert check("--max-age", "24", "--verify", str(directory)) == (
+        1, f"WARNING: {A}: newest backup {old} is 6.0 h old; newest file {planted} failed authentication: {REASON}; "
+           f"file {labelled} failed authentication: its run's globals file {A}_{stamp_at(3)}.globals.sql.enc failed "
+           "verification: a restore refuses this dump without it\n", "")
+    code, report, err = backups("prune", "--keep-last", "1", str(directory))
+    assert code == 65, err
+    assert old in os.listdir(directory) and planted in os.listdir(directory)
+    assert left_line(directory, planted, 1) in report["left"]
+    assert [k["filename"] for k in report["kept"]] == [old] and report["removed"] == []

@@ -125,7 +125,8 @@ def _check_keys(args, io):
 
 def _authenticator(store, keys, workers, count_unauthenticated, entries=()):
     """entry -> (None when it counts as a good backup by prune's rule, else why not;
-    whether it is a labelled dump: True, False, or None when not known). As for prune,
+    whether it is a labelled dump: True, False, or None when not known; with a why, None
+    unless the dump authenticated and its run's globals file alone refuses it). As for prune,
     a dump does not count when its run's globals file, among `entries`, is one a restore
     refuses (retention.refused_by_run): it is read too."""
     trusted = store.trusted_owners()
@@ -160,8 +161,11 @@ def _authenticator(store, keys, workers, count_unauthenticated, entries=()):
         state = standing(result, count_unauthenticated)
         labelled = is_labelled(entry, result)
         if state == OK:
-            why = owned_elsewhere(entry, result["label"], trusted) or run_refused(entry) or \
-                (trusted is None and entry.archived and archived_later(entry))  # a remote: no owner says
+            why = owned_elsewhere(entry, result["label"], trusted)
+            refused = None if why else run_refused(entry)
+            if refused:  # its own label authenticated: it still dates its series' labels (labelled)
+                return refused, labelled
+            why = why or (trusted is None and entry.archived and archived_later(entry))  # a remote: no owner says
             return (why, None) if why else (None, labelled)
-        return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), labelled
+        return (UNAUTHENTICATED_REASON if state == UNAUTHENTICATED else result["error"] or "not verified"), None
     return authenticate

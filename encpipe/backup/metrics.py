@@ -336,6 +336,8 @@ def _newest(candidates, authenticate, duplicates=()):
         why, labelled = authenticate(entry)
         if why is not None:
             failed.append((index, entry, why))
+            if labelled:  # refused for its run's globals file only: its label still settles the later unlabelled
+                counted = _settled(counted, entry, failed)
             continue
         if labelled is not False:
             counted = _settled(counted, entry, failed)

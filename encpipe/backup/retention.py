@@ -144,9 +144,11 @@ def refused_by_run(globals_name, state):
 
 def first_labelled(records, now):
     """When the oldest labelled dump that authenticated (OK, or a COPY prune verified,
-    dated in the past) was made; None if none."""
+    or one whose run's globals file a restore refuses (run): its own label authenticated;
+    dated in the past) was made; None if none. Before, a run's globals file tampered
+    with let an old unlabelled dump planted under a newer name count as the newest."""
     return min((r.created for r in records
-                if r.state in (OK, COPY) and r.labelled and r.created <= now + CLOCK_SKEW), default=None)
+                if (r.state in (OK, COPY) or r.run) and r.labelled and r.created <= now + CLOCK_SKEW), default=None)
 
 
 def archived_earlier(created, archived, counted):
