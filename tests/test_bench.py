@@ -11,16 +11,34 @@ import pytest
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "bench")
 
 
+# Secrets of the bench's caller, none of which it needs: the quick run gets them all
+# (test_no_child_gets_a_secret_of_the_benchs_environment checks every child of it).
+SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-secret-5c1d", "PGPASSWORD": "libpq-pw-0e72",
+           "RCLONE_CONFIG_PASS": "rclone-pass-93ab", "ENCPIPE_PASSPHRASE": "passphrase-d4e8",
+           "BACKUP_ENCRYPTION_KEY": "legacy-key-61f0"}
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bench")
-    work = tmp / "work"
+    """One --quick run of every section, with SECRETS in its environment and, when
+    openssl is installed, a spy first on PATH that logs each openssl it starts (to
+    "log" beside the report)."""
+    from spies import write
+
+    tmp = tmp_path_factory.mktemp("bench")  # short: gpg's socket path must fit
+    work, spies, log = tmp / "work", tmp / "spies", tmp / "log"
     work.mkdir()
+    spies.mkdir()
     report = tmp / "report.json"
+    real = shutil.which("openssl")
+    if real:
+        write(spies / "openssl", "openssl", [real], log)
+    env = {**os.environ, **SECRETS, "PATH": os.pathsep.join([str(spies), os.environ["PATH"]])}
     proc = subprocess.run(
         [sys.executable, BENCH, "--quick", "--json", str(report), "--workdir", str(work)],
         capture_output=True,
         text=True,
+        env=env,
         timeout=600,
     )
     return proc, report, work
@@ -240,6 +258,26 @@ def test_quick_run_measures_the_backup_scripts_against_cat(quick_run):
     assert all(g["met"] in (True, False) and "paired rounds" in g["text"] for g in pipeline)
 
 
+def test_no_child_gets_a_secret_of_the_benchs_environment(quick_run):
+    """The bench needs none of its caller's secrets (encpipe gets its own key, the cluster
+    trusts its clients): a peer (openssl, a spy first on PATH) gets none, and the report
+    names, never shows, what it left out."""
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl")
+    from spies import records
+
+    proc, report, _ = quick_run
+    assert proc.returncode == 0, proc.stderr
+    seen = records(report.parent / "log")
+    assert {r["argv"][0] for r in seen} >= {"version", "enc"}, [r["argv"][:1] for r in seen]
+    for record in seen:
+        held = [e for e in record["env"] if e.partition("=")[0] in SECRETS or
+                any(v in e for v in SECRETS.values())]
+        assert held == [], (record["argv"][:2], held)
+    assert f"not given to any child: {', '.join(sorted(SECRETS))} (secrets; the bench needs none)" in proc.stdout
+    assert not any(v in proc.stdout + proc.stderr for v in SECRETS.values())
+
+
 def test_v1_rows_are_written_by_the_cli_code_in_format_v1(tmp_path):
     """The v1 stub seals through the CLI (same key loading) and writes a v1 file that opens."""
     from encpipe.bench.formats import V1_SEAL
@@ -315,35 +353,3 @@ def test_a_v1_row_that_is_not_v1_fails_the_formats_section_only(tmp_path_factory
     assert "    64 KiB    auto pycryptodome" in proc.stdout
     assert "#14 goal 6 [-      ] format v1/v2 rows not run" in proc.stdout
     assert list(work.iterdir()) == []
-
-
-def test_no_child_gets_a_secret_of_the_benchs_environment(tmp_path_factory):
-    """The bench needs none of its caller's secrets (encpipe gets its own key, the cluster
-    trusts its clients): a peer (openssl, a spy first on PATH) gets none, and the report
-    names, never shows, what it left out."""
-    real = shutil.which("openssl")
-    if not real:
-        pytest.skip("no openssl")
-    from spies import records, write
-
-    tmp_path = tmp_path_factory.mktemp("env")  # short: gpg's socket path must fit
-    spies, log, work = tmp_path / "spies", tmp_path / "log", tmp_path / "work"
-    spies.mkdir()
-    work.mkdir()
-    write(spies / "openssl", "openssl", [real], log)
-    secrets = {"AWS_SECRET_ACCESS_KEY": "aws-secret-5c1d", "PGPASSWORD": "libpq-pw-0e72",
-               "RCLONE_CONFIG_PASS": "rclone-pass-93ab", "ENCPIPE_PASSPHRASE": "passphrase-d4e8",
-               "BACKUP_ENCRYPTION_KEY": "legacy-key-61f0"}
-    env = {**os.environ, **secrets, "PATH": os.pathsep.join([str(spies), os.environ["PATH"]])}
-    proc = subprocess.run([sys.executable, BENCH, "--quick", "--only", "startup", "--no-pg", "--startup-reps", "1",
-                           "--ciphers", "pycryptodome", "--size", "64K", "--chunk-sizes", "auto",
-                           "--workdir", str(work)], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    seen = records(log)
-    assert {r["argv"][0] for r in seen} >= {"version", "enc"}, [r["argv"][:1] for r in seen]
-    for record in seen:
-        held = [e for e in record["env"] if e.partition("=")[0] in secrets or
-                any(v in e for v in secrets.values())]
-        assert held == [], (record["argv"][:2], held)
-    assert f"not given to any child: {', '.join(sorted(secrets))} (secrets; the bench needs none)" in proc.stdout
-    assert not any(v in proc.stdout + proc.stderr for v in secrets.values())

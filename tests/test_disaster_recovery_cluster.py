@@ -148,9 +148,15 @@ def restore_argv(key_file, path, db, *options):
     return [RESTORE, "--key-file", key_file, *options, "--", path, db]
 
 
-@pytest.mark.parametrize("fmt", [["--format", "custom"], ["--format", "plain"]], ids=["custom", "plain"])
-def test_a_lost_cluster_comes_back_database_by_database(tools, key_file, tmp_path, fmt):
-    directory, paths = str(tmp_path / "b"), {}
+FORMATS = {"custom": ["--format", "custom"], "plain": ["--format", "plain"]}
+
+
+@pytest.fixture(scope="module")
+def lost_cluster(tools, key_file, tmp_path_factory):
+    """Cluster A, built once, backed up database by database in each format (a
+    directory of its own each), then gone: {format: (directory, {db: path})},
+    its pg_dumpall and its state."""
+    backups = {}
     with PgCluster() as old:
         _tablespace(old, "ts_fast")
         old.psql(_ROLES_SQL)
@@ -159,10 +165,22 @@ def test_a_lost_cluster_comes_back_database_by_database(tools, key_file, tmp_pat
         before, before_state = dumpall(old), state(old)
         assert old.psql("SELECT setconfig FROM pg_db_role_setting WHERE setrole = 0 AND setdatabase = 0") == \
             "{statement_timeout=77s}\n"
-        for db in DATABASES:
-            proc = run([BACKUP, "--dir", directory, *fmt, "--key-file", key_file, "--", db], script_env(old, tools))
-            assert proc.returncode == 0, proc.stderr.decode()
-            paths[db] = os.path.join(directory, json.loads(proc.stdout)["filename"])
+        for name, fmt in FORMATS.items():
+            directory, paths = str(tmp_path_factory.mktemp(name) / "b"), {}
+            for db in DATABASES:
+                proc = run([BACKUP, "--dir", directory, *fmt, "--key-file", key_file, "--", db],
+                           script_env(old, tools))
+                assert proc.returncode == 0, proc.stderr.decode()
+                paths[db] = os.path.join(directory, json.loads(proc.stdout)["filename"])
+            backups[name] = directory, paths
+    return backups, before, before_state
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_a_lost_cluster_comes_back_database_by_database(tools, key_file, lost_cluster, name):
+    fmt = FORMATS[name]
+    backups, before, before_state = lost_cluster
+    directory, paths = backups[name]
     with PgCluster(own_initdb=True) as new:  # a new server: its own initdb, its own system identifier
         _tablespace(new, "ts_fast")  # first, as README says
         for db in DATABASES:

@@ -101,12 +101,22 @@ def test_independent_decoder_agrees(path):
             independent_decoder.decode(data, **secrets)
 
 
-def test_generator_reproduces_the_committed_vectors(tmp_path):
-    subprocess.run([sys.executable, str(VECTORS / "generate.py"), str(tmp_path)], check=True)
-    made = sorted(p.name for p in tmp_path.glob("*.vec"))
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """The vectors generate.py writes, run as a script from another directory and
+    without PYTHONPATH (it finds the checkout's encpipe by itself): one run, which
+    both tests below read."""
+    made = tmp_path_factory.mktemp("generated")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, str(VECTORS / "generate.py"), str(made)], env=env, cwd=made, check=True)
+    return made
+
+
+def test_generator_reproduces_the_committed_vectors(generated):
+    made = sorted(p.name for p in generated.glob("*.vec"))
     assert made == [p.name for p in ALL]
     for name in made:
-        assert (tmp_path / name).read_bytes() == (VECTORS / name).read_bytes(), name
+        assert (generated / name).read_bytes() == (VECTORS / name).read_bytes(), name
 
 
 def test_independent_decoder_opens_fresh_files():
@@ -198,8 +208,6 @@ def test_importing_the_vector_helpers_leaves_sys_path_alone():
     assert done.stdout == "True\n"
 
 
-def test_the_generator_runs_as_a_script_without_pythonpath(tmp_path):
+def test_the_generator_runs_as_a_script_without_pythonpath(generated):
     """generate.py finds the checkout's encpipe by itself, run from anywhere."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([sys.executable, str(VECTORS / "generate.py"), str(tmp_path)], env=env, cwd=tmp_path, check=True)
-    assert sorted(p.name for p in tmp_path.glob("*.vec")) == [p.name for p in ALL]
+    assert sorted(p.name for p in generated.glob("*.vec")) == [p.name for p in ALL]
