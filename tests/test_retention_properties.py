@@ -80,9 +80,9 @@ def model(records, policy):
     action, kept_runs = {}, set()
     for key in sorted({r.series for r in records}):
         group = [r for r in records if r.series == key]
-        # an unlabelled dump named no earlier than a labelled dump of its series that counts (or a copy of one)
-        labelled = [r.created for r in group
-                    if authenticated(r) and r.labelled and not (r.state == OK and run_refused(r))]
+        # an unlabelled dump named no earlier than a labelled dump of its series that counts (or a copy of one,
+        # or one that would count but for its run's globals file: its own label authenticated)
+        labelled = [r.created for r in group if authenticated(r) and r.labelled]
         since = min(labelled, default=None)
 
         def counts(r):
