@@ -61,7 +61,9 @@ def name_in_use(env=None):
     elif chosen == CRYPTOGRAPHY:
         try:
             _CIPHERS[CRYPTOGRAPHY].load()
-        except ImportError:
+        except ImportError as e:
+            if ran_out(e):  # as library(): out of memory (74), not the other library named
+                raise
             return PYCRYPTODOME
     return chosen
 

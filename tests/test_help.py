@@ -281,3 +281,6 @@ def test_a_dependency_whose_library_cannot_be_mapped_is_out_of_memory_not_missin
     with pytest.raises(ImportError) as raised:
         aead.library()
     assert raised.value is unmapped
+    with pytest.raises(ImportError) as raised:  # --version's answer: not pycryptodome, which seal would not use
+        aead.name_in_use({})
+    assert raised.value is unmapped
