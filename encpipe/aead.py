@@ -58,14 +58,22 @@ def name_in_use(env=None):
     if env.get(ENV_CIPHER, "").strip():
         if chosen == CRYPTOGRAPHY and not (_is_installed(chosen) and _recent_enough()):  # pycryptodome's: Crypto
             library()
-    elif chosen == CRYPTOGRAPHY:
-        try:
-            _CIPHERS[CRYPTOGRAPHY].load()
-        except ImportError as e:
-            if ran_out(e):  # as library(): out of memory (74), not the other library named
-                raise
-            return PYCRYPTODOME
+    elif chosen == CRYPTOGRAPHY and _unusable(CRYPTOGRAPHY):
+        return PYCRYPTODOME
     return chosen
+
+
+def _unusable(chosen):
+    """Load library `chosen`: None, or the ImportError that says it cannot be used. One
+    that is memory run out (its shared library cannot be mapped) is raised: out of
+    memory (74), no other library tried nor named."""
+    try:
+        _CIPHERS[chosen].load()
+    except ImportError as e:
+        if ran_out(e):
+            raise
+        return e
+    return None
 
 
 def _recent_enough():
@@ -96,17 +104,15 @@ def library():
     Call it before any output."""
     chosen = name()
     if chosen not in _usable:
-        try:
-            _CIPHERS[chosen].load()
+        e = _unusable(chosen)
+        if e is None:
             _usable[chosen] = chosen
-        except ImportError as e:
-            if ran_out(e):  # installed, but its library cannot be mapped now: out of memory (74), no other cipher
-                raise
-            if chosen == PYCRYPTODOME or os.environ.get(ENV_CIPHER, "").strip():
-                raise UsageError(
-                    f"{ENV_CIPHER}={chosen}, but it cannot be imported: {e}",
-                    hint=f"pip install 'encpipe[fast]' for cryptography, or unset {ENV_CIPHER}",
-                ) from None
+        elif chosen == PYCRYPTODOME or os.environ.get(ENV_CIPHER, "").strip():
+            raise UsageError(
+                f"{ENV_CIPHER}={chosen}, but it cannot be imported: {e}",
+                hint=f"pip install 'encpipe[fast]' for cryptography, or unset {ENV_CIPHER}",
+            ) from None
+        else:
             _Pycryptodome.load()
             _usable[chosen] = PYCRYPTODOME
     return _usable[chosen]

@@ -49,9 +49,7 @@ def private_spool(tmpdir=None):
             pass  # the descriptor is closed all the same; the file was never named
 
 
-# tempfile's flags but O_NOFOLLOW: here it would refuse a TMPDIR that is a link to a directory, and
-# tempfile then named the file there before it unlinked it (O_TMPFILE names nothing, wherever it leads)
-_TMPFILE_FLAGS = os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # 0: not Linux
 
 
 def _unnamed(tmpdir):
@@ -61,10 +59,12 @@ def _unnamed(tmpdir):
     first of TMPDIR, TEMP and TMP that is set, else /tmp (where tempfile.gettempdir
     looks first); None when that fails, and tempfile tries its way."""
     where = tmpdir or next((os.environ[n] for n in ("TMPDIR", "TEMP", "TMP") if os.environ.get(n)), "/tmp")
-    if not _TMPFILE_FLAGS & getattr(os, "O_TMPFILE", 0):
+    if not _O_TMPFILE:
         return None
     try:
-        fd = os.open(where, _TMPFILE_FLAGS, 0o600)
+        # tempfile's flags but O_NOFOLLOW: here it would refuse a TMPDIR that is a link to a directory, and
+        # tempfile then named the file there before it unlinked it (O_TMPFILE names nothing, wherever it leads)
+        fd = os.open(where, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | _O_TMPFILE, 0o600)
     except OSError:
         return None
     return open(fd, "w+b")

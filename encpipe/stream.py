@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from . import aead, sigthreads
 from .errors import InvalidStream, IOFailure
 from .format import TAG_LEN
-from .stdio import seekable, write_whole  # noqa: F401 (seekable: stream's, as before)
+from .stdio import seekable, write_whole
 
 _COUNTER_LEN = 11
 _MAX_COUNTER = (1 << (8 * _COUNTER_LEN)) - 1
