@@ -13,7 +13,7 @@ reported as such before any key is tried.
 """
 
 import struct
-import zlib
+from binascii import crc32  # zlib's CRC-32, from a module every command has loaded
 from collections import namedtuple
 
 from .errors import InvalidStream, IOFailure
@@ -84,7 +84,7 @@ class Header(namedtuple("Header", "chunk_log2 payload_salt slots mac suite versi
         if not 0 <= self.sig_count <= (MAX_SIGNATURES if self.version >= 2 else 0):
             raise ValueError(f"a file holds at most {MAX_SIGNATURES} signatures")
         body = self.authenticated_bytes() + self.mac
-        encoded = body + _CRC.pack(zlib.crc32(body))
+        encoded = body + _CRC.pack(crc32(body))
         if len(encoded) > MAX_HEADER_LEN:
             raise ValueError(f"header would exceed {MAX_HEADER_LEN} bytes")
         return encoded
@@ -144,7 +144,7 @@ def read_header(src):
 def parse_header(raw):
     """Parse a complete header whose prefix has been checked by read_header."""
     (crc,) = _CRC.unpack_from(raw, len(raw) - _CRC.size)
-    if zlib.crc32(raw[: -_CRC.size]) != crc:
+    if crc32(raw[: -_CRC.size]) != crc:
         raise InvalidStream("header checksum mismatch: the file is corrupt")
     version = raw[len(MAGIC)]
     suite, chunk_log2, salt, count = _FIXED.unpack_from(raw, _PREFIX.size)

@@ -6,7 +6,6 @@ are read only when no key option was given.
 """
 
 import os
-import string
 import stat
 
 from .childenv import ENV_KEY, ENV_PASSPHRASE, KEY_COMMAND_NEEDS, child_env
@@ -27,6 +26,7 @@ ENV_MODE_WARNED = "ENCPIPE_MODE_WARNED"  # "1": the script running this encpipe 
 DEFAULT_COMMAND_TIMEOUT = 60.0
 MAX_COMMAND_TIMEOUT = 86400.0
 HEX_KEY_LEN = 64
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")  # string.hexdigits, without importing string
 # The most a key file, a passphrase source or a key command's output may hold:
 # /dev/zero or an endless command given by mistake must not fill memory.
 MAX_SECRET_BYTES = 1 << 20
@@ -90,7 +90,7 @@ def parse_hex_key(text, source):
     text = text.strip(ASCII_SPACE)
     if len(text) != HEX_KEY_LEN:
         raise UsageError(f"{source}: a key must be {HEX_KEY_LEN} hex characters, not {len(text)}")
-    if not all(c in string.hexdigits for c in text):  # bytes.fromhex would skip white space
+    if not all(c in HEX_DIGITS for c in text):  # bytes.fromhex would skip white space
         raise UsageError(f"{source}: a key must be hex characters (0-9, a-f)")
     return RawKey(bytes.fromhex(text))
 

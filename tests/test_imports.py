@@ -255,6 +255,9 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
         assert "cryptography.hazmat.bindings._rust" in loaded, argv
         assert "cryptography.hazmat.primitives.ciphers" not in loaded, argv
         assert "tempfile" not in loaded, argv  # open FILE's first pass spools with O_TMPFILE itself (spool._unnamed)
+        # a key's hex digits and the header's CRC-32 need neither string (a regex compiled at its
+        # import) nor zlib: a literal, and binascii's crc32 (base64 loads it)
+        assert loaded.isdisjoint({"string", "zlib"}), argv
     probe = ("import io, sys\nfrom encpipe.backup.cli import main\n"
              f"assert main(['list', {str(tmp_path)!r}], stdout=io.BytesIO()) == 0\n"
              "print(' '.join(sorted(sys.modules)))")
