@@ -94,4 +94,4 @@ def test_no_secret_of_the_tests_reaches_a_server_or_its_clients(pg, monkeypatch)
         assert name.encode() not in server_env and value.encode() not in server_env
         assert name not in client_env and value not in client_env.values()
     assert set(client_env) <= {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH",
-                                "PGHOST", "PGPORT", "PGUSER", "PGDATABASE"}
+                                "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "GOGC", "GOMEMLIMIT"}
