@@ -20,6 +20,7 @@ if _HERE not in sys.path:
 
 import dating  # noqa: E402
 from cliutil import secret_file  # noqa: E402
+from emptycluster import EmptyClusters  # noqa: E402
 from fuzz.craft import clean_env, command  # noqa: E402
 from notroot import operating  # noqa: E402
 from pgcluster import PgCluster  # noqa: E402
@@ -79,6 +80,23 @@ def pg():
     """A started throwaway PostgreSQL cluster, shared by the whole session."""
     with PgCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def _empty_clusters():
+    clusters = EmptyClusters()
+    yield clusters
+    clusters.close()
+
+
+@pytest.fixture
+def empty_cluster(_empty_clusters):
+    """A started cluster as initdb left it (no database but postgres and the templates, no
+    role but the bootstrap one and the suite's): the worker's spare, reset after each test
+    and handed out again only when it reads back as new (tests/emptycluster.py)."""
+    cluster = _empty_clusters.take()
+    yield cluster
+    _empty_clusters.give(cluster)
 
 
 @pytest.fixture(scope="session")
