@@ -55,7 +55,7 @@ _template_datadirs = {}  # PgCluster._template's, by encoding
 # All a server and its clients get of the caller's environment, so that no secret of
 # the tests (ENCPIPE_*, PGPASSWORD, RCLONE_*, ...) reaches a test server or its psql.
 # PYTHONPATH (clients only) lets the scripts the tests run find this encpipe.
-KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GOGC", "GOMEMLIMIT")  # Go's: conftest.py
 
 
 def _minimal_env(*also) -> dict:

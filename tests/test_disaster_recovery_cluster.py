@@ -273,7 +273,7 @@ def test_properties_read_on_two_servers_are_compared_as_sets():
         "others, not applied (rename db first to have them)"]
 
 
-def test_a_dump_that_fails_for_a_missing_tablespace_says_so_in_its_hint(tools, key_file, tmp_path):
+def test_a_dump_that_fails_for_a_missing_tablespace_says_so_in_its_hint(tools, key_file, tmp_path, empty_cluster):
     """A new server without the lost one's tablespace: the restore of a plain dump that names
     it fails (1, nothing left), and its hint names the tablespace and the way out (before, the
     hint spoke of SQLSTATE codes only, the cause a warning among psql's lines above)."""
@@ -284,30 +284,30 @@ def test_a_dump_that_fails_for_a_missing_tablespace_says_so_in_its_hint(tools, k
         proc = run([BACKUP, "--dir", str(tmp_path / "b"), "--key-file", key_file, "spaced"], script_env(old, tools))
         assert proc.returncode == 0, proc.stderr.decode()
         path = os.path.join(str(tmp_path / "b"), json.loads(proc.stdout)["filename"])
-    with PgCluster() as new:
-        databases = new.psql("SELECT datname FROM pg_database ORDER BY 1")
-        proc = run(restore_argv(key_file, path, "spaced"), script_env(new, tools))
-        assert (proc.returncode, proc.stdout) == (1, b"")
-        lines = proc.stderr.decode().splitlines()
-        assert lines[0] == "encpipe-restore: warning: tablespaces this server lacks are not created: ts_fast"
-        assert lines[-2:] == [
-            "encpipe-restore: error: restoring %s failed; database spaced was not created" % path,
-            "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names them needs: "
-            "create them first (README: Disaster recovery), or restore a custom archive with -- --no-tablespaces"]
-        assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
-        # psql's whole messages, which name the tablespace: the same hint, after them
-        proc = run([RESTORE, "--key-file", key_file, path, "spaced", "--", "-v", "VERBOSITY=default"],
-                   script_env(new, tools))
-        assert (proc.returncode, proc.stdout) == (1, b"")
-        lines = proc.stderr.decode().splitlines()
-        assert 'DETAIL:  Tablespace "ts_fast" does not exist.' in lines
-        assert lines[-1] == "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names " \
-            "them needs: create them first (README: Disaster recovery), or restore a custom archive with -- " \
-            "--no-tablespaces"
-        assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
+    new = empty_cluster
+    databases = new.psql("SELECT datname FROM pg_database ORDER BY 1")
+    proc = run(restore_argv(key_file, path, "spaced"), script_env(new, tools))
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    lines = proc.stderr.decode().splitlines()
+    assert lines[0] == "encpipe-restore: warning: tablespaces this server lacks are not created: ts_fast"
+    assert lines[-2:] == [
+        "encpipe-restore: error: restoring %s failed; database spaced was not created" % path,
+        "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names them needs: "
+        "create them first (README: Disaster recovery), or restore a custom archive with -- --no-tablespaces"]
+    assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
+    # psql's whole messages, which name the tablespace: the same hint, after them
+    proc = run([RESTORE, "--key-file", key_file, path, "spaced", "--", "-v", "VERBOSITY=default"],
+               script_env(new, tools))
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    lines = proc.stderr.decode().splitlines()
+    assert 'DETAIL:  Tablespace "ts_fast" does not exist.' in lines
+    assert lines[-1] == "encpipe-restore: hint: this server lacks tablespace(s) ts_fast, which a dump that names " \
+        "them needs: create them first (README: Disaster recovery), or restore a custom archive with -- " \
+        "--no-tablespaces"
+    assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
 
 
-def test_a_dump_that_fails_for_another_reason_keeps_the_usual_hint(tools, key_file, tmp_path):
+def test_a_dump_that_fails_for_another_reason_keeps_the_usual_hint(tools, key_file, tmp_path, empty_cluster):
     """The server lacks the globals file's tablespace, but the dump fails for another
     reason (here a division by zero, 22012): the hint is the usual one, which says how to
     see psql's messages. Before, any failed restore got the tablespace hint."""
@@ -320,15 +320,15 @@ def test_a_dump_that_fails_for_another_reason_keeps_the_usual_hint(tools, key_fi
     failing = tmp_path / "b" / os.path.basename(backup)  # in its place, as its run's globals file's dump
     failing.write_bytes(encpipe(["seal", "--key-file", key_file],
                                 input=b"CREATE TABLE t (x integer);\nSELECT 1/0;\n").stdout)
-    with PgCluster() as new:
-        databases = new.psql("SELECT datname FROM pg_database ORDER BY 1")
-        proc = run(restore_argv(key_file, str(failing), "plainer"), script_env(new, tools))
-        assert (proc.returncode, proc.stdout) == (1, b"")
-        lines = proc.stderr.decode().splitlines()
-        assert lines[0] == "encpipe-restore: warning: tablespaces this server lacks are not created: ts_fast"
-        assert [line for line in lines if line.endswith("ERROR:  22012")]  # psql's, as it wrote it
-        assert lines[-2:] == [
-            "encpipe-restore: error: restoring %s failed; database plainer was not created" % failing,
-            "encpipe-restore: hint: psql's errors above are SQLSTATE codes and lines of the dump: its messages may "
-            "quote the dump's data; to see them, add -- -v VERBOSITY=default"]
-        assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases
+    new = empty_cluster
+    databases = new.psql("SELECT datname FROM pg_database ORDER BY 1")
+    proc = run(restore_argv(key_file, str(failing), "plainer"), script_env(new, tools))
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    lines = proc.stderr.decode().splitlines()
+    assert lines[0] == "encpipe-restore: warning: tablespaces this server lacks are not created: ts_fast"
+    assert [line for line in lines if line.endswith("ERROR:  22012")]  # psql's, as it wrote it
+    assert lines[-2:] == [
+        "encpipe-restore: error: restoring %s failed; database plainer was not created" % failing,
+        "encpipe-restore: hint: psql's errors above are SQLSTATE codes and lines of the dump: its messages may "
+        "quote the dump's data; to see them, add -- -v VERBOSITY=default"]
+    assert new.psql("SELECT datname FROM pg_database ORDER BY 1") == databases

@@ -94,4 +94,45 @@ def test_no_secret_of_the_tests_reaches_a_server_or_its_clients(pg, monkeypatch)
         assert name.encode() not in server_env and value.encode() not in server_env
         assert name not in client_env and value not in client_env.values()
     assert set(client_env) <= {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH",
-                                "PGHOST", "PGPORT", "PGUSER", "PGDATABASE"}
+                                "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "GOGC", "GOMEMLIMIT"}
+
+
+def test_an_empty_cluster_is_handed_out_again_only_as_new():
+    """tests/emptycluster.py: what a restore onto an empty server leaves (databases, roles
+    owning objects in them and settings) is reset and the same cluster handed out again;
+    a change the reset does not undo (ALTER SYSTEM, an object in template1, a tablespace)
+    and the next test gets a new cluster."""
+    from emptycluster import EmptyClusters
+
+    clusters = EmptyClusters()
+    try:
+        first = clusters.take()
+        new = first.psql("SELECT datname FROM pg_database ORDER BY 1"), first.psql("SELECT rolname FROM pg_roles ORDER BY 1")
+        first.psql("CREATE ROLE ec_owner; CREATE ROLE ec_reader; GRANT ec_reader TO ec_owner; "
+                   "ALTER ROLE ec_reader SET work_mem = '8MB'; CREATE DATABASE ec_db OWNER ec_owner; "
+                   "COMMENT ON DATABASE ec_db IS 'restored'; COMMENT ON ROLE ec_owner IS 'theirs'")
+        first.psql("CREATE TABLE t (x int); ALTER TABLE t OWNER TO ec_owner; ALTER DATABASE ec_db SET work_mem = '9MB'",
+                   db="ec_db")
+        first.psql("CREATE TABLE kept_by_postgres (x int); ALTER TABLE kept_by_postgres OWNER TO ec_owner")
+        holder = subprocess.Popen([first.bin("psql"), "-X", "-d", "ec_db"], env=first.env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a session left open
+        try:
+            clusters.give(first)
+            again = clusters.take()
+        finally:
+            holder.stdin.close()
+            holder.wait()
+        assert again is first
+        assert (again.psql("SELECT datname FROM pg_database ORDER BY 1"),
+                again.psql("SELECT rolname FROM pg_roles ORDER BY 1")) == new
+        for change in ("ALTER SYSTEM SET work_mem = '7MB'; SELECT pg_reload_conf()",
+                       "CREATE TABLE left_in_template1 (x int)", "ALTER DATABASE postgres SET work_mem = '6MB'",
+                       "ALTER ROLE postgres SET work_mem = '5MB'", "ALTER DATABASE template1 CONNECTION LIMIT 3"):
+            dirty = clusters.take()
+            dirty.psql(change, db="template1" if "template1 (" in change else None)
+            clusters.give(dirty)
+            fresh = clusters.take()
+            assert fresh is not dirty and not os.path.exists(dirty.base_dir), change
+            clusters.give(fresh)
+    finally:
+        clusters.close()

@@ -112,9 +112,8 @@ def cluster_a():
 
 
 @pytest.fixture
-def cluster_b():
-    with PgCluster() as cluster:
-        yield cluster
+def cluster_b(empty_cluster):
+    return empty_cluster
 
 
 @pytest.mark.parametrize("options", [("--format", "plain", "--compress", "zstd"),

@@ -71,10 +71,9 @@ def runs(pg, tools, key_file, tmp_path_factory):
 
 
 @pytest.fixture
-def empty():
+def empty(empty_cluster):
     """A server that has none of the runs' roles, nor their database."""
-    with PgCluster() as cluster:
-        yield cluster
+    return empty_cluster
 
 
 def _restored(cluster):

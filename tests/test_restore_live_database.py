@@ -120,7 +120,7 @@ def test_the_database_keeps_its_default_tablespace(cluster, tools, key_file, tmp
     assert cluster.psql("SELECT x FROM t", db="live_spaced") == "1\n"
 
 
-def test_a_recorded_tablespace_the_server_lacks_is_done_without(tools, key_file, tmp_path):
+def test_a_recorded_tablespace_the_server_lacks_is_done_without(tools, key_file, tmp_path, empty_cluster):
     """As tablespaces of the dump's tables: named in the warning, not made (the database
     goes to the server's default); a plain dump whose tables name none restores."""
     with PgCluster() as source:
@@ -128,13 +128,13 @@ def test_a_recorded_tablespace_the_server_lacks_is_done_without(tools, key_file,
         source.psql("CREATE DATABASE spaced TABLESPACE far_disk")
         source.psql("CREATE TABLE t AS SELECT 1 AS x", db="spaced")
         path, _ = backup(source, tools, str(tmp_path / "b"), "spaced", "--key-file", key_file)
-    with PgCluster() as empty:
-        proc = restore(empty, tools, path, "spaced", "--key-file", key_file)
-        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
-        assert proc.stderr.splitlines()[0] == PREFIX + b"warning: tablespaces this server lacks are not created: " \
-                                                       b"far_disk"
-        assert empty.psql(SPACE % "spaced") == "pg_default\n"
-        assert empty.psql("SELECT x FROM t", db="spaced") == "1\n"
+    empty = empty_cluster
+    proc = restore(empty, tools, path, "spaced", "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert proc.stderr.splitlines()[0] == PREFIX + b"warning: tablespaces this server lacks are not created: " \
+                                                   b"far_disk"
+    assert empty.psql(SPACE % "spaced") == "pg_default\n"
+    assert empty.psql("SELECT x FROM t", db="spaced") == "1\n"
 
 
 @pytest.mark.parametrize("options", [[], ["--terminate-connections"]])
