@@ -25,11 +25,11 @@ import os
 import stat
 
 from . import pathwalk
-from .errors import IOFailure, UnsafeDirectory
+from .errors import UnsafeDirectory
 from .keyargs import FD_PATH, SECRET_FILES
 from .keys import STDIN_PATHS
 from .textform import shown_name
-from .writers import ALLOW_FLAG, _owners, _user_name, first_other_writer, other_writer
+from .writers import ALLOW_FLAG, _owners, _user_name, as_file_writer, first_other_writer, left_writer, other_writer
 
 
 def refuse_replaceable(given, options=SECRET_FILES, allow_shared=False):
@@ -66,7 +66,7 @@ def replacer(path):
     change, and who; None when there is none."""
     for kind, where, name, info in pathwalk.steps(path):
         if kind == pathwalk.UP:
-            found = _left_writer(where)
+            found = left_writer(where, writers_into=True)
         elif kind == pathwalk.LINK:
             found = _link_writer(name, info, where)
         elif kind == pathwalk.MISSING:  # nothing there (yet): who could put it there? (a sticky one's writers too)
@@ -88,7 +88,7 @@ def _reached_writer(path, real):
 
 def _file_writer(absolute, real, info):
     if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        writer = _owner_only(info)
+        writer = as_file_writer(info)
     else:
         writer = other_writer(info, sticky_ok=False, where=real)
     if not writer:
@@ -97,31 +97,13 @@ def _file_writer(absolute, real, info):
 
 
 def _link_writer(link, info, directory):
-    writer = _owner_only(info)  # a link's own mode is always 0777: only its owner (or its directory) can change it
+    writer = as_file_writer(info)  # a link's own mode is always 0777: only its owner (or its directory) can change it
     if writer:
         return f"its symbolic link {link}", writer
     found = _directory_writer(directory)
     return (f"{found[0]}, holding its symbolic link {link}", found[1]) if found else None
 
 
-def _left_writer(directory):
-    """(what, who) when a `..` leaves `directory` and another user could have changed
-    where it leads: whoever can change what holds its name (the working directory's too)."""
-    parent = os.path.dirname(directory)
-    if parent == directory:
-        return None
-    found = first_other_writer(parent)
-    try:
-        if not found and os.stat(parent).st_mode & stat.S_ISVTX:  # there, its owner can replace it
-            writer = _owner_only(os.lstat(directory))
-            found = writer and (directory, writer)
-    except OSError as e:
-        raise IOFailure(f"cannot examine {directory}: {e.strerror or e}") from None
-    return (f"{found[0]}, where a .. on the way turns back,", found[1]) if found else None
-
-
-def _owner_only(info):
-    return other_writer(os.stat_result((stat.S_IFREG, *info[1:])), sticky_ok=False)
 
 
 def _directory_writer(directory, sticky=True):

@@ -41,6 +41,36 @@ def first_other_writer(path, trusted=None, sticky_here=True, missing_ok=False):
         current = parent
 
 
+def left_writer(directory, trusted=None, writers_into=False):
+    """(what, who) when a user outside `trusted` (uids; default the caller and root)
+    could change where a `..` leaving `directory` leads: a writer of the directory
+    holding its name or of one above it (a sticky one excepted), or, that one
+    sticky, the owner of `directory`, who can still move it there. With
+    `writers_into`, also whoever may write into `directory` itself (keyplace, for
+    a key file's way: stricter on purpose, as it judges a link's). Used by keyplace
+    and backup.metrics, which judge every `..` on the way to a file."""
+    parent = os.path.dirname(directory)
+    if parent == directory:
+        return None
+    found = first_other_writer(parent, trusted)
+    if not found:
+        try:
+            sticky, info = os.stat(parent).st_mode & stat.S_ISVTX, os.lstat(directory)
+        except OSError as e:
+            raise IOFailure(f"cannot examine {directory}: {e.strerror or e}") from None
+        if sticky:
+            writer = as_file_writer(info, trusted) if writers_into else \
+                info.st_uid not in ({os.geteuid(), 0} if trusted is None else trusted) and \
+                f"user {_user_name(info.st_uid)} (its owner)"
+            found = writer and (directory, writer)
+    return (f"{found[0]}, where a .. on the way turns back,", found[1]) if found else None
+
+
+def as_file_writer(info, trusted=None):
+    """other_writer of `info` judged as a file's: a sticky directory's mode spares no writer."""
+    return other_writer(os.stat_result((stat.S_IFREG, *info[1:])), trusted, sticky_ok=False)
+
+
 def _owners():
     me = os.geteuid()
     return "root" if me == 0 else f"{_user_name(me)} or root"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from .. import pathwalk
 from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
 from ..safefile import open_source, write_atomically
-from ..writers import _user_name, first_other_writer, other_writer
+from ..writers import _user_name, first_other_writer, left_writer, other_writer
 from .listing import copies, older_than_its_name, user_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
@@ -133,7 +133,7 @@ def _directory_of(path, trusted=None):
     link included; (where, who) for the first symbolic link on the way that a user
     outside `trusted` (default the caller and root) could point elsewhere: its owner,
     or a writer of the directory holding it (not sticky); or for the place of a directory
-    a `..` leaves (_left); else None). Before, only where the path really leads was
+    a `..` leaves (writers.left_writer); else None). Before, only where the path really leads was
     judged: a link in a directory another user can write let them lead it to a
     directory and a file of their own."""
     trusted = {0, os.geteuid()} if trusted is None else trusted
@@ -143,7 +143,7 @@ def _directory_of(path, trusted=None):
         if kind == pathwalk.REACHED:
             return where, None
         if kind == pathwalk.UP:
-            found = _left(where, trusted)
+            found = left_writer(where, trusted)
             if found:
                 return where, found
             continue
@@ -152,26 +152,6 @@ def _directory_of(path, trusted=None):
         found = first_other_writer(where, trusted)  # sticky: only the link's owner can replace it there
         if found:
             return where, (f"{found[0]}, holding the symbolic link {name},", found[1])
-
-
-def _left(directory, trusted):
-    """(what, who) when a user outside `trusted` could change where a `..` leaving
-    `directory` leads: a writer of the directory holding its name or one above it (a
-    sticky one excepted), or, that one sticky, its owner (as keyplace judges a key
-    file's way). Before, a `..` was not judged: `m/w/c/../..` as `m` whoever wrote `w`."""
-    parent = os.path.dirname(directory)
-    if parent == directory:
-        return None
-    found = first_other_writer(parent, trusted)
-    if found:
-        return f"{found[0]}, where a .. on the way turns back,", found[1]
-    try:
-        sticky, info = os.stat(parent).st_mode & stat.S_ISVTX, os.lstat(directory)
-    except OSError as e:
-        raise IOFailure(f"cannot examine {directory}: {e.strerror or e}") from None
-    if sticky and info.st_uid not in trusted:  # there, its owner can move it
-        return f"{directory}, where a .. on the way turns back,", f"user {_user_name(info.st_uid)} (its owner)"
-    return None
 
 
 def _owner_of(directory):
