@@ -4,6 +4,7 @@ nothing: a module that only starts children (psql, rclone) need not load keys.py
 
 ENV_KEY = "ENCPIPE_KEY"
 ENV_PASSPHRASE = "ENCPIPE_PASSPHRASE"
+ENV_SIGNER = "ENCPIPE_SIGNER"  # no secret: the verify keys a file must be signed by
 # Secrets no child inherits unless it needs them, by need (child_env's `needs`):
 # "encpipe": encpipe's own (the last is the previous tool's key); "libpq": pg_dump's,
 # psql's...; "rclone": every RCLONE_ variable (its configuration password, remotes'

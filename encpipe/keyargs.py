@@ -68,12 +68,16 @@ def public_forms(option, values, what="public key"):
 
 def load_signers(texts, files, env):
     """Verify keys from --signer texts and --signer-file paths, else from ENCPIPE_SIGNER."""
+    from .childenv import ENV_SIGNER
+
+    if not texts and not files and not env.get(ENV_SIGNER):  # none: signing's cryptography not loaded
+        return []
     from .keys import decode_text, read_secret_file
-    from .signing import ENV_SIGNER, parse_verify_key, parse_verify_keys
+    from .signing import parse_verify_key, parse_verify_keys
     from .textform import nth
 
     if not texts and not files:
-        return parse_verify_keys(env.get(ENV_SIGNER) or "", ENV_SIGNER, numbered=False)
+        return parse_verify_keys(env[ENV_SIGNER], ENV_SIGNER, numbered=False)
     keys = [parse_verify_key(text, nth("--signer", i, len(texts))) for i, text in enumerate(texts, 1)]
     for path in files:  # as a key file: UTF-8, and one with no key is refused, beside others too
         found = parse_verify_keys(decode_text(read_secret_file(path, lambda *a, **k: None), path), path)

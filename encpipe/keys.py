@@ -1,4 +1,7 @@
 """Where secrets come from: environment, files, file descriptors, commands, the terminal.
+The key slots' cryptography (slots: hmac, OpenSSL's hashlib) is imported where a key
+is made, so that a script that only checks key options (encpipe-backup, -restore)
+starts without it.
 
 Never argv. Every source is read here and nowhere else; the CLI only says
 which sources the user named. Explicit options win: the environment variables
@@ -13,8 +16,6 @@ from .deps import require_installed
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
 from .proctree import kill_tree
 from .sigdefer import held
-from .slots import (DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, RawKey, ScryptRun,
-                    parse_budget)
 from .textform import (ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, nth, refuse_key_in_place, refuse_public,
                        shown_name)
 from .workers import decimal_number
@@ -92,6 +93,8 @@ def parse_hex_key(text, source):
         raise UsageError(f"{source}: a key must be {HEX_KEY_LEN} hex characters, not {len(text)}")
     if not all(c in HEX_DIGITS for c in text):  # bytes.fromhex would skip white space
         raise UsageError(f"{source}: a key must be hex characters (0-9, a-f)")
+    from .slots import RawKey
+
     return RawKey(bytes.fromhex(text))
 
 
@@ -283,7 +286,7 @@ def prompt_passphrase(confirm):
 class KeyLoader:
     """Turns KeySources into recipients (sealing) or identities (opening)."""
 
-    def __init__(self, env, warn, work_factor=DEFAULT_SCRYPT_LOG2_N, prompt=prompt_passphrase):
+    def __init__(self, env, warn, work_factor=None, prompt=prompt_passphrase):
         self.env, self.warn, self.work_factor, self.prompt = env, warn, work_factor, prompt
 
     def keyrings(self, paths, commands):
@@ -315,9 +318,12 @@ class KeyLoader:
             passphrases.append(self.prompt(confirm=sealing))
         if use_env and not sources.any_given():
             keys, passphrases = self._from_environment()
+        from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, ScryptRun, parse_budget
+
         budget = parse_budget(self.env[ENV_SCRYPT_BUDGET]) if self.env.get(ENV_SCRYPT_BUDGET) else DEFAULT_SCRYPT_BUDGET
         run = ScryptRun(budget, len(passphrases))  # one for the files these keys open (a run's many)
-        keys += [Passphrase(p, log2_n=self.work_factor, budget=budget, run=run) for p in passphrases]
+        log2_n = DEFAULT_SCRYPT_LOG2_N if self.work_factor is None else self.work_factor
+        keys += [Passphrase(p, log2_n=log2_n, budget=budget, run=run) for p in passphrases]
         if not keys:
             raise NoKeyConfigured(
                 "no key configured",

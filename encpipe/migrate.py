@@ -92,7 +92,7 @@ from .inplace import kept, not_a_leftover, owner_not_kept
 from .keyplace import refuse_replaceable
 from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
-from .signing import ENV_SIGNER
+from .childenv import ENV_SIGNER
 from .textform import shown_name
 
 MAGIC = b"ENCPIPE"

@@ -5,8 +5,6 @@ import os
 import re
 import time
 
-from . import aead
-from . import format as fmt
 from .errors import UsageError
 from .textform import hidden_value, shown_value
 
@@ -54,6 +52,9 @@ def threads(args, chunk_size=None, pipe_end=False):
     of the stream is a pipe whose other program needs the cores (`pipe_end`),
     on cores that no other process keeps busy (busy_cores), and with at most 16 MiB
     of chunk buffers in all."""
+    from . import aead  # here: a script that takes a number (--passphrase-fd N) loads no cipher
+    from . import format as fmt
+
     explicit = thread_option(args)
     if explicit:
         return explicit
@@ -101,6 +102,8 @@ def chunk_log2(text):
     """log2 of a --chunk-size, or None for the default (auto, or not given)."""
     if text is None or text == "auto":
         return None
+    from . import format as fmt
+
     match = _SIZE.fullmatch(text)
     if not match:
         raise UsageError(f"--chunk-size: cannot read {shown_value(text)}; use e.g. 64K or 1M")

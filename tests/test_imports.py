@@ -2,6 +2,7 @@
 functions (kept there for start-up time) as well as those at the top."""
 
 import ast
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "encpipe"
@@ -104,6 +105,33 @@ def test_a_restore_loads_no_cipher_command_nor_remote_store_module():
     assert "encpipe.pgrestore" in loaded and "encpipe.pgfetch" in loaded
     assert loaded.isdisjoint({"encpipe.commands", "encpipe.envelope", "encpipe.provenance", "encpipe.backup.storage",
                               "encpipe.backup.localstore", "encpipe.backup.rclonestore", "encpipe.backup.records"})
+
+
+def test_a_restore_run_loads_no_key_slot_signing_or_cipher_module(tmp_path):
+    """encpipe-restore checks its key options but reads no key itself (its `encpipe keyid`
+    and `encpipe open` do): keys imports the key slots (hmac, OpenSSL's hashlib) where a
+    key is made, no --signer loads no signing, and a number option's parser (workers)
+    no cipher. Before, each backup and restore imported them all at its start.
+    Here it fails at its first psql (no server): everything before that has run."""
+    import subprocess
+    import sys
+
+    key = tmp_path / "k.key"
+    with open(os.open(key, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write("ab" * 32 + "\n")
+    (tmp_path / "shop.sql.enc").write_bytes(b"x")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "encpipe.launch", "encpipe-restore",
+                           "encpipe.pgrestore", "--key-file", str(key),
+                           str(tmp_path / "shop.sql.enc"), "shop"],
+                          capture_output=True, cwd=PACKAGE.parent, stdin=subprocess.DEVNULL,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent), "PGHOST": str(tmp_path)})
+    said = [line for line in done.stderr.decode().splitlines() if not line.startswith("import time:")]
+    assert done.returncode != 0 and said[-1].endswith("nothing was changed"), said
+    loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.decode().splitlines()
+              if line.startswith("import time:")}
+    assert {"encpipe.pgrestorechild", "encpipe.keycheck", "encpipe.keys", "encpipe.workers"} <= loaded
+    spared = {"encpipe.slots", "encpipe.signing", "encpipe.aead", "encpipe.format", "hmac", "_hashlib"}
+    assert loaded.isdisjoint(spared), sorted(loaded & spared)
 
 
 def _loaded_by(*argv, env=(), stdin=b""):
