@@ -104,8 +104,6 @@ def _link_writer(link, info, directory):
     return (f"{found[0]}, holding its symbolic link {link}", found[1]) if found else None
 
 
-
-
 def _directory_writer(directory, sticky=True):
     """(what, who) for real `directory` or one above it, when another user can write
     it; a sticky `directory` is not (only if `sticky`: for a name that is there)."""

@@ -59,11 +59,17 @@ def left_writer(directory, trusted=None, writers_into=False):
         except OSError as e:
             raise IOFailure(f"cannot examine {directory}: {e.strerror or e}") from None
         if sticky:
-            writer = as_file_writer(info, trusted) if writers_into else \
-                info.st_uid not in ({os.geteuid(), 0} if trusted is None else trusted) and \
-                f"user {_user_name(info.st_uid)} (its owner)"
+            writer = as_file_writer(info, trusted) if writers_into else owner_writer(info, trusted)
             found = writer and (directory, writer)
     return (f"{found[0]}, where a .. on the way turns back,", found[1]) if found else None
+
+
+def owner_writer(info, trusted=None):
+    """"user NAME (its owner)" when the owner of what `info` describes is outside `trusted`
+    (uids; default the caller and root), else None: who can always chmod or move it."""
+    if info.st_uid not in ({os.geteuid(), 0} if trusted is None else trusted):
+        return f"user {_user_name(info.st_uid)} (its owner)"
+    return None
 
 
 def as_file_writer(info, trusted=None):
@@ -82,8 +88,9 @@ def other_writer(info, trusted=None, sticky_ok=True, where=None):
     None. A sticky directory's writers cannot replace another's name in it: none
     when `sticky_ok`. `where` (its path, or a descriptor) lets its ACL be read."""
     trusted = {os.geteuid(), 0} if trusted is None else trusted
-    if info.st_uid not in trusted:  # the owner can always chmod, sticky or not
-        return f"user {_user_name(info.st_uid)} (its owner)"
+    owner = owner_writer(info, trusted)  # the owner can always chmod, sticky or not
+    if owner:
+        return owner
     sticky = sticky_ok and info.st_mode & stat.S_ISVTX
     if sticky:
         return None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from .. import pathwalk
 from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
 from ..safefile import open_source, write_atomically
-from ..writers import _user_name, first_other_writer, left_writer, other_writer
+from ..writers import first_other_writer, left_writer, other_writer, owner_writer
 from .listing import copies, older_than_its_name, user_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
@@ -147,8 +147,9 @@ def _directory_of(path, trusted=None):
             if found:
                 return where, found
             continue
-        if info.st_uid not in trusted:
-            return where, (f"the symbolic link {name}", f"user {_user_name(info.st_uid)} (its owner)")
+        owner = owner_writer(info, trusted)
+        if owner:
+            return where, (f"the symbolic link {name}", owner)
         found = first_other_writer(where, trusted)  # sticky: only the link's owner can replace it there
         if found:
             return where, (f"{found[0]}, holding the symbolic link {name},", found[1])
