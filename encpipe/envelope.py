@@ -182,7 +182,8 @@ def open_sealed(
 
     Nothing reaches `dst` before all of `src`, its trailer and signatures included,
     has verified when `verify_first` or `signers` (a first pass checks it, every
-    chunk's tag too with `verify_first`, else only its trailer; a pipe is spooled as
+    chunk's tag too with `verify_first` or from a pipe, else only its trailer (and
+    the tag of a record that may hold a hole); a pipe is spooled as
     ciphertext meanwhile to an unlinked file in `tmpdir`); nor, for a v2 file opened
     by a raw key or passphrase or carrying signatures, from a seekable `src`, before
     such a first pass has checked the trailer (see _authenticates). The second pass
@@ -229,12 +230,14 @@ def open_sealed(
     if dst is None or not (strict or ((named or seekable(src)) and _authenticates(header, opened))):
         return _second_pass(sealed, payload(src, dst, on_progress), None, dst)
     # Two passes: the first checks and writes nothing; the second decrypts, and lets
-    # out no record before it matched its witness from the first (see Witnesses).
+    # out no record before it matched its witness from the first (see Witnesses). A
+    # spooled input (a pipe, a FIFO) has every tag checked in the first: it may never end.
+    check_only = not verify_first and seekable(src)
     with _two_passes(src, tmpdir) as (witnesses, first_source, replay):
         try:
-            first = payload(first_source, None, on_check, check_only=not verify_first, witnesses=witnesses)
+            first = payload(first_source, None, on_check, check_only=check_only, witnesses=witnesses)
         except NotSigned:
-            if not verify_first:  # README: every chunk is read before the signers, so one that fails is 65, not 67
+            if check_only:  # README: every chunk is read before the signers, so one that fails is 65, not 67
                 payload(replay(), None)  # raises one or the other, in that order
             raise
         if on_progress:

@@ -17,6 +17,7 @@ from cliutil import KEY_A
 from test_resources import TIB, encpipe, one_error
 
 from encpipe import envelope, signing
+from encpipe.errors import InvalidStream
 from encpipe.slots import RawKey
 from encpipe.x25519 import X25519Identity
 
@@ -114,3 +115,43 @@ def _sealed_again(data):
 
     with deterministic("runs of zeros"):
         return sealed(data, [RawKey(bytes.fromhex(KEY_A))], signed=True, chunk_log2=14)
+
+
+class _Endless(io.RawIOBase):
+    """A pipe, or a FIFO a writer of the backup directory planted under a backup's name,
+    that gives `head` (a genuine header, which anyone who can read a backup can copy),
+    then random bytes for ever (here: to `limit`); counts what was read."""
+
+    def __init__(self, head, limit=8 << 20):
+        self.head, self.block, self.limit, self.given = head, os.urandom(1 << 16), limit, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, view):
+        data = self.head or self.block
+        n = min(len(view), len(data), self.limit - self.given)
+        view[:n] = data[:n]
+        self.head = self.head[n:]
+        self.given += n
+        return n
+
+
+ENDLESS = {
+    "a FIFO FILE": (False, {"named": True}),
+    "a pipe, --signer": (True, {"signers": [SIGNER.verify_key]}),
+    "a pipe, --refuse-unauthenticated": (False, {"require_maker": True}),
+}
+
+
+@pytest.mark.parametrize("case", ENDLESS)
+def test_a_spooled_genuine_header_and_random_bytes_end_at_the_first_record(case):
+    """Spooled as it is checked, every record's tag is checked too: before, a first pass
+    that checked only the tag of a record of zeros read random bytes for ever, spooling
+    them to TMPDIR until it was full (74), and only then could fail."""
+    signed, options = ENDLESS[case]
+    genuine = sealed(b"genuine", [RawKey(bytes.fromhex(KEY_A))], signed, chunk_log2=14)
+    src, out = _Endless(genuine[: envelope.read_header(io.BytesIO(genuine)).size]), io.BytesIO()
+    with pytest.raises(InvalidStream, match="^chunk 0 failed authentication"):
+        envelope.open_sealed(envelope.read_header(src), src, out, [RawKey(bytes.fromhex(KEY_A))], **options)
+    assert (out.getvalue(), src.given < 1 << 20) == (b"", True), src.given
