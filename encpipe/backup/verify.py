@@ -7,7 +7,7 @@ from .. import commands, envelope
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned, ran_out
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
-from .names import CLUSTER_DUMP, STAMP
+from .names import CLUSTER_DUMP, stamp
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED, archived_earlier, named_late
 
@@ -145,7 +145,7 @@ def labelled(entry, head):
     "unlabelled" when it says nothing; InvalidStream when it names another, or when
     a file under a custom archive's name holds none (not PGDMP first)."""
     said = found(head)
-    why = mismatch(said, entry.database, entry.created.strftime(STAMP))
+    why = mismatch(said, entry.database, stamp(entry.created))
     series, holds, named = _HOLDS.get(said.source, (None, None, None))
     if not why and series and entry.dump_format in ("plain", "custom") and entry.dump_format != series:
         why = f"holds {holds}, not {named} (its name's kind)"
