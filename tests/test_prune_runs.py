@@ -156,3 +156,44 @@ def test_a_dump_whose_runs_globals_file_has_an_unauthenticated_maker_never_count
                              " refuses this dump without it"],
                     planted.name: [UNAUTHENTICATED_REASON]}
     assert sorted(os.listdir(d)) == sorted([good, good_globals, newest, planted.name])
+
+
+def test_a_dump_whose_runs_globals_file_is_a_copy_of_another_runs_never_counts(tmp_path):
+    """A copy is never counted, and was never read either: a writer of the newest run's
+    globals file who gave it the bytes of the run before's made both files copies of
+    each other, so neither run's dump was refused for its globals file, and `--keep-last
+    1` kept the newest dump, whose globals file a restore refuses (another run's), and
+    removed the run before, the last one a restore takes as it is. A globals file that
+    is a copy is now read: one that does not verify as its run's (its label names
+    another) refuses its dump, as check --verify and encpipe-restore do."""
+    d = tmp_path / "b"
+    d.mkdir()
+    oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest, copied = plain(d, 1), globals_of(d, 1)
+    (d / copied).write_bytes((d / good_globals).read_bytes())
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert kept(report) == {good: ["last"], oldest_globals: ["last"]}
+    assert [r["filename"] for r in report["removed"]] == [oldest]
+    left = {line["filename"]: line["reasons"] for line in report["left"]}
+    assert left == {newest: [f"its run's globals file {copied} is the same file as {good_globals} and does not verify"
+                             " as this run's: a restore refuses this dump without it"],
+                    copied: [f"the same file as {good_globals}: a copy, never counted"],
+                    good_globals: [f"the same file as {copied}: a copy, never counted"]}
+    assert sorted(os.listdir(d)) == sorted([good, good_globals, newest, copied, oldest_globals])
+
+
+def test_a_dump_whose_runs_globals_file_has_a_copy_elsewhere_still_counts(tmp_path):
+    """A copy of a run's own globals file kept under another name makes both copies, but
+    the file under the run's name still verifies as its run's: a restore takes it, and
+    the dump counts."""
+    d = tmp_path / "b"
+    d.mkdir()
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest, newest_globals = plain(d, 1), globals_of(d, 1)
+    (d / "saved-globals.enc").write_bytes((d / newest_globals).read_bytes())
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65  # the copy, left
+    assert kept(report) == {newest: ["last"], good_globals: ["last"]}
+    assert [r["filename"] for r in report["removed"]] == [good]
