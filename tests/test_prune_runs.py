@@ -22,7 +22,7 @@ import pytest
 from cliutil import ok, secret_file
 from cliutil import run as encpipe
 from dating import at, stamp_at
-from test_backup_dir import KEY, make_corrupt, run as backups
+from test_backup_dir import KEY, LEGACY_AVAILABLE, make_corrupt, run as backups
 from test_backup_label import _archive
 from test_backup_label_globals import DATABASE, _globals, _sealed
 
@@ -197,3 +197,33 @@ def test_a_dump_whose_runs_globals_file_has_a_copy_elsewhere_still_counts(tmp_pa
     assert code == 65  # the copy, left
     assert kept(report) == {newest: ["last"], good_globals: ["last"]}
     assert [r["filename"] for r in report["removed"]] == [good]
+
+
+@pytest.mark.skipif(not LEGACY_AVAILABLE, reason="the legacy reader is not available")
+def test_a_file_of_the_previous_tool_under_a_runs_globals_name_fails_and_its_dump_never_counts(tmp_path):
+    """The previous tool made no globals file, and a restore opens a run's globals file
+    as encpipe's (a file of the previous tool there is `not an encpipe file`, 65). One
+    under a globals file's name authenticated with the legacy key, so verify passed it
+    and prune counted its run's dump: put over the newest run's globals file, `--keep-last
+    1` kept that dump, which a restore refuses, and removed the run before."""
+    import io
+
+    from encpipe.legacy import seal_legacy
+
+    d = tmp_path / "b"
+    d.mkdir()
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest, replaced = plain(d, 1), globals_of(d, 1)
+    with open(d / replaced, "wb") as dst:
+        seal_legacy(io.BytesIO(b"DROP TABLE orders;\n" * 100), dst, KEY)
+    why = ("holds a file of the previous tool, which made no globals file (another backup under a globals file's"
+           " name?)")
+    code, report, err = backups("verify", str(d))
+    assert (code, err) == (65, f"encpipe-verify: error: {d / replaced}: {why}\n")
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert kept(report) == {good: ["last"], good_globals: ["last"]}
+    assert report["removed"] == []
+    left = {line["filename"]: line["reasons"] for line in report["left"]}
+    assert left == {newest: [f"its run's globals file {replaced} failed verification: a restore refuses this dump"
+                             " without it"], replaced: [f"failed verification: {why}"]}

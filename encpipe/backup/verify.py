@@ -65,6 +65,9 @@ def verify_entry(store, entry, keys, workers, named=False):
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
+            if backup_named and entry.dump_format == "globals":  # a restore opens it as encpipe's: 65
+                raise InvalidStream("holds a file of the previous tool, which made no globals file (another backup "
+                                    "under a globals file's name?)")
             _verify_legacy(store, entry, keys, result)
         elif entry.status == "partial":
             result["note"] = "partial: a backup still being written, or left by an interrupted one"
