@@ -227,3 +227,27 @@ def test_a_file_of_the_previous_tool_under_a_runs_globals_name_fails_and_its_dum
     left = {line["filename"]: line["reasons"] for line in report["left"]}
     assert left == {newest: [f"its run's globals file {replaced} failed verification: a restore refuses this dump"
                              " without it"], replaced: [f"failed verification: {why}"]}
+
+
+@pytest.mark.skipif(not LEGACY_AVAILABLE, reason="the legacy reader is not available")
+def test_a_file_of_the_previous_tool_under_a_custom_archives_name_fails(tmp_path):
+    """The previous tool made plain dumps only, and a restore of a `.dump` runs
+    pg_restore, which refuses plain SQL: like any file under a custom archive's name
+    whose content does not start with PGDMP, verify fails it (it passed, authenticated
+    with the legacy key) and prune never counts it."""
+    import io
+
+    from encpipe.legacy import seal_legacy
+
+    d = tmp_path / "b"
+    d.mkdir()
+    dump = plain(d, 2)  # no archive in the custom series: no label dates it
+    planted = f"{DB}_{stamp_at(1)}.dump.enc"
+    with open(d / planted, "wb") as dst:
+        seal_legacy(io.BytesIO(b"DROP TABLE orders;\n" * 100), dst, KEY)
+    why = "holds a file of the previous tool, which made plain dumps only: not a custom archive (its name's kind)"
+    code, _, err = backups("verify", str(d))
+    assert (code, err) == (65, f"encpipe-verify: error: {d / planted}: {why}\n")
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert (code, kept(report)) == (65, {dump: ["last"]})
+    assert {line["filename"]: line["reasons"] for line in report["left"]} == {planted: [f"failed verification: {why}"]}

@@ -68,6 +68,9 @@ def verify_entry(store, entry, keys, workers, named=False):
             if backup_named and entry.dump_format == "globals":  # a restore opens it as encpipe's: 65
                 raise InvalidStream("holds a file of the previous tool, which made no globals file (another backup "
                                     "under a globals file's name?)")
+            if backup_named and entry.dump_format == "custom":  # a restore runs pg_restore, which refuses SQL
+                raise InvalidStream("holds a file of the previous tool, which made plain dumps only: not a custom "
+                                    "archive (its name's kind)")
             _verify_legacy(store, entry, keys, result)
         elif entry.status == "partial":
             result["note"] = "partial: a backup still being written, or left by an interrupted one"
