@@ -140,3 +140,26 @@ def test_an_os_error_check_meets_is_critical_not_a_failed_output(tmp_path, monke
     args = docopt(for_docopt(USAGE), argv=["check", "--max-age", "24", str(tmp_path)])
     assert checkcmd.run(args, Io(None, out, err, ENV), str(tmp_path), 24, None) == 2
     assert (out.getvalue(), err.getvalue()) == (b"CRITICAL: internal error: OSError: 5 Input/output error\n", "")
+
+
+def test_a_backup_named_before_year_1000_is_judged_by_its_name_s_four_digit_year(tmp_path):
+    """A name's time before year 1000 was written back by strftime without its leading
+    zeros (`10101T000000Z` for 0001-01-01): an archive (any genuine one, copied or renamed
+    under such a name) then failed as an internal error, `ValueError` (encpipe-verify 70,
+    a bug's status), and a dump whose label agreed with its name failed as holding
+    another time. Now the archive fails as any archive far from its name's time (65),
+    and the label's dump verifies."""
+    from test_backup_label import SQL, _archive, _prefix, _sealed
+
+    archives = ["db_00010101T000000Z.dump.enc", "db_09991231T000000Z.dump.enc"]
+    for name in archives:
+        _sealed(tmp_path, name, _archive(b"db", made=(0, 0, 2, 5, 11, 126, 0)))  # 2026-12-05 02:00:00
+    _sealed(tmp_path, YEAR_ONE, _prefix("none", "db", "00010101T000000Z") + SQL)
+    code, report, err = run("verify", str(tmp_path))
+    results = {r["filename"]: r for r in report["results"]}
+    assert (code, results[YEAR_ONE]["ok"], results[YEAR_ONE]["label"]) == (65, True, "label")
+    assert err == "".join(
+        f"encpipe-verify: error: {tmp_path / name}: holds an archive pg_dump made at 2026-12-05 02:00:00 (its local"
+        f" time), not near {name[3:19]} (its name's time): a copy of another backup put under this name?\n"
+        for name in archives)
+    assert [results[name]["exit_code"] for name in archives] == [65, 65]

@@ -22,7 +22,7 @@ import pytest
 from cliutil import ok, secret_file
 from cliutil import run as encpipe
 from dating import at, stamp_at
-from test_backup_dir import KEY, make_corrupt, run as backups
+from test_backup_dir import KEY, LEGACY_AVAILABLE, make_corrupt, run as backups
 from test_backup_label import _archive
 from test_backup_label_globals import DATABASE, _globals, _sealed
 
@@ -156,3 +156,98 @@ def test_a_dump_whose_runs_globals_file_has_an_unauthenticated_maker_never_count
                              " refuses this dump without it"],
                     planted.name: [UNAUTHENTICATED_REASON]}
     assert sorted(os.listdir(d)) == sorted([good, good_globals, newest, planted.name])
+
+
+def test_a_dump_whose_runs_globals_file_is_a_copy_of_another_runs_never_counts(tmp_path):
+    """A copy is never counted, and was never read either: a writer of the newest run's
+    globals file who gave it the bytes of the run before's made both files copies of
+    each other, so neither run's dump was refused for its globals file, and `--keep-last
+    1` kept the newest dump, whose globals file a restore refuses (another run's), and
+    removed the run before, the last one a restore takes as it is. A globals file that
+    is a copy is now read: one that does not verify as its run's (its label names
+    another) refuses its dump, as check --verify and encpipe-restore do."""
+    d = tmp_path / "b"
+    d.mkdir()
+    oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest, copied = plain(d, 1), globals_of(d, 1)
+    (d / copied).write_bytes((d / good_globals).read_bytes())
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert kept(report) == {good: ["last"], oldest_globals: ["last"]}
+    assert [r["filename"] for r in report["removed"]] == [oldest]
+    left = {line["filename"]: line["reasons"] for line in report["left"]}
+    assert left == {newest: [f"its run's globals file {copied} is the same file as {good_globals} and does not verify"
+                             " as this run's: a restore refuses this dump without it"],
+                    copied: [f"the same file as {good_globals}: a copy, never counted"],
+                    good_globals: [f"the same file as {copied}: a copy, never counted"]}
+    assert sorted(os.listdir(d)) == sorted([good, good_globals, newest, copied, oldest_globals])
+
+
+def test_a_dump_whose_runs_globals_file_has_a_copy_elsewhere_still_counts(tmp_path):
+    """A copy of a run's own globals file kept under another name makes both copies, but
+    the file under the run's name still verifies as its run's: a restore takes it, and
+    the dump counts."""
+    d = tmp_path / "b"
+    d.mkdir()
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest, newest_globals = plain(d, 1), globals_of(d, 1)
+    (d / "saved-globals.enc").write_bytes((d / newest_globals).read_bytes())
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65  # the copy, left
+    assert kept(report) == {newest: ["last"], good_globals: ["last"]}
+    assert [r["filename"] for r in report["removed"]] == [good]
+
+
+@pytest.mark.skipif(not LEGACY_AVAILABLE, reason="the legacy reader is not available")
+def test_a_file_of_the_previous_tool_under_a_runs_globals_name_fails_and_its_dump_never_counts(tmp_path):
+    """The previous tool made no globals file, and a restore opens a run's globals file
+    as encpipe's (a file of the previous tool there is `not an encpipe file`, 65). One
+    under a globals file's name authenticated with the legacy key, so verify passed it
+    and prune counted its run's dump: put over the newest run's globals file, `--keep-last
+    1` kept that dump, which a restore refuses, and removed the run before."""
+    import io
+
+    from encpipe.legacy import seal_legacy
+
+    d = tmp_path / "b"
+    d.mkdir()
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    newest, replaced = plain(d, 1), globals_of(d, 1)
+    with open(d / replaced, "wb") as dst:
+        seal_legacy(io.BytesIO(b"DROP TABLE orders;\n" * 100), dst, KEY)
+    why = ("holds a file of the previous tool, which made no globals file (another backup under a globals file's"
+           " name?)")
+    code, report, err = backups("verify", str(d))
+    assert (code, err) == (65, f"encpipe-verify: error: {d / replaced}: {why}\n")
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert kept(report) == {good: ["last"], good_globals: ["last"]}
+    assert report["removed"] == []
+    left = {line["filename"]: line["reasons"] for line in report["left"]}
+    assert left == {newest: [f"its run's globals file {replaced} failed verification: a restore refuses this dump"
+                             " without it"], replaced: [f"failed verification: {why}"]}
+
+
+@pytest.mark.skipif(not LEGACY_AVAILABLE, reason="the legacy reader is not available")
+def test_a_file_of_the_previous_tool_under_a_custom_archives_name_fails(tmp_path):
+    """The previous tool made plain dumps only, and a restore of a `.dump` runs
+    pg_restore, which refuses plain SQL: like any file under a custom archive's name
+    whose content does not start with PGDMP, verify fails it (it passed, authenticated
+    with the legacy key) and prune never counts it."""
+    import io
+
+    from encpipe.legacy import seal_legacy
+
+    d = tmp_path / "b"
+    d.mkdir()
+    dump = plain(d, 2)  # no archive in the custom series: no label dates it
+    planted = f"{DB}_{stamp_at(1)}.dump.enc"
+    with open(d / planted, "wb") as dst:
+        seal_legacy(io.BytesIO(b"DROP TABLE orders;\n" * 100), dst, KEY)
+    why = "holds a file of the previous tool, which made plain dumps only: not a custom archive (its name's kind)"
+    code, _, err = backups("verify", str(d))
+    assert (code, err) == (65, f"encpipe-verify: error: {d / planted}: {why}\n")
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert (code, kept(report)) == (65, {dump: ["last"]})
+    assert {line["filename"]: line["reasons"] for line in report["left"]} == {planted: [f"failed verification: {why}"]}

@@ -58,8 +58,9 @@ def series_of_records(draw):
                 archived = (NOW - draw(st.sampled_from(pool)) + draw(SHIFTS)).replace(tzinfo=None)
             detail = {FAILED: "truncated", COPY: "other.sql.enc", RENAMED: "older than its name says"}.get(state)
             name = f"{database}_{created:%Y%m%dT%H%M%S}_{len(records)}.{kind}.enc"
+            taken = draw(st.booleans()) if kind == "globals" and state == COPY else None  # read as its run's?
             records.append(Record(name, (database, kind), created, state, detail,
-                                  draw(st.sampled_from([True, False, None])), archived=archived))
+                                  draw(st.sampled_from([True, False, None])), archived=archived, taken=taken))
     return records
 
 
@@ -69,7 +70,8 @@ def future(record):
 
 def model(records, policy):
     """name -> KEEP, REMOVE or LEAVE, as README says prune decides."""
-    refused_run = {(r.series[0], r.created) for r in records if r.series[1] == "globals" and r.state in REFUSED_GLOBALS}
+    refused_run = {(r.series[0], r.created) for r in records if r.series[1] == "globals" and
+                   (r.state in REFUSED_GLOBALS or r.state == COPY and not r.taken)}  # a copy: as it verified
 
     def run_refused(r):
         return r.series[1] != "globals" and (r.series[0], r.created) in refused_run

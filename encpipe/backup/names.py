@@ -80,6 +80,12 @@ def temp_started(name):
     return _utc(match["ts"], STAMP) if match else None
 
 
+def stamp(moment):
+    """A name's time as the name writes it (STAMP), its year in four digits: strftime's %Y
+    writes year 1 as "1", and a name dated before year 1000 was compared as another time."""
+    return f"{moment.year:04d}{moment:%m%dT%H%M%S}Z"
+
+
 def iso(moment):
     if moment is None:
         return None

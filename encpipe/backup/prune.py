@@ -36,12 +36,12 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
     entries = [e for e in everything if e.database in databases] if databases else everything
     by_name, records, trusted = {e.filename: e for e in entries}, [], store.trusted_owners()
     for entry in entries:
-        labelled = None
+        labelled = taken = None
         if entry.created > now + CLOCK_SKEW:  # left alone whatever it holds: not worth reading
             state, detail = UNVERIFIED, None
         elif entry.filename in copied:
             state, detail = COPY, copied[entry.filename]
-            labelled = _labelled_copy(store, entry, keys, workers, count_unauthenticated)
+            labelled, taken = _copy_read(store, entry, keys, workers, count_unauthenticated)
         elif renamed := older_than_its_name(entry):  # an old backup renamed: it authenticates, but is not itself
             state, detail = RENAMED, renamed
         else:
@@ -54,7 +54,7 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
         # unlabelled one is judged against every labelled one, wherever it was listed; on a remote
         # (no owners: trusted None) an archive against every one named before it (ARCHIVED_EARLIER)
         records.append(Record(entry.filename, entry.series, entry.created, state, detail, labelled,
-                              archived=entry.archived if labelled and trusted is None else None))
+                              archived=entry.archived if labelled and trusted is None else None, taken=taken))
     decisions = plan(records, policy, now)
     report = {"location": named(store), "dry_run": dry_run,
               "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],
@@ -83,16 +83,21 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
     return report, status
 
 
-def _labelled_copy(store, entry, keys, workers, count_unauthenticated):
-    """For a copy of a dump: True when it is a labelled dump that authenticates as prune
-    counts one (else None). Never counted itself, it still shows its series was labelled
-    by the time its name says (retention.first_labelled): else copying each labelled dump
-    under another name made a series look unlabelled, and an old unlabelled backup put
-    under a newer name counted as its newest (--keep-last removed the real ones)."""
-    if entry.dump_format not in ("plain", "custom"):
-        return None
+def _copy_read(store, entry, keys, workers, count_unauthenticated):
+    """(labelled, taken) for a copy, never counted itself. A dump's labelled: True when it
+    is a labelled dump that authenticates as prune counts one (else None); it still shows
+    its series was labelled by the time its name says (retention.first_labelled): else
+    copying each labelled dump under another name made a series look unlabelled, and an
+    old unlabelled backup put under a newer name counted as its newest (--keep-last
+    removed the real ones). A globals file's taken: whether it verifies as its run's (a
+    restore takes it); else its run's dump does not count (retention._runs_judged)."""
+    if entry.dump_format not in ("plain", "custom", "globals"):
+        return None, None
     result = verify_entry(store, entry, keys, workers)
-    return True if standing(result, count_unauthenticated) == OK and is_labelled(entry, result) else None
+    counts = standing(result, count_unauthenticated) == OK
+    if entry.dump_format == "globals":
+        return None, counts
+    return (True if counts and is_labelled(entry, result) else None), None
 
 
 def _describe(policy):

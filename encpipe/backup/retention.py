@@ -82,6 +82,7 @@ class Record:
     labelled: bool = None  # a dump that verified (OK, or a COPY): whether it is labelled; None: not known
     run: bool = False  # FAILED for its run's globals file (detail says so), not itself
     archived: datetime = None  # a custom archive that verified: its header's time (naive, pg_dump's)
+    taken: bool = None  # a globals file that is a COPY: whether it verified as its run's (a restore takes it)
 
 
 @record_class
@@ -122,14 +123,19 @@ def _runs_judged(records):
     restore reads it and refuses the dump (65, 67), unless told --no-globals or given
     another run's; it is not the backup to remove an older run for. One last written
     before its name's time is not read (an older run's renamed, which a restore refuses
-    by its label): the dump does not count either."""
-    broken = {(r.series[0], r.created): r for r in records if r.series[1] == "globals" and r.state in _REFUSED}
+    by its label): the dump does not count either; nor when it is a copy (COPY) that does
+    not verify as its run's (not `taken`): another run's globals file copied over it made
+    both copies, neither read, and its dump counted."""
+    broken = {(r.series[0], r.created): r for r in records if r.series[1] == "globals" and
+              (r.state in _REFUSED or r.state == COPY and not r.taken)}
     judged = []
     for record in records:
         globals_file = broken.get((record.series[0], record.created))
         if record.series[1] != "globals" and record.state == OK and globals_file:
-            record = replace(record, state=FAILED, detail=refused_by_run(globals_file.name, globals_file.state),
-                             run=True)
+            why = refused_by_run(globals_file.name, globals_file.state) or (
+                f"its run's globals file {globals_file.name} is the same file as {globals_file.detail} and does not"
+                " verify as this run's: a restore refuses this dump without it")
+            record = replace(record, state=FAILED, detail=why, run=True)
         judged.append(record)
     return judged
 

@@ -7,7 +7,7 @@ from .. import commands, envelope
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned, ran_out
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
-from .names import CLUSTER_DUMP, STAMP
+from .names import CLUSTER_DUMP, stamp
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
 from .retention import FAILED, LATE_UNLABELLED_REASON, OK, UNAUTHENTICATED, archived_earlier, named_late
 
@@ -65,6 +65,12 @@ def verify_entry(store, entry, keys, workers, named=False):
             result.update(ok=True, plaintext_bytes=info.plaintext_bytes, chunks=info.chunks,
                           sender_authenticated=info.provenance.sender_authenticated)
         elif entry.status == "legacy":
+            if backup_named and entry.dump_format == "globals":  # a restore opens it as encpipe's: 65
+                raise InvalidStream("holds a file of the previous tool, which made no globals file (another backup "
+                                    "under a globals file's name?)")
+            if backup_named and entry.dump_format == "custom":  # a restore runs pg_restore, which refuses SQL
+                raise InvalidStream("holds a file of the previous tool, which made plain dumps only: not a custom "
+                                    "archive (its name's kind)")
             _verify_legacy(store, entry, keys, result)
         elif entry.status == "partial":
             result["note"] = "partial: a backup still being written, or left by an interrupted one"
@@ -145,7 +151,7 @@ def labelled(entry, head):
     "unlabelled" when it says nothing; InvalidStream when it names another, or when
     a file under a custom archive's name holds none (not PGDMP first)."""
     said = found(head)
-    why = mismatch(said, entry.database, entry.created.strftime(STAMP))
+    why = mismatch(said, entry.database, stamp(entry.created))
     series, holds, named = _HOLDS.get(said.source, (None, None, None))
     if not why and series and entry.dump_format in ("plain", "custom") and entry.dump_format != series:
         why = f"holds {holds}, not {named} (its name's kind)"
