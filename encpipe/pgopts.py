@@ -98,7 +98,8 @@ _PART = ("a dump of part of a database is not a backup of it (retention would co
          "restore of it gives that part only)")
 _PART_HINT = "make it with `pg_dump ... | encpipe seal` into a file outside the backup locations"
 _PARTS = ("t", "n", "a", "s", "e", "table-and-children", "section", "filter",  # --filter: include lines too
-          "no-data", "no-schema", "statistics-only")  # pg_dump 18's -s and -a, and its statistics alone
+          "no-data", "no-schema", "statistics-only",  # pg_dump 18's -s and -a, and its statistics alone
+          "enable-row-security")  # the rows the role's policies show: else pg_dump fails where it sees not all
 _REFUSED = {
     "pg_dump": {
         **{what: (None, _PART) for what in _PARTS},

@@ -343,6 +343,22 @@ def test_a_dump_of_part_of_the_database_is_refused(args, named):
     assert caught.value.hint == _PART_HINT
 
 
+@pytest.mark.parametrize("args, named", [
+    (["--enable-row-security"], "--enable-row-security (--enable-row-security)"),
+    (["--enable-row"], "--enable-row (--enable-row-security)"),
+])
+def test_a_dump_of_the_rows_row_security_shows_is_refused(args, named):
+    """pg_dump sets row_security off and fails (`query would be affected by row-level
+    security policy`) where the role would see only some rows; --enable-row-security
+    dumps the rows its policies show instead. Before, it passed: a backup role that is
+    neither superuser nor BYPASSRLS stored, exit 0, a dump with its own rows only of a
+    table with a policy, a backup of the whole database by its name and for retention."""
+    with pytest.raises(pgopts.RefusedOption, match="^pg_dump option %s is not allowed: %s$"
+                       % (re.escape(named), re.escape(_PART))):
+        pgopts.check("pg_dump", args)
+    pgopts.check("pg_restore", ["--enable-row-security"])  # the restore's: what it restores, not what it dumps
+
+
 def test_an_ambiguous_prefix_of_table_is_refused():
     """`--tab` is --table to pg_dump 15, and ambiguous to 16 and later (--table-and-children)."""
     with pytest.raises(pgopts.RefusedOption, match="^pg_dump option --tab is ambiguous: give it in full$"):
