@@ -110,6 +110,8 @@ _REFUSED = {
         "C": ("create", "the restore creates the database and records its properties itself"),
         "binary-upgrade": (None, "its dump restores only into a server in pg_upgrade's binary upgrade mode, and "
                                  "the backup would never restore"),
+        "extra-float-digits": (None, "its dump may hold floating-point values rounded (at 0 or less), as a "
+                                     "restore would give them back; pg_dump keeps every digit by itself"),
         "include-foreign-data": (None, "a restore of its dump writes the foreign tables' rows into their foreign "
                                        "servers (one more copy there each time), and fails where those cannot be "
                                        "reached"),
