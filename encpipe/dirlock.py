@@ -12,7 +12,7 @@ import os
 import time
 
 from .errors import Changed, UsageError
-from .safefile import same_file
+from .safefile import fsync_directory, same_file
 from .textform import shown_value
 from .workers import decimal_number
 
@@ -90,7 +90,9 @@ def hold(fd, directory, check, fail, started):
 
 def make_directories(path):
     """os.makedirs(path, exist_ok=True); the (path, stat) of each directory this
-    call made, outermost first, for remove_made."""
+    call made, outermost first, for remove_made. Each is made durable in its parent
+    (fsync of the parent): DIR's own fsync, after a backup's rename, is not enough for
+    a DIR that a crash could lose."""
     missing, current = [], os.path.abspath(path)
     while not os.path.lexists(current):
         missing.append(current)
@@ -102,6 +104,7 @@ def make_directories(path):
             made.append((directory, os.lstat(directory)))
         except OSError:
             break
+        fsync_directory(os.path.dirname(directory))  # its name in its parent durable, as a backup's rename in it
     return made
 
 

@@ -98,7 +98,8 @@ _PART = ("a dump of part of a database is not a backup of it (retention would co
          "restore of it gives that part only)")
 _PART_HINT = "make it with `pg_dump ... | encpipe seal` into a file outside the backup locations"
 _PARTS = ("t", "n", "a", "s", "e", "table-and-children", "section", "filter",  # --filter: include lines too
-          "no-data", "no-schema", "statistics-only")  # pg_dump 18's -s and -a, and its statistics alone
+          "no-data", "no-schema", "statistics-only",  # pg_dump 18's -s and -a, and its statistics alone
+          "enable-row-security")  # the rows the role's policies show: else pg_dump fails where it sees not all
 _REFUSED = {
     "pg_dump": {
         **{what: (None, _PART) for what in _PARTS},
@@ -109,6 +110,8 @@ _REFUSED = {
         "C": ("create", "the restore creates the database and records its properties itself"),
         "binary-upgrade": (None, "its dump restores only into a server in pg_upgrade's binary upgrade mode, and "
                                  "the backup would never restore"),
+        "extra-float-digits": (None, "its dump may hold floating-point values rounded (at 0 or less), as a "
+                                     "restore would give them back; pg_dump keeps every digit by itself"),
         "include-foreign-data": (None, "a restore of its dump writes the foreign tables' rows into their foreign "
                                        "servers (one more copy there each time), and fails where those cannot be "
                                        "reached"),

@@ -216,3 +216,18 @@ def test_remove_made_removes_only_what_make_directories_made_and_stops_at_a_repl
     (tmp_path / "there" / "a" / "b").mkdir()  # another directory under its name: stays, and so does its parent
     dirlock.remove_made(made)
     assert os.listdir(tmp_path / "there" / "a") == ["b"]
+
+
+def test_each_directory_made_is_made_durable_in_its_parent(tmp_path, monkeypatch):
+    """A backup's rename is made durable by an fsync of DIR; a DIR (or a level above it)
+    the run made needs one of the directory holding it too, else a crash can lose it,
+    the backup reported stored with it. Before, none was asked (strace: mkdir, mkdir,
+    then fsync of DIR alone)."""
+    (tmp_path / "there").mkdir()
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_ino) or fsync(fd))
+    dirlock.make_directories(str(tmp_path / "there" / "a" / "b"))
+    assert synced == [os.stat(tmp_path / "there").st_ino, os.stat(tmp_path / "there" / "a").st_ino]
+    synced.clear()
+    dirlock.make_directories(str(tmp_path / "there" / "a" / "b"))  # there already: nothing to make durable
+    assert synced == []

@@ -343,6 +343,38 @@ def test_a_dump_of_part_of_the_database_is_refused(args, named):
     assert caught.value.hint == _PART_HINT
 
 
+@pytest.mark.parametrize("args, named", [
+    (["--enable-row-security"], "--enable-row-security (--enable-row-security)"),
+    (["--enable-row"], "--enable-row (--enable-row-security)"),
+])
+def test_a_dump_of_the_rows_row_security_shows_is_refused(args, named):
+    """pg_dump sets row_security off and fails (`query would be affected by row-level
+    security policy`) where the role would see only some rows; --enable-row-security
+    dumps the rows its policies show instead. Before, it passed: a backup role that is
+    neither superuser nor BYPASSRLS stored, exit 0, a dump with its own rows only of a
+    table with a policy, a backup of the whole database by its name and for retention."""
+    with pytest.raises(pgopts.RefusedOption, match="^pg_dump option %s is not allowed: %s$"
+                       % (re.escape(named), re.escape(_PART))):
+        pgopts.check("pg_dump", args)
+    pgopts.check("pg_restore", ["--enable-row-security"])  # the restore's: what it restores, not what it dumps
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--extra-float-digits=0"], "--extra-float-digits=0 (--extra-float-digits)"),
+    (["--extra-float-digits", "3"], "--extra-float-digits (--extra-float-digits)"),
+    (["--extra-f=-15"], "--extra-f=-15 (--extra-float-digits)"),
+])
+def test_a_dump_that_rounds_floating_point_values_is_refused(args, named):
+    """pg_dump keeps every digit of a float by itself; --extra-float-digits 0 or less
+    writes them rounded (PostgreSQL's manual: routine dumps made for backup purposes
+    should not use it). Before, it passed: `-- --extra-float-digits=0` stored, exit 0,
+    0.1 + 0.2 as 0.3 (it is 0.30000000000000004), and a restore gave 0.3."""
+    with pytest.raises(pgopts.RefusedOption, match="^pg_dump option %s is not allowed: its dump "
+                       % re.escape(named)) as caught:
+        pgopts.check("pg_dump", args)
+    assert "rounded" in str(caught.value)
+
+
 def test_an_ambiguous_prefix_of_table_is_refused():
     """`--tab` is --table to pg_dump 15, and ambiguous to 16 and later (--table-and-children)."""
     with pytest.raises(pgopts.RefusedOption, match="^pg_dump option --tab is ambiguous: give it in full$"):

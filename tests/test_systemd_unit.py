@@ -420,3 +420,17 @@ def test_an_encpipe_backup_or_a_credential_another_user_could_replace_is_warned_
             "encpipe-backup: hint: keep the credentials where only root can write (chmod go-w)"]
     finally:
         shutil.rmtree(place)
+
+
+@pytest.mark.parametrize("option, value", [("--dir", "/srv/${HOSTNAME}/b"), ("--metrics-file", "/srv/${X}/m.prom"),
+                                           ("--dir=/srv/${HOSTNAME}/b", None)])
+def test_a_variable_in_a_path_the_run_writes_is_refused(option, value):
+    """systemd expands ${VAR} in ExecStart= and not in ReadWritePaths=: --dir
+    /srv/${HOSTNAME}/b was written to /srv//b (no such variable in a service) while
+    /srv/${HOSTNAME}/b, literally, was made writable, and every run failed."""
+    with pytest.raises(UsageError, match=r"\$\{"):
+        unit.render(SCRIPT, [option, *([value] if value else []), "--dir" if option == "--metrics-file" else "--to",
+                             "/srv/b" if option == "--metrics-file" else "r:b", "--key-file", "/etc/encpipe/k"])
+    text = unit.render(SCRIPT, ["--dir", "/srv/$b", "--key-file", "/etc/encpipe/k"])  # a $ alone: literal in both
+    assert parse(exec_start(text, "shop")[1:])["dir"] == "/srv/$b"
+    assert directives(text, "ReadWritePaths") == ['"/srv/$b"']

@@ -65,7 +65,7 @@ from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_
 from ..safefile import check_directory
 from ..shown import json_value, printable
 from ..sigdefer import held, hold_for_good
-from ..stdio import write_whole
+from ..stdio import discard as discard_output, write_whole
 from ..textform import shown_value
 from .names import KINDS
 from .remotes import refuse_local, split_file
@@ -149,7 +149,13 @@ def cmd_commit(args, io):
     if unrecorded:  # stored all the same: said, the JSON line printed, 1 as for the other steps after the rename
         io.error(f"backup written, but metrics not written: {unrecorded}", hint=unrecorded.hint)
         status = 1
-    io.print(json.dumps(json_value(line)))
+    try:
+        io.print(json.dumps(json_value(line)))
+    except BrokenPipeError:  # its reader went away: 141, as for every report
+        raise
+    except OSError as e:  # a full disk: 74 as for any output, the line saying the backup is stored
+        discard_output(0)
+        raise IOFailure(f"backup written, but cannot write output: {e.strerror or e}") from None
     return status
 
 

@@ -111,6 +111,10 @@ def render(script, args, timeout="6h"):
     except pgopts.RefusedOption as e:
         raise UsageError(str(e), hint=e.hint) from None
     metrics = o["metrics"][0].partition("=")[2] if o["metrics"] else None
+    for option, path in [("--dir", o["dir"]), ("--metrics-file", metrics or "")]:
+        if _VARIABLE.search(path):  # ExecStart= would expand it, ReadWritePaths= would not: every run failed
+            raise UsageError(f"{option} {path}: systemd would expand {_VARIABLE.search(path)[0]} in ExecStart= and "
+                             "not in ReadWritePaths=", hint="give the path itself")
     for option, path in [("--dir", o["dir"]), ("--metrics-file", metrics or ""),
                          *((f, p) for f in KEY_FILES for p in {**o["seal"], **o["signers"]}[f])]:
         _refuse_hidden(option, path)
@@ -286,6 +290,9 @@ def _uid(user):
         return []
 
 
+_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # what _quote keeps for systemd to expand
+
+
 def _escaped(text, variables):
     """`text` inside systemd's double quotes: backslash, quote and % (a specifier)
     escaped, and $ too where `variables` are expanded (ExecStart=)."""
@@ -304,7 +311,7 @@ def _quote_path(path):
 def _quote(arg):
     """systemd's quoting: ${VAR} expands, inside double quotes too; $$ is a $, % a
     specifier. Each ${VAR} of `arg` is kept for systemd to expand."""
-    pieces = re.split(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\})", arg)  # odd ones: the ${VAR}s
+    pieces = re.split(f"({_VARIABLE.pattern})", arg)  # odd ones: the ${VAR}s
     if all(i % 2 or not piece or shlex.quote(piece) == piece for i, piece in enumerate(pieces)):
         return arg.replace("%", "%%")
     return '"' + "".join(piece if i % 2 else _escaped(piece, variables=True) for i, piece in enumerate(pieces)) + '"'
