@@ -33,11 +33,18 @@ class Roles:
         """Run what pgglobals.plan keeps of `statements` (from the globals file `source`)."""
         if not statements:
             return
-        keep, created, skipped = pgglobals.plan(statements, self.names())
+        granted = any(pgglobals.is_parameter_grant(statement) for statement in statements)
+        names = {r[0] for r in run_sql(self.maint, "SELECT name FROM pg_catalog.pg_settings;", fields=1)} \
+            if granted else None  # GRANT ... ON PARAMETER refuses one the server does not know
+        keep, created, skipped = pgglobals.plan(statements, self.names(), names)
         left = pgglobals.members_left(skipped, created)
         if left:
             self.say("memberships of roles this server has are left out (each would gain the rights of a role the "
                      "restore creates): %s" % ", ".join(left), "warning")
+        left = pgglobals.parameters_left(skipped, created)
+        if left:
+            self.say("privileges on parameters granted by another role than their owner, or on parameters this "
+                     "server does not know, are left out: %s" % ", ".join(left), "warning")
         spaces = pgglobals.tablespaces(skipped)
         have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;", fields=1)} if spaces else ()
         spaces = self.lacking = [name for name in spaces if name not in have]
