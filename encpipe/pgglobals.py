@@ -265,6 +265,12 @@ def is_parameter_grant(statement):
     return bool(_GRANT_PARAMETER.match(statement))
 
 
+def parameter_grants(statements):
+    """(parameter, grantee) of each privilege on a parameter that `statements` grant."""
+    matches = (m for m in map(_GRANT_PARAMETER.match, statements) if m)
+    return [(unquote(m[1]), unquote(m[2])) for m in matches]
+
+
 def parameters_left(skipped, created):
     """Each privilege on a parameter left out of `skipped` (plan's) whose grantee is one of
     `created`, as "ROLE on PARAMETER": granted by another role, or on a parameter the server

@@ -5,7 +5,7 @@ their grantee from the globals file gives them too, as it gives its memberships.
 import json
 import os
 
-from test_backup_restore import BACKUP, RESTORE, run, script_env
+from test_backup_restore import BACKUP, RESTORE, encpipe, run, script_env
 
 _ACL = "SELECT parname, paracl FROM pg_catalog.pg_parameter_acl ORDER BY 1"
 
@@ -48,3 +48,23 @@ def test_only_the_owners_grants_to_created_roles_of_known_parameters_are_kept():
                     'GRANT SET ON PARAMETER "my.custom" TO tuner;']
     assert pgglobals.parameters_left(skipped, created) == ["tuner on log_statement",
                                                            "tuner on vacuum_defer_cleanup_age"]
+
+
+def test_a_failed_restore_drops_the_roles_it_created_with_their_parameter_privileges(tools, key_file, tmp_path,
+                                                                                       empty_cluster):
+    """A role with a privilege on a parameter cannot be dropped until it is revoked: the undo of
+    a restore that fails revokes those it granted first, and no role it created stays."""
+    pg = empty_cluster
+    pg.psql("CREATE ROLE tuner LOGIN; GRANT SET ON PARAMETER log_statement TO tuner; CREATE DATABASE tuned;")
+    env = script_env(pg, tools)
+    proc = run([BACKUP, "--dir", str(tmp_path / "b"), "--key-file", key_file, "tuned"], env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    path = os.path.join(str(tmp_path / "b"), json.loads(proc.stdout)["filename"])
+    with open(path, "wb") as out:  # the run's dump, failing: sealed with the same key
+        out.write(encpipe(["seal", "--key-file", key_file], input=b"SELECT 1/0;\n", check=True).stdout)
+    pg.psql("DROP DATABASE tuned; REVOKE ALL ON PARAMETER log_statement FROM tuner; DROP ROLE tuner;")
+    proc = run([RESTORE, "--key-file", key_file, path, "tuned"], env)
+    assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
+    assert "encpipe-restore: dropped the roles this restore had created again\n" in proc.stderr.decode()
+    assert pg.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'tuner'") == "0\n"
+    assert pg.psql(_ACL) == ""
