@@ -234,6 +234,7 @@ class Run(Children):
 
     def restore_stream(self, props, exists):
         self.stream = self.stream or self.restore_stream_of(self.legacy)
+        self.stream.labelled = getattr(self, "labelled", False)  # its run's globals file's label: its own too
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:

@@ -4,6 +4,9 @@ their grantee from the globals file gives them too, as it gives its memberships.
 
 import json
 import os
+import re
+
+from encpipe.backup import label
 
 from test_backup_restore import BACKUP, RESTORE, encpipe, run, script_env
 
@@ -60,8 +63,10 @@ def test_a_failed_restore_drops_the_roles_it_created_with_their_parameter_privil
     proc = run([BACKUP, "--dir", str(tmp_path / "b"), "--key-file", key_file, "tuned"], env)
     assert proc.returncode == 0, proc.stderr.decode()
     path = os.path.join(str(tmp_path / "b"), json.loads(proc.stdout)["filename"])
-    with open(path, "wb") as out:  # the run's dump, failing: sealed with the same key
-        out.write(encpipe(["seal", "--key-file", key_file], input=b"SELECT 1/0;\n", check=True).stdout)
+    stamp = re.search(r"_([0-9]{8}T[0-9]{6}Z)\.", path)[1]
+    with open(path, "wb") as out:  # the run's dump, failing: sealed with the same key, labelled as the run's
+        out.write(encpipe(["seal", "--key-file", key_file], input=label.prefix("none", "tuned", stamp) +
+                          b"SELECT 1/0;\n", check=True).stdout)
     pg.psql("DROP DATABASE tuned; REVOKE ALL ON PARAMETER log_statement FROM tuner; DROP ROLE tuner;")
     proc = run([RESTORE, "--key-file", key_file, path, "tuned"], env)
     assert (proc.returncode, proc.stdout) == (1, b""), proc.stderr.decode()
