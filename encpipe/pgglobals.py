@@ -11,6 +11,8 @@ Instead it is split into statements and only these are kept:
 - GRANT role TO role (memberships) whose member is a role created here (in a
   new role or an existing one); never one that makes a role the target has a
   member of a new role: that role would gain the new role's rights (members_left);
+- GRANT ... ON PARAMETER to a role created here, granted by the parameters' owner,
+  of a parameter the target knows (parameters_left names the others of such a role);
 - the SET statements pg_dumpall writes at the top of the file.
 
 Everything else (tablespaces, existing roles, anything unrecognised) is left
@@ -68,6 +70,10 @@ _ROLE_STATEMENT = re.compile(
     % ((_IDENT,) * 4), re.S)
 _GRANT_ROLE = re.compile(r"^GRANT (%s) TO (%s)(?: .*?)?(?: GRANTED BY (%s))?;$" % ((_IDENT,) * 3), re.S)
 _CREATE_ROLE = re.compile(r"^CREATE ROLE (%s);$" % _IDENT)
+# pg_dumpall's privileges on configuration parameters (PostgreSQL 15 and later); one granted by
+# another role than the parameters' owner comes between SET and RESET SESSION AUTHORIZATION
+_GRANT_PARAMETER = re.compile(r"^GRANT [A-Z ,]+ ON PARAMETER (%s) TO (%s)(?: WITH GRANT OPTION)?;$" % ((_IDENT,) * 2))
+_GRANTOR = re.compile(r"^(SET|RESET) SESSION AUTHORIZATION\b")
 _TABLESPACE = re.compile(r"^(?:CREATE|ALTER|COMMENT ON|GRANT .*? ON) TABLESPACE (%s)" % _IDENT, re.S)
 # What pg_dumpall's role statements are made of: keywords and plain names (never
 # followed by a quote: U&'...'), numbers, quoted names, string literals (with no
@@ -147,16 +153,29 @@ def checked(text, path, run, say):
     return all_statements, props
 
 
-def plan(all_statements, existing_roles):
-    """(statements to run, roles created, what was left out) for a target with `existing_roles`."""
+def plan(all_statements, existing_roles, parameters=None):
+    """(statements to run, roles created, what was left out) for a target with `existing_roles`.
+    A privilege on a parameter is kept when its grantee is a role created here, it was granted
+    by the parameters' owner (not by another role, under SET SESSION AUTHORIZATION) and the
+    target knows the parameter: one of `parameters` (the server's, when given) or a custom
+    one (its name holds a dot), as GRANT ... ON PARAMETER requires."""
     created = []
     for statement in all_statements:
         match = _CREATE_ROLE.match(statement)
         if match and unquote(match[1]) not in existing_roles:
             created.append(unquote(match[1]))
     new = set(created)
-    keep, skipped = [], []
+    keep, skipped, grantor = [], [], None
     for statement in all_statements:
+        switch = _GRANTOR.match(statement)
+        if switch:
+            grantor = switch[1] == "SET" or None
+        parameter = _GRANT_PARAMETER.match(statement)
+        if parameter:
+            name = unquote(parameter[1])
+            known = parameters is None or name in parameters or "." in name
+            (keep if unquote(parameter[2]) in new and not grantor and known else skipped).append(statement)
+            continue
         role = _ROLE_STATEMENT.match(statement)
         grant = _GRANT_ROLE.match(statement)
         setting = _SET.fullmatch(statement)
@@ -240,6 +259,24 @@ def members_left(skipped, created):
     the rights of a role the globals file made (pg_read_server_files, say)."""
     matches = (m for m in map(_GRANT_ROLE.match, skipped) if m)
     return ["%s in %s" % (unquote(m[2]), unquote(m[1])) for m in matches if unquote(m[1]) in set(created)]
+
+
+def is_parameter_grant(statement):
+    return bool(_GRANT_PARAMETER.match(statement))
+
+
+def parameter_grants(statements):
+    """(parameter, grantee) of each privilege on a parameter that `statements` grant."""
+    matches = (m for m in map(_GRANT_PARAMETER.match, statements) if m)
+    return [(unquote(m[1]), unquote(m[2])) for m in matches]
+
+
+def parameters_left(skipped, created):
+    """Each privilege on a parameter left out of `skipped` (plan's) whose grantee is one of
+    `created`, as "ROLE on PARAMETER": granted by another role, or on a parameter the server
+    does not know (one a later PostgreSQL removed)."""
+    matches = (m for m in map(_GRANT_PARAMETER.match, skipped) if m)
+    return ["%s on %s" % (unquote(m[2]), unquote(m[1])) for m in matches if unquote(m[2]) in set(created)]
 
 
 def tablespaces(skipped):

@@ -38,6 +38,16 @@ def _lock_sql(function, name):
     return "SELECT pg_catalog.%s(%d, pg_catalog.hashtext(%s));" % (function, LOCK_CLASS, literal(name))
 
 
+def _held_elsewhere_sql(name):
+    """How many other sessions hold the lock of scratch database `name`, in any database:
+    advisory locks are each database's own, and a run of another --maintenance-db holds its
+    lock there (pg_locks shows every database's; a key of two ints: key1 is classid, key2
+    objid, as an unsigned number)."""
+    return ("SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+            "AND classid = %d AND objid = (pg_catalog.hashtext(%s)::bigint & 4294967295)::text::oid "
+            "AND pid <> pg_catalog.pg_backend_pid();" % (LOCK_CLASS, literal(name)))
+
+
 def is_scratch_name(name):
     """True for a name of the form restores give their scratch databases."""
     return bool(_TEMP_NAME.match(name))
@@ -94,6 +104,8 @@ class RunLock:
             if self.session.ask(_lock_sql("pg_try_advisory_lock", name)) != "t":
                 continue  # a live run owns it
             try:
+                if self.session.ask(_held_elsewhere_sql(name)) != "0":
+                    continue  # a live run of another --maintenance-db owns it (its lock is that database's)
                 run_sql(maintenance_db, "DROP DATABASE IF EXISTS %s;" % ident(name))
                 dropped.append(name)
             except PgError:

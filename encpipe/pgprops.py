@@ -189,10 +189,23 @@ def create_sql(name, props, spaces=()):
             literal(props["encoding"]), literal(props["collate"]), literal(props["ctype"]))
         if props.get("tablespace") in set(spaces) - {"pg_default"}:
             sql += " TABLESPACE %s" % ident(props["tablespace"])
-        row = props.get("row") or {}
-        if row.get("datlocprovider") == "i" and row.get("daticulocale"):
-            sql += " LOCALE_PROVIDER icu ICU_LOCALE %s" % literal(row["daticulocale"])
+        sql += _provider(props.get("row") or {})
     return sql + ";"
+
+
+def _provider(row):
+    """The locale provider clause of a pg_database `row` as each server version writes it:
+    ICU's locale (daticulocale, 15 and 16; datlocale from 17 on) and rules (16 on), 17's
+    builtin provider; none for libc. Before, only 15's ICU columns were read: a database of a
+    17 server came back as a libc one, and one with ICU rules without them."""
+    locale = row.get("datlocale") or row.get("daticulocale")
+    if row.get("datlocprovider") == "i" and locale:
+        rules = row.get("daticurules")
+        return " LOCALE_PROVIDER icu ICU_LOCALE %s%s" % (literal(locale), " ICU_RULES %s" % literal(rules)
+                                                          if rules else "")
+    if row.get("datlocprovider") == "b" and locale:
+        return " LOCALE_PROVIDER builtin BUILTIN_LOCALE %s" % literal(locale)
+    return ""
 
 
 def undo_sql(name):

@@ -89,6 +89,9 @@ class Run(Children):
     def main(self):
         o = self.o
         if o.get("list_pre_restore"):
+            if o["positional"] or o["tool"] or o.get("drop_pre_restore_older_than"):  # else taken for a run of it
+                raise Failure("--list-pre-restore lists only: it takes no FILE, DBNAME or "
+                              "--drop-pre-restore-older-than", 64)
             return print_text(PROG, json.dumps(json_value(pgleftovers.pre_restore_copies(self.maint)), indent=2))
         if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
             return self.drop_pre_restore(utf8_name(o["positional"][0]))
@@ -234,6 +237,7 @@ class Run(Children):
 
     def restore_stream(self, props, exists):
         self.stream = self.stream or self.restore_stream_of(self.legacy)
+        self.stream.labelled = getattr(self, "labelled", False)  # its run's globals file's label: its own too
         try:
             opened, restored = self.stream.run(lambda kind: self.create(props, exists, kind))
         except EmptyStream:

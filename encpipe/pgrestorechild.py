@@ -71,7 +71,15 @@ class Children:
             raise self.refused("cannot decrypt the globals file %s" % path, status, said.wait(),
                                open_failure_hint(status, self.o, self.env), pgglobals.REFUSED_HINT)
         self.globals_path = path
-        return pgglobals.checked(text, path, self.source_run, say)
+        checked = pgglobals.checked(text, path, self.source_run, say)
+        # FILE's run's, labelled: that run labelled its dump too (pgstream.Restore.labelled)
+        labelled = self.source_run is not None and pgglobals.labelled_run(text, path) is not None
+        if labelled and self.legacy:
+            raise Failure("%s is a file of the previous tool, but its run's globals file %s is encpipe-backup's, "
+                          "whose dump carries a label (a copy of an older backup put under this name?); nothing "
+                          "was changed" % (self.file, path), 65)
+        self.labelled = labelled
+        return checked
 
     def start_globals(self, path):
         """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""

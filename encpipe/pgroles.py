@@ -10,13 +10,14 @@ session's, none of the restore's."""
 
 from . import pgcommit, pgglobals, pgprops, sigthreads
 from .pgcli import Failure
-from .pgclient import PgError, ident, run_sql
+from .pgclient import PgError, ident, literal, run_sql
 
 
 class Roles:
     def __init__(self, maint, say):
         self.maint, self.say = maint, say  # say(text, kind=None): a line on stderr
         self.created, self.lacking = [], []  # lacking: tablespaces the globals file has, the server not
+        self.granted = []  # (parameter, role created) of the privileges on parameters given with them
         self._names = None
 
     def names(self):
@@ -33,11 +34,18 @@ class Roles:
         """Run what pgglobals.plan keeps of `statements` (from the globals file `source`)."""
         if not statements:
             return
-        keep, created, skipped = pgglobals.plan(statements, self.names())
+        granted = any(pgglobals.is_parameter_grant(statement) for statement in statements)
+        names = {r[0] for r in run_sql(self.maint, "SELECT name FROM pg_catalog.pg_settings;", fields=1)} \
+            if granted else None  # GRANT ... ON PARAMETER refuses one the server does not know
+        keep, created, skipped = pgglobals.plan(statements, self.names(), names)
         left = pgglobals.members_left(skipped, created)
         if left:
             self.say("memberships of roles this server has are left out (each would gain the rights of a role the "
                      "restore creates): %s" % ", ".join(left), "warning")
+        left = pgglobals.parameters_left(skipped, created)
+        if left:
+            self.say("privileges on parameters granted by another role than their owner, or on parameters this "
+                     "server does not know, are left out: %s" % ", ".join(left), "warning")
         spaces = pgglobals.tablespaces(skipped)
         have = {r[0] for r in run_sql(self.maint, "SELECT spcname FROM pg_catalog.pg_tablespace;", fields=1)} if spaces else ()
         spaces = self.lacking = [name for name in spaces if name not in have]
@@ -56,7 +64,7 @@ class Roles:
                 if not have >= set(created):  # one transaction makes them all or none: some only are another's
                     raise Failure("cannot create the missing roles from %s: %s; nothing was changed" % (source, error))
                 self.say("psql failed (%s) once the server had created the roles" % error, "warning")
-            self.created = created
+            self.created, self.granted = created, pgglobals.parameter_grants(keep)
             self._names |= set(created)
         self.say("created roles: %s" % ", ".join(created))
 
@@ -98,7 +106,8 @@ class Roles:
         if not self.created:
             return
         names = list(reversed(self.created))
-        outcome = pgcommit.roles(self.maint, "\n".join("DROP ROLE IF EXISTS %s;" % ident(r) for r in names),
+        outcome = pgcommit.roles(self.maint, "\n".join([*map(_revoke, self.granted),
+                                                        *("DROP ROLE IF EXISTS %s;" % ident(r) for r in names)]),
                                  names, names)
         if not outcome or not outcome[1]:  # psql succeeded, or failed once the server had dropped them
             self.say("dropped the roles this restore had created again")
@@ -110,3 +119,15 @@ class Roles:
         else:
             self.say("could not drop the roles this restore created (%s): %s"
                      % (", ".join(r for r in self.created if r in left), error), "error")
+
+
+def _revoke(grant):
+    """The REVOKE of a privilege on a parameter (`grant`: parameter, role) that a role the
+    restore created holds, which DROP ROLE would otherwise refuse; none when the role is gone."""
+    parameter, role = grant
+    body = "IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %s) THEN REVOKE ALL ON PARAMETER %s FROM %s; " \
+        "END IF;" % (literal(role), ident(parameter), ident(role))
+    tag = "$encpipe$"
+    while tag in body:  # a name that holds it: another tag
+        tag = tag[:-1] + "_$"
+    return "DO %sBEGIN %s END%s;" % (tag, body, tag)

@@ -164,6 +164,7 @@ class Restore:
         secrets it names lent. `named`: (file, database, time) its backup name says,
         which its label must not contradict; None for a file not named as a backup."""
         self.named = named
+        self.labelled = False  # its run labelled its dump (its globals file carries a label): one without is refused
         self.open_cmd, self.open_env, self.pass_fds, self.spawn = open_cmd, open_env, pass_fds, spawn
         self.tool_args, self.user, self.restrict = tool_args, user, restrict
         self.procs = []
@@ -268,9 +269,14 @@ class Restore:
         """Refuse (65) a dump whose label, or archive header, names another backup than its name."""
         path, db, stamp = self.named
         try:
-            why = mismatch(found(head), db, stamp)
+            said = found(head)
+            why = mismatch(said, db, stamp)
         except InvalidStream as e:
-            why = str(e)
+            why, said = str(e), None
+        if not why and self.labelled and head and said.source is None:  # before labels, or by hand: another
+            # run's (none at all: encpipe open refused it, and says why, or it is empty)
+            why = "holds no label, though its run's globals file carries one, as encpipe-backup labels every dump " \
+                  "of such a run"
         if why:
             raise Failure("%s %s (a copy of another backup put under this name?); nothing was changed"
                           % (path, why), 65)

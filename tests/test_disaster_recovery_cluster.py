@@ -18,6 +18,7 @@ import subprocess
 import pytest
 
 from pgcluster import PgCluster
+from encpipe.backup import label
 from encpipe.pgfetch import globals_name
 from test_backup_restore import BACKUP, RESTORE, encpipe, leftover_databases, run, script_env
 from test_restore_dba import _tablespace
@@ -318,8 +319,9 @@ def test_a_dump_that_fails_for_another_reason_keeps_the_usual_hint(tools, key_fi
         assert proc.returncode == 0, proc.stderr.decode()
         backup = os.path.join(str(tmp_path / "b"), json.loads(proc.stdout)["filename"])
     failing = tmp_path / "b" / os.path.basename(backup)  # in its place, as its run's globals file's dump
-    failing.write_bytes(encpipe(["seal", "--key-file", key_file],
-                                input=b"CREATE TABLE t (x integer);\nSELECT 1/0;\n").stdout)
+    stamp = re.search(r"_([0-9]{8}T[0-9]{6}Z)\.", failing.name)[1]  # labelled as its run labels it
+    failing.write_bytes(encpipe(["seal", "--key-file", key_file], input=label.prefix("none", "plainer", stamp) +
+                                b"CREATE TABLE t (x integer);\nSELECT 1/0;\n").stdout)
     new = empty_cluster
     databases = new.psql("SELECT datname FROM pg_database ORDER BY 1")
     proc = run(restore_argv(key_file, str(failing), "plainer"), script_env(new, tools))

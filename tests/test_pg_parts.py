@@ -488,3 +488,22 @@ def test_a_list_in_a_regular_file_or_none_yet_passes(tmp_path):
     listed.write_text(";\n")
     pgopts.check("pg_restore", ["-L", str(listed)])
     pgopts.check("pg_restore", ["--use-list", str(tmp_path / "none")])
+
+
+@pytest.mark.parametrize("row, clause", [
+    ({"datlocprovider": "i", "datlocale": "und-x-icu", "daticurules": None},  # PostgreSQL 17 and later
+     " LOCALE_PROVIDER icu ICU_LOCALE 'und-x-icu'"),
+    ({"datlocprovider": "i", "daticulocale": "und-x-icu", "daticurules": "&a < g"},  # 16: its rules
+     " LOCALE_PROVIDER icu ICU_LOCALE 'und-x-icu' ICU_RULES '&a < g'"),
+    ({"datlocprovider": "b", "datlocale": "C.UTF-8"},  # 17's builtin provider
+     " LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'"),
+    ({"datlocprovider": "c", "datlocale": None}, ""),
+])
+def test_the_scratch_database_keeps_the_locale_provider_of_every_server_version(row, clause):
+    """pg_database's row as PostgreSQL 16 and 17 write it: 17 renamed daticulocale to datlocale
+    and added the builtin provider, 16 added ICU rules. Before, a database of a 17 server
+    (ICU or builtin) came back as a libc one, and one with ICU rules without them."""
+    props = {"encoding": "UTF8", "collate": "C", "ctype": "C", "row": row}
+    assert pgprops.create_sql("tmp", props) == (
+        "CREATE DATABASE \"tmp\" TEMPLATE template0 ALLOW_CONNECTIONS false ENCODING 'UTF8' LC_COLLATE 'C'"
+        " LC_CTYPE 'C'%s;" % clause)
