@@ -245,6 +245,17 @@ def test_error_messages_never_echo_the_secret(tmp_path):
         assert secret not in err and secret.upper() not in err, err
 
 
+@pytest.mark.parametrize("typed", [KEY, PASSPHRASE], ids=["key", "passphrase"])
+def test_a_secret_given_as_the_file_to_rewrap_in_place_is_not_shown(tmp_path, monkeypatch, typed):
+    """`rewrap --in-place FILE` names FILE as open and inspect do: a key or passphrase
+    typed in its place (it names no file) is not shown (before: `cannot open KEY`)."""
+    monkeypatch.chdir(tmp_path)
+    key = secret_file(tmp_path / "k", KEY + "\n")
+    status, out, err = _run_in_process(["rewrap", "--in-place", typed, "--key-file", key])
+    assert (status, out) == (66, b""), err
+    assert typed not in err and "its name not shown" in err, err
+
+
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 TYPED = "hunter2-typed-in-place"  # a passphrase given where an option's value or FILE belongs
 DIGITS = "73918264"  # a passphrase of digits, out of --passphrase-fd's range
