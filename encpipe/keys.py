@@ -320,7 +320,9 @@ class KeyLoader:
             keys, passphrases = self._from_environment()
         from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, ScryptRun, parse_budget
 
-        budget = parse_budget(self.env[ENV_SCRYPT_BUDGET]) if self.env.get(ENV_SCRYPT_BUDGET) else DEFAULT_SCRYPT_BUDGET
+        # set but empty is a bad value (64), not the default, as ENCPIPE_KEY, ENCPIPE_COMMAND_TIMEOUT
+        budget = self.env.get(ENV_SCRYPT_BUDGET)
+        budget = DEFAULT_SCRYPT_BUDGET if budget is None else parse_budget(budget)
         run = ScryptRun(budget, len(passphrases))  # one for the files these keys open (a run's many)
         log2_n = DEFAULT_SCRYPT_LOG2_N if self.work_factor is None else self.work_factor
         keys += [Passphrase(p, log2_n=log2_n, budget=budget, run=run) for p in passphrases]
