@@ -314,7 +314,8 @@ def cmd_rewrap(args, io):
         recipients=args["--add-recipient"],
         passphrase_files=secret_paths(args, "--add-passphrase-file"),
     )
-    additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
+    additions = loader(args, io).load(add_sources, sealing=True, use_env=False, recipient_option="--add-recipient") \
+        if add_sources.any_given() else []
     total = input_size(src)
     reporter = progress(args, io, "rewrap", total, TwoPassReporter)
     on_progress, on_check = reporter, reporter and reporter.check
