@@ -303,7 +303,8 @@ def cmd_rewrap(args, io):
         raise UsageError("--remove takes a key id, 16 hex digits as `encpipe keyid` prints it (the value is not shown)")
     from . import safefile  # here, as for seal -o
 
-    src, before = safefile.open_source(path) if path else (open_input(None, io, "rewrap"), None)
+    # a key or passphrase typed in FILE's place (it names no file) is not shown, as open's FILE
+    src, before = safefile.open_source(path, shown=shown_name(path)) if path else (open_input(None, io, "rewrap"), None)
     src = bounded.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
     hint = "rewrap a file with --in-place FILE, or give the secret from a file"
     identities = _identities(args, io, path is None, hint=hint)
@@ -313,7 +314,8 @@ def cmd_rewrap(args, io):
         recipients=args["--add-recipient"],
         passphrase_files=secret_paths(args, "--add-passphrase-file"),
     )
-    additions = loader(args, io).load(add_sources, sealing=True, use_env=False) if add_sources.any_given() else []
+    additions = loader(args, io).load(add_sources, sealing=True, use_env=False, recipient_option="--add-recipient") \
+        if add_sources.any_given() else []
     total = input_size(src)
     reporter = progress(args, io, "rewrap", total, TwoPassReporter)
     on_progress, on_check = reporter, reporter and reporter.check

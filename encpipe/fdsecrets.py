@@ -118,7 +118,7 @@ class FdSecrets:
         the prune of --keep...). A memfd is read from its start by each open of
         /dev/fd/N; a pipe (no memfd) only once."""
         for fd, data in self.secrets.items():
-            copy = _holding(data, f"file descriptor {fd}")
+            copy = holding(data, f"file descriptor {fd}")
             os.dup2(copy, fd, inheritable=False)
             os.close(copy)
 
@@ -141,7 +141,7 @@ class FdSecrets:
         fds = [fd for fd, names in self.names.items() if names & words]
         try:
             for fd in fds:
-                copy = _holding(self.secrets[fd], f"file descriptor {fd}")
+                copy = holding(self.secrets[fd], f"file descriptor {fd}")
                 os.dup2(copy, fd, inheritable=fd == 0)  # pass_fds makes it inheritable in the child (0 is stdin)
                 os.close(copy)
             yield fds
@@ -301,7 +301,7 @@ def _read_path(option, path, source=None):
     return data
 
 
-def _holding(data, source):
+def holding(data, source):
     """A new descriptor holding `data`, the secret of `source`: a sealed memfd
     at offset 0, else (no memfd) a pipe."""
     if not hasattr(os, "memfd_create"):

@@ -305,12 +305,13 @@ class KeyLoader:
             raise UsageError("a --sign-key source holds a key that is not a signing key (ENCPIPE-SIGNING-KEY-1...)")
         return list({k.verify_key.key_id: k for k in keys}.values())  # a key given twice signs once
 
-    def load(self, sources, sealing, use_env=True):
+    def load(self, sources, sealing, use_env=True, recipient_option="--recipient"):
+        """`recipient_option`: how messages name sources.recipients (rewrap's --add-recipient)."""
         sources.refuse_shared_stdin()
         keys = self.keyrings(sources.key_files + sources.identity_files, sources.key_commands)
         if any(hasattr(k, "sign") for k in keys):
             raise SigningKeyGiven("a signing key is not an encryption key")
-        keys += self._public_keys(sources, sealing)
+        keys += self._public_keys(sources, sealing, recipient_option)
         passphrases = [_passphrase_bytes(read_secret_file(p, self.warn)) for p in sources.passphrase_files]
         passphrases += [_passphrase_bytes(read_fd(fd)) for fd in sources.passphrase_fds]
         passphrases += [_passphrase_bytes(run_secret_command(c, self.env)) for c in sources.passphrase_commands]
@@ -320,7 +321,9 @@ class KeyLoader:
             keys, passphrases = self._from_environment()
         from .slots import DEFAULT_SCRYPT_BUDGET, DEFAULT_SCRYPT_LOG2_N, ENV_SCRYPT_BUDGET, Passphrase, ScryptRun, parse_budget
 
-        budget = parse_budget(self.env[ENV_SCRYPT_BUDGET]) if self.env.get(ENV_SCRYPT_BUDGET) else DEFAULT_SCRYPT_BUDGET
+        # set but empty is a bad value (64), not the default, as ENCPIPE_KEY, ENCPIPE_COMMAND_TIMEOUT
+        budget = self.env.get(ENV_SCRYPT_BUDGET)
+        budget = DEFAULT_SCRYPT_BUDGET if budget is None else parse_budget(budget)
         run = ScryptRun(budget, len(passphrases))  # one for the files these keys open (a run's many)
         log2_n = DEFAULT_SCRYPT_LOG2_N if self.work_factor is None else self.work_factor
         keys += [Passphrase(p, log2_n=log2_n, budget=budget, run=run) for p in passphrases]
@@ -334,14 +337,14 @@ class KeyLoader:
             return [k.recipient() if hasattr(k, "recipient") else k for k in keys]
         return keys
 
-    def _public_keys(self, sources, sealing):
+    def _public_keys(self, sources, sealing, option="--recipient"):
         if not (sources.recipients or sources.recipient_files):
             return []
         if not sealing:
             raise UsageError("--recipient is for sealing; open with --identity")
         from .x25519 import parse_recipient, read_recipient_file
 
-        keys = [parse_recipient(text, nth("--recipient", i, len(sources.recipients)))
+        keys = [parse_recipient(text, nth(option, i, len(sources.recipients)))
                 for i, text in enumerate(sources.recipients, 1)]
         for path in sources.recipient_files:
             keys += read_recipient_file(decode_text(read_secret_file(path, lambda *a, **k: None), path), path)

@@ -23,7 +23,7 @@ from .backup import job, label
 from .backup.names import STAMP
 from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
-from .fdsecrets import FdSecrets, read_fd, refuse_one_number_twice
+from .fdsecrets import FdSecrets, holding, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keyplace import refuse_replaceable
 from .keys import STDIN_PATHS
@@ -188,20 +188,18 @@ class Backup:
         args = dict(self.o["seal"])
         chunk, workers = commands.seal_chunking(args, from_pipe=True, load=False)  # the library: see seal()
         aead.checked()  # an ENCPIPE_CIPHER that names no library, or one not installed: 64 now
-        pipes = [os.pipe() for _ in self.passphrases]  # each --passphrase-fd secret, read once, on a pipe again
+        # each --passphrase-fd secret, read once, on a descriptor again: a memfd holds it whole (a
+        # new pipe, which nothing read yet, held 8 KiB for a user over pipe-user-pages-soft: a longer
+        # passphrase waited for ever to be written)
+        held = []
         try:
-            for (_, w), secret in zip(pipes, self.passphrases):
-                os.write(w, secret)
-                os.close(w)
-            args["--passphrase-fd"] = [str(r) for r, _ in pipes]
+            for fd, secret in zip(self.o["seal"]["--passphrase-fd"], self.passphrases):
+                held.append(holding(secret, f"file descriptor {fd}"))
+            args["--passphrase-fd"] = [str(fd) for fd in held]
             recipients = load_keys(commands.loader(args, self.io), args, commands.key_sources(args), sealing=True)
         finally:
-            for r, w in pipes:
-                for fd in (r, w):
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+            for fd in held:
+                os.close(fd)
         signed_by = commands.signing_keys(args, self.io)
         self.progress = commands.progress(args, self.io, "seal")
 

@@ -81,15 +81,16 @@ def open_directory(path, allow_shared=False):
         raise IOFailure(f"cannot open directory {path}: {e.strerror or e}") from None
 
 
-def open_source(path, dir_fd=None):
+def open_source(path, dir_fd=None, shown=None):
     """`path` opened for reading, never through a symbolic link, with its fstat; with
-    `dir_fd`, the file of that name in the directory open as `dir_fd`."""
+    `dir_fd`, the file of that name in the directory open as `dir_fd`. `shown`: how
+    a message names it (default `path`)."""
     try:
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         fd = os.open(path, flags) if dir_fd is None else os.open(os.path.basename(path), flags, dir_fd=dir_fd)
         info = os.fstat(fd)
     except OSError as e:
-        raise InputUnavailable(f"cannot open {path}: {e.strerror or e}") from None
+        raise InputUnavailable(f"cannot open {shown or path}: {e.strerror or e}") from None
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise InputUnavailable(f"{path} is not a regular file")

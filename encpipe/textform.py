@@ -28,7 +28,7 @@ RAW_KEY_KIND = "a raw key"
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _SPACES = re.compile(f"[{ASCII_SPACE}]+")
 # what a value given for a secret file's path may be instead: a key or passphrase typed in its place
-_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
+_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe-signing-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
 
 
 def nth(option, index, count):

@@ -81,7 +81,10 @@ def parse_quietly(parser, argv):
 
 
 def argparse_message(message):
-    """An error of argparse less the `=VALUE` it echoes for a flag given one."""
+    """An error of argparse less the `=VALUE` it echoes for a flag given one, or for an
+    abbreviation that could name several options (`--sig=KEY could match --sign-key, ...`)."""
+    message = re.sub(r"^(ambiguous option: )(.*)( could match .*)$",
+                     lambda m: m[1] + shown_argument(m[2]) + m[3], message, flags=re.S)
     return re.sub(r": ignored explicit argument .*", ": takes no value", message, flags=re.S)
 
 

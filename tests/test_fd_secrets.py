@@ -514,3 +514,34 @@ def test_migrate_warns_once_of_a_key_file_others_can_read_given_through_a_descri
     assert done.returncode == 0, done.stderr
     assert done.stderr.decode().splitlines() == [
         "encpipe-migrate: warning: /dev/fd/%d is readable by group or others: chmod 600 /dev/fd/%d" % (fd, fd)]
+
+
+def test_encpipe_backup_holds_a_long_passphrase_whatever_a_new_pipe_holds(monkeypatch, tmp_path):
+    """encpipe-backup reads a --passphrase-fd once and hands it to its own key loading
+    again. It wrote it whole into a new pipe, which nothing read yet: a pipe of a user
+    over pipe-user-pages-soft holds two pages (8 KiB), and a passphrase longer than
+    that (up to MAX_SECRET) waited there for ever. A pipe here holds one page; the
+    passphrase is read as given, whatever a pipe holds."""
+    import fcntl
+
+    from encpipe import pgbackup
+
+    real_pipe = os.pipe
+
+    def small_pipe():  # what a user over pipe-user-pages-soft gets (non-blocking here: an error, not a hang)
+        r, w = real_pipe()
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+        os.set_blocking(w, False)
+        return r, w
+
+    o = pgbackup.parse(["--dir", str(tmp_path / "b"), "--passphrase-fd", "3", "shop"])
+    passphrase = b"p" * (MAX_SECRET - 1) + b"\n"
+    seen = []
+    monkeypatch.setattr(pgbackup, "load_keys", lambda loader, args, sources, sealing: seen.extend(
+        loader.load(sources, sealing=False)) or [])
+    monkeypatch.setattr(os, "pipe", small_pipe)
+    try:
+        pgbackup.Backup(o, [passphrase], encpipe.cli.Io(None, None, sys.stderr, {})).sealer()
+    finally:
+        monkeypatch.undo()
+    assert [k.secret for k in seen] == [passphrase[:-1]]

@@ -101,3 +101,15 @@ def test_restore_refuses_a_signer_that_is_no_verify_key_before_any_child(tmp_pat
         64, b"", f"encpipe-restore: error: --signer (2nd of 2): not an encpipe {VERIFY}\n"
                  "encpipe-restore: hint: see encpipe-restore --help\n")
     assert not log.exists()
+
+
+def test_rewraps_added_recipient_that_is_not_a_public_key_is_named_as_given(tmp_path):
+    """rewrap's --add-recipient is named so, not as seal's --recipient, which rewrap
+    does not take (before: `--recipient (2nd of 2): ...` of an --add-recipient value)."""
+    public, _ = _keys(tmp_path)
+    sealed = ok(run(["seal"], b"data", {"ENCPIPE_KEY": KEY_A}))
+    _refused(run(["rewrap", "--add-recipient", public, "--add-recipient", "bogus"], sealed, {"ENCPIPE_KEY": KEY_A}),
+             f"--add-recipient (2nd of 2): not an encpipe {PUBLIC}")
+    result = run(["rewrap", "--add-recipient", KEY_A], sealed, {"ENCPIPE_KEY": KEY_A})
+    assert (result.code, result.stdout) == (64, b"") and KEY_A not in result.stderr, result.stderr
+    assert result.stderr.startswith("encpipe: error: --add-recipient: a raw key (a secret, not shown)"), result.stderr

@@ -99,7 +99,8 @@ def test_the_budget_covers_all_passphrases_together(tmp_path, evaluations):
 
 
 @pytest.mark.parametrize("value", ["lots", "-1", "1000", "33_554_432", " 33554432", "\u0663" * 8, "+33554432",
-                                   pytest.param("9" * 5000, id="5000 digits")])  # over int()'s 4300 digits
+                                   pytest.param("9" * 5000, id="5000 digits"),  # over int()'s 4300 digits
+                                   pytest.param("", id="empty")])  # set but empty: not the default, as ENCPIPE_LOCK_WAIT
 def test_a_bad_budget_is_a_usage_error(tmp_path, value):
     data = craft.seal_with(PLAINTEXT, [], extra=decoys(1, DEFAULT_COST))
     result = open_with_passphrase(tmp_path, data, {"ENCPIPE_SCRYPT_BUDGET": value})

@@ -354,6 +354,27 @@ LOCATIONS = [  # (script, its arguments, the exit status, where its one line goe
 ]
 
 
+SIGNING_KEY = "ENCPIPE-SIGNING-KEY-1" + "Q" * 58
+
+
+@pytest.mark.parametrize("secret", [*NOT_PATHS, SIGNING_KEY], ids=["key", "identity", "passphrase", "signing key"])
+def test_a_file_or_directory_that_names_nothing_and_is_a_signing_key_is_not_shown(tmp_path, monkeypatch, secret):
+    """A signing key (ENCPIPE-SIGNING-KEY-1...) typed in place of a FILE, DIR or PATH is
+    a secret as a raw key or an identity is: not shown (before, `cannot open KEY`,
+    `cannot read backup directory KEY`: only the other two forms were hidden)."""
+    import io
+
+    from encpipe.backup.cli import main as backup_main
+
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_in_process(["open", secret], b"", {})
+    assert (status, out) == (66, b"") and secret not in err and "its name not shown" in err, err
+    out, err = io.BytesIO(), io.StringIO()
+    assert backup_main(["list", secret], stdout=out, stderr=err, env={}) == 66, err.getvalue()
+    assert out.getvalue() == b"" and secret not in err.getvalue(), err.getvalue()
+    assert "its name not shown" in err.getvalue(), err.getvalue()
+
+
 @pytest.mark.parametrize("secret", NOT_PATHS, ids=["key", "identity", "passphrase"])
 @pytest.mark.parametrize("script, args, status, out", LOCATIONS)
 def test_a_location_that_names_nothing_and_looks_like_a_secret_is_not_shown(tmp_path, script, args, status, out,

@@ -245,6 +245,34 @@ def test_error_messages_never_echo_the_secret(tmp_path):
         assert secret not in err and secret.upper() not in err, err
 
 
+@pytest.mark.parametrize("typed", [KEY, PASSPHRASE], ids=["key", "passphrase"])
+def test_a_secret_given_as_the_file_to_rewrap_in_place_is_not_shown(tmp_path, monkeypatch, typed):
+    """`rewrap --in-place FILE` names FILE as open and inspect do: a key or passphrase
+    typed in its place (it names no file) is not shown (before: `cannot open KEY`)."""
+    monkeypatch.chdir(tmp_path)
+    key = secret_file(tmp_path / "k", KEY + "\n")
+    status, out, err = _run_in_process(["rewrap", "--in-place", typed, "--key-file", key])
+    assert (status, out) == (66, b""), err
+    assert typed not in err and "its name not shown" in err, err
+
+
+@pytest.mark.parametrize("script", ["rotate", "migrate"])
+@pytest.mark.parametrize("typed", ["--sig=" + KEY, "--s=" + PASSPHRASE], ids=["key", "passphrase"])
+def test_an_ambiguous_option_given_a_secret_is_not_echoed(capsys, script, typed):
+    """An abbreviation that could name several options (`--sig=KEY`: --sign-key,
+    --signer, --signer-file) is refused, 64, its value not shown, as an unknown
+    option's (before: `ambiguous option: --sig=KEY could match ...`)."""
+    from encpipe import migrate, rotate
+
+    parse = {"rotate": rotate.parse_args, "migrate": migrate.parse}[script]
+    with pytest.raises(SystemExit) as exited:
+        parse({"rotate": ["--new-key-file", "new.key", typed, "DIR"], "migrate": ["--key-file", "k", typed, "DIR"]}[script])
+    said = capsys.readouterr()
+    assert (exited.value.code, said.out) == (64, ""), said.err
+    assert "ambiguous option" in said.err and said.err.count("error: ") == 1, said.err
+    assert typed.partition("=")[2] not in said.err, said.err
+
+
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
 TYPED = "hunter2-typed-in-place"  # a passphrase given where an option's value or FILE belongs
 DIGITS = "73918264"  # a passphrase of digits, out of --passphrase-fd's range
