@@ -507,3 +507,20 @@ def test_the_scratch_database_keeps_the_locale_provider_of_every_server_version(
     assert pgprops.create_sql("tmp", props) == (
         "CREATE DATABASE \"tmp\" TEMPLATE template0 ALLOW_CONNECTIONS false ENCODING 'UTF8' LC_COLLATE 'C'"
         " LC_CTYPE 'C'%s;" % clause)
+
+
+KEY_HEX = "0f" * 32
+
+
+@pytest.mark.parametrize("tool, args, said", [
+    ("pg_dump", ["--set=x=" + KEY_HEX], "option --set=(a raw key, not shown) is unknown"),  # after its second =
+    ("pg_dump", ["-" + KEY_HEX], "option -0... (a raw key, not shown) is unknown"),  # pasted after a dash
+    ("psql", ["-Z" + KEY_HEX], "option -Z... (a raw key, not shown) is unknown"),  # as a short option's value
+    ("pg_dump", ["x=" + KEY_HEX], "argument (a raw key, not shown) is not an option"),
+])
+def test_a_refused_option_never_shows_a_key_inside_it(tool, args, said):
+    """A refusal names the option as given, a key-like value masked: before, a key after a
+    second `=` (`--set=x=KEY`), pasted after a dash (`-KEY`, `-ZKEY`) or after `x=` was shown whole."""
+    with pytest.raises(pgopts.RefusedOption) as refused:
+        pgopts.check(tool, args)
+    assert KEY_HEX not in str(refused.value) and f"{tool} {said}" in str(refused.value), str(refused.value)
