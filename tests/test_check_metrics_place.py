@@ -238,5 +238,7 @@ def test_a_metrics_file_check_cannot_look_up_is_critical_not_absent(tmp_path):
                         stderr=io.StringIO(), env={})
         assert (code, plugin_text(out.getvalue().decode())) == (
             2, f"CRITICAL: cannot read the metrics file: cannot read {prom}: Permission denied\n")
+        code, out = _check(pathlib.Path(top), pathlib.Path(prom) / "x")  # a file taken for a directory
+        assert (code, out) == (2, f"CRITICAL: cannot read the metrics file: cannot read {prom}/x: Not a directory\n")
     finally:
         shutil.rmtree(top)

@@ -63,7 +63,7 @@ def read(path, lenient=False, trusted_place=False):
     a failed attempt."""
     try:
         there = bool(os.lstat(path))
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         there = False
     except OSError as e:
         raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
