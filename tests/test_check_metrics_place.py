@@ -232,7 +232,9 @@ def test_a_metrics_file_check_cannot_look_up_is_critical_not_absent(tmp_path):
         prom = os.path.join(top, "m", "encpipe.prom")
         metrics.record(prom, "shop", ok=False, finished=2.0, duration=1.0)
         out = io.BytesIO()
-        importlib.import_module("_strptime")  # loaded now: the stdlib's directory may be root's only
+        importlib.import_module("_strptime")  # loaded now: the stdlib's directory may be root's only,
+        main(["check", "--max-age", "24", "--metrics-file", prom, backups], stdout=io.BytesIO(),
+             stderr=io.StringIO(), env={})  # and the checkout's too (a clone under /root): this run loads the rest
         with _as_nobody():
             code = main(["check", "--max-age", "24", "--metrics-file", prom, backups], stdout=out,
                         stderr=io.StringIO(), env={})
