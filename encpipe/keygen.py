@@ -74,7 +74,9 @@ def _print_or_remove(io, text, path, made):
 
 def _write_new_secret_file(path, text):
     """Create `path` (0600, never over an existing file) holding `text`, and return
-    its stat; a write that fails (a full disk) removes it again, and is 74."""
+    its stat; a write that fails (a full disk) removes it again, and is 74. Its name is
+    made durable (its directory fsync'd) before the public half is printed: else a
+    crash could lose the identity whose recipient then sealed backups."""
     try:  # its caller holds signals until its removal is armed
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -92,6 +94,9 @@ def _write_new_secret_file(path, text):
         if isinstance(e, OSError):
             raise IOFailure(f"cannot write {path}: {e.strerror or e}") from None
         raise
+    from .safefile import fsync_directory
+
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
     return made
 
 

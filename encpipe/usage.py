@@ -65,7 +65,7 @@ Commands:
   help      Show one command's usage and options (as COMMAND --help does).
 
 Options:
-  -o FILE, --output FILE     Write to FILE (mode 0600; it appears, or for seal replaces one, only once complete).
+  -o FILE, --output FILE     Write to FILE (mode 0600; seal's appears, or replaces one, only once complete; keygen's never replaces one).
   --allow-shared-dir         Write in, or read a key from, a directory other users can write; else exit 73.
   --chunk-size SIZE          Plaintext chunk size, a power of two from 16K to 16M [default: auto].
   --work-factor N            scrypt cost log2(N) of new passphrase slots, 10 to 20 [default: 18].

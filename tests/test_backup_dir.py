@@ -307,6 +307,21 @@ def test_verify_named_files(mixed, tmp_path):
     assert code == 66 and report["results"][0]["error_class"] == "input_unavailable"
 
 
+@pytest.mark.parametrize("name", [".encpipe-tmp.x", "shop_20240101T000000Z.sql.enc.0a1b2c3d.partial"])
+def test_verify_of_a_named_file_under_an_unfinished_name_fails(mixed, name):
+    """A file named on the command line must be a backup. One under an unfinished file's
+    name (never read: a note in a location) said ok, exit 0, whatever it held
+    (here, noise)."""
+    write(mixed, name, random.Random(1).randbytes(1000))
+    code, report, err = run("verify", str(mixed / name))
+    assert (code, report["ok"], report["results"][0]["error"]) == (65, False, UNFINISHED)
+    assert err == f"encpipe-verify: error: {mixed / name}: {UNFINISHED}\n"
+
+
+UNFINISHED = ("partial: named as a backup still being written, or left by an interrupted one, which is never read as"
+              " a backup")
+
+
 def test_verify_needs_a_key(mixed):
     code, report, err = run("verify", str(mixed), env={})
     assert (code, report) == (78, None)

@@ -8,8 +8,13 @@ said OK while the last backup had failed. encpipe-backup writes the file only
 where no user but it and root can write (73), so a file it wrote still passes
 when check runs as another user (the file's owner is trusted)."""
 
+import importlib
 import io
 import os
+import pathlib
+import shutil
+import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -195,3 +200,47 @@ def test_a_dotdot_that_leaves_a_directory_another_user_can_move_is_refused(tmp_p
     os.chown(tmp_path / "m" / "w" / "c", NOBODY, NOBODY)
     with pytest.raises(UnsafeDirectory, match=r"/m/w/c, where a \.\. on the way turns back, can be written by user "):
         metrics.refuse_place(via)
+
+
+@contextmanager
+def _as_nobody():
+    """This process as user nobody (no supplementary group) while in the block."""
+    groups, gid = os.getgroups(), os.getegid()
+    os.setgroups([])
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(gid)
+        os.setgroups(groups)
+
+
+def test_a_metrics_file_check_cannot_look_up_is_critical_not_absent(tmp_path):
+    """A metrics directory that check's user cannot search (the backups' user's, 0750):
+    the file was taken for one that is not there, and check said OK after a failed
+    attempt, where a file it cannot open (0600) is CRITICAL."""
+    top = tempfile.mkdtemp()  # under the sticky /tmp: nobody reaches it
+    try:
+        os.chmod(top, 0o755)
+        backups = os.path.join(top, "b")
+        os.mkdir(backups, 0o755)
+        made = datetime.now(timezone.utc) - timedelta(hours=2)
+        os.chmod(make_valid(pathlib.Path(backups), f"shop_{stamp(made)}.sql.enc"), 0o644)
+        os.mkdir(os.path.join(top, "m"), 0o750)
+        prom = os.path.join(top, "m", "encpipe.prom")
+        metrics.record(prom, "shop", ok=False, finished=2.0, duration=1.0)
+        out = io.BytesIO()
+        importlib.import_module("_strptime")  # loaded now: the stdlib's directory may be root's only,
+        main(["check", "--max-age", "24", "--metrics-file", prom, backups], stdout=io.BytesIO(),
+             stderr=io.StringIO(), env={})  # and the checkout's too (a clone under /root): this run loads the rest
+        with _as_nobody():
+            code = main(["check", "--max-age", "24", "--metrics-file", prom, backups], stdout=out,
+                        stderr=io.StringIO(), env={})
+        assert (code, plugin_text(out.getvalue().decode())) == (
+            2, f"CRITICAL: cannot read the metrics file: cannot read {prom}: Permission denied\n")
+        code, out = _check(pathlib.Path(top), pathlib.Path(prom) / "x")  # a file taken for a directory
+        assert (code, out) == (2, f"CRITICAL: cannot read the metrics file: cannot read {prom}/x: Not a directory\n")
+    finally:
+        shutil.rmtree(top)

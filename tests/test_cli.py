@@ -153,6 +153,18 @@ def test_keygen_and_keyid(tmp_path):
     assert json.loads(run(["inspect", "--json"], sealed).stdout)["slots"] == [{"type": "raw-key", "key_id": key_id}]
 
 
+@pytest.mark.parametrize("kind", [[], ["--x25519"], ["--sign"]], ids=["raw", "x25519", "sign"])
+def test_keygen_makes_its_file_durable_in_its_directory(tmp_path, monkeypatch, kind):
+    """The key file's name is made durable (an fsync of its directory) once the file is
+    written, before its public half is printed: before, the file alone was fsync'd, and
+    a crash after the print (whose recipient then sealed backups) could lose the
+    identity's name, as seal -o's rename and a backup's never are."""
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_ino) or fsync(fd))
+    assert run(["keygen", *kind, "-o", str(tmp_path / "k")]).code == 0
+    assert synced == [os.stat(tmp_path / "k").st_ino, os.stat(tmp_path).st_ino]
+
+
 def test_keygen_prints_a_fresh_key_each_time():
     first, second = run(["keygen"]).stdout, run(["keygen"]).stdout
     assert len(first) == 65 and first != second

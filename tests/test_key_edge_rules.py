@@ -450,6 +450,19 @@ def test_inspect_without_verify_reads_no_key(tmp_path):
     assert b'"verified": false' in plain
 
 
+def test_inspect_without_verify_still_refuses_a_key_another_user_could_replace(tmp_path):
+    """What every command checks before it reads anything is checked here too, though no
+    key is read: a key file in a directory others can write (73), a closed
+    --passphrase-fd (66); nothing on standard output. README said "not even checked"."""
+    sealed = ok(run(["seal"], DATA, {"ENCPIPE_KEY": KEY_A}))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared").chmod(0o777)
+    refused = run(["inspect", "--key-file", secret_file(tmp_path / "shared", "k", KEY_A + "\n")], sealed)
+    assert (refused.code, refused.stdout) == (73, b"")
+    closed = run(["inspect", "--passphrase-fd", "1000000"], sealed)
+    assert (closed.code, closed.stdout) == (66, b"")
+
+
 # --- signers -------------------------------------------------------------------------
 
 SIGNED_FIELDS, SIGNED = load(VECTORS / "v2_signed_x25519.vec")  # signed by signer 1, sealed to an identity only

@@ -58,8 +58,16 @@ def read(path, lenient=False, trusted_place=False):
     (65) a file with no line of Prometheus' text format at all: not a metrics file. With
     `trusted_place` (check), so is a file another user could have written
     (refuse_shared: 73), and a file that is not there where another user could
-    have removed it."""
-    if not os.path.lexists(path):
+    have removed it. One that cannot be looked up (a directory on the way the caller
+    cannot search) cannot be read (66): taken for one not there, check said OK after
+    a failed attempt."""
+    try:
+        there = bool(os.lstat(path))
+    except FileNotFoundError:
+        there = False
+    except OSError as e:
+        raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
+    if not there:
         if trusted_place:
             refuse_shared(path, None)
         return {}

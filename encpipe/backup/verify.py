@@ -72,6 +72,9 @@ def verify_entry(store, entry, keys, workers, named=False):
                 raise InvalidStream("holds a file of the previous tool, which made plain dumps only: not a custom "
                                     "archive (its name's kind)")
             _verify_legacy(store, entry, keys, result)
+        elif entry.status == "partial" and named:  # named on the command line, it must be a backup
+            raise InvalidStream("partial: named as a backup still being written, or left by an interrupted one, "
+                                "which is never read as a backup")
         elif entry.status == "partial":
             result["note"] = "partial: a backup still being written, or left by an interrupted one"
         elif entry.status in ("foreign", "plaintext") and not (named or backup_named):
