@@ -53,6 +53,7 @@ _CONTENT_SQL = """
 CREATE EXTENSION pgcrypto;
 CREATE EXTENSION hstore;
 SET ROLE app_owner;
+CREATE EXTENSION citext;
 CREATE SCHEMA app;
 ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO app_reader;
 CREATE TABLE app.accounts (id int PRIMARY KEY, owner_name text, secret bytea, attrs hstore);
@@ -157,6 +158,10 @@ def test_restore_on_a_fresh_server_brings_roles_and_properties(cluster_a, cluste
     assert cluster_b.psql(SHDEPEND_SQL % DR_DB) == cluster_a.psql(SHDEPEND_SQL % DR_DB) == "app_owner|o\napp_reader|a\n"
     with pytest.raises(PgClusterError, match="privileges for database"):
         cluster_b.psql("DROP ROLE app_reader")
+    # as README says, an extension's owner is the restoring role's (pg_dump records none)
+    owners = "SELECT extname, pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'citext'"
+    assert (cluster_a.psql(owners, db=DR_DB), cluster_b.psql(owners, db=DR_DB)) == (
+        "citext|app_owner\n", "citext|%s\n" % cluster_b.user)
 
     # Again onto the same server: every role exists now, none is touched or reported.
     cluster_b.psql("ALTER ROLE app_reader SET work_mem = '1MB'")
