@@ -261,6 +261,7 @@ def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True, owner=
     if grants is not None:  # granted by the database's owner by then
         sql += grants
     elif acl is not None or superuser:  # (another role's refused by the server: pgrights said so before)
+        sql += _dependencies_sql(name, acl, final_owner(props, no_owner, owner))
         sql.append("UPDATE pg_catalog.pg_database SET datacl = %s WHERE datname = %s;" % (
             "NULL" if acl is None else literal(_array(acl)) + "::aclitem[]", literal(name)))
     if props.get("connlimit", -1) != -1:
@@ -275,6 +276,16 @@ def finish_sql(name, props, no_owner=False, no_acl=False, superuser=True, owner=
     if props.get("comment") is not None:
         sql.append("COMMENT ON DATABASE %s IS %s;" % (ident(name), literal(props["comment"])))
     return "\n".join(sql)
+
+
+def _dependencies_sql(name, acl, owner):
+    """A GRANT to each role the ACL `acl` names but `owner`, before the catalog is written: the
+    server records (pg_shdepend) that the database's privileges name them, as the recorded
+    ACL's own GRANTs would have; its items then replace the granted ones. Before, the ACL was
+    written in the catalog alone: DROP ROLE of a grantee succeeded, its oid left in the ACL, and
+    DROP OWNED BY, REASSIGN OWNED passed it by."""
+    roles = sorted({role for item in acl or [] for role in (acl_item(item) or ())[0::2]} - {None, owner})
+    return ["GRANT CONNECT ON DATABASE %s TO %s;" % (ident(name), ident(role)) for role in roles]
 
 
 def final_owner(props, no_owner, owner):

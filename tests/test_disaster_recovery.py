@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from pgcluster import PgCluster
+from pgcluster import PgCluster, PgClusterError
 from test_backup_restore import (
     BACKUP,
     backup,
@@ -53,6 +53,7 @@ _CONTENT_SQL = """
 CREATE EXTENSION pgcrypto;
 CREATE EXTENSION hstore;
 SET ROLE app_owner;
+CREATE EXTENSION citext;
 CREATE SCHEMA app;
 ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO app_reader;
 CREATE TABLE app.accounts (id int PRIMARY KEY, owner_name text, secret bytea, attrs hstore);
@@ -79,6 +80,8 @@ MEMBER_SQL = ("SELECT r.rolname, m.rolname, g.rolname, a.admin_option FROM pg_au
               "JOIN pg_roles g ON g.oid = a.grantor ORDER BY 1, 2")
 DB_SQL = ("SELECT pg_get_userbyid(datdba), datacl, pg_encoding_to_char(encoding), datcollate, datctype, "
           "datconnlimit, datallowconn, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '%s'")
+SHDEPEND_SQL = ("SELECT s.refobjid::regrole, s.deptype FROM pg_shdepend s JOIN pg_database d ON d.oid = s.objid "
+                "WHERE s.classid = 'pg_database'::regclass AND d.datname = '%s' ORDER BY 1, 2")
 SETTINGS_SQL = ("SELECT coalesce(r.rolname, '-'), s.setconfig FROM pg_db_role_setting s "
                 "JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole "
                 "WHERE d.datname = '%s' ORDER BY 1")
@@ -149,6 +152,16 @@ def test_restore_on_a_fresh_server_brings_roles_and_properties(cluster_a, cluste
     assert b"permission denied" in can_connect(cluster_b, "no_connect")[1]
     assert can_connect(cluster_b, "app_reader")[0]
     assert leftover_databases(cluster_b) == set()
+    # the server knows the roles its privileges name (pg_shdepend): a grantee is not dropped
+    # while it holds one, and DROP OWNED BY takes it back. Before, the ACL was written in the
+    # catalog alone: DROP ROLE app_reader succeeded and left its oid in the database's ACL
+    assert cluster_b.psql(SHDEPEND_SQL % DR_DB) == cluster_a.psql(SHDEPEND_SQL % DR_DB) == "app_owner|o\napp_reader|a\n"
+    with pytest.raises(PgClusterError, match="privileges for database"):
+        cluster_b.psql("DROP ROLE app_reader")
+    # as README says, an extension's owner is the restoring role's (pg_dump records none)
+    owners = "SELECT extname, pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'citext'"
+    assert (cluster_a.psql(owners, db=DR_DB), cluster_b.psql(owners, db=DR_DB)) == (
+        "citext|app_owner\n", "citext|%s\n" % cluster_b.user)
 
     # Again onto the same server: every role exists now, none is touched or reported.
     cluster_b.psql("ALTER ROLE app_reader SET work_mem = '1MB'")

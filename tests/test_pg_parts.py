@@ -94,8 +94,9 @@ def test_properties_sql():
         'REVOKE ALL ON DATABASE "tmp" FROM PUBLIC;', 'ALTER DATABASE "tmp" OWNER TO "dba";',
         'ALTER DATABASE "tmp" ALLOW_CONNECTIONS true;']
     finish = pgprops.finish_sql("tmp", dict(props, connlimit=3))
-    assert finish.splitlines()[:3] == [
+    assert finish.splitlines()[:4] == [
         'ALTER DATABASE "tmp" OWNER TO "app_owner";',
+        'GRANT CONNECT ON DATABASE "tmp" TO "Weird ""Role""";',  # its pg_shdepend line, then the ACL as recorded
         "UPDATE pg_catalog.pg_database SET datacl = '{\"=T/app_owner\",\"app_owner=CTc/app_owner\","
         "\"\\\"Weird \\\"\\\"Role\\\"\\\"\\\"=c/app_owner\"}'::aclitem[] WHERE datname = 'tmp';",
         'ALTER DATABASE "tmp" CONNECTION LIMIT 3;']
