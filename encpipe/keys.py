@@ -14,7 +14,7 @@ import stat
 from .childenv import ENV_KEY, ENV_PASSPHRASE, KEY_COMMAND_NEEDS, child_env
 from .deps import require_installed
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
-from .proctree import kill_tree
+from .proctree import kill_holders, kill_tree
 from .sigdefer import held
 from .textform import (ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, nth, refuse_key_in_place, refuse_public,
                        shown_name)
@@ -197,6 +197,7 @@ def run_secret_command(command, env):
         # otherwise keep us waiting. The command stays in our process group so
         # that it can still prompt on the terminal (pass, gpg's pinentry).
         kill_tree(child.pid)
+        kill_holders(child.stdout.fileno())  # one it left running as it exited, holding the pipe
         child.stdout.close()
         child.wait()
         if isinstance(e, UsageError):

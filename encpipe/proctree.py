@@ -27,6 +27,23 @@ def kill_tree(pid):
         pass
 
 
+def kill_holders(fd):
+    """kill_tree each other process that holds the pipe `fd` is an end of: one a child
+    started and left running when it exited (no longer its descendant: kill_tree of the
+    child misses it) keeps that pipe open, and would run on."""
+    end = f"pipe:[{os.fstat(fd).st_ino}]"
+    for pid in filter(str.isdigit, _listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        for held in _listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{held}") == end:
+                    kill_tree(int(pid))
+                    break
+            except OSError:
+                pass
+
+
 def kill_running(procs):
     """SIGKILL each of `procs` (Popen) that has not ended yet; its owner reaps it."""
     for proc in procs:

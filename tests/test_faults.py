@@ -355,10 +355,13 @@ def _processes_running(*argv):
     return found
 
 
-@pytest.mark.parametrize("script", ["sleep {0}; echo x", "sleep {1} & sleep {2}; wait; echo x"])
+@pytest.mark.parametrize("script", ["sleep {0}; echo x", "sleep {1} & sleep {2}; wait; echo x",
+                                    "sleep {0} & echo x"])  # left running when the shell exits, holding stdout
 def test_timed_out_command_leaves_nothing_behind(script):
     """A caller that reads encpipe's stderr to the end (a pipeline, $(...), a log collector)
-    is not kept waiting by what the command started, and nothing is left running."""
+    is not kept waiting by what the command started, and nothing is left running: a process
+    the command left behind when it exited (no longer its descendant) too, which holds the
+    command's output open (before, it ran on)."""
     # Durations no other process runs `sleep` with (another run of this test, in a
     # parallel worker or another checkout, must not pass for a leftover of this one).
     durations = [f"7.{os.getpid()}{random.randrange(10**6):06d}{n}" for n in range(3)]
