@@ -70,19 +70,44 @@ def _value_end(text, i):
 
 def parameters(location):
     """The names of the parameters a connection string gives, in order ([] for a plain REMOTE:PATH)."""
+    return [name for name, _ in given(location)]
+
+
+def given(location):
+    """(name, value or None) of each parameter a connection string gives, in order; a
+    quoted value unquoted (its doubled quote one)."""
     end = prefix_end(location)
     if end is None:
         return []
     head = location[_NAME.match(location).end():end - 1]
-    names, i = [], 0
+    found, i = [], 0
     while head[i:i + 1] == ",":
         start = i = i + 1
         while i < len(head) and head[i] not in ",=":
             i += 1
-        names.append(head[start:i])
+        name, value = head[start:i], None
         if head[i:i + 1] == "=":
-            i = _value_end(head, i + 1)
-    return names
+            at, i = i + 1, _value_end(head, i + 1)
+            value = head[at:i]
+            if value[:1] in ("'", '"'):
+                value = value[1:-1 if value[-1:] == value[0] and len(value) > 1 else None].replace(value[0] * 2,
+                                                                                                  value[0])
+        found.append((name, value))
+    return found
+
+
+def secret_given(location, depth=0):
+    """The name of the first parameter that gives a credential in connection string
+    `location`, or in one a parameter's value holds (alias's or crypt's `remote`, each of
+    union's space-separated `upstreams`: rclone makes a remote of it); else None."""
+    for name, value in given(location):
+        if is_secret(name):
+            return name
+        if value and depth < 8:  # a value may hold a connection string, which may hold one...
+            for inner in dict.fromkeys((value, *value.split())):
+                if found := secret_given(inner.strip("'\""), depth + 1):
+                    return found
+    return None
 
 
 def is_secret(name):
@@ -114,11 +139,11 @@ def refuse_credentials(location, option):
     if prefix_end(location) is not None and _URL_PASSWORD.search(location):  # url=https://user:PASS@host
         raise UsageError(f"{option}: the remote's connection string gives a password in a URL: a credential would "
                          "be on rclone's command line, where other users can read it", hint=HINT)
-    for name in parameters(location):
-        if is_secret(name):
-            shown = name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
-            raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
-                             "rclone's command line, where other users can read it", hint=HINT)
+    name = secret_given(location)
+    if name is not None:
+        shown = name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
+        raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
+                         "rclone's command line, where other users can read it", hint=HINT)
 
 
 def refuse_dot_parts(location, option):
