@@ -139,7 +139,7 @@ REMOTES = [  # (a remote with a credential, the parameter the error names)
     # a connection string in a parameter's value (alias's, crypt's `remote`, union's `upstreams`), which rclone
     # makes a remote of: before, its credential went onto rclone's argv, exit 0
     (f":alias,remote=':s3,provider=AWS,secret_access_key={SECRET}:bucket':", "secret_access_key"),
-    (f":union,upstreams='/tmp/a \":s3,session_token={SECRET}:b\"':", "session_token"),
+    (f":combine,upstreams='a=/tmp/a b=:s3,session_token={SECRET}:b':", "session_token"),
 ]
 COMMANDS = [  # how each script is given a remote (FILE: a backup's name appended)
     ("encpipe-backup", ["--to", "REMOTE", "shop"]),

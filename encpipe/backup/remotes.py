@@ -99,12 +99,14 @@ def given(location):
 def secret_given(location, depth=0):
     """The name of the first parameter that gives a credential in connection string
     `location`, or in one a parameter's value holds (alias's or crypt's `remote`, each of
-    union's space-separated `upstreams`: rclone makes a remote of it); else None."""
+    union's space-separated `upstreams`, combine's `DIR=REMOTE:PATH`: rclone makes a
+    remote of it); else None."""
     for name, value in given(location):
         if is_secret(name):
             return name
         if value and depth < 8:  # a value may hold a connection string, which may hold one...
-            for inner in dict.fromkeys((value, *value.split())):
+            words = value.split()
+            for inner in dict.fromkeys((value, *words, *(word.partition("=")[2] for word in words))):
                 if found := secret_given(inner.strip("'\""), depth + 1):
                     return found
     return None
