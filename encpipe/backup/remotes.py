@@ -153,10 +153,27 @@ def refuse_dot_parts(location, option):
     one way to store an object and another to list one (S3: `rcat REMOTE:b/../c/NAME`
     stored the key `b/../c/NAME`, `lsjson REMOTE:b/../c` listed elsewhere), so what
     a backup stored there no listing of that path found."""
-    end = prefix_end(location)
-    if end is not None and any(part in (".", "..") for part in location[end:].split("/")):
+    if _dot_parts(location):
         raise UsageError(f"{option}: the remote's path has a . or .. part, which rclone stores into and lists "
                          "from in different places", hint="give the remote's path without . and .. parts")
+
+
+def _dot_parts(location, depth=0):
+    """Whether remote `location`'s path, or that of a remote it is made of (alias's, crypt's...
+    `remote`, union's or combine's `upstreams`: rclone stored into `remote='R:b/../c'` and
+    listed from elsewhere alike), has a . or .. part."""
+    end = prefix_end(location)
+    if end is None:
+        return False
+    if any(part in (".", "..") for part in location[end:].split("/")):
+        return True
+    for name, value in given(location):
+        if value and depth < 8 and name.strip().lower() in ("remote", "upstreams"):
+            words = value.split()
+            if any(_dot_parts(inner.strip("'\""), depth + 1)
+                   for inner in (value, *words, *(word.partition("=")[2] for word in words))):
+                return True
+    return False
 
 
 def refuse_local(location, option):
