@@ -2,8 +2,9 @@
 strings, a remote with parameters (`remote,param=value:path`) or a backend made
 on the fly (`:s3,provider=AWS,env_auth=true:bucket`).
 
-A connection string that gives a credential (`:s3,secret_access_key=...:bucket`)
-is refused before anything runs: the remote is on rclone's command line (which
+A connection string that gives a credential (`:s3,secret_access_key=...:bucket`;
+in an HTTP header of its `headers`; or in a connection string one of its values
+holds, `:alias,remote=':s3,secret_access_key=...:b':`) is refused before anything runs: the remote is on rclone's command line (which
 `ps` shows to every user), in the JSON line, the metrics file and the systemd
 unit. The error names the parameter, never its value.
 """
@@ -103,13 +104,31 @@ def secret_given(location, depth=0):
     remote of it); else None."""
     for name, value in given(location):
         if is_secret(name):
-            return name
+            return _shown(name)
+        if value and name.strip().lower() == "headers" and (header := _secret_header(value)):
+            return f"headers ({_shown(header)})"
         if value and depth < 8:  # a value may hold a connection string, which may hold one...
             words = value.split()
             for inner in dict.fromkeys((value, *words, *(word.partition("=")[2] for word in words))):
                 if found := secret_given(inner.strip("'\""), depth + 1):
                     return found
     return None
+
+
+def _shown(name):
+    """A parameter's or header's name as an error line shows it: one that could be a value, as itself never."""
+    return name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
+
+
+# HTTP headers that carry a credential, given in the `headers` of http, webdav...: NAME,VALUE,NAME,VALUE
+SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
+
+
+def _secret_header(value):
+    """The first header among `headers`' NAME,VALUE pairs whose value is a credential
+    (Authorization, Cookie, or one named as a secret parameter is: X-Api-Key...), else None."""
+    names = value.split(",")[::2]
+    return next((n for n in names if n.strip().lower() in SECRET_HEADERS or is_secret(n)), None)
 
 
 def is_secret(name):
@@ -141,9 +160,8 @@ def refuse_credentials(location, option):
     if prefix_end(location) is not None and _URL_PASSWORD.search(location):  # url=https://user:PASS@host
         raise UsageError(f"{option}: the remote's connection string gives a password in a URL: a credential would "
                          "be on rclone's command line, where other users can read it", hint=HINT)
-    name = secret_given(location)
-    if name is not None:
-        shown = name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
+    shown = secret_given(location)
+    if shown is not None:
         raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
                          "rclone's command line, where other users can read it", hint=HINT)
 
