@@ -127,7 +127,12 @@ SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
 def _secret_header(value):
     """The first header among `headers`' NAME,VALUE pairs whose value is a credential
     (Authorization, Cookie, or one named as a secret parameter is: X-Api-Key...), else None."""
-    names = value.split(",")[::2]
+    import csv  # here: rclone reads the list as CSV ("a,b",c is two fields); only a `headers` needs it
+
+    try:
+        names = next(csv.reader([value]), [])[::2]
+    except csv.Error:  # rclone refuses such a list too; the fields as the commas cut them
+        names = value.split(",")[::2]
     return next((n for n in names if n.strip().lower() in SECRET_HEADERS or is_secret(n)), None)
 
 
