@@ -13,18 +13,20 @@ ENV_SIGNER = "ENCPIPE_SIGNER"  # no secret: the verify keys a file must be signe
 # tokens of the secret stores a key command reads the key from (vault, op, bw,
 # sops, doppler), which no other tool needs.
 # scripts/encpipe-sh-setup unsets them by name and prefix (AWS_, GOOGLE_, AZURE_,
-# OS_, OP_SESSION) with no Python: tests/test_child_env.py checks it knows every name here.
+# OS_, OP_SESSION; ST_KEY by name) with no Python: tests/test_child_env.py checks it knows every name here.
 LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"  # the previous tool's: read by open --legacy and inspect --legacy alone
 SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, LEGACY_KEY)
 LIBPQ_VARIABLES = ("PGPASSWORD",)
 RCLONE_PREFIX = "RCLONE_"
 CLOUD_VARIABLES = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    # AWS_SECRET_KEY: the AWS SDK's other name for AWS_SECRET_ACCESS_KEY (rclone's env_auth takes it)
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
     "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN",
     "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD",
     "OS_PASSWORD", "OS_AUTH_TOKEN", "OS_APPLICATION_CREDENTIAL_SECRET",  # OpenStack Swift
+    "ST_KEY",  # Swift's v1 API key, which rclone's env_auth reads too (ncw/swift's ApplyEnvironment)
 )
 STORE_VARIABLES = (
     "VAULT_TOKEN",  # HashiCorp Vault

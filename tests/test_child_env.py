@@ -136,6 +136,13 @@ REMOTES = [  # (a remote with a credential, the parameter the error names)
     # a password in a URL's user info (Go's HTTP client sends it as basic auth): before, on rclone's argv
     (f":webdav,url='https://alice:{SECRET}@dav.example/':dir", "a password in a URL"),
     (f":http,url=https://alice:{SECRET}@files.example/:pub", "a password in a URL"),
+    # a connection string in a parameter's value (alias's, crypt's `remote`, union's `upstreams`), which rclone
+    # makes a remote of: before, its credential went onto rclone's argv, exit 0
+    (f":alias,remote=':s3,provider=AWS,secret_access_key={SECRET}:bucket':", "secret_access_key"),
+    (f":combine,upstreams='a=/tmp/a b=:s3,session_token={SECRET}:b':", "session_token"),
+    # an HTTP header that carries one (http's, webdav's `headers`): before, taken, on rclone's argv
+    (f":http,url='https://files.example/',headers='Accept,*/*,Authorization,Bearer {SECRET}':pub",
+     "headers (Authorization)"),
 ]
 COMMANDS = [  # how each script is given a remote (FILE: a backup's name appended)
     ("encpipe-backup", ["--to", "REMOTE", "shop"]),

@@ -22,7 +22,10 @@ from test_rclone_leftovers import fake_env
 from test_backup_restore import BACKUP
 
 PATHS = ["encs3:bucket/../other", "encs3:bucket/./sub", "encs3:..", ":s3,region=eu:bucket/a/..",
-         "encs3:/srv/../etc"]
+         "encs3:/srv/../etc",
+         # a remote made of one whose path has one (alias's `remote`): before, rclone stored into it and listed
+         # from elsewhere alike; a backup failed, its temporary object left where no listing finds it
+         ":alias,remote='encs3:bucket/x/../y':"]
 
 
 @pytest.mark.parametrize("script, args, remote", [(*c, PATHS[i % len(PATHS)]) for i, c in enumerate(COMMANDS)])

@@ -67,7 +67,10 @@ from test_backup_restore import (
 PGPASSWORD = "libpq-password-5b2e-for-pg-clients-only"
 CONFIG_PASS = "rclone-config-pass-91d4-for-rclone-only"
 LIBPQ_CLIENTS = {"pg_dump", "pg_dumpall", "psql", "pg_restore"}
+# AWS_SECRET_KEY: the AWS SDK's other name for AWS_SECRET_ACCESS_KEY, which rclone's env_auth takes as well
 CLOUD = {"AWS_SECRET_ACCESS_KEY": "aws-secret-7e21-for-rclone-and-key-commands",
+         "AWS_SECRET_KEY": "aws-secret-alias-3f60-for-rclone-and-key-commands",
+         "ST_KEY": "swift-v1-key-a41c-for-rclone-and-key-commands",  # Swift's, which rclone's env_auth reads
          "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/gcs-creds-5b90.json"}
 # The tokens of the secret stores a key command reads the key from (Vault, 1Password, SOPS...):
 # a key command needs them, and so an encpipe that runs one; no other child does.

@@ -2,8 +2,9 @@
 strings, a remote with parameters (`remote,param=value:path`) or a backend made
 on the fly (`:s3,provider=AWS,env_auth=true:bucket`).
 
-A connection string that gives a credential (`:s3,secret_access_key=...:bucket`)
-is refused before anything runs: the remote is on rclone's command line (which
+A connection string that gives a credential (`:s3,secret_access_key=...:bucket`;
+in an HTTP header of its `headers`; or in a connection string one of its values
+holds, `:alias,remote=':s3,secret_access_key=...:b':`) is refused before anything runs: the remote is on rclone's command line (which
 `ps` shows to every user), in the JSON line, the metrics file and the systemd
 unit. The error names the parameter, never its value.
 """
@@ -70,19 +71,69 @@ def _value_end(text, i):
 
 def parameters(location):
     """The names of the parameters a connection string gives, in order ([] for a plain REMOTE:PATH)."""
+    return [name for name, _ in given(location)]
+
+
+def given(location):
+    """(name, value or None) of each parameter a connection string gives, in order; a
+    quoted value unquoted (its doubled quote one)."""
     end = prefix_end(location)
     if end is None:
         return []
     head = location[_NAME.match(location).end():end - 1]
-    names, i = [], 0
+    found, i = [], 0
     while head[i:i + 1] == ",":
         start = i = i + 1
         while i < len(head) and head[i] not in ",=":
             i += 1
-        names.append(head[start:i])
+        name, value = head[start:i], None
         if head[i:i + 1] == "=":
-            i = _value_end(head, i + 1)
-    return names
+            at, i = i + 1, _value_end(head, i + 1)
+            value = head[at:i]
+            if value[:1] in ("'", '"'):
+                value = value[1:-1 if value[-1:] == value[0] and len(value) > 1 else None].replace(value[0] * 2,
+                                                                                                  value[0])
+        found.append((name, value))
+    return found
+
+
+def secret_given(location, depth=0):
+    """The name of the first parameter that gives a credential in connection string
+    `location`, or in one a parameter's value holds (alias's or crypt's `remote`, each of
+    union's space-separated `upstreams`, combine's `DIR=REMOTE:PATH`: rclone makes a
+    remote of it); else None."""
+    for name, value in given(location):
+        if is_secret(name):
+            return _shown(name)
+        if value and name.strip().lower() == "headers" and (header := _secret_header(value)):
+            return f"headers ({_shown(header)})"
+        if value and depth < 8:  # a value may hold a connection string, which may hold one...
+            words = value.split()
+            for inner in dict.fromkeys((value, *words, *(word.partition("=")[2] for word in words))):
+                if found := secret_given(inner.strip("'\""), depth + 1):
+                    return found
+    return None
+
+
+def _shown(name):
+    """A parameter's or header's name as an error line shows it: one that could be a value, as itself never."""
+    return name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
+
+
+# HTTP headers that carry a credential, given in the `headers` of http, webdav...: NAME,VALUE,NAME,VALUE
+SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
+
+
+def _secret_header(value):
+    """The first header among `headers`' NAME,VALUE pairs whose value is a credential
+    (Authorization, Cookie, or one named as a secret parameter is: X-Api-Key...), else None."""
+    import csv  # here: rclone reads the list as CSV ("a,b",c is two fields); only a `headers` needs it
+
+    try:
+        names = next(csv.reader([value]), [])[::2]
+    except csv.Error:  # rclone refuses such a list too; the fields as the commas cut them
+        names = value.split(",")[::2]
+    return next((n for n in names if n.strip().lower() in SECRET_HEADERS or is_secret(n)), None)
 
 
 def is_secret(name):
@@ -114,11 +165,10 @@ def refuse_credentials(location, option):
     if prefix_end(location) is not None and _URL_PASSWORD.search(location):  # url=https://user:PASS@host
         raise UsageError(f"{option}: the remote's connection string gives a password in a URL: a credential would "
                          "be on rclone's command line, where other users can read it", hint=HINT)
-    for name in parameters(location):
-        if is_secret(name):
-            shown = name if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name) else "a parameter"
-            raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
-                             "rclone's command line, where other users can read it", hint=HINT)
+    shown = secret_given(location)
+    if shown is not None:
+        raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
+                         "rclone's command line, where other users can read it", hint=HINT)
 
 
 def refuse_dot_parts(location, option):
@@ -126,10 +176,27 @@ def refuse_dot_parts(location, option):
     one way to store an object and another to list one (S3: `rcat REMOTE:b/../c/NAME`
     stored the key `b/../c/NAME`, `lsjson REMOTE:b/../c` listed elsewhere), so what
     a backup stored there no listing of that path found."""
-    end = prefix_end(location)
-    if end is not None and any(part in (".", "..") for part in location[end:].split("/")):
+    if _dot_parts(location):
         raise UsageError(f"{option}: the remote's path has a . or .. part, which rclone stores into and lists "
                          "from in different places", hint="give the remote's path without . and .. parts")
+
+
+def _dot_parts(location, depth=0):
+    """Whether remote `location`'s path, or that of a remote it is made of (alias's, crypt's...
+    `remote`, union's or combine's `upstreams`: rclone stored into `remote='R:b/../c'` and
+    listed from elsewhere alike), has a . or .. part."""
+    end = prefix_end(location)
+    if end is None:
+        return False
+    if any(part in (".", "..") for part in location[end:].split("/")):
+        return True
+    for name, value in given(location):
+        if value and depth < 8 and name.strip().lower() in ("remote", "upstreams"):
+            words = value.split()
+            if any(_dot_parts(inner.strip("'\""), depth + 1)
+                   for inner in (value, *words, *(word.partition("=")[2] for word in words))):
+                return True
+    return False
 
 
 def refuse_local(location, option):

@@ -21,7 +21,7 @@ trap interrupted INT
 no_secrets() {
   (
     unset ENCPIPE_KEY ENCPIPE_PASSPHRASE BACKUP_ENCRYPTION_KEY PGPASSWORD "${!RCLONE_@}" "${!AWS_@}" \
-      "${!GOOGLE_@}" "${!AZURE_@}" "${!OS_@}" \
+      "${!GOOGLE_@}" "${!AZURE_@}" "${!OS_@}" ST_KEY \
       VAULT_TOKEN OP_SERVICE_ACCOUNT_TOKEN OP_CONNECT_TOKEN "${!OP_SESSION@}" BW_SESSION BW_CLIENTSECRET \
       SOPS_AGE_KEY DOPPLER_TOKEN
     local fd
