@@ -136,7 +136,9 @@ def _major(version):
 
 
 def gcm(key):
-    """An AES-256-GCM cipher under `key`, with `seal(nonce, buf, n)` and `open(nonce, buf, n)`."""
+    """An AES-256-GCM cipher under `key`, with `seal(nonce, buf, n)` and `open(nonce, buf, n)`,
+    and `prepare(n)`, which imports what a chunk of n bytes needs (in the caller's thread: two
+    worker threads importing at once under memory exhaustion spun for ever in importlib)."""
     return _CIPHERS[library()](key)
 
 
@@ -205,6 +207,12 @@ class _Cryptography:
     def __init__(self, key):
         self._aead, self._key = self._AESGCM(key), bytes(key)
         self._aes, self._scratch = None, threading.local()  # the key's AES, made once (by pieces)
+
+    def prepare(self, n):
+        """Import now what a chunk of n bytes, its tag or not, needs (see stream._run); sizes
+        are powers of two, so one of PIECE and its tag goes whole."""
+        if not self.in_place and n > PIECE + TAG_LEN:
+            self._load_pieces()
 
     def _pieces_key(self):
         if self._aes is None:
@@ -342,6 +350,9 @@ class _Pycryptodome:
 
     def __init__(self, key):
         self._key = bytes(key)
+
+    def prepare(self, n):
+        """Nothing to import for any chunk."""
 
     def _new(self, nonce):
         return self._AES.new(self._key, self._AES.MODE_GCM, nonce=nonce)

@@ -158,8 +158,9 @@ class _RecordReader:
         return chunk
 
 
-def _run(reader, buffer_size, transform, consume, threads):
-    """Read, transform and consume every record, in order, until the last one."""
+def _run(reader, buffer_size, transform, consume, threads, cipher=None):
+    """Read, transform and consume every record, in order, until the last one; `cipher`
+    imports here what its records need (two workers' imports under memory exhaustion hung)."""
     chunk = reader.fill(_Chunk(buffer_size))
     if threads <= 1 or chunk.last:
         while True:
@@ -167,6 +168,8 @@ def _run(reader, buffer_size, transform, consume, threads):
             if chunk.last:
                 return
             chunk = reader.fill(chunk)
+    if cipher is not None:
+        cipher.prepare(chunk.length)  # a full one: the longest
     _Relay(reader, transform, consume).run(chunk, threads, buffer_size)
 
 
@@ -302,7 +305,7 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
             ledger.add(chunk.measured)
         progress.add(chunk.length)
 
-    _run(_RecordReader(src, chunk_size), chunk_size + TAG_LEN, seal_chunk, write_chunk, threads)
+    _run(_RecordReader(src, chunk_size), chunk_size + TAG_LEN, seal_chunk, write_chunk, threads, cipher)
     return progress.plaintext_bytes, progress.chunks
 
 
@@ -352,7 +355,7 @@ def open_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
 
     record, holdback = chunk_size + TAG_LEN, ledger.holdback if ledger is not None else 0
     reader = _RecordReader(src, record, holdback)
-    _run(reader, record + holdback + 1, open_chunk, write_chunk, threads)
+    _run(reader, record + holdback + 1, open_chunk, write_chunk, threads, cipher)
     if ledger is not None:
         ledger.end(reader.trailer)
     return progress.plaintext_bytes, progress.chunks
@@ -393,6 +396,6 @@ def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None, key=
 
     record = chunk_size + TAG_LEN
     reader = _RecordReader(src, record, ledger.holdback)
-    _run(reader, record + ledger.holdback + 1, hash_chunk, copy_chunk, threads)
+    _run(reader, record + ledger.holdback + 1, hash_chunk, copy_chunk, threads, cipher)
     ledger.end(reader.trailer)
     return progress.plaintext_bytes

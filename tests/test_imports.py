@@ -294,3 +294,43 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
     modules = set(out.split())
     assert "encpipe.backup.listing" in modules and modules.isdisjoint(
         {"dataclasses", "inspect", "subprocess", "random", "encpipe.backup.rclonestore", "encpipe.pgprops"})
+
+
+# Runs encpipe in this process with an audit hook that notes each module a thread other
+# than the main one imports (written at exit to the descriptor REPORT_FD names).
+_THREAD_IMPORTS = """
+import os, runpy, sys, threading
+seen = []
+def hook(event, args):
+    if event == "import" and threading.current_thread() is not threading.main_thread():
+        seen.append(args[0])
+sys.addaudithook(hook)
+try:
+    runpy.run_module("encpipe", run_name="__main__", alter_sys=True)
+finally:
+    os.write(int(os.environ.pop("REPORT_FD")), " ".join(seen).encode())
+"""
+
+
+def test_no_worker_thread_imports_a_module(tmp_path):
+    """An import in a worker thread met memory exhaustion in two threads at once (16 MiB
+    chunks on 4 threads under a 130 MiB address space): importlib's module lock spun for
+    ever, and encpipe with it, SIGTERM unheeded. The cipher's pieces (cryptography 51 and
+    later, for a chunk over 64 KiB) were imported by the first chunk that needed them; now
+    before the threads start."""
+    import subprocess
+    import sys
+
+    plaintext = os.urandom(1 << 20) * 40
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent), "ENCPIPE_KEY": "3e" * 32}
+    sealed = tmp_path / "sealed"
+    for argv, stdin in [(["seal", "-o", str(sealed), "--chunk-size", "16M", "--threads", "4"], plaintext),
+                        (["open", str(sealed), "--threads", "4"], b""),
+                        (["inspect", "--verify", str(sealed), "--threads", "4"], b"")]:
+        read, write = os.pipe()
+        with os.fdopen(read, "rb") as report:
+            done = subprocess.run([sys.executable, "-c", _THREAD_IMPORTS, *argv], input=stdin, capture_output=True,
+                                  env={**env, "REPORT_FD": str(write)}, pass_fds=(write,))
+            os.close(write)
+            assert done.returncode == 0, done.stderr
+            assert report.read() == b"", argv
