@@ -163,3 +163,12 @@ def test_a_backup_named_before_year_1000_is_judged_by_its_name_s_four_digit_year
         f" time), not near {name[3:19]} (its name's time): a copy of another backup put under this name?\n"
         for name in archives)
     assert [results[name]["exit_code"] for name in archives] == [65, 65]
+
+
+def test_an_archive_header_dated_before_year_1000_is_shown_with_four_digits():
+    """A custom archive's header time in a refusal line: strftime wrote year 5 as `5`."""
+    from encpipe.backup.label import Found, mismatch
+
+    said = mismatch(Found("archive", b"db", datetime(5, 1, 2, 3, 4, 5)), "db", "20260101T000000Z")
+    assert said == "holds an archive pg_dump made at 0005-01-02 03:04:05 (its local time), not near " \
+                   "20260101T000000Z (its name's time)"

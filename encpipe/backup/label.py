@@ -134,7 +134,7 @@ def mismatch(found_, db, stamp):
         named = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
         if not ARCHIVE_EARLIEST <= found_.at - named <= ARCHIVE_LATEST:
             return "holds an archive pg_dump made at %s (its local time), not near %s (its name's time)" % (
-                found_.at.strftime("%Y-%m-%d %H:%M:%S"), stamp)
+                f"{found_.at.year:04d}-{found_.at:%m-%d %H:%M:%S}", stamp)  # year 5 as 0005, not 5
     return None
 
 
