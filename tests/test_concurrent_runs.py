@@ -40,3 +40,48 @@ def test_verify_notes_a_file_a_prune_removed_after_it_was_listed(tmp_path, monke
     assert results[newest]["ok"] is True
     assert (results[gone]["ok"], results[gone]["error"]) == (None, None)
     assert results[gone]["note"] == "removed since it was listed (a prune, or another run, meanwhile)"
+
+
+def _backup_starts_in(d):
+    """What encpipe-backup does in DIR as it starts, once it holds DIR's lock: the
+    temporary files of killed runs removed (pgbackup.Backup.lock)."""
+    import os
+
+    from encpipe import pgbackup
+    from encpipe.backup.localstore import Local
+
+    backup = pgbackup.Backup.__new__(pgbackup.Backup)
+    backup.o, backup.stores = {"dir": str(d), "lock_wait": 0, "db": "shop", "ext": "sql"}, [Local(str(d))]
+    backup.db = "shop"
+    assert backup.lock()
+    os.close(backup.lock_fd)
+
+
+def test_a_backup_starting_leaves_the_temporary_file_of_a_rewrap_in_place_being_written(tmp_path):
+    """`encpipe rewrap --in-place` (and `seal -o`) in DIR takes no lock of DIR, and its
+    hidden file is named as encpipe-backup's (`.encpipe-tmp.*`). Before, a backup that
+    started meanwhile took it for a killed run's and removed it: the rewrap failed, 75
+    (`... was replaced while it was written`), though no one had touched it. Now its
+    writer holds a lock on it (flock) while it writes, and a backup leaves it."""
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    target = d / "shop_20260101T000000Z.sql.enc"
+    target.write_bytes(b"old")
+
+    def write(out):
+        out.write(b"new ")
+        _backup_starts_in(d)
+        out.write(b"bytes")
+
+    safefile.write_atomically(str(target), write)
+    assert target.read_bytes() == b"new bytes"
+    assert sorted(p.name for p in d.iterdir()) == [target.name]
+
+
+def test_a_backup_starting_removes_a_killed_runs_temporary_file(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    (d / ".encpipe-tmp.0123456789abcdef").write_bytes(b"left by a killed rewrap")
+    (d / ".encpipe-tmp.20260101T000000Z_123_456").write_bytes(b"left by a killed backup")
+    _backup_starts_in(d)
+    assert list(d.iterdir()) == []
