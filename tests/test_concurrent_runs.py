@@ -85,3 +85,32 @@ def test_a_backup_starting_removes_a_killed_runs_temporary_file(tmp_path):
     (d / ".encpipe-tmp.20260101T000000Z_123_456").write_bytes(b"left by a killed backup")
     _backup_starts_in(d)
     assert list(d.iterdir()) == []
+
+
+@pytest.mark.parametrize("held", ["old", "newest"])
+def test_a_prune_puts_back_what_a_killed_prunes_removal_held(tmp_path, held):
+    """A prune moves a file into a directory of its own (`.encpipe-removing.*`) to remove
+    it; killed (SIGKILL) between that move and the unlink, it left the directory, the
+    file in it, for ever: hidden from list, verify and rotate (a hidden directory). Now
+    the next prune of DIR, holding its lock, puts the file back under its name and
+    removes the directory, then decides as for any file: `old` goes by the policy;
+    `newest` (a file renamed over the name as it was moved, which the killed prune had
+    not yet compared) is kept."""
+    import os
+
+    from encpipe.backup.removal import HOLD_PREFIX
+
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    newest, old = (f"shop_{hours_ago(h)}.sql.enc" for h in (1, 48))
+    for name in (newest, old):
+        make_valid(d, name)
+    hold = d / (HOLD_PREFIX + "0123456789abcdef")
+    hold.mkdir(mode=0o700)
+    name = old if held == "old" else newest
+    os.rename(d / name, hold / name)
+    code, report, err = run("prune", "--keep-last", "1", str(d))
+    assert (code, err) == (0, "")
+    assert [r["filename"] for r in report["kept"]] == [newest]
+    assert [r["filename"] for r in report["removed"]] == [old]
+    assert sorted(p.name for p in d.iterdir()) == [newest]
