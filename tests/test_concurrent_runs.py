@@ -114,3 +114,24 @@ def test_a_prune_puts_back_what_a_killed_prunes_removal_held(tmp_path, held):
     assert [r["filename"] for r in report["kept"]] == [newest]
     assert [r["filename"] for r in report["removed"]] == [old]
     assert sorted(p.name for p in d.iterdir()) == [newest]
+
+
+def test_an_unfinished_migrate_file_is_partial_for_list_and_verify(tmp_path):
+    """encpipe-migrate writes each new file under a hidden name `.NAME.<16 hex>.migrate-tmp`
+    before its rename, and takes DIR's lock, which verify and list do not take; a migrate
+    killed leaves it until its next run. Before, list showed it `sealed` and verify of DIR
+    authenticated it: half written, 65 (`chunk 1 failed authentication...`), as if a
+    backup were damaged. Now it is `partial`, as the other tools' hidden files."""
+    from test_backup_dir import sealed_bytes
+
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    newest = f"shop_{hours_ago(1)}.sql.enc"
+    make_valid(d, newest)
+    data = sealed_bytes()[0]
+    temp = ".shop_backup_2020-01-01_00-00-00-000Z.sql.enc.0123456789abcdef.migrate-tmp"
+    (d / temp).write_bytes(data[: len(data) // 2])
+    code, listing, err = run("list", str(d))
+    assert (code, err, {e["filename"]: e["status"] for e in listing}) == (0, "", {temp: "partial", newest: "sealed"})
+    code, report, err = run("verify", str(d))
+    assert (code, err, report["ok"], report["verified"], report["not_verified"]) == (0, "", True, 1, 1)
