@@ -135,3 +135,34 @@ def test_an_unfinished_migrate_file_is_partial_for_list_and_verify(tmp_path):
     assert (code, err, {e["filename"]: e["status"] for e in listing}) == (0, "", {temp: "partial", newest: "sealed"})
     code, report, err = run("verify", str(d))
     assert (code, err, report["ok"], report["verified"], report["not_verified"]) == (0, "", True, 1, 1)
+
+
+def test_rotate_leaves_a_temporary_file_another_rotate_is_writing(tmp_path, capsys):
+    """encpipe-rotate walks the directories under DIR but holds DIR's lock only: a rotate of
+    DIR/sub (its own lock) may be writing `.encpipe-rotate.*.tmp` there. Before, a rotate of
+    DIR took it for an interrupted run's and removed it (`removed`), and the other failed,
+    75. Now one its writer holds locked (safefile) is `ignored`; one no run holds is
+    removed, as before."""
+    import fcntl
+    import json
+    import os
+
+    from encpipe import rotatewalk
+
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    busy, left = (sub / f".encpipe-rotate.{x * 16}.tmp" for x in "ab")
+    busy.write_bytes(b"being written")
+    left.write_bytes(b"a killed run's")
+    writer = os.open(busy, os.O_RDONLY)
+    fd = os.open(sub, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        for path in (busy, left):
+            rotatewalk.remove_stale(fd, str(path), rotation=None)
+    finally:
+        os.close(fd)
+        os.close(writer)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["file"], line["status"]) for line in lines] == [(str(busy), "ignored"), (str(left), "removed")]
+    assert sorted(p.name for p in sub.iterdir()) == [busy.name]
