@@ -166,3 +166,26 @@ def test_rotate_leaves_a_temporary_file_another_rotate_is_writing(tmp_path, caps
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(line["file"], line["status"]) for line in lines] == [(str(busy), "ignored"), (str(left), "removed")]
     assert sorted(p.name for p in sub.iterdir()) == [busy.name]
+
+
+def test_a_held_file_whose_name_was_taken_again_is_said_each_run(tmp_path):
+    """The name of the file a killed prune held is another file's by now: it stays where
+    it is, and the prune says where (74), rather than leave it unseen."""
+    from encpipe.backup.removal import HOLD_PREFIX
+
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    newest, old = (f"shop_{hours_ago(h)}.sql.enc" for h in (1, 48))
+    for name in (newest, old):
+        make_valid(d, name)
+    hold = d / (HOLD_PREFIX + "0123456789abcdef")
+    hold.mkdir(mode=0o700)
+    make_valid(hold, newest)
+    code, report, err = run("prune", "--keep-last", "1", str(d))
+    held = f"{HOLD_PREFIX}0123456789abcdef/{newest}"
+    assert code == 74
+    assert report["errors"] == [{"filename": held, "error": f"{held}: left by a killed prune, cannot be put back (its "
+                                 "name is another file's); move it out of DIR, or remove it"}]
+    assert err.endswith(f"encpipe-prune: error: {held}: left by a killed prune, cannot be put back (its name is another "
+                        "file's); move it out of DIR, or remove it\n")
+    assert sorted(p.name for p in d.iterdir()) == sorted([newest, hold.name])

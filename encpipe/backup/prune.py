@@ -61,8 +61,8 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
     report = {"location": named(store), "dry_run": dry_run,
               "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],
               "count_unauthenticated": count_unauthenticated,
-              "errors": [{"filename": hold, "error": f"{hold}: the file a killed prune was removing cannot be put "
-                          "back under its name (taken again); left in this hidden directory"} for hold in stayed]}
+              "errors": [{"filename": hold, "error": f"{hold}: left by a killed prune, cannot be put back (its name "
+                          "is another file's); move it out of DIR, or remove it"} for hold in stayed]}
     for decision in decisions:
         entry = by_name[decision.record.name]
         line = {"filename": entry.filename, "database": entry.database, "series": entry.dump_format,

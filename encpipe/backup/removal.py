@@ -90,7 +90,8 @@ def put_back_held(dir_fd):
     compared (it may be a file renamed over the listed one's name). Each such file goes
     back under its name (_put_back: never over another file) and the directory is
     removed once empty; the caller (a prune, holding the directory's lock) then decides
-    again, as for any file. The names of the hold directories that stay."""
+    again, as for any file. What stays: `HOLD/NAME` (a file whose name another file has
+    taken since), or `HOLD` (a directory that cannot be read or removed)."""
     stayed = []
     for hold in sorted(os.listdir(dir_fd)):
         if not hold.startswith(HOLD_PREFIX):
@@ -103,9 +104,11 @@ def put_back_held(dir_fd):
             mine = os.fstat(held)
             if mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077:
                 continue
-            for name in os.listdir(held):
-                _put_back(held, dir_fd, name)
-            os.rmdir(hold, dir_fd=dir_fd)
+            left = [name for name in sorted(os.listdir(held)) if not _put_back(held, dir_fd, name)]
+            if left:
+                stayed.append(f"{hold}/{left[0]}")
+            else:
+                os.rmdir(hold, dir_fd=dir_fd)
         except OSError:
             stayed.append(hold)
         finally:
