@@ -9,6 +9,7 @@ kills the run), then fails with 75, naming the lock.
 
 import fcntl
 import os
+import stat
 import time
 
 from .errors import Changed, UsageError
@@ -83,6 +84,29 @@ def hold(fd, directory, check, fail, started):
     check()  # after the lock: the directory worked in is the one locked and checked
     if not still_at(fd, directory):
         raise fail(f"{directory} was replaced while {started} started", 66)
+
+
+def left_behind(dir_fd, name):
+    """Whether hidden file `name` in the directory open as `dir_fd` is a killed run's, to be
+    removed: not a regular file that a writer holds locked (safefile._in_use: a `seal -o` or
+    `rewrap --in-place` writing it, which holds no lock of the directory). A regular file is
+    opened without following a link, without blocking, to try its lock; one that cannot be
+    opened is a killed run's, as before."""
+    try:
+        if not stat.S_ISREG(os.lstat(name, dir_fd=dir_fd).st_mode):
+            return True
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return True
 
 
 # --- directories made by a run ------------------------------------------------

@@ -164,8 +164,8 @@ class Backup:
             os.close(fd)
             return None
         self.lock_fd = fd
-        for name in os.listdir(fd):  # holding the lock, no other backup writes here
-            if name.startswith(TEMP_PREFIX):
+        for name in os.listdir(fd):  # holding the lock, no other backup writes here (a seal -o may: left_behind)
+            if name.startswith(TEMP_PREFIX) and dirlock.left_behind(fd, name):
                 try:
                     os.unlink(name, dir_fd=fd)
                 except OSError:

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 
+from . import dirlock
 from .cli import write_line
 from .dirwalk import tree
 from .inplace import not_a_leftover
@@ -34,6 +35,8 @@ def remove_stale(fd, path, rotation, dry_run=False):
             why = not_a_leftover(os.lstat(name, dir_fd=fd), "rotate")  # not a regular file, or another user's
             if why:
                 return report(path, "ignored", reason=f"named like a temporary file, but {why}")
+            if not dirlock.left_behind(fd, name):  # a rotate of a directory under DIR, which holds its own lock
+                return report(path, "ignored", reason="named like a temporary file, but another run is writing it")
             if not dry_run:
                 os.unlink(name, dir_fd=fd)
         except FileNotFoundError:  # gone meanwhile: nothing left to remove

@@ -16,6 +16,7 @@ that a user other than the caller (or root) can write, unless it is sticky.
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 
@@ -177,6 +178,7 @@ def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces,
             with held():  # created and in this `try` in one step: a signal never leaves it behind
                 fd = _io(os.open, temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=dir_fd, what=f"cannot create a temporary file in {directory}")
+                _in_use(fd)
             hook("created", directory, temp, name)
             with os.fdopen(fd, "w+b", buffering=0, closefd=False) as out:
                 result = write(out)
@@ -223,6 +225,17 @@ def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces,
         finally:
             if fd is not None:
                 os.close(fd)
+
+
+def _in_use(fd):
+    """Hold a lock (flock) on the hidden file open as `fd` while it is written: it says it is
+    in use. `seal -o` and `rewrap --in-place` take no lock of the directory, and their hidden
+    files are named as encpipe-backup's (TEMP_PREFIX), which removes a killed run's as it
+    starts (dirlock.left_behind): one still held is not. Where flock is refused, none."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass
 
 
 def _remove_access_acl(fd):

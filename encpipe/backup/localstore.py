@@ -12,7 +12,7 @@ from ..bounded import AsListed
 from ..errors import Changed, InputUnavailable, IOFailure, ran_out
 from ..textform import shown_name
 from .records import Item
-from .removal import remove_listed
+from .removal import put_back_held, remove_listed
 
 CHUNK = 1 << 20
 _PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)  # a directory's descriptor for the *at() calls only
@@ -199,6 +199,15 @@ class Local:
         """Unlink the very file listed (not a link, not a file put there since, nor one
         renamed over its name while it is removed: see removal.py)."""
         remove_listed(self._dir(), self.directory, item.name, item.identity)
+
+    def put_back_held(self):
+        """Files a killed prune left in its hold directory, back under their names (removal.put_back_held):
+        the hold directories that stay. The directory is listed through its own descriptor."""
+        fd = self._reopened()
+        try:
+            return put_back_held(fd)
+        finally:
+            os.close(fd)
 
     def discard(self, name):
         try:

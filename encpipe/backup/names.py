@@ -21,13 +21,15 @@ _LEGACY_NAME = re.compile(
     r"\.sql(?P<enc>\.enc)?$", re.S
 )
 # Unfinished files, never read, never counted: encpipe-backup's temporary files, those of
-# `encpipe rewrap --in-place`, and rclone's: `rclone copy`, `move` and `sync` write to a
+# `encpipe rewrap --in-place`, encpipe-rotate's, encpipe-migrate's (.NAME.<16 hex>.migrate-tmp: its
+# lock, DIR's, is not list's nor verify's), and rclone's: `rclone copy`, `move` and `sync` write to a
 # backend that takes partial uploads (local, sftp, ftp...) as NAME.<8 hex>.partial first
 # (--partial-suffix, ".partial" by default), and `rclone serve s3` keeps an unfinished
 # multipart upload's parts in .rclone_temp_multipart_<id> in the directory it serves. A
 # killed rclone leaves them: read, the start of a backup they hold (its payload key) made
 # the backup a copy that retention never counts, and a truncated one failed verify.
-_PARTIAL_NAME = re.compile(r"^(\.encpipe-(tmp\..*|.*\.tmp)|\.rclone_temp_multipart_.*|.*\.partial)$", re.S)
+_PARTIAL_NAME = re.compile(r"^(\.encpipe-(tmp\..*|.*\.tmp)|\..*\.[0-9a-f]{16}\.migrate-tmp|\.rclone_temp_multipart_.*"
+                           r"|.*\.partial)$", re.S)
 # The location's cluster marker (backup.cluster): a line of text, never a backup, never read as one.
 MARKER = ".encpipe-cluster"
 # encpipe-backup's temporary names: .encpipe-tmp.<YYYYmmddTHHMMSSZ>_<pid>_<random>

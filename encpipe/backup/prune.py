@@ -30,6 +30,8 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
     backup-named file was left in place (failed verification, future-dated, a
     copy, its maker not authenticated, or unlabelled but named after a labelled
     backup of its series)."""
+    put_back = None if dry_run else getattr(store, "put_back_held", None)  # a local directory's, its lock held
+    stayed = put_back() if put_back else []  # a killed prune's held files: back under their names, first
     scanned = scan(store)
     copied = copies(scanned)  # whatever the other file's name: a copy counts as what its name says
     everything = [e for e in scanned if e.naming == "encpipe" and not e.item.link]
@@ -58,7 +60,9 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
     decisions = plan(records, policy, now)
     report = {"location": named(store), "dry_run": dry_run,
               "policy": _describe(policy), "removed": [], "kept": [], "left": [], "unprotected": [],
-              "count_unauthenticated": count_unauthenticated, "errors": []}
+              "count_unauthenticated": count_unauthenticated,
+              "errors": [{"filename": hold, "error": f"{hold}: left by a killed prune, cannot be put back (its name "
+                          "is another file's); move it out of DIR, or remove it"} for hold in stayed]}
     for decision in decisions:
         entry = by_name[decision.record.name]
         line = {"filename": entry.filename, "database": entry.database, "series": entry.dump_format,

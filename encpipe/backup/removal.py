@@ -82,3 +82,35 @@ def _put_back(held, dir_fd, name):
         return True
     except OSError:
         return False
+
+
+def put_back_held(dir_fd):
+    """What a prune killed (SIGKILL) inside remove_listed left: a hold directory of this
+    user's (HOLD_PREFIX, mode 0700), the file it moved there in it, not yet unlinked, nor
+    compared (it may be a file renamed over the listed one's name). Each such file goes
+    back under its name (_put_back: never over another file) and the directory is
+    removed once empty; the caller (a prune, holding the directory's lock) then decides
+    again, as for any file. What stays: `HOLD/NAME` (a file whose name another file has
+    taken since), or `HOLD` (a directory that cannot be read or removed)."""
+    stayed = []
+    for hold in sorted(os.listdir(dir_fd)):
+        if not hold.startswith(HOLD_PREFIX):
+            continue
+        try:
+            held = os.open(hold, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:  # not a directory, gone, another user's: not this prune's to touch
+            continue
+        try:
+            mine = os.fstat(held)
+            if mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077:
+                continue
+            left = [name for name in sorted(os.listdir(held)) if not _put_back(held, dir_fd, name)]
+            if left:
+                stayed.append(f"{hold}/{left[0]}")
+            else:
+                os.rmdir(hold, dir_fd=dir_fd)
+        except OSError:
+            stayed.append(hold)
+        finally:
+            os.close(held)
+    return stayed

@@ -28,7 +28,8 @@ def command(args, io, where):
         store = open_location(path, io.env) if folder else None
         entries = [e for e in scan(store) if e.status != "marker"] if folder else []  # the cluster's, no backup
         if entries or folder and not _looks_like_a_file(path):
-            found = refuse_late_unlabelled(entries, [Kept(verify_entry(store, e, keys, workers)) for e in entries])
+            found = refuse_late_unlabelled(entries, [Kept(_unless_gone(store, e, verify_entry(store, e, keys, workers)))
+                                                     for e in entries])
             if store.trusted_owners() is None:  # a remote: no owner vouches for an archive's name
                 found = refuse_archived_earlier(entries, found)
             if not any(r["ok"] is not None or r["status"] == "legacy" for r in found):  # notes only, or nothing
@@ -59,6 +60,24 @@ def command(args, io, where):
     if nothing:
         io.error(nothing)
     return failed[0]["exit_code"] if failed else 0
+
+
+GONE = "removed since it was listed (a prune, or another run, meanwhile)"
+
+
+def _unless_gone(store, entry, result):
+    """`result`, or a note for a file of a local directory that could not be read because
+    it is no longer there (a prune, encpipe-backup's pruning: verify takes no lock), as
+    a file removed before the listing is nothing; a link that leads nowhere is there."""
+    lexists = getattr(store, "lexists", None)  # a local directory's (its descriptor's)
+    if result["ok"] is not False or result["exit_code"] != 66 or lexists is None:
+        return result
+    try:
+        if lexists(entry.item.name):
+            return result
+    except OSError:
+        return result
+    return {**result, "ok": None, "error": None, "exit_code": None, "error_class": None, "note": GONE}
 
 
 def _there(path):
