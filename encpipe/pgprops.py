@@ -152,7 +152,7 @@ def parse_line(line):
         return None
     try:
         props = json.loads(line[len(LINE_PREFIX):])
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than json reads (`[` repeated): no properties either
         return None
     return props if isinstance(props, dict) else None
 

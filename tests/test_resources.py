@@ -310,3 +310,42 @@ def test_rewrap_of_a_genuine_v1_file_still_works_and_checks_it(tmp_path):
     assert code == 0, err
     code, plain, err = encpipe("open", "--key-file", new, input=out)
     assert (code, plain) == (0, data), err
+
+
+# --- a globals file's properties line nested without end; its SQL split into statements ---
+
+
+def test_a_properties_line_nested_deeper_than_json_reads_is_no_properties():
+    """A globals file's properties line (its last) of `[` repeated: json.loads raised
+    RecursionError, not ValueError, and encpipe-restore ended in `internal error:
+    RecursionError` (70, a bug by its own words) before any server was reached, as
+    encpipe-verify, -prune and -check --verify did for such a file in a backup
+    directory. Now it is a line that cannot be read as properties: none, as a
+    properties line that is not JSON is."""
+    from encpipe import pgglobals, pgprops
+
+    line = pgprops.LINE_PREFIX + "[" * 30000
+    assert pgprops.parse_line(line) is None
+    text = b"--\n-- PostgreSQL database cluster dump\n--\n\nCREATE ROLE app;\n" + line.encode() + b"\n"
+    assert pgglobals.statements(text.decode()) == (["CREATE ROLE app;"], None)
+
+
+@pytest.mark.xfail(strict=True, reason="a globals file's SQL is split into one Python string per statement, "
+                   "each some 60 bytes more than its text: 64 MiB of `;` lines took 2.7 GB and a minute, before "
+                   "any server was reached (README says up to 64 MiB is read)")
+def test_planning_from_a_globals_files_sql_takes_memory_of_its_size_not_of_its_statement_count():
+    """The restore plans from a globals file's SQL, read up to 64 MiB (README, "Resource
+    limits"). Measured here on 128 KiB of one-byte statements (the ratio does not depend
+    on the size): the plan's working memory stays within a few times the SQL's size."""
+    import tracemalloc
+
+    from encpipe import pgglobals
+
+    text = b";\n" * (64 << 10)
+    tracemalloc.start()
+    try:
+        pgglobals.checked(text, "g", None, lambda *_: None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(text), f"{peak / len(text):.0f} times the SQL's size"
