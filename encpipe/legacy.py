@@ -81,9 +81,12 @@ class LegacyInfo:
 
 
 def passphrase_key(passphrase):
-    """The previous tool's key for a passphrase (bytes; a str is taken as UTF-8, as Node does)."""
+    """The previous tool's key for a passphrase (bytes; a str is taken as UTF-8, as Node does).
+    Node read its setting as UTF-8, each invalid sequence one U+FFFD, and hashed that
+    string's UTF-8: bytes that are not UTF-8 are taken the same way (valid ones unchanged)."""
     if isinstance(passphrase, str):
-        passphrase = passphrase.encode("utf-8")
+        passphrase = passphrase.encode("utf-8", "surrogateescape")
+    passphrase = passphrase.decode("utf-8", "replace").encode("utf-8")
     return hashlib.pbkdf2_hmac("sha256", passphrase, PBKDF2_SALT, PBKDF2_ITERATIONS, KEY_LEN)
 
 
