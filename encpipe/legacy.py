@@ -55,6 +55,7 @@ PBKDF2_ITERATIONS = 100_000
 SUITE = "AES-256-GCM, 16-byte IV, one tag over the whole file"
 BUFFER_SIZE = 1 << 20
 ZERO_RUN = 32
+MAX_CIPHERTEXT = (2**39 - 256) // 8  # AES-GCM's limit (NIST SP 800-38D): 64 GiB less 32 bytes
 _ZEROS = bytes(ZERO_RUN)
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 # What envelope.read_header reads before it can say "not an encpipe file":
@@ -81,9 +82,12 @@ class LegacyInfo:
 
 
 def passphrase_key(passphrase):
-    """The previous tool's key for a passphrase (bytes; a str is taken as UTF-8, as Node does)."""
+    """The previous tool's key for a passphrase (bytes; a str is taken as UTF-8, as Node does).
+    Node read its setting as UTF-8, each invalid sequence one U+FFFD, and hashed that
+    string's UTF-8: bytes that are not UTF-8 are taken the same way (valid ones unchanged)."""
     if isinstance(passphrase, str):
-        passphrase = passphrase.encode("utf-8")
+        passphrase = passphrase.encode("utf-8", "surrogateescape")
+    passphrase = passphrase.decode("utf-8", "replace").encode("utf-8")
     return hashlib.pbkdf2_hmac("sha256", passphrase, PBKDF2_SALT, PBKDF2_ITERATIONS, KEY_LEN)
 
 
@@ -158,6 +162,7 @@ def _authenticate(src, keys, iv, tag, witness=None):
     buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
     total = 0
     for index, block in enumerate(blocks(src, buf)):
+        _within_gcm(total + len(block))
         _no_zero_run(buf, len(block), total)
         if witness:
             witness(index, block)
@@ -175,6 +180,14 @@ def _authenticate(src, keys, iv, tag, witness=None):
         "no supplied key authenticates this legacy file",
         hint=f"the key is wrong, or the file is damaged or truncated (the old format cannot tell which); tried: {tried}",
     )
+
+
+def _within_gcm(size):
+    """Refuse a ciphertext longer than AES-GCM allows: no file of the previous tool is
+    (65 at once, not the cipher library's error after 64 GiB were read)."""
+    if size > MAX_CIPHERTEXT:
+        raise InvalidStream(f"not a file of the previous tool: longer than AES-GCM allows ({MAX_CIPHERTEXT} "
+                            "bytes of ciphertext)")
 
 
 def _no_zero_run(buf, length, offset):
@@ -256,7 +269,10 @@ def _as_found(src):
         info, here = os.fstat(src.fileno()), src.tell()
     except (AttributeError, OSError, ValueError):  # a pipe, or a reader without a descriptor
         return src
-    return _AsFound(src, info.st_size - here) if stat.S_ISREG(info.st_mode) else src
+    if not stat.S_ISREG(info.st_mode):
+        return src
+    _within_gcm(info.st_size - here)  # before any byte of it is read, or spooled
+    return _AsFound(src, info.st_size - here)
 
 
 def _open_payload(src, dst, keys, iv, tag, tmpdir):
