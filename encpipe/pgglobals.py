@@ -41,8 +41,13 @@ REFUSED_HINT = "give the right one with --globals FILE, or " + NO_GLOBALS
 MISSING_HINT = ("a backup made with encpipe-backup --no-globals has none: restore it with --no-globals (no roles, no "
                 "recorded database properties); else give the right one with --globals FILE")
 
-# A globals file's SQL is read into memory (its plan needs all of it): some 200,000 roles at most.
+# A globals file's SQL is read into memory (its plan needs all of it): some 200,000 roles at most,
+# in at most GLOBALS_MAX_STATEMENTS statements (each a string, some 60 bytes beyond its text: 64 MiB
+# of one-byte statements took 2.7 GB); five a role.
 GLOBALS_MAX_BYTES = 64 << 20
+GLOBALS_MAX_STATEMENTS = 1_000_000
+# A line as str.splitlines cuts them, its end kept: read one at a time, not all at once.
+_LINE = re.compile("[^\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*(?:\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029])?")
 
 
 def read_sql(proc, path):
@@ -118,10 +123,13 @@ def beside(name, remote, legacy):
     return None
 
 
-def statements(text):
-    """(statements, properties) of a globals file: comments and backslash lines dropped."""
+def statements(text, path="the globals file"):
+    """(statements, properties) of a globals file: comments and backslash lines dropped.
+    Failure (65) past GLOBALS_MAX_STATEMENTS statements."""
     result, props, current, quote = [], None, [], None
-    for line in text.splitlines(keepends=True):
+    for line in map(lambda match: match[0], _LINE.finditer(text)):
+        if not line:  # the end
+            break
         if not current and quote is None:
             stripped = line.strip()
             if not stripped or stripped.startswith("\\"):
@@ -139,6 +147,10 @@ def statements(text):
         if quote is None and line.rstrip().endswith(";"):
             result.append("".join(current).strip())
             current = []
+            if len(result) > GLOBALS_MAX_STATEMENTS:
+                raise Failure("%s holds more than %d statements, more than a restore plans from; nothing was "
+                              "changed" % (path, GLOBALS_MAX_STATEMENTS), 65, "if it is genuine, %s, and create "
+                              "its roles yourself" % NO_GLOBALS)
     if current:
         result.append("".join(current).strip())
     return result, props
@@ -147,7 +159,7 @@ def statements(text):
 def checked(text, path, run, say):
     """(the statements to run, the properties) of a globals file's decrypted `text`, once
     refuse_other_run (with `run`, `say`) and refuse_unplain passed (--no-globals reads none)."""
-    all_statements, props = statements(text.decode("utf-8", "replace"))
+    all_statements, props = statements(text.decode("utf-8", "replace"), "the globals file %s" % path)
     refuse_other_run(props, run, path, say, labelled_run(text, path))
     refuse_unplain(all_statements, path)
     return all_statements, props
