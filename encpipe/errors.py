@@ -117,8 +117,8 @@ def ran_out(e):
         return "out of system resources: cannot start a thread"
     if isinstance(e, ImportError) and _UNMAPPED in str(e) and not str(e).endswith(_NOT_MEMORY):
         return "out of memory"  # dlopen's words when mmap fails (ENOMEM under a memory limit)
-    if isinstance(e, SystemError) and (e.__cause__ or e.__context__):  # the interpreter's own, from a MemoryError
-        return ran_out(e.__cause__ or e.__context__)
+    if isinstance(e, (SystemError, RuntimeError)) and (e.__cause__ or e.__context__):  # the interpreter's, or
+        return ran_out(e.__cause__ or e.__context__)  # an extension's (cryptography's Rust), from a MemoryError
     return None
 
 

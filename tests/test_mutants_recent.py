@@ -246,10 +246,10 @@ def test_a_backend_made_on_the_fly_that_gives_a_credential_is_refused():
                             "rclone's command line, where other users can read it")
 
 
-def _raised_from(cause):
+def _raised_from(cause, kind=SystemError, words="error return without exception set"):
     try:
-        raise SystemError("error return without exception set") from cause
-    except SystemError as e:
+        raise kind(words) from cause
+    except kind as e:
         return e
 
 
@@ -269,6 +269,9 @@ def _raised_from(cause):
     (_raised_from(MemoryError()), "out of memory"),  # the interpreter's own, raised from one
     (_raised_from(ValueError("x")), None),
     (SystemError("no cause"), None),
+    # an extension's (cryptography's Rust module, under a 50 MiB address space), raised from one
+    (_raised_from(MemoryError(), RuntimeError, "An error occurred while initializing class Sct"), "out of memory"),
+    (_raised_from(ValueError("x"), RuntimeError, "An error occurred while initializing class Sct"), None),
 ], ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None)
 def test_what_counts_as_a_resource_run_out(error, said):
     assert ran_out(error) == said
