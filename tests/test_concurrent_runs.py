@@ -87,6 +87,21 @@ def test_a_backup_starting_removes_a_killed_runs_temporary_file(tmp_path):
     assert list(d.iterdir()) == []
 
 
+def _with_a_hold(tmp_path):
+    """DIR with a backup of an hour ago and one of two days ago, and an empty hold directory a
+    killed prune left: (DIR, newest's name, old's name, the hold directory)."""
+    from encpipe.backup.removal import HOLD_PREFIX
+
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    newest, old = (f"shop_{hours_ago(h)}.sql.enc" for h in (1, 48))
+    for name in (newest, old):
+        make_valid(d, name)
+    hold = d / (HOLD_PREFIX + "0123456789abcdef")
+    hold.mkdir(mode=0o700)
+    return d, newest, old, hold
+
+
 @pytest.mark.parametrize("held", ["old", "newest"])
 def test_a_prune_puts_back_what_a_killed_prunes_removal_held(tmp_path, held):
     """A prune moves a file into a directory of its own (`.encpipe-removing.*`) to remove
@@ -98,15 +113,7 @@ def test_a_prune_puts_back_what_a_killed_prunes_removal_held(tmp_path, held):
     not yet compared) is kept."""
     import os
 
-    from encpipe.backup.removal import HOLD_PREFIX
-
-    d = tmp_path / "b"
-    d.mkdir(mode=0o700)
-    newest, old = (f"shop_{hours_ago(h)}.sql.enc" for h in (1, 48))
-    for name in (newest, old):
-        make_valid(d, name)
-    hold = d / (HOLD_PREFIX + "0123456789abcdef")
-    hold.mkdir(mode=0o700)
+    d, newest, old, hold = _with_a_hold(tmp_path)
     name = old if held == "old" else newest
     os.rename(d / name, hold / name)
     code, report, err = run("prune", "--keep-last", "1", str(d))
@@ -173,13 +180,7 @@ def test_a_held_file_whose_name_was_taken_again_is_said_each_run(tmp_path):
     it is, and the prune says where (74), rather than leave it unseen."""
     from encpipe.backup.removal import HOLD_PREFIX
 
-    d = tmp_path / "b"
-    d.mkdir(mode=0o700)
-    newest, old = (f"shop_{hours_ago(h)}.sql.enc" for h in (1, 48))
-    for name in (newest, old):
-        make_valid(d, name)
-    hold = d / (HOLD_PREFIX + "0123456789abcdef")
-    hold.mkdir(mode=0o700)
+    d, newest, old, hold = _with_a_hold(tmp_path)
     make_valid(hold, newest)
     code, report, err = run("prune", "--keep-last", "1", str(d))
     held = f"{HOLD_PREFIX}0123456789abcdef/{newest}"
