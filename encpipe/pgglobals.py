@@ -287,8 +287,7 @@ def parameters_left(skipped, created):
     """Each privilege on a parameter left out of `skipped` (plan's) whose grantee is one of
     `created`, as "ROLE on PARAMETER": granted by another role, or on a parameter the server
     does not know (one a later PostgreSQL removed)."""
-    matches = (m for m in map(_GRANT_PARAMETER.match, skipped) if m)
-    return ["%s on %s" % (unquote(m[2]), unquote(m[1])) for m in matches if unquote(m[2]) in set(created)]
+    return ["%s on %s" % (role, parameter) for parameter, role in parameter_grants(skipped) if role in set(created)]
 
 
 def tablespaces(skipped):

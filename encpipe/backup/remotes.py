@@ -108,11 +108,18 @@ def secret_given(location, depth=0):
         if value and name.strip().lower() == "headers" and (header := _secret_header(value)):
             return f"headers ({_shown(header)})"
         if value and depth < 8:  # a value may hold a connection string, which may hold one...
-            words = value.split()
-            for inner in dict.fromkeys((value, *words, *(word.partition("=")[2] for word in words))):
-                if found := secret_given(inner.strip("'\""), depth + 1):
+            for inner in _nested(value):
+                if found := secret_given(inner, depth + 1):
                     return found
     return None
+
+
+def _nested(value):
+    """What a parameter's value may hold that rclone makes a remote of, unquoted: the value,
+    each of its space-separated words (union's `upstreams`), and what follows each word's
+    `=` (combine's `DIR=REMOTE:PATH`)."""
+    words = value.split()
+    return [inner.strip("'\"") for inner in dict.fromkeys((value, *words, *(w.partition("=")[2] for w in words)))]
 
 
 def _shown(name):
@@ -192,9 +199,7 @@ def _dot_parts(location, depth=0):
         return True
     for name, value in given(location):
         if value and depth < 8 and name.strip().lower() in ("remote", "upstreams"):
-            words = value.split()
-            if any(_dot_parts(inner.strip("'\""), depth + 1)
-                   for inner in (value, *words, *(word.partition("=")[2] for word in words))):
+            if any(_dot_parts(inner, depth + 1) for inner in _nested(value)):
                 return True
     return False
 
