@@ -273,10 +273,6 @@ def members_left(skipped, created):
     return ["%s in %s" % (unquote(m[2]), unquote(m[1])) for m in matches if unquote(m[1]) in set(created)]
 
 
-def is_parameter_grant(statement):
-    return bool(_GRANT_PARAMETER.match(statement))
-
-
 def parameter_grants(statements):
     """(parameter, grantee) of each privilege on a parameter that `statements` grant."""
     matches = (m for m in map(_GRANT_PARAMETER.match, statements) if m)

@@ -34,7 +34,7 @@ class Roles:
         """Run what pgglobals.plan keeps of `statements` (from the globals file `source`)."""
         if not statements:
             return
-        granted = any(pgglobals.is_parameter_grant(statement) for statement in statements)
+        granted = bool(pgglobals.parameter_grants(statements))
         names = {r[0] for r in run_sql(self.maint, "SELECT name FROM pg_catalog.pg_settings;", fields=1)} \
             if granted else None  # GRANT ... ON PARAMETER refuses one the server does not know
         keep, created, skipped = pgglobals.plan(statements, self.names(), names)
