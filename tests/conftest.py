@@ -54,6 +54,29 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running test")
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM, signal.SIGPIPE)
+
+
+@pytest.fixture(autouse=True)
+def _signals_as_found():
+    """Each test leaves the worker's signal mask as it found it (every child a later test
+    starts inherits it: a SIGHUP blocked there, a child would outlive the SIGHUP sent to
+    it) and no timer of ITIMER_REAL running (its SIGALRM would come in another test), or
+    fails; the handlers an in-process main() set (encpipe-migrate's, a restore's) are put
+    back as they were, so that no later test runs them."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    handlers = [(signum, signal.getsignal(signum)) for signum in _SIGNALS]
+    timer = signal.getitimer(signal.ITIMER_REAL)
+    yield
+    left_mask = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    left_timer = timer == (0.0, 0.0) and signal.setitimer(signal.ITIMER_REAL, 0) != (0.0, 0.0)
+    for signum, handler in handlers:
+        if handler is not None:  # None: set outside Python, and left so
+            signal.signal(signum, handler)
+    assert left_mask == mask, f"the test left the signal mask {sorted(left_mask)}, not {sorted(mask)}"
+    assert not left_timer, "the test left a timer of ITIMER_REAL running"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """With ENCPIPE_NO_SKIP set (scripts/test sets it as root, so `.ci/run` too), a
