@@ -51,7 +51,16 @@ if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running test")
+    config.addinivalue_line("markers", "slow: a long-running test, run first (pytest_collection_modifyitems)")
+
+
+def pytest_collection_modifyitems(items):
+    """The test files that hold a long-running test first, each whole (its module-scoped
+    fixtures made once) and in the order collected: the other workers meanwhile share
+    the short tests, instead of one worker finishing the run alone with a long test
+    drawn last."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM, signal.SIGPIPE)
