@@ -51,7 +51,39 @@ if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running test")
+    config.addinivalue_line("markers", "slow: a long-running test, run first (pytest_collection_modifyitems)")
+
+
+def pytest_collection_modifyitems(items):
+    """The test files that hold a long-running test first, each whole (its module-scoped
+    fixtures made once) and in the order collected: the other workers meanwhile share
+    the short tests, instead of one worker finishing the run alone with a long test
+    drawn last."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM, signal.SIGPIPE)
+
+
+@pytest.fixture(autouse=True)
+def _signals_as_found():
+    """Each test leaves the worker's signal mask as it found it (every child a later test
+    starts inherits it: a SIGHUP blocked there, a child would outlive the SIGHUP sent to
+    it) and no timer of ITIMER_REAL running (its SIGALRM would come in another test), or
+    fails; the handlers an in-process main() set (encpipe-migrate's, a restore's) are put
+    back as they were, so that no later test runs them."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    handlers = [(signum, signal.getsignal(signum)) for signum in _SIGNALS]
+    timer = signal.getitimer(signal.ITIMER_REAL)
+    yield
+    left_mask = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    left_timer = timer == (0.0, 0.0) and signal.setitimer(signal.ITIMER_REAL, 0) != (0.0, 0.0)
+    for signum, handler in handlers:
+        if handler is not None:  # None: set outside Python, and left so
+            signal.signal(signum, handler)
+    assert left_mask == mask, f"the test left the signal mask {sorted(left_mask)}, not {sorted(mask)}"
+    assert not left_timer, "the test left a timer of ITIMER_REAL running"
 
 
 @pytest.hookimpl(hookwrapper=True)

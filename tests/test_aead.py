@@ -135,6 +135,7 @@ def _covered_by_this_run(session, library):
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.slow
 def test_the_format_tests_pass_under_each_library(request, library):
     """Under each library: in this run when it runs them under that library (the
     suite's default, cryptography in CI), else in a child pytest with ENCPIPE_CIPHER

@@ -158,6 +158,7 @@ def test_check_counts_neither_a_copy_nor_a_link_as_a_fresh_backup(tmp_path):
                                     f"is the same file as {old}\n")
 
 
+@pytest.mark.slow
 def test_a_backup_does_not_wait_for_ever_for_names_planted_for_every_second(tmp_path):
     """Before: encpipe-backup waited, for as long as they lasted, until this second's
     name was free; a user who can write the directory (a sticky one passes the

@@ -296,6 +296,7 @@ def _check_directory(directory, db, key, verified):
     return temps
 
 
+@pytest.mark.slow
 def test_backup_killed_at_random_points(pg, tools, key_file, tmp_path):
     db = ensure_small(pg, "bk_kill", rows=20)
     directory = str(tmp_path / "b")

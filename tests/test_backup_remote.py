@@ -52,6 +52,7 @@ def without_paths(report):
     return report
 
 
+@pytest.mark.slow
 def test_remote_backups_behave_like_local_ones(pg, tools, key_file, s3, tmp_path):
     db = ensure_small(pg, "bk_remote")
     local, remote = str(tmp_path / "b"), f"{s3.location}/same"

@@ -103,6 +103,7 @@ PG_ROWS = [
 ]
 
 
+@pytest.mark.slow
 def test_quick_run_exits_zero(quick_run):
     proc, _, _ = quick_run
     assert proc.returncode == 0, proc.stderr

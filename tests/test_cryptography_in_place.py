@@ -64,6 +64,7 @@ def test_a_cryptography_that_encrypts_in_place_takes_the_in_place_path(cryptogra
     assert (done.returncode, done.stdout) == (0, "in place\n"), done.stderr
 
 
+@pytest.mark.slow
 def test_the_vectors_and_the_tamper_tests_pass_with_it(cryptography_50):
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
                            "test_vectors.py", "test_tamper.py"],

@@ -178,6 +178,7 @@ def lost_cluster(tools, key_file, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(FORMATS))
+@pytest.mark.slow
 def test_a_lost_cluster_comes_back_database_by_database(tools, key_file, lost_cluster, name):
     fmt = FORMATS[name]
     backups, before, before_state = lost_cluster

@@ -9,6 +9,9 @@ listed file is a regular file or a link): NAME changed while pruning, left in
 place, 74 as for any other file changed meanwhile."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +21,18 @@ from test_backup_dir_hostile import hours_ago, script
 from encpipe.backup import removal
 
 
-def test_prune_says_a_name_became_a_directory_with_the_files_inode_and_leaves_it(tmp_path):
+@pytest.fixture
+def on_disk():
+    """A directory on the machine's disk (/var/tmp): ext4 gives a freed inode to the next
+    file made, a tmpfs never (its numbers only grow), and scripts/test gives the tests a
+    tmpfs /tmp."""
+    made = tempfile.mkdtemp(dir="/var/tmp")
+    yield Path(made)
+    shutil.rmtree(made, ignore_errors=True)
+
+
+def test_prune_says_a_name_became_a_directory_with_the_files_inode_and_leaves_it(on_disk):
+    tmp_path = on_disk
     # ext4 gives the freed inode to the next file or directory made, here or in any other
     # process at that moment (a busy machine): a new directory each time, a few times
     for attempt in range(30):  # a busy machine (tests in parallel) takes the freed inode now and then

@@ -52,6 +52,7 @@ def zstd_window_log(plaintext):
     return 10 + (frame[5] >> 3)
 
 
+@pytest.mark.slow
 def test_zstd_compress_level_22_is_level_22_not_19(pg, tools, tmp_path):
     """README: `--compress-level N` (zstd 0 to 22, ...). zstd takes levels 20 to 22
     only with --ultra: without it, `zstd -q -22` compresses at 19, silently. Level 22

@@ -191,6 +191,7 @@ def _scratch(pg):
     return rows[0] if rows else None
 
 
+@pytest.mark.slow
 def test_the_owner_holding_the_live_databases_row_cannot_make_the_swap_wait_for_ever(pg, tools, key_file,
                                                                                       tmp_path, mallory):
     """The owner of the live database alters it in a transaction she keeps open. Before, with

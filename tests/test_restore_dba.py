@@ -118,6 +118,7 @@ def cluster_b(empty_cluster):
 
 @pytest.mark.parametrize("options", [("--format", "plain", "--compress", "zstd"),
                                      ("--format", "plain", "--compress", "gzip"), ("--format", "custom")])
+@pytest.mark.slow
 def test_an_empty_server_gets_roles_properties_and_contents_back(cluster_a, cluster_b, tools, key_file, tmp_path,
                                                                  options):
     before = snapshot(cluster_a)

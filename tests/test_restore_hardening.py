@@ -222,6 +222,7 @@ def _wait_until_unused(pg, prefix, timeout=120):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_restore_killed_at_random_points_then_one_more_cleans_up(pg, tools, key_file, tmp_path):
     source = ensure_awkward(pg)
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file)

@@ -115,6 +115,7 @@ KNOWN_SALT = bytes(range(16))
 KNOWN_KEK = bytes.fromhex("13f6767e349d23769937373baf9218bc157aa7bc22070e122978b0e861691ffb")
 
 
+@pytest.mark.slow
 def test_a_genuine_file_at_the_maximum_slot_cost_still_opens(tmp_path, evaluations, monkeypatch):
     genuine = Passphrase(b"the passphrase", *MAX_COST)
     with monkeypatch.context() as m:  # the seal's own scrypt at the maximum cost skipped

@@ -109,6 +109,7 @@ def _leaks(who, env, needs, rclone_secrets):
     return found
 
 
+@pytest.mark.slow
 def test_each_child_of_a_backup_and_a_remote_restore_gets_only_the_secrets_it_needs(pg, tools, key_file, tmp_path,
                                                                                        s3):
     db = ensure_small(pg, "leaks_source")

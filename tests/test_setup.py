@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # three fresh installs
+
 REPO = Path(__file__).resolve().parent.parent
 # As root, in a mount namespace of its own (unshare -m): every PostgreSQL installation
 # hidden, and the createcluster.d where the demo's apt-get step writes its no-main-cluster

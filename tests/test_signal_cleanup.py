@@ -33,8 +33,10 @@ def _dispositions(ignore_hup=False):
 
 
 def spawn(args, env, ignore_hup=False, **kwargs):
-    return subprocess.Popen(command(*args), env=clean_env(env), preexec_fn=_dispositions(ignore_hup),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    # faulthandler: a child that outlives the signal is made to print where it is (finish)
+    return subprocess.Popen(command(*args), env=clean_env({**env, "PYTHONFAULTHANDLER": "1"}),
+                            preexec_fn=_dispositions(ignore_hup), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **kwargs)
 
 
 def wait_until(condition, what):
@@ -53,9 +55,33 @@ def finish(child, sig):
     try:
         status = child.wait(timeout=WAIT)
         return status, child.stdout.read(), child.stderr.read()
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {WAIT} s after {sig.name}:\n{_where(child)}")
     finally:
         child.kill()
         child.wait()
+
+
+def _where(child):
+    """What the kernel says of a child that outlives a signal (its signal masks, where it
+    waits), then the Python stack of each of its threads (SIGABRT: faulthandler)."""
+    said = []
+    for name in ("status", "wchan", "stack"):
+        try:
+            with open(f"/proc/{child.pid}/{name}") as f:
+                text = f.read()
+        except OSError as e:
+            text = str(e)
+        said.append(f"{name}: " + "; ".join(line for line in text.splitlines()
+                                             if name != "status" or line.startswith(("State", "Sig", "Shd", "Threads"))))
+    child.send_signal(signal.SIGABRT)
+    try:
+        child.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        pass
+    else:
+        said.append(child.stderr.read().decode(errors="replace"))
+    return "\n".join(said)
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)

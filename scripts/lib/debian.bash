@@ -53,3 +53,20 @@ debian_install() {
   fi
   return "${status}"
 }
+
+# present PACKAGE [CHECK...]: whether PACKAGE is there.
+present() {
+  local package="$1" check
+  shift
+  if (($# == 0)); then
+    dpkg-query -W -f='${Status}' "${package}" 2>/dev/null | grep -q 'install ok installed'
+    return
+  fi
+  for check in "$@"; do
+    if [[ "${check}" == /* ]]; then
+      [[ -e "${check}" ]] || return 1
+    else
+      command -v -- "${check}" >/dev/null 2>&1 || return 1
+    fi
+  done
+}
