@@ -35,8 +35,10 @@ def missing_dependency(error):
     modules = [module] + [m for m in REQUIRED if m != module and not _importable(m)]
     packages = [DISTRIBUTIONS[m] for m in modules]
     plural = "s" if len(modules) > 1 else ""
+    # found but failing (a name it lacks, a library it cannot load): what failed, to judge by
+    why = "" if isinstance(error, ModuleNotFoundError) else f" ({error})"
     return MissingDependency(
-        f"cannot import the Python module{plural} {', '.join(modules)}: install the package{plural} "
+        f"cannot import the Python module{plural} {', '.join(modules)}{why}: install the package{plural} "
         + ", ".join(packages),
         hint=f"python3 -m pip install {' '.join(packages)}"
         + (" (not docopt: 0.6 is another, older package)" if "docopt-ng" in packages else ""),

@@ -251,6 +251,24 @@ def test_an_import_that_fails_for_another_reason_is_one_line_not_a_traceback(tmp
     assert stderr.startswith(f"{script}: error: {line}"), stderr
 
 
+def test_a_dependency_found_but_failing_to_import_says_why():
+    """A dependency that is installed but whose import fails otherwise (a name it lacks,
+    a library of its own that cannot be loaded) still names the package, and says what
+    failed: once, under a memory limit, a backup said only `cannot import the Python
+    module Crypto: install the package pycryptodome` (69), of an installed pycryptodome.
+    One that is not there says no more than that."""
+    from encpipe import deps
+
+    failing = ImportError("cannot import name 'AES' from partially initialized module 'Crypto.Cipher'",
+                          name="Crypto.Cipher")
+    assert str(deps.missing_dependency(failing)) == (
+        "cannot import the Python module Crypto (cannot import name 'AES' from partially initialized module "
+        "'Crypto.Cipher'): install the package pycryptodome")
+    absent = ModuleNotFoundError("No module named 'Crypto'", name="Crypto")
+    assert str(deps.missing_dependency(absent)) == "cannot import the Python module Crypto: install the package " \
+                                                   "pycryptodome"
+
+
 def test_a_dependency_whose_library_cannot_be_mapped_is_out_of_memory_not_missing(monkeypatch):
     """Under a memory limit, `cryptography`'s library that cannot be mapped made the
     cipher fall back to pycryptodome, whose import failed as well, and the run said

@@ -266,6 +266,11 @@ def _raised_from(cause, kind=SystemError, words="error return without exception 
     (ImportError("_ssl.so: failed to map segment from shared object"), "out of memory"),
     (ImportError("_ssl.so: failed to map segment from shared object: Operation not permitted"), None),  # noexec
     (ImportError("_ssl.so: failed to map segment from shared object: Permission denied"), None),
+    # dlopen's other words for memory that cannot be had: a TLS block, zero-filled pages, a descriptor
+    (ImportError("libffi.so.8: cannot allocate memory in static TLS block"), "out of memory"),
+    (ImportError("_rust.abi3.so: cannot map zero-fill pages"), "out of memory"),
+    (ImportError("_raw_ecb.so: cannot create shared object descriptor: Cannot allocate memory"), "out of memory"),
+    (ImportError("libcrypto.so.3: cannot open shared object file: No such file or directory"), None),
     (_raised_from(MemoryError()), "out of memory"),  # the interpreter's own, raised from one
     (_raised_from(ValueError("x")), None),
     (SystemError("no cause"), None),
