@@ -8,23 +8,28 @@ import signal
 
 def kill_tree(pid):
     """SIGKILL `pid` and its descendants; each is stopped first, so that it can
-    neither start new children nor report the deaths of the old ones."""
+    neither start new children nor report the deaths of the old ones. Once stopped,
+    it is killed whatever happens meanwhile (a signal's exception, a file of /proc
+    that cannot be read for want of memory): never left stopped for ever, deaf to
+    every signal but SIGKILL and SIGCONT."""
     try:
         os.kill(pid, signal.SIGSTOP)
     except OSError:
         return
-    for task in _listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                children = f.read().split()
-        except OSError:
-            children = []
-        for child in children:
-            kill_tree(int(child))
     try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
+        for task in _listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    children = f.read().split()
+            except OSError:
+                children = []
+            for child in children:
+                kill_tree(int(child))
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def kill_holders(fd):
