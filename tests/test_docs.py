@@ -36,8 +36,12 @@ def test_quick_start_opens_with_the_two_commands_each_in_a_code_block():
 
 
 def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run runs `scripts/test`, no argument added, and README never shows the test
+    command otherwise: it once gave `scripts/test -x tests/test_cli.py` as an example,
+    a test command that .ci/run does not run."""
     lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines == ["set -euo pipefail", 'cd "$(dirname "${BASH_SOURCE[0]}")/.."', "exec scripts/test"]
+    assert re.findall(r"scripts/test(?![`\n])", README) == []
 
 
 def headings_anchors(text):
