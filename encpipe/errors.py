@@ -102,10 +102,10 @@ def bug_line(e):
     return f"internal error: {type(e).__name__}{where} (a bug of encpipe's: please report it with the command that met it)"
 
 
-# dlopen's words when memory runs out (ENOMEM under a memory limit): a segment, a TLS
-# block, the object's descriptor or its zero-filled pages that cannot be had
-_UNMAPPED = ("failed to map segment from shared object", "Cannot allocate memory", "cannot allocate memory",
-             "cannot map zero-fill pages", "cannot create shared object descriptor")
+# dlopen's words (compared in lower case) when memory runs out (ENOMEM under a memory limit):
+# a segment, a TLS block, the object's descriptor or its zero-filled pages that cannot be had
+_UNMAPPED = ("failed to map segment from shared object", "cannot allocate memory", "cannot map zero-fill pages",
+             "cannot create shared object descriptor")
 _NOT_MEMORY = ("Operation not permitted", "Permission denied")  # a noexec mount, a security module
 
 
@@ -118,7 +118,7 @@ def ran_out(e):
         return f"out of system resources: {e.strerror}"
     if isinstance(e, RuntimeError) and str(e) == "can't start new thread":
         return "out of system resources: cannot start a thread"
-    if isinstance(e, ImportError) and any(w in str(e) for w in _UNMAPPED) and not str(e).endswith(_NOT_MEMORY):
+    if isinstance(e, ImportError) and any(w in str(e).lower() for w in _UNMAPPED) and not str(e).endswith(_NOT_MEMORY):
         return "out of memory"  # a library that cannot be loaded for want of memory
     if isinstance(e, (SystemError, RuntimeError)) and (e.__cause__ or e.__context__):  # the interpreter's, or
         return ran_out(e.__cause__ or e.__context__)  # an extension's (cryptography's Rust), from a MemoryError

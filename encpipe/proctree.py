@@ -17,19 +17,26 @@ def kill_tree(pid):
     except OSError:
         return
     try:
-        for task in _listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    children = f.read().split()
-            except OSError:
-                children = []
-            for child in children:
-                kill_tree(int(child))
+        for child in children(pid):
+            kill_tree(child)
     finally:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def children(pid="self"):
+    """The pids of `pid`'s children (this process's by default), as each of its threads'
+    /proc list gives them; a list that cannot be read names none."""
+    found = []
+    for task in _listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += map(int, f.read().split())
+        except OSError:
+            pass
+    return found
 
 
 def kill_holders(fd):

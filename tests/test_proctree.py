@@ -11,16 +11,9 @@ import time
 
 import pytest
 
+from procs import alive
+
 from encpipe import proctree
-
-
-def _state(pid):
-    """The state letter /proc gives `pid` (T: stopped, Z: a zombie), or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return None
 
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt, MemoryError])
@@ -48,7 +41,7 @@ def test_a_tree_is_killed_whole():
     proctree.kill_tree(child.pid)
     assert child.wait(timeout=5) == -signal.SIGKILL
     deadline = time.monotonic() + 5
-    while _state(grandchild) not in (None, "Z"):  # killed; reaped by whoever took it in
-        assert time.monotonic() < deadline, f"{grandchild} still {_state(grandchild)}"
+    while alive(grandchild):  # killed; reaped by whoever took it in
+        assert time.monotonic() < deadline, f"{grandchild} still runs"
         time.sleep(0.01)
 

@@ -25,7 +25,7 @@ import signal
 import threading
 
 from .. import sigthreads
-from ..proctree import kill_tree
+from ..proctree import children, kill_tree
 from ..shown import plugin_line
 from ..sigdefer import held, outside_imports
 
@@ -134,18 +134,5 @@ def adopt_orphans():
 
 def stop_children():
     """Kill every child of this process, each with what it started."""
-    for task in _listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                children = f.read().split()
-        except OSError:
-            continue
-        for child in children:
-            kill_tree(int(child))
-
-
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
+    for child in children():
+        kill_tree(child)
