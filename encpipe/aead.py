@@ -7,8 +7,9 @@ same bytes. ENCPIPE_CIPHER=cryptography or ENCPIPE_CIPHER=pycryptodome forces
 one; a forced library that cannot be imported is an error, not a fallback.
 
 Nothing is imported until a stream asks for a cipher: `name()` only looks the
-package up. Both ciphers work in place on a chunk buffer, allocating nothing
-per chunk on the way that succeeds.
+package up. Both ciphers work on a chunk buffer, in place or (`cryptography` 51
+and later, which refuses to) into a second buffer of the caller's, allocating
+nothing per chunk on the way that succeeds.
 """
 
 import os
@@ -118,14 +119,17 @@ def library():
     return _usable[chosen]
 
 
-def releases_gil():
+def parallel(chunk_size):
     """True when the library in use lets other threads run while it seals or opens
-    a chunk: pycryptodome does, and `cryptography` from version 50 on."""
-    if library() == PYCRYPTODOME:
-        return True
-    from cryptography import __version__
+    a chunk of `chunk_size` bytes: pycryptodome does, and `cryptography` from
+    version 50 on in its AEAD calls (not in update_into by pieces)."""
+    return _CIPHERS[library()].parallel(chunk_size)
 
-    return _major(__version__) >= GIL_FREE_CRYPTOGRAPHY
+
+def buffers_per_chunk(chunk_size):
+    """Buffers a thread holds for chunks of `chunk_size` bytes: 2 where the cipher
+    seals and opens into a second one (wants_out), else 1."""
+    return 2 if _CIPHERS[library()].wants_out(chunk_size) else 1
 
 
 def _major(version):
@@ -136,9 +140,11 @@ def _major(version):
 
 
 def gcm(key):
-    """An AES-256-GCM cipher under `key`, with `seal(nonce, buf, n)` and `open(nonce, buf, n)`,
-    and `prepare(n)`, which imports what a chunk of n bytes needs (in the caller's thread: two
-    worker threads importing at once under memory exhaustion spun for ever in importlib)."""
+    """An AES-256-GCM cipher under `key`, with `seal(nonce, buf, n, out=None)` and
+    `open(nonce, buf, n, out=None)` (in place, or into `out`, which `wants_out(n)` asks
+    for), and `prepare(n)`, which imports what a chunk of n bytes needs (in the caller's
+    thread: two worker threads importing at once under memory exhaustion spun for ever
+    in importlib)."""
     return _CIPHERS[library()](key)
 
 
@@ -159,12 +165,13 @@ def unwrap_key(kek, wrapped):
 
 
 class _Cryptography:
-    """OpenSSL through `cryptography`: encrypt_into and decrypt_into, in place; where
-    it refuses an output over its input (51 and later), a chunk up to a piece whole
-    through the thread's buffer, a larger one by GCM's update_into, piece by piece."""
+    """OpenSSL through `cryptography`: encrypt_into and decrypt_into, in place up to
+    50; 51 and later refuse an output over its input, so there a chunk of up to
+    SPARE_MAX bytes goes whole into a second buffer of the caller's (`out`), and a
+    larger one by GCM's update_into, piece by piece, through a buffer of the thread's."""
 
     in_place = True  # load() finds out
-    _Cipher = None  # GCM's update_into, for a chunk over PIECE where in_place is not: _load_pieces()
+    _Cipher = None  # GCM's update_into, for a chunk over SPARE_MAX where in_place is not: _load_pieces()
 
     @classmethod
     def load(cls):
@@ -178,10 +185,26 @@ class _Cryptography:
         cls.in_place = _overlap_allowed(AESGCM)
 
     @classmethod
+    def wants_out(cls, n):
+        """Whether a chunk of n bytes (with its tag or not) is best sealed and opened into
+        a second buffer: where this release refuses to work in place, up to SPARE_MAX
+        (one call that lets other threads run, where update_into by pieces holds the GIL
+        and copies every piece back: 1.4x the CPU on one thread, no gain from a second)."""
+        return not cls.in_place and n <= SPARE_MAX + TAG_LEN
+
+    @classmethod
+    def parallel(cls, n):
+        """Whether a second thread seals or opens chunks of n bytes beside the first: from
+        50 on AEAD calls let other threads run (update_into by pieces does not)."""
+        from cryptography import __version__
+
+        return _major(__version__) >= GIL_FREE_CRYPTOGRAPHY and (cls.in_place or cls.wants_out(n))
+
+    @classmethod
     def _load_pieces(cls):
         """The Cipher API, imported for the first chunk that goes by pieces: its package
         loads every cipher and mode of `cryptography` (about 7 ms of a start), which
-        an input of small chunks never needs."""
+        an input of smaller chunks never needs."""
         if cls._Cipher is None:
             from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -209,9 +232,8 @@ class _Cryptography:
         self._aes, self._scratch = None, threading.local()  # the key's AES, made once (by pieces)
 
     def prepare(self, n):
-        """Import now what a chunk of n bytes, its tag or not, needs (see stream._run); sizes
-        are powers of two, so one of PIECE and its tag goes whole."""
-        if not self.in_place and n > PIECE + TAG_LEN:
+        """Import now what a chunk of n bytes, its tag or not, needs (see stream._run)."""
+        if not self.in_place and not self.wants_out(n):
             self._load_pieces()
 
     def _pieces_key(self):
@@ -220,12 +242,11 @@ class _Cryptography:
             self._aes = self._AES(self._key)
         return self._aes
 
-    def seal(self, nonce, buf, n):
-        """Encrypt buf[:n] in place and put its tag at buf[n:n + TAG_LEN]."""
-        if not self.in_place and n <= PIECE:  # whole, into the thread's buffer (never over its input)
-            out = self._buffer()[: n + TAG_LEN]
-            self._aead.encrypt_into(nonce, buf[:n], None, out)
-            buf[: n + TAG_LEN] = out
+    def seal(self, nonce, buf, n, out=None):
+        """Encrypt buf[:n] and put its tag after it: into out[:n + TAG_LEN], leaving buf
+        as it was, when `out` is given (see wants_out), else in place."""
+        if out is not None:
+            self._aead.encrypt_into(nonce, buf[:n], None, out[: n + TAG_LEN])
             return
         if not self.in_place:
             aes = self._pieces_key()  # first: it imports _Cipher
@@ -236,19 +257,18 @@ class _Cryptography:
             return
         self._aead.encrypt_into(nonce, buf[:n], None, buf[: n + TAG_LEN])
 
-    def open(self, nonce, buf, n):
-        """Decrypt buf[:n] (ciphertext then tag) in place; False, with buf[:n] as it
-        was, when the tag does not verify."""
+    def open(self, nonce, buf, n, out=None):
+        """Decrypt buf[:n] (ciphertext then tag): into out[:n - TAG_LEN] when `out` is
+        given, else in place. False when the tag does not verify, with buf[:n] as it was
+        (and `out` zeroed: OpenSSL decrypts before it checks)."""
         body = n - TAG_LEN
-        if not self.in_place and body <= PIECE:  # whole, into the thread's buffer: buf untouched until it verified
-            out = self._buffer()[:body]
+        if out is not None:
             try:
-                self._aead.decrypt_into(nonce, buf[:n], None, out)
+                self._aead.decrypt_into(nonce, buf[:n], None, out[:body])
+                return True
             except self._InvalidTag:
-                out[:] = bytes(body)  # what OpenSSL decrypted before it checked the tag
+                out[:body] = bytes(body)
                 return False
-            buf[:body] = out
-            return True
         if not self.in_place:
             return self._open_by_pieces(nonce, buf, body)
         try:
@@ -287,7 +307,7 @@ class _Cryptography:
             view[start: start + done] = scratch[:done]
 
     def _buffer(self):
-        """This thread's buffer: a piece and a tag (update_into's room: a piece + block - 1)."""
+        """This thread's buffer: a piece and a block (update_into's room: a piece + block - 1)."""
         scratch = getattr(self._scratch, "view", None)
         if scratch is None:
             scratch = self._scratch.view = memoryview(bytearray(PIECE + TAG_LEN))
@@ -295,6 +315,7 @@ class _Cryptography:
 
 
 PIECE = 64 << 10
+SPARE_MAX = 8 << 20  # chunks up to 8 MiB go whole into a second buffer (2 x 8 MiB: see workers.AUTO_BUFFERS)
 
 
 def _aesgcm_class():
@@ -348,6 +369,16 @@ class _Pycryptodome:
         key, new, mode = bytes(key), cls._AES.new, cls._AES.MODE_GCM
         return lambda nonce, data: new(key, mode, nonce=nonce).update(data).digest()
 
+    @classmethod
+    def wants_out(cls, n):
+        """Never: pycryptodome works in place at no cost."""
+        return False
+
+    @classmethod
+    def parallel(cls, n):
+        """Always: it lets other threads run while it seals or opens."""
+        return True
+
     def __init__(self, key):
         self._key = bytes(key)
 
@@ -357,21 +388,24 @@ class _Pycryptodome:
     def _new(self, nonce):
         return self._AES.new(self._key, self._AES.MODE_GCM, nonce=nonce)
 
-    def seal(self, nonce, buf, n):
+    def seal(self, nonce, buf, n, out=None):
+        out = buf if out is None else out
         cipher = self._new(nonce)
-        cipher.encrypt(buf[:n], output=buf[:n])
-        buf[n : n + TAG_LEN] = cipher.digest()
+        cipher.encrypt(buf[:n], output=out[:n])
+        out[n : n + TAG_LEN] = cipher.digest()
 
-    def open(self, nonce, buf, n):
-        body = buf[: n - TAG_LEN]
+    def open(self, nonce, buf, n, out=None):
+        body, out = buf[: n - TAG_LEN], buf if out is None else out
         cipher = self._new(nonce)
-        cipher.decrypt(body, output=body)
+        cipher.decrypt(body, output=out[: n - TAG_LEN])
         try:
             cipher.verify(buf[n - TAG_LEN : n])
             return True
         except ValueError:
-            # GCM's keystream is its own inverse: restore the ciphertext.
-            self._new(nonce).encrypt(body, output=body)
+            if out is buf:  # GCM's keystream is its own inverse: restore the ciphertext
+                self._new(nonce).encrypt(body, output=body)
+            else:
+                out[: n - TAG_LEN] = bytes(n - TAG_LEN)
             return False
 
 

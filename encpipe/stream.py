@@ -8,8 +8,10 @@ reading one byte ahead, so a stream is never accepted without its final chunk.
 
 With several threads, each one reads a chunk, seals or opens it (pycryptodome
 and `cryptography` 50 or later release the GIL; an older `cryptography` does
-not, but reading does) and writes it in turn, so chunks leave in order. The cipher comes from aead.py. Each thread
-owns one reused buffer: memory does not grow with the input.
+not, but reading does) and writes it in turn, so chunks leave in order. The
+cipher comes from aead.py. Each thread owns one reused buffer, and a second
+where the cipher writes into another (`cryptography` 51 and later): memory does
+not grow with the input.
 
 A `ledger` (format v2, see provenance.py) measures every record (ciphertext
 || tag, as stored) in the worker that sealed or opened it, before it is
@@ -116,10 +118,14 @@ def zeroed(size):
 
 
 class _Chunk:
-    __slots__ = ("buf", "length", "counter", "last", "measured")
+    """A record's buffer, and a spare of the same size (made when first asked for) for a
+    cipher that seals and opens into a second buffer: swap() makes it the record's."""
+
+    __slots__ = ("buf", "_spare", "length", "counter", "last", "measured")
 
     def __init__(self, size):
         self.buf = memoryview(zeroed(size))
+        self._spare = None
         self.length = self.counter = 0
         self.last = False
         self.measured = None
@@ -127,6 +133,15 @@ class _Chunk:
     @property
     def data(self):
         return self.buf[: self.length]
+
+    @property
+    def spare(self):
+        if self._spare is None:
+            self._spare = memoryview(zeroed(len(self.buf)))
+        return self._spare
+
+    def swap(self):
+        self.buf, self._spare = self.spare, self.buf
 
 
 class _RecordReader:
@@ -294,7 +309,7 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
     cipher = aead.gcm(key)
 
     def seal_chunk(chunk):
-        cipher.seal(chunk_nonce(chunk.counter, chunk.last), chunk.buf, chunk.length)
+        _seal(cipher, chunk)
         if ledger is not None:
             _measure(ledger, chunk, chunk.length + TAG_LEN)
         return chunk
@@ -309,10 +324,27 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
     return progress.plaintext_bytes, progress.chunks
 
 
+def _seal(cipher, chunk):
+    """Encrypt `chunk`'s plaintext, in place or into its spare, which becomes its buffer."""
+    nonce = chunk_nonce(chunk.counter, chunk.last)
+    if cipher.wants_out(chunk.length):
+        cipher.seal(nonce, chunk.buf, chunk.length, chunk.spare)
+        chunk.swap()
+    else:
+        cipher.seal(nonce, chunk.buf, chunk.length)
+
+
 def _try_open(cipher, chunk, last):
-    """Decrypt `chunk` in place; True when its tag verified under the `last` flag
-    (else the chunk is left as it was, so the other flag can be tried)."""
-    return cipher.open(chunk_nonce(chunk.counter, last), chunk.buf, chunk.length)
+    """Decrypt `chunk` (in place or into its spare, which becomes its buffer); True when
+    its tag verified under the `last` flag (else the chunk is left as it was, so the
+    other flag can be tried)."""
+    nonce = chunk_nonce(chunk.counter, last)
+    if not cipher.wants_out(chunk.length):
+        return cipher.open(nonce, chunk.buf, chunk.length)
+    if not cipher.open(nonce, chunk.buf, chunk.length, chunk.spare):
+        return False
+    chunk.swap()
+    return True
 
 
 def _open_chunk(cipher, chunk):
@@ -383,8 +415,12 @@ def hash_records(src, dst, chunk_size, ledger, threads=1, on_progress=None, key=
     def hash_chunk(chunk):
         _measure(ledger, chunk, chunk.length)
         if cipher is not None and (not holes or _has_hole(chunk)):
+            record = chunk.buf
             _open_chunk(cipher, chunk)
-            cipher.seal(chunk_nonce(chunk.counter, chunk.last), chunk.buf, chunk.length)
+            if chunk.buf is record:  # decrypted in place: sealed again, the same bytes
+                _seal(cipher, chunk)
+            else:  # into the spare: the record is as it was, in the other buffer
+                chunk.swap()
             chunk.length += TAG_LEN
         return chunk
 

@@ -45,13 +45,14 @@ def thread_option(args):
 
 def threads(args, chunk_size=None, pipe_end=False):
     """--threads N, or for auto one thread wherever a second does not pay (measured
-    in README "Performance"): a second thread runs only with a cipher library that
-    releases the GIL (pycryptodome, `cryptography` 50 or later; with an older
-    `cryptography` threads only contend), for chunks
-    of 1 MiB or more (`chunk_size`, default the file default), when neither end
-    of the stream is a pipe whose other program needs the cores (`pipe_end`),
-    on cores that no other process keeps busy (busy_cores), and with at most 16 MiB
-    of chunk buffers in all."""
+    in README "Performance"): a second thread runs only where the cipher library
+    releases the GIL for chunks of this size (aead.parallel: pycryptodome;
+    `cryptography` 50 or later, but not 51's update_into by pieces for chunks over
+    8 MiB; with an older `cryptography` threads only contend), for chunks of 1 MiB
+    or more (`chunk_size`, default the file default), when neither end of the
+    stream is a pipe whose other program needs the cores (`pipe_end`), on cores
+    that no other process keeps busy (busy_cores), and with at most 16 MiB of chunk
+    buffers in all (two a thread where the cipher writes into a second)."""
     from . import aead  # here: a script that takes a number (--passphrase-fd N) loads no cipher
     from . import format as fmt
 
@@ -59,10 +60,10 @@ def threads(args, chunk_size=None, pipe_end=False):
     if explicit:
         return explicit
     chunk_size = chunk_size or 1 << fmt.FILE_CHUNK_LOG2
-    if pipe_end or chunk_size < AUTO_MIN_CHUNK or not aead.releases_gil():
+    if pipe_end or chunk_size < AUTO_MIN_CHUNK or not aead.parallel(chunk_size):
         return 1
     free = len(os.sched_getaffinity(0)) - busy_cores()
-    return max(1, min(AUTO_THREADS_MAX, free, AUTO_BUFFERS // chunk_size))
+    return max(1, min(AUTO_THREADS_MAX, free, AUTO_BUFFERS // (chunk_size * aead.buffers_per_chunk(chunk_size))))
 
 
 BUSY_SAMPLES = 3

@@ -256,7 +256,7 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
     provenance: commands imports them where used); `inspect` without --verify loads no module of
     pycryptodome's (random bytes are os.urandom, which Crypto.Random gives); seal and
     open of small chunks with `cryptography` load AESGCM but not its ciphers package
-    (every cipher and mode: 7 ms; imported for a chunk that goes by pieces); a script
+    (every cipher and mode: 7 ms; imported for a chunk that goes by pieces, over 8 MiB); a script
     listing a directory loads neither dataclasses nor inspect (about 8 ms:
     records.record makes the backup modules' records), nor the remote store, the
     PostgreSQL client or random (subprocess, json, shutil: 6 ms)."""
@@ -316,7 +316,7 @@ def test_no_worker_thread_imports_a_module(tmp_path):
     """An import in a worker thread met memory exhaustion in two threads at once (16 MiB
     chunks on 4 threads under a 130 MiB address space): importlib's module lock spun for
     ever, and encpipe with it, SIGTERM unheeded. The cipher's pieces (cryptography 51 and
-    later, for a chunk over 64 KiB) were imported by the first chunk that needed them; now
+    later, for a chunk over 64 KiB then, over 8 MiB now) were imported by the first chunk that needed them; now
     before the threads start."""
     import subprocess
     import sys

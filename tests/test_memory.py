@@ -70,7 +70,15 @@ def most_auto_threads(monkeypatch, library, chunk):
     for chunk, threads in (("16K", 1), ("auto", 4), ("16M", 1))])
 def test_every_chunk_size_stays_within_48_mib_at_the_default_thread_count(tmp_path, monkeypatch, library, chunk,
                                                                            threads):
-    assert most_auto_threads(monkeypatch, library, chunk) == threads
+    """At the default 4 MiB chunks auto takes four threads at most, two where the
+    library writes into a second buffer (`cryptography` 51 and later): 16 MiB of
+    buffers either way."""
+    from encpipe import aead
+
+    auto = most_auto_threads(monkeypatch, library, chunk)  # loads the library: in_place is known
+    if library == "cryptography" and chunk == "auto" and not aead._Cryptography.in_place:
+        threads = 2
+    assert auto == threads
     plain, sealed = tmp_path / "plain", tmp_path / "sealed"
     with open(plain, "wb") as f:
         f.write(os.urandom(1 << 20) * 48)  # a file: seal's and open's auto threads are at their most
