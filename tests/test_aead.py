@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from encpipe import aead
+from encpipe.format import TAG_LEN
 from encpipe.stream import chunk_nonce
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,7 +36,7 @@ def _cipher(monkeypatch, library):
 
 
 def _sealed(monkeypatch, library, data, counter, last):
-    buf = memoryview(bytearray(len(data) + aead.TAG_LEN))
+    buf = memoryview(bytearray(len(data) + TAG_LEN))
     buf[: len(data)] = data
     _cipher(monkeypatch, library).seal(chunk_nonce(counter, last), buf, len(data))
     return bytes(buf)

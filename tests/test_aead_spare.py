@@ -11,11 +11,11 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from encpipe import aead, stream
+from encpipe import aead, gcmlibs, stream
 from encpipe.format import TAG_LEN
 
 MiB = 1 << 20
-SIZES = [0, 1, 16, aead.PIECE + 1, MiB]
+SIZES = [0, 1, 16, gcmlibs.PIECE + 1, MiB]
 
 
 @pytest.fixture(params=[aead.CRYPTOGRAPHY, aead.PYCRYPTODOME])
@@ -23,7 +23,7 @@ def library(request, monkeypatch):
     monkeypatch.setenv(aead.ENV_CIPHER, request.param)
     assert aead.library() == request.param
     if request.param == aead.CRYPTOGRAPHY:
-        monkeypatch.setattr(aead._Cryptography, "in_place", False)
+        monkeypatch.setattr(gcmlibs.Cryptography, "in_place", False)
     return request.param
 
 
@@ -55,7 +55,7 @@ def test_a_record_that_fails_into_a_second_buffer_is_left_and_nothing_decrypted_
 def test_a_second_buffer_where_the_release_refuses_in_place_up_to_8_mib(monkeypatch):
     monkeypatch.setenv(aead.ENV_CIPHER, aead.CRYPTOGRAPHY)
     aead.library()
-    cls = aead._Cryptography
+    cls = gcmlibs.Cryptography
     monkeypatch.setattr(cls, "in_place", False)
     assert [cls.wants_out(n) for n in (0, MiB, 8 * MiB, 8 * MiB + TAG_LEN, 8 * MiB + TAG_LEN + 1, 16 * MiB)] == [
         True, True, True, True, False, False]
@@ -72,15 +72,15 @@ def test_chunks_up_to_8_mib_never_go_by_pieces_and_larger_ones_do(monkeypatch, t
     for chunks over 8 MiB."""
     monkeypatch.setenv(aead.ENV_CIPHER, aead.CRYPTOGRAPHY)
     aead.library()
-    monkeypatch.setattr(aead._Cryptography, "in_place", False)
-    through = aead._Cryptography._through
+    monkeypatch.setattr(gcmlibs.Cryptography, "in_place", False)
+    through = gcmlibs.Cryptography._through
     pieces = []
 
     def counted(self, context, buf, n):
         pieces.append(n)
         return through(self, context, buf, n)
 
-    monkeypatch.setattr(aead._Cryptography, "_through", counted)
+    monkeypatch.setattr(gcmlibs.Cryptography, "_through", counted)
     key, data = os.urandom(32), os.urandom(3 * 16 * MiB + 5)
     for chunk, by_pieces in ((4 * MiB, False), (8 * MiB, False), (16 * MiB, True)):
         pieces.clear()

@@ -24,13 +24,13 @@ CHECK = r"""
 import os
 import cryptography
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from encpipe import aead
+from encpipe import aead, gcmlibs
 from encpipe.format import TAG_LEN
 
 assert cryptography.__version__.split(".")[0] == "50", cryptography.__version__
 os.environ[aead.ENV_CIPHER] = aead.CRYPTOGRAPHY
-assert aead.library() == aead.CRYPTOGRAPHY and aead._Cryptography.in_place is True
-for size in (0, 1, aead.PIECE, aead.PIECE + 1, 3 * aead.PIECE + 5):
+assert aead.library() == aead.CRYPTOGRAPHY and gcmlibs.Cryptography.in_place is True
+for size in (0, 1, gcmlibs.PIECE, gcmlibs.PIECE + 1, 3 * gcmlibs.PIECE + 5):
     key, nonce, data = os.urandom(32), os.urandom(12), os.urandom(size)
     buf = memoryview(bytearray(data) + bytearray(TAG_LEN))  # as the stream's chunk buffers: slices are views
     cipher = aead.gcm(key)

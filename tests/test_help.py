@@ -276,7 +276,7 @@ def test_a_dependency_whose_library_cannot_be_mapped_is_out_of_memory_not_missin
     a dependency that is installed. It is `out of memory` (74), and no fallback."""
     from io import StringIO
 
-    from encpipe import aead, deps
+    from encpipe import aead, deps, gcmlibs
     from encpipe.cli import Io
 
     unmapped = ImportError("/venv/cryptography/hazmat/bindings/_rust.abi3.so: failed to map segment from shared "
@@ -294,8 +294,8 @@ def test_a_dependency_whose_library_cannot_be_mapped_is_out_of_memory_not_missin
 
     monkeypatch.delenv(aead.ENV_CIPHER, raising=False)
     monkeypatch.setattr(aead, "_usable", {})
-    monkeypatch.setattr(aead._Cryptography, "load", classmethod(unmappable))
-    monkeypatch.setattr(aead._Pycryptodome, "load", classmethod(fallback))
+    monkeypatch.setattr(gcmlibs.Cryptography, "load", classmethod(unmappable))
+    monkeypatch.setattr(gcmlibs.Pycryptodome, "load", classmethod(fallback))
     with pytest.raises(ImportError) as raised:
         aead.library()
     assert raised.value is unmapped

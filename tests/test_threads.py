@@ -200,12 +200,12 @@ def test_auto_threads_with_cryptography_only_where_its_calls_release_the_gil(mac
     a chunk over 8 MiB goes by update_into's pieces, which hold the GIL: one thread."""
     import cryptography
 
-    from encpipe import aead
+    from encpipe import aead, gcmlibs
 
     threads = machine(8, library="cryptography")
     aead.library()
     monkeypatch.setattr(cryptography, "__version__", version)
-    monkeypatch.setattr(aead._Cryptography, "in_place", in_place)
+    monkeypatch.setattr(gcmlibs.Cryptography, "in_place", in_place)
     assert [threads({"--threads": "auto"}, chunk) for chunk in (16 << 10, MiB, 4 * MiB, 8 * MiB, 16 * MiB)] == expected
 
 
