@@ -279,6 +279,16 @@ def test_v1_files_open_and_are_not_sender_authenticated(world):
         assert (report["version"], report["sender_authenticated"]) == (1, False), argv
 
 
+def test_inspects_lines_say_yes_or_no_not_pythons_true_or_false(world):
+    """Before, the lines said `sender authenticated: True` (JSON keeps true and false)."""
+    lines = ok(run(["inspect"], seal_v1(DATA))).decode().splitlines()
+    assert "sender authenticated: no" in lines
+    sealed = world.seal(DATA, "--key-file", world.K)
+    lines = ok(run(["inspect", "--verify", "--key-file", world.K], sealed)).decode().splitlines()
+    assert "sender authenticated: yes" in lines
+    assert not [line for line in lines if line.endswith((": True", ": False"))], lines
+
+
 def test_inspect_lists_signers_without_a_key(world):
     signed = world.seal(DATA, "--key-file", world.K, "--sign-key", world.S1, "--sign-key", world.S2)
     ids = ok(run(["keyid", "--signer", world.V1, "--signer", world.V2])).decode().split()
