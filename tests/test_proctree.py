@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from procs import alive
+from procs import alive, ended_afterwards
 
 from encpipe import proctree
 
@@ -45,3 +45,48 @@ def test_a_tree_is_killed_whole():
         assert time.monotonic() < deadline, f"{grandchild} still runs"
         time.sleep(0.01)
 
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0]
+
+
+def test_a_pid_listed_as_a_child_that_is_another_process_by_now_is_left_alone(monkeypatch):
+    """encpipe-check's deadline thread lists this process's children and kills each, while
+    the main thread may reap one meanwhile: its pid is then free for another's process.
+    A pid kill_tree is told is a child of this process is left alone once it is not (here
+    a grandchild, as a pid taken by another's process would be); before, it was stopped
+    and killed."""
+    import os
+
+    from encpipe.backup import deadline
+
+    shell = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE)
+    with ended_afterwards(shell) as started:
+        other = int(shell.stdout.readline())
+        started.append(other)
+        shell.stdout.close()
+        proctree.kill_tree(other, os.getpid())
+        monkeypatch.setattr(deadline, "children", lambda: [other])
+        deadline.stop_children()
+        time.sleep(0.05)
+        assert alive(other) and _state(other) == "S"
+        proctree.kill_tree(other, shell.pid)  # its parent's: stopped, then killed
+        deadline_at = time.monotonic() + 5
+        while alive(other):
+            assert time.monotonic() < deadline_at, f"{other} still runs"
+            time.sleep(0.01)
+
+
+def test_a_process_taken_and_since_reaped_gets_no_signal_by_its_pid(monkeypatch):
+    """Signals go by a pidfd to the process that was taken: once it is gone, nothing
+    is sent to its pid, which may be another's by then."""
+    child = subprocess.Popen(["sleep", "60"])
+    with proctree._Process(child.pid) as proc:
+        assert proc.signal(0) is True
+        child.kill()
+        child.wait()  # reaped: its pid is free
+        sent = []
+        monkeypatch.setattr(proctree.os, "kill", lambda *args: sent.append(args))
+        assert proc.signal(signal.SIGSTOP) is False and sent == []

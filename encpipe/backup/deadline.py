@@ -133,6 +133,9 @@ def adopt_orphans():
 
 
 def stop_children():
-    """Kill every child of this process, each with what it started."""
+    """Kill every child of this process, each with what it started: each only while it
+    is still this process's child (the main thread may reap one meanwhile, its pid then
+    free for another's process)."""
+    me = os.getpid()
     for child in children():
-        kill_tree(child)
+        kill_tree(child, me)
