@@ -81,7 +81,7 @@ def test_chunks_up_to_8_mib_never_go_by_pieces_and_larger_ones_do(monkeypatch, t
         return through(self, context, buf, n)
 
     monkeypatch.setattr(gcmlibs.Cryptography, "_through", counted)
-    key, data = os.urandom(32), os.urandom(3 * 16 * MiB + 5)
+    key, data = os.urandom(32), os.urandom(16 * MiB + 5)  # 5, 3 and 2 chunks
     for chunk, by_pieces in ((4 * MiB, False), (8 * MiB, False), (16 * MiB, True)):
         pieces.clear()
         sealed = io.BytesIO()
