@@ -90,3 +90,43 @@ def test_a_process_taken_and_since_reaped_gets_no_signal_by_its_pid(monkeypatch)
         sent = []
         monkeypatch.setattr(proctree.os, "kill", lambda *args: sent.append(args))
         assert proc.signal(signal.SIGSTOP) is False and sent == []
+
+
+def test_a_timed_out_check_returns_only_after_the_sweep_under_way(monkeypatch):
+    """encpipe-check's deadline thread is a daemon: gone when the process exits. When the
+    time expired while the run was ending on its own, the main thread returned (and the
+    process exited) while that thread could be between a child's stop and its kill,
+    which left the child stopped for ever. The main thread now sweeps after it."""
+    import threading
+
+    from encpipe.backup import deadline
+
+    said, sweeping, release = [], threading.Event(), threading.Event()
+
+    def stop_children():
+        if threading.current_thread() is threading.main_thread():
+            said.append("main")
+            return
+        said.append("thread's sweep begins")
+        sweeping.set()
+        release.wait(5)
+        said.append("thread's sweep ends")
+
+    monkeypatch.setattr(deadline, "stop_children", stop_children)
+    monkeypatch.setattr(deadline, "adopt_orphans", lambda: None)
+    monkeypatch.setattr(deadline, "GRACE", 0)
+    handler = signal.getsignal(deadline.SIGNAL)
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    try:
+        status, _ = deadline.Deadline(0.01).run(lambda: (sweeping.wait(5), (0, []))[1])
+        returned = list(said)
+    finally:
+        timer.cancel()
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "deadline":
+                thread.join(5)  # its SIGNAL to this thread came, or never will: the handler can go
+        signal.signal(deadline.SIGNAL, handler)
+    assert status == deadline.CRITICAL
+    assert returned == ["thread's sweep begins", "thread's sweep ends", "main"]

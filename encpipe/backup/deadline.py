@@ -47,6 +47,7 @@ class Deadline:
     def __init__(self, seconds):
         self.seconds, self.doing = seconds, "starting"
         self.lock, self.done = threading.Lock(), threading.Event()
+        self.sweeping = threading.Lock()  # one sweep of the children at a time: see _sweep
         self.expired = self.claimed = False
         self.stopped = None  # what it was doing when the time expired
 
@@ -74,7 +75,8 @@ class Deadline:
             with held():
                 expired = self._claim()
         if expired:
-            stop_children()
+            with self.sweeping:  # after the thread's sweep, if one is under way
+                stop_children()
             return CRITICAL, [(f"CRITICAL: timed out after {self.seconds:g} s {self.stopped}", None)]
         if failure is not None:
             raise failure
@@ -99,13 +101,13 @@ class Deadline:
                 return
             self.expired, self.stopped = True, self.doing
         adopt_orphans()
-        stop_children()
-        if main is not None:
+        if not self._sweep():
+            return
+        if main is not None and not self.done.is_set():
             signal.pthread_kill(main, SIGNAL)
         for _ in range(round(GRACE / SWEEP)):  # what the run starts while it unwinds (a listing's threads) too
-            if self.done.wait(SWEEP):
+            if self.done.wait(SWEEP) or not self._sweep():
                 return
-            stop_children()
         with self.lock:  # the main thread did not answer: this thread ends the run
             if self.claimed:
                 return
@@ -114,8 +116,20 @@ class Deadline:
             os.write(1, (self.line() + "\n").encode("utf-8"))
         except OSError:
             pass
+        self.sweeping.acquire()  # held to the end: the main thread never stops a child the exit leaves stopped
         stop_children()
         os._exit(CRITICAL)
+
+    def _sweep(self):
+        """stop_children, unless the main thread claimed the run (False): it then sweeps
+        itself, after this one. A daemon thread, this one is gone when the process exits:
+        the main thread returning while it is between a child's stop and its kill (proctree)
+        would leave that child stopped for ever."""
+        with self.sweeping:
+            if self.done.is_set():
+                return False
+            stop_children()
+            return True
 
 
 def adopt_orphans():
