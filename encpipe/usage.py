@@ -94,7 +94,7 @@ Key options (never a secret on the command line; each may be repeated):
   --identity FILE            Same as --key-file (for x25519 identities).
   --recipient PUBKEY         Seal to this public key (encpipe1...).
   --recipient-file FILE      Seal to each public key listed in FILE.
-  --passphrase-file FILE     A passphrase from FILE (trailing newline dropped).
+  --passphrase-file FILE     A passphrase from FILE (every trailing CR and LF dropped).
   --passphrase-fd N          A passphrase from file descriptor N.
   --passphrase-command CMD   A passphrase from the output of CMD, run with sh -c.
   -p, --passphrase           Prompt for a passphrase on the terminal.
