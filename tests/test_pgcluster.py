@@ -117,6 +117,13 @@ def test_an_empty_cluster_is_handed_out_again_only_as_new():
         holder = subprocess.Popen([first.bin("psql"), "-X", "-d", "ec_db"], env=first.env, stdin=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a session left open
         try:
+            # Connected before the reset: one still starting as the database was dropped stays
+            # a 'client backend' a moment longer, and the cluster then is not handed out again.
+            idle = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'ec_db' AND state = 'idle'"
+            deadline = time.monotonic() + 10
+            while first.psql(idle).strip() != "1":
+                assert time.monotonic() < deadline and holder.poll() is None, "the session never connected"
+                time.sleep(0.02)
             clusters.give(first)
             again = clusters.take()
         finally:
