@@ -42,6 +42,11 @@ def test_ci_runs_exactly_the_readme_test_command():
     lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines == ["set -euo pipefail", 'cd "$(dirname "${BASH_SOURCE[0]}")/.."', "exec scripts/test"]
     assert re.findall(r"scripts/test(?![`\n])", README) == []
+    # Nor does a line of Quick start's prose begin as a command would (it once began
+    # "pytest-xdist worker per CPU ...", which reads as a test command .ci/run lacks).
+    prose = re.sub(r"^```.*?^```$", "", quick_start(), flags=re.M | re.S)
+    assert [line for line in prose.splitlines()
+            if re.match(r"(pytest|python|pip|scripts/|\.ci/|bash |sudo |apt)", line)] == []
 
 
 def headings_anchors(text):
