@@ -20,7 +20,9 @@ def kill_tree(pid, parent=None):
 
 
 def _kill_tree(proc, parent=None):
-    if parent is not None and _parent_of(proc.pid) != parent or not proc.signal(signal.SIGSTOP):
+    if parent is not None and _parent_of(proc.pid) != parent:
+        return
+    if not proc.signal(signal.SIGSTOP):
         return
     try:
         for child in children(proc.pid):
