@@ -4,7 +4,7 @@ import re
 
 from . import aead, bounded, keygen
 from . import format as fmt
-from .errors import InputUnavailable, InvalidStream, NotSigned, UsageError
+from .errors import InvalidStream, NotSigned, UsageError, unreadable
 from .keyargs import SECRET_FILES, load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
@@ -92,7 +92,7 @@ def open_input(path, io, command="open", prompt=False):
     try:
         src = open(path, "rb")
     except OSError as e:
-        raise InputUnavailable(f"cannot open {shown_name(path, prompt)}: {e.strerror or e}") from None
+        raise unreadable(f"cannot open {shown_name(path, prompt)}: {e.strerror or e}", e) from None
     return bounded.as_found(src, shown_name(path, prompt))
 
 

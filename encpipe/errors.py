@@ -125,6 +125,13 @@ def ran_out(e):
     return None
 
 
+def unreadable(message, e):
+    """The error for a file or descriptor that could not be read because of OSError `e`:
+    InputUnavailable (66), or IOFailure (74) when what failed is a resource the system
+    ran out of (descriptors, memory), which is not the file's doing."""
+    return (IOFailure if ran_out(e) else InputUnavailable)(message)
+
+
 def unexpected(e):
     """(one line, exit status) for an exception no code expected: a resource that ran
     out is 74 with its cause (ran_out), anything else a bug (bug_line, 70)."""

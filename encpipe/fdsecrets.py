@@ -47,7 +47,7 @@ import subprocess
 
 from . import childenv, keys
 from .argwords import dashed
-from .errors import InputUnavailable, UsageError
+from .errors import InputUnavailable, UsageError, unreadable
 from .keyargs import FD_PATH, SECRET_FILES, descriptor_twice, fstat_fd
 
 # A secret handed on to encpipe is written whole before encpipe reads it: on a
@@ -292,7 +292,7 @@ def _read_path(option, path, source=None):
             mode = os.fstat(f.fileno()).st_mode
             data = Secret(f.read(MAX_SECRET + 1))
     except OSError as e:
-        raise InputUnavailable(f"{option}: cannot read {source or path}: {e.strerror or e}") from None
+        raise unreadable(f"{option}: cannot read {source or path}: {e.strerror or e}", e) from None
     if len(data) > MAX_SECRET and source:
         raise UsageError(f"{option}: {source} holds more than {MAX_SECRET} bytes; not a key or passphrase")
     if len(data) > MAX_SECRET:  # as encpipe says it of a path (keys.read_secret_file), at this limit
@@ -317,7 +317,7 @@ def holding(data, source):
         os.lseek(fd, 0, os.SEEK_SET)
     except OSError as e:
         os.close(fd)
-        raise InputUnavailable(f"cannot hand the secret of {source} on to encpipe: {e.strerror or e}") from None
+        raise unreadable(f"cannot hand the secret of {source} on to encpipe: {e.strerror or e}", e) from None
     return fd
 
 
@@ -335,8 +335,7 @@ def _pipe_holding(data, source):
             view = view[os.write(write_end, view):]
     except OSError as e:  # BlockingIOError: the pipe is smaller than the secret
         os.close(read_end)
-        raise InputUnavailable(f"cannot hand the secret of {source} on to encpipe: "
-                               f"{e.strerror or e}") from None
+        raise unreadable(f"cannot hand the secret of {source} on to encpipe: {e.strerror or e}", e) from None
     finally:
         os.close(write_end)
     return read_end

@@ -28,7 +28,7 @@ import subprocess
 
 from . import childerr, sigthreads
 from .argwords import option_words
-from .errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
+from .errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out, unreadable
 from .pathsearch import which
 from .keyargs import FD_PATH, secret_paths
 from .childenv import ENV_KEY, KEY_COMMAND_NEEDS, child_env
@@ -184,6 +184,6 @@ def _openable(path, option):
         if stat.S_ISREG(info.st_mode):  # not a FIFO or device: opening one may take or block what it holds
             os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY))
     except OSError as e:
-        raise InputUnavailable(f"{option}: cannot read {path}: {e.strerror or e}") from None
+        raise unreadable(f"{option}: cannot read {path}: {e.strerror or e}", e) from None
     if stat.S_ISREG(info.st_mode) and info.st_size > MAX_SECRET_BYTES:
         raise UsageError(f"{option}: {path}: more than {MAX_SECRET_BYTES} bytes; not a key or passphrase source")

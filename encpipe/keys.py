@@ -13,7 +13,7 @@ import stat
 
 from .childenv import ENV_KEY, ENV_PASSPHRASE, KEY_COMMAND_NEEDS, child_env
 from .deps import require_installed
-from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
+from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError, unreadable
 from .proctree import kill_holders, kill_tree
 from .sigdefer import held
 from .textform import (ASCII_SPACE, IDENTITY_PREFIX, SIGNING_PREFIX, lines, nth, refuse_key_in_place, refuse_public,
@@ -129,7 +129,7 @@ def read_secret_file(path, warn):
             mode = os.fstat(f.fileno()).st_mode
             data = _read_bounded(f, path)
     except OSError as e:  # a secret typed in its path's place (--sign-key KEY, pubkey KEY): not shown
-        raise InputUnavailable(f"cannot read {shown_name(path, secret_file=True)}: {e.strerror or e}") from None
+        raise unreadable(f"cannot read {shown_name(path, secret_file=True)}: {e.strerror or e}", e) from None
     _warn_mode(path, mode, warn)
     return data
 
@@ -163,7 +163,7 @@ def read_fd(fd, limit=MAX_SECRET_BYTES):
         with os.fdopen(fd, "rb", closefd=False) as f:
             return _read_bounded(f, f"file descriptor {fd}", limit)
     except OSError as e:
-        raise InputUnavailable(f"cannot read file descriptor {fd}: {e.strerror or e}") from None
+        raise unreadable(f"cannot read file descriptor {fd}: {e.strerror or e}", e) from None
 
 
 def _read_bounded(f, source, limit=MAX_SECRET_BYTES):

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from io import StringIO
+from io import BytesIO, StringIO
 
 from . import aead, commands, dirlock, sigdefer, sigthreads
 from .argwords import joined
@@ -261,9 +261,11 @@ class Backup:
         # one abort for both temporary files: the run recorded once (it ran once for each,
         # --metrics-file written twice, the first write's error thrown away)
         gtemp = joined({"--globals-temp": [self.gtemp]}) if self.gtemp else []
-        with open(os.devnull, "w") as quiet:
-            job.main(["abort", *self.store_opts, *self.job_opts, *gtemp, self.temp], stdout=quiet.buffer,
-                     stderr=said, stores=self.stores, clock=self.clock)
+        # its standard output in memory (it prints nothing): no descriptor to open, which a run
+        # that failed out of descriptors (EMFILE) would not get, and with it neither its
+        # temporary files removed nor the run recorded, nor a word that it was not
+        job.main(["abort", *self.store_opts, *self.job_opts, *gtemp, self.temp], stdout=BytesIO(),
+                 stderr=said, stores=self.stores, clock=self.clock)
         why = stdio_said(said.getvalue())
         left = "".join(f"; {note}" for store in self.stores for note in [*store.unfinished, *store.unremoved.values()])
         if why is None:

@@ -20,7 +20,7 @@ import fcntl
 import os
 import stat
 
-from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory
+from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, unreadable
 from .sigdefer import held
 from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer  # noqa: F401 (safefile's, as before)
 
@@ -91,7 +91,7 @@ def open_source(path, dir_fd=None, shown=None):
         fd = os.open(path, flags) if dir_fd is None else os.open(os.path.basename(path), flags, dir_fd=dir_fd)
         info = os.fstat(fd)
     except OSError as e:
-        raise InputUnavailable(f"cannot open {shown or path}: {e.strerror or e}") from None
+        raise unreadable(f"cannot open {shown or path}: {e.strerror or e}", e) from None
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise InputUnavailable(f"{path} is not a regular file")

@@ -489,3 +489,53 @@ def test_prune_out_of_memory_or_descriptors_removes_nothing_and_blames_no_backup
         assert sorted(os.listdir(directory)) == before, step
         shutil.rmtree(directory)
     assert seen and pruned, (seen, pruned)
+
+
+# --- a file read when no descriptor is left (EMFILE) ---------------------------------------------
+
+# In a child: RLIMIT_NOFILE lowered and every descriptor under it taken, then READER[0]
+# reads the file at sys.argv[1]; prints the error's class, status and line.
+_READ_WITH_NO_DESCRIPTOR = """
+import os, resource, sys
+from encpipe import commands, fdsecrets, keycheck, keys, safefile
+from encpipe.errors import EncpipeError
+readers = {
+    "key file": lambda path: keys.read_secret_file(path, print),
+    "secret file handed on": lambda path: fdsecrets._read_path("--key-file", path),
+    "input file": lambda path: commands.open_input(path, None),
+    "file opened safely": lambda path: safefile.open_source(path),
+    "key file checked": lambda path: keycheck._openable(path, "--key-file"),
+}
+reader = readers[sys.argv[2]]
+resource.setrlimit(resource.RLIMIT_NOFILE, (32, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+taken = []
+while True:
+    try:
+        taken.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+try:
+    reader(sys.argv[1])
+except EncpipeError as e:
+    print(type(e).__name__, e.exit_code, e)
+else:
+    print("read")
+"""
+
+
+@pytest.mark.parametrize("reader", ["key file", "secret file handed on", "input file", "file opened safely",
+                                    "key file checked"])
+def test_a_file_that_cannot_be_opened_for_want_of_descriptors_is_74_not_a_missing_file(reader, tmp_path):
+    """Before, a key file, a secret file or an input that could not be opened because the
+    process had no descriptor left said "cannot read FILE: Too many open files" with 66,
+    the status of a file that is not there or not readable (encpipe-backup's run, out of
+    descriptors while it loaded its key, exited 66). Now 74, as every resource that ran out."""
+    path = tmp_path / "key"
+    path.write_text(KEY + "\n")
+    path.chmod(0o600)
+    done = subprocess.run([sys.executable, "-c", _READ_WITH_NO_DESCRIPTOR, str(path), reader], cwd=REPO,
+                          capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0, done.stderr
+    kind, status, line = done.stdout.rstrip("\n").split(" ", 2)
+    assert (kind, status) == ("IOFailure", "74"), done.stdout
+    assert line.endswith(": Too many open files") and "cannot" in line, line

@@ -61,7 +61,7 @@ from datetime import datetime, timezone
 from docopt import DocoptExit, docopt
 
 from ..cli import Io, report_errors
-from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out, unreadable
 from ..safefile import check_directory
 from ..shown import json_value, printable
 from ..sigdefer import held, hold_for_good
@@ -285,7 +285,7 @@ def cmd_fetch(args, io):
     try:
         src = store.open(item)
     except OSError as e:
-        raise InputUnavailable(f"cannot read {args['FILE']}: {e.strerror or e}") from None
+        raise unreadable(f"cannot read {args['FILE']}: {e.strerror or e}", e) from None
     with src:
         while True:
             try:

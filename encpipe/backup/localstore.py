@@ -9,7 +9,7 @@ import stat
 
 from .. import dirlock, safefile
 from ..bounded import AsListed
-from ..errors import Changed, InputUnavailable, IOFailure, ran_out
+from ..errors import Changed, IOFailure, unreadable
 from ..textform import shown_name
 from .records import Item
 from .removal import put_back_held, remove_listed
@@ -64,8 +64,7 @@ class Local:
         return [item for item in items if item is not None]
 
     def _unreadable(self, e):  # out of descriptors: 74, as any resource that ran out
-        error = IOFailure if ran_out(e) else InputUnavailable
-        return error(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: {e.strerror or e}")
+        return unreadable(f"cannot read backup directory {shown_name(self.directory, what='DIR')}: {e.strerror or e}", e)
 
     def locked(self, seconds, on_wait):
         """A descriptor of the directory holding its lock (dirlock: encpipe-backup's,
