@@ -151,6 +151,8 @@ def run_script(prog, module, argv):
         return die_of()
     except Terminated as e:
         return die_of(e.args[0])
+    except Exception as e:  # setting up (no_core_dumps's import of resource, out of memory): as run()
+        status = unexpected_line(Io(None, None, sys.stderr, os.environ, prog=prog), e)
     settle()  # a change made and said (sigdefer.hold_for_good): its status stands
     return status
 
@@ -251,6 +253,19 @@ def no_core_dumps():
         ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
     except (OSError, AttributeError):  # not Linux
         pass
+
+
+def set_up(prog):
+    """guard_standard_fds() and no_core_dumps() for a module run as a program by
+    `python -m` (not through run or run_script, which do them): one that fails (an
+    extension that cannot be mapped, out of memory) is one line and its status,
+    never a traceback, and the program goes no further: it would hold keys with no
+    guard against a core file."""
+    try:
+        guard_standard_fds()
+        no_core_dumps()
+    except Exception as e:
+        raise SystemExit(unexpected_line(Io(None, None, sys.stderr, os.environ, prog=prog), e)) from None
 
 
 def guard_standard_fds():

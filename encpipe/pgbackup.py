@@ -21,7 +21,7 @@ from . import aead, commands, dirlock, sigdefer, sigthreads
 from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
-from .cli import Io, catch_signal, guard_standard_fds, no_core_dumps, report_errors
+from .cli import Io, catch_signal, report_errors, set_up
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .fdsecrets import FdSecrets, holding, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
@@ -360,6 +360,5 @@ def _recorded(o, started, status):
 if __name__ == "__main__":
     # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
     sys.modules.setdefault("cffi", None)
-    guard_standard_fds()
-    no_core_dumps()
+    set_up(PROG)
     raise SystemExit(main())

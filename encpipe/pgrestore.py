@@ -43,7 +43,7 @@ import sys
 
 from . import childerr, keycheck, pgcommit, pgfetch, pgglobals, pgleftovers, pgopts, pgprops, pgrights, sigthreads
 from .backup.remotes import is_remote, refuse_credentials
-from .cli import catch_signal, child_command, guard_standard_fds, no_core_dumps, print_text
+from .cli import catch_signal, child_command, print_text, set_up
 from .shown import json_value
 from .textform import NAME_MAX_BYTES, shown_name
 from .usage_errors import shown_argument
@@ -323,6 +323,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    guard_standard_fds()
-    no_core_dumps()
+    set_up(PROG)
     raise SystemExit(main())

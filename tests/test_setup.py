@@ -88,6 +88,7 @@ def test_demo_in_a_fresh_clone_installs_once_and_leaves_the_system_alone(clone, 
     first = subprocess.run(demo, cwd=tmp_path, env=fresh_env(bare), capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "installing encpipe[fast] and its dependencies" in first.stderr  # the fast cipher too
+    assert _venv_home(target) == _expected_home()
     version = subprocess.run([str(target / ".venv" / "bin" / "python"), "-m", "encpipe", "--version"],
                              env=fresh_env(bare), capture_output=True, text=True)
     assert version.stdout.endswith("(cipher: cryptography)\n"), version.stdout + version.stderr
@@ -164,6 +165,7 @@ def test_scripts_test_remakes_a_venv_left_without_pip_installs_once_and_runs_fro
     assert "installing encpipe[test,fast]" in first.stderr and count in first.stdout
     pip = subprocess.run([str(target / ".venv" / "bin" / "python"), "-m", "pip", "--version"], capture_output=True)
     assert pip.returncode == 0, pip.stderr
+    assert _venv_home(target) == _expected_home()  # made again by /usr/bin/python3, not the half-made one's
     stamp = (target / ".venv" / ".encpipe-installed").stat().st_mtime_ns
     again = subprocess.run(args, cwd="/", env=fresh_env(bare), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "installing" not in again.stderr and count in again.stdout
@@ -173,6 +175,20 @@ def test_scripts_test_remakes_a_venv_left_without_pip_installs_once_and_runs_fro
     assert nothing.returncode == 5  # pytest's "no tests collected" stays a failure
     ignored = subprocess.run(["git", "-C", str(target), "check-ignore", ".venv/bin/python"], capture_output=True)
     assert ignored.returncode == 0  # the private environment is git-ignored
+
+
+def _venv_home(target):
+    """The directory of the Python that made target's .venv (pyvenv.cfg's home)."""
+    cfg = (target / ".venv" / "pyvenv.cfg").read_text().splitlines()
+    return next(line.split("=", 1)[1].strip() for line in cfg if line.split("=", 1)[0].strip() == "home")
+
+
+def _expected_home():
+    """The set-up makes .venv with Debian's /usr/bin/python3 where there is one of 3.9 or later
+    (venv.bash's venv_python), not with the python3 first on PATH (here a venv, pyenv's under it)."""
+    usable = os.access("/usr/bin/python3", os.X_OK) and subprocess.run(
+        ["/usr/bin/python3", "-I", "-c", "import sys; sys.exit(sys.version_info < (3, 9))"]).returncode == 0
+    return "/usr/bin" if usable else os.path.dirname(os.path.realpath(sys.executable))
 
 
 def _debian_without_venv(tmp_path, bare, apt_status):
@@ -195,6 +211,7 @@ def _debian_without_venv(tmp_path, bare, apt_status):
         stub.chmod(0o755)
     env = fresh_env(bare, AWS_SECRET_ACCESS_KEY="not-for-apt")
     env["PATH"] = f"{stubs}:{env['PATH']}"
+    env["ENCPIPE_VENV_PYTHON"] = str(stubs / "python3")  # in /usr/bin/python3's place (venv.bash's venv_python)
     return env, log
 
 

@@ -2,11 +2,15 @@
 (scripts/lib/venv.bash) ends the script, even when the child it was waiting
 for (compileall, pip) takes SIGINT as an ordinary failure and exits 1."""
 
+import errno
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 VENV_BASH = Path(__file__).resolve().parent.parent / "scripts" / "lib" / "venv.bash"
 
@@ -18,9 +22,20 @@ def interrupted(script, root, fifo, env):
     proc = subprocess.Popen(["bash", "-c", script, "t", str(VENV_BASH), str(root)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
-        with open(fifo, "wb"):  # opens once the stand-in opened it: the step is under way
+        deadline = time.monotonic() + 60
+        while True:  # opens once the stand-in opened it: the step is under way; held open,
+            try:  # so that its read waits (for the signal), not ends at once
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as e:  # ENXIO: no reader yet; a script that never gets there fails the test
+                if e.errno != errno.ENXIO or proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the stand-in never read {fifo}: {proc.communicate(timeout=60)}")
+                time.sleep(0.01)
+        try:
             os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            os.close(writer)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -69,7 +84,7 @@ def test_ctrl_c_while_the_venv_is_made_shows_no_traceback(tmp_path):
                         "    signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
                         "    os.kill(os.getpid(), signal.SIGINT)\n")
     stand_in.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "ENCPIPE_VENV_PYTHON": str(stand_in)}
     proc, out, err = interrupted('PROG=t; . "$1"; checkout_venv "$2" ""; echo went on', root, fifo, env)
     assert (proc.returncode, out) == (-signal.SIGINT, b""), err
     assert err == f"t: installing encpipe and its dependencies into {root}/.venv (once)\n".encode()

@@ -11,14 +11,14 @@ utf8mode.ensure()  # names read as UTF-8 whatever the locale
 import signal  # noqa: E402
 
 from . import cli, job  # noqa: E402
-from ..cli import Io, catch_signal, die_of, guard_standard_fds, no_core_dumps, run_script, unexpected_line  # noqa: E402
+from ..cli import Io, catch_signal, die_of, run_script, set_up, unexpected_line  # noqa: E402
 from ..sigdefer import drained  # noqa: E402
 
 argv = sys.argv[1:]
-guard_standard_fds()  # the JSON lines of commit and upload go to the script's standard output
+# the JSON lines of commit and upload go to the script's standard output (guard_standard_fds);
 # prune, verify, check --verify and commit (its prune) hold keys, and every command may
 # hold rclone's credentials: no core file, as for the scripts (run_script does it too).
-no_core_dumps()
+set_up("encpipe.backup")
 if argv[:1] == ["fetch"]:  # SIGTERM, SIGHUP, SIGINT: its rclone killed and reaped, then it dies of it, quietly
     raise SystemExit(run_script("encpipe-backup", job.__name__, argv))
 catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
