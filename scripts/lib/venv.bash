@@ -37,8 +37,8 @@ no_secrets() {
 # else /usr/bin/python3, the distribution's, when it is there and 3.9 or later: the
 # interpreter of README's install on Debian, one every user can run (a pyenv python3
 # under /root is not one postgres can), and Debian's build (optimised: PGO, LTO)
-# ran the test suite's thousands of Python processes on 13 % less CPU than an
-# unoptimised pyenv build of the same 3.11; else python3 from PATH.
+# runs the test suite's thousands of Python processes on less CPU than an
+# unoptimised pyenv build of the same 3.11 (README); else python3 from PATH.
 venv_python() {
   if [[ -n "${ENCPIPE_VENV_PYTHON:-}" ]]; then
     printf '%s\n' "${ENCPIPE_VENV_PYTHON}"
