@@ -128,8 +128,10 @@ def ran_out(e):
 def unreadable(message, e):
     """The error for a file or descriptor that could not be read because of OSError `e`:
     InputUnavailable (66), or IOFailure (74) when what failed is a resource the system
-    ran out of (descriptors, memory), which is not the file's doing."""
-    return (IOFailure if ran_out(e) else InputUnavailable)(message)
+    ran out of (descriptors, memory), which is not the file's doing. EAGAIN here is a
+    descriptor that would block (BlockingIOError), not a fork refused: 66, as before."""
+    scarce = ran_out(e) and not isinstance(e, BlockingIOError)
+    return (IOFailure if scarce else InputUnavailable)(message)
 
 
 def unexpected(e):

@@ -4,6 +4,7 @@ system remounted read-only (EROFS), descriptors (EMFILE) and address space
 documented status, nothing on standard output, no traceback, nothing left
 behind, nothing that was there lost."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -539,3 +540,15 @@ def test_a_file_that_cannot_be_opened_for_want_of_descriptors_is_74_not_a_missin
     kind, status, line = done.stdout.rstrip("\n").split(" ", 2)
     assert (kind, status) == ("IOFailure", "74"), done.stdout
     assert line.endswith(": Too many open files") and "cannot" in line, line
+
+
+@pytest.mark.parametrize("number, status", [(errno.EMFILE, 74), (errno.ENFILE, 74), (errno.ENOMEM, 74),
+                                            (errno.EAGAIN, 66), (errno.ENOENT, 66), (errno.EACCES, 66)])
+def test_only_a_resource_run_out_makes_a_file_not_read_74(number, status):
+    """errors.unreadable: descriptors or memory run out is 74; EAGAIN, a descriptor that
+    would block (a secret's pipe too small to hold it), stays 66 as a file not read."""
+    from encpipe.errors import unreadable
+
+    error = unreadable("cannot read KEY", OSError(number, os.strerror(number)))
+    assert (type(error).__name__, error.exit_code, str(error)) == (
+        "IOFailure" if status == 74 else "InputUnavailable", status, "cannot read KEY")
