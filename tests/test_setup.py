@@ -187,7 +187,8 @@ def _expected_home():
     """The set-up makes .venv with Debian's /usr/bin/python3 where there is one of 3.9 or later
     (venv.bash's venv_python), not with the python3 first on PATH (here a venv, pyenv's under it)."""
     usable = os.access("/usr/bin/python3", os.X_OK) and subprocess.run(
-        ["/usr/bin/python3", "-I", "-c", "import sys; sys.exit(sys.version_info < (3, 9))"]).returncode == 0
+        ["/usr/bin/python3", "-I", "-c", "import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 9))"],
+        capture_output=True).returncode == 0
     return "/usr/bin" if usable else os.path.dirname(os.path.realpath(sys.executable))
 
 
@@ -285,3 +286,22 @@ def test_the_asserts_of_every_test_module_are_rewritten_once_before_the_run(tmp_
     tag = sys.implementation.cache_tag
     written = sorted(p.name.split(".")[0] for p in (root / "tests" / "__pycache__").glob(f"*.{tag}-pytest-*.pyc"))
     assert written == ["test_one", "test_two"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount over Debian's ensurepip")
+def test_a_debian_python3_that_cannot_make_a_venv_leaves_it_to_the_python3_on_path(tmp_path):
+    """On Debian without python3-venv, /usr/bin/python3 cannot make .venv: run by a user
+    who cannot install it, the set-up then takes the python3 on PATH (a pyenv one that
+    can), not /usr/bin/python3 and a failure; with python3-venv, /usr/bin/python3."""
+    where = subprocess.run(["/usr/bin/python3", "-I", "-c", "import ensurepip, os; print(os.path.dirname("
+                            "ensurepip.__file__))"], capture_output=True, text=True, check=True).stdout.strip()
+    probe = 'PROG=t; . "$0"; venv_python'
+    venv_bash = str(REPO / "scripts" / "lib" / "venv.bash")
+    hidden = (f'mount -t tmpfs encpipe-test "$1" && echo "raise ImportError(\'no python3-venv\')" > "$1/__init__.py" '
+              f'&& exec bash -c {shlex.quote(probe)} "$0"')
+    env = {k: v for k, v in os.environ.items() if k != "ENCPIPE_VENV_PYTHON"}
+    without = subprocess.run(["unshare", "-m", "sh", "-c", hidden, venv_bash, where], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert (without.returncode, without.stdout, without.stderr) == (0, "python3\n", "")
+    present = subprocess.run(["bash", "-c", probe, venv_bash], env=env, capture_output=True, text=True, timeout=60)
+    assert (present.returncode, present.stdout) == (0, "/usr/bin/python3\n")

@@ -34,16 +34,18 @@ no_secrets() {
 }
 
 # venv_python: prints the Python that makes .venv: ENCPIPE_VENV_PYTHON when set;
-# else /usr/bin/python3, the distribution's, when it is there and 3.9 or later: the
-# interpreter of README's install on Debian, one every user can run (a pyenv python3
-# under /root is not one postgres can), and Debian's build (optimised: PGO, LTO)
-# runs the test suite's thousands of Python processes on less CPU than an
-# unoptimised pyenv build of the same 3.11 (README); else python3 from PATH.
+# else /usr/bin/python3, the distribution's, when it is 3.9 or later and can make
+# one (python3-venv installed): the interpreter of README's install on Debian, one
+# every user can run (a pyenv python3 under /root is not one postgres can), and
+# Debian's build (optimised: PGO, LTO) runs the test suite's thousands of Python
+# processes on less CPU than an unoptimised pyenv build of the same 3.11 (README);
+# else python3 from PATH (on a Debian without python3-venv, as root, venv_missing
+# asks that one, then /usr/bin/python3 once python3-venv is installed).
 venv_python() {
   if [[ -n "${ENCPIPE_VENV_PYTHON:-}" ]]; then
     printf '%s\n' "${ENCPIPE_VENV_PYTHON}"
-  elif [[ -x /usr/bin/python3 ]] \
-    && no_secrets /usr/bin/python3 -I -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+  elif [[ -x /usr/bin/python3 ]] && no_secrets /usr/bin/python3 -I -c \
+    'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 9))' >/dev/null 2>&1; then
     printf '%s\n' /usr/bin/python3
   else
     printf '%s\n' python3
