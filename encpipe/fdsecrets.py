@@ -69,7 +69,7 @@ class FdSecrets:
         descriptor: the /dev/fd/N values of the `files` options, and the N of the
         `descriptors` options (--passphrase-fd; numbers that keyargs.secret_fds_open
         checked), each descriptor read once. Over
-        MAX_SECRET bytes is UsageError (64), unreadable InputUnavailable (66);
+        MAX_SECRET bytes is UsageError (64), unreadable errors.unreadable's (66, or 74 out of descriptors);
         neither shows the secret. One N given to a descriptor option and as a
         secret file is UsageError before anything is read: read once, it would be
         one secret for both, which encpipe would read by two rules; so is one N

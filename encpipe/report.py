@@ -21,7 +21,6 @@ def header_report(sealed):
     }
 
 
-_YES_NO = {True: "yes", False: "no"}  # in the lines, not Python's True and False (JSON keeps true, false)
 NOT_VERIFIED = "header and length only: not verified (use --verify with a key to authenticate every chunk)"
 
 
@@ -35,7 +34,8 @@ def print_report(io, as_json, report):
     if as_json:
         io.print_json(report)
         return
-    shown = {k: ", ".join(v) if isinstance(v, list) else _YES_NO.get(v, v) if isinstance(v, bool) else v
+    # booleans as yes or no in the lines, not Python's True and False (JSON keeps true, false)
+    shown = {k: ", ".join(v) if isinstance(v, list) else ("yes" if v else "no") if isinstance(v, bool) else v
              for k, v in report.items() if k not in ("slots", "verified")}
     shown = {k: v for k, v in shown.items() if v not in (None, "")}
     lines = [f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()]
