@@ -231,7 +231,7 @@ def whole_numbers():
     it meets the same range check (64) as any number out of range. Every input that
     reaches int() is bounded (an argument, a variable, a name)."""
     if hasattr(sys, "set_int_max_str_digits"):
-        sys.set_int_max_str_digits(0)
+        sys.set_int_max_str_digits(0)  # novermin: 3.9.14 and 3.10.7 have it too
 
 
 def no_core_dumps():
@@ -322,13 +322,13 @@ def child_command(env):
 def _widen_pipes(size=1 << 20):
     """Let a pipe on stdin or stdout hold a whole chunk: fewer wake-ups per chunk
     (pg_dump writes 4 KiB at a time)."""
-    import fcntl
+    from .compat import set_pipe_size
 
     for stream in (sys.stdin, sys.stdout):
         if is_pipe(stream):
             try:
-                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, size)
-            except (OSError, AttributeError):
+                set_pipe_size(stream.fileno(), size)
+            except OSError:
                 pass
 
 
