@@ -134,6 +134,7 @@ def run_script(prog, module, argv):
         guard_standard_fds()
         no_core_dumps()
         whole_numbers()
+        no_unraisable_memory_errors()
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
         try:
@@ -234,6 +235,19 @@ def whole_numbers():
         sys.set_int_max_str_digits(0)  # novermin: 3.9.14 and 3.10.7 have it too
 
 
+def no_unraisable_memory_errors():
+    """A MemoryError that Python cannot raise (in its own shutdown, at an address-space
+    limit: Python 3.9's threading._shutdown) is not printed as a traceback after the
+    run's one line: the run was out of memory, and said so (74) or ended before; any
+    other such exception is printed as Python prints it."""
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable):
+    if not isinstance(unraisable.exc_value, MemoryError):
+        sys.__unraisablehook__(unraisable)
+
+
 def no_core_dumps():
     """A process that holds keys and plaintext writes no core file (plaintext never
     goes to disk, nor a key): its core size limit is 0 (children inherit it, and may
@@ -256,14 +270,15 @@ def no_core_dumps():
 
 
 def set_up(prog):
-    """guard_standard_fds() and no_core_dumps() for a module run as a program by
-    `python -m` (not through run or run_script, which do them): one that fails (an
-    extension that cannot be mapped, out of memory) is one line and its status,
-    never a traceback, and the program goes no further: it would hold keys with no
-    guard against a core file."""
+    """guard_standard_fds(), no_core_dumps() and no_unraisable_memory_errors() for a
+    module run as a program by `python -m` (not through run or run_script, which do
+    them): one that fails (an extension that cannot be mapped, out of memory) is one
+    line and its status, never a traceback, and the program goes no further: it
+    would hold keys with no guard against a core file."""
     try:
         guard_standard_fds()
         no_core_dumps()
+        no_unraisable_memory_errors()
     except Exception as e:
         raise SystemExit(unexpected_line(Io(None, None, sys.stderr, os.environ, prog=prog), e)) from None
 
@@ -352,6 +367,7 @@ def run():
         guard_standard_fds()
         no_core_dumps()
         whole_numbers()
+        no_unraisable_memory_errors()
         _widen_pipes()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         release()  # a SIGINT that came before the handlers (python -m encpipe): now

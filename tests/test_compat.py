@@ -127,3 +127,61 @@ def test_this_processs_command_without_sys_orig_argv(monkeypatch):
     monkeypatch.setattr("builtins.open", no_proc)
     with pytest.raises(ValueError):
         utf8mode._command()
+
+
+_UNRAISABLE = """
+import sys
+sys.path.insert(0, %r)
+from encpipe import cli
+
+
+class OutOfMemory:
+    def __del__(self):
+        raise MemoryError
+
+
+class Bug:
+    def __del__(self):
+        raise ValueError("said as Python says it")
+
+
+def main(argv=None):  # each object deleted at once: its exception is unraisable
+    OutOfMemory()
+    Bug()
+    return 0
+
+
+cli.main = main
+%s
+"""
+
+
+@pytest.mark.parametrize("entry", ["cli.run()", "sys.exit(cli.run_script('prog', '__main__', []))",
+                                   "cli.set_up('prog'); sys.exit(main())"])
+def test_a_memory_error_python_cannot_raise_is_not_printed(entry):
+    """Python 3.9 at an address-space limit: after `encpipe: error: out of memory`, its
+    threading._shutdown printed `Exception ignored in: <module 'threading'>`, a
+    traceback and MemoryError (tests/test_exhaustion.py's seal -o under prlimit). Every
+    entry point now leaves such a MemoryError unprinted, and prints any other as before."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(compat.__file__)))
+    said = subprocess.run([sys.executable, "-c", _UNRAISABLE % (root, entry)], capture_output=True, timeout=30,
+                          env={"PATH": os.environ["PATH"]}, stdin=subprocess.DEVNULL)
+    assert (said.returncode, said.stdout) == (0, b""), said.stderr
+    assert b"ValueError: said as Python says it" in said.stderr
+    assert b"MemoryError" not in said.stderr and b"OutOfMemory" not in said.stderr, said.stderr
+
+
+def test_encpipe_rotates_help_says_options_on_every_python(monkeypatch, capsys):
+    """argparse titled the options "optional arguments" before Python 3.10: the help
+    and the man page made from it differed from one Python to another (tests/test_docgen.py
+    failed on 3.9)."""
+    import argparse
+
+    from encpipe import rotate
+
+    gettext = argparse._
+    monkeypatch.setattr(argparse, "_", lambda text: "optional arguments" if text == "options" else gettext(text))
+    with pytest.raises(SystemExit) as ended:
+        rotate.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert ended.value.code in (0, None) and "\noptions:\n" in out and "optional arguments" not in out
