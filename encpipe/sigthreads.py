@@ -90,9 +90,10 @@ def _said_if_it_dies_unstarted(thread):
 
 
 def popen(*args, **options):
-    """subprocess.Popen, the child's mask the one the process began with. subprocess
-    is imported by the functions that start a child, not at the top: seal and open
-    of a raw key start none (about 2 ms of each start)."""
+    """subprocess.Popen, the child's mask the one the process began with, and
+    `process_group` as Python 3.11's Popen takes it on 3.9 and 3.10 too (compat).
+    subprocess is imported by the functions that start a child, not at the top: seal
+    and open of a raw key start none (about 2 ms of each start)."""
     import subprocess
 
     from .compat import in_own_group
