@@ -134,6 +134,7 @@ def run_script(prog, module, argv):
         guard_standard_fds()
         no_core_dumps()
         whole_numbers()
+        no_unraisable_memory_errors()
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
         try:
@@ -231,7 +232,20 @@ def whole_numbers():
     it meets the same range check (64) as any number out of range. Every input that
     reaches int() is bounded (an argument, a variable, a name)."""
     if hasattr(sys, "set_int_max_str_digits"):
-        sys.set_int_max_str_digits(0)
+        sys.set_int_max_str_digits(0)  # novermin: 3.9.14 and 3.10.7 have it too
+
+
+def no_unraisable_memory_errors():
+    """A MemoryError that Python cannot raise (in its own shutdown, at an address-space
+    limit: Python 3.9's threading._shutdown) is not printed as a traceback after the
+    run's one line: the run was out of memory, and said so (74) or ended before; any
+    other such exception is printed as Python prints it."""
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable):
+    if not isinstance(unraisable.exc_value, MemoryError):
+        sys.__unraisablehook__(unraisable)
 
 
 def no_core_dumps():
@@ -256,14 +270,15 @@ def no_core_dumps():
 
 
 def set_up(prog):
-    """guard_standard_fds() and no_core_dumps() for a module run as a program by
-    `python -m` (not through run or run_script, which do them): one that fails (an
-    extension that cannot be mapped, out of memory) is one line and its status,
-    never a traceback, and the program goes no further: it would hold keys with no
-    guard against a core file."""
+    """guard_standard_fds(), no_core_dumps() and no_unraisable_memory_errors() for a
+    module run as a program by `python -m` (not through run or run_script, which do
+    them): one that fails (an extension that cannot be mapped, out of memory) is one
+    line and its status, never a traceback, and the program goes no further: it
+    would hold keys with no guard against a core file."""
     try:
         guard_standard_fds()
         no_core_dumps()
+        no_unraisable_memory_errors()
     except Exception as e:
         raise SystemExit(unexpected_line(Io(None, None, sys.stderr, os.environ, prog=prog), e)) from None
 
@@ -322,13 +337,13 @@ def child_command(env):
 def _widen_pipes(size=1 << 20):
     """Let a pipe on stdin or stdout hold a whole chunk: fewer wake-ups per chunk
     (pg_dump writes 4 KiB at a time)."""
-    import fcntl
+    from .compat import set_pipe_size
 
     for stream in (sys.stdin, sys.stdout):
         if is_pipe(stream):
             try:
-                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, size)
-            except (OSError, AttributeError):
+                set_pipe_size(stream.fileno(), size)
+            except OSError:
                 pass
 
 
@@ -352,6 +367,7 @@ def run():
         guard_standard_fds()
         no_core_dumps()
         whole_numbers()
+        no_unraisable_memory_errors()
         _widen_pipes()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         release()  # a SIGINT that came before the handlers (python -m encpipe): now

@@ -47,6 +47,7 @@ import subprocess
 
 from . import childenv, keys
 from .argwords import dashed
+from .compat import set_pipe_size
 from .errors import InputUnavailable, UsageError, unreadable
 from .keyargs import FD_PATH, SECRET_FILES, descriptor_twice, fstat_fd
 
@@ -328,7 +329,7 @@ def _pipe_holding(data, source):
     try:
         if len(data) > 4096:  # a pipe of a user over pipe-user-pages-soft starts at one page
             with contextlib.suppress(OSError):
-                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, MAX_SECRET)
+                set_pipe_size(write_end, MAX_SECRET)
         os.set_blocking(write_end, False)
         view = memoryview(data)
         while view:

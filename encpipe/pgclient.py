@@ -134,9 +134,10 @@ def said_text(stderr):
     locale's charset, which psql translates its own messages into (the scripts run in
     UTF-8 mode whatever the locale: utf8mode); U+FFFD for a byte neither reads."""
     import codecs
-    import locale
 
-    charset = codecs.lookup(locale.getencoding()).name  # the locale's, whatever the UTF-8 mode
+    from .compat import locale_encoding
+
+    charset = codecs.lookup(locale_encoding()).name  # the locale's, whatever the UTF-8 mode
     lines = []
     for line in stderr.splitlines(keepends=True):
         try:

@@ -11,7 +11,6 @@ is an error that stops the restore. psql's errors name the SQLSTATE and the
 line, never the dump's values (QUIET_ERRORS). Memory stays constant.
 """
 
-import fcntl
 import os
 import re
 import subprocess
@@ -22,6 +21,7 @@ from .backup.label import HEAD_BYTES, after_line, found, mismatch
 from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
 from .childenv import child_env
+from .compat import set_pipe_size
 from .pgcli import Failure
 from .pgsaid import ClientSaid
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
@@ -125,8 +125,8 @@ def widen_pipes(*pipes):
     writes and wake-ups on the way through. Best effort."""
     for pipe in pipes:
         try:
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, BLOCK)
-        except (AttributeError, OSError, ValueError):
+            set_pipe_size(pipe.fileno(), BLOCK)
+        except (OSError, ValueError):
             pass
 
 

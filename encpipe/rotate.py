@@ -91,6 +91,10 @@ def warn(message):
 
 
 class ArgumentParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._optionals.title = "options"  # as from Python 3.10 on: "optional arguments" before
+
     def print_help(self, file=None):  # argparse would ignore a failed write and exit 0
         status = print_text(PROG, self.format_help().rstrip("\n"))
         if status:

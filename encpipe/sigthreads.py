@@ -27,6 +27,7 @@ block: sigdefer.py (held is re-exported here for the scripts' children).
 """
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -89,14 +90,27 @@ def _said_if_it_dies_unstarted(thread):
 
 
 def popen(*args, **options):
-    """subprocess.Popen, the child's mask the one the process began with. subprocess
-    is imported by the functions that start a child, not at the top: seal and open
-    of a raw key start none (about 2 ms of each start)."""
+    """subprocess.Popen, the child's mask the one the process began with, and
+    `process_group` as Python 3.11's Popen takes it on 3.9 and 3.10 too (compat).
+    subprocess is imported by the functions that start a child, not at the top: seal
+    and open of a raw key start none (about 2 ms of each start)."""
     import subprocess
 
-    if threading.current_thread() is threading.main_thread():
+    from .compat import in_own_group
+
+    options, group = in_own_group(options)  # process_group (None: none), on a Python before 3.11 too
+    main = threading.current_thread() is threading.main_thread()
+    if group is not None:
+        return subprocess.Popen(*args, preexec_fn=lambda: _own_group(group, main), **options)
+    if main:
         return subprocess.Popen(*args, **options)
     return subprocess.Popen(*args, preexec_fn=_initial_mask, **options)
+
+
+def _own_group(group, main):  # in the child: what Popen(process_group=) does, then the mask if needed
+    os.setpgid(0, group)
+    if not main:
+        _initial_mask()
 
 
 def _initial_mask():  # in the child, between fork and exec: no lock, no import, no allocation to speak of

@@ -60,14 +60,19 @@ def _command():
     by the C library's charset tables, which Python's codec for that charset does not
     always write back as the same bytes (under BIG5, A1 FE became A2 41, a name of
     another file, and A1 45 a UnicodeEncodeError); without /proc, sys.orig_argv
-    written back (ValueError when it cannot be)."""
+    written back (ValueError when it cannot be, or on Python 3.9, which has none)."""
+    from .compat import orig_argv
+
     try:
         with open("/proc/self/cmdline", "rb") as f:
             words = f.read().split(b"\0")[:-1]
     except OSError:
         words = []
-    if len(words) != len(sys.orig_argv):  # not this process's own (no /proc), or changed
-        words = [os.fsencode(word) for word in sys.orig_argv]
+    given = orig_argv()  # None before Python 3.10: /proc's words, if any, are all there is
+    if given is None and not words:
+        raise ValueError("no command line to execute again")
+    if given is not None and len(words) != len(given):  # not this process's own (no /proc), or changed
+        words = [os.fsencode(word) for word in given]
     return words
 
 
@@ -78,9 +83,10 @@ def terminal_charset(getpass):
     typed under ISO-8859-1 (`ä` one byte) failed, or was another one than the text
     it had always been (its UTF-8 bytes are what keys are made from)."""
     import io
-    import locale
 
-    encoding = locale.getencoding()  # the locale's, whatever the UTF-8 mode
+    from .compat import locale_encoding
+
+    encoding = locale_encoding()  # the locale's, whatever the UTF-8 mode
     # ASCII: a C or POSIX locale, which Python reads as UTF-8 by itself (PEP 538, 540)
     if not sys.flags.utf8_mode or codecs.lookup(encoding).name in ("utf-8", "ascii"):
         yield

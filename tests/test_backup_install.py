@@ -34,8 +34,8 @@ def installed(tmp_path_factory):
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     Path(purelib, "suite-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # The wheel is built by this Python (the test extra has setuptools' `wheel`),
-    # then installed into the venv.
+    # The wheel is built by this Python (the test extra has setuptools, which a venv of
+    # Python 3.12 or later lacks, and `wheel`), then installed into the venv.
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                             "-w", str(root / "dist"), str(source)], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr

@@ -18,6 +18,7 @@ import threading
 import pytest
 
 import encpipe
+from encpipe.compat import set_pipe_size
 from encpipe.errors import InputUnavailable, UsageError
 from encpipe.fdsecrets import MAX_SECRET, FdSecrets
 from test_backup_restore import (
@@ -522,15 +523,13 @@ def test_encpipe_backup_holds_a_long_passphrase_whatever_a_new_pipe_holds(monkey
     over pipe-user-pages-soft holds two pages (8 KiB), and a passphrase longer than
     that (up to MAX_SECRET) waited there for ever. A pipe here holds one page; the
     passphrase is read as given, whatever a pipe holds."""
-    import fcntl
-
     from encpipe import pgbackup
 
     real_pipe = os.pipe
 
     def small_pipe():  # what a user over pipe-user-pages-soft gets (non-blocking here: an error, not a hang)
         r, w = real_pipe()
-        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+        set_pipe_size(w, 4096)
         os.set_blocking(w, False)
         return r, w
 

@@ -4,7 +4,6 @@ goes to stdout or stderr, and encpipe dies of the signal (README "Exit status").
 With SIGHUP ignored when encpipe starts (nohup), SIGHUP changes nothing. A signal
 while `keygen -o FILE` prints the public key removes FILE."""
 
-import fcntl
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import time
 
 import pytest
 
+from encpipe.compat import set_pipe_size
 from fuzz.craft import clean_env, command
 
 KEY = "3e" * 32
@@ -164,7 +164,7 @@ def test_signal_while_keygen_prints_the_public_key_removes_the_key_file(tmp_path
     while that print waits (its reader does not read: a full pipe) leaves no key
     file whose public half nobody saw, and keygen dies of the signal (143 for SIGTERM)."""
     read_end, write_end = os.pipe()
-    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 1 << 20)  # as large as encpipe makes its stdout pipe
+    set_pipe_size(write_end, 1 << 20)  # as large as encpipe makes its stdout pipe
     os.set_blocking(write_end, False)
     for size in (65536, 1):
         try:

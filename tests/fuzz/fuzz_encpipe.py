@@ -434,7 +434,8 @@ def _memoize_docopt():
         key = tuple(argv or ())
         if key not in parsed:
             parsed[key] = parse(doc, argv=argv, **kwargs)
-        return copy.deepcopy(parsed[key])
+        result = parsed[key]  # docopt's dict subclass, copied by its items: Python 3.9's deepcopy fails on it
+        return type(result)((name, copy.deepcopy(value)) for name, value in result.items())
 
     cli.docopt_parser = lambda: (cached, docopt_exit)
 
