@@ -51,6 +51,15 @@ def refusal(public):
     return None
 
 
+def _x_zero_signed(encoded):
+    """Whether a point's 32 bytes give x = 0 (y = 1 or y = p - 1) with the sign bit set,
+    which RFC 8032 (5.1.3, step 4) does not decode: a second spelling of R. pycryptodome
+    4 refuses such an R itself; 3.23, which setup.cfg admits, took it (vector
+    v2_signature_r_sign_bit_set opened)."""
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    return len(encoded) == KEY_LEN and encoded[-1] >> 7 == 1 and y in (1, P - 1)
+
+
 class VerifyKey:
     """An Ed25519 public key: checks signatures."""
 
@@ -71,8 +80,9 @@ class VerifyKey:
         return refusal(self.public)
 
     def verify(self, message, signature):
-        """True when `signature` is this key's signature of `message` (never for a key refused)."""
-        if self.refusal():
+        """True when `signature` is this key's signature of `message` (never for a key refused,
+        nor for an R that RFC 8032 section 5.1.3 does not decode, whatever the library does)."""
+        if self.refusal() or _x_zero_signed(signature[:KEY_LEN]):
             return False
         eddsa = _eddsa()
         try:

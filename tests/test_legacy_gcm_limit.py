@@ -2,7 +2,9 @@
 800-38D): no file of the previous tool is longer. A longer input is not one of its
 files (65, nothing on stdout), not an internal error (70) from the cipher library
 once 64 GiB were read (and spooled). The limit is scaled down here, in both the
-library and encpipe, so that the test reads kilobytes, not 64 GiB."""
+library and encpipe, so that the test reads kilobytes, not 64 GiB. pycryptodome 3.23
+(which setup.cfg admits) names no limit and checks none when it decrypts: encpipe's
+own is then the only one."""
 
 import io
 
@@ -25,13 +27,13 @@ OVER, AT = old_file(LIMIT + 1), old_file(LIMIT)  # made under the library's own 
 
 
 def test_the_limit_is_gcms():
-    assert legacy.MAX_CIPHERTEXT == (2**39 - 256) // 8 == _mode_gcm._MAX_MSG_LEN
+    assert legacy.MAX_CIPHERTEXT == (2**39 - 256) // 8 == getattr(_mode_gcm, "_MAX_MSG_LEN", legacy.MAX_CIPHERTEXT)
 
 
 @pytest.fixture
 def small_limit(monkeypatch):
     monkeypatch.setattr(legacy, "MAX_CIPHERTEXT", LIMIT, raising=False)
-    monkeypatch.setattr(_mode_gcm, "_MAX_MSG_LEN", LIMIT)
+    monkeypatch.setattr(_mode_gcm, "_MAX_MSG_LEN", LIMIT, raising=False)
 
 
 def run(argv, data):

@@ -44,13 +44,46 @@ def hexes(keys):
 
 
 def test_the_library_alone_accepts_such_a_signature_of_any_message():
-    """Why the rule exists: pycryptodome checks this signature as valid under every
-    canonical key of small order, for any message."""
+    """Why the rule exists: pycryptodome 4 checks this signature as valid under every
+    canonical key of small order, for any message (3.23, which setup.cfg admits too,
+    refuses some of those keys itself); encpipe refuses each, whatever the library."""
+    import Crypto
     from Crypto.Signature import eddsa
 
     for public in SMALL_ORDER:
-        eddsa.new(eddsa.import_public_key(public), "rfc8032").verify(os.urandom(40), ANY_MESSAGE)
+        try:
+            eddsa.new(eddsa.import_public_key(public), "rfc8032").verify(os.urandom(40), ANY_MESSAGE)
+        except ValueError:
+            assert Crypto.version_info < (4,), public.hex()
         assert not VerifyKey(public).verify(os.urandom(40), ANY_MESSAGE)
+
+
+class _TakesEverySignature:
+    """A library that checks nothing (as pycryptodome 3.23 checked an R spelt with the
+    sign bit of x = 0: it opened vector v2_signature_r_sign_bit_set)."""
+
+    @staticmethod
+    def import_public_key(public):
+        return public
+
+    @classmethod
+    def new(cls, key, mode):
+        return cls
+
+    @staticmethod
+    def verify(message, signature):
+        return None
+
+
+def test_an_r_spelt_with_the_sign_of_x_zero_is_refused_by_encpipe_itself(monkeypatch):
+    """RFC 8032 (5.1.3) does not decode x = 0 with the sign bit set; encpipe refuses
+    such an R before the library sees it, so the rule does not depend on its version."""
+    key = SigningKey.generate().verify_key
+    monkeypatch.setattr(signing, "_eddsa", lambda: _TakesEverySignature)
+    for y in (1, P - 1):
+        assert not key.verify(b"m", (y | 1 << 255).to_bytes(32, "little") + bytes(32))
+        assert key.verify(b"m", y.to_bytes(32, "little") + bytes(32))  # the library's to judge
+    assert key.verify(b"m", (9 | 1 << 255).to_bytes(32, "little") + bytes(32))
 
 
 @pytest.mark.parametrize("public", REFUSED, ids=hexes(REFUSED))
