@@ -75,7 +75,10 @@ def _hint(result_stderr):
     return lines[0][len("encpipe: hint: "):] if lines else None
 
 
-@pytest.mark.parametrize("argv, stdin, env, terminal", CASES, ids=lambda v: None)
+# ids of the arguments only: pytest 7.0 put a sealed input's random bytes in the id, so
+# that each xdist worker collected other tests, and the run stopped before its first test
+@pytest.mark.parametrize("argv, stdin, env, terminal", CASES,
+                         ids=[f"{n}-{'_'.join(case[0])}" for n, case in enumerate(CASES)])
 def test_a_hint_names_only_options_its_command_takes(argv, stdin, env, terminal, tmp_path):
     if "SIGNING" in argv:
         argv = [secret_file(tmp_path, "sign.key", SIGNING_KEY + "\n") if a == "SIGNING" else a for a in argv]
