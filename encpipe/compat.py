@@ -43,10 +43,7 @@ def in_own_group(options):
     """Popen's options with `process_group` (3.11; None: not asked) taken out when this
     Python's Popen lacks it: returns (options, pgid or None), the pgid for the child
     to set itself (os.setpgid(0, pgid) between fork and exec, as Popen does)."""
-    if "process_group" not in options:
+    if "process_group" not in options or (POPEN_PROCESS_GROUP and options["process_group"] is not None):
         return options, None
     options = dict(options)
-    group = options.pop("process_group")
-    if POPEN_PROCESS_GROUP and group is not None:
-        return {**options, "process_group": group}, None
-    return options, group
+    return options, options.pop("process_group")

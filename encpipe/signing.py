@@ -37,9 +37,14 @@ def _eddsa():
     return eddsa
 
 
+def _y(encoded):
+    """The y of a point's 32 bytes (bit 255 is the sign of x)."""
+    return int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+
+
 def refusal(public):
     """Why the 32 bytes `public` are refused as a verify key, or None when they are not."""
-    y = int.from_bytes(public, "little") & ((1 << 255) - 1)  # bit 255 is the sign of x
+    y = _y(public)
     if y >= P:
         return "not in canonical form (y >= 2^255 - 19)"
     if y in SMALL_ORDER_Y:
@@ -56,8 +61,7 @@ def _x_zero_signed(encoded):
     which RFC 8032 (5.1.3, step 4) does not decode: a second spelling of R. pycryptodome
     4 refuses such an R itself; 3.23, which setup.cfg admits, took it (vector
     v2_signature_r_sign_bit_set opened)."""
-    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
-    return len(encoded) == KEY_LEN and encoded[-1] >> 7 == 1 and y in (1, P - 1)
+    return len(encoded) == KEY_LEN and encoded[-1] >> 7 == 1 and _y(encoded) in (1, P - 1)
 
 
 class VerifyKey:
