@@ -1,6 +1,6 @@
 """Man pages and the bash completion, generated from the usage texts.
 
-    python3 -m encpipe.docgen        (from a checkout: rewrites man/ and completion/)
+    python3 -m encpipe.docgen        (from a checkout: rewrites scripts/man/ and scripts/completion/)
 
 encpipe(1) and the completion come from encpipe/usage.py; each script's page
 from what `scripts/NAME --help` prints. The files are kept in the repository,
@@ -119,9 +119,9 @@ complete -o filenames -F _encpipe encpipe
 
 def generated():
     """{path relative to the repository: content} for every generated file."""
-    files = {"man/encpipe.1": encpipe_page(), "completion/encpipe": completion()}
+    files = {"scripts/man/encpipe.1": encpipe_page(), "scripts/completion/encpipe": completion()}
     for name in installed_scripts():
-        files[f"man/{name}.1"] = script_page(name, script_help(name))
+        files[f"scripts/man/{name}.1"] = script_page(name, script_help(name))
     return files
 
 

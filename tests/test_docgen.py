@@ -15,7 +15,7 @@ import pytest
 from encpipe import docgen, usage
 
 REPO = Path(__file__).resolve().parent.parent
-REGENERATE = "out of date: run python3 -m encpipe.docgen and commit man/ and completion/"
+REGENERATE = "out of date: run python3 -m encpipe.docgen and commit scripts/man/ and scripts/completion/"
 
 
 def test_generated_files_are_up_to_date():
@@ -29,8 +29,8 @@ def test_setup_cfg_installs_a_page_per_command_and_the_completion():
     config.read(REPO / "setup.cfg")
     data = config["options.data_files"]
     pages = sorted(data["share/man/man1"].split())
-    assert pages == sorted(["man/encpipe.1", *(f"man/{name}.1" for name in docgen.installed_scripts())])
-    assert data["share/bash-completion/completions"].split() == ["completion/encpipe"]
+    assert pages == sorted(["scripts/man/encpipe.1", *(f"scripts/man/{name}.1" for name in docgen.installed_scripts())])
+    assert data["share/bash-completion/completions"].split() == ["scripts/completion/encpipe"]
     assert config["metadata"]["license"] == "MIT" and (REPO / "LICENSE").read_text().startswith("MIT License")
 
 
@@ -72,7 +72,7 @@ def test_man_renders_every_installed_page(installed):
 
 def complete(*words):
     """What the completion offers for the command line `words` (the last being completed)."""
-    script = (f"source {REPO / 'completion' / 'encpipe'}\n"
+    script = (f"source {REPO / 'scripts' / 'completion' / 'encpipe'}\n"
               "COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); _encpipe\n"
               "printf '%s\\n' \"${COMPREPLY[@]}\"; complete -p encpipe >&2\n")
     done = subprocess.run(["bash", "-c", script, "bash", *words], capture_output=True, text=True, check=True)
@@ -96,6 +96,6 @@ def test_bash_completes_commands_and_each_commands_options(tmp_path):
 
 def test_completion_is_shellcheck_clean():
     assert shutil.which("shellcheck"), "shellcheck is needed (scripts/test installs it)"
-    done = subprocess.run(["shellcheck", "-s", "bash", str(REPO / "completion" / "encpipe")], capture_output=True,
+    done = subprocess.run(["shellcheck", "-s", "bash", str(REPO / "scripts" / "completion" / "encpipe")], capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stdout

@@ -164,10 +164,10 @@ def test_installing_puts_the_man_pages_and_completion_where_they_are_found(tmp_p
     searched = subprocess.run(["manpath"], capture_output=True, text=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
     assert "/usr/local/share/man" in searched.stdout.strip().split(":")
     (tmp_path / "man1").mkdir()  # a link to a page, as the ln -s above makes it, is a page man finds
-    (tmp_path / "man1" / "encpipe.1").symlink_to(REPO / "man" / "encpipe.1")
+    (tmp_path / "man1" / "encpipe.1").symlink_to(REPO / "scripts" / "man" / "encpipe.1")
     found = subprocess.run(["man", "-M", str(tmp_path), "-w", "encpipe"], capture_output=True, text=True)
     assert found.returncode == 0, found.stderr  # man names the page the link leads to
-    assert Path(found.stdout.strip()).resolve() == (REPO / "man" / "encpipe.1").resolve()
+    assert Path(found.stdout.strip()).resolve() == (REPO / "scripts" / "man" / "encpipe.1").resolve()
 
 
 def test_quick_start_names_the_packages_the_demo_installs_as_root():
