@@ -1,7 +1,3 @@
-from . import earlysig
-
-earlysig.hold()  # a SIGINT while encpipe.cli loads: delivered once run() has set its handlers
-
-from .cli import run  # noqa: E402
+from .entry import run
 
 run()

@@ -218,6 +218,37 @@ def test_sigint_while_the_entry_point_loads_dies_quietly(tmp_path, module, argv)
     assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
 
 
+CONSOLE = """
+import configparser, importlib, os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+config = configparser.ConfigParser()
+config.read({setup_cfg!r})
+line, = (l for l in config["options.entry_points"]["console_scripts"].splitlines() if l.startswith("encpipe "))
+module, function = line.split("=", 1)[1].strip().split(":")
+
+class Finder:  # SIGINT while the console script still loads encpipe.cli
+    def find_spec(self, name, path, target=None):
+        if name == "encpipe.usage":  # one that encpipe.cli imports
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                pass
+        return None
+
+sys.meta_path.insert(0, Finder())
+sys.argv = ["encpipe", "--version"]
+sys.exit(getattr(importlib.import_module(module), function)())  # as pip's console script does
+"""
+
+
+def test_sigint_while_the_console_script_loads_dies_quietly(tmp_path):
+    """The `encpipe` command pip installs imports setup.cfg's entry point and calls it:
+    pointed at encpipe.cli:run, a SIGINT while encpipe.cli loaded was Python's
+    KeyboardInterrupt, a traceback. encpipe.entry holds it first, as `python -m encpipe`."""
+    done = _run(tmp_path, CONSOLE.format(setup_cfg=os.path.join(ROOT, "setup.cfg")))
+    assert (done.returncode, done.stdout, done.stderr) == (-signal.SIGINT, b"", b"")
+
+
 @pytest.mark.parametrize("handler", ["_raise_terminated", "lambda signum, frame: noted.append(signum)"])
 def test_a_child_of_a_thread_signalled_before_its_exec_dies_of_it(tmp_path, handler):
     """A child that a thread starts sets its own mask between fork and exec, in
