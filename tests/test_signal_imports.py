@@ -189,11 +189,8 @@ def test_a_signal_held_over_an_import_goes_to_the_handler_set_meanwhile(tmp_path
     assert done.stdout.decode().endswith("stopped by new\n") and "old" not in done.stdout.decode(), done.stdout
 
 
-EARLY = """
-import os, runpy, signal, sys, time
-signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: DEFAULTS' SIG_DFL would die quietly anyway
-
-class Finder:  # SIGINT while the entry point still loads encpipe.cli, before any handler of encpipe's
+LOADING_CLI = """
+class Finder:  # SIGINT while an entry point still loads encpipe.cli, before any handler of encpipe's
     def find_spec(self, name, path, target=None):
         if name == "encpipe.usage":  # one that encpipe.cli imports
             os.kill(os.getpid(), signal.SIGINT)
@@ -203,7 +200,13 @@ class Finder:  # SIGINT while the entry point still loads encpipe.cli, before an
         return None
 
 sys.meta_path.insert(0, Finder())
-sys.argv = [{module!r}, *{argv!r}]
+"""
+
+EARLY = """
+import os, runpy, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: DEFAULTS' SIG_DFL would die quietly anyway
+
+""" + LOADING_CLI + """sys.argv = [{module!r}, *{argv!r}]
 runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
 """
 
@@ -226,17 +229,7 @@ config.read({setup_cfg!r})
 line, = (l for l in config["options.entry_points"]["console_scripts"].splitlines() if l.startswith("encpipe "))
 module, function = line.split("=", 1)[1].strip().split(":")
 
-class Finder:  # SIGINT while the console script still loads encpipe.cli
-    def find_spec(self, name, path, target=None):
-        if name == "encpipe.usage":  # one that encpipe.cli imports
-            os.kill(os.getpid(), signal.SIGINT)
-            deadline = time.monotonic() + 0.3
-            while time.monotonic() < deadline:
-                pass
-        return None
-
-sys.meta_path.insert(0, Finder())
-sys.argv = ["encpipe", "--version"]
+""" + LOADING_CLI + """sys.argv = ["encpipe", "--version"]
 sys.exit(getattr(importlib.import_module(module), function)())  # as pip's console script does
 """
 
