@@ -85,6 +85,25 @@ def _():
     return reslotted("v2_passphrase_cheapest_slot_first", data, [dear, cheap], cheap, change), data
 
 
+SECOND_PASSPHRASE = "vector passphrase, the second"
+
+
+@vector("v2_passphrases_by_slot_cost", "success",
+        "v2: PASSPHRASE's slot (first, log2(N)=11) wraps another file key, SECOND_PASSPHRASE's (log2(N)=10)"
+        " this one; given in that order: slot cost comes before the passphrases' order, so both are tried on"
+        " the cheaper slot first and the second opens (one passphrase after another would refuse it, 65)",
+        passphrases=[PASSPHRASE, SECOND_PASSPHRASE])
+def _():
+    data = plaintext("costs", 300)
+    dear, cheap = Passphrase(PASSPHRASE, log2_n=11), Passphrase(SECOND_PASSPHRASE, log2_n=10)
+
+    def change(slots):
+        kek = encpipe.slots.scrypt_kek(PASSPHRASE.encode(), slots[0].salt, 11, 8, 1)
+        return [wrapping_another_key(slots[0], kek), slots[1]]
+
+    return reslotted("v2_passphrases_by_slot_cost", data, [dear, cheap], cheap, change), data
+
+
 @vector("v2_passphrase_slot_over_limit_skipped", "success",
         "v2: two slots of one passphrase; the first has log2(N)=9, under the floor: it is skipped"
         " without running scrypt and the second opens", passphrases=[PASSPHRASE])
