@@ -30,15 +30,14 @@ from .proctree import kill_running
 BLOCK = 1 << 20
 _DECOMPRESSORS = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"))
 _ZSTD_SKIPPABLE = b"\x2a\x4d\x18"  # after 50..5F: a skippable frame (encpipe-backup's label), then zstd's
-# pg_dump's own lines: `\\restrict KEY` and `\\unrestrict KEY`, KEY alphanumeric (as
-# pg_dump makes and psql accepts them). Only such whole lines are dropped: a line
-# that merely starts with \\restrict may be inside a quoted string (a comment, a
-# function body), and dropping it with its closing quote would make psql read the
-# following text, which a table's owner may have written, as SQL.
+# pg_dump's own lines (pg_restore -f -'s too): `\\restrict KEY`, the first line that is
+# neither blank nor an SQL comment, and `\\unrestrict KEY` with that KEY, near the end;
+# KEY alphanumeric, random per dump. Only those go: a line of a function's body, a
+# comment or a string may read `\\restrict K` or `\\unrestrict K` too, and is the dump's
+# data (dropping such lines changed what was restored, and status 0).
 _MAX_KEY = 256
-_OWN_LINE = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{1,%d}\r?\n?" % _MAX_KEY)
-_OWN_START = re.compile(rb"\\(?:un)?restrict [A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
-_LINE_START_BACKSLASH = re.compile(rb"\n\\")
+_OPENING = re.compile(rb"\\restrict ([A-Za-z0-9]{1,%d})\r?\n?" % _MAX_KEY)
+_KEY_START = re.compile(rb"[A-Za-z0-9]{0,%d}\r?" % _MAX_KEY)
 
 
 
@@ -81,43 +80,91 @@ class EmptyStream(Exception):
     pass
 
 
-def _may_be_own(partial):
-    """True when `partial`, a line's start, may still become one of pg_dump's own lines."""
-    return b"\\restrict ".startswith(partial) or b"\\unrestrict ".startswith(partial) or \
-        bool(_OWN_START.fullmatch(partial))
+def _may_open(partial):
+    """True when `partial`, a line's start, may still become the opening `\\restrict KEY`."""
+    word = b"\\restrict "
+    return word.startswith(partial) or partial.startswith(word) and bool(_KEY_START.fullmatch(partial, len(word)))
 
 
 class RestrictFilter:
-    """Drops the lines that are exactly `\\restrict KEY` or `\\unrestrict KEY`; passes the rest."""
+    """Drops the dump's own `\\restrict KEY` line (its first that is neither blank nor
+    an SQL comment) and the lines that are exactly `\\unrestrict KEY` with that KEY;
+    passes every other byte. Memory: a line's start, at most a key's length."""
 
     def __init__(self):
-        self.carry = b""  # the start of a line too short yet to tell (at most a key's length)
+        self.opening = b""  # the opening's line not yet complete; None once it is passed
+        self.in_comment = False  # the opening's comment line passed on as it comes
+        self.closing = None  # b"\\unrestrict KEY" once the opening line was dropped
+        self.carry = b""  # a line's start that may still be the closing line
         self.line_start = True
 
     def feed(self, chunk):
+        if self.opening is not None:
+            out, chunk = self._open(chunk)
+            return out + (self._close(chunk) if chunk else b"")
+        return self._close(chunk)
+
+    def _open(self, chunk):
+        """(what passes, the rest for _close) while the opening lines come."""
+        data, pos = self.opening + chunk, 0
+        while pos < len(data):
+            end = data.find(b"\n", pos)
+            if self.in_comment:
+                self.in_comment = end < 0
+                pos = len(data) if end < 0 else end + 1
+                continue
+            line = data[pos:] if end < 0 else data[pos:end + 1]
+            if line.startswith(b"--"):
+                self.in_comment = True
+                continue
+            if line in (b"\n", b"\r\n"):
+                pos = end + 1
+                continue
+            if end < 0 and (line in (b"-", b"\r") or _may_open(line)):
+                self.opening = line  # may still be blank, a comment or the opening line
+                return data[:pos], b""
+            self.opening = None
+            own = _OPENING.fullmatch(line) if end >= 0 else None
+            if own:
+                self.closing = b"\\unrestrict " + own.group(1)
+                return data[:pos], data[end + 1:]
+            return data, b""
+        self.opening = b""
+        return data, b""
+
+    def _close(self, chunk):
         data, self.carry = self.carry + chunk, b""
-        out, kept_from = [], 0
-        # Only a backslash at a line start can begin such a line (COPY data has \\N
-        # in every NULL, so backslashes are not rare; a regex finds "\n\\" fastest).
-        starts = [0] if data[:1] == b"\\" and self.line_start else []
-        starts += [match.start() + 1 for match in _LINE_START_BACKSLASH.finditer(data)]
-        for start in starts:
-            end = data.find(b"\n", start)
-            if end < 0:
-                if _may_be_own(data[start:]):
-                    out.append(data[kept_from:start])
-                    self.carry, kept_from = data[start:], len(data)
+        if self.closing is None:
+            return data
+        needle, out, kept, pos = self.closing, [], 0, 0
+        while (found := data.find(needle, pos)) >= 0:
+            pos, after = found + 1, found + len(needle)
+            if not (data[found - 1:found] == b"\n" if found else self.line_start):
+                continue
+            rest = data[after:after + 2]
+            if rest in (b"", b"\r"):  # the line's end not here yet
+                out.append(data[kept:found])
+                self.carry, kept = data[found:], len(data)
                 break
-            if _OWN_LINE.fullmatch(data, start, end + 1):
-                out.append(data[kept_from:start])
-                kept_from = end + 1
-        out.append(data[kept_from:])
+            if rest[:1] == b"\n" or rest == b"\r\n":
+                out.append(data[kept:found])
+                kept = after + (1 if rest[:1] == b"\n" else 2)
+        if kept < len(data):  # the last line's start, which may become the closing line
+            newline = data.rfind(b"\n", kept)
+            start = newline + 1 if newline >= 0 else kept if kept or self.line_start else len(data)
+            if start < len(data) and needle.startswith(data[start:]):
+                out.append(data[kept:start])
+                self.carry, kept = data[start:], len(data)
+        out.append(data[kept:])
         self.line_start = bool(self.carry) or (data.endswith(b"\n") if data else self.line_start)
         return b"".join(out)
 
     def finish(self):
+        if self.opening is not None:
+            rest, self.opening = self.opening, None
+            return b"" if _OPENING.fullmatch(rest) else rest
         rest, self.carry = self.carry, b""
-        return b"" if _OWN_LINE.fullmatch(rest) else rest
+        return b"" if self.closing and rest in (self.closing, self.closing + b"\r") else rest
 
 
 def widen_pipes(*pipes):

@@ -71,9 +71,10 @@ def encpipe(argv, **kw):
     return run([sys.executable, "-m", "encpipe", *argv], python_env(), **kw)
 
 
-def backup(pg, tools, directory, db, *options, env_extra=None, check=True):
+def backup(pg, tools, directory, db, *options, env_extra=None, check=True, pg_dump_options=()):
     """Run encpipe-backup; on success return (path, parsed JSON line)."""
-    proc = run([BACKUP, "--dir", directory, *options, db], script_env(pg, tools, **(env_extra or {})))
+    after = ("--", *pg_dump_options) if pg_dump_options else ()
+    proc = run([BACKUP, "--dir", directory, *options, db, *after], script_env(pg, tools, **(env_extra or {})))
     if not check:
         return proc
     assert proc.returncode == 0, proc.stderr.decode()
@@ -88,10 +89,13 @@ def restore(pg, tools, path, db, *options, env_extra=None):
 
 
 def dump(pg, db, *options):
-    """pg_dump output, less the random per-dump \\restrict key lines."""
+    """pg_dump output, less its random per-dump key's \\restrict and \\unrestrict lines
+    (only those: a line of the data that reads so stays, to be compared)."""
     proc = subprocess.run([pg.bin("pg_dump"), *options, db], env=pg.env, capture_output=True, check=True)
-    return b"".join(line for line in proc.stdout.splitlines(keepends=True)
-                    if not line.startswith((b"\\restrict ", b"\\unrestrict ")))
+    lines = proc.stdout.splitlines(keepends=True)
+    opening = next(line for line in lines if line.startswith(b"\\restrict "))  # before any SQL
+    own = {opening, b"\\un" + opening[1:]}
+    return b"".join(line for line in lines if line not in own)
 
 
 def backdate(path, target, open_keys, seal_keys):
