@@ -75,14 +75,19 @@ def _():
         "v2: two slots of one passphrase; the first (log2(N)=11) wraps another file key, the second"
         " (log2(N)=10) this one: the cheaper slot is tried first", passphrases=[PASSPHRASE])
 def _():
-    data = plaintext("cheap", 500)
-    dear, cheap = Passphrase(PASSPHRASE, log2_n=11), Passphrase(PASSPHRASE, log2_n=10)
+    return dear_slot_wraps_another_key("v2_passphrase_cheapest_slot_first", plaintext("cheap", 500), PASSPHRASE)
+
+
+def dear_slot_wraps_another_key(name, data, cheap_passphrase):
+    """A slot of PASSPHRASE (log2(N)=11) wrapping another file key, then one of
+    `cheap_passphrase` (log2(N)=10) wrapping this one's."""
+    dear, cheap = Passphrase(PASSPHRASE, log2_n=11), Passphrase(cheap_passphrase, log2_n=10)
 
     def change(slots):
         kek = encpipe.slots.scrypt_kek(PASSPHRASE.encode(), slots[0].salt, 11, 8, 1)
         return [wrapping_another_key(slots[0], kek), slots[1]]
 
-    return reslotted("v2_passphrase_cheapest_slot_first", data, [dear, cheap], cheap, change), data
+    return reslotted(name, data, [dear, cheap], cheap, change), data
 
 
 SECOND_PASSPHRASE = "vector passphrase, the second"
@@ -94,14 +99,7 @@ SECOND_PASSPHRASE = "vector passphrase, the second"
         " the cheaper slot first and the second opens (one passphrase after another would refuse it, 65)",
         passphrases=[PASSPHRASE, SECOND_PASSPHRASE])
 def _():
-    data = plaintext("costs", 300)
-    dear, cheap = Passphrase(PASSPHRASE, log2_n=11), Passphrase(SECOND_PASSPHRASE, log2_n=10)
-
-    def change(slots):
-        kek = encpipe.slots.scrypt_kek(PASSPHRASE.encode(), slots[0].salt, 11, 8, 1)
-        return [wrapping_another_key(slots[0], kek), slots[1]]
-
-    return reslotted("v2_passphrases_by_slot_cost", data, [dear, cheap], cheap, change), data
+    return dear_slot_wraps_another_key("v2_passphrases_by_slot_cost", plaintext("costs", 300), SECOND_PASSPHRASE)
 
 
 @vector("v2_passphrase_slot_over_limit_skipped", "success",
