@@ -122,13 +122,22 @@ class RunLock:
         self.session.close(stop=kind is not None and not issubclass(kind, Exception))
 
 
-def pre_restore_copies(maintenance_db, db=None, now=None):
-    """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases; a
+# pg_database_size() needs CONNECT on the database (or pg_read_all_stats' rights): a
+# copy the role may not connect to is listed without its size, and sizes are asked
+# only for the listing (before, another's copy ended a swap, after the whole load, and
+# a drop: `permission denied for database ...`).
+_SIZE = ("CASE WHEN pg_catalog.has_database_privilege(oid, 'CONNECT') OR pg_catalog.pg_has_role("
+         "'pg_read_all_stats', 'USAGE') THEN pg_catalog.pg_database_size(oid) END")
+
+
+def pre_restore_copies(maintenance_db, db=None, now=None, sizes=False):
+    """[{name, database, created, age_days, bytes}] of the *_pre_restore_* databases
+    (`bytes` None unless `sizes`, or when the role may not connect to it); a
     name dated on no day (`..._pre_restore_20241399T999999Z`, which any role that may
     create a database can make) is no copy a restore made: neither listed nor dropped."""
     now = now or datetime.now(timezone.utc)
-    rows = run_sql(maintenance_db, "SELECT pg_catalog.pg_database_size(oid), datname FROM pg_catalog.pg_database "
-                   "WHERE datname ~ '_pre_restore_[0-9]{8}T[0-9]{6}Z$' ORDER BY datname;", fields=2)
+    rows = run_sql(maintenance_db, "SELECT %s, datname FROM pg_catalog.pg_database WHERE datname ~ "
+                   "'_pre_restore_[0-9]{8}T[0-9]{6}Z$' ORDER BY datname;" % (_SIZE if sizes else "NULL"), fields=2)
     copies = []
     for size, name in rows:
         match = _PRE_RESTORE.match(name)
@@ -138,7 +147,8 @@ def pre_restore_copies(maintenance_db, db=None, now=None):
         if created is None:
             continue
         copies.append({"name": name, "database": match["db"], "created": iso(created),  # year 1 as 0001
-                       "age_days": round((now - created).total_seconds() / 86400, 3), "bytes": int(size)})
+                       "age_days": round((now - created).total_seconds() / 86400, 3),
+                       "bytes": int(size) if size else None})
     return copies
 
 

@@ -92,7 +92,8 @@ class Run(Children):
             if o["positional"] or o["tool"] or o.get("drop_pre_restore_older_than"):  # else taken for a run of it
                 raise Failure("--list-pre-restore lists only: it takes no FILE, DBNAME or "
                               "--drop-pre-restore-older-than", 64)
-            return print_text(PROG, json.dumps(json_value(pgleftovers.pre_restore_copies(self.maint)), indent=2))
+            copies = pgleftovers.pre_restore_copies(self.maint, sizes=True)
+            return print_text(PROG, json.dumps(json_value(copies), indent=2))
         if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
             return self.drop_pre_restore(utf8_name(o["positional"][0]))
         if not o["positional"] and o.get("drop_pre_restore_older_than"):

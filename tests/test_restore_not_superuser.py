@@ -12,6 +12,7 @@ standard output, no psql connected to a scratch database, no CREATE DATABASE
 sent. A restore the role can make (no ACL, no settings, no role to create, a new
 database or one it owns) works as before."""
 
+import json
 import os
 import subprocess
 import sys
@@ -252,6 +253,35 @@ def test_a_new_database_without_acl_or_settings_restores(pg, tools, key_file, tm
     assert leftover_databases(pg) == set()
 
 
+def test_a_copy_of_another_database_it_may_not_connect_to_stops_nothing(pg, tools, key_file, tmp_path, dba):
+    """pg_database_size() needs CONNECT: the swap, which picks a free copy name, sized
+    every *_pre_restore_* database of the server, and a copy of another's database that
+    the role may not connect to ended its in-place restore after the whole load (1,
+    `permission denied for database ...`), and its listing and drops likewise."""
+    _source(pg)
+    secret = "nsu_secret_pre_restore_20240101T000000Z"
+    pg.psql('CREATE DATABASE "%s"' % secret)
+    pg.psql('REVOKE CONNECT ON DATABASE "%s" FROM PUBLIC' % secret)
+    try:
+        path, _ = backup(pg, tools, str(tmp_path / "b"), SOURCE, "--key-file", key_file)
+        env = script_env(pg, tools, PGUSER=DBA)
+        for _ in range(2):  # a new database, then in place over its own
+            proc = run([RESTORE, "--key-file", key_file, path, TARGET], env)
+            assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        listed = run([RESTORE, "--list-pre-restore"], env)
+        assert listed.returncode == 0, listed.stderr.decode()
+        copies = {copy["name"]: copy for copy in json.loads(listed.stdout)}
+        assert copies[secret]["bytes"] is None
+        mine, = (name for name in copies if name.startswith(TARGET + "_pre_restore_"))
+        assert copies[mine]["bytes"] > 0
+        dropped = run([RESTORE, "--drop-pre-restore-older-than", "0", TARGET], env)
+        assert (dropped.returncode, dropped.stdout) == (0, b""), dropped.stderr.decode()
+        assert dropped.stderr.decode() == "encpipe-restore: dropped previous copies: %s\n" % mine
+        assert pg.psql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % secret).strip() == "1"
+    finally:
+        pg.psql('DROP DATABASE "%s"' % secret)
+
+
 # the dump waits until the restoring role has lost CREATEDB: the swap then cannot rename
 UNTIL_NOCREATEDB = ("DO $$ BEGIN FOR i IN 1..1200 LOOP PERFORM pg_stat_clear_snapshot(); "
                     "EXIT WHEN NOT (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user); "
@@ -263,8 +293,9 @@ def test_a_swap_refused_for_a_privilege_does_not_ask_whether_dbname_is_in_use(pg
     pg.psql("CREATE DATABASE %s OWNER %s" % (TARGET, DBA))
     dumped = subprocess.run([pg.bin("pg_dump"), SOURCE], env=pg.env, capture_output=True, check=True).stdout
     path = str(tmp_path / "slow.sql.enc")
+    opened = dumped.index(b"\n", dumped.index(b"\n\\restrict ") + 1) + 1  # after pg_dump's opening line
     subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", key_file, "-o", path],
-                   input=UNTIL_NOCREATEDB + dumped, check=True, env=script_env(pg, tools))
+                   input=dumped[:opened] + UNTIL_NOCREATEDB + dumped[opened:], check=True, env=script_env(pg, tools))
     proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, TARGET], env=script_env(pg, tools, PGUSER=DBA),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
