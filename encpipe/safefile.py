@@ -22,7 +22,7 @@ import stat
 
 from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, unreadable
 from .sigdefer import held
-from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer  # noqa: F401 (safefile's, as before)
+from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer, way_writer  # noqa: F401 (as before)
 
 TEST_HOOK = "ENCPIPE_TEST_HOOK"
 TEMP_PREFIX = ".encpipe-tmp."
@@ -49,10 +49,11 @@ def hook(step, *details):
 
 def check_directory(path, allow_shared=False):
     """Raise UnsafeDirectory when a user other than the caller or root can write
-    `path` or one of its ancestors (a sticky one excepted); nothing with `allow_shared`."""
+    `path` or one of its ancestors (a sticky one excepted), or could point a symbolic
+    link on the way to it elsewhere; nothing with `allow_shared`."""
     if allow_shared:
         return
-    found = first_other_writer(path)
+    found = way_writer(path)[1] or first_other_writer(path)
     if found:
         where, writer = found
         raise UnsafeDirectory(

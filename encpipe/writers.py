@@ -10,6 +10,7 @@ import os
 import stat
 import struct
 
+from . import pathwalk
 from .errors import IOFailure
 
 ALLOW_FLAG = "--allow-shared-dir"
@@ -39,6 +40,34 @@ def first_other_writer(path, trusted=None, sticky_here=True, missing_ok=False):
         if parent == current:
             return None
         current = parent
+
+
+def way_writer(path, trusted=None, directory_only=False):
+    """(the directory `path` (with `directory_only`, its directory) really leads to, as
+    the kernel resolves it, a `..` after a link included; (where, who) for the first
+    symbolic link on the way that a user outside `trusted` (default the caller and
+    root) could point elsewhere: its owner, or a writer of the directory holding it
+    (not sticky); or for the place of a directory a `..` leaves (left_writer); else
+    None). Judging only where the path really leads let such a user lead a link, or
+    swap it between checks and use, to a directory of their own (the metrics file's;
+    `seal -o`, `keygen -o` and the scripts' directories: check_directory)."""
+    trusted = {0, os.geteuid()} if trusted is None else trusted
+    for kind, where, name, info in pathwalk.steps(path, directory_only=directory_only):
+        if kind == pathwalk.MISSING:  # not there: nor is anything below it (first_other_writer's missing_ok)
+            return name, None
+        if kind == pathwalk.REACHED:
+            return where, None
+        if kind == pathwalk.UP:
+            found = left_writer(where, trusted)
+            if found:
+                return where, found
+            continue
+        owner = owner_writer(info, trusted)
+        if owner:
+            return where, (f"the symbolic link {name}", owner)
+        found = first_other_writer(where, trusted)  # sticky: only the link's owner can replace it there
+        if found:
+            return where, (f"{found[0]}, holding the symbolic link {name},", found[1])
 
 
 def left_writer(directory, trusted=None, writers_into=False):

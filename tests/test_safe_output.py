@@ -86,6 +86,46 @@ def test_an_ancestor_others_can_write_is_refused(tmp_path):
 # --- symbolic links swapped in at each step ---------------------------------------------------
 
 
+@pytest.mark.parametrize("command", [["seal", "-o"], ["keygen", "-o"]])
+@pytest.mark.parametrize("link_is", ["another's", "in a directory others can write"])
+def test_a_symbolic_link_on_the_way_that_another_user_can_point_elsewhere_is_refused(tmp_path, command, link_is):
+    """The directory check judged only where the path really led: a link another user
+    owns, or one in a directory every user can write, passed when it pointed at a safe
+    directory, and its owner could swap it for one of their own between the check and
+    the write (24 keys of 150 `keygen -o` landed so). The link is judged, as a key
+    file's way is (73)."""
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o700)
+    holder = tmp_path / "holder"
+    holder.mkdir(mode=0o755 if link_is == "another's" else 0o777)
+    os.chmod(holder, 0o755 if link_is == "another's" else 0o777)
+    link = holder / "l"
+    link.symlink_to(safe)
+    if link_is == "another's":
+        os.chown(link, 12345, 12345, follow_symlinks=False)
+    done = run_process([*command, str(link / "k")], DATA if command[0] == "seal" else b"", KEY_ENV)
+    assert (done.returncode, done.stdout) == (73, b""), done.stderr
+    assert_one_line_error(done.stderr)
+    expected = (b"the symbolic link %s can be written by user 12345 (its owner)" % bytes(link)
+                if link_is == "another's" else b"%s, holding the symbolic link %s, can be written by every user"
+                % (bytes(holder), bytes(link)))
+    assert expected in done.stderr, done.stderr
+    assert os.listdir(safe) == []
+    done = run_process([*command, str(link / "k"), "--allow-shared-dir"], DATA if command[0] == "seal" else b"",
+                       KEY_ENV)
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(safe) == ["k"]
+
+
+def test_a_link_only_the_caller_and_root_can_change_is_taken(tmp_path):
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o700)
+    (tmp_path / "l").symlink_to(safe)
+    done = run_process(["seal", "-o", str(tmp_path / "l" / "k")], DATA, KEY_ENV)
+    assert (done.returncode, done.stdout) == (0, b""), done.stderr
+    assert opens(safe / "k")
+
+
 @pytest.mark.parametrize("what", ["temp", "final"])
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("command", ["seal -o", "rewrap --in-place"])

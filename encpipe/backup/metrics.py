@@ -12,10 +12,9 @@ import re
 import stat
 from contextlib import contextmanager
 
-from .. import pathwalk
 from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
 from ..safefile import open_source, write_atomically
-from ..writers import first_other_writer, left_writer, other_writer, owner_writer
+from ..writers import first_other_writer, other_writer, way_writer
 from .listing import copies, older_than_its_name, user_name
 from .retention import LATE_UNLABELLED_REASON, named_late
 
@@ -113,7 +112,8 @@ def refuse_shared(path, info):
     could have made the file before any backup ran) or a directory above (a sticky
     one excepted): that user could hide a failed attempt. encpipe-backup writes
     it only in a directory no other user than it and root can write (73)."""
-    directory, link = _directory_of(path, {0, os.geteuid()} if info is None else {0, os.geteuid(), info.st_uid})
+    directory, link = way_writer(path, {0, os.geteuid()} if info is None else {0, os.geteuid(), info.st_uid},
+                                 directory_only=True)
     owner = info.st_uid if info is not None else _owner_of(directory)
     trusted = {0, os.geteuid(), owner}
     writer = info is not None and other_writer(info, trusted, sticky_ok=False, where=path)
@@ -128,39 +128,12 @@ def refuse_place(path):
     directory of the metrics file at `path`, sticky or not, or one above it (a
     sticky one excepted): encpipe-check would not read it there (refuse_shared),
     and in a sticky one such as /tmp another user could have made it first."""
-    directory, link = _directory_of(path)
+    directory, link = way_writer(path, directory_only=True)
     found = link or first_other_writer(directory, sticky_here=False)
     if found:
         raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could hide a failed backup: "
                               "encpipe-check would not read the metrics file there",
                               hint="write it in a directory that only the backups' user and root can write")
-
-
-def _directory_of(path, trusted=None):
-    """(the directory `path` really leads to, as the kernel resolves it, a `..` after a
-    link included; (where, who) for the first symbolic link on the way that a user
-    outside `trusted` (default the caller and root) could point elsewhere: its owner,
-    or a writer of the directory holding it (not sticky); or for the place of a directory
-    a `..` leaves (writers.left_writer); else None). Before, only where the path really leads was
-    judged: a link in a directory another user can write let them lead it to a
-    directory and a file of their own."""
-    trusted = {0, os.geteuid()} if trusted is None else trusted
-    for kind, where, name, info in pathwalk.steps(path, directory_only=True):
-        if kind == pathwalk.MISSING:  # not there: nor is anything below it (first_other_writer's missing_ok)
-            return name, None
-        if kind == pathwalk.REACHED:
-            return where, None
-        if kind == pathwalk.UP:
-            found = left_writer(where, trusted)
-            if found:
-                return where, found
-            continue
-        owner = owner_writer(info, trusted)
-        if owner:
-            return where, (f"the symbolic link {name}", owner)
-        found = first_other_writer(where, trusted)  # sticky: only the link's owner can replace it there
-        if found:
-            return where, (f"{found[0]}, holding the symbolic link {name},", found[1])
 
 
 def _owner_of(directory):
