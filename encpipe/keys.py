@@ -281,6 +281,8 @@ def prompt_passphrase(confirm):
     except UnicodeDecodeError:
         raise UsageError("the passphrase typed is not text in the terminal's encoding (the locale's)",
                          hint="set LC_ALL or LANG to the terminal's encoding, or use --passphrase-file") from None
+    except EOFError:  # Ctrl-D at the prompt: no line at all (before, internal error, 70)
+        raise UsageError("no passphrase typed: the terminal's input ended at the prompt") from None
     return first.encode("utf-8")
 
 

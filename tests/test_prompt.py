@@ -110,3 +110,21 @@ def test_a_typed_passphrase_is_its_utf8_not_normalized(tmp_path):
     assert status == 0 and screen.endswith("data"), screen
     status, screen = run_on_terminal(encpipe(f"open -p {sealed}"), [nfd], env=utf8_terminal())
     assert status == 77, screen
+
+
+def test_the_end_of_input_at_a_prompt_is_64_and_writes_nothing(tmp_path):
+    """Ctrl-D at the prompt (seal's first or second, open's): getpass's EOFError was
+    `internal error` and 70; it is one line and 64, nothing written."""
+    sealed, plain, back = tmp_path / "out.enc", tmp_path / "in", tmp_path / "back"
+    plain.write_bytes(b"data")
+    for answers in ([b"\x04"], [b"pw", b"\x04"]):
+        status, screen = run_on_terminal(encpipe(f"seal -p --work-factor 10 -o {sealed} < {plain}"), answers)
+        assert status == 64, screen
+        assert "encpipe: error: no passphrase typed: the terminal's input ended at the prompt" in screen, screen
+        assert "internal error" not in screen and not sealed.exists()
+    sealed.write_bytes(run(["seal", "--work-factor", "10"], b"data", {"ENCPIPE_PASSPHRASE": "x"}).stdout)
+    status, screen = run_on_terminal(encpipe(f"open -p {sealed} > {back}"), [b"\x04"])
+    assert status == 64, screen
+    assert back.read_bytes() == b""
+    said = screen.replace("\r", "").split("encpipe: passphrase: ")[-1].lstrip("^D\n")
+    assert_one_line_error(said)
