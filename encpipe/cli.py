@@ -48,7 +48,10 @@ def _run(argv, io):
         raise UsageError(f"help takes one command: {', '.join(COMMANDS)}")
     from . import commands
 
-    return commands.dispatch(parse(command, argv), io)
+    args = parse(command, argv)
+    if args.get("--help"):  # abbreviated (--he, --hel), as any long option may be: before, run without it
+        return _print(io, command_help(command).strip())
+    return commands.dispatch(args, io)
 
 
 def parse(command, argv):

@@ -444,3 +444,15 @@ def test_inspect_of_a_cut_inside_a_chunk_is_truncated_or_corrupt(sealed, json_fl
     assert_one_line_error(result.stderr)
     assert "truncated or corrupt: a payload of" in result.stderr and "cannot be a complete stream" in result.stderr
     assert "not verified" in result.stderr
+
+
+@pytest.mark.parametrize("command", [c for c in __import__("encpipe.usage").usage.COMMANDS if c != "help"])
+@pytest.mark.parametrize("abbreviated", ["--he", "--hel"])
+def test_an_abbreviated_help_is_help(command, abbreviated):
+    """Long options may be abbreviated, and docopt took `--he` for --help, which the
+    command then ignored: `seal --he` sealed, `keygen --he` printed a new key, and
+    `pubkey --he` was internal error, 70. It is help, as --help is."""
+    full = run([command, "--help"], env=key_env(KEY_A))
+    done = run([command, abbreviated], env=key_env(KEY_A))
+    assert (done.code, done.stdout, done.stderr) == (0, full.stdout, "")
+    assert full.stdout.startswith(b"Usage:") or b"Usage:" in full.stdout
