@@ -75,6 +75,7 @@ class FdSecrets:
         secret file is UsageError before anything is read: read once, it would be
         one secret for both, which encpipe would read by two rules; so is one N
         given to a descriptor option twice."""
+        refuse_keys_as_commands(given)
         self.secrets, self.names, self.options = {}, {}, {dashed(o) for o in descriptors}
         sources = {}  # N: (option, path) of its first mention; path None for a descriptor option
         for name, fd, path, word in _mentions(given, files, descriptors):
@@ -201,6 +202,23 @@ class Secret(bytes):
     of a key file others can read through /dev/fd/N as through its path."""
 
     others = 0
+
+
+COMMAND_OPTIONS = ("--key-command", "--passphrase-command", "--sign-key-command")
+
+
+def refuse_keys_as_commands(given):
+    """UsageError (64), the value not shown, for a key pasted as a command of `given`
+    ({option: [value...]}, as FdSecrets takes it): a script refuses it before anything
+    runs, as encpipe does. Before, migrate and restore handed it to their encpipe
+    child's command line (`--key-command=KEY`), for `ps` to show every user."""
+    from .textform import nth, refuse_key_in_place
+
+    for option, values in given.items():
+        if dashed(option) in COMMAND_OPTIONS and values:
+            values = values if isinstance(values, list) else [values]
+            for i, value in enumerate(values, 1):
+                refuse_key_in_place(value, nth(dashed(option), i, len(values)))
 
 
 def _mentions(given, files, descriptors):

@@ -318,6 +318,30 @@ def test_a_passphrase_typed_where_a_value_or_file_belongs_is_not_echoed(tmp_path
     assert TYPED not in err and DIGITS not in err, err
 
 
+@pytest.mark.parametrize("argv", [
+    ["encpipe-migrate", "--dry-run", "--key-file", "KEY", "--key-command", "PASTED", "DIR"],
+    ["encpipe-migrate", "--key-file", "KEY", "--passphrase-command", "PASTED", "DIR"],
+    ["encpipe-restore", "--no-globals", "--key-command", "PASTED", "FILE", "db"],
+    ["encpipe-restore", "--no-globals", "--key-file", "KEY", "--passphrase-command", "PASTED", "FILE", "db"],
+])
+def test_a_key_pasted_as_a_scripts_command_is_refused_before_anything_runs(tmp_path, argv):
+    """A key given where a key command belongs: encpipe refuses it (64, not shown), and
+    so does each script, before anything runs. Before, encpipe-migrate (--dry-run: 0)
+    and encpipe-restore handed it on, `--key-command=KEY` on their encpipe child's
+    command line, where `ps` shows it to every user; only that child refused it."""
+    sealed = tmp_path / "f.enc"
+    sealed.write_bytes(_run_in_process(["seal"], b"data", {"ENCPIPE_KEY": KEY})[1])
+    words = {"FILE": str(sealed), "KEY": secret_file(tmp_path / "k", KEY + "\n"), "DIR": str(tmp_path), "PASTED": KEY}
+    argv = [os.path.join(SCRIPTS, argv[0]), *(words.get(a, a) for a in argv[1:])]
+    env = clean_env({"PYTHONPATH": os.path.dirname(SCRIPTS), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    option = next(a for a in argv if a.endswith("-command"))
+    assert err.splitlines()[0].endswith("error: %s: a raw key (a secret, not shown), not a command" % option), err
+    assert KEY not in err, err
+
+
 # --- what encpipe does not protect against (README "Security model") ----------------------------
 
 
