@@ -59,8 +59,9 @@ def shown_argument(arg):
     (--name=VALUE, -xVALUE), any other word as _shown shows it."""
     if not arg.startswith("-") or arg == "-":
         return _shown(arg)
-    shown = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
-    return shown if shown == arg else shown + "... (the rest not shown)"
+    name = arg.partition("=")[0] if arg.startswith("--") else arg[:2]
+    shown = option_shown(name)
+    return shown if shown == arg or shown != name else shown + "... (the rest not shown)"
 
 
 def parse_quietly(parser, argv):
@@ -75,8 +76,11 @@ def parse_quietly(parser, argv):
             setattr(args, name, ["--" if v == stand_in else v for v in value])
         elif value == stand_in:
             setattr(args, name, "--")
-    if extra:
-        parser.error("unrecognized arguments: " + " ".join(shown_argument(arg) for arg in extra))
+    if extra:  # options named, other words counted: one may be the value of an unknown option, a secret
+        named = [shown_argument(arg) for arg in extra if arg.startswith("-") and arg != "-"]
+        others = len(extra) - len(named)
+        named += [("an argument" if others == 1 else f"{others} arguments") + " (not shown)"] if others else []
+        parser.error("unrecognized arguments: " + ", ".join(named))
     return args
 
 
@@ -107,11 +111,22 @@ def unknown_command(command):
     return UsageError(f"unknown command {_shown(command)}", hint=hint)
 
 
+def _secret_like(word):
+    """True for a word that may be key material or a passphrase: long, hex, an identity, spaces."""
+    return len(word) > 32 or bool(re.search(r"[0-9a-fA-F]{32}|SECRET|\s", word))
+
+
 def _shown(word):
     """A word safe to echo: short and without key material, else a placeholder."""
-    if len(word) > 32 or re.search(r"[0-9a-fA-F]{32}|SECRET|\s", word):
+    if _secret_like(word):
         return "(a long argument, not shown)"
     return f"'{word}'"  # quoted, not repr(): the message's escaping (shown.printable) is once
+
+
+def option_shown(name):
+    """An option's name (no value) as a message may show it: a key or passphrase typed
+    as one (`--KEY`) is not shown (before, `unknown option --<the key> for open`)."""
+    return "(an option, not shown)" if _secret_like(name) else name
 
 
 def explain(command, argv, docopt_text=""):
@@ -188,5 +203,5 @@ def _refused(command, name, accepted):
         return UsageError(f"{command} does not take {name} (that is an option of {', '.join(others)})",
                           hint=f"see encpipe {command} --help")
     guess = close_matches(name, sorted(accepted))
-    message = f"unknown option {name} for {command}" + (f"; did you mean {guess[0]}?" if guess else "")
+    message = f"unknown option {option_shown(name)} for {command}" + (f"; did you mean {guess[0]}?" if guess else "")
     return UsageError(message, hint=f"see encpipe {command} --help")

@@ -303,6 +303,12 @@ DIGITS = "73918264"  # a passphrase of digits, out of --passphrase-fd's range
     ([os.path.join(SCRIPTS, "encpipe-migrate"), "--key-file", "KEY", "-n" + TYPED, "DIR"], 64),
     ([os.path.join(SCRIPTS, "encpipe-migrate"), "--key-file", "KEY", "--keep-originals=" + TYPED, "DIR"], 64),
     ([os.path.join(SCRIPTS, "encpipe-demo"), "--typo=" + TYPED], 64),
+    # an unknown option's value given apart, and an extra word: argparse's scripts echoed both
+    ([os.path.join(SCRIPTS, "encpipe-rotate"), "--dry-run", "--old-key-file", "KEY", "--new-key-file", "KEY", "DIR",
+      "--passphrase", TYPED], 64),
+    ([os.path.join(SCRIPTS, "encpipe-rotate"), "--dry-run", "--old-key-file", "KEY", "--new-key-file", "KEY", "DIR",
+      TYPED], 64),
+    ([os.path.join(SCRIPTS, "encpipe-migrate"), "--dry-run", "--key-file", "KEY", "DIR", "-p", TYPED], 64),
 ])
 def test_a_passphrase_typed_where_a_value_or_file_belongs_is_not_echoed(tmp_path, argv, status):
     sealed = tmp_path / "f.enc"
@@ -340,6 +346,26 @@ def test_a_key_pasted_as_a_scripts_command_is_refused_before_anything_runs(tmp_p
     option = next(a for a in argv if a.endswith("-command"))
     assert err.splitlines()[0].endswith("error: %s: a raw key (a secret, not shown), not a command" % option), err
     assert KEY not in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["open", "--KEY", "FILE"], ["--KEY", "open"], ["open", "--key-fileKEY", "FILE"],
+    ["encpipe-list", "--KEY", "DIR"], ["encpipe-backup", "--KEY", "db"], ["encpipe-restore", "--KEY", "FILE", "db"],
+    ["encpipe-rotate", "--old-key-file", "FILE", "--new-key-file", "FILE", "--KEY", "DIR"],
+    ["encpipe-migrate", "--key-file", "FILE", "--KEY=x", "DIR"],
+])
+def test_a_key_typed_as_an_option_is_not_shown(tmp_path, argv):
+    """`--` and a key (or a passphrase with spaces) where an option belongs: the
+    unknown option was named whole, `unknown option --<the key> for open`."""
+    words = {"FILE": secret_file(tmp_path / "k", KEY + "\n"), "DIR": str(tmp_path)}
+    argv = [w.replace("KEY", KEY) if "KEY" in w else words.get(w, w) for w in argv]
+    argv = [os.path.join(SCRIPTS, argv[0]), *argv[1:]] if argv[0].startswith("encpipe-") else command(*argv)
+    env = clean_env({"PYTHONPATH": os.path.dirname(SCRIPTS), "PGHOST": str(tmp_path / "no-server")})
+    done = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert err.count("error: ") == 1 and "not shown" in err, err
+    assert KEY not in err and KEY[:16] not in err, err
 
 
 # --- what encpipe does not protect against (README "Security model") ----------------------------

@@ -168,7 +168,7 @@ from ..pgopts import refuse_connection_string
 from ..shown import printable
 from ..stdio import write_quietly
 from ..textform import refuse_key_as_database, shown_value
-from ..usage_errors import close_matches, first_empty
+from ..usage_errors import close_matches, first_empty, option_shown
 from . import checkcmd, verifycmd
 from .listing import Entry, scan, stats
 from .prune import prune
@@ -292,7 +292,7 @@ def unknown_option(argv):
         name = token.split("=", 1)[0] if token.startswith("--") else token[:2]
         if token.startswith("-") and token != "-" and name not in accepted:
             guess = close_matches(name, sorted(accepted))
-            return f"unknown option {name}" + (f"; did you mean {guess[0]}?" if guess else "")
+            return f"unknown option {option_shown(name)}" + (f"; did you mean {guess[0]}?" if guess else "")
         if name in valued and "=" not in token:
             next(tokens, None)  # its value
     given = {token.split("=", 1)[0] for token in argv[1:]}
