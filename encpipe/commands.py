@@ -4,7 +4,7 @@ import re
 
 from . import aead, bounded, keygen
 from . import format as fmt
-from .errors import InvalidStream, NotSigned, UsageError, unreadable
+from .errors import InvalidStream, IOFailure, NotSigned, UsageError, unreadable
 from .keyargs import SECRET_FILES, load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
@@ -164,6 +164,7 @@ def cmd_seal(args, io):
     path = args["--output"]
     if not path:
         ciphertext_output(io)
+    _input_readable(io.stdin)
     recipients = load_keys(loader(args, io), args, sources, sealing=True)
     signed_by = signing_keys(args, io, data_from_stdin=True)
     size = args.get("--size")
@@ -183,6 +184,15 @@ def cmd_seal(args, io):
         write(io.stdout)
     _finish(reporter)
     return 0
+
+
+def _input_readable(src):
+    """IOFailure (74) before anything is written for a standard input that cannot be
+    read (closed, or open for writing only): seal wrote its header, then failed."""
+    try:
+        src.read(0)
+    except OSError as e:
+        raise IOFailure(f"cannot read input: {e.strerror or e}") from None
 
 
 def _identities(args, io, data_from_stdin, **hint):

@@ -80,13 +80,22 @@ def test_seal_with_stdout_closed_is_74(tmp_path):
     _assert_one_error(done.stderr, "encpipe", "cannot write output")
 
 
-@pytest.mark.parametrize("args", [["open"], ["inspect"], ["seal", "-o", "OUT"], ["rewrap"]], ids=lambda a: a[0])
+@pytest.mark.parametrize("args", [["open"], ["inspect"], ["seal", "-o", "OUT"], ["seal"], ["rewrap"]],
+                         ids=lambda a: " ".join(a))
 def test_encpipe_with_stdin_closed_is_74_and_writes_nothing(tmp_path, args):
+    """`seal` to standard output wrote its header (133 bytes) before it read."""
     out = tmp_path / "out"
     done = _run(command(*[str(out) if a == "OUT" else a for a in args]), close=[0], stdout=subprocess.PIPE)
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     _assert_one_error(done.stderr, "encpipe", "cannot read input")
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_seal_with_stdin_open_for_writing_only_writes_nothing(tmp_path):
+    with open(tmp_path / "w", "ab") as write_only:
+        done = _run(command("seal"), stdin=write_only, stdout=subprocess.PIPE)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    _assert_one_error(done.stderr, "encpipe", "cannot read input: Bad file descriptor")
 
 
 def test_a_closed_stdout_is_never_a_file_opened_later(tmp_path, backups):
