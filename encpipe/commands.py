@@ -5,7 +5,8 @@ import re
 from . import aead, bounded, keygen
 from . import format as fmt
 from .errors import InvalidStream, IOFailure, NotSigned, UsageError, unreadable
-from .keyargs import SECRET_FILES, load_keys, load_signers, refuse_shared_stdin, secret_fds_open, secret_paths
+from .keyargs import (SECRET_FILES, load_keys, load_signers, refuse_output_over_secret, refuse_shared_stdin,
+                      secret_fds_open, secret_paths)
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
 from .sigdefer import hold_for_good
@@ -164,6 +165,7 @@ def cmd_seal(args, io):
     path = args["--output"]
     if not path:
         ciphertext_output(io)
+    refuse_output_over_secret(path, args)
     _input_readable(io.stdin)
     recipients = load_keys(loader(args, io), args, sources, sealing=True)
     signed_by = signing_keys(args, io, data_from_stdin=True)

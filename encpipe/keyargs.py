@@ -28,6 +28,25 @@ def secret_paths(args, option):
     return paths
 
 
+def refuse_output_over_secret(path, args):
+    """UsageError (64), nothing read or written, when `path` (seal -o) is the very file
+    (device and inode) that a secret file option of `args` names: sealing would replace
+    the key it seals with, or the passphrase, and leave nothing that opens the file."""
+    try:
+        out = os.stat(path) if path else None
+    except OSError:
+        return
+    for option in SECRET_FILES if out else ():
+        for given in args.get(option) or []:
+            try:
+                info = os.stat(given)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) == (out.st_dev, out.st_ino) and stat.S_ISREG(out.st_mode):
+                raise UsageError(f"--output is the file {option} names: sealing would replace it",
+                                 hint="write the sealed file to another name")
+
+
 def load_keys(loader, args, sources, sealing):
     """The keys `sources` name; a hint that names only options this command takes
     (its docopt dictionary holds exactly those) when there are none, or when a

@@ -456,3 +456,23 @@ def test_an_abbreviated_help_is_help(command, abbreviated):
     done = run([command, abbreviated], env=key_env(KEY_A))
     assert (done.code, done.stdout, done.stderr) == (0, full.stdout, "")
     assert full.stdout.startswith(b"Usage:") or b"Usage:" in full.stdout
+
+
+@pytest.mark.parametrize("option", ["--key-file", "--passphrase-file", "--identity", "--sign-key"])
+def test_seal_o_over_its_own_secret_file_is_refused(tmp_path, option):
+    """`seal --key-file k -o k` replaced the key with the file sealed to it: nothing
+    could open it. The very file (by device and inode, a link to it too) is refused, 64."""
+    keygen = {"--identity": ["keygen", "--x25519"], "--sign-key": ["keygen", "--sign"]}.get(option, ["keygen"])
+    secret = tmp_path / "secret"
+    if option == "--passphrase-file":
+        secret_file(tmp_path, "secret", "a passphrase\n")
+    else:
+        assert run([*keygen, "-o", str(secret)]).code == 0
+    before = secret.read_bytes()
+    (tmp_path / "link").symlink_to(secret)
+    extra = ["--key-file", str(secret_file(tmp_path, "k2", KEY_A + "\n"))] if option == "--sign-key" else []
+    for out in (secret, tmp_path / "link"):
+        done = run(["seal", option, str(secret), *extra, "-o", str(out)], b"data")
+        assert (done.code, done.stdout) == (64, b""), done.stderr
+        assert done.stderr.startswith(f"encpipe: error: --output is the file {option} names: sealing would replace it")
+        assert secret.read_bytes() == before
