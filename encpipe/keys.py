@@ -205,6 +205,7 @@ def run_secret_command(command, env):
         if isinstance(e, subprocess.TimeoutExpired):
             raise InputUnavailable(f"key command timed out after {timeout:g} s: {command}") from None
         raise
+    child.stdout.close()  # read to its end (before, left to the garbage collector: a ResourceWarning)
     if child.returncode != 0:  # killed by signal N: so said, not "status -N"
         status = child.returncode
         how = f"killed by signal {-status}" if status < 0 else f"failed with status {status}"

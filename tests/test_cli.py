@@ -476,3 +476,14 @@ def test_seal_o_over_its_own_secret_file_is_refused(tmp_path, option):
         assert (done.code, done.stdout) == (64, b""), done.stderr
         assert done.stderr.startswith(f"encpipe: error: --output is the file {option} names: sealing would replace it")
         assert secret.read_bytes() == before
+
+
+@pytest.mark.parametrize("command, status", [("exit 3", 66), ("echo " + KEY_A, 0)])
+def test_a_key_commands_pipe_is_closed(command, status):
+    """The key command's output pipe was left to the garbage collector: under
+    -W error (or -X dev) Python then printed an ignored ResourceWarning's traceback."""
+    sealed = seal(b"data", key_env(KEY_A))
+    done = subprocess.run([sys.executable, "-W", "error", "-X", "dev", "-m", "encpipe", "open", "--key-command",
+                           command], input=sealed, capture_output=True, env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    assert done.returncode == status, done.stderr
+    assert done.stderr.count(b"\n") == (1 if status else 0) and b"Warning" not in done.stderr, done.stderr
