@@ -257,6 +257,25 @@ def test_stdin_a_directory_fails_before_encpipe_runs_and_writes_nothing(tmp_path
     assert b"is a directory" in done.stderr and os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("fd", [1, 2])
+def test_stdout_or_stderr_a_directory_fails_before_encpipe_runs_and_writes_nothing(tmp_path, fd):
+    """So does a directory as standard output or error (`1<DIR`): `init_sys_streams`."""
+    out = tmp_path / "out"
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"data")
+    directory = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with open(plain, "rb") as src:
+            done = subprocess.run(command("seal", "-o", str(out)), stdin=src, pass_fds=(directory,),
+                                  env=clean_env({"PYTHONPATH": str(REPO), "ENCPIPE_KEY": KEY}), timeout=WAIT,
+                                  **{("stdout" if fd == 1 else "stderr"): directory},
+                                  **{("stderr" if fd == 1 else "stdout"): subprocess.PIPE})
+    finally:
+        os.close(directory)
+    assert done.returncode == 1 and (fd == 2 and done.stdout == b"" or b"init_sys_streams" in done.stderr), done
+    assert sorted(os.listdir(tmp_path)) == ["plain"]
+
+
 @pytest.mark.parametrize("args", [["--work-factor", "2"], ["--work-factor", "x"], ["--chunk-size", "3"],
                                   ["--chunk-size", "99G"]], ids=lambda a: " ".join(a))
 def test_migrate_refuses_a_bad_sealing_option_before_any_file(tmp_path, args):
