@@ -40,7 +40,8 @@ def read(maintenance_db, name):
 
 def state(maintenance_db, name):
     """(whether database `name` exists, how many sessions it has, how many prepared
-    transactions and enabled subscriptions ((prepared, subscriptions)), whether the connecting
+    transactions, enabled subscriptions and logical replication slots ((prepared, subscriptions,
+    slots)), whether the connecting
     role is a superuser, its name, the properties of `name` as read() gives them, the names of
     the cluster's roles, the names of its tablespaces): one psql, all that a restore asks
     before it begins (before, its properties and the roles were two psql more). A session is
@@ -57,21 +58,24 @@ def state(maintenance_db, name):
         "(backend_type NOT IN ('autovacuum worker', 'parallel worker') OR backend_type IS NULL AND usesysid IS NOT "
         "NULL)), (SELECT count(*) FROM "
         "pg_catalog.pg_prepared_xacts WHERE database = %s), (SELECT count(*) FROM pg_catalog.pg_subscription WHERE "
-        "subenabled AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = %s)), (SELECT rolsuper "
+        "subenabled AND subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = %s)), (SELECT count(*) "
+        "FROM pg_catalog.pg_replication_slots WHERE database = %s), (SELECT rolsuper "
         "FROM pg_catalog.pg_roles WHERE rolname = current_user), current_user FROM pg_catalog.pg_database WHERE "
         "datname = %s;\nSELECT 'properties', q.p FROM (%s) AS q(p);\n"
         "SELECT 'role', rolname FROM pg_catalog.pg_roles;\nSELECT 'space', spcname FROM pg_catalog.pg_tablespace;")
-        % ((literal(name),) * 4 + (_QUERY % literal(name),)), fields=2)
-    count, busy, prepared, subscriptions, superuser, user = rows[0][1].split(FIELD, 5)
+        % ((literal(name),) * 5 + (_QUERY % literal(name),)), fields=2)
+    count, busy, prepared, subscriptions, slots, superuser, user = rows[0][1].split(FIELD, 6)
     text = next((row[1] for row in rows[1:] if row[0] == "properties"), None)
     roles, spaces = ({row[1] for row in rows[1:] if row[0] == tag} for tag in ("role", "space"))
-    return (count != "0", int(busy), (int(prepared), int(subscriptions)), superuser == "t", user,
+    return (count != "0", int(busy), (int(prepared), int(subscriptions), int(slots)), superuser == "t", user,
             json.loads(text) if text else None, roles, spaces)
 
 
 def free(maintenance_db, name, terminate=False, tries=10):
     """state() once database `name` has no session (or any, with `terminate`: the swap ends
-    them), prepared transaction or enabled subscription, asked up to `tries` times 0.3 s
+    them), prepared transaction, enabled subscription or logical replication slot (it stays
+    with the database the swap renames, and a DROP of that copy, --drop-old's, drops it
+    unsaid: the consumer's place in the stream is lost), asked up to `tries` times 0.3 s
     apart; else Failure (75). No session holds a prepared transaction, and a subscription's
     worker, ended, comes back at once: --terminate-connections ends neither. The restore's first
     psql: one that cannot connect (no password given, say) is Failure, nothing changed."""
@@ -80,8 +84,8 @@ def free(maintenance_db, name, terminate=False, tries=10):
             now = state(maintenance_db, name)
         except PgError as e:
             raise Failure("%s; nothing was changed" % e, e.status) from None  # its hint: the restore's, as any
-        (prepared, subscriptions), busy = now[2], now[1]
-        if not prepared and not subscriptions and (not busy or terminate):
+        (prepared, subscriptions, slots), busy = now[2], now[1]
+        if not prepared and not subscriptions and not slots and (not busy or terminate):
             return now
         time.sleep(0.3)
     if prepared:
@@ -92,6 +96,11 @@ def free(maintenance_db, name, terminate=False, tries=10):
         raise Failure("database %s has %d enabled subscription(s), whose workers come back once ended; nothing was "
                       "changed" % (name, subscriptions), 75, "disable them first (ALTER SUBSCRIPTION ... DISABLE, in "
                       "%s)" % name)
+    if slots:
+        raise Failure("database %s has %d logical replication slot(s), which would stay with the database the "
+                      "restore replaces; nothing was changed" % (name, slots), 75, "drop them first "
+                      "(pg_drop_replication_slot, as pg_replication_slots lists them) and make them again after the "
+                      "restore, or restore into another name")
     raise Failure("database %s has %d active connection(s); nothing was changed" % (name, busy), 75,
                   "close them, or use --terminate-connections")
 

@@ -304,3 +304,32 @@ def test_a_server_stopped_while_the_dump_loads_leaves_the_live_database_and_one_
     assert b"dropped scratch database(s) left by killed restores: %s\n" % scratch.encode() in proc.stderr
     assert leftover_databases(cluster) == set()
     _drop(cluster, "live_stopped")
+
+
+@pytest.mark.parametrize("options", [[], ["--drop-old"]])
+def test_a_logical_replication_slot_is_refused_before_anything_is_restored(cluster, tools, key_file, made, options):
+    """A logical slot belongs to its database: an in-place restore left it with the copy
+    (the consumer of DBNAME found none), and --drop-old dropped it with the copy, its
+    place in the stream lost, status 0, unsaid. Now 75, nothing changed; once the slot
+    is dropped, the restore runs."""
+    path, source = made
+    before = _fresh(cluster, "live_slotted")
+    cluster.psql("SELECT pg_create_logical_replication_slot('live_cdc', 'test_decoding')", db="live_slotted")
+    try:
+        proc = restore(cluster, tools, path, "live_slotted", "--key-file", key_file, *options)
+        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+        assert proc.stderr == (
+            PREFIX + b"error: database live_slotted has 1 logical replication slot(s), which would stay with the "
+                     b"database the restore replaces; nothing was changed\n" +
+            PREFIX + b"hint: drop them first (pg_drop_replication_slot, as pg_replication_slots lists them) and make "
+                     b"them again after the restore, or restore into another name\n")
+        assert leftover_databases(cluster) == set() and _copies(cluster, "live_slotted") == []
+        assert dump(cluster, "live_slotted") == before
+        assert cluster.psql("SELECT database FROM pg_replication_slots WHERE slot_name = 'live_cdc'") == \
+            "live_slotted\n"
+    finally:
+        cluster.psql("SELECT pg_drop_replication_slot('live_cdc')")
+    proc = restore(cluster, tools, path, "live_slotted", "--key-file", key_file, *options)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert dump(cluster, "live_slotted") == dump(cluster, source)
+    _drop(cluster, "live_slotted")
