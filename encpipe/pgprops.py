@@ -112,6 +112,7 @@ def unapplied(db, owner, no_globals, live=None, recorded=None):
     the globals file records others (`recorded`): on a new server, its `postgres` database
     (before, it kept the new server's owner and privileges, PUBLIC's CONNECT too, unsaid)."""
     if live is not None:
+        live, recorded = _comparable(live), recorded and _comparable(recorded)
         kept = [what for what, keys in _KEPT if recorded and all(k in recorded for k in keys)
                 and [_same(k, live.get(k)) for k in keys] != [_same(k, recorded[k]) for k in keys]]
         return ["%s exists: restored in place, it keeps its own %s; the globals file records others, not applied "
@@ -128,8 +129,30 @@ def unapplied(db, owner, no_globals, live=None, recorded=None):
 
 # what an in-place restore keeps of the live database, by the keys read() gives
 _KEPT = (("owner", ("owner",)), ("privileges", ("acl",)), ("connection limit", ("connlimit",)),
-         ("encoding and locale", ("encoding", "collate", "ctype")), ("tablespace", ("tablespace",)),
-         ("settings", ("settings",)), ("comment", ("comment",)))
+         ("encoding and locale", ("encoding", "collate", "ctype")), ("locale provider", ("provider",)),
+         ("tablespace", ("tablespace",)), ("settings", ("settings",)), ("comment", ("comment",)))
+
+
+def _comparable(props):
+    """`props` as unapplied compares them: its locale provider (ICU's or the builtin one, with
+    its locale and rules, as each server version's columns hold them; none recorded by a row
+    without it) as "provider", and no ACL (NULL) as the default one it stands for,
+    acldefault('d', owner): a role that is no superuser gives a new database that ACL by
+    grants, and a later restore in place took it for other privileges."""
+    props, row = dict(props), props.get("row")
+    if isinstance(row, dict) and "datlocprovider" in row:
+        props["provider"] = [row["datlocprovider"], row.get("datlocale") or row.get("daticulocale"),
+                             row.get("daticurules")]
+    if "acl" in props and props["acl"] is None and props.get("owner"):
+        owner = _acl_name(props["owner"])
+        props["acl"] = ["=Tc/" + owner, "%s=CTc/%s" % (owner, owner)]
+    return props
+
+
+def _acl_name(name):
+    """A role's name as an aclitem's text writes it: quoted unless ASCII letters, digits, _."""
+    return name if name and all(c.isascii() and (c.isalnum() or c == "_") for c in name) else \
+        '"%s"' % name.replace('"', '""')
 
 
 def _same(key, value):

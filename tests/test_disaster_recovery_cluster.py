@@ -275,6 +275,32 @@ def test_properties_read_on_two_servers_are_compared_as_sets():
         "others, not applied (rename db first to have them)"]
 
 
+def test_a_change_of_locale_provider_is_said_and_a_default_acl_is_no_other():
+    """An ICU database restored in place over a libc one keeps the libc provider: its
+    sort order changes, and nothing said so. A recorded NULL ACL and the same privileges
+    written out (as a role that is no superuser gives them, by grants) are not others.
+    Each server version's columns of the provider are read alike (15: daticulocale; 17:
+    datlocale)."""
+    from encpipe import pgprops
+    base = {"owner": "o", "acl": None, "connlimit": -1, "encoding": "UTF8", "collate": "C.UTF-8",
+            "ctype": "C.UTF-8", "tablespace": "pg_default", "comment": None, "settings": []}
+    icu15 = dict(base, row={"datlocprovider": "i", "daticulocale": "de-DE"})
+    icu17 = dict(base, row={"datlocprovider": "i", "datlocale": "de-DE", "daticurules": None})
+    libc = dict(base, row={"datlocprovider": "c", "daticulocale": None})
+    assert pgprops.unapplied("db", "me", False, libc, icu15) == [
+        "db exists: restored in place, it keeps its own locale provider; the globals file records others, not "
+        "applied (rename db first to have them)"]
+    assert pgprops.unapplied("db", "me", False, icu17, icu15) == []
+    assert pgprops.unapplied("db", "me", False, libc, base) == []  # recorded before the row was: not compared
+    granted = dict(libc, acl=["o=CTc/o", "=Tc/o"])
+    assert pgprops.unapplied("db", "me", False, granted, libc) == []
+    assert pgprops.unapplied("db", "me", False, dict(granted, acl=["o=CTc/o"]), libc) == [
+        "db exists: restored in place, it keeps its own privileges; the globals file records others, not applied "
+        "(rename db first to have them)"]
+    odd = dict(libc, owner='a "b"', acl=['=Tc/"a ""b"""', '"a ""b"""=CTc/"a ""b"""'])
+    assert pgprops.unapplied("db", "me", False, odd, dict(libc, owner='a "b"')) == []
+
+
 def test_a_dump_that_fails_for_a_missing_tablespace_says_so_in_its_hint(tools, key_file, tmp_path, empty_cluster):
     """A new server without the lost one's tablespace: the restore of a plain dump that names
     it fails (1, nothing left), and its hint names the tablespace and the way out (before, the
