@@ -27,8 +27,16 @@ FIELD = _FIELD  # what run_sql splits a row's fields on: a caller of `fields` sp
 # locked in an open transaction, and the swap, holding the live database renamed in its
 # own, waited for ever (now it fails, and rolls back).
 LOCK_TIMEOUT = "10s"
+# Nor do a role's or a database's own timeouts (ALTER ROLE/DATABASE ... SET) hold for the
+# run's sessions, as pg_dump's and pg_dumpall's turn them off for theirs: a statement_timeout
+# failed a backup's reads and the swap, and an idle_session_timeout (14 and later) ended the
+# session that holds a restore's lock while the dump loads. Each one the server has, set to 0
+# (OFFSET 0: the names are chosen before set_config runs); no row is printed.
+NO_TIMEOUTS = ("SELECT 1 FROM (SELECT name FROM pg_catalog.pg_settings WHERE name IN ('statement_timeout', "
+               "'idle_in_transaction_session_timeout', 'idle_session_timeout') OFFSET 0) AS s "
+               "WHERE pg_catalog.set_config(s.name, '0', false) IS NULL;")
 SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
-                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';" % LOCK_TIMEOUT)
+                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';\n%s" % (LOCK_TIMEOUT, NO_TIMEOUTS))
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
 
@@ -224,6 +232,10 @@ class Session:
         with sigthreads.held():  # started and recorded in one step: a signal inside Popen never loses it
             self.proc = sigthreads.popen(psql_args(self.db, "-A", "-t"), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=client_env())
+        try:
+            self.proc.stdin.write(NO_TIMEOUTS.encode() + b"\n")  # held for the whole run: no idle timeout ends it
+        except OSError:
+            pass  # its psql gone: the first ask() says so
 
     def ask(self, sql):
         """One statement returning one value; None when the session died. Its answer is read up
