@@ -110,8 +110,11 @@ class Run(Children):
         self.days()
         if not pgfetch.is_link(self.file):  # a link's target's name is checked once it is open (open_file)
             pgfetch.refuse_tool_options(self.file, o["tool"])
-        if self.maint == self.db:
-            raise Failure("--maintenance-db must not be %s" % self.db, 64)
+        if self.maint == self.db:  # the administrative statements cannot run in the database they replace
+            given = self.o.get("maintenance_db")
+            raise Failure("--maintenance-db must not be %s, the database restored" % self.db if given else
+                          "restoring %s needs another --maintenance-db (its default, postgres, is the database "
+                          "restored)" % self.db, 64, "give --maintenance-db template1")
         try:  # now, not once a server was reached: each encpipe gets these key sources
             keycheck.check([(o, o, self.o["given"].get(o)) for o in ("--key-file", "--identity", "--passphrase-file")],
                            self.encpipe, self.secrets.spawn, self.o["shared"], started=self.keyids)

@@ -75,3 +75,19 @@ def test_a_name_is_given_to_psql_as_it_is(fake_psql, name):
     assert (done.returncode, done.stdout, done.stderr) == (0, b"[]\n", b"")
     args = log.read_text().splitlines()
     assert args[args.index("-d") + 1] == name
+
+
+@pytest.mark.parametrize("given", [None, "shop"])
+def test_restoring_the_maintenance_db_itself_is_refused_and_says_which(fake_psql, tmp_path, given):
+    """Restoring `postgres` (a new server's, in disaster recovery) without --maintenance-db
+    said `--maintenance-db must not be postgres`, of an option not given, with no way out."""
+    env, log = fake_psql
+    (tmp_path / "FILE").write_bytes(b"not read")
+    db = given or "postgres"
+    done = restore(env, *(["--maintenance-db", given] if given else []), str(tmp_path / "FILE"), db)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    said = ("--maintenance-db must not be shop, the database restored" if given else
+            "restoring postgres needs another --maintenance-db (its default, postgres, is the database restored)")
+    assert done.stderr.decode() == ("encpipe-restore: error: %s\nencpipe-restore: hint: give --maintenance-db "
+                                    "template1\n" % said)
+    assert not log.exists()
