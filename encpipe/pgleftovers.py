@@ -92,7 +92,7 @@ class RunLock:
             raise PgError("cannot take an advisory lock in database %s" % maintenance_db)
 
     def clean(self, maintenance_db):
-        """Drops the scratch databases of dead runs; returns (dropped, kept because in use)."""
+        """Drops the scratch databases of dead runs; returns (dropped, [(name, why) left])."""
         dropped, busy = [], []
         rows = run_sql(maintenance_db, "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s;"
                        % starts_with(TEMP_PREFIX), fields=1)
@@ -108,8 +108,8 @@ class RunLock:
                     continue  # a live run of another --maintenance-db owns it (its lock is that database's)
                 run_sql(maintenance_db, "DROP DATABASE IF EXISTS %s;" % ident(name))
                 dropped.append(name)
-            except PgError:
-                busy.append(name)
+            except PgError as e:  # in use, or not the restoring role's to drop: the server's words say which
+                busy.append((name, str(e)))
             finally:
                 self.session.ask(_lock_sql("pg_advisory_unlock", name))
         return dropped, busy

@@ -195,8 +195,8 @@ class Run(Children):
         dropped, busy = self.lock.clean(self.maint)
         if dropped:
             say("dropped scratch database(s) left by killed restores: %s" % ", ".join(dropped))
-        if busy:
-            say("scratch database(s) still in use, left alone: %s" % ", ".join(busy), "warning")
+        for name, why in busy:  # before, "still in use", also of one the role may not drop
+            say("scratch database %s of an earlier run left alone: %s" % (name, why), "warning")
         try:
             self.globals_stmts, self.recorded = globals_stmts, backup_props  # applied (stmts) in create()
             props = self.props if exists else backup_props  # read with DBNAME's state

@@ -284,6 +284,20 @@ def test_a_copy_of_another_database_it_may_not_connect_to_stops_nothing(pg, tool
         pg.psql('DROP DATABASE "%s"' % secret)
 
 
+def test_a_dead_runs_scratch_database_it_may_not_drop_is_said_so(pg, tools, key_file, tmp_path, dba):
+    """The sweep of dead runs' scratch databases said `still in use` of one the role
+    may not drop (another's): the server's words say why now."""
+    _source(pg)
+    dead = "encpipe_restore_20240101T000000Z_1"  # a superuser's run, killed: its lock is gone
+    pg.psql('CREATE DATABASE "%s"' % dead)
+    path, _ = backup(pg, tools, str(tmp_path / "b"), SOURCE, "--key-file", key_file)
+    proc = run([RESTORE, "--key-file", key_file, path, TARGET], script_env(pg, tools, PGUSER=DBA))
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    assert ("encpipe-restore: warning: scratch database %s of an earlier run left alone: ERROR:  must be owner of "
+            "database %s\n" % (dead, dead)) in proc.stderr.decode(), proc.stderr.decode()
+    assert dead in databases(pg)
+
+
 # the dump waits until the restoring role has lost CREATEDB: the swap then cannot rename
 UNTIL_NOCREATEDB = ("DO $$ BEGIN FOR i IN 1..1200 LOOP PERFORM pg_stat_clear_snapshot(); "
                     "EXIT WHEN NOT (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user); "
