@@ -137,6 +137,13 @@ def test_a_recorded_tablespace_the_server_lacks_is_done_without(tools, key_file,
     assert empty.psql("SELECT x FROM t", db="spaced") == "1\n"
 
 
+def _refused(cluster, tools, key_file, path, db, options, error, hint):
+    """The restore of `path` into `db` refused before anything: 75, one error line and its hint."""
+    proc = restore(cluster, tools, path, db, "--key-file", key_file, *options)
+    assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
+    assert proc.stderr == PREFIX + b"error: " + error + b"\n" + PREFIX + b"hint: " + hint + b"\n"
+
+
 @pytest.mark.parametrize("options", [[], ["--terminate-connections"]])
 def test_a_prepared_transaction_on_the_database_is_refused_before_anything_is_restored(cluster, tools, key_file,
                                                                                       made, options):
@@ -147,13 +154,10 @@ def test_a_prepared_transaction_on_the_database_is_refused_before_anything_is_re
     cluster.psql("BEGIN; INSERT INTO precious VALUES ('in doubt'); PREPARE TRANSACTION 'live_prepared_tx';",
                  db="live_prepared")
     try:
-        proc = restore(cluster, tools, path, "live_prepared", "--key-file", key_file, *options)
-        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
-        assert proc.stderr == (
-            PREFIX + b"error: database live_prepared has 1 prepared transaction(s), which no session holds; "
-                     b"nothing was changed\n" +
-            PREFIX + b"hint: commit or roll them back first (COMMIT PREPARED or ROLLBACK PREPARED, as "
-                     b"pg_prepared_xacts lists them)\n")
+        _refused(cluster, tools, key_file, path, "live_prepared", options,
+                 b"database live_prepared has 1 prepared transaction(s), which no session holds; nothing was changed",
+                 b"commit or roll them back first (COMMIT PREPARED or ROLLBACK PREPARED, as pg_prepared_xacts lists "
+                 b"them)")
         assert leftover_databases(cluster) == set()
     finally:
         cluster.psql("ROLLBACK PREPARED 'live_prepared_tx'", db="live_prepared")
@@ -316,13 +320,11 @@ def test_a_logical_replication_slot_is_refused_before_anything_is_restored(clust
     before = _fresh(cluster, "live_slotted")
     cluster.psql("SELECT pg_create_logical_replication_slot('live_cdc', 'test_decoding')", db="live_slotted")
     try:
-        proc = restore(cluster, tools, path, "live_slotted", "--key-file", key_file, *options)
-        assert (proc.returncode, proc.stdout) == (75, b""), proc.stderr.decode()
-        assert proc.stderr == (
-            PREFIX + b"error: database live_slotted has 1 logical replication slot(s), which would stay with the "
-                     b"database the restore replaces; nothing was changed\n" +
-            PREFIX + b"hint: drop them first (pg_drop_replication_slot, as pg_replication_slots lists them) and make "
-                     b"them again after the restore, or restore into another name\n")
+        _refused(cluster, tools, key_file, path, "live_slotted", options,
+                 b"database live_slotted has 1 logical replication slot(s), which would stay with the database the "
+                 b"restore replaces; nothing was changed",
+                 b"drop them first (pg_drop_replication_slot, as pg_replication_slots lists them) and make them again "
+                 b"after the restore, or restore into another name")
         assert leftover_databases(cluster) == set() and _copies(cluster, "live_slotted") == []
         assert dump(cluster, "live_slotted") == before
         assert cluster.psql("SELECT database FROM pg_replication_slots WHERE slot_name = 'live_cdc'") == \
