@@ -326,9 +326,12 @@ class Migration(Children):
 
 
 def same_passphrase(args, env, old_options, new_options):
-    """A warning when the options show one passphrase for the old files and the new:
-    a file of the previous tool under it is a guess at the cost of one PBKDF2 (a
-    salt the same for everyone), whatever the new files' scrypt costs."""
+    """Failure (64), before any file is read, when the options show one passphrase for
+    the old files and the new. Its holder could make a file of the previous tool that
+    this run converts into one authenticated by the new files' raw key: a passphrase
+    slot's holder making a file the key's holder takes for their own (before, a warning,
+    and the run went on). And a file of the previous tool under it is a guess at the
+    cost of one PBKDF2 (a salt the same for everyone), whatever the new files' scrypt."""
     both = None
     if not old_options and not new_options and env.get("ENCPIPE_PASSPHRASE"):
         both = "ENCPIPE_PASSPHRASE"
@@ -340,9 +343,10 @@ def same_passphrase(args, env, old_options, new_options):
             except (OSError, ValueError):
                 pass
     if both:
-        warn(f"the new files are sealed under a passphrase also tried on the old files ({both}): a file of the "
-             "previous tool made with it (kept, or any copy) lets it be guessed at the cost of its PBKDF2, not "
-             "scrypt's", hint="seal the new files under a new passphrase or a key")
+        raise Failure(f"the new files would be sealed under a passphrase also tried on the old files ({both}): "
+                      "its holder could make a file of the previous tool that this run converts into one the new "
+                      "key authenticates, and a file made with it lets it be guessed at the cost of its PBKDF2; "
+                      "nothing was converted", 64, "seal the new files under a new passphrase or a key")
 
 
 def open_directory(directory):
@@ -373,7 +377,7 @@ def main(argv):
         finally:
             os.close(held)
     except Failure as e:
-        err(str(e))
+        err(str(e), e.hint)
         return e.code
     except EncpipeError as e:
         err(str(e), e.hint)

@@ -1,8 +1,11 @@
 """encpipe-migrate sealing the new files under the passphrase the old files were
-made with: a file of the previous tool under it (kept with --keep-originals, or any
-copy) lets anyone guess it at the cost of one PBKDF2 (100,000 iterations, a salt
-the same for every user of that tool), so the new files' scrypt protects nothing
-more. Where the options show it, migrate says so, once, and migrates all the same."""
+made with. Its holder (a passphrase slot of the new files, an escrow say) could
+make a file of the previous tool that the run converts into one the new raw key
+authenticates: a file the key's holder takes for their own, made by another slot's
+holder. And a file of the previous tool under it (kept with --keep-originals, or
+any copy) lets anyone guess it at the cost of one PBKDF2 (100,000 iterations, a
+salt the same for every user of that tool). Where the options show it, migrate
+refuses, 64, before any file is read (before, a warning, and it migrated)."""
 
 import io
 import json
@@ -18,10 +21,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MIGRATE = os.path.join(os.path.dirname(HERE), "scripts", "encpipe-migrate")
 OLD = "correct horse battery staple"
 NEW_KEY = "5e" * 32
-WARNING = ("encpipe-migrate: warning: the new files are sealed under a passphrase also tried on the old files "
-           "(%s): a file of the previous tool made with it (kept, or any copy) lets it be guessed at the cost of "
-           "its PBKDF2, not scrypt's\n"
-           "encpipe-migrate: hint: seal the new files under a new passphrase or a key\n")
+REFUSAL = ("encpipe-migrate: error: the new files would be sealed under a passphrase also tried on the old files "
+           "(%s): its holder could make a file of the previous tool that this run converts into one the new key "
+           "authenticates, and a file made with it lets it be guessed at the cost of its PBKDF2; nothing was "
+           "converted\nencpipe-migrate: hint: seal the new files under a new passphrase or a key\n")
 
 
 def run(directory, *argv, env=None):
@@ -47,17 +50,25 @@ def secret(tmp_path, name, text):
     return str(path)
 
 
-def test_the_old_passphrase_from_the_environment_for_the_new_files_too_is_said(backups):
-    status, lines, err = run(backups, env={"ENCPIPE_PASSPHRASE": OLD})
-    assert status == 0 and [line["status"] for line in lines] == ["migrated"]
-    assert err == WARNING % "ENCPIPE_PASSPHRASE"
+def _untouched(backups):
+    with open(backups / "shop_backup_2025-11-17.sql.enc", "rb") as f:
+        assert not f.read(7) == b"ENCPIPE"
+    assert sorted(os.listdir(backups)) == ["shop_backup_2025-11-17.sql.enc"]
 
 
-def test_one_passphrase_file_for_both_is_said(backups, tmp_path):
+def test_the_old_passphrase_from_the_environment_for_the_new_files_too_is_refused(backups):
+    status, lines, err = run(backups, env={"ENCPIPE_PASSPHRASE": OLD, "ENCPIPE_KEY": NEW_KEY})
+    assert (status, lines) == (64, [])
+    assert err == REFUSAL % "ENCPIPE_PASSPHRASE"
+    _untouched(backups)
+
+
+def test_one_passphrase_file_for_both_is_refused(backups, tmp_path):
     path = secret(tmp_path, "pass", OLD + "\n")
     status, lines, err = run(backups, "--legacy-passphrase-file", path, "--passphrase-file", path)
-    assert status == 0 and [line["status"] for line in lines] == ["migrated"]
-    assert err == WARNING % f"--legacy-passphrase-file and --passphrase-file {path}"
+    assert (status, lines) == (64, [])
+    assert err == REFUSAL % f"--legacy-passphrase-file and --passphrase-file {path}"
+    _untouched(backups)
 
 
 @pytest.mark.parametrize("case", ["new key", "new passphrase file"])
