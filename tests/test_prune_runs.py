@@ -251,3 +251,46 @@ def test_a_file_of_the_previous_tool_under_a_custom_archives_name_fails(tmp_path
     code, report, _ = backups("prune", "--keep-last", "1", str(d))
     assert (code, kept(report)) == (65, {dump: ["last"]})
     assert {line["filename"]: line["reasons"] for line in report["left"]} == {planted: [f"failed verification: {why}"]}
+
+
+def test_the_globals_of_a_dump_left_for_now_stay(tmp_path):
+    """A dump left for a run (a copy of it planted by a writer of the directory, and
+    removed again; a read that failed) lost its run's globals file, kept only for a
+    dump kept: once the copy was gone, the next prune counted that dump as the newest
+    of its series and removed the run before it, and the last run left was one a
+    restore refuses (66, its globals file missing), which verify and check took for
+    good. Its globals file stays with it."""
+    d = tmp_path / "b"
+    d.mkdir()
+    oldest, oldest_globals = plain(d, 4), globals_of(d, 4)
+    archive_old, archive_old_globals = custom(d, 3), globals_of(d, 3)
+    good, good_globals = plain(d, 2), globals_of(d, 2)
+    archive, archive_globals = custom(d, 1), globals_of(d, 1)
+    (d / "junk").write_bytes((d / good).read_bytes())  # a copy: neither counts
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 65
+    assert [line["filename"] for line in report["left"]] == [good]
+    assert kept(report)[good_globals] == ["the globals file of a dump left in place"]
+    assert good_globals in os.listdir(d)
+    (d / "junk").unlink()
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 0
+    assert kept(report)[good] == ["last"] and kept(report)[good_globals] == [REASON]
+    assert sorted(r["filename"] for r in report["removed"]) == sorted([oldest, oldest_globals])
+    assert sorted(os.listdir(d)) == sorted([good, good_globals, archive, archive_globals])
+    assert archive_old not in os.listdir(d) and archive_old_globals not in os.listdir(d)
+
+
+def test_a_header_alone_is_no_copy(tmp_path):
+    """The first 200 bytes of a backup, under any name, made it a copy (its payload
+    salt), never counted: anyone who can read headers could stop every prune (65).
+    A copy is a whole file that could be the backup itself."""
+    d = tmp_path / "b"
+    d.mkdir()
+    older, older_globals = plain(d, 2), globals_of(d, 2)
+    newest, newest_globals = plain(d, 1), globals_of(d, 1)
+    (d / "notes.txt").write_bytes((d / newest).read_bytes()[:200])
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert kept(report) == {newest: ["last"], newest_globals: ["last"]}, report
+    assert sorted(r["filename"] for r in report["removed"]) == sorted([older, older_globals])
+    assert code == 0

@@ -156,7 +156,7 @@ def _examine_sealed(entry, src):
     except InvalidStream as e:
         entry.status, entry.error = "damaged", str(e)
         return
-    entry.version, entry.fingerprint = sealed.header.version, ("sealed", sealed.header.payload_salt)
+    entry.version = sealed.header.version
     entry.maker_checkable = sealed.header.version >= 2 and bool(
         sealed.header.sig_count or provenance.authenticated_slots(sealed.header))
     described = [slot.describe() for slot in sealed.slots]
@@ -169,6 +169,9 @@ def _examine_sealed(entry, src):
         entry.error = f"payload of {payload} bytes cannot be a complete stream (truncated?)"
         return
     entry.status = "sealed"
+    # a copy is a whole file: a header alone (200 bytes of one, under any name) made the
+    # file it came from a copy, never counted (before, set with the version, above)
+    entry.fingerprint = ("sealed", sealed.header.payload_salt)
     entry.plaintext_bytes, entry.chunks = shape
     return sealed if sealed.header.version >= 2 else None
 

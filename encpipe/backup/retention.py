@@ -47,6 +47,7 @@ _REFUSED = {FAILED: "failed verification", UNAUTHENTICATED: "has a maker not aut
 # a dump is restored with its run's globals file (encpipe-restore refuses one without it, 66,
 # unless --no-globals): the globals series' own rules never take the globals of a kept dump
 GLOBALS_OF_A_KEPT_DUMP = "the globals file of a kept dump"
+GLOBALS_OF_A_LEFT_DUMP = "the globals file of a dump left in place"
 
 
 def named_late(created, labelled_since):
@@ -108,12 +109,17 @@ def plan(records, policy, now):
     for key in sorted(series):
         group = sorted(series[key], key=lambda r: (r.created, r.name), reverse=True)
         decisions += _plan_series(group, policy, now)
-    runs = {(d.record.series[0], d.record.created) for d in decisions
-            if d.action == KEEP and d.record.series[1] != "globals"}  # a run: its database and its name's time
+    # a run (its database and its name's time) whose dump stays, kept or left: a dump left for
+    # now (a copy of it planted, a read that failed) counts again later, and a restore refuses
+    # it without its globals file (before, only a kept dump's was kept: once the copy was gone,
+    # that dump was the newest of its series, and its run's globals file was gone too)
+    runs = {(d.record.series[0], d.record.created): d.action for d in decisions
+            if d.action != REMOVE and d.record.series[1] != "globals"}
     for decision in decisions:
-        if decision.action == REMOVE and decision.record.series[1] == "globals" and \
-                (decision.record.series[0], decision.record.created) in runs:
-            decision.action, decision.reasons = KEEP, [GLOBALS_OF_A_KEPT_DUMP]
+        stays = runs.get((decision.record.series[0], decision.record.created))
+        if decision.action == REMOVE and decision.record.series[1] == "globals" and stays:
+            decision.action = KEEP
+            decision.reasons = [GLOBALS_OF_A_KEPT_DUMP if stays == KEEP else GLOBALS_OF_A_LEFT_DUMP]
     return decisions
 
 
