@@ -23,7 +23,7 @@ from .backup.storage import write_new
 from .childenv import child_env
 from .childerr import exit_status
 from .errors import EncpipeError, IOFailure, ran_out, unexpected
-from .pgclient import PgError, client_env
+from .pgclient import PgError, client_env, conninfo
 from .pgprops import comment_line
 from .pgstream import widen_pipes
 from .proctree import kill_running
@@ -128,10 +128,13 @@ def dump(said, db, dump_argv, squeeze, seal, stores, temp, final):
     env = client_env()
     # TZ: a custom archive's header holds pg_dump's local time, which verify compares with the
     # name's (label.mismatch); in UTC it is the name's, whatever the host's zone (libpq reads PGTZ)
-    env["PGDATABASE"], env["TZ"] = db, "UTC0"
+    env["TZ"] = "UTC0"
+    # the database by a connection string of its name alone, as psql gets it: libpq ranks a
+    # service's dbname (PGSERVICE) above PGDATABASE, and the dump was another database's
+    # under DBNAME's name, 0 (pg_dump reads a --dbname holding = as a connection string)
     status = 0
     try:
-        src = children.start(dump_argv, env)
+        src = children.start([*dump_argv, "--dbname=" + conninfo(db)], env)
         if src and squeeze:
             src = children.start(squeeze, child_env(os.environ))
         if src:

@@ -306,8 +306,8 @@ def refuse_connection_string(name, source, any_kind=False):
     """UsageError (64) when `name`, given where a database's name belongs (`source`:
     DBNAME, --database, --maintenance-db), is a libpq connection string with a
     password (`host=db1 password=... dbname=shop`, `postgresql://user:PASS@db1/shop`):
-    the scripts take a name (pg_dump gets it as PGDATABASE, which libpq never reads
-    as a connection string; psql's -d does, where `ps` shows it to every user), which
+    the scripts take a name (pg_dump and psql get it quoted in a connection string of
+    the name alone, `dbname='...'`; one given whole to psql's -d, where `ps` shows it to every user), which
     goes into the error lines, the backup's name and the metrics file. Shown masked.
     `any_kind`: any connection string too (is_connection_string), for a name given
     to psql's -d as it is (--maintenance-db), which would read it as one: another
