@@ -124,12 +124,18 @@ def validate(o, env):
         raise usage_error(f"cannot name a file after database {db}")
     if o["format"] not in ("plain", "custom"):
         raise usage_error(f"--format must be plain or custom, not {shown_value(o['format'])}")
+    given = o["compress"]
     if not o["compress"]:
         o["compress"] = "zstd" if o["format"] == "plain" and which("zstd") else "none"
     if o["compress"] not in ("zstd", "gzip", "none"):
         raise usage_error(f"--compress must be zstd, gzip or none, not {shown_value(o['compress'])}")
-    if o["format"] != "plain" and o["compress"] != "none":
-        raise usage_error(f"--compress {o['compress']} is for plain dumps; custom dumps take pg_dump's -Z (after --)")
+    # any of them for a custom archive, even `none`, and a level for no compressor: taken and
+    # not used (before, the archive came out compressed at pg_dump's level, status 0)
+    if o["format"] != "plain" and (given or o["level"] or o["threads"]):
+        what = f"--compress {given}" if given else "--compress-level" if o["level"] else "--compress-threads"
+        raise usage_error(f"{what} is for plain dumps; custom dumps take pg_dump's -Z (after --)")
+    if o["level"] and o["compress"] == "none":
+        raise usage_error("--compress-level is for zstd and gzip, not --compress none")
     if not re.fullmatch(r"[0-9]*", o["level"] + o["threads"]):
         raise usage_error("--compress-level and --compress-threads must be whole numbers")
     if o["threads"] and o["compress"] != "zstd":

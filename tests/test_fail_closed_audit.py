@@ -228,6 +228,22 @@ def test_backup_refuses_a_compression_setting_its_compressor_refuses(tmp_path, a
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--format", "custom", "--compress", "none"], "--compress none is for plain dumps"),
+    (["--format", "custom", "--compress-level", "9"], "--compress-level is for plain dumps"),
+    (["--format", "custom", "--compress-threads", "2"], "--compress-threads is for plain dumps"),
+    (["--compress", "none", "--compress-level", "19"], "--compress-level is for zstd and gzip, not --compress none"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else None)
+def test_backup_refuses_a_compression_setting_it_would_not_use(tmp_path, args, said):
+    """Taken, and not used: a custom archive came out compressed at pg_dump's level
+    whatever --compress or --compress-level said, status 0."""
+    done = _script("encpipe-backup", "--dir", str(tmp_path / "b"), *args, "shop")
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-backup")
+    assert said.encode() in done.stderr, done.stderr
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.skipif(not shutil.which("rclone"), reason="needs rclone")
 def test_restore_of_a_remote_that_cannot_be_fetched_is_one_line(tmp_path):
     """The fetch helper's own error line (which named itself encpipe-backup) is folded
