@@ -11,7 +11,7 @@ from .pathsearch import which
 from .pgcli import FD_NOT_A_NUMBER, Failure, unknown_option, utf8_name
 from .errors import UsageError
 from .slots import MAX_SCRYPT_LOG2_N, MIN_SCRYPT_LOG2_N
-from .textform import refuse_key_as_new_path, shown_value
+from .textform import NAME_MAX_BYTES, refuse_key_as_new_path, shown_value
 from .usage_errors import empty_value, shown_argument
 from .workers import chunk_log2, int_option, thread_option
 
@@ -122,6 +122,8 @@ def validate(o, env):
     utf8_name(db)  # 64: it goes into SQL; a key or a connection string's password: not shown
     if "/" in db or db.startswith("."):
         raise usage_error(f"cannot name a file after database {db}")
+    if len(db.encode()) > NAME_MAX_BYTES:  # the server would take its first 63 bytes: another database's name
+        raise usage_error(f"database name {db} is longer than PostgreSQL's {NAME_MAX_BYTES} bytes")
     if o["format"] not in ("plain", "custom"):
         raise usage_error(f"--format must be plain or custom, not {shown_value(o['format'])}")
     given = o["compress"]

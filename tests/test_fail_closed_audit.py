@@ -228,6 +228,18 @@ def test_backup_refuses_a_compression_setting_its_compressor_refuses(tmp_path, a
     assert not (tmp_path / "b").exists()
 
 
+def test_backup_refuses_a_database_name_longer_than_postgresql_takes(tmp_path):
+    """The server took its first 63 bytes, another database's name: the backup ran, 0,
+    and its globals file then failed verification (another database's), never counted."""
+    name = "shop_" + "x" * 59  # 64 bytes
+    done = _script("encpipe-backup", "--dir", str(tmp_path / "b"), name)
+    assert (done.returncode, done.stdout) == (64, b""), done.stderr
+    assert_one_line_error(done.stderr, "encpipe-backup")
+    assert b"database name %s is longer than PostgreSQL's 63 bytes" % name.encode() in done.stderr
+    assert not (tmp_path / "b").exists()
+    assert _script("encpipe-backup", "--dir", str(tmp_path / "b"), "--help").returncode == 0
+
+
 @pytest.mark.parametrize("args, said", [
     (["--format", "custom", "--compress", "none"], "--compress none is for plain dumps"),
     (["--format", "custom", "--compress-level", "9"], "--compress-level is for plain dumps"),
