@@ -276,6 +276,17 @@ def test_a_passphrase_prompt_is_refused(flag):
         unit.render(SCRIPT, ["--dir", "/srv/b", flag])
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--passphrase-fd", "3"], "--passphrase-fd 3"), (["--key-file", "/dev/fd/4"], "--key-file /dev/fd/4"),
+    (["--passphrase-file", "-"], "--passphrase-file -"), (["--sign-key", "/dev/stdin"], "--sign-key /dev/stdin"),
+])
+def test_a_secret_on_a_descriptor_is_refused(args, said):
+    """systemd opens no descriptor of the caller's: with --passphrase-fd 3 every run
+    failed (66, fd 3 not open), as -p's would (78)."""
+    with pytest.raises(UsageError, match="^%s reads a descriptor the caller opens" % re.escape(said)):
+        unit.render(SCRIPT, ["--dir", "/srv/b", *args])
+
+
 def test_a_stop_leaves_the_clean_up_of_an_upload_its_time():
     """A stop (systemctl stop, TimeoutStartSec= reached) is a SIGTERM: the run then
     leaves rclone ABORT_WAIT seconds to abort its unfinished upload, and deletes its

@@ -146,6 +146,12 @@ def _options(args):
         prompt = next((a for a in args if a in ("-p", "--passphrase")), "-p")
         raise UsageError(f"{prompt} prompts on a terminal, and the unit's run has none",
                          hint="give the passphrase as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
+    descriptors = [f"--passphrase-fd {n}" for n in o["seal"]["--passphrase-fd"]] + [
+        f"{option} {path}" for option in KEY_FILES for path in {**o["seal"], **o["signers"]}[option]
+        if path in ("-", "/dev/stdin") or re.fullmatch(r"/dev/fd/[0-9]+", path)]
+    if descriptors:  # every run: 66, the descriptor not open (systemd opens none of the caller's)
+        raise UsageError(f"{descriptors[0]} reads a descriptor the caller opens, and the unit's run has none",
+                         hint="give the secret as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
     public_forms("--recipient", o["seal"]["--recipient"])  # 64, before a secret is in a unit file
     public_forms("--signer", o["signers"]["--signer"], "verify key")
     for option in ("--key-command", "--passphrase-command"):
