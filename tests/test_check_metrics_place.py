@@ -244,3 +244,15 @@ def test_a_metrics_file_check_cannot_look_up_is_critical_not_absent(tmp_path):
         assert (code, out) == (2, f"CRITICAL: cannot read the metrics file: cannot read {prom}/x: Not a directory\n")
     finally:
         shutil.rmtree(top)
+
+
+def test_a_metrics_file_that_is_no_metrics_file_is_critical(tmp_path):
+    """--metrics-file naming another file (a key file, a mistyped path to one) was read
+    as no samples: OK, and a failed attempt never showed. The backup refuses to replace
+    such a file; check says it cannot read it."""
+    prom, ok = _place(tmp_path)
+    prom.write_text("c0ffee15" * 8 + "\n")
+    assert _check(tmp_path, prom) == (2, f"CRITICAL: cannot read the metrics file: {prom} holds no line of "
+                                         "Prometheus' text format (not a metrics file?)\n")
+    prom.write_text("")  # empty: no sample yet, as before the first run
+    assert _check(tmp_path, prom) == (0, ok)

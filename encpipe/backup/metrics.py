@@ -78,8 +78,11 @@ def read(path, lenient=False, trusted_place=False):
             data = src.read(MAX_BYTES + 1)
         except OSError as e:  # an I/O error: the file's, not a failing standard output's (74)
             raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
-    if lenient and data.strip() and not _TEXT_FORMAT_LINE.search(data[:MAX_BYTES]):
-        raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?); not replaced")
+    if (lenient or trusted_place) and data.strip() and not _TEXT_FORMAT_LINE.search(data[:MAX_BYTES]):
+        # check's too: a --metrics-file naming another file (a key file, say) was read as no
+        # samples, and a failed attempt never showed
+        raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?)"
+                            + ("; not replaced" if lenient else ""))
     if len(data) > MAX_BYTES:
         if not lenient:
             raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup")
