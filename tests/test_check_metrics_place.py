@@ -256,3 +256,16 @@ def test_a_metrics_file_that_is_no_metrics_file_is_critical(tmp_path):
                                          "Prometheus' text format (not a metrics file?)\n")
     prom.write_text("")  # empty: no sample yet, as before the first run
     assert _check(tmp_path, prom) == (0, ok)
+
+
+def test_a_failed_attempt_before_the_newest_backup_is_past(tmp_path):
+    """A failed nightly attempt, then a backup made by hand (no --metrics-file) that
+    counts: check warned of the failure until the next recorded run. A backup made
+    since the failed attempt finished puts it behind; one made before does not."""
+    prom, ok = _place(tmp_path)  # the backup: 2 h old
+    for hours, expected in ((3, (0, ok)), (1, (1, ok.replace("OK", "WARNING").rstrip("\n")
+                                               + "; the last backup attempt failed\n"))):
+        failed_at = (datetime.now(timezone.utc) - timedelta(hours=hours)).timestamp()
+        prom.write_text(metrics.render({"shop": {"encpipe_backup_last_attempt_success": 0,
+                                                 "encpipe_backup_last_attempt_timestamp_seconds": failed_at}}))
+        assert _check(tmp_path, prom) == expected

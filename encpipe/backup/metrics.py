@@ -253,7 +253,12 @@ def check(entries, required, metrics, now, max_age, warn_age, count_unauthentica
             status = max(status, 1)
             which = "newest file" if entry is latest else "file"
             notes.append(f"{which} {entry.filename} failed authentication: {why}")
-        if metrics.get(label(database), {}).get("encpipe_backup_last_attempt_success") == 0:
+        recorded = metrics.get(label(database), {})
+        failed_at = recorded.get("encpipe_backup_last_attempt_timestamp_seconds")
+        # a backup made since (by a run without --metrics-file, by hand) that counts: the failure is past
+        # (before, it warned until the next recorded run, whatever backup came after it)
+        if recorded.get("encpipe_backup_last_attempt_success") == 0 and not (
+                newest is not None and failed_at is not None and newest.created.timestamp() > failed_at):
             status = max(status, 1)
             notes.append("the last backup attempt failed")
         said = "no backup" if newest is None else \
