@@ -78,11 +78,8 @@ def read(path, lenient=False, trusted_place=False):
             data = src.read(MAX_BYTES + 1)
         except OSError as e:  # an I/O error: the file's, not a failing standard output's (74)
             raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
-    if (lenient or trusted_place) and data.strip() and not _TEXT_FORMAT_LINE.search(data[:MAX_BYTES]):
-        # check's too: a --metrics-file naming another file (a key file, say) was read as no
-        # samples, and a failed attempt never showed
-        raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?)"
-                            + ("; not replaced" if lenient else ""))
+    if lenient and data.strip() and not _TEXT_FORMAT_LINE.search(data[:MAX_BYTES]):
+        raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?); not replaced")
     if len(data) > MAX_BYTES:
         if not lenient:
             raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup")
@@ -105,6 +102,10 @@ def read(path, lenient=False, trusted_place=False):
                 value = match["value"] if len(match["value"]) <= 32 else match["value"][:32] + "..."  # not 4 MiB
                 raise InvalidStream(f"{path}, line {number}: not a number: '{value}'") from None
             samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = value
+    if trusted_place and not samples and data.strip() and not _TEXT_FORMAT_LINE.search(data):
+        # check's, after what the file's size, its text and its samples say: a --metrics-file naming
+        # another file (a key file, say) was read as no samples, and a failed attempt never showed
+        raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?)")
     return samples
 
 
