@@ -346,10 +346,13 @@ def cmd_rewrap(args, io):
         out = ciphertext_output(io, to_file="--in-place FILE")
         envelope.rewrap(src, out, identities, check_first=True, **rewrap)  # nothing out before all is checked
     else:
+        from .inplace import rewrap_keeps
+
         with src:
             safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),
                                       replaces=before, allow_shared=args["--allow-shared-dir"],
-                                      committed=hold_for_good)  # FILE rewrapped: 0, whatever signal comes now
+                                      committed=hold_for_good,  # FILE rewrapped: 0, whatever signal comes now
+                                      **rewrap_keeps(src.fileno(), before, path))  # its owner, mode, ACL, time
     _finish(reporter)
     return 0
 

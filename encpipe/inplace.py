@@ -1,5 +1,5 @@
-"""What encpipe-rotate and encpipe-migrate, which put a new file in the place of one
-they read in a backup directory, keep of it, and which files they leave alone for it.
+"""What encpipe-rotate, encpipe-migrate and `encpipe rewrap --in-place`, which put a
+new file in the place of one they read, keep of it, and which files they leave alone for it.
 
 The new file gets the old one's mode, access ACL, owner and group (safefile's
 write_atomically sets them through its descriptor, before the rename). Only root
@@ -13,6 +13,7 @@ run of the caller's made."""
 import os
 import stat
 
+from .errors import UnsafeDirectory
 from .safefile import NO_ACL, access_acl
 
 
@@ -56,3 +57,15 @@ def not_a_leftover(info, tool):
         from .backup.listing import user_name
         return f"owned by {user_name(info.st_uid)}, not by the user running {tool}"
     return None
+
+
+def rewrap_keeps(fd, info, path):
+    """write_atomically's options for `rewrap --in-place` of `path` (open as `fd`, `info`
+    its os.fstat): its mode, access ACL, owner and group, and its times with one second
+    more, as rotate's; UnsafeDirectory (73), nothing written, where the caller could not
+    keep its owner or group (rotate's rule). Before, FILE came out root's or the
+    caller's, mode 0600, its time now: its owner and its group's readers lost it."""
+    refused = owner_not_kept(info, os.stat(os.path.dirname(os.path.abspath(path))), "rewrap", "rewrapped")
+    if refused:
+        raise UnsafeDirectory(f"{path}: {refused}")
+    return {**kept(fd, info), "times_ns": (info.st_atime_ns, info.st_mtime_ns + 1_000_000_000)}

@@ -129,6 +129,26 @@ def test_rewrap_in_place_from_a_to_b(keys, tmp_path):
     )
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the file to another user")
+def test_rewrap_in_place_keeps_the_files_owner_group_mode_and_time(keys, tmp_path):
+    """FILE came out root's, mode 0600, its time now: the backups' user and the group's
+    readers of a file root rewrapped lost it, and its time was no longer its name's.
+    It keeps them, as encpipe-rotate's, the time with one second more (a mirror's sync
+    sees the change: README, "Rotating a directory")."""
+    target = tmp_path / "backup.enc"
+    target.write_bytes(seal(DATA, "--key-file", keys.A))
+    os.chown(target, 12345, 12346)
+    os.chmod(target, 0o640)
+    os.utime(target, ns=(1_700_000_000_000_000_000, 1_735_689_600_000_000_000))
+    code, out, err = run(["rewrap", "--in-place", str(target), "--key-file", keys.A, "--replace",
+                          "--add-key-file", keys.B])
+    assert (code, out) == (0, b""), err
+    info = os.stat(target)
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (12345, 12346, 0o640)
+    assert info.st_mtime_ns == 1_735_689_601_000_000_000
+    assert opens(target.read_bytes(), "--key-file", keys.B) == 0
+
+
 def test_rewrap_in_place_with_a_wrong_key_leaves_the_file_and_no_temp(keys, tmp_path):
     original = seal(DATA, "--key-file", keys.A)
     target = tmp_path / "backup.enc"
