@@ -169,18 +169,25 @@ def backups_of(world, directory, hours=(72, 48, 24)):
     return names
 
 
-def test_a_header_that_borrows_a_backups_payload_salt_makes_it_kept_never_removed(world, tmp_path):
+@pytest.mark.parametrize("payload", [b"junk" * 13, b"junk"], ids=["a stream's length", "too short"])
+def test_a_header_that_borrows_a_backups_payload_salt_makes_it_kept_never_removed(world, tmp_path, payload):
     """Copies are found by payload salt, which is any header's to claim: a junk file
-    of one header that borrows the newest backup's salt (no key needed) makes both
-    copies. Both are left (65), neither counts nor goes; the policy keeps the next
-    one instead, so no backup it would keep is removed."""
+    of one header that borrows the newest backup's salt (no key needed), with a payload
+    a stream can have, makes both copies. Both are left (65), neither counts nor goes;
+    the policy keeps the next one instead, so no backup it would keep is removed. One
+    too short to be a stream is no copy (it is damaged, left): the newest counts."""
     d = tmp_path / "b"
     names = backups_of(world, d)
     salt = envelope.read_header(io.BytesIO((d / names[-1]).read_bytes())).header.payload_salt
     planted = f"shop_{ago(1)}.sql.enc"
-    (d / planted).write_bytes(fmt.Header(14, salt, (fmt.SlotRecord(9, b"x"),), mac=bytes(32)).encode() + b"junk")
+    (d / planted).write_bytes(fmt.Header(14, salt, (fmt.SlotRecord(9, b"x"),), mac=bytes(32)).encode() + payload)
     code, report, err = backups("prune", "--keep-last", "1", "--key-file", world.K, str(d), env={})
     assert code == 65, err
+    if payload == b"junk":
+        assert [(k["filename"], k["reasons"]) for k in report["kept"]] == [(names[2], ["last"])]
+        assert sorted(r["filename"] for r in report["removed"]) == sorted(names[:2])
+        assert [left["filename"] for left in report["left"]] == [planted]
+        return
     assert [(k["filename"], k["reasons"]) for k in report["kept"]] == [(names[1], ["last"])]
     assert [r["filename"] for r in report["removed"]] == [names[0]]
     assert {left["filename"]: left["reasons"] for left in report["left"]} == {
