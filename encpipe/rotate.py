@@ -140,7 +140,13 @@ class Rotation:
         self.options, self.encpipe = options, encpipe
         self.old_ids = set(encpipe.key_ids(options.old_key_file))
         self.new_ids = set(encpipe.key_ids(options.new_key_file))
-        self.escrow = encpipe.recipient_ids(options.escrow_recipient)
+        # one slot per key: a new key file given twice, or an escrow key in upper and in lower case,
+        # got two (rewrap takes each --add-... it is given)
+        options.new_key_file = list({os.path.realpath(f): f for f in reversed(options.new_key_file)}.values())[::-1]
+        firsts = {}
+        for pub, key_id in encpipe.recipient_ids(options.escrow_recipient).items():
+            firsts.setdefault(key_id, pub)
+        self.escrow = {pub: key_id for key_id, pub in firsts.items()}
         if self.old_ids & (self.new_ids | set(self.escrow.values())):
             raise Failure("a key is both old and new (or escrow)", 64)
         # each --sign-key file with the ids of every key it holds (one file may hold several)

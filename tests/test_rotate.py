@@ -190,6 +190,20 @@ def test_rotates_a_mixed_directory_and_a_rerun_changes_nothing(world):
     assert {n: (world.dir / n).read_bytes() for n in world.names()} == snapshot
 
 
+def test_a_new_key_or_an_escrow_key_given_twice_gets_one_slot(world):
+    """--new-key-file FILE twice, or one escrow key in lower and in upper case: each
+    was given to rewrap as many times, a slot each."""
+    world.small()
+    upper = "encpipe1" + world.escrow_pub[len("encpipe1"):].upper()
+    done = rotate(["--old-key-file", world.old, "--new-key-file", world.new, "--new-key-file", world.new,
+                   "--escrow-recipient", world.escrow_pub, "--escrow-recipient", upper, str(world.dir)])
+    assert done.returncode == 0, done.stderr
+    world.assert_all_rotated()
+    for name in world.plain:
+        ids = [s["key_id"] for s in json.loads(ok(run(["inspect", "--json"], (world.dir / name).read_bytes())))["slots"]]
+        assert sorted(ids) == sorted([world.ids(world.new)[0], world.ids(world.escrow_id)[0]]), name
+
+
 def test_new_key_may_be_an_identity_and_old_keys_separate_files(world):
     world.add("one.enc", "--key-file", world.old_a, "--key-file", world.old_b)
     world.add("two.enc", "--key-file", world.old_b)
