@@ -294,3 +294,30 @@ def test_a_header_alone_is_no_copy(tmp_path):
     assert kept(report) == {newest: ["last"], newest_globals: ["last"]}, report
     assert sorted(r["filename"] for r in report["removed"]) == sorted([older, older_globals])
     assert code == 0
+
+
+def test_a_dump_that_cannot_be_removed_keeps_its_runs_globals_file(tmp_path, monkeypatch):
+    """Globals files were removed first (their series sorts before the dumps'): a dump
+    whose removal then failed (a remote's error, an immutable file) stayed without its
+    globals file, a run a restore refuses, which verify and check took for good. The
+    dumps go first, and a run's globals file stays with a dump that could not go."""
+    from encpipe.backup import localstore
+
+    d = tmp_path / "b"
+    d.mkdir()
+    oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
+    older, older_globals = plain(d, 2), globals_of(d, 2)
+    newest, newest_globals = plain(d, 1), globals_of(d, 1)
+    real = localstore.Local.remove
+
+    def failing(store, item):
+        if item.name == older:
+            raise OSError(1, "Operation not permitted")
+        return real(store, item)
+
+    monkeypatch.setattr(localstore.Local, "remove", failing)
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 74
+    assert sorted(r["filename"] for r in report["removed"]) == sorted([oldest, oldest_globals])
+    assert kept(report)[older_globals] == ["the globals file of a dump that could not be removed"]
+    assert sorted(os.listdir(d)) == sorted([older, older_globals, newest, newest_globals])

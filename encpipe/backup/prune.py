@@ -20,7 +20,8 @@ status stands (sigdefer.hold_for_good); before, it stops the run, nothing remove
 from ..sigdefer import held, hold_for_good
 from .listing import copies, older_than_its_name, owned_elsewhere, scan
 from .names import iso
-from .retention import CLOCK_SKEW, COPY, KEEP, LEAVE, OK, REMOVE, RENAMED, UNVERIFIED, Record, plan
+from .retention import (CLOCK_SKEW, COPY, GLOBALS_OF_A_DUMP_NOT_REMOVED, KEEP, LEAVE, OK, REMOVE, RENAMED, UNVERIFIED,
+                        Record, plan)
 from .storage import named
 from .verify import is_labelled, standing, verify_entry
 
@@ -63,7 +64,14 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
               "count_unauthenticated": count_unauthenticated,
               "errors": [{"filename": hold, "error": f"{hold}: left by a killed prune, cannot be put back (its name "
                           "is another file's); move it out of DIR, or remove it"} for hold in stayed]}
-    for decision in decisions:
+    # a run's dumps before its globals file, which stays when one of them could not be removed: a
+    # restore refuses a dump without it (before, globals first: ('db', 'globals') sorts before the
+    # dumps' series, and a dump whose removal failed was left, its run's globals file gone)
+    stuck = set()  # the runs (database, time) of dumps that could not be removed
+    for decision in sorted(decisions, key=lambda d: d.record.series[1] == "globals"):
+        run = (decision.record.series[0], decision.record.created)
+        if decision.action == REMOVE and decision.record.series[1] == "globals" and run in stuck:
+            decision.action, decision.reasons = KEEP, [GLOBALS_OF_A_DUMP_NOT_REMOVED]
         entry = by_name[decision.record.name]
         line = {"filename": entry.filename, "database": entry.database, "series": entry.dump_format,
                 "created": iso(entry.created), "bytes": entry.bytes, "reasons": decision.reasons}
@@ -74,6 +82,7 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
                     hold_for_good()  # removed: the rest of the plan, the report and its status stand
             except Exception as e:  # OSError, or rclone's failure
                 report["errors"].append({"filename": entry.filename, "error": _message(entry, e)})
+                stuck.add(run)
                 continue
         report[{KEEP: "kept", REMOVE: "removed", LEAVE: "left"}[decision.action]].append(line)
     if report["removed"] and not dry_run:

@@ -48,6 +48,7 @@ _REFUSED = {FAILED: "failed verification", UNAUTHENTICATED: "has a maker not aut
 # unless --no-globals): the globals series' own rules never take the globals of a kept dump
 GLOBALS_OF_A_KEPT_DUMP = "the globals file of a kept dump"
 GLOBALS_OF_A_LEFT_DUMP = "the globals file of a dump left in place"
+GLOBALS_OF_A_DUMP_NOT_REMOVED = "the globals file of a dump that could not be removed"
 
 
 def named_late(created, labelled_since):
