@@ -246,6 +246,20 @@ def test_a_backend_made_on_the_fly_that_gives_a_credential_is_refused():
                             "rclone's command line, where other users can read it")
 
 
+@pytest.mark.parametrize("location", [
+    ":s3,provider=Rclone,endpoint=http://127.0.0.1:9000,secret_access_key=AKIAXYZ:backups/cs",
+    ":s3,endpoint=https://host:443,password=x:b", ":s3,endpoint=http://h:1:b,session_token=t",
+])
+def test_a_credential_after_a_urls_colon_is_refused(location):
+    """An unquoted value ends at the first colon: after a URL's, rclone reads the rest as
+    the path, and so did the check, which never saw the credential there: it went on
+    rclone's command line, into a systemd unit and into every error line."""
+    with pytest.raises(UsageError) as e:
+        remotes.refuse_credentials(location, "--to")
+    assert str(e.value).startswith("--to: the remote's connection string gives ")
+    assert remotes.refuse_credentials(":s3,provider=Rclone,endpoint=http://127.0.0.1:9000:backups/cs", "--to") is None
+
+
 def _raised_from(cause, kind=SystemError, words="error return without exception set"):
     try:
         raise kind(words) from cause

@@ -172,10 +172,21 @@ def refuse_credentials(location, option):
     if prefix_end(location) is not None and _URL_PASSWORD.search(location):  # url=https://user:PASS@host
         raise UsageError(f"{option}: the remote's connection string gives a password in a URL: a credential would "
                          "be on rclone's command line, where other users can read it", hint=HINT)
-    shown = secret_given(location)
+    shown = secret_given(location) or _secret_anywhere(location)
     if shown is not None:
         raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
                          "rclone's command line, where other users can read it", hint=HINT)
+
+
+def _secret_anywhere(location):
+    """The name of a credential parameter (`,NAME=` or `:NAME=`) anywhere in `location`,
+    its path too: an unquoted value ends at the first colon, so a URL's (`endpoint=http://
+    host:9000,secret_access_key=...`) made the rest the path, which no check read, and the
+    secret went on rclone's command line and into every error line; else None."""
+    for match in re.finditer(r"[,:]\s*([A-Za-z_][\w-]*)\s*=", location):
+        if is_secret(match[1]):
+            return _shown(match[1])
+    return None
 
 
 def refuse_dot_parts(location, option):
