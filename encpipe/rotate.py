@@ -197,6 +197,9 @@ class Rotation:
         if not present & (self.old_ids | self.new_ids):
             return self.fail(path, "inspect", Failure("no slot for an old or new key", 77))
         if self.options.dry_run:
+            if before.get("version") == 1 and sign:  # as rewrap refuses it (before, `would-rotate`, then 67)
+                return self.fail(path, "rewrap", Failure("a version 1 file carries no signature and cannot be "
+                                                         "signed; left alone", 67))
             added = self.new_ids | set(self.escrow.values())
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added),
                           sign=[i for _, ids in sign for i in ids])

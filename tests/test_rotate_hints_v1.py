@@ -81,3 +81,18 @@ def test_a_file_name_that_is_not_utf8_is_unicode_in_the_json_line_with_its_bytes
     [line] = [json.loads(text) for text in done.stdout.decode().splitlines()]
     assert (line["file"], line["status"]) == (f"{world.dir}/b\\xffd.enc", "rotated")
     assert base64.b64decode(line["file_base64"]) == os.fsencode(world.dir) + b"/b\xffd.enc"
+
+
+def test_a_dry_run_says_of_a_version_1_file_with_sign_key_what_the_run_does(tmp_path):
+    """--dry-run said `would-rotate`, exit 0, of a version 1 file the run then refused
+    (67: it cannot be signed), run status 1."""
+    world = World(tmp_path)
+    (world.dir / "v1.enc").write_bytes(seal_v1(b"old data", key=world.old_hex))
+    signing = tmp_path / "s.key"
+    ok(run(["keygen", "--sign", "-o", str(signing)]))
+    said = {}
+    for dry in (["--dry-run"], []):
+        done = rotate([*dry, "--sign-key", str(signing), *world.args()])
+        line = lines(done)["v1.enc"]
+        said[bool(dry)] = (done.returncode, line["status"], line["step"], line["exit"])
+    assert said[True] == said[False] == (1, "error", "rewrap", 67), said
