@@ -200,6 +200,11 @@ class Rotation:
             if before.get("version") == 1 and sign:  # as rewrap refuses it (before, `would-rotate`, then 67)
                 return self.fail(path, "rewrap", Failure("a version 1 file carries no signature and cannot be "
                                                          "signed; left alone", 67))
+            try:  # as the rename's step checks it (before, `would-rotate`, then 73)
+                safefile.check_open_directory(dir_fd, os.path.dirname(os.path.abspath(path)),
+                                              self.options.allow_shared_dir)
+            except EncpipeError as e:
+                return self.fail(path, "rename", Failure(str(e), e.exit_code))
             added = self.new_ids | set(self.escrow.values())
             return report(path, "would-rotate", remove=sorted(stale), add=sorted(added),
                           sign=[i for _, ids in sign for i in ids])

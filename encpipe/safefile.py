@@ -160,12 +160,18 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
         os.close(dir_fd)
 
 
-def _checked(dir_fd, directory, allow_shared):
-    """A copy of `dir_fd` after check_directory of `directory` and of the directory it is."""
+def check_open_directory(dir_fd, directory, allow_shared):
+    """check_directory of `directory` and of the directory open as `dir_fd` (what
+    write_atomically checks before it writes in a directory a caller opened)."""
     check_directory(directory, allow_shared)
     writer = not allow_shared and other_writer(os.fstat(dir_fd), where=dir_fd)
     if writer:
         raise UnsafeDirectory(f"{directory} can be written by {writer}; refusing to write in it")
+
+
+def _checked(dir_fd, directory, allow_shared):
+    """A copy of `dir_fd` after check_open_directory."""
+    check_open_directory(dir_fd, directory, allow_shared)
     return os.dup(dir_fd)
 
 

@@ -282,6 +282,8 @@ def test_a_file_under_a_subdirectory_every_user_can_write_is_left(world, name):
         "file": str(path), "status": "error", "step": "rename", "exit": 73,
         "error": f"{shared}{above} can be written by every user (mode o+w, not sticky); refusing to write in it"}]
     assert path.read_bytes() == world.originals[name] and sorted(os.listdir(path.parent)) == ["x.enc"]
+    dry = rotate(["--dry-run", *world.args()])  # says so too (before, would-rotate and 0)
+    assert (dry.returncode, dry.stdout) == (done.returncode, done.stdout), dry.stderr
 
 def test_files_are_reported_in_name_order_each_directory_before_the_ones_below_it(world):
     for name in ("b/x.enc", "a/z/x.enc", "a/x.enc", "c.enc", "a/y/x.enc"):
