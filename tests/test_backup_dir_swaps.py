@@ -205,7 +205,9 @@ def test_open_refuses_a_file_that_grows_while_it_is_read(tmp_path, how):
     read to its end, never reached. Now a regular file is read to its size when
     reading started, and one that has grown by then is refused (65), nothing out."""
     path = tmp_path / "shop.sql.enc"
-    path.write_bytes(sealed_bytes()[0])
+    # 8 MiB: its first pass lasts long enough for the growth to begin during it (a few KiB were read
+    # whole before the grower, polling every millisecond, saw the read begin: 0 and the plaintext)
+    path.write_bytes(sealed_bytes(plaintext=8 << 20)[0])
     if how == "file":
         done = _run_while_growing(path, ["open", str(path)])
         name = str(path)
