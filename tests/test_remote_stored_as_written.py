@@ -292,7 +292,7 @@ def test_a_copy_that_cannot_be_taken_back_is_named(s3, key_file, tmp_path):
         f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {place}/.encpipe-tmp.d "
         f"{place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to moveto: AccessDenied: access denied; "
         f"{place}/{final} left in place: rclone deletefile {place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to "
-        "deletefile: AccessDenied: access denied; nothing was stored"]
+        "deletefile: AccessDenied: access denied; not all of it could be taken back"]
     assert s3.objects("undeletable") == sorted([".encpipe-tmp.d", final])
 
 
@@ -417,5 +417,5 @@ def test_a_failed_moveto_whose_copy_cannot_be_looked_for_says_so(s3, key_file, t
     assert done.stderr.decode() == (
         f"encpipe-backup: error: backup of {DB} failed (status 74): rclone moveto {place}/.encpipe-tmp.d "
         f"{place}/{final}: 2026/12/05 01:00:00 ERROR : Failed to moveto: connection reset; {place}/{final} left in "
-        f"place: cannot list {place}: rclone lsjson: lsjson: connection reset; nothing was stored\n")
+        f"place: cannot list {place}: rclone lsjson: lsjson: connection reset; not all of it could be taken back\n")
     assert s3.objects("unlisted") == [final]

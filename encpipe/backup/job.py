@@ -198,13 +198,17 @@ def _undo(args, io, targets, renames, renamed, error):
     the files this run renamed removed again (only if still the very files), the
     temporary files removed, the failed run recorded; its status, and one error
     line that says both (a file left in place, or not removed, a warning before it)."""
+    left = " left in place: " in str(error)  # a copy a remote's rename made, which it could not take back
     for store, name, mine in reversed(renamed):
         try:
             store.take_back(name, mine)
         except (EncpipeError, OSError) as e:
+            left = True
             io.warn(f"{store.where(name)} left in place: {getattr(e, 'strerror', None) or e}")
     unrecorded = _abort(args, targets, [old for old, _ in renames], io)
-    io.error(f"backup of {args['--database']} failed (status {error.exit_code}): {error}; nothing was stored"
+    # not "nothing was stored" beside a file left under its final name (before, both were said)
+    stored = "not all of it could be taken back" if left else "nothing was stored"
+    io.error(f"backup of {args['--database']} failed (status {error.exit_code}): {error}; {stored}"
              f"{metrics_not_written(unrecorded)}", hint=error.hint)
     return error.exit_code
 
