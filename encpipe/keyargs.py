@@ -32,17 +32,21 @@ def refuse_output_over_secret(path, args):
     """UsageError (64), nothing read or written, when `path` (seal -o) is the very file
     (device and inode) that a secret file option of `args` names: sealing would replace
     the key it seals with, or the passphrase, and leave nothing that opens the file."""
+    from .safefile import same_file
+
     try:
         out = os.stat(path) if path else None
     except OSError:
         return
-    for option in SECRET_FILES if out else ():
+    if out is None or not stat.S_ISREG(out.st_mode):
+        return
+    for option in SECRET_FILES:
         for given in args.get(option) or []:
             try:
                 info = os.stat(given)
             except OSError:
                 continue
-            if (info.st_dev, info.st_ino) == (out.st_dev, out.st_ino) and stat.S_ISREG(out.st_mode):
+            if same_file(info, out):
                 raise UsageError(f"--output is the file {option} names: sealing would replace it",
                                  hint="write the sealed file to another name")
 

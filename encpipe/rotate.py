@@ -142,11 +142,14 @@ class Rotation:
         self.new_ids = set(encpipe.key_ids(options.new_key_file))
         # one slot per key: a new key file given twice, or an escrow key in upper and in lower case,
         # got two (rewrap takes each --add-... it is given)
-        options.new_key_file = list({os.path.realpath(f): f for f in reversed(options.new_key_file)}.values())[::-1]
-        firsts = {}
+        files = {}  # each file by where it really is, the first name it was given under
+        for name in options.new_key_file:
+            files.setdefault(os.path.realpath(name), name)
+        options.new_key_file = list(files.values())
+        self.escrow = {}  # {public key: key id}, the first spelling of each key
         for pub, key_id in encpipe.recipient_ids(options.escrow_recipient).items():
-            firsts.setdefault(key_id, pub)
-        self.escrow = {pub: key_id for key_id, pub in firsts.items()}
+            if key_id not in self.escrow.values():
+                self.escrow[pub] = key_id
         if self.old_ids & (self.new_ids | set(self.escrow.values())):
             raise Failure("a key is both old and new (or escrow)", 64)
         # each --sign-key file with the ids of every key it holds (one file may hold several)

@@ -198,7 +198,7 @@ def _undo(args, io, targets, renames, renamed, error):
     the files this run renamed removed again (only if still the very files), the
     temporary files removed, the failed run recorded; its status, and one error
     line that says both (a file left in place, or not removed, a warning before it)."""
-    left = " left in place: " in str(error)  # a copy a remote's rename made, which it could not take back
+    left = getattr(error, "left_in_place", False)  # a copy a remote's rename made, which it could not take back
     for store, name, mine in reversed(renamed):
         try:
             store.take_back(name, mine)

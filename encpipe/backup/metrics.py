@@ -78,7 +78,7 @@ def read(path, lenient=False, trusted_place=False):
             data = src.read(MAX_BYTES + 1)
         except OSError as e:  # an I/O error: the file's, not a failing standard output's (74)
             raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
-    if lenient and data.strip() and not _TEXT_FORMAT_LINE.search(data[:MAX_BYTES]):
+    if lenient and _not_metrics(data[:MAX_BYTES]):
         raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?); not replaced")
     if len(data) > MAX_BYTES:
         if not lenient:
@@ -102,11 +102,16 @@ def read(path, lenient=False, trusted_place=False):
                 value = match["value"] if len(match["value"]) <= 32 else match["value"][:32] + "..."  # not 4 MiB
                 raise InvalidStream(f"{path}, line {number}: not a number: '{value}'") from None
             samples.setdefault(_unescape(match["db"]), {})[match["metric"]] = value
-    if trusted_place and not samples and data.strip() and not _TEXT_FORMAT_LINE.search(data):
+    if trusted_place and not samples and _not_metrics(data):
         # check's, after what the file's size, its text and its samples say: a --metrics-file naming
         # another file (a key file, say) was read as no samples, and a failed attempt never showed
         raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?)")
     return samples
+
+
+def _not_metrics(data):
+    """True for bytes with something in them and no line of Prometheus' text format."""
+    return bool(data.strip()) and not _TEXT_FORMAT_LINE.search(data)
 
 
 def refuse_shared(path, info):

@@ -224,7 +224,9 @@ class Rclone:
             try:
                 self.take_back(final, mine)
             except EncpipeError as left:  # an older rclone's listing (66) too: the moveto's failure is the run's
-                raise IOFailure(f"{e}; {self.where(final)} left in place: {left}") from None
+                failure = IOFailure(f"{e}; {self.where(final)} left in place: {left}")
+                failure.left_in_place = True  # job's last line says so (not "nothing was stored")
+                raise failure from None
             raise
         return mine
 

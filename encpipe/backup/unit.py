@@ -5,7 +5,8 @@ import re
 import shlex
 
 from ..errors import UsageError
-from ..keyargs import public_forms, secret_paths
+from ..keyargs import FD_PATH, public_forms, secret_paths
+from ..keys import STDIN_PATHS
 from ..textform import refuse_key_in_place
 from .. import pgopts
 from ..pgbackupargs import HELP, parse
@@ -146,9 +147,10 @@ def _options(args):
         prompt = next((a for a in args if a in ("-p", "--passphrase")), "-p")
         raise UsageError(f"{prompt} prompts on a terminal, and the unit's run has none",
                          hint="give the passphrase as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
+    files = {**o["seal"], **o["signers"]}
     descriptors = [f"--passphrase-fd {n}" for n in o["seal"]["--passphrase-fd"]] + [
-        f"{option} {path}" for option in KEY_FILES for path in {**o["seal"], **o["signers"]}[option]
-        if path in ("-", "/dev/stdin") or re.fullmatch(r"/dev/fd/[0-9]+", path)]
+        f"{option} {path}" for option in KEY_FILES for path in files[option]
+        if path in STDIN_PATHS or FD_PATH.fullmatch(path)]
     if descriptors:  # every run: 66, the descriptor not open (systemd opens none of the caller's)
         raise UsageError(f"{descriptors[0]} reads a descriptor the caller opens, and the unit's run has none",
                          hint="give the secret as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
@@ -158,7 +160,7 @@ def _options(args):
         for command in o["seal"][option]:
             refuse_key_in_place(command, option)
     for option in KEY_FILES:
-        _refuse_secret_as_path(option, {**o["seal"], **o["signers"]}[option])
+        _refuse_secret_as_path(option, files[option])
     refuse_key_in_place(o["dir"], "--dir", "directory")  # as the run refuses them; before, printed in the unit
     refuse_key_in_place(o["metrics_path"], "--metrics-file", "file name")
     if o["db"]:
