@@ -38,14 +38,18 @@ def zeroed(size):
 
 class Chunk:
     """A record's buffer, and a spare of the same size (made when first asked for) for a
-    cipher that seals and opens into a second buffer: swap() makes it the record's."""
+    cipher that seals and opens into a second buffer: swap() makes it the record's.
+    `record` is the length of a full record of its run (the reader's `size`): whether
+    the spare is used is decided by it, once for the run, so that a short last record
+    of a run whose full ones go without it does not touch a spare (of up to the
+    largest spare, SPARE_MAX: peak memory above the run's)."""
 
-    __slots__ = ("buf", "_spare", "length", "counter", "last", "measured")
+    __slots__ = ("buf", "_spare", "length", "counter", "last", "measured", "record")
 
     def __init__(self, size):
         self.buf = memoryview(zeroed(size))
         self._spare = None
-        self.length = self.counter = 0
+        self.length = self.counter = self.record = 0
         self.last = False
         self.measured = None
 
@@ -75,7 +79,7 @@ class RecordReader:
         self.trailer = None
 
     def fill(self, chunk):
-        chunk.counter, chunk.length, chunk.last = self._counter, 0, False
+        chunk.counter, chunk.length, chunk.last, chunk.record = self._counter, 0, False, self._size
         self._counter += 1
         head, want = len(self._lookahead), self._size + self._holdback + 1
         chunk.buf[:head] = self._lookahead

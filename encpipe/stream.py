@@ -137,7 +137,7 @@ def seal_payload(src, dst, key, chunk_size, threads=1, on_progress=None, ledger=
 def _seal(cipher, chunk):
     """Encrypt `chunk`'s plaintext, in place or into its spare, which becomes its buffer."""
     nonce = chunk_nonce(chunk.counter, chunk.last)
-    if cipher.wants_out(chunk.length):
+    if cipher.wants_out(chunk.record):
         cipher.seal(nonce, chunk.buf, chunk.length, chunk.spare)
         chunk.swap()
     else:
@@ -149,7 +149,7 @@ def _try_open(cipher, chunk, last):
     its tag verified under the `last` flag (else the chunk is left as it was, so the
     other flag can be tried)."""
     nonce = chunk_nonce(chunk.counter, last)
-    if not cipher.wants_out(chunk.length):
+    if not cipher.wants_out(chunk.record):
         return cipher.open(nonce, chunk.buf, chunk.length)
     if not cipher.open(nonce, chunk.buf, chunk.length, chunk.spare):
         return False

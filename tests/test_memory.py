@@ -65,14 +65,18 @@ def most_auto_threads(monkeypatch, library, chunk):
     return workers.threads({"--threads": "auto"}, None if log2 is None else 1 << log2)
 
 
-@pytest.mark.parametrize("library, chunk, threads", [
-    (library, chunk, threads) for library in ("cryptography", "pycryptodome")
-    for chunk, threads in (("16K", 1), ("auto", 4), ("8M", 2), ("16M", 1))])
+@pytest.mark.parametrize("library, chunk, threads, signed", [
+    (library, chunk, threads, False) for library in ("cryptography", "pycryptodome")
+    for chunk, threads in (("16K", 1), ("auto", 4), ("8M", 2), ("16M", 1))]
+    + [(library, "16M", 1, True) for library in ("cryptography", "pycryptodome")])
 def test_every_chunk_size_stays_within_48_mib_at_the_default_thread_count(tmp_path, monkeypatch, library, chunk,
-                                                                           threads):
+                                                                           threads, signed):
     """At the default 4 MiB chunks auto takes four threads at most, at 8 MiB two; half
     as many where the library writes into a second buffer (`cryptography` 51 and later,
-    up to 8 MiB chunks: its largest spare): 16 MiB of buffers either way."""
+    up to 8 MiB chunks: its largest spare): 16 MiB of buffers either way. The input
+    ends with a short chunk (8 MiB at 16 MiB chunks: the largest a spare takes), which
+    goes as the run's full chunks go, never into a spare of its own; a signed file
+    (checked with --signer) loads the signing code besides."""
     from encpipe import gcmlibs
 
     auto = most_auto_threads(monkeypatch, library, chunk)  # loads the library: in_place is known
@@ -81,12 +85,17 @@ def test_every_chunk_size_stays_within_48_mib_at_the_default_thread_count(tmp_pa
     assert auto == threads
     plain, sealed = tmp_path / "plain", tmp_path / "sealed"
     with open(plain, "wb") as f:
-        f.write(os.urandom(1 << 20) * 48)  # a file: seal's and open's auto threads are at their most
+        f.write(os.urandom(1 << 20) * 56)  # a file: seal's and open's auto threads are at their most
     env = {**ENV, "ENCPIPE_CIPHER": library}
     rss = {}
     pinned = ["--threads", str(threads)]
-    for command, src, dst in ((["seal", "--chunk-size", chunk, *pinned], plain, sealed),
-                              (["open", *pinned], sealed, os.devnull)):
+    sign, check = [], []
+    if signed:
+        verify_key = subprocess.run([*ENCPIPE, "keygen", "--sign", "-o", str(tmp_path / "sign.key")], env=env,
+                                    capture_output=True, check=True).stdout.decode().strip()
+        sign, check = ["--sign-key", str(tmp_path / "sign.key")], ["--signer", verify_key]
+    for command, src, dst in ((["seal", "--chunk-size", chunk, *pinned, *sign], plain, sealed),
+                              (["open", *pinned, *check], sealed, os.devnull)):
         with open(src, "rb") as stdin, open(dst, "wb") as stdout:
             code, rss[command[0]] = measure_peak_rss([*ENCPIPE, *command], tmp_path / "rss", stdin=stdin,
                                                      stdout=stdout, env=env)

@@ -15,7 +15,7 @@ from cliutil import assert_one_line_error, ok, run
 from test_provenance import EVIL, forge, identity
 
 from encpipe import envelope, provenance
-from encpipe import signing
+from encpipe import aead, signing
 from encpipe.signing import SigningKey, VerifyKey
 
 P = 2**255 - 19
@@ -63,27 +63,33 @@ class _TakesEverySignature:
     sign bit of x = 0: it opened vector v2_signature_r_sign_bit_set)."""
 
     @staticmethod
-    def import_public_key(public):
-        return public
-
-    @classmethod
-    def new(cls, key, mode):
-        return cls
-
-    @staticmethod
-    def verify(message, signature):
-        return None
+    def verify(public, message, signature):
+        return True
 
 
-def test_an_r_spelt_with_the_sign_of_x_zero_is_refused_by_encpipe_itself(monkeypatch):
-    """RFC 8032 (5.1.3) does not decode x = 0 with the sign bit set; encpipe refuses
-    such an R before the library sees it, so the rule does not depend on its version."""
+B = (4 * pow(5, P - 2, P)).to_bytes(32, "little")  # the base point, x even
+L = 2**252 + 27742317777372353535851937790883648493
+
+
+@pytest.mark.parametrize("library", aead.NAMES)
+def test_an_r_or_s_rfc_8032_refuses_is_refused_by_encpipe_itself(monkeypatch, library):
+    """RFC 8032 (5.1.3, 5.1.7) does not decode x = 0 with the sign bit set, nor y >= p,
+    nor a y with no x, and takes no S >= l; encpipe refuses such a signature before the
+    library sees it, so the rule depends neither on the library nor on its version."""
+    monkeypatch.setenv(aead.ENV_CIPHER, library)
     key = SigningKey.generate().verify_key
-    monkeypatch.setattr(signing, "_eddsa", lambda: _TakesEverySignature)
+    monkeypatch.setattr(signing, "_library", lambda name=None: _TakesEverySignature)
     for y in (1, P - 1):
         assert not key.verify(b"m", (y | 1 << 255).to_bytes(32, "little") + bytes(32))
         assert key.verify(b"m", y.to_bytes(32, "little") + bytes(32))  # the library's to judge
-    assert key.verify(b"m", (9 | 1 << 255).to_bytes(32, "little") + bytes(32))
+    minus_b = B[:31] + bytes([B[31] | 0x80])
+    assert key.verify(b"m", minus_b + bytes(32))
+    assert key.verify(b"m", B + (L - 1).to_bytes(32, "little"))
+    assert not key.verify(b"m", B + L.to_bytes(32, "little"))
+    assert not key.verify(b"m", B + (2**256 - 1).to_bytes(32, "little"))
+    assert not key.verify(b"m", (P + 1).to_bytes(32, "little") + bytes(32))  # y = 1 spelt y + p
+    assert not key.verify(b"m", (2).to_bytes(32, "little") + bytes(32))  # no x has y = 2
+    assert not key.verify(b"m", B + bytes(31))  # short
 
 
 @pytest.mark.parametrize("public", REFUSED, ids=hexes(REFUSED))

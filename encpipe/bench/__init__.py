@@ -25,8 +25,9 @@ Rows:
   start-up    --version, inspect, keyid, and seal and open of an empty input
               with each library, against `python3 -I -c pass`
   memory      generator | encpipe seal | encpipe open > /dev/null at each
-              --rss-sizes size and --rss-chunks chunk size: the input never
-              touches the disk; and open --legacy of the previous format
+              --rss-sizes size and --rss-chunks chunk size, and at the last
+              chunk size signed (seal --sign-key, open --signer): the input
+              never touches the disk; and open --legacy of the previous format
   formats     seal and open (a file on stdin, and through a pipe) in format v1
               next to v2: raw key, raw key with --sign-key (and open --signer),
               an X25519 recipient only, a raw key and an X25519 escrow

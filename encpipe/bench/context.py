@@ -68,7 +68,7 @@ class Context:
         self.notes, self.sections = [], []
         self.rows, self.startup_rows, self.rss_rows, self.legacy_rows, self.pg_rows = [], [], [], [], None
         self.format_rows = []
-        self._x25519 = self.x25519_sealed = None
+        self._x25519 = self.x25519_sealed = self._signing = None
         self.python = os.path.realpath(sys.executable)
         self._drop_secrets()
         self.base_env = self._base_env()
@@ -182,6 +182,17 @@ class Context:
                 raise BenchError(f"encpipe keygen --x25519 failed: {' '.join(public)}")
             self._x25519 = (identity, public[0])
         return self._x25519
+
+    def signing(self):
+        """The bench's signing key file and its verify key, made once by encpipe keygen."""
+        if not self._signing:
+            key = self.path("signing.key")
+            argv, env = self.enc("keygen", "--sign", "-o", key)
+            public = command_output(argv, env).split()
+            if not os.path.exists(key) or not public:
+                raise BenchError(f"encpipe keygen --sign failed: {' '.join(public)}")
+            self._signing = (key, public[0])
+        return self._signing
 
     # --- inputs ---
 

@@ -174,19 +174,24 @@ def memory(ctx):
     """generator | seal | open at each size, chunk size and cipher: the input never on disk."""
     lines = ["generator | encpipe seal --chunk-size C | encpipe open > /dev/null (the input is never on disk), "
              "default threads",
-             f"{'input':>10} {'chunks':>7} {'cipher':12} {'wall s':>7} {'seal RSS MiB':>12} {'open RSS MiB':>12}"]
+             f"{'input':>10} {'chunks':>14} {'cipher':12} {'wall s':>7} {'seal RSS MiB':>12} {'open RSS MiB':>12}"]
     ctx.rss_rows = []
+    # the largest chunks signed as well: --sign-key, and --signer through a pipe (spooled, then opened)
+    variants = [(chunk, False) for chunk in ctx.opts.rss_chunks] + [(ctx.opts.rss_chunks[-1], True)]
     for size in ctx.opts.rss_sizes:
-        for chunk in ctx.opts.rss_chunks:
+        for chunk, signed in variants:
             for cipher in ctx.ciphers:
                 gen = ([ctx.python, "-c", GENERATOR, str(size)], ctx.base_env)
-                row = Row("rss", f"rss {human(size)} {chunk}", [gen, ctx.enc("seal", "--chunk-size", chunk, cipher=cipher),
-                          ctx.enc("open", cipher=cipher)], size=size, cipher=cipher, chunk=chunk)
-                ctx.say(f"memory: {human(size)} through seal | open, {chunk} chunks, {cipher}")
+                sign, check = (["--sign-key", ctx.signing()[0]], ["--signer", ctx.signing()[1]]) if signed else ([], [])
+                shown = f"{chunk} signed" if signed else chunk
+                row = Row("rss", f"rss {human(size)} {shown}",
+                          [gen, ctx.enc("seal", "--chunk-size", chunk, *sign, cipher=cipher),
+                           ctx.enc("open", *check, cipher=cipher)], size=size, cipher=cipher, chunk=chunk)
+                ctx.say(f"memory: {human(size)} through seal | open, {shown} chunks, {cipher}")
                 row.measure()
                 ctx.rss_rows.append(row)
                 _, seal_rss, open_rss = row.results[0].rss
-                lines.append(f"{human(size):>10} {chunk:>7} {cipher:12} {row.median:7.2f} {seal_rss / MiB:12.1f} "
+                lines.append(f"{human(size):>10} {shown:>14} {cipher:12} {row.median:7.2f} {seal_rss / MiB:12.1f} "
                              f"{open_rss / MiB:12.1f}")
     lines += ["", "encpipe open --legacy FILE > /dev/null (the previous tool's format)",
               f"{'input':>10} {'wall s':>7} {'peak RSS MiB':>12}"]
