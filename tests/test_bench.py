@@ -351,6 +351,6 @@ def test_a_v1_row_that_is_not_v1_fails_the_formats_section_only(tmp_path_factory
     assert "Format v1 and v2\n  FAILED: seal v1, raw key (the CLI's code, envelope.seal(version=1)): the file is " \
            "format v2 with slots ['raw-key'] and 0 signature(s), not v1 with ['raw-key'] and 0" in proc.stdout
     assert "Peak memory" in proc.stdout and "encpipe open --legacy FILE" in proc.stdout
-    assert "    64 KiB    auto pycryptodome" in proc.stdout
+    assert "    64 KiB           auto pycryptodome" in proc.stdout
     assert "#14 goal 6 [-      ] format v1/v2 rows not run" in proc.stdout
     assert list(work.iterdir()) == []
