@@ -117,6 +117,19 @@ def library():
     return _usable[chosen]
 
 
+def made_once(made, classes, chosen=None):
+    """`classes[library]()` for library `chosen` (default: the cipher's, by name(),
+    not imported), kept in `made`; pycryptodome's where the other's import fails:
+    the curve arithmetic of x25519.py and signing.py."""
+    chosen = chosen or name()
+    if chosen not in made:
+        try:
+            made[chosen] = classes[chosen]()
+        except ImportError:
+            made[chosen] = made_once(made, classes, PYCRYPTODOME)
+    return made[chosen]
+
+
 def parallel(chunk_size):
     """True when the library in use lets other threads run while it seals or opens
     a chunk of `chunk_size` bytes: pycryptodome does, and `cryptography` from

@@ -92,13 +92,7 @@ _libraries = {}
 
 def _library(name=None):
     """X25519 from the named library (default: the cipher's), made once."""
-    name = name or aead.name()
-    if name not in _libraries:
-        try:
-            _libraries[name] = _Cryptography() if name == aead.CRYPTOGRAPHY else _Pycryptodome()
-        except ImportError:
-            _libraries[name] = _library(aead.PYCRYPTODOME)
-    return _libraries[name]
+    return aead.made_once(_libraries, {aead.CRYPTOGRAPHY: _Cryptography, aead.PYCRYPTODOME: _Pycryptodome}, name)
 
 
 _P = 2**255 - 19

@@ -175,24 +175,22 @@ class Context:
     def x25519(self):
         """The bench's X25519 identity file and its public key (the recipient), made once by encpipe keygen."""
         if not self._x25519:
-            identity = self.path("x25519-identity.key")
-            argv, env = self.enc("keygen", "--x25519", "-o", identity)
-            public = command_output(argv, env).split()
-            if not os.path.exists(identity) or not public:
-                raise BenchError(f"encpipe keygen --x25519 failed: {' '.join(public)}")
-            self._x25519 = (identity, public[0])
+            self._x25519 = self._keygen("--x25519", "x25519-identity.key")
         return self._x25519
 
     def signing(self):
         """The bench's signing key file and its verify key, made once by encpipe keygen."""
         if not self._signing:
-            key = self.path("signing.key")
-            argv, env = self.enc("keygen", "--sign", "-o", key)
-            public = command_output(argv, env).split()
-            if not os.path.exists(key) or not public:
-                raise BenchError(f"encpipe keygen --sign failed: {' '.join(public)}")
-            self._signing = (key, public[0])
+            self._signing = self._keygen("--sign", "signing.key")
         return self._signing
+
+    def _keygen(self, kind, name):
+        path = self.path(name)
+        argv, env = self.enc("keygen", kind, "-o", path)
+        public = command_output(argv, env).split()
+        if not os.path.exists(path) or not public:
+            raise BenchError(f"encpipe keygen {kind} failed: {' '.join(public)}")
+        return path, public[0]
 
     # --- inputs ---
 
