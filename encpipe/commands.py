@@ -318,8 +318,7 @@ def cmd_rewrap(args, io):
     # a key or passphrase typed in FILE's place (it names no file) is not shown, as open's FILE
     src, before = safefile.open_source(path, shown=shown_name(path)) if path else (open_input(None, io, "rewrap"), None)
     src = bounded.as_found(src, path) if path else src  # read as it was: a file that grows is refused (65)
-    hint = "rewrap a file with --in-place FILE, or give the secret from a file"
-    identities = _identities(args, io, path is None, hint=hint)
+    identities = _identities(args, io, path is None, hint="rewrap a file with --in-place FILE, or give the secret from a file")
     signed_by, trusted = signing_keys(args, io, data_from_stdin=path is None), signers(args, io)
     add_sources = KeySources(
         key_files=secret_paths(args, "--add-key-file"),
@@ -346,13 +345,15 @@ def cmd_rewrap(args, io):
         out = ciphertext_output(io, to_file="--in-place FILE")
         envelope.rewrap(src, out, identities, check_first=True, **rewrap)  # nothing out before all is checked
     else:
-        from .inplace import rewrap_keeps
+        from .inplace import links_left, rewrap_keeps
 
         with src:
             safefile.write_atomically(path, lambda out: envelope.rewrap(src, out, identities, **rewrap),
                                       replaces=before, allow_shared=args["--allow-shared-dir"],
                                       committed=hold_for_good,  # FILE rewrapped: 0, whatever signal comes now
                                       **rewrap_keeps(src.fileno(), before, path))  # its owner, mode, ACL, time
+        if links_left(path, before, "rewrap"):
+            io.warn(links_left(path, before, "rewrap"))
     _finish(reporter)
     return 0
 

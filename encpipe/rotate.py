@@ -29,7 +29,8 @@ links are left alone):
     keeps the others, and one that is not in the new file is named in a
     warning and in "dropped_signatures"; so is a file a raw key authenticated
     that is no longer (new keys that are identities only, no --sign-key):
-    a warning, and "sender_authenticated": false.
+    a warning, and "sender_authenticated": false; and a file with other hard links,
+    which keep it as it was: a warning, and "other_links": their number.
 DIR (and every directory above it) must not be writable by a user other than
 the one running rotate or root, unless sticky; nor may such a user be able to
 replace a key file (--old-key-file, --new-key-file, --sign-key, --signer-file:
@@ -72,7 +73,7 @@ from .sigdefer import Commit
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .keyplace import refuse_replaceable
-from .inplace import kept, owner_not_kept
+from .inplace import kept, links_left, owner_not_kept
 from .rotatechild import Encpipe, Failure
 from .rotatewalk import TEMP_PREFIX, TEMP_SUFFIX, report, walk
 from .textform import shown_name
@@ -235,6 +236,9 @@ class Rotation:
             many = len(dropped) > 1
             warn(f"{path}: the signature{'s' * many} by {', '.join(dropped)} {'were' if many else 'was'} dropped")
             extra["dropped_signatures"] = dropped
+        if links_left(path, inspected, "rotate"):
+            warn(links_left(path, inspected, "rotate"))
+            extra["other_links"] = inspected.st_nlink - 1
         if raw and after.get("sender_authenticated") is False and not after.get("signed_by"):
             warn(f"{path}: the rotated file's maker is not authenticated (only an x25519 identity of --new-key-file "
                  "opens it, and it carries no signature): encpipe-restore refuses it (67) without "
