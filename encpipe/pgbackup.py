@@ -101,8 +101,8 @@ class Backup:
             unrecorded = self.abort()
             if status != self.pending:
                 self.failed(status, unrecorded)
-            elif unrecorded:  # interrupted: no line of the run's, but the metrics say nothing of it
-                self.io.error(f"backup of {self.db} interrupted; nothing was stored{unrecorded}")
+            else:  # interrupted: one line (cron mails standard error), and what was left, if anything
+                self.io.error(f"backup of {self.db} interrupted; nothing was stored{unrecorded or ''}")
             return self.pending or status
         status = self.commit()  # the globals, then the dump: a dump always has its globals beside it
         if not sigdefer.committed():

@@ -142,7 +142,8 @@ def test_the_systemd_unit_refuses_a_metrics_file_in_a_temporary_directory(place)
                                   "/var/tmp of its own, which no one else sees")
     assert "ReadWritePaths=/var/backups/encpipe /var/lib/encpipe" in unit.render(
         "/usr/local/bin/encpipe-backup", ["--dir", "/var/backups/encpipe", "--metrics-file",
-                                          "/var/lib/encpipe/encpipe.prom"]).splitlines()
+                                          "/var/lib/encpipe/encpipe.prom", "--key-file",
+                                          "/etc/encpipe/backup.key"]).splitlines()
 
 
 def test_a_symbolic_link_on_the_way_that_another_user_can_point_elsewhere_is_critical(tmp_path):

@@ -374,3 +374,80 @@ def test_a_started_that_is_no_unix_time_is_a_usage_error(tmp_path, started):
         assert err.getvalue() == f"encpipe-backup: error: --started must be Unix time in seconds, not '{started}'\n" \
                                  "encpipe-backup: hint: see --help\n"
         assert sorted(os.listdir(tmp_path / "b")) == [".encpipe-tmp.x"] and not prom.exists()
+
+
+def _size(samples):
+    return len(metrics.render(samples).encode())
+
+
+def _near_the_limit(room):
+    """Samples of many databases whose file is between `room` and `room` + 5 bytes
+    under MAX_BYTES."""
+    one = {metric: 1796584141.195 for metric in metrics.METRICS}
+    samples, step = {}, 400
+    while step:
+        batch = {f"db{len(samples) + i:06d}" + "x" * 40: dict(one) for i in range(step)}
+        if _size({**samples, **batch}) > metrics.MAX_BYTES - room - 1000:
+            step //= 8
+        else:
+            samples.update(batch)
+    base = _size({**samples, "pad": dict(one)}) - _size(samples)  # a name's byte costs 5 (one a metric)
+    samples["pad" + "y" * ((metrics.MAX_BYTES - room - _size(samples) - base) // 5)] = dict(one)
+    assert metrics.MAX_BYTES - room - 5 <= _size(samples) <= metrics.MAX_BYTES - room
+    return samples
+
+
+def test_a_run_never_wipes_a_shared_metrics_file_over_4_mib(tmp_path):
+    """Before: a run that found the file over 4 MiB (which encpipe-check refuses,
+    CRITICAL) rewrote it with its own samples alone, exit 0: every other database's,
+    their failed attempts too, gone, and check said OK the next morning. Now the run
+    leaves it as it is and says so, as for a file that is not a metrics file."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    samples = _near_the_limit(0)
+    samples["crm"] = {"encpipe_backup_last_attempt_success": 0}  # a failed attempt, which check must see
+    content = metrics.render(samples).encode()
+    assert len(content) > metrics.MAX_BYTES
+    prom.write_bytes(content)
+    why = f"{prom} is over 4 MiB: not a metrics file of encpipe-backup; not replaced"
+    assert _abort(tmp_path, prom) == (65, f"encpipe-backup: error: {why}\n")
+    assert prom.read_bytes() == content
+    _, code, out, err = _commit(tmp_path, prom)
+    assert (code, err.getvalue()) == (1, f"encpipe-backup: error: backup written, but metrics not written: {why}\n")
+    assert prom.read_bytes() == content
+
+
+def test_a_run_never_writes_a_metrics_file_that_check_would_not_read(tmp_path):
+    """A file just under 4 MiB that one more database's samples would take over it:
+    left as it was, the run says why and what to do (before, it was written, and
+    encpipe-check said CRITICAL, and the next run wiped it)."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    samples = _near_the_limit(100)  # a failed attempt's three samples take 220 bytes
+    content = metrics.render(samples).encode()
+    prom.write_bytes(content)
+    assert metrics.read(str(prom)) == samples
+    code, err = _abort(tmp_path, prom)
+    assert (code, err) == (65, f"encpipe-backup: error: {prom} would be over 4 MiB with {len(samples) + 1} "
+                               "databases' samples, more than encpipe-check reads; not replaced\n"
+                               "encpipe-backup: hint: give each database, or each group of them, a metrics file "
+                               "of its own\n")
+    assert prom.read_bytes() == content
+
+
+def test_samples_are_written_in_their_shortest_form_and_the_duration_is_the_json_lines(tmp_path):
+    """Before: 0.13600000000000001 for the 0.136 the JSON line said, and the metrics'
+    duration was measured later than the JSON line's (after the prune)."""
+    (tmp_path / "b").mkdir()
+    prom = tmp_path / "encpipe.prom"
+    metrics.record(str(prom), "crm", ok=True, finished=1796584141.195, duration=0.136, size=5)
+    text = prom.read_text()
+    assert 'encpipe_backup_last_duration_seconds{database="crm"} 0.136\n' in text
+    assert 'encpipe_backup_last_success_timestamp_seconds{database="crm"} 1796584141.195\n' in text
+    assert 'encpipe_backup_last_attempt_success{database="crm"} 1\n' in text
+    assert 'encpipe_backup_last_size_bytes{database="crm"} 5\n' in text
+    _, code, out, err = _commit(tmp_path, prom)
+    assert (code, err.getvalue()) == (0, "")
+    said = json.loads(out.getvalue())["duration_seconds"]
+    assert metrics.read(str(prom))["shop"]["encpipe_backup_last_duration_seconds"] == said
+    assert f'encpipe_backup_last_duration_seconds{{database="shop"}} {said}\n' in prom.read_text()

@@ -239,6 +239,7 @@ def test_a_failed_upload_aborts_its_multipart_upload(s3):
 
 # > 5 MiB, then no end. With --compress none: zstd keeps what it was given last until its input ends.
 BIG_SLOW_DUMP = "head -c 9000000 /dev/urandom | base64\nexec sleep 120\n"
+INTERRUPTED = b"encpipe-backup: error: backup of shop interrupted; nothing was stored\n"
 
 
 @pytest.mark.parametrize("signum,group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
@@ -246,7 +247,7 @@ BIG_SLOW_DUMP = "head -c 9000000 /dev/urandom | base64\nexec sleep 120\n"
 def test_an_interrupted_backup_leaves_nothing_on_s3(key_file, s3, tmp_path, signum, group):
     """SIGTERM or SIGINT to encpipe-backup (alone, as `kill PID` does, or to its
     process group, as a terminal's Ctrl-C) while its upload is a multipart upload:
-    128 + N, nothing on standard output or error, no object and no unfinished
+    128 + N, nothing on standard output, one line on standard error, no object and no unfinished
     multipart upload. Before, the run killed rclone (SIGKILL): the multipart upload
     stayed on the server."""
     prefix = f"stopped{signum}{'g' if group else ''}"
@@ -261,7 +262,7 @@ def test_an_interrupted_backup_leaves_nothing_on_s3(key_file, s3, tmp_path, sign
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert (proc.returncode, out, err) == (128 + signum, b"", b""), err
+    assert (proc.returncode, out, err) == (128 + signum, b"", INTERRUPTED), err
     assert multipart_uploads(s3, prefix) == [] and s3.objects(prefix) == []
 
 
@@ -278,7 +279,7 @@ def test_an_interrupted_backup_leaves_nothing_on_the_local_backend(key_file, tmp
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     temp, out, err = _terminated_uploading(proc, bucket / "up", 1 << 20)
     assert temp.startswith(".encpipe-tmp.")  # rcat writes in place: no .partial of rclone's
-    assert (proc.returncode, out, err) == (143, b"", b""), err
+    assert (proc.returncode, out, err) == (143, b"", INTERRUPTED), err
     assert os.listdir(bucket / "up") == []
 
 
@@ -315,7 +316,7 @@ def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path,
     """SIGTERM to encpipe-backup, whose temporary object the remote will not delete:
     143, and one line that says so, naming it. Before, the run said nothing (the
     object, listed as partial, stayed unmentioned). Refused only once, the run's
-    second try (`job abort`) removes it: 143, no line, nothing left. Before, the
+    second try (`job abort`) removes it: 143, the line of any interrupted run, nothing left. Before, the
     line said the first try's refusal, of an object that was gone."""
     once = {"REFUSED_ONCE": str(tmp_path / "refused")} if refused == "once" else {}
     remote, bucket = stubborn_remote(tmp_path, **once)
@@ -325,7 +326,7 @@ def test_an_interrupted_backup_says_what_it_could_not_remove(key_file, tmp_path,
     temp, out, err = _terminated_uploading(proc, bucket / "up")
     assert (proc.returncode, out) == (143, b"")
     if once:
-        assert (err, os.path.exists(once["REFUSED_ONCE"]), os.listdir(bucket / "up")) == (b"", True, [])
+        assert (err, os.path.exists(once["REFUSED_ONCE"]), os.listdir(bucket / "up")) == (INTERRUPTED, True, [])
         return
     assert err.decode() == (f"encpipe-backup: error: backup of shop interrupted; nothing was stored; here:up/{temp} "
                             "not removed: rclone deletefile: 2026/12/05 01:00:00 NOTICE: Failed to deletefile: "
@@ -458,7 +459,7 @@ def test_a_signal_as_the_upload_s_rclone_starts_stops_it(key_file, tmp_path):
     alive = _running(int(pid))
     if alive:
         os.kill(int(pid), signal.SIGKILL)
-    assert (done.returncode, done.stdout, done.stderr, alive) == (143, b"", b"", False)
+    assert (done.returncode, done.stdout, done.stderr, alive) == (143, b"", INTERRUPTED, False)
     assert not (bucket / "up").exists() or os.listdir(bucket / "up") == []
 
 

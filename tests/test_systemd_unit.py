@@ -445,3 +445,33 @@ def test_a_variable_in_a_path_the_run_writes_is_refused(option, value):
     text = unit.render(SCRIPT, ["--dir", "/srv/$b", "--key-file", "/etc/encpipe/k"])  # a $ alone: literal in both
     assert parse(exec_start(text, "shop")[1:])["dir"] == "/srv/$b"
     assert directives(text, "ReadWritePaths") == ['"/srv/$b"']
+
+
+@pytest.mark.parametrize("args", [["--dir", "/srv/b", "--keep-daily", "14"],
+                                  ["--dir", "/srv/b", "--sign-key", "${CREDENTIALS_DIRECTORY}/encpipe-backup.sign"]])
+def test_a_unit_with_no_key_is_refused(args):
+    """Options replace the default --key-file: with none of the key options, every run
+    failed (no key configured, 78), which is not recorded as a failed attempt (the
+    metrics said the last one worked); ENCPIPE_KEY in Environment= is every user's."""
+    with pytest.raises(UsageError, match=r"^no key option: every run of the unit would fail, no key configured "
+                                         r"\(78\)$") as raised:
+        unit.render(SCRIPT, args)
+    assert raised.value.hint.startswith("add --key-file ${CREDENTIALS_DIRECTORY}/encpipe-backup.key")
+    for key in (["--key-file", "/etc/encpipe/backup.key"], ["--recipient-file", "/etc/encpipe/backup.pub"],
+                ["--passphrase-file", "${CREDENTIALS_DIRECTORY}/pass"]):
+        assert parse(exec_start(unit.render(SCRIPT, [*args, *key]), "shop")[1:])["have_key"]
+
+
+@pytest.mark.parametrize("path, said, hint", [
+    ("backup.key", "the unit runs in /, not here", "${CREDENTIALS_DIRECTORY}/NAME"),
+    ("keys/backup.key", "the unit runs in /, not here", "${CREDENTIALS_DIRECTORY}/NAME"),
+    ("%d/encpipe-backup.key", "the unit escapes %, so systemd would not read %d as the credentials directory",
+     "${CREDENTIALS_DIRECTORY}/encpipe-backup.key"),
+])
+@pytest.mark.parametrize("option", ["--key-file", "--sign-key", "--signer-file"])
+def test_a_key_file_that_is_not_an_absolute_path_or_a_credential_is_refused(option, path, said, hint):
+    """Every run read it from / (66): README's %d/pgpass is a specifier in
+    Environment=, but the unit escapes % in ExecStart=."""
+    with pytest.raises(UsageError, match=f"^{re.escape(f'{option} {path}: {said}')}$") as raised:
+        unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key", option, path])
+    assert raised.value.hint == f"give an absolute path, or a credential as {hint}"

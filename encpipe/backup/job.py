@@ -134,7 +134,7 @@ def cmd_commit(args, io):
         "bytes": head and head.bytes,
         "key_ids": head and head.key_ids,
         "slots": head and head.slots,
-        "duration_seconds": round(_duration(args), 3),
+        "duration_seconds": None,  # once the prune is done
         "globals": args["--globals-name"],
     }
     if args["--to"]:
@@ -145,7 +145,8 @@ def cmd_commit(args, io):
             io.warn(f"stale temporary objects not looked for: {e}")
     if any(args[o] is not None for o in _POLICY):
         status = _prune_after(args, io, targets, db, line) or status
-    unrecorded = _record(args, ok=not lost, size=line["bytes"])
+    line["duration_seconds"] = round(_duration(args), 3)  # the whole run's, its prune's too: the metrics' as well
+    unrecorded = _record(args, ok=not lost, size=line["bytes"], duration=line["duration_seconds"])
     if unrecorded:  # stored all the same: said, the JSON line printed, 1 as for the other steps after the rename
         io.error(f"backup written, but metrics not written: {unrecorded}", hint=unrecorded.hint)
         status = 1
@@ -263,16 +264,17 @@ def record_failed_run(words, clock=None):
     return _record(args, ok=False)
 
 
-def _record(args, ok, size=None):
-    """Record the run in --metrics-file, if given; the error (EncpipeError) that kept
-    it from being recorded, else None."""
+def _record(args, ok, size=None, duration=None):
+    """Record the run in --metrics-file, if given (`duration`, else the run's until now);
+    the error (EncpipeError) that kept it from being recorded, else None."""
     if args["--metrics-file"]:
         try:
             from . import metrics  # loaded here, its module file read: out of descriptors, not recorded either
 
             # recorded, the run's status stands (a failed run's too: its line names it), whatever signal comes
             metrics.record(args["--metrics-file"], args["--database"], ok=ok, finished=time.time(),
-                           duration=_duration(args), size=size, committed=hold_for_good)
+                           duration=_duration(args) if duration is None else duration, size=size,
+                           committed=hold_for_good)
         except EncpipeError as e:
             return e
         except OSError as e:

@@ -80,10 +80,9 @@ def read(path, lenient=False, trusted_place=False):
             raise InputUnavailable(f"cannot read {path}: {e.strerror or e}") from None
     if lenient and _not_metrics(data[:MAX_BYTES]):
         raise InvalidStream(f"{path} holds no line of Prometheus' text format (not a metrics file?); not replaced")
-    if len(data) > MAX_BYTES:
-        if not lenient:
-            raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup")
-        data = b""
+    if len(data) > MAX_BYTES:  # a run's too: before, it was rewritten with this run's samples alone
+        raise InvalidStream(f"{path} is over {MAX_BYTES >> 20} MiB: not a metrics file of encpipe-backup"
+                            + ("; not replaced" if lenient else ""))
     try:
         text = data.decode("utf-8", "replace" if lenient else "strict")
     except UnicodeDecodeError:
@@ -163,8 +162,15 @@ def render(samples):
         out += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
         for database in sorted(samples):
             if metric in samples[database]:
-                out.append(f'{metric}{{database="{_escape(database)}"}} {samples[database][metric]:.17g}')
+                out.append(f'{metric}{{database="{_escape(database)}"}} {_number(samples[database][metric])}')
     return "\n".join(out) + "\n"
+
+
+def _number(value):
+    """A sample's value as Python's shortest form gives it back (0.136, not
+    0.13600000000000001), a whole number without ".0"."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def record(path, database, *, ok, finished, duration, size=None, committed=None):
@@ -185,6 +191,10 @@ def record(path, database, *, ok, finished, duration, size=None, committed=None)
             else:
                 mine["encpipe_backup_last_size_bytes"] = size
         text = render(samples).encode("utf-8")
+        if len(text) > MAX_BYTES:  # encpipe-check would not read it (CRITICAL), nor the next run
+            raise InvalidStream(f"{path} would be over {MAX_BYTES >> 20} MiB with {len(samples)} databases' samples, "
+                                "more than encpipe-check reads; not replaced",
+                                hint="give each database, or each group of them, a metrics file of its own")
         # node_exporter's user reads it; write_atomically sets the mode whatever the umask
         write_atomically(path, lambda dst: dst.write(text), mode=0o644, committed=committed)
     return samples

@@ -119,6 +119,10 @@ def render(script, args, timeout="6h"):
     for option, path in [("--dir", o["dir"]), ("--metrics-file", metrics or ""),
                          *((f, p) for f in KEY_FILES for p in {**o["seal"], **o["signers"]}[f])]:
         _refuse_hidden(option, path)
+    if not o["have_key"]:  # every run: 78, no key (ENCPIPE_KEY in Environment= is every user's to read)
+        raise UsageError("no key option: every run of the unit would fail, no key configured (78)",
+                         hint=f"add --key-file {CREDENTIALS}encpipe-backup.key (what the unit takes without "
+                              "options), or --recipient PUBKEY")
     if not o["dir"] and not o["to"]:
         args = ["--dir", DEFAULT_DIR, *args]
     # what the run writes: DIR, the metrics file's directory (nothing on the machine with --to
@@ -174,10 +178,18 @@ def _refuse_secret_as_path(option, paths):
     `option`'s file belongs, as every run refuses it (keyargs.secret_paths): the unit
     would hold it in ExecStart=, which every user can read. An absolute path, or a
     credential's, is a path even when nothing is there yet (the key may be made after
-    the unit): no key starts with a /."""
+    the unit): no key starts with a /. Any other path is refused too: the unit runs in
+    /, and a %d/NAME is no credential (its % escaped)."""
     for path in paths:
         if not path.startswith(("/", CREDENTIALS)):
             secret_paths({option: [path]}, option)
+            # every run: 66, the file not found (the unit runs in /; % is escaped, %d is no specifier)
+            specifier = path.startswith("%d/")
+            raise UsageError(f"{option} {path}: " + ("the unit escapes %, so systemd would not read %d as the "
+                                                      "credentials directory" if specifier else
+                                                      "the unit runs in /, not here"),
+                             hint=f"give an absolute path, or a credential as {CREDENTIALS}"
+                                  f"{path[3:] if specifier else 'NAME'}")
 
 
 def _writable(option, value, directory):
