@@ -120,8 +120,12 @@ def library():
 def made_once(made, classes, chosen=None):
     """`classes[library]()` for library `chosen` (default: the cipher's, by name(),
     not imported), kept in `made`; pycryptodome's where the other's import fails:
-    the curve arithmetic of x25519.py and signing.py."""
+    the curve arithmetic of x25519.py and signing.py. A `cryptography` older than the
+    cipher takes (47) is not used for it either: before 40 it lacks public_bytes_raw,
+    and an X25519 or Ed25519 key ended in an internal error."""
     chosen = chosen or name()
+    if chosen == CRYPTOGRAPHY and not _recent_enough():
+        chosen = PYCRYPTODOME
     if chosen not in made:
         try:
             made[chosen] = classes[chosen]()

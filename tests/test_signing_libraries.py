@@ -146,3 +146,26 @@ def test_a_file_signed_under_one_library_opens_under_the_other_with_its_signer(t
         monkeypatch.setenv(aead.ENV_CIPHER, opener)
         assert ok(run(["open", "--signer", verify], sealed, {"ENCPIPE_KEY": KEY_A})) == data
     assert SigningKey(bytes(32)).verify_key.public == _library(aead.PYCRYPTODOME).public(bytes(32))
+
+
+def test_a_cryptography_older_than_the_cipher_takes_is_not_used_for_the_curves(monkeypatch):
+    """Installed but older than 47 (a distribution's, say 38, which has no
+    public_bytes_raw), `cryptography` gives the cipher to pycryptodome, and the curve
+    arithmetic too: before, an X25519 or Ed25519 key ended in an internal error."""
+    import cryptography
+
+    from encpipe import x25519
+
+    monkeypatch.delenv(aead.ENV_CIPHER, raising=False)
+    monkeypatch.setattr(cryptography, "__version__", "38.0.4")
+    for module in (signing, x25519):
+        monkeypatch.setattr(module, "_libraries", {})
+        assert type(module._library()).__name__ == "_Pycryptodome"
+    key = SigningKey(bytes(range(32)))
+    assert key.verify_key.verify(b"m", key.sign(b"m"))
+    identity = x25519.X25519Identity(bytes(32))
+    assert identity.unwrap(identity.recipient().wrap(bytes(range(32)))) == bytes(range(32))
+    monkeypatch.setattr(cryptography, "__version__", "51.0.1")
+    for module in (signing, x25519):
+        monkeypatch.setattr(module, "_libraries", {})
+        assert type(module._library()).__name__ == "_Cryptography"
