@@ -17,7 +17,8 @@ _KEY_VALUE = {"--key-file", "--key-command", "--identity", "--passphrase-file", 
               "--passphrase-command"}
 _SINGLE = {"--maintenance-db", "--globals", "--role", "--drop-pre-restore-older-than", "--threads"}
 _VALUE = _SINGLE | {"--signer", "--signer-file"} | _KEY_VALUE
-_FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--allow-unrestricted-psql", "--list-pre-restore",
+_FLAGS = {"--drop-old", "--terminate-connections", "--no-globals", "--no-create-roles", "--allow-unrestricted-psql",
+          "--list-pre-restore",
           "--progress", "-p", "--passphrase", "-h", "--help", "--allow-unauthenticated", "--allow-shared-dir"}
 # The key files encpipe-restore reads, or each encpipe it runs reads: judged by keyplace at the start.
 KEY_FILES = ("--key-file", "--identity", "--passphrase-file", "--signer-file")
@@ -97,6 +98,8 @@ def parse(argv):
         raise Failure("FILE or DBNAME is empty", 64, hint=empty_value("FILE").hint)
     if opts.get("globals") and opts.get("no_globals"):
         raise Failure("--no-globals reads no globals file: give --globals FILE or --no-globals, not both", 64)
+    if opts.get("no_create_roles") and opts.get("no_globals"):
+        raise Failure("--no-globals reads no globals file, so it creates no role: give one of them", 64)
     _key_places(opts)
     opts["signers"] = [_read_signers(s[0]) if isinstance(s, tuple) else s for s in opts["signers"]]
     return opts

@@ -16,6 +16,8 @@ Options:
                              must hold the properties of FILE's database]
   --no-globals               read no globals file: no roles created, no recorded database properties
                              (a backup made with encpipe-backup --no-globals needs it; else 66)
+  --no-create-roles          create none of the globals file's roles: one the database needs and
+                             this server lacks is refused (1); its properties are applied
   --role ROLE                restore the dump connected as ROLE, not as the connecting user
   --allow-unrestricted-psql  accept a psql without \\restrict (older than 15.14, 16.10, 17.6)
   --drop-pre-restore-older-than DAYS  drop DBNAME_pre_restore_* copies older than DAYS
@@ -82,7 +84,7 @@ class Run(Children):
         self.keyids = []  # the key checks' keyid, started (keycheck.Started), not yet asked
         self.fetched = []
         self.globals_stmts, self.globals_path = [], None
-        self.roles = Roles(self.maint, say)
+        self.roles = Roles(self.maint, say, create=not opts.get("no_create_roles"))
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
         self.globals_names = []  # the globals file's name, once it is open
 

@@ -14,8 +14,9 @@ from .pgclient import PgError, ident, literal, run_sql
 
 
 class Roles:
-    def __init__(self, maint, say):
+    def __init__(self, maint, say, create=True):
         self.maint, self.say = maint, say  # say(text, kind=None): a line on stderr
+        self.create = create  # False: --no-create-roles
         self.created, self.lacking = [], []  # lacking: tablespaces the globals file has, the server not
         self.granted = []  # (parameter, role created) of the privileges on parameters given with them
         self._names = None
@@ -38,6 +39,10 @@ class Roles:
         names = {r[0] for r in run_sql(self.maint, "SELECT name FROM pg_catalog.pg_settings;", fields=1)} \
             if granted else None  # GRANT ... ON PARAMETER refuses one the server does not know
         keep, created, skipped = pgglobals.plan(statements, self.names(), names)
+        if created and not self.create:  # dropped after the globals file's run, when a newer one was restored
+            self.say("roles of the globals file this server lacks are not created (--no-create-roles): %s"
+                     % ", ".join(created))
+            created = []
         left = pgglobals.members_left(skipped, created)
         if left:
             self.say("memberships of roles this server has are left out (each would gain the rights of a role the "
@@ -92,7 +97,7 @@ class Roles:
             raise Failure("the properties recorded for database %s hold %s; nothing was changed" % (db, e), 65,
                           pgglobals.REFUSED_HINT) from None
         existing = self.names()
-        coming = set(pgglobals.plan(statements, existing)[1]) if statements else set()
+        coming = set(pgglobals.plan(statements, existing)[1]) if statements and self.create else set()
         missing = sorted(needed - existing - coming)
         lost = sorted({s["role"] for s in props.get("settings") or [] if s.get("role")} - existing - coming)
         if lost:
@@ -100,6 +105,8 @@ class Roles:
         if missing:
             raise Failure("database %s needs role(s) this server lacks: %s; nothing was changed"
                           % (db, ", ".join(missing)), 1,
+                          "create them, or restore without --no-create-roles to take them from its globals file"
+                          if not self.create else
                           "restore them from the backup's globals file (--globals FILE), or create them")
 
     def drop_created(self):
