@@ -26,7 +26,7 @@ quoting form psql reads otherwise than this splitter, would run whole.
 import os
 import re
 
-from . import childerr, pgprops
+from . import childerr, pgencoding, pgprops
 from .backup.label import HEAD_BYTES, after_line, found
 from .backup.names import CLUSTER_DUMP
 from .errors import InvalidStream
@@ -159,7 +159,17 @@ def statements(text, path="the globals file"):
 def checked(text, path, run, say):
     """(the statements to run, the properties) of a globals file's decrypted `text`, once
     refuse_other_run (with `run`, `say`) and refuse_unplain passed (--no-globals reads none)."""
-    all_statements, props = statements(text.decode("utf-8", "replace"), "the globals file %s" % path)
+    try:
+        decoded, encoding = pgencoding.globals_text(text)
+    except UnicodeDecodeError as e:
+        raise Failure("the globals file %s is not text of the encoding it says (%s); nothing was changed"
+                      % (path, e.reason), 65, REFUSED_HINT) from None
+    all_statements, props = statements(decoded, "the globals file %s" % path)
+    if encoding:  # sent as UTF-8, which the server converts from
+        all_statements = [pgencoding.SET_UTF8 if _SET.fullmatch(s) and s.startswith("SET client_encoding") else s
+                          for s in all_statements]
+    if props:
+        props = pgencoding.readable(props, props.get("encoding"))
     refuse_other_run(props, run, path, say, labelled_run(text, path))
     refuse_unplain(all_statements, path)
     return all_statements, props

@@ -1,0 +1,84 @@
+"""Text that is not UTF-8 on the lost server: a LATIN1 cluster's roles, and a
+LATIN1 database's comment and settings in a UTF-8 cluster. pg_dumpall writes a
+globals file in the encoding it read in and says so (`SET client_encoding`); the
+properties are read in the database's own. Before, the restore decoded the file as
+UTF-8 with U+FFFD for what was not (role `Jürgen` came back as `J\ufffdrgen`,
+exit 0, and a database it owned was refused for want of `J\\xfcrgen`), and sent a
+LATIN1 comment's bytes as UTF-8 (`invalid byte sequence`, once the whole dump had
+loaded). Now both come back as they were (README "Disaster recovery")."""
+
+import json
+import os
+
+import pytest
+
+from encpipe import pgencoding
+from pgcluster import PgCluster
+from test_backup_restore import BACKUP, run, script_env
+from test_disaster_recovery_cluster import restore_argv
+
+
+def _backup(cluster, tools, key_file, directory, db):
+    proc = run([BACKUP, "--dir", str(directory), "--key-file", key_file, db], script_env(cluster, tools))
+    assert proc.returncode == 0, proc.stderr.decode()
+    return os.path.join(str(directory), json.loads(proc.stdout)["filename"])
+
+
+def _utf8(cluster, sql, db="postgres"):
+    """psql's rows of `sql`, read as UTF-8 from a session that says it is UTF-8."""
+    return cluster.psql("SET client_encoding = 'UTF8'; " + sql, db=db)
+
+
+def test_a_latin1_clusters_non_ascii_roles_come_back_as_they_were(tools, key_file, tmp_path, empty_cluster):
+    with PgCluster(encoding="LATIN1", own_initdb=True) as old:
+        _utf8(old, "CREATE ROLE \"Jürgen\" LOGIN PASSWORD 'pw'; CREATE ROLE kasse IN ROLE \"Jürgen\";"
+                   "COMMENT ON ROLE kasse IS 'Kassenbenutzer für Läden';"
+                   "CREATE DATABASE laden OWNER \"Jürgen\" TEMPLATE template0 ENCODING 'LATIN1' "
+                   "LC_COLLATE 'C' LC_CTYPE 'C';")
+        _utf8(old, "CREATE TABLE t (x text); INSERT INTO t VALUES ('Grüße')", db="laden")
+        path = _backup(old, tools, key_file, tmp_path / "b", "laden")
+    new = empty_cluster
+    proc = run(restore_argv(key_file, path, "laden"), script_env(new, tools))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "encpipe-restore: created roles: Jürgen, kasse" in proc.stderr.decode().splitlines()
+    assert _utf8(new, "SELECT rolname FROM pg_roles WHERE rolname IN ('Jürgen', 'kasse') ORDER BY 1") == \
+        "Jürgen\nkasse\n"
+    assert _utf8(new, "SELECT shobj_description('kasse'::regrole, 'pg_authid')") == "Kassenbenutzer für Läden\n"
+    assert _utf8(new, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'laden'") == "Jürgen\n"
+    assert _utf8(new, "SELECT pg_has_role('kasse', 'Jürgen', 'MEMBER')") == "t\n"
+    assert _utf8(new, "SELECT x FROM t", db="laden") == "Grüße\n"
+
+
+def test_a_latin1_databases_comment_and_settings_come_back(tools, key_file, tmp_path, empty_cluster):
+    with PgCluster(own_initdb=True) as old:
+        old.psql("CREATE ROLE app_owner; CREATE DATABASE legacy OWNER app_owner TEMPLATE template0 "
+                 "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'")
+        _utf8(old, "COMMENT ON DATABASE legacy IS 'Altsystem für Bestellungen';"
+                   "ALTER DATABASE legacy SET application_name = 'Müller-App'", db="legacy")
+        path = _backup(old, tools, key_file, tmp_path / "b", "legacy")
+    new = empty_cluster
+    proc = run(restore_argv(key_file, path, "legacy"), script_env(new, tools))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert _utf8(new, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'legacy'") \
+        == "Altsystem für Bestellungen\n"
+    assert _utf8(new, "SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                      "WHERE datname = 'legacy'") == "{application_name=Müller-App}\n"
+
+
+@pytest.mark.parametrize("raw, text, encoding", [
+    (b"SET client_encoding = 'LATIN1';\nCREATE ROLE \"J\xfcrgen\";\n", "SET client_encoding = 'LATIN1';\n"
+     "CREATE ROLE \"J\u00fcrgen\";\n", "LATIN1"),
+    (b"SET client_encoding = 'UTF8';\nCREATE ROLE \"J\xc3\xbcrgen\";\n", "SET client_encoding = 'UTF8';\n"
+     "CREATE ROLE \"J\u00fcrgen\";\n", None),
+    (b"SET client_encoding = 'SQL_ASCII';\nCREATE ROLE \"J\xfcrgen\";\n", "SET client_encoding = 'SQL_ASCII';\n"
+     "CREATE ROLE \"J\udcfcrgen\";\n", None),  # bytes of no encoding: as they are, for the server to judge
+])
+def test_a_globals_file_is_read_in_the_encoding_it_says(raw, text, encoding):
+    assert pgencoding.globals_text(raw) == (text, encoding)
+
+
+def test_properties_that_are_not_utf8_are_read_in_the_databases_encoding():
+    read = {"owner": "J\udcfcrgen", "comment": "f\u00fcr", "acl": ["=c/J\udcfcrgen"], "limit": -1}
+    assert pgencoding.readable(read, "LATIN1") == {"owner": "Jürgen", "comment": "für", "acl": ["=c/Jürgen"],
+                                                   "limit": -1}
+    assert pgencoding.readable(read, "UTF8") == read and pgencoding.readable(read, "SQL_ASCII") == read
