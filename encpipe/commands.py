@@ -352,8 +352,8 @@ def cmd_rewrap(args, io):
                                       replaces=before, allow_shared=args["--allow-shared-dir"],
                                       committed=hold_for_good,  # FILE rewrapped: 0, whatever signal comes now
                                       **rewrap_keeps(src.fileno(), before, path))  # its owner, mode, ACL, time
-        if links_left(path, before, "rewrap"):
-            io.warn(links_left(path, before, "rewrap"))
+        if left := links_left(path, before.st_nlink, "rewrap"):
+            io.warn(left)
     _finish(reporter)
     return 0
 

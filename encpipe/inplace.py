@@ -71,12 +71,13 @@ def rewrap_keeps(fd, info, path):
     return {**kept(fd, info), "times_ns": (info.st_atime_ns, info.st_mtime_ns + 1_000_000_000)}
 
 
-def links_left(path, info, tool):
-    """The warning for a file (`info`, its os.stat) that has other hard links: the new
-    file takes its name only, so they keep the old one, with every slot `tool` removed
-    from it (a retired key still opens them); else None."""
-    others = info.st_nlink - 1
+def links_left(path, links, tool, kept=None):
+    """The warning for a file with `links` hard links (its st_nlink) when that is more
+    than one: the new file takes its name only, so the others keep the old one, with
+    every slot `tool` removed from it (a retired key still opens them), or as `kept`
+    says; else None."""
+    others = links - 1
     if others < 1:
         return None
     return (f"{path}: {others} other hard link{'s' * (others > 1)} to it keep{'s' * (others == 1)} the file as it "
-            f"was, with every slot {tool} removed: {tool} replaces this name only")
+            f"was, {kept or f'with every slot {tool} removed'}: {tool} replaces this name only")

@@ -88,7 +88,7 @@ from .shown import json_value
 from .sigdefer import Commit, held
 from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
-from .inplace import kept, not_a_leftover, owner_not_kept
+from .inplace import kept, links_left, not_a_leftover, owner_not_kept
 from .keyplace import refuse_replaceable
 from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
@@ -159,6 +159,7 @@ def options(args, names):
 class Migration(Children):
     def __init__(self, args, env):
         self.args, self.directory = args, args.dir
+        self.kept_before = set()  # NAMEs whose NAME.legacy an interrupted run had made (keep)
         self.secrets = FdSecrets(vars(args), SECRET_FILES)  # one on standard input: 64 first
         # once, not once per file
         warn_secret_modes([p for o in SECRET_FILES for p in getattr(args, o)], warn, self.secrets.others_bits)
@@ -287,6 +288,10 @@ class Migration(Children):
                  "encpipe-restore refuses it (67) without --allow-unauthenticated; add --key-file or "
                  "--passphrase-file, or give --sign-key")
             line["sender_authenticated"] = False
+        links = info.st_nlink - (name in self.kept_before)  # NAME.legacy of an interrupted run's: wanted
+        if left := links_left(name, links, "migrate", "in the previous tool's format (its old secret opens them)"):
+            warn(left)
+            line["other_links"] = links - 1
         return {**line, "status": "migrated", "plaintext_bytes": plaintext, "kept": kept}
 
     def convert(self, path, name, info, plaintext, committed):
@@ -320,6 +325,7 @@ class Migration(Children):
             why = f"{kept} is not the file being converted: {name} changed meanwhile; nothing was replaced", 75
         except FileExistsError:  # an interrupted run may have linked it already
             why = f"{kept} already exists and is another file", 73
+            self.kept_before.add(name)  # one of NAME's links before this run, kept on purpose
         if not safefile.same_file(os.stat(kept, dir_fd=dir_fd, follow_symlinks=False), info):
             raise Failure(*why)
         return kept

@@ -236,8 +236,8 @@ class Rotation:
             many = len(dropped) > 1
             warn(f"{path}: the signature{'s' * many} by {', '.join(dropped)} {'were' if many else 'was'} dropped")
             extra["dropped_signatures"] = dropped
-        if links_left(path, inspected, "rotate"):
-            warn(links_left(path, inspected, "rotate"))
+        if left := links_left(path, inspected.st_nlink, "rotate"):
+            warn(left)
             extra["other_links"] = inspected.st_nlink - 1
         if raw and after.get("sender_authenticated") is False and not after.get("signed_by"):
             warn(f"{path}: the rotated file's maker is not authenticated (only an x25519 identity of --new-key-file "

@@ -10,7 +10,7 @@ import json
 import os
 
 from pgcluster import PgCluster
-from test_backup_restore import BACKUP, run, script_env
+from test_backup_restore import BACKUP, RESTORE, run, script_env
 from test_disaster_recovery_cluster import restore_argv
 
 ROLES = "SELECT rolname FROM pg_roles WHERE rolname IN ('alice', 'bob', 'contractor', 'gone') ORDER BY 1"
@@ -73,4 +73,15 @@ def test_no_create_roles_and_no_globals_are_not_given_together(pg, tools, key_fi
     assert (proc.returncode, proc.stdout) == (64, b"")
     assert proc.stderr.decode() == ("encpipe-restore: error: --no-globals reads no globals file, so it creates no "
                                     "role: give one of them\n"
+                                    "encpipe-restore: hint: see encpipe-restore --help\n")
+
+
+def test_an_empty_passphrase_file_is_refused_before_the_server_is_reached(pg, tools, tmp_path):
+    empty = tmp_path / "empty.pass"
+    empty.write_bytes(b"\n")
+    empty.chmod(0o600)
+    proc = run([RESTORE, "--passphrase-file", str(empty), "--", str(tmp_path / "x_20250101T000000Z.sql.enc"), "x"],
+               script_env(pg, tools))
+    assert (proc.returncode, proc.stdout) == (64, b"")
+    assert proc.stderr.decode() == (f"encpipe-restore: error: --passphrase-file: {empty}: the passphrase is empty\n"
                                     "encpipe-restore: hint: see encpipe-restore --help\n")

@@ -392,3 +392,46 @@ def test_a_legacy_file_with_a_name_near_the_limit_is_migrated(tmp_path, keys):
     by_name = {line["file"]: line for line in lines}
     assert (status, by_name[name]["status"]) == (0, "migrated"), (lines, err)
     assert_converted(directory, expected, before)
+
+
+def test_a_hard_link_elsewhere_keeps_the_old_format_and_is_said(tmp_path, keys):
+    """Another link to an old file (a snapshot's) keeps it in the previous tool's
+    format, which its old key or passphrase opens: said, as rotate and rewrap say it.
+    NAME.legacy of --keep-originals is no such link (an interrupted run's included)."""
+    directory = tmp_path / "backups"
+    make_backups(directory, FEW, python_made=False)
+    snapshot_dir = tmp_path / "snapshot"
+    snapshot_dir.mkdir()
+    os.link(directory / "a_backup.sql.enc", snapshot_dir / "a_backup.sql.enc")
+    old = (snapshot_dir / "a_backup.sql.enc").read_bytes()
+    status, lines, err = migrate(directory, keys=keys)
+    assert status == 0, err
+    by_name = {line["file"]: line for line in lines}
+    assert by_name["a_backup.sql.enc"]["other_links"] == 1
+    assert all("other_links" not in line for name, line in by_name.items() if name != "a_backup.sql.enc")
+    assert err == ("encpipe-migrate: warning: a_backup.sql.enc: 1 other hard link to it keeps the file as it was, "
+                   "in the previous tool's format (its old secret opens them): migrate replaces this name only\n")
+    assert (snapshot_dir / "a_backup.sql.enc").read_bytes() == old
+    kept_dir = tmp_path / "kept"
+    make_backups(kept_dir, FEW, python_made=False)
+    os.link(kept_dir / "a_backup.sql.enc", kept_dir / "a_backup.sql.enc.legacy")  # an interrupted run's
+    status, lines, err = migrate(kept_dir, "--keep-originals", keys=keys)
+    assert (status, err) == (0, "")
+    assert all("other_links" not in line for line in lines)
+
+
+@pytest.mark.parametrize("content", ["", "\n", "\r\n"])
+@pytest.mark.parametrize("side", ["--legacy-passphrase-file", "--passphrase-file"])
+def test_an_empty_passphrase_file_is_refused_once_before_any_file(tmp_path, keys, side, content):
+    """Before: one failed line per file (encpipe refuses an empty passphrase, 64), and
+    exit 0 once no file needed converting."""
+    directory = tmp_path / "backups"
+    make_backups(directory, FEW, python_made=False)
+    before = snapshot(directory)
+    empty = secret_file(tmp_path, "empty.pass", content)
+    argv = ["--legacy-key-file", keys["old_key"], "--key-file", keys["new_key"]] if side == "--legacy-passphrase-file" \
+        else ["--legacy-key-file", keys["old_key"], "--work-factor", "10"]
+    status, lines, err = migrate(directory, *argv, side, empty)
+    assert (status, lines) == (64, [])
+    assert err == f"encpipe-migrate: error: {side}: {empty}: the passphrase is empty\n"
+    assert snapshot(directory) == before
