@@ -130,6 +130,8 @@ def made_once(made, classes, chosen=None):
         try:
             made[chosen] = classes[chosen]()
         except ImportError:
+            if chosen == PYCRYPTODOME:  # the required library: no other to fall back to
+                raise
             made[chosen] = made_once(made, classes, PYCRYPTODOME)
     return made[chosen]
 

@@ -187,10 +187,10 @@ def _openable(path, option):
         raise unreadable(f"{option}: cannot read {path}: {e.strerror or e}", e) from None
     if stat.S_ISREG(info.st_mode) and info.st_size > MAX_SECRET_BYTES:
         raise UsageError(f"{option}: {path}: more than {MAX_SECRET_BYTES} bytes; not a key or passphrase source")
-    if stat.S_ISREG(info.st_mode) and info.st_size <= 2:  # as encpipe reads it: trailing CR and LF dropped
+    if stat.S_ISREG(info.st_mode) and info.st_size <= 64:  # as encpipe reads it: trailing CR and LF dropped
         try:
             with open(path, "rb") as f:
-                empty = not f.read(3).rstrip(b"\r\n")
+                empty = not f.read(65).rstrip(b"\r\n")
         except OSError as e:
             raise unreadable(f"{option}: cannot read {path}: {e.strerror or e}", e) from None
         if empty:  # each encpipe it runs would refuse it, file after file (64)

@@ -37,6 +37,17 @@ NO_TIMEOUTS = ("SELECT 1 FROM (SELECT name FROM pg_catalog.pg_settings WHERE nam
                "WHERE pg_catalog.set_config(s.name, '0', false) IS NULL;")
 SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
                  "SET client_min_messages = warning;\nSET lock_timeout = '%s';\n%s" % (LOCK_TIMEOUT, NO_TIMEOUTS))
+# A restore's sessions speak UTF-8 whatever the server's encoding (pgencoding), but for a
+# SQL_ASCII server, whose bytes are of no encoding (as UTF-8, a name's 0xff was refused);
+# no row is printed. A backup's read as the server gives them (pgprops).
+UTF8_SESSIONS = ("SELECT 1 FROM (SELECT 1 WHERE pg_catalog.current_setting('server_encoding') <> 'SQL_ASCII' "
+                 "OFFSET 0) AS s WHERE pg_catalog.set_config('client_encoding', 'UTF8', false) IS NULL;")
+_setup = [SESSION_SETUP]
+
+
+def speak_utf8():
+    """From now on, every session of run_sql and Session speaks UTF-8 (UTF8_SESSIONS)."""
+    _setup[:] = [SESSION_SETUP + "\n" + UTF8_SESSIONS]
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
 
@@ -119,7 +130,7 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
     if single_transaction:
         extra.insert(0, "--single-transaction")
-    text = "%s\n%s\n" % (SESSION_SETUP, sql)
+    text = "%s\n%s\n" % (_setup[0], sql)
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
     env, own = client_env(user), {}
@@ -233,7 +244,8 @@ class Session:
             self.proc = sigthreads.popen(psql_args(self.db, "-A", "-t"), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=client_env())
         try:
-            self.proc.stdin.write(NO_TIMEOUTS.encode() + b"\n")  # held for the whole run: no idle timeout ends it
+            setup = NO_TIMEOUTS + ("\n" + UTF8_SESSIONS if _setup[0] != SESSION_SETUP else "")
+            self.proc.stdin.write(setup.encode() + b"\n")  # held for the whole run: no idle timeout ends it
         except OSError:
             pass  # its psql gone: the first ask() says so
 

@@ -3,9 +3,11 @@ PostgreSQL wrote them in.
 
 pg_dumpall writes a globals file in the encoding of the database it read from, and
 says which (`SET client_encoding = 'LATIN1';`): psql, fed the file, sends its bytes
-as they are and the server converts them. A restore sends its statements as UTF-8,
-so it decodes the file by what it says and says UTF-8 instead: before, a LATIN1
-cluster's role `Jürgen` came back as `J\ufffdrgen`, exit 0. The properties
+as they are and the server converts them. Every session of a restore speaks UTF-8
+(pgclient.speak_utf8; a SQL_ASCII server's excepted), so it decodes the file by what it says and says
+UTF-8 instead: before, a LATIN1 cluster's role `Jürgen` came back as `J\ufffdrgen`,
+exit 0. An encoding whose text Python does not read as PostgreSQL does (EUC_JP's
+wave dash, say) is refused when the file holds text that is not ASCII. The properties
 (pgprops) are read connected to the database itself, and a shared catalog's text
 (its comment, a setting, a role's name) comes as the server stored it: UTF-8 when it
 is, else taken as the database's encoding (a LATIN1 database's comment `für` was
@@ -14,7 +16,9 @@ refused, `invalid byte sequence for encoding "UTF8"`, once the whole dump had lo
 
 import re
 
-# PostgreSQL's encodings (pg_encoding_to_char) whose bytes Python's codecs read.
+# PostgreSQL's encodings whose text Python's codecs read exactly as PostgreSQL converts
+# it, and in which every ASCII byte is that character (no byte of a multi-byte character
+# is ASCII): the others (EUC_JP, EUC_KR, SJIS, BIG5, ...) map some characters otherwise.
 CODECS = {
     "UTF8": "utf-8", "LATIN1": "iso8859-1", "LATIN2": "iso8859-2", "LATIN3": "iso8859-3", "LATIN4": "iso8859-4",
     "LATIN5": "iso8859-9", "LATIN6": "iso8859-10", "LATIN7": "iso8859-13", "LATIN8": "iso8859-14",
@@ -22,30 +26,35 @@ CODECS = {
     "ISO_8859_7": "iso8859-7", "ISO_8859_8": "iso8859-8", "KOI8R": "koi8-r", "KOI8U": "koi8-u",
     "WIN866": "cp866", "WIN874": "cp874", "WIN1250": "cp1250", "WIN1251": "cp1251", "WIN1252": "cp1252",
     "WIN1253": "cp1253", "WIN1254": "cp1254", "WIN1255": "cp1255", "WIN1256": "cp1256", "WIN1257": "cp1257",
-    "WIN1258": "cp1258", "EUC_JP": "euc_jp", "EUC_JIS_2004": "euc_jis_2004", "EUC_KR": "euc_kr",
-    "EUC_CN": "gb2312", "SJIS": "shift_jis", "SHIFT_JIS_2004": "shift_jis_2004", "BIG5": "big5", "GBK": "gbk",
-    "GB18030": "gb18030", "UHC": "cp949", "JOHAB": "johab",
+    "WIN1258": "cp1258", "EUC_CN": "gb2312",
 }
 _CLIENT_ENCODING = re.compile(rb"^SET client_encoding = '([A-Za-z0-9_]+)';\r?$", re.M)
 SET_UTF8 = "SET client_encoding = 'UTF8';"
 
 
+class Unconverted(ValueError):
+    """A globals file in an encoding encpipe does not convert, with text that is not ASCII."""
+
+
 def codec(encoding):
     """Python's codec for PostgreSQL's `encoding`, or None (SQL_ASCII: bytes of no
-    encoding; or one Python has none for)."""
+    encoding; or one not in CODECS)."""
     return CODECS.get((encoding or "").upper())
 
 
 def globals_text(raw):
-    """(text, the encoding it was in, when not UTF-8) of a globals file's bytes `raw`.
-    UnicodeDecodeError when they are not text of the encoding they say. Bytes of no
-    known encoding (SQL_ASCII, UTF-8 that is not) are kept as they are (surrogateescape),
-    for the server to take or refuse."""
+    """(text, the encoding it was in, when it was converted) of a globals file's bytes
+    `raw`. UnicodeDecodeError when they are not text of the encoding they say;
+    Unconverted for text that is not ASCII in an encoding not in CODECS. UTF-8, and
+    SQL_ASCII's bytes of no encoding, are kept as they are (surrogateescape), for the
+    server to take or refuse."""
     said = _CLIENT_ENCODING.search(raw)
-    name = codec(said[1].decode("ascii")) if said else None
-    if name in (None, "utf-8"):
+    encoding = said[1].decode("ascii").upper() if said else "UTF8"
+    if encoding in ("UTF8", "SQL_ASCII") or raw.isascii():
         return raw.decode("utf-8", "surrogateescape"), None
-    return raw.decode(name), said[1].decode("ascii")
+    if encoding not in CODECS:
+        raise Unconverted(encoding)
+    return raw.decode(CODECS[encoding]), encoding
 
 
 def readable(value, encoding):

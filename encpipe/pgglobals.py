@@ -164,6 +164,11 @@ def checked(text, path, run, say):
     except UnicodeDecodeError as e:
         raise Failure("the globals file %s is not text of the encoding it says (%s); nothing was changed"
                       % (path, e.reason), 65, REFUSED_HINT) from None
+    except pgencoding.Unconverted as e:
+        raise Failure("the globals file %s is in %s, which encpipe-restore does not convert, and holds text that is "
+                      "not ASCII; nothing was changed" % (path, e), 65,
+                      "create its roles from it with psql (encpipe open FILE | psql), then restore with "
+                      "--no-create-roles") from None
     all_statements, props = statements(decoded, "the globals file %s" % path)
     if encoding:  # sent as UTF-8, which the server converts from
         all_statements = [pgencoding.SET_UTF8 if _SET.fullmatch(s) and s.startswith("SET client_encoding") else s

@@ -55,7 +55,7 @@ from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open
 from .pgcli import PROG, Failure, open_failure_hint, parse, say, utf8_name
-from .pgclient import PgError, ident, literal, password_hint, run_sql
+from .pgclient import PgError, ident, literal, password_hint, run_sql, speak_utf8
 from .pgrestorechild import Children
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, restricted_psql
@@ -306,6 +306,10 @@ def main(argv=None):
         opts = parse(sys.argv[1:] if argv is None else argv)
         if opts.get("help") or opts.get("h"):
             return print_text(PROG, __doc__.strip())
+        # every session of the run speaks UTF-8, whatever the server's encoding (the dump's own
+        # SET client_encoding, and pg_restore's, hold for its load): names read and written
+        # are one text (pgencoding), never a LATIN1 server's bytes taken for UTF-8's
+        speak_utf8()
         run = Run(opts)
         try:
             return run.main()

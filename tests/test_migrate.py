@@ -420,7 +420,7 @@ def test_a_hard_link_elsewhere_keeps_the_old_format_and_is_said(tmp_path, keys):
     assert all("other_links" not in line for line in lines)
 
 
-@pytest.mark.parametrize("content", ["", "\n", "\r\n"])
+@pytest.mark.parametrize("content", ["", "\n", "\r\n", "\n\n\r\n\n"])
 @pytest.mark.parametrize("side", ["--legacy-passphrase-file", "--passphrase-file"])
 def test_an_empty_passphrase_file_is_refused_once_before_any_file(tmp_path, keys, side, content):
     """Before: one failed line per file (encpipe refuses an empty passphrase, 64), and

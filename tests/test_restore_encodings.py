@@ -82,3 +82,32 @@ def test_properties_that_are_not_utf8_are_read_in_the_databases_encoding():
     assert pgencoding.readable(read, "LATIN1") == {"owner": "Jürgen", "comment": "für", "acl": ["=c/Jürgen"],
                                                    "limit": -1}
     assert pgencoding.readable(read, "UTF8") == read and pgencoding.readable(read, "SQL_ASCII") == read
+
+
+def test_a_latin1_cluster_restored_onto_a_latin1_cluster(tools, key_file, tmp_path):
+    """The new server as the lost one was made (initdb -E LATIN1): before, the roles
+    were created right but every other session read and wrote LATIN1, so the scratch
+    database's owner was not found (1), and the roles dropped again were not: a login
+    left, `dropped the roles this restore had created again` said all the same."""
+    with PgCluster(encoding="LATIN1", own_initdb=True) as old:
+        _utf8(old, "CREATE ROLE \"Jürgen\" LOGIN PASSWORD 'pw'; CREATE DATABASE laden OWNER \"Jürgen\"")
+        _utf8(old, "CREATE TABLE t (x text); INSERT INTO t VALUES ('Grüße')", db="laden")
+        path = _backup(old, tools, key_file, tmp_path / "b", "laden")
+    with PgCluster(encoding="LATIN1", own_initdb=True) as new:
+        proc = run(restore_argv(key_file, path, "laden"), script_env(new, tools))
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "encpipe-restore: created roles: Jürgen" in proc.stderr.decode().splitlines()
+        assert _utf8(new, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'laden'") == "Jürgen\n"
+        assert _utf8(new, "SELECT x FROM t", db="laden") == "Grüße\n"
+        proc = run(restore_argv(key_file, path, "laden"), script_env(new, tools))  # in place: the role is there
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert _utf8(new, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'J%rgen'") == "1\n"
+
+
+@pytest.mark.parametrize("raw", [b"SET client_encoding = 'EUC_JP';\nCREATE ROLE \"\xa1\xc1\";\n",
+                                 b"SET client_encoding = 'SJIS';\nCREATE ROLE \"\x81\x60\";\n"])
+def test_an_encoding_python_reads_otherwise_is_refused_when_not_ascii(raw):
+    with pytest.raises(pgencoding.Unconverted):
+        pgencoding.globals_text(raw)
+    ascii_only = raw.split(b"\n")[0] + b"\nCREATE ROLE app;\n"
+    assert pgencoding.globals_text(ascii_only) == (ascii_only.decode(), None)

@@ -123,7 +123,7 @@ def test_stderr_closed_keeps_the_status(backups):
     ("encpipe-prune", ["--keep-last", "1", "--dry-run", "DIR"]),
     ("encpipe-check", ["--max-age", "100000", "DIR"]),
     ("encpipe-backup", ["--help"]),
-    ("encpipe-backup", ["--systemd-unit", "--dir", "/var/backups/encpipe"]),  # a database: the instance (%I)
+    ("encpipe-backup", ["--systemd-unit", "--dir", "/var/backups/encpipe", "--key-file", "/etc/encpipe/backup.key"]),  # a database: the instance (%I)
     ("encpipe-restore", ["--help"]),
     ("encpipe-migrate", ["--help"]),
     ("encpipe-rotate", ["--help"]),
