@@ -18,7 +18,10 @@ VENV_BASH = Path(__file__).resolve().parent.parent / "scripts" / "lib" / "venv.b
 def interrupted(script, root, fifo, env):
     """bash -c `script` (venv.bash as $1, `root` as $2) in a process group of its own,
     Ctrl-C'd (SIGINT to the whole group) once its stand-in opened `fifo`: (the
-    process, its standard output, its standard error)."""
+    process, its standard output, its standard error). The stand-in then sleeps in
+    a loop, where Python handles a SIGINT at once: held in a read of the FIFO, a
+    SIGINT that came between its open and its read was handled only after the read,
+    which never ended (a CI run under load timed out)."""
     proc = subprocess.Popen(["bash", "-c", script, "t", str(VENV_BASH), str(root)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
@@ -52,9 +55,11 @@ def test_ctrl_c_while_the_checkout_compiles_ends_the_set_up(tmp_path):
     os.mkfifo(fifo)
     stand_in = root / ".venv" / "bin" / "python"
     stand_in.write_text(f"#!{sys.executable}\n"
-                        "import sys\n"
+                        "import sys, time\n"
                         "try:\n"
-                        f"    open({str(fifo)!r}, 'rb').read()\n"
+                        f"    held = open({str(fifo)!r}, 'rb')\n"
+                        "    while True:  # not a read: a SIGINT come before it began would never end it\n"
+                        "        time.sleep(0.05)\n"
                         "except KeyboardInterrupt:\n"
                         "    sys.exit(1)  # compileall's main(): '[interrupted]', False\n")
     stand_in.chmod(0o755)
@@ -76,9 +81,11 @@ def test_ctrl_c_while_the_venv_is_made_shows_no_traceback(tmp_path):
     os.mkfifo(fifo)
     stand_in = bindir / "python3"
     stand_in.write_text(f"#!{sys.executable}\n"
-                        "import os, signal, sys\n"
+                        "import os, signal, sys, time\n"
                         "try:\n"
-                        f"    open({str(fifo)!r}, 'rb').read()\n"
+                        f"    held = open({str(fifo)!r}, 'rb')\n"
+                        "    while True:  # not a read: a SIGINT come before it began would never end it\n"
+                        "        time.sleep(0.05)\n"
                         "except KeyboardInterrupt:\n"
                         "    print('Traceback (most recent call last):\\nKeyboardInterrupt', file=sys.stderr)\n"
                         "    signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
