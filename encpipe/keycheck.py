@@ -177,21 +177,20 @@ def _read_ahead(path):
 def _openable(path, option):
     if path in ("-", "/dev/stdin") or FD_PATH.fullmatch(path):  # standard input; a descriptor (FdSecrets's)
         return
+    short = b"-"  # what a short regular file holds, read once it is opened (else not empty)
     try:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(21, os.strerror(21))
         if stat.S_ISREG(info.st_mode):  # not a FIFO or device: opening one may take or block what it holds
-            os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY))
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+            try:
+                short = os.read(fd, 65) if info.st_size <= 64 else short
+            finally:
+                os.close(fd)
     except OSError as e:
         raise unreadable(f"{option}: cannot read {path}: {e.strerror or e}", e) from None
     if stat.S_ISREG(info.st_mode) and info.st_size > MAX_SECRET_BYTES:
         raise UsageError(f"{option}: {path}: more than {MAX_SECRET_BYTES} bytes; not a key or passphrase source")
-    if stat.S_ISREG(info.st_mode) and info.st_size <= 64:  # as encpipe reads it: trailing CR and LF dropped
-        try:
-            with open(path, "rb") as f:
-                empty = not f.read(65).rstrip(b"\r\n")
-        except OSError as e:
-            raise unreadable(f"{option}: cannot read {path}: {e.strerror or e}", e) from None
-        if empty:  # each encpipe it runs would refuse it, file after file (64)
-            raise UsageError(f"{option}: {path}: the passphrase is empty")
+    if not short.rstrip(b"\r\n"):  # as encpipe reads it, trailing CR and LF dropped: every encpipe it runs
+        raise UsageError(f"{option}: {path}: the passphrase is empty")  # would refuse it, file after file (64)

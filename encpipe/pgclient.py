@@ -42,12 +42,13 @@ SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings
 # no row is printed. A backup's read as the server gives them (pgprops).
 UTF8_SESSIONS = ("SELECT 1 FROM (SELECT 1 WHERE pg_catalog.current_setting('server_encoding') <> 'SQL_ASCII' "
                  "OFFSET 0) AS s WHERE pg_catalog.set_config('client_encoding', 'UTF8', false) IS NULL;")
-_setup = [SESSION_SETUP]
+_more_setup = ""  # UTF8_SESSIONS, once speak_utf8() was called
 
 
 def speak_utf8():
     """From now on, every session of run_sql and Session speaks UTF-8 (UTF8_SESSIONS)."""
-    _setup[:] = [SESSION_SETUP + "\n" + UTF8_SESSIONS]
+    global _more_setup
+    _more_setup = "\n" + UTF8_SESSIONS
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
 
@@ -130,7 +131,7 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
     if single_transaction:
         extra.insert(0, "--single-transaction")
-    text = "%s\n%s\n" % (_setup[0], sql)
+    text = "%s%s\n%s\n" % (SESSION_SETUP, _more_setup, sql)
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
     env, own = client_env(user), {}
@@ -244,8 +245,7 @@ class Session:
             self.proc = sigthreads.popen(psql_args(self.db, "-A", "-t"), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=client_env())
         try:
-            setup = NO_TIMEOUTS + ("\n" + UTF8_SESSIONS if _setup[0] != SESSION_SETUP else "")
-            self.proc.stdin.write(setup.encode() + b"\n")  # held for the whole run: no idle timeout ends it
+            self.proc.stdin.write((NO_TIMEOUTS + _more_setup).encode() + b"\n")  # held for the whole run: no idle timeout ends it
         except OSError:
             pass  # its psql gone: the first ask() says so
 

@@ -61,16 +61,18 @@ def readable(value, encoding):
     """`value` (properties: dicts, lists, strings) with each string that is not UTF-8,
     as read (surrogateescape), decoded as `encoding`'s text instead."""
     name = codec(encoding)
-    if name in (None, "utf-8"):
-        return value
-    if isinstance(value, dict):
-        return {key: readable(item, encoding) for key, item in value.items()}
-    if isinstance(value, list):
-        return [readable(item, encoding) for item in value]
-    if isinstance(value, str):
-        raw = value.encode("utf-8", "surrogateescape")
+
+    def read(item):
+        if isinstance(item, dict):
+            return {key: read(each) for key, each in item.items()}
+        if isinstance(item, list):
+            return [read(each) for each in item]
+        if not isinstance(item, str):
+            return item
+        raw = item.encode("utf-8", "surrogateescape")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             return raw.decode(name, "surrogateescape")
-    return value
+
+    return value if name in (None, "utf-8") else read(value)

@@ -171,7 +171,7 @@ def checked(text, path, run, say):
                       "--no-create-roles") from None
     all_statements, props = statements(decoded, "the globals file %s" % path)
     if encoding:  # sent as UTF-8, which the server converts from
-        all_statements = [pgencoding.SET_UTF8 if _SET.fullmatch(s) and s.startswith("SET client_encoding") else s
+        all_statements = [pgencoding.SET_UTF8 if (m := _SET.fullmatch(s)) and m[1] == "client_encoding" else s
                           for s in all_statements]
     if props:
         props = pgencoding.readable(props, props.get("encoding"))
