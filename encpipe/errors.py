@@ -118,6 +118,8 @@ def ran_out(e):
         return f"out of system resources: {e.strerror}"
     if isinstance(e, RuntimeError) and str(e) == "can't start new thread":
         return "out of system resources: cannot start a thread"
+    if isinstance(e, RuntimeError) and str(e) == "can't allocate lock":  # _thread's, as an import makes its lock
+        return "out of memory"
     if isinstance(e, ImportError) and any(w in str(e).lower() for w in _UNMAPPED) and not str(e).endswith(_NOT_MEMORY):
         return "out of memory"  # a library that cannot be loaded for want of memory
     if isinstance(e, (SystemError, RuntimeError)) and (e.__cause__ or e.__context__):  # the interpreter's, or

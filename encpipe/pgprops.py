@@ -75,17 +75,21 @@ def free(maintenance_db, name, terminate=False, tries=10):
     """state() once database `name` has no session (or any, with `terminate`: the swap ends
     them), prepared transaction, enabled subscription or logical replication slot (it stays
     with the database the swap renames, and a DROP of that copy, --drop-old's, drops it
-    unsaid: the consumer's place in the stream is lost), asked up to `tries` times 0.3 s
-    apart; else Failure (75). No session holds a prepared transaction, and a subscription's
-    worker, ended, comes back at once: --terminate-connections ends neither. The restore's first
-    psql: one that cannot connect (no password given, say) is Failure, nothing changed."""
+    unsaid: the consumer's place in the stream is lost); else Failure (75). Sessions are
+    asked after up to `tries` times 0.3 s apart (one may be ending); the others at once:
+    none of them goes by itself. No session holds
+    a prepared transaction, and a subscription's worker, ended, comes back at once:
+    --terminate-connections ends neither. The restore's first psql: one that cannot
+    connect (no password given, say) is Failure, nothing changed."""
     for _ in range(tries):
         try:
             now = state(maintenance_db, name)
         except PgError as e:
             raise Failure("%s; nothing was changed" % e, e.status) from None  # its hint: the restore's, as any
         (prepared, subscriptions, slots), busy = now[2], now[1]
-        if not prepared and not subscriptions and not slots and (not busy or terminate):
+        if prepared or subscriptions or slots:
+            break
+        if not busy or terminate:
             return now
         time.sleep(0.3)
     if prepared:

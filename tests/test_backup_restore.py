@@ -56,7 +56,11 @@ def script_env(pg, tools, **extra):
     for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
         env[name] = pg.env[name]
     env["PATH"] = os.pathsep.join([str(tools), pg.bindir, os.path.dirname(sys.executable), env["PATH"]])
-    env["ENCPIPE_PYTHON"] = sys.executable
+    # From a checkout the scripts run the python3 on PATH: this Python when it is the python3 beside
+    # it (a venv's), found first; else named (whose probe, encpipe-sh-setup's, costs a start-up per run).
+    beside = os.path.join(os.path.dirname(sys.executable), "python3")
+    if not (os.path.exists(beside) and os.path.samefile(beside, sys.executable)):
+        env["ENCPIPE_PYTHON"] = sys.executable
     env.update(extra)
     return env
 

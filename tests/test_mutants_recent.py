@@ -277,6 +277,9 @@ def _raised_from(cause, kind=SystemError, words="error return without exception 
     (OSError(errno.ENOSPC, "No space left on device"), None),  # the run's own error (74 too), not a resource
     (RuntimeError("can't start new thread"), "out of system resources: cannot start a thread"),
     (RuntimeError("something else"), None),
+    # a lock that cannot be had (the import system's, as a thread imports under an address-space
+    # limit: a backup's globals were `internal error`, 70, with nothing recorded)
+    (RuntimeError("can't allocate lock"), "out of memory"),
     (ImportError("_ssl.so: failed to map segment from shared object"), "out of memory"),
     (ImportError("_ssl.so: failed to map segment from shared object: Operation not permitted"), None),  # noexec
     (ImportError("_ssl.so: failed to map segment from shared object: Permission denied"), None),
