@@ -14,7 +14,7 @@ import os
 import stat
 
 from .errors import UnsafeDirectory
-from .safefile import NO_ACL, access_acl
+from .safefile import NO_ACL, absolute, access_acl
 
 
 def kept(fd, info):
@@ -65,7 +65,7 @@ def rewrap_keeps(fd, info, path):
     more, as rotate's; UnsafeDirectory (73), nothing written, where the caller could not
     keep its owner or group (rotate's rule). Before, FILE came out root's or the
     caller's, mode 0600, its time now: its owner and its group's readers lost it."""
-    refused = owner_not_kept(info, os.stat(os.path.dirname(os.path.abspath(path))), "rewrap", "rewrapped")
+    refused = owner_not_kept(info, os.stat(os.path.dirname(absolute(path))), "rewrap", "rewrapped")
     if refused:
         raise UnsafeDirectory(f"{path}: {refused}")
     return {**kept(fd, info), "times_ns": (info.st_atime_ns, info.st_mtime_ns + 1_000_000_000)}

@@ -13,9 +13,9 @@ from .stdio import write_whole
 
 def cmd_keygen(args, io):
     if args["--output"]:  # a secret key where another user could swap it: 73, as for seal -o
-        from .safefile import check_directory
+        from .safefile import absolute, check_directory
 
-        directory = os.path.dirname(os.path.abspath(args["--output"]))
+        directory = os.path.dirname(absolute(args["--output"]))
         if os.path.isdir(directory):
             check_directory(directory, args["--allow-shared-dir"])
     if args["--sign"]:
@@ -94,9 +94,9 @@ def _write_new_secret_file(path, text):
         if isinstance(e, OSError):
             raise IOFailure(f"cannot write {path}: {e.strerror or e}") from None
         raise
-    from .safefile import fsync_directory
+    from .safefile import absolute, fsync_directory
 
-    fsync_directory(os.path.dirname(os.path.abspath(path)))
+    fsync_directory(os.path.dirname(absolute(path)))
     return made
 
 

@@ -205,7 +205,7 @@ class Rotation:
                 return self.fail(path, "rewrap", Failure("a version 1 file carries no signature and cannot be "
                                                          "signed; left alone", 67))
             try:  # as the rename's step checks it (before, `would-rotate`, then 73)
-                safefile.check_open_directory(dir_fd, os.path.dirname(os.path.abspath(path)),
+                safefile.check_open_directory(dir_fd, os.path.dirname(safefile.absolute(path)),
                                               self.options.allow_shared_dir)
             except EncpipeError as e:
                 return self.fail(path, "rename", Failure(str(e), e.exit_code))

@@ -44,6 +44,14 @@ def hook(step, *details):
                        check=False, env=child_env(os.environ))
 
 
+def absolute(path):
+    """`path` absolute as the kernel reads it: the current directory before a relative
+    one, nothing taken off. os.path.abspath drops `..` with the name before it, which
+    is another directory where that name is a link (`L/../f` is the f beside L's
+    target): `seal -o L/../f` replaced the f beside L, exit 0."""
+    return path if path.startswith("/") else os.path.join(os.getcwd(), path)
+
+
 # --- who can write a directory ----------------------------------------------
 
 
@@ -104,7 +112,9 @@ def write_output(path, write, *, allow_shared=False, committed=None):
     """`seal -o`: write_atomically, except that a device or a FIFO is written
     into (it cannot be replaced, and writing it changes no file) and that a
     symbolic link is refused (renaming over it would hide where it points)."""
-    directory = os.path.dirname(os.path.abspath(path))
+    directory, name = os.path.split(absolute(path))
+    if not name or name in (".", ".."):  # `out/`, `out/.`: a directory's name, as the shell's `>` says
+        raise IOFailure(f"cannot create {path}: Is a directory")
     if os.path.isdir(directory):
         check_directory(directory, allow_shared)
     try:
@@ -146,9 +156,9 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
     `try` that removes it, and from `before_rename` until the rename is done, then
     `committed()` runs (sigdefer.hold_for_good, a Commit's hold: held on until the
     caller has said so): a signal never leaves the file or its report half done."""
-    directory, name = os.path.split(os.path.abspath(path))
+    directory, name = os.path.split(absolute(path))
     if not name or name in (".", ".."):
-        raise IOFailure(f"{path} is not a file name")
+        raise IOFailure(f"cannot create {path}: Is a directory")
     if dir_fd is None and not os.path.isdir(directory):
         raise IOFailure(f"cannot create {path}: No such file or directory")
     dir_fd = open_directory(directory or "/", allow_shared) if dir_fd is None else _checked(dir_fd, directory,
