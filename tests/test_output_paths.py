@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from cliutil import KEY_A, KEY_B, key_env, ok, run, seal, secret_file
+from cliutil import KEY_B, key_env, ok, run, seal, secret_file
 from encpipe import dirlock
 
 DATA = b"output path\n" * 100
