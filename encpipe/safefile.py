@@ -21,6 +21,9 @@ import os
 import stat
 
 from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, unreadable
+# A path made absolute as the kernel reads it, never normalised: os.path.abspath drops `..` with the
+# name before it, another directory where that name is a link (`seal -o L/../f` replaced the f beside L)
+from .pathwalk import absolute  # noqa: F401 (for dirlock, inplace, keygen, rotate too)
 from .sigdefer import held
 from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer, way_writer  # noqa: F401 (as before)
 
@@ -42,14 +45,6 @@ def hook(step, *details):
 
         subprocess.run(["/bin/sh", "-c", command, "hook", step, *map(str, details)], stdin=subprocess.DEVNULL,
                        check=False, env=child_env(os.environ))
-
-
-def absolute(path):
-    """`path` absolute as the kernel reads it: the current directory before a relative
-    one, nothing taken off. os.path.abspath drops `..` with the name before it, which
-    is another directory where that name is a link (`L/../f` is the f beside L's
-    target): `seal -o L/../f` replaced the f beside L, exit 0."""
-    return path if path.startswith("/") else os.path.join(os.getcwd(), path)
 
 
 # --- who can write a directory ----------------------------------------------
