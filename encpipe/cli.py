@@ -128,7 +128,7 @@ def run_script(prog, module, argv):
 
     from .earlysig import release
     from .scriptmain import NotAScript, main_of
-    from .sigdefer import drained, settle
+    from .sigdefer import drained, held, settle
 
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
@@ -140,15 +140,20 @@ def run_script(prog, module, argv):
         no_unraisable_memory_errors()
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
+        # The line of a failure is said whole before a signal that waited for an import runs
+        # (its retry, 10 ms later, could cut it: the run died of SIGINT with nothing said).
         try:
             status = main_of(module)(argv)
         except ImportError as e:  # of the module, or one it imports when it needs it
-            status = report_missing(io, e)  # another's failure too: one line (deps.report_missing)
+            with held():
+                status = report_missing(io, e)  # another's failure too: one line (deps.report_missing)
         except NotAScript as e:  # no such module, or none with a main(): a bug (70)
-            io.error(str(e))
-            status = e.exit_code
+            with held():
+                io.error(str(e))
+                status = e.exit_code
         except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
-            status = unexpected_line(io, e)  # or a resource that ran out (74)
+            with held():
+                status = unexpected_line(io, e)  # or a resource that ran out (74)
         # a signal an import made wait (the module's own, which failed too): now, not at the exit
         status = drained(status)
     except KeyboardInterrupt:

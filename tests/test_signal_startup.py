@@ -222,3 +222,22 @@ def test_a_sigint_that_waited_for_an_import_before_a_bug_ends_it(tmp_path, modul
                           timeout=60)
     assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
     assert done.stderr.startswith(f"{module}: error: internal error: RuntimeError at <string>:6 ".encode()), done.stderr
+
+
+def test_a_sigint_that_waited_for_an_import_never_cuts_the_line_of_its_failure(tmp_path):
+    """The waiting SIGINT's retry (10 ms later) came while the failure was being said
+    (here made slow, 0.2 s, as a loaded machine may make it): the run died of SIGINT
+    with nothing said (CI met it, test above). The line is said whole first, then the
+    SIGINT is taken."""
+    (tmp_path / "probe_slow.py").write_text(
+        "import os, signal, time\n"
+        "class Failing(ImportError):  # found but failing: its words are said\n"
+        "    def __str__(self):\n"
+        "        time.sleep(0.2)\n"
+        "        return 'a library it cannot load'\n"
+        "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n"
+        "raise Failing(name='docopt')\n")
+    done = _probe(tmp_path, "probe_slow", {})
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt (a library it cannot "
+                                  b"load): install the package docopt-ng"), done.stderr
