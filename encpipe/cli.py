@@ -115,6 +115,18 @@ def report_errors(io, action):
         return discard(IOFailure.exit_code)
 
 
+def _script_failure(io, e):
+    """run_script's one line for what main_of(module)(argv) raised; its status."""
+    from .scriptmain import NotAScript
+
+    if isinstance(e, ImportError):  # of the module, or one it imports when it needs it
+        return report_missing(io, e)  # another's failure too: one line (deps.report_missing)
+    if isinstance(e, NotAScript):  # no such module, or none with a main(): a bug (70)
+        io.error(str(e))
+        return e.exit_code
+    return unexpected_line(io, e)  # a bug, its clean-up run on the way here, or a resource that ran out (74)
+
+
 def run_script(prog, module, argv):
     """main(argv) of `module`, for the script `prog`: a dependency that cannot be
     imported is one line and exit 69, as for encpipe itself, not a traceback; a
@@ -127,7 +139,7 @@ def run_script(prog, module, argv):
     import signal
 
     from .earlysig import release
-    from .scriptmain import NotAScript, main_of
+    from .scriptmain import main_of
     from .sigdefer import drained, held, settle
 
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
@@ -140,20 +152,11 @@ def run_script(prog, module, argv):
         no_unraisable_memory_errors()
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
-        # The line of a failure is said whole before a signal that waited for an import runs
-        # (its retry, 10 ms later, could cut it: the run died of SIGINT with nothing said).
         try:
             status = main_of(module)(argv)
-        except ImportError as e:  # of the module, or one it imports when it needs it
-            with held():
-                status = report_missing(io, e)  # another's failure too: one line (deps.report_missing)
-        except NotAScript as e:  # no such module, or none with a main(): a bug (70)
-            with held():
-                io.error(str(e))
-                status = e.exit_code
-        except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback
-            with held():
-                status = unexpected_line(io, e)  # or a resource that ran out (74)
+        except Exception as e:  # said whole before a signal that waited for an import runs (its
+            with held():  # retry, 10 ms later, could cut the line: died of SIGINT, nothing said)
+                status = _script_failure(io, e)
         # a signal an import made wait (the module's own, which failed too): now, not at the exit
         status = drained(status)
     except KeyboardInterrupt:

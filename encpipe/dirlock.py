@@ -13,7 +13,8 @@ import stat
 import time
 
 from .errors import Changed, UsageError
-from .safefile import absolute, fsync_directory, same_file
+from .pathwalk import absolute
+from .safefile import fsync_directory, same_file
 from .textform import shown_value
 from .workers import decimal_number
 
@@ -117,9 +118,10 @@ def make_directories(path):
     call made, outermost first, for remove_made. Each is made durable in its parent
     (fsync of the parent): DIR's own fsync, after a backup's rename, is not enough for
     a DIR that a crash could lose."""
-    missing, current = [], absolute(path).rstrip("/") or "/"  # `..` the kernel's (safefile.absolute)
-    while not os.path.lexists(current) and os.path.basename(current) not in (".", ".."):  # above one: not known
-        missing.append(current)  # to be made here, so never removed
+    missing, current = [], absolute(path).rstrip("/") or "/"  # `..` as the kernel reads it
+    # none above a `..` or `.` is known to be made here: none of those is recorded (nor removed)
+    while not os.path.lexists(current) and os.path.basename(current) not in (".", ".."):
+        missing.append(current)
         current = os.path.dirname(current)
     os.makedirs(path, exist_ok=True)
     made = []

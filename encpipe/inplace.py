@@ -14,7 +14,8 @@ import os
 import stat
 
 from .errors import UnsafeDirectory
-from .safefile import NO_ACL, absolute, access_acl
+from .pathwalk import absolute
+from .safefile import NO_ACL, access_acl
 
 
 def kept(fd, info):

@@ -13,7 +13,8 @@ from .stdio import write_whole
 
 def cmd_keygen(args, io):
     if args["--output"]:  # a secret key where another user could swap it: 73, as for seal -o
-        from .safefile import absolute, check_directory
+        from .pathwalk import absolute
+        from .safefile import check_directory
 
         directory = os.path.dirname(absolute(args["--output"]))
         if os.path.isdir(directory):
@@ -94,7 +95,8 @@ def _write_new_secret_file(path, text):
         if isinstance(e, OSError):
             raise IOFailure(f"cannot write {path}: {e.strerror or e}") from None
         raise
-    from .safefile import absolute, fsync_directory
+    from .pathwalk import absolute
+    from .safefile import fsync_directory
 
     fsync_directory(os.path.dirname(absolute(path)))
     return made

@@ -77,9 +77,8 @@ def free(maintenance_db, name, terminate=False, tries=10):
     with the database the swap renames, and a DROP of that copy, --drop-old's, drops it
     unsaid: the consumer's place in the stream is lost); else Failure (75). Sessions are
     asked after up to `tries` times 0.3 s apart (one may be ending); the others at once:
-    none of them goes by itself. No session holds
-    a prepared transaction, and a subscription's worker, ended, comes back at once:
-    --terminate-connections ends neither. The restore's first psql: one that cannot
+    none of them goes by itself. No session holds a prepared transaction, and a
+    subscription's worker, ended, comes back at once: --terminate-connections ends neither. The restore's first psql: one that cannot
     connect (no password given, say) is Failure, nothing changed."""
     for _ in range(tries):
         try:

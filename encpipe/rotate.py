@@ -64,7 +64,7 @@ import argparse
 import os
 import sys
 
-from . import dirlock, safefile
+from . import dirlock, pathwalk, safefile
 from .argwords import option_words
 from .cli import Io, child_command, print_text
 from .errors import EncpipeError
@@ -205,7 +205,7 @@ class Rotation:
                 return self.fail(path, "rewrap", Failure("a version 1 file carries no signature and cannot be "
                                                          "signed; left alone", 67))
             try:  # as the rename's step checks it (before, `would-rotate`, then 73)
-                safefile.check_open_directory(dir_fd, os.path.dirname(safefile.absolute(path)),
+                safefile.check_open_directory(dir_fd, os.path.dirname(pathwalk.absolute(path)),
                                               self.options.allow_shared_dir)
             except EncpipeError as e:
                 return self.fail(path, "rename", Failure(str(e), e.exit_code))

@@ -21,9 +21,9 @@ import os
 import stat
 
 from .errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, unreadable
-# A path made absolute as the kernel reads it, never normalised: os.path.abspath drops `..` with the
-# name before it, another directory where that name is a link (`seal -o L/../f` replaced the f beside L)
-from .pathwalk import absolute  # noqa: F401 (for dirlock, inplace, keygen, rotate too)
+# never os.path.abspath, which drops `..` with the name before it: another directory where that name
+# is a link (`seal -o L/../f` replaced the f beside L)
+from .pathwalk import absolute
 from .sigdefer import held
 from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer, way_writer  # noqa: F401 (as before)
 

@@ -168,6 +168,13 @@ def test_a_mark_from_the_callers_environment_unblocks_nothing(tmp_path, locale, 
     assert (done.returncode, done.stdout, done.stderr) == (0, f"{utf8_mode} True False\n".encode(), b"")
 
 
+def _said_then_interrupted(done, why):
+    """The probe's missing docopt said (`why`: the failure's words), no traceback, then its death by SIGINT."""
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt" + why
+                                  + b": install the package docopt-ng"), done.stderr
+
+
 def test_a_sigint_that_waited_for_an_import_that_failed_ends_the_run(tmp_path):
     """A SIGINT while the script's module loads (it waits for the import to end), whose
     import then fails, a dependency missing (69): the SIGINT is taken before the exit,
@@ -177,10 +184,7 @@ def test_a_sigint_that_waited_for_an_import_that_failed_ends_the_run(tmp_path):
                                                "sys.modules['docopt'] = None  # docopt-ng not installed\n"
                                                "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n"
                                                "import docopt  # noqa: F401\n")
-    done = _probe(tmp_path, "probe_missing", {})
-    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
-    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt: "
-                                  b"install the package docopt-ng")
+    _said_then_interrupted(_probe(tmp_path, "probe_missing", {}), b"")
 
 
 def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
@@ -237,7 +241,4 @@ def test_a_sigint_that_waited_for_an_import_never_cuts_the_line_of_its_failure(t
         "        return 'a library it cannot load'\n"
         "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n"
         "raise Failing(name='docopt')\n")
-    done = _probe(tmp_path, "probe_slow", {})
-    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
-    assert done.stderr.startswith(b"probe: error: cannot import the Python module docopt (a library it cannot "
-                                  b"load): install the package docopt-ng"), done.stderr
+    _said_then_interrupted(_probe(tmp_path, "probe_slow", {}), b" (a library it cannot load)")
