@@ -13,7 +13,7 @@ from ..pathsearch import which
 from . import lsjson
 from .rclonepipe import Children, Download, Overflow, Upload, bounded, last_line, run, unused
 from .records import Item
-from .remotes import NO_SUCH_OBJECT, prefix_end
+from .remotes import NO_SUCH_OBJECT, AnObject, prefix_end
 
 FILE_NOT_FOUND = 4  # rclone's exit status for an object that is not there
 
@@ -88,8 +88,11 @@ class Rclone:
         return (out, None) if status in fine else (None, last_line(err))
 
     def list(self):
-        """Every object, by name; each of several under one name unreadable (_listed)."""
+        """Every object, by name; each of several under one name unreadable (_listed).
+        A location that names an object is 66, as a local DIR that is a file (_an_object)."""
         items = sorted(self._objects(), key=lambda item: item.name)  # one name's objects in the listing's order
+        if len(items) == 1 and self._an_object(items[0].name):
+            raise AnObject(f"cannot list {self.location}: Not a directory")
         times = Counter(item.name for item in items)
         return [_listed(item.name, item.size, times[item.name]) for item in items]
 
@@ -120,6 +123,23 @@ class Rclone:
             raise InputUnavailable(f"cannot list {self.location}: rclone lsjson: its output is not a listing ({e})") \
                 from None
         return kept
+
+    def _an_object(self, listed):
+        """Whether the location is an object: rclone lists an object's path as that one
+        object (under its own name); a folder holding one object of the folder's name
+        lists alike, told apart by `lsjson --stat` of the path (an older rclone without
+        --stat: taken for a folder, as before)."""
+        end = prefix_end(self.location) or 0
+        if listed != self.location[end:].rstrip("/").rpartition("/")[2]:
+            return False
+        def read(out):
+            try:
+                return lsjson.one(out)
+            except lsjson.NotAListing:  # not told: a folder, as before
+                return None
+
+        found, why = self._tried(("lsjson", "--stat", "--no-modtime", "--no-mimetype", self.location), read=read)
+        return why is None and isinstance(found, dict) and found.get("IsDir") is False
 
     def stat(self, name):
         """One object, as the listing gives it; of several under its name, the first

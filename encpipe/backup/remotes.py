@@ -12,7 +12,7 @@ unit. The error names the parameter, never its value.
 import os
 import re
 
-from ..errors import UsageError
+from ..errors import InputUnavailable, UsageError
 from ..textform import shown_name
 
 # A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
@@ -21,6 +21,12 @@ from ..textform import shown_name
 # colon) or refuses it.
 _NAME = re.compile(r":?[\w.+@]+(?:[ -]+[\w.+@-]+)*")
 NO_SUCH_OBJECT = "no such object"  # Rclone.stat()'s error for a name the remote does not hold
+
+
+class AnObject(InputUnavailable):
+    """A location that names an object, not a folder (Rclone.list): 66, as a local DIR that is a file."""
+
+
 # The parameters whose value is a secret: every option rclone's backends mark as a
 # password or as sensitive that is a credential (`rclone config providers`: IsPassword,
 # Sensitive), by name or by the end of it; "public_key" and the like too (harmless).

@@ -9,7 +9,7 @@ from ..errors import InputUnavailable
 from ..textform import shown_name
 from .listing import examine, scan
 from .names import parse_name
-from .remotes import NO_SUCH_OBJECT, is_remote, split_file
+from .remotes import NO_SUCH_OBJECT, AnObject, is_remote, split_file
 from .storage import open_location
 from .verify import KeyRing, Kept, refuse_archived_earlier, refuse_late_unlabelled, verify_entry
 
@@ -26,7 +26,10 @@ def command(args, io, where):
     for path in paths:
         folder = _is_location(path)
         store = open_location(path, io.env) if folder else None
-        entries = [e for e in scan(store) if e.status != "marker"] if folder else []  # the cluster's, no backup
+        try:
+            entries = [e for e in scan(store) if e.status != "marker"] if folder else []  # the cluster's, no backup
+        except AnObject:  # a remote object whose name is no backup's: verified as a file is
+            folder, entries = False, []
         if entries or folder and not _looks_like_a_file(path):
             found = refuse_late_unlabelled(entries, [Kept(_unless_gone(store, e, verify_entry(store, e, keys, workers)))
                                                      for e in entries])
