@@ -101,6 +101,9 @@ def last_line(err, otherwise="failed"):
     return (err.decode(errors="replace").strip().splitlines() or [otherwise])[-1]
 
 
+# rclone's fatal error for a remote it cannot make (no such remote, a bad parameter):
+# the command ended before it read or wrote anything there
+UNOPENED = b"Failed to create file system for "
 UNUSED_LIMIT = 1 << 20  # bytes of output read from a command that writes none (moveto, deletefile)
 
 
@@ -279,6 +282,7 @@ class Upload:
         return left and self._killed(left)
 
     left = None  # what abort() left, when it was interrupted again
+    unopened = False  # rclone failed before it opened the remote: it stored nothing
 
     def _killed(self, why):
         return (f"{why}: an unfinished upload of {self.where} may be left (an S3 multipart upload: rclone backend "
@@ -310,6 +314,7 @@ class Upload:
             with watch:  # rclone has ended: what it left in its pipe it never read
                 short = short or watch is _ENDED or _unread(watch.fileno()) > 0
         if status != 0:
+            self.unopened = UNOPENED in err
             raise IOFailure(f"cannot upload {self.where}: {last_line(err)}")
         if short:
             raise IOFailure(f"cannot upload {self.where}: "

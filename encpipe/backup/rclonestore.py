@@ -63,6 +63,7 @@ class Rclone:
         self.children = Children()
         self.unfinished = []  # write_new's: what a failed upload may have left
         self.unremoved = {}  # storage.discard's: what the last try to remove an object left, by name
+        self.uploads = {}  # writer's, by name: discard() knows an upload that never opened the remote
 
     def where(self, name):
         sep = "" if self.location.endswith((":", "/")) else "/"
@@ -178,7 +179,8 @@ class Rclone:
         one, which cut that short and left an S3 multipart upload on the server."""
         proc = sigthreads.popen([self.binary, "rcat", self.where(name)], env=self.env, process_group=0,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return Upload(proc, self.where(name), lambda written: self._kept(name, written))
+        self.uploads[name] = Upload(proc, self.where(name), lambda written: self._kept(name, written))
+        return self.uploads[name]
 
     def head(self, name):
         """One object as the remote gives it when asked for it (`lsjson --stat`: a HEAD on
@@ -260,7 +262,10 @@ class Rclone:
 
     def discard(self, name):
         """Remove a failed run's object `name`, if there: None once it is gone, else
-        a sentence that names it and says why it is not."""
+        a sentence that names it and says why it is not. An upload whose rclone could not
+        open the remote made nothing (a remote that does not exist: its removal fails alike)."""
+        if getattr(self.uploads.get(name), "unopened", False):
+            return None
         _, why = self._tried(["deletefile", self.where(name)], fine=(0, FILE_NOT_FOUND))
         return None if why is None else f"{self.where(name)} not removed: rclone deletefile: {why}"
 
