@@ -32,9 +32,11 @@ def _run(argv, io):
     one_command = argv[1:2] in ([c] for c in COMMANDS) and (command != "help" or len(argv) == 2)
     if command in ("-h", "--help", "help") and one_command:
         return _print(io, command_help(argv[1]).strip())
-    if command in ("-h", "--help") or argv == ["help"]:
-        return _print(io, USAGE.strip())
-    if argv == ["--version"]:
+    if command in ("-h", "--help") or argv == ["help"] or command == "--version" and {"-h", "--help"} & set(argv):
+        return _print(io, USAGE.strip())  # help first, as with `--help --version`
+    if command == "--version":
+        if argv[1:]:
+            raise UsageError(f"--version takes no arguments: {len(argv) - 1} given", hint="see encpipe --help")
         from . import aead
 
         return _print(io, f"{__version__} (cipher: {aead.name_in_use()})")

@@ -387,6 +387,19 @@ def test_help_and_version():
     assert run(["--version"]).code == 0
 
 
+def test_version_with_help_is_help_and_with_more_a_usage_error():
+    """`--version --help` is `--help --version`: the usage (it said `unknown option
+    --version`, 64); `--version` with anything else is 64, naming no word given."""
+    usage = run(["--help"]).stdout
+    for argv in (["--version", "--help"], ["--version", "-h"], ["--version", "x", "--help"], ["--help", "--version"]):
+        assert (run(argv).code, run(argv).stdout, run(argv).stderr) == (0, usage, ""), argv
+    for argv in (["--version", "--version"], ["--version", "--key=00ff"], ["--version", "seal"]):
+        done = run(argv)
+        assert (done.code, done.stdout) == (64, b""), argv
+        assert done.stderr == ("encpipe: error: --version takes no arguments: 1 given\n"
+                               "encpipe: hint: see encpipe --help\n"), argv
+
+
 def test_python_dash_m_works(sealed):
     done = run_process(["open"], stdin=sealed, env=key_env())
     assert (done.returncode, done.stdout, done.stderr) == (0, DATA, b"")
