@@ -6,6 +6,7 @@ import sys
 from . import __version__
 from .deps import docopt_parser, report_missing, unexpected_line
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
+from .processguard import no_core_dumps, no_unraisable_memory_errors, whole_numbers
 from .shown import json_value, printable
 from .stdio import blocking, discard, is_pipe, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
@@ -102,19 +103,28 @@ def print_text(prog, text):
 
 def report_errors(io, action):
     """Run `action()` and return its status; encpipe's errors become one line on
-    stderr and their exit code, a failing stdout 74 (or 141 when its reader left)."""
+    stderr and their exit code, a failing stdout 74 (or 141 when its reader left).
+    The line is said whole before a signal that waited for an import runs (held:
+    its retry, 10 ms later, could cut it, and the run die of SIGINT, nothing said)."""
     try:
         return action()
-    except ImportError as e:
+    except (ImportError, EncpipeError, OSError, MemoryError) as e:
+        from .sigdefer import held
+
+        with held():
+            return _reported(io, e)
+
+
+def _reported(io, e):
+    if isinstance(e, ImportError):
         return report_missing(io, e)
-    except EncpipeError as e:
+    if isinstance(e, EncpipeError):
         io.error(str(e), hint=e.hint)
         return e.exit_code
-    except BrokenPipeError:
+    if isinstance(e, BrokenPipeError):
         return discard(141)
-    except (OSError, MemoryError) as e:  # writing a report or a key to standard output; or out of memory, descriptors
-        io.error(ran_out(e) or f"cannot write output: {e.strerror or e}")
-        return discard(IOFailure.exit_code)
+    io.error(ran_out(e) or f"cannot write output: {e.strerror or e}")  # writing a report or a key to standard
+    return discard(IOFailure.exit_code)  # output; or out of memory, descriptors
 
 
 def _script_failure(io, e):
@@ -239,49 +249,6 @@ class Io:
         out.flush()
 
 
-def whole_numbers():
-    """Numbers of any length convert: Python's 4300-digit limit on int() would turn a
-    long number in an option, a variable or /dev/fd/N into a traceback; converted,
-    it meets the same range check (64) as any number out of range. Every input that
-    reaches int() is bounded (an argument, a variable, a name)."""
-    if hasattr(sys, "set_int_max_str_digits"):
-        sys.set_int_max_str_digits(0)  # novermin: 3.9.14 and 3.10.7 have it too
-
-
-def no_unraisable_memory_errors():
-    """A MemoryError that Python cannot raise (in its own shutdown, at an address-space
-    limit: Python 3.9's threading._shutdown) is not printed as a traceback after the
-    run's one line: the run was out of memory, and said so (74) or ended before; any
-    other such exception is printed as Python prints it."""
-    sys.unraisablehook = _unraisable
-
-
-def _unraisable(unraisable):
-    if not isinstance(unraisable.exc_value, MemoryError):
-        sys.__unraisablehook__(unraisable)
-
-
-def no_core_dumps():
-    """A process that holds keys and plaintext writes no core file (plaintext never
-    goes to disk, nor a key): its core size limit is 0 (children inherit it, and may
-    raise it), and it is not dumpable (prctl PR_SET_DUMPABLE, which also covers a
-    core_pattern pipe, which ignores the limit; execve resets it in a child). Not
-    dumpable, its /proc files are root's: another process of the same user can no
-    longer read its memory or trace it."""
-    import resource
-
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-    except (OSError, ValueError):
-        pass
-    try:
-        import ctypes  # already imported by pycryptodome's backend
-
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-    except (OSError, AttributeError):  # not Linux
-        pass
-
-
 def set_up(prog):
     """guard_standard_fds(), no_core_dumps() and no_unraisable_memory_errors() for a
     module run as a program by `python -m` (not through run or run_script, which do
@@ -370,7 +337,7 @@ def run():
     # pycryptodome prefers cffi, whose import parses C declarations on every
     # start (about 25 ms); its ctypes backend is as fast for our large calls.
     from .earlysig import release
-    from .sigdefer import drained, settle
+    from .sigdefer import drained, held, settle
 
     sys.modules.setdefault("cffi", None)
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
@@ -386,8 +353,9 @@ def run():
         release()  # a SIGINT that came before the handlers (python -m encpipe): now
         try:
             status = main()
-        except Exception as e:  # as in run_script
-            status = unexpected_line(Io(None, None, sys.stderr, os.environ), e)
+        except Exception as e:  # as in run_script: said whole, then a signal that waited
+            with held():
+                status = unexpected_line(Io(None, None, sys.stderr, os.environ), e)
         status = drained(status)  # a signal an import made wait: now, not at the exit
     except KeyboardInterrupt:
         status = die_of()

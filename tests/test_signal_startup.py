@@ -242,3 +242,40 @@ def test_a_sigint_that_waited_for_an_import_never_cuts_the_line_of_its_failure(t
         "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n"
         "raise Failing(name='docopt')\n")
     _said_then_interrupted(_probe(tmp_path, "probe_slow", {}), b" (a library it cannot load)")
+
+
+@pytest.mark.parametrize("module, inner, argv", [
+    ("encpipe", "encpipe.cli._run", "['encpipe', 'seal']"),
+    ("encpipe.backup", "encpipe.backup.cli.run", "['encpipe.backup', 'list', '--dir', DIR]"),
+], ids=["encpipe", "encpipe.backup"])
+@pytest.mark.parametrize("failure", ["error", "bug"])
+def test_a_sigint_that_waited_for_an_import_never_cuts_encpipe_s_own_line(tmp_path, module, inner, argv, failure):
+    """As above, for `python -m encpipe` and `python -m encpipe.backup`: an error of
+    encpipe's (report_errors) or a bug (70), its words slow to come (0.2 s), after a
+    SIGINT that waited for an import. Before, the retry cut the line: died of SIGINT,
+    nothing said."""
+    (tmp_path / "probe_wait.py").write_text("import os, signal\n"
+                                            "os.kill(os.getpid(), signal.SIGINT)  # inside this import\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENCPIPE_", "LC_", "PYTHONUTF8"))}
+    env.update(PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]), LC_ALL="C.UTF-8")
+    base = "encpipe.errors.InputUnavailable" if failure == "error" else "RuntimeError"
+    code = ("import runpy, signal, sys, time\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            f"import {inner.rpartition('.')[0]}, encpipe.errors\n"
+            f"class Slow({base}):\n"
+            "    def __str__(self):\n"
+            "        time.sleep(0.2)\n"
+            "        return 'slow words'\n"
+            "def inner(*argv, **kwargs):\n"
+            "    import probe_wait  # noqa: F401\n"
+            "    raise Slow('x')\n"
+            f"{inner} = inner\n"
+            f"DIR = {str(tmp_path)!r}\n"
+            f"sys.argv = {argv}\n"
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    said = b"slow words\n" if failure == "error" else b"internal error: Slow at <string>:10 "
+    prog = "encpipe-list" if (module, failure) == ("encpipe.backup", "error") else module  # the command's own name
+    assert done.stderr.startswith(f"{prog}: error: ".encode() + said), done.stderr
