@@ -28,6 +28,7 @@ from .sigdefer import held
 from .writers import ALLOW_FLAG, _owners, first_other_writer, other_writer, way_writer  # noqa: F401 (as before)
 
 TEST_HOOK = "ENCPIPE_TEST_HOOK"
+ABSENT = object()  # write_atomically's `replaces` for a name that held no file
 TEMP_PREFIX = ".encpipe-tmp."
 ACCESS_ACL = "system.posix_acl_access"
 NO_ACL = b""  # write_atomically's acl for a file that has none: not even one its directory's default ACL gives
@@ -123,8 +124,9 @@ def write_output(path, write, *, allow_shared=False, committed=None):
                         hint="give the path of the file itself")
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise IOFailure(f"cannot create {path}: Is a directory")
-    if info is None or stat.S_ISREG(info.st_mode):
-        return write_atomically(path, write, allow_shared=allow_shared, committed=committed)
+    if info is None or stat.S_ISREG(info.st_mode):  # renamed only while the name holds what it held (or nothing)
+        return write_atomically(path, write, allow_shared=allow_shared, committed=committed,
+                                replaces=ABSENT if info is None else info)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
@@ -142,8 +144,8 @@ def write_atomically(path, write, *, mode=0o600, allow_shared=False, verify=None
     gid), `acl` (an access ACL's xattr, access_acl; NO_ACL: none, not even the
     directory's default) and `times_ns` (atime, mtime) are set through it, the
     owner first; `replaces`, the stat of
-    the file the caller read, makes the rename happen only while `path` is still
-    that file; `dir_fd`, the directory the caller listed (and checked), open, makes
+    the file the caller read (ABSENT: none was there), makes the rename happen only
+    while `path` is still that file (still none); `dir_fd`, the directory the caller listed (and checked), open, makes
     it all happen in that very directory, whatever its name leads to by now;
     `before_rename(dir_fd)` runs just before the last checks, given the directory's
     descriptor. On any failure the hidden file is removed and `path` is as it was.
@@ -215,7 +217,10 @@ def _write_in(dir_fd, directory, name, steps, access, owner, times_ns, replaces,
             hook("renaming", directory, temp, name)
             mine = os.fstat(fd)
             _expect(dir_fd, temp, mine, f"{os.path.join(directory, temp)} was replaced while it was written")
-            if replaces is not None:
+            if replaces is ABSENT:
+                _expect_absent(dir_fd, name, f"{os.path.join(directory, name)} appeared while it was being "
+                               "written; left alone")
+            elif replaces is not None:
                 _expect(dir_fd, name, replaces, f"{os.path.join(directory, name)} changed while it was being "
                         "rewritten; left alone", compare=unchanged)
             _io(os.rename, temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, what=f"cannot rename to {name}")
@@ -282,6 +287,14 @@ def _expect(dir_fd, name, wanted, message, compare=same_file):
         raise Changed(message) from None
     if not compare(found, wanted):
         raise Changed(message)
+
+
+def _expect_absent(dir_fd, name, message):
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    raise Changed(message)
 
 
 def _remove_if(dir_fd, name, fd):

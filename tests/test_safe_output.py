@@ -246,3 +246,35 @@ def test_an_acl_not_set_leaves_the_file_as_it_was(tmp_path, monkeypatch):
         safefile.write_atomically(str(path), lambda out: out.write(b"new"), acl=b"\x02\0\0\0", replaces=os.stat(path))
     assert str(caught.value) == "cannot set the access ACL of f: Operation not supported"
     assert (path.read_bytes(), os.listdir(tmp_path)) == (b"old", ["f"])
+
+
+# --- seal -o: the name changed by another while the new file was written ---------------------
+
+
+@pytest.mark.parametrize("there", [True, False], ids=["replacing", "new"])
+@pytest.mark.parametrize("how", ["rewritten", "replaced", "removed"])
+def test_seal_o_leaves_a_name_another_changed_meanwhile(tmp_path, there, how):
+    """seal -o renames its new file over the name only while the name holds what it
+    held when seal began (the same file, same size and time), or nothing if it held
+    nothing: else 75, one line, nothing replaced, its hidden file removed. Before,
+    another's file put there meanwhile was replaced, exit 0 (README's exit table said
+    75, as for rewrap --in-place)."""
+    out = tmp_path / "b.enc"
+    if there:
+        out.write_bytes(b"the previous backup\n")
+    change = {"rewritten": f"printf theirs >> {out}", "replaced": f"printf theirs > {out}.new && mv {out}.new {out}",
+              "removed": f"rm -f {out}"}[how]
+    if not there and how == "rewritten":
+        change = f"printf theirs > {out}"  # made where there was none
+    done = run_process(["seal", "-o", str(out)], DATA, {**KEY_ENV, "ENCPIPE_TEST_HOOK":
+                                                      f'[ "$1" = written ] && {change}; true'})
+    if not there and how == "removed":  # nothing there before, nothing there now: no change to leave alone
+        assert (done.returncode, done.stderr) == (0, b"")
+        assert opens(out)
+        return
+    assert (done.returncode, done.stdout) == (75, b""), done.stderr
+    said = "appeared while it was being written" if not there else "changed while it was being rewritten"
+    assert done.stderr.decode() == f"encpipe: error: {out} {said}; left alone\n"
+    assert os.listdir(tmp_path) == ([] if how == "removed" else ["b.enc"])
+    if how != "removed":
+        assert out.read_bytes() == (b"the previous backup\ntheirs" if there and how == "rewritten" else b"theirs")
