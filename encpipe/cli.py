@@ -30,6 +30,9 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
 
 def _run(argv, io):
     command = argv[0] if argv else None
+    if command and len(command) > 2:  # abbreviated as a command's long options may be: --he, --ver
+        command = next((full for full in ("--help", "--version") if full.startswith(command)), command)
+        argv = [command, *argv[1:]]
     one_command = argv[1:2] in ([c] for c in COMMANDS) and (command != "help" or len(argv) == 2)
     if command in ("-h", "--help", "help") and one_command:
         return _print(io, command_help(argv[1]).strip())

@@ -601,3 +601,19 @@ def test_prune_script_of_an_empty_directory_exits_66(tmp_path):
                           env={**os.environ, **ENV}, timeout=60)
     assert (done.returncode, done.stdout) == (66, b"")
     assert done.stderr == f"encpipe-prune: error: {tmp_path}: no backup to prune (--allow-empty accepts that)\n".encode()
+
+
+@pytest.mark.parametrize("cut", [0, 1, 63])
+def test_a_file_cut_inside_its_trailer_is_damaged_with_no_negative_size(tmp_path, cut):
+    """A v2 file whose whole header is there but not its 64-byte trailer: listed as
+    damaged with its size and what its header and trailer take. Before, the error
+    named a payload of a negative number of bytes (`payload of -47 bytes`)."""
+    data, header = sealed_bytes()
+    d = tmp_path / "backups"
+    d.mkdir()
+    write(d, "shop_20240103T000000Z.sql.enc", data[:header + cut])
+    code, listing, err = run("list", "--dir", str(d))
+    assert (code, err) == (0, "")
+    [entry] = listing
+    assert (entry["status"], entry["error"]) == (
+        "damaged", f"{header + cut} bytes, fewer than its header and trailer take ({header + 64}): truncated?")

@@ -387,6 +387,16 @@ def test_help_and_version():
     assert run(["--version"]).code == 0
 
 
+def test_the_top_level_options_may_be_abbreviated_as_a_command_s_may():
+    """`encpipe --he` is `encpipe --help`, `--ver` `--version`, as a command's long
+    options may be abbreviated (README); they were `unknown option --he before a command`."""
+    assert (run(["--h"]).code, run(["--hel"]).stdout) == (0, run(["--help"]).stdout)
+    assert (run(["--ver"]).code, run(["--v"]).stdout) == (0, run(["--version"]).stdout)
+    assert (run(["--he", "--version"]).stdout, run(["--vers", "-h"]).stdout) == (run(["--help"]).stdout,) * 2
+    for argv in (["--x"], ["--helpx"], ["--"]):
+        assert (run(argv).code, run(argv).stdout) == (64, b""), argv
+
+
 def test_version_with_help_is_help_and_with_more_a_usage_error():
     """`--version --help` is `--help --version`: the usage (it said `unknown option
     --version`, 64); `--version` with anything else is 64, naming no word given."""

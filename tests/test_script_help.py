@@ -118,6 +118,20 @@ def test_the_modules_usage_errors_name_it_as_it_is_run(argv, message, tmp_path):
     assert done.stderr == f"encpipe.backup: error: {message}\nencpipe.backup: hint: see {MODULE} --help\n"
 
 
+@pytest.mark.parametrize("argv, message", [(["upload", "--bogus"], "invalid arguments for upload"),
+                                           (["abort"], "invalid arguments for abort"),
+                                           (["commit", "--started", "nan", "--dir", "d", "--database", "db", "--kind", "sql", "T", "N"],
+                                            "--started must be Unix time in seconds, not 'nan'")])
+def test_the_steps_usage_errors_say_whose_help_to_see(argv, message, tmp_path):
+    """encpipe-backup's steps (python3 -m encpipe.backup upload|commit|abort) are
+    encpipe-backup's, and say so; their hint said `see --help`, naming no program."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (64, "")
+    assert done.stderr == f"encpipe-backup: error: {message}\nencpipe-backup: hint: see {MODULE} --help\n"
+
+
 @pytest.mark.parametrize("argv, prog, status", [
     ([sys.executable, "-m", "encpipe.backup", "--help"], "encpipe.backup", 74),
     ([sys.executable, "-m", "encpipe.backup", "upload", "--help"], "encpipe-backup", 74),

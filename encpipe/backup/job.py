@@ -360,6 +360,10 @@ def commit_args(argv):
     return args if required and (args["--globals-temp"] is None) == (args["--globals-name"] is None) else None
 
 
+# the steps are encpipe-backup's (its errors say so), run by hand as python3 -m encpipe.backup STEP
+HINT = "see python3 -m encpipe.backup --help"
+
+
 def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None, clock=None):
     """The job command of `argv`; `stores`: an abort's, already open (cmd_abort); `clock`:
     time.monotonic() when the run started (encpipe-backup's), which its duration is measured from."""
@@ -375,11 +379,11 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=No
     except DocoptExit as e:
         from .cli import usage_message
 
-        io.error(usage_message(argv, e, COMMANDS), hint="see --help")
+        io.error(usage_message(argv, e, COMMANDS), hint=HINT)
         return 64
     if not _unix_time(args.get("--started")):  # a script's: its duration is measured from it
         io.error(f"--started must be Unix time in seconds, not {printable(shown_value(args['--started']))}",
-                 hint="see --help")
+                 hint=HINT)
         return 64
     args["clock"] = clock
     if stores is not None and argv[0] == "abort":

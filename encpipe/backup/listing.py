@@ -166,7 +166,9 @@ def _examine_sealed(entry, src):
     shape = fmt.payload_shape(payload, sealed.header.chunk_size)
     if not shape:
         entry.status = "damaged"
-        entry.error = f"payload of {payload} bytes cannot be a complete stream (truncated?)"
+        entry.error = (f"payload of {payload} bytes cannot be a complete stream (truncated?)" if payload >= 0 else
+                       f"{entry.bytes} bytes, fewer than its header and trailer take ({entry.bytes - payload}): "
+                       "truncated?")
         return
     entry.status = "sealed"
     # a copy is a whole file: a header alone (200 bytes of one, under any name) made the
