@@ -6,7 +6,8 @@ import sys
 from . import __version__
 from .deps import docopt_parser, report_missing, unexpected_line
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
-from .processguard import no_core_dumps, no_unraisable_memory_errors, whole_numbers
+from .processguard import (ctypes_backend, no_core_dumps, no_file_command, no_unraisable_memory_errors,
+                           whole_numbers)
 from .shown import json_value, printable
 from .stdio import blocking, discard, is_pipe, write_quietly, write_whole
 from .usage import COMMANDS, USAGE, command_help
@@ -165,6 +166,7 @@ def run_script(prog, module, argv):
         no_core_dumps()
         whole_numbers()
         no_unraisable_memory_errors()
+        no_file_command()
         release()  # a SIGINT that came before the handlers (launch): now
         io = Io(None, None, sys.stderr, os.environ, prog=prog)
         try:
@@ -262,6 +264,7 @@ def set_up(prog):
         guard_standard_fds()
         no_core_dumps()
         no_unraisable_memory_errors()
+        no_file_command()
     except Exception as e:
         raise SystemExit(unexpected_line(Io(None, None, sys.stderr, os.environ, prog=prog), e)) from None
 
@@ -337,12 +340,10 @@ def run():
     hidden file; then encpipe dies of the signal."""
     import signal
 
-    # pycryptodome prefers cffi, whose import parses C declarations on every
-    # start (about 25 ms); its ctypes backend is as fast for our large calls.
     from .earlysig import release
     from .sigdefer import drained, held, settle
 
-    sys.modules.setdefault("cffi", None)
+    ctypes_backend()
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):
         catch_signal(signum, _raise_terminated)  # nohup's SIGHUP stays ignored

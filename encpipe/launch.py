@@ -16,9 +16,9 @@ from . import utf8mode  # noqa: E402
 utf8mode.ensure()  # names read as UTF-8 whatever the locale
 
 from .cli import Io, guard_standard_fds, run_script  # noqa: E402
+from .processguard import ctypes_backend  # noqa: E402
 
-# As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
-sys.modules.setdefault("cffi", None)
+ctypes_backend()  # as cli.run
 if len(sys.argv) < 3:  # written in encpipe's own scripts: a bug (70), not a traceback
     guard_standard_fds()
     Io(None, None, sys.stderr, {}).error("python -m encpipe.launch needs PROG MODULE [ARG...]")

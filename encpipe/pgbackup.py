@@ -358,7 +358,8 @@ def _recorded(o, started, status):
 
 
 if __name__ == "__main__":
-    # As cli.run: pycryptodome's cffi backend costs ~25 ms of start-up; its ctypes one is as fast.
-    sys.modules.setdefault("cffi", None)
+    from .processguard import ctypes_backend
+
+    ctypes_backend()  # as cli.run
     set_up(PROG)
     raise SystemExit(main())

@@ -45,3 +45,42 @@ def no_core_dumps():
         ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
     except (OSError, AttributeError):  # not Linux
         pass
+
+
+def ctypes_backend():
+    """pycryptodome on its ctypes backend: its cffi one parses C declarations on every
+    start (about 25 ms), and is no faster for our large calls; no_file_command() too."""
+    sys.modules.setdefault("cffi", None)
+    no_file_command()
+
+
+def no_file_command():
+    """pycryptodome's ctypes backend asks platform.architecture() before it loads a
+    library, which runs the `file` command PATH finds, with this process's whole
+    environment: a child that inherited every key and password variable
+    (ENCPIPE_PASSPHRASE, PGPASSWORD, a vault token...), and one more process a start.
+    The backend wants the linkage only to tell Windows: from the next import of a
+    Crypto module on, platform.architecture() answers from the interpreter, running nothing."""
+    if sys.platform != "win32" and _BeforeCrypto not in sys.meta_path:
+        sys.meta_path.insert(0, _BeforeCrypto)
+
+
+class _BeforeCrypto:
+    """A finder that finds nothing: on sys.meta_path, it sees each import begin."""
+
+    done = False
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if not cls.done and (name == "Crypto" or name.startswith("Crypto.")):  # its package may be in already
+            cls.done = True
+            import platform
+
+            platform.architecture = _architecture
+        return None
+
+
+def _architecture(executable=sys.executable, bits="", linkage=""):
+    import struct
+
+    return bits or f"{struct.calcsize('P') * 8}bit", linkage
