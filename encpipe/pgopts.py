@@ -28,9 +28,14 @@ from .textform import secret_kind
 
 # The password of a connection string: a URI's `user:PASSWORD@`, a `password=` keyword
 # (quoted or not) of a key/value string or a URI's query, and `sslpassword=` (the
-# passphrase of the client's SSL key) alike.
-_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@?#]*:)[^/?#]*(?=@)"
-                       r"|(?P<keyword>\b(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&]*)", re.I)
+# passphrase of the client's SSL key) alike. As libpq reads them: a URI's user and
+# password run to its first `@` (before any `/`), `?` and `#` in them included; a URI
+# query's value to the next `&`; a key/value string's unquoted value to a space not
+# escaped by a backslash (`&` included).
+_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@]*:)[^/@]*(?=@)"
+                       r"|(?P<query>[?&](?:ssl)?password=)[^&]*"
+                       r"|(?P<keyword>(?<![?&\w])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|(?:\\.|[^\s\\])*\\?)",
+                       re.I)
 
 # Every option of pg_dump, pg_restore and psql 15 to 18, as their getopt_long tables
 # have them: the short ones (a letter before ":" takes a value), then the long ones,
@@ -299,7 +304,7 @@ def shown(arg):
         kind = secret_kind(option[1:]) or secret_kind(option[2:])
         if kind:
             return f"{option[:2]}... ({kind}, not shown)"
-    return _PASSWORD.sub(lambda m: (m["uri"] or m["keyword"]) + "***", arg)
+    return _PASSWORD.sub(lambda m: (m["uri"] or m["query"] or m["keyword"]) + "***", arg)
 
 
 def refuse_connection_string(name, source, any_kind=False):
