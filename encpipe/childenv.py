@@ -16,6 +16,9 @@ ENV_SIGNER = "ENCPIPE_SIGNER"  # no secret: the verify keys a file must be signe
 # OS_, OP_SESSION; ST_KEY by name) with no Python: tests/test_child_env.py checks it knows every name here.
 LEGACY_KEY = "BACKUP_ENCRYPTION_KEY"  # the previous tool's: read by open --legacy and inspect --legacy alone
 SECRET_VARIABLES = (ENV_KEY, ENV_PASSPHRASE, LEGACY_KEY)
+# encpipe's, though no secret: no other child needs it (a signing key put there by
+# mistake reached psql, pg_dump and zstd); kept by a child that reads no key
+ENCPIPE_ONLY = (ENV_SIGNER,)
 LIBPQ_VARIABLES = ("PGPASSWORD",)
 RCLONE_PREFIX = "RCLONE_"
 CLOUD_VARIABLES = (
@@ -47,11 +50,11 @@ RCLONE_NEEDS = ("rclone", "cloud")
 
 def child_env(env, needs=()):
     """`env` less every secret variable but those of the needs in `needs`:
-    "encpipe" (SECRET_VARIABLES), "libpq" (PGPASSWORD), "rclone" (every RCLONE_
+    "encpipe" (SECRET_VARIABLES, and ENCPIPE_ONLY), "libpq" (PGPASSWORD), "rclone" (every RCLONE_
     variable), "cloud" (CLOUD_VARIABLES), "store" (STORE_VARIABLES, STORE_PREFIXES).
     A compressor needs none."""
     def needed(name):
-        if name in SECRET_VARIABLES:
+        if name in SECRET_VARIABLES or name in ENCPIPE_ONLY:
             return "encpipe" in needs
         if name in LIBPQ_VARIABLES:
             return "libpq" in needs

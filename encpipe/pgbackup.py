@@ -21,6 +21,7 @@ from . import aead, commands, dirlock, sigdefer, sigthreads
 from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
+from .childenv import ENV_SIGNER
 from .cli import Io, catch_signal, report_errors, set_up
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .fdsecrets import FdSecrets, holding, read_fd, refuse_one_number_twice
@@ -330,7 +331,8 @@ def main(argv=None):
         refuse_shared_stdin({**given, **o["signers"]})  # --passphrase-fd 0 and --key-file /dev/stdin: 64
         refuse_replaceable({**given, **o["signers"]}, READ_ONCE, bool(o["shared"]))  # 73, before any is read
         read_once(o)
-        if any(o["signers"].values()):  # a bad --signer is a mistake now, not after the dump
+        if any(o["signers"].values()) or io.env.get(ENV_SIGNER, "").strip():  # a bad signer (a secret key in
+            # ENCPIPE_SIGNER too, with no policy that reads it) is a mistake now, not after the dump
             commands.signers(o["signers"], io)
         passphrases = []
         for fd in o["seal"]["--passphrase-fd"]:  # read once, then closed: the keys are loaded in this process

@@ -307,7 +307,7 @@ def test_the_shell_probe_of_encpipe_python_gets_none_of_the_secrets_childenv_py_
     log, spy = tmp_path / "log", tmp_path / "python3"
     write(spy, "probe", [sys.executable], log)
     named = {name: f"secret-{i}-of-{name.lower()}" for i, name in enumerate(
-        (*childenv.SECRET_VARIABLES, *childenv.LIBPQ_VARIABLES, *childenv.CLOUD_VARIABLES,
+        (*childenv.SECRET_VARIABLES, *childenv.ENCPIPE_ONLY, *childenv.LIBPQ_VARIABLES, *childenv.CLOUD_VARIABLES,
          childenv.RCLONE_PREFIX + "CONFIG_PASS",
          *childenv.STORE_VARIABLES, *(prefix + "_my" for prefix in childenv.STORE_PREFIXES)))}
     env = clean_env({**named, "ENCPIPE_PYTHON": str(spy), "PYTHONPATH": ROOT})
