@@ -316,7 +316,7 @@ def _read_path(option, path, source=None):
         raise UsageError(f"{option}: {source} holds more than {MAX_SECRET} bytes; not a key or passphrase")
     if len(data) > MAX_SECRET:  # as encpipe says it of a path (keys.read_secret_file), at this limit
         raise UsageError(f"{option}: {path}: more than {MAX_SECRET} bytes; not a key or passphrase source")
-    data.others = stat.S_IMODE(mode) & 0o077 if stat.S_ISREG(mode) else 0
+    data.others = stat.S_IMODE(mode) & 0o077 if stat.S_ISREG(mode) or stat.S_ISFIFO(mode) else 0
     return data
 
 

@@ -259,3 +259,34 @@ def test_backup_with_keep_reads_a_sign_key_and_a_signer_file_that_are_fifos_once
         with open(tmp_path / "b" / name, "rb") as f:
             report = json.loads(ok(encpipe_run(["inspect", "--json"], f.read())))
         assert report["signers"] == ok(encpipe_run(["keyid", "--sign-key", str(signing)])).decode().split(), name
+
+
+# --- a FIFO others may open -----------------------------------------------------------------------
+
+
+def test_a_key_fifo_that_others_may_open_is_warned_of_as_a_file_is(tmp_path):
+    """`mkfifo k` under umask 022 makes prw-r--r--: another user may open it first
+    and read the key its writer writes once. encpipe warned only of a regular file
+    others could read; now of a named FIFO too, once, in encpipe and in a script
+    (a pipe's own mode, 0600, is never warned of)."""
+    key_line = (KEY.hex() + "\n").encode()
+    fifo = OneShotWriter(tmp_path / "key.fifo", key_line)
+    os.chmod(fifo.path, 0o644)
+    env = {k: v for k, v in python_env().items() if k != "ENCPIPE_KEY"}
+    status, out, err = bounded([sys.executable, "-m", "encpipe", "seal", "--key-file", fifo.path], [fifo], env=env,
+                               stdin=subprocess.DEVNULL)
+    path = str(fifo.path)
+    assert (status, err) == (0, f"encpipe: warning: {path} is readable by group or others: chmod 600 {path}\n".encode())
+    (tmp_path / "rotate").mkdir()
+    world = World(tmp_path / "rotate")
+    world.add("a.enc", "--key-file", world.old_a)
+    old = OneShotWriter(tmp_path / "old.fifo", (world.old_hex + "\n").encode())
+    os.chmod(old.path, 0o640)
+    status, out, err = bounded([sys.executable, ROTATE, "--old-key-file", old.path, "--new-key-file", world.new,
+                                world.dir], [old], env=rotate_env())
+    assert status == 0, err
+    assert err.decode() == f"encpipe-rotate: warning: {old.path} is readable by group or others: chmod 600 {old.path}\n"
+    pipe = subprocess.run(["bash", "-c", 'exec "$@" --key-file <(printf "%s\\n" "$KEY")', "x", sys.executable, "-m",
+                           "encpipe", "seal"], env={**env, "KEY": KEY.hex()}, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=WAIT)
+    assert (pipe.returncode, pipe.stderr) == (0, b"")
