@@ -198,6 +198,18 @@ def test_a_script_module_importing_what_is_not_installed_is_one_line(tmp_path):
     assert done.stderr.startswith(b"probe: error: internal error: ModuleNotFoundError at probe_broken.py:1 ")
 
 
+def _run_module(tmp_path, code, module, argv, env):
+    """`code` (which patches the module), then `module` run as `python -m` with `argv`
+    (DIR: tmp_path): it died of SIGINT, nothing on stdout, no traceback."""
+    code += (f"DIR = {str(tmp_path)!r}\n"
+             f"sys.argv = {argv}\n"
+             f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+    return done
+
+
 @pytest.mark.parametrize("module, main, argv", [
     ("encpipe", "encpipe.cli", "['encpipe', 'seal']"),
     ("encpipe.backup", "encpipe.backup.cli", "['encpipe.backup', 'list', '--dir', DIR]"),
@@ -218,13 +230,8 @@ def test_a_sigint_that_waited_for_an_import_before_a_bug_ends_it(tmp_path, modul
             "def main(*argv):\n"
             "    import probe_bug  # noqa: F401\n"
             "    raise RuntimeError('a bug')\n"
-            f"{main}.main = main\n"
-            f"DIR = {str(tmp_path)!r}\n"
-            f"sys.argv = {argv}\n"
-            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=60)
-    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+            f"{main}.main = main\n")
+    done = _run_module(tmp_path, code, module, argv, env)
     assert done.stderr.startswith(f"{module}: error: internal error: RuntimeError at <string>:6 ".encode()), done.stderr
 
 
@@ -269,13 +276,8 @@ def test_a_sigint_that_waited_for_an_import_never_cuts_encpipe_s_own_line(tmp_pa
             "def inner(*argv, **kwargs):\n"
             "    import probe_wait  # noqa: F401\n"
             "    raise Slow('x')\n"
-            f"{inner} = inner\n"
-            f"DIR = {str(tmp_path)!r}\n"
-            f"sys.argv = {argv}\n"
-            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=60)
-    assert (done.returncode, done.stdout, b"Traceback" in done.stderr) == (-signal.SIGINT, b"", False)
+            f"{inner} = inner\n")
+    done = _run_module(tmp_path, code, module, argv, env)
     said = b"slow words\n" if failure == "error" else b"internal error: Slow at <string>:10 "
     prog = "encpipe-list" if (module, failure) == ("encpipe.backup", "error") else module  # the command's own name
     assert done.stderr.startswith(f"{prog}: error: ".encode() + said), done.stderr
