@@ -372,7 +372,7 @@ def test_a_started_that_is_no_unix_time_is_a_usage_error(tmp_path, started):
                          "--metrics-file", str(prom), *argv[1:]], stdout=out, stderr=err, env={})
         assert (code, out.getvalue()) == (64, b"")
         assert err.getvalue() == f"encpipe-backup: error: --started must be Unix time in seconds, not '{started}'\n" \
-                                 "encpipe-backup: hint: see --help\n"
+                                 "encpipe-backup: hint: see python3 -m encpipe.backup --help\n"
         assert sorted(os.listdir(tmp_path / "b")) == [".encpipe-tmp.x"] and not prom.exists()
 
 
