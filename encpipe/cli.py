@@ -34,6 +34,8 @@ def _run(argv, io):
     if command and len(command) > 2:  # abbreviated as a command's long options may be: --he, --ver
         command = next((full for full in ("--help", "--version") if full.startswith(command)), command)
         argv = [command, *argv[1:]]
+    if command == "--version":  # its words too: --version --he
+        argv = [command, *("--help" if len(w) > 2 and "--help".startswith(w) else w for w in argv[1:])]
     one_command = argv[1:2] in ([c] for c in COMMANDS) and (command != "help" or len(argv) == 2)
     if command in ("-h", "--help", "help") and one_command:
         return _print(io, command_help(argv[1]).strip())
@@ -113,9 +115,9 @@ def report_errors(io, action):
     try:
         return action()
     except (ImportError, EncpipeError, OSError, MemoryError) as e:
-        from .sigdefer import held
+        from .sigdefer import held_once
 
-        with held():
+        with held_once():  # a second signal ends it: a line stuck on a full stderr never keeps it alive
             return _reported(io, e)
 
 
@@ -156,7 +158,7 @@ def run_script(prog, module, argv):
 
     from .earlysig import release
     from .scriptmain import main_of
-    from .sigdefer import drained, held, settle
+    from .sigdefer import drained, held_once, settle
 
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a script may set its own in main
@@ -172,7 +174,7 @@ def run_script(prog, module, argv):
         try:
             status = main_of(module)(argv)
         except Exception as e:  # said whole before a signal that waited for an import runs (its
-            with held():  # retry, 10 ms later, could cut the line: died of SIGINT, nothing said)
+            with held_once():  # retry, 10 ms later, could cut the line: died of SIGINT, nothing said)
                 status = _script_failure(io, e)
         # a signal an import made wait (the module's own, which failed too): now, not at the exit
         status = drained(status)
@@ -341,7 +343,7 @@ def run():
     import signal
 
     from .earlysig import release
-    from .sigdefer import drained, held, settle
+    from .sigdefer import drained, held_once, settle
 
     ctypes_backend()
     catch_signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, outside imports
@@ -358,7 +360,7 @@ def run():
         try:
             status = main()
         except Exception as e:  # as in run_script: said whole, then a signal that waited
-            with held():
+            with held_once():
                 status = unexpected_line(Io(None, None, sys.stderr, os.environ), e)
         status = drained(status)  # a signal an import made wait: now, not at the exit
     except KeyboardInterrupt:

@@ -29,10 +29,11 @@ from .textform import secret_kind
 # The password of a connection string: a URI's `user:PASSWORD@`, a `password=` keyword
 # (quoted or not) of a key/value string or a URI's query, and `sslpassword=` (the
 # passphrase of the client's SSL key) alike. As libpq reads them: a URI's user and
-# password run to its first `@` (before any `/`), `?` and `#` in them included; a URI
+# password run to an `@` before any `/`, `?` and `#` in them included (to its last such
+# `@`: a password with an `@` not %-encoded is masked whole, not cut at it); a URI
 # query's value to the next `&`; a key/value string's unquoted value to a space not
 # escaped by a backslash (`&` included).
-_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@]*:)[^/@]*(?=@)"
+_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@]*:)[^/]*(?=@)"
                        r"|(?P<query>[?&](?:ssl)?password=)[^&]*"
                        r"|(?P<keyword>(?<![?&\w])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|(?:\\.|[^\s\\])*\\?)",
                        re.I)

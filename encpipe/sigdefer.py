@@ -99,8 +99,10 @@ def held():
     return _holding(once=False)
 
 
-def _held_once():
-    """held(), but for one signal: a second one runs at once, outside held() blocks."""
+def held_once():
+    """held(), but for one signal: a second one runs at once, outside held() blocks
+    (a line said whole before a signal that waited, yet never a run kept alive by
+    a write stuck on a reader that does not read)."""
     return _holding(once=True)
 
 
@@ -180,7 +182,7 @@ class Commit:
 
     def hold(self):
         if not self.holding:
-            self._stack.enter_context(_held_once())
+            self._stack.enter_context(held_once())
             self.holding = True
 
     def __exit__(self, *exc):

@@ -393,6 +393,7 @@ def test_the_top_level_options_may_be_abbreviated_as_a_command_s_may():
     assert (run(["--h"]).code, run(["--hel"]).stdout) == (0, run(["--help"]).stdout)
     assert (run(["--ver"]).code, run(["--v"]).stdout) == (0, run(["--version"]).stdout)
     assert (run(["--he", "--version"]).stdout, run(["--vers", "-h"]).stdout) == (run(["--help"]).stdout,) * 2
+    assert (run(["--version", "--he"]).code, run(["--ver", "--hel"]).stdout) == (0, run(["--help"]).stdout)
     for argv in (["--x"], ["--helpx"], ["--"]):
         assert (run(argv).code, run(argv).stdout) == (64, b""), argv
 

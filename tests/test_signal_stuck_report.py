@@ -140,3 +140,45 @@ def test_prune_signalled_once_still_reports(tmp_path):
             proc.wait()
     report = json.loads(out.lstrip(b"x"))
     assert [r["filename"] for r in report["removed"]] == [oldest]
+
+
+def _error_line_stuck(argv, sig):
+    """`argv` failing at once, its standard error a full pipe: once it waits there (its
+    error line), a signal, then a second: its status, or None if it did not end within
+    WAIT seconds of the second (then killed)."""
+    r, w = full_pipe()
+    try:
+        proc = subprocess.Popen(argv, env=clean_env({"PYTHONPATH": ROOT}), stdout=subprocess.DEVNULL, stderr=w,
+                                stdin=subprocess.DEVNULL, preexec_fn=_defaults)
+    finally:
+        os.close(w)
+    try:
+        assert stuck_writing(proc.pid)
+        for _ in range(2):
+            proc.send_signal(sig)
+            try:
+                return proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            return proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            return None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(r)
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+@pytest.mark.parametrize("argv", [[sys.executable, "-m", "encpipe", "open", "/nonexistent/x.enc"],
+                                  [sys.executable, os.path.join(ROOT, "scripts", "encpipe-list"), "/nonexistent"],
+                                  [sys.executable, "-m", "encpipe.backup", "list", "--dir", "/nonexistent"]],
+                         ids=["encpipe", "script", "module"])
+def test_an_error_line_stuck_on_a_full_stderr_ends_on_a_second_signal(argv, sig):
+    """An error line is said whole before a signal that waited for an import (held
+    for one signal: tests/test_signal_startup.py); stuck on a standard error nobody
+    reads, a second signal ends the run (it dies of it). A hold of every signal
+    there kept it alive until SIGKILL."""
+    assert _error_line_stuck(argv, sig) == -sig

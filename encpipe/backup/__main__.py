@@ -12,7 +12,7 @@ import signal  # noqa: E402
 
 from . import cli, job  # noqa: E402
 from ..cli import Io, catch_signal, die_of, run_script, set_up, unexpected_line  # noqa: E402
-from ..sigdefer import drained, held  # noqa: E402
+from ..sigdefer import drained, held_once  # noqa: E402
 
 argv = sys.argv[1:]
 # the JSON lines of commit and upload go to the script's standard output (guard_standard_fds);
@@ -27,7 +27,7 @@ try:
     try:
         status = (job.main if argv and argv[0] in job.COMMANDS else cli.main)(argv)
     except Exception as e:  # a bug, its clean-up run on the way here: one line, not a traceback,
-        with held():  # said whole before a signal that waited for an import runs (cli.report_errors)
+        with held_once():  # said whole before a signal that waited for an import runs (cli.report_errors)
             status = unexpected_line(Io(None, None, sys.stderr, {}, prog="encpipe.backup"), e)
     status = drained(status)  # a signal an import made wait: now, not at the exit
 except KeyboardInterrupt:  # its clean-up run on the way here: death by the signal, no traceback
