@@ -16,14 +16,24 @@ def whole_numbers():
 def no_unraisable_memory_errors():
     """A MemoryError that Python cannot raise (in its own shutdown, at an address-space
     limit: Python 3.9's threading._shutdown) is not printed as a traceback after the
-    run's one line: the run was out of memory, and said so (74) or ended before; any
-    other such exception is printed as Python prints it."""
+    run's one line: the run was out of memory, and said so (74) or ended before. Nor
+    is Python's `Signal 14 ignored due to race condition`: the SIGALRM of a held
+    signal's retry (sigdefer) that came as its handler was put back, the retry
+    stopped by a second signal; it was two lines more on standard error, and a
+    standard error nobody reads kept the run alive there, the second signal taken.
+    Any other such exception is printed as Python prints it."""
     sys.unraisablehook = _unraisable
 
 
 def _unraisable(unraisable):
-    if not isinstance(unraisable.exc_value, MemoryError):
+    if not isinstance(unraisable.exc_value, MemoryError) and not _retry_race(unraisable.exc_value):
         sys.__unraisablehook__(unraisable)
+
+
+def _retry_race(error):
+    import signal
+
+    return isinstance(error, OSError) and str(error) == f"Signal {int(signal.SIGALRM)} ignored due to race condition"
 
 
 def no_core_dumps():
