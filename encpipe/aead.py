@@ -13,6 +13,7 @@ nothing per chunk on the way that succeeds.
 """
 
 import os
+from _thread import allocate_lock
 from importlib.util import find_spec
 
 from .errors import UsageError, ran_out
@@ -100,21 +101,33 @@ def library():
     """The library in use, imported once: the chosen one, or pycryptodome when
     `cryptography` is installed but cannot be used. UsageError when a library
     that ENCPIPE_CIPHER forces (or pycryptodome itself) cannot be imported.
-    Call it before any output."""
+    Call it before any output. One thread at a time loads it: encpipe-backup seals
+    the dump and the globals in two threads, whose first seals imported the
+    library at once; under an address-space limit the two imports of
+    cryptography's Rust module hung the run, both threads waiting for ever."""
     chosen = name()
     if chosen not in _usable:
-        e = _unusable(chosen)
-        if e is None:
-            _usable[chosen] = chosen
-        elif chosen == PYCRYPTODOME or os.environ.get(ENV_CIPHER, "").strip():
-            raise UsageError(
-                f"{ENV_CIPHER}={chosen}, but it cannot be imported: {e}",
-                hint=f"pip install 'encpipe[fast]' for cryptography, or unset {ENV_CIPHER}",
-            ) from None
-        else:
-            Pycryptodome.load()
-            _usable[chosen] = PYCRYPTODOME
+        with _LOADING:
+            if chosen not in _usable:
+                _load(chosen)
     return _usable[chosen]
+
+
+_LOADING = allocate_lock()
+
+
+def _load(chosen):
+    e = _unusable(chosen)
+    if e is None:
+        _usable[chosen] = chosen
+    elif chosen == PYCRYPTODOME or os.environ.get(ENV_CIPHER, "").strip():
+        raise UsageError(
+            f"{ENV_CIPHER}={chosen}, but it cannot be imported: {e}",
+            hint=f"pip install 'encpipe[fast]' for cryptography, or unset {ENV_CIPHER}",
+        ) from None
+    else:
+        Pycryptodome.load()
+        _usable[chosen] = PYCRYPTODOME
 
 
 def made_once(made, classes, chosen=None):

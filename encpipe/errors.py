@@ -107,6 +107,9 @@ def bug_line(e):
 _UNMAPPED = ("failed to map segment from shared object", "cannot allocate memory", "cannot map zero-fill pages",
              "cannot create shared object descriptor")
 _NOT_MEMORY = ("Operation not permitted", "Permission denied")  # a noexec mount, a security module
+# CPython's words for a lock it could not allocate (_thread's, _io's buffers', bz2's and lzma's):
+# "can't allocate lock", "can't allocate read lock", "could not allocate lock"...
+_LOCK_NOT_MADE = (("can't allocate", "cannot allocate", "could not allocate", "unable to allocate"), "lock")
 
 
 def ran_out(e):
@@ -118,13 +121,18 @@ def ran_out(e):
         return f"out of system resources: {e.strerror}"
     if isinstance(e, RuntimeError) and str(e) == "can't start new thread":
         return "out of system resources: cannot start a thread"
-    if isinstance(e, RuntimeError) and str(e) == "can't allocate lock":  # _thread's, as an import makes its lock
-        return "out of memory"
+    if isinstance(e, RuntimeError) and _lock_not_made(str(e)):  # _thread's, as an import makes its
+        return "out of memory"  # lock; _io's, as a file read (open_code: an import's) makes its buffer's
     if isinstance(e, ImportError) and any(w in str(e).lower() for w in _UNMAPPED) and not str(e).endswith(_NOT_MEMORY):
         return "out of memory"  # a library that cannot be loaded for want of memory
     if isinstance(e, (SystemError, RuntimeError)) and (e.__cause__ or e.__context__):  # the interpreter's, or
         return ran_out(e.__cause__ or e.__context__)  # an extension's (cryptography's Rust), from a MemoryError
     return None
+
+
+def _lock_not_made(words):
+    words = words.lower()
+    return words.startswith(_LOCK_NOT_MADE[0]) and words.endswith(_LOCK_NOT_MADE[1]) and len(words.split()) <= 5
 
 
 def unreadable(message, e):

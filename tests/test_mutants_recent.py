@@ -280,6 +280,11 @@ def _raised_from(cause, kind=SystemError, words="error return without exception 
     # a lock that cannot be had (the import system's, as a thread imports under an address-space
     # limit: a backup's globals were `internal error`, 70, with nothing recorded)
     (RuntimeError("can't allocate lock"), "out of memory"),
+    # _io's, as open_code reads a module for an import in a thread (its buffer's lock): a backup's
+    # globals were `internal error: RuntimeError at <frozen importlib._bootstrap_external>`, 70
+    (RuntimeError("can't allocate read lock"), "out of memory"),
+    (RuntimeError("could not allocate lock"), "out of memory"),  # bz2's, lzma's
+    (RuntimeError("can't allocate the lock of my own thing"), None),
     (ImportError("_ssl.so: failed to map segment from shared object"), "out of memory"),
     (ImportError("_ssl.so: failed to map segment from shared object: Operation not permitted"), None),  # noexec
     (ImportError("_ssl.so: failed to map segment from shared object: Permission denied"), None),
