@@ -13,7 +13,7 @@ nothing per chunk on the way that succeeds.
 """
 
 import os
-from _thread import allocate_lock
+from _thread import RLock
 from importlib.util import find_spec
 
 from .errors import UsageError, ran_out
@@ -113,7 +113,7 @@ def library():
     return _usable[chosen]
 
 
-_LOADING = allocate_lock()
+_LOADING = RLock()  # made_once() takes it again for its fallback
 
 
 def _load(chosen):
@@ -137,16 +137,17 @@ def made_once(made, classes, chosen=None):
     cipher takes (47) is not used for it either: before 40 it lacks public_bytes_raw,
     and an X25519 or Ed25519 key ended in an internal error."""
     chosen = chosen or name()
-    if chosen == CRYPTOGRAPHY and not _recent_enough():
-        chosen = PYCRYPTODOME
-    if chosen not in made:
-        try:
-            made[chosen] = classes[chosen]()
-        except ImportError:
-            if chosen == PYCRYPTODOME:  # the required library: no other to fall back to
-                raise
-            made[chosen] = made_once(made, classes, PYCRYPTODOME)
-    return made[chosen]
+    with _LOADING:  # one thread at a time imports a library (library(): a remote listing's threads)
+        if chosen == CRYPTOGRAPHY and not _recent_enough():
+            chosen = PYCRYPTODOME
+        if chosen not in made:
+            try:
+                made[chosen] = classes[chosen]()
+            except ImportError:
+                if chosen == PYCRYPTODOME:  # the required library: no other to fall back to
+                    raise
+                made[chosen] = made_once(made, classes, PYCRYPTODOME)
+        return made[chosen]
 
 
 def parallel(chunk_size):

@@ -35,3 +35,27 @@ def test_two_threads_asking_at_once_load_the_library_once(monkeypatch):
         thread.join(10)
     assert most[0] == 1 and len(loads) == 1
     assert got == [aead.name()] * 3
+
+
+def test_two_threads_making_a_curve_class_at_once_import_it_once(monkeypatch):
+    """So for the curve arithmetic (x25519.py, signing.py: aead.made_once), which
+    a remote listing's threads reach at once (an identity's slot, a signature)."""
+    loading, most, made = [0], [0], []
+
+    class Slow:
+        def __init__(self):
+            loading[0] += 1
+            most[0] = max(most[0], loading[0])
+            time.sleep(0.2)
+            made.append(self)
+            loading[0] -= 1
+
+    kept = {}
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(aead.made_once(kept, dict.fromkeys(aead.NAMES, Slow))))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] == 1 and len(made) == 1 and got == made * 3
