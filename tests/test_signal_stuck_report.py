@@ -8,6 +8,7 @@ SIGKILL ended the run. A second signal, the first still waiting, now ends it at
 once, as a signal did before there was anything to wait for (README "Exit
 status"); a single one still waits for the report."""
 
+import contextlib
 import json
 import os
 import signal
@@ -46,28 +47,43 @@ def stuck_writing(pid):
     return False
 
 
-def signalled_twice(tmp_path, argv, env, sig):
-    """Run `argv` with standard output a full pipe; once its first signal (signalled_env)
-    came and it waits on that pipe, signal it again; its status, or None if it did
-    not end within WAIT seconds (then killed)."""
+@contextlib.contextmanager
+def stuck(argv, env, stream):
+    """`argv` started with its standard `stream` ("stdout" or "stderr") a full pipe,
+    once it waits on that pipe; killed on the way out if it has not ended."""
     r, w = full_pipe()
+    other = {"stdout": "stderr", "stderr": "stdout"}[stream]
     try:
-        proc = subprocess.Popen(argv, env=env, stdout=w, stderr=subprocess.DEVNULL, preexec_fn=_defaults)
+        proc = subprocess.Popen(argv, env=env, **{stream: w, other: subprocess.DEVNULL}, stdin=subprocess.DEVNULL,
+                                preexec_fn=_defaults)
     finally:
         os.close(w)
     try:
         assert stuck_writing(proc.pid)
-        assert signalled(tmp_path)
-        proc.send_signal(sig)
-        try:
-            return proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            return None
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         os.close(r)
+
+
+def ended(proc, seconds=WAIT):
+    """Its status, or None if it has not ended within `seconds`."""
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def signalled_twice(tmp_path, argv, env, sig):
+    """Run `argv` with standard output a full pipe; once its first signal (signalled_env)
+    came and it waits on that pipe, signal it again; its status, or None if it did
+    not end within WAIT seconds (then killed)."""
+    with stuck(argv, env, "stdout") as proc:
+        assert signalled(tmp_path)
+        proc.send_signal(sig)
+        return ended(proc)
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
@@ -146,29 +162,13 @@ def _error_line_stuck(argv, sig):
     """`argv` failing at once, its standard error a full pipe: once it waits there (its
     error line), a signal, then a second: its status, or None if it did not end within
     WAIT seconds of the second (then killed)."""
-    r, w = full_pipe()
-    try:
-        proc = subprocess.Popen(argv, env=clean_env({"PYTHONPATH": ROOT}), stdout=subprocess.DEVNULL, stderr=w,
-                                stdin=subprocess.DEVNULL, preexec_fn=_defaults)
-    finally:
-        os.close(w)
-    try:
-        assert stuck_writing(proc.pid)
-        for _ in range(2):
+    with stuck(argv, clean_env({"PYTHONPATH": ROOT}), "stderr") as proc:
+        proc.send_signal(sig)
+        status = ended(proc, 0.5)
+        if status is None:
             proc.send_signal(sig)
-            try:
-                return proc.wait(0.5)
-            except subprocess.TimeoutExpired:
-                continue
-        try:
-            return proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            return None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(r)
+            status = ended(proc)
+        return status
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
