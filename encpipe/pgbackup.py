@@ -22,7 +22,7 @@ from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
 from .childenv import ENV_SIGNER
-from .cli import Io, catch_signal, report_errors, set_up
+from .cli import Io, catch_signal, die_of, report_errors, set_up
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .fdsecrets import FdSecrets, holding, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
@@ -348,6 +348,8 @@ def main(argv=None):
         return report_errors(io, Backup(o, passphrases, io).run)
     except KeyboardInterrupt:  # before the run began (waiting for the lock): Backup.run removed what it made
         return 130
+    except Interrupted as e:  # the run's handler, raised as its failure's line was said: death by it
+        return die_of(e.status - 128)  # (it escaped as a traceback, exit 1)
 
 
 def _recorded(o, started, status):

@@ -84,13 +84,18 @@ class _BeforeCrypto:
     def find_spec(cls, name, path=None, target=None):
         if not cls.done and (name == "Crypto" or name.startswith("Crypto.")):  # its package may be in already
             cls.done = True
+            import functools
             import platform
 
-            platform.architecture = _architecture
+            platform.architecture = functools.partial(_architecture, _file_command=platform.architecture)
         return None
 
 
-def _architecture(executable=sys.executable, bits="", linkage=""):
+def _architecture(executable=sys.executable, bits="", linkage="", *, _file_command=None):
+    """The interpreter's own, as pycryptodome asks it; any other question goes to
+    Python's (which runs `file`: not encpipe's)."""
+    if executable != sys.executable or bits or linkage:
+        return _file_command(executable, bits, linkage)
     import struct
 
-    return bits or f"{struct.calcsize('P') * 8}bit", linkage
+    return f"{struct.calcsize('P') * 8}bit", "ELF" if sys.platform.startswith(("linux", "freebsd")) else ""

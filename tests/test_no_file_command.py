@@ -66,3 +66,17 @@ def test_the_scripts_run_no_file_command(watched, tmp_path):
                               capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
         assert done.returncode == 0, done.stderr
     assert not record.exists(), record.read_text()
+
+
+def test_other_questions_to_platform_architecture_get_pythons_answers():
+    """Only pycryptodome's question (the interpreter's, no defaults given) is answered
+    without `file`; another executable, or defaults given, go to Python's own."""
+    code = ("import platform\n"
+            "before = [platform.architecture(), platform.architecture('/bin/ls'), platform.architecture(bits='32bit')]\n"
+            "from encpipe import processguard\n"
+            "processguard.no_file_command()\n"
+            "import Crypto.Cipher.AES\n"
+            "after = [platform.architecture(), platform.architecture('/bin/ls'), platform.architecture(bits='32bit')]\n"
+            "print(before == after, platform.architecture.func.__module__)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=python_env(), capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"True encpipe.processguard\n", b"")
