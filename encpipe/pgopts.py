@@ -30,10 +30,11 @@ from .textform import secret_kind
 # (quoted or not) of a key/value string or a URI's query, and `sslpassword=` (the
 # passphrase of the client's SSL key) alike. As libpq reads them: a URI's user and
 # password run to an `@` before any `/`, `?` and `#` in them included (to its last such
-# `@`: a password with an `@` not %-encoded is masked whole, not cut at it); a URI
+# `@`: a password with an `@` not %-encoded is masked whole, not cut at it; one with a `/`,
+# which libpq then reads as no password, is masked to the `@` after it all the same); a URI
 # query's value to the next `&`; a key/value string's unquoted value to a space not
 # escaped by a backslash (`&` included).
-_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@]*:)[^/]*(?=@)"
+_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@]*:)(?:[^/]*(?=@)|[^@]*(?=@))"
                        r"|(?P<query>[?&](?:ssl)?password=)[^&]*"
                        r"|(?P<keyword>(?<![?&\w])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|(?:\\.|[^\s\\])*\\?)",
                        re.I)

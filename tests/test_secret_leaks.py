@@ -578,8 +578,9 @@ CONNINFO_PASSWORD = "hunter2-9c1e"
     # masked: a restore made a database named after the password); an unquoted value to an unescaped space
     f"postgresql://bk:x?{CONNINFO_PASSWORD}@db1/shop", f"postgresql://bk:x#{CONNINFO_PASSWORD}@db1/shop",
     f"postgresql://bk:x@{CONNINFO_PASSWORD}@db1/shop",  # an @ not %-encoded: masked whole, not cut at it
+    f"postgresql://bk:x/{CONNINFO_PASSWORD}@db1/shop",  # a / not %-encoded: libpq's no password, still masked
     f"host=db1 password=x&{CONNINFO_PASSWORD} dbname=shop", f"host=db1 password=x\\ {CONNINFO_PASSWORD} dbname=shop",
-], ids=["keywords", "uri", "uri-question-mark", "uri-hash", "uri-at", "keywords-ampersand", "keywords-escaped-space"])
+], ids=["keywords", "uri", "uri-question-mark", "uri-hash", "uri-at", "uri-slash", "keywords-ampersand", "keywords-escaped-space"])
 @pytest.mark.parametrize("script, args, status", [
     ("encpipe-backup", ["--dir", "BACKUPS", "--metrics-file", "METRICS", "--key-file", "KEYFILE", "CONNINFO"], 64),
     ("encpipe-restore", ["--no-globals", "--key-file", "KEYFILE", "SEALED", "CONNINFO"], 64),
