@@ -29,13 +29,15 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None):
     return report_errors(io, lambda: _run(argv, io))
 
 
+def _unabbreviated(word):
+    """--help or --version for a prefix of it (--he, --ver), as a command's long options may be abbreviated."""
+    return next((full for full in ("--help", "--version") if len(word) > 2 and full.startswith(word)), word)
+
+
 def _run(argv, io):
-    command = argv[0] if argv else None
-    if command and len(command) > 2:  # abbreviated as a command's long options may be: --he, --ver
-        command = next((full for full in ("--help", "--version") if full.startswith(command)), command)
-        argv = [command, *argv[1:]]
-    if command == "--version":  # its words too: --version --he
-        argv = [command, *("--help" if len(w) > 2 and "--help".startswith(w) else w for w in argv[1:])]
+    command = _unabbreviated(argv[0]) if argv else None  # before a command; after --version, its words too
+    if command is not None:
+        argv = [command, *(map(_unabbreviated, argv[1:]) if command == "--version" else argv[1:])]
     one_command = argv[1:2] in ([c] for c in COMMANDS) and (command != "help" or len(argv) == 2)
     if command in ("-h", "--help", "help") and one_command:
         return _print(io, command_help(argv[1]).strip())

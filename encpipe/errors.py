@@ -109,7 +109,7 @@ _UNMAPPED = ("failed to map segment from shared object", "cannot allocate memory
 _NOT_MEMORY = ("Operation not permitted", "Permission denied")  # a noexec mount, a security module
 # CPython's words for a lock it could not allocate (_thread's, _io's buffers', bz2's and lzma's):
 # "can't allocate lock", "can't allocate read lock", "could not allocate lock"...
-_LOCK_NOT_MADE = (("can't allocate", "cannot allocate", "could not allocate", "unable to allocate"), "lock")
+_LOCK_NOT_MADE = ("can't allocate ", "cannot allocate ", "could not allocate ", "unable to allocate ")
 
 
 def ran_out(e):
@@ -132,7 +132,7 @@ def ran_out(e):
 
 def _lock_not_made(words):
     words = words.lower()
-    return words.startswith(_LOCK_NOT_MADE[0]) and words.endswith(_LOCK_NOT_MADE[1]) and len(words.split()) <= 5
+    return words.startswith(_LOCK_NOT_MADE) and words.endswith(" lock") and len(words.split()) <= 5
 
 
 def unreadable(message, e):

@@ -21,8 +21,7 @@ from . import aead, commands, dirlock, sigdefer, sigthreads
 from .argwords import joined
 from .backup import job, label
 from .backup.names import STAMP
-from .childenv import ENV_SIGNER
-from .cli import Io, catch_signal, die_of, report_errors, set_up
+from .cli import Io, Terminated, catch_signal, report_errors, set_up
 from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .fdsecrets import FdSecrets, holding, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
@@ -40,9 +39,13 @@ NAME_WAIT = 10  # seconds: a name is taken for a second at most by a run of this
 RESERVE = 8 << 20
 
 
-class Interrupted(BaseException):
+class Interrupted(Terminated):
+    """Backup's handler's: a SIGINT, SIGTERM or SIGHUP (`status`: 128 + its number) while
+    the run is under way. One that escapes the run (as its failure's line was said) is,
+    as any Terminated, death by the signal (run_script): it escaped as a traceback, exit 1."""
+
     def __init__(self, status):
-        super().__init__(status)
+        super().__init__(status - 128)
         self.status = status
 
 
@@ -331,9 +334,9 @@ def main(argv=None):
         refuse_shared_stdin({**given, **o["signers"]})  # --passphrase-fd 0 and --key-file /dev/stdin: 64
         refuse_replaceable({**given, **o["signers"]}, READ_ONCE, bool(o["shared"]))  # 73, before any is read
         read_once(o)
-        if any(o["signers"].values()) or io.env.get(ENV_SIGNER, "").strip():  # a bad signer (a secret key in
-            # ENCPIPE_SIGNER too, with no policy that reads it) is a mistake now, not after the dump
-            commands.signers(o["signers"], io)
+        # a bad signer (a secret key in ENCPIPE_SIGNER too, with no policy that reads it) is a
+        # mistake now, not after the dump (none given: nothing read, nothing imported)
+        commands.signers(o["signers"], io)
         passphrases = []
         for fd in o["seal"]["--passphrase-fd"]:  # read once, then closed: the keys are loaded in this process
             passphrases.append(read_fd(fd))
@@ -348,8 +351,6 @@ def main(argv=None):
         return report_errors(io, Backup(o, passphrases, io).run)
     except KeyboardInterrupt:  # before the run began (waiting for the lock): Backup.run removed what it made
         return 130
-    except Interrupted as e:  # the run's handler, raised as its failure's line was said: death by it
-        return die_of(e.status - 128)  # (it escaped as a traceback, exit 1)
 
 
 def _recorded(o, started, status):

@@ -133,6 +133,7 @@ class Rclone:
         end = prefix_end(self.location) or 0
         if listed != self.location[end:].rstrip("/").rpartition("/")[2]:
             return False
+
         def read(out):
             try:
                 return lsjson.one(out)
