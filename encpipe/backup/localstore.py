@@ -7,9 +7,9 @@ import io
 import os
 import stat
 
-from .. import dirlock, safefile
+from .. import dirlock, safefile, writers
 from ..bounded import AsListed
-from ..errors import Changed, IOFailure, unreadable
+from ..errors import Changed, IOFailure, UnsafeDirectory, unreadable
 from ..textform import shown_name
 from .records import Item
 from .removal import put_back_held, remove_listed
@@ -47,6 +47,31 @@ class Local:
         """The directory open to read (its lock, its listing), the caller's to close: the
         one this store opened, whatever its name leads to by now; OSError if it cannot be."""
         return self._reopened()
+
+    def refuse_led_elsewhere(self, allow_shared, doing):
+        """73 when a user other than the caller or root could lead the directory's name
+        elsewhere (a link on the way they could point, a directory above it they can
+        write): a link put in its place led prune to root's archive. The directory itself
+        may be another's (root prunes the backups' user's): each file is removed through
+        the directory opened, as it was listed; not there: left to the listing (66)."""
+        if allow_shared:
+            return
+        try:
+            fd = self._reopened()
+        except OSError:
+            return
+        try:
+            real, found = writers.way_writer(self.directory)
+            found = found or writers.first_other_writer(os.path.dirname(real))
+            if not found and not safefile.same_file(os.fstat(fd), os.stat(real)):
+                raise Changed(f"{self.directory} changed while it was opened")
+        finally:
+            os.close(fd)
+        if found:
+            raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could lead "
+                                  f"{self.directory} elsewhere; refusing to {doing} it",
+                                  hint=f"run this where only {writers._owners()} can change the way to it, "
+                                  f"or pass {writers.ALLOW_FLAG}")
 
     def where(self, name):
         return os.path.join(self.directory, name)
