@@ -129,6 +129,18 @@ class Local:
         return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode),
                     mtime=info.st_mtime, uid=info.st_uid)
 
+    def _target(self, name):
+        """What the link `name` leads to, opened to read only once it is seen to be a regular
+        file: the link may have been pointed since it was listed, and opening some devices
+        does something (a watchdog, a tape that rewinds), a FIFO wakes its writer."""
+        found = os.open(name, _PATH_ONLY | os.O_CLOEXEC, dir_fd=self._dir())  # opens nothing yet
+        try:
+            if not stat.S_ISREG(os.fstat(found).st_mode):
+                raise OSError(f"{name} is not a regular file")
+            return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        finally:
+            os.close(found)
+
     def trusted_owners(self):
         """Whose files' modification times are taken at their word (older_than_its_name):
         the caller's, root's and the directory's owner's (the backups' user, when
@@ -146,8 +158,8 @@ class Local:
         safefile.hook("opening", self.directory, item.name)
         changed = OSError(f"{item.name} changed since it was listed")
         try:  # O_NONBLOCK: never block on a FIFO; O_NOCTTY: never take a terminal for its own
-            fd = os.open(item.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-                         | (0 if item.link else os.O_NOFOLLOW), dir_fd=self._dir())
+            fd = self._target(item.name) if item.link else os.open(
+                item.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self._dir())
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise changed from None
