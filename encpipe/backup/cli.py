@@ -97,7 +97,10 @@ Options:
   --allow-shared-dir         Read a key file (or --signer-file) that a user other
                              than the caller or root could replace: it, its
                              directory or one above can be written by another
-                             user (else 73; check --verify: critical).
+                             user (else 73; check --verify: critical). prune:
+                             also a DIR such a user could lead elsewhere (a
+                             link on the way they could point, a directory
+                             above it they can write; else 73).
   --key-file FILE            As for encpipe: keys, one per line.
   --key-command CMD          As for encpipe.
   --identity FILE            As for encpipe.
@@ -221,6 +224,8 @@ def cmd_prune(args, io):
     policy = policy_from(args)
     store = open_location(location(args, io), io.env)
     wait = dirlock.lock_wait(io.env) if isinstance(store, Local) else None  # 64 before a key is read
+    if isinstance(store, Local):  # it removes: judged as the directories encpipe-backup writes in (73)
+        store.refuse_led_elsewhere(args["--allow-shared-dir"], "prune")
     try:
         keys = KeyRing.from_args(args, io)
     except NoKeyConfigured:

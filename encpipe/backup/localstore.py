@@ -7,9 +7,9 @@ import io
 import os
 import stat
 
-from .. import dirlock, safefile
+from .. import dirlock, safefile, writers
 from ..bounded import AsListed
-from ..errors import Changed, IOFailure, unreadable
+from ..errors import Changed, IOFailure, UnsafeDirectory, unreadable
 from ..textform import shown_name
 from .records import Item
 from .removal import put_back_held, remove_listed
@@ -47,6 +47,31 @@ class Local:
         """The directory open to read (its lock, its listing), the caller's to close: the
         one this store opened, whatever its name leads to by now; OSError if it cannot be."""
         return self._reopened()
+
+    def refuse_led_elsewhere(self, allow_shared, doing):
+        """73 when a user other than the caller or root could lead the directory's name
+        elsewhere (a link on the way they could point, a directory above it they can
+        write): a link put in its place led prune to root's archive. The directory itself
+        may be another's (root prunes the backups' user's): each file is removed through
+        the directory opened, as it was listed; not there: left to the listing (66)."""
+        if allow_shared:
+            return
+        try:
+            fd = self._reopened()
+        except OSError:
+            return
+        try:
+            real, found = writers.way_writer(self.directory)
+            found = found or writers.first_other_writer(os.path.dirname(real))
+            if not found and not safefile.same_file(os.fstat(fd), os.stat(real)):
+                raise Changed(f"{self.directory} changed while it was opened")
+        finally:
+            os.close(fd)
+        if found:
+            raise UnsafeDirectory(f"{found[0]} can be written by {found[1]}, who could lead "
+                                  f"{self.directory} elsewhere; refusing to {doing} it",
+                                  hint=f"run this where only {writers._owners()} can change the way to it, "
+                                  f"or pass {writers.ALLOW_FLAG}")
 
     def where(self, name):
         return os.path.join(self.directory, name)
@@ -104,6 +129,18 @@ class Local:
         return Item(name, info.st_size, identity=(link.st_dev, link.st_ino), link=not stat.S_ISREG(link.st_mode),
                     mtime=info.st_mtime, uid=info.st_uid)
 
+    def _target(self, name):
+        """What the link `name` leads to, opened to read only once it is seen to be a regular
+        file: the link may have been pointed since it was listed, and opening some devices
+        does something (a watchdog, a tape that rewinds), a FIFO wakes its writer."""
+        found = os.open(name, _PATH_ONLY | os.O_CLOEXEC, dir_fd=self._dir())  # opens nothing yet
+        try:
+            if not stat.S_ISREG(os.fstat(found).st_mode):
+                raise OSError(f"{name} is not a regular file")
+            return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        finally:
+            os.close(found)
+
     def trusted_owners(self):
         """Whose files' modification times are taken at their word (older_than_its_name):
         the caller's, root's and the directory's owner's (the backups' user, when
@@ -121,8 +158,8 @@ class Local:
         safefile.hook("opening", self.directory, item.name)
         changed = OSError(f"{item.name} changed since it was listed")
         try:  # O_NONBLOCK: never block on a FIFO; O_NOCTTY: never take a terminal for its own
-            fd = os.open(item.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-                         | (0 if item.link else os.O_NOFOLLOW), dir_fd=self._dir())
+            fd = self._target(item.name) if item.link else os.open(
+                item.name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self._dir())
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise changed from None
