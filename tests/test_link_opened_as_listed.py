@@ -14,18 +14,23 @@ from test_backup_dir import ENV
 from test_backup_dir_hostile import hours_ago, script, three_days
 
 
-def test_a_link_pointed_at_a_fifo_after_the_listing_is_never_opened(tmp_path):
+def linked_copy(tmp_path):
+    """Backups of three days in `b`, and a link there to a copy of the newest: (b, the link's name)."""
     d = tmp_path / "b"
     d.mkdir()
     names = three_days(d)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    copy = elsewhere / "copy"
-    copy.write_bytes((d / names[-1]).read_bytes())
-    fifo, woke = elsewhere / "fifo", tmp_path / "woke"
-    os.mkfifo(fifo)
+    (elsewhere / "copy").write_bytes((d / names[-1]).read_bytes())
     linked = f"shop_{hours_ago(1)}.sql.enc"
-    (d / linked).symlink_to(copy)
+    (d / linked).symlink_to(elsewhere / "copy")
+    return d, linked
+
+
+def test_a_link_pointed_at_a_fifo_after_the_listing_is_never_opened(tmp_path):
+    d, linked = linked_copy(tmp_path)
+    fifo, woke = tmp_path / "fifo", tmp_path / "woke"
+    os.mkfifo(fifo)
     writer = subprocess.Popen([sys.executable, "-c", "import os, sys; os.open(sys.argv[1], os.O_WRONLY); "
                                "open(sys.argv[2], 'w').close()", fifo, woke])
     try:
@@ -41,13 +46,7 @@ def test_a_link_pointed_at_a_fifo_after_the_listing_is_never_opened(tmp_path):
 
 
 def test_a_link_to_a_regular_file_is_still_read(tmp_path):
-    d = tmp_path / "b"
-    d.mkdir()
-    names = three_days(d)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "copy").write_bytes((d / names[-1]).read_bytes())
-    (d / f"shop_{hours_ago(1)}.sql.enc").symlink_to(elsewhere / "copy")
+    d, _ = linked_copy(tmp_path)
     done = script("verify", d, env=ENV)
     assert (done.returncode, done.stderr) == (0, b"")
     assert json.loads(done.stdout)["verified"] == 4
