@@ -168,9 +168,9 @@ def test_the_failure_hook_names_a_command_that_can_be_pasted():
     character (crm\\x2dprod) pasted unquoted into a shell lost its backslash, and
     journalctl showed a unit that does not exist."""
     failed = r"encpipe-backup@crm\x2dprod.service"
-    with open(SYSTEMD / "encpipe-backup-failure@.service") as f:
+    with open(SYSTEMD / "encpipe-failed@.service") as f:
         (line,) = directives(f.read(), "ExecStart")
-    argv = [word.replace("%i", failed) for word in shlex.split(line)]  # specifiers after the split
+    argv = [word.replace("%i", r"crm\x2dprod") for word in shlex.split(line)]  # specifiers after the split
     assert argv[:4] == ["/usr/bin/logger", "--priority", "daemon.err", "--tag"]
     message = argv[-1]
     assert message.startswith(f"{failed} failed: see ")

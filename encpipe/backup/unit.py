@@ -34,7 +34,7 @@ TEMPLATE = """\
 #
 # Printed by `encpipe-backup --systemd-unit [backup options]` for the
 # encpipe-backup at {script}. Install it with
-# scripts/systemd/encpipe-backup@.timer and encpipe-backup-failure@.service
+# scripts/systemd/encpipe-backup@.timer and encpipe-failed@.service
 # (the OnFailure= hook) in /etc/systemd/system/, then
 #   install -d -m 755 /etc/encpipe && encpipe keygen -o /etc/encpipe/backup.key
 #   chown postgres: /etc/encpipe/backup.key
@@ -51,7 +51,7 @@ TEMPLATE = """\
 Description=Encrypted PostgreSQL backup of database %I
 After=network-online.target postgresql.service
 Wants=network-online.target
-OnFailure=encpipe-backup-failure@%n.service
+OnFailure=encpipe-failed@%i.service
 
 [Service]
 Type=oneshot
