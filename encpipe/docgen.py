@@ -42,6 +42,20 @@ def _preformatted(text):
     return ".nf\n" + _roff(text.rstrip("\n")) + "\n.fi\n"
 
 
+ENVIRONMENT = [
+    ("ENCPIPE_KEY", "A raw key (64 hex digits), used when no key option is given."),
+    ("ENCPIPE_PASSPHRASE", "A passphrase, used when no key option is given (after ENCPIPE_KEY)."),
+    ("ENCPIPE_SIGNER", "Verify keys (encpipesign1...), separated by white space, as --signer when neither "
+                       "--signer nor --signer-file is given: "
+                       "open, inspect --verify and rewrap refuse a file none of them signed."),
+    ("ENCPIPE_CIPHER", "pycryptodome or cryptography: the AES-GCM library to use (default: cryptography "
+                       "when it can be imported, else pycryptodome); encpipe --version names it."),
+    ("ENCPIPE_SCRYPT_BUDGET", "The scrypt work all passphrase attempts on one file may take together, "
+                              "N*r*p summed (default 16777216)."),
+    ("ENCPIPE_COMMAND_TIMEOUT", "Seconds --key-command and --passphrase-command may take (default 60)."),
+]
+
+
 def encpipe_page():
     """encpipe(1): synopsis, each command with its options, the options, exit status."""
     sections = _sections()
@@ -56,9 +70,7 @@ def encpipe_page():
     for names, line in option_lines():
         head, _, text = line.strip().partition("  ")
         page += f".TP\n.B {_roff(head)}\n{_roff(text.strip())}\n"
-    page += ".SH ENVIRONMENT\n" + _roff(
-        "ENCPIPE_KEY (64 hex digits) and ENCPIPE_PASSPHRASE are used when no key option is given; "
-        "ENCPIPE_COMMAND_TIMEOUT bounds --key-command and --passphrase-command (seconds, default 60).") + "\n"
+    page += ".SH ENVIRONMENT\n" + "".join(f".TP\n.B {name}\n{_roff(text)}\n" for name, text in ENVIRONMENT)
     page += ".SH EXIT STATUS\n" + _roff(" ".join(sections["Exit status"].split())) + "\n"
     page += ".SH SEE ALSO\n" + ", ".join(f"\\fB{_roff(s)}\\fR(1)" for s in installed_scripts()) + "\n"
     return page
@@ -75,9 +87,25 @@ def script_page(name, help_text):
     paragraphs = [p for p in help_text.split("\n\n") if p.strip() and not p.lstrip().lower().startswith("usage")]
     first = " ".join(paragraphs[0].split()) if paragraphs else name
     first = re.sub(rf"^{re.escape(name)}: ", "", first)
-    description = re.split(r"[.;:](?:\s|$)", first, maxsplit=1)[0]
+    description = SHORT.get(name) or _first_clause(first)
+    description = description[:1].lower() + description[1:] if description[1:2].islower() else description
     return _header(name, description) + ".SH DESCRIPTION\n" + _preformatted(help_text) + \
         ".SH SEE ALSO\n\\fBencpipe\\fR(1)\n"
+
+
+SHORT = {"encpipe-backup": "dump one PostgreSQL database, sealed as by encpipe seal, into a backup directory "
+                            "and/or an rclone remote, with its cluster's globals"}  # its first clause is a page
+
+
+def _first_clause(text):
+    """`text` up to its first `.`, `;` or `:` that ends a clause: followed by a space or
+    the end, and outside parentheses (`(kind sql: plain SQL)` is not the end)."""
+    depth = 0
+    for at, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth <= 0 and char in ".;:" and text[at + 1:at + 2] in ("", " "):
+            return text[:at]
+    return text
 
 
 def completion():

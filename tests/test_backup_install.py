@@ -83,7 +83,7 @@ def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file
     text = unit.stdout.decode()
     (exec_start,) = re.findall(r"^ExecStart=(.*)$", text, flags=re.M)
     assert re.search(r"^TimeoutStartSec=\S+$", text, flags=re.M)
-    assert "OnFailure=encpipe-backup-failure@%n.service" in text
+    assert "OnFailure=encpipe-failed@%i.service" in text
     assert "ReadWritePaths=/var/backups/encpipe" in text
     argv = shlex.split(exec_start.replace("${CREDENTIALS_DIRECTORY}", str(tmp_path / "creds"))
                        .replace("/var/backups/encpipe", str(directory)))
@@ -97,8 +97,7 @@ def test_unit_exec_start_backs_up_and_prunes_from_a_venv(pg, installed, key_file
     units.mkdir()
     (units / "encpipe-backup@bk_installed.service").write_text(text)
     shutil.copy(SYSTEMD / "encpipe-backup@.timer", units / "encpipe-backup@bk_installed.timer")
-    shutil.copy(SYSTEMD / "encpipe-backup-failure@.service",
-                units / "encpipe-backup-failure@encpipe-backup@bk_installed.service.service")
+    shutil.copy(SYSTEMD / "encpipe-failed@.service", units / "encpipe-failed@bk_installed.service")
     proc = subprocess.run(["systemd-analyze", "verify", *sorted(p.name for p in units.iterdir())], cwd=units,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -70,6 +70,27 @@ def test_man_renders_every_installed_page(installed):
     assert (installed / "share" / "bash-completion" / "completions" / "encpipe").exists()
 
 
+def test_each_pages_name_line_is_a_whole_short_clause():
+    """whatis and apropos show it: encpipe-backup's was cut inside a parenthesis
+    (`... (kind sql.zst, sql.gz or sql`), encpipe-migrate's began with a capital."""
+    for relative, content in docgen.generated().items():
+        if not relative.endswith(".1"):
+            continue
+        name_line = content.split(".SH NAME\n", 1)[1].split("\n", 1)[0]
+        page, _, what = name_line.partition(" \\- ")
+        assert what and what.count("(") == what.count(")") and len(what) <= 150, name_line
+        assert what[0].islower() or what.split()[0].isupper(), name_line
+
+
+def test_encpipe_page_names_every_variable_encpipe_reads():
+    """ENCPIPE_SIGNER, ENCPIPE_CIPHER and ENCPIPE_SCRYPT_BUDGET were missing."""
+    page = docgen.generated()["scripts/man/encpipe.1"]
+    environment = page.split(".SH ENVIRONMENT\n", 1)[1].split(".SH ", 1)[0]
+    for name in ("ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "ENCPIPE_SIGNER", "ENCPIPE_CIPHER", "ENCPIPE_SCRYPT_BUDGET",
+                 "ENCPIPE_COMMAND_TIMEOUT"):
+        assert f".B {name}\n" in environment
+
+
 def complete(*words):
     """What the completion offers for the command line `words` (the last being completed)."""
     script = (f"source {REPO / 'scripts' / 'completion' / 'encpipe'}\n"

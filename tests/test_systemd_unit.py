@@ -168,9 +168,9 @@ def test_the_failure_hook_names_a_command_that_can_be_pasted():
     character (crm\\x2dprod) pasted unquoted into a shell lost its backslash, and
     journalctl showed a unit that does not exist."""
     failed = r"encpipe-backup@crm\x2dprod.service"
-    with open(SYSTEMD / "encpipe-backup-failure@.service") as f:
+    with open(SYSTEMD / "encpipe-failed@.service") as f:
         (line,) = directives(f.read(), "ExecStart")
-    argv = [word.replace("%i", failed) for word in shlex.split(line)]  # specifiers after the split
+    argv = [word.replace("%i", r"crm\x2dprod") for word in shlex.split(line)]  # specifiers after the split
     assert argv[:4] == ["/usr/bin/logger", "--priority", "daemon.err", "--tag"]
     message = argv[-1]
     assert message.startswith(f"{failed} failed: see ")
@@ -456,17 +456,17 @@ def test_a_unit_with_no_key_is_refused(args):
     with pytest.raises(UsageError, match=r"^no key option: every run of the unit would fail, no key configured "
                                          r"\(78\)$") as raised:
         unit.render(SCRIPT, args)
-    assert raised.value.hint.startswith("add --key-file ${CREDENTIALS_DIRECTORY}/encpipe-backup.key")
+    assert raised.value.hint.startswith("add --key-file '${CREDENTIALS_DIRECTORY}/encpipe-backup.key'")
     for key in (["--key-file", "/etc/encpipe/backup.key"], ["--recipient-file", "/etc/encpipe/backup.pub"],
                 ["--passphrase-file", "${CREDENTIALS_DIRECTORY}/pass"]):
         assert parse(exec_start(unit.render(SCRIPT, [*args, *key]), "shop")[1:])["have_key"]
 
 
 @pytest.mark.parametrize("path, said, hint", [
-    ("backup.key", "the unit runs in /, not here", "${CREDENTIALS_DIRECTORY}/NAME"),
-    ("keys/backup.key", "the unit runs in /, not here", "${CREDENTIALS_DIRECTORY}/NAME"),
+    ("backup.key", "the unit runs in /, not here", "'${CREDENTIALS_DIRECTORY}/NAME'"),
+    ("keys/backup.key", "the unit runs in /, not here", "'${CREDENTIALS_DIRECTORY}/NAME'"),
     ("%d/encpipe-backup.key", "the unit escapes %, so systemd would not read %d as the credentials directory",
-     "${CREDENTIALS_DIRECTORY}/encpipe-backup.key"),
+     "'${CREDENTIALS_DIRECTORY}/encpipe-backup.key'"),
 ])
 @pytest.mark.parametrize("option", ["--key-file", "--sign-key", "--signer-file"])
 def test_a_key_file_that_is_not_an_absolute_path_or_a_credential_is_refused(option, path, said, hint):
@@ -475,3 +475,27 @@ def test_a_key_file_that_is_not_an_absolute_path_or_a_credential_is_refused(opti
     with pytest.raises(UsageError, match=f"^{re.escape(f'{option} {path}: {said}')}$") as raised:
         unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key", option, path])
     assert raised.value.hint == f"give an absolute path, or a credential as {hint}"
+
+
+@pytest.mark.parametrize("option", ["--key-file", "--passphrase-file", "--sign-key", "--identity"])
+def test_a_credential_the_callers_shell_expanded_to_nothing_is_refused(option):
+    """The hints showed ${CREDENTIALS_DIRECTORY}/NAME unquoted: typed as shown, the
+    caller's shell (where the variable is empty) made it /NAME, and the unit printed
+    held `--key-file /encpipe-backup.key`, no LoadCredential=, every run 66. A key file
+    in / itself is refused now, and every hint quotes the credential's path."""
+    with pytest.raises(UsageError, match=f"^{option} /encpipe-backup.key: a key file in / itself, ") as raised:
+        unit.render(SCRIPT, ["--dir", "/srv/b", "--key-file", "/etc/encpipe/backup.key", option,
+                             "/encpipe-backup.key"])
+    assert raised.value.hint == "quote it: '${CREDENTIALS_DIRECTORY}/encpipe-backup.key', or give the path of the file"
+
+
+@pytest.mark.parametrize("args", [["--keep-daily", "3"], ["--keep-daily", "3", "--key-file", "/etc/k", "-p"],
+                                  ["--keep-daily", "3", "--key-file", "/etc/k", "--passphrase-fd", "3"]])
+def test_every_hint_pasted_into_a_shell_keeps_the_variable_for_systemd(args):
+    """Each hint's option, as a shell reads it, is the literal path the unit wants."""
+    with pytest.raises(UsageError) as raised:
+        unit.render(SCRIPT, ["--dir", "/srv/b", *args])
+    hint = raised.value.hint
+    typed = re.search(r"(--\S+) ('\$\{CREDENTIALS_DIRECTORY\}/[^']*')", hint)
+    assert typed, hint
+    assert shlex.split(typed[2]) == [typed[2].strip("'")]  # single quotes: no expansion

@@ -24,7 +24,7 @@ HIDDEN_HINTS = {"--dir": f"keep the backups where the unit can write them, e.g. 
                              "(README: Installing)",
                 "python3": "make the environment with a python3 the service can run: /usr/bin/python3 -m venv "
                            "/opt/encpipe (README: Installing)",
-                None: "keep it in /etc/encpipe; a secret as a credential: ${CREDENTIALS_DIRECTORY}/NAME"}
+                None: "keep it in /etc/encpipe; a secret as a credential: '${CREDENTIALS_DIRECTORY}/NAME'"}
 DEFAULT_ARGS = ["--keep-daily", "14", "--key-file", CREDENTIALS + "encpipe-backup.key"]
 
 TEMPLATE = """\
@@ -34,7 +34,7 @@ TEMPLATE = """\
 #
 # Printed by `encpipe-backup --systemd-unit [backup options]` for the
 # encpipe-backup at {script}. Install it with
-# scripts/systemd/encpipe-backup@.timer and encpipe-backup-failure@.service
+# scripts/systemd/encpipe-backup@.timer and encpipe-failed@.service
 # (the OnFailure= hook) in /etc/systemd/system/, then
 #   install -d -m 755 /etc/encpipe && encpipe keygen -o /etc/encpipe/backup.key
 #   chown postgres: /etc/encpipe/backup.key
@@ -51,7 +51,7 @@ TEMPLATE = """\
 Description=Encrypted PostgreSQL backup of database %I
 After=network-online.target postgresql.service
 Wants=network-online.target
-OnFailure=encpipe-backup-failure@%n.service
+OnFailure=encpipe-failed@%i.service
 
 [Service]
 Type=oneshot
@@ -121,7 +121,7 @@ def render(script, args, timeout="6h"):
         _refuse_hidden(option, path)
     if not o["have_key"]:  # every run: 78, no key (ENCPIPE_KEY in Environment= is every user's to read)
         raise UsageError("no key option: every run of the unit would fail, no key configured (78)",
-                         hint=f"add --key-file {CREDENTIALS}encpipe-backup.key (what the unit takes without "
+                         hint=f"add --key-file '{CREDENTIALS}encpipe-backup.key' (what the unit takes without "
                               "options), or --recipient PUBKEY")
     if not o["dir"] and not o["to"]:
         args = ["--dir", DEFAULT_DIR, *args]
@@ -150,14 +150,14 @@ def _options(args):
     if o["seal"]["--passphrase"]:  # every run: 78, cannot prompt
         prompt = next((a for a in args if a in ("-p", "--passphrase")), "-p")
         raise UsageError(f"{prompt} prompts on a terminal, and the unit's run has none",
-                         hint="give the passphrase as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
+                         hint="give the passphrase as a credential: --passphrase-file '${CREDENTIALS_DIRECTORY}/NAME'")
     files = {**o["seal"], **o["signers"]}
     descriptors = [f"--passphrase-fd {n}" for n in o["seal"]["--passphrase-fd"]] + [
         f"{option} {path}" for option in KEY_FILES for path in files[option]
         if path in STDIN_PATHS or FD_PATH.fullmatch(path)]
     if descriptors:  # every run: 66, the descriptor not open (systemd opens none of the caller's)
         raise UsageError(f"{descriptors[0]} reads a descriptor the caller opens, and the unit's run has none",
-                         hint="give the secret as a credential: --passphrase-file ${CREDENTIALS_DIRECTORY}/NAME")
+                         hint="give the secret as a credential: --passphrase-file '${CREDENTIALS_DIRECTORY}/NAME'")
     public_forms("--recipient", o["seal"]["--recipient"])  # 64, before a secret is in a unit file
     public_forms("--signer", o["signers"]["--signer"], "verify key")
     for option in ("--key-command", "--passphrase-command"):
@@ -179,7 +179,8 @@ def _refuse_secret_as_path(option, paths):
     would hold it in ExecStart=, which every user can read. An absolute path, or a
     credential's, is a path even when nothing is there yet (the key may be made after
     the unit): no key starts with a /. Any other path is refused too: the unit runs in
-    /, and a %d/NAME is no credential (its % escaped)."""
+    /, and a %d/NAME is no credential (its % escaped); so is a file in / itself, what
+    the caller's shell makes of an unquoted ${CREDENTIALS_DIRECTORY}/NAME (every run: 66)."""
     for path in paths:
         if not path.startswith(("/", CREDENTIALS)):
             secret_paths({option: [path]}, option)
@@ -188,8 +189,12 @@ def _refuse_secret_as_path(option, paths):
             raise UsageError(f"{option} {path}: " + ("the unit escapes %, so systemd would not read %d as the "
                                                       "credentials directory" if specifier else
                                                       "the unit runs in /, not here"),
-                             hint=f"give an absolute path, or a credential as {CREDENTIALS}"
-                                  f"{path[3:] if specifier else 'NAME'}")
+                             hint=f"give an absolute path, or a credential as '{CREDENTIALS}"
+                                  f"{path[3:] if specifier else 'NAME'}'")
+        if os.path.dirname(path) == "/":  # `${CREDENTIALS_DIRECTORY}/k` unquoted: the caller's shell made it /k
+            raise UsageError(f"{option} {path}: a key file in / itself, which a shell makes of an unquoted "
+                             f"{CREDENTIALS}{path[1:]} (the variable is the service's, empty here)",
+                             hint=f"quote it: '{CREDENTIALS}{path[1:]}', or give the path of the file")
 
 
 def _writable(option, value, directory):
