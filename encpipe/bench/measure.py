@@ -1,6 +1,7 @@
 """Running and timing child pipelines: wall time, CPU time, peak RSS."""
 
 import hashlib
+import math
 import os
 import re
 import statistics
@@ -212,10 +213,13 @@ class Row:
     def median(self):
         return statistics.median(r.wall for r in self.results)
 
+    def cpu_of(self, result):
+        """CPU seconds (user + system) of the reported stage in one run."""
+        return result.cpu[self.stage]
+
     @property
     def cpu_median(self):
-        """CPU seconds (user + system) of the reported stage."""
-        return statistics.median(r.cpu[self.stage] for r in self.results)
+        return statistics.median(self.cpu_of(r) for r in self.results)
 
     def per_gib(self, seconds):
         return seconds * GiB / self.size if self.size else None
@@ -241,6 +245,30 @@ class Row:
             "peak_rss_bytes": self.peak_rss,
             "command": [" ".join(map(str, argv)) for argv, _ in self.stages],
         }
+
+
+def _ratio(a, b):
+    """a / b; infinite when b is 0 (a CPU time under the clock's tick), which no goal takes for met."""
+    return a / b if b else math.inf
+
+
+def round_ratios(row, base, cpu=False):
+    """Each run of `row` over the same run of `base`: wall time, or with `cpu` each row's
+    own CPU measure (Row.cpu_of). measure_rounds runs the rows of a section alternately,
+    so run i of both met the same machine (its load, its clock); their ratio leaves that
+    out, where a ratio of two medians may set one row's quiet round against the other's
+    busy one."""
+    if len(row.results) != len(base.results):
+        raise BenchError(f"{row.label}: {len(row.results)} runs against {len(base.results)} of {base.label}: "
+                         f"not paired")
+    if cpu:
+        return [_ratio(row.cpu_of(a), base.cpu_of(b)) for a, b in zip(row.results, base.results)]
+    return [_ratio(a.wall, b.wall) for a, b in zip(row.results, base.results)]
+
+
+def paired(row, base, cpu=False):
+    """The median of the round_ratios: the ratio every table and goal shows."""
+    return statistics.median(round_ratios(row, base, cpu))
 
 
 def measure_rounds(rows, rounds, reps=1, progress=None):

@@ -5,7 +5,7 @@ import os
 import sys
 
 from . import formats, pgreport
-from .measure import GiB, MiB
+from .measure import GiB, MiB, paired
 
 FAST = "cryptography"
 PUBLIC_KEY = "like for like (public key, as age)"  # tags the goal lines of the --recipient/--identity rows
@@ -31,11 +31,11 @@ def _against_peers(rows, goal, pairs, tag):
         age, ctr = _find(rows, op=peer_op, tool="age"), _find(rows, op=peer_op, tool="openssl-ctr")
         name = f"{mine.label} [{FAST}]" + (f", {tag}" if tag else "")
         if age:
-            cpu, wall = mine.cpu_median / age.cpu_median, mine.median / age.median
+            cpu, wall = paired(mine, age, cpu=True), paired(mine, age)
             goal(1, cpu <= GOAL_CPU_X_AGE, f"{name}: CPU {cpu:.2f} x age (<= {GOAL_CPU_X_AGE})")
             goal(2, wall <= GOAL_WALL_X_AGE, f"{name}: wall {wall:.2f} x age (<= {GOAL_WALL_X_AGE})")
         if ctr:
-            cpu = mine.cpu_median / ctr.cpu_median
+            cpu = paired(mine, ctr, cpu=True)
             goal(1, cpu <= GOAL_CPU_X_CTR, f"{name}: CPU {cpu:.2f} x openssl ctr (<= {GOAL_CPU_X_CTR})")
 
 
@@ -70,7 +70,7 @@ def goals(ctx):
     for auto in (r for r in rows if r.tool == "encpipe" and r.threads == "auto" and r.group in ("seal", "open")):
         one = _find(rows, op=auto.op, tool="encpipe", cipher=auto.cipher, threads="1", chunk=auto.chunk)
         if one and "--progress" not in auto.label:
-            wall, cpu = auto.median / one.median, auto.cpu_median / one.cpu_median
+            wall, cpu = paired(auto, one), paired(auto, one, cpu=True)
             goal(4, wall <= GOAL_AUTO_WALL and cpu <= GOAL_AUTO_CPU,
                  f"{auto.op} {auto.chunk} chunks [{auto.cipher}]: auto / --threads 1 wall {wall:.2f} "
                  f"(<= {GOAL_AUTO_WALL}), CPU {cpu:.2f} (<= {GOAL_AUTO_CPU})")
@@ -84,11 +84,10 @@ def goals(ctx):
         goal(5, None, "no memory or throughput rows run")
     if not ctx.startup_rows:
         goal(6, None, "start-up rows not run")
-    base = ctx.startup_rows[0].median if ctx.startup_rows else None
     for row in ctx.startup_rows:
         limit = GOAL_STARTUP.get(row.op)
         if limit:
-            ratio = row.median / base
+            ratio = paired(row, ctx.startup_rows[0])
             goal(6, ratio <= limit, f"{row.label}{f' [{row.cipher}]' if row.cipher else ''}: {ratio:.2f} x "
                                     f"python3 -I -c pass (<= {limit})")
     formats.goals(ctx, goal)

@@ -1,0 +1,96 @@
+"""The bench's arithmetic on made-up samples: how it pairs rows, judges goals and writes
+JSON. Nothing here runs or times a command (speed is never asserted by a test)."""
+
+import types
+
+import pytest
+
+from encpipe.bench import measure, pgreport, report
+from encpipe.bench.measure import GiB, MiB, Result, Row
+
+# Round i of one row and round i of the other ran beside each other: paired, the ratios
+# are 1.06, 1.00 and 1.20 / 1.15 = 1.043; the ratio of the medians is 1.06 / 1.00.
+WALLS = [1.06, 1.00, 1.20]
+BASE_WALLS = [1.00, 1.00, 1.15]
+PAIRED = 1.20 / 1.15
+
+
+def made_row(walls, cpus=None, peaks=None, group="seal", label="row", stages=None, **kw):
+    """A Row with one Result per wall time: CPU seconds and peak RSS of its one stage."""
+    row = Row(group, label, stages or [(["encpipe"], {})], **kw)
+    cpus = cpus or walls
+    peaks = peaks or [20 * MiB] * len(walls)
+    row.results = [Result(w, [r], [c]) for w, c, r in zip(walls, cpus, peaks)]
+    return row
+
+
+def test_a_ratio_is_the_median_of_the_rounds_ratios():
+    row, base = made_row(WALLS), made_row(BASE_WALLS)
+    assert measure.round_ratios(row, base) == pytest.approx([1.06, 1.00, PAIRED])
+    assert measure.paired(row, base) == pytest.approx(PAIRED)
+    assert measure.paired(row, base, cpu=True) == pytest.approx(PAIRED)  # CPU alike
+
+
+def test_cpu_is_paired_on_each_rows_own_stage():
+    """`cat FILE | encpipe open` against `age -d`: encpipe's stage (the last) over age's."""
+    row = made_row(WALLS, cpus=[0.9, 0.9, 0.9], stages=[(["cat"], {}), (["encpipe"], {})])
+    row.results = [Result(w, [0.1, 0.1], [5.0, c]) for w, c in zip(WALLS, [0.9, 0.8, 1.0])]
+    age = made_row(BASE_WALLS, cpus=[1.0, 1.0, 2.0])
+    assert measure.paired(row, age, cpu=True) == pytest.approx(0.8)  # 0.9, 0.8, 0.5
+
+
+def test_rows_of_unequal_rounds_are_not_paired():
+    with pytest.raises(measure.BenchError, match="not paired"):
+        measure.paired(made_row(WALLS), made_row(BASE_WALLS[:2]))
+
+
+def test_the_postgresql_ratio_and_its_range_are_paired():
+    row, base = made_row(WALLS), made_row(BASE_WALLS)
+    row.base = base
+    ratio, low, high = pgreport.paired(row)
+    assert (ratio, low, high) == pytest.approx((PAIRED, 1.00, 1.06))
+
+
+def made_context(rows=(), **kw):
+    """What report.goals reads of a Context: sections not run are empty (or None)."""
+    ctx = types.SimpleNamespace(rows=list(rows), ciphers=[], opts=types.SimpleNamespace(quick=False, size=GiB),
+                                rss_rows=[], startup_rows=[], format_rows=[], legacy_rows=[], pg_rows=None,
+                                sections=[], encpipe=["encpipe"], python="python3")
+    for name, value in kw.items():
+        setattr(ctx, name, value)
+    return ctx
+
+
+def goal_lines(ctx, number, issue=16):
+    report.goals(ctx)
+    return [g for g in ctx.goal_results if (g["issue"], g["goal"]) == (issue, number)]
+
+
+def test_goal_4_judges_the_paired_wall_time():
+    """auto against --threads 1: 1.043 paired (met, within the allowance), where the
+    ratio of the medians, 1.06, was not."""
+    auto = made_row(WALLS, label="encpipe seal (auto threads, 64K chunks)", op="seal", cipher="cryptography",
+                    threads="auto", chunk="64K", size=GiB)
+    one = made_row(BASE_WALLS, label="encpipe seal (1 thread, 64K chunks)", op="seal", cipher="cryptography",
+                   threads="1", chunk="64K", size=GiB)
+    [line] = goal_lines(made_context([auto, one]), 4)
+    assert line["met"] is True and "wall 1.04 " in line["text"], line
+
+
+def test_goal_6_judges_the_paired_start_up():
+    python = made_row([0.030, 0.020, 0.025], group="startup", label="python3 -I -c pass", rss=False,
+                      tool="python")
+    inspect = made_row([0.060, 0.040, 0.055], group="startup", label="encpipe inspect FILE", rss=False,
+                       op="inspect")  # paired: 2.0, 2.0, 2.2; the medians' ratio: 0.055 / 0.025 = 2.2
+    [line] = goal_lines(made_context(startup_rows=[python, inspect]), 6)
+    assert line["met"] is True and "2.00 x python3" in line["text"], line
+
+
+def test_the_v1_goal_judges_the_paired_ratios():
+    """x v1: paired 1.053 (wall and CPU, met); the medians' ratio, 1.12, was not."""
+    v1 = made_row([1.00, 0.95, 1.25], group="formats", label="seal v1, raw key", op="seal", tool="v1",
+                  cipher="cryptography", threads="auto", chunk="auto", size=GiB)
+    v2 = made_row([1.12, 1.00, 1.30], group="formats", label="seal v2, raw key", op="seal", tool="v2",
+                  cipher="cryptography", threads="auto", chunk="auto", size=GiB)
+    [line] = goal_lines(made_context(format_rows=[v1, v2]), 6, issue=14)
+    assert line["met"] is True and "wall 1.05, CPU 1.05, peak RSS 1.00 x v1" in line["text"], line
