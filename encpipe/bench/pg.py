@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from .. import pgstream
+from ..sigdefer import held
 from . import pgreport
 from .measure import BenchError, Row, human, measure_rounds, run, warm
 
@@ -77,16 +78,28 @@ def postgresql(ctx):
         ctx.sections.append(("PostgreSQL", [f"skipped: cannot import tests/pgcluster.py ({e})"]))
         return
     try:
-        cluster = PgCluster()
+        with held():  # its directory made (PgCluster's mkdtemp) and `cluster` set, for _stop, in one step
+            cluster = PgCluster()
     except PgClusterError as e:
         ctx.sections.append(("PostgreSQL", [f"skipped: {str(e).splitlines()[0]}"]))
         return
     ctx.say("PostgreSQL: starting a throwaway cluster")
     try:
-        with cluster as pg:
-            _postgresql(ctx, pg)
+        _postgresql(ctx, cluster.start())
     except PgClusterError as e:
         raise BenchError(str(e)) from None
+    finally:
+        _stop(cluster)
+
+
+def _stop(cluster):
+    """Stop the cluster and remove its directory, however the section ended. A start cut
+    short (SIGTERM while pg_ctl waited for the server to accept connections) leaves the
+    server running, yet the cluster not marked so (and `with` would not stop it: its
+    __exit__ runs only once __enter__ has returned): the server's postmaster.pid says so."""
+    if os.path.exists(os.path.join(cluster.datadir, "postmaster.pid")):
+        cluster.running = True
+    cluster.stop()
 
 
 def _generate(ctx, pg):
