@@ -170,6 +170,10 @@ def test_quick_run_writes_json_with_positive_numbers(quick_run):
     for row in document["rows"]:
         assert row["median_s"] > 0, row
         assert len(row["walls_s"]) >= 1 and all(cpu >= 0 for run in row["cpu_s"] for cpu in run)
+        if row["group"] != "startup":  # every round's peak RSS of every stage, as its CPU
+            assert [len(run) for run in row["rss_bytes"]] == [len(run) for run in row["cpu_s"]], row
+            peaks = [peak for run in row["rss_bytes"] for peak in (run if row["group"] == "pg" else run[-1:])]
+            assert row["peak_rss_bytes"] == max(peaks), row  # the reported stage's; a pipeline's: every stage's
     sealed = [row for row in document["rows"] if row["label"].startswith("encpipe seal (auto")]
     assert sealed and all(row["peak_rss_bytes"] > 0 and row["cpu_median_s"] > 0 for row in sealed)
     assert {(r["bytes"], r["chunk"], r["cipher"]) for r in document["rss"]} == {

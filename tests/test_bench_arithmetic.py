@@ -7,6 +7,7 @@ import pytest
 
 from encpipe.bench import measure, pgreport, report
 from encpipe.bench.measure import GiB, MiB, Result, Row
+from encpipe.bench.pg import PgRow
 
 # Round i of one row and round i of the other ran beside each other: paired, the ratios
 # are 1.06, 1.00 and 1.20 / 1.15 = 1.043; the ratio of the medians is 1.06 / 1.00.
@@ -94,3 +95,30 @@ def test_the_v1_goal_judges_the_paired_ratios():
                   cipher="cryptography", threads="auto", chunk="auto", size=GiB)
     [line] = goal_lines(made_context(format_rows=[v1, v2]), 6, issue=14)
     assert line["met"] is True and "wall 1.05, CPU 1.05, peak RSS 1.00 x v1" in line["text"], line
+
+
+def test_the_json_keeps_each_rounds_peak_rss_of_each_stage():
+    """Not only the highest peak of one stage: every round's, every stage's, one unread (None)."""
+    row = made_row(WALLS, stages=[(["cat"], {}), (["encpipe"], {})])
+    row.results = [Result(w, [MiB, peak], [0.1, 0.5]) for w, peak in zip(WALLS, [30 * MiB, None, 40 * MiB])]
+    document = row.as_json()
+    assert document["rss_bytes"] == [[MiB, 30 * MiB], [MiB, None], [MiB, 40 * MiB]]
+    assert document["peak_rss_bytes"] == 40 * MiB and document["cpu_median_s"] == 0.5
+
+
+def test_a_postgresql_rows_json_says_what_its_table_line_says():
+    """CPU of every stage summed, and the largest process: pg_dump here, not cat (the last stage)."""
+    base = PgRow("pg_dump db | cat > f", [(["pg_dump"], {}), (["cat"], {})], kind="backup", variant="none",
+                 tool="cat")
+    base.results = [Result(w, [50 * MiB, 2 * MiB], [cpu, 0.1]) for w, cpu in zip(BASE_WALLS, [0.7, 0.8, 0.9])]
+    mine = PgRow("encpipe-backup --no-globals --compress none", [(["encpipe-backup"], {})], base=base,
+                 kind="backup", variant="none")
+    mine.results = [Result(w, [30 * MiB], [1.0]) for w in WALLS]
+    document = base.as_json()
+    assert document["cpu_median_s"] == pytest.approx(0.9) and document["peak_rss_bytes"] == 50 * MiB
+    assert document["rss_bytes"] == [[50 * MiB, 2 * MiB]] * 3
+    ctx = types.SimpleNamespace(pg_rows=[base, mine], pg_what="pgbench scale 1", pg_dump_size=MiB,
+                                opts=types.SimpleNamespace(pg_rounds=3), sections=[])
+    pgreport.table(ctx)
+    [line] = [line for line in ctx.sections[0][1] if line.startswith("pg_dump db | cat > f ")]
+    assert line.split()[-3:] == ["1.000", f"{0.9:.2f}", f"{50:.1f}"], line  # median s, CPU s, RSS MiB

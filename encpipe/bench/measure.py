@@ -275,6 +275,7 @@ class Row:
             "cpu_median_s": self.cpu_median,
             "walls_s": [r.wall for r in self.results],
             "cpu_s": [r.cpu for r in self.results],
+            "rss_bytes": [r.rss for r in self.results] if self.rss else None,  # else wait4's, this script's too
             "peak_rss_bytes": self.peak_rss,
             "command": [" ".join(map(str, argv)) for argv, _ in self.stages],
         }

@@ -48,12 +48,23 @@ BACKUPS = (
 
 class PgRow(Row):
     """A row of this section: `base` is the row through cat it is paired with; `kind`
-    is backup or restore; `out_size` the size of the file it writes (or reads)."""
+    is backup or restore; `out_size` the size of the file it writes (or reads). Its CPU
+    and peak RSS are those of every stage (the table's, and so the JSON's)."""
 
     def __init__(self, label, stages, stdin=None, stdout=None, base=None, kind=None, variant=None, **kw):
         super().__init__("pg", label, stages, stdin, stdout, **kw)
         self.base, self.kind, self.variant, self.out_size = base, kind, variant, None
         self.durable = None  # for a backup: the pipeline through cat that also syncs its file, as the backup does
+
+    def cpu_of(self, result):
+        """CPU seconds of every stage of the pipeline (its clients; the server's is not counted):
+        encpipe-backup is one process where the pipeline through cat is two or three."""
+        return sum(result.cpu)
+
+    @property
+    def peak_rss(self):
+        """The largest process of any stage, in any round (a peak that could not be read counts 0)."""
+        return max((rss or 0 for r in self.results for rss in r.rss), default=0)
 
     def as_json(self):
         document = super().as_json()

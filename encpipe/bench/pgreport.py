@@ -9,15 +9,6 @@ GOAL_ZSTD_SMALLER = 10  # ...and at least this many times smaller
 GOAL_PIPELINE = 1.05  # encpipe-backup / encpipe-restore against the same pipeline through cat
 
 
-def cpu_total(row):
-    """Median CPU seconds of every stage of the pipeline (the clients; the server's is not counted)."""
-    return statistics.median(sum(r.cpu) for r in row.results)
-
-
-def peak_rss(row):
-    return max((rss or 0 for r in row.results for rss in r.rss), default=0)
-
-
 def paired(row, base=None):
     """(median, lowest and highest) of the wall time ratios of row against its base (by
     default the pipeline through cat), round by round (measure.round_ratios)."""
@@ -46,7 +37,7 @@ def table(ctx):
             spread = f"{ratio:6.3f}  {low:.3f}..{high:.3f}"
         if getattr(row, "durable", None):
             spread += f"  {paired(row, row.durable)[0]:8.3f}"
-        lines.append(f"{row.label:64} {size} {row.median:9.3f} {cpu_total(row):7.2f} {peak_rss(row) / MiB:7.1f} "
+        lines.append(f"{row.label:64} {size} {row.median:9.3f} {row.cpu_median:7.2f} {row.peak_rss / MiB:7.1f} "
                      f"{spread}")
     ctx.sections.append(("PostgreSQL", lines))
 
