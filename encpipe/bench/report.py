@@ -14,7 +14,8 @@ GOAL_CPU_X_CTR = 1.0
 GOAL_WALL_X_AGE = 0.6
 GOAL_GIB_S = 3.0
 PYCRYPTODOME_BEFORE = {"seal": 0.53, "open": 0.47}  # s/GiB at auto, the release before the fast cipher
-GOAL_AUTO_WALL = 1.05  # "never slower" than --threads 1, within this much noise
+PYCRYPTODOME_ALLOWED = 1.05  # "no regression": at most this x the figures before
+GOAL_AUTO_WALL = 1.05  # goal 4's "never slower" than --threads 1: the spread of identical commands on this machine
 GOAL_AUTO_CPU = 1.1
 GOAL_RSS_MIB = 48
 GOAL_STARTUP = {"inspect": 2.0, "keyid": 2.0, "seal": 3.0, "open": 3.0, "open-x25519": 3.0}
@@ -65,15 +66,17 @@ def goals(ctx):
         for op, before in PYCRYPTODOME_BEFORE.items():
             mine = _find(rows, op=op, tool="encpipe", cipher="pycryptodome", threads="auto", chunk="auto")
             per_gib = mine.per_gib(mine.median)
-            goal(3, per_gib <= before * GOAL_AUTO_WALL,
-                 f"{mine.label} [pycryptodome]: {per_gib:.3f} s/GiB (before: {before}, no regression)")
+            goal(3, per_gib <= before * PYCRYPTODOME_ALLOWED,
+                 f"{mine.label} [pycryptodome]: {per_gib:.3f} s/GiB (before: {before}, no regression: <= "
+                 f"{PYCRYPTODOME_ALLOWED}x that)")
     for auto in (r for r in rows if r.tool == "encpipe" and r.threads == "auto" and r.group in ("seal", "open")):
         one = _find(rows, op=auto.op, tool="encpipe", cipher=auto.cipher, threads="1", chunk=auto.chunk)
         if one and "--progress" not in auto.label:
             wall, cpu = paired(auto, one), paired(auto, one, cpu=True)
             goal(4, wall <= GOAL_AUTO_WALL and cpu <= GOAL_AUTO_CPU,
                  f"{auto.op} {auto.chunk} chunks [{auto.cipher}]: auto / --threads 1 wall {wall:.2f} "
-                 f"(<= {GOAL_AUTO_WALL}), CPU {cpu:.2f} (<= {GOAL_AUTO_CPU})")
+                 f"(<= {GOAL_AUTO_WALL}: never slower, allowing the spread of identical commands on this "
+                 f"machine), CPU {cpu:.2f} (<= {GOAL_AUTO_CPU})")
     peaks = [(r.results[0].rss[1:], r) for r in ctx.rss_rows]
     peaks += [([r.peak_rss], r) for r in rows if r.tool == "encpipe" and r.threads == "auto" and r.peak_rss]
     if peaks:
