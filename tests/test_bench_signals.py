@@ -97,17 +97,19 @@ def _started(tmpdir, work, log):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, ready, status", [
-    (signal.SIGTERM, _measuring, 128 + signal.SIGTERM),
-    (signal.SIGHUP, _started, 128 + signal.SIGHUP),
-    (signal.SIGINT, _measuring, -signal.SIGINT),  # KeyboardInterrupt: Python dies of SIGINT at the end
-], ids=["SIGTERM-measuring", "SIGHUP-starting", "SIGINT-measuring"])
-def test_a_stopped_bench_stops_the_cluster_and_removes_every_file(tmp_path, signum, ready, status):
+@pytest.mark.parametrize("signum, ready, status, workdir", [
+    (signal.SIGTERM, _measuring, 128 + signal.SIGTERM, False),
+    (signal.SIGHUP, _started, 128 + signal.SIGHUP, False),
+    (signal.SIGINT, _measuring, -signal.SIGINT, False),  # KeyboardInterrupt: Python dies of SIGINT at the end
+    (signal.SIGHUP, _measuring, 128 + signal.SIGHUP, True),
+], ids=["SIGTERM-measuring", "SIGHUP-starting", "SIGINT-measuring", "SIGHUP-measuring-workdir"])
+def test_a_stopped_bench_stops_the_cluster_and_removes_every_file(tmp_path, signum, ready, status, workdir):
     """SIGTERM or SIGINT while the PostgreSQL rows run: the pipeline's children killed,
     the cluster stopped, the bench's directory, the cluster's and its initdb template all
     gone from TMPDIR; SIGHUP as the bench starts: its directory gone. SIGTERM and SIGHUP
-    exit 128 + the signal's number."""
-    found, stderr, left, servers = _stop_bench_in_pg(tmp_path, signum, ready)
+    exit 128 + the signal's number. With --workdir the cluster is there, not in TMPDIR,
+    and gone from both."""
+    found, stderr, left, servers = _stop_bench_in_pg(tmp_path, signum, ready, workdir)
     assert found == status, stderr
     if signum != signal.SIGINT:
         assert f"bench: stopped by {signal.Signals(signum).name}" in stderr

@@ -50,7 +50,9 @@ def parse_args(argv):
                         help=f"smoke run: {QUICK['size']} input, 1 round, pgbench scale {QUICK['pgbench_scale']}")
     parser.add_argument("--json", metavar="FILE", help="also write all samples as JSON (- for stdout)")
     parser.add_argument("--package-dir", metavar="DIR", help="benchmark the encpipe package in DIR [this tree]")
-    parser.add_argument("--workdir", metavar="DIR", help="where to make the temporary directory [$TMPDIR]")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="where to make the temporary directories, the bench's and the PostgreSQL cluster's "
+                             "(run as root, the server runs as postgres: DIR must be reachable by it) [$TMPDIR]")
     opts = parser.parse_args(argv)
     profile = QUICK if opts.quick else FULL
     for name, default in profile.items():

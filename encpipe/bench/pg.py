@@ -90,7 +90,7 @@ def postgresql(ctx):
         return
     try:
         with held():  # its directory made (PgCluster's mkdtemp) and `cluster` set, for _stop, in one step
-            cluster = PgCluster()
+            cluster = PgCluster(parent_dir=ctx.opts.workdir)  # beside the bench's own (None: $TMPDIR)
     except PgClusterError as e:
         ctx.sections.append(("PostgreSQL", [f"skipped: {str(e).splitlines()[0]}"]))
         return
