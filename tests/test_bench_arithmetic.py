@@ -136,3 +136,61 @@ def test_a_postgresql_rows_json_says_what_its_table_line_says():
     pgreport.table(ctx)
     [line] = [line for line in ctx.sections[0][1] if line.startswith("pg_dump db | cat > f ")]
     assert line.split()[-3:] == ["1.000", f"{0.9:.2f}", f"{50:.1f}"], line  # median s, CPU s, RSS MiB
+
+
+def _peaked(label, peaks, stages=None, **kw):
+    """A row whose last stage peaked at `peaks` MiB (None: not read) in its rounds."""
+    row = made_row([1.0] * len(peaks), label=label, stages=stages, **kw)
+    for result, peak in zip(row.results, peaks):
+        result.rss = [MiB] * (len(row.stages) - 1) + [peak * MiB if peak is not None else None]
+    return row
+
+
+ENCPIPE = ["encpipe"]  # made_context's ctx.encpipe
+
+
+def test_goal_5_counts_every_encpipe_run_at_default_threads():
+    """The format rows (here the spooled open --signer through a pipe), rewrap and inspect
+    --verify (no --threads), --legacy and the PostgreSQL pipelines' encpipe count; a
+    --threads 1 run, a peer, cat's stage and the start-up rows (not measured for memory)
+    do not."""
+    small = [
+        _peaked("encpipe seal (1 thread, 16M chunks)", [90], stages=[(ENCPIPE + ["seal", "--threads", "1"], {})]),
+        _peaked("age -r RECIPIENT", [90], stages=[(["age", "-r", "R"], {})], tool="age"),
+        _peaked("cat FILE | encpipe open (defaults)", [20], stages=[(["cat"], {}), (ENCPIPE + ["open"], {})],
+                threads="auto"),
+        _peaked("encpipe rewrap --add-key-file", [30], stages=[(ENCPIPE + ["rewrap"], {})]),
+    ]
+    startup = [_peaked("encpipe seal < /dev/null (raw key)", [90], group="startup", rss=False)]
+    [line] = goal_lines(made_context(small, startup_rows=startup), 5)
+    assert line["met"] is True and "30.0 MiB (encpipe rewrap --add-key-file)" in line["text"], line
+    formats = [_peaked(label, peaks, group="formats", stages=[(["cat"], {}), (ENCPIPE + args, {})], tool=tool,
+                       op="pipe-open", cipher="cryptography")
+               for label, peaks, args, tool in (
+                   ("cat FILE | open v1 file, raw key", [20, 20], ["open"], "v1"),
+                   ("cat FILE | open --signer v2 signed file, raw key", [30, 49], ["open", "--signer", "S"],
+                    "v2-signed"))]
+    [line] = goal_lines(made_context(small, startup_rows=startup, format_rows=formats), 5)
+    assert line["met"] is False, line
+    assert "49.0 MiB (cat FILE | open --signer v2 signed file, raw key [cryptography]) (<= 48)" in line["text"]
+    legacy = _peaked("legacy open 1 MiB", [50], group="rss", stages=[(ENCPIPE + ["open", "--legacy", "F"], {})])
+    [line] = goal_lines(made_context(small, legacy_rows=[legacy]), 5)
+    assert line["met"] is False and "50.0 MiB (legacy open 1 MiB)" in line["text"], line
+    # a PostgreSQL pipeline's encpipe (before psql) counts, not the scripts (their peak is pg_dump's too)
+    opener = _peaked("encpipe open < dump.enc | (createdb && psql -1)", [20], group="pg",
+                     stages=[(ENCPIPE + ["open"], {}), (["sh", "-c", "psql"], {})])
+    opener.results[0].rss = [49 * MiB, 60 * MiB]
+    script = _peaked("encpipe-restore FILE db (plain file)", [70], group="pg",
+                     stages=[(["scripts/encpipe-restore", "F", "db"], {})])
+    assert report.encpipe_peaks(made_context(pg_rows=[opener, script])) == [(49 * MiB, opener)]
+
+
+def test_goal_5_fails_on_a_peak_not_read():
+    """A round whose peak GNU time did not report is not a small one: the goal is not met,
+    and its line says which row."""
+    rows = [_peaked("encpipe inspect --verify", [30, None, 31], threads="auto"),
+            _peaked("encpipe seal (auto threads)", [40], threads="auto")]
+    [line] = goal_lines(made_context(rows), 5)
+    assert line["met"] is False, line
+    assert "one not read fails the goal" in line["text"] and "40.0 MiB (encpipe seal (auto threads))" in line["text"]
+    assert line["text"].endswith("; not read: 1 (encpipe inspect --verify)"), line
