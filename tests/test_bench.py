@@ -2,9 +2,11 @@
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -22,26 +24,33 @@ SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-secret-5c1d", "PGPASSWORD": "libpq-pw-0
 def quick_run(tmp_path_factory):
     """One --quick run of every section, with SECRETS in its environment and, when
     openssl is installed, a spy first on PATH that logs each openssl it starts (to
-    "log" beside the report)."""
+    "log" beside the report). Its --workdir, where the PostgreSQL cluster goes too, is
+    one the server can reach (run as root, it runs as postgres: not through pytest's
+    own directories, which only their owner can enter)."""
     from spies import write
 
     tmp = tmp_path_factory.mktemp("bench")  # short: gpg's socket path must fit
-    work, spies, log = tmp / "work", tmp / "spies", tmp / "log"
-    work.mkdir()
+    spies, log = tmp / "spies", tmp / "log"
+    work = pathlib.Path(tempfile.mkdtemp(prefix="bench-work-"))
+    work.chmod(0o711)
     spies.mkdir()
     report = tmp / "report.json"
     real = shutil.which("openssl")
     if real:
         write(spies / "openssl", "openssl", [real], log)
     env = {**os.environ, **SECRETS, "PATH": os.pathsep.join([str(spies), os.environ["PATH"]])}
-    proc = subprocess.run(
-        [sys.executable, BENCH, "--quick", "--json", str(report), "--workdir", str(work)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    return proc, report, work
+    try:
+        proc = subprocess.run(
+            [sys.executable, BENCH, "--quick", "--json", str(report), "--workdir", str(work)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        left = sorted(os.listdir(work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return proc, report, left
 
 
 def test_the_real_interpreter_finds_the_dependencies_on_the_childrens_path():
@@ -170,6 +179,10 @@ def test_quick_run_writes_json_with_positive_numbers(quick_run):
     for row in document["rows"]:
         assert row["median_s"] > 0, row
         assert len(row["walls_s"]) >= 1 and all(cpu >= 0 for run in row["cpu_s"] for cpu in run)
+        if row["group"] != "startup":  # every round's peak RSS of every stage, as its CPU
+            assert [len(run) for run in row["rss_bytes"]] == [len(run) for run in row["cpu_s"]], row
+            peaks = [peak for run in row["rss_bytes"] for peak in (run if row["group"] == "pg" else run[-1:])]
+            assert row["peak_rss_bytes"] == max(peaks), row  # the reported stage's; a pipeline's: every stage's
     sealed = [row for row in document["rows"] if row["label"].startswith("encpipe seal (auto")]
     assert sealed and all(row["peak_rss_bytes"] > 0 and row["cpu_median_s"] > 0 for row in sealed)
     assert {(r["bytes"], r["chunk"], r["cipher"]) for r in document["rss"]} == {
@@ -304,8 +317,9 @@ def test_v1_rows_are_written_by_the_cli_code_in_format_v1(tmp_path):
 
 
 def test_quick_run_leaves_no_files_behind(quick_run):
-    _, _, work = quick_run
-    assert list(work.iterdir()) == []
+    """Nothing in --workdir: neither the bench's directory, nor the cluster's, nor its initdb template."""
+    _, _, left = quick_run
+    assert left == []
 
 
 def test_sizes_accept_binary_suffixes():

@@ -10,7 +10,8 @@ its CPU time (user + system of it and every process below it) from os.wait4,
 its peak RSS from GNU time (`/usr/bin/time -f %M`) when installed. Before
 each timed run the files it reads are read through once, so they come from
 the page cache. The rows run alternately, a round at a time, and the tables
-show medians. Peers that are not installed are left out.
+show medians; a ratio of two rows is the median of the ratios of their runs
+in the same rounds (measure.paired). Peers that are not installed are left out.
 
 Rows:
   throughput  encpipe seal and open, with each cipher library (cryptography

@@ -6,7 +6,7 @@ called with version=1, which is what the library offers for the old format."""
 import json
 import os
 
-from .measure import BenchError, GiB, MiB, Row, command_output, human, measure_rounds, run
+from .measure import BenchError, GiB, MiB, Row, command_output, human, measure_rounds, paired, run
 
 # `encpipe seal ...` as the CLI runs it, writing format v1.
 V1_SEAL = """
@@ -117,14 +117,15 @@ def formats(ctx):
     ctx.format_rows = rows
     lines = [f"{human(size)} of random data; encpipe at its defaults with {cipher}; open reads the file on "
              f"standard input, or through a pipe (cat FILE |); median of {ctx.opts.rounds} round(s); "
-             f"x v1: this / the v1 row of the same operation (wall, CPU of encpipe, its peak RSS)",
+             f"x v1: this / the v1 row of the same operation, wall and CPU of encpipe as the median of the "
+             f"rounds' ratios (each round over the same round of v1), peak RSS as the ratio of the peaks",
              f"{'command':64} {'wall s':>7} {'GiB/s':>6} {'CPU s/GiB':>9} {'RSS MiB':>7} "
              f"{'wall x v1':>9} {'CPU x v1':>8} {'RSS x v1':>8}"]
     for row in rows:
         base = v1_row(rows, row)
         lines.append(f"{row.label:64} {row.median:7.3f} {size / GiB / row.median:6.2f} "
                      f"{row.per_gib(row.cpu_median):9.3f} {row.peak_rss / MiB:7.1f} "
-                     f"{row.median / base.median:9.2f} {row.cpu_median / base.cpu_median:8.2f} "
+                     f"{paired(row, base):9.2f} {paired(row, base, cpu=True):8.2f} "
                      f"{_rss_ratio(row, base):8.2f}")
     ctx.sections.append(("Format v1 and v2", lines))
 
@@ -151,7 +152,7 @@ def goals(ctx, goal):
         if row.tool == "v1":
             continue
         base = v1_row(ctx.format_rows, row)
-        wall, cpu = row.median / base.median, row.cpu_median / base.cpu_median
+        wall, cpu = paired(row, base), paired(row, base, cpu=True)
         rss = _rss_ratio(row, base)
         goal(6, all(x <= GOAL_X_V1 for x in (wall, cpu, rss)),  # NaN is never met
              f"{row.label} [{row.cipher}]: wall {wall:.2f}, CPU {cpu:.2f}, peak RSS {rss:.2f} x v1 (v2 at most "

@@ -1,10 +1,15 @@
 """Options, and the order of the measurements."""
 
 import argparse
+import os
 import shutil
+import signal
 import sys
 import tempfile
 
+from ..cli import Terminated, catch_signal
+from ..proctree import children, kill_tree
+from ..sigdefer import held
 from . import __doc__ as DOC
 from . import formats, pg, report, rows
 from .context import CIPHERS, Context
@@ -45,7 +50,9 @@ def parse_args(argv):
                         help=f"smoke run: {QUICK['size']} input, 1 round, pgbench scale {QUICK['pgbench_scale']}")
     parser.add_argument("--json", metavar="FILE", help="also write all samples as JSON (- for stdout)")
     parser.add_argument("--package-dir", metavar="DIR", help="benchmark the encpipe package in DIR [this tree]")
-    parser.add_argument("--workdir", metavar="DIR", help="where to make the temporary directory [$TMPDIR]")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="where to make the temporary directories, the bench's and the PostgreSQL cluster's "
+                             "(run as root, the server runs as postgres: DIR must be reachable by it) [$TMPDIR]")
     opts = parser.parse_args(argv)
     profile = QUICK if opts.quick else FULL
     for name, default in profile.items():
@@ -70,11 +77,48 @@ def parse_args(argv):
     return opts
 
 
+def _terminated(signum, _frame):
+    raise Terminated(signum)
+
+
 def main(argv=None, repo=None):
-    opts = parse_args(argv)
-    work = tempfile.mkdtemp(prefix="encpipe-bench-", dir=opts.workdir)
-    ctx, status = None, 0
+    """The bench's exit status: 0, or 1 when a section failed. SIGTERM and SIGHUP (unless
+    ignored when the bench started, as nohup's SIGHUP) raise Terminated, as SIGINT raises
+    KeyboardInterrupt, so that every finally and with on the way out runs: the pipeline's
+    children killed, the PostgreSQL cluster stopped, the temporary directory removed.
+    Then the bench exits 128 + the signal's number: an exit, not its death by the signal,
+    for atexit's handlers run only at an exit (one removes the cluster's initdb template)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        catch_signal(signum, _terminated)
     try:
+        return _bench(parse_args(argv), repo)
+    except Terminated as e:
+        signum = e.args[0]
+        print(f"bench: stopped by {signal.Signals(signum).name}; its files removed", file=sys.stderr)
+        return 128 + signum
+
+
+def _end_children():
+    """Kill each child still running, with every process below it, and reap it: one whose
+    Popen the signal's exception cut short (after the fork, before Popen returned, as in
+    subprocess.run) has no owner to end it, and would write on (a Python's bytecode cache)
+    into the directory about to be removed. The cluster's server, a daemon, is not a child."""
+    found = children()
+    for pid in found:
+        kill_tree(pid, os.getpid())
+    for pid in found:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped already (by its Popen)
+            pass
+
+
+def _bench(opts, repo):
+    work = ctx = None
+    status = 0
+    try:
+        with held():  # the directory made and its removal armed in one step: a signal waits for both
+            work = tempfile.mkdtemp(prefix="encpipe-bench-", dir=opts.workdir)
         ctx = Context(opts, work, repo)
         ctx.prepare_inputs()
         for section in ("throughput", "startup", "memory"):
@@ -95,7 +139,11 @@ def main(argv=None, repo=None):
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1
+    except BaseException:  # stopped (Terminated, KeyboardInterrupt)
+        _end_children()
+        raise
     finally:
         if ctx:
             ctx.cleanup()
-        shutil.rmtree(work, ignore_errors=True)
+        if work:
+            shutil.rmtree(work, ignore_errors=True)

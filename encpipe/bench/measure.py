@@ -1,12 +1,17 @@
 """Running and timing child pipelines: wall time, CPU time, peak RSS."""
 
+import contextlib
 import hashlib
+import math
 import os
 import re
 import statistics
 import subprocess
 import tempfile
 import time
+
+from ..proctree import kill_tree
+from ..sigdefer import held
 
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -86,24 +91,46 @@ def run(stages, stdin=None, stdout=None, rss=True):
     peak; GNU time forks from a small process and reports the command's own,
     so stages run under `/usr/bin/time -f %M` when it exists (about a
     millisecond per run, the same for every command)."""
-    errors = [tempfile.TemporaryFile() for _ in stages]
-    rss_files = [tempfile.NamedTemporaryFile(prefix="rss-") for _ in stages] if rss and GNU_TIME else []
+    with contextlib.ExitStack() as files:
+        with held():  # each file closed (a named one removed) however the run ends: a signal waits for all
+            errors = [files.enter_context(tempfile.TemporaryFile()) for _ in stages]
+            rss_files = [files.enter_context(tempfile.NamedTemporaryFile(prefix="rss-")) for _ in stages] \
+                if rss and GNU_TIME else []
+            source = files.enter_context(open(stdin or os.devnull, "rb"))
+            sink = files.enter_context(open(stdout or os.devnull, "wb"))
+        wall, statuses = _timed(stages, source, sink, errors, [f.name for f in rss_files])
+        source.close()
+        sink.close()
+        for (proc, _, _), err in zip(statuses, errors):
+            if proc.returncode != 0:
+                err.seek(0)
+                message = err.read().decode("utf-8", "replace").strip()
+                raise BenchError(f"{' '.join(map(str, proc.args))} exited {proc.returncode}: {message}")
+        peaks = [rss for _, rss, _ in statuses]
+        for i, f in enumerate(rss_files):
+            lines = f.read().decode("ascii", "replace").split()
+            peaks[i] = int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else None
+    return Result(wall, peaks, [cpu for _, _, cpu in statuses])
+
+
+def _timed(stages, source, sink, errors, rss_names):
+    """Start the stages, each reading the one before, and wait for every one: the wall
+    time, and (Popen, peak RSS, CPU seconds) of each stage from os.wait4."""
     procs = []
-    source = open(stdin or os.devnull, "rb")
-    sink = open(stdout or os.devnull, "wb")
     try:
         start = time.perf_counter()
         upstream = source.fileno()
         for i, (argv, env) in enumerate(stages):
-            if rss_files:
-                argv = [GNU_TIME, "-f", "%M", "-o", rss_files[i].name] + list(argv)
+            if rss_names:
+                argv = [GNU_TIME, "-f", "%M", "-o", rss_names[i]] + list(argv)
             last = i == len(stages) - 1
             if last:
                 out = sink.fileno()
             else:
                 read_end, out = os.pipe()
             try:
-                procs.append(subprocess.Popen(argv, stdin=upstream, stdout=out, stderr=errors[i], env=env))
+                with held():  # a signal's exception never falls between the fork and the child's record
+                    procs.append(subprocess.Popen(argv, stdin=upstream, stdout=out, stderr=errors[i], env=env))
             finally:
                 if upstream != source.fileno():
                     os.close(upstream)
@@ -115,37 +142,44 @@ def run(stages, stdin=None, stdout=None, rss=True):
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             statuses.append((proc, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime))
-        wall = time.perf_counter() - start
-    finally:
-        source.close()
-        sink.close()
-    for (proc, _, _), err in zip(statuses, errors):
-        if proc.returncode != 0:
-            err.seek(0)
-            message = err.read().decode("utf-8", "replace").strip()
-            raise BenchError(f"{' '.join(map(str, proc.args))} exited {proc.returncode}: {message}")
-        err.close()
-    peaks = [rss for _, rss, _ in statuses]
-    for i, f in enumerate(rss_files):
-        lines = f.read().decode("ascii", "replace").split()
-        peaks[i] = int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else None
-        f.close()
-    return Result(wall, peaks, [cpu for _, _, cpu in statuses])
+        return time.perf_counter() - start, statuses
+    except BaseException:
+        end_all(procs)
+        raise
+
+
+def end_all(procs):
+    """Kill each stage (Popen) still running with every process below it (GNU time's
+    command, a shell's, a script's pg_dump), then reap it: a pipeline cut short (SIGTERM,
+    SIGINT: the bench is stopping) leaves nothing running on in the directory the bench
+    then removes, nor connected to the cluster it then stops."""
+    for proc in procs:
+        if proc.returncode is None:
+            kill_tree(proc.pid, os.getpid())
+    for proc in procs:
+        if proc.returncode is None:
+            proc.wait()
 
 
 def output_digest(stages, stdin):
     """SHA-256 of a pipeline's output, streamed (for correctness checks, untimed)."""
     procs, upstream = [], open(stdin, "rb")
     errors = tempfile.TemporaryFile()  # warnings are expected (an X25519 file is forgeable), not shown
-    for argv, env in stages:
-        proc = subprocess.Popen(argv, stdin=upstream, stdout=subprocess.PIPE, stderr=errors, env=env)
+    try:
+        for argv, env in stages:
+            with held():
+                procs.append(subprocess.Popen(argv, stdin=upstream, stdout=subprocess.PIPE, stderr=errors,
+                                              env=env))
+            upstream.close()
+            upstream = procs[-1].stdout
+        digest = hashlib.sha256()
+        while block := upstream.read(MiB):
+            digest.update(block)
+    except BaseException:
+        end_all(procs)
+        raise
+    finally:
         upstream.close()
-        upstream = proc.stdout
-        procs.append(proc)
-    digest = hashlib.sha256()
-    while block := upstream.read(MiB):
-        digest.update(block)
-    upstream.close()
     with errors:
         for proc in procs:
             if proc.wait() != 0:
@@ -212,10 +246,13 @@ class Row:
     def median(self):
         return statistics.median(r.wall for r in self.results)
 
+    def cpu_of(self, result):
+        """CPU seconds (user + system) of the reported stage in one run."""
+        return result.cpu[self.stage]
+
     @property
     def cpu_median(self):
-        """CPU seconds (user + system) of the reported stage."""
-        return statistics.median(r.cpu[self.stage] for r in self.results)
+        return statistics.median(self.cpu_of(r) for r in self.results)
 
     def per_gib(self, seconds):
         return seconds * GiB / self.size if self.size else None
@@ -238,9 +275,34 @@ class Row:
             "cpu_median_s": self.cpu_median,
             "walls_s": [r.wall for r in self.results],
             "cpu_s": [r.cpu for r in self.results],
+            "rss_bytes": [r.rss for r in self.results] if self.rss else None,  # else wait4's, this script's too
             "peak_rss_bytes": self.peak_rss,
             "command": [" ".join(map(str, argv)) for argv, _ in self.stages],
         }
+
+
+def _ratio(a, b):
+    """a / b; infinite when b is 0 (a CPU time under the clock's tick), which no goal takes for met."""
+    return a / b if b else math.inf
+
+
+def round_ratios(row, base, cpu=False):
+    """Each run of `row` over the same run of `base`: wall time, or with `cpu` each row's
+    own CPU measure (Row.cpu_of). measure_rounds runs the rows of a section alternately,
+    so run i of both met the same machine (its load, its clock); their ratio leaves that
+    out, where a ratio of two medians may set one row's quiet round against the other's
+    busy one."""
+    if len(row.results) != len(base.results):
+        raise BenchError(f"{row.label}: {len(row.results)} runs against {len(base.results)} of {base.label}: "
+                         f"not paired")
+    if cpu:
+        return [_ratio(row.cpu_of(a), base.cpu_of(b)) for a, b in zip(row.results, base.results)]
+    return [_ratio(a.wall, b.wall) for a, b in zip(row.results, base.results)]
+
+
+def paired(row, base, cpu=False):
+    """The median of the round_ratios: the ratio every table and goal shows."""
+    return statistics.median(round_ratios(row, base, cpu))
 
 
 def measure_rounds(rows, rounds, reps=1, progress=None):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from .. import pgstream
+from ..sigdefer import held
 from . import pgreport
 from .measure import BenchError, Row, human, measure_rounds, run, warm
 
@@ -47,12 +48,23 @@ BACKUPS = (
 
 class PgRow(Row):
     """A row of this section: `base` is the row through cat it is paired with; `kind`
-    is backup or restore; `out_size` the size of the file it writes (or reads)."""
+    is backup or restore; `out_size` the size of the file it writes (or reads). Its CPU
+    and peak RSS are those of every stage (the table's, and so the JSON's)."""
 
     def __init__(self, label, stages, stdin=None, stdout=None, base=None, kind=None, variant=None, **kw):
         super().__init__("pg", label, stages, stdin, stdout, **kw)
         self.base, self.kind, self.variant, self.out_size = base, kind, variant, None
         self.durable = None  # for a backup: the pipeline through cat that also syncs its file, as the backup does
+
+    def cpu_of(self, result):
+        """CPU seconds of every stage of the pipeline (its clients; the server's is not counted):
+        encpipe-backup is one process where the pipeline through cat is two or three."""
+        return sum(result.cpu)
+
+    @property
+    def peak_rss(self):
+        """The largest process of any stage, in any round (a peak that could not be read counts 0)."""
+        return max((rss or 0 for r in self.results for rss in r.rss), default=0)
 
     def as_json(self):
         document = super().as_json()
@@ -77,16 +89,28 @@ def postgresql(ctx):
         ctx.sections.append(("PostgreSQL", [f"skipped: cannot import tests/pgcluster.py ({e})"]))
         return
     try:
-        cluster = PgCluster()
+        with held():  # its directory made (PgCluster's mkdtemp) and `cluster` set, for _stop, in one step
+            cluster = PgCluster(parent_dir=ctx.opts.workdir)  # beside the bench's own (None: $TMPDIR)
     except PgClusterError as e:
         ctx.sections.append(("PostgreSQL", [f"skipped: {str(e).splitlines()[0]}"]))
         return
     ctx.say("PostgreSQL: starting a throwaway cluster")
     try:
-        with cluster as pg:
-            _postgresql(ctx, pg)
+        _postgresql(ctx, cluster.start())
     except PgClusterError as e:
         raise BenchError(str(e)) from None
+    finally:
+        _stop(cluster)
+
+
+def _stop(cluster):
+    """Stop the cluster and remove its directory, however the section ended. A start cut
+    short (SIGTERM while pg_ctl waited for the server to accept connections) leaves the
+    server running, yet the cluster not marked so (and `with` would not stop it: its
+    __exit__ runs only once __enter__ has returned): the server's postmaster.pid says so."""
+    if os.path.exists(os.path.join(cluster.datadir, "postmaster.pid")):
+        cluster.running = True
+    cluster.stop()
 
 
 def _generate(ctx, pg):

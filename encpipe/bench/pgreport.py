@@ -2,40 +2,31 @@
 
 import statistics
 
-from .measure import MiB
+from .measure import MiB, round_ratios
 
 GOAL_ZSTD_WALL = 1.2  # plain/zstd at most this x the wall time of plain/none...
 GOAL_ZSTD_SMALLER = 10  # ...and at least this many times smaller
 GOAL_PIPELINE = 1.05  # encpipe-backup / encpipe-restore against the same pipeline through cat
 
 
-def cpu_total(row):
-    """Median CPU seconds of every stage of the pipeline (the clients; the server's is not counted)."""
-    return statistics.median(sum(r.cpu) for r in row.results)
-
-
-def peak_rss(row):
-    return max((rss or 0 for r in row.results for rss in r.rss), default=0)
-
-
 def paired(row, base=None):
-    """(median ratio, lowest and highest ratio of the rounds) of row against its base, wall time."""
-    base = base or row.base
-    ratios = sorted(a.wall / b.wall for a, b in zip(row.results, base.results))
-    return row.median / base.median, ratios[0], ratios[-1]
+    """(median, lowest and highest) of the wall time ratios of row against its base (by
+    default the pipeline through cat), round by round (measure.round_ratios)."""
+    ratios = sorted(round_ratios(row, base or row.base))
+    return statistics.median(ratios), ratios[0], ratios[-1]
 
 
 def table(ctx):
     rows = ctx.pg_rows
     lines = [f"{ctx.pg_what}, plain dump of {ctx.pg_dump_size / MiB:.1f} MiB; median of {ctx.opts.pg_rounds} "
-             f"round(s), each row paired round by round with the same pipeline through cat above it; backups "
-             f"write into a directory, restores go into a new database (the pipelines through cat run "
-             f"encpipe-restore's clients and options: a custom archive through pg_restore -f - into psql); "
-             f"the file column is the file written "
-             f"(backup) or read (restore); CPU: user + system of every client process (pg_dump, psql, "
-             f"pg_restore, zstd, encpipe, the scripts), not the server's; RSS: the largest process; x synced: "
-             f"a backup against the same pipeline through cat that then syncs its file (fsync), as the backup "
-             f"does before it renames it",
+             f"round(s), each row paired round by round with the same pipeline through cat above it (x cat: "
+             f"the median of the rounds' ratios, paired rounds: the lowest and highest); backups write into a "
+             f"directory, restores go into a new database (the pipelines through cat run encpipe-restore's "
+             f"clients and options: a custom archive through pg_restore -f - into psql); the file column is the "
+             f"file written (backup) or read (restore); CPU: user + system of every client process (pg_dump, "
+             f"psql, pg_restore, zstd, encpipe, the scripts), not the server's; RSS: the largest process; x "
+             f"synced: a backup against the same pipeline through cat that then syncs its file (fsync), as the "
+             f"backup does before it renames it, paired likewise",
              f"{'command':64} {'file MiB':>9} {'median s':>9} {'CPU s':>7} {'RSS MiB':>7} {'x cat':>6}  "
              f"{'paired rounds':>13}  {'x synced':>8}"]
     for row in rows:
@@ -46,7 +37,7 @@ def table(ctx):
             spread = f"{ratio:6.3f}  {low:.3f}..{high:.3f}"
         if getattr(row, "durable", None):
             spread += f"  {paired(row, row.durable)[0]:8.3f}"
-        lines.append(f"{row.label:64} {size} {row.median:9.3f} {cpu_total(row):7.2f} {peak_rss(row) / MiB:7.1f} "
+        lines.append(f"{row.label:64} {size} {row.median:9.3f} {row.cpu_median:7.2f} {row.peak_rss / MiB:7.1f} "
                      f"{spread}")
     ctx.sections.append(("PostgreSQL", lines))
 
@@ -62,7 +53,7 @@ def goals(ctx, goal):
         goal(7, None, "PostgreSQL rows not run")
         return
     none, zstd = _mine(rows, "backup", "none"), _mine(rows, "backup", "zstd")
-    wall, smaller = zstd.median / none.median, none.out_size / zstd.out_size
+    wall, smaller = paired(zstd, none)[0], none.out_size / zstd.out_size
     goal(4, wall <= GOAL_ZSTD_WALL and smaller >= GOAL_ZSTD_SMALLER,
          f"encpipe-backup plain/zstd: {wall:.3f} x the wall time of plain/none (<= {GOAL_ZSTD_WALL}), "
          f"{smaller:.1f} x smaller ({none.out_size / MiB:.2f} -> {zstd.out_size / MiB:.2f} MiB; >= "

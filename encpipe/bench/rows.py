@@ -4,7 +4,7 @@ import os
 import subprocess
 
 from .context import GENERATOR, PUBLIC_KEY_CIPHER
-from .measure import GiB, MiB, Row, human, measure_rounds, run
+from .measure import GiB, MiB, Row, human, measure_rounds, paired, run
 
 # Writes a file in the previous backup tool's format (salt, IV, tag, ciphertext)
 # from standard input, with the key in BENCH_LEGACY_KEY, for `open --legacy`.
@@ -115,14 +115,15 @@ def throughput(ctx):
               if ctx.x25519_sealed else "")
     lines = [f"{human(size)} of random data from a file in the page cache on stdin (cat FILE |: through a pipe), "
              f"output to /dev/null; median of {ctx.opts.rounds} round(s); CPU: user + system of the command "
-             f"(its whole process tree); x age: this / age for the same operation",
+             f"(its whole process tree); x age: this / age for the same operation, the median of the "
+             f"rounds' ratios (each round of this row over the same round of age's)",
              "encpipe seals with a raw key (format v2 adds its authenticator, a GMAC pass over the ciphertext, "
              "and open reads such a file twice)" + public,
              f"{'command':{width}} {'cipher':12} {'wall s':>7} {'GiB/s':>6} {'CPU s/GiB':>9} {'RSS MiB':>7} "
              f"{'wall x age':>10} {'CPU x age':>9}"]
     for row in rows:
         age = refs.get((row.op.removesuffix("-x25519") if row.op else None, "age"))
-        ratios = (f"{row.median / age.median:10.2f} {row.cpu_median / age.cpu_median:9.2f}" if age else "")
+        ratios = f"{paired(row, age):10.2f} {paired(row, age, cpu=True):9.2f}" if age else ""
         lines.append(f"{row.label:{width}} {row.cipher or '':12} {row.median:7.3f} {size / GiB / row.median:6.2f} "
                      f"{row.per_gib(row.cpu_median):9.3f} {row.peak_rss / MiB:7.1f} {ratios}")
     ctx.sections.append(("Throughput", lines))
@@ -155,11 +156,11 @@ def startup(ctx):
     ctx.say(f"start-up: {len(rows)} commands x {reps} x {ctx.opts.rounds} rounds")
     measure_rounds(rows, ctx.opts.rounds, reps)
     ctx.startup_rows = rows
-    base = rows[0].median
-    lines = [f"median of {reps * ctx.opts.rounds} runs each, run directly (not under GNU time)",
+    lines = [f"median of {reps * ctx.opts.rounds} runs each, run directly (not under GNU time); x python: the "
+             f"median of the ratios of each run to the same run of python3 -I -c pass",
              f"{'command':44} {'cipher':12} {'median ms':>9}  {'x python':>8}"]
     for row in rows:
-        lines.append(f"{row.label:44} {row.cipher or '':12} {row.median * 1000:9.1f}  {row.median / base:8.2f}")
+        lines.append(f"{row.label:44} {row.cipher or '':12} {row.median * 1000:9.1f}  {paired(row, rows[0]):8.2f}")
     ctx.sections.append(("Start-up", lines))
 
 
