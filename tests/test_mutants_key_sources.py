@@ -1,6 +1,8 @@
-"""Rules of the key sources that no test pinned (a change to each passed the suite):
-a key command that dies by a signal, one that prints just over the limit, a bad
-ENCPIPE_COMMAND_TIMEOUT or an empty ENCPIPE_SCRYPT_BUDGET. Each is refused with one error line, its exit status, nothing on stdout."""
+"""Rules of the key sources, each in one place: a key command that dies by a signal,
+one that prints one byte over the limit (a limit doubled passed the whole suite
+before: only endless commands were tried), a bad ENCPIPE_COMMAND_TIMEOUT, an empty
+ENCPIPE_SCRYPT_BUDGET. Each is refused with one error line, its exit status,
+nothing on stdout."""
 
 import pytest
 
