@@ -87,25 +87,14 @@ def script_page(name, help_text):
     paragraphs = [p for p in help_text.split("\n\n") if p.strip() and not p.lstrip().lower().startswith("usage")]
     first = " ".join(paragraphs[0].split()) if paragraphs else name
     first = re.sub(rf"^{re.escape(name)}: ", "", first)
-    description = SHORT.get(name) or _first_clause(first)
+    description = SHORT.get(name) or re.split(r"[.;:](?:\s|$)", first, maxsplit=1)[0]
     description = description[:1].lower() + description[1:] if description[1:2].islower() else description
     return _header(name, description) + ".SH DESCRIPTION\n" + _preformatted(help_text) + \
         ".SH SEE ALSO\n\\fBencpipe\\fR(1)\n"
 
 
 SHORT = {"encpipe-backup": "dump one PostgreSQL database, sealed as by encpipe seal, into a backup directory "
-                            "and/or an rclone remote, with its cluster's globals"}  # its first clause is a page
-
-
-def _first_clause(text):
-    """`text` up to its first `.`, `;` or `:` that ends a clause: followed by a space or
-    the end, and outside parentheses (`(kind sql: plain SQL)` is not the end)."""
-    depth = 0
-    for at, char in enumerate(text):
-        depth += (char == "(") - (char == ")")
-        if depth <= 0 and char in ".;:" and text[at + 1:at + 2] in ("", " "):
-            return text[:at]
-    return text
+                            "and/or an rclone remote, with its cluster's globals"}  # its first sentence is a page
 
 
 def completion():
