@@ -8,6 +8,7 @@ import pytest
 from encpipe.bench import measure, pgreport, report
 from encpipe.bench.measure import GiB, MiB, Result, Row
 from encpipe.bench.pg import PgRow
+from encpipe.bench.rows import FLOOR_LABEL
 
 # Round i of one row and round i of the other ran beside each other: paired, the ratios
 # are 1.06, 1.00 and 1.20 / 1.15 = 1.043; the ratio of the medians is 1.06 / 1.00.
@@ -99,6 +100,17 @@ def test_goal_6_judges_the_paired_start_up():
                        op="inspect")  # paired: 2.0, 2.0, 2.2; the medians' ratio: 0.055 / 0.025 = 2.2
     [line] = goal_lines(made_context(startup_rows=[python, inspect]), 6)
     assert line["met"] is True and "2.00 x python3" in line["text"], line
+
+
+def test_goal_6_names_the_parsers_own_start_up_beside_it():
+    python = made_row([0.010, 0.008, 0.009], group="startup", label="python3 -I -c pass", rss=False,
+                      tool="python")
+    floor = made_row([0.020, 0.017, 0.018], group="startup", label=FLOOR_LABEL, rss=False,
+                     tool="python")  # paired: 2.0, 2.125, 2.0
+    inspect = made_row([0.040, 0.030, 0.036], group="startup", label="encpipe inspect FILE", rss=False, op="inspect")
+    [line] = goal_lines(made_context(startup_rows=[python, floor, inspect]), 6)
+    assert line["met"] is False and line["text"].endswith("4.00 x python3 -I -c pass (<= 2.0; the parser alone: "
+                                                          "2.00 x)"), line
 
 
 def test_the_v1_goal_judges_the_paired_ratios():

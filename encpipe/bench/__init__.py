@@ -24,7 +24,8 @@ Rows:
               default chunks, auto and one thread, and through a pipe) to an
               X25519 recipient, opened by its identity: like for like with age
   start-up    --version, inspect, keyid, and seal and open of an empty input
-              with each library, against `python3 -I -c pass`
+              with each library, against `python3 -I -c pass`; and
+              `python3 -c 'import docopt'`, the floor of any docopt command
   memory      generator | encpipe seal | encpipe open > /dev/null at each
               --rss-sizes size and --rss-chunks chunk size, and at the last
               chunk size signed (seal --sign-key, open --signer): the input

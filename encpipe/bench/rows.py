@@ -129,10 +129,16 @@ def throughput(ctx):
     ctx.sections.append(("Throughput", lines))
 
 
+FLOOR_LABEL = "python3 -c 'import docopt' (parser alone)"
+
+
 def startup(ctx):
     """Each command against `python3 -I -c pass` on the same interpreter."""
     key = ctx.path("key")
     rows = [Row("startup", "python3 -I -c pass", [([ctx.python, "-I", "-c", "pass"], ctx.base_env)], rss=False,
+                tool="python"),
+            # the floor of any docopt command line: the parser alone (with re and typing, which it imports)
+            Row("startup", FLOOR_LABEL, [([ctx.python, "-c", "import docopt"], ctx.base_env)], rss=False,
                 tool="python"),
             Row("startup", "encpipe --version", [ctx.enc("--version")], rss=False, op="version"),
             Row("startup", "encpipe inspect FILE (header only)", [ctx.enc("inspect", ctx.empty_sealed)], rss=False,
