@@ -265,3 +265,29 @@ def test_prune_reads_and_counts_a_backup_dated_exactly_five_minutes_ahead(tmp_pa
     assert code == 0
     assert [(r["filename"], r["reasons"]) for r in report["kept"]] == [(skewed, ["last"])]
     assert sorted(r["filename"] for r in report["removed"]) == sorted([newest, old])
+
+
+def test_the_globals_file_of_a_run_with_one_dump_kept_and_another_left_is_a_kept_dumps():
+    """A run whose custom archive is kept and whose plain dump is left: its globals file is a kept dump's."""
+    now = START + timedelta(days=10)
+    made = now - timedelta(days=2)
+    records = [Record("shop_T.dump.enc", ("shop", "custom"), made),
+               Record("shop_T.sql.enc", ("shop", "plain"), made, FAILED, "truncated"),
+               Record("shop_T.globals.sql.enc", ("shop", "globals"), made),
+               Record("shop_U.globals.sql.enc", ("shop", "globals"), made + timedelta(days=1))]
+    decided = _decided(records, Policy(last=1), now)
+    assert decided["shop_T.globals.sql.enc"] == (KEEP, ["the globals file of a kept dump"]), decided
+    assert decided["shop_T.dump.enc"][0] == KEEP and decided["shop_T.sql.enc"][0] == LEAVE, decided
+
+
+def test_a_file_this_encpipe_cannot_read_is_left_as_not_verified(tmp_path, monkeypatch):
+    """A file taken for the previous tool's, with that format unreadable here: left, `not verified` (not `None`)."""
+    from encpipe.backup import verify
+
+    monkeypatch.setattr(verify.KeyRing, "legacy", lambda self: None)  # as an encpipe without encpipe.legacy
+    make_valid(tmp_path, "shop_20230101T000000Z.sql.enc")
+    (tmp_path / "shop_20230102T000000Z.sql.enc").write_bytes(bytes(range(256)) + b"\x01" * 44)
+    code, report, err = run("prune", "--keep-last", "1", str(tmp_path))
+    assert (code, err) == (65, "encpipe-prune: warning: left shop_20230102T000000Z.sql.enc: not verified\n"), err
+    [left] = report["left"]
+    assert (left["filename"], left["reasons"]) == ("shop_20230102T000000Z.sql.enc", ["not verified"]), report
