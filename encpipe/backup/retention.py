@@ -114,8 +114,11 @@ def plan(records, policy, now):
     # now (a copy of it planted, a read that failed) counts again later, and a restore refuses
     # it without its globals file (before, only a kept dump's was kept: once the copy was gone,
     # that dump was the newest of its series, and its run's globals file was gone too)
-    runs = {(d.record.series[0], d.record.created): d.action for d in decisions
-            if d.action != REMOVE and d.record.series[1] != "globals"}
+    runs = {}  # a run with a dump kept and another left (its custom archive and its plain dump): kept
+    for d in decisions:
+        if d.action != REMOVE and d.record.series[1] != "globals":
+            run = (d.record.series[0], d.record.created)
+            runs[run] = KEEP if KEEP in (d.action, runs.get(run)) else d.action
     for decision in decisions:
         stays = runs.get((decision.record.series[0], decision.record.created))
         if decision.action == REMOVE and decision.record.series[1] == "globals" and stays:
