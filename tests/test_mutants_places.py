@@ -17,7 +17,7 @@ from encpipe.errors import IOFailure
 
 DATA = b"the data\n" * 100
 KEY_ENV = {"ENCPIPE_KEY": KEY_A}
-POSTGRES = (101, 104)
+POSTGRES = (pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
 ANY = 0xFFFFFFFF
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="another user (postgres) writes the places")
@@ -67,26 +67,18 @@ def test_a_group_an_acl_lets_write_is_refused(tmp_path):
     assert os.listdir(shared) == []
 
 
-def _group_of_members_only():
-    """A group some user other than root belongs to only as a supplementary member (no user's own group)."""
+def test_a_group_whose_members_are_listed_only_in_etc_group_is_not_trusted(tmp_path, monkeypatch):
+    """g+w for a group that is no user's own but lists postgres as a member (as ssl-cert does) names that group."""
     own = {entry.pw_gid for entry in pwd.getpwall()}
-    for group in grp.getgrall():
-        if group.gr_gid not in own and any(member != "root" for member in group.gr_mem):
-            return group
-    return None
-
-
-def test_a_group_whose_members_are_listed_only_in_etc_group_is_not_trusted(tmp_path):
-    """g+w for a group no user has as primary group but another user is a listed member of (ssl-cert: postgres) is refused."""
-    group = _group_of_members_only()
-    if group is None:
-        pytest.skip("no group here has a member that is not root and is nobody's primary group")
+    gid = next(g for g in range(54321, 60000) if g not in own and g not in {e.gr_gid for e in grp.getgrall()})
     shared = tmp_path / "shared"
-    shared.mkdir(mode=0o770)
-    os.chown(shared, 0, group.gr_gid)
+    shared.mkdir()
+    os.chown(shared, 0, gid)
     os.chmod(shared, 0o770)
-    refused_73(seal_into(shared), f"can be written by group {group.gr_name} (mode g+w, not sticky)")
-    assert os.listdir(shared) == []
+    real = grp.getgrgid
+    monkeypatch.setattr(grp, "getgrgid", lambda g: grp.struct_group(("certs", "x", gid, ["postgres"])) if g == gid
+                        else real(g))
+    assert writers.other_writer(os.stat(shared), where=str(shared)) == "group certs (mode g+w, not sticky)"
 
 
 def test_an_acl_that_cannot_be_read_fails_closed(tmp_path, monkeypatch):
