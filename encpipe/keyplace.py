@@ -29,7 +29,7 @@ from .errors import UnsafeDirectory
 from .keyargs import FD_PATH, SECRET_FILES
 from .keys import STDIN_PATHS
 from .textform import shown_name
-from .writers import ALLOW_FLAG, _owners, _user_name, as_file_writer, first_other_writer, left_writer, other_writer
+from .writers import ALLOW_FLAG, _owners, _user_name, first_other_writer, left_writer, other_writer, owner_writer
 
 
 def refuse_replaceable(given, options=SECRET_FILES, allow_shared=False):
@@ -66,7 +66,7 @@ def replacer(path):
     change, and who; None when there is none."""
     for kind, where, name, info in pathwalk.steps(path):
         if kind == pathwalk.UP:
-            found = left_writer(where, writers_into=True)
+            found = left_writer(where)
         elif kind == pathwalk.LINK:
             found = _link_writer(name, info, where)
         elif kind == pathwalk.MISSING:  # nothing there (yet): who could put it there? (a sticky one's writers too)
@@ -88,7 +88,7 @@ def _reached_writer(path, real):
 
 def _file_writer(absolute, real, info):
     if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        writer = as_file_writer(info)
+        writer = owner_writer(info)  # by its owner: 0666 is /dev/tty's, whose writers change nothing it gives
     else:
         writer = other_writer(info, sticky_ok=False, where=real)
     if not writer:
@@ -97,7 +97,7 @@ def _file_writer(absolute, real, info):
 
 
 def _link_writer(link, info, directory):
-    writer = as_file_writer(info)  # a link's own mode is always 0777: only its owner (or its directory) can change it
+    writer = owner_writer(info)  # a link's own mode is always 0777: only its owner (or its directory) can change it
     if writer:
         return f"its symbolic link {link}", writer
     found = _directory_writer(directory)

@@ -70,14 +70,13 @@ def way_writer(path, trusted=None, directory_only=False):
             return where, (f"{found[0]}, holding the symbolic link {name},", found[1])
 
 
-def left_writer(directory, trusted=None, writers_into=False):
+def left_writer(directory, trusted=None):
     """(what, who) when a user outside `trusted` (uids; default the caller and root)
     could change where a `..` leaving `directory` leads: a writer of the directory
     holding its name or of one above it (a sticky one excepted), or, that one
-    sticky, the owner of `directory`, who can still move it there. With
-    `writers_into`, also whoever may write into `directory` itself (keyplace, for
-    a key file's way: stricter on purpose, as it judges a link's). Used by keyplace
-    and backup.metrics, which judge every `..` on the way to a file."""
+    sticky, the owner of `directory`, who can still move it there (who may write
+    into `directory` cannot: a `..` leaves it for the directory holding it). Used
+    by keyplace and backup.metrics, which judge every `..` on the way to a file."""
     parent = os.path.dirname(directory)
     if parent == directory:
         return None
@@ -88,7 +87,7 @@ def left_writer(directory, trusted=None, writers_into=False):
         except OSError as e:
             raise IOFailure(f"cannot examine {directory}: {e.strerror or e}") from None
         if sticky:
-            writer = as_file_writer(info, trusted) if writers_into else owner_writer(info, trusted)
+            writer = owner_writer(info, trusted)
             found = writer and (directory, writer)
     return (f"{found[0]}, where a .. on the way turns back,", found[1]) if found else None
 
@@ -99,11 +98,6 @@ def owner_writer(info, trusted=None):
     if info.st_uid not in ({os.geteuid(), 0} if trusted is None else trusted):
         return f"user {_user_name(info.st_uid)} (its owner)"
     return None
-
-
-def as_file_writer(info, trusted=None):
-    """other_writer of `info` judged as a file's: a sticky directory's mode spares no writer."""
-    return other_writer(os.stat_result((stat.S_IFREG, *info[1:])), trusted, sticky_ok=False)
 
 
 def _owners():
