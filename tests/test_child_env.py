@@ -179,7 +179,8 @@ def run_given_remote(tmp_path, script, args, remote):
 
 
 @pytest.mark.parametrize("script, args, remote, parameter",
-                         [(*c, *REMOTES[i % len(REMOTES)]) for i, c in enumerate(COMMANDS)])
+                         [(*COMMANDS[i % len(COMMANDS)], *REMOTES[i % len(REMOTES)])  # every command, every remote
+                          for i in range(max(len(COMMANDS), len(REMOTES)))])
 def test_a_remote_with_a_credential_in_its_connection_string_is_refused(tmp_path, script, args, remote, parameter):
     done, err, first = run_given_remote(tmp_path, script, args, remote)
     assert SECRET.encode() not in done.stdout
