@@ -73,6 +73,18 @@ def test_a_stored_backup_that_cannot_be_read_back_leaves_no_earlier_size_in_the_
     assert "encpipe_backup_last_size_bytes" not in recorded
 
 
+def test_a_read_back_the_system_refuses_is_said_by_its_reason_alone(tmp_path, monkeypatch):
+    """An OSError reading a stored backup back is said as every other: its reason, no `[Errno N]`."""
+    prom = tmp_path / "encpipe.prom"
+
+    def failing(store, name, renamed):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(job, "read_back", failing)
+    code, out, err = _commit(tmp_path, prom)
+    assert (code, err) == (1, f"encpipe-backup: error: backup written, but cannot read "
+                              f"{tmp_path / 'b' / NAME} back: Input/output error\n"), err
+
+
 def test_a_timeout_in_tenths_of_a_second_is_said_as_given(tmp_path):
     """encpipe-check -t 0.5 that expires says "timed out after 0.5 s", CRITICAL (2)."""
     make_valid(tmp_path, f"shop_{stamp(datetime.now(timezone.utc))}.sql.enc")
