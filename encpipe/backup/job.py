@@ -118,7 +118,7 @@ def cmd_commit(args, io):
         try:
             found, why = read_back(store, name, mine)
         except (EncpipeError, OSError) as e:
-            io.error(f"backup written, but cannot read {store.where(name)} back: {e}")
+            io.error(f"backup written, but cannot read {store.where(name)} back: {getattr(e, 'strerror', None) or e}")
             status = 1
             continue
         if why:  # not there as stored: the run failed, whatever its renames did
