@@ -50,8 +50,6 @@ def prune(store, policy, keys, workers, now, *, databases=None, dry_run=False, c
         else:
             result = verify_entry(store, entry, keys, workers)
             state, detail = standing(result, count_unauthenticated), result["error"]
-            if result["ok"] is None:  # not read (a file of the previous tool this encpipe cannot read)
-                state, detail = UNVERIFIED, None
             labelled = is_labelled(entry, result)
             if state == OK and (planted := owned_elsewhere(entry, result["label"], trusted)):
                 state, detail, labelled = RENAMED, planted, None  # its name's time stands on nothing

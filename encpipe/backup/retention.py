@@ -205,8 +205,9 @@ def _plan_series(group, policy, now):
         elif record.state == RENAMED:
             decisions.append(Decision(record, LEAVE, [f"{record.detail}: never counted"]))
         elif record.state == FAILED:
-            decisions.append(Decision(record, LEAVE, [record.detail if record.run else
-                                                      f"failed verification: {record.detail}"]))
+            decisions.append(Decision(record, LEAVE, [record.detail if record.run else  # no error: not read
+                                                      f"failed verification: {record.detail}" if record.detail
+                                                      else "not verified"]))
         elif record.state == UNAUTHENTICATED:
             decisions.append(Decision(record, LEAVE, [UNAUTHENTICATED_REASON]))
         elif record.state != OK:
