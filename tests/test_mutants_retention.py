@@ -14,7 +14,7 @@ from cliutil import ok, secret_file
 from cliutil import run as encpipe
 from test_backup_dir import KEY, make_corrupt, make_valid, run, stamp
 from test_backup_label_globals import DATABASE, _sealed
-from test_prune_runs import DB, globals_of, plain
+from test_prune_runs import DB, globals_of, plain, resealed_to
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
 
@@ -58,42 +58,6 @@ def test_an_unauthenticated_labelled_dump_whose_runs_globals_file_fails_dates_no
 
 
 @pytest.mark.usefixtures("dated_from_now")
-def test_a_removal_that_failed_is_the_status_even_with_a_file_left(tmp_path, monkeypatch):
-    """A prune that could not remove a file exits 74, not 65, though a file was left too."""
-    from dating import stamp_at
-    from encpipe.backup import localstore
-
-    d = tmp_path / "b"
-    d.mkdir()
-    older, older_globals = plain(d, 2), globals_of(d, 2)
-    newest, newest_globals = plain(d, 1), globals_of(d, 1)
-    bad = f"shop_{stamp_at(3)}.sql.enc"
-    make_corrupt(d, bad)
-    real = localstore.Local.remove
-
-    def failing(store, item):
-        if item.name == older:
-            raise OSError(1, "Operation not permitted")
-        return real(store, item)
-
-    monkeypatch.setattr(localstore.Local, "remove", failing)
-    code, report, _ = run("prune", "--keep-last", "1", str(d))
-    assert code == 74
-    assert [line["filename"] for line in report["left"]] == [bad]
-    assert [e["filename"] for e in report["errors"]] == [older]
-    assert sorted(os.listdir(d)) == sorted([bad, older, older_globals, newest, newest_globals])
-
-
-def _resealed_to(public, path, raw):
-    """`path` sealed again to the x25519 `public` key, as a writer of the location who
-    holds only that key can make it (its maker not authenticated), its time kept."""
-    plaintext = ok(encpipe(["open", "--key-file", str(raw)], path.read_bytes()))
-    written = os.stat(path)
-    path.write_bytes(ok(encpipe(["seal", "--recipient", public], plaintext)))
-    os.utime(path, (written.st_atime, written.st_mtime))
-
-
-@pytest.mark.usefixtures("dated_from_now")
 def test_a_runs_globals_file_that_is_a_copy_whose_maker_is_not_authenticated_refuses_its_dump(tmp_path):
     """A run's globals file that is a copy, its maker not authenticated, leaves its dump (never counted)."""
     d = tmp_path / "b"
@@ -102,7 +66,7 @@ def test_a_runs_globals_file_that_is_a_copy_whose_maker_is_not_authenticated_ref
     raw = secret_file(tmp_path, "raw.key", KEY.hex() + "\n")
     good, good_globals = plain(d, 2), globals_of(d, 2)
     newest, planted = plain(d, 1), d / globals_of(d, 1)
-    _resealed_to(public, planted, raw)
+    resealed_to(public, planted, raw)
     (d / "saved-globals.enc").write_bytes(planted.read_bytes())
     code, report, _ = run("prune", "--keep-last", "1", "--key-file", str(raw), "--identity",
                           str(tmp_path / "x.id"), str(d), env={})
@@ -128,7 +92,7 @@ def test_a_copy_of_a_labelled_dump_whose_maker_is_not_authenticated_dates_no_lab
     older = _sealed(d / f"{DB}_{stamp_at(3)}.sql.enc", DATABASE, 3)  # made before labels
     newest = _sealed(d / f"{DB}_{stamp_at(1)}.sql.enc", DATABASE, 1)
     planted = d / _sealed(d / f"{DB}_{stamp_at(2)}.sql.enc", label.prefix("none", DB, stamp_at(2)) + DATABASE, 2)
-    _resealed_to(public, planted, raw)
+    resealed_to(public, planted, raw)
     (d / "junk").write_bytes(planted.read_bytes())
     code, report, _ = run("prune", "--keep-last", "1", "--key-file", str(raw), "--identity",
                           str(tmp_path / "x.id"), str(d), env={})

@@ -142,10 +142,7 @@ def test_a_dump_whose_runs_globals_file_has_an_unauthenticated_maker_never_count
     raw = secret_file(tmp_path, "raw.key", KEY.hex() + "\n")
     good, good_globals = plain(d, 2), globals_of(d, 2)
     newest, planted = plain(d, 1), d / globals_of(d, 1)
-    plaintext = ok(encpipe(["open", "--key-file", str(raw)], planted.read_bytes()))
-    written = os.stat(planted)
-    planted.write_bytes(ok(encpipe(["seal", "--recipient", public], plaintext)))
-    os.utime(planted, (written.st_atime, written.st_mtime))
+    resealed_to(public, planted, raw)
     code, report, _ = backups("prune", "--keep-last", "1", "--key-file", str(raw), "--identity",
                               str(tmp_path / "x.id"), str(d), env={})
     assert code == 65
@@ -301,23 +298,53 @@ def test_a_dump_that_cannot_be_removed_keeps_its_runs_globals_file(tmp_path, mon
     whose removal then failed (a remote's error, an immutable file) stayed without its
     globals file, a run a restore refuses, which verify and check took for good. The
     dumps go first, and a run's globals file stays with a dump that could not go."""
-    from encpipe.backup import localstore
-
     d = tmp_path / "b"
     d.mkdir()
     oldest, oldest_globals = plain(d, 3), globals_of(d, 3)
     older, older_globals = plain(d, 2), globals_of(d, 2)
     newest, newest_globals = plain(d, 1), globals_of(d, 1)
-    real = localstore.Local.remove
-
-    def failing(store, item):
-        if item.name == older:
-            raise OSError(1, "Operation not permitted")
-        return real(store, item)
-
-    monkeypatch.setattr(localstore.Local, "remove", failing)
+    _removal_fails(monkeypatch, older)
     code, report, _ = backups("prune", "--keep-last", "1", str(d))
     assert code == 74
     assert sorted(r["filename"] for r in report["removed"]) == sorted([oldest, oldest_globals])
     assert kept(report)[older_globals] == ["the globals file of a dump that could not be removed"]
     assert sorted(os.listdir(d)) == sorted([older, older_globals, newest, newest_globals])
+
+
+def test_a_removal_that_failed_is_the_status_even_with_a_file_left(tmp_path, monkeypatch):
+    """A prune that could not remove a file exits 74, not 65, though a file was left too."""
+    d = tmp_path / "b"
+    d.mkdir()
+    older, older_globals = plain(d, 2), globals_of(d, 2)
+    newest, newest_globals = plain(d, 1), globals_of(d, 1)
+    bad = f"shop_{stamp_at(3)}.sql.enc"
+    make_corrupt(d, bad)
+    _removal_fails(monkeypatch, older)
+    code, report, _ = backups("prune", "--keep-last", "1", str(d))
+    assert code == 74
+    assert [line["filename"] for line in report["left"]] == [bad]
+    assert [e["filename"] for e in report["errors"]] == [older]
+    assert sorted(os.listdir(d)) == sorted([bad, older, older_globals, newest, newest_globals])
+
+
+def _removal_fails(monkeypatch, name):
+    """The store's removal of `name` fails as an immutable file's would (EPERM); the others go."""
+    from encpipe.backup import localstore
+
+    real = localstore.Local.remove
+
+    def failing(store, item):
+        if item.name == name:
+            raise OSError(1, "Operation not permitted")
+        return real(store, item)
+
+    monkeypatch.setattr(localstore.Local, "remove", failing)
+
+
+def resealed_to(public, path, raw):
+    """`path` sealed again to the x25519 `public` key, as a writer of the location who
+    holds only that key can make it (its maker not authenticated), its time kept."""
+    plaintext = ok(encpipe(["open", "--key-file", str(raw)], path.read_bytes()))
+    written = os.stat(path)
+    path.write_bytes(ok(encpipe(["seal", "--recipient", public], plaintext)))
+    os.utime(path, (written.st_atime, written.st_mtime))
