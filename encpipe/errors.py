@@ -135,6 +135,12 @@ def _lock_not_made(words):
     return words.startswith(_LOCK_NOT_MADE) and words.endswith(" lock") and len(words.split()) <= 5
 
 
+def reason(e):
+    """What failed, in words: an OSError's strerror (no errno, no file name: the
+    message names the file its own way), else the exception as it reads."""
+    return getattr(e, "strerror", None) or str(e)
+
+
 def unreadable(message, e):
     """The error for a file or descriptor that could not be read because of OSError `e`:
     InputUnavailable (66), or IOFailure (74) when what failed is a resource the system

@@ -25,7 +25,7 @@ and removes nothing).
 
 import re
 
-from ..errors import EncpipeError, InputUnavailable, IOFailure, UnsafeDirectory, ran_out
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UnsafeDirectory, ran_out, reason
 from ..shown import printable
 from .names import MARKER
 from .storage import Local, named, write_new
@@ -90,7 +90,7 @@ def read(store):
         with store.open(item) as src:
             content = src.read(MAX_BYTES + 1)
     except (OSError, EncpipeError) as e:
-        raise UnsafeDirectory(f"cannot read {where}: {getattr(e, 'strerror', None) or e}", hint=_FIX) from None
+        raise UnsafeDirectory(f"cannot read {where}: {reason(e)}", hint=_FIX) from None
     match = _LINE.fullmatch(content)
     if not match:
         raise UnsafeDirectory(f"{where} is not a cluster marker (not one line 'encpipe-cluster v1 "
@@ -174,7 +174,7 @@ def take_back(claimed):
         try:
             store.take_back(MARKER, renamed)
         except (EncpipeError, OSError) as e:
-            left.append(f"{store.where(MARKER)} not removed: {getattr(e, 'strerror', None) or e}")
+            left.append(f"{store.where(MARKER)} not removed: {reason(e)}")
     return left
 
 
@@ -223,7 +223,7 @@ class Guard:
         except Exception as e:  # an error of the store's, out of memory: said, the backup goes on
             if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
                 raise
-            self.warn(f"{MARKER} not written: {ran_out(e) or getattr(e, 'strerror', None) or e}")
+            self.warn(f"{MARKER} not written: {ran_out(e) or reason(e)}")
         return 0
 
     def undo(self):

@@ -61,7 +61,7 @@ from datetime import datetime, timezone
 from docopt import DocoptExit, docopt
 
 from ..cli import Io, report_errors
-from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out, unreadable
+from ..errors import EncpipeError, InputUnavailable, IOFailure, UsageError, ran_out, reason, unreadable
 from ..safefile import check_directory
 from ..shown import json_value, printable
 from ..sigdefer import held, hold_for_good
@@ -118,7 +118,7 @@ def cmd_commit(args, io):
         try:
             found, why = read_back(store, name, mine)
         except (EncpipeError, OSError) as e:
-            io.error(f"backup written, but cannot read {store.where(name)} back: {getattr(e, 'strerror', None) or e}")
+            io.error(f"backup written, but cannot read {store.where(name)} back: {reason(e)}")
             status = 1
             continue
         if why:  # not there as stored: the run failed, whatever its renames did
@@ -205,7 +205,7 @@ def _undo(args, io, targets, renames, renamed, error):
             store.take_back(name, mine)
         except (EncpipeError, OSError) as e:
             left = True
-            io.warn(f"{store.where(name)} left in place: {getattr(e, 'strerror', None) or e}")
+            io.warn(f"{store.where(name)} left in place: {reason(e)}")
     unrecorded = _abort(args, targets, [old for old, _ in renames], io)
     # not "nothing was stored" beside a file left under its final name (before, both were said)
     stored = "not all of it could be taken back" if left else "nothing was stored"

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from .. import envelope, sigthreads
 from .. import format as fmt
 from .. import provenance
-from ..errors import InputUnavailable, InvalidStream, IOFailure
+from ..errors import InputUnavailable, InvalidStream, IOFailure, reason
 from .names import MARKER, is_partial, iso, parse_name
 from .records import record
 
@@ -112,7 +112,7 @@ def cannot_read(name, e):
     """What is said of a file whose read failed: `e` an OSError, or fmt.read_exactly's
     IOFailure ("cannot read input"), whose cause says why."""
     cause = e.__context__ if isinstance(e, IOFailure) and isinstance(e.__context__, OSError) else e
-    return f"cannot read {name}: {getattr(cause, 'strerror', None) or cause}"
+    return f"cannot read {name}: {reason(cause)}"
 
 
 def _examine_content(entry, src):

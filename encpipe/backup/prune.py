@@ -17,6 +17,7 @@ SIGHUP) then waits for the rest of the removals and the report, and the run's
 status stands (sigdefer.hold_for_good); before, it stops the run, nothing removed.
 """
 
+from ..errors import reason
 from ..sigdefer import held, hold_for_good
 from .listing import copies, older_than_its_name, owned_elsewhere, scan
 from .names import iso
@@ -121,5 +122,5 @@ def _describe(policy):
 
 
 def _message(entry, error):
-    text = getattr(error, "strerror", None) or str(error)
+    text = reason(error)
     return text if entry.filename in text else f"cannot remove {entry.filename}: {text}"

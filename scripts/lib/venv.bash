@@ -2,22 +2,19 @@
 # virtual environment, .venv/ (git-ignored), made and filled once. Never
 # touches the system Python. Uses PROG for its messages.
 
-# Ctrl-C (SIGINT) during the set-up ends the script that sourced this file, by
-# that signal. Without the trap, bash goes on when the child it waits for takes
-# SIGINT as an ordinary failure and exits (compileall's `[interrupted]`, pip's
-# "Operation cancelled by user"): the demo then ran its whole tour, exit 0
-# (tests/test_setup_interrupt.py). `exec` at the end of the set-up leaves the
-# program it starts SIGINT's default action.
+# Ctrl-C (SIGINT) during the set-up ends the script that sourced this file, by that
+# signal: without the trap, bash went on when a child took SIGINT as an ordinary
+# failure (pip's "Operation cancelled by user"), and the demo ran its whole tour, exit 0
+# (tests/test_setup_interrupt.py). `exec` at the end restores SIGINT's default action.
 interrupted() {
   trap - INT
   kill -INT "$$"
 }
 trap interrupted INT
 
-# no_secrets COMMAND [ARG...]: runs COMMAND without the variables that hold
-# secrets (encpipe/childenv.py's names and prefixes, as encpipe-sh-setup's probe;
-# tests/test_child_env.py fails when childenv.py names one left set) nor descriptors
-# above 2: none of the set-up's children (probes, venv, pip, cat, grep...) needs one.
+# no_secrets COMMAND [ARG...]: runs COMMAND without the secret variables of encpipe/childenv.py
+# (tests/test_child_env.py fails when one is left set) nor descriptors above 2: none of
+# the set-up's children (probes, venv, pip, cat, grep...) needs one.
 no_secrets() {
   (
     unset ENCPIPE_KEY ENCPIPE_PASSPHRASE BACKUP_ENCRYPTION_KEY PGPASSWORD "${!RCLONE_@}" "${!AWS_@}" \
@@ -34,13 +31,10 @@ no_secrets() {
 }
 
 # venv_python: prints the Python that makes .venv: ENCPIPE_VENV_PYTHON when set;
-# else /usr/bin/python3, the distribution's, when it is 3.9 or later and can make
-# one (python3-venv installed): the interpreter of README's install on Debian, one
-# every user can run (a pyenv python3 under /root is not one postgres can), and
-# Debian's build (optimised: PGO, LTO) runs the test suite's thousands of Python
-# processes on less CPU than an unoptimised pyenv build of the same 3.11 (README);
-# else python3 from PATH (on a Debian without python3-venv, as root, venv_missing
-# asks that one, then /usr/bin/python3 once python3-venv is installed).
+# else /usr/bin/python3 when it is 3.9 or later and can make one (python3-venv):
+# README's interpreter on Debian, one every user can run (postgres cannot run a
+# pyenv python3 under /root), and an optimised build (PGO, LTO: less CPU for the
+# suite's thousands of Python processes, README); else python3 from PATH.
 venv_python() {
   if [[ -n "${ENCPIPE_VENV_PYTHON:-}" ]]; then
     printf '%s\n' "${ENCPIPE_VENV_PYTHON}"
@@ -60,18 +54,17 @@ from docopt import docopt
 docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 }
 
-# checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing (or its pip
-# does not run) and installs the checkout into it (editable) with EXTRAS (""
-# or e.g. "test,fast"), unless its stamp says this setup.cfg was already
-# installed so (and encpipe and its dependencies import).
-# The stamp keeps one line per set of extras, keyed on the hash of setup.cfg and
-# pyproject.toml (and "compat": a venv of the import finder's is installed again).
-# The `fast` extra: cryptography with AESGCM.encrypt_into (aead.py needs 47 or later).
+# fast_importable PYTHON: the `fast` extra, cryptography with AESGCM.encrypt_into (47 or later).
 fast_importable() {
   no_secrets "$1" -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 AESGCM.encrypt_into' >/dev/null 2>&1
 }
 
+# checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing (or its pip does
+# not run) and installs the checkout into it (editable) with EXTRAS ("" or e.g.
+# "test,fast"), unless its stamp (a line per set of extras, keyed on the hash of
+# setup.cfg and pyproject.toml, and "compat") says so, and encpipe and its
+# dependencies import.
 checkout_venv() {
   local root="$1" extras="$2"
   local venv="${root}/.venv"
@@ -110,21 +103,18 @@ checkout_venv() {
   compile_checkout "${root}"
 }
 
-# compile_checkout ROOT: the bytecode of ROOT/encpipe, as pip install writes it
-# for a regular install (an editable one does not, and PYTHONDONTWRITEBYTECODE
-# keeps runs from writing it): each encpipe process then starts without
-# compiling its modules again. Up-to-date files are skipped; a stale one is
-# never used (Python checks the source's time stamp).
+# compile_checkout ROOT: the bytecode of ROOT/encpipe, as a regular install writes it
+# (an editable one does not; PYTHONDONTWRITEBYTECODE keeps runs from writing it), so
+# that no encpipe process compiles its modules again. A stale file is never used.
 compile_checkout() {
   no_secrets "$1/.venv/bin/python" -m compileall -q "$1/encpipe" >/dev/null 2>&1 || true
 }
 
-# warm_test_bytecode ROOT: pytest rewrites the asserts of each test module as it
-# imports it and keeps the result in tests/__pycache__, but not under
-# PYTHONDONTWRITEBYTECODE, nor before a first run: each pytest-xdist worker of a
-# fresh clone rewrote every one (9.4 CPU s a collection here, 2.4 s from the
-# cache). One collection writes it first (two, of half the files each, took as
-# long: each imports much the same). Its failure is the run's to say.
+# warm_test_bytecode ROOT: pytest keeps each test module's rewritten asserts in
+# tests/__pycache__, but not under PYTHONDONTWRITEBYTECODE nor before a first run:
+# each pytest-xdist worker of a fresh clone rewrote every one (9.4 CPU s a
+# collection, 2.4 s from the cache). One collection writes it first; its failure
+# is the run's to say.
 warm_test_bytecode() {
   (cd -- "$1" && no_secrets env -u PYTHONDONTWRITEBYTECODE "$1/.venv/bin/python" -m pytest -q \
     --collect-only -p no:xdist >/dev/null 2>&1) || true

@@ -14,6 +14,13 @@ Each vector is a small text header, a blank line, then the raw file bytes:
     plaintext length: <n>         (success only)
     comment: <free text>
 
+`expect` is what `encpipe open` with those keys (and signers, and budget) does:
+success, exit 0 with the plaintext; header failure, 65 with nothing on standard
+output (refused before any chunk is decrypted: the header, the slots, the
+scrypt budget, a low-order x25519 point); payload failure, 65 after the header
+verified (a chunk or the trailer: chunks that authenticated may have been
+written first); no match, 77; not signed, 67 (tests/test_vectors.py).
+
 All randomness comes from a DRBG seeded by the vector's name, so running this
 again reproduces every byte; tests/test_vectors.py checks that.
 

@@ -102,6 +102,22 @@ def _():
     return dear_slot_wraps_another_key("v2_passphrases_by_slot_cost", plaintext("costs", 300), SECOND_PASSPHRASE)
 
 
+@vector("v2_passphrases_in_turn_on_slots_of_one_cost", "success",
+        "v2: two slots of one cost (log2(N)=10): SECOND_PASSPHRASE's (first) wraps another file key, PASSPHRASE's"
+        " (second) this one; given PASSPHRASE, SECOND_PASSPHRASE: the first passphrase is tried on both slots"
+        " before the second on any, so PASSPHRASE opens its slot (slot by slot, SECOND_PASSPHRASE would unwrap"
+        " the first slot's other key: 65)", passphrases=[PASSPHRASE, SECOND_PASSPHRASE])
+def _():
+    data = plaintext("in turn", 300)
+    second, first = Passphrase(SECOND_PASSPHRASE, log2_n=10), Passphrase(PASSPHRASE, log2_n=10)
+
+    def change(slots):
+        kek = encpipe.slots.scrypt_kek(SECOND_PASSPHRASE.encode(), slots[0].salt, 10, 8, 1)
+        return [wrapping_another_key(slots[0], kek), slots[1]]
+
+    return reslotted("v2_passphrases_in_turn_on_slots_of_one_cost", data, [second, first], first, change), data
+
+
 @vector("v2_passphrase_slot_over_limit_skipped", "success",
         "v2: two slots of one passphrase; the first has log2(N)=9, under the floor: it is skipped"
         " without running scrypt and the second opens", passphrases=[PASSPHRASE])
@@ -278,6 +294,26 @@ def _two_costly_slots(name):
         " default scrypt budget of 2^24", passphrases=[PASSPHRASE])
 def _():
     return _two_costly_slots("v2_passphrase_scrypt_budget")
+
+
+@vector("v2_passphrase_scrypt_budget_exact", "success",
+        "v2: the file above with a scrypt budget of 2^22: the two attempts' sum is the budget itself, and an"
+        " attempt is made when the sum with it is at or below the budget, so the second slot opens",
+        passphrases=[PASSPHRASE], scrypt_budget=1 << 22)
+def _():
+    return _two_costly_slots("v2_passphrase_scrypt_budget")
+
+
+@vector("v2_passphrase_slot_over_limit_not_charged", "success",
+        "v2: two slots of one passphrase, the second of work 2^21 (log2(N)=14, r=8, p=16), the first the same"
+        " but log2(N)=9 (under the floor, work 2^16: the cheaper, so taken first); a scrypt budget of 2^21: the"
+        " first is skipped, neither run nor charged, and the second's attempt fits the budget (charged, the"
+        " skipped slot would leave no room for it: 65)", passphrases=[PASSPHRASE], scrypt_budget=1 << 21)
+def _():
+    data = plaintext("not charged", 300)
+    pw = Passphrase(PASSPHRASE, log2_n=14, r=8, p=16)
+    return reslotted("v2_passphrase_slot_over_limit_not_charged", data, [pw, pw], pw,
+                     lambda slots: [slots[0]._replace(log2_n=9), slots[1]]), data
 
 
 @vector("v2_passphrase_scrypt_budget_spent", "header failure",
