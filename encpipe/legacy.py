@@ -160,10 +160,10 @@ def _authenticate(src, keys, iv, tag, witness=None):
     block's witness, with `witness`: see _witnessed)."""
     candidates = _ciphers(keys, iv)
     buf, scratch = bytearray(BUFFER_SIZE), bytearray(BUFFER_SIZE)
-    total = 0
+    total = zeros = 0
     for index, block in enumerate(blocks(src, buf)):
         _within_gcm(total + len(block))
-        _no_zero_run(buf, len(block), total)
+        zeros = _no_zero_run(buf, len(block), total, zeros)
         if witness:
             witness(index, block)
         for _, cipher in candidates:
@@ -190,14 +190,26 @@ def _within_gcm(size):
                             "bytes of ciphertext)")
 
 
-def _no_zero_run(buf, length, offset):
+def _no_zero_run(buf, length, offset, before=0):
     """Refuse ZERO_RUN zero bytes in a row in buf[:length] (ciphertext from `offset`):
-    a hole of a sparse file, or zeros written as one, never a ciphertext. A run cut
-    by the end of a block is not seen; a hole is a whole file-system block of them."""
+    a hole of a sparse file, or zeros written as one, never a ciphertext. `before`: the
+    zero bytes that ended the ciphertext before it, so that a run across two blocks
+    counts too; returns those that end this one (at most ZERO_RUN - 1)."""
+    head = min(ZERO_RUN - before, length)
+    if before and buf[:head] == _ZEROS[:head]:
+        if head < ZERO_RUN - before:  # a short block (the last), zeros only: the run goes on
+            return before + head
+        raise _zero_run(offset - before)
     at = buf.find(_ZEROS, 0, length)
     if at >= 0:
-        raise InvalidStream(f"not a file of the previous tool: {ZERO_RUN} zero bytes in a row at byte "
-                            f"{HEADER_LEN + offset + at} (a hole?), which no ciphertext holds")
+        raise _zero_run(offset + at)
+    tail = buf[max(0, length - ZERO_RUN + 1) : length]
+    return len(tail) - len(tail.rstrip(b"\0"))
+
+
+def _zero_run(offset):
+    return InvalidStream(f"not a file of the previous tool: {ZERO_RUN} zero bytes in a row at byte "
+                         f"{HEADER_LEN + offset} (a hole?), which no ciphertext holds")
 
 
 def _witnessed(witnesses):
