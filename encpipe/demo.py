@@ -10,6 +10,7 @@ step prints the command it runs.
 """
 
 import glob
+import json
 import os
 import shlex
 import shutil
@@ -269,9 +270,11 @@ def _postgres_steps(tools):
         run([tools["encpipe-list"], "--dir", "backups"])
     if tools["encpipe-verify"]:
         step("Verifying every backup and its signature")
-        run([tools["encpipe-verify"], "--key-file", "demo.key", "--signer-file", "demo.verify", "--dir", "backups"],
-            capture=True)
-        print("ok", flush=True)
+        said = run([tools["encpipe-verify"], "--key-file", "demo.key", "--signer-file", "demo.verify", "--dir",
+                    "backups"], capture=True)
+        report = json.loads(said)
+        print(f'(its JSON report, in short: "ok": {json.dumps(report["ok"])}, {report["verified"]} of '
+              f'{report["files"]} files verified)', flush=True)
     step("Inspecting one header (no key needed)")
     run([*ENCPIPE, "inspect", sealed])
     step("Restoring into a new database, all or nothing, if demo.sign signed it")
