@@ -7,9 +7,11 @@ names the hole; the real scripts run.
 import json
 import os
 
+import pytest
+
 from test_backup_dir import ENV, make_valid
 from test_backup_dir_hostile import hours_ago, script
-from encpipe.backup.removal import HOLD_PREFIX
+from encpipe.backup.removal import HOLD_MARKER, HOLD_PREFIX
 
 
 def test_a_directory_of_the_callers_renamed_to_a_hold_name_is_never_emptied_into_dir(tmp_path):
@@ -82,3 +84,44 @@ def test_a_directory_swapped_in_for_the_hold_directory_loses_no_file_of_its_own(
     holds = [p for p in d.iterdir() if p.name.startswith(HOLD_PREFIX)]
     assert [p.name for p in holds] and [(p / old).read_bytes() for p in holds] == [kept]
     assert old in os.listdir(d)
+
+
+@pytest.mark.parametrize("marked, files", [(False, 1), (True, 2)])
+def test_only_a_marked_hold_of_one_file_is_put_back(tmp_path, marked, files):
+    """A directory under a hold name is put back only as a prune leaves one: its marker
+    and at most the one file it was removing. One of the caller's renamed there that
+    holds a single backup (no marker), or a marker and two files, is left as it is:
+    the backups in it are neither moved into DIR nor pruned."""
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    newest = f"shop_{hours_ago(1)}.sql.enc"
+    make_valid(d, newest)
+    hold = d / (HOLD_PREFIX + "0123456789abcdef")
+    hold.mkdir(mode=0o700)
+    held = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48)[:files]]
+    for name in held:
+        make_valid(hold, name)
+    if marked:
+        (hold / HOLD_MARKER).write_bytes(b"")
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    assert json.loads(done.stdout)["removed"] == []
+    assert sorted(p.name for p in d.iterdir()) == sorted([newest, hold.name])
+    assert sorted(p.name for p in hold.iterdir()) == sorted(held + [HOLD_MARKER] * marked)
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_an_empty_hold_a_killed_prune_left_is_removed(tmp_path, marked):
+    """Killed after it made its hold directory and before it moved a file in (with or
+    without its marker yet), a prune left an empty hold: the next prune removes it."""
+    d = tmp_path / "b"
+    d.mkdir(mode=0o700)
+    newest = f"shop_{hours_ago(1)}.sql.enc"
+    make_valid(d, newest)
+    hold = d / (HOLD_PREFIX + "0123456789abcdef")
+    hold.mkdir(mode=0o700)
+    if marked:
+        (hold / HOLD_MARKER).write_bytes(b"")
+    done = script("prune", "--keep-last", "1", d, env=ENV)
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    assert sorted(p.name for p in d.iterdir()) == [newest]
