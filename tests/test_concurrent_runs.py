@@ -88,9 +88,9 @@ def test_a_backup_starting_removes_a_killed_runs_temporary_file(tmp_path):
 
 
 def _with_a_hold(tmp_path):
-    """DIR with a backup of an hour ago and one of two days ago, and an empty hold directory a
-    killed prune left: (DIR, newest's name, old's name, the hold directory)."""
-    from encpipe.backup.removal import HOLD_PREFIX
+    """DIR with a backup of an hour ago and one of two days ago, and a hold directory a
+    killed prune left, its marker in it: (DIR, newest's name, old's name, the hold directory)."""
+    from encpipe.backup.removal import HOLD_MARKER, HOLD_PREFIX
 
     d = tmp_path / "b"
     d.mkdir(mode=0o700)
@@ -99,6 +99,7 @@ def _with_a_hold(tmp_path):
         make_valid(d, name)
     hold = d / (HOLD_PREFIX + "0123456789abcdef")
     hold.mkdir(mode=0o700)
+    (hold / HOLD_MARKER).write_bytes(b"")
     return d, newest, old, hold
 
 

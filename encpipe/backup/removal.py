@@ -10,6 +10,14 @@ unlinked. A file found there that is not the one listed goes back under its name
 (by a hard link, which never replaces what may have been put there since; else
 by a rename when the name is still free), or, failing that, stays where it is
 and the error says where.
+
+A writer of a directory that is not sticky can rename any directory in it, one of
+the caller's too (an archive kept there, `lost+found`): under a hold name, or in
+place of the hold directory just made. So the hold directory is used only once it
+is seen, through the descriptor every move goes by, to be the caller's, mode 0700
+and empty, and it is marked at once (HOLD_MARKER, a file in it no other directory of
+the caller's holds); a killed prune's leftovers are put back only from a directory
+so marked, holding the marker and at most the one file.
 """
 
 import os
@@ -17,8 +25,8 @@ import stat
 
 from .. import safefile
 
-_PATH_ONLY = getattr(os, "O_PATH", os.O_RDONLY)
 HOLD_PREFIX = ".encpipe-removing."
+HOLD_MARKER = ".encpipe-hold"  # made in each hold directory before a file is moved in
 
 
 def remove_listed(dir_fd, directory, name, identity):
@@ -33,10 +41,11 @@ def remove_listed(dir_fd, directory, name, identity):
     os.mkdir(hold, 0o700, dir_fd=dir_fd)
     held, kept = None, False
     try:
-        held = os.open(hold, _PATH_ONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-        mine = os.fstat(held)
-        if mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077:
+        held = os.open(hold, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        if not _own(held) or os.listdir(held):
             raise OSError(f"{os.path.join(directory, hold)} was replaced; {name} left in place")
+        os.close(os.open(HOLD_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=held))
         os.rename(name, name, src_dir_fd=dir_fd, dst_dir_fd=held)
         moved = os.lstat(name, dir_fd=held)
         if _is(moved, identity):
@@ -49,12 +58,27 @@ def remove_listed(dir_fd, directory, name, identity):
         raise changed
     finally:
         if held is not None:
+            if not kept:
+                _unlink_marker(held)
             os.close(held)
         if not kept:
             try:
                 os.rmdir(hold, dir_fd=dir_fd)
             except OSError:
                 pass
+
+
+def _own(held):
+    """Whether the directory `held` is the caller's, mode 0700 (or less): no one else's to write."""
+    mine = os.fstat(held)
+    return mine.st_uid == os.geteuid() and not stat.S_IMODE(mine.st_mode) & 0o077
+
+
+def _unlink_marker(held):
+    try:
+        os.unlink(HOLD_MARKER, dir_fd=held)
+    except FileNotFoundError:  # a directory swapped in: not ours, never marked
+        pass
 
 
 def _is(info, identity):
@@ -86,8 +110,10 @@ def _put_back(held, dir_fd, name):
 
 def put_back_held(dir_fd):
     """What a prune killed (SIGKILL) inside remove_listed left: a hold directory of this
-    user's (HOLD_PREFIX, mode 0700), the file it moved there in it, not yet unlinked, nor
-    compared (it may be a file renamed over the listed one's name). Each such file goes
+    user's (HOLD_PREFIX, mode 0700, HOLD_MARKER in it), the file it moved there in it,
+    not yet unlinked, nor compared (it may be a file renamed over the listed one's name);
+    a directory so named that holds anything else is not one (left as it is), an empty
+    one is removed. Each such file goes
     back under its name (_put_back: never over another file) and the directory is
     removed once empty; the caller (a prune, holding the directory's lock) then decides
     again, as for any file. What stays: `HOLD/NAME` (a file whose name another file has
@@ -101,13 +127,16 @@ def put_back_held(dir_fd):
         except OSError:  # not a directory, gone, another user's: not this prune's to touch
             continue
         try:
-            mine = os.fstat(held)
-            if mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077:
-                continue
-            left = [name for name in sorted(os.listdir(held)) if not _put_back(held, dir_fd, name)]
+            if not _own(held):
+                continue  # another user's, or one another could write
+            names = sorted(os.listdir(held))
+            if names and (HOLD_MARKER not in names or len(names) > 2):
+                continue  # a directory of the caller's renamed to a hold name: not a hold
+            left = [name for name in names if name != HOLD_MARKER and not _put_back(held, dir_fd, name)]
             if left:
                 stayed.append(f"{hold}/{left[0]}")
             else:
+                _unlink_marker(held)
                 os.rmdir(hold, dir_fd=dir_fd)
         except OSError:
             stayed.append(hold)
