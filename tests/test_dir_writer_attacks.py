@@ -86,18 +86,25 @@ def test_a_directory_swapped_in_for_the_hold_directory_loses_no_file_of_its_own(
     assert old in os.listdir(d)
 
 
-@pytest.mark.parametrize("marked, files", [(False, 1), (True, 2)])
-def test_only_a_marked_hold_of_one_file_is_put_back(tmp_path, marked, files):
-    """A directory under a hold name is put back only as a prune leaves one: its marker
-    and at most the one file it was removing. One of the caller's renamed there that
-    holds a single backup (no marker), or a marker and two files, is left as it is:
-    the backups in it are neither moved into DIR nor pruned."""
+def _with_a_hold(tmp_path):
+    """DIR with a backup of an hour ago and an empty directory of the caller's under a
+    hold name: (DIR, the backup's name, the directory)."""
     d = tmp_path / "b"
     d.mkdir(mode=0o700)
     newest = f"shop_{hours_ago(1)}.sql.enc"
     make_valid(d, newest)
     hold = d / (HOLD_PREFIX + "0123456789abcdef")
     hold.mkdir(mode=0o700)
+    return d, newest, hold
+
+
+@pytest.mark.parametrize("marked, files", [(False, 1), (True, 2)])
+def test_only_a_marked_hold_of_one_file_is_put_back(tmp_path, marked, files):
+    """A directory under a hold name is put back only as a prune leaves one: its marker
+    and at most the one file it was removing. One of the caller's renamed there that
+    holds a single backup (no marker), or a marker and two files, is left as it is:
+    the backups in it are neither moved into DIR nor pruned."""
+    d, newest, hold = _with_a_hold(tmp_path)
     held = [f"shop_{hours_ago(h)}.sql.enc" for h in (72, 48)[:files]]
     for name in held:
         make_valid(hold, name)
@@ -114,12 +121,7 @@ def test_only_a_marked_hold_of_one_file_is_put_back(tmp_path, marked, files):
 def test_an_empty_hold_a_killed_prune_left_is_removed(tmp_path, marked):
     """Killed after it made its hold directory and before it moved a file in (with or
     without its marker yet), a prune left an empty hold: the next prune removes it."""
-    d = tmp_path / "b"
-    d.mkdir(mode=0o700)
-    newest = f"shop_{hours_ago(1)}.sql.enc"
-    make_valid(d, newest)
-    hold = d / (HOLD_PREFIX + "0123456789abcdef")
-    hold.mkdir(mode=0o700)
+    d, newest, hold = _with_a_hold(tmp_path)
     if marked:
         (hold / HOLD_MARKER).write_bytes(b"")
     done = script("prune", "--keep-last", "1", d, env=ENV)
