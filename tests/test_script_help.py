@@ -148,3 +148,24 @@ def test_help_into_an_output_that_cannot_be_written_is_one_line(argv, prog, stat
         done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True,
                               timeout=60)
     assert (done.returncode, done.stderr) == (status, f"{prog}: error: cannot write output: No space left on device\n")
+
+
+@pytest.mark.parametrize("name, others", [("list", ("prune", "verify", "check")), ("prune", ("verify", "check")),
+                                          ("verify", ("prune", "check")), ("check", ("prune", "verify"))])
+def test_a_listing_scripts_help_says_its_own_job_and_its_own_exit_statuses(name, others):
+    """`encpipe-list --help` began `list, prune, verify and check stored encrypted
+    backups` and gave every command's exit statuses: list's told of key files (73)
+    and no key (78), which list never reads. Each script's help now has a first line
+    of its own and, of the exit statuses, those for all and its own."""
+    from encpipe.backup.cli import USAGE, script_help
+
+    text = script_help(name)
+    first = text.splitlines()[0]
+    assert first.startswith(f"encpipe-{name}: ") and "list, prune, verify and check" not in first
+    statuses = text.split("\nExit status:\n", 1)[1]
+    assert statuses.startswith("  0 success; 64 usage error")
+    for other in others:
+        assert f"\n  {other}: " not in statuses and f"\n  {other} exits " not in statuses, (name, other)
+    assert ("\n  verify, prune: 73 " in statuses) == (name in ("verify", "prune"))
+    assert (f"\n  {name}: " in statuses or f"\n  {name} exits " in statuses) == (name != "list")
+    assert all(f"\n  {n}" in USAGE.split("\nExit status:\n", 1)[1] for n in ("prune: ", "verify exits ", "check exits "))

@@ -128,9 +128,12 @@ Options:
 
 Exit status:
   0 success; 64 usage error (check: 3); 66 the location (verify: a PATH) is not there or
-  cannot be read (nothing printed); 73 (verify, prune) a key file another
-  user could replace (see --allow-shared-dir; nothing printed); 78 no key
-  configured (verify, prune: nothing is removed). prune: 66 also when the
+  cannot be read (nothing printed).
+
+  verify, prune: 73 a key file another user could replace (nothing printed; see
+  the option --allow-shared-dir); 78 no key configured (prune: nothing is removed).
+
+  prune: 66 also when the
   location holds no backup of the databases given (nothing printed; 0 with
   the option --allow-empty), 74 a file could not be removed, 75 a local
   location's lock (flock on the directory, taken as encpipe-backup takes it)
@@ -139,6 +142,7 @@ Exit status:
   says, is an archive or unlabelled dump another user owns, is unlabelled
   but named after a labelled backup of its series, or its maker is not
   authenticated (left in place, reported under "left").
+
   verify exits with the encpipe status of the first file that failed (65
   invalid, 66 unreadable: not opened, or its header not read, 67 not signed by
   a trusted signer, 74 an I/O error once its chunks are read, 77
@@ -146,6 +150,7 @@ Exit status:
   authenticated is not a failure ("sender_authenticated": false). With no
   failure, a location that holds no backup (nothing, or only files that are
   not backups) is 66, nothing printed, unless --allow-empty.
+
   check exits 0, 1 or 2 as above (2 also when the location, the metrics file
   or, with --verify, the keys cannot be read, no key is configured, or the
   run times out), and 3 (UNKNOWN) for a usage error, which is also one line
@@ -178,6 +183,7 @@ from .prune import prune
 from .retention import Policy
 from .remotes import refuse_credentials
 from .storage import Local, open_location
+from . import usagetext
 from .usagetext import PROG, RUN, for_docopt, help_asked
 from .verify import KeyRing
 
@@ -315,33 +321,8 @@ def _valued(name, aliases=None):
 
 
 def script_help(name):
-    """USAGE as encpipe-NAME's own help: its usage lines, under its name."""
-    head, rest = USAGE.split("Usage:\n", 1)
-    patterns, tail = rest.split("\n\n", 1)
-    mine = [p for p in re.split(rf"\n(?=  {RUN} )", patterns) if p.startswith(f"  {RUN} {name} ")]
-    usage = "\n".join(mine) + f"\n  {RUN} {name} (-h | --help)"
-    text = "Usage:\n" + usage + "\n\n" + _only_mine(tail, name, usage)
-    return f"encpipe-{name}: {head.split(': ', 1)[1].strip()}\n\n" + text.replace(f"{RUN} ", "encpipe-")
-
-
-def _only_mine(tail, name, usage):
-    """USAGE's text after the usage lines, with only NAME's paragraph under Commands:
-    and only the options its usage lines take under Options: (the note on key
-    options only when it takes them)."""
-    def taken(entry):
-        if not entry.startswith("  -"):
-            return "--key-file" in usage
-        names = re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", re.split(r"\s{2,}", entry.strip(), maxsplit=1)[0])
-        return any(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", usage) for n in names)
-
-    wanted = {"Commands:": lambda entry: entry.startswith(f"  {name} "), "Options:": taken}
-    paragraphs = tail.split("\n\n")
-    for i, paragraph in enumerate(paragraphs):
-        title, _, block = paragraph.partition("\n")
-        if title in wanted:  # its entries: a line at two spaces, then its continuation lines
-            entries = re.split(r"\n(?=  \S)", block)
-            paragraphs[i] = "\n".join([title, *(e for e in entries if wanted[title](e))])
-    return "\n\n".join(paragraphs)
+    """USAGE as encpipe-NAME's own help (usagetext.script_help)."""
+    return usagetext.script_help(USAGE, name)
 
 
 def main(argv=None, *, stdout=None, stderr=None, env=None):
