@@ -335,8 +335,8 @@ class KeyLoader:
         if not keys:
             raise NoKeyConfigured(
                 "no key configured",
-                hint=f"set {ENV_KEY} or {ENV_PASSPHRASE}, or use --key-file, --passphrase-file, "
-                "--key-command, --passphrase or --recipient",
+                hint=f"use --key-file, --passphrase-file, --key-command, --passphrase or "
+                f"{'--recipient' if sealing else '--identity'}, or set {ENV_KEY} or {ENV_PASSPHRASE}",
             )
         if sealing:
             return [k.recipient() if hasattr(k, "recipient") else k for k in keys]

@@ -323,9 +323,14 @@ UNFINISHED = ("partial: named as a backup still being written, or left by an int
 
 
 def test_verify_needs_a_key(mixed):
+    """Its hint names encpipe's own key options and variables first (it led with the
+    previous tool's BACKUP_ENCRYPTION_KEY, and named only --key-file and
+    --passphrase-file), then the old setting, for that tool's files."""
     code, report, err = run("verify", str(mixed), env={})
     assert (code, report) == (78, None)
-    assert "no key configured" in err
+    assert err == ("encpipe-verify: error: no key configured\nencpipe-verify: hint: set ENCPIPE_KEY or "
+                   "ENCPIPE_PASSPHRASE, or use --key-file, --identity, --passphrase-file, --key-command or -p; for "
+                   "files of the previous tool, BACKUP_ENCRYPTION_KEY as it had it\n")
 
 
 def test_verify_writes_no_plaintext(tmp_path):

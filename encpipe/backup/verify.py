@@ -6,6 +6,7 @@ from collections import defaultdict
 from .. import commands, envelope
 from ..format import read_exactly
 from ..errors import EncpipeError, InputUnavailable, InvalidStream, IOFailure, NoKeyConfigured, NotSigned, ran_out
+from ..keyargs import no_key_hint
 from .label import ARCHIVE_MAGIC, HEAD_BYTES, after_line, found, mismatch
 from .names import CLUSTER_DUMP, stamp
 from .listing import LEGACY_IV, LEGACY_MIN_BYTES, Rejoined, cannot_read
@@ -312,8 +313,13 @@ class KeyRing:
             ring = cls(sources, commands.loader(args, io).load(sources, sealing=False), None, io.env, trusted)
         except NoKeyConfigured as e:
             ring = cls(sources, [], e, io.env, trusted)
-            if ring.legacy() is None:  # no key at all: fail before reading any file
-                raise
+            try:
+                old_files_only = ring.legacy() is not None  # BACKUP_ENCRYPTION_KEY alone
+            except NoKeyConfigured:
+                old_files_only = False
+            if not old_files_only:  # no key at all: fail before reading any file, with encpipe's hint first
+                raise NoKeyConfigured(str(e), hint=f"{no_key_hint(args)}; for files of the previous tool, "
+                                      "BACKUP_ENCRYPTION_KEY as it had it") from None
         return ring
 
     def signers(self):
