@@ -65,6 +65,16 @@ def password_hint(said):
     return None
 
 
+def no_server_hint(said):
+    """The hint for a client's error `said` when it could not reach the server at all
+    (no socket there, a connection refused: libpq's second line, which the one-line
+    error leaves out, asks whether the server runs), else None."""
+    if re.search(r"connection to server .* failed: (No such file or directory|Connection refused)", str(said)):
+        return ("is the server running? PGHOST and PGPORT (or PGSERVICE) say where the clients look for it; "
+                "on Debian, pg_lsclusters lists the clusters and their ports")
+    return None
+
+
 # psql's answer to a query of run_sql (names and properties from the catalog) is read up
 # to this, never whole: a server (or a psql) that answers without end fails the query;
 # of its standard error, whose first ERROR line is the error, the start is kept.

@@ -55,7 +55,7 @@ from .fdsecrets import FdSecrets
 from .keys import warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open
 from .pgcli import PROG, Failure, open_failure_hint, parse, say, utf8_name
-from .pgclient import PgError, ident, literal, password_hint, run_sql, speak_utf8
+from .pgclient import PgError, ident, literal, no_server_hint, password_hint, run_sql, speak_utf8
 from .pgrestorechild import Children
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, restricted_psql
@@ -319,7 +319,7 @@ def main(argv=None):
                 os.unlink(path)
     except (Failure, PgError) as e:  # a psql's that wanted a password: the hint that says where to give it
         say(str(e), "error")
-        hint = getattr(e, "hint", None) or password_hint(e)
+        hint = getattr(e, "hint", None) or password_hint(e) or no_server_hint(e)
         if hint or e.status == 64:
             say(hint or "see %s --help" % PROG, "hint")
         return e.status

@@ -308,3 +308,21 @@ def test_the_relay_ends_with_the_child_not_with_what_it_left_behind(capfd, tmp_p
         assert capfd.readouterr().err == "encpipe: warning: w\n"
     finally:
         os.kill(int(pid_file.read_text()), 9)
+
+
+def test_a_server_not_there_is_one_line_and_a_hint_at_where_the_clients_look(pg, tools, key_file, tmp_path):
+    """psql's first line alone (`connection to server on socket ... failed: No such file
+    or directory`) left out libpq's second, which asks whether the server runs: the
+    line now comes with a hint at PGHOST and PGPORT."""
+    db = ensure_small(pg, "oneline_no_server")
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file)
+    nowhere = tmp_path / "nosocket"
+    nowhere.mkdir()
+    proc = restore(pg, tools, path, db + "_copy", "--key-file", key_file, env_extra={"PGHOST": str(nowhere)})
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    said = proc.stderr.decode().splitlines()
+    assert len(said) == 2 and said[0].startswith("encpipe-restore: error: psql: error: connection to server on socket")
+    assert said[0].endswith("failed: No such file or directory; nothing was changed")
+    assert said[1] == ("encpipe-restore: hint: is the server running? PGHOST and PGPORT (or PGSERVICE) say where the "
+                       "clients look for it; on Debian, pg_lsclusters lists the clusters and their ports")
+    assert db + "_copy" not in databases(pg)
