@@ -80,7 +80,7 @@ class Backup:
             self.prepare()
         except (EncpipeError, OSError) as e:
             if isinstance(e, OSError):  # DIR cannot be made, opened or locked: the output cannot be written
-                self.said.error(f"cannot use {self.o['dir']}: {e.strerror or e}")
+                self.said.error(f"cannot use {self.o['dir']}: {e.strerror or e}", _dir_hint(e, self.o["dir"]))
                 status = 74
             else:
                 self.said.error(str(e), e.hint)
@@ -306,6 +306,20 @@ def read_once(o):
         if where[f].get(f):
             where[f][f] = [held.value(p) for p in where[f][f]]
     o["open"] = held.words(o["open"])
+
+
+def _dir_hint(error, directory):
+    """For a --dir this user may not make or enter: the command that makes it theirs."""
+    if not isinstance(error, PermissionError):
+        return None
+    import pwd
+    import shlex
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    return f"make it this user's, as root: install -d -o {shlex.quote(user)} -m 700 {shlex.quote(directory)}"
 
 
 def main(argv=None):

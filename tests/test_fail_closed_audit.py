@@ -355,6 +355,21 @@ def test_backup_into_a_dir_that_cannot_be_made_is_74(tmp_path, where, why):
     assert plain.read_bytes() == b"kept\n" and os.listdir(tmp_path) == ["FILE"]
 
 
+def test_a_dir_the_user_may_not_make_is_said_with_the_command_that_makes_it_theirs():
+    """`cannot use DIR: Permission denied` (74) came with no hint; a newcomer running
+    the backup as postgres under a directory of root's did not know what to do. The
+    hint names the user and the directory, each quoted for the shell; another
+    reason (a file in the way) has none."""
+    import pwd
+
+    from encpipe.pgbackup import _dir_hint
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert _dir_hint(PermissionError(13, "Permission denied"), "/srv/my backups") == (
+        f"make it this user's, as root: install -d -o {user} -m 700 '/srv/my backups'")
+    assert _dir_hint(FileExistsError(17, "File exists"), "/srv/b") is None
+
+
 @pytest.mark.parametrize("args, status, message", [
     (["--legacy-key-file", "MISSING"], 66, "--legacy-key-file: cannot read MISSING: No such file or directory"),
     (["--legacy-key-file", "/dev/zero"], 64, "--legacy-key-file: /dev/zero: more than 65536 bytes"),
