@@ -26,17 +26,39 @@ def open_regular(path, what, where, hint=None, follow=True):
     the name holds meanwhile. Else 66, naming `what`, and `where` nothing was changed.
     Without `follow`, None when `path` is a symbolic link. O_NOCTTY: a link pointed at a
     terminal never becomes the controlling one of a restore that leads its session."""
+    flags = os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+        fd = _opened_if_regular(path, flags)
     except OSError as e:
         if not follow and e.errno == errno.ELOOP:
             return None
         raise Failure("cannot read %s: %s; %s" % (what, e.strerror, where), 66, hint) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
+    if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd is not None:
+            os.close(fd)
         raise Failure("cannot read %s: not a regular file; %s" % (what, where), 66, hint)
     os.set_blocking(fd, True)
     return fd
+
+
+def _opened_if_regular(path, flags):
+    """`path` opened to read only once what it leads to is seen to be a regular file
+    (O_PATH first, which opens nothing, then /proc/self/fd/N): a link a writer of the
+    directory planted, pointed at a FIFO, woke its writer, and at a device opened it (a
+    watchdog armed, a tape rewound). None when it is no regular file; ELOOP, as open()
+    says it, for a link with O_NOFOLLOW in `flags`. Without O_PATH or /proc, opened as it is."""
+    if not hasattr(os, "O_PATH") or not os.path.isdir("/proc/self/fd"):
+        return os.open(path, os.O_RDONLY | flags)
+    found = os.open(path, os.O_PATH | (flags & (os.O_NOFOLLOW | os.O_CLOEXEC)))
+    try:
+        mode = os.fstat(found).st_mode
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+        if not stat.S_ISREG(mode):
+            return None
+        return os.open("/proc/self/fd/%d" % found, os.O_RDONLY | flags & ~os.O_NOFOLLOW)
+    finally:
+        os.close(found)
 
 
 def open_named(path, what, where, local=None):

@@ -73,7 +73,12 @@ _IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLE_STATEMENT = re.compile(
     r"^(?:CREATE ROLE (%s);|ALTER ROLE (%s) |COMMENT ON ROLE (%s) IS |SECURITY LABEL FOR \S+ ON ROLE (%s) IS )"
     % ((_IDENT,) * 4), re.S)
-_GRANT_ROLE = re.compile(r"^GRANT (%s) TO (%s)(?: .*?)?(?: GRANTED BY (%s))?;$" % ((_IDENT,) * 3), re.S)
+# one grantee, then only the options pg_dumpall writes (15: WITH ADMIN OPTION; 16 on: WITH ADMIN OPTION,
+# INHERIT FALSE, SET TRUE): before, any text, and `TO new , mallory` was kept by its first grantee
+_GRANT_ROLE = re.compile(r"^GRANT (%s) TO (%s)(?: WITH [A-Z]+ (?:OPTION|TRUE|FALSE)(?:, [A-Z]+ (?:OPTION|TRUE|FALSE))*)?"
+                         r"(?: GRANTED BY (%s))?;$" % ((_IDENT,) * 3))
+# unquoted, a role specification's keywords, never a role's name (pg_dumpall quotes a role so named)
+_ROLE_KEYWORDS = {"all", "current_role", "current_user", "none", "public", "session_user", "user"}
 _CREATE_ROLE = re.compile(r"^CREATE ROLE (%s);$" % _IDENT)
 # pg_dumpall's privileges on configuration parameters (PostgreSQL 15 and later); one granted by
 # another role than the parameters' owner comes between SET and RESET SESSION AUTHORIZATION
@@ -169,15 +174,60 @@ def checked(text, path, run, say):
                       "not ASCII; nothing was changed" % (path, e), 65,
                       "create its roles from it with psql (encpipe open FILE | psql), then restore with "
                       "--no-create-roles") from None
+    if "\0" in decoded:  # psql reads a line only up to a NUL: the rest of it, its end too, never reaches its lexer
+        raise Failure("the globals file %s holds a NUL byte, which pg_dumpall never writes; nothing was changed"
+                      % path, 65, REFUSED_HINT)
     all_statements, props = statements(decoded, "the globals file %s" % path)
+    encodings = [s for s in all_statements if (m := _SET.fullmatch(s)) and m[1] == "client_encoding"]
+    if len(encodings) > 1:  # psql would read what follows the second in another encoding than this module did
+        raise Failure("the globals file %s sets client_encoding more than once (pg_dumpall sets it once); nothing "
+                      "was changed" % path, 65, REFUSED_HINT)
     if encoding:  # sent as UTF-8, which the server converts from
-        all_statements = [pgencoding.SET_UTF8 if (m := _SET.fullmatch(s)) and m[1] == "client_encoding" else s
-                          for s in all_statements]
+        all_statements = [pgencoding.SET_UTF8 if s in encodings else s for s in all_statements]
     if props:
+        odd = _odd_property(props)
+        if odd:
+            raise Failure("the globals file %s records a database property of a kind encpipe-backup never writes "
+                          "(%s); nothing was changed" % (path, odd), 65, REFUSED_HINT)
         props = pgencoding.readable(props, props.get("encoding"))
     refuse_other_run(props, run, path, say, labelled_run(text, path))
     refuse_unplain(all_statements, path)
     return all_statements, props
+
+
+def _odd_property(props):
+    """The first property of `props` whose value is of another kind than pgprops._QUERY
+    gives it (used as it is, it was an internal error, 70), or None."""
+    def text(*keys, within=props, optional=True):
+        return next((k for k in keys if not (isinstance(within.get(k), str) or optional and within.get(k) is None)),
+                    None)
+
+    row, settings, acl = props.get("row") or {}, props.get("settings") or [], props.get("acl") or []
+    if not isinstance(row, dict):
+        return "row"
+    odd = text("name", "encoding", "collate", "ctype", optional=False) or text("owner", "comment", "tablespace", "run")
+    odd = odd or text("datlocprovider", "datlocale", "daticulocale", "daticurules", within=row)
+    if odd or any(row.get(k) not in (None, True, False) for k in ("datistemplate", "datallowconn")):
+        return odd or "row"
+    if not (isinstance(acl, list) and all(isinstance(item, str) for item in acl)):
+        return "acl"
+    if type(props.get("connlimit", -1)) is not int:
+        return "connlimit"
+    if not (isinstance(settings, list) and all(
+            isinstance(s, dict) and text("role", within=s) is None and isinstance(s.get("config"), list)
+            and all(isinstance(c, str) for c in s["config"]) for s in settings)):
+        return "settings"
+    return None
+
+
+def role_name(token):
+    """The role an identifier `token` of a role statement names, as the server reads it:
+    a quoted one as it is, an unquoted one in lower case; None for an unquoted keyword
+    that names no role there (ALL, CURRENT_USER, PUBLIC...), which pg_dumpall quotes."""
+    if token.startswith('"'):
+        return unquote(token)
+    name = token.lower()
+    return None if name in _ROLE_KEYWORDS else name
 
 
 def plan(all_statements, existing_roles, parameters=None):
@@ -189,8 +239,9 @@ def plan(all_statements, existing_roles, parameters=None):
     created = []
     for statement in all_statements:
         match = _CREATE_ROLE.match(statement)
-        if match and unquote(match[1]) not in existing_roles:
-            created.append(unquote(match[1]))
+        name = match and role_name(match[1])
+        if name and name not in existing_roles:
+            created.append(name)
     new = set(created)
     keep, skipped, grantor = [], [], None
     for statement in all_statements:
@@ -201,7 +252,7 @@ def plan(all_statements, existing_roles, parameters=None):
         if parameter:
             name = unquote(parameter[1])
             known = parameters is None or name in parameters or "." in name
-            (keep if unquote(parameter[2]) in new and not grantor and known else skipped).append(statement)
+            (keep if role_name(parameter[2]) in new and not grantor and known else skipped).append(statement)
             continue
         role = _ROLE_STATEMENT.match(statement)
         grant = _GRANT_ROLE.match(statement)
@@ -209,9 +260,9 @@ def plan(all_statements, existing_roles, parameters=None):
         if setting and (setting[1] != "standard_conforming_strings" or setting[2] == "on"):
             keep.append(statement)
         elif role:
-            name = unquote(next(g for g in role.groups() if g))
+            name = role_name(next(g for g in role.groups() if g))
             (keep if name in new else skipped).append(statement)
-        elif grant and unquote(grant[2]) in new:
+        elif grant and role_name(grant[2]) in new:
             keep.append(statement)
         else:  # tablespaces among them: tablespaces() names them
             skipped.append(statement)
@@ -285,13 +336,13 @@ def members_left(skipped, created):
     of one of `created`, as "MEMBER in GROUP": before, it was run, and the target's role gained
     the rights of a role the globals file made (pg_read_server_files, say)."""
     matches = (m for m in map(_GRANT_ROLE.match, skipped) if m)
-    return ["%s in %s" % (unquote(m[2]), unquote(m[1])) for m in matches if unquote(m[1]) in set(created)]
+    return ["%s in %s" % (role_name(m[2]) or m[2], role_name(m[1])) for m in matches if role_name(m[1]) in set(created)]
 
 
 def parameter_grants(statements):
     """(parameter, grantee) of each privilege on a parameter that `statements` grant."""
     matches = (m for m in map(_GRANT_PARAMETER.match, statements) if m)
-    return [(unquote(m[1]), unquote(m[2])) for m in matches]
+    return [(unquote(m[1]), role_name(m[2])) for m in matches]
 
 
 def parameters_left(skipped, created):
