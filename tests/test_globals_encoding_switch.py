@@ -24,12 +24,15 @@ SWITCH = (b"CREATE ROLE smug_new;\nSET client_encoding = 'SJIS';\n"
           b"COMMENT ON ROLE smug_new IS E'\x81\\'; ALTER ROLE mallory SUPERUSER; --\\'';\n")
 
 
-def test_a_second_client_encoding_is_refused_before_psql_reads_anything(pg, tools, key_file, tmp_path, mallory):
+def refused_before_anything(pg, tools, key_file, tmp_path, added):
+    """A restore of a backup whose genuine globals file has `added` after it (sealed
+    with the key, given with --globals): 65, nothing on stdout, no role changed (mallory
+    no superuser), no database made."""
     source = ensure_small(pg, "mal_source")
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--format", "custom")
     genuine = encpipe(["open", "--key-file", key_file, globals_name(path)], check=True).stdout
     planted = tmp_path / "crafted.globals.sql.enc"
-    planted.write_bytes(encpipe(["seal", "--key-file", key_file], input=genuine + SWITCH, check=True).stdout)
+    planted.write_bytes(encpipe(["seal", "--key-file", key_file], input=genuine + added, check=True).stdout)
     pg.psql("DROP ROLE IF EXISTS smug_new;")
     roles = pg.psql("SELECT rolname, rolsuper, rolconfig FROM pg_roles ORDER BY 1")
     try:
@@ -40,6 +43,10 @@ def test_a_second_client_encoding_is_refused_before_psql_reads_anything(pg, tool
         assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()
     finally:
         pg.psql("DROP ROLE IF EXISTS smug_new;")
+
+
+def test_a_second_client_encoding_is_refused_before_psql_reads_anything(pg, tools, key_file, tmp_path, mallory):
+    refused_before_anything(pg, tools, key_file, tmp_path, SWITCH)
 
 
 @pytest.mark.parametrize("encoding", ["SJIS", "BIG5", "GBK", "GB18030", "UHC", "JOHAB"])

@@ -14,29 +14,14 @@ file with one is refused (65) before anything is touched.
 import pytest
 
 from encpipe import pgglobals
-from encpipe.pgfetch import globals_name
-from test_backup_restore import backup, encpipe, ensure_small, restore
+from test_globals_encoding_switch import refused_before_anything
 
 HIDDEN = (b"CREATE ROLE smug_new;\nCOMMENT ON ROLE smug_new IS 'a\x00'\n"
           b"'; ALTER ROLE mallory SUPERUSER; --';\n")
 
 
 def test_sql_behind_a_nul_byte_never_runs(pg, tools, key_file, tmp_path, mallory):
-    source = ensure_small(pg, "mal_source")
-    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file, "--format", "custom")
-    genuine = encpipe(["open", "--key-file", key_file, globals_name(path)], check=True).stdout
-    planted = tmp_path / "crafted.globals.sql.enc"
-    planted.write_bytes(encpipe(["seal", "--key-file", key_file], input=genuine + HIDDEN, check=True).stdout)
-    pg.psql("DROP ROLE IF EXISTS smug_new;")
-    roles = pg.psql("SELECT rolname, rolsuper, rolconfig FROM pg_roles ORDER BY 1")
-    try:
-        proc = restore(pg, tools, path, "mal_target", "--key-file", key_file, "--globals", str(planted))
-        assert pg.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'").strip() == "f"
-        assert (proc.returncode, proc.stdout) == (65, b""), proc.stderr.decode()
-        assert pg.psql("SELECT rolname, rolsuper, rolconfig FROM pg_roles ORDER BY 1") == roles
-        assert "mal_target" not in pg.psql("SELECT datname FROM pg_database").split()
-    finally:
-        pg.psql("DROP ROLE IF EXISTS smug_new;")
+    refused_before_anything(pg, tools, key_file, tmp_path, HIDDEN)
 
 
 def test_a_globals_file_with_a_nul_byte_is_refused():
