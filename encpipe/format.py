@@ -41,6 +41,7 @@ MAX_SIGNATURES = 16
 
 _PREFIX = struct.Struct(">7sBH")  # magic, version, header_len
 _FIXED = struct.Struct(">BB32sB")  # suite, chunk_log2, payload_salt, slot_count
+SALT_AT = _PREFIX.size + 2  # payload_salt, after suite and chunk_log2 (README "Layout": offset 12)
 _SIG_COUNT = struct.Struct(">B")  # v2: signatures in the trailer
 _SLOT_HEAD = struct.Struct(">BH")  # kind, body_len
 _CRC = struct.Struct(">I")

@@ -282,7 +282,7 @@ class Backup:
         return job.main(["commit", *self.store_opts, *self.job_opts, f"--kind={self.o['ext']}", *self.o["policy"],
                          *self.o["open"], *joined(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
                          "--", self.temp, self.final],  # NAME starts as DBNAME does: maybe with a dash
-                        clock=self.clock)
+                        clock=self.clock, written=self.stores[0].written)
 
 
 READ_ONCE = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")

@@ -83,6 +83,7 @@ class Run(Children):
         self.temp = self.lock = self.stream = self.globals_open = None
         self.keyids = []  # the key checks' keyid, started (keycheck.Started), not yet asked
         self.fetched = []
+        self.shown = {}  # a fetched copy's path -> the remote object's name, as messages name it
         self.globals_stmts, self.globals_path = [], None
         self.roles = Roles(self.maint, say, create=not opts.get("no_create_roles"))
         self.fds = []  # FILE's and the globals file's, open once: each encpipe reads them
@@ -154,6 +155,7 @@ class Run(Children):
             self.keys_checked()  # before a remote FILE is fetched
             local, fetched = pgfetch.fetch_remote(self.file, wanted and pgfetch.globals_name(self.file), self.fetched)
             self.o["globals"] = given or fetched
+            self.shown = {fetched: pgfetch.globals_name(self.file)} if fetched else {}
         fd, name = pgfetch.open_named(self.file, shown_name(self.file, "--passphrase" in self.o["key"]),
                                       "nothing was changed", local if self.remote else None)
         self.fds = [fd]

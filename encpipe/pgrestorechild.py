@@ -63,6 +63,7 @@ class Children:
         if path is None:
             return [], None
         proc, said = self.globals_open or self.start_globals(path)  # ended by stop_children if the read is not
+        path = self.shown.get(path, path)  # a remote one's name, never its fetched copy's (gone at exit)
         text = pgglobals.read_sql(proc, path)
         self.globals_open = None  # it ended (read_sql waited for it)
         said.wait()
@@ -83,10 +84,11 @@ class Children:
 
     def start_globals(self, path):
         """`encpipe open` of the globals file at `path`, started and recorded (globals_open) in one step."""
-        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % shown_name(path),  # a key typed: not shown
+        shown = self.shown.get(path, path)
+        self.fds.append(pgfetch.open_regular(path, "the globals file %s" % shown_name(shown),  # a key typed: not shown
                                              pgcommit.untouched(self.db, None),
                                              pgglobals.REFUSED_HINT))  # removed, it is refused as missing
-        self.globals_names = [path]
+        self.globals_names = [shown]
         args = ["open", "--verify-first", *maker_check(self.o), "/dev/fd/%d" % self.fds[-1]]
         with sigthreads.held():
             self.globals_open = childerr.started(self.encpipe_run, args, start=subprocess.Popen,

@@ -61,7 +61,7 @@ def test_a_stored_backup_that_cannot_be_read_back_leaves_no_earlier_size_in_the_
     assert _commit(tmp_path, prom)[0] == 0
     assert "encpipe_backup_last_size_bytes" in metrics.read(str(prom))["shop"]
 
-    def unreadable(store, name, renamed):
+    def unreadable(store, name, renamed, written=None):
         raise InputUnavailable("cannot read it: Connection reset by peer")
     monkeypatch.setattr(job, "read_back", unreadable)
     code, out, err = _commit(tmp_path, prom, "shop_20260102T000000Z.sql.enc")
@@ -77,7 +77,7 @@ def test_a_read_back_the_system_refuses_is_said_by_its_reason_alone(tmp_path, mo
     """An OSError reading a stored backup back is said as every other: its reason, no `[Errno N]`."""
     prom = tmp_path / "encpipe.prom"
 
-    def failing(store, name, renamed):
+    def failing(store, name, renamed, written=None):
         raise OSError(5, "Input/output error")
     monkeypatch.setattr(job, "read_back", failing)
     code, out, err = _commit(tmp_path, prom)

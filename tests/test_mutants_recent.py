@@ -17,6 +17,7 @@ from encpipe import inplace, pgclient
 from encpipe.backup import cluster, remotes
 from encpipe.backup import storage
 from encpipe.backup.storage import Local, read_back
+from encpipe.format import SALT_AT, SALT_LEN
 from encpipe.errors import Changed, InputUnavailable, IOFailure, UnsafeDirectory, UsageError, ran_out
 from notroot import OPERATOR, READERS
 from test_backup_dir import make_valid
@@ -225,6 +226,23 @@ def test_a_local_backup_read_back_at_another_size_than_renamed_is_not_stored(tmp
     assert (found.bytes, why) == (renamed.st_size, None)
     assert read_back(store, name, SimpleNamespace(st_size=renamed.st_size + 1)) == (
         None, f"{name} is {renamed.st_size} bytes, {renamed.st_size + 1} were stored")
+
+
+def test_a_local_backup_read_back_is_the_file_this_run_wrote(tmp_path):
+    """write_new records each file's payload salt and size; read back under its final
+    name, another sealed file (one a writer of the location put under the temporary
+    name before the rename: another salt, or the same salt at another size) is not the
+    backup stored (tests/test_remote_temp_swapped.py: the same through rclone)."""
+    name = "shop_20250101T000000Z.sql.enc"
+    make_valid(tmp_path, name)
+    renamed = os.lstat(tmp_path / name)
+    data = (tmp_path / name).read_bytes()
+    store = Local(str(tmp_path))
+    salt = data[SALT_AT : SALT_AT + SALT_LEN]
+    assert read_back(store, name, renamed, (salt, len(data)))[0].bytes == len(data)
+    other = f"{name} is not the file this run wrote (another file was put under its temporary name)"
+    assert read_back(store, name, renamed, (bytes(SALT_LEN), len(data))) == (None, other)
+    assert read_back(store, name, renamed, (salt, len(data) + 1)) == (None, other)
 
 
 @pytest.mark.parametrize("location, path_at", [

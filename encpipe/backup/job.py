@@ -114,9 +114,10 @@ def cmd_commit(args, io):
             return _undo(args, io, targets, renames, renamed, e)
         hold_for_good()  # stored: the rest (read back, prune, record, the JSON line) and its status stand
     status, head, lost = 0, None, False  # from here on the backup is stored: what fails is said, the run recorded
+    temp_of, written = {new: old for old, new in renames}, args.get("written") or {}
     for store, name, mine in renamed:  # each file, in each store: the globals file and the off-site copy too
         try:
-            found, why = read_back(store, name, mine)
+            found, why = read_back(store, name, mine, written.get(temp_of[name]))
         except (EncpipeError, OSError) as e:
             io.error(f"backup written, but cannot read {store.where(name)} back: {reason(e)}")
             status = 1
@@ -364,9 +365,10 @@ def commit_args(argv):
 HINT = "see python3 -m encpipe.backup --help"
 
 
-def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None, clock=None):
+def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None, clock=None, written=None):
     """The job command of `argv`; `stores`: an abort's, already open (cmd_abort); `clock`:
-    time.monotonic() when the run started (encpipe-backup's), which its duration is measured from."""
+    time.monotonic() when the run started (encpipe-backup's), which its duration is measured from;
+    `written`: a commit's, what encpipe-backup wrote under each temporary name (storage.read_back)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     io = Io(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, stderr or sys.stderr,
             os.environ if env is None else env, prog="encpipe-backup")
@@ -385,7 +387,7 @@ def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=No
         io.error(f"--started must be Unix time in seconds, not {printable(shown_value(args['--started']))}",
                  hint=HINT)
         return 64
-    args["clock"] = clock
+    args["clock"], args["written"] = clock, written
     if stores is not None and argv[0] == "abort":
         return report_errors(io, lambda: cmd_abort(args, io, stores))
     return report_errors(io, lambda: COMMANDS[argv[0]](args, io))

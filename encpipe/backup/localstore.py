@@ -25,6 +25,7 @@ class Local:
     def __init__(self, directory):
         self.directory, self._fd = directory, None
         self.unfinished = []  # write_new's: what a failed write may have left
+        self.written = {}  # write_new's: name -> (payload salt, bytes) of the file it wrote whole
         self.unremoved = {}  # discard()'s: what the last try to remove a file left, by name
         try:
             self._dir()

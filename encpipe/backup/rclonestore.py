@@ -62,6 +62,7 @@ class Rclone:
         self.binary = rclone_binary(self.env)
         self.children = Children()
         self.unfinished = []  # write_new's: what a failed upload may have left
+        self.written = {}  # write_new's: name -> (payload salt, bytes) of the file it wrote whole
         self.unremoved = {}  # storage.discard's: what the last try to remove an object left, by name
         self.uploads = {}  # writer's, by name: discard() knows an upload that never opened the remote
 

@@ -24,6 +24,7 @@ so no file or object exists under a backup's final name until it is whole.
 from datetime import datetime, timedelta, timezone
 
 from ..errors import InputUnavailable, IOFailure
+from ..format import SALT_AT, SALT_LEN
 from ..sigdefer import held
 from .localstore import CHUNK, Local
 from .names import temp_started
@@ -72,9 +73,12 @@ def write_new(stores, name, write, final=None):
         for store in stores:
             with held():  # started and recorded in one step: a signal meanwhile stops it (below)
                 writers.append(store.writer(name, final or name))
-        write(_Fanout(writers))
+        fanout = _Fanout(writers)
+        write(fanout)
         for writer in writers:
             writer.close()
+        for store in stores:  # what read_back compares the file stored under its final name with
+            store.written[name] = fanout.written()
     except BaseException as e:
         for store, writer in zip(stores, writers):  # only the files this upload created
             try:
@@ -107,12 +111,20 @@ class _Fanout:
     """One writer for several: every block goes to each (a stream for envelope.seal)."""
 
     def __init__(self, writers):
-        self.writers = writers
+        self.writers, self.head, self.size = writers, b"", 0
 
     def write(self, block):
         for writer in self.writers:
             writer.write(block)
+        if len(self.head) < _SALT_END:
+            self.head += bytes(block[: _SALT_END - len(self.head)])
+        self.size += len(block)
         return len(block)
+
+    def written(self):
+        """(payload salt, bytes) of what went through: a sealed file's salt (README "Layout":
+        bytes 12 to 44), random per file, tells this file from any other."""
+        return self.head[_SALT_END - SALT_LEN : _SALT_END], self.size
 
     def flush(self):
         pass
@@ -123,14 +135,17 @@ def named(store):
     return getattr(store, "directory", None) or store.location
 
 
+_SALT_END = SALT_AT + SALT_LEN
 STALE = timedelta(days=1)  # a run's temporary object older than this is a killed run's
 
 
-def read_back(store, final, renamed):
+def read_back(store, final, renamed, written=None):
     """(the Entry of `final` in `store` as it reads back, None), or (None, why it is not
-    the file stored: gone, not a sealed file, or not the size its temporary file had as
-    it was renamed, `renamed` being what store.rename gave); a read that cannot be made
-    (rclone failing) raises: the backup counts as stored."""
+    the file stored: gone, not a sealed file, not the size its temporary file had as
+    it was renamed, `renamed` being what store.rename gave, or, `written` being the
+    (payload salt, bytes) write_new wrote, another file: a writer of the location may
+    have put one under the temporary name before it was renamed); a read that cannot be
+    made (rclone failing) raises: the backup counts as stored."""
     from .listing import examine  # imported by encpipe-backup while pg_dump starts
 
     item = store.head(final)
@@ -144,6 +159,8 @@ def read_back(store, final, renamed):
     stored = getattr(renamed, "size", getattr(renamed, "st_size", None))
     if stored is not None and head.bytes != stored:
         return None, f"{final} is {head.bytes} bytes, {stored} were stored"
+    if written and (head.fingerprint != ("sealed", written[0]) or head.bytes != written[1]):
+        return None, f"{final} is not the file this run wrote (another file was put under its temporary name)"
     return head, None
 
 
