@@ -53,6 +53,7 @@ class Backup:
     def __init__(self, o, passphrases, io):
         self.o, self.passphrases, self.io = o, passphrases, io
         self.db, self.temp, self.gtemp, self.globals, self.pending = o["db"], None, None, None, None
+        self.stores = []  # prepare()'s
         self.said = Said()  # what failed, for the run's one error line
         # for `job commit` and `job abort`, each value one word with its option (argwords): a DBNAME
         # or a key file named --, docopt's end of options, is a value
@@ -282,7 +283,7 @@ class Backup:
         return job.main(["commit", *self.store_opts, *self.job_opts, f"--kind={self.o['ext']}", *self.o["policy"],
                          *self.o["open"], *joined(self.o["signers"]), *self.o["unauthenticated"], *globals_opts,
                          "--", self.temp, self.final],  # NAME starts as DBNAME does: maybe with a dash
-                        clock=self.clock, written=self.stores[0].written)
+                        clock=self.clock, written=self.stores[0].written if self.stores else None)
 
 
 READ_ONCE = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file")

@@ -32,6 +32,9 @@ def legacy_with_zeros(length, start, run_length):
     keystream = AES.new(KEY, AES.MODE_GCM, nonce=iv).encrypt(bytes(length))
     plaintext = bytearray(os.urandom(length))
     plaintext[start : start + run_length] = keystream[start : start + run_length]
+    for edge in (start - 1, start + run_length):  # a ciphertext byte 0xFF either side: the run is as long as said
+        if 0 <= edge < length:
+            plaintext[edge] = keystream[edge] ^ 0xFF
     ciphertext, tag = AES.new(KEY, AES.MODE_GCM, nonce=iv).encrypt_and_digest(bytes(plaintext))
     assert ciphertext.count(bytes(run_length)) >= 1 and bytes(run_length + 1) not in ciphertext
     return os.urandom(32) + iv + tag + ciphertext, bytes(plaintext)
