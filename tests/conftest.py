@@ -67,6 +67,14 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal
 
 
 @pytest.fixture(autouse=True)
+def _no_mode_warned_mark(monkeypatch):
+    """No test starts with ENCPIPE_MODE_WARNED set: an in-process restore, rotate or migrate
+    (keys.warn_secret_modes) sets it in the worker's environment for its children, and a
+    later test of the same worker then saw no warning of a secret file others can read."""
+    monkeypatch.delenv("ENCPIPE_MODE_WARNED", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _signals_as_found():
     """Each test leaves the worker's signal mask as it found it (every child a later test
     starts inherits it: a SIGHUP blocked there, a child would outlive the SIGHUP sent to
