@@ -14,6 +14,7 @@ from . import childerr, pgopts, sigthreads
 from .backup.remotes import split_file
 from .pgcli import Failure
 from .childenv import RCLONE_NEEDS, child_env
+from .stdio import open_if_regular
 
 # A database's name, and so a file's, may hold a newline.
 _RUN_NAME = re.compile(r"\A(?P<run>.+_[0-9]{8}T[0-9]{6}Z)\.(?:sql|sql\.zst|sql\.gz|dump)\.enc\Z", re.S)
@@ -28,7 +29,7 @@ def open_regular(path, what, where, hint=None, follow=True):
     terminal never becomes the controlling one of a restore that leads its session."""
     flags = os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = _opened_if_regular(path, flags)
+        fd = open_if_regular(path, flags)
     except OSError as e:
         if not follow and e.errno == errno.ELOOP:
             return None
@@ -39,26 +40,6 @@ def open_regular(path, what, where, hint=None, follow=True):
         raise Failure("cannot read %s: not a regular file; %s" % (what, where), 66, hint)
     os.set_blocking(fd, True)
     return fd
-
-
-def _opened_if_regular(path, flags):
-    """`path` opened to read only once what it leads to is seen to be a regular file
-    (O_PATH first, which opens nothing, then /proc/self/fd/N): a link a writer of the
-    directory planted, pointed at a FIFO, woke its writer, and at a device opened it (a
-    watchdog armed, a tape rewound). None when it is no regular file; ELOOP, as open()
-    says it, for a link with O_NOFOLLOW in `flags`. Without O_PATH or /proc, opened as it is."""
-    if not hasattr(os, "O_PATH") or not os.path.isdir("/proc/self/fd"):
-        return os.open(path, os.O_RDONLY | flags)
-    found = os.open(path, os.O_PATH | (flags & (os.O_NOFOLLOW | os.O_CLOEXEC)))
-    try:
-        mode = os.fstat(found).st_mode
-        if stat.S_ISLNK(mode):
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-        if not stat.S_ISREG(mode):
-            return None
-        return os.open("/proc/self/fd/%d" % found, os.O_RDONLY | flags & ~os.O_NOFOLLOW)
-    finally:
-        os.close(found)
 
 
 def open_named(path, what, where, local=None):

@@ -1,5 +1,6 @@
 """Standard streams that fail: what the command line and --progress do then."""
 
+import errno
 import os
 import stat
 import sys
@@ -80,3 +81,27 @@ def seekable(src):
         return src.seekable()
     except (AttributeError, ValueError):
         return False
+
+
+def open_if_regular(path, flags=0, dir_fd=None):
+    """`path` opened to read (O_RDONLY | `flags`) only once what it leads to is seen to be a
+    regular file (O_PATH first, which opens nothing, then /proc/self/fd/N): a link a writer
+    of a directory planted, pointed at a FIFO, would wake its writer, and at a device open
+    it (a watchdog armed, a tape rewound). None when it is no regular file; ELOOP, as open()
+    says it, for a link with O_NOFOLLOW in `flags`. Without O_PATH or /proc, opened first."""
+    if not hasattr(os, "O_PATH") or not os.path.isdir("/proc/self/fd"):
+        fd = os.open(path, os.O_RDONLY | flags, dir_fd=dir_fd)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)
+        return None
+    found = os.open(path, os.O_PATH | os.O_CLOEXEC | flags & os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        mode = os.fstat(found).st_mode
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+        if not stat.S_ISREG(mode):
+            return None
+        return os.open("/proc/self/fd/%d" % found, os.O_RDONLY | flags & ~os.O_NOFOLLOW)
+    finally:
+        os.close(found)

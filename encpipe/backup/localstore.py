@@ -10,6 +10,7 @@ import stat
 from .. import dirlock, safefile, writers
 from ..bounded import AsListed
 from ..errors import Changed, IOFailure, UnsafeDirectory, unreadable
+from ..stdio import open_if_regular
 from ..textform import shown_name
 from .records import Item
 from .removal import put_back_held, remove_listed
@@ -134,13 +135,10 @@ class Local:
         """What the link `name` leads to, opened to read only once it is seen to be a regular
         file: the link may have been pointed since it was listed, and opening some devices
         does something (a watchdog, a tape that rewinds), a FIFO wakes its writer."""
-        found = os.open(name, _PATH_ONLY | os.O_CLOEXEC, dir_fd=self._dir())  # opens nothing yet
-        try:
-            if not stat.S_ISREG(os.fstat(found).st_mode):
-                raise OSError(f"{name} is not a regular file")
-            return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-        finally:
-            os.close(found)
+        fd = open_if_regular(name, os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=self._dir())
+        if fd is None:
+            raise OSError(f"{name} is not a regular file")
+        return fd
 
     def trusted_owners(self):
         """Whose files' modification times are taken at their word (older_than_its_name):

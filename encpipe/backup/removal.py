@@ -39,13 +39,14 @@ def remove_listed(dir_fd, directory, name, identity):
     safefile.hook("removing", directory, name)
     hold = HOLD_PREFIX + os.urandom(8).hex()  # secrets.token_hex(8), without importing random
     os.mkdir(hold, 0o700, dir_fd=dir_fd)
-    held, kept = None, False
+    held, kept, marked = None, False, False
     try:
         held = os.open(hold, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         if not _own(held) or os.listdir(held):
             raise OSError(f"{os.path.join(directory, hold)} was replaced; {name} left in place")
         os.close(os.open(HOLD_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                          dir_fd=held))
+        marked = True
         os.rename(name, name, src_dir_fd=dir_fd, dst_dir_fd=held)
         moved = os.lstat(name, dir_fd=held)
         if _is(moved, identity):
@@ -58,7 +59,7 @@ def remove_listed(dir_fd, directory, name, identity):
         raise changed
     finally:
         if held is not None:
-            if not kept:
+            if marked and not kept:
                 _unlink_marker(held)
             os.close(held)
         if not kept:
@@ -77,7 +78,7 @@ def _own(held):
 def _unlink_marker(held):
     try:
         os.unlink(HOLD_MARKER, dir_fd=held)
-    except FileNotFoundError:  # a directory swapped in: not ours, never marked
+    except FileNotFoundError:  # a hold killed before it was marked
         pass
 
 

@@ -37,6 +37,9 @@ TITLES = {  # each script's first line, where the module's names all four
 }
 
 
+_NAMES = "|".join(TITLES)
+
+
 def script_help(usage, name):
     """`usage` (the module's USAGE) as encpipe-NAME's own help: its title, its usage
     lines under its name, and the rest of the text only as far as it is NAME's."""
@@ -66,7 +69,7 @@ def _only_mine(tail, name, usage):
         if title in wanted:  # its entries: a line at two spaces, then its continuation lines
             entries = re.split(r"\n(?=  \S)", block)
             paragraph = "\n".join([title, *(e for e in entries if wanted[title](e))])
-        whose = re.match(r"  ((?:list|prune|verify|check)(?:, (?:list|prune|verify|check))*)(?::| exits) ", paragraph)
+        whose = re.match(rf"  ((?:{_NAMES})(?:, (?:{_NAMES}))*)(?::| exits) ", paragraph)
         if whose is None or name in whose.group(1).split(", "):
             paragraphs.append(paragraph)
     return "\n\n".join(paragraphs)
