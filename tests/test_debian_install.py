@@ -9,7 +9,10 @@ install of PostgreSQL on the machine made no main cluster, and every later
 debian_install took the setting for one of the machine's own and left it too.
 
 Each test runs the library in a mount namespace of its own whose
-createcluster.d is an empty tmpfs: the machine's own setting is never touched."""
+/etc/postgresql-common is an empty tmpfs holding an empty createcluster.d: the
+machine's own setting is never touched, and a machine whose postgresql-common has
+no createcluster.d (nothing installs one; Debian's createcluster.conf only names
+it) runs the tests too, and is left without one."""
 
 import os
 import shutil
@@ -23,10 +26,13 @@ from encpipe import childenv
 from spies import install, records
 
 REPO = Path(__file__).resolve().parent.parent
-SETTINGS = "/etc/postgresql-common/createcluster.d"
+COMMON = "/etc/postgresql-common"
+SETTINGS = f"{COMMON}/createcluster.d"
+# a tmpfs over COMMON with an empty createcluster.d (mkdir by its path: the tests' PATH has spies)
+HIDDEN = f"mount -t tmpfs none {COMMON} && {shutil.which('mkdir')} {SETTINGS}"
 
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.isdir(SETTINGS) or not shutil.which("unshare"),
+    os.geteuid() != 0 or not os.path.isdir(COMMON) or not shutil.which("unshare"),
     reason="a tmpfs mounted over PostgreSQL's createcluster.d in a mount namespace of its own: root, Debian's "
            "postgresql-common")
 
@@ -46,7 +52,7 @@ def _run(tmp_path, apt_get):
     (stubs / "apt-get").chmod(0o755)
     (tmp_path / "driver.bash").write_text(DRIVER)
     # the status of the driver, then what createcluster.d holds, as the driver left it
-    inside = f'mount -t tmpfs none {SETTINGS} && bash "$0"; echo "status $?"; ls -A {SETTINGS}'
+    inside = f'{HIDDEN} && bash "$0"; echo "status $?"; ls -A {SETTINGS}'
     env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}")
     return subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
                           capture_output=True, text=True, timeout=60)
@@ -66,7 +72,7 @@ def test_an_install_that_ends_leaves_no_setting_and_a_setting_there_before_stays
     done = _run(tmp_path, "exit 0")
     assert (done.stdout, done.stderr) == ("went on after the signal\nstatus 0\n",
                                           "probe: installing Debian packages: postgresql\n")
-    inside = (f'mount -t tmpfs none {SETTINGS} && echo mine >{SETTINGS}/no-main-cluster.conf && bash "$0"; '
+    inside = (f'{HIDDEN} && echo mine >{SETTINGS}/no-main-cluster.conf && bash "$0"; '
               f'echo "status $?"; cat {SETTINGS}/no-main-cluster.conf')
     env = dict(os.environ, PATH=f"{tmp_path / 'stubs'}:{os.environ['PATH']}")
     kept = subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
@@ -93,7 +99,7 @@ def test_the_files_commands_of_the_install_get_no_secret_nor_descriptor(tmp_path
     secrets = {name: f"secret-{i}" for i, name in enumerate(
         (*childenv.SECRET_VARIABLES, *childenv.LIBPQ_VARIABLES, *childenv.CLOUD_VARIABLES,
          childenv.RCLONE_PREFIX + "CONFIG_PASS", *childenv.STORE_VARIABLES))}
-    inside = f'mount -t tmpfs none {SETTINGS} && bash "$0"; echo "status $?"; ls -A {SETTINGS}'
+    inside = f'{HIDDEN} && bash "$0"; echo "status $?"; ls -A {SETTINGS}'
     env = dict(os.environ, **secrets, PATH=f"{stubs}:{os.environ['PATH']}")
     done = subprocess.run(["unshare", "-m", "sh", "-c", inside, str(tmp_path / "driver.bash")], env=env,
                           capture_output=True, text=True, timeout=60)

@@ -19,11 +19,24 @@ pytestmark = pytest.mark.slow  # three fresh installs
 
 REPO = Path(__file__).resolve().parent.parent
 # As root, in a mount namespace of its own (unshare -m): every PostgreSQL installation
-# hidden, and the createcluster.d where the demo's apt-get step writes its no-main-cluster
-# setting a tmpfs, so that the machine's own is never written (a test killed meanwhile
-# left it there: tests/test_debian_install.py).
-HIDDEN_POSTGRESQL = ('mount -t tmpfs none /usr/lib/postgresql && { [ ! -d /etc/postgresql-common/createcluster.d ] '
-                     '|| mount -t tmpfs none /etc/postgresql-common/createcluster.d; } && exec "$0"')
+# hidden, and /etc/postgresql-common, under whose createcluster.d the demo's apt-get step
+# writes its no-main-cluster setting, a tmpfs, so that the machine's own is never written
+# (a test killed meanwhile left it there: tests/test_debian_install.py), nor a
+# createcluster.d made where the machine has none (before, the step's mkdir -p made one).
+HIDDEN_POSTGRESQL = ('mount -t tmpfs none /usr/lib/postgresql && mount -t tmpfs none /etc/postgresql-common '
+                     '&& exec "$0"')
+
+
+SETTINGS = "/etc/postgresql-common/createcluster.d"
+
+
+@pytest.fixture(autouse=True)
+def _no_createcluster_d_made():
+    """No test here makes the machine's createcluster.d, nor removes it: before, on a
+    machine without one, the demo's apt-get step under HIDDEN_POSTGRESQL made it."""
+    before = os.path.isdir(SETTINGS)
+    yield
+    assert os.path.isdir(SETTINGS) == before
 
 
 def system_site_packages():
