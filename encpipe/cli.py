@@ -313,13 +313,27 @@ def _standard_input():
     return sys.stdin.buffer.raw
 
 
+# `python -c RUN_MODULE MODULE ARG...` runs MODULE as `python -m MODULE ARG...` would, less the
+# working directory that -m (and -c) put first on the module path: an encpipe.py, an encpipe/ or a
+# json.py there, another user's, ran in encpipe's place, as the operator and with the keys (sys is
+# built in; -P would do it from Python 3.11 only). scripts/encpipe-sh-setup holds the same line.
+RUN_MODULE = ('import sys; sys.path[:1] == [""] and sys.path.pop(0); import runpy; '
+              'runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)')
+
+
+def python_module(module):
+    """The command that runs `module` with this very Python, never a module of the
+    working directory's (RUN_MODULE)."""
+    return [sys.executable, "-c", RUN_MODULE, module]
+
+
 def child_command(env):
     """How a script runs encpipe: $ENCPIPE split like a shell, else this very
-    Python's `-m encpipe` (never whatever `encpipe` PATH finds first)."""
+    Python's encpipe (python_module; never whatever `encpipe` PATH finds first)."""
     import shlex
 
     try:
-        return shlex.split(env.get("ENCPIPE", "")) or [sys.executable, "-m", "encpipe"]
+        return shlex.split(env.get("ENCPIPE", "")) or python_module("encpipe")
     except ValueError as e:  # an unbalanced quote
         raise UsageError(f"ENCPIPE: cannot split it into a command: {e}") from None
 

@@ -20,9 +20,10 @@ import sys
 import tempfile
 
 from .childenv import child_env
+from .cli import python_module
 
 PROG = "encpipe-demo"
-ENCPIPE = [sys.executable, "-m", "encpipe"]
+ENCPIPE = python_module("encpipe")  # never a module of the working directory's
 MARKER = "DEMO-SECRET-CARD"
 PG_HINT = (f"{PROG}: hint: for the backup, list, verify and restore tour, install the PostgreSQL server "
            "(apt-get install postgresql) or set PG_BINDIR to its bin directory")

@@ -69,7 +69,8 @@ ENCPIPE_KEY the children would read); 73
 another user can write DIR, or could replace a key file; 74 the report cannot be written (141 when its
 reader went away); 75 DIR's lock is held (a backup, a rotation, a migration); 78 no key;
 130 or 143 interrupted by SIGINT or SIGTERM (the files reported migrated are, the others not yet).
-Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe).
+Environment: ENCPIPE, the encpipe command (default: this Python's encpipe, run as -m
+would, never a module of the working directory's).
 """
 
 import argparse

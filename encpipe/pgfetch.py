@@ -8,12 +8,12 @@ import os
 import re
 import stat
 import subprocess
-import sys
 
 from . import childerr, pgopts, sigthreads
 from .backup.remotes import split_file
 from .pgcli import Failure
 from .childenv import RCLONE_NEEDS, child_env
+from .cli import python_module
 from .stdio import open_if_regular
 
 # A database's name, and so a file's, may hold a newline.
@@ -163,7 +163,7 @@ def fetch_remote(remote, with_globals, fetched):
         with os.fdopen(fd, "wb") as out:
             # a stopped restore (SIGTERM, SIGINT) ends the helper and its rclone at once, as its other children,
             # even just as it started (childerr.used)
-            status, _ = childerr.used(subprocess.Popen, [sys.executable, "-m", "encpipe.backup", "fetch", name],
+            status, _ = childerr.used(subprocess.Popen, [*python_module("encpipe.backup"), "fetch", name],
                                       stderr_of=errs, stdout=out, env=child_env(os.environ, needs=RCLONE_NEEDS))
         status = childerr.exit_status(status)  # killed by signal N: 128 + N
         error = errs.wait()[0]

@@ -49,8 +49,8 @@ one given as /dev/fd/N, or as the path of a named FIFO or a device, is read
 once and lent to each encpipe at a /dev/fd/N; one given as standard input (-,
 /dev/stdin, /dev/fd/0) is refused (64).
 
-Environment: ENCPIPE, the encpipe command (default: this Python's -m encpipe; split into words
-like a shell, e.g. "python3 -m encpipe").
+Environment: ENCPIPE, the encpipe command (default: this Python's encpipe, run as -m would, never
+a module of the working directory's; split into words like a shell, e.g. "/opt/encpipe/bin/encpipe").
 Exit status: 0 every encpipe file is under the new keys; 1 some file could not
 be rotated or was refused, or a directory under DIR could not be listed (see its line); 64 usage error; 66 DIR, a key file or ENCPIPE is unusable;
 73 another user can write DIR, or could replace a key file; 74 the report cannot be written (141 when its
