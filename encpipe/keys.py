@@ -142,15 +142,23 @@ def _warn_mode(path, mode, warn):
         warn(f"{path} is readable by group or others: chmod 600 {path}")
 
 
+def others_bits(mode):
+    """The group and other bits of a regular file's or a FIFO's `mode` (0 for any other)."""
+    return stat.S_IMODE(mode) & 0o077 if stat.S_ISREG(mode) or stat.S_ISFIFO(mode) else 0
+
+
 def read_fd_warned(fd, warn):
     """read_fd(fd), warning as of a path when the descriptor is open on a file (or a
     named FIFO) others can read: `--passphrase-fd 3 3<FILE`, `--key-file - <FILE`."""
     data = read_fd(fd)
-    mode = os.fstat(fd).st_mode
-    if (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)) and mode & 0o077 and os.environ.get(ENV_MODE_WARNED) != "1":
+    warn_fd_mode(fd, others_bits(os.fstat(fd).st_mode), warn)
+    return data
+
+
+def warn_fd_mode(fd, others, warn):
+    if others and os.environ.get(ENV_MODE_WARNED) != "1":
         name = "standard input" if fd == 0 else f"file descriptor {fd}"
         warn(f"{name} is readable by group or others: chmod 600 the file it reads")
-    return data
 
 
 def warn_secret_modes(paths, warn, held=lambda path: None):
