@@ -290,9 +290,11 @@ def read_fd(fd):
     """The secret of descriptor option N, read as encpipe reads a --passphrase-fd
     (keys.read_fd: from where it stands, to its end), up to MAX_SECRET bytes."""
     try:
-        return keys.read_fd(fd, limit=MAX_SECRET)
+        data = Secret(keys.read_fd(fd, limit=MAX_SECRET))
     except UsageError:
         raise UsageError(f"the passphrase on file descriptor {fd} is over {MAX_SECRET} bytes") from None
+    data.others = keys.others_bits(os.fstat(fd).st_mode)  # its copies get them; keys.warn_fd_mode says it
+    return data
 
 
 def _read(fd, option, path):
@@ -316,7 +318,7 @@ def _read_path(option, path, source=None):
         raise UsageError(f"{option}: {source} holds more than {MAX_SECRET} bytes; not a key or passphrase")
     if len(data) > MAX_SECRET:  # as encpipe says it of a path (keys.read_secret_file), at this limit
         raise UsageError(f"{option}: {path}: more than {MAX_SECRET} bytes; not a key or passphrase source")
-    data.others = stat.S_IMODE(mode) & 0o077 if stat.S_ISREG(mode) or stat.S_ISFIFO(mode) else 0
+    data.others = keys.others_bits(mode)
     return data
 
 

@@ -123,7 +123,7 @@ def parse_keyring(text, source):
 def read_secret_file(path, warn):
     """The bytes of a key or passphrase file ("-": standard input), warning when others can read it."""
     if path == "-":
-        return read_fd(0)
+        return read_fd_warned(0, warn)
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -140,6 +140,25 @@ def _warn_mode(path, mode, warn):
     who may open it can read the key before encpipe does (a pipe's is 0600)."""
     if (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)) and mode & 0o077 and os.environ.get(ENV_MODE_WARNED) != "1":
         warn(f"{path} is readable by group or others: chmod 600 {path}")
+
+
+def others_bits(mode):
+    """The group and other bits of a regular file's or a FIFO's `mode` (0 for any other)."""
+    return stat.S_IMODE(mode) & 0o077 if stat.S_ISREG(mode) or stat.S_ISFIFO(mode) else 0
+
+
+def read_fd_warned(fd, warn):
+    """read_fd(fd), warning as of a path when the descriptor is open on a file (or a
+    named FIFO) others can read: `--passphrase-fd 3 3<FILE`, `--key-file - <FILE`."""
+    data = read_fd(fd)
+    warn_fd_mode(fd, others_bits(os.fstat(fd).st_mode), warn)
+    return data
+
+
+def warn_fd_mode(fd, others, warn):
+    if others and os.environ.get(ENV_MODE_WARNED) != "1":
+        name = "standard input" if fd == 0 else f"file descriptor {fd}"
+        warn(f"{name} is readable by group or others: chmod 600 the file it reads")
 
 
 def warn_secret_modes(paths, warn, held=lambda path: None):
@@ -318,7 +337,7 @@ class KeyLoader:
             raise SigningKeyGiven("a signing key is not an encryption key")
         keys += self._public_keys(sources, sealing, recipient_option)
         passphrases = [_passphrase_bytes(read_secret_file(p, self.warn)) for p in sources.passphrase_files]
-        passphrases += [_passphrase_bytes(read_fd(fd)) for fd in sources.passphrase_fds]
+        passphrases += [_passphrase_bytes(read_fd_warned(fd, self.warn)) for fd in sources.passphrase_fds]
         passphrases += [_passphrase_bytes(run_secret_command(c, self.env)) for c in sources.passphrase_commands]
         if sources.prompt:
             passphrases.append(self.prompt(confirm=sealing))

@@ -26,7 +26,7 @@ from .errors import EncpipeError, IOFailure, UsageError, ran_out
 from .fdsecrets import FdSecrets, holding, read_fd, refuse_one_number_twice
 from .keyargs import load_keys, public_forms, refuse_shared_stdin, secret_fds_open
 from .keyplace import refuse_replaceable
-from .keys import STDIN_PATHS
+from .keys import STDIN_PATHS, warn_fd_mode
 from .pgbackupargs import HELP, PROG, parse, validate
 from .pgcli import Failure, script_usage
 from .pgdump import Globals, Said, dump
@@ -354,7 +354,9 @@ def main(argv=None):
         commands.signers(o["signers"], io)
         passphrases = []
         for fd in o["seal"]["--passphrase-fd"]:  # read once, then closed: the keys are loaded in this process
-            passphrases.append(read_fd(fd))
+            secret = read_fd(fd)
+            warn_fd_mode(fd, secret.others, io.warn)  # here: its copy (bytes, mode 0400) draws none
+            passphrases.append(bytes(secret))
             os.close(fd)
     except Failure as e:
         io.error(f"{e}{_recorded(run, started, e.status)}", hint=e.hint)

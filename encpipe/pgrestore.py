@@ -52,7 +52,7 @@ from .usage_errors import shown_argument
 from .sigdefer import hold_for_good
 from .errors import EncpipeError, UsageError
 from .fdsecrets import FdSecrets
-from .keys import warn_secret_modes
+from .keys import warn_fd_mode, warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open
 from .pgcli import PROG, Failure, open_failure_hint, parse, say, utf8_name
 from .pgclient import PgError, ident, literal, no_server_hint, password_hint, run_sql, speak_utf8
@@ -75,6 +75,8 @@ class Run(Children):
         secret_fds_open(opts["given"])  # 66 if closed: FILE, opened later, may take its number
         files = ("--key-file", "--identity", "--passphrase-file")  # one on standard input: 64 first
         self.secrets = FdSecrets(opts["given"], files, ("--passphrase-fd",))
+        for fd in dict.fromkeys(map(int, opts["given"].get("--passphrase-fd", []))):  # before ENCPIPE_MODE_WARNED
+            warn_fd_mode(fd, getattr(self.secrets.secrets.get(fd), "others", 0), lambda text: say(text, "warning"))
         warn_secret_modes([p for o in files for p in opts["given"].get(o, [])], lambda text: say(text, "warning"),
                           self.secrets.others_bits)
         self.env = dict(os.environ)

@@ -544,3 +544,27 @@ def test_encpipe_backup_holds_a_long_passphrase_whatever_a_new_pipe_holds(monkey
     finally:
         monkeypatch.undo()
     assert [k.secret for k in seen] == [passphrase[:-1]]
+
+
+@pytest.mark.parametrize("script", ["backup", "restore"])
+def test_a_passphrase_descriptor_open_on_a_file_others_can_read_is_warned_of_by_the_script(tmp_path, script):
+    """encpipe-backup and encpipe-restore read a --passphrase-fd themselves (restore lends
+    each encpipe a copy, with ENCPIPE_MODE_WARNED: they say nothing of it): a file
+    others can read there is warned of as encpipe warns of it, once, before anything
+    runs. Before, neither said a word of it, whereas --passphrase-file FILE warned."""
+    path = tmp_path / "pass"
+    path.write_text(PASSPHRASE + "\n")
+    path.chmod(0o644)
+    sealed = tmp_path / "shop_20260101T000000Z.sql.enc"
+    sealed.write_bytes(b"not read")
+    argv = ([BACKUP, "--dir", str(tmp_path / "b")] if script == "backup" else [RESTORE]) + ["--passphrase-fd", "7"]
+    argv += ["shop"] if script == "backup" else [str(sealed), "shop"]
+    env = {**python_env(), "PGHOST": str(tmp_path / "no-server"), "PATH": os.path.dirname(sys.executable) + os.pathsep
+           + os.environ["PATH"], "ENCPIPE_PYTHON": sys.executable}
+    done = run(["bash", "-c", 'exec "$@" 7<"$0"', path, *argv], env, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0  # no server
+    lines = done.stderr.decode().splitlines()
+    warning = (f"encpipe-{script}: warning: file descriptor 7 is readable by group or others: "
+               "chmod 600 the file it reads")
+    assert lines[0] == warning, lines
+    assert lines.count(warning) == 1, lines

@@ -223,6 +223,49 @@ def test_private_secret_file_draws_no_warning(tmp_path, mode):
     assert (done.returncode, done.stderr) == (0, b"")
 
 
+@pytest.mark.parametrize("mode", [0o640, 0o604], ids=oct)
+def test_a_passphrase_on_a_descriptor_from_a_file_others_can_read_is_warned_of(tmp_path, mode):
+    """--passphrase-fd N with N opened on such a file is such a passphrase file, as
+    --passphrase-file /dev/fd/N is: before, the one warned and the other did not."""
+    path = secret_file(tmp_path / "pass", PASSPHRASE + "\n", mode)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = subprocess.run(command("seal", "--work-factor", "10", "--passphrase-fd", str(fd)), input=b"payload",
+                              capture_output=True, env=clean_env(), pass_fds=(fd,), timeout=WAIT)
+    finally:
+        os.close(fd)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().splitlines() == [
+        f"encpipe: warning: file descriptor {fd} is readable by group or others: chmod 600 the file it reads"]
+
+
+def test_a_key_file_on_standard_input_that_others_can_read_is_warned_of(tmp_path):
+    """`--key-file - < FILE` as `--key-file /dev/stdin < FILE`: before, only the second warned."""
+    sealed = subprocess.run(command("seal", "-o", str(tmp_path / "f.enc")), input=b"payload", capture_output=True,
+                            env=clean_env({"ENCPIPE_KEY": KEY}), timeout=WAIT)
+    assert sealed.returncode == 0, sealed.stderr
+    path = secret_file(tmp_path / "keys", KEY + "\n", 0o644)
+    with open(path, "rb") as keys:
+        done = subprocess.run(command("open", "--key-file", "-", str(tmp_path / "f.enc")), stdin=keys,
+                              capture_output=True, env=clean_env(), timeout=WAIT)
+    assert (done.returncode, done.stdout) == (0, b"payload"), done.stderr
+    assert done.stderr.decode().splitlines() == [
+        "encpipe: warning: standard input is readable by group or others: chmod 600 the file it reads"]
+
+
+def test_a_passphrase_on_a_pipe_draws_no_warning():
+    read_end, write_end = os.pipe()
+    os.write(write_end, PASSPHRASE.encode() + b"\n")
+    os.close(write_end)
+    try:
+        done = subprocess.run(command("seal", "--work-factor", "10", "--passphrase-fd", str(read_end)),
+                              input=b"payload", capture_output=True, env=clean_env(), pass_fds=(read_end,),
+                              timeout=WAIT)
+    finally:
+        os.close(read_end)
+    assert (done.returncode, done.stderr) == (0, b"")
+
+
 def _run_in_process(argv, data=b"", env=None):
     from fuzz.craft import run_in_process
 
