@@ -196,15 +196,20 @@ class Backup:
         # each --passphrase-fd secret, read once, on a descriptor again: a memfd holds it whole (a
         # new pipe, which nothing read yet, held 8 KiB for a user over pipe-user-pages-soft: a longer
         # passphrase waited for ever to be written)
-        held = []
+        held, asked, loader = [], [], commands.loader(args, self.io)
+        ask = loader.prompt  # -p: the answer kept for the prune too
+        loader.prompt = lambda confirm: asked.append(ask(confirm=confirm)) or asked[-1]
         try:
             for fd, secret in zip(self.o["seal"]["--passphrase-fd"], self.passphrases):
                 held.append(holding(secret, f"file descriptor {fd}"))
             args["--passphrase-fd"] = [str(fd) for fd in held]
-            recipients = load_keys(commands.loader(args, self.io), args, commands.key_sources(args), sealing=True)
+            recipients = load_keys(loader, args, commands.key_sources(args), sealing=True)
         finally:
             for fd in held:
                 os.close(fd)
+        if self.o["policy"]:  # the prune of --keep... opens the series with them (before, none: "no key")
+            for secret in (*self.passphrases, *asked):  # a memfd, not inherited, read from its start by each open
+                self.o["open"].append(f"--passphrase-file=/dev/fd/{holding(secret, 'a passphrase')}")
         signed_by = commands.signing_keys(args, self.io)
         self.progress = commands.progress(args, self.io, "seal")
 
