@@ -144,6 +144,31 @@ def test_labelled_dumps_copied_elsewhere_still_settle_an_unlabelled_backup_named
         "")
 
 
+def test_labelled_dumps_copied_elsewhere_whose_runs_globals_fail_still_settle_a_later_unlabelled_one(tmp_path):
+    """Both of the above at once: each labelled dump copied to another name, and its run's
+    globals file tampered with (a bucket's writer can do both, and plant the old unlabelled
+    backup under a newer name). prune left the planted file (a labelled copy shows when the
+    series' labels began), but check --verify read a copy only to settle it when it counted
+    whole, not when its run's globals file alone refused it: it called the planted file the
+    newest backup, OK, exit 0, while the newest one it could count was 30 h old."""
+    from dating import stamp_at
+
+    files = [dump(30, False), dump(28, True), dump(27, True), dump(1, False)]
+    directory = put(tmp_path / "b", *files)
+    u30, l28, l27, planted = [name for name, _ in files]
+    for number, (name, hours) in enumerate(((l28, 28), (l27, 27))):
+        (directory / f"copy{number}").write_bytes((directory / name).read_bytes())
+        (directory / f"{A}_{stamp_at(hours)}.globals.sql.enc").write_bytes(b"tampered: not a sealed file")
+    code, report, err = backups("prune", "--keep-last", "1", "--dry-run", str(directory))
+    assert code == 65, err
+    assert [k["filename"] for k in report["kept"]] == [u30]
+    assert (planted, [REASON]) in [(line["filename"], line["reasons"]) for line in report["left"]]
+    code, text, _ = check("--max-age", "24", "--verify", str(directory))
+    assert code == 2, text
+    assert text.startswith(f"CRITICAL: {A}: newest backup {u30} is 30.0 h old, over --max-age 24 h; "
+                           f"newest file {planted} failed authentication: {REASON}")
+
+
 # --- a plain dump with no label under a custom archive's name ---------------------------
 
 NO_ARCHIVE = "holds no custom archive (its name's kind): it does not start with PGDMP" + COPY
