@@ -28,7 +28,7 @@ import os
 
 import pytest
 
-from test_backup_dir import run as backups
+from test_backup_dir import ENV, run as backups
 from test_backup_label import SQL
 from test_backup_label_series import REASON, A, dump, left_line, put
 from test_check_verify import check
@@ -167,6 +167,28 @@ def test_labelled_dumps_copied_elsewhere_whose_runs_globals_fail_still_settle_a_
     assert code == 2, text
     assert text.startswith(f"CRITICAL: {A}: newest backup {u30} is 30.0 h old, over --max-age 24 h; "
                            f"newest file {planted} failed authentication: {REASON}")
+
+
+def test_a_bucket_writer_cannot_make_check_count_an_old_unlabelled_dump_by_copies_and_tampered_globals(s3, tmp_path):
+    """The same in a bucket, whose writer needs no key for any of it (an object has no
+    owner, no modification time that tells): check --verify said OK, exit 0."""
+    from dating import stamp_at
+    from test_backup_restore import python_env
+    from test_remote_listing import upload
+
+    files = [dump(30, False), dump(28, True), dump(1, False)]
+    local = put(tmp_path / "local", *files)
+    u30, l28, planted = [name for name, _ in files]
+    objects = {name: (local / name).read_bytes() for name, _ in files}
+    objects.update({"copy0": objects[l28], f"{A}_{stamp_at(28)}.globals.sql.enc": b"tampered: not a sealed file"})
+    upload(s3, tmp_path, "copiedlabels", objects)
+    where, env = f"{s3.location}/copiedlabels", {**python_env(), **s3.env, **ENV}
+    assert check("--max-age", "24", "--verify", where, env=env) == (
+        2, f"CRITICAL: {A}: newest backup {u30} is 30.0 h old, over --max-age 24 h; newest file {planted} failed "
+           f"authentication: {REASON}\n", "")
+    code, report, err = backups("prune", "--keep-last", "1", "--dry-run", where, env=env)
+    assert code == 65, err
+    assert [k["filename"] for k in report["kept"]] == [u30]
 
 
 # --- a plain dump with no label under a custom archive's name ---------------------------
