@@ -28,7 +28,7 @@ import os
 
 import pytest
 
-from test_backup_dir import run as backups
+from test_backup_dir import ENV, run as backups
 from test_backup_label import SQL
 from test_backup_label_series import REASON, A, dump, left_line, put
 from test_check_verify import check
@@ -142,6 +142,53 @@ def test_labelled_dumps_copied_elsewhere_still_settle_an_unlabelled_backup_named
     assert check("--max-age", "24", "--verify", str(directory)) == (
         1, f"WARNING: {A}: newest backup {u5} is 5.0 h old; newest file {planted} failed authentication: {REASON}\n",
         "")
+
+
+def test_labelled_dumps_copied_elsewhere_whose_runs_globals_fail_still_settle_a_later_unlabelled_one(tmp_path):
+    """Both of the above at once: each labelled dump copied to another name, and its run's
+    globals file tampered with (a bucket's writer can do both, and plant the old unlabelled
+    backup under a newer name). prune left the planted file (a labelled copy shows when the
+    series' labels began), but check --verify read a copy only to settle it when it counted
+    whole, not when its run's globals file alone refused it: it called the planted file the
+    newest backup, OK, exit 0, while the newest one it could count was 30 h old."""
+    from dating import stamp_at
+
+    files = [dump(30, False), dump(28, True), dump(27, True), dump(1, False)]
+    directory = put(tmp_path / "b", *files)
+    u30, l28, l27, planted = [name for name, _ in files]
+    for number, (name, hours) in enumerate(((l28, 28), (l27, 27))):
+        (directory / f"copy{number}").write_bytes((directory / name).read_bytes())
+        (directory / f"{A}_{stamp_at(hours)}.globals.sql.enc").write_bytes(b"tampered: not a sealed file")
+    code, report, err = backups("prune", "--keep-last", "1", "--dry-run", str(directory))
+    assert code == 65, err
+    assert [k["filename"] for k in report["kept"]] == [u30]
+    assert (planted, [REASON]) in [(line["filename"], line["reasons"]) for line in report["left"]]
+    code, text, _ = check("--max-age", "24", "--verify", str(directory))
+    assert code == 2, text
+    assert text.startswith(f"CRITICAL: {A}: newest backup {u30} is 30.0 h old, over --max-age 24 h; "
+                           f"newest file {planted} failed authentication: {REASON}")
+
+
+def test_a_bucket_writer_cannot_make_check_count_an_old_unlabelled_dump_by_copies_and_tampered_globals(s3, tmp_path):
+    """The same in a bucket, whose writer needs no key for any of it (an object has no
+    owner, no modification time that tells): check --verify said OK, exit 0."""
+    from dating import stamp_at
+    from test_backup_restore import python_env
+    from test_remote_listing import upload
+
+    files = [dump(30, False), dump(28, True), dump(1, False)]
+    local = put(tmp_path / "local", *files)
+    u30, l28, planted = [name for name, _ in files]
+    objects = {name: (local / name).read_bytes() for name, _ in files}
+    objects.update({"copy0": objects[l28], f"{A}_{stamp_at(28)}.globals.sql.enc": b"tampered: not a sealed file"})
+    upload(s3, tmp_path, "copiedlabels", objects)
+    where, env = f"{s3.location}/copiedlabels", {**python_env(), **s3.env, **ENV}
+    assert check("--max-age", "24", "--verify", where, env=env) == (
+        2, f"CRITICAL: {A}: newest backup {u30} is 30.0 h old, over --max-age 24 h; newest file {planted} failed "
+           f"authentication: {REASON}\n", "")
+    code, report, err = backups("prune", "--keep-last", "1", "--dry-run", where, env=env)
+    assert code == 65, err
+    assert [k["filename"] for k in report["kept"]] == [u30]
 
 
 # --- a plain dump with no label under a custom archive's name ---------------------------

@@ -310,8 +310,9 @@ def _newest(candidates, authenticate, duplicates=()):
     newest first) is not counted (retention.LATE_UNLABELLED_REASON), so one counts
     only once every older file of its series has been read. `duplicates`: the database's
     dumps that are copies of another file, never counted, but a labelled one that
-    authenticates settles an unlabelled dump as well (else copying each labelled dump
-    made a series look unlabelled); read only when an unlabelled dump is still counted
+    authenticates settles an unlabelled dump as well, its run's globals file refused or
+    not, as prune judges (else copying each labelled dump, and tampering with its run's
+    globals file, made a series look unlabelled); read only when an unlabelled dump is still counted
     once every candidate was. Without `authenticate`, the newest candidate (the first
     listed of equal dates)."""
     if not authenticate:
@@ -333,8 +334,8 @@ def _newest(candidates, authenticate, duplicates=()):
     for copy in sorted(duplicates, key=lambda e: e.created, reverse=True):  # only once every candidate was read
         if any(c[2] is False and c[1].series == copy.series and named_late(c[1].created, copy.created)
                for c in counted):
-            why, labelled = authenticate(copy)
-            if why is None and labelled:
+            _, labelled = authenticate(copy)
+            if labelled:  # its label authenticated: refused for its run's globals file only, it still settles
                 counted = _settled(counted, copy, failed)
     if not counted:
         return None, [(e, why) for _, e, why in sorted(failed, key=lambda f: f[0])]
