@@ -579,7 +579,10 @@ def test_the_checks_before_a_restore_get_no_secret(tmp_path, backup_file):
     `encpipe keyid` that reads the key files get no secret variable (encpipe's, libpq's,
     rclone's) and no descriptor but 0 to 2 (a key on 3 stays with the restore)."""
     log = tmp_path / "log"
-    spy = ("#!/bin/sh\n{ printf '%s ' \"$1\"; env | grep -E '^(ENCPIPE_KEY|PGPASSWORD|RCLONE_)' | cut -d= -f1 | "
+    # the word a line starts with: the probe's -c (its one line of code, no argument), the restore's
+    # own Python (-c RUN_MODULE encpipe.launch...) as `launch`, else encpipe's command (keyid...)
+    spy = ("#!/bin/sh\ncase \"$1 ${3-}\" in '-c ') word=-c ;; '-c '*) word=launch ;; *) word=\"$1\" ;; esac\n"
+           "{ printf '%s ' \"$word\"; env | grep -E '^(ENCPIPE_KEY|PGPASSWORD|RCLONE_)' | cut -d= -f1 | "
            "tr '\\n' ' '; ls /proc/$$/fd | tr '\\n' ' '; echo; } >> " + shlex.quote(str(log)) + "\nexec {python} \"$@\"\n")
     python, encpipe = tmp_path / "python3", tmp_path / "encpipe"
     python.write_text(spy.replace("{python}", shlex.quote(sys.executable)))
@@ -603,7 +606,7 @@ def test_the_checks_before_a_restore_get_no_secret(tmp_path, backup_file):
     assert [words[0] for words in checks] == ["-c", "keyid"], log.read_text()
     for words in checks:  # names of secret variables, then descriptors (the spy's shell keeps some of its own)
         assert not {"ENCPIPE_KEY", "PGPASSWORD", "RCLONE_CONFIG_X_TYPE", given} & set(words), words
-    [restore] = [line.split() for line in log.read_text().splitlines() if line.startswith("-m ")]
+    [restore] = [line.split() for line in log.read_text().splitlines() if line.startswith("launch ")]
     assert {"ENCPIPE_KEY", given} <= set(restore), restore  # the restore itself still has both
 
 
