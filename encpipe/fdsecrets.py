@@ -59,6 +59,8 @@ KEY_OPTIONS = {"--key-file", "--key-command", "--identity", "--recipient", "--re
                "--passphrase-fd", "--passphrase-command", "--passphrase", "-p"}
 # keyid given one of these and no key option prints their ids only (commands.cmd_keyid)
 SIGNING_OPTIONS = {"--sign-key", "--sign-key-command", "--signer", "--signer-file"}
+# the options whose command encpipe runs (keys.run_secret_command), with the cloud's and the stores' secrets
+COMMAND_OPTIONS = {"--key-command", "--passphrase-command", "--sign-key-command"}
 # encpipe's commands: inspect reads a key only with --verify; keygen, pubkey and help none
 COMMANDS = {"seal", "open", "inspect", "rewrap", "keygen", "pubkey", "keyid", "help"}
 
@@ -157,8 +159,10 @@ class FdSecrets:
         encpipe does not need (childenv.ENCPIPE_NEEDS: no PGPASSWORD, no RCLONE_ variable;
         the previous tool's key only for a --legacy command; none of ENCPIPE_KEY,
         ENCPIPE_PASSPHRASE and the previous tool's key when `argv` gives a key option,
-        or is a command that reads no key: reads_no_key)."""
-        env = childenv.child_env(os.environ if env is None else env, needs=childenv.ENCPIPE_NEEDS)
+        or is a command that reads no key: reads_no_key; the cloud's credentials and the secret
+        stores' tokens only when `argv` gives a key command, the one thing in encpipe that reads them)."""
+        needs = childenv.ENCPIPE_NEEDS if runs_a_command(argv) else ("encpipe",)
+        env = childenv.child_env(os.environ if env is None else env, needs=needs)
         if "--legacy" not in argv:
             env.pop(childenv.LEGACY_KEY, None)
         if names_a_key(argv) or reads_no_key(argv):  # then encpipe reads none of its variables (keys.KeyLoader.load)
@@ -178,6 +182,12 @@ def names_a_key(argv):
         if word.partition("=")[0] in KEY_OPTIONS:
             return True
     return False
+
+
+def runs_a_command(argv):
+    """True when `argv` (an encpipe command) gives a key command (COMMAND_OPTIONS), before any "--"."""
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    return any(word.partition("=")[0] in COMMAND_OPTIONS for word in words)
 
 
 def reads_no_key(argv):

@@ -3,8 +3,10 @@
 - a key or passphrase command: the cloud's credentials (AWS_..., GOOGLE_..., AZURE_...:
   it may fetch the key from a cloud's secret store) and the secret stores' tokens
   (VAULT_TOKEN, OP_SESSION_...), not PGPASSWORD nor any RCLONE_ variable, nor encpipe's own;
-- an encpipe a script runs (encpipe-rotate's here): encpipe's, the cloud's and the
-  stores' (it runs the key commands), not PGPASSWORD nor any RCLONE_ variable;
+- an encpipe a script runs (encpipe-rotate's here): encpipe's (none when its key is given
+  by an option), the cloud's and the stores' only when its command line gives a key
+  command (it runs it: before, every encpipe child got them), never PGPASSWORD nor any
+  RCLONE_ variable;
 - the helpers of the shell scripts (readlink, dirname): an empty environment.
 - the test hook ($ENCPIPE_TEST_HOOK) and encpipe-demo's children (given key
   files and a server that trusts them): no secret.
@@ -90,9 +92,29 @@ def test_the_encpipe_children_of_a_script_get_neither_libpqs_nor_rclones_secrets
     assert {r["argv"][0] for r in keyed} >= {"keyid", "rewrap", "inspect"}, [r["argv"][:1] for r in keyed]
     unkeyed = [r["argv"] for r in seen if r not in keyed]
     assert {tuple(a[:2]) for a in unkeyed} == {("inspect", "--json"), ("keyid", "--sign-key=" + sign_key)}, unkeyed
-    for record in seen:
-        assert _held(record["env"]) == set(CLOUD) | set(STORE), (record["argv"][:2], _held(record["env"]))
+    for record in seen:  # no key command among its words: neither the cloud's nor the stores' secrets
+        assert _held(record["env"]) == set(), (record["argv"][:2], _held(record["env"]))
         assert not any(entry.startswith("ENCPIPE_KEY=") or KEY in entry for entry in record["env"]), record["argv"]
+
+
+@pytest.mark.parametrize("argv, held", [
+    (["open", "--key-file", "k"], set()),
+    (["open", "--key-command=vault kv get -field=key secret/backup"], set(CLOUD) | set(STORE)),
+    (["open", "--passphrase-command", "op read op://ops/backup/passphrase"], set(CLOUD) | set(STORE)),
+    (["seal", "--key-file", "k", "--sign-key-command", "sops -d sign.key"], set(CLOUD) | set(STORE)),
+    (["inspect", "--json", "--", "--key-command"], set()),  # a file's name, after --
+    (["open"], {"ENCPIPE_PASSPHRASE"}),  # its key ours (the previous tool's: only for --legacy)
+], ids=["key-file", "key-command", "passphrase-command", "sign-key-command", "after-dashes", "environment"])
+def test_an_encpipe_child_gets_the_clouds_and_the_stores_secrets_only_with_a_key_command(argv, held):
+    """FdSecrets.spawn, which starts every encpipe child of a script (rotate, migrate,
+    restore's): a key command is the one thing in encpipe that reads the cloud's
+    credentials or a secret store's token; without one on its command line the child
+    gets neither (before, each got both, whatever it was given)."""
+    seen = []
+    fdsecrets.FdSecrets({}, ()).spawn(["encpipe", *argv], start=lambda a, pass_fds, env: seen.append(env),
+                                      env=clean_env(EVERY))
+    [env] = seen
+    assert _held([f"{k}={v}" for k, v in env.items()]) == held
 
 
 @pytest.mark.parametrize("script", ["encpipe-backup", "encpipe-restore", "encpipe-demo"])

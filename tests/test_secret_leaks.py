@@ -75,7 +75,8 @@ CLOUD = {"AWS_SECRET_ACCESS_KEY": "aws-secret-7e21-for-rclone-and-key-commands",
 # The tokens of the secret stores a key command reads the key from (Vault, 1Password, SOPS...):
 # a key command needs them, and so an encpipe that runs one; no other child does.
 STORE = {"VAULT_TOKEN": "vault-token-3c8e-for-key-commands", "OP_SESSION_my": "op-session-0d4a-for-key-commands"}
-NEEDS = {"zstd": set(), "rclone": {"rclone", "cloud"}, "encpipe": {"cloud", "store"}}
+# restore's encpipe: given its key by --key-file, and no key command, it needs no secret of ours
+NEEDS = {"zstd": set(), "rclone": {"rclone", "cloud"}, "encpipe": set()}
 
 def _spies(tmp_path, pg):
     spies, log = tmp_path / "spies", tmp_path / "children.log"
