@@ -1,9 +1,9 @@
 """A restore loads the dump in one transaction (psql --single-transaction, pg_restore
 --single-transaction), which holds a lock on each table, index, sequence and large object
 it makes until it commits: a database with more of them than the server's lock table has
-slots (max_locks_per_transaction times max_connections and max_prepared_transactions, about
-7,000 on a server with PostgreSQL's defaults; tens of thousands of large objects, or a few
-thousand partitions with their indexes) backs up every night and restores on no server so
+slots (max_locks_per_transaction times the sum of max_connections, the worker processes and
+max_prepared_transactions: 7,808 with PostgreSQL's defaults; tens of thousands of large
+objects, or a few thousand partitions with their indexes) backs up every night and restores on no server so
 configured. The restore fails whole, nothing left (1), but said only `ERROR:  53200` and
 how to see psql's messages: now its hint names the lock table and what to change."""
 
