@@ -126,7 +126,8 @@ def test_readmes_procedure_brings_the_roles_back_as_they_were_at_the_newest_run(
 
 _AUDITED = """
 CREATE TABLE ddl_log (id serial PRIMARY KEY, tag text);
-CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.ddl_log (tag) VALUES (tg_tag); END$$;
+CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql
+    AS $$BEGIN INSERT INTO public.ddl_log (tag) VALUES (tg_tag); END$$;
 CREATE MATERIALIZED VIEW mv AS SELECT 1 AS x;
 CREATE EVENT TRIGGER audit ON ddl_command_end EXECUTE FUNCTION log_ddl();
 """
