@@ -8,7 +8,7 @@ server is asked which of the roles it has, and the restore records and says that
 transaction creates them all or none: a server that has only some of them has another
 session's, none of the restore's."""
 
-from . import pgcommit, pgglobals, pgprops, sigthreads
+from . import pgcommit, pgglobals, pgprops, pgsaid, sigthreads
 from .pgcli import Failure
 from .pgclient import PgError, ident, literal, run_sql
 
@@ -82,6 +82,8 @@ class Roles:
         else `otherwise`."""
         if said is not None and said.hint:
             return said.hint
+        if said is not None and said.locks_failed():
+            return pgsaid.LOCKS_HINT
         if not self.lacking or no_tablespaces or said is None or not said.tablespace_failed(self.lacking):
             return otherwise
         return ("this server lacks tablespace(s) %s, which a dump that names them needs: create them first (README: "

@@ -20,6 +20,13 @@ TABLESPACE_CODES = frozenset({"22023", "42704"})
 # a whole message (VERBOSITY=default, pg_restore -d): `tablespace "NAME" does not exist`, or
 # `DETAIL:  Tablespace "NAME" does not exist.` after the SET's
 MISSING_TABLESPACE = re.compile(rb'[Tt]ablespace "(.*)" does not exist')
+# the lock table full (or memory short): quiet, `ERROR:  53200`; whole, `HINT:  You might need to increase
+# max_locks_per_transaction.`, which the server's message adds when it is the lock table
+OUT_OF_MEMORY_CODE = "53200"
+LOCK_TABLE_FULL = re.compile(rb"\bmax_locks_per_transaction\b")
+LOCKS_HINT = ("the server ran out of shared memory (53200), most often of lock slots: a restore loads the dump in one "
+              "transaction, which locks each table, index and large object it makes until it commits; raise "
+              "max_locks_per_transaction on this server (a restart), then restore again")
 # its own line when it could not connect for want of a password (-w: none asked); not a line of the dump's
 UNSENT_PASSWORD = re.compile(rb"(?:psql|pg_restore): error: connection to server .* failed: %s\r?"
                              % re.escape(NO_PASSWORD.encode()))
@@ -37,12 +44,18 @@ class ClientSaid(ChildStderr):
         super().__init__(pass_on=False)
         self._out_fd = out_fd
         self.codes, self.tablespaces = set(), set()
+        self.lock_table_full = False  # its whole message said so
         self.hint = None  # pgclient.password_hint's, when it said it was given no password
 
     def tablespace_failed(self, lacking):
         """Whether what it said plausibly is a tablespace of `lacking` missing: its message
         names one, or (its messages quiet) its error is one such a tablespace gives."""
         return bool(self.tablespaces & set(lacking)) or bool(lacking and self.codes & TABLESPACE_CODES)
+
+    def locks_failed(self):
+        """Whether what it said is the server out of lock slots: the whole message's hint
+        names max_locks_per_transaction, or (its messages quiet) its error is 53200."""
+        return self.lock_table_full or OUT_OF_MEMORY_CODE in self.codes
 
     def _relay(self):
         with open(self._read, "rb", buffering=0) as src:
@@ -70,3 +83,5 @@ class ClientSaid(ChildStderr):
             self.codes.add(found[1].decode())
         elif found := MISSING_TABLESPACE.search(line):
             self.tablespaces.add(found[1].decode("utf-8", "surrogateescape"))
+        elif LOCK_TABLE_FULL.search(line) and line.startswith((b"HINT:", b"psql:")):
+            self.lock_table_full = True
