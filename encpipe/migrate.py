@@ -91,7 +91,7 @@ from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .inplace import kept, links_left, not_a_leftover, owner_not_kept
 from .keyplace import refuse_replaceable
-from .migratechild import Children, Failure
+from .migratechild import Children, Failure, not_encpipe
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .childenv import ENV_SIGNER
 from .textform import shown_name
@@ -264,10 +264,14 @@ class Migration(Children):
             src, _ = safefile.open_source(path, self.dir_fd)  # not through a link, nor a FIFO swapped in
             with src:
                 head = src.read(len(MAGIC))
+                bad = head == MAGIC and not_encpipe(src)  # its salt's first bytes, which nothing authenticates
         except EncpipeError as e:
             return {**line, "status": "failed", "reason": str(e), "exit_code": 66}
         except OSError as e:
             return {**line, "status": "failed", "reason": f"cannot read it: {e.strerror}", "exit_code": 66}
+        if bad:
+            return {**line, "status": "failed", "reason": f"starts as an encpipe file, but is not one: {bad}",
+                    "exit_code": 65}
         if head == MAGIC:
             return {**line, "status": "skipped", "reason": "already an encpipe file"}
         # planted by another user (its time theirs), root's or a group's: renamed over, it would be the caller's
