@@ -1,0 +1,48 @@
+"""README's operator commands, taken as an operator copies them: the nightly cron
+line, the unit printed for the escrow key, and the key files the commands of
+Keys and rotation read, each made by a command before it."""
+
+import re
+import shlex
+import shutil
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+from test_backup_dir import make_valid, run, stamp
+from test_docs import README, REPO, code_lines
+
+SYSTEMD = REPO / "scripts" / "systemd"
+RETENTION = re.compile(r"--keep(?:-last|-daily|-weekly|-monthly)? \S+|--max-age \S+")
+
+
+def section(title):
+    return README.split(f"\n{title}\n", 1)[1].split("\n#", 1)[0]
+
+
+def nightly_unit_line():
+    (line,) = [line for line in code_lines()
+               if line.startswith("encpipe-backup --systemd-unit ") and "/etc/systemd/system/" in line
+               and "--recipient-file" not in line]
+    return line
+
+
+def test_the_cron_line_keeps_what_the_nightly_unit_keeps(tmp_path):
+    """Without systemd, "one line in /etc/crontab does the same" as the unit; the unit
+    kept 14 daily backups and 12 monthly ones, the cron line `--keep-daily 14` alone:
+    an operator who moved from the timer to cron lost every monthly backup at the
+    next run, nothing said."""
+    (cron,) = [line for line in code_lines() if line.startswith("0 2 * * * postgres ")]
+    cron_policy, unit_policy = RETENTION.findall(cron), RETENTION.findall(nightly_unit_line())
+    assert unit_policy
+    d = tmp_path / "backups"
+    d.mkdir()
+    now = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
+    for days in range(0, 400, 3):
+        make_valid(d, f"shop_{stamp(now - timedelta(days=days))}.sql.enc")
+    kept = {}
+    for name, policy in (("cron", cron_policy), ("unit", unit_policy)):
+        code, report, err = run("prune", str(d), "--dry-run", *" ".join(policy).split())
+        assert (code, err) == (0, ""), (name, err)
+        kept[name] = sorted(k["filename"] for k in report["kept"])
+    assert len(kept["unit"]) > 14  # the monthly ones too
+    assert kept["cron"] == kept["unit"]
