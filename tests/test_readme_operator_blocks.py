@@ -46,3 +46,29 @@ def test_the_cron_line_keeps_what_the_nightly_unit_keeps(tmp_path):
         kept[name] = sorted(k["filename"] for k in report["kept"])
     assert len(kept["unit"]) > 14  # the monthly ones too
     assert kept["cron"] == kept["unit"]
+
+
+def test_the_escrow_key_reaches_the_nightly_unit(tmp_path):
+    """Escrow sealed one backup by hand to the escrow key, and never said that the
+    unit of Every night names no escrow key: every nightly backup after it lacked
+    the slot "every backup is also sealed to". Escrow prints the unit again with
+    --recipient-file; run as README gives it, it is the nightly unit's options and
+    the escrow key, and systemd-analyze verify takes it."""
+    escrow = " ".join(section("### Escrow").split("\n\n    ", 1)[1].split("\n\n", 1)[0].split("\\\n"))
+    (line,) = [line for line in escrow.splitlines() if "--systemd-unit" in line]
+    argv = shlex.split(line.split(">/etc/systemd/system/", 1)[0])
+    nightly = shlex.split(nightly_unit_line().split(">/etc/systemd/system/", 1)[0])
+    assert argv == nightly + ["--recipient-file", "/etc/encpipe/escrow.pub"]
+    assert line.split(">", 1)[1].split()[0] == "/etc/systemd/system/encpipe-backup@.service"
+    proc = subprocess.run([str(REPO / "scripts" / "encpipe-backup"), *argv[1:]], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (start,) = [u for u in proc.stdout.splitlines() if u.startswith("ExecStart=")]
+    assert " --recipient-file /etc/encpipe/escrow.pub -- %I" in start
+    assert shutil.which("systemd-analyze"), "systemd-analyze is needed"
+    (tmp_path / "encpipe-backup@shop.service").write_text(proc.stdout)
+    shutil.copy(SYSTEMD / "encpipe-failed@.service", tmp_path / "encpipe-failed@shop.service")
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", "./encpipe-backup@shop.service"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "encpipe-backup" not in done.stderr, done.stderr
