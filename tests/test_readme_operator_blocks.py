@@ -72,3 +72,31 @@ def test_the_escrow_key_reaches_the_nightly_unit(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "encpipe-backup" not in done.stderr, done.stderr
+
+
+def test_every_key_file_a_command_reads_in_etc_encpipe_is_made_by_one():
+    """Changing the signing key rotated with `--signer-file /etc/encpipe/old.verify`,
+    which no command made (keygen --sign had printed the verify key and kept
+    nothing): `cannot read /etc/encpipe/old.verify: No such file or directory`, 66."""
+    made, read = set(), {}
+    for line in code_lines():
+        line = line.split("  #")[0]
+        for m in re.finditer(r"(?:-o |> ?|install [^/]*\S+ |mv \S+ )(/etc/encpipe/[\w.-]+)", line):
+            made.add(m[1])
+        for m in re.finditer(r"(/etc/encpipe/[\w.-]+)", line):
+            read.setdefault(m[1], line)
+    assert {"/etc/encpipe/backup.key", "/etc/encpipe/escrow.pub"} <= made
+    assert {path: line for path, line in read.items() if path not in made} == {}
+
+
+def test_changing_the_signing_key_leaves_the_nightly_run_signing_with_the_new_one():
+    """It made new.sign and had rotate sign with it, while the unit still loaded
+    /etc/encpipe/backup.sign, the old key: every later backup carried the old
+    signature alone, which "trust the new key only" (--signer of the new key)
+    refuses, 67. The new key takes backup.sign's place before rotate runs."""
+    block = README.split("then trust the new key only:\n\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in block.replace("\\\n", " ").splitlines()]
+    moved = next(i for i, line in enumerate(lines) if line.startswith("mv /etc/encpipe/new.sign "))
+    assert lines[moved].split("#")[0].split() == ["mv", "/etc/encpipe/new.sign", "/etc/encpipe/backup.sign"]
+    rotate = next(i for i, line in enumerate(lines) if "encpipe-rotate" in line)
+    assert moved < rotate and "--sign-key /etc/encpipe/backup.sign " in lines[rotate]
