@@ -117,10 +117,12 @@ def _unlock(sealed, attempts, budget):
         except InvalidStream as e:  # a slot beyond a resource limit; another may still open
             limit_error = limit_error or e
             continue
+        if file_key is None:
+            budget.result(identity, slot, None)
+            continue
+        verify_header_mac(file_key, sealed.header)  # first: a slot copied from another file opens nothing
         budget.result(identity, slot, file_key)
-        if file_key is not None:
-            verify_header_mac(file_key, sealed.header)
-            return file_key, (index, slot, identity)
+        return file_key, (index, slot, identity)
     if budget_error or limit_error:
         raise budget_error or limit_error
     raise NoMatchingKey("no supplied key opens this file", hint=needed_keys_hint(sealed.slots))

@@ -195,3 +195,27 @@ def test_once_a_budget_is_spent_each_passphrase_still_gets_an_attempt(tmp_path, 
     assert len(evaluations) == 8 + 2 + 2
     assert report["results"][1]["error"].startswith(
         "the passphrase attempts on this file would pass its scrypt budget of 4194304 ")
+
+
+def test_a_genuine_slot_copied_into_planted_files_does_not_make_them_free(tmp_path, evaluations):
+    """A writer of the location who can read one backup copies its passphrase slot, byte
+    for byte, after costly slots of its own into each file it plants. That slot unwraps,
+    to the genuine file's key, under which the planted header does not verify (65): the
+    file did not open, and what its attempts spent counts against the run as any planted
+    file's, or each such file would cost a whole budget (5 * 8 attempts here)."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    file_key = b"\x33" * 32
+    genuine = slots.ScryptSlot(DECOY + b"gen!", *DEFAULT_COST, slots.wrap_file_key(b"\x00" * 32, file_key)).encode()
+    for day in range(1, 6):
+        decoys = [(craft.SLOT_SCRYPT, craft.scrypt_body(*DEFAULT_COST, salt=DECOY + struct.pack(">HH", day, n)))
+                  for n in range(7)]
+        (directory / name(day)).write_bytes(craft.seal_with(PLAINTEXT, [], extra=decoys + [genuine]))
+    (directory / name(6)).write_bytes(craft.seal_with(PLAINTEXT, [Passphrase(b"right", 10, 8, 1)]))
+    evaluations.clear()
+    code, report, _ = verify(tmp_path, directory, b"right")
+    results = report["results"]
+    assert [r["exit_code"] for r in results] == [65] * 5 + [None]
+    assert "header authentication failed" in results[0]["error"]
+    assert results[5]["ok"] is True
+    assert len(evaluations) == 8 + 4 + 1  # not 5 * 8 + 1
