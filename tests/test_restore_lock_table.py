@@ -21,31 +21,49 @@ HINT = ("encpipe-restore: hint: the server ran out of shared memory (53200), mos
 _STATE = "SELECT datname FROM pg_database ORDER BY 1; SELECT rolname FROM pg_roles ORDER BY 1"
 
 
-@pytest.mark.parametrize("fmt", ["plain", "custom"])
-def test_a_restore_that_runs_out_of_lock_slots_says_so_and_what_to_change(tools, key_file, tmp_path, fmt):
+@pytest.fixture(scope="module")
+def backups(tools, key_file, tmp_path_factory):
+    """A plain and a custom backup of a database of 4,000 large objects, a role's."""
+    where, made = tmp_path_factory.mktemp("locks") / "b", {}
     with PgCluster() as old:
         old.psql("CREATE ROLE docs_owner LOGIN; CREATE DATABASE docs OWNER docs_owner")
         old.psql("SET ROLE docs_owner; SELECT count(lo_from_bytea(0, 'page')) FROM generate_series(1, 4000)", db="docs")
-        proc = run([BACKUP, "--dir", str(tmp_path / "b"), "--format", fmt, "--key-file", key_file, "docs"],
-                   script_env(old, tools))
-        assert proc.returncode == 0, proc.stderr.decode()
-        path = os.path.join(str(tmp_path / "b"), json.loads(proc.stdout)["filename"])
+        for fmt in ("plain", "custom"):
+            proc = run([BACKUP, "--dir", str(where), "--format", fmt, "--key-file", key_file, "docs"],
+                       script_env(old, tools))
+            assert proc.returncode == 0, proc.stderr.decode()
+            made[fmt] = os.path.join(str(where), json.loads(proc.stdout)["filename"])
+    return made
+
+
+@pytest.fixture(scope="module")
+def few_locks():
+    """A server whose lock table holds far fewer slots than the backups' objects."""
     with PgCluster(settings={"max_locks_per_transaction": "10", "max_connections": "20"}) as new:
-        before, env = new.psql(_STATE), script_env(new, tools)
-        proc = run([RESTORE, "--key-file", key_file, path, "docs"], env)
+        yield new
+
+
+@pytest.mark.parametrize("fmt", ["plain", "custom"])
+def test_a_restore_that_runs_out_of_lock_slots_says_so_and_what_to_change(tools, key_file, backups, few_locks, fmt):
+    path, new = backups[fmt], few_locks
+    before, env = new.psql(_STATE), script_env(new, tools)
+    proc = run([RESTORE, "--key-file", key_file, path, "docs"], env)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    lines = proc.stderr.decode().splitlines()
+    assert [line for line in lines if line.endswith("ERROR:  53200")]
+    assert lines[-2:] == ["encpipe-restore: error: restoring %s failed; database docs was not created" % path, HINT]
+    assert new.psql(_STATE) == before  # no database, no role left
+    if fmt == "plain":  # psql's whole message: the same hint
+        proc = run([RESTORE, "--key-file", key_file, path, "docs", "--", "-v", "VERBOSITY=default"], env)
         assert (proc.returncode, proc.stdout) == (1, b"")
-        lines = proc.stderr.decode().splitlines()
-        assert [line for line in lines if line.endswith("ERROR:  53200")]
-        assert lines[-2:] == ["encpipe-restore: error: restoring %s failed; database docs was not created" % path,
-                              HINT]
-        assert new.psql(_STATE) == before  # no database, no role left
-        if fmt == "plain":  # psql's whole message: the same hint
-            proc = run([RESTORE, "--key-file", key_file, path, "docs", "--", "-v", "VERBOSITY=default"], env)
-            assert (proc.returncode, proc.stdout) == (1, b"")
-            assert "max_locks_per_transaction" in proc.stderr.decode()
-            assert proc.stderr.decode().splitlines()[-1] == HINT
-            assert new.psql(_STATE) == before
+        assert "max_locks_per_transaction" in proc.stderr.decode()
+        assert proc.stderr.decode().splitlines()[-1] == HINT
+        assert new.psql(_STATE) == before
+
+
+def test_the_same_backups_restore_once_the_lock_table_is_raised(tools, key_file, backups):
     with PgCluster(settings={"max_locks_per_transaction": "300", "max_connections": "20"}) as raised:
-        proc = run([RESTORE, "--key-file", key_file, path, "docs"], script_env(raised, tools))
-        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
-        assert raised.psql("SELECT count(*) FROM pg_largeobject_metadata", db="docs") == "4000\n"
+        for fmt, path in sorted(backups.items()):
+            proc = run([RESTORE, "--key-file", key_file, path, f"docs_{fmt}"], script_env(raised, tools))
+            assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+            assert raised.psql("SELECT count(*) FROM pg_largeobject_metadata", db=f"docs_{fmt}") == "4000\n"
