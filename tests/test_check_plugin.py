@@ -53,6 +53,8 @@ USAGE_ERRORS = [  # DIR: the test's directory
      "--key-file is read only with --verify: without it, check reads names and headers only"),
     (["--max-age", "24", "--metrics-file", "", "DIR"], "--metrics-file needs a value, not an empty one"),
     (["--max-age", "24", "--verify", "--signer", "encpipesign1x", "DIR"], None),  # a malformed --signer
+    # a key file read, no key in it: its content, as a malformed --signer's (one that cannot be read: CRITICAL)
+    (["--max-age", "24", "--verify", "--key-file", "/dev/null", "DIR"], "/dev/null: no key found"),
     (["--max-age", "24", "--dir", "offsite,password=hunter2:b"],
      "--dir: the remote's connection string gives password: a credential would be on rclone's command line, where "
      "other users can read it"),
