@@ -49,17 +49,22 @@ def name_in_use(env=None):
     """The library seal and open use, for --version: name(), but pycryptodome when an
     installed `cryptography` cannot be used (its AEAD module cannot be imported, or
     has no AESGCM.encrypt_into: older than 47) and was not forced, as library()
-    finds it by the same load(); pycryptodome's ciphers are not imported. A forced
-    library that is not installed, or (cryptography) whose package cannot be imported
-    or is older than 47, is library()'s UsageError, as for seal and open; a forced one
-    that can be used is not imported (its package's version only)."""
+    finds it by the same load(); pycryptodome's top module is imported (its ciphers
+    are not): one not installed, forced or not, is its ImportError, a missing package
+    (69). A forced `cryptography` that is not installed, whose package cannot be
+    imported or is older than 47, is library()'s UsageError, as for seal and open; a
+    forced one that can be used is not imported (its package's version only)."""
     env = os.environ if env is None else env
     chosen = name(env)
     if env.get(ENV_CIPHER, "").strip():
         if chosen == CRYPTOGRAPHY and not (_is_installed(chosen) and _recent_enough()):  # pycryptodome's: Crypto
             library()
     elif chosen == CRYPTOGRAPHY and _unusable(CRYPTOGRAPHY):
-        return PYCRYPTODOME
+        chosen = PYCRYPTODOME
+    if chosen == PYCRYPTODOME:  # named only when it is there: else the ImportError, 69 as for any command
+        from .deps import require_installed
+
+        require_installed()
     return chosen
 
 

@@ -129,12 +129,12 @@ OLD_DOCOPT = ('__version__ = "0.6.2"\n\n'
               "def docopt(doc, argv=None, help=True, version=None, options_first=False):\n    pass\n")
 
 
-def _shimmed(tmp_path, files, argv):
+def _shimmed(tmp_path, files, argv, **extra_env):
     """python -m encpipe with a sys.path entry in front that hides or replaces modules."""
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "ENCPIPE_KEY": "a" * 64, "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "ENCPIPE_KEY": "a" * 64, "PATH": "/usr/bin:/bin", **extra_env}
     return subprocess.run([sys.executable, "-m", "encpipe", *argv], input=b"data", capture_output=True, env=env)
 
 
@@ -172,6 +172,19 @@ def test_help_and_version_need_no_cryptography(tmp_path):
     hidden = {"Crypto/__init__.py": MISSING.format("Crypto")}
     assert _shimmed(tmp_path, hidden, ["--version"]).returncode == 0
     assert _shimmed(tmp_path, hidden, ["seal", "--help"]).returncode == 0
+
+
+def test_version_names_no_cipher_that_is_not_installed(tmp_path):
+    """On a Python with neither pycryptodome nor a usable `cryptography` (Debian's
+    python3, whose cryptography is 38, run on the checkout), `encpipe --version` said
+    `1.0.0 (cipher: pycryptodome)`, 0, while every command was 69 for want of it:
+    Installing says --version names the one in use, and a missing package is 69."""
+    hidden = {"Crypto/__init__.py": MISSING.format("Crypto"), "cryptography/__init__.py": MISSING.format("cryptography")}
+    for forced in ({}, {"ENCPIPE_CIPHER": "pycryptodome"}):
+        done = _shimmed(tmp_path, hidden, ["--version"], **forced)
+        assert (done.returncode, done.stdout) == (69, b""), (forced, done.stderr)
+        assert_one_line_error(done.stderr.decode())
+        assert "install the package pycryptodome" in done.stderr.decode()
 
 
 @pytest.mark.parametrize("script", ["encpipe-list", "encpipe-prune", "encpipe-verify", "encpipe-check"])
