@@ -32,12 +32,13 @@ def private_spool(tmpdir=None):
     a spooled pipe or the witnesses of a first pass. Its closing raises nothing: what
     it still buffers is bytes of a run that already failed (a full TMPDIR), whose
     error must stay the one reported, not a bare OSError of the flush again."""
-    spool = _unnamed(tmpdir)
+    where = tmpdir or _named_tmpdir()
+    spool = _unnamed(where or "/tmp")
     if spool is None:  # tempfile says why, or finds another way (a file system without O_TMPFILE)
         import tempfile
 
-        try:
-            spool = tempfile.TemporaryFile(dir=tmpdir)
+        try:  # in the directory named, if any: tempfile would go on to /tmp, where TMPDIR was set not to
+            spool = tempfile.TemporaryFile(dir=where)
         except OSError as e:
             raise IOFailure(f"cannot create a temporary file (TMPDIR): {e.strerror or e}") from None
     try:
@@ -52,13 +53,17 @@ def private_spool(tmpdir=None):
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # 0: not Linux
 
 
-def _unnamed(tmpdir):
-    """What tempfile.TemporaryFile(dir=tmpdir) opens first on Linux (O_TMPFILE, with
+def _named_tmpdir():
+    """The first of TMPDIR, TEMP and TMP that is set (where tempfile.gettempdir looks
+    first), else None."""
+    return next((os.environ[n] for n in ("TMPDIR", "TEMP", "TMP") if os.environ.get(n)), None)
+
+
+def _unnamed(where):
+    """What tempfile.TemporaryFile(dir=where) opens first on Linux (O_TMPFILE, with
     its mode), through a link to the directory as well, without importing tempfile
-    (shutil, random: about 4 ms of `open FILE`'s start): in `tmpdir`, else in the
-    first of TMPDIR, TEMP and TMP that is set, else /tmp (where tempfile.gettempdir
-    looks first); None when that fails, and tempfile tries its way."""
-    where = tmpdir or next((os.environ[n] for n in ("TMPDIR", "TEMP", "TMP") if os.environ.get(n)), "/tmp")
+    (shutil, random: about 4 ms of `open FILE`'s start); None when that fails, and
+    tempfile tries its way in the same directory (private_spool)."""
     if not _O_TMPFILE:
         return None
     try:

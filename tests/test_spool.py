@@ -1,12 +1,16 @@
 """spool.private_spool opens what tempfile.TemporaryFile would (an unnamed O_TMPFILE
 file, mode 0600, in TMPDIR, TEMP or TMP, else /tmp) without importing tempfile, and
-leaves to tempfile every case it cannot do so: the same directory either way."""
+leaves to tempfile every case it cannot do so, in the same directory: one named that
+cannot hold the file is 74, never another."""
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
+from encpipe.errors import IOFailure
 from encpipe.spool import private_spool
 
 
@@ -29,13 +33,26 @@ def test_an_unnamed_file_in_the_first_temporary_directory_set(tmp_path, monkeypa
     assert os.listdir(tmp_path) == []
 
 
-def test_a_directory_given_comes_first_and_one_that_fails_is_tempfiles_to_judge(tmp_path, monkeypatch):
-    given, missing = tmp_path / "given", tmp_path / "missing"
+def test_a_directory_given_comes_first_and_one_that_cannot_hold_the_file_is_74(tmp_path, monkeypatch):
+    """A TMPDIR (TEMP, TMP) that names no directory, or one this user cannot write, fails (74),
+    as `sort -T` and mktemp do: before, tempfile passed over it to /tmp, which TMPDIR was
+    set to keep the spool (a whole backup's ciphertext, a pipe's) out of."""
+    given, missing, closed = tmp_path / "given", tmp_path / "missing", tmp_path / "closed"
     given.mkdir()
+    closed.mkdir(mode=0o500)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     with private_spool(str(given)) as spool:
         assert _where(spool).startswith(f"{given}/#")
-    monkeypatch.setenv("TMPDIR", str(missing))  # tempfile passes over it to /tmp, as it did before
+    for where in (missing, closed, tmp_path / "given" / ".." / "missing"):
+        monkeypatch.setenv("TMPDIR", str(where))
+        if where == closed and os.geteuid() == 0:
+            continue  # root writes it all the same
+        with pytest.raises(IOFailure) as failed:
+            with private_spool():
+                pass
+        assert str(failed.value).startswith("cannot create a temporary file (TMPDIR): "), failed.value
+    for name in ("TMPDIR", "TEMP", "TMP"):  # none set: /tmp
+        monkeypatch.delenv(name, raising=False)
     with private_spool() as spool:
         assert os.path.dirname(_where(spool)) == "/tmp"
 
@@ -51,3 +68,23 @@ def test_a_temporary_directory_reached_by_a_symbolic_link_holds_an_unnamed_file(
     with private_spool() as spool:
         assert _where(spool).startswith(f"{real}/#") and os.fstat(spool.fileno()).st_nlink == 0
         assert not os.get_inheritable(spool.fileno())
+
+
+@pytest.mark.parametrize("argv", [["open", "--verify-first", "--key-file", "KEY"], ["open", "--legacy"]],
+                         ids=["verify-first", "legacy"])
+def test_a_spooling_open_with_a_tmpdir_that_names_no_directory_is_74_and_writes_nothing(tmp_path, argv):
+    """encpipe open from a pipe that spools (--verify-first; a legacy file, checked whole
+    first): TMPDIR names no directory. Before, the ciphertext went to /tmp and the run
+    went on."""
+    key = tmp_path / "key"
+    key.write_text("7a" * 32 + "\n")
+    key.chmod(0o600)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "TMPDIR": str(tmp_path / "no"),
+           "BACKUP_ENCRYPTION_KEY": "7a" * 32}
+    sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", str(key)], input=b"data" * 9999,
+                            capture_output=True, env=env, timeout=60, check=True).stdout
+    legacy = os.urandom(64) + b"\x01" * 100_000  # as far as the spool: no zero run, a header of random bytes
+    done = subprocess.run([sys.executable, "-m", "encpipe", *[str(key) if a == "KEY" else a for a in argv]],
+                          input=legacy if "--legacy" in argv else sealed, capture_output=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout) == (74, b""), done.stderr
+    assert done.stderr.decode().startswith("encpipe: error: cannot create a temporary file (TMPDIR): ")
