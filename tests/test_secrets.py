@@ -391,6 +391,28 @@ def test_a_key_pasted_as_a_scripts_command_is_refused_before_anything_runs(tmp_p
     assert KEY not in err, err
 
 
+@pytest.mark.parametrize("argv, option", [
+    (["encpipe-backup", "--key-file", "KEY", "--to", "offsite:PASTED", "db"], "--to"),
+    (["encpipe-backup", "--key-file", "KEY", "--to", "offsite:backups/PASTED/x", "db"], "--to"),
+    (["encpipe-restore", "--key-file", "KEY", "offsite:backups/PASTED", "db"], "FILE"),
+    (["encpipe-list", "offsite:PASTED"], "DIR"),
+    (["encpipe-verify", "--key-file", "KEY", "offsite:PASTED/shop_20250101T020000Z.sql.enc"], "PATH"),
+], ids=["backup-bucket", "backup-folder", "restore", "list", "verify"])
+def test_a_key_pasted_in_a_remotes_path_is_refused_before_rclone_runs(tmp_path, argv, option):
+    """A key pasted after a remote's colon (where the bucket or the folder belongs): before,
+    it went on rclone's command line, into every error line, and to the object store as a
+    bucket's name. Now 64, not shown, before anything runs."""
+    words = {"KEY": secret_file(tmp_path / "k", KEY + "\n")}
+    argv = [os.path.join(SCRIPTS, argv[0]), *(words.get(a, a).replace("PASTED", KEY) for a in argv[1:])]
+    env = clean_env({"PYTHONPATH": os.path.dirname(SCRIPTS), "PGHOST": str(tmp_path / "no-server"),
+                     "RCLONE": str(tmp_path / "no-rclone"), "RCLONE_CONFIG_OFFSITE_TYPE": "local"})
+    done = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    err = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (64, b""), err
+    assert KEY not in err and "a raw key (a secret, not shown), not a remote's name or path" in err, err
+    assert option in err.splitlines()[0], err
+
+
 @pytest.mark.parametrize("argv", [
     ["open", "--KEY", "FILE"], ["--KEY", "open"], ["open", "--key-fileKEY", "FILE"],
     ["encpipe-list", "--KEY", "DIR"], ["encpipe-backup", "--KEY", "db"], ["encpipe-restore", "--KEY", "FILE", "db"],

@@ -13,7 +13,7 @@ import os
 import re
 
 from ..errors import InputUnavailable, UsageError
-from ..textform import shown_name
+from ..textform import refuse_key_in_place, shown_name
 
 # A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
 # (any script's), `_`, `.`, `+` and `@`, and `-` and spaces each followed by more (never
@@ -182,6 +182,9 @@ def refuse_credentials(location, option):
     if shown is not None:
         raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
                          "rclone's command line, where other users can read it", hint=HINT)
+    if prefix_end(location) is not None:  # a key pasted in a part of REMOTE:PATH: on rclone's command line,
+        for part in re.split(r"[:/]", location):  # in every error line, and sent to the remote as a name
+            refuse_key_in_place(part, option, "remote's name or path")
 
 
 def _secret_anywhere(location):
