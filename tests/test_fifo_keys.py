@@ -61,6 +61,8 @@ def bounded(argv, writers=(), **kwargs):
     finally:
         for writer in writers:
             writer.stop.set()
+    for writer in writers:  # a reader that took the key and ended may end before its writer counts it
+        writer.join(timeout=WAIT)
     assert all(writer.served == 1 for writer in writers)
     return proc.returncode, out, err
 
