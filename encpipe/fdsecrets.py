@@ -176,18 +176,17 @@ class FdSecrets:
 def names_a_key(argv):
     """True when `argv` (an encpipe command) gives one of KEY_OPTIONS, before any "--":
     its keys come from there, and none from the environment."""
-    for word in argv:
-        if word == "--":
-            return False
-        if word.partition("=")[0] in KEY_OPTIONS:
-            return True
-    return False
+    return any(word.partition("=")[0] in KEY_OPTIONS for word in _options(argv))
+
+
+def _options(argv):
+    """`argv`'s words before any "--" (after it, file names)."""
+    return argv[:argv.index("--")] if "--" in argv else argv
 
 
 def runs_a_command(argv):
     """True when `argv` (an encpipe command) gives a key command (COMMAND_OPTIONS), before any "--"."""
-    words = argv[:argv.index("--")] if "--" in argv else argv
-    return any(word.partition("=")[0] in COMMAND_OPTIONS for word in words)
+    return any(word.partition("=")[0] in COMMAND_OPTIONS for word in _options(argv))
 
 
 def reads_no_key(argv):
@@ -196,7 +195,7 @@ def reads_no_key(argv):
     or verify keys only, keygen, pubkey, help. The command is its first word that
     names one; with none found, False (the child keeps the variables: never fewer
     than it reads)."""
-    words = argv[:argv.index("--")] if "--" in argv else argv
+    words = _options(argv)
     command = next((word for word in words if word in COMMANDS), None)
     given = {word.partition("=")[0] for word in words}
     if command == "inspect":

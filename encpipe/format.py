@@ -142,6 +142,17 @@ def read_header(src):
     return parse_header(prefix + rest)
 
 
+def not_a_header(src):
+    """Why `src`, read from its start, holds no well-formed header (read_header's
+    words), else None: a file that only starts with MAGIC (encpipe-migrate: the
+    previous tool's, its unauthenticated salt so) is not one to take for encpipe's."""
+    src.seek(0)
+    try:
+        read_header(src)
+    except InvalidStream as e:
+        return str(e)
+    return None
+
 def parse_header(raw):
     """Parse a complete header whose prefix has been checked by read_header."""
     (crc,) = _CRC.unpack_from(raw, len(raw) - _CRC.size)

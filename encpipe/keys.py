@@ -138,7 +138,7 @@ def _warn_mode(path, mode, warn):
     """One warning line (its advice on it: no hint line), unless a script that runs
     this encpipe already gave it (ENV_MODE_WARNED). A named FIFO too: another user
     who may open it can read the key before encpipe does (a pipe's is 0600)."""
-    if (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)) and mode & 0o077 and os.environ.get(ENV_MODE_WARNED) != "1":
+    if others_bits(mode) and os.environ.get(ENV_MODE_WARNED) != "1":
         warn(f"{path} is readable by group or others: chmod 600 {path}")
 
 

@@ -84,6 +84,7 @@ from . import dirlock, keycheck, safefile
 from .argwords import dashed, option_words
 from .cli import Io, catch_signal, child_command, print_text, write_line
 from .errors import EncpipeError
+from .format import MAGIC, not_a_header
 from .fdsecrets import FdSecrets
 from .shown import json_value
 from .sigdefer import Commit, held
@@ -91,12 +92,11 @@ from .keys import warn_secret_modes
 from .keyargs import load_signers, public_forms, secret_fds_open
 from .inplace import kept, links_left, not_a_leftover, owner_not_kept
 from .keyplace import refuse_replaceable
-from .migratechild import Children, Failure, not_encpipe
+from .migratechild import Children, Failure
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 from .childenv import ENV_SIGNER
 from .textform import shown_name
 
-MAGIC = b"ENCPIPE"
 LEGACY_HEADER = 64
 SUFFIX = ".sql.enc"
 KEPT_SUFFIX = ".legacy"
@@ -264,7 +264,7 @@ class Migration(Children):
             src, _ = safefile.open_source(path, self.dir_fd)  # not through a link, nor a FIFO swapped in
             with src:
                 head = src.read(len(MAGIC))
-                bad = head == MAGIC and not_encpipe(src)  # its salt's first bytes, which nothing authenticates
+                bad = head == MAGIC and not_a_header(src)  # its salt's first bytes, which nothing authenticates
         except EncpipeError as e:
             return {**line, "status": "failed", "reason": str(e), "exit_code": 66}
         except OSError as e:

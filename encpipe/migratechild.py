@@ -91,17 +91,3 @@ class Children:
         """--progress for seal (the plaintext's size: it reads a pipe), or for inspect --verify (None)."""
         size = ["--size", str(plaintext)] if plaintext is not None else []
         return ["--progress", *size] if self.args.progress else []
-
-
-def not_encpipe(src):
-    """Why `src`, which starts with encpipe's magic, has no encpipe header (the previous
-    tool's file, its salt so, is not one to skip); None when it has one."""
-    from .errors import InvalidStream
-    from .format import read_header
-
-    src.seek(0)
-    try:
-        read_header(src)
-    except InvalidStream as e:
-        return str(e)
-    return None

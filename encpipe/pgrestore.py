@@ -76,7 +76,7 @@ class Run(Children):
         files = ("--key-file", "--identity", "--passphrase-file")  # one on standard input: 64 first
         self.secrets = FdSecrets(opts["given"], files, ("--passphrase-fd",))
         for fd in dict.fromkeys(map(int, opts["given"].get("--passphrase-fd", []))):  # before ENCPIPE_MODE_WARNED
-            warn_fd_mode(fd, getattr(self.secrets.secrets.get(fd), "others", 0), lambda text: say(text, "warning"))
+            warn_fd_mode(fd, self.secrets.others_bits(f"/dev/fd/{fd}") or 0, lambda text: say(text, "warning"))
         warn_secret_modes([p for o in files for p in opts["given"].get(o, [])], lambda text: say(text, "warning"),
                           self.secrets.others_bits)
         self.env = dict(os.environ)
