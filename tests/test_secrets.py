@@ -392,25 +392,52 @@ def test_a_key_pasted_as_a_scripts_command_is_refused_before_anything_runs(tmp_p
 
 
 @pytest.mark.parametrize("argv, option", [
-    (["encpipe-backup", "--key-file", "KEY", "--to", "offsite:PASTED", "db"], "--to"),
-    (["encpipe-backup", "--key-file", "KEY", "--to", "offsite:backups/PASTED/x", "db"], "--to"),
-    (["encpipe-restore", "--key-file", "KEY", "offsite:backups/PASTED", "db"], "FILE"),
-    (["encpipe-list", "offsite:PASTED"], "DIR"),
-    (["encpipe-verify", "--key-file", "KEY", "offsite:PASTED/shop_20250101T020000Z.sql.enc"], "PATH"),
-], ids=["backup-bucket", "backup-folder", "restore", "list", "verify"])
+    (["encpipe-backup", "--key-file", "KEY", "--to", "offsite:HEX", "db"], "--to"),
+    (["encpipe-backup", "--key-file", "KEY", "--to", "offsite:backups/IDENTITY/x", "db"], "--to"),
+    (["encpipe-restore", "--key-file", "KEY", "offsite:HEX/shop_20250101T020000Z.sql.enc", "db"], "FILE"),
+    (["encpipe-list", "offsite:/HEX"], "DIR"),
+    (["encpipe-list", "HEX:backups"], "DIR"),
+    (["encpipe-list", "offsite,root=/x:a/b/SIGNING"], "DIR"),
+    (["encpipe-verify", "--key-file", "KEY", "offsite:HEX/shop_20250101T020000Z.sql.enc"], "PATH"),
+], ids=["backup-bucket", "backup-folder-identity", "restore", "list-root", "list-name", "list-signing", "verify"])
 def test_a_key_pasted_in_a_remotes_path_is_refused_before_rclone_runs(tmp_path, argv, option):
     """A key pasted after a remote's colon (where the bucket or the folder belongs): before,
     it went on rclone's command line, into every error line, and to the object store as a
-    bucket's name. Now 64, not shown, before anything runs."""
+    bucket's name. Now 64, not shown, before anything runs. A raw key's form (64 hex
+    digits) is refused in the remote's name and as the path's first part (a bucket's
+    name has 63 characters at most); an identity's or signing key's text form anywhere."""
+    pasted = {"HEX": KEY, "IDENTITY": _identity(), "SIGNING": "ENCPIPE-SIGNING-KEY-" + "A" * 60}
     words = {"KEY": secret_file(tmp_path / "k", KEY + "\n")}
-    argv = [os.path.join(SCRIPTS, argv[0]), *(words.get(a, a).replace("PASTED", KEY) for a in argv[1:])]
+    argv = [os.path.join(SCRIPTS, argv[0]), *(_pasted(words.get(a, a), pasted) for a in argv[1:])]
     env = clean_env({"PYTHONPATH": os.path.dirname(SCRIPTS), "PGHOST": str(tmp_path / "no-server"),
                      "RCLONE": str(tmp_path / "no-rclone"), "RCLONE_CONFIG_OFFSITE_TYPE": "local"})
     done = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
     err = done.stderr.decode()
     assert (done.returncode, done.stdout) == (64, b""), err
-    assert KEY not in err and "a raw key (a secret, not shown), not a remote's name or path" in err, err
+    assert not any(secret in err for secret in pasted.values()), err
+    assert "(a secret, not shown), not a remote's name or path" in err, err
     assert option in err.splitlines()[0], err
+
+
+def _pasted(word, pasted):
+    for name, secret in pasted.items():
+        word = word.replace(name, secret)
+    return word
+
+
+def test_64_hex_digits_deeper_in_a_remotes_path_are_a_folders_name(tmp_path):
+    """A folder named by 64 hex digits (a SHA-256, a Docker volume's id) below the
+    remote's first part: refused as a raw key before (64, every backup to it failed);
+    now rclone lists it."""
+    from s3server import rclone_binary
+
+    folder = tmp_path / "volumes" / KEY
+    folder.mkdir(parents=True)
+    env = clean_env({"PYTHONPATH": os.path.dirname(SCRIPTS), "RCLONE": rclone_binary(),
+                     "RCLONE_CONFIG_OFFSITE_TYPE": "local", "RCLONE_CONFIG": str(tmp_path / "none.conf")})
+    argv = [os.path.join(SCRIPTS, "encpipe-list"), "offsite:%s/volumes/%s" % (tmp_path, KEY)]
+    done = subprocess.run(argv, capture_output=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"[]\n", b"")
 
 
 @pytest.mark.parametrize("argv", [

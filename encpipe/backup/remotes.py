@@ -13,7 +13,7 @@ import os
 import re
 
 from ..errors import InputUnavailable, UsageError
-from ..textform import refuse_key_in_place, shown_name
+from ..textform import RAW_KEY_KIND, refuse_key_in_place, secret_kind, shown_name
 
 # A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
 # (any script's), `_`, `.`, `+` and `@`, and `-` and spaces each followed by more (never
@@ -182,9 +182,22 @@ def refuse_credentials(location, option):
     if shown is not None:
         raise UsageError(f"{option}: the remote's connection string gives {shown}: a credential would be on "
                          "rclone's command line, where other users can read it", hint=HINT)
-    if prefix_end(location) is not None:  # a key pasted in a part of REMOTE:PATH: on rclone's command line,
-        for part in re.split(r"[:/]", location):  # in every error line, and sent to the remote as a name
+    end = prefix_end(location)
+    if end is not None:  # a key pasted in a part of REMOTE:PATH: on rclone's command line,
+        for part in _key_places(location, end):  # in every error line, and sent to the remote as a name
             refuse_key_in_place(part, option, "remote's name or path")
+
+
+def _key_places(location, end):
+    """The parts of REMOTE:PATH (path starting at `end`) where a key pasted is refused: an
+    identity's or signing key's text form in any part; 64 hex digits (a raw key's form)
+    in the remote's name and parameters, or as the path's first part, where a bucket's
+    name is (S3's, GCS's, Azure's: 63 characters at most). Deeper, 64 hex digits are
+    a name as well (a SHA-256 folder, a Docker volume's): refused, such a remote could
+    not be used at all."""
+    head, path = re.split(r"[:/]", location[:end]), [part for part in location[end:].split("/") if part]
+    yield from head + path[:1]
+    yield from (part for part in path[1:] if secret_kind(part) not in (None, RAW_KEY_KIND))
 
 
 def _secret_anywhere(location):
