@@ -130,3 +130,58 @@ def test_a_remote_restore_run_from_a_directory_holding_an_encpipe_package(s3, se
     assert not ran.exists(), ran.read_text()
     assert (done.returncode, done.stdout) == (65, b""), done.stderr
     assert f"cannot decrypt the globals file {s3.location}/cwd/{GLOBALS} " in done.stderr.decode()
+
+
+# A planted module that says it ran, then hands over to the real one: the set-up's
+# probes then answer as without it (no reinstall, no `venv --clear` of the checkout's .venv).
+SHIM = """import importlib, os, sys
+with open(os.environ["PLANTED_RAN"], "a") as f:
+    f.write(__name__ + "\\n")
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+del sys.modules[__name__]
+sys.modules[__name__] = importlib.import_module(__name__)
+"""
+SET_UP_MODULES = ("Crypto", "docopt", "cryptography", "venv", "ensurepip", "pip", "compileall", "encpipe", "json")
+
+
+def test_the_demos_set_up_run_from_a_planted_directory_imports_none_of_it(tmp_path):
+    """The checkout demo's set-up (is python3's pycryptodome there? does .venv's pip
+    run?) probed with `python3 -c` and `-m pip`, which put the working directory first
+    on the module path: a Crypto.py another user left in /tmp ran as root, before
+    apt-get, when the demo was started from there. Now each Python of the set-up runs
+    isolated (-I), and the tour's scripts get no ENCPIPE of `-m encpipe`."""
+    where, ran = tmp_path / "cwd", tmp_path / "planted-ran"
+    where.mkdir()
+    for name in SET_UP_MODULES:
+        (where / f"{name}.py").write_text(SHIM)
+    env = script_env(ran)
+    del env["PYTHONPATH"]
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env["PATH"]])  # python3: this one, with the deps
+    done = subprocess.run([str(SCRIPTS / "encpipe-demo"), "--offline"], cwd=where, env=env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"installing" not in done.stderr, done.stderr.decode()
+    assert not ran.exists(), ran.read_text()
+
+
+def test_readmes_module_commands_run_isolated_and_so_import_nothing_planted(tmp_path):
+    """README gives `python3 -I -m encpipe.backup ...` (the steps of a script of one's own,
+    list, prune, verify) for operators to run: -m put the working directory first on
+    the module path, an encpipe/ or json.py there ran as the operator, with the key
+    files' paths. README now says `python3 -I -m`, which leaves it out."""
+    readme = (SCRIPTS.parent / "README.md").read_text()
+    given = [line for line in readme.splitlines() if "python3 -m encpipe.backup" in line]
+    assert given == []
+    assert readme.count("python3 -I -m encpipe.backup") >= 10
+    where, ran = planted(tmp_path)
+    (where / "encpipe.py").unlink()
+    (where / "encpipe").mkdir()
+    (where / "encpipe" / "__init__.py").write_text(PLANTED)
+    (tmp_path / "backups").mkdir(mode=0o700)
+    env = script_env(ran)
+    del env["PYTHONPATH"]  # -I leaves it out: this Python's own encpipe (the checkout's, installed editable)
+    done = subprocess.run([sys.executable, "-I", "-m", "encpipe.backup", "list", str(tmp_path / "backups")],
+                          cwd=where, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"[]\n", b"")
+    assert not ran.exists(), ran.read_text()

@@ -358,7 +358,7 @@ def test_a_stored_backup_whose_metrics_cannot_be_written_says_so_prints_its_line
 
 @pytest.mark.parametrize("started", ["abc", "nan", "inf", ""])
 def test_a_started_that_is_no_unix_time_is_a_usage_error(tmp_path, started):
-    """`--started` of `python3 -m encpipe.backup commit/abort` (a script's) that is no
+    """`--started` of `python3 -I -m encpipe.backup commit/abort` (a script's) that is no
     finite number: 64 and one line, before anything is renamed or recorded. Before,
     a commit stored the backup and then failed with a traceback (status 1) on its
     JSON line's duration, and `nan` or `inf` was recorded as the duration."""
@@ -372,7 +372,7 @@ def test_a_started_that_is_no_unix_time_is_a_usage_error(tmp_path, started):
                          "--metrics-file", str(prom), *argv[1:]], stdout=out, stderr=err, env={})
         assert (code, out.getvalue()) == (64, b"")
         assert err.getvalue() == f"encpipe-backup: error: --started must be Unix time in seconds, not '{started}'\n" \
-                                 "encpipe-backup: hint: see python3 -m encpipe.backup --help\n"
+                                 "encpipe-backup: hint: see python3 -I -m encpipe.backup --help\n"
         assert sorted(os.listdir(tmp_path / "b")) == [".encpipe-tmp.x"] and not prom.exists()
 
 

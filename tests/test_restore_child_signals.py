@@ -8,7 +8,7 @@ running on (with the key), a stop during the globals file's decryption waited
 for that encpipe to end (a whole pass over a large file), and a stop during the
 dump's waited 10 s for the key command, which was left running.
 
-So for a remote FILE's fetch: its helper (`python3 -m encpipe.backup fetch`)
+So for a remote FILE's fetch: its helper (`python3 -I -m encpipe.backup fetch`)
 and the `rclone cat` it runs end with the restore. Before, both were left
 downloading into a temporary file the restore had already removed."""
 

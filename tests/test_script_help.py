@@ -88,12 +88,12 @@ def test_a_listing_scripts_help_lists_only_its_own_options_and_command(name):
     assert re.findall(r"^  (\w+) ", commands, flags=re.M) == [name]
 
 
-MODULE = "python3 -m encpipe.backup"
+MODULE = "python3 -I -m encpipe.backup"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["-h"], ["upload", "--help"], ["fetch", "-h"]])
 def test_the_modules_help_says_how_it_is_run(argv, tmp_path):
-    """`python3 -m encpipe.backup --help` called the program encpipe-backups, and
+    """`python3 -I -m encpipe.backup --help` called the program encpipe-backups, and
     `... upload --help` called it job: names nothing installs. Its usage lines now
     say how it is run."""
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
@@ -123,7 +123,7 @@ def test_the_modules_usage_errors_name_it_as_it_is_run(argv, message, tmp_path):
                                            (["commit", "--started", "nan", "--dir", "d", "--database", "db", "--kind", "sql", "T", "N"],
                                             "--started must be Unix time in seconds, not 'nan'")])
 def test_the_steps_usage_errors_say_whose_help_to_see(argv, message, tmp_path):
-    """encpipe-backup's steps (python3 -m encpipe.backup upload|commit|abort) are
+    """encpipe-backup's steps (python3 -I -m encpipe.backup upload|commit|abort) are
     encpipe-backup's, and say so; their hint said `see --help`, naming no program."""
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "encpipe.backup", *argv], cwd=tmp_path, env=env,
@@ -139,7 +139,7 @@ def test_the_steps_usage_errors_say_whose_help_to_see(argv, message, tmp_path):
     ([str(REPO / "scripts" / "encpipe-check"), "-h"], "encpipe-check", 3),
 ], ids=["module", "module-step", "encpipe-list", "encpipe-check"])
 def test_help_into_an_output_that_cannot_be_written_is_one_line(argv, prog, status, tmp_path):
-    """A full standard output (/dev/full): `python3 -m encpipe.backup --help` ended in a
+    """A full standard output (/dev/full): `python3 -I -m encpipe.backup --help` ended in a
     traceback, exit 1, and encpipe-list --help (and -prune, -verify, -check) said
     `internal error: OSError ... (a bug of encpipe's)`, 70. As encpipe's own --help:
     `cannot write output: ...`, 74 (check: the plugin's UNKNOWN, 3)."""

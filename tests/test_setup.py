@@ -213,7 +213,7 @@ def _debian_without_venv(tmp_path, bare, apt_status):
     stubs.mkdir()
     (stubs / "python3").write_text(
         f"#!/bin/sh\nif [ ! -e {mark} ]; then\n  case \"$*\" in\n"
-        "    '-c import ensurepip, venv'|'-m venv '*)\n"
+        "    '-I -c import ensurepip, venv'|'-I -m venv '*)\n"
         "      echo 'The virtual environment was not created successfully because ensurepip is not available.' >&2\n"
         "      exit 1;;\n  esac\nfi\n"
         f"exec {shlex.quote(str(bare / 'bin' / 'python3'))} \"$@\"\n")

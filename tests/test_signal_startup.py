@@ -82,7 +82,7 @@ def test_sigint_before_the_entry_points_handlers_dies_quietly(tmp_path, entry):
 
 
 def test_sigint_while_a_backup_module_command_runs_dies_quietly(tmp_path):
-    """`python3 -m encpipe.backup verify`, past its start (SIGINT as it opens a backup,
+    """`python3 -I -m encpipe.backup verify`, past its start (SIGINT as it opens a backup,
     sent by the test hook that step runs): its SIGINT was a traceback too."""
     from test_backup_dir import KEY, make_valid
 
@@ -215,7 +215,7 @@ def _run_module(tmp_path, code, module, argv, env):
     ("encpipe.backup", "encpipe.backup.cli", "['encpipe.backup', 'list', '--dir', DIR]"),
 ], ids=["encpipe", "encpipe.backup"])
 def test_a_sigint_that_waited_for_an_import_before_a_bug_ends_it(tmp_path, module, main, argv):
-    """`python -m encpipe` and `python3 -m encpipe.backup`: a SIGINT while a module
+    """`python -m encpipe` and `python3 -I -m encpipe.backup`: a SIGINT while a module
     loads (it waits for the import to end), then a bug (70). The SIGINT is taken before
     the exit, as when main returns. Before, the bug's status was returned and the
     SIGINT's retry came at the exit: status 142 (SIGALRM), or a traceback (encpipe.backup

@@ -1,25 +1,25 @@
 USAGE = """encpipe.backup: list, prune, verify and check stored encrypted backups.
 
 Usage:
-  python3 -m encpipe.backup list [--stats] [--dir DIR | [--] DIR]
-  python3 -m encpipe.backup prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
+  python3 -I -m encpipe.backup list [--stats] [--dir DIR | [--] DIR]
+  python3 -I -m encpipe.backup prune [--keep-last N] [--keep-daily N] [--keep-weekly N]
                [--keep-monthly N] [--keep N] [--max-age DAYS] [--database DB]...
                [--dry-run] [--count-unauthenticated] [--allow-empty] [--threads N] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | [--] DIR]
-  python3 -m encpipe.backup verify [--threads N] [--allow-empty] [--allow-shared-dir]
+  python3 -I -m encpipe.backup verify [--threads N] [--allow-empty] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | [--] PATH...]
-  python3 -m encpipe.backup check --max-age HOURS [--warn-age HOURS] [-t SECONDS] [--database DB]...
+  python3 -I -m encpipe.backup check --max-age HOURS [--warn-age HOURS] [-t SECONDS] [--database DB]...
                [--metrics-file FILE] [--count-unauthenticated] [--verify] [--allow-shared-dir]
                [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
                [--passphrase-file FILE]... [--passphrase-fd N]... [--passphrase-command CMD]... [-p]
                [--signer KEY]... [--signer-file FILE]... [--dir DIR | [--] DIR]
-  python3 -m encpipe.backup (-h | --help)
+  python3 -I -m encpipe.backup (-h | --help)
 
-Run as `python3 -m encpipe.backup`, or as encpipe-list, encpipe-prune,
+Run as `python3 -I -m encpipe.backup`, or as encpipe-list, encpipe-prune,
 encpipe-verify and encpipe-check. DIR may be a directory or an rclone
 REMOTE:PATH (whose objects' headers are read up to 8 at once); PATH a file
 in either. Every command but check prints JSON.

@@ -1,18 +1,18 @@
 USAGE = """encpipe-backup's steps after the dump, and encpipe-restore's fetch.
 
 Usage:
-  python3 -m encpipe.backup upload [--dir DIR] [--to REMOTE] [--allow-shared-dir] TEMP [NAME]
-  python3 -m encpipe.backup commit [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --kind KIND
+  python3 -I -m encpipe.backup upload [--dir DIR] [--to REMOTE] [--allow-shared-dir] TEMP [NAME]
+  python3 -I -m encpipe.backup commit [--dir DIR] [--to REMOTE] [--allow-shared-dir] --database DB --kind KIND
              --started TIME [--metrics-file FILE] [--keep-last N] [--keep-daily N] [--keep-weekly N]
              [--keep-monthly N] [--keep N] [--max-age DAYS] [--threads N]
              [--key-file FILE]... [--key-command CMD]... [--identity FILE]...
              [--passphrase-file FILE]... [--passphrase-command CMD]...
              [--signer KEY]... [--signer-file FILE]... [--count-unauthenticated]
              [--globals-temp GTEMP --globals-name GNAME] [--] TEMP NAME
-  python3 -m encpipe.backup abort [--dir DIR] [--to REMOTE] [--allow-shared-dir]
+  python3 -I -m encpipe.backup abort [--dir DIR] [--to REMOTE] [--allow-shared-dir]
             --database DB --started TIME [--metrics-file FILE] [--globals-temp GTEMP] TEMP
-  python3 -m encpipe.backup fetch FILE
-  python3 -m encpipe.backup systemd-unit SCRIPT [ARG...]
+  python3 -I -m encpipe.backup fetch FILE
+  python3 -I -m encpipe.backup systemd-unit SCRIPT [ARG...]
 
 encpipe-backup, which seals into TEMP itself, calls main() for commit, abort and
 systemd-unit. upload copies standard input into a new file TEMP in DIR and/or REMOTE at
@@ -361,8 +361,8 @@ def commit_args(argv):
     return args if required and (args["--globals-temp"] is None) == (args["--globals-name"] is None) else None
 
 
-# the steps are encpipe-backup's (its errors say so), run by hand as python3 -m encpipe.backup STEP
-HINT = "see python3 -m encpipe.backup --help"
+# the steps are encpipe-backup's (its errors say so), run by hand as python3 -I -m encpipe.backup STEP
+HINT = "see python3 -I -m encpipe.backup --help"
 
 
 def main(argv=None, *, stdin=None, stdout=None, stderr=None, env=None, stores=None, clock=None, written=None):

@@ -1,10 +1,10 @@
-"""How `python3 -m encpipe.backup` is named: its usage lines say how it is run
+"""How `python3 -I -m encpipe.backup` is named: its usage lines say how it is run
 (RUN), which docopt cannot read (it takes a pattern's first word for the program's
 name, and -m for an option), so it reads them with PROG, one word, in RUN's place."""
 
 import re
 
-RUN = "python3 -m encpipe.backup"
+RUN = "python3 -I -m encpipe.backup"
 PROG = "encpipe.backup"  # its name in its error lines
 
 

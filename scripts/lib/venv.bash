@@ -46,17 +46,23 @@ venv_python() {
   fi
 }
 
+# Every Python the set-up starts runs isolated (-I): -c and -m put the working directory
+# first on the module path, and a Crypto.py, venv.py or importlib/ another user left in
+# /tmp ran as the user (as root, before apt-get) when the demo was started from there
+# (tests/test_setup_working_directory.py). -I also leaves out PYTHONPATH and the user's
+# site-packages: a Python that has encpipe's dependencies only there gets .venv.
+
 # deps_importable PYTHON: whether PYTHON can import pycryptodome and docopt-ng
 # (not docopt 0.6, which has the same module name).
 deps_importable() {
-  no_secrets "$1" -c 'import Crypto.Cipher.AES
+  no_secrets "$1" -I -c 'import Crypto.Cipher.AES
 from docopt import docopt
 docopt("Usage: x", argv=[], default_help=False)' >/dev/null 2>&1
 }
 
 # fast_importable PYTHON: the `fast` extra, cryptography with AESGCM.encrypt_into (47 or later).
 fast_importable() {
-  no_secrets "$1" -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+  no_secrets "$1" -I -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 AESGCM.encrypt_into' >/dev/null 2>&1
 }
 
@@ -83,8 +89,8 @@ checkout_venv() {
   # venv says is shown when it failed (Debian's word that python3-venv is
   # missing), not when Ctrl-C ended it (its traceback; the trap above ends us).
   local said
-  if ! no_secrets "${venv}/bin/python" -m pip --version >/dev/null 2>&1 \
-    && ! said="$(no_secrets "$(venv_python)" -m venv --clear -- "${venv}" 2>&1)"; then
+  if ! no_secrets "${venv}/bin/python" -I -m pip --version >/dev/null 2>&1 \
+    && ! said="$(no_secrets "$(venv_python)" -I -m venv --clear -- "${venv}" 2>&1)"; then
     [[ -z "${said}" ]] || printf '%s\n' "${said}" >&2
     no_secrets rm -rf -- "${venv}"
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
@@ -94,7 +100,7 @@ checkout_venv() {
   # editable_mode=compat: the checkout on sys.path through a .pth line; setuptools'
   # default, an import finder, costs every Python the venv starts (each encpipe,
   # each script) about 10 ms of imports (pathlib, re) before its first line.
-  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 no_secrets "${venv}/bin/python" -m pip install -q \
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 no_secrets "${venv}/bin/python" -I -m pip install -q \
     --config-settings editable_mode=compat -e "${root}${extras:+[${extras}]}" >&2; then
     printf '%s: error: pip could not install encpipe into %s\n' "${PROG}" "${venv}" >&2
     return 1
@@ -107,7 +113,7 @@ checkout_venv() {
 # (an editable one does not; PYTHONDONTWRITEBYTECODE keeps runs from writing it), so
 # that no encpipe process compiles its modules again. A stale file is never used.
 compile_checkout() {
-  no_secrets "$1/.venv/bin/python" -m compileall -q "$1/encpipe" >/dev/null 2>&1 || true
+  no_secrets "$1/.venv/bin/python" -I -m compileall -q "$1/encpipe" >/dev/null 2>&1 || true
 }
 
 # warm_test_bytecode ROOT: pytest keeps each test module's rewritten asserts in
