@@ -208,6 +208,22 @@ def test_commands_that_need_no_cipher_import_none(files, library):
         assert _ciphers(_imported(args, library)) == set(), args
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_commands_that_load_no_pycryptodome_library_import_no_platform(files, library):
+    """require_installed() imports pycryptodome's top module only; processguard's patch
+    of platform.architecture (1.3 ms of imports and regular expressions) waits for a
+    module of the package, which loads a library and asks it. Before, `import Crypto`
+    alone imported platform: inspect, keyid and seal with cryptography paid for it."""
+    sealed, _, keyfile = files
+    runs = [(["inspect", str(sealed)], b""), (["keyid", "--key-file", str(keyfile)], b"")]
+    if library == aead.CRYPTOGRAPHY:
+        runs += [(["seal"], b"data"), (["open"], sealed.read_bytes())]
+    for args, stdin in runs:
+        modules = _imported(args, library, stdin)
+        assert "encpipe.keys" in modules and "platform" not in modules, args
+    assert "platform" in _imported(["seal"], aead.PYCRYPTODOME, b"data")  # the patch, where the library loads
+
+
 def test_seal_and_open_import_only_the_library_in_use(files):
     sealed = files[0].read_bytes()
     for args, stdin in ((["seal"], b"data"), (["open"], sealed), (["inspect", "--verify", str(files[0])], b"")):
