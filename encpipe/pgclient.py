@@ -43,6 +43,13 @@ SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings
 UTF8_SESSIONS = ("SELECT 1 FROM (SELECT 1 WHERE pg_catalog.current_setting('server_encoding') <> 'SQL_ASCII' "
                  "OFFSET 0) AS s WHERE pg_catalog.set_config('client_encoding', 'UTF8', false) IS NULL;")
 _more_setup = ""  # UTF8_SESSIONS, once speak_utf8() was called
+# A backup's session that reads a database's own text (pgprops.comment_line) speaks the
+# database's encoding, in which a restore reads it (pgencoding): before, it was the one
+# PGCLIENTENCODING or a database's or role's client_encoding chose; the backup recorded
+# a LATIN1 database's comment `café` as UTF-8 (restored `cafÃ©`, exit 0), or failed
+# for a character the setting's encoding lacks.
+SERVER_ENCODING = ("SELECT 1 WHERE pg_catalog.set_config('client_encoding', "
+                   "pg_catalog.current_setting('server_encoding'), false) IS NULL;\n")
 
 
 def speak_utf8():
