@@ -35,14 +35,24 @@ LOCK_TIMEOUT = "10s"
 NO_TIMEOUTS = ("SELECT 1 FROM (SELECT name FROM pg_catalog.pg_settings WHERE name IN ('statement_timeout', "
                "'idle_in_transaction_session_timeout', 'idle_session_timeout') OFFSET 0) AS s "
                "WHERE pg_catalog.set_config(s.name, '0', false) IS NULL;")
+# Nor a default_transaction_read_only of the maintenance database or the role (pg_dumpall's
+# output turns it off too): the restore's CREATE ROLE and CREATE DATABASE failed.
 SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
-                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';\n%s" % (LOCK_TIMEOUT, NO_TIMEOUTS))
+                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';\n"
+                 "SET default_transaction_read_only = off;\n%s" % (LOCK_TIMEOUT, NO_TIMEOUTS))
 # A restore's sessions speak UTF-8 whatever the server's encoding (pgencoding), but for a
 # SQL_ASCII server, whose bytes are of no encoding (as UTF-8, a name's 0xff was refused);
 # no row is printed. A backup's read as the server gives them (pgprops).
 UTF8_SESSIONS = ("SELECT 1 FROM (SELECT 1 WHERE pg_catalog.current_setting('server_encoding') <> 'SQL_ASCII' "
                  "OFFSET 0) AS s WHERE pg_catalog.set_config('client_encoding', 'UTF8', false) IS NULL;")
 _more_setup = ""  # UTF8_SESSIONS, once speak_utf8() was called
+# A backup's session that reads a database's own text (pgprops.comment_line) speaks the
+# database's encoding, in which a restore reads it (pgencoding): before, it was the one
+# PGCLIENTENCODING or a database's or role's client_encoding chose; the backup recorded
+# a LATIN1 database's comment `café` as UTF-8 (restored `cafÃ©`, exit 0), or failed
+# for a character the setting's encoding lacks.
+SERVER_ENCODING = ("SELECT 1 WHERE pg_catalog.set_config('client_encoding', "
+                   "pg_catalog.current_setting('server_encoding'), false) IS NULL;\n")
 
 
 def speak_utf8():
@@ -139,9 +149,10 @@ def run_sql(db, sql, user=None, single_transaction=False, restrict=False, step=N
     `step` (Step's): psql's session is named so, and psql runs in a process group of its own
     (where reading the terminal, for a password, would stop it: SIGTTIN; psql_args' -w asks none)."""
     extra = ["-A", "-t", "-F", _FIELD, "-0", "-f", "-"]
-    if single_transaction:
-        extra.insert(0, "--single-transaction")
     text = "%s%s\n%s\n" % (SESSION_SETUP, _more_setup, sql)
+    if single_transaction:  # one a default_transaction_read_only began read-only: made read-write first
+        extra.insert(0, "--single-transaction")
+        text = "SET TRANSACTION READ WRITE;\n" + text
     if restrict:
         text = "\\restrict %s\n%s" % (restrict_key(), text)
     env, own = client_env(user), {}

@@ -23,7 +23,7 @@ without asking (a server that refused psql most often refuses the look too).
 import re
 
 from .pgcli import Failure
-from .pgclient import PgError, Step, ident, literal
+from .pgclient import PgError, Step, conninfo, ident, literal, value
 
 OID_SQL = "\nSELECT oid FROM pg_catalog.pg_database WHERE datname = %s;"  # its one row: the database's oid
 # psql's line when it could not connect: libpq (14 and later) starts so only the error of a
@@ -121,6 +121,40 @@ def drop(maintenance_db, name, sql=None):
                       error.status) from None
     if left is None or left:  # not sent, or not dropped: the database is there
         raise error
+
+
+# A subscription keeps its database from being dropped (DROP DATABASE, FORCE too: "is being used
+# by logical replication subscription"), and a dump's comes back with it, disabled (pg_dump writes
+# connect = false) and naming the publisher's slot. Before, a scratch database that held one, the
+# swap failed, stayed, with the restored data, and no later restore dropped it. Dropped here with
+# no slot (slot_name = NONE), so that the publisher's, which the live database's subscription may
+# use, is left as it is. Connected to the database itself: a subscription is dropped only there.
+_SUBSCRIPTIONS = ("SELECT count(*) FROM pg_catalog.pg_subscription WHERE subdbid = (SELECT oid FROM "
+                  "pg_catalog.pg_database WHERE datname = pg_catalog.current_database());")
+_DROP_SUBSCRIPTIONS = _SUBSCRIPTIONS + """
+DO $$DECLARE s name; BEGIN
+FOR s IN SELECT subname FROM pg_catalog.pg_subscription WHERE subdbid = (SELECT oid FROM pg_catalog.pg_database
+         WHERE datname = pg_catalog.current_database()) LOOP
+  EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', s);
+  EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', s);
+  EXECUTE pg_catalog.format('DROP SUBSCRIPTION %I', s);
+END LOOP; END $$;"""
+
+
+def drop_scratch(maintenance_db, name, sql=None, attempt=None):
+    """drop() of a scratch database (or `attempt()`, which drops it): when that fails, and
+    `name` held subscriptions, again once they are dropped (see _DROP_SUBSCRIPTIONS)."""
+    attempt = attempt or (lambda: drop(maintenance_db, name, sql))
+    try:
+        attempt()
+    except PgError:
+        try:
+            dropped = value(conninfo(name), _DROP_SUBSCRIPTIONS) not in (None, "0")
+        except PgError:  # not connected to (gone meanwhile, not the role's): the first error says
+            dropped = False
+        if not dropped:
+            raise
+        attempt()
 
 
 def roles(maintenance_db, sql, names, before, restrict=False):

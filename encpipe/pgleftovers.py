@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from .backup.names import STAMP, iso
 from .pgcli import Failure
-from .pgcommit import drop
+from .pgcommit import drop, drop_scratch
 from .pgclient import PgError, Session, ident, literal, run_sql, starts_with
 from .sigdefer import held, hold_for_good
 from .textform import NAME_MAX_BYTES, shown_value  # a longer name PostgreSQL cuts, a character's bytes kept whole
@@ -106,7 +106,8 @@ class RunLock:
             try:
                 if self.session.ask(_held_elsewhere_sql(name)) != "0":
                     continue  # a live run of another --maintenance-db owns it (its lock is that database's)
-                run_sql(maintenance_db, "DROP DATABASE IF EXISTS %s;" % ident(name))
+                drop_scratch(maintenance_db, name, attempt=lambda: run_sql(
+                    maintenance_db, "DROP DATABASE IF EXISTS %s;" % ident(name)))
                 dropped.append(name)
             except PgError as e:  # in use, or not the restoring role's to drop: the server's words say which
                 busy.append((name, str(e)))

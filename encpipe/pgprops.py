@@ -14,7 +14,7 @@ import re
 import time
 
 from .pgcli import Failure
-from .pgclient import FIELD, PgError, conninfo, ident, literal, run_sql, starts_with, value
+from .pgclient import FIELD, SERVER_ENCODING, PgError, conninfo, ident, literal, run_sql, starts_with, value
 
 LINE_PREFIX = "-- encpipe-database-properties: "
 
@@ -32,9 +32,9 @@ FROM pg_database d WHERE d.datname = %s
 """
 
 
-def read(maintenance_db, name):
+def read(maintenance_db, name, setup=""):
     """The properties of database `name`, or None when it does not exist."""
-    text = value(maintenance_db, _QUERY % literal(name))
+    text = value(maintenance_db, setup + _QUERY % literal(name))
     return json.loads(text) if text else None
 
 
@@ -173,7 +173,7 @@ def comment_line(db, run=None):
     kind): a restore takes a globals file beside FILE only when it is FILE's run's.
     PgError when the properties cannot be read."""
     try:
-        props = read(conninfo(db), db)
+        props = read(conninfo(db), db, SERVER_ENCODING)
     except PgError as e:
         raise PgError("cannot read the properties of %s: %s" % (db, e)) from None
     if props is not None and run:

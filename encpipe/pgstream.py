@@ -55,9 +55,10 @@ def psql_restore_args(db, custom, tool_args=()):
     """psql reading a dump's SQL on standard input, its errors quiet: a plain dump's
     in one transaction with the user's options, an archive's (ARCHIVE_TO_SQL's
     output, which holds its BEGIN and COMMIT, and took the options) as it is."""
-    if custom:
-        return psql_args(db, *QUIET_ERRORS, "-f", "-")
-    return psql_args(db, "--single-transaction", *QUIET_ERRORS, *tool_args, "-f", "-")
+    if custom:  # the archive's BEGIN, after this -c, begins a transaction that may write
+        return psql_args(db, *QUIET_ERRORS, "-c", "SET default_transaction_read_only = off", "-f", "-")
+    return psql_args(db, "--single-transaction", *QUIET_ERRORS, "-c", "SET TRANSACTION READ WRITE", *tool_args,
+                     "-f", "-")
 
 
 def restricted_psql(allow_unrestricted, warn):

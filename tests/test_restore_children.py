@@ -82,10 +82,10 @@ def _assert_restore_argv(found, fmt, extra):
     # -w: it never asks for a password, which it read from the dump without a terminal (test_client_passwords.py)
     assert argv[:6] == ["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-d"], argv
     assert argv[6].startswith("encpipe_restore_"), argv
-    if fmt == "plain":
-        assert argv[7:] == ["--single-transaction", *quiet, *extra, "-f", "-"]
+    if fmt == "plain":  # its transaction read-write whatever the role's default (test_restore_read_only_default.py)
+        assert argv[7:] == ["--single-transaction", *quiet, "-c", "SET TRANSACTION READ WRITE", *extra, "-f", "-"]
     else:
-        assert argv[7:] == [*quiet, "-f", "-"]
+        assert argv[7:] == [*quiet, "-c", "SET default_transaction_read_only = off", "-f", "-"]
         assert [r["argv"] for r in found if r["tool"] == "pg_restore"] == [
             ["--exit-on-error", "--single-transaction", "-f", "-", *extra]]
 

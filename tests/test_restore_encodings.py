@@ -14,7 +14,7 @@ import pytest
 
 from encpipe import pgencoding
 from pgcluster import PgCluster
-from test_backup_restore import BACKUP, run, script_env
+from test_backup_restore import BACKUP, backup, restore, run, script_env
 from test_disaster_recovery_cluster import restore_argv
 
 
@@ -111,3 +111,32 @@ def test_an_encoding_python_reads_otherwise_is_refused_when_not_ascii(raw):
         pgencoding.globals_text(raw)
     ascii_only = raw.split(b"\n")[0] + b"\nCREATE ROLE app;\n"
     assert pgencoding.globals_text(ascii_only) == (ascii_only.decode(), None)
+
+
+@pytest.mark.parametrize("encoding, setting, client, comment", [
+    ("LATIN1", "application_name = 'naïve'", {"PGCLIENTENCODING": "UTF8"}, "café"),
+    ("UTF8", "client_encoding = 'LATIN1'", {}, "café ☕"),
+], ids=["latin1-database-utf8-client", "utf8-database-latin1-setting"])
+def test_a_databases_properties_are_recorded_in_its_own_encoding_whatever_the_client_says(
+        pg, tools, key_file, tmp_path, encoding, setting, client, comment):
+    """The backup read a database's properties in the client encoding its session
+    happened to have (PGCLIENTENCODING, the database's own client_encoding setting),
+    and the restore reads them as the database's encoding: a LATIN1 database's comment
+    `café` came back `cafÃ©`, exit 0; a UTF-8 database with client_encoding LATIN1 set
+    and `☕` in its comment was not backed up at all (`has no equivalent in encoding
+    "LATIN1"`). Now that session speaks the database's encoding."""
+    db, copy = "props_%s" % encoding.lower(), "props_%s_copy" % encoding.lower()
+    for name in (db, copy):
+        pg.dropdb(name)
+    pg.psql("CREATE DATABASE %s TEMPLATE template0 ENCODING '%s' LC_COLLATE 'C' LC_CTYPE 'C'" % (db, encoding))
+    _utf8(pg, "COMMENT ON DATABASE %s IS '%s'; ALTER DATABASE %s SET %s" % (db, comment, db, setting))
+    path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--key-file", key_file, env_extra=client)
+    proc = restore(pg, tools, path, copy, "--key-file", key_file)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+    for name in (db, copy):
+        assert _utf8(pg, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '%s'"
+                     % name) == comment + "\n"
+        assert _utf8(pg, "SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                         "WHERE datname = '%s'" % name) == "{%s}\n" % setting.replace(" = ", "=").replace("'", "")
+    for name in (db, copy):
+        pg.dropdb(name)
