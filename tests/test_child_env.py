@@ -399,3 +399,10 @@ def test_a_child_that_reads_no_key_is_known_and_one_that_reads_the_environments_
     """fdsecrets.reads_no_key: a child it names gets none of ENCPIPE_KEY, ENCPIPE_PASSPHRASE and
     the previous tool's key; one that would read them is never named (it would fail, 78)."""
     assert fdsecrets.reads_no_key(argv) is reads_none
+
+
+def test_a_file_named_as_a_key_option_after_the_end_of_options_names_no_key():
+    """A FILE after "--" is no key option: else the child loses ENCPIPE_KEY and finds no key (78)."""
+    assert not fdsecrets.names_a_key(["encpipe", "open", "--", "--key-file=shop.sql.enc"])
+    assert not fdsecrets.names_a_key(["encpipe", "inspect", "--verify", "--", "-p"])
+    assert fdsecrets.names_a_key(["encpipe", "open", "--key-file=K", "--", "shop.sql.enc"])

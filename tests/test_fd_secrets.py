@@ -568,3 +568,17 @@ def test_a_passphrase_descriptor_open_on_a_file_others_can_read_is_warned_of_by_
                "chmod 600 the file it reads")
     assert lines[0] == warning, lines
     assert lines.count(warning) == 1, lines
+
+
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_secret_file_on_standard_output_or_error_is_left_as_it_is(tmp_path, fd):
+    """Never read here nor replaced by /dev/null: the script's own output and errors stay."""
+    code = ("import sys; from encpipe.fdsecrets import FdSecrets; "
+            f"s = FdSecrets({{'key_file': ['/dev/fd/{fd}']}}, ('key_file',)); "
+            f"print('still here', sorted(s.secrets), file=sys.stdout if {fd} == 1 else sys.stderr)")
+    out = tmp_path / "out"
+    with open(out, "w+b") as f:
+        done = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, timeout=30,
+                              **({"stdout": f, "stderr": subprocess.PIPE} if fd == 1 else
+                                 {"stderr": f, "stdout": subprocess.PIPE}))
+    assert done.returncode == 0 and out.read_text() == "still here []\n", (done, out.read_text())

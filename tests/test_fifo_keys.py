@@ -292,3 +292,14 @@ def test_a_key_fifo_that_others_may_open_is_warned_of_as_a_file_is(tmp_path):
                            "encpipe", "seal"], env={**env, "KEY": KEY.hex()}, capture_output=True,
                           stdin=subprocess.DEVNULL, timeout=WAIT)
     assert (pipe.returncode, pipe.stderr) == (0, b"")
+
+
+def test_only_a_secret_file_options_word_is_given_the_copys_number():
+    """Only a secret-file option's PATH becomes /dev/fd/M (else lend() hands the secret to it)."""
+    from encpipe.fdsecrets import FdSecrets
+
+    secrets = FdSecrets({"key_file": ["/dev/null"]}, ("key_file",))
+    lent = secrets.value("/dev/null")
+    assert lent.startswith("/dev/fd/")
+    assert secrets.words(["encpipe", "open", "--key-file=/dev/null", "--output=/dev/null", "--", "/dev/null"]) == [
+        "encpipe", "open", f"--key-file={lent}", "--output=/dev/null", "--", "/dev/null"]

@@ -383,3 +383,12 @@ def test_a_second_signal_in_a_commit_runs_once_and_the_first_never_after_it():
     done = subprocess.run([sys.executable, "-c", SECOND], env={**os.environ, "PYTHONPATH": root},
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"[] [15] [15] [15]\n", b"")
+
+
+@pytest.mark.parametrize("remote", [":b2,-account=0012ab34cd:bucket", ":azureblob,_account=acct,env_auth=true:box"])
+def test_an_account_parameter_written_with_a_leading_dash_or_underscore_is_refused(remote):
+    """is_secret strips a leading - or _: `account` (a whole-name match) is refused so written too."""
+    with pytest.raises(UsageError) as refused:
+        remotes.refuse_credentials(remote, "--to")
+    assert "account: a credential would be on rclone's command line" in str(refused.value)
+    assert "0012ab34cd" not in str(refused.value) and "acct" not in str(refused.value)

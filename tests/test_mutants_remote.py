@@ -156,3 +156,16 @@ def test_rclone_reads_nothing_of_the_scripts_standard_input(s3, tmp_path):
                           timeout=120)
     assert (done.returncode, done.stderr) == (0, b""), done.stderr
     assert [e["filename"] for e in json.loads(done.stdout)] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("remote, shown", [
+    (f":alias,remote=\":alias,remote=':webdav,headers=''Cookie,session={SECRET}'':dir':\":", "headers (Cookie)"),
+    (f":combine,upstreams=\"dir=:webdav,headers='Cookie,session={SECRET}':dir\":", "headers (Cookie)"),
+    (f":webdav,url='https://dav.example/',headers='X-Api-Key,{SECRET}':dir", "headers (X-Api-Key)"),
+], ids=["two-connection-strings-deep", "in-a-combine-upstream", "a-header-named-as-a-secret-parameter"])
+def test_a_credential_header_wherever_a_connection_string_gives_it_is_refused(tmp_path, remote, shown):
+    """A header credential only the parse of `headers` finds (no `,NAME=` of a secret parameter): 64."""
+    done, err, first = run_given_remote(tmp_path, "encpipe-list", ["REMOTE"], remote)
+    assert f"gives {shown}:" in first and err.count("error: ") == 1, err
+    assert SECRET not in err and SECRET.encode() not in done.stdout
+    assert not (tmp_path / "log").exists()  # rclone never ran

@@ -148,3 +148,13 @@ def test_a_key_id_match_costs_no_scrypt_at_all(tmp_path, evaluations):
     result = run(["open", "--passphrase-file", pass_path, "--key-file", key_path], data)
     assert (result.code, result.stdout) == (0, PLAINTEXT), result.stderr
     assert evaluations == []
+
+
+def test_past_the_budget_the_budget_is_the_error_said_not_a_slot_over_a_limit(tmp_path, evaluations):
+    """Both a slot over a limit and the budget stopped: the budget's error (its hint) is said."""
+    data = craft.seal_with(PLAINTEXT, [], extra=decoys(1, (1, 8, 1)) + decoys(9, DEFAULT_COST))
+    result = open_with_passphrase(tmp_path, data)
+    assert result.code == 65
+    assert f"scrypt budget of {DEFAULT_SCRYPT_BUDGET}" in result.stderr and "over a resource limit" not in result.stderr
+    assert "ENCPIPE_SCRYPT_BUDGET=" in result.stderr
+    assert len(evaluations) == 8

@@ -88,3 +88,18 @@ def test_a_spooling_open_with_a_tmpdir_that_names_no_directory_is_74_and_writes_
                           input=legacy if "--legacy" in argv else sealed, capture_output=True, env=env, timeout=60)
     assert (done.returncode, done.stdout) == (74, b""), done.stderr
     assert done.stderr.decode().startswith("encpipe: error: cannot create a temporary file (TMPDIR): ")
+
+
+def test_the_unnamed_spool_can_never_be_given_a_name(tmp_path, monkeypatch):
+    """O_EXCL: no linkat(2) of /proc/PID/fd/N can give the spool (ciphertext) a name afterwards."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with private_spool() as spool:
+        spool.write(b"ciphertext")
+        spool.flush()
+        root = os.open("/", os.O_RDONLY | os.O_CLOEXEC)  # a dir_fd: linkat(2) with AT_SYMLINK_FOLLOW, not link(2)
+        try:
+            with pytest.raises(FileNotFoundError):
+                os.link(f"/proc/self/fd/{spool.fileno()}", tmp_path / "named", src_dir_fd=root, follow_symlinks=True)
+        finally:
+            os.close(root)
+    assert os.listdir(tmp_path) == []
