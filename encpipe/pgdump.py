@@ -160,11 +160,8 @@ class Globals(threading.Thread):
 
     def run(self):
         try:
-            # never a password asked (before, on the terminal beside pg_dump's prompt): PGPASSWORD's, a password file's;
-            # connected to DBNAME, as pg_dump (before, to postgres, else template1: a role that may connect to
-            # DBNAME only, pg_hba.conf's or CONNECT's choice, made every run fail)
-            self.source = self.children.start(["pg_dumpall", "--no-password", "--globals-only", "-l",
-                                               conninfo(self.db)], client_env())
+            # never a password asked (before, on the terminal beside pg_dump's prompt): PGPASSWORD's, a password file's
+            self.source = self.children.start(["pg_dumpall", "--no-password", "--globals-only"], client_env())
             first = label.prefix("none", self.db, self.run_name.rsplit("_", 1)[1])
             status = (sealed_into(self.said, self.stores, self.temp, self.final, self.seal, label.Labelled(first, self))
                       if self.source else 0)
