@@ -256,8 +256,9 @@ class Backup:
             if self.globals.status and not status:  # pg_dump could, pg_dumpall could not: most likely privilege
                 self.said = self.globals.said
                 if not self.said.cause:
-                    self.said.hint = ("pg_dumpall reads pg_authid as a superuser, and asks for no password "
-                                      "(PGPASSWORD, a password file); --no-globals skips the globals")
+                    self.said.hint = ("pg_dumpall connects to the postgres database (else template1) and reads "
+                                      "pg_authid as a superuser, and asks for no password (PGPASSWORD, a password "
+                                      "file); --no-globals skips the globals")
             status = status or self.globals.status
         return status
 

@@ -35,17 +35,18 @@ LOCK_TIMEOUT = "10s"
 NO_TIMEOUTS = ("SELECT 1 FROM (SELECT name FROM pg_catalog.pg_settings WHERE name IN ('statement_timeout', "
                "'idle_in_transaction_session_timeout', 'idle_session_timeout') OFFSET 0) AS s "
                "WHERE pg_catalog.set_config(s.name, '0', false) IS NULL;")
-# Nor a default_transaction_read_only of the maintenance database or the role (pg_dumpall's
-# output turns it off too): the restore's CREATE ROLE and CREATE DATABASE failed.
 SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
-                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';\n"
-                 "SET default_transaction_read_only = off;\n%s" % (LOCK_TIMEOUT, NO_TIMEOUTS))
+                 "SET client_min_messages = warning;\nSET lock_timeout = '%s';\n%s" % (LOCK_TIMEOUT, NO_TIMEOUTS))
+# Nor, in a restore's, a default_transaction_read_only of the maintenance database or the role
+# (pg_dumpall's output turns it off too): its CREATE ROLE and CREATE DATABASE failed. A backup's
+# sessions keep it: they only read, and a backup role may be made read-only on purpose.
+READ_WRITE = "SET default_transaction_read_only = off;"
 # A restore's sessions speak UTF-8 whatever the server's encoding (pgencoding), but for a
 # SQL_ASCII server, whose bytes are of no encoding (as UTF-8, a name's 0xff was refused);
 # no row is printed. A backup's read as the server gives them (pgprops).
 UTF8_SESSIONS = ("SELECT 1 FROM (SELECT 1 WHERE pg_catalog.current_setting('server_encoding') <> 'SQL_ASCII' "
                  "OFFSET 0) AS s WHERE pg_catalog.set_config('client_encoding', 'UTF8', false) IS NULL;")
-_more_setup = ""  # UTF8_SESSIONS, once speak_utf8() was called
+_more_setup = ""  # UTF8_SESSIONS and READ_WRITE, once restoring() was called
 # A backup's session that reads a database's own text (pgprops.comment_line) speaks the
 # database's encoding, in which a restore reads it (pgencoding): before, it was the one
 # PGCLIENTENCODING or a database's or role's client_encoding chose; the backup recorded
@@ -55,10 +56,11 @@ SERVER_ENCODING = ("SELECT 1 WHERE pg_catalog.set_config('client_encoding', "
                    "pg_catalog.current_setting('server_encoding'), false) IS NULL;\n")
 
 
-def speak_utf8():
-    """From now on, every session of run_sql and Session speaks UTF-8 (UTF8_SESSIONS)."""
+def restoring():
+    """From now on, every session of run_sql and Session speaks UTF-8 (UTF8_SESSIONS), and
+    its transactions may write (READ_WRITE): a restore's."""
     global _more_setup
-    _more_setup = "\n" + UTF8_SESSIONS
+    _more_setup = "\n%s\n%s" % (UTF8_SESSIONS, READ_WRITE)
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
 

@@ -4,7 +4,7 @@ PostgreSQL wrote them in.
 pg_dumpall writes a globals file in the encoding of the database it read from, and
 says which (`SET client_encoding = 'LATIN1';`): psql, fed the file, sends its bytes
 as they are and the server converts them. Every session of a restore speaks UTF-8
-(pgclient.speak_utf8; a SQL_ASCII server's excepted), so it decodes the file by what it says and says
+(pgclient.restoring; a SQL_ASCII server's excepted), so it decodes the file by what it says and says
 UTF-8 instead: before, a LATIN1 cluster's role `Jürgen` came back as `J\ufffdrgen`,
 exit 0. An encoding whose text Python does not read as PostgreSQL does (EUC_JP's
 wave dash, say) is refused when the file holds text that is not ASCII. The properties

@@ -55,7 +55,7 @@ from .fdsecrets import FdSecrets
 from .keys import warn_fd_mode, warn_secret_modes
 from .keyargs import readable_beside_another, secret_fds_open
 from .pgcli import PROG, Failure, open_failure_hint, parse, say, utf8_name
-from .pgclient import PgError, ident, literal, no_server_hint, password_hint, run_sql, speak_utf8
+from .pgclient import PgError, ident, literal, no_server_hint, password_hint, restoring, run_sql
 from .pgrestorechild import Children
 from .pgroles import Roles
 from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, restricted_psql
@@ -313,7 +313,7 @@ def main(argv=None):
         # every session of the run speaks UTF-8, whatever the server's encoding (the dump's own
         # SET client_encoding, and pg_restore's, hold for its load): names read and written
         # are one text (pgencoding), never a LATIN1 server's bytes taken for UTF-8's
-        speak_utf8()
+        restoring()
         run = Run(opts)
         try:
             return run.main()

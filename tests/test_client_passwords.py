@@ -173,8 +173,9 @@ def test_on_a_terminal_only_pg_dump_asks(locked, spy, tmp_path):
     assert (done.returncode, done.stdout) == (1, b""), done.stderr
     said = done.stderr.decode().splitlines()
     assert f"pg_dumpall: error: {unreached(locked)[len('psql: error: '):]}" in said, said
-    assert said[-1] == ("encpipe-backup: hint: pg_dumpall reads pg_authid as a superuser, and asks for no password "
-                        "(PGPASSWORD, a password file); --no-globals skips the globals"), said
+    assert said[-1] == ("encpipe-backup: hint: pg_dumpall connects to the postgres database (else template1) and "
+                        "reads pg_authid as a superuser, and asks for no password (PGPASSWORD, a password file); "
+                        "--no-globals skips the globals"), said
     assert not d.exists() or [n for n in os.listdir(d) if n.startswith("shop_")] == []
 
 

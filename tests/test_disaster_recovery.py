@@ -323,8 +323,9 @@ def test_a_backup_without_superuser_needs_no_globals(cluster_a, tools, key_file,
     ours = [line for line in proc.stderr.decode().splitlines() if line.startswith("encpipe-backup:")]
     assert ours == [f"encpipe-backup: error: backup of {DR_DB} failed (status 1): pg_dumpall exited with status 1; "
                     "nothing was stored",
-                    "encpipe-backup: hint: pg_dumpall reads pg_authid as a superuser, and asks for no password "
-                    "(PGPASSWORD, a password file); --no-globals skips the globals"]
+                    "encpipe-backup: hint: pg_dumpall connects to the postgres database (else template1) and reads "
+                    "pg_authid as a superuser, and asks for no password (PGPASSWORD, a password file); --no-globals "
+                    "skips the globals"]
     assert not os.path.exists(directory)  # the failed run removed the directory it made
     proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "--no-globals", DR_DB],
                script_env(cluster_a, tools, PGUSER="app_owner"))

@@ -52,3 +52,12 @@ def test_a_restoring_role_whose_transactions_default_to_read_only_still_restores
     finally:
         pg.dropdb(target)
         pg.psql("DROP ROLE ro_admin;")
+
+
+def test_a_backups_sessions_keep_a_read_only_default():
+    """Only a restore's sessions turn default_transaction_read_only off: a backup's only
+    read, and a backup role may be made read-only on purpose."""
+    from encpipe import pgclient
+
+    assert "read_only" not in pgclient.SESSION_SETUP
+    assert "read_only" not in pgclient.SERVER_ENCODING

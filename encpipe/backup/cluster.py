@@ -33,7 +33,12 @@ from .storage import Local, named, write_new
 MAX_BYTES = 256
 _IDENTIFIER = "-?[0-9]{1,20}"  # a bigint's digits, as the server gives it
 _LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(%s)\n?" % _IDENTIFIER.encode())
-QUERY = "SELECT system_identifier FROM pg_catalog.pg_control_system();"
+# ` paused` after it: a standby whose WAL replay is paused (pg_wal_replay_pause(), or a
+# recovery_target_action = 'pause' reached), whose data stays as of then, however new the run
+QUERY = ("SELECT system_identifier || CASE WHEN pg_catalog.pg_is_in_recovery() AND "
+         "pg_catalog.pg_is_wal_replay_paused() THEN ' paused' ELSE '' END FROM pg_catalog.pg_control_system();")
+PAUSED = ("the server is a standby whose WAL replay is paused: this backup holds its data as of when replay "
+          "stopped, not as of now (resume it with pg_wal_replay_resume(), or back up another server)")
 TAKE_OVER_HINT = ("give each server a location of its own; if this server is to take it over (a restore onto a new "
                   "server), run once with --new-cluster")
 
@@ -44,21 +49,23 @@ def line(identifier):
 
 
 def system_identifier(db):
-    """The cluster's system identifier (a string of digits), read connected to `db` as
-    pg_dump connects, never asking for a password (pgclient's psql -w: before, a terminal was
-    asked for it, then again by pg_dump; without one, psql took its SQL's first line for it);
-    (None, why) when it cannot be read."""
+    """(the cluster's system identifier (a string of digits), None, whether the server is a
+    standby whose replay is paused), read connected to `db` as pg_dump connects, never asking
+    for a password (pgclient's psql -w: before, a terminal was asked for it, then again by
+    pg_dump; without one, psql took its SQL's first line for it); (None, why, False) when it
+    cannot be read."""
     from ..pgclient import PgError, conninfo, value
 
     try:
         found = value(conninfo(db), QUERY)
     except PgError as e:
-        return None, str(e)
+        return None, str(e), False
     except OSError as e:
-        return None, f"cannot run psql: {e.strerror or e}"
-    if not found or not re.fullmatch(_IDENTIFIER, found):
-        return None, "the server did not give one"
-    return found, None
+        return None, f"cannot run psql: {e.strerror or e}", False
+    match = re.fullmatch(f"({_IDENTIFIER})( paused)?", found or "")
+    if not match:
+        return None, "the server did not give one", False
+    return match[1], None, bool(match[2])
 
 
 def read(store):
@@ -193,7 +200,9 @@ class Guard:
         """The location's cluster marker, before anything is dumped: another cluster's
         refuses the run (73); one that cannot be read as a marker too, unless
         `take_over`. A system identifier that cannot be read: a warning, no guard."""
-        identifier, why = system_identifier(db)
+        identifier, why, paused = system_identifier(db)
+        if paused:
+            self.warn(PAUSED)
         if identifier is None:
             self.unchecked.append(f"cannot read the cluster's system identifier ({why}); the location's "
                                   f"{MARKER} not checked")
