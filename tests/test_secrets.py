@@ -525,28 +525,18 @@ def test_key_commands_inherit_no_secret_variable(tmp_path, option):
     assert not names & {"ENCPIPE_KEY", "ENCPIPE_PASSPHRASE", "BACKUP_ENCRYPTION_KEY"}
 
 
-def test_a_secret_file_given_twice_to_a_script_is_warned_of_once(tmp_path, monkeypatch):
-    """One warning per file however many options name it; then ENCPIPE_MODE_WARNED for the children."""
+@pytest.mark.parametrize("given, mode", [(["KEY", "KEY"], 0o640), (["MISSING", "KEY"], 0o604)],
+                         ids=["given-twice", "after-one-that-cannot-be-looked-at"])
+def test_a_scripts_secret_file_others_may_read_is_warned_of_once(tmp_path, monkeypatch, given, mode):
+    """One warning per file however many options name it; a path it cannot stat passed
+    over, later files still warned of (no child will); then ENCPIPE_MODE_WARNED for the children."""
     from encpipe import keys
 
     monkeypatch.setenv("ENCPIPE_MODE_WARNED", "0")  # the call sets it to 1: undone after
     key = tmp_path / "key"
     key.write_text("7a" * 32 + "\n")
-    key.chmod(0o640)
+    key.chmod(mode)
     said = []
-    keys.warn_secret_modes([str(key), str(key)], said.append)
+    keys.warn_secret_modes([str({"KEY": key, "MISSING": tmp_path / "missing"}[g]) for g in given], said.append)
     assert said == [f"{key} is readable by group or others: chmod 600 {key}"]
     assert os.environ["ENCPIPE_MODE_WARNED"] == "1"
-
-
-def test_a_secret_file_that_cannot_be_looked_at_leaves_the_others_warned_of(tmp_path, monkeypatch):
-    """A path it cannot stat is passed over; later files are still warned of (no child will)."""
-    from encpipe import keys
-
-    monkeypatch.setenv("ENCPIPE_MODE_WARNED", "0")  # the call sets it to 1: undone after
-    key = tmp_path / "key"
-    key.write_text("7a" * 32 + "\n")
-    key.chmod(0o604)
-    said = []
-    keys.warn_secret_modes([str(tmp_path / "missing"), str(key)], said.append)
-    assert said == [f"{key} is readable by group or others: chmod 600 {key}"]
