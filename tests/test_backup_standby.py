@@ -3,18 +3,21 @@ them: every statement a backup sends only reads, and the standby's backup restor
 the primary as the primary's would (one cluster: the same system identifier). A
 standby whose WAL replay is paused keeps its data as of the pause however new the run:
 the backup says so in a warning (before, nothing did, and encpipe-check called it
-fresh)."""
+fresh); and one whose database has unlogged tables, whose data pg_dump leaves out
+there, says that too."""
 
 import os
 import time
 
 import pytest
 
-from pgcluster import BOOTSTRAP_ROLE, PgCluster
+from pgcluster import BOOTSTRAP_ROLE, PgCluster, PgClusterError
 from test_backup_restore import backup, dump, restore
 
 PAUSED = ("encpipe-backup: warning: the server is a standby whose WAL replay is paused: this backup holds its data "
           "as of when replay stopped, not as of now (resume it with pg_wal_replay_resume(), or back up another server)")
+UNLOGGED = ("encpipe-backup: warning: the server is a standby, from which pg_dump leaves out the data of unlogged "
+            "tables (their definitions are kept): this database has some; back up its primary to keep it")
 
 
 class Standby(PgCluster):
@@ -40,8 +43,15 @@ class Standby(PgCluster):
 
 
 def _until(cluster, sql, expected, db="shop"):
+    """Until `sql` answers `expected` in `db` (a database the standby may not have replayed yet)."""
     deadline = time.monotonic() + 60
-    while (found := cluster.psql(sql, db=db).strip()) != expected:
+    while True:
+        try:
+            found = cluster.psql(sql, db=db).strip()
+        except PgClusterError as e:
+            found = str(e)
+        if found == expected:
+            return
         assert time.monotonic() < deadline, found
         time.sleep(0.1)
 
@@ -83,3 +93,18 @@ def test_a_standby_whose_replay_is_paused_is_backed_up_with_a_warning(pair, tool
     _until(standby, "SELECT count(*) FROM t", "2")
     proc = backup(standby, tools, str(tmp_path / "c"), "shop", "--key-file", key_file, check=False)
     assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr.decode()
+
+
+def test_a_standbys_database_with_unlogged_tables_is_backed_up_with_a_warning(pair, tools, key_file, tmp_path):
+    primary, standby = pair
+    primary.psql("CREATE DATABASE cache; ")
+    primary.psql("CREATE UNLOGGED TABLE hits (n int); INSERT INTO hits VALUES (1);", db="cache")
+    try:
+        _until(standby, "SELECT count(*) FROM pg_class WHERE relname = 'hits'", "1", db="cache")
+        proc = backup(standby, tools, str(tmp_path / "b"), "cache", "--key-file", key_file, check=False)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stderr.decode().splitlines() == [UNLOGGED]
+        proc = backup(primary, tools, str(tmp_path / "c"), "cache", "--key-file", key_file, check=False)
+        assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr.decode()  # the primary dumps the data
+    finally:
+        primary.dropdb("cache")

@@ -33,29 +33,33 @@ def _store(tmp_path, marker=None):
 
 
 @pytest.mark.parametrize("given", ["7412345678901234567\nDROP", "12 34", "", "x" * 21, "1" * 21, "12 paused\n",
-                                   "12 pausedx", " paused"])
+                                   "12 pausedx", " paused", "12 unlogged paused"])
 def test_an_identifier_that_is_no_number_is_none_the_server_gave(monkeypatch, given):
     """What psql printed is taken as the cluster's only when it is one: else a marker
     holding it (a line break, a space) would be refused as garbled by the next run."""
     monkeypatch.setattr(pgclient, "value", lambda conninfo, query: given)
-    assert cluster.system_identifier("shop") == (None, "the server did not give one", False)
+    assert cluster.system_identifier("shop") == (None, "the server did not give one", [])
 
 
 def test_an_identifier_that_is_a_number_is_the_clusters(monkeypatch):
     monkeypatch.setattr(pgclient, "value", lambda conninfo, query: "-7412345678901234567")
-    assert cluster.system_identifier("shop") == ("-7412345678901234567", None, False)
+    assert cluster.system_identifier("shop") == ("-7412345678901234567", None, [])
 
 
 def test_a_standby_whose_replay_is_paused_is_said_so(monkeypatch):
     monkeypatch.setattr(pgclient, "value", lambda conninfo, query: "7412345678901234567 paused")
-    assert cluster.system_identifier("shop") == ("7412345678901234567", None, True)
+    assert cluster.system_identifier("shop") == ("7412345678901234567", None, [cluster.PAUSED])
+    monkeypatch.setattr(pgclient, "value", lambda conninfo, query: "7412345678901234567 paused unlogged")
+    assert cluster.system_identifier("shop") == ("7412345678901234567", None, [cluster.PAUSED, cluster.UNLOGGED])
+    monkeypatch.setattr(pgclient, "value", lambda conninfo, query: "7412345678901234567 unlogged")
+    assert cluster.system_identifier("shop") == ("7412345678901234567", None, [cluster.UNLOGGED])
 
 
 def test_a_psql_that_cannot_be_run_is_an_identifier_not_read(monkeypatch):
     def missing(conninfo, query):
         raise FileNotFoundError(2, "No such file or directory")
     monkeypatch.setattr(pgclient, "value", missing)
-    assert cluster.system_identifier("shop") == (None, "cannot run psql: No such file or directory", False)
+    assert cluster.system_identifier("shop") == (None, "cannot run psql: No such file or directory", [])
 
 def test_a_take_over_of_a_location_already_this_servers_writes_nothing(tmp_path):
     """--new-cluster where the marker names this server already: nothing to claim (its

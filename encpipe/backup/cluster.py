@@ -34,11 +34,16 @@ MAX_BYTES = 256
 _IDENTIFIER = "-?[0-9]{1,20}"  # a bigint's digits, as the server gives it
 _LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(%s)\n?" % _IDENTIFIER.encode())
 # ` paused` after it: a standby whose WAL replay is paused (pg_wal_replay_pause(), or a
-# recovery_target_action = 'pause' reached), whose data stays as of then, however new the run
+# recovery_target_action = 'pause' reached), whose data stays as of then, however new the run;
+# ` unlogged`: a standby, from which pg_dump leaves out the data of the database's unlogged tables
 QUERY = ("SELECT system_identifier || CASE WHEN pg_catalog.pg_is_in_recovery() AND "
-         "pg_catalog.pg_is_wal_replay_paused() THEN ' paused' ELSE '' END FROM pg_catalog.pg_control_system();")
+         "pg_catalog.pg_is_wal_replay_paused() THEN ' paused' ELSE '' END || CASE WHEN "
+         "pg_catalog.pg_is_in_recovery() AND EXISTS (SELECT FROM pg_catalog.pg_class WHERE relpersistence = 'u' "
+         "AND relkind = 'r') THEN ' unlogged' ELSE '' END FROM pg_catalog.pg_control_system();")
 PAUSED = ("the server is a standby whose WAL replay is paused: this backup holds its data as of when replay "
           "stopped, not as of now (resume it with pg_wal_replay_resume(), or back up another server)")
+UNLOGGED = ("the server is a standby, from which pg_dump leaves out the data of unlogged tables (their "
+            "definitions are kept): this database has some; back up its primary to keep it")
 TAKE_OVER_HINT = ("give each server a location of its own; if this server is to take it over (a restore onto a new "
                   "server), run once with --new-cluster")
 
@@ -49,23 +54,22 @@ def line(identifier):
 
 
 def system_identifier(db):
-    """(the cluster's system identifier (a string of digits), None, whether the server is a
-    standby whose replay is paused), read connected to `db` as pg_dump connects, never asking
-    for a password (pgclient's psql -w: before, a terminal was asked for it, then again by
-    pg_dump; without one, psql took its SQL's first line for it); (None, why, False) when it
-    cannot be read."""
+    """(the cluster's system identifier (a string of digits), None, the warnings of a standby
+    (PAUSED, UNLOGGED)), read connected to `db` as pg_dump connects, never asking for a
+    password (pgclient's psql -w: before, a terminal was asked for it, then again by pg_dump;
+    without one, psql took its SQL's first line for it); (None, why, []) when it cannot be read."""
     from ..pgclient import PgError, conninfo, value
 
     try:
         found = value(conninfo(db), QUERY)
     except PgError as e:
-        return None, str(e), False
+        return None, str(e), []
     except OSError as e:
-        return None, f"cannot run psql: {e.strerror or e}", False
-    match = re.fullmatch(f"({_IDENTIFIER})( paused)?", found or "")
+        return None, f"cannot run psql: {e.strerror or e}", []
+    match = re.fullmatch(f"({_IDENTIFIER})( paused)?( unlogged)?", found or "")
     if not match:
-        return None, "the server did not give one", False
-    return match[1], None, bool(match[2])
+        return None, "the server did not give one", []
+    return match[1], None, [said for said, given in ((PAUSED, match[2]), (UNLOGGED, match[3])) if given]
 
 
 def read(store):
@@ -200,9 +204,9 @@ class Guard:
         """The location's cluster marker, before anything is dumped: another cluster's
         refuses the run (73); one that cannot be read as a marker too, unless
         `take_over`. A system identifier that cannot be read: a warning, no guard."""
-        identifier, why, paused = system_identifier(db)
-        if paused:
-            self.warn(PAUSED)
+        identifier, why, standby = system_identifier(db)
+        for warning in standby:
+            self.warn(warning)
         if identifier is None:
             self.unchecked.append(f"cannot read the cluster's system identifier ({why}); the location's "
                                   f"{MARKER} not checked")
