@@ -17,7 +17,8 @@ from test_backup_restore import backup, dump, restore
 PAUSED = ("encpipe-backup: warning: the server is a standby whose WAL replay is paused: this backup holds its data "
           "as of when replay stopped, not as of now (resume it with pg_wal_replay_resume(), or back up another server)")
 UNLOGGED = ("encpipe-backup: warning: the server is a standby, from which pg_dump leaves out the data of unlogged "
-            "tables (their definitions are kept): this database has some; back up its primary to keep it")
+            "tables and sequences (their definitions are kept): this database has some; back up its primary to keep "
+            "it")
 
 
 class Standby(PgCluster):
@@ -95,10 +96,14 @@ def test_a_standby_whose_replay_is_paused_is_backed_up_with_a_warning(pair, tool
     assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr.decode()
 
 
-def test_a_standbys_database_with_unlogged_tables_is_backed_up_with_a_warning(pair, tools, key_file, tmp_path):
+@pytest.mark.parametrize("unlogged", ["CREATE UNLOGGED TABLE hits (n int); INSERT INTO hits VALUES (1);",
+                                      "CREATE UNLOGGED SEQUENCE hits; SELECT setval('hits', 777);"],
+                         ids=["table", "sequence"])
+def test_a_standbys_database_with_unlogged_tables_is_backed_up_with_a_warning(pair, tools, key_file, tmp_path,
+                                                                               unlogged):
     primary, standby = pair
     primary.psql("CREATE DATABASE cache; ")
-    primary.psql("CREATE UNLOGGED TABLE hits (n int); INSERT INTO hits VALUES (1);", db="cache")
+    primary.psql(unlogged, db="cache")
     try:
         _until(standby, "SELECT count(*) FROM pg_class WHERE relname = 'hits'", "1", db="cache")
         proc = backup(standby, tools, str(tmp_path / "b"), "cache", "--key-file", key_file, check=False)

@@ -35,15 +35,15 @@ _IDENTIFIER = "-?[0-9]{1,20}"  # a bigint's digits, as the server gives it
 _LINE = re.compile(rb"encpipe-cluster v1 system_identifier=(%s)\n?" % _IDENTIFIER.encode())
 # ` paused` after it: a standby whose WAL replay is paused (pg_wal_replay_pause(), or a
 # recovery_target_action = 'pause' reached), whose data stays as of then, however new the run;
-# ` unlogged`: a standby, from which pg_dump leaves out the data of the database's unlogged tables
+# ` unlogged`: a standby, from which pg_dump leaves out the data of the database's unlogged tables and sequences
 QUERY = ("SELECT system_identifier || CASE WHEN pg_catalog.pg_is_in_recovery() AND "
          "pg_catalog.pg_is_wal_replay_paused() THEN ' paused' ELSE '' END || CASE WHEN "
          "pg_catalog.pg_is_in_recovery() AND EXISTS (SELECT FROM pg_catalog.pg_class WHERE relpersistence = 'u' "
-         "AND relkind = 'r') THEN ' unlogged' ELSE '' END FROM pg_catalog.pg_control_system();")
+         "AND relkind IN ('r', 'S')) THEN ' unlogged' ELSE '' END FROM pg_catalog.pg_control_system();")
 PAUSED = ("the server is a standby whose WAL replay is paused: this backup holds its data as of when replay "
           "stopped, not as of now (resume it with pg_wal_replay_resume(), or back up another server)")
-UNLOGGED = ("the server is a standby, from which pg_dump leaves out the data of unlogged tables (their "
-            "definitions are kept): this database has some; back up its primary to keep it")
+UNLOGGED = ("the server is a standby, from which pg_dump leaves out the data of unlogged tables and sequences "
+            "(their definitions are kept): this database has some; back up its primary to keep it")
 TAKE_OVER_HINT = ("give each server a location of its own; if this server is to take it over (a restore onto a new "
                   "server), run once with --new-cluster")
 

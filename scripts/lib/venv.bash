@@ -49,7 +49,7 @@ venv_python() {
 # Every Python the set-up starts runs isolated (-I): -c and -m put the working directory
 # first on the module path, and a Crypto.py, venv.py or importlib/ another user left in
 # /tmp ran as the user (as root, before apt-get) when the demo was started from there
-# (tests/test_setup_working_directory.py). -I also leaves out PYTHONPATH and the user's
+# (tests/test_child_working_directory.py). -I also leaves out PYTHONPATH and the user's
 # site-packages: a Python that has encpipe's dependencies only there gets .venv.
 
 # deps_importable PYTHON: whether PYTHON can import pycryptodome and docopt-ng
