@@ -377,3 +377,40 @@ def test_the_swap_ends_no_autovacuum_worker():
     sql = pgprops.swap_sql("tmp", "shop", "old", terminate=True).splitlines()[0]
     assert sql.endswith("WHERE datname = 'shop' AND pid <> pg_backend_pid() AND (usesysid IS NOT NULL OR "
                         "backend_type <> 'autovacuum worker');"), sql
+
+
+def test_a_superusers_session_is_refused_before_the_load_even_with_pg_signal_backend(pg, tools, key_file, tmp_path,
+                                                                                   dba):
+    """pg_signal_backend lets a role end another role's sessions, never a superuser's
+    (pgrights._UNENDED: `coalesce(r.rolsuper, false) OR ...`): a superuser's session on DBNAME
+    is still refused first, not found by the swap's pg_terminate_backend after the whole load
+    (`permission denied to terminate process`)."""
+    _source(pg)
+    pg.psql("CREATE DATABASE %s OWNER %s" % (TARGET, DBA))
+    pg.psql("GRANT pg_signal_backend TO %s;" % DBA)
+    superuser = _session(pg, TARGET, pg.user)
+    try:
+        _refused_before_anything(pg, tools, key_file, tmp_path,
+                                 "role %s cannot restore %s in place: it may not end the sessions of role(s) %s on it "
+                                 "(--terminate-connections: the swap ends them); database %s was not touched"
+                                 % (DBA, TARGET, pg.user, TARGET), "--terminate-connections")
+        assert superuser.poll() is None
+    finally:
+        _closed(superuser)
+    assert leftover_databases(pg) == set()
+
+
+def test_an_acl_of_an_owner_whose_rights_the_role_does_not_inherit_is_refused_before_the_load(pg, tools, key_file,
+                                                                                          tmp_path, dba):
+    """A member of the recorded owner that does not inherit its rights (NOINHERIT) may give it
+    the database, not grant as it: refused before anything (pgrights.check's USAGE of the
+    granter), not at the swap once the whole dump is loaded."""
+    _source(pg, "ALTER DATABASE %s OWNER TO %s; GRANT %s TO %s; ALTER ROLE %s NOINHERIT;"
+            % (SOURCE, GRP, GRP, DBA, DBA))
+    pg.psql("REVOKE ALL ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO {1};".format(SOURCE, DBA),
+            user=GRP)
+    _refused_before_anything(pg, tools, key_file, tmp_path,
+                             "role %s cannot restore %s: it lacks the privileges of role %s (a member that does not "
+                             "inherit them), as whom the swap grants the database's privileges; database %s was not "
+                             "created" % (DBA, TARGET, GRP, TARGET))
+    assert TARGET not in databases(pg)
