@@ -20,20 +20,24 @@ TARGET = "gap_target"
 OTHER = "gap_other"
 
 
-def test_drop_pre_restore_of_one_database_keeps_another_databases_copies(pg, tools):
-    mine, theirs = TARGET + "_pre_restore_20200101T000000Z", OTHER + "_pre_restore_20200101T000000Z"
-    for name in (mine, theirs):
+def _copies_left_by_drop_older_than(pg, tools, days, names):
+    """The `_pre_restore_` copies left once `--drop-pre-restore-older-than DAYS TARGET`
+    ran over the copies `names`, made first (and dropped after)."""
+    for name in names:
         pg.dropdb(name)
         pg.createdb(name)
     try:
-        done = run([RESTORE, "--drop-pre-restore-older-than", "0", TARGET], script_env(pg, tools))
+        done = run([RESTORE, "--drop-pre-restore-older-than", days, TARGET], script_env(pg, tools))
         assert (done.returncode, done.stdout) == (0, b""), done.stderr.decode()
-        left = {d for d in databases(pg) if "_pre_restore_" in d}
-        assert mine not in left
-        assert theirs in left
+        return {d for d in databases(pg) if "_pre_restore_" in d} & set(names)
     finally:
-        for name in (mine, theirs):
+        for name in names:
             pg.dropdb(name)
+
+
+def test_drop_pre_restore_of_one_database_keeps_another_databases_copies(pg, tools):
+    mine, theirs = TARGET + "_pre_restore_20200101T000000Z", OTHER + "_pre_restore_20200101T000000Z"
+    assert _copies_left_by_drop_older_than(pg, tools, "0", [mine, theirs]) == {theirs}
 
 
 def _in_process(pg, monkeypatch):
@@ -205,13 +209,4 @@ def test_drop_pre_restore_counts_days_not_hours(pg, tools):
     now = datetime.now(timezone.utc)
     recent, old = ("%s_pre_restore_%s" % (TARGET, (now - age).strftime("%Y%m%dT%H%M%SZ"))
                    for age in (timedelta(hours=2), timedelta(days=2)))
-    for name in (recent, old):
-        pg.dropdb(name)
-        pg.createdb(name)
-    try:
-        done = run([RESTORE, "--drop-pre-restore-older-than", "1", TARGET], script_env(pg, tools))
-        assert (done.returncode, done.stdout) == (0, b""), done.stderr.decode()
-        assert {d for d in databases(pg) if d.startswith(TARGET + "_pre_restore_")} == {recent}
-    finally:
-        for name in (recent, old):
-            pg.dropdb(name)
+    assert _copies_left_by_drop_older_than(pg, tools, "1", [recent, old]) == {recent}
