@@ -129,22 +129,20 @@ def drop(maintenance_db, name, sql=None):
 # swap failed, stayed, with the restored data, and no later restore dropped it. Dropped here with
 # no slot (slot_name = NONE), so that the publisher's, which the live database's subscription may
 # use, is left as it is. Connected to the database itself: a subscription is dropped only there.
-_SUBSCRIPTIONS = ("SELECT count(*) FROM pg_catalog.pg_subscription WHERE subdbid = (SELECT oid FROM "
-                  "pg_catalog.pg_database WHERE datname = pg_catalog.current_database());")
-_DROP_SUBSCRIPTIONS = _SUBSCRIPTIONS + """
+_OWN = ("subdbid = (SELECT oid FROM pg_catalog.pg_database "  # this database's: pg_subscription is shared
+        "WHERE datname = pg_catalog.current_database())")
+_DROP_SUBSCRIPTIONS = ("SELECT count(*) FROM pg_catalog.pg_subscription WHERE " + _OWN + """;
 DO $$DECLARE s name; BEGIN
-FOR s IN SELECT subname FROM pg_catalog.pg_subscription WHERE subdbid = (SELECT oid FROM pg_catalog.pg_database
-         WHERE datname = pg_catalog.current_database()) LOOP
+FOR s IN SELECT subname FROM pg_catalog.pg_subscription WHERE """ + _OWN + """ LOOP
   EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I DISABLE', s);
   EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', s);
   EXECUTE pg_catalog.format('DROP SUBSCRIPTION %I', s);
-END LOOP; END $$;"""
+END LOOP; END $$;""")
 
 
-def drop_scratch(maintenance_db, name, sql=None, attempt=None):
-    """drop() of a scratch database (or `attempt()`, which drops it): when that fails, and
-    `name` held subscriptions, again once they are dropped (see _DROP_SUBSCRIPTIONS)."""
-    attempt = attempt or (lambda: drop(maintenance_db, name, sql))
+def drop_scratch(name, attempt):
+    """`attempt()`, which drops scratch database `name`: when that fails, and `name` held
+    subscriptions, again once they are dropped (see _DROP_SUBSCRIPTIONS)."""
     try:
         attempt()
     except PgError:

@@ -169,7 +169,7 @@ class Run(Children):
         self.beside = pgfetch.globals_name(name) if wanted else None
         self.source = "/dev/fd/%d" % self.fds[0]  # never the name again: it may be swapped
         self.restrict = restricted_psql(self.o.get("allow_unrestricted_psql"), lambda text: say(text, "warning"))
-        self.sealed = os.pread(self.fds[0], 7, 0) == b"ENCPIPE"
+        self.sealed = os.pread(self.fds[0], 7, 0) == b"ENCPIPE"  # format.MAGIC, without loading format
         sources = {word.partition("=")[0] for word in self.o["key"]} or {v for v in ASKS if v in self.env}
         if self.sealed and not ASKS & sources and readable_beside_another(self.secrets.words(self.o["key"])):
             # `open --verify-first` lets nothing out before the whole file authenticated: it reads
@@ -280,7 +280,8 @@ class Run(Children):
             self.stream.kill()
         if self.temp:
             try:
-                pgcommit.drop_scratch(self.maint, self.temp, pgprops.undo_sql(self.temp))
+                pgcommit.drop_scratch(self.temp, lambda: pgcommit.drop(self.maint, self.temp,
+                                                                       pgprops.undo_sql(self.temp)))
             except PgError as e:  # the server gone, say: not the failure, which is the one error line
                 say("could not drop the scratch database %s (%s); a later restore drops it" % (self.temp, e), "warning")
         self.roles.drop_created()

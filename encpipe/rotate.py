@@ -68,6 +68,7 @@ from . import dirlock, pathwalk, safefile
 from .argwords import option_words
 from .cli import Io, child_command, print_text
 from .errors import EncpipeError
+from .format import MAGIC
 from .fdsecrets import FdSecrets
 from .sigdefer import Commit
 from .keys import warn_secret_modes
@@ -80,7 +81,6 @@ from .textform import shown_name
 from .usage_errors import argparse_message, first_empty_parsed, parse_quietly
 
 PROG = "encpipe-rotate"
-MAGIC = b"ENCPIPE"
 
 
 def err(message, hint=None):
