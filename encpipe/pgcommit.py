@@ -23,7 +23,7 @@ without asking (a server that refused psql most often refuses the look too).
 import re
 
 from .pgcli import Failure
-from .pgclient import PgError, Step, conninfo, ident, literal, value
+from .pgclient import LOCK_TIMEOUT, PgError, Step, conninfo, ident, literal, value
 
 OID_SQL = "\nSELECT oid FROM pg_catalog.pg_database WHERE datname = %s;"  # its one row: the database's oid
 # psql's line when it could not connect: libpq (14 and later) starts so only the error of a
@@ -138,17 +138,27 @@ FOR s IN SELECT subname FROM pg_catalog.pg_subscription WHERE """ + _OWN + """ L
   EXECUTE pg_catalog.format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', s);
   EXECUTE pg_catalog.format('DROP SUBSCRIPTION %I', s);
 END LOOP; END $$;""")
+# A new session's start-up waits, with no lock_timeout yet, for a lock on its database's row:
+# the owner of a database named like a scratch one kept it (an ALTER DATABASE left open) and
+# the restore that had failed to drop it, connecting to look for subscriptions, waited for
+# ever. Asked first from the maintenance database (pg_subscription is shared); and the one
+# connection there is bounded by libpq (connect_timeout, as long as the lock_timeout).
+_HAS_SUBSCRIPTIONS = ("SELECT count(*) FROM pg_catalog.pg_subscription WHERE subdbid = "
+                      "(SELECT oid FROM pg_catalog.pg_database WHERE datname = %s);")
+CONNECT_TIMEOUT = int(LOCK_TIMEOUT.rstrip("s"))
 
 
-def drop_scratch(name, attempt):
+def drop_scratch(maintenance_db, name, attempt):
     """`attempt()`, which drops scratch database `name`: when that fails, and `name` held
     subscriptions, again once they are dropped (see _DROP_SUBSCRIPTIONS)."""
     try:
         attempt()
     except PgError:
         try:
-            dropped = value(conninfo(name), _DROP_SUBSCRIPTIONS) not in (None, "0")
-        except PgError:  # not connected to (gone meanwhile, not the role's): the first error says
+            dropped = (value(maintenance_db, _HAS_SUBSCRIPTIONS % literal(name)) not in (None, "0")
+                       and value("%s connect_timeout=%d" % (conninfo(name), CONNECT_TIMEOUT),
+                                 _DROP_SUBSCRIPTIONS) not in (None, "0"))
+        except PgError:  # not connected to (gone meanwhile, not the role's, busy): the first error says
             dropped = False
         if not dropped:
             raise

@@ -106,7 +106,8 @@ class RunLock:
             try:
                 if self.session.ask(_held_elsewhere_sql(name)) != "0":
                     continue  # a live run of another --maintenance-db owns it (its lock is that database's)
-                drop_scratch(name, lambda: run_sql(maintenance_db, "DROP DATABASE IF EXISTS %s;" % ident(name)))
+                drop_scratch(maintenance_db, name,
+                             lambda: run_sql(maintenance_db, "DROP DATABASE IF EXISTS %s;" % ident(name)))
                 dropped.append(name)
             except PgError as e:  # in use, or not the restoring role's to drop: the server's words say which
                 busy.append((name, str(e)))

@@ -280,8 +280,8 @@ class Run(Children):
             self.stream.kill()
         if self.temp:
             try:
-                pgcommit.drop_scratch(self.temp, lambda: pgcommit.drop(self.maint, self.temp,
-                                                                       pgprops.undo_sql(self.temp)))
+                pgcommit.drop_scratch(self.maint, self.temp,
+                                      lambda: pgcommit.drop(self.maint, self.temp, pgprops.undo_sql(self.temp)))
             except PgError as e:  # the server gone, say: not the failure, which is the one error line
                 say("could not drop the scratch database %s (%s); a later restore drops it" % (self.temp, e), "warning")
         self.roles.drop_created()

@@ -12,7 +12,10 @@ review of pgleftovers and pgcommit.drop_scratch found these lines untested).
   an enabled one)."""
 
 import subprocess
+import threading
 import time
+
+import pytest
 
 from test_backup_restore import RESTORE, databases, run, script_env
 
@@ -210,3 +213,79 @@ def test_drop_pre_restore_counts_days_not_hours(pg, tools):
     recent, old = ("%s_pre_restore_%s" % (TARGET, (now - age).strftime("%Y%m%dT%H%M%SZ"))
                    for age in (timedelta(hours=2), timedelta(days=2)))
     assert _copies_left_by_drop_older_than(pg, tools, "1", [recent, old]) == {recent}
+
+
+def _holding(pg, user, sql):
+    """A psql session of `user` (in postgres) that ran `sql`, a transaction left open."""
+    holder = subprocess.Popen([pg.bin("psql"), "-X", "-q", "-At", "-U", user, "-d", "postgres"], env=pg.env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    holder.stdin.write(sql.encode() + b"\nSELECT 'held';\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline() == b"held\n"
+    return holder
+
+
+@pytest.mark.parametrize("subscription", [False, True], ids=["none", "one"])
+def test_a_locked_leftover_named_like_a_scratch_database_cannot_make_the_clean_up_wait_for_ever(
+        pg, monkeypatch, subscription):
+    """A role with CREATEDB makes a database named like a dead run's scratch database and
+    keeps its row locked (an ALTER DATABASE ... RENAME left open). The DROP gives up after
+    the lock_timeout; before, drop_scratch then connected to it to look for subscriptions,
+    and a new session's start-up waits for that lock with no lock_timeout yet: the restore
+    waited for ever. Now the maintenance database is asked first (a superuser's session in
+    a database another role owns only when it holds subscriptions), and that connection is
+    bounded (connect_timeout)."""
+    from encpipe import pgcommit
+
+    pgleftovers = _in_process(pg, monkeypatch)
+    dead = "encpipe_restore_20200101T000000Z_51"
+    asked = []
+    real_value = pgcommit.value
+    monkeypatch.setattr(pgcommit, "value", lambda db, sql: asked.append(db) or real_value(db, sql))
+    pg.psql("DROP ROLE IF EXISTS mallory57; CREATE ROLE mallory57 LOGIN CREATEDB;")
+    pg.psql('CREATE DATABASE "%s" OWNER mallory57;' % dead)
+    if subscription:
+        pg.psql("CREATE SUBSCRIPTION held_s CONNECTION 'dbname=nowhere host=/nonexistent' PUBLICATION p "
+                "WITH (connect = false)", db=dead)
+    holder = _holding(pg, "mallory57", 'BEGIN; ALTER DATABASE "%s" RENAME TO mallory57_x;' % dead)
+    result = []
+
+    def clean():
+        with pgleftovers.RunLock("postgres", "encpipe_restore_20250101T000000Z_52") as lock:
+            lock.take()
+            result.append(lock.clean("postgres"))
+
+    thread = threading.Thread(target=clean, daemon=True)
+    try:
+        thread.start()
+        thread.join(90)
+        assert result, "the clean-up waited for ever for a leftover another role keeps locked"
+        dropped, busy = result[0]
+        assert (dropped, [name for name, _ in busy]) == ([], [dead])
+        into_it = [db for db in asked if dead in db]
+        assert into_it == (["dbname='%s' connect_timeout=10" % dead] if subscription else [])
+    finally:
+        holder.kill()
+        holder.wait()
+        if thread.is_alive():
+            thread.join(60)
+        if subscription and dead in databases(pg):
+            pg.psql("ALTER SUBSCRIPTION held_s DISABLE; ALTER SUBSCRIPTION held_s SET (slot_name = NONE); "
+                    "DROP SUBSCRIPTION held_s;", db=dead)
+        pg.psql('DROP DATABASE IF EXISTS "%s"; DROP ROLE mallory57;' % dead)
+
+
+def test_a_dead_runs_subscriptions_with_awkward_names_are_dropped_in_a_latin1_database(pg, monkeypatch):
+    """Names with quotes, a semicolon and letters beyond ASCII, in a LATIN1 database:
+    each subscription dropped by its own name (format's %I), then the database."""
+    pgleftovers = _in_process(pg, monkeypatch)
+    dead = "encpipe_restore_20200101T000000Z_61"
+    pg.psql("CREATE DATABASE \"%s\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;" % dead)
+    for name in ['a"b', "c'd; DROP DATABASE postgres", "café ü"]:
+        pg.psql("CREATE SUBSCRIPTION \"%s\" CONNECTION 'dbname=nowhere host=/nonexistent' PUBLICATION p "
+                "WITH (connect = false)" % name.replace('"', '""'), db=dead)
+    with pgleftovers.RunLock("postgres", "encpipe_restore_20250101T000000Z_62") as lock:
+        lock.take()
+        assert lock.clean("postgres") == ([dead], [])
+    assert dead not in databases(pg)
+    assert pg.psql("SELECT count(*) FROM pg_subscription").strip() == "0"

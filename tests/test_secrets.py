@@ -399,13 +399,20 @@ def test_a_key_pasted_as_a_scripts_command_is_refused_before_anything_runs(tmp_p
     (["encpipe-list", "HEX:backups"], "DIR"),
     (["encpipe-list", "offsite,root=/x:a/b/SIGNING"], "DIR"),
     (["encpipe-verify", "--key-file", "KEY", "offsite:HEX/shop_20250101T020000Z.sql.enc"], "PATH"),
-], ids=["backup-bucket", "backup-folder-identity", "restore", "list-root", "list-name", "list-signing", "verify"])
+    (["encpipe-list", "offsite:HEX:"], "DIR"),
+    (["encpipe-list", "offsite:HEX:x"], "DIR"),
+    (["encpipe-list", "offsite:backups:IDENTITY"], "DIR"),
+    (["encpipe-list", "offsite:backups/x:IDENTITY"], "DIR"),
+], ids=["backup-bucket", "backup-folder-identity", "restore", "list-root", "list-name", "list-signing", "verify",
+        "hex-colon", "hex-colon-folder", "identity-after-colon", "identity-deeper-colon"])
 def test_a_key_pasted_in_a_remotes_path_is_refused_before_rclone_runs(tmp_path, argv, option):
     """A key pasted after a remote's colon (where the bucket or the folder belongs): before,
     it went on rclone's command line, into every error line, and to the object store as a
     bucket's name. Now 64, not shown, before anything runs. A raw key's form (64 hex
     digits) is refused in the remote's name and as the path's first part (a bucket's
-    name has 63 characters at most); an identity's or signing key's text form anywhere."""
+    name has 63 characters at most); an identity's or signing key's text form anywhere.
+    The path's parts split at colons too: split at slashes only, `offsite:KEY:` and
+    `offsite:b:IDENTITY` went on rclone's command line."""
     pasted = {"HEX": KEY, "IDENTITY": _identity(), "SIGNING": "ENCPIPE-SIGNING-KEY-" + "A" * 60}
     words = {"KEY": secret_file(tmp_path / "k", KEY + "\n")}
     argv = [os.path.join(SCRIPTS, argv[0]), *(_pasted(words.get(a, a), pasted) for a in argv[1:])]
