@@ -35,7 +35,9 @@ LOCK_TIMEOUT = "10s"
 NO_TIMEOUTS = ("SELECT 1 FROM (SELECT name FROM pg_catalog.pg_settings WHERE name IN ('statement_timeout', "
                "'idle_in_transaction_session_timeout', 'idle_session_timeout') OFFSET 0) AS s "
                "WHERE pg_catalog.set_config(s.name, '0', false) IS NULL;")
-SESSION_SETUP = ("SET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
+# statement_timeout first, and as a plain SET (as pg_dump does): a database's or role's of a
+# millisecond cancelled NO_TIMEOUTS itself, a scan of pg_settings, and every backup failed.
+SESSION_SETUP = ("SET statement_timeout = 0;\nSET search_path = pg_catalog;\nSET standard_conforming_strings = on;\n"
                  "SET client_min_messages = warning;\nSET lock_timeout = '%s';\n%s" % (LOCK_TIMEOUT, NO_TIMEOUTS))
 # Nor, in a restore's, a default_transaction_read_only of the maintenance database or the role
 # (pg_dumpall's output turns it off too): its CREATE ROLE and CREATE DATABASE failed. A backup's
@@ -46,7 +48,20 @@ READ_WRITE = "SET default_transaction_read_only = off;"
 # no row is printed. A backup's read as the server gives them (pgprops).
 UTF8_SESSIONS = ("SELECT 1 FROM (SELECT 1 WHERE pg_catalog.current_setting('server_encoding') <> 'SQL_ASCII' "
                  "OFFSET 0) AS s WHERE pg_catalog.set_config('client_encoding', 'UTF8', false) IS NULL;")
-_more_setup = ""  # UTF8_SESSIONS and READ_WRITE, once restoring() was called
+# Nor, in a restore's, a `role` the maintenance database sets for every session (ALTER DATABASE
+# ... SET role, which its owner may run): the restore acted as her, made the scratch database
+# hers while a superuser's dump loaded into it (she could connect and put objects in it), and
+# the restored database too. One the login role has (ALTER ROLE ... SET role, for this database
+# or all), or PGOPTIONS gives, is the operator's (tests/test_restore_swap_role.py): kept.
+DATABASE_ROLE = (
+    "SELECT 1 FROM (SELECT 1 FROM pg_catalog.pg_db_role_setting AS d, pg_catalog.unnest(d.setconfig) AS c "
+    "WHERE d.setrole = 0 AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database "
+    "WHERE datname = pg_catalog.current_database()) AND c = 'role=' || CURRENT_USER::text "
+    "AND CURRENT_USER <> SESSION_USER AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting AS u, "
+    "pg_catalog.unnest(u.setconfig) AS uc WHERE u.setrole = (SELECT oid FROM pg_catalog.pg_roles "
+    "WHERE rolname = SESSION_USER) AND u.setdatabase IN (0, d.setdatabase) AND uc LIKE 'role=%') "
+    "OFFSET 0) AS s WHERE pg_catalog.set_config('role', 'none', false) IS NULL;")
+_more_setup = ""  # DATABASE_ROLE, UTF8_SESSIONS and READ_WRITE, once restoring() was called
 # A backup's session that reads a database's own text (pgprops.comment_line) speaks the
 # database's encoding, in which a restore reads it (pgencoding): before, it was the one
 # PGCLIENTENCODING or a database's or role's client_encoding chose; the backup recorded
@@ -57,10 +72,12 @@ SERVER_ENCODING = ("SELECT 1 WHERE pg_catalog.set_config('client_encoding', "
 
 
 def restoring():
-    """From now on, every session of run_sql and Session speaks UTF-8 (UTF8_SESSIONS), and
+    """From now on, every session of run_sql and Session acts as the login role or the one it
+    chose, not the maintenance database's (DATABASE_ROLE), speaks UTF-8 (UTF8_SESSIONS), and
     its transactions may write (READ_WRITE): a restore's."""
     global _more_setup
-    _more_setup = "\n%s\n%s" % (UTF8_SESSIONS, READ_WRITE)
+    _more_setup = "\n%s\n%s\n%s" % (DATABASE_ROLE, UTF8_SESSIONS, READ_WRITE)
+
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}
 
@@ -268,7 +285,10 @@ class Session:
             self.proc = sigthreads.popen(psql_args(self.db, "-A", "-t"), stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=client_env())
         try:
-            self.proc.stdin.write((NO_TIMEOUTS + _more_setup).encode() + b"\n")  # held for the whole run: no idle timeout ends it
+            # held for the whole run: no idle timeout ends it; and its statements resolve names in
+            # pg_catalog only (before, an operator `=` of the maintenance database's owner, her schema
+            # first on a search_path she set for it, ran as the restoring superuser)
+            self.proc.stdin.write((SESSION_SETUP + _more_setup).encode() + b"\n")
         except OSError:
             pass  # its psql gone: the first ask() says so
 

@@ -12,6 +12,21 @@ from . import pgcommit, pgglobals, pgprops, pgsaid, sigthreads
 from .pgcli import Failure
 from .pgclient import PgError, ident, literal, run_sql
 
+# The roles' statements carry their password hashes (ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...',
+# or an md5 one, which logs in as the role where md5 is the method): a server logging every
+# statement (log_statement = 'all', log_min_duration_statement = 0, a sample of them), or only
+# a failed one's (log_min_error_statement, ERROR by default), wrote them into its log, and
+# pg_stat_statements kept them. Turned off for the step's session when it may (a superuser's:
+# each is a superuser's setting), each the server has; no row is printed.
+QUIET_LOG = (
+    "SELECT 1 FROM (SELECT name FROM pg_catalog.pg_settings WHERE name IN ('log_statement', "
+    "'log_min_duration_statement', 'log_min_duration_sample', 'log_transaction_sample_rate', "
+    "'log_min_error_statement', 'pg_stat_statements.track_utility') AND EXISTS (SELECT 1 FROM "
+    "pg_catalog.pg_roles WHERE rolname = CURRENT_USER AND rolsuper) OFFSET 0) AS s WHERE pg_catalog.set_config("
+    "s.name, CASE s.name WHEN 'log_statement' THEN 'none' WHEN 'log_min_error_statement' THEN 'panic' "
+    "WHEN 'log_transaction_sample_rate' THEN '0' WHEN 'pg_stat_statements.track_utility' THEN 'off' "
+    "ELSE '-1' END, false) IS NULL;")
+
 
 class Roles:
     def __init__(self, maint, say, create=True):
@@ -59,7 +74,7 @@ class Roles:
         if not created:
             return
         with sigthreads.held():  # recorded before a signal ends the restore: its undo drops them
-            outcome = pgcommit.roles(self.maint, "\n".join(keep), created, (), restrict)
+            outcome = pgcommit.roles(self.maint, "\n".join([QUIET_LOG, *keep]), created, (), restrict)
             if outcome:
                 error, have = outcome
                 if isinstance(have, PgError):
