@@ -43,15 +43,21 @@ CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.eq);
 """
 
 
-@pytest.mark.parametrize("how", ["database owner", "restoring role", "PGOPTIONS"])
-def test_no_operator_of_a_schema_ahead_of_pg_catalog_runs_in_the_restores_sessions(pg, tools, key_file, tmp_path,
-                                                                                    mallory, how):
+def _backup_and_new_maintenance_db(pg, tools, key_file, tmp_path, target):
+    """(source, a backup of it): the maintenance database MAINT made anew, mallory's, and no `target`."""
     source = ensure_small(pg, "set_source")
     path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file)
-    target = "set_target"
     pg.dropdb(MAINT)
     pg.dropdb(target)
     pg.psql("CREATE DATABASE %s OWNER mallory;" % MAINT)
+    return source, path
+
+
+@pytest.mark.parametrize("how", ["database owner", "restoring role", "PGOPTIONS"])
+def test_no_operator_of_a_schema_ahead_of_pg_catalog_runs_in_the_restores_sessions(pg, tools, key_file, tmp_path,
+                                                                                    mallory, how):
+    target = "set_target"
+    source, path = _backup_and_new_maintenance_db(pg, tools, key_file, tmp_path, target)
     pg.psql(EVIL_OPERATOR, db=MAINT, user="mallory")
     env = {}
     if how == "database owner":  # an owner may set her database's search_path
@@ -178,12 +184,9 @@ def test_the_maintenance_databases_owner_cannot_make_the_restore_act_as_her(pg, 
     put objects into it, which the restored database kept: pgprops.private_sql keeps any
     such role out), and the restored database was hers. A role that the login role or
     PGOPTIONS chose (tests/test_restore_swap_role.py) is the operator's: not this one."""
-    source = ensure_small(pg, "set_source")
-    path, _ = backup(pg, tools, str(tmp_path / "b"), source, "--key-file", key_file)
     target = "set_role_target"
-    pg.dropdb(MAINT)
-    pg.dropdb(target)
-    pg.psql("ALTER ROLE mallory CREATEDB; CREATE DATABASE %s OWNER mallory;" % MAINT)
+    source, path = _backup_and_new_maintenance_db(pg, tools, key_file, tmp_path, target)
+    pg.psql("ALTER ROLE mallory CREATEDB;")
     pg.psql("ALTER DATABASE %s SET role = 'mallory';" % MAINT, user="mallory")
     try:
         proc = restore(pg, tools, path, target, "--key-file", key_file, "--maintenance-db", MAINT, "--no-globals")
