@@ -45,7 +45,8 @@ def say(text, kind=None):
 
 def parse(argv):
     # "given": every value of each option, for keyargs.secret_fds_open and FdSecrets
-    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "given": {}, "shared": []}
+    opts = {"positional": [], "key": [], "open": [], "signers": [], "tool": [], "given": {}, "shared": [],
+            "named": set()}  # every option's name given
     args, seen = list(argv), set()
     while args:
         arg = args.pop(0)
@@ -55,6 +56,8 @@ def parse(argv):
                 opts["positional"].append(args.pop(0))
             opts["tool"] = args[1:] if args[:1] == ["--"] else args
             break
+        if name in _VALUE or name in _FLAGS:
+            opts["named"].add(name)
         if name in _VALUE:
             if not eq and not args:
                 raise Failure("%s needs a value" % name, 64)

@@ -172,8 +172,9 @@ def checked(text, path, run, say):
     except pgencoding.Unconverted as e:
         raise Failure("the globals file %s is in %s, which encpipe-restore does not convert, and holds text that is "
                       "not ASCII; nothing was changed" % (path, e), 65,
-                      "create its roles from it with psql (encpipe open FILE | psql), then restore with "
-                      "--no-create-roles") from None
+                      "create its roles from it with psql (encpipe open FILE | psql, which converts it), then "
+                      "restore with --no-globals and set the database's owner, privileges, settings and comment "
+                      "as the file records them") from None
     if "\0" in decoded:  # psql reads a line only up to a NUL: the rest of it, its end too, never reaches its lexer
         raise Failure("the globals file %s holds a NUL byte, which pg_dumpall never writes; nothing was changed"
                       % path, 65, REFUSED_HINT)

@@ -65,6 +65,9 @@ from .pgstream import QUIET_ARCHIVE, QUIET_PSQL, EmptyStream, restricted_psql
 ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-file", "--passphrase-fd",
         "ENCPIPE_PASSPHRASE"}
 
+# the options of `--drop-pre-restore-older-than DAYS [DBNAME]` alone (the others are a restore's)
+DROP_FORM = {"--drop-pre-restore-older-than", "--maintenance-db", "--allow-shared-dir"}
+
 
 class Run(Children):
     def __init__(self, opts):
@@ -99,10 +102,12 @@ class Run(Children):
                               "--drop-pre-restore-older-than", 64)
             copies = pgleftovers.pre_restore_copies(self.maint, sizes=True)
             return print_text(PROG, json.dumps(json_value(copies), indent=2))
-        if len(o["positional"]) == 1 and o.get("drop_pre_restore_older_than") and not o["tool"]:
-            return self.drop_pre_restore(utf8_name(o["positional"][0]))
-        if not o["positional"] and o.get("drop_pre_restore_older_than"):
-            return self.drop_pre_restore(None)
+        if o.get("drop_pre_restore_older_than") and len(o["positional"]) <= 1 and not o["tool"]:
+            other = sorted(o["named"] - DROP_FORM)  # else a restore with DBNAME left out dropped FILE's copies
+            if other:
+                raise Failure("%s is a restore's option: --drop-pre-restore-older-than DAYS [DBNAME] alone only "
+                              "drops copies (a restore takes FILE DBNAME)" % other[0], 64)
+            return self.drop_pre_restore(utf8_name(o["positional"][0]) if o["positional"] else None)
         if len(o["positional"]) != 2:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else
                           "too many arguments: %s" % shown_argument(o["positional"][2]), 64)  # a key: not shown

@@ -97,7 +97,7 @@ def check(run, exists, props, statements):
     if run.superuser:
         return
     no_owner, no_acl = run.skips(exists)
-    creating = pgglobals.plan(statements, run.role_names)[1] if statements else []
+    creating = pgglobals.plan(statements, run.role_names)[1] if statements and run.roles.create else []
     current = run.o.get("role") or run.user  # the scratch database's owner while the dump runs
     final = pgprops.final_owner(props, no_owner, current)
     needs = superuser_needs(props, no_acl, creating, final)
