@@ -52,15 +52,20 @@ UTF8_SESSIONS = ("SELECT 1 FROM (SELECT 1 WHERE pg_catalog.current_setting('serv
 # ... SET role, which its owner may run): the restore acted as her, made the scratch database
 # hers while a superuser's dump loaded into it (she could connect and put objects in it), and
 # the restored database too. One the login role has (ALTER ROLE ... SET role, for this database
-# or all), or PGOPTIONS gives, is the operator's (tests/test_restore_swap_role.py): kept.
+# or all), or PGOPTIONS gives, is the operator's (tests/test_restore_swap_role.py): kept, as the
+# server keeps it over the database's. Whatever the database's value says (the server acts on
+# it cut to a name's 63 bytes, and keeps it whole: compared with CURRENT_USER, a longer one
+# never matched).
 DATABASE_ROLE = (
-    "SELECT 1 FROM (SELECT 1 FROM pg_catalog.pg_db_role_setting AS d, pg_catalog.unnest(d.setconfig) AS c "
-    "WHERE d.setrole = 0 AND d.setdatabase = (SELECT oid FROM pg_catalog.pg_database "
-    "WHERE datname = pg_catalog.current_database()) AND c = 'role=' || CURRENT_USER::text "
-    "AND CURRENT_USER <> SESSION_USER AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting AS u, "
+    "SELECT 1 FROM (SELECT 1 WHERE CURRENT_USER <> SESSION_USER AND EXISTS (SELECT 1 FROM "
+    "pg_catalog.pg_db_role_setting AS d, pg_catalog.unnest(d.setconfig) AS c WHERE d.setrole = 0 AND "
+    "d.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
+    "AND c LIKE 'role=%') AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting AS u, "
     "pg_catalog.unnest(u.setconfig) AS uc WHERE u.setrole = (SELECT oid FROM pg_catalog.pg_roles "
-    "WHERE rolname = SESSION_USER) AND u.setdatabase IN (0, d.setdatabase) AND uc LIKE 'role=%') "
+    "WHERE rolname = SESSION_USER) AND u.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database "
+    "WHERE datname = pg_catalog.current_database())) AND uc LIKE 'role=%') "
     "OFFSET 0) AS s WHERE pg_catalog.set_config('role', 'none', false) IS NULL;")
+_OPTIONS_ROLE = re.compile(r"(?:^|\s)(?:-c\s*|--)role=")  # PGOPTIONS' `-c role=R`, `-crole=R`, `--role=R`
 _more_setup = ""  # DATABASE_ROLE, UTF8_SESSIONS and READ_WRITE, once restoring() was called
 # A backup's session that reads a database's own text (pgprops.comment_line) speaks the
 # database's encoding, in which a restore reads it (pgencoding): before, it was the one
@@ -76,7 +81,8 @@ def restoring():
     chose, not the maintenance database's (DATABASE_ROLE), speaks UTF-8 (UTF8_SESSIONS), and
     its transactions may write (READ_WRITE): a restore's."""
     global _more_setup
-    _more_setup = "\n%s\n%s\n%s" % (DATABASE_ROLE, UTF8_SESSIONS, READ_WRITE)
+    chosen = _OPTIONS_ROLE.search(os.environ.get("PGOPTIONS", ""))
+    _more_setup = "\n%s\n%s\n%s" % ("" if chosen else DATABASE_ROLE, UTF8_SESSIONS, READ_WRITE)
 
 # psql 15.14, 16.10 and 17.6 brought \restrict (CVE-2025-8714); 18 has it.
 RESTRICT_SINCE = {15: 14, 16: 10, 17: 6}

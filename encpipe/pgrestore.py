@@ -69,6 +69,12 @@ ASKS = {"--key-command", "--passphrase-command", "--passphrase", "--passphrase-f
 DROP_FORM = {"--drop-pre-restore-older-than", "--maintenance-db", "--allow-shared-dir"}
 
 
+def _a_file(name):
+    """Whether a DBNAME is rather a backup file: named as one (`.enc`, as every backup's name
+    ends), or a path (a `/` in it) to a file that is there."""
+    return name.endswith(".enc") or "/" in name and os.path.isfile(name)
+
+
 class Run(Children):
     def __init__(self, opts):
         self.o = opts
@@ -107,6 +113,10 @@ class Run(Children):
             if other:
                 raise Failure("%s is a restore's option: --drop-pre-restore-older-than DAYS [DBNAME] alone only "
                               "drops copies (a restore takes FILE DBNAME)" % other[0], 64)
+            if o["positional"] and _a_file(o["positional"][0]):  # the key in the environment: no option said so
+                raise Failure("%s is a backup file, not a DBNAME: --drop-pre-restore-older-than DAYS [DBNAME] alone "
+                              "only drops copies (a restore takes FILE DBNAME)"
+                              % shown_argument(o["positional"][0]), 64)
             return self.drop_pre_restore(utf8_name(o["positional"][0]) if o["positional"] else None)
         if len(o["positional"]) != 2:
             raise Failure("need FILE and DBNAME" if len(o["positional"]) < 2 else

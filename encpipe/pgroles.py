@@ -16,15 +16,18 @@ from .pgclient import PgError, ident, literal, run_sql
 # or an md5 one, which logs in as the role where md5 is the method): a server logging every
 # statement (log_statement = 'all', log_min_duration_statement = 0, a sample of them), or only
 # a failed one's (log_min_error_statement, ERROR by default), wrote them into its log, and
-# pg_stat_statements kept them. Turned off for the step's session when it may (a superuser's:
-# each is a superuser's setting), each the server has; no row is printed.
+# pg_stat_statements kept them, and pg_stat_activity showed them, while they ran, to a
+# monitoring role (pg_read_all_stats) that may not read pg_authid. Turned off for the step's
+# session when it may (a superuser's: each is a superuser's setting), each the server has; no
+# row is printed.
 QUIET_LOG = (
     "SELECT 1 FROM (SELECT name FROM pg_catalog.pg_settings WHERE name IN ('log_statement', "
     "'log_min_duration_statement', 'log_min_duration_sample', 'log_transaction_sample_rate', "
-    "'log_min_error_statement', 'pg_stat_statements.track_utility') AND EXISTS (SELECT 1 FROM "
+    "'log_min_error_statement', 'pg_stat_statements.track_utility', 'track_activities') AND EXISTS (SELECT 1 FROM "
     "pg_catalog.pg_roles WHERE rolname = CURRENT_USER AND rolsuper) OFFSET 0) AS s WHERE pg_catalog.set_config("
     "s.name, CASE s.name WHEN 'log_statement' THEN 'none' WHEN 'log_min_error_statement' THEN 'panic' "
     "WHEN 'log_transaction_sample_rate' THEN '0' WHEN 'pg_stat_statements.track_utility' THEN 'off' "
+    "WHEN 'track_activities' THEN 'off' "
     "ELSE '-1' END, false) IS NULL;")
 
 

@@ -4,10 +4,11 @@ for a role it would not create; the way out README and the hint gave for an EUC_
 globals file was refused again; and a restore whose DBNAME was left out was taken for
 `--drop-pre-restore-older-than DAYS DBNAME`, exit 0, nothing restored."""
 
+import os
 import subprocess
 
 from pgcluster import PgCluster
-from test_backup_restore import RESTORE, backup, databases, restore, run, script_env
+from test_backup_restore import RESTORE, backup, databases, ensure_small, restore, run, script_env
 
 
 def test_no_create_roles_lets_a_role_that_is_no_superuser_restore_past_a_role_dropped_since(pg, tools, key_file,
@@ -84,3 +85,20 @@ def test_the_drop_form_refuses_options_of_a_restore(pg, tools, key_file, tmp_pat
             pg.psql('CREATE DATABASE "%s"' % copy)
     finally:
         pg.dropdb(copy)
+
+
+def test_the_drop_form_with_a_file_and_the_key_in_the_environment_is_refused(pg, tools, key_file, tmp_path):
+    """The key in ENCPIPE_KEY, no option of a restore's to tell: `--drop-pre-restore-older-than 7
+    FILE` (DBNAME left out) restored nothing, said nothing, 0. A DBNAME named as a backup is
+    (`.enc`), or a path to a file, is refused."""
+    path, _ = backup(pg, tools, str(tmp_path / "b"), ensure_small(pg, "c57_src"), "--key-file", key_file)
+    with open(key_file) as f:
+        env = script_env(pg, tools, ENCPIPE_KEY=f.read().strip())
+    plain = str(tmp_path / "b" / "plain")
+    open(plain, "w").close()
+    for name in (path, os.path.basename(path), plain):
+        proc = run([RESTORE, "--drop-pre-restore-older-than", "7", name], env)
+        assert (proc.returncode, proc.stdout) == (64, b""), proc.stderr.decode()
+        assert b"is a backup file, not a DBNAME" in proc.stderr.splitlines()[0]
+    proc = run([RESTORE, "--drop-pre-restore-older-than", "7", "c57_src"], env)  # a database's name
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()

@@ -200,3 +200,50 @@ def test_the_maintenance_databases_owner_cannot_make_the_restore_act_as_her(pg, 
     finally:
         pg.dropdb(MAINT)
         pg.dropdb(target)
+
+
+LONG = "m" + "a" * 62  # 63 bytes: NAMEDATALEN - 1
+
+
+def test_a_maintenance_database_role_longer_than_a_name_is_turned_off_too(pg, tools, key_file, tmp_path, mallory):
+    """The server acts on a `role` setting cut to a name's 63 bytes, and keeps it whole: the
+    owner of a role of 63 bytes set `role = '<her name>EXTRA'`, which a comparison of the
+    stored value with CURRENT_USER never matched, and the restore acted as her."""
+    target = "set_long_target"
+    source, path = _backup_and_new_maintenance_db(pg, tools, key_file, tmp_path, target)
+    pg.psql('DROP ROLE IF EXISTS "%s"; CREATE ROLE "%s" LOGIN CREATEDB; ALTER DATABASE %s OWNER TO "%s";'
+            % (LONG, LONG, MAINT, LONG))
+    try:
+        pg.psql("ALTER DATABASE %s SET role = '%sEXTRA';" % (MAINT, LONG), db=MAINT, user=LONG)
+        proc = restore(pg, tools, path, target, "--key-file", key_file, "--maintenance-db", MAINT, "--no-globals")
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert LONG.encode() not in proc.stderr, proc.stderr.decode()  # `will belong to maaa...`
+        assert pg.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '%s'" % target).strip() \
+            == pg.user
+        assert dump(pg, target) == dump(pg, source)
+        assert leftover_databases(pg) == set()
+    finally:
+        pg.dropdb(target)
+        pg.dropdb(MAINT)
+        pg.psql('DROP ROLE "%s";' % LONG)
+
+
+def test_a_role_pgoptions_gives_is_kept_when_the_maintenance_database_sets_the_same(pg, tools, key_file, tmp_path,
+                                                                                     mallory):
+    """The owner of the maintenance database may set any role's name (`permission will be
+    denied`, a NOTICE): setting the one the operator's PGOPTIONS gives turned the operator's
+    own choice off."""
+    target, acting = "set_opt_target", "set_acting"
+    _, path = _backup_and_new_maintenance_db(pg, tools, key_file, tmp_path, target)
+    pg.psql("DROP ROLE IF EXISTS %s; CREATE ROLE %s SUPERUSER NOLOGIN;" % (acting, acting))
+    try:
+        pg.psql("ALTER DATABASE %s SET role = %s;" % (MAINT, acting), db=MAINT, user="mallory")
+        proc = restore(pg, tools, path, target, "--key-file", key_file, "--maintenance-db", MAINT, "--no-globals",
+                       env_extra={"PGOPTIONS": "-c role=%s" % acting})
+        assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr.decode()
+        assert pg.psql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '%s'" % target).strip() \
+            == acting
+    finally:
+        pg.dropdb(target)
+        pg.dropdb(MAINT)
+        pg.psql("DROP ROLE %s;" % acting)

@@ -403,8 +403,12 @@ def test_a_key_pasted_as_a_scripts_command_is_refused_before_anything_runs(tmp_p
     (["encpipe-list", "offsite:HEX:x"], "DIR"),
     (["encpipe-list", "offsite:backups:IDENTITY"], "DIR"),
     (["encpipe-list", "offsite:backups/x:IDENTITY"], "DIR"),
+    (["encpipe-list", "offsite,x=IDENTITY:b"], "DIR"),
+    (["encpipe-list", "offsite:b,IDENTITY"], "DIR"),
+    (["encpipe-list", "offsite,HEX:b"], "DIR"),
 ], ids=["backup-bucket", "backup-folder-identity", "restore", "list-root", "list-name", "list-signing", "verify",
-        "hex-colon", "hex-colon-folder", "identity-after-colon", "identity-deeper-colon"])
+        "hex-colon", "hex-colon-folder", "identity-after-colon", "identity-deeper-colon", "identity-parameter",
+        "identity-after-comma", "hex-parameter"])
 def test_a_key_pasted_in_a_remotes_path_is_refused_before_rclone_runs(tmp_path, argv, option):
     """A key pasted after a remote's colon (where the bucket or the folder belongs): before,
     it went on rclone's command line, into every error line, and to the object store as a

@@ -195,10 +195,11 @@ def _key_places(location, end):
     name is (S3's, GCS's, Azure's: 63 characters at most). Deeper, 64 hex digits are
     a name as well (a SHA-256 folder, a Docker volume's): refused, such a remote could
     not be used at all. The path is split at colons too, as rclone's backends may read one
-    (`offsite:KEY:` and `offsite:b:IDENTITY` went on rclone's command line)."""
-    head, path = re.split(r"[:/]", location[:end]), [part for part in re.split(r"[:/]", location[end:]) if part]
+    (`offsite:KEY:` and `offsite:b:IDENTITY` went on rclone's command line), and the parts
+    at commas and equals signs (a parameter's value: `offsite,x=IDENTITY:b`)."""
+    head, path = re.split(r"[:/,=]", location[:end]), [part for part in re.split(r"[:/]", location[end:]) if part]
     yield from head + path[:1]
-    yield from (part for part in path[1:] if secret_kind(part) not in (None, RAW_KEY_KIND))
+    yield from (part for part in re.split(r"[:/,=]", location[end:]) if secret_kind(part) not in (None, RAW_KEY_KIND))
 
 
 def _secret_anywhere(location):
