@@ -43,6 +43,7 @@ def test_a_mistake_is_64_before_the_dump(pg, tools, key_file, tmp_path, args, me
     ("--maintenance-db", ["postgres", "template1"]),
     ("--globals", ["a.enc", "b.enc"]),
     ("--drop-pre-restore-older-than", ["1", "2"]),
+    ("--threads", ["1", "2"]),  # one for encpipe open
 ])
 def test_restore_refuses_an_option_given_twice(tmp_path, option, values):
     from fuzz.craft import clean_env

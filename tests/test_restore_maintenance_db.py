@@ -21,6 +21,10 @@ KEY = "00" * 32
 
 @pytest.fixture
 def fake_psql(tmp_path):
+    return psql_recorder(tmp_path)
+
+
+def psql_recorder(tmp_path):
     """(the scripts' environment with a psql that records its arguments and answers
     nothing, the record's path)."""
     bindir, log = tmp_path / "bin", tmp_path / "psql.args"
