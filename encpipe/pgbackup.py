@@ -243,7 +243,9 @@ class Backup:
                 self.globals = None
                 self.said.error(ran_out(e))
                 return IOFailure.exit_code
-        pg_dump = ["pg_dump", f"--format={self.o['format']}", *self.o["dump"]]
+        # -w as every client of the scripts: a prompt could not help (pg_dumpall's is -w), wrote
+        # `Password:` into a cron job's mail, and stopped a backup run in a shell's background
+        pg_dump = ["pg_dump", "--no-password", f"--format={self.o['format']}", *self.o["dump"]]
         # the label first (README, "The backup's label"): what the file's name says, authenticated
         first = label.prefix(self.o["compress"] if self.o["format"] == "plain" else None, self.db, self.stamp)
         status = dump(self.said, self.db, pg_dump, self.o["squeeze"],

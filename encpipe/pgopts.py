@@ -114,6 +114,8 @@ _REFUSED = {
         "F": ("format", "use encpipe-backup --format plain|custom"),
         "j": ("jobs", "parallel dumps need the directory format, which cannot go through a pipe"),
         "d": ("dbname", "name the database as DBNAME"),
+        "W": ("password", "encpipe-backup's clients never ask for a password (give it in PGPASSWORD or a password "
+                          "file)"),
         "C": ("create", "the restore creates the database and records its properties itself"),
         "binary-upgrade": (None, "its dump restores only into a server in pg_upgrade's binary upgrade mode, and "
                                  "the backup would never restore"),

@@ -142,6 +142,8 @@ def test_properties_sql_keeps_a_zero_limit_role_settings_backslashes_and_an_icu_
     ("psql", ["-W"], "-W"), ("psql", ["-aW"], "-aW"), ("psql", ["--password"], "--password"),
     ("pg_restore", ["--restrict-key", "k"], "--restrict-key"), ("pg_restore", ["--transaction-size=9"],
                                                                  "--transaction-size=9"),
+    # pg_dump runs with -w: its -W, a prompt, could not help (pg_dumpall's is -w) and stopped cron mail's runs
+    ("pg_dump", ["-W"], "-W"), ("pg_dump", ["--password"], "--password"), ("pg_dump", ["-vW"], "-vW"),
 ])
 def test_refused_options_are_named(tool, args, named):
     with pytest.raises(pgopts.RefusedOption, match="option %s" % named.split()[0]):
