@@ -35,6 +35,7 @@ UNAUTHENTICATED_REASON = ("maker not authenticated: anyone with the public key (
 # dump is older than the first labelled one of its series; one named later, or at the same second
 # (another suffix), is an old backup (another database's, perhaps) copied under a new name.
 LATE_UNLABELLED_REASON = "unlabelled, but named after a labelled backup of its series: a copy of an older backup?"
+WITHIN_MAX_AGE = "within max-age"  # max-age alone keeps a file: its reason
 # a genuine series' archives were made in the order of their names: one whose header's time is earlier than
 # that of an archive named before it is an older archive (removed since) put under a newer name, which a
 # header's hours-wide window lets through and, in a bucket, no owner tells (listing.owned_elsewhere: local only)
@@ -233,9 +234,9 @@ def _plan_series(group, policy, now):
 
 def _apply_rules(usable, policy):
     rules = policy.rules()
-    if not rules:  # max-age alone: everything young enough stays
+    if not rules:  # max-age alone: everything young enough stays, and says so (before, with no reason)
         for decision in usable:
-            decision.action = KEEP
+            decision.action, decision.reasons = KEEP, [WITHIN_MAX_AGE]
         return
     left = dict(rules)
     last_bucket = {}
