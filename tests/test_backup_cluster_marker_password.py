@@ -95,17 +95,18 @@ def on_a_terminal(argv, env, answer):
     return subprocess.CompletedProcess(argv, proc.returncode, out, err), screen
 
 
-def test_the_identifiers_psql_does_not_prompt_on_the_terminal(locked, tools, tmp_path):
-    """One prompt, pg_dump's (before, psql's `Password for user pw:` came first); the
-    identifier not read, said once the backup is sealed; psql given -w."""
+def test_nothing_prompts_on_the_terminal(locked, tools, tmp_path):
+    """No prompt at all (before, psql's `Password for user pw:` came first, then pg_dump's):
+    every client runs with -w, the password not given, the run fails at once, one line."""
     spy = spy_psql(tools, tmp_path)
     d = tmp_path / "b"
     done, screen = on_a_terminal([BACKUP, "--dir", d, "--no-globals", "--key-file", make_key(tmp_path), "shop"],
                                  script_env(locked, spy, PGUSER="pw"), PASSWORD)
-    assert re.findall(rb"Password[^:\n]*: ", screen) == [b"Password: "], screen
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == unread(locked)
-    assert os.listdir(d) == [json.loads(done.stdout)["filename"]]  # no marker written: none looked for
+    assert re.findall(rb"Password[^:\n]*: ", screen) == [], screen
+    assert (done.returncode, done.stdout) == (1, b""), done.stderr
+    assert done.stderr.decode().splitlines()[-1] == (
+        "encpipe-backup: error: backup of shop failed (status 1): pg_dump exited with status 1; nothing was stored")
+    assert not d.exists() or os.listdir(d) == []
     called = (tmp_path / "psql-argv").read_text().splitlines()
     assert len(called) == 1 and "-w" in called[0].split(), called
 
@@ -113,14 +114,14 @@ def test_the_identifiers_psql_does_not_prompt_on_the_terminal(locked, tools, tmp
 def test_without_a_terminal_no_statement_is_taken_for_the_password(locked, tools, tmp_path):
     """Before, psql read the password from its standard input: the first line of its SQL
     (`SET search_path = pg_catalog;`) went to the server as one, refused (the server's
-    log said so). Now only pg_dump asks (its own prompt, on standard error: as before)."""
+    log said so); and pg_dump wrote its own prompt, `Password: `, on standard error (a
+    cron job's mail). Now no client asks."""
     d = tmp_path / "b"
     logged = os.path.getsize(locked.logfile)
     done = run([BACKUP, "--dir", d, "--no-globals", "--key-file", make_key(tmp_path), "shop"],
                script_env(locked, tools, PGUSER="pw"), start_new_session=True, stdin=subprocess.DEVNULL)
     assert (done.returncode, done.stdout) == (1, b""), done.stderr  # pg_dump, without a password, fails
     assert done.stderr.decode().splitlines() == [
-        "Password: ",
         f'pg_dump: error: connection to server on socket "{locked.host}/.s.PGSQL.{locked.port}" failed: '
         "fe_sendauth: no password supplied",
         "encpipe-backup: error: backup of shop failed (status 1): pg_dump exited with status 1; nothing was stored"]
