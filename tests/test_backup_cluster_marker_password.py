@@ -12,7 +12,6 @@ A real cluster with scram-sha-256 for one role; psql wrapped to record its argum
 """
 
 import fcntl
-import json
 import os
 import re
 import select
