@@ -235,9 +235,13 @@ def test_a_locked_leftover_named_like_a_scratch_database_cannot_make_the_clean_u
     waited for ever. Now the maintenance database is asked first (a superuser's session in
     a database another role owns only when it holds subscriptions), and that connection is
     bounded (connect_timeout)."""
-    from encpipe import pgcommit
+    from encpipe import pgclient, pgcommit
 
     pgleftovers = _in_process(pg, monkeypatch)
+    # the run's lock_timeout (10 s) and connect_timeout (10 s) made short: the waits are the same
+    monkeypatch.setattr(pgclient, "SESSION_SETUP",
+                        pgclient.SESSION_SETUP.replace("lock_timeout = '10s'", "lock_timeout = '1s'"))
+    monkeypatch.setattr(pgcommit, "CONNECT_TIMEOUT", 2)  # libpq's least
     dead = "encpipe_restore_20200101T000000Z_51"
     asked = []
     real_value = pgcommit.value
@@ -263,7 +267,7 @@ def test_a_locked_leftover_named_like_a_scratch_database_cannot_make_the_clean_u
         dropped, busy = result[0]
         assert (dropped, [name for name, _ in busy]) == ([], [dead])
         into_it = [db for db in asked if dead in db]
-        assert into_it == (["dbname='%s' connect_timeout=10" % dead] if subscription else [])
+        assert into_it == (["dbname='%s' connect_timeout=2" % dead] if subscription else [])
     finally:
         holder.kill()
         holder.wait()
