@@ -25,7 +25,8 @@ import re
 from .pgcli import Failure
 from .pgclient import LOCK_TIMEOUT, PgError, Step, conninfo, ident, literal, value
 
-OID_SQL = "\nSELECT oid FROM pg_catalog.pg_database WHERE datname = %s;"  # its one row: the database's oid
+_OID_OF = "SELECT oid FROM pg_catalog.pg_database WHERE datname = %s"  # the oid of database %s (an SQL text)
+OID_SQL = "\n" + _OID_OF + ";"  # its one row: the database's oid
 # psql's line when it could not connect: libpq (14 and later) starts so only the error of a
 # connection it could not make; a session's lost connection reads otherwise (`server closed
 # the connection unexpectedly`, psql's `connection to server was lost`). Translated, it does
@@ -129,8 +130,7 @@ def drop(maintenance_db, name, sql=None):
 # swap failed, stayed, with the restored data, and no later restore dropped it. Dropped here with
 # no slot (slot_name = NONE), so that the publisher's, which the live database's subscription may
 # use, is left as it is. Connected to the database itself: a subscription is dropped only there.
-_OWN = ("subdbid = (SELECT oid FROM pg_catalog.pg_database "  # this database's: pg_subscription is shared
-        "WHERE datname = pg_catalog.current_database())")
+_OWN = "subdbid = (%s)" % (_OID_OF % "pg_catalog.current_database()")  # this one's: pg_subscription is shared
 _DROP_SUBSCRIPTIONS = ("SELECT count(*) FROM pg_catalog.pg_subscription WHERE " + _OWN + """;
 DO $$DECLARE s name; BEGIN
 FOR s IN SELECT subname FROM pg_catalog.pg_subscription WHERE """ + _OWN + """ LOOP
@@ -143,8 +143,7 @@ END LOOP; END $$;""")
 # the restore that had failed to drop it, connecting to look for subscriptions, waited for
 # ever. Asked first from the maintenance database (pg_subscription is shared); and the one
 # connection there is bounded by libpq (connect_timeout, as long as the lock_timeout).
-_HAS_SUBSCRIPTIONS = ("SELECT count(*) FROM pg_catalog.pg_subscription WHERE subdbid = "
-                      "(SELECT oid FROM pg_catalog.pg_database WHERE datname = %s);")
+_HAS_SUBSCRIPTIONS = "SELECT count(*) FROM pg_catalog.pg_subscription WHERE subdbid = (%s);" % _OID_OF
 CONNECT_TIMEOUT = int(LOCK_TIMEOUT.rstrip("s"))
 
 

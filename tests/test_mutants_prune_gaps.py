@@ -16,6 +16,7 @@ from cliutil import run as encpipe
 from s3server import rclone_binary
 from test_backup_dir import KEY, run
 from test_backup_label import _sealed
+from test_mutants_retention import _dir_with_two_backups
 from test_planted_archives import archive, name
 
 START = datetime(2023, 1, 1, tzinfo=timezone.utc)
@@ -60,24 +61,12 @@ def test_a_copy_of_an_archive_whose_maker_is_not_authenticated_never_judges_a_re
     assert sorted(os.listdir(Path(s3.bucket_dir) / "gap")) == sorted([newest, planted, "saved.enc"])
 
 
-def _two_backups(tmp_path):
-    from test_backup_dir import make_valid
-    from test_backup_dir_hostile import hours_ago
-
-    d = tmp_path / "b"
-    d.mkdir(mode=0o700)
-    newest, old = (f"shop_{hours_ago(h)}.sql.enc" for h in (1, 48))
-    for each in (newest, old):
-        make_valid(d, each)
-    return d, newest, old
-
-
 def test_a_prunes_removals_are_made_durable_once_made(tmp_path, monkeypatch):
     """Once prune has removed what it removes, the directory is synced (its descriptor's
     fsync): the removals survive a crash as the report says; a dry run syncs nothing."""
     from encpipe import safefile
 
-    d, newest, old = _two_backups(tmp_path)
+    d, newest, old = _dir_with_two_backups(tmp_path)
     synced, sync = [], safefile.fsync_directory
 
     def there(each, dir_fd):
@@ -104,7 +93,7 @@ def test_a_dry_run_leaves_a_killed_prunes_hold_directory_as_it_is(tmp_path):
     which takes DIR's lock and puts it back."""
     from encpipe.backup.removal import HOLD_MARKER, HOLD_PREFIX
 
-    d, newest, old = _two_backups(tmp_path)
+    d, newest, old = _dir_with_two_backups(tmp_path)
     hold = d / (HOLD_PREFIX + "0123456789abcdef")
     hold.mkdir(mode=0o700)
     (hold / HOLD_MARKER).write_bytes(b"")
@@ -167,7 +156,7 @@ def test_a_marked_hold_directory_not_the_callers_alone_stays_as_it_is(tmp_path, 
     into DIR nor pruned."""
     from encpipe.backup.removal import HOLD_MARKER, HOLD_PREFIX
 
-    d, newest, old = _two_backups(tmp_path)
+    d, newest, old = _dir_with_two_backups(tmp_path)
     hold = d / (HOLD_PREFIX + "0123456789abcdef")
     hold.mkdir()
     (hold / HOLD_MARKER).write_bytes(b"")
