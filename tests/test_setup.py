@@ -318,3 +318,47 @@ def test_a_debian_python3_that_cannot_make_a_venv_leaves_it_to_the_python3_on_pa
     assert (without.returncode, without.stdout, without.stderr) == (0, "python3\n", "")
     present = subprocess.run(["bash", "-c", probe, venv_bash], env=env, capture_output=True, text=True, timeout=60)
     assert (present.returncode, present.stdout) == (0, "/usr/bin/python3\n")
+
+
+def _venv_that_cannot_be_made(tmp_path):
+    """A checkout whose .venv the caller cannot make nor remove (another user's, as
+    root's after `sudo scripts/encpipe-demo` in one's own clone): venv says `Permission
+    denied`, rm cannot remove it; /usr/bin/python3 can make others (python3-venv there)."""
+    root, stubs = tmp_path / "checkout", tmp_path / "stubs"
+    (root / ".venv").mkdir(parents=True)
+    stubs.mkdir()
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    python = sys.executable if not os.access("/usr/bin/python3", os.X_OK) else "/usr/bin/python3"
+    (stubs / "python3").write_text(
+        "#!/bin/sh\ncase \"$*\" in '-I -m venv '*)\n"
+        f"  echo \"Error: [Errno 13] Permission denied: '{root}/.venv'\"; exit 1;;\nesac\n"
+        f"exec {shlex.quote(python)} \"$@\"\n")
+    (stubs / "rm").write_text(f"#!/bin/sh\necho \"rm: cannot remove '{root}/.venv': Permission denied\" >&2\nexit 1\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "ENCPIPE_VENV_PYTHON": str(stubs / "python3")}
+    return root, env
+
+
+def test_scripts_test_says_it_cannot_make_the_venv_when_it_cannot_remove_it_either(tmp_path):
+    """scripts/test calls checkout_venv under `set -e` as a plain statement: the failed
+    `rm -rf .venv` ended it there, before its `error: cannot create a Python virtual
+    environment` and hint; all a user saw was venv's and rm's own `Permission denied`, 1."""
+    root, env = _venv_that_cannot_be_made(tmp_path)
+    done = subprocess.run(["bash", "-c", 'set -euo pipefail; PROG=test; . "$1"; checkout_venv "$2" "test,fast"',
+                           "t", str(REPO / "scripts" / "lib" / "venv.bash"), str(root)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "test: error: cannot create a Python virtual environment" in done.stderr, done.stderr
+
+
+def test_a_venv_that_cannot_be_made_for_want_of_permission_is_not_hinted_as_python3_venv(tmp_path):
+    """Where python3-venv is installed, `Permission denied` on .venv (another user's)
+    was hinted `on Debian or Ubuntu: apt-get install python3-venv`: nothing to install."""
+    root, env = _venv_that_cannot_be_made(tmp_path)
+    done = subprocess.run(["bash", "-c", 'PROG=encpipe-demo; . "$1"; checkout_venv "$2" fast',
+                           "t", str(REPO / "scripts" / "lib" / "venv.bash"), str(root)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Permission denied" in done.stderr and "apt-get install python3-venv" not in done.stderr, done.stderr

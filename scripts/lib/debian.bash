@@ -2,12 +2,6 @@
 # no_secrets it uses): the Debian packages they install when run as root.
 # Uses PROG for its messages.
 
-# venv_missing: whether venv_python (venv.bash) cannot make a virtual environment
-# with pip (Debian ships Python's ensurepip apart, in python3-venv).
-venv_missing() {
-  ! no_secrets "$(venv_python)" -I -c 'import ensurepip, venv' >/dev/null 2>&1
-}
-
 # may_install: whether Debian packages can be installed here (root, apt-get).
 may_install() {
   ((EUID == 0)) && command -v apt-get >/dev/null

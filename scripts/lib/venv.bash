@@ -88,13 +88,24 @@ checkout_venv() {
   # half made (interrupted while ensurepip ran) has a python and no pip. What
   # venv says is shown when it failed (Debian's word that python3-venv is
   # missing), not when Ctrl-C ended it (its traceback; the trap above ends us).
+  # One another user made (root's after `sudo scripts/encpipe-demo` in one's own clone)
+  # can be neither used nor removed: said so, not hinted at python3-venv.
+  if [[ -e "${venv}" && ! -w "${venv}" ]]; then
+    cannot_replace "${root}"
+    return 1
+  fi
   local said
   if ! no_secrets "${venv}/bin/python" -I -m pip --version >/dev/null 2>&1 \
     && ! said="$(no_secrets "$(venv_python)" -I -m venv --clear -- "${venv}" 2>&1)"; then
     [[ -z "${said}" ]] || printf '%s\n' "${said}" >&2
-    no_secrets rm -rf -- "${venv}"
+    if ! no_secrets rm -rf -- "${venv}" 2>/dev/null; then
+      cannot_replace "${root}"
+      return 1
+    fi
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
-    printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
+    if venv_missing; then
+      printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
+    fi
     return 1
   fi
   # editable_mode=compat: the checkout on sys.path through a .pth line; setuptools'
@@ -107,6 +118,27 @@ checkout_venv() {
   fi
   printf '%s\n' "${want}" >>"${stamp}"
   compile_checkout "${root}"
+}
+
+# venv_missing: whether venv_python cannot make a virtual environment with pip
+# (Debian ships Python's ensurepip apart, in python3-venv).
+venv_missing() {
+  ! no_secrets "$(venv_python)" -I -c 'import ensurepip, venv' >/dev/null 2>&1
+}
+
+# cannot_replace ROOT: the error that ROOT/.venv can be neither written nor removed,
+# naming its owner, and the hint to remove it (with ROOT/encpipe/__pycache__ when
+# that is not writable either: root's bytecode, which Python then neither reads
+# nor writes again).
+cannot_replace() {
+  local venv="$1/.venv" cache="$1/encpipe/__pycache__" owner
+  local -a remove=("${venv}")
+  owner="$(no_secrets stat -c %U -- "${venv}" 2>/dev/null)" || owner="another user"
+  if [[ -e "${cache}" && ! -w "${cache}" ]]; then remove+=("${cache}"); fi
+  printf '%s: error: cannot create a Python virtual environment: cannot replace %s (owned by %s)\n' \
+    "${PROG}" "${venv}" "${owner}" >&2
+  printf '%s: hint: remove it as its owner, then run again: sudo rm -rf --%s\n' \
+    "${PROG}" "$(printf ' %q' "${remove[@]}")" >&2
 }
 
 # compile_checkout ROOT: the bytecode of ROOT/encpipe, as a regular install writes it
