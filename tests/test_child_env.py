@@ -373,9 +373,10 @@ def test_the_set_up_of_the_checkouts_venv_gives_its_children_no_secret(tmp_path)
     everything = records(log)
     assert {c["tool"] for c in everything} == {"python", *helpers}
     calls = [c for c in everything if c["tool"] == "python"]
-    assert [c["argv"][:4] for c in calls] == [["-I", "-m", "pip", "--version"], ["-I", "-m", "pip", "install"],
-                                               ["-I", "-m", "compileall", "-q"], ["-I", "-c", calls[3]["argv"][2]],
-                                               ["-I", "-c", calls[4]["argv"][2]]]
+    assert [c["argv"][:4] for c in calls] == [["-I", "-m", "pip", "--version"], ["-I", "-c", *calls[1]["argv"][2:4]],
+                                               ["-I", "-m", "pip", "install"],
+                                               ["-I", "-m", "compileall", "-q"], ["-I", "-c", calls[4]["argv"][2]],
+                                               ["-I", "-c", calls[5]["argv"][2]]]
     for call in everything:
         names = {entry.partition("=")[0] for entry in call["env"]}
         assert sorted(names & (set(named) | set(EVERY) | {"ENCPIPE_KEY"})) == [], call["argv"]

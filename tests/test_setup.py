@@ -5,12 +5,14 @@ on PATH is a fresh virtual environment without pycryptodome or docopt, and the
 system site-packages must not change.
 """
 
+import hashlib
 import os
 import shlex
 import shutil
 import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -362,3 +364,50 @@ def test_a_venv_that_cannot_be_made_for_want_of_permission_is_not_hinted_as_pyth
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "Permission denied" in done.stderr and "apt-get install python3-venv" not in done.stderr, done.stderr
+
+
+def _installed_checkout(tmp_path, encpipe_at, pip_at, stamped="fast"):
+    """A checkout whose .venv looks installed (stamp for `stamped`), made in no time:
+    the running Python's site-packages (the dependencies) and encpipe_at's encpipe on
+    its path through a .pth line, a pip that installs nothing, and pip's command
+    starting the python of pip_at/.venv."""
+    root, venv = tmp_path / "copy", tmp_path / "copy" / ".venv"
+    (root / "encpipe").mkdir(parents=True)
+    (root / "encpipe" / "__init__.py").write_text("")
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = false\n")
+    (venv / "bin" / "python").symlink_to(base)
+    (venv / "bin" / "pip").write_text(f"#!{pip_at}/.venv/bin/python\n")
+    packages = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    packages.mkdir(parents=True)
+    (packages / "here.pth").write_text(f"{encpipe_at}\n{sysconfig.get_paths()['purelib']}\n")
+    (packages / "pip").mkdir()  # one that runs, and installs nothing
+    (packages / "pip" / "__init__.py").write_text("")
+    (packages / "pip" / "__main__.py").write_text("import sys\nsys.exit(sys.argv[1:] != ['--version'])\n")
+    digest = hashlib.sha256((root / "setup.cfg").read_bytes() + (root / "pyproject.toml").read_bytes()).hexdigest()
+    (venv / ".encpipe-installed").write_text(f"{digest} [{stamped}] compat\n")
+    env = {**os.environ, "ENCPIPE_VENV_PYTHON": "false"}  # a venv to make: fails at once
+    return root, env
+
+
+def _checkout_venv(root, env, extras):
+    return subprocess.run(["bash", "-c", 'PROG=t; . "$1"; checkout_venv "$2" "$3"',
+                           "t", str(REPO / "scripts" / "lib" / "venv.bash"), str(root), extras],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("encpipe_at, pip_at", [("copy", "copy"), ("original", "copy"), ("copy", "original")])
+def test_a_copied_checkout_does_not_use_the_venv_of_its_original(tmp_path, encpipe_at, pip_at):
+    """`cp -a` of a checkout copies .venv, whose .pth line imports the original's
+    encpipe and whose commands start the original's python: checkout_venv took it
+    as installed (`import encpipe` passed) and the copy's tests ran the original."""
+    at = {"copy": tmp_path / "copy", "original": REPO}
+    root, env = _installed_checkout(tmp_path, at[encpipe_at], at[pip_at])
+    done = _checkout_venv(root, env, "fast")
+    if encpipe_at == pip_at == "copy":
+        assert (done.returncode, done.stderr) == (0, "")
+    else:
+        assert done.returncode == 1 and "t: installing encpipe[fast]" in done.stderr, done.stderr

@@ -66,6 +66,28 @@ fast_importable() {
 AESGCM.encrypt_into' >/dev/null 2>&1
 }
 
+# venv_here ROOT: whether ROOT/.venv was made there: its python runs pip, and the
+# python that pip's command starts (its #! line, or distlib's /bin/sh trampoline
+# for a path with a space) is ROOT/.venv's; in a checkout copied with `cp -a`, it
+# and every command in .venv/bin are the original checkout's.
+venv_here() {
+  no_secrets "$1/.venv/bin/python" -I -m pip --version >/dev/null 2>&1 && no_secrets "$1/.venv/bin/python" -I -c '
+import os, re, sys
+bin = os.path.join(sys.argv[1], ".venv", "bin")
+with open(os.path.join(bin, "pip"), "rb") as command:
+    head = command.read(1024).decode()
+python = re.match(r"#!/bin/sh\n\x27\x27\x27exec\x27 \"([^\"]+)\"|#!(.+)\n", head)
+sys.exit(not os.path.samefile(os.path.dirname(python[1] or python[2]), bin))' "$1" >/dev/null 2>&1
+}
+
+# encpipe_here ROOT: whether ROOT/.venv imports ROOT's encpipe (a copied checkout's
+# imported the original's, through the .pth line of its editable install).
+encpipe_here() {
+  no_secrets "$1/.venv/bin/python" -I -c 'import os, sys, encpipe
+sys.exit(not os.path.samefile(os.path.dirname(encpipe.__file__), os.path.join(sys.argv[1], "encpipe")))' \
+    "$1" >/dev/null 2>&1
+}
+
 # checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing (or its pip does
 # not run) and installs the checkout into it (editable) with EXTRAS ("" or e.g.
 # "test,fast"), unless its stamp (a line per set of extras, keyed on the hash of
@@ -78,14 +100,15 @@ checkout_venv() {
   want="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
   want="${want%% *} [${extras}] compat"
   if [[ -x "${venv}/bin/python" ]] && no_secrets grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
-    && no_secrets "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
+    && venv_here "${root}" && encpipe_here "${root}" && deps_importable "${venv}/bin/python"; then
     compile_checkout "${root}"
     return 0
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
     "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
-  # A .venv whose pip does not run is made again (by venv_python): one that `python3 -m venv` left
-  # half made (interrupted while ensurepip ran) has a python and no pip. What
+  # A .venv whose pip does not run, or made elsewhere (venv_here), is made again
+  # (by venv_python): one that `python3 -m venv` left half made (interrupted
+  # while ensurepip ran) has a python and no pip. What
   # venv says is shown when it failed (Debian's word that python3-venv is
   # missing), not when Ctrl-C ended it (its traceback; the trap above ends us).
   # One another user made (root's after `sudo scripts/encpipe-demo` in one's own clone)
@@ -95,7 +118,7 @@ checkout_venv() {
     return 1
   fi
   local said
-  if ! no_secrets "${venv}/bin/python" -I -m pip --version >/dev/null 2>&1 \
+  if ! venv_here "${root}" \
     && ! said="$(no_secrets "$(venv_python)" -I -m venv --clear -- "${venv}" 2>&1)"; then
     [[ -z "${said}" ]] || printf '%s\n' "${said}" >&2
     if ! no_secrets rm -rf -- "${venv}" 2>/dev/null; then
