@@ -411,3 +411,12 @@ def test_a_copied_checkout_does_not_use_the_venv_of_its_original(tmp_path, encpi
         assert (done.returncode, done.stderr) == (0, "")
     else:
         assert done.returncode == 1 and "t: installing encpipe[fast]" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("stamped, wanted, installs", [("test,fast", "fast", False), ("fast", "test,fast", True)])
+def test_extras_installed_before_cover_those_a_later_command_wants(tmp_path, stamped, wanted, installs):
+    """scripts/test installs [test,fast]: the demo after it, which wants [fast], installed
+    again (its stamp line, [fast], was not there); [fast] alone lacks the test extra."""
+    root, env = _installed_checkout(tmp_path, tmp_path / "copy", tmp_path / "copy", stamped)
+    done = _checkout_venv(root, env, wanted)
+    assert ("t: installing encpipe" in done.stderr) == installs, done.stderr

@@ -88,18 +88,38 @@ sys.exit(not os.path.samefile(os.path.dirname(encpipe.__file__), os.path.join(sy
     "$1" >/dev/null 2>&1
 }
 
+# stamp_covers STAMP HASH EXTRAS: whether a line of STAMP ("HASH [EXTRAS] compat")
+# records an install for HASH with every one of EXTRAS (comma-separated): the test
+# command's [test,fast] covers the demo's [fast] (before, the demo installed again).
+stamp_covers() {
+  local line got extra
+  local -a wanted
+  IFS=, read -r -a wanted <<<"$3"
+  [[ -r "$1" ]] || return 1
+  while IFS= read -r line; do
+    [[ "${line}" == "$2 ["*"] compat" ]] || continue
+    got="${line#"$2 ["}"
+    got=",${got%"] compat"},"
+    for extra in "${wanted[@]}"; do
+      [[ "${got}" == *",${extra},"* ]] || continue 2
+    done
+    return 0
+  done <"$1"
+  return 1
+}
+
 # checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing (or its pip does
 # not run) and installs the checkout into it (editable) with EXTRAS ("" or e.g.
 # "test,fast"), unless its stamp (a line per set of extras, keyed on the hash of
-# setup.cfg and pyproject.toml, and "compat") says so, and encpipe and its
-# dependencies import.
+# setup.cfg and pyproject.toml, and "compat") says so (stamp_covers), and encpipe
+# and its dependencies import.
 checkout_venv() {
   local root="$1" extras="$2"
   local venv="${root}/.venv"
-  local stamp="${venv}/.encpipe-installed" want
-  want="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
-  want="${want%% *} [${extras}] compat"
-  if [[ -x "${venv}/bin/python" ]] && no_secrets grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
+  local stamp="${venv}/.encpipe-installed" hash
+  hash="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
+  hash="${hash%% *}"
+  if [[ -x "${venv}/bin/python" ]] && stamp_covers "${stamp}" "${hash}" "${extras}" \
     && venv_here "${root}" && encpipe_here "${root}" && deps_importable "${venv}/bin/python"; then
     compile_checkout "${root}"
     return 0
@@ -139,7 +159,7 @@ checkout_venv() {
     printf '%s: error: pip could not install encpipe into %s\n' "${PROG}" "${venv}" >&2
     return 1
   fi
-  printf '%s\n' "${want}" >>"${stamp}"
+  printf '%s [%s] compat\n' "${hash}" "${extras}" >>"${stamp}"
   compile_checkout "${root}"
 }
 
