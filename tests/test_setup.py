@@ -154,8 +154,9 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
     hint = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]  # no encpipe install
     if argv[0] == "unshare":
         assert hint[:2] == ["encpipe-demo: installing Debian packages: postgresql",
-                            "encpipe-demo: warning: apt-get could not install postgresql; going on without"]
-        hint = hint[2:]
+                            "encpipe-demo: warning: apt-get could not install postgresql (status 100); going on without"]
+        assert hint[2].startswith("encpipe-demo: hint: apt-get's messages above say why")
+        hint = hint[3:]
     says = "install the PostgreSQL server" if argv[0] == "unshare" else f"PG_BINDIR ({tmp_path}) holds no initdb"
     assert hint == [line for line in hint if says in line] and len(hint) == 1
 
@@ -268,7 +269,8 @@ def test_demo_as_root_when_apt_get_fails_says_so_and_what_to_install(clone, tmp_
     assert log.read_text() == "noninteractive update -q\n"  # --offline: no server asked for
     said = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]
     assert said == ["encpipe-demo: installing Debian packages: python3-venv",
-                    "encpipe-demo: warning: apt-get could not install python3-venv; going on without",
+                    "encpipe-demo: warning: apt-get could not install python3-venv (status 100); going on without",
+                    "encpipe-demo: hint: apt-get's messages above say why (no network, or another apt-get running?)",
                     f"encpipe-demo: installing encpipe[fast] and its dependencies into {Path(demo).parents[1]}/.venv (once)",
                     "encpipe-demo: error: cannot create a Python virtual environment",
                     "encpipe-demo: hint: on Debian or Ubuntu: apt-get install python3-venv"]

@@ -48,6 +48,22 @@ debian_install() {
   return "${status}"
 }
 
+# debian_install_or_say KIND PACKAGE...: debian_install; when apt-get fails, one line
+# of KIND naming the packages, "warning" (the demo goes on without them) or "error"
+# (scripts/test stops: before, it ended with apt-get's status and no word of its
+# own), and a hint; status 1.
+debian_install_or_say() {
+  local kind="$1" status=0 then=""
+  shift
+  debian_install "$@" || status=$?
+  ((status != 0)) || return 0
+  if [[ "${kind}" == warning ]]; then then="; going on without"; fi
+  printf '%s: %s: apt-get could not install %s (status %d)%s\n' "${PROG}" "${kind}" "$*" "${status}" \
+    "${then}" >&2
+  printf "%s: hint: apt-get's messages above say why (no network, or another apt-get running?)\n" "${PROG}" >&2
+  return 1
+}
+
 # present PACKAGE [CHECK...]: whether PACKAGE is there.
 present() {
   local package="$1" check
