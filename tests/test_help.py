@@ -203,6 +203,22 @@ def test_the_python_scripts_name_a_missing_package_in_one_line_too(tmp_path, scr
     assert "pip install docopt-ng" in stderr
 
 
+@pytest.mark.parametrize("command", ["list", "verify"])
+def test_the_backup_module_names_a_missing_package_in_one_line_too(tmp_path, command):
+    """Installing: a missing Python package is one line naming what to install (69);
+    each script's --help says it runs as `python3 -I -m encpipe.backup`, which without
+    docopt-ng was a traceback (encpipe/backup/cli.py's import) and status 1."""
+    (tmp_path / "docopt").mkdir()
+    (tmp_path / "docopt" / "__init__.py").write_text(MISSING.format("docopt"))
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", command, str(tmp_path)], capture_output=True,
+                          env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    stderr = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (69, b""), stderr
+    assert_one_line_error(stderr, prog=f"encpipe-{command}")
+    assert "cannot import the Python module docopt" in stderr and "pip install docopt-ng" in stderr
+
+
 @pytest.mark.parametrize("script, args", [
     ("encpipe-backup", ["--dir", "DIR", "db"]),
     ("encpipe-backup", ["--help"]),
