@@ -341,3 +341,27 @@ def test_a_dependency_whose_library_cannot_be_mapped_is_out_of_memory_not_missin
     with pytest.raises(ImportError) as raised:  # --version's answer: not pycryptodome, which seal would not use
         aead.name_in_use({})
     assert raised.value is unmapped
+
+
+def _console_scripts():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict((part.strip() for part in line.split("=")) for line in lines if not line.startswith("encpipe "))
+
+
+@pytest.mark.parametrize("script", sorted(_console_scripts()))
+def test_each_python_scripts_console_entry_point_is_the_script(script):
+    """encpipe-list and the other Python scripts are installed as console scripts (a
+    `scripts =` file's #! line cannot name a python under a path with a space; pip's
+    console script can), while scripts/ keeps them for a checkout: both say the same."""
+    module, function = _console_scripts()[script].split(":")
+    code = f"import sys; from {module} import {function}; sys.argv[1:] = ['--help']; sys.exit({function}())"
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    entry = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
+    checkout = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True,
+                              env=env, timeout=60)
+    assert (entry.returncode, entry.stdout, entry.stderr) == (0, checkout.stdout, b"") and checkout.returncode == 0
+    assert script in entry.stdout.decode()
