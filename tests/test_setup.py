@@ -422,3 +422,29 @@ def test_extras_installed_before_cover_those_a_later_command_wants(tmp_path, sta
     root, env = _installed_checkout(tmp_path, tmp_path / "copy", tmp_path / "copy", stamped)
     done = _checkout_venv(root, env, wanted)
     assert ("t: installing encpipe" in done.stderr) == installs, done.stderr
+
+
+def test_scripts_test_takes_paths_relative_to_the_callers_directory(tmp_path):
+    """`cd tests && ../scripts/test test_cli.py`: pytest, run in the checkout, said
+    `file or directory not found: test_cli.py`, though --help says it works from any
+    directory. A copy of scripts/test whose .venv's python is a stand-in that passes
+    every probe and prints the directory and arguments pytest would get."""
+    root, env = _installed_checkout(tmp_path, tmp_path / "copy", tmp_path / "copy", "test,fast")
+    (root / "scripts" / "lib").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_x.py").write_text("")
+    shutil.copy(REPO / "scripts" / "test", root / "scripts")
+    for name in ("venv.bash", "debian.bash"):
+        shutil.copy(REPO / "scripts" / "lib" / name, root / "scripts" / "lib")
+    python = root / ".venv" / "bin" / "python"
+    python.unlink()
+    python.write_text('#!/bin/sh\n[ "$1 $2" = "-m pytest" ] && printf "%s\\n" "$PWD" "$@"\nexit 0\n')
+    python.chmod(0o755)
+    (tmp_path / "stubs").mkdir()
+    (tmp_path / "stubs" / "apt-get").write_text("#!/bin/sh\nexit 0\n")  # never the machine's
+    (tmp_path / "stubs" / "apt-get").chmod(0o755)
+    env.update(ENCPIPE_VENV_PYTHON=str(python), PATH=f"{tmp_path / 'stubs'}:{env['PATH']}", TMPDIR=str(tmp_path))
+    done = subprocess.run([root / "scripts" / "test", "test_x.py::test_a", "-k", "test_x.py", "nothere.py"],
+                          cwd=root / "tests", env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [str(root), "-m", "pytest", "-q", "-n", "auto",
+                                        f"{root}/tests/test_x.py::test_a", "-k", "test_x.py", "nothere.py"], done.stderr
