@@ -15,6 +15,7 @@ no createcluster.d (nothing installs one; Debian's createcluster.conf only names
 it) runs the tests too, and is left without one."""
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -38,8 +39,8 @@ pytestmark = pytest.mark.skipif(
 
 DRIVER = f"""set -euo pipefail
 PROG=probe
-source {REPO}/scripts/lib/venv.bash
-source {REPO}/scripts/lib/debian.bash
+source {shlex.quote(str(REPO))}/scripts/lib/venv.bash
+source {shlex.quote(str(REPO))}/scripts/lib/debian.bash
 debian_install postgresql
 echo "went on after the signal"
 """
