@@ -9,6 +9,7 @@ encpipe-restore --signer-file and compared, and a forged backup refused. Every
 step prints the command it runs.
 """
 
+import errno
 import glob
 import json
 import os
@@ -60,11 +61,26 @@ def step(text):
     print(f"\n==> {text}", flush=True)
 
 
+def tool(argv, **kwargs):
+    """subprocess.run of `argv` with tool_env(); one that cannot be started is a
+    DemoFailed: its OSError was said `cannot write output`, 74 (an encpipe-list whose
+    #! line names a python under a path with a space, which the kernel cannot run)."""
+    try:
+        return subprocess.run(argv, env=tool_env(), **kwargs)
+    except OSError as e:
+        from .shown import printable
+
+        there = e.errno == errno.ENOENT and shutil.which(argv[0])  # the interpreter of its #! line is not
+        raise DemoFailed(f"cannot run {printable(argv[0])}: {e.strerror or e}",
+                         hint=f"the interpreter on the #! line of {printable(there)} cannot be run" if there
+                         else None) from None
+
+
 def run(argv, *, stdin=None, expect=0, show=None, capture=False):
     """Run `argv` (printed first as `show` or itself); its status must be `expect`."""
     shown = ["encpipe", *argv[len(ENCPIPE):]] if argv[: len(ENCPIPE)] == ENCPIPE else argv
     print("$ " + (show or shlex.join([os.path.basename(shown[0]), *shown[1:]])), flush=True)
-    done = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE if capture else None, env=tool_env())
+    done = tool(argv, input=stdin, stdout=subprocess.PIPE if capture else None)
     if done.returncode != expect:
         raise DemoFailed(f"{shlex.join(shown)} exited {done.returncode}, expected {expect}")
     if expect:
@@ -178,7 +194,7 @@ class Cluster:
             os.chmod(base, 0o711)
             os.chown(self.dir, pwd.getpwnam(self.user).pw_uid, -1)
             reach = ["runuser", "-u", self.user, "--", "/bin/sh", "-c", 'test -w "$1"', "sh", self.dir]
-            if subprocess.run(reach, env=tool_env()).returncode:
+            if tool(reach).returncode:
                 from .shown import printable
 
                 raise DemoFailed(f"the server would run as user {self.user}, who cannot reach "
@@ -188,8 +204,8 @@ class Cluster:
     def server(self, *argv, alone=False):
         """`alone`: in a session of its own, out of reach of a signal to the terminal's process group."""
         prefix = ["runuser", "-u", self.user, "--"] if self.user else []
-        subprocess.run([*prefix, os.path.join(self.bindir, argv[0]), *argv[1:]], check=True, stdout=subprocess.DEVNULL,
-                       env=tool_env(), start_new_session=alone)
+        tool([*prefix, os.path.join(self.bindir, argv[0]), *argv[1:]], check=True, stdout=subprocess.DEVNULL,
+             start_new_session=alone)
 
     def start(self):
         self.server("initdb", "-D", f"{self.dir}/data", "--username=postgres", "--auth=trust", "--encoding=UTF8",
@@ -211,7 +227,7 @@ class Cluster:
             if os.path.exists(f"{self.dir}/data/postmaster.pid"):
                 try:
                     self.server("pg_ctl", "stop", "-s", "-w", "-m", "fast", "-D", f"{self.dir}/data", alone=True)
-                except (subprocess.CalledProcessError, OSError):
+                except (subprocess.CalledProcessError, DemoFailed):
                     pass
 
 
@@ -226,7 +242,7 @@ def _has_user(name):
 
 def _comparable_dump(db):
     """pg_dump of `db` without psql's per-dump random \\restrict key lines."""
-    text = subprocess.run(["pg_dump", db], capture_output=True, check=True, env=tool_env()).stdout
+    text = tool(["pg_dump", db], capture_output=True, check=True).stdout
     return b"\n".join(line for line in text.split(b"\n") if not line.startswith((b"\\restrict ", b"\\unrestrict ")))
 
 
@@ -286,7 +302,7 @@ def _postgres_steps(tools):
         raise DemoFailed("the restored database differs from the original")
     print("identical")
     step(f"Looking for {MARKER} in the plain dump and in the backup")
-    plain = subprocess.run(["pg_dump", "shop"], capture_output=True, check=True, env=tool_env()).stdout
+    plain = tool(["pg_dump", "shop"], capture_output=True, check=True).stdout
     with open(sealed, "rb") as f:
         found = sum(MARKER.encode() in line for line in f)
     plain_lines = sum(MARKER.encode() in line for line in plain.splitlines())

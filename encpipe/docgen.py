@@ -21,10 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def installed_scripts(setup_cfg=REPO / "setup.cfg"):
-    """The script names setup.cfg installs."""
+    """The script names setup.cfg installs: its shell scripts, then its console scripts
+    but encpipe (encpipe-list and the other Python scripts)."""
     config = configparser.ConfigParser()
     config.read(setup_cfg)
-    return [Path(line).name for line in config["options"]["scripts"].split() if line]
+    consoles = [line.split("=")[0].strip() for line in config["options.entry_points"]["console_scripts"].splitlines()]
+    return [Path(line).name for line in config["options"]["scripts"].split() if line] + \
+        [name for name in consoles if name and name != "encpipe"]
 
 
 def _roff(text):

@@ -3,6 +3,7 @@ and a hook ($ENCPIPE_TEST_HOOK) that swaps a name for a symbolic link to it at
 one named step of encpipe.safefile.write_atomically."""
 
 import os
+import shlex
 import stat
 import sys
 import textwrap
@@ -58,7 +59,7 @@ def swap_env(tmp_path, victim, step, what):
     script.write_text(SWAPPER)
     marker = tmp_path / "swapped"
     return marker, {
-        "ENCPIPE_TEST_HOOK": f'exec {sys.executable} {script} "$@"',
+        "ENCPIPE_TEST_HOOK": f'exec {shlex.quote(sys.executable)} {script} "$@"',
         "SWAP_AT": step,
         "SWAP_WHAT": what,
         "VICTIM": victim.path,

@@ -9,6 +9,7 @@ Before, a usage error exited 64 with nothing on standard output: Nagios showed
 import io
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -206,7 +207,7 @@ def test_the_line_bound_holds_for_lines_without_performance_data():
 
 # --- -t, --timeout -----------------------------------------------------------------------
 
-HANG = f"{sys.executable} -c 'import time; time.sleep(1000)'"  # its arguments name the test's directory
+HANG = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(1000)'"  # its arguments name the test's directory
 
 
 def rclone(tmp_path, body, objects=1):

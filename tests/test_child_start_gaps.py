@@ -18,6 +18,7 @@ each signalled inside Popen, the child forked but not yet returned."""
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import time
@@ -27,7 +28,7 @@ import pytest
 from test_signal_commits import IDS, ROOT, SIGNALS, run, signalled, signalled_env
 
 STARTED = "__import__('encpipe.childerr').childerr", "started"  # the owner and the function wrapped
-HANG = f"{sys.executable} -c 'import time; time.sleep(1000)'"  # its arguments name the test's directory
+HANG = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(1000)'"  # its arguments name the test's directory
 
 
 def alive(token):
@@ -66,7 +67,7 @@ def stand_in(tmp_path, hangs):
     path = tmp_path / "encpipe"
     cases = "|".join(hangs)
     path.write_text(f'#!/bin/sh\ncase "$1" in {cases}) {HANG} {tmp_path} & wait; exit 1;; esac\n'
-                    f'exec {sys.executable} -m encpipe "$@"\n')
+                    f'exec {shlex.quote(sys.executable)} -m encpipe "$@"\n')
     path.chmod(0o755)
     return str(path)
 

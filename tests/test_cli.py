@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pty
+import shlex
 import subprocess
 import sys
 
@@ -251,7 +252,7 @@ def test_mutated_valid_files_never_crash(sealed, data):
 
 def test_open_into_a_closed_pipe_exits_quietly(sealed_file):
     done = subprocess.run(
-        f"{sys.executable} -m encpipe open {sealed_file} | head -c 10 | wc -c; echo \"${{PIPESTATUS[0]}}\"",
+        f"{shlex.quote(sys.executable)} -m encpipe open {sealed_file} | head -c 10 | wc -c; echo \"${{PIPESTATUS[0]}}\"",
         shell=True,
         executable="/bin/bash",
         capture_output=True,

@@ -7,6 +7,7 @@ Before, encpipe-rotate and encpipe-migrate opened the name /dev/fd/N and said
 encpipe-restore said "signer file cannot read /dev/fd/3: No such file or
 directory"."""
 
+import shlex
 import subprocess
 import sys
 
@@ -39,7 +40,7 @@ def test_a_closed_descriptor_is_a_bad_file_descriptor(tmp_path, script, argv, li
     (tmp_path / "dir").mkdir()
     argv = [{"KEY": str(key), "DIR": str(tmp_path / "dir"), "FILE": str(tmp_path / "f.enc")}.get(a, a) for a in argv]
     n = next(a.rsplit("/", 1)[1] for a in argv if "/fd/" in a)
-    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "PGHOST": str(tmp_path)}
+    env = {**python_env(), "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe", "PGHOST": str(tmp_path)}
     done = subprocess.run([sys.executable if script != RESTORE else script, *([script] if script != RESTORE else []),
                            *argv], env=env, capture_output=True, timeout=60)  # close_fds: N is closed
     prog = script.rsplit("/", 1)[1]

@@ -15,6 +15,7 @@ no createcluster.d (nothing installs one; Debian's createcluster.conf only names
 it) runs the tests too, and is left without one."""
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -38,8 +39,8 @@ pytestmark = pytest.mark.skipif(
 
 DRIVER = f"""set -euo pipefail
 PROG=probe
-source {REPO}/scripts/lib/venv.bash
-source {REPO}/scripts/lib/debian.bash
+source {shlex.quote(str(REPO))}/scripts/lib/venv.bash
+source {shlex.quote(str(REPO))}/scripts/lib/debian.bash
 debian_install postgresql
 echo "went on after the signal"
 """
@@ -110,3 +111,21 @@ def test_the_files_commands_of_the_install_get_no_secret_nor_descriptor(tmp_path
         held = sorted({entry.partition("=")[0] for entry in record["env"]} & set(secrets))
         assert held == [], (record["tool"], held)
         assert sorted(record["fds"]) == ["0", "1", "2"], (record["tool"], record["fds"])
+
+
+def test_scripts_test_says_it_when_apt_get_fails(tmp_path):
+    """scripts/test, as root, ended with apt-get's status (100) and no word of its own;
+    now as the demo says it (debian_install_or_say), an error and a hint, then stops.
+    python3-venv is missing here (ENCPIPE_VENV_PYTHON=false cannot make a venv)."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "apt-get").write_text("#!/bin/sh\nexit 100\n")
+    (stubs / "apt-get").chmod(0o755)
+    env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", ENCPIPE_VENV_PYTHON="false")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", f'{HIDDEN} && exec "$0"', str(REPO / "scripts" / "test")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    said = done.stderr.splitlines()
+    assert done.returncode == 1 and len(said) == 3, done.stderr
+    assert said[0].startswith("test: installing Debian packages: ") and said[0].endswith(" python3-venv")
+    assert said[1].startswith("test: error: apt-get could not install ") and "(status 100)" in said[1]
+    assert said[2].startswith("test: hint: apt-get's messages above say why")

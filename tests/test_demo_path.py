@@ -5,6 +5,7 @@ an older installed encpipe-backup may be."""
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 
@@ -109,3 +110,20 @@ def test_the_demo_reached_through_a_symbolic_link_finds_its_checkout(tmp_path):
     proc = run(["encpipe-demo", "--offline"], env, cwd="/")
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().splitlines()[-1].startswith("==> Done; removing ")
+
+
+def test_a_script_the_demo_cannot_run_is_not_called_an_output_error(tmp_path):
+    """Installed in a virtual environment whose path holds a space, encpipe-list's
+    shebang (`#!/opt/my tools/bin/python`) cannot be run: the tour stopped with
+    `encpipe-demo: error: cannot write output: No such file or directory`, 74, the
+    status README gives for a standard output that cannot be written."""
+    broken = tmp_path / "encpipe-list"
+    _executable(broken, "#!/no/such/python\n")
+    code = ("import sys; from encpipe import demo\n"
+            f"demo.offline = lambda base: demo.run([{str(broken)!r}, '--dir', 'backups'])\n"
+            "sys.exit(demo.main(['--offline']))\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(SCRIPTS.parent)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert "cannot write output" not in err and "encpipe-list" in err, err

@@ -4,6 +4,7 @@ working: `man -l` renders each installed page, bash completes commands and optio
 
 import configparser
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def test_encpipe_page_names_every_variable_encpipe_reads():
 
 def complete(*words):
     """What the completion offers for the command line `words` (the last being completed)."""
-    script = (f"source {REPO / 'scripts' / 'completion' / 'encpipe'}\n"
+    script = (f"source {shlex.quote(str(REPO / 'scripts' / 'completion' / 'encpipe'))}\n"
               "COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); _encpipe\n"
               "printf '%s\\n' \"${COMPREPLY[@]}\"; complete -p encpipe >&2\n")
     done = subprocess.run(["bash", "-c", script, "bash", *words], capture_output=True, text=True, check=True)

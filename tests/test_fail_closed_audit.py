@@ -202,7 +202,7 @@ def test_rotate_with_an_encpipe_that_prints_no_report_fails_that_file(tmp_path, 
     new.write_text("4f" * 32 + "\n")
     before = Path(backup_file).read_bytes()
     done = _script("encpipe-rotate", "--old-key-file", str(old), "--new-key-file", str(new),
-                   os.path.dirname(backup_file), env={"ENCPIPE": f"{sys.executable} -c pass"})
+                   os.path.dirname(backup_file), env={"ENCPIPE": f"{shlex.quote(sys.executable)} -c pass"})
     assert done.returncode == 1, done.stderr
     assert b"Traceback" not in done.stderr and b"no JSON report" in done.stderr + done.stdout
     assert Path(backup_file).read_bytes() == before

@@ -10,6 +10,7 @@ from `--key-file /dev/fd/3 3< <(vault read ...)`: it can be read only once.
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -163,7 +164,7 @@ def test_a_file_to_restore_named_by_the_secret_s_descriptor_is_66_and_nothing_is
     """FILE given as the /dev/fd/N of --key-file or as the N of --passphrase-fd: N
     holds /dev/null by then (the secret read once), never the secret, so FILE is
     not a regular file."""
-    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
+    env = {**python_env(), "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
     with pipes(b"0" * 64 + b"\n") as (fd,):
         value = str(fd) if option == "--passphrase-fd" else "/dev/fd/%d" % fd
         proc = run([RESTORE, option, value, "/dev/fd/%d" % fd, "db"], env, pass_fds=(fd,), timeout=60)
@@ -200,7 +201,7 @@ def test_migrate_reads_the_legacy_and_new_key_files_on_pipes_once(tmp_path, same
     directory = tmp_path / "d"
     expected = make_backups(directory, {"a_backup.sql.enc": "hex-key.sql.enc", "b_backup.sql.enc": "hex-key.sql.enc"})
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": python_env()["PYTHONPATH"],
-           "ENCPIPE": f"{sys.executable} -m encpipe"}
+           "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe"}
     with pipes(HEX_KEY.encode() + b"\n", NEW_KEY.encode() + b"\n") as (old_fd, new_fd):
         new_fd = old_fd if same else new_fd
         done = subprocess.run([sys.executable, MIGRATE, "--legacy-key-file", "/dev/fd/%d" % old_fd,
@@ -226,7 +227,7 @@ def _feed(fd, data):
 def test_a_secret_over_64_kib_on_a_descriptor_is_64_and_never_shown(tmp_path, script):
     secret = b"S3cr3t-" * (MAX_SECRET // 7 + 10)
     (tmp_path / "d").mkdir()
-    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
+    env = {**python_env(), "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
     read_end, write_end = os.pipe()
     writer = threading.Thread(target=_feed, args=(write_end, secret))
     writer.start()
@@ -247,7 +248,7 @@ def test_a_secret_over_64_kib_on_a_descriptor_is_64_and_never_shown(tmp_path, sc
 
 def test_a_closed_descriptor_is_66(tmp_path):
     (tmp_path / "d").mkdir()
-    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe"}
+    env = {**python_env(), "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe"}
     proc = run([sys.executable, ROTATE, "--old-key-file", "/dev/fd/57", "--new-key-file", "/dev/fd/57",
                 tmp_path / "d"], env, timeout=60)
     assert (proc.returncode, proc.stdout) == (66, b""), proc.stderr
@@ -314,7 +315,7 @@ def test_a_descriptor_option_is_read_from_where_it_stands_and_lent_to_a_child_th
 @pytest.mark.parametrize("fd, name", [(1, "output"), (2, "error")])
 def test_a_passphrase_fd_on_standard_output_or_error_is_64_before_anything_is_read(fd, name):
     """encpipe-restore could not lend N there: an encpipe child's output and error are its own."""
-    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
+    env = {**python_env(), "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe", "ENCPIPE_PYTHON": sys.executable}
     proc = run([RESTORE, "--passphrase-fd", str(fd), "x_20260101T000000Z.sql.enc", "db"], env, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (64, b"", b"encpipe-restore: error: --passphrase-fd %d is "
                                                             b"standard %s: give the secret on another descriptor\n"
@@ -504,7 +505,7 @@ def test_migrate_warns_once_of_a_key_file_others_can_read_given_through_a_descri
     legacy.chmod(0o600)
     new.chmod(0o644)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": python_env()["PYTHONPATH"],
-           "ENCPIPE": f"{sys.executable} -m encpipe"}
+           "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe"}
     fd = os.open(new, os.O_RDONLY)
     try:
         done = subprocess.run([sys.executable, MIGRATE, "--legacy-key-file", str(legacy), "--key-file",

@@ -8,6 +8,7 @@ does not end fails."""
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -149,7 +150,7 @@ def test_migrate_reads_a_key_file_that_is_a_fifo_once(tmp_path, which):
         ok(encpipe_run(["keygen", "--sign", "-o", str(signing)]))
         writers.append(OneShotWriter(tmp_path / "sign.fifo", signing.read_bytes()))
         extra = ["--sign-key", writers[0].path]
-    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe"}
+    env = {**python_env(), "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe"}
     status, out, err = bounded([sys.executable, MIGRATE, "--legacy-key-file", legacy, "--key-file", new, *extra,
                                 directory], writers, env=env)
     assert (status, err) == (0, b""), err

@@ -203,6 +203,22 @@ def test_the_python_scripts_name_a_missing_package_in_one_line_too(tmp_path, scr
     assert "pip install docopt-ng" in stderr
 
 
+@pytest.mark.parametrize("command", ["list", "verify"])
+def test_the_backup_module_names_a_missing_package_in_one_line_too(tmp_path, command):
+    """Installing: a missing Python package is one line naming what to install (69);
+    each script's --help says it runs as `python3 -I -m encpipe.backup`, which without
+    docopt-ng was a traceback (encpipe/backup/cli.py's import) and status 1."""
+    (tmp_path / "docopt").mkdir()
+    (tmp_path / "docopt" / "__init__.py").write_text(MISSING.format("docopt"))
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "encpipe.backup", command, str(tmp_path)], capture_output=True,
+                          env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    stderr = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (69, b""), stderr
+    assert_one_line_error(stderr, prog=f"encpipe-{command}")
+    assert "cannot import the Python module docopt" in stderr and "pip install docopt-ng" in stderr
+
+
 @pytest.mark.parametrize("script, args", [
     ("encpipe-backup", ["--dir", "DIR", "db"]),
     ("encpipe-backup", ["--help"]),
@@ -325,3 +341,27 @@ def test_a_dependency_whose_library_cannot_be_mapped_is_out_of_memory_not_missin
     with pytest.raises(ImportError) as raised:  # --version's answer: not pycryptodome, which seal would not use
         aead.name_in_use({})
     assert raised.value is unmapped
+
+
+def _console_scripts():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict((part.strip() for part in line.split("=")) for line in lines if not line.startswith("encpipe "))
+
+
+@pytest.mark.parametrize("script", sorted(_console_scripts()))
+def test_each_python_scripts_console_entry_point_is_the_script(script):
+    """encpipe-list and the other Python scripts are installed as console scripts (a
+    `scripts =` file's #! line cannot name a python under a path with a space; pip's
+    console script can), while scripts/ keeps them for a checkout: both say the same."""
+    module, function = _console_scripts()[script].split(":")
+    code = f"import sys; from {module} import {function}; sys.argv[1:] = ['--help']; sys.exit({function}())"
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    entry = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
+    checkout = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True,
+                              env=env, timeout=60)
+    assert (entry.returncode, entry.stdout, entry.stderr) == (0, checkout.stdout, b"") and checkout.returncode == 0
+    assert script in entry.stdout.decode()

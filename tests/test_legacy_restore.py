@@ -8,6 +8,7 @@ and 16-byte IV, AES-256-GCM over the whole dump, salt | IV | tag | ciphertext.
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 
@@ -67,7 +68,7 @@ def restore(pg, *argv, env=None):
     for name in [n for n in full_env if n.startswith("ENCPIPE") or n == "BACKUP_ENCRYPTION_KEY"]:
         del full_env[name]
     full_env.update(
-        ENCPIPE=f"{sys.executable} -m encpipe",
+        ENCPIPE=f"{shlex.quote(sys.executable)} -m encpipe",
         PATH=os.pathsep.join([pg.bindir, full_env["PATH"]]),
         **(env or {}),
     )

@@ -134,7 +134,7 @@ def test_a_passphrase_typed_under_a_latin1_locale_opens_what_it_sealed_before(tm
 
 # A key command that is a Python program (a secret store's client), printing its passphrase
 # as Python does: in the locale's charset, unless in UTF-8 mode
-_PRINTS_PASS = f"{sys.executable} -c 'print(\"p\" + chr(228) + \"ss\")'"
+_PRINTS_PASS = f"{shlex.quote(sys.executable)} -c 'print(\"p\" + chr(228) + \"ss\")'"
 
 
 def test_a_python_passphrase_command_prints_under_encpipe_verify_what_it_printed_to_seal(tmp_path, locales):

@@ -2,6 +2,7 @@
 reports the 1 GiB and 4 GiB figures; here smaller inputs in a subprocess)."""
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -39,7 +40,7 @@ def test_seal_from_a_pipe_stays_under_64_mib(tmp_path, threads):
 def test_open_stays_under_64_mib(tmp_path):
     sealed = tmp_path / "zeros.enc"
     with open(sealed, "wb") as out:
-        subprocess.run(f"head -c {256 * MIB} /dev/zero | {sys.executable} -m encpipe seal",
+        subprocess.run(f"head -c {256 * MIB} /dev/zero | {shlex.quote(sys.executable)} -m encpipe seal",
                        shell=True, check=True, stdout=out, env=ENV)
     with open(sealed, "rb") as src:
         code, rss = measure_peak_rss([*ENCPIPE, "open"], tmp_path / "rss", stdin=src,

@@ -5,6 +5,7 @@ the tests that now see each."""
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def test_ctrl_c_to_the_runs_group_is_not_the_uploads_rclones(key_file, tmp_path)
     bucket.mkdir()
     (tmp_path / "rclone.conf").write_text("")
     (tmp_path / "rcat.py").write_text(SIGNALS_SEEN)
-    wrapper.write_text(f'#!/bin/sh\n[ "$1" = rcat ] && exec {sys.executable} {tmp_path / "rcat.py"} {log}\n'
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = rcat ] && exec {shlex.quote(sys.executable)} {tmp_path / "rcat.py"} {log}\n'
                        f'exec {rclone_binary()} "$@"\n')
     wrapper.chmod(0o755)
     env = fake_env(tmp_path, BIG_SLOW_DUMP, RCLONE=str(wrapper), RCLONE_CONFIG=str(tmp_path / "rclone.conf"),

@@ -6,6 +6,7 @@ encpipe-restore, encpipe-rotate and encpipe-migrate (and the encpipe each runs),
 encpipe-verify and encpipe-prune."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def test_migrate_and_its_encpipe_children_keep_an_ignored_signal_ignored(tmp_pat
     legacy_key = tmp_path / "legacy.key"
     legacy_key.write_text(HEX_KEY + "\n")
     legacy_key.chmod(0o600)
-    env = {**python_env(), "ENCPIPE": f"{sys.executable} -m encpipe"}
+    env = {**python_env(), "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe"}
     status, out, err = run_through_a_hangup(
         [sys.executable, MIGRATE, "--legacy-key-file", str(legacy_key), "--key-file", str(tmp_path / "new.fifo"),
          str(directory)], tmp_path / "new.fifo", NEW_KEY.encode() + b"\n", signum, env=env)

@@ -4,6 +4,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def utf8_terminal():
 
 
 def encpipe(args):
-    return f"{sys.executable} -m encpipe {args}"
+    return f"{shlex.quote(sys.executable)} -m encpipe {args}"
 
 
 def test_seal_prompts_twice_and_open_once(tmp_path):

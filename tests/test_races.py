@@ -69,7 +69,7 @@ def rewrite_at(tmp_path, name, at, source):
     helper.write_text(REWRITER)
     saved = tmp_path / "race-source"
     shutil.copy(source, saved)
-    return {"ENCPIPE_TEST_HOOK": f'exec {sys.executable} {helper} "$@"', "RACE_NAME": name,
+    return {"ENCPIPE_TEST_HOOK": f'exec {shlex.quote(sys.executable)} {helper} "$@"', "RACE_NAME": name,
             "RACE_COUNT": str(tmp_path / "race-count"), "RACE_AT": str(at), "RACE_WITH": str(saved)}
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -148,7 +149,8 @@ def test_the_exit_status_table_lists_the_status_of_a_rotation_that_left_a_file(t
 def killed_encpipe(tmp_path, spare=""):
     """An ENCPIPE that is killed by SIGKILL, but for the commands in `spare`, which it runs."""
     path = tmp_path / "encpipe-killed"
-    path.write_text(f"#!/bin/sh\ncase \"$1\" in {spare or '-'}) exec {sys.executable} -m encpipe \"$@\";; esac\n"
+    path.write_text(f"#!/bin/sh\ncase \"$1\" in {spare or '-'}) "
+                    f"exec {shlex.quote(sys.executable)} -m encpipe \"$@\";; esac\n"
                     "kill -9 $$\n")
     path.chmod(0o755)
     return str(path)

@@ -11,6 +11,7 @@ objects from a local directory; nothing else of rclone's is needed."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -131,7 +132,7 @@ def test_a_stale_temporary_name_holding_a_nul_is_left_and_the_backup_stands(s3, 
     rclone = tmp_path / "rclone"
     rclone.write_text(f"""#!/bin/bash
 if [ "$1" = lsjson ]; then
-  {rclone_binary()} "$@" | {sys.executable} -c 'import json, sys; listed = json.load(sys.stdin)
+  {rclone_binary()} "$@" | {shlex.quote(sys.executable)} -c 'import json, sys; listed = json.load(sys.stdin)
 if isinstance(listed, list):  # a listing, not one object (--stat)
     listed.append({{"Path": {json.dumps(planted)}, "Name": {json.dumps(planted)}, "Size": 5, "IsDir": False}})
 print(json.dumps(listed))'

@@ -16,6 +16,7 @@ tests/test_signal_commits.py)."""
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -161,7 +162,7 @@ def test_restore_signalled_as_its_legacy_check_starts_stops_it(pg, tools, tmp_pa
     key.chmod(0o600)
     stand_in = tmp_path / "encpipe"  # the legacy check hangs, with a child of its own; the rest is encpipe
     stand_in.write_text(f'#!/bin/sh\n[ "$1" = inspect ] && {{ sleep 1000 & wait; }}\n'
-                        f'exec {sys.executable} -m encpipe "$@"\n')
+                        f'exec {shlex.quote(sys.executable)} -m encpipe "$@"\n')
     stand_in.chmod(0o755)
     mark = f"RESTORE_MARK={tmp_path}"
     env = signalled_env(tmp_path, "_execute_child", "'inspect' in args[1] and '--legacy' in args[1]", sig,

@@ -13,6 +13,7 @@ starts early with it too."""
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def _stand_in(tmp_path, hangs):
     encpipe = tmp_path / "encpipe-stand-in"
     cases = "".join(f"  {name}) echo $$ > {tmp_path / name}.tmp && mv {tmp_path / name}.tmp {tmp_path / name}; "
                     f"exec sleep 1000 ;;\n" for name in hangs)
-    encpipe.write_text(f"#!/bin/sh\ncase \"$1\" in\n{cases}esac\nexec {sys.executable} -m encpipe \"$@\"\n")
+    encpipe.write_text(f"#!/bin/sh\ncase \"$1\" in\n{cases}esac\nexec {shlex.quote(sys.executable)} -m encpipe \"$@\"\n")
     encpipe.chmod(0o755)
     return str(encpipe)
 
@@ -188,7 +189,7 @@ def test_the_globals_files_open_starts_beside_the_key_check_too(pg, tools, key_f
     encpipe = tmp_path / "encpipe-stand-in"
     encpipe.write_text(f"#!/bin/sh\ncase \"$1\" in\n  keyid) echo $$ > {tmp_path}/keyid.tmp && mv {tmp_path}/keyid.tmp "
                        f"{tmp_path}/keyid; exec sleep 1000 ;;\n  open) echo \"$$ $*\" >> {opens} ;;\nesac\n"
-                       f"exec {sys.executable} -m encpipe \"$@\"\n")
+                       f"exec {shlex.quote(sys.executable)} -m encpipe \"$@\"\n")
     encpipe.chmod(0o755)
     proc = subprocess.Popen([RESTORE, "--key-file", key_file, path, "early_target"],
                             env={**script_env(pg, tools), "ENCPIPE": str(encpipe)}, stdin=subprocess.DEVNULL,

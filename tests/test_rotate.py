@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import stat
 import subprocess
@@ -21,7 +22,7 @@ from cliutil import ok, run, write_secret
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "encpipe-rotate")
-ENCPIPE = f"{sys.executable} -m encpipe"
+ENCPIPE = f"{shlex.quote(sys.executable)} -m encpipe"
 CHUNK = 16 * 1024
 TEMP = re.compile(r"^\.encpipe-rotate\..+\.tmp$")
 

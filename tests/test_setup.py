@@ -5,12 +5,14 @@ on PATH is a fresh virtual environment without pycryptodome or docopt, and the
 system site-packages must not change.
 """
 
+import hashlib
 import os
 import shlex
 import shutil
 import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -152,8 +154,9 @@ def test_demo_without_postgresql_runs_offline_and_says_how_to_get_the_rest(clone
     hint = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]  # no encpipe install
     if argv[0] == "unshare":
         assert hint[:2] == ["encpipe-demo: installing Debian packages: postgresql",
-                            "encpipe-demo: warning: apt-get could not install postgresql; going on without"]
-        hint = hint[2:]
+                            "encpipe-demo: warning: apt-get could not install postgresql (status 100); going on without"]
+        assert hint[2].startswith("encpipe-demo: hint: apt-get's messages above say why")
+        hint = hint[3:]
     says = "install the PostgreSQL server" if argv[0] == "unshare" else f"PG_BINDIR ({tmp_path}) holds no initdb"
     assert hint == [line for line in hint if says in line] and len(hint) == 1
 
@@ -266,7 +269,8 @@ def test_demo_as_root_when_apt_get_fails_says_so_and_what_to_install(clone, tmp_
     assert log.read_text() == "noninteractive update -q\n"  # --offline: no server asked for
     said = [line for line in done.stderr.splitlines() if line.startswith("encpipe-demo:")]
     assert said == ["encpipe-demo: installing Debian packages: python3-venv",
-                    "encpipe-demo: warning: apt-get could not install python3-venv; going on without",
+                    "encpipe-demo: warning: apt-get could not install python3-venv (status 100); going on without",
+                    "encpipe-demo: hint: apt-get's messages above say why (no network, or another apt-get running?)",
                     f"encpipe-demo: installing encpipe[fast] and its dependencies into {Path(demo).parents[1]}/.venv (once)",
                     "encpipe-demo: error: cannot create a Python virtual environment",
                     "encpipe-demo: hint: on Debian or Ubuntu: apt-get install python3-venv"]
@@ -318,3 +322,129 @@ def test_a_debian_python3_that_cannot_make_a_venv_leaves_it_to_the_python3_on_pa
     assert (without.returncode, without.stdout, without.stderr) == (0, "python3\n", "")
     present = subprocess.run(["bash", "-c", probe, venv_bash], env=env, capture_output=True, text=True, timeout=60)
     assert (present.returncode, present.stdout) == (0, "/usr/bin/python3\n")
+
+
+def _venv_that_cannot_be_made(tmp_path):
+    """A checkout whose .venv the caller cannot make nor remove (another user's, as
+    root's after `sudo scripts/encpipe-demo` in one's own clone): venv says `Permission
+    denied`, rm cannot remove it; /usr/bin/python3 can make others (python3-venv there)."""
+    root, stubs = tmp_path / "checkout", tmp_path / "stubs"
+    (root / ".venv").mkdir(parents=True)
+    stubs.mkdir()
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    python = sys.executable if not os.access("/usr/bin/python3", os.X_OK) else "/usr/bin/python3"
+    (stubs / "python3").write_text(
+        "#!/bin/sh\ncase \"$*\" in '-I -m venv '*)\n"
+        f"  echo \"Error: [Errno 13] Permission denied: '{root}/.venv'\"; exit 1;;\nesac\n"
+        f"exec {shlex.quote(python)} \"$@\"\n")
+    (stubs / "rm").write_text(f"#!/bin/sh\necho \"rm: cannot remove '{root}/.venv': Permission denied\" >&2\nexit 1\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "ENCPIPE_VENV_PYTHON": str(stubs / "python3")}
+    return root, env
+
+
+def test_scripts_test_says_it_cannot_make_the_venv_when_it_cannot_remove_it_either(tmp_path):
+    """scripts/test calls checkout_venv under `set -e` as a plain statement: the failed
+    `rm -rf .venv` ended it there, before its `error: cannot create a Python virtual
+    environment` and hint; all a user saw was venv's and rm's own `Permission denied`, 1."""
+    root, env = _venv_that_cannot_be_made(tmp_path)
+    done = subprocess.run(["bash", "-c", 'set -euo pipefail; PROG=test; . "$1"; checkout_venv "$2" "test,fast"',
+                           "t", str(REPO / "scripts" / "lib" / "venv.bash"), str(root)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "test: error: cannot create a Python virtual environment" in done.stderr, done.stderr
+
+
+def test_a_venv_that_cannot_be_made_for_want_of_permission_is_not_hinted_as_python3_venv(tmp_path):
+    """Where python3-venv is installed, `Permission denied` on .venv (another user's)
+    was hinted `on Debian or Ubuntu: apt-get install python3-venv`: nothing to install."""
+    root, env = _venv_that_cannot_be_made(tmp_path)
+    done = subprocess.run(["bash", "-c", 'PROG=encpipe-demo; . "$1"; checkout_venv "$2" fast',
+                           "t", str(REPO / "scripts" / "lib" / "venv.bash"), str(root)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Permission denied" in done.stderr and "apt-get install python3-venv" not in done.stderr, done.stderr
+
+
+def _installed_checkout(tmp_path, encpipe_at, pip_at, stamped="fast"):
+    """A checkout whose .venv looks installed (stamp for `stamped`), made in no time:
+    the running Python's site-packages (the dependencies) and encpipe_at's encpipe on
+    its path through a .pth line, a pip that installs nothing, and pip's command
+    starting the python of pip_at/.venv."""
+    root, venv = tmp_path / "copy", tmp_path / "copy" / ".venv"
+    (root / "encpipe").mkdir(parents=True)
+    (root / "encpipe" / "__init__.py").write_text("")
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = false\n")
+    (venv / "bin" / "python").symlink_to(base)
+    (venv / "bin" / "pip").write_text(f"#!{pip_at}/.venv/bin/python\n")
+    packages = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    packages.mkdir(parents=True)
+    (packages / "here.pth").write_text(f"{encpipe_at}\n{sysconfig.get_paths()['purelib']}\n")
+    (packages / "pip").mkdir()  # one that runs, and installs nothing
+    (packages / "pip" / "__init__.py").write_text("")
+    (packages / "pip" / "__main__.py").write_text("import sys\nsys.exit(sys.argv[1:] != ['--version'])\n")
+    digest = hashlib.sha256((root / "setup.cfg").read_bytes() + (root / "pyproject.toml").read_bytes()).hexdigest()
+    (venv / ".encpipe-installed").write_text(f"{digest} [{stamped}] compat\n")
+    env = {**os.environ, "ENCPIPE_VENV_PYTHON": "false"}  # a venv to make: fails at once
+    return root, env
+
+
+def _checkout_venv(root, env, extras):
+    return subprocess.run(["bash", "-c", 'PROG=t; . "$1"; checkout_venv "$2" "$3"',
+                           "t", str(REPO / "scripts" / "lib" / "venv.bash"), str(root), extras],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("encpipe_at, pip_at", [("copy", "copy"), ("original", "copy"), ("copy", "original")])
+def test_a_copied_checkout_does_not_use_the_venv_of_its_original(tmp_path, encpipe_at, pip_at):
+    """`cp -a` of a checkout copies .venv, whose .pth line imports the original's
+    encpipe and whose commands start the original's python: checkout_venv took it
+    as installed (`import encpipe` passed) and the copy's tests ran the original."""
+    at = {"copy": tmp_path / "copy", "original": REPO}
+    root, env = _installed_checkout(tmp_path, at[encpipe_at], at[pip_at])
+    done = _checkout_venv(root, env, "fast")
+    if encpipe_at == pip_at == "copy":
+        assert (done.returncode, done.stderr) == (0, "")
+    else:
+        assert done.returncode == 1 and "t: installing encpipe[fast]" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("stamped, wanted, installs", [("test,fast", "fast", False), ("fast", "test,fast", True)])
+def test_extras_installed_before_cover_those_a_later_command_wants(tmp_path, stamped, wanted, installs):
+    """scripts/test installs [test,fast]: the demo after it, which wants [fast], installed
+    again (its stamp line, [fast], was not there); [fast] alone lacks the test extra."""
+    root, env = _installed_checkout(tmp_path, tmp_path / "copy", tmp_path / "copy", stamped)
+    done = _checkout_venv(root, env, wanted)
+    assert ("t: installing encpipe" in done.stderr) == installs, done.stderr
+
+
+def test_scripts_test_takes_paths_relative_to_the_callers_directory(tmp_path):
+    """`cd tests && ../scripts/test test_cli.py`: pytest, run in the checkout, said
+    `file or directory not found: test_cli.py`, though --help says it works from any
+    directory. A copy of scripts/test whose .venv's python is a stand-in that passes
+    every probe and prints the directory and arguments pytest would get."""
+    root, env = _installed_checkout(tmp_path, tmp_path / "copy", tmp_path / "copy", "test,fast")
+    (root / "scripts" / "lib").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_x.py").write_text("")
+    shutil.copy(REPO / "scripts" / "test", root / "scripts")
+    for name in ("venv.bash", "debian.bash"):
+        shutil.copy(REPO / "scripts" / "lib" / name, root / "scripts" / "lib")
+    python = root / ".venv" / "bin" / "python"
+    python.unlink()
+    python.write_text('#!/bin/sh\n[ "$1 $2" = "-m pytest" ] && printf "%s\\n" "$PWD" "$@"\nexit 0\n')
+    python.chmod(0o755)
+    (tmp_path / "stubs").mkdir()
+    (tmp_path / "stubs" / "apt-get").write_text("#!/bin/sh\nexit 0\n")  # never the machine's
+    (tmp_path / "stubs" / "apt-get").chmod(0o755)
+    env.update(ENCPIPE_VENV_PYTHON=str(python), PATH=f"{tmp_path / 'stubs'}:{env['PATH']}", TMPDIR=str(tmp_path))
+    done = subprocess.run([root / "scripts" / "test", "test_x.py::test_a", "-k", "test_x.py", "nothere.py"],
+                          cwd=root / "tests", env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [str(root), "-m", "pytest", "-q", "-n", "auto",
+                                        f"{root}/tests/test_x.py::test_a", "-k", "test_x.py", "nothere.py"], done.stderr

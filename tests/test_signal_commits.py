@@ -15,6 +15,7 @@ right after it, and runs bytecodes (at any of which a handler could run)."""
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -204,7 +205,7 @@ def test_the_signal_helper_signals_where_it_says(tmp_path, keys):
 # --- encpipe-rotate, encpipe-migrate: one file at a time -------------------------------
 
 NEW = "5e" * 32
-ENCPIPE = f"{sys.executable} -m encpipe"
+ENCPIPE = f"{shlex.quote(sys.executable)} -m encpipe"
 
 
 def _new_key_and_work(tmp_path):

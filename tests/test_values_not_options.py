@@ -8,6 +8,7 @@ children that name it, and to no other."""
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def test_rotate_refuses_a_missing_key_file_named_like_an_option(tmp_path):
 
 def _migrate(tmp_path, *argv):
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": python_env()["PYTHONPATH"],
-           "ENCPIPE": f"{sys.executable} -m encpipe"}
+           "ENCPIPE": f"{shlex.quote(sys.executable)} -m encpipe"}
     return subprocess.run([sys.executable, MIGRATE, *argv, str(tmp_path / "d")], capture_output=True, env=env,
                           cwd=tmp_path, timeout=120)
 

@@ -10,11 +10,17 @@ utf8mode.ensure()  # names read as UTF-8 whatever the locale
 
 import signal  # noqa: E402
 
-from . import cli, job  # noqa: E402
 from ..cli import Io, catch_signal, die_of, run_script, set_up, unexpected_line  # noqa: E402
+from ..deps import report_missing  # noqa: E402
 from ..sigdefer import drained, held_once  # noqa: E402
+from .usagetext import PROG, TITLES  # noqa: E402
 
 argv = sys.argv[1:]
+try:
+    from . import cli, job
+except ImportError as e:  # docopt-ng missing: one line naming it, 69, as each script says it (not a traceback)
+    prog = f"encpipe-{argv[0]}" if argv[:1] and argv[0] in TITLES else PROG
+    raise SystemExit(report_missing(Io(None, None, sys.stderr, {}, prog=prog), e))
 # the JSON lines of commit and upload go to the script's standard output (guard_standard_fds);
 # prune, verify, check --verify and commit (its prune) hold keys, and every command may
 # hold rclone's credentials: no core file, as for the scripts (run_script does it too).

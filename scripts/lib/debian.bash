@@ -2,12 +2,6 @@
 # no_secrets it uses): the Debian packages they install when run as root.
 # Uses PROG for its messages.
 
-# venv_missing: whether venv_python (venv.bash) cannot make a virtual environment
-# with pip (Debian ships Python's ensurepip apart, in python3-venv).
-venv_missing() {
-  ! no_secrets "$(venv_python)" -I -c 'import ensurepip, venv' >/dev/null 2>&1
-}
-
 # may_install: whether Debian packages can be installed here (root, apt-get).
 may_install() {
   ((EUID == 0)) && command -v apt-get >/dev/null
@@ -52,6 +46,22 @@ debian_install() {
     eval "${traps}"  # the script's own again (venv.bash's for SIGINT)
   fi
   return "${status}"
+}
+
+# debian_install_or_say KIND PACKAGE...: debian_install; when apt-get fails, one line
+# of KIND naming the packages, "warning" (the demo goes on without them) or "error"
+# (scripts/test stops: before, it ended with apt-get's status and no word of its
+# own), and a hint; status 1.
+debian_install_or_say() {
+  local kind="$1" status=0 then=""
+  shift
+  debian_install "$@" || status=$?
+  ((status != 0)) || return 0
+  if [[ "${kind}" == warning ]]; then then="; going on without"; fi
+  printf '%s: %s: apt-get could not install %s (status %d)%s\n' "${PROG}" "${kind}" "$*" "${status}" \
+    "${then}" >&2
+  printf "%s: hint: apt-get's messages above say why (no network, or another apt-get running?)\n" "${PROG}" >&2
+  return 1
 }
 
 # present PACKAGE [CHECK...]: whether PACKAGE is there.

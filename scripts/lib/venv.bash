@@ -66,35 +66,89 @@ fast_importable() {
 AESGCM.encrypt_into' >/dev/null 2>&1
 }
 
+# venv_here ROOT: whether ROOT/.venv was made there: its python runs pip, and the
+# python that pip's command starts (its #! line, or distlib's /bin/sh trampoline
+# for a path with a space) is ROOT/.venv's; in a checkout copied with `cp -a`, it
+# and every command in .venv/bin are the original checkout's.
+venv_here() {
+  no_secrets "$1/.venv/bin/python" -I -m pip --version >/dev/null 2>&1 && no_secrets "$1/.venv/bin/python" -I -c '
+import os, re, sys
+bin = os.path.join(sys.argv[1], ".venv", "bin")
+with open(os.path.join(bin, "pip"), "rb") as command:
+    head = command.read(1024).decode()
+python = re.match(r"#!/bin/sh\n\x27\x27\x27exec\x27 \"([^\"]+)\"|#!(.+)\n", head)
+sys.exit(not os.path.samefile(os.path.dirname(python[1] or python[2]), bin))' "$1" >/dev/null 2>&1
+}
+
+# encpipe_here ROOT: whether ROOT/.venv imports ROOT's encpipe (a copied checkout's
+# imported the original's, through the .pth line of its editable install).
+encpipe_here() {
+  no_secrets "$1/.venv/bin/python" -I -c 'import os, sys, encpipe
+sys.exit(not os.path.samefile(os.path.dirname(encpipe.__file__), os.path.join(sys.argv[1], "encpipe")))' \
+    "$1" >/dev/null 2>&1
+}
+
+# stamp_covers STAMP HASH EXTRAS: whether a line of STAMP ("HASH [EXTRAS] compat")
+# records an install for HASH with every one of EXTRAS (comma-separated): the test
+# command's [test,fast] covers the demo's [fast] (before, the demo installed again).
+stamp_covers() {
+  local line got extra
+  local -a wanted
+  IFS=, read -r -a wanted <<<"$3"
+  [[ -r "$1" ]] || return 1
+  while IFS= read -r line; do
+    [[ "${line}" == "$2 ["*"] compat" ]] || continue
+    got="${line#"$2 ["}"
+    got=",${got%"] compat"},"
+    for extra in "${wanted[@]}"; do
+      [[ "${got}" == *",${extra},"* ]] || continue 2
+    done
+    return 0
+  done <"$1"
+  return 1
+}
+
 # checkout_venv ROOT EXTRAS: makes ROOT/.venv when it is missing (or its pip does
 # not run) and installs the checkout into it (editable) with EXTRAS ("" or e.g.
 # "test,fast"), unless its stamp (a line per set of extras, keyed on the hash of
-# setup.cfg and pyproject.toml, and "compat") says so, and encpipe and its
-# dependencies import.
+# setup.cfg and pyproject.toml, and "compat") says so (stamp_covers), and encpipe
+# and its dependencies import.
 checkout_venv() {
   local root="$1" extras="$2"
   local venv="${root}/.venv"
-  local stamp="${venv}/.encpipe-installed" want
-  want="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
-  want="${want%% *} [${extras}] compat"
-  if [[ -x "${venv}/bin/python" ]] && no_secrets grep -qxF -- "${want}" "${stamp}" 2>/dev/null \
-    && no_secrets "${venv}/bin/python" -I -c 'import encpipe' 2>/dev/null && deps_importable "${venv}/bin/python"; then
+  local stamp="${venv}/.encpipe-installed" hash
+  hash="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
+  hash="${hash%% *}"
+  if [[ -x "${venv}/bin/python" ]] && stamp_covers "${stamp}" "${hash}" "${extras}" \
+    && venv_here "${root}" && encpipe_here "${root}" && deps_importable "${venv}/bin/python"; then
     compile_checkout "${root}"
     return 0
   fi
   printf '%s: installing encpipe%s and its dependencies into %s (once)\n' \
     "${PROG}" "${extras:+[${extras}]}" "${venv}" >&2
-  # A .venv whose pip does not run is made again (by venv_python): one that `python3 -m venv` left
-  # half made (interrupted while ensurepip ran) has a python and no pip. What
+  # A .venv whose pip does not run, or made elsewhere (venv_here), is made again
+  # (by venv_python): one that `python3 -m venv` left half made (interrupted
+  # while ensurepip ran) has a python and no pip. What
   # venv says is shown when it failed (Debian's word that python3-venv is
   # missing), not when Ctrl-C ended it (its traceback; the trap above ends us).
+  # One another user made (root's after `sudo scripts/encpipe-demo` in one's own clone)
+  # can be neither used nor removed: said so, not hinted at python3-venv.
+  if [[ -e "${venv}" && ! -w "${venv}" ]]; then
+    cannot_replace "${root}"
+    return 1
+  fi
   local said
-  if ! no_secrets "${venv}/bin/python" -I -m pip --version >/dev/null 2>&1 \
+  if ! venv_here "${root}" \
     && ! said="$(no_secrets "$(venv_python)" -I -m venv --clear -- "${venv}" 2>&1)"; then
     [[ -z "${said}" ]] || printf '%s\n' "${said}" >&2
-    no_secrets rm -rf -- "${venv}"
+    if ! no_secrets rm -rf -- "${venv}" 2>/dev/null; then
+      cannot_replace "${root}"
+      return 1
+    fi
     printf '%s: error: cannot create a Python virtual environment\n' "${PROG}" >&2
-    printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
+    if venv_missing; then
+      printf '%s: hint: on Debian or Ubuntu: apt-get install python3-venv\n' "${PROG}" >&2
+    fi
     return 1
   fi
   # editable_mode=compat: the checkout on sys.path through a .pth line; setuptools'
@@ -105,8 +159,29 @@ checkout_venv() {
     printf '%s: error: pip could not install encpipe into %s\n' "${PROG}" "${venv}" >&2
     return 1
   fi
-  printf '%s\n' "${want}" >>"${stamp}"
+  printf '%s [%s] compat\n' "${hash}" "${extras}" >>"${stamp}"
   compile_checkout "${root}"
+}
+
+# venv_missing: whether venv_python cannot make a virtual environment with pip
+# (Debian ships Python's ensurepip apart, in python3-venv).
+venv_missing() {
+  ! no_secrets "$(venv_python)" -I -c 'import ensurepip, venv' >/dev/null 2>&1
+}
+
+# cannot_replace ROOT: the error that ROOT/.venv can be neither written nor removed,
+# naming its owner, and the hint to remove it (with ROOT/encpipe/__pycache__ when
+# that is not writable either: root's bytecode, which Python then neither reads
+# nor writes again).
+cannot_replace() {
+  local venv="$1/.venv" cache="$1/encpipe/__pycache__" owner
+  local -a remove=("${venv}")
+  owner="$(no_secrets stat -c %U -- "${venv}" 2>/dev/null)" || owner="another user"
+  if [[ -e "${cache}" && ! -w "${cache}" ]]; then remove+=("${cache}"); fi
+  printf '%s: error: cannot create a Python virtual environment: cannot replace %s (owned by %s)\n' \
+    "${PROG}" "${venv}" "${owner}" >&2
+  printf '%s: hint: remove it as its owner, then run again: sudo rm -rf --%s\n' \
+    "${PROG}" "$(printf ' %q' "${remove[@]}")" >&2
 }
 
 # compile_checkout ROOT: the bytecode of ROOT/encpipe, as a regular install writes it
