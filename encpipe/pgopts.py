@@ -299,13 +299,13 @@ def _refuse(tool, arg, what, why, hint=None, qualified=None):
 def shown(arg):
     """`arg` as a message may show it: a connection string's password masked, a key
     pasted as the argument or an option's value (--file=KEY, --set=x=KEY, -ZKEY, x=KEY)
-    not shown (before, a key after a second `=` or a dash was shown whole)."""
+    not shown (before, a key after a second `=` or a dash, or after two dashes, was shown whole)."""
     option, equals, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
     kind = next(filter(None, map(secret_kind, (value, *value.split("=")[1:]))), None)  # x=KEY too
     if kind:
         return f"{option}{equals}({kind}, not shown)"
-    if option[:1] == "-" and option[1:2] != "-":  # a short option and its value in one word: -KEY, -ZKEY
-        kind = secret_kind(option[1:]) or secret_kind(option[2:])
+    if option[:1] == "-":  # a short option and its value in one word (-KEY, -ZKEY); a long option's name (--KEY)
+        kind = secret_kind(option[2:]) or option[1:2] != "-" and secret_kind(option[1:])
         if kind:
             return f"{option[:2]}... ({kind}, not shown)"
     return _PASSWORD.sub(lambda m: (m["uri"] or m["query"] or m["keyword"]) + "***", arg)
