@@ -21,7 +21,10 @@ import pytest
 from encpipe import pgdump, pgencoding, pgopts, pgprops, sigthreads
 from encpipe.pgstream import RestrictFilter
 from test_backup_restore import BACKUP
-from test_mutants_backup_command_line import backup, stand_ins, stored  # noqa: F401 (a fixture)
+import test_mutants_backup_command_line
+from test_mutants_backup_command_line import backup, stored
+
+stand_ins = test_mutants_backup_command_line.stand_ins  # the fixture, shared
 
 
 def _tool(tmp_path, name, body):
