@@ -66,12 +66,18 @@ fast_importable() {
 AESGCM.encrypt_into' >/dev/null 2>&1
 }
 
-# venv_here ROOT: whether ROOT/.venv was made there: its python runs pip, and the
-# python that pip's command starts (its #! line, or distlib's /bin/sh trampoline
-# for a path with a space) is ROOT/.venv's; in a checkout copied with `cp -a`, it
-# and every command in .venv/bin are the original checkout's.
+# venv_here ROOT: whether ROOT/.venv was made there and its python runs pip.
 venv_here() {
-  no_secrets "$1/.venv/bin/python" -I -m pip --version >/dev/null 2>&1 && no_secrets "$1/.venv/bin/python" -I -c '
+  no_secrets "$1/.venv/bin/python" -I -m pip --version >/dev/null 2>&1 && venv_made_here "$1"
+}
+
+# venv_made_here ROOT: whether the python that ROOT/.venv's pip command starts (its
+# #! line, or distlib's /bin/sh trampoline for a path with a space) is ROOT/.venv's;
+# in a checkout copied with `cp -a`, it and every command in .venv/bin are the
+# original checkout's. (Without starting pip: a .venv its stamp says was installed
+# had a pip that ran.)
+venv_made_here() {
+  no_secrets "$1/.venv/bin/python" -I -c '
 import os, re, sys
 bin = os.path.join(sys.argv[1], ".venv", "bin")
 with open(os.path.join(bin, "pip"), "rb") as command:
@@ -120,7 +126,7 @@ checkout_venv() {
   hash="$(no_secrets cat -- "${root}/setup.cfg" "${root}/pyproject.toml" | no_secrets sha256sum)"
   hash="${hash%% *}"
   if [[ -x "${venv}/bin/python" ]] && stamp_covers "${stamp}" "${hash}" "${extras}" \
-    && venv_here "${root}" && encpipe_here "${root}" && deps_importable "${venv}/bin/python"; then
+    && venv_made_here "${root}" && encpipe_here "${root}" && deps_importable "${venv}/bin/python"; then
     compile_checkout "${root}"
     return 0
   fi
