@@ -414,3 +414,22 @@ def test_an_acl_of_an_owner_whose_rights_the_role_does_not_inherit_is_refused_be
                              "inherit them), as whom the swap grants the database's privileges; database %s was not "
                              "created" % (DBA, TARGET, GRP, TARGET))
     assert TARGET not in databases(pg)
+
+
+def test_a_recorded_tablespace_the_role_may_not_create_in_is_named(pg, dba, monkeypatch):
+    """CREATE on the database's recorded tablespace, asked of the connecting role with the
+    rest (pgrights.privilege_needs, on the session's cluster): named when it lacks it, not
+    once granted. Before, no test had a tablespace for the role to lack."""
+    from test_restore_dba import _tablespace
+
+    for name, value in {**pg.env, "PGUSER": DBA}.items():
+        monkeypatch.setenv(name, value)
+    _tablespace(pg, "nsu_space")
+    try:
+        lacks = "it may not create databases in tablespace nsu_space (its recorded one)"
+        assert pgrights.privilege_needs("postgres", TARGET, False, [], "nsu_space") == [lacks]
+        pg.psql("GRANT CREATE ON TABLESPACE nsu_space TO %s" % DBA)
+        assert pgrights.privilege_needs("postgres", TARGET, False, [], "nsu_space") == []
+        assert pgrights.privilege_needs("postgres", TARGET, False, [], None) == []
+    finally:
+        pg.psql("DROP TABLESPACE nsu_space")
