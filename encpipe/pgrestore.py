@@ -271,6 +271,9 @@ class Run(Children):
             status = childerr.exit_status(opened)
             raise self.refused("cannot decrypt %s" % self.file, status, self.stream.opener_said(),
                                open_failure_hint(status, self.o, self.env), exists=exists)
+        if restored == 0 and self.stream.short_read:  # a quit command in an unrestricted psql's dump
+            raise Failure("restoring %s failed: psql ended (status 0) before it had read all of the dump; %s"
+                          % (self.file, pgcommit.as_it_was(self.db, exists)))
         if restored != 0:
             quiet = getattr(self, "tool", None) == "psql" and not pgopts.verbose(self.o["tool"])
             archive = getattr(self, "tool", None) == "pg_restore" and self.stream.psql_failed

@@ -19,6 +19,7 @@ import threading
 from . import childerr, sigthreads
 from .backup.label import HEAD_BYTES, after_line, found, mismatch
 from .backup.names import CLUSTER_DUMP
+from .backup.rclonepipe import input_of, took_all
 from .errors import InvalidStream
 from .childenv import child_env
 from .compat import set_pipe_size
@@ -217,6 +218,7 @@ class Restore:
         self.tool_args, self.user, self.restrict = tool_args, user, restrict
         self.procs = []
         self.quiet = self.psql_failed = False
+        self.short_read = False  # psql ended before all of its input (pg_restore may: -t, the archive's end)
         self.opener_stderr = None  # encpipe open's error and hint, kept for the restore's one line
         self.client_said = None  # psql's or pg_restore's (pgsaid), once it was started
 
@@ -291,10 +293,14 @@ class Restore:
         finally:
             said.started()
         widen_pipes(client.stdin)
+        watch = None
         try:
             self._feed(head, src, client.stdin, RestrictFilter() if self.quiet else None)
+            client.stdin.flush()
+            # psql (a \q of an unrestricted one's dump) may end before its input: what it left is counted
+            watch = input_of(client) if self.quiet else None
         except BrokenPipeError:
-            pass
+            self.short_read = self.quiet
         finally:
             try:
                 client.stdin.close()
@@ -302,6 +308,8 @@ class Restore:
                 pass
             src.close()
         status = client.wait()
+        if watch is not None:
+            self.short_read = not took_all(watch)
         said.wait()  # its lines before the restore's own
         self.psql_failed = self.quiet and status > 0  # it named errors (a signal ends it silently)
         middle = self.procs[1:-1]  # a decompressor, pg_restore -f -: one that failed cut the stream short

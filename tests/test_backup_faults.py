@@ -79,13 +79,16 @@ def test_no_server_is_one_error_and_no_hint_about_superusers(pg, tools, key_file
     assert dir_entries(directory) == []
 
 
-def test_pg_dump_killed_by_a_signal_leaves_no_file(pg, tools, key_file, tmp_path):
-    fake = _fake_pg_dump(tmp_path, "printf 'CREATE TABLE t (x int);\\n'\nkill -9 $$\n")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP], ids=["SIGKILL", "SIGHUP"])
+def test_pg_dump_killed_by_a_signal_leaves_no_file(pg, tools, key_file, tmp_path, signum):
+    """Worded alike for every signal, SIGHUP's too (129 is no status of pg_dump's own)."""
+    fake = _fake_pg_dump(tmp_path, "printf 'CREATE TABLE t (x int);\\n'\nkill -%d $$\n" % signum)
     directory = tmp_path / "b"
     proc = run([BACKUP, "--dir", directory, "--key-file", key_file, "anydb"],
                _with_path_first(script_env(pg, tools), fake))
-    assert proc.returncode != 0
-    assert proc.stdout == b""
+    assert (proc.returncode, proc.stdout) == (128 + signum, b"")
+    assert proc.stderr.decode() == (f"encpipe-backup: error: backup of anydb failed (status {128 + signum}): pg_dump "
+                                    f"killed by signal {int(signum)}; nothing was stored\n")
     assert dir_entries(directory) == []
 
 

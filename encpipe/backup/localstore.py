@@ -186,7 +186,7 @@ class Local:
         dst = os.fdopen(os.open(name, flags, 0o600, dir_fd=self._dir()), "wb")
         safefile.hook("created", self.directory, name, final)
         return _LocalWriter(dst, lambda: [safefile.hook(step, self.directory, name, final)
-                                          for step in ("written", "verified")])
+                                          for step in ("written", "verified")], self.where(name))
 
     def rename(self, name, final):
         """Rename only the file this user's upload made: a regular file it owns with
@@ -271,13 +271,20 @@ class _LocalWriter:
     writing the last ones out and to drop from the page cache what is already on
     disk (POSIX_FADV_DONTNEED does both on Linux): the fsync at the end then has
     little left to wait for, and a backup does not push the database's own pages
-    out of the cache."""
+    out of the cache. A write that fails (a full disk, a file size limit) is IOFailure
+    naming the file: seal's own word for it, `cannot write output`, read as standard output's."""
 
-    def __init__(self, dst, written):
-        self.dst, self.written = dst, written
+    def __init__(self, dst, written, where):
+        self.dst, self.written, self.where = dst, written, where
         self.size = self.marked = 0
 
     def write(self, block):
+        try:
+            self._write(block)
+        except OSError as e:
+            raise IOFailure(f"cannot store {self.where}: {e.strerror or e}") from None
+
+    def _write(self, block):
         self.dst.write(block)
         self.size += len(block)
         if self.size - self.marked >= WRITEBACK:

@@ -238,7 +238,7 @@ class Upload:
     end (ERR_TAIL bytes) is kept, for the error line. An rclone that ends before
     it has taken all that was written, even with status 0, fails the upload
     (IOFailure, 74): a short object is never taken for a complete one, whether
-    rclone's end broke the pipe or left the rest unread in it (_input_of); so
+    rclone's end broke the pipe or left the rest unread in it (input_of); so
     does one that took it all but whose object the remote then gives with
     another size (`kept(written)` raises it: a proxy that cut the body short)."""
 
@@ -301,7 +301,7 @@ class Upload:
         try:
             if not self.proc.stdin.closed:
                 self.proc.stdin.flush()
-                watch = None if short else _input_of(self.proc)
+                watch = None if short else input_of(self.proc)
         except BrokenPipeError:  # what was left to give it was not taken
             short = True
         try:
@@ -311,8 +311,7 @@ class Upload:
         status = self.proc.wait()
         err = self.err.end()
         if watch is not None:
-            with watch:  # rclone has ended: what it left in its pipe it never read
-                short = short or watch is _ENDED or _unread(watch.fileno()) > 0
+            short = not took_all(watch) or short  # rclone has ended: what it left in its pipe it never read
         if status != 0:
             self.unopened = UNOPENED in err
             raise IOFailure(f"cannot upload {self.where}: {last_line(err)}")
@@ -323,10 +322,10 @@ class Upload:
             self.kept(self.written)
 
 
-_ENDED = contextlib.nullcontext()  # _input_of: rclone ended before its input did
+_ENDED = contextlib.nullcontext()  # input_of: the process ended before its input did
 
 
-def _input_of(proc):
+def input_of(proc):
     """The read end of `proc`'s standard input, opened again (through /proc) while
     `proc` runs, so that once it has ended what it left unread is still there to
     count: a pipe that `proc` stops reading while it still holds it gives the
@@ -345,6 +344,13 @@ def _input_of(proc):
         src.close()
         return None
     return src
+
+
+def took_all(watch):
+    """Once input_of's process has ended: False when it took less than all of its input
+    (it ended before its input did, or left bytes in the pipe), else True. `watch` is closed."""
+    with watch:
+        return watch is not _ENDED and _unread(watch.fileno()) == 0
 
 
 def _unread(fd):
