@@ -312,9 +312,10 @@ def test_the_command_line_modules_compile_no_pattern_as_they_load():
     and behaves as re.compile's."""
     import re
 
-    from encpipe import cli, commands, keyargs, lazyre, shown, textform, usage, workers
+    from encpipe import cli, commands, keyargs, lazyre, pgopts, shown, textform, usage, workers
+    from encpipe.backup import metrics
 
-    compiled = [(m.__name__, name) for m in (cli, commands, keyargs, shown, textform, usage, workers)
+    compiled = [(m.__name__, name) for m in (cli, commands, keyargs, metrics, pgopts, shown, textform, usage, workers)
                 for name, value in vars(m).items() if isinstance(value, re.Pattern)]
     assert compiled == []
     pattern = lazyre.Pattern(r"(a)(b)?", re.I)
