@@ -1,12 +1,11 @@
 """One function per subcommand: turn docopt's dictionary into real values, call the core."""
 
-import re
-
 from . import aead, bounded, keygen
 from . import format as fmt
 from .errors import InvalidStream, IOFailure, NotSigned, UsageError, unreadable
 from .keyargs import (SECRET_FILES, load_keys, load_signers, refuse_output_over_secret, refuse_shared_stdin,
                       secret_fds_open, secret_paths)
+from .lazyre import Pattern
 from .keys import KeyLoader, KeySources, decode_text, parse_keyring, read_secret_file
 from .progress import ProgressReporter, TwoPassReporter, input_size
 from .sigdefer import hold_for_good
@@ -15,7 +14,7 @@ from .textform import refuse_key_as_new_path, shown_name
 from .stdio import is_pipe, seekable
 from .workers import chunk_log2, int_option, thread_option, threads
 
-_KEY_ID = re.compile(r"[0-9a-fA-F]{%d}" % (2 * KEY_ID_LEN))  # as keyid prints it, either case: nothing else
+_KEY_ID = Pattern(r"[0-9a-fA-F]{%d}" % (2 * KEY_ID_LEN))  # as keyid prints it, either case: nothing else
 
 
 def dispatch(args, io):

@@ -13,7 +13,7 @@ reported as such before any key is tried.
 """
 
 import struct
-from binascii import crc32  # zlib's CRC-32, from a module every command has loaded
+from binascii import crc32  # zlib's CRC-32, from a module built into the interpreter
 from collections import namedtuple
 
 from .errors import InvalidStream, IOFailure
@@ -28,6 +28,7 @@ SUITE_NAMES = {SUITE_AES256GCM_HKDF_SHA256: "AES-256-GCM, HKDF-SHA256, HMAC-SHA2
 SALT_LEN = 32
 MAC_LEN = 32
 TAG_LEN = 16
+SIGNATURE_LEN = 64  # Ed25519's (signing.py), in a v2 trailer's entries
 MIN_CHUNK_LOG2 = 14  # 16 KiB
 MAX_CHUNK_LOG2 = 24  # 16 MiB
 # Default chunk sizes, chosen with scripts/bench (README "Performance"). From a

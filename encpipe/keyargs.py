@@ -6,10 +6,10 @@ No message here shows an option's value: it may be a secret typed in the wrong p
 
 import errno
 import os
-import re
 import stat
 
 from .errors import InputUnavailable, NoKeyConfigured, SigningKeyGiven, UsageError
+from .lazyre import Pattern
 from .textform import may_be_secret
 from .workers import int_option
 
@@ -32,14 +32,14 @@ def refuse_output_over_secret(path, args):
     """UsageError (64), nothing read or written, when `path` (seal -o) is the very file
     (device and inode) that a secret file option of `args` names: sealing would replace
     the key it seals with, or the passphrase, and leave nothing that opens the file."""
-    from .safefile import same_file
-
     try:
         out = os.stat(path) if path else None
     except OSError:
         return
     if out is None or not stat.S_ISREG(out.st_mode):
         return
+    from .safefile import same_file  # here: seal to standard output loads no file writer
+
     for option in SECRET_FILES:
         for given in args.get(option) or []:
             try:
@@ -110,7 +110,7 @@ def load_signers(texts, files, env):
     return keys
 
 
-FD_PATH = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+FD_PATH = Pattern(r"/(?:dev|proc/self)/fd/([0-9]+)")
 SECRET_FILES = ("--key-file", "--identity", "--passphrase-file", "--recipient-file", "--sign-key", "--signer-file",
                 "--add-key-file", "--add-passphrase-file")
 

@@ -24,6 +24,7 @@ import re
 import stat
 
 from .errors import UsageError
+from .lazyre import Pattern
 from .textform import secret_kind
 
 # The password of a connection string: a URI's `user:PASSWORD@`, a `password=` keyword
@@ -34,10 +35,10 @@ from .textform import secret_kind
 # which libpq then reads as no password, is masked to the `@` after it all the same); a URI
 # query's value to the next `&`; a key/value string's unquoted value to a space not
 # escaped by a backslash (`&` included).
-_PASSWORD = re.compile(r"(?P<uri>postgres(?:ql)?://[^:/@]*:)(?:[^/]*(?=@)|[^@]*(?=@))"
-                       r"|(?P<query>[?&](?:ssl)?password=)[^&]*"
-                       r"|(?P<keyword>(?<![?&\w])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|(?:\\.|[^\s\\])*\\?)",
-                       re.I)
+_PASSWORD = Pattern(r"(?P<uri>postgres(?:ql)?://[^:/@]*:)(?:[^/]*(?=@)|[^@]*(?=@))"
+                    r"|(?P<query>[?&](?:ssl)?password=)[^&]*"
+                    r"|(?P<keyword>(?<![?&\w])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|(?:\\.|[^\s\\])*\\?)",
+                    re.I)
 
 # Every option of pg_dump, pg_restore and psql 15 to 18, as their getopt_long tables
 # have them: the short ones (a letter before ":" takes a value), then the long ones,

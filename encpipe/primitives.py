@@ -1,6 +1,6 @@
-"""Key derivation and the header MAC: every HKDF info string lives here."""
-
-import hmac
+"""Key derivation and the header MAC: every HKDF info string lives here. hmac is
+imported where a key is used: with it comes OpenSSL's libcrypto (_hashlib, about
+2 ms of a start), which a command that uses no key (inspect, encpipe-list) spares."""
 
 from .errors import InvalidStream
 
@@ -11,8 +11,9 @@ INFO_PAYLOAD = b"encpipe v1 payload"
 
 
 def hkdf(ikm, salt, info, length=32):
-    """HKDF-SHA256 (RFC 5869), on the standard library's HMAC: it is C code, and
-    importing it costs nothing at start-up. An empty salt is HashLen zero bytes."""
+    """HKDF-SHA256 (RFC 5869), on the standard library's HMAC (C code). An empty salt is HashLen zero bytes."""
+    import hmac
+
     prk = hmac.digest(salt, ikm, "sha256")
     okm, block, counter = b"", b"", 1
     while len(okm) < length:
@@ -27,10 +28,14 @@ def payload_key(file_key, header):
 
 
 def header_mac(file_key, header):
+    import hmac
+
     key = hkdf(file_key, header.payload_salt, INFO_HEADER)
     return hmac.digest(key, header.authenticated_bytes(), "sha256")
 
 
 def verify_header_mac(file_key, header):
+    import hmac
+
     if not hmac.compare_digest(header_mac(file_key, header), header.mac):
         raise InvalidStream("header authentication failed: the file was tampered with")

@@ -18,17 +18,14 @@ at the speed of GHASH, so an unsigned file costs little more than v1; only a
 signature, which anyone may check, needs the collision-resistant C.
 """
 
-import hashlib
-import hmac
 import os
 import struct
 from collections import namedtuple
 
 from . import aead
 from .errors import InvalidStream, IOFailure, NotSigned
-from .format import TAG_LEN
+from .format import SIGNATURE_LEN, TAG_LEN
 from .primitives import hkdf
-from .signing import SIGNATURE_LEN, VerifyKey
 from .slots import SLOT_RAW_KEY, SLOT_SCRYPT
 from .spool import rewind
 from .stream import seekable
@@ -73,8 +70,12 @@ class Ledger:
         self.trailer = None
         self.checks_opener = checks_opener
         self._count = 0
+        import hashlib  # here, as hmac (primitives): OpenSSL's libcrypto, which inspect spares
+        import hmac
+
         key_commit = hkdf(file_key, header.payload_salt, INFO_KEY_COMMIT)
         fixed = struct.pack(">BB32s", header.suite, header.chunk_log2, header.payload_salt) + key_commit
+        self._sha256 = hashlib.sha256  # for measure(), in the workers: none of them imports a module
         self._tags = hashlib.sha256(TAGS_LABEL + fixed)
         self._macs = [aead.gmac(hkdf(key, header.payload_salt, INFO_RECORD_MAC)) for key in keys]
         self._auths = [hmac.new(key, AUTHENTICATOR_LABEL + fixed, "sha256") for key in keys]
@@ -84,7 +85,7 @@ class Ledger:
 
     def measure(self, record, nonce):
         """What add() needs of one record; thread-safe, called in parallel."""
-        full = hashlib.sha256(record).digest() if self._full is not None else None
+        full = self._sha256(record).digest() if self._full is not None else None
         seen = self._witness_mac(nonce, record) if self._witness_mac is not None else None
         return bytes(record[-TAG_LEN:]), [mac(nonce, record) for mac in self._macs], full, seen
 
@@ -154,6 +155,9 @@ class Witnesses:
     file: 16 bytes a record, so memory stays flat), the second compares."""
 
     def __init__(self, store):
+        import hmac
+
+        self._compare = hmac.compare_digest  # for add(), which may run in a worker: it imports nothing
         self.key = os.urandom(32)
         self._store = store
         self._checking = False
@@ -161,7 +165,7 @@ class Witnesses:
     def add(self, witness):
         if not self._checking:
             self._io(self._store.write, witness)
-        elif not hmac.compare_digest(self._io(self._store.read, WITNESS_LEN), witness):
+        elif not self._compare(self._io(self._store.read, WITNESS_LEN), witness):
             raise InvalidStream(f"{CHANGED}: the output stops before the first record that changed")
 
     def end(self):
@@ -190,6 +194,8 @@ class Trailer(namedtuple("Trailer", "authenticators signatures")):
         count = len(authenticated_slots(header))
         auths = tuple(raw[i * AUTH_LEN : (i + 1) * AUTH_LEN] for i in range(count))
         pos, entries = count * AUTH_LEN, []
+        if header.sig_count:
+            from .signing import VerifyKey  # here: an unsigned file's seal, open and inspect do without it
         for _ in range(header.sig_count):
             entries.append((VerifyKey(raw[pos : pos + PUBLIC_LEN]), raw[pos + PUBLIC_LEN : pos + ENTRY_LEN]))
             pos += ENTRY_LEN
@@ -203,6 +209,8 @@ class Trailer(namedtuple("Trailer", "authenticators signatures")):
 
 
 def trailer_mac(file_key, header, tag_commitment, body):
+    import hmac
+
     key = hkdf(file_key, header.payload_salt, INFO_TRAILER)
     return hmac.digest(key, tag_commitment + body, "sha256")
 
@@ -235,6 +243,8 @@ def check(file_key, header, ledger, opened, signers):
     VerifyKey; empty: no requirement) has no valid signature on it. `opened` is the
     (slot index, decoded slot, identity) that gave the file key; `ledger` is from
     opening_ledger."""
+    import hmac
+
     slot_index, _, opener = opened
     raw = ledger.trailer
     expected = trailer_mac(file_key, header, ledger.tag_commitment(), raw[:-MAC_LEN])

@@ -1,8 +1,7 @@
 """Text as the tools show it on one line (their messages, encpipe-check's plugin
 lines): a name in it can neither forge a line nor pass for another name."""
 
-import base64
-import re
+from .lazyre import Pattern
 
 
 def printable(text):
@@ -34,7 +33,7 @@ def _escaped(c):
 
 
 # what printable puts after a backslash: each of its escapes, and nothing else
-_ESCAPE = re.compile(r"\\(\\|[nrt]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
+_ESCAPE = Pattern(r"\\(\\|[nrt]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 
 
 def unprintable(text):
@@ -110,4 +109,6 @@ def _base64(text):
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate os.listdir never gives (from a remote's listing, say)
         raw = text.encode("utf-8", "surrogatepass")
+    import base64  # here: most runs show no name that is not UTF-8
+
     return base64.b64encode(raw).decode("ascii")

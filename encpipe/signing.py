@@ -28,6 +28,7 @@ from os import urandom as get_random_bytes  # what Crypto.Random.get_random_byte
 
 from . import aead
 from .errors import UsageError
+from .format import SIGNATURE_LEN
 from .primitives import hkdf
 from .textform import KEY_LEN, SIGNING_PREFIX, decode, encode, lines, words
 
@@ -37,7 +38,6 @@ _PUBLIC_LABEL = b"encpipe v2 ed25519 public key"
 _SECRET_LABEL = b"encpipe v2 ed25519 secret key"
 INFO_KEY_ID = b"encpipe v2 ed25519 key id"
 KEY_ID_LEN = 8
-SIGNATURE_LEN = 64
 P = 2**255 - 19
 _Y_ORDER_8 = int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
 # The y of the eight points of small order: order 1 (y = 1), 2 (y = -1), 4 (y = 0), 8 (the last two).

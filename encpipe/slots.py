@@ -5,7 +5,6 @@ A *recipient* makes a slot (`wrap`); an *identity* opens one (`unwrap`).
 Slot bodies are parsed once, by `decode_slot`, into the named tuples below.
 """
 
-import hmac
 import struct
 from collections import namedtuple
 from os import urandom as get_random_bytes  # what Crypto.Random.get_random_bytes is, without importing Crypto
@@ -260,6 +259,8 @@ class RawKey:
         return RawKeySlot(self.key_id, wrap_file_key(self._kek, file_key))
 
     def can_try(self, slot):
+        import hmac  # here, as in primitives: a key's id was made with it
+
         return isinstance(slot, RawKeySlot) and hmac.compare_digest(slot.key_id, self.key_id)
 
     def unwrap(self, slot):

@@ -7,11 +7,11 @@ the wrong place looks like: a key where a command or a name belongs
 (secret_kind), a key or passphrase where a file's path belongs (shown_name).
 """
 
-import base64
 import os
 import re
 
 from .errors import UsageError
+from .lazyre import Pattern
 
 KEY_LEN = 32
 _CHECK_LEN = 4
@@ -23,12 +23,12 @@ SIGNING_PREFIX = "ENCPIPE-SIGNING-KEY-"
 
 # a secret pasted where a public form belongs: what it is, by its prefix (any case), or a raw key's 64 hex digits
 _SECRET_FORMS = ((IDENTITY_PREFIX, "an X25519 identity"), (SIGNING_PREFIX, "a signing key"))
-_RAW_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_RAW_KEY = Pattern(r"[0-9a-fA-F]{64}")
 RAW_KEY_KIND = "a raw key"
-_LINE_END = re.compile(r"\r\n|\r|\n")
-_SPACES = re.compile(f"[{ASCII_SPACE}]+")
+_LINE_END = Pattern(r"\r\n|\r|\n")
+_SPACES = Pattern(f"[{ASCII_SPACE}]+")
 # what a value given for a secret file's path may be instead: a key or passphrase typed in its place
-_SECRET_LIKE = re.compile(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe-signing-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
+_SECRET_LIKE = Pattern(r"[0-9a-f]{32,}|encpipe-secret-key-.*|encpipe-signing-key-.*|encpipe1.*|.*\s.*", re.I | re.S)
 
 
 def nth(option, index, count):
@@ -62,6 +62,8 @@ def checksum(label, key):
 
 
 def encode(prefix, label, key, upper):
+    import base64  # here, as decode's: a raw key's hex needs none
+
     text = base64.b32encode(key + checksum(label, key)).decode("ascii").rstrip("=")
     return prefix + (text.upper() if upper else text.lower())
 
@@ -93,7 +95,7 @@ def shown_name(path, prompt=False, secret_file=False, what="FILE"):
 
 VALUE_NOT_SHOWN = "the value given (not shown: it may be a key or passphrase)"
 SHOWN_VALUE_MAX = 20  # characters of a bad value an error shows; a longer one may be a passphrase
-_WORDS = re.compile(r".*\S\s+\S.*", re.S)  # words with white space between them: a passphrase's look
+_WORDS = Pattern(r".*\S\s+\S.*", re.S)  # words with white space between them: a passphrase's look
 
 
 def hidden_value(text):
@@ -173,6 +175,8 @@ def decode(text, prefix, label, what, source):
     if not body.isascii():  # Unicode upper-casing would spell I and S more ways than one
         raise UsageError(f"{source}: malformed {what}: not base32 (a character that is not ASCII)")
     body = body.upper()
+    import base64  # here: a command that reads no key in a text form (a raw key's hex) spares it
+
     try:
         raw = base64.b32decode(body + "=" * (-len(body) % 8))
     except ValueError:

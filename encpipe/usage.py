@@ -12,6 +12,8 @@ the dependencies are installed.
 
 import re
 
+from .lazyre import Pattern
+
 USAGE = """encpipe: streaming authenticated encryption for backups.
 
 Usage:
@@ -117,8 +119,8 @@ Exit status:
   the file; 78 no key configured.
 """
 
-_OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)")
-_SECTION_OPTION_LINE = re.compile(r"^  (-\S.*?)(?:\s{2,}|$)(.*)$")
+_OPTION = Pattern(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)")
+_SECTION_OPTION_LINE = Pattern(r"^  (-\S.*?)(?:\s{2,}|$)(.*)$")
 
 
 def _sections():

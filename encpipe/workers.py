@@ -2,19 +2,19 @@
 (README "Performance")."""
 
 import os
-import re
 import time
 
 from .errors import UsageError
+from .lazyre import Pattern
 from .textform import hidden_value, shown_value
 
 MAX_THREADS = 64
 AUTO_THREADS_MAX = 4
 AUTO_MIN_CHUNK = 1 << 20
 AUTO_BUFFERS = 16 << 20  # keeps peak RSS within 48 MiB at every chunk size
-_SIZE = re.compile(r"([0-9]+)([KkMm]?)(i?[Bb])?")  # ASCII digits, whole: no space, newline or sign
-_WHOLE = re.compile(r"-?[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # not int()'s other digits ('١٢'), spaces, '_' or '+'
+_SIZE = Pattern(r"([0-9]+)([KkMm]?)(i?[Bb])?")  # ASCII digits, whole: no space, newline or sign
+_WHOLE = Pattern(r"-?[0-9]+")
+_DECIMAL = Pattern(r"[0-9]+(\.[0-9]+)?")  # not int()'s other digits ('١٢'), spaces, '_' or '+'
 
 
 def decimal_number(text):

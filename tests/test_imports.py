@@ -254,7 +254,10 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
     loads no cipher module (the command line once took is_pipe from workers, which
     loaded aead, format and textform), `keyid` none of a sealed file's (envelope,
     provenance: commands imports them where used); `inspect` without --verify loads no module of
-    pycryptodome's (random bytes are os.urandom, which Crypto.Random gives); seal and
+    pycryptodome's (random bytes are os.urandom, which Crypto.Random gives), nor of
+    `cryptography`, nor hmac and hashlib (OpenSSL's libcrypto, 2.5 ms: provenance and
+    primitives import them where a key is used); a file unsigned, seal, open and inspect
+    load no encpipe.signing (provenance imports it for a trailer's signatures); seal and
     open of small chunks with `cryptography` load AESGCM but not its ciphers package
     (every cipher and mode: 7 ms; imported for a chunk that goes by pieces, over 8 MiB); a script
     listing a directory loads neither dataclasses nor inspect (about 8 ms:
@@ -278,13 +281,20 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
                                             "ENCPIPE_KEY": key})
     loaded = _loaded_by("inspect", str(sealed))
     assert "encpipe.envelope" in loaded and not {m for m in loaded if m.startswith("Crypto.")}  # the package only
+    # no key: neither OpenSSL's hashes (hmac, hashlib: 2.5 ms) nor, unsigned, the signatures' module
+    assert loaded.isdisjoint({"encpipe.signing", "hmac", "hashlib", "_hashlib", "base64"}), sorted(loaded)
+    assert not {m for m in loaded if m.startswith("cryptography")}
+    loaded = _loaded_by("keyid", "--key-file", key_file)
+    assert "hmac" in loaded and "encpipe.signing" not in loaded  # a raw key's id is HKDF: no signing key's
+    assert not {m for m in loaded if m.startswith("cryptography")}
     for argv in (["seal", "--key-file", key_file], ["open", "--key-file", key_file, str(sealed)]):
         loaded = _loaded_by(*argv, env={"ENCPIPE_CIPHER": "cryptography"}, stdin=b"small")
         assert "cryptography.hazmat.bindings._rust" in loaded, argv
         assert "cryptography.hazmat.primitives.ciphers" not in loaded, argv
+        assert loaded.isdisjoint({"encpipe.signing", "encpipe.safefile"}), argv  # unsigned, to standard output
         assert "tempfile" not in loaded, argv  # open FILE's first pass spools with O_TMPFILE itself (spool._unnamed)
         # a key's hex digits and the header's CRC-32 need neither string (a regex compiled at its
-        # import) nor zlib: a literal, and binascii's crc32 (base64 loads it)
+        # import) nor zlib: a literal, and binascii's crc32 (a module built into the interpreter)
         assert loaded.isdisjoint({"string", "zlib"}), argv
     probe = ("import io, sys\nfrom encpipe.backup.cli import main\n"
              f"assert main(['list', {str(tmp_path)!r}], stdout=io.BytesIO()) == 0\n"
@@ -294,6 +304,23 @@ def test_start_up_loads_no_cipher_for_help_no_pycryptodome_for_inspect_and_no_da
     modules = set(out.split())
     assert "encpipe.backup.listing" in modules and modules.isdisjoint(
         {"dataclasses", "inspect", "subprocess", "random", "encpipe.backup.rclonestore", "encpipe.pgprops"})
+
+
+def test_the_command_line_modules_compile_no_pattern_as_they_load():
+    """A run uses few of the regular expressions its modules hold: each is compiled
+    where first used (lazyre.Pattern; about 0.1 ms a pattern, 0.6 ms of a seal's start),
+    and behaves as re.compile's."""
+    import re
+
+    from encpipe import cli, commands, keyargs, lazyre, pgopts, shown, textform, usage, workers
+    from encpipe.backup import metrics
+
+    compiled = [(m.__name__, name) for m in (cli, commands, keyargs, metrics, pgopts, shown, textform, usage, workers)
+                for name, value in vars(m).items() if isinstance(value, re.Pattern)]
+    assert compiled == []
+    pattern = lazyre.Pattern(r"(a)(b)?", re.I)
+    assert pattern.fullmatch("A").groups() == ("A", None) and pattern.split("xAby") == ["x", "A", "b", "y"]
+    assert pattern.pattern == "(a)(b)?" and pattern.flags & re.I and pattern.fullmatch("c") is None
 
 
 # Runs encpipe in this process with an audit hook that notes each module a thread other

@@ -13,6 +13,7 @@ import stat
 from contextlib import contextmanager
 
 from ..errors import InputUnavailable, InvalidStream, IOFailure, UnsafeDirectory
+from ..lazyre import Pattern
 from ..safefile import open_source, write_atomically
 from ..writers import first_other_writer, other_writer, way_writer
 from .listing import copies, older_than_its_name, user_name
@@ -27,11 +28,11 @@ METRICS = {
     "encpipe_backup_last_duration_seconds": "How long the last backup attempt took.",
     "encpipe_backup_last_size_bytes": "Size of the last successful backup, sealed.",
 }
-_SAMPLE = re.compile(r'^(?P<metric>[a-z_]+)\{database="(?P<db>(?:[^"\\]|\\.)*)"\} (?P<value>\S+)$')
+_SAMPLE = Pattern(r'^(?P<metric>[a-z_]+)\{database="(?P<db>(?:[^"\\]|\\.)*)"\} (?P<value>\S+)$')
 # Any line of Prometheus' text format: a HELP or TYPE comment, or a sample with a
 # number. A file with none is something else (a key file named by mistake): never replaced.
-_TEXT_FORMAT_LINE = re.compile(rb'^(?:# (?:HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* |[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})? '
-                               rb'(?:[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]Inf)(?: -?[0-9]+)?$)', re.M)
+_TEXT_FORMAT_LINE = Pattern(rb'^(?:# (?:HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* |[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})? '
+                          rb'(?:[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]Inf)(?: -?[0-9]+)?$)', re.M)
 
 
 def label(database):

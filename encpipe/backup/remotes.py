@@ -13,6 +13,7 @@ import os
 import re
 
 from ..errors import InputUnavailable, UsageError
+from ..lazyre import Pattern
 from ..textform import RAW_KEY_KIND, refuse_key_in_place, secret_kind, shown_name
 
 # A configured remote's name, or :backend, as rclone (1.75) takes one: letters and digits
@@ -36,7 +37,7 @@ SECRET_SUFFIXES = ("pass", "password", "password2", "passphrase", "secret", "tok
 SECRET_NAMES = ("account",)  # b2's account id, azure's account name: half of a credential
 # A URL's user info with a password (`url=https://user:PASS@host`, which Go's HTTP client
 # sends as basic auth), in a parameter's value or, unquoted, cut into the path
-_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/@\s:]*:[^/@\s]*@")
+_URL_PASSWORD = Pattern(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/@\s:]*:[^/@\s]*@")
 HINT = ("give the credential in rclone's config file (rclone config), or in the environment as "
         "RCLONE_CONFIG_<NAME>_<PARAM> (or RCLONE_<BACKEND>_<PARAM> for a :backend remote)")
 
