@@ -15,6 +15,22 @@ def alive(pid):
         return False
 
 
+def members(field, value):
+    """The live processes (pids) whose /proc/PID/stat `field` is `value`: "pgrp" (a process
+    group's) or "session" (a session's); a zombie is not one."""
+    index = {"pgrp": 2, "session": 3}[field]
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[index]) == value and fields[0] != "Z":
+            found.append(int(pid))
+    return found
+
+
 def shell_status(returncode):
     """A Popen returncode as a shell shows it: 128 + N for a process killed by signal N."""
     return returncode if returncode >= 0 else 128 - returncode

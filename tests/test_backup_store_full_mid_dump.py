@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from procs import members
 from test_backup_restore import BACKUP, databases, script_env
 
 DB = "bk_large_dump"
@@ -39,20 +40,6 @@ def large_db(pg):
 def _limited():
     resource.setrlimit(resource.RLIMIT_FSIZE, (STORED_MAX, STORED_MAX))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-
-def _in_session(sid):
-    """The processes of session `sid` (the run's and each child's: pg_dump, zstd, rclone) still there."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(pid))
-    return found
 
 
 # rclone's stand-in: an empty remote whose upload takes STORED_MAX bytes, then fails
@@ -87,12 +74,12 @@ def test_a_store_that_fails_mid_dump_ends_the_run_at_once(pg, tools, key_file, l
     try:
         out, err = run.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        for pid in _in_session(run.pid):
+        for pid in members("session", run.pid):
             os.kill(pid, signal.SIGKILL)
         run.communicate()
         pytest.fail(f"encpipe-backup still running {TIMEOUT} s after its store failed")
     deadline = time.monotonic() + 5  # a child reaped by the run is gone: none should be left at all
-    while (left := _in_session(run.pid)) and time.monotonic() < deadline:
+    while (left := members("session", run.pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert left == []
     assert (run.returncode, out) == (74, b"")

@@ -33,6 +33,7 @@ import time
 
 import pytest
 
+from procs import members
 from test_backup_restore import RESTORE, backup, databases, drop_matching, dump, ensure_small, script_env
 from test_signal_commits import IDS, SIGNALS
 
@@ -141,24 +142,11 @@ def _until(condition, proc=None):
         time.sleep(0.05)
 
 
-def _group(pgid):
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            pids.append(pid)
-    return pids
-
-
 def _pending(pgid, sig):
     """Whether a live process of group `pgid` has not taken `sig` yet (a zombie shows
     the one it died of as pending)."""
     bit = 1 << (sig - 1)
-    for pid in _group(pgid):
+    for pid in members("pgrp", pgid):
         try:
             with open(f"/proc/{pid}/status") as f:
                 status = dict(line.split(":", 1) for line in f if ":" in line)
