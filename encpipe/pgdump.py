@@ -91,14 +91,15 @@ class Children:
         """Close the last output (a child still writing gets SIGPIPE); the statuses."""
         if self.procs:
             self.procs[-1].stdout.close()
-        statuses = [exit_status(proc.wait()) for proc in self.procs]
-        for proc, status in zip(self.procs, statuses):
-            if status:
+        codes = [proc.wait() for proc in self.procs]  # -N: killed by signal N
+        for proc, code in zip(self.procs, codes):
+            if code:
                 name = os.path.basename(proc.args[0])
-                self.said.child = (f"{name} killed by signal {status - 128}" if status > 128 else
-                                   f"{name} exited with status {status}")
-        # the run's status: 1 for a child that failed (zstd's own 11 is no status of encpipe-backup's), 128 + N
-        return [1 if 0 < status < 128 else status for status in statuses] + [self.failed]
+                self.said.child = (f"{name} killed by signal {-code}" if code < 0 else
+                                   f"{name} exited with status {code}")
+        # the run's status: 1 for a child that failed with a status of its own, whatever it is (zstd's 11,
+        # a wrapper's 130: no status of encpipe-backup's), 128 + N for one killed by signal N
+        return [exit_status(code) if code < 0 else min(code, 1) for code in codes] + [self.failed]
 
 
 def last_failure(statuses):

@@ -55,11 +55,12 @@ def test_a_globals_file_whose_properties_cannot_be_read_fails_the_run(stand_ins)
     assert not (tmp_path / "b").exists() or not [n for n in os.listdir(tmp_path / "b") if n.startswith("shop_")]
 
 
-@pytest.mark.parametrize("status", [3])
+@pytest.mark.parametrize("status", [3, 128, 130])
 def test_a_child_that_fails_with_its_own_status_is_1(stand_ins, status):
     """README: 1 when pg_dump or the compressor failed; their own statuses (zstd's 11)
     are none of encpipe-backup's (the child's own is named in the line). Mutant: the
-    child's status returned as it is."""
+    child's status returned as it is. Before, a status of its own from 128 up (a
+    wrapper's) was the run's, 130 worded `killed by signal 2`, though nothing was."""
     env, tmp_path = stand_ins
     _tool(tmp_path, "pg_dump", f"echo 'SELECT 1;'\nexit {status}\n")
     done = backup(env, tmp_path, "--dir", "b", "--no-globals", "shop")

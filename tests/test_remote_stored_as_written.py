@@ -27,6 +27,7 @@ faults are made by a wrapper around the real rclone.
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -50,11 +51,11 @@ def wrapped(tmp_path, when, then):
     return str(path)
 
 
-def backup(s3, tmp_path, folder, rclone, key_file):
+def backup(s3, tmp_path, folder, rclone, key_file, *options):
     prom = tmp_path / "encpipe.prom"
     env = fake_env(tmp_path, DUMP, **s3.env, RCLONE=rclone)
     done = subprocess.run([BACKUP, "--no-globals", "--compress", "none", "--to", f"{s3.location}/{folder}",
-                           "--key-file", key_file, "--metrics-file", str(prom), DB],
+                           "--key-file", key_file, "--metrics-file", str(prom), *options, DB],
                           env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
     return done.returncode, done.stdout, done.stderr.decode(), samples(prom)
 
@@ -146,9 +147,12 @@ def test_a_read_back_that_cannot_be_made_leaves_the_backup_counted_as_stored(s3,
     """The object there at its size, its download failing (the remote not answering just
     then): exit 1, `cannot read ... back` with rclone's own reason (its last line; before,
     only `rclone cannot read ...`), and the run recorded a success (without a size), as
-    README says; not `does not read back as stored`, a failed attempt."""
-    rclone = wrapped(tmp_path, "cat", 'echo "2026/12/05 01:00:00 ERROR : connection reset" >&2; exit 1')
-    code, out, err, recorded = backup(s3, tmp_path, "unanswered", rclone, key_file)
+    README says; not `does not read back as stored`, a failed attempt. Its prune (--keep-last,
+    its download answered) succeeds: the run's status stays 1."""
+    once = shlex.quote(str(tmp_path / "answered"))  # the first download, the read-back, only
+    rclone = wrapped(tmp_path, "cat", f'[ -e {once} ] || {{ touch {once}; '
+                                      'echo "2026/12/05 01:00:00 ERROR : connection reset" >&2; exit 1; }')
+    code, out, err, recorded = backup(s3, tmp_path, "unanswered", rclone, key_file, "--keep-last", "3")
     assert code == 1, err
     line = json.loads(out)
     where = f"{s3.location}/unanswered/{line['filename']}"
