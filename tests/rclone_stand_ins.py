@@ -1,7 +1,7 @@
 """Stand-ins for rclone that write what a test gives them: a listing (`rclone lsjson`)
 or an object's stat (`lsjson --stat`), or an output without end."""
 
-import sys
+from spies import python_head
 
 
 def lsjson(tmp_path, output, status=0, said="", words=("lsjson",)):
@@ -21,7 +21,7 @@ def endless(tmp_path, before="", after=""):
     """An rclone that, for any command, writes `before`, an entry of 64 MiB on one line,
     `after` and a line end, then makes tmp_path/finished: the path of the program."""
     rclone = tmp_path / "rclone"
-    rclone.write_text(f"""#!{sys.executable}
+    rclone.write_text(f"""{python_head()}
 import sys
 sys.stdout.buffer.write(b'{before}{{"Name":"')
 for _ in range(1024):

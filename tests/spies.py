@@ -4,10 +4,22 @@ parent's command line and environment too) as one JSON line in a log, then
 runs the real program in its place."""
 
 import json
+import shlex
 import stat
 import sys
 
-SPY = '''#!%(python)s -S
+
+def python_head(*flags):
+    """The #! line of a stand-in written in Python that runs it with this Python
+    (and `flags`). The kernel splits a #! line at its first space, so a line that
+    names a Python whose path has one (a checkout at '/tmp/a b') cannot run; env -S
+    splits the rest as a shell would (the path quoted), then execs this Python on
+    the file with the stand-in's arguments: no shell in between, which would add
+    to the environment (PWD) that the stand-ins record or pass on."""
+    return "#!/usr/bin/env -S " + shlex.join([sys.executable, *flags])
+
+
+SPY = '''%(head)s
 import json, os, sys
 def read(pid, name):
     with open("/proc/%%s/%%s" %% (pid, name), "rb") as f:
@@ -38,7 +50,7 @@ def install(directory, reals, log, parents=()):
 
 def write(path, tool, run, log, parent=False):
     """A spy at `path` that logs as `tool`, then runs the argv `run` with its own arguments."""
-    path.write_text(SPY % {"python": sys.executable, "tool": tool, "log": str(log), "run": list(run),
+    path.write_text(SPY % {"head": python_head("-S"), "tool": tool, "log": str(log), "run": list(run),
                            "parent": parent})
     path.chmod(stat.S_IRWXU)
 

@@ -20,7 +20,7 @@ import sys
 import pytest
 
 from pgcluster import PgCluster
-from s3server import rclone_binary
+from s3server import rclone_word
 from test_backup_restore import BACKUP, REPO, ensure_small, make_key, run, script_env
 
 MARKER = ".encpipe-cluster"
@@ -385,7 +385,7 @@ def test_a_remote_refused_at_its_marker_takes_back_the_one_written_in_dir(two, t
     theirs = tmp_path / "theirs"
     theirs.write_bytes(marker_line(b))
     config = " ".join(f"{name}={shlex.quote(value)}" for name, value in s3.env.items())
-    hook = (f'[ "$1" = renamed ] && [ "$4" = {MARKER} ] && {config} {rclone_binary()} rcat "{remote}/{MARKER}" '
+    hook = (f'[ "$1" = renamed ] && [ "$4" = {MARKER} ] && {config} {rclone_word()} rcat "{remote}/{MARKER}" '
             f'< "{theirs}"; true')
     done = run([BACKUP, "--dir", d, "--to", remote, "--no-globals", "--key-file", key_file, "shop"],
                script_env(a, tools, **s3.env, ENCPIPE_TEST_HOOK=hook))

@@ -17,7 +17,7 @@ import sys
 
 from cliutil import plugin_text
 from encpipe.backup.names import MARKER
-from s3server import rclone_binary
+from s3server import rclone_binary, rclone_word
 from test_backup_monitoring import samples
 from test_backup_restore import (
     BACKUP,
@@ -109,7 +109,7 @@ def test_an_object_under_the_dump_name_on_the_remote_fails_the_commit_and_stays(
     # through the server (it caches); the hook gets no RCLONE_ variable of ours: its own given
     config = " ".join(f"{name}={shlex.quote(value)}" for name, value in s3.env.items())
     plant = ('[ "$1" = renaming ] && case "$4" in *.globals.sql.enc) printf planted | '
-             f'{config} {rclone_binary()} rcat "{remote}/${{4%%.*}}.sql.enc" ;; esac; true')
+             f'{config} {rclone_word()} rcat "{remote}/${{4%%.*}}.sql.enc" ;; esac; true')
     cause = failing_backup(pg, tools, {**s3.env, "ENCPIPE_TEST_HOOK": plant},
                            "--dir", d, "--to", remote, "--compress", "none", "--key-file", key_file)
     objects = s3.objects("taken")

@@ -22,7 +22,8 @@ import pytest
 from cliutil import a_new_second
 from encpipe.backup.names import MARKER
 from pgcluster import MARKERS
-from s3server import rclone_binary
+from s3server import rclone_binary, rclone_word
+from spies import python_head
 from test_backup_faults import _fake_pg_dump, _with_path_first
 from test_rclone_timeouts import QUICK, remote_env
 from test_backup_restore import (
@@ -215,7 +216,7 @@ def test_an_object_rclone_cannot_read_is_listed_unreadable_the_listing_goes_on(k
                             capture_output=True, check=True, env=python_env()).stdout
     (directory / "shop_20260101T000000Z.sql.enc").write_bytes(sealed)
     failing = tmp_path / "rclone"
-    failing.write_text(f'#!/bin/sh\n[ "$1" = cat ] && exit 1\nexec {rclone_binary()} "$@"\n')
+    failing.write_text(f'#!/bin/sh\n[ "$1" = cat ] && exit 1\nexec {rclone_word()} "$@"\n')
     failing.chmod(0o755)
     (tmp_path / "rclone.conf").write_text("")
     env = {**python_env(), "RCLONE": str(failing), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
@@ -241,7 +242,7 @@ def test_a_failed_upload_is_74_one_line_and_nothing_stored(pg, tools, key_file, 
     assert not (tmp_path / "b").exists()  # the DIR this run made goes with it
 
 
-FAKE_RCAT = """#!%s
+FAKE_RCAT = """%s
 import os, sys
 if sys.argv[1] == "rcat":  # as rclone rcat: the object stored once its input has ended
     data = sys.stdin.buffer.read()
@@ -266,7 +267,7 @@ def test_a_store_that_fails_ends_the_other_stores_uploads_unfinished(tmp_path, m
     from encpipe.errors import IOFailure
 
     fake, bucket = tmp_path / "rclone", tmp_path / "bucket"
-    fake.write_text(FAKE_RCAT % sys.executable)
+    fake.write_text(FAKE_RCAT % python_head())
     fake.chmod(0o755)
     bucket.mkdir()
     (tmp_path / "rclone.conf").write_text("")

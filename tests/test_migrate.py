@@ -27,6 +27,8 @@ HEX_KEY = MANIFEST["hex-key.sql.enc"]["setting"]
 PASSPHRASE = MANIFEST["passphrase.sql.enc"]["setting"]
 NEW_KEY = "5e" * 32
 ENCPIPE = f"{shlex.quote(sys.executable)} -m encpipe"
+# The stand-ins below end in the real encpipe, $REAL_ENCPIPE (ENCPIPE): shell words, split
+# by eval as the scripts split ENCPIPE (this Python's path quoted: it may hold a space).
 
 # Fails the way a crash would: SIGKILLs encpipe-migrate (its parent) on the
 # Nth call of one encpipe subcommand, before that subcommand does anything.
@@ -38,7 +40,7 @@ if [ "$1" = "$KILL_ON" ] && [ "$n" = "$KILL_AT" ]; then
   kill -9 "$PPID"
   exit 137
 fi
-exec $REAL_ENCPIPE "$@"
+eval exec "$REAL_ENCPIPE" '"$@"'
 """
 
 # An encpipe whose `inspect` lies about the plaintext size.
@@ -47,7 +49,7 @@ if [ "$1" = inspect ]; then
   echo '{"verified": true, "plaintext_bytes": 1}'
   exit 0
 fi
-exec $REAL_ENCPIPE "$@"
+eval exec "$REAL_ENCPIPE" '"$@"'
 """
 
 # An encpipe whose `seal` fails as on a full disk.
@@ -57,7 +59,7 @@ if [ "$1" = seal ]; then
   echo "encpipe: error: cannot write output: No space left on device" >&2
   exit 74
 fi
-exec $REAL_ENCPIPE "$@"
+eval exec "$REAL_ENCPIPE" '"$@"'
 """
 
 

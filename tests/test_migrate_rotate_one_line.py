@@ -22,7 +22,7 @@ if [ "$1" = inspect ]; then
   echo "encpipe: hint: a hint" >&2
   exit 65
 fi
-exec $REAL_ENCPIPE "$@"
+eval exec "$REAL_ENCPIPE" '"$@"'
 """
 
 
@@ -73,7 +73,7 @@ if [ "$1" = open ]; then
   echo "encpipe: warning: open's warning" >&2
   : > "$OPENED"
 fi
-exec $REAL_ENCPIPE "$@"
+eval exec "$REAL_ENCPIPE" '"$@"'
 """
 
 # seal cannot be started (once open has written its warning); a child's standard error is

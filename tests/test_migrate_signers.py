@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
+from spies import python_head
 from test_migrate import FEW, make_backups, migrate, open_new, sha, snapshot
 
 VERIFY = [sys.executable, "-m", "encpipe", "inspect", "--json", "--verify"]
 
 # An encpipe whose `seal` drops every --sign-key: the files it makes are not signed.
-UNSIGNED_SEAL = """#!{python}
+UNSIGNED_SEAL = """{head}
 import os, sys
 args = sys.argv[1:]
 if args[:1] == ["seal"]:
@@ -89,7 +90,7 @@ def test_a_new_file_that_is_not_signed_is_refused_and_the_original_kept(tmp_path
     expected = make_backups(directory, FEW, python_made=False)
     before = snapshot(directory)
     wrapper = tmp_path / "unsigned-seal"
-    wrapper.write_text(UNSIGNED_SEAL.format(python=sys.executable))
+    wrapper.write_text(UNSIGNED_SEAL.format(head=python_head(), python=sys.executable))
     wrapper.chmod(0o700)
     status, lines, err = migrate(directory, "--sign-key", sign1, *(["--signer", pub1] if trusted else []),
                                  keys=keys, encpipe=str(wrapper))

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 from fuzz.craft import clean_env
-from spies import install, records
+from spies import install, python_head, records
 from test_backup_restore import (RESTORE, SCRIPTS, backup, databases, dump, ensure_small, leftover_databases,
                                  python_env, restore, run, script_env)
 from test_child_env import EVERY, _held
@@ -148,7 +148,7 @@ def test_encpipe_sh_setup_help_runs_sed_with_an_empty_environment(tmp_path):
 
 # psql, on PATH: once the real psql ran the step that creates the scratch database, it tries
 # to connect to that database itself, and writes its status and standard error to a file
-CONNECTING_STAND_IN = """#!{python} -S
+CONNECTING_STAND_IN = """{head}
 import os, re, subprocess, sys
 real = {real!r}
 if "-0" not in sys.argv:  # not a statement of run_sql
@@ -170,7 +170,7 @@ def test_no_one_can_connect_to_the_scratch_database_before_it_is_made_private(pg
     path, _ = backup(pg, tools, str(tmp_path / "b"), db, "--no-globals", "--key-file", key_file)
     folder, probe = tmp_path / "standin", tmp_path / "probe"
     folder.mkdir()
-    (folder / "psql").write_text(CONNECTING_STAND_IN.format(python=sys.executable, real=pg.bin("psql"),
+    (folder / "psql").write_text(CONNECTING_STAND_IN.format(head=python_head("-S"), real=pg.bin("psql"),
                                                             probe=str(probe)))
     (folder / "psql").chmod(0o755)
     env = script_env(pg, tools)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from s3server import rclone_binary
+from s3server import rclone_word
 from test_backup_restore import BACKUP, REPO, RESTORE, python_env
 from test_child_env import SECRET, run_given_remote
 from test_rclone_leftovers import BIG_SLOW_DUMP, INTERRUPTED, fake_env
@@ -59,7 +59,7 @@ def test_ctrl_c_to_the_runs_group_is_not_the_uploads_rclones(key_file, tmp_path)
     (tmp_path / "rclone.conf").write_text("")
     (tmp_path / "rcat.py").write_text(SIGNALS_SEEN)
     wrapper.write_text(f'#!/bin/sh\n[ "$1" = rcat ] && exec {shlex.quote(sys.executable)} {tmp_path / "rcat.py"} {log}\n'
-                       f'exec {rclone_binary()} "$@"\n')
+                       f'exec {rclone_word()} "$@"\n')
     wrapper.chmod(0o755)
     env = fake_env(tmp_path, BIG_SLOW_DUMP, RCLONE=str(wrapper), RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
                    RCLONE_CONFIG_HERE_TYPE="alias", RCLONE_CONFIG_HERE_REMOTE=str(bucket))
@@ -87,7 +87,7 @@ def test_a_download_whose_rclone_fails_says_rclones_reason(s3, key_file, tmp_pat
                           capture_output=True, check=True, env=python_env()).stdout
     upload(s3, tmp_path, "stalled", {NAME: data})
     reason = "ERROR : shop: ReadFile: read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout"
-    rclone = wrapper(tmp_path / "rclone", f'{rclone_binary()} "$@" | head -c 100; echo "{reason}" >&2; exit 1')
+    rclone = wrapper(tmp_path / "rclone", f'{rclone_word()} "$@" | head -c 100; echo "{reason}" >&2; exit 1')
     spool = tmp_path / "tmp"
     spool.mkdir()
     where = f"{s3.location}/stalled/{NAME}"

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from encpipe.pgclient import PSQL_ERR_KEPT, PSQL_OUTPUT_MAX, PgError, run_sql
+from spies import python_head
 
 FLOOD = 128 << 20  # bytes a stand-in writes at most, far past each bound
 
@@ -20,7 +21,7 @@ def stand_in(tmp_path, monkeypatch, body):
     """A psql on PATH that reads its standard input, then runs `body` (Python)."""
     psql = tmp_path / "bin" / "psql"
     psql.parent.mkdir()
-    psql.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.buffer.read()\nblock = b'x' * 65536\n{body}\n"
+    psql.write_text(f"{python_head()}\nimport sys\nsys.stdin.buffer.read()\nblock = b'x' * 65536\n{body}\n"
                     f"open({str(tmp_path / 'finished')!r}, 'w').close()\n")
     psql.chmod(0o755)
     monkeypatch.setenv("PATH", f"{psql.parent}:{tmp_path / 'none'}")
@@ -78,7 +79,7 @@ def test_an_answer_of_the_lock_s_session_past_the_bound_fails_and_is_read_no_fur
 
     psql = tmp_path / "bin" / "psql"
     psql.parent.mkdir()
-    psql.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.buffer.readline()\nblock = b'x' * 65536\n"
+    psql.write_text(f"{python_head()}\nimport sys\nsys.stdin.buffer.readline()\nblock = b'x' * 65536\n"
                     f"for _ in range({FLOOD >> 16}):\n    sys.stdout.buffer.write(block)\n"
                     f"open({str(tmp_path / 'finished')!r}, 'w').close()\n")
     psql.chmod(0o755)

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from cliutil import a_new_second
-from s3server import rclone_binary
+from s3server import rclone_binary, rclone_word
 from test_backup_restore import BACKUP, REPO, python_env
 
 FOREIGN = "notes.txt"
@@ -305,7 +305,7 @@ def stubborn_remote(tmp_path, **extra):
     bucket, wrapper = tmp_path / "bucket", tmp_path / "rclone"
     bucket.mkdir()
     (tmp_path / "rclone.conf").write_text("")
-    wrapper.write_text(STUBBORN % (rclone_binary(), rclone_binary(), rclone_binary()))
+    wrapper.write_text(STUBBORN % ((rclone_word(),) * 3))
     wrapper.chmod(0o755)
     return {"RCLONE": str(wrapper), "RCLONE_CONFIG": str(tmp_path / "rclone.conf"), "RCLONE_CONFIG_HERE_TYPE": "alias",
             "RCLONE_CONFIG_HERE_REMOTE": str(bucket), **extra}, bucket
@@ -446,7 +446,7 @@ def test_a_signal_as_the_upload_s_rclone_starts_stops_it(key_file, tmp_path):
     bucket, wrapper, pids = tmp_path / "bucket", tmp_path / "rclone", tmp_path / "pids"
     bucket.mkdir()
     (tmp_path / "rclone.conf").write_text("")
-    wrapper.write_text(COUNTED % (pids, pids, rclone_binary()))
+    wrapper.write_text(COUNTED % (pids, pids, rclone_word()))
     wrapper.chmod(0o755)
     env = fake_env(tmp_path, BIG_SLOW_DUMP, RCLONE=str(wrapper), RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
                    RCLONE_CONFIG_HERE_TYPE="alias", RCLONE_CONFIG_HERE_REMOTE=str(bucket))

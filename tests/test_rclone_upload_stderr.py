@@ -13,6 +13,7 @@ rclone's reason when it fails."""
 
 import hashlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import sys
 import pytest
 
 from encpipe.backup.rclonestore import rclone_binary
+from spies import python_head
 from test_backup_restore import python_env
 
 HANG = 60  # seconds: the upload of 40 MiB to a local server takes a few
@@ -88,7 +90,7 @@ def test_an_rclone_that_exits_0_with_the_stream_unread_in_its_pipe_fails_the_upl
     into the pipe (no broken pipe: rclone still held it) and never read. Before,
     that upload succeeded, short; now what rclone left unread fails it, as above."""
     fake = tmp_path / "rclone"
-    fake.write_text(f"#!{sys.executable}\nimport os, select, sys\nif sys.argv[1] != 'rcat':\n    sys.exit(0)\n"
+    fake.write_text(f"{python_head()}\nimport os, select, sys\nif sys.argv[1] != 'rcat':\n    sys.exit(0)\n"
                     "os.read(0, 10)\npoller = select.poll()\npoller.register(0, select.POLLHUP)\n"
                     "while not poller.poll()[0][1] & select.POLLHUP:\n    pass\n")
     fake.chmod(0o755)
@@ -107,7 +109,7 @@ def test_an_rclone_that_stores_it_all_but_exits_1_fails_the_upload_and_leaves_no
     fails with rclone's last line, 74, and what it stored is removed again. The size
     check after it (the remote holds all that was written) would have passed: the
     status is what says the upload failed."""
-    real = rclone_binary(os.environ)
+    real = shlex.quote(rclone_binary(os.environ))
     fake = tmp_path / "rclone"
     fake.write_text(f"#!/bin/sh\n[ \"$1\" = rcat ] || exec {real} \"$@\"\n{real} \"$@\" || exit\n"
                     "echo 'ERROR : the upload could not be committed' >&2\nexit 1\n")

@@ -20,7 +20,7 @@ import pytest
 from encpipe.backup import listing
 from encpipe.backup.rclonestore import Rclone
 from procs import alive
-from s3server import rclone_binary
+from s3server import rclone_binary, rclone_word
 from test_backup_restore import REPO, python_env
 
 SEALED = "shop_20260101T000000Z.sql.enc"
@@ -67,7 +67,7 @@ def encpipe_list(where, env):
 
 def wrapper(path, cat):
     """An rclone that runs the shell lines `cat` for `rclone cat ...`, the real one otherwise."""
-    path.write_text(f'#!/bin/sh\nif [ "$1" = cat ]; then\n{cat}\nfi\nexec {rclone_binary()} "$@"\n')
+    path.write_text(f'#!/bin/sh\nif [ "$1" = cat ]; then\n{cat}\nfi\nexec {rclone_word()} "$@"\n')
     path.chmod(0o755)
     return str(path)
 
@@ -120,7 +120,7 @@ def test_several_objects_are_read_at_once_never_more_than_the_bound(s3, sealed, 
     # yet reaped by encpipe (kill -0 finds a zombie too) run at once, as far as encpipe is concerned
     rclone = wrapper(tmp_path / "rclone", f'touch {running}/$$; n=0\n'
                      f'for f in {running}/*; do kill -0 "${{f##*/}}" 2>/dev/null && n=$((n + 1)); done\n'
-                     f'echo $n >> {counts}; sleep 0.3; exec {rclone_binary()} "$@"')
+                     f'echo $n >> {counts}; sleep 0.3; exec {rclone_word()} "$@"')
     proc = encpipe_list(f"{s3.location}/many", {**python_env(), **s3.env, "RCLONE": rclone})
     assert (proc.returncode, proc.stderr) == (0, b"")
     assert [e["status"] for e in json.loads(proc.stdout)] == ["sealed"] * n

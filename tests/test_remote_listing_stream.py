@@ -22,6 +22,7 @@ from encpipe.backup.records import Item
 from encpipe.backup.rclonestore import Rclone
 from rclone_stand_ins import endless, lsjson
 from s3server import rclone_binary
+from spies import python_head
 from test_backup_dir import ENV, ROOT
 from test_backup_restore import python_env
 from test_remote_listing import upload
@@ -35,7 +36,7 @@ GROWTH_KIB = 115 * 1024
 
 # An rclone whose `lsjson REMOTE/N` streams a listing of N objects, made as it is
 # written (never held whole, in the stand-in or in the test), as rclone writes it.
-STREAMING = f"""#!{sys.executable}
+STREAMING = f"""{python_head()}
 import sys
 if sys.argv[1] != "lsjson":
     sys.exit(1)

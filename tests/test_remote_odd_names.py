@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 from cliutil import plugin_text
-from s3server import rclone_binary
+from s3server import rclone_word
 from test_backup_monitoring import samples
 from test_backup_restore import BACKUP
 from test_backup_dir import ENV, ROOT, make_valid
@@ -132,13 +132,13 @@ def test_a_stale_temporary_name_holding_a_nul_is_left_and_the_backup_stands(s3, 
     rclone = tmp_path / "rclone"
     rclone.write_text(f"""#!/bin/bash
 if [ "$1" = lsjson ]; then
-  {rclone_binary()} "$@" | {shlex.quote(sys.executable)} -c 'import json, sys; listed = json.load(sys.stdin)
+  {rclone_word()} "$@" | {shlex.quote(sys.executable)} -c 'import json, sys; listed = json.load(sys.stdin)
 if isinstance(listed, list):  # a listing, not one object (--stat)
     listed.append({{"Path": {json.dumps(planted)}, "Name": {json.dumps(planted)}, "Size": 5, "IsDir": False}})
 print(json.dumps(listed))'
   exit "${{PIPESTATUS[0]}}"
 fi
-exec {rclone_binary()} "$@"
+exec {rclone_word()} "$@"
 """)
     rclone.chmod(0o755)
     prom = tmp_path / "encpipe.prom"

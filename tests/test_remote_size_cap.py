@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from s3server import rclone_binary
+from s3server import rclone_word
 from test_backup_restore import REPO, RESTORE, python_env
 from test_remote_listing import upload, wrapper
 
@@ -29,7 +29,7 @@ def replacing(s3, tmp_path, folder, data, skip=0):
     """An rclone whose `cat`, past the first `skip`, first replaces REMOTE/folder/NAME by `data`."""
     other, seen = tmp_path / "other", tmp_path / "seen"
     other.write_bytes(data)
-    copy = f"{rclone_binary()} copyto {other} {s3.location}/{folder}/{NAME}"
+    copy = f"{rclone_word()} copyto {other} {s3.location}/{folder}/{NAME}"
     return wrapper(tmp_path / "rclone", f'echo >> {seen}; [ "$(wc -l < {seen})" -gt {skip} ] && {{ {copy} || exit 9; }}')
 
 
@@ -106,8 +106,8 @@ def test_an_object_listed_without_a_size_is_not_read(s3, sealed, tmp_path):
     upload(s3, tmp_path, "nosize", {NAME: sealed[1]})
     rclone = tmp_path / "rclone"
     rclone.write_text(f'#!/bin/sh\nif [ "$1" = lsjson ]; then\n'
-                      f'  {rclone_binary()} "$@" | sed \'s/"Size":[0-9]*/"Size":-1/g\'\n  exit 0\nfi\n'
-                      f'exec {rclone_binary()} "$@"\n')
+                      f'  {rclone_word()} "$@" | sed \'s/"Size":[0-9]*/"Size":-1/g\'\n  exit 0\nfi\n'
+                      f'exec {rclone_word()} "$@"\n')
     rclone.chmod(0o755)
     done = subprocess.run([sys.executable, "-m", "encpipe.backup", "fetch", f"{s3.location}/nosize/{NAME}"],
                           env={**python_env(), **s3.env, "RCLONE": str(rclone)}, capture_output=True,
@@ -143,7 +143,7 @@ def test_a_globals_file_served_longer_than_listed_fails_the_restore(s3, sealed, 
     upload(s3, tmp_path, "beside", {NAME: plain, globals_name: plain})
     other = tmp_path / "other"
     other.write_bytes(plain * 2)
-    copy = f"{rclone_binary()} copyto {other} {s3.location}/beside/{globals_name}"
+    copy = f"{rclone_word()} copyto {other} {s3.location}/beside/{globals_name}"
     rclone = wrapper(tmp_path / "rclone", f'case "$2" in *.globals.sql.enc) {copy} || exit 9;; esac')
     code, out, err, left = restore(s3, tmp_path, "beside", rclone, key)
     where = f"{s3.location}/beside/{globals_name}"

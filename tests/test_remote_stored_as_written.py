@@ -33,7 +33,7 @@ import sys
 
 import pytest
 
-from s3server import rclone_binary
+from s3server import rclone_word
 from test_backup_monitoring import samples
 from test_backup_restore import BACKUP, python_env
 from test_rclone_leftovers import fake_env
@@ -46,7 +46,7 @@ DUMP = "head -c 300000 /dev/urandom\n"
 def wrapped(tmp_path, when, then):
     """An rclone that, for `rclone WHEN ...`, runs the shell lines `then`; the real one otherwise."""
     path = tmp_path / "rclone"
-    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\nif [ "$1" = {when} ]; then\n{then}\nfi\nexec "$R" "$@"\n')
+    path.write_text(f'#!/bin/bash\nR={rclone_word()}\nif [ "$1" = {when} ]; then\n{then}\nfi\nexec "$R" "$@"\n')
     path.chmod(0o755)
     return str(path)
 
@@ -240,7 +240,7 @@ def test_a_rename_taken_back_on_a_remote_whose_listing_lags(s3, key_file, tmp_pa
     temporary object in the listing, found none, and taking the globals file back
     did nothing: `nothing was stored`, 74, and the globals file left under its name."""
     path = tmp_path / "rclone"
-    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) {LAGGING};;\n'
+    path.write_text(f'#!/bin/bash\nR={rclone_word()}\ncase "$1" in\nlsjson) {LAGGING};;\n'
                     'moveto) case "$3" in *.globals.sql.enc) ;; *) echo "2026/12/05 01:00:00 NOTICE: Failed to '
                     'moveto: connection reset" >&2; exit 1;; esac;;\nesac\nexec "$R" "$@"\n')
     path.chmod(0o755)
@@ -281,7 +281,7 @@ def test_a_copy_that_cannot_be_taken_back_is_named(s3, key_file, tmp_path):
     """The same on a bucket that refuses every delete: the copy stays, and the run's line names it."""
     refused = 'echo "2026/12/05 01:00:00 ERROR : Failed to $1: AccessDenied: access denied" >&2; exit 1'
     path = tmp_path / "rclone"
-    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nmoveto) "$R" copyto "$2" "$3" || exit; '
+    path.write_text(f'#!/bin/bash\nR={rclone_word()}\ncase "$1" in\nmoveto) "$R" copyto "$2" "$3" || exit; '
                     f'{refused};;\ndeletefile) {refused};;\nesac\nexec "$R" "$@"\n')
     path.chmod(0o755)
     env = {**python_env(), **s3.env, "RCLONE": str(path)}
@@ -304,7 +304,7 @@ def _lagging_rclone(tmp_path, moveto):
     """An rclone whose listing does not show new objects yet (LAGGING), `moveto` the shell
     lines its moveto runs."""
     path = tmp_path / "rclone"
-    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) {LAGGING};;\nmoveto) {moveto};;\nesac\n'
+    path.write_text(f'#!/bin/bash\nR={rclone_word()}\ncase "$1" in\nlsjson) {LAGGING};;\nmoveto) {moveto};;\nesac\n'
                     'exec "$R" "$@"\n')
     path.chmod(0o755)
     return str(path)
@@ -366,7 +366,7 @@ def test_a_failed_moveto_of_an_object_not_answered_for_takes_nothing_back(s3, ke
     plain = {**python_env(), **s3.env}
     _uploaded(tmp_path, key_file, plain, where, ".encpipe-tmp.d", b"select 1;\n")
     path = tmp_path / "rclone"
-    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1 $*" in\nlsjson*--stat*/.encpipe-tmp.d) echo null; '
+    path.write_text(f'#!/bin/bash\nR={rclone_word()}\ncase "$1 $*" in\nlsjson*--stat*/.encpipe-tmp.d) echo null; '
                     'exit 0;;\nmoveto*) echo "2026/12/05 01:00:00 NOTICE: Failed to moveto: connection reset" >&2; '
                     'exit 1;;\ndeletefile*/' + final + ') echo "deletefile of the final name" >&2; exit 1;;\nesac\n'
                     'exec "$R" "$@"\n')
@@ -406,7 +406,7 @@ def test_a_failed_moveto_whose_copy_cannot_be_looked_for_says_so(s3, key_file, t
     and the copy named as left in place, why after it."""
     gone = tmp_path / "connection.lost"
     path = tmp_path / "rclone"
-    path.write_text(f'#!/bin/bash\nR={rclone_binary()}\ncase "$1" in\nlsjson) for a; do [ "$a" = --stat ] && '
+    path.write_text(f'#!/bin/bash\nR={rclone_word()}\ncase "$1" in\nlsjson) for a; do [ "$a" = --stat ] && '
                     '{ echo "2026/01/01 00:00:00 NOTICE: Fatal error: unknown flag: --stat" >&2; exit 1; }; done\n'
                     f'  [ -e {gone} ] && {{ echo "lsjson: connection reset" >&2; exit 1; }};;\n'
                     f'moveto) "$R" copyto "$2" "$3" || exit; touch {gone}; echo "2026/12/05 01:00:00 ERROR : Failed '

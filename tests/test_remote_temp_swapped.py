@@ -18,7 +18,7 @@ import json
 import os
 import subprocess
 
-from s3server import rclone_binary
+from s3server import rclone_word
 from test_backup_monitoring import samples
 from test_backup_restore import BACKUP
 from test_rclone_leftovers import a_new_second, fake_env
@@ -42,9 +42,9 @@ for last; do :; done  # the object asked for
 case "$1 $last" in
   "lsjson "*/.encpipe-tmp.*)  # the upload's size check, then the rename's own look at it: before the latter
     echo >> {seen}
-    [ "$(wc -l < {seen})" -eq 2 ] && {{ {rclone_binary()} copyto {old} "$last" || exit 9; }} ;;
+    [ "$(wc -l < {seen})" -eq 2 ] && {{ {rclone_word()} copyto {old} "$last" || exit 9; }} ;;
 esac
-exec {rclone_binary()} "$@"
+exec {rclone_word()} "$@"
 """)
     rclone.chmod(0o755)
     prom = tmp_path / "encpipe.prom"

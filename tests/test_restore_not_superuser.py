@@ -22,6 +22,7 @@ import pytest
 
 from encpipe import pgprops, pgrights
 from encpipe.pgclient import PgError, conninfo
+from spies import python_head
 from test_backup_restore import RESTORE, backup, databases, drop_matching, leftover_databases, run, script_env
 
 DBA = "nsu_dba"  # LOGIN CREATEDB, no superuser
@@ -29,7 +30,7 @@ GRP = "nsu_grp"  # a role granted privileges on the database
 SOURCE, TARGET = "nsu_source", "nsu_target"
 GONE = "nsu_gone"  # a role in the backup's globals file that the server no longer has
 
-LOGGING_PSQL = '''#!{python} -S
+LOGGING_PSQL = '''{head}
 import os, subprocess, sys
 real = {real!r}
 with open({log!r}, "a") as log:
@@ -63,7 +64,7 @@ def _logged(pg, tools, tmp_path):
     bindir = tmp_path / "logging"
     bindir.mkdir()
     log = str(tmp_path / "psql.log")
-    (bindir / "psql").write_text(LOGGING_PSQL.format(python=sys.executable, real=pg.bin("psql"), log=log))
+    (bindir / "psql").write_text(LOGGING_PSQL.format(head=python_head("-S"), real=pg.bin("psql"), log=log))
     os.chmod(bindir / "psql", 0o755)
     env = script_env(pg, tools, PGUSER=DBA)
     env["PATH"] = "%s:%s" % (bindir, env["PATH"])

@@ -22,7 +22,7 @@ from test_restore_swap_outcome import SWAP, TARGET, WAIT, _fresh_target, _scratc
 
 pytestmark = pytest.mark.usefixtures("swap_leftovers_dropped")
 
-STAND_IN = '''#!{python} -S
+STAND_IN = '''{head}
 import os, signal, subprocess, sys
 real = {real!r}
 if "-0" not in sys.argv:  # not a statement of run_sql

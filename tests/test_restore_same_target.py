@@ -9,13 +9,13 @@ copy of its own: every database there was is still there, under a name both said
 import os
 import re
 import subprocess
-import sys
 
+from spies import python_head
 from test_backup_restore import RESTORE, backup, databases, dump, ensure_small, script_env
 
 TARGET = "sametarget_db"
 
-STAND_IN = '''#!{python} -S
+STAND_IN = '''{head}
 import os, subprocess, sys
 real = {real!r}
 if "-0" not in sys.argv and "-f" in sys.argv and not os.path.exists({done!r}):  # A's load
@@ -46,7 +46,7 @@ def test_a_restore_of_the_same_database_meanwhile_loses_nothing(pg, tools, key_f
     folder = tmp_path / "standin"
     folder.mkdir()
     (folder / "psql").write_text(STAND_IN.format(
-        python=sys.executable, real=pg.bin("psql"), done=done, env=env,
+        head=python_head("-S"), real=pg.bin("psql"), done=done, env=env,
         other=[RESTORE, "--no-globals", "--key-file", key_file, path_b, TARGET]))
     (folder / "psql").chmod(0o755)
     try:

@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
+from spies import python_head
 from test_backup_restore import RESTORE, databases, python_env, script_env
 
-STAND_IN = '''#!{python} -S
+STAND_IN = '''{head}
 import subprocess, sys
 real = {real!r}
 data = sys.stdin.buffer.read() if "-0" in sys.argv else None  # a statement of run_sql's, on standard input
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("swap_leftovers_dropped")
 def test_a_scratch_database_another_made_first_is_not_dropped(pg, tools, key_file, tmp_path):
     folder = tmp_path / "standin"
     folder.mkdir()
-    (folder / "psql").write_text(STAND_IN.format(python=sys.executable, real=pg.bin("psql")))
+    (folder / "psql").write_text(STAND_IN.format(head=python_head("-S"), real=pg.bin("psql")))
     (folder / "psql").chmod(0o755)
     sealed = subprocess.run([sys.executable, "-m", "encpipe", "seal", "--key-file", key_file],
                             input=b"CREATE TABLE t (x int);\n", capture_output=True, check=True,

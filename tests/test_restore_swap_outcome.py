@@ -28,19 +28,19 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from procs import members
+from spies import python_head
 from test_backup_restore import RESTORE, backup, databases, drop_matching, dump, ensure_small, script_env
 from test_signal_commits import IDS, SIGNALS
 
 TARGET = "swapout_target"
 WAIT = 60
 
-STAND_IN = '''#!{python} -S
+STAND_IN = '''{head}
 import os, signal, subprocess, sys
 real = {real!r}
 if "-0" not in sys.argv:  # not a statement of run_sql (the lock's session, --version, the dump's psql)
@@ -105,7 +105,7 @@ def _with_stand_in(pg, tools, tmp_path, rules, script=None):
     another module's, in place of this one's (STAND_IN)."""
     folder = tmp_path / "standin"
     folder.mkdir()
-    (folder / "psql").write_text((script or STAND_IN).format(python=sys.executable, real=pg.bin("psql"), rules=rules,
+    (folder / "psql").write_text((script or STAND_IN).format(head=python_head("-S"), real=pg.bin("psql"), rules=rules,
                                                  done=str(tmp_path / "hit")))
     (folder / "psql").chmod(0o755)
     env = script_env(pg, tools)

@@ -9,16 +9,16 @@ wrote: its warnings, which rewrap gave, are still dropped.)"""
 import json
 import os
 import stat
-import sys
 
 import pytest
 
 from cliutil import seal_v1
+from spies import python_head
 from test_rotate import CHUNK, World, rotate, rotate_env
 
 WARNING = "encpipe: warning: a warning of rewrap's\n"
 HINT = "encpipe: hint: what to do about it\n"
-WARNS = f"""#!{sys.executable}
+WARNS = f"""{python_head()}
 # encpipe, but a rewrap of a file named *warn* warns first (its standard input is the file).
 import os, sys
 args = sys.argv[1:]

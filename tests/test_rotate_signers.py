@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from cliutil import ok, run, seal_v1
+from spies import python_head
 from test_rotate import CHUNK, World, lines, rotate, rotate_env
 
 WARNING = b"encpipe-rotate: warning:"
@@ -124,7 +125,7 @@ def test_a_version_1_file_cannot_be_signed_and_is_left_alone(world):
     assert world.temps() == []
 
 
-RESEAL = """#!{python}
+RESEAL = """{head}
 # As `encpipe rewrap`, but by re-sealing (open | seal): a new file, without the old signatures.
 import subprocess, sys
 encpipe = [{python!r}, "-m", "encpipe"]
@@ -152,7 +153,7 @@ def test_the_warning_appears_exactly_when_a_signature_was_dropped(world):
     instead) is caught: a warning and "dropped_signatures" name the lost signer;
     with that signer required, the file is refused and left as it was."""
     wrapper = world.tmp / "reseal"
-    wrapper.write_text(RESEAL.format(python=sys.executable))
+    wrapper.write_text(RESEAL.format(head=python_head(), python=sys.executable))
     wrapper.chmod(0o700)
     world.add("a-signed.enc", "--key-file", world.old_a, "--sign-key", world.sign1)
     world.add("b-unsigned.enc", "--key-file", world.old_a)

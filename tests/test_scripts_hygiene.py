@@ -258,7 +258,9 @@ def test_systemd_units_are_hardened_and_use_a_credential():
 def test_systemd_units_verify(tmp_path):
     assert shutil.which("systemd-analyze"), "systemd-analyze is needed"
     service = (SYSTEMD / "encpipe-backup@.service").read_text()
-    service = re.sub(r"^ExecStart=\S+", "ExecStart=" + BACKUP, service, flags=re.M)
+    # BACKUP as one word of ExecStart=, were the checkout at '/tmp/a b': quoted, \ " and % escaped
+    word = '"%s"' % BACKUP.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    service = re.sub(r"^ExecStart=\S+", lambda _: "ExecStart=" + word, service, flags=re.M)
     (tmp_path / "encpipe-backup@shop.service").write_text(service)
     shutil.copy(SYSTEMD / "encpipe-backup@.timer", tmp_path / "encpipe-backup@shop.timer")
     proc = subprocess.run(["systemd-analyze", "verify", "./encpipe-backup@shop.service", "./encpipe-backup@shop.timer"],

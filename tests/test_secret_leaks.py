@@ -52,7 +52,7 @@ from encpipe.pgrestore import QUIET_ARCHIVE, QUIET_PSQL
 
 from fuzz.craft import clean_env, command, run_in_process
 from s3server import rclone_binary
-from spies import install, write
+from spies import install, python_head, write
 from test_backup_restore import (
     BACKUP,
     RESTORE,
@@ -198,7 +198,7 @@ def test_a_process_that_holds_a_key_dumps_no_core(tmp_path, program):
     assert os.listdir(cwd) == []
 
 
-LISTER = '''#!%(python)s -S
+LISTER = '''%(head)s
 import os
 fds = {}
 for fd in os.listdir("/proc/self/fd"):
@@ -223,7 +223,7 @@ def test_a_key_command_gets_no_descriptor_but_its_standard_ones(tmp_path, option
     os.close(write_end)
     secret = KEY if option == "--key-command" else "a second passphrase"
     lister = tmp_path / "lister"
-    lister.write_text(LISTER % {"python": sys.executable, "seen": str(seen), "secret": secret})
+    lister.write_text(LISTER % {"head": python_head("-S"), "seen": str(seen), "secret": secret})
     lister.chmod(stat.S_IRWXU)
     listing = f"exec {lister}"  # the shell's descriptors, as the command was given them
     try:

@@ -6,11 +6,12 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from spies import python_head
 
 VENV_BASH = Path(__file__).resolve().parent.parent / "scripts" / "lib" / "venv.bash"
 
@@ -54,7 +55,7 @@ def test_ctrl_c_while_the_checkout_compiles_ends_the_set_up(tmp_path):
     (root / ".venv" / "bin").mkdir(parents=True)
     os.mkfifo(fifo)
     stand_in = root / ".venv" / "bin" / "python"
-    stand_in.write_text(f"#!{sys.executable}\n"
+    stand_in.write_text(f"{python_head()}\n"
                         "import sys, time\n"
                         "try:\n"
                         f"    held = open({str(fifo)!r}, 'rb')\n"
@@ -80,7 +81,7 @@ def test_ctrl_c_while_the_venv_is_made_shows_no_traceback(tmp_path):
         (root / name).write_text("")
     os.mkfifo(fifo)
     stand_in = bindir / "python3"
-    stand_in.write_text(f"#!{sys.executable}\n"
+    stand_in.write_text(f"{python_head()}\n"
                         "import os, signal, sys, time\n"
                         "try:\n"
                         f"    held = open({str(fifo)!r}, 'rb')\n"
