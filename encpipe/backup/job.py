@@ -143,7 +143,7 @@ def cmd_commit(args, io):
         try:
             remove_stale_temps(targets[-1])
         except (EncpipeError, OSError) as e:  # the next run tries again
-            io.warn(f"stale temporary objects not looked for: {e}")
+            io.warn(f"stale temporary objects not looked for: {reason(e)}")
     if any(args[o] is not None for o in _POLICY):
         status = _prune_after(args, io, targets, db, line) or status
     line["duration_seconds"] = round(_duration(args), 3)  # the whole run's, its prune's too: the metrics' as well
@@ -183,7 +183,7 @@ def _prune_after(args, io, targets, db, line):
         except Exception as e:  # OSError, rclone's failure; out of memory: the backup is stored all the same
             if not isinstance(e, (EncpipeError, OSError)) and not ran_out(e):
                 raise
-            io.error(f"backup written, but {store.where('')} not pruned: {ran_out(e) or e}")
+            io.error(f"backup written, but {store.where('')} not pruned: {ran_out(e) or reason(e)}")
             status = 1
             continue
         line["pruned"] += [r["filename"] for r in report["removed"]]
