@@ -9,10 +9,8 @@ runs (tests/cliutil.run).
   them a v1 record changed between the passes is copied unchecked.
 - test_a_version_1_file_is_never_sender_authenticated: open_sealed's v1 provenance
   (NOT_SENDER_AUTHENTICATED), which encpipe-verify, prune and check count by.
-- test_rewrap_in_place_keeps_the_group_only_a_set_group_id_directory_gives:
-  owner_not_kept's `inherited` (inplace.py): a directory of the file's group that
-  is not set-group-ID gives a new file the caller's group, so not run as root that
-  file is left alone (73), not half rewrapped (74).
+- (owner_not_kept's `inherited`, a directory of the file's group that is not set-group-ID:
+  tests/test_mutants_stream.py's in-place refusal, its second case)
 - test_rewrap_in_place_keeps_a_file_of_a_supplementary_group: owner_not_kept's
   os.getgroups(): a file in one of the caller's other groups is rewrapped, its group
   kept, not refused (73).
@@ -92,24 +90,6 @@ def test_a_version_1_file_is_never_sender_authenticated():
     assert info.provenance.sender_authenticated is False
     info = envelope.unseal(io.BytesIO(data), io.BytesIO(), [K], verify_first=True)
     assert info.provenance.sender_authenticated is False
-
-
-def test_rewrap_in_place_keeps_the_group_only_a_set_group_id_directory_gives(tmp_path, as_operator):
-    from notroot import OPERATOR, READERS
-
-    directory = tmp_path / "d"
-    directory.mkdir(mode=0o755)
-    os.chown(directory, OPERATOR, READERS)  # the file's group, but not set-group-ID: a new file is OPERATOR's group
-    os.chmod(directory, 0o755)
-    path = directory / "f.enc"
-    path.write_bytes(sealed(b"data"))
-    os.chown(path, OPERATOR, READERS)
-    before = path.read_bytes()
-    other = secret_file(tmp_path, "other.key", "5e" * 32)
-    result = run(["rewrap", "--in-place", str(path), "--add-key-file", other], env=key_env())
-    assert (result.code, result.stdout) == (73, b""), result.stderr
-    assert ", which the user running rewrap is not in: rewrapped, it would lose that group" in result.stderr
-    assert path.read_bytes() == before and os.listdir(directory) == ["f.enc"]
 
 
 def test_rewrap_in_place_keeps_a_file_of_a_supplementary_group(tmp_path, as_operator, monkeypatch):

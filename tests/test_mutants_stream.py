@@ -236,13 +236,22 @@ def test_an_eta_is_rounded_to_the_nearest_second(seconds, shown):
     assert clock_time(seconds) == shown
 
 
-def test_rewrap_in_place_not_as_root_leaves_a_file_of_a_group_it_cannot_keep(tmp_path, as_operator):
+@pytest.mark.parametrize("groups_directory", [False, True])
+def test_rewrap_in_place_not_as_root_leaves_a_file_of_a_group_it_cannot_keep(tmp_path, as_operator, groups_directory):
     """Pins rewrap_keeps' refusal: not run as root, `rewrap --in-place` of a file in a group the
-    caller is not in is 73, one line, FILE left as it was (its new version would lose that group)."""
+    caller is not in is 73, one line, FILE left as it was (its new version would lose that group).
+    Also in a directory of that group that is not set-group-ID: a new file there takes the
+    caller's group, not the directory's (inplace.owner_not_kept's `inherited`)."""
     from cliutil import secret_file
     from notroot import OPERATOR, READERS
 
-    path = tmp_path / "f.enc"
+    directory = tmp_path
+    if groups_directory:
+        directory = tmp_path / "d"
+        directory.mkdir()
+        os.chown(directory, OPERATOR, READERS)
+        os.chmod(directory, 0o755)
+    path = directory / "f.enc"
     path.write_bytes(sealed(b"data"))
     os.chown(path, OPERATOR, READERS)
     before = path.read_bytes()
@@ -251,7 +260,9 @@ def test_rewrap_in_place_not_as_root_leaves_a_file_of_a_group_it_cannot_keep(tmp
     assert (result.code, result.stdout) == (73, b""), result.stderr
     assert result.stderr.startswith(f"encpipe: error: {path}: in group "), result.stderr
     assert ", which the user running rewrap is not in: rewrapped, it would lose that group" in result.stderr
-    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["f.enc", "other.key"]
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == (["d", "other.key"] if groups_directory else ["f.enc", "other.key"])
+    assert os.listdir(directory) == ["f.enc"] or not groups_directory
 
 
 def test_a_chunk_size_that_is_no_power_of_two_is_a_usage_error():
