@@ -23,7 +23,9 @@ import time
 
 import pytest
 
+import test_mutants_backup_command_line
 from fuzz.craft import clean_env, command
+from test_backup_restore import BACKUP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "3e" * 32
@@ -368,3 +370,26 @@ def test_rotate_signalled_as_its_inspect_child_starts_stops_it(tmp_path, keys, s
         assert (done.returncode, done.stdout, done.stderr) == (-sig, b"", b"")
         time.sleep(0.5)  # a process killed is reaped by init
         assert marked(mark) == []
+
+
+# --- encpipe-backup -----------------------------------------------------------------------
+
+stand_ins = test_mutants_backup_command_line.stand_ins  # the fixture: a pg_dump, zstd and gzip of the test's
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=IDS)
+def test_backup_signalled_just_after_its_rename_is_stored_said_and_0(stand_ins, sig):
+    """The dump renamed into place in DIR, then the signal: the backup is stored, so the run
+    reads it back, prints its line and exits 0 (job.cmd_commit's hold_for_good). A mutant
+    without it (the signal held only until the renames were done) died of the signal with
+    the backup stored and no line: whoever ran it took the night's backup for missing."""
+    env, tmp_path = stand_ins
+    condition = "len(args) > 1 and args[1].startswith('shop_') and args[1].endswith('.enc')"
+    env = signalled_env(tmp_path, "rename", condition, sig, env)
+    done = run([BACKUP, "--dir", str(tmp_path / "b"), "--no-globals", "shop"], env)
+    assert signalled(tmp_path)
+    said = done.stderr.decode().splitlines()  # no server here: the marker's warning only
+    assert done.returncode == 0 and [s for s in said if "the location's .encpipe-cluster not checked" not in s] == []
+    line = json.loads(done.stdout)
+    assert line["filename"] in os.listdir(tmp_path / "b") and line["bytes"] > 0
+    assert not [name for name in os.listdir(tmp_path / "b") if name.startswith(".encpipe-tmp")]
