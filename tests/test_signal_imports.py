@@ -91,9 +91,12 @@ def test_a_raising_handler_waits_until_the_import_is_done(tmp_path, signum):
     done = _run(tmp_path, code)
     lines = done.stdout.decode().splitlines()
     assert (done.returncode, done.stderr) == (0, b"")
-    assert lines[0] == "probe_mod ran" and lines[-2:] == ["stopped; probe_mod loaded: True",
-                                                          "other thread imported True"], lines
-    assert lines[1:-2] in ([], ["imported 1"]), lines
+    assert lines[0] == "probe_mod ran" and lines[-1] == "other thread imported True", lines
+    # handled once the import is done: before import_probe's print, after it, or within it (Stop raised
+    # between its pieces: the line then begins with what it wrote; a loaded machine's retry came there)
+    said, between = "stopped; probe_mod loaded: True", "\n".join(lines[1:-1])
+    assert between.endswith(said) and between[:-len(said)] in ("", "imported", "imported ", "imported 1",
+                                                                "imported 1\n"), lines
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
