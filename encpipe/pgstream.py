@@ -19,13 +19,13 @@ import threading
 from . import childerr, sigthreads
 from .backup.label import HEAD_BYTES, after_line, found, mismatch
 from .backup.names import CLUSTER_DUMP
-from .backup.rclonepipe import input_of, took_all
 from .errors import InvalidStream
 from .childenv import child_env
 from .compat import set_pipe_size
 from .pgcli import Failure
 from .pgsaid import ClientSaid
 from .pgclient import client_env, psql_args, psql_can_restrict, psql_version, restrict_key
+from .pipewatch import input_of, took_all
 from .proctree import kill_running
 
 BLOCK = 1 << 20

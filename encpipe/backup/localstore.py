@@ -9,7 +9,7 @@ import stat
 
 from .. import dirlock, safefile, writers
 from ..bounded import AsListed
-from ..errors import Changed, IOFailure, UnsafeDirectory, unreadable
+from ..errors import Changed, IOFailure, UnsafeDirectory, reason, unreadable
 from ..stdio import open_if_regular
 from ..textform import shown_name
 from .records import Item
@@ -282,7 +282,7 @@ class _LocalWriter:
         try:
             self._write(block)
         except OSError as e:
-            raise IOFailure(f"cannot store {self.where}: {e.strerror or e}") from None
+            raise IOFailure(f"cannot store {self.where}: {reason(e)}") from None
 
     def _write(self, block):
         self.dst.write(block)
